@@ -1,0 +1,42 @@
+"""The one place that knows whether Tembo's collar code runs on MicroPython or CPython.
+
+Every other collar module imports `const`, `native`, `ticks_ms`, `ticks_diff` from here.
+"""
+try:
+    from micropython import const  # noqa: F401
+    import micropython as _mp
+
+    MICROPYTHON = True
+except ImportError:
+    MICROPYTHON = False
+
+    def const(value):
+        """CPython stand-in for micropython.const: returns value."""
+        return value
+
+
+def native(fn):
+    """Use the native emitter where the port has one; plain bytecode elsewhere (wasm, CPython)."""
+    if MICROPYTHON:
+        try:
+            return _mp.native(fn)
+        except Exception:
+            return fn
+    return fn
+
+
+try:
+    from time import ticks_diff, ticks_ms  # noqa: F401
+except ImportError:
+    import time as _time
+
+    def ticks_ms():
+        """Milliseconds from an arbitrary point, wrapping like MicroPython's."""
+        return int(_time.monotonic() * 1000) & 0x3FFFFFFF
+
+    def ticks_diff(a, b):
+        """a - b in ms, correct across one wrap."""
+        d = (a - b) & 0x3FFFFFFF
+        if d & 0x20000000:
+            d -= 0x40000000
+        return d

@@ -1,0 +1,93 @@
+"""Tembo's hardware abstraction layer: the small classes a real board and the simulator both implement.
+
+A collar is built from one `Hal` bundle. Each interface raises OSError when the hardware does not
+answer; the main loop counts such errors and goes on.
+"""
+
+
+class Clock:
+    """Wall clock of the collar (GNSS-disciplined on a real board)."""
+
+    def now_s(self):
+        """Return Unix seconds UTC (int)."""
+        raise NotImplementedError
+
+    def sleep_until(self, t_s):
+        """Sleep (lowest power) until Unix second t_s."""
+        raise NotImplementedError
+
+    def reset_cause(self):
+        """Return why the MCU last started: 'power_on', 'watchdog', 'brownout', 'software', 'pin'."""
+        return "power_on"
+
+
+class IMU:
+    """FIFO accelerometer (LIS2DW12 on the reference collar)."""
+
+    def configure(self, rate_hz, range_g):
+        """Set output data rate (Hz) and full scale (2, 4, 8, 16 g)."""
+        raise NotImplementedError
+
+    def read_fifo(self, buf):
+        """Fill array('h') buf with interleaved x, y, z in milli-g; return samples (triples) written."""
+        raise NotImplementedError
+
+
+class GNSS:
+    """GNSS receiver (u-blox M8 on the reference collar)."""
+
+    def acquire(self, timeout_s):
+        """Power up, try for a fix; return (lat_deg, lon_deg, hdop, ttff_s) or None on timeout."""
+        raise NotImplementedError
+
+
+class Radio:
+    """LoRaWAN modem (Semtech LR1110 on the reference collar)."""
+
+    def send(self, port, payload, confirmed):
+        """Send payload on port; return True when sent (and acknowledged if confirmed)."""
+        raise NotImplementedError
+
+    def receive(self):
+        """Return (port, payload) of a downlink heard after the last send, or None."""
+        return None
+
+    def data_rate(self):
+        """Return (spreading_factor, bandwidth_khz) in use."""
+        return (7, 125)
+
+
+class Power:
+    """Battery and temperature sensing."""
+
+    def battery_mv(self):
+        """Return battery voltage in mV."""
+        raise NotImplementedError
+
+    def temperature_dc(self):
+        """Return collar temperature in deci-degrees C."""
+        raise NotImplementedError
+
+
+class Storage:
+    """Flash records that survive reboot and power loss."""
+
+    def read(self, key):
+        """Return the bytes stored under key, or None."""
+        raise NotImplementedError
+
+    def write(self, key, data):
+        """Store data under key (replace)."""
+        raise NotImplementedError
+
+
+class Hal:
+    """The bundle a Collar is built from."""
+
+    def __init__(self, clock, imu, gnss, radio, power, storage):
+        self.clock = clock
+        self.imu = imu
+        self.gnss = gnss
+        self.radio = radio
+        self.power = power
+        self.storage = storage
