@@ -1,0 +1,454 @@
+"""THE wire format of Tembo: one declarative table of every uplink and downlink message.
+
+The collar encodes with this table, the bridge decodes with it, and the JavaScript payload
+formatter for The Things Stack / ChirpStack is generated from it (lora_bridge/formatter.py).
+Runs unchanged on MicroPython and CPython. Spec in prose: docs/wire-format.md.
+
+A message is (name, port, tag, direction, fields). When tag is not None the first byte of the
+payload is the tag: the message version on uplink ports, the command id on port 32.
+
+A field is (name, kind, arg):
+  u8 u16 u24 u32 i8 i16 i24 i32  little-endian integer; arg = scale (value = raw / scale) or None
+  lat lon                        int24; lat = raw * 90 / 2**23, lon = raw * 180 / 2**23 (degrees)
+  enum                           u8 index into the tuple arg; unknown index decodes to "unknown_<n>"
+  ver                            u24 semantic version "major.minor.patch"
+  bits                           arg = ((name, width, enum_or_None), ...) packed MSB first, whole bytes
+  list                           arg = (max_items, fields): fixed-size items until the end of payload
+Port 3 (settings) is TLV: (id u8, length u8, little-endian value) per SETTINGS.
+"""
+
+# Enumerations shared by the collar, the bridge and the formatter. Append only: indices are on the wire.
+BEHAVIOURS = ("rest", "forage", "walk", "run")
+ALERT_TYPES = (
+    "test",
+    "mortality",
+    "immobility",
+    "poaching_risk",
+    "geofence_farmland",
+    "geofence_exit",
+    "collar_drop",
+    "tamper",
+    "low_battery",
+    "battery_critical",
+    "unexpected_reboot",
+)
+RESET_CAUSES = ("power_on", "watchdog", "brownout", "software", "pin", "lockup", "unknown")
+ACK_RESULTS = (
+    "ok",
+    "unknown_command",
+    "malformed",
+    "out_of_range",
+    "unknown_setting",
+    "busy",
+    "refused",
+)
+STATUS_FLAGS = (
+    ("tracking", 1, None),
+    ("in_farmland", 1, None),
+    ("outside_park", 1, None),
+    ("battery_low", 1, None),
+    ("model_fallback", 1, None),
+    ("clock_unsynced", 1, None),
+    ("queue_full", 1, None),
+    ("spare", 1, None),
+)
+
+MAX_UPLINK_BYTES = 51  # EU868 DR0-DR2 application payload
+MAX_ALERT_BYTES = 11  # US915 DR0
+
+SETTINGS_PORT = 3
+
+# Settings carried as TLV on port 3: (id, name, kind, minimum, maximum, unit).
+SETTINGS = (
+    (1, "gnss_interval_s", "u32", 60, 86400, "s"),
+    (2, "summary_interval_s", "u16", 300, 21600, "s"),
+    (3, "status_interval_s", "u32", 900, 86400, "s"),
+    (4, "accel_rate_hz", "u8", 10, 100, "Hz"),
+    (5, "accel_range_g", "u8", 2, 16, "g"),
+    (6, "window_s", "u8", 2, 60, "s"),
+    (7, "window_every_s", "u16", 10, 3600, "s"),
+    (8, "immobility_h", "u8", 1, 48, "h"),
+    (9, "tracking_minutes", "u16", 0, 1440, "min"),
+    (10, "fair_use_airtime_s", "u16", 1, 600, "s"),
+    (11, "low_battery_mv", "u16", 2500, 4200, "mV"),
+    (12, "critical_battery_mv", "u16", 2500, 4200, "mV"),
+    (13, "alert_repeat_min", "u16", 5, 1440, "min"),
+    (14, "confirmed_alerts", "u8", 0, 1, ""),
+)
+
+_ALERT_HEAD = ("alert", "bits", (("alert_type", 5, ALERT_TYPES), ("seq", 3, None)))
+
+MESSAGES = (
+    ("status", 1, 1, "up", (
+        ("time_s", "u32", None),
+        ("lat", "lat", None),
+        ("lon", "lon", None),
+        ("fix_age_s", "u16", None),
+        ("battery_mv", "u16", None),
+        ("temperature_c", "i16", 10),
+        ("fw_version", "ver", None),
+        ("model_version", "u16", None),
+        ("uptime_h", "u16", None),
+        ("reset_cause", "enum", RESET_CAUSES),
+        ("behaviour", "enum", BEHAVIOURS),
+        ("flags", "bits", STATUS_FLAGS),
+        ("queue_depth", "u8", None),
+        ("errors", "u8", None),
+    )),
+    ("activity", 2, 1, "up", (
+        ("time_s", "u32", None),
+        ("interval_min", "u8", None),
+        ("model_version", "u16", None),
+        ("vedba_mean_mg", "u16", None),
+        ("vedba_max_mg", "u16", None),
+        ("shares", "list", (16, (("share", "u8", 2),))),
+    )),
+    ("positions", 4, 1, "up", (
+        ("time_s", "u32", None),
+        ("fixes", "list", (5, (("dt_s", "u16", None), ("lat", "lat", None), ("lon", "lon", None)))),
+    )),
+    ("settings", 3, None, "both", ()),  # TLV records, see SETTINGS
+    ("alert", 10, None, "up", (
+        _ALERT_HEAD,
+        ("time_s", "u32", None),
+        ("lat", "lat", None),
+        ("lon", "lon", None),
+    )),
+    ("ack", 31, None, "up", (
+        ("time_s", "u32", None),
+        ("port", "u8", None),
+        ("cmd", "u8", None),
+        ("result", "enum", ACK_RESULTS),
+    )),
+    ("ack_alert", 32, 1, "down", (_ALERT_HEAD,)),
+    ("request_status", 32, 2, "down", ()),
+    ("reboot", 32, 3, "down", ()),
+    ("tracking", 32, 4, "down", (("minutes", "u16", None),)),
+    ("clear_fences", 32, 5, "down", ()),
+)
+
+_SIZES = {"u8": 1, "u16": 2, "u24": 3, "u32": 4, "i8": 1, "i16": 2, "i24": 3, "i32": 4,
+          "lat": 3, "lon": 3, "enum": 1, "ver": 3}
+_SIGNED = {"i8": 1, "i16": 1, "i24": 1, "i32": 1, "lat": 1, "lon": 1}
+_LAT_SCALE = 8388608 / 90  # raw per degree
+_LON_SCALE = 8388608 / 180
+
+
+class CodecError(ValueError):
+    """A payload or a value that the Tembo wire format cannot carry; the message says why."""
+
+
+def _index():
+    by_name = {}
+    by_port = {}
+    for m in MESSAGES:
+        by_name[m[0]] = m
+        by_port.setdefault(m[1], {})[m[2]] = m
+    return by_name, by_port
+
+
+_BY_NAME, _BY_PORT = _index()
+_SETTING_BY_ID = {s[0]: s for s in SETTINGS}
+_SETTING_BY_NAME = {s[1]: s for s in SETTINGS}
+
+
+def message(name):
+    """Return the table row of message name, or raise CodecError."""
+    m = _BY_NAME.get(name)
+    if m is None:
+        raise CodecError("unknown message " + str(name))
+    return m
+
+
+def field_size(field):
+    """Return the bytes one field takes (a list field: its item size)."""
+    kind = field[1]
+    if kind == "bits":
+        return sum(b[1] for b in field[2]) // 8
+    if kind == "list":
+        return sum(field_size(f) for f in field[2][1])
+    return _SIZES[kind]
+
+
+def max_size(name):
+    """Return the largest payload message name can produce, in bytes."""
+    m = message(name)
+    if m[1] == SETTINGS_PORT:
+        return sum(2 + _SIZES[s[2]] for s in SETTINGS)
+    n = 0 if m[2] is None else 1
+    for f in m[4]:
+        n += field_size(f) * (f[2][0] if f[1] == "list" else 1)
+    return n
+
+
+# ---- integers on the wire -------------------------------------------------------------
+
+def _put_int(buf, size, signed, raw, name):
+    lo = -(1 << (8 * size - 1)) if signed else 0
+    hi = (1 << (8 * size - 1)) - 1 if signed else (1 << (8 * size)) - 1
+    if raw < lo or raw > hi:
+        raise CodecError("%s=%d out of range %d..%d" % (name, raw, lo, hi))
+    if raw < 0:
+        raw += 1 << (8 * size)
+    for _ in range(size):
+        buf.append(raw & 0xFF)
+        raw >>= 8
+
+
+def _get_int(data, pos, size, signed):
+    raw = 0
+    for i in range(size - 1, -1, -1):
+        raw = (raw << 8) | data[pos + i]
+    if signed and raw >= 1 << (8 * size - 1):
+        raw -= 1 << (8 * size)
+    return raw
+
+
+def _round(x):
+    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
+
+
+def _enum_raw(names, value, name):
+    if isinstance(value, str):
+        for i in range(len(names)):
+            if names[i] == value:
+                return i
+        raise CodecError("%s: unknown value %s" % (name, value))
+    return int(value)
+
+
+def _enum_name(names, raw):
+    return names[raw] if raw < len(names) else "unknown_%d" % raw
+
+
+def _ver_raw(value, name):
+    if isinstance(value, str):
+        parts = value.split(".")
+        if len(parts) != 3:
+            raise CodecError("%s: version must be major.minor.patch, got %s" % (name, value))
+        raw = 0
+        for p in parts:
+            v = int(p)
+            if v < 0 or v > 255:
+                raise CodecError("%s: version part %d out of 0..255" % (name, v))
+            raw = (raw << 8) | v
+        return raw
+    return int(value)
+
+
+# ---- fields ---------------------------------------------------------------------------
+
+def _encode_field(buf, field, values):
+    name, kind, arg = field
+    if kind == "bits":
+        acc = 0
+        width = 0
+        for bname, bits, names in arg:
+            v = values.get(bname, 0)
+            raw = _enum_raw(names, v, bname) if names else int(v)
+            if raw < 0 or raw >= 1 << bits:
+                raise CodecError("%s=%d does not fit %d bits" % (bname, raw, bits))
+            acc = (acc << bits) | raw
+            width += bits
+        for i in range(width // 8 - 1, -1, -1):
+            buf.append((acc >> (8 * i)) & 0xFF)
+        return
+    if kind == "list":
+        items = values.get(name, ())
+        if len(items) > arg[0]:
+            raise CodecError("%s: %d items, at most %d" % (name, len(items), arg[0]))
+        subfields = arg[1]
+        for item in items:
+            if len(subfields) == 1 and not isinstance(item, dict):
+                item = {subfields[0][0]: item}
+            for f in subfields:
+                _encode_field(buf, f, item)
+        return
+    if name not in values:
+        raise CodecError("missing field " + name)
+    v = values[name]
+    if kind == "enum":
+        raw = _enum_raw(arg, v, name)
+        kind = "u8"
+    elif kind == "ver":
+        raw = _ver_raw(v, name)
+        kind = "u24"
+    elif kind == "lat" or kind == "lon":
+        x = float(v)
+        if kind == "lat" and (x < -90 or x > 90) or kind == "lon" and (x < -180 or x > 180):
+            raise CodecError("%s=%s is not a coordinate" % (name, v))
+        raw = _round(x * (_LAT_SCALE if kind == "lat" else _LON_SCALE))
+        if raw > 8388607:
+            raw = 8388607
+        if raw < -8388608:
+            raw = -8388608
+    elif arg:
+        raw = _round(float(v) * arg)
+    else:
+        raw = int(v)
+    _put_int(buf, _SIZES[kind], kind in _SIGNED, raw, name)
+
+
+def _decode_field(data, pos, field, out):
+    name, kind, arg = field
+    if kind == "bits":
+        size = field_size(field)
+        acc = 0
+        for i in range(size):
+            acc = (acc << 8) | data[pos + i]
+        shift = size * 8
+        for bname, bits, names in arg:
+            shift -= bits
+            raw = (acc >> shift) & ((1 << bits) - 1)
+            out[bname] = _enum_name(names, raw) if names else raw
+        return pos + size
+    if kind == "list":
+        max_items, subfields = arg
+        size = field_size(field)
+        rest = len(data) - pos
+        if rest % size:
+            raise CodecError("%s: %d trailing bytes are not whole items of %d" % (name, rest, size))
+        if rest // size > max_items:
+            raise CodecError("%s: %d items, at most %d" % (name, rest // size, max_items))
+        items = []
+        while pos < len(data):
+            item = {}
+            for f in subfields:
+                pos = _decode_field(data, pos, f, item)
+            items.append(item[subfields[0][0]] if len(subfields) == 1 else item)
+        out[name] = items
+        return pos
+    size = _SIZES[kind]
+    raw = _get_int(data, pos, size, kind in _SIGNED)
+    if kind == "enum":
+        value = _enum_name(arg, raw)
+    elif kind == "ver":
+        value = "%d.%d.%d" % ((raw >> 16) & 0xFF, (raw >> 8) & 0xFF, raw & 0xFF)
+    elif kind == "lat":
+        value = raw * 90 / 8388608
+    elif kind == "lon":
+        value = raw * 180 / 8388608
+    elif arg:
+        value = raw / arg
+    else:
+        value = raw
+    out[name] = value
+    return pos + size
+
+
+def _fixed_size(fields):
+    n = 0
+    for f in fields:
+        if f[1] != "list":
+            n += field_size(f)
+    return n
+
+
+# ---- settings TLV (port 3) ------------------------------------------------------------
+
+def setting(key):
+    """Return the SETTINGS row for an id or a name, or raise CodecError."""
+    row = _SETTING_BY_ID.get(key) if isinstance(key, int) else _SETTING_BY_NAME.get(key)
+    if row is None:
+        raise CodecError("unknown setting " + str(key))
+    return row
+
+
+def encode_settings(values):
+    """Encode {name: value} as TLV records in id order; values range-checked."""
+    buf = bytearray()
+    for sid, name, kind, lo, hi, _unit in SETTINGS:
+        if name in values:
+            v = int(values[name])
+            if v < lo or v > hi:
+                raise CodecError("%s=%d out of range %d..%d" % (name, v, lo, hi))
+            buf.append(sid)
+            buf.append(_SIZES[kind])
+            _put_int(buf, _SIZES[kind], kind in _SIGNED, v, name)
+    for name in values:
+        if name not in _SETTING_BY_NAME:
+            raise CodecError("unknown setting " + str(name))
+    return bytes(buf)
+
+
+def decode_settings(data):
+    """Decode TLV records into {name: value}; unknown ids, bad lengths and out-of-range values raise."""
+    out = {}
+    pos = 0
+    n = len(data)
+    while pos < n:
+        if pos + 2 > n:
+            raise CodecError("settings: truncated record header at byte %d" % pos)
+        sid = data[pos]
+        length = data[pos + 1]
+        pos += 2
+        row = _SETTING_BY_ID.get(sid)
+        if row is None:
+            raise CodecError("settings: unknown setting id %d" % sid)
+        size = _SIZES[row[2]]
+        if length != size:
+            raise CodecError("settings: %s needs %d bytes, got %d" % (row[1], size, length))
+        if pos + length > n:
+            raise CodecError("settings: %s truncated" % row[1])
+        v = _get_int(data, pos, size, row[2] in _SIGNED)
+        if v < row[3] or v > row[4]:
+            raise CodecError("settings: %s=%d out of range %d..%d" % (row[1], v, row[3], row[4]))
+        out[row[1]] = v
+        pos += length
+    return out
+
+
+# ---- messages -------------------------------------------------------------------------
+
+def encode(name, values):
+    """Encode message name from a dict of field values; return the payload bytes (port: port_of)."""
+    m = message(name)
+    if m[1] == SETTINGS_PORT:
+        return encode_settings(values)
+    buf = bytearray()
+    if m[2] is not None:
+        buf.append(m[2])
+    for f in m[4]:
+        _encode_field(buf, f, values)
+    return bytes(buf)
+
+
+def port_of(name):
+    """Return the LoRaWAN FPort of message name."""
+    return message(name)[1]
+
+
+def decode(port, payload):
+    """Decode a payload heard on port; return {"message", "port", fields...} or raise CodecError."""
+    if port == SETTINGS_PORT:
+        out = decode_settings(payload)
+        out["message"] = "settings"
+        out["port"] = port
+        return out
+    variants = _BY_PORT.get(port)
+    if variants is None:
+        raise CodecError("unknown port %d" % port)
+    pos = 0
+    if None in variants:
+        m = variants[None]
+    else:
+        if len(payload) < 1:
+            raise CodecError("empty payload on port %d" % port)
+        m = variants.get(payload[0])
+        if m is None:
+            raise CodecError("port %d: unknown version or command %d" % (port, payload[0]))
+        pos = 1
+    fields = m[4]
+    need = pos + _fixed_size(fields)
+    has_list = len(fields) and fields[-1][1] == "list"
+    if len(payload) < need or (not has_list and len(payload) != need):
+        raise CodecError("%s: %d bytes, expected %s%d" % (m[0], len(payload), "at least " if has_list else "", need))
+    out = {"message": m[0], "port": port}
+    for f in fields:
+        pos = _decode_field(payload, pos, f, out)
+    return out
+
+
+def setting_schema():
+    """Return SETTINGS as a tuple of dicts (for documentation and the formatter)."""
+    return tuple({"id": s[0], "name": s[1], "kind": s[2], "min": s[3], "max": s[4], "unit": s[5]} for s in SETTINGS)
