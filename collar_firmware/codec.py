@@ -116,7 +116,7 @@ MESSAGES = (
     )),
     ("ack", 31, None, "up", (
         ("time_s", "u32", None),
-        ("port", "u8", None),
+        ("on_port", "u8", None),
         ("cmd", "u8", None),
         ("result", "enum", ACK_RESULTS),
     )),
@@ -366,7 +366,7 @@ def encode_settings(values):
             buf.append(_SIZES[kind])
             _put_int(buf, _SIZES[kind], kind in _SIGNED, v, name)
     for name in values:
-        if name not in _SETTING_BY_NAME:
+        if name not in _SETTING_BY_NAME and name != "message" and name != "port":
             raise CodecError("unknown setting " + str(name))
     return bytes(buf)
 

@@ -1,0 +1,126 @@
+"""The one wire format: what the collar sends is what the bridge reads, within LoRaWAN's limits."""
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collar_firmware import codec
+
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "codec_vectors.json").read_text())
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["description"])
+def test_bridge_decodes_every_golden_vector(vector):
+    assert codec.decode(vector["port"], bytes.fromhex(vector["hex"])) == vector["expected"]
+
+
+@pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: v["description"])
+def test_collar_encodes_every_golden_vector_byte_for_byte(vector):
+    assert codec.encode(vector["message"], vector["expected"]).hex() == vector["hex"]
+
+
+@pytest.mark.parametrize("case", VECTORS["errors"], ids=lambda c: c["description"])
+def test_malformed_payloads_are_refused_with_a_reason(case):
+    with pytest.raises(codec.CodecError) as err:
+        codec.decode(case["port"], bytes.fromhex(case["hex"]))
+    assert str(err.value)
+
+
+@pytest.mark.parametrize("message", [m for m in codec.MESSAGES if m[3] != "down"], ids=lambda m: m[0])
+def test_every_uplink_fits_eu868_dr0(message):
+    assert codec.max_size(message[0]) <= codec.MAX_UPLINK_BYTES or message[0] == "settings"
+
+
+def test_settings_reports_are_split_to_fit_but_every_single_record_fits():
+    assert all(2 + codec.field_size(("v", s[2], None)) <= codec.MAX_UPLINK_BYTES for s in codec.SETTINGS)
+
+
+def test_alerts_fit_us915_dr0():
+    assert codec.max_size("alert") <= codec.MAX_ALERT_BYTES
+
+
+def test_every_message_name_and_port_tag_is_unique():
+    names = [m[0] for m in codec.MESSAGES]
+    keys = [(m[1], m[2]) for m in codec.MESSAGES]
+    assert len(set(names)) == len(names)
+    assert len(set(keys)) == len(keys)
+
+
+def test_out_of_range_values_are_refused_not_wrapped():
+    with pytest.raises(codec.CodecError, match="battery_mv"):
+        codec.encode("status", {**VECTORS["vectors"][0]["expected"], "battery_mv": 70000})
+    with pytest.raises(codec.CodecError, match="gnss_interval_s"):
+        codec.encode("settings", {"gnss_interval_s": 5})
+    with pytest.raises(codec.CodecError, match="not a coordinate"):
+        codec.encode("alert", {"alert_type": "mortality", "seq": 0, "time_s": 0, "lat": 91, "lon": 0})
+
+
+def test_unknown_enum_index_decodes_to_a_named_unknown_rather_than_failing():
+    alert = bytearray(codec.encode("alert", {"alert_type": "mortality", "seq": 1, "time_s": 5, "lat": 0, "lon": 0}))
+    alert[0] = (31 << 3) | 1
+    assert codec.decode(10, bytes(alert))["alert_type"] == "unknown_31"
+
+
+lat = st.floats(min_value=-90, max_value=90, allow_nan=False)
+lon = st.floats(min_value=-180, max_value=180, allow_nan=False)
+u8, u16, u32 = (st.integers(0, 2**k - 1) for k in (8, 16, 32))
+
+
+def _strategy(field):
+    name, kind, arg = field
+    if kind == "bits":
+        return st.fixed_dictionaries({b[0]: (st.sampled_from(b[2]) if b[2] else st.integers(0, 2 ** b[1] - 1))
+                                      for b in arg})
+    if kind == "list":
+        sub = arg[1]
+        item = _strategy(sub[0]).map(lambda d: d[sub[0][0]]) if len(sub) == 1 else \
+            st.fixed_dictionaries({}).flatmap(lambda _: st.tuples(*[_strategy(f) for f in sub]).map(
+                lambda parts: {k: v for p in parts for k, v in p.items()}))
+        return st.lists(item, max_size=arg[0]).map(lambda items: {name: items})
+    base = {"u8": u8, "u16": u16, "u32": u32, "i16": st.integers(-2**15, 2**15 - 1), "lat": lat, "lon": lon,
+            "enum": st.sampled_from(arg) if kind == "enum" else None,
+            "ver": st.tuples(u8, u8, u8).map(lambda t: ".".join(map(str, t)))}[kind]
+    if arg and kind not in ("enum",):
+        base = st.integers(0, 255 if kind == "u8" else 2**15 - 1).map(lambda raw: raw / arg)
+    return base.map(lambda v: {name: v})
+
+
+def _message_values(message):
+    parts = [_strategy(f) for f in message[4]]
+    return st.tuples(*parts).map(lambda ps: {k: v for p in ps for k, v in p.items()})
+
+
+@pytest.mark.parametrize("message", [m for m in codec.MESSAGES if m[1] != codec.SETTINGS_PORT], ids=lambda m: m[0])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_round_trip_of_every_message(message, data):
+    values = data.draw(_message_values(message))
+    payload = codec.encode(message[0], values)
+    assert len(payload) <= codec.max_size(message[0])
+    decoded = codec.decode(message[1], payload)
+    assert codec.encode(message[0], decoded) == payload
+    for key, value in values.items():
+        if isinstance(value, float) and key in ("lat", "lon"):
+            assert abs(decoded[key] - value) <= 180 / 2**23
+        elif isinstance(value, dict):
+            assert all(decoded[k] == v for k, v in value.items())
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.fixed_dictionaries({}, optional={s[1]: st.integers(s[3], s[4]) for s in codec.SETTINGS}))
+def test_settings_round_trip(values):
+    decoded = codec.decode(3, codec.encode("settings", values))
+    assert {k: v for k, v in decoded.items() if k not in ("message", "port")} == values
+
+
+@settings(max_examples=500, deadline=None)
+@given(port=st.sampled_from(sorted({m[1] for m in codec.MESSAGES}) + [0, 99, 255]), payload=st.binary(max_size=60))
+def test_arbitrary_bytes_decode_or_fail_cleanly(port, payload):
+    try:
+        out = codec.decode(port, payload)
+    except codec.CodecError:
+        return
+    assert out["port"] == port
