@@ -1,0 +1,39 @@
+# Tembo: two commands for a new user.
+#   make demo   simulated herd -> bridge (SQLite) -> ranger dashboard on http://127.0.0.1:8501
+#   make test   everything the tests need, then the whole suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tembo-installed
+
+.PHONY: setup system-deps test lint demo demo-headless formatter clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+system-deps:
+	bash scripts/system-deps.sh
+
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup system-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+demo: setup
+	$(BIN)/tembo demo
+
+demo-headless: setup
+	$(BIN)/tembo demo --headless --collars 20 --days 2 --seed 1
+
+formatter: setup
+	$(BIN)/python -m lora_bridge.formatter > formatters/tembo-formatter.js
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,9 @@
+"""Tembo's benchmarks: `tembo bench NAME --json` runs BENCHES[NAME] and prints its dict of figures.
+
+Each entry is "module:function"; the function takes keyword options and returns a dict of figures
+measured in that run (ratios against an in-run baseline where wall-clock time is involved).
+"""
+
+BENCHES: dict[str, str] = {
+    "collar": "simulator.collar_bench:run",
+}

@@ -1,0 +1,159 @@
+"""The `tembo` command line: parse, call one function, print, exit with a meaningful code."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from tembo.benches import BENCHES
+
+log = logging.getLogger("tembo")
+
+
+def _resolve(target: str) -> Callable[..., object]:
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tembo import demo
+
+    if args.headless:
+        figures = demo.run_headless(collars=args.collars, days=args.days, seed=args.seed,
+                                    database_url=args.database_url)
+        print(json.dumps(figures, sort_keys=False))
+        return 0
+    return demo.run_live(collars=args.collars, days=args.days, seed=args.seed, pace=args.pace,
+                         port=args.port, bridge_port=args.bridge_port, database_url=args.database_url)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from tembo import demo
+
+    count = demo.simulate_to_file(collars=args.collars, days=args.days, seed=args.seed, out=args.out,
+                                  network_format=args.format)
+    print(json.dumps({"uplinks_written": count, "out": args.out}))
+    return 0
+
+
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    from lora_bridge.server import serve
+    from lora_bridge.settings import BridgeSettings
+
+    overrides = {k: v for k, v in {"database_url": args.database_url, "host": args.host,
+                                    "port": args.port}.items() if v is not None}
+    serve(BridgeSettings(**overrides))
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from ranger_dashboard.launch import command
+
+    return subprocess.call(command(args.port, args.database_url))
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    if args.action == "train-default":
+        from models.train import train_default
+
+        blob = train_default(seed=args.seed)
+        print(json.dumps({"model_blob_bytes": len(blob)}))
+        return 0
+    print(f"tembo models {args.action}: not part of this release yet", file=sys.stderr)
+    return 2
+
+
+def _cmd_release(args: argparse.Namespace) -> int:
+    print("tembo release: signed firmware and model releases are not part of this release yet",
+          file=sys.stderr)
+    return 2
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.name not in BENCHES:
+        print(f"unknown benchmark {args.name!r}; known: {', '.join(sorted(BENCHES))}", file=sys.stderr)
+        return 2
+    options = {}
+    for item in args.option or []:
+        key, _, value = item.partition("=")
+        options[key.replace("-", "_")] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    figures = _resolve(BENCHES[args.name])(**options)
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key:>24}  {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the tembo command."""
+    parser = argparse.ArgumentParser(prog="tembo", description="Tembo wildlife collars: collar, twin, bridge, map.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="simulated herd -> bridge -> dashboard (the main job)")
+    demo.add_argument("--headless", action="store_true", help="no dashboard, as fast as possible, print JSON")
+    demo.add_argument("--collars", type=int, default=20)
+    demo.add_argument("--days", type=float, default=None, help="simulated days (live default: until Ctrl-C)")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--pace", type=float, default=3600.0, help="simulated seconds per wall second (live)")
+    demo.add_argument("--port", type=int, default=8501, help="dashboard port (live)")
+    demo.add_argument("--bridge-port", type=int, default=8800, help="bridge webhook port (live)")
+    demo.add_argument("--database-url", default=None)
+    demo.set_defaults(func=_cmd_demo)
+
+    simulate = sub.add_parser("simulate", help="run the digital twin and write network JSON lines")
+    simulate.add_argument("--collars", type=int, default=20)
+    simulate.add_argument("--days", type=float, default=1.0)
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--format", choices=["tts", "chirpstack"], default="tts")
+    simulate.add_argument("--out", default="var/uplinks.jsonl")
+    simulate.set_defaults(func=_cmd_simulate)
+
+    bridge = sub.add_parser("bridge", help="run the bridge service (webhook ingest, store, alerts)")
+    bridge.add_argument("--database-url", default=None)
+    bridge.add_argument("--host", default=None)
+    bridge.add_argument("--port", type=int, default=None)
+    bridge.set_defaults(func=_cmd_bridge)
+
+    dashboard = sub.add_parser("dashboard", help="run the ranger dashboard (Streamlit)")
+    dashboard.add_argument("--port", type=int, default=8501)
+    dashboard.add_argument("--database-url", default="sqlite:///var/tembo.db")
+    dashboard.set_defaults(func=_cmd_dashboard)
+
+    models = sub.add_parser("models", help="researcher tooling: train, evaluate, export activity models")
+    models.add_argument("action", choices=["train-default", "evaluate", "export"])
+    models.add_argument("--seed", type=int, default=0)
+    models.set_defaults(func=_cmd_models)
+
+    release = sub.add_parser("release", help="build and sign firmware and model updates")
+    release.set_defaults(func=_cmd_release)
+
+    bench = sub.add_parser("bench", help="measure: prints one JSON object of figures")
+    bench.add_argument("name", help="one of: " + ", ".join(sorted(BENCHES)))
+    bench.add_argument("--json", action="store_true")
+    bench.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="benchmark option")
+    bench.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the tembo command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
