@@ -1,0 +1,44 @@
+"""Tembo ranger dashboard: live map, alerts and animals, read through `lora_bridge.service`.
+
+Run with `streamlit run ranger_dashboard/app.py -- --database-url sqlite:///var/tembo.db`
+(or `ranger_dashboard.launch.command(port, database_url)`); without `--database-url` the
+TEMBO_DATABASE_URL environment variable, then `sqlite:///var/tembo.db`, is used.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from ranger_dashboard import data, selection
+
+PAGES = Path(__file__).resolve().parent / "pages"
+
+st.set_page_config(page_title="Tembo · Rangers", page_icon="🐘", layout="wide")
+
+url = data.database_url()
+open_count = len(data.open_alerts(url))
+
+with st.sidebar:
+    st.markdown("### 🐘 Tembo")
+    st.text_input(
+        "Ranger name",
+        key=selection.RANGER_KEY,
+        placeholder="Your name",
+        help="Acknowledged and resolved alerts carry this name.",
+    )
+
+navigation = st.navigation(
+    [
+        st.Page(PAGES / "live_map.py", title="Live map", icon="🗺️", url_path="live", default=True),
+        st.Page(
+            PAGES / "alerts.py",
+            title=f"Alerts ({open_count})" if open_count else "Alerts",
+            icon="🚨",
+            url_path="alerts",
+        ),
+        st.Page(PAGES / "animals.py", title="Animals", icon="🐘", url_path="animals"),
+    ]
+)
+navigation.run()

@@ -1,0 +1,91 @@
+"""The dashboard's only door to Tembo's data: `lora_bridge.service`, cached the Streamlit way.
+
+One `Bridge` per database URL for the whole server (`st.cache_resource`); read queries cached for
+a few seconds (`st.cache_data(ttl=...)`) so many rangers on one control-room machine share them;
+writes (acknowledge, resolve) go straight to the bridge and then drop the cached alerts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import datetime
+from typing import Any
+
+import streamlit as st
+from lora_bridge.service import Bridge, open_bridge
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite:///var/tembo.db"
+DATABASE_URL_ENV = "TEMBO_DATABASE_URL"
+# Seconds a cached query answer is reused; the live panel refreshes a little slower than this.
+QUERY_TTL_S = 5
+
+
+def database_url(argv: list[str] | None = None) -> str:
+    """The database the dashboard reads: `--database-url` after streamlit's `--`, else the
+    TEMBO_DATABASE_URL environment variable, else `sqlite:///var/tembo.db`."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--database-url", default=None)
+    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return known.database_url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+
+
+@st.cache_resource(show_spinner=False)
+def bridge(url: str) -> Bridge:
+    """The bridge service for `url`, opened once per server process."""
+    logger.info("dashboard opens the bridge", extra={"database_url": url.split("@")[-1]})
+    return open_bridge(url)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def animals(url: str) -> list[Any]:
+    """Every collared animal with its latest status (`AnimalView`)."""
+    return bridge(url).animals()
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def latest_positions(url: str) -> list[Any]:
+    """Each animal's last known position (`PositionView`)."""
+    return bridge(url).latest_positions()
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def tracks(url: str, since: datetime | None) -> dict[str, list[Any]]:
+    """Positions since `since` per animal id, oldest first."""
+    return bridge(url).tracks(since=since)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def open_alerts(url: str) -> list[Any]:
+    """Alerts that are new or acknowledged (`AlertView`)."""
+    return bridge(url).open_alerts()
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def geography(url: str) -> dict[str, Any]:
+    """The reserve as a GeoJSON FeatureCollection; it changes rarely, so it is cached longer."""
+    return bridge(url).geography()
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def activity(url: str, animal_id: str, since: datetime | None) -> list[Any]:
+    """Activity summaries of one animal since `since`."""
+    return bridge(url).activity(animal_id, since)
+
+
+def acknowledge_alert(url: str, alert_id: Any, user: str) -> None:
+    """Acknowledge an alert in the ranger's name and forget the cached alert list."""
+    bridge(url).acknowledge_alert(alert_id, user)
+    logger.info("alert acknowledged", extra={"alert_id": alert_id, "user": user})
+    open_alerts.clear()
+
+
+def resolve_alert(url: str, alert_id: Any, user: str, verdict: str) -> None:
+    """Resolve an alert with the ranger's verdict and forget the cached alert list."""
+    bridge(url).resolve_alert(alert_id, user, verdict)
+    logger.info("alert resolved", extra={"alert_id": alert_id, "user": user, "verdict": verdict})
+    open_alerts.clear()

@@ -1,0 +1,88 @@
+"""Alerts page: open alerts, most urgent first; acknowledge them and resolve them with a verdict.
+
+Every acknowledgement and resolution carries the ranger's name from the sidebar; the verdict
+(true alert, false alarm, unknown) measures each alert type's precision.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from ranger_dashboard import data, palette, selection, views
+
+FLASH_KEY = "alerts_flash"
+
+url = data.database_url()
+now = datetime.now(UTC)
+alerts = views.sort_alerts(data.open_alerts(url))
+by_id = {str(a.alert_id): a for a in alerts}
+
+st.title("Alerts")
+flash = st.session_state.pop(FLASH_KEY, None)
+if flash:
+    st.success(flash)
+
+if not alerts:
+    selection.mirror("alert", None)
+    st.info("No open alerts.")
+    st.stop()
+
+counts = {
+    step: sum(1 for a in alerts if palette.priority_label(a.priority) == label)
+    for step, label in palette.PRIORITY_LABELS.items()
+}
+columns = st.columns(4)
+for column, step in zip(columns, (300, 200, 100, 0), strict=True):
+    column.metric(
+        f"{palette.PRIORITY_BADGES[step]} {palette.PRIORITY_LABELS[step].capitalize()}", counts[step]
+    )
+
+st.dataframe(views.alert_table(alerts, now), hide_index=True)
+
+options = list(by_id)
+selection.restore("alert", "alert", options, default=options[0])
+st.selectbox("Alert", options, key="alert", format_func=lambda alert_id: views.alert_label(by_id[alert_id]))
+chosen_id = st.session_state["alert"]
+selection.mirror("alert", chosen_id)
+alert = by_id[chosen_id]
+
+details, actions = st.columns([1, 1])
+with details:
+    st.subheader(f"{palette.priority_badge(alert.priority)} {views.alert_type_label(alert.alert_type)}")
+    st.markdown(
+        f"**Animal:** {alert.name or alert.device_id} (collar {alert.device_id})  \n"
+        f"**Raised:** {views.format_time(alert.time)} UTC, {views.format_age(alert.time, now)}  \n"
+        f"**Position:** {views.format_position(alert.lat, alert.lon) or 'unknown'}  \n"
+        f"**Priority:** {alert.priority} ({palette.priority_label(alert.priority)})  \n"
+        f"**State:** {alert.state}  \n"
+        f"**Raised by:** {alert.source}"
+    )
+
+with actions:
+    ranger = selection.ranger_name()
+    if not ranger:
+        st.warning("Type your name in the sidebar to acknowledge or resolve alerts.")
+    if st.button(
+        "Acknowledge",
+        key="acknowledge",
+        disabled=not ranger or not views.can_acknowledge(alert),
+        help="Tell the other rangers you are on it.",
+    ):
+        data.acknowledge_alert(url, alert.alert_id, ranger)
+        st.session_state[FLASH_KEY] = f"Alert acknowledged by {ranger}."
+        st.rerun()
+    verdict_label = st.radio("Verdict", list(views.VERDICTS), key="verdict", horizontal=True)
+    if st.button(
+        "Resolve",
+        key="resolve",
+        type="primary",
+        disabled=not ranger or not views.can_resolve(alert),
+        help="Close the alert with your verdict.",
+    ):
+        data.resolve_alert(url, alert.alert_id, ranger, views.VERDICTS[verdict_label])
+        st.session_state[FLASH_KEY] = f"Alert resolved by {ranger}: {verdict_label.lower()}."
+        selection.mirror("alert", None)
+        del st.session_state["alert"]
+        st.rerun()

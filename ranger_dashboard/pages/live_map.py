@@ -1,0 +1,102 @@
+"""Live map page: every collared animal's last position, recent tracks and open alerts.
+
+Works without internet: the base layer is the reserve's own geometry. Only the live panel
+refreshes itself (a Streamlit fragment); the sidebar controls stay put.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+
+from ranger_dashboard import data, selection, views
+
+logger = logging.getLogger("ranger_dashboard.live_map")
+
+REFRESH_S = 15
+TRACK_HOURS = (6, 12, 24, 48, 72, 168)
+DEFAULT_TRACK_HOURS = 24
+NO_FOCUS = "all"
+
+url = data.database_url()
+animal_list = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id))
+names = {str(a.animal_id): a.name or a.device_id for a in animal_list}
+
+with st.sidebar:
+    focus_options = [NO_FOCUS, *names]
+    selection.restore("focus", "animal", focus_options, default=NO_FOCUS)
+    st.selectbox(
+        "Focus on animal",
+        focus_options,
+        key="focus",
+        format_func=lambda option: "All animals" if option == NO_FOCUS else names[option],
+    )
+    selection.restore("track_hours", "hours", TRACK_HOURS, default=DEFAULT_TRACK_HOURS)
+    st.select_slider("Track length (hours)", TRACK_HOURS, key="track_hours")
+    st.toggle(
+        "Online base map",
+        key="online_tiles",
+        value=False,
+        help="Draws CARTO's dark tiles under the reserve. Needs internet; off by default.",
+    )
+selection.mirror("animal", None if st.session_state["focus"] == NO_FOCUS else st.session_state["focus"])
+selection.mirror("hours", st.session_state["track_hours"])
+
+
+@st.fragment(run_every=REFRESH_S)
+def live_panel() -> None:
+    """Metrics, the map and the table beside it, redrawn every REFRESH_S seconds."""
+    now = datetime.now(UTC)
+    focus = st.session_state.get("focus", NO_FOCUS)
+    hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
+    animals = data.animals(url)
+    positions = data.latest_positions(url)
+    alerts = data.open_alerts(url)
+    latest_fix = max((p.time for p in positions if p.time is not None), default=None)
+    since = latest_fix - timedelta(hours=hours) if latest_fix is not None else None
+    tracks = data.tracks(url, since)
+
+    summary = views.fleet_summary(animals, alerts, now)
+    columns = st.columns(4)
+    columns[0].metric("Animals", summary["animals"])
+    columns[1].metric("Heard in the last 6 h", summary["reporting"])
+    columns[2].metric("Open alerts", summary["open_alerts"])
+    columns[3].metric("High priority", summary["high_priority"])
+
+    points = views.animal_points(positions, animals, now)
+    paths = views.track_paths(tracks)
+    rings = views.alert_points(alerts, now)
+    deck = views.build_deck(
+        data.geography(url),
+        points,
+        paths,
+        rings,
+        focus_animal_id=None if focus == NO_FOCUS else focus,
+        online_tiles=bool(st.session_state.get("online_tiles", False)),
+    )
+    map_column, table_column = st.columns([3, 1])
+    with map_column:
+        st.pydeck_chart(
+            deck,
+            height=620,
+            alt=f"Map of the reserve with {len(points)} collared animals and {len(rings)} open alerts",
+        )
+    with table_column:
+        st.dataframe(views.live_table(points, animals, now), hide_index=True, height=620)
+    st.caption(
+        f"Updated {now:%H:%M:%S} UTC · tracks: {hours} h up to the latest fix"
+        + (f" ({views.format_time(latest_fix)} UTC)" if latest_fix else "")
+        + " · colour = behaviour, ring = open alert (red high, amber medium, green low)"
+    )
+    logger.info(
+        "live positions viewed",
+        extra={"user": selection.ranger_name() or "anonymous", "animals": len(points), "focus": focus},
+    )
+
+
+st.title("Live map")
+if not animal_list:
+    st.info("No collared animals yet. Register collars with the bridge and they appear here.")
+live_panel()

@@ -1,0 +1,97 @@
+"""Colours and labels of the ranger dashboard, chosen for a dark control room at night.
+
+Colours are RGBA lists as pydeck wants them. Behaviour and priority colours are the same on the
+map, in the tables and in the charts, so a ranger learns them once.
+"""
+
+from __future__ import annotations
+
+Rgba = list[int]
+
+# Behaviours the collar's model reports (the model's class list); anything else is drawn grey.
+BEHAVIOUR_COLOURS: dict[str, Rgba] = {
+    "rest": [110, 140, 200, 230],
+    "forage": [90, 190, 110, 230],
+    "walk": [235, 200, 80, 230],
+    "run": [240, 90, 60, 240],
+}
+UNKNOWN_BEHAVIOUR_COLOUR: Rgba = [150, 150, 150, 220]
+
+# EarthRanger priority scale: 0 none (grey), 100 low (green), 200 medium (amber), 300 high (red).
+PRIORITY_COLOURS: dict[int, Rgba] = {
+    300: [235, 50, 50, 255],
+    200: [245, 160, 30, 255],
+    100: [80, 180, 90, 255],
+    0: [140, 140, 140, 255],
+}
+PRIORITY_LABELS: dict[int, str] = {300: "high", 200: "medium", 100: "low", 0: "info"}
+PRIORITY_BADGES: dict[int, str] = {300: "🔴", 200: "🟠", 100: "🟢", 0: "⚪"}
+
+# Reserve geometry, by the GeoJSON `properties.kind` that `Bridge.geography()` sets.
+GEOGRAPHY_FILL: dict[str, Rgba] = {
+    "boundary": [40, 70, 45, 70],
+    "farmland": [150, 110, 50, 110],
+    "water": [50, 110, 180, 150],
+}
+GEOGRAPHY_LINE: dict[str, Rgba] = {
+    "boundary": [200, 190, 140, 230],
+    "farmland": [190, 140, 70, 220],
+    "water": [80, 150, 220, 230],
+    "road": [160, 160, 160, 200],
+}
+GATEWAY_COLOUR: Rgba = [120, 220, 230, 255]
+LABEL_COLOUR: Rgba = [235, 230, 215, 255]
+TRACK_ALPHA = 170
+
+# Night-friendly dark theme; `launch.command` passes it to streamlit as --theme.* flags.
+THEME: dict[str, str] = {
+    "base": "dark",
+    "primaryColor": "#e0a030",
+    "backgroundColor": "#0e1411",
+    "secondaryBackgroundColor": "#18221c",
+    "textColor": "#e6e1d3",
+}
+
+
+def behaviour_colour(behaviour: str | None) -> Rgba:
+    """Map colour of a behaviour name; grey for an unknown or missing one."""
+    return list(BEHAVIOUR_COLOURS.get(behaviour or "", UNKNOWN_BEHAVIOUR_COLOUR))
+
+
+def priority_colour(priority: int) -> Rgba:
+    """Colour of an EarthRanger priority; a value between steps takes the step below it."""
+    for step in (300, 200, 100):
+        if priority >= step:
+            return list(PRIORITY_COLOURS[step])
+    return list(PRIORITY_COLOURS[0])
+
+
+def priority_label(priority: int) -> str:
+    """'high', 'medium', 'low' or 'info' for an EarthRanger priority."""
+    for step in (300, 200, 100):
+        if priority >= step:
+            return PRIORITY_LABELS[step]
+    return PRIORITY_LABELS[0]
+
+
+def priority_badge(priority: int) -> str:
+    """A coloured dot for tables and select boxes, matching `priority_colour`."""
+    for step in (300, 200, 100):
+        if priority >= step:
+            return PRIORITY_BADGES[step]
+    return PRIORITY_BADGES[0]
+
+
+def track_colour(index: int) -> Rgba:
+    """A distinct, muted colour for the track of the index-th animal."""
+    hues = (
+        [230, 180, 120],
+        [140, 200, 230],
+        [200, 150, 220],
+        [160, 220, 160],
+        [230, 140, 150],
+        [220, 220, 140],
+        [140, 170, 240],
+        [240, 170, 200],
+    )
+    return [*hues[index % len(hues)], TRACK_ALPHA]
