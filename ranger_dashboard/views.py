@@ -59,6 +59,8 @@ COL_BATTERY = "Battery (V)"
 COL_BEHAVIOUR = "Behaviour"
 COL_FIRMWARE = "Firmware"
 COL_MODEL = "Model"
+VEDBA_MEAN = "vedba_mean_mg"
+VEDBA_MAX = "vedba_max_mg"
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,14 @@ def alert_table(alerts: Iterable[Any], now: datetime) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def state_text(alert: Any) -> str:
+    """'new', or 'acknowledged by Amina at 2026-11-25 08:40'."""
+    if alert.state == "acknowledged" and getattr(alert, "acknowledged_by", None):
+        when = getattr(alert, "acknowledged_at", None)
+        return f"acknowledged by {alert.acknowledged_by}" + (f" at {format_time(when)} UTC" if when else "")
+    return str(alert.state)
+
+
 def can_acknowledge(alert: Any) -> bool:
     """Only a new alert can be acknowledged."""
     return alert.state == "new"
@@ -173,7 +183,7 @@ def animal_table(animals: Iterable[Any], now: datetime) -> pd.DataFrame:
         {
             COL_NAME: a.name,
             COL_SPECIES: a.species,
-            COL_COLLAR: a.device_id,
+            COL_COLLAR: a.device_id or "",
             COL_LAST_SEEN: format_time(a.last_seen),
             COL_AGE: format_age(a.last_seen, now),
             COL_BATTERY: format_battery(a.battery_mv),
@@ -182,7 +192,7 @@ def animal_table(animals: Iterable[Any], now: datetime) -> pd.DataFrame:
             COL_MODEL: "" if a.model_version is None else str(a.model_version),
             COL_POSITION: format_position(a.lat, a.lon),
         }
-        for a in sorted(animals, key=lambda a: (a.name or "", a.device_id))
+        for a in sorted(animals, key=lambda a: (a.name or "", a.device_id or ""))
     ]
     columns = [
         COL_NAME,
@@ -211,33 +221,25 @@ def fleet_summary(animals: Sequence[Any], alerts: Sequence[Any], now: datetime) 
 
 
 def activity_frame(summaries: Iterable[Any]) -> pd.DataFrame:
-    """Activity summaries as a time-indexed frame: one column per behaviour (share of the interval,
-    0..1) plus `vedba_mean_mg` and `vedba_max_mg`.
-
-    Reads `time`, `vedba_mean_mg`, `vedba_max_mg` and `shares` (a mapping behaviour -> share 0..1)
-    from each summary.
-    """
+    """Activity summaries (`ActivityView`) as a frame indexed by interval start (UTC): one column
+    per behaviour (percent of the interval) plus `vedba_mean_mg` and `vedba_max_mg`."""
     rows = []
     for s in summaries:
-        row: dict[str, Any] = {
-            "time": s.time,
-            "vedba_mean_mg": s.vedba_mean_mg,
-            "vedba_max_mg": s.vedba_max_mg,
-        }
-        for behaviour, share in dict(s.shares).items():
-            row[behaviour] = float(share)
+        row: dict[str, Any] = {"time": s.time, VEDBA_MEAN: s.vedba_mean_mg, VEDBA_MAX: s.vedba_max_mg}
+        for behaviour, share_pct in dict(s.shares_pct).items():
+            row[behaviour] = float(share_pct)
         rows.append(row)
     if not rows:
-        return pd.DataFrame(columns=["vedba_mean_mg", "vedba_max_mg"])
+        return pd.DataFrame(columns=[VEDBA_MEAN, VEDBA_MAX])
     frame = pd.DataFrame(rows).set_index("time").sort_index()
-    behaviours = [c for c in frame.columns if c not in ("vedba_mean_mg", "vedba_max_mg")]
+    behaviours = [c for c in frame.columns if c not in (VEDBA_MEAN, VEDBA_MAX)]
     frame[behaviours] = frame[behaviours].fillna(0.0)
     return frame
 
 
 def behaviour_shares(frame: pd.DataFrame) -> pd.Series:
-    """Share of the whole period spent in each behaviour (0..1), from `activity_frame`."""
-    behaviours = [c for c in frame.columns if c not in ("vedba_mean_mg", "vedba_max_mg")]
+    """Percent of the whole period spent in each behaviour, most common first, from `activity_frame`."""
+    behaviours = [c for c in frame.columns if c not in (VEDBA_MEAN, VEDBA_MAX)]
     if frame.empty or not behaviours:
         return pd.Series(dtype=float)
     return frame[behaviours].mean().sort_values(ascending=False)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from lora_bridge.errors import BridgeError
 from ranger_dashboard import data, palette, selection, views
 
 FLASH_KEY = "alerts_flash"
@@ -56,8 +57,8 @@ with details:
         f"**Raised:** {views.format_time(alert.time)} UTC, {views.format_age(alert.time, now)}  \n"
         f"**Position:** {views.format_position(alert.lat, alert.lon) or 'unknown'}  \n"
         f"**Priority:** {alert.priority} ({palette.priority_label(alert.priority)})  \n"
-        f"**State:** {alert.state}  \n"
-        f"**Raised by:** {alert.source}"
+        f"**State:** {views.state_text(alert)}  \n"
+        f"**Raised by:** {alert.source}" + (f" ({alert.occurrences} times)" if alert.occurrences > 1 else "")
     )
 
 with actions:
@@ -70,9 +71,13 @@ with actions:
         disabled=not ranger or not views.can_acknowledge(alert),
         help="Tell the other rangers you are on it.",
     ):
-        data.acknowledge_alert(url, alert.alert_id, ranger)
-        st.session_state[FLASH_KEY] = f"Alert acknowledged by {ranger}."
-        st.rerun()
+        try:
+            data.acknowledge_alert(url, alert.alert_id, ranger)
+        except BridgeError as error:
+            st.error(f"Could not acknowledge: {error}")
+        else:
+            st.session_state[FLASH_KEY] = f"Alert acknowledged by {ranger}."
+            st.rerun()
     verdict_label = st.radio("Verdict", list(views.VERDICTS), key="verdict", horizontal=True)
     if st.button(
         "Resolve",
@@ -81,8 +86,12 @@ with actions:
         disabled=not ranger or not views.can_resolve(alert),
         help="Close the alert with your verdict.",
     ):
-        data.resolve_alert(url, alert.alert_id, ranger, views.VERDICTS[verdict_label])
-        st.session_state[FLASH_KEY] = f"Alert resolved by {ranger}: {verdict_label.lower()}."
-        selection.mirror("alert", None)
-        del st.session_state["alert"]
-        st.rerun()
+        try:
+            data.resolve_alert(url, alert.alert_id, ranger, views.VERDICTS[verdict_label])
+        except BridgeError as error:
+            st.error(f"Could not resolve: {error}")
+        else:
+            st.session_state[FLASH_KEY] = f"Alert resolved by {ranger}: {verdict_label.lower()}."
+            selection.mirror("alert", None)
+            del st.session_state["alert"]
+            st.rerun()

@@ -14,7 +14,7 @@ DEFAULT_ACTIVITY_DAYS = 7
 
 url = data.database_url()
 now = datetime.now(UTC)
-animals = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id))
+animals = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
 
 st.title("Animals")
 if not animals:
@@ -32,7 +32,7 @@ animal = by_id[st.session_state["animal"]]
 selection.mirror("animal", st.session_state["animal"])
 
 st.header(animal.name or animal.device_id)
-st.caption(f"{animal.species} · collar {animal.device_id}")
+st.caption(f"{animal.species} · collar {animal.device_id or 'none fitted'}")
 columns = st.columns(5)
 columns[0].metric(
     "Last seen", views.format_age(animal.last_seen, now), help=views.format_time(animal.last_seen)
@@ -55,19 +55,19 @@ if frame.empty:
 shares = views.behaviour_shares(frame)
 st.markdown(
     "**Time per behaviour:** "
-    + " · ".join(f"{behaviour} {share * 100:.0f} %" for behaviour, share in shares.items())
+    + " · ".join(f"{behaviour} {share:.0f} %" for behaviour, share in shares.items())
 )
 behaviours = list(shares.index)
 st.bar_chart(
-    frame[behaviours] * 100,
+    frame[behaviours],
     x_label="Interval start (UTC)",
     y_label="Share of interval (%)",
     stack=True,
     height=260,
 )
 st.line_chart(
-    frame[["vedba_mean_mg", "vedba_max_mg"]].rename(
-        columns={"vedba_mean_mg": "VeDBA mean (mg)", "vedba_max_mg": "VeDBA max (mg)"}
+    frame[[views.VEDBA_MEAN, views.VEDBA_MAX]].rename(
+        columns={views.VEDBA_MEAN: "VeDBA mean (mg)", views.VEDBA_MAX: "VeDBA max (mg)"}
     ),
     x_label="Interval start (UTC)",
     y_label="VeDBA (mg)",

@@ -21,7 +21,7 @@ DEFAULT_TRACK_HOURS = 24
 NO_FOCUS = "all"
 
 url = data.database_url()
-animal_list = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id))
+animal_list = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
 names = {str(a.animal_id): a.name or a.device_id for a in animal_list}
 
 with st.sidebar:

@@ -1,0 +1,284 @@
+"""The ranger dashboard's page logic, called as plain functions over the bridge's views."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from lora_bridge.views import ActivityView, AlertView, AnimalView, PositionView
+from ranger_dashboard import launch, palette, views
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+RESERVE = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"kind": "boundary", "name": "Reserve"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[37.0, -2.0], [37.4, -2.0], [37.4, -1.7], [37.0, -1.7], [37.0, -2.0]]],
+            },
+        },
+        {
+            "type": "Feature",
+            "properties": {"kind": "farmland", "name": "Maize fields"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[37.3, -1.8], [37.4, -1.8], [37.4, -1.7], [37.3, -1.7], [37.3, -1.8]]],
+            },
+        },
+        {
+            "type": "Feature",
+            "properties": {"kind": "water", "name": "Waterhole"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[37.1, -1.9], [37.11, -1.9], [37.11, -1.89], [37.1, -1.89], [37.1, -1.9]]],
+            },
+        },
+        {
+            "type": "Feature",
+            "properties": {"kind": "road", "name": "Main track"},
+            "geometry": {"type": "LineString", "coordinates": [[37.0, -1.85], [37.4, -1.85]]},
+        },
+        {
+            "type": "Feature",
+            "properties": {"kind": "gateway", "name": "Ranger post"},
+            "geometry": {"type": "Point", "coordinates": [37.2, -1.85]},
+        },
+    ],
+}
+
+
+def animal(animal_id: str, name: str, **changes) -> AnimalView:
+    """An elephant heard an hour before NOW, resting, with a healthy battery."""
+    fields = dict(
+        animal_id=animal_id,
+        name=name,
+        species="Loxodonta africana",
+        device_id=f"collar-{animal_id}",
+        last_seen=NOW - timedelta(hours=1),
+        lat=-1.9,
+        lon=37.2,
+        battery_mv=3600,
+        behaviour="rest",
+        fw_version="1.2.3",
+        model_version=7,
+    )
+    fields.update(changes)
+    return AnimalView(**fields)
+
+
+def position(animal_id: str, name: str, minutes_before: int, lat: float, lon: float) -> PositionView:
+    """A fix `minutes_before` NOW."""
+    return PositionView(
+        animal_id=animal_id,
+        name=name,
+        device_id=f"collar-{animal_id}",
+        time=NOW - timedelta(minutes=minutes_before),
+        lat=lat,
+        lon=lon,
+    )
+
+
+def alert(alert_id: int, priority: int, hours_before: float, **changes) -> AlertView:
+    """A new collar-raised alert on Tembo `hours_before` NOW."""
+    fields = dict(
+        alert_id=alert_id,
+        animal_id="a1",
+        name="Tembo",
+        device_id="collar-a1",
+        alert_type="mortality",
+        priority=priority,
+        state="new",
+        time=NOW - timedelta(hours=hours_before),
+        lat=-1.9,
+        lon=37.2,
+        source="collar",
+    )
+    fields.update(changes)
+    return AlertView(**fields)
+
+
+def test_ranger_sees_most_urgent_alert_first_then_newest():
+    alerts = [alert(1, 100, 1), alert(2, 300, 5), alert(3, 300, 1), alert(4, 0, 0.1), alert(5, 200, 2)]
+    assert [a.alert_id for a in views.sort_alerts(alerts)] == [3, 2, 5, 1, 4]
+
+
+def test_alert_table_names_priority_type_animal_and_age():
+    table = views.alert_table([alert(1, 100, 3), alert(2, 300, 0.5, alert_type="poaching_risk")], NOW)
+    first = table.iloc[0]
+    assert first[views.COL_PRIORITY] == "🔴 high"
+    assert first[views.COL_TYPE] == "Possible poaching"
+    assert first[views.COL_ANIMAL] == "Tembo"
+    assert first[views.COL_AGE] == "30 min ago"
+    assert first[views.COL_TIME] == "2026-11-25 11:30"
+    assert first[views.COL_POSITION] == "-1.90000, 37.20000"
+    assert table.iloc[1][views.COL_AGE] == "3 h ago"
+
+
+def test_only_new_alerts_can_be_acknowledged_and_open_ones_resolved():
+    new, acknowledged = alert(1, 300, 1), alert(2, 300, 1, state="acknowledged", acknowledged_by="Amina")
+    assert views.can_acknowledge(new) and views.can_resolve(new)
+    assert not views.can_acknowledge(acknowledged) and views.can_resolve(acknowledged)
+    assert views.state_text(acknowledged) == "acknowledged by Amina"
+
+
+def test_verdicts_are_the_three_the_bridge_stores():
+    assert sorted(views.VERDICTS.values()) == ["false_alarm", "true", "unknown"]
+
+
+@pytest.mark.parametrize(
+    ("delta", "text"),
+    [
+        (timedelta(seconds=20), "just now"),
+        (timedelta(minutes=12), "12 min ago"),
+        (timedelta(hours=5, minutes=59), "5 h ago"),
+        (timedelta(days=3), "3 d ago"),
+    ],
+)
+def test_ages_read_as_a_ranger_says_them(delta, text):
+    assert views.format_age(NOW - delta, NOW) == text
+
+
+def test_low_battery_is_flagged_in_volts():
+    assert views.format_battery(3610) == "3.61 V"
+    assert views.format_battery(3200) == "3.20 V (low)"
+    assert views.format_battery(None) == ""
+
+
+def test_animal_table_lists_last_seen_battery_behaviour_and_versions_by_name():
+    table = views.animal_table([animal("a2", "Zawadi", behaviour="walk"), animal("a1", "Amani")], NOW)
+    assert list(table[views.COL_NAME]) == ["Amani", "Zawadi"]
+    row = table.iloc[1]
+    assert row[views.COL_BEHAVIOUR] == "walk"
+    assert row[views.COL_FIRMWARE] == "1.2.3"
+    assert row[views.COL_MODEL] == "7"
+    assert row[views.COL_BATTERY] == "3.60 V"
+    assert row[views.COL_AGE] == "1 h ago"
+
+
+def test_animal_never_heard_from_shows_never_and_blank_values():
+    silent = animal(
+        "a3", "Kito", last_seen=None, battery_mv=None, behaviour=None, fw_version=None, model_version=None
+    )
+    row = views.animal_table([silent], NOW).iloc[0]
+    assert row[views.COL_AGE] == "never"
+    assert row[views.COL_BATTERY] == row[views.COL_FIRMWARE] == row[views.COL_MODEL] == ""
+
+
+def test_fleet_summary_counts_silent_animals_and_high_alerts():
+    animals = [
+        animal("a1", "Amani"),
+        animal("a2", "Zawadi", last_seen=NOW - timedelta(hours=7), battery_mv=3100),
+    ]
+    summary = views.fleet_summary(animals, [alert(1, 300, 1), alert(2, 100, 1)], NOW)
+    assert summary == {"animals": 2, "reporting": 1, "low_battery": 1, "open_alerts": 2, "high_priority": 1}
+
+
+def test_animal_points_are_coloured_by_behaviour_and_named():
+    animals = [animal("a1", "Amani", behaviour="run"), animal("a2", "Zawadi", behaviour="forage")]
+    positions = [position("a2", "Zawadi", 5, -1.95, 37.25), position("a1", "Amani", 10, -1.91, 37.21)]
+    points = views.animal_points(positions, animals, NOW)
+    assert [p["name"] for p in points] == ["Amani", "Zawadi"]
+    assert points[0]["colour"] == palette.BEHAVIOUR_COLOURS["run"]
+    assert points[1]["colour"] == palette.BEHAVIOUR_COLOURS["forage"]
+    assert points[1]["tooltip"] == "Zawadi · forage · 5 min ago"
+
+
+def test_tracks_run_oldest_fix_first_and_skip_single_fixes():
+    tracks = {
+        "a1": [position("a1", "Amani", 10, -1.91, 37.21), position("a1", "Amani", 70, -1.92, 37.22)],
+        "a2": [position("a2", "Zawadi", 5, -1.95, 37.25)],
+    }
+    paths = views.track_paths(tracks)
+    assert len(paths) == 1
+    assert paths[0]["path"] == [[37.22, -1.92], [37.21, -1.91]]
+
+
+def test_open_alerts_are_ringed_in_priority_colour_most_urgent_on_top():
+    rings = views.alert_points(
+        [alert(1, 300, 1), alert(2, 100, 1), alert(3, 200, 1, lat=None, lon=None)], NOW
+    )
+    assert [r["alert_id"] for r in rings] == ["2", "1"]
+    assert rings[-1]["colour"] == palette.PRIORITY_COLOURS[300]
+
+
+def test_reserve_geometry_becomes_the_offline_base_layers():
+    layer_ids = [layer.id for layer in views.geography_layers(RESERVE)]
+    assert layer_ids == ["reserve-boundary", "farmland", "water", "roads", "gateways"]
+    assert views.gateway_points(RESERVE) == [
+        {"name": "Ranger post", "lat": -1.85, "lon": 37.2, "tooltip": "Gateway Ranger post"}
+    ]
+
+
+def test_live_map_fetches_no_online_tiles_by_default():
+    points = views.animal_points([position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW)
+    spec = json.loads(views.build_deck(RESERVE, points, [], []).to_json())
+    assert spec["mapStyle"] == views.NO_BASE_MAP
+    assert "mapProvider" not in spec
+    assert "cartocdn" not in json.dumps(spec)
+    assert [layer["id"] for layer in spec["layers"]] == [
+        "reserve-boundary",
+        "farmland",
+        "water",
+        "roads",
+        "gateways",
+        "animals",
+        "animal-names",
+    ]
+    names = next(layer for layer in spec["layers"] if layer["id"] == "animal-names")
+    assert names["data"][0]["name"] == "Amani"
+
+
+def test_online_tiles_are_a_choice():
+    spec = json.loads(views.build_deck(RESERVE, [], [], [], online_tiles=True).to_json())
+    assert "cartocdn" in spec["mapStyle"]
+
+
+def test_map_opens_on_the_whole_reserve():
+    state = views.view_state_for(views.map_bounds(RESERVE, []))
+    assert state.latitude == pytest.approx(-1.85)
+    assert state.longitude == pytest.approx(37.2)
+    assert 9 <= state.zoom <= 12
+
+
+def test_focused_animal_is_centred_and_ringed():
+    points = views.animal_points([position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW)
+    spec = json.loads(views.build_deck(RESERVE, points, [], [], focus_animal_id="a1").to_json())
+    assert spec["initialViewState"]["latitude"] == pytest.approx(-1.91)
+    assert "focus" in [layer["id"] for layer in spec["layers"]]
+
+
+def test_activity_frame_has_percent_per_behaviour_and_vedba():
+    summaries = [
+        ActivityView(
+            "a1", "collar-a1", NOW - timedelta(hours=1), 60, 7, 40, 300, {"rest": 75.0, "walk": 25.0}, "rest"
+        ),
+        ActivityView(
+            "a1", "collar-a1", NOW - timedelta(hours=2), 60, 7, 90, 800, {"forage": 100.0}, "forage"
+        ),
+    ]
+    frame = views.activity_frame(summaries)
+    assert list(frame.index) == [NOW - timedelta(hours=2), NOW - timedelta(hours=1)]
+    assert frame.loc[NOW - timedelta(hours=2), "rest"] == 0.0
+    assert frame.loc[NOW - timedelta(hours=1), views.VEDBA_MAX] == 300
+    assert views.behaviour_shares(frame).to_dict() == {"forage": 50.0, "rest": 37.5, "walk": 12.5}
+
+
+def test_dashboard_command_is_headless_local_and_carries_the_database():
+    command = launch.command(8765, "sqlite:////tmp/tembo.db")
+    assert command[1:4] == ["-m", "streamlit", "run"]
+    assert command[4].endswith("ranger_dashboard/app.py")
+    flags = dict(zip(command[5::2], command[6::2], strict=False))
+    assert flags["--server.headless"] == "true"
+    assert flags["--server.address"] == "127.0.0.1"
+    assert flags["--server.port"] == "8765"
+    assert flags["--browser.gatherUsageStats"] == "false"
+    assert flags["--theme.base"] == "dark"
+    assert command[-3:] == ["--", "--database-url", "sqlite:////tmp/tembo.db"]
+    with pytest.raises(ValueError):
+        launch.command(0, "sqlite://")
