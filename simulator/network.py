@@ -1,0 +1,379 @@
+"""The LoRaWAN network of Tembo's digital twin: gateways, path loss, loss, duplicates, and the JSON a
+network server hands to the bridge (The Things Stack v3 uplink messages, ChirpStack v4 `event/up`).
+
+Radio model: log-distance path loss with log-normal shadowing from the collar to every gateway in range;
+a gateway hears the frame when its SNR clears the demodulation floor of the spreading factor, minus a
+random loss (collisions, interference). The network server deduplicates the copies heard by several
+gateways into one message whose rx_metadata lists them all (as TTS and ChirpStack do); now and then a
+message is delivered twice (a retried webhook, a second route), which the bridge must store once.
+Airtime follows Semtech AN1200.13 on the whole PHY frame (application payload + 13 bytes of LoRaWAN
+header, port and MIC).
+
+Every random draw comes from the Network's own seeded Generator; ids (correlation ids, deduplication
+ids, tokens) are derived from the uplink, so the same seed gives byte-identical JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from simulator.reserve import Gateway, Reserve, demo_reserve, distance_m
+
+LORAWAN_OVERHEAD_BYTES = 13  # MHDR 1 + FHDR 7 + FPort 1 + MIC 4
+EU868_CHANNELS_HZ = (868_100_000, 868_300_000, 868_500_000, 867_100_000,
+                     867_300_000, 867_500_000, 867_700_000, 867_900_000)
+# Demodulation floor (dB SNR) per spreading factor, Semtech SX1276/LR1110 datasheets.
+SNR_FLOOR_DB = {7: -7.5, 8: -10.0, 9: -12.5, 10: -15.0, 11: -17.5, 12: -20.0}
+EU868_DATA_RATE = {12: 0, 11: 1, 10: 2, 9: 3, 8: 4, 7: 5}  # DR index at 125 kHz
+TENANT_ID = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
+_NAMESPACE = uuid.UUID("6a1f3e0c-8f2b-4c58-9d7e-7e6b0d1c7a10")  # Tembo's uuid5 namespace for ids
+
+
+def airtime_s(
+    payload_bytes: int,
+    spreading_factor: int,
+    bandwidth_hz: int = 125_000,
+    coding_rate: int = 1,
+    preamble_symbols: int = 8,
+    explicit_header: bool = True,
+    crc: bool = True,
+) -> float:
+    """Time on air (s) of a LoRaWAN uplink with this application payload (AN1200.13, PHY = payload + 13)."""
+    phy_bytes = payload_bytes + LORAWAN_OVERHEAD_BYTES
+    t_sym = (2**spreading_factor) / bandwidth_hz
+    low_dr_optimise = 1 if t_sym > 0.016 else 0
+    header = 0 if explicit_header else 1
+    numerator = 8 * phy_bytes - 4 * spreading_factor + 28 + 16 * int(crc) - 20 * header
+    symbols = 8 + max(
+        math.ceil(numerator / (4 * (spreading_factor - 2 * low_dr_optimise))) * (coding_rate + 4), 0
+    )
+    return (preamble_symbols + 4.25) * t_sym + symbols * t_sym
+
+
+def airtime_text(seconds: float) -> str:
+    """Duration as protobuf JSON text, the way TTS writes consumed_airtime ("0.061696s")."""
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
+
+
+def rfc3339(t_s: float) -> str:
+    """UTC timestamp with microseconds and a Z, as network servers write them."""
+    return datetime.fromtimestamp(t_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class PathLossModel:
+    """Log-distance path loss at 868 MHz for a collar on an elephant's neck and a gateway on a mast."""
+
+    tx_power_dbm: float = 14.0
+    collar_antenna_gain_dbi: float = -2.0
+    gateway_antenna_gain_dbi: float = 3.0
+    loss_at_1m_db: float = 31.2  # free space at 868 MHz, 1 m
+    exponent: float = 2.7
+    shadowing_sigma_db: float = 6.0
+    noise_figure_db: float = 6.0
+
+    def mean_rssi_dbm(self, distance_m_: float) -> float:
+        """Mean received power (dBm) at this distance, before shadowing."""
+        loss = self.loss_at_1m_db + 10.0 * self.exponent * math.log10(max(distance_m_, 1.0))
+        return self.tx_power_dbm + self.collar_antenna_gain_dbi + self.gateway_antenna_gain_dbi - loss
+
+    def noise_floor_dbm(self, bandwidth_hz: int) -> float:
+        """Thermal noise plus the receiver's noise figure in this bandwidth (dBm)."""
+        return -174.0 + 10.0 * math.log10(bandwidth_hz) + self.noise_figure_db
+
+
+@dataclass(frozen=True)
+class Uplink:
+    """A frame as the collar sent it, with where it was sent from (for the radio path)."""
+
+    device_id: str
+    dev_eui: str
+    f_port: int
+    f_cnt: int
+    payload: bytes
+    time_s: float
+    lat: float
+    lon: float
+    spreading_factor: int = 9
+    bandwidth_hz: int = 125_000
+    confirmed: bool = False
+
+
+@dataclass(frozen=True)
+class Reception:
+    """One gateway's copy of an uplink."""
+
+    gateway: Gateway
+    rssi_dbm: int
+    snr_db: float
+    distance_m: float
+    timestamp_us: int  # the gateway concentrator's free-running microsecond counter
+    channel_index: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An uplink as the network server passes it on: the frame, who heard it, when, and on what."""
+
+    uplink: Uplink
+    receptions: tuple[Reception, ...]
+    frequency_hz: int
+    airtime_s: float
+    received_at_s: float
+    copy: int = 0  # 0 = first delivery, 1.. = repeated deliveries of the same frame
+
+    @property
+    def best(self) -> Reception:
+        """The reception with the best SNR (the gateway the network answers through)."""
+        return max(self.receptions, key=lambda r: (r.snr_db, r.rssi_dbm))
+
+
+class Network:
+    """Gateways of a reserve plus the radio physics and the network server's delivery behaviour."""
+
+    def __init__(
+        self,
+        gateways: Sequence[Gateway] | Reserve | None = None,
+        seed: int | np.random.SeedSequence = 0,
+        path_loss: PathLossModel | None = None,
+        loss_probability: float = 0.02,
+        duplicate_probability: float = 0.01,
+        downlink_loss_probability: float = 0.02,
+        application_id: str = "tembo-demo",
+        application_name: str = "Tembo demo herd",
+        deduplicate: bool = True,
+    ) -> None:
+        if isinstance(gateways, Reserve):
+            gateways = gateways.gateways
+        self.gateways = tuple(gateways if gateways is not None else demo_reserve().gateways)
+        if not self.gateways:
+            raise ValueError("a network needs at least one gateway")
+        for name, p in (("loss_probability", loss_probability), ("duplicate_probability", duplicate_probability),
+                        ("downlink_loss_probability", downlink_loss_probability)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, got {p}")
+        self.rng = np.random.default_rng(seed)
+        self.path_loss = path_loss or PathLossModel()
+        self.loss_probability = loss_probability
+        self.duplicate_probability = duplicate_probability
+        self.downlink_loss_probability = downlink_loss_probability
+        self.application_id = application_id
+        self.application_name = application_name
+        self.deduplicate = deduplicate
+        self._counter_offset_us = {
+            g.gateway_id: int.from_bytes(hashlib.sha256(g.gateway_id.encode()).digest()[:4], "little")
+            for g in self.gateways
+        }
+
+    def __repr__(self) -> str:
+        return f"Network({len(self.gateways)} gateways, application_id={self.application_id!r})"
+
+    # --- the radio path ---
+    def hear(self, uplink: Uplink) -> tuple[int, list[Reception]]:
+        """(frequency_hz, receptions): which gateways heard this frame, with RSSI and SNR."""
+        rng, model = self.rng, self.path_loss
+        channel_index = int(rng.integers(len(EU868_CHANNELS_HZ)))
+        floor_snr = SNR_FLOOR_DB[uplink.spreading_factor]
+        noise_dbm = model.noise_floor_dbm(uplink.bandwidth_hz)
+        receptions = []
+        for gw in self.gateways:
+            d = math.hypot(distance_m(uplink.lon, uplink.lat, gw.lon, gw.lat), gw.altitude_m)
+            shadow_db = float(rng.normal(0.0, model.shadowing_sigma_db))
+            lost = rng.random() < self.loss_probability
+            if d > gw.range_m or lost:
+                continue
+            signal_dbm = model.mean_rssi_dbm(d) + shadow_db
+            snr_db = signal_dbm - noise_dbm
+            if snr_db < floor_snr:
+                continue
+            # A gateway reports total power in the channel: the signal, or the noise floor under it.
+            rssi = 10.0 * math.log10(10 ** (signal_dbm / 10.0) + 10 ** (noise_dbm / 10.0))
+            counter = (int(uplink.time_s * 1_000_000) + self._counter_offset_us[gw.gateway_id]) % 2**32
+            receptions.append(
+                Reception(gw, int(round(rssi)), round(snr_db, 1), d, counter, channel_index)
+            )
+        return EU868_CHANNELS_HZ[channel_index], receptions
+
+    def deliver(self, uplink: Uplink) -> list[Delivery]:
+        """What the network server passes on for this frame: [] when no gateway heard it, else 1+ deliveries."""
+        frequency_hz, receptions = self.hear(uplink)
+        if not receptions:
+            return []
+        air_s = airtime_s(len(uplink.payload), uplink.spreading_factor, uplink.bandwidth_hz)
+        backhaul_s = float(self.rng.uniform(0.05, 0.4))
+        arrived_s = uplink.time_s + air_s + backhaul_s
+        groups = [tuple(receptions)] if self.deduplicate else [(r,) for r in receptions]
+        deliveries = [
+            Delivery(uplink, group, frequency_hz, air_s, arrived_s + 0.01 * i, copy=i)
+            for i, group in enumerate(groups)
+        ]
+        if self.rng.random() < self.duplicate_probability:
+            again_s = arrived_s + float(self.rng.uniform(1.0, 30.0))
+            deliveries.append(
+                Delivery(uplink, tuple(receptions), frequency_hz, air_s, again_s, copy=len(deliveries))
+            )
+        return deliveries
+
+    def downlink_heard(self, delivery: Delivery) -> bool:
+        """Whether a downlink sent in RX1 through the delivery's best gateway reaches the collar."""
+        return bool(self.rng.random() >= self.downlink_loss_probability)
+
+    # --- the JSON the bridge receives ---
+    def tts_uplink(self, delivery: Delivery) -> dict:
+        """The Things Stack v3 uplink message (webhook / MQTT `up` body) for a delivery."""
+        return tts_uplink_json(delivery, self.application_id)
+
+    def chirpstack_uplink(self, delivery: Delivery) -> dict:
+        """ChirpStack v4 `application/{id}/device/{devEui}/event/up` JSON for a delivery."""
+        return chirpstack_uplink_json(delivery, self.application_id, self.application_name)
+
+
+def _digest(*parts: object) -> bytes:
+    return hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+
+
+def dev_addr_of(dev_eui: str) -> str:
+    """A stable device address (8 hex digits, Tembo's demo NetID block) for a DevEUI."""
+    return "260B" + _digest("dev_addr", dev_eui.upper()).hex()[:4].upper()
+
+
+def _ulid_like(*parts: object) -> str:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    n = int.from_bytes(_digest(*parts)[:16], "big")
+    return "".join(alphabet[(n >> (5 * i)) & 31] for i in range(26))
+
+
+def tts_uplink_json(delivery: Delivery, application_id: str) -> dict:
+    """The Things Stack v3 `uplink_message` JSON (fields as in TTS's data-formats documentation)."""
+    up = delivery.uplink
+    received_at = rfc3339(delivery.received_at_s)
+    tag = (up.dev_eui, up.f_cnt, delivery.copy)
+    rx_metadata = []
+    for r in delivery.receptions:
+        rx_metadata.append(
+            {
+                "gateway_ids": {"gateway_id": r.gateway.gateway_id, "eui": r.gateway.eui},
+                "time": rfc3339(up.time_s),
+                "timestamp": r.timestamp_us,
+                "rssi": r.rssi_dbm,
+                "channel_rssi": r.rssi_dbm,
+                "snr": r.snr_db,
+                "location": {
+                    "latitude": r.gateway.lat,
+                    "longitude": r.gateway.lon,
+                    "altitude": int(r.gateway.altitude_m),
+                    "source": "SOURCE_REGISTRY",
+                },
+                "uplink_token": base64.b64encode(_digest("token", *tag, r.gateway.gateway_id)[:24]).decode(),
+                "channel_index": r.channel_index,
+                "received_at": rfc3339(up.time_s + delivery.airtime_s + 0.02),
+            }
+        )
+    message = {
+        "end_device_ids": {
+            "device_id": up.device_id,
+            "application_ids": {"application_id": application_id},
+            "dev_eui": up.dev_eui.upper(),
+            "join_eui": "70B3D57ED0000000",
+            "dev_addr": dev_addr_of(up.dev_eui),
+        },
+        "correlation_ids": [f"as:up:{_ulid_like('as', *tag)}", f"ns:uplink:{_ulid_like('ns', *tag)}"],
+        "received_at": received_at,
+        "uplink_message": {
+            "session_key_id": base64.b64encode(_digest("session", up.dev_eui)[:16]).decode(),
+            "f_port": up.f_port,
+            "f_cnt": up.f_cnt,
+            "frm_payload": base64.b64encode(up.payload).decode(),
+            "rx_metadata": rx_metadata,
+            "settings": {
+                "data_rate": {
+                    "lora": {
+                        "bandwidth": up.bandwidth_hz,
+                        "spreading_factor": up.spreading_factor,
+                        "coding_rate": "4/5",
+                    }
+                },
+                "frequency": str(delivery.frequency_hz),
+                "timestamp": delivery.best.timestamp_us,
+                "time": rfc3339(up.time_s),
+            },
+            "received_at": received_at,
+            "consumed_airtime": airtime_text(delivery.airtime_s),
+            "network_ids": {"net_id": "000013", "tenant_id": "tembo", "cluster_id": "eu1"},
+        },
+    }
+    if up.confirmed:
+        message["uplink_message"]["confirmed"] = True
+    return message
+
+
+def chirpstack_uplink_json(delivery: Delivery, application_id: str, application_name: str) -> dict:
+    """ChirpStack v4 uplink event JSON (integration.UplinkEvent in protobuf JSON mapping)."""
+    up = delivery.uplink
+    tag = (up.dev_eui, up.f_cnt, delivery.copy)
+    app_uuid = str(uuid.uuid5(_NAMESPACE, f"application:{application_id}"))
+    rx_info = []
+    for r in delivery.receptions:
+        rx_info.append(
+            {
+                "gatewayId": r.gateway.eui.lower(),
+                "uplinkId": int.from_bytes(_digest("uplink", *tag, r.gateway.gateway_id)[:4], "big"),
+                "gwTime": rfc3339(up.time_s),
+                "nsTime": rfc3339(delivery.received_at_s),
+                "rssi": r.rssi_dbm,
+                "snr": r.snr_db,
+                "channel": r.channel_index,
+                "rfChain": 0 if r.channel_index < 3 else 1,
+                "location": {
+                    "latitude": r.gateway.lat,
+                    "longitude": r.gateway.lon,
+                    "altitude": r.gateway.altitude_m,
+                },
+                "context": base64.b64encode(r.timestamp_us.to_bytes(4, "big")).decode(),
+                "metadata": {"region_config_id": "eu868", "region_common_name": "EU868"},
+                "crcStatus": "CRC_OK",
+            }
+        )
+    return {
+        "deduplicationId": str(uuid.uuid5(_NAMESPACE, "dedup:" + "|".join(map(str, tag)))),
+        "time": rfc3339(delivery.received_at_s),
+        "deviceInfo": {
+            "tenantId": TENANT_ID,
+            "tenantName": "Tembo",
+            "applicationId": app_uuid,
+            "applicationName": application_name,
+            "deviceProfileId": str(uuid.uuid5(_NAMESPACE, "profile:tembo-collar-eu868")),
+            "deviceProfileName": "Tembo collar EU868",
+            "deviceName": up.device_id,
+            "devEui": up.dev_eui.lower(),
+            "deviceClassEnabled": "CLASS_A",
+            "tags": {"application_id": application_id},
+        },
+        "devAddr": dev_addr_of(up.dev_eui).lower(),
+        "adr": True,
+        "dr": EU868_DATA_RATE.get(up.spreading_factor, 0),
+        "fCnt": up.f_cnt,
+        "fPort": up.f_port,
+        "confirmed": up.confirmed,
+        "data": base64.b64encode(up.payload).decode(),
+        "rxInfo": rx_info,
+        "txInfo": {
+            "frequency": delivery.frequency_hz,
+            "modulation": {
+                "lora": {
+                    "bandwidth": up.bandwidth_hz,
+                    "spreadingFactor": up.spreading_factor,
+                    "codeRate": "CR_4_5",
+                }
+            },
+        },
+        "regionConfigId": "eu868",
+    }
