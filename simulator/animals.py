@@ -10,7 +10,7 @@ home and kept inside or near the boundary. Scenarios inject the events rangers m
   collar_drop     the collar falls off at start_s and lies still where it fell
 
 `state_at(t_s)` answers what the collar experiences at any second: where it is and how it moves
-(`motion` is a behaviour name, "dead" or "dropped"). The track is generated lazily on a one-minute
+(`motion` is a behaviour name, "still" for a dead animal or "dropped"). The track is generated lazily on a one-minute
 grid, so queries should move forward in time (any order works, it just costs the generation).
 """
 
@@ -29,7 +29,7 @@ from simulator import movement as mv
 from simulator.reserve import Reserve, demo_reserve
 
 SPECIES = "Loxodonta africana"
-MOTION_DEAD = "dead"
+MOTION_DEAD = "still"
 MOTION_DROPPED = "dropped"
 MOTIONS = BEHAVIOURS + (MOTION_DEAD, MOTION_DROPPED)
 _DEAD, _DROPPED = MOTIONS.index(MOTION_DEAD), MOTIONS.index(MOTION_DROPPED)
@@ -90,7 +90,7 @@ class AnimalState:
     lat: float
     lon: float
     behaviour: str  # the animal's behaviour (codec.BEHAVIOURS); "rest" once dead
-    motion: str  # a behaviour, "dead" (still animal) or "dropped" (collar lying on the ground)
+    motion: str  # a behaviour, "still" (dead animal) or "dropped" (collar lying on the ground)
     in_farmland: bool
     inside_reserve: bool
 
