@@ -10,8 +10,8 @@ home and kept inside or near the boundary. Scenarios inject the events rangers m
   collar_drop     the collar falls off at start_s and lies still where it fell
 
 `state_at(t_s)` answers what the collar experiences at any second: where it is and how it moves
-(`motion` is a behaviour name, "still" for a dead animal or "dropped"). The track is generated lazily on a one-minute
-grid, so queries should move forward in time (any order works, it just costs the generation).
+(`motion` is a behaviour name, "still" for a dead animal or "dropped"). The track is generated
+lazily on a one-minute grid, so queries should move forward in time (any order works, it costs more).
 """
 
 from __future__ import annotations
@@ -275,8 +275,11 @@ class SimulatedAnimal:
     def _routine_goal(self) -> tuple[tuple[float, float] | None, float]:
         ahead_x = self._x + 400.0 * math.cos(self._heading)
         ahead_y = self._y + 400.0 * math.sin(self._heading)
-        if not self.reserve.inside_xy(self._x, self._y) or not self.reserve.inside_xy(ahead_x, ahead_y):
+        reserve = self.reserve
+        if not reserve.inside_xy(self._x, self._y) or not reserve.inside_xy(ahead_x, ahead_y):
             return self.home_xy, 0.7
+        if reserve.farmland_at_xy(self._x, self._y) or reserve.farmland_at_xy(ahead_x, ahead_y):
+            return self.home_xy, 0.7  # outside a raid, farmland is avoided like the boundary
         if self._since_water_s > self._thirst_s:
             wx, wy = min(self._water_xy, key=lambda w: math.hypot(self._x - w[0], self._y - w[1]))
             return (wx, wy), 0.5

@@ -36,7 +36,7 @@ class BehaviourParams:
 
     speed_mean_mps: tuple[float, ...] = (0.0, 0.12, 0.95, 3.2)
     speed_sd_mps: tuple[float, ...] = (0.0, 0.05, 0.2, 0.6)
-    turn_kappa: tuple[float, ...] = (0.0, 0.6, 4.0, 8.0)  # von Mises concentration of turning angles
+    turn_kappa: tuple[float, ...] = (0.0, 0.6, 25.0, 30.0)  # von Mises concentration of turning angles
     bout_mean_s: tuple[float, ...] = (45 * 60.0, 75 * 60.0, 25 * 60.0, 2 * 60.0)
     bout_shape: float = 2.0  # gamma shape of bout durations (semi-Markov)
     midday_rest_factor: float = 1.6  # rest bouts last longer in the heat of the day

@@ -1,0 +1,68 @@
+"""Replaying real Movebank tracks through the digital twin (tiny fixture made by the project)."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from simulator.animals import AnimalIdentity
+from simulator.movebank import MovebankReplay, read_movebank
+from simulator.reserve import demo_reserve
+
+FIXTURE = Path(__file__).parent / "fixtures" / "movebank_tiny.csv"
+NOON = int(datetime(2014, 1, 23, 12, tzinfo=UTC).timestamp())
+SIM_START = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
+
+
+def _walker_replay() -> MovebankReplay:
+    track = read_movebank(FIXTURE)["Tiny Walker"]
+    return MovebankReplay(track, AnimalIdentity("replay-01", "70B3D57ED0069001", "Tiny Walker"), SIM_START,
+                          demo_reserve())
+
+
+def test_movebank_csv_splits_into_one_track_per_individual_without_hidden_or_empty_fixes():
+    tracks = read_movebank(FIXTURE)
+    assert sorted(tracks) == ["Tiny Sleeper", "Tiny Walker"]
+    walker = tracks["Tiny Walker"]
+    assert walker.time_s.tolist() == [NOON, NOON + 900, NOON + 1800, NOON + 3600]
+    assert walker.taxon == "Loxodonta africana" and walker.tag_id == "901"
+    assert walker.duration_s == 3600
+
+
+def test_movebank_gzipped_csv_reads_the_same(tmp_path):
+    packed = tmp_path / "tiny.csv.gz"
+    packed.write_bytes(gzip.compress(FIXTURE.read_bytes()))
+    assert read_movebank(packed)["Tiny Walker"].time_s.tolist() == read_movebank(FIXTURE)["Tiny Walker"].time_s.tolist()
+
+
+def test_a_file_without_movebank_columns_is_refused(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,x,y\n1,2,3\n")
+    with pytest.raises(ValueError, match="location-long"):
+        read_movebank(bad)
+
+
+def test_replay_starts_at_the_first_fix_and_interpolates_between_fixes():
+    replay = _walker_replay()
+    first = replay.state_at(SIM_START)
+    assert (first.lat, first.lon) == pytest.approx((0.57, 37.58))
+    halfway = replay.state_at(SIM_START + 450)  # half of the 900 m walked north in 15 min
+    assert halfway.lat == pytest.approx((0.57 + 0.5780938) / 2)
+    assert halfway.lon == pytest.approx(37.58)
+
+
+def test_replayed_behaviour_follows_the_speed_between_fixes():
+    replay = _walker_replay()
+    assert replay.state_at(SIM_START + 100).behaviour == "walk"  # 900 m in 900 s = 1.0 m/s
+    assert replay.state_at(SIM_START + 1000).behaviour == "rest"  # did not move
+    assert replay.state_at(SIM_START + 2000).behaviour == "rest"  # 11 m in 30 min
+
+
+def test_replay_holds_the_last_fix_after_the_track_ends():
+    replay = _walker_replay()
+    late = replay.state_at(SIM_START + 10 * 3600)
+    assert (late.lat, late.lon) == pytest.approx((0.5780938, 37.5801))
+    assert late.inside_reserve and late.motion == "rest"

@@ -1,0 +1,72 @@
+"""The demo reserve the bridge stores and the ranger's map draws."""
+
+from __future__ import annotations
+
+import json
+
+from simulator.reserve import (
+    KINDS,
+    LocalFrame,
+    demo_reserve,
+    demo_reserve_geojson,
+    distance_m,
+    point_in_polygon,
+)
+
+
+def test_reserve_geojson_has_boundary_farmland_water_roads_and_gateways():
+    collection = json.loads(json.dumps(demo_reserve_geojson()))  # survives a JSON round trip
+    assert collection["type"] == "FeatureCollection"
+    by_kind = {k: [f for f in collection["features"] if f["properties"]["kind"] == k] for k in KINDS}
+    assert len(by_kind["boundary"]) == 1
+    assert len(by_kind["farmland"]) >= 2 and len(by_kind["water"]) >= 3 and len(by_kind["road"]) >= 1
+    assert 3 <= len(by_kind["gateway"]) <= 4
+    assert all(f["properties"]["name"] for f in collection["features"])
+    ring = by_kind["boundary"][0]["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1]  # GeoJSON rings are closed
+    assert all(36.0 < lon < 39.0 and 0.0 < lat < 1.5 for lon, lat in ring)  # [lon, lat] in central Kenya
+    gateway = by_kind["gateway"][0]["properties"]
+    assert gateway["gateway_id"].startswith("tembo-gw-") and len(gateway["eui"]) == 16
+
+
+def test_reserve_is_about_thirty_by_twenty_kilometres():
+    ring = demo_reserve().boundary.ring_lonlat
+    lons, lats = [p[0] for p in ring], [p[1] for p in ring]
+    mid_lat, mid_lon = sum(lats) / len(lats), sum(lons) / len(lons)
+    east_west_m = distance_m(min(lons), mid_lat, max(lons), mid_lat)
+    north_south_m = distance_m(mid_lon, min(lats), mid_lon, max(lats))
+    assert 27_000 < east_west_m < 34_000
+    assert 18_000 < north_south_m < 23_000
+
+
+def test_habiba_real_range_lies_inside_the_demo_reserve():
+    reserve = demo_reserve()
+    # Corners of the box Habiba used in 2014 (Movebank, Wall et al. 2014).
+    for lon, lat in ((37.5427, 0.5353), (37.6308, 0.5353), (37.5427, 0.6135), (37.6308, 0.6135)):
+        assert reserve.contains(lon, lat)
+
+
+def test_farmland_lies_outside_or_at_the_edge_of_the_reserve():
+    reserve = demo_reserve()
+    for x, y in reserve.farmland_centres_xy():
+        assert not reserve.inside_xy(x, y) or reserve.boundary_distance_m(x, y) < 3000
+    assert reserve.farmland_at_xy(0.0, 0.0) is None
+
+
+def test_every_gateway_stands_inside_the_reserve():
+    reserve = demo_reserve()
+    assert all(reserve.contains(g.lon, g.lat) for g in reserve.gateways)
+
+
+def test_local_frame_round_trips_and_measures_metres():
+    frame = LocalFrame(37.585, 0.572)
+    lon, lat = frame.to_lonlat(1000.0, -2000.0)
+    x, y = frame.to_xy(lon, lat)
+    assert abs(x - 1000.0) < 1e-6 and abs(y + 2000.0) < 1e-6
+    assert abs(distance_m(37.585, 0.572, lon, lat) - (1000**2 + 2000**2) ** 0.5) < 2.0
+
+
+def test_point_in_polygon_on_a_unit_square():
+    square = ((0, 0), (1, 0), (1, 1), (0, 1))
+    assert point_in_polygon(0.5, 0.5, square)
+    assert not point_in_polygon(1.5, 0.5, square)
