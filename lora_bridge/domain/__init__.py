@@ -1,0 +1,1 @@
+"""Tembo's domain: what a decoded message means for devices, positions, activity, alerts and downlinks."""

@@ -1,0 +1,204 @@
+"""The one alert model that collar-raised alerts and server rules share.
+
+Priorities follow EarthRanger's scale: 0 info, 100 low, 200 medium, 300 high. An alert is open from
+`new` through `acknowledged` until `resolved` with a ranger's verdict; while it is open, another alert
+of the same type for the same collar adds an occurrence to it instead of a new row.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
+from lora_bridge.store.tables import Alert, AlertEvent
+from lora_bridge.store.utc import utc_now
+
+log = logging.getLogger(__name__)
+
+PRIORITY_INFO = 0
+PRIORITY_LOW = 100
+PRIORITY_MEDIUM = 200
+PRIORITY_HIGH = 300
+
+# Alert type → EarthRanger priority. Types not listed are medium: a ranger looks, nothing is lost.
+# Names are codec.ALERT_TYPES (collar) plus the server rules' own (offline, ...).
+PRIORITY_BY_TYPE = {
+    "mortality": PRIORITY_HIGH,
+    "poaching_risk": PRIORITY_HIGH,
+    "tamper": PRIORITY_HIGH,
+    "immobility": PRIORITY_MEDIUM,
+    "geofence_farmland": PRIORITY_MEDIUM,
+    "geofence_exit": PRIORITY_MEDIUM,
+    "collar_drop": PRIORITY_MEDIUM,
+    "battery_critical": PRIORITY_MEDIUM,
+    "speed": PRIORITY_MEDIUM,
+    "low_battery": PRIORITY_LOW,
+    "offline": PRIORITY_LOW,
+    "unexpected_reboot": PRIORITY_LOW,
+    "test": PRIORITY_INFO,
+    # Words that name the family of a type this table does not list yet.
+    "poaching": PRIORITY_HIGH,
+    "geofence": PRIORITY_MEDIUM,
+    "battery": PRIORITY_LOW,
+}
+
+STATE_NEW = "new"
+STATE_ACKNOWLEDGED = "acknowledged"
+STATE_RESOLVED = "resolved"
+OPEN_STATES = (STATE_NEW, STATE_ACKNOWLEDGED)
+
+VERDICTS = ("true", "false_alarm", "unknown")
+
+SOURCE_COLLAR = "collar"
+SOURCE_SERVER = "server"
+
+SYSTEM_ACTOR = "tembo"
+
+
+def priority_for(alert_type: str) -> int:
+    """EarthRanger priority of an alert type (exact name, else a known word inside it, else medium)."""
+    if alert_type in PRIORITY_BY_TYPE:
+        return PRIORITY_BY_TYPE[alert_type]
+    for word, priority in PRIORITY_BY_TYPE.items():
+        if word in alert_type:
+            return priority
+    return PRIORITY_MEDIUM
+
+
+def dedup_key(device_id: str, alert_type: str) -> str:
+    """Alerts with equal keys are one alert while it is open."""
+    return f"{device_id}:{alert_type}"
+
+
+def raise_alert(
+    session: Session,
+    *,
+    device_id: str,
+    animal_id: int | None,
+    alert_type: str,
+    source: str,
+    time: datetime,
+    lat: float | None = None,
+    lon: float | None = None,
+    evidence: dict[str, Any] | None = None,
+    actor: str = SYSTEM_ACTOR,
+) -> tuple[Alert, bool]:
+    """Open an alert, or add an occurrence to the open one with the same key; returns (alert, is_new)."""
+    key = dedup_key(device_id, alert_type)
+    alert = session.scalars(select(Alert).where(Alert.open_key == key)).first()
+    if alert is not None:
+        alert.occurrences += 1
+        if time > alert.last_time:
+            alert.last_time = time
+            if lat is not None and lon is not None:
+                alert.lat, alert.lon = lat, lon
+        merged = dict(alert.evidence)
+        merged.setdefault("occurrences", []).append(_occurrence(time, lat, lon, evidence))
+        merged["occurrences"] = merged["occurrences"][-20:]
+        alert.evidence = merged
+        record_event(session, alert, actor, "repeated", {"time": time.isoformat()})
+        log.info(
+            "alert repeated",
+            extra={"alert_id": alert.id, "device_id": device_id, "alert_type": alert_type},
+        )
+        return alert, False
+    alert = Alert(
+        device_id=device_id,
+        animal_id=animal_id,
+        alert_type=alert_type,
+        priority=priority_for(alert_type),
+        state=STATE_NEW,
+        source=source,
+        dedup_key=key,
+        open_key=key,
+        time=time,
+        last_time=time,
+        occurrences=1,
+        lat=lat,
+        lon=lon,
+        evidence=dict(evidence or {}),
+    )
+    session.add(alert)
+    session.flush()
+    record_event(session, alert, actor, "raised", {"source": source, "time": time.isoformat()})
+    log.warning(
+        "alert raised",
+        extra={"alert_id": alert.id, "device_id": device_id, "alert_type": alert_type, "source": source},
+    )
+    return alert, True
+
+
+def acknowledge(session: Session, alert_id: int, user: str) -> Alert:
+    """new → acknowledged by user."""
+    alert = get_alert(session, alert_id)
+    if alert.state != STATE_NEW:
+        raise InvalidTransition(f"alert {alert_id} is {alert.state}; only a new alert can be acknowledged")
+    alert.state = STATE_ACKNOWLEDGED
+    alert.acknowledged_at = utc_now()
+    alert.acknowledged_by = user
+    record_event(session, alert, user, "acknowledged")
+    log.info("alert acknowledged", extra={"alert_id": alert.id, "device_id": alert.device_id, "user": user})
+    return alert
+
+
+def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str | None = None) -> Alert:
+    """new/acknowledged → resolved with the ranger's verdict (true, false_alarm, unknown)."""
+    if verdict not in VERDICTS:
+        raise InvalidVerdict(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+    alert = get_alert(session, alert_id)
+    if alert.state not in OPEN_STATES:
+        raise InvalidTransition(f"alert {alert_id} is already resolved")
+    alert.state = STATE_RESOLVED
+    alert.verdict = verdict
+    alert.open_key = None
+    alert.resolved_at = utc_now()
+    alert.resolved_by = user
+    detail: dict[str, Any] = {"verdict": verdict}
+    if note:
+        detail["note"] = note
+    record_event(session, alert, user, "resolved", detail)
+    log.info(
+        "alert resolved",
+        extra={"alert_id": alert.id, "device_id": alert.device_id, "user": user, "verdict": verdict},
+    )
+    return alert
+
+
+def get_alert(session: Session, alert_id: int) -> Alert:
+    """The alert with this id, or UnknownAlert."""
+    try:
+        key = int(alert_id)
+    except (TypeError, ValueError) as error:
+        raise UnknownAlert(f"no alert {alert_id!r}") from error
+    alert = session.get(Alert, key)
+    if alert is None:
+        raise UnknownAlert(f"no alert {alert_id!r}")
+    return alert
+
+
+def open_alert(session: Session, device_id: str, alert_type: str) -> Alert | None:
+    """The open alert of this type for this collar, if any."""
+    return session.scalars(select(Alert).where(Alert.open_key == dedup_key(device_id, alert_type))).first()
+
+
+def record_event(
+    session: Session, alert: Alert, actor: str, action: str, detail: dict[str, Any] | None = None
+) -> AlertEvent:
+    """Append one step to the alert's history."""
+    event = AlertEvent(alert_id=alert.id, actor=actor, action=action, detail=dict(detail or {}))
+    session.add(event)
+    return event
+
+
+def _occurrence(
+    time: datetime, lat: float | None, lon: float | None, evidence: dict[str, Any] | None
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {"time": time.isoformat(), "lat": lat, "lon": lon}
+    if evidence and "seq" in evidence:
+        entry["seq"] = evidence["seq"]
+    return entry

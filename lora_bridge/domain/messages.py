@@ -1,0 +1,157 @@
+"""Applying one decoded collar message to the store: the heart of the bridge's domain layer."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from lora_bridge.decode import behaviour_names, degrees, message_time
+from lora_bridge.domain import activity, alerts, devices, downlinks, positions, rules
+from lora_bridge.settings import BridgeSettings
+from lora_bridge.store.tables import Alert, RawUplink
+from lora_bridge.uplink_formats import Uplink
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Applied:
+    """What one message changed."""
+
+    positions: int = 0
+    activity_summaries: int = 0
+    alert_ids: list[int] = field(default_factory=list)
+    downlink_ids: list[int] = field(default_factory=list)
+
+
+def apply_message(
+    session: Session,
+    *,
+    raw: RawUplink,
+    uplink: Uplink,
+    fields: dict[str, Any],
+    heard_at: datetime,
+    codec: Any,
+    settings: BridgeSettings,
+) -> Applied:
+    """Turn a decoded message into device state, positions, activity, alerts and downlinks."""
+    applied = Applied()
+    device = devices.device_for_uplink(session, uplink, heard_at)
+    animal = devices.ensure_animal(session, device)
+    message = str(fields.get("message"))
+    time = message_time(fields, heard_at)
+    context = {"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message}
+
+    closed = rules.close_offline(session, device, heard_at)
+    if closed is not None:
+        applied.alert_ids.append(closed)
+
+    for fix_time, lat, lon in positions.fixes_in_message(fields, time):
+        row = positions.add_position(
+            session,
+            device_id=device.device_id,
+            animal_id=animal.id,
+            time=fix_time,
+            lat=lat,
+            lon=lon,
+            message=message,
+            raw_uplink_id=raw.id,
+        )
+        applied.positions += row is not None
+
+    if message == "status":
+        devices.apply_status(device, fields, time, codec)
+        alert_id = rules.check_battery(session, device, animal.id, time, settings.low_battery_mv)
+        if alert_id is not None:
+            applied.alert_ids.append(alert_id)
+    elif message == "activity":
+        row = activity.add_activity(
+            session,
+            device_id=device.device_id,
+            animal_id=animal.id,
+            time=time,
+            fields=fields,
+            class_names=behaviour_names(codec),
+            raw_uplink_id=raw.id,
+        )
+        applied.activity_summaries += row is not None
+        interval_end = time + timedelta(minutes=row.interval_min) if row is not None else time
+        if row is not None and row.dominant and (device.status_time is None or interval_end > device.status_time):
+            device.behaviour = row.dominant
+    elif message == "alert":
+        _apply_collar_alert(session, device.device_id, animal.id, fields, time, uplink, raw, codec, settings, applied)
+    elif message == "ack":
+        acked = downlinks.apply_collar_ack(session, codec, device.device_id, fields)
+        if acked is not None and acked.alert_id is not None:
+            alert = session.get(Alert, acked.alert_id)
+            if alert is not None:
+                alerts.record_event(
+                    session, alert, device.device_id, "collar_confirmed_ack", {"seq": acked.seq, "result": acked.ack_result}
+                )
+    elif message == "settings":
+        devices.apply_settings(device, fields)
+    log.debug("message applied", extra=context)
+    return applied
+
+
+def _apply_collar_alert(
+    session: Session,
+    device_id: str,
+    animal_id: int,
+    fields: dict[str, Any],
+    time: datetime,
+    uplink: Uplink,
+    raw: RawUplink,
+    codec: Any,
+    settings: BridgeSettings,
+    applied: Applied,
+) -> None:
+    alert_type = str(fields.get("alert_type", "unknown"))
+    seq = fields.get("seq")
+    where = degrees(fields)
+    evidence: dict[str, Any] = {
+        "seq": seq,
+        "raw_uplink_id": raw.id,
+        "f_cnt": uplink.f_cnt,
+        "gateways": [g.gateway_id for g in uplink.gateways],
+        "positions": [
+            {"time": p.time.isoformat(), "lat": p.lat, "lon": p.lon}
+            for p in positions.recent_positions(session, device_id, settings.alert_evidence_positions)
+        ],
+    }
+    latest_activity = _latest_behaviour(session, device_id)
+    if latest_activity:
+        evidence["behaviour"] = latest_activity
+    alert, _ = alerts.raise_alert(
+        session,
+        device_id=device_id,
+        animal_id=animal_id,
+        alert_type=alert_type,
+        source=alerts.SOURCE_COLLAR,
+        time=time,
+        lat=where[0] if where else None,
+        lon=where[1] if where else None,
+        evidence=evidence,
+        actor=device_id,
+    )
+    applied.alert_ids.append(alert.id)
+    if isinstance(seq, int):
+        values: dict[str, Any] = {"seq": seq}
+        if alert_type in tuple(getattr(codec, "ALERT_TYPES", ())):
+            values["alert_type"] = alert_type  # the collar matches its pending alert by type and seq
+        downlink = downlinks.queue_command(
+            session, codec, device_id=device_id, command="ack_alert", values=values, alert_id=alert.id
+        )
+        applied.downlink_ids.append(downlink.id)
+        alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, "ack_queued", {"seq": seq, "downlink_id": downlink.id})
+
+
+def _latest_behaviour(session: Session, device_id: str) -> dict[str, Any] | None:
+    row = activity.latest(session, device_id)
+    if row is None:
+        return None
+    return {"time": row.time.isoformat(), "dominant": row.dominant, "shares_pct": dict(row.shares_pct)}

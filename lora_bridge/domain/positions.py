@@ -1,0 +1,82 @@
+"""GNSS fixes from status, positions and alert messages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lora_bridge.decode import degrees
+from lora_bridge.store.tables import Position
+
+MAX_FIXES_PER_MESSAGE = 5
+# A status's fix_age_s saturates here: the fix is older than the counter can say, so its time is unknown.
+FIX_AGE_UNKNOWN_S = 0xFFFF
+
+
+def fixes_in_message(fields: dict[str, Any], time: datetime) -> list[tuple[datetime, float, float]]:
+    """(time, lat, lon) of every valid fix a decoded message carries; time is the message time."""
+    message = fields.get("message")
+    if message == "positions":
+        found = []
+        for fix in list(fields.get("fixes") or [])[:MAX_FIXES_PER_MESSAGE]:
+            if not isinstance(fix, dict):
+                continue
+            where = degrees(fix)
+            dt_s = fix.get("dt_s", 0)
+            if where is not None and isinstance(dt_s, int):
+                found.append((time + timedelta(seconds=dt_s), where[0], where[1]))
+        return found
+    where = degrees(fields)
+    if where is None:
+        return []
+    fix_time = time
+    fix_age_s = fields.get("fix_age_s")
+    if message == "status" and isinstance(fix_age_s, int):
+        if fix_age_s >= FIX_AGE_UNKNOWN_S:
+            return []
+        fix_time = time - timedelta(seconds=fix_age_s)
+    return [(fix_time, where[0], where[1])]
+
+
+def add_position(
+    session: Session,
+    *,
+    device_id: str,
+    animal_id: int | None,
+    time: datetime,
+    lat: float,
+    lon: float,
+    message: str,
+    raw_uplink_id: int | None,
+) -> Position | None:
+    """Store one fix, unless this collar already has a fix at that time; returns the new row or None."""
+    existing = session.scalars(
+        select(Position.id).where(Position.device_id == device_id, Position.time == time)
+    ).first()
+    if existing is not None:
+        return None
+    position = Position(
+        device_id=device_id,
+        animal_id=animal_id,
+        time=time,
+        lat=lat,
+        lon=lon,
+        message=message,
+        raw_uplink_id=raw_uplink_id,
+    )
+    session.add(position)
+    return position
+
+
+def recent_positions(session: Session, device_id: str, limit: int) -> list[Position]:
+    """The collar's last `limit` fixes, newest first."""
+    if limit <= 0:
+        return []
+    return list(
+        session.scalars(
+            select(Position).where(Position.device_id == device_id).order_by(Position.time.desc()).limit(limit)
+        )
+    )

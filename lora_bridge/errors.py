@@ -1,0 +1,71 @@
+"""Every exception the Tembo bridge raises on purpose, in one tree.
+
+    BridgeError                      base of everything below
+    ├── UplinkRejected               an uplink body the bridge cannot take (HTTP 400, kept as a dead letter)
+    │   └── MalformedUplink          not JSON, or JSON without the fields of a TTS / ChirpStack uplink
+    ├── AuthenticationFailed         wrong or missing X-Tembo-Secret / API token (HTTP 401)
+    ├── NotFound                     an id that names nothing (HTTP 404)
+    │   ├── UnknownAlert
+    │   ├── UnknownAnimal
+    │   └── UnknownDeadLetter
+    ├── InvalidRequest (ValueError)  a well-formed call with a value out of range (HTTP 400)
+    │   ├── InvalidVerdict           resolve_alert with a verdict other than true / false_alarm / unknown
+    │   ├── InvalidTransition        alert workflow step out of order (e.g. acknowledge a resolved alert)
+    │   └── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
+    └── DownlinkError                the network server refused or did not answer a downlink push
+
+A payload that the codec cannot decode is not an exception of the bridge: it is stored as a dead
+letter with the codec's reason, and `Bridge.replay_dead_letters()` tries it again after a codec fix.
+"""
+
+
+class BridgeError(Exception):
+    """Base of every error the Tembo bridge raises on purpose."""
+
+
+class UplinkRejected(BridgeError):
+    """An uplink body the bridge cannot take; it is kept as a dead letter with this reason."""
+
+
+class MalformedUplink(UplinkRejected):
+    """Not JSON, or JSON without the fields of a The Things Stack / ChirpStack uplink."""
+
+
+class AuthenticationFailed(BridgeError):
+    """Wrong or missing shared secret or API token."""
+
+
+class NotFound(BridgeError):
+    """An id that names nothing in the store."""
+
+
+class UnknownAlert(NotFound):
+    """No alert with this id."""
+
+
+class UnknownAnimal(NotFound):
+    """No animal with this id."""
+
+
+class UnknownDeadLetter(NotFound):
+    """No dead letter with this id."""
+
+
+class InvalidRequest(BridgeError, ValueError):
+    """A well-formed call with a value the bridge does not accept."""
+
+
+class InvalidVerdict(InvalidRequest):
+    """A verdict other than true, false_alarm or unknown."""
+
+
+class InvalidTransition(InvalidRequest):
+    """An alert workflow step out of order (new → acknowledged → resolved)."""
+
+
+class InvalidGeography(InvalidRequest):
+    """A geography that is not a GeoJSON FeatureCollection with properties.kind on every feature."""
+
+
+class DownlinkError(BridgeError):
+    """The network server refused or did not answer a downlink push."""

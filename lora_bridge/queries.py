@@ -1,0 +1,263 @@
+"""Read-side queries of the bridge: the store's rows turned into the views of lora_bridge.views."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lora_bridge.domain.alerts import OPEN_STATES
+from lora_bridge.store.tables import (
+    ActivitySummary,
+    Alert,
+    AlertEvent,
+    Animal,
+    DeadLetter,
+    Device,
+    Downlink,
+    Position,
+)
+from lora_bridge.views import (
+    ActivityView,
+    AlertEventView,
+    AlertView,
+    AnimalView,
+    DeadLetterView,
+    DownlinkView,
+    PositionView,
+)
+
+
+def animal_key(animal_id: str | int) -> int | None:
+    """The store key of a public animal id ("7" or 7), or None when it names nothing."""
+    try:
+        return int(animal_id)
+    except (TypeError, ValueError):
+        return None
+
+
+def latest_fix_per_device(session: Session) -> dict[str, Position]:
+    """Each collar's newest position."""
+    newest = (
+        select(Position.device_id, func.max(Position.time).label("time"))
+        .group_by(Position.device_id)
+        .subquery()
+    )
+    rows = session.scalars(
+        select(Position).join(
+            newest, (Position.device_id == newest.c.device_id) & (Position.time == newest.c.time)
+        )
+    ).all()
+    return {row.device_id: row for row in rows}
+
+
+def animal_views(session: Session) -> list[AnimalView]:
+    """Every animal with its collar's latest state, ordered by name."""
+    fixes = latest_fix_per_device(session)
+    open_counts = dict(
+        session.execute(
+            select(Alert.animal_id, func.count()).where(Alert.state.in_(OPEN_STATES)).group_by(Alert.animal_id)
+        ).all()
+    )
+    rows = session.execute(
+        select(Animal, Device).outerjoin(Device, Animal.device_id == Device.device_id).order_by(Animal.name)
+    ).all()
+    views = []
+    for animal, device in rows:
+        fix = fixes.get(animal.device_id) if animal.device_id else None
+        views.append(
+            AnimalView(
+                animal_id=str(animal.id),
+                name=animal.name,
+                species=animal.species,
+                device_id=animal.device_id,
+                last_seen=device.last_seen if device else None,
+                lat=fix.lat if fix else None,
+                lon=fix.lon if fix else None,
+                battery_mv=device.battery_mv if device else None,
+                behaviour=device.behaviour if device else None,
+                fw_version=device.fw_version if device else None,
+                model_version=device.model_version if device else None,
+                sex=animal.sex,
+                position_time=fix.time if fix else None,
+                temperature_c=device.temperature_c if device else None,
+                open_alerts=int(open_counts.get(animal.id, 0)),
+            )
+        )
+    return views
+
+
+def latest_position_views(session: Session) -> list[PositionView]:
+    """The newest fix of every animal that has one."""
+    fixes = latest_fix_per_device(session)
+    animals = session.scalars(select(Animal).where(Animal.device_id.in_(list(fixes)))).all()
+    views = [
+        PositionView(
+            animal_id=str(animal.id),
+            name=animal.name,
+            device_id=animal.device_id,
+            time=fixes[animal.device_id].time,
+            lat=fixes[animal.device_id].lat,
+            lon=fixes[animal.device_id].lon,
+        )
+        for animal in animals
+        if animal.device_id in fixes
+    ]
+    return sorted(views, key=lambda view: view.name)
+
+
+def track_views(
+    session: Session, since: datetime | None, animal_ids: list[str] | None
+) -> dict[str, list[PositionView]]:
+    """Positions per animal id, oldest first, from since on (all when since is None)."""
+    query = select(Position, Animal).join(Animal, Position.animal_id == Animal.id)
+    if since is not None:
+        query = query.where(Position.time >= since)
+    if animal_ids is not None:
+        keys = [key for key in (animal_key(a) for a in animal_ids) if key is not None]
+        query = query.where(Animal.id.in_(keys))
+    tracks: dict[str, list[PositionView]] = {}
+    for position, animal in session.execute(query.order_by(Animal.id, Position.time)).all():
+        tracks.setdefault(str(animal.id), []).append(
+            PositionView(
+                animal_id=str(animal.id),
+                name=animal.name,
+                device_id=position.device_id,
+                time=position.time,
+                lat=position.lat,
+                lon=position.lon,
+            )
+        )
+    return tracks
+
+
+def alert_view(alert: Alert, animal: Animal | None) -> AlertView:
+    """One alert row as a view."""
+    return AlertView(
+        alert_id=alert.id,
+        animal_id=str(animal.id) if animal else None,
+        name=animal.name if animal else None,
+        device_id=alert.device_id,
+        alert_type=alert.alert_type,
+        priority=alert.priority,
+        state=alert.state,
+        time=alert.time,
+        lat=alert.lat,
+        lon=alert.lon,
+        source=alert.source,
+        verdict=alert.verdict,
+        last_time=alert.last_time,
+        occurrences=alert.occurrences,
+        evidence=dict(alert.evidence or {}),
+        acknowledged_by=alert.acknowledged_by,
+        acknowledged_at=alert.acknowledged_at,
+        resolved_by=alert.resolved_by,
+        resolved_at=alert.resolved_at,
+    )
+
+
+def alert_views(session: Session, states: tuple[str, ...] | None, limit: int | None = None) -> list[AlertView]:
+    """Alerts, highest priority first, then newest first; only those in states when given."""
+    query = select(Alert, Animal).outerjoin(Animal, Alert.animal_id == Animal.id)
+    if states is not None:
+        query = query.where(Alert.state.in_(states))
+    query = query.order_by(Alert.priority.desc(), Alert.last_time.desc(), Alert.id.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    return [alert_view(alert, animal) for alert, animal in session.execute(query).all()]
+
+
+def alert_event_views(session: Session, alert_id: int) -> list[AlertEventView]:
+    """An alert's history, oldest first."""
+    rows = session.scalars(
+        select(AlertEvent).where(AlertEvent.alert_id == alert_id).order_by(AlertEvent.id)
+    ).all()
+    return [
+        AlertEventView(alert_id=row.alert_id, at=row.at, actor=row.actor, action=row.action, detail=dict(row.detail))
+        for row in rows
+    ]
+
+
+def activity_views(session: Session, animal_key_: int, since: datetime | None) -> list[ActivityView]:
+    """An animal's activity summaries, oldest first."""
+    query = select(ActivitySummary).where(ActivitySummary.animal_id == animal_key_)
+    if since is not None:
+        query = query.where(ActivitySummary.time >= since)
+    return [
+        ActivityView(
+            animal_id=str(row.animal_id),
+            device_id=row.device_id,
+            time=row.time,
+            interval_min=row.interval_min,
+            model_version=row.model_version,
+            vedba_mean_mg=row.vedba_mean_mg,
+            vedba_max_mg=row.vedba_max_mg,
+            shares_pct=dict(row.shares_pct),
+            dominant=row.dominant,
+        )
+        for row in session.scalars(query.order_by(ActivitySummary.time))
+    ]
+
+
+def dead_letter_views(session: Session, include_replayed: bool) -> list[DeadLetterView]:
+    """Dead letters, oldest first; only the ones still waiting for a fix unless include_replayed."""
+    query = select(DeadLetter)
+    if not include_replayed:
+        query = query.where(DeadLetter.replayed_at.is_(None))
+    return [
+        DeadLetterView(
+            dead_letter_id=row.id,
+            raw_uplink_id=row.raw_uplink_id,
+            source=row.source,
+            stage=row.stage,
+            reason=row.reason,
+            created_at=row.created_at,
+            replayed_at=row.replayed_at,
+            replay_result=row.replay_result,
+            body=row.body,
+        )
+        for row in session.scalars(query.order_by(DeadLetter.id))
+    ]
+
+
+def downlink_views(session: Session, state: str | None) -> list[DownlinkView]:
+    """Downlinks, oldest first, optionally only in one state."""
+    query = select(Downlink)
+    if state is not None:
+        query = query.where(Downlink.state == state)
+    return [
+        DownlinkView(
+            downlink_id=row.id,
+            device_id=row.device_id,
+            f_port=row.f_port,
+            command=row.command,
+            seq=row.seq,
+            state=row.state,
+            payload_hex=row.payload.hex(),
+            alert_id=row.alert_id,
+            created_at=row.created_at,
+            sent_at=row.sent_at,
+            attempts=row.attempts,
+            last_error=row.last_error,
+        )
+        for row in session.scalars(query.order_by(Downlink.id))
+    ]
+
+
+def verdict_counts(session: Session) -> dict[str, dict[str, Any]]:
+    """Per alert type: resolved alerts by verdict and the precision true / (true + false_alarm)."""
+    rows = session.execute(
+        select(Alert.alert_type, Alert.verdict, func.count())
+        .where(Alert.verdict.is_not(None))
+        .group_by(Alert.alert_type, Alert.verdict)
+    ).all()
+    result: dict[str, dict[str, Any]] = {}
+    for alert_type, verdict, count in rows:
+        entry = result.setdefault(alert_type, {"true": 0, "false_alarm": 0, "unknown": 0})
+        entry[verdict] = int(count)
+    for entry in result.values():
+        judged = entry["true"] + entry["false_alarm"]
+        entry["precision"] = entry["true"] / judged if judged else None
+    return result

@@ -1,0 +1,380 @@
+"""The bridge's service layer: the only door the dashboard, the HTTP API and the CLI go through.
+
+    bridge = open_bridge("sqlite:///var/tembo.db")
+    bridge.ingest_tts_uplink(body)          # store raw first, dedupe, decode, apply
+    bridge.animals(); bridge.open_alerts()  # views (frozen dataclasses, aware UTC times)
+    bridge.acknowledge_alert(7, "ranger.amani"); bridge.resolve_alert(7, "ranger.amani", "true")
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select, update
+
+from lora_bridge import ingest, queries
+from lora_bridge.decode import default_codec
+from lora_bridge.domain import alerts, devices, downlinks, geography, rules
+from lora_bridge.errors import DownlinkError, UnknownAnimal, UnknownDeadLetter
+from lora_bridge.network_server import DownlinkTarget, NetworkServerClient
+from lora_bridge.pipeline import process_raw
+from lora_bridge.settings import BridgeSettings, load_settings
+from lora_bridge.store.database import Database, open_database
+from lora_bridge.store.tables import (
+    ActivitySummary,
+    Alert,
+    Animal,
+    DeadLetter,
+    Device,
+    Downlink,
+    Position,
+    RawUplink,
+)
+from lora_bridge.store.utc import as_utc, utc_now
+from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
+from lora_bridge.views import (
+    ActivityView,
+    AlertEventView,
+    AlertView,
+    AnimalView,
+    DeadLetterView,
+    DownlinkView,
+    IngestResult,
+    PositionView,
+    ReplayReport,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_SENDING = "sending"
+
+
+class Bridge:
+    """One handle on the Tembo store and pipeline; safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: BridgeSettings | None = None,
+        *,
+        codec: Any = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.codec = codec if codec is not None else default_codec()
+        self.db: Database = open_database(self.settings.database_url, self.settings.sqlite_busy_timeout_ms)
+        self.network_server = NetworkServerClient(self.settings, http_client)
+
+    def __repr__(self) -> str:
+        return f"Bridge({self.settings!r})"
+
+    def close(self) -> None:
+        """Release the store's connections and the network-server client."""
+        self.db.dispose()
+        self.network_server.close()
+
+    def __enter__(self) -> Bridge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Ingest ----------------------------------------------------------------------------------
+
+    def ingest_tts_uplink(self, body: bytes) -> IngestResult:
+        """A The Things Stack v3 uplink body: store raw first, dedupe, decode, apply."""
+        return self.ingest_uplink(body, SOURCE_TTS)
+
+    def ingest_chirpstack_uplink(self, body: bytes) -> IngestResult:
+        """A ChirpStack v4 `event/up` body: store raw first, dedupe, decode, apply."""
+        return self.ingest_uplink(body, SOURCE_CHIRPSTACK)
+
+    def ingest_uplink(self, body: bytes, source: str) -> IngestResult:
+        """A body from source ('tts', 'chirpstack', 'replay:tts', ...): stored, then processed."""
+        ingest.parser_for(source)
+        raw_uplink_id = ingest.store_raw(self.db, body, source)
+        result = process_raw(self.db, raw_uplink_id, self.codec, self.settings)
+        if result.downlink_ids and self.settings.downlinks_configured:
+            self.flush_downlinks()
+        return result
+
+    def replay_dead_letters(self, ids: list[int] | None = None) -> ReplayReport:
+        """Run waiting dead letters through the current codec again (after a codec or parser fix)."""
+        with self.db.read() as session:
+            query = select(DeadLetter.id, DeadLetter.raw_uplink_id).where(DeadLetter.replayed_at.is_(None))
+            if ids is not None:
+                query = query.where(DeadLetter.id.in_(ids))
+            letters = session.execute(query.order_by(DeadLetter.id)).all()
+        if ids is not None and len(letters) != len(set(ids)):
+            found = {letter_id for letter_id, _ in letters}
+            missing = sorted(set(ids) - found)
+            raise UnknownDeadLetter(f"no waiting dead letter with id {missing}")
+        processed = duplicates = still_dead = 0
+        for letter_id, raw_uplink_id in letters:
+            result = process_raw(self.db, raw_uplink_id, self.codec, self.settings, dead_letter_id=letter_id)
+            processed += result.status == ingest.STATUS_PROCESSED
+            duplicates += result.status == ingest.STATUS_DUPLICATE
+            still_dead += result.status == ingest.STATUS_DEAD_LETTER
+        log.info("dead letters replayed", extra={"attempted": len(letters), "processed": processed})
+        if self.settings.downlinks_configured:
+            self.flush_downlinks()
+        return ReplayReport(len(letters), processed, duplicates, still_dead)
+
+    def dead_letters(self, include_replayed: bool = False) -> list[DeadLetterView]:
+        """Dead letters waiting for a fix (and the replayed ones when include_replayed)."""
+        with self.db.read() as session:
+            return queries.dead_letter_views(session, include_replayed)
+
+    # Animals and positions -------------------------------------------------------------------
+
+    def register_animal(
+        self, device_id: str, name: str, species: str = devices.DEFAULT_SPECIES, sex: str | None = None
+    ) -> AnimalView:
+        """Name the animal wearing collar device_id (works before or after the collar is heard)."""
+        with self.db.write() as session:
+            animal = devices.register_animal(session, device_id, name, species, sex)
+            animal_id = animal.id
+        return self._animal_view(animal_id)
+
+    def animals(self) -> list[AnimalView]:
+        """Every animal with its collar's latest state (position, battery, behaviour, versions)."""
+        with self.db.read() as session:
+            return queries.animal_views(session)
+
+    def latest_positions(self, viewer: str | None = None) -> list[PositionView]:
+        """The newest fix of every animal. Every view of live positions is logged."""
+        with self.db.read() as session:
+            views = queries.latest_position_views(session)
+        log.info("live positions viewed", extra={"viewer": viewer or "unknown", "animals": len(views)})
+        return views
+
+    def tracks(
+        self, since: datetime | None = None, animal_ids: list[str] | None = None, viewer: str | None = None
+    ) -> dict[str, list[PositionView]]:
+        """Positions per animal id, oldest first (from since on; only animal_ids when given)."""
+        with self.db.read() as session:
+            tracks = queries.track_views(session, as_utc(since) if since else None, animal_ids)
+        log.info("tracks viewed", extra={"viewer": viewer or "unknown", "animals": len(tracks)})
+        return tracks
+
+    def activity(self, animal_id: str | int, since: datetime | None = None) -> list[ActivityView]:
+        """An animal's behaviour shares per interval, oldest first."""
+        key = self._existing_animal_key(animal_id)
+        with self.db.read() as session:
+            return queries.activity_views(session, key, as_utc(since) if since else None)
+
+    # Alerts ----------------------------------------------------------------------------------
+
+    def open_alerts(self) -> list[AlertView]:
+        """Alerts not yet resolved, highest priority first, then newest first."""
+        with self.db.read() as session:
+            return queries.alert_views(session, alerts.OPEN_STATES)
+
+    def alerts(self, states: tuple[str, ...] | None = None, limit: int | None = None) -> list[AlertView]:
+        """All alerts (or those in states), highest priority first, then newest first."""
+        with self.db.read() as session:
+            return queries.alert_views(session, states, limit)
+
+    def alert(self, alert_id: int) -> AlertView:
+        """One alert by id (UnknownAlert when none)."""
+        with self.db.read() as session:
+            alert = alerts.get_alert(session, alert_id)
+            animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
+            return queries.alert_view(alert, animal)
+
+    def alert_events(self, alert_id: int) -> list[AlertEventView]:
+        """Who did what to an alert and when, oldest first."""
+        with self.db.read() as session:
+            alert = alerts.get_alert(session, alert_id)
+            return queries.alert_event_views(session, alert.id)
+
+    def acknowledge_alert(self, alert_id: int, user: str) -> AlertView:
+        """A ranger takes the alert: new → acknowledged."""
+        with self.db.write() as session:
+            alerts.acknowledge(session, alert_id, user)
+        return self.alert(alert_id)
+
+    def resolve_alert(self, alert_id: int, user: str, verdict: str, note: str | None = None) -> AlertView:
+        """A ranger closes the alert with a verdict: true, false_alarm or unknown."""
+        with self.db.write() as session:
+            alerts.resolve(session, alert_id, user, verdict, note)
+        return self.alert(alert_id)
+
+    def alert_verdicts(self) -> dict[str, dict[str, Any]]:
+        """Per alert type: verdict counts and precision, true / (true + false_alarm)."""
+        with self.db.read() as session:
+            return queries.verdict_counts(session)
+
+    def run_rules(self, now: datetime | None = None) -> list[int]:
+        """Run the time-driven server rules (offline) at now (default: the wall clock); new alert ids."""
+        at = as_utc(now) if now else utc_now()
+        with self.db.write() as session:
+            return rules.check_offline(session, at, self.settings.offline_after_s)
+
+    # Downlinks -------------------------------------------------------------------------------
+
+    def queue_command(self, device_id: str, command: str, values: dict[str, Any] | None = None) -> DownlinkView:
+        """Queue a port-32 command (encoded by the codec) for a collar, and push it when configured."""
+        with self.db.write() as session:
+            if session.get(Device, device_id) is None:
+                raise UnknownAnimal(f"no collar {device_id!r}")
+            downlink = downlinks.queue_command(
+                session, self.codec, device_id=device_id, command=command, values=dict(values or {})
+            )
+            downlink_id = downlink.id
+        if self.settings.downlinks_configured:
+            self.flush_downlinks()
+        return self._downlink_view(downlink_id)
+
+    def downlinks(self, state: str | None = None) -> list[DownlinkView]:
+        """Downlinks (queued, sending, sent, failed, acknowledged), oldest first."""
+        with self.db.read() as session:
+            return queries.downlink_views(session, state)
+
+    def flush_downlinks(self, limit: int = 100) -> int:
+        """Push queued downlinks to the network server; returns how many it accepted."""
+        with self.db.read() as session:
+            waiting = [row.id for row in downlinks.queued(session, limit)]
+        accepted = 0
+        for downlink_id in waiting:
+            claimed = self._claim_downlink(downlink_id)
+            if claimed is None:
+                continue  # another worker is pushing it
+            target, f_port, payload = claimed
+            try:
+                self.network_server.push(target, f_port, payload)
+            except DownlinkError as error:
+                self._finish_downlink(downlink_id, str(error))
+                log.warning(
+                    "downlink push failed", extra={"device_id": target.device_id, "downlink_id": downlink_id}
+                )
+                continue
+            self._finish_downlink(downlink_id, None)
+            accepted += 1
+        return accepted
+
+    def _claim_downlink(self, downlink_id: int) -> tuple[DownlinkTarget, int, bytes] | None:
+        with self.db.write() as session:
+            claimed = session.execute(
+                update(Downlink)
+                .where(Downlink.id == downlink_id, Downlink.state == downlinks.STATE_QUEUED)
+                .values(state=STATE_SENDING)
+            ).rowcount
+            if claimed != 1:
+                return None
+            downlink = session.get(Downlink, downlink_id)
+            device = session.get(Device, downlink.device_id)
+            target = DownlinkTarget(
+                device_id=device.device_id,
+                network=device.network,
+                application_id=device.application_id,
+                dev_eui=device.dev_eui,
+            )
+            return target, downlink.f_port, downlink.payload
+
+    def _finish_downlink(self, downlink_id: int, error: str | None) -> None:
+        with self.db.write() as session:
+            downlink = session.get(Downlink, downlink_id)
+            if error is None:
+                downlinks.mark_sent(downlink)
+                if downlink.alert_id is not None:
+                    alert = session.get(Alert, downlink.alert_id)
+                    alerts.record_event(
+                        session, alert, alerts.SYSTEM_ACTOR, "ack_sent", {"seq": downlink.seq, "downlink_id": downlink.id}
+                    )
+            else:
+                downlink.state = downlinks.STATE_QUEUED
+                downlinks.mark_push_failed(downlink, error)
+
+    # Geography -------------------------------------------------------------------------------
+
+    def load_geography(self, geojson: dict[str, Any]) -> int:
+        """Replace the reserve's geography (FeatureCollection, properties.kind on each feature)."""
+        with self.db.write() as session:
+            count = geography.replace(session, geojson)
+        log.info("geography loaded", extra={"features": count})
+        return count
+
+    def geography(self) -> dict[str, Any]:
+        """The reserve's boundary, farmland, water, roads and gateways as a GeoJSON FeatureCollection."""
+        with self.db.read() as session:
+            return geography.as_feature_collection(session)
+
+    # Figures ---------------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """How much the bridge holds: uplinks_stored (distinct), dead_letter (waiting), animals, ..."""
+        with self.db.read() as session:
+
+            def count(query: Any) -> int:
+                return int(session.scalar(query) or 0)
+
+            return {
+                "uplinks_stored": count(
+                    select(func.count()).select_from(RawUplink).where(RawUplink.status != ingest.STATUS_DUPLICATE)
+                ),
+                "dead_letter": count(
+                    select(func.count()).select_from(DeadLetter).where(DeadLetter.replayed_at.is_(None))
+                ),
+                "animals": count(select(func.count()).select_from(Animal)),
+                "positions": count(select(func.count()).select_from(Position)),
+                "activity_summaries": count(select(func.count()).select_from(ActivitySummary)),
+                "alerts": count(select(func.count()).select_from(Alert)),
+                "open_alerts": count(
+                    select(func.count()).select_from(Alert).where(Alert.state.in_(alerts.OPEN_STATES))
+                ),
+                "duplicates": count(
+                    select(func.count()).select_from(RawUplink).where(RawUplink.status == ingest.STATUS_DUPLICATE)
+                ),
+                "devices": count(select(func.count()).select_from(Device)),
+                "downlinks_queued": count(
+                    select(func.count()).select_from(Downlink).where(Downlink.state == downlinks.STATE_QUEUED)
+                ),
+                "downlinks_sent": count(
+                    select(func.count())
+                    .select_from(Downlink)
+                    .where(Downlink.state.in_((downlinks.STATE_SENT, downlinks.STATE_ACKNOWLEDGED)))
+                ),
+            }
+
+    def healthy(self) -> bool:
+        """True when the store answers."""
+        try:
+            with self.db.read() as session:
+                session.execute(select(1))
+            return True
+        except Exception:
+            log.exception("store not answering")
+            return False
+
+    # Helpers ---------------------------------------------------------------------------------
+
+    def _existing_animal_key(self, animal_id: str | int) -> int:
+        key = queries.animal_key(animal_id)
+        with self.db.read() as session:
+            if key is None or session.get(Animal, key) is None:
+                raise UnknownAnimal(f"no animal {animal_id!r}")
+        return key
+
+    def _animal_view(self, key: int) -> AnimalView:
+        for view in self.animals():
+            if view.animal_id == str(key):
+                return view
+        raise UnknownAnimal(f"no animal {key!r}")
+
+    def _downlink_view(self, downlink_id: int) -> DownlinkView:
+        for view in self.downlinks():
+            if view.downlink_id == downlink_id:
+                return view
+        raise LookupError(downlink_id)
+
+
+def open_bridge(database_url: str | None = None, **settings: Any) -> Bridge:
+    """A Bridge on database_url (default: settings, i.e. TEMBO_DATABASE_URL or sqlite:///var/tembo.db)."""
+    if database_url is not None:
+        settings["database_url"] = database_url
+    codec = settings.pop("codec", None)
+    http_client = settings.pop("http_client", None)
+    return Bridge(load_settings(**settings), codec=codec, http_client=http_client)

@@ -1,0 +1,105 @@
+"""The bridge's one typed settings object.
+
+Values come, strongest first, from keyword arguments, `TEMBO_*` environment variables, an optional
+TOML file (`TEMBO_CONFIG` or the `toml_path` argument of `load_settings`), then the defaults below,
+which run the embedded mode out of the box: a SQLite file under `./var/`, the webhook on
+127.0.0.1:8000, no network-server downlinks.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEFAULT_DATABASE_URL = "sqlite:///var/tembo.db"
+
+
+class BridgeSettings(BaseSettings):
+    """Configuration of one Tembo bridge process (webhook, store, rules, downlinks)."""
+
+    model_config = SettingsConfigDict(env_prefix="TEMBO_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+
+    webhook_secret: SecretStr = SecretStr("tembo-dev-secret")
+    api_token: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    network_server_url: str | None = None
+    network_server_api_key: SecretStr | None = None
+    tts_webhook_id: str | None = None
+    downlink_timeout_s: float = Field(default=5.0, gt=0)
+
+    offline_after_s: int = Field(default=6 * 3600, gt=0)
+    low_battery_mv: int = Field(default=3500, ge=0)
+    alert_evidence_positions: int = Field(default=5, ge=0)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._masked_items())
+        return f"BridgeSettings({shown})"
+
+    __str__ = __repr__
+
+    def _masked_items(self) -> list[tuple[str, Any]]:
+        items: list[tuple[str, Any]] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "database_url":
+                value = masked_database_url(value)
+            items.append((name, value))
+        return items
+
+    def webhook_secret_bytes(self) -> bytes:
+        """The shared webhook secret as bytes, for a constant-time compare."""
+        return self.webhook_secret.get_secret_value().encode()
+
+    @property
+    def downlinks_configured(self) -> bool:
+        """True when a network server is configured to receive downlink pushes."""
+        return bool(self.network_server_url)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def masked_database_url(url: str) -> str:
+    """The database URL with any password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable database url>"
+
+
+def load_settings(toml_path: str | Path | None = None, **overrides: Any) -> BridgeSettings:
+    """Settings from overrides, TEMBO_* environment, an optional TOML file, then defaults.
+
+    The TOML file may hold the keys at top level or under a `[bridge]` table.
+    """
+    path = toml_path or os.environ.get("TEMBO_CONFIG")
+    file_values: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+        file_values = dict(document.get("bridge", document))
+    from_env = {name for name in BridgeSettings.model_fields if f"TEMBO_{name.upper()}" in os.environ}
+    # Environment beats the file: drop file keys that the environment sets.
+    values = {key: value for key, value in file_values.items() if key not in from_env}
+    values.update(overrides)
+    return BridgeSettings(**values)

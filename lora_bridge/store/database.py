@@ -1,0 +1,106 @@
+"""The database handle: one engine, one Session per unit of work, portable between SQLite and PostgreSQL.
+
+SQLite (the embedded default) is opened in WAL mode with a busy timeout, and write units of work
+start with BEGIN IMMEDIATE, because the webhook, the demo and the dashboard use the file at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from lora_bridge.store.tables import Base
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Database:
+    """The store's engines and session factories; `write()` and `read()` are units of work."""
+
+    url: str
+    write_engine: Engine
+    read_engine: Engine
+    _write_sessions: sessionmaker[Session]
+    _read_sessions: sessionmaker[Session]
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A Session whose work is committed on success and rolled back on error."""
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A Session for queries only; nothing it does is committed."""
+        with self._read_sessions() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()
+
+
+def open_database(url: str, busy_timeout_ms: int = 10_000, create: bool = True) -> Database:
+    """Open (and by default create the tables of) the store at url."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        write_engine = _sqlite_engine(url, busy_timeout_ms, begin="BEGIN IMMEDIATE")
+        in_memory = parsed.database in (None, "", ":memory:")
+        read_engine = write_engine if in_memory else _sqlite_engine(url, busy_timeout_ms, begin="BEGIN")
+    else:
+        write_engine = create_engine(url, pool_pre_ping=True)
+        read_engine = write_engine
+    if create:
+        Base.metadata.create_all(write_engine)
+    log.info("store opened", extra={"database": parsed.render_as_string(hide_password=True)})
+    return Database(
+        url=url,
+        write_engine=write_engine,
+        read_engine=read_engine,
+        _write_sessions=sessionmaker(write_engine, expire_on_commit=False),
+        _read_sessions=sessionmaker(read_engine, expire_on_commit=False),
+    )
+
+
+def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str) -> Engine:
+    parsed = make_url(url)
+    in_memory = parsed.database in (None, "", ":memory:")
+    if not in_memory:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+        poolclass=StaticPool if in_memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event own the transaction instead of pysqlite's implicit BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql(begin)
+
+    return engine

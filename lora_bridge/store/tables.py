@@ -1,0 +1,225 @@
+"""The tables of the Tembo bridge, as SQLAlchemy 2.0 typed mappings.
+
+Portable SQL only: the same tables run on the embedded SQLite file and on PostgreSQL. Payloads and
+raw bodies are bytes (`LargeBinary`), structured extras are `JSON`, timestamps are aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from lora_bridge.store.utc import UTCDateTime, utc_now
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Tembo bridge table."""
+
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class RawUplink(Base):
+    """Every body a network server delivered, stored before anything else happens to it."""
+
+    __tablename__ = "raw_uplinks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="received", index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    f_port: Mapped[int | None]
+    f_cnt: Mapped[int | None]
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Set once the body is parsed; unique, so two copies of one uplink cannot both be first.
+    dedup_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("raw_uplinks.id"))
+    heard_at: Mapped[datetime | None]
+    gateways: Mapped[list[Any]] = mapped_column(default=list)
+    best_rssi_dbm: Mapped[float | None]
+    best_snr_db: Mapped[float | None]
+    spreading_factor: Mapped[int | None]
+    airtime_ms: Mapped[float | None]
+    message: Mapped[str | None] = mapped_column(String(32))
+    processed_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class DeadLetter(Base):
+    """A body or payload the bridge could not use, with the reason; replayable after a fix."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    raw_uplink_id: Mapped[int | None] = mapped_column(ForeignKey("raw_uplinks.id"), index=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(Text)
+    stage: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    replayed_at: Mapped[datetime | None]
+    replay_result: Mapped[str | None] = mapped_column(Text)
+
+
+class Device(Base):
+    """A collar as the network knows it, with what it last told the bridge about itself."""
+
+    __tablename__ = "devices"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dev_eui: Mapped[str | None] = mapped_column(String(16), index=True)
+    application_id: Mapped[str | None] = mapped_column(String(64))
+    network: Mapped[str | None] = mapped_column(String(16))
+    first_seen: Mapped[datetime | None]
+    last_seen: Mapped[datetime | None]
+    last_f_cnt: Mapped[int | None]
+    last_rssi_dbm: Mapped[float | None]
+    last_snr_db: Mapped[float | None]
+    status_time: Mapped[datetime | None]
+    battery_mv: Mapped[int | None]
+    temperature_c: Mapped[float | None]
+    fw_version: Mapped[str | None] = mapped_column(String(32))
+    model_version: Mapped[int | None]
+    uptime_h: Mapped[int | None]
+    reset_cause: Mapped[str | None] = mapped_column(String(32))
+    behaviour: Mapped[str | None] = mapped_column(String(32))
+    flags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    queue_depth: Mapped[int | None]
+    errors: Mapped[int | None]
+    reported_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    animal: Mapped[Animal | None] = relationship(back_populates="device", uselist=False)
+
+
+class Animal(Base):
+    """An animal wearing a collar; the ranger's name for it."""
+
+    __tablename__ = "animals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    species: Mapped[str] = mapped_column(String(128))
+    sex: Mapped[str | None] = mapped_column(String(16))
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.device_id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    device: Mapped[Device | None] = relationship(back_populates="animal")
+
+
+class Position(Base):
+    """One GNSS fix of a collar, from a status, positions or alert message."""
+
+    __tablename__ = "positions"
+    __table_args__ = (UniqueConstraint("device_id", "time", name="uq_position_device_time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
+    animal_id: Mapped[int | None] = mapped_column(ForeignKey("animals.id"), index=True)
+    time: Mapped[datetime] = mapped_column(index=True)
+    lat: Mapped[float]
+    lon: Mapped[float]
+    message: Mapped[str] = mapped_column(String(32))
+    raw_uplink_id: Mapped[int | None] = mapped_column(ForeignKey("raw_uplinks.id"))
+
+
+class ActivitySummary(Base):
+    """Share of each behaviour class over one interval, as the collar's classifier saw it."""
+
+    __tablename__ = "activity_summaries"
+    __table_args__ = (UniqueConstraint("device_id", "time", name="uq_activity_device_time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
+    animal_id: Mapped[int | None] = mapped_column(ForeignKey("animals.id"), index=True)
+    time: Mapped[datetime] = mapped_column(index=True)
+    interval_min: Mapped[int]
+    model_version: Mapped[int | None]
+    vedba_mean_mg: Mapped[int | None]
+    vedba_max_mg: Mapped[int | None]
+    shares_pct: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    dominant: Mapped[str | None] = mapped_column(String(32))
+    raw_uplink_id: Mapped[int | None] = mapped_column(ForeignKey("raw_uplinks.id"))
+
+
+class Alert(Base):
+    """An alert raised by a collar or by a server rule; one row per open (device, type)."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
+    animal_id: Mapped[int | None] = mapped_column(ForeignKey("animals.id"))
+    alert_type: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int]
+    state: Mapped[str] = mapped_column(String(16), default="new", index=True)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(16))
+    dedup_key: Mapped[str] = mapped_column(String(160), index=True)
+    # Equal to dedup_key while the alert is open, NULL once resolved: at most one open alert per key.
+    open_key: Mapped[str | None] = mapped_column(String(160), unique=True)
+    time: Mapped[datetime]
+    last_time: Mapped[datetime]
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    lat: Mapped[float | None]
+    lon: Mapped[float | None]
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class AlertEvent(Base):
+    """Who did what to an alert, and when (raised, repeated, acknowledged, resolved, ack sent)."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utc_now)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Downlink(Base):
+    """A command for a collar: queued, then sent to the network server, then acked by the collar."""
+
+    __tablename__ = "downlinks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
+    f_port: Mapped[int]
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    command: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int | None]
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    sent_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    acked_at: Mapped[datetime | None]
+    ack_result: Mapped[str | None] = mapped_column(String(32))
+
+
+class GeographyFeature(Base):
+    """One feature of the reserve's own map: boundary, farmland, water, road or gateway."""
+
+    __tablename__ = "geography"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    geometry: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    loaded_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+Index("ix_positions_device_time", Position.device_id, Position.time)
+Index("ix_alerts_device_type", Alert.device_id, Alert.alert_type)

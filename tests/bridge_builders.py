@@ -1,0 +1,221 @@
+"""Builders for the bridge tests: collar payloads through the real codec, wrapped as the JSON a
+network server posts (The Things Stack v3 uplink, ChirpStack v4 event/up). Small on purpose, so the
+answer of every test can be checked by hand."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from collar_firmware import codec
+from lora_bridge.service import Bridge, open_bridge
+from lora_bridge.store import Base
+
+T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
+T0_S = int(T0.timestamp())
+APPLICATION_ID = "tembo-test"
+SECRET = "test-secret"
+
+
+def rfc3339(moment: datetime) -> str:
+    """moment as TTS writes it (nanoseconds, Z)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z"
+
+
+def status(time_s: int = T0_S, lat: float = -2.5, lon: float = 37.5, battery_mv: int = 3900,
+           behaviour: str = "forage", fix_age_s: int = 0, fw_version: str = "1.2.3",
+           model_version: int = 7) -> tuple[int, bytes]:
+    """(port, payload) of a status message."""
+    values = {
+        "time_s": time_s, "lat": lat, "lon": lon, "fix_age_s": fix_age_s, "battery_mv": battery_mv,
+        "temperature_c": 31.5, "fw_version": fw_version, "model_version": model_version, "uptime_h": 12,
+        "reset_cause": "power_on", "behaviour": behaviour, "queue_depth": 0, "errors": 0,
+    }
+    return codec.port_of("status"), codec.encode("status", values)
+
+
+def activity(time_s: int = T0_S, shares_pct: tuple[float, ...] = (50.0, 30.0, 15.0, 5.0),
+             interval_min: int = 60) -> tuple[int, bytes]:
+    """(port, payload) of an activity summary; shares in percent, class order codec.BEHAVIOURS."""
+    values = {
+        "time_s": time_s, "interval_min": interval_min, "model_version": 7, "vedba_mean_mg": 85,
+        "vedba_max_mg": 640, "shares": list(shares_pct),
+    }
+    return codec.port_of("activity"), codec.encode("activity", values)
+
+
+def positions(time_s: int = T0_S, fixes: tuple[tuple[int, float, float], ...] = ()) -> tuple[int, bytes]:
+    """(port, payload) of a positions message: fixes are (dt_s, lat, lon)."""
+    values = {"time_s": time_s, "fixes": [{"dt_s": dt, "lat": la, "lon": lo} for dt, la, lo in fixes]}
+    return codec.port_of("positions"), codec.encode("positions", values)
+
+
+def alert(alert_type: str = "mortality", seq: int = 1, time_s: int = T0_S, lat: float = -2.51,
+          lon: float = 37.52) -> tuple[int, bytes]:
+    """(port, payload) of a collar alert."""
+    values = {"alert_type": alert_type, "seq": seq, "time_s": time_s, "lat": lat, "lon": lon}
+    return codec.port_of("alert"), codec.encode("alert", values)
+
+
+def ack(command: str = "ack_alert", result: str = "ok", time_s: int = T0_S) -> tuple[int, bytes]:
+    """(port, payload) of the collar's ack of a port-32 command."""
+    row = codec.message(command)
+    values = {"time_s": time_s, "on_port": row[1], "cmd": row[2], "result": result}
+    return codec.port_of("ack"), codec.encode("ack", values)
+
+
+def tts_uplink(message: tuple[int, bytes], *, device_id: str = "collar-01", f_cnt: int = 1,
+               gateways: tuple[str, ...] = ("gw-north",), received_at: datetime | None = None,
+               dev_eui: str = "70B3D57ED0000001") -> bytes:
+    """A The Things Stack v3 uplink webhook body (bytes, as posted)."""
+    port, payload = message
+    heard = received_at or T0 + timedelta(seconds=2)
+    document = {
+        "end_device_ids": {
+            "device_id": device_id,
+            "application_ids": {"application_id": APPLICATION_ID},
+            "dev_eui": dev_eui,
+            "dev_addr": "260B0001",
+        },
+        "correlation_ids": [f"as:up:{device_id}:{f_cnt}"],
+        "received_at": rfc3339(heard),
+        "uplink_message": {
+            "f_port": port,
+            "f_cnt": f_cnt,
+            "frm_payload": base64.b64encode(payload).decode(),
+            "rx_metadata": [
+                {"gateway_ids": {"gateway_id": gw}, "rssi": -100 - 3 * i, "channel_rssi": -100 - 3 * i,
+                 "snr": 7.5 - i}
+                for i, gw in enumerate(gateways)
+            ],
+            "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 9,
+                                                "coding_rate": "4/5"}}, "frequency": "868100000"},
+            "received_at": rfc3339(heard),
+            "consumed_airtime": "0.185344s",
+        },
+    }
+    return json.dumps(document).encode()
+
+
+def chirpstack_uplink(message: tuple[int, bytes], *, device_id: str = "collar-01", f_cnt: int = 1,
+                      gateways: tuple[str, ...] = ("0016c001ff10a235",), received_at: datetime | None = None,
+                      dev_eui: str = "70b3d57ed0000001") -> bytes:
+    """A ChirpStack v4 `event/up` body (bytes, as posted by the HTTP integration)."""
+    port, payload = message
+    heard = received_at or T0 + timedelta(seconds=2)
+    document = {
+        "deduplicationId": f"dedup-{device_id}-{f_cnt}",
+        "time": heard.isoformat().replace("+00:00", "Z"),
+        "deviceInfo": {"tenantId": "t", "applicationId": "0b8e8ae8-1f21-4b5d-9d2a-ffcb57c1a0a1",
+                       "applicationName": "tembo", "deviceName": device_id, "devEui": dev_eui},
+        "devAddr": "260b0001",
+        "dr": 3,
+        "fCnt": f_cnt,
+        "fPort": port,
+        "data": base64.b64encode(payload).decode(),
+        "rxInfo": [{"gatewayId": gw, "rssi": -104, "snr": 6.0} for gw in gateways],
+        "txInfo": {"frequency": 868100000, "modulation": {"lora": {"bandwidth": 125000,
+                                                                   "spreadingFactor": 9,
+                                                                   "codeRate": "CR_4_5"}}},
+    }
+    return json.dumps(document).encode()
+
+
+# ---- running things ---------------------------------------------------------------------------
+
+TEST_DATABASE_URL_ENV = "TEMBO_TEST_DATABASE_URL"
+
+
+@contextmanager
+def fresh_bridge(sqlite_url: str, **settings: Any) -> Iterator[Bridge]:
+    """A Bridge on an empty store: the SQLite file given, or TEMBO_TEST_DATABASE_URL (e.g. a
+    PostgreSQL database) when set, whose tables are dropped again afterwards."""
+    url = os.environ.get(TEST_DATABASE_URL_ENV) or sqlite_url
+    settings.setdefault("webhook_secret", SECRET)
+    bridge = open_bridge(url, **settings)
+    try:
+        yield bridge
+    finally:
+        if url != sqlite_url:
+            Base.metadata.drop_all(bridge.db.write_engine)
+        bridge.close()
+
+
+class UvicornThread:
+    """A Starlette app under uvicorn in a background thread on 127.0.0.1 and a free port."""
+
+    def __init__(self, app: Any, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> UvicornThread:
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started:
+                return self
+            time.sleep(0.01)
+        raise RuntimeError("uvicorn did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class StandInNetworkServer:
+    """Plays The Things Stack's (and ChirpStack's) downlink API; remembers every push it accepted."""
+
+    api_key: str = "NNSXS.TEST-KEY"
+    refuse: bool = False
+    pushes: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        """The Starlette app of the stand-in."""
+
+        async def tts_push(request: Request) -> JSONResponse:
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
+            if self.refuse:
+                return JSONResponse({"code": 14, "message": "unavailable"}, status_code=503)
+            body = await request.json()
+            for item in body["downlinks"]:
+                self.pushes.append({
+                    "network": "tts",
+                    "application_id": request.path_params["app"],
+                    "device_id": request.path_params["device"],
+                    "f_port": item["f_port"],
+                    "payload": base64.b64decode(item["frm_payload"]),
+                })
+            return JSONResponse({})
+
+        async def chirpstack_queue(request: Request) -> JSONResponse:
+            if request.headers.get("Grpc-Metadata-Authorization") != f"Bearer {self.api_key}":
+                return JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
+            item = (await request.json())["queueItem"]
+            self.pushes.append({
+                "network": "chirpstack",
+                "dev_eui": request.path_params["dev_eui"],
+                "f_port": item["fPort"],
+                "payload": base64.b64decode(item["data"]),
+            })
+            return JSONResponse({"id": f"q-{len(self.pushes)}"})
+
+        return Starlette(routes=[
+            Route("/api/v3/as/applications/{app}/devices/{device}/down/push", tts_push, methods=["POST"]),
+            Route("/api/devices/{dev_eui}/queue", chirpstack_queue, methods=["POST"]),
+        ])

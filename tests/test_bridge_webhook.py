@@ -1,0 +1,163 @@
+"""The bridge's HTTP webhook, as a network server and a ranger's tools meet it."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.views import AlertView
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        yield bridge
+
+
+@pytest.fixture
+def client(bridge):
+    with TestClient(create_app(bridge)) as client:
+        yield client
+
+
+def post_tts(client: TestClient, body: bytes, secret: str = b.SECRET):
+    return client.post(
+        "/uplinks/tts", content=body, headers={"X-Tembo-Secret": secret, "Content-Type": "application/json"}
+    )
+
+
+def test_ranger_sees_position_activity_and_alert_after_tts_uplinks(client, bridge):
+    bridge.register_animal("collar-01", "Tembo Kubwa", sex="male")
+
+    replies = [
+        post_tts(client, b.tts_uplink(b.status(lat=-2.5, lon=37.5, battery_mv=3950), f_cnt=1)),
+        post_tts(client, b.tts_uplink(b.activity(shares_pct=(10.0, 70.0, 15.0, 5.0)), f_cnt=2)),
+        post_tts(client, b.tts_uplink(b.alert("poaching_risk", seq=3, lat=-2.51, lon=37.52), f_cnt=3)),
+    ]
+
+    assert [r.status_code for r in replies] == [200, 200, 200]
+    assert [r.json()["message"] for r in replies] == ["status", "activity", "alert"]
+    (animal,) = bridge.animals()
+    assert (animal.name, animal.device_id, animal.battery_mv, animal.fw_version) == (
+        "Tembo Kubwa", "collar-01", 3950, "1.2.3"
+    )
+    assert animal.lat == pytest.approx(-2.5, abs=1e-5) and animal.lon == pytest.approx(37.5, abs=1e-5)
+    assert animal.position_time == b.T0
+    assert animal.last_seen.utcoffset() == timedelta(0)
+    (position,) = bridge.latest_positions()
+    assert (position.animal_id, position.name, position.time) == (animal.animal_id, "Tembo Kubwa", b.T0)
+    (summary,) = bridge.activity(animal.animal_id)
+    assert summary.shares_pct == {"rest": 10.0, "forage": 70.0, "walk": 15.0, "run": 5.0}
+    assert summary.dominant == "forage" and summary.interval_min == 60
+    (alert,) = bridge.open_alerts()
+    assert isinstance(alert, AlertView)
+    assert (alert.alert_type, alert.priority, alert.state, alert.source, alert.name) == (
+        "poaching_risk", 300, "new", "collar", "Tembo Kubwa"
+    )
+    assert alert.lat == pytest.approx(-2.51, abs=1e-5)
+    assert alert.evidence["positions"][0]["lat"] == pytest.approx(-2.5, abs=1e-5)
+    assert alert.evidence["behaviour"]["dominant"] == "forage"
+
+
+def test_uplink_heard_by_three_gateways_is_stored_once(client, bridge):
+    body_of = {gw: b.tts_uplink(b.status(), f_cnt=9, gateways=(gw,)) for gw in ("gw-a", "gw-b", "gw-c")}
+
+    statuses = [post_tts(client, body).json()["status"] for body in body_of.values()]
+
+    assert statuses == ["processed", "duplicate", "duplicate"]
+    counts = bridge.counts()
+    assert (counts["uplinks_stored"], counts["duplicates"], counts["positions"]) == (1, 2, 1)
+
+
+def test_same_frame_counter_with_other_payload_is_a_new_uplink(client, bridge):
+    post_tts(client, b.tts_uplink(b.status(time_s=b.T0_S), f_cnt=5))
+
+    reply = post_tts(client, b.tts_uplink(b.status(time_s=b.T0_S + 3600), f_cnt=5))
+
+    assert reply.json()["status"] == "processed"
+    assert bridge.counts()["positions"] == 2
+
+
+def test_wrong_or_missing_secret_gets_401_and_nothing_is_stored(client, bridge):
+    body = b.tts_uplink(b.status())
+
+    wrong = post_tts(client, body, secret="guess")
+    missing = client.post("/uplinks/tts", content=body)
+
+    assert (wrong.status_code, missing.status_code) == (401, 401)
+    assert bridge.counts()["uplinks_stored"] == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "reason_part"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2, 3]", "not an object"),
+        (json.dumps({"end_device_ids": {"device_id": "collar-01"}}).encode(), "no uplink_message"),
+        (b.tts_uplink(b.status()).replace(b'"frm_payload": "', b'"frm_payload": "!!'), "not base64"),
+        (b.tts_uplink(b.status()).replace(b'"f_port": 1', b'"f_port": "one"'), "f_port"),
+        (b"\xff\xfe\x00binary", "not JSON"),
+    ],
+)
+def test_malformed_body_gets_400_and_is_kept_as_dead_letter_with_reason(client, bridge, body, reason_part):
+    post_tts(client, b.tts_uplink(b.status(), f_cnt=1))
+
+    reply = post_tts(client, body)
+    post_tts(client, b.tts_uplink(b.activity(), f_cnt=2))
+
+    assert reply.status_code == 400
+    assert reason_part in reply.json()["reason"]
+    (letter,) = bridge.dead_letters()
+    assert letter.body == body and letter.stage == "parse" and reason_part in letter.reason
+    counts = bridge.counts()
+    assert (counts["uplinks_stored"], counts["positions"], counts["activity_summaries"]) == (3, 1, 1)
+
+
+def test_undecodable_payload_is_kept_and_answered_200_so_the_network_does_not_retry(client, bridge):
+    reply = post_tts(client, b.tts_uplink((10, b"\x21\x00"), f_cnt=4))
+
+    assert reply.status_code == 200
+    assert reply.json()["status"] == "dead_letter"
+    (letter,) = bridge.dead_letters()
+    assert letter.stage == "decode" and "alert: 2 bytes, expected 11" in letter.reason
+
+
+def test_chirpstack_uplink_becomes_a_position(client, bridge):
+    body = b.chirpstack_uplink(b.positions(fixes=((0, -2.4, 37.4), (900, -2.41, 37.41))), f_cnt=12)
+
+    reply = client.post("/uplinks/chirpstack?event=up", content=body, headers={"X-Tembo-Secret": b.SECRET})
+    other = client.post("/uplinks/chirpstack?event=join", content=b"{}", headers={"X-Tembo-Secret": b.SECRET})
+
+    assert reply.status_code == 200 and reply.json()["device_id"] == "collar-01"
+    assert other.json()["status"] == "ignored"
+    (track,) = bridge.tracks().values()
+    assert [p.time for p in track] == [b.T0, b.T0 + timedelta(seconds=900)]
+    assert track[1].lat == pytest.approx(-2.41, abs=1e-5)
+
+
+def test_healthz_and_read_api_answer_json(client, bridge):
+    post_tts(client, b.tts_uplink(b.status(), f_cnt=1))
+    post_tts(client, b.tts_uplink(b.alert("mortality"), f_cnt=2))
+
+    health = client.get("/healthz")
+    animals = client.get("/api/animals").json()
+    alerts = client.get("/api/alerts").json()
+    latest = client.get("/api/positions/latest").json()
+
+    assert health.json() == {"status": "ok"}
+    assert animals[0]["device_id"] == "collar-01" and animals[0]["battery_mv"] == 3900
+    assert alerts[0]["alert_type"] == "mortality" and alerts[0]["priority"] == 300
+    assert latest[0]["time"] == "2026-03-01T06:00:00+00:00"
+
+
+def test_read_api_wants_the_token_when_one_is_configured(sqlite_url):
+    with b.fresh_bridge(sqlite_url, api_token="ranger-token") as bridge, TestClient(create_app(bridge)) as client:
+        without = client.get("/api/positions/latest")
+        with_token = client.get("/api/positions/latest", headers={"Authorization": "Bearer ranger-token"})
+
+    assert (without.status_code, with_token.status_code) == (401, 200)
