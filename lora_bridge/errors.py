@@ -7,10 +7,12 @@
     ├── NotFound                     an id that names nothing (HTTP 404)
     │   ├── UnknownAlert
     │   ├── UnknownAnimal
+    │   ├── UnknownDevice
     │   └── UnknownDeadLetter
     ├── InvalidRequest (ValueError)  a well-formed call with a value out of range (HTTP 400)
     │   ├── InvalidVerdict           resolve_alert with a verdict other than true / false_alarm / unknown
     │   ├── InvalidTransition        alert workflow step out of order (e.g. acknowledge a resolved alert)
+    │   ├── InvalidCommand           a downlink command or value the codec cannot encode
     │   └── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
     └── DownlinkError                the network server refused or did not answer a downlink push
 
@@ -47,6 +49,10 @@ class UnknownAnimal(NotFound):
     """No animal with this id."""
 
 
+class UnknownDevice(NotFound):
+    """No collar with this device id."""
+
+
 class UnknownDeadLetter(NotFound):
     """No dead letter with this id."""
 
@@ -61,6 +67,10 @@ class InvalidVerdict(InvalidRequest):
 
 class InvalidTransition(InvalidRequest):
     """An alert workflow step out of order (new → acknowledged → resolved)."""
+
+
+class InvalidCommand(InvalidRequest):
+    """A downlink command or value that the codec cannot encode."""
 
 
 class InvalidGeography(InvalidRequest):

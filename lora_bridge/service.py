@@ -18,7 +18,7 @@ from sqlalchemy import func, select, update
 from lora_bridge import ingest, queries
 from lora_bridge.decode import default_codec
 from lora_bridge.domain import alerts, devices, downlinks, geography, rules
-from lora_bridge.errors import DownlinkError, UnknownAnimal, UnknownDeadLetter
+from lora_bridge.errors import DownlinkError, InvalidCommand, UnknownAnimal, UnknownDeadLetter, UnknownDevice
 from lora_bridge.network_server import DownlinkTarget, NetworkServerClient
 from lora_bridge.pipeline import process_raw
 from lora_bridge.settings import BridgeSettings, load_settings
@@ -219,10 +219,13 @@ class Bridge:
         """Queue a port-32 command (encoded by the codec) for a collar, and push it when configured."""
         with self.db.write() as session:
             if session.get(Device, device_id) is None:
-                raise UnknownAnimal(f"no collar {device_id!r}")
-            downlink = downlinks.queue_command(
-                session, self.codec, device_id=device_id, command=command, values=dict(values or {})
-            )
+                raise UnknownDevice(f"no collar {device_id!r}")
+            try:
+                downlink = downlinks.queue_command(
+                    session, self.codec, device_id=device_id, command=command, values=dict(values or {})
+                )
+            except self.codec.CodecError as error:
+                raise InvalidCommand(f"cannot encode {command!r}: {error}") from error
             downlink_id = downlink.id
         if self.settings.downlinks_configured:
             self.flush_downlinks()

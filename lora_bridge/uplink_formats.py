@@ -196,8 +196,10 @@ def _time_or_none(value: Any) -> datetime | None:
     # TTS writes nanoseconds; Python reads at most microseconds.
     if "." in text:
         head, _, tail = text.partition(".")
-        digits = "".join(ch for ch in tail if ch.isdigit())
-        zone = tail[len(digits):]
+        count = 0
+        while count < len(tail) and tail[count].isdigit():
+            count += 1
+        digits, zone = tail[:count], tail[count:]
         text = f"{head}.{digits[:6]}{zone}"
     try:
         return as_utc(datetime.fromisoformat(text))

@@ -181,6 +181,7 @@ class StandInNetworkServer:
     """Plays The Things Stack's (and ChirpStack's) downlink API; remembers every push it accepted."""
 
     api_key: str = "NNSXS.TEST-KEY"
+    url: str = ""
     refuse: bool = False
     pushes: list[dict[str, Any]] = field(default_factory=list)
 

@@ -33,11 +33,17 @@ def queue_command(
     values: dict[str, Any],
     alert_id: int | None = None,
 ) -> Downlink:
-    """Encode a port-32 command with the codec and queue it for device_id."""
+    """Encode a downlink message (port-32 command, or port-3 settings) and queue it for device_id.
+
+    Raises the codec's CodecError for a name that is not a downlink or values it cannot carry.
+    """
+    row = codec.message(command) if hasattr(codec, "message") else (command, COMMAND_PORT, None, "down")
+    if row[3] not in ("down", "both"):
+        raise codec.CodecError(f"{command} is not a downlink message")
     payload = codec.encode(command, values)
     downlink = Downlink(
         device_id=device_id,
-        f_port=COMMAND_PORT,
+        f_port=int(row[1]),
         payload=bytes(payload),
         command=command,
         seq=values.get("seq"),

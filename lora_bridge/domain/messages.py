@@ -140,9 +140,13 @@ def _apply_collar_alert(
     )
     applied.alert_ids.append(alert.id)
     if isinstance(seq, int):
+        # The collar matches its pending alert by type and seq; a type newer than this codec goes back
+        # as the number it arrived as ("unknown_30" -> 30).
         values: dict[str, Any] = {"seq": seq}
         if alert_type in tuple(getattr(codec, "ALERT_TYPES", ())):
-            values["alert_type"] = alert_type  # the collar matches its pending alert by type and seq
+            values["alert_type"] = alert_type
+        elif alert_type.startswith("unknown_") and alert_type[8:].isdigit():
+            values["alert_type"] = int(alert_type[8:])
         downlink = downlinks.queue_command(
             session, codec, device_id=device_id, command="ack_alert", values=values, alert_id=alert.id
         )

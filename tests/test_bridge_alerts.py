@@ -1,0 +1,136 @@
+"""Alerts as rangers work them: raised by collars and server rules, acknowledged, resolved with a verdict."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+
+from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with b.fresh_bridge(sqlite_url, offline_after_s=6 * 3600, low_battery_mv=3500) as bridge:
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        yield bridge
+
+
+def collar_alert(bridge, alert_type="mortality", seq=1, f_cnt=1, time_s=b.T0_S):
+    return bridge.ingest_tts_uplink(b.tts_uplink(b.alert(alert_type, seq=seq, time_s=time_s), f_cnt=f_cnt))
+
+
+def test_ranger_acknowledges_then_resolves_mortality_alert_with_verdict(bridge):
+    (alert_id,) = collar_alert(bridge).alert_ids
+
+    acked = bridge.acknowledge_alert(alert_id, "ranger.amani")
+    resolved = bridge.resolve_alert(alert_id, "ranger.amani", "true", note="carcass found, tusks intact")
+
+    assert (acked.state, acked.acknowledged_by) == ("acknowledged", "ranger.amani")
+    assert (resolved.state, resolved.verdict, resolved.resolved_by) == ("resolved", "true", "ranger.amani")
+    assert bridge.open_alerts() == []
+    history = [(e.actor, e.action) for e in bridge.alert_events(alert_id)]
+    assert history == [
+        ("collar-01", "raised"),
+        ("tembo", "ack_queued"),
+        ("ranger.amani", "acknowledged"),
+        ("ranger.amani", "resolved"),
+    ]
+    assert bridge.alert_events(alert_id)[-1].detail["note"] == "carcass found, tusks intact"
+
+
+def test_new_alert_can_be_resolved_as_false_alarm_without_acknowledging(bridge):
+    (alert_id,) = collar_alert(bridge, "collar_drop").alert_ids
+
+    resolved = bridge.resolve_alert(alert_id, "ranger.joseph", "false_alarm")
+
+    assert resolved.state == "resolved" and resolved.acknowledged_by is None
+    assert bridge.alert_verdicts()["collar_drop"] == {"true": 0, "false_alarm": 1, "unknown": 0, "precision": 0.0}
+
+
+def test_workflow_steps_out_of_order_are_refused(bridge):
+    (alert_id,) = collar_alert(bridge).alert_ids
+    bridge.acknowledge_alert(alert_id, "ranger.amani")
+
+    with pytest.raises(InvalidTransition):
+        bridge.acknowledge_alert(alert_id, "ranger.amani")
+    with pytest.raises(InvalidVerdict):
+        bridge.resolve_alert(alert_id, "ranger.amani", "maybe")
+    bridge.resolve_alert(alert_id, "ranger.amani", "unknown")
+    with pytest.raises(InvalidTransition):
+        bridge.resolve_alert(alert_id, "ranger.amani", "true")
+    with pytest.raises(UnknownAlert):
+        bridge.acknowledge_alert(9999, "ranger.amani")
+    assert bridge.alert(alert_id).verdict == "unknown"
+
+
+def test_repeated_collar_alert_is_one_open_alert_with_occurrences(bridge):
+    first = collar_alert(bridge, "immobility", seq=1, f_cnt=1)
+    again = collar_alert(bridge, "immobility", seq=2, f_cnt=2, time_s=b.T0_S + 1800)
+
+    assert first.alert_ids == again.alert_ids
+    (alert,) = bridge.open_alerts()
+    assert (alert.occurrences, alert.priority, alert.last_time) == (2, 200, b.T0 + timedelta(minutes=30))
+    assert len(bridge.downlinks()) == 2  # each collar alert is acked, so the collar stops repeating it
+
+
+def test_alert_after_resolution_opens_a_new_one(bridge):
+    (first_id,) = collar_alert(bridge, "mortality", seq=1, f_cnt=1).alert_ids
+    bridge.resolve_alert(first_id, "ranger.amani", "false_alarm")
+
+    (second_id,) = collar_alert(bridge, "mortality", seq=2, f_cnt=2, time_s=b.T0_S + 7200).alert_ids
+
+    assert second_id != first_id
+    assert [a.alert_id for a in bridge.open_alerts()] == [second_id]
+
+
+def test_open_alerts_come_highest_priority_first(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3300), f_cnt=1))
+    collar_alert(bridge, "geofence_farmland", seq=1, f_cnt=2)
+    collar_alert(bridge, "mortality", seq=2, f_cnt=3)
+
+    assert [(a.alert_type, a.priority) for a in bridge.open_alerts()] == [
+        ("mortality", 300),
+        ("geofence_farmland", 200),
+        ("low_battery", 100),
+    ]
+
+
+def test_low_battery_status_raises_one_server_alert(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3400), f_cnt=1))
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, battery_mv=3390), f_cnt=2))
+
+    (alert,) = bridge.open_alerts()
+    assert (alert.alert_type, alert.source, alert.priority, alert.name) == ("low_battery", "server", 100, "Naserian")
+    assert alert.occurrences == 2 and alert.evidence["battery_mv"] == 3400
+
+
+def test_ranger_sees_offline_alert_after_six_silent_hours_and_it_closes_when_heard(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1, received_at=b.T0))
+
+    assert bridge.run_rules(now=b.T0 + timedelta(hours=5, minutes=59)) == []
+    raised = bridge.run_rules(now=b.T0 + timedelta(hours=6, minutes=1))
+    assert bridge.run_rules(now=b.T0 + timedelta(hours=7)) == []  # still one alert, not one per run
+
+    (alert,) = bridge.open_alerts()
+    assert [alert.alert_id] == raised
+    assert (alert.alert_type, alert.source, alert.evidence["silent_s"]) == ("offline", "server", 6 * 3600 + 60)
+
+    bridge.ingest_tts_uplink(
+        b.tts_uplink(b.status(time_s=b.T0_S + 8 * 3600), f_cnt=2, received_at=b.T0 + timedelta(hours=8))
+    )
+    assert bridge.open_alerts() == []
+    closed = bridge.alert(alert.alert_id)
+    assert (closed.state, closed.verdict, closed.resolved_by) == ("resolved", "true", "tembo")
+
+
+def test_unknown_alert_type_from_a_newer_collar_is_still_stored(bridge):
+    payload = bytearray(b.alert("mortality", seq=1)[1])
+    payload[0] = (30 << 3) | 1  # alert type 30 is not in this bridge's codec table
+
+    result = bridge.ingest_tts_uplink(b.tts_uplink((10, bytes(payload)), f_cnt=1))
+
+    (alert,) = bridge.open_alerts()
+    assert result.status == "processed"
+    assert (alert.alert_type, alert.priority) == ("unknown_30", 200)

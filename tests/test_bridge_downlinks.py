@@ -1,0 +1,123 @@
+"""Downlinks: a collar alert is answered with a port-32 ack_alert pushed to the network server."""
+
+from __future__ import annotations
+
+import bridge_builders as b
+import pytest
+
+from collar_firmware import codec
+from lora_bridge.errors import InvalidCommand, UnknownDevice
+
+
+@pytest.fixture
+def network(port):
+    stand_in = b.StandInNetworkServer()
+    with b.UvicornThread(stand_in.app(), port) as running:
+        stand_in.url = running.url
+        yield stand_in
+
+
+@pytest.fixture
+def bridge(sqlite_url, network):
+    with b.fresh_bridge(
+        sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key
+    ) as bridge:
+        yield bridge
+
+
+def test_collar_alert_gets_ack_alert_downlink_pushed_to_the_things_stack(bridge, network):
+    result = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=5), f_cnt=7))
+
+    (push,) = network.pushes
+    assert (push["network"], push["application_id"], push["device_id"], push["f_port"]) == (
+        "tts", b.APPLICATION_ID, "collar-01", 32
+    )
+    assert push["payload"] == codec.encode("ack_alert", {"alert_type": "poaching_risk", "seq": 5})
+    assert codec.decode(32, push["payload"]) == {
+        "message": "ack_alert", "port": 32, "alert_type": "poaching_risk", "seq": 5
+    }
+    (downlink,) = bridge.downlinks()
+    assert (downlink.state, downlink.alert_id, downlink.attempts) == ("sent", result.alert_ids[0], 1)
+    actions = [e.action for e in bridge.alert_events(result.alert_ids[0])]
+    assert actions == ["raised", "ack_queued", "ack_sent"]
+
+
+def test_collar_ack_of_the_downlink_marks_it_acknowledged(bridge, network):
+    (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1)).alert_ids
+
+    bridge.ingest_tts_uplink(b.tts_uplink(b.ack("ack_alert", "ok", time_s=b.T0_S + 60), f_cnt=2))
+
+    (downlink,) = bridge.downlinks()
+    assert downlink.state == "acknowledged"
+    assert bridge.alert_events(alert_id)[-1].action == "collar_confirmed_ack"
+
+
+def test_chirpstack_collar_gets_its_ack_through_the_chirpstack_queue(bridge, network):
+    bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("tamper", seq=1), f_cnt=3))
+
+    (push,) = network.pushes
+    assert (push["network"], push["dev_eui"], push["f_port"]) == ("chirpstack", "70b3d57ed0000001", 32)
+    assert codec.decode(32, push["payload"])["alert_type"] == "tamper"
+
+
+def test_refused_push_stays_queued_and_goes_out_when_the_network_is_back(bridge, network):
+    network.refuse = True
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+    (waiting,) = bridge.downlinks()
+    assert (waiting.state, waiting.attempts) == ("queued", 1)
+    assert "503" in waiting.last_error
+
+    network.refuse = False
+    assert bridge.flush_downlinks() == 1
+
+    (sent,) = bridge.downlinks()
+    assert (sent.state, sent.attempts, len(network.pushes)) == ("sent", 2, 1)
+
+
+def test_wrong_api_key_is_reported_on_the_downlink(sqlite_url, network):
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key="wrong") as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+        (downlink,) = bridge.downlinks()
+
+    assert downlink.state == "queued" and "401" in downlink.last_error
+    assert network.pushes == []
+
+
+def test_without_a_network_server_ack_alert_waits_in_the_queue(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=4), f_cnt=1))
+        (downlink,) = bridge.downlinks()
+
+    assert (downlink.state, downlink.command, downlink.seq, downlink.f_port) == ("queued", "ack_alert", 4, 32)
+    assert bytes.fromhex(downlink.payload_hex) == codec.encode("ack_alert", {"alert_type": "mortality", "seq": 4})
+
+
+def test_ranger_can_ask_a_collar_for_tracking_mode(bridge, network):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+
+    downlink = bridge.queue_command("collar-01", "tracking", {"minutes": 120})
+
+    assert downlink.state == "sent"
+    assert codec.decode(32, network.pushes[0]["payload"]) == {"message": "tracking", "port": 32, "minutes": 120}
+
+
+def test_command_the_codec_cannot_send_is_refused(bridge, network):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+
+    with pytest.raises(InvalidCommand):
+        bridge.queue_command("collar-01", "status", {})
+    with pytest.raises(InvalidCommand):
+        bridge.queue_command("collar-01", "tracking", {"minutes": 10**6})
+    with pytest.raises(UnknownDevice):
+        bridge.queue_command("collar-99", "reboot")
+    assert bridge.downlinks() == [] and network.pushes == []
+
+
+def test_settings_change_goes_out_on_port_3(bridge, network):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+
+    bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 1800})
+
+    (push,) = network.pushes
+    assert push["f_port"] == 3
+    assert codec.decode(3, push["payload"])["gnss_interval_s"] == 1800

@@ -1,0 +1,199 @@
+"""The bridge's store and settings: embedded SQLite shared by webhook, demo and dashboard at once."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import bridge_builders as b
+import httpx
+import pytest
+from sqlalchemy import text
+
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.errors import InvalidGeography, UnknownAnimal
+from lora_bridge.service import open_bridge
+from lora_bridge.settings import load_settings
+
+RESERVE = {
+    "type": "FeatureCollection",
+    "features": [
+        {"type": "Feature", "properties": {"kind": "boundary", "name": "Tembo reserve"},
+         "geometry": {"type": "Polygon", "coordinates": [[[37.0, -2.0], [38.0, -2.0], [38.0, -3.0], [37.0, -2.0]]]}},
+        {"type": "Feature", "properties": {"kind": "farmland", "name": "Maize north"},
+         "geometry": {"type": "Polygon", "coordinates": [[[37.1, -2.1], [37.2, -2.1], [37.2, -2.2], [37.1, -2.1]]]}},
+        {"type": "Feature", "properties": {"kind": "gateway", "name": "gw-north"},
+         "geometry": {"type": "Point", "coordinates": [37.5, -2.2]}},
+    ],
+}
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        yield bridge
+
+
+def test_embedded_store_is_a_wal_sqlite_file_that_a_second_process_handle_reads(bridge, sqlite_url):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+
+    with bridge.db.read() as session:
+        mode = session.execute(text("PRAGMA journal_mode")).scalar()
+    with open_bridge(sqlite_url, webhook_secret=b.SECRET) as dashboard_side:
+        positions = dashboard_side.latest_positions(viewer="ranger.amani")
+
+    assert mode == "wal"
+    assert [(p.device_id, p.time) for p in positions] == [("collar-01", b.T0)]
+    assert positions[0].time.tzinfo is not None
+
+
+def test_default_settings_run_embedded_and_mask_secrets(monkeypatch):
+    monkeypatch.delenv("TEMBO_DATABASE_URL", raising=False)
+    settings = load_settings(
+        webhook_secret="s3cret-webhook", network_server_api_key="NNSXS.SECRET",
+        database_url="postgresql+psycopg://tembo:hunter2@db/tembo",
+    )
+
+    shown = repr(settings)
+
+    assert load_settings().database_url == "sqlite:///var/tembo.db"
+    assert "s3cret-webhook" not in shown and "NNSXS.SECRET" not in shown and "hunter2" not in shown
+    assert "postgresql+psycopg://tembo:***@db/tembo" in shown
+
+
+def test_settings_come_from_toml_and_environment_wins(tmp_path, monkeypatch):
+    config = tmp_path / "tembo.toml"
+    config.write_text('[bridge]\nport = 8900\nwebhook_secret = "from-file"\noffline_after_s = 7200\n')
+    monkeypatch.setenv("TEMBO_PORT", "8901")
+
+    settings = load_settings(config)
+
+    assert (settings.port, settings.offline_after_s) == (8901, 7200)
+    assert settings.webhook_secret.get_secret_value() == "from-file"
+
+
+def test_reserve_geography_round_trips_through_the_store(bridge):
+    assert bridge.load_geography(RESERVE) == 3
+
+    stored = bridge.geography()
+
+    assert stored == RESERVE
+    assert bridge.load_geography({"type": "FeatureCollection", "features": RESERVE["features"][:1]}) == 1
+    assert [f["properties"]["kind"] for f in bridge.geography()["features"]] == ["boundary"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "Feature"},
+        {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+                                                    "geometry": {"type": "Point", "coordinates": [37, -2]}}]},
+        {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"kind": "road"},
+                                                    "geometry": {"type": "Circle", "coordinates": [37, -2]}}]},
+    ],
+)
+def test_geography_without_kinds_or_geometry_is_refused_and_old_one_kept(bridge, bad):
+    bridge.load_geography(RESERVE)
+
+    with pytest.raises(InvalidGeography):
+        bridge.load_geography(bad)
+
+    assert bridge.geography() == RESERVE
+
+
+def test_tracks_since_a_time_and_for_chosen_animals(bridge):
+    for i, device in enumerate(("collar-01", "collar-02")):
+        bridge.register_animal(device, f"Elephant {i + 1}")
+        fixes = tuple((dt, -2.5 + dt / 100000, 37.5) for dt in (0, 1800, 3600))
+        bridge.ingest_tts_uplink(b.tts_uplink(b.positions(fixes=fixes), device_id=device, f_cnt=1))
+    first = bridge.animals()[0]
+
+    recent = bridge.tracks(since=b.T0 + timedelta(minutes=30))
+    chosen = bridge.tracks(animal_ids=[first.animal_id])
+
+    assert {len(track) for track in recent.values()} == {2}
+    assert list(chosen) == [first.animal_id]
+    assert [p.time for p in chosen[first.animal_id]] == [b.T0 + timedelta(seconds=s) for s in (0, 1800, 3600)]
+
+
+def test_status_fix_age_dates_the_position_and_a_saturated_age_drops_it(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(fix_age_s=600), f_cnt=1))
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, lat=-2.9, fix_age_s=0xFFFF), f_cnt=2))
+
+    ((position,),) = bridge.tracks().values()
+    assert position.time == b.T0 - timedelta(minutes=10)
+
+
+def test_registering_an_animal_renames_the_collar_placeholder(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+    placeholder = bridge.animals()[0]
+
+    named = bridge.register_animal("collar-01", "Tembo Kubwa", species="Loxodonta cyclotis", sex="male")
+
+    assert placeholder.name == "collar-01"
+    assert (named.animal_id, named.name, named.species, named.sex) == (
+        placeholder.animal_id, "Tembo Kubwa", "Loxodonta cyclotis", "male"
+    )
+    assert len(bridge.animals()) == 1
+    with pytest.raises(UnknownAnimal):
+        bridge.activity("no-such-animal")
+
+
+def test_counts_name_what_the_demo_prints(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+    bridge.ingest_tts_uplink(b.tts_uplink(b.activity(), f_cnt=2))
+    bridge.ingest_tts_uplink(b"nope")
+
+    counts = bridge.counts()
+
+    assert {k: counts[k] for k in ("uplinks_stored", "dead_letter", "animals", "positions",
+                                   "activity_summaries", "alerts")} == {
+        "uplinks_stored": 3, "dead_letter": 1, "animals": 1, "positions": 1, "activity_summaries": 1, "alerts": 0,
+    }
+
+
+def test_concurrent_webhook_posts_and_dashboard_reads_lose_nothing(bridge, port):
+    collars = [f"collar-{i:02d}" for i in range(8)]
+    bodies = {
+        device: [
+            b.tts_uplink(b.status(time_s=b.T0_S + 3600 * n, lat=-2.5 - n / 1000), device_id=device, f_cnt=n + 1,
+                         gateways=("gw-a", "gw-b")[: 1 + n % 2])
+            for n in range(6)
+        ]
+        for device in collars
+    }
+    errors: list[str] = []
+
+    def network_server(device: str) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for body in bodies[device] + bodies[device][:2]:  # the last two are retried deliveries
+                reply = client.post("/uplinks/tts", content=body, headers={"X-Tembo-Secret": b.SECRET})
+                if reply.status_code != 200:
+                    errors.append(f"{device}: {reply.status_code} {reply.text}")
+
+    def dashboard() -> None:
+        for _ in range(20):
+            bridge.animals()
+            bridge.open_alerts()
+
+    with b.UvicornThread(create_app(bridge), port) as server:
+        threads = [threading.Thread(target=network_server, args=(d,)) for d in collars]
+        threads.append(threading.Thread(target=dashboard))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert errors == []
+    counts = bridge.counts()
+    assert (counts["uplinks_stored"], counts["duplicates"], counts["positions"]) == (48, 16, 48)
+
+
+def test_received_at_in_nanoseconds_is_read_as_utc(bridge):
+    body = json.loads(b.tts_uplink(b.status(), f_cnt=1))
+    body["uplink_message"]["received_at"] = "2026-03-01T09:00:00.123456789+03:00"
+
+    bridge.ingest_tts_uplink(json.dumps(body).encode())
+
+    assert bridge.animals()[0].last_seen == datetime(2026, 3, 1, 6, 0, 0, 123456, tzinfo=UTC)
