@@ -5,9 +5,12 @@ It serves the Application Server routes the bridge calls on a real network:
   POST /api/v3/as/applications/{app}/devices/{dev}/down/push     append to the device's queue
   POST /api/v3/as/applications/{app}/devices/{dev}/down/replace  replace the device's queue
   GET  /api/v3/as/applications/{app}/devices/{dev}/down          list the queue
+  POST /api/v3/as/applications/{app}/webhooks/{hook}/devices/{dev}/down/push  (the webhook variant)
 
 with a body `{"downlinks": [{"f_port": 32, "frm_payload": "<base64>", "confirmed": false}]}` and an
-`Authorization: Bearer <API key>` header. Errors answer with TTS's error shape
+`Authorization: Bearer <API key>` header. It also takes ChirpStack v4's REST queue call,
+`POST /api/devices/{devEui}/queue` with `{"queueItem": {"fPort", "data", "confirmed"}}` and a
+`Grpc-Metadata-Authorization: Bearer <API key>` header. Errors answer with the gRPC error shape
 (`{"code": <grpc code>, "message": ...}`): 401 unauthenticated, 404 unknown application or device,
 400 malformed. Accepted downlinks go to a `DownlinkSink` (the Fleet), which hands each one to its
 collar in the RX window after that collar's next uplink.
@@ -24,6 +27,7 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from typing import Protocol
 
 import uvicorn
@@ -48,6 +52,8 @@ class DownlinkSink(Protocol):
     def downlink_queue(self, device_id: str) -> list[tuple[int, bytes, bool]]: ...
 
     def has_device(self, device_id: str) -> bool: ...
+
+    def device_id_of(self, dev_eui: str) -> str | None: ...
 
 
 class DownlinkRequestError(ValueError):
@@ -78,6 +84,17 @@ def parse_downlinks(body: object) -> list[tuple[int, bytes, bool]]:
     return parsed
 
 
+def parse_chirpstack_queue_item(body: object) -> tuple[int, bytes, bool]:
+    """(f_port, payload, confirmed) from a ChirpStack v4 REST queue body; DownlinkRequestError when wrong."""
+    item = body.get("queueItem") if isinstance(body, dict) else None
+    if not isinstance(item, dict):
+        raise DownlinkRequestError("body must be an object with an object 'queueItem'")
+    [(port, payload, _)] = parse_downlinks(
+        {"downlinks": [{"f_port": item.get("fPort"), "frm_payload": item.get("data", "")}]}
+    )
+    return port, payload, bool(item.get("confirmed", False))
+
+
 def _error(status: int, code: int, message: str) -> JSONResponse:
     return JSONResponse({"code": code, "message": message}, status_code=status)
 
@@ -85,9 +102,13 @@ def _error(status: int, code: int, message: str) -> JSONResponse:
 def build_app(sink: DownlinkSink, api_key: str, application_id: str) -> Starlette:
     """The Starlette app of the downlink API for one application."""
 
+    expected = f"Bearer {api_key}".encode()
+
+    def authorised(request: Request, header: str = "authorization") -> bool:
+        return hmac.compare_digest(request.headers.get(header, "").encode(), expected)
+
     def check(request: Request) -> JSONResponse | None:
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+        if not authorised(request):
             return _error(401, GRPC_UNAUTHENTICATED, "unauthenticated: missing or invalid API key")
         app, dev = request.path_params["app"], request.path_params["dev"]
         if app != application_id or not sink.has_device(dev):
@@ -121,12 +142,30 @@ def build_app(sink: DownlinkSink, api_key: str, application_id: str) -> Starlett
             ]}
         )
 
+    async def chirpstack_enqueue(request: Request) -> JSONResponse:
+        if not authorised(request, "grpc-metadata-authorization"):
+            return _error(401, GRPC_UNAUTHENTICATED, "unauthenticated: missing or invalid API token")
+        device_id = sink.device_id_of(request.path_params["dev_eui"])
+        if device_id is None:
+            return _error(404, GRPC_NOT_FOUND, f"device {request.path_params['dev_eui']} not found")
+        try:
+            port, payload, confirmed = parse_chirpstack_queue_item(await request.json())
+        except ValueError as exc:
+            return _error(400, GRPC_INVALID_ARGUMENT, str(exc))
+        sink.push_downlink(device_id, port, payload, confirmed)
+        log.info("downlink queued", extra={"device_id": device_id, "f_port": port, "bytes": len(payload)})
+        return JSONResponse({"id": str(uuid.uuid4())})
+
     base = "/api/v3/as/applications/{app}/devices/{dev}/down"
+    hook = "/api/v3/as/applications/{app}/webhooks/{hook}/devices/{dev}/down"
     return Starlette(
         routes=[
             Route(base + "/push", queue_downlinks, methods=["POST"]),
             Route(base + "/replace", queue_downlinks, methods=["POST"]),
             Route(base, list_downlinks, methods=["GET"]),
+            Route(hook + "/push", queue_downlinks, methods=["POST"]),
+            Route(hook + "/replace", queue_downlinks, methods=["POST"]),
+            Route("/api/devices/{dev_eui}/queue", chirpstack_enqueue, methods=["POST"]),
         ]
     )
 
