@@ -15,13 +15,13 @@ from ranger_dashboard import data, selection
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
-st.set_page_config(page_title="Tembo · Rangers", page_icon="🐘", layout="wide")
+st.set_page_config(page_title="Tembo · Rangers", page_icon=":material/pets:", layout="wide")
 
 url = data.database_url()
 open_count = len(data.open_alerts(url))
 
 with st.sidebar:
-    st.markdown("### 🐘 Tembo")
+    st.markdown("### :material/pets: Tembo")
     st.text_input(
         "Ranger name",
         key=selection.RANGER_KEY,
@@ -31,14 +31,16 @@ with st.sidebar:
 
 navigation = st.navigation(
     [
-        st.Page(PAGES / "live_map.py", title="Live map", icon="🗺️", url_path="live", default=True),
+        st.Page(
+            PAGES / "live_map.py", title="Live map", icon=":material/map:", url_path="live", default=True
+        ),
         st.Page(
             PAGES / "alerts.py",
             title=f"Alerts ({open_count})" if open_count else "Alerts",
-            icon="🚨",
+            icon=":material/notifications_active:",
             url_path="alerts",
         ),
-        st.Page(PAGES / "animals.py", title="Animals", icon="🐘", url_path="animals"),
+        st.Page(PAGES / "animals.py", title="Animals", icon=":material/pets:", url_path="animals"),
     ]
 )
 navigation.run()

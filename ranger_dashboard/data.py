@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import streamlit as st
+
 from lora_bridge.service import Bridge, open_bridge
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ def bridge(url: str) -> Bridge:
     return open_bridge(url)
 
 
+def low_battery_mv(url: str) -> int:
+    """The battery level under which the bridge raises low_battery (the dashboard flags the same)."""
+    return int(bridge(url).settings.low_battery_mv)
+
+
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def animals(url: str) -> list[Any]:
     """Every collared animal with its latest status (`AnimalView`)."""
@@ -48,15 +54,15 @@ def animals(url: str) -> list[Any]:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def latest_positions(url: str) -> list[Any]:
-    """Each animal's last known position (`PositionView`)."""
-    return bridge(url).latest_positions()
+def latest_positions(url: str, viewer: str) -> list[Any]:
+    """Each animal's last known position (`PositionView`); the bridge logs who viewed them."""
+    return bridge(url).latest_positions(viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def tracks(url: str, since: datetime | None) -> dict[str, list[Any]]:
-    """Positions since `since` per animal id, oldest first."""
-    return bridge(url).tracks(since=since)
+def tracks(url: str, since: datetime | None, viewer: str) -> dict[str, list[Any]]:
+    """Positions since `since` per animal id, oldest first; the bridge logs who viewed them."""
+    return bridge(url).tracks(since=since, viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -77,11 +83,18 @@ def activity(url: str, animal_id: str, since: datetime | None) -> list[Any]:
     return bridge(url).activity(animal_id, since)
 
 
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def alert_events(url: str, alert_id: int) -> list[Any]:
+    """Who did what to an alert and when, oldest first (`AlertEventView`)."""
+    return bridge(url).alert_events(alert_id)
+
+
 def acknowledge_alert(url: str, alert_id: Any, user: str) -> None:
     """Acknowledge an alert in the ranger's name and forget the cached alert list."""
     bridge(url).acknowledge_alert(alert_id, user)
     logger.info("alert acknowledged", extra={"alert_id": alert_id, "user": user})
     open_alerts.clear()
+    alert_events.clear()
 
 
 def resolve_alert(url: str, alert_id: Any, user: str, verdict: str) -> None:
@@ -89,3 +102,4 @@ def resolve_alert(url: str, alert_id: Any, user: str, verdict: str) -> None:
     bridge(url).resolve_alert(alert_id, user, verdict)
     logger.info("alert resolved", extra={"alert_id": alert_id, "user": user, "verdict": verdict})
     open_alerts.clear()
+    alert_events.clear()

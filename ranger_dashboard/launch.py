@@ -39,6 +39,8 @@ def command(port: int = DEFAULT_PORT, database_url: str = "sqlite:///var/tembo.d
         "none",
         "--global.developmentMode",
         "false",
+        "--client.toolbarMode",
+        "minimal",
         *theme_flags,
         "--",
         "--database-url",

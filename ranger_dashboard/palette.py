@@ -25,7 +25,8 @@ PRIORITY_COLOURS: dict[int, Rgba] = {
     0: [140, 140, 140, 255],
 }
 PRIORITY_LABELS: dict[int, str] = {300: "high", 200: "medium", 100: "low", 0: "info"}
-PRIORITY_BADGES: dict[int, str] = {300: "🔴", 200: "🟠", 100: "🟢", 0: "⚪"}
+# Colour names of st.badge / markdown for each priority step.
+PRIORITY_BADGE_COLOURS: dict[int, str] = {300: "red", 200: "orange", 100: "green", 0: "gray"}
 
 # Reserve geometry, by the GeoJSON `properties.kind` that `Bridge.geography()` sets.
 GEOGRAPHY_FILL: dict[str, Rgba] = {
@@ -74,12 +75,12 @@ def priority_label(priority: int) -> str:
     return PRIORITY_LABELS[0]
 
 
-def priority_badge(priority: int) -> str:
-    """A coloured dot for tables and select boxes, matching `priority_colour`."""
+def priority_badge_colour(priority: int) -> str:
+    """The Streamlit colour name ('red', 'orange', 'green', 'gray') matching `priority_colour`."""
     for step in (300, 200, 100):
         if priority >= step:
-            return PRIORITY_BADGES[step]
-    return PRIORITY_BADGES[0]
+            return PRIORITY_BADGE_COLOURS[step]
+    return PRIORITY_BADGE_COLOURS[0]
 
 
 def track_colour(index: int) -> Rgba:

@@ -20,11 +20,14 @@ import pydeck as pdk
 from ranger_dashboard import palette
 
 # Battery of the reference collar (Li-SOCl2 cells): 3.6 V nominal, flat until nearly empty.
-LOW_BATTERY_MV = 3300
+# The bridge's low_battery rule threshold is passed in by the pages; this is its default.
+LOW_BATTERY_MV = 3500
 # An animal not heard from for this long is shown as silent.
 SILENT_AFTER = timedelta(hours=6)
 # Streamlit passes this to its map component to mean "no base map": no online tiles are fetched.
 NO_BASE_MAP = "__MAP_STYLE__"
+# pydeck reads a bare string as a data accessor; a constant string must be quoted.
+PIXELS = "'pixels'"
 # Verdicts a ranger gives when resolving an alert: label shown -> value stored by the bridge.
 VERDICTS: dict[str, str] = {"True alert": "true", "False alarm": "false_alarm", "Unknown": "unknown"}
 # Alert type names as rangers read them.
@@ -104,12 +107,12 @@ def format_position(lat: float | None, lon: float | None) -> str:
     return f"{lat:.5f}, {lon:.5f}"
 
 
-def format_battery(battery_mv: int | None) -> str:
-    """'3.61 V', with ' (low)' below LOW_BATTERY_MV, or an empty string when unknown."""
+def format_battery(battery_mv: int | None, low_battery_mv: int = LOW_BATTERY_MV) -> str:
+    """'3.61 V', with ' (low)' below low_battery_mv, or an empty string when unknown."""
     if battery_mv is None:
         return ""
     text = f"{battery_mv / 1000:.2f} V"
-    return text + " (low)" if battery_mv < LOW_BATTERY_MV else text
+    return text + " (low)" if battery_mv < low_battery_mv else text
 
 
 def alert_type_label(alert_type: str) -> str:
@@ -118,9 +121,9 @@ def alert_type_label(alert_type: str) -> str:
 
 
 def alert_label(alert: Any) -> str:
-    """One line naming an alert in a select box: '🔴 Possible mortality · Tembo · 2026-11-25 08:40'."""
+    """One line naming an alert in a select box: 'HIGH · Possible mortality · Tembo · 2026-11-25 08:40 · new'."""
     return (
-        f"{palette.priority_badge(alert.priority)} {alert_type_label(alert.alert_type)} · "
+        f"{palette.priority_label(alert.priority).upper()} · {alert_type_label(alert.alert_type)} · "
         f"{alert.name or alert.device_id} · {format_time(alert.time)} · {alert.state}"
     )
 
@@ -141,7 +144,7 @@ def alert_table(alerts: Iterable[Any], now: datetime) -> pd.DataFrame:
     """Open alerts as the table the Alerts page shows, most urgent first."""
     rows = [
         {
-            COL_PRIORITY: f"{palette.priority_badge(a.priority)} {palette.priority_label(a.priority)}",
+            COL_PRIORITY: palette.priority_label(a.priority),
             COL_TYPE: alert_type_label(a.alert_type),
             COL_ANIMAL: a.name or a.device_id,
             COL_TIME: format_time(a.time),
@@ -164,6 +167,26 @@ def state_text(alert: Any) -> str:
     return str(alert.state)
 
 
+def style_alert_table(table: pd.DataFrame) -> Any:
+    """The alert table with each priority cell in its priority colour (a pandas Styler)."""
+    colours = {
+        palette.PRIORITY_LABELS[step]: "rgb({}, {}, {})".format(*palette.PRIORITY_COLOURS[step][:3])
+        for step in palette.PRIORITY_LABELS
+    }
+    return table.style.map(
+        lambda label: f"color: {colours.get(label, 'inherit')}; font-weight: 600", subset=[COL_PRIORITY]
+    )
+
+
+def alert_history_table(events: Iterable[Any]) -> pd.DataFrame:
+    """An alert's history (`AlertEventView`), oldest first: time, who, what."""
+    rows = [
+        {COL_TIME: format_time(e.at), "Who": e.actor, "What": e.action.replace("_", " ")}
+        for e in sorted(events, key=lambda e: e.at)
+    ]
+    return pd.DataFrame(rows, columns=[COL_TIME, "Who", "What"])
+
+
 def can_acknowledge(alert: Any) -> bool:
     """Only a new alert can be acknowledged."""
     return alert.state == "new"
@@ -177,7 +200,7 @@ def can_resolve(alert: Any) -> bool:
 # ---------------------------------------------------------------- animals
 
 
-def animal_table(animals: Iterable[Any], now: datetime) -> pd.DataFrame:
+def animal_table(animals: Iterable[Any], now: datetime, low_battery_mv: int = LOW_BATTERY_MV) -> pd.DataFrame:
     """Per animal: last seen, battery, behaviour, firmware and model versions; by name."""
     rows = [
         {
@@ -186,7 +209,7 @@ def animal_table(animals: Iterable[Any], now: datetime) -> pd.DataFrame:
             COL_COLLAR: a.device_id or "",
             COL_LAST_SEEN: format_time(a.last_seen),
             COL_AGE: format_age(a.last_seen, now),
-            COL_BATTERY: format_battery(a.battery_mv),
+            COL_BATTERY: format_battery(a.battery_mv, low_battery_mv),
             COL_BEHAVIOUR: a.behaviour or "",
             COL_FIRMWARE: a.fw_version or "",
             COL_MODEL: "" if a.model_version is None else str(a.model_version),
@@ -209,12 +232,14 @@ def animal_table(animals: Iterable[Any], now: datetime) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def fleet_summary(animals: Sequence[Any], alerts: Sequence[Any], now: datetime) -> dict[str, int]:
+def fleet_summary(
+    animals: Sequence[Any], alerts: Sequence[Any], now: datetime, low_battery_mv: int = LOW_BATTERY_MV
+) -> dict[str, int]:
     """Counts for the header metrics: animals, heard within SILENT_AFTER, low battery, open alerts, high."""
     return {
         "animals": len(animals),
         "reporting": sum(1 for a in animals if a.last_seen is not None and now - a.last_seen <= SILENT_AFTER),
-        "low_battery": sum(1 for a in animals if a.battery_mv is not None and a.battery_mv < LOW_BATTERY_MV),
+        "low_battery": sum(1 for a in animals if a.battery_mv is not None and a.battery_mv < low_battery_mv),
         "open_alerts": len(alerts),
         "high_priority": sum(1 for a in alerts if a.priority >= 300),
     }
@@ -359,18 +384,16 @@ def map_bounds(geography: Mapping[str, Any], points: Iterable[Mapping[str, Any]]
     return MapBounds(south=min(lats), west=min(lons), north=max(lats), east=max(lons))
 
 
-def view_state_for(bounds: MapBounds | None, width_px: int = 900, height_px: int = 560) -> pdk.ViewState:
-    """A top-down view that fits `bounds` in a map of the given size (Web Mercator zoom)."""
+def view_state_for(bounds: MapBounds | None, width_px: int = 720, height_px: int = 600) -> pdk.ViewState:
+    """A top-down view that fits `bounds` in a map of the given size (Web Mercator, 512 px tiles)."""
     if bounds is None:
         return pdk.ViewState(latitude=0.0, longitude=20.0, zoom=2, pitch=0, bearing=0)
     lat = (bounds.south + bounds.north) / 2
     lon = (bounds.west + bounds.east) / 2
     span_lon = max(bounds.east - bounds.west, 1e-4) * 1.15
     span_lat = max(bounds.north - bounds.south, 1e-4) * 1.15
-    zoom_lon = math.log2(360.0 * width_px / (256.0 * span_lon))
-    zoom_lat = math.log2(
-        360.0 * height_px / (256.0 * span_lat * (1 / max(math.cos(math.radians(lat)), 0.01)))
-    )
+    zoom_lon = math.log2(360.0 * width_px / (512.0 * span_lon))
+    zoom_lat = math.log2(360.0 * height_px * max(math.cos(math.radians(lat)), 0.01) / (512.0 * span_lat))
     zoom = max(1.0, min(16.0, zoom_lon, zoom_lat))
     return pdk.ViewState(latitude=lat, longitude=lon, zoom=round(zoom, 2), pitch=0, bearing=0)
 
@@ -396,11 +419,8 @@ def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
                 filled=filled,
                 get_fill_color=palette.GEOGRAPHY_FILL.get(kind, [0, 0, 0, 0]),
                 get_line_color=palette.GEOGRAPHY_LINE[kind],
-                line_width_units="pixels",
+                line_width_units=PIXELS,
                 get_line_width=3 if kind == "boundary" else 2,
-                point_type="circle",
-                get_point_radius=4,
-                point_radius_units="pixels",
                 pickable=False,
             )
         )
@@ -413,11 +433,11 @@ def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
                 data=gateways,
                 get_position=["lon", "lat"],
                 get_fill_color=palette.GATEWAY_COLOUR,
-                radius_units="pixels",
+                radius_units=PIXELS,
                 get_radius=5,
                 stroked=True,
                 get_line_color=[20, 30, 30, 255],
-                line_width_units="pixels",
+                line_width_units=PIXELS,
                 get_line_width=1,
                 pickable=True,
             )
@@ -441,7 +461,7 @@ def live_layers(
                 data=list(paths),
                 get_path="path",
                 get_color="colour",
-                width_units="pixels",
+                width_units=PIXELS,
                 get_width=2,
                 joint_rounded=True,
                 cap_rounded=True,
@@ -458,9 +478,9 @@ def live_layers(
                 filled=False,
                 stroked=True,
                 get_line_color="colour",
-                line_width_units="pixels",
+                line_width_units=PIXELS,
                 get_line_width=3,
-                radius_units="pixels",
+                radius_units=PIXELS,
                 get_radius=14,
                 pickable=True,
             )
@@ -477,9 +497,9 @@ def live_layers(
                     filled=False,
                     stroked=True,
                     get_line_color=palette.LABEL_COLOUR,
-                    line_width_units="pixels",
+                    line_width_units=PIXELS,
                     get_line_width=2,
-                    radius_units="pixels",
+                    radius_units=PIXELS,
                     get_radius=20,
                 )
             )
@@ -490,11 +510,11 @@ def live_layers(
                 data=list(points),
                 get_position=["lon", "lat"],
                 get_fill_color="colour",
-                radius_units="pixels",
+                radius_units=PIXELS,
                 get_radius=7,
                 stroked=True,
                 get_line_color=[10, 10, 10, 255],
-                line_width_units="pixels",
+                line_width_units=PIXELS,
                 get_line_width=1,
                 pickable=True,
             )
@@ -508,9 +528,10 @@ def live_layers(
                 get_text="name",
                 get_color=palette.LABEL_COLOUR,
                 get_size=13,
-                size_units="pixels",
+                size_units=PIXELS,
                 get_pixel_offset=[0, -18],
                 font_weight=600,
+                font_settings={"sdf": True},
                 outline_width=2,
                 outline_color=[0, 0, 0, 255],
             )
@@ -551,7 +572,12 @@ def build_deck(
     return deck
 
 
-def live_table(points: Sequence[Mapping[str, Any]], animals: Iterable[Any], now: datetime) -> pd.DataFrame:
+def live_table(
+    points: Sequence[Mapping[str, Any]],
+    animals: Iterable[Any],
+    now: datetime,
+    low_battery_mv: int = LOW_BATTERY_MV,
+) -> pd.DataFrame:
     """The table beside the map: each mapped animal, behaviour, last seen and battery, by name."""
     by_id = {str(a.animal_id): a for a in animals}
     rows = []
@@ -562,7 +588,7 @@ def live_table(points: Sequence[Mapping[str, Any]], animals: Iterable[Any], now:
                 COL_NAME: p["name"],
                 COL_BEHAVIOUR: p["behaviour"],
                 COL_LAST_SEEN: format_age(animal.last_seen if animal else None, now),
-                COL_BATTERY: format_battery(animal.battery_mv if animal else None),
+                COL_BATTERY: format_battery(animal.battery_mv if animal else None, low_battery_mv),
             }
         )
     return pd.DataFrame(rows, columns=[COL_NAME, COL_BEHAVIOUR, COL_LAST_SEEN, COL_BATTERY])

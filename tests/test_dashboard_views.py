@@ -111,7 +111,7 @@ def test_ranger_sees_most_urgent_alert_first_then_newest():
 def test_alert_table_names_priority_type_animal_and_age():
     table = views.alert_table([alert(1, 100, 3), alert(2, 300, 0.5, alert_type="poaching_risk")], NOW)
     first = table.iloc[0]
-    assert first[views.COL_PRIORITY] == "🔴 high"
+    assert first[views.COL_PRIORITY] == "high"
     assert first[views.COL_TYPE] == "Possible poaching"
     assert first[views.COL_ANIMAL] == "Tembo"
     assert first[views.COL_AGE] == "30 min ago"
@@ -282,3 +282,18 @@ def test_dashboard_command_is_headless_local_and_carries_the_database():
     assert command[-3:] == ["--", "--database-url", "sqlite:////tmp/tembo.db"]
     with pytest.raises(ValueError):
         launch.command(0, "sqlite://")
+
+
+def test_map_layer_settings_are_constants_and_only_accessors_read_the_data():
+    points = views.animal_points([position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW)
+    paths = views.track_paths(
+        {"a1": [position("a1", "Amani", 10, -1.91, 37.21), position("a1", "Amani", 70, -1.92, 37.22)]}
+    )
+    rings = views.alert_points([alert(1, 300, 1)], NOW)
+    spec = json.loads(views.build_deck(RESERVE, points, paths, rings, focus_animal_id="a1").to_json())
+    for layer in spec["layers"]:
+        for key, value in layer.items():
+            if isinstance(value, str) and value.startswith("@@="):
+                assert key.startswith("get"), f"{layer['id']}.{key} = {value}"
+        for key in ("sizeUnits", "radiusUnits", "lineWidthUnits", "widthUnits"):
+            assert layer.get(key, "pixels") == "pixels"

@@ -36,11 +36,9 @@ counts = {
 }
 columns = st.columns(4)
 for column, step in zip(columns, (300, 200, 100, 0), strict=True):
-    column.metric(
-        f"{palette.PRIORITY_BADGES[step]} {palette.PRIORITY_LABELS[step].capitalize()}", counts[step]
-    )
+    column.metric(f"{palette.PRIORITY_LABELS[step].capitalize()} priority", counts[step])
 
-st.dataframe(views.alert_table(alerts, now), hide_index=True)
+st.dataframe(views.style_alert_table(views.alert_table(alerts, now)), hide_index=True)
 
 options = list(by_id)
 selection.restore("alert", "alert", options, default=options[0])
@@ -51,7 +49,11 @@ alert = by_id[chosen_id]
 
 details, actions = st.columns([1, 1])
 with details:
-    st.subheader(f"{palette.priority_badge(alert.priority)} {views.alert_type_label(alert.alert_type)}")
+    st.subheader(views.alert_type_label(alert.alert_type))
+    st.badge(
+        f"{palette.priority_label(alert.priority)} priority",
+        color=palette.priority_badge_colour(alert.priority),
+    )
     st.markdown(
         f"**Animal:** {alert.name or alert.device_id} (collar {alert.device_id})  \n"
         f"**Raised:** {views.format_time(alert.time)} UTC, {views.format_age(alert.time, now)}  \n"
@@ -60,6 +62,11 @@ with details:
         f"**State:** {views.state_text(alert)}  \n"
         f"**Raised by:** {alert.source}" + (f" ({alert.occurrences} times)" if alert.occurrences > 1 else "")
     )
+
+    history = views.alert_history_table(data.alert_events(url, alert.alert_id))
+    if not history.empty:
+        st.caption("History")
+        st.dataframe(history, hide_index=True)
 
 with actions:
     ranger = selection.ranger_name()

@@ -22,7 +22,8 @@ if not animals:
     st.info("No collared animals yet.")
     st.stop()
 
-st.dataframe(views.animal_table(animals, now), hide_index=True)
+low_battery_mv = data.low_battery_mv(url)
+st.dataframe(views.animal_table(animals, now, low_battery_mv), hide_index=True)
 
 by_id = {str(a.animal_id): a for a in animals}
 options = list(by_id)
@@ -37,7 +38,7 @@ columns = st.columns(5)
 columns[0].metric(
     "Last seen", views.format_age(animal.last_seen, now), help=views.format_time(animal.last_seen)
 )
-columns[1].metric("Battery", views.format_battery(animal.battery_mv) or "unknown")
+columns[1].metric("Battery", views.format_battery(animal.battery_mv, low_battery_mv) or "unknown")
 columns[2].metric("Behaviour", animal.behaviour or "unknown")
 columns[3].metric("Firmware", animal.fw_version or "unknown")
 columns[4].metric("Model", "unknown" if animal.model_version is None else str(animal.model_version))

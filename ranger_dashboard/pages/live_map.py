@@ -19,6 +19,11 @@ REFRESH_S = 15
 TRACK_HOURS = (6, 12, 24, 48, 72, 168)
 DEFAULT_TRACK_HOURS = 24
 NO_FOCUS = "all"
+LEGEND = (
+    "**Behaviour** :blue[●] rest · :green[●] forage · :orange[●] walk · :red[●] run  \n"
+    "**Open alert ring** :red[◯] high · :orange[◯] medium · :green[◯] low  \n"
+    "**Reserve** :gray[▭] boundary · :orange[■] farmland · :blue[■] water · :gray[━] road · :blue[●] gateway"
+)
 
 url = data.database_url()
 animal_list = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
@@ -52,13 +57,15 @@ def live_panel() -> None:
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
     animals = data.animals(url)
-    positions = data.latest_positions(url)
+    viewer = selection.ranger_name() or "anonymous"
+    positions = data.latest_positions(url, viewer)
     alerts = data.open_alerts(url)
     latest_fix = max((p.time for p in positions if p.time is not None), default=None)
     since = latest_fix - timedelta(hours=hours) if latest_fix is not None else None
-    tracks = data.tracks(url, since)
+    tracks = data.tracks(url, since, viewer)
 
-    summary = views.fleet_summary(animals, alerts, now)
+    low_battery_mv = data.low_battery_mv(url)
+    summary = views.fleet_summary(animals, alerts, now, low_battery_mv)
     columns = st.columns(4)
     columns[0].metric("Animals", summary["animals"])
     columns[1].metric("Heard in the last 6 h", summary["reporting"])
@@ -84,15 +91,15 @@ def live_panel() -> None:
             alt=f"Map of the reserve with {len(points)} collared animals and {len(rings)} open alerts",
         )
     with table_column:
-        st.dataframe(views.live_table(points, animals, now), hide_index=True, height=620)
+        st.dataframe(views.live_table(points, animals, now, low_battery_mv), hide_index=True)
+        st.markdown(LEGEND)
     st.caption(
         f"Updated {now:%H:%M:%S} UTC · tracks: {hours} h up to the latest fix"
         + (f" ({views.format_time(latest_fix)} UTC)" if latest_fix else "")
-        + " · colour = behaviour, ring = open alert (red high, amber medium, green low)"
     )
     logger.info(
         "live positions viewed",
-        extra={"user": selection.ranger_name() or "anonymous", "animals": len(points), "focus": focus},
+        extra={"viewer": viewer, "animals": len(points), "focus": focus},
     )
 
 

@@ -1,0 +1,214 @@
+"""Helpers of the ranger dashboard tests: a small reserve, a seeded bridge, a running dashboard.
+
+Everything goes through `lora_bridge.service` the way the real system fills it: animals are
+registered, collars' uplinks arrive as The Things Stack v3 webhook bodies built with the real
+codec, and the reserve geometry is loaded as GeoJSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from collar_firmware import codec
+from ranger_dashboard import launch
+
+# Latest fix of the seeded herd; every seeded time is relative to it.
+SEED_END = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
+
+# A made-up 10 km x 8 km conservancy with one farm, one waterhole, one road and one gateway.
+RESERVE = {
+    "type": "FeatureCollection",
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"kind": "boundary", "name": "Tembo test conservancy"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[37.50, 0.50], [37.59, 0.50], [37.59, 0.57], [37.50, 0.57], [37.50, 0.50]]],
+            },
+        },
+        {
+            "type": "Feature",
+            "properties": {"kind": "farmland", "name": "Maize shamba"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[37.57, 0.55], [37.59, 0.55], [37.59, 0.57], [37.57, 0.57], [37.57, 0.55]]],
+            },
+        },
+        {
+            "type": "Feature",
+            "properties": {"kind": "water", "name": "Dam"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [[[37.52, 0.52], [37.53, 0.52], [37.53, 0.53], [37.52, 0.53], [37.52, 0.52]]],
+            },
+        },
+        {
+            "type": "Feature",
+            "properties": {"kind": "road", "name": "Ranger track"},
+            "geometry": {"type": "LineString", "coordinates": [[37.50, 0.535], [37.59, 0.535]]},
+        },
+        {
+            "type": "Feature",
+            "properties": {"kind": "gateway", "name": "HQ mast"},
+            "geometry": {"type": "Point", "coordinates": [37.545, 0.535]},
+        },
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Collared:
+    """A seeded animal: collar, name and where it walks (start, hourly step in degrees)."""
+
+    device_id: str
+    name: str
+    lat: float
+    lon: float
+    step_lat: float
+    step_lon: float
+    behaviour: str
+
+
+HERD = (
+    Collared("collar-001", "Amani", 0.520, 37.520, 0.0010, 0.0015, "forage"),
+    Collared("collar-002", "Zawadi", 0.550, 37.560, 0.0008, 0.0010, "walk"),
+    Collared("collar-003", "Kito", 0.510, 37.580, 0.0, 0.0, "rest"),
+)
+
+
+def tts_uplink(device_id: str, f_cnt: int, name: str, values: dict, heard_at: datetime) -> bytes:
+    """A The Things Stack v3 uplink webhook body carrying codec message `name`."""
+    payload = codec.encode(name, values)
+    body = {
+        "end_device_ids": {
+            "device_id": device_id,
+            "application_ids": {"application_id": "tembo-test"},
+            "dev_eui": "70B3D57ED0000" + device_id[-3:],
+        },
+        "received_at": heard_at.isoformat().replace("+00:00", "Z"),
+        "uplink_message": {
+            "f_port": codec.port_of(name),
+            "f_cnt": f_cnt,
+            "frm_payload": base64.b64encode(payload).decode(),
+            "received_at": heard_at.isoformat().replace("+00:00", "Z"),
+            "rx_metadata": [{"gateway_ids": {"gateway_id": "hq-mast"}, "rssi": -97, "snr": 6.5}],
+            "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 9}}},
+            "consumed_airtime": "0.205s",
+        },
+    }
+    return json.dumps(body).encode()
+
+
+def status_values(animal: Collared, when: datetime, lat: float, lon: float, battery_mv: int) -> dict:
+    """A collar status message (port 1) at `when`."""
+    return {
+        "time_s": int(when.timestamp()),
+        "lat": lat,
+        "lon": lon,
+        "fix_age_s": 30,
+        "battery_mv": battery_mv,
+        "temperature_c": 27.5,
+        "fw_version": "1.2.3",
+        "model_version": 7,
+        "uptime_h": 100,
+        "reset_cause": "power_on",
+        "behaviour": animal.behaviour,
+        "flags": {},
+        "queue_depth": 0,
+        "errors": 0,
+    }
+
+
+def seed(bridge, hours: int = 6, mortality_on: str | None = "Kito") -> dict[str, int]:
+    """Fill `bridge` with the test reserve, the HERD, `hours` hourly statuses each (the last at
+    SEED_END), one activity summary each, and a collar-raised mortality alert on `mortality_on`.
+
+    Returns the f_cnt reached per device.
+    """
+    bridge.load_geography(RESERVE)
+    f_cnts: dict[str, int] = {}
+    for animal in HERD:
+        bridge.register_animal(animal.device_id, animal.name)
+        f_cnt = 0
+        for hour in range(hours):
+            when = SEED_END - timedelta(hours=hours - 1 - hour)
+            lat = animal.lat + animal.step_lat * hour
+            lon = animal.lon + animal.step_lon * hour
+            battery_mv = 3150 if animal.name == "Zawadi" else 3600
+            body = tts_uplink(
+                animal.device_id, f_cnt, "status", status_values(animal, when, lat, lon, battery_mv), when
+            )
+            assert bridge.ingest_tts_uplink(body).ok
+            f_cnt += 1
+        shares = {"rest": [80, 10, 10, 0], "forage": [10, 70, 20, 0], "walk": [10, 20, 60, 10]}[
+            animal.behaviour
+        ]
+        activity = {
+            "time_s": int((SEED_END - timedelta(hours=1)).timestamp()),
+            "interval_min": 60,
+            "model_version": 7,
+            "vedba_mean_mg": 45,
+            "vedba_max_mg": 410,
+            "shares": shares,
+        }
+        assert bridge.ingest_tts_uplink(
+            tts_uplink(animal.device_id, f_cnt, "activity", activity, SEED_END)
+        ).ok
+        f_cnt += 1
+        if animal.name == mortality_on:
+            alert = {
+                "alert_type": "mortality",
+                "seq": 1,
+                "time_s": int(SEED_END.timestamp()),
+                "lat": animal.lat,
+                "lon": animal.lon,
+            }
+            assert bridge.ingest_tts_uplink(tts_uplink(animal.device_id, f_cnt, "alert", alert, SEED_END)).ok
+            f_cnt += 1
+        f_cnts[animal.device_id] = f_cnt
+    return f_cnts
+
+
+@contextlib.contextmanager
+def running_dashboard(port: int, database_url: str, log_path: Path, timeout_s: float = 60.0) -> Iterator[str]:
+    """Start `launch.command(port, database_url)`, wait until Streamlit answers its health check,
+    yield the dashboard's base URL, and stop the server afterwards."""
+    env = dict(os.environ, TEMBO_DATABASE_URL=database_url)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            launch.command(port, database_url), stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"dashboard exited with {process.returncode}: {log_path.read_text()}")
+                try:
+                    if httpx.get(f"{base_url}/_stcore/health", timeout=1.0).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"dashboard did not answer in {timeout_s} s: {log_path.read_text()}")
+                time.sleep(0.2)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

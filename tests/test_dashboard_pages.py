@@ -1,0 +1,188 @@
+"""The ranger dashboard's pages, run by Streamlit's AppTest against a temporary SQLite store that
+was filled through the bridge service (registered animals, TTS uplinks built with the codec)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from browser_helpers import HERD, RESERVE, seed
+from streamlit.testing.v1 import AppTest
+
+import ranger_dashboard
+from lora_bridge.service import open_bridge
+from ranger_dashboard import views
+
+APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
+TIMEOUT_S = 60
+
+
+@pytest.fixture
+def store(sqlite_url, monkeypatch) -> str:
+    """A seeded store the dashboard reads (via TEMBO_DATABASE_URL); its URL."""
+    bridge = open_bridge(sqlite_url)
+    seed(bridge)
+    bridge.close()
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    return sqlite_url
+
+
+def open_page(
+    page: str | None = None, query: dict[str, str] | None = None, ranger: str | None = None
+) -> AppTest:
+    """The dashboard after its first run, on `page` ('alerts', 'animals') or the live map."""
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    app.query_params.update(query or {})
+    if ranger is not None:
+        app.session_state["ranger"] = ranger
+    app.run()
+    if page is not None:
+        app.switch_page(f"pages/{page}.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def deck_spec(app: AppTest) -> dict:
+    """The pydeck JSON the page sent to the browser."""
+    charts = app.get("deck_gl_json_chart")
+    assert len(charts) == 1
+    return json.loads(charts[0].proto.json)
+
+
+def layer(spec: dict, layer_id: str) -> dict:
+    """One layer of a deck spec, by id."""
+    return next(item for item in spec["layers"] if item["id"] == layer_id)
+
+
+def metric(app: AppTest, label: str) -> str:
+    """The value of the metric with this label."""
+    return next(m.value for m in app.metric if m.label == label)
+
+
+def test_ranger_sees_every_collared_animal_on_the_offline_live_map(store):
+    app = open_page()
+    assert app.title[0].value == "Live map"
+    spec = deck_spec(app)
+    assert spec["mapStyle"] == views.NO_BASE_MAP
+    assert sorted(p["name"] for p in layer(spec, "animal-names")["data"]) == ["Amani", "Kito", "Zawadi"]
+    kinds = {f["properties"]["kind"] for f in layer(spec, "reserve-boundary")["data"]["features"]}
+    assert kinds == {"boundary"}
+    assert layer(spec, "gateways")["data"][0]["name"] == "HQ mast"
+    assert {"farmland", "water", "roads", "tracks"} <= {item["id"] for item in spec["layers"]}
+    assert list(app.dataframe[0].value[views.COL_NAME]) == ["Amani", "Kito", "Zawadi"]
+    assert metric(app, "Animals") == "3"
+    assert metric(app, "Open alerts") == "2"
+    assert metric(app, "High priority") == "1"
+
+
+def test_live_map_colours_animals_by_behaviour_and_rings_open_alerts(store):
+    spec = deck_spec(open_page())
+    colour_of = {p["name"]: p["colour"] for p in layer(spec, "animals")["data"]}
+    assert colour_of["Zawadi"] == views.palette.BEHAVIOUR_COLOURS["walk"]
+    assert colour_of["Kito"] == views.palette.BEHAVIOUR_COLOURS["rest"]
+    rings = layer(spec, "open-alerts")["data"]
+    assert [(r["name"], r["colour"]) for r in rings] == [("Kito", views.palette.PRIORITY_COLOURS[300])]
+    amani_track = next(t for t in layer(spec, "tracks")["data"] if t["name"] == "Amani")
+    assert len(amani_track["path"]) == 6
+
+
+def test_track_length_and_focus_come_from_a_shared_link(store):
+    kito = next(a for a in open_bridge(store).animals() if a.name == "Kito")
+    app = open_page(query={"animal": kito.animal_id, "hours": "6"})
+    assert app.selectbox(key="focus").value == kito.animal_id
+    assert app.select_slider(key="track_hours").value == 6
+    spec = deck_spec(app)
+    assert spec["initialViewState"]["latitude"] == pytest.approx(HERD[2].lat, abs=1e-4)
+    assert layer(spec, "focus")["data"][0]["name"] == "Kito"
+
+    app.selectbox(key="focus").set_value("all").run()
+    assert "animal" not in app.query_params
+    assert app.query_params["hours"] == "6"
+
+
+def test_choosing_an_animal_puts_it_in_the_link(store):
+    app = open_page()
+    zawadi = next(a for a in open_bridge(store).animals() if a.name == "Zawadi")
+    app.selectbox(key="focus").set_value(zawadi.animal_id).run()
+    assert app.query_params["animal"] == zawadi.animal_id
+
+
+def test_ranger_sees_open_alerts_most_urgent_first(store):
+    app = open_page("alerts")
+    assert app.title[0].value == "Alerts"
+    table = app.dataframe[0].value
+    assert list(table[views.COL_TYPE]) == ["Possible mortality", "Low battery"]
+    assert list(table[views.COL_ANIMAL]) == ["Kito", "Zawadi"]
+    assert list(table[views.COL_PRIORITY]) == ["high", "low"]
+    assert metric(app, "High priority") == "1"
+    assert app.selectbox(key="alert").value == str(open_bridge(store).open_alerts()[0].alert_id)
+
+
+def test_alert_actions_wait_for_the_rangers_name(store):
+    app = open_page("alerts")
+    assert any("Type your name" in w.value for w in app.warning)
+    assert app.button(key="acknowledge").disabled
+    assert app.button(key="resolve").disabled
+
+
+def test_ranger_acknowledges_then_resolves_an_alert_as_false_alarm(store):
+    mortality = open_bridge(store).open_alerts()[0]
+    app = open_page("alerts", ranger="Amina")
+    assert not app.button(key="acknowledge").disabled
+    app.button(key="acknowledge").click().run()
+    assert not app.exception
+    acknowledged = open_bridge(store).alert(mortality.alert_id)
+    assert (acknowledged.state, acknowledged.acknowledged_by) == ("acknowledged", "Amina")
+    assert any("acknowledged by Amina" in s.value for s in app.success)
+    assert app.button(key="acknowledge").disabled
+
+    app.radio(key="verdict").set_value("False alarm")
+    app.button(key="resolve").click().run()
+    assert not app.exception
+    resolved = open_bridge(store).alert(mortality.alert_id)
+    assert (resolved.state, resolved.verdict, resolved.resolved_by) == ("resolved", "false_alarm", "Amina")
+    assert list(app.dataframe[0].value[views.COL_TYPE]) == ["Low battery"]
+    assert "alert" not in app.query_params or app.query_params["alert"] != str(mortality.alert_id)
+
+
+def test_alert_link_opens_that_alert_with_its_history(store):
+    bridge = open_bridge(store)
+    low_battery = next(a for a in bridge.open_alerts() if a.alert_type == "low_battery")
+    bridge.acknowledge_alert(low_battery.alert_id, "Juma")
+    app = open_page("alerts", query={"alert": str(low_battery.alert_id)})
+    assert app.selectbox(key="alert").value == str(low_battery.alert_id)
+    assert app.subheader[0].value == "Low battery"
+    assert any("acknowledged by Juma" in m.value for m in app.markdown)
+
+
+def test_ranger_sees_battery_behaviour_versions_and_activity_per_animal(store):
+    app = open_page("animals")
+    table = app.dataframe[0].value
+    zawadi = table[table[views.COL_NAME] == "Zawadi"].iloc[0]
+    assert zawadi[views.COL_BATTERY] == "3.15 V (low)"
+    assert zawadi[views.COL_BEHAVIOUR] == "walk"
+    assert (zawadi[views.COL_FIRMWARE], zawadi[views.COL_MODEL]) == ("1.2.3", "7")
+    assert app.header[0].value == "Amani"
+    assert metric(app, "Behaviour") == "forage"
+    assert metric(app, "Firmware") == "1.2.3"
+    assert any("forage 70 %" in m.value for m in app.markdown)
+    assert len(app.get("vega_lite_chart")) == 2
+
+
+def test_animal_link_opens_that_animal(store):
+    kito = next(a for a in open_bridge(store).animals() if a.name == "Kito")
+    app = open_page("animals", query={"animal": kito.animal_id, "days": "3"})
+    assert app.header[0].value == "Kito"
+    assert metric(app, "Behaviour") == "rest"
+    assert app.query_params["animal"] == kito.animal_id
+
+
+def test_empty_store_tells_the_ranger_what_to_do(sqlite_url, monkeypatch):
+    open_bridge(sqlite_url).load_geography(RESERVE)
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    app = open_page()
+    assert any("No collared animals yet" in i.value for i in app.info)
+    assert deck_spec(app)["layers"][0]["id"] == "reserve-boundary"
+    assert any("No open alerts" in i.value for i in open_page("alerts").info)
+    assert any("No collared animals yet" in i.value for i in open_page("animals").info)
