@@ -89,7 +89,10 @@ def read_and_claim(session: Session, raw: RawUplink) -> Claim:
     raw.status = STATUS_DUPLICATE
     raw.duplicate_of = first.id
     log.info(
-        "duplicate uplink",
+        "duplicate uplink device_id=%s f_cnt=%s of raw_uplink_id=%d",
+        uplink.device_id,
+        uplink.f_cnt,
+        first.id,
         extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "first_raw_uplink_id": first.id},
     )
     return Claim(uplink, first.id)
@@ -125,7 +128,11 @@ def dead_letter(
         letter = DeadLetter(raw_uplink_id=raw.id, body=raw.body, reason=reason, stage=stage, source=raw.source)
         session.add(letter)
     log.warning(
-        "dead letter",
+        "dead letter device_id=%s f_cnt=%s stage=%s: %s",
+        raw.device_id,
+        raw.f_cnt,
+        stage,
+        reason,
         extra={"raw_uplink_id": raw.id, "device_id": raw.device_id, "f_cnt": raw.f_cnt, "stage": stage, "reason": reason},
     )
     return letter

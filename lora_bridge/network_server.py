@@ -57,7 +57,7 @@ class NetworkServerClient:
             raise DownlinkError(f"network server unreachable: {error!r}") from error
         if response.status_code >= 300:
             raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]}")
-        log.info("downlink pushed", extra={"device_id": target.device_id, "f_port": f_port})
+        log.info("downlink pushed device_id=%s f_port=%d", target.device_id, f_port, extra={"device_id": target.device_id, "f_port": f_port})
 
     def _authorization(self) -> str:
         key = self.settings.network_server_api_key

@@ -34,7 +34,7 @@ def process_raw(
         with db.write() as session:
             return _process(session, raw_uplink_id, codec, settings, dead_letter_id)
     except Exception as error:
-        log.exception("uplink processing failed", extra={"raw_uplink_id": raw_uplink_id})
+        log.exception("uplink processing failed raw_uplink_id=%d", raw_uplink_id, extra={"raw_uplink_id": raw_uplink_id})
         reason = f"processing failed: {error!r}"
         with db.write() as session:
             raw = session.get(RawUplink, raw_uplink_id)
@@ -94,7 +94,10 @@ def _process(
     raw.error = None
     _close_replayed(existing, ingest.STATUS_PROCESSED)
     log.info(
-        "uplink processed",
+        "uplink processed device_id=%s f_cnt=%s message=%s",
+        uplink.device_id,
+        uplink.f_cnt,
+        decoded.message,
         extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": decoded.message},
     )
     return IngestResult(

@@ -31,7 +31,8 @@ def serve(settings: BridgeSettings | None = None, bridge: Bridge | None = None) 
     """Serve the webhook until interrupted (Ctrl-C stops it cleanly)."""
     settings = settings or load_settings()
     server = build_server(settings, bridge)
-    log.info("bridge listening", extra={"host": settings.host, "port": settings.port})
+    server.config.app.state.bridge.process_pending()
+    log.info("bridge listening on http://%s:%d", settings.host, settings.port)
     try:
         server.run()
     finally:

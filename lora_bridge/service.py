@@ -100,6 +100,22 @@ class Bridge:
             self.flush_downlinks()
         return result
 
+    def process_pending(self) -> ReplayReport:
+        """Process bodies that were stored but never processed (the process stopped in between)."""
+        with self.db.read() as session:
+            waiting = session.scalars(
+                select(RawUplink.id).where(RawUplink.status == ingest.STATUS_RECEIVED).order_by(RawUplink.id)
+            ).all()
+        results = [process_raw(self.db, raw_id, self.codec, self.settings) for raw_id in waiting]
+        if waiting:
+            log.info("pending uplinks processed: %d", len(waiting))
+        return ReplayReport(
+            attempted=len(results),
+            processed=sum(r.status == ingest.STATUS_PROCESSED for r in results),
+            duplicates=sum(r.status == ingest.STATUS_DUPLICATE for r in results),
+            still_dead=sum(r.status == ingest.STATUS_DEAD_LETTER for r in results),
+        )
+
     def replay_dead_letters(self, ids: list[int] | None = None) -> ReplayReport:
         """Run waiting dead letters through the current codec again (after a codec or parser fix)."""
         with self.db.read() as session:
@@ -251,7 +267,11 @@ class Bridge:
             except DownlinkError as error:
                 self._finish_downlink(downlink_id, str(error))
                 log.warning(
-                    "downlink push failed", extra={"device_id": target.device_id, "downlink_id": downlink_id}
+                    "downlink push failed downlink_id=%d device_id=%s: %s",
+                    downlink_id,
+                    target.device_id,
+                    error,
+                    extra={"device_id": target.device_id, "downlink_id": downlink_id}
                 )
                 continue
             self._finish_downlink(downlink_id, None)

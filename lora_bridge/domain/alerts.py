@@ -103,7 +103,10 @@ def raise_alert(
         alert.evidence = merged
         record_event(session, alert, actor, "repeated", {"time": time.isoformat()})
         log.info(
-            "alert repeated",
+            "alert repeated alert_id=%d device_id=%s type=%s",
+            alert.id,
+            device_id,
+            alert_type,
             extra={"alert_id": alert.id, "device_id": device_id, "alert_type": alert_type},
         )
         return alert, False
@@ -127,7 +130,12 @@ def raise_alert(
     session.flush()
     record_event(session, alert, actor, "raised", {"source": source, "time": time.isoformat()})
     log.warning(
-        "alert raised",
+        "alert raised alert_id=%d device_id=%s type=%s priority=%d source=%s",
+        alert.id,
+        device_id,
+        alert_type,
+        alert.priority,
+        source,
         extra={"alert_id": alert.id, "device_id": device_id, "alert_type": alert_type, "source": source},
     )
     return alert, True
@@ -142,7 +150,7 @@ def acknowledge(session: Session, alert_id: int, user: str) -> Alert:
     alert.acknowledged_at = utc_now()
     alert.acknowledged_by = user
     record_event(session, alert, user, "acknowledged")
-    log.info("alert acknowledged", extra={"alert_id": alert.id, "device_id": alert.device_id, "user": user})
+    log.info("alert acknowledged alert_id=%d by %s", alert.id, user, extra={"alert_id": alert.id, "device_id": alert.device_id, "user": user})
     return alert
 
 
@@ -163,7 +171,10 @@ def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str 
         detail["note"] = note
     record_event(session, alert, user, "resolved", detail)
     log.info(
-        "alert resolved",
+        "alert resolved alert_id=%d by %s verdict=%s",
+        alert.id,
+        user,
+        verdict,
         extra={"alert_id": alert.id, "device_id": alert.device_id, "user": user, "verdict": verdict},
     )
     return alert

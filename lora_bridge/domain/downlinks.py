@@ -53,7 +53,11 @@ def queue_command(
     session.add(downlink)
     session.flush()
     log.info(
-        "downlink queued",
+        "downlink queued downlink_id=%d device_id=%s command=%s alert_id=%s",
+        downlink.id,
+        device_id,
+        command,
+        alert_id,
         extra={"device_id": device_id, "command": command, "downlink_id": downlink.id, "alert_id": alert_id},
     )
     return downlink

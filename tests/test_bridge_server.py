@@ -1,0 +1,66 @@
+"""`tembo bridge`: the webhook served by uvicorn, and what it finishes after a restart."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import bridge_builders as b
+import httpx
+
+from lora_bridge import ingest
+from lora_bridge.server import build_server
+from lora_bridge.service import open_bridge
+from lora_bridge.settings import load_settings
+
+
+def test_served_bridge_takes_a_tts_webhook_on_its_port(sqlite_url, port):
+    settings = load_settings(database_url=sqlite_url, webhook_secret=b.SECRET, port=port)
+    server = build_server(settings)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{port}"
+
+        health = httpx.get(f"{url}/healthz")
+        reply = httpx.post(
+            f"{url}/uplinks/tts", content=b.tts_uplink(b.status()), headers={"X-Tembo-Secret": b.SECRET}
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        server.config.app.state.bridge.close()
+
+    assert health.json() == {"status": "ok"}
+    assert reply.status_code == 200 and reply.json()["status"] == "processed"
+    with open_bridge(sqlite_url) as reader:
+        assert reader.counts()["positions"] == 1
+
+
+def test_body_stored_before_a_crash_is_processed_on_restart(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        ingest.store_raw(bridge.db, b.tts_uplink(b.alert("mortality", seq=1)), "tts")  # then the power failed
+        assert bridge.counts()["alerts"] == 0
+
+    with b.fresh_bridge(sqlite_url) as restarted:
+        report = restarted.process_pending()
+        (alert,) = restarted.open_alerts()
+
+    assert (report.attempted, report.processed) == (1, 1)
+    assert alert.alert_type == "mortality"
+
+
+def test_logs_name_the_collar_and_frame_counter(sqlite_url, caplog):
+    with b.fresh_bridge(sqlite_url) as bridge, caplog.at_level(logging.INFO, logger="lora_bridge"):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("tamper", seq=6), device_id="collar-07", f_cnt=42))
+
+    processed = [r for r in caplog.records if r.getMessage().startswith("uplink processed")]
+    raised = [r for r in caplog.records if r.getMessage().startswith("alert raised")]
+    assert (processed[0].device_id, processed[0].f_cnt) == ("collar-07", 42)
+    assert "device_id=collar-07 f_cnt=42" in processed[0].getMessage()
+    assert raised[0].alert_id == 1 and "type=tamper priority=300" in raised[0].getMessage()
