@@ -10,11 +10,14 @@ import bridge_builders as b
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.errors import InvalidGeography, UnknownAnimal
 from lora_bridge.service import open_bridge
 from lora_bridge.settings import load_settings
+from lora_bridge.store import Base
 
 RESERVE = {
     "type": "FeatureCollection",
@@ -197,3 +200,19 @@ def test_received_at_in_nanoseconds_is_read_as_utc(bridge):
     bridge.ingest_tts_uplink(json.dumps(body).encode())
 
     assert bridge.animals()[0].last_seen == datetime(2026, 3, 1, 6, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("dialect_name", ["postgresql", "sqlite"])
+def test_every_table_compiles_for_both_engines(dialect_name):
+    dialect = {"postgresql": postgresql.dialect(), "sqlite": sqlite.dialect()}[dialect_name]
+    ddl = [str(CreateTable(table).compile(dialect=dialect)) for table in Base.metadata.sorted_tables]
+    ddl += [str(CreateIndex(index).compile(dialect=dialect))
+            for table in Base.metadata.sorted_tables for index in table.indexes]
+
+    assert {t.name for t in Base.metadata.sorted_tables} >= {
+        "raw_uplinks", "dead_letters", "devices", "animals", "positions", "activity_summaries", "alerts",
+        "alert_events", "downlinks", "geography",
+    }
+    if dialect_name == "postgresql":
+        assert any("TIMESTAMP WITH TIME ZONE" in statement for statement in ddl)
+        assert any("BYTEA" in statement for statement in ddl)

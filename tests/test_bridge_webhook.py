@@ -155,6 +155,16 @@ def test_healthz_and_read_api_answer_json(client, bridge):
     assert latest[0]["time"] == "2026-03-01T06:00:00+00:00"
 
 
+def test_operator_lists_and_replays_dead_letters_over_http(client, bridge):
+    post_tts(client, b"{broken")
+
+    listed = client.get("/api/dead_letters").json()
+    replay = client.post("/api/dead_letters/replay").json()
+
+    assert listed[0]["stage"] == "parse" and listed[0]["body"] == b"{broken".hex()
+    assert (replay["attempted"], replay["still_dead"]) == (1, 1)
+
+
 def test_read_api_wants_the_token_when_one_is_configured(sqlite_url):
     with b.fresh_bridge(sqlite_url, api_token="ranger-token") as bridge, TestClient(create_app(bridge)) as client:
         without = client.get("/api/positions/latest")

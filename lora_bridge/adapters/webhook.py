@@ -3,8 +3,11 @@
     POST /uplinks/tts          The Things Stack v3 webhook, header X-Tembo-Secret
     POST /uplinks/chirpstack   ChirpStack v4 HTTP integration (event=up), header X-Tembo-Secret
     GET  /healthz              200 when the store answers
-    GET  /api/animals, /api/alerts, /api/positions/latest
+    GET  /api/animals, /api/alerts[?state=open|all|new,acknowledged,resolved], /api/positions/latest,
+         /api/geography, /api/dead_letters
                                JSON views; `Authorization: Bearer <api_token>` when one is set
+    POST /api/dead_letters/replay
+                               run waiting dead letters through the current codec (API token as above)
 
 A webhook answers as soon as the body is stored and applied: 200 processed / duplicate / dead letter
 (undecodable payloads are kept, the network server must not retry them), 400 for a body that is not
@@ -73,6 +76,20 @@ def create_app(bridge: Bridge) -> Starlette:
         views = await run_in_threadpool(bridge.latest_positions, f"api:{viewer}")
         return JSONResponse(to_jsonable(views))
 
+    async def api_geography(request: Request) -> JSONResponse:
+        _check_api_token(request, bridge)
+        return JSONResponse(await run_in_threadpool(bridge.geography))
+
+    async def api_dead_letters(request: Request) -> JSONResponse:
+        _check_api_token(request, bridge)
+        views = await run_in_threadpool(bridge.dead_letters, request.query_params.get("all") == "1")
+        return JSONResponse(to_jsonable(views))
+
+    async def api_replay_dead_letters(request: Request) -> JSONResponse:
+        _check_api_token(request, bridge)
+        report = await run_in_threadpool(bridge.replay_dead_letters)
+        return JSONResponse(to_jsonable(report))
+
     app = Starlette(
         routes=[
             Route("/uplinks/tts", tts_uplink, methods=["POST"]),
@@ -81,6 +98,9 @@ def create_app(bridge: Bridge) -> Starlette:
             Route("/api/animals", api_animals, methods=["GET"]),
             Route("/api/alerts", api_alerts, methods=["GET"]),
             Route("/api/positions/latest", api_latest_positions, methods=["GET"]),
+            Route("/api/geography", api_geography, methods=["GET"]),
+            Route("/api/dead_letters", api_dead_letters, methods=["GET"]),
+            Route("/api/dead_letters/replay", api_replay_dead_letters, methods=["POST"]),
         ],
         exception_handlers={AuthenticationFailed: _unauthorized, NotFound: _not_found},
     )

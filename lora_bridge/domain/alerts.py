@@ -129,7 +129,7 @@ def raise_alert(
     session.add(alert)
     session.flush()
     record_event(session, alert, actor, "raised", {"source": source, "time": time.isoformat()})
-    log.warning(
+    log.info(
         "alert raised alert_id=%d device_id=%s type=%s priority=%d source=%s",
         alert.id,
         device_id,
