@@ -74,7 +74,20 @@ SETTINGS = (
     (12, "critical_battery_mv", "u16", 2500, 4200, "mV"),
     (13, "alert_repeat_min", "u16", 5, 1440, "min"),
     (14, "confirmed_alerts", "u8", 0, 1, ""),
+    (15, "tracking_gnss_interval_s", "u16", 30, 3600, "s"),
+    (16, "utc_offset_min", "i16", -720, 840, "min"),
+    (17, "still_vedba_mg", "u16", 5, 500, "mg"),
+    (18, "run_vedba_mg", "u16", 100, 4000, "mg"),
+    (19, "immobility_suspect_h", "u8", 1, 48, "h"),
+    (20, "fence_margin_m", "u16", 0, 1000, "m"),
+    (21, "boundary_near_m", "u16", 0, 20000, "m"),
+    (22, "positions_per_uplink", "u8", 1, 5, ""),
+    (23, "poaching_score", "u8", 1, 255, ""),
+    (24, "drop_temp_fall_dc", "u16", 5, 200, "dC"),
 )
+
+# Kinds of virtual fence held on the collar: leaving a "park" fence or entering a "farmland" one alerts.
+FENCE_KINDS = ("park", "farmland", "exclusion", "spare")
 
 _ALERT_HEAD = ("alert", "bits", (("alert_type", 5, ALERT_TYPES), ("seq", 3, None)))
 
@@ -125,6 +138,14 @@ MESSAGES = (
     ("reboot", 32, 3, "down", ()),
     ("tracking", 32, 4, "down", (("minutes", "u16", None),)),
     ("clear_fences", 32, 5, "down", ()),
+    # One part of a virtual-fence polygon: points first_index.. of fence fence_id; last=1 closes it.
+    ("fence", 32, 6, "down", (
+        ("fence", "bits", (("fence_id", 4, None), ("kind", 2, FENCE_KINDS), ("last", 1, None),
+                           ("spare", 1, None))),
+        ("first_index", "u8", None),
+        ("points", "list", (7, (("lat", "lat", None), ("lon", "lon", None)))),
+    )),
+    ("request_settings", 32, 7, "down", ()),
 )
 
 _SIZES = {"u8": 1, "u16": 2, "u24": 3, "u32": 4, "i8": 1, "i16": 2, "i24": 3, "i32": 4,

@@ -3,8 +3,8 @@
 Every other collar module imports `const`, `native`, `ticks_ms`, `ticks_diff` from here.
 """
 try:
-    from micropython import const  # noqa: F401
     import micropython as _mp
+    from micropython import const  # noqa: F401
 
     MICROPYTHON = True
 except ImportError:
@@ -40,3 +40,17 @@ except ImportError:
         if d & 0x20000000:
             d -= 0x40000000
         return d
+
+
+if MICROPYTHON:
+    import gc as _gc
+
+    def collect_garbage():
+        """Run the garbage collector (the collar's one known collection point per duty cycle)."""
+        _gc.collect()
+
+else:
+
+    def collect_garbage():
+        """CPython frees by reference counting: nothing to do at the collection point."""
+        return None

@@ -81,13 +81,26 @@ class Storage:
         raise NotImplementedError
 
 
-class Hal:
-    """The bundle a Collar is built from."""
+class Watchdog:
+    """Hardware watchdog: resets the MCU unless fed in time. The main loop feeds it in one place."""
 
-    def __init__(self, clock, imu, gnss, radio, power, storage):
+    def feed(self):
+        """Restart the watchdog's countdown."""
+        raise NotImplementedError
+
+
+class Hal:
+    """The bundle a Collar is built from; watchdog and fuota are optional (None when absent).
+
+    fuota, when given, has handle(port, payload) and receives downlinks on ports 200-202.
+    """
+
+    def __init__(self, clock, imu, gnss, radio, power, storage, watchdog=None, fuota=None):
         self.clock = clock
         self.imu = imu
         self.gnss = gnss
         self.radio = radio
         self.power = power
         self.storage = storage
+        self.watchdog = watchdog
+        self.fuota = fuota

@@ -1,0 +1,83 @@
+"""Default settings of the Tembo collar, firmware identity and the bounds of its memory.
+
+Settings are plain integers keyed by the names of `codec.SETTINGS`, where their ranges live and
+from where a downlink on port 3 changes them. Units are in the names.
+"""
+
+from collar_firmware.compat import const
+
+FW_VERSION = "1.0.0"
+
+# Bounds of what the collar holds in RAM and flash (named, so tests and docs can quote them).
+QUEUE_SLOTS = const(48)  # store-and-forward records in flash
+MAX_FENCES = const(4)  # virtual fences held on the collar
+MAX_FENCE_POINTS = const(32)  # vertices per fence polygon
+MAX_POSITIONS_PER_UPLINK = const(5)  # codec "positions" list bound
+MAX_CLASSES = const(16)  # codec "activity" shares bound
+MAX_SENDS_PER_WAKE = const(4)  # uplinks tried in one duty cycle
+
+DEFAULTS = {
+    "gnss_interval_s": 3600,  # hourly positions
+    "summary_interval_s": 900,  # 15-minute activity summaries
+    "status_interval_s": 21600,  # status every 6 h
+    "accel_rate_hz": 25,
+    "accel_range_g": 4,
+    "window_s": 10,
+    "window_every_s": 60,  # one window a minute; back to back in tracking mode
+    "immobility_h": 12,  # mortality confirmed after 12 still hours (Smart Parks)
+    "tracking_minutes": 60,  # high-rate GNSS after a flight or a fence crossing
+    "fair_use_airtime_s": 30,  # The Things Network fair use per device per day
+    "low_battery_mv": 3300,
+    "critical_battery_mv": 3100,
+    "alert_repeat_min": 60,
+    "confirmed_alerts": 1,
+    "tracking_gnss_interval_s": 120,
+    "utc_offset_min": 180,  # East Africa Time: local night for the poaching score
+    "still_vedba_mg": 25,
+    "run_vedba_mg": 450,
+    "immobility_suspect_h": 4,
+    "fence_margin_m": 50,
+    "boundary_near_m": 2000,
+    "positions_per_uplink": 1,
+    "poaching_score": 12,
+    "drop_temp_fall_dc": 40,
+}
+
+# Battery discharge curve of the reference pack (16 x LS17500 Li-SOCl2, 57.6 Ah): (mV, percent), falling.
+BATTERY_CURVE = (
+    (3650, 100),
+    (3600, 90),
+    (3550, 70),
+    (3500, 50),
+    (3450, 30),
+    (3350, 15),
+    (3250, 8),
+    (3100, 3),
+    (2900, 0),
+)
+
+# Storage keys (flash records that survive reboot).
+KEY_SETTINGS = "settings"
+KEY_FENCES = "fences"
+KEY_STATE = "state"
+
+
+def battery_percent(battery_mv):
+    """Return the charge left (0..100 %) of the reference pack at battery_mv, from BATTERY_CURVE."""
+    curve = BATTERY_CURVE
+    if battery_mv >= curve[0][0]:
+        return 100
+    for i in range(1, len(curve)):
+        mv_hi, pct_hi = curve[i - 1]
+        mv_lo, pct_lo = curve[i]
+        if battery_mv >= mv_lo:
+            return pct_lo + (battery_mv - mv_lo) * (pct_hi - pct_lo) // (mv_hi - mv_lo)
+    return 0
+
+
+def defaults():
+    """Return a fresh dict of the default settings."""
+    out = {}
+    for k in DEFAULTS:
+        out[k] = DEFAULTS[k]
+    return out

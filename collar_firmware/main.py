@@ -1,0 +1,688 @@
+"""The duty-cycled life of a Tembo collar: class Collar, one `step()` per wake-up.
+
+A step, at `hal.clock.now_s()`: feed the watchdog (the one place), collect garbage (the one place),
+then, each when due: one accelerometer window (features -> classify -> smooth -> risk engine ->
+activity summary), a battery reading, a GNSS fix (adaptive rate), the activity summary, new alerts,
+the status; then the scheduler sends what airtime, duty cycle and fair use allow, most urgent first,
+and every downlink heard is applied and acknowledged. `step()` returns the Unix second of the next
+wake-up. Errors never escape: each stage is guarded, counted per stage and reported in status.
+
+Default life: a 10 s window at 25 Hz once a minute (back to back while tracking), a fix an hour,
+an activity summary every 15 minutes, a status every 6 hours and at boot.
+"""
+
+from array import array
+
+from collar_firmware import codec, config, downlink, geo, risk, scheduler
+from collar_firmware.compat import collect_garbage, const
+from collar_firmware.queue import Queue, crc16
+
+try:
+    from collar_firmware import features
+except ImportError:  # a build without the feature module still tracks, alerts and reports
+    features = None
+try:
+    from collar_firmware import classifier
+except ImportError:
+    classifier = None
+
+# Error counters, one per stage (status carries their saturated sum).
+ERR_IMU = const(0)
+ERR_GNSS = const(1)
+ERR_RADIO = const(2)
+ERR_STORAGE = const(3)
+ERR_DOWNLINK = const(4)
+ERR_MODEL = const(5)
+ERR_POWER = const(6)
+ERR_OTHER = const(7)
+N_ERR = const(8)
+ERROR_STAGES = ("imu", "gnss", "radio", "storage", "downlink", "model", "power", "other")
+
+PORT_ALERT = const(10)
+PORT_ACK = const(31)
+BATTERY_EVERY_S = const(600)
+GNSS_TIMEOUT_S = const(90)
+MAX_BACKOFF_S = const(3600)
+_MAX_DT_S = const(65535)
+
+
+def _feature_index(name):
+    if features is None:
+        return -1
+    try:
+        return features.FEATURE_NAMES.index(name)
+    except ValueError:
+        return -1
+
+
+_F_MEAN_X = _feature_index("mean_x_mg")
+_F_MEAN_Y = _feature_index("mean_y_mg")
+_F_MEAN_Z = _feature_index("mean_z_mg")
+_F_VEDBA = _feature_index("vedba_mean_mg")
+_F_VEDBA_MAX = _feature_index("vedba_max_mg")
+
+
+class ThresholdModel:
+    """Fallback behaviour model when no model blob can be loaded: VeDBA thresholds (status flags it)."""
+
+    classes = codec.BEHAVIOURS
+    version = 0
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def predict_vedba(self, vedba_mg):
+        """Return the class index for a window's mean VeDBA in mg."""
+        s = self.settings
+        if vedba_mg < s["still_vedba_mg"] * 2:
+            return 0
+        if vedba_mg < 120:
+            return 1
+        if vedba_mg < s["run_vedba_mg"]:
+            return 2
+        return 3
+
+
+class Collar:
+    """One collar: hal is a hal.Hal bundle; settings (optional) overrides config.DEFAULTS at build time."""
+
+    def __init__(self, hal, settings=None):
+        self.hal = hal
+        self.factory_settings = settings or {}
+        self.boots = 0
+        self._boot(self._reset_cause())
+
+    # ---- start-up ----------------------------------------------------------------------
+
+    def _reset_cause(self):
+        try:
+            return self.hal.clock.reset_cause()
+        except Exception:
+            return "unknown"
+
+    def _boot(self, reset_cause):
+        """Bring the collar up from flash: settings, fences, queue, model, sensors, timers."""
+        self.boots += 1
+        self.reset_cause = reset_cause if reset_cause in codec.RESET_CAUSES else "unknown"
+        self.errors = bytearray(N_ERR)
+        self.settings = config.defaults()
+        for k in self.factory_settings:
+            self.settings[k] = self.factory_settings[k]
+        self.queue = Queue(self.hal.storage)
+        self.alert_seq = 0
+        self.fence_slots = [None] * config.MAX_FENCES
+        self._building = None
+        self._guard(self._load_flash, 0, ERR_STORAGE)
+        self.sched = scheduler.Scheduler(self.settings["fair_use_airtime_s"])
+        self.risk = risk.RiskEngine(self.settings)
+        self.risk.on_boot(self.reset_cause)
+        self._load_model()
+        now = self._now(0)
+        self.boot_s = now
+        self.now_s = now
+        self.uplinks = 0
+        self.downlinks = 0
+        self.link_ok = True
+        self.probe_at_s = 0
+        self.probe_backoff_s = 60
+        self.reboot_pending = False
+        self.send_wake_s = 0
+        self.behaviour = 0
+        self.battery_mv = 0
+        self.temperature_dc = 0
+        self.fix_s = 0
+        self.fix_lat = 0
+        self.fix_lon = 0
+        self.fix_failures = 0
+        self.windows = 0
+        self.next_window_s = now
+        self.next_battery_s = now
+        self.next_fix_s = now
+        self.next_status_s = now
+        self._settings_report = False
+        self._start_summary(now, 1)
+        self.pos_n = 0
+        self.pos_t0 = 0
+        self.pos_dt = array("H", [0] * config.MAX_POSITIONS_PER_UPLINK)
+        self.pos_lat = array("i", [0] * config.MAX_POSITIONS_PER_UPLINK)
+        self.pos_lon = array("i", [0] * config.MAX_POSITIONS_PER_UPLINK)
+        self._configure_imu()
+
+    def _now(self, fallback):
+        try:
+            return self.hal.clock.now_s()
+        except Exception:
+            self._count(ERR_OTHER)
+            return fallback
+
+    def _load_flash(self, _now):
+        self.queue.load()
+        data = self.hal.storage.read(config.KEY_SETTINGS)
+        if data and len(data) > 2 and crc16(data, len(data) - 2) == data[-2] | (data[-1] << 8):
+            stored = codec.decode_settings(data[:-2])
+            for k in stored:
+                self.settings[k] = stored[k]
+        state = self.hal.storage.read(config.KEY_STATE)
+        if state and len(state) == 3 and crc16(state, 1) == state[1] | (state[2] << 8):
+            self.alert_seq = state[0] & 7
+        self._load_fences()
+
+    def _load_model(self):
+        self.model = None
+        self.smoother = None
+        self.model_fallback = True
+        if classifier is not None and features is not None:
+            try:
+                model = classifier.load_model(self.hal.storage)
+                if model is not None:
+                    self.model = model
+                    self.smoother = classifier.Smoother(len(model.classes), 3)
+                    self.model_fallback = False
+            except Exception:
+                self._count(ERR_MODEL)
+        if self.model is None:
+            self.model = ThresholdModel(self.settings)
+        classes = self.model.classes
+        self.n_classes = len(classes) if len(classes) <= config.MAX_CLASSES else config.MAX_CLASSES
+        self.run_class = classes.index("run") if "run" in classes else -1
+        self.feat = features.new_feature_buffer() if features is not None else None
+
+    def _configure_imu(self):
+        rate = self.settings["accel_rate_hz"]
+        n = rate * self.settings["window_s"]
+        self.accel_buf = array("h", bytes(6 * n))
+        try:
+            self.hal.imu.configure(rate, self.settings["accel_range_g"])
+        except Exception:
+            self._count(ERR_IMU)
+
+    # ---- the duty cycle ----------------------------------------------------------------
+
+    def step(self):
+        """Run one duty cycle at hal.clock.now_s(); return the Unix second to wake up next."""
+        watchdog = self.hal.watchdog
+        if watchdog is not None:
+            watchdog.feed()
+        collect_garbage()
+        return self._cycle()
+
+    def run(self, until_s):
+        """Loop step() and clock.sleep_until() until the clock reaches until_s."""
+        clock = self.hal.clock
+        while True:
+            wake_s = self.step()
+            if wake_s >= until_s:
+                clock.sleep_until(until_s)
+                return
+            clock.sleep_until(wake_s)
+
+    def _cycle(self):
+        now = self._now(self.now_s + 60)
+        self.now_s = now
+        if self.reboot_pending:
+            self._boot("software")
+            now = self.now_s
+        if now >= self.next_window_s:
+            self._guard(self._window, now, ERR_IMU)
+        if now >= self.next_battery_s:
+            self._guard(self._power, now, ERR_POWER)
+        if now >= self.next_fix_s:
+            self._guard(self._fix, now, ERR_GNSS)
+        if now >= self.summary_end_s:
+            self._guard(self._summary, now, ERR_OTHER)
+        if self.risk.pending:
+            self._guard(self._alerts, now, ERR_STORAGE)
+        if now >= self.next_status_s:
+            self._guard(self._status, now, ERR_OTHER)
+        if self._settings_report:
+            self._guard(self._report_settings, now, ERR_OTHER)
+        if self.pos_n:
+            self._guard(self._flush_positions, now, ERR_OTHER)
+        self._guard(self._send, now, ERR_RADIO)
+        return self._next_wake(now)
+
+    def _guard(self, stage, now, err):
+        try:
+            stage(now)
+        except Exception:
+            self._count(err)
+
+    def _count(self, err):
+        if self.errors[err] < 255:
+            self.errors[err] += 1
+
+    def error_total(self):
+        """Return the sum of the error counters, saturated at 255 (the status byte)."""
+        total = 0
+        for e in self.errors:
+            total += e
+        return total if total < 255 else 255
+
+    def tracking(self):
+        """Return True while GNSS and windows run at the tracking rate."""
+        return self.risk.tracking(self.now_s)
+
+    def _next_wake(self, now):
+        wake = self.next_window_s
+        for t in (self.next_fix_s, self.summary_end_s, self.next_status_s, self.next_battery_s):
+            if t < wake:
+                wake = t
+        retry = self.queue.next_retry_s()
+        if retry and retry < wake:
+            wake = retry
+        if self.send_wake_s and self.send_wake_s < wake:
+            wake = self.send_wake_s
+        return wake if wake > now else now + 1
+
+    # ---- sensing -----------------------------------------------------------------------
+
+    def _window(self, now):
+        s = self.settings
+        self.next_window_s = now + (s["window_s"] if self.tracking() else s["window_every_s"])
+        rate = s["accel_rate_hz"]
+        n = self.hal.imu.read_fifo(self.accel_buf)
+        if n < rate * s["window_s"] // 2:
+            self._count(ERR_IMU)
+            return
+        feat = self.feat
+        features.compute_features(self.accel_buf, n, rate, feat)
+        vedba_mg = int(feat[_F_VEDBA])
+        vedba_max_mg = int(feat[_F_VEDBA_MAX])
+        if self.model_fallback:
+            idx = self.model.predict_vedba(vedba_mg)
+        else:
+            idx = self.smoother.update(self.model.predict(feat))
+        if idx >= self.n_classes:
+            idx = self.n_classes - 1
+        self.behaviour = idx
+        self.windows += 1
+        self.class_windows[idx] += 1
+        self.sum_windows += 1
+        self.vedba_sum += vedba_mg
+        if vedba_max_mg > self.vedba_max:
+            self.vedba_max = vedba_max_mg
+        try:
+            self.temperature_dc = self.hal.power.temperature_dc()
+        except Exception:
+            self._count(ERR_POWER)
+        self.risk.on_window(now, idx == self.run_class, vedba_mg, int(feat[_F_MEAN_X]), int(feat[_F_MEAN_Y]),
+                            int(feat[_F_MEAN_Z]), self.temperature_dc)
+
+    def _power(self, now):
+        self.next_battery_s = now + BATTERY_EVERY_S
+        self.battery_mv = self.hal.power.battery_mv()
+        self.risk.on_battery(self.battery_mv)
+
+    def _fix(self, now):
+        self.next_fix_s = now + scheduler.gnss_interval_s(self.settings, self.tracking(), self.risk.battery_level,
+                                                          self.risk.still_s(now))
+        fix = self.hal.gnss.acquire(GNSS_TIMEOUT_S)
+        if fix is None:
+            self.fix_failures += 1
+            return
+        lat = geo.lat_raw(fix[0])
+        lon = geo.lon_raw(fix[1])
+        self.fix_s = now
+        self.fix_lat = lat
+        self.fix_lon = lon
+        if self.pos_n and now - self.pos_t0 > _MAX_DT_S:
+            self._flush_positions(now, True)
+        if self.pos_n == 0:
+            self.pos_t0 = now
+        i = self.pos_n
+        self.pos_dt[i] = now - self.pos_t0
+        self.pos_lat[i] = lat
+        self.pos_lon[i] = lon
+        self.pos_n = i + 1
+        self.risk.on_fix(now, lat, lon, self.fences(), geo.distance_m)
+        if self.risk.tracking(now) and self.next_fix_s > now + self.settings["tracking_gnss_interval_s"]:
+            self.next_fix_s = now + self.settings["tracking_gnss_interval_s"]
+
+    def fences(self):
+        """Return the list of complete virtual fences held on the collar."""
+        out = []
+        for f in self.fence_slots:
+            if f is not None and f.complete:
+                out.append(f)
+        return out
+
+    # ---- messages ----------------------------------------------------------------------
+
+    def _start_summary(self, now, factor):
+        interval = self.settings["summary_interval_s"] * factor
+        if interval > 15300:  # interval_min is one byte on the wire
+            interval = 15300
+        start = now - now % self.settings["summary_interval_s"]
+        self.summary_start_s = start
+        self.summary_end_s = start + interval
+        self.class_windows = array("H", [0] * config.MAX_CLASSES)
+        self.sum_windows = 0
+        self.vedba_sum = 0
+        self.vedba_max = 0
+
+    def _summary(self, now):
+        windows = self.sum_windows
+        if windows:
+            shares = []
+            for i in range(self.n_classes):
+                half_pct = (200 * self.class_windows[i] + windows // 2) // windows
+                shares.append(half_pct / 2)  # the codec carries percent in half-percent steps
+            vmean = self.vedba_sum // windows
+            payload = codec.encode("activity", {
+                "time_s": self.summary_start_s,
+                "interval_min": (self.summary_end_s - self.summary_start_s) // 60,
+                "model_version": self.model.version,
+                "vedba_mean_mg": vmean if vmean < 65535 else 65535,
+                "vedba_max_mg": self.vedba_max if self.vedba_max < 65535 else 65535,
+                "shares": shares,
+            })
+            self.queue.put(scheduler.PRIO_SUMMARY, 2, payload, False)
+        self._start_summary(now, self.sched.summary_factor(now))
+
+    def _flush_positions(self, now, force=False):
+        per_uplink = self.settings["positions_per_uplink"]
+        if not force and self.pos_n < per_uplink:
+            return
+        fixes = []
+        for i in range(self.pos_n):
+            fixes.append({"dt_s": self.pos_dt[i], "lat": self.pos_lat[i] / geo.LAT_UNITS_PER_DEG,
+                          "lon": self.pos_lon[i] / geo.LON_UNITS_PER_DEG})
+        self.pos_n = 0
+        payload = codec.encode("positions", {"time_s": self.pos_t0, "fixes": fixes})
+        self.queue.put(scheduler.PRIO_POSITIONS, 4, payload, False)
+
+    def _alerts(self, now):
+        while self.risk.pending:
+            alert_type = self.risk.pending.pop(0)
+            seq = self.alert_seq
+            self.alert_seq = (seq + 1) & 7
+            self._save_state()
+            payload = codec.encode("alert", {
+                "alert_type": alert_type, "seq": seq, "time_s": now,
+                "lat": self.fix_lat / geo.LAT_UNITS_PER_DEG, "lon": self.fix_lon / geo.LON_UNITS_PER_DEG,
+            })
+            self.queue.put(scheduler.PRIO_ALERT, PORT_ALERT, payload, self.settings["confirmed_alerts"] == 1)
+
+    def _save_state(self):
+        state = bytearray(3)
+        state[0] = self.alert_seq
+        crc = crc16(state, 1)
+        state[1] = crc & 0xFF
+        state[2] = crc >> 8
+        self.hal.storage.write(config.KEY_STATE, bytes(state))
+
+    def status_values(self, now):
+        """Return the field values of the status uplink at now (also used by tests and the simulator)."""
+        fix_age = now - self.fix_s if self.fix_s else _MAX_DT_S
+        uptime_h = (now - self.boot_s) // 3600
+        return {
+            "time_s": now,
+            "lat": self.fix_lat / geo.LAT_UNITS_PER_DEG,
+            "lon": self.fix_lon / geo.LON_UNITS_PER_DEG,
+            "fix_age_s": fix_age if fix_age < _MAX_DT_S else _MAX_DT_S,
+            "battery_mv": self.battery_mv,
+            "temperature_c": self.temperature_dc / 10,
+            "fw_version": config.FW_VERSION,
+            "model_version": self.model.version,
+            "uptime_h": uptime_h if uptime_h < 65535 else 65535,
+            "reset_cause": self.reset_cause,
+            "behaviour": self.behaviour if self.behaviour < len(codec.BEHAVIOURS) else 0,
+            "tracking": 1 if self.tracking() else 0,
+            "in_farmland": 1 if self.risk.in_farmland() else 0,
+            "outside_park": 1 if self.risk.outside_park() else 0,
+            "battery_low": 1 if self.risk.battery_level else 0,
+            "model_fallback": 1 if self.model_fallback else 0,
+            "clock_unsynced": 1 if now < 1600000000 else 0,
+            "queue_full": 1 if self.queue.is_full() else 0,
+            "queue_depth": min(self.queue.depth(), 255),
+            "errors": self.error_total(),
+        }
+
+    def _status(self, now):
+        self.next_status_s = now + self.settings["status_interval_s"]
+        payload = codec.encode("status", self.status_values(now))
+        self.queue.put(scheduler.PRIO_STATUS, 1, payload, True)  # confirmed: doubles as a link check
+
+    def _report_settings(self, now):
+        self._settings_report = False
+        chunk = {}
+        size = 0
+        for row in codec.SETTINGS:
+            n = 2 + codec.field_size((row[1], row[2], None))
+            if size + n > codec.MAX_UPLINK_BYTES:
+                self.queue.put(scheduler.PRIO_STATUS, codec.SETTINGS_PORT, codec.encode_settings(chunk), False)
+                chunk = {}
+                size = 0
+            chunk[row[1]] = self.settings[row[1]]
+            size += n
+        if chunk:
+            self.queue.put(scheduler.PRIO_STATUS, codec.SETTINGS_PORT, codec.encode_settings(chunk), False)
+
+    # ---- the air -----------------------------------------------------------------------
+
+    def _send(self, now):
+        radio = self.hal.radio
+        q = self.queue
+        self.send_wake_s = 0
+        if not self.link_ok and now < self.probe_at_s:
+            self.send_wake_s = self.probe_at_s
+            return
+        sf, bw_khz = radio.data_rate()
+        for _ in range(config.MAX_SENDS_PER_WAKE):
+            slot = q.next_ready(now)
+            if slot < 0:
+                return
+            prio = q.prio[slot]
+            payload = q.payload(slot)
+            if payload is None:
+                self._count(ERR_STORAGE)
+                continue
+            airtime = scheduler.airtime_us(len(payload), sf, bw_khz)
+            band = self.sched.pick_band(now, airtime, prio)
+            if band < 0:
+                if self.sched.held_by_duty:
+                    self.send_wake_s = self.sched.next_band_free_s(now)
+                return
+            confirmed = (q.flags[slot] & 1) == 1 or not self.link_ok
+            port = q.port[slot]
+            try:
+                ok = radio.send(port, payload, confirmed)
+            except Exception:
+                self._count(ERR_RADIO)
+                ok = False
+            self.sched.record(now, band, airtime)
+            self.uplinks += 1
+            self._after_send(now, slot, prio, confirmed, ok)
+            self._downlinks(now)
+            if confirmed and not ok:
+                return  # out of coverage: no more tries this wake
+
+    def _after_send(self, now, slot, prio, confirmed, ok):
+        q = self.queue
+        if confirmed:
+            if ok:
+                self.link_ok = True
+                self.probe_backoff_s = 60
+            else:
+                self.link_ok = False
+                self.probe_at_s = now + self.probe_backoff_s
+                self.probe_backoff_s = min(self.probe_backoff_s * 2, MAX_BACKOFF_S)
+        if prio == scheduler.PRIO_ALERT:
+            if ok:
+                # heard by the network: repeat at the lower rate until the bridge acknowledges it
+                q.tries[slot] = 0
+                q.retry_at_s[slot] = now + self.settings["alert_repeat_min"] * 60
+            else:
+                tries = q.tries[slot] + 1 if q.tries[slot] < 6 else 6
+                q.tries[slot] = tries
+                q.retry_at_s[slot] = now + (60 << tries)
+        elif ok or not confirmed:
+            q.remove(slot)
+        else:
+            q.retry_at_s[slot] = self.probe_at_s
+
+    def _downlinks(self, now):
+        for _ in range(2):
+            try:
+                heard = self.hal.radio.receive()
+            except Exception:
+                self._count(ERR_RADIO)
+                return
+            if heard is None:
+                return
+            self.downlinks += 1
+            port = heard[0]
+            payload = bytes(heard[1])
+            if port >= 200:
+                handler = self.hal.fuota
+                if handler is not None:
+                    handler.handle(port, payload)
+                continue
+            on_port, cmd, result = downlink.handle(port, payload, self)
+            if result:
+                self._count(ERR_DOWNLINK)
+            ack = codec.encode("ack", {"time_s": now, "on_port": on_port & 0xFF, "cmd": cmd, "result": result})
+            self.queue.put(scheduler.PRIO_ACK, PORT_ACK, ack, False)
+
+    # ---- what downlinks call (see downlink.py); each returns an ack result ---------------
+
+    def apply_settings(self, values):
+        """Apply range-checked settings from port 3 if they agree with each other; persist them."""
+        merged = {}
+        for k in self.settings:
+            merged[k] = self.settings[k]
+        for k in values:
+            merged[k] = values[k]
+        result = downlink.check_settings(merged)
+        if result != downlink.ACK_OK:
+            return result
+        imu_changed = False
+        for k in values:
+            if k in ("accel_rate_hz", "accel_range_g", "window_s") and self.settings[k] != values[k]:
+                imu_changed = True
+            self.settings[k] = values[k]
+        self._save_settings()
+        self.sched.fair_use_ms = self.settings["fair_use_airtime_s"] * 1000
+        if imu_changed:
+            self._configure_imu()
+        now = self.now_s
+        if "gnss_interval_s" in values and self.next_fix_s > now + values["gnss_interval_s"]:
+            self.next_fix_s = now + values["gnss_interval_s"]
+        if "status_interval_s" in values and self.next_status_s > now + values["status_interval_s"]:
+            self.next_status_s = now + values["status_interval_s"]
+        return downlink.ACK_OK
+
+    def _save_settings(self):
+        data = bytearray(codec.encode_settings(self.settings))
+        crc = crc16(data, len(data))
+        data.append(crc & 0xFF)
+        data.append(crc >> 8)
+        self.hal.storage.write(config.KEY_SETTINGS, bytes(data))
+
+    def ack_alert(self, alert_type, seq):
+        """The bridge acknowledged alert (type, seq): stop repeating it. Idempotent."""
+        slot = self.queue.find(PORT_ALERT, ((alert_type & 31) << 3) | (seq & 7))
+        if slot >= 0:
+            self.queue.remove(slot)
+        return downlink.ACK_OK
+
+    def request_status(self):
+        """Send a status at the next chance."""
+        self.next_status_s = self.now_s
+        return downlink.ACK_OK
+
+    def request_settings(self):
+        """Report every setting on port 3 at the next chance."""
+        self._settings_report = True
+        return downlink.ACK_OK
+
+    def request_reboot(self):
+        """Reboot at the next step (after the acknowledgement is queued)."""
+        self.reboot_pending = True
+        return downlink.ACK_OK
+
+    def start_tracking(self, minutes):
+        """Track at the high rate for minutes from now (0 stops tracking)."""
+        now = self.now_s
+        if minutes == 0:
+            self.risk.tracking_until_s = 0
+        else:
+            self.risk.start_tracking(now, minutes)
+            self.next_fix_s = now
+            self.next_window_s = now
+        return downlink.ACK_OK
+
+    def clear_fences(self):
+        """Forget every virtual fence."""
+        self.fence_slots = [None] * config.MAX_FENCES
+        self._building = None
+        self.risk.forget_fences()
+        self._save_fences()
+        return downlink.ACK_OK
+
+    def fence_part(self, fence_id, kind, first_index, lats, lons, last):
+        """Receive points first_index.. of a fence polygon (degrees); install it when last is set."""
+        if fence_id >= config.MAX_FENCES or first_index + len(lats) > config.MAX_FENCE_POINTS:
+            return downlink.ACK_OUT_OF_RANGE
+        if first_index == 0:
+            building = geo.Fence(fence_id, kind, config.MAX_FENCE_POINTS)
+        else:
+            building = self._building
+            if building is None or building.fence_id != fence_id or building.kind != kind \
+                    or building.n != first_index:
+                return downlink.ACK_MALFORMED
+        for i in range(len(lats)):
+            building.set_point(first_index + i, geo.lat_raw(lats[i]), geo.lon_raw(lons[i]))
+        if not last:
+            self._building = building
+            return downlink.ACK_OK
+        self._building = None
+        if not building.close():
+            return downlink.ACK_MALFORMED
+        self.fence_slots[fence_id] = building
+        self.risk.forget_fences()
+        self._save_fences()
+        return downlink.ACK_OK
+
+    def _save_fences(self):
+        data = bytearray()
+        for f in self.fence_slots:
+            if f is None or not f.complete:
+                continue
+            data.append(f.fence_id)
+            data.append(f.kind)
+            data.append(f.n)
+            for i in range(f.n):
+                for v in (f.lat[i], f.lon[i]):
+                    v &= 0xFFFFFFFF
+                    data.append(v & 0xFF)
+                    data.append((v >> 8) & 0xFF)
+                    data.append((v >> 16) & 0xFF)
+                    data.append((v >> 24) & 0xFF)
+        crc = crc16(data, len(data))
+        data.append(crc & 0xFF)
+        data.append(crc >> 8)
+        self.hal.storage.write(config.KEY_FENCES, bytes(data))
+
+    def _load_fences(self):
+        data = self.hal.storage.read(config.KEY_FENCES)
+        if not data or len(data) < 2 or crc16(data, len(data) - 2) != data[-2] | (data[-1] << 8):
+            return
+        pos = 0
+        end = len(data) - 2
+        while pos + 3 <= end:
+            fence_id, kind, n = data[pos], data[pos + 1], data[pos + 2]
+            pos += 3
+            if fence_id >= config.MAX_FENCES or n > config.MAX_FENCE_POINTS or pos + 8 * n > end:
+                return
+            f = geo.Fence(fence_id, kind, config.MAX_FENCE_POINTS)
+            for i in range(n):
+                f.set_point(i, _i32(data, pos), _i32(data, pos + 4))
+                pos += 8
+            if f.close():
+                self.fence_slots[fence_id] = f
+
+
+def _i32(data, pos):
+    v = data[pos] | (data[pos + 1] << 8) | (data[pos + 2] << 16) | (data[pos + 3] << 24)
+    return v - 0x100000000 if v & 0x80000000 else v

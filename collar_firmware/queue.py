@@ -1,0 +1,205 @@
+"""Store-and-forward queue of the collar: a bounded ring of checksummed records in flash.
+
+Each message waiting to be sent lives in its own flash slot (key "q00".."q47", QUEUE_SLOTS of them).
+A record is written once and never changed in place; sending it erases the slot. Layout, little-endian:
+
+    0 magic 0x54 | 1 priority | 2 port | 3 flags (bit 0: confirmed) | 4..7 seq u32 | 8 length
+    9.. payload | CRC-16/CCITT-FALSE over bytes 0..8+length
+
+A power cut in the middle of a write leaves a slot whose CRC does not match: at start-up it is counted
+and erased, and every record written before it is intact, so nothing the queue accepted is ever lost.
+When the ring is full, the oldest record of the least urgent kind (activity summaries first) is
+dropped; alerts are never dropped, only erased when the bridge acknowledges them.
+"""
+
+import struct
+
+from collar_firmware.compat import const
+from collar_firmware.config import QUEUE_SLOTS
+
+_MAGIC = const(0x54)
+_HEAD = const(9)
+_FREE = const(255)
+FLAG_CONFIRMED = const(1)
+_PRIO_ALERT = const(0)
+
+
+def crc16(data, n):
+    """Return the CRC-16/CCITT-FALSE of the first n bytes of data."""
+    crc = 0xFFFF
+    for i in range(n):
+        crc ^= data[i] << 8
+        for _ in range(8):
+            if crc & 0x8000:
+                crc = ((crc << 1) ^ 0x1021) & 0xFFFF
+            else:
+                crc = (crc << 1) & 0xFFFF
+    return crc
+
+
+def _key(slot):
+    return "q%02d" % slot
+
+
+class Queue:
+    """Bounded store-and-forward queue over a Storage back end (read(key), write(key, data))."""
+
+    def __init__(self, storage, slots=QUEUE_SLOTS):
+        self.storage = storage
+        self.slots = slots
+        self.prio = bytearray([_FREE] * slots)
+        self.port = bytearray(slots)
+        self.flags = bytearray(slots)
+        self.seq = [0] * slots
+        self.retry_at_s = [0] * slots  # RAM only: when a record may be tried again (alerts back off)
+        self.tries = bytearray(slots)
+        self.next_seq = 1
+        self.dropped = 0  # records dropped because the ring was full
+        self.corrupt = 0  # torn or corrupt records found at start-up
+        self.refused = 0  # records refused (ring full of alerts)
+        self._buf = bytearray(_HEAD + 64 + 2)
+
+    # ---- start-up ---------------------------------------------------------------------
+
+    def load(self):
+        """Rebuild the RAM index from flash; erase torn records; return the number of records kept."""
+        kept = 0
+        for slot in range(self.slots):
+            self.prio[slot] = _FREE
+            data = self.storage.read(_key(slot))
+            if not data:
+                continue
+            if not self._valid(data):
+                self.corrupt += 1
+                self.storage.write(_key(slot), b"")
+                continue
+            self.prio[slot] = data[1]
+            self.port[slot] = data[2]
+            self.flags[slot] = data[3]
+            seq = struct.unpack_from("<I", data, 4)[0]
+            self.seq[slot] = seq
+            self.retry_at_s[slot] = 0
+            self.tries[slot] = 0
+            if seq >= self.next_seq:
+                self.next_seq = seq + 1
+            kept += 1
+        return kept
+
+    def _valid(self, data):
+        n = len(data)
+        if n < _HEAD + 2 or data[0] != _MAGIC:
+            return False
+        length = data[8]
+        if n != _HEAD + length + 2:
+            return False
+        return crc16(data, _HEAD + length) == data[n - 2] | (data[n - 1] << 8)
+
+    # ---- writing ----------------------------------------------------------------------
+
+    def put(self, prio, port, payload, confirmed):
+        """Store a message; return its slot, or -1 when the ring holds only more urgent records."""
+        slot = self._free_slot()
+        if slot < 0:
+            slot = self._victim(prio)
+            if slot < 0:
+                self.refused += 1
+                return -1
+            self.dropped += 1
+        n = len(payload)
+        buf = self._buf
+        buf[0] = _MAGIC
+        buf[1] = prio
+        buf[2] = port
+        buf[3] = FLAG_CONFIRMED if confirmed else 0
+        struct.pack_into("<I", buf, 4, self.next_seq)
+        buf[8] = n
+        buf[_HEAD:_HEAD + n] = payload
+        crc = crc16(buf, _HEAD + n)
+        buf[_HEAD + n] = crc & 0xFF
+        buf[_HEAD + n + 1] = crc >> 8
+        self.prio[slot] = _FREE  # a slot being overwritten is not valid until the write returns
+        self.storage.write(_key(slot), bytes(buf[:_HEAD + n + 2]))
+        self.prio[slot] = prio
+        self.port[slot] = port
+        self.flags[slot] = buf[3]
+        self.seq[slot] = self.next_seq
+        self.retry_at_s[slot] = 0
+        self.tries[slot] = 0
+        self.next_seq += 1
+        return slot
+
+    def _free_slot(self):
+        for slot in range(self.slots):
+            if self.prio[slot] == _FREE:
+                return slot
+        return -1
+
+    def _victim(self, prio):
+        best = -1
+        for slot in range(self.slots):
+            p = self.prio[slot]
+            if p == _PRIO_ALERT or p < prio:
+                continue
+            if best < 0 or p > self.prio[best] or (p == self.prio[best] and self.seq[slot] < self.seq[best]):
+                best = slot
+        return best
+
+    def remove(self, slot):
+        """Erase the record in slot (sent, or acknowledged by the bridge)."""
+        if self.prio[slot] != _FREE:
+            self.prio[slot] = _FREE
+            self.storage.write(_key(slot), b"")
+
+    # ---- reading ----------------------------------------------------------------------
+
+    def next_ready(self, now_s, confirmed_only=False):
+        """Return the slot of the most urgent, oldest record that may be tried at now_s, or -1."""
+        best = -1
+        for slot in range(self.slots):
+            p = self.prio[slot]
+            if p == _FREE or self.retry_at_s[slot] > now_s:
+                continue
+            if confirmed_only and not self.flags[slot] & FLAG_CONFIRMED and p != _PRIO_ALERT:
+                continue
+            if best < 0 or p < self.prio[best] or (p == self.prio[best] and self.seq[slot] < self.seq[best]):
+                best = slot
+        return best
+
+    def next_retry_s(self):
+        """Return the earliest retry time of a held-back record, or 0 when none waits."""
+        first = 0
+        for slot in range(self.slots):
+            if self.prio[slot] != _FREE and self.retry_at_s[slot]:
+                if first == 0 or self.retry_at_s[slot] < first:
+                    first = self.retry_at_s[slot]
+        return first
+
+    def payload(self, slot):
+        """Return the payload bytes stored in slot, or None when the slot no longer reads back valid."""
+        data = self.storage.read(_key(slot))
+        if not data or not self._valid(data):
+            self.corrupt += 1
+            self.prio[slot] = _FREE
+            return None
+        return data[_HEAD:_HEAD + data[8]]
+
+    def find(self, port, first_byte):
+        """Return the slot of a record on port whose payload starts with first_byte, or -1."""
+        for slot in range(self.slots):
+            if self.prio[slot] != _FREE and self.port[slot] == port:
+                data = self.storage.read(_key(slot))
+                if data and len(data) > _HEAD and data[_HEAD] == first_byte:
+                    return slot
+        return -1
+
+    def depth(self):
+        """Return the number of records waiting."""
+        n = 0
+        for slot in range(self.slots):
+            if self.prio[slot] != _FREE:
+                n += 1
+        return n
+
+    def is_full(self):
+        """Return True when no slot is free."""
+        return self._free_slot() < 0

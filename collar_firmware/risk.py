@@ -1,0 +1,297 @@
+"""Alert rules decided on the collar: mortality, poaching risk, virtual fences, collar drop, tamper, battery.
+
+The engine is fed once per accelerometer window (`on_window`), once per GNSS fix (`on_fix`), with each
+battery reading (`on_battery`) and once at start-up (`on_boot`). A rule raises its alert once, when its
+condition is confirmed, by appending the alert type (index into `codec.ALERT_TYPES`) to `pending`;
+it is raised again only after the condition has cleared. Thresholds come from the settings.
+
+Rules, after the field:
+- immobility / mortality: windows with VeDBA below still_vedba_mg; a single active window does not
+  end a still spell (two in a row do). Suspicion after immobility_suspect_h, mortality after
+  immobility_h (12 h, as Smart Parks) when the fixes of the spell stay within MORTALITY_RADIUS_M.
+- poaching risk: running (the model's "run" class or VeDBA above run_vedba_mg) scores points per
+  running minute, doubled at night and raised near or outside the park boundary; two running windows
+  in a row switch GNSS to tracking for tracking_minutes; a score of poaching_score alerts.
+- fences: enter a farmland polygon or leave the park polygon, with a hysteresis of fence_margin_m.
+- collar drop: still, with gravity turned more than 60 degrees from the worn orientation and the
+  temperature fallen drop_temp_fall_dc below the worn level, within DROP_WINDOW_S of the spell start.
+- reboots: a watchdog, brownout or lockup reset raises unexpected_reboot; a reset pin press, tamper.
+- battery: three readings below low_battery_mv warn, three below critical_battery_mv are critical;
+  cleared 50 mV above the threshold.
+"""
+
+from collar_firmware.compat import const
+
+MORTALITY = const(1)
+IMMOBILITY = const(2)
+POACHING_RISK = const(3)
+GEOFENCE_FARMLAND = const(4)
+GEOFENCE_EXIT = const(5)
+COLLAR_DROP = const(6)
+TAMPER = const(7)
+LOW_BATTERY = const(8)
+BATTERY_CRITICAL = const(9)
+UNEXPECTED_REBOOT = const(10)
+N_ALERT_TYPES = const(11)
+
+MORTALITY_RADIUS_M = const(100)
+DROP_WINDOW_S = const(3 * 3600)
+DROP_STILL_S = const(1800)
+BATTERY_CONFIRM = const(3)
+BATTERY_HYSTERESIS_MV = const(50)
+_MAX_GAP_S = const(120)  # running credited per window is capped (a gap is not running)
+
+FENCE_PARK = const(0)
+FENCE_FARMLAND = const(1)
+_UNKNOWN = const(2)
+
+
+def is_night(t_s, utc_offset_min):
+    """Return True between 18:30 and 06:00 local time."""
+    local_s = (t_s + utc_offset_min * 60) % 86400
+    return local_s < 6 * 3600 or local_s >= 18 * 3600 + 1800
+
+
+class RiskEngine:
+    """State of every on-collar alert rule; settings is the collar's dict of settings (live)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.active = bytearray(N_ALERT_TYPES)
+        self.pending = []
+        # immobility / mortality
+        self.still_since_s = 0
+        self.moving_windows = 0
+        self.anchor_lat = 0
+        self.anchor_lon = 0
+        self.has_anchor = False
+        self.anchor_moved = False
+        # poaching
+        self.run_windows = 0
+        self.score = 0
+        self.last_window_s = 0
+        self.tracking_until_s = 0
+        self.near_boundary = False
+        # fences: state per fence slot, 1 inside, 0 outside, 2 unknown
+        self.fence_state = bytearray([_UNKNOWN] * 8)
+        # collar drop: worn orientation (mg) and temperature (deci-degrees), learnt while moving
+        self.worn_x = 0
+        self.worn_y = 0
+        self.worn_z = 0
+        self.worn_temp_dc = 0
+        self.worn_known = False
+        # battery: 0 ok, 1 low, 2 critical
+        self.battery_level = 0
+        self._battery_count = 0
+
+    def _raise(self, alert_type):
+        if not self.active[alert_type]:
+            self.active[alert_type] = 1
+            self.pending.append(alert_type)
+
+    def _clear(self, alert_type):
+        self.active[alert_type] = 0
+
+    def still_s(self, t_s):
+        """Return how long the animal has been still at t_s (0 while it moves)."""
+        return t_s - self.still_since_s if self.still_since_s else 0
+
+    def tracking(self, t_s):
+        """Return True while GNSS should run at the tracking rate."""
+        return t_s < self.tracking_until_s
+
+    def start_tracking(self, t_s, minutes):
+        """Keep GNSS at the tracking rate until t_s + minutes."""
+        until = t_s + minutes * 60
+        if until > self.tracking_until_s:
+            self.tracking_until_s = until
+
+    # ---- accelerometer windows -----------------------------------------------------------
+
+    def on_window(self, t_s, running, vedba_mg, gx_mg, gy_mg, gz_mg, temperature_dc):
+        """Feed one window: running (bool, from the classifier), VeDBA and mean gravity in mg, temperature."""
+        s = self.settings
+        dt = t_s - self.last_window_s if self.last_window_s else 60
+        if dt > _MAX_GAP_S:
+            dt = _MAX_GAP_S
+        self.last_window_s = t_s
+        still = vedba_mg < s["still_vedba_mg"]
+        if still:
+            self.moving_windows = 0
+            if not self.still_since_s:
+                self.still_since_s = t_s
+                self.has_anchor = False
+                self.anchor_moved = False
+            self._check_still(t_s, gx_mg, gy_mg, gz_mg, temperature_dc)
+        else:
+            self.moving_windows += 1
+            if self.moving_windows >= 2:
+                self._moving(gx_mg, gy_mg, gz_mg, temperature_dc)
+        running = running or vedba_mg >= s["run_vedba_mg"]
+        self._poaching(t_s, dt, running)
+
+    def _moving(self, gx, gy, gz, temperature_dc):
+        self.still_since_s = 0
+        self._clear(IMMOBILITY)
+        self._clear(MORTALITY)
+        self._clear(COLLAR_DROP)
+        if self.worn_known:
+            # slow average of the worn orientation and temperature
+            self.worn_x += (gx - self.worn_x) // 8
+            self.worn_y += (gy - self.worn_y) // 8
+            self.worn_z += (gz - self.worn_z) // 8
+            self.worn_temp_dc += (temperature_dc - self.worn_temp_dc) // 8
+        else:
+            self.worn_x = gx
+            self.worn_y = gy
+            self.worn_z = gz
+            self.worn_temp_dc = temperature_dc
+            self.worn_known = True
+
+    def _check_still(self, t_s, gx, gy, gz, temperature_dc):
+        s = self.settings
+        still_s = t_s - self.still_since_s
+        if (self.worn_known and DROP_STILL_S <= still_s <= DROP_WINDOW_S and not self.active[COLLAR_DROP]
+                and self.worn_temp_dc - temperature_dc >= s["drop_temp_fall_dc"]
+                and self._turned(gx, gy, gz)):
+            self._raise(COLLAR_DROP)
+        if self.active[COLLAR_DROP]:
+            return  # a dropped collar explains the stillness: no mortality alert
+        if still_s >= s["immobility_suspect_h"] * 3600:
+            self._raise(IMMOBILITY)
+        if still_s >= s["immobility_h"] * 3600 and not self.anchor_moved:
+            self._raise(MORTALITY)
+
+    def _turned(self, gx, gy, gz):
+        """Return True when gravity points more than 60 degrees away from the worn orientation."""
+        dot = gx * self.worn_x + gy * self.worn_y + gz * self.worn_z
+        if dot <= 0:
+            return True
+        n1 = gx * gx + gy * gy + gz * gz
+        n2 = self.worn_x * self.worn_x + self.worn_y * self.worn_y + self.worn_z * self.worn_z
+        return 4 * dot * dot < n1 * n2  # cos(angle) < 0.5
+
+    def _poaching(self, t_s, dt, running):
+        s = self.settings
+        if running:
+            self.run_windows += 1
+            mult = 2 if is_night(t_s, s["utc_offset_min"]) else 1
+            if self.near_boundary:
+                mult += 1
+            self.score += dt * mult // 30
+            if self.run_windows >= 2:
+                self.start_tracking(t_s, s["tracking_minutes"])
+            if self.score >= s["poaching_score"]:
+                self._raise(POACHING_RISK)
+        else:
+            self.run_windows = 0
+            self.score -= dt // 30
+            if self.score <= 0:
+                self.score = 0
+                if not self.tracking(t_s):
+                    self._clear(POACHING_RISK)
+
+    # ---- GNSS fixes ------------------------------------------------------------------------
+
+    def on_fix(self, t_s, lat_units, lon_units, fences, distance_m):
+        """Feed one fix (int24 units); fences: list of complete geo.Fence; distance_m: geo.distance_m."""
+        if self.still_since_s:
+            if not self.has_anchor:
+                self.anchor_lat = lat_units
+                self.anchor_lon = lon_units
+                self.has_anchor = True
+            elif distance_m(self.anchor_lat, self.anchor_lon, lat_units, lon_units) > MORTALITY_RADIUS_M:
+                self.anchor_moved = True
+        margin = self.settings["fence_margin_m"]
+        near = False
+        any_park = False
+        outside_park = False
+        in_farmland = False
+        for i in range(len(fences)):
+            f = fences[i]
+            inside = f.contains(lat_units, lon_units)
+            d = f.edge_distance_m(lat_units, lon_units)
+            state = self.fence_state[i]
+            if state == _UNKNOWN:
+                state = 1 if f.kind == FENCE_PARK else 0
+            if (1 if inside else 0) != state and d >= margin:
+                state = 1 if inside else 0
+            self.fence_state[i] = state
+            if f.kind == FENCE_PARK:
+                any_park = True
+                if not state:
+                    outside_park = True
+                if not inside or d <= self.settings["boundary_near_m"]:
+                    near = True
+            elif f.kind == FENCE_FARMLAND and state:
+                in_farmland = True
+        self.near_boundary = near
+        tracking_min = self.settings["tracking_minutes"]
+        if in_farmland:
+            if not self.active[GEOFENCE_FARMLAND]:
+                self.start_tracking(t_s, tracking_min)
+            self._raise(GEOFENCE_FARMLAND)
+        else:
+            self._clear(GEOFENCE_FARMLAND)
+        if any_park and outside_park:
+            if not self.active[GEOFENCE_EXIT]:
+                self.start_tracking(t_s, tracking_min)
+            self._raise(GEOFENCE_EXIT)
+        else:
+            self._clear(GEOFENCE_EXIT)
+
+    def in_farmland(self):
+        """Return True while the last fix put the animal in farmland."""
+        return bool(self.active[GEOFENCE_FARMLAND])
+
+    def outside_park(self):
+        """Return True while the last fix put the animal outside the park."""
+        return bool(self.active[GEOFENCE_EXIT])
+
+    def forget_fences(self):
+        """Reset the fence states (fences were replaced)."""
+        for i in range(len(self.fence_state)):
+            self.fence_state[i] = _UNKNOWN
+        self._clear(GEOFENCE_FARMLAND)
+        self._clear(GEOFENCE_EXIT)
+
+    # ---- power and start-up --------------------------------------------------------------
+
+    def on_battery(self, battery_mv):
+        """Feed one battery reading in mV."""
+        s = self.settings
+        if battery_mv < s["critical_battery_mv"]:
+            level = 2
+        elif battery_mv < s["low_battery_mv"]:
+            level = 1
+        else:
+            level = 0
+        if level > self.battery_level:
+            self._battery_count += 1
+            if self._battery_count >= BATTERY_CONFIRM:
+                self._battery_count = 0
+                self.battery_level = level
+                self._raise(LOW_BATTERY)  # the warning always comes first
+                if level == 2:
+                    self._raise(BATTERY_CRITICAL)
+        elif level < self.battery_level:
+            threshold = s["critical_battery_mv"] if self.battery_level == 2 else s["low_battery_mv"]
+            if battery_mv >= threshold + BATTERY_HYSTERESIS_MV:
+                self._battery_count += 1
+                if self._battery_count >= BATTERY_CONFIRM:
+                    self._battery_count = 0
+                    self.battery_level -= 1
+                    self._clear(BATTERY_CRITICAL)
+                    if self.battery_level == 0:
+                        self._clear(LOW_BATTERY)
+            else:
+                self._battery_count = 0
+        else:
+            self._battery_count = 0
+
+    def on_boot(self, reset_cause):
+        """Feed the cause of the last reset (codec.RESET_CAUSES name)."""
+        if reset_cause in ("watchdog", "brownout", "lockup"):
+            self._raise(UNEXPECTED_REBOOT)
+        elif reset_cause == "pin":
+            self._raise(TAMPER)
