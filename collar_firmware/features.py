@@ -1,8 +1,10 @@
 """Streaming window features of the collar's accelerometer: THE one feature definition of Tembo.
 
 Input: one window of `n_samples` interleaved x, y, z samples in integer milli-g (an `array('h')`
-filled by `imu.read_fifo`). Output: `N_FEATURES` integers written into a caller's `array('f')`
-(see `new_feature_buffer`) in the order of `FEATURE_NAMES`; each name ends in its unit.
+filled by `imu.read_fifo`). Output: `N_FEATURES` integers written into a caller's preallocated
+array, in the order of `FEATURE_NAMES`; each name ends in its unit. Any numeric array works
+(`array('f')` too); `new_feature_buffer` gives an `array('i')`, which the classifier reads
+without boxing a float per feature.
 `models/features.py` is the numpy twin of this module; both are tested against
 `tests/vectors/feature_golden.json`.
 
@@ -89,8 +91,8 @@ _state = array("i", bytes(4 * 2 * _N_BINS))  # final s1, s2 per bin
 
 
 def new_feature_buffer():
-    """Return a zeroed array('f') of N_FEATURES, the `out` argument of compute_features."""
-    return array("f", bytes(4 * N_FEATURES))
+    """Return a zeroed array('i') of N_FEATURES, the `out` argument of compute_features."""
+    return array("i", bytes(4 * N_FEATURES))
 
 
 def decimation(rate_hz):
@@ -102,7 +104,9 @@ def goertzel_coefficients(rate_hz):
     """Return the integer Goertzel coefficients (Q GOERTZEL_Q) of GOERTZEL_CHZ at rate_hz, as a list."""
     step = decimation(rate_hz) / rate_hz
     scale = 1 << GOERTZEL_Q
-    return [int(math.floor(2.0 * math.cos(2.0 * math.pi * f / 100.0 * step) * scale + 0.5)) for f in GOERTZEL_CHZ]
+    return [
+        int(math.floor(2.0 * math.cos(2.0 * math.pi * f / 100.0 * step) * scale + 0.5)) for f in GOERTZEL_CHZ
+    ]
 
 
 def schema_text(window_s, rate_hz):
@@ -184,7 +188,8 @@ def _round_div(a, b):
 
 
 def compute_features(buf, n_samples, rate_hz, out):
-    """Fill out (array('f'), N_FEATURES) with the features of buf's first n_samples x,y,z mg; return out.
+    """Fill out (array('i') or array('f'), N_FEATURES) with the features of buf's first n_samples
+    x, y, z milli-g; return out.
 
     rate_hz is the integer sample rate. Raises ValueError on a window too short for buf or out.
     """

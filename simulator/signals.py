@@ -105,8 +105,18 @@ def _draw_bout(behaviour: str, profile: AnimalProfile, rng: np.random.Generator)
                 [rng.uniform(5, 15), rng.uniform(3, 10), rng.uniform(5, 15)],
             ]
         )
-        return _Bout(behaviour, freq, amp, rng.uniform(0, 2 * np.pi, (3, 3)), rng.normal(-10, 4),
-                     rng.uniform(2, 5), f, False, 0.0, 0.0)
+        return _Bout(
+            behaviour,
+            freq,
+            amp,
+            rng.uniform(0, 2 * np.pi, (3, 3)),
+            rng.normal(-10, 4),
+            rng.uniform(2, 5),
+            f,
+            False,
+            0.0,
+            0.0,
+        )
     if behaviour == "run":
         f = rng.uniform(1.8, 2.3) * g
         freq = np.array([f, 2 * f, 3 * f])
@@ -117,25 +127,55 @@ def _draw_bout(behaviour: str, profile: AnimalProfile, rng: np.random.Generator)
                 [rng.uniform(20, 60), rng.uniform(10, 40), rng.uniform(20, 60)],
             ]
         )
-        return _Bout(behaviour, freq, amp, rng.uniform(0, 2 * np.pi, (3, 3)), rng.normal(-4, 4),
-                     rng.uniform(3, 8), f, False, f, v * rng.uniform(100, 250))
+        return _Bout(
+            behaviour,
+            freq,
+            amp,
+            rng.uniform(0, 2 * np.pi, (3, 3)),
+            rng.normal(-4, 4),
+            rng.uniform(3, 8),
+            f,
+            False,
+            f,
+            v * rng.uniform(100, 250),
+        )
     if behaviour == "forage":
         k = 3
         freq = rng.uniform(0.12, 0.7, k)
         amp = v * rng.uniform(10, 70, (k, 3))
-        return _Bout(behaviour, freq, amp, rng.uniform(0, 2 * np.pi, (k, 3)), rng.normal(-25, 6),
-                     rng.uniform(4, 14), rng.uniform(0.08, 0.3), False, rng.uniform(0.05, 0.3),
-                     v * rng.uniform(40, 120))
+        return _Bout(
+            behaviour,
+            freq,
+            amp,
+            rng.uniform(0, 2 * np.pi, (k, 3)),
+            rng.normal(-25, 6),
+            rng.uniform(4, 14),
+            rng.uniform(0.08, 0.3),
+            False,
+            rng.uniform(0.05, 0.3),
+            v * rng.uniform(40, 120),
+        )
     if behaviour == "rest":
         freq = np.array([rng.uniform(0.1, 0.25), rng.uniform(0.5, 1.4)])  # breathing, ear flaps
         amp = np.array([rng.uniform(2, 8, 3), rng.uniform(0, 18, 3) * (rng.random() < 0.5)])
-        return _Bout(behaviour, freq, amp, rng.uniform(0, 2 * np.pi, (2, 3)), rng.normal(-5, 4),
-                     rng.uniform(0, 2), freq[0], bool(rng.random() < 0.15), 0.0, 0.0)
+        return _Bout(
+            behaviour,
+            freq,
+            amp,
+            rng.uniform(0, 2 * np.pi, (2, 3)),
+            rng.normal(-5, 4),
+            rng.uniform(0, 2),
+            freq[0],
+            bool(rng.random() < 0.15),
+            0.0,
+            0.0,
+        )
     if behaviour in LOOKALIKES:
         orientation = ground_orientation(rng) if behaviour == "dropped" else None
         head = 0.0 if behaviour == "dropped" else rng.normal(-5, 4)
-        return _Bout(behaviour, none, np.zeros((0, 3)), np.zeros((0, 3)), head, 0.0, 0.1,
-                     False, 0.0, 0.0, orientation)
+        return _Bout(
+            behaviour, none, np.zeros((0, 3)), np.zeros((0, 3)), head, 0.0, 0.1, False, 0.0, 0.0, orientation
+        )
     raise ValueError(f"unknown behaviour {behaviour!r}; expected one of {ALL_BEHAVIOURS}")
 
 
@@ -143,7 +183,9 @@ def _body_signal(bout: _Bout, t_s: np.ndarray, rate_hz: float, rng: np.random.Ge
     """Return (n, 3) body-frame specific force in mg (gravity + dynamic) for times t_s."""
     n = t_s.size
     # Posture: head pitch with slow swings; gravity seen by the collar follows it.
-    pitch = np.radians(bout.head_pitch_deg + bout.pitch_swing_deg * np.sin(2 * np.pi * bout.pitch_swing_hz * t_s))
+    pitch = np.radians(
+        bout.head_pitch_deg + bout.pitch_swing_deg * np.sin(2 * np.pi * bout.pitch_swing_hz * t_s)
+    )
     roll = np.full(n, np.radians(85.0 if bout.lying else 0.0))
     gravity = GRAVITY_MG * np.stack(
         [np.sin(pitch), np.cos(pitch) * np.sin(roll), np.cos(pitch) * np.cos(roll)], axis=1
@@ -165,8 +207,9 @@ def _body_signal(bout: _Bout, t_s: np.ndarray, rate_hz: float, rng: np.random.Ge
     return gravity + dynamic
 
 
-def _to_sensor(body_mg: np.ndarray, orientation: np.ndarray, noise_mg: float, range_g: int,
-               rng: np.random.Generator) -> np.ndarray:
+def _to_sensor(
+    body_mg: np.ndarray, orientation: np.ndarray, noise_mg: float, range_g: int, rng: np.random.Generator
+) -> np.ndarray:
     """Rotate into the sensor frame, add noise, round to integer milli-g and clip to the range."""
     sensed = body_mg @ orientation.T + rng.normal(0, noise_mg, body_mg.shape)
     limit = range_g * 1000

@@ -1,0 +1,304 @@
+"""Reader of Tembo's activity-model blob (format: docs/model-format.md).
+
+`parse(data)` checks everything before the collar trusts a model: magic, format version, lengths,
+CRC32 of the body, every record (unknown ones are refused, not skipped), the tree structure, and
+the hash of the feature schema against this firmware's own `features.schema_text`. Any problem
+raises `ModelError` naming it; nothing half-parsed is returned. Runs on MicroPython and CPython.
+"""
+
+import struct
+from array import array
+
+from collar_firmware import features
+
+MAGIC = b"TMBM"
+FORMAT_VERSION = 1
+HEADER_SIZE = 16
+FLAG_SIGNED = 1
+
+REC_META = 1
+REC_CLASSES = 2
+REC_SCALES = 3
+REC_ROOTS = 4
+REC_NODES = 5
+REC_LEAVES = 6
+REC_NAME = 7
+
+META_FORMAT = "<IHHBBBBHHIH"  # model_version, window_s, rate_hz, overlap_pct, n_features,
+META_SIZE = 22  # n_classes, n_trees, n_nodes, n_leaves, schema_hash, leaf_scale
+NODE_SIZE = 7  # feature u8, threshold i16, left i16, right i16
+SIG_HEADER_SIZE = 4  # scheme u8, key_id u8, length u16
+SIG_SCHEME_ED25519 = 1
+
+MAX_TREES = 64
+MAX_NODES = 4096
+MAX_WINDOW_SAMPLES = 6000
+
+
+try:
+    from binascii import crc32 as _binascii_crc32
+except ImportError:  # ports built without binascii.crc32
+    _binascii_crc32 = None
+
+
+class ModelError(ValueError):
+    """A model blob was refused; the message names what is wrong."""
+
+
+def crc32(data, crc=0):
+    """Return the CRC-32 (IEEE 802.3, as zlib) of data, continuing from crc."""
+    if _binascii_crc32 is not None:
+        return _binascii_crc32(data, crc) & 0xFFFFFFFF
+    crc ^= 0xFFFFFFFF
+    table = _CRC_NIBBLES
+    for byte in data:
+        crc = (crc >> 4) ^ table[(crc ^ byte) & 15]
+        crc = (crc >> 4) ^ table[(crc ^ (byte >> 4)) & 15]
+    return crc ^ 0xFFFFFFFF
+
+
+_CRC_NIBBLES = (
+    0x00000000,
+    0x1DB71064,
+    0x3B6E20C8,
+    0x26D930AC,
+    0x76DC4190,
+    0x6B6B51F4,
+    0x4DB26158,
+    0x5005713C,
+    0xEDB88320,
+    0xF00F9344,
+    0xD6D6A3E8,
+    0xCB61B38C,
+    0x9B64C2B0,
+    0x86D3D2D4,
+    0xA00AE278,
+    0xBDBDF21C,
+)
+
+
+def schema_hash(window_s, rate_hz):
+    """Return the CRC32 of this firmware's feature schema for a window setting."""
+    return crc32(features.schema_text(window_s, rate_hz).encode())
+
+
+class ParsedModel:
+    """The validated contents of a blob, as flat arrays the classifier walks."""
+
+    def __init__(self):
+        self.format_version = FORMAT_VERSION
+        self.model_version = 0
+        self.window_s = 0
+        self.rate_hz = 0
+        self.overlap_pct = 0
+        self.n_features = 0
+        self.classes = ()
+        self.schema_hash = 0
+        self.leaf_scale = 0
+        self.name = ""
+        self.scales = None  # array('b'): feature f is quantised as round(x * 2**scales[f])
+        self.roots = None  # array('h'): root node of each tree (negative: a single leaf)
+        self.feature = None  # array('B') per node
+        self.threshold = None  # array('h') per node: go left when q[feature] <= threshold
+        self.left = None  # array('h') per node: child node, or -1 - leaf index
+        self.right = None
+        self.leaves = None  # array('H'), n_classes per leaf, each leaf summing to ~leaf_scale
+        self.signature = None  # (scheme, key_id, bytes) when the blob carries one
+
+
+def parse(data, verifier=None):
+    """Return a ParsedModel from blob bytes; raise ModelError naming the first problem found.
+
+    verifier, when given, is called as verifier(scheme, key_id, signed_bytes, signature) and must
+    return True; a blob without a signature is then refused.
+    """
+    if data is None:
+        raise ModelError("no model blob")
+    size = len(data)
+    if size < HEADER_SIZE:
+        raise ModelError("truncated: %d bytes, header needs %d" % (size, HEADER_SIZE))
+    if bytes(data[0:4]) != MAGIC:
+        raise ModelError("bad magic %r, expected %r" % (bytes(data[0:4]), MAGIC))
+    version, flags, reserved, body_len, body_crc = struct.unpack_from("<BBHII", data, 4)
+    if version != FORMAT_VERSION:
+        raise ModelError("unsupported format version %d, this collar reads %d" % (version, FORMAT_VERSION))
+    if flags & ~FLAG_SIGNED or reserved != 0:
+        raise ModelError("unknown header flags 0x%02x/0x%04x" % (flags, reserved))
+    end = HEADER_SIZE + body_len
+    if size < end:
+        raise ModelError("truncated: body needs %d bytes, blob has %d" % (end, size))
+    body = memoryview(data)[HEADER_SIZE:end]
+    if crc32(body) != body_crc:
+        raise ModelError("CRC mismatch: body crc32 %08x, header says %08x" % (crc32(body), body_crc))
+    model = ParsedModel()
+    _parse_trailer(model, data, end, flags, verifier)
+    _parse_records(model, data, HEADER_SIZE, end)
+    _check_trees(model)
+    expected = schema_hash(model.window_s, model.rate_hz)
+    if model.schema_hash != expected:
+        raise ModelError(
+            "schema hash mismatch: blob %08x, firmware features v%d give %08x"
+            % (model.schema_hash, features.FEATURES_VERSION, expected)
+        )
+    return model
+
+
+def _parse_trailer(model, data, end, flags, verifier):
+    """Check the signature trailer (present exactly when FLAG_SIGNED) and verify it if asked."""
+    size = len(data)
+    if not flags & FLAG_SIGNED:
+        if size != end:
+            raise ModelError("%d unexpected bytes after the body of an unsigned blob" % (size - end))
+        if verifier is not None:
+            raise ModelError("signature required but the blob is unsigned")
+        return
+    if size < end + SIG_HEADER_SIZE:
+        raise ModelError("truncated: signature trailer missing")
+    scheme, key_id, sig_len = struct.unpack_from("<BBH", data, end)
+    if size != end + SIG_HEADER_SIZE + sig_len:
+        raise ModelError("signature trailer length %d does not match the blob" % sig_len)
+    if scheme != SIG_SCHEME_ED25519 or sig_len != 64:
+        raise ModelError("unknown signature scheme %d (length %d)" % (scheme, sig_len))
+    signature = bytes(data[end + SIG_HEADER_SIZE : size])
+    model.signature = (scheme, key_id, signature)
+    if verifier is not None and not verifier(scheme, key_id, memoryview(data)[0:end], signature):
+        raise ModelError("signature does not verify (key %d)" % key_id)
+
+
+def _parse_records(model, data, pos, end):
+    """Read the body's records into model; META first, each known record once, nothing unknown."""
+    seen = 0
+    while pos < end:
+        if end - pos < 3:
+            raise ModelError("truncated record header at offset %d" % pos)
+        tag, length = struct.unpack_from("<BH", data, pos)
+        pos += 3
+        if pos + length > end:
+            raise ModelError("truncated: record %d needs %d bytes at offset %d" % (tag, length, pos))
+        if tag < REC_META or tag > REC_NAME:
+            raise ModelError("unknown record 0x%02x at offset %d" % (tag, pos - 3))
+        bit = 1 << tag
+        if seen & bit:
+            raise ModelError("record %d appears twice" % tag)
+        if tag != REC_META and not seen & (1 << REC_META):
+            raise ModelError("record %d before META: capacity must be declared first" % tag)
+        seen |= bit
+        _read_record(model, tag, data, pos, length)
+        pos += length
+    for tag in (REC_META, REC_CLASSES, REC_SCALES, REC_ROOTS, REC_NODES, REC_LEAVES):
+        if not seen & (1 << tag):
+            raise ModelError("required record %d missing" % tag)
+
+
+def _expect(tag, length, wanted):
+    """Raise ModelError unless a record has exactly the wanted length."""
+    if length != wanted:
+        raise ModelError("record %d has %d bytes, expected %d" % (tag, length, wanted))
+
+
+def _read_record(model, tag, data, pos, length):
+    """Decode one record's value (validated lengths and ranges) into model."""
+    if tag == REC_META:
+        _expect(tag, length, META_SIZE)
+        (
+            model.model_version,
+            model.window_s,
+            model.rate_hz,
+            model.overlap_pct,
+            model.n_features,
+            n_classes,
+            n_trees,
+            n_nodes,
+            n_leaves,
+            model.schema_hash,
+            model.leaf_scale,
+        ) = struct.unpack_from(META_FORMAT, data, pos)
+        if model.n_features != features.N_FEATURES:
+            raise ModelError(
+                "model has %d features, firmware computes %d" % (model.n_features, features.N_FEATURES)
+            )
+        if n_classes < 2 or not 1 <= n_trees <= MAX_TREES or n_nodes > MAX_NODES or n_leaves < n_trees:
+            raise ModelError(
+                "bad capacity: %d classes, %d trees, %d nodes, %d leaves"
+                % (n_classes, n_trees, n_nodes, n_leaves)
+            )
+        samples = model.window_s * model.rate_hz
+        if (
+            not 1 <= model.rate_hz <= 400
+            or samples < 2
+            or samples > MAX_WINDOW_SAMPLES
+            or model.overlap_pct > 90
+        ):
+            raise ModelError(
+                "bad window: %d s at %d Hz, overlap %d %%"
+                % (model.window_s, model.rate_hz, model.overlap_pct)
+            )
+        if model.leaf_scale == 0:
+            raise ModelError("leaf scale is zero")
+        model.classes = [None] * n_classes
+        model.roots = array("h", bytes(2 * n_trees))
+        model.feature = array("B", bytes(n_nodes))
+        model.threshold = array("h", bytes(2 * n_nodes))
+        model.left = array("h", bytes(2 * n_nodes))
+        model.right = array("h", bytes(2 * n_nodes))
+        model.leaves = array("H", bytes(2 * n_leaves * n_classes))
+        model.scales = array("b", bytes(model.n_features))
+    elif tag == REC_CLASSES:
+        names = model.classes
+        stop = pos + length
+        for c in range(len(names)):
+            if pos >= stop or pos + 1 + data[pos] > stop:
+                raise ModelError("record %d: class names truncated" % tag)
+            n = data[pos]
+            names[c] = bytes(data[pos + 1 : pos + 1 + n]).decode()
+            pos += 1 + n
+        if pos != stop:
+            raise ModelError("record %d: bytes left after %d class names" % (tag, len(names)))
+        model.classes = tuple(names)
+    elif tag == REC_SCALES:
+        _expect(tag, length, model.n_features)
+        for f in range(model.n_features):
+            e = struct.unpack_from("<b", data, pos + f)[0]
+            if e < -15 or e > 15:
+                raise ModelError("feature %d scale exponent %d out of range" % (f, e))
+            model.scales[f] = e
+    elif tag == REC_ROOTS:
+        _expect(tag, length, 2 * len(model.roots))
+        for t in range(len(model.roots)):
+            model.roots[t] = struct.unpack_from("<h", data, pos + 2 * t)[0]
+    elif tag == REC_NODES:
+        _expect(tag, length, NODE_SIZE * len(model.feature))
+        for i in range(len(model.feature)):
+            f, thr, lo, hi = struct.unpack_from("<Bhhh", data, pos + NODE_SIZE * i)
+            model.feature[i] = f
+            model.threshold[i] = thr
+            model.left[i] = lo
+            model.right[i] = hi
+    elif tag == REC_LEAVES:
+        _expect(tag, length, 2 * len(model.leaves))
+        for i in range(len(model.leaves)):
+            model.leaves[i] = struct.unpack_from("<H", data, pos + 2 * i)[0]
+    elif tag == REC_NAME:
+        model.name = bytes(data[pos : pos + length]).decode()
+
+
+def _check_trees(model):
+    """Refuse trees that could misbehave: bad feature indices, children out of range or not forward."""
+    n_nodes = len(model.feature)
+    n_leaves = len(model.leaves) // len(model.classes)
+    for t in range(len(model.roots)):
+        _check_child(model.roots[t], -1, n_nodes, n_leaves)
+    for i in range(n_nodes):
+        if model.feature[i] >= model.n_features:
+            raise ModelError("node %d tests feature %d of %d" % (i, model.feature[i], model.n_features))
+        _check_child(model.left[i], i, n_nodes, n_leaves)
+        _check_child(model.right[i], i, n_nodes, n_leaves)
+
+
+def _check_child(child, parent, n_nodes, n_leaves):
+    """A child is a later node (so every walk ends) or an existing leaf."""
+    if child >= 0:
+        if child <= parent or child >= n_nodes:
+            raise ModelError("node %d links to node %d (of %d)" % (parent, child, n_nodes))
+    elif -1 - child >= n_leaves:
+        raise ModelError("node %d links to leaf %d (of %d)" % (parent, -1 - child, n_leaves))

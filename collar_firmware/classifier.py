@@ -1,0 +1,210 @@
+"""The collar's activity classifier: a tree ensemble read from a model blob, so models update
+without reflashing. Runs on MicroPython and CPython.
+
+    model = load_model(hal.storage)            # stored blob, else last good, else default_model.bin
+    feats = features.new_feature_buffer()      # array('i'), reused every window
+    features.compute_features(buf, n, model.rate_hz, feats)
+    behaviour = smoother.update(model.predict(feats))
+
+`predict` and `predict_proba` allocate nothing when the features are an array of integers
+(what `features.new_feature_buffer` returns); from an array('f') they work the same but box one
+float per feature on builds with boxed floats.
+"""
+
+from array import array
+
+from collar_firmware.blob import ModelError, parse
+
+DEFAULT_MODEL_FILE = "default_model.bin"
+GOOD_SUFFIX = ".good"
+
+
+class Model:
+    """A validated tree ensemble: quantise the features, walk every tree, add the leaf votes."""
+
+    def __init__(self, parsed):
+        self._p = parsed
+        self.version = parsed.model_version
+        self.classes = parsed.classes
+        self.n_classes = len(parsed.classes)
+        self.n_features = parsed.n_features
+        self.window_s = parsed.window_s
+        self.rate_hz = parsed.rate_hz
+        self.overlap_pct = parsed.overlap_pct
+        self.name = parsed.name
+        self.proba_scale = parsed.leaf_scale * len(parsed.roots)
+        self.source = "bytes"  # where load_model found it: storage, last_good, default
+        self.refused = None  # why a stored blob was refused, when load_model fell back
+        self._q = array("h", bytes(2 * parsed.n_features))
+        self._votes = array("i", bytes(4 * self.n_classes))
+
+    @classmethod
+    def from_bytes(cls, data, verifier=None):
+        """Return a Model from blob bytes; raise ModelError naming what is wrong with them."""
+        return cls(parse(data, verifier))
+
+    def window_samples(self):
+        """Return the number of samples in one window (window_s * rate_hz)."""
+        return self.window_s * self.rate_hz
+
+    def quantize(self, features, q):
+        """Fill q (array('h'), n_features) with the features in the model's int16 units; return q."""
+        scales = self._p.scales
+        for f in range(self.n_features):
+            x = int(features[f])
+            e = scales[f]
+            if e >= 0:
+                x <<= e
+            else:
+                x = (x + (1 << (-e - 1))) >> -e
+            if x > 32767:
+                x = 32767
+            elif x < -32768:
+                x = -32768
+            q[f] = x
+        return q
+
+    def predict_proba_quantized(self, q, out):
+        """Fill out (n_classes) with integer votes for quantised features q; out[c] / proba_scale is P(c)."""
+        p = self._p
+        feature = p.feature
+        threshold = p.threshold
+        left = p.left
+        right = p.right
+        leaves = p.leaves
+        roots = p.roots
+        nc = self.n_classes
+        for c in range(nc):
+            out[c] = 0
+        for t in range(len(roots)):
+            i = roots[t]
+            while i >= 0:
+                if q[feature[i]] <= threshold[i]:
+                    i = left[i]
+                else:
+                    i = right[i]
+            base = (-1 - i) * nc
+            for c in range(nc):
+                out[c] += leaves[base + c]
+        return out
+
+    def predict_proba(self, features, out):
+        """Fill out (n_classes, integer array) with votes for raw features; out[c] / proba_scale is P(c)."""
+        return self.predict_proba_quantized(self.quantize(features, self._q), out)
+
+    def predict_quantized(self, q):
+        """Return the class index with the most votes for quantised features q (ties: lowest index)."""
+        votes = self.predict_proba_quantized(q, self._votes)
+        best = 0
+        for c in range(1, self.n_classes):
+            if votes[c] > votes[best]:
+                best = c
+        return best
+
+    def predict(self, features):
+        """Return the class index (into self.classes) for one window's features."""
+        return self.predict_quantized(self.quantize(features, self._q))
+
+
+class Smoother:
+    """Majority vote over the last `length` windows, so behaviour does not flicker.
+
+    A single odd window is outvoted; on a tie the behaviour already shown stays.
+    """
+
+    def __init__(self, n_classes, length=3):
+        if n_classes < 1 or length < 1:
+            raise ValueError(
+                "Smoother needs n_classes >= 1 and length >= 1, got %d, %d" % (n_classes, length)
+            )
+        self.n_classes = n_classes
+        self.length = length
+        self._ring = array("b", bytes(length))
+        self._counts = array("H", bytes(2 * n_classes))
+        self.reset()
+
+    def reset(self):
+        """Forget the history (after a reboot or a model change)."""
+        for i in range(self.length):
+            self._ring[i] = -1
+        for c in range(self.n_classes):
+            self._counts[c] = 0
+        self._pos = 0
+        self.current = -1
+
+    def update(self, class_index):
+        """Add one window's class; return the smoothed class index."""
+        if class_index < 0 or class_index >= self.n_classes:
+            raise ValueError("class index %d out of range" % class_index)
+        ring = self._ring
+        counts = self._counts
+        old = ring[self._pos]
+        if old >= 0:
+            counts[old] -= 1
+        ring[self._pos] = class_index
+        counts[class_index] += 1
+        self._pos = (self._pos + 1) % self.length
+        best = self.current if self.current >= 0 else class_index
+        for c in range(self.n_classes):
+            if counts[c] > counts[best]:
+                best = c
+        self.current = best
+        return best
+
+
+def _module_dir():
+    """Return the directory of this module, with a trailing slash ('' when unknown)."""
+    path = globals().get("__file__", "")
+    cut = max(path.rfind("/"), path.rfind("\\"))
+    return path[: cut + 1] if cut >= 0 else ""
+
+
+def read_default_blob():
+    """Return the bytes of the model shipped with the firmware (default_model.bin beside this module)."""
+    with open(_module_dir() + DEFAULT_MODEL_FILE, "rb") as f:
+        return f.read()
+
+
+def _read(storage, key):
+    """Return storage.read(key), or None when the flash does not answer."""
+    try:
+        return storage.read(key)
+    except OSError:
+        return None
+
+
+def load_model(storage, key="model", verifier=None):
+    """Return the Model to run: the blob under key, else the last good one, else the shipped default.
+
+    model.source says which one ("storage", "last_good", "default"); model.refused holds the
+    reason a stored blob was refused (None when nothing was), for the status flag model_fallback.
+    A blob that loads is kept under key + ".good" for the next time one is refused.
+    """
+    refused = None
+    data = _read(storage, key)
+    if data is not None:
+        try:
+            model = Model.from_bytes(data, verifier)
+        except ModelError as e:
+            refused = str(e)
+        else:
+            model.source = "storage"
+            if _read(storage, key + GOOD_SUFFIX) != data:
+                try:
+                    storage.write(key + GOOD_SUFFIX, data)
+                except OSError:
+                    pass  # the model runs anyway; the copy is retried at the next load
+            return model
+    good = _read(storage, key + GOOD_SUFFIX)
+    if good is not None:
+        try:
+            model = Model.from_bytes(good, verifier)
+            model.source = "last_good"
+            model.refused = refused
+            return model
+        except ModelError as e:
+            refused = refused or str(e)
+    model = Model.from_bytes(read_default_blob())
+    model.source = "default"
+    model.refused = refused
+    return model

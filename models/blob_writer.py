@@ -1,0 +1,181 @@
+"""Writer of Tembo's activity-model blob (format: docs/model-format.md; reader: collar_firmware/blob.py).
+
+A model is trained in the collar's quantised feature units (`quantize`), so every split threshold
+becomes an exact int16: a quantised feature q goes left when q <= floor(threshold). The collar then
+predicts exactly what scikit-learn predicts on the same quantised features (up to ties between
+classes closer than the 16-bit leaf resolution).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from collar_firmware import blob as collar_blob
+from collar_firmware import features as collar_features
+from models.features import schema_hash
+
+LEAF_SCALE = 65535  # each leaf's class probabilities are stored as round(p * LEAF_SCALE), u16
+INT16_MAX = 32767
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """What a blob says about its model besides the trees."""
+
+    classes: tuple[str, ...]
+    window_s: int
+    rate_hz: int
+    scales: tuple[int, ...]  # per feature: quantised q = round(x * 2**scale)
+    model_version: int = 1
+    overlap_pct: int = 0
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class TreeArrays:
+    """One decision tree in scikit-learn's layout: node ids in depth-first order, -1 marks a leaf.
+
+    threshold_q is already in quantised units (go left when q <= threshold_q); value holds each
+    node's class probabilities (only leaves are used).
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold_q: np.ndarray
+    value: np.ndarray = field(repr=False)
+
+
+def choose_scales(features: np.ndarray) -> tuple[int, ...]:
+    """Return per-feature scale exponents (<= 0) so every |quantised value| fits in int16."""
+    peak = np.abs(np.asarray(features, dtype=np.float64)).max(axis=0) if len(features) else np.zeros(0)
+    scales = []
+    for p in np.atleast_1d(peak):
+        e = 0
+        while p * 2.0**e > INT16_MAX:
+            e -= 1
+        scales.append(e)
+    return tuple(scales)
+
+
+def quantize(features: np.ndarray, scales: Sequence[int]) -> np.ndarray:
+    """Return features (m, n_features) in the collar's int16 units, exactly as Model.quantize does."""
+    x = np.asarray(features)
+    if not np.all(np.isfinite(x)) or not np.array_equal(x, np.round(x)):
+        raise ValueError("collar features are integers; got non-integer values")
+    x = x.astype(np.int64)
+    e = np.asarray(scales, dtype=np.int64)
+    up = x << np.maximum(e, 0)
+    down = (x + (np.int64(1) << np.maximum(-e - 1, 0))) >> np.maximum(-e, 0)
+    q = np.where(e >= 0, up, down)
+    return np.clip(q, -32768, INT16_MAX).astype(np.int16)
+
+
+def trees_from_sklearn(ensemble) -> list[TreeArrays]:
+    """Return the trees of a fitted RandomForestClassifier / ExtraTreesClassifier trained on quantised features."""
+    trees = []
+    for estimator in ensemble.estimators_:
+        t = estimator.tree_
+        value = t.value[:, 0, :].astype(np.float64)
+        value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-300)
+        leaf = t.children_left < 0
+        threshold_q = np.where(leaf, 0, np.floor(np.clip(t.threshold, -32768, INT16_MAX))).astype(np.int64)
+        trees.append(
+            TreeArrays(t.children_left.copy(), t.children_right.copy(), t.feature.copy(), threshold_q, value)
+        )
+    return trees
+
+
+def _record(tag: int, payload: bytes) -> bytes:
+    """Return one body record: tag u8, length u16, payload."""
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"record {tag} of {len(payload)} bytes exceeds 65535")
+    return struct.pack("<BH", tag, len(payload)) + payload
+
+
+def write_blob(trees: Sequence[TreeArrays], meta: ModelMeta) -> bytes:
+    """Return an unsigned model blob of the trees and meta (see docs/model-format.md)."""
+    n_classes = len(meta.classes)
+    if len(meta.scales) != collar_features.N_FEATURES:
+        raise ValueError(f"{len(meta.scales)} scales for {collar_features.N_FEATURES} features")
+    roots, nodes, leaves = [], [], []
+    for tree in trees:
+        node_index, leaf_index = {}, {}
+        for i in range(len(tree.left)):
+            if tree.left[i] < 0:
+                leaf_index[i] = len(leaves)
+                p = tree.value[i]
+                leaves.append([int(v) for v in np.clip(np.rint(p * LEAF_SCALE), 0, LEAF_SCALE)])
+            else:
+                node_index[i] = len(nodes) + len(node_index)
+
+        def link(i: int, node_index=node_index, leaf_index=leaf_index) -> int:
+            return node_index[i] if i in node_index else -1 - leaf_index[i]
+
+        for i in sorted(node_index):
+            nodes.append(
+                (int(tree.feature[i]), int(tree.threshold_q[i]), link(tree.left[i]), link(tree.right[i]))
+            )
+        roots.append(link(0))
+    if len(nodes) > collar_blob.MAX_NODES or len(leaves) > 32767:
+        raise ValueError(f"{len(nodes)} nodes / {len(leaves)} leaves exceed the collar's capacity")
+    meta_payload = struct.pack(
+        collar_blob.META_FORMAT,
+        meta.model_version,
+        meta.window_s,
+        meta.rate_hz,
+        meta.overlap_pct,
+        collar_features.N_FEATURES,
+        n_classes,
+        len(trees),
+        len(nodes),
+        len(leaves),
+        schema_hash(meta.window_s, meta.rate_hz),
+        LEAF_SCALE,
+    )
+    classes = b"".join(bytes([len(c.encode())]) + c.encode() for c in meta.classes)
+    body = b"".join(
+        [
+            _record(collar_blob.REC_META, meta_payload),
+            _record(collar_blob.REC_CLASSES, classes),
+            _record(collar_blob.REC_SCALES, struct.pack(f"<{len(meta.scales)}b", *meta.scales)),
+            _record(collar_blob.REC_ROOTS, struct.pack(f"<{len(roots)}h", *roots)),
+            _record(collar_blob.REC_NODES, b"".join(struct.pack("<Bhhh", *n) for n in nodes)),
+            _record(collar_blob.REC_LEAVES, struct.pack(f"<{n_classes * len(leaves)}H", *sum(leaves, []))),
+        ]
+        + ([_record(collar_blob.REC_NAME, meta.name.encode())] if meta.name else [])
+    )
+    header = collar_blob.MAGIC + struct.pack(
+        "<BBHII", collar_blob.FORMAT_VERSION, 0, 0, len(body), zlib.crc32(body) & 0xFFFFFFFF
+    )
+    return header + body
+
+
+def blob_from_sklearn(ensemble, meta: ModelMeta) -> bytes:
+    """Return the blob of a fitted scikit-learn tree ensemble trained on quantised features."""
+    classes = tuple(str(c) for c in meta.classes)
+    if len(ensemble.classes_) != len(classes) or list(ensemble.classes_) != list(range(len(classes))):
+        raise ValueError("the ensemble must be fitted on class indices 0..n_classes-1 of meta.classes")
+    return write_blob(trees_from_sklearn(ensemble), meta)
+
+
+def signed_part(blob: bytes) -> bytes:
+    """Return the bytes a signature covers: header (with the signed flag set) and body."""
+    body_len = struct.unpack_from("<I", blob, 8)[0]
+    header = bytearray(blob[: collar_blob.HEADER_SIZE])
+    header[5] |= collar_blob.FLAG_SIGNED
+    return bytes(header) + blob[collar_blob.HEADER_SIZE : collar_blob.HEADER_SIZE + body_len]
+
+
+def with_signature(blob: bytes, key_id: int, sign: Callable[[bytes], bytes]) -> bytes:
+    """Return blob with the signed flag and an Ed25519 trailer made by sign(signed_part) (64 bytes)."""
+    message = signed_part(blob)
+    signature = sign(message)
+    if len(signature) != 64:
+        raise ValueError(f"an Ed25519 signature has 64 bytes, got {len(signature)}")
+    return message + struct.pack("<BBH", collar_blob.SIG_SCHEME_ED25519, key_id, 64) + signature
