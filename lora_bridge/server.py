@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import uvicorn
 
@@ -27,13 +28,52 @@ def build_server(settings: BridgeSettings | None = None, bridge: Bridge | None =
     return uvicorn.Server(config)
 
 
+class RulesTimer:
+    """Runs the bridge's time-driven rules (offline) every `every_s` seconds in a daemon thread."""
+
+    def __init__(self, bridge: Bridge, every_s: float) -> None:
+        self.bridge = bridge
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tembo-rules", daemon=True)
+
+    def run_once(self) -> list[int]:
+        """Run the rules now (wall clock); the ids of alerts raised. Errors are logged, not raised."""
+        try:
+            return self.bridge.run_rules()
+        except Exception:
+            log.exception("server rules failed")
+            return []
+
+    def start(self) -> None:
+        """Start the background loop."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop and wait for it."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.run_once()
+
+
 def serve(settings: BridgeSettings | None = None, bridge: Bridge | None = None) -> None:
-    """Serve the webhook until interrupted (Ctrl-C stops it cleanly)."""
+    """Serve the webhook until interrupted (Ctrl-C stops it cleanly), with the rules on a timer.
+
+    Bodies stored but not processed before a previous stop are processed first.
+    """
     settings = settings or load_settings()
     server = build_server(settings, bridge)
-    server.config.app.state.bridge.process_pending()
+    running_bridge: Bridge = server.config.app.state.bridge
+    running_bridge.process_pending()
+    rules = RulesTimer(running_bridge, settings.rules_every_s)
+    rules.start()
     log.info("bridge listening on http://%s:%d", settings.host, settings.port)
     try:
         server.run()
     finally:
-        server.config.app.state.bridge.close()
+        rules.stop()
+        running_bridge.close()

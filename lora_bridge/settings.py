@@ -40,6 +40,7 @@ class BridgeSettings(BaseSettings):
     downlink_timeout_s: float = Field(default=5.0, gt=0)
 
     offline_after_s: int = Field(default=6 * 3600, gt=0)
+    rules_every_s: float = Field(default=300.0, gt=0)
     low_battery_mv: int = Field(default=3500, ge=0)
     alert_evidence_positions: int = Field(default=5, ge=0)
 

@@ -10,7 +10,7 @@ import bridge_builders as b
 import httpx
 
 from lora_bridge import ingest
-from lora_bridge.server import build_server
+from lora_bridge.server import RulesTimer, build_server
 from lora_bridge.service import open_bridge
 from lora_bridge.settings import load_settings
 
@@ -64,3 +64,16 @@ def test_logs_name_the_collar_and_frame_counter(sqlite_url, caplog):
     assert (processed[0].device_id, processed[0].f_cnt) == ("collar-07", 42)
     assert "device_id=collar-07 f_cnt=42" in processed[0].getMessage()
     assert raised[0].alert_id == 1 and "type=tamper priority=300" in raised[0].getMessage()
+
+
+def test_rules_timer_raises_offline_for_a_collar_silent_since_long_ago(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))  # heard in March 2026
+        timer = RulesTimer(bridge, every_s=3600)
+
+        raised = timer.run_once()
+        again = timer.run_once()
+
+        (alert,) = bridge.open_alerts()
+    assert raised == [alert.alert_id] and again == []
+    assert (alert.alert_type, alert.source) == ("offline", "server")
