@@ -42,12 +42,18 @@ except ImportError:
         return d
 
 
+GC_BUDGET_BYTES = 24 * 1024  # heap a duty cycle may leave behind before the next collection
+
 if MICROPYTHON:
     import gc as _gc
 
+    _gc_after = [0]
+
     def collect_garbage():
-        """Run the garbage collector (the collar's one known collection point per duty cycle)."""
-        _gc.collect()
+        """The collar's one collection point: collect when the heap grew GC_BUDGET_BYTES since the last."""
+        if _gc.mem_alloc() - _gc_after[0] >= GC_BUDGET_BYTES:
+            _gc.collect()
+            _gc_after[0] = _gc.mem_alloc()
 
 else:
 

