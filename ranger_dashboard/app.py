@@ -7,15 +7,33 @@ TEMBO_DATABASE_URL environment variable, then `sqlite:///var/tembo.db`, is used.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import streamlit as st
+from PIL import Image, ImageDraw
 
-from ranger_dashboard import data, selection
+from ranger_dashboard import data, palette, selection
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
-st.set_page_config(page_title="Tembo · Rangers", page_icon=":material/pets:", layout="wide")
+
+@cache
+def favicon() -> Image.Image:
+    """The browser tab's icon, drawn here so that no icon is fetched from the internet."""
+    image = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse(
+        (2, 2, 62, 62),
+        fill=palette.THEME["secondaryBackgroundColor"],
+        outline=palette.THEME["primaryColor"],
+        width=5,
+    )
+    draw.ellipse((22, 22, 42, 42), fill=palette.THEME["primaryColor"])
+    return image
+
+
+st.set_page_config(page_title="Tembo · Rangers", page_icon=favicon(), layout="wide")
 
 url = data.database_url()
 open_count = len(data.open_alerts(url))

@@ -10,12 +10,12 @@ Rgba = list[int]
 
 # Behaviours the collar's model reports (the model's class list); anything else is drawn grey.
 BEHAVIOUR_COLOURS: dict[str, Rgba] = {
-    "rest": [110, 140, 200, 230],
-    "forage": [90, 190, 110, 230],
-    "walk": [235, 200, 80, 230],
-    "run": [240, 90, 60, 240],
+    "rest": [110, 140, 200, 255],
+    "forage": [90, 190, 110, 255],
+    "walk": [235, 200, 80, 255],
+    "run": [240, 90, 60, 255],
 }
-UNKNOWN_BEHAVIOUR_COLOUR: Rgba = [150, 150, 150, 220]
+UNKNOWN_BEHAVIOUR_COLOUR: Rgba = [150, 150, 150, 255]
 
 # EarthRanger priority scale: 0 none (grey), 100 low (green), 200 medium (amber), 300 high (red).
 PRIORITY_COLOURS: dict[int, Rgba] = {
@@ -35,7 +35,7 @@ GEOGRAPHY_FILL: dict[str, Rgba] = {
     "water": [50, 110, 180, 150],
 }
 GEOGRAPHY_LINE: dict[str, Rgba] = {
-    "boundary": [200, 190, 140, 230],
+    "boundary": [200, 190, 140, 255],
     "farmland": [190, 140, 70, 220],
     "water": [80, 150, 220, 230],
     "road": [160, 160, 160, 200],

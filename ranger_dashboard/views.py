@@ -316,21 +316,31 @@ def track_paths(tracks: Mapping[Any, Sequence[Any]]) -> list[dict[str, Any]]:
     return paths
 
 
-def alert_points(alerts: Iterable[Any], now: datetime) -> list[dict[str, Any]]:
-    """Open alerts with a position, as rings coloured by priority; the most urgent drawn last (on top)."""
-    points = [
-        {
-            "alert_id": str(a.alert_id),
-            "name": a.name or a.device_id,
-            "lat": float(a.lat),
-            "lon": float(a.lon),
-            "priority": int(a.priority),
-            "colour": palette.priority_colour(a.priority),
-            "tooltip": f"{alert_type_label(a.alert_type)} · {a.name or a.device_id} · {format_age(a.time, now)}",
-        }
-        for a in alerts
-        if a.lat is not None and a.lon is not None
-    ]
+def alert_points(alerts: Iterable[Any], now: datetime, positions: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    """Open alerts as rings coloured by priority, the most urgent drawn last (on top).
+
+    An alert without a position of its own (low battery, offline) is ringed at its animal's last
+    position from `positions`; one with neither is left off the map (it is still in the tables).
+    """
+    last_fix = {str(p.animal_id): p for p in positions if p.lat is not None and p.lon is not None}
+    points = []
+    for a in alerts:
+        lat, lon = a.lat, a.lon
+        if (lat is None or lon is None) and str(a.animal_id) in last_fix:
+            lat, lon = last_fix[str(a.animal_id)].lat, last_fix[str(a.animal_id)].lon
+        if lat is None or lon is None:
+            continue
+        points.append(
+            {
+                "alert_id": str(a.alert_id),
+                "name": a.name or a.device_id,
+                "lat": float(lat),
+                "lon": float(lon),
+                "priority": int(a.priority),
+                "colour": palette.priority_colour(a.priority),
+                "tooltip": f"{alert_type_label(a.alert_type)} · {a.name or a.device_id} · {format_age(a.time, now)}",
+            }
+        )
     return sorted(points, key=lambda r: (r["priority"], r["alert_id"]))
 
 

@@ -82,7 +82,10 @@ def test_live_map_colours_animals_by_behaviour_and_rings_open_alerts(store):
     assert colour_of["Zawadi"] == views.palette.BEHAVIOUR_COLOURS["walk"]
     assert colour_of["Kito"] == views.palette.BEHAVIOUR_COLOURS["rest"]
     rings = layer(spec, "open-alerts")["data"]
-    assert [(r["name"], r["colour"]) for r in rings] == [("Kito", views.palette.PRIORITY_COLOURS[300])]
+    assert [(r["name"], r["colour"]) for r in rings] == [
+        ("Zawadi", views.palette.PRIORITY_COLOURS[100]),
+        ("Kito", views.palette.PRIORITY_COLOURS[300]),
+    ]
     amani_track = next(t for t in layer(spec, "tracks")["data"] if t["name"] == "Amani")
     assert len(amani_track["path"]) == 6
 

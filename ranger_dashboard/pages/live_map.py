@@ -74,7 +74,7 @@ def live_panel() -> None:
 
     points = views.animal_points(positions, animals, now)
     paths = views.track_paths(tracks)
-    rings = views.alert_points(alerts, now)
+    rings = views.alert_points(alerts, now, positions)
     deck = views.build_deck(
         data.geography(url),
         points,
@@ -83,7 +83,7 @@ def live_panel() -> None:
         focus_animal_id=None if focus == NO_FOCUS else focus,
         online_tiles=bool(st.session_state.get("online_tiles", False)),
     )
-    map_column, table_column = st.columns([3, 1])
+    map_column, table_column = st.columns([5, 2])
     with map_column:
         st.pydeck_chart(
             deck,
