@@ -49,7 +49,6 @@ from lora_bridge.views import (
 
 log = logging.getLogger(__name__)
 
-STATE_SENDING = "sending"
 
 
 class Bridge:
@@ -283,7 +282,7 @@ class Bridge:
             claimed = session.execute(
                 update(Downlink)
                 .where(Downlink.id == downlink_id, Downlink.state == downlinks.STATE_QUEUED)
-                .values(state=STATE_SENDING)
+                .values(state=downlinks.STATE_SENDING)
             ).rowcount
             if claimed != 1:
                 return None

@@ -121,3 +121,15 @@ def test_settings_change_goes_out_on_port_3(bridge, network):
     (push,) = network.pushes
     assert push["f_port"] == 3
     assert codec.decode(3, push["payload"])["gnss_interval_s"] == 1800
+
+
+def test_collar_repeating_an_alert_gets_one_waiting_ack_not_one_per_repeat(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        for f_cnt in (1, 2, 3):
+            bridge.ingest_tts_uplink(
+                b.tts_uplink(b.alert("immobility", seq=4, time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt)
+            )
+        (downlink,) = bridge.downlinks()
+        (alert,) = bridge.open_alerts()
+
+    assert (downlink.state, downlink.seq, alert.occurrences) == ("queued", 4, 3)

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 COMMAND_PORT = 32
 
 STATE_QUEUED = "queued"
+STATE_SENDING = "sending"
 STATE_SENT = "sent"
 STATE_FAILED = "failed"
 STATE_ACKNOWLEDGED = "acknowledged"
@@ -35,16 +36,28 @@ def queue_command(
 ) -> Downlink:
     """Encode a downlink message (port-32 command, or port-3 settings) and queue it for device_id.
 
+    The same bytes still waiting for the same collar are not queued twice (a collar repeating an
+    alert until it hears the ack gets one ack, not one per repetition); the waiting row is returned.
     Raises the codec's CodecError for a name that is not a downlink or values it cannot carry.
     """
     row = codec.message(command) if hasattr(codec, "message") else (command, COMMAND_PORT, None, "down")
     if row[3] not in ("down", "both"):
         raise codec.CodecError(f"{command} is not a downlink message")
-    payload = codec.encode(command, values)
+    payload = bytes(codec.encode(command, values))
+    waiting = session.scalars(
+        select(Downlink).where(
+            Downlink.device_id == device_id,
+            Downlink.f_port == int(row[1]),
+            Downlink.payload == payload,
+            Downlink.state.in_((STATE_QUEUED, STATE_SENDING)),
+        )
+    ).first()
+    if waiting is not None:
+        return waiting
     downlink = Downlink(
         device_id=device_id,
         f_port=int(row[1]),
-        payload=bytes(payload),
+        payload=payload,
         command=command,
         seq=values.get("seq"),
         alert_id=alert_id,
@@ -103,7 +116,7 @@ def apply_collar_ack(session: Session, codec: Any, device_id: str, fields: dict[
     on_port = fields.get("on_port", COMMAND_PORT)
     command = command_name(codec, on_port if isinstance(on_port, int) else COMMAND_PORT, fields.get("cmd"))
     query = select(Downlink).where(
-        Downlink.device_id == device_id, Downlink.state.in_((STATE_SENT, STATE_QUEUED, "sending"))
+        Downlink.device_id == device_id, Downlink.state.in_((STATE_SENT, STATE_QUEUED, STATE_SENDING))
     )
     if command is not None:
         query = query.where(Downlink.command == command)
