@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from ranger_dashboard import data, palette, selection
+from ranger_dashboard import config, data, palette, selection
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -35,7 +35,8 @@ def favicon() -> Image.Image:
 
 st.set_page_config(page_title="Tembo · Rangers", page_icon=favicon(), layout="wide")
 
-url = data.database_url()
+options = config.options()
+url = options.database_url
 open_count = len(data.open_alerts(url))
 
 with st.sidebar:

@@ -7,32 +7,19 @@ writes (acknowledge, resolve) go straight to the bridge and then drop the cached
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import streamlit as st
 
 from lora_bridge.service import Bridge, open_bridge
+from ranger_dashboard.config import DashboardOptions
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATABASE_URL = "sqlite:///var/tembo.db"
-DATABASE_URL_ENV = "TEMBO_DATABASE_URL"
 # Seconds a cached query answer is reused; the live panel refreshes a little slower than this.
-QUERY_TTL_S = 5
-
-
-def database_url(argv: list[str] | None = None) -> str:
-    """The database the dashboard reads: `--database-url` after streamlit's `--`, else the
-    TEMBO_DATABASE_URL environment variable, else `sqlite:///var/tembo.db`."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--database-url", default=None)
-    known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    return known.database_url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+QUERY_TTL_S = 2
 
 
 @st.cache_resource(show_spinner=False)
@@ -40,6 +27,15 @@ def bridge(url: str) -> Bridge:
     """The bridge service for `url`, opened once per server process."""
     logger.info("dashboard opens the bridge", extra={"database_url": url.split("@")[-1]})
     return open_bridge(url)
+
+
+def now(options: DashboardOptions) -> datetime:
+    """The dashboard's 'now': the wall clock, or with clock 'data' the newest report in the store."""
+    wall = datetime.now(UTC)
+    if options.clock == "wall":
+        return wall
+    heard = [a.last_seen for a in animals(options.database_url) if a.last_seen is not None]
+    return max(heard) if heard else wall
 
 
 def low_battery_mv(url: str) -> int:

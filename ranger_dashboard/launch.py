@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ranger_dashboard.config import DEFAULT_DATABASE_URL, DEFAULT_REFRESH_S, DashboardOptions
 from ranger_dashboard.palette import THEME
 
 APP_PATH = Path(__file__).resolve().parent / "app.py"
@@ -12,12 +13,21 @@ DEFAULT_PORT = 8501
 ADDRESS = "127.0.0.1"
 
 
-def command(port: int = DEFAULT_PORT, database_url: str = "sqlite:///var/tembo.db") -> list[str]:
+def command(
+    port: int = DEFAULT_PORT,
+    database_url: str = DEFAULT_DATABASE_URL,
+    *,
+    clock: str = "wall",
+    refresh_s: float = DEFAULT_REFRESH_S,
+) -> list[str]:
     """`streamlit run` for the dashboard on 127.0.0.1:`port`, reading `database_url`.
 
     Headless (no browser is opened), no usage statistics sent, no file watcher, night theme.
-    The database URL goes to the app after streamlit's `--`.
+    The dashboard's own options go to the app after streamlit's `--`: `clock="data"` measures
+    ages from the newest report (for replays and the accelerated demo), `refresh_s` is how often
+    the live panel redraws.
     """
+    options = DashboardOptions(database_url=database_url, clock=clock, refresh_s=refresh_s)
     if not 0 < int(port) < 65536:
         raise ValueError(f"port must be 1..65535, got {port}")
     theme_flags = [item for key, value in THEME.items() for item in (f"--theme.{key}", value)]
@@ -43,6 +53,5 @@ def command(port: int = DEFAULT_PORT, database_url: str = "sqlite:///var/tembo.d
         "minimal",
         *theme_flags,
         "--",
-        "--database-url",
-        database_url,
+        *options.args(),
     ]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lora_bridge.views import ActivityView, AlertView, AnimalView, PositionView
-from ranger_dashboard import launch, palette, views
+from ranger_dashboard import config, launch, palette, views
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -279,9 +279,24 @@ def test_dashboard_command_is_headless_local_and_carries_the_database():
     assert flags["--server.port"] == "8765"
     assert flags["--browser.gatherUsageStats"] == "false"
     assert flags["--theme.base"] == "dark"
-    assert command[-3:] == ["--", "--database-url", "sqlite:////tmp/tembo.db"]
+    script_args = command[command.index("--") + 1 :]
+    assert config.options(script_args, environ={}) == config.DashboardOptions("sqlite:////tmp/tembo.db")
     with pytest.raises(ValueError):
         launch.command(0, "sqlite://")
+
+
+def test_demo_dashboard_can_measure_ages_from_the_newest_report():
+    command = launch.command(8765, "sqlite:////tmp/tembo.db", clock="data", refresh_s=3)
+    options = config.options(command[command.index("--") + 1 :], environ={})
+    assert (options.clock, options.refresh_s) == ("data", 3.0)
+    with pytest.raises(ValueError):
+        launch.command(8765, "sqlite://", clock="sundial")
+
+
+def test_dashboard_options_fall_back_to_environment_then_defaults():
+    env = {"TEMBO_DATABASE_URL": "sqlite:////srv/tembo.db", "TEMBO_DASHBOARD_CLOCK": "data"}
+    assert config.options([], environ=env) == config.DashboardOptions("sqlite:////srv/tembo.db", "data")
+    assert config.options(["-x", "pytest"], environ={}) == config.DashboardOptions()
 
 
 def test_map_layer_settings_are_constants_and_only_accessors_read_the_data():

@@ -6,17 +6,16 @@ Every acknowledgement and resolution carries the ranger's name from the sidebar;
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import streamlit as st
 
 from lora_bridge.errors import BridgeError
-from ranger_dashboard import data, palette, selection, views
+from ranger_dashboard import config, data, palette, selection, views
 
 FLASH_KEY = "alerts_flash"
 
-url = data.database_url()
-now = datetime.now(UTC)
+options = config.options()
+url = options.database_url
+now = data.now(options)
 alerts = views.sort_alerts(data.open_alerts(url))
 by_id = {str(a.alert_id): a for a in alerts}
 

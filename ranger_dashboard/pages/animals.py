@@ -3,17 +3,18 @@ and a summary of its activity (share of time per behaviour, VeDBA)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
-from ranger_dashboard import data, selection, views
+from ranger_dashboard import config, data, selection, views
 
 ACTIVITY_DAYS = (1, 3, 7, 14, 30)
 DEFAULT_ACTIVITY_DAYS = 7
 
-url = data.database_url()
-now = datetime.now(UTC)
+options = config.options()
+url = options.database_url
+now = data.now(options)
 animals = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
 
 st.title("Animals")

@@ -7,15 +7,14 @@ refreshes itself (a Streamlit fragment); the sidebar controls stay put.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
-from ranger_dashboard import data, selection, views
+from ranger_dashboard import config, data, selection, views
 
 logger = logging.getLogger("ranger_dashboard.live_map")
 
-REFRESH_S = 15
 TRACK_HOURS = (6, 12, 24, 48, 72, 168)
 DEFAULT_TRACK_HOURS = 24
 NO_FOCUS = "all"
@@ -25,7 +24,8 @@ LEGEND = (
     "**Reserve** :gray[▭] boundary · :orange[■] farmland · :blue[■] water · :gray[━] road · :blue[●] gateway"
 )
 
-url = data.database_url()
+options = config.options()
+url = options.database_url
 animal_list = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
 names = {str(a.animal_id): a.name or a.device_id for a in animal_list}
 
@@ -50,10 +50,10 @@ selection.mirror("animal", None if st.session_state["focus"] == NO_FOCUS else st
 selection.mirror("hours", st.session_state["track_hours"])
 
 
-@st.fragment(run_every=REFRESH_S)
+@st.fragment(run_every=options.refresh_s)
 def live_panel() -> None:
-    """Metrics, the map and the table beside it, redrawn every REFRESH_S seconds."""
-    now = datetime.now(UTC)
+    """Metrics, the map and the table beside it, redrawn every `options.refresh_s` seconds."""
+    now = data.now(options)
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
     animals = data.animals(url)
@@ -93,8 +93,9 @@ def live_panel() -> None:
     with table_column:
         st.dataframe(views.live_table(points, animals, now, low_battery_mv), hide_index=True)
         st.markdown(LEGEND)
+    clock = "newest report" if options.clock == "data" else "control-room clock"
     st.caption(
-        f"Updated {now:%H:%M:%S} UTC · tracks: {hours} h up to the latest fix"
+        f"Now {views.format_time(now)} UTC ({clock}) · tracks: {hours} h up to the latest fix"
         + (f" ({views.format_time(latest_fix)} UTC)" if latest_fix else "")
     )
     logger.info(
