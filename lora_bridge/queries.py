@@ -18,6 +18,7 @@ from lora_bridge.store.tables import (
     Device,
     Downlink,
     Position,
+    RawUplink,
 )
 from lora_bridge.views import (
     ActivityView,
@@ -25,6 +26,7 @@ from lora_bridge.views import (
     AlertView,
     AnimalView,
     DeadLetterView,
+    DeviceView,
     DownlinkView,
     PositionView,
 )
@@ -84,6 +86,54 @@ def animal_views(session: Session) -> list[AnimalView]:
                 position_time=fix.time if fix else None,
                 temperature_c=device.temperature_c if device else None,
                 open_alerts=int(open_counts.get(animal.id, 0)),
+            )
+        )
+    return views
+
+
+def device_views(session: Session) -> list[DeviceView]:
+    """Every collar's health: radio, battery, versions, errors and frame loss from FCnt gaps."""
+    frames = {
+        device_id: (int(received), first, last)
+        for device_id, received, first, last in session.execute(
+            select(RawUplink.device_id, func.count(), func.min(RawUplink.f_cnt), func.max(RawUplink.f_cnt))
+            .where(RawUplink.device_id.is_not(None), RawUplink.duplicate_of.is_(None), RawUplink.f_cnt.is_not(None))
+            .group_by(RawUplink.device_id)
+        ).all()
+    }
+    rows = session.execute(
+        select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id).order_by(Device.device_id)
+    ).all()
+    views = []
+    for device, animal in rows:
+        received, first, last = frames.get(device.device_id, (0, None, None))
+        loss = None
+        if first is not None and last is not None and last >= first:
+            expected = last - first + 1
+            loss = round(100.0 * max(0, expected - received) / expected, 1)
+        views.append(
+            DeviceView(
+                device_id=device.device_id,
+                animal_id=str(animal.id) if animal else None,
+                name=animal.name if animal else None,
+                dev_eui=device.dev_eui,
+                network=device.network,
+                last_seen=device.last_seen,
+                last_f_cnt=device.last_f_cnt,
+                last_rssi_dbm=device.last_rssi_dbm,
+                last_snr_db=device.last_snr_db,
+                battery_mv=device.battery_mv,
+                temperature_c=device.temperature_c,
+                fw_version=device.fw_version,
+                model_version=device.model_version,
+                uptime_h=device.uptime_h,
+                reset_cause=device.reset_cause,
+                queue_depth=device.queue_depth,
+                errors=device.errors,
+                flags=dict(device.flags or {}),
+                reported_settings=dict(device.reported_settings or {}),
+                uplinks_received=received,
+                frame_loss_pct=loss,
             )
         )
     return views

@@ -41,6 +41,7 @@ from lora_bridge.views import (
     AlertView,
     AnimalView,
     DeadLetterView,
+    DeviceView,
     DownlinkView,
     IngestResult,
     PositionView,
@@ -157,6 +158,11 @@ class Bridge:
         """Every animal with its collar's latest state (position, battery, behaviour, versions)."""
         with self.db.read() as session:
             return queries.animal_views(session)
+
+    def devices(self) -> list[DeviceView]:
+        """Every collar's health (radio, battery, versions, errors, frame loss), by device id."""
+        with self.db.read() as session:
+            return queries.device_views(session)
 
     def latest_positions(self, viewer: str | None = None) -> list[PositionView]:
         """The newest fix of every animal. Every view of live positions is logged."""

@@ -32,6 +32,33 @@ class AnimalView:
 
 
 @dataclass(frozen=True)
+class DeviceView:
+    """A collar's health as a field technician sees it."""
+
+    device_id: str
+    animal_id: str | None
+    name: str | None
+    dev_eui: str | None
+    network: str | None
+    last_seen: datetime | None
+    last_f_cnt: int | None
+    last_rssi_dbm: float | None
+    last_snr_db: float | None
+    battery_mv: int | None
+    temperature_c: float | None
+    fw_version: str | None
+    model_version: int | None
+    uptime_h: int | None
+    reset_cause: str | None
+    queue_depth: int | None
+    errors: int | None
+    flags: dict[str, bool]
+    reported_settings: dict[str, Any]
+    uplinks_received: int
+    frame_loss_pct: float | None
+
+
+@dataclass(frozen=True)
 class PositionView:
     """One fix of one animal."""
 

@@ -216,3 +216,22 @@ def test_every_table_compiles_for_both_engines(dialect_name):
     if dialect_name == "postgresql":
         assert any("TIMESTAMP WITH TIME ZONE" in statement for statement in ddl)
         assert any("BYTEA" in statement for statement in ddl)
+
+
+def test_technician_sees_collar_health_and_frame_loss(bridge):
+    for f_cnt in (1, 2, 3, 6):  # frames 4 and 5 never arrived
+        bridge.ingest_tts_uplink(
+            b.tts_uplink(b.status(time_s=b.T0_S + 3600 * f_cnt, battery_mv=3700), f_cnt=f_cnt,
+                         gateways=("gw-a", "gw-b"))
+        )
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600 * 6, battery_mv=3700), f_cnt=6))
+
+    (device,) = bridge.devices()
+
+    assert (device.device_id, device.last_f_cnt, device.uplinks_received, device.frame_loss_pct) == (
+        "collar-01", 6, 4, 33.3
+    )
+    assert (device.battery_mv, device.fw_version, device.reset_cause, device.last_rssi_dbm) == (
+        3700, "1.2.3", "power_on", -100.0
+    )
+    assert device.flags["tracking"] is False and device.network == "tts"

@@ -148,8 +148,14 @@ def test_healthz_and_read_api_answer_json(client, bridge):
     animals = client.get("/api/animals").json()
     alerts = client.get("/api/alerts").json()
     latest = client.get("/api/positions/latest").json()
+    devices = client.get("/api/devices").json()
+    bridge.load_geography({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"kind": "gateway", "name": "gw-north"},
+         "geometry": {"type": "Point", "coordinates": [37.5, -2.2]}}]})
+    geography = client.get("/api/geography").json()
 
     assert health.json() == {"status": "ok"}
+    assert devices[0]["uplinks_received"] == 2 and geography["features"][0]["properties"]["kind"] == "gateway"
     assert animals[0]["device_id"] == "collar-01" and animals[0]["battery_mv"] == 3900
     assert alerts[0]["alert_type"] == "mortality" and alerts[0]["priority"] == 300
     assert latest[0]["time"] == "2026-03-01T06:00:00+00:00"

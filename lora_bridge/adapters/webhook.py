@@ -4,7 +4,7 @@
     POST /uplinks/chirpstack   ChirpStack v4 HTTP integration (event=up), header X-Tembo-Secret
     GET  /healthz              200 when the store answers
     GET  /api/animals, /api/alerts[?state=open|all|new,acknowledged,resolved], /api/positions/latest,
-         /api/geography, /api/dead_letters
+         /api/devices, /api/geography, /api/dead_letters
                                JSON views; `Authorization: Bearer <api_token>` when one is set
     POST /api/dead_letters/replay
                                run waiting dead letters through the current codec (API token as above)
@@ -76,6 +76,10 @@ def create_app(bridge: Bridge) -> Starlette:
         views = await run_in_threadpool(bridge.latest_positions, f"api:{viewer}")
         return JSONResponse(to_jsonable(views))
 
+    async def api_devices(request: Request) -> JSONResponse:
+        _check_api_token(request, bridge)
+        return JSONResponse(to_jsonable(await run_in_threadpool(bridge.devices)))
+
     async def api_geography(request: Request) -> JSONResponse:
         _check_api_token(request, bridge)
         return JSONResponse(await run_in_threadpool(bridge.geography))
@@ -98,6 +102,7 @@ def create_app(bridge: Bridge) -> Starlette:
             Route("/api/animals", api_animals, methods=["GET"]),
             Route("/api/alerts", api_alerts, methods=["GET"]),
             Route("/api/positions/latest", api_latest_positions, methods=["GET"]),
+            Route("/api/devices", api_devices, methods=["GET"]),
             Route("/api/geography", api_geography, methods=["GET"]),
             Route("/api/dead_letters", api_dead_letters, methods=["GET"]),
             Route("/api/dead_letters/replay", api_replay_dead_letters, methods=["POST"]),
