@@ -18,7 +18,7 @@ mean = the window's integer mean per axis (round half up) and d = sample - mean 
   odba_mean_mg         round(sum(|dx|+|dy|+|dz|) / n); odba_max_mg its largest sample
   vedba_mean_mg        round(sum isqrt(dx^2+dy^2+dz^2) / n); vedba_max_mg its largest sample
   pitch_ddeg           atan2(mean_x, isqrt(mean_y^2 + mean_z^2)), roll_ddeg atan2(mean_y, mean_z),
-                       deci-degrees, by `atan2_ddeg` (within 0.3 degrees of the exact angle)
+                       deci-degrees, by `atan2_ddeg` (within 0.2 degrees of the exact angle)
   sma_mg               signal magnitude area: round(sum(|x|+|y|+|z|) / n), raw (gravity included)
   crossings_dhz        sign changes of the decimated dominant-axis signal per second, x10
   dom_freq_chz         the Goertzel bin (GOERTZEL_CHZ, centi-Hz) with the most power
@@ -138,7 +138,7 @@ def isqrt(v):
 
 
 def atan2_ddeg(y, x):
-    """Return atan2(y, x) in integer deci-degrees (-1800..1800), within 3 deci-degrees."""
+    """Return atan2(y, x) in integer deci-degrees (-1800..1800), within 2 deci-degrees."""
     ay = y if y >= 0 else -y
     ax = x if x >= 0 else -x
     if ax == 0 and ay == 0:
@@ -147,8 +147,8 @@ def atan2_ddeg(y, x):
         t = (ay << 10) // ax
     else:
         t = (ax << 10) // ay
-    # atan(t) ~ t pi/4 + 0.273 t (1 - t) on [0, 1], in Q10 deci-degrees.
-    a = (450 * t + (1564 * t // 1024) * (1024 - t) // 10 + 512) >> 10
+    # atan(t) ~ t pi/4 + t (1 - t) (0.2447 + 0.0663 t) radians on [0, 1], in Q10 deci-degrees.
+    a = (450 * t + (t * (1024 - t) >> 10) * ((1435648 + 380 * t) // 10) // 1024 + 512) >> 10
     if ay > ax:
         a = 900 - a
     if x < 0:

@@ -47,7 +47,7 @@ def atan2_ddeg(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     num = np.where(steep, ax, ay) << 10
     den = np.maximum(np.where(steep, ay, ax), 1)
     t = num // den
-    a = (450 * t + (1564 * t // 1024) * (1024 - t) // 10 + 512) >> 10
+    a = (450 * t + ((t * (1024 - t)) >> 10) * ((1435648 + 380 * t) // 10) // 1024 + 512) >> 10
     a = np.where(steep, 900 - a, a)
     a = np.where(x < 0, 1800 - a, a)
     a = np.where(y < 0, -a, a)
