@@ -8,10 +8,12 @@ start when the last fix is recent, cold start otherwise) and sometimes never com
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from collar_firmware.hal import GNSS, Clock
 from simulator.reserve import EARTH_RADIUS_M
 
 EPHEMERIS_VALID_S = 4 * 3600  # broadcast ephemeris lasts about four hours: hot start inside it
@@ -75,3 +77,29 @@ class GnssReceiver:
         lon = true_lon + math.degrees(east_m / (EARTH_RADIUS_M * math.cos(math.radians(true_lat))))
         self.last_fix_s = now_s
         return GnssFix(lat=lat, lon=lon, hdop=round(hdop, 1), ttff_s=ttff_s, error_m=error_m)
+
+
+class NoisyGnss(GNSS):
+    """The collar's GNSS back end in the twin: a `collar_firmware.hal.GNSS` whose fixes come from the
+    animal's true position (`position(t_s) -> (lat, lon)`) through a GnssReceiver's error model."""
+
+    def __init__(self, clock: Clock, position: Callable[[int], tuple[float, float]], receiver: GnssReceiver) -> None:
+        self.clock = clock
+        self.position = position
+        self.receiver = receiver
+        self.fixes = 0
+        self.failures = 0
+        self.on_s = 0  # receiver-on time, for energy accounting
+
+    def acquire(self, timeout_s: int) -> tuple[float, float, float, int] | None:
+        """(lat_deg, lon_deg, hdop, ttff_s) of a noisy fix at the clock's time, or None on timeout."""
+        now_s = self.clock.now_s()
+        lat, lon = self.position(now_s)
+        fix = self.receiver.acquire(lat, lon, now_s, timeout_s)
+        if fix is None:
+            self.failures += 1
+            self.on_s += timeout_s
+            return None
+        self.fixes += 1
+        self.on_s += fix.ttff_s
+        return fix.as_hal_tuple()

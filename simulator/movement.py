@@ -38,7 +38,8 @@ class BehaviourParams:
     speed_sd_mps: tuple[float, ...] = (0.0, 0.05, 0.2, 0.6)
     turn_kappa: tuple[float, ...] = (0.0, 0.6, 25.0, 30.0)  # von Mises concentration of turning angles
     bout_mean_s: tuple[float, ...] = (45 * 60.0, 75 * 60.0, 25 * 60.0, 2 * 60.0)
-    bout_shape: float = 2.0  # gamma shape of bout durations (semi-Markov)
+    bout_shape: float = 3.0  # gamma shape of bout durations (semi-Markov)
+    bout_cap: float = 2.5  # no bout lasts longer than bout_cap times its mean
     midday_rest_factor: float = 1.6  # rest bouts last longer in the heat of the day
     # Next-behaviour weights (rest, forage, walk, run) by diel phase.
     phase_weights: dict[str, tuple[float, ...]] = field(
@@ -95,7 +96,7 @@ def bout_duration_s(
     mean_s = params.bout_mean_s[behaviour]
     if behaviour == REST and phase == "midday":
         mean_s *= params.midday_rest_factor
-    drawn = rng.gamma(params.bout_shape, mean_s / params.bout_shape)
+    drawn = min(rng.gamma(params.bout_shape, mean_s / params.bout_shape), params.bout_cap * mean_s)
     return max(STEP_S, int(round(drawn / STEP_S)) * STEP_S)
 
 

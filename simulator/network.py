@@ -146,7 +146,6 @@ class Network:
         path_loss: PathLossModel | None = None,
         loss_probability: float = 0.02,
         duplicate_probability: float = 0.01,
-        downlink_loss_probability: float = 0.02,
         application_id: str = "tembo-demo",
         application_name: str = "Tembo demo herd",
         deduplicate: bool = True,
@@ -156,15 +155,13 @@ class Network:
         self.gateways = tuple(gateways if gateways is not None else demo_reserve().gateways)
         if not self.gateways:
             raise ValueError("a network needs at least one gateway")
-        for name, p in (("loss_probability", loss_probability), ("duplicate_probability", duplicate_probability),
-                        ("downlink_loss_probability", downlink_loss_probability)):
+        for name, p in (("loss_probability", loss_probability), ("duplicate_probability", duplicate_probability)):
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be within 0..1, got {p}")
         self.rng = np.random.default_rng(seed)
         self.path_loss = path_loss or PathLossModel()
         self.loss_probability = loss_probability
         self.duplicate_probability = duplicate_probability
-        self.downlink_loss_probability = downlink_loss_probability
         self.application_id = application_id
         self.application_name = application_name
         self.deduplicate = deduplicate
@@ -205,6 +202,10 @@ class Network:
     def deliver(self, uplink: Uplink) -> list[Delivery]:
         """What the network server passes on for this frame: [] when no gateway heard it, else 1+ deliveries."""
         frequency_hz, receptions = self.hear(uplink)
+        return self.package(uplink, frequency_hz, receptions)
+
+    def package(self, uplink: Uplink, frequency_hz: int, receptions: Sequence[Reception]) -> list[Delivery]:
+        """The network server's deliveries for receptions already heard (see `hear`)."""
         if not receptions:
             return []
         air_s = airtime_s(len(uplink.payload), uplink.spreading_factor, uplink.bandwidth_hz)
@@ -221,10 +222,6 @@ class Network:
                 Delivery(uplink, tuple(receptions), frequency_hz, air_s, again_s, copy=len(deliveries))
             )
         return deliveries
-
-    def downlink_heard(self, delivery: Delivery) -> bool:
-        """Whether a downlink sent in RX1 through the delivery's best gateway reaches the collar."""
-        return bool(self.rng.random() >= self.downlink_loss_probability)
 
     # --- the JSON the bridge receives ---
     def tts_uplink(self, delivery: Delivery) -> dict:

@@ -1,0 +1,391 @@
+"""A herd of collared elephants running the REAL collar firmware in accelerated time.
+
+Each animal wears a `collar_firmware.main.Collar` built on simulator/hal_sim back ends fed by the
+animal: the accelerometer plays the animal's motion (simulator/signals), GNSS reads its position
+through the noise model (simulator/gnss_noise), the radio is heard or not by the gateways of the
+network model (simulator/network), the temperature follows the sun and the animal's body heat.
+Collars are interleaved by wake time (a heap), and the uplinks the network server delivers come out
+in time order as The Things Stack v3 JSON (or ChirpStack v4, when asked):
+
+    fleet = Fleet(n_collars=20, seed=1, start=datetime(2026, 3, 1, tzinfo=UTC), days=2)
+    for message in fleet.run():            # TTS uplink_message dicts, time-ordered
+        bridge.ingest_tts_uplink(json.dumps(message).encode())
+
+Downlinks (`push_downlink`, or HTTP through simulator.network_server) reach a collar in the RX window
+after its next uplink that a gateway hears. At start every collar is sent the reserve's virtual
+fences (park boundary, farmland) over the air, as a field team would. `pace=None` runs as fast as
+possible; `pace=3600` plays an hour of the herd's life per wall-clock second (the live demo).
+Same arguments, same seed: the same uplinks, byte for byte.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+import numpy as np
+
+from collar_firmware import codec
+from collar_firmware.hal import Hal
+from collar_firmware.main import Collar
+from simulator import hal_sim
+from simulator.animals import AnimalIdentity, AnimalState, GroundTruthEvent, Herd
+from simulator.gnss_noise import GnssReceiver, NoisyGnss
+from simulator.movement import local_hour
+from simulator.network import Delivery, Network, Reception, Uplink
+from simulator.reserve import Reserve, distance_m
+from simulator.signals import AccelStream
+
+log = logging.getLogger(__name__)
+
+DEFAULT_START = datetime(2026, 3, 1, tzinfo=UTC)
+FORMATS = ("tts", "chirpstack")
+FENCE_POINTS_PER_DOWNLINK = 7  # codec "fence" list bound
+SEND_SPACING_S = 2.0  # gap between two uplinks of one wake-up (airtime plus the RX windows)
+
+
+class Animal(Protocol):
+    """What the fleet needs of an animal (SimulatedAnimal and MovebankReplay both fit)."""
+
+    identity: AnimalIdentity
+
+    def state_at(self, t_s: float) -> AnimalState: ...
+
+
+def fence_commands(reserve: Reserve) -> list[bytes]:
+    """Port-32 downlinks that load the reserve into a collar: fence 0 = park boundary, 1.. = farmland."""
+    areas = [("park", reserve.boundary)] + [("farmland", a) for a in reserve.farmland]
+    commands = []
+    for fence_id, (kind, area) in enumerate(areas[:4]):  # config.MAX_FENCES
+        ring = area.ring_lonlat
+        for first in range(0, len(ring), FENCE_POINTS_PER_DOWNLINK):
+            part = ring[first:first + FENCE_POINTS_PER_DOWNLINK]
+            commands.append(codec.encode("fence", {
+                "fence_id": fence_id, "kind": kind, "last": int(first + len(part) >= len(ring)), "spare": 0,
+                "first_index": first, "points": [{"lat": lat, "lon": lon} for lon, lat in part],
+            }))
+    return commands
+
+
+def ambient_temperature_c(t_s: float) -> float:
+    """Shade air temperature in Kenyan savanna: about 17 C before dawn, 31 C at 15:00 local."""
+    return 24.0 + 7.0 * math.sin(2.0 * math.pi * (local_hour(t_s) - 9.0) / 24.0)
+
+
+class CollarTemperature:
+    """Temperature source (deci-degrees C) of a collar: ambient plus body heat while worn by a live animal;
+    the body heat fades within minutes when the collar drops and over hours when the animal dies."""
+
+    BODY_HEAT_C = 8.0  # the sensor sits against the skin: several degrees above the air
+    FADE_DROPPED_S = 900.0
+    FADE_DEAD_S = 4 * 3600.0
+
+    def __init__(self, animal: Animal) -> None:
+        self.animal = animal
+        self._since_s: dict[str, float] = {}
+
+    def __call__(self, t_s: int) -> int:
+        motion = self.animal.state_at(t_s).motion
+        heat = self.BODY_HEAT_C
+        if motion in ("dropped", "still"):
+            since = self._since_s.setdefault(motion, t_s)
+            fade = self.FADE_DROPPED_S if motion == "dropped" else self.FADE_DEAD_S
+            heat *= math.exp(-max(0.0, t_s - since) / fade)
+        return int(round(10.0 * (ambient_temperature_c(t_s) + heat)))
+
+
+class AnimalAccelerometer:
+    """Accelerometer source of hal_sim.SimIMU: each window plays the motion the animal has at its start."""
+
+    def __init__(self, animal: Animal, rng: np.random.Generator) -> None:
+        self.animal = animal
+        self.stream = AccelStream(rng)
+        self._end_s: float | None = None
+
+    def fill(self, t_s: int, n: int, rate_hz: int, buf) -> int:
+        """Write n interleaved x, y, z milli-g samples into the array('h') buf; return n."""
+        motion = self.animal.state_at(t_s).motion
+        self.stream.rate_hz = float(rate_hz)
+        gap_s = 0.0 if self._end_s is None else max(0.0, t_s - self._end_s)
+        samples = self.stream.read(motion, n, gap_s)
+        self._end_s = t_s + n / rate_hz
+        np.frombuffer(buf, dtype=np.int16)[: 3 * n] = samples.reshape(-1)
+        return n
+
+
+def spreading_factor_for(distance_to_gateway_m: float) -> int:
+    """The data rate ADR settles on for a collar this far from its nearest gateway (EU868, 125 kHz)."""
+    for limit_m, sf in ((3000.0, 7), (5000.0, 8), (7500.0, 9), (10000.0, 10), (13000.0, 11)):
+        if distance_to_gateway_m < limit_m:
+            return sf
+    return 12
+
+
+@dataclass
+class _Wearer:
+    """One animal with its collar, its simulated hardware and its radio bookkeeping."""
+
+    index: int
+    animal: Animal
+    hal: Hal
+    collar: Collar | None = None
+    spreading_factor: int = 9
+    f_cnt: int = 0
+    pending: deque = field(default_factory=deque)  # downlinks not yet handed to the radio
+    heard: tuple[int, list[Reception]] = (0, [])
+    send_t_s: float = -1.0
+    send_offset_s: float = 0.0
+
+
+class Fleet:
+    """N collared animals, the network and its server, stepped in accelerated time (see module doc)."""
+
+    def __init__(
+        self,
+        n_collars: int = 20,
+        seed: int = 1,
+        start: datetime = DEFAULT_START,
+        days: float = 2.0,
+        network: Network | None = None,
+        pace: float | None = None,
+        animals: Sequence[Animal] | None = None,
+        reserve: Reserve | None = None,
+        fences: bool = True,
+        settings: dict | None = None,
+        battery_mv: int = 3640,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be timezone-aware (UTC)")
+        if pace is not None and pace <= 0:
+            raise ValueError(f"pace must be positive simulated seconds per wall second, got {pace}")
+        if days <= 0:
+            raise ValueError(f"days must be positive, got {days}")
+        self.seed = seed
+        self.start = start
+        self.start_s = int(start.timestamp())
+        self.end_s = self.start_s + int(days * 86400)
+        self.pace = pace
+        self._sleep, self._monotonic = sleep, monotonic
+        seeds = np.random.SeedSequence(seed).spawn(3)
+        if animals is None:
+            self.herd: Herd | None = Herd(n_collars, seed, start, reserve=reserve, days=days)
+            animals = self.herd.animals
+            reserve = self.herd.reserve
+        else:
+            self.herd = None
+        self.reserve = reserve
+        self.network = network or Network(reserve.gateways if reserve else None, seed=seeds[0])
+        per_collar = seeds[1].spawn(len(animals))
+        self._wearers = [self._wear(i, a, per_collar[i], settings, battery_mv) for i, a in enumerate(animals)]
+        self._by_device = {w.animal.identity.device_id: w for w in self._wearers}
+        self._by_eui = {w.animal.identity.dev_eui.lower(): w for w in self._wearers}
+        if len(self._by_device) != len(self._wearers):
+            raise ValueError("every animal needs its own device_id")
+        self._lock = threading.Lock()
+        self.uplinks_sent = 0
+        self.uplinks_delivered = 0
+        self.messages_delivered = 0
+        self.downlinks_queued = 0
+        self._started = False
+        self._wall0: float | None = None
+        self._outbox: list[tuple[float, int, Delivery]] = []
+        self._outbox_seq = 0
+        if fences and reserve is not None:
+            for command in fence_commands(reserve):
+                for w in self._wearers:
+                    w.pending.append((32, command, False))
+
+    def __repr__(self) -> str:
+        return f"Fleet({len(self._wearers)} collars, seed={self.seed}, {self.start.isoformat()}..)"
+
+    # --- building a collar on simulated hardware ---
+    def _wear(
+        self, index: int, animal: Animal, seed: np.random.SeedSequence, settings: dict | None, battery_mv: int
+    ) -> _Wearer:
+        accel_seed, gnss_seed = seed.spawn(2)
+        clock = hal_sim.SimClock(self.start_s)
+        first = animal.state_at(self.start_s)
+        gateways = self.network.gateways
+        nearest_m = min(distance_m(first.lon, first.lat, g.lon, g.lat) for g in gateways)
+        wearer = _Wearer(index=index, animal=animal, hal=None, spreading_factor=spreading_factor_for(nearest_m))
+
+        def position(t_s: int) -> tuple[float, float]:
+            s = animal.state_at(t_s)
+            return s.lat, s.lon
+
+        radio = hal_sim.SimRadio(
+            clock, sf=wearer.spreading_factor, bw_khz=125,
+            coverage=lambda t_s: self._coverage(wearer, t_s),
+            on_uplink=lambda t_s, port, payload, confirmed, heard: self._on_uplink(wearer, port, payload, confirmed),
+        )
+        wearer.hal = Hal(
+            clock,
+            hal_sim.SimIMU(clock, AnimalAccelerometer(animal, np.random.default_rng(accel_seed))),
+            NoisyGnss(clock, position, GnssReceiver(np.random.default_rng(gnss_seed))),
+            radio,
+            hal_sim.SimPower(clock, battery=hal_sim.linear_drain(battery_mv, 1, self.start_s),
+                             temperature=CollarTemperature(animal)),
+            hal_sim.SimFlash(),
+            watchdog=hal_sim.SimWatchdog(clock),
+        )
+        wearer.collar = Collar(wearer.hal, settings)
+        return wearer
+
+    # --- the radio path, called from inside SimRadio.send ---
+    def _coverage(self, wearer: _Wearer, t_s: int) -> bool:
+        if t_s == wearer.send_t_s:
+            wearer.send_offset_s += SEND_SPACING_S
+        else:
+            wearer.send_t_s, wearer.send_offset_s = t_s, 0.0
+        state = wearer.animal.state_at(t_s)
+        probe = self._uplink(wearer, 0, b"", False, state)
+        wearer.heard = self.network.hear(probe)
+        return bool(wearer.heard[1])
+
+    def _uplink(self, wearer: _Wearer, port: int, payload: bytes, confirmed: bool, state: AnimalState) -> Uplink:
+        identity = wearer.animal.identity
+        return Uplink(
+            device_id=identity.device_id, dev_eui=identity.dev_eui, f_port=port, f_cnt=wearer.f_cnt,
+            payload=payload, time_s=wearer.send_t_s + wearer.send_offset_s, lat=state.lat, lon=state.lon,
+            spreading_factor=wearer.spreading_factor, confirmed=confirmed,
+        )
+
+    def _on_uplink(self, wearer: _Wearer, port: int, payload: bytes, confirmed: bool) -> None:
+        state = wearer.animal.state_at(wearer.send_t_s)
+        uplink = self._uplink(wearer, port, payload, confirmed, state)
+        wearer.f_cnt += 1
+        self.uplinks_sent += 1
+        frequency_hz, receptions = wearer.heard
+        if receptions:
+            self.uplinks_delivered += 1
+        for delivery in self.network.package(uplink, frequency_hz, receptions):
+            self._outbox_seq += 1
+            heapq.heappush(self._outbox, (delivery.received_at_s, self._outbox_seq, delivery))
+
+    # --- running ---
+    def deliveries(self) -> Iterator[Delivery]:
+        """Step every collar until the end; yield what the network server delivers, in time order."""
+        if self._started:
+            raise RuntimeError("a Fleet runs once; build a new one to run again")
+        self._started = True
+        wake = [(self.start_s, w.index) for w in self._wearers]
+        heapq.heapify(wake)
+        while wake:
+            t_s, index = heapq.heappop(wake)
+            if t_s < self.end_s:
+                wearer = self._wearers[index]
+                self._hand_downlinks(wearer)
+                wearer.hal.clock.sleep_until(t_s)
+                next_s = wearer.collar.step()
+                heapq.heappush(wake, (max(int(next_s), t_s + 1), index))
+            horizon = wake[0][0] if wake else math.inf
+            while self._outbox and self._outbox[0][0] <= horizon:
+                delivery = heapq.heappop(self._outbox)[2]
+                if delivery.received_at_s >= self.end_s:
+                    continue
+                self._wait_for(delivery.received_at_s)
+                self.messages_delivered += 1
+                yield delivery
+
+    def run(self, fmt: str = "tts") -> Iterator[dict]:
+        """Yield delivered uplinks as TTS v3 (fmt="tts") or ChirpStack v4 (fmt="chirpstack") JSON dicts."""
+        if fmt not in FORMATS:
+            raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+        to_json = self.network.tts_uplink if fmt == "tts" else self.network.chirpstack_uplink
+        for delivery in self.deliveries():
+            yield to_json(delivery)
+
+    def __iter__(self) -> Iterator[dict]:
+        return self.run()
+
+    def _wait_for(self, t_s: float) -> None:
+        if self.pace is None:
+            return
+        if self._wall0 is None:
+            self._wall0 = self._monotonic()
+        delay = self._wall0 + (t_s - self.start_s) / self.pace - self._monotonic()
+        if delay > 0:
+            self._sleep(delay)
+
+    # --- downlinks (simulator.network_server.DownlinkSink) ---
+    def push_downlink(self, device_id: str, port: int, payload: bytes, confirmed: bool = False) -> None:
+        """Queue a downlink; the collar hears it after its next uplink a gateway hears (class A)."""
+        if not 1 <= port <= 223:
+            raise ValueError(f"downlink port must be 1..223, got {port}")
+        wearer = self._wearer(device_id)
+        with self._lock:
+            wearer.pending.append((port, bytes(payload), bool(confirmed)))
+            self.downlinks_queued += 1
+        log.info("downlink queued", extra={"device_id": device_id, "f_port": port})
+
+    def clear_downlinks(self, device_id: str) -> None:
+        """Drop every downlink still queued for the device."""
+        wearer = self._wearer(device_id)
+        with self._lock:
+            wearer.pending.clear()
+            wearer.hal.radio.downlinks.clear()
+
+    def downlink_queue(self, device_id: str) -> list[tuple[int, bytes, bool]]:
+        """Downlinks queued for the device and not yet sent: (port, payload, confirmed)."""
+        wearer = self._wearer(device_id)
+        with self._lock:
+            in_radio = [(p, b, False) for p, b in wearer.hal.radio.downlinks]
+            return in_radio + list(wearer.pending)
+
+    def has_device(self, device_id: str) -> bool:
+        """True when the fleet has a collar with this device id."""
+        return device_id in self._by_device
+
+    def device_id_of(self, dev_eui: str) -> str | None:
+        """The device id of a DevEUI (any case), or None."""
+        wearer = self._by_eui.get(dev_eui.lower())
+        return None if wearer is None else wearer.animal.identity.device_id
+
+    def _hand_downlinks(self, wearer: _Wearer) -> None:
+        with self._lock:
+            while wearer.pending:
+                port, payload, _confirmed = wearer.pending.popleft()
+                wearer.hal.radio.push_downlink(port, payload)
+
+    def _wearer(self, device_id: str) -> _Wearer:
+        try:
+            return self._by_device[device_id]
+        except KeyError:
+            raise KeyError(f"no collar with device_id {device_id!r} in this fleet") from None
+
+    # --- what others read ---
+    def collar(self, device_id: str) -> Collar:
+        """The firmware object running on the device (for tests and the demo's inspector)."""
+        return self._wearer(device_id).collar
+
+    def manifest(self) -> list[dict]:
+        """device_id, dev_eui, name, species, sex of every collar (to register the herd with the bridge)."""
+        return [
+            {"device_id": w.animal.identity.device_id, "dev_eui": w.animal.identity.dev_eui,
+             "name": w.animal.identity.name, "species": w.animal.identity.species, "sex": w.animal.identity.sex}
+            for w in self._wearers
+        ]
+
+    def ground_truth(self) -> list[GroundTruthEvent]:
+        """The injected scenarios (the answer key for alert scoring); [] for a fleet of given animals."""
+        return self.herd.ground_truth() if self.herd is not None else []
+
+    def counters(self) -> dict[str, int]:
+        """uplinks_sent, uplinks_delivered, messages_delivered, downlinks_queued, downlinks_received."""
+        return {
+            "uplinks_sent": self.uplinks_sent,
+            "uplinks_delivered": self.uplinks_delivered,
+            "messages_delivered": self.messages_delivered,
+            "downlinks_queued": self.downlinks_queued,
+            "downlinks_received": sum(w.collar.downlinks for w in self._wearers),
+        }
