@@ -1,0 +1,181 @@
+"""Wire Tembo's rooms into the demo: simulated herd -> The Things Stack webhooks -> bridge -> dashboard.
+
+`run_headless` runs the whole pipeline over real HTTP as fast as it can and returns the counts;
+`run_live` paces the herd (one simulated hour per wall second by default) and starts the dashboard.
+No business logic lives here: the twin, the bridge and the dashboard do the work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+log = logging.getLogger("tembo.demo")
+
+DEMO_START = datetime(2026, 3, 1, tzinfo=UTC)
+DEMO_APPLICATION = "tembo-demo"
+
+
+@dataclass
+class RunningServer:
+    """A uvicorn server in a thread of this process."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_server(app: object, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    """Serve an ASGI app with uvicorn in a background thread; return once it accepts connections."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="tembo-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"server on {host}:{port} did not start")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()[1]
+    return RunningServer(server, thread, f"http://{host}:{bound}")
+
+
+@dataclass
+class Pipeline:
+    """The demo's running parts: the herd, the bridge behind its webhook, the network-server stand-in."""
+
+    fleet: object
+    bridge: object
+    webhook: RunningServer
+    network: object
+    secret: str
+
+
+@contextmanager
+def pipeline(collars: int, days: float | None, seed: int, database_url: str,
+             bridge_port: int = 0) -> Iterator[Pipeline]:
+    """Start bridge, webhook and network-server stand-in; register the herd; stop everything after."""
+    from lora_bridge.adapters.webhook import create_app
+    from lora_bridge.service import Bridge
+    from lora_bridge.settings import load_settings
+    from simulator.fleet import Fleet
+    from simulator.network_server import NetworkServerStandIn
+    from simulator.reserve import demo_reserve
+
+    fleet = Fleet(n_collars=collars, seed=seed, start=DEMO_START, days=days)
+    network = NetworkServerStandIn(fleet, application_id=DEMO_APPLICATION)
+    network.start()
+    settings = load_settings(database_url=database_url, network_server_url=network.url,
+                             network_server_api_key=network.api_key)
+    bridge = Bridge(settings)
+    webhook = start_server(create_app(bridge), port=bridge_port)
+    try:
+        bridge.load_geography(demo_reserve().geojson())
+        for member in fleet.manifest():
+            bridge.register_animal(member["device_id"], member["name"], species=member["species"],
+                                   sex=member.get("sex"))
+        yield Pipeline(fleet, bridge, webhook, network, settings.webhook_secret.get_secret_value())
+    finally:
+        webhook.stop()
+        network.stop()
+
+
+def _post_all(p: Pipeline, uplinks: Iterator[dict]) -> int:
+    posted = 0
+    with httpx.Client(base_url=p.webhook.url, timeout=30) as client:
+        for uplink in uplinks:
+            reply = client.post("/uplinks/tts", content=json.dumps(uplink),
+                                headers={"X-Tembo-Secret": p.secret, "Content-Type": "application/json"})
+            if reply.status_code >= 300:
+                log.warning("webhook answered %s for device %s", reply.status_code,
+                            uplink.get("end_device_ids", {}).get("device_id"))
+            posted += 1
+    return posted
+
+
+def run_headless(collars: int = 20, days: float | None = 2, seed: int = 1,
+                 database_url: str | None = None) -> dict:
+    """Run herd -> webhook -> bridge as fast as possible; return the demo's counts (same seed, same counts)."""
+    days = 2 if days is None else days
+    with tempfile.TemporaryDirectory(prefix="tembo-demo-") as folder:
+        url = database_url or f"sqlite:///{Path(folder) / 'tembo.db'}"
+        with pipeline(collars, days, seed, url) as p:
+            _post_all(p, p.fleet.uplinks())
+            counts = p.bridge.counts()
+            figures = {
+                "uplinks_sent": p.fleet.uplinks_sent,
+                "uplinks_delivered": p.fleet.uplinks_delivered,
+                "uplinks_stored": counts["uplinks_stored"],
+                "dead_letter": counts["dead_letter"],
+                "animals": counts["animals"],
+                "positions": counts["positions"],
+                "activity_summaries": counts["activity_summaries"],
+                "alerts": counts["alerts"],
+            }
+            p.bridge.close()
+    return figures
+
+
+def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: float = 3600.0,
+             port: int = 8501, bridge_port: int = 8800, database_url: str | None = None) -> int:
+    """The demo a new user sees: paced herd, bridge webhook and the dashboard; Ctrl-C stops all."""
+    from ranger_dashboard.launch import command
+
+    Path("var").mkdir(exist_ok=True)
+    url = database_url or "sqlite:///var/tembo.db"
+    if database_url is None and Path("var/tembo.db").exists():
+        Path("var/tembo.db").unlink()
+    with pipeline(collars, days if days is not None else 365, seed, url, bridge_port=bridge_port) as p:
+        env = dict(os.environ, TEMBO_DATABASE_URL=url)
+        dashboard = subprocess.Popen(command(port, url), env=env)
+        print(f"Tembo demo: {collars} simulated elephants, {pace:g} simulated seconds per second")
+        print(f"  ranger dashboard  http://127.0.0.1:{port}")
+        print(f"  bridge webhook    {p.webhook.url}/uplinks/tts  (database {url})")
+        print("  Ctrl-C stops everything.")
+        try:
+            _post_all(p, p.fleet.uplinks(pace=pace))
+            print("The simulated period is over; the dashboard stays up until Ctrl-C.")
+            dashboard.wait()
+        except KeyboardInterrupt:
+            print("\nstopping Tembo demo")
+        finally:
+            if dashboard.poll() is None:
+                dashboard.send_signal(signal.SIGINT)
+                try:
+                    dashboard.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    dashboard.kill()
+            p.bridge.close()
+    return 0
+
+
+def simulate_to_file(collars: int, days: float, seed: int, out: str, network_format: str = "tts") -> int:
+    """Run the twin alone and write one network JSON document per line; return how many."""
+    from simulator.fleet import Fleet
+
+    fleet = Fleet(n_collars=collars, seed=seed, start=DEMO_START, days=days)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(out, "w") as handle:
+        for uplink in fleet.uplinks(network_format=network_format):
+            handle.write(json.dumps(uplink) + "\n")
+            count += 1
+    return count
