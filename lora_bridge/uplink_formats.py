@@ -16,6 +16,7 @@ from typing import Any
 from lora_bridge.errors import MalformedUplink
 from lora_bridge.store.utc import as_utc
 
+MAX_F_CNT = 2**32 - 1
 SOURCE_TTS = "tts"
 SOURCE_CHIRPSTACK = "chirpstack"
 
@@ -174,8 +175,8 @@ def _counter(document: dict[str, Any], key: str, default_zero: bool = False) -> 
     value = document.get(key, 0 if default_zero else None)
     if value is None:
         value = 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise MalformedUplink(f"{key!r} must be a non-negative integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_F_CNT:
+        raise MalformedUplink(f"{key!r} must be a frame counter 0..{MAX_F_CNT}, got {value!r}")
     return value
 
 

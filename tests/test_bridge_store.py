@@ -235,3 +235,11 @@ def test_technician_sees_collar_health_and_frame_loss(bridge):
         3700, "1.2.3", "power_on", -100.0
     )
     assert device.flags["tracking"] is False and device.network == "tts"
+
+
+def test_frame_counters_use_all_32_bits(bridge):
+    result = bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=2**32 - 1))
+    too_big = bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=2**32))
+
+    assert result.status == "processed" and bridge.devices()[0].last_f_cnt == 2**32 - 1
+    assert too_big.malformed and "frame counter" in too_big.reason

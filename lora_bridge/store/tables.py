@@ -9,7 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from lora_bridge.store.utc import UTCDateTime, utc_now
@@ -33,7 +43,7 @@ class RawUplink(Base):
     status: Mapped[str] = mapped_column(String(16), default="received", index=True)
     device_id: Mapped[str | None] = mapped_column(String(64), index=True)
     f_port: Mapped[int | None]
-    f_cnt: Mapped[int | None]
+    f_cnt: Mapped[int | None] = mapped_column(BigInteger)  # LoRaWAN FCnt is 32-bit unsigned
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Set once the body is parsed; unique, so two copies of one uplink cannot both be first.
     dedup_key: Mapped[str | None] = mapped_column(String(160), unique=True)
@@ -76,7 +86,7 @@ class Device(Base):
     network: Mapped[str | None] = mapped_column(String(16))
     first_seen: Mapped[datetime | None]
     last_seen: Mapped[datetime | None]
-    last_f_cnt: Mapped[int | None]
+    last_f_cnt: Mapped[int | None] = mapped_column(BigInteger)
     last_rssi_dbm: Mapped[float | None]
     last_snr_db: Mapped[float | None]
     status_time: Mapped[datetime | None]
