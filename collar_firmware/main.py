@@ -307,6 +307,9 @@ class Collar:
             self._count(ERR_POWER)
         self.risk.on_window(now, idx == self.run_class, vedba_mg, int(feat[_F_MEAN_X]), int(feat[_F_MEAN_Y]),
                             int(feat[_F_MEAN_Z]), self.temperature_dc)
+        if self.risk.tracking(now) and self.next_fix_s > now + s["tracking_gnss_interval_s"]:
+            self.next_fix_s = now  # a flight began: fix now, then at the tracking rate
+            self.next_window_s = now + s["window_s"]
 
     def _power(self, now):
         self.next_battery_s = now + BATTERY_EVERY_S

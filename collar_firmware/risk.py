@@ -9,9 +9,11 @@ Rules, after the field:
 - immobility / mortality: windows with VeDBA below still_vedba_mg; a single active window does not
   end a still spell (two in a row do). Suspicion after immobility_suspect_h, mortality after
   immobility_h (12 h, as Smart Parks) when the fixes of the spell stay within MORTALITY_RADIUS_M.
-- poaching risk: running (the model's "run" class or VeDBA above run_vedba_mg) scores points per
-  running minute, doubled at night and raised near or outside the park boundary; two running windows
-  in a row switch GNSS to tracking for tracking_minutes; a score of poaching_score alerts.
+- poaching risk: running (the model's "run" class or VeDBA above run_vedba_mg) scores its seconds,
+  doubled at night and one more time near or outside the park boundary, and calm seconds pay the
+  score back; two running windows in a row switch GNSS to tracking for tracking_minutes; a score of
+  poaching_score half-minutes alerts (default 12: 6 running minutes by day mid-park, 3 at night,
+  2 at night near the boundary).
 - fences: enter a farmland polygon or leave the park polygon, with a hysteresis of fence_margin_m.
 - collar drop: still, with gravity turned more than 60 degrees from the worn orientation and the
   temperature fallen drop_temp_fall_dc below the worn level, within DROP_WINDOW_S of the spell start.
@@ -68,7 +70,7 @@ class RiskEngine:
         self.anchor_moved = False
         # poaching
         self.run_windows = 0
-        self.score = 0
+        self.score = 0  # weighted running seconds
         self.last_window_s = 0
         self.tracking_until_s = 0
         self.near_boundary = False
@@ -178,14 +180,14 @@ class RiskEngine:
             mult = 2 if is_night(t_s, s["utc_offset_min"]) else 1
             if self.near_boundary:
                 mult += 1
-            self.score += dt * mult // 30
+            self.score += dt * mult
             if self.run_windows >= 2:
                 self.start_tracking(t_s, s["tracking_minutes"])
-            if self.score >= s["poaching_score"]:
+            if self.score >= s["poaching_score"] * 30:
                 self._raise(POACHING_RISK)
         else:
             self.run_windows = 0
-            self.score -= dt // 30
+            self.score -= dt
             if self.score <= 0:
                 self.score = 0
                 if not self.tracking(t_s):

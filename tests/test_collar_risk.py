@@ -1,0 +1,228 @@
+"""Every on-collar alert rule, on simulated scenarios: raised, not raised on look-alikes, cleared."""
+
+from __future__ import annotations
+
+from collar_helpers import NIGHT_S, NOON_S, START_S, CollarWorld, fence_downlink, km, square_km
+
+from collar_firmware import risk
+
+HOUR = 3600
+
+
+def _with_fences(world: CollarWorld) -> None:
+    """Send the park (8 km box) and a farmland block on its east edge, and let the collar hear them."""
+    world.downlink(32, fence_downlink(0, "park", square_km(-4, -4, 4, 4)))
+    world.run_for(HOUR + 60)
+    world.downlink(32, fence_downlink(1, "farmland", square_km(-1.5, 4.5, 2.5, 7)))
+    world.run_for(HOUR + 60)
+    assert len(world.collar.fences()) == 2
+
+
+# ---- mortality / immobility -------------------------------------------------------------
+
+def test_ranger_gets_mortality_alert_after_twelve_still_hours():
+    world = CollarWorld()
+    world.run_for(HOUR)
+    world.behaviour = "still"
+    world.run_for(11 * HOUR + 50 * 60)
+    assert world.alerts() == ["immobility"], "suspicion after 4 h, no mortality before 12 h"
+    world.run_for(20 * 60)
+    assert world.alerts() == ["immobility", "mortality"]
+    mortality = [a for a in world.decoded("alert") if a["alert_type"] == "mortality"][0]
+    assert mortality["confirmed"] and mortality["size"] == 11
+
+
+def test_elephant_sleeping_three_hours_raises_nothing():
+    world = CollarWorld()
+    for _ in range(3):
+        world.behaviour = "still"
+        world.run_for(3 * HOUR)
+        world.behaviour = "forage"
+        world.run_for(2 * HOUR)
+    assert world.alerts() == []
+
+
+def test_one_twitch_does_not_restart_the_mortality_clock():
+    world = CollarWorld()
+    world.behaviour = "still"
+    world.run_for(6 * HOUR)
+    world.behaviour = "walk"  # a scavenger nudges the carcass for one window
+    world.run_for(60)
+    world.behaviour = "still"
+    world.run_for(6 * HOUR + 10 * 60)
+    assert "mortality" in world.alerts()
+
+
+def test_mortality_alert_clears_when_the_animal_walks_again_and_can_be_raised_anew():
+    world = CollarWorld()
+    world.behaviour = "still"
+    world.run_for(13 * HOUR)
+    assert world.collar.risk.active[risk.MORTALITY]
+    world.behaviour = "walk"
+    world.run_for(5 * 60)
+    assert not world.collar.risk.active[risk.MORTALITY]
+    assert not world.collar.risk.active[risk.IMMOBILITY]
+    world.behaviour = "still"
+    world.run_for(13 * HOUR)
+    seqs = {a["seq"] for a in world.decoded("alert") if a["alert_type"] == "mortality"}
+    assert len(seqs) == 2, "a second death-like spell is a second alert"
+
+
+def test_still_collar_that_moved_between_fixes_is_not_called_dead():
+    world = CollarWorld()
+    world.behaviour = "still"
+    world.run_for(2 * HOUR)
+    world.position = km(1, 0)  # carried away (e.g. in a vehicle): not a carcass
+    world.run_for(12 * HOUR)
+    assert "mortality" not in world.alerts()
+
+
+# ---- poaching risk ------------------------------------------------------------------------
+
+def test_night_flight_near_the_boundary_raises_poaching_alert_and_tracking():
+    world = CollarWorld(start_s=NIGHT_S - HOUR)
+    world.position = km(3.5, 0)  # 500 m inside the northern boundary
+    _with_fences(world)
+    fixes_before = world.hal.gnss.fixes
+    world.behaviour = "run"
+    world.run_for(4 * 60)
+    assert world.alerts() == ["poaching_risk"]
+    assert world.collar.tracking()
+    world.behaviour = "walk"
+    world.run_for(30 * 60)
+    assert world.hal.gnss.fixes - fixes_before >= 10, "GNSS every 2 minutes while tracking"
+    status = world.collar.status_values(world.now_s)
+    assert status["tracking"] == 1
+
+
+def test_short_daytime_run_mid_park_starts_tracking_but_raises_no_alert():
+    world = CollarWorld(start_s=NOON_S - 2 * HOUR)
+    _with_fences(world)
+    world.behaviour = "run"
+    world.run_for(3 * 60)
+    world.behaviour = "forage"
+    world.run_for(2 * HOUR)
+    assert world.alerts() == []
+    assert world.hal.gnss.fixes > 5
+
+
+def test_poaching_risk_clears_after_calm_and_tracking_ends():
+    world = CollarWorld(start_s=NIGHT_S)
+    world.behaviour = "run"
+    world.run_for(10 * 60)
+    assert world.collar.risk.active[risk.POACHING_RISK]
+    world.behaviour = "forage"
+    world.run_for(2 * HOUR)
+    assert not world.collar.risk.active[risk.POACHING_RISK]
+    assert not world.collar.tracking()
+
+
+# ---- virtual fences ---------------------------------------------------------------------
+
+def test_ranger_gets_conflict_alert_when_elephant_enters_farmland():
+    world = CollarWorld()
+    _with_fences(world)
+    world.position = km(0, 5.5)  # in the farmland, outside the park
+    world.run_for(HOUR + 60)
+    assert set(world.alerts()) == {"geofence_farmland", "geofence_exit"}
+    assert world.collar.tracking()
+    world.position = km(0, 0)
+    world.run_for(2 * HOUR)
+    assert not world.collar.risk.active[risk.GEOFENCE_FARMLAND]
+    assert not world.collar.risk.active[risk.GEOFENCE_EXIT]
+
+
+def test_gps_jitter_across_the_fence_line_does_not_raise_an_alert():
+    world = CollarWorld()
+    _with_fences(world)
+    for i in range(12):  # 20 m either side of the park's northern boundary
+        world.position = km(4 + (0.02 if i % 2 else -0.02), 0)
+        world.run_for(HOUR)
+    assert world.alerts() == []
+
+
+def test_fence_rules_need_fences_from_the_bridge():
+    world = CollarWorld()
+    world.position = km(0, 5.5)
+    world.run_for(3 * HOUR)
+    assert world.alerts() == []
+
+
+# ---- collar drop and tamper -------------------------------------------------------------
+
+def test_dropped_collar_is_reported_as_drop_not_mortality():
+    world = CollarWorld()
+    world.run_for(HOUR)
+    world.behaviour = "still"
+    world.gravity_mg = (990, 40, -60)  # lying on its side
+    world.run_for(20 * 60)
+    world.temperature_dc = 250  # body heat gone
+    world.run_for(14 * HOUR)
+    assert world.alerts() == ["collar_drop"]
+
+
+def test_elephant_lying_down_warm_is_not_a_dropped_collar():
+    world = CollarWorld()
+    world.run_for(HOUR)
+    world.behaviour = "still"
+    world.gravity_mg = (990, 40, -60)
+    world.run_for(3 * HOUR)
+    assert world.alerts() == []
+
+
+def test_watchdog_reboot_raises_unexpected_reboot_and_reset_pin_raises_tamper():
+    world = CollarWorld()
+    world.run_for(HOUR)
+    world.reboot("watchdog")
+    world.run_for(10 * 60)
+    assert world.alerts() == ["unexpected_reboot"]
+    world.reboot("pin")
+    world.run_for(10 * 60)
+    assert world.alerts() == ["unexpected_reboot", "tamper"]
+    world.reboot("power_on")
+    world.run_for(10 * 60)
+    assert world.alerts() == ["unexpected_reboot", "tamper"]
+
+
+# ---- battery ----------------------------------------------------------------------------
+
+def test_low_battery_warning_comes_before_critical():
+    world = CollarWorld()
+    world.battery_mv = 3250
+    world.run_for(HOUR)
+    assert world.alerts() == ["low_battery"]
+    world.battery_mv = 3050
+    world.run_for(HOUR)
+    assert world.alerts() == ["low_battery", "battery_critical"]
+    assert world.collar.status_values(world.now_s)["battery_low"] == 1
+
+
+def test_one_low_reading_is_not_a_battery_alert_and_recovery_clears_it():
+    world = CollarWorld()
+    world.run_for(HOUR)
+    world.battery_mv = 3200
+    world.run_for(600)
+    world.battery_mv = 3600
+    world.run_for(2 * HOUR)
+    assert world.alerts() == []
+    world.battery_mv = 3200
+    world.run_for(HOUR)
+    assert world.collar.risk.battery_level == 1
+    world.battery_mv = 3600
+    world.run_for(HOUR)
+    assert world.collar.risk.battery_level == 0
+    assert not world.collar.risk.active[risk.LOW_BATTERY]
+
+
+def test_battery_is_read_against_the_discharge_curve():
+    from collar_firmware.config import battery_percent
+
+    assert battery_percent(3700) == 100
+    assert battery_percent(3500) == 50
+    assert battery_percent(2800) == 0
+    assert battery_percent(3300) < battery_percent(3400) < battery_percent(3600)
+
+
+def test_night_is_local_time():
+    assert risk.is_night(START_S, 180)  # 03:00 local
+    assert not risk.is_night(NOON_S, 180)
