@@ -368,6 +368,10 @@ class Fleet:
         """The firmware object running on the device (for tests and the demo's inspector)."""
         return self._wearer(device_id).collar
 
+    def animal(self, device_id: str) -> Animal:
+        """The animal wearing the device (its `state_at` is the ground truth of position and motion)."""
+        return self._wearer(device_id).animal
+
     def manifest(self) -> list[dict]:
         """device_id, dev_eui, name, species, sex of every collar (to register the herd with the bridge)."""
         return [
