@@ -150,11 +150,9 @@ def test_collar_features_equal_the_golden_vectors_under_micropython(tmp_path):
         "from array import array\nfrom collar_firmware import features as F\nout = F.new_feature_buffer()"
     )
     for case in load_feature_golden()["cases"]:
-        buf = "array('h', bytes.fromhex('%s'))" % case["samples_hex"]
-        result = session.run(
-            "F.compute_features(%s, %d, %d, out)\nprint(list(out))"
-            % (buf, case["n_samples"], case["rate_hz"])
-        )
+        buf = f"array('h', bytes.fromhex('{case['samples_hex']}'))"
+        n, rate = case["n_samples"], case["rate_hz"]
+        result = session.run(f"F.compute_features({buf}, {n}, {rate}, out)\nprint(list(out))")
         assert json.loads(result.stdout) == case["features"], case["name"]
 
 
@@ -167,7 +165,7 @@ def test_feature_window_allocates_nothing_and_stays_in_its_fuel_budget_under_mic
     )
     for behaviour in ("rest", "walk", "run"):
         window = signals.accel_window(behaviour, 250, 25, rng)
-        session.run("buf = array('h', bytes.fromhex('%s'))" % window.astype("<i2").tobytes().hex())
+        session.run(f"buf = array('h', bytes.fromhex('{window.astype('<i2').tobytes().hex()}'))")
         session.run("F.compute_features(buf, 250, 25, out)")  # warm-up
         grown = session.run(
             "a = gc.mem_alloc()\nfor _ in range(10):\n    F.compute_features(buf, 250, 25, out)\n"
