@@ -47,9 +47,9 @@ def test_body_stored_before_a_crash_is_processed_on_restart(sqlite_url):
         ingest.store_raw(bridge.db, b.tts_uplink(b.alert("mortality", seq=1)), "tts")  # then the power failed
         assert bridge.counts()["alerts"] == 0
 
-    with b.fresh_bridge(sqlite_url) as restarted:
-        report = restarted.process_pending()
-        (alert,) = restarted.open_alerts()
+        with open_bridge(bridge.settings.database_url) as restarted:
+            report = restarted.process_pending()
+            (alert,) = restarted.open_alerts()
 
     assert (report.attempted, report.processed) == (1, 1)
     assert alert.alert_type == "mortality"

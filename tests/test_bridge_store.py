@@ -38,13 +38,13 @@ def bridge(sqlite_url):
         yield bridge
 
 
-def test_embedded_store_is_a_wal_sqlite_file_that_a_second_process_handle_reads(bridge, sqlite_url):
-    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
-
-    with bridge.db.read() as session:
-        mode = session.execute(text("PRAGMA journal_mode")).scalar()
-    with open_bridge(sqlite_url, webhook_secret=b.SECRET) as dashboard_side:
-        positions = dashboard_side.latest_positions(viewer="ranger.amani")
+def test_embedded_store_is_a_wal_sqlite_file_that_a_second_process_handle_reads(sqlite_url):
+    with open_bridge(sqlite_url) as webhook_side:
+        webhook_side.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+        with webhook_side.db.read() as session:
+            mode = session.execute(text("PRAGMA journal_mode")).scalar()
+        with open_bridge(sqlite_url) as dashboard_side:
+            positions = dashboard_side.latest_positions(viewer="ranger.amani")
 
     assert mode == "wal"
     assert [(p.device_id, p.time) for p in positions] == [("collar-01", b.T0)]
