@@ -130,6 +130,7 @@ class SimulatedAnimal:
         scenarios: Sequence[Scenario] = (),
         params: mv.BehaviourParams = mv.DEFAULT_PARAMS,
         home_radius_m: float = 5000.0,
+        history_s: int = 7 * 86400,
     ) -> None:
         self.identity = identity
         self.reserve = reserve
@@ -137,6 +138,7 @@ class SimulatedAnimal:
         self.scenarios = tuple(scenarios)
         self.params = params
         self.home_radius_m = home_radius_m
+        self.history_steps = max(2, history_s // mv.STEP_S)  # older grid points are let go (bounded memory)
         self.rng = np.random.default_rng(seed)
         self.home_xy = home_xy if home_xy is not None else random_home_xy(reserve, self.rng)
         self._water_xy = reserve.water_xy()
@@ -151,7 +153,9 @@ class SimulatedAnimal:
         self._since_water_s = float(rng.uniform(0.0, self._thirst_s))
         self._frozen = False
         self._frozen_motion = _DEAD
-        # The generated grid: times, collar positions (local metres), behaviour and motion indices.
+        # The generated grid: times, collar positions (local metres), behaviour and motion indices;
+        # _base is the grid index of the oldest point still held.
+        self._base = 0
         self._t: list[int] = []
         self._xs: list[float] = []
         self._ys: list[float] = []
@@ -165,8 +169,7 @@ class SimulatedAnimal:
     def state_at(self, t_s: float) -> AnimalState:
         """What the collar experiences at Unix second t_s (before the start: the starting state)."""
         t = max(float(t_s), float(self.start_s))
-        i = int((t - self.start_s) // mv.STEP_S)
-        self._extend_to(i + 1)
+        i = self._local(int((t - self.start_s) // mv.STEP_S))
         frac = (t - self._t[i]) / mv.STEP_S
         x = self._xs[i] + frac * (self._xs[i + 1] - self._xs[i])
         y = self._ys[i] + frac * (self._ys[i + 1] - self._ys[i])
@@ -185,6 +188,8 @@ class SimulatedAnimal:
         """The one-minute track from the start to until_s: time_s, x_m, y_m, lat, lon, behaviour, motion."""
         n = int((until_s - self.start_s) // mv.STEP_S) + 1
         self._extend_to(n)
+        if self._base:
+            raise ValueError(f"{self!r} no longer holds its track from the start (history_s too short)")
         frame = self.reserve.frame
         lonlat = [frame.to_lonlat(x, y) for x, y in zip(self._xs[:n], self._ys[:n], strict=True)]
         return pd.DataFrame(
@@ -201,8 +206,20 @@ class SimulatedAnimal:
 
     # --- generation ---
     def _extend_to(self, index: int) -> None:
-        while len(self._t) <= index:
+        while self._base + len(self._t) <= index:
             self._step()
+
+    def _local(self, index: int) -> int:
+        """Position in the held lists of grid index `index` (and `index + 1`), generating as needed."""
+        self._extend_to(index + 1)
+        excess = len(self._t) - 2 * self.history_steps
+        if excess > 0 and index - self._base > self.history_steps + excess:
+            for held in (self._t, self._xs, self._ys, self._bs, self._ms):
+                del held[:excess]
+            self._base += excess
+        if index < self._base:
+            raise ValueError(f"{self!r}: time {self.start_s + index * mv.STEP_S} is older than the held history")
+        return index - self._base
 
     def _active(self, kind: str, t: int, lead_s: int = 0) -> Scenario | None:
         for s in self.scenarios:
@@ -212,7 +229,7 @@ class SimulatedAnimal:
 
     def _step(self) -> None:
         """Record the state at the next grid time, then move the animal to the one after."""
-        t = self.start_s + len(self._t) * mv.STEP_S
+        t = self.start_s + (self._base + len(self._t)) * mv.STEP_S
         if self._frozen or self._started("mortality", t) or self._started("collar_drop", t):
             if not self._frozen:
                 self._frozen = True

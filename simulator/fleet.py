@@ -8,10 +8,10 @@ Collars are interleaved by wake time (a heap), and the uplinks the network serve
 in time order as The Things Stack v3 JSON (or ChirpStack v4, when asked):
 
     fleet = Fleet(n_collars=20, seed=1, start=datetime(2026, 3, 1, tzinfo=UTC), days=2)
-    for message in fleet.run():            # TTS uplink_message dicts, time-ordered
+    for message in fleet.uplinks():        # TTS uplink_message dicts, time-ordered
         bridge.ingest_tts_uplink(json.dumps(message).encode())
 
-Downlinks (`push_downlink`, or HTTP through simulator.network_server) reach a collar in the RX window
+Downlinks (`push_downlink`, or HTTP through simulator.network_server.NetworkServerStandIn) reach a collar in the RX window
 after its next uplink that a gateway hears. At start every collar is sent the reserve's virtual
 fences (park boundary, farmland) over the air, as a field team would. `pace=None` runs as fast as
 possible; `pace=3600` plays an hour of the herd's life per wall-clock second (the live demo).
@@ -273,8 +273,15 @@ class Fleet:
             heapq.heappush(self._outbox, (delivery.received_at_s, self._outbox_seq, delivery))
 
     # --- running ---
-    def deliveries(self) -> Iterator[Delivery]:
-        """Step every collar until the end; yield what the network server delivers, in time order."""
+    def deliveries(self, pace: float | None = None) -> Iterator[Delivery]:
+        """Step every collar until the end; yield what the network server delivers, in time order.
+
+        pace (simulated seconds per wall second) overrides the fleet's pace for this run.
+        """
+        if pace is not None:
+            if pace <= 0:
+                raise ValueError(f"pace must be positive simulated seconds per wall second, got {pace}")
+            self.pace = pace
         if self._started:
             raise RuntimeError("a Fleet runs once; build a new one to run again")
         self._started = True
@@ -287,6 +294,7 @@ class Fleet:
                 self._hand_downlinks(wearer)
                 wearer.hal.clock.sleep_until(t_s)
                 next_s = wearer.collar.step()
+                wearer.hal.radio.uplinks.clear()  # already handed to the network in _on_uplink
                 heapq.heappush(wake, (max(int(next_s), t_s + 1), index))
             horizon = wake[0][0] if wake else math.inf
             while self._outbox and self._outbox[0][0] <= horizon:
@@ -297,16 +305,16 @@ class Fleet:
                 self.messages_delivered += 1
                 yield delivery
 
-    def run(self, fmt: str = "tts") -> Iterator[dict]:
-        """Yield delivered uplinks as TTS v3 (fmt="tts") or ChirpStack v4 (fmt="chirpstack") JSON dicts."""
-        if fmt not in FORMATS:
-            raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
-        to_json = self.network.tts_uplink if fmt == "tts" else self.network.chirpstack_uplink
-        for delivery in self.deliveries():
+    def uplinks(self, network_format: str = "tts", pace: float | None = None) -> Iterator[dict]:
+        """Yield delivered uplinks as The Things Stack v3 ("tts") or ChirpStack v4 ("chirpstack") JSON dicts."""
+        if network_format not in FORMATS:
+            raise ValueError(f"network_format must be one of {FORMATS}, got {network_format!r}")
+        to_json = self.network.tts_uplink if network_format == "tts" else self.network.chirpstack_uplink
+        for delivery in self.deliveries(pace):
             yield to_json(delivery)
 
     def __iter__(self) -> Iterator[dict]:
-        return self.run()
+        return self.uplinks()
 
     def _wait_for(self, t_s: float) -> None:
         if self.pace is None:

@@ -15,7 +15,7 @@ with a body `{"downlinks": [{"f_port": 32, "frm_payload": "<base64>", "confirmed
 400 malformed. Accepted downlinks go to a `DownlinkSink` (the Fleet), which hands each one to its
 collar in the RX window after that collar's next uplink.
 
-`DownlinkServer` runs Starlette under uvicorn in a background thread on 127.0.0.1 and a free port.
+`NetworkServerStandIn` runs Starlette under uvicorn in a background thread on 127.0.0.1 and a free port.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import base64
 import binascii
 import hmac
 import logging
+import secrets
 import socket
 import threading
 import time
@@ -170,24 +171,36 @@ def build_app(sink: DownlinkSink, api_key: str, application_id: str) -> Starlett
     )
 
 
-class DownlinkServer:
-    """The downlink API served from a background thread; use as a context manager or start()/stop()."""
+class NetworkServerStandIn:
+    """The downlink API served from a background thread; use as a context manager or start()/stop().
+
+    api_key: the key callers must present; None draws a random one (read it from `api_key`).
+    """
 
     def __init__(
-        self, sink: DownlinkSink, api_key: str, application_id: str = "tembo-demo", host: str = "127.0.0.1"
+        self,
+        sink: DownlinkSink,
+        api_key: str | None = None,
+        application_id: str = "tembo-demo",
+        host: str = "127.0.0.1",
     ) -> None:
-        if not api_key:
+        if api_key is not None and not api_key:
             raise ValueError("api_key must not be empty")
         self.sink = sink
         self.application_id = application_id
         self.host = host
         self.port: int | None = None
-        self._api_key = api_key
+        self._api_key = api_key or "NNSXS." + secrets.token_urlsafe(24)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return f"DownlinkServer(url={self.url!r}, application_id={self.application_id!r}, api_key='***')"
+        return f"NetworkServerStandIn(url={self.url!r}, application_id={self.application_id!r}, api_key='***')"
+
+    @property
+    def api_key(self) -> str:
+        """The key a caller sends as `Authorization: Bearer <api_key>`."""
+        return self._api_key
 
     @property
     def url(self) -> str | None:
@@ -198,7 +211,7 @@ class DownlinkServer:
         """The down/push URL of one device."""
         return f"{self.url}/api/v3/as/applications/{self.application_id}/devices/{device_id}/down/push"
 
-    def start(self, timeout_s: float = 10.0) -> DownlinkServer:
+    def start(self, timeout_s: float = 10.0) -> NetworkServerStandIn:
         """Bind a free port on host, serve in a daemon thread, return once it accepts connections."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -227,7 +240,7 @@ class DownlinkServer:
             self._thread.join(timeout=10.0)
         self._server = self._thread = None
 
-    def __enter__(self) -> DownlinkServer:
+    def __enter__(self) -> NetworkServerStandIn:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

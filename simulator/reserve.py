@@ -187,7 +187,7 @@ class Reserve:
                 return g
         raise KeyError(gateway_id)
 
-    def to_geojson(self) -> dict:
+    def geojson(self) -> dict:
         """The reserve as a GeoJSON FeatureCollection (RFC 7946, [lon, lat] order)."""
         features = [_polygon_feature("boundary", self.boundary)]
         features += [_polygon_feature("farmland", a) for a in self.farmland]
@@ -271,4 +271,4 @@ def demo_reserve(centre_lon: float = DEMO_CENTRE_LON, centre_lat: float = DEMO_C
 
 def demo_reserve_geojson() -> dict:
     """GeoJSON FeatureCollection of the demo reserve (what the bridge stores and the map draws)."""
-    return demo_reserve().to_geojson()
+    return demo_reserve().geojson()

@@ -11,7 +11,7 @@ from collar_firmware import codec
 from lora_bridge.service import open_bridge
 from simulator.animals import AnimalIdentity, Scenario, SimulatedAnimal
 from simulator.fleet import Fleet
-from simulator.network_server import DownlinkServer
+from simulator.network_server import NetworkServerStandIn
 from simulator.reserve import demo_reserve, demo_reserve_geojson
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -24,14 +24,14 @@ def test_bridge_acknowledges_a_mortality_alert_and_the_collar_stops_repeating_it
     animal = SimulatedAnimal(AnimalIdentity("tembo-collar-01", "70B3D57ED0060001", "Amani"), reserve, START_S,
                              seed=3, home_xy=(0.0, 0.0), scenarios=[Scenario("mortality", START_S + 3600)])
     fleet = Fleet(animals=[animal], reserve=reserve, start=START, days=20 / 24)
-    with DownlinkServer(fleet, api_key=API_KEY) as server:
+    with NetworkServerStandIn(fleet, api_key=API_KEY) as server:
         bridge = open_bridge(sqlite_url, network_server_url=server.url, network_server_api_key=API_KEY)
         with bridge:
             bridge.load_geography(demo_reserve_geojson())
             for entry in fleet.manifest():
                 bridge.register_animal(entry["device_id"], entry["name"], entry["species"], entry["sex"])
             mortality_uplinks = 0
-            for message in fleet.run():
+            for message in fleet.uplinks():
                 bridge.ingest_tts_uplink(json.dumps(message).encode())
                 bridge.flush_downlinks()
                 up = message["uplink_message"]

@@ -15,7 +15,7 @@ from collar_firmware import codec
 from simulator.animals import AnimalIdentity, Scenario, SimulatedAnimal, boundary_point_xy
 from simulator.fleet import CollarTemperature, Fleet, ambient_temperature_c, fence_commands
 from simulator.movebank import MovebankReplay, read_movebank
-from simulator.network_server import DownlinkServer
+from simulator.network_server import NetworkServerStandIn
 from simulator.reserve import demo_reserve
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -50,7 +50,7 @@ def alerts_of(messages: list[dict]) -> dict[str, float]:
 
 def test_same_seed_gives_the_same_uplinks_byte_for_byte():
     def run(seed: int) -> str:
-        return json.dumps(list(Fleet(n_collars=3, seed=seed, start=START, days=0.1).run()))
+        return json.dumps(list(Fleet(n_collars=3, seed=seed, start=START, days=0.1).uplinks()))
 
     assert run(5) == run(5)
     assert run(5) != run(6)
@@ -58,7 +58,7 @@ def test_same_seed_gives_the_same_uplinks_byte_for_byte():
 
 def test_fleet_yields_time_ordered_tts_uplinks_that_decode_with_the_codec():
     fleet = Fleet(n_collars=4, seed=2, start=START, days=0.25)
-    messages = list(fleet.run())
+    messages = list(fleet.uplinks())
     times = [m["received_at"] for m in messages]
     assert times == sorted(times)
     kinds = {decoded(m)["message"] for m in messages}
@@ -75,7 +75,7 @@ def test_fleet_yields_time_ordered_tts_uplinks_that_decode_with_the_codec():
 
 def test_positions_on_the_wire_are_where_the_animal_is():
     fleet = one_animal_fleet(hours=4)
-    messages = list(fleet.run())
+    messages = list(fleet.uplinks())
     positions = [decoded(m) for m in messages if decoded(m)["message"] == "positions"]
     assert len(positions) >= 3  # hourly fixes
     animal = fleet.animal("tembo-collar-01")
@@ -87,13 +87,13 @@ def test_positions_on_the_wire_are_where_the_animal_is():
 
 
 def test_chirpstack_format_carries_the_same_frames():
-    tts = list(Fleet(n_collars=2, seed=4, start=START, days=0.05).run("tts"))
-    chirp = list(Fleet(n_collars=2, seed=4, start=START, days=0.05).run("chirpstack"))
+    tts = list(Fleet(n_collars=2, seed=4, start=START, days=0.05).uplinks("tts"))
+    chirp = list(Fleet(n_collars=2, seed=4, start=START, days=0.05).uplinks("chirpstack"))
     assert [m["uplink_message"]["frm_payload"] for m in tts] == [e["data"] for e in chirp]
     assert [m["uplink_message"]["f_cnt"] for m in tts] == [e["fCnt"] for e in chirp]
     assert chirp[0]["deviceInfo"]["devEui"] == chirp[0]["deviceInfo"]["devEui"].lower()
-    with pytest.raises(ValueError, match="fmt"):
-        next(Fleet(n_collars=1, seed=4, start=START, days=0.05).run("mqtt"))
+    with pytest.raises(ValueError, match="network_format"):
+        next(Fleet(n_collars=1, seed=4, start=START, days=0.05).uplinks("mqtt"))
 
 
 def test_manifest_lists_every_collar_for_registration_with_the_bridge():
@@ -104,7 +104,7 @@ def test_manifest_lists_every_collar_for_registration_with_the_bridge():
 
 def test_every_collar_learns_the_reserve_fences_over_the_air():
     fleet = Fleet(n_collars=2, seed=1, start=START, days=0.1)
-    messages = list(fleet.run())
+    messages = list(fleet.uplinks())
     acks = [decoded(m) for m in messages if decoded(m)["message"] == "ack"]
     fence_cmd = codec.message("fence")[2]
     assert sum(a["cmd"] == fence_cmd and a["result"] == "ok" for a in acks) == 2 * len(fence_commands(demo_reserve()))
@@ -114,9 +114,9 @@ def test_every_collar_learns_the_reserve_fences_over_the_air():
 
 def test_downlink_pushed_over_http_reaches_the_collar_after_its_next_uplink():
     fleet = Fleet(n_collars=2, seed=1, start=START, days=0.2, fences=False)
-    stream = fleet.run()
+    stream = fleet.uplinks()
     before = [next(stream) for _ in range(3)]
-    with DownlinkServer(fleet, api_key="NNSXS.TEST") as server:
+    with NetworkServerStandIn(fleet, api_key="NNSXS.TEST") as server:
         command = codec.encode("tracking", {"minutes": 30})
         body = {"downlinks": [{"f_port": 32, "frm_payload": base64.b64encode(command).decode()}]}
         response = httpx.post(server.push_url("tembo-collar-02"), json=body,
@@ -146,7 +146,7 @@ def test_downlinks_for_unknown_collars_or_bad_ports_are_refused():
 
 def test_ranger_gets_a_mortality_alert_twelve_still_hours_after_the_animal_dies():
     fleet = one_animal_fleet([Scenario("mortality", START_S + HOUR_S)], hours=14)
-    first = alerts_of(list(fleet.run()))
+    first = alerts_of(list(fleet.uplinks()))
     assert START_S + 4 * HOUR_S <= first["immobility"] < START_S + 6 * HOUR_S
     assert START_S + 13 * HOUR_S <= first["mortality"] < START_S + 14 * HOUR_S
 
@@ -158,7 +158,7 @@ def test_ranger_gets_a_poaching_alert_when_the_animal_runs_at_night_near_the_bou
                      place_xy=boundary_point_xy(reserve, 0.3, 500.0),
                      run_to_xy=boundary_point_xy(reserve, 0.35, 700.0))
     fleet = one_animal_fleet([chase], home_xy=boundary_point_xy(reserve, 0.3, 3500.0), hours=20)
-    first = alerts_of(list(fleet.run()))
+    first = alerts_of(list(fleet.uplinks()))
     assert chase_s <= first["poaching_risk"] < chase_s + 25 * 60
 
 
@@ -170,13 +170,13 @@ def test_ranger_gets_a_farmland_alert_when_the_animal_raids_crops():
     d = math.hypot(*farm)
     fleet = one_animal_fleet([raid], home_xy=(farm[0] - 5000 * farm[0] / d, farm[1] - 5000 * farm[1] / d),
                              hours=24)
-    first = alerts_of(list(fleet.run()))
+    first = alerts_of(list(fleet.uplinks()))
     assert raid_s - 3 * HOUR_S <= first["geofence_farmland"] <= raid_s + 1800
 
 
 def test_ranger_gets_a_collar_drop_alert_and_no_mortality_alert():
     fleet = one_animal_fleet([Scenario("collar_drop", START_S + 2 * HOUR_S)], hours=16)
-    first = alerts_of(list(fleet.run()))
+    first = alerts_of(list(fleet.uplinks()))
     assert START_S + 2 * HOUR_S < first["collar_drop"] <= START_S + 5 * HOUR_S
     assert "mortality" not in first
 
@@ -207,7 +207,7 @@ def test_pace_plays_simulated_hours_in_wall_clock_seconds():
     clock = FakeClock()
     fleet = Fleet(n_collars=2, seed=1, start=START, days=0.25, pace=3600, sleep=clock.sleep,
                   monotonic=clock.monotonic)
-    messages = list(fleet.run())
+    messages = list(fleet.uplinks())
     last_s = datetime.fromisoformat(messages[-1]["received_at"]).timestamp()
     # The last uplink of six simulated hours is handed over about six wall seconds after the start.
     assert clock.now - 100.0 == pytest.approx((last_s - START_S) / 3600, abs=1e-6)
@@ -222,7 +222,7 @@ def test_a_real_movebank_track_can_wear_a_simulated_collar():
     replay = MovebankReplay(track, AnimalIdentity("tembo-collar-77", "70B3D57ED0069077", "Tiny Walker"), START_S,
                             demo_reserve())
     fleet = Fleet(animals=[replay], reserve=demo_reserve(), start=START, days=0.1)
-    fixes = [f for m in fleet.run() if decoded(m)["message"] == "positions" for f in decoded(m)["fixes"]]
+    fixes = [f for m in fleet.uplinks() if decoded(m)["message"] == "positions" for f in decoded(m)["fixes"]]
     assert fixes
     assert all(abs(f["lat"] - 0.575) < 0.01 and abs(f["lon"] - 37.58) < 0.01 for f in fixes)
     assert fleet.manifest()[0]["name"] == "Tiny Walker" and fleet.ground_truth() == []
@@ -230,15 +230,15 @@ def test_a_real_movebank_track_can_wear_a_simulated_collar():
 
 def test_a_fleet_runs_only_once():
     fleet = Fleet(n_collars=1, seed=1, start=START, days=0.02)
-    list(fleet.run())
+    list(fleet.uplinks())
     with pytest.raises(RuntimeError, match="once"):
-        list(fleet.run())
+        list(fleet.uplinks())
 
 
 @pytest.mark.slow
 def test_two_day_demo_herd_raises_every_scenario_alert():
     fleet = Fleet(n_collars=6, seed=1, start=START, days=2)
-    messages = list(fleet.run())
+    messages = list(fleet.uplinks())
     raised = {(m["end_device_ids"]["device_id"], decoded(m)["alert_type"])
               for m in messages if decoded(m)["message"] == "alert"}
     for event in fleet.ground_truth():

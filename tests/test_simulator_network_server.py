@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from collar_firmware import codec
-from simulator.network_server import DownlinkServer, parse_downlinks
+from simulator.network_server import NetworkServerStandIn, parse_downlinks
 
 API_KEY = "NNSXS.TEMBO-TEST-KEY"
 
@@ -37,9 +37,9 @@ class RecordingSink:
 
 
 @pytest.fixture
-def api() -> Iterator[tuple[DownlinkServer, RecordingSink]]:
+def api() -> Iterator[tuple[NetworkServerStandIn, RecordingSink]]:
     sink = RecordingSink()
-    with DownlinkServer(sink, api_key=API_KEY, application_id="tembo-demo") as server:
+    with NetworkServerStandIn(sink, api_key=API_KEY, application_id="tembo-demo") as server:
         yield server, sink
 
 
