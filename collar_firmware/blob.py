@@ -258,28 +258,40 @@ def _read_record(model, tag, data, pos, length):
     elif tag == REC_SCALES:
         _expect(tag, length, model.n_features)
         for f in range(model.n_features):
-            e = struct.unpack_from("<b", data, pos + f)[0]
+            e = _i8(data[pos + f])
             if e < -15 or e > 15:
                 raise ModelError("feature %d scale exponent %d out of range" % (f, e))
             model.scales[f] = e
     elif tag == REC_ROOTS:
         _expect(tag, length, 2 * len(model.roots))
-        for t in range(len(model.roots)):
-            model.roots[t] = struct.unpack_from("<h", data, pos + 2 * t)[0]
+        _fill16(model.roots, data, pos, 2, True)
     elif tag == REC_NODES:
         _expect(tag, length, NODE_SIZE * len(model.feature))
         for i in range(len(model.feature)):
-            f, thr, lo, hi = struct.unpack_from("<Bhhh", data, pos + NODE_SIZE * i)
-            model.feature[i] = f
-            model.threshold[i] = thr
-            model.left[i] = lo
-            model.right[i] = hi
+            model.feature[i] = data[pos + NODE_SIZE * i]
+        _fill16(model.threshold, data, pos + 1, NODE_SIZE, True)
+        _fill16(model.left, data, pos + 3, NODE_SIZE, True)
+        _fill16(model.right, data, pos + 5, NODE_SIZE, True)
     elif tag == REC_LEAVES:
         _expect(tag, length, 2 * len(model.leaves))
-        for i in range(len(model.leaves)):
-            model.leaves[i] = struct.unpack_from("<H", data, pos + 2 * i)[0]
+        _fill16(model.leaves, data, pos, 2, False)
     elif tag == REC_NAME:
         model.name = bytes(data[pos : pos + length]).decode()
+
+
+def _i8(byte):
+    """Return a byte as a signed 8-bit integer."""
+    return byte - 256 if byte > 127 else byte
+
+
+def _fill16(target, data, pos, stride, signed):
+    """Fill target with little-endian 16-bit integers read every `stride` bytes from pos (no garbage)."""
+    for i in range(len(target)):
+        p = pos + stride * i
+        v = data[p] | (data[p + 1] << 8)
+        if signed and v > 32767:
+            v -= 65536
+        target[i] = v
 
 
 def _check_trees(model):
