@@ -9,7 +9,7 @@ from collar_firmware.compat import const
 FW_VERSION = "1.0.0"
 
 # Bounds of what the collar holds in RAM and flash (named, so tests and docs can quote them).
-QUEUE_SLOTS = const(48)  # store-and-forward records in flash
+QUEUE_SLOTS = const(96)  # store-and-forward records in flash (about a day of summaries)
 MAX_FENCES = const(4)  # virtual fences held on the collar
 MAX_FENCE_POINTS = const(32)  # vertices per fence polygon
 MAX_POSITIONS_PER_UPLINK = const(5)  # codec "positions" list bound

@@ -41,6 +41,7 @@ ERROR_STAGES = ("imu", "gnss", "radio", "storage", "downlink", "model", "power",
 PORT_ALERT = const(10)
 PORT_ACK = const(31)
 BATTERY_EVERY_S = const(600)
+LINK_CHECK_S = const(4 * 3600)  # a confirmed uplink at least this often while records await proof
 GNSS_TIMEOUT_S = const(90)
 MAX_BACKOFF_S = const(3600)
 _MAX_DT_S = const(65535)
@@ -123,6 +124,7 @@ class Collar:
         self.uplinks = 0
         self.downlinks = 0
         self.link_ok = True
+        self.verified_s = now
         self.probe_at_s = 0
         self.probe_backoff_s = 60
         self.reboot_pending = False
@@ -486,7 +488,8 @@ class Collar:
                 if self.sched.held_by_duty:
                     self.send_wake_s = self.sched.next_band_free_s(now)
                 return
-            confirmed = (q.flags[slot] & 1) == 1 or not self.link_ok
+            confirmed = ((q.flags[slot] & 1) == 1 or not self.link_ok
+                         or (now - self.verified_s >= LINK_CHECK_S and q.has_unverified()))
             port = q.port[slot]
             try:
                 ok = radio.send(port, payload, confirmed)
@@ -505,11 +508,14 @@ class Collar:
         if confirmed:
             if ok:
                 self.link_ok = True
+                self.verified_s = now
                 self.probe_backoff_s = 60
+                q.link_verified()
             else:
                 self.link_ok = False
                 self.probe_at_s = now + self.probe_backoff_s
                 self.probe_backoff_s = min(self.probe_backoff_s * 2, MAX_BACKOFF_S)
+                q.link_lost()
         if prio == scheduler.PRIO_ALERT:
             if ok:
                 # heard by the network: repeat at the lower rate until the bridge acknowledges it
@@ -519,7 +525,11 @@ class Collar:
                 tries = q.tries[slot] + 1 if q.tries[slot] < 6 else 6
                 q.tries[slot] = tries
                 q.retry_at_s[slot] = now + (60 << tries)
-        elif ok or not confirmed:
+        elif not confirmed and prio != scheduler.PRIO_ACK:
+            q.mark_unverified(slot)  # data: kept until a link check (a lost ack: the bridge asks again)
+        elif not confirmed:
+            q.remove(slot)
+        elif ok:
             q.remove(slot)
         else:
             q.retry_at_s[slot] = self.probe_at_s

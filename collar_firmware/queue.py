@@ -1,15 +1,20 @@
 """Store-and-forward queue of the collar: a bounded ring of checksummed records in flash.
 
-Each message waiting to be sent lives in its own flash slot (key "q00".."q47", QUEUE_SLOTS of them).
+Each message waiting to be sent lives in its own flash slot (key "q00".."q95", QUEUE_SLOTS of them).
 A record is written once and never changed in place; sending it erases the slot. Layout, little-endian:
 
     0 magic 0x54 | 1 priority | 2 port | 3 flags (bit 0: confirmed) | 4..7 seq u32 | 8 length
     9.. payload | CRC-16/CCITT-FALSE over bytes 0..8+length
 
+A record sent unconfirmed stays (flagged in RAM) until a confirmed uplink proves the link; when a
+confirmed uplink goes unheard, those records are sent again, so nothing is lost to an outage the
+collar had not yet noticed (the bridge drops the duplicates).
+
 A power cut in the middle of a write leaves a slot whose CRC does not match: at start-up it is counted
 and erased, and every record written before it is intact, so nothing the queue accepted is ever lost.
-When the ring is full, the oldest record of the least urgent kind (activity summaries first) is
-dropped; alerts are never dropped, only erased when the bridge acknowledges them.
+When the ring is full, records of the least urgent kind (activity summaries first) are thinned
+oldest first (every second one per pass, see `_victim`); alerts are never dropped, only erased when
+the bridge acknowledges them.
 """
 
 import struct
@@ -53,7 +58,9 @@ class Queue:
         self.seq = [0] * slots
         self.retry_at_s = [0] * slots  # RAM only: when a record may be tried again (alerts back off)
         self.tries = bytearray(slots)
+        self.unverified = bytearray(slots)  # RAM only: sent unconfirmed, kept until a link check succeeds
         self.next_seq = 1
+        self.thin_after_seq = 0  # thinning pass: records up to this seq were kept in this pass
         self.dropped = 0  # records dropped because the ring was full
         self.corrupt = 0  # torn or corrupt records found at start-up
         self.refused = 0  # records refused (ring full of alerts)
@@ -80,6 +87,7 @@ class Queue:
             self.seq[slot] = seq
             self.retry_at_s[slot] = 0
             self.tries[slot] = 0
+            self.unverified[slot] = 0
             if seq >= self.next_seq:
                 self.next_seq = seq + 1
             kept += 1
@@ -125,6 +133,7 @@ class Queue:
         self.seq[slot] = self.next_seq
         self.retry_at_s[slot] = 0
         self.tries[slot] = 0
+        self.unverified[slot] = 0
         self.next_seq += 1
         return slot
 
@@ -135,20 +144,62 @@ class Queue:
         return -1
 
     def _victim(self, prio):
-        best = -1
+        """Pick the record to drop for a new one of priority prio, or -1.
+
+        The least urgent kind goes first, and within it the history is thinned: one pass drops every
+        second record from the oldest on, the next pass starts again from the oldest, so a long
+        outage comes home at a coarser grain instead of losing its first days.
+        """
+        worst = -1
         for slot in range(self.slots):
             p = self.prio[slot]
-            if p == _PRIO_ALERT or p < prio:
-                continue
-            if best < 0 or p > self.prio[best] or (p == self.prio[best] and self.seq[slot] < self.seq[best]):
-                best = slot
+            if p != _FREE and p != _PRIO_ALERT and p >= prio and p > worst:
+                worst = p
+        if worst < 0:
+            return -1
+        victim = self._oldest(worst, self.thin_after_seq)
+        if victim < 0:
+            victim = self._oldest(worst, 0)
+        kept = self._oldest(worst, self.seq[victim])
+        self.thin_after_seq = self.seq[kept] if kept >= 0 else 0
+        return victim
+
+    def _oldest(self, prio, after_seq):
+        best = -1
+        for slot in range(self.slots):
+            if self.prio[slot] == prio and self.seq[slot] > after_seq:
+                if best < 0 or self.seq[slot] < self.seq[best]:
+                    best = slot
         return best
 
     def remove(self, slot):
         """Erase the record in slot (sent, or acknowledged by the bridge)."""
+        self.unverified[slot] = 0
         if self.prio[slot] != _FREE:
             self.prio[slot] = _FREE
             self.storage.write(_key(slot), b"")
+
+    def mark_unverified(self, slot):
+        """The record in slot went out unconfirmed: keep it until a link check proves the link."""
+        self.unverified[slot] = 1
+
+    def has_unverified(self):
+        """Return True when records wait for a link check."""
+        for slot in range(self.slots):
+            if self.unverified[slot]:
+                return True
+        return False
+
+    def link_verified(self):
+        """A confirmed uplink was heard: erase the records sent unconfirmed before it."""
+        for slot in range(self.slots):
+            if self.unverified[slot]:
+                self.remove(slot)
+
+    def link_lost(self):
+        """A confirmed uplink went unheard: records sent unconfirmed since the last check go out again."""
+        for slot in range(self.slots):
+            self.unverified[slot] = 0
 
     # ---- reading ----------------------------------------------------------------------
 
@@ -157,7 +208,7 @@ class Queue:
         best = -1
         for slot in range(self.slots):
             p = self.prio[slot]
-            if p == _FREE or self.retry_at_s[slot] > now_s:
+            if p == _FREE or self.retry_at_s[slot] > now_s or self.unverified[slot]:
                 continue
             if confirmed_only and not self.flags[slot] & FLAG_CONFIRMED and p != _PRIO_ALERT:
                 continue
