@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -261,3 +262,59 @@ def test_writer_refuses_what_the_collar_could_not_hold():
         blob_writer.write_blob(trees, blob_writer.ModelMeta(meta.classes, 10, 25, scales=(0,) * 3))
     with pytest.raises(ValueError):
         blob_writer.quantize([[0.5] * N], meta.scales)
+
+
+def random_tree(rng, n_classes: int, max_depth: int) -> blob_writer.TreeArrays:
+    """Return a random tree in scikit-learn's depth-first layout."""
+    left, right, feature, threshold, value = [], [], [], [], []
+
+    def grow(depth: int) -> int:
+        node = len(left)
+        left.append(-1)
+        right.append(-1)
+        feature.append(-2)
+        threshold.append(0)
+        value.append(rng.dirichlet(np.ones(n_classes)))
+        if depth < max_depth and rng.random() < 0.8:
+            feature[node] = int(rng.integers(N))
+            threshold[node] = int(rng.integers(-300, 300))
+            left[node] = grow(depth + 1)
+            right[node] = grow(depth + 1)
+        return node
+
+    grow(0)
+    return blob_writer.TreeArrays(
+        np.array(left), np.array(right), np.array(feature), np.array(threshold), np.array(value)
+    )
+
+
+def reference_votes(trees, features) -> np.ndarray:
+    """Walk the trees in numpy terms and add the leaves' 16-bit probabilities."""
+    votes = 0
+    for tree in trees:
+        node = 0
+        while tree.left[node] >= 0:
+            node = (
+                tree.left[node]
+                if features[tree.feature[node]] <= tree.threshold_q[node]
+                else tree.right[node]
+            )
+        votes = votes + np.rint(tree.value[node] * blob_writer.LEAF_SCALE).astype(int)
+    return votes
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_trees=st.integers(1, 6), n_classes=st.integers(2, 6))
+def test_any_written_forest_is_read_and_walked_the_same(seed, n_trees, n_classes):
+    rng = np.random.default_rng(seed)
+    trees = [random_tree(rng, n_classes, max_depth=int(rng.integers(0, 7))) for _ in range(n_trees)]
+    meta = blob_writer.ModelMeta(
+        classes=tuple(f"class{i}" for i in range(n_classes)), window_s=10, rate_hz=25, scales=(0,) * N
+    )
+    model = Model.from_bytes(blob_writer.write_blob(trees, meta))
+    votes = [0] * n_classes
+    for _ in range(20):
+        features = rng.integers(-400, 400, N).tolist()
+        expected = reference_votes(trees, features)
+        assert model.predict_proba(features, votes) == expected.tolist()
+        assert model.predict(features) == int(np.argmax(expected))
