@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from ranger_dashboard import config, data, palette, selection
+from ranger_dashboard import config, data, palette, roles, selection
 
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -41,11 +41,13 @@ open_count = len(data.open_alerts(url))
 
 with st.sidebar:
     st.markdown("### :material/pets: Tembo")
+    role = roles.role(options.role)
+    st.caption(f"{role.title} view · {role.describe_positions()}")
     st.text_input(
-        "Ranger name",
+        "Your name",
         key=selection.RANGER_KEY,
-        placeholder="Your name",
-        help="Acknowledged and resolved alerts carry this name.",
+        placeholder="Ranger's name",
+        help="Acknowledged and resolved alerts carry this name; views of live positions are logged with it.",
     )
 
 navigation = st.navigation(

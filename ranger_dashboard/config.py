@@ -1,8 +1,8 @@
-"""How the dashboard is started: database, clock and refresh period, from its command line or env.
+"""How the dashboard is started: database, role, clock and refresh period, from its command line or env.
 
-`streamlit run ranger_dashboard/app.py -- --database-url URL --clock data --refresh-s 5`; each
-option falls back to an environment variable (TEMBO_DATABASE_URL, TEMBO_DASHBOARD_CLOCK,
-TEMBO_DASHBOARD_REFRESH_S), then to the embedded default.
+`streamlit run ranger_dashboard/app.py -- --database-url URL --role ranger --clock data --refresh-s 5`;
+each option falls back to an environment variable (TEMBO_DATABASE_URL, TEMBO_DASHBOARD_ROLE,
+TEMBO_DASHBOARD_CLOCK, TEMBO_DASHBOARD_REFRESH_S), then to the embedded default.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+
+from ranger_dashboard.roles import DEFAULT_ROLE, ROLES
 
 DEFAULT_DATABASE_URL = "sqlite:///var/tembo.db"
 # "wall": ages are measured from the control room's clock (real collars).
@@ -27,8 +29,11 @@ class DashboardOptions:
     database_url: str = DEFAULT_DATABASE_URL
     clock: str = "wall"
     refresh_s: float = DEFAULT_REFRESH_S
+    role: str = DEFAULT_ROLE
 
     def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}, got {self.role!r}")
         if self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {CLOCKS}, got {self.clock!r}")
         if self.refresh_s < MIN_REFRESH_S:
@@ -39,6 +44,8 @@ class DashboardOptions:
         return [
             "--database-url",
             self.database_url,
+            "--role",
+            self.role,
             "--clock",
             self.clock,
             "--refresh-s",
@@ -51,6 +58,7 @@ def options(argv: list[str] | None = None, environ: dict[str, str] | None = None
     env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--role", default=None)
     parser.add_argument("--clock", default=None)
     parser.add_argument("--refresh-s", type=float, default=None)
     known, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
@@ -59,4 +67,5 @@ def options(argv: list[str] | None = None, environ: dict[str, str] | None = None
         database_url=known.database_url or env.get("TEMBO_DATABASE_URL") or DEFAULT_DATABASE_URL,
         clock=known.clock or env.get("TEMBO_DASHBOARD_CLOCK") or "wall",
         refresh_s=float(refresh) if refresh is not None else DEFAULT_REFRESH_S,
+        role=known.role or env.get("TEMBO_DASHBOARD_ROLE") or DEFAULT_ROLE,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -140,8 +140,8 @@ def sort_alerts(alerts: Iterable[Any]) -> list[Any]:
     )
 
 
-def alert_table(alerts: Iterable[Any], now: datetime) -> pd.DataFrame:
-    """Open alerts as the table the Alerts page shows, most urgent first."""
+def alert_table(alerts: Iterable[Any], now: datetime, show_positions: bool = True) -> pd.DataFrame:
+    """Open alerts as the table the Alerts page shows, most urgent first (positions only if allowed)."""
     rows = [
         {
             COL_PRIORITY: palette.priority_label(a.priority),
@@ -151,7 +151,7 @@ def alert_table(alerts: Iterable[Any], now: datetime) -> pd.DataFrame:
             COL_AGE: format_age(a.time, now),
             COL_STATE: a.state,
             COL_SOURCE: a.source,
-            COL_POSITION: format_position(a.lat, a.lon),
+            COL_POSITION: format_position(a.lat, a.lon) if show_positions else "withheld",
         }
         for a in sort_alerts(alerts)
     ]
@@ -200,8 +200,10 @@ def can_resolve(alert: Any) -> bool:
 # ---------------------------------------------------------------- animals
 
 
-def animal_table(animals: Iterable[Any], now: datetime, low_battery_mv: int = LOW_BATTERY_MV) -> pd.DataFrame:
-    """Per animal: last seen, battery, behaviour, firmware and model versions; by name."""
+def animal_table(
+    animals: Iterable[Any], now: datetime, low_battery_mv: int = LOW_BATTERY_MV, show_positions: bool = True
+) -> pd.DataFrame:
+    """Per animal: last seen, battery, behaviour, firmware and model versions (and position if allowed)."""
     rows = [
         {
             COL_NAME: a.name,
@@ -213,7 +215,7 @@ def animal_table(animals: Iterable[Any], now: datetime, low_battery_mv: int = LO
             COL_BEHAVIOUR: a.behaviour or "",
             COL_FIRMWARE: a.fw_version or "",
             COL_MODEL: "" if a.model_version is None else str(a.model_version),
-            COL_POSITION: format_position(a.lat, a.lon),
+            COL_POSITION: format_position(a.lat, a.lon) if show_positions else "withheld",
         }
         for a in sorted(animals, key=lambda a: (a.name or "", a.device_id or ""))
     ]
@@ -268,6 +270,46 @@ def behaviour_shares(frame: pd.DataFrame) -> pd.Series:
     if frame.empty or not behaviours:
         return pd.Series(dtype=float)
     return frame[behaviours].mean().sort_values(ascending=False)
+
+
+# ---------------------------------------------------------------- location privacy
+
+METRES_PER_DEGREE_LAT = 111_320.0
+
+
+def coarsen(lat: float, lon: float, grid_m: int) -> tuple[float, float]:
+    """(lat, lon) snapped to the centre of its cell in a grid of about grid_m x grid_m metres."""
+    lat_step = grid_m / METRES_PER_DEGREE_LAT
+    lat_centre = (math.floor(lat / lat_step) + 0.5) * lat_step
+    lon_step = grid_m / (METRES_PER_DEGREE_LAT * max(math.cos(math.radians(lat_centre)), 0.01))
+    lon_centre = (math.floor(lon / lon_step) + 0.5) * lon_step
+    return round(lat_centre, 6), round(lon_centre, 6)
+
+
+def withheld_positions(
+    tracks: Mapping[Any, Sequence[Any]], cutoff: datetime, grid_m: int
+) -> tuple[list[Any], dict[str, list[Any]]]:
+    """What a role without exact positions sees: fixes up to `cutoff` only, snapped to a grid.
+
+    Returns (last such fix per animal, tracks), both as copies of the given `PositionView`s with
+    coarse lat/lon; a run of fixes in the same cell becomes one.
+    """
+    latest: list[Any] = []
+    coarse_tracks: dict[str, list[Any]] = {}
+    for animal_id, fixes in tracks.items():
+        kept: list[Any] = []
+        for p in sorted(fixes, key=lambda p: p.time):
+            if p.time > cutoff or p.lat is None or p.lon is None:
+                continue
+            lat, lon = coarsen(float(p.lat), float(p.lon), grid_m)
+            if kept and (kept[-1].lat, kept[-1].lon) == (lat, lon):
+                kept[-1] = replace(p, lat=lat, lon=lon)
+            else:
+                kept.append(replace(p, lat=lat, lon=lon))
+        if kept:
+            coarse_tracks[str(animal_id)] = kept
+            latest.append(kept[-1])
+    return latest, coarse_tracks
 
 
 # ---------------------------------------------------------------- the live map
@@ -349,17 +391,22 @@ def features_of_kind(geography: Mapping[str, Any], kind: str) -> list[dict[str, 
     return [f for f in geography.get("features", []) if (f.get("properties") or {}).get("kind") == kind]
 
 
-def gateway_points(geography: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """LoRaWAN gateways of the reserve (Point features of kind 'gateway') with their names."""
+def point_features(geography: Mapping[str, Any], kind: str, label: str) -> list[dict[str, Any]]:
+    """Point features of `kind` (gateways, waterholes) as map records with name and tooltip."""
     points = []
-    for f in features_of_kind(geography, "gateway"):
+    for f in features_of_kind(geography, kind):
         geometry = f.get("geometry") or {}
         if geometry.get("type") != "Point":
             continue
         lon, lat = geometry["coordinates"][:2]
-        name = (f.get("properties") or {}).get("name") or "gateway"
-        points.append({"name": str(name), "lat": float(lat), "lon": float(lon), "tooltip": f"Gateway {name}"})
+        name = (f.get("properties") or {}).get("name") or kind
+        points.append({"name": str(name), "lat": float(lat), "lon": float(lon), "tooltip": f"{label} {name}"})
     return points
+
+
+def gateway_points(geography: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """LoRaWAN gateways of the reserve (Point features of kind 'gateway') with their names."""
+    return point_features(geography, "gateway", "Gateway")
 
 
 def _coordinates(geometry: Mapping[str, Any]) -> Iterable[tuple[float, float]]:
@@ -408,8 +455,30 @@ def view_state_for(bounds: MapBounds | None, width_px: int = 720, height_px: int
     return pdk.ViewState(latitude=lat, longitude=lon, zoom=round(zoom, 2), pitch=0, bearing=0)
 
 
+def _point_layer(layer_id: str, points: list[dict[str, Any]], colour: list[int], radius_px: int) -> pdk.Layer:
+    """Named points of the reserve (gateways, waterholes) as fixed-size dots with a dark outline."""
+    return pdk.Layer(
+        "ScatterplotLayer",
+        id=layer_id,
+        data=points,
+        get_position=["lon", "lat"],
+        get_fill_color=colour,
+        radius_units=PIXELS,
+        get_radius=radius_px,
+        stroked=True,
+        get_line_color=[20, 30, 30, 255],
+        line_width_units=PIXELS,
+        get_line_width=1,
+        pickable=True,
+    )
+
+
 def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
-    """The offline base map: reserve boundary, farmland, water, roads and gateways as pydeck layers."""
+    """The offline base map: reserve boundary, farmland, water, roads and gateways as pydeck layers.
+
+    Areas and lines are GeoJSON layers; point features (waterholes, gateways) are fixed-size dots
+    so they stay visible at every zoom.
+    """
     layers = []
     for kind, layer_id, filled in (
         ("boundary", "reserve-boundary", True),
@@ -417,7 +486,9 @@ def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
         ("water", "water", True),
         ("road", "roads", False),
     ):
-        features = features_of_kind(geography, kind)
+        features = [
+            f for f in features_of_kind(geography, kind) if (f.get("geometry") or {}).get("type") != "Point"
+        ]
         if not features:
             continue
         layers.append(
@@ -434,24 +505,12 @@ def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
                 pickable=False,
             )
         )
+    waterholes = point_features(geography, "water", "Water:")
+    if waterholes:
+        layers.append(_point_layer("waterholes", waterholes, palette.GEOGRAPHY_LINE["water"], 6))
     gateways = gateway_points(geography)
     if gateways:
-        layers.append(
-            pdk.Layer(
-                "ScatterplotLayer",
-                id="gateways",
-                data=gateways,
-                get_position=["lon", "lat"],
-                get_fill_color=palette.GATEWAY_COLOUR,
-                radius_units=PIXELS,
-                get_radius=5,
-                stroked=True,
-                get_line_color=[20, 30, 30, 255],
-                line_width_units=PIXELS,
-                get_line_width=1,
-                pickable=True,
-            )
-        )
+        layers.append(_point_layer("gateways", gateways, palette.GATEWAY_COLOUR, 5))
     return layers
 
 

@@ -189,3 +189,34 @@ def test_empty_store_tells_the_ranger_what_to_do(sqlite_url, monkeypatch):
     assert deck_spec(app)["layers"][0]["id"] == "reserve-boundary"
     assert any("No open alerts" in i.value for i in open_page("alerts").info)
     assert any("No collared animals yet" in i.value for i in open_page("animals").info)
+
+
+@pytest.fixture
+def researcher_store(sqlite_url, monkeypatch) -> str:
+    """A store with 12 hourly fixes per animal, read by a researcher dashboard on the data's clock."""
+    bridge = open_bridge(sqlite_url)
+    seed(bridge, hours=12)
+    bridge.close()
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", "researcher")
+    monkeypatch.setenv("TEMBO_DASHBOARD_CLOCK", "data")
+    return sqlite_url
+
+
+def test_researcher_sees_positions_six_hours_late_on_a_one_km_grid(researcher_store):
+    spec = deck_spec(open_page())
+    amani = next(p for p in layer(spec, "animals")["data"] if p["name"] == "Amani")
+    # Newest report 18:00, so the researcher's newest Amani fix is the 12:00 one (the sixth of twelve).
+    assert (amani["lat"], amani["lon"]) == views.coarsen(
+        HERD[0].lat + 5 * HERD[0].step_lat, HERD[0].lon + 5 * HERD[0].step_lon, 1000
+    )
+    assert "open-alerts" not in {item["id"] for item in spec["layers"]}
+
+
+def test_researcher_sees_alerts_without_positions_and_cannot_act_on_them(researcher_store):
+    app = open_page("alerts")
+    assert set(app.dataframe[0].value[views.COL_POSITION]) == {"withheld"}
+    assert not app.button
+    assert any("rangers acknowledge and resolve" in i.value for i in app.info)
+    animals = open_page("animals").dataframe[0].value
+    assert set(animals[views.COL_POSITION]) == {"withheld"}

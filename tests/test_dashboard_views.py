@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lora_bridge.views import ActivityView, AlertView, AnimalView, PositionView
-from ranger_dashboard import config, launch, palette, views
+from ranger_dashboard import config, launch, palette, roles, views
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -215,6 +215,23 @@ def test_reserve_geometry_becomes_the_offline_base_layers():
     ]
 
 
+def test_waterholes_given_as_points_are_drawn_as_dots():
+    reserve = dict(RESERVE)
+    reserve["features"] = [
+        *RESERVE["features"],
+        {
+            "type": "Feature",
+            "properties": {"kind": "water", "name": "Kalama dam"},
+            "geometry": {"type": "Point", "coordinates": [37.15, -1.95]},
+        },
+    ]
+    layers = {layer.id: layer for layer in views.geography_layers(reserve)}
+    assert [f["geometry"]["type"] for f in layers["water"].data["features"]] == ["Polygon"]
+    assert layers["waterholes"].data == [
+        {"name": "Kalama dam", "lat": -1.95, "lon": 37.15, "tooltip": "Water: Kalama dam"}
+    ]
+
+
 def test_live_map_fetches_no_online_tiles_by_default():
     points = views.animal_points([position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW)
     spec = json.loads(views.build_deck(RESERVE, points, [], []).to_json())
@@ -312,3 +329,37 @@ def test_map_layer_settings_are_constants_and_only_accessors_read_the_data():
                 assert key.startswith("get"), f"{layer['id']}.{key} = {value}"
         for key in ("sizeUnits", "radiusUnits", "lineWidthUnits", "widthUnits"):
             assert layer.get(key, "pixels") == "pixels"
+
+
+def test_coarse_positions_snap_to_the_centre_of_a_grid_cell():
+    lat, lon = views.coarsen(-1.90012, 37.20034, 1000)
+    assert abs(lat - -1.90012) < 0.0046 and abs(lon - 37.20034) < 0.0046
+    assert views.coarsen(-1.9002, 37.2004, 1000) == (lat, lon)
+    assert views.coarsen(-1.9002, 37.2004, 5000) != (lat, lon)
+
+
+def test_roles_without_exact_positions_see_late_coarse_fixes_only():
+    fixes = [
+        position("a1", "Amani", 600, -1.9000, 37.20),
+        position("a1", "Amani", 420, -1.9001, 37.20),
+        position("a1", "Amani", 360, -1.9200, 37.20),
+        position("a1", "Amani", 10, -1.9500, 37.20),
+    ]
+    latest, tracks = views.withheld_positions({"a1": fixes}, NOW - timedelta(hours=6), 1000)
+    assert [p.time for p in latest] == [NOW - timedelta(hours=6)]
+    assert (latest[0].lat, latest[0].lon) == views.coarsen(-1.92, 37.20, 1000)
+    # The two first fixes share a cell and become one; the fix 10 minutes ago is held back.
+    assert [p.time for p in tracks["a1"]] == [NOW - timedelta(minutes=420), NOW - timedelta(minutes=360)]
+
+
+def test_roles_say_what_they_may_see():
+    assert roles.role("ranger").exact_positions and roles.role("ranger").handles_alerts
+    visitor = roles.role("visitor")
+    assert not visitor.exact_positions and not visitor.handles_alerts
+    assert visitor.describe_positions() == "Positions coarsened to 5 km, 24 h late (Visitor centre view)."
+    with pytest.raises(ValueError):
+        roles.role("poacher")
+    with pytest.raises(ValueError):
+        config.DashboardOptions(role="poacher")
+    command = launch.command(8765, "sqlite://", role="visitor")
+    assert command[command.index("--role") + 1] == "visitor"

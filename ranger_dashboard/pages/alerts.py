@@ -9,65 +9,21 @@ from __future__ import annotations
 import streamlit as st
 
 from lora_bridge.errors import BridgeError
-from ranger_dashboard import config, data, palette, selection, views
+from lora_bridge.views import AlertView
+from ranger_dashboard import config, data, palette, roles, selection, views
 
 FLASH_KEY = "alerts_flash"
 
 options = config.options()
 url = options.database_url
+role = roles.role(options.role)
 now = data.now(options)
 alerts = views.sort_alerts(data.open_alerts(url))
 by_id = {str(a.alert_id): a for a in alerts}
 
-st.title("Alerts")
-flash = st.session_state.pop(FLASH_KEY, None)
-if flash:
-    st.success(flash)
 
-if not alerts:
-    selection.mirror("alert", None)
-    st.info("No open alerts.")
-    st.stop()
-
-counts = {
-    step: sum(1 for a in alerts if palette.priority_label(a.priority) == label)
-    for step, label in palette.PRIORITY_LABELS.items()
-}
-columns = st.columns(4)
-for column, step in zip(columns, (300, 200, 100, 0), strict=True):
-    column.metric(f"{palette.PRIORITY_LABELS[step].capitalize()} priority", counts[step])
-
-st.dataframe(views.style_alert_table(views.alert_table(alerts, now)), hide_index=True)
-
-options = list(by_id)
-selection.restore("alert", "alert", options, default=options[0])
-st.selectbox("Alert", options, key="alert", format_func=lambda alert_id: views.alert_label(by_id[alert_id]))
-chosen_id = st.session_state["alert"]
-selection.mirror("alert", chosen_id)
-alert = by_id[chosen_id]
-
-details, actions = st.columns([1, 1])
-with details:
-    st.subheader(views.alert_type_label(alert.alert_type))
-    st.badge(
-        f"{palette.priority_label(alert.priority)} priority",
-        color=palette.priority_badge_colour(alert.priority),
-    )
-    st.markdown(
-        f"**Animal:** {alert.name or alert.device_id} (collar {alert.device_id})  \n"
-        f"**Raised:** {views.format_time(alert.time)} UTC, {views.format_age(alert.time, now)}  \n"
-        f"**Position:** {views.format_position(alert.lat, alert.lon) or 'unknown'}  \n"
-        f"**Priority:** {alert.priority} ({palette.priority_label(alert.priority)})  \n"
-        f"**State:** {views.state_text(alert)}  \n"
-        f"**Raised by:** {alert.source}" + (f" ({alert.occurrences} times)" if alert.occurrences > 1 else "")
-    )
-
-    history = views.alert_history_table(data.alert_events(url, alert.alert_id))
-    if not history.empty:
-        st.caption("History")
-        st.dataframe(history, hide_index=True)
-
-with actions:
+def alert_actions(alert: AlertView) -> None:
+    """Acknowledge and resolve buttons, in the name the ranger typed in the sidebar."""
     ranger = selection.ranger_name()
     if not ranger:
         st.warning("Type your name in the sidebar to acknowledge or resolve alerts.")
@@ -101,3 +57,66 @@ with actions:
             selection.mirror("alert", None)
             del st.session_state["alert"]
             st.rerun()
+
+
+st.title("Alerts")
+flash = st.session_state.pop(FLASH_KEY, None)
+if flash:
+    st.success(flash)
+
+if not alerts:
+    selection.mirror("alert", None)
+    st.info("No open alerts.")
+    st.stop()
+
+counts = {
+    step: sum(1 for a in alerts if palette.priority_label(a.priority) == label)
+    for step, label in palette.PRIORITY_LABELS.items()
+}
+columns = st.columns(4)
+for column, step in zip(columns, (300, 200, 100, 0), strict=True):
+    column.metric(f"{palette.PRIORITY_LABELS[step].capitalize()} priority", counts[step])
+
+st.dataframe(
+    views.style_alert_table(views.alert_table(alerts, now, show_positions=role.exact_positions)),
+    hide_index=True,
+)
+
+options = list(by_id)
+selection.restore("alert", "alert", options, default=options[0])
+st.selectbox("Alert", options, key="alert", format_func=lambda alert_id: views.alert_label(by_id[alert_id]))
+chosen_id = st.session_state["alert"]
+selection.mirror("alert", chosen_id)
+alert = by_id[chosen_id]
+
+if role.exact_positions:
+    position_text = views.format_position(alert.lat, alert.lon) or "unknown"
+else:
+    position_text = f"withheld from the {role.title.lower()} view"
+
+details, actions = st.columns([1, 1])
+with details:
+    st.subheader(views.alert_type_label(alert.alert_type))
+    st.badge(
+        f"{palette.priority_label(alert.priority)} priority",
+        color=palette.priority_badge_colour(alert.priority),
+    )
+    st.markdown(
+        f"**Animal:** {alert.name or alert.device_id} (collar {alert.device_id})  \n"
+        f"**Raised:** {views.format_time(alert.time)} UTC, {views.format_age(alert.time, now)}  \n"
+        f"**Position:** {position_text}  \n"
+        f"**Priority:** {alert.priority} ({palette.priority_label(alert.priority)})  \n"
+        f"**State:** {views.state_text(alert)}  \n"
+        f"**Raised by:** {alert.source}" + (f" ({alert.occurrences} times)" if alert.occurrences > 1 else "")
+    )
+
+    history = views.alert_history_table(data.alert_events(url, alert.alert_id))
+    if not history.empty:
+        st.caption("History")
+        st.dataframe(history, hide_index=True)
+
+with actions:
+    if role.handles_alerts:
+        alert_actions(alert)
+    else:
+        st.info(f"The {role.title.lower()} view shows alerts; rangers acknowledge and resolve them.")

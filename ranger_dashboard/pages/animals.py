@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import streamlit as st
 
-from ranger_dashboard import config, data, selection, views
+from ranger_dashboard import config, data, roles, selection, views
 
 ACTIVITY_DAYS = (1, 3, 7, 14, 30)
 DEFAULT_ACTIVITY_DAYS = 7
 
 options = config.options()
 url = options.database_url
+role = roles.role(options.role)
 now = data.now(options)
 animals = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
 
@@ -24,7 +25,9 @@ if not animals:
     st.stop()
 
 low_battery_mv = data.low_battery_mv(url)
-st.dataframe(views.animal_table(animals, now, low_battery_mv), hide_index=True)
+st.dataframe(
+    views.animal_table(animals, now, low_battery_mv, show_positions=role.exact_positions), hide_index=True
+)
 
 by_id = {str(a.animal_id): a for a in animals}
 options = list(by_id)

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from ranger_dashboard import config, data, selection, views
+from ranger_dashboard import config, data, roles, selection, views
 
 logger = logging.getLogger("ranger_dashboard.live_map")
 
@@ -26,6 +26,7 @@ LEGEND = (
 
 options = config.options()
 url = options.database_url
+role = roles.role(options.role)
 animal_list = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
 names = {str(a.animal_id): a.name or a.device_id for a in animal_list}
 
@@ -57,12 +58,21 @@ def live_panel() -> None:
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
     animals = data.animals(url)
-    viewer = selection.ranger_name() or "anonymous"
-    positions = data.latest_positions(url, viewer)
     alerts = data.open_alerts(url)
-    latest_fix = max((p.time for p in positions if p.time is not None), default=None)
-    since = latest_fix - timedelta(hours=hours) if latest_fix is not None else None
-    tracks = data.tracks(url, since, viewer)
+    viewer = f"{role.name}:{selection.ranger_name() or 'anonymous'}"
+    if role.exact_positions:
+        positions = data.latest_positions(url, viewer)
+        latest_fix = max((p.time for p in positions), default=None)
+        since = latest_fix - timedelta(hours=hours) if latest_fix is not None else None
+        tracks = data.tracks(url, since, viewer)
+        rings = views.alert_points(alerts, now, positions)
+    else:
+        cutoff = (now - role.position_delay).replace(second=0, microsecond=0)
+        positions, tracks = views.withheld_positions(
+            data.tracks(url, cutoff - timedelta(hours=hours), viewer), cutoff, role.position_grid_m
+        )
+        latest_fix = max((p.time for p in positions), default=None)
+        rings = []
 
     low_battery_mv = data.low_battery_mv(url)
     summary = views.fleet_summary(animals, alerts, now, low_battery_mv)
@@ -74,7 +84,6 @@ def live_panel() -> None:
 
     points = views.animal_points(positions, animals, now)
     paths = views.track_paths(tracks)
-    rings = views.alert_points(alerts, now, positions)
     deck = views.build_deck(
         data.geography(url),
         points,
@@ -97,6 +106,7 @@ def live_panel() -> None:
     st.caption(
         f"Now {views.format_time(now)} UTC ({clock}) · tracks: {hours} h up to the latest fix"
         + (f" ({views.format_time(latest_fix)} UTC)" if latest_fix else "")
+        + f" · {role.describe_positions()}"
     )
     logger.info(
         "live positions viewed",
