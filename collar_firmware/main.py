@@ -202,11 +202,17 @@ class Collar:
 
     def step(self):
         """Run one duty cycle at hal.clock.now_s(); return the Unix second to wake up next."""
+        self._feed_watchdog()
+        collect_garbage()  # no exception handler may be live here (see simulator/micropython_runner.py)
+        return self._cycle()
+
+    def _feed_watchdog(self):
         watchdog = self.hal.watchdog
         if watchdog is not None:
-            watchdog.feed()
-        collect_garbage()
-        return self._cycle()
+            try:
+                watchdog.feed()
+            except Exception:
+                self._count(ERR_OTHER)
 
     def run(self, until_s):
         """Loop step() and clock.sleep_until() until the clock reaches until_s."""

@@ -1,0 +1,107 @@
+"""The collar's duty cycle as a ranger's bridge sees it: status, summaries, positions, resilience."""
+
+from __future__ import annotations
+
+from collar_helpers import START_S, CollarWorld
+
+from collar_firmware import config
+
+HOUR = 3600
+
+
+def test_status_reports_versions_battery_temperature_uptime_reset_cause_and_errors():
+    world = CollarWorld(reset_cause="brownout")
+    world.battery_mv = 3580
+    world.temperature_dc = 295
+    world.run_for(7 * HOUR)
+    status = world.decoded("status")
+    assert [s["time_s"] for s in status] == [START_S, START_S + 6 * HOUR], "at boot, then every 6 h"
+    last = status[-1]
+    assert last["fw_version"] == config.FW_VERSION
+    assert last["model_version"] == world.collar.model.version
+    assert last["battery_mv"] == 3580 and last["temperature_c"] == 29.5
+    assert last["uptime_h"] == 6 and last["reset_cause"] == "brownout"
+    assert last["errors"] == 0 and last["fix_age_s"] == 0
+    assert abs(last["lat"] - world.position[0]) < 2e-5
+
+
+def test_activity_summary_every_fifteen_minutes_with_shares_of_the_model_classes():
+    world = CollarWorld()
+    world.behaviour = "walk"
+    world.run_for(HOUR + 60)
+    summaries = world.decoded("activity")
+    assert [s["time_s"] - START_S for s in summaries] == [0, 900, 1800, 2700]
+    for s in summaries:
+        assert s["interval_min"] == 15
+        assert abs(sum(s["shares"]) - 100) <= 2
+        assert len(s["shares"]) == len(world.collar.model.classes)
+        assert 100 <= s["vedba_mean_mg"] <= 200 and s["vedba_max_mg"] >= s["vedba_mean_mg"]
+
+
+def test_hourly_positions_reach_the_bridge():
+    world = CollarWorld()
+    world.run_for(5 * HOUR + 60)
+    positions = world.decoded("positions")
+    assert [p["time_s"] - START_S for p in positions] == [0, 3600, 7200, 10800, 14400, 18000]
+    assert all(len(p["fixes"]) == 1 for p in positions)
+
+
+def test_one_window_a_minute_and_back_to_back_while_tracking():
+    world = CollarWorld()
+    world.run_for(HOUR)
+    assert world.hal.imu.reads == 60
+    world.collar.start_tracking(10)
+    world.run_for(10 * 60)
+    assert world.hal.imu.reads - 60 >= 55, "10 s windows back to back"
+
+
+def test_failing_sensors_and_radio_are_counted_and_the_loop_goes_on():
+    world = CollarWorld()
+    world.hal.imu.fail_reads = 5
+    world.hal.gnss.fail_fixes = 2
+    world.hal.radio.fail_sends = 1
+    world.run_for(6 * HOUR + 60)
+    status = world.decoded("status")[-1]
+    assert status["errors"] >= 6
+    assert world.collar.errors[0] == 5, "imu errors counted per stage"
+    assert world.collar.fix_failures == 2
+    assert len(world.decoded("activity")) >= 20, "the duty cycle went on"
+
+
+def test_watchdog_is_fed_once_per_duty_cycle():
+    world = CollarWorld()
+    world.run_for(2 * HOUR)
+    feeds = world.hal.watchdog.feeds
+    world.run_for(HOUR)
+    assert 60 <= world.hal.watchdog.feeds - feeds <= 70
+    assert not world.hal.watchdog.expired(120)
+
+
+def test_step_returns_the_next_wake_up_within_a_minute():
+    world = CollarWorld()
+    for _ in range(200):
+        now = world.hal.clock.now_s()
+        wake = world.collar.step()
+        assert now < wake <= now + 60
+        world.hal.clock.sleep_until(wake)
+
+
+def test_run_until_sleeps_between_duty_cycles():
+    world = CollarWorld()
+    world.collar.run(START_S + 2 * HOUR)
+    assert world.hal.clock.now_s() == START_S + 2 * HOUR
+    assert world.hal.clock.slept_s >= 2 * HOUR - 60
+    assert len(world.hal.radio.uplinks) >= 8
+
+
+def test_a_clock_that_stops_answering_does_not_stop_the_collar():
+    world = CollarWorld()
+    world.run_for(HOUR)
+
+    def broken():
+        raise OSError("rtc")
+
+    world.hal.clock.now_s = broken
+    for _ in range(5):
+        world.collar.step()
+    assert world.collar.errors[7] >= 5

