@@ -8,6 +8,8 @@ home and kept inside or near the boundary. Scenarios inject the events rangers m
   poaching_chase  the animal walks to a point near the boundary, then runs at night for duration_s
   farmland_raid   the animal walks into a farmland patch at night and forages there for duration_s
   collar_drop     the collar falls off at start_s and lies still where it fell
+  low_battery     the collar's battery pack reaches the end of its life at start_s (the fleet's battery
+                  source drops; the animal itself is unaffected)
 
 `state_at(t_s)` answers what the collar experiences at any second: where it is and how it moves
 (`motion` is a behaviour name, "still" for a dead animal or "dropped"). The track is generated
@@ -34,13 +36,14 @@ MOTION_DROPPED = "dropped"
 MOTIONS = BEHAVIOURS + (MOTION_DEAD, MOTION_DROPPED)
 _DEAD, _DROPPED = MOTIONS.index(MOTION_DEAD), MOTIONS.index(MOTION_DROPPED)
 
-SCENARIO_KINDS = ("mortality", "poaching_chase", "farmland_raid", "collar_drop")
+SCENARIO_KINDS = ("mortality", "poaching_chase", "farmland_raid", "collar_drop", "low_battery")
 # The alert (codec.ALERT_TYPES) a ranger should see for each scenario: the answer key of alert scoring.
 EXPECTED_ALERT = {
     "mortality": "mortality",
     "poaching_chase": "poaching_risk",
     "farmland_raid": "geofence_farmland",
     "collar_drop": "collar_drop",
+    "low_battery": "low_battery",
 }
 
 ELEPHANT_NAMES = (
@@ -439,7 +442,8 @@ class Herd:
     def _demo_plan(
         self, rng: np.random.Generator, homes: dict[int, tuple[float, float]]
     ) -> dict[int, tuple[Scenario, ...]]:
-        """Pick distinct animals for mortality, a poaching chase, a farmland raid and a collar drop."""
+        """Pick distinct animals for mortality, a poaching chase, a farmland raid, a collar drop and a
+        failing battery."""
         start, end, reserve = self.start_s, self.end_s, self.reserve
         order = [int(i) for i in rng.permutation(self.n)]
         plan: dict[int, tuple[Scenario, ...]] = {}
@@ -463,8 +467,9 @@ class Herd:
             )
         )
         wanted.append(Scenario("collar_drop", start + 28 * 3600))
+        wanted.append(Scenario("low_battery", start + 30 * 3600))
         for animal_index, scenario in zip(order, wanted, strict=False):
-            if scenario.start_s + 2 * 3600 > end:
+            if scenario.start_s + (9 if scenario.kind == "low_battery" else 2) * 3600 > end:
                 continue
             plan[animal_index] = (scenario,)
             if scenario.kind == "poaching_chase":

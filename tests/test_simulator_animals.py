@@ -144,8 +144,10 @@ def test_dropped_collar_lies_still_where_it_fell():
 def test_demo_herd_acts_out_every_scenario_once_in_two_days():
     herd = Herd(20, seed=1, start=START)
     truth = herd.ground_truth()
-    assert sorted(e.kind for e in truth) == ["collar_drop", "farmland_raid", "mortality", "poaching_chase"]
-    assert len({e.device_id for e in truth}) == 4
+    assert sorted(e.kind for e in truth) == [
+        "collar_drop", "farmland_raid", "low_battery", "mortality", "poaching_chase"
+    ]
+    assert len({e.device_id for e in truth}) == 5
     assert all(START <= e.start < datetime(2026, 3, 3, tzinfo=UTC) for e in truth)
     expected = {e.kind: e.expected_alert for e in truth}
     assert expected["mortality"] == "mortality" and expected["farmland_raid"] == "geofence_farmland"

@@ -13,7 +13,7 @@ import pytest
 
 from collar_firmware import codec
 from simulator.animals import AnimalIdentity, Scenario, SimulatedAnimal, boundary_point_xy
-from simulator.fleet import CollarTemperature, Fleet, ambient_temperature_c, fence_commands
+from simulator.fleet import CollarBattery, CollarTemperature, Fleet, ambient_temperature_c, fence_commands
 from simulator.movebank import MovebankReplay, read_movebank
 from simulator.network_server import NetworkServerStandIn
 from simulator.reserve import demo_reserve
@@ -179,6 +179,21 @@ def test_ranger_gets_a_collar_drop_alert_and_no_mortality_alert():
     first = alerts_of(list(fleet.uplinks()))
     assert START_S + 2 * HOUR_S < first["collar_drop"] <= START_S + 5 * HOUR_S
     assert "mortality" not in first
+
+
+def test_ranger_gets_low_then_critical_battery_alerts_when_the_pack_fails():
+    fleet = one_animal_fleet([Scenario("low_battery", START_S + HOUR_S)], hours=16)
+    first = alerts_of(list(fleet.uplinks()))
+    # 3640 mV falls 40 mV an hour: below 3300 mV after 8.5 h, below 3100 mV after 13.5 h.
+    assert START_S + 9 * HOUR_S < first["low_battery"] < START_S + 11 * HOUR_S
+    assert START_S + 14 * HOUR_S < first["battery_critical"] < START_S + 16 * HOUR_S
+
+
+def test_battery_is_flat_for_years_and_falls_fast_at_the_end_of_its_life():
+    battery = CollarBattery(3640, START_S, end_of_life_s=START_S + 10 * 86400)
+    assert battery(START_S) == 3640 and battery(START_S + 5 * 86400) == 3635
+    assert battery(START_S + 10 * 86400 + 5 * HOUR_S) == 3630 - 200
+    assert battery(START_S + 30 * 86400) == 2900
 
 
 def test_collar_warms_on_a_live_animal_and_cools_when_dropped():
