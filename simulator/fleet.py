@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_START = datetime(2026, 3, 1, tzinfo=UTC)
 FORMATS = ("tts", "chirpstack")
 FENCE_POINTS_PER_DOWNLINK = 7  # codec "fence" list bound
+_FLEET_STREAM = 0x7E3B0  # mixes into the seed so network and sensor draws never repeat the herd's
 SEND_SPACING_S = 2.0  # gap between two uplinks of one wake-up (airtime plus the RX windows)
 
 
@@ -159,7 +160,7 @@ class _Wearer:
 
     index: int
     animal: Animal
-    hal: Hal
+    hal: Hal | None = None
     collar: Collar | None = None
     spreading_factor: int = 9
     f_cnt: int = 0
@@ -170,7 +171,16 @@ class _Wearer:
 
 
 class Fleet:
-    """N collared animals, the network and its server, stepped in accelerated time (see module doc)."""
+    """N collared animals, the network and its server, stepped in accelerated time (see module doc).
+
+    n_collars, seed, start, days: the demo herd (simulator.animals.Herd) and how long it lives;
+    network: the radio network (default: the reserve's gateways, seeded from seed);
+    pace: None = as fast as possible, else simulated seconds per wall second (3600 for the live demo);
+    animals: given animals instead of a herd (e.g. MovebankReplay), with reserve for their fences;
+    fences: send the reserve's park and farmland fences to every collar over the air at start;
+    settings: collar settings overriding collar_firmware.config.DEFAULTS; battery_mv: pack voltage at start;
+    sleep, monotonic: the wall clock used for pacing (tests hand in a fake one).
+    """
 
     def __init__(
         self,
@@ -200,7 +210,7 @@ class Fleet:
         self.end_s = self.start_s + int(days * 86400)
         self.pace = pace
         self._sleep, self._monotonic = sleep, monotonic
-        seeds = np.random.SeedSequence(seed).spawn(3)
+        seeds = np.random.SeedSequence([seed, _FLEET_STREAM]).spawn(2)  # apart from the herd's streams
         if animals is None:
             self.herd: Herd | None = Herd(n_collars, seed, start, reserve=reserve, days=days)
             animals = self.herd.animals
@@ -241,7 +251,7 @@ class Fleet:
         first = animal.state_at(self.start_s)
         gateways = self.network.gateways
         nearest_m = min(distance_m(first.lon, first.lat, g.lon, g.lat) for g in gateways)
-        wearer = _Wearer(index=index, animal=animal, hal=None, spreading_factor=spreading_factor_for(nearest_m))
+        wearer = _Wearer(index=index, animal=animal, spreading_factor=spreading_factor_for(nearest_m))
 
         def position(t_s: int) -> tuple[float, float]:
             s = animal.state_at(t_s)
