@@ -275,7 +275,7 @@ class Collar:
         for t in (self.next_fix_s, self.summary_end_s, self.next_status_s, self.next_battery_s):
             if t < wake:
                 wake = t
-        retry = self.queue.next_retry_s()
+        retry = self.queue.next_retry_s(now)
         if retry and retry < wake:
             wake = retry
         if self.send_wake_s and self.send_wake_s < wake:

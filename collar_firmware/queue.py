@@ -216,13 +216,14 @@ class Queue:
                 best = slot
         return best
 
-    def next_retry_s(self):
-        """Return the earliest retry time of a held-back record, or 0 when none waits."""
+    def next_retry_s(self, now_s):
+        """Return the earliest future retry time of a held-back record, or 0 when none waits."""
         first = 0
         for slot in range(self.slots):
-            if self.prio[slot] != _FREE and self.retry_at_s[slot]:
-                if first == 0 or self.retry_at_s[slot] < first:
-                    first = self.retry_at_s[slot]
+            t = self.retry_at_s[slot]
+            if self.prio[slot] != _FREE and t > now_s and not self.unverified[slot]:
+                if first == 0 or t < first:
+                    first = t
         return first
 
     def payload(self, slot):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from collar_helpers import START_S, CollarWorld
 
 from collar_firmware import config
@@ -105,3 +106,14 @@ def test_a_clock_that_stops_answering_does_not_stop_the_collar():
     for _ in range(5):
         world.collar.step()
     assert world.collar.errors[7] >= 5
+
+
+@pytest.mark.slow
+def test_a_quiet_week_wakes_the_collar_about_once_a_minute():
+    from simulator.scripted import ScriptedRun
+
+    run = ScriptedRun(events=False)
+    for day in range(1, 8):
+        steps, windows = run.steps, run.collar.windows
+        run.advance(START_S + day * 86400)
+        assert run.steps - steps <= 1.05 * (run.collar.windows - windows) + 20, f"busy wake-ups on day {day}"
