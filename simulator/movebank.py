@@ -4,7 +4,9 @@
 visible == False or no coordinates are dropped, times are UTC Unix seconds, sorted, one fix per second.
 `MovebankReplay` plays a track as a collar would experience it: the track's first fix is moved to the
 simulation start, positions between fixes are interpolated linearly, and the behaviour is inferred
-from the speed between fixes. After the last fix the animal stays where it was last seen.
+from the speed between fixes. After the last fix the animal stays where it was last seen. A track
+from elsewhere (Salif Keita ranged in Mali) can be moved, shape and speed intact, so that its first
+fix lands on a point of the reserve (`start_at`). `replay_animals` wears a collar on each track.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from collar_firmware.codec import BEHAVIOURS
-from simulator.animals import AnimalIdentity, AnimalState
+from simulator.animals import AnimalIdentity, AnimalState, demo_dev_eui, demo_device_id
 from simulator.reserve import Reserve, distance_m
 
 # Movebank CSV columns Tembo reads.
@@ -100,6 +102,45 @@ def tracks_from_table(table: pd.DataFrame) -> dict[str, Track]:
     return tracks
 
 
+def moved_track(track: Track, lon: float, lat: float) -> Track:
+    """The track moved so its first fix is at (lon, lat), kept to scale in metres east and north."""
+    lat0, lon0 = float(track.lat[0]), float(track.lon[0])
+    north = track.lat - lat0
+    east_scaled = (track.lon - lon0) * np.cos(np.radians(track.lat)) / np.cos(np.radians(lat))
+    return Track(
+        individual=track.individual, taxon=track.taxon, tag_id=track.tag_id, time_s=track.time_s,
+        lat=lat + north, lon=lon + east_scaled,
+    )
+
+
+def replay_animals(
+    tracks: dict[str, Track] | list[Track],
+    start_s: int,
+    reserve: Reserve | None = None,
+    start_in_reserve: bool = False,
+    first_index: int = 0,
+    spacing_m: float = 3000.0,
+) -> list[MovebankReplay]:
+    """One MovebankReplay per track, with demo device ids from first_index (tracks sorted by individual).
+
+    start_in_reserve moves each track so it starts near the reserve's centre (needs reserve), the
+    animals spaced spacing_m apart from west to east.
+    """
+    if start_in_reserve and reserve is None:
+        raise ValueError("start_in_reserve needs a reserve")
+    ordered = sorted(tracks.values() if isinstance(tracks, dict) else tracks, key=lambda t: t.individual)
+    animals = []
+    for k, track in enumerate(ordered):
+        i = first_index + k
+        identity = AnimalIdentity(demo_device_id(i), demo_dev_eui(i), track.individual,
+                                  species=track.taxon or "Loxodonta africana")
+        start_at = None
+        if start_in_reserve and reserve is not None:
+            start_at = reserve.frame.to_lonlat((k - (len(ordered) - 1) / 2) * spacing_m, 0.0)
+        animals.append(MovebankReplay(track, identity, start_s, reserve, start_at=start_at))
+    return animals
+
+
 def behaviour_from_speed(speed_mps: float) -> str:
     """Behaviour a replayed animal is given for its speed between fixes."""
     if speed_mps >= RUN_ABOVE_MPS:
@@ -115,10 +156,17 @@ class MovebankReplay:
     """A real track played as a simulated animal (same `identity` / `state_at` as SimulatedAnimal)."""
 
     def __init__(
-        self, track: Track, identity: AnimalIdentity, start_s: int, reserve: Reserve | None = None
+        self,
+        track: Track,
+        identity: AnimalIdentity,
+        start_s: int,
+        reserve: Reserve | None = None,
+        start_at: tuple[float, float] | None = None,
     ) -> None:
         if len(track) < 2:
             raise ValueError(f"track of {track.individual!r} has {len(track)} fix(es); replay needs two")
+        if start_at is not None:
+            track = moved_track(track, *start_at)
         self.track = track
         self.identity = identity
         self.start_s = int(start_s)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from simulator.animals import AnimalIdentity
-from simulator.movebank import MovebankReplay, read_movebank
-from simulator.reserve import demo_reserve
+from simulator.movebank import MovebankReplay, read_movebank, replay_animals
+from simulator.reserve import demo_reserve, distance_m
 
 FIXTURE = Path(__file__).parent / "fixtures" / "movebank_tiny.csv"
 NOON = int(datetime(2014, 1, 23, 12, tzinfo=UTC).timestamp())
@@ -66,3 +66,21 @@ def test_replay_holds_the_last_fix_after_the_track_ends():
     late = replay.state_at(SIM_START + 10 * 3600)
     assert (late.lat, late.lon) == pytest.approx((0.5780938, 37.5801))
     assert late.inside_reserve and late.motion == "rest"
+
+
+def test_a_track_from_elsewhere_moves_into_the_reserve_keeping_its_shape():
+    reserve = demo_reserve()
+    sleeper, walker = replay_animals(read_movebank(FIXTURE), SIM_START, reserve, start_in_reserve=True)
+    assert (walker.identity.name, walker.identity.device_id) == ("Tiny Walker", "tembo-collar-02")
+    assert sleeper.identity.dev_eui == "70B3D57ED0060001" and sleeper.identity.species == "Loxodonta africana"
+    lats, lons = walker.track.lat, walker.track.lon
+    assert reserve.frame.to_xy(lons[0], lats[0]) == pytest.approx((1500.0, 0.0), abs=0.01)  # 3 km apart
+    assert reserve.frame.to_xy(sleeper.track.lon[0], sleeper.track.lat[0]) == pytest.approx((-1500.0, 0.0), abs=0.01)
+    moved_m = distance_m(lons[0], lats[0], lons[1], lats[1])
+    assert moved_m == pytest.approx(900.0, abs=1.0)  # still 900 m in the first 15 minutes
+    assert walker.state_at(SIM_START + 100).behaviour == "walk"
+
+
+def test_centring_needs_a_reserve():
+    with pytest.raises(ValueError, match="reserve"):
+        replay_animals(read_movebank(FIXTURE), SIM_START, start_in_reserve=True)
