@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -258,3 +262,16 @@ def test_two_day_demo_herd_raises_every_scenario_alert():
               for m in messages if decoded(m)["message"] == "alert"}
     for event in fleet.ground_truth():
         assert (event.device_id, event.expected_alert) in raised, event
+
+
+def test_same_seed_gives_the_same_uplinks_in_another_process():
+    script = (
+        "import hashlib, json; from datetime import UTC, datetime; from simulator.fleet import Fleet; "
+        "f = Fleet(n_collars=2, seed=9, start=datetime(2026, 3, 1, tzinfo=UTC), days=0.05); "
+        "print(hashlib.sha256(json.dumps(list(f.uplinks())).encode()).hexdigest())"
+    )
+    here = hashlib.sha256(json.dumps(list(Fleet(n_collars=2, seed=9, start=START, days=0.05).uplinks())).encode())
+    root = Path(__file__).resolve().parent.parent
+    other = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=root,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert other.stdout.strip() == here.hexdigest()

@@ -6,6 +6,8 @@ import base64
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collar_firmware import codec
 from simulator.network import Network, PathLossModel, Uplink, airtime_s
@@ -138,3 +140,26 @@ def test_same_seed_gives_byte_identical_json():
 def test_network_refuses_probabilities_outside_zero_to_one():
     with pytest.raises(ValueError, match="loss_probability"):
         Network(RESERVE, loss_probability=1.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(payload=st.binary(min_size=0, max_size=51), f_cnt=st.integers(0, 2**32 - 1), port=st.integers(1, 223),
+       sf=st.sampled_from([7, 8, 9, 10, 11, 12]))
+def test_any_frame_survives_the_trip_through_tts_and_chirpstack_json(payload, f_cnt, port, sf):
+    network = Network(RESERVE, seed=0, loss_probability=0.0, duplicate_probability=0.0,
+                      path_loss=PathLossModel(shadowing_sigma_db=0.0))
+    uplink = Uplink("tembo-collar-01", "70B3D57ED0060001", port, f_cnt, payload, T0, HQ.lat, HQ.lon,
+                    spreading_factor=sf)
+    [delivery] = network.deliver(uplink)
+    tts = json.loads(json.dumps(network.tts_uplink(delivery)))["uplink_message"]
+    chirp = json.loads(json.dumps(network.chirpstack_uplink(delivery)))
+    assert base64.b64decode(tts["frm_payload"]) == payload == base64.b64decode(chirp["data"])
+    assert (tts["f_cnt"], tts["f_port"]) == (f_cnt, port) == (chirp["fCnt"], chirp["fPort"])
+    assert float(tts["consumed_airtime"].removesuffix("s")) == pytest.approx(airtime_s(len(payload), sf), abs=1e-6)
+
+
+@given(sf=st.sampled_from([7, 8, 9, 10, 11, 12]), size=st.integers(0, 50))
+def test_airtime_never_shrinks_with_more_bytes_or_a_slower_data_rate(sf, size):
+    assert airtime_s(size + 1, sf) >= airtime_s(size, sf)
+    if sf < 12:
+        assert airtime_s(size, sf + 1) > airtime_s(size, sf)
