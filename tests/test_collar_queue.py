@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from collar_helpers import CollarWorld
+from collar_helpers import START_S, CollarWorld
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -188,3 +188,24 @@ def test_alert_outranks_a_backlog_of_summaries():
     back_s = world.now_s - 2 * HOUR
     heard = [d for d in world.decoded() if d["heard"] and d["sent_s"] >= back_s]
     assert heard[0]["message"] == "alert"
+
+
+def test_collar_cut_off_mid_write_comes_back_with_its_backlog():
+    world = CollarWorld()
+    world.run_for(HOUR)
+    world.coverage = False
+    world.run_for(3 * HOUR)
+    waiting = world.collar.queue.depth()
+    assert waiting >= 12
+    world.flash.arm_power_cut(0, 9)  # the very next flash write is torn after 9 bytes
+    with pytest.raises(PowerCut):
+        world.run_for(HOUR)
+    world.reboot("brownout")
+    assert world.collar.queue.corrupt == 1
+    assert world.collar.queue.depth() >= waiting
+    world.coverage = True
+    world.run_for(3 * HOUR)
+    heard = {d["time_s"] for d in world.decoded("activity") if d["heard"]}
+    missing = set(range(START_S, START_S + 4 * HOUR, 15 * 60)) - heard
+    assert len(missing) <= 1, "only the summary whose write the cut tore (never accepted) is missing"
+    assert "unexpected_reboot" in world.alerts()
