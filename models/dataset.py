@@ -64,6 +64,60 @@ def from_windows(
     )
 
 
+def resample(samples: np.ndarray, source_rate_hz: float, rate_hz: int) -> np.ndarray:
+    """Return (k, 3) samples taken at source_rate_hz linearly resampled to rate_hz (float64)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    if source_rate_hz == rate_hz or len(samples) < 2:
+        return samples
+    duration_s = (len(samples) - 1) / source_rate_hz
+    source_t = np.arange(len(samples)) / source_rate_hz
+    target_t = np.arange(int(np.floor(duration_s * rate_hz + 1e-9)) + 1) / rate_hz
+    return np.stack([np.interp(target_t, source_t, samples[:, axis]) for axis in range(3)], axis=1)
+
+
+def from_csv(
+    path,
+    rate_hz: int,
+    window_s: int,
+    source_rate_hz: float | None = None,
+    label_column: str = "behaviour",
+    bout_column: str = "bout",
+    group_column: str | None = None,
+    axis_columns: tuple[str, str, str] = ("ax", "ay", "az"),
+    to_mg: float = 1000.0,
+) -> Dataset:
+    """Return a Dataset from a labelled accelerometer CSV with one row per sample.
+
+    Each bout (consecutive samples of one animal and activity) is resampled from source_rate_hz
+    (the logger's rate, default rate_hz) to the collar's integer rate_hz, scaled by to_mg
+    (1000 for g, 1000 / 9.80665 for m/s^2), rounded to integer milli-g like the collar's IMU and
+    cut into non-overlapping windows of window_s * rate_hz samples, labelled by their most common
+    label. Groups (animals) come from group_column, or the bout when there is none.
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    n = window_s * rate_hz
+    classes = tuple(sorted(frame[label_column].astype(str).unique()))
+    index = {c: i for i, c in enumerate(classes)}
+    windows, labels, groups = [], [], []
+    for bout, part in frame.groupby(bout_column, sort=False):
+        raw = part[list(axis_columns)].to_numpy(dtype=np.float64)
+        xyz = resample(raw, source_rate_hz or rate_hz, rate_hz)
+        xyz = np.clip(np.rint(xyz * to_mg), -32768, 32767).astype(np.int16)
+        codes = part[label_column].astype(str).map(index).to_numpy()
+        for start in range(0, len(xyz) - n + 1, n):
+            first = int(start * len(part) / len(xyz))
+            last = max(first + 1, int((start + n) * len(part) / len(xyz)))
+            windows.append(xyz[start : start + n])
+            labels.append(int(np.bincount(codes[first:last]).argmax()))
+            groups.append(part[group_column].iloc[0] if group_column else bout)
+    if not windows:
+        raise ValueError(f"no bout in {path} holds {n} samples ({window_s} s at {rate_hz} Hz)")
+    group_ids = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
+    return from_windows(np.stack(windows), np.asarray(labels), group_ids, classes, window_s, rate_hz)
+
+
 def simulated(
     n_per_class: int,
     seed: int,

@@ -5,6 +5,8 @@ twin of the collar's features and writes `collar_firmware/default_model.bin`; th
 the same bytes. `train_on_csv` does the same for a researcher's own labelled accelerometer CSV.
 
     .venv/bin/python -m models.train            # rewrite collar_firmware/default_model.bin
+    .venv/bin/python -m models.train --csv bouts.csv --rate-hz 10 --window-s 3 \
+        --source-rate-hz 10.54 --to-mg 101.97 --out stork.bin
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
 from models import blob_writer
-from models.dataset import Dataset, from_windows, simulated
+from models.dataset import Dataset, from_csv, simulated
 
 log = logging.getLogger(__name__)
 
@@ -90,42 +92,44 @@ def train_on_csv(
     path: Path | str,
     rate_hz: int,
     window_s: int,
-    label_column: str = "behaviour",
-    bout_column: str = "bout",
-    group_column: str | None = None,
-    axis_columns: tuple[str, str, str] = ("ax", "ay", "az"),
-    to_mg: float = 1000.0,
     seed: int = 0,
+    csv_args: dict | None = None,
     **fit_args,
 ) -> TrainedModel:
-    """Train on a labelled accelerometer CSV (one row per sample) and return the model with its blob.
+    """Train on a researcher's labelled accelerometer CSV and return the model with its blob.
 
-    Each bout (consecutive samples of one label) is cut into non-overlapping windows of
-    window_s * rate_hz samples; axis values are multiplied by to_mg (1000 for values in g) and
-    rounded to integer milli-g like the collar's IMU. Groups (animals) come from group_column,
-    or the bout when there is none.
+    csv_args go to `models.dataset.from_csv` (column names, units, the logger's own rate);
+    fit_args to `fit` (n_trees, max_depth, kind, model_version, name).
     """
-    import pandas as pd
-
-    frame = pd.read_csv(path)
-    n = window_s * rate_hz
-    classes = tuple(sorted(frame[label_column].astype(str).unique()))
-    index = {c: i for i, c in enumerate(classes)}
-    windows, labels, groups = [], [], []
-    for bout, part in frame.groupby(bout_column, sort=False):
-        xyz = np.rint(part[list(axis_columns)].to_numpy(dtype=np.float64) * to_mg)
-        xyz = np.clip(xyz, -32768, 32767).astype(np.int16)
-        for start in range(0, len(part) - n + 1, n):
-            windows.append(xyz[start : start + n])
-            labels.append(index[str(part[label_column].iloc[start])])
-            groups.append(part[group_column].iloc[start] if group_column else bout)
-    if not windows:
-        raise ValueError(f"no bout in {path} holds {n} samples ({window_s} s at {rate_hz} Hz)")
-    group_ids = np.unique(np.asarray(groups).astype(str), return_inverse=True)[1]
-    data = from_windows(np.stack(windows), np.asarray(labels), group_ids, classes, window_s, rate_hz)
+    data = from_csv(path, rate_hz=rate_hz, window_s=window_s, **(csv_args or {}))
     return fit(data, seed=seed, **fit_args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: rewrite the shipped model, or train on a CSV and write its blob."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--csv", help="labelled accelerometer CSV, one row per sample (default: simulated)")
+    parser.add_argument("--rate-hz", type=int, default=DEFAULT_RATE_HZ, help="the collar's sample rate")
+    parser.add_argument("--window-s", type=int, default=DEFAULT_WINDOW_S)
+    parser.add_argument("--source-rate-hz", type=float, help="the logger's sample rate, when not --rate-hz")
+    parser.add_argument("--to-mg", type=float, default=1000.0, help="factor to milli-g (1000 for g)")
+    parser.add_argument("--out", default=str(DEFAULT_MODEL_PATH), help="where to write the blob")
+    args = parser.parse_args(argv)
+    if args.csv is None:
+        train_default(seed=args.seed, path=args.out)
+        return 0
+    csv_args = {"source_rate_hz": args.source_rate_hz, "to_mg": args.to_mg}
+    model = train_on_csv(args.csv, args.rate_hz, args.window_s, seed=args.seed, csv_args=csv_args)
+    Path(args.out).write_bytes(model.blob)
+    log.info(
+        "wrote model blob %s (%d bytes, classes %s)", args.out, len(model.blob), ",".join(model.meta.classes)
+    )
+    return 0
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    train_default()
+    raise SystemExit(main())
