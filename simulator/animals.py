@@ -193,15 +193,15 @@ class SimulatedAnimal:
         self._extend_to(n)
         if self._base:
             raise ValueError(f"{self!r} no longer holds its track from the start (history_s too short)")
-        frame = self.reserve.frame
-        lonlat = [frame.to_lonlat(x, y) for x, y in zip(self._xs[:n], self._ys[:n], strict=True)]
+        xs, ys = np.asarray(self._xs[:n]), np.asarray(self._ys[:n])
+        lon, lat = self.reserve.frame.to_lonlat(xs, ys)  # elementwise on arrays
         return pd.DataFrame(
             {
                 mv.TIME_S: np.asarray(self._t[:n], dtype=np.int64),
-                mv.X_M: self._xs[:n],
-                mv.Y_M: self._ys[:n],
-                "lat": [p[1] for p in lonlat],
-                "lon": [p[0] for p in lonlat],
+                mv.X_M: xs,
+                mv.Y_M: ys,
+                "lat": lat,
+                "lon": lon,
                 mv.BEHAVIOUR: [BEHAVIOURS[b] for b in self._bs[:n]],
                 "motion": [MOTIONS[m] for m in self._ms[:n]],
             }

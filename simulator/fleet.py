@@ -300,8 +300,12 @@ class Fleet:
         wearer.f_cnt += 1
         self.uplinks_sent += 1
         frequency_hz, receptions = wearer.heard
+        context = {"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "f_port": port}
         if receptions:
             self.uplinks_delivered += 1
+            log.debug("uplink heard by %d gateway(s)", len(receptions), extra=context)
+        else:
+            log.debug("uplink lost", extra=context)
         for delivery in self.network.package(uplink, frequency_hz, receptions):
             self._outbox_seq += 1
             heapq.heappush(self._outbox, (delivery.received_at_s, self._outbox_seq, delivery))

@@ -152,14 +152,12 @@ def behaviour_bout_table(
     rng = np.random.default_rng(seed)
     b = BEHAVIOURS.index(behaviour)
     n = duration_s // STEP_S
-    x = np.zeros(n + 1)
-    y = np.zeros(n + 1)
-    heading = float(rng.uniform(-math.pi, math.pi))
-    for i in range(n):
-        heading = turn(heading, b, rng, params=params)
-        d = step_speed_mps(b, rng, params) * STEP_S
-        x[i + 1] = x[i] + d * math.cos(heading)
-        y[i + 1] = y[i] + d * math.sin(heading)
+    kappa, mean, sd = params.turn_kappa[b], params.speed_mean_mps[b], params.speed_sd_mps[b]
+    turns = rng.vonmises(0.0, kappa, n) if kappa > 0 else rng.uniform(-math.pi, math.pi, n)
+    heading = rng.uniform(-math.pi, math.pi) + np.cumsum(turns)
+    step_m = (np.clip(rng.normal(mean, sd, n), 0.0, None) if mean > 0 else np.zeros(n)) * STEP_S
+    x = np.concatenate(([0.0], np.cumsum(step_m * np.cos(heading))))
+    y = np.concatenate(([0.0], np.cumsum(step_m * np.sin(heading))))
     return pd.DataFrame(
         {TIME_S: np.arange(n + 1, dtype=np.int64) * STEP_S, X_M: x, Y_M: y, BEHAVIOUR: behaviour}
     )
