@@ -92,7 +92,7 @@ class AnimalState:
     t_s: int
     lat: float
     lon: float
-    behaviour: str  # the animal's behaviour (codec.BEHAVIOURS); "rest" once dead
+    behaviour: str  # the animal's behaviour (codec.BEHAVIOURS); "rest" once dead or the collar is off
     motion: str  # a behaviour, "still" (dead animal) or "dropped" (collar lying on the ground)
     in_farmland: bool
     inside_reserve: bool
