@@ -6,4 +6,6 @@ measured in that run (ratios against an in-run baseline where wall-clock time is
 
 BENCHES: dict[str, str] = {
     "collar": "simulator.collar_bench:run",
+    "bridge": "lora_bridge.bench:ingest_figures",
+    "sensing": "models.bench:sensing_bench",
 }

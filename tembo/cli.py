@@ -42,11 +42,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from lora_bridge.server import serve
-    from lora_bridge.settings import BridgeSettings
+    from lora_bridge.settings import load_settings
 
     overrides = {k: v for k, v in {"database_url": args.database_url, "host": args.host,
                                     "port": args.port}.items() if v is not None}
-    serve(BridgeSettings(**overrides))
+    serve(load_settings(**overrides))
     return 0
 
 
