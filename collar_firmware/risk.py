@@ -14,7 +14,9 @@ Rules, after the field:
   score back; two running windows in a row switch GNSS to tracking for tracking_minutes; a score of
   poaching_score half-minutes alerts (default 12: 6 running minutes by day mid-park, 3 at night,
   2 at night near the boundary).
-- fences: enter a farmland polygon or leave the park polygon, with a hysteresis of fence_margin_m.
+- fences: enter a farmland (or exclusion) polygon or leave the park polygon, with a hysteresis of
+  fence_margin_m (the state flips only when the fix is that far past the line); GNSS goes to
+  tracking for tracking_minutes on each crossing.
 - collar drop: still, with gravity turned more than 60 degrees from the worn orientation and the
   temperature fallen drop_temp_fall_dc below the worn level, within DROP_WINDOW_S of the spell start.
 - reboots: a watchdog, brownout or lockup reset raises unexpected_reboot; a reset pin press, tamper.
@@ -44,7 +46,6 @@ BATTERY_HYSTERESIS_MV = const(50)
 _MAX_GAP_S = const(120)  # running credited per window is capped (a gap is not running)
 
 FENCE_PARK = const(0)
-FENCE_FARMLAND = const(1)
 _UNKNOWN = const(2)
 
 
@@ -225,7 +226,7 @@ class RiskEngine:
                     outside_park = True
                 if not inside or d <= self.settings["boundary_near_m"]:
                     near = True
-            elif f.kind == FENCE_FARMLAND and state:
+            elif state:  # farmland, and exclusion zones (villages, water points) alike
                 in_farmland = True
         self.near_boundary = near
         tracking_min = self.settings["tracking_minutes"]

@@ -70,7 +70,12 @@ class Power:
 
 
 class Storage:
-    """Flash records that survive reboot and power loss."""
+    """Flash records that survive reboot and power loss.
+
+    A write may be cut by a power loss; readers protect themselves with checksums. The store-and-
+    forward queue (queue.py) keeps one record per key "q00".."q95"; settings, fences and the alert
+    counter live under config.KEY_SETTINGS, KEY_FENCES and KEY_STATE; the model blob under "model".
+    """
 
     def read(self, key):
         """Return the bytes stored under key, or None."""
