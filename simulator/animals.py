@@ -159,6 +159,7 @@ class SimulatedAnimal:
         # The generated grid: times, collar positions (local metres), behaviour and motion indices;
         # _base is the grid index of the oldest point still held.
         self._base = 0
+        self._last_query: tuple[float | None, AnimalState | None] = (None, None)
         self._t: list[int] = []
         self._xs: list[float] = []
         self._ys: list[float] = []
@@ -171,6 +172,13 @@ class SimulatedAnimal:
     # --- public ---
     def state_at(self, t_s: float) -> AnimalState:
         """What the collar experiences at Unix second t_s (before the start: the starting state)."""
+        if t_s == self._last_query[0]:  # the IMU, GNSS, radio and thermometer of one wake-up ask alike
+            return self._last_query[1]
+        state = self._state_at(t_s)
+        self._last_query = (t_s, state)
+        return state
+
+    def _state_at(self, t_s: float) -> AnimalState:
         t = max(float(t_s), float(self.start_s))
         i = self._local(int((t - self.start_s) // mv.STEP_S))
         frac = (t - self._t[i]) / mv.STEP_S
