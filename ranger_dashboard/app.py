@@ -8,14 +8,11 @@ TEMBO_DATABASE_URL environment variable, then `sqlite:///var/tembo.db`, is used.
 from __future__ import annotations
 
 from functools import cache
-from pathlib import Path
 
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from ranger_dashboard import config, data, palette, roles, selection
-
-PAGES = Path(__file__).resolve().parent / "pages"
+from ranger_dashboard import config, data, navigation, palette, roles, selection
 
 
 @cache
@@ -50,18 +47,6 @@ with st.sidebar:
         help="Acknowledged and resolved alerts carry this name; views of live positions are logged with it.",
     )
 
-navigation = st.navigation(
-    [
-        st.Page(
-            PAGES / "live_map.py", title="Live map", icon=":material/map:", url_path="live", default=True
-        ),
-        st.Page(
-            PAGES / "alerts.py",
-            title=f"Alerts ({open_count})" if open_count else "Alerts",
-            icon=":material/notifications_active:",
-            url_path="alerts",
-        ),
-        st.Page(PAGES / "animals.py", title="Animals", icon=":material/pets:", url_path="animals"),
-    ]
-)
-navigation.run()
+st.navigation(
+    [navigation.live_map_page(), navigation.alerts_page(open_count), navigation.animals_page()]
+).run()

@@ -1,7 +1,8 @@
 """Selections a ranger makes, mirrored to the URL (`st.query_params`) so a link can be shared.
 
-A page calls `restore` before drawing its widget (the URL wins on the first run of a session) and
-`mirror` after it, so the address bar always says what is selected.
+A page calls `restore` before drawing its widget and `mirror` after it, so the address bar always
+says what is selected. The URL wins when it says something the page did not write itself: on the
+first run of a session, and after a link (a shared one, or "Show on the live map") changed it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,23 @@ import streamlit as st
 RANGER_KEY = "ranger"
 
 
+def _mirrored_key(param: str) -> str:
+    return f"_mirrored_{param}"
+
+
 def restore(key: str, param: str, options: Sequence[Any], default: Any = None) -> None:
-    """Seed widget `key` from query parameter `param` when the session has no value for it yet.
+    """Set widget `key` from query parameter `param` when the URL says something new, or when the
+    session has no valid value yet.
 
     Values are compared as strings (the URL has nothing else); an unknown value gives `default`.
     """
-    if key in st.session_state and st.session_state[key] in options:
-        return
     raw = st.query_params.get(param)
     by_text = {str(option): option for option in options}
-    st.session_state[key] = by_text.get(raw, default) if raw is not None else default
+    url_changed = raw is not None and raw != st.session_state.get(_mirrored_key(param)) and raw in by_text
+    if url_changed:
+        st.session_state[key] = by_text[raw]
+    elif key not in st.session_state or st.session_state[key] not in options:
+        st.session_state[key] = by_text.get(raw, default) if raw is not None else default
     if st.session_state[key] not in options:
         st.session_state[key] = options[0] if options else None
 
@@ -31,9 +39,12 @@ def restore(key: str, param: str, options: Sequence[Any], default: Any = None) -
 def mirror(param: str, value: Any) -> None:
     """Write `value` to query parameter `param`; remove the parameter for None or ''."""
     if value is None or value == "":
+        st.session_state.pop(_mirrored_key(param), None)
         if param in st.query_params:
             del st.query_params[param]
-    elif st.query_params.get(param) != str(value):
+        return
+    st.session_state[_mirrored_key(param)] = str(value)
+    if st.query_params.get(param) != str(value):
         st.query_params[param] = str(value)
 
 

@@ -58,6 +58,7 @@ COL_NAME = "Name"
 COL_SPECIES = "Species"
 COL_COLLAR = "Collar"
 COL_LAST_SEEN = "Last seen (UTC)"
+COL_HEARD = "Heard"
 COL_BATTERY = "Battery (V)"
 COL_BEHAVIOUR = "Behaviour"
 COL_FIRMWARE = "Firmware"
@@ -656,8 +657,8 @@ def live_table(
             {
                 COL_NAME: p["name"],
                 COL_BEHAVIOUR: p["behaviour"],
-                COL_LAST_SEEN: format_age(animal.last_seen if animal else None, now),
+                COL_HEARD: format_age(animal.last_seen if animal else None, now),
                 COL_BATTERY: format_battery(animal.battery_mv if animal else None, low_battery_mv),
             }
         )
-    return pd.DataFrame(rows, columns=[COL_NAME, COL_BEHAVIOUR, COL_LAST_SEEN, COL_BATTERY])
+    return pd.DataFrame(rows, columns=[COL_NAME, COL_BEHAVIOUR, COL_HEARD, COL_BATTERY])

@@ -4,6 +4,7 @@ and sees the reserve, the herd and the alerts, with nothing fetched from outside
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import pytest
@@ -51,6 +52,7 @@ def map_image(page: Page, wanted: dict[str, list[int]], timeout_s: float = 30.0)
 def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite_url, port, tmp_path):
     bridge = open_bridge(sqlite_url)
     seed(bridge)
+    kito_id = next(a.animal_id for a in bridge.animals() if a.name == "Kito")
     bridge.close()
     with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
         with sync_playwright() as playwright:
@@ -87,6 +89,18 @@ def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite
                 page.get_by_text("Possible mortality", exact=False).first.wait_for(timeout=WAIT_MS)
                 page.screenshot(path=str(tmp_path / "alerts_page.png"), full_page=True)
                 assert "/alerts" in page.url
+
+                page.get_by_role("link", name="Show on the live map").click()
+                page.wait_for_url(re.compile(rf"[?&]animal={kito_id}(&|$)"), timeout=WAIT_MS)
+                page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
+                focused = map_image(
+                    page, {"focus ring": palette.LABEL_COLOUR, "Kito": palette.BEHAVIOUR_COLOURS["rest"]}
+                )
+                focused.save(tmp_path / "focused_map.png")
+                assert colour_pixels(focused, palette.BEHAVIOUR_COLOURS["rest"]) > 0
+                assert (
+                    colour_pixels(focused, palette.BEHAVIOUR_COLOURS["forage"]) == 0
+                )  # Amani is out of view
 
                 assert outside == [], f"the dashboard reached outside the machine: {outside}"
             finally:

@@ -220,3 +220,22 @@ def test_researcher_sees_alerts_without_positions_and_cannot_act_on_them(researc
     assert any("rangers acknowledge and resolve" in i.value for i in app.info)
     animals = open_page("animals").dataframe[0].value
     assert set(animals[views.COL_POSITION]) == {"withheld"}
+
+
+def test_a_link_opened_later_in_the_session_moves_the_focus(store):
+    animals = {a.name: a.animal_id for a in open_bridge(store).animals()}
+    app = open_page(query={"animal": animals["Kito"]})
+    assert app.selectbox(key="focus").value == animals["Kito"]
+    app.query_params["animal"] = animals["Zawadi"]
+    app.run()
+    assert app.selectbox(key="focus").value == animals["Zawadi"]
+    assert layer(deck_spec(app), "focus")["data"][0]["name"] == "Zawadi"
+
+
+def test_alert_links_to_its_animal_on_the_live_map_and_shows_its_evidence(store):
+    app = open_page("alerts", ranger="Amina")
+    kito = next(a for a in open_bridge(store).animals() if a.name == "Kito")
+    link = app.get("page_link")[0].proto
+    assert link.label == "Show on the live map"
+    assert (link.page, link.query_string) == ("live_map", f"animal={kito.animal_id}")
+    assert app.expander[0].label == "Evidence"

@@ -10,7 +10,7 @@ import streamlit as st
 
 from lora_bridge.errors import BridgeError
 from lora_bridge.views import AlertView
-from ranger_dashboard import config, data, palette, roles, selection, views
+from ranger_dashboard import config, data, navigation, palette, roles, selection, views
 
 FLASH_KEY = "alerts_flash"
 
@@ -109,6 +109,17 @@ with details:
         f"**State:** {views.state_text(alert)}  \n"
         f"**Raised by:** {alert.source}" + (f" ({alert.occurrences} times)" if alert.occurrences > 1 else "")
     )
+
+    if alert.animal_id is not None:
+        st.page_link(
+            navigation.live_map_page(),
+            label="Show on the live map",
+            icon=":material/my_location:",
+            query_params={"animal": str(alert.animal_id)},
+        )
+    if role.exact_positions and alert.evidence:
+        with st.expander("Evidence"):
+            st.json(alert.evidence, expanded=2)
 
     history = views.alert_history_table(data.alert_events(url, alert.alert_id))
     if not history.empty:

@@ -1,0 +1,32 @@
+"""The dashboard's pages as `st.Page` objects: the router in app.py and links between pages use
+the same objects, so a link always lands on the registered page (and its URL path)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+
+def live_map_page() -> st.Page:
+    """The live map, the default page, at /live."""
+    return st.Page(
+        PAGES_DIR / "live_map.py", title="Live map", icon=":material/map:", url_path="live", default=True
+    )
+
+
+def alerts_page(open_count: int = 0) -> st.Page:
+    """The alerts page at /alerts; its title carries the number of open alerts."""
+    return st.Page(
+        PAGES_DIR / "alerts.py",
+        title=f"Alerts ({open_count})" if open_count else "Alerts",
+        icon=":material/notifications_active:",
+        url_path="alerts",
+    )
+
+
+def animals_page() -> st.Page:
+    """The animals page at /animals."""
+    return st.Page(PAGES_DIR / "animals.py", title="Animals", icon=":material/pets:", url_path="animals")
