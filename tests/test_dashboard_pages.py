@@ -237,5 +237,6 @@ def test_alert_links_to_its_animal_on_the_live_map_and_shows_its_evidence(store)
     kito = next(a for a in open_bridge(store).animals() if a.name == "Kito")
     link = app.get("page_link")[0].proto
     assert link.label == "Show on the live map"
-    assert (link.page, link.query_string) == ("live_map", f"animal={kito.animal_id}")
+    # The live map is the default page, so its link is the dashboard's root URL.
+    assert (link.page, link.query_string) == ("", f"animal={kito.animal_id}")
     assert app.expander[0].label == "Evidence"
