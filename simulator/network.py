@@ -233,6 +233,17 @@ class Network:
         return chirpstack_uplink_json(delivery, self.application_id, self.application_name)
 
 
+def omit_empty(value: object) -> object:
+    """Drop fields holding a default value (0, 0.0, "", false, empty), as the proto3 JSON mapping of
+    TTS and ChirpStack does: the first uplink carries no f_cnt, a 0 dB SNR no snr."""
+    if isinstance(value, dict):
+        kept = {k: omit_empty(v) for k, v in value.items()}
+        return {k: v for k, v in kept.items() if v not in (0, "", False, None, [], {})}
+    if isinstance(value, list):
+        return [omit_empty(v) for v in value]
+    return value
+
+
 def _digest(*parts: object) -> bytes:
     return hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
 
@@ -249,7 +260,8 @@ def _ulid_like(*parts: object) -> str:
 
 
 def tts_uplink_json(delivery: Delivery, application_id: str) -> dict:
-    """The Things Stack v3 `uplink_message` JSON (fields as in TTS's data-formats documentation)."""
+    """The Things Stack v3 `uplink_message` JSON (fields as in TTS's data-formats documentation; fields
+    at their default value are left out, as TTS does)."""
     up = delivery.uplink
     received_at = rfc3339(delivery.received_at_s)
     tag = (up.dev_eui, up.f_cnt, delivery.copy)
@@ -307,9 +319,8 @@ def tts_uplink_json(delivery: Delivery, application_id: str) -> dict:
             "network_ids": {"net_id": "000013", "tenant_id": "tembo", "cluster_id": "eu1"},
         },
     }
-    if up.confirmed:
-        message["uplink_message"]["confirmed"] = True
-    return message
+    message["uplink_message"]["confirmed"] = up.confirmed
+    return omit_empty(message)
 
 
 def chirpstack_uplink_json(delivery: Delivery, application_id: str, application_name: str) -> dict:
@@ -339,7 +350,7 @@ def chirpstack_uplink_json(delivery: Delivery, application_id: str, application_
                 "crcStatus": "CRC_OK",
             }
         )
-    return {
+    return omit_empty({
         "deduplicationId": str(uuid.uuid5(_NAMESPACE, "dedup:" + "|".join(map(str, tag)))),
         "time": rfc3339(delivery.received_at_s),
         "deviceInfo": {
@@ -373,4 +384,4 @@ def chirpstack_uplink_json(delivery: Delivery, application_id: str, application_
             },
         },
         "regionConfigId": "eu868",
-    }
+    })
