@@ -7,12 +7,15 @@ TEMBO_DATABASE_URL environment variable, then `sqlite:///var/tembo.db`, is used.
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 
 import streamlit as st
 from PIL import Image, ImageDraw
 
 from ranger_dashboard import config, data, navigation, palette, roles, selection
+
+logger = logging.getLogger("ranger_dashboard.app")
 
 
 @cache
@@ -34,7 +37,12 @@ st.set_page_config(page_title="Tembo · Rangers", page_icon=favicon(), layout="w
 
 options = config.options()
 url = options.database_url
-open_count = len(data.open_alerts(url))
+try:
+    open_count = len(data.open_alerts(url))
+except Exception as error:  # the store is down or the URL is wrong: say so instead of a traceback
+    logger.exception("dashboard cannot read the store", extra={"database_url": data.safe_url(url)})
+    st.error(f"The dashboard cannot read the Tembo store at {data.safe_url(url)}: {error}")
+    st.stop()
 
 with st.sidebar:
     st.markdown("### :material/pets: Tembo")

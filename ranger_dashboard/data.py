@@ -22,10 +22,20 @@ logger = logging.getLogger(__name__)
 QUERY_TTL_S = 2
 
 
+def safe_url(url: str) -> str:
+    """`url` without its password, for messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}:***@{host}"
+
+
 @st.cache_resource(show_spinner=False)
 def bridge(url: str) -> Bridge:
     """The bridge service for `url`, opened once per server process."""
-    logger.info("dashboard opens the bridge", extra={"database_url": url.split("@")[-1]})
+    logger.info("dashboard opens the bridge", extra={"database_url": safe_url(url)})
     return open_bridge(url)
 
 

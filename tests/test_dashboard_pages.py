@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
 from lora_bridge.service import open_bridge
-from ranger_dashboard import views
+from ranger_dashboard import data, views
 
 APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
 TIMEOUT_S = 60
@@ -240,3 +240,12 @@ def test_alert_links_to_its_animal_on_the_live_map_and_shows_its_evidence(store)
     # The live map is the default page, so its link is the dashboard's root URL.
     assert (link.page, link.query_string) == ("", f"animal={kito.animal_id}")
     assert app.expander[0].label == "Evidence"
+
+
+def test_unreadable_store_is_reported_without_its_password(tmp_path, monkeypatch):
+    not_a_folder = tmp_path / "notes.txt"
+    not_a_folder.write_text("a file where the store's folder should be")
+    monkeypatch.setenv("TEMBO_DATABASE_URL", f"sqlite:///{not_a_folder / 'tembo.db'}")
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
+    assert any("cannot read the Tembo store" in e.value for e in app.error)
+    assert data.safe_url("postgresql://tembo:s3cret@db:5432/tembo") == "postgresql://tembo:***@db:5432/tembo"
