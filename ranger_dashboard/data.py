@@ -95,6 +95,12 @@ def alert_events(url: str, alert_id: int) -> list[Any]:
     return bridge(url).alert_events(alert_id)
 
 
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def alert_verdicts(url: str) -> dict[str, dict[str, Any]]:
+    """Per alert type: verdict counts and precision."""
+    return bridge(url).alert_verdicts()
+
+
 def acknowledge_alert(url: str, alert_id: Any, user: str) -> None:
     """Acknowledge an alert in the ranger's name and forget the cached alert list."""
     bridge(url).acknowledge_alert(alert_id, user)
@@ -108,4 +114,5 @@ def resolve_alert(url: str, alert_id: Any, user: str, verdict: str) -> None:
     bridge(url).resolve_alert(alert_id, user, verdict)
     logger.info("alert resolved", extra={"alert_id": alert_id, "user": user, "verdict": verdict})
     open_alerts.clear()
+    alert_verdicts.clear()
     alert_events.clear()

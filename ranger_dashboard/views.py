@@ -188,6 +188,25 @@ def alert_history_table(events: Iterable[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[COL_TIME, "Who", "What"])
 
 
+def precision_table(verdicts: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Per alert type, from rangers' verdicts (`Bridge.alert_verdicts()`): counts and precision,
+    true / (true + false alarm), as a percentage; worst precision first."""
+    rows = [
+        {
+            COL_TYPE: alert_type_label(alert_type),
+            "True": int(entry.get("true", 0)),
+            "False alarm": int(entry.get("false_alarm", 0)),
+            "Unknown": int(entry.get("unknown", 0)),
+            "Precision (%)": None
+            if entry.get("precision") is None
+            else round(100 * float(entry["precision"]), 1),
+        }
+        for alert_type, entry in verdicts.items()
+    ]
+    table = pd.DataFrame(rows, columns=[COL_TYPE, "True", "False alarm", "Unknown", "Precision (%)"])
+    return table.sort_values(["Precision (%)", COL_TYPE], na_position="last").reset_index(drop=True)
+
+
 def can_acknowledge(alert: Any) -> bool:
     """Only a new alert can be acknowledged."""
     return alert.state == "new"

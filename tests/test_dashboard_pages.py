@@ -146,6 +146,11 @@ def test_ranger_acknowledges_then_resolves_an_alert_as_false_alarm(store):
     resolved = open_bridge(store).alert(mortality.alert_id)
     assert (resolved.state, resolved.verdict, resolved.resolved_by) == ("resolved", "false_alarm", "Amina")
     assert list(app.dataframe[0].value[views.COL_TYPE]) == ["Low battery"]
+    precision = app.expander[-1]
+    assert precision.label == "Alert precision from rangers' verdicts"
+    row = precision.dataframe[0].value.iloc[0]
+    assert (row[views.COL_TYPE], row["False alarm"], row["True"]) == ("Possible mortality", 1, 0)
+    assert row["Precision (%)"] == 0.0
     assert "alert" not in app.query_params or app.query_params["alert"] != str(mortality.alert_id)
 
 

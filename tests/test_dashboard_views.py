@@ -363,3 +363,16 @@ def test_roles_say_what_they_may_see():
         config.DashboardOptions(role="poacher")
     command = launch.command(8765, "sqlite://", role="visitor")
     assert command[command.index("--role") + 1] == "visitor"
+
+
+def test_precision_per_alert_type_from_verdicts_worst_first():
+    table = views.precision_table(
+        {
+            "mortality": {"true": 3, "false_alarm": 1, "unknown": 0, "precision": 0.75},
+            "geofence_farmland": {"true": 1, "false_alarm": 3, "unknown": 2, "precision": 0.25},
+            "offline": {"true": 0, "false_alarm": 0, "unknown": 4, "precision": None},
+        }
+    )
+    assert list(table[views.COL_TYPE]) == ["Entered farmland", "Possible mortality", "Offline"]
+    assert list(table["Precision (%)"])[:2] == [25.0, 75.0]
+    assert table.iloc[2]["Unknown"] == 4

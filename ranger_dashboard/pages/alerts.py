@@ -64,9 +64,19 @@ flash = st.session_state.pop(FLASH_KEY, None)
 if flash:
     st.success(flash)
 
+
+def verdict_summary() -> None:
+    """How often each alert type was a true alert, from the verdicts rangers gave."""
+    verdicts = data.alert_verdicts(url)
+    if verdicts:
+        with st.expander("Alert precision from rangers' verdicts"):
+            st.dataframe(views.precision_table(verdicts), hide_index=True)
+
+
 if not alerts:
     selection.mirror("alert", None)
     st.info("No open alerts.")
+    verdict_summary()
     st.stop()
 
 counts = {
@@ -131,3 +141,5 @@ with actions:
         alert_actions(alert)
     else:
         st.info(f"The {role.title.lower()} view shows alerts; rangers acknowledge and resolve them.")
+
+verdict_summary()
