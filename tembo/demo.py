@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -71,7 +71,7 @@ class Pipeline:
 
 @contextmanager
 def pipeline(collars: int, days: float | None, seed: int, database_url: str,
-             bridge_port: int = 0) -> Iterator[Pipeline]:
+             bridge_port: int = 0, start: datetime = DEMO_START) -> Iterator[Pipeline]:
     """Start bridge, webhook and network-server stand-in; register the herd; stop everything after."""
     from lora_bridge.adapters.webhook import create_app
     from lora_bridge.service import Bridge
@@ -80,7 +80,7 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
     from simulator.network_server import NetworkServerStandIn
     from simulator.reserve import demo_reserve
 
-    fleet = Fleet(n_collars=collars, seed=seed, start=DEMO_START, days=days)
+    fleet = Fleet(n_collars=collars, seed=seed, start=start, days=days)
     network = NetworkServerStandIn(fleet, application_id=DEMO_APPLICATION)
     network.start()
     settings = load_settings(database_url=database_url, network_server_url=network.url,
@@ -143,7 +143,10 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
     url = database_url or "sqlite:///var/tembo.db"
     if database_url is None and Path("var/tembo.db").exists():
         Path("var/tembo.db").unlink()
-    with pipeline(collars, days if days is not None else 365, seed, url, bridge_port=bridge_port) as p:
+    # The live herd starts a day ago so the map fills at once, then runs on into the coming days.
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+    with pipeline(collars, days if days is not None else 365, seed, url, bridge_port=bridge_port,
+                  start=start) as p:
         env = dict(os.environ, TEMBO_DATABASE_URL=url)
         dashboard = subprocess.Popen(command(port, url), env=env)
         print(f"Tembo demo: {collars} simulated elephants, {pace:g} simulated seconds per second")
