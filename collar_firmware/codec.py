@@ -61,7 +61,7 @@ SETTINGS_PORT = 3
 # Settings carried as TLV on port 3: (id, name, kind, minimum, maximum, unit).
 SETTINGS = (
     (1, "gnss_interval_s", "u32", 60, 86400, "s"),
-    (2, "summary_interval_s", "u16", 300, 21600, "s"),
+    (2, "summary_interval_s", "u16", 300, 14400, "s"),  # activity interval_min is one byte
     (3, "status_interval_s", "u32", 900, 86400, "s"),
     (4, "accel_rate_hz", "u8", 10, 100, "Hz"),
     (5, "accel_range_g", "u8", 2, 16, "g"),

@@ -360,10 +360,11 @@ class Collar:
     # ---- messages ----------------------------------------------------------------------
 
     def _start_summary(self, now, factor):
-        interval = self.settings["summary_interval_s"] * factor
-        if interval > 15300:  # interval_min is one byte on the wire
-            interval = 15300
-        start = now - now % self.settings["summary_interval_s"]
+        base = self.settings["summary_interval_s"]
+        while factor > 1 and base * factor > 14400:  # interval_min is one byte on the wire
+            factor //= 2
+        interval = base * factor
+        start = now - now % base
         self.summary_start_s = start
         self.summary_end_s = start + interval
         self.class_windows = array("H", [0] * config.MAX_CLASSES)
