@@ -8,7 +8,7 @@ Sources are plain callables or objects, so the simulator can plug animals in:
   the array('h') buf, allocation-free) or a callable `(t_s, n, rate_hz) -> samples` returning a flat
   sequence x0, y0, z0, x1, ... or a sequence of (x, y, z) triples, in milli-g;
 - position: a callable `t_s -> (lat_deg, lon_deg)`, or None when the sky is hidden;
-- battery: an int (mV), or a callable `t_s -> mV`; temperature: an int (deci-degrees C) or `t_s -> dC`;
+- battery: an int (mV), or a callable `t_s -> mV` (`linear_drain`, `curve_drain`); temperature: an int (deci-degrees C) or `t_s -> dC`;
 - coverage: a bool or a callable `t_s -> bool` (True when a gateway hears the collar).
 
 Time jumps: `SimClock.sleep_until(t_s)` moves the clock at once (accelerated time).
@@ -200,6 +200,24 @@ def linear_drain(start_mv, mv_per_day, start_s):
 
     def battery_mv(t_s):
         return start_mv - (t_s - start_s) * mv_per_day // 86400
+
+    return battery_mv
+
+
+def curve_drain(mah_per_day, start_s, capacity_mah=57600, used_mah=0):
+    """Return a battery source following the reference pack's discharge curve (config.BATTERY_CURVE):
+    the voltage at the charge left after mah_per_day since start_s (used_mah already spent then)."""
+    from collar_firmware.config import BATTERY_CURVE
+
+    def battery_mv(t_s):
+        used = used_mah + (t_s - start_s) * mah_per_day / 86400
+        pct = 100 - 100 * used / capacity_mah
+        for i in range(1, len(BATTERY_CURVE)):
+            mv_hi, pct_hi = BATTERY_CURVE[i - 1]
+            mv_lo, pct_lo = BATTERY_CURVE[i]
+            if pct >= pct_lo:
+                return int(mv_lo + (pct - pct_lo) * (mv_hi - mv_lo) / (pct_hi - pct_lo))
+        return BATTERY_CURVE[-1][0]
 
     return battery_mv
 
