@@ -8,4 +8,5 @@ BENCHES: dict[str, str] = {
     "collar": "simulator.collar_bench:run",
     "bridge": "lora_bridge.bench:ingest_figures",
     "sensing": "models.bench:sensing_bench",
+    "fleet": "simulator.fleet:bench_fleet",
 }
