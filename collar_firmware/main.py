@@ -172,18 +172,23 @@ class Collar:
     def _load_model(self):
         self.model = None
         self.smoother = None
-        self.model_fallback = True
+        self.model_fallback = False
         if classifier is not None and features is not None:
             try:
                 model = classifier.load_model(self.hal.storage)
                 if model is not None:
                     self.model = model
                     self.smoother = classifier.Smoother(len(model.classes), 3)
-                    self.model_fallback = False
+                    # a refused stored blob means the collar runs its last good or shipped model
+                    self.model_fallback = getattr(model, "refused", None) is not None
+                    # the model defines the window it was trained on: the accelerometer follows it
+                    self.settings["window_s"] = model.window_s
+                    self.settings["accel_rate_hz"] = model.rate_hz
             except Exception:
                 self._count(ERR_MODEL)
         if self.model is None:
             self.model = ThresholdModel(self.settings)
+            self.model_fallback = True
         classes = self.model.classes
         self.n_classes = len(classes) if len(classes) <= config.MAX_CLASSES else config.MAX_CLASSES
         self.run_class = classes.index("run") if "run" in classes else -1
@@ -296,7 +301,7 @@ class Collar:
         features.compute_features(self.accel_buf, n, rate, feat)
         vedba_mg = int(feat[_F_VEDBA])
         vedba_max_mg = int(feat[_F_VEDBA_MAX])
-        if self.model_fallback:
+        if self.smoother is None:
             idx = self.model.predict_vedba(vedba_mg)
         else:
             idx = self.smoother.update(self.model.predict(feat))
@@ -576,6 +581,9 @@ class Collar:
         result = downlink.check_settings(merged)
         if result != downlink.ACK_OK:
             return result
+        if not isinstance(self.model, ThresholdModel) and (
+                merged["window_s"] != self.model.window_s or merged["accel_rate_hz"] != self.model.rate_hz):
+            return downlink.ACK_REFUSED  # the model was trained on its own window: send a new model instead
         imu_changed = False
         for k in values:
             if k in ("accel_rate_hz", "accel_range_g", "window_s") and self.settings[k] != values[k]:

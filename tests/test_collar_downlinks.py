@@ -206,3 +206,12 @@ def test_handler_answers_any_bytes_without_raising():
             for fill in (0, 1, 0x7F, 0xFF):
                 on_port, cmd, result = downlink.handle(port, bytes([fill] * n), target)
                 assert on_port == port and 0 <= result < len(codec.ACK_RESULTS)
+
+
+def test_window_settings_that_contradict_the_model_are_refused():
+    world = CollarWorld()
+    world.run_for(60)
+    assert world.collar.settings["window_s"] == world.collar.model.window_s
+    ack = _answer(world, 3, codec.encode("settings", {"window_s": 20}))
+    assert ack["result"] == "refused"
+    assert world.collar.settings["window_s"] == world.collar.model.window_s
