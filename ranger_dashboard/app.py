@@ -13,7 +13,7 @@ from functools import cache
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from ranger_dashboard import config, data, navigation, palette, roles, selection
+from ranger_dashboard import config, data, logs, navigation, palette, roles, selection
 
 logger = logging.getLogger("ranger_dashboard.app")
 
@@ -35,6 +35,7 @@ def favicon() -> Image.Image:
 
 st.set_page_config(page_title="Tembo · Rangers", page_icon=favicon(), layout="wide")
 
+logs.configure()
 options = config.options()
 url = options.database_url
 try:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from lora_bridge.views import ActivityView, AlertView, AnimalView, PositionView
-from ranger_dashboard import config, launch, palette, roles, views
+from ranger_dashboard import config, launch, logs, palette, roles, views
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -376,3 +377,14 @@ def test_precision_per_alert_type_from_verdicts_worst_first():
     assert list(table[views.COL_TYPE]) == ["Entered farmland", "Possible mortality", "Offline"]
     assert list(table["Precision (%)"])[:2] == [25.0, 75.0]
     assert table.iloc[2]["Unknown"] == 4
+
+
+def test_position_views_are_logged_with_the_viewer():
+    logs.configure()
+    record = logging.LogRecord(
+        "lora_bridge.service", logging.INFO, __file__, 1, "live positions viewed", (), None
+    )
+    record.viewer, record.animals = "ranger:Amina", 3
+    line = logs.ContextFormatter(logs.FORMAT).format(record)
+    assert line.endswith("live positions viewed viewer=ranger:Amina animals=3")
+    assert logging.getLogger("lora_bridge").isEnabledFor(logging.INFO)

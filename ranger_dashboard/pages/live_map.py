@@ -108,10 +108,11 @@ def live_panel() -> None:
         + (f" ({views.format_time(latest_fix)} UTC)" if latest_fix else "")
         + f" · {role.describe_positions()}"
     )
-    logger.info(
-        "live positions viewed",
-        extra={"viewer": viewer, "animals": len(points), "focus": focus},
-    )
+    # One audit line when a session starts watching, and whenever who or what it watches changes.
+    watching = (viewer, focus)
+    if st.session_state.get("_watching") != watching:
+        st.session_state["_watching"] = watching
+        logger.info("live positions viewed", extra={"viewer": viewer, "animals": len(points), "focus": focus})
 
 
 st.title("Live map")
