@@ -44,6 +44,7 @@ BATTERY_EVERY_S = const(600)
 LINK_CHECK_S = const(4 * 3600)  # a confirmed uplink at least this often while records await proof
 GNSS_TIMEOUT_S = const(90)
 MAX_BACKOFF_S = const(3600)
+CLOCK_STEP_BACK_S = const(600)
 _MAX_DT_S = const(65535)
 
 
@@ -231,6 +232,8 @@ class Collar:
 
     def _cycle(self):
         now = self._now(self.now_s + 60)
+        if now < self.now_s - CLOCK_STEP_BACK_S:
+            self._reschedule(now)  # the clock was set back (e.g. GNSS time): no timer may wait for days
         self.now_s = now
         if self.reboot_pending:
             self._boot("software")
@@ -253,6 +256,24 @@ class Collar:
             self._guard(self._flush_positions, now, ERR_OTHER)
         self._guard(self._send, now, ERR_RADIO)
         return self._next_wake(now)
+
+    def _reschedule(self, now):
+        self.next_window_s = now
+        self.next_battery_s = now
+        self.next_fix_s = now
+        if self.next_status_s > now + self.settings["status_interval_s"]:
+            self.next_status_s = now
+        self._start_summary(now, 1)
+        for slot in range(self.queue.slots):
+            if self.queue.retry_at_s[slot] > now:
+                self.queue.retry_at_s[slot] = now
+        self.probe_at_s = now
+
+    def reload_model(self):
+        """Load the model again (after an update stored a new blob) and follow its window and classes."""
+        self._load_model()
+        self._configure_imu()
+        self._start_summary(self.now_s, 1)
 
     def _guard(self, stage, now, err):
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from collar_helpers import START_S, CollarWorld
 
@@ -117,3 +119,30 @@ def test_a_quiet_week_wakes_the_collar_about_once_a_minute():
         steps, windows = run.steps, run.collar.windows
         run.advance(START_S + day * 86400)
         assert run.steps - steps <= 1.05 * (run.collar.windows - windows) + 20, f"busy wake-ups on day {day}"
+
+
+def test_collar_keeps_its_rhythm_when_the_clock_is_set_back():
+    world = CollarWorld(start_s=START_S + 86400)
+    world.run_for(HOUR)
+    world.hal.clock.t_s = START_S  # GNSS time corrects a clock that ran a day ahead
+    world.wake_s = START_S
+    reads = world.hal.imu.reads
+    world.run_for(HOUR)
+    assert world.hal.imu.reads - reads >= 58
+
+
+def test_a_new_model_is_taken_up_without_a_reboot():
+    world = CollarWorld()
+    world.run_for(HOUR)
+    assert world.collar.model.version == 1
+    golden = (Path(__file__).parent / "vectors" / "golden_model.bin").read_bytes()  # version 7
+    world.flash.write("model", golden)
+    world.collar.reload_model()
+    world.run_for(HOUR)
+    assert world.collar.model.version == 7
+    assert world.decoded("activity")[-1]["model_version"] == 7
+    assert world.collar.status_values(world.now_s)["model_fallback"] == 0
+    world.flash.write("model", golden[:-3] + b"\x00\x00\x00")  # a corrupt update
+    world.collar.reload_model()
+    assert world.collar.model.version == 7, "the last good model is kept"
+    assert world.collar.status_values(world.now_s)["model_fallback"] == 1
