@@ -44,6 +44,10 @@ EXAMPLES = [
     ("downlink: acknowledge mortality alert seq 3", "ack_alert", {"alert_type": "mortality", "seq": 3}),
     ("downlink: track at high rate for 90 minutes", "tracking", {"minutes": 90}),
     ("downlink: send status now", "request_status", {}),
+    ("downlink: report settings", "request_settings", {}),
+    ("downlink: last part of farmland fence 2, points 7..9", "fence", {
+        "fence_id": 2, "kind": "farmland", "last": 1, "first_index": 7, "points": [
+            {"lat": 0.5012, "lon": 37.4401}, {"lat": 0.5099, "lon": 37.4505}, {"lat": 0.4987, "lon": 37.4523}]}),
 ]
 
 ERRORS = [
