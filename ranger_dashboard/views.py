@@ -395,6 +395,7 @@ def alert_points(alerts: Iterable[Any], now: datetime, positions: Iterable[Any] 
         points.append(
             {
                 "alert_id": str(a.alert_id),
+                "animal_id": None if a.animal_id is None else str(a.animal_id),
                 "name": a.name or a.device_id,
                 "lat": float(lat),
                 "lon": float(lon),
@@ -626,6 +627,19 @@ def live_layers(
             )
         )
     return layers
+
+
+SELECTABLE_LAYERS = ("animals", "open-alerts", "tracks", "focus")
+
+
+def selected_animal_id(selected: Mapping[str, Sequence[Mapping[str, Any]]]) -> str | None:
+    """The animal a ranger clicked on the map (a dot, an alert ring or a track), from the chart's
+    selection (objects per layer id), or None."""
+    for layer_id in SELECTABLE_LAYERS:
+        for record in selected.get(layer_id) or ():
+            if record.get("animal_id"):
+                return str(record["animal_id"])
+    return None
 
 
 def build_deck(

@@ -37,6 +37,20 @@ def colour_pixels(image: Image.Image, rgb: list[int], tolerance: int = 16) -> in
     )
 
 
+def colour_centre(image: Image.Image, rgb: list[int], tolerance: int = 16) -> tuple[int, int]:
+    """The (x, y) centre of the pixels of `image` within `tolerance` of `rgb`."""
+    r0, g0, b0 = rgb[:3]
+    rgb_image = image.convert("RGB")
+    xs, ys = [], []
+    for y in range(rgb_image.height):
+        for x in range(rgb_image.width):
+            r, g, b = rgb_image.getpixel((x, y))
+            if abs(r - r0) <= tolerance and abs(g - g0) <= tolerance and abs(b - b0) <= tolerance:
+                xs.append(x)
+                ys.append(y)
+    return sum(xs) // len(xs), sum(ys) // len(ys)
+
+
 def map_image(page: Page, wanted: dict[str, list[int]], timeout_s: float = 30.0) -> Image.Image:
     """A screenshot of the deck map once every colour in `wanted` is drawn (or the last one)."""
     chart = page.locator("[data-testid='stDeckGlJsonChart']").first
@@ -52,7 +66,8 @@ def map_image(page: Page, wanted: dict[str, list[int]], timeout_s: float = 30.0)
 def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite_url, port, tmp_path):
     bridge = open_bridge(sqlite_url)
     seed(bridge)
-    kito_id = next(a.animal_id for a in bridge.animals() if a.name == "Kito")
+    ids = {a.name: a.animal_id for a in bridge.animals()}
+    kito_id, amani_id = ids["Kito"], ids["Amani"]
     bridge.close()
     with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
         with sync_playwright() as playwright:
@@ -84,6 +99,10 @@ def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite
                 page.screenshot(path=str(tmp_path / "live_page.png"), full_page=True)
                 missing = [name for name, rgb in wanted.items() if colour_pixels(image, rgb) == 0]
                 assert not missing, f"not drawn on the map: {missing} (see {tmp_path / 'live_map.png'})"
+
+                x, y = colour_centre(image, palette.BEHAVIOUR_COLOURS["forage"])
+                page.locator("[data-testid='stDeckGlJsonChart']").first.click(position={"x": x, "y": y})
+                page.wait_for_url(re.compile(rf"[?&]animal={amani_id}(&|$)"), timeout=WAIT_MS)
 
                 page.get_by_role("link", name="Alerts (2)").click()
                 page.get_by_text("Possible mortality", exact=False).first.wait_for(timeout=WAIT_MS)

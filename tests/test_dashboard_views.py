@@ -388,3 +388,11 @@ def test_position_views_are_logged_with_the_viewer():
     line = logs.ContextFormatter(logs.FORMAT).format(record)
     assert line.endswith("live positions viewed viewer=ranger:Amina animals=3")
     assert logging.getLogger("lora_bridge").isEnabledFor(logging.INFO)
+
+
+def test_clicking_an_animal_its_ring_or_its_track_picks_that_animal():
+    assert views.selected_animal_id({"animals": [{"animal_id": "7", "name": "Amani"}]}) == "7"
+    assert views.selected_animal_id({"open-alerts": [{"alert_id": "3", "animal_id": "9"}]}) == "9"
+    assert views.selected_animal_id({"tracks": [{"animal_id": "4", "path": []}]}) == "4"
+    assert views.selected_animal_id({"gateways": [{"name": "HQ mast"}]}) is None
+    assert views.selected_animal_id({}) is None

@@ -18,6 +18,8 @@ logger = logging.getLogger("ranger_dashboard.live_map")
 TRACK_HOURS = (6, 12, 24, 48, 72, 168)
 DEFAULT_TRACK_HOURS = 24
 NO_FOCUS = "all"
+# An animal clicked on the map, handed to the next full run (the sidebar is outside the fragment).
+FOCUS_FROM_MAP_KEY = "_focus_from_map"
 LEGEND = (
     "**Behaviour** :blue[●] rest · :green[●] forage · :orange[●] walk · :red[●] run  \n"
     "**Open alert ring** :red[◯] high · :orange[◯] medium · :green[◯] low  \n"
@@ -30,8 +32,12 @@ role = roles.role(options.role)
 animal_list = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
 names = {str(a.animal_id): a.name or a.device_id for a in animal_list}
 
+focus_options = [NO_FOCUS, *names]
+clicked = st.session_state.pop(FOCUS_FROM_MAP_KEY, None)
+if clicked in focus_options:
+    st.session_state["focus"] = clicked
+
 with st.sidebar:
-    focus_options = [NO_FOCUS, *names]
     selection.restore("focus", "animal", focus_options, default=NO_FOCUS)
     st.selectbox(
         "Focus on animal",
@@ -94,11 +100,19 @@ def live_panel() -> None:
     )
     map_column, table_column = st.columns([5, 2])
     with map_column:
-        st.pydeck_chart(
+        # A new key per focus starts each focused map with no selection left over.
+        state = st.pydeck_chart(
             deck,
             height=620,
             alt=f"Map of the reserve with {len(points)} collared animals and {len(rings)} open alerts",
+            on_select="rerun",
+            selection_mode="single-object",
+            key=f"live-map-{focus}",
         )
+    picked = views.selected_animal_id(state.selection.objects) if state is not None else None
+    if picked is not None and picked != focus:
+        st.session_state[FOCUS_FROM_MAP_KEY] = picked
+        st.rerun(scope="app")
     with table_column:
         st.dataframe(views.live_table(points, animals, now, low_battery_mv), hide_index=True)
         st.markdown(LEGEND)
