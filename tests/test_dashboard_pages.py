@@ -254,3 +254,11 @@ def test_unreadable_store_is_reported_without_its_password(tmp_path, monkeypatch
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S).run()
     assert any("cannot read the Tembo store" in e.value for e in app.error)
     assert data.safe_url("postgresql://tembo:s3cret@db:5432/tembo") == "postgresql://tembo:***@db:5432/tembo"
+
+
+def test_a_link_naming_no_such_animal_shows_the_whole_herd(store):
+    app = open_page(query={"animal": "999", "hours": "5"})
+    assert app.selectbox(key="focus").value == "all"
+    assert app.select_slider(key="track_hours").value == 24
+    assert "animal" not in app.query_params
+    assert app.query_params["hours"] == "24"
