@@ -8,8 +8,11 @@ research office `researcher`, a screen in the visitor centre `visitor`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -62,3 +65,43 @@ def role(name: str) -> Role:
         return ROLES[name]
     except KeyError:
         raise ValueError(f"unknown role {name!r}; expected one of {sorted(ROLES)}") from None
+
+
+# ---------------------------------------------------------------- location privacy
+
+METRES_PER_DEGREE_LAT = 111_320.0
+
+
+def coarsen(lat: float, lon: float, grid_m: int) -> tuple[float, float]:
+    """(lat, lon) snapped to the centre of its cell in a grid of about grid_m x grid_m metres."""
+    lat_step = grid_m / METRES_PER_DEGREE_LAT
+    lat_centre = (math.floor(lat / lat_step) + 0.5) * lat_step
+    lon_step = grid_m / (METRES_PER_DEGREE_LAT * max(math.cos(math.radians(lat_centre)), 0.01))
+    lon_centre = (math.floor(lon / lon_step) + 0.5) * lon_step
+    return round(lat_centre, 6), round(lon_centre, 6)
+
+
+def withheld_positions(
+    tracks: Mapping[Any, Sequence[Any]], cutoff: datetime, grid_m: int
+) -> tuple[list[Any], dict[str, list[Any]]]:
+    """What a role without exact positions sees: fixes up to `cutoff` only, snapped to a grid.
+
+    Returns (last such fix per animal, tracks), both as copies of the given `PositionView`s with
+    coarse lat/lon; a run of fixes in the same cell becomes one.
+    """
+    latest: list[Any] = []
+    coarse_tracks: dict[str, list[Any]] = {}
+    for animal_id, fixes in tracks.items():
+        kept: list[Any] = []
+        for p in sorted(fixes, key=lambda p: p.time):
+            if p.time > cutoff or p.lat is None or p.lon is None:
+                continue
+            lat, lon = coarsen(float(p.lat), float(p.lon), grid_m)
+            if kept and (kept[-1].lat, kept[-1].lon) == (lat, lon):
+                kept[-1] = replace(p, lat=lat, lon=lon)
+            else:
+                kept.append(replace(p, lat=lat, lon=lon))
+        if kept:
+            coarse_tracks[str(animal_id)] = kept
+            latest.append(kept[-1])
+    return latest, coarse_tracks

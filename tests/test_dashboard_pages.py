@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
 from lora_bridge.service import open_bridge
-from ranger_dashboard import data, views
+from ranger_dashboard import data, map_layers, palette, roles, views
 
 APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
 TIMEOUT_S = 60
@@ -64,7 +64,7 @@ def test_ranger_sees_every_collared_animal_on_the_offline_live_map(store):
     app = open_page()
     assert app.title[0].value == "Live map"
     spec = deck_spec(app)
-    assert spec["mapStyle"] == views.NO_BASE_MAP
+    assert spec["mapStyle"] == map_layers.NO_BASE_MAP
     assert sorted(p["name"] for p in layer(spec, "animal-names")["data"]) == ["Amani", "Kito", "Zawadi"]
     kinds = {f["properties"]["kind"] for f in layer(spec, "reserve-boundary")["data"]["features"]}
     assert kinds == {"boundary"}
@@ -79,12 +79,12 @@ def test_ranger_sees_every_collared_animal_on_the_offline_live_map(store):
 def test_live_map_colours_animals_by_behaviour_and_rings_open_alerts(store):
     spec = deck_spec(open_page())
     colour_of = {p["name"]: p["colour"] for p in layer(spec, "animals")["data"]}
-    assert colour_of["Zawadi"] == views.palette.BEHAVIOUR_COLOURS["walk"]
-    assert colour_of["Kito"] == views.palette.BEHAVIOUR_COLOURS["rest"]
+    assert colour_of["Zawadi"] == palette.BEHAVIOUR_COLOURS["walk"]
+    assert colour_of["Kito"] == palette.BEHAVIOUR_COLOURS["rest"]
     rings = layer(spec, "open-alerts")["data"]
     assert [(r["name"], r["colour"]) for r in rings] == [
-        ("Zawadi", views.palette.PRIORITY_COLOURS[100]),
-        ("Kito", views.palette.PRIORITY_COLOURS[300]),
+        ("Zawadi", palette.PRIORITY_COLOURS[100]),
+        ("Kito", palette.PRIORITY_COLOURS[300]),
     ]
     amani_track = next(t for t in layer(spec, "tracks")["data"] if t["name"] == "Amani")
     assert len(amani_track["path"]) == 6
@@ -212,7 +212,7 @@ def test_researcher_sees_positions_six_hours_late_on_a_one_km_grid(researcher_st
     spec = deck_spec(open_page())
     amani = next(p for p in layer(spec, "animals")["data"] if p["name"] == "Amani")
     # Newest report 18:00, so the researcher's newest Amani fix is the 12:00 one (the sixth of twelve).
-    assert (amani["lat"], amani["lon"]) == views.coarsen(
+    assert (amani["lat"], amani["lon"]) == roles.coarsen(
         HERD[0].lat + 5 * HERD[0].step_lat, HERD[0].lon + 5 * HERD[0].step_lon, 1000
     )
     assert "open-alerts" not in {item["id"] for item in spec["layers"]}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lora_bridge.views import ActivityView, AlertView, AnimalView, PositionView
-from ranger_dashboard import config, launch, logs, palette, roles, views
+from ranger_dashboard import config, launch, logs, map_layers, palette, roles, views
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -183,7 +183,7 @@ def test_fleet_summary_counts_silent_animals_and_high_alerts():
 def test_animal_points_are_coloured_by_behaviour_and_named():
     animals = [animal("a1", "Amani", behaviour="run"), animal("a2", "Zawadi", behaviour="forage")]
     positions = [position("a2", "Zawadi", 5, -1.95, 37.25), position("a1", "Amani", 10, -1.91, 37.21)]
-    points = views.animal_points(positions, animals, NOW)
+    points = map_layers.animal_points(positions, animals, NOW)
     assert [p["name"] for p in points] == ["Amani", "Zawadi"]
     assert points[0]["colour"] == palette.BEHAVIOUR_COLOURS["run"]
     assert points[1]["colour"] == palette.BEHAVIOUR_COLOURS["forage"]
@@ -195,13 +195,13 @@ def test_tracks_run_oldest_fix_first_and_skip_single_fixes():
         "a1": [position("a1", "Amani", 10, -1.91, 37.21), position("a1", "Amani", 70, -1.92, 37.22)],
         "a2": [position("a2", "Zawadi", 5, -1.95, 37.25)],
     }
-    paths = views.track_paths(tracks)
+    paths = map_layers.track_paths(tracks)
     assert len(paths) == 1
     assert paths[0]["path"] == [[37.22, -1.92], [37.21, -1.91]]
 
 
 def test_open_alerts_are_ringed_in_priority_colour_most_urgent_on_top():
-    rings = views.alert_points(
+    rings = map_layers.alert_points(
         [alert(1, 300, 1), alert(2, 100, 1), alert(3, 200, 1, lat=None, lon=None)], NOW
     )
     assert [r["alert_id"] for r in rings] == ["2", "1"]
@@ -209,9 +209,9 @@ def test_open_alerts_are_ringed_in_priority_colour_most_urgent_on_top():
 
 
 def test_reserve_geometry_becomes_the_offline_base_layers():
-    layer_ids = [layer.id for layer in views.geography_layers(RESERVE)]
+    layer_ids = [layer.id for layer in map_layers.geography_layers(RESERVE)]
     assert layer_ids == ["reserve-boundary", "farmland", "water", "roads", "gateways"]
-    assert views.gateway_points(RESERVE) == [
+    assert map_layers.gateway_points(RESERVE) == [
         {"name": "Ranger post", "lat": -1.85, "lon": 37.2, "tooltip": "Gateway Ranger post"}
     ]
 
@@ -226,7 +226,7 @@ def test_waterholes_given_as_points_are_drawn_as_dots():
             "geometry": {"type": "Point", "coordinates": [37.15, -1.95]},
         },
     ]
-    layers = {layer.id: layer for layer in views.geography_layers(reserve)}
+    layers = {layer.id: layer for layer in map_layers.geography_layers(reserve)}
     assert [f["geometry"]["type"] for f in layers["water"].data["features"]] == ["Polygon"]
     assert layers["waterholes"].data == [
         {"name": "Kalama dam", "lat": -1.95, "lon": 37.15, "tooltip": "Water: Kalama dam"}
@@ -234,9 +234,11 @@ def test_waterholes_given_as_points_are_drawn_as_dots():
 
 
 def test_live_map_fetches_no_online_tiles_by_default():
-    points = views.animal_points([position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW)
-    spec = json.loads(views.build_deck(RESERVE, points, [], []).to_json())
-    assert spec["mapStyle"] == views.NO_BASE_MAP
+    points = map_layers.animal_points(
+        [position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW
+    )
+    spec = json.loads(map_layers.build_deck(RESERVE, points, [], []).to_json())
+    assert spec["mapStyle"] == map_layers.NO_BASE_MAP
     assert "mapProvider" not in spec
     assert "cartocdn" not in json.dumps(spec)
     assert [layer["id"] for layer in spec["layers"]] == [
@@ -253,20 +255,22 @@ def test_live_map_fetches_no_online_tiles_by_default():
 
 
 def test_online_tiles_are_a_choice():
-    spec = json.loads(views.build_deck(RESERVE, [], [], [], online_tiles=True).to_json())
+    spec = json.loads(map_layers.build_deck(RESERVE, [], [], [], online_tiles=True).to_json())
     assert "cartocdn" in spec["mapStyle"]
 
 
 def test_map_opens_on_the_whole_reserve():
-    state = views.view_state_for(views.map_bounds(RESERVE, []))
+    state = map_layers.view_state_for(map_layers.map_bounds(RESERVE, []))
     assert state.latitude == pytest.approx(-1.85)
     assert state.longitude == pytest.approx(37.2)
     assert 9 <= state.zoom <= 12
 
 
 def test_focused_animal_is_centred_and_ringed():
-    points = views.animal_points([position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW)
-    spec = json.loads(views.build_deck(RESERVE, points, [], [], focus_animal_id="a1").to_json())
+    points = map_layers.animal_points(
+        [position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW
+    )
+    spec = json.loads(map_layers.build_deck(RESERVE, points, [], [], focus_animal_id="a1").to_json())
     assert spec["initialViewState"]["latitude"] == pytest.approx(-1.91)
     assert "focus" in [layer["id"] for layer in spec["layers"]]
 
@@ -318,12 +322,14 @@ def test_dashboard_options_fall_back_to_environment_then_defaults():
 
 
 def test_map_layer_settings_are_constants_and_only_accessors_read_the_data():
-    points = views.animal_points([position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW)
-    paths = views.track_paths(
+    points = map_layers.animal_points(
+        [position("a1", "Amani", 10, -1.91, 37.21)], [animal("a1", "Amani")], NOW
+    )
+    paths = map_layers.track_paths(
         {"a1": [position("a1", "Amani", 10, -1.91, 37.21), position("a1", "Amani", 70, -1.92, 37.22)]}
     )
-    rings = views.alert_points([alert(1, 300, 1)], NOW)
-    spec = json.loads(views.build_deck(RESERVE, points, paths, rings, focus_animal_id="a1").to_json())
+    rings = map_layers.alert_points([alert(1, 300, 1)], NOW)
+    spec = json.loads(map_layers.build_deck(RESERVE, points, paths, rings, focus_animal_id="a1").to_json())
     for layer in spec["layers"]:
         for key, value in layer.items():
             if isinstance(value, str) and value.startswith("@@="):
@@ -333,10 +339,10 @@ def test_map_layer_settings_are_constants_and_only_accessors_read_the_data():
 
 
 def test_coarse_positions_snap_to_the_centre_of_a_grid_cell():
-    lat, lon = views.coarsen(-1.90012, 37.20034, 1000)
+    lat, lon = roles.coarsen(-1.90012, 37.20034, 1000)
     assert abs(lat - -1.90012) < 0.0046 and abs(lon - 37.20034) < 0.0046
-    assert views.coarsen(-1.9002, 37.2004, 1000) == (lat, lon)
-    assert views.coarsen(-1.9002, 37.2004, 5000) != (lat, lon)
+    assert roles.coarsen(-1.9002, 37.2004, 1000) == (lat, lon)
+    assert roles.coarsen(-1.9002, 37.2004, 5000) != (lat, lon)
 
 
 def test_roles_without_exact_positions_see_late_coarse_fixes_only():
@@ -346,9 +352,9 @@ def test_roles_without_exact_positions_see_late_coarse_fixes_only():
         position("a1", "Amani", 360, -1.9200, 37.20),
         position("a1", "Amani", 10, -1.9500, 37.20),
     ]
-    latest, tracks = views.withheld_positions({"a1": fixes}, NOW - timedelta(hours=6), 1000)
+    latest, tracks = roles.withheld_positions({"a1": fixes}, NOW - timedelta(hours=6), 1000)
     assert [p.time for p in latest] == [NOW - timedelta(hours=6)]
-    assert (latest[0].lat, latest[0].lon) == views.coarsen(-1.92, 37.20, 1000)
+    assert (latest[0].lat, latest[0].lon) == roles.coarsen(-1.92, 37.20, 1000)
     # The two first fixes share a cell and become one; the fix 10 minutes ago is held back.
     assert [p.time for p in tracks["a1"]] == [NOW - timedelta(minutes=420), NOW - timedelta(minutes=360)]
 
@@ -391,8 +397,8 @@ def test_position_views_are_logged_with_the_viewer():
 
 
 def test_clicking_an_animal_its_ring_or_its_track_picks_that_animal():
-    assert views.selected_animal_id({"animals": [{"animal_id": "7", "name": "Amani"}]}) == "7"
-    assert views.selected_animal_id({"open-alerts": [{"alert_id": "3", "animal_id": "9"}]}) == "9"
-    assert views.selected_animal_id({"tracks": [{"animal_id": "4", "path": []}]}) == "4"
-    assert views.selected_animal_id({"gateways": [{"name": "HQ mast"}]}) is None
-    assert views.selected_animal_id({}) is None
+    assert map_layers.selected_animal_id({"animals": [{"animal_id": "7", "name": "Amani"}]}) == "7"
+    assert map_layers.selected_animal_id({"open-alerts": [{"alert_id": "3", "animal_id": "9"}]}) == "9"
+    assert map_layers.selected_animal_id({"tracks": [{"animal_id": "4", "path": []}]}) == "4"
+    assert map_layers.selected_animal_id({"gateways": [{"name": "HQ mast"}]}) is None
+    assert map_layers.selected_animal_id({}) is None

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from ranger_dashboard import config, data, roles, selection, views
+from ranger_dashboard import config, data, map_layers, roles, selection, views
 
 logger = logging.getLogger("ranger_dashboard.live_map")
 
@@ -71,10 +71,10 @@ def live_panel() -> None:
         latest_fix = max((p.time for p in positions), default=None)
         since = latest_fix - timedelta(hours=hours) if latest_fix is not None else None
         tracks = data.tracks(url, since, viewer)
-        rings = views.alert_points(alerts, now, positions)
+        rings = map_layers.alert_points(alerts, now, positions)
     else:
         cutoff = (now - role.position_delay).replace(second=0, microsecond=0)
-        positions, tracks = views.withheld_positions(
+        positions, tracks = roles.withheld_positions(
             data.tracks(url, cutoff - timedelta(hours=hours), viewer), cutoff, role.position_grid_m
         )
         latest_fix = max((p.time for p in positions), default=None)
@@ -88,9 +88,9 @@ def live_panel() -> None:
     columns[2].metric("Open alerts", summary["open_alerts"])
     columns[3].metric("High priority", summary["high_priority"])
 
-    points = views.animal_points(positions, animals, now)
-    paths = views.track_paths(tracks)
-    deck = views.build_deck(
+    points = map_layers.animal_points(positions, animals, now)
+    paths = map_layers.track_paths(tracks)
+    deck = map_layers.build_deck(
         data.geography(url),
         points,
         paths,
@@ -109,7 +109,7 @@ def live_panel() -> None:
             selection_mode="single-object",
             key=f"live-map-{focus}",
         )
-    picked = views.selected_animal_id(state.selection.objects) if state is not None else None
+    picked = map_layers.selected_animal_id(state.selection.objects) if state is not None else None
     if picked is not None and picked != focus:
         st.session_state[FOCUS_FROM_MAP_KEY] = picked
         st.rerun(scope="app")

@@ -1,0 +1,375 @@
+"""The live map as pydeck layers, built from the bridge's views by plain functions.
+
+Without internet: Streamlit is told to draw no base map, and the reserve's own geometry from
+`Bridge.geography()` (boundary, farmland, water, roads, gateways) is the background. On top come
+the recent tracks, rings around open alerts in their priority colour, and each animal's last
+position coloured by behaviour and labelled by name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pydeck as pdk
+
+from ranger_dashboard import palette
+from ranger_dashboard.views import alert_type_label, format_age
+
+# Streamlit passes this to its map component to mean "no base map": no online tiles are fetched.
+NO_BASE_MAP = "__MAP_STYLE__"
+# pydeck reads a bare string as a data accessor; a constant string must be quoted.
+PIXELS = "'pixels'"
+
+
+@dataclass(frozen=True)
+class MapBounds:
+    """A latitude/longitude box in degrees."""
+
+    south: float
+    west: float
+    north: float
+    east: float
+
+
+def animal_points(positions: Iterable[Any], animals: Iterable[Any], now: datetime) -> list[dict[str, Any]]:
+    """One record per animal's last position, coloured by its behaviour, for the map layers."""
+    behaviour_of = {a.animal_id: a.behaviour for a in animals}
+    points = []
+    for p in positions:
+        if p.lat is None or p.lon is None:
+            continue
+        behaviour = behaviour_of.get(p.animal_id)
+        points.append(
+            {
+                "animal_id": str(p.animal_id),
+                "name": p.name or p.device_id,
+                "lat": float(p.lat),
+                "lon": float(p.lon),
+                "behaviour": behaviour or "unknown",
+                "colour": palette.behaviour_colour(behaviour),
+                "tooltip": f"{p.name or p.device_id} · {behaviour or 'unknown'} · {format_age(p.time, now)}",
+            }
+        )
+    return sorted(points, key=lambda r: r["name"])
+
+
+def track_paths(tracks: Mapping[Any, Sequence[Any]]) -> list[dict[str, Any]]:
+    """One path per animal (oldest fix first) with a distinct colour; single fixes are no path."""
+    paths = []
+    for index, animal_id in enumerate(sorted(tracks, key=str)):
+        fixes = sorted(
+            (p for p in tracks[animal_id] if p.lat is not None and p.lon is not None), key=lambda p: p.time
+        )
+        if len(fixes) < 2:
+            continue
+        paths.append(
+            {
+                "animal_id": str(animal_id),
+                "name": fixes[-1].name or fixes[-1].device_id,
+                "path": [[float(p.lon), float(p.lat)] for p in fixes],
+                "colour": palette.track_colour(index),
+                "tooltip": f"{fixes[-1].name or fixes[-1].device_id} · track of {len(fixes)} fixes",
+            }
+        )
+    return paths
+
+
+def alert_points(alerts: Iterable[Any], now: datetime, positions: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    """Open alerts as rings coloured by priority, the most urgent drawn last (on top).
+
+    An alert without a position of its own (low battery, offline) is ringed at its animal's last
+    position from `positions`; one with neither is left off the map (it is still in the tables).
+    """
+    last_fix = {str(p.animal_id): p for p in positions if p.lat is not None and p.lon is not None}
+    points = []
+    for a in alerts:
+        lat, lon = a.lat, a.lon
+        if (lat is None or lon is None) and str(a.animal_id) in last_fix:
+            lat, lon = last_fix[str(a.animal_id)].lat, last_fix[str(a.animal_id)].lon
+        if lat is None or lon is None:
+            continue
+        points.append(
+            {
+                "alert_id": str(a.alert_id),
+                "animal_id": None if a.animal_id is None else str(a.animal_id),
+                "name": a.name or a.device_id,
+                "lat": float(lat),
+                "lon": float(lon),
+                "priority": int(a.priority),
+                "colour": palette.priority_colour(a.priority),
+                "tooltip": f"{alert_type_label(a.alert_type)} · {a.name or a.device_id} · {format_age(a.time, now)}",
+            }
+        )
+    return sorted(points, key=lambda r: (r["priority"], r["alert_id"]))
+
+
+def features_of_kind(geography: Mapping[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The features of the reserve's FeatureCollection whose properties.kind is `kind`."""
+    return [f for f in geography.get("features", []) if (f.get("properties") or {}).get("kind") == kind]
+
+
+def point_features(geography: Mapping[str, Any], kind: str, label: str) -> list[dict[str, Any]]:
+    """Point features of `kind` (gateways, waterholes) as map records with name and tooltip."""
+    points = []
+    for f in features_of_kind(geography, kind):
+        geometry = f.get("geometry") or {}
+        if geometry.get("type") != "Point":
+            continue
+        lon, lat = geometry["coordinates"][:2]
+        name = (f.get("properties") or {}).get("name") or kind
+        points.append({"name": str(name), "lat": float(lat), "lon": float(lon), "tooltip": f"{label} {name}"})
+    return points
+
+
+def gateway_points(geography: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """LoRaWAN gateways of the reserve (Point features of kind 'gateway') with their names."""
+    return point_features(geography, "gateway", "Gateway")
+
+
+def _coordinates(geometry: Mapping[str, Any]) -> Iterable[tuple[float, float]]:
+    """Every (lon, lat) pair of a GeoJSON geometry, whatever its nesting."""
+    stack: list[Any] = [geometry.get("coordinates", [])]
+    while stack:
+        item = stack.pop()
+        if (
+            isinstance(item, (list, tuple))
+            and len(item) >= 2
+            and all(isinstance(v, (int, float)) for v in item[:2])
+        ):
+            yield float(item[0]), float(item[1])
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
+def map_bounds(geography: Mapping[str, Any], points: Iterable[Mapping[str, Any]]) -> MapBounds | None:
+    """The box holding the reserve boundary (or, without one, every feature) and every point."""
+    boundary = features_of_kind(geography, "boundary") or list(geography.get("features", []))
+    lons: list[float] = []
+    lats: list[float] = []
+    for f in boundary:
+        for lon, lat in _coordinates(f.get("geometry") or {}):
+            lons.append(lon)
+            lats.append(lat)
+    for p in points:
+        lons.append(float(p["lon"]))
+        lats.append(float(p["lat"]))
+    if not lons:
+        return None
+    return MapBounds(south=min(lats), west=min(lons), north=max(lats), east=max(lons))
+
+
+def view_state_for(bounds: MapBounds | None, width_px: int = 720, height_px: int = 600) -> pdk.ViewState:
+    """A top-down view that fits `bounds` in a map of the given size (Web Mercator, 512 px tiles)."""
+    if bounds is None:
+        return pdk.ViewState(latitude=0.0, longitude=20.0, zoom=2, pitch=0, bearing=0)
+    lat = (bounds.south + bounds.north) / 2
+    lon = (bounds.west + bounds.east) / 2
+    span_lon = max(bounds.east - bounds.west, 1e-4) * 1.15
+    span_lat = max(bounds.north - bounds.south, 1e-4) * 1.15
+    zoom_lon = math.log2(360.0 * width_px / (512.0 * span_lon))
+    zoom_lat = math.log2(360.0 * height_px * max(math.cos(math.radians(lat)), 0.01) / (512.0 * span_lat))
+    zoom = max(1.0, min(16.0, zoom_lon, zoom_lat))
+    return pdk.ViewState(latitude=lat, longitude=lon, zoom=round(zoom, 2), pitch=0, bearing=0)
+
+
+def _point_layer(layer_id: str, points: list[dict[str, Any]], colour: list[int], radius_px: int) -> pdk.Layer:
+    """Named points of the reserve (gateways, waterholes) as fixed-size dots with a dark outline."""
+    return pdk.Layer(
+        "ScatterplotLayer",
+        id=layer_id,
+        data=points,
+        get_position=["lon", "lat"],
+        get_fill_color=colour,
+        radius_units=PIXELS,
+        get_radius=radius_px,
+        stroked=True,
+        get_line_color=[20, 30, 30, 255],
+        line_width_units=PIXELS,
+        get_line_width=1,
+        pickable=True,
+    )
+
+
+def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
+    """The offline base map: reserve boundary, farmland, water, roads and gateways as pydeck layers.
+
+    Areas and lines are GeoJSON layers; point features (waterholes, gateways) are fixed-size dots
+    so they stay visible at every zoom.
+    """
+    layers = []
+    for kind, layer_id, filled in (
+        ("boundary", "reserve-boundary", True),
+        ("farmland", "farmland", True),
+        ("water", "water", True),
+        ("road", "roads", False),
+    ):
+        features = [
+            f for f in features_of_kind(geography, kind) if (f.get("geometry") or {}).get("type") != "Point"
+        ]
+        if not features:
+            continue
+        layers.append(
+            pdk.Layer(
+                "GeoJsonLayer",
+                id=layer_id,
+                data={"type": "FeatureCollection", "features": features},
+                stroked=True,
+                filled=filled,
+                get_fill_color=palette.GEOGRAPHY_FILL.get(kind, [0, 0, 0, 0]),
+                get_line_color=palette.GEOGRAPHY_LINE[kind],
+                line_width_units=PIXELS,
+                get_line_width=3 if kind == "boundary" else 2,
+                pickable=False,
+            )
+        )
+    waterholes = point_features(geography, "water", "Water:")
+    if waterholes:
+        layers.append(_point_layer("waterholes", waterholes, palette.GEOGRAPHY_LINE["water"], 6))
+    gateways = gateway_points(geography)
+    if gateways:
+        layers.append(_point_layer("gateways", gateways, palette.GATEWAY_COLOUR, 5))
+    return layers
+
+
+def live_layers(
+    points: Sequence[Mapping[str, Any]],
+    paths: Sequence[Mapping[str, Any]],
+    alerts: Sequence[Mapping[str, Any]],
+    focus_animal_id: str | None = None,
+) -> list[pdk.Layer]:
+    """Tracks, alert rings, animals coloured by behaviour and their name labels, in drawing order."""
+    layers = []
+    if paths:
+        layers.append(
+            pdk.Layer(
+                "PathLayer",
+                id="tracks",
+                data=list(paths),
+                get_path="path",
+                get_color="colour",
+                width_units=PIXELS,
+                get_width=2,
+                joint_rounded=True,
+                cap_rounded=True,
+                pickable=True,
+            )
+        )
+    if alerts:
+        layers.append(
+            pdk.Layer(
+                "ScatterplotLayer",
+                id="open-alerts",
+                data=list(alerts),
+                get_position=["lon", "lat"],
+                filled=False,
+                stroked=True,
+                get_line_color="colour",
+                line_width_units=PIXELS,
+                get_line_width=3,
+                radius_units=PIXELS,
+                get_radius=14,
+                pickable=True,
+            )
+        )
+    if points:
+        focus = [p for p in points if p["animal_id"] == focus_animal_id]
+        if focus:
+            layers.append(
+                pdk.Layer(
+                    "ScatterplotLayer",
+                    id="focus",
+                    data=focus,
+                    get_position=["lon", "lat"],
+                    filled=False,
+                    stroked=True,
+                    get_line_color=palette.LABEL_COLOUR,
+                    line_width_units=PIXELS,
+                    get_line_width=2,
+                    radius_units=PIXELS,
+                    get_radius=20,
+                )
+            )
+        layers.append(
+            pdk.Layer(
+                "ScatterplotLayer",
+                id="animals",
+                data=list(points),
+                get_position=["lon", "lat"],
+                get_fill_color="colour",
+                radius_units=PIXELS,
+                get_radius=7,
+                stroked=True,
+                get_line_color=[10, 10, 10, 255],
+                line_width_units=PIXELS,
+                get_line_width=1,
+                pickable=True,
+            )
+        )
+        layers.append(
+            pdk.Layer(
+                "TextLayer",
+                id="animal-names",
+                data=list(points),
+                get_position=["lon", "lat"],
+                get_text="name",
+                get_color=palette.LABEL_COLOUR,
+                get_size=13,
+                size_units=PIXELS,
+                get_pixel_offset=[0, -18],
+                font_weight=600,
+                font_settings={"sdf": True},
+                outline_width=2,
+                outline_color=[0, 0, 0, 255],
+            )
+        )
+    return layers
+
+
+SELECTABLE_LAYERS = ("animals", "open-alerts", "tracks", "focus")
+
+
+def selected_animal_id(selected: Mapping[str, Sequence[Mapping[str, Any]]]) -> str | None:
+    """The animal a ranger clicked on the map (a dot, an alert ring or a track), from the chart's
+    selection (objects per layer id), or None."""
+    for layer_id in SELECTABLE_LAYERS:
+        for record in selected.get(layer_id) or ():
+            if record.get("animal_id"):
+                return str(record["animal_id"])
+    return None
+
+
+def build_deck(
+    geography: Mapping[str, Any],
+    points: Sequence[Mapping[str, Any]],
+    paths: Sequence[Mapping[str, Any]],
+    alerts: Sequence[Mapping[str, Any]],
+    focus_animal_id: str | None = None,
+    online_tiles: bool = False,
+) -> pdk.Deck:
+    """The live map: reserve geometry as the base layer, then tracks, alerts and animals.
+
+    Without `online_tiles` the map fetches nothing from the internet: Streamlit draws no base map
+    and the reserve's own geometry is the background. With it, CARTO's dark tiles go underneath.
+    """
+    focus = [p for p in points if p["animal_id"] == focus_animal_id]
+    if focus:
+        lat, lon = focus[0]["lat"], focus[0]["lon"]
+        bounds: MapBounds | None = MapBounds(
+            south=lat - 0.02, west=lon - 0.02, north=lat + 0.02, east=lon + 0.02
+        )
+    else:
+        bounds = map_bounds(geography, points)
+    deck = pdk.Deck(
+        layers=geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id),
+        initial_view_state=view_state_for(bounds),
+        map_provider="carto" if online_tiles else None,
+        map_style="dark" if online_tiles else None,
+        tooltip={"text": "{tooltip}"},
+    )
+    if not online_tiles:
+        deck.map_style = NO_BASE_MAP
+    return deck
