@@ -148,7 +148,7 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
     with pipeline(collars, days if days is not None else 365, seed, url, bridge_port=bridge_port,
                   start=start) as p:
         env = dict(os.environ, TEMBO_DATABASE_URL=url)
-        dashboard = subprocess.Popen(command(port, url), env=env)
+        dashboard = subprocess.Popen(command(port, url, clock="data", refresh_s=5), env=env)
         print(f"Tembo demo: {collars} simulated elephants, {pace:g} simulated seconds per second")
         print(f"  ranger dashboard  http://127.0.0.1:{port}")
         print(f"  bridge webhook    {p.webhook.url}/uplinks/tts  (database {url})")
