@@ -456,3 +456,61 @@ class FakeTime:
     def time(self):
         """Return Unix seconds (0 means the RTC was never set)."""
         return self.epoch_s + self.clock.now_ms() // 1000 if self.epoch_s else self.clock.now_ms() // 1000
+
+
+def ubx_frame(cls, msg_id, payload):
+    """Return a UBX frame built independently of the driver (sync, header, payload, Fletcher checksum)."""
+    body = bytes((cls, msg_id, len(payload) & 0xFF, len(payload) >> 8)) + bytes(payload)
+    a = 0
+    b = 0
+    for byte in body:
+        a = (a + byte) & 0xFF
+        b = (b + a) & 0xFF
+    return b"\xb5\x62" + body + bytes((a, b))
+
+
+def nav_pvt(lat_deg=0.0, lon_deg=0.0, fix_type=3, fix_ok=True, utc=None, pdop_x100=150, h_acc_mm=3500,
+            num_sv=9):
+    """Return a UBX-NAV-PVT frame (92-byte payload); utc: (year, month, day, hour, min, sec) with
+    validDate and validTime set, or None for a receiver that does not know the time yet."""
+    p = bytearray(92)
+    if utc is not None:
+        struct.pack_into("<HBBBBB", p, 4, utc[0], utc[1], utc[2], utc[3], utc[4], utc[5])
+        p[11] = 0x07  # validDate, validTime, fullyResolved
+    p[20] = fix_type
+    p[21] = 0x01 if fix_ok else 0x00
+    p[23] = num_sv
+    struct.pack_into("<ii", p, 24, int(round(lon_deg * 1e7)), int(round(lat_deg * 1e7)))
+    struct.pack_into("<I", p, 40, h_acc_mm)
+    struct.pack_into("<H", p, 76, pdop_x100)
+    return ubx_frame(0x01, 0x07, p)
+
+
+class FakeM8:
+    """A u-blox M8 behind a FakeUart: acknowledges every UBX-CFG frame it is sent (ACK-ACK, or ACK-NAK
+    when nak is set), and remembers the frames (class, id, payload) it received."""
+
+    def __init__(self, uart, nak=False, answer=True):
+        self.uart = uart
+        self.nak = nak
+        self.answer = answer
+        self.received = []
+        self._rx = bytearray()
+        uart.on_write = self.on_write
+
+    def on_write(self, data):
+        """Collect whole frames from what the driver wrote; acknowledge CFG frames."""
+        self._rx.extend(data)
+        while True:
+            start = self._rx.find(b"\xb5\x62")
+            if start < 0 or len(self._rx) < start + 8:
+                return
+            n = self._rx[start + 4] | (self._rx[start + 5] << 8)
+            end = start + 8 + n
+            if len(self._rx) < end:
+                return
+            cls, msg_id = self._rx[start + 2], self._rx[start + 3]
+            self.received.append((cls, msg_id, bytes(self._rx[start + 6:end - 2])))
+            self._rx = self._rx[end:]
+            if cls == 0x06 and self.answer:
+                self.uart.feed(ubx_frame(0x05, 0x00 if self.nak else 0x01, bytes((cls, msg_id))))
