@@ -1,5 +1,6 @@
 """The thin `tembo` command line: what a new user types."""
 
+import json
 import subprocess
 import sys
 
@@ -27,3 +28,30 @@ def test_unknown_benchmark_exits_with_usage_error_and_names_the_known_ones(capsy
 def test_headless_demo_options_parse_as_the_readme_says():
     args = build_parser().parse_args(["demo", "--headless", "--collars", "20", "--days", "2", "--seed", "1"])
     assert (args.headless, args.collars, args.days, args.seed) == (True, 20, 2.0, 1)
+
+
+def test_researcher_sees_what_the_shipped_model_costs_on_the_collar(capsys):
+    from pathlib import Path
+
+    import collar_firmware
+
+    assert main(["models", "budget"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    blob = Path(collar_firmware.__file__).with_name("default_model.bin")
+    assert figures["blob_bytes"] == blob.stat().st_size
+    assert figures["trees"] >= 1 and figures["max_depth"] <= 8
+
+
+def test_researcher_gets_a_clear_error_for_a_corrupt_blob(tmp_path, capsys):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not a model")
+    assert main(["models", "budget", str(bad)]) == 1
+    assert "truncated" in capsys.readouterr().err
+
+
+def test_researcher_evaluates_leave_one_animal_out_on_simulated_elephants(capsys):
+    assert main(["models", "evaluate", "--animals", "3", "--per-class", "40"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["animals"] == 3 and result["windows"] == 3 * 40 * 4
+    assert result["accuracy"] > 0.8
+    assert set(result["recall"]) == {"rest", "forage", "walk", "run"}
