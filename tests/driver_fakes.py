@@ -55,6 +55,7 @@ class FakeI2C:
         self.overrun = False
         self.t_ms = 0
         self.sampled = 0  # samples the source produced so far
+        self._frac = 0
         self.lost = 0  # samples overwritten in the FIFO
         self.burst_reads = 0  # reads of OUT_X_L (FIFO bursts)
         self.max_burst_samples = 0
@@ -153,16 +154,19 @@ class FakeI2C:
         self.push_raw(_raw(x_mg, sens), _raw(y_mg, sens), _raw(z_mg, sens))
 
     def advance_ms(self, ms):
-        """Let ms pass: the source is sampled at the configured ODR into the FIFO (the driver's sleep)."""
+        """Let ms pass: the source is sampled at the configured ODR into the FIFO (the driver's sleep).
+
+        Small-integer arithmetic only, so the fake allocates nothing under MicroPython either.
+        """
         odr = self.odr_mhz()
-        t0 = self.t_ms
-        self.t_ms = t0 + ms
+        self.t_ms += ms
         if self.source is None or odr == 0:
             return
-        due = self.t_ms * odr // 1000000
-        while self.sampled < due:
-            t = self.sampled * 1000000 // odr
-            s = self.source(t)
+        self._frac += ms * (odr // 125)  # eighths of a Hz: 8000 per sample per ms
+        period_us = 1000000000 // odr
+        while self._frac >= 8000:
+            self._frac -= 8000
+            s = self.source(self.sampled * period_us // 1000)
             self.push_mg(s[0], s[1], s[2])
             self.sampled += 1
 

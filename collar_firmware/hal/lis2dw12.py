@@ -186,18 +186,21 @@ class LIS2DW12(IMU):
         return self._read_reg(FIFO_SAMPLES) & (FIFO_SAMPLES_DIFF | FIFO_SAMPLES_OVR)
 
     def _convert(self, count, buf, at):
-        """Write the count samples of the last burst into buf from index at, in mg; return the next index."""
+        """Write the count samples of the last burst into buf from index at, in mg; return the next index.
+
+        Each axis: little-endian 16-bit two's complement (sign-extended by xor/subtract), shifted to
+        its 14 significant bits, times the sensitivity in ug/LSB, rounded to mg.
+        """
         raw = self._raw
         sens = self._sens_ug
         end = count * SAMPLE_BYTES
         i = 0
         while i < end:
-            v = raw[i] | (raw[i + 1] << 8)
-            if v & 0x8000:
-                v -= 0x10000
-            buf[at] = ((v >> 2) * sens + 500) // 1000  # 14-bit left-justified sample
-            at += 1
-            i += 2
+            buf[at] = (((((raw[i] | (raw[i + 1] << 8)) ^ 0x8000) - 0x8000) >> 2) * sens + 500) // 1000
+            buf[at + 1] = (((((raw[i + 2] | (raw[i + 3] << 8)) ^ 0x8000) - 0x8000) >> 2) * sens + 500) // 1000
+            buf[at + 2] = (((((raw[i + 4] | (raw[i + 5] << 8)) ^ 0x8000) - 0x8000) >> 2) * sens + 500) // 1000
+            at += 3
+            i += 6
         return at
 
     def read_fifo(self, buf):

@@ -87,8 +87,11 @@ def _u32(buf, at):
 
 
 def _i32(buf, at):
-    v = _u32(buf, at)
-    return v - 0x100000000 if v & 0x80000000 else v
+    # signed top byte: values within +-2**30 stay small ints on MicroPython (no heap)
+    top = buf[at + 3]
+    if top & 0x80:
+        top -= 256
+    return buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | (top << 24)
 
 
 def unix_s(year, month, day, hour, minute, second):

