@@ -37,6 +37,7 @@ def board(tmp_path, machine: FakeMachine | None = None, **kwargs) -> tuple[Hal, 
 def test_board_hal_wires_each_chip_to_its_bus_and_pins(tmp_path):
     hal, machine, _ = board(tmp_path)
     assert isinstance(hal.imu, LIS2DW12) and hal.imu.address == 0x19
+    assert (0x20, 0x30) in machine.i2c.writes, "25 Hz in low-power mode 1, as the energy budget counts"
     assert isinstance(hal.gnss, UbloxM8) and isinstance(hal.radio, Lr1110Modem)
     assert ("I2C", 0, 27, 26, 400000) in machine.made
     assert ("UART", 1, 9600, 6, 8) in machine.made

@@ -74,6 +74,18 @@ def test_configure_writes_the_datasheet_register_values(rate_hz, range_g, ctrl1,
     assert nearest_odr(rate_hz)[0] == odr_mhz
 
 
+@pytest.mark.parametrize(("rate_hz", "ctrl1", "odr_mhz"), [(25, 0x30, 25000), (50, 0x40, 50000), (400, 0x60, 200000)])
+def test_low_power_mode_one_is_selected_with_its_own_rate_ceiling(rate_hz, ctrl1, odr_mhz):
+    bus = FakeI2C()
+    imu = LIS2DW12(bus, rate_hz=rate_hz, range_g=2, low_power=True)
+    assert bus.writes[1] == (CTRL1, ctrl1), "MODE 00, LP_MODE 00: low-power mode 1"
+    assert imu.odr_mhz == odr_mhz
+    bus.push_raw(250 << 4, -(250 << 4), 2047 << 4)  # 12-bit samples, left-justified
+    buf = samples(1)
+    imu.read_fifo(buf)
+    assert list(buf) == [244, -244, 1998], "0.976 mg/LSB at +-2 g in 12-bit mode"
+
+
 def test_configure_refuses_a_range_the_chip_does_not_have():
     imu = LIS2DW12(FakeI2C())
     with pytest.raises(ValueError, match="6"):

@@ -363,13 +363,14 @@ class Lr1110Modem(Radio):
 
 
 def make_board_hal(i2c_scl, i2c_sda, gnss_tx, gnss_rx, battery_adc, i2c_id=0, imu_address=0x19,
-                   gnss_uart_id=1, gnss_baud=9600, gnss_power=None, modem_transport=None,
+                   imu_low_power=True, gnss_uart_id=1, gnss_baud=9600, gnss_power=None, modem_transport=None,
                    modem_uart_id=0, modem_tx=None, modem_rx=None, modem_baud=115200,
                    divider_top_kohm=1000, divider_bottom_kohm=1000, adc_full_scale_mv=3600,
                    storage_root="/data", watchdog_ms=300000, machine=None, time=None, os=None):
     """Build the hal.Hal of the reference board; pins are the board revision's pin ids (docs/hardware.md).
 
-    i2c_scl, i2c_sda: the LIS2DW12's bus (400 kHz) at imu_address; gnss_tx, gnss_rx: the M8's UART
+    i2c_scl, i2c_sda: the LIS2DW12's bus (400 kHz) at imu_address, in low-power mode 1 unless
+    imu_low_power is False (the energy budget, docs/energy.md, counts 3 uA for it); gnss_tx, gnss_rx: the M8's UART
     (MCU TX -> receiver RX) at gnss_baud, gnss_power: optional pin switching its supply;
     modem_transport: the LR1110's host transport, or modem_tx / modem_rx for a UartModemTransport;
     battery_adc: the divider's pin; watchdog_ms: machine.WDT timeout (None: no watchdog).
@@ -391,7 +392,7 @@ def make_board_hal(i2c_scl, i2c_sda, gnss_tx, gnss_rx, battery_adc, i2c_id=0, im
     # 1. the accelerometer (before the watchdog: a slow bus must not reset the collar at boot)
     i2c = machine.I2C(i2c_id, scl=machine.Pin(i2c_scl), sda=machine.Pin(i2c_sda), freq=400000)
     try:
-        imu = LIS2DW12(i2c, address=imu_address, sleep_ms=time.sleep_ms)
+        imu = LIS2DW12(i2c, address=imu_address, sleep_ms=sleep_ms, low_power=imu_low_power)
     except OSError as exc:
         imu = MissingDevice(str(exc))
         faults.append(str(exc))

@@ -1,7 +1,7 @@
 """LIS2DW12 FIFO accelerometer on I2C: the reference collar's `hal.IMU`.
 
 Register addresses and bit fields follow ST's LIS2DW12 datasheet (DocID030655). The chip runs in
-high-performance 14-bit mode with its 32-sample FIFO in continuous mode; `read_fifo(buf)` drains
+high-performance 14-bit mode (or low-power mode 1, 12-bit) with its 32-sample FIFO in continuous mode; `read_fifo(buf)` drains
 the FIFO in bursts and, when a `sleep_ms` callable is given, idles between drains until the
 collar's window (len(buf) // 3 samples) is full. Samples become milli-g by integer arithmetic with
 the datasheet's sensitivity (244 ug/LSB at +-2 g, x2 per range step). Allocation-free after
@@ -32,6 +32,8 @@ ADDRESSES = (0x18, 0x19)  # SA0 low, SA0 high
 
 # CTRL1: ODR[7:4] MODE[3:2] LP_MODE[1:0]
 CTRL1_MODE_HIGH_PERFORMANCE = const(0x04)  # MODE = 01: 14-bit high performance
+CTRL1_MODE_LOW_POWER_1 = const(0x00)  # MODE = 00, LP_MODE = 00: 12-bit low-power mode 1
+LOW_POWER_MAX_MHZ = const(200000)  # low-power modes top out at 200 Hz
 # CTRL2: BOOT SOFT_RESET - CS_PU_DISC BDU IF_ADD_INC I2C_DISABLE SIM
 CTRL2_SOFT_RESET = const(0x40)
 CTRL2_BDU = const(0x08)
@@ -72,11 +74,13 @@ RANGE_TABLE = (
 )
 
 
-def nearest_odr(rate_hz):
+def nearest_odr(rate_hz, low_power=False):
     """Return (odr_mhz, code) of the supported output data rate nearest rate_hz (Hz, int or float)."""
     want_mhz = int(rate_hz * 1000)
     best = ODR_TABLE[0]
     for row in ODR_TABLE:
+        if low_power and row[0] > LOW_POWER_MAX_MHZ:
+            break
         if abs(row[0] - want_mhz) < abs(best[0] - want_mhz):
             best = row
     return best
@@ -100,11 +104,13 @@ class LIS2DW12(IMU):
     address: 0x19 (SA0 high, the reference board) or 0x18; rate_hz: nearest supported ODR is used
     (12.5, 25, 50, 100, 200, 400, 800, 1600 Hz; `odr_mhz` says which); range_g: 2, 4, 8 or 16;
     sleep_ms: callable(ms) that idles while the FIFO fills (time.sleep_ms or machine.lightsleep on
-    the board); None drains only what the FIFO holds. Raises ValueError on a bad argument and
-    OSError naming the address when no LIS2DW12 answers.
+    the board); None drains only what the FIFO holds; low_power: 12-bit low-power mode 1 (a few
+    uA, rates up to 200 Hz) instead of 14-bit high performance (about 90 uA). Samples convert the
+    same way in both: a 12-bit sample is a 14-bit one whose two low bits are zero. Raises
+    ValueError on a bad argument and OSError naming the address when no LIS2DW12 answers.
     """
 
-    def __init__(self, i2c, address=0x19, rate_hz=25, range_g=4, sleep_ms=None):
+    def __init__(self, i2c, address=0x19, rate_hz=25, range_g=4, sleep_ms=None, low_power=False):
         # 1. arguments
         if address not in ADDRESSES:
             raise ValueError("address must be 0x18 or 0x19, got %r" % (address,))
@@ -113,6 +119,7 @@ class LIS2DW12(IMU):
         self.i2c = i2c
         self.address = address
         self._sleep_ms = sleep_ms
+        self.low_power = bool(low_power)
         self.overruns = 0  # FIFO overruns inside a window (samples lost)
         self.short_windows = 0  # windows given up with fewer samples than asked
         self.odr_mhz = 0
@@ -164,13 +171,14 @@ class LIS2DW12(IMU):
     def configure(self, rate_hz, range_g):
         """Set the output data rate (nearest supported, see odr_mhz) and full scale (2, 4, 8, 16 g).
 
-        Steps: 1. CTRL1 ODR + high-performance mode; 2. CTRL2 block data update + address
+        Steps: 1. CTRL1 ODR + high-performance (or low-power 1) mode; 2. CTRL2 block data update + address
         auto-increment; 3. CTRL6 full scale + low noise; 4. FIFO bypass (empties it), then continuous.
         """
         _check_rate(rate_hz)
         row = _range_row(range_g)
-        odr_mhz, odr_code = nearest_odr(rate_hz)
-        self._write_reg(CTRL1, (odr_code << 4) | CTRL1_MODE_HIGH_PERFORMANCE)
+        odr_mhz, odr_code = nearest_odr(rate_hz, self.low_power)
+        mode = CTRL1_MODE_LOW_POWER_1 if self.low_power else CTRL1_MODE_HIGH_PERFORMANCE
+        self._write_reg(CTRL1, (odr_code << 4) | mode)
         self._write_reg(CTRL2, CTRL2_BDU | CTRL2_IF_ADD_INC)
         self._write_reg(CTRL6, (row[1] << CTRL6_FS_SHIFT) | CTRL6_LOW_NOISE)
         self._write_reg(FIFO_CTRL, FIFO_MODE_BYPASS)
