@@ -46,6 +46,7 @@ def run(days: int = 7, seed: int = 1) -> dict:
             fuel = mp.fuel_used
             peak_heap = mp.peak_heap_bytes
             resident_heap = mp.resident_heap_bytes
+            code_heap = mp.code_heap_bytes
             mp.session.run("R = (run.collar.windows, run.hal.gnss.fixes, run.hal.gnss.on_s, run.steps)")
             counts = mp.session.run("print(R)").stdout.strip()
             windows, fixes, gnss_on_s, steps = (int(x) for x in counts.strip("()").split(","))
@@ -57,7 +58,7 @@ def run(days: int = 7, seed: int = 1) -> dict:
     cpython_lines = cpython.take_uplinks()
     if not micropython:
         lines = cpython_lines
-        fuel = peak_heap = resident_heap = None
+        fuel = peak_heap = resident_heap = code_heap = None
         windows, fixes = cpython.collar.windows, cpython.hal.gnss.fixes
         gnss_on_s, steps = cpython.hal.gnss.on_s, cpython.steps
     stats = _uplink_lines_stats(lines, sf, bw_khz)
@@ -88,6 +89,8 @@ def run(days: int = 7, seed: int = 1) -> dict:
         "model_blob_bytes": _model_blob_bytes(),
         "peak_heap_bytes": peak_heap,
         "resident_heap_bytes": resident_heap,
+        "code_heap_bytes": code_heap,
+        "peak_data_heap_bytes": peak_heap - code_heap if peak_heap is not None else None,
         "max_uplink_bytes": stats["max"],
         "uplinks_per_day": round(stats["n"] / days, 2),
         "bytes_sent_per_day": round(sent_per_day, 1),

