@@ -67,6 +67,16 @@ def test_a_fix_is_read_from_nav_pvt_with_its_position_pdop_and_utc_time():
     assert gnss.configured and gnss.config_failures == 0
 
 
+def test_a_fix_left_over_from_the_last_power_up_never_counts_again():
+    gnss, uart, clock, _, _ = receiver()
+    uart.feed(nav_pvt(*PARK, fix_type=3))  # sent just before the receiver went to sleep last time
+    gnss.parser.feed(nav_pvt(*PARK, fix_type=3)[:40])  # and half a frame still in the parser
+    uart.schedule(5000, nav_pvt(1.25, 36.5, fix_type=3))
+    lat, lon, _, ttff_s = gnss.acquire(90)
+    assert (lat, lon) == (1.25, 36.5)
+    assert ttff_s == 5
+
+
 def test_a_two_d_fix_counts_only_when_allowed_and_a_fix_without_gnss_fix_ok_never():
     gnss, uart, clock, _, _ = receiver(min_fix_type=3)
     uart.schedule(1000, nav_pvt(*PARK, fix_type=3, fix_ok=False))

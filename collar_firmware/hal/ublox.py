@@ -54,10 +54,12 @@ FLAG_GNSS_FIX_OK = const(0x01)
 ACK_TIMEOUT_MS = const(1000)
 POLL_MS = const(50)  # idle between UART polls
 READ_CHUNK = const(64)
-WAKE_MS = const(100)
+WAKE_MS = const(100)  # the receiver ignores bytes this long after a wake-up pulse
+POWER_ON_MS = const(1000)  # a switched-on receiver boots this long before it listens
+FLUSH_BYTES = const(4096)  # at most this much stale input is discarded at power-up
 NOTHING = const(0)  # _pump results
 MORE = const(1)
-DONE = const(2)  # the receiver ignores bytes this long after a wake-up pulse
+DONE = const(2)
 
 
 def checksum(data):
@@ -156,6 +158,11 @@ class UbxParser:
         self.bad_checksums = 0
         self.oversize = 0
         self.dropped_bytes = 0
+
+    def reset(self):
+        """Forget every byte held (a new power-up: what came before is stale)."""
+        self.n = 0
+        self._done = 0
 
     def _drop(self, k):
         buf = self.buf
@@ -286,13 +293,23 @@ class UbloxM8(GNSS):
             self._sleep_ms(ms)
 
     def power_up(self):
-        """Switch the receiver on (power pin high, or a byte on its RX line to leave backup mode)."""
+        """Switch the receiver on (power pin high, or a byte on its RX line to leave backup mode)
+        and discard what it sent before: a fix from the last power-up must never count again."""
         if self.power_pin is not None:
             self.power_pin.value(1)
             self.configured = False  # a cold receiver starts from its defaults
+            self._wait(POWER_ON_MS)
         else:
             self.uart.write(b"\xff")
-        self._wait(WAKE_MS)
+            self._wait(WAKE_MS)
+        flushed = 0
+        while flushed < FLUSH_BYTES:
+            waiting = self.uart.any()
+            if not waiting:
+                break
+            self.uart.read(waiting if waiting < READ_CHUNK else READ_CHUNK)
+            flushed += waiting
+        self.parser.reset()
 
     def power_down(self):
         """Put the receiver to sleep (power pin low, or UBX-RXM-PMREQ backup mode)."""
