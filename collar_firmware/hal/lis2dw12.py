@@ -1,11 +1,11 @@
 """LIS2DW12 FIFO accelerometer on I2C: the reference collar's `hal.IMU`.
 
 Register addresses and bit fields follow ST's LIS2DW12 datasheet (DocID030655). The chip runs in
-high-performance 14-bit mode (or low-power mode 1, 12-bit) with its 32-sample FIFO in continuous mode; `read_fifo(buf)` drains
-the FIFO in bursts and, when a `sleep_ms` callable is given, idles between drains until the
-collar's window (len(buf) // 3 samples) is full. Samples become milli-g by integer arithmetic with
-the datasheet's sensitivity (244 ug/LSB at +-2 g, x2 per range step). Allocation-free after
-construction: every buffer and view is made in `__init__`.
+high-performance 14-bit mode (or low-power mode 1, 12-bit) with its 32-sample FIFO in continuous
+mode; `read_fifo(buf)` drains the FIFO in bursts and, when a `sleep_ms` callable is given, idles
+between drains until the collar's window (len(buf) // 3 samples) is full. Samples become milli-g
+by integer arithmetic with the datasheet's sensitivity (244 ug/LSB at +-2 g, x2 per range step).
+Allocation-free after construction: every buffer and view is made in `__init__`.
 
     imu = LIS2DW12(machine.I2C(0, scl=..., sda=...), address=0x19, sleep_ms=time.sleep_ms)
     n = imu.read_fifo(buf)  # buf: array('h', 3 * samples), interleaved x, y, z in mg
@@ -171,8 +171,9 @@ class LIS2DW12(IMU):
     def configure(self, rate_hz, range_g):
         """Set the output data rate (nearest supported, see odr_mhz) and full scale (2, 4, 8, 16 g).
 
-        Steps: 1. CTRL1 ODR + high-performance (or low-power 1) mode; 2. CTRL2 block data update + address
-        auto-increment; 3. CTRL6 full scale + low noise; 4. FIFO bypass (empties it), then continuous.
+        Steps: 1. CTRL1 ODR + high-performance (or low-power 1) mode; 2. CTRL2 block data update +
+        address auto-increment; 3. CTRL6 full scale + low noise; 4. FIFO bypass (empties it), then
+        continuous.
         """
         _check_rate(rate_hz)
         row = _range_row(range_g)
@@ -224,7 +225,7 @@ class LIS2DW12(IMU):
         at = 0
         empty = 0
         first = True
-        period_ms = 1000000 // self.odr_mhz
+        period_ms = 1000000 // self.odr_mhz or 1
         while n < want:
             level = self.fifo_level()
             if level & FIFO_SAMPLES_OVR and not first:
