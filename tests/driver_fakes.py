@@ -38,11 +38,13 @@ class FakeI2C:
     address: where the chip answers; chip_id: its WHO_AM_I; present: False makes every transfer
     fail like a bus with nobody home (OSError ENODEV); source: optional callable t_ms -> (x, y, z)
     in mg sampled at the configured ODR by advance_ms; stuck_in_reset: the soft-reset bit never
-    clears. writes: every (register, value) written, in order.
+    clears; clock: optional FakeClock the chip keeps up with at every bus access (it samples while
+    the MCU sleeps). writes: every (register, value) written, in order.
     """
 
-    def __init__(self, address=0x19, chip_id=0x44, present=True, source=None, stuck_in_reset=False):
+    def __init__(self, address=0x19, chip_id=0x44, present=True, source=None, stuck_in_reset=False, clock=None):
         self.address = address
+        self.clock = clock
         self.present = present
         self.source = source
         self.stuck_in_reset = stuck_in_reset
@@ -74,6 +76,8 @@ class FakeI2C:
     def _check(self, addr):
         if not self.present or addr != self.address:
             raise OSError(ENODEV)
+        if self.clock is not None and self.clock.now_ms() > self.t_ms:
+            self.advance_ms(self.clock.now_ms() - self.t_ms)
 
     # ---- the bus ------------------------------------------------------------------------
 
@@ -164,6 +168,12 @@ class FakeI2C:
             return
         self._frac += ms * (odr // 125)  # eighths of a Hz: 8000 per sample per ms
         period_us = 1000000000 // odr
+        skip = self._frac // 8000 - 2 * _FIFO_DEPTH
+        if skip > 0:  # a long sleep: only the newest samples can still be in the FIFO
+            self._frac -= skip * 8000
+            self.sampled += skip
+            self.lost += skip
+            self.overrun = True
         while self._frac >= 8000:
             self._frac -= 8000
             s = self.source(self.sampled * period_us // 1000)
@@ -518,3 +528,62 @@ class FakeM8:
             self._rx = self._rx[end:]
             if cls == 0x06 and self.answer:
                 self.uart.feed(ubx_frame(0x05, 0x00 if self.nak else 0x01, bytes((cls, msg_id))))
+
+
+class LiveM8:
+    """A u-blox M8 on a UART that lives on a FakeClock: awake after a wake-up byte, it sends a
+    NAV-PVT every second (no fix until ttff_ms after waking, then position(); UTC time from
+    utc_at_zero_s + clock), acknowledges UBX-CFG frames, and sleeps after UBX-RXM-PMREQ."""
+
+    def __init__(self, clock, position, utc_at_zero_s, ttff_ms=5000):
+        self.clock = clock
+        self.position = position
+        self.utc_at_zero_s = utc_at_zero_s
+        self.ttff_ms = ttff_ms
+        self.awake_since_ms = -1
+        self.sent_s = 0  # whole seconds of NAV-PVT already sent since waking
+        self.uart = FakeUart(clock)
+        self.m8 = FakeM8(self.uart)
+        self.wakes = 0
+
+    def write(self, data):
+        """Bytes from the MCU: wake on any byte while asleep; sleep on RXM-PMREQ."""
+        if self.awake_since_ms < 0:
+            self.awake_since_ms = self.clock.now_ms()
+            self.sent_s = 0
+            self.wakes += 1
+        before = len(self.m8.received)
+        n = self.uart.write(data)
+        for cls, msg_id, _ in self.m8.received[before:]:
+            if (cls, msg_id) == (0x02, 0x41):
+                self.awake_since_ms = -1
+        return n
+
+    def _talk(self):
+        if self.awake_since_ms < 0:
+            return
+        awake_ms = self.clock.now_ms() - self.awake_since_ms
+        while (self.sent_s + 1) * 1000 <= awake_ms:
+            self.sent_s += 1
+            at_ms = self.awake_since_ms + self.sent_s * 1000
+            t = self.utc_at_zero_s + at_ms // 1000
+            days, rest = divmod(t, 86400)
+            import datetime
+
+            d = datetime.date(1970, 1, 1) + datetime.timedelta(days=days)
+            utc = (d.year, d.month, d.day, rest // 3600, rest // 60 % 60, rest % 60)
+            if self.sent_s * 1000 >= self.ttff_ms:
+                lat, lon = self.position()
+                self.uart.feed(nav_pvt(lat, lon, fix_type=3, utc=utc))
+            else:
+                self.uart.feed(nav_pvt(fix_type=0, fix_ok=False, utc=utc))
+
+    def any(self):
+        """Bytes waiting (the receiver talks as time passes)."""
+        self._talk()
+        return self.uart.any()
+
+    def read(self, n=-1):
+        """Read waiting bytes."""
+        self._talk()
+        return self.uart.read(n)

@@ -163,7 +163,14 @@ def test_a_write_cut_by_power_loss_leaves_the_old_record(tmp_path):
     assert not (root / "q07.tmp").exists(), "the torn temporary file is cleared at start-up"
 
 
-@pytest.mark.parametrize("key", ["", "../etc", "a/b", "x" * 32, "q.tmp"])
+def test_every_key_the_collar_uses_is_a_valid_record_name(tmp_path):
+    store = FileStorage(str(tmp_path), os)
+    for key in ("settings", "fences", "state", "model", "model.good", "q00", "q95"):
+        store.write(key, key.encode())
+        assert store.read(key) == key.encode()
+
+
+@pytest.mark.parametrize("key", ["", "../etc", "a/b", "x" * 32, "q.tmp", ".hidden", 7])
 def test_storage_keys_cannot_escape_their_folder(tmp_path, key):
     with pytest.raises(ValueError):
         FileStorage(str(tmp_path), os).write(key, b"x")

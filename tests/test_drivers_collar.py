@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
-from driver_fakes import FakeI2C
+from driver_fakes import FakeClock, FakeI2C, FakeMachine, FakeModem, FakeTime, LiveM8
 
 from collar_firmware import codec
 from collar_firmware.hal import Hal
+from collar_firmware.hal.board import make_board_hal
 from collar_firmware.hal.lis2dw12 import LIS2DW12
 from collar_firmware.main import ERR_IMU, Collar
 from simulator.hal_sim import make_hal
@@ -69,3 +71,36 @@ def test_the_driver_and_the_simulated_imu_give_the_collar_the_same_behaviour():
     assert [u["shares"] for u in a] == [u["shares"] for u in b]
     for x, y in zip(a, b, strict=True):
         assert x["vedba_mean_mg"] == pytest.approx(y["vedba_mean_mg"], abs=3), "only the chip's 0.488 mg steps differ"
+
+
+def test_a_collar_on_the_reference_board_hal_sets_its_clock_from_gnss_and_sends_through_the_modem(tmp_path):
+    ms = FakeClock()
+    position = (0.6012345, 37.4987654)
+    gnss = LiveM8(ms, lambda: position, utc_at_zero_s=START_S - 7, ttff_ms=6000)
+    machine = FakeMachine(i2c=FakeI2C(source=walking_mg, clock=ms), uarts={1: gnss}, adc_raw_u16=33000,
+                          cause=FakeMachine.PWRON_RESET)
+    modem = FakeModem()
+    hal = make_board_hal(i2c_scl=27, i2c_sda=26, gnss_tx=6, gnss_rx=8, battery_adc=4, modem_transport=modem,
+                         storage_root=str(tmp_path / "data"), machine=machine, time=FakeTime(ms), os=os)
+    collar = Collar(hal)
+    steps = 0
+    while ms.now_ms() < HOUR * 1000:
+        hal.clock.sleep_until(collar.step())
+        steps += 1
+    uplinks = [codec.decode(port, payload) for port, payload, _ in modem.uplinks]
+    assert hal.clock.sets >= 1 and hal.clock.now_s() >= START_S + HOUR - 60, "GNSS time set the clock"
+    assert not any(collar.errors), f"no stage failed: {list(collar.errors)}"
+    assert hal.imu.short_windows == 0
+    fixes = [f for u in uplinks if u["message"] == "positions" for f in u["fixes"]]
+    assert fixes and fixes[-1]["lat"] == pytest.approx(position[0], abs=1e-5)
+    assert fixes[-1]["lon"] == pytest.approx(position[1], abs=1e-5)
+    walk = collar.model.classes.index("walk")
+    activity = [u for u in uplinks if u["message"] == "activity" and u["time_s"] >= START_S]
+    assert activity and all(u["shares"][walk] == 100 for u in activity)
+    status = [u for u in uplinks if u["message"] == "status"]
+    assert status[0]["reset_cause"] == "power_on"
+    assert status[-1]["clock_unsynced"] == 0 and status[-1]["model_fallback"] == 0, "model read from flash files"
+    assert status[0]["battery_mv"] == 33000 * 3600 // 65535 * 2
+    assert machine.wdt.feeds == steps, "fed once per duty cycle"
+    assert gnss.wakes >= 1 and gnss.awake_since_ms == -1, "the receiver sleeps between fixes"
+    assert os.listdir(tmp_path / "data"), "queue records kept in flash files"

@@ -163,7 +163,8 @@ class FileStorage(Storage):
     write(key, data) writes root/key.tmp, then renames it over root/key (littlefs renames
     atomically, so a power cut leaves the old record or the new one, never half of either). A
     leftover .tmp from a cut write is removed at start-up. os: the os module (MicroPython's or
-    CPython's). Keys: 1..31 characters of letters, digits, '_' and '-'.
+    CPython's). Keys: 1..31 characters of letters, digits, '_', '-' and '.', not starting with '.'
+    nor ending in '.tmp' (the classifier keeps "model.good").
     """
 
     def __init__(self, root="/data", os=None):
@@ -188,9 +189,11 @@ class FileStorage(Storage):
     def _check(self, key):
         if not isinstance(key, str) or not 0 < len(key) < 32:
             raise ValueError("storage key must be 1..31 characters, got %r" % (key,))
+        if key[0] == "." or key.endswith(".tmp"):
+            raise ValueError("storage key may not start with '.' or end in '.tmp', got %r" % (key,))
         for c in key:
-            if not (c.isalpha() or c.isdigit() or c in "_-"):
-                raise ValueError("storage key may hold letters, digits, _ and -, got %r" % (key,))
+            if not (c.isalpha() or c.isdigit() or c in "_-."):
+                raise ValueError("storage key may hold letters, digits, '_', '-' and '.', got %r" % (key,))
 
     def read(self, key):
         """Return the bytes stored under key, or None."""
