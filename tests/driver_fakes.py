@@ -560,6 +560,8 @@ class LiveM8:
         return n
 
     def _talk(self):
+        import datetime  # LiveM8 serves CPython tests only; the module stays importable on MicroPython
+
         if self.awake_since_ms < 0:
             return
         awake_ms = self.clock.now_ms() - self.awake_since_ms
@@ -568,8 +570,6 @@ class LiveM8:
             at_ms = self.awake_since_ms + self.sent_s * 1000
             t = self.utc_at_zero_s + at_ms // 1000
             days, rest = divmod(t, 86400)
-            import datetime
-
             d = datetime.date(1970, 1, 1) + datetime.timedelta(days=days)
             utc = (d.year, d.month, d.day, rest // 3600, rest // 60 % 60, rest % 60)
             if self.sent_s * 1000 >= self.ttff_ms:
