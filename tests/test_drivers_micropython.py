@@ -124,6 +124,36 @@ R = [gc.mem_alloc() - a, found, parser.n, parser.capacity]""")
     assert grown == 0
 
 
+def test_board_parts_and_the_gnss_driver_run_under_micropython(session):
+    fix = nav_pvt(0.5720345, 37.5851234, utc=(2026, 3, 1, 9, 30, 15))
+    result = run_json(session, f"""
+from driver_fakes import FakeClock, FakeMachine, FakeModem, FakeTime, FakeUart
+from collar_firmware.hal.board import BoardClock, BoardPower, Lr1110Modem, reset_cause_name
+from collar_firmware.hal.ublox import UbloxM8
+ms = FakeClock()
+clock = BoardClock(FakeTime(ms))
+modem = FakeModem()
+modem.downlinks.append((32, b'\\x02'))
+radio = Lr1110Modem(modem)
+sent = radio.send(2, b'\\x01\\x02', True)
+heard = radio.receive()
+uart = FakeUart(ms)
+uart.schedule(6000, bytes.fromhex('{fix.hex()}'))
+gnss = UbloxM8(uart, clock_ms=ms.now_ms, sleep_ms=ms.sleep_ms, on_time=clock.set_time_s)
+got = gnss.acquire(90)
+machine = FakeMachine(cause=FakeMachine.BROWNOUT_RESET, adc_raw_u16=40000)
+power = BoardPower(machine.ADC(machine.Pin(4)), None)
+R = [sent, heard[0], list(heard[1]), radio.data_rate(), reset_cause_name(machine), power.battery_mv(),
+     got[0], got[1], got[3], clock.now_s(), gnss.config_failures]""")
+    sent, port, payload, data_rate, cause, battery_mv, lat, lon, ttff_s, now_s, config_failures = result
+    assert sent is True and (port, payload) == (32, [2])
+    assert data_rate == [9, 125] and cause == "brownout"
+    assert battery_mv == 40000 * 3600 // 65535 * 2
+    assert abs(lat - 0.5720345) < 1e-6 and abs(lon - 37.5851234) < 1e-6
+    assert ttff_s == 6 and config_failures == 4, "no receiver answered the configuration: counted, fix still read"
+    assert now_s == 1772357415, "the clock took the fix's UTC time"
+
+
 def test_drivers_compile_for_the_nrf52840_and_fit_their_flash_budget():
     sizes = mpy_sizes()
     drivers = {name: sizes[name] for name in ("hal/lis2dw12.py", "hal/ublox.py", "hal/board.py")}

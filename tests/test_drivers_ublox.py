@@ -105,6 +105,14 @@ def test_a_receiver_that_refuses_its_configuration_is_counted_and_still_used():
     assert gnss.config_failures == 4 and not gnss.configured
 
 
+def test_a_receiver_that_never_answers_its_configuration_still_gives_its_fix():
+    gnss, uart, clock, _, _ = receiver(answer=False)
+    uart.schedule(6000, nav_pvt(*PARK))
+    fix = gnss.acquire(90)
+    assert fix is not None and fix[3] == 6
+    assert gnss.config_failures == 4
+
+
 def test_a_switched_receiver_is_powered_by_its_pin_and_reconfigured_each_time():
     class Pin:
         def __init__(self) -> None:

@@ -342,6 +342,7 @@ class UbloxM8(GNSS):
                 return self._acked
             if got == NOTHING:
                 self._wait(POLL_MS)
+        self._ack_for = -1  # no answer: stop waiting for it
         return False
 
     def _pump(self):
