@@ -45,6 +45,7 @@ LINK_CHECK_S = const(4 * 3600)  # a confirmed uplink at least this often while r
 GNSS_TIMEOUT_S = const(90)
 MAX_BACKOFF_S = const(3600)
 CLOCK_STEP_BACK_S = const(600)
+CLOCK_STEP_FORWARD_S = const(600)  # woke this much later than planned: the clock was set forward
 _MAX_DT_S = const(65535)
 
 
@@ -122,6 +123,7 @@ class Collar:
         now = self._now(0)
         self.boot_s = now
         self.now_s = now
+        self.planned_wake_s = 0
         self.uplinks = 0
         self.downlinks = 0
         self.link_ok = True
@@ -210,7 +212,8 @@ class Collar:
         """Run one duty cycle at hal.clock.now_s(); return the Unix second to wake up next."""
         self._feed_watchdog()
         collect_garbage()  # no exception handler may be live here (see simulator/micropython_runner.py)
-        return self._cycle()
+        self.planned_wake_s = self._cycle()
+        return self.planned_wake_s
 
     def _feed_watchdog(self):
         watchdog = self.hal.watchdog
@@ -234,6 +237,9 @@ class Collar:
         now = self._now(self.now_s + 60)
         if now < self.now_s - CLOCK_STEP_BACK_S:
             self._reschedule(now)  # the clock was set back (e.g. GNSS time): no timer may wait for days
+        elif self.planned_wake_s and now > self.planned_wake_s + CLOCK_STEP_FORWARD_S:
+            self._rebase(now - self.planned_wake_s)  # set forward (first GNSS time after boot)
+            self._reschedule(now)
         self.now_s = now
         if self.reboot_pending:
             self._boot("software")
@@ -256,6 +262,15 @@ class Collar:
             self._guard(self._flush_positions, now, ERR_OTHER)
         self._guard(self._send, now, ERR_RADIO)
         return self._next_wake(now)
+
+    def _rebase(self, jump_s):
+        """Move every remembered instant forward by jump_s: uptime, stillness and tracking do not
+        count the time the clock skipped (a boot-relative clock set to GNSS time is no 12 h of rest)."""
+        self.boot_s += jump_s
+        self.verified_s += jump_s
+        if self.fix_s:
+            self.fix_s += jump_s
+        self.risk.shift_time(jump_s)
 
     def _reschedule(self, now):
         self.next_window_s = now

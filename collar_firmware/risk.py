@@ -292,6 +292,15 @@ class RiskEngine:
         else:
             self._battery_count = 0
 
+    def shift_time(self, jump_s):
+        """The clock was set forward by jump_s: move the engine's remembered instants with it."""
+        if self.still_since_s:
+            self.still_since_s += jump_s
+        if self.last_window_s:
+            self.last_window_s += jump_s
+        if self.tracking_until_s:
+            self.tracking_until_s += jump_s
+
     def on_boot(self, reset_cause):
         """Feed the cause of the last reset (codec.RESET_CAUSES name)."""
         if reset_cause in ("watchdog", "brownout", "lockup"):

@@ -146,3 +146,20 @@ def test_a_new_model_is_taken_up_without_a_reboot():
     world.collar.reload_model()
     assert world.collar.model.version == 7, "the last good model is kept"
     assert world.collar.status_values(world.now_s)["model_fallback"] == 1
+
+
+def test_a_clock_set_forward_to_gnss_time_after_boot_raises_no_false_mortality():
+    boot_relative_s = 1000  # a board without a real-time clock counts from boot until its first fix
+    world = CollarWorld(start_s=boot_relative_s)
+    world.behaviour = "still"  # resting quietly while the clock is still boot-relative
+    world.run_for(HOUR)
+    world.hal.clock.t_s = START_S  # the first GNSS fix sets the clock to Unix time
+    world.wake_s = START_S
+    world.run_for(2 * HOUR)  # three still hours in all: below the 4 h immobility suspicion
+    assert "mortality" not in world.alerts() and "immobility" not in world.alerts()
+    status = world.decoded("status")[-1]
+    assert status["time_s"] >= START_S
+    assert status["uptime_h"] <= 6, "uptime does not count the decades the clock skipped"
+    summaries = [s for s in world.decoded("activity") if s["time_s"] >= START_S]
+    assert summaries and all(s["interval_min"] <= 60 for s in summaries)
+    assert world.hal.imu.reads >= 3 * 60 - 10, "the duty cycle kept its rhythm through the jump"
