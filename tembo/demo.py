@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -56,6 +57,17 @@ def start_server(app: object, host: str = "127.0.0.1", port: int = 0) -> Running
         time.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()[1]
     return RunningServer(server, thread, f"http://{host}:{bound}")
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when nothing listens on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 @dataclass
@@ -139,6 +151,11 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
     """The demo a new user sees: paced herd, bridge webhook and the dashboard; Ctrl-C stops all."""
     from ranger_dashboard.launch import command
 
+    for wanted, flag in ((port, "--port"), (bridge_port, "--bridge-port")):
+        if not port_free(wanted):
+            log.error("port %d on 127.0.0.1 is in use: stop the program holding it or pass %s", wanted, flag)
+            print(f"tembo demo: port {wanted} is in use; stop the program holding it or pass {flag} N")
+            return 1
     Path("var").mkdir(exist_ok=True)
     url = database_url or "sqlite:///var/tembo.db"
     if database_url is None and Path("var/tembo.db").exists():

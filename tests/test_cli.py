@@ -55,3 +55,14 @@ def test_researcher_evaluates_leave_one_animal_out_on_simulated_elephants(capsys
     assert result["animals"] == 3 and result["windows"] == 40 * 4
     assert result["accuracy"] > 0.8
     assert set(result["recall"]) == {"rest", "forage", "walk", "run"}
+
+
+def test_live_demo_says_which_port_is_taken_instead_of_crashing(capsys):
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        assert main(["demo", "--port", str(taken), "--bridge-port", "0"]) == 1
+    assert f"port {taken} is in use" in capsys.readouterr().out
