@@ -105,4 +105,6 @@ def ingest_figures(collars: int = 20, hours: int = 12) -> dict[str, Any]:
                 thread.join(timeout=10)
             figures["webhook_uplinks_per_s"] = round(len(bodies) / elapsed, 1)
             figures["webhook_ms_per_uplink"] = round(1000 * elapsed / len(bodies), 3)
+    # Same run, same bodies: what HTTP adds over the service layer, robust to a busy machine.
+    figures["webhook_over_service_cost"] = round(figures["webhook_ms_per_uplink"] / figures["service_ms_per_uplink"], 2)
     return figures
