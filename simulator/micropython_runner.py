@@ -135,6 +135,24 @@ class MicroPythonCollar:
         self.peak_heap_bytes = max(self.peak_heap_bytes, peak - self.baseline_heap_bytes)
         return runs
 
+    def fuel_breakdown(self, repeats: int = 20) -> dict[str, int]:
+        """Fuel of one duty cycle's parts, measured by repeating each in this session: the simulated
+        accelerometer filling a window (the twin's work, not the collar's), one `gc.collect()` (which
+        scans the wasm build's large heap; a collar's heap of tens of KB scans far faster), and the
+        collar's features of one window."""
+        setup = ("from collar_firmware import features\n_b = run.collar.accel_buf\n_n = len(_b) // 3\n"
+                 "_fo = features.new_feature_buffer()\n_r = run.collar.settings['accel_rate_hz']\n")
+        self._run(setup)
+        parts = {
+            "simulated_sensor_per_window": f"for _i in range({repeats}):\n"
+                                           "    run.hal.imu.source.fill(run.wake_s, _n, _r, _b)\n",
+            "gc_collect": f"for _i in range({repeats}):\n    gc.collect()\n",
+            "features_per_window": f"for _i in range({repeats}):\n"
+                                   "    features.compute_features(_b, _n, _r, _fo)\n",
+        }
+        empty = self._run(f"for _i in range({repeats}):\n    pass\n")
+        return {name: (self._run(code) - empty) // repeats for name, code in parts.items()}
+
     def _drain(self) -> list[str]:
         out = self.session.run("for _l in run.take_uplinks():\n    print(_l)").stdout
         return [line for line in out.splitlines() if line.strip()]
