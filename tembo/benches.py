@@ -9,4 +9,5 @@ BENCHES: dict[str, str] = {
     "bridge": "lora_bridge.bench:ingest_figures",
     "sensing": "models.bench:sensing_bench",
     "fleet": "simulator.fleet:bench_fleet",
+    "replay": "simulator.replay_bench:run",
 }
