@@ -7,7 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+# Not "pages/": Streamlit routes a folder of that name by itself when a first visitor opens a page's
+# URL before app.py has run, and the ranger gets a bare page without the sidebar.
+PAGES_DIR = Path(__file__).resolve().parent / "screens"
 
 
 def live_map_page() -> st.Page:

@@ -86,7 +86,7 @@ def test_ranger_sees_what_each_collar_reported_about_itself(herd_store, monkeypa
     url, manifest = herd_store
     monkeypatch.setenv("TEMBO_DATABASE_URL", url)
     app = AppTest.from_file(str(APP), default_timeout=60).run()
-    app.switch_page("pages/animals.py").run()
+    app.switch_page("screens/animals.py").run()
     assert not app.exception, [e.value for e in app.exception]
     table = app.dataframe[0].value
     assert sorted(table[views.COL_COLLAR]) == sorted(m["device_id"] for m in manifest)

@@ -38,7 +38,7 @@ def open_page(
         app.session_state["ranger"] = ranger
     app.run()
     if page is not None:
-        app.switch_page(f"pages/{page}.py").run()
+        app.switch_page(f"screens/{page}.py").run()
     assert not app.exception, [e.value for e in app.exception]
     return app
 
