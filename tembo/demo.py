@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,21 +93,20 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
     from simulator.reserve import demo_reserve
 
     fleet = Fleet(n_collars=collars, seed=seed, start=start, days=days)
-    network = NetworkServerStandIn(fleet, application_id=DEMO_APPLICATION)
-    network.start()
-    settings = load_settings(database_url=database_url, network_server_url=network.url,
-                             network_server_api_key=network.api_key)
-    bridge = Bridge(settings)
-    webhook = start_server(create_app(bridge), port=bridge_port)
-    try:
+    with ExitStack() as running:  # whatever started is stopped, in reverse order, even on failure
+        network = NetworkServerStandIn(fleet, application_id=DEMO_APPLICATION)
+        network.start()
+        running.callback(network.stop)
+        settings = load_settings(database_url=database_url, network_server_url=network.url,
+                                 network_server_api_key=network.api_key)
+        bridge = running.enter_context(Bridge(settings))
+        webhook = start_server(create_app(bridge), port=bridge_port)
+        running.callback(webhook.stop)
         bridge.load_geography(demo_reserve().geojson())
         for member in fleet.manifest():
             bridge.register_animal(member["device_id"], member["name"], species=member["species"],
                                    sex=member.get("sex"))
         yield Pipeline(fleet, bridge, webhook, network, settings.webhook_secret.get_secret_value())
-    finally:
-        webhook.stop()
-        network.stop()
 
 
 def _post_all(p: Pipeline, uplinks: Iterator[dict]) -> int:
@@ -142,7 +141,6 @@ def run_headless(collars: int = 20, days: float | None = 2, seed: int = 1,
                 "activity_summaries": counts["activity_summaries"],
                 "alerts": counts["alerts"],
             }
-            p.bridge.close()
     return figures
 
 
@@ -183,7 +181,6 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
                     dashboard.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     dashboard.kill()
-            p.bridge.close()
     return 0
 
 
