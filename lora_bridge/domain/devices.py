@@ -30,7 +30,7 @@ STATUS_FIELDS = (
 
 
 def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> Device:
-    """The collar that sent uplink (created, with an animal named after it, on first sight); updated."""
+    """The collar that sent uplink (created on first sight), updated with what this uplink says of it."""
     device = session.get(Device, uplink.device_id)
     if device is None:
         device = Device(device_id=uplink.device_id, first_seen=heard_at, reported_settings={})
@@ -39,7 +39,6 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> D
         log.info("new collar heard", extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt})
     if device.first_seen is None:
         device.first_seen = heard_at
-    ensure_animal(session, device)
     device.dev_eui = uplink.dev_eui or device.dev_eui
     device.application_id = uplink.application_id or device.application_id
     device.network = uplink.source
