@@ -89,8 +89,7 @@ def raise_alert(
     actor: str = SYSTEM_ACTOR,
 ) -> tuple[Alert, bool]:
     """Open an alert, or add an occurrence to the open one with the same key; returns (alert, is_new)."""
-    key = dedup_key(device_id, alert_type)
-    alert = session.scalars(select(Alert).where(Alert.open_key == key)).first()
+    alert = open_alert(session, device_id, alert_type)
     if alert is not None:
         alert.occurrences += 1
         if time > alert.last_time:
@@ -117,8 +116,8 @@ def raise_alert(
         priority=priority_for(alert_type),
         state=STATE_NEW,
         source=source,
-        dedup_key=key,
-        open_key=key,
+        dedup_key=dedup_key(device_id, alert_type),
+        open_key=dedup_key(device_id, alert_type),
         time=time,
         last_time=time,
         occurrences=1,
