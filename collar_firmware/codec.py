@@ -196,10 +196,23 @@ def max_size(name):
     m = message(name)
     if m[1] == SETTINGS_PORT:
         return sum(2 + _SIZES[s[2]] for s in SETTINGS)
+    return payload_size(name, _list_bound(m))
+
+
+def payload_size(name, items):
+    """Return the bytes of message name carrying items entries in its list field (settings excluded)."""
+    m = message(name)
     n = 0 if m[2] is None else 1
     for f in m[4]:
-        n += field_size(f) * (f[2][0] if f[1] == "list" else 1)
+        n += field_size(f) * (items if f[1] == "list" else 1)
     return n
+
+
+def _list_bound(m):
+    for f in m[4]:
+        if f[1] == "list":
+            return f[2][0]
+    return 0
 
 
 # ---- integers on the wire -------------------------------------------------------------

@@ -21,6 +21,7 @@ Cortex-M4 as in WebAssembly. It is an estimate within a factor of about two; the
 share of the budget either way.
 """
 
+from collar_firmware.codec import payload_size
 from collar_firmware.scheduler import airtime_us
 
 MCU_SLEEP_UA = 3.2
@@ -96,8 +97,8 @@ def estimate(settings, sf=7, bw_khz=125, fuel_per_window=12000000, gnss_ttff_s=2
     """Return daily_mah(...) for a settings dict without running the collar (a planning estimate).
 
     Counts: one window every window_every_s, a fix every gnss_interval_s, an activity summary every
-    summary_interval_s (17 bytes with four classes), a position uplink per positions_per_uplink fixes,
-    a status every status_interval_s (29 bytes).
+    summary_interval_s (four classes), a position uplink per positions_per_uplink fixes, a status
+    every status_interval_s; payload sizes come from the codec table.
     """
     day = 86400
     windows = day // settings["window_every_s"]
@@ -106,7 +107,8 @@ def estimate(settings, sf=7, bw_khz=125, fuel_per_window=12000000, gnss_ttff_s=2
     per_uplink = settings["positions_per_uplink"]
     position_uplinks = fixes // per_uplink
     statuses = day // settings["status_interval_s"]
-    airtime = (summaries * airtime_us(17, sf, bw_khz) + statuses * airtime_us(29, sf, bw_khz)
-               + position_uplinks * airtime_us(5 + 9 * per_uplink, sf, bw_khz)) / 1e6
+    airtime = (summaries * airtime_us(payload_size("activity", 4), sf, bw_khz)
+               + statuses * airtime_us(payload_size("status", 0), sf, bw_khz)
+               + position_uplinks * airtime_us(payload_size("positions", per_uplink), sf, bw_khz)) / 1e6
     mcu_s = windows * fuel_per_window * CYCLES_PER_FUEL / MCU_HZ
     return daily_mah(windows, mcu_s, fixes, gnss_ttff_s, summaries + position_uplinks + statuses, airtime, sf)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from collar_firmware import config, energy
+from collar_firmware import codec, config, energy, scheduler
 from simulator import collar_bench
 
 
@@ -26,6 +26,26 @@ def test_transmit_current_grows_with_output_power_and_slower_data_rates_cost_mor
     sf7 = energy.estimate(config.defaults(), sf=7)
     sf12 = energy.estimate(config.defaults(), sf=12)
     assert sf12["radio_tx"] > 20 * sf7["radio_tx"]
+
+
+def test_planning_estimate_charges_the_airtime_of_the_bytes_the_collar_really_sends():
+    settings = dict(config.defaults(), positions_per_uplink=3)
+    activity = codec.encode("activity", {"time_s": 1_700_000_000, "interval_min": 15, "model_version": 1,
+                                         "vedba_mean_mg": 40, "vedba_max_mg": 300,
+                                         "shares": [50.0, 25.0, 20.0, 5.0]})
+    fix = {"dt_s": 3600, "lat": -2.5, "lon": 37.5}
+    positions = codec.encode("positions", {"time_s": 1_700_000_000, "fixes": [fix, fix, fix]})
+    status = codec.encode("status", {"time_s": 1_700_000_000, "lat": -2.5, "lon": 37.5, "fix_age_s": 60,
+                                     "battery_mv": 3600, "temperature_c": 24.5, "fw_version": "1.0.0",
+                                     "model_version": 1, "uptime_h": 5, "reset_cause": "power_on",
+                                     "behaviour": "walk", "queue_depth": 0, "errors": 0})
+    assert (len(activity), len(positions), len(status)) == (16, 29, 29)
+    day = 86400
+    airtime_s = (day // settings["summary_interval_s"] * scheduler.airtime_us(len(activity), 7, 125)
+                 + day // settings["status_interval_s"] * scheduler.airtime_us(len(status), 7, 125)
+                 + day // settings["gnss_interval_s"] // 3 * scheduler.airtime_us(len(positions), 7, 125)) / 1e6
+    mah = energy.estimate(settings)
+    assert mah["radio_tx"] == pytest.approx(energy.tx_current_ma(energy.EU868_TX_DBM) * airtime_s / 3600)
 
 
 def test_parts_add_up_to_the_total():
