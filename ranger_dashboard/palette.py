@@ -18,6 +18,7 @@ BEHAVIOUR_COLOURS: dict[str, Rgba] = {
 UNKNOWN_BEHAVIOUR_COLOUR: Rgba = [150, 150, 150, 255]
 
 # EarthRanger priority scale: 0 none (grey), 100 low (green), 200 medium (amber), 300 high (red).
+PRIORITY_STEPS = (300, 200, 100, 0)
 PRIORITY_COLOURS: dict[int, Rgba] = {
     300: [235, 50, 50, 255],
     200: [245, 160, 30, 255],
@@ -59,28 +60,24 @@ def behaviour_colour(behaviour: str | None) -> Rgba:
     return list(BEHAVIOUR_COLOURS.get(behaviour or "", UNKNOWN_BEHAVIOUR_COLOUR))
 
 
+def priority_step(priority: int) -> int:
+    """The EarthRanger step (300, 200, 100 or 0) of a priority; a value between steps takes the step below it."""
+    return next((step for step in PRIORITY_STEPS if priority >= step), 0)
+
+
 def priority_colour(priority: int) -> Rgba:
-    """Colour of an EarthRanger priority; a value between steps takes the step below it."""
-    for step in (300, 200, 100):
-        if priority >= step:
-            return list(PRIORITY_COLOURS[step])
-    return list(PRIORITY_COLOURS[0])
+    """Colour of an EarthRanger priority (by its step)."""
+    return list(PRIORITY_COLOURS[priority_step(priority)])
 
 
 def priority_label(priority: int) -> str:
     """'high', 'medium', 'low' or 'info' for an EarthRanger priority."""
-    for step in (300, 200, 100):
-        if priority >= step:
-            return PRIORITY_LABELS[step]
-    return PRIORITY_LABELS[0]
+    return PRIORITY_LABELS[priority_step(priority)]
 
 
 def priority_badge_colour(priority: int) -> str:
     """The Streamlit colour name ('red', 'orange', 'green', 'gray') matching `priority_colour`."""
-    for step in (300, 200, 100):
-        if priority >= step:
-            return PRIORITY_BADGE_COLOURS[step]
-    return PRIORITY_BADGE_COLOURS[0]
+    return PRIORITY_BADGE_COLOURS[priority_step(priority)]
 
 
 def track_colour(index: int) -> Rgba:

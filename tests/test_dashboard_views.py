@@ -208,6 +208,14 @@ def test_open_alerts_are_ringed_in_priority_colour_most_urgent_on_top():
     assert rings[-1]["colour"] == palette.PRIORITY_COLOURS[300]
 
 
+def test_a_priority_between_steps_reads_and_looks_like_the_step_below_it():
+    for priority, label, badge, step in ((300, "high", "red", 300), (250, "medium", "orange", 200),
+                                         (100, "low", "green", 100), (99, "info", "gray", 0), (-5, "info", "gray", 0)):
+        assert palette.priority_label(priority) == label
+        assert palette.priority_badge_colour(priority) == badge
+        assert palette.priority_colour(priority) == palette.PRIORITY_COLOURS[step]
+
+
 def test_reserve_geometry_becomes_the_offline_base_layers():
     layer_ids = [layer.id for layer in map_layers.geography_layers(RESERVE)]
     assert layer_ids == ["reserve-boundary", "farmland", "water", "roads", "gateways"]

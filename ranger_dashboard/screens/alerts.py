@@ -6,6 +6,8 @@ Every acknowledgement and resolution carries the ranger's name from the sidebar;
 
 from __future__ import annotations
 
+from collections import Counter
+
 import streamlit as st
 
 from lora_bridge.errors import BridgeError
@@ -79,12 +81,9 @@ if not alerts:
     verdict_summary()
     st.stop()
 
-counts = {
-    step: sum(1 for a in alerts if palette.priority_label(a.priority) == label)
-    for step, label in palette.PRIORITY_LABELS.items()
-}
-columns = st.columns(4)
-for column, step in zip(columns, (300, 200, 100, 0), strict=True):
+counts = Counter(palette.priority_step(a.priority) for a in alerts)
+columns = st.columns(len(palette.PRIORITY_STEPS))
+for column, step in zip(columns, palette.PRIORITY_STEPS, strict=True):
     column.metric(f"{palette.PRIORITY_LABELS[step].capitalize()} priority", counts[step])
 
 st.dataframe(
