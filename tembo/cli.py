@@ -8,8 +8,12 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from tembo.benches import BENCHES
+
+if TYPE_CHECKING:
+    from lora_bridge.settings import BridgeSettings
 
 log = logging.getLogger("tembo")
 
@@ -40,13 +44,18 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bridge(args: argparse.Namespace) -> int:
-    from lora_bridge.server import serve
+def _bridge_settings(args: argparse.Namespace, **options: object) -> BridgeSettings:
+    """The bridge's settings with the options given on the command line (None: not given) on top."""
     from lora_bridge.settings import load_settings
 
-    overrides = {k: v for k, v in {"database_url": args.database_url, "host": args.host,
-                                    "port": args.port}.items() if v is not None}
-    serve(load_settings(**overrides))
+    given = {"database_url": args.database_url, **options}
+    return load_settings(**{key: value for key, value in given.items() if value is not None})
+
+
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    from lora_bridge.server import serve
+
+    serve(_bridge_settings(args, host=args.host, port=args.port))
     return 0
 
 
@@ -55,7 +64,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
     from ranger_dashboard.launch import command
 
-    return subprocess.call(command(args.port, args.database_url))
+    # The store the bridge writes: --database-url, else TEMBO_DATABASE_URL or TEMBO_CONFIG, else the default.
+    return subprocess.call(command(args.port, _bridge_settings(args).database_url))
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -144,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboard = sub.add_parser("dashboard", help="run the ranger dashboard (Streamlit)")
     dashboard.add_argument("--port", type=int, default=8501)
-    dashboard.add_argument("--database-url", default="sqlite:///var/tembo.db")
+    dashboard.add_argument("--database-url", default=None)
     dashboard.set_defaults(func=_cmd_dashboard)
 
     models = sub.add_parser("models", help="researcher tooling: train, evaluate and size activity models")

@@ -66,3 +66,36 @@ def test_live_demo_says_which_port_is_taken_instead_of_crashing(capsys):
         taken = busy.getsockname()[1]
         assert main(["demo", "--port", str(taken), "--bridge-port", "0"]) == 1
     assert f"port {taken} is in use" in capsys.readouterr().out
+
+
+def _dashboard_store(monkeypatch, *args: str) -> str:
+    """The --database-url that `tembo dashboard ARGS` hands the Streamlit app (nothing is started)."""
+    started: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda command: started.append(command) or 0)
+    assert main(["dashboard", *args]) == 0
+    command = started[0]
+    return command[command.index("--database-url") + 1]
+
+
+def test_dashboard_reads_the_store_the_bridge_writes_when_the_environment_names_it(monkeypatch, tmp_path):
+    from lora_bridge.settings import load_settings
+
+    url = f"sqlite:///{tmp_path / 'reserve.db'}"
+    monkeypatch.setenv("TEMBO_DATABASE_URL", url)
+    assert load_settings().database_url == url  # what `tembo bridge` writes to
+    assert _dashboard_store(monkeypatch) == url
+
+
+def test_dashboard_reads_the_store_named_in_the_tembo_config_file(monkeypatch, tmp_path):
+    url = f"sqlite:///{tmp_path / 'control-room.db'}"
+    config = tmp_path / "tembo.toml"
+    config.write_text(f'[bridge]\ndatabase_url = "{url}"\n')
+    monkeypatch.delenv("TEMBO_DATABASE_URL", raising=False)
+    monkeypatch.setenv("TEMBO_CONFIG", str(config))
+    assert _dashboard_store(monkeypatch) == url
+
+
+def test_dashboard_database_url_option_beats_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("TEMBO_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    chosen = f"sqlite:///{tmp_path / 'chosen.db'}"
+    assert _dashboard_store(monkeypatch, "--database-url", chosen) == chosen
