@@ -106,15 +106,10 @@ class Bridge:
             waiting = session.scalars(
                 select(RawUplink.id).where(RawUplink.status == ingest.STATUS_RECEIVED).order_by(RawUplink.id)
             ).all()
-        results = [process_raw(self.db, raw_id, self.codec, self.settings) for raw_id in waiting]
+        report = ReplayReport.tally(process_raw(self.db, raw_id, self.codec, self.settings) for raw_id in waiting)
         if waiting:
             log.info("pending uplinks processed: %d", len(waiting))
-        return ReplayReport(
-            attempted=len(results),
-            processed=sum(r.status == ingest.STATUS_PROCESSED for r in results),
-            duplicates=sum(r.status == ingest.STATUS_DUPLICATE for r in results),
-            still_dead=sum(r.status == ingest.STATUS_DEAD_LETTER for r in results),
-        )
+        return report
 
     def replay_dead_letters(self, ids: list[int] | None = None) -> ReplayReport:
         """Run waiting dead letters through the current codec again (after a codec or parser fix)."""
@@ -127,16 +122,14 @@ class Bridge:
             found = {letter_id for letter_id, _ in letters}
             missing = sorted(set(ids) - found)
             raise UnknownDeadLetter(f"no waiting dead letter with id {missing}")
-        processed = duplicates = still_dead = 0
-        for letter_id, raw_uplink_id in letters:
-            result = process_raw(self.db, raw_uplink_id, self.codec, self.settings, dead_letter_id=letter_id)
-            processed += result.status == ingest.STATUS_PROCESSED
-            duplicates += result.status == ingest.STATUS_DUPLICATE
-            still_dead += result.status == ingest.STATUS_DEAD_LETTER
-        log.info("dead letters replayed", extra={"attempted": len(letters), "processed": processed})
+        report = ReplayReport.tally(
+            process_raw(self.db, raw_uplink_id, self.codec, self.settings, dead_letter_id=letter_id)
+            for letter_id, raw_uplink_id in letters
+        )
+        log.info("dead letters replayed", extra={"attempted": report.attempted, "processed": report.processed})
         if self.settings.downlinks_configured:
             self.flush_downlinks()
-        return ReplayReport(len(letters), processed, duplicates, still_dead)
+        return report
 
     def dead_letters(self, include_replayed: bool = False) -> list[DeadLetterView]:
         """Dead letters waiting for a fix (and the replayed ones when include_replayed)."""

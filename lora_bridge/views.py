@@ -5,6 +5,8 @@ Field names are fixed by docs/contracts.md; fields after the contract's come wit
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -188,6 +190,17 @@ class ReplayReport:
     processed: int
     duplicates: int
     still_dead: int
+
+    @classmethod
+    def tally(cls, results: Iterable[IngestResult]) -> ReplayReport:
+        """How many of results (consumed one by one) were processed, duplicates, still dead letters."""
+        statuses = Counter(result.status for result in results)
+        return cls(
+            attempted=statuses.total(),
+            processed=statuses["processed"],
+            duplicates=statuses["duplicate"],
+            still_dead=statuses["dead_letter"],
+        )
 
 
 def to_jsonable(view: Any) -> Any:

@@ -18,18 +18,15 @@ log = logging.getLogger(__name__)
 
 def replay_lines(bridge: Bridge, lines: Iterable[bytes], source: str = "tts") -> ReplayReport:
     """Ingest every non-blank line as one uplink body from source; returns the tally."""
-    attempted = processed = duplicates = dead = 0
-    for line in lines:
-        body = line.strip()
-        if not body or body.startswith(b"#"):
-            continue
-        attempted += 1
-        result = bridge.ingest_uplink(body, f"replay:{source}")
-        processed += result.status == "processed"
-        duplicates += result.status == "duplicate"
-        dead += result.status == "dead_letter"
-    log.info("replay finished", extra={"attempted": attempted, "processed": processed, "dead": dead})
-    return ReplayReport(attempted, processed, duplicates, dead)
+    bodies = (line.strip() for line in lines)
+    report = ReplayReport.tally(
+        bridge.ingest_uplink(body, f"replay:{source}") for body in bodies if body and not body.startswith(b"#")
+    )
+    log.info(
+        "replay finished",
+        extra={"attempted": report.attempted, "processed": report.processed, "dead": report.still_dead},
+    )
+    return report
 
 
 def replay_file(bridge: Bridge, path: str | Path, source: str = "tts") -> ReplayReport:
