@@ -162,13 +162,13 @@ class Collar:
 
     def _load_flash(self, _now):
         self.queue.load()
-        data = self.hal.storage.read(config.KEY_SETTINGS)
-        if data and len(data) > 2 and crc16(data, len(data) - 2) == data[-2] | (data[-1] << 8):
-            stored = codec.decode_settings(data[:-2])
+        body = _unsealed(self.hal.storage.read(config.KEY_SETTINGS))
+        if body:
+            stored = codec.decode_settings(body)
             for k in stored:
                 self.settings[k] = stored[k]
-        state = self.hal.storage.read(config.KEY_STATE)
-        if state and len(state) == 3 and crc16(state, 1) == state[1] | (state[2] << 8):
+        state = _unsealed(self.hal.storage.read(config.KEY_STATE))
+        if state is not None and len(state) == 1:
             self.alert_seq = state[0] & 7
         self._load_fences()
 
@@ -457,12 +457,7 @@ class Collar:
             self.queue.put(scheduler.PRIO_ALERT, PORT_ALERT, payload, self.settings["confirmed_alerts"] == 1)
 
     def _save_state(self):
-        state = bytearray(3)
-        state[0] = self.alert_seq
-        crc = crc16(state, 1)
-        state[1] = crc & 0xFF
-        state[2] = crc >> 8
-        self.hal.storage.write(config.KEY_STATE, bytes(state))
+        self.hal.storage.write(config.KEY_STATE, _sealed(bytes((self.alert_seq,))))
 
     def status_values(self, now):
         """Return the field values of the status uplink at now (also used by tests and the simulator)."""
@@ -637,11 +632,7 @@ class Collar:
         return downlink.ACK_OK
 
     def _save_settings(self):
-        data = bytearray(codec.encode_settings(self.settings))
-        crc = crc16(data, len(data))
-        data.append(crc & 0xFF)
-        data.append(crc >> 8)
-        self.hal.storage.write(config.KEY_SETTINGS, bytes(data))
+        self.hal.storage.write(config.KEY_SETTINGS, _sealed(codec.encode_settings(self.settings)))
 
     def ack_alert(self, alert_type, seq):
         """The bridge acknowledged alert (type, seq): stop repeating it. Idempotent."""
@@ -723,17 +714,14 @@ class Collar:
                     data.append((v >> 8) & 0xFF)
                     data.append((v >> 16) & 0xFF)
                     data.append((v >> 24) & 0xFF)
-        crc = crc16(data, len(data))
-        data.append(crc & 0xFF)
-        data.append(crc >> 8)
-        self.hal.storage.write(config.KEY_FENCES, bytes(data))
+        self.hal.storage.write(config.KEY_FENCES, _sealed(data))
 
     def _load_fences(self):
-        data = self.hal.storage.read(config.KEY_FENCES)
-        if not data or len(data) < 2 or crc16(data, len(data) - 2) != data[-2] | (data[-1] << 8):
+        data = _unsealed(self.hal.storage.read(config.KEY_FENCES))
+        if data is None:
             return
         pos = 0
-        end = len(data) - 2
+        end = len(data)
         while pos + 3 <= end:
             fence_id, kind, n = data[pos], data[pos + 1], data[pos + 2]
             pos += 3
@@ -745,6 +733,25 @@ class Collar:
                 pos += 8
             if f.close():
                 self.fence_slots[fence_id] = f
+
+
+def _sealed(body):
+    """Return the flash record of body: its bytes, then their CRC-16 little-endian (a torn write fails it)."""
+    data = bytearray(body)
+    crc = crc16(data, len(data))
+    data.append(crc & 0xFF)
+    data.append(crc >> 8)
+    return bytes(data)
+
+
+def _unsealed(record):
+    """Return the body of a flash record made by _sealed, or None when it is missing or its CRC fails."""
+    if not record or len(record) < 2:
+        return None
+    n = len(record) - 2
+    if crc16(record, n) != record[n] | (record[n + 1] << 8):
+        return None
+    return record[:n]
 
 
 def _i32(data, pos):

@@ -95,6 +95,28 @@ def test_fence_in_two_parts_is_installed_and_kept_across_a_reboot():
     assert [f.n for f in world.collar.fences()] == [5]
 
 
+def test_a_damaged_flash_record_is_ignored_at_boot_and_the_rest_is_kept():
+    world = CollarWorld()
+    world.run_for(60)
+    _answer(world, 3, codec.encode("settings", {"gnss_interval_s": 1800}))
+    _answer(world, 32, fence_downlink(0, "park", square_km(-4, -4, 4, 4)))
+    world.collar.alert_seq = 5
+    world.collar._save_state()
+    world.reboot()
+    assert world.collar.settings["gnss_interval_s"] == 1800
+    assert [f.n for f in world.collar.fences()] == [4]
+    assert world.collar.alert_seq == 5
+    for key in ("settings", "fences", "state"):
+        record = bytearray(world.flash.read(key))
+        record[0] ^= 0x01  # one flipped bit: the CRC no longer matches
+        world.flash.write(key, bytes(record))
+    world.reboot()
+    assert world.collar.settings["gnss_interval_s"] == 3600, "the default, not a damaged value"
+    assert world.collar.fences() == []
+    assert world.collar.alert_seq == 0
+    assert world.collar.error_total() == 0, "a damaged record is not a crash"
+
+
 def test_fence_part_out_of_order_is_refused_and_installs_nothing():
     world = CollarWorld()
     world.run_for(60)
