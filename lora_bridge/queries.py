@@ -272,28 +272,30 @@ def dead_letter_views(session: Session, include_replayed: bool) -> list[DeadLett
     ]
 
 
+def downlink_view(row: Downlink) -> DownlinkView:
+    """One downlink row as a view."""
+    return DownlinkView(
+        downlink_id=row.id,
+        device_id=row.device_id,
+        f_port=row.f_port,
+        command=row.command,
+        seq=row.seq,
+        state=row.state,
+        payload_hex=row.payload.hex(),
+        alert_id=row.alert_id,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+        attempts=row.attempts,
+        last_error=row.last_error,
+    )
+
+
 def downlink_views(session: Session, state: str | None) -> list[DownlinkView]:
     """Downlinks, oldest first, optionally only in one state."""
     query = select(Downlink)
     if state is not None:
         query = query.where(Downlink.state == state)
-    return [
-        DownlinkView(
-            downlink_id=row.id,
-            device_id=row.device_id,
-            f_port=row.f_port,
-            command=row.command,
-            seq=row.seq,
-            state=row.state,
-            payload_hex=row.payload.hex(),
-            alert_id=row.alert_id,
-            created_at=row.created_at,
-            sent_at=row.sent_at,
-            attempts=row.attempts,
-            last_error=row.last_error,
-        )
-        for row in session.scalars(query.order_by(Downlink.id))
-    ]
+    return [downlink_view(row) for row in session.scalars(query.order_by(Downlink.id))]
 
 
 def verdict_counts(session: Session) -> dict[str, dict[str, Any]]:

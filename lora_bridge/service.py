@@ -386,10 +386,11 @@ class Bridge:
         raise UnknownAnimal(f"no animal {key!r}")
 
     def _downlink_view(self, downlink_id: int) -> DownlinkView:
-        for view in self.downlinks():
-            if view.downlink_id == downlink_id:
-                return view
-        raise LookupError(downlink_id)
+        with self.db.read() as session:
+            row = session.get(Downlink, downlink_id)
+            if row is None:
+                raise LookupError(downlink_id)
+            return queries.downlink_view(row)
 
 
 def open_bridge(database_url: str | None = None, **settings: Any) -> Bridge:
