@@ -250,7 +250,7 @@ def _read_record(model, tag, data, pos, length):
             if pos >= stop or pos + 1 + data[pos] > stop:
                 raise ModelError("record %d: class names truncated" % tag)
             n = data[pos]
-            names[c] = bytes(data[pos + 1 : pos + 1 + n]).decode()
+            names[c] = _text(tag, data, pos + 1, pos + 1 + n)
             pos += 1 + n
         if pos != stop:
             raise ModelError("record %d: bytes left after %d class names" % (tag, len(names)))
@@ -276,7 +276,15 @@ def _read_record(model, tag, data, pos, length):
         _expect(tag, length, 2 * len(model.leaves))
         _fill16(model.leaves, data, pos, 2, False)
     elif tag == REC_NAME:
-        model.name = bytes(data[pos : pos + length]).decode()
+        model.name = _text(tag, data, pos, pos + length)
+
+
+def _text(tag, data, start, stop):
+    """Return data[start:stop] decoded as UTF-8; raise ModelError when it is not UTF-8."""
+    try:
+        return bytes(data[start:stop]).decode()
+    except ValueError:  # UnicodeError on MicroPython and CPython alike
+        raise ModelError("record %d: text at offset %d is not UTF-8" % (tag, start)) from None
 
 
 def _i8(byte):

@@ -14,7 +14,7 @@ from collar_firmware import blob, classifier
 from collar_firmware.blob import ModelError
 from collar_firmware.classifier import Model, load_model
 from models import blob_writer
-from tests.model_helpers import GOLDEN_MODEL, golden_model_parts
+from tests.model_helpers import GOLDEN_MODEL, golden_model_parts, micropython_session
 
 GOLDEN = GOLDEN_MODEL.read_bytes()
 N = 25
@@ -244,6 +244,38 @@ def test_collar_keeps_the_last_good_model_when_a_new_one_is_tampered():
     assert model.version == 7
     assert "CRC mismatch" in model.refused
     assert storage.records["model.good"] == GOLDEN
+
+
+def with_record(data: bytes, tag: int, value: bytes) -> bytes:
+    """Return a correctly framed blob with one record's value replaced."""
+    return rebuilt(body_from([(t, value if t == tag else v) for t, v in records_of(data)]))
+
+
+@pytest.mark.parametrize(
+    "tag, value",
+    [(blob.REC_CLASSES, b"\x04r\xffst\x06forage\x04walk\x03run"), (blob.REC_NAME, b"tembo \xc3(model")],
+)
+def test_a_model_whose_names_are_not_utf8_is_refused_and_the_last_good_one_runs(tag, value):
+    damaged = with_record(GOLDEN, tag, value)
+    with pytest.raises(ModelError, match="not UTF-8"):
+        Model.from_bytes(damaged)
+    model = load_model(FlashStorage({"model": damaged, "model.good": GOLDEN}))
+    assert (model.source, model.version) == ("last_good", 7)
+    assert "not UTF-8" in model.refused
+
+
+@pytest.mark.micropython
+def test_a_model_whose_name_is_not_utf8_is_refused_under_micropython_too(tmp_path):
+    damaged = with_record(GOLDEN, blob.REC_NAME, b"tembo \xc3(model")
+    session = micropython_session(tmp_path)
+    out = session.run(
+        "from collar_firmware.classifier import load_model\n"
+        "class Flash:\n    def read(self, key):\n        return self.records.get(key)\n"
+        "    def write(self, key, data):\n        self.records[key] = data\n"
+        f"flash = Flash()\nflash.records = {{'model': {damaged!r}, 'model.good': {GOLDEN!r}}}\n"
+        "model = load_model(flash)\nprint(model.source, model.version)\nprint(model.refused)"
+    )
+    assert out.stdout.splitlines() == ["last_good 7", "record 7: text at offset 170 is not UTF-8"]
 
 
 def test_collar_falls_back_to_the_shipped_model():
