@@ -7,9 +7,7 @@ codec, and the reserve geometry is loaded as GeoJSON.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 import subprocess
 import time
@@ -18,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import bridge_builders
 import httpx
 
 from collar_firmware import codec
@@ -89,26 +88,15 @@ HERD = (
 
 
 def tts_uplink(device_id: str, f_cnt: int, name: str, values: dict, heard_at: datetime) -> bytes:
-    """A The Things Stack v3 uplink webhook body carrying codec message `name`."""
-    payload = codec.encode(name, values)
-    body = {
-        "end_device_ids": {
-            "device_id": device_id,
-            "application_ids": {"application_id": "tembo-test"},
-            "dev_eui": "70B3D57ED0000" + device_id[-3:],
-        },
-        "received_at": heard_at.isoformat().replace("+00:00", "Z"),
-        "uplink_message": {
-            "f_port": codec.port_of(name),
-            "f_cnt": f_cnt,
-            "frm_payload": base64.b64encode(payload).decode(),
-            "received_at": heard_at.isoformat().replace("+00:00", "Z"),
-            "rx_metadata": [{"gateway_ids": {"gateway_id": "hq-mast"}, "rssi": -97, "snr": 6.5}],
-            "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 9}}},
-            "consumed_airtime": "0.205s",
-        },
-    }
-    return json.dumps(body).encode()
+    """A The Things Stack v3 uplink webhook body carrying codec message `name`, heard by the HQ mast."""
+    return bridge_builders.tts_uplink(
+        (codec.port_of(name), codec.encode(name, values)),
+        device_id=device_id,
+        f_cnt=f_cnt,
+        gateways=("hq-mast",),
+        received_at=heard_at,
+        dev_eui="70B3D57ED0000" + device_id[-3:],
+    )
 
 
 def status_values(animal: Collared, when: datetime, lat: float, lon: float, battery_mv: int) -> dict:
