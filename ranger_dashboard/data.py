@@ -14,6 +14,7 @@ from typing import Any
 import streamlit as st
 
 from lora_bridge.service import Bridge, open_bridge
+from lora_bridge.settings import masked_database_url
 from ranger_dashboard.config import DashboardOptions
 
 logger = logging.getLogger(__name__)
@@ -23,13 +24,8 @@ QUERY_TTL_S = 2
 
 
 def safe_url(url: str) -> str:
-    """`url` without its password, for messages and logs."""
-    scheme, sep, rest = url.partition("://")
-    if "@" not in rest:
-        return url
-    credentials, _, host = rest.rpartition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}{sep}{user}:***@{host}"
+    """`url` without its password, for messages and logs (masked as the bridge masks it in its settings)."""
+    return masked_database_url(url)
 
 
 @st.cache_resource(show_spinner=False)
