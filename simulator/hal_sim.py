@@ -14,6 +14,10 @@ Sources are plain callables or objects, so the simulator can plug animals in:
 Time jumps: `SimClock.sleep_until(t_s)` moves the clock at once (accelerated time).
 """
 
+import math
+
+_M_PER_DEG_LAT = 111320  # metres in a degree of latitude (and of longitude at the equator)
+
 
 class PowerCut(BaseException):
     """The battery connection broke: raised by SimFlash in the middle of a write (not an Exception,
@@ -137,8 +141,10 @@ class SimGNSS:
             return None
         lat, lon = pos[0], pos[1]
         if self.noise_m:
-            lat += (self._rand() % (2 * self.noise_m + 1) - self.noise_m) / 111320
-            lon += (self._rand() % (2 * self.noise_m + 1) - self.noise_m) / 111320
+            north_m = self._rand() % (2 * self.noise_m + 1) - self.noise_m
+            east_m = self._rand() % (2 * self.noise_m + 1) - self.noise_m
+            lat += north_m / _M_PER_DEG_LAT
+            lon += east_m / (_M_PER_DEG_LAT * math.cos(math.radians(pos[0])))  # a degree east shrinks with cos(lat)
         self.fixes += 1
         self.on_s += self.ttff_s
         return (lat, lon, self.hdop, self.ttff_s)

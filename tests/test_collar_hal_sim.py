@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from array import array
 
 import pytest
@@ -54,6 +55,16 @@ def test_gnss_noise_is_deterministic_and_bounded():
     assert all(abs(f[0] - 0.5) * 111320 <= 20.01 for f in fixes)
     assert SimGNSS(clock, lambda t: None).acquire(90) is None
     assert SimGNSS(clock, lambda t: (0, 0), ttff_s=120).acquire(90) is None
+
+
+def test_gnss_noise_is_in_metres_east_as_well_as_north_far_from_the_equator():
+    clock = SimClock(START_S)
+    gnss = SimGNSS(clock, lambda t: (60.0, 10.0), noise_m=20, seed=3)
+    fixes = [gnss.acquire(90) for _ in range(40)]
+    east_m = [abs(f[1] - 10.0) * 111320 * math.cos(math.radians(60.0)) for f in fixes]
+    north_m = [abs(f[0] - 60.0) * 111320 for f in fixes]
+    assert max(east_m) <= 20.01 and max(north_m) <= 20.01
+    assert max(east_m) > 15, "the east error spans the stated half-width, not half of it"
 
 
 def test_radio_delivers_a_downlink_only_after_an_uplink_a_gateway_heard():
