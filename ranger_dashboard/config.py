@@ -12,9 +12,9 @@ import os
 import sys
 from dataclasses import dataclass
 
+from lora_bridge.settings import DEFAULT_DATABASE_URL
 from ranger_dashboard.roles import DEFAULT_ROLE, ROLES
 
-DEFAULT_DATABASE_URL = "sqlite:///var/tembo.db"
 # "wall": ages are measured from the control room's clock (real collars).
 # "data": from the newest report in the store (replays and the accelerated demo).
 CLOCKS = ("wall", "data")
