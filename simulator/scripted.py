@@ -130,9 +130,7 @@ class Scenario:
         fences = [(s + 300, 32, _fence(0, "park", park)), (s + 600, 32, _fence(1, "farmland", farm))]
         if not self.events:
             return fences
-        return [
-            (s + 300, 32, _fence(0, "park", park)),
-            (s + 600, 32, _fence(1, "farmland", farm)),
+        return fences + [
             (s + 3 * 3600, 3, codec.encode("settings", {"summary_interval_s": 1800, "alert_repeat_min": 30})),
             (s + 4 * 3600, 32, bytes([0x04])),  # tracking command cut short: malformed
             (s + 5 * 3600, 32, bytes([0x63, 0x01])),  # an unknown command
