@@ -33,7 +33,7 @@ from typing import Protocol
 
 import numpy as np
 
-from collar_firmware import codec
+from collar_firmware import codec, config
 from collar_firmware.hal import Hal
 from collar_firmware.main import Collar
 from simulator import hal_sim
@@ -62,11 +62,16 @@ class Animal(Protocol):
 
 
 def fence_commands(reserve: Reserve) -> list[bytes]:
-    """Port-32 downlinks that load the reserve into a collar: fence 0 = park boundary, 1.. = farmland."""
+    """Port-32 downlinks that load the reserve into a collar: fence 0 = park boundary, 1.. = farmland
+    (as many as the collar holds, config.MAX_FENCES). Raises ValueError for a ring with more vertices
+    than a collar fence holds (config.MAX_FENCE_POINTS), which the collar would refuse."""
     areas = [("park", reserve.boundary)] + [("farmland", a) for a in reserve.farmland]
     commands = []
-    for fence_id, (kind, area) in enumerate(areas[:4]):  # config.MAX_FENCES
+    for fence_id, (kind, area) in enumerate(areas[:config.MAX_FENCES]):
         ring = area.ring_lonlat
+        if len(ring) > config.MAX_FENCE_POINTS:
+            raise ValueError(f"{kind} fence {area.name!r} has {len(ring)} vertices, "
+                             f"a collar holds {config.MAX_FENCE_POINTS}: simplify it first")
         for first in range(0, len(ring), FENCE_POINTS_PER_DOWNLINK):
             part = ring[first:first + FENCE_POINTS_PER_DOWNLINK]
             commands.append(codec.encode("fence", {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import math
@@ -20,7 +21,7 @@ from simulator.animals import AnimalIdentity, Scenario, SimulatedAnimal, boundar
 from simulator.fleet import CollarBattery, CollarTemperature, Fleet, ambient_temperature_c, fence_commands
 from simulator.movebank import MovebankReplay, read_movebank
 from simulator.network_server import NetworkServerStandIn
-from simulator.reserve import demo_reserve
+from simulator.reserve import Area, demo_reserve
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 START_S = int(START.timestamp())
@@ -115,6 +116,18 @@ def test_every_collar_learns_the_reserve_fences_over_the_air():
     assert sum(a["cmd"] == fence_cmd and a["result"] == "ok" for a in acks) == 2 * len(fence_commands(demo_reserve()))
     kinds = sorted(f.kind for f in fleet.collar("tembo-collar-01").fences())
     assert kinds == [0, 1, 1, 1]  # the park boundary and three farmland patches
+
+
+def test_a_reserve_boundary_the_collar_cannot_hold_is_refused_before_any_collar_runs():
+    reserve = demo_reserve()
+    ring = tuple(reserve.frame.to_lonlat(9000 * math.cos(a / 40 * 2 * math.pi), 9000 * math.sin(a / 40 * 2 * math.pi))
+                 for a in range(40))
+    detailed = dataclasses.replace(reserve, boundary=Area("detailed boundary", ring))
+    with pytest.raises(ValueError, match="'detailed boundary' has 40 vertices, a collar holds 32"):
+        fence_commands(detailed)
+    with pytest.raises(ValueError, match="40 vertices"):
+        Fleet(n_collars=1, seed=1, start=START, days=0.05, reserve=detailed)
+    assert Fleet(n_collars=1, seed=1, start=START, days=0.05, reserve=detailed, fences=False).reserve is detailed
 
 
 def test_downlink_pushed_over_http_reaches_the_collar_after_its_next_uplink():
