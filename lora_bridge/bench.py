@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.decode import default_codec
+from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import open_bridge
 
 BENCH_SECRET = "bench-secret"
@@ -68,12 +66,6 @@ def _tts_body(device_id: str, f_cnt: int, port: int, payload: bytes, t_s: int) -
     }).encode()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def ingest_figures(collars: int = 20, hours: int = 12) -> dict[str, Any]:
     """Uplinks per second and ms per uplink, service layer and HTTP webhook, on fresh SQLite stores."""
     bodies = synthetic_bodies(collars, hours)
@@ -88,21 +80,11 @@ def ingest_figures(collars: int = 20, hours: int = 12) -> dict[str, Any]:
             figures["service_ms_per_uplink"] = round(1000 * elapsed / len(bodies), 3)
             figures["counts"] = bridge.counts()
         with open_bridge(f"sqlite:///{Path(folder) / 'webhook.db'}", webhook_secret=BENCH_SECRET) as bridge:
-            port = _free_port()
-            server = uvicorn.Server(uvicorn.Config(create_app(bridge), port=port, log_level="warning"))
-            thread = threading.Thread(target=server.run, daemon=True)
-            thread.start()
-            while not server.started:
-                time.sleep(0.01)
-            try:
-                with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
-                    started = time.perf_counter()
-                    for body in bodies:
-                        client.post("/uplinks/tts", content=body, headers={SECRET_HEADER: BENCH_SECRET})
-                    elapsed = time.perf_counter() - started
-            finally:
-                server.should_exit = True
-                thread.join(timeout=10)
+            with serve_app_in_thread(create_app(bridge)) as server, httpx.Client(base_url=server.url) as client:
+                started = time.perf_counter()
+                for body in bodies:
+                    client.post("/uplinks/tts", content=body, headers={SECRET_HEADER: BENCH_SECRET})
+                elapsed = time.perf_counter() - started
             figures["webhook_uplinks_per_s"] = round(len(bodies) / elapsed, 1)
             figures["webhook_ms_per_uplink"] = round(1000 * elapsed / len(bodies), 3)
     # Same run, same bodies: what HTTP adds over the service layer, robust to a busy machine.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -26,6 +29,49 @@ def build_server(settings: BridgeSettings | None = None, bridge: Bridge | None =
         access_log=False,
     )
     return uvicorn.Server(config)
+
+
+@dataclass
+class RunningServer:
+    """A uvicorn server running in a daemon thread of this process; `url` is where it listens."""
+
+    server: uvicorn.Server
+    thread: threading.Thread
+    url: str
+
+    def stop(self) -> None:
+        """Ask the server to finish and wait for its thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_in_thread(server: uvicorn.Server, timeout_s: float = 20.0) -> RunningServer:
+    """Run server in a daemon thread; return once it accepts connections.
+
+    RuntimeError when it stops (a port already taken) or is not up within timeout_s.
+    """
+    thread = threading.Thread(target=server.run, name="tembo-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"server on {server.config.host}:{server.config.port} did not start")
+        time.sleep(0.01)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    return RunningServer(server, thread, f"http://{host}:{port}")
+
+
+def serve_app_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
+    """Serve an ASGI app on host:port (0: a free port the system picks) in a thread; see start_in_thread."""
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    return start_in_thread(uvicorn.Server(config))
 
 
 class RulesTimer:

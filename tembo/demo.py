@@ -14,49 +14,22 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
-import uvicorn
+
+if TYPE_CHECKING:
+    from lora_bridge.server import RunningServer
 
 log = logging.getLogger("tembo.demo")
 
 DEMO_START = datetime(2026, 3, 1, tzinfo=UTC)
 DEMO_APPLICATION = "tembo-demo"
-
-
-@dataclass
-class RunningServer:
-    """A uvicorn server in a thread of this process."""
-
-    server: uvicorn.Server
-    thread: threading.Thread
-    url: str
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
-def start_server(app: object, host: str = "127.0.0.1", port: int = 0) -> RunningServer:
-    """Serve an ASGI app with uvicorn in a background thread; return once it accepts connections."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="tembo-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"server on {host}:{port} did not start")
-        time.sleep(0.02)
-    bound = server.servers[0].sockets[0].getsockname()[1]
-    return RunningServer(server, thread, f"http://{host}:{bound}")
 
 
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -86,6 +59,7 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
              bridge_port: int = 0, start: datetime = DEMO_START) -> Iterator[Pipeline]:
     """Start bridge, webhook and network-server stand-in; register the herd; stop everything after."""
     from lora_bridge.adapters.webhook import create_app
+    from lora_bridge.server import serve_app_in_thread
     from lora_bridge.service import Bridge
     from lora_bridge.settings import load_settings
     from simulator.fleet import Fleet
@@ -100,7 +74,7 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
         settings = load_settings(database_url=database_url, network_server_url=network.url,
                                  network_server_api_key=network.api_key)
         bridge = running.enter_context(Bridge(settings))
-        webhook = start_server(create_app(bridge), port=bridge_port)
+        webhook = serve_app_in_thread(create_app(bridge), port=bridge_port)
         running.callback(webhook.stop)
         bridge.load_geography(demo_reserve().geojson())
         for member in fleet.manifest():

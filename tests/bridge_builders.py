@@ -7,15 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -153,27 +150,6 @@ def fresh_bridge(sqlite_url: str, **settings: Any) -> Iterator[Bridge]:
         if url != sqlite_url:
             Base.metadata.drop_all(bridge.db.write_engine)
         bridge.close()
-
-
-class UvicornThread:
-    """A Starlette app under uvicorn in a background thread on 127.0.0.1 and a free port."""
-
-    def __init__(self, app: Any, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> UvicornThread:
-        self.thread.start()
-        for _ in range(500):
-            if self.server.started:
-                return self
-            time.sleep(0.01)
-        raise RuntimeError("uvicorn did not start")
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @dataclass

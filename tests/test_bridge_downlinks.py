@@ -7,12 +7,13 @@ import pytest
 
 from collar_firmware import codec
 from lora_bridge.errors import InvalidCommand, UnknownDevice
+from lora_bridge.server import serve_app_in_thread
 
 
 @pytest.fixture
 def network(port):
     stand_in = b.StandInNetworkServer()
-    with b.UvicornThread(stand_in.app(), port) as running:
+    with serve_app_in_thread(stand_in.app(), port=port) as running:
         stand_in.url = running.url
         yield stand_in
 

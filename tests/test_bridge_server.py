@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
+import socket
 
 import bridge_builders as b
 import httpx
+import pytest
 
 from lora_bridge import ingest
-from lora_bridge.server import RulesTimer, build_server
+from lora_bridge.server import RulesTimer, build_server, start_in_thread
 from lora_bridge.service import open_bridge
 from lora_bridge.settings import load_settings
 
@@ -18,22 +18,14 @@ from lora_bridge.settings import load_settings
 def test_served_bridge_takes_a_tts_webhook_on_its_port(sqlite_url, port):
     settings = load_settings(database_url=sqlite_url, webhook_secret=b.SECRET, port=port)
     server = build_server(settings)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        for _ in range(500):
-            if server.started:
-                break
-            time.sleep(0.01)
-        url = f"http://127.0.0.1:{port}"
-
-        health = httpx.get(f"{url}/healthz")
-        reply = httpx.post(
-            f"{url}/uplinks/tts", content=b.tts_uplink(b.status()), headers={"X-Tembo-Secret": b.SECRET}
-        )
+        with start_in_thread(server):
+            url = f"http://127.0.0.1:{port}"
+            health = httpx.get(f"{url}/healthz")
+            reply = httpx.post(
+                f"{url}/uplinks/tts", content=b.tts_uplink(b.status()), headers={"X-Tembo-Secret": b.SECRET}
+            )
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         server.config.app.state.bridge.close()
 
     assert health.json() == {"status": "ok"}
@@ -77,3 +69,16 @@ def test_rules_timer_raises_offline_for_a_collar_silent_since_long_ago(sqlite_ur
         (alert,) = bridge.open_alerts()
     assert raised == [alert.alert_id] and again == []
     assert (alert.alert_type, alert.source) == ("offline", "server")
+
+
+def test_a_webhook_whose_port_is_taken_says_so_instead_of_waiting_forever(sqlite_url):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        server = build_server(load_settings(database_url=sqlite_url, port=taken, log_level="critical"))
+        try:
+            with pytest.raises(RuntimeError, match=f"127.0.0.1:{taken} did not start"):
+                start_in_thread(server)
+        finally:
+            server.config.app.state.bridge.close()

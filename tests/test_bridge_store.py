@@ -15,6 +15,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.errors import InvalidGeography, UnknownAnimal
+from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import open_bridge
 from lora_bridge.settings import load_settings
 from lora_bridge.store import Base
@@ -180,7 +181,7 @@ def test_concurrent_webhook_posts_and_dashboard_reads_lose_nothing(bridge, port)
             bridge.animals()
             bridge.open_alerts()
 
-    with b.UvicornThread(create_app(bridge), port) as server:
+    with serve_app_in_thread(create_app(bridge), port=port) as server:
         threads = [threading.Thread(target=network_server, args=(d,)) for d in collars]
         threads.append(threading.Thread(target=dashboard))
         for thread in threads:

@@ -4,20 +4,16 @@ Stack webhooks over HTTP to the bridge, and the ranger dashboard shows what the 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
+from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import open_bridge
 from ranger_dashboard import views
 from simulator.fleet import Fleet
@@ -25,25 +21,6 @@ from simulator.reserve import demo_reserve
 
 APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
 START = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn on a port of 127.0.0.1 the system picks; yield its base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "webhook server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +36,7 @@ def herd_store(tmp_path_factory) -> tuple[str, list[dict]]:
             member["device_id"], member["name"], species=member["species"], sex=member.get("sex")
         )
     secret = bridge.settings.webhook_secret.get_secret_value()
-    with serving(create_app(bridge)) as base_url, httpx.Client(base_url=base_url, timeout=30) as client:
+    with serve_app_in_thread(create_app(bridge)) as webhook, httpx.Client(base_url=webhook.url, timeout=30) as client:
         for uplink in fleet.uplinks():
             reply = client.post("/uplinks/tts", content=json.dumps(uplink), headers={SECRET_HEADER: secret})
             assert reply.status_code < 300, reply.text
