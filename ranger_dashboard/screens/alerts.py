@@ -91,9 +91,9 @@ st.dataframe(
     hide_index=True,
 )
 
-options = list(by_id)
-selection.restore("alert", "alert", options, default=options[0])
-st.selectbox("Alert", options, key="alert", format_func=lambda alert_id: views.alert_label(by_id[alert_id]))
+alert_ids = list(by_id)
+selection.restore("alert", "alert", alert_ids, default=alert_ids[0])
+st.selectbox("Alert", alert_ids, key="alert", format_func=lambda alert_id: views.alert_label(by_id[alert_id]))
 chosen_id = st.session_state["alert"]
 selection.mirror("alert", chosen_id)
 alert = by_id[chosen_id]

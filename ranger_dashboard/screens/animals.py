@@ -30,9 +30,9 @@ st.dataframe(
 )
 
 by_id = {str(a.animal_id): a for a in animals}
-options = list(by_id)
-selection.restore("animal", "animal", options, default=options[0])
-st.selectbox("Animal", options, key="animal", format_func=lambda animal_id: by_id[animal_id].name)
+animal_ids = list(by_id)
+selection.restore("animal", "animal", animal_ids, default=animal_ids[0])
+st.selectbox("Animal", animal_ids, key="animal", format_func=lambda animal_id: by_id[animal_id].name)
 animal = by_id[st.session_state["animal"]]
 selection.mirror("animal", st.session_state["animal"])
 
