@@ -6,8 +6,9 @@ a gateway hears the frame when its SNR clears the demodulation floor of the spre
 random loss (collisions, interference). The network server deduplicates the copies heard by several
 gateways into one message whose rx_metadata lists them all (as TTS and ChirpStack do); now and then a
 message is delivered twice (a retried webhook, a second route), which the bridge must store once.
-Airtime follows Semtech AN1200.13 on the whole PHY frame (application payload + 13 bytes of LoRaWAN
-header, port and MIC).
+Airtime is the collar's own (collar_firmware.scheduler.airtime_us: Semtech AN1200.13 on the whole PHY
+frame, application payload + 13 bytes of LoRaWAN header, port and MIC), so the twin's network charges
+exactly what the collar's duty-cycle bookkeeping counts.
 
 Every random draw comes from the Network's own seeded Generator; ids (correlation ids, deduplication
 ids, tokens) are derived from the uplink, so the same seed gives byte-identical JSON.
@@ -25,9 +26,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from collar_firmware.scheduler import airtime_us
 from simulator.reserve import Gateway, Reserve, demo_reserve, distance_m
 
-LORAWAN_OVERHEAD_BYTES = 13  # MHDR 1 + FHDR 7 + FPort 1 + MIC 4
 EU868_CHANNELS_HZ = (868_100_000, 868_300_000, 868_500_000, 867_100_000,
                      867_300_000, 867_500_000, 867_700_000, 867_900_000)
 # Demodulation floor (dB SNR) per spreading factor, Semtech SX1276/LR1110 datasheets.
@@ -37,25 +38,9 @@ TENANT_ID = "52f14cd4-c6f1-4fbd-8f87-4025e1d49242"
 _NAMESPACE = uuid.UUID("6a1f3e0c-8f2b-4c58-9d7e-7e6b0d1c7a10")  # Tembo's uuid5 namespace for ids
 
 
-def airtime_s(
-    payload_bytes: int,
-    spreading_factor: int,
-    bandwidth_hz: int = 125_000,
-    coding_rate: int = 1,
-    preamble_symbols: int = 8,
-    explicit_header: bool = True,
-    crc: bool = True,
-) -> float:
-    """Time on air (s) of a LoRaWAN uplink with this application payload (AN1200.13, PHY = payload + 13)."""
-    phy_bytes = payload_bytes + LORAWAN_OVERHEAD_BYTES
-    t_sym = (2**spreading_factor) / bandwidth_hz
-    low_dr_optimise = 1 if t_sym > 0.016 else 0
-    header = 0 if explicit_header else 1
-    numerator = 8 * phy_bytes - 4 * spreading_factor + 28 + 16 * int(crc) - 20 * header
-    symbols = 8 + max(
-        math.ceil(numerator / (4 * (spreading_factor - 2 * low_dr_optimise))) * (coding_rate + 4), 0
-    )
-    return (preamble_symbols + 4.25) * t_sym + symbols * t_sym
+def airtime_s(payload_bytes: int, spreading_factor: int, bandwidth_hz: int = 125_000) -> float:
+    """Time on air (s) of a LoRaWAN uplink with this application payload, as the collar counts it."""
+    return airtime_us(payload_bytes, spreading_factor, bandwidth_hz // 1000) / 1_000_000
 
 
 def airtime_text(seconds: float) -> str:
