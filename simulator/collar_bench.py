@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from collar_firmware import energy, scheduler
+from collar_firmware import config, energy, scheduler
 from simulator import micropython_runner
 from simulator.scripted import START_S, ScriptedRun
 
@@ -65,7 +65,7 @@ def run(days: int = 7, seed: int = 1) -> dict:
         windows, fixes = cpython.collar.windows, cpython.hal.gnss.fixes
         gnss_on_s, steps = cpython.hal.gnss.on_s, cpython.steps
     stats = _uplink_lines_stats(lines, sf, bw_khz)
-    raw_per_day = 25 * RAW_SAMPLE_BYTES * 86400
+    raw_per_day = config.DEFAULTS["accel_rate_hz"] * RAW_SAMPLE_BYTES * 86400
     sent_per_day = stats["bytes"] / days
     airtime_s_per_day = stats["airtime_us"] / 1e6 / days
     # The simulated accelerometer runs inside the interpreter too: its fuel is the twin's, not the collar's.
@@ -105,7 +105,7 @@ def run(days: int = 7, seed: int = 1) -> dict:
         "raw_bytes_per_day": raw_per_day,
         "reduction": round(1 - sent_per_day / raw_per_day, 6),
         "airtime_s_per_day": round(airtime_s_per_day, 3),
-        "fair_use_airtime_s": 30,
+        "fair_use_airtime_s": config.DEFAULTS["fair_use_airtime_s"],
         "data_rate": f"SF{sf}BW{bw_khz}",
         "gnss_fixes_per_day": round(fixes / days, 2),
         "mcu_time_from": "measured fuel" if fuel else "assumed fuel per window",
