@@ -46,23 +46,23 @@ def micropython_figures(windows: dict[str, np.ndarray], rate_hz: int) -> dict[st
         shutil.copytree(
             FIRMWARE_DIR, Path(tmp) / "collar_firmware", ignore=shutil.ignore_patterns("__pycache__")
         )
-        session = MicroPythonSession(readonly_dir=tmp, fuel=FUEL)
+        with MicroPythonSession(readonly_dir=tmp, fuel=FUEL) as session:
 
-        def fuel(code: str) -> int:
-            used = FUEL - session.run(code).fuel_remaining
-            return used - (FUEL - session.run("pass").fuel_remaining)
+            def fuel(code: str) -> int:
+                used = FUEL - session.run(code).fuel_remaining
+                return used - (FUEL - session.run("pass").fuel_remaining)
 
-        session.run("import sys\nsys.path.insert(0, '/input')\nimport gc\nfrom array import array")
-        session.run("from collar_firmware import features as F\nfrom collar_firmware import classifier as C")
-        heap = int(session.run("print(gc.mem_alloc())").stdout)
-        session.run("model = C.Model.from_bytes(C.read_default_blob())\nout = F.new_feature_buffer()")
-        figures["model_heap_bytes"] = int(session.run("print(gc.mem_alloc())").stdout) - heap
-        for behaviour, window in windows.items():
-            n = len(window)
-            session.run(f"buf = array('h', bytes.fromhex('{window.astype('<i2').tobytes().hex()}'))")
-            session.run(f"F.compute_features(buf, {n}, {rate_hz}, out)")
-            figures[f"fuel_per_window_{behaviour}"] = fuel(f"F.compute_features(buf, {n}, {rate_hz}, out)")
-        figures["fuel_per_predict"] = fuel("model.predict(out)")
+            session.run("import sys\nsys.path.insert(0, '/input')\nimport gc\nfrom array import array")
+            session.run("from collar_firmware import features as F\nfrom collar_firmware import classifier as C")
+            heap = int(session.run("print(gc.mem_alloc())").stdout)
+            session.run("model = C.Model.from_bytes(C.read_default_blob())\nout = F.new_feature_buffer()")
+            figures["model_heap_bytes"] = int(session.run("print(gc.mem_alloc())").stdout) - heap
+            for behaviour, window in windows.items():
+                n = len(window)
+                session.run(f"buf = array('h', bytes.fromhex('{window.astype('<i2').tobytes().hex()}'))")
+                session.run(f"F.compute_features(buf, {n}, {rate_hz}, out)")
+                figures[f"fuel_per_window_{behaviour}"] = fuel(f"F.compute_features(buf, {n}, {rate_hz}, out)")
+            figures["fuel_per_predict"] = fuel("model.predict(out)")
     return figures
 
 

