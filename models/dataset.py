@@ -147,7 +147,7 @@ def simulated(
                 kind = "still" if rng.random() < 0.7 else "dropped"
             window = signals.accel_window(kind, n, rate_hz, rng, profile=profiles[animal])
             if rng.random() < spliced:
-                other = signals.BEHAVIOURS[(label + int(rng.integers(1, len(signals.BEHAVIOURS)))) % 4]
+                other = signals.BEHAVIOURS[(label + int(rng.integers(1, len(signals.BEHAVIOURS)))) % len(signals.BEHAVIOURS)]
                 cut = n - int(rng.integers(1, int(0.4 * n) + 1))
                 window[cut:] = signals.accel_window(other, n, rate_hz, rng, profile=profiles[animal])[cut:]
             windows.append(window)
