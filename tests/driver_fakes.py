@@ -31,6 +31,16 @@ _FIFO_DEPTH = 32
 _ODR_MHZ = (0, 1600, 12500, 25000, 50000, 100000, 200000, 400000, 800000, 1600000)
 _SENS_UG = (244, 488, 976, 1952)
 
+# Raw 14-bit counts and their milli-g at 0.244 mg/LSB (+-2 g), x2, x4, x8 (rounded to the nearest mg):
+# the table the LIS2DW12 tests check the driver against, under CPython and MicroPython alike.
+COUNTS = (1000, -1000, 8191, -8192, 41, 0)
+MILLI_G = {
+    2: [244, -244, 1999, -1999, 10, 0],
+    4: [488, -488, 3997, -3998, 20, 0],
+    8: [976, -976, 7994, -7995, 40, 0],
+    16: [1952, -1952, 15989, -15991, 80, 0],
+}
+
 
 class FakeI2C:
     """A LIS2DW12 on an I2C bus, as the driver sees it.

