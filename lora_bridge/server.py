@@ -56,7 +56,13 @@ def start_in_thread(server: uvicorn.Server, timeout_s: float = 20.0) -> RunningS
 
     RuntimeError when it stops (a port already taken) or is not up within timeout_s.
     """
-    thread = threading.Thread(target=server.run, name="tembo-uvicorn", daemon=True)
+    def run() -> None:
+        try:
+            server.run()
+        except SystemExit:  # uvicorn exits when it cannot start (e.g. cannot bind); reported below
+            log.error("server on %s:%d stopped at start-up", server.config.host, server.config.port)
+
+    thread = threading.Thread(target=run, name="tembo-uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s
     while not server.started:
