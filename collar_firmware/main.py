@@ -592,7 +592,10 @@ class Collar:
             if port >= 200:
                 handler = self.hal.fuota
                 if handler is not None:
-                    handler.handle(port, payload)
+                    try:
+                        handler.handle(port, payload)
+                    except Exception:
+                        self._count(ERR_DOWNLINK)  # a bad fragment: counted, the wake goes on sending
                 continue
             on_port, cmd, result = downlink.handle(port, payload, self)
             if result:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from collar_helpers import START_S, CollarWorld
 
-from collar_firmware import config
+from collar_firmware import config, main
 
 HOUR = 3600
 
@@ -69,6 +69,29 @@ def test_failing_sensors_and_radio_are_counted_and_the_loop_goes_on():
     assert world.collar.errors[0] == 5, "imu errors counted per stage"
     assert world.collar.fix_failures == 2
     assert len(world.decoded("activity")) >= 20, "the duty cycle went on"
+
+
+class BrokenUpdateReceiver:
+    """A FUOTA receiver that fails on every fragment it is handed."""
+
+    def __init__(self) -> None:
+        self.fragments = 0
+
+    def handle(self, port: int, payload: bytes) -> None:
+        self.fragments += 1
+        raise ValueError("fragment does not fit the session")
+
+
+def test_a_failing_update_fragment_is_counted_as_a_downlink_error_and_the_wake_goes_on_sending():
+    quiet = CollarWorld()
+    quiet.run_for(1)
+    world = CollarWorld()
+    world.hal.fuota = BrokenUpdateReceiver()
+    world.downlink(201, b"\x08\x00\x01")  # a fragment, heard after the first uplink
+    world.run_for(1)
+    assert world.hal.fuota.fragments == 1
+    assert world.collar.errors[main.ERR_DOWNLINK] == 1 and world.collar.errors[main.ERR_RADIO] == 0
+    assert len(world.sent) == len(quiet.sent) > 1, "the other uplinks of the wake-up still went out"
 
 
 def test_watchdog_is_fed_once_per_duty_cycle():
