@@ -445,16 +445,17 @@ class Collar:
         self.queue.put(scheduler.PRIO_POSITIONS, 4, payload, False)
 
     def _alerts(self, now):
-        while self.risk.pending:
-            alert_type = self.risk.pending.pop(0)
+        pending = self.risk.pending
+        while pending:
             seq = self.alert_seq
             self.alert_seq = (seq + 1) & 7
             self._save_state()
             payload = codec.encode("alert", {
-                "alert_type": alert_type, "seq": seq, "time_s": now,
+                "alert_type": pending[0], "seq": seq, "time_s": now,
                 "lat": self.fix_lat / geo.LAT_UNITS_PER_DEG, "lon": self.fix_lon / geo.LON_UNITS_PER_DEG,
             })
             self.queue.put(scheduler.PRIO_ALERT, PORT_ALERT, payload, self.settings["confirmed_alerts"] == 1)
+            pending.pop(0)  # only once queued: an alert whose flash write failed is tried at the next wake
 
     def _save_state(self):
         self.hal.storage.write(config.KEY_STATE, _sealed(bytes((self.alert_seq,))))

@@ -184,6 +184,24 @@ def test_watchdog_reboot_raises_unexpected_reboot_and_reset_pin_raises_tamper():
     assert world.alerts() == ["unexpected_reboot", "tamper"]
 
 
+def test_an_alert_survives_a_flash_write_that_fails_and_goes_out_at_the_next_wake_up():
+    world = CollarWorld(reset_cause="pin")
+    flash_write = world.flash.write
+    failures = []
+
+    def write_failing_once(key, data):
+        if key == "state" and not failures:
+            failures.append(key)
+            raise OSError(5, "flash busy")
+        flash_write(key, data)
+
+    world.flash.write = write_failing_once
+    world.run_for(10 * 60)
+    assert failures == ["state"]
+    assert world.collar.errors[3] == 1, "the failed write is counted as a storage error"
+    assert world.alerts() == ["tamper"], "the alert is kept and sent, not lost with the failed write"
+
+
 # ---- battery ----------------------------------------------------------------------------
 
 def test_low_battery_warning_comes_before_critical():
