@@ -81,7 +81,8 @@ def serve_app_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Run
 
 
 class RulesTimer:
-    """Runs the bridge's time-driven rules (offline) every `every_s` seconds in a daemon thread."""
+    """Runs the bridge's time-driven rules (offline) and retries failed downlink pushes every `every_s`
+    seconds in a daemon thread."""
 
     def __init__(self, bridge: Bridge, every_s: float) -> None:
         self.bridge = bridge
@@ -90,12 +91,19 @@ class RulesTimer:
         self._thread = threading.Thread(target=self._loop, name="tembo-rules", daemon=True)
 
     def run_once(self) -> list[int]:
-        """Run the rules now (wall clock); the ids of alerts raised. Errors are logged, not raised."""
+        """Run the rules now (wall clock) and retry downlinks whose push failed; the ids of alerts
+        raised. Errors are logged, not raised."""
+        raised: list[int] = []
         try:
-            return self.bridge.run_rules()
+            raised = self.bridge.run_rules()
         except Exception:
             log.exception("server rules failed")
-            return []
+        if self.bridge.settings.downlinks_configured:
+            try:
+                self.bridge.flush_downlinks()
+            except Exception:
+                log.exception("downlink flush failed")
+        return raised
 
     def start(self) -> None:
         """Start the background loop."""

@@ -97,7 +97,7 @@ class Bridge:
         raw_uplink_id = ingest.store_raw(self.db, body, source)
         result = process_raw(self.db, raw_uplink_id, self.codec, self.settings)
         if result.downlink_ids and self.settings.downlinks_configured:
-            self.flush_downlinks()
+            self.flush_downlinks(ids=list(result.downlink_ids))  # what this uplink queued; the timer retries
         return result
 
     def process_pending(self) -> ReplayReport:
@@ -250,15 +250,20 @@ class Bridge:
         with self.db.read() as session:
             return queries.downlink_views(session, state)
 
-    def flush_downlinks(self, limit: int = 100) -> int:
-        """Push queued downlinks to the network server; returns how many it accepted."""
-        with self.db.read() as session:
-            waiting = [row.id for row in downlinks.queued(session, limit)]
+    def flush_downlinks(self, limit: int = 100, ids: list[int] | None = None) -> int:
+        """Push queued downlinks (only `ids` when given) to the network server; returns how many it
+        accepted. The first failed push ends the flush: the network server is down or refusing, and
+        the rest stay queued for the next flush (the bridge's timer) instead of holding up a webhook."""
+        if ids is None:
+            with self.db.read() as session:
+                waiting = [row.id for row in downlinks.queued(session, limit)]
+        else:
+            waiting = list(ids)
         accepted = 0
         for downlink_id in waiting:
             claimed = self._claim_downlink(downlink_id)
             if claimed is None:
-                continue  # another worker is pushing it
+                continue  # another worker is pushing it, or it went already
             target, f_port, payload = claimed
             try:
                 self.network_server.push(target, f_port, payload)
@@ -271,7 +276,7 @@ class Bridge:
                     error,
                     extra={"device_id": target.device_id, "downlink_id": downlink_id}
                 )
-                continue
+                break
             self._finish_downlink(downlink_id, None)
             accepted += 1
         return accepted

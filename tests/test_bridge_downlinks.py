@@ -134,3 +134,20 @@ def test_collar_repeating_an_alert_gets_one_waiting_ack_not_one_per_repeat(sqlit
         (alert,) = bridge.open_alerts()
 
     assert (downlink.state, downlink.seq, alert.occurrences) == ("queued", 4, 3)
+
+
+def test_a_network_server_outage_costs_an_uplink_one_push_attempt_and_the_timer_retries(bridge, network):
+    from lora_bridge.server import RulesTimer
+
+    network.refuse = True
+    for seq in range(3):  # three collars' alerts while the network server is down
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=seq), f_cnt=seq + 1,
+                                              device_id=f"collar-0{seq + 1}"))
+    attempts = sorted(d.attempts for d in bridge.downlinks())
+    assert attempts == [1, 1, 1], "each webhook call tried only the ack its own uplink queued"
+
+    network.refuse = False
+    RulesTimer(bridge, every_s=300).run_once()
+
+    assert {d.state for d in bridge.downlinks()} == {"sent"}
+    assert len(network.pushes) == 3
