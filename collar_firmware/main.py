@@ -379,13 +379,14 @@ class Collar:
         self.fix_lon = lon
         if self.pos_n and now - self.pos_t0 > _MAX_DT_S:
             self._flush_positions(now, True)
-        if self.pos_n == 0:
-            self.pos_t0 = now
         i = self.pos_n
-        self.pos_dt[i] = now - self.pos_t0
-        self.pos_lat[i] = lat
-        self.pos_lon[i] = lon
-        self.pos_n = i + 1
+        if i < config.MAX_POSITIONS_PER_UPLINK:  # full only while flash writes keep failing
+            if i == 0:
+                self.pos_t0 = now
+            self.pos_dt[i] = now - self.pos_t0
+            self.pos_lat[i] = lat
+            self.pos_lon[i] = lon
+            self.pos_n = i + 1
         self.risk.on_fix(now, lat, lon, self.fences(), geo.distance_m)
         if self.risk.tracking(now) and self.next_fix_s > now + self.settings["tracking_gnss_interval_s"]:
             self.next_fix_s = now + self.settings["tracking_gnss_interval_s"]
@@ -440,9 +441,9 @@ class Collar:
         for i in range(self.pos_n):
             fixes.append({"dt_s": self.pos_dt[i], "lat": self.pos_lat[i] / geo.LAT_UNITS_PER_DEG,
                           "lon": self.pos_lon[i] / geo.LON_UNITS_PER_DEG})
-        self.pos_n = 0
         payload = codec.encode("positions", {"time_s": self.pos_t0, "fixes": fixes})
         self.queue.put(scheduler.PRIO_POSITIONS, 4, payload, False)
+        self.pos_n = 0  # only once queued: fixes whose flash write failed go out at the next wake
 
     def _alerts(self, now):
         pending = self.risk.pending

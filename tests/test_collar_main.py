@@ -49,6 +49,41 @@ def test_hourly_positions_reach_the_bridge():
     assert all(len(p["fixes"]) == 1 for p in positions)
 
 
+def test_a_fix_whose_flash_write_fails_still_reaches_the_bridge():
+    world = CollarWorld()
+    flash_write = world.flash.write
+    failures = []
+
+    def write_failing_once(key, data):
+        if key.startswith("q") and len(data) > 2 and data[2] == 4 and not failures:  # a positions record
+            failures.append(key)
+            raise OSError(5, "flash busy")
+        flash_write(key, data)
+
+    world.flash.write = write_failing_once
+    world.run_for(2 * HOUR + 60)
+    assert len(failures) == 1
+    fixes = [p["time_s"] + f["dt_s"] - START_S for p in world.decoded("positions") for f in p["fixes"]]
+    assert fixes == [0, 3600, 7200], "the first fix is sent at the next wake-up, not lost"
+
+
+def test_a_flash_that_refuses_every_position_holds_what_fits_and_the_collar_goes_on():
+    world = CollarWorld()
+    flash_write = world.flash.write
+
+    def refuse_positions(key, data):
+        if key.startswith("q") and len(data) > 2 and data[2] == 4:
+            raise OSError(5, "flash worn out")
+        flash_write(key, data)
+
+    world.flash.write = refuse_positions
+    world.run_for(8 * HOUR + 60)
+    assert world.collar.pos_n == config.MAX_POSITIONS_PER_UPLINK
+    assert world.collar.fix_s == world.now_s - world.now_s % HOUR, "fixes go on (the risk rules get them)"
+    assert world.collar.errors[main.ERR_GNSS] == 0, "a full position buffer is not a GNSS fault"
+    assert len(world.decoded("activity")) >= 30, "the duty cycle went on"
+
+
 def test_one_window_a_minute_and_back_to_back_while_tracking():
     world = CollarWorld()
     world.run_for(HOUR)
