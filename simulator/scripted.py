@@ -26,8 +26,27 @@ WALK = 2
 RUN = 3
 # per behaviour: (amplitude mg, noise mg, phase step per sample at 25 Hz in 1/32 cycle * 16)
 _SIGNAL = ((4, 6, 0), (70, 40, 10), (170, 50, 20), (650, 160, 40))
+_WORN_GRAVITY_MG = (80, -150, -975)  # the collar's z axis points down the neck
 _SIN32 = (0, 195, 383, 556, 707, 831, 924, 981, 1000, 981, 924, 831, 707, 556, 383, 195,
           0, -195, -383, -556, -707, -831, -924, -981, -1000, -981, -924, -831, -707, -556, -383, -195)
+
+
+def synth_window(buf, n, amp_mg, noise_mg, step, gravity_mg, x, ph):
+    """Write n samples (x, y, z mg) of a sway of amp_mg around gravity_mg (gx, gy, gz) with noise_mg of
+    LCG noise into buf; step: phase step per sample (1/512 cycle); x, ph: noise state and phase at the
+    start. Return the noise state at the end (allocation-free)."""
+    gx, gy, gz = gravity_mg
+    sin = _SIN32
+    k = 0
+    for _ in range(n):
+        x = (x * 1021 + 1) & 0xFFFFF
+        ph = (ph + step) & 511
+        s = sin[ph >> 4]
+        buf[k] = gx + (s * amp_mg >> 10) + ((x >> 4) & 255) * noise_mg // 256 - noise_mg // 2
+        buf[k + 1] = gy + (sin[((ph >> 4) + 8) & 31] * amp_mg >> 11) + ((x >> 9) & 255) * noise_mg // 256 - noise_mg // 2
+        buf[k + 2] = gz + (s * amp_mg >> 11) + ((x >> 12) & 255) * noise_mg // 256 - noise_mg // 2
+        k += 3
+    return x
 
 
 def lcg(x):
@@ -71,20 +90,8 @@ class Scenario:
     def fill(self, t_s, n, rate_hz, buf):
         """Write n samples (x, y, z mg) of the behaviour at t_s into buf; return n (allocation-free)."""
         amp, noise, step = _SIGNAL[self.behaviour_at(t_s)]
-        step = step * 25 // rate_hz
-        x = self.noise
-        ph = (t_s * 7) & 511
-        sin = _SIN32
-        k = 0
-        for _ in range(n):
-            x = (x * 1021 + 1) & 0xFFFFF
-            ph = (ph + step) & 511
-            s = sin[ph >> 4]
-            buf[k] = 80 + (s * amp >> 10) + ((x >> 4) & 255) * noise // 256 - noise // 2
-            buf[k + 1] = -150 + (sin[((ph >> 4) + 8) & 31] * amp >> 11) + ((x >> 9) & 255) * noise // 256 - noise // 2
-            buf[k + 2] = -975 + (s * amp >> 11) + ((x >> 12) & 255) * noise // 256 - noise // 2
-            k += 3
-        self.noise = x
+        self.noise = synth_window(buf, n, amp, noise, step * 25 // rate_hz, _WORN_GRAVITY_MG, self.noise,
+                                  (t_s * 7) & 511)
         return n
 
     # ---- position, power, coverage --------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collar_firmware import codec
 from collar_firmware.main import Collar
 from simulator.hal_sim import SimFlash, make_hal
+from simulator.scripted import synth_window
 
 START_S = 1772323200  # 2026-03-01 00:00 UTC (03:00 in the reserve)
 NOON_S = START_S + 9 * 3600  # 12:00 East Africa Time
@@ -21,8 +22,6 @@ DEG_PER_KM_LON = 1 / (111.32 * 0.99995)
 
 # accelerometer signals: behaviour -> (amplitude mg, noise mg, phase step); VeDBA ~3, ~60, ~140, ~535 mg
 SIGNALS = {"still": (0, 4, 0), "forage": (70, 40, 10), "walk": (170, 50, 20), "run": (650, 160, 40)}
-_SIN32 = (0, 195, 383, 556, 707, 831, 924, 981, 1000, 981, 924, 831, 707, 556, 383, 195,
-          0, -195, -383, -556, -707, -831, -924, -981, -1000, -981, -924, -831, -707, -556, -383, -195)
 
 
 def km(north_km: float, east_km: float) -> tuple[float, float]:
@@ -66,19 +65,7 @@ class CollarWorld:
     # the accelerometer source
     def fill(self, t_s: int, n: int, rate_hz: int, buf) -> int:
         amp, noise, step = SIGNALS[self.behaviour]
-        gx, gy, gz = self.gravity_mg
-        x = self._noise
-        ph = 0
-        for i in range(n):
-            x = (x * 1021 + 1) & 0xFFFFF
-            ph = (ph + step) & 511
-            s = _SIN32[ph >> 4]
-            c = _SIN32[((ph >> 4) + 8) & 31]
-            k = 3 * i
-            buf[k] = gx + (s * amp >> 10) + ((x >> 4) & 255) * noise // 256 - noise // 2
-            buf[k + 1] = gy + (c * amp >> 11) + ((x >> 9) & 255) * noise // 256 - noise // 2
-            buf[k + 2] = gz + (s * amp >> 11) + ((x >> 12) & 255) * noise // 256 - noise // 2
-        self._noise = x
+        self._noise = synth_window(buf, n, amp, noise, step, self.gravity_mg, self._noise, 0)
         return n
 
     @property
