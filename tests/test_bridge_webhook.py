@@ -177,3 +177,16 @@ def test_read_api_wants_the_token_when_one_is_configured(sqlite_url):
         with_token = client.get("/api/positions/latest", headers={"Authorization": "Bearer ranger-token"})
 
     assert (without.status_code, with_token.status_code) == (401, 200)
+
+
+def test_an_oversized_body_is_cut_kept_as_a_dead_letter_and_the_next_uplink_still_lands(client, bridge):
+    from lora_bridge.adapters.webhook import MAX_BODY_BYTES
+
+    huge = b'{"end_device_ids": {"device_id": "collar-01"}, "junk": "' + b"x" * (4 * MAX_BODY_BYTES) + b'"}'
+    reply = post_tts(client, huge)
+
+    assert reply.status_code == 400
+    (dead,) = bridge.dead_letters()
+    assert len(dead.body) == MAX_BODY_BYTES and huge.startswith(dead.body)
+    assert post_tts(client, b.tts_uplink(b.status(), f_cnt=1)).status_code == 200
+    assert bridge.counts()["positions"] == 1

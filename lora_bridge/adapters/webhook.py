@@ -115,9 +115,8 @@ def create_app(bridge: Bridge) -> Starlette:
 
 async def _ingest(request: Request, bridge: Bridge, source: str) -> JSONResponse:
     _check_secret(request, bridge)
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        body = body[:MAX_BODY_BYTES]
+    body, truncated = await _read_capped(request, MAX_BODY_BYTES)
+    if truncated:
         log.warning("oversized uplink body truncated", extra={"source": source})
     result: IngestResult = await run_in_threadpool(bridge.ingest_uplink, body, source)
     payload = {
@@ -129,6 +128,19 @@ async def _ingest(request: Request, bridge: Bridge, source: str) -> JSONResponse
         "reason": result.reason,
     }
     return JSONResponse(payload, status_code=400 if result.malformed else 200)
+
+
+async def _read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
+    """The body's first `limit` bytes and whether there was more; never holds more than limit in memory."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        if size + len(chunk) > limit:
+            chunks.append(chunk[: limit - size])
+            return b"".join(chunks), True
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks), False
 
 
 def _check_secret(request: Request, bridge: Bridge) -> None:
