@@ -10,7 +10,8 @@ STAMP := $(VENV)/.tembo-installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml scripts/system-deps.sh
+	bash scripts/system-deps.sh
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
@@ -22,7 +23,7 @@ system-deps:
 lint: setup
 	$(BIN)/ruff check .
 
-test: setup system-deps
+test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
