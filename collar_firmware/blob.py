@@ -30,9 +30,13 @@ NODE_SIZE = 7  # feature u8, threshold i16, left i16, right i16
 SIG_HEADER_SIZE = 4  # scheme u8, key_id u8, length u16
 SIG_SCHEME_ED25519 = 1
 
+# The collar's bounds: every size a blob declares is checked against them before anything is
+# allocated (a crafted 41-byte blob once declared 69 MB of leaves).
 MAX_TREES = 64
 MAX_NODES = 4096
+MAX_CLASSES = 16  # config.MAX_CLASSES: the activity uplink carries at most 16 shares
 MAX_WINDOW_SAMPLES = 6000
+MAX_BODY_BYTES = 48 * 1024  # a model a collar can hold: 4096 nodes of 7 bytes plus leaves and names
 
 
 try:
@@ -104,6 +108,7 @@ class ParsedModel:
         self.right = None
         self.leaves = None  # array('H'), n_classes per leaf, each leaf summing to ~leaf_scale
         self.signature = None  # (scheme, key_id, bytes) when the blob carries one
+        self.body_len = 0  # bytes of records, the bound of every capacity META declares
 
 
 def parse(data, verifier=None):
@@ -124,6 +129,8 @@ def parse(data, verifier=None):
         raise ModelError("unsupported format version %d, this collar reads %d" % (version, FORMAT_VERSION))
     if flags & ~FLAG_SIGNED or reserved != 0:
         raise ModelError("unknown header flags 0x%02x/0x%04x" % (flags, reserved))
+    if body_len > MAX_BODY_BYTES:
+        raise ModelError("body of %d bytes exceeds the collar's %d" % (body_len, MAX_BODY_BYTES))
     end = HEADER_SIZE + body_len
     if size < end:
         raise ModelError("truncated: body needs %d bytes, blob has %d" % (end, size))
@@ -131,6 +138,7 @@ def parse(data, verifier=None):
     if crc32(body) != body_crc:
         raise ModelError("CRC mismatch: body crc32 %08x, header says %08x" % (crc32(body), body_crc))
     model = ParsedModel()
+    model.body_len = body_len
     _parse_trailer(model, data, end, flags, verifier)
     _parse_records(model, data, HEADER_SIZE, end)
     _check_trees(model)
@@ -217,10 +225,17 @@ def _read_record(model, tag, data, pos, length):
             raise ModelError(
                 "model has %d features, firmware computes %d" % (model.n_features, features.N_FEATURES)
             )
-        if n_classes < 2 or not 1 <= n_trees <= MAX_TREES or n_nodes > MAX_NODES or n_leaves < n_trees:
+        if (not 2 <= n_classes <= MAX_CLASSES or not 1 <= n_trees <= MAX_TREES or n_nodes > MAX_NODES
+                or n_leaves < n_trees or n_leaves > n_nodes + n_trees):
+            # binary trees: each tree has one leaf more than it has nodes
             raise ModelError(
                 "bad capacity: %d classes, %d trees, %d nodes, %d leaves"
                 % (n_classes, n_trees, n_nodes, n_leaves)
+            )
+        need = 2 * n_trees + NODE_SIZE * n_nodes + 2 * n_leaves * n_classes + model.n_features
+        if need > model.body_len:
+            raise ModelError(
+                "capacity needs %d bytes of records, the body has %d" % (need, model.body_len)
             )
         samples = model.window_s * model.rate_hz
         if (

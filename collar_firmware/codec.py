@@ -41,6 +41,14 @@ ACK_RESULTS = (
     "unknown_setting",
     "busy",
     "refused",
+    # why an over-the-air update was refused or undone (port-31 ack on ports 200-202)
+    "unsigned",
+    "tampered",
+    "downgrade",
+    "wrong_hardware",
+    "truncated",
+    "self_test_failed",
+    "too_large",
 )
 STATUS_FLAGS = (
     ("tracking", 1, None),
@@ -52,6 +60,13 @@ STATUS_FLAGS = (
     ("queue_full", 1, None),
     ("spare", 1, None),
 )
+
+# Which element of a MESSAGES row holds what (rows are plain tuples so MicroPython keeps them small).
+ROW_NAME = 0
+ROW_PORT = 1
+ROW_TAG = 2
+ROW_DIRECTION = 3
+ROW_FIELDS = 4
 
 MAX_UPLINK_BYTES = 51  # EU868 DR0-DR2 application payload
 MAX_ALERT_BYTES = 11  # US915 DR0
@@ -146,7 +161,48 @@ MESSAGES = (
         ("points", "list", (7, (("lat", "lat", None), ("lon", "lon", None)))),
     )),
     ("request_settings", 32, 7, "down", ()),
+    # FUOTA in the manner of the LoRa Alliance application packages: TS005 remote multicast set-up
+    # (port 200), TS004 fragmented data block transport (port 201), TS003 clock sync (port 202).
+    # The tag is the package's command id (CID). Times are Unix seconds (TS003 counts GPS seconds).
+    ("mc_class_c_session", 200, 4, "down", (
+        ("group", "u8", None),
+        ("session_time_s", "u32", None),
+        ("timeout_log2_s", "u8", None),
+        ("frequency_hz100", "u24", None),
+        ("data_rate", "u8", None),
+    )),
+    ("mc_class_c_session_ans", 200, 4, "up", (
+        ("status", "u8", None),
+        ("time_to_start_s", "u24", None),
+    )),
+    ("frag_session_setup", 201, 2, "down", (
+        ("session", "u8", None),
+        ("nb_frag", "u16", None),
+        ("frag_size", "u8", None),
+        ("control", "u8", None),
+        ("padding", "u8", None),
+        ("descriptor", "u32", None),
+    )),
+    ("frag_session_setup_ans", 201, 2, "up", (("status", "u8", None),)),
+    ("frag_session_status", 201, 1, "down", (("participants", "u8", None),)),
+    ("frag_session_status_ans", 201, 1, "up", (
+        ("received_and_index", "u16", None),
+        ("missing", "u8", None),
+        ("status", "u8", None),
+    )),
+    # One fragment: index_and_n = session << 14 | n (n from 1; n > nb_frag is a parity fragment).
+    ("data_fragment", 201, 8, "down", (
+        ("index_and_n", "u16", None),
+        ("data", "list", (240, (("byte", "u8", None),))),
+    )),
+    ("app_time_req", 202, 1, "up", (("device_time_s", "u32", None), ("token", "u8", None))),
+    ("app_time_ans", 202, 1, "down", (("correction_s", "i32", None), ("token", "u8", None))),
 )
+
+# FUOTA ports by package, for the collar's update module (fixed by the LoRa Alliance packages).
+PORT_MULTICAST = 200
+PORT_FRAGMENTS = 201
+PORT_CLOCK = 202
 
 _SIZES = {"u8": 1, "u16": 2, "u24": 3, "u32": 4, "i8": 1, "i16": 2, "i24": 3, "i32": 4,
           "lat": 3, "lon": 3, "enum": 1, "ver": 3}
@@ -156,19 +212,33 @@ _LON_SCALE = 8388608 / 180
 
 
 class CodecError(ValueError):
-    """A payload or a value that the Tembo wire format cannot carry; the message says why."""
+    """A payload or a value that the Tembo wire format cannot carry; the message says why.
+
+    reason names the ACK_RESULTS entry a collar answers with ("malformed", "out_of_range",
+    "unknown_setting", "unknown_command"), so nobody has to read it out of the message text.
+    """
+
+    def __init__(self, message, reason="malformed"):
+        super().__init__(message)
+        self.reason = reason
 
 
 def _index():
     by_name = {}
-    by_port = {}
+    up = {}
+    down = {}
     for m in MESSAGES:
         by_name[m[0]] = m
-        by_port.setdefault(m[1], {})[m[2]] = m
-    return by_name, by_port
+        if m[3] != "down":
+            up.setdefault(m[1], {})[m[2]] = m
+        if m[3] != "up":
+            down.setdefault(m[1], {})[m[2]] = m
+    return by_name, up, down
 
 
-_BY_NAME, _BY_PORT = _index()
+# A FUOTA request and its answer share port and command id (as in the LoRa Alliance packages):
+# the direction tells them apart.
+_BY_NAME, _UP_BY_PORT, _DOWN_BY_PORT = _index()
 _SETTING_BY_ID = {s[0]: s for s in SETTINGS}
 _SETTING_BY_NAME = {s[1]: s for s in SETTINGS}
 
@@ -221,7 +291,7 @@ def _put_int(buf, size, signed, raw, name):
     lo = -(1 << (8 * size - 1)) if signed else 0
     hi = (1 << (8 * size - 1)) - 1 if signed else (1 << (8 * size)) - 1
     if raw < lo or raw > hi:
-        raise CodecError("%s=%d out of range %d..%d" % (name, raw, lo, hi))
+        raise CodecError("%s=%d out of range %d..%d" % (name, raw, lo, hi), "out_of_range")
     if raw < 0:
         raw += 1 << (8 * size)
     for _ in range(size):
@@ -384,7 +454,7 @@ def setting(key):
     """Return the SETTINGS row for an id or a name, or raise CodecError."""
     row = _SETTING_BY_ID.get(key) if isinstance(key, int) else _SETTING_BY_NAME.get(key)
     if row is None:
-        raise CodecError("unknown setting " + str(key))
+        raise CodecError("unknown setting " + str(key), "unknown_setting")
     return row
 
 
@@ -395,13 +465,13 @@ def encode_settings(values):
         if name in values:
             v = int(values[name])
             if v < lo or v > hi:
-                raise CodecError("%s=%d out of range %d..%d" % (name, v, lo, hi))
+                raise CodecError("%s=%d out of range %d..%d" % (name, v, lo, hi), "out_of_range")
             buf.append(sid)
             buf.append(_SIZES[kind])
             _put_int(buf, _SIZES[kind], kind in _SIGNED, v, name)
     for name in values:
         if name not in _SETTING_BY_NAME and name != "message" and name != "port":
-            raise CodecError("unknown setting " + str(name))
+            raise CodecError("unknown setting " + str(name), "unknown_setting")
     return bytes(buf)
 
 
@@ -418,7 +488,7 @@ def decode_settings(data):
         pos += 2
         row = _SETTING_BY_ID.get(sid)
         if row is None:
-            raise CodecError("settings: unknown setting id %d" % sid)
+            raise CodecError("settings: unknown setting id %d" % sid, "unknown_setting")
         size = _SIZES[row[2]]
         if length != size:
             raise CodecError("settings: %s needs %d bytes, got %d" % (row[1], size, length))
@@ -426,7 +496,7 @@ def decode_settings(data):
             raise CodecError("settings: %s truncated" % row[1])
         v = _get_int(data, pos, size, row[2] in _SIGNED)
         if v < row[3] or v > row[4]:
-            raise CodecError("settings: %s=%d out of range %d..%d" % (row[1], v, row[3], row[4]))
+            raise CodecError("settings: %s=%d out of range %d..%d" % (row[1], v, row[3], row[4]), "out_of_range")
         out[row[1]] = v
         pos += length
     return out
@@ -452,16 +522,49 @@ def port_of(name):
     return message(name)[1]
 
 
-def decode(port, payload):
-    """Decode a payload heard on port; return {"message", "port", fields...} or raise CodecError."""
+def encode_packet(name, values):
+    """Encode message name; return (port, payload bytes), the port taken from the table."""
+    return message(name)[1], encode(name, values)
+
+
+def tag_of(name):
+    """Return the first byte (version or command id) of message name, or None when it has none."""
+    return message(name)[2]
+
+
+def alert_id(name):
+    """Return the wire id of an alert type named in ALERT_TYPES (raise CodecError when unknown)."""
+    return _index_of(ALERT_TYPES, name, "alert type")
+
+
+def ack_code(name):
+    """Return the wire code of an ack result named in ACK_RESULTS (raise CodecError when unknown)."""
+    return _index_of(ACK_RESULTS, name, "ack result")
+
+
+def _index_of(names, name, what):
+    for i in range(len(names)):
+        if names[i] == name:
+            return i
+    raise CodecError("unknown %s %s" % (what, name))
+
+
+def decode(port, payload, direction=None):
+    """Decode a payload heard on port; return {"message", "port", fields...} or raise CodecError.
+
+    direction "up" or "down" picks the uplink or the downlink messages of a port that has both
+    (the FUOTA ports); None reads an uplink, or a downlink on a port that carries only downlinks.
+    """
     if port == SETTINGS_PORT:
         out = decode_settings(payload)
         out["message"] = "settings"
         out["port"] = port
         return out
-    variants = _BY_PORT.get(port)
+    variants = _UP_BY_PORT.get(port) if direction != "down" else None
+    if variants is None and direction != "up":
+        variants = _DOWN_BY_PORT.get(port)
     if variants is None:
-        raise CodecError("unknown port %d" % port)
+        raise CodecError("unknown port %d" % port, "unknown_command")
     pos = 0
     if None in variants:
         m = variants[None]
@@ -470,7 +573,7 @@ def decode(port, payload):
             raise CodecError("empty payload on port %d" % port)
         m = variants.get(payload[0])
         if m is None:
-            raise CodecError("port %d: unknown version or command %d" % (port, payload[0]))
+            raise CodecError("port %d: unknown version or command %d" % (port, payload[0]), "unknown_command")
         pos = 1
     fields = m[4]
     need = pos + _fixed_size(fields)

@@ -7,27 +7,27 @@ where result indexes `codec.ACK_RESULTS` (0 ok). A malformed or unknown downlink
 """
 
 from collar_firmware import codec
-from collar_firmware.compat import const
 
-SETTINGS_PORT = const(3)
-COMMAND_PORT = const(32)
+SETTINGS_PORT = codec.SETTINGS_PORT
+COMMAND_PORT = codec.port_of("ack_alert")
 
-ACK_OK = const(0)
-ACK_UNKNOWN_COMMAND = const(1)
-ACK_MALFORMED = const(2)
-ACK_OUT_OF_RANGE = const(3)
-ACK_UNKNOWN_SETTING = const(4)
-ACK_BUSY = const(5)
-ACK_REFUSED = const(6)
+# Ack results, read from the codec table (the wire codes live there only).
+ACK_OK = codec.ack_code("ok")
+ACK_UNKNOWN_COMMAND = codec.ack_code("unknown_command")
+ACK_MALFORMED = codec.ack_code("malformed")
+ACK_OUT_OF_RANGE = codec.ack_code("out_of_range")
+ACK_UNKNOWN_SETTING = codec.ack_code("unknown_setting")
+ACK_BUSY = codec.ack_code("busy")
+ACK_REFUSED = codec.ack_code("refused")
+
+# The tracking command is bounded like the tracking_minutes setting it overrides.
+_TRACKING_ROW = codec.setting("tracking_minutes")
 
 
-def _settings_error(message):
-    """Map a codec error about a settings TLV to an ack result."""
-    if "unknown setting" in message:
-        return ACK_UNKNOWN_SETTING
-    if "out of range" in message:
-        return ACK_OUT_OF_RANGE
-    return ACK_MALFORMED
+def _error_code(exc):
+    """Map a CodecError to its ack result through the reason it carries."""
+    reason = getattr(exc, "reason", "malformed")
+    return codec.ack_code(reason) if reason in codec.ACK_RESULTS else ACK_MALFORMED
 
 
 def check_settings(values):
@@ -63,7 +63,7 @@ def _settings(payload, target):
     try:
         values = codec.decode_settings(payload)
     except codec.CodecError as exc:
-        return _settings_error(str(exc))
+        return _error_code(exc)
     return target.apply_settings(values)
 
 
@@ -71,19 +71,24 @@ def _command(payload, target):
     if len(payload) == 0:
         return ACK_MALFORMED
     try:
-        msg = codec.decode(COMMAND_PORT, payload)
+        msg = codec.decode(COMMAND_PORT, payload, "down")
     except codec.CodecError as exc:
-        return ACK_UNKNOWN_COMMAND if "unknown version or command" in str(exc) else ACK_MALFORMED
+        return _error_code(exc)
     name = msg["message"]
     if name == "ack_alert":
-        return target.ack_alert(codec.ALERT_TYPES.index(msg["alert_type"])
-                                if msg["alert_type"] in codec.ALERT_TYPES else 31, msg["seq"])
+        alert_type = msg["alert_type"]
+        if alert_type not in codec.ALERT_TYPES:
+            return ACK_OUT_OF_RANGE  # an alert id this firmware never raises: nothing to stop
+        return target.ack_alert(codec.alert_id(alert_type), msg["seq"])
     if name == "request_status":
         return target.request_status()
     if name == "reboot":
         return target.request_reboot()
     if name == "tracking":
-        return target.start_tracking(msg["minutes"])
+        minutes = msg["minutes"]
+        if minutes < _TRACKING_ROW[3] or minutes > _TRACKING_ROW[4]:
+            return ACK_OUT_OF_RANGE  # 65535 minutes would be 45 days of high-rate GNSS
+        return target.start_tracking(minutes)
     if name == "clear_fences":
         return target.clear_fences()
     if name == "fence":

@@ -7,15 +7,25 @@ the status; then the scheduler sends what airtime, duty cycle and fair use allow
 and every downlink heard is applied and acknowledged. `step()` returns the Unix second of the next
 wake-up. Errors never escape: each stage is guarded, counted per stage and reported in status.
 
+The loop ties together modules that each hold one part: settings (settings_store), fences (fences),
+the position buffer (positions), the activity summary (summary), the confirmed-uplink state machine
+(link), the fallback model (fallback), the flash-record format (records), the store-and-forward
+queue (queue), airtime and duty cycle (scheduler), the alert rules (risk) and downlinks (downlink).
+
 Default life: a 10 s window at 25 Hz once a minute (back to back while tracking), a fix an hour,
 an activity summary every 15 minutes, a status every 6 hours and at boot.
 """
 
 from array import array
 
-from collar_firmware import codec, config, downlink, geo, risk, scheduler
+from collar_firmware import codec, config, downlink, geo, records, risk, scheduler, settings_store
 from collar_firmware.compat import collect_garbage, const
-from collar_firmware.queue import Queue, crc16
+from collar_firmware.fallback import ThresholdModel
+from collar_firmware.fences import Fences
+from collar_firmware.link import Link
+from collar_firmware.positions import MAX_DT_S, PositionBuffer
+from collar_firmware.queue import Queue
+from collar_firmware.summary import Summary
 
 try:
     from collar_firmware import features
@@ -38,15 +48,17 @@ ERR_OTHER = const(7)
 N_ERR = const(8)
 ERROR_STAGES = ("imu", "gnss", "radio", "storage", "downlink", "model", "power", "other")
 
-PORT_ALERT = const(10)
-PORT_ACK = const(31)
+PORT_STATUS = codec.port_of("status")
+PORT_ACTIVITY = codec.port_of("activity")
+PORT_POSITIONS = codec.port_of("positions")
+PORT_ALERT = codec.port_of("alert")
+PORT_ACK = codec.port_of("ack")
+FIRST_FUOTA_PORT = codec.PORT_MULTICAST
 BATTERY_EVERY_S = const(600)
-LINK_CHECK_S = const(4 * 3600)  # a confirmed uplink at least this often while records await proof
 GNSS_TIMEOUT_S = const(90)
-MAX_BACKOFF_S = const(3600)
 CLOCK_STEP_BACK_S = const(600)
 CLOCK_STEP_FORWARD_S = const(600)  # woke this much later than planned: the clock was set forward
-_MAX_DT_S = const(65535)
+_MAX_DT_S = MAX_DT_S
 
 
 def _feature_index(name):
@@ -63,27 +75,6 @@ _F_MEAN_Y = _feature_index("mean_y_mg")
 _F_MEAN_Z = _feature_index("mean_z_mg")
 _F_VEDBA = _feature_index("vedba_mean_mg")
 _F_VEDBA_MAX = _feature_index("vedba_max_mg")
-
-
-class ThresholdModel:
-    """Fallback behaviour model when no model blob can be loaded: VeDBA thresholds (status flags it)."""
-
-    classes = codec.BEHAVIOURS
-    version = 0
-
-    def __init__(self, settings):
-        self.settings = settings
-
-    def predict_vedba(self, vedba_mg):
-        """Return the class index for a window's mean VeDBA in mg."""
-        s = self.settings
-        if vedba_mg < s["still_vedba_mg"] * 2:
-            return 0
-        if vedba_mg < 120:
-            return 1
-        if vedba_mg < s["run_vedba_mg"]:
-            return 2
-        return 3
 
 
 class Collar:
@@ -108,13 +99,10 @@ class Collar:
         self.boots += 1
         self.reset_cause = reset_cause if reset_cause in codec.RESET_CAUSES else "unknown"
         self.errors = bytearray(N_ERR)
-        self.settings = config.defaults()
-        for k in self.factory_settings:
-            self.settings[k] = self.factory_settings[k]
+        self.settings = settings_store.initial(self.factory_settings)
         self.queue = Queue(self.hal.storage)
         self.alert_seq = 0
-        self.fence_slots = [None] * config.MAX_FENCES
-        self._building = None
+        self.fence_store = Fences(self.hal.storage)
         self._guard(self._load_flash, 0, ERR_STORAGE)
         self.sched = scheduler.Scheduler(self.settings["fair_use_airtime_s"])
         self.risk = risk.RiskEngine(self.settings)
@@ -126,10 +114,7 @@ class Collar:
         self.planned_wake_s = 0
         self.uplinks = 0
         self.downlinks = 0
-        self.link_ok = True
-        self.verified_s = now
-        self.probe_at_s = 0
-        self.probe_backoff_s = 60
+        self.link = Link(now)
         self.reboot_pending = False
         self.send_wake_s = 0
         self.behaviour = 0
@@ -145,13 +130,20 @@ class Collar:
         self.next_fix_s = now
         self.next_status_s = now
         self._settings_report = False
+        self.summary = Summary()
         self._start_summary(now, 1)
-        self.pos_n = 0
-        self.pos_t0 = 0
-        self.pos_dt = array("H", [0] * config.MAX_POSITIONS_PER_UPLINK)
-        self.pos_lat = array("i", [0] * config.MAX_POSITIONS_PER_UPLINK)
-        self.pos_lon = array("i", [0] * config.MAX_POSITIONS_PER_UPLINK)
+        self.positions = PositionBuffer()
         self._configure_imu()
+
+    @property
+    def pos_n(self):
+        """Return the number of fixes waiting in the position buffer."""
+        return self.positions.n
+
+    @property
+    def link_ok(self):
+        """Return True while the network is known to hear the collar."""
+        return self.link.ok
 
     def _now(self, fallback):
         try:
@@ -162,15 +154,11 @@ class Collar:
 
     def _load_flash(self, _now):
         self.queue.load()
-        body = _unsealed(self.hal.storage.read(config.KEY_SETTINGS))
-        if body:
-            stored = codec.decode_settings(body)
-            for k in stored:
-                self.settings[k] = stored[k]
-        state = _unsealed(self.hal.storage.read(config.KEY_STATE))
+        settings_store.load(self.hal.storage, self.settings)
+        state = records.unsealed(self.hal.storage.read(config.KEY_STATE))
         if state is not None and len(state) == 1:
             self.alert_seq = state[0] & 7
-        self._load_fences()
+        self.fence_store.load()
 
     def _load_model(self):
         self.model = None
@@ -250,7 +238,7 @@ class Collar:
             self._guard(self._power, now, ERR_POWER)
         if now >= self.next_fix_s:
             self._guard(self._fix, now, ERR_GNSS)
-        if now >= self.summary_end_s:
+        if now >= self.summary.end_s:
             self._guard(self._summary, now, ERR_OTHER)
         if self.risk.pending:
             self._guard(self._alerts, now, ERR_STORAGE)
@@ -258,7 +246,7 @@ class Collar:
             self._guard(self._status, now, ERR_OTHER)
         if self._settings_report:
             self._guard(self._report_settings, now, ERR_OTHER)
-        if self.pos_n:
+        if self.positions.n:
             self._guard(self._flush_positions, now, ERR_OTHER)
         self._guard(self._send, now, ERR_RADIO)
         return self._next_wake(now)
@@ -267,7 +255,7 @@ class Collar:
         """Move every remembered instant forward by jump_s: uptime, stillness and tracking do not
         count the time the clock skipped (a boot-relative clock set to GNSS time is no 12 h of rest)."""
         self.boot_s += jump_s
-        self.verified_s += jump_s
+        self.link.shift_time(jump_s)
         if self.fix_s:
             self.fix_s += jump_s
         self.risk.shift_time(jump_s)
@@ -282,7 +270,7 @@ class Collar:
         for slot in range(self.queue.slots):
             if self.queue.retry_at_s[slot] > now:
                 self.queue.retry_at_s[slot] = now
-        self.probe_at_s = now
+        self.link.probe_at_s = now
 
     def reload_model(self):
         """Load the model again (after an update stored a new blob) and follow its window and classes."""
@@ -313,7 +301,7 @@ class Collar:
 
     def _next_wake(self, now):
         wake = self.next_window_s
-        for t in (self.next_fix_s, self.summary_end_s, self.next_status_s, self.next_battery_s):
+        for t in (self.next_fix_s, self.summary.end_s, self.next_status_s, self.next_battery_s):
             if t < wake:
                 wake = t
         retry = self.queue.next_retry_s(now)
@@ -345,11 +333,7 @@ class Collar:
             idx = self.n_classes - 1
         self.behaviour = idx
         self.windows += 1
-        self.class_windows[idx] += 1
-        self.sum_windows += 1
-        self.vedba_sum += vedba_mg
-        if vedba_max_mg > self.vedba_max:
-            self.vedba_max = vedba_max_mg
+        self.summary.add(idx, vedba_mg, vedba_max_mg)
         try:
             self.temperature_dc = self.hal.power.temperature_dc()
         except Exception:
@@ -377,73 +361,33 @@ class Collar:
         self.fix_s = now
         self.fix_lat = lat
         self.fix_lon = lon
-        if self.pos_n and now - self.pos_t0 > _MAX_DT_S:
+        if self.positions.too_old_for(now):
             self._flush_positions(now, True)
-        i = self.pos_n
-        if i < config.MAX_POSITIONS_PER_UPLINK:  # full only while flash writes keep failing
-            if i == 0:
-                self.pos_t0 = now
-            self.pos_dt[i] = now - self.pos_t0
-            self.pos_lat[i] = lat
-            self.pos_lon[i] = lon
-            self.pos_n = i + 1
+        self.positions.add(now, lat, lon)  # full only while flash writes keep failing
         self.risk.on_fix(now, lat, lon, self.fences(), geo.distance_m)
         if self.risk.tracking(now) and self.next_fix_s > now + self.settings["tracking_gnss_interval_s"]:
             self.next_fix_s = now + self.settings["tracking_gnss_interval_s"]
 
     def fences(self):
         """Return the list of complete virtual fences held on the collar."""
-        out = []
-        for f in self.fence_slots:
-            if f is not None and f.complete:
-                out.append(f)
-        return out
+        return self.fence_store.complete()
 
     # ---- messages ----------------------------------------------------------------------
 
     def _start_summary(self, now, factor):
-        base = self.settings["summary_interval_s"]
-        while factor > 1 and base * factor > 14400:  # interval_min is one byte on the wire
-            factor //= 2
-        interval = base * factor
-        start = now - now % base
-        self.summary_start_s = start
-        self.summary_end_s = start + interval
-        self.class_windows = array("H", [0] * config.MAX_CLASSES)
-        self.sum_windows = 0
-        self.vedba_sum = 0
-        self.vedba_max = 0
+        self.summary.start(now, self.settings["summary_interval_s"], factor)
 
     def _summary(self, now):
-        windows = self.sum_windows
-        if windows:
-            shares = []
-            for i in range(self.n_classes):
-                half_pct = (200 * self.class_windows[i] + windows // 2) // windows
-                shares.append(half_pct / 2)  # the codec carries percent in half-percent steps
-            vmean = self.vedba_sum // windows
-            payload = codec.encode("activity", {
-                "time_s": self.summary_start_s,
-                "interval_min": (self.summary_end_s - self.summary_start_s) // 60,
-                "model_version": self.model.version,
-                "vedba_mean_mg": vmean if vmean < 65535 else 65535,
-                "vedba_max_mg": self.vedba_max if self.vedba_max < 65535 else 65535,
-                "shares": shares,
-            })
-            self.queue.put(scheduler.PRIO_SUMMARY, 2, payload, False)
+        payload = self.summary.payload(self.model.version, self.n_classes)
+        if payload is not None:
+            self.queue.put(scheduler.PRIO_SUMMARY, PORT_ACTIVITY, payload, False)
         self._start_summary(now, self.sched.summary_factor(now))
 
     def _flush_positions(self, now, force=False):
-        per_uplink = self.settings["positions_per_uplink"]
-        if not force and self.pos_n < per_uplink:
+        if not force and self.positions.n < self.settings["positions_per_uplink"]:
             return
-        fixes = []
-        for i in range(self.pos_n):
-            fixes.append({"dt_s": self.pos_dt[i], "lat": self.pos_lat[i] / geo.LAT_UNITS_PER_DEG,
-                          "lon": self.pos_lon[i] / geo.LON_UNITS_PER_DEG})
-        payload = codec.encode("positions", {"time_s": self.pos_t0, "fixes": fixes})
-        self.queue.put(scheduler.PRIO_POSITIONS, 4, payload, False)
-        self.pos_n = 0  # only once queued: fixes whose flash write failed go out at the next wake
+        self.queue.put(scheduler.PRIO_POSITIONS, PORT_POSITIONS, self.positions.payload(), False)
+        self.positions.clear()  # only once queued: fixes whose flash write failed go out at the next wake
 
     def _alerts(self, now):
         pending = self.risk.pending
@@ -459,7 +403,7 @@ class Collar:
             pending.pop(0)  # only once queued: an alert whose flash write failed is tried at the next wake
 
     def _save_state(self):
-        self.hal.storage.write(config.KEY_STATE, _sealed(bytes((self.alert_seq,))))
+        self.hal.storage.write(config.KEY_STATE, records.sealed(bytes((self.alert_seq,))))
 
     def status_values(self, now):
         """Return the field values of the status uplink at now (also used by tests and the simulator)."""
@@ -491,22 +435,12 @@ class Collar:
     def _status(self, now):
         self.next_status_s = now + self.settings["status_interval_s"]
         payload = codec.encode("status", self.status_values(now))
-        self.queue.put(scheduler.PRIO_STATUS, 1, payload, True)  # confirmed: doubles as a link check
+        self.queue.put(scheduler.PRIO_STATUS, PORT_STATUS, payload, True)  # confirmed: doubles as a link check
 
     def _report_settings(self, now):
         self._settings_report = False
-        chunk = {}
-        size = 0
-        for row in codec.SETTINGS:
-            n = 2 + codec.field_size((row[1], row[2], None))
-            if size + n > codec.MAX_UPLINK_BYTES:
-                self.queue.put(scheduler.PRIO_STATUS, codec.SETTINGS_PORT, codec.encode_settings(chunk), False)
-                chunk = {}
-                size = 0
-            chunk[row[1]] = self.settings[row[1]]
-            size += n
-        if chunk:
-            self.queue.put(scheduler.PRIO_STATUS, codec.SETTINGS_PORT, codec.encode_settings(chunk), False)
+        for payload in settings_store.report_payloads(self.settings):
+            self.queue.put(scheduler.PRIO_STATUS, codec.SETTINGS_PORT, payload, False)
 
     # ---- the air -----------------------------------------------------------------------
 
@@ -514,8 +448,9 @@ class Collar:
         radio = self.hal.radio
         q = self.queue
         self.send_wake_s = 0
-        if not self.link_ok and now < self.probe_at_s:
-            self.send_wake_s = self.probe_at_s
+        link = self.link
+        if link.held(now):
+            self.send_wake_s = link.probe_at_s
             return
         sf, bw_khz = radio.data_rate()
         for _ in range(config.MAX_SENDS_PER_WAKE):
@@ -533,8 +468,7 @@ class Collar:
                 if self.sched.held_by_duty:
                     self.send_wake_s = self.sched.next_band_free_s(now)
                 return
-            confirmed = ((q.flags[slot] & 1) == 1 or not self.link_ok
-                         or (now - self.verified_s >= LINK_CHECK_S and q.has_unverified()))
+            confirmed = link.must_confirm(now, q, slot)
             port = q.port[slot]
             try:
                 ok = radio.send(port, payload, confirmed)
@@ -543,41 +477,10 @@ class Collar:
                 ok = False
             self.sched.record(now, band, airtime)
             self.uplinks += 1
-            self._after_send(now, slot, prio, confirmed, ok)
+            link.after_send(now, q, slot, prio, confirmed, ok, self.settings["alert_repeat_min"])
             self._downlinks(now)
             if confirmed and not ok:
                 return  # out of coverage: no more tries this wake
-
-    def _after_send(self, now, slot, prio, confirmed, ok):
-        q = self.queue
-        if confirmed:
-            if ok:
-                self.link_ok = True
-                self.verified_s = now
-                self.probe_backoff_s = 60
-                q.link_verified()
-            else:
-                self.link_ok = False
-                self.probe_at_s = now + self.probe_backoff_s
-                self.probe_backoff_s = min(self.probe_backoff_s * 2, MAX_BACKOFF_S)
-                q.link_lost()
-        if prio == scheduler.PRIO_ALERT:
-            if ok:
-                # heard by the network: repeat at the lower rate until the bridge acknowledges it
-                q.tries[slot] = 0
-                q.retry_at_s[slot] = now + self.settings["alert_repeat_min"] * 60
-            else:
-                tries = q.tries[slot] + 1 if q.tries[slot] < 6 else 6
-                q.tries[slot] = tries
-                q.retry_at_s[slot] = now + (60 << tries)
-        elif not confirmed and prio != scheduler.PRIO_ACK:
-            q.mark_unverified(slot)  # data: kept until a link check (a lost ack: the bridge asks again)
-        elif not confirmed:
-            q.remove(slot)
-        elif ok:
-            q.remove(slot)
-        else:
-            q.retry_at_s[slot] = self.probe_at_s
 
     def _downlinks(self, now):
         for _ in range(2):
@@ -591,7 +494,7 @@ class Collar:
             self.downlinks += 1
             port = heard[0]
             payload = bytes(heard[1])
-            if port >= 200:
+            if port >= FIRST_FUOTA_PORT:
                 handler = self.hal.fuota
                 if handler is not None:
                     try:
@@ -609,23 +512,17 @@ class Collar:
 
     def apply_settings(self, values):
         """Apply range-checked settings from port 3 if they agree with each other; persist them."""
-        merged = {}
-        for k in self.settings:
-            merged[k] = self.settings[k]
-        for k in values:
-            merged[k] = values[k]
-        result = downlink.check_settings(merged)
+        model = self.model
+        window = None if isinstance(model, ThresholdModel) else (model.window_s, model.rate_hz)
+        result = settings_store.check_change(self.settings, values, window)
         if result != downlink.ACK_OK:
             return result
-        if not isinstance(self.model, ThresholdModel) and (
-                merged["window_s"] != self.model.window_s or merged["accel_rate_hz"] != self.model.rate_hz):
-            return downlink.ACK_REFUSED  # the model was trained on its own window: send a new model instead
         imu_changed = False
         for k in values:
             if k in ("accel_rate_hz", "accel_range_g", "window_s") and self.settings[k] != values[k]:
                 imu_changed = True
             self.settings[k] = values[k]
-        self._save_settings()
+        settings_store.save(self.hal.storage, self.settings)
         self.sched.fair_use_ms = self.settings["fair_use_airtime_s"] * 1000
         if imu_changed:
             self._configure_imu()
@@ -635,9 +532,6 @@ class Collar:
         if "status_interval_s" in values and self.next_status_s > now + values["status_interval_s"]:
             self.next_status_s = now + values["status_interval_s"]
         return downlink.ACK_OK
-
-    def _save_settings(self):
-        self.hal.storage.write(config.KEY_SETTINGS, _sealed(codec.encode_settings(self.settings)))
 
     def ack_alert(self, alert_type, seq):
         """The bridge acknowledged alert (type, seq): stop repeating it. Idempotent."""
@@ -674,91 +568,13 @@ class Collar:
 
     def clear_fences(self):
         """Forget every virtual fence."""
-        self.fence_slots = [None] * config.MAX_FENCES
-        self._building = None
         self.risk.forget_fences()
-        self._save_fences()
-        return downlink.ACK_OK
+        return self.fence_store.clear()
 
     def fence_part(self, fence_id, kind, first_index, lats, lons, last):
         """Receive points first_index.. of a fence polygon (degrees); install it when last is set."""
-        if fence_id >= config.MAX_FENCES or first_index + len(lats) > config.MAX_FENCE_POINTS:
-            return downlink.ACK_OUT_OF_RANGE
-        if first_index == 0:
-            building = geo.Fence(fence_id, kind, config.MAX_FENCE_POINTS)
-        else:
-            building = self._building
-            if building is None or building.fence_id != fence_id or building.kind != kind \
-                    or building.n != first_index:
-                return downlink.ACK_MALFORMED
-        for i in range(len(lats)):
-            building.set_point(first_index + i, geo.lat_raw(lats[i]), geo.lon_raw(lons[i]))
-        if not last:
-            self._building = building
-            return downlink.ACK_OK
-        self._building = None
-        if not building.close():
-            return downlink.ACK_MALFORMED
-        self.fence_slots[fence_id] = building
-        self.risk.forget_fences()
-        self._save_fences()
-        return downlink.ACK_OK
-
-    def _save_fences(self):
-        data = bytearray()
-        for f in self.fence_slots:
-            if f is None or not f.complete:
-                continue
-            data.append(f.fence_id)
-            data.append(f.kind)
-            data.append(f.n)
-            for i in range(f.n):
-                for v in (f.lat[i], f.lon[i]):
-                    v &= 0xFFFFFFFF
-                    data.append(v & 0xFF)
-                    data.append((v >> 8) & 0xFF)
-                    data.append((v >> 16) & 0xFF)
-                    data.append((v >> 24) & 0xFF)
-        self.hal.storage.write(config.KEY_FENCES, _sealed(data))
-
-    def _load_fences(self):
-        data = _unsealed(self.hal.storage.read(config.KEY_FENCES))
-        if data is None:
-            return
-        pos = 0
-        end = len(data)
-        while pos + 3 <= end:
-            fence_id, kind, n = data[pos], data[pos + 1], data[pos + 2]
-            pos += 3
-            if fence_id >= config.MAX_FENCES or n > config.MAX_FENCE_POINTS or pos + 8 * n > end:
-                return
-            f = geo.Fence(fence_id, kind, config.MAX_FENCE_POINTS)
-            for i in range(n):
-                f.set_point(i, _i32(data, pos), _i32(data, pos + 4))
-                pos += 8
-            if f.close():
-                self.fence_slots[fence_id] = f
-
-
-def _sealed(body):
-    """Return the flash record of body: its bytes, then their CRC-16 little-endian (a torn write fails it)."""
-    data = bytearray(body)
-    crc = crc16(data, len(data))
-    data.append(crc & 0xFF)
-    data.append(crc >> 8)
-    return bytes(data)
-
-
-def _unsealed(record):
-    """Return the body of a flash record made by _sealed, or None when it is missing or its CRC fails."""
-    if not record or len(record) < 2:
-        return None
-    n = len(record) - 2
-    if crc16(record, n) != record[n] | (record[n + 1] << 8):
-        return None
-    return record[:n]
-
-
-def _i32(data, pos):
-    v = data[pos] | (data[pos + 1] << 8) | (data[pos + 2] << 16) | (data[pos + 3] << 24)
-    return v - 0x100000000 if v & 0x80000000 else v
+        result, installed = self.fence_store.part(fence_id, kind, first_index, lats, lons, last)
+        if installed:
+            self.risk.forget_fences()
+            self.fence_store.save()
+        return result

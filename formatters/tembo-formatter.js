@@ -2,7 +2,7 @@
 // GENERATED from collar_firmware/codec.py by lora_bridge/formatter.py: do not edit by hand.
 // Regenerate: python -m lora_bridge.formatter > formatters/tembo-formatter.js
 var SETTINGS_PORT = 3;
-var MESSAGES = [["status", 1, 1, "up", [["time_s", "u32", null], ["lat", "lat", null], ["lon", "lon", null], ["fix_age_s", "u16", null], ["battery_mv", "u16", null], ["temperature_c", "i16", 10], ["fw_version", "ver", null], ["model_version", "u16", null], ["uptime_h", "u16", null], ["reset_cause", "enum", ["power_on", "watchdog", "brownout", "software", "pin", "lockup", "unknown"]], ["behaviour", "enum", ["rest", "forage", "walk", "run"]], ["flags", "bits", [["tracking", 1, null], ["in_farmland", 1, null], ["outside_park", 1, null], ["battery_low", 1, null], ["model_fallback", 1, null], ["clock_unsynced", 1, null], ["queue_full", 1, null], ["spare", 1, null]]], ["queue_depth", "u8", null], ["errors", "u8", null]]], ["activity", 2, 1, "up", [["time_s", "u32", null], ["interval_min", "u8", null], ["model_version", "u16", null], ["vedba_mean_mg", "u16", null], ["vedba_max_mg", "u16", null], ["shares", "list", [16, [["share", "u8", 2]]]]]], ["positions", 4, 1, "up", [["time_s", "u32", null], ["fixes", "list", [5, [["dt_s", "u16", null], ["lat", "lat", null], ["lon", "lon", null]]]]]], ["settings", 3, null, "both", []], ["alert", 10, null, "up", [["alert", "bits", [["alert_type", 5, ["test", "mortality", "immobility", "poaching_risk", "geofence_farmland", "geofence_exit", "collar_drop", "tamper", "low_battery", "battery_critical", "unexpected_reboot"]], ["seq", 3, null]]], ["time_s", "u32", null], ["lat", "lat", null], ["lon", "lon", null]]], ["ack", 31, null, "up", [["time_s", "u32", null], ["on_port", "u8", null], ["cmd", "u8", null], ["result", "enum", ["ok", "unknown_command", "malformed", "out_of_range", "unknown_setting", "busy", "refused"]]]], ["ack_alert", 32, 1, "down", [["alert", "bits", [["alert_type", 5, ["test", "mortality", "immobility", "poaching_risk", "geofence_farmland", "geofence_exit", "collar_drop", "tamper", "low_battery", "battery_critical", "unexpected_reboot"]], ["seq", 3, null]]]]], ["request_status", 32, 2, "down", []], ["reboot", 32, 3, "down", []], ["tracking", 32, 4, "down", [["minutes", "u16", null]]], ["clear_fences", 32, 5, "down", []], ["fence", 32, 6, "down", [["fence", "bits", [["fence_id", 4, null], ["kind", 2, ["park", "farmland", "exclusion", "spare"]], ["last", 1, null], ["spare", 1, null]]], ["first_index", "u8", null], ["points", "list", [7, [["lat", "lat", null], ["lon", "lon", null]]]]]], ["request_settings", 32, 7, "down", []]];
+var MESSAGES = [["status", 1, 1, "up", [["time_s", "u32", null], ["lat", "lat", null], ["lon", "lon", null], ["fix_age_s", "u16", null], ["battery_mv", "u16", null], ["temperature_c", "i16", 10], ["fw_version", "ver", null], ["model_version", "u16", null], ["uptime_h", "u16", null], ["reset_cause", "enum", ["power_on", "watchdog", "brownout", "software", "pin", "lockup", "unknown"]], ["behaviour", "enum", ["rest", "forage", "walk", "run"]], ["flags", "bits", [["tracking", 1, null], ["in_farmland", 1, null], ["outside_park", 1, null], ["battery_low", 1, null], ["model_fallback", 1, null], ["clock_unsynced", 1, null], ["queue_full", 1, null], ["spare", 1, null]]], ["queue_depth", "u8", null], ["errors", "u8", null]]], ["activity", 2, 1, "up", [["time_s", "u32", null], ["interval_min", "u8", null], ["model_version", "u16", null], ["vedba_mean_mg", "u16", null], ["vedba_max_mg", "u16", null], ["shares", "list", [16, [["share", "u8", 2]]]]]], ["positions", 4, 1, "up", [["time_s", "u32", null], ["fixes", "list", [5, [["dt_s", "u16", null], ["lat", "lat", null], ["lon", "lon", null]]]]]], ["settings", 3, null, "both", []], ["alert", 10, null, "up", [["alert", "bits", [["alert_type", 5, ["test", "mortality", "immobility", "poaching_risk", "geofence_farmland", "geofence_exit", "collar_drop", "tamper", "low_battery", "battery_critical", "unexpected_reboot"]], ["seq", 3, null]]], ["time_s", "u32", null], ["lat", "lat", null], ["lon", "lon", null]]], ["ack", 31, null, "up", [["time_s", "u32", null], ["on_port", "u8", null], ["cmd", "u8", null], ["result", "enum", ["ok", "unknown_command", "malformed", "out_of_range", "unknown_setting", "busy", "refused", "unsigned", "tampered", "downgrade", "wrong_hardware", "truncated", "self_test_failed", "too_large"]]]], ["ack_alert", 32, 1, "down", [["alert", "bits", [["alert_type", 5, ["test", "mortality", "immobility", "poaching_risk", "geofence_farmland", "geofence_exit", "collar_drop", "tamper", "low_battery", "battery_critical", "unexpected_reboot"]], ["seq", 3, null]]]]], ["request_status", 32, 2, "down", []], ["reboot", 32, 3, "down", []], ["tracking", 32, 4, "down", [["minutes", "u16", null]]], ["clear_fences", 32, 5, "down", []], ["fence", 32, 6, "down", [["fence", "bits", [["fence_id", 4, null], ["kind", 2, ["park", "farmland", "exclusion", "spare"]], ["last", 1, null], ["spare", 1, null]]], ["first_index", "u8", null], ["points", "list", [7, [["lat", "lat", null], ["lon", "lon", null]]]]]], ["request_settings", 32, 7, "down", []], ["mc_class_c_session", 200, 4, "down", [["group", "u8", null], ["session_time_s", "u32", null], ["timeout_log2_s", "u8", null], ["frequency_hz100", "u24", null], ["data_rate", "u8", null]]], ["mc_class_c_session_ans", 200, 4, "up", [["status", "u8", null], ["time_to_start_s", "u24", null]]], ["frag_session_setup", 201, 2, "down", [["session", "u8", null], ["nb_frag", "u16", null], ["frag_size", "u8", null], ["control", "u8", null], ["padding", "u8", null], ["descriptor", "u32", null]]], ["frag_session_setup_ans", 201, 2, "up", [["status", "u8", null]]], ["frag_session_status", 201, 1, "down", [["participants", "u8", null]]], ["frag_session_status_ans", 201, 1, "up", [["received_and_index", "u16", null], ["missing", "u8", null], ["status", "u8", null]]], ["data_fragment", 201, 8, "down", [["index_and_n", "u16", null], ["data", "list", [240, [["byte", "u8", null]]]]]], ["app_time_req", 202, 1, "up", [["device_time_s", "u32", null], ["token", "u8", null]]], ["app_time_ans", 202, 1, "down", [["correction_s", "i32", null], ["token", "u8", null]]]];
 var SETTINGS = [[1, "gnss_interval_s", "u32", 60, 86400, "s"], [2, "summary_interval_s", "u16", 300, 14400, "s"], [3, "status_interval_s", "u32", 900, 86400, "s"], [4, "accel_rate_hz", "u8", 10, 100, "Hz"], [5, "accel_range_g", "u8", 2, 16, "g"], [6, "window_s", "u8", 2, 60, "s"], [7, "window_every_s", "u16", 10, 3600, "s"], [8, "immobility_h", "u8", 1, 48, "h"], [9, "tracking_minutes", "u16", 0, 1440, "min"], [10, "fair_use_airtime_s", "u16", 1, 600, "s"], [11, "low_battery_mv", "u16", 2500, 4200, "mV"], [12, "critical_battery_mv", "u16", 2500, 4200, "mV"], [13, "alert_repeat_min", "u16", 5, 1440, "min"], [14, "confirmed_alerts", "u8", 0, 1, ""], [15, "tracking_gnss_interval_s", "u16", 30, 3600, "s"], [16, "utc_offset_min", "i16", -720, 840, "min"], [17, "still_vedba_mg", "u16", 5, 500, "mg"], [18, "run_vedba_mg", "u16", 100, 4000, "mg"], [19, "immobility_suspect_h", "u8", 1, 48, "h"], [20, "fence_margin_m", "u16", 0, 1000, "m"], [21, "boundary_near_m", "u16", 0, 20000, "m"], [22, "positions_per_uplink", "u8", 1, 5, ""], [23, "poaching_score", "u8", 1, 255, ""], [24, "drop_temp_fall_dc", "u16", 5, 200, "dC"]];
 
 var SIZES = {u8: 1, u16: 2, u24: 3, u32: 4, i8: 1, i16: 2, i24: 3, i32: 4, lat: 3, lon: 3, enumeration: 1, ver: 3};
@@ -165,7 +165,7 @@ function fixedSize(fields) {
   return n;
 }
 
-function decodePayload(port, bytes) {
+function decodePayload(port, bytes, direction) {
   if (port === SETTINGS_PORT) {
     var s = decodeSettings(bytes);
     s.message = "settings";
@@ -173,7 +173,12 @@ function decodePayload(port, bytes) {
     return s;
   }
   var variants = [], i;
-  for (i = 0; i < MESSAGES.length; i++) if (MESSAGES[i][1] === port) variants.push(MESSAGES[i]);
+  // a FUOTA request and its answer share port and command id: the direction tells them apart
+  // (null: an uplink, or a downlink on a port that carries only downlinks, as codec.decode does)
+  if (direction !== "down")
+    for (i = 0; i < MESSAGES.length; i++) if (MESSAGES[i][1] === port && MESSAGES[i][3] !== "down") variants.push(MESSAGES[i]);
+  if (!variants.length && direction !== "up")
+    for (i = 0; i < MESSAGES.length; i++) if (MESSAGES[i][1] === port && MESSAGES[i][3] !== "up") variants.push(MESSAGES[i]);
   if (!variants.length) throw new CodecError("unknown port " + port);
   var m = null, pos = 0;
   if (variants[0][2] === null) m = variants[0];
@@ -214,11 +219,11 @@ function asResult(fn) {
 
 // The Things Stack v3 and ChirpStack v4 entry points.
 function decodeUplink(input) {
-  return asResult(function () { return decodePayload(input.fPort, input.bytes); });
+  return asResult(function () { return decodePayload(input.fPort, input.bytes, null); });
 }
 
 function decodeDownlink(input) {
-  return asResult(function () { return decodePayload(input.fPort, input.bytes); });
+  return asResult(function () { return decodePayload(input.fPort, input.bytes, "down"); });
 }
 
 // input.data = {message: "ack_alert", alert_type: "mortality", seq: 3}

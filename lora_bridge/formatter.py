@@ -180,7 +180,7 @@ function fixedSize(fields) {
   return n;
 }
 
-function decodePayload(port, bytes) {
+function decodePayload(port, bytes, direction) {
   if (port === SETTINGS_PORT) {
     var s = decodeSettings(bytes);
     s.message = "settings";
@@ -188,7 +188,12 @@ function decodePayload(port, bytes) {
     return s;
   }
   var variants = [], i;
-  for (i = 0; i < MESSAGES.length; i++) if (MESSAGES[i][1] === port) variants.push(MESSAGES[i]);
+  // a FUOTA request and its answer share port and command id: the direction tells them apart
+  // (null: an uplink, or a downlink on a port that carries only downlinks, as codec.decode does)
+  if (direction !== "down")
+    for (i = 0; i < MESSAGES.length; i++) if (MESSAGES[i][1] === port && MESSAGES[i][3] !== "down") variants.push(MESSAGES[i]);
+  if (!variants.length && direction !== "up")
+    for (i = 0; i < MESSAGES.length; i++) if (MESSAGES[i][1] === port && MESSAGES[i][3] !== "up") variants.push(MESSAGES[i]);
   if (!variants.length) throw new CodecError("unknown port " + port);
   var m = null, pos = 0;
   if (variants[0][2] === null) m = variants[0];
@@ -229,11 +234,11 @@ function asResult(fn) {
 
 // The Things Stack v3 and ChirpStack v4 entry points.
 function decodeUplink(input) {
-  return asResult(function () { return decodePayload(input.fPort, input.bytes); });
+  return asResult(function () { return decodePayload(input.fPort, input.bytes, null); });
 }
 
 function decodeDownlink(input) {
-  return asResult(function () { return decodePayload(input.fPort, input.bytes); });
+  return asResult(function () { return decodePayload(input.fPort, input.bytes, "down"); });
 }
 
 // input.data = {message: "ack_alert", alert_type: "mortality", seq: 3}

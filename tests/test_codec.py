@@ -42,11 +42,12 @@ def test_alerts_fit_us915_dr0():
     assert codec.max_size("alert") <= codec.MAX_ALERT_BYTES
 
 
-def test_every_message_name_and_port_tag_is_unique():
+def test_every_message_name_and_port_tag_is_unique_per_direction():
     names = [m[0] for m in codec.MESSAGES]
-    keys = [(m[1], m[2]) for m in codec.MESSAGES]
     assert len(set(names)) == len(names)
-    assert len(set(keys)) == len(keys)
+    for direction in ("up", "down"):
+        keys = [(m[1], m[2]) for m in codec.MESSAGES if m[3] in (direction, "both")]
+        assert len(set(keys)) == len(keys), direction
 
 
 def test_out_of_range_values_are_refused_not_wrapped():
@@ -80,7 +81,8 @@ def _strategy(field):
             st.fixed_dictionaries({}).flatmap(lambda _: st.tuples(*[_strategy(f) for f in sub]).map(
                 lambda parts: {k: v for p in parts for k, v in p.items()}))
         return st.lists(item, max_size=arg[0]).map(lambda items: {name: items})
-    base = {"u8": u8, "u16": u16, "u32": u32, "i16": st.integers(-2**15, 2**15 - 1), "lat": lat, "lon": lon,
+    base = {"u8": u8, "u16": u16, "u24": st.integers(0, 2**24 - 1), "u32": u32,
+            "i16": st.integers(-2**15, 2**15 - 1), "i32": st.integers(-2**31, 2**31 - 1), "lat": lat, "lon": lon,
             "enum": st.sampled_from(arg) if kind == "enum" else None,
             "ver": st.tuples(u8, u8, u8).map(lambda t: ".".join(map(str, t)))}[kind]
     if arg and kind not in ("enum",):
@@ -100,7 +102,8 @@ def test_round_trip_of_every_message(message, data):
     values = data.draw(_message_values(message))
     payload = codec.encode(message[0], values)
     assert len(payload) <= codec.max_size(message[0])
-    decoded = codec.decode(message[1], payload)
+    decoded = codec.decode(message[1], payload, message[3] if message[3] != "both" else None)
+    assert decoded["message"] == message[0]
     assert codec.encode(message[0], decoded) == payload
     for key, value in values.items():
         if isinstance(value, float) and key in ("lat", "lon"):

@@ -237,3 +237,14 @@ def test_window_settings_that_contradict_the_model_are_refused():
     ack = _answer(world, 3, codec.encode("settings", {"window_s": 20}))
     assert ack["result"] == "refused"
     assert world.collar.settings["window_s"] == world.collar.model.window_s
+
+
+def test_tracking_command_for_45_days_is_refused_like_the_setting_it_overrides():
+    world = CollarWorld()
+    world.run_for(60)
+    ack = _answer(world, 32, codec.encode("tracking", {"minutes": 65535}))
+    assert ack["result"] == "out_of_range"
+    assert not world.collar.tracking(), "nothing changed"
+    top = codec.setting("tracking_minutes")[4]
+    assert _answer(world, 32, codec.encode("tracking", {"minutes": top}))["result"] == "ok"
+    assert world.collar.tracking()

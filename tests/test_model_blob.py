@@ -350,3 +350,25 @@ def test_any_written_forest_is_read_and_walked_the_same(seed, n_trees, n_classes
         expected = reference_votes(trees, features)
         assert model.predict_proba(features, votes) == expected.tolist()
         assert model.predict(features) == int(np.argmax(expected))
+
+
+def test_a_crafted_41_byte_blob_declaring_69_mb_is_refused_before_anything_is_allocated():
+    import tracemalloc
+
+    meta = struct.pack(blob.META_FORMAT, 1, 10, 25, 0, N, 255, 1, 0, 65535, 0, 1000)
+    crafted = rebuilt(struct.pack("<BH", blob.REC_META, len(meta)) + meta)
+    assert len(crafted) == 41
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModelError, match="capacity"):
+            Model.from_bytes(crafted)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024, f"{peak} bytes allocated to refuse a 41-byte blob"
+
+
+def test_a_blob_declaring_a_body_larger_than_the_collar_holds_is_refused_from_its_header():
+    header = b"TMBM" + struct.pack("<BBHII", 1, 0, 0, blob.MAX_BODY_BYTES + 1, 0)
+    with pytest.raises(ModelError, match="exceeds"):
+        Model.from_bytes(header + bytes(100))
