@@ -10,14 +10,23 @@ from array import array
 
 from collar_firmware.compat import const
 
+# Tembo's one metres-per-degree (WGS84 equatorial radius * pi / 180): a degree of latitude, and a degree
+# of longitude times cos(latitude). The twin, the bridge and the dashboard import it from here.
+METRES_PER_DEGREE = 111319.49
+
 LAT_UNITS_PER_DEG = 8388608 / 90
 LON_UNITS_PER_DEG = 8388608 / 180
-_LAT_MM_PER_UNIT = const(1194)  # 111 319.49 m per degree * 90 / 2**23
-_LON_MM_PER_UNIT_EQUATOR = 2388.68
+_LAT_MM_PER_UNIT = const(1194)  # METRES_PER_DEGREE * 1000 * 90 / 2**23 (a literal for const; a test pins it)
+_LON_MM_PER_UNIT_EQUATOR = METRES_PER_DEGREE * 1000 * 180 / 8388608
 
 FENCE_PARK = const(0)
 FENCE_FARMLAND = const(1)
 FENCE_EXCLUSION = const(2)
+
+
+def metres_per_degree_lon(lat_deg):
+    """Return the metres in a degree of longitude at lat_deg."""
+    return METRES_PER_DEGREE * math.cos(math.radians(lat_deg))
 
 
 def lat_raw(lat_deg):

@@ -49,10 +49,16 @@ FENCE_PARK = const(0)
 _UNKNOWN = const(2)
 
 
+# Tembo's one night (local time, near the equator: sunset about 18:45, last light soon after): the
+# poaching score doubles in it, and the twin's diel pattern and scenarios use the same hours.
+NIGHT_START_MIN = const(18 * 60 + 30)
+NIGHT_END_MIN = const(6 * 60)
+
+
 def is_night(t_s, utc_offset_min):
-    """Return True between 18:30 and 06:00 local time."""
+    """Return True between NIGHT_START_MIN and NIGHT_END_MIN local time (t_s Unix seconds)."""
     local_s = (t_s + utc_offset_min * 60) % 86400
-    return local_s < 6 * 3600 or local_s >= 18 * 3600 + 1800
+    return local_s < NIGHT_END_MIN * 60 or local_s >= NIGHT_START_MIN * 60
 
 
 class RiskEngine:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from collar_firmware.geo import METRES_PER_DEGREE
+
 
 @dataclass(frozen=True)
 class Role:
@@ -69,7 +71,7 @@ def role(name: str) -> Role:
 
 # ---------------------------------------------------------------- location privacy
 
-METRES_PER_DEGREE_LAT = 111_320.0
+METRES_PER_DEGREE_LAT = METRES_PER_DEGREE  # Tembo's one metres-per-degree (collar_firmware.geo)
 
 
 def coarsen(lat: float, lon: float, grid_m: int) -> tuple[float, float]:

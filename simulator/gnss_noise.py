@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collar_firmware.hal import GNSS, Clock
-from simulator.reserve import EARTH_RADIUS_M
+from simulator.geo import offset_lonlat
 
 EPHEMERIS_VALID_S = 4 * 3600  # broadcast ephemeris lasts about four hours: hot start inside it
 
@@ -73,8 +73,7 @@ class GnssReceiver:
         else:
             east_m, north_m = rng.normal(0.0, m.sigma_per_hdop_m * hdop, size=2)
             error_m = math.hypot(east_m, north_m)
-        lat = true_lat + math.degrees(north_m / EARTH_RADIUS_M)
-        lon = true_lon + math.degrees(east_m / (EARTH_RADIUS_M * math.cos(math.radians(true_lat))))
+        lon, lat = offset_lonlat(true_lon, true_lat, float(east_m), float(north_m))
         self.last_fix_s = now_s
         return GnssFix(lat=lat, lon=lon, hdop=round(hdop, 1), ttff_s=ttff_s, error_m=error_m)
 

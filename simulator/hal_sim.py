@@ -14,9 +14,7 @@ Sources are plain callables or objects, so the simulator can plug animals in:
 Time jumps: `SimClock.sleep_until(t_s)` moves the clock at once (accelerated time).
 """
 
-import math
-
-_M_PER_DEG_LAT = 111320  # metres in a degree of latitude (and of longitude at the equator)
+from collar_firmware.geo import METRES_PER_DEGREE, metres_per_degree_lon
 
 
 class PowerCut(BaseException):
@@ -143,8 +141,8 @@ class SimGNSS:
         if self.noise_m:
             north_m = self._rand() % (2 * self.noise_m + 1) - self.noise_m
             east_m = self._rand() % (2 * self.noise_m + 1) - self.noise_m
-            lat += north_m / _M_PER_DEG_LAT
-            lon += east_m / (_M_PER_DEG_LAT * math.cos(math.radians(pos[0])))  # a degree east shrinks with cos(lat)
+            lat += north_m / METRES_PER_DEGREE
+            lon += east_m / metres_per_degree_lon(pos[0])  # a degree east shrinks with cos(lat)
         self.fixes += 1
         self.on_s += self.ttff_s
         return (lat, lon, self.hdop, self.ttff_s)

@@ -17,6 +17,9 @@ import numpy as np
 import pandas as pd
 
 from collar_firmware.codec import BEHAVIOURS
+from simulator.geo import UTC_OFFSET_MIN, is_night, local_hour
+
+__all__ = ["BEHAVIOUR", "SPEED_MPS", "STEP_S", "TIME_S", "X_M", "Y_M", "is_night", "local_hour"]
 
 TIME_S = "time_s"
 X_M = "x_m"
@@ -25,7 +28,7 @@ BEHAVIOUR = "behaviour"
 SPEED_MPS = "speed_mps"
 
 STEP_S = 60  # movement is integrated on a one-minute grid
-EAT_UTC_OFFSET_H = 3  # East Africa Time: local solar day for the diel pattern
+EAT_UTC_OFFSET_H = UTC_OFFSET_MIN / 60  # the collar's local time (East Africa Time) for the diel pattern
 
 REST, FORAGE, WALK, RUN = (BEHAVIOURS.index(b) for b in ("rest", "forage", "walk", "run"))
 
@@ -55,14 +58,10 @@ class BehaviourParams:
 DEFAULT_PARAMS = BehaviourParams()
 
 
-def local_hour(t_s: float, utc_offset_h: float = EAT_UTC_OFFSET_H) -> float:
-    """Local clock hour (0..24) of Unix second t_s."""
-    return ((t_s / 3600.0) + utc_offset_h) % 24.0
-
-
 def diel_phase(t_s: float, utc_offset_h: float = EAT_UTC_OFFSET_H) -> str:
-    """'morning' 06-10, 'midday' 10-16, 'dusk' 16-22, 'night' 22-06 (local time)."""
-    h = local_hour(t_s, utc_offset_h)
+    """'morning' 06-10, 'midday' 10-16, 'dusk' 16-22, 'night' 22-06 (local time): the activity pattern,
+    not the collar's night (simulator.geo.is_night)."""
+    h = local_hour(t_s, int(utc_offset_h * 60))
     if 6 <= h < 10:
         return "morning"
     if 10 <= h < 16:
@@ -70,12 +69,6 @@ def diel_phase(t_s: float, utc_offset_h: float = EAT_UTC_OFFSET_H) -> str:
     if 16 <= h < 22:
         return "dusk"
     return "night"
-
-
-def is_night(t_s: float, utc_offset_h: float = EAT_UTC_OFFSET_H) -> bool:
-    """True between 19:00 and 06:00 local time (near the equator, sunset ~18:45, sunrise ~06:30)."""
-    h = local_hour(t_s, utc_offset_h)
-    return h >= 19 or h < 6
 
 
 def next_bout(

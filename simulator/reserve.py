@@ -10,75 +10,22 @@ Movement code works in a local metric frame (`LocalFrame`): x metres east, y met
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-EARTH_RADIUS_M = 6_371_008.8
-KINDS = ("boundary", "farmland", "water", "road", "gateway")
+import geopandas as gpd
+import shapely
+from shapely.geometry import LineString, Point, Polygon
+
+from simulator.geo import LocalFrame, distance_m
+
+__all__ = ["KINDS", "Area", "Gateway", "LocalFrame", "Reserve", "Road", "WaterPoint", "demo_reserve",
+           "demo_reserve_geojson", "distance_m"]
+
+KINDS = ("boundary", "farmland", "village", "water", "road", "gateway")
 
 # Centre of Habiba's 2014 range (Movebank, Wall et al. 2014), degrees.
 DEMO_CENTRE_LON = 37.585
 DEMO_CENTRE_LAT = 0.572
-
-
-@dataclass(frozen=True)
-class LocalFrame:
-    """Equirectangular projection about (lon0, lat0): x metres east, y metres north (good to ~50 km)."""
-
-    lon0: float
-    lat0: float
-
-    @property
-    def _m_per_deg_lat(self) -> float:
-        return EARTH_RADIUS_M * math.pi / 180.0
-
-    @property
-    def _m_per_deg_lon(self) -> float:
-        return self._m_per_deg_lat * math.cos(math.radians(self.lat0))
-
-    def to_xy(self, lon: float, lat: float) -> tuple[float, float]:
-        """Degrees -> metres (x east, y north)."""
-        return (lon - self.lon0) * self._m_per_deg_lon, (lat - self.lat0) * self._m_per_deg_lat
-
-    def to_lonlat(self, x_m: float, y_m: float) -> tuple[float, float]:
-        """Metres (x east, y north) -> degrees (lon, lat)."""
-        return self.lon0 + x_m / self._m_per_deg_lon, self.lat0 + y_m / self._m_per_deg_lat
-
-
-def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    """Great-circle (haversine) distance in metres between two lon/lat points."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
-def point_in_polygon(x: float, y: float, ring: tuple[tuple[float, float], ...]) -> bool:
-    """Even-odd ray casting; ring is a sequence of (x, y) vertices (closing vertex optional)."""
-    inside = False
-    n = len(ring)
-    j = n - 1
-    for i in range(n):
-        xi, yi = ring[i]
-        xj, yj = ring[j]
-        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
-            inside = not inside
-        j = i
-    return inside
-
-
-def distance_to_ring_m(x: float, y: float, ring: tuple[tuple[float, float], ...]) -> float:
-    """Shortest distance in metres from (x, y) to the edges of a ring in local metres."""
-    best = math.inf
-    n = len(ring)
-    for i in range(n):
-        ax, ay = ring[i]
-        bx, by = ring[(i + 1) % n]
-        dx, dy = bx - ax, by - ay
-        seg2 = dx * dx + dy * dy
-        t = 0.0 if seg2 == 0 else max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / seg2))
-        best = min(best, math.hypot(x - (ax + t * dx), y - (ay + t * dy)))
-    return best
 
 
 @dataclass(frozen=True)
@@ -89,14 +36,14 @@ class Gateway:
     name: str
     lon: float
     lat: float
-    altitude_m: float = 10.0
+    altitude_m: float = 10.0  # antenna height above the ground
     range_m: float = 15_000.0
     eui: str = ""
 
 
 @dataclass(frozen=True)
 class Area:
-    """A named polygon (boundary or farmland); ring_lonlat is closed-less [(lon, lat), ...]."""
+    """A named polygon (boundary, farmland or village); ring_lonlat is closed-less [(lon, lat), ...]."""
 
     name: str
     ring_lonlat: tuple[tuple[float, float], ...]
@@ -121,7 +68,7 @@ class Road:
 
 @dataclass(frozen=True)
 class Reserve:
-    """A reserve's geometry with fast local-metre lookups for the movement model."""
+    """A reserve's geometry; shapely polygons in local metres answer the movement model's lookups."""
 
     name: str
     frame: LocalFrame
@@ -130,46 +77,68 @@ class Reserve:
     water: tuple[WaterPoint, ...]
     roads: tuple[Road, ...]
     gateways: tuple[Gateway, ...]
-    _boundary_xy: tuple[tuple[float, float], ...] = field(init=False, repr=False, compare=False)
-    _farmland_xy: tuple[tuple[tuple[float, float], ...], ...] = field(init=False, repr=False, compare=False)
+    villages: tuple[Area, ...] = ()
+    _boundary_xy: Polygon = field(init=False, repr=False, compare=False)
+    _farmland_xy: tuple[Polygon, ...] = field(init=False, repr=False, compare=False)
+    _any_farmland_xy: shapely.Geometry = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        to_xy = self.frame.to_xy
-        object.__setattr__(self, "_boundary_xy", tuple(to_xy(*p) for p in self.boundary.ring_lonlat))
-        object.__setattr__(
-            self, "_farmland_xy", tuple(tuple(to_xy(*p) for p in a.ring_lonlat) for a in self.farmland)
-        )
+        boundary = self._polygon_xy(self.boundary)
+        farmland = tuple(self._polygon_xy(a) for a in self.farmland)
+        any_farmland = shapely.union_all(farmland) if farmland else Polygon()
+        for geometry in (boundary, any_farmland, *farmland):
+            shapely.prepare(geometry)
+        object.__setattr__(self, "_boundary_xy", boundary)
+        object.__setattr__(self, "_farmland_xy", farmland)
+        object.__setattr__(self, "_any_farmland_xy", any_farmland)
+
+    def _polygon_xy(self, area: Area) -> Polygon:
+        polygon = Polygon([self.frame.to_xy(*p) for p in area.ring_lonlat])
+        if not polygon.is_valid:
+            raise ValueError(f"area {area.name!r} is not a valid polygon: {shapely.is_valid_reason(polygon)}")
+        return polygon
 
     # --- lookups in local metres (used in the movement loop) ---
     def inside_xy(self, x_m: float, y_m: float) -> bool:
         """True when the local point lies inside the reserve boundary."""
-        return point_in_polygon(x_m, y_m, self._boundary_xy)
+        return bool(shapely.contains_xy(self._boundary_xy, x_m, y_m))
 
     def farmland_at_xy(self, x_m: float, y_m: float) -> str | None:
         """Name of the farmland patch containing the local point, or None."""
-        for area, ring in zip(self.farmland, self._farmland_xy, strict=True):
-            if point_in_polygon(x_m, y_m, ring):
+        if not self.farmland or not shapely.contains_xy(self._any_farmland_xy, x_m, y_m):
+            return None
+        for area, polygon in zip(self.farmland, self._farmland_xy, strict=True):
+            if shapely.contains_xy(polygon, x_m, y_m):
                 return area.name
         return None
 
     def boundary_distance_m(self, x_m: float, y_m: float) -> float:
         """Distance in metres from the local point to the boundary line."""
-        return distance_to_ring_m(x_m, y_m, self._boundary_xy)
+        return float(self._boundary_xy.exterior.distance(Point(x_m, y_m)))
 
     def water_xy(self) -> list[tuple[float, float]]:
         """Water points in local metres, in the order of `water`."""
         return [self.frame.to_xy(w.lon, w.lat) for w in self.water]
 
     def farmland_centres_xy(self) -> list[tuple[float, float]]:
-        """Vertex centroid of each farmland patch in local metres."""
-        return [
-            (sum(p[0] for p in ring) / len(ring), sum(p[1] for p in ring) / len(ring))
-            for ring in self._farmland_xy
-        ]
+        """Centroid of each farmland patch in local metres."""
+        return [(p.centroid.x, p.centroid.y) for p in self._farmland_xy]
 
     def boundary_xy(self) -> tuple[tuple[float, float], ...]:
-        """Boundary ring in local metres."""
-        return self._boundary_xy
+        """Boundary ring in local metres (not closed)."""
+        return tuple(self._boundary_xy.exterior.coords)[:-1]
+
+    def geodataframe(self) -> gpd.GeoDataFrame:
+        """The reserve as a GeoDataFrame in lon/lat (EPSG:4326): kind, name, altitude_m, geometry."""
+        rows = [("boundary", self.boundary.name, None, Polygon(self.boundary.ring_lonlat))]
+        rows += [("farmland", a.name, None, Polygon(a.ring_lonlat)) for a in self.farmland]
+        rows += [("village", a.name, None, Polygon(a.ring_lonlat)) for a in self.villages]
+        rows += [("water", w.name, None, Point(w.lon, w.lat)) for w in self.water]
+        rows += [("road", r.name, None, LineString(r.line_lonlat)) for r in self.roads]
+        rows += [("gateway", g.name, g.altitude_m, Point(g.lon, g.lat)) for g in self.gateways]
+        kind, name, altitude, geometry = zip(*rows, strict=True)
+        return gpd.GeoDataFrame({"kind": kind, "name": name, "altitude_m": altitude}, geometry=list(geometry),
+                                crs="EPSG:4326")
 
     # --- lon/lat lookups ---
     def contains(self, lon: float, lat: float) -> bool:
@@ -191,6 +160,7 @@ class Reserve:
         """The reserve as a GeoJSON FeatureCollection (RFC 7946, [lon, lat] order)."""
         features = [_polygon_feature("boundary", self.boundary)]
         features += [_polygon_feature("farmland", a) for a in self.farmland]
+        features += [_polygon_feature("village", a) for a in self.villages]
         features += [
             _feature("water", w.name, {"type": "Point", "coordinates": [w.lon, w.lat]}) for w in self.water
         ]

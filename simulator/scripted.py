@@ -11,14 +11,18 @@ for two hours (store-and-forward), and downlinks from the bridge: the park and f
 settings change, a malformed command, and acknowledgements of the first alerts.
 """
 
-from collar_firmware import codec
+
+from collar_firmware import codec, geo, risk
 from collar_firmware.main import Collar
 from simulator.hal_sim import make_hal
 
 START_S = 1772323200  # 2026-03-01 00:00 UTC
 CENTRE_LAT_E6 = 572000  # micro-degrees
 CENTRE_LON_E6 = 37585000
-M_PER_E6_LAT = 111  # metres per 1000 micro-degrees: 0.111 m per micro-degree (integer as m per 1000)
+# tenths of a millimetre per micro-degree (integers, so MicroPython never makes a big integer), from the
+# collar's one metres-per-degree; a degree east shrinks with cos(latitude)
+DMM_PER_E6_LAT = int(geo.METRES_PER_DEGREE / 100 + 0.5)
+DMM_PER_E6_LON = int(geo.metres_per_degree_lon(CENTRE_LAT_E6 / 1000000) / 100 + 0.5)
 
 REST = 0
 FORAGE = 1
@@ -79,8 +83,7 @@ class Scenario:
         rel = t_s - self.start_s
         slot = rel // 600
         r = mix(self.seed, slot) % 1000
-        hour = (rel // 3600 + 3) % 24  # local time, UTC+3
-        night = hour < 6 or hour >= 19
+        night = risk.is_night(t_s, 180)  # the collar's night, East Africa Time
         if self.events and (rel // 3600) % 24 == 21 and slot % 6 == 2:
             return RUN  # a flight at night, once a day
         if night:
@@ -112,8 +115,8 @@ class Scenario:
         x1, y1 = self.waypoint_m(k + 1)
         x_m = x0 + (x1 - x0) * frac // 3600
         y_m = y0 + (y1 - y0) * frac // 3600
-        lat_e6 = CENTRE_LAT_E6 + y_m * 1000 // M_PER_E6_LAT
-        lon_e6 = CENTRE_LON_E6 + x_m * 1000 // M_PER_E6_LAT
+        lat_e6 = CENTRE_LAT_E6 + y_m * 10000 // DMM_PER_E6_LAT
+        lon_e6 = CENTRE_LON_E6 + x_m * 10000 // DMM_PER_E6_LON
         return (lat_e6 / 1000000, lon_e6 / 1000000)
 
     def battery(self, t_s):
@@ -149,8 +152,8 @@ class Scenario:
 def _square(x0_m, y0_m, x1_m, y1_m):
     pts = []
     for x_m, y_m in ((x0_m, y0_m), (x1_m, y0_m), (x1_m, y1_m), (x0_m, y1_m)):
-        pts.append({"lat": (CENTRE_LAT_E6 + y_m * 1000 // M_PER_E6_LAT) / 1000000,
-                    "lon": (CENTRE_LON_E6 + x_m * 1000 // M_PER_E6_LAT) / 1000000})
+        pts.append({"lat": (CENTRE_LAT_E6 + y_m * 10000 // DMM_PER_E6_LAT) / 1000000,
+                    "lon": (CENTRE_LON_E6 + x_m * 10000 // DMM_PER_E6_LON) / 1000000})
     return pts
 
 

@@ -7,7 +7,7 @@ the collar's orientation, the position, the battery, the temperature and the gat
 
 from __future__ import annotations
 
-from collar_firmware import codec
+from collar_firmware import codec, geo
 from collar_firmware.main import Collar
 from simulator.hal_sim import SimFlash, make_hal
 from simulator.scripted import synth_window
@@ -17,8 +17,8 @@ NOON_S = START_S + 9 * 3600  # 12:00 East Africa Time
 NIGHT_S = START_S + 20 * 3600  # 23:00 East Africa Time
 
 PARK_CENTRE = (0.572, 37.585)
-DEG_PER_KM_LAT = 1 / 111.32
-DEG_PER_KM_LON = 1 / (111.32 * 0.99995)
+DEG_PER_KM_LAT = 1000 / geo.METRES_PER_DEGREE
+DEG_PER_KM_LON = 1000 / geo.metres_per_degree_lon(PARK_CENTRE[0])
 
 # accelerometer signals: behaviour -> (amplitude mg, noise mg, phase step); VeDBA ~3, ~60, ~140, ~535 mg
 SIGNALS = {"still": (0, 4, 0), "forage": (70, 40, 10), "walk": (170, 50, 20), "run": (650, 160, 40)}

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from array import array
 
 import pytest
 
 from collar_firmware.config import battery_percent
+from collar_firmware.geo import METRES_PER_DEGREE, metres_per_degree_lon
 from simulator.hal_sim import (
     PowerCut,
     SimClock,
@@ -52,7 +52,7 @@ def test_gnss_noise_is_deterministic_and_bounded():
     b = SimGNSS(clock, lambda t: (0.5, 37.5), noise_m=20, seed=7)
     fixes = [a.acquire(90) for _ in range(20)]
     assert fixes == [b.acquire(90) for _ in range(20)]
-    assert all(abs(f[0] - 0.5) * 111320 <= 20.01 for f in fixes)
+    assert all(abs(f[0] - 0.5) * METRES_PER_DEGREE <= 20.01 for f in fixes)
     assert SimGNSS(clock, lambda t: None).acquire(90) is None
     assert SimGNSS(clock, lambda t: (0, 0), ttff_s=120).acquire(90) is None
 
@@ -61,8 +61,8 @@ def test_gnss_noise_is_in_metres_east_as_well_as_north_far_from_the_equator():
     clock = SimClock(START_S)
     gnss = SimGNSS(clock, lambda t: (60.0, 10.0), noise_m=20, seed=3)
     fixes = [gnss.acquire(90) for _ in range(40)]
-    east_m = [abs(f[1] - 10.0) * 111320 * math.cos(math.radians(60.0)) for f in fixes]
-    north_m = [abs(f[0] - 60.0) * 111320 for f in fixes]
+    east_m = [abs(f[1] - 10.0) * metres_per_degree_lon(60.0) for f in fixes]
+    north_m = [abs(f[0] - 60.0) * METRES_PER_DEGREE for f in fixes]
     assert max(east_m) <= 20.01 and max(north_m) <= 20.01
     assert max(east_m) > 15, "the east error spans the stated half-width, not half of it"
 

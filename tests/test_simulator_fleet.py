@@ -21,7 +21,7 @@ from simulator.animals import AnimalIdentity, Scenario, SimulatedAnimal, boundar
 from simulator.fleet import CollarBattery, CollarTemperature, Fleet, ambient_temperature_c, fence_commands
 from simulator.movebank import MovebankReplay, read_movebank
 from simulator.network_server import NetworkServerStandIn
-from simulator.reserve import Area, demo_reserve
+from simulator.reserve import Area, demo_reserve, distance_m
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 START_S = int(START.timestamp())
@@ -88,7 +88,7 @@ def test_positions_on_the_wire_are_where_the_animal_is():
     for p in positions:
         for fix in p["fixes"]:
             truth = animal.state_at(p["time_s"] + fix["dt_s"])
-            error_m = math.hypot((fix["lat"] - truth.lat) * 111_195, (fix["lon"] - truth.lon) * 111_195)
+            error_m = distance_m(fix["lon"], fix["lat"], truth.lon, truth.lat)
             assert error_m < 700.0  # GNSS noise, with now and then a bad fix
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from simulator.reserve import (
     KINDS,
     LocalFrame,
     demo_reserve,
     demo_reserve_geojson,
     distance_m,
-    point_in_polygon,
 )
 
 
@@ -66,7 +67,28 @@ def test_local_frame_round_trips_and_measures_metres():
     assert abs(distance_m(37.585, 0.572, lon, lat) - (1000**2 + 2000**2) ** 0.5) < 2.0
 
 
-def test_point_in_polygon_on_a_unit_square():
-    square = ((0, 0), (1, 0), (1, 1), (0, 1))
-    assert point_in_polygon(0.5, 0.5, square)
-    assert not point_in_polygon(1.5, 0.5, square)
+def test_reserve_is_a_geodataframe_with_every_kind_and_gateway_heights():
+    frame = demo_reserve().geodataframe()
+    assert frame.crs.to_epsg() == 4326
+    assert {"boundary", "farmland", "water", "road", "gateway"} <= set(frame["kind"])
+    gateways = frame[frame["kind"] == "gateway"]
+    assert (gateways["altitude_m"] > 0).all()
+    boundary = frame[frame["kind"] == "boundary"].geometry.iloc[0]
+    assert boundary.contains(gateways.geometry).all()
+
+
+def test_twin_and_collar_share_one_metres_per_degree_and_one_night():
+    from collar_firmware import geo as collar_geo
+    from collar_firmware import risk
+    from simulator import geo
+
+    assert geo.METRES_PER_DEGREE is collar_geo.METRES_PER_DEGREE
+    # the collar keeps an integer literal for const(): pinned to the one definition
+    assert collar_geo._LAT_MM_PER_UNIT == int(collar_geo.METRES_PER_DEGREE * 1000 * 90 / 2**23)
+    assert collar_geo.metres_per_degree_lon(60.0) == pytest.approx(collar_geo.METRES_PER_DEGREE / 2)
+    # the collar's flat metres-per-degree agrees with the WGS84 geodesic over a reserve (within 0.7 %)
+    assert geo.distance_m(37.585, 0.572, 37.685, 0.572) == pytest.approx(0.1 * geo.metres_per_degree_lon(0.572),
+                                                                          rel=0.007)
+    evening = 1772323200 + (18 * 3600 + 35 * 60) - 3 * 3600  # 18:35 East Africa Time
+    assert risk.is_night(evening, 180) and geo.is_night(evening)
+    assert not geo.is_night(evening - 10 * 60)  # 18:25 is day for both
