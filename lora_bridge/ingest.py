@@ -99,7 +99,10 @@ def read_and_claim(session: Session, raw: RawUplink) -> Claim:
 
 
 def _first_copy(session: Session, key: str) -> RawUplink | None:
-    return session.scalars(select(RawUplink).where(RawUplink.dedup_key == key)).first()
+    # FOR UPDATE (PostgreSQL; SQLite's writers are serial anyway): copies heard by several gateways
+    # at once merge their gateways into the first copy one after the other, none overwrites another.
+    query = select(RawUplink).where(RawUplink.dedup_key == key).with_for_update()
+    return session.scalars(query.execution_options(populate_existing=True)).first()
 
 
 def _merge_gateways(first: RawUplink, copy: RawUplink) -> None:

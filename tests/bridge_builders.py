@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from starlette.routing import Route
 
 from collar_firmware import codec
 from lora_bridge.service import Bridge, open_bridge
-from lora_bridge.store import Base
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 T0_S = int(T0.timestamp())
@@ -134,21 +132,14 @@ def chirpstack_uplink(message: tuple[int, bytes], *, device_id: str = "collar-01
 
 # ---- running things ---------------------------------------------------------------------------
 
-TEST_DATABASE_URL_ENV = "TEMBO_TEST_DATABASE_URL"
-
-
 @contextmanager
-def fresh_bridge(sqlite_url: str, **settings: Any) -> Iterator[Bridge]:
-    """A Bridge on an empty store: the SQLite file given, or TEMBO_TEST_DATABASE_URL (e.g. a
-    PostgreSQL database) when set, whose tables are dropped again afterwards."""
-    url = os.environ.get(TEST_DATABASE_URL_ENV) or sqlite_url
+def fresh_bridge(store_url: str, **settings: Any) -> Iterator[Bridge]:
+    """A Bridge on the empty store at store_url (SQLite file or PostgreSQL database of the fixture)."""
     settings.setdefault("webhook_secret", SECRET)
-    bridge = open_bridge(url, **settings)
+    bridge = open_bridge(store_url, **settings)
     try:
         yield bridge
     finally:
-        if url != sqlite_url:
-            Base.metadata.drop_all(bridge.db.write_engine)
         bridge.close()
 
 

@@ -11,8 +11,8 @@ from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
 
 
 @pytest.fixture
-def bridge(sqlite_url):
-    with b.fresh_bridge(sqlite_url, offline_after_s=6 * 3600, low_battery_mv=3500) as bridge:
+def bridge(store_url):
+    with b.fresh_bridge(store_url, offline_after_s=6 * 3600, low_battery_mv=3500) as bridge:
         bridge.register_animal("collar-01", "Naserian", sex="female")
         yield bridge
 

@@ -34,8 +34,8 @@ class CrashingCodec(CodecWithoutActivity):
 
 
 @pytest.fixture
-def bridge(sqlite_url):
-    with b.fresh_bridge(sqlite_url) as bridge:
+def bridge(store_url):
+    with b.fresh_bridge(store_url) as bridge:
         yield bridge
 
 

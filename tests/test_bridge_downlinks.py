@@ -19,9 +19,9 @@ def network(port):
 
 
 @pytest.fixture
-def bridge(sqlite_url, network):
+def bridge(store_url, network):
     with b.fresh_bridge(
-        sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key
+        store_url, network_server_url=network.url, network_server_api_key=network.api_key
     ) as bridge:
         yield bridge
 
@@ -75,8 +75,8 @@ def test_refused_push_stays_queued_and_goes_out_when_the_network_is_back(bridge,
     assert (sent.state, sent.attempts, len(network.pushes)) == ("sent", 2, 1)
 
 
-def test_wrong_api_key_is_reported_on_the_downlink(sqlite_url, network):
-    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key="wrong") as bridge:
+def test_wrong_api_key_is_reported_on_the_downlink(store_url, network):
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key="wrong") as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
         (downlink,) = bridge.downlinks()
 
@@ -84,8 +84,8 @@ def test_wrong_api_key_is_reported_on_the_downlink(sqlite_url, network):
     assert network.pushes == []
 
 
-def test_without_a_network_server_ack_alert_waits_in_the_queue(sqlite_url):
-    with b.fresh_bridge(sqlite_url) as bridge:
+def test_without_a_network_server_ack_alert_waits_in_the_queue(store_url):
+    with b.fresh_bridge(store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=4), f_cnt=1))
         (downlink,) = bridge.downlinks()
 
@@ -124,8 +124,8 @@ def test_settings_change_goes_out_on_port_3(bridge, network):
     assert codec.decode(3, push["payload"])["gnss_interval_s"] == 1800
 
 
-def test_collar_repeating_an_alert_gets_one_waiting_ack_not_one_per_repeat(sqlite_url):
-    with b.fresh_bridge(sqlite_url) as bridge:
+def test_collar_repeating_an_alert_gets_one_waiting_ack_not_one_per_repeat(store_url):
+    with b.fresh_bridge(store_url) as bridge:
         for f_cnt in (1, 2, 3):
             bridge.ingest_tts_uplink(
                 b.tts_uplink(b.alert("immobility", seq=4, time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt)

@@ -15,8 +15,8 @@ from lora_bridge.service import open_bridge
 from lora_bridge.settings import load_settings
 
 
-def test_served_bridge_takes_a_tts_webhook_on_its_port(sqlite_url, port):
-    settings = load_settings(database_url=sqlite_url, webhook_secret=b.SECRET, port=port)
+def test_served_bridge_takes_a_tts_webhook_on_its_port(store_url, port):
+    settings = load_settings(database_url=store_url, webhook_secret=b.SECRET, port=port)
     server = build_server(settings)
     try:
         with start_in_thread(server):
@@ -30,12 +30,12 @@ def test_served_bridge_takes_a_tts_webhook_on_its_port(sqlite_url, port):
 
     assert health.json() == {"status": "ok"}
     assert reply.status_code == 200 and reply.json()["status"] == "processed"
-    with open_bridge(sqlite_url) as reader:
+    with open_bridge(store_url) as reader:
         assert reader.counts()["positions"] == 1
 
 
-def test_body_stored_before_a_crash_is_processed_on_restart(sqlite_url):
-    with b.fresh_bridge(sqlite_url) as bridge:
+def test_body_stored_before_a_crash_is_processed_on_restart(store_url):
+    with b.fresh_bridge(store_url) as bridge:
         ingest.store_raw(bridge.db, b.tts_uplink(b.alert("mortality", seq=1)), "tts")  # then the power failed
         assert bridge.counts()["alerts"] == 0
 
@@ -47,8 +47,8 @@ def test_body_stored_before_a_crash_is_processed_on_restart(sqlite_url):
     assert alert.alert_type == "mortality"
 
 
-def test_logs_name_the_collar_and_frame_counter(sqlite_url, caplog):
-    with b.fresh_bridge(sqlite_url) as bridge, caplog.at_level(logging.INFO, logger="lora_bridge"):
+def test_logs_name_the_collar_and_frame_counter(store_url, caplog):
+    with b.fresh_bridge(store_url) as bridge, caplog.at_level(logging.INFO, logger="lora_bridge"):
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("tamper", seq=6), device_id="collar-07", f_cnt=42))
 
     processed = [r for r in caplog.records if r.getMessage().startswith("uplink processed")]
@@ -58,8 +58,8 @@ def test_logs_name_the_collar_and_frame_counter(sqlite_url, caplog):
     assert raised[0].alert_id == 1 and "type=tamper priority=300" in raised[0].getMessage()
 
 
-def test_rules_timer_raises_offline_for_a_collar_silent_since_long_ago(sqlite_url):
-    with b.fresh_bridge(sqlite_url) as bridge:
+def test_rules_timer_raises_offline_for_a_collar_silent_since_long_ago(store_url):
+    with b.fresh_bridge(store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))  # heard in March 2026
         timer = RulesTimer(bridge, every_s=3600)
 
@@ -71,12 +71,12 @@ def test_rules_timer_raises_offline_for_a_collar_silent_since_long_ago(sqlite_ur
     assert (alert.alert_type, alert.source) == ("offline", "server")
 
 
-def test_a_webhook_whose_port_is_taken_says_so_instead_of_waiting_forever(sqlite_url):
+def test_a_webhook_whose_port_is_taken_says_so_instead_of_waiting_forever(store_url):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        server = build_server(load_settings(database_url=sqlite_url, port=taken, log_level="critical"))
+        server = build_server(load_settings(database_url=store_url, port=taken, log_level="critical"))
         try:
             with pytest.raises(RuntimeError, match=f"127.0.0.1:{taken} did not start"):
                 start_in_thread(server)

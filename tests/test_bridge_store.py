@@ -34,8 +34,8 @@ RESERVE = {
 
 
 @pytest.fixture
-def bridge(sqlite_url):
-    with b.fresh_bridge(sqlite_url) as bridge:
+def bridge(store_url):
+    with b.fresh_bridge(store_url) as bridge:
         yield bridge
 
 
@@ -212,7 +212,7 @@ def test_every_table_compiles_for_both_engines(dialect_name):
 
     assert {t.name for t in Base.metadata.sorted_tables} >= {
         "raw_uplinks", "dead_letters", "devices", "animals", "positions", "activity_summaries", "alerts",
-        "alert_events", "downlinks", "geography",
+        "alert_events", "downlinks", "geography_features",
     }
     if dialect_name == "postgresql":
         assert any("TIMESTAMP WITH TIME ZONE" in statement for statement in ddl)

@@ -14,8 +14,8 @@ from lora_bridge.views import AlertView
 
 
 @pytest.fixture
-def bridge(sqlite_url):
-    with b.fresh_bridge(sqlite_url) as bridge:
+def bridge(store_url):
+    with b.fresh_bridge(store_url) as bridge:
         yield bridge
 
 
@@ -171,8 +171,8 @@ def test_operator_lists_and_replays_dead_letters_over_http(client, bridge):
     assert (replay["attempted"], replay["still_dead"]) == (1, 1)
 
 
-def test_read_api_wants_the_token_when_one_is_configured(sqlite_url):
-    with b.fresh_bridge(sqlite_url, api_token="ranger-token") as bridge, TestClient(create_app(bridge)) as client:
+def test_read_api_wants_the_token_when_one_is_configured(store_url):
+    with b.fresh_bridge(store_url, api_token="ranger-token") as bridge, TestClient(create_app(bridge)) as client:
         without = client.get("/api/positions/latest")
         with_token = client.get("/api/positions/latest", headers={"Authorization": "Bearer ranger-token"})
 

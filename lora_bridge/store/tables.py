@@ -221,7 +221,7 @@ class Downlink(Base):
 class GeographyFeature(Base):
     """One feature of the reserve's own map: boundary, farmland, water, road or gateway."""
 
-    __tablename__ = "geography"
+    __tablename__ = "geography_features"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
