@@ -8,12 +8,14 @@
     │   ├── UnknownAlert
     │   ├── UnknownAnimal
     │   ├── UnknownDevice
-    │   └── UnknownDeadLetter
+    │   ├── UnknownDeadLetter
+    │   └── UnknownGeofence
     ├── InvalidRequest (ValueError)  a well-formed call with a value out of range (HTTP 400)
     │   ├── InvalidVerdict           resolve_alert with a verdict other than true / false_alarm / unknown
     │   ├── InvalidTransition        alert workflow step out of order (e.g. acknowledge a resolved alert)
     │   ├── InvalidCommand           a downlink command or value the codec cannot encode
-    │   └── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
+    │   ├── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
+    │   └── InvalidGeofenceFile      a geofence file that does not read, has no CRS or no valid polygon
     └── DownlinkError                the network server refused or did not answer a downlink push
 
 A payload that the codec cannot decode is not an exception of the bridge: it is stored as a dead
@@ -75,6 +77,14 @@ class InvalidCommand(InvalidRequest):
 
 class InvalidGeography(InvalidRequest):
     """A geography that is not a GeoJSON FeatureCollection with properties.kind on every feature."""
+
+
+class UnknownGeofence(NotFound):
+    """No geofence with this id."""
+
+
+class InvalidGeofenceFile(InvalidRequest):
+    """A geofence file that does not read, has no CRS, or holds no valid polygon; the message says which."""
 
 
 class DownlinkError(BridgeError):

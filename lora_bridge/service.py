@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,9 +17,23 @@ from sqlalchemy import func, select, update
 
 from lora_bridge import ingest, queries
 from lora_bridge.decode import default_codec
-from lora_bridge.domain import alerts, devices, downlinks, geography, rules
+from lora_bridge.domain import (
+    alerts,
+    devices,
+    downlinks,
+    geofences,
+    geography,
+    rules,
+    rules_engine,
+    rules_lifecycle,
+)
+from lora_bridge.domain.geofence_files import read_fence_file
+from lora_bridge.domain.rules_profiles import load_rules_config
 from lora_bridge.errors import DownlinkError, InvalidCommand, UnknownAnimal, UnknownDeadLetter, UnknownDevice
 from lora_bridge.network_server import DownlinkTarget, NetworkServerClient
+from lora_bridge.notify import channels, outbox
+from lora_bridge.notify.config import load_notify_config
+from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.pipeline import process_raw
 from lora_bridge.settings import BridgeSettings, load_settings
 from lora_bridge.store.database import Database, open_database
@@ -30,6 +44,8 @@ from lora_bridge.store.tables import (
     DeadLetter,
     Device,
     Downlink,
+    Geofence,
+    Notification,
     Position,
     RawUplink,
 )
@@ -43,7 +59,9 @@ from lora_bridge.views import (
     DeadLetterView,
     DeviceView,
     DownlinkView,
+    GeofenceView,
     IngestResult,
+    NotificationView,
     PositionView,
     ReplayReport,
 )
@@ -66,6 +84,10 @@ class Bridge:
         self.codec = codec if codec is not None else default_codec()
         self.db: Database = open_database(self.settings.database_url, self.settings.sqlite_busy_timeout_ms)
         self.network_server = NetworkServerClient(self.settings, http_client)
+        self.rules_runtime = rules_engine.RulesRuntime(load_rules_config(self.settings.rules_path))
+        self.notify_config = load_notify_config(self.settings.rules_path)
+        self._notify_client = http_client or httpx.Client(timeout=self.notify_config.retry.timeout_s)
+        self.senders = channels.senders_for(self.notify_config, self._notify_client)
 
     def __repr__(self) -> str:
         return f"Bridge({self.settings!r})"
@@ -74,6 +96,7 @@ class Bridge:
         """Release the store's connections and the network-server client."""
         self.db.dispose()
         self.network_server.close()
+        self._notify_client.close()
 
     def __enter__(self) -> Bridge:
         return self
@@ -96,6 +119,7 @@ class Bridge:
         ingest.parser_for(source)
         raw_uplink_id = ingest.store_raw(self.db, body, source)
         result = process_raw(self.db, raw_uplink_id, self.codec, self.settings)
+        self._after_processed(result)
         if result.downlink_ids and self.settings.downlinks_configured:
             self.flush_downlinks(ids=list(result.downlink_ids))  # what this uplink queued; the timer retries
         return result
@@ -207,25 +231,52 @@ class Bridge:
     def acknowledge_alert(self, alert_id: int, user: str) -> AlertView:
         """A ranger takes the alert: new → acknowledged."""
         with self.db.write() as session:
-            alerts.acknowledge(session, alert_id, user)
+            alert = alerts.acknowledge(session, alert_id, user)
+            outbox.enqueue_alert_steps(session, self.notify_config, [(alert.id, "acknowledged")])
         return self.alert(alert_id)
 
     def resolve_alert(self, alert_id: int, user: str, verdict: str, note: str | None = None) -> AlertView:
         """A ranger closes the alert with a verdict: true, false_alarm or unknown."""
         with self.db.write() as session:
-            alerts.resolve(session, alert_id, user, verdict, note)
+            alert = alerts.resolve(session, alert_id, user, verdict, note)
+            outbox.enqueue_alert_steps(session, self.notify_config, [(alert.id, "resolved")])
         return self.alert(alert_id)
 
     def alert_verdicts(self) -> dict[str, dict[str, Any]]:
-        """Per alert type: verdict counts and precision, true / (true + false_alarm)."""
+        """Per alert type: verdict counts, alerts waiting for one, and precision true / (true + false_alarm).
+        The one precision figure: the dashboard and the twin's score both read it."""
         with self.db.read() as session:
-            return queries.verdict_counts(session)
+            return rules_lifecycle.precision_by_type(session)
 
     def run_rules(self, now: datetime | None = None) -> list[int]:
-        """Run the time-driven server rules (offline) at now (default: the wall clock); new alert ids."""
+        """Run the time-driven server rules at now (default: the wall clock): catch up collars whose
+        fixes the uplink path did not evaluate, offline per collar, escalation, late corroboration;
+        the ids of alerts raised."""
         at = as_utc(now) if now else utc_now()
+        with self.db.read() as session:
+            behind = rules_engine.devices_behind(session)
+        for device_id in behind:
+            self.evaluate_rules(device_id)
         with self.db.write() as session:
-            return rules.check_offline(session, at, self.settings.offline_after_s)
+            raised = rules.check_offline(session, at, self._profile_of)
+            escalated = rules_lifecycle.escalate(session, at, self._profile_of, wall_clock=now is None)
+            rules_engine.refresh_corroboration(session, self.rules_runtime, at)
+            steps = rules_engine.Steps()
+            for alert_id in raised:
+                steps.add(alert_id, "raised")
+            for alert_id, level in escalated:
+                steps.add(alert_id, "escalated")
+                steps.detail[alert_id] = {"level": level}
+            recent = session.scalars(
+                select(Alert.id).where(Alert.state.in_(alerts.OPEN_STATES), Alert.created_at >= at - timedelta(days=1))
+            ).all()
+            for alert_id in recent:  # collar alerts whose uplink path stopped before queueing them
+                steps.add(alert_id, "raised")
+            self._queue_steps(session, steps)
+        return raised
+
+    def _profile_of(self, device: Device, animal: Animal | None) -> Any:
+        return self.rules_runtime.profile(device, animal)
 
     # Downlinks -------------------------------------------------------------------------------
 
@@ -328,6 +379,107 @@ class Bridge:
         with self.db.read() as session:
             return geography.as_feature_collection(session)
 
+    # Rules and notifications -----------------------------------------------------------------
+    # Geofences from the reserve's files, the per-collar rules after each uplink, the timer's rules
+    # (offline, escalation, late corroboration, catch-up), and the notification outbox.
+
+    def import_geofences(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        kind: str | None = None,
+        alert_on: str | None = None,
+        replace: bool = False,
+    ) -> list[GeofenceView]:
+        """Store the polygon fences of a GeoJSON, GeoPackage or zipped Shapefile (any CRS); the new
+        fences. InvalidGeofenceFile says what is wrong with a broken file; nothing is stored then."""
+        fence_file = read_fence_file(data, filename, kind=kind, alert_on=alert_on)
+        with self.db.write() as session:
+            rows = geofences.store_fences(session, fence_file, replace=replace)
+            return [_geofence_view(row) for row in rows]
+
+    def geofences(self) -> list[GeofenceView]:
+        """Every stored fence, oldest first."""
+        with self.db.read() as session:
+            return [_geofence_view(row) for row in geofences.all_fences(session)]
+
+    def geofences_geojson(self) -> dict[str, Any]:
+        """The fences as one GeoJSON FeatureCollection (WGS84), for maps and exports."""
+        return {
+            "type": "FeatureCollection",
+            "features": [
+                {
+                    "type": "Feature",
+                    "id": view.geofence_id,
+                    "geometry": view.geometry,
+                    "properties": {"name": view.name, "kind": view.kind, "alert_on": view.alert_on},
+                }
+                for view in self.geofences()
+            ],
+        }
+
+    def delete_geofence(self, geofence_id: int) -> None:
+        """Remove one fence (UnknownGeofence when there is none)."""
+        with self.db.write() as session:
+            geofences.delete_fence(session, geofence_id)
+
+    def evaluate_rules(self, device_id: str) -> list[int]:
+        """Run the per-collar rules over what arrived since its cursor, queue their notifications;
+        the ids of alerts raised or changed. Errors are logged, never raised: ingest goes on."""
+        try:
+            with self.db.write() as session:
+                steps = rules_engine.evaluate_device(session, self.rules_runtime, device_id)
+                self._queue_steps(session, steps)
+                return [alert_id for alert_id, _ in steps.items]
+        except Exception:
+            log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
+            return []
+
+    def battery_trend(self, device_id: str, now: datetime | None = None) -> dict[str, Any] | None:
+        """The collar's battery slope (mV/day) and the dates it reaches low, critical and empty."""
+        at = as_utc(now) if now else utc_now()
+        with self.db.read() as session:
+            device = session.get(Device, device_id)
+            if device is None:
+                raise UnknownDevice(f"no collar {device_id!r}")
+            animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
+            profile = self.rules_runtime.profile(device, animal)
+            return rules.battery_trend(session, device, at, profile.battery)
+
+    def flush_notifications(self, now: datetime | None = None) -> DrainReport:
+        """Send what the outbox has due (the timer calls this; ingest never waits on it)."""
+        if not self.senders:
+            return DrainReport()
+        return outbox.drain(self.db, self.notify_config, self.senders, as_utc(now) if now else None)
+
+    def notifications(self, state: str | None = None) -> list[NotificationView]:
+        """Outbox rows (pending, sending, sent, failed), oldest first."""
+        with self.db.read() as session:
+            query = select(Notification).order_by(Notification.id)
+            if state is not None:
+                query = query.where(Notification.state == state)
+            return [_notification_view(row) for row in session.scalars(query)]
+
+    def _queue_steps(self, session: Any, steps: Any) -> None:
+        outbox.enqueue_alert_steps(session, self.notify_config, steps.items, steps.detail)
+        for device_id, time, lat, lon in steps.fixes:
+            device = session.get(Device, device_id)
+            animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
+            outbox.enqueue_position(session, self.notify_config, device, animal, time, lat, lon)
+
+    def _after_processed(self, result: IngestResult) -> None:
+        if result.status != ingest.STATUS_PROCESSED or not result.device_id:
+            return
+        steps = [(alert_id, "raised") for alert_id in result.alert_ids]
+        if steps:
+            try:
+                with self.db.write() as session:
+                    outbox.enqueue_alert_steps(session, self.notify_config, steps)
+            except Exception:
+                log.exception("notifications not queued device_id=%s", result.device_id)
+        self.evaluate_rules(result.device_id)
+
     # Figures ---------------------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
@@ -405,3 +557,35 @@ def open_bridge(database_url: str | None = None, **settings: Any) -> Bridge:
     codec = settings.pop("codec", None)
     http_client = settings.pop("http_client", None)
     return Bridge(load_settings(**settings), codec=codec, http_client=http_client)
+
+
+def _geofence_view(row: Geofence) -> GeofenceView:
+    return GeofenceView(
+        geofence_id=row.id,
+        name=row.name,
+        kind=row.kind,
+        alert_on=row.alert_on,
+        geometry=dict(row.geometry),
+        source_file=row.source_file,
+        source_crs=row.source_crs,
+        created_at=row.created_at,
+        properties=dict(row.properties or {}),
+    )
+
+
+def _notification_view(row: Notification) -> NotificationView:
+    return NotificationView(
+        notification_id=row.id,
+        channel=row.channel,
+        recipient=row.recipient,
+        route=row.route,
+        kind=row.kind,
+        alert_id=row.alert_id,
+        state=row.state,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        sent_at=row.sent_at,
+        last_error=row.last_error,
+        payload=dict(row.payload or {}),
+    )

@@ -17,6 +17,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
+
 DEFAULT_DATABASE_URL = "sqlite:///var/tembo.db"
 
 
@@ -39,9 +41,10 @@ class BridgeSettings(BaseSettings):
     tts_webhook_id: str | None = None
     downlink_timeout_s: float = Field(default=5.0, gt=0)
 
-    offline_after_s: int = Field(default=6 * 3600, gt=0)
     rules_every_s: float = Field(default=300.0, gt=0)
-    low_battery_mv: int = Field(default=3500, ge=0)
+    # Rule profiles and notification routes (TOML, tables [rules] and [notify]); None: the defaults,
+    # and no notification goes out of the machine.
+    rules_path: str | None = None
     alert_evidence_positions: int = Field(default=5, ge=0)
 
     def __repr__(self) -> str:
@@ -62,6 +65,11 @@ class BridgeSettings(BaseSettings):
     def webhook_secret_bytes(self) -> bytes:
         """The shared webhook secret as bytes, for a constant-time compare."""
         return self.webhook_secret.get_secret_value().encode()
+
+    @property
+    def low_battery_mv(self) -> int:
+        """The collar firmware's default low-battery level (one threshold: the collar's)."""
+        return int(COLLAR_DEFAULTS["low_battery_mv"])
 
     @property
     def downlinks_configured(self) -> bool:

@@ -216,3 +216,40 @@ def to_jsonable(view: Any) -> Any:
     if isinstance(view, bytes):
         return view.hex()
     return view
+
+
+# ---- Rules and notifications ----
+
+
+@dataclass(frozen=True)
+class GeofenceView:
+    """A fence from the reserve's geometry: what it is, what crossing it means, its WGS84 GeoJSON."""
+
+    geofence_id: int
+    name: str
+    kind: str
+    alert_on: str
+    geometry: dict[str, Any]
+    source_file: str | None
+    source_crs: str | None
+    created_at: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NotificationView:
+    """One outbox row: where it goes, what state it is in, how often it was tried."""
+
+    notification_id: int
+    channel: str
+    recipient: str
+    route: str | None
+    kind: str
+    alert_id: int | None
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+    payload: dict[str, Any] = field(default_factory=dict)

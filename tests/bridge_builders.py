@@ -66,6 +66,11 @@ def alert(alert_type: str = "mortality", seq: int = 1, time_s: int = T0_S, lat: 
     return codec.port_of("alert"), codec.encode("alert", values)
 
 
+def settings(**values: int) -> tuple[int, bytes]:
+    """(port, payload) of the collar's settings report (port 3, TLV), e.g. settings(status_interval_s=10800)."""
+    return codec.SETTINGS_PORT, codec.encode_settings(values)
+
+
 def ack(command: str = "ack_alert", result: str = "ok", time_s: int = T0_S) -> tuple[int, bytes]:
     """(port, payload) of the collar's ack of a port-32 command."""
     row = codec.message(command)

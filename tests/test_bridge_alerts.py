@@ -12,7 +12,7 @@ from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
 
 @pytest.fixture
 def bridge(store_url):
-    with b.fresh_bridge(store_url, offline_after_s=6 * 3600, low_battery_mv=3500) as bridge:
+    with b.fresh_bridge(store_url) as bridge:
         bridge.register_animal("collar-01", "Naserian", sex="female")
         yield bridge
 
@@ -34,6 +34,7 @@ def test_ranger_acknowledges_then_resolves_mortality_alert_with_verdict(bridge):
     assert history == [
         ("collar-01", "raised"),
         ("tembo", "ack_queued"),
+        ("tembo", "corroborated"),  # weighed against what the bridge knows (no other data: the prior)
         ("ranger.amani", "acknowledged"),
         ("ranger.amani", "resolved"),
     ]
@@ -86,7 +87,7 @@ def test_alert_after_resolution_opens_a_new_one(bridge):
 
 
 def test_open_alerts_come_highest_priority_first(bridge):
-    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3300), f_cnt=1))
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1))
     collar_alert(bridge, "geofence_farmland", seq=1, f_cnt=2)
     collar_alert(bridge, "mortality", seq=2, f_cnt=3)
 
@@ -97,25 +98,30 @@ def test_open_alerts_come_highest_priority_first(bridge):
     ]
 
 
-def test_low_battery_status_raises_one_server_alert(bridge):
-    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3400), f_cnt=1))
-    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, battery_mv=3390), f_cnt=2))
+def test_low_battery_status_raises_one_server_alert_at_the_collars_own_threshold(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3310), f_cnt=1))  # the collar's level is 3300
+    assert bridge.open_alerts() == []
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 1800, battery_mv=3290), f_cnt=2))
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, battery_mv=3280), f_cnt=3))
 
     (alert,) = bridge.open_alerts()
     assert (alert.alert_type, alert.source, alert.priority, alert.name) == ("low_battery", "server", 100, "Naserian")
-    assert alert.occurrences == 2 and alert.evidence["battery_mv"] == 3400
+    assert alert.occurrences == 2 and alert.evidence["battery_mv"] == 3290
+    assert alert.evidence["threshold_mv"] == 3300
 
 
-def test_ranger_sees_offline_alert_after_six_silent_hours_and_it_closes_when_heard(bridge):
-    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1, received_at=b.T0))
+def test_ranger_sees_offline_alert_after_two_missed_status_reports_and_it_closes_when_heard(bridge):
+    # The collar reports a status every 3 h: offline after 2 x 3 h + 15 min of grace.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.settings(status_interval_s=3 * 3600), f_cnt=1, received_at=b.T0))
 
-    assert bridge.run_rules(now=b.T0 + timedelta(hours=5, minutes=59)) == []
-    raised = bridge.run_rules(now=b.T0 + timedelta(hours=6, minutes=1))
+    assert bridge.run_rules(now=b.T0 + timedelta(hours=6, minutes=14)) == []
+    raised = bridge.run_rules(now=b.T0 + timedelta(hours=6, minutes=16))
     assert bridge.run_rules(now=b.T0 + timedelta(hours=7)) == []  # still one alert, not one per run
 
     (alert,) = bridge.open_alerts()
     assert [alert.alert_id] == raised
-    assert (alert.alert_type, alert.source, alert.evidence["silent_s"]) == ("offline", "server", 6 * 3600 + 60)
+    assert (alert.alert_type, alert.source, alert.evidence["silent_s"]) == ("offline", "server", 6 * 3600 + 960)
+    assert alert.evidence["offline_after_s"] == 6 * 3600 + 900
 
     bridge.ingest_tts_uplink(
         b.tts_uplink(b.status(time_s=b.T0_S + 8 * 3600), f_cnt=2, received_at=b.T0 + timedelta(hours=8))

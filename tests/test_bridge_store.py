@@ -68,12 +68,12 @@ def test_default_settings_run_embedded_and_mask_secrets(monkeypatch):
 
 def test_settings_come_from_toml_and_environment_wins(tmp_path, monkeypatch):
     config = tmp_path / "tembo.toml"
-    config.write_text('[bridge]\nport = 8900\nwebhook_secret = "from-file"\noffline_after_s = 7200\n')
+    config.write_text('[bridge]\nport = 8900\nwebhook_secret = "from-file"\nrules_every_s = 7200\n')
     monkeypatch.setenv("TEMBO_PORT", "8901")
 
     settings = load_settings(config)
 
-    assert (settings.port, settings.offline_after_s) == (8901, 7200)
+    assert (settings.port, settings.rules_every_s) == (8901, 7200)
     assert settings.webhook_secret.get_secret_value() == "from-file"
 
 

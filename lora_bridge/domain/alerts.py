@@ -34,10 +34,12 @@ PRIORITY_BY_TYPE = {
     "immobility": PRIORITY_MEDIUM,
     "geofence_farmland": PRIORITY_MEDIUM,
     "geofence_exit": PRIORITY_MEDIUM,
+    "geofence_enter": PRIORITY_MEDIUM,
     "collar_drop": PRIORITY_MEDIUM,
     "battery_critical": PRIORITY_MEDIUM,
     "speed": PRIORITY_MEDIUM,
     "low_battery": PRIORITY_LOW,
+    "battery_forecast": PRIORITY_LOW,
     "offline": PRIORITY_LOW,
     "unexpected_reboot": PRIORITY_LOW,
     "test": PRIORITY_INFO,
@@ -158,8 +160,9 @@ def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str 
     if verdict not in VERDICTS:
         raise InvalidVerdict(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
     alert = get_alert(session, alert_id)
-    if alert.state not in OPEN_STATES:
+    if alert.state not in OPEN_STATES and alert.verdict is not None:
         raise InvalidTransition(f"alert {alert_id} is already resolved")
+    # An alert Tembo closed itself (the condition cleared) waits for a ranger's verdict: it may take one.
     alert.state = STATE_RESOLVED
     alert.verdict = verdict
     alert.open_key = None

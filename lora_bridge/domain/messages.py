@@ -65,7 +65,7 @@ def apply_message(
 
     if message == "status":
         devices.apply_status(device, fields, time, codec)
-        alert_id = rules.check_battery(session, device, animal.id, time, settings.low_battery_mv)
+        alert_id = rules.check_battery(session, device, animal.id, time)
         if alert_id is not None:
             applied.alert_ids.append(alert_id)
     elif message == "activity":

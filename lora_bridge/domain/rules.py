@@ -1,29 +1,66 @@
-"""Server-side alert rules; they raise alerts through the same model as the collars do.
+"""Collar-health rules of the server; they raise alerts through the same model as the collars do.
 
-- low_battery: a status reports battery_mv below the threshold (one open alert per collar).
-- offline: a collar not heard for `offline_after_s`; closed by Tembo itself when the collar is heard
-  again (verdict true: it really was silent).
+- low_battery: a status reports battery_mv below the collar's own `low_battery_mv` (its reported
+  setting, else the collar firmware's default: one threshold, the collar's). Closed by Tembo when a
+  reading is back above it by the collar's hysteresis.
+- offline: a collar silent for longer than its own schedule allows: `missed_reports` of its reported
+  `status_interval_s` (else the firmware default) plus a grace; closed by Tembo when it is heard again
+  (verdict true: it really was silent).
+- battery_forecast: the trend of the last readings (least squares) reaches the collar's
+  `critical_battery_mv` within `warn_days`; the evidence carries the predicted date.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collar_firmware.config import BATTERY_CURVE
+from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
 from lora_bridge.domain import alerts
-from lora_bridge.store.tables import Animal, Device
+from lora_bridge.domain.rules_profiles import BatteryProfile, OfflineProfile, RuleProfile
+from lora_bridge.store.tables import Animal, BatteryReading, Device
 
 log = logging.getLogger(__name__)
 
 LOW_BATTERY = "low_battery"
 OFFLINE = "offline"
+BATTERY_FORECAST = "battery_forecast"
+EMPTY_MV = BATTERY_CURVE[-1][0]  # the reference pack's 0 %
 
 
-def check_battery(session: Session, device: Device, animal_id: int | None, time: datetime, threshold_mv: int) -> int | None:
-    """Raise low_battery when the collar's last battery reading is under threshold_mv; the alert id."""
+def collar_setting(device: Device, name: str) -> int:
+    """The collar's setting `name`: what it last reported (port 3), else the firmware default."""
+    reported = (device.reported_settings or {}).get(name)
+    if isinstance(reported, int) and not isinstance(reported, bool):
+        return reported
+    return int(COLLAR_DEFAULTS[name])
+
+
+def low_battery_threshold_mv(device: Device) -> int:
+    """The low-battery level of this collar (its own setting; the firmware's default otherwise)."""
+    return collar_setting(device, "low_battery_mv")
+
+
+def expected_interval_s(device: Device) -> int:
+    """How often this collar promises a status (its reported status_interval_s, else the default)."""
+    return collar_setting(device, "status_interval_s")
+
+
+def offline_after_s(device: Device, profile: OfflineProfile) -> int:
+    """Silence after which this collar counts as offline."""
+    return int(profile.missed_reports * expected_interval_s(device) + profile.grace_min * 60)
+
+
+def check_battery(session: Session, device: Device, animal_id: int | None, time: datetime) -> int | None:
+    """Raise low_battery when the collar's last battery reading is under its own threshold; the alert id."""
+    threshold_mv = low_battery_threshold_mv(device)
     if device.battery_mv is None or device.battery_mv >= threshold_mv:
         return None
     alert, _ = alerts.raise_alert(
@@ -33,36 +70,40 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
         alert_type=LOW_BATTERY,
         source=alerts.SOURCE_SERVER,
         time=time,
-        evidence={"battery_mv": device.battery_mv, "threshold_mv": threshold_mv},
+        evidence={
+            "rule": "battery reading below the collar's low_battery_mv",
+            "battery_mv": device.battery_mv,
+            "threshold_mv": threshold_mv,
+        },
     )
     return alert.id
 
 
-def check_offline(session: Session, now: datetime, offline_after_s: int) -> list[int]:
-    """Raise offline for every collar silent longer than offline_after_s at `now`; the new alert ids."""
-    cutoff = now - timedelta(seconds=offline_after_s)
-    silent = session.scalars(
-        select(Device).where(Device.last_seen.is_not(None), Device.last_seen < cutoff)
-    ).all()
+def check_offline(
+    session: Session, now: datetime, profile_of: Callable[[Device, Animal | None], RuleProfile]
+) -> list[int]:
+    """Raise offline for every collar silent longer than its own schedule allows at `now`; new alert ids."""
     raised: list[int] = []
-    for device in silent:
-        if alerts.open_alert(session, device.device_id, OFFLINE) is not None:
-            continue
-        animal_id = session.scalars(select(Animal.id).where(Animal.device_id == device.device_id)).first()
+    heard = session.scalars(select(Device).where(Device.last_seen.is_not(None), Device.last_seen < now)).all()
+    for device in heard:
+        animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
+        limit_s = offline_after_s(device, profile_of(device, animal).offline)
         silent_s = int((now - device.last_seen).total_seconds())
+        if silent_s <= limit_s or alerts.open_alert(session, device.device_id, OFFLINE) is not None:
+            continue
         alert, _ = alerts.raise_alert(
             session,
             device_id=device.device_id,
-            animal_id=animal_id,
+            animal_id=animal.id if animal else None,
             alert_type=OFFLINE,
             source=alerts.SOURCE_SERVER,
             time=now,
-            lat=None,
-            lon=None,
             evidence={
+                "rule": "silent longer than missed_reports x the collar's status interval + grace",
                 "last_seen": device.last_seen.isoformat(),
                 "silent_s": silent_s,
-                "offline_after_s": offline_after_s,
+                "offline_after_s": limit_s,
+                "status_interval_s": expected_interval_s(device),
                 "battery_mv": device.battery_mv,
             },
         )
@@ -77,3 +118,83 @@ def close_offline(session: Session, device: Device, heard_at: datetime) -> int |
         return None
     alerts.resolve(session, alert.id, alerts.SYSTEM_ACTOR, "true", note=f"heard again at {heard_at.isoformat()}")
     return alert.id
+
+
+def record_battery(session: Session, device: Device) -> bool:
+    """Keep the collar's latest status battery reading for the trend; True when it is new."""
+    if device.battery_mv is None or device.status_time is None:
+        return False
+    exists = session.scalars(
+        select(BatteryReading.id).where(
+            BatteryReading.device_id == device.device_id, BatteryReading.time == device.status_time
+        )
+    ).first()
+    if exists is not None:
+        return False
+    session.add(BatteryReading(device_id=device.device_id, time=device.status_time, battery_mv=device.battery_mv))
+    session.flush()
+    return True
+
+
+def battery_trend(session: Session, device: Device, now: datetime, profile: BatteryProfile) -> dict[str, Any] | None:
+    """Slope (mV/day) of the readings of the last window_days and the dates it reaches the collar's
+    low, critical and empty levels; None when there are too few readings or too short a span."""
+    since = now - timedelta(days=profile.window_days)
+    rows = session.execute(
+        select(BatteryReading.time, BatteryReading.battery_mv)
+        .where(BatteryReading.device_id == device.device_id, BatteryReading.time >= since)
+        .order_by(BatteryReading.time)
+    ).all()
+    if len(rows) < profile.min_readings:
+        return None
+    t0 = rows[0][0]
+    days = np.array([(t - t0).total_seconds() / 86400 for t, _ in rows])
+    if days[-1] < profile.min_span_days:
+        return None
+    mv = np.array([v for _, v in rows], dtype=float)
+    slope, intercept = np.polyfit(days, mv, 1)
+    trend: dict[str, Any] = {
+        "rule": "least-squares line through the battery readings of the window",
+        "readings": len(rows),
+        "window_days": profile.window_days,
+        "slope_mv_per_day": round(float(slope), 2),
+        "latest_mv": int(mv[-1]),
+    }
+    for label, level in (
+        ("low", low_battery_threshold_mv(device)),
+        ("critical", collar_setting(device, "critical_battery_mv")),
+        ("empty", EMPTY_MV),
+    ):
+        trend[f"{label}_mv"] = level
+        trend[f"{label}_on"] = None
+        if slope < 0:
+            at_day = (level - intercept) / slope
+            trend[f"{label}_on"] = (t0 + timedelta(days=float(at_day))).isoformat()
+    return trend
+
+
+def check_battery_forecast(
+    session: Session, device: Device, animal_id: int | None, now: datetime, profile: BatteryProfile
+) -> int | None:
+    """Raise battery_forecast when the trend reaches the collar's critical level within warn_days."""
+    trend = battery_trend(session, device, now, profile)
+    if trend is None or trend["critical_on"] is None:
+        return None
+    critical_on = datetime.fromisoformat(trend["critical_on"])
+    if critical_on - now > timedelta(days=profile.warn_days):
+        return None
+    alert, _ = alerts.raise_alert(
+        session,
+        device_id=device.device_id,
+        animal_id=animal_id,
+        alert_type=BATTERY_FORECAST,
+        source=alerts.SOURCE_SERVER,
+        time=now,
+        evidence={**trend, "warn_days": profile.warn_days},
+    )
+    return alert.id
+
+
+def battery_recovered(device: Device, profile: BatteryProfile) -> bool:
+    """The last reading is back above the collar's low level by its hysteresis."""
+    return device.battery_mv is not None and device.battery_mv >= low_battery_threshold_mv(device) + profile.recover_mv

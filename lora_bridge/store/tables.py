@@ -231,5 +231,72 @@ class GeographyFeature(Base):
     loaded_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
+
+# ---- Rules and notifications (server-side alert rules, geofences, the notification outbox) ----
+
+
+class Geofence(Base):
+    """A fence from the reserve's geometry: a polygon (holes allowed) in WGS84, and what crossing it means."""
+
+    __tablename__ = "geofences"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    # "exit": alert when an animal leaves it (park boundary), "enter": when one goes in (farmland), "both".
+    alert_on: Mapped[str] = mapped_column(String(8))
+    geometry: Mapped[dict[str, Any]] = mapped_column(default=dict)  # GeoJSON, EPSG:4326 lon/lat
+    source_file: Mapped[str | None] = mapped_column(String(256))
+    source_crs: Mapped[str | None] = mapped_column(String(64))
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class BatteryReading(Base):
+    """One battery reading of a collar (from its status), kept for the battery trend."""
+
+    __tablename__ = "battery_readings"
+    __table_args__ = (UniqueConstraint("device_id", "time", name="uq_battery_device_time"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
+    time: Mapped[datetime]
+    battery_mv: Mapped[int]
+
+
+class RuleCursor(Base):
+    """How far the server rules have read a collar's track: fixes up to `position_time` are evaluated."""
+
+    __tablename__ = "rule_cursors"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    position_time: Mapped[datetime | None]
+    status_time: Mapped[datetime | None]
+    evaluated_at: Mapped[datetime | None]
+
+
+class Notification(Base):
+    """One message in the outbox: to one channel and recipient, sent at most once, retried with backoff."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Unique, so the same alert step is never queued twice for the same route (restarts, several workers).
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(256))
+    route: Mapped[str | None] = mapped_column(String(64))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    external_id: Mapped[str | None] = mapped_column(String(128))
+
+
 Index("ix_positions_device_time", Position.device_id, Position.time)
 Index("ix_alerts_device_type", Alert.device_id, Alert.alert_type)

@@ -1,0 +1,200 @@
+"""Reading geofences from the reserve's own files: GeoJSON, GeoPackage (every polygon layer) or a
+zipped Shapefile, in any CRS, read with geopandas and reprojected to WGS84 with pyproj.
+
+Every way a file can be wrong ends in InvalidGeofenceFile with a sentence a ranger can act on: a file
+that does not read, a zip without a .shp, a layer without a CRS (a Shapefile without its .prj), no
+polygon at all, or a polygon that is not valid (self-intersecting ring, ...).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import pandas as pd
+import pyogrio
+from shapely.geometry import mapping
+from shapely.validation import explain_validity
+
+from lora_bridge.errors import InvalidGeofenceFile
+
+log = logging.getLogger(__name__)
+
+WGS84 = "EPSG:4326"
+SUFFIXES = (".geojson", ".json", ".gpkg", ".zip")
+POLYGON_TYPES = ("Polygon", "MultiPolygon")
+ALERT_ON = ("exit", "enter", "both")
+# What crossing a fence of a kind means when the file does not say (column alert_on).
+EXIT_KINDS = ("boundary", "park", "sanctuary", "conservancy")
+ENTER_KINDS = ("farmland", "village", "settlement", "exclusion", "road", "railway")
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FenceShape:
+    """One fence read from a file, in WGS84: GeoJSON geometry and what crossing it means."""
+
+    name: str
+    kind: str
+    alert_on: str
+    geometry: dict[str, Any]
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FenceFile:
+    """What a file held: its fences and the CRS they came in."""
+
+    filename: str
+    source_crs: str
+    fences: list[FenceShape]
+
+
+def read_fence_file(data: bytes, filename: str, *, kind: str | None = None, alert_on: str | None = None) -> FenceFile:
+    """The polygon fences of a GeoJSON, GeoPackage or zipped Shapefile given as bytes, in WGS84.
+
+    kind / alert_on apply to features whose file has no `kind` / `alert_on` column.
+    """
+    suffix = Path(filename).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InvalidGeofenceFile(
+            f"{filename}: unknown file type {suffix or '(none)'}; give a .geojson, a .gpkg or a zipped Shapefile (.zip)"
+        )
+    if not data:
+        raise InvalidGeofenceFile(f"{filename}: the file is empty")
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidGeofenceFile(f"{filename}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    if alert_on is not None and alert_on not in ALERT_ON:
+        raise InvalidGeofenceFile(f"alert_on {alert_on!r} is not one of {', '.join(ALERT_ON)}")
+    with tempfile.TemporaryDirectory(prefix="tembo-fences-") as folder:
+        path = Path(folder) / ("upload" + suffix)
+        path.write_bytes(data)
+        if suffix == ".zip":
+            frames = [_read_zipped_shapefile(path, data, filename)]
+        else:
+            frames = _read_layers(path, filename)
+    crs_names = sorted({frame.crs.to_string() for frame in frames})
+    fences: list[FenceShape] = []
+    for frame in frames:
+        fences.extend(_fences_of(frame, filename, kind, alert_on))
+    if not fences:
+        raise InvalidGeofenceFile(f"{filename}: no Polygon or MultiPolygon features (fences must be areas)")
+    log.info("geofence file read", extra={"geofence_file": filename, "fences": len(fences), "crs": crs_names})
+    return FenceFile(filename=filename, source_crs=", ".join(crs_names), fences=fences)
+
+
+def _read_layers(path: Path, filename: str) -> list[gpd.GeoDataFrame]:
+    try:
+        layers = pyogrio.list_layers(path)
+    except Exception as error:
+        raise InvalidGeofenceFile(f"{filename}: not a readable GeoJSON or GeoPackage ({_short(error)})") from error
+    frames = []
+    for layer_name, geometry_type in layers:
+        if geometry_type is not None and "polygon" not in str(geometry_type).lower() and geometry_type != "Unknown":
+            continue
+        frame = _read(path, filename, layer=str(layer_name) if len(layers) > 1 else None)
+        if len(layers) > 1:
+            frame["_layer"] = str(layer_name)
+        frames.append(frame)
+    if not frames:
+        raise InvalidGeofenceFile(f"{filename}: no polygon layer (layers: {', '.join(str(n) for n, _ in layers)})")
+    return frames
+
+
+def _read_zipped_shapefile(path: Path, data: bytes, filename: str) -> gpd.GeoDataFrame:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile as error:
+        raise InvalidGeofenceFile(f"{filename}: not a zip archive") from error
+    shapefiles = [name for name in names if name.lower().endswith(".shp") and not name.startswith("__MACOSX")]
+    if not shapefiles:
+        raise InvalidGeofenceFile(f"{filename}: the zip holds no .shp file (found: {', '.join(names) or 'nothing'})")
+    if len(shapefiles) > 1:
+        raise InvalidGeofenceFile(f"{filename}: the zip holds several Shapefiles ({', '.join(shapefiles)}); give one")
+    stem = shapefiles[0][:-4]
+    present = {name.lower() for name in names}
+    for part in (".shx", ".dbf"):
+        if (stem + part).lower() not in present:
+            raise InvalidGeofenceFile(f"{filename}: {shapefiles[0]} comes without its {part} file")
+    if (stem + ".prj").lower() not in present:
+        raise InvalidGeofenceFile(
+            f"{filename}: {shapefiles[0]} has no .prj, so its coordinates have no CRS; add the .prj to the zip"
+        )
+    return _read(Path(f"/vsizip/{path}/{shapefiles[0]}"), filename)
+
+
+def _read(path: Path, filename: str, layer: str | None = None) -> gpd.GeoDataFrame:
+    try:
+        frame = gpd.read_file(path, layer=layer, engine="pyogrio")
+    except Exception as error:
+        raise InvalidGeofenceFile(f"{filename}: cannot be read ({_short(error)})") from error
+    where = f"{filename}" + (f" layer {layer}" if layer else "")
+    if frame.crs is None:
+        raise InvalidGeofenceFile(f"{where}: no CRS, so its coordinates cannot be placed; save it with a CRS")
+    return frame
+
+
+def _fences_of(
+    frame: gpd.GeoDataFrame, filename: str, kind: str | None, alert_on: str | None
+) -> list[FenceShape]:
+    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
+    frame = frame[frame.geometry.geom_type.isin(POLYGON_TYPES)]
+    if frame.empty:
+        return []
+    for index, geometry in zip(frame.index, frame.geometry, strict=True):
+        if not geometry.is_valid:
+            raise InvalidGeofenceFile(f"{filename}: feature {index} is not a valid polygon ({explain_validity(geometry)})")
+    try:
+        projected = frame.to_crs(WGS84)
+    except Exception as error:
+        raise InvalidGeofenceFile(f"{filename}: cannot reproject from {frame.crs} to WGS84 ({_short(error)})") from error
+    minx, miny, maxx, maxy = projected.total_bounds
+    if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
+        raise InvalidGeofenceFile(f"{filename}: coordinates fall outside the globe in {frame.crs}; is the CRS right?")
+    columns = {str(c).lower(): c for c in projected.columns if c != projected.geometry.name}
+    fences = []
+    for position, (index, row) in enumerate(projected.iterrows()):
+        properties = {str(k): _plain(v) for k, v in row.items() if k != projected.geometry.name}
+        fence_kind = str(_pick(row, columns, "kind") or row.get("_layer") or kind or "boundary").lower()
+        name = str(_pick(row, columns, "name") or f"{Path(filename).stem} {position + 1}")
+        on = str(_pick(row, columns, "alert_on") or alert_on or _default_alert_on(fence_kind)).lower()
+        if on not in ALERT_ON:
+            raise InvalidGeofenceFile(f"{filename}: feature {index} has alert_on {on!r}; use {', '.join(ALERT_ON)}")
+        fences.append(FenceShape(name=name, kind=fence_kind, alert_on=on, geometry=mapping(row.geometry), properties=properties))
+    return fences
+
+
+def _default_alert_on(kind: str) -> str:
+    if kind in EXIT_KINDS:
+        return "exit"
+    if kind in ENTER_KINDS:
+        return "enter"
+    return "both"
+
+
+def _pick(row: pd.Series, columns: dict[str, Any], name: str) -> Any:
+    column = columns.get(name)
+    if column is None:
+        return None
+    value = row[column]
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) or value == "" else value
+
+
+def _plain(value: Any) -> Any:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None if isinstance(value, float) and pd.isna(value) else value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _short(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__

@@ -1,0 +1,241 @@
+"""Geofences: stored in WGS84, checked in metres, crossings found the way ecoscope finds them.
+
+A crossing is where a track segment (two consecutive plausible fixes) intersects a fence's lines
+(its outer ring and the rings of its holes), in the reserve's UTM projection. The crossing time is
+interpolated along the segment by distance; whether it is an exit or an entry comes from containment
+just before and just after each intersection, so a segment that touches a fence without crossing it,
+runs along it, or cuts a corner (out and back in between two fixes) gives the right answer, and a
+hole counts as outside.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+import shapely
+from pyproj import CRS, Transformer
+from pyproj.aoi import AreaOfInterest
+from pyproj.database import query_utm_crs_info
+from shapely.geometry import LineString, Point, shape
+from shapely.prepared import prep
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from lora_bridge.domain.geofence_files import FenceFile
+from lora_bridge.errors import UnknownGeofence
+from lora_bridge.store.tables import Geofence
+
+log = logging.getLogger(__name__)
+
+ENTER = "enter"
+EXIT = "exit"
+
+
+@dataclass(frozen=True)
+class Crossing:
+    """An animal crossed a fence: where, when (interpolated), and which way."""
+
+    fence_id: int
+    fence_name: str
+    fence_kind: str
+    direction: str  # "enter" or "exit"
+    time: datetime
+    lat: float
+    lon: float
+    fraction: float  # along the segment, 0 at the first fix
+
+
+@dataclass(frozen=True)
+class _Fence:
+    id: int
+    name: str
+    kind: str
+    alert_on: str
+    area: object  # projected shapely polygon
+    prepared: object
+    lines: object  # its rings (outer and holes)
+
+
+@lru_cache(maxsize=64)
+def metric_crs(lon: float, lat: float) -> CRS:
+    """The UTM CRS that holds lon/lat (cached by whole degree: one lookup per reserve)."""
+    lon_r, lat_r = round(lon, 0), round(lat, 0)
+    infos = query_utm_crs_info(
+        datum_name="WGS 84", area_of_interest=AreaOfInterest(lon_r, lat_r, lon_r, lat_r)
+    )
+    return CRS.from_epsg(infos[0].code)
+
+
+@lru_cache(maxsize=64)
+def to_metric(crs: CRS) -> Transformer:
+    """lon/lat (EPSG:4326, x=lon) → metres in crs."""
+    return Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+
+
+@lru_cache(maxsize=64)
+def from_metric(crs: CRS) -> Transformer:
+    """metres in crs → lon/lat."""
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+
+
+class FenceIndex:
+    """Every stored fence projected once to the reserve's UTM zone, with a spatial index on its lines."""
+
+    def __init__(self, rows: list[Geofence]) -> None:
+        self.version = fence_version_of(rows)
+        self.fences: list[_Fence] = []
+        self.crs: CRS | None = None
+        if not rows:
+            self._tree = None
+            return
+        union = shapely.union_all([shape(row.geometry) for row in rows])
+        centre = union.centroid
+        self.crs = metric_crs(centre.x, centre.y)
+        forward = to_metric(self.crs)
+        for row in rows:
+            area = shapely.ops.transform(forward.transform, shape(row.geometry))
+            self.fences.append(
+                _Fence(row.id, row.name, row.kind, row.alert_on, area, prep(area), area.boundary)
+            )
+        self._tree = shapely.STRtree([fence.lines for fence in self.fences])
+
+    def __len__(self) -> int:
+        return len(self.fences)
+
+    def crossings(
+        self, start: tuple[datetime, float, float], end: tuple[datetime, float, float]
+    ) -> list[Crossing]:
+        """Every fence crossing of the segment between two fixes (time, lat, lon), in time order."""
+        if self._tree is None or self.crs is None:
+            return []
+        (t0, lat0, lon0), (t1, lat1, lon1) = start, end
+        forward = to_metric(self.crs)
+        x0, y0 = forward.transform(lon0, lat0)
+        x1, y1 = forward.transform(lon1, lat1)
+        if (x0, y0) == (x1, y1):
+            return []
+        segment = LineString([(x0, y0), (x1, y1)])
+        found: list[Crossing] = []
+        for index in self._tree.query(segment, predicate="intersects"):
+            found.extend(self._fence_crossings(self.fences[int(index)], segment, t0, t1))
+        found.sort(key=lambda c: (c.time, c.fence_id))
+        return found
+
+    def containing(self, lat: float, lon: float) -> list[int]:
+        """Ids of the fences whose area holds the point (holes excluded)."""
+        if self.crs is None:
+            return []
+        x, y = to_metric(self.crs).transform(lon, lat)
+        point = Point(x, y)
+        return [fence.id for fence in self.fences if fence.prepared.contains(point)]
+
+    def _fence_crossings(self, fence: _Fence, segment: LineString, t0: datetime, t1: datetime) -> list[Crossing]:
+        touched = segment.intersection(fence.lines)
+        fractions = sorted({segment.project(Point(c), normalized=True) for c in _coordinates(touched)})
+        if not fractions:
+            return []
+        # Containment between consecutive intersections decides; a touch leaves it unchanged.
+        cuts = [0.0, *fractions, 1.0]
+        states = [
+            fence.prepared.contains(segment.interpolate((a + b) / 2, normalized=True))
+            for a, b in zip(cuts, cuts[1:], strict=False)
+        ]
+        back = from_metric(self.crs)
+        crossings = []
+        for i, fraction in enumerate(fractions):
+            before, after = states[i], states[i + 1]
+            if before == after:
+                continue
+            x, y = segment.interpolate(fraction, normalized=True).coords[0]
+            lon, lat = back.transform(x, y)
+            crossings.append(
+                Crossing(
+                    fence_id=fence.id,
+                    fence_name=fence.name,
+                    fence_kind=fence.kind,
+                    direction=ENTER if after else EXIT,
+                    time=t0 + timedelta(seconds=(t1 - t0).total_seconds() * fraction),
+                    lat=lat,
+                    lon=lon,
+                    fraction=fraction,
+                )
+            )
+        return crossings
+
+    def fence(self, fence_id: int) -> _Fence | None:
+        """The projected fence with this id."""
+        for fence in self.fences:
+            if fence.id == fence_id:
+                return fence
+        return None
+
+
+def _coordinates(geometry: object) -> list[tuple[float, float]]:
+    """Every vertex of an intersection result (points, or the ends of a stretch run along a fence)."""
+    if geometry is None or geometry.is_empty:
+        return []
+    if hasattr(geometry, "geoms"):
+        out: list[tuple[float, float]] = []
+        for part in geometry.geoms:
+            out.extend(_coordinates(part))
+        return out
+    coords = list(geometry.coords)
+    if geometry.geom_type == "Point":
+        return coords
+    return [coords[0], coords[-1]]
+
+
+def fence_version_of(rows: list[Geofence]) -> tuple[int, int, str]:
+    """A cheap fingerprint of the fence table (count, highest id, newest stamp) to know when to rebuild."""
+    newest = max((row.created_at for row in rows), default=None)
+    return (len(rows), max((row.id for row in rows), default=0), newest.isoformat() if newest else "")
+
+
+def fence_version(session: Session) -> tuple[int, int, str]:
+    """The fingerprint of the stored fences, read with one query."""
+    count, top, newest = session.execute(
+        select(func.count(Geofence.id), func.max(Geofence.id), func.max(Geofence.created_at))
+    ).one()
+    if isinstance(newest, str):  # SQLite hands an aggregate back as text
+        newest = datetime.fromisoformat(newest)
+    if newest is not None and newest.tzinfo is None:
+        newest = newest.replace(tzinfo=UTC)
+    return (int(count or 0), int(top or 0), newest.isoformat() if newest else "")
+
+
+def store_fences(session: Session, fence_file: FenceFile, *, replace: bool = False) -> list[Geofence]:
+    """Store the fences of a read file (after removing every stored fence when replace)."""
+    if replace:
+        session.execute(delete(Geofence))
+    rows = [
+        Geofence(
+            name=fence.name,
+            kind=fence.kind,
+            alert_on=fence.alert_on,
+            geometry=fence.geometry,
+            source_file=fence_file.filename,
+            source_crs=fence_file.source_crs,
+            properties=fence.properties,
+        )
+        for fence in fence_file.fences
+    ]
+    session.add_all(rows)
+    session.flush()
+    log.info("geofences stored", extra={"geofence_file": fence_file.filename, "fences": len(rows)})
+    return rows
+
+
+def all_fences(session: Session) -> list[Geofence]:
+    """Every stored fence, oldest first."""
+    return list(session.scalars(select(Geofence).order_by(Geofence.id)))
+
+
+def delete_fence(session: Session, fence_id: int) -> None:
+    """Remove one fence (UnknownGeofence when there is none with this id)."""
+    row = session.get(Geofence, int(fence_id))
+    if row is None:
+        raise UnknownGeofence(f"no geofence {fence_id!r}")
+    session.delete(row)

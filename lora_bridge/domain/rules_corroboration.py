@@ -1,0 +1,227 @@
+"""Corroboration: a collar's poaching-risk or mortality alert weighed against what the bridge knows.
+
+Four witnesses, each for, against or silent (weight 0), summed as log-odds onto a prior:
+- positions: the animal's own fixes around the alert (a flight shows as speed; a dead animal does not move);
+- behaviour: its activity summaries around the alert (running shares; resting shares);
+- herd: collars within `herd_radius_m` at the time (a herd flees together; a herd resting together is asleep);
+- night: the collar's own night (`collar_firmware.risk.is_night`, one definition with the collar).
+The confidence is the logistic of the sum. Below `hold_below` the alert is kept but held at priority 0,
+so nobody is woken for it; the evidence says which witness said what.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collar_firmware.risk import is_night
+from lora_bridge.domain import alerts
+from lora_bridge.domain.rules import collar_setting
+from lora_bridge.domain.rules_movement import exclude_outliers, project
+from lora_bridge.domain.rules_profiles import RuleProfile
+from lora_bridge.store.tables import ActivitySummary, Alert, Device, Position
+
+POACHING = "poaching_risk"
+MORTALITY = "mortality"
+CORROBORATED_TYPES = (POACHING, MORTALITY)
+RUN_CLASSES = ("run", "running", "flight")
+REST_CLASSES = ("rest", "resting", "lying", "still")
+
+
+def corroborate(session: Session, alert: Alert, device: Device, profile: RuleProfile) -> dict[str, Any]:
+    """Weigh alert (poaching_risk or mortality) and write its confidence into the alert; returns the verdict."""
+    p = profile.corroboration
+    window = timedelta(minutes=p.window_min)
+    start, end = alert.time - window, alert.time + window
+    fixes = [
+        (row.time, row.lat, row.lon)
+        for row in session.scalars(
+            select(Position)
+            .where(Position.device_id == alert.device_id, Position.time >= start, Position.time <= end)
+            .order_by(Position.time)
+        )
+    ]
+    kept = exclude_outliers(fixes, profile.speed).kept
+    summaries = list(
+        session.scalars(
+            select(ActivitySummary)
+            .where(
+                ActivitySummary.device_id == alert.device_id,
+                ActivitySummary.time >= start,
+                ActivitySummary.time <= end,
+            )
+            .order_by(ActivitySummary.time)
+        )
+    )
+    where = _alert_place(alert, kept)
+    factors = [
+        _positions_factor(alert, kept, profile),
+        _behaviour_factor(alert, summaries, profile),
+        _herd_factor(session, alert, where, profile),
+        _night_factor(alert, device, profile),
+    ]
+    logit = math.log(p.prior / (1 - p.prior)) + sum(f["weight"] for f in factors)
+    confidence = 1 / (1 + math.exp(-logit))
+    held = confidence < p.hold_below
+    verdict = {
+        "rule": "corroboration: positions, behaviour, herd and night weighed as log-odds on a prior",
+        "confidence": round(confidence, 3),
+        "prior": p.prior,
+        "hold_below": p.hold_below,
+        "held": held,
+        "factors": factors,
+        "fixes": len(kept),
+        "summaries": len(summaries),
+    }
+    previous = (alert.evidence or {}).get("corroboration", {})
+    evidence = dict(alert.evidence or {})
+    evidence["corroboration"] = verdict
+    alert.evidence = evidence
+    alert.priority = alerts.PRIORITY_INFO if held else alerts.priority_for(alert.alert_type)
+    if previous.get("confidence") != verdict["confidence"]:
+        alerts.record_event(
+            session, alert, alerts.SYSTEM_ACTOR, "corroborated", {"confidence": verdict["confidence"], "held": held}
+        )
+    return verdict
+
+
+def _alert_place(alert: Alert, kept: list[tuple[datetime, float, float]]) -> tuple[float, float] | None:
+    if alert.lat is not None and alert.lon is not None:
+        return (alert.lat, alert.lon)
+    if kept:
+        nearest = min(kept, key=lambda f: abs((f[0] - alert.time).total_seconds()))
+        return (nearest[1], nearest[2])
+    return None
+
+
+def _factor(name: str, weight: float, reason: str) -> dict[str, Any]:
+    return {"witness": name, "weight": round(weight, 3), "reason": reason}
+
+
+def _positions_factor(alert: Alert, kept: list, profile: RuleProfile) -> dict[str, Any]:
+    p = profile.corroboration
+    before = [f for f in kept if f[0] <= alert.time]
+    after = [f for f in kept if f[0] > alert.time]
+    if alert.alert_type == POACHING:
+        if len(kept) < 2:
+            return _factor("positions", 0.0, "fewer than two fixes around the alert")
+        xy, _ = project(kept)
+        speeds = [
+            float(np.hypot(*(xy[i + 1] - xy[i]))) / max((kept[i + 1][0] - kept[i][0]).total_seconds(), 1.0) * 3.6
+            for i in range(len(kept) - 1)
+        ]
+        fastest = max(speeds)
+        if fastest >= p.flight_speed_kmh:
+            return _factor("positions", p.weight_positions, f"moved at {fastest:.1f} km/h around the alert (flight)")
+        if before and after:
+            return _factor("positions", -p.weight_positions, f"at most {fastest:.1f} km/h before and after: no flight")
+        return _factor("positions", 0.0, f"at most {fastest:.1f} km/h, but no fix on both sides yet")
+    radius = profile.immobility.radius_m
+    if not after or alert.lat is None:
+        return _factor("positions", 0.0, "no fix after the alert yet")
+    xy, _ = project([(alert.time, alert.lat, alert.lon), *after])
+    farthest = float(np.max(np.hypot(xy[1:, 0] - xy[0, 0], xy[1:, 1] - xy[0, 1])))
+    if farthest <= radius:
+        return _factor("positions", p.weight_positions, f"{len(after)} fixes after, all within {radius:.0f} m")
+    if farthest > 2 * radius:
+        return _factor("positions", -p.weight_positions, f"moved {farthest:.0f} m after the alert: alive")
+    return _factor("positions", 0.0, f"moved {farthest:.0f} m after the alert (within twice the radius)")
+
+
+def _share(summary: ActivitySummary, names: tuple[str, ...]) -> float:
+    shares = summary.shares_pct or {}
+    return float(sum(v for k, v in shares.items() if str(k).lower() in names))
+
+
+def _behaviour_factor(alert: Alert, summaries: list[ActivitySummary], profile: RuleProfile) -> dict[str, Any]:
+    p = profile.corroboration
+    if not summaries:
+        return _factor("behaviour", 0.0, "no activity summary around the alert")
+    if alert.alert_type == POACHING:
+        running = max(_share(s, RUN_CLASSES) for s in summaries)
+        if running >= p.run_share_pct:
+            return _factor("behaviour", p.weight_behaviour, f"ran {running:.0f} % of an interval")
+        if running < p.run_share_pct / 4:
+            return _factor("behaviour", -p.weight_behaviour, f"ran at most {running:.0f} % of any interval")
+        return _factor("behaviour", 0.0, f"ran at most {running:.0f} %")
+    after = [s for s in summaries if s.time >= alert.time - timedelta(minutes=s.interval_min)]
+    if not after:
+        return _factor("behaviour", 0.0, "no activity summary since the alert")
+    resting = min(_share(s, REST_CLASSES) for s in after)
+    if resting >= p.still_share_pct:
+        return _factor("behaviour", p.weight_behaviour, f"resting {resting:.0f} % or more of every interval since")
+    if resting < 100 - 3 * (100 - p.still_share_pct):
+        return _factor("behaviour", -p.weight_behaviour, f"active: resting only {resting:.0f} % of an interval")
+    return _factor("behaviour", 0.0, f"resting at least {resting:.0f} %")
+
+
+def _herd_factor(
+    session: Session, alert: Alert, where: tuple[float, float] | None, profile: RuleProfile
+) -> dict[str, Any]:
+    p = profile.corroboration
+    if where is None:
+        return _factor("herd", 0.0, "no position for the alert")
+    window = timedelta(minutes=p.window_min)
+    rows = session.execute(
+        select(Position.device_id, Position.time, Position.lat, Position.lon).where(
+            Position.device_id != alert.device_id,
+            Position.time >= alert.time - window,
+            Position.time <= alert.time + window,
+        )
+    ).all()
+    if not rows:
+        return _factor("herd", 0.0, "no other collar heard around the alert")
+    xy, _ = project([(alert.time, where[0], where[1]), *[(r.time, r.lat, r.lon) for r in rows]])
+    distance = np.hypot(xy[1:, 0] - xy[0, 0], xy[1:, 1] - xy[0, 1])
+    mates = sorted({rows[i].device_id for i in range(len(rows)) if distance[i] <= p.herd_radius_m})
+    if not mates:
+        return _factor("herd", 0.0, f"no other collar within {p.herd_radius_m:.0f} m")
+    summaries = list(
+        session.scalars(
+            select(ActivitySummary).where(
+                ActivitySummary.device_id.in_(mates),
+                ActivitySummary.time >= alert.time - window,
+                ActivitySummary.time <= alert.time + window,
+            )
+        )
+    )
+    if alert.alert_type == POACHING:
+        ran = sorted({s.device_id for s in summaries if _share(s, RUN_CLASSES) >= p.run_share_pct})
+        alarmed = sorted(
+            set(
+                session.scalars(
+                    select(Alert.device_id).where(
+                        Alert.device_id.in_(mates),
+                        Alert.alert_type == POACHING,
+                        Alert.time >= alert.time - window,
+                        Alert.time <= alert.time + window,
+                    )
+                )
+            )
+        )
+        fled = sorted(set(ran) | set(alarmed))
+        if fled:
+            return _factor("herd", p.weight_herd, f"{len(fled)} of {len(mates)} herd mates ran too ({', '.join(fled)})")
+        if summaries:
+            return _factor("herd", -p.weight_herd / 2, f"{len(mates)} herd mates nearby stayed calm")
+        return _factor("herd", 0.0, f"{len(mates)} herd mates nearby, behaviour unknown")
+    resting = sorted({s.device_id for s in summaries if _share(s, REST_CLASSES) >= p.still_share_pct})
+    if resting and len(resting) == len({s.device_id for s in summaries}):
+        return _factor("herd", -p.weight_herd, f"the herd nearby rests too ({', '.join(resting)}): sleep, not death")
+    if summaries:
+        return _factor("herd", p.weight_herd / 2, "herd mates nearby are active while this animal is still")
+    return _factor("herd", 0.0, f"{len(mates)} herd mates nearby, behaviour unknown")
+
+
+def _night_factor(alert: Alert, device: Device, profile: RuleProfile) -> dict[str, Any]:
+    if alert.alert_type != POACHING:
+        return _factor("night", 0.0, "time of day does not bear on mortality")
+    offset = collar_setting(device, "utc_offset_min")
+    if is_night(int(alert.time.timestamp()), offset):
+        return _factor("night", profile.corroboration.weight_night, "at night (the collar's night)")
+    return _factor("night", 0.0, "by day")

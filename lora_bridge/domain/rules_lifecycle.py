@@ -1,0 +1,125 @@
+"""An alert's life after it is raised: auto-resolve when its condition clears, escalation when nobody
+acknowledges it in time, and each type's precision from the rangers' verdicts.
+
+- auto-resolve: Tembo closes the alert itself with the reason (event `auto_resolved`), and leaves the
+  verdict empty: only a ranger says whether it was true (`resolve` takes a verdict on it later).
+  Poaching-risk and mortality are never closed by Tembo.
+- escalation: a `new` alert (priority > 0) not acknowledged `after_min[priority]` minutes after it was
+  raised is escalated (event `escalated`, level 1, 2, ... up to `max_level`, one per period); the
+  notification routes marked `escalation` get it.
+- precision: per type, true / (true + false_alarm) over resolved alerts with a verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lora_bridge.domain import alerts
+from lora_bridge.domain.rules_profiles import RuleProfile
+from lora_bridge.store.tables import Alert, AlertEvent, Animal, Device
+from lora_bridge.store.utc import utc_now
+
+log = logging.getLogger(__name__)
+
+NEVER_AUTO_RESOLVED = ("poaching_risk", "mortality", "tamper")
+ESCALATED = "escalated"
+AUTO_RESOLVED = "auto_resolved"
+
+
+def auto_resolve(session: Session, alert: Alert, reason: str, at: datetime) -> bool:
+    """Close an open alert because its condition cleared (reason, at: when it cleared); False if kept."""
+    if alert.state not in alerts.OPEN_STATES or alert.alert_type in NEVER_AUTO_RESOLVED:
+        return False
+    alert.state = alerts.STATE_RESOLVED
+    alert.open_key = None
+    alert.resolved_at = utc_now()
+    alert.resolved_by = alerts.SYSTEM_ACTOR
+    alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, AUTO_RESOLVED, {"reason": reason, "cleared_at": at.isoformat()})
+    log.info(
+        "alert auto-resolved alert_id=%d device_id=%s: %s",
+        alert.id,
+        alert.device_id,
+        reason,
+        extra={"alert_id": alert.id, "device_id": alert.device_id, "reason": reason},
+    )
+    return True
+
+
+def escalation_level(session: Session, alert_id: int) -> int:
+    """How many times this alert was escalated."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(AlertEvent).where(AlertEvent.alert_id == alert_id, AlertEvent.action == ESCALATED)
+        )
+        or 0
+    )
+
+
+def escalate(
+    session: Session,
+    now: datetime,
+    profile_of: Callable[[Device, Animal | None], RuleProfile],
+    wall_clock: bool = True,
+) -> list[tuple[int, int]]:
+    """Escalate every new alert left unacknowledged too long at now; (alert id, new level) of each.
+
+    On the wall clock an alert's waiting starts when the bridge learnt of it (a late-delivered alert
+    is not escalated on arrival); with a given clock (replay, the twin) at the alert's own time."""
+    escalated: list[tuple[int, int]] = []
+    waiting = session.scalars(
+        select(Alert).where(Alert.state == alerts.STATE_NEW, Alert.priority > alerts.PRIORITY_INFO)
+    ).all()
+    for alert in waiting:
+        device = session.get(Device, alert.device_id)
+        animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
+        profile = profile_of(device, animal).escalation
+        minutes = profile.after_min.get(alert.priority)
+        if minutes is None:
+            continue
+        level = escalation_level(session, alert.id)
+        if level >= profile.max_level:
+            continue
+        since = max(alert.time, alert.created_at) if wall_clock else alert.time
+        due = since + timedelta(minutes=minutes * (level + 1))
+        if now < due:
+            continue
+        alerts.record_event(
+            session, alert, alerts.SYSTEM_ACTOR, ESCALATED, {"level": level + 1, "unacknowledged_min": minutes * (level + 1)}
+        )
+        log.warning(
+            "alert escalated alert_id=%d device_id=%s level=%d",
+            alert.id,
+            alert.device_id,
+            level + 1,
+            extra={"alert_id": alert.id, "device_id": alert.device_id, "level": level + 1},
+        )
+        escalated.append((alert.id, level + 1))
+    return escalated
+
+
+def precision_by_type(session: Session) -> dict[str, dict[str, Any]]:
+    """Per alert type: resolved alerts by verdict, how many wait for one, and the precision
+    true / (true + false_alarm) (None while nothing is judged). The one figure the dashboard and the
+    twin's score both read."""
+    rows = session.execute(
+        select(Alert.alert_type, Alert.verdict, func.count())
+        .where(Alert.state == alerts.STATE_RESOLVED)
+        .group_by(Alert.alert_type, Alert.verdict)
+    ).all()
+    result: dict[str, dict[str, Any]] = {}
+    for alert_type, verdict, count in rows:
+        entry = result.setdefault(alert_type, {"true": 0, "false_alarm": 0, "unknown": 0})
+        if verdict is None:
+            entry["unjudged"] = entry.get("unjudged", 0) + int(count)
+        else:
+            entry[verdict] = int(count)
+    for entry in result.values():
+        judged = entry["true"] + entry["false_alarm"]
+        entry["precision"] = entry["true"] / judged if judged else None
+    return result

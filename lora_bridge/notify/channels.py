@@ -1,0 +1,266 @@
+"""One sender per channel. HTTP goes through one injectable httpx client, so tests point it at local
+stand-in servers; e-mail goes through smtplib.
+
+EarthRanger (its public API, as the EarthRanger client `er-client` and the server `er-server` use it):
+- an alert raised → `POST {url}/activity/events` with a JSON event: `event_type`, `title`, `time`,
+  `location` {latitude, longitude}, `priority` (0/100/200/300), `state` "new", `event_details`;
+  the answer's `data.id` is kept, and a later step of the same alert → `PATCH {url}/activity/event/{id}`
+  with the new `state` ("active" when acknowledged, "resolved" when resolved);
+- a fix → `POST {url}/sensors/generic/{provider_key}/status` with an observation: `manufacturer_id`,
+  `source_type`, `subject_name`, `subject_subtype`, `recorded_at`, `location` {lat, lon}, `additional`;
+- both with `Authorization: Bearer <token>`.
+
+Signed webhook: `POST` of the JSON payload with
+    X-Tembo-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
+    X-Tembo-Delivery: <notification id>   (the same on a retry: receivers drop repeats by it)
+A receiver recomputes the HMAC over the raw body and refuses a timestamp older than a few minutes.
+
+SMS gateway: `POST {url}` with {"to", "from", "text"} and `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import smtplib
+import time
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+from lora_bridge.notify.config import NotifyConfig
+from lora_bridge.notify.outbox import KIND_POSITION, DeliveryError, sent_external_id
+from lora_bridge.store.database import Database
+from lora_bridge.store.tables import Notification
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Tembo-Signature"
+DELIVERY_HEADER = "X-Tembo-Delivery"
+PRIORITY_WORDS = {0: "INFO", 100: "LOW", 200: "MEDIUM", 300: "HIGH"}
+ER_STATES = {"raised": "new", "escalated": "new", "acknowledged": "active", "resolved": "resolved",
+             "auto_resolved": "resolved"}
+
+
+def sign(secret: bytes, body: bytes, timestamp: int) -> str:
+    """The X-Tembo-Signature value of body sent at timestamp."""
+    digest = hmac.new(secret, str(timestamp).encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def verify(secret: bytes, body: bytes, header: str, now: float | None = None, tolerance_s: float = 300) -> bool:
+    """True when header is a valid signature of body under secret, made within tolerance_s of now."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+        given = parts["v1"]
+    except (ValueError, KeyError):
+        return False
+    if abs((now if now is not None else time.time()) - timestamp) > tolerance_s:
+        return False
+    expected = sign(secret, body, timestamp).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, given)
+
+
+def title_of(payload: dict[str, Any]) -> str:
+    """One line: priority, type, animal, confidence."""
+    words = PRIORITY_WORDS.get(int(payload.get("priority") or 0), str(payload.get("priority")))
+    text = f"{words} {payload['alert_type']}: {payload.get('animal') or payload['device_id']}"
+    if payload.get("confidence") is not None:
+        text += f" (confidence {payload['confidence']:.2f})"
+    if payload.get("action") not in (None, "raised"):
+        text += f" [{payload['action']}]"
+    return text
+
+
+def text_of(payload: dict[str, Any]) -> str:
+    """A short message body (SMS, e-mail)."""
+    where = f"{payload['lat']:.5f},{payload['lon']:.5f}" if payload.get("lat") is not None else "position unknown"
+    lines = [title_of(payload), f"at {payload['time']} ({where})", f"alert #{payload['alert_id']} collar {payload['device_id']}"]
+    if payload.get("rule"):
+        lines.append(f"rule: {payload['rule']}")
+    return "\n".join(lines)
+
+
+def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    try:
+        response = client.request(method, url, **kwargs)
+    except httpx.HTTPError as error:
+        raise DeliveryError(f"{method} {url}: {type(error).__name__}: {error}") from error
+    if response.status_code >= 400:
+        retryable = response.status_code in (408, 425, 429) or response.status_code >= 500
+        raise DeliveryError(f"{method} {url}: HTTP {response.status_code} {response.text[:200]}", retryable=retryable)
+    return response
+
+
+class EarthRangerSender:
+    """Alerts as EarthRanger events (created, then patched), fixes as generic sensor observations."""
+
+    def __init__(self, config: NotifyConfig, client: httpx.Client) -> None:
+        if config.earthranger is None:
+            raise ValueError("EarthRanger is not configured")
+        self.er = config.earthranger
+        self.client = client
+        self.root = self.er.url.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"EarthRangerSender(url={self.root!r}, token=***)"
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.er.token.get_secret_value()}", "Accept": "application/json"}
+
+    def send(self, notification: Notification, db: Database) -> str | None:
+        payload = notification.payload
+        if notification.kind == KIND_POSITION:
+            return self._observation(payload)
+        action = payload["action"]
+        if action in ("raised", "escalated"):
+            existing = sent_external_id(db, payload["alert_id"], "earthranger")
+            if existing is None:
+                return self._create_event(payload)
+            if action == "raised":
+                return existing
+        event_id = sent_external_id(db, payload["alert_id"], "earthranger")
+        if event_id is None:
+            raise DeliveryError("the EarthRanger event of this alert is not created yet")
+        body: dict[str, Any] = {"state": ER_STATES[action], "priority": payload["priority"]}
+        _post(self.client, "PATCH", f"{self.root}/activity/event/{event_id}", json=body, headers=self._headers())
+        return event_id
+
+    def _create_event(self, payload: dict[str, Any]) -> str | None:
+        event: dict[str, Any] = {
+            "event_type": f"{self.er.event_type_prefix}{payload['alert_type']}",
+            "title": title_of(payload),
+            "time": payload["time"],
+            "priority": int(payload["priority"]),
+            "state": "new",
+            "event_details": {
+                "tembo_alert_id": payload["alert_id"],
+                "device_id": payload["device_id"],
+                "animal": payload.get("animal"),
+                "confidence": payload.get("confidence"),
+                "rule": payload.get("rule"),
+                "source": payload.get("source"),
+            },
+        }
+        if payload.get("lat") is not None and payload.get("lon") is not None:
+            event["location"] = {"latitude": payload["lat"], "longitude": payload["lon"]}
+        response = _post(self.client, "POST", f"{self.root}/activity/events", json=event, headers=self._headers())
+        try:
+            data = response.json().get("data") or {}
+        except ValueError:
+            data = {}
+        return str(data["id"]) if isinstance(data, dict) and data.get("id") else None
+
+    def _observation(self, payload: dict[str, Any]) -> str | None:
+        observation = {
+            "manufacturer_id": payload["device_id"],
+            "source_type": "tracking-device",
+            "subject_name": payload.get("animal") or payload["device_id"],
+            "subject_subtype": "elephant" if payload.get("species") == "Loxodonta africana" else "wildlife",
+            "model_name": "tembo-collar",
+            "recorded_at": payload["time"],
+            "location": {"lat": payload["lat"], "lon": payload["lon"]},
+            "additional": {k: payload[k] for k in ("battery_mv", "behaviour") if payload.get(k) is not None},
+        }
+        url = f"{self.root}/sensors/generic/{self.er.provider_key}/status"
+        _post(self.client, "POST", url, json=observation, headers=self._headers())
+        return None
+
+
+class WebhookSender:
+    """The payload as JSON, signed with HMAC-SHA256 over timestamp + body."""
+
+    def __init__(self, config: NotifyConfig, client: httpx.Client) -> None:
+        if config.webhook is None:
+            raise ValueError("the webhook is not configured")
+        self.url = config.webhook.url
+        self.secret = config.webhook.secret.get_secret_value().encode()
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"WebhookSender(url={self.url!r}, secret=***)"
+
+    def send(self, notification: Notification, db: Database) -> str | None:
+        body = json.dumps(notification.payload, sort_keys=True, separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign(self.secret, body, int(time.time())),
+            DELIVERY_HEADER: str(notification.id),
+        }
+        _post(self.client, "POST", self.url, content=body, headers=headers)
+        return None
+
+
+class SmsSender:
+    """A generic HTTP SMS gateway."""
+
+    def __init__(self, config: NotifyConfig, client: httpx.Client) -> None:
+        if config.sms is None:
+            raise ValueError("the SMS gateway is not configured")
+        self.sms = config.sms
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"SmsSender(url={self.sms.url!r}, token=***)"
+
+    def send(self, notification: Notification, db: Database) -> str | None:
+        body = {"to": notification.recipient, "from": self.sms.sender, "text": text_of(notification.payload)[:480]}
+        headers = {"Authorization": f"Bearer {self.sms.token.get_secret_value()}", DELIVERY_HEADER: str(notification.id)}
+        response = _post(self.client, "POST", self.sms.url, json=body, headers=headers)
+        try:
+            answer = response.json()
+        except ValueError:
+            return None
+        return str(answer.get("id")) if isinstance(answer, dict) and answer.get("id") else None
+
+
+class EmailSender:
+    """Plain-text e-mail through an SMTP relay."""
+
+    def __init__(self, config: NotifyConfig) -> None:
+        if config.smtp is None:
+            raise ValueError("SMTP is not configured")
+        self.smtp = config.smtp
+
+    def __repr__(self) -> str:
+        return f"EmailSender(host={self.smtp.host!r}, port={self.smtp.port})"
+
+    def send(self, notification: Notification, db: Database) -> str | None:
+        message = EmailMessage()
+        message["From"] = self.smtp.sender
+        message["To"] = notification.recipient
+        message["Subject"] = f"[Tembo] {title_of(notification.payload)}"
+        message["Message-ID"] = f"<tembo-notification-{notification.id}@{self.smtp.sender.split('@')[-1]}>"
+        message.set_content(text_of(notification.payload) + "\n")
+        try:
+            with smtplib.SMTP(self.smtp.host, self.smtp.port, timeout=self.smtp.timeout_s) as server:
+                if self.smtp.starttls:
+                    server.starttls()
+                if self.smtp.username and self.smtp.password:
+                    server.login(self.smtp.username, self.smtp.password.get_secret_value())
+                refused = server.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            raise DeliveryError(f"SMTP refused {notification.recipient}: {error}", retryable=False) from error
+        except (smtplib.SMTPException, OSError) as error:
+            raise DeliveryError(f"SMTP {self.smtp.host}:{self.smtp.port}: {error}") from error
+        if refused:
+            raise DeliveryError(f"SMTP refused {refused}", retryable=False)
+        return message["Message-ID"]
+
+
+def senders_for(config: NotifyConfig, client: httpx.Client) -> dict[str, Any]:
+    """A sender for every configured channel."""
+    senders: dict[str, Any] = {}
+    if config.earthranger is not None:
+        senders["earthranger"] = EarthRangerSender(config, client)
+    if config.webhook is not None:
+        senders["webhook"] = WebhookSender(config, client)
+    if config.sms is not None:
+        senders["sms"] = SmsSender(config, client)
+    if config.smtp is not None:
+        senders["email"] = EmailSender(config)
+    return senders

@@ -1,0 +1,151 @@
+"""Who gets what, and how to reach them: the `[notify]` table of the rules file.
+
+    [notify.earthranger]
+    url = "https://reserve.pamdas.org/api/v1.0"   # the site's API root
+    token = "..."                                  # a bearer token of an EarthRanger service account
+    provider_key = "tembo"                         # the source provider of the collars' observations
+    [notify.webhook]
+    url = "https://control-room.example/tembo"
+    secret = "..."                                 # HMAC-SHA256 key, shared with the receiver
+    [notify.smtp]
+    host = "127.0.0.1"
+    port = 25
+    sender = "tembo@reserve.example"
+    [notify.sms]
+    url = "https://sms-gateway.example/send"
+    token = "..."
+    [[notify.routes]]
+    name = "duty-officer-sms"
+    channel = "sms"
+    to = ["+254700000001"]
+    types = ["poaching_risk", "mortality"]
+    min_priority = 300
+    hours = "night"            # "any", "night" or "day" (the collar's night, at the alert's place)
+
+Nothing leaves the machine unless configured: a channel without its section is off, and there are no
+default secrets. A route to a channel that is not configured is refused when the file is read.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from lora_bridge.errors import InvalidRequest
+
+CHANNELS = ("earthranger", "webhook", "email", "sms")
+ALERT_ACTIONS = ("raised", "escalated", "acknowledged", "resolved", "auto_resolved")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EarthRangerConfig(_Strict):
+    """An EarthRanger site: alerts become events, positions become sensor observations."""
+
+    url: str
+    token: SecretStr
+    provider_key: str = "tembo"
+    event_type_prefix: str = "tembo_"
+    send_positions: bool = True
+
+
+class WebhookConfig(_Strict):
+    """A generic HTTP receiver; every body is signed with HMAC-SHA256 over timestamp + body."""
+
+    url: str
+    secret: SecretStr = Field(min_length=1)
+
+
+class SmtpConfig(_Strict):
+    """An SMTP relay for e-mail (the control room's own, or the reserve's)."""
+
+    host: str
+    port: int = Field(default=25, ge=1, le=65535)
+    sender: str
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class SmsConfig(_Strict):
+    """A generic HTTP SMS gateway: POST {"to", "from", "text"} with a bearer token."""
+
+    url: str
+    token: SecretStr
+    sender: str = "Tembo"
+
+
+class Route(_Strict):
+    """Send alert steps of these types, at or above min_priority, in these hours, over one channel."""
+
+    name: str
+    channel: Literal["earthranger", "webhook", "email", "sms"]
+    to: list[str] = Field(default_factory=list)
+    types: list[str] | None = None
+    min_priority: int = Field(default=0, ge=0, le=300)
+    hours: Literal["any", "night", "day"] = "any"
+    actions: list[str] = Field(default_factory=lambda: ["raised", "escalated"])
+    escalation_only: bool = False
+
+
+class RetryConfig(_Strict):
+    """How hard the outbox tries: attempts, and backoff doubling from backoff_s up to backoff_max_s."""
+
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_s: float = Field(default=30.0, gt=0)
+    backoff_max_s: float = Field(default=3600.0, gt=0)
+    lease_s: float = Field(default=300.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class NotifyConfig(_Strict):
+    """Every channel (all optional) and the routes over them."""
+
+    earthranger: EarthRangerConfig | None = None
+    webhook: WebhookConfig | None = None
+    smtp: SmtpConfig | None = None
+    sms: SmsConfig | None = None
+    routes: list[Route] = Field(default_factory=list)
+    retry: RetryConfig = RetryConfig()
+
+    @model_validator(mode="after")
+    def _routes_have_channels(self) -> NotifyConfig:
+        configured = {
+            "earthranger": self.earthranger,
+            "webhook": self.webhook,
+            "email": self.smtp,
+            "sms": self.sms,
+        }
+        for route in self.routes:
+            if configured[route.channel] is None:
+                section = "smtp" if route.channel == "email" else route.channel
+                raise ValueError(f"route {route.name!r} uses {route.channel} but [notify.{section}] is not configured")
+            if route.channel in ("email", "sms") and not route.to:
+                raise ValueError(f"route {route.name!r} has no recipients (to = [...])")
+            unknown = set(route.actions) - set(ALERT_ACTIONS)
+            if unknown:
+                raise ValueError(f"route {route.name!r}: unknown actions {sorted(unknown)}; use {list(ALERT_ACTIONS)}")
+        return self
+
+    @property
+    def active(self) -> bool:
+        """True when anything at all is configured to leave the machine."""
+        return bool(self.routes) or bool(self.earthranger and self.earthranger.send_positions)
+
+
+def load_notify_config(path: str | Path | None) -> NotifyConfig:
+    """NotifyConfig from the `[notify]` table of a TOML file (nothing configured when path is None)."""
+    if path is None:
+        return NotifyConfig()
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+        return NotifyConfig(**document.get("notify", {}))
+    except (OSError, tomllib.TOMLDecodeError, ValidationError, TypeError) as error:
+        raise InvalidRequest(f"notification settings in {path}: {error}") from error

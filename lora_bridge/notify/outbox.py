@@ -1,0 +1,293 @@
+"""The notification outbox: rows queued with the alert step that caused them, worked by the timer.
+
+Queued in the same unit of work as the alert, so a notification exists exactly when its alert step
+does, and each (route, recipient, alert, step) has one unique key: queued once, whatever restarts.
+The timer claims a due row (pending → sending, one UPDATE, so two workers never take the same row),
+sends it, and marks it sent; a failure goes back to pending with a doubled wait, until max_attempts,
+then `failed` (kept, with the last error). A row left `sending` by a process that died mid-send is
+retried after the lease, carrying the same delivery id (`X-Tembo-Delivery`) so a receiver can drop
+the repeat; a row marked sent is never sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from collar_firmware.risk import is_night
+from lora_bridge.domain import alerts
+from lora_bridge.domain.rules import collar_setting
+from lora_bridge.notify.config import NotifyConfig, Route
+from lora_bridge.store.database import Database
+from lora_bridge.store.tables import Alert, Animal, Device, Notification
+from lora_bridge.store.utc import utc_now
+
+log = logging.getLogger(__name__)
+
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+FAILED = "failed"
+
+KIND_ALERT = "alert"
+KIND_POSITION = "position"
+
+
+class DeliveryError(Exception):
+    """A channel could not deliver; retryable unless the receiver refused the message itself."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Sender(Protocol):
+    """One channel's sender: delivers a notification row, returns an id the receiver gave it (or None)."""
+
+    def send(self, notification: Notification, session_lookup: Any) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What one pass over the outbox did."""
+
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+def route_matches(route: Route, alert: Alert, action: str, device: Device | None) -> bool:
+    """Does this alert step go over this route (type, priority, action, hours)?"""
+    if action not in route.actions:
+        return False
+    if route.escalation_only and action != "escalated":
+        return False
+    if route.types is not None and alert.alert_type not in route.types:
+        return False
+    if alert.priority < route.min_priority:
+        return False
+    if route.hours != "any":
+        offset = collar_setting(device, "utc_offset_min") if device is not None else 0
+        night = is_night(int(alert.time.timestamp()), offset)
+        if (route.hours == "night") != night:
+            return False
+    return True
+
+
+def alert_payload(alert: Alert, animal: Animal | None, action: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What every channel says about an alert step (a snapshot taken when it was queued)."""
+    corroboration = (alert.evidence or {}).get("corroboration") or {}
+    return {
+        "alert_id": alert.id,
+        "action": action,
+        "alert_type": alert.alert_type,
+        "priority": alert.priority,
+        "state": alert.state,
+        "source": alert.source,
+        "device_id": alert.device_id,
+        "animal": animal.name if animal else None,
+        "species": animal.species if animal else None,
+        "time": alert.time.isoformat(),
+        "lat": alert.lat,
+        "lon": alert.lon,
+        "confidence": corroboration.get("confidence"),
+        "rule": (alert.evidence or {}).get("rule"),
+        "verdict": alert.verdict,
+        "detail": dict(detail or {}),
+    }
+
+
+def enqueue_alert_steps(
+    session: Session, config: NotifyConfig, steps: Iterable[tuple[int, str]], detail: dict[int, dict[str, Any]] | None = None
+) -> list[int]:
+    """Queue every route's notification for these (alert id, action) steps; ids of the rows queued."""
+    queued: list[int] = []
+    if not config.routes:
+        return queued
+    for alert_id, action in steps:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            continue
+        device = session.get(Device, alert.device_id)
+        animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
+        payload = alert_payload(alert, animal, action, (detail or {}).get(alert_id))
+        step = f"{action}{payload['detail'].get('level', '')}"
+        for route in config.routes:
+            if not route_matches(route, alert, action, device):
+                continue
+            for recipient in route.to or [route.channel]:
+                key = f"{route.name}:{recipient}:alert:{alert.id}:{step}"
+                row = _queue(session, key, route.channel, recipient, route.name, KIND_ALERT, payload, alert.id)
+                if row is not None:
+                    queued.append(row)
+                    alerts.record_event(
+                        session, alert, alerts.SYSTEM_ACTOR, "notification_queued",
+                        {"route": route.name, "channel": route.channel, "to": recipient, "action": action},
+                    )
+    return queued
+
+
+def enqueue_position(session: Session, config: NotifyConfig, device: Device, animal: Animal | None,
+                     time: datetime, lat: float, lon: float) -> int | None:
+    """Queue one fix as an EarthRanger sensor observation (when EarthRanger takes positions)."""
+    er = config.earthranger
+    if er is None or not er.send_positions:
+        return None
+    payload = {
+        "device_id": device.device_id,
+        "animal": animal.name if animal else device.device_id,
+        "species": animal.species if animal else None,
+        "time": time.isoformat(),
+        "lat": lat,
+        "lon": lon,
+        "battery_mv": device.battery_mv,
+        "behaviour": device.behaviour,
+    }
+    key = f"earthranger:observation:{device.device_id}:{time.isoformat()}"
+    return _queue(session, key, "earthranger", er.provider_key, None, KIND_POSITION, payload, None)
+
+
+def _queue(session: Session, key: str, channel: str, recipient: str, route: str | None, kind: str,
+           payload: dict[str, Any], alert_id: int | None) -> int | None:
+    if session.scalars(select(Notification.id).where(Notification.dedup_key == key)).first() is not None:
+        return None
+    row = Notification(
+        dedup_key=key, channel=channel, recipient=recipient, route=route, kind=kind, payload=payload,
+        alert_id=alert_id, state=PENDING, attempts=0, next_attempt_at=utc_now(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None  # another worker queued the same step a moment ago
+    return row.id
+
+
+def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: datetime | None = None,
+          limit: int = 200) -> DrainReport:
+    """Send what is due: claim, send, mark; failures wait (doubling) and end as failed after max_attempts."""
+    at = now or utc_now()
+    retry = config.retry
+    with db.write() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.state == SENDING, Notification.next_attempt_at <= at - timedelta(seconds=retry.lease_s))
+            .values(state=PENDING)
+        )
+        due = list(session.scalars(
+            select(Notification.id)
+            .where(Notification.state == PENDING, Notification.next_attempt_at <= at)
+            .order_by(Notification.next_attempt_at, Notification.id)
+            .limit(limit)
+        ))
+    sent = retried = failed = 0
+    blocked: set[str] = set()
+    for notification_id in due:
+        row = _claim(db, notification_id, at)
+        if row is None:
+            continue
+        if row.channel in blocked:  # this channel just failed: leave the rest for the next pass
+            _release(db, notification_id)
+            continue
+        sender = senders.get(row.channel)
+        try:
+            if sender is None:
+                raise DeliveryError(f"channel {row.channel} is not configured", retryable=False)
+            external_id = sender.send(row, db)
+        except DeliveryError as error:
+            state = _failed(db, row, str(error), error.retryable, at, config)
+            if state == FAILED:
+                failed += 1
+            else:
+                retried += 1
+                blocked.add(row.channel)
+            continue
+        except Exception as error:  # a bug in a sender must not stop the others
+            log.exception("notification sender crashed notification_id=%d", row.id)
+            _failed(db, row, repr(error), True, at, config)
+            retried += 1
+            continue
+        _sent(db, row.id, external_id)
+        sent += 1
+    if due:
+        log.info("outbox drained", extra={"sent": sent, "retried": retried, "failed": failed})
+    return DrainReport(sent=sent, retried=retried, failed=failed)
+
+
+def _claim(db: Database, notification_id: int, at: datetime) -> Notification | None:
+    with db.write() as session:
+        claimed = session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id, Notification.state == PENDING)
+            .values(state=SENDING, attempts=Notification.attempts + 1, next_attempt_at=at)
+        ).rowcount
+        if claimed != 1:
+            return None
+        row = session.get(Notification, notification_id)
+        session.expunge(row)
+        return row
+
+
+def _release(db: Database, notification_id: int) -> None:
+    with db.write() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id, Notification.state == SENDING)
+            .values(state=PENDING, attempts=Notification.attempts - 1)
+        )
+
+
+def _sent(db: Database, notification_id: int, external_id: str | None) -> None:
+    with db.write() as session:
+        row = session.get(Notification, notification_id)
+        row.state = SENT
+        row.sent_at = utc_now()
+        row.last_error = None
+        row.external_id = external_id
+        if row.alert_id is not None:
+            alert = session.get(Alert, row.alert_id)
+            alerts.record_event(
+                session, alert, alerts.SYSTEM_ACTOR, "notification_sent",
+                {"route": row.route, "channel": row.channel, "to": row.recipient, "notification_id": row.id},
+            )
+    log.info("notification sent notification_id=%d channel=%s", notification_id, external_id or "",
+             extra={"notification_id": notification_id})
+
+
+def _failed(db: Database, row: Notification, error: str, retryable: bool, at: datetime, config: NotifyConfig) -> str:
+    retry = config.retry
+    with db.write() as session:
+        stored = session.get(Notification, row.id)
+        stored.last_error = error[:2000]
+        if not retryable or stored.attempts >= retry.max_attempts:
+            stored.state = FAILED
+        else:
+            stored.state = PENDING
+            wait = min(retry.backoff_s * 2 ** (stored.attempts - 1), retry.backoff_max_s)
+            stored.next_attempt_at = at + timedelta(seconds=wait)
+        state = stored.state
+    log.warning(
+        "notification not delivered notification_id=%d channel=%s attempt=%d: %s",
+        row.id, row.channel, row.attempts, error,
+        extra={"notification_id": row.id, "channel": row.channel, "alert_id": row.alert_id},
+    )
+    return state
+
+
+def sent_external_id(db: Database, alert_id: int, channel: str) -> str | None:
+    """The id the receiver gave the first delivered notification of an alert on channel (EarthRanger's event id)."""
+    with db.read() as session:
+        return session.scalars(
+            select(Notification.external_id)
+            .where(Notification.alert_id == alert_id, Notification.channel == channel,
+                   Notification.state == SENT, Notification.external_id.is_not(None))
+            .order_by(Notification.id)
+        ).first()
