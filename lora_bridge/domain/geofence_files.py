@@ -93,7 +93,8 @@ def _read_layers(path: Path, filename: str) -> list[gpd.GeoDataFrame]:
     try:
         layers = pyogrio.list_layers(path)
     except Exception as error:
-        raise InvalidGeofenceFile(f"{filename}: not a readable GeoJSON or GeoPackage ({_short(error)})") from error
+        reason = _short(error).replace(str(path), filename)
+        raise InvalidGeofenceFile(f"{filename}: not a readable GeoJSON or GeoPackage ({reason})") from error
     frames = []
     for layer_name, geometry_type in layers:
         if geometry_type is not None and "polygon" not in str(geometry_type).lower() and geometry_type != "Unknown":
@@ -127,14 +128,15 @@ def _read_zipped_shapefile(path: Path, data: bytes, filename: str) -> gpd.GeoDat
         raise InvalidGeofenceFile(
             f"{filename}: {shapefiles[0]} has no .prj, so its coordinates have no CRS; add the .prj to the zip"
         )
-    return _read(Path(f"/vsizip/{path}/{shapefiles[0]}"), filename)
+    return _read(f"/vsizip/{path}/{shapefiles[0]}", filename)
 
 
-def _read(path: Path, filename: str, layer: str | None = None) -> gpd.GeoDataFrame:
+def _read(path: Path | str, filename: str, layer: str | None = None) -> gpd.GeoDataFrame:
     try:
         frame = gpd.read_file(path, layer=layer, engine="pyogrio")
     except Exception as error:
-        raise InvalidGeofenceFile(f"{filename}: cannot be read ({_short(error)})") from error
+        reason = _short(error).replace(str(path), filename)
+        raise InvalidGeofenceFile(f"{filename}: cannot be read ({reason})") from error
     where = f"{filename}" + (f" layer {layer}" if layer else "")
     if frame.crs is None:
         raise InvalidGeofenceFile(f"{where}: no CRS, so its coordinates cannot be placed; save it with a CRS")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+import numpy as np
 import shapely
 from pyproj import CRS, Transformer
 from pyproj.aoi import AreaOfInterest
@@ -96,7 +97,7 @@ class FenceIndex:
         self.crs = metric_crs(centre.x, centre.y)
         forward = to_metric(self.crs)
         for row in rows:
-            area = shapely.ops.transform(forward.transform, shape(row.geometry))
+            area = shapely.transform(shape(row.geometry), lambda xy, f=forward: np.column_stack(f.transform(xy[:, 0], xy[:, 1])))
             self.fences.append(
                 _Fence(row.id, row.name, row.kind, row.alert_on, area, prep(area), area.boundary)
             )

@@ -1,0 +1,174 @@
+"""Geofences from the reserve's own files, and the crossings rangers are told about."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+import rules_builders as rb
+from shapely.geometry import shape
+
+from lora_bridge.errors import InvalidGeofenceFile, UnknownGeofence
+
+T = b.T0
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        yield bridge
+
+
+def park_and_farm(bridge):
+    return bridge.import_geofences(rb.geojson_utm_bytes(), "reserve.geojson")
+
+
+def ingest_track(bridge, fixes_m, device_id="collar-01", first_f_cnt=1):
+    for body in rb.fix_uplinks(device_id, T, fixes_m, first_f_cnt):
+        bridge.ingest_tts_uplink(body)
+
+
+def test_park_drawn_in_utm_geojson_is_stored_in_wgs84_with_its_hole(bridge):
+    park, farm = park_and_farm(bridge)
+
+    assert (park.name, park.kind, park.alert_on, park.source_crs) == ("Park", "boundary", "exit", "EPSG:32737")
+    assert (farm.kind, farm.alert_on) == ("farmland", "enter")
+    polygon = shape(park.geometry)
+    assert len(polygon.interiors) == 1
+    lat, lon = rb.lat_lon(300_000, 9_700_000)
+    assert polygon.exterior.coords[0] == pytest.approx((lon, lat), abs=1e-9)
+    assert [f["properties"]["name"] for f in bridge.geofences_geojson()["features"]] == ["Park", "East farms"]
+
+
+def test_geopackage_in_kenyas_arc_1960_grid_gives_one_fence_per_layer(bridge, tmp_path):
+    fences = bridge.import_geofences(rb.geopackage_bytes(tmp_path), "reserve.gpkg")
+
+    assert [(f.name, f.kind, f.alert_on, f.source_crs) for f in fences] == [
+        ("Park", "boundary", "exit", "EPSG:21037"),
+        ("East farms", "farmland", "enter", "EPSG:21037"),
+    ]
+    # Arc 1960 and WGS84 differ by a datum shift of a few hundred metres; pyproj applies it.
+    lat, lon = rb.lat_lon(310_000, 9_700_000)
+    assert shape(fences[0].geometry).exterior.distance(shape({"type": "Point", "coordinates": [lon, lat]})) < 1e-5
+
+
+def test_zipped_shapefile_with_its_prj_is_read(bridge, tmp_path):
+    fences = bridge.import_geofences(rb.zipped_shapefile_bytes(tmp_path), "reserve.zip")
+
+    assert [(f.name, f.kind) for f in fences] == [("Park", "boundary"), ("East farms", "farmland")]
+    assert fences[0].source_file == "reserve.zip"
+
+
+def test_fence_is_listed_and_deleted(bridge):
+    park, farm = park_and_farm(bridge)
+
+    bridge.delete_geofence(park.geofence_id)
+
+    assert [f.geofence_id for f in bridge.geofences()] == [farm.geofence_id]
+    with pytest.raises(UnknownGeofence):
+        bridge.delete_geofence(park.geofence_id)
+
+
+BOWTIE = (
+    b'{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},"geometry":{"type":"Polygon",'
+    b'"coordinates":[[[37,-2],[37.1,-2.1],[37.1,-2],[37,-2.1],[37,-2]]]}}]}'
+)
+POINTS_ONLY = (
+    b'{"type":"FeatureCollection","features":[{"type":"Feature","properties":{},'
+    b'"geometry":{"type":"Point","coordinates":[37,-2]}}]}'
+)
+
+
+@pytest.mark.parametrize(
+    ("build", "filename", "says"),
+    [
+        (lambda tmp: b"{not json", "reserve.geojson", "not a readable GeoJSON"),
+        (lambda tmp: rb.geojson_utm_bytes()[:200], "reserve.geojson", "Unterminated"),
+        (lambda tmp: POINTS_ONLY, "gates.geojson", "no polygon layer"),
+        (lambda tmp: BOWTIE, "bowtie.geojson", "Self-intersection"),
+        (lambda tmp: b"", "reserve.geojson", "empty"),
+        (lambda tmp: b"<kml/>", "reserve.kml", "unknown file type .kml"),
+        (lambda tmp: rb.geopackage_bytes(tmp)[:4096], "reserve.gpkg", "reserve.gpkg"),
+        (lambda tmp: rb.geopackage_bytes(tmp, crs=None), "reserve.gpkg", "no CRS"),
+        (lambda tmp: rb.zipped_shapefile_bytes(tmp, with_shp=False), "reserve.zip", "no .shp"),
+        (lambda tmp: rb.zipped_shapefile_bytes(tmp, with_prj=False), "reserve.zip", "has no .prj"),
+        (lambda tmp: b"PK\x03\x04 cut short", "reserve.zip", "not a zip"),
+    ],
+    ids=["not-json", "truncated-geojson", "points-only", "self-intersecting", "empty", "kml", "truncated-gpkg",
+         "gpkg-without-crs", "zip-without-shp", "shapefile-without-prj", "broken-zip"],
+)
+@pytest.mark.filterwarnings("ignore:'crs' was not provided")
+def test_broken_geofence_file_is_refused_with_a_clear_reason_and_nothing_stored(bridge, tmp_path, build, filename, says):
+    park_and_farm(bridge)
+
+    with pytest.raises(InvalidGeofenceFile, match=says) as refused:
+        bridge.import_geofences(build(tmp_path), filename)
+
+    assert "/tmp" not in str(refused.value)  # the reason names the user's file, not ours
+    assert len(bridge.geofences()) == 2
+
+
+def test_ranger_sees_park_exit_at_the_interpolated_crossing_time(bridge):
+    park_and_farm(bridge)
+    # 08:00 inside at x=308 km, 09:00 outside at x=311 km (the fence is at x=310 km): 2/3 of the way.
+    ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)])
+
+    (alert,) = bridge.open_alerts()
+    assert (alert.alert_type, alert.source, alert.priority) == ("geofence_exit", "server", 200)
+    crossed = alert.evidence["crossed_at"]
+    assert abs((alert.time - (T + timedelta(minutes=40))).total_seconds()) < 30
+    assert crossed == alert.time.isoformat()
+    assert (alert.evidence["fence"], alert.evidence["direction"]) == ("Park", "exit")
+    lat, lon = rb.lat_lon(310_000, 9_702_000)
+    assert (alert.lat, alert.lon) == (pytest.approx(lat, abs=2e-5), pytest.approx(lon, abs=2e-5))
+
+
+def test_loop_back_inside_closes_the_exit_alert_with_the_reason(bridge):
+    park_and_farm(bridge)
+    ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 311_000, 9_702_000), (120, 309_500, 9_702_000)])
+
+    assert bridge.open_alerts() == []
+    (alert,) = bridge.alerts()
+    assert (alert.alert_type, alert.state, alert.verdict, alert.resolved_by) == ("geofence_exit", "resolved", None, "tembo")
+    (closing,) = [e for e in bridge.alert_events(alert.alert_id) if e.action == "auto_resolved"]
+    assert closing.detail["reason"].startswith("back inside the fence at")
+    # The ranger still gives the verdict.
+    assert bridge.resolve_alert(alert.alert_id, "ranger.amani", "true").verdict == "true"
+    assert bridge.alert_verdicts()["geofence_exit"]["precision"] == 1.0
+
+
+def test_walking_into_the_fenced_hole_is_an_exit_from_the_park(bridge):
+    park_and_farm(bridge)
+    ingest_track(bridge, [(0, 303_000, 9_705_000), (60, 305_000, 9_705_000)])
+
+    (alert,) = bridge.open_alerts()
+    assert alert.alert_type == "geofence_exit"
+    assert abs((alert.time - (T + timedelta(minutes=30))).total_seconds()) < 30
+
+
+def test_walking_inside_the_park_past_the_hole_raises_nothing(bridge):
+    park_and_farm(bridge)
+    ingest_track(bridge, [(0, 302_000, 9_703_000), (60, 308_000, 9_703_000), (120, 308_000, 9_707_000)])
+
+    assert bridge.alerts() == []
+
+
+def test_crossing_park_and_farm_fence_in_one_segment_raises_exit_then_farmland(bridge):
+    park_and_farm(bridge)
+    ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 313_000, 9_702_000)])
+
+    by_type = {a.alert_type: a for a in bridge.open_alerts()}
+    assert set(by_type) == {"geofence_exit", "geofence_farmland"}
+    assert abs((by_type["geofence_exit"].time - (T + timedelta(minutes=15))).total_seconds()) < 30
+    assert abs((by_type["geofence_farmland"].time - (T + timedelta(minutes=45))).total_seconds()) < 30
+
+
+def test_gps_outlier_outside_the_fence_is_ignored(bridge):
+    park_and_farm(bridge)
+    # 30 km east for one fix, back an hour later: 30 km/h would be needed (limit 20 km/h): an outlier.
+    ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 338_000, 9_702_000), (120, 308_100, 9_702_000)])
+
+    assert bridge.alerts() == []
+
