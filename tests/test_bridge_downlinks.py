@@ -40,7 +40,7 @@ def test_collar_alert_gets_ack_alert_downlink_pushed_to_the_things_stack(bridge,
     (downlink,) = bridge.downlinks()
     assert (downlink.state, downlink.alert_id, downlink.attempts) == ("sent", result.alert_ids[0], 1)
     actions = [e.action for e in bridge.alert_events(result.alert_ids[0])]
-    assert actions == ["raised", "ack_queued", "ack_sent"]
+    assert actions == ["raised", "ack_queued", "corroborated", "ack_sent"]
 
 
 def test_collar_ack_of_the_downlink_marks_it_acknowledged(bridge, network):
