@@ -59,6 +59,23 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bridge_migrate(args: argparse.Namespace) -> int:
+    from sqlalchemy import create_engine
+
+    from lora_bridge.settings import masked_database_url
+    from lora_bridge.store import migrate
+
+    settings = _bridge_settings(args)
+    engine = create_engine(settings.database_url)
+    try:
+        before = migrate.current_revision(engine)
+        after = migrate.upgrade(engine, args.revision)
+    finally:
+        engine.dispose()
+    print(json.dumps({"database": masked_database_url(settings.database_url), "from": before, "to": after}))
+    return 0
+
+
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -151,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--host", default=None)
     bridge.add_argument("--port", type=int, default=None)
     bridge.set_defaults(func=_cmd_bridge)
+    bridge_sub = bridge.add_subparsers(dest="bridge_command", metavar="COMMAND")
+    migrate = bridge_sub.add_parser("migrate", help="bring the store's schema to the newest revision (Alembic)")
+    migrate.add_argument("--database-url", default=None)
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(func=_cmd_bridge_migrate)
 
     dashboard = sub.add_parser("dashboard", help="run the ranger dashboard (Streamlit)")
     dashboard.add_argument("--port", type=int, default=8501)

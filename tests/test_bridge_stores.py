@@ -3,12 +3,19 @@ schema migrations, spatial columns and the retention of raw bodies."""
 
 from __future__ import annotations
 
+import json
 import threading
+from datetime import timedelta
 
 import bridge_builders as b
-from sqlalchemy import select
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, select, text
 
-from lora_bridge.store.tables import RawUplink
+from lora_bridge.store import migrate
+from lora_bridge.store.tables import Base, RawUplink
+from tembo.cli import main
 
 
 def test_uplinks_heard_by_three_gateways_at_once_keep_all_three_gateways(store_url):
@@ -42,3 +49,72 @@ def test_uplinks_heard_by_three_gateways_at_once_keep_all_three_gateways(store_u
     assert errors == []
     assert (counts["uplinks_stored"], counts["duplicates"], counts["positions"]) == (uplinks, 2 * uplinks, uplinks)
     assert heard_by == [gateways] * uplinks
+
+
+def test_migrated_store_has_exactly_the_tables_the_models_describe(store_url):
+    engine = create_engine(store_url)
+    try:
+        assert migrate.upgrade(engine) == migrate.head_revision()
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection, opts={"include_object": migrate.include_object, "compare_type": True}
+            )
+            differences = compare_metadata(context, Base.metadata)
+    finally:
+        engine.dispose()
+
+    assert differences == []
+
+
+def test_operator_migrates_a_store_from_the_command_line(store_url, capsys):
+    assert main(["bridge", "migrate", "--database-url", store_url]) == 0
+    assert main(["bridge", "migrate", "--database-url", store_url]) == 0
+
+    first, again = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first["to"] == again["to"] == again["from"] == migrate.head_revision()
+    assert "@" not in first["database"] or ":***@" in first["database"]
+
+
+def test_a_store_made_before_migrations_is_adopted_with_its_data(sqlite_url):
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:
+        Base.metadata.create_all(connection)  # how stores were made before migrations
+        connection.execute(text("ALTER TABLE geography_features RENAME TO geography"))
+        connection.execute(
+            text("INSERT INTO raw_uplinks (received_at, source, body, status, gateways) "
+                 "VALUES ('2026-03-01 06:00:00', 'tts', x'7b7d', 'received', '[]')")
+        )
+    engine.dispose()
+
+    with b.fresh_bridge(sqlite_url) as bridge:
+        revision = migrate.current_revision(bridge.db.write_engine)
+        counts = bridge.counts()
+        kinds = {f["properties"]["kind"] for f in bridge.geography()["features"]}
+
+    assert revision == migrate.head_revision()
+    assert counts["uplinks_stored"] == 1
+    assert kinds == set()
+
+
+@pytest.mark.postgres
+def test_postgis_finds_the_positions_inside_the_farmland(postgres_url):
+    farmland = {"type": "Polygon", "coordinates": [[[37.49, -2.51], [37.51, -2.51], [37.51, -2.49],
+                                                     [37.49, -2.49], [37.49, -2.51]]]}
+    geojson = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": farmland, "properties": {"kind": "farmland", "name": "maize"}},
+    ]}
+    with b.fresh_bridge(postgres_url) as bridge:
+        bridge.load_geography(geojson)
+        for n, (lat, lon) in enumerate([(-2.5, 37.5), (-2.6, 37.5), (-2.495, 37.505)]):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * n, lat=lat, lon=lon), f_cnt=n + 1))
+        with bridge.db.read() as session:
+            inside = session.execute(text(
+                "SELECT p.time FROM positions p JOIN geography_features g ON ST_Within(p.geom, g.geom) "
+                "WHERE g.kind = 'farmland' ORDER BY p.time"
+            )).scalars().all()
+            indexes = session.execute(text(
+                "SELECT indexname FROM pg_indexes WHERE indexdef LIKE '%USING gist%' ORDER BY indexname"
+            )).scalars().all()
+
+    assert inside == [b.T0, b.T0 + timedelta(seconds=1200)]
+    assert indexes == ["ix_geography_features_geom", "ix_positions_geom"]

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from lora_bridge.store.tables import Base
+from lora_bridge.store import migrate
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Database:
 
 
 def open_database(url: str, busy_timeout_ms: int = 10_000, create: bool = True) -> Database:
-    """Open (and by default create the tables of) the store at url."""
+    """Open the store at url; by default bring its schema to the newest migration first."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         write_engine = _sqlite_engine(url, busy_timeout_ms, begin="BEGIN IMMEDIATE")
@@ -65,7 +65,7 @@ def open_database(url: str, busy_timeout_ms: int = 10_000, create: bool = True) 
         write_engine = create_engine(url, pool_pre_ping=True)
         read_engine = write_engine
     if create:
-        Base.metadata.create_all(write_engine)
+        migrate.upgrade(write_engine)
     log.info("store opened", extra={"database": parsed.render_as_string(hide_password=True)})
     return Database(
         url=url,
