@@ -4,7 +4,7 @@
 twin of the collar's features and writes `collar_firmware/default_model.bin`; the same seed gives
 the same bytes. `train_on_csv` does the same for a researcher's own labelled accelerometer CSV.
 
-    .venv/bin/python -m models.train            # rewrite collar_firmware/default_model.bin
+    .venv/bin/python -m models.train --out collar_firmware/default_model.bin   # rewrite the shipped model
     .venv/bin/python -m models.train --csv bouts.csv --rate-hz 10 --window-s 3 \
         --source-rate-hz 10.54 --to-mg 101.97 --out stork.bin
 """
@@ -116,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window-s", type=int, default=DEFAULT_WINDOW_S)
     parser.add_argument("--source-rate-hz", type=float, help="the logger's sample rate, when not --rate-hz")
     parser.add_argument("--to-mg", type=float, default=1000.0, help="factor to milli-g (1000 for g)")
-    parser.add_argument("--out", default=str(DEFAULT_MODEL_PATH), help="where to write the blob")
+    parser.add_argument("--out", required=True,
+                        help=f"where to write the blob (the shipped model is {DEFAULT_MODEL_PATH.name}: "
+                             "rewrite it only on purpose, by naming it)")
     args = parser.parse_args(argv)
     if args.csv is None:
         train_default(seed=args.seed, path=args.out)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from tembo import models_command
 from tembo.benches import BENCHES
 
 if TYPE_CHECKING:
@@ -85,36 +86,6 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(command(args.port, _bridge_settings(args).database_url))
 
 
-def _cmd_models(args: argparse.Namespace) -> int:
-    if args.action == "train":
-        from models.train import main as train_main
-
-        return train_main(args.extra)
-    if args.action == "evaluate":
-        from models.dataset import simulated
-        from models.evaluate import leave_one_animal_out
-
-        data = simulated(args.per_class, seed=args.seed, n_animals=args.animals)
-        result = leave_one_animal_out(data, seed=args.seed)
-        print(json.dumps({"evaluation": "leave-one-animal-out", "animals": args.animals,
-                          "windows": int(len(data.labels)), "accuracy": round(result.accuracy, 4),
-                          "recall": {k: round(v, 4) for k, v in result.recall().items()},
-                          "precision": {k: round(v, 4) for k, v in result.precision().items()}}))
-        return 0
-    from dataclasses import asdict
-    from pathlib import Path
-
-    from collar_firmware.blob import ModelError
-    from models.evaluate import budget
-
-    try:
-        print(json.dumps(asdict(budget(Path(args.blob).read_bytes()))))
-    except (OSError, ModelError) as err:
-        print(f"tembo models budget: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def _cmd_release(args: argparse.Namespace) -> int:
     print("tembo release: signed firmware and model releases are not part of this release yet",
           file=sys.stderr)
@@ -179,17 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--database-url", default=None)
     dashboard.set_defaults(func=_cmd_dashboard)
 
-    models = sub.add_parser("models", help="researcher tooling: train, evaluate and size activity models")
-    models_sub = models.add_subparsers(dest="action", required=True, metavar="ACTION")
-    models_sub.add_parser("train", help="train a model blob; takes the options of python -m models.train",
-                          add_help=False)
-    evaluate = models_sub.add_parser("evaluate", help="leave-one-animal-out on simulated elephants")
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--animals", type=int, default=6, help="simulated animals")
-    evaluate.add_argument("--per-class", type=int, default=150, help="windows per class")
-    size = models_sub.add_parser("budget", help="what a model blob costs on the collar")
-    size.add_argument("blob", nargs="?", default="collar_firmware/default_model.bin")
-    models.set_defaults(func=_cmd_models)
+    models_command.add_parser(sub)
 
     release = sub.add_parser("release", help="build and sign firmware and model updates")
     release.set_defaults(func=_cmd_release)
@@ -205,10 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the tembo command."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and (args.command, getattr(args, "action", None)) != ("models", "train"):
-        parser.error("unrecognized arguments: " + " ".join(extra))
-    args.extra = extra
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:

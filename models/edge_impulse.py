@@ -1,0 +1,159 @@
+"""Edge Impulse data acquisition format (JSON), import and export.
+
+As Edge Impulse documents it: an object with `protected` (`ver` "v1", `alg` "HS256" or "none",
+optional `iat`), `signature` (hex HMAC-SHA256) and `payload` (`device_type` required,
+`device_name` optional, `interval_ms`, `sensors` as [{"name", "units"}], `values` as one list per
+sample). The label is not in the payload: Edge Impulse's uploader takes it from the file name
+(`walk.01.json` is labelled `walk`), and so does Tembo.
+
+A signed file is checked when an HMAC key is given: the signature is HMAC-SHA256 over the file's
+JSON with the signature field set to 64 zeros, the way Edge Impulse's examples sign. Without a key
+the signatures are counted as not verified in the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models.recordings import DataError, Loaded, LoadReport, Recording, split_label_runs, unit_factor_mg
+
+EMPTY_SIGNATURE = "0" * 64
+DEVICE_TYPE = "TEMBO_COLLAR"
+AXIS_SENSORS = ("accX", "accY", "accZ")
+EXPORT_UNITS = "m/s2"
+
+
+def is_edge_impulse(path: str | Path) -> bool:
+    """Return True for a .json (or .cbor-less JSON) file, the form Tembo reads."""
+    return str(path).lower().endswith(".json")
+
+
+def sign(document: dict, key: bytes) -> str:
+    """Return the HS256 signature of a data acquisition document (signature field zeroed while signing)."""
+    body = dict(document, signature=EMPTY_SIGNATURE)
+    return hmac.new(key, json.dumps(body).encode(), hashlib.sha256).hexdigest()
+
+
+def _files(paths: list[str | Path]) -> list[Path]:
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() == ".json")
+        elif path.exists():
+            found.append(path)
+        else:
+            raise DataError(str(path), "no such file or folder")
+    if not found:
+        raise DataError(", ".join(map(str, paths)), "no Edge Impulse JSON files found")
+    return found
+
+
+def label_from_name(path: Path) -> str:
+    """Return the label Edge Impulse's uploader reads from a file name: the part before the first dot."""
+    return path.name.split(".", 1)[0]
+
+
+def load_edge_impulse(paths: list[str | Path], hmac_key: bytes | None = None) -> Loaded:
+    """Return one recording per data acquisition file (label from the file name, animal from device_name)."""
+    loaded = Loaded([], LoadReport())
+    unverified = 0
+    for path in _files(paths):
+        recording, verified = _load_one(path, hmac_key)
+        loaded.recordings.append(recording)
+        loaded.report.files.append(str(path))
+        loaded.report.rows += len(recording)
+        unverified += not verified
+    if unverified:
+        loaded.report.notes.append(f"{unverified} Edge Impulse file(s) with signatures not verified (no HMAC key "
+                                   "given, or alg none)")
+    return loaded
+
+
+def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
+    source = str(path)
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(source, f"not JSON: {err}") from None
+    for key in ("protected", "signature", "payload"):
+        if key not in document:
+            raise DataError(source, f"missing {key!r}: not an Edge Impulse data acquisition file", column=key)
+    protected, payload = document["protected"], document["payload"]
+    if not isinstance(protected, dict) or protected.get("ver") != "v1":
+        raise DataError(source, "protected.ver must be 'v1'", column="protected.ver")
+    alg = protected.get("alg")
+    if alg not in ("HS256", "none"):
+        raise DataError(source, f"protected.alg {alg!r} is neither 'HS256' nor 'none'", column="protected.alg")
+    verified = False
+    if alg == "HS256" and hmac_key is not None:
+        if not hmac.compare_digest(sign(document, hmac_key), str(document["signature"])):
+            raise DataError(source, "signature does not match the HMAC key", column="signature")
+        verified = True
+    for key in ("device_type", "interval_ms", "sensors", "values"):
+        if key not in payload:
+            raise DataError(source, f"payload has no {key!r}", column=f"payload.{key}")
+    interval_ms = payload["interval_ms"]
+    if not isinstance(interval_ms, int | float) or interval_ms <= 0:
+        raise DataError(source, f"interval_ms {interval_ms!r} must be a positive number", column="payload.interval_ms")
+    sensors = payload["sensors"]
+    names = [s.get("name") for s in sensors] if isinstance(sensors, list) else []
+    axes = [names.index(n) for n in AXIS_SENSORS if n in names]
+    if len(axes) != 3:
+        raise DataError(source, f"sensors {names} must include {', '.join(AXIS_SENSORS)}", column="payload.sensors")
+    units = {sensors[i].get("units") for i in axes}
+    if len(units) != 1:
+        raise DataError(source, f"the three axes have different units {sorted(map(str, units))}",
+                        column="payload.sensors")
+    factor = unit_factor_mg(str(units.pop()), source)
+    values = payload["values"]
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(source, "values must be one list of numbers per sample", column="payload.values") from None
+    if array.ndim != 2 or array.shape[1] != len(sensors):
+        raise DataError(source, f"values must hold {len(sensors)} numbers per sample", column="payload.values")
+    bad = ~np.isfinite(array[:, axes]).all(axis=1)
+    if bad.any():
+        raise DataError(source, "a value is not a finite number", row=int(np.flatnonzero(bad)[0]),
+                        column="payload.values")
+    label = label_from_name(path)
+    animal = payload.get("device_name") or None
+    recording = Recording(animal, path.name, 1000.0 / float(interval_ms), array[:, axes] * factor,
+                          np.full(len(array), label), source, float(protected.get("iat") or 0))
+    return recording, verified
+
+
+def export_edge_impulse(loaded: Loaded, out_dir: str | Path, hmac_key: bytes | None = None,
+                        device_type: str = DEVICE_TYPE) -> list[Path]:
+    """Write one data acquisition file per label run (`LABEL.ANIMAL_BOUT.json`, m/s2); return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    per_g = 1.0 / unit_factor_mg(EXPORT_UNITS)
+    written = []
+    for recording in loaded.recordings:
+        for run in split_label_runs(recording):
+            label = str(run.labels[0])
+            if "." in label or "/" in label:
+                raise DataError(run.source, f"label {label!r} cannot be an Edge Impulse file-name label "
+                                "(no dots or slashes)")
+            payload = {"device_type": device_type, "interval_ms": round(1000.0 / run.rate_hz, 6),
+                       "sensors": [{"name": n, "units": EXPORT_UNITS} for n in AXIS_SENSORS],
+                       "values": np.round(run.samples_mg * per_g, 5).tolist()}
+            if run.animal:
+                payload = {"device_name": run.animal, **payload}
+            document = {"protected": {"ver": "v1", "alg": "HS256" if hmac_key else "none", "iat": int(time.time())},
+                        "signature": EMPTY_SIGNATURE, "payload": payload}
+            if hmac_key:
+                document["signature"] = sign(document, hmac_key)
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{run.animal or 'animal'}_{run.bout}")
+            path = out / f"{label}.{stem}.json"
+            path.write_text(json.dumps(document))
+            written.append(path)
+    return written

@@ -1,0 +1,127 @@
+"""The collar's activity model as a scikit-learn estimator, so GridSearchCV, cross_val_predict and
+pipelines work on it.
+
+`CollarForest` quantises its input exactly as the collar's `Model.quantize` does (per-feature
+power-of-two scales, round half up, clamped to int16) and fits a small tree ensemble on the
+quantised values, so every split threshold is an exact int16 and `to_blob` writes a model that the
+collar runs with the same decisions. Learned state ends in an underscore: `classes_`, `scales_`,
+`forest_`, `n_features_in_`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from collar_firmware import features as collar_features
+from models import blob_writer
+
+INT16_MAX = 32767
+MAX_SCALE = 15  # the blob's scale exponents are -15..15
+KINDS = {"random_forest": RandomForestClassifier, "extra_trees": ExtraTreesClassifier}
+
+
+def choose_scales(x: np.ndarray) -> np.ndarray:
+    """Return per-feature exponents e so that |x * 2**e| fits int16.
+
+    Integer features (the collar's) only ever shrink (e <= 0), so quantisation is the identity where
+    it can be; other inputs are scaled up as far as int16 allows, to keep their resolution.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    peak = np.abs(x).max(axis=0) if len(x) else np.zeros(x.shape[1])
+    integer = bool(np.all(x == np.round(x)))
+    top = 0 if integer else MAX_SCALE
+    with np.errstate(divide="ignore"):
+        e = np.floor(np.log2(INT16_MAX / np.maximum(peak, 1e-300)))
+    e = np.clip(e, -MAX_SCALE, top).astype(np.int64)
+    # floor(log2) can be off by one at exact powers of two: step down until it fits
+    over = peak * np.exp2(e) > INT16_MAX
+    while over.any():
+        e -= over
+        over = peak * np.exp2(e) > INT16_MAX
+    return e
+
+
+def quantize(x: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Return x in the collar's int16 units: round_half_up(x * 2**e), clamped (the collar's Model.quantize)."""
+    x = np.asarray(x, dtype=np.float64)
+    q = np.floor(x * np.exp2(np.asarray(scales, dtype=np.float64)) + 0.5)
+    return np.clip(q, -32768, INT16_MAX).astype(np.int16)
+
+
+class CollarForest(ClassifierMixin, BaseEstimator):
+    """A small tree ensemble on quantised features, exportable as the collar's model blob.
+
+    n_estimators and max_depth set its size (and so blob bytes, heap and fuel per window);
+    kind is "random_forest" or "extra_trees".
+    """
+
+    def __init__(self, n_estimators: int = 8, max_depth: int | None = 8, min_samples_leaf: int = 1,
+                 kind: str = "random_forest", class_weight: str | None = None, random_state=None):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.kind = kind
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Quantise X as the collar does and fit the ensemble; return self."""
+        X, y = validate_data(self, X, y)
+        check_classification_targets(y)
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, got {self.kind!r}")
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        self.scales_ = choose_scales(X)
+        self.forest_ = KINDS[self.kind](
+            n_estimators=self.n_estimators, max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
+            class_weight=self.class_weight, random_state=self.random_state, n_jobs=1,
+        )
+        self.forest_.fit(quantize(X, self.scales_), y_index)
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "forest_")
+
+    def _quantized(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False)
+        return quantize(X, self.scales_)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Return class probabilities (m, n_classes) in the order of classes_."""
+        q = self._quantized(X)
+        proba = np.zeros((len(q), len(self.classes_)))
+        proba[:, self.forest_.classes_] = self.forest_.predict_proba(q)
+        return proba
+
+    def predict(self, X) -> np.ndarray:
+        """Return the class of every row of X."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    @property
+    def feature_importances_(self) -> np.ndarray:
+        check_is_fitted(self)
+        return self.forest_.feature_importances_
+
+    def to_blob(self, window_s: int, rate_hz: int, overlap_pct: int = 0, model_version: int = 1,
+                name: str = "") -> bytes:
+        """Return the collar's model blob of this fitted model (needs the collar's N_FEATURES features)."""
+        check_is_fitted(self)
+        if self.n_features_in_ != collar_features.N_FEATURES:
+            raise ValueError(f"the collar computes {collar_features.N_FEATURES} features, the model has "
+                             f"{self.n_features_in_}")
+        if len(self.classes_) < 2:
+            raise ValueError("a collar model needs at least two classes")
+        if len(self.forest_.classes_) != len(self.classes_):
+            raise ValueError("every class must appear in the training data")
+        meta = blob_writer.ModelMeta(
+            classes=tuple(str(c) for c in self.classes_), window_s=int(window_s), rate_hz=int(rate_hz),
+            scales=tuple(int(e) for e in self.scales_), model_version=int(model_version),
+            overlap_pct=int(overlap_pct), name=name,
+        )
+        return blob_writer.write_blob(blob_writer.trees_from_sklearn(self.forest_), meta)

@@ -1,0 +1,53 @@
+"""The model now in the field, scored on a researcher's data at its own window and rate.
+
+The shipped (or any) blob fixes its window length, sampling rate and classes; the researcher's
+recordings are windowed at those settings, run through the collar's own classifier, and scored
+against the data's labels. A class the data does not have counts as a wrong answer; when the
+field model shares no class with the data, or the data's bouts are too short for its window, the
+figures say it does not apply, and why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collar_firmware import classifier
+from models.honest import scores
+from models.recordings import DataError, Loaded
+from models.windowing import WindowSettings, make_windows
+
+
+def predict_blob(blob: bytes, features: np.ndarray) -> np.ndarray:
+    """Return class names the collar's own classifier gives for collar features (m, N_FEATURES)."""
+    model = classifier.Model.from_bytes(blob)
+    out = np.empty(len(features), dtype=object)
+    row = classifier.array("i", bytes(4 * model.n_features))
+    for i, values in enumerate(np.asarray(features, dtype=np.int64)):
+        for f in range(model.n_features):
+            row[f] = int(values[f])
+        out[i] = model.classes[model.predict(row)]
+    return out.astype(str)
+
+
+def field_scores(blob: bytes, loaded: Loaded, axes: str = "x,y,z") -> dict:
+    """Return the field model's figures on loaded data, or {"applicable": False, "reason": ...}."""
+    model = classifier.Model.from_bytes(blob)
+    data_labels = set(loaded.label_counts())
+    common = sorted(set(model.classes) & data_labels)
+    about = {"model_version": model.version, "classes": list(model.classes),
+             "window_s": model.window_s, "rate_hz": model.rate_hz}
+    if not common:
+        return {**about, "applicable": False,
+                "reason": f"the field model's classes ({', '.join(model.classes)}) share none with the data's "
+                          f"({', '.join(sorted(data_labels))})"}
+    settings = WindowSettings(window_s=model.window_s, overlap=model.overlap_pct / 100, rate_hz=model.rate_hz,
+                              axes=axes)
+    try:
+        windows = make_windows(loaded, settings)
+    except DataError as err:
+        return {**about, "applicable": False, "reason": f"the data cannot fill its {model.window_s} s windows: {err}"}
+    truth = windows.label_names()
+    predicted = predict_blob(blob, windows.features)
+    animals = windows.animals if windows.animals_known else np.full(len(truth), "(all)")
+    return {**about, "applicable": True, "windows": len(truth), "common_classes": common,
+            **scores(truth, predicted, windows.classes, animals)}

@@ -1,0 +1,110 @@
+"""Movebank accelerometer bursts (e-obs tags): one CSV row per burst.
+
+Columns as Movebank names them: `eobs:accelerations-raw` (the burst's samples as space-separated
+numbers, axes interleaved in the order `eobs:acceleration-axes` gives, e.g. "XYZ"),
+`eobs:acceleration-sampling-frequency-per-axis` (Hz), `timestamp` (UTC, the burst's first sample),
+`individual-local-identifier` (the animal) and `event-id`. Annotated bursts carry their label in
+`behavioural-classification` (another column may be named with --columns label=NAME).
+
+e-obs raw values are unsigned counts around a zero of 2048; give the tag's calibration as units
+`counts:G_PER_COUNT` (and `zero`), or units g / m/s2 when the study stores converted values.
+Rows of other sensors (no burst) are left out and counted; a burst with other axes than X, Y and Z,
+a number that does not parse, or a burst without a label stops the load naming file, row and column.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.csv_source import csv_files
+from models.recordings import DataError, Loaded, LoadReport, Recording, unit_factor_mg
+
+RAW = "eobs:accelerations-raw"
+AXES = "eobs:acceleration-axes"
+RATE = "eobs:acceleration-sampling-frequency-per-axis"
+ANIMAL = "individual-local-identifier"
+EVENT = "event-id"
+TIME = "timestamp"
+LABEL = "behavioural-classification"
+EOBS_ZERO = 2048
+
+
+def is_movebank(path: str | Path) -> bool:
+    """Return True when a CSV's header holds Movebank's e-obs burst columns."""
+    import pandas as pd
+
+    try:
+        header = pd.read_csv(path, nrows=0).columns
+    except (OSError, ValueError):
+        return False
+    return RAW in header
+
+
+def load_movebank(paths: list[str | Path], units: str = "counts:0.0027", zero: float | None = None,
+                  label_column: str = LABEL) -> Loaded:
+    """Return one recording per annotated burst of Movebank accelerometer CSVs."""
+    factor = unit_factor_mg(units)
+    offset = (EOBS_ZERO if units.strip().lower().startswith("counts") else 0.0) if zero is None else zero
+    loaded = Loaded([], LoadReport())
+    for path in csv_files(paths):
+        loaded.extend(_load_one(path, factor, offset, label_column))
+    return loaded
+
+
+def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Loaded:
+    import pandas as pd
+
+    source = str(path)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in (RAW, AXES, RATE, label_column) if c not in frame.columns]
+    if missing:
+        raise DataError(source, f"missing Movebank column(s) {missing}", row=1, column=missing[0])
+    report = LoadReport(files=[source], rows=len(frame))
+    recordings = []
+    for i in range(len(frame)):  # one row per burst: a loop over bursts, not samples
+        values = frame.iloc[i]
+        file_row = i + 2
+        raw = values[RAW].strip()
+        if not raw:
+            report.leave_out("Movebank rows without an accelerometer burst (other sensors)", 1)
+            continue
+        axes = values[AXES].strip().upper()
+        if axes != "XYZ":
+            raise DataError(source, f"burst axes {axes!r}: the collar needs X, Y and Z", row=file_row, column=AXES)
+        try:
+            numbers = np.array(raw.split(), dtype=np.float64)
+        except ValueError:
+            raise DataError(source, "burst values are not numbers separated by spaces",
+                            row=file_row, column=RAW) from None
+        if len(numbers) % 3:
+            raise DataError(source, f"{len(numbers)} values do not split into X, Y, Z samples",
+                            row=file_row, column=RAW)
+        try:
+            rate = float(values[RATE])
+        except ValueError:
+            rate = float("nan")
+        if not np.isfinite(rate) or rate <= 0:
+            raise DataError(source, f"sampling frequency {values[RATE]!r} is not a positive number",
+                            row=file_row, column=RATE)
+        label = values[label_column].strip()
+        if not label:
+            report.leave_out("bursts without a label (not annotated)", len(numbers) // 3)
+            continue
+        samples = (numbers.reshape(-1, 3) - offset) * factor
+        animal = values[ANIMAL].strip() if ANIMAL in frame.columns and values[ANIMAL].strip() else None
+        event = values[EVENT].strip() if EVENT in frame.columns else str(file_row)
+        recordings.append(Recording(animal, f"{path.name}:{event}", rate, samples,
+                                    np.full(len(samples), label), f"{source}, row {file_row}",
+                                    _seconds(values[TIME]) if TIME in frame.columns else 0.0))
+    if recordings and any(r.animal is None for r in recordings) and any(r.animal for r in recordings):
+        report.notes.append(f"{source}: some bursts name no animal")
+    return Loaded(recordings, report)
+
+
+def _seconds(text: str) -> float:
+    import pandas as pd
+
+    stamp = pd.to_datetime(text, utc=True, errors="coerce")
+    return 0.0 if pd.isna(stamp) else float(stamp.timestamp())

@@ -1,0 +1,148 @@
+"""Labelled accelerometer recordings as researchers bring them, before windowing.
+
+A `Recording` is one continuous stretch of samples of one animal (a bout, burst or segment) at one
+sampling rate, in milli-g, with a label per sample. Loaders (`models.csv_source`,
+`models.movebank_source`, `models.edge_impulse`, `models.simulated_source`) return a `Loaded`:
+the recordings and a `LoadReport` that counts everything left out and why, so nothing is dropped
+silently. Bad data raises `DataError`, whose message names the file, the row and the column.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+G_MG = 1000.0
+STANDARD_GRAVITY_M_S2 = 9.80665
+
+# Units a loader accepts and their factor to milli-g ("counts" needs a scale in g per count).
+UNIT_TO_MG = {
+    "g": G_MG,
+    "mg": 1.0,
+    "m/s2": G_MG / STANDARD_GRAVITY_M_S2,
+    "m/s^2": G_MG / STANDARD_GRAVITY_M_S2,
+    "m/s²": G_MG / STANDARD_GRAVITY_M_S2,
+}
+UNITS_HELP = "g, mg, m/s2, or counts:G_PER_COUNT (e.g. counts:0.000488 for the LIS2DW12 at 4 g)"
+
+
+class DataError(ValueError):
+    """Labelled data that cannot be used as it is; the message names file, row and column."""
+
+    def __init__(self, source: str, what: str, row: int | None = None, column: str | None = None):
+        where = source
+        if row is not None:
+            where += f", row {row}"
+        if column is not None:
+            where += f", column {column!r}"
+        super().__init__(f"{where}: {what}")
+        self.source = source
+        self.row = row
+        self.column = column
+        self.what = what
+
+
+def unit_factor_mg(units: str, source: str = "--units") -> float:
+    """Return the factor that turns values in `units` into milli-g; DataError for an unknown unit."""
+    text = str(units).strip()
+    if text.lower().startswith("counts"):
+        _, _, scale = text.partition(":")
+        try:
+            g_per_count = float(scale)
+        except ValueError:
+            raise DataError(source, f"raw counts need a scale in g per count, got {text!r}; "
+                            f"accepted units: {UNITS_HELP}") from None
+        if not np.isfinite(g_per_count) or g_per_count <= 0:
+            raise DataError(source, f"the scale of {text!r} must be a positive number of g per count")
+        return g_per_count * G_MG
+    key = text.lower() if text.lower() in UNIT_TO_MG else text
+    if key not in UNIT_TO_MG:
+        raise DataError(source, f"unknown unit {text!r}; accepted units: {UNITS_HELP}")
+    return UNIT_TO_MG[key]
+
+
+@dataclass(frozen=True)
+class Recording:
+    """One continuous stretch of one animal's accelerometer at one rate: samples (n, 3) milli-g, labels (n,)."""
+
+    animal: str | None  # None when the data names no animals
+    bout: str
+    rate_hz: float
+    samples_mg: np.ndarray
+    labels: np.ndarray  # str per sample
+    source: str  # file (and first row) it came from, for messages
+    start_s: float = 0.0  # time of the first sample, seconds since the epoch when the data has clock time
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class LoadReport:
+    """What a loader read and what it left out (reason -> samples), shown in every report."""
+
+    files: list[str] = field(default_factory=list)
+    rows: int = 0
+    left_out: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def leave_out(self, reason: str, samples: int) -> None:
+        """Count samples left out for a reason (never dropped silently)."""
+        if samples > 0:
+            self.left_out[reason] += int(samples)
+
+    def merge(self, other: LoadReport) -> None:
+        """Add another loader's counts to these."""
+        self.files += other.files
+        self.rows += other.rows
+        self.left_out.update(other.left_out)
+        self.notes += other.notes
+
+    def as_dict(self) -> dict:
+        """Return the report as JSON-able figures."""
+        return {"files": list(self.files), "rows": self.rows,
+                "left_out_samples": dict(self.left_out), "notes": list(self.notes)}
+
+
+@dataclass
+class Loaded:
+    """Recordings from one or more sources and the report of what was left out."""
+
+    recordings: list[Recording]
+    report: LoadReport
+
+    def extend(self, other: Loaded) -> None:
+        """Append another source's recordings and report."""
+        self.recordings += other.recordings
+        self.report.merge(other.report)
+
+    @property
+    def animals_known(self) -> bool:
+        """True when every recording names its animal."""
+        return bool(self.recordings) and all(r.animal is not None for r in self.recordings)
+
+    def label_counts(self) -> Counter:
+        """Return samples per label over all recordings."""
+        counts: Counter = Counter()
+        for r in self.recordings:
+            values, n = np.unique(r.labels, return_counts=True)
+            counts.update(dict(zip(values.tolist(), n.tolist(), strict=True)))
+        return counts
+
+
+def split_label_runs(recording: Recording) -> list[Recording]:
+    """Return the recording cut where its label changes, so no window straddles two behaviours."""
+    labels = recording.labels
+    if len(labels) == 0:
+        return []
+    cuts = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    if len(cuts) == 0:
+        return [recording]
+    pieces = []
+    for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(labels)], strict=True):
+        pieces.append(Recording(recording.animal, f"{recording.bout}#{start}", recording.rate_hz,
+                                recording.samples_mg[start:stop], labels[start:stop], recording.source,
+                                recording.start_s + start / recording.rate_hz))
+    return pieces

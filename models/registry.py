@@ -1,0 +1,185 @@
+"""The local model registry: every trained model with its blob, data fingerprint, settings, metrics,
+budget, who trained it and when; and the one model promoted for roll-out.
+
+Layout (docs/researchers.md; `tembo release model` reads `promoted.json`):
+
+    <registry>/                      TEMBO_MODEL_REGISTRY, default var/models
+      entries/<model_id>/entry.json  what the model is (see `register`)
+      entries/<model_id>/model.bin   the collar blob (unsigned; release signs it)
+      promoted.json                  the model marked for roll-out (see `promote`)
+
+Model versions are unique in a registry and above the shipped model's, so the bridge can name an
+activity message's shares from the class list of the model version it carries.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from collar_firmware import blob as collar_blob
+from collar_firmware import classifier
+
+DEFAULT_REGISTRY = Path("var") / "models"
+ENTRIES = "entries"
+PROMOTED = "promoted.json"
+BLOB_NAME = "model.bin"
+ENTRY_NAME = "entry.json"
+PROMOTED_FORMAT = "tembo-promoted-model/1"
+
+
+class RegistryError(ValueError):
+    """A registry operation that cannot be done; the message says why."""
+
+
+def registry_dir(path: str | Path | None = None) -> Path:
+    """Return the registry folder: path, else TEMBO_MODEL_REGISTRY, else var/models."""
+    return Path(path or os.environ.get("TEMBO_MODEL_REGISTRY") or DEFAULT_REGISTRY)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered model."""
+
+    model_id: str
+    folder: Path
+    record: dict
+
+    @property
+    def blob_path(self) -> Path:
+        return self.folder / BLOB_NAME
+
+    @property
+    def model_version(self) -> int:
+        return int(self.record["model_version"])
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def entries(registry: str | Path | None = None) -> list[Entry]:
+    """Return every registered model, oldest version first."""
+    root = registry_dir(registry) / ENTRIES
+    found = []
+    for entry_file in sorted(root.glob(f"*/{ENTRY_NAME}")) if root.exists() else []:
+        record = json.loads(entry_file.read_text())
+        found.append(Entry(record["model_id"], entry_file.parent, record))
+    return sorted(found, key=lambda e: e.model_version)
+
+
+def find(model_id: str, registry: str | Path | None = None) -> Entry:
+    """Return the entry whose id (or unique id prefix, or model version) is model_id."""
+    matches = [e for e in entries(registry)
+               if e.model_id == model_id or e.model_id.startswith(model_id) or str(e.model_version) == model_id]
+    if len(matches) != 1:
+        known = ", ".join(e.model_id for e in entries(registry)) or "none"
+        raise RegistryError(f"{'no' if not matches else 'more than one'} model matches {model_id!r}; known: {known}")
+    return matches[0]
+
+
+def shipped_version() -> int:
+    """Return the model version of the model shipped with the firmware."""
+    return collar_blob.parse(classifier.read_default_blob()).model_version
+
+
+def next_version(registry: str | Path | None = None) -> int:
+    """Return a model version no registered or shipped model has."""
+    versions = [e.model_version for e in entries(registry)] + [shipped_version()]
+    return max(versions) + 1
+
+
+def register(blob: bytes, record: dict, registry: str | Path | None = None, extra_files: dict | None = None) -> Entry:
+    """Store a blob with its record (dataset, settings, metrics, budget); add who and when; return the entry.
+
+    The blob's own model_version and classes are the record's (the collar reads them from the blob).
+    """
+    parsed = collar_blob.parse(blob)
+    versions = {e.model_version for e in entries(registry)}
+    if parsed.model_version in versions:
+        raise RegistryError(f"model version {parsed.model_version} is already registered")
+    digest = hashlib.sha256(blob).hexdigest()
+    model_id = f"v{parsed.model_version}-{digest[:10]}"
+    folder = registry_dir(registry) / ENTRIES / model_id
+    folder.mkdir(parents=True, exist_ok=False)
+    (folder / BLOB_NAME).write_bytes(blob)
+    for name, source in (extra_files or {}).items():
+        if Path(source).exists():
+            shutil.copyfile(source, folder / name)
+    full = {
+        "model_id": model_id,
+        "model_version": parsed.model_version,
+        "classes": list(parsed.classes),
+        "window_s": parsed.window_s,
+        "rate_hz": parsed.rate_hz,
+        "overlap_pct": parsed.overlap_pct,
+        "blob": BLOB_NAME,
+        "blob_sha256": digest,
+        "blob_bytes": len(blob),
+        "created_by": getpass.getuser(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **record,
+    }
+    _atomic_write(folder / ENTRY_NAME, json.dumps(full, indent=1))
+    return Entry(model_id, folder, full)
+
+
+def promote(model_id: str, registry: str | Path | None = None, note: str = "") -> dict:
+    """Mark a registered model for roll-out: write promoted.json (read by `tembo release model`); return it."""
+    entry = find(model_id, registry)
+    blob = entry.blob_path.read_bytes()
+    parsed = collar_blob.parse(blob)  # a blob the collar would refuse is never promoted
+    if hashlib.sha256(blob).hexdigest() != entry.record["blob_sha256"]:
+        raise RegistryError(f"{entry.blob_path} changed since it was registered")
+    promoted = {
+        "format": PROMOTED_FORMAT,
+        "model_id": entry.model_id,
+        "model_version": parsed.model_version,
+        "blob": str(entry.blob_path.resolve()),
+        "blob_sha256": entry.record["blob_sha256"],
+        "blob_bytes": len(blob),
+        "classes": list(parsed.classes),
+        "window_s": parsed.window_s,
+        "rate_hz": parsed.rate_hz,
+        "macro_f1": entry.record.get("metrics", {}).get("macro_f1"),
+        "cv": entry.record.get("metrics", {}).get("cv"),
+        "promoted_by": getpass.getuser(),
+        "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "note": note,
+    }
+    _atomic_write(registry_dir(registry) / PROMOTED, json.dumps(promoted, indent=1))
+    return promoted
+
+
+def promoted(registry: str | Path | None = None) -> dict | None:
+    """Return the promoted.json record, or None when nothing is promoted."""
+    path = registry_dir(registry) / PROMOTED
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def compare(model_ids: list[str], registry: str | Path | None = None) -> list[dict]:
+    """Return the headline figures of several models side by side."""
+    rows = []
+    for model_id in model_ids:
+        e = find(model_id, registry)
+        metrics = e.record.get("metrics", {})
+        rows.append({
+            "model_id": e.model_id, "model_version": e.model_version, "classes": e.record["classes"],
+            "cv": metrics.get("cv"), "macro_f1": metrics.get("macro_f1"),
+            "baseline_macro_f1": metrics.get("baseline_macro_f1"), "windows": metrics.get("windows"),
+            "blob_bytes": e.record["blob_bytes"], "fuel_per_window": e.record.get("budget", {}).get("fuel_per_window"),
+            "dataset_fingerprint": e.record.get("dataset", {}).get("fingerprint"),
+            "created_by": e.record["created_by"], "created_at": e.record["created_at"],
+        })
+    return rows

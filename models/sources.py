@@ -1,0 +1,80 @@
+"""One entry to every kind of labelled data Tembo reads, chosen per path (or by `fmt`).
+
+- a `.toml` file: a dataset file (models.csv_source.load_dataset_file)
+- `.json` files or folders of them: Edge Impulse data acquisition format
+- a CSV with Movebank's `eobs:accelerations-raw` column: Movebank accelerometer bursts
+- `simulated` or `simulated:SEED`: the digital twin's labelled output
+- any other CSV (file or folder): long format with the given column names
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from models import csv_source, edge_impulse, movebank_source, simulated_source
+from models.recordings import DataError, Loaded, LoadReport
+
+FORMATS = ("auto", "csv", "movebank", "edge-impulse", "simulated")
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """How to read labelled data (command-line options)."""
+
+    fmt: str = "auto"
+    columns: str | None = None
+    units: str | None = None
+    rate_hz: float | None = None
+    split_gaps: bool = False
+    zero: float | None = None  # Movebank raw counts' zero
+    hmac_key: bytes | None = None  # Edge Impulse signatures
+
+
+def _kind(path: str, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    if path == "simulated" or path.startswith("simulated:"):
+        return "simulated"
+    p = Path(path)
+    if p.suffix.lower() == ".toml":
+        return "toml"
+    if p.is_dir():
+        names = [q.name.lower() for q in p.iterdir()]
+        if names and all(n.endswith(".json") for n in names if not n.startswith(".")):
+            return "edge-impulse"
+        first = next((q for q in sorted(p.iterdir()) if q.name.endswith(csv_source.CSV_SUFFIXES)), None)
+        return "movebank" if first is not None and movebank_source.is_movebank(first) else "csv"
+    if edge_impulse.is_edge_impulse(path):
+        return "edge-impulse"
+    if p.exists() and movebank_source.is_movebank(p):
+        return "movebank"
+    return "csv"
+
+
+def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
+    """Return the recordings of every path, each read in its own format."""
+    options = options or DataOptions()
+    if options.fmt not in FORMATS:
+        raise DataError("--format", f"unknown format {options.fmt!r}; known: {', '.join(FORMATS)}")
+    if not paths:
+        raise DataError("DATA", "give at least one file, folder, dataset TOML or 'simulated'")
+    loaded = Loaded([], LoadReport())
+    for path in paths:
+        kind = _kind(str(path), options.fmt)
+        if kind == "simulated":
+            seed = int(str(path).partition(":")[2] or 0)
+            loaded.extend(simulated_source.simulated_recordings(seed=seed))
+        elif kind == "toml":
+            loaded.extend(csv_source.load_dataset_file(path, {"units": options.units, "rate_hz": options.rate_hz}))
+        elif kind == "edge-impulse":
+            loaded.extend(edge_impulse.load_edge_impulse([path], options.hmac_key))
+        elif kind == "movebank":
+            columns = csv_source.Columns.parse(options.columns, csv_source.Columns(label=movebank_source.LABEL))
+            loaded.extend(movebank_source.load_movebank([path], units=options.units or "counts:0.0027",
+                                                        zero=options.zero, label_column=columns.label))
+        else:
+            columns = csv_source.Columns.parse(options.columns)
+            loaded.extend(csv_source.load_csv([path], columns, units=options.units or "g",
+                                              rate_hz=options.rate_hz, split_gaps=options.split_gaps))
+    return loaded

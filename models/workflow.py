@@ -1,0 +1,270 @@
+"""A researcher's training run from labelled recordings to a collar model, honestly scored, in one call.
+
+    loaded = load_csv(["storks/"], Columns.parse("bout=burst,x=ax,y=ay,z=az,label=behaviour"), units="m/s2")
+    result = train(loaded, TrainOptions(WindowSettings(window_s=3)), out_dir="out/storks")
+
+Steps: windows through the collar's features; folds (leave-one-animal-out when animals are known);
+a search over trees and depth that keeps only models within the collar budget (blob bytes, heap),
+nested inside the folds so the reported figures never saw the held-out animal; side by side the
+collar model, an unconstrained 300-tree random forest on the same windows and folds, and the
+model now in the field; then blob, C header, report and a registry entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import sklearn
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import GridSearchCV, GroupKFold, learning_curve
+
+from collar_firmware import classifier
+from models import budget as collar_budget
+from models import registry as model_registry
+from models.c_export import write_c
+from models.estimator import CollarForest
+from models.field_model import field_scores
+from models.honest import Folds, choose_folds, out_of_fold, scores
+from models.recordings import Loaded
+from models.windowing import Windows, WindowSettings, make_windows
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_DIRS = (REPO / "collar_firmware", REPO / "tests", REPO / "simulator", REPO / "models")
+INNER_FOLDS = 3
+BASELINE_TREES = 300
+# Sizes searched: (trees, depth, min_samples_leaf, class_weight); those over the budget are left out.
+DEFAULT_GRID = (
+    (8, 6, 1, None), (8, 8, 1, "balanced_subsample"), (12, 8, 2, "balanced_subsample"),
+    (16, 7, 1, "balanced_subsample"), (16, 8, 2, "balanced_subsample"), (24, 6, 1, "balanced_subsample"),
+    (32, 8, 3, "balanced_subsample"),
+)
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Settings of a training run."""
+
+    settings: WindowSettings = field(default_factory=WindowSettings)
+    limits: collar_budget.Limits = field(default_factory=collar_budget.Limits)
+    seed: int = 0
+    grid: tuple = DEFAULT_GRID
+    baseline_trees: int = BASELINE_TREES
+    field_blob: bytes | None = None  # default: the model shipped with the firmware
+    n_jobs: int = 1
+    name: str = ""
+    learning_curve: bool = True
+
+
+Progress = Callable[[str], None]
+
+
+class OutputError(ValueError):
+    """An output folder that would overwrite files Tembo ships."""
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Return out_dir as a Path; refuse folders of the shipped firmware, simulator, models or tests."""
+    out = Path(out_dir).resolve()
+    for shipped in SHIPPED_DIRS:
+        if out == shipped or shipped in out.parents:
+            raise OutputError(f"{out_dir} is inside {shipped.relative_to(REPO)}/, which Tembo ships; "
+                              "write models elsewhere (e.g. --out var/runs/NAME)")
+    return out
+
+
+def fingerprint(windows: Windows) -> str:
+    """Return a SHA-256 over exactly what a model was trained on (features, labels, classes, groups, settings)."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(windows.features, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(windows.labels, dtype=np.int64).tobytes())
+    h.update("\x1f".join(windows.classes).encode())
+    h.update("\x1f".join(windows.animals.tolist() + windows.bouts.tolist()).encode())
+    h.update(json.dumps(asdict(windows.settings), sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def candidates(windows: Windows, options: TrainOptions) -> tuple[list[dict], list[dict]]:
+    """Return (parameter sets within the blob and heap budget, every candidate's size) on all windows."""
+    allowed, sizes = [], []
+    s = windows.settings
+    for trees, depth, leaf, weight in options.grid:
+        params = {"n_estimators": trees, "max_depth": depth, "min_samples_leaf": leaf, "class_weight": weight}
+        model = CollarForest(random_state=options.seed, **params).fit(windows.features, windows.label_names())
+        costs = collar_budget.static_costs(model.to_blob(s.window_s, s.rate_hz, s.overlap_pct))
+        fits = costs["blob_bytes"] <= options.limits.blob_bytes and costs["ram_bytes"] <= options.limits.heap_bytes
+        sizes.append({**params, "blob_bytes": costs["blob_bytes"], "ram_bytes": costs["ram_bytes"], "fits": fits})
+        if fits:
+            allowed.append({k: [v] for k, v in params.items()})
+    if not allowed:
+        smallest = min(sizes, key=lambda c: c["blob_bytes"])
+        raise ValueError(f"no model size fits the budget ({options.limits.blob_bytes} B blob, "
+                         f"{options.limits.heap_bytes} B heap); the smallest needs {smallest['blob_bytes']} B")
+    return allowed, sizes
+
+
+class InnerGroupFolds(GroupKFold):
+    """GroupKFold with at most n_splits folds, fewer when the training part holds fewer groups
+    (leave-one-animal-out on three animals leaves two to search on); one group: stratified folds."""
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        return max(2, min(self.n_splits, len(np.unique(groups)))) if groups is not None else self.n_splits
+
+    def split(self, X, y=None, groups=None):
+        n_groups = len(np.unique(groups))
+        if n_groups >= 2:
+            return GroupKFold(n_splits=min(self.n_splits, n_groups)).split(X, y, groups)
+        from sklearn.model_selection import StratifiedKFold
+
+        return StratifiedKFold(n_splits=2).split(X, y)
+
+
+def budget_search(allowed: list[dict], seed: int) -> GridSearchCV:
+    """Return the search over allowed sizes by macro-F1 on folds grouped like the outer ones."""
+    return GridSearchCV(CollarForest(random_state=seed), allowed, cv=InnerGroupFolds(n_splits=INNER_FOLDS),
+                        scoring="f1_macro", refit=True, error_score="raise")
+
+
+def _nested_predictions(search: GridSearchCV, windows: Windows, folds: Folds) -> np.ndarray:
+    """Out-of-fold predictions of the whole search: the held-out group never takes part in choosing a size."""
+    with sklearn.config_context(enable_metadata_routing=True):
+        from sklearn.model_selection import cross_val_predict
+
+        return cross_val_predict(search, windows.features, windows.label_names(), cv=folds.splitter,
+                                 params={"groups": folds.groups})
+
+
+def _representative_window(windows: Windows, loaded: Loaded) -> np.ndarray:
+    """Return one collar window of real data (the first) for the fuel measurement."""
+    from models.windowing import to_collar_samples
+
+    s = windows.settings
+    for recording in loaded.recordings:
+        xyz = to_collar_samples(recording, s)
+        if len(xyz) >= s.n_samples:
+            return xyz[: s.n_samples]
+    raise ValueError("no recording fills a window")
+
+
+def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: str | Path | None = None,
+          progress: Progress | None = None, register: bool = True) -> dict:
+    """Train, evaluate and write a collar model; return the result figures (also written as result.json)."""
+    step = progress or (lambda _what: None)
+    out = check_out_dir(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    s = options.settings
+
+    step("windows and collar features")
+    windows = make_windows(loaded, s)
+    folds = choose_folds(windows, options.seed)
+    names = np.asarray(windows.classes)
+    truth = names[windows.labels]
+    animals = windows.animals if windows.animals_known else np.full(len(truth), "(all)")
+
+    step("model sizes within the budget")
+    allowed, sizes = candidates(windows, options)
+    step(f"collar model, {folds.kind} ({folds.n_folds} folds)")
+    collar_pred = _nested_predictions(budget_search(allowed, options.seed), windows, folds)
+    step(f"{options.baseline_trees}-tree random forest, same windows and folds")
+    baseline = RandomForestClassifier(options.baseline_trees, random_state=options.seed, n_jobs=options.n_jobs)
+    baseline_pred = names[out_of_fold(baseline, windows, folds)]
+    step("the model in the field")
+    field_blob = options.field_blob if options.field_blob is not None else classifier.read_default_blob()
+    field = field_scores(field_blob, loaded, s.axes)
+
+    step("final model on all windows")
+    with sklearn.config_context(enable_metadata_routing=True):
+        final_search = budget_search(allowed, options.seed).fit(windows.features, truth, groups=folds.groups)
+    model: CollarForest = final_search.best_estimator_
+    version = model_registry.next_version(registry)
+    name = options.name or (f"tembo collar model v{version}: {model.n_estimators} trees x depth {model.max_depth}, "
+                            f"{len(windows)} windows, {folds.kind}")
+    blob = model.to_blob(s.window_s, s.rate_hz, s.overlap_pct, model_version=version, name=name[:200])
+    step("collar cost under MicroPython")
+    costs = {**collar_budget.static_costs(blob),
+             **collar_budget.measure_fuel(blob, _representative_window(windows, loaded), s.rate_hz)}
+    over = collar_budget.check(costs, options.limits)
+
+    collar = scores(truth, collar_pred, windows.classes, animals)
+    rf = scores(truth, baseline_pred, windows.classes, animals)
+    curve = None
+    if options.learning_curve:
+        step("learning curve")
+        sizes_used, _train, test = learning_curve(
+            CollarForest(random_state=options.seed, **final_search.best_params_), windows.features, truth,
+            groups=folds.groups, cv=folds.splitter, train_sizes=[0.2, 0.4, 0.6, 0.8, 1.0], scoring="f1_macro")
+        curve = {"train_windows": sizes_used.tolist(), "macro_f1": np.round(test.mean(axis=1), 4).tolist()}
+
+    result = {
+        "macro_f1": collar["macro_f1"],
+        "cv": folds.kind,
+        "folds": folds.n_folds,
+        "warning": folds.warning,
+        "windows": len(windows),
+        "classes": list(windows.classes),
+        "per_class_f1": {c: v["f1"] for c, v in collar["per_class"].items()},
+        "baseline_macro_f1": rf["macro_f1"],
+        "ratio": round(collar["macro_f1"] / rf["macro_f1"], 4) if rf["macro_f1"] else None,
+        "field_macro_f1": field.get("macro_f1"),
+        "blob_bytes": costs["blob_bytes"],
+        "fuel_per_window": costs["fuel_per_window"],
+        "model_heap_bytes": costs["ram_bytes"],
+        "model_version": version,
+        "chosen": {k: v for k, v in final_search.best_params_.items()},
+        "over_budget": over,
+        "settings": {**asdict(s), "source_rate_hz": windows.source_rate_hz},
+        "limits": asdict(options.limits),
+        "data": windows.report.as_dict(),
+        "dataset_fingerprint": fingerprint(windows),
+        "models": {"collar": collar, "random_forest": rf, "field": field},
+        "budget": costs,
+        "search": sizes,
+        "learning_curve": curve,
+        "feature_importance": dict(zip(_feature_names(), np.round(model.feature_importances_, 4).tolist(),
+                                       strict=True)),
+        "out_dir": str(out),
+    }
+    step("blob, C header, report")
+    (out / "model.bin").write_bytes(blob)
+    write_c(model, out / "model.h", name="tembo_model")
+    from models.report import write_report
+
+    write_report(result, out)
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    if register:
+        step("registry entry")
+        entry = model_registry.register(blob, {
+            "dataset": {"fingerprint": result["dataset_fingerprint"], "files": result["data"]["files"],
+                        "windows": len(windows), "left_out_samples": result["data"]["left_out_samples"]},
+            "settings": {**result["settings"], "chosen": result["chosen"], "seed": options.seed},
+            "metrics": {k: result[k] for k in ("macro_f1", "cv", "folds", "windows", "per_class_f1",
+                                                 "baseline_macro_f1", "ratio", "field_macro_f1")},
+            "budget": {**costs, "limits": result["limits"], "over_budget": over},
+            "out_dir": str(out),
+        }, registry, extra_files={"report.html": out / "report.html", "figures.json": out / "figures.json",
+                                  "model.h": out / "model.h"})
+        result["model_id"] = entry.model_id
+        (out / "result.json").write_text(json.dumps(result, indent=1))
+    log.info("model trained", extra={"model_version": version, "macro_f1": result["macro_f1"], "cv": folds.kind})
+    return result
+
+
+def _feature_names() -> list[str]:
+    from collar_firmware import features as collar_features
+
+    return list(collar_features.FEATURE_NAMES)
+
+
+def summary_json(result: dict) -> dict:
+    """Return the headline figures `tembo models train --json` prints."""
+    keys = ("macro_f1", "cv", "folds", "warning", "windows", "classes", "per_class_f1", "baseline_macro_f1",
+            "ratio", "field_macro_f1", "blob_bytes", "fuel_per_window", "model_heap_bytes", "model_version",
+            "model_id", "chosen", "over_budget", "out_dir")
+    return {k: result.get(k) for k in keys} | {"left_out_samples": result["data"]["left_out_samples"]}
