@@ -47,6 +47,10 @@ class BridgeSettings(BaseSettings):
     rules_path: str | None = None
     alert_evidence_positions: int = Field(default=5, ge=0)
 
+    # The researchers' model registry (`tembo models`): class names of each model version. Same
+    # default as models.registry.DEFAULT_REGISTRY and the same variable, TEMBO_MODEL_REGISTRY.
+    model_registry: str = "var/models"
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self._masked_items())
         return f"BridgeSettings({shown})"

@@ -18,7 +18,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from collar_firmware import codec
+from collar_firmware.classifier import Model, read_default_blob
 from lora_bridge.service import Bridge, open_bridge
+
+# Activity and status messages name their shares and behaviour by the model version they carry:
+# the builders speak as a collar running the shipped model.
+SHIPPED_MODEL_VERSION = Model.from_bytes(read_default_blob()).version
 
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 T0_S = int(T0.timestamp())
@@ -33,11 +38,12 @@ def rfc3339(moment: datetime) -> str:
 
 def status(time_s: int = T0_S, lat: float = -2.5, lon: float = 37.5, battery_mv: int = 3900,
            behaviour: str = "forage", fix_age_s: int = 0, fw_version: str = "1.2.3",
-           model_version: int = 7) -> tuple[int, bytes]:
+           model_version: int | None = None) -> tuple[int, bytes]:
     """(port, payload) of a status message."""
     values = {
         "time_s": time_s, "lat": lat, "lon": lon, "fix_age_s": fix_age_s, "battery_mv": battery_mv,
-        "temperature_c": 31.5, "fw_version": fw_version, "model_version": model_version, "uptime_h": 12,
+        "temperature_c": 31.5, "fw_version": fw_version,
+        "model_version": SHIPPED_MODEL_VERSION if model_version is None else model_version, "uptime_h": 12,
         "reset_cause": "power_on", "behaviour": behaviour, "queue_depth": 0, "errors": 0,
     }
     return codec.port_of("status"), codec.encode("status", values)
@@ -45,9 +51,9 @@ def status(time_s: int = T0_S, lat: float = -2.5, lon: float = 37.5, battery_mv:
 
 def activity(time_s: int = T0_S, shares_pct: tuple[float, ...] = (50.0, 30.0, 15.0, 5.0),
              interval_min: int = 60) -> tuple[int, bytes]:
-    """(port, payload) of an activity summary; shares in percent, class order codec.BEHAVIOURS."""
+    """(port, payload) of an activity summary of the shipped model; shares in percent, in its class order."""
     values = {
-        "time_s": time_s, "interval_min": interval_min, "model_version": 7, "vedba_mean_mg": 85,
+        "time_s": time_s, "interval_min": interval_min, "model_version": SHIPPED_MODEL_VERSION, "vedba_mean_mg": 85,
         "vedba_max_mg": 640, "shares": list(shares_pct),
     }
     return codec.port_of("activity"), codec.encode("activity", values)

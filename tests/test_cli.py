@@ -49,12 +49,13 @@ def test_researcher_gets_a_clear_error_for_a_corrupt_blob(tmp_path, capsys):
     assert "truncated" in capsys.readouterr().err
 
 
-def test_researcher_evaluates_leave_one_animal_out_on_simulated_elephants(capsys):
-    assert main(["models", "evaluate", "--animals", "3", "--per-class", "40"]) == 0
+def test_researcher_scores_the_shipped_model_on_the_twins_labelled_animals(capsys):
+    assert main(["models", "evaluate", "simulated:1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["animals"] == 3 and result["windows"] == 40 * 4
-    assert result["accuracy"] > 0.8
-    assert set(result["recall"]) == {"rest", "forage", "walk", "run"}
+    assert result["applicable"] and result["classes"] == ["rest", "forage", "walk", "run"]
+    assert set(result["per_animal_accuracy"]) == {"animal-01", "animal-02", "animal-03", "animal-04"}
+    assert result["windows"] == 4 * 3 * 4 * 3  # animals x bouts x behaviours x 10 s windows in a 30 s bout
+    assert result["macro_f1"] > 0.8
 
 
 def test_live_demo_says_which_port_is_taken_instead_of_crashing(capsys):

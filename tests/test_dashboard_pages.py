@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from bridge_builders import SHIPPED_MODEL_VERSION
 from browser_helpers import HERD, RESERVE, seed
 from streamlit.testing.v1 import AppTest
 
@@ -170,7 +171,7 @@ def test_ranger_sees_battery_behaviour_versions_and_activity_per_animal(store):
     zawadi = table[table[views.COL_NAME] == "Zawadi"].iloc[0]
     assert zawadi[views.COL_BATTERY] == "3.15 V (low)"
     assert zawadi[views.COL_BEHAVIOUR] == "walk"
-    assert (zawadi[views.COL_FIRMWARE], zawadi[views.COL_MODEL]) == ("1.2.3", "7")
+    assert (zawadi[views.COL_FIRMWARE], zawadi[views.COL_MODEL]) == ("1.2.3", str(SHIPPED_MODEL_VERSION))
     assert app.header[0].value == "Amani"
     assert metric(app, "Behaviour") == "forage"
     assert metric(app, "Firmware") == "1.2.3"

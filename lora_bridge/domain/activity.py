@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.store.tables import ActivitySummary
+
+log = logging.getLogger(__name__)
 
 
 def shares_by_class(shares: list[float], class_names: list[str]) -> dict[str, float]:
@@ -65,3 +68,83 @@ def add_activity(
     )
     session.add(summary)
     return summary
+
+
+# ---- Class names per model version: a model's classes travel with it --------------------------------
+# The collar reports the model version in every activity and status message; its shares and its
+# behaviour index are in that model's class order. The bridge reads the class list from the model's
+# blob: the one shipped with the firmware, and every blob in the researchers' model registry
+# (`tembo models train` registers them under <registry>/entries/*/model.bin). An unknown version
+# names its classes class_<i> (and logs it), never a fixed list that may be another model's.
+
+REGISTRY_BLOBS = "entries/*/model.bin"
+_catalogs: dict[str, tuple[float, dict[int, list[str]]]] = {}
+
+
+def _blob_classes(data: bytes) -> tuple[int, list[str]] | None:
+    from collar_firmware.blob import ModelError, parse
+
+    try:
+        parsed = parse(data)
+    except ModelError:
+        return None
+    return int(parsed.model_version), [str(c) for c in parsed.classes]
+
+
+def model_classes(registry_dir: str | None) -> dict[int, list[str]]:
+    """{model version: class names} of the shipped model and every registered blob (re-read when the registry changes)."""
+    from pathlib import Path
+
+    from collar_firmware.classifier import read_default_blob
+
+    root = Path(registry_dir) if registry_dir else None
+    blobs = sorted(root.glob(REGISTRY_BLOBS)) if root is not None and root.exists() else []
+    stamp = max([p.stat().st_mtime for p in blobs], default=0.0) + len(blobs)
+    key = str(root)
+    cached = _catalogs.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    catalog: dict[int, list[str]] = {}
+    for data in [read_default_blob()] + [p.read_bytes() for p in blobs]:
+        found = _blob_classes(data)
+        if found is not None:
+            catalog[found[0]] = found[1]
+    _catalogs[key] = (stamp, catalog)
+    return catalog
+
+
+def class_names_for(model_version: int | None, registry_dir: str | None) -> list[str]:
+    """Class names of a model version, in its class-index order; [] when the bridge does not know the version."""
+    names = model_classes(registry_dir).get(int(model_version)) if model_version is not None else None
+    if names is None:
+        log.warning("activity of an unknown model version: shares named class_<i>",
+                    extra={"model_version": model_version, "registry": registry_dir})
+        return []
+    return names
+
+
+def behaviour_name(model_version: int | None, index: int | None, registry_dir: str | None) -> str | None:
+    """Name of a status message's behaviour index under its model version (None when unknown)."""
+    if index is None:
+        return None
+    names = class_names_for(model_version, registry_dir)
+    return names[index] if 0 <= index < len(names) else None
+
+
+def status_behaviour(fields: dict[str, Any], codec: Any, registry_dir: str | None) -> str | None:
+    """The behaviour a status message reports, named by the class list of the model version it carries.
+
+    The codec decodes the wire's index with its own enum list; the index is what the collar sent.
+    """
+    decoded = fields.get("behaviour")
+    if decoded is None:
+        return None
+    wire = list(getattr(codec, "BEHAVIOURS", ()))
+    text = str(decoded)
+    if text in wire:
+        index = wire.index(text)
+    elif text.startswith("unknown_") and text[8:].isdigit():
+        index = int(text[8:])
+    else:
+        return text
+    return behaviour_name(fields.get("model_version"), index, registry_dir) or f"class_{index}"

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from lora_bridge.decode import behaviour_names, degrees, message_time
+from lora_bridge.decode import degrees, message_time
 from lora_bridge.domain import activity, alerts, devices, downlinks, positions, rules
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.tables import Alert, RawUplink
@@ -65,6 +65,8 @@ def apply_message(
 
     if message == "status":
         devices.apply_status(device, fields, time, codec)
+        if "behaviour" in fields and device.status_time == time:
+            device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry)
         alert_id = rules.check_battery(session, device, animal.id, time)
         if alert_id is not None:
             applied.alert_ids.append(alert_id)
@@ -75,7 +77,7 @@ def apply_message(
             animal_id=animal.id,
             time=time,
             fields=fields,
-            class_names=behaviour_names(codec),
+            class_names=activity.class_names_for(fields.get("model_version"), settings.model_registry),
             raw_uplink_id=raw.id,
         )
         applied.activity_summaries += row is not None
