@@ -185,10 +185,17 @@ def _read(storage, key):
 def load_model(storage, key="model", verifier=None):
     """Return the Model to run: the blob under key, else the last good one, else the shipped default.
 
-    model.source says which one ("storage", "last_good", "default"); model.refused holds the
-    reason a stored blob was refused (None when nothing was), for the status flag model_fallback.
-    A blob that loads is kept under key + ".good" for the next time one is refused.
+    Only signed blobs load, the shipped default included: verifier (default: the keys shipped
+    beside the firmware, see trust.py) must accept each one. model.source says which one loaded
+    ("storage", "last_good", "default"); model.refused holds the reason a stored blob was refused
+    (None when nothing was), for the status flag model_fallback. A blob that loads is kept under
+    key + ".good" for the next time one is refused. Raises ModelError when not even the default
+    verifies (the collar then runs its threshold model).
     """
+    if verifier is None:
+        from collar_firmware import trust
+
+        verifier = trust.shipped(storage=storage).blob_verifier()
     refused = None
     data = _read(storage, key)
     if data is not None:
@@ -213,7 +220,7 @@ def load_model(storage, key="model", verifier=None):
             return model
         except ModelError as e:
             refused = refused or str(e)
-    model = Model.from_bytes(read_default_blob())
+    model = Model.from_bytes(read_default_blob(), verifier)
     model.source = "default"
     model.refused = refused
     return model

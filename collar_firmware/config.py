@@ -60,6 +60,7 @@ BATTERY_CURVE = (
 KEY_SETTINGS = "settings"
 KEY_FENCES = "fences"
 KEY_STATE = "state"
+KEY_VERIFIED = "verified"  # SHA-256 digests of signatures this collar has checked (trust.py)
 
 
 def battery_percent(battery_mv):

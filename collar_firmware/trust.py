@@ -1,38 +1,56 @@
-"""Whom the collar believes: the Ed25519 public keys it holds, and how it checks a signature with them.
+"""Whom the collar believes: the Ed25519 public keys it holds, the signatures it has verified.
 
-The keys ship beside the firmware in `release_keys.bin`: records of (key id u8, 32-byte public key).
-A deployment writes its own with `tembo keys generate` (docs/updates.md); there is no default key
-that works for everybody, and a collar without keys trusts nothing (every blob and image refused,
-the collar keeps running its threshold model). Verification goes to the HAL's hardware verifier
-when the board has one (`hal.crypto.ed25519_verify(pub, msg, sig)`, the CryptoCell-310 of the
-nRF52840) and to the pure-Python ed25519.verify otherwise.
+Keys ship beside the firmware in `release_keys.bin`: records of (key id u8, 32-byte public key),
+written by `tembo keys generate` (docs/updates.md). There is no default key that works for
+everybody: a collar without keys trusts nothing, refuses every blob and image and runs its
+threshold model.
+
+What is signed is never the raw bytes but a domain-separated SHA-256 of them
+(`signed_message(data)` = SIG_CONTEXT + sha256(data)): the collar's hashlib has SHA-256 in C, and
+Ed25519 then hashes 52 bytes with the pure-Python SHA-512 instead of kilobytes.
+
+A check costs about a second of CPU on the nRF52840 in pure Python, so the collar does it once: a
+blob loads at boot only when its digest is in the verified list (a flash record the collar writes
+after a successful check, or `default_model.sha256` beside the firmware for the shipped model, put
+there by `tembo release` after checking the signature). An unverified signed blob starts a
+`Verification` that the main loop advances a few steps per wake-up; when it succeeds the digest is
+recorded and the model reloaded. A board with a hardware verifier (`hal.crypto.ed25519_verify(pub,
+msg, sig)`, the nRF52840's CryptoCell-310) answers at once instead.
 """
 
-from collar_firmware import ed25519
+import hashlib
+
+from collar_firmware import config, ed25519, records
 
 KEYS_FILE = "release_keys.bin"
+DEFAULT_DIGEST_FILE = "default_model.sha256"  # receipt() of the shipped model's signature
 KEY_RECORD_BYTES = 33
 MAX_KEYS = 4
-_CACHE_SIZE = 4
+MAX_VERIFIED = 6  # digests remembered in flash (model, last good, firmware images)
+MAX_REFUSED = 4  # digests whose signature failed, not checked again
+SIG_CONTEXT = b"tembo-ed25519-sha256:"
 
 
-def _digest(message):
-    """Return a SHA-256 of message (bytes or an object with chunks()), for the verified cache."""
-    import hashlib
+def digest(data):
+    """Return the SHA-256 of data (bytes or memoryview)."""
+    return hashlib.sha256(bytes(data)).digest()
 
-    h = hashlib.sha256()
-    if hasattr(message, "chunks"):
-        for chunk in message.chunks():
-            h.update(chunk)
-    else:
-        h.update(message)
-    return h.digest()
+
+def signed_message(data):
+    """Return the bytes an Ed25519 signature of data covers: SIG_CONTEXT + sha256(data)."""
+    return SIG_CONTEXT + digest(data)
+
+
+def receipt(data_digest, key_id, signature):
+    """Return what the collar remembers of a good signature: SHA-256 of (digest, key id, signature),
+    so the same bytes with another signature or key are checked afresh."""
+    return hashlib.sha256(bytes(data_digest) + bytes((key_id,)) + bytes(signature)).digest()
 
 
 class Trust:
-    """The public keys a collar holds ({key_id: 32 bytes}) and an optional hardware verifier."""
+    """Keys ({key_id: 32-byte public key}), verified digests, and the one check in progress."""
 
-    def __init__(self, keys, crypto=None):
+    def __init__(self, keys, crypto=None, storage=None, pinned=()):
         self.keys = {}
         for key_id in keys:
             pub = bytes(keys[key_id])
@@ -40,48 +58,113 @@ class Trust:
                 raise ValueError("key %r: an Ed25519 public key has 32 bytes and an id 0..255" % (key_id,))
             self.keys[key_id] = pub
         self.crypto = crypto
-        self.verifications = 0  # signatures actually checked (not served from the cache)
-        self._verified = []  # (key_id, signature, sha256 of message) of recent good signatures
+        self.storage = storage
+        self.pinned = list(pinned)  # digests vouched for by the firmware image itself
+        self.verified = []
+        self.pending = None  # (key_id, digest, signature) of a check to run in the loop
+        self.check = None  # the ed25519.Verification in progress
+        self.refused = []  # digests whose signature failed (not tried again)
+        self.verifications = 0
+        self._load()
 
-    def verify(self, key_id, message, signature):
-        """Return True when signature is key key_id's signature of message."""
-        pub = self.keys.get(key_id)
-        if pub is None or len(signature) != 64:
+    def _load(self):
+        if self.storage is None:
+            return
+        try:
+            body = records.unsealed(self.storage.read(config.KEY_VERIFIED))
+        except OSError:
+            body = None
+        if body is None:
+            return
+        for pos in range(0, len(body) - 31, 32):
+            self.verified.append(bytes(body[pos:pos + 32]))
+
+    def _remember(self, d):
+        if d in self.verified:
+            return
+        self.verified.append(d)
+        while len(self.verified) > MAX_VERIFIED:
+            self.verified.pop(0)
+        if self.storage is not None:
+            body = bytearray()
+            for v in self.verified:
+                body.extend(v)
+            self.storage.write(config.KEY_VERIFIED, records.sealed(body))
+
+    def is_verified(self, r):
+        """Return True when receipt r (see receipt()) was verified here or is pinned by the firmware."""
+        return r in self.verified or r in self.pinned
+
+    def accept(self, key_id, data, signature):
+        """Return True when data carries a good signature already verified; otherwise start (or
+        answer at once with hardware) a check and return False for now."""
+        if key_id not in self.keys or len(signature) != 64:
             return False
+        d = digest(data)
         signature = bytes(signature)
-        digest = _digest(message)
-        for entry in self._verified:
-            if entry[0] == key_id and entry[1] == signature and entry[2] == digest:
-                return True  # the same bytes were verified already (a reboot re-reads the model)
-        self.verifications += 1
-        ok = False
+        r = receipt(d, key_id, signature)
+        if self.is_verified(r):
+            return True
+        if r in self.refused:
+            return False
         if self.crypto is not None:
-            try:
-                ok = self.crypto.ed25519_verify(pub, _whole(message), signature)
-            except Exception:
-                ok = ed25519.verify(pub, message, signature)
-        else:
-            ok = ed25519.verify(pub, message, signature)
+            return self._hardware(key_id, d, signature, r)
+        if self.pending is None:
+            self.pending = (key_id, d, signature)
+        return False
+
+    def _hardware(self, key_id, d, signature, r):
+        self.verifications += 1
+        try:
+            ok = self.crypto.ed25519_verify(self.keys[key_id], SIG_CONTEXT + d, signature)
+        except Exception:
+            ok = False
         if ok:
-            self._verified.append((key_id, signature, digest))
-            if len(self._verified) > _CACHE_SIZE:
-                self._verified.pop(0)
+            self._remember(r)
+        else:
+            self._refuse(r)
         return ok
+
+    def step(self):
+        """Advance the check in progress by one bounded step; return True when one just succeeded
+        (reload what waited for it), False otherwise."""
+        if self.pending is None:
+            return False
+        key_id, d, signature = self.pending
+        if self.check is None:
+            self.check = ed25519.Verification(self.keys[key_id], SIG_CONTEXT + d, signature)
+        done = self.check.step()
+        if done is None:
+            return False
+        self.verifications += 1
+        self.check = None
+        self.pending = None
+        r = receipt(d, key_id, signature)
+        if done:
+            self._remember(r)
+        else:
+            self._refuse(r)
+        return done
+
+    def _refuse(self, d):
+        self.refused.append(d)
+        if len(self.refused) > MAX_REFUSED:
+            self.refused.pop(0)
+
+    def verify_now(self, key_id, data, signature):
+        """Check a signature to the end at once (tools and hosts; the collar uses accept + step)."""
+        if self.accept(key_id, data, signature):
+            return True
+        while self.pending is not None:
+            if self.step() and self.pending is None:
+                break
+        return self.is_verified(receipt(digest(data), key_id, bytes(signature)))
 
     def blob_verifier(self):
         """Return the verifier blob.parse calls: (scheme, key_id, signed bytes, signature) -> bool."""
         def check(scheme, key_id, signed, signature):
-            return self.verify(key_id, signed, signature)
+            return self.accept(key_id, signed, signature)
         return check
-
-
-def _whole(message):
-    if hasattr(message, "chunks"):
-        out = bytearray()
-        for chunk in message.chunks():
-            out.extend(chunk)
-        return bytes(out)
-    return bytes(message)
 
 
 def parse_keys(data):
@@ -94,13 +177,21 @@ def parse_keys(data):
     return keys
 
 
-def shipped(crypto=None):
-    """Return the Trust of the keys shipped beside the firmware (none: a Trust that refuses all)."""
+def _beside(name):
     path = globals().get("__file__", "")
     cut = max(path.rfind("/"), path.rfind("\\"))
     try:
-        with open(path[:cut + 1] + KEYS_FILE, "rb") as f:
-            keys = parse_keys(f.read())
-    except (OSError, ValueError):
+        with open(path[:cut + 1] + name, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def shipped(crypto=None, storage=None):
+    """Return the Trust of the keys and pinned digest shipped beside the firmware."""
+    try:
+        keys = parse_keys(_beside(KEYS_FILE))
+    except ValueError:
         keys = {}
-    return Trust(keys, crypto)
+    pinned = _beside(DEFAULT_DIGEST_FILE)  # the receipt of the shipped model
+    return Trust(keys, crypto, storage, (bytes(pinned),) if pinned and len(pinned) == 32 else ())

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tembo import models_command
@@ -86,10 +87,52 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(command(args.port, _bridge_settings(args).database_url))
 
 
+def _cmd_keys(args: argparse.Namespace) -> int:
+    from lora_bridge.updates import keys
+
+    try:
+        collar_keys = Path(args.collar_keys) if args.collar_keys else keys.COLLAR_KEYS_PATH
+        if args.action == "generate":
+            key = keys.generate(Path(args.private_key), args.key_id)
+            if args.install:
+                keys.install_public(key.key_id, key.public_key, collar_keys)
+            print(json.dumps({"key_id": key.key_id, "public_key": key.public_key.hex(), "private_key": str(key.path),
+                              "installed_in": str(collar_keys) if args.install else None}))
+        else:
+            held = keys.read_collar_keys(collar_keys)
+            shown = {"collar_keys": {str(k): v.hex() for k, v in sorted(held.items())}}
+            if args.private_key:
+                key_id, public = keys.read_public(keys.public_path(Path(args.private_key)))
+                shown.update(key_id=key_id, public_key=public.hex(), held_by_collars=held.get(key_id) == public)
+            print(json.dumps(shown))
+    except (OSError, keys.KeyFileError) as err:
+        print(f"tembo keys: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_release(args: argparse.Namespace) -> int:
-    print("tembo release: signed firmware and model releases are not part of this release yet",
-          file=sys.stderr)
-    return 2
+    from lora_bridge.updates import keys, release
+
+    try:
+        key = keys.load(Path(args.key))
+        if args.kind == "model":
+            blob = Path(args.blob).read_bytes()
+            if args.install_default:
+                release.install_default_model(blob, key)
+                print(json.dumps({"installed": str(release.DEFAULT_MODEL_PATH), "key_id": key.key_id}))
+                return 0
+            made = release.release_model(blob, key, Path(args.out))
+            print(json.dumps({"blob": str(made.blob_path), "manifest": str(made.manifest_path), **made.manifest}))
+        else:
+            made = release.release_firmware(key, Path(args.out), version=args.version,
+                                            hardware_id=args.hardware_id,
+                                            base=Path(args.base) if args.base else None)
+            print(json.dumps({"image": str(made.image_path), "manifest": str(made.manifest_path), **made.manifest}))
+    except (OSError, keys.KeyFileError, release.ReleaseError) as err:
+        print(f"tembo release: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -152,7 +195,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     models_command.add_parser(sub)
 
+    keys_cmd = sub.add_parser("keys", help="Ed25519 release keys: generate one, show what collars hold")
+    keys_sub = keys_cmd.add_subparsers(dest="action", required=True)
+    generate = keys_sub.add_parser("generate", help="new key pair: private file (0600) and NAME.pub")
+    generate.add_argument("private_key", help="where to write the private key (outside the repository)")
+    generate.add_argument("--key-id", type=int, required=True, help="0..255, carried in every signature")
+    generate.add_argument("--install", action="store_true", help="add the public key to the collar keys file")
+    show = keys_sub.add_parser("show", help="public keys the collar firmware holds (and one key's public half)")
+    show.add_argument("private_key", nargs="?")
+    for p in (generate, show):
+        p.add_argument("--collar-keys", help="the collar firmware's public-key file (default: the one it ships)")
+    keys_cmd.set_defaults(func=_cmd_keys)
+
     release = sub.add_parser("release", help="build and sign firmware and model updates")
+    release_sub = release.add_subparsers(dest="kind", required=True)
+    rel_model = release_sub.add_parser("model", help="sign a promoted model blob and write its manifest")
+    rel_model.add_argument("blob")
+    rel_model.add_argument("--install-default", action="store_true",
+                           help="sign it as the model shipped inside the firmware (and pin its digest)")
+    rel_fw = release_sub.add_parser("firmware", help="compile the collar modules with mpy-cross, sign a bundle")
+    rel_fw.add_argument("--version", required=True, help="semantic version major.minor.patch")
+    rel_fw.add_argument("--hardware-id", default="tembo-nrf52840-lr1110")
+    rel_fw.add_argument("--base", help="manifest of the release the collars run (a delta when smaller)")
+    for p in (rel_model, rel_fw):
+        p.add_argument("--key", required=True, help="private key file made by `tembo keys generate`")
+        p.add_argument("--out", default="releases")
     release.set_defaults(func=_cmd_release)
 
     bench = sub.add_parser("bench", help="measure: prints one JSON object of figures")

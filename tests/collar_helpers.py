@@ -45,7 +45,7 @@ class CollarWorld:
     """One real collar in a world the test controls; run_for(seconds) lives through it."""
 
     def __init__(self, start_s: int = START_S, settings: dict | None = None, sf: int = 7,
-                 flash: SimFlash | None = None, reset_cause: str = "power_on") -> None:
+                 flash: SimFlash | None = None, reset_cause: str = "power_on", keys=None) -> None:
         self.behaviour = "forage"
         self.gravity_mg = (80, -150, -975)  # worn: the collar's z axis points down the neck
         self.position = km(0, 0)
@@ -58,7 +58,8 @@ class CollarWorld:
         self.hal = make_hal(start_s, self, lambda t: self.position, battery=lambda t: self.battery_mv,
                             temperature=lambda t: self.temperature_dc, coverage=lambda t: self.coverage,
                             sf=sf, flash=self.flash, reset_cause=reset_cause)
-        self.collar = Collar(self.hal, settings)
+        self.keys = keys  # a trust.Trust to build the collar with (None: the keys the firmware ships)
+        self.collar = Collar(self.hal, settings, keys)
         self.wake_s = start_s
         self.sent: list[tuple[int, int, bytes, bool, bool]] = []
 
@@ -119,6 +120,6 @@ class CollarWorld:
         self._drain()
         keep = {k: getattr(self, k) for k in ("behaviour", "gravity_mg", "position", "battery_mv",
                                                "temperature_dc", "coverage", "sent")}
-        self.__init__(self.hal.clock.now_s(), self.settings, self.hal.radio.sf, self.flash, reset_cause)
+        self.__init__(self.hal.clock.now_s(), self.settings, self.hal.radio.sf, self.flash, reset_cause, self.keys)
         for k, v in keep.items():
             setattr(self, k, v)

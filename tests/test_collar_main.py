@@ -8,6 +8,7 @@ import pytest
 from collar_helpers import START_S, CollarWorld
 
 from collar_firmware import config, main
+from simulator.hal_sim import SimFlash
 
 HOUR = 3600
 
@@ -189,13 +190,17 @@ def test_collar_keeps_its_rhythm_when_the_clock_is_set_back():
     assert world.hal.imu.reads - reads >= 58
 
 
-def test_a_new_model_is_taken_up_without_a_reboot():
-    world = CollarWorld()
+def test_a_new_signed_model_is_verified_then_taken_up_without_a_reboot():
+    from signing_helpers import collar_trust, sign_blob
+
+    flash = SimFlash()
+    world = CollarWorld(flash=flash, keys=collar_trust(flash))
     world.run_for(HOUR)
     assert world.collar.model.version == 1
-    golden = (Path(__file__).parent / "vectors" / "golden_model.bin").read_bytes()  # version 7
+    golden = sign_blob((Path(__file__).parent / "vectors" / "golden_model.bin").read_bytes())  # version 7
     world.flash.write("model", golden)
     world.collar.reload_model()
+    assert world.collar.model.version == 1, "not before its signature is checked"
     world.run_for(HOUR)
     assert world.collar.model.version == 7
     assert world.decoded("activity")[-1]["model_version"] == 7

@@ -15,8 +15,10 @@ from collar_firmware.blob import ModelError
 from collar_firmware.classifier import Model, load_model
 from models import blob_writer
 from tests.model_helpers import GOLDEN_MODEL, golden_model_parts, micropython_session
+from tests.signing_helpers import collar_trust, eager_verifier, sign_blob
 
 GOLDEN = GOLDEN_MODEL.read_bytes()
+SIGNED = sign_blob(GOLDEN)
 N = 25
 
 
@@ -225,25 +227,56 @@ def test_crc32_without_binascii_matches_zlib(monkeypatch):
 
 
 def test_collar_loads_a_new_model_and_keeps_it_as_last_good():
-    storage = FlashStorage({"model": GOLDEN})
-    model = load_model(storage)
+    storage = FlashStorage({"model": SIGNED})
+    verifier = eager_verifier(collar_trust())
+    model = load_model(storage, verifier=verifier)
     assert (model.source, model.refused, model.version) == ("storage", None, 7)
-    assert storage.records["model.good"] == GOLDEN
-    load_model(storage)
+    assert storage.records["model.good"] == SIGNED
+    load_model(storage, verifier=verifier)
     assert storage.writes == ["model.good"]  # not rewritten at every boot
 
 
 def test_collar_keeps_the_last_good_model_when_a_new_one_is_tampered():
-    storage = FlashStorage({"model": GOLDEN})
-    load_model(storage)
-    tampered = bytearray(GOLDEN)
+    storage = FlashStorage({"model": SIGNED})
+    verifier = eager_verifier(collar_trust())
+    load_model(storage, verifier=verifier)
+    tampered = bytearray(SIGNED)
     tampered[60] ^= 0xFF
     storage.records["model"] = bytes(tampered)
-    model = load_model(storage)
+    model = load_model(storage, verifier=verifier)
     assert model.source == "last_good"
     assert model.version == 7
     assert "CRC mismatch" in model.refused
-    assert storage.records["model.good"] == GOLDEN
+    assert storage.records["model.good"] == SIGNED
+
+
+def test_an_unsigned_or_foreign_signed_model_never_loads_and_the_shipped_one_runs():
+    from tests.signing_helpers import OTHER_KEY
+
+    verifier = eager_verifier(collar_trust())
+    for stored, reason in ((GOLDEN, "unsigned"), (sign_blob(GOLDEN, OTHER_KEY), "does not verify"),
+                           (sign_blob(GOLDEN, key_id=77), "does not verify")):
+        model = load_model(FlashStorage({"model": stored}), verifier=verifier)
+        assert model.source == "default" and reason in model.refused
+
+
+def test_the_shipped_default_model_is_signed_by_a_key_the_collar_holds():
+    from collar_firmware import trust
+
+    shipped = classifier.read_default_blob()
+    assert shipped[5] & blob.FLAG_SIGNED
+    assert trust.shipped().keys, "the firmware ships the deployment's public key"
+    parsed = blob.parse(shipped, eager_verifier(trust.Trust(trust.shipped().keys)))
+    assert parsed.signature[1] in trust.shipped().keys
+    signed_digest = trust.digest(shipped[: 16 + struct.unpack_from("<I", shipped, 8)[0]])
+    assert trust.receipt(signed_digest, parsed.signature[1], parsed.signature[2]) in trust.shipped().pinned
+
+
+def test_a_collar_without_keys_loads_no_model_at_all():
+    from collar_firmware import trust
+
+    with pytest.raises(ModelError, match="does not verify"):
+        load_model(FlashStorage(), verifier=trust.Trust({}).blob_verifier())
 
 
 def with_record(data: bytes, tag: int, value: bytes) -> bytes:
@@ -256,24 +289,32 @@ def with_record(data: bytes, tag: int, value: bytes) -> bytes:
     [(blob.REC_CLASSES, b"\x04r\xffst\x06forage\x04walk\x03run"), (blob.REC_NAME, b"tembo \xc3(model")],
 )
 def test_a_model_whose_names_are_not_utf8_is_refused_and_the_last_good_one_runs(tag, value):
-    damaged = with_record(GOLDEN, tag, value)
+    damaged = sign_blob(with_record(GOLDEN, tag, value))  # signed: the release itself was broken
     with pytest.raises(ModelError, match="not UTF-8"):
         Model.from_bytes(damaged)
-    model = load_model(FlashStorage({"model": damaged, "model.good": GOLDEN}))
+    model = load_model(FlashStorage({"model": damaged, "model.good": SIGNED}), verifier=eager_verifier(collar_trust()))
     assert (model.source, model.version) == ("last_good", 7)
     assert "not UTF-8" in model.refused
 
 
 @pytest.mark.micropython
 def test_a_model_whose_name_is_not_utf8_is_refused_under_micropython_too(tmp_path):
-    damaged = with_record(GOLDEN, blob.REC_NAME, b"tembo \xc3(model")
+    from collar_firmware import records, trust
+    from tests.signing_helpers import TEST_KEY_ID, TEST_PUBLIC
+
+    damaged = sign_blob(with_record(GOLDEN, blob.REC_NAME, b"tembo \xc3(model"))
+    # both arrived signed and were verified by this collar when they did (its flash says so)
+    verified = records.sealed(b"".join(
+        trust.receipt(trust.digest(b[: 16 + struct.unpack_from("<I", b, 8)[0]]), TEST_KEY_ID, b[-64:])
+        for b in (damaged, SIGNED)))
     session = micropython_session(tmp_path)
     out = session.run(
-        "from collar_firmware.classifier import load_model\n"
+        "from collar_firmware.classifier import load_model\nfrom collar_firmware import trust\n"
         "class Flash:\n    def read(self, key):\n        return self.records.get(key)\n"
         "    def write(self, key, data):\n        self.records[key] = data\n"
-        f"flash = Flash()\nflash.records = {{'model': {damaged!r}, 'model.good': {GOLDEN!r}}}\n"
-        "model = load_model(flash)\nprint(model.source, model.version)\nprint(model.refused)"
+        f"flash = Flash()\nflash.records = {{'model': {damaged!r}, 'model.good': {SIGNED!r}, 'verified': {verified!r}}}\n"
+        f"t = trust.Trust({{{TEST_KEY_ID}: {TEST_PUBLIC!r}}}, None, flash)\n"
+        "model = load_model(flash, 'model', t.blob_verifier())\nprint(model.source, model.version)\nprint(model.refused)"
     )
     assert out.stdout.splitlines() == ["last_good 7", "record 7: text at offset 170 is not UTF-8"]
 

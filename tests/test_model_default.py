@@ -42,7 +42,9 @@ def collar_predictions(model: Model, features: np.ndarray) -> np.ndarray:
 
 
 def test_shipped_model_is_what_training_with_seed_zero_gives(shipped):
-    assert train.train_default(seed=0, path=None) == shipped
+    from lora_bridge.updates.release import unsigned_part
+
+    assert train.train_default(seed=0, path=None) == unsigned_part(shipped), "the shipped one is it, signed"
     model = Model.from_bytes(shipped)
     assert model.classes == ("rest", "forage", "walk", "run")
     assert (model.window_s, model.rate_hz) == (train.DEFAULT_WINDOW_S, train.DEFAULT_RATE_HZ)
@@ -133,26 +135,41 @@ def test_collar_runs_the_shipped_model_under_micropython_without_allocating(tmp_
 
 
 @pytest.mark.micropython
-def test_collar_refuses_a_tampered_blob_under_micropython_and_keeps_the_last_good(tmp_path):
-    golden = GOLDEN_MODEL.read_bytes()
+def test_collar_verifies_a_signed_blob_under_micropython_then_refuses_a_tampered_one(tmp_path):
+    from tests.signing_helpers import TEST_KEY_ID, TEST_PUBLIC, collecting_session, sign_blob
+
+    golden = sign_blob(GOLDEN_MODEL.read_bytes())
     tampered = bytearray(golden)
     tampered[50] ^= 1
-    session = micropython_session(tmp_path)
+    session = collecting_session(tmp_path, fuel=1_000_000_000)
     session.run(
-        "from collar_firmware.classifier import load_model\n"
+        "from collar_firmware.classifier import load_model\nfrom collar_firmware import trust\n"
         "class Flash:\n    def __init__(self):\n        self.records = {}\n"
         "    def read(self, key):\n        return self.records.get(key)\n"
         "    def write(self, key, data):\n        self.records[key] = data\n"
-        f"flash = Flash()\nflash.records['model'] = {golden!r}\nfirst = load_model(flash)\n"
-        f"flash.records['model'] = {bytes(tampered)!r}\nsecond = load_model(flash)\n"
+        f"flash = Flash()\nflash.records['model'] = {golden!r}\n"
+        f"t = trust.shipped(None, flash)\nt.keys[{TEST_KEY_ID}] = {TEST_PUBLIC!r}\n"
+        "waiting = load_model(flash, 'model', t.blob_verifier())\n"
+    )
+    # the pure-Python Ed25519 check, one bounded step at a time with a collection between (as the loop does)
+    session.run("def drive(n):\n    while n and t.pending is not None:\n        t.step()\n        gc.collect()\n"
+                "        n -= 1\n")
+    for _ in range(12):
+        session.run("drive(12)")
+    session.run(
+        "first = load_model(flash, 'model', t.blob_verifier())\n"
+        f"flash.records['model'] = {bytes(tampered)!r}\nsecond = load_model(flash, 'model', t.blob_verifier())\n"
     )
     out = session.run(
-        "print(first.source, first.version)\nprint(second.source, second.version)\nprint(second.refused)"
+        "print(waiting.source, waiting.version)\nprint(first.source, first.version)\n"
+        "print(second.source, second.version)\nprint(second.refused)\nprint(t.verifications)"
     )
     lines = out.stdout.splitlines()
-    assert lines[0] == "storage 7"
-    assert lines[1] == "last_good 7"
-    assert "CRC mismatch" in lines[2]
+    assert lines[0] == "default 1", "the shipped model runs while the new one's signature is checked"
+    assert lines[1] == "storage 7"
+    assert lines[2] == "last_good 7"
+    assert "CRC mismatch" in lines[3]
+    assert lines[4] == "1", "checked once, remembered in flash"
 
 
 def test_logger_at_another_rate_is_resampled_to_the_collars_rate(tmp_path):

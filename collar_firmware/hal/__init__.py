@@ -94,13 +94,23 @@ class Watchdog:
         raise NotImplementedError
 
 
-class Hal:
-    """The bundle a Collar is built from; watchdog and fuota are optional (None when absent).
+class Crypto:
+    """Hardware signature check (the nRF52840's CryptoCell-310 through nrf_cc310 / Oberon)."""
 
-    fuota, when given, has handle(port, payload) and receives downlinks on ports 200-202.
+    def ed25519_verify(self, public_key, message, signature):
+        """Return True when signature (64 bytes) is public_key's (32 bytes) Ed25519 signature of message."""
+        raise NotImplementedError
+
+
+class Hal:
+    """The bundle a Collar is built from; watchdog, fuota and crypto are optional (None when absent).
+
+    fuota, when given, has handle(port, payload) and receives downlinks on ports 200-202; crypto,
+    when given, is a Crypto that verifies signatures in hardware (else the collar's pure-Python
+    ed25519 module does, a few steps per wake-up).
     """
 
-    def __init__(self, clock, imu, gnss, radio, power, storage, watchdog=None, fuota=None):
+    def __init__(self, clock, imu, gnss, radio, power, storage, watchdog=None, fuota=None, crypto=None):
         self.clock = clock
         self.imu = imu
         self.gnss = gnss
@@ -109,3 +119,4 @@ class Hal:
         self.storage = storage
         self.watchdog = watchdog
         self.fuota = fuota
+        self.crypto = crypto

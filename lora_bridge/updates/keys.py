@@ -1,0 +1,131 @@
+"""Ed25519 release keys: made with the `cryptography` package, kept in a file only its owner reads.
+
+A key is two files: the private key (PKCS#8 PEM, mode 0600, never in the store, the repository
+or a log line) and beside it `NAME.pub`, one line `tembo-ed25519 <key id> <public key hex>`.
+The collar holds public keys in `collar_firmware/release_keys.bin` (records of key id u8 +
+32 bytes; see collar_firmware/trust.py). Nothing here has a default key: a release needs a key
+file a technician made.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from collar_firmware import trust
+
+log = logging.getLogger(__name__)
+
+PRIVATE_MODE = 0o600
+PUB_PREFIX = "tembo-ed25519"
+COLLAR_KEYS_PATH = Path(trust.__file__).with_name(trust.KEYS_FILE)
+
+
+class KeyFileError(ValueError):
+    """A key file is missing, malformed, or readable by others; the message says which."""
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A release key loaded for signing; its repr never shows the private half."""
+
+    key_id: int
+    path: Path
+    public_key: bytes
+    _private: Ed25519PrivateKey = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"SigningKey(key_id={self.key_id}, public_key={self.public_key.hex()}, private=***)"
+
+    def sign(self, data: bytes) -> bytes:
+        """Return the Ed25519 signature of data as the collar checks it (trust.signed_message)."""
+        return self._private.sign(trust.signed_message(data))
+
+
+def public_path(private_path: Path) -> Path:
+    """Return the path of the public half written beside a private key file."""
+    return private_path.with_name(private_path.name + ".pub")
+
+
+def generate(private_path: Path, key_id: int) -> SigningKey:
+    """Make a new key pair: the private key file (0600, refused when it exists) and its .pub."""
+    if not 0 <= key_id <= 255:
+        raise KeyFileError(f"key id must be 0..255, got {key_id}")
+    private_path = Path(private_path)
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+    except FileExistsError:
+        raise KeyFileError(f"{private_path} exists: a release key is never overwritten") from None
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    os.chmod(private_path, PRIVATE_MODE)
+    public = _raw_public(key.public_key())
+    public_path(private_path).write_text(f"{PUB_PREFIX} {key_id} {public.hex()}\n")
+    log.info("release key generated key_id=%d path=%s", key_id, private_path)
+    return SigningKey(key_id, private_path, public, key)
+
+
+def _raw_public(public: Ed25519PublicKey) -> bytes:
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def read_public(path: Path) -> tuple[int, bytes]:
+    """Return (key id, public key) from a .pub file."""
+    parts = Path(path).read_text().split()
+    if len(parts) != 3 or parts[0] != PUB_PREFIX or not parts[1].isdigit():
+        raise KeyFileError(f"{path}: expected '{PUB_PREFIX} <key id> <hex>'")
+    public = bytes.fromhex(parts[2])
+    if len(public) != 32:
+        raise KeyFileError(f"{path}: an Ed25519 public key has 32 bytes")
+    return int(parts[1]), public
+
+
+def load(private_path: Path) -> SigningKey:
+    """Load a private key for signing; refused when others may read it or its .pub disagrees."""
+    private_path = Path(private_path)
+    if not private_path.exists():
+        raise KeyFileError(f"{private_path}: no such key file (make one with `tembo keys generate`)")
+    mode = stat.S_IMODE(private_path.stat().st_mode)
+    if mode & 0o077:
+        raise KeyFileError(f"{private_path}: mode {mode:o} lets others read it; chmod 600 it")
+    try:
+        key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+    except ValueError as exc:
+        raise KeyFileError(f"{private_path}: not a PEM private key") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{private_path}: not an Ed25519 key")
+    key_id, public = read_public(public_path(private_path))
+    if public != _raw_public(key.public_key()):
+        raise KeyFileError(f"{public_path(private_path)} does not match {private_path}")
+    return SigningKey(key_id, private_path, public, key)
+
+
+def read_collar_keys(path: Path = COLLAR_KEYS_PATH) -> dict[int, bytes]:
+    """Return {key id: public key} of a collar keys file ({} when there is none)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        return trust.parse_keys(path.read_bytes())
+    except ValueError as exc:
+        raise KeyFileError(f"{path}: {exc}") from None
+
+
+def install_public(key_id: int, public: bytes, path: Path = COLLAR_KEYS_PATH) -> dict[int, bytes]:
+    """Add (or replace) a public key in the collar keys file that ships with the firmware."""
+    keys = read_collar_keys(path)
+    keys[key_id] = public
+    if len(keys) > trust.MAX_KEYS:
+        raise KeyFileError(f"a collar holds at most {trust.MAX_KEYS} keys")
+    Path(path).write_bytes(b"".join(bytes([k]) + keys[k] for k in sorted(keys)))
+    return keys
