@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BASELINE_REVISION = "0001_baseline"
+# The tables a store made before migrations has (by Base.metadata.create_all): the baseline's.
+BASELINE_TABLES = (
+    "devices", "geography_features", "raw_uplinks", "animals", "dead_letters", "activity_summaries", "alerts",
+    "positions", "alert_events", "downlinks",
+)
 # Columns and indexes only PostgreSQL has (PostGIS); the models do not declare them.
 POSTGIS_ONLY = {
     ("positions", "geom"),
