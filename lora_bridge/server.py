@@ -98,6 +98,10 @@ class RulesTimer:
             raised = self.bridge.run_rules()
         except Exception:
             log.exception("server rules failed")
+        try:
+            self.bridge.compact_raw_bodies()
+        except Exception:
+            log.exception("raw body compaction failed")
         if self.bridge.settings.downlinks_configured:
             try:
                 self.bridge.flush_downlinks()

@@ -36,7 +36,9 @@ from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.pipeline import process_raw
 from lora_bridge.settings import BridgeSettings, load_settings
+from lora_bridge.store import retention
 from lora_bridge.store.database import Database, open_database
+from lora_bridge.store.retention import Compaction
 from lora_bridge.store.tables import (
     ActivitySummary,
     Alert,
@@ -526,6 +528,26 @@ class Bridge:
         except Exception:
             log.exception("store not answering")
             return False
+
+    # Retention (scale) ------------------------------------------------------------------------
+
+    def compact_raw_bodies(self, now: datetime | None = None) -> Compaction:
+        """Compact raw bodies older than settings.raw_retention_days (all of them, in short batches)."""
+        older_than = (as_utc(now) if now else utc_now()) - timedelta(days=self.settings.raw_retention_days)
+        cleared = deleted = freed = 0
+        while True:
+            with self.db.write() as session:
+                step = retention.compact_raw_bodies(session, older_than)
+            cleared += step.bodies_cleared
+            deleted += step.duplicates_deleted
+            freed += step.bytes_freed
+            if step.bodies_cleared == step.duplicates_deleted == 0:
+                return Compaction(bodies_cleared=cleared, duplicates_deleted=deleted, bytes_freed=freed)
+
+    def store_size(self) -> dict[str, int]:
+        """The store's size in bytes: store_bytes (allocated) and used_bytes."""
+        with self.db.read() as session:
+            return retention.store_size(session)
 
     # Helpers ---------------------------------------------------------------------------------
 

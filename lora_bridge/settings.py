@@ -51,6 +51,9 @@ class BridgeSettings(BaseSettings):
     # default as models.registry.DEFAULT_REGISTRY and the same variable, TEMBO_MODEL_REGISTRY.
     model_registry: str = "var/models"
 
+    # Raw bodies of applied uplinks are kept this long, then compacted (lora_bridge.store.retention).
+    raw_retention_days: float = Field(default=30.0, gt=0)
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self._masked_items())
         return f"BridgeSettings({shown})"

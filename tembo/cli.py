@@ -78,6 +78,19 @@ def _cmd_bridge_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bridge_compact(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lora_bridge.service import Bridge
+
+    options = {"raw_retention_days": args.retention_days} if args.retention_days is not None else {}
+    with Bridge(_bridge_settings(args, **options)) as bridge:
+        report = bridge.compact_raw_bodies()
+        stored = bridge.store_size()
+    print(json.dumps({**dataclasses.asdict(report), **stored}))
+    return 0
+
+
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -187,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--database-url", default=None)
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(func=_cmd_bridge_migrate)
+    compact = bridge_sub.add_parser("compact", help="compact raw bodies older than the retention time")
+    compact.add_argument("--database-url", default=None)
+    compact.add_argument("--retention-days", type=float, default=None)
+    compact.set_defaults(func=_cmd_bridge_compact)
 
     dashboard = sub.add_parser("dashboard", help="run the ranger dashboard (Streamlit)")
     dashboard.add_argument("--port", type=int, default=8501)

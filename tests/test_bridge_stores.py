@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, select, text
 
 from lora_bridge.store import migrate
 from lora_bridge.store.tables import Base, RawUplink
+from lora_bridge.store.utc import utc_now
 from tembo.cli import main
 
 
@@ -119,3 +120,45 @@ def test_postgis_finds_the_positions_inside_the_farmland(postgres_url):
 
     assert inside == [b.T0, b.T0 + timedelta(seconds=1200)]
     assert indexes == ["ix_geography_features_geom", "ix_positions_geom"]
+
+
+def test_raw_bodies_past_retention_are_compacted_and_the_ranger_keeps_every_fact(store_url):
+    with b.fresh_bridge(store_url, raw_retention_days=30) as bridge:
+        for n in range(3):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * n, lat=-2.5 - n / 100), f_cnt=n + 1,
+                                                  gateways=("gw-a", "gw-b")))
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * n, lat=-2.5 - n / 100), f_cnt=n + 1,
+                                                  gateways=("gw-c",)))
+        bridge.ingest_tts_uplink(b.tts_uplink((1, b"\xff"), f_cnt=9))  # undecodable: a dead letter
+        before = bridge.counts()
+        too_early = bridge.compact_raw_bodies()
+        report = bridge.compact_raw_bodies(now=utc_now() + timedelta(days=31))
+        again = bridge.compact_raw_bodies(now=utc_now() + timedelta(days=31))
+        after = bridge.counts()
+        with bridge.db.read() as session:
+            bodies = {raw.status: raw.body for raw in session.scalars(select(RawUplink))}
+            gateways = sorted(len(raw.gateways) for raw in session.scalars(select(RawUplink)) if raw.status == "processed")
+        dead = bridge.dead_letters()
+
+    assert (too_early.bodies_cleared, too_early.duplicates_deleted) == (0, 0)
+    assert (report.bodies_cleared, report.duplicates_deleted) == (3, 3)
+    assert report.bytes_freed > 0
+    assert (again.bodies_cleared, again.duplicates_deleted) == (0, 0)
+    assert bodies["processed"] == b"" and bodies["dead_letter"] != b""
+    assert gateways == [3, 3, 3]
+    assert len(dead) == 1
+    assert {k: after[k] for k in ("uplinks_stored", "positions", "animals", "dead_letter")} == {
+        k: before[k] for k in ("uplinks_stored", "positions", "animals", "dead_letter")
+    }
+    assert after["duplicates"] == 0
+
+
+def test_operator_compacts_the_store_from_the_command_line_and_sees_its_size(sqlite_url, capsys):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+
+    assert main(["bridge", "compact", "--database-url", sqlite_url, "--retention-days", "30"]) == 0
+
+    report = json.loads(capsys.readouterr().out)
+    assert report["bodies_cleared"] == 0  # received just now: kept
+    assert report["store_bytes"] >= report["used_bytes"] > 0

@@ -1,0 +1,89 @@
+"""Retention of raw bodies: kept for a configurable time, then compacted; the decoded facts stay.
+
+A raw body is what the network server sent, kept so that nothing is lost before it is applied and
+so that a dead letter can be replayed after a fix. Once a body has been applied and is older than
+the retention time it has done its work:
+- the first copy of an applied uplink or a recorded network event keeps its row (device, frame
+  counter, port, payload, gateways, radio figures, message name: what frame-loss figures and
+  evidence point to) and loses only its body;
+- further copies of an uplink heard by other gateways (their gateways are merged into the first
+  copy) are deleted;
+- dead letters, bodies kept for inspection and bodies not yet processed are never touched.
+
+SQLite reuses the freed pages, so the file stops growing rather than shrinking (VACUUM shrinks it);
+PostgreSQL's autovacuum does the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.orm import Session
+
+from lora_bridge.store.tables import RawUplink
+
+log = logging.getLogger(__name__)
+
+# Statuses whose body has been applied: compacted once older than the retention time.
+APPLIED_STATUSES = ("processed", "recorded")
+DUPLICATE_STATUS = "duplicate"
+# Rows per statement: short write transactions beside a live webhook.
+BATCH_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What one compaction did."""
+
+    bodies_cleared: int
+    duplicates_deleted: int
+    bytes_freed: int
+
+
+def compact_raw_bodies(session: Session, older_than: datetime, batch_rows: int = BATCH_ROWS) -> Compaction:
+    """Clear the bodies of applied uplinks received before older_than and delete their further copies
+    (at most batch_rows of each per call; call again while it reports work)."""
+    applied = select(RawUplink.id).where(
+        RawUplink.received_at < older_than,
+        RawUplink.status.in_(APPLIED_STATUSES),
+        RawUplink.body != b"",
+    ).limit(batch_rows)
+    ids = list(session.scalars(applied))
+    copies = select(RawUplink.id).where(
+        RawUplink.received_at < older_than, RawUplink.status == DUPLICATE_STATUS
+    ).limit(batch_rows)
+    copy_ids = list(session.scalars(copies))
+    freed = 0
+    if ids or copy_ids:
+        freed = int(
+            session.scalar(select(func.coalesce(func.sum(func.length(RawUplink.body)), 0)).where(
+                RawUplink.id.in_(ids + copy_ids)
+            )) or 0
+        )
+    if ids:
+        session.execute(update(RawUplink).where(RawUplink.id.in_(ids)).values(body=b""))
+    if copy_ids:
+        session.execute(delete(RawUplink).where(RawUplink.id.in_(copy_ids)))
+    if ids or copy_ids:
+        log.info(
+            "raw bodies compacted: %d cleared, %d copies deleted, %d bytes",
+            len(ids),
+            len(copy_ids),
+            freed,
+            extra={"bodies_cleared": len(ids), "duplicates_deleted": len(copy_ids), "bytes_freed": freed},
+        )
+    return Compaction(bodies_cleared=len(ids), duplicates_deleted=len(copy_ids), bytes_freed=freed)
+
+
+def store_size(session: Session) -> dict[str, int]:
+    """How big the store is: store_bytes (allocated) and used_bytes (allocated less free pages)."""
+    if session.bind.dialect.name == "sqlite":
+        page_size = int(session.execute(text("PRAGMA page_size")).scalar() or 0)
+        pages = int(session.execute(text("PRAGMA page_count")).scalar() or 0)
+        free = int(session.execute(text("PRAGMA freelist_count")).scalar() or 0)
+        return {"store_bytes": page_size * pages, "used_bytes": page_size * (pages - free)}
+    size = int(session.execute(text("SELECT pg_database_size(current_database())")).scalar() or 0)
+    return {"store_bytes": size, "used_bytes": size}
