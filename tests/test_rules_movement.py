@@ -1,0 +1,213 @@
+"""Server rules over tracks, batteries and collar alerts, on hand-built data whose answer a ranger can check."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+import rules_builders as rb
+
+from lora_bridge.domain.rules_movement import exclude_outliers, immobility
+from lora_bridge.domain.rules_profiles import ImmobilityProfile, RulesConfig, SpeedProfile, load_rules_config
+from lora_bridge.errors import InvalidRequest
+
+T = b.T0
+SPOT = (305_000, 9_705_000)
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        bridge.register_animal("collar-02", "Lemayian", sex="male")
+        yield bridge
+
+
+def still_track(minutes_still: int) -> list[tuple[float, float, float]]:
+    """Walking east for 3 h, then still at SPOT (within 20 m) with a fix every hour and one at the end."""
+    walk = [(-180 + 60 * i, SPOT[0] - 6_000 + 2_000 * i, SPOT[1]) for i in range(3)]
+    still = [(m, SPOT[0] + (15 if m % 120 else -15), SPOT[1] + 10) for m in range(0, minutes_still, 60)]
+    return [*walk, *still, (minutes_still, SPOT[0] + 5, SPOT[1] - 5)]
+
+
+def test_collar_still_for_11_h_59_min_raises_no_immobility(bridge):
+    for body in rb.fix_uplinks("collar-01", T, still_track(11 * 60 + 59)):
+        bridge.ingest_tts_uplink(body)
+
+    assert [a.alert_type for a in bridge.alerts()] == []
+
+
+def test_collar_still_for_12_h_1_min_raises_immobility_with_its_evidence(bridge):
+    for body in rb.fix_uplinks("collar-01", T, still_track(12 * 60 + 1)):
+        bridge.ingest_tts_uplink(body)
+
+    (alert,) = bridge.open_alerts()
+    assert (alert.alert_type, alert.source, alert.priority) == ("immobility", "server", 200)
+    evidence = alert.evidence
+    assert evidence["still_since"] == T.isoformat()
+    assert evidence["still_h"] == pytest.approx(12.02, abs=0.01)
+    assert evidence["profile"] == {"radius_m": 100.0, "duration_h": 12.0, "min_share": 0.8, "min_fixes": 4}
+    assert evidence["share_within_radius"] == 1.0 and evidence["cluster_fixes"] == 14  # 0:00..12:00 hourly, 12:01
+
+
+def test_immobility_closes_itself_when_the_animal_walks_away(bridge):
+    track = still_track(12 * 60 + 1)
+    track.append((13 * 60, SPOT[0] + 1_500, SPOT[1]))
+    for body in rb.fix_uplinks("collar-01", T, track):
+        bridge.ingest_tts_uplink(body)
+
+    (alert,) = bridge.alerts()
+    assert (alert.alert_type, alert.state, alert.verdict) == ("immobility", "resolved", None)
+    (closing,) = [e for e in bridge.alert_events(alert.alert_id) if e.action == "auto_resolved"]
+    assert closing.detail["reason"].startswith("moving again")
+
+
+def test_an_outlier_fix_inside_a_still_period_does_not_break_it():
+    fixes = [(T + timedelta(hours=h), *rb.lat_lon(*SPOT)) for h in range(13)]
+    fixes.insert(6, (T + timedelta(hours=5, minutes=30), *rb.lat_lon(SPOT[0] + 30_000, SPOT[1])))  # 60 km/h away
+
+    clean = exclude_outliers(fixes, SpeedProfile())
+    result = immobility(clean.kept, ImmobilityProfile())
+
+    assert [o["time"] for o in clean.outliers] == [(T + timedelta(hours=5, minutes=30)).isoformat()]
+    assert clean.outliers[0]["speed_kmh"] == pytest.approx(60.0, abs=0.5)
+    assert result.immobile and result.still_s == 12 * 3600
+
+
+def test_two_fixes_that_agree_after_a_jump_are_kept():
+    # Translocated by truck: 15 km in 10 min (90 km/h), then two fixes that agree with each other.
+    fixes = [
+        (T, *rb.lat_lon(*SPOT)),
+        (T + timedelta(minutes=10), *rb.lat_lon(SPOT[0] + 15_000, SPOT[1])),
+        (T + timedelta(minutes=20), *rb.lat_lon(SPOT[0] + 15_200, SPOT[1])),
+    ]
+    clean = exclude_outliers(fixes, SpeedProfile())
+    assert (len(clean.kept), clean.outliers) == (3, [])
+
+
+def test_battery_trend_predicts_the_date_of_empty_and_warns_within_thirty_days(bridge):
+    # 20 mV a day down from 3700 mV: the collar's critical level (3100 mV) is 30 days after the first reading.
+    for day in range(10):
+        message = b.status(time_s=b.T0_S + day * 86400, battery_mv=3700 - 20 * day)
+        bridge.ingest_tts_uplink(b.tts_uplink(message, f_cnt=day + 1, received_at=T + timedelta(days=day)))
+
+    trend = bridge.battery_trend("collar-01", now=T + timedelta(days=9))
+    assert trend["slope_mv_per_day"] == pytest.approx(-20.0)
+    assert trend["critical_on"].startswith((T + timedelta(days=30)).date().isoformat())
+    assert trend["empty_on"].startswith((T + timedelta(days=40)).date().isoformat())  # 2900 mV, the pack's 0 %
+    (alert,) = [a for a in bridge.open_alerts() if a.alert_type == "battery_forecast"]
+    assert alert.priority == 100 and alert.evidence["critical_mv"] == 3100
+
+
+def test_low_battery_closes_itself_once_the_collar_reads_above_its_level_again(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1))
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, battery_mv=3360), f_cnt=2))
+
+    (alert,) = bridge.alerts()
+    assert (alert.alert_type, alert.state) == ("low_battery", "resolved")
+    (closing,) = [e for e in bridge.alert_events(alert.alert_id) if e.action == "auto_resolved"]
+    assert closing.detail["reason"] == "battery back at 3360 mV"
+
+
+NIGHT = T + timedelta(hours=17)  # 23:00 UTC, 02:00 in the collar's East Africa Time
+
+
+def poaching_scene(bridge, at, *, fled: bool):
+    """A collar poaching-risk alert at `at`, with fixes 20 min either side, an activity summary,
+    and a herd mate 1 km away; fled: the animal ran 6 km in 40 min and the herd ran too."""
+    x_after = SPOT[0] + (6_000 if fled else 100)
+    lat, lon = rb.lat_lon(*SPOT)
+    alert = b.alert("poaching_risk", seq=1, time_s=int(at.timestamp()), lat=lat, lon=lon)
+    bodies = [
+        *rb.fix_uplinks("collar-01", at, [(-20, *SPOT)], first_f_cnt=1),
+        b.tts_uplink(alert, f_cnt=2, received_at=at),
+        *rb.fix_uplinks("collar-01", at, [(20, x_after, SPOT[1])], first_f_cnt=3),
+        *rb.fix_uplinks("collar-02", at, [(0, SPOT[0] + 1_000, SPOT[1])], first_f_cnt=1),
+    ]
+    run = 40.0 if fled else 0.0
+    shares = (10.0, 25.0, 25.0, run) if fled else (60.0, 30.0, 10.0, 0.0)
+    start = int((at - timedelta(minutes=15)).timestamp())
+    bodies.append(b.tts_uplink(b.activity(start, shares, interval_min=30), f_cnt=5, received_at=at))
+    bodies.append(b.tts_uplink(b.activity(start, shares, interval_min=30), device_id="collar-02", f_cnt=2,
+                               received_at=at, dev_eui="70B3D57ED0000002"))
+    for body in bodies:
+        bridge.ingest_tts_uplink(body)
+    bridge.run_rules(now=at + timedelta(minutes=30))
+    (found,) = [a for a in bridge.alerts() if a.alert_type == "poaching_risk"]
+    return found
+
+
+def test_poaching_alert_at_night_with_flight_and_a_fleeing_herd_is_confident(bridge):
+    alert = poaching_scene(bridge, NIGHT, fled=True)
+
+    corroboration = alert.evidence["corroboration"]
+    assert corroboration["confidence"] > 0.95 and not corroboration["held"]
+    assert {f["witness"]: f["weight"] > 0 for f in corroboration["factors"]} == {
+        "positions": True, "behaviour": True, "herd": True, "night": True
+    }
+    assert alert.priority == 300
+
+
+def test_poaching_alert_on_a_calm_animal_by_day_is_kept_but_held_at_priority_zero(bridge):
+    alert = poaching_scene(bridge, T + timedelta(hours=3), fled=False)
+
+    corroboration = alert.evidence["corroboration"]
+    assert corroboration["confidence"] < 0.35 and corroboration["held"]
+    assert alert.priority == 0 and alert.state == "new"
+    reasons = {f["witness"]: f["reason"] for f in corroboration["factors"]}
+    assert "no flight" in reasons["positions"] and "stayed calm" in reasons["herd"]
+
+
+def test_unacknowledged_mortality_alert_escalates_after_ten_minutes_once_per_period(bridge):
+    (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1)).alert_ids
+
+    bridge.run_rules(now=T + timedelta(minutes=9))
+    assert [e.action for e in bridge.alert_events(alert_id)].count("escalated") == 0
+    bridge.run_rules(now=T + timedelta(minutes=11))
+    bridge.run_rules(now=T + timedelta(minutes=12))
+    levels = [e.detail["level"] for e in bridge.alert_events(alert_id) if e.action == "escalated"]
+    assert levels == [1]
+    bridge.run_rules(now=T + timedelta(minutes=21))
+    bridge.run_rules(now=T + timedelta(hours=5))
+    levels = [e.detail["level"] for e in bridge.alert_events(alert_id) if e.action == "escalated"]
+    assert levels == [1, 2]  # max_level 2
+
+
+def test_acknowledged_alert_does_not_escalate(bridge):
+    (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1)).alert_ids
+    bridge.acknowledge_alert(alert_id, "ranger.amani")
+
+    bridge.run_rules(now=T + timedelta(hours=1))
+
+    assert "escalated" not in [e.action for e in bridge.alert_events(alert_id)]
+
+
+def test_thresholds_differ_per_species_and_per_animal_from_one_file(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text(
+        '[rules.default.immobility]\nradius_m = 80\n'
+        '[rules.species."Giraffa camelopardalis".speed]\nmax_speed_kmh = 30\n'
+        '[rules.animals.Naserian.immobility]\nduration_h = 8\n'
+    )
+    config = load_rules_config(path)
+
+    assert config.profile_for("Loxodonta africana", "Naserian").immobility.duration_h == 8
+    assert config.profile_for("Loxodonta africana", "Naserian").immobility.radius_m == 80
+    assert config.profile_for("Giraffa camelopardalis", "Twiga").speed.max_speed_kmh == 30
+    assert config.profile_for("Loxodonta africana", "Lemayian") == RulesConfig(
+        default=config.default
+    ).profile_for(None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['[rules.default.immobility]\nradius_m = -5\n', '[rules.animals.Naserian.immobility]\nradius_mm = 5\n', "[rules\n"],
+    ids=["negative-radius", "misspelt-key", "not-toml"],
+)
+def test_a_broken_rules_file_is_refused_naming_the_problem(tmp_path, text):
+    path = tmp_path / "rules.toml"
+    path.write_text(text)
+
+    with pytest.raises(InvalidRequest, match="rules file"):
+        load_rules_config(path)
