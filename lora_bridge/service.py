@@ -268,7 +268,7 @@ class Bridge:
                 steps.add(alert_id, "raised")
             for alert_id, level in escalated:
                 steps.add(alert_id, "escalated")
-                steps.detail[alert_id] = {"level": level}
+                steps.detail[(alert_id, "escalated")] = {"level": level}
             recent = session.scalars(
                 select(Alert.id).where(Alert.state.in_(alerts.OPEN_STATES), Alert.created_at >= at - timedelta(days=1))
             ).all()
@@ -473,6 +473,7 @@ class Bridge:
     def _after_processed(self, result: IngestResult) -> None:
         if result.status != ingest.STATUS_PROCESSED or not result.device_id:
             return
+        self.evaluate_rules(result.device_id)  # first: a collar alert goes out corroborated
         steps = [(alert_id, "raised") for alert_id in result.alert_ids]
         if steps:
             try:
@@ -480,7 +481,6 @@ class Bridge:
                     outbox.enqueue_alert_steps(session, self.notify_config, steps)
             except Exception:
                 log.exception("notifications not queued device_id=%s", result.device_id)
-        self.evaluate_rules(result.device_id)
 
     # Figures ---------------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ class Steps:
     """What one evaluation changed: (alert id, action) pairs for the outbox, in order."""
 
     items: list[tuple[int, str]] = field(default_factory=list)
-    detail: dict[int, dict[str, Any]] = field(default_factory=dict)
+    detail: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # per (alert id, action)
     fixes: list[tuple[str, datetime, float, float]] = field(default_factory=list)  # new plausible fixes
 
     def add(self, alert_id: int | None, action: str) -> None:

@@ -105,7 +105,10 @@ def alert_payload(alert: Alert, animal: Animal | None, action: str, detail: dict
 
 
 def enqueue_alert_steps(
-    session: Session, config: NotifyConfig, steps: Iterable[tuple[int, str]], detail: dict[int, dict[str, Any]] | None = None
+    session: Session,
+    config: NotifyConfig,
+    steps: Iterable[tuple[int, str]],
+    detail: dict[tuple[int, str], dict[str, Any]] | None = None,
 ) -> list[int]:
     """Queue every route's notification for these (alert id, action) steps; ids of the rows queued."""
     queued: list[int] = []
@@ -117,7 +120,7 @@ def enqueue_alert_steps(
             continue
         device = session.get(Device, alert.device_id)
         animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
-        payload = alert_payload(alert, animal, action, (detail or {}).get(alert_id))
+        payload = alert_payload(alert, animal, action, (detail or {}).get((alert_id, action)))
         step = f"{action}{payload['detail'].get('level', '')}"
         for route in config.routes:
             if not route_matches(route, alert, action, device):

@@ -1,0 +1,216 @@
+"""Local stand-ins for the services Tembo notifies, each checking every request against the owner's
+documented shape, written from their documentation and clients (not from Tembo's sender):
+
+- EarthRanger (er-server's DRF serializers and er-client's calls): `POST /api/v1.0/activity/events`
+  (event_type, time, priority in 0/100/200/300, state new/active/resolved, location {latitude,
+  longitude}) answering 201 {"data": {"id": ...}, "status": {...}}; `PATCH /api/v1.0/activity/event/{id}`;
+  `POST /api/v1.0/sensors/generic/{provider_key}/status` (SensorPostParameters: location dict with
+  lat/lon, recorded_at, manufacturer_id required) answering 201, or 200 for an observation of the same
+  source and second again; bearer token on every call.
+- a webhook receiver that recomputes HMAC-SHA256 over "<t>." + raw body as Tembo's docs describe;
+- an SMS gateway taking {"to", "from", "text"} with a bearer token;
+- an SMTP server (aiosmtpd) that keeps what it receives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+ER_PRIORITIES = (0, 100, 200, 300)
+ER_STATES = ("new", "active", "resolved")
+
+
+def _iso(value: Any) -> bool:
+    try:
+        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass
+class EarthRangerStandIn:
+    """Records every request and every deviation from EarthRanger's documented shape."""
+
+    token: str
+    provider_key: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    observations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/api/v1.0/activity/events", self.post_event, methods=["POST"]),
+            Route("/api/v1.0/activity/event/{event_id}", self.patch_event, methods=["PATCH"]),
+            Route("/api/v1.0/sensors/generic/{provider_key}/status", self.post_observation, methods=["POST"]),
+        ])
+
+    async def _body(self, request: Request) -> dict[str, Any] | None:
+        self.requests.append({"method": request.method, "path": request.url.path})
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            self.problems.append(f"{request.url.path}: no bearer token")
+            return None
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            self.problems.append(f"{request.url.path}: not JSON")
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            self.problems.append(f"{request.url.path}: body is not JSON")
+            return None
+        self.requests[-1]["body"] = body
+        return body
+
+    async def post_event(self, request: Request) -> JSONResponse:
+        body = await self._body(request)
+        if body is None:
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        bad = []
+        if not isinstance(body.get("event_type"), str) or not body["event_type"]:
+            bad.append("event_type")
+        if "time" in body and not _iso(body["time"]):
+            bad.append("time")
+        if body.get("priority", 0) not in ER_PRIORITIES:
+            bad.append("priority")
+        if body.get("state", "new") not in ER_STATES:
+            bad.append("state")
+        location = body.get("location")
+        if location is not None and not (
+            isinstance(location, dict)
+            and set(location) == {"latitude", "longitude"}
+            and -90 <= location["latitude"] <= 90
+            and -180 <= location["longitude"] <= 180
+        ):
+            bad.append("location")
+        if not isinstance(body.get("event_details", {}), dict):
+            bad.append("event_details")
+        if bad:
+            self.problems.append(f"event: bad {bad}")
+            return JSONResponse({"status": {"code": 400, "message": "Bad Request"}, "data": bad}, status_code=400)
+        event_id = str(uuid.uuid4())
+        self.events[event_id] = dict(body)
+        data = {"id": event_id, "serial_number": len(self.events), **body}
+        return JSONResponse({"data": data, "status": {"code": 201, "message": "Created"}}, status_code=201)
+
+    async def patch_event(self, request: Request) -> JSONResponse:
+        body = await self._body(request)
+        event_id = request.path_params["event_id"]
+        if body is None:
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        if event_id not in self.events:
+            self.problems.append(f"patch of unknown event {event_id}")
+            return JSONResponse({"status": {"code": 404}}, status_code=404)
+        if body.get("state", "new") not in ER_STATES or body.get("priority", 0) not in ER_PRIORITIES:
+            self.problems.append(f"patch: bad {body}")
+            return JSONResponse({"status": {"code": 400}}, status_code=400)
+        self.events[event_id].update(body)
+        return JSONResponse({"data": {"id": event_id, **self.events[event_id]}, "status": {"code": 200}})
+
+    async def post_observation(self, request: Request) -> JSONResponse:
+        body = await self._body(request)
+        if body is None:
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        if request.path_params["provider_key"] != self.provider_key:
+            self.problems.append(f"observation for provider {request.path_params['provider_key']}")
+        items = body if isinstance(body, list) else [body]
+        created = False
+        for item in items:
+            location = item.get("location")
+            missing = [k for k in ("location", "recorded_at", "manufacturer_id") if k not in item]
+            if missing or not isinstance(location, dict) or set(location) != {"lat", "lon"} or not _iso(item["recorded_at"]):
+                self.problems.append(f"observation: bad {item}")
+                return JSONResponse({"status": {"code": 400}}, status_code=400)
+            second = datetime.fromisoformat(item["recorded_at"]).replace(microsecond=0).isoformat()
+            key = (str(item["manufacturer_id"]), second)
+            if key not in self.observations:
+                self.observations[key] = item
+                created = True
+        return JSONResponse({"data": {}, "status": {"code": 201 if created else 200}}, status_code=201 if created else 200)
+
+
+@dataclass
+class WebhookReceiver:
+    """Checks the documented signature of every delivery; can refuse the first few (503) to force retries."""
+
+    secret: bytes
+    refuse_first: int = 0
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    bad_signatures: int = 0
+    refused: int = 0
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/hook", self.receive, methods=["POST"])])
+
+    async def receive(self, request: Request) -> JSONResponse:
+        raw = await request.body()
+        header = request.headers.get("x-tembo-signature", "")
+        parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
+        expected = hmac.new(self.secret, parts.get("t", "").encode() + b"." + raw, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, parts.get("v1", "")):
+            self.bad_signatures += 1
+            return JSONResponse({"error": "bad signature"}, status_code=401)
+        if self.refused < self.refuse_first:
+            self.refused += 1
+            return JSONResponse({"error": "busy"}, status_code=503)
+        self.deliveries.append({"delivery": request.headers.get("x-tembo-delivery"), "body": json.loads(raw)})
+        return JSONResponse({"ok": True})
+
+
+@dataclass
+class SmsGateway:
+    """A generic HTTP SMS gateway: bearer token, JSON {"to", "from", "text"}."""
+
+    token: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/send", self.send, methods=["POST"])])
+
+    async def send(self, request: Request) -> JSONResponse:
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"error": "unauthorised"}, status_code=401)
+        body = json.loads(await request.body())
+        if set(body) != {"to", "from", "text"} or not body["to"].startswith("+"):
+            return JSONResponse({"error": "bad request"}, status_code=400)
+        self.messages.append(body)
+        return JSONResponse({"id": f"sms-{len(self.messages)}"})
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos), "data": envelope.content})
+        return "250 Message accepted for delivery"
+
+
+class SmtpStandIn:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1:port that keeps every message it receives."""
+
+    def __init__(self, port: int) -> None:
+        self.inbox = _Inbox()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=port)
+
+    def __enter__(self) -> SmtpStandIn:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.inbox.messages

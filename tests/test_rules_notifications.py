@@ -1,0 +1,195 @@
+"""Notifications reach the people on duty: EarthRanger, a signed webhook, e-mail and SMS, through an
+outbox that survives restarts and never sends a message twice."""
+
+from __future__ import annotations
+
+import email
+import time
+from datetime import datetime, timedelta
+
+import bridge_builders as b
+import pytest
+import rules_builders as rb
+from conftest import free_port
+from notify_standins import EarthRangerStandIn, SmsGateway, SmtpStandIn, WebhookReceiver
+
+from lora_bridge.errors import InvalidRequest
+from lora_bridge.notify.channels import sign, verify
+from lora_bridge.notify.config import load_notify_config
+from lora_bridge.notify.outbox import DrainReport
+from lora_bridge.server import serve_app_in_thread
+from lora_bridge.store.utc import utc_now
+
+T = b.T0
+NIGHT = T + timedelta(hours=17)  # 02:00 East Africa Time
+
+
+def wall(seconds: float = 0) -> datetime:
+    """The outbox runs on the wall clock (alerts carry the collars' own times): now + seconds."""
+    return utc_now() + timedelta(seconds=seconds)
+
+ER_TOKEN = "er-service-token"
+HOOK_SECRET = "hook-secret-for-tests"
+SMS_TOKEN = "sms-gateway-token"
+
+
+def write_rules(path, *, er_url=None, hook_url=None, smtp_port=None, sms_url=None, routes=""):
+    parts = []
+    if er_url:
+        parts.append(f'[notify.earthranger]\nurl = "{er_url}/api/v1.0"\ntoken = "{ER_TOKEN}"\nprovider_key = "tembo"\n')
+    if hook_url:
+        parts.append(f'[notify.webhook]\nurl = "{hook_url}/hook"\nsecret = "{HOOK_SECRET}"\n')
+    if smtp_port:
+        parts.append(f'[notify.smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\nsender = "tembo@reserve.example"\n')
+    if sms_url:
+        parts.append(f'[notify.sms]\nurl = "{sms_url}/send"\ntoken = "{SMS_TOKEN}"\n')
+    parts.append('[notify.retry]\nbackoff_s = 60\nmax_attempts = 5\n')
+    parts.append(routes)
+    path.write_text("\n".join(parts))
+    return str(path)
+
+
+@pytest.fixture
+def earthranger():
+    stand_in = EarthRangerStandIn(token=ER_TOKEN, provider_key="tembo")
+    with serve_app_in_thread(stand_in.app()) as server:
+        yield stand_in, server.url
+
+
+def test_earthranger_gets_alerts_as_events_and_fixes_as_observations_in_its_documented_shape(
+    sqlite_url, tmp_path, earthranger
+):
+    stand_in, url = earthranger
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "acknowledged", "resolved"]\n'
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url, routes=routes)) as bridge:
+        bridge.register_animal("collar-01", "Naserian")
+        for body in rb.fix_uplinks("collar-01", T, [(0, 305_000, 9_705_000), (60, 305_020, 9_705_000)]):
+            bridge.ingest_tts_uplink(body)
+        lat, lon = rb.lat_lon(305_000, 9_705_000)
+        mortality = b.alert("mortality", seq=1, lat=lat, lon=lon)
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(mortality, f_cnt=9)).alert_ids
+        assert stand_in.requests == []  # ingest never waits on EarthRanger
+        assert bridge.flush_notifications(now=wall()).sent == 3
+        bridge.acknowledge_alert(alert_id, "ranger.amani")
+        bridge.resolve_alert(alert_id, "ranger.amani", "true")
+        assert bridge.flush_notifications(now=wall()).sent == 2
+
+    assert stand_in.problems == []
+    paths = [(r["method"], r["path"]) for r in stand_in.requests]
+    assert paths.count(("POST", "/api/v1.0/sensors/generic/tembo/status")) == 2
+    assert paths.count(("POST", "/api/v1.0/activity/events")) == 1
+    (event_id, event), = stand_in.events.items()
+    assert paths.count(("PATCH", f"/api/v1.0/activity/event/{event_id}")) == 2
+    assert (event["event_type"], event["priority"], event["state"]) == ("tembo_mortality", 300, "resolved")
+    assert event["location"] == {"latitude": pytest.approx(lat, abs=1e-4), "longitude": pytest.approx(lon, abs=1e-4)}
+    assert event["event_details"]["confidence"] > 0.8  # still 20 m away an hour later
+    observation = next(iter(stand_in.observations.values()))
+    assert (observation["manufacturer_id"], observation["subject_name"]) == ("collar-01", "Naserian")
+
+
+def test_signed_webhook_verifies_and_a_restart_sends_nothing_twice(sqlite_url, tmp_path):
+    receiver = WebhookReceiver(secret=HOOK_SECRET.encode(), refuse_first=2)
+    routes = '[[notify.routes]]\nname = "control-room"\nchannel = "webhook"\n'
+    with serve_app_in_thread(receiver.app()) as server:
+        rules_path = write_rules(tmp_path / "r.toml", hook_url=server.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("collar_drop", seq=2), f_cnt=2))
+            first = bridge.flush_notifications(now=wall())
+            assert (first.sent, first.retried) == (0, 1)  # refused (503): the channel waits, the rest too
+            waiting = bridge.notifications(state="pending")
+            assert len(waiting) == 2 and max(n.attempts for n in waiting) == 1
+        # The bridge restarts: a new process on the same store, same rules.
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))  # a repeat, queued once
+            bridge.run_rules(now=T)  # re-queues nothing already queued
+            # 30 s on: the refused one waits out its 60 s backoff; the other goes and is refused (503) too.
+            assert bridge.flush_notifications(now=wall(30)) == DrainReport(sent=0, retried=1, failed=0)
+            second = bridge.flush_notifications(now=wall(90))
+            third = bridge.flush_notifications(now=wall(400))
+            sent = bridge.notifications(state="sent")
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            assert bridge.flush_notifications(now=wall(86_400)).sent == 0
+
+    assert (second.sent, third.sent) == (2, 0)
+    assert receiver.bad_signatures == 0
+    deliveries = [d["delivery"] for d in receiver.deliveries]
+    assert sorted(deliveries) == sorted({str(n.notification_id) for n in sent}) and len(deliveries) == 2
+    assert {d["body"]["alert_type"] for d in receiver.deliveries} == {"mortality", "collar_drop"}
+
+
+def test_webhook_signature_is_hmac_sha256_over_timestamp_and_body():
+    body = b'{"alert_id":7}'
+    header = sign(b"key", body, 1_700_000_000)
+
+    assert header == "t=1700000000,v1=" + __import__("hmac").new(
+        b"key", b"1700000000." + body, "sha256"
+    ).hexdigest()
+    assert verify(b"key", body, header, now=1_700_000_100)
+    assert not verify(b"key", body + b" ", header, now=1_700_000_100)
+    assert not verify(b"other", body, header, now=1_700_000_100)
+    assert not verify(b"key", body, header, now=1_700_000_000 + 3600)  # replayed an hour later
+    assert not verify(b"key", body, "v1=abc", now=time.time())
+
+
+def test_night_routing_sends_high_alerts_by_sms_and_email_and_nothing_low(sqlite_url, tmp_path):
+    gateway = SmsGateway(token=SMS_TOKEN)
+    smtp_port = free_port()
+    routes = (
+        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+        'types = ["poaching_risk", "mortality"]\nmin_priority = 300\nhours = "night"\n'
+        '[[notify.routes]]\nname = "warden-mail"\nchannel = "email"\nto = ["warden@reserve.example"]\nmin_priority = 200\n'
+    )
+    with serve_app_in_thread(gateway.app()) as sms, SmtpStandIn(smtp_port) as smtp:
+        rules_path = write_rules(tmp_path / "r.toml", smtp_port=smtp_port, sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.register_animal("collar-01", "Naserian")
+            night_s = int(NIGHT.timestamp())
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=night_s), f_cnt=1))
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("collar_drop", seq=2), f_cnt=2))  # by day, 200
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3200), f_cnt=3))  # low battery, 100
+            report = bridge.flush_notifications(now=wall())
+
+    assert (report.sent, report.failed) == (3, 0)
+    (text,) = gateway.messages
+    assert text["to"] == "+254700000001" and text["text"].startswith("HIGH mortality: Naserian")
+    subjects = sorted(email.message_from_bytes(m["data"])["Subject"] for m in smtp.messages)
+    assert subjects == ["[Tembo] HIGH mortality: Naserian (confidence 0.50)", "[Tembo] MEDIUM collar_drop: Naserian"]
+    assert all(m["to"] == ["warden@reserve.example"] for m in smtp.messages)
+
+
+def test_alerting_in_the_control_room_does_not_wait_when_every_outside_service_is_down(sqlite_url, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    routes = '[[notify.routes]]\nname = "control-room"\nchannel = "webhook"\n'
+    rules_path = write_rules(tmp_path / "r.toml", hook_url=dead, er_url=dead, routes=routes)
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        result = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
+        assert [a.alert_id for a in bridge.open_alerts()] == list(result.alert_ids)
+        report = bridge.flush_notifications(now=wall())
+        assert report.sent == 0 and report.retried >= 1
+        assert {n.state for n in bridge.notifications()} == {"pending"}
+        assert all("ConnectError" in (n.last_error or "") for n in bridge.notifications() if n.attempts)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('[[notify.routes]]\nname = "x"\nchannel = "sms"\nto = ["+1"]\n', "is not configured"),
+        ('[notify.webhook]\nurl = "http://x"\n', "secret"),
+        ('[notify.smtp]\nhost = "h"\nsender = "a@b"\n[[notify.routes]]\nname = "m"\nchannel = "email"\n', "no recipients"),
+        ('[[notify.routes]]\nname = "x"\nchannel = "pager"\n', "channel"),
+    ],
+    ids=["route-without-channel", "webhook-without-secret", "email-without-recipients", "unknown-channel"],
+)
+def test_broken_notification_settings_are_refused_with_the_reason(tmp_path, text, says):
+    path = tmp_path / "r.toml"
+    path.write_text(text)
+
+    with pytest.raises(InvalidRequest, match=says):
+        load_notify_config(path)
+
+
+def test_nothing_leaves_the_machine_without_notification_settings(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+        assert bridge.notifications() == [] and bridge.flush_notifications().sent == 0
