@@ -2,7 +2,7 @@
 needs is started by the test's own fixture on 127.0.0.1 and stopped after it.
 
 Real services shared by a session (started once, on first use, torn down at the end):
-    postgres_server   PostgreSQL with PostGIS (tests/real_services.py); `postgres_url` is a fresh
+    postgres_server   PostgreSQL with PostGIS (tembo/local_services.py); `postgres_url` is a fresh
                       database cloned from its PostGIS template for one test, dropped after it
     mosquitto         a Mosquitto broker with a password-file user; `mqtt_broker` for one test
                       that may restart it (a broker of its own)
@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from real_services import MosquittoServer, PostgresServer, free_port
+
+from tembo.local_services import MosquittoServer, PostgresServer, free_port
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Real PostgreSQL (with PostGIS) and real Mosquitto for the tests, each in its own temporary folder.
+"""Throwaway PostgreSQL (with PostGIS) and Mosquitto servers for the tests and the benchmarks, each in
+its own temporary folder.
 
     with PostgresServer.started(tmp) as server:          # initdb + pg_ctl as the postgres user
         url = server.create_database("t1")                # a fresh database from the PostGIS template
@@ -63,6 +64,8 @@ class PostgresServer:
     folder: Path
     port: int
     password: str
+    # False (tests): fsync off, quick to create databases. True (benchmarks): the default, durable commits.
+    durable: bool = False
     bin_dir: Path = field(default_factory=_postgres_bin)
     _counter: int = 0
     _admin: Any = None
@@ -106,11 +109,10 @@ class PostgresServer:
             "--locale=C", "--no-sync", "--auth-local=trust", "--auth-host=scram-sha-256",
             f"--pwfile={password_file}",
         )
-        # Test data is thrown away: fsync off makes database creation and commits quick.
-        options = (
-            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
-        )
+        options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            # Test data is thrown away: fsync off makes database creation and commits quick.
+            options += " -c fsync=off -c full_page_writes=off -c synchronous_commit=off"
         self._as_postgres(
             str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.folder / "server.log"),
             "-o", options, "-w", "-t", "60", "start",
@@ -149,9 +151,9 @@ class PostgresServer:
 
     @classmethod
     @contextmanager
-    def started(cls, folder: Path) -> Iterator[PostgresServer]:
+    def started(cls, folder: Path, durable: bool = False) -> Iterator[PostgresServer]:
         """A running server in folder, stopped and removed on exit."""
-        server = cls(folder=folder, port=free_port(), password=secrets.token_urlsafe(16))
+        server = cls(folder=folder, port=free_port(), password=secrets.token_urlsafe(16), durable=durable)
         try:
             server.start()
             yield server
