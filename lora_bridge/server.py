@@ -81,12 +81,15 @@ def serve_app_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Run
 
 
 class RulesTimer:
-    """Runs the bridge's time-driven rules (offline) and retries failed downlink pushes every `every_s`
-    seconds in a daemon thread."""
+    """Runs the bridge's time-driven rules (offline, escalation, catch-up) and retries failed downlink
+    pushes every `every_s` seconds, and works the notification outbox every `notify_every_s`, in a
+    daemon thread: ingest never waits on an outside service."""
 
-    def __init__(self, bridge: Bridge, every_s: float) -> None:
+    def __init__(self, bridge: Bridge, every_s: float, notify_every_s: float | None = None) -> None:
         self.bridge = bridge
         self.every_s = every_s
+        # The outbox is worked more often than the rules run: a poaching alert should not wait 5 minutes.
+        self.notify_every_s = min(notify_every_s or bridge.settings.notify_every_s, every_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tembo-rules", daemon=True)
 
@@ -107,7 +110,15 @@ class RulesTimer:
                 self.bridge.flush_downlinks()
             except Exception:
                 log.exception("downlink flush failed")
+        self.flush_notifications()
         return raised
+
+    def flush_notifications(self) -> None:
+        """Send what the notification outbox has due. Errors are logged, not raised."""
+        try:
+            self.bridge.flush_notifications()
+        except Exception:
+            log.exception("notification outbox failed")
 
     def start(self) -> None:
         """Start the background loop."""
@@ -120,8 +131,13 @@ class RulesTimer:
             self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self.run_once()
+        next_rules = time.monotonic() + self.every_s
+        while not self._stop.wait(self.notify_every_s):
+            if time.monotonic() >= next_rules:
+                next_rules = time.monotonic() + self.every_s
+                self.run_once()
+            else:
+                self.flush_notifications()
 
 
 def serve(settings: BridgeSettings | None = None, bridge: Bridge | None = None) -> None:

@@ -465,6 +465,9 @@ class Bridge:
 
     def _queue_steps(self, session: Any, steps: Any) -> None:
         outbox.enqueue_alert_steps(session, self.notify_config, steps.items, steps.detail)
+        er = self.notify_config.earthranger
+        if er is None or not er.send_positions:
+            return
         for device_id, time, lat, lon in steps.fixes:
             device = session.get(Device, device_id)
             animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()

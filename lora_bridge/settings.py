@@ -42,6 +42,7 @@ class BridgeSettings(BaseSettings):
     downlink_timeout_s: float = Field(default=5.0, gt=0)
 
     rules_every_s: float = Field(default=300.0, gt=0)
+    notify_every_s: float = Field(default=5.0, gt=0)
     # Rule profiles and notification routes (TOML, tables [rules] and [notify]); None: the defaults,
     # and no notification goes out of the machine.
     rules_path: str | None = None

@@ -10,4 +10,5 @@ BENCHES: dict[str, str] = {
     "sensing": "models.bench:sensing_bench",
     "fleet": "simulator.fleet:bench_fleet",
     "replay": "simulator.replay_bench:run",
+    "rules": "lora_bridge.rules_bench:run",
 }

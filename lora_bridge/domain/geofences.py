@@ -61,28 +61,31 @@ class _Fence:
 
 
 def metric_crs(lon: float, lat: float) -> CRS:
-    """The UTM CRS that holds lon/lat (cached by whole degree: one lookup per reserve)."""
-    return _utm_crs(round(lon, 0), round(lat, 0))
+    """The UTM CRS that holds lon/lat (looked up once per whole degree: a reserve needs one or two)."""
+    return _utm_of_cell(round(lon), round(lat))
 
 
-@lru_cache(maxsize=64)
-def _utm_crs(lon_r: float, lat_r: float) -> CRS:
-    # The lookup takes ~0.1-0.4 s: the cache key must be the rounded degree, not the exact mean.
-    infos = query_utm_crs_info(
-        datum_name="WGS 84", area_of_interest=AreaOfInterest(lon_r, lat_r, lon_r, lat_r)
-    )
+@lru_cache(maxsize=256)
+def _utm_of_cell(lon: int, lat: int) -> CRS:
+    infos = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat))
     return CRS.from_epsg(infos[0].code)
 
 
-@lru_cache(maxsize=64)
 def to_metric(crs: CRS) -> Transformer:
     """lon/lat (EPSG:4326, x=lon) → metres in crs."""
-    return Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    return _transformer(crs.to_epsg() or crs.to_wkt(), forward=True)
+
+
+def from_metric(crs: CRS) -> Transformer:
+    """metres in crs → lon/lat."""
+    return _transformer(crs.to_epsg() or crs.to_wkt(), forward=False)
 
 
 @lru_cache(maxsize=64)
-def from_metric(crs: CRS) -> Transformer:
-    """metres in crs → lon/lat."""
+def _transformer(code: int | str, forward: bool) -> Transformer:
+    crs = CRS.from_user_input(code)
+    if forward:
+        return Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
 
 

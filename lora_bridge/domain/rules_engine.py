@@ -48,6 +48,7 @@ class Steps:
     items: list[tuple[int, str]] = field(default_factory=list)
     detail: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # per (alert id, action)
     fixes: list[tuple[str, datetime, float, float]] = field(default_factory=list)  # new plausible fixes
+    open: dict[str, Alert] = field(default_factory=dict)  # the collar's open alerts by type, read once
 
     def add(self, alert_id: int | None, action: str) -> None:
         if alert_id is not None and (alert_id, action) not in self.items:
@@ -91,11 +92,31 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
     if cursor is None:
         cursor = RuleCursor(device_id=device_id)
         session.add(cursor)
-    _battery(session, device, animal_id, profile, cursor, steps)
-    _track(session, runtime, device, animal_id, profile, cursor, steps)
-    _corroborate(session, device, profile, steps)
+    steps.open = {
+        alert.alert_type: alert
+        for alert in session.scalars(select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None)))
+    }
+    with session.no_autoflush:
+        _battery(session, device, animal_id, profile, cursor, steps)
+        _track(session, runtime, device, animal_id, profile, cursor, steps)
+        _corroborate(session, device, profile, steps)
     cursor.evaluated_at = utc_now()
     return steps
+
+
+def _raise(session: Session, steps: Steps, **kwargs: Any) -> tuple[Alert, bool]:
+    alert, is_new = alerts.raise_alert(session, **kwargs)
+    steps.open[alert.alert_type] = alert
+    return alert, is_new
+
+
+def _close(session: Session, steps: Steps, alert: Alert, reason: str, at: datetime) -> bool:
+    if not auto_resolve(session, alert, reason, at):
+        return False
+    steps.open.pop(alert.alert_type, None)
+    session.flush()
+    steps.add(alert.id, "auto_resolved")
+    return True
 
 
 def _battery(
@@ -107,20 +128,17 @@ def _battery(
     if not rules.record_battery(session, device):
         return
     forecast = rules.check_battery_forecast(session, device, animal_id, device.status_time, profile.battery)
-    steps.add(forecast, "raised")
-    if rules.battery_recovered(device, profile.battery):
-        for alert_type in (rules.LOW_BATTERY,):
-            alert = alerts.open_alert(session, device.device_id, alert_type)
-            reason = f"battery back at {device.battery_mv} mV"
-            if alert is not None and auto_resolve(session, alert, reason, device.status_time):
-                steps.add(alert.id, "auto_resolved")
-    forecast_alert = alerts.open_alert(session, device.device_id, rules.BATTERY_FORECAST)
+    if forecast is not None:
+        steps.add(forecast, "raised")
+        steps.open[rules.BATTERY_FORECAST] = session.get(Alert, forecast)
+    low = steps.open.get(rules.LOW_BATTERY)
+    if low is not None and rules.battery_recovered(device, profile.battery):
+        _close(session, steps, low, f"battery back at {device.battery_mv} mV", device.status_time)
+    forecast_alert = steps.open.get(rules.BATTERY_FORECAST)
     if forecast is None and forecast_alert is not None:
         trend = rules.battery_trend(session, device, device.status_time, profile.battery)
-        if trend is not None and auto_resolve(
-            session, forecast_alert, f"trend now {trend['slope_mv_per_day']} mV/day", device.status_time
-        ):
-            steps.add(forecast_alert.id, "auto_resolved")
+        if trend is not None:
+            _close(session, steps, forecast_alert, f"trend now {trend['slope_mv_per_day']} mV/day", device.status_time)
 
 
 def _track(
@@ -211,8 +229,9 @@ def _on_crossing(
         "crossed_at": crossing.time.isoformat(),
         "excluded_fixes": outliers[-5:],
     }
-    alert, is_new = alerts.raise_alert(
+    alert, is_new = _raise(
         session,
+        steps,
         device_id=device.device_id,
         animal_id=animal_id,
         alert_type=alert_type,
@@ -230,7 +249,7 @@ def _on_crossing(
 def _clear_geofence_alerts(session: Session, fences: FenceIndex, device: Device, latest: Fix, steps: Steps) -> None:
     inside = set(fences.containing(latest[1], latest[2]))
     for alert_type in (GEOFENCE_EXIT, GEOFENCE_ENTER, GEOFENCE_FARMLAND):
-        alert = alerts.open_alert(session, device.device_id, alert_type)
+        alert = steps.open.get(alert_type)
         if alert is None or alert.source != alerts.SOURCE_SERVER or latest[0] <= alert.last_time:
             continue
         fence_ids = set(alert.evidence.get("fence_ids", []))
@@ -242,8 +261,7 @@ def _clear_geofence_alerts(session: Session, fences: FenceIndex, device: Device,
             reason = f"out of the fence again at {latest[0].isoformat()}"
         else:
             continue
-        if auto_resolve(session, alert, reason, latest[0]):
-            steps.add(alert.id, "auto_resolved")
+        _close(session, steps, alert, reason, latest[0])
 
 
 def _immobility(
@@ -256,15 +274,16 @@ def _immobility(
     steps: Steps,
 ) -> None:
     result = immobility(fixes, profile.immobility)
-    open_alert = alerts.open_alert(session, device.device_id, IMMOBILITY)
+    open_alert = steps.open.get(IMMOBILITY)
     if result.immobile:
         evidence = result.evidence(profile.immobility)
         evidence["excluded_fixes"] = outliers[-5:]
         if open_alert is not None and open_alert.evidence.get("still_since") == evidence["still_since"]:
             open_alert.evidence = {**open_alert.evidence, **evidence}  # the same stillness, growing
             return
-        alert, is_new = alerts.raise_alert(
+        alert, is_new = _raise(
             session,
+            steps,
             device_id=device.device_id,
             animal_id=animal_id,
             alert_type=IMMOBILITY,
@@ -281,13 +300,13 @@ def _immobility(
         moved = result.still_since is None or (
             open_alert.evidence.get("still_since") not in (None, result.still_since.isoformat())
         )
-        if moved and auto_resolve(session, open_alert, f"moving again at {fixes[-1][0].isoformat()}", fixes[-1][0]):
-            steps.add(open_alert.id, "auto_resolved")
+        if moved:
+            _close(session, steps, open_alert, f"moving again at {fixes[-1][0].isoformat()}", fixes[-1][0])
 
 
 def _corroborate(session: Session, device: Device, profile: RuleProfile, steps: Steps) -> None:
     for alert_type in CORROBORATED_TYPES:
-        alert = alerts.open_alert(session, device.device_id, alert_type)
+        alert = steps.open.get(alert_type)
         if alert is not None:
             corroborate(session, alert, device, profile)
 
