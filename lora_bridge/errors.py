@@ -16,7 +16,12 @@
     │   ├── InvalidCommand           a downlink command or value the codec cannot encode
     │   ├── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
     │   └── InvalidGeofenceFile      a geofence file that does not read, has no CRS or no valid polygon
-    └── DownlinkError                the network server refused or did not answer a downlink push
+    ├── DownlinkError                the network server refused or did not answer a downlink push
+    └── StoreUnavailable             the store cannot take a write now (locked, read-only, full, gone):
+                                     the webhook answers 503 so the network server retries later
+
+`is_transient_store_error(error)` says whether an exception from the store is one that passes
+(locked, read-only, disk full, I/O error, connection lost) rather than a fault of the data.
 
 A payload that the codec cannot decode is not an exception of the bridge: it is stored as a dead
 letter with the codec's reason, and `Bridge.replay_dead_letters()` tries it again after a codec fix.
@@ -89,3 +94,25 @@ class InvalidGeofenceFile(InvalidRequest):
 
 class DownlinkError(BridgeError):
     """The network server refused or did not answer a downlink push."""
+
+
+class StoreUnavailable(BridgeError):
+    """The store cannot take the body now; nothing was acknowledged, the sender should retry."""
+
+
+def is_transient_store_error(error: BaseException) -> bool:
+    """True for store errors that pass: locked, read-only, disk full, I/O error, connection lost."""
+    import sqlite3
+
+    from sqlalchemy import exc
+
+    if isinstance(error, StoreUnavailable):
+        return True
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | exc.DisconnectionError):
+        return True
+    if isinstance(error, sqlite3.OperationalError | OSError):
+        return True
+    cause = error.__cause__ or error.__context__
+    return cause is not None and cause is not error and is_transient_store_error(cause)

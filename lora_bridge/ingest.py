@@ -1,20 +1,24 @@
 """Ingest: keep every delivered body first, then read it and claim it as the first copy of its uplink.
 
 Storing comes before everything: a body is committed to `raw_uplinks` in its own transaction before
-it is parsed, so nothing a network server delivers is lost, whatever happens next.
+it is parsed (fsynced on SQLite, `synchronous=FULL`), so nothing a network server delivers is lost,
+whatever happens next. A store that cannot take the body raises `StoreUnavailable`: the webhook
+answers 503 and the network server tries again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lora_bridge.errors import MalformedUplink
+from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import DeadLetter, RawUplink
 from lora_bridge.uplink_formats import PARSERS, Uplink
@@ -25,28 +29,60 @@ STATUS_RECEIVED = "received"
 STATUS_PROCESSED = "processed"
 STATUS_DUPLICATE = "duplicate"
 STATUS_DEAD_LETTER = "dead_letter"
+STATUS_RECORDED = "recorded"  # a network event that is not an uplink, understood and stored
+STATUS_KEPT = "kept"  # a kind the bridge does not know, kept for inspection
+STATUS_PENDING = "pending"  # stored durably; processing waits for the store (retried by the timer)
 
 STAGE_PARSE = "parse"
 STAGE_DECODE = "decode"
 STAGE_APPLY = "apply"
+STAGE_KIND = "kind"
 
 
-def store_raw(db: Database, body: bytes, source: str) -> int:
-    """Commit body to raw_uplinks (status received) and return its id."""
-    with db.write() as session:
-        raw = RawUplink(source=source, body=bytes(body), status=STATUS_RECEIVED, gateways=[])
-        session.add(raw)
-        session.flush()
-        return raw.id
+def store_raw(
+    db: Database,
+    body: bytes,
+    source: str,
+    *,
+    event: str | None = None,
+    content_type: str | None = None,
+    path_ids: dict[str, Any] | None = None,
+) -> int:
+    """Commit body to raw_uplinks (status received) and return its id; StoreUnavailable if it cannot."""
+    try:
+        with db.write() as session:
+            raw = RawUplink(
+                source=source,
+                body=bytes(body),
+                status=STATUS_RECEIVED,
+                gateways=[],
+                event=event,
+                content_type=(content_type or None) and content_type[:64],
+                path_ids=dict(path_ids) if path_ids else None,
+            )
+            session.add(raw)
+            session.flush()
+            return raw.id
+    except Exception as error:
+        if is_transient_store_error(error):
+            log.warning("store cannot take a body now (%s): answered as unavailable", type(error).__name__,
+                        extra={"source": source, "error": str(error)[:200]})
+            raise StoreUnavailable(f"store unavailable: {str(error)[:200]}") from error
+        raise
 
 
 def parser_for(source: str) -> Callable[[bytes], Uplink]:
     """The parser of a source name ('tts', 'chirpstack', or 'replay:tts' style)."""
-    network = source.split(":")[-1]
+    network = network_of(source)
     try:
         return PARSERS[network]
     except KeyError as error:
         raise ValueError(f"unknown uplink source {source!r}; known: {', '.join(PARSERS)}") from error
+
+
+def network_of(source: str) -> str:
+    """The network of a source name: 'replay:tts' -> 'tts'."""
+    return source.split(":")[-1]
 
 
 @dataclass(frozen=True)
@@ -57,10 +93,16 @@ class Claim:
     duplicate_of: int | None
 
 
-def read_and_claim(session: Session, raw: RawUplink) -> Claim:
-    """Parse raw.body and claim its dedup key; MalformedUplink when the body is not an uplink."""
-    uplink = parser_for(raw.source)(raw.body)
-    raw.device_id = uplink.device_id
+def dedup_key(device_id: str, session_number: int, uplink: Uplink) -> str:
+    """Same collar, session, frame counter, port and payload: one uplink, however many gateways heard it."""
+    digest = hashlib.sha256(uplink.payload).hexdigest()[:32]
+    return f"{device_id}:{session_number}:{uplink.f_cnt}:{uplink.f_port}:{digest}"
+
+
+def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, session_number: int) -> Claim:
+    """Record what raw holds and claim its dedup key; the first copy's id when another copy has it."""
+    raw.device_id = device_id
+    raw.session = session_number
     raw.f_port = uplink.f_port
     raw.f_cnt = uplink.f_cnt
     raw.payload = uplink.payload
@@ -72,17 +114,18 @@ def read_and_claim(session: Session, raw: RawUplink) -> Claim:
     raw.best_snr_db = uplink.best_snr_db
     raw.spreading_factor = uplink.spreading_factor
     raw.airtime_ms = uplink.airtime_ms
-    if raw.dedup_key == uplink.dedup_key:
+    key = dedup_key(device_id, session_number, uplink)
+    if raw.dedup_key == key:
         return Claim(uplink, None)  # replaying a body that already holds its claim
-    first = _first_copy(session, uplink.dedup_key)
+    first = _first_copy(session, key)
     if first is None:
         try:
             with session.begin_nested():
-                raw.dedup_key = uplink.dedup_key
+                raw.dedup_key = key
                 session.flush()
         except IntegrityError:
             raw.dedup_key = None  # another worker claimed it between our look and our write
-            first = _first_copy(session, uplink.dedup_key)
+            first = _first_copy(session, key)
     if first is None:
         return Claim(uplink, None)
     _merge_gateways(first, raw)
@@ -90,10 +133,10 @@ def read_and_claim(session: Session, raw: RawUplink) -> Claim:
     raw.duplicate_of = first.id
     log.info(
         "duplicate uplink device_id=%s f_cnt=%s of raw_uplink_id=%d",
-        uplink.device_id,
+        device_id,
         uplink.f_cnt,
         first.id,
-        extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "first_raw_uplink_id": first.id},
+        extra={"device_id": device_id, "f_cnt": uplink.f_cnt, "first_raw_uplink_id": first.id},
     )
     return Claim(uplink, first.id)
 
@@ -120,7 +163,7 @@ def dead_letter(
     session: Session, raw: RawUplink, stage: str, reason: str, existing: DeadLetter | None = None
 ) -> DeadLetter:
     """Keep raw as a dead letter (or refresh the one being replayed) and mark raw accordingly."""
-    raw.status = STATUS_DEAD_LETTER
+    raw.status = STATUS_KEPT if stage == STAGE_KIND else STATUS_DEAD_LETTER
     raw.error = reason
     if existing is not None:
         existing.reason = reason
@@ -141,4 +184,13 @@ def dead_letter(
     return letter
 
 
-__all__ = ["MalformedUplink", "store_raw", "read_and_claim", "dead_letter", "parser_for", "Claim"]
+__all__ = [
+    "MalformedUplink",
+    "StoreUnavailable",
+    "store_raw",
+    "claim",
+    "dead_letter",
+    "parser_for",
+    "network_of",
+    "Claim",
+]

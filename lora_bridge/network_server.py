@@ -2,9 +2,15 @@
 
 The Things Stack v3: `POST {url}/api/v3/as/applications/{app}/devices/{device}/down/push` (the
 Application Server API; `.../applications/{app}/webhooks/{webhook}/devices/...` when `tts_webhook_id`
-is set) with `Authorization: Bearer <API key>` and `{"downlinks": [{"f_port", "frm_payload", "priority"}]}`.
+is set) with `Authorization: Bearer <API key>` and `{"downlinks": [{"f_port", "frm_payload",
+"priority", "correlation_ids"}]}`; `.../down/replace` replaces the collar's whole queue. When TTS
+told us where to push with its webhook headers (`X-Downlink-Push`, `X-Downlink-Replace`,
+`X-Downlink-Apikey`; docs: thethingsindustries.com/docs/integrations/webhooks/scheduling-downlinks/),
+those are used, with or without a configured network-server URL.
 ChirpStack v4 (REST gateway): `POST {url}/api/devices/{devEui}/queue` with
-`Grpc-Metadata-Authorization: Bearer <API key>` and `{"queueItem": {"fPort", "data", "confirmed"}}`.
+`Grpc-Metadata-Authorization: Bearer <API key>` and `{"queueItem": {"fPort", "data", "confirmed"}}`;
+the answer's `id` is the queue item that ChirpStack's ack / txack events name.
+Timeouts are short: the outbox worker, not a webhook request, waits here.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -30,6 +36,38 @@ class DownlinkTarget:
     network: str | None
     application_id: str | None
     dev_eui: str | None
+    label: str | None = None
+    push_url: str | None = None
+    replace_url: str | None = None
+    api_key: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"DownlinkTarget(device_id={self.device_id!r}, network={self.network!r}, "
+            f"push_url={self.push_url!r}, api_key={'***' if self.api_key else None})"
+        )
+
+
+@dataclass(frozen=True)
+class OutgoingDownlink:
+    """One downlink as the network server receives it."""
+
+    f_port: int
+    payload: bytes
+    correlation_id: str | None = None
+
+
+def allowed_route(url: str | None, settings: BridgeSettings) -> bool:
+    """True when a push URL from a webhook header may be used: http(s), and on the configured
+    network server's host when one is configured (a header cannot send our pushes elsewhere)."""
+    if not url:
+        return False
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if settings.network_server_url:
+        return parts.hostname == urlsplit(settings.network_server_url).hostname
+    return True
 
 
 class NetworkServerClient:
@@ -37,59 +75,111 @@ class NetworkServerClient:
 
     def __init__(self, settings: BridgeSettings, http: httpx.Client | None = None) -> None:
         self.settings = settings
-        self.http = http or httpx.Client(timeout=settings.downlink_timeout_s)
+        timeout = httpx.Timeout(settings.downlink_timeout_s, connect=min(2.0, settings.downlink_timeout_s))
+        self.http = http or httpx.Client(timeout=timeout)
 
     def __repr__(self) -> str:
         return f"NetworkServerClient(url={self.settings.network_server_url!r}, api_key=***)"
 
-    def push(self, target: DownlinkTarget, f_port: int, payload: bytes) -> None:
-        """Send one downlink for target on f_port; DownlinkError when not accepted."""
+    def can_reach(self, target: DownlinkTarget) -> bool:
+        """True when there is somewhere to push target's downlinks."""
+        return bool(target.push_url or self.settings.network_server_url)
+
+    def push(self, target: DownlinkTarget, f_port: int, payload: bytes, correlation_id: str | None = None) -> str | None:
+        """Send one downlink for target; the network's id for it (ChirpStack) or None; DownlinkError."""
+        return self.send(target, [OutgoingDownlink(f_port, payload, correlation_id)], replace=False)
+
+    def send(self, target: DownlinkTarget, items: list[OutgoingDownlink], replace: bool) -> str | None:
+        """Push items (or replace the collar's queue at the network with them); DownlinkError if refused."""
+        if target.network == "chirpstack":
+            return self._send_chirpstack(target, items, replace)
+        url, headers = self._tts_route(target, replace)
+        body = {
+            "downlinks": [
+                {
+                    "f_port": item.f_port,
+                    "frm_payload": base64.b64encode(item.payload).decode(),
+                    "priority": "NORMAL",
+                    **({"correlation_ids": [item.correlation_id]} if item.correlation_id else {}),
+                }
+                for item in items
+            ]
+        }
+        self._post(url, body, headers, target)
+        return None
+
+    def _tts_route(self, target: DownlinkTarget, replace: bool) -> tuple[str, dict[str, str]]:
+        route = target.replace_url if replace else target.push_url
+        if route and allowed_route(route, self.settings):
+            key = target.api_key or self._key()
+            return route, {"Authorization": f"Bearer {key}"} if key else {}
+        base = (self.settings.network_server_url or "").rstrip("/")
+        if not base:
+            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL) and no X-Downlink-Push seen")
+        if not target.application_id:
+            raise DownlinkError(f"collar {target.device_id} has no TTS application id yet")
+        application = f"{base}/api/v3/as/applications/{quote(target.application_id, safe='')}"
+        webhook = self.settings.tts_webhook_id
+        via = f"/webhooks/{quote(webhook, safe='')}" if webhook else ""
+        device = quote(target.label or target.device_id, safe="")
+        operation = "replace" if replace else "push"
+        key = self._key()
+        return f"{application}{via}/devices/{device}/down/{operation}", {"Authorization": f"Bearer {key}"} if key else {}
+
+    def _send_chirpstack(self, target: DownlinkTarget, items: list[OutgoingDownlink], replace: bool) -> str | None:
         base = (self.settings.network_server_url or "").rstrip("/")
         if not base:
             raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
-        if target.network == "chirpstack":
-            url, headers, body = self._chirpstack_request(base, target, f_port, payload)
-        else:
-            url, headers, body = self._tts_request(base, target, f_port, payload)
-        try:
-            response = self.http.post(url, json=body, headers=headers)
-        except httpx.HTTPError as error:
-            raise DownlinkError(f"network server unreachable: {error!r}") from error
-        if response.status_code >= 300:
-            raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]}")
-        log.info("downlink pushed device_id=%s f_port=%d", target.device_id, f_port, extra={"device_id": target.device_id, "f_port": f_port})
-
-    def _authorization(self) -> str:
-        key = self.settings.network_server_api_key
-        return f"Bearer {key.get_secret_value()}" if key else ""
-
-    def _tts_request(
-        self, base: str, target: DownlinkTarget, f_port: int, payload: bytes
-    ) -> tuple[str, dict[str, str], dict[str, object]]:
-        if not target.application_id:
-            raise DownlinkError(f"collar {target.device_id} has no TTS application id yet")
-        application = f"{base}/api/v3/as/applications/{quote(target.application_id)}"
-        webhook = self.settings.tts_webhook_id
-        via = f"/webhooks/{quote(webhook)}" if webhook else ""
-        url = f"{application}{via}/devices/{quote(target.device_id)}/down/push"
-        body = {
-            "downlinks": [
-                {"f_port": f_port, "frm_payload": base64.b64encode(payload).decode(), "priority": "NORMAL"}
-            ]
-        }
-        return url, {"Authorization": self._authorization()}, body
-
-    def _chirpstack_request(
-        self, base: str, target: DownlinkTarget, f_port: int, payload: bytes
-    ) -> tuple[str, dict[str, str], dict[str, object]]:
         if not target.dev_eui:
             raise DownlinkError(f"collar {target.device_id} has no DevEUI")
-        url = f"{base}/api/devices/{quote(target.dev_eui.lower())}/queue"
-        body = {
-            "queueItem": {"fPort": f_port, "data": base64.b64encode(payload).decode(), "confirmed": False}
-        }
-        return url, {"Grpc-Metadata-Authorization": self._authorization()}, body
+        url = f"{base}/api/devices/{quote(target.dev_eui.lower(), safe='')}/queue"
+        headers = {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"}
+        if replace:
+            self._call("DELETE", url, None, headers, target)  # ChirpStack's flush: the queue is then refilled
+        reference = None
+        for item in items:
+            answer = self._post(
+                url,
+                {"queueItem": {"fPort": item.f_port, "data": base64.b64encode(item.payload).decode(), "confirmed": False}},
+                headers,
+                target,
+            )
+            reference = _queue_item_id(answer)
+        return reference
+
+    def _key(self) -> str:
+        key = self.settings.network_server_api_key
+        return key.get_secret_value() if key else ""
+
+    def _post(self, url: str, body: dict[str, object], headers: dict[str, str], target: DownlinkTarget) -> httpx.Response:
+        return self._call("POST", url, body, headers, target)
+
+    def _call(
+        self, method: str, url: str, body: dict[str, object] | None, headers: dict[str, str], target: DownlinkTarget
+    ) -> httpx.Response:
+        try:
+            response = self.http.request(method, url, json=body, headers=headers)
+        except httpx.HTTPError as error:
+            raise DownlinkError(f"network server unreachable: {type(error).__name__}") from error
+        if response.status_code >= 300:
+            raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]!r}")
+        log.info(
+            "downlink %s device_id=%s",
+            "pushed" if method == "POST" else "queue flushed",
+            target.device_id,
+            extra={"device_id": target.device_id},
+        )
+        return response
 
     def close(self) -> None:
         """Close the underlying HTTP client."""
         self.http.close()
+
+
+def _queue_item_id(response: httpx.Response) -> str | None:
+    try:
+        answer = response.json()
+    except ValueError:
+        return None
+    value = answer.get("id") if isinstance(answer, dict) else None
+    return str(value)[:64] if isinstance(value, str | int) else None

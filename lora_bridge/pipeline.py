@@ -1,25 +1,47 @@
-"""One stored body through the layers: ingest (read, dedupe) → decode (codec) → domain (apply).
+"""One stored body through the layers: read (kind, uplink or event) → dedupe → decode (codec) → domain.
 
-All of it in one unit of work, so an uplink is applied entirely or not at all; if anything
-unexpected breaks, the body stays in raw_uplinks and a dead letter says why.
+All of it in one unit of work, so a body is applied entirely or not at all. What happens when
+something breaks:
+- the body is not what its kind says (MalformedUplink): a dead letter with the reason (stage parse);
+- the codec cannot decode the payload: a dead letter (stage decode), replayable after a codec fix;
+- the store fails for a reason that passes (locked, read-only, full): nothing is written, the body
+  stays `received`, the result is `pending`, and the bridge's timer processes it again
+  (`Bridge.process_pending`) — never a dead letter for a transient reason;
+- anything else (a bug): a dead letter (stage apply) with the exception, replayable after a fix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
 from lora_bridge import ingest
-from lora_bridge.decode import decode_payload
+from lora_bridge.decode import decode_payload, message_time
+from lora_bridge.domain import devices, network_events
 from lora_bridge.domain.messages import apply_message
-from lora_bridge.errors import MalformedUplink
+from lora_bridge.errors import MalformedUplink, is_transient_store_error
+from lora_bridge.network_messages import NetworkEvent, read_network_message
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import DeadLetter, RawUplink
-from lora_bridge.store.utc import utc_now
+from lora_bridge.store.utc import as_utc, utc_now
+from lora_bridge.uplink_formats import MAC_PORT, Uplink
 from lora_bridge.views import IngestResult
 
 log = logging.getLogger(__name__)
+
+DONE_STATUSES = (
+    ingest.STATUS_PROCESSED,
+    ingest.STATUS_DUPLICATE,
+    ingest.STATUS_RECORDED,
+    ingest.STATUS_KEPT,
+    ingest.STATUS_DEAD_LETTER,
+)
 
 
 def process_raw(
@@ -30,48 +52,150 @@ def process_raw(
     dead_letter_id: int | None = None,
 ) -> IngestResult:
     """Read, dedupe, decode and apply the stored body raw_uplink_id; returns what happened."""
+    for attempt in (1, 2):
+        try:
+            with db.write() as session:
+                return _process(session, raw_uplink_id, codec, settings, dead_letter_id)
+        except IntegrityError as error:
+            if attempt == 1:
+                continue  # another worker created the same collar or claim a moment ago: read again
+            return _after_failure(db, raw_uplink_id, dead_letter_id, error)
+        except Exception as error:  # noqa: BLE001 - every failure is either retried or kept with its reason
+            return _after_failure(db, raw_uplink_id, dead_letter_id, error)
+    raise AssertionError("unreachable")
+
+
+def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None, error: BaseException) -> IngestResult:
+    if is_transient_store_error(error):
+        log.warning(
+            "store unavailable while processing raw_uplink_id=%d; retried later: %s",
+            raw_uplink_id,
+            type(error).__name__,
+            extra={"raw_uplink_id": raw_uplink_id},
+        )
+        return IngestResult(
+            status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id, reason=f"store unavailable: {str(error)[:200]}"
+        )
+    log.exception("body processing failed raw_uplink_id=%d", raw_uplink_id, extra={"raw_uplink_id": raw_uplink_id})
+    reason = f"processing failed: {error!r}"[:1000]
     try:
-        with db.write() as session:
-            return _process(session, raw_uplink_id, codec, settings, dead_letter_id)
-    except Exception as error:
-        log.exception("uplink processing failed raw_uplink_id=%d", raw_uplink_id, extra={"raw_uplink_id": raw_uplink_id})
-        reason = f"processing failed: {error!r}"
         with db.write() as session:
             raw = session.get(RawUplink, raw_uplink_id)
             existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
             ingest.dead_letter(session, raw, ingest.STAGE_APPLY, reason, existing)
-            return IngestResult(
-                status=ingest.STATUS_DEAD_LETTER,
-                raw_uplink_id=raw_uplink_id,
-                reason=reason,
-                stage=ingest.STAGE_APPLY,
-            )
+    except Exception as second:
+        if is_transient_store_error(second):
+            return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id, reason=reason)
+        raise
+    return IngestResult(
+        status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw_uplink_id, reason=reason, stage=ingest.STAGE_APPLY
+    )
 
 
 def _process(
-    session: Any, raw_uplink_id: int, codec: Any, settings: BridgeSettings, dead_letter_id: int | None
+    session: Session, raw_uplink_id: int, codec: Any, settings: BridgeSettings, dead_letter_id: int | None
 ) -> IngestResult:
-    raw = session.get(RawUplink, raw_uplink_id)
+    raw = session.get(RawUplink, raw_uplink_id, with_for_update=True)
     if raw is None:
         raise ValueError(f"no raw uplink {raw_uplink_id}")
+    if dead_letter_id is None and raw.status in DONE_STATUSES:
+        return _result_of(raw)  # already processed (by another worker, or the timer got there first)
     existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
     try:
-        claim = ingest.read_and_claim(session, raw)
+        message = read_network_message(
+            ingest.network_of(raw.source),
+            raw.event,
+            raw.body,
+            content_type=raw.content_type,
+            path_ids=raw.path_ids,
+        )
     except MalformedUplink as error:
         ingest.dead_letter(session, raw, ingest.STAGE_PARSE, str(error), existing)
         return IngestResult(
             status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw.id, reason=str(error), stage=ingest.STAGE_PARSE
         )
-    uplink = claim.uplink
+    if isinstance(message, NetworkEvent):
+        return _record_event(session, raw, message, existing)
+    return _process_uplink(session, raw, message, codec, settings, existing)
+
+
+def _record_event(session: Session, raw: RawUplink, event: NetworkEvent, existing: DeadLetter | None) -> IngestResult:
+    outcome = network_events.record(session, raw, event)
+    if outcome.kept_reason is not None:
+        ingest.dead_letter(session, raw, ingest.STAGE_KIND, outcome.kept_reason, existing)
+        return IngestResult(
+            status=ingest.STATUS_KEPT,
+            raw_uplink_id=raw.id,
+            device_id=outcome.device_id,
+            message=event.event,
+            reason=outcome.kept_reason,
+            stage=ingest.STAGE_KIND,
+        )
+    raw.status = ingest.STATUS_RECORDED
+    raw.message = event.kind
+    raw.processed_at = utc_now()
+    raw.error = None
+    _close_replayed(existing, ingest.STATUS_RECORDED)
+    return IngestResult(
+        status=ingest.STATUS_RECORDED,
+        raw_uplink_id=raw.id,
+        device_id=outcome.device_id,
+        message=event.kind,
+        downlink_ids=tuple(outcome.downlink_ids),
+    )
+
+
+def clamp_heard_at(uplink: Uplink, arrival: datetime, max_ahead_s: float) -> tuple[Uplink, datetime | None]:
+    """uplink dated at its arrival when the network's time is too far ahead (year 9999); the original."""
+    if uplink.heard_at is None or uplink.heard_at <= arrival + timedelta(seconds=max_ahead_s):
+        return uplink, None
+    log.warning(
+        "network time %s of device_id=%s f_cnt=%s is ahead of arrival %s: dated at arrival",
+        uplink.heard_at.isoformat(),
+        uplink.device_id,
+        uplink.f_cnt,
+        arrival.isoformat(),
+        extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt},
+    )
+    return dataclasses.replace(uplink, heard_at=arrival), uplink.heard_at
+
+
+def _process_uplink(
+    session: Session,
+    raw: RawUplink,
+    uplink: Uplink,
+    codec: Any,
+    settings: BridgeSettings,
+    existing: DeadLetter | None,
+) -> IngestResult:
+    arrival = as_utc(raw.received_at)
+    uplink, reported = clamp_heard_at(uplink, arrival, settings.max_clock_ahead_s)
+    raw.heard_at_reported = reported
+    heard_at = uplink.heard_at or arrival
+    device = devices.resolve_device(
+        session,
+        dev_eui=uplink.dev_eui,
+        label=uplink.device_id,
+        network=uplink.source,
+        application_id=uplink.application_id,
+        first_seen=heard_at,
+    )
+    uplink = dataclasses.replace(uplink, device_id=device.device_id)
+    session_number = devices.session_for_uplink(device, uplink.f_cnt, heard_at)
+    claim = ingest.claim(session, raw, uplink, device.device_id, session_number)
     if claim.duplicate_of is not None:
         _close_replayed(existing, ingest.STATUS_DUPLICATE)
         return IngestResult(
             status=ingest.STATUS_DUPLICATE,
             raw_uplink_id=raw.id,
-            device_id=uplink.device_id,
+            device_id=device.device_id,
             f_cnt=uplink.f_cnt,
             duplicate_of=claim.duplicate_of,
         )
+    if uplink.f_port == MAC_PORT:
+        # MAC commands only: the network server has used them; the frame still says the collar lives.
+        devices.device_for_uplink(session, uplink, heard_at)
+        return _done(raw, existing, uplink, "mac_commands", ())
     decoded = decode_payload(codec, uplink.f_port, uplink.payload)
     if decoded.fields is None:
         reason = decoded.reason or "undecodable"
@@ -84,12 +208,24 @@ def _process(
             reason=reason,
             stage=ingest.STAGE_DECODE,
         )
-    heard_at = uplink.heard_at or raw.received_at
+    raw.backfilled = devices.is_backfilled(message_time(decoded.fields, heard_at), heard_at)
     applied = apply_message(
         session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings
     )
+    result = _done(raw, existing, uplink, decoded.message, tuple(applied.downlink_ids), tuple(applied.alert_ids))
+    return result
+
+
+def _done(
+    raw: RawUplink,
+    existing: DeadLetter | None,
+    uplink: Uplink,
+    message: str | None,
+    downlink_ids: tuple[int, ...],
+    alert_ids: tuple[int, ...] = (),
+) -> IngestResult:
     raw.status = ingest.STATUS_PROCESSED
-    raw.message = decoded.message
+    raw.message = message
     raw.processed_at = utc_now()
     raw.error = None
     _close_replayed(existing, ingest.STATUS_PROCESSED)
@@ -97,17 +233,33 @@ def _process(
         "uplink processed device_id=%s f_cnt=%s message=%s",
         uplink.device_id,
         uplink.f_cnt,
-        decoded.message,
-        extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": decoded.message},
+        message,
+        extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message},
     )
     return IngestResult(
         status=ingest.STATUS_PROCESSED,
         raw_uplink_id=raw.id,
         device_id=uplink.device_id,
         f_cnt=uplink.f_cnt,
-        message=decoded.message,
-        alert_ids=tuple(applied.alert_ids),
-        downlink_ids=tuple(applied.downlink_ids),
+        message=message,
+        alert_ids=alert_ids,
+        downlink_ids=downlink_ids,
+    )
+
+
+def _result_of(raw: RawUplink) -> IngestResult:
+    stage = None
+    if raw.status == ingest.STATUS_DEAD_LETTER and raw.message is None and raw.f_cnt is None:
+        stage = ingest.STAGE_PARSE
+    return IngestResult(
+        status=raw.status,
+        raw_uplink_id=raw.id,
+        device_id=raw.device_id,
+        f_cnt=raw.f_cnt,
+        message=raw.message,
+        reason=raw.error,
+        duplicate_of=raw.duplicate_of,
+        stage=stage,
     )
 
 

@@ -81,21 +81,32 @@ def serve_app_in_thread(app: Any, host: str = "127.0.0.1", port: int = 0) -> Run
 
 
 class RulesTimer:
-    """Runs the bridge's time-driven rules (offline, escalation, catch-up) and retries failed downlink
-    pushes every `every_s` seconds, and works the notification outbox every `notify_every_s`, in a
-    daemon thread: ingest never waits on an outside service."""
+    """The bridge's timer, in a daemon thread; ingest never waits on an outside service.
 
-    def __init__(self, bridge: Bridge, every_s: float, notify_every_s: float | None = None) -> None:
+    Every short tick (`notify_every_s`, `retry_every_s`, whichever is shorter) it works the
+    notification outbox and processes bodies whose processing met an unavailable store (so they are
+    applied by themselves once it is back); every `every_s` it also runs the time-driven rules
+    (offline, escalation, catch-up), compacts old raw bodies and wakes the downlink outbox."""
+
+    def __init__(
+        self,
+        bridge: Bridge,
+        every_s: float,
+        notify_every_s: float | None = None,
+        retry_every_s: float | None = None,
+    ) -> None:
         self.bridge = bridge
         self.every_s = every_s
         # The outbox is worked more often than the rules run: a poaching alert should not wait 5 minutes.
         self.notify_every_s = min(notify_every_s or bridge.settings.notify_every_s, every_s)
+        self.retry_every_s = min(retry_every_s or max(1.0, bridge.settings.retry_pending_after_s), every_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tembo-rules", daemon=True)
 
     def run_once(self) -> list[int]:
-        """Run the rules now (wall clock) and retry downlinks whose push failed; the ids of alerts
-        raised. Errors are logged, not raised."""
+        """Retry pending bodies, run the rules now (wall clock), compact, wake the downlink outbox and
+        work the notification outbox; the ids of alerts raised. Errors are logged, not raised."""
+        self.retry_pending()
         raised: list[int] = []
         try:
             raised = self.bridge.run_rules()
@@ -105,11 +116,7 @@ class RulesTimer:
             self.bridge.compact_raw_bodies()
         except Exception:
             log.exception("raw body compaction failed")
-        if self.bridge.settings.downlinks_configured:
-            try:
-                self.bridge.flush_downlinks()
-            except Exception:
-                log.exception("downlink flush failed")
+        self.bridge.wake_outbox()
         self.flush_notifications()
         return raised
 
@@ -119,6 +126,13 @@ class RulesTimer:
             self.bridge.flush_notifications()
         except Exception:
             log.exception("notification outbox failed")
+
+    def retry_pending(self) -> None:
+        """Process bodies stored but not yet applied (a store error came between)."""
+        try:
+            self.bridge.process_pending(older_than_s=self.bridge.settings.retry_pending_after_s)
+        except Exception:
+            log.exception("pending bodies not processed")
 
     def start(self) -> None:
         """Start the background loop."""
@@ -132,11 +146,12 @@ class RulesTimer:
 
     def _loop(self) -> None:
         next_rules = time.monotonic() + self.every_s
-        while not self._stop.wait(self.notify_every_s):
+        while not self._stop.wait(min(self.notify_every_s, self.retry_every_s)):
             if time.monotonic() >= next_rules:
                 next_rules = time.monotonic() + self.every_s
                 self.run_once()
             else:
+                self.retry_pending()
                 self.flush_notifications()
 
 
@@ -149,6 +164,7 @@ def serve(settings: BridgeSettings | None = None, bridge: Bridge | None = None) 
     server = build_server(settings, bridge)
     running_bridge: Bridge = server.config.app.state.bridge
     running_bridge.process_pending()
+    running_bridge.start_outbox_worker()
     rules = RulesTimer(running_bridge, settings.rules_every_s)
     rules.start()
     log.info("bridge listening on http://%s:%d", settings.host, settings.port)

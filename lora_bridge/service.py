@@ -1,7 +1,7 @@
 """The bridge's service layer: the only door the dashboard, the HTTP API and the CLI go through.
 
     bridge = open_bridge("sqlite:///var/tembo.db")
-    bridge.ingest_tts_uplink(body)          # store raw first, dedupe, decode, apply
+    bridge.ingest_network_message("tts", "up", body)   # store raw first (fsynced), then read and apply
     bridge.animals(); bridge.open_alerts()  # views (frozen dataclasses, aware UTC times)
     bridge.acknowledge_alert(7, "ranger.amani"); bridge.resolve_alert(7, "ranger.amani", "true")
 """
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from lora_bridge import ingest, queries
 from lora_bridge.decode import default_codec
@@ -29,11 +29,13 @@ from lora_bridge.domain import (
 )
 from lora_bridge.domain.geofence_files import read_fence_file
 from lora_bridge.domain.rules_profiles import load_rules_config
-from lora_bridge.errors import DownlinkError, InvalidCommand, UnknownAnimal, UnknownDeadLetter, UnknownDevice
-from lora_bridge.network_server import DownlinkTarget, NetworkServerClient
+from lora_bridge.errors import InvalidCommand, UnknownAnimal, UnknownDeadLetter, UnknownDevice
+from lora_bridge.network_messages import NETWORKS, event_name_of
+from lora_bridge.network_server import NetworkServerClient
 from lora_bridge.notify import channels, outbox
 from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
+from lora_bridge.outbox import Outbox, OutboxWorker
 from lora_bridge.pipeline import process_raw
 from lora_bridge.settings import BridgeSettings, load_settings
 from lora_bridge.store import retention
@@ -47,6 +49,7 @@ from lora_bridge.store.tables import (
     Device,
     Downlink,
     Geofence,
+    NetworkEvent,
     Notification,
     Position,
     RawUplink,
@@ -84,18 +87,24 @@ class Bridge:
     ) -> None:
         self.settings = settings or load_settings()
         self.codec = codec if codec is not None else default_codec()
-        self.db: Database = open_database(self.settings.database_url, self.settings.sqlite_busy_timeout_ms)
+        self.db: Database = open_database(
+            self.settings.database_url, self.settings.sqlite_busy_timeout_ms, synchronous=self.settings.sqlite_synchronous
+        )
         self.network_server = NetworkServerClient(self.settings, http_client)
         self.rules_runtime = rules_engine.RulesRuntime(load_rules_config(self.settings.rules_path))
         self.notify_config = load_notify_config(self.settings.rules_path)
         self._notify_client = http_client or httpx.Client(timeout=self.notify_config.retry.timeout_s)
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
+        self.outbox = Outbox(self.db, self.settings, self.network_server)
+        self._outbox_worker: OutboxWorker | None = None
 
     def __repr__(self) -> str:
         return f"Bridge({self.settings!r})"
 
     def close(self) -> None:
-        """Release the store's connections and the network-server client."""
+        """Stop the outbox worker; release the store's connections and the network-server client."""
+        if self._outbox_worker is not None:
+            self._outbox_worker.stop()
         self.db.dispose()
         self.network_server.close()
         self._notify_client.close()
@@ -108,33 +117,86 @@ class Bridge:
 
     # Ingest ----------------------------------------------------------------------------------
 
-    def ingest_tts_uplink(self, body: bytes) -> IngestResult:
-        """A The Things Stack v3 uplink body: store raw first, dedupe, decode, apply."""
-        return self.ingest_uplink(body, SOURCE_TTS)
+    def ingest_network_message(
+        self,
+        network: str,
+        event: str | None,
+        body: bytes,
+        *,
+        content_type: str | None = "application/json",
+        path_ids: dict[str, str] | None = None,
+    ) -> IngestResult:
+        """Any message a network server sends, from any adapter (webhook, MQTT, file replay).
 
-    def ingest_chirpstack_uplink(self, body: bytes) -> IngestResult:
-        """A ChirpStack v4 `event/up` body: store raw first, dedupe, decode, apply."""
-        return self.ingest_uplink(body, SOURCE_CHIRPSTACK)
+        network: "tts" or "chirpstack"; event: the kind as the network names it ("up", "join",
+        "ack", "txack", "downlink_ack", "down/ack", ... or None to read it from a TTS body);
+        content_type: JSON, or binary Protobuf for ChirpStack; path_ids: application_id,
+        device_id, dev_eui from a webhook path or MQTT topic (a field-masked body names no device).
 
-    def ingest_uplink(self, body: bytes, source: str) -> IngestResult:
-        """A body from source ('tts', 'chirpstack', 'replay:tts', ...): stored, then processed."""
-        ingest.parser_for(source)
-        raw_uplink_id = ingest.store_raw(self.db, body, source)
+        The body is committed first (fsynced); only then is it read and applied. Raises
+        StoreUnavailable when the store cannot take it: nothing is acknowledged, the sender must
+        retry (HTTP 503, MQTT no PUBACK). Every other outcome is an IngestResult: processed,
+        duplicate, recorded (a network event), kept (an unknown kind), dead_letter (with the stage:
+        parse means the body was not what its kind says) or pending (stored; the store failed
+        while applying it, the timer tries again).
+        """
+        source = network.split(":")[-1]
+        if source not in NETWORKS:
+            raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
+        raw_uplink_id = ingest.store_raw(
+            self.db,
+            body,
+            network,
+            event=event_name_of(source, event, body),
+            content_type=content_type,
+            path_ids=path_ids,
+        )
         result = process_raw(self.db, raw_uplink_id, self.codec, self.settings)
         self._after_processed(result)
-        if result.downlink_ids and self.settings.downlinks_configured:
-            self.flush_downlinks(ids=list(result.downlink_ids))  # what this uplink queued; the timer retries
+        if result.downlink_ids:
+            self.wake_outbox()
         return result
 
-    def process_pending(self) -> ReplayReport:
-        """Process bodies that were stored but never processed (the process stopped in between)."""
-        with self.db.read() as session:
-            waiting = session.scalars(
-                select(RawUplink.id).where(RawUplink.status == ingest.STATUS_RECEIVED).order_by(RawUplink.id)
-            ).all()
-        report = ReplayReport.tally(process_raw(self.db, raw_id, self.codec, self.settings) for raw_id in waiting)
+    def ingest_tts_uplink(self, body: bytes) -> IngestResult:
+        """A The Things Stack v3 message body (kind read from its message key): see ingest_network_message."""
+        return self.ingest_network_message(SOURCE_TTS, None, body)
+
+    def ingest_chirpstack_uplink(self, body: bytes) -> IngestResult:
+        """A ChirpStack v4 `event/up` JSON body: see ingest_network_message."""
+        return self.ingest_network_message(SOURCE_CHIRPSTACK, "up", body)
+
+    def ingest_uplink(self, body: bytes, source: str) -> IngestResult:
+        """A body from source ('tts', 'chirpstack', 'replay:tts', ...): see ingest_network_message."""
+        ingest.parser_for(source)
+        event = None if ingest.network_of(source) == SOURCE_TTS else "up"
+        return self.ingest_network_message(source, event, body)
+
+    def process_pending(self, older_than_s: float = 0.0) -> ReplayReport:
+        """Process bodies stored but not processed: the process stopped in between, or the store
+        failed while applying them. Run at start and by the bridge's timer; never raises."""
+        cutoff = utc_now() - timedelta(seconds=older_than_s)
+        try:
+            with self.db.read() as session:
+                waiting = session.scalars(
+                    select(RawUplink.id)
+                    .where(RawUplink.status == ingest.STATUS_RECEIVED, RawUplink.received_at <= cutoff)
+                    .order_by(RawUplink.id)
+                ).all()
+        except Exception as error:
+            log.warning("pending bodies not read: store unavailable (%s)", type(error).__name__)
+            return ReplayReport(attempted=0, processed=0, duplicates=0, still_dead=0)
+        results = []
+        for raw_id in waiting:
+            result = process_raw(self.db, raw_id, self.codec, self.settings)
+            self._after_processed(result)
+            results.append(result)
+            if result.status == ingest.STATUS_PENDING:
+                break  # the store is still unavailable: try again at the next tick
+        report = ReplayReport.tally(results)
         if waiting:
-            log.info("pending uplinks processed: %d", len(waiting))
+            log.info("pending bodies processed: %d of %d", report.processed, len(waiting))
+        if any(r.downlink_ids for r in results):
+            self.wake_outbox()
         return report
 
     def replay_dead_letters(self, ids: list[int] | None = None) -> ReplayReport:
@@ -153,8 +215,7 @@ class Bridge:
             for letter_id, raw_uplink_id in letters
         )
         log.info("dead letters replayed", extra={"attempted": report.attempted, "processed": report.processed})
-        if self.settings.downlinks_configured:
-            self.flush_downlinks()
+        self.wake_outbox()
         return report
 
     def dead_letters(self, include_replayed: bool = False) -> list[DeadLetterView]:
@@ -283,89 +344,87 @@ class Bridge:
     # Downlinks -------------------------------------------------------------------------------
 
     def queue_command(self, device_id: str, command: str, values: dict[str, Any] | None = None) -> DownlinkView:
-        """Queue a port-32 command (encoded by the codec) for a collar, and push it when configured."""
+        """Queue a port-32 command (encoded by the codec) for a collar; the outbox worker pushes it.
+        A newer command of the same name supersedes one still waiting."""
         with self.db.write() as session:
             if session.get(Device, device_id) is None:
                 raise UnknownDevice(f"no collar {device_id!r}")
             try:
                 downlink = downlinks.queue_command(
-                    session, self.codec, device_id=device_id, command=command, values=dict(values or {})
+                    session,
+                    self.codec,
+                    device_id=device_id,
+                    command=command,
+                    values=dict(values or {}),
+                    resend_after_s=self.settings.ack_resend_after_s,
                 )
             except self.codec.CodecError as error:
                 raise InvalidCommand(f"cannot encode {command!r}: {error}") from error
             downlink_id = downlink.id
-        if self.settings.downlinks_configured:
-            self.flush_downlinks()
+        self.wake_outbox()
         return self._downlink_view(downlink_id)
 
     def downlinks(self, state: str | None = None) -> list[DownlinkView]:
-        """Downlinks (queued, sending, sent, failed, acknowledged), oldest first."""
+        """Downlinks (queued, sending, sent, failed, acknowledged, superseded), oldest first."""
         with self.db.read() as session:
             return queries.downlink_views(session, state)
 
     def flush_downlinks(self, limit: int = 100, ids: list[int] | None = None) -> int:
-        """Push queued downlinks (only `ids` when given) to the network server; returns how many it
-        accepted. The first failed push ends the flush: the network server is down or refusing, and
-        the rest stay queued for the next flush (the bridge's timer) instead of holding up a webhook."""
-        if ids is None:
-            with self.db.read() as session:
-                waiting = [row.id for row in downlinks.queued(session, limit)]
-        else:
-            waiting = list(ids)
-        accepted = 0
-        for downlink_id in waiting:
-            claimed = self._claim_downlink(downlink_id)
-            if claimed is None:
-                continue  # another worker is pushing it, or it went already
-            target, f_port, payload = claimed
-            try:
-                self.network_server.push(target, f_port, payload)
-            except DownlinkError as error:
-                self._finish_downlink(downlink_id, str(error))
-                log.warning(
-                    "downlink push failed downlink_id=%d device_id=%s: %s",
-                    downlink_id,
-                    target.device_id,
-                    error,
-                    extra={"device_id": target.device_id, "downlink_id": downlink_id}
-                )
-                break
-            self._finish_downlink(downlink_id, None)
-            accepted += 1
-        return accepted
+        """Push queued, due downlinks now (only `ids` when given); how many the network accepted.
+        The outbox worker calls this in the background; tests and tools may call it directly."""
+        return self.outbox.flush(limit, ids)
 
-    def _claim_downlink(self, downlink_id: int) -> tuple[DownlinkTarget, int, bytes] | None:
-        with self.db.write() as session:
-            claimed = session.execute(
-                update(Downlink)
-                .where(Downlink.id == downlink_id, Downlink.state == downlinks.STATE_QUEUED)
-                .values(state=downlinks.STATE_SENDING)
-            ).rowcount
-            if claimed != 1:
-                return None
-            downlink = session.get(Downlink, downlink_id)
-            device = session.get(Device, downlink.device_id)
-            target = DownlinkTarget(
-                device_id=device.device_id,
-                network=device.network,
-                application_id=device.application_id,
-                dev_eui=device.dev_eui,
-            )
-            return target, downlink.f_port, downlink.payload
+    def start_outbox_worker(self) -> OutboxWorker:
+        """Start (once) the thread that pushes downlinks outside any webhook request."""
+        if self._outbox_worker is None or not self._outbox_worker.running:
+            self._outbox_worker = OutboxWorker(self.outbox, self.settings.outbox_every_s)
+            self._outbox_worker.start()
+        return self._outbox_worker
 
-    def _finish_downlink(self, downlink_id: int, error: str | None) -> None:
-        with self.db.write() as session:
-            downlink = session.get(Downlink, downlink_id)
-            if error is None:
-                downlinks.mark_sent(downlink)
-                if downlink.alert_id is not None:
-                    alert = session.get(Alert, downlink.alert_id)
-                    alerts.record_event(
-                        session, alert, alerts.SYSTEM_ACTOR, "ack_sent", {"seq": downlink.seq, "downlink_id": downlink.id}
-                    )
-            else:
-                downlink.state = downlinks.STATE_QUEUED
-                downlinks.mark_push_failed(downlink, error)
+    def wake_outbox(self) -> None:
+        """Tell the outbox worker there is work (starting it when the settings want one)."""
+        if self._outbox_worker is None and self.settings.outbox_worker:
+            self.start_outbox_worker()
+        if self._outbox_worker is not None:
+            self._outbox_worker.wake()
+
+    def remember_downlink_route(
+        self,
+        push_url: str | None,
+        replace_url: str | None,
+        api_key: str | None,
+        path_ids: dict[str, str] | None = None,
+    ) -> bool:
+        """Keep the downlink route The Things Stack sends in its webhook headers (X-Downlink-Push,
+        X-Downlink-Replace, X-Downlink-Apikey); True when it was new or changed."""
+        return self.outbox.remember_route(push_url, replace_url, api_key, path_ids)
+
+    def network_events(self, device_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Joins, delivery reports, locations, status and logs the network servers sent, oldest first."""
+        with self.db.read() as session:
+            query = select(NetworkEvent).order_by(NetworkEvent.id)
+            if device_id is not None:
+                query = query.where(NetworkEvent.device_id == device_id)
+            if kind is not None:
+                query = query.where(NetworkEvent.kind == kind)
+            return [
+                {
+                    "id": row.id,
+                    "kind": row.kind,
+                    "network": row.network,
+                    "device_id": row.device_id,
+                    "dev_eui": row.dev_eui,
+                    "time": row.time,
+                    "downlink_id": row.downlink_id,
+                    "lat": row.lat,
+                    "lon": row.lon,
+                    "accuracy_m": row.accuracy_m,
+                    "battery_pct": row.battery_pct,
+                    "margin_db": row.margin_db,
+                    "detail": dict(row.detail or {}),
+                }
+                for row in session.scalars(query)
+            ]
 
     # Geography -------------------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ class BridgeSettings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
+    # FULL: every commit fsyncs, so a 2xx answer means the body survives a crash of the machine.
+    sqlite_synchronous: str = Field(default="FULL", pattern="^(?i:off|normal|full|extra)$")
 
     webhook_secret: SecretStr = SecretStr("tembo-dev-secret")
     api_token: SecretStr | None = None
@@ -39,7 +41,23 @@ class BridgeSettings(BaseSettings):
     network_server_url: str | None = None
     network_server_api_key: SecretStr | None = None
     tts_webhook_id: str | None = None
-    downlink_timeout_s: float = Field(default=5.0, gt=0)
+    # Short: the outbox worker, not a webhook request, waits for the network server.
+    downlink_timeout_s: float = Field(default=3.0, gt=0)
+    # The Things Network's fair-use policy: about 10 downlinks per device per day.
+    downlinks_per_device_per_day: int = Field(default=10, ge=1)
+    # A push holds its downlink this long; a bridge that dies mid-push leaves it to expire.
+    downlink_lease_s: float = Field(default=60.0, gt=0)
+    # Push downlinks from a background thread started on first need (False: only flush_downlinks()).
+    outbox_worker: bool = True
+    # The outbox worker's pace when idle (it wakes at once when ingest queues a downlink).
+    outbox_every_s: float = Field(default=30.0, gt=0)
+    # A collar still repeating an alert after its ack was pushed this long ago gets the ack again.
+    ack_resend_after_s: float = Field(default=3600.0, gt=0)
+    # A network server's reception time further ahead of our clock than this is not believed: the
+    # uplink is dated at its arrival (the original kept). The live demo's simulated clock runs ahead.
+    max_clock_ahead_s: float = Field(default=300.0, gt=0)
+    # Bodies whose processing met a store error are retried by the timer after this many seconds.
+    retry_pending_after_s: float = Field(default=5.0, ge=0)
 
     rules_every_s: float = Field(default=300.0, gt=0)
     notify_every_s: float = Field(default=5.0, gt=0)

@@ -1,6 +1,17 @@
 """Network-server uplink JSON (The Things Stack v3, ChirpStack v4) read into one `Uplink` record.
 
 Pure functions: bytes in, `Uplink` out, `MalformedUplink` with a reason a ranger's technician can act on.
+
+What the documentation allows is accepted, whatever it looks like:
+- TTS leaves out every field whose value is empty, zero or false (`f_port` 0, `f_cnt` 0, an empty
+  `frm_payload`): missing means zero, never "malformed".
+- A TTS webhook with a field mask may post only `uplink_message`; the device then comes from the
+  webhook's path variables (`path_ids`: application_id, device_id, dev_eui).
+- Optional metadata of the wrong type (`settings.data_rate: null`, `rssi: "strong"`, `Infinity`,
+  `NaN`) is dropped, never a reason to lose a valid uplink.
+Identity: a collar is its DevEUI (16 hex digits, upper case); the TTS device id and the ChirpStack
+device name are labels. Labels are escaped (control characters as `\\n`, `\\x1b`, ...), so a name
+cannot forge a log line, and cut to 64 characters.
 """
 
 from __future__ import annotations
@@ -9,6 +20,8 @@ import base64
 import binascii
 import hashlib
 import json
+import math
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,8 +30,11 @@ from lora_bridge.errors import MalformedUplink
 from lora_bridge.store.utc import as_utc
 
 MAX_F_CNT = 2**32 - 1
+MAX_LABEL = 64
 SOURCE_TTS = "tts"
 SOURCE_CHIRPSTACK = "chirpstack"
+# Port 0 carries MAC commands only; the network server consumes them. Such a frame still counts.
+MAC_PORT = 0
 
 
 @dataclass(frozen=True)
@@ -47,10 +63,15 @@ class Uplink:
     airtime_ms: float | None = None
 
     @property
+    def identity(self) -> str:
+        """The collar's identity: its DevEUI, or the network's label when no DevEUI was given."""
+        return self.dev_eui or self.device_id
+
+    @property
     def dedup_key(self) -> str:
         """Same device, frame counter and payload: one uplink, however many gateways heard it."""
         digest = hashlib.sha256(self.payload).hexdigest()[:32]
-        return f"{self.device_id}:{self.f_cnt}:{self.f_port}:{digest}"
+        return f"{self.identity}:{self.f_cnt}:{self.f_port}:{digest}"
 
     @property
     def best_rssi_dbm(self) -> float | None:
@@ -71,33 +92,35 @@ def load_json_object(body: bytes) -> dict[str, Any]:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise MalformedUplink(f"body is not JSON: {error}") from error
+    except RecursionError as error:
+        raise MalformedUplink("body is not JSON: nested too deeply") from error
     if not isinstance(document, dict):
         raise MalformedUplink(f"body is JSON {type(document).__name__}, not an object")
     return document
 
 
-def parse_tts_uplink(body: bytes) -> Uplink:
+def parse_tts_uplink(body: bytes, path_ids: dict[str, str] | None = None) -> Uplink:
     """A The Things Stack v3 webhook/MQTT `uplink_message` body as an Uplink."""
     document = load_json_object(body)
-    ids = _object(document, "end_device_ids")
     message = document.get("uplink_message")
     if not isinstance(message, dict):
         raise MalformedUplink("not a TTS uplink: no uplink_message object")
-    device_id = _text(ids, "device_id")
-    application_id = ids.get("application_ids", {}).get("application_id") if isinstance(
-        ids.get("application_ids"), dict
-    ) else None
-    lora = message.get("settings", {}).get("data_rate", {}).get("lora", {}) if isinstance(
-        message.get("settings"), dict
-    ) else {}
+    return tts_uplink_from(document, message, path_ids)
+
+
+def tts_uplink_from(
+    document: dict[str, Any], message: dict[str, Any], path_ids: dict[str, str] | None = None
+) -> Uplink:
+    """The Uplink of a TTS message object (`uplink_message` or `uplink_normalized`) in document."""
+    device_id, dev_eui, application_id = tts_identity(document, path_ids)
+    lora = dig(message, "settings", "data_rate", "lora")
     gateways = tuple(
         GatewayReception(
-            gateway_id=str((meta.get("gateway_ids") or {}).get("gateway_id", "?")),
-            rssi_dbm=_number_or_none(meta.get("rssi", meta.get("channel_rssi"))),
-            snr_db=_number_or_none(meta.get("snr")),
+            gateway_id=label(dig(meta, "gateway_ids").get("gateway_id")) or "?",
+            rssi_dbm=number_or_none(meta.get("rssi", meta.get("channel_rssi"))),
+            snr_db=number_or_none(meta.get("snr")),
         )
-        for meta in message.get("rx_metadata") or []
-        if isinstance(meta, dict)
+        for meta in list_of_objects(message.get("rx_metadata"))
     )
     return Uplink(
         source=SOURCE_TTS,
@@ -105,95 +128,134 @@ def parse_tts_uplink(body: bytes) -> Uplink:
         f_port=_port(message, "f_port"),
         f_cnt=_counter(message, "f_cnt"),
         payload=_base64(message, "frm_payload"),
-        heard_at=_time_or_none(message.get("received_at") or document.get("received_at")),
-        dev_eui=_eui_or_none(ids.get("dev_eui")),
-        application_id=application_id if isinstance(application_id, str) else None,
+        heard_at=time_or_none(message.get("received_at")) or time_or_none(document.get("received_at")),
+        dev_eui=dev_eui,
+        application_id=application_id,
         gateways=gateways,
-        spreading_factor=_int_or_none(lora.get("spreading_factor") if isinstance(lora, dict) else None),
+        spreading_factor=_int_or_none(lora.get("spreading_factor")),
         airtime_ms=_duration_ms_or_none(message.get("consumed_airtime")),
     )
 
 
-def parse_chirpstack_uplink(body: bytes) -> Uplink:
-    """A ChirpStack v4 `event/up` JSON body as an Uplink (device_id = deviceName, else devEui)."""
-    document = load_json_object(body)
-    info = _object(document, "deviceInfo")
-    dev_eui = _eui_or_none(info.get("devEui"))
-    device_id = info.get("deviceName") or dev_eui
-    if not isinstance(device_id, str) or not device_id:
-        raise MalformedUplink("not a ChirpStack uplink: deviceInfo has neither deviceName nor devEui")
-    tx_lora = (((document.get("txInfo") or {}).get("modulation") or {}).get("lora") or {})
+def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> tuple[str, str | None, str | None]:
+    """(device label, DevEUI, application id) from end_device_ids, else the webhook's path ids."""
+    ids = document.get("end_device_ids")
+    ids = ids if isinstance(ids, dict) else {}
+    path = path_ids or {}
+    dev_eui = eui_or_none(ids.get("dev_eui"), "dev_eui")
+    if dev_eui is None:
+        dev_eui = eui_or_none(path.get("dev_eui"), "dev_eui")
+    device_id = label(ids.get("device_id")) or label(path.get("device_id")) or dev_eui
+    if not device_id:
+        raise MalformedUplink("missing text field 'device_id' (no end_device_ids and no device in the webhook path)")
+    application_id = label(dig(ids, "application_ids").get("application_id")) or label(path.get("application_id"))
+    return device_id, dev_eui, application_id
+
+
+def parse_chirpstack_uplink(body: bytes, path_ids: dict[str, str] | None = None) -> Uplink:
+    """A ChirpStack v4 `event/up` JSON body as an Uplink (the DevEUI is the collar; the name a label)."""
+    return chirpstack_uplink_from(load_json_object(body), path_ids)
+
+
+def chirpstack_uplink_from(document: dict[str, Any], path_ids: dict[str, str] | None = None) -> Uplink:
+    """The Uplink of a ChirpStack v4 UplinkEvent as a JSON object (JSON or Protobuf turned JSON)."""
+    device_id, dev_eui, application_id = chirpstack_identity(document, path_ids)
+    tx_lora = dig(document, "txInfo", "modulation", "lora")
     gateways = tuple(
         GatewayReception(
-            gateway_id=str(rx.get("gatewayId", "?")),
-            rssi_dbm=_number_or_none(rx.get("rssi")),
-            snr_db=_number_or_none(rx.get("snr")),
+            gateway_id=label(rx.get("gatewayId")) or "?",
+            rssi_dbm=number_or_none(rx.get("rssi")),
+            snr_db=number_or_none(rx.get("snr")),
         )
-        for rx in document.get("rxInfo") or []
-        if isinstance(rx, dict)
+        for rx in list_of_objects(document.get("rxInfo"))
     )
     return Uplink(
         source=SOURCE_CHIRPSTACK,
         device_id=device_id,
         f_port=_port(document, "fPort"),
-        f_cnt=_counter(document, "fCnt", default_zero=True),
+        f_cnt=_counter(document, "fCnt"),
         payload=_base64(document, "data"),
-        heard_at=_time_or_none(document.get("time")),
+        heard_at=time_or_none(document.get("time")),
         dev_eui=dev_eui,
-        application_id=info.get("applicationId") if isinstance(info.get("applicationId"), str) else None,
+        application_id=application_id,
         gateways=gateways,
-        spreading_factor=_int_or_none(tx_lora.get("spreadingFactor") if isinstance(tx_lora, dict) else None),
+        spreading_factor=_int_or_none(tx_lora.get("spreadingFactor")),
     )
+
+
+def chirpstack_identity(
+    document: dict[str, Any], path_ids: dict[str, str] | None
+) -> tuple[str, str | None, str | None]:
+    """(device label, DevEUI, application id) of a ChirpStack v4 event's deviceInfo (or the MQTT topic)."""
+    info = dig(document, "deviceInfo")
+    path = path_ids or {}
+    dev_eui = eui_or_none(info.get("devEui"), "devEui") or eui_or_none(path.get("dev_eui"), "devEui")
+    device_id = label(info.get("deviceName")) or dev_eui
+    if not device_id:
+        raise MalformedUplink("not a ChirpStack event: deviceInfo has neither deviceName nor devEui")
+    application_id = label(info.get("applicationId")) or label(path.get("application_id"))
+    return device_id, dev_eui, application_id
 
 
 PARSERS = {SOURCE_TTS: parse_tts_uplink, SOURCE_CHIRPSTACK: parse_chirpstack_uplink}
 
 
-def _object(document: dict[str, Any], key: str) -> dict[str, Any]:
-    value = document.get(key)
-    if not isinstance(value, dict):
-        raise MalformedUplink(f"missing object {key!r}")
-    return value
+# ---- tolerant readers ------------------------------------------------------------------------
 
 
-def _text(document: dict[str, Any], key: str) -> str:
-    value = document.get(key)
-    if not isinstance(value, str) or not value:
-        raise MalformedUplink(f"missing text field {key!r}")
-    return value
+def dig(document: Any, *keys: str) -> dict[str, Any]:
+    """document[k1][k2]... as a dict, or {} where a level is missing or not an object."""
+    value = document
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else {}
 
 
-def _port(document: dict[str, Any], key: str) -> int:
-    value = document.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255:
-        raise MalformedUplink(f"{key!r} must be an application port 1..255, got {value!r}")
-    return value
+def list_of_objects(value: Any) -> list[dict[str, Any]]:
+    """The objects in a JSON list (anything else: none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def _counter(document: dict[str, Any], key: str, default_zero: bool = False) -> int:
-    # TTS and ChirpStack leave a zero frame counter out of the JSON.
-    value = document.get(key, 0 if default_zero else None)
-    if value is None:
-        value = 0
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_F_CNT:
-        raise MalformedUplink(f"{key!r} must be a frame counter 0..{MAX_F_CNT}, got {value!r}")
-    return value
+def label(value: Any) -> str | None:
+    """A name from the network as a safe label: text, control characters escaped, at most 64 chars."""
+    return escaped_text(value, MAX_LABEL)
 
 
-def _base64(document: dict[str, Any], key: str) -> bytes:
-    value = document.get(key)
-    if not isinstance(value, str):
-        raise MalformedUplink(f"missing base64 field {key!r}")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as error:
-        raise MalformedUplink(f"{key!r} is not base64: {error}") from error
-
-
-def _time_or_none(value: Any) -> datetime | None:
-    if not isinstance(value, str):
+def escaped_text(value: Any, limit: int) -> str | None:
+    """Text (or an integer) from the network with control characters escaped, cut to limit chars."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
         return None
-    text = value.strip().replace("Z", "+00:00")
+    text = str(value)[: limit * 2].strip()
+    if not text:
+        return None
+    return "".join(_escape(ch) for ch in text)[:limit]
+
+
+def _escape(ch: str) -> str:
+    if not unicodedata.category(ch).startswith("C"):
+        return ch
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+    if ch in named:
+        return named[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def eui_or_none(value: Any, key: str) -> str | None:
+    """A DevEUI as 16 upper-case hex digits; None when absent; MalformedUplink when not an EUI."""
+    if value is None or value == "":
+        return None
+    text = value.strip().replace("-", "").replace(":", "") if isinstance(value, str) else None
+    if text is None or len(text) != 16 or any(c not in "0123456789abcdefABCDEF" for c in text):
+        raise MalformedUplink(f"{key!r} must be an EUI-64 of 16 hex digits, got {value!r}"[:200])
+    return text.upper()
+
+
+def time_or_none(value: Any) -> datetime | None:
+    """An RFC 3339 time (nanoseconds allowed) as aware UTC; None when absent or not a time."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
     # TTS writes nanoseconds; Python reads at most microseconds.
     if "." in text:
         head, _, tail = text.partition(".")
@@ -201,17 +263,56 @@ def _time_or_none(value: Any) -> datetime | None:
         while count < len(tail) and tail[count].isdigit():
             count += 1
         digits, zone = tail[:count], tail[count:]
-        text = f"{head}.{digits[:6]}{zone}"
+        text = f"{head}.{digits[:6]}{zone}" if digits else f"{head}{zone}"
     try:
         return as_utc(datetime.fromisoformat(text))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
-def _number_or_none(value: Any) -> float | None:
+def number_or_none(value: Any) -> float | None:
+    """A finite number, or None (Infinity, NaN, text, null and booleans are dropped)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _port(document: dict[str, Any], key: str) -> int:
+    # Absent means 0 (TTS omits zero fields): a MAC-only frame.
+    value = document.get(key, MAC_PORT)
+    if value is None:
+        value = MAC_PORT
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+        raise MalformedUplink(f"{key!r} must be a port 0..255, got {value!r}"[:200])
+    return value
+
+
+def _counter(document: dict[str, Any], key: str) -> int:
+    # TTS and ChirpStack leave a zero frame counter out of the JSON.
+    value = document.get(key, 0)
+    if value is None:
+        value = 0
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)  # Protobuf's JSON mapping writes 64-bit integers as strings
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_F_CNT:
+        raise MalformedUplink(f"{key!r} must be a frame counter 0..{MAX_F_CNT}, got {value!r}"[:200])
+    return value
+
+
+def _base64(document: dict[str, Any], key: str) -> bytes:
+    value = document.get(key)
+    if value is None or value == "":
+        return b""  # an empty payload is left out
+    if not isinstance(value, str):
+        raise MalformedUplink(f"{key!r} must be base64 text, got {type(value).__name__}")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise MalformedUplink(f"{key!r} is not base64: {error}") from error
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -220,17 +321,12 @@ def _int_or_none(value: Any) -> int | None:
     return value
 
 
-def _eui_or_none(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return value.upper()
-
-
 def _duration_ms_or_none(value: Any) -> float | None:
     # TTS writes durations as "0.061696s".
-    if not isinstance(value, str) or not value.endswith("s"):
+    if not isinstance(value, str) or not value.endswith("s") or len(value) > 32:
         return None
     try:
-        return float(value[:-1]) * 1000.0
+        milliseconds = float(value[:-1]) * 1000.0
     except ValueError:
         return None
+    return milliseconds if math.isfinite(milliseconds) else None

@@ -84,11 +84,19 @@ def ack(command: str = "ack_alert", result: str = "ok", time_s: int = T0_S) -> t
     return codec.port_of("ack"), codec.encode("ack", values)
 
 
+def dev_eui_of(device_id: str) -> str:
+    """The DevEUI the builders give a collar name (every collar its own, as on a real network)."""
+    import hashlib
+
+    return "70B3D57ED0" + hashlib.sha256(device_id.encode()).hexdigest()[:6].upper()
+
+
 def tts_uplink(message: tuple[int, bytes], *, device_id: str = "collar-01", f_cnt: int = 1,
                gateways: tuple[str, ...] = ("gw-north",), received_at: datetime | None = None,
-               dev_eui: str = "70B3D57ED0000001") -> bytes:
+               dev_eui: str | None = None) -> bytes:
     """A The Things Stack v3 uplink webhook body (bytes, as posted)."""
     port, payload = message
+    dev_eui = dev_eui or dev_eui_of(device_id)
     heard = received_at or T0 + timedelta(seconds=2)
     document = {
         "end_device_ids": {
@@ -119,9 +127,10 @@ def tts_uplink(message: tuple[int, bytes], *, device_id: str = "collar-01", f_cn
 
 def chirpstack_uplink(message: tuple[int, bytes], *, device_id: str = "collar-01", f_cnt: int = 1,
                       gateways: tuple[str, ...] = ("0016c001ff10a235",), received_at: datetime | None = None,
-                      dev_eui: str = "70b3d57ed0000001") -> bytes:
+                      dev_eui: str | None = None) -> bytes:
     """A ChirpStack v4 `event/up` body (bytes, as posted by the HTTP integration)."""
     port, payload = message
+    dev_eui = (dev_eui or dev_eui_of(device_id)).lower()
     heard = received_at or T0 + timedelta(seconds=2)
     document = {
         "deduplicationId": f"dedup-{device_id}-{f_cnt}",

@@ -1,4 +1,7 @@
-"""Downlinks: a collar alert is answered with a port-32 ack_alert pushed to the network server."""
+"""Downlinks: a collar alert is answered with a port-32 ack_alert that the outbox pushes to the network server.
+
+These tests work the outbox by hand (`flush_downlinks`, no background worker) so each push is visible
+at a known point; tests/test_bridge_outbox.py covers the worker."""
 
 from __future__ import annotations
 
@@ -21,14 +24,16 @@ def network(port):
 @pytest.fixture
 def bridge(store_url, network):
     with b.fresh_bridge(
-        store_url, network_server_url=network.url, network_server_api_key=network.api_key
+        store_url, network_server_url=network.url, network_server_api_key=network.api_key, outbox_worker=False
     ) as bridge:
         yield bridge
 
 
 def test_collar_alert_gets_ack_alert_downlink_pushed_to_the_things_stack(bridge, network):
     result = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=5), f_cnt=7))
+    assert network.pushes == [], "the webhook request itself pushes nothing"
 
+    assert bridge.flush_downlinks() == 1
     (push,) = network.pushes
     assert (push["network"], push["application_id"], push["device_id"], push["f_port"]) == (
         "tts", b.APPLICATION_ID, "collar-01", 32
@@ -55,15 +60,17 @@ def test_collar_ack_of_the_downlink_marks_it_acknowledged(bridge, network):
 
 def test_chirpstack_collar_gets_its_ack_through_the_chirpstack_queue(bridge, network):
     bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("tamper", seq=1), f_cnt=3))
+    bridge.flush_downlinks()
 
     (push,) = network.pushes
-    assert (push["network"], push["dev_eui"], push["f_port"]) == ("chirpstack", "70b3d57ed0000001", 32)
+    assert (push["network"], push["dev_eui"], push["f_port"]) == ("chirpstack", b.dev_eui_of("collar-01").lower(), 32)
     assert codec.decode(32, push["payload"])["alert_type"] == "tamper"
 
 
 def test_refused_push_stays_queued_and_goes_out_when_the_network_is_back(bridge, network):
     network.refuse = True
     bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+    assert bridge.flush_downlinks() == 0
     (waiting,) = bridge.downlinks()
     assert (waiting.state, waiting.attempts) == ("queued", 1)
     assert "503" in waiting.last_error
@@ -76,8 +83,10 @@ def test_refused_push_stays_queued_and_goes_out_when_the_network_is_back(bridge,
 
 
 def test_wrong_api_key_is_reported_on_the_downlink(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key="wrong") as bridge:
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key="wrong",
+                        outbox_worker=False) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+        bridge.flush_downlinks()
         (downlink,) = bridge.downlinks()
 
     assert downlink.state == "queued" and "401" in downlink.last_error
@@ -85,8 +94,9 @@ def test_wrong_api_key_is_reported_on_the_downlink(store_url, network):
 
 
 def test_without_a_network_server_ack_alert_waits_in_the_queue(store_url):
-    with b.fresh_bridge(store_url) as bridge:
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=4), f_cnt=1))
+        bridge.flush_downlinks()
         (downlink,) = bridge.downlinks()
 
     assert (downlink.state, downlink.command, downlink.seq, downlink.f_port) == ("queued", "ack_alert", 4, 32)
@@ -96,9 +106,11 @@ def test_without_a_network_server_ack_alert_waits_in_the_queue(store_url):
 def test_ranger_can_ask_a_collar_for_tracking_mode(bridge, network):
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
 
-    downlink = bridge.queue_command("collar-01", "tracking", {"minutes": 120})
+    queued = bridge.queue_command("collar-01", "tracking", {"minutes": 120})
+    bridge.flush_downlinks()
 
-    assert downlink.state == "sent"
+    assert queued.state == "queued"
+    assert [d.state for d in bridge.downlinks()] == ["sent"]
     assert codec.decode(32, network.pushes[0]["payload"]) == {"message": "tracking", "port": 32, "minutes": 120}
 
 
@@ -118,6 +130,7 @@ def test_settings_change_goes_out_on_port_3(bridge, network):
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
 
     bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 1800})
+    bridge.flush_downlinks()
 
     (push,) = network.pushes
     assert push["f_port"] == 3
@@ -125,7 +138,7 @@ def test_settings_change_goes_out_on_port_3(bridge, network):
 
 
 def test_collar_repeating_an_alert_gets_one_waiting_ack_not_one_per_repeat(store_url):
-    with b.fresh_bridge(store_url) as bridge:
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
         for f_cnt in (1, 2, 3):
             bridge.ingest_tts_uplink(
                 b.tts_uplink(b.alert("immobility", seq=4, time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt)
@@ -136,18 +149,17 @@ def test_collar_repeating_an_alert_gets_one_waiting_ack_not_one_per_repeat(store
     assert (downlink.state, downlink.seq, alert.occurrences) == ("queued", 4, 3)
 
 
-def test_a_network_server_outage_costs_an_uplink_one_push_attempt_and_the_timer_retries(bridge, network):
-    from lora_bridge.server import RulesTimer
-
+def test_a_network_server_outage_leaves_acks_queued_and_the_next_flush_sends_them(bridge, network):
     network.refuse = True
     for seq in range(3):  # three collars' alerts while the network server is down
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=seq), f_cnt=seq + 1,
                                               device_id=f"collar-0{seq + 1}"))
+    assert bridge.flush_downlinks() == 0
     attempts = sorted(d.attempts for d in bridge.downlinks())
-    assert attempts == [1, 1, 1], "each webhook call tried only the ack its own uplink queued"
+    assert attempts == [0, 0, 1], "the first refusal ends the flush: no hammering of a server that is down"
 
     network.refuse = False
-    RulesTimer(bridge, every_s=300).run_once()
+    assert bridge.flush_downlinks() == 3
 
     assert {d.state for d in bridge.downlinks()} == {"sent"}
     assert len(network.pushes) == 3

@@ -1,7 +1,11 @@
 """The bridge's HTTP face (Starlette): network-server webhooks in, a small read API out.
 
-    POST /uplinks/tts          The Things Stack v3 webhook, header X-Tembo-Secret
-    POST /uplinks/chirpstack   ChirpStack v4 HTTP integration (event=up), header X-Tembo-Secret
+    POST /uplinks/tts          The Things Stack v3 webhook (every message kind), header X-Tembo-Secret
+    POST /uplinks/tts/{app_id}/{device_id}[/{event}]
+                               the same with TTS webhook path variables (base URL
+                               `.../uplinks/tts/{appID}/{devID}`): a field-masked body names no device
+    POST /uplinks/chirpstack?event=up|join|ack|txack|status|log|location|integration
+                               ChirpStack v4 HTTP integration, JSON or Protobuf (Content-Type)
     GET  /healthz              200 when the store answers
     GET  /api/animals, /api/alerts[?state=open|all|new,acknowledged,resolved], /api/positions/latest,
          /api/devices, /api/geography, /api/dead_letters
@@ -9,9 +13,14 @@
     POST /api/dead_letters/replay
                                run waiting dead letters through the current codec (API token as above)
 
-A webhook answers as soon as the body is stored and applied: 200 processed / duplicate / dead letter
-(undecodable payloads are kept, the network server must not retry them), 400 for a body that is not
-an uplink (kept as a dead letter with the reason), 401 for a wrong secret (not stored).
+A webhook answers once the body is durable (committed and fsynced) and, normally, applied:
+200 processed / duplicate / recorded (a join, delivery report, location, status, log) / kept (a
+kind the bridge does not know, kept for inspection) / dead letter (undecodable payload); 202 pending
+(stored, the store failed while applying it; the bridge's timer applies it later); 400 for a body
+that is not what its kind says (kept as a dead letter with the reason); 401 for a wrong secret (not
+stored); 503 when the store cannot take the body (locked, read-only, full): nothing was kept, so
+the network server must retry. Unknown kinds get 2xx on purpose: The Things Stack treats any
+non-2xx as a failed try and retries up to seven times, which would only store the same body again.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from lora_bridge.errors import AuthenticationFailed, NotFound
+from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable
 from lora_bridge.service import Bridge
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
 from lora_bridge.views import IngestResult, to_jsonable
@@ -35,21 +44,26 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Tembo-Secret"
 # Network-server uplink bodies are a few KB; anything far larger is not one of them.
 MAX_BODY_BYTES = 256 * 1024
+# The Things Stack's downlink route, sent with every webhook call when a downlink API key is set.
+DOWNLINK_HEADERS = ("X-Downlink-Push", "X-Downlink-Replace", "X-Downlink-Apikey")
+STATUS_CODES = {"pending": 202}
 
 
 def create_app(bridge: Bridge) -> Starlette:
     """The webhook and read-API app over bridge."""
 
     async def tts_uplink(request: Request) -> JSONResponse:
-        return await _ingest(request, bridge, SOURCE_TTS)
+        path_ids = None
+        if "app_id" in request.path_params:
+            path_ids = {
+                "application_id": request.path_params["app_id"],
+                "device_id": request.path_params["device_id"],
+            }
+        return await _ingest(request, bridge, SOURCE_TTS, request.path_params.get("event"), path_ids)
 
     async def chirpstack_uplink(request: Request) -> JSONResponse:
-        event = request.query_params.get("event", "up")
-        if event != "up":
-            # ChirpStack posts every event type to one URL; only uplinks are Tembo's business.
-            _check_secret(request, bridge)
-            return JSONResponse({"status": "ignored", "event": event})
-        return await _ingest(request, bridge, SOURCE_CHIRPSTACK)
+        # ChirpStack posts every event to one URL and names it in ?event= (absent: an uplink).
+        return await _ingest(request, bridge, SOURCE_CHIRPSTACK, request.query_params.get("event", "up"), None)
 
     async def healthz(request: Request) -> JSONResponse:
         healthy = await run_in_threadpool(bridge.healthy)
@@ -97,6 +111,8 @@ def create_app(bridge: Bridge) -> Starlette:
     app = Starlette(
         routes=[
             Route("/uplinks/tts", tts_uplink, methods=["POST"]),
+            Route("/uplinks/tts/{app_id}/{device_id}", tts_uplink, methods=["POST"]),
+            Route("/uplinks/tts/{app_id}/{device_id}/{event:path}", tts_uplink, methods=["POST"]),
             Route("/uplinks/chirpstack", chirpstack_uplink, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/api/animals", api_animals, methods=["GET"]),
@@ -113,12 +129,24 @@ def create_app(bridge: Bridge) -> Starlette:
     return app
 
 
-async def _ingest(request: Request, bridge: Bridge, source: str) -> JSONResponse:
+async def _ingest(
+    request: Request, bridge: Bridge, network: str, event: str | None, path_ids: dict[str, str] | None
+) -> JSONResponse:
     _check_secret(request, bridge)
     body, truncated = await _read_capped(request, MAX_BODY_BYTES)
     if truncated:
-        log.warning("oversized uplink body truncated", extra={"source": source})
-    result: IngestResult = await run_in_threadpool(bridge.ingest_uplink, body, source)
+        log.warning("oversized body truncated", extra={"source": network})
+    content_type = request.headers.get("Content-Type", "application/json")
+    try:
+        result: IngestResult = await run_in_threadpool(
+            bridge.ingest_network_message, network, event, body, content_type=content_type, path_ids=path_ids
+        )
+    except StoreUnavailable as error:
+        return JSONResponse(
+            {"status": "unavailable", "reason": str(error)}, status_code=503, headers={"Retry-After": "60"}
+        )
+    if network == SOURCE_TTS and any(name in request.headers for name in DOWNLINK_HEADERS):
+        await _remember_route(request, bridge, path_ids)
     payload = {
         "status": result.status,
         "raw_uplink_id": result.raw_uplink_id,
@@ -127,7 +155,17 @@ async def _ingest(request: Request, bridge: Bridge, source: str) -> JSONResponse
         "message": result.message,
         "reason": result.reason,
     }
-    return JSONResponse(payload, status_code=400 if result.malformed else 200)
+    status_code = 400 if result.malformed else STATUS_CODES.get(result.status, 200)
+    return JSONResponse(payload, status_code=status_code)
+
+
+async def _remember_route(request: Request, bridge: Bridge, path_ids: dict[str, str] | None) -> None:
+    push, replace, key = (request.headers.get(name) for name in DOWNLINK_HEADERS)
+    try:
+        await run_in_threadpool(bridge.remember_downlink_route, push, replace, key, path_ids)
+    except Exception as error:  # the body is stored already; the route comes again with the next message
+        # Only the type: a store error's text can carry the statement's parameters, the key among them.
+        log.warning("downlink route from TTS headers not stored: %s", type(error).__name__)
 
 
 async def _read_capped(request: Request, limit: int) -> tuple[bytes, bool]:

@@ -1,9 +1,14 @@
-"""Collars and the animals wearing them: who sent this uplink, and what it said about itself."""
+"""Collars and the animals wearing them: who sent this uplink, and what it said about itself.
+
+A collar is its DevEUI. Its `device_id` is the name it was first heard under (the DevEUI when that
+name already belongs to another collar) and stays when the network renames it; the network's
+current name is its `label`. Frame counters are counted per session: a join starts a new one.
+"""
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -29,14 +34,112 @@ STATUS_FIELDS = (
 )
 
 
+# Deliveries arrive a few frames out of order at most; a counter this far below the last one, heard
+# later, means the collar started a new session (a rejoin whose join message we did not get).
+FCNT_REORDER_WINDOW = 64
+# A join within this time of the start of the current session is that session's join.
+JOIN_MATCH_WINDOW = timedelta(minutes=10)
+# A message whose own time is this much older than its reception waited in the collar's flash queue.
+BACKFILL_AGE = timedelta(hours=6)
+
+
+def resolve_device(
+    session: Session,
+    *,
+    dev_eui: str | None,
+    label: str | None,
+    network: str | None = None,
+    application_id: str | None = None,
+    first_seen: datetime | None = None,
+) -> Device:
+    """The collar with this DevEUI (else the one under this label), created on first sight."""
+    device = None
+    if dev_eui:
+        device = session.scalars(select(Device).where(Device.dev_eui == dev_eui).order_by(Device.device_id)).first()
+    if device is None and label:
+        candidate = session.get(Device, label)
+        if candidate is not None and (candidate.dev_eui is None or dev_eui is None or candidate.dev_eui == dev_eui):
+            device = candidate
+    if device is None:
+        key = label if label and session.get(Device, label) is None else (dev_eui or label)
+        if not key:
+            raise ValueError("a collar needs a DevEUI or a name")
+        device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0)
+        session.add(device)
+        session.flush()
+        log.info("new collar heard device_id=%s dev_eui=%s", key, dev_eui, extra={"device_id": key, "dev_eui": dev_eui})
+    if dev_eui and device.dev_eui != dev_eui:
+        device.dev_eui = dev_eui
+    if label and device.label != label:
+        if device.label is not None:
+            log.info(
+                "collar renamed device_id=%s label=%s was=%s",
+                device.device_id,
+                label,
+                device.label,
+                extra={"device_id": device.device_id, "label": label},
+            )
+        device.label = label
+    if application_id:
+        device.application_id = application_id
+    if network:
+        device.network = network
+    if device.first_seen is None:
+        device.first_seen = first_seen
+    if device.session is None:
+        device.session = 0
+    return device
+
+
+def session_for_uplink(device: Device, f_cnt: int, heard_at: datetime) -> int:
+    """The session frame f_cnt heard at heard_at belongs to (a new one on a reset without a join)."""
+    if device.joined_at is not None and heard_at < device.joined_at and device.session > 0:
+        return device.session - 1  # a frame of the previous session, delivered late
+    last = device.last_f_cnt
+    if last is not None and f_cnt + FCNT_REORDER_WINDOW < last and (device.last_seen is None or heard_at >= device.last_seen):
+        start_session(device, heard_at, reason="frame counter reset")
+    return device.session
+
+
+def start_session(device: Device, at: datetime, reason: str) -> None:
+    """A new session: the frame counter restarts, so the last counter is no longer the expectation."""
+    device.session = (device.session or 0) + 1
+    device.joined_at = at
+    device.last_f_cnt = None
+    log.info(
+        "collar session %d device_id=%s: %s",
+        device.session,
+        device.device_id,
+        reason,
+        extra={"device_id": device.device_id, "session": device.session},
+    )
+
+
+def apply_join(device: Device, at: datetime) -> bool:
+    """A join (accept) at `at`; True when it started a new session (not the one already begun)."""
+    if device.joined_at is not None and abs(at - device.joined_at) <= JOIN_MATCH_WINDOW:
+        return False  # the reset was already seen from the frame counter; this is its join
+    start_session(device, at, reason="join")
+    return True
+
+
+def is_backfilled(message_time: datetime, heard_at: datetime) -> bool:
+    """True when a message waited in the collar's flash queue before it was heard."""
+    return heard_at - message_time > BACKFILL_AGE
+
+
 def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> Device:
     """The collar that sent uplink (created on first sight), updated with what this uplink says of it."""
     device = session.get(Device, uplink.device_id)
-    if device is None:
-        device = Device(device_id=uplink.device_id, first_seen=heard_at, reported_settings={})
-        session.add(device)
-        session.flush()
-        log.info("new collar heard", extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt})
+    if device is None or (uplink.dev_eui and device.dev_eui not in (None, uplink.dev_eui)):
+        device = resolve_device(
+            session,
+            dev_eui=uplink.dev_eui,
+            label=uplink.device_id,
+            network=uplink.source,
+            application_id=uplink.application_id,
+            first_seen=heard_at,
+        )
     if device.first_seen is None:
         device.first_seen = heard_at
     device.dev_eui = uplink.dev_eui or device.dev_eui

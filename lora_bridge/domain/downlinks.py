@@ -1,11 +1,25 @@
-"""The downlink queue: commands for collars, queued in the store, pushed to the network server later."""
+"""The downlink outbox: commands for collars, queued in the store, pushed by the outbox worker.
+
+A downlink's life, in `state` (the outbox) and `network_state` (what the network server reported):
+
+    queued ──claim──> sending ──accepted──> sent ──collar's port-31 ack──> acknowledged
+      ^   \\            │ lease expired (crash mid-push) / refused: back to queued
+      │    superseded    │ (a newer command of the same kind)
+      │                  └─ MAX_PUSH_ATTEMPTS refusals: failed
+      └── network invalidated its queue (new session): pushed again
+    network_state: queued -> sent (transmitted; ChirpStack txack) -> acked | nacked | failed
+
+Acks of one alert are not repeated while the last one is on its way; a collar still repeating the
+alert after `ack_resend_after_s` (or after the network reported the ack failed) gets it again.
+"""
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from lora_bridge.store.tables import Downlink
@@ -20,6 +34,20 @@ STATE_SENDING = "sending"
 STATE_SENT = "sent"
 STATE_FAILED = "failed"
 STATE_ACKNOWLEDGED = "acknowledged"
+STATE_SUPERSEDED = "superseded"
+
+NETWORK_QUEUED = "queued"
+NETWORK_SENT = "sent"
+NETWORK_ACKED = "acked"
+NETWORK_NACKED = "nacked"
+NETWORK_FAILED = "failed"
+NETWORK_INVALIDATED = "invalidated"
+# Network states after which the collar did not get the downlink.
+NETWORK_UNDELIVERED = (NETWORK_NACKED, NETWORK_FAILED, NETWORK_INVALIDATED)
+
+# Commands where a newer one makes an older, not yet delivered one pointless (the same setting).
+ACK_COMMAND = "ack_alert"
+CORRELATION_PREFIX = "tembo:downlink:"
 
 # After this many failed pushes a downlink stops being retried and is marked failed.
 MAX_PUSH_ATTEMPTS = 5
@@ -33,27 +61,37 @@ def queue_command(
     command: str,
     values: dict[str, Any],
     alert_id: int | None = None,
+    resend_after_s: float = 3600.0,
+    now: datetime | None = None,
 ) -> Downlink:
     """Encode a downlink message (port-32 command, or port-3 settings) and queue it for device_id.
 
-    The same bytes still waiting for the same collar are not queued twice (a collar repeating an
-    alert until it hears the ack gets one ack, not one per repetition); the waiting row is returned.
+    The same bytes still waiting for the same collar are not queued twice, and the ack of an alert
+    pushed less than resend_after_s ago (and not reported undelivered) is not queued again: a collar
+    repeating an alert until it hears the ack gets one ack, not one per repetition; that row is
+    returned. A newer port-32 command supersedes a waiting one of the same name.
     Raises the codec's CodecError for a name that is not a downlink or values it cannot carry.
     """
+    now = now or utc_now()
     row = codec.message(command) if hasattr(codec, "message") else (command, COMMAND_PORT, None, "down")
     if row[3] not in ("down", "both"):
         raise codec.CodecError(f"{command} is not a downlink message")
     payload = bytes(codec.encode(command, values))
+    f_port = int(row[1])
     waiting = session.scalars(
         select(Downlink).where(
             Downlink.device_id == device_id,
-            Downlink.f_port == int(row[1]),
+            Downlink.f_port == f_port,
             Downlink.payload == payload,
             Downlink.state.in_((STATE_QUEUED, STATE_SENDING)),
         )
     ).first()
     if waiting is not None:
         return waiting
+    if command == ACK_COMMAND:
+        on_its_way = _ack_on_its_way(session, device_id, payload, now - timedelta(seconds=resend_after_s))
+        if on_its_way is not None:
+            return on_its_way
     downlink = Downlink(
         device_id=device_id,
         f_port=int(row[1]),
@@ -65,6 +103,9 @@ def queue_command(
     )
     session.add(downlink)
     session.flush()
+    downlink.correlation_id = f"{CORRELATION_PREFIX}{downlink.id}"
+    if f_port == COMMAND_PORT and command != ACK_COMMAND:
+        _supersede_older(session, downlink)
     log.info(
         "downlink queued downlink_id=%d device_id=%s command=%s alert_id=%s",
         downlink.id,
@@ -76,21 +117,119 @@ def queue_command(
     return downlink
 
 
-def queued(session: Session, limit: int = 100) -> list[Downlink]:
-    """Downlinks waiting to be pushed, oldest first."""
+def _ack_on_its_way(session: Session, device_id: str, payload: bytes, since: datetime) -> Downlink | None:
+    """The latest ack with these bytes pushed since `since` and not reported undelivered."""
+    latest = session.scalars(
+        select(Downlink)
+        .where(
+            Downlink.device_id == device_id,
+            Downlink.command == ACK_COMMAND,
+            Downlink.payload == payload,
+            Downlink.state.in_((STATE_SENT, STATE_ACKNOWLEDGED)),
+        )
+        .order_by(Downlink.id.desc())
+    ).first()
+    if latest is None or latest.sent_at is None or latest.sent_at < since:
+        return None
+    if latest.network_state in NETWORK_UNDELIVERED:
+        return None
+    return latest
+
+
+def _supersede_older(session: Session, newer: Downlink) -> None:
+    older = session.scalars(
+        select(Downlink).where(
+            Downlink.device_id == newer.device_id,
+            Downlink.command == newer.command,
+            Downlink.id != newer.id,
+            Downlink.state.in_((STATE_QUEUED, STATE_SENT)),
+        )
+    ).all()
+    for row in older:
+        if row.state == STATE_SENT and row.network_state not in (None, NETWORK_QUEUED):
+            continue  # already on the air: nothing left to replace
+        row.state = STATE_SUPERSEDED
+        row.superseded_by = newer.id
+        log.info(
+            "downlink superseded downlink_id=%d by=%d device_id=%s command=%s",
+            row.id,
+            newer.id,
+            row.device_id,
+            row.command,
+            extra={"device_id": row.device_id, "downlink_id": row.id, "superseded_by": newer.id},
+        )
+
+
+def replaced_at_network(session: Session, downlink: Downlink) -> list[Downlink]:
+    """When downlink supersedes a command already queued at the network server, the downlinks the
+    network's queue should hold instead (still waiting there, plus this one); else []."""
+    superseded_at_network = session.scalars(
+        select(Downlink.id).where(
+            Downlink.superseded_by == downlink.id,
+            Downlink.sent_at.is_not(None),
+        )
+    ).first()
+    if superseded_at_network is None:
+        return []
+    still_waiting = session.scalars(
+        select(Downlink)
+        .where(
+            Downlink.device_id == downlink.device_id,
+            Downlink.state == STATE_SENT,
+            Downlink.id != downlink.id,
+            (Downlink.network_state.is_(None)) | (Downlink.network_state == NETWORK_QUEUED),
+        )
+        .order_by(Downlink.id)
+    ).all()
+    return [*still_waiting, downlink]
+
+
+def queued(session: Session, limit: int = 100, now: datetime | None = None) -> list[Downlink]:
+    """Downlinks waiting to be pushed and due (not held back by the fair-use limit), oldest first."""
+    now = now or utc_now()
     return list(
         session.scalars(
-            select(Downlink).where(Downlink.state == STATE_QUEUED).order_by(Downlink.id).limit(limit)
+            select(Downlink)
+            .where(Downlink.state == STATE_QUEUED, (Downlink.not_before.is_(None)) | (Downlink.not_before <= now))
+            .order_by(Downlink.id)
+            .limit(limit)
         )
     )
 
 
-def mark_sent(downlink: Downlink) -> None:
+def release_expired_leases(session: Session, now: datetime | None = None) -> int:
+    """Downlinks left `sending` by a bridge that died mid-push go back to the queue; how many."""
+    now = now or utc_now()
+    released = session.execute(
+        update(Downlink)
+        .where(Downlink.state == STATE_SENDING, (Downlink.lease_until.is_(None)) | (Downlink.lease_until < now))
+        .values(state=STATE_QUEUED, lease_until=None, last_error="push interrupted; queued again")
+    ).rowcount
+    if released:
+        log.warning("downlinks whose push was interrupted are queued again: %d", released, extra={"released": released})
+    return int(released or 0)
+
+
+def pushes_today(session: Session, device_id: str, now: datetime) -> tuple[int, datetime | None]:
+    """How many downlinks went to device_id in the 24 hours before now, and the oldest of those times."""
+    count, oldest = session.execute(
+        select(func.count(), func.min(Downlink.sent_at)).where(
+            Downlink.device_id == device_id, Downlink.sent_at.is_not(None), Downlink.sent_at > now - timedelta(days=1)
+        )
+    ).one()
+    return int(count or 0), oldest
+
+
+def mark_sent(downlink: Downlink, network_ref: str | None = None) -> None:
     """The network server accepted the downlink."""
     downlink.state = STATE_SENT
     downlink.sent_at = utc_now()
     downlink.attempts += 1
     downlink.last_error = None
+    downlink.lease_until = None
+    downlink.network_state = NETWORK_QUEUED
+    if network_ref:
+        downlink.network_ref = network_ref[:64]
 
 
 def mark_push_failed(downlink: Downlink, reason: str) -> None:
@@ -131,3 +270,101 @@ def apply_collar_ack(session: Session, codec: Any, device_id: str, fields: dict[
     result = fields.get("result")
     downlink.ack_result = str(result) if result is not None else None
     return downlink
+
+
+def find_reported(session: Session, device_id: str | None, event: Any) -> Downlink | None:
+    """The downlink a network delivery report is about: by our correlation id, the network's queue
+    item id, else the newest one pushed to that collar with the same port and bytes."""
+    for correlation in getattr(event, "correlation_ids", ()):
+        found = _by_correlation(session, device_id, correlation)
+        if found is not None:
+            return found
+    if getattr(event, "queue_item_id", None):
+        found = session.scalars(select(Downlink).where(Downlink.network_ref == event.queue_item_id)).first()
+        if found is not None:
+            return found
+    if device_id is None or getattr(event, "payload", None) is None:
+        return None
+    return session.scalars(
+        select(Downlink)
+        .where(
+            Downlink.device_id == device_id,
+            Downlink.f_port == event.f_port,
+            Downlink.payload == event.payload,
+            Downlink.sent_at.is_not(None),
+        )
+        .order_by(Downlink.id.desc())
+    ).first()
+
+
+def _by_correlation(session: Session, device_id: str | None, correlation: str) -> Downlink | None:
+    if not correlation.startswith(CORRELATION_PREFIX) or not correlation[len(CORRELATION_PREFIX):].isdigit():
+        return None
+    found = session.get(Downlink, int(correlation[len(CORRELATION_PREFIX):]))
+    if found is None or (device_id is not None and found.device_id != device_id):
+        return None
+    return found
+
+
+def apply_network_report(session: Session, device_id: str | None, event: Any, at: datetime) -> Downlink | None:
+    """Move the reported downlink's network state (queued, sent, acked, nacked, failed, invalidated)."""
+    from lora_bridge.network_messages import (
+        KIND_DOWNLINK_ACK,
+        KIND_DOWNLINK_FAILED,
+        KIND_DOWNLINK_INVALIDATED,
+        KIND_DOWNLINK_NACK,
+        KIND_DOWNLINK_QUEUED,
+        KIND_DOWNLINK_SENT,
+    )
+
+    if event.kind == KIND_DOWNLINK_INVALIDATED:
+        return _requeue_invalidated(session, device_id, event, at)
+    downlink = find_reported(session, device_id, event)
+    if downlink is None:
+        log.info("delivery report for a downlink Tembo did not send", extra={"device_id": device_id, "event": event.event})
+        return None
+    state = {
+        KIND_DOWNLINK_QUEUED: NETWORK_QUEUED,
+        KIND_DOWNLINK_SENT: NETWORK_SENT,
+        KIND_DOWNLINK_ACK: NETWORK_ACKED,
+        KIND_DOWNLINK_NACK: NETWORK_NACKED,
+        KIND_DOWNLINK_FAILED: NETWORK_FAILED,
+    }[event.kind]
+    order = (NETWORK_QUEUED, NETWORK_SENT, NETWORK_ACKED, NETWORK_NACKED, NETWORK_FAILED)
+    current = downlink.network_state
+    # Reports can arrive out of order (queued after sent): a state never moves backwards.
+    if current in order and state in order and order.index(state) < order.index(current) and state != NETWORK_FAILED:
+        return downlink
+    downlink.network_state = state
+    downlink.network_reported_at = at
+    if state == NETWORK_FAILED:
+        error = event.detail.get("error") or {}
+        downlink.last_error = f"network server failed it: {error.get('name') or 'unknown error'}"
+        if downlink.state != STATE_ACKNOWLEDGED:
+            downlink.state = STATE_FAILED
+    log.info(
+        "downlink %s at the network downlink_id=%d device_id=%s",
+        state,
+        downlink.id,
+        downlink.device_id,
+        extra={"device_id": downlink.device_id, "downlink_id": downlink.id, "network_state": state},
+    )
+    return downlink
+
+
+def _requeue_invalidated(session: Session, device_id: str | None, event: Any, at: datetime) -> Downlink | None:
+    """The network dropped its queue for the collar (new session): what Tembo had there goes again."""
+    found = (_by_correlation(session, device_id, correlation) for correlation in event.correlation_ids)
+    rows = [row for row in found if row is not None]
+    if not rows and device_id is not None:
+        rows = list(session.scalars(select(Downlink).where(
+            Downlink.device_id == device_id,
+            Downlink.state == STATE_SENT,
+            (Downlink.network_state.is_(None)) | (Downlink.network_state == NETWORK_QUEUED),
+        )))
+    for row in rows:
+        if row.state == STATE_SENT:
+            row.state = STATE_QUEUED
+            row.network_state = NETWORK_INVALIDATED
+            row.network_reported_at = at
+    return rows[0] if rows else None

@@ -150,7 +150,13 @@ def _apply_collar_alert(
         elif alert_type.startswith("unknown_") and alert_type[8:].isdigit():
             values["alert_type"] = int(alert_type[8:])
         downlink = downlinks.queue_command(
-            session, codec, device_id=device_id, command="ack_alert", values=values, alert_id=alert.id
+            session,
+            codec,
+            device_id=device_id,
+            command="ack_alert",
+            values=values,
+            alert_id=alert.id,
+            resend_after_s=settings.ack_resend_after_s,
         )
         applied.downlink_ids.append(downlink.id)
         alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, "ack_queued", {"seq": seq, "downlink_id": downlink.id})

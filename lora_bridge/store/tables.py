@@ -57,6 +57,17 @@ class RawUplink(Base):
     message: Mapped[str | None] = mapped_column(String(32))
     processed_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
+    # What the network server called the body (up, join, downlink_ack, location, ...), how it was
+    # encoded, and the ids the webhook's path carried (a field-masked body names no device itself).
+    event: Mapped[str | None] = mapped_column(String(32))
+    content_type: Mapped[str | None] = mapped_column(String(64))
+    path_ids: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The network's own reception time when it was not believable (far future) and heard_at was clamped.
+    heard_at_reported: Mapped[datetime | None]
+    # The collar's session (one per join) this frame counter belongs to, and whether the message came
+    # from the collar's flash queue after newer ones (back-filled).
+    session: Mapped[int | None]
+    backfilled: Mapped[bool | None]
 
 
 class DeadLetter(Base):
@@ -101,6 +112,12 @@ class Device(Base):
     queue_depth: Mapped[int | None]
     errors: Mapped[int | None]
     reported_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The network's current name for the collar (TTS device id, ChirpStack device name): a label.
+    label: Mapped[str | None] = mapped_column(String(64))
+    # One session per (re)join: the frame counter restarts, so FCnts are compared within a session.
+    session: Mapped[int] = mapped_column(Integer, default=0)
+    joined_at: Mapped[datetime | None]
+    newest_message_time: Mapped[datetime | None]
 
     animal: Mapped[Animal | None] = relationship(back_populates="device", uselist=False)
 
@@ -216,6 +233,16 @@ class Downlink(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     acked_at: Mapped[datetime | None]
     ack_result: Mapped[str | None] = mapped_column(String(32))
+    # Outbox bookkeeping: a push holds a lease; a crash mid-push leaves an expired lease, and the
+    # row goes back to the queue. correlation_id travels with the push and comes back in delivery
+    # reports; network_ref is the network's own id for the queued item (ChirpStack queue item id).
+    lease_until: Mapped[datetime | None]
+    not_before: Mapped[datetime | None]
+    correlation_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    network_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    network_state: Mapped[str | None] = mapped_column(String(16))
+    network_reported_at: Mapped[datetime | None]
+    superseded_by: Mapped[int | None] = mapped_column(ForeignKey("downlinks.id"))
 
 
 class GeographyFeature(Base):
@@ -298,5 +325,51 @@ class Notification(Base):
     external_id: Mapped[str | None] = mapped_column(String(128))
 
 
+# ---- Network events and downlink routes (ingest) ------------------------------------------------
+
+
+class NetworkEvent(Base):
+    """What a network server said that is not an uplink: join, downlink report, location, status, log,
+    service data, or a kind the bridge does not know (kept for inspection)."""
+
+    __tablename__ = "network_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    raw_uplink_id: Mapped[int | None] = mapped_column(ForeignKey("raw_uplinks.id"), index=True)
+    network: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    dev_eui: Mapped[str | None] = mapped_column(String(16))
+    time: Mapped[datetime | None]
+    downlink_id: Mapped[int | None] = mapped_column(ForeignKey("downlinks.id"))
+    lat: Mapped[float | None]
+    lon: Mapped[float | None]
+    accuracy_m: Mapped[float | None]
+    battery_pct: Mapped[float | None]
+    margin_db: Mapped[int | None]
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DownlinkRoute(Base):
+    """Where a TTS collar's downlinks go, as The Things Stack told us with its webhook headers
+    (X-Downlink-Push / X-Downlink-Replace / X-Downlink-Apikey). The key is a secret: never logged."""
+
+    __tablename__ = "downlink_routes"
+
+    application_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tts_device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    push_url: Mapped[str | None] = mapped_column(Text)
+    replace_url: Mapped[str | None] = mapped_column(Text)
+    api_key: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+    def __repr__(self) -> str:
+        return (
+            f"DownlinkRoute(application_id={self.application_id!r}, tts_device_id={self.tts_device_id!r}, "
+            f"push_url={self.push_url!r}, api_key=***)"
+        )
+
+
+Index("ix_raw_uplinks_device_session_fcnt", RawUplink.device_id, RawUplink.session, RawUplink.f_cnt)
 Index("ix_positions_device_time", Position.device_id, Position.time)
 Index("ix_alerts_device_type", Alert.device_id, Alert.alert_type)

@@ -1,0 +1,94 @@
+"""What network servers say besides uplinks, recorded for what it is.
+
+- join: a new session for the collar; its frame counter restarts, so the next low FCnt is expected;
+- downlink reports (queued, sent / txack, ack, nack, failed, queue invalidated): move the downlink's
+  network state (`domain.downlinks.apply_network_report`);
+- location (network geolocation), status (battery and link margin), log, service data and
+  integration events: stored in `network_events` for the technician;
+- a kind the bridge does not know: kept as a dead letter (stage `kind`) for inspection.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session
+
+from lora_bridge.domain import devices, downlinks
+from lora_bridge.network_messages import (
+    DOWNLINK_REPORTS,
+    KIND_JOIN,
+    KIND_LOG,
+    KIND_UNKNOWN,
+    NetworkEvent,
+)
+from lora_bridge.store.tables import NetworkEvent as NetworkEventRow
+from lora_bridge.store.tables import RawUplink
+from lora_bridge.store.utc import as_utc
+
+log = logging.getLogger(__name__)
+
+# ChirpStack log codes that say the collar's uplink frame counter started again.
+FCNT_RESET_LOG_CODES = ("UPLINK_F_CNT_RESET",)
+
+
+@dataclass
+class Recorded:
+    """What recording one network event did."""
+
+    device_id: str | None = None
+    downlink_ids: list[int] = field(default_factory=list)
+    kept_reason: str | None = None
+
+
+def record(session: Session, raw: RawUplink, event: NetworkEvent) -> Recorded:
+    """Store event (from raw) and apply what it means to the collar and its downlinks."""
+    if event.kind == KIND_UNKNOWN:
+        reason = f"{event.network} message kind {event.event!r} is not one Tembo reads; kept for inspection"
+        if event.detail.get("reason"):
+            reason += f" ({event.detail['reason']})"
+        return Recorded(kept_reason=reason)
+    at = event.time or as_utc(raw.received_at)
+    device = None
+    if event.dev_eui or event.device_id:
+        device = devices.resolve_device(
+            session,
+            dev_eui=event.dev_eui,
+            label=event.device_id,
+            network=event.network,
+            application_id=event.application_id,
+        )
+    outcome = Recorded(device_id=device.device_id if device else None)
+    raw.device_id = outcome.device_id
+    row = NetworkEventRow(
+        raw_uplink_id=raw.id,
+        network=event.network,
+        kind=event.kind,
+        device_id=outcome.device_id,
+        dev_eui=event.dev_eui,
+        time=at,
+        lat=event.lat,
+        lon=event.lon,
+        accuracy_m=event.accuracy_m,
+        battery_pct=event.battery_pct,
+        margin_db=event.margin_db,
+        detail={"event": event.event, **event.detail},
+    )
+    session.add(row)
+    if device is not None and event.kind == KIND_JOIN:
+        devices.apply_join(device, at)
+    elif device is not None and event.kind == KIND_LOG and event.detail.get("code") in FCNT_RESET_LOG_CODES:
+        devices.start_session(device, at, reason="network reports a frame-counter reset")
+    elif event.kind in DOWNLINK_REPORTS:
+        downlink = downlinks.apply_network_report(session, outcome.device_id, event, at)
+        if downlink is not None:
+            row.downlink_id = downlink.id
+            outcome.downlink_ids.append(downlink.id)
+    log.info(
+        "network event %s device_id=%s",
+        event.kind,
+        outcome.device_id,
+        extra={"device_id": outcome.device_id, "event": event.event, "network": event.network},
+    )
+    return outcome

@@ -1,0 +1,408 @@
+"""Every message kind The Things Stack v3 and ChirpStack v4 send, read into an `Uplink` or a `NetworkEvent`.
+
+    read_network_message("tts", None, body)                       # kind from the body's key
+    read_network_message("tts", "down/ack", body, path_ids=ids)   # kind from an MQTT topic / webhook path
+    read_network_message("chirpstack", "txack", body, content_type="application/octet-stream")
+
+The Things Stack posts one JSON object per message whose single top-level message key names the kind
+(`uplink_message`, `join_accept`, `downlink_ack`, ...; docs: thethingsindustries.com/docs/integrations/
+data-formats/); ChirpStack names the kind in the HTTP integration's `event` query parameter or the
+MQTT topic's last level, and encodes the body as JSON (Protobuf JSON mapping) or binary Protobuf
+(docs: chirpstack.io/docs/chirpstack/integrations/events.html). Network kinds map onto Tembo's:
+
+    TTS                          ChirpStack                 Tembo kind
+    uplink_message               up                         (an Uplink)
+    uplink_normalized            -                          (an Uplink; same frame as uplink_message)
+    join_accept                  join                       join
+    downlink_queued              -                          downlink_queued
+    downlink_sent                txack                      downlink_sent
+    downlink_ack                 ack (acknowledged true)    downlink_ack
+    downlink_nack                ack (acknowledged false)   downlink_nack
+    downlink_failed              -                          downlink_failed
+    downlink_queue_invalidated   -                          downlink_queue_invalidated
+    location_solved              location                   location
+    -                            status                     status
+    -                            log                        log
+    service_data                 integration                service_data / integration
+    anything else                anything else              unknown (kept for inspection)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lora_bridge.errors import MalformedUplink
+from lora_bridge.uplink_formats import (
+    SOURCE_CHIRPSTACK,
+    SOURCE_TTS,
+    Uplink,
+    chirpstack_identity,
+    chirpstack_uplink_from,
+    dig,
+    escaped_text,
+    label,
+    load_json_object,
+    number_or_none,
+    time_or_none,
+    tts_identity,
+    tts_uplink_from,
+)
+
+NETWORKS = (SOURCE_TTS, SOURCE_CHIRPSTACK)
+
+KIND_UPLINK = "uplink"
+KIND_JOIN = "join"
+KIND_DOWNLINK_QUEUED = "downlink_queued"
+KIND_DOWNLINK_SENT = "downlink_sent"
+KIND_DOWNLINK_ACK = "downlink_ack"
+KIND_DOWNLINK_NACK = "downlink_nack"
+KIND_DOWNLINK_FAILED = "downlink_failed"
+KIND_DOWNLINK_INVALIDATED = "downlink_queue_invalidated"
+KIND_LOCATION = "location"
+KIND_STATUS = "status"
+KIND_LOG = "log"
+KIND_SERVICE_DATA = "service_data"
+KIND_INTEGRATION = "integration"
+KIND_UNKNOWN = "unknown"
+
+DOWNLINK_REPORTS = (
+    KIND_DOWNLINK_QUEUED,
+    KIND_DOWNLINK_SENT,
+    KIND_DOWNLINK_ACK,
+    KIND_DOWNLINK_NACK,
+    KIND_DOWNLINK_FAILED,
+    KIND_DOWNLINK_INVALIDATED,
+)
+
+# The Things Stack: the message key in the body -> Tembo's kind.
+TTS_MESSAGE_KEYS = {
+    "uplink_message": KIND_UPLINK,
+    "uplink_normalized": KIND_UPLINK,
+    "join_accept": KIND_JOIN,
+    "downlink_queued": KIND_DOWNLINK_QUEUED,
+    "downlink_sent": KIND_DOWNLINK_SENT,
+    "downlink_ack": KIND_DOWNLINK_ACK,
+    "downlink_nack": KIND_DOWNLINK_NACK,
+    "downlink_failed": KIND_DOWNLINK_FAILED,
+    "downlink_queue_invalidated": KIND_DOWNLINK_INVALIDATED,
+    "location_solved": KIND_LOCATION,
+    "service_data": KIND_SERVICE_DATA,
+}
+# Names of the same messages in TTS MQTT topics (v3/{app}/devices/{dev}/...) and webhook paths.
+TTS_EVENT_ALIASES = {
+    "up": "uplink_message",
+    "uplink": "uplink_message",
+    "up_normalized": "uplink_normalized",
+    "normalized": "uplink_normalized",
+    "join": "join_accept",
+    "down_queued": "downlink_queued",
+    "down_sent": "downlink_sent",
+    "down_ack": "downlink_ack",
+    "down_nack": "downlink_nack",
+    "down_failed": "downlink_failed",
+    "down_queue_invalidated": "downlink_queue_invalidated",
+    "location": "location_solved",
+    "location_solved": "location_solved",
+    "service_data": "service_data",
+}
+CHIRPSTACK_EVENTS = ("up", "join", "ack", "txack", "status", "log", "location", "integration")
+PROTOBUF_CONTENT_TYPES = (
+    "application/octet-stream",
+    "application/x-protobuf",
+    "application/protobuf",
+    "application/vnd.google.protobuf",
+)
+
+
+@dataclass(frozen=True)
+class NetworkEvent:
+    """What a network server said that is not an uplink, with the fields Tembo acts on and the rest."""
+
+    network: str
+    event: str
+    kind: str
+    device_id: str | None = None
+    dev_eui: str | None = None
+    application_id: str | None = None
+    time: datetime | None = None
+    f_port: int | None = None
+    payload: bytes | None = None
+    correlation_ids: tuple[str, ...] = ()
+    queue_item_id: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_m: float | None = None
+    battery_pct: float | None = None
+    margin_db: int | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_event(network: str, event: str | None) -> str | None:
+    """The network's own name of a message kind from a topic level, webhook path or query value."""
+    if event is None:
+        return None
+    name = event.strip().strip("/").lower().replace("/", "_").replace("-", "_")
+    if not name:
+        return None
+    if network == SOURCE_TTS:
+        return TTS_EVENT_ALIASES.get(name, name)
+    return name[:32]
+
+
+def is_protobuf(content_type: str | None) -> bool:
+    """True when the Content-Type says binary Protobuf."""
+    return (content_type or "").split(";")[0].strip().lower() in PROTOBUF_CONTENT_TYPES
+
+
+def read_network_message(
+    network: str,
+    event: str | None,
+    body: bytes,
+    *,
+    content_type: str | None = "application/json",
+    path_ids: dict[str, str] | None = None,
+) -> Uplink | NetworkEvent:
+    """An Uplink or a NetworkEvent from body; MalformedUplink when a known kind is broken."""
+    if network == SOURCE_TTS:
+        return _read_tts(event, body, content_type, path_ids)
+    if network == SOURCE_CHIRPSTACK:
+        return _read_chirpstack(event, body, content_type, path_ids)
+    raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
+
+
+def event_name_of(network: str, event: str | None, body: bytes) -> str:
+    """The network's name of body's kind as stored beside the raw body (before it is read)."""
+    named = canonical_event(network, event)
+    if network == SOURCE_TTS:
+        try:
+            document = load_json_object(body)
+        except MalformedUplink:
+            return named or "unknown"
+        keys = [key for key in TTS_MESSAGE_KEYS if key in document]
+        return keys[0] if keys else (named or "unknown")
+    return named or "up"
+
+
+# ---- The Things Stack ---------------------------------------------------------------------------
+
+
+def _read_tts(
+    event: str | None, body: bytes, content_type: str | None, path_ids: dict[str, str] | None
+) -> Uplink | NetworkEvent:
+    named = canonical_event(SOURCE_TTS, event)
+    if is_protobuf(content_type):
+        return _unknown(SOURCE_TTS, named or "unknown", {"reason": "TTS Protobuf webhook format is not read; use JSON"})
+    document = load_json_object(body)
+    keys = [key for key in TTS_MESSAGE_KEYS if isinstance(document.get(key), dict)]
+    key = keys[0] if keys else None
+    if key is None:
+        if named in TTS_MESSAGE_KEYS and named not in document:
+            if TTS_MESSAGE_KEYS[named] == KIND_UPLINK:
+                raise MalformedUplink(f"not a TTS uplink: no {named} object")
+            return _unknown(SOURCE_TTS, named, {"reason": f"no {named} object", "keys": sorted(document)[:20]})
+        return _unknown(SOURCE_TTS, named or "unknown", {"keys": sorted(str(k) for k in document)[:20]})
+    message = document[key]
+    kind = TTS_MESSAGE_KEYS[key]
+    if kind == KIND_UPLINK:
+        return tts_uplink_from(document, message, path_ids)
+    device_id, dev_eui, application_id = tts_identity(document, path_ids)
+    common = {
+        "network": SOURCE_TTS,
+        "event": key,
+        "kind": kind,
+        "device_id": device_id,
+        "dev_eui": dev_eui,
+        "application_id": application_id,
+        "time": time_or_none(message.get("received_at")) or time_or_none(document.get("received_at")),
+    }
+    if kind == KIND_JOIN:
+        return NetworkEvent(**common, detail={"session_key_id": _text(message.get("session_key_id"))})
+    if kind in DOWNLINK_REPORTS:
+        return _tts_downlink_report(common, kind, message)
+    if kind == KIND_LOCATION:
+        where = dig(message, "location")
+        return NetworkEvent(
+            **common,
+            lat=_latitude(where.get("latitude")),
+            lon=_longitude(where.get("longitude")),
+            accuracy_m=number_or_none(where.get("accuracy")),
+            detail={"service": _text(message.get("service")), "source": _text(where.get("source")),
+                    "altitude_m": number_or_none(where.get("altitude"))},
+        )
+    return NetworkEvent(**common, detail={"service": _text(message.get("service")), "data": _small(message.get("data"))})
+
+
+def _tts_downlink_report(common: dict[str, Any], kind: str, message: dict[str, Any]) -> NetworkEvent:
+    if kind == KIND_DOWNLINK_INVALIDATED:
+        downlinks = [d for d in message.get("downlinks") or [] if isinstance(d, dict)]
+        detail = {"downlinks": len(downlinks), "last_f_cnt_down": _int(message.get("last_f_cnt_down"))}
+        ids = tuple(c for d in downlinks for c in _strings(d.get("correlation_ids")))
+        return NetworkEvent(**common, correlation_ids=ids, detail=detail)
+    downlink = dig(message, "downlink") if kind == KIND_DOWNLINK_FAILED else message
+    detail: dict[str, Any] = {"f_cnt_down": _int(downlink.get("f_cnt")), "confirmed": bool(downlink.get("confirmed"))}
+    if kind == KIND_DOWNLINK_FAILED:
+        error = dig(message, "error")
+        detail["error"] = {
+            "name": _text(error.get("name")),
+            "message_format": _text(error.get("message_format")),
+            "code": _int(error.get("code")),
+        }
+    return NetworkEvent(
+        **common,
+        f_port=_int(downlink.get("f_port")) or 0,
+        payload=_bytes(downlink.get("frm_payload")),
+        correlation_ids=_strings(downlink.get("correlation_ids")),
+        detail=detail,
+    )
+
+
+# ---- ChirpStack ---------------------------------------------------------------------------------
+
+
+def _read_chirpstack(
+    event: str | None, body: bytes, content_type: str | None, path_ids: dict[str, str] | None
+) -> Uplink | NetworkEvent:
+    name = canonical_event(SOURCE_CHIRPSTACK, event) or "up"
+    if name not in CHIRPSTACK_EVENTS:
+        return _unknown(SOURCE_CHIRPSTACK, name, {"reason": f"ChirpStack event {name!r} is not one Tembo reads"})
+    if is_protobuf(content_type):
+        from lora_bridge.chirpstack_protobuf import has_message, protobuf_event_as_json
+
+        if not has_message(name):
+            return _unknown(SOURCE_CHIRPSTACK, name, {"reason": f"no Protobuf message for {name!r} in chirpstack-api"})
+        document = protobuf_event_as_json(name, body)
+    else:
+        document = load_json_object(body)
+    if name == "up":
+        return chirpstack_uplink_from(document, path_ids)
+    device_id, dev_eui, application_id = chirpstack_identity(document, path_ids)
+    common = {
+        "network": SOURCE_CHIRPSTACK,
+        "event": name,
+        "device_id": device_id,
+        "dev_eui": dev_eui,
+        "application_id": application_id,
+        "time": time_or_none(document.get("time")),
+    }
+    if name == "join":
+        return NetworkEvent(**common, kind=KIND_JOIN, detail={"dev_addr": _text(document.get("devAddr"))})
+    if name in ("ack", "txack"):
+        if name == "txack":
+            kind = KIND_DOWNLINK_SENT
+        else:
+            kind = KIND_DOWNLINK_ACK if document.get("acknowledged") is True else KIND_DOWNLINK_NACK
+        return NetworkEvent(
+            **common,
+            kind=kind,
+            queue_item_id=_text(document.get("queueItemId")),
+            detail={"f_cnt_down": _int(document.get("fCntDown")), "gateway_id": label(document.get("gatewayId"))},
+        )
+    if name == "status":
+        battery = None if document.get("batteryLevelUnavailable") else number_or_none(document.get("batteryLevel"))
+        return NetworkEvent(
+            **common,
+            kind=KIND_STATUS,
+            battery_pct=battery if battery is None or 0 <= battery <= 100 else None,
+            margin_db=_int(document.get("margin")),
+            detail={"external_power_source": bool(document.get("externalPowerSource"))},
+        )
+    if name == "location":
+        where = dig(document, "location")
+        return NetworkEvent(
+            **common,
+            kind=KIND_LOCATION,
+            lat=_latitude(where.get("latitude")),
+            lon=_longitude(where.get("longitude")),
+            accuracy_m=number_or_none(where.get("accuracy")),
+            detail={"source": _text(where.get("source")), "altitude_m": number_or_none(where.get("altitude"))},
+        )
+    if name == "log":
+        return NetworkEvent(
+            **common,
+            kind=KIND_LOG,
+            detail={
+                "level": _text(document.get("level")) or "INFO",
+                "code": _text(document.get("code")) or "UNKNOWN",
+                "description": _text(document.get("description")),
+                "context": _small(document.get("context")),
+            },
+        )
+    return NetworkEvent(
+        **common,
+        kind=KIND_INTEGRATION,
+        detail={
+            "integration_name": _text(document.get("integrationName")),
+            "event_type": _text(document.get("eventType")),
+            "object": _small(document.get("object")),
+        },
+    )
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _unknown(network: str, event: str, detail: dict[str, Any]) -> NetworkEvent:
+    return NetworkEvent(network=network, event=event[:32], kind=KIND_UNKNOWN, detail=detail)
+
+
+def _text(value: Any, limit: int = 200) -> str | None:
+    """Text from the network, escaped like a label, cut to limit."""
+    return escaped_text(value, limit) if isinstance(value, str) else None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    return tuple(text for text in (_text(item, 120) for item in value[:32]) if text)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, str) and value.isdigit() and len(value) < 20:
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _bytes(value: Any) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _latitude(value: Any) -> float | None:
+    number = number_or_none(value)
+    return number if number is not None and -90.0 <= number <= 90.0 else None
+
+
+def _longitude(value: Any) -> float | None:
+    number = number_or_none(value)
+    return number if number is not None and -180.0 <= number <= 180.0 else None
+
+
+def _small(value: Any, budget: int = 2000) -> Any:
+    """A JSON value kept for inspection, only if it is small, finite and JSON-safe."""
+    import json
+    import math
+
+    def finite(item: Any) -> bool:
+        if isinstance(item, float):
+            return math.isfinite(item)
+        if isinstance(item, dict):
+            return all(finite(v) for v in item.values())
+        if isinstance(item, list):
+            return all(finite(v) for v in item)
+        return True
+
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return value if len(text) <= budget and finite(value) else {"truncated": len(text)}

@@ -1,0 +1,242 @@
+"""The downlink outbox, worked outside any webhook request.
+
+`Outbox.flush()` pushes what is queued and due: it first returns downlinks whose push was
+interrupted (an expired `sending` lease: the bridge died mid-push) to the queue, then for each
+downlink takes a lease, checks the collar's fair-use budget (`downlinks_per_device_per_day`, The
+Things Network's ~10 a day; over it the downlink waits until the oldest push of the last 24 h ages
+out), pushes it — with `down/replace` when it supersedes a command still waiting at the network —
+and records the outcome. `OutboxWorker` runs flushes in a daemon thread, woken at once when ingest
+queues a downlink and every `outbox_every_s` otherwise, so a hung network server (short timeouts)
+slows only the worker, never ingest.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import select, update
+
+from lora_bridge.domain import alerts, downlinks
+from lora_bridge.errors import DownlinkError
+from lora_bridge.network_server import DownlinkTarget, NetworkServerClient, OutgoingDownlink
+from lora_bridge.settings import BridgeSettings
+from lora_bridge.store.database import Database
+from lora_bridge.store.tables import Alert, Device, Downlink, DownlinkRoute
+from lora_bridge.store.utc import utc_now
+from lora_bridge.uplink_formats import label
+
+log = logging.getLogger(__name__)
+
+
+class Outbox:
+    """Pushes queued downlinks through a NetworkServerClient, one lease at a time."""
+
+    def __init__(self, db: Database, settings: BridgeSettings, client: NetworkServerClient) -> None:
+        self.db = db
+        self.settings = settings
+        self.client = client
+        self._routes_seen: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Outbox(every_s={self.settings.outbox_every_s}, per_device_per_day={self.settings.downlinks_per_device_per_day})"
+
+    def flush(self, limit: int = 100, ids: list[int] | None = None) -> int:
+        """Push queued, due downlinks (only `ids` when given); how many the network server accepted.
+        The first refused push ends the flush: the network server is down or refusing, and the rest
+        stay queued for the next one."""
+        with self.db.write() as session:
+            downlinks.release_expired_leases(session)
+        if ids is None:
+            with self.db.read() as session:
+                waiting = [row.id for row in downlinks.queued(session, limit)]
+        else:
+            waiting = list(ids)
+        accepted = 0
+        for downlink_id in waiting:
+            claimed = self._claim(downlink_id)
+            if claimed is None:
+                continue  # another worker has it, it went already, or it waits for the fair-use window
+            target, items, replace = claimed
+            try:
+                reference = self.client.send(target, items, replace=replace)
+            except DownlinkError as error:
+                self._finish(downlink_id, str(error), None)
+                log.warning(
+                    "downlink push failed downlink_id=%d device_id=%s: %s",
+                    downlink_id,
+                    target.device_id,
+                    error,
+                    extra={"device_id": target.device_id, "downlink_id": downlink_id},
+                )
+                break
+            self._finish(downlink_id, None, reference)
+            accepted += 1
+        return accepted
+
+    def _claim(self, downlink_id: int) -> tuple[DownlinkTarget, list[OutgoingDownlink], bool] | None:
+        now = utc_now()
+        with self.db.write() as session:
+            downlink = session.get(Downlink, downlink_id)
+            if downlink is None or downlink.state != downlinks.STATE_QUEUED:
+                return None
+            if downlink.not_before is not None and downlink.not_before > now:
+                return None
+            count, oldest = downlinks.pushes_today(session, downlink.device_id, now)
+            if count >= self.settings.downlinks_per_device_per_day:
+                downlink.not_before = (oldest or now) + timedelta(days=1)
+                log.warning(
+                    "fair-use limit: %d downlinks to device_id=%s in 24 h; downlink_id=%d waits until %s",
+                    count,
+                    downlink.device_id,
+                    downlink.id,
+                    downlink.not_before.isoformat(),
+                    extra={"device_id": downlink.device_id, "downlink_id": downlink.id},
+                )
+                return None
+            taken = session.execute(
+                update(Downlink)
+                .where(Downlink.id == downlink_id, Downlink.state == downlinks.STATE_QUEUED)
+                .values(state=downlinks.STATE_SENDING, lease_until=now + timedelta(seconds=self.settings.downlink_lease_s))
+            ).rowcount
+            if taken != 1:
+                return None
+            device = session.get(Device, downlink.device_id)
+            target = self._target(session, device)
+            together = downlinks.replaced_at_network(session, downlink)
+            if together:
+                items = [OutgoingDownlink(row.f_port, row.payload, row.correlation_id) for row in together]
+                return target, items, True
+            return target, [OutgoingDownlink(downlink.f_port, downlink.payload, downlink.correlation_id)], False
+
+    def _target(self, session: Any, device: Device) -> DownlinkTarget:
+        route = None
+        if device.application_id and (device.label or device.device_id):
+            route = session.get(DownlinkRoute, (device.application_id, device.label or device.device_id))
+        return DownlinkTarget(
+            device_id=device.device_id,
+            network=device.network,
+            application_id=device.application_id,
+            dev_eui=device.dev_eui,
+            label=device.label,
+            push_url=route.push_url if route else None,
+            replace_url=route.replace_url if route else None,
+            api_key=route.api_key if route else None,
+        )
+
+    def _finish(self, downlink_id: int, error: str | None, reference: str | None) -> None:
+        with self.db.write() as session:
+            downlink = session.get(Downlink, downlink_id)
+            if error is None:
+                downlinks.mark_sent(downlink, reference)
+                if downlink.alert_id is not None:
+                    alert = session.get(Alert, downlink.alert_id)
+                    alerts.record_event(
+                        session, alert, alerts.SYSTEM_ACTOR, "ack_sent", {"seq": downlink.seq, "downlink_id": downlink.id}
+                    )
+            else:
+                downlink.state = downlinks.STATE_QUEUED
+                downlink.lease_until = None
+                downlinks.mark_push_failed(downlink, error)
+
+    # ---- routes from TTS webhook headers ---------------------------------------------------------
+
+    def remember_route(
+        self,
+        push_url: str | None,
+        replace_url: str | None,
+        api_key: str | None,
+        path_ids: dict[str, str] | None = None,
+    ) -> bool:
+        """Keep where TTS says this collar's downlinks go (from X-Downlink-* headers); True if stored.
+
+        The application and device come from the push path
+        (`.../applications/{app}/webhooks/{webhook}/devices/{device}/down/push`), else from path_ids.
+        """
+        ids = _ids_from_push_url(push_url) or _ids_from_push_url(replace_url)
+        if ids is None and path_ids and path_ids.get("application_id") and path_ids.get("device_id"):
+            ids = (label(path_ids["application_id"]) or "", label(path_ids["device_id"]) or "")
+        if ids is None or not all(ids):
+            return False
+        wanted = (push_url, replace_url, api_key)
+        with self._lock:
+            if self._routes_seen.get(ids) == wanted:
+                return False  # TTS sends the same headers with every message; write only on change
+        with self.db.write() as session:
+            route = session.get(DownlinkRoute, ids)
+            if route is None:
+                route = DownlinkRoute(application_id=ids[0], tts_device_id=ids[1])
+                session.add(route)
+            route.push_url, route.replace_url, route.api_key = wanted
+            route.updated_at = utc_now()
+        with self._lock:
+            self._routes_seen[ids] = wanted
+        log.info("downlink route from TTS headers stored", extra={"application_id": ids[0], "device_label": ids[1]})
+        return True
+
+    def reachable_devices(self) -> set[str]:
+        """Devices with a stored TTS route (downlinks can go out without a configured network server)."""
+        with self.db.read() as session:
+            routes = session.execute(select(DownlinkRoute.application_id, DownlinkRoute.tts_device_id)).all()
+        return {f"{app}/{dev}" for app, dev in routes}
+
+
+def _ids_from_push_url(url: str | None) -> tuple[str, str] | None:
+    if not url:
+        return None
+    parts = [unquote(p) for p in urlsplit(url).path.split("/") if p]
+    try:
+        app = parts[parts.index("applications") + 1]
+        device = parts[parts.index("devices") + 1]
+    except (ValueError, IndexError):
+        return None
+    app_label, device_label = label(app), label(device)
+    return (app_label, device_label) if app_label and device_label else None
+
+
+class OutboxWorker:
+    """Flushes the outbox in a daemon thread: at once when woken, else every `every_s` seconds."""
+
+    def __init__(self, outbox: Outbox, every_s: float) -> None:
+        self.outbox = outbox
+        self.every_s = every_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tembo-outbox", daemon=True)
+        self.flushes = 0
+
+    def start(self) -> None:
+        """Start the background loop."""
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        """True while the loop runs."""
+        return self._thread.is_alive()
+
+    def wake(self) -> None:
+        """Flush as soon as the worker is free."""
+        self._wake.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the loop and wait for it (a push in flight ends within the client's timeout)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.every_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.outbox.flush()
+            except Exception:
+                log.exception("outbox flush failed")
+            self.flushes += 1
