@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.domain.alerts import OPEN_STATES
@@ -92,25 +92,34 @@ def animal_views(session: Session) -> list[AnimalView]:
 
 
 def device_views(session: Session) -> list[DeviceView]:
-    """Every collar's health: radio, battery, versions, errors and frame loss from FCnt gaps."""
-    frames = {
-        device_id: (int(received), first, last)
-        for device_id, received, first, last in session.execute(
-            select(RawUplink.device_id, func.count(), func.min(RawUplink.f_cnt), func.max(RawUplink.f_cnt))
-            .where(RawUplink.device_id.is_not(None), RawUplink.duplicate_of.is_(None), RawUplink.f_cnt.is_not(None))
-            .group_by(RawUplink.device_id)
-        ).all()
-    }
+    """Every collar's health: radio, battery, versions, errors and frame loss from FCnt gaps (per
+    session: a join restarts the counter), less the messages its flash queue sent again later."""
+    per_session = session.execute(
+        select(
+            RawUplink.device_id,
+            func.count(func.distinct(RawUplink.f_cnt)),
+            func.min(RawUplink.f_cnt),
+            func.max(RawUplink.f_cnt),
+            func.count(),
+            func.sum(case((RawUplink.backfilled.is_(True), 1), else_=0)),
+        )
+        .where(RawUplink.device_id.is_not(None), RawUplink.duplicate_of.is_(None), RawUplink.f_cnt.is_not(None))
+        .group_by(RawUplink.device_id, RawUplink.session)
+    ).all()
+    frames: dict[str, list[int]] = {}
+    for device_id, distinct, first, last, received, backfilled in per_session:
+        totals = frames.setdefault(device_id, [0, 0, 0])  # received, missing, back-filled
+        totals[0] += int(received)
+        totals[1] += max(0, int(last) - int(first) + 1 - int(distinct))
+        totals[2] += int(backfilled or 0)
     rows = session.execute(
         select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id).order_by(Device.device_id)
     ).all()
     views = []
     for device, animal in rows:
-        received, first, last = frames.get(device.device_id, (0, None, None))
-        loss = None
-        if first is not None and last is not None and last >= first:
-            expected = last - first + 1
-            loss = round(100.0 * max(0, expected - received) / expected, 1)
+        received, missing, backfilled = frames.get(device.device_id, (0, 0, 0))
+        lost = max(0, missing - backfilled) if received else None
+        loss = round(100.0 * lost / (received + lost), 1) if lost is not None and received + lost else None
         views.append(
             DeviceView(
                 device_id=device.device_id,
@@ -134,6 +143,9 @@ def device_views(session: Session) -> list[DeviceView]:
                 reported_settings=dict(device.reported_settings or {}),
                 uplinks_received=received,
                 frame_loss_pct=loss,
+                uplinks_lost=lost,
+                uplinks_backfilled=backfilled,
+                label=device.label,
             )
         )
     return views
@@ -287,6 +299,8 @@ def downlink_view(row: Downlink) -> DownlinkView:
         sent_at=row.sent_at,
         attempts=row.attempts,
         last_error=row.last_error,
+        network_state=row.network_state,
+        superseded_by=row.superseded_by,
     )
 
 

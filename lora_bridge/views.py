@@ -58,6 +58,11 @@ class DeviceView:
     reported_settings: dict[str, Any]
     uplinks_received: int
     frame_loss_pct: float | None
+    # Frames missing from the frame counters of each session, less those the collar's flash queue
+    # sent again later; the back-filled ones; the network's current name for the collar.
+    uplinks_lost: int | None = None
+    uplinks_backfilled: int = 0
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,11 +159,15 @@ class DownlinkView:
     sent_at: datetime | None
     attempts: int
     last_error: str | None
+    # What the network server reported (queued, sent, acked, nacked, failed, invalidated).
+    network_state: str | None = None
+    superseded_by: int | None = None
 
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What happened to one delivered body: processed, duplicate or dead_letter."""
+    """What happened to one delivered body: processed, duplicate, recorded (a network event), kept
+    (an unknown kind), dead_letter, or pending (stored; the store failed while applying it)."""
 
     status: str
     raw_uplink_id: int

@@ -188,6 +188,7 @@ class StandInNetworkServer:
                     "device_id": request.path_params["device"],
                     "f_port": item["f_port"],
                     "payload": base64.b64decode(item["frm_payload"]),
+                    "correlation_ids": item.get("correlation_ids", []),
                 })
             return JSONResponse({})
 

@@ -1,0 +1,359 @@
+"""Every message kind The Things Stack and ChirpStack send reaches the bridge's webhook as their
+documentation shows it, is answered 2xx and is recorded for what it is."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import bridge_builders as b
+import network_fixtures as nf
+import pytest
+from google.protobuf.json_format import ParseDict
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.chirpstack_protobuf import has_message, message_class
+from lora_bridge.server import serve_app_in_thread
+
+HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+
+TTS_OUTCOMES = {
+    "uplink_message": ("processed", "status"),
+    "uplink_message_without_f_port": ("processed", "mac_commands"),
+    "uplink_normalized": ("processed", "status"),
+    "join_accept": ("recorded", "join"),
+    "downlink_queued": ("recorded", "downlink_queued"),
+    "downlink_sent": ("recorded", "downlink_sent"),
+    "downlink_ack": ("recorded", "downlink_ack"),
+    "downlink_nack": ("recorded", "downlink_nack"),
+    "downlink_failed": ("recorded", "downlink_failed"),
+    "downlink_queue_invalidated": ("recorded", "downlink_queue_invalidated"),
+    "location_solved": ("recorded", "location"),
+    "service_data": ("recorded", "service_data"),
+}
+CHIRPSTACK_OUTCOMES = {
+    "up": ("processed", "status"),
+    "join": ("recorded", "join"),
+    "ack": ("recorded", "downlink_ack"),
+    "txack": ("recorded", "downlink_sent"),
+    "status": ("recorded", "status"),
+    "log": ("recorded", "log"),
+    "location": ("recorded", "location"),
+    "integration": ("recorded", "integration"),
+}
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        yield bridge
+
+
+@pytest.fixture
+def client(bridge):
+    with TestClient(create_app(bridge)) as client:
+        yield client
+
+
+def post_json(client: TestClient, url: str, body: dict) -> dict:
+    reply = client.post(url, content=json.dumps(body), headers=HEADERS)
+    assert 200 <= reply.status_code < 300, reply.text
+    return reply.json()
+
+
+def test_every_documented_message_kind_has_a_fixture():
+    assert set(nf.TTS) == set(TTS_OUTCOMES)
+    assert set(nf.CHIRPSTACK) == set(CHIRPSTACK_OUTCOMES)
+    assert all(f.doc.startswith("https://") for f in [*nf.TTS.values(), *nf.CHIRPSTACK.values()])
+
+
+@pytest.mark.parametrize("name", sorted(TTS_OUTCOMES))
+def test_every_tts_message_kind_is_answered_2xx_and_recorded_for_what_it_is(client, bridge, name):
+    answer = post_json(client, "/uplinks/tts", nf.TTS[name].body)
+
+    assert (answer["status"], answer["message"]) == TTS_OUTCOMES[name]
+    assert bridge.dead_letters() == []
+    (device,) = bridge.devices()
+    assert device.device_id == "dev1", "the TTS device id names a collar first heard"
+    if answer["status"] == "recorded":
+        (event,) = bridge.network_events()
+        assert (event["kind"], event["device_id"], event["network"]) == (answer["message"], "dev1", "tts")
+    else:
+        assert device.dev_eui == "0004A30B001C0530"
+
+
+@pytest.mark.parametrize("name", sorted(CHIRPSTACK_OUTCOMES))
+def test_every_chirpstack_event_is_answered_2xx_and_recorded_for_what_it_is(client, bridge, name):
+    answer = post_json(client, f"/uplinks/chirpstack?event={name}", nf.CHIRPSTACK[name].body)
+
+    assert (answer["status"], answer["message"]) == CHIRPSTACK_OUTCOMES[name]
+    (device,) = bridge.devices()
+    assert (device.device_id, device.dev_eui) == ("Test device", "0101010101010101")
+    assert bridge.dead_letters() == []
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CHIRPSTACK_OUTCOMES if has_message(n)))
+def test_chirpstack_fixtures_are_valid_integration_proto_json_and_read_the_same_as_protobuf(client, bridge, name):
+    message = ParseDict(nf.CHIRPSTACK[name].body, message_class(name)())  # strict: unknown fields fail
+    reply = client.post(
+        f"/uplinks/chirpstack?event={name}",
+        content=message.SerializeToString(),
+        headers={"X-Tembo-Secret": b.SECRET, "Content-Type": "application/octet-stream"},
+    )
+
+    assert reply.status_code == 200
+    assert (reply.json()["status"], reply.json()["message"]) == CHIRPSTACK_OUTCOMES[name]
+    (device,) = bridge.devices()
+    assert device.dev_eui == "0101010101010101"
+
+
+def test_chirpstack_integration_event_in_protobuf_is_kept_when_the_pinned_api_lacks_its_message(client, bridge):
+    reply = client.post(
+        "/uplinks/chirpstack?event=integration",
+        content=b"\x0a\x03abc",
+        headers={"X-Tembo-Secret": b.SECRET, "Content-Type": "application/octet-stream"},
+    )
+
+    assert reply.status_code == 200 and reply.json()["status"] in ("recorded", "kept")
+
+
+def test_broken_protobuf_is_a_400_dead_letter_and_the_next_uplink_still_lands(client, bridge):
+    broken = client.post(
+        "/uplinks/chirpstack?event=up",
+        content=b"\xff\xff\xff\xff",
+        headers={"X-Tembo-Secret": b.SECRET, "Content-Type": "application/octet-stream"},
+    )
+    good = post_json(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
+
+    assert broken.status_code == 400 and "Protobuf" in broken.json()["reason"]
+    assert good["status"] == "processed"
+    (letter,) = bridge.dead_letters()
+    assert letter.stage == "parse"
+
+
+def test_field_masked_uplink_takes_its_collar_from_the_webhook_path(client, bridge):
+    masked = {"uplink_message": nf.TTS["uplink_message"].copy()["uplink_message"]}
+
+    answer = post_json(client, "/uplinks/tts/app1/dev1", masked)
+
+    assert (answer["status"], answer["device_id"], answer["message"]) == ("processed", "dev1", "status")
+    (animal,) = bridge.animals()
+    assert animal.battery_mv == 3900
+
+
+def test_field_masked_uplink_without_path_ids_is_a_clear_400(client, bridge):
+    masked = {"uplink_message": nf.TTS["uplink_message"].copy()["uplink_message"]}
+
+    reply = client.post("/uplinks/tts", content=json.dumps(masked), headers=HEADERS)
+
+    assert reply.status_code == 400 and "device" in reply.json()["reason"]
+
+
+def test_event_named_in_the_webhook_path_reads_the_body_as_that_kind(client, bridge):
+    answer = post_json(client, "/uplinks/tts/app1/dev1/join-accept", nf.TTS["join_accept"].body)
+
+    assert (answer["status"], answer["message"]) == ("recorded", "join")
+
+
+def test_uplink_without_f_port_keeps_the_collar_alive_and_counts_its_frame(client, bridge):
+    post_json(client, "/uplinks/tts", nf.TTS["uplink_message"].body)
+
+    answer = post_json(client, "/uplinks/tts", nf.TTS["uplink_message_without_f_port"].body)
+
+    assert answer["message"] == "mac_commands"
+    (device,) = bridge.devices()
+    assert (device.last_f_cnt, device.uplinks_received, device.frame_loss_pct) == (2, 2, 0.0)
+
+
+def test_a_kind_the_bridge_does_not_know_is_kept_and_answered_2xx(client, bridge):
+    future = {"end_device_ids": nf.TTS_END_DEVICE_IDS, "uplink_teleported": {"f_cnt": 3}}
+
+    replies = [client.post("/uplinks/tts", content=json.dumps(future), headers=HEADERS) for _ in range(2)]
+
+    assert [r.status_code for r in replies] == [200, 200]
+    assert {r.json()["status"] for r in replies} == {"kept"}
+    letters = bridge.dead_letters()
+    assert [letter.stage for letter in letters] == ["kind", "kind"]
+    assert json.loads(letters[0].body) == future
+
+
+def test_unknown_chirpstack_event_is_kept_and_answered_2xx(client, bridge):
+    answer = post_json(client, "/uplinks/chirpstack?event=gateway_mesh", {"deviceInfo": nf.CHIRPSTACK_DEVICE_INFO})
+
+    assert answer["status"] == "kept"
+    (letter,) = bridge.dead_letters()
+    assert "gateway_mesh" in letter.reason
+
+
+def test_a_renamed_chirpstack_device_stays_one_collar(client, bridge):
+    post_json(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
+    renamed = nf.CHIRPSTACK["up"].copy()
+    renamed["deviceInfo"] = dict(renamed["deviceInfo"], deviceName="Tembo Kubwa collar")
+    renamed["fCnt"] = 5
+
+    answer = post_json(client, "/uplinks/chirpstack?event=up", renamed)
+
+    (device,) = bridge.devices()
+    assert answer["device_id"] == device.device_id == "Test device"
+    assert device.uplinks_received == 2
+
+
+def test_one_collar_moved_from_the_things_stack_to_chirpstack_stays_one_collar(client, bridge):
+    post_json(client, "/uplinks/tts", nf.TTS["uplink_message"].body)
+    moved = nf.CHIRPSTACK["up"].copy()
+    moved["deviceInfo"] = dict(moved["deviceInfo"], devEui="0004a30b001c0530", deviceName="elephant-7")
+
+    post_json(client, "/uplinks/chirpstack?event=up", moved)
+
+    (device,) = bridge.devices()
+    assert (device.device_id, device.network) == ("dev1", "chirpstack")
+
+
+def test_network_location_and_status_are_stored_for_the_technician(client, bridge):
+    post_json(client, "/uplinks/tts", nf.TTS["location_solved"].body)
+    post_json(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
+    post_json(client, "/uplinks/chirpstack?event=location", nf.CHIRPSTACK["location"].body)
+
+    location = bridge.network_events(kind="location")
+    status = bridge.network_events(kind="status")
+    assert [(e["device_id"], e["lat"], e["accuracy_m"]) for e in location] == [
+        ("dev1", pytest.approx(37.97155556731436), 13.0),
+        ("Test device", pytest.approx(52.3740364), 25.0),
+    ]
+    assert [(e["battery_pct"], e["margin_db"]) for e in status] == [(75.5, 6)]
+    assert bridge.latest_positions() == [], "a network's guess is not a GNSS fix on the ranger's map"
+
+
+def test_join_starts_a_new_session_and_a_replayed_old_frame_is_still_a_duplicate(client, bridge):
+    first = nf.TTS["uplink_message"].copy()
+    post_json(client, "/uplinks/tts", first)
+    join = nf.TTS["join_accept"].copy()
+    join["join_accept"]["received_at"] = "2020-02-17T07:49:09.736532315Z"
+
+    post_json(client, "/uplinks/tts", join)
+    after_rejoin = nf.TTS["uplink_message"].copy()
+    after_rejoin["uplink_message"]["received_at"] = "2020-02-17T08:00:00Z"
+    same_frame_counter_new_session = post_json(client, "/uplinks/tts", after_rejoin)
+    replayed_old_frame = post_json(client, "/uplinks/tts", first)
+
+    assert same_frame_counter_new_session["status"] == "processed"
+    assert replayed_old_frame["status"] == "duplicate"
+
+
+def test_a_frame_counter_that_restarts_without_a_join_starts_a_session_not_a_loss(bridge):
+    for f_cnt in (500, 501, 502):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + f_cnt), f_cnt=f_cnt,
+                                              received_at=b.T0 + b.timedelta(seconds=f_cnt)))
+    for f_cnt in (0, 1, 3):  # the collar rebooted and rejoined; frame 2 was lost
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 1000 + f_cnt), f_cnt=f_cnt,
+                                              received_at=b.T0 + b.timedelta(seconds=1000 + f_cnt)))
+
+    (device,) = bridge.devices()
+    assert device.uplinks_received == 6
+    assert device.uplinks_lost == 1
+
+
+def test_lost_uplinks_per_collar_are_gaps_less_what_the_flash_queue_sent_later(bridge):
+    heard = b.T0 + b.timedelta(days=1)
+    for f_cnt in (1, 2, 5):  # frames 3 and 4 were lost on the air
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600 * f_cnt), f_cnt=f_cnt,
+                                              received_at=b.T0 + b.timedelta(hours=f_cnt)))
+    # the collar's flash queue later sends one of the lost messages again, under a new frame counter
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600 * 3), f_cnt=6, received_at=heard))
+
+    (device,) = bridge.devices()
+    assert (device.uplinks_received, device.uplinks_backfilled, device.uplinks_lost) == (4, 1, 1)
+
+
+def test_chirpstack_frame_counter_reset_log_starts_a_new_session(client, bridge):
+    post_json(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
+    reset = nf.CHIRPSTACK["log"].copy()
+    reset.update(code="UPLINK_F_CNT_RESET", level="WARNING", time="2022-07-18T10:00:00Z")
+    post_json(client, "/uplinks/chirpstack?event=log", reset)
+    again = nf.CHIRPSTACK["up"].copy()
+    again["time"] = "2022-07-18T10:00:05Z"
+
+    answer = post_json(client, "/uplinks/chirpstack?event=up", again)
+
+    assert answer["status"] == "processed", "the same frame counter and bytes after a reset are a new frame"
+
+
+@pytest.fixture
+def network(port):
+    stand_in = b.StandInNetworkServer()
+    with serve_app_in_thread(stand_in.app(), port=port) as running:
+        stand_in.url = running.url
+        yield stand_in
+
+
+def test_downlink_delivery_reports_follow_the_ack_to_the_network_and_the_collar(sqlite_url, network):
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
+        bridge.flush_downlinks()
+        (pushed,) = network.pushes
+        (downlink,) = bridge.downlinks()
+        assert pushed["correlation_ids"] == [f"tembo:downlink:{downlink.downlink_id}"]
+        states = []
+        for key in ("downlink_queued", "downlink_sent"):
+            report = nf.TTS[key].copy()
+            report[key].update(
+                f_port=32,
+                frm_payload=base64.b64encode(pushed["payload"]).decode(),
+                correlation_ids=[*pushed["correlation_ids"], "as:downlink:01E19B99501X84X6CV471TVSZ1"],
+            )
+            post_json(client, "/uplinks/tts", report)
+            states.append(bridge.downlinks()[0].network_state)
+        ack_port, ack_payload = b.ack("ack_alert", "ok", time_s=nf.STATUS_TIME_S + 60)
+        collar_ack = _alert_uplink(f_cnt=4)
+        collar_ack["uplink_message"].update(f_port=ack_port, frm_payload=base64.b64encode(ack_payload).decode())
+        post_json(client, "/uplinks/tts", collar_ack)
+        (after,) = bridge.downlinks()
+
+    assert states == ["queued", "sent"]
+    assert (after.state, after.network_state) == ("acknowledged", "sent")
+
+
+def test_a_failed_downlink_report_lets_the_collar_get_its_ack_again(sqlite_url, network):
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
+        bridge.flush_downlinks()
+        (pushed,) = network.pushes
+        failed = nf.TTS["downlink_failed"].copy()
+        failed["downlink_failed"]["downlink"].update(
+            f_port=32, frm_payload=base64.b64encode(pushed["payload"]).decode(), correlation_ids=pushed["correlation_ids"]
+        )
+        post_json(client, "/uplinks/tts", failed)
+        post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
+        bridge.flush_downlinks()
+        states = [(d.state, d.network_state) for d in bridge.downlinks()]
+
+    assert states == [("failed", "failed"), ("sent", "queued")]
+    assert len(network.pushes) == 2
+
+
+def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(sqlite_url, network):
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        up = nf.CHIRPSTACK["up"].copy()
+        port, payload = b.alert("mortality", seq=2)
+        up.update(fPort=port, data=base64.b64encode(payload).decode())
+        post_json(client, "/uplinks/chirpstack?event=up", up)
+        bridge.flush_downlinks()
+        states = []
+        for name in ("txack", "ack"):
+            report = nf.CHIRPSTACK[name].copy()
+            report["queueItemId"] = "q-1"  # the id the stand-in's queue answered with
+            post_json(client, f"/uplinks/chirpstack?event={name}", report)
+            states.append(bridge.downlinks()[0].network_state)
+
+    assert states == ["sent", "acked"]
+
+
+def _alert_uplink(f_cnt: int) -> dict:
+    body = nf.TTS["uplink_message"].copy()
+    port, payload = b.alert("mortality", seq=2, time_s=nf.STATUS_TIME_S)
+    body["uplink_message"].update(f_port=port, f_cnt=f_cnt, frm_payload=base64.b64encode(payload).decode())
+    return body
