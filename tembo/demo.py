@@ -71,8 +71,11 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
         network = NetworkServerStandIn(fleet, application_id=DEMO_APPLICATION)
         network.start()
         running.callback(network.stop)
+        # The simulated herd's clock runs ahead of the wall clock on purpose (paced or as fast as it
+        # can): its network-server times are believed for the whole simulated period.
+        ahead_s = ((days if days is not None else 365) + 1) * 86400.0
         settings = load_settings(database_url=database_url, network_server_url=network.url,
-                                 network_server_api_key=network.api_key)
+                                 network_server_api_key=network.api_key, max_clock_ahead_s=ahead_s)
         bridge = running.enter_context(Bridge(settings))
         webhook = serve_app_in_thread(create_app(bridge), port=bridge_port)
         running.callback(webhook.stop)
