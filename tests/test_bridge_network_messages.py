@@ -45,8 +45,8 @@ CHIRPSTACK_OUTCOMES = {
 
 
 @pytest.fixture
-def bridge(sqlite_url):
-    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+def bridge(store_url):
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
         yield bridge
 
 
@@ -287,8 +287,8 @@ def network(port):
         yield stand_in
 
 
-def test_downlink_delivery_reports_follow_the_ack_to_the_network_and_the_collar(sqlite_url, network):
-    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+def test_downlink_delivery_reports_follow_the_ack_to_the_network_and_the_collar(store_url, network):
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
                         outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
         post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
         bridge.flush_downlinks()
@@ -315,8 +315,8 @@ def test_downlink_delivery_reports_follow_the_ack_to_the_network_and_the_collar(
     assert (after.state, after.network_state) == ("acknowledged", "sent")
 
 
-def test_a_failed_downlink_report_lets_the_collar_get_its_ack_again(sqlite_url, network):
-    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+def test_a_failed_downlink_report_lets_the_collar_get_its_ack_again(store_url, network):
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
                         outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
         post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
         bridge.flush_downlinks()
@@ -334,8 +334,8 @@ def test_a_failed_downlink_report_lets_the_collar_get_its_ack_again(sqlite_url, 
     assert len(network.pushes) == 2
 
 
-def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(sqlite_url, network):
-    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(store_url, network):
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
                         outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
         up = nf.CHIRPSTACK["up"].copy()
         port, payload = b.alert("mortality", seq=2)
