@@ -115,7 +115,7 @@ class Device(Base):
     # The network's current name for the collar (TTS device id, ChirpStack device name): a label.
     label: Mapped[str | None] = mapped_column(String(64))
     # One session per (re)join: the frame counter restarts, so FCnts are compared within a session.
-    session: Mapped[int] = mapped_column(Integer, default=0)
+    session: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     joined_at: Mapped[datetime | None]
     newest_message_time: Mapped[datetime | None]
 
