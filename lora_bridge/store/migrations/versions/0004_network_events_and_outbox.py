@@ -5,8 +5,8 @@ status, logs); downlink_routes keeps The Things Stack's X-Downlink-* headers per
 a label and a session (one per join); raw_uplinks the kind, encoding and path ids of each body;
 downlinks a lease, a fair-use hold, correlation ids and the network's delivery state.
 
-Revision ID: 0003_network_events_and_outbox
-Revises: 0002_postgis_geometry
+Revision ID: 0004_network_events_and_outbox
+Revises: 0003_rules_tables
 Create Date: 2026-12-02 06:50:00
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_network_events_and_outbox"
-down_revision = "0002_postgis_geometry"
+revision = "0004_network_events_and_outbox"
+down_revision = "0003_rules_tables"
 branch_labels = None
 depends_on = None
 
