@@ -211,3 +211,13 @@ def test_a_broken_rules_file_is_refused_naming_the_problem(tmp_path, text):
 
     with pytest.raises(InvalidRequest, match="rules file"):
         load_rules_config(path)
+
+
+def test_rules_bench_reports_rule_cost_per_uplink_against_the_same_uplinks_with_rules_off():
+    from lora_bridge.rules_bench import run
+
+    figures = run(collars=4, fences=3, rounds=1, history=6)
+
+    assert (figures["collars"], figures["fences"], figures["uplinks"]) == (4, 3, 4)
+    assert set(figures["rules_ms_per_uplink"]) == {"mean", "p50", "p99"}
+    assert figures["ratio_mean_rules_on_to_off"] > 0

@@ -116,6 +116,7 @@ def _apply_collar_alert(
     seq = fields.get("seq")
     where = degrees(fields)
     evidence: dict[str, Any] = {
+        "rule": f"decided on the collar (collar_firmware.risk, {alert_type}); see docs/alerts.md",
         "seq": seq,
         "raw_uplink_id": raw.id,
         "f_cnt": uplink.f_cnt,
