@@ -258,11 +258,11 @@ def _bout_rates(pieces, times, rate_hz, rows, source, columns, report) -> list[f
     known = [(r, p) for r, p in zip(rates, pieces, strict=True) if r is not None]
     if not known:
         return rates
-    reference = float(rate_hz) if rate_hz else float(np.median([r for r, _ in known]))
+    reference = float(rate_hz) if rate_hz else known[0][0]
     for rate, (start, _stop) in known:
         if abs(rate - reference) > RATE_TOLERANCE * reference:
             what = (f"the time column says {rate:.4g} Hz but the rate given is {reference:.4g} Hz" if rate_hz
-                    else f"this bout is sampled at {rate:.4g} Hz, the others at {reference:.4g} Hz (mixed rates); "
+                    else f"this bout is sampled at {rate:.4g} Hz, the first at {reference:.4g} Hz (mixed rates); "
                     "load each rate on its own")
             raise DataError(source, what, row=int(rows[start]), column=columns.time)
     return [reference if r is not None else None for r in rates]

@@ -56,17 +56,21 @@ class CollarForest(ClassifierMixin, BaseEstimator):
     """A small tree ensemble on quantised features, exportable as the collar's model blob.
 
     n_estimators and max_depth set its size (and so blob bytes, heap and fuel per window);
-    kind is "random_forest" or "extra_trees".
+    kind is "random_forest" or "extra_trees"; max_samples (random forest) draws each tree's bootstrap
+    from that many windows (or share), which keeps training fast on millions of windows.
     """
 
     def __init__(self, n_estimators: int = 8, max_depth: int | None = 8, min_samples_leaf: int = 1,
-                 kind: str = "random_forest", class_weight: str | None = None, random_state=None):
+                 kind: str = "random_forest", class_weight: str | None = None, max_samples=None,
+                 random_state=None, n_jobs: int = 1):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
         self.min_samples_leaf = min_samples_leaf
         self.kind = kind
         self.class_weight = class_weight
+        self.max_samples = max_samples
         self.random_state = random_state
+        self.n_jobs = n_jobs
 
     def fit(self, X, y):
         """Quantise X as the collar does and fit the ensemble; return self."""
@@ -78,7 +82,8 @@ class CollarForest(ClassifierMixin, BaseEstimator):
         self.scales_ = choose_scales(X)
         self.forest_ = KINDS[self.kind](
             n_estimators=self.n_estimators, max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
-            class_weight=self.class_weight, random_state=self.random_state, n_jobs=1,
+            class_weight=self.class_weight, random_state=self.random_state, n_jobs=self.n_jobs,
+            **({"max_samples": self.max_samples} if self.kind == "random_forest" else {}),
         )
         self.forest_.fit(quantize(X, self.scales_), y_index)
         return self

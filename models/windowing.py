@@ -29,6 +29,7 @@ COLLAR_RATES_HZ = tuple(
 )
 DEFAULT_RATE_HZ = int(collar_config.DEFAULTS["accel_rate_hz"])
 MAX_OVERLAP = 0.9  # the blob's overlap_pct tops out at 90
+SAME_RATE = 1e-3  # rates closer than 0.1 % are one rate (time stamps logged to the microsecond or ms)
 
 
 @dataclass(frozen=True)
@@ -119,8 +120,8 @@ def resample(samples: np.ndarray, source_rate_hz: float, rate_hz: int) -> np.nda
     interval first (so the collar's band features do not see aliased fast motion), then interpolation.
     """
     samples = np.asarray(samples, dtype=np.float64)
-    if abs(source_rate_hz - rate_hz) < 1e-9 or len(samples) < 2:
-        return samples
+    if abs(source_rate_hz - rate_hz) <= SAME_RATE * rate_hz or len(samples) < 2:
+        return samples  # the same rate, up to the rounding of logged time stamps
     if source_rate_hz > rate_hz:
         width = int(round(source_rate_hz / rate_hz))
         if width > 1:

@@ -11,4 +11,5 @@ BENCHES: dict[str, str] = {
     "fleet": "simulator.fleet:bench_fleet",
     "replay": "simulator.replay_bench:run",
     "rules": "lora_bridge.rules_bench:run",
+    "models": "models.models_bench:run",
 }

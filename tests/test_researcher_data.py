@@ -1,0 +1,204 @@
+"""A researcher's own labelled accelerometer data comes in (long CSV with their column names, a dataset
+TOML, Movebank e-obs bursts, Edge Impulse data acquisition JSON), and bad data is refused with a message
+naming file, row and column; anything left out is counted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collar_firmware.hal import lis2dw12
+from models import edge_impulse
+from models.csv_source import Columns, load_csv, load_dataset_file
+from models.movebank_source import load_movebank
+from models.recordings import STANDARD_GRAVITY_M_S2, DataError
+from models.simulated_source import simulated_recordings, write_labelled_csv
+from models.sources import DataOptions, load
+from models.windowing import COLLAR_RATES_HZ, WindowSettings, cut_windows, make_windows
+
+FIXTURES = Path(__file__).parent / "fixtures" / "researchers"
+NAMES = {"animal": "collar", "bout": "seg", "time": "t_s", "x": "acc_x", "y": "acc_y", "z": "acc_z", "label": "behav"}
+COLUMNS = "animal=collar,bout=seg,time=t_s,x=acc_x,y=acc_y,z=acc_z,label=behav"
+
+
+def _rows(n: int, t0: float = 0.0, rate_hz: float = 10.0, label: str = "walk", animal: str = "a1",
+          bout: str = "b1") -> list[str]:
+    return [f"{animal},{bout},{t0 + i / rate_hz:.4f},0.01,0.02,0.98,{label}" for i in range(n)]
+
+
+def _csv(tmp_path: Path, rows: list[str], name: str = "logger.csv") -> Path:
+    path = tmp_path / name
+    path.write_text("collar,seg,t_s,acc_x,acc_y,acc_z,behav\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_researcher_loads_a_long_csv_with_their_own_column_names_and_units(tmp_path):
+    herd = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=5)
+    path = write_labelled_csv(herd, tmp_path / "herd.csv", NAMES, units="m/s2", iso_time=True)
+    loaded = load_csv([path], Columns.parse(COLUMNS), units="m/s2")
+    assert loaded.animals_known and {r.animal for r in loaded.recordings} == {"animal-01", "animal-02"}
+    assert all(abs(r.rate_hz - 25) < 0.1 for r in loaded.recordings)  # detected from ISO 8601 times
+    first = loaded.recordings[0]
+    assert np.allclose(first.samples_mg, herd.recordings[0].samples_mg, atol=0.01)  # m/s2 back to milli-g
+    assert list(first.labels[:1]) == [herd.recordings[0].labels[0]]
+
+
+def test_dataset_toml_names_the_columns_units_and_files(tmp_path):
+    (tmp_path / "raw").mkdir()
+    _csv(tmp_path / "raw", _rows(40), "day1.csv")
+    _csv(tmp_path / "raw", _rows(40, label="rest", bout="b2"), "day2.csv")
+    toml = tmp_path / "storks.toml"
+    toml.write_text('[dataset]\nfiles = ["raw/"]\nunits = "g"\n[columns]\n'
+                    + "\n".join(f'{role} = "{name}"' for role, name in NAMES.items()) + "\n")
+    loaded = load_dataset_file(toml)
+    assert len(loaded.recordings) == 2 and loaded.label_counts() == {"walk": 40, "rest": 40}
+    assert loaded.recordings[0].samples_mg[0].tolist() == pytest.approx([10.0, 20.0, 980.0])
+
+
+@pytest.mark.parametrize(
+    ("rows", "units", "expected"),
+    [
+        (["a1,b1,0.0,0.01,0.02,0.98,walk", "a1,b1,0.1,oops,0.02,0.98,walk"], "g",
+         "row 3, column 'acc_x': 'oops' is not a number"),
+        (["a1,b1,0.0,0.01,,0.98,walk"], "g", "row 2, column 'acc_y'"),  # an empty cell is a NaN
+        (_rows(3)[:1] + ["a1,b1,0.1,0.01,0.02,0.98,"], "g", "row 3, column 'behav': no label"),
+        (_rows(5), "furlongs", "unknown unit 'furlongs'"),
+        (_rows(20) + _rows(20, rate_hz=25.0, bout="b2"), "g", "row 22, column 't_s'"),  # mixed rates
+        (_rows(10) + _rows(10, t0=5.0)[0:10], "g", "row 12, column 't_s': gap of"),
+        (_rows(3) + _rows(3, t0=0.0)[0:1], "g", "row 5, column 't_s': time does not increase"),
+    ],
+    ids=["not-a-number", "nan", "no-label", "unknown-unit", "mixed-rates", "gap-in-bout", "time-backwards"],
+)
+def test_bad_csv_gets_a_message_naming_file_row_and_column(tmp_path, rows, units, expected):
+    path = _csv(tmp_path, rows)
+    with pytest.raises(DataError) as refused:
+        load_csv([path], Columns.parse(COLUMNS), units=units)
+    assert str(path) in str(refused.value) or "furlongs" in expected
+    assert expected in str(refused.value)
+
+
+def test_missing_column_is_named_with_the_columns_the_file_has(tmp_path):
+    path = _csv(tmp_path, _rows(5))
+    with pytest.raises(DataError, match=r"row 1, column 'behaviour'.*missing column\(s\) \['behaviour'\]") as refused:
+        load_csv([path], Columns.parse("x=acc_x,y=acc_y,z=acc_z,label=behaviour"))
+    assert "acc_x" in str(refused.value)
+
+
+def test_a_label_with_two_samples_is_named_with_where_it_is(tmp_path):
+    rows = _rows(60) + _rows(2, t0=6.0, label="yawn", bout="b2") + _rows(60, t0=8.0, label="rest", bout="b3")
+    loaded = load_csv([_csv(tmp_path, rows)], Columns.parse(COLUMNS))
+    with pytest.raises(DataError, match=r"logger.csv, row 62, column 'label': label 'yawn' has only 2 sample"):
+        make_windows(loaded, WindowSettings(window_s=2, rate_hz=25))
+
+
+def test_gaps_split_bouts_when_asked_and_short_tails_are_counted_not_dropped_silently(tmp_path):
+    rows = _rows(30) + _rows(30, t0=10.0)  # 3 s, a 7 s gap, 3 s
+    loaded = load_csv([_csv(tmp_path, rows)], Columns.parse(COLUMNS), split_gaps=True)
+    assert len(loaded.recordings) == 2 and any("gap" in note for note in loaded.report.notes)
+    windows = make_windows(loaded, WindowSettings(window_s=2, rate_hz=25))
+    assert len(windows) == 2
+    left = windows.report.as_dict()["left_out_samples"]
+    assert sum(left.values()) == 2 * (73 - 50)  # 2.9 s at 25 Hz = 73 samples, one 50-sample window each
+
+
+def test_rate_given_on_the_command_line_is_checked_against_the_time_column(tmp_path):
+    path = _csv(tmp_path, _rows(20))
+    with pytest.raises(DataError, match="the time column says 10 Hz but the rate given is 25 Hz"):
+        load_csv([path], Columns.parse(COLUMNS), rate_hz=25)
+
+
+def test_collar_rates_are_the_lis2dw12_rates_the_blob_can_hold():
+    whole_hz = [mhz // 1000 for mhz, _ in lis2dw12.ODR_TABLE if mhz % 1000 == 0 and mhz <= 400_000]
+    assert COLLAR_RATES_HZ == tuple(whole_hz) and 25 in COLLAR_RATES_HZ and 10 not in COLLAR_RATES_HZ
+    with pytest.raises(DataError, match="10 Hz is not a rate of the collar's LIS2DW12"):
+        WindowSettings(rate_hz=10).check()
+
+
+def test_ten_hz_data_is_resampled_to_a_collar_rate_with_overlap_and_axes_remapped(tmp_path):
+    rows = [f"a1,b1,{i / 10:.2f},{0.1 * (i % 2)},0.5,1.0,walk" for i in range(100)]  # 9.9 s at 10 Hz
+    loaded = load_csv([_csv(tmp_path, rows)], Columns.parse(COLUMNS))
+    raw = cut_windows(loaded, 25, 100, 50, axes="-z,y,x")
+    assert raw.samples.shape == (3, 100, 3)  # 248 samples at 25 Hz: windows start at 0, 50, 100
+    assert raw.samples[0, 0].tolist() == [-1000, 500, 0]  # collar x = -data z, collar z = data x
+
+
+def test_movebank_eobs_bursts_from_the_attribute_names_movebank_documents():
+    loaded = load_movebank([FIXTURES / "movebank_eobs_bursts.csv"], units="counts:0.0027")
+    assert [r.animal for r in loaded.recordings] == ["Storch 1", "Storch 2"]
+    stand = loaded.recordings[0]
+    assert stand.rate_hz == 10.54 and stand.labels.tolist() == ["standing"] * 4
+    assert stand.samples_mg[0].tolist() == pytest.approx([0.0, 0.0, (2418 - 2048) * 2.7])
+    assert loaded.report.left_out == {"Movebank rows without an accelerometer burst (other sensors)": 1,
+                                      "bursts without a label (not annotated)": 3}
+
+
+def test_movebank_burst_with_two_axes_is_refused_by_row_and_column(tmp_path):
+    text = (FIXTURES / "movebank_eobs_bursts.csv").read_text().replace("2048 2048 2418 2050 2046 2420 2052 2044 2418 "
+                                                                       "2048 2048 2416,XYZ", "2048 2048 2418 2050,XY")
+    path = tmp_path / "bursts.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"row 2, column 'eobs:acceleration-axes': burst axes 'XY'"):
+        load_movebank([path])
+
+
+def test_edge_impulse_example_from_its_documentation_is_read(tmp_path):
+    shutil.copyfile(FIXTURES / "edge_impulse_docs_example.json", tmp_path / "idle.docs.json")
+    loaded = load([str(tmp_path / "idle.docs.json")])
+    recording = loaded.recordings[0]
+    assert recording.rate_hz == 100.0 and recording.animal == "ac:87:a3:0a:2d:1b"
+    assert recording.labels.tolist() == ["idle"] * 4  # the label comes from the file name, as in Studio
+    assert recording.samples_mg[0].tolist() == pytest.approx([-9.81 / STANDARD_GRAVITY_M_S2 * 1000,
+                                                              0.03 / STANDARD_GRAVITY_M_S2 * 1000,
+                                                              1.21 / STANDARD_GRAVITY_M_S2 * 1000])
+    assert "not verified" in loaded.report.notes[0]
+
+
+def test_edge_impulse_export_signs_and_import_verifies_and_refuses_a_tampered_file(tmp_path):
+    herd = simulated_recordings(n_animals=1, bouts_per_behaviour=1, bout_s=4, rate_hz=25, seed=2)
+    files = edge_impulse.export_edge_impulse(herd, tmp_path, hmac_key=b"field-team-key")
+    assert len(files) == 4 and all(f.name.split(".")[0] in {"rest", "forage", "walk", "run"} for f in files)
+    document = json.loads(files[0].read_text())
+    assert document["protected"]["alg"] == "HS256" and len(document["signature"]) == 64
+    assert document["payload"]["sensors"][0] == {"name": "accX", "units": "m/s2"}
+    back = edge_impulse.load_edge_impulse([tmp_path], hmac_key=b"field-team-key")
+    by_label = {r.labels[0]: r for r in back.recordings}
+    for original in herd.recordings:
+        assert np.allclose(by_label[original.labels[0]].samples_mg, original.samples_mg, atol=0.01)
+    document["payload"]["values"][0][0] += 1.0
+    files[0].write_text(json.dumps(document))
+    with pytest.raises(DataError, match="signature does not match"):
+        edge_impulse.load_edge_impulse([files[0]], hmac_key=b"field-team-key")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda d: d.pop("signature"), "missing 'signature'"),
+        (lambda d: d["protected"].update(alg="RS256"), "protected.alg 'RS256'"),
+        (lambda d: d["payload"].pop("interval_ms"), "payload has no 'interval_ms'"),
+        (lambda d: d["payload"]["sensors"].pop(), "must include accX, accY, accZ"),
+        (lambda d: d["payload"]["values"].__setitem__(1, [1.0, "x", 2.0]), "values must be one list of numbers"),
+        (lambda d: [s.update(units="furlongs") for s in d["payload"]["sensors"]], "unknown unit 'furlongs'"),
+        (lambda d: d["payload"]["sensors"][0].update(units="g"), "the three axes have different units"),
+    ],
+)
+def test_broken_edge_impulse_files_are_refused_with_the_field_named(tmp_path, change, expected):
+    document = json.loads((FIXTURES / "edge_impulse_docs_example.json").read_text())
+    change(document)
+    path = tmp_path / "walk.1.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataError, match=expected):
+        edge_impulse.load_edge_impulse([path])
+
+
+def test_each_source_is_recognised_from_its_path(tmp_path):
+    shutil.copyfile(FIXTURES / "edge_impulse_docs_example.json", tmp_path / "idle.a.json")
+    loaded = load([str(FIXTURES / "movebank_eobs_bursts.csv"), str(tmp_path / "idle.a.json"), "simulated:3"],
+                  DataOptions())
+    sources = {r.source.split(",")[0] for r in loaded.recordings}
+    assert any("movebank" in s for s in sources) and any("idle.a.json" in s for s in sources)
+    assert "simulator seed 3" in sources

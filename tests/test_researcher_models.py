@@ -1,0 +1,239 @@
+"""A researcher trains a collar model on their own data from the command line, gets an honest
+(leave-one-animal-out) score beside a 300-tree forest and the model in the field, and ships it: blob,
+registry, promotion, an Edge Impulse .eim that Edge Impulse's own runner classifies with, and a bridge
+that names the new model's classes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.utils.estimator_checks import check_estimator
+
+from collar_firmware import blob as collar_blob
+from collar_firmware import classifier
+from collar_firmware import features as collar_features
+from models import dataset, registry
+from models.eim import evaluate_eim, export_eim
+from models.estimator import CollarForest
+from models.field_model import field_scores, predict_blob
+from models.honest import choose_folds, out_of_fold, scores
+from models.recordings import LoadReport
+from models.simulated_source import simulated_recordings, write_labelled_csv
+from models.windowing import Windows, WindowSettings
+from tembo.cli import main
+
+SHIPPED = Path(classifier.__file__).with_name(classifier.DEFAULT_MODEL_FILE)
+RENAMED = {"rest": "lying", "forage": "grazing", "walk": "walking", "run": "running"}
+
+
+def test_collar_forest_is_a_scikit_learn_estimator():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(CollarForest(n_estimators=4, max_depth=4, random_state=0), on_fail=None)
+    failed = [r["check_name"] for r in results if r["status"] == "failed"]
+    assert failed == [] and len(results) > 40
+
+
+def test_collar_forest_predicts_what_the_collar_predicts_from_its_blob():
+    data = dataset.simulated(40, seed=8)
+    names = np.asarray(data.classes)[data.labels]
+    model = CollarForest(n_estimators=6, max_depth=6, random_state=1).fit(data.features, names)
+    blob = model.to_blob(data.window_s, data.rate_hz, model_version=42, name="parity")
+    assert collar_blob.parse(blob).classes == tuple(sorted(data.classes))
+    fresh = dataset.simulated(15, seed=9)
+    assert (predict_blob(blob, fresh.features) == model.predict(fresh.features)).mean() > 0.98
+
+
+def _animal_signature_windows(n_animals: int = 6, per_label: int = 30, seed: int = 0) -> Windows:
+    """Windows whose labels can only be told apart by who the animal is: each animal shows each
+    behaviour with its own, random offset of one feature, and every collar sits its own way (another
+    feature). A model that saw the animal in training scores high; on an animal it never saw it can
+    only guess."""
+    rng = np.random.default_rng(seed)
+    rows, labels, animals, bouts = [], [], [], []
+    for a in range(n_animals):
+        offsets = rng.permutation(4) * 300
+        fit_mg = 500 * a
+        for label in range(4):
+            for b in range(3):  # three bouts per behaviour and animal
+                for _ in range(per_label // 3):
+                    row = rng.normal(0, 20, collar_features.N_FEATURES)
+                    row[[0, 12, 13, 14]] += offsets[label]
+                    row[1:12] += fit_mg
+                    rows.append(np.rint(row))
+                    labels.append(label)
+                    animals.append(f"animal-{a}")
+                    bouts.append(f"animal-{a}:{label}:{b}")
+    return Windows(np.asarray(rows), np.asarray(labels), ("a", "b", "c", "d"), np.asarray(animals),
+                   np.asarray(bouts), WindowSettings(), LoadReport(), 25.0)
+
+
+def test_leave_one_animal_out_never_shares_an_animal_and_shows_what_leakage_hides():
+    windows = _animal_signature_windows()
+    folds = choose_folds(windows)
+    assert folds.kind == "leave_one_animal_out" and folds.n_folds == 6 and folds.warning is None
+    for train, test in folds.splitter.split(windows.features, windows.labels, folds.groups):
+        assert not set(windows.animals[train]) & set(windows.animals[test])
+    names = np.asarray(windows.classes)
+    model = CollarForest(n_estimators=16, max_depth=8, random_state=0)
+    honest = scores(names[windows.labels], names[out_of_fold(model, windows, folds)], windows.classes,
+                    windows.animals)
+    by_bout = Windows(windows.features, windows.labels, windows.classes, np.full(len(windows), ""), windows.bouts,
+                      windows.settings, windows.report, 25.0)
+    leaky = choose_folds(by_bout)
+    assert leaky.kind == "grouped_by_bout" and "NOT animal-independent" in leaky.warning
+    leaked = scores(names[by_bout.labels], names[out_of_fold(model, by_bout, leaky)], by_bout.classes,
+                    by_bout.animals)
+    assert leaked["macro_f1"] > 0.9 and honest["macro_f1"] < 0.5
+
+
+def test_researcher_trains_from_their_own_csv_on_the_command_line(tmp_path, capsys):
+    herd = simulated_recordings(n_animals=3, bouts_per_behaviour=2, bout_s=16, rate_hz=25, seed=4)
+    names = {"animal": "tag", "bout": "segment", "time": "utc", "x": "surge", "y": "sway", "z": "heave",
+             "label": "ethogram"}
+    csv = write_labelled_csv(herd, tmp_path / "herd.csv", names, units="m/s2", iso_time=True)
+    shipped_before = hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    reg = tmp_path / "registry"
+    args = ["models", "train", str(csv), "--columns", ",".join(f"{k}={v}" for k, v in names.items()),
+            "--units", "m/s2", "--window", "4", "--overlap", "0.5", "--registry", str(reg),
+            "--no-learning-curve", "--json"]
+    assert main(args + ["--out", str(SHIPPED.parent / "trained")]) == 1
+    assert "which Tembo ships" in capsys.readouterr().err
+    assert main(args + ["--out", str(tmp_path / "out")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["cv"] == "leave_one_animal_out" and result["folds"] == 3 and result["warning"] is None
+    assert result["classes"] == ["forage", "rest", "run", "walk"]
+    assert result["windows"] == 3 * 4 * 2 * 7  # animals x behaviours x bouts x (4 s windows every 2 s in 16 s)
+    assert set(result["per_class_f1"]) == set(result["classes"])
+    assert 0 < result["macro_f1"] <= 1 and 0 < result["baseline_macro_f1"] <= 1
+    assert result["field_macro_f1"] > 0.5  # the shipped model knows these four behaviours
+    assert 0 < result["blob_bytes"] <= 16 * 1024 and result["fuel_per_window"] > 100_000
+    blob = (tmp_path / "out" / "model.bin").read_bytes()
+    parsed = collar_blob.parse(blob)
+    assert parsed.classes == tuple(result["classes"]) and parsed.window_s == 4 and parsed.overlap_pct == 50
+    assert parsed.model_version == result["model_version"] > classifier.Model.from_bytes(SHIPPED.read_bytes()).version
+    figures = json.loads((tmp_path / "out" / "figures.json").read_text())
+    assert {"confusion_matrix", "per_class_f1", "per_animal_accuracy", "feature_importance", "budget_use"} <= set(figures)
+    assert (tmp_path / "out" / "report.html").read_text().count("data:image/png;base64,") >= 5
+    assert "tembo_model_predict" in (tmp_path / "out" / "model.h").read_text()
+    assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() == shipped_before
+
+    assert main(["models", "list", "--registry", str(reg), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [row["model_id"] for row in listed] == [result["model_id"]]
+    assert main(["models", "promote", result["model_id"], "--registry", str(reg), "--json"]) == 0
+    promoted = json.loads((reg / "promoted.json").read_text())
+    assert promoted["model_version"] == parsed.model_version
+    assert hashlib.sha256(Path(promoted["blob"]).read_bytes()).hexdigest() == promoted["blob_sha256"]
+
+
+def test_bad_data_on_the_command_line_exits_1_with_the_message(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("ax,ay,az,behaviour\n0.1,0.2,nan,rest\n")
+    assert main(["models", "train", str(bad), "--columns", "x=ax,y=ay,z=az,label=behaviour", "--rate", "25",
+                 "--out", str(tmp_path / "out")]) == 1
+    assert "bad.csv, row 2, column 'az'" in capsys.readouterr().err
+
+
+def _renamed_model(model_version: int) -> bytes:
+    data = dataset.simulated(60, seed=12)
+    names = np.asarray([RENAMED[c] for c in data.classes])[data.labels]
+    model = CollarForest(n_estimators=8, max_depth=6, random_state=0).fit(data.features, names)
+    return model.to_blob(data.window_s, data.rate_hz, model_version=model_version, name="renamed herd model")
+
+
+def test_exported_eim_answers_edge_impulse_runner_with_the_blobs_classes(tmp_path):
+    from edge_impulse_linux.runner import ImpulseRunner
+
+    blob = _renamed_model(9)
+    eim = export_eim(blob, tmp_path / "herd.eim")
+    window = dataset.signals.accel_window("walk", 250, 25, np.random.default_rng(3))
+    runner = ImpulseRunner(str(eim))
+    try:
+        info = runner.init()
+        assert info["model_parameters"]["labels"] == list(collar_blob.parse(blob).classes)
+        assert info["model_parameters"]["input_features_count"] == 750 and info["project"]["deploy_version"] == 9
+        answer = runner.classify((window.reshape(-1) * 9.80665 / 1000).tolist())["result"]["classification"]
+    finally:
+        runner.stop()
+    assert set(answer) == {"grazing", "lying", "running", "walking"}
+    feats = collar_features.compute_features(classifier.array("h", window.reshape(-1).tolist()), 250, 25,
+                                             collar_features.new_feature_buffer())
+    assert max(answer, key=answer.get) == predict_blob(blob, np.asarray([list(feats)]))[0]
+
+
+def test_any_eim_is_scored_on_our_folds_like_the_collar_model(tmp_path):
+    eim = export_eim(SHIPPED.read_bytes(), tmp_path / "shipped.eim")
+    herd = simulated_recordings(n_animals=3, bouts_per_behaviour=1, bout_s=20, seed=6)
+    through_runner = evaluate_eim(eim, herd)
+    on_collar = field_scores(SHIPPED.read_bytes(), herd)
+    assert through_runner["cv"] == "leave_one_animal_out" and len(through_runner["per_fold_macro_f1"]) == 3
+    assert through_runner["windows"] == on_collar["windows"] == 3 * 4 * 2
+    assert through_runner["macro_f1"] == on_collar["macro_f1"]
+
+
+def test_bridge_names_activity_from_the_model_version_the_collar_runs(tmp_path, sqlite_url):
+    """Twin -> bridge -> dashboard with a model whose classes are not the codec's: the map shows its names."""
+    from signing_helpers import collar_trust, sign_blob
+
+    from lora_bridge.service import open_bridge
+    from ranger_dashboard import views
+    from simulator.animals import AnimalIdentity, SimulatedAnimal
+    from simulator.fleet import Fleet
+    from simulator.reserve import demo_reserve
+
+    reg = tmp_path / "registry"
+    blob = _renamed_model(registry.next_version(reg))
+    entry = registry.register(blob, {"metrics": {}}, reg)
+    shipped = classifier.Model.from_bytes(SHIPPED.read_bytes())
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    reserve = demo_reserve()
+    animal = SimulatedAnimal(AnimalIdentity("tembo-collar-07", "70B3D57ED0060007", "Shaba"), reserve,
+                             int(start.timestamp()), seed=5, home_xy=(0.0, 0.0))
+    fleet = Fleet(animals=[animal], reserve=reserve, start=start, days=0.5)
+    collar = fleet.collar("tembo-collar-07")
+    collar.trust = collar_trust(collar.hal.storage)  # a collar that holds the test release key
+    collar.hal.storage.write("model", sign_blob(blob))  # as `tembo release model` rolls it out
+    collar.reload_model()  # taken up once its signature is checked, a few steps per wake-up
+    with open_bridge(sqlite_url, model_registry=str(reg)) as bridge:
+        bridge.register_animal("tembo-collar-07", "Shaba")
+        for message in fleet.uplinks():
+            bridge.ingest_tts_uplink(json.dumps(message).encode())
+        summaries = bridge.activity("tembo-collar-07")
+        shaba = next(a for a in bridge.animals() if a.name == "Shaba")
+    new = [s for s in summaries if s.model_version == entry.model_version]
+    old = [s for s in summaries if s.model_version == shipped.version]
+    assert len(new) >= 8 and len(old) + len(new) == len(summaries)
+    assert collar.model.version == entry.model_version
+    classes = set(RENAMED.values())
+    assert all(set(s.shares_pct) == classes and s.dominant in classes for s in new)
+    assert all(set(s.shares_pct) == set(shipped.classes) for s in old)
+    frame = views.activity_frame(new)
+    assert classes <= set(frame.columns) and shaba.behaviour in classes
+    truth = [animal.state_at(t).behaviour for t in range(int(start.timestamp()), int(start.timestamp()) + 43200, 60)]
+    most_common_truth = max(set(truth), key=truth.count)
+    shown = views.behaviour_shares(frame)
+    assert shown.index[0] == RENAMED[most_common_truth]
+
+
+@pytest.mark.parametrize("bad_version", [None, 999])
+def test_activity_of_a_model_the_bridge_does_not_know_is_not_named_from_another_models_list(tmp_path, bad_version):
+    from lora_bridge.domain import activity
+
+    names = activity.class_names_for(bad_version, str(tmp_path)) if bad_version is not None else []
+    assert names == []
+    assert activity.shares_by_class([60.0, 40.0], names) == {"class_0": 60.0, "class_1": 40.0}
+    shipped = classifier.Model.from_bytes(SHIPPED.read_bytes())
+    assert activity.class_names_for(shipped.version, str(tmp_path)) == list(shipped.classes)
+
+
+def test_bridge_and_model_tools_share_one_registry_default():
+    from lora_bridge.settings import BridgeSettings
+
+    assert Path(BridgeSettings().model_registry) == registry.DEFAULT_REGISTRY
