@@ -19,7 +19,7 @@ from models.csv_source import Columns, load_csv
 from models.estimator import CollarForest
 from models.simulated_source import simulated_recordings
 from models.windowing import WindowSettings
-from models.workflow import TrainOptions, train
+from models.workflow import MAX_TREE_SAMPLES, TrainOptions, train
 
 REPO = Path(__file__).resolve().parent.parent
 STORK_FILE = "whitestork_acc_bouts.csv.gz"
@@ -41,7 +41,8 @@ def million_windows_per_s(params: dict, seed: int = 0, n: int = MILLION, n_jobs:
     """Return how fast the collar model (quantise, fit, blob) trains on n synthetic windows of collar features.
 
     The windows are simulated 10 s windows' features resampled with small integer jitter, so the
-    trees face a realistic spread of values at a size no logger export here reaches.
+    trees face a realistic spread of values at a size no logger export here reaches. As in `train`,
+    each tree of a set above MAX_TREE_SAMPLES windows bootstraps MAX_TREE_SAMPLES of them.
     """
     base = dataset.simulated(400, seed=seed)
     rng = np.random.default_rng(seed)
@@ -49,6 +50,7 @@ def million_windows_per_s(params: dict, seed: int = 0, n: int = MILLION, n_jobs:
     features = base.features[pick] + rng.integers(-3, 4, size=(n, base.features.shape[1]))
     labels = np.asarray(base.classes)[base.labels[pick]]
     started = time.perf_counter()
+    params = {**params, "max_samples": MAX_TREE_SAMPLES if n > MAX_TREE_SAMPLES else None}
     model = CollarForest(random_state=seed, n_jobs=n_jobs, **params).fit(features, labels)
     blob = model.to_blob(base.window_s, base.rate_hz)
     seconds = time.perf_counter() - started

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_DIRS = (REPO / "collar_firmware", REPO / "tests", REPO / "simulator", REPO / "models")
 INNER_FOLDS = 3
+MAX_TREE_SAMPLES = 200_000  # a tree of a large set bootstraps this many windows (a million train in minutes)
 BASELINE_TREES = 300
 # Sizes searched: (trees, depth, min_samples_leaf, class_weight); those over the budget are left out.
 DEFAULT_GRID = (
@@ -97,6 +98,8 @@ def candidates(windows: Windows, options: TrainOptions) -> tuple[list[dict], lis
     s = windows.settings
     for trees, depth, leaf, weight in options.grid:
         params = {"n_estimators": trees, "max_depth": depth, "min_samples_leaf": leaf, "class_weight": weight}
+        if len(windows) > MAX_TREE_SAMPLES:
+            params["max_samples"] = MAX_TREE_SAMPLES
         model = CollarForest(random_state=options.seed, **params).fit(windows.features, windows.label_names())
         costs = collar_budget.static_costs(model.to_blob(s.window_s, s.rate_hz, s.overlap_pct))
         fits = costs["blob_bytes"] <= options.limits.blob_bytes and costs["ram_bytes"] <= options.limits.heap_bytes

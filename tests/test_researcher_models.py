@@ -196,7 +196,7 @@ def test_bridge_names_activity_from_the_model_version_the_collar_runs(tmp_path, 
     reserve = demo_reserve()
     animal = SimulatedAnimal(AnimalIdentity("tembo-collar-07", "70B3D57ED0060007", "Shaba"), reserve,
                              int(start.timestamp()), seed=5, home_xy=(0.0, 0.0))
-    fleet = Fleet(animals=[animal], reserve=reserve, start=start, days=0.5)
+    fleet = Fleet(animals=[animal], reserve=reserve, start=start, days=0.3)
     collar = fleet.collar("tembo-collar-07")
     collar.trust = collar_trust(collar.hal.storage)  # a collar that holds the test release key
     collar.hal.storage.write("model", sign_blob(blob))  # as `tembo release model` rolls it out
@@ -205,18 +205,18 @@ def test_bridge_names_activity_from_the_model_version_the_collar_runs(tmp_path, 
         bridge.register_animal("tembo-collar-07", "Shaba")
         for message in fleet.uplinks():
             bridge.ingest_tts_uplink(json.dumps(message).encode())
-        summaries = bridge.activity("tembo-collar-07")
         shaba = next(a for a in bridge.animals() if a.name == "Shaba")
+        summaries = bridge.activity(shaba.animal_id)
     new = [s for s in summaries if s.model_version == entry.model_version]
     old = [s for s in summaries if s.model_version == shipped.version]
-    assert len(new) >= 8 and len(old) + len(new) == len(summaries)
+    assert len(new) >= 4 and len(old) + len(new) == len(summaries)
     assert collar.model.version == entry.model_version
     classes = set(RENAMED.values())
     assert all(set(s.shares_pct) == classes and s.dominant in classes for s in new)
     assert all(set(s.shares_pct) == set(shipped.classes) for s in old)
     frame = views.activity_frame(new)
     assert classes <= set(frame.columns) and shaba.behaviour in classes
-    truth = [animal.state_at(t).behaviour for t in range(int(start.timestamp()), int(start.timestamp()) + 43200, 60)]
+    truth = [animal.state_at(t).behaviour for t in range(int(start.timestamp()), int(start.timestamp()) + 25920, 60)]
     most_common_truth = max(set(truth), key=truth.count)
     shown = views.behaviour_shares(frame)
     assert shown.index[0] == RENAMED[most_common_truth]
