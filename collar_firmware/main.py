@@ -189,6 +189,8 @@ class Collar:
         self.n_classes = len(classes) if len(classes) <= config.MAX_CLASSES else config.MAX_CLASSES
         self.run_class = classes.index("run") if "run" in classes else -1
         self.feat = features.new_feature_buffer() if features is not None else None
+        # the feature pass of a window (the twin may wrap it to reuse the result for a window it has seen)
+        self.feature_pass = features.compute_features if features is not None else None
 
     def _configure_imu(self):
         rate = self.settings["accel_rate_hz"]
@@ -349,7 +351,7 @@ class Collar:
             self._count(ERR_IMU)
             return
         feat = self.feat
-        features.compute_features(self.accel_buf, n, rate, feat)
+        self.feature_pass(self.accel_buf, n, rate, feat)
         vedba_mg = int(feat[_F_VEDBA])
         vedba_max_mg = int(feat[_F_VEDBA_MAX])
         if self.smoother is None:

@@ -8,7 +8,8 @@ it is raised again only after the condition has cleared. Thresholds come from th
 Rules, after the field:
 - immobility / mortality: windows with VeDBA below still_vedba_mg; a single active window does not
   end a still spell (two in a row do). Suspicion after immobility_suspect_h, mortality after
-  immobility_h (12 h, as Smart Parks) when the fixes of the spell stay within MORTALITY_RADIUS_M.
+  immobility_h (12 h, as Smart Parks) unless ANCHOR_FAR_FIXES fixes in a row of the spell lie beyond
+  MORTALITY_RADIUS_M (a single bad fix is GNSS multipath, not movement).
 - poaching risk: running (the model's "run" class or VeDBA above run_vedba_mg) scores its seconds,
   doubled at night and one more time near or outside the park boundary, and calm seconds pay the
   score back; two running windows in a row switch GNSS to tracking for tracking_minutes; a score of
@@ -39,6 +40,7 @@ UNEXPECTED_REBOOT = const(10)
 N_ALERT_TYPES = const(11)
 
 MORTALITY_RADIUS_M = const(100)
+ANCHOR_FAR_FIXES = const(2)  # fixes in a row beyond the radius that show a still animal has moved
 DROP_WINDOW_S = const(3 * 3600)
 DROP_STILL_S = const(1800)
 BATTERY_CONFIRM = const(3)
@@ -75,6 +77,7 @@ class RiskEngine:
         self.anchor_lon = 0
         self.has_anchor = False
         self.anchor_moved = False
+        self.far_fixes = 0  # fixes in a row beyond MORTALITY_RADIUS_M of the anchor
         # poaching
         self.run_windows = 0
         self.score = 0  # weighted running seconds
@@ -131,6 +134,7 @@ class RiskEngine:
                 self.still_since_s = t_s
                 self.has_anchor = False
                 self.anchor_moved = False
+                self.far_fixes = 0
             self._check_still(t_s, gx_mg, gy_mg, gz_mg, temperature_dc)
         else:
             self.moving_windows += 1
@@ -210,7 +214,12 @@ class RiskEngine:
                 self.anchor_lon = lon_units
                 self.has_anchor = True
             elif distance_m(self.anchor_lat, self.anchor_lon, lat_units, lon_units) > MORTALITY_RADIUS_M:
-                self.anchor_moved = True
+                # one bad fix (multipath: tens to hundreds of metres off) does not prove the animal moved
+                self.far_fixes += 1
+                if self.far_fixes >= ANCHOR_FAR_FIXES:
+                    self.anchor_moved = True
+            else:
+                self.far_fixes = 0
         margin = self.settings["fence_margin_m"]
         near = False
         any_park = False

@@ -10,6 +10,8 @@ home and kept inside or near the boundary. Scenarios inject the events rangers m
   collar_drop     the collar falls off at start_s and lies still where it fell
   low_battery     the collar's battery pack reaches the end of its life at start_s (the fleet's battery
                   source drops; the animal itself is unaffected)
+  twisted_collar  the collar turns on the neck at start_s (its accelerometer sees gravity from a new
+                  angle; the animal lives on as before)
 
 `state_at(t_s)` answers what the collar experiences at any second: where it is and how it moves
 (`motion` is a behaviour name, "still" for a dead animal or "dropped"). The track is generated
@@ -36,7 +38,7 @@ MOTION_DROPPED = "dropped"
 MOTIONS = BEHAVIOURS + (MOTION_DEAD, MOTION_DROPPED)
 _DEAD, _DROPPED = MOTIONS.index(MOTION_DEAD), MOTIONS.index(MOTION_DROPPED)
 
-SCENARIO_KINDS = ("mortality", "poaching_chase", "farmland_raid", "collar_drop", "low_battery")
+SCENARIO_KINDS = ("mortality", "poaching_chase", "farmland_raid", "collar_drop", "low_battery", "twisted_collar")
 # The alert (codec.ALERT_TYPES) a ranger should see for each scenario: the answer key of alert scoring.
 EXPECTED_ALERT = {
     "mortality": "mortality",
@@ -44,6 +46,7 @@ EXPECTED_ALERT = {
     "farmland_raid": "geofence_farmland",
     "collar_drop": "collar_drop",
     "low_battery": "low_battery",
+    "twisted_collar": "",  # the collar turns on the neck of a living animal: no alert is due
 }
 
 ELEPHANT_NAMES = (

@@ -25,9 +25,10 @@ import logging
 import math
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -41,8 +42,8 @@ from simulator.animals import AnimalIdentity, AnimalState, GroundTruthEvent, Her
 from simulator.gnss_noise import GnssReceiver, NoisyGnss
 from simulator.movement import local_hour
 from simulator.network import Delivery, Network, Reception, Uplink
-from simulator.reserve import Reserve, distance_m
-from simulator.signals import AccelStream
+from simulator.reserve import Reserve
+from simulator.signals import AccelStream, rotation_from_angles
 
 log = logging.getLogger(__name__)
 
@@ -128,35 +129,91 @@ class CollarBattery:
 
 
 class AnimalAccelerometer:
-    """Accelerometer source of hal_sim.SimIMU: each window plays the motion the animal has at its start."""
+    """Accelerometer source of hal_sim.SimIMU: each window plays the motion the animal has at its start.
 
-    def __init__(self, animal: Animal, rng: np.random.Generator) -> None:
+    library_windows > 0: the collar's accelerometer replays a library of that many windows per motion,
+    drawn from the animal's own stream the first times the motion is seen (a recorded-bout library, as a
+    twin fed with field recordings would be), then picked at random; 0 draws a fresh window every time.
+    A twisted collar (scenario "twisted_collar") turns the collar on the neck at its start: from then on
+    the windows are drawn anew in the turned orientation. `on_window(t_s, state)` is told of each window
+    (the twin's ground truth of behaviour per window).
+    """
+
+    def __init__(self, animal: Animal, rng: np.random.Generator, library_windows: int = 0,
+                 on_window: Callable[[int, AnimalState], None] | None = None) -> None:
+        if library_windows < 0:
+            raise ValueError(f"library_windows must be 0 or more, got {library_windows}")
         self.animal = animal
+        self.rng = rng
         self.stream = AccelStream(rng)
+        self.library_windows = library_windows
+        self.on_window = on_window
+        self._library: dict[tuple[str, int, int], list[np.ndarray]] = {}
         self._end_s: float | None = None
+        twists = sorted(s.start_s for s in getattr(animal, "scenarios", ()) if s.kind == "twisted_collar")
+        self._twists = twists
+        self._twisted = 0
+
+    def _twist(self, t_s: int) -> int:
+        while self._twisted < len(self._twists) and t_s >= self._twists[self._twisted]:
+            self._twisted += 1
+            roll = float(self.rng.choice([-1.0, 1.0])) * float(self.rng.uniform(100.0, 170.0))
+            turned = rotation_from_angles(roll, 0.0) @ self.stream.profile.orientation
+            self.stream.profile = replace(self.stream.profile, orientation=turned)
+        return self._twisted
 
     def fill(self, t_s: int, n: int, rate_hz: int, buf) -> int:
         """Write n interleaved x, y, z milli-g samples into the array('h') buf; return n."""
-        motion = self.animal.state_at(t_s).motion
+        state = self.animal.state_at(t_s)
+        if self.on_window is not None:
+            self.on_window(t_s, state)
+        motion = state.motion
+        twist = self._twist(t_s)
         self.stream.rate_hz = float(rate_hz)
-        gap_s = 0.0 if self._end_s is None else max(0.0, t_s - self._end_s)
-        samples = self.stream.read(motion, n, gap_s)
-        self._end_s = t_s + n / rate_hz
+        if self.library_windows:
+            shelf = self._library.setdefault((motion, twist, n), [])
+            if len(shelf) < self.library_windows:
+                samples = self.stream.read(motion, n, 0.0)
+                shelf.append(samples)
+            else:
+                samples = shelf[int(self.rng.integers(len(shelf)))]
+        else:
+            gap_s = 0.0 if self._end_s is None else max(0.0, t_s - self._end_s)
+            samples = self.stream.read(motion, n, gap_s)
+            self._end_s = t_s + n / rate_hz
         np.frombuffer(buf, dtype=np.int16)[: 3 * n] = samples.reshape(-1)
         return n
+
+
+class FeatureMemo:
+    """The collar's own feature pass, remembered per window: a window the twin's accelerometer replays
+    from its library gets the numbers the firmware computed on it the first time (compute_features is a
+    pure function of the samples). Bounded: forgets everything when max_entries is reached."""
+
+    def __init__(self, compute: Callable, max_entries: int = 400_000) -> None:
+        self.compute = compute
+        self.max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+        self._seen: dict[bytes, object] = {}
+
+    def __call__(self, buf, n_samples: int, rate_hz: int, out) -> None:
+        key = bytes(memoryview(buf)[: 3 * n_samples]) + bytes((rate_hz & 0xFF,))
+        known = self._seen.get(key)
+        if known is not None:
+            self.hits += 1
+            out[:] = known
+            return
+        self.misses += 1
+        self.compute(buf, n_samples, rate_hz, out)
+        if len(self._seen) >= self.max_entries:
+            self._seen.clear()
+        self._seen[key] = array(out.typecode, out)
 
 
 def _end_of_life_s(animal: Animal) -> int | None:
     starts = [s.start_s for s in getattr(animal, "scenarios", ()) if s.kind == "low_battery"]
     return min(starts) if starts else None
-
-
-def spreading_factor_for(distance_to_gateway_m: float) -> int:
-    """The data rate ADR settles on for a collar this far from its nearest gateway (EU868, 125 kHz)."""
-    for limit_m, sf in ((3000.0, 7), (5000.0, 8), (7500.0, 9), (10000.0, 10), (13000.0, 11)):
-        if distance_to_gateway_m < limit_m:
-            return sf
-    return 12
 
 
 @dataclass
@@ -184,7 +241,11 @@ class Fleet:
     animals: given animals instead of a herd (e.g. MovebankReplay), with reserve for their fences;
     fences: send the reserve's park and farmland fences to every collar over the air at start;
     settings: collar settings overriding collar_firmware.config.DEFAULTS; battery_mv: pack voltage at start;
-    sleep, monotonic: the wall clock used for pacing (tests hand in a fake one).
+    sleep, monotonic: the wall clock used for pacing (tests hand in a fake one);
+    library_windows: windows per motion in each collar's accelerometer library (0: a fresh window every
+    time; see AnimalAccelerometer), with the firmware's feature pass remembered per window (FeatureMemo);
+    on_window(device_id, t_s, state): told of every accelerometer window (the twin's ground truth);
+    rejoins: device_id -> Unix seconds at which the collar rejoins and its frame counter restarts at 0.
     """
 
     def __init__(
@@ -202,6 +263,9 @@ class Fleet:
         battery_mv: int = 3640,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        library_windows: int = 0,
+        on_window: Callable[[str, int, AnimalState], None] | None = None,
+        rejoins: dict[str, Sequence[int]] | None = None,
     ) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be timezone-aware (UTC)")
@@ -215,6 +279,10 @@ class Fleet:
         self.end_s = self.start_s + int(days * 86400)
         self.pace = pace
         self._sleep, self._monotonic = sleep, monotonic
+        self.library_windows = library_windows
+        self.on_window = on_window
+        self.feature_memo: FeatureMemo | None = None
+        self._rejoins = {d: sorted(int(t) for t in ts) for d, ts in (rejoins or {}).items()}
         seeds = np.random.SeedSequence([seed, _FLEET_STREAM]).spawn(2)  # apart from the herd's streams
         if animals is None:
             self.herd: Herd | None = Herd(n_collars, seed, start, reserve=reserve, days=days)
@@ -254,9 +322,9 @@ class Fleet:
         accel_seed, gnss_seed = seed.spawn(2)
         clock = hal_sim.SimClock(self.start_s)
         first = animal.state_at(self.start_s)
-        gateways = self.network.gateways
-        nearest_m = min(distance_m(first.lon, first.lat, g.lon, g.lat) for g in gateways)
-        wearer = _Wearer(index=index, animal=animal, spreading_factor=spreading_factor_for(nearest_m))
+        wearer = _Wearer(index=index, animal=animal, spreading_factor=self.network.spreading_factor(first.lon, first.lat))
+        device_id = animal.identity.device_id
+        on_window = None if self.on_window is None else (lambda t_s, state: self.on_window(device_id, t_s, state))
 
         def position(t_s: int) -> tuple[float, float]:
             s = animal.state_at(t_s)
@@ -269,7 +337,8 @@ class Fleet:
         )
         wearer.hal = Hal(
             clock,
-            hal_sim.SimIMU(clock, AnimalAccelerometer(animal, np.random.default_rng(accel_seed))),
+            hal_sim.SimIMU(clock, AnimalAccelerometer(animal, np.random.default_rng(accel_seed),
+                                                      self.library_windows, on_window)),
             NoisyGnss(clock, position, GnssReceiver(np.random.default_rng(gnss_seed))),
             radio,
             hal_sim.SimPower(clock, battery=CollarBattery(battery_mv, self.start_s, _end_of_life_s(animal)),
@@ -278,6 +347,10 @@ class Fleet:
             watchdog=hal_sim.SimWatchdog(clock),
         )
         wearer.collar = Collar(wearer.hal, settings)
+        if self.library_windows and wearer.collar.feature_pass is not None:
+            if self.feature_memo is None:
+                self.feature_memo = FeatureMemo(wearer.collar.feature_pass)
+            wearer.collar.feature_pass = self.feature_memo
         return wearer
 
     # --- the radio path, called from inside SimRadio.send ---
@@ -301,10 +374,16 @@ class Fleet:
 
     def _on_uplink(self, wearer: _Wearer, port: int, payload: bytes, confirmed: bool) -> None:
         state = wearer.animal.state_at(wearer.send_t_s)
+        rejoins = self._rejoins.get(wearer.animal.identity.device_id)
+        if rejoins and wearer.send_t_s >= rejoins[0]:
+            rejoins.pop(0)
+            wearer.f_cnt = 0  # a new session after the rejoin: the frame counter starts again
+            log.info("collar rejoined, frame counter reset", extra={"device_id": wearer.animal.identity.device_id})
         uplink = self._uplink(wearer, port, payload, confirmed, state)
         wearer.f_cnt += 1
         self.uplinks_sent += 1
         frequency_hz, receptions = wearer.heard
+        receptions = self.network.collide(uplink, frequency_hz, receptions)
         context = {"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "f_port": port}
         if receptions:
             self.uplinks_delivered += 1

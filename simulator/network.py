@@ -3,7 +3,9 @@ network server hands to the bridge (The Things Stack v3 uplink messages, ChirpSt
 
 Radio model: log-distance path loss with log-normal shadowing from the collar to every gateway in range;
 a gateway hears the frame when its SNR clears the demodulation floor of the spreading factor, minus a
-random loss (collisions, interference). The network server deduplicates the copies heard by several
+random loss (interference), pure-ALOHA collisions between collars on one channel and spreading factor
+(`collide`, with a 6 dB capture effect), gateway outages and areas without coverage. A collar's
+spreading factor is the one ADR settles on from the link margin at its best gateway. The network server deduplicates the copies heard by several
 gateways into one message whose rx_metadata lists them all (as TTS and ChirpStack do); now and then a
 message is delivered twice (a retried webhook, a second route), which the bridge must store once.
 Airtime is the collar's own (collar_firmware.scheduler.airtime_us: Semtech AN1200.13 on the whole PHY
@@ -25,9 +27,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
+import shapely
+from shapely.geometry import Polygon
 
 from collar_firmware.scheduler import airtime_us
-from simulator.reserve import Gateway, Reserve, demo_reserve, distance_m
+from simulator.geo import distance_m
+from simulator.reserve import Gateway, Reserve, demo_reserve
 
 EU868_CHANNELS_HZ = (868_100_000, 868_300_000, 868_500_000, 867_100_000,
                      867_300_000, 867_500_000, 867_700_000, 867_900_000)
@@ -154,6 +159,64 @@ class Network:
             g.gateway_id: int.from_bytes(hashlib.sha256(g.gateway_id.encode()).digest()[:4], "little")
             for g in self.gateways
         }
+        self.outages: list[tuple[str, float, float]] = []  # (gateway_id, start_s, end_s): a mast down
+        self.holes: list[tuple[shapely.Geometry, float, float]] = []  # lon/lat areas no gateway hears
+        self._on_air: list[tuple[float, float, int, int, str, dict[str, float]]] = []
+        self.collisions = 0
+        self.lost_in_holes = 0
+
+    def add_outage(self, gateway_id: str, start_s: float, end_s: float) -> None:
+        """The gateway hears nothing from start_s to end_s (power cut, backhaul down)."""
+        if gateway_id not in {g.gateway_id for g in self.gateways}:
+            raise ValueError(f"no gateway {gateway_id!r}; known: {sorted(g.gateway_id for g in self.gateways)}")
+        self.outages.append((gateway_id, float(start_s), float(end_s)))
+
+    def add_hole(self, ring_lonlat: Sequence[tuple[float, float]], start_s: float, end_s: float) -> None:
+        """No gateway hears a collar inside the polygon ring_lonlat from start_s to end_s (a valley)."""
+        area = Polygon(ring_lonlat)
+        shapely.prepare(area)
+        self.holes.append((area, float(start_s), float(end_s)))
+
+    def _down(self, gateway_id: str, t_s: float) -> bool:
+        return any(g == gateway_id and a <= t_s < b for g, a, b in self.outages)
+
+    def _in_hole(self, lon: float, lat: float, t_s: float) -> bool:
+        return any(a <= t_s < b and shapely.contains_xy(area, lon, lat) for area, a, b in self.holes)
+
+    def spreading_factor(self, lon: float, lat: float, margin_db: float = 10.0) -> int:
+        """The data rate ADR settles on here: the lowest SF whose mean SNR at the best gateway clears the
+        SF's demodulation floor by margin_db (LoRaWAN ADR's installation margin), else SF12."""
+        model = self.path_loss
+        best_dbm = max(model.mean_rssi_dbm(math.hypot(distance_m(lon, lat, g.lon, g.lat), g.altitude_m))
+                       for g in self.gateways)
+        snr_db = best_dbm - model.noise_floor_dbm(125_000)
+        for sf in sorted(SNR_FLOOR_DB):
+            if snr_db - SNR_FLOOR_DB[sf] >= margin_db:
+                return sf
+        return 12
+
+    def collide(self, uplink: Uplink, frequency_hz: int, receptions: Sequence[Reception]) -> list[Reception]:
+        """Pure ALOHA: drop the receptions of this frame that overlap in time another frame on the same
+        channel and spreading factor at the same gateway, unless this one is 6 dB stronger (capture)."""
+        start = uplink.time_s
+        end = start + airtime_s(len(uplink.payload), uplink.spreading_factor, uplink.bandwidth_hz)
+        self._on_air = [a for a in self._on_air if a[1] > start - 5.0]
+        kept = []
+        for r in receptions:
+            gw = r.gateway.gateway_id
+            lost = False
+            for a_start, a_end, a_freq, a_sf, a_dev, a_rssi in self._on_air:
+                if (a_freq == frequency_hz and a_sf == uplink.spreading_factor and a_dev != uplink.dev_eui
+                        and a_start < end and start < a_end and gw in a_rssi and r.rssi_dbm < a_rssi[gw] + 6):
+                    lost = True
+                    break
+            if lost:
+                self.collisions += 1
+            else:
+                kept.append(r)
+        self._on_air.append((start, end, frequency_hz, uplink.spreading_factor, uplink.dev_eui,
+                             {r.gateway.gateway_id: r.rssi_dbm for r in receptions}))
+        return kept
 
     def __repr__(self) -> str:
         return f"Network({len(self.gateways)} gateways, application_id={self.application_id!r})"
@@ -166,11 +229,14 @@ class Network:
         floor_snr = SNR_FLOOR_DB[uplink.spreading_factor]
         noise_dbm = model.noise_floor_dbm(uplink.bandwidth_hz)
         receptions = []
+        hidden = bool(self.holes) and self._in_hole(uplink.lon, uplink.lat, uplink.time_s)
+        if hidden:
+            self.lost_in_holes += 1
         for gw in self.gateways:
             d = math.hypot(distance_m(uplink.lon, uplink.lat, gw.lon, gw.lat), gw.altitude_m)
             shadow_db = float(rng.normal(0.0, model.shadowing_sigma_db))
             lost = rng.random() < self.loss_probability
-            if d > gw.range_m or lost:
+            if d > gw.range_m or lost or hidden or (self.outages and self._down(gw.gateway_id, uplink.time_s)):
                 continue
             signal_dbm = model.mean_rssi_dbm(d) + shadow_db
             snr_db = signal_dbm - noise_dbm

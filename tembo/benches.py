@@ -12,4 +12,6 @@ BENCHES: dict[str, str] = {
     "replay": "simulator.replay_bench:run",
     "rules": "lora_bridge.rules_bench:run",
     "models": "models.models_bench:run",
+    "alerts": "tembo.twin:bench_alerts",
+    "sim": "tembo.twin:bench_sim",
 }

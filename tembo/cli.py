@@ -38,11 +38,35 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from tembo import demo
+    from simulator.scenario import ScenarioError
+    from tembo import twin
 
-    count = demo.simulate_to_file(collars=args.collars, days=args.days, seed=args.seed, out=args.out,
-                                  network_format=args.format)
-    print(json.dumps({"uplinks_written": count, "out": args.out}))
+    if args.scenario is None:  # the herd of the demo, as before scenario files
+        from tembo import demo
+
+        count = demo.simulate_to_file(collars=args.collars, days=args.days, seed=args.seed, out=args.out,
+                                      network_format=args.format or "tts")
+        print(json.dumps({"uplinks_written": count, "out": args.out}))
+        return 0
+    try:
+        if sys.stderr.isatty():
+            from rich.progress import Progress
+
+            with Progress() as bar:
+                task = bar.add_task(f"simulating {args.scenario}", total=1.0)
+                summary = twin.simulate(args.scenario, to=args.to, speed=args.speed, until=args.until,
+                                        network_format=args.format, secret=args.secret,
+                                        progress=lambda done, total: bar.update(task, completed=done / total))
+        else:
+            summary = twin.simulate(args.scenario, to=args.to, speed=args.speed, until=args.until,
+                                    network_format=args.format, secret=args.secret)
+    except ScenarioError as err:
+        print(f"tembo simulate: {err}", file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as err:
+        print(f"tembo simulate: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
     return 0
 
 
@@ -182,12 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--database-url", default=None)
     demo.set_defaults(func=_cmd_demo)
 
-    simulate = sub.add_parser("simulate", help="run the digital twin and write network JSON lines")
-    simulate.add_argument("--collars", type=int, default=20)
-    simulate.add_argument("--days", type=float, default=1.0)
-    simulate.add_argument("--seed", type=int, default=1)
-    simulate.add_argument("--format", choices=["tts", "chirpstack"], default="tts")
-    simulate.add_argument("--out", default="var/uplinks.jsonl")
+    simulate = sub.add_parser("simulate", help="run a twin scenario; send its network JSON to a bridge, broker or file")
+    simulate.add_argument("scenario", nargs="?", default=None,
+                          help="scenario file or name in scenarios/ (quick, standard, wall2014)")
+    simulate.add_argument("--to", default=None, metavar="http://...|mqtt://...|FILE.jsonl",
+                          help="a webhook URL, an MQTT broker, or a JSON-lines file (default var/SCENARIO-FORMAT.jsonl)")
+    simulate.add_argument("--speed", type=float, default=None, help="simulated seconds per wall second (default: flat out)")
+    simulate.add_argument("--until", default=None, help="stop at an offset (\"2d\", \"12h\") or an RFC 3339 time")
+    simulate.add_argument("--format", choices=["tts", "chirpstack"], default=None,
+                          help="network server JSON (default: the scenario's)")
+    simulate.add_argument("--secret", default=None, help="X-Tembo-Secret header for a bridge's webhook")
+    simulate.add_argument("--collars", type=int, default=20, help="without SCENARIO: demo herd size")
+    simulate.add_argument("--days", type=float, default=1.0, help="without SCENARIO: simulated days")
+    simulate.add_argument("--seed", type=int, default=1, help="without SCENARIO: seed")
+    simulate.add_argument("--out", default="var/uplinks.jsonl", help="without SCENARIO: output file")
     simulate.set_defaults(func=_cmd_simulate)
 
     bridge = sub.add_parser("bridge", help="run the bridge service (webhook ingest, store, alerts)")

@@ -77,6 +77,17 @@ def test_still_collar_that_moved_between_fixes_is_not_called_dead():
     assert "mortality" not in world.alerts()
 
 
+def test_one_bad_gnss_fix_does_not_hide_a_carcass():
+    world = CollarWorld()
+    world.behaviour = "still"
+    world.run_for(2 * HOUR)
+    world.position = km(0.4, 0)  # one multipath fix 400 m off
+    world.run_for(HOUR)
+    world.position = km(0, 0)
+    world.run_for(10 * HOUR)
+    assert "mortality" in world.alerts()
+
+
 # ---- poaching risk ------------------------------------------------------------------------
 
 def test_night_flight_near_the_boundary_raises_poaching_alert_and_tracking():

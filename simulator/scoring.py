@@ -1,0 +1,229 @@
+"""Ground truth of Tembo's digital twin and the score of the alerts a bridge raised against it.
+
+`Truth` records what really happened while a scenario runs: the behaviour of every animal at every
+accelerometer window (so behaviour shares per animal-day can be compared with what the collar
+reported), the scripted events (start, place, end), the farmland entries and boundary exits the
+animals made, and the silences of collars no gateway heard (offline). `score()` matches the alerts a
+bridge raised with those events, per alert type: recall, precision, median and 90th-percentile delay
+(from the event's start to the alert reaching the bridge), and names every missed and false alert
+with what may explain it, so a failed goal points at its cause.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from collar_firmware.codec import BEHAVIOURS
+from simulator.animals import AnimalState
+from simulator.scenario import ANIMAL_EVENTS, Scenario
+
+SCORED_TYPES = ("mortality", "immobility", "poaching_risk", "geofence_farmland", "geofence_exit",
+                "collar_drop", "low_battery", "offline")
+# Goals of issue 16: (recall, delay goal in minutes for the median) per type; precision >= 0.9 for all.
+GOALS = {"mortality": (0.95, 180.0), "poaching_risk": (0.9, 15.0), "geofence_farmland": (0.95, 30.0)}
+PRECISION_GOAL = 0.9
+EARLY_S = 10 * 60  # an alert this long before an event's start still counts for it (clock, window)
+GRACE_S = 3 * 3600  # ... and this long after its end (a confirmed alert repeated through a gap)
+SPELL_MIN_S = 5 * 60  # a farmland visit or boundary exit shorter than this is noise at a fence line
+
+
+@dataclass(frozen=True)
+class TruthEvent:
+    """Something a ranger should hear about: on device_id, of `kind`, from start to end (None: on)."""
+
+    device_id: str
+    kind: str
+    alert_types: tuple[str, ...]
+    start_s: int
+    end_s: int | None
+    lat: float | None = None
+    lon: float | None = None
+
+    def as_dict(self) -> dict:
+        """JSON-able form with ISO times."""
+        out = asdict(self)
+        out["start"] = _iso(self.start_s)
+        out["end"] = _iso(self.end_s) if self.end_s is not None else None
+        return out
+
+
+@dataclass(frozen=True)
+class SeenAlert:
+    """An alert as the bridge raised it: id, type, device, when the collar/rule raised it and when it
+    reached the bridge (seen_s)."""
+
+    alert_id: int
+    device_id: str
+    alert_type: str
+    raised_s: int
+    seen_s: int
+
+
+@dataclass
+class Truth:
+    """What really happened in a run (fed by the fleet's on_window hook and the scenario)."""
+
+    scenario: Scenario
+    windows: dict[tuple[str, int], Counter] = field(default_factory=lambda: defaultdict(Counter))
+    events: list[TruthEvent] = field(default_factory=list)
+    _in_farm: dict[str, tuple[bool, int, float, float]] = field(default_factory=dict)
+    _outside: dict[str, tuple[bool, int, float, float]] = field(default_factory=dict)
+    _heard: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    _start_place: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
+
+    def on_window(self, device_id: str, t_s: int, state: AnimalState) -> None:
+        """One accelerometer window of device_id at t_s saw the animal in `state`."""
+        day = (t_s - self.scenario.start_s) // 86400
+        self.windows[(device_id, day)][state.behaviour] += 1
+        self._spell(self._in_farm, device_id, t_s, state, state.in_farmland, "farmland_entry", ("geofence_farmland",))
+        self._spell(self._outside, device_id, t_s, state, not state.inside_reserve, "boundary_exit",
+                    ("geofence_exit",))
+        for e in self.scenario.events:
+            key = (device_id, e.start_s)
+            if e.collar is not None and key not in self._start_place and t_s >= e.start_s \
+                    and _device(e.collar) == device_id:
+                self._start_place[key] = (state.lat, state.lon)
+
+    def _spell(self, held: dict, device_id: str, t_s: int, state: AnimalState, now_in: bool, kind: str,
+               alerts: tuple[str, ...]) -> None:
+        was_in, since_s, lat, lon = held.get(device_id, (False, 0, 0.0, 0.0))
+        if now_in and not was_in:
+            held[device_id] = (True, t_s, state.lat, state.lon)
+        elif not now_in and was_in:
+            held[device_id] = (False, t_s, 0.0, 0.0)
+            if t_s - since_s >= SPELL_MIN_S:
+                self.events.append(TruthEvent(device_id, kind, alerts, since_s, t_s, lat, lon))
+
+    def heard(self, device_id: str, t_s: float) -> None:
+        """The network delivered an uplink of device_id at t_s (offline periods are the gaps)."""
+        self._heard[device_id].append(int(t_s))
+
+    def finish(self, end_s: int, offline_after_s: int) -> list[TruthEvent]:
+        """Close open spells at end_s and return every truth event of the run, in time order."""
+        for held, kind, alerts in ((self._in_farm, "farmland_entry", ("geofence_farmland",)),
+                                   (self._outside, "boundary_exit", ("geofence_exit",))):
+            for device_id, (was_in, since_s, lat, lon) in held.items():
+                if was_in and end_s - since_s >= SPELL_MIN_S:
+                    self.events.append(TruthEvent(device_id, kind, alerts, since_s, None, lat, lon))
+            held.clear()
+        for e in self.scenario.events:
+            if e.kind in ANIMAL_EVENTS and ANIMAL_EVENTS[e.kind][1]:
+                device_id = _device(e.collar)
+                lat, lon = self._start_place.get((device_id, e.start_s), (None, None))
+                self.events.append(TruthEvent(device_id, e.kind, ANIMAL_EVENTS[e.kind][1], e.start_s, e.end_s, lat, lon))
+                if e.kind == "collar_drop":  # a dropped collar lies still: immobility is true too
+                    self.events.append(TruthEvent(device_id, "collar_drop", ("immobility",), e.start_s, None, lat, lon))
+        for device_id, times in self._heard.items():
+            times = sorted(times)
+            for a, b in zip(times, [*times[1:], end_s], strict=True):
+                if b - a > offline_after_s:
+                    self.events.append(TruthEvent(device_id, "silence", ("offline",), a + offline_after_s,
+                                                  b if b < end_s else None))
+        self.events.sort(key=lambda e: (e.start_s, e.device_id, e.kind))
+        return self.events
+
+    def behaviour_shares(self) -> dict[tuple[str, int], dict[str, float]]:
+        """True share of each behaviour per (device_id, day), from every window the collars took."""
+        out = {}
+        for key, counts in self.windows.items():
+            total = sum(counts.values())
+            out[key] = {b: counts.get(b, 0) / total for b in BEHAVIOURS}
+        return out
+
+
+def _device(collar_index: int) -> str:
+    from simulator.animals import demo_device_id
+
+    return demo_device_id(collar_index)
+
+
+def _iso(t_s: int) -> str:
+    return datetime.fromtimestamp(t_s, UTC).isoformat().replace("+00:00", "Z")
+
+
+def verdict(alert: SeenAlert, events: list[TruthEvent], end_s: int) -> tuple[str, TruthEvent | None]:
+    """("true", event) when a truth event of the alert's device and type explains it, else
+    ("false_alarm", None): the twin playing the ranger who went to look."""
+    best = None
+    for e in events:
+        if e.device_id != alert.device_id or alert.alert_type not in e.alert_types:
+            continue
+        stop = (e.end_s if e.end_s is not None else end_s) + GRACE_S
+        if e.start_s - EARLY_S <= alert.raised_s <= stop and (best is None or e.start_s > best.start_s):
+            best = e
+    return ("true", best) if best is not None else ("false_alarm", None)
+
+
+def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int,
+          explain: dict[str, str] | None = None) -> dict:
+    """Per alert type: recall, precision, median and p90 delay (minutes), missed and false events."""
+    explain = explain or {}
+    out = {}
+    for kind in SCORED_TYPES:
+        truth = [e for e in events if kind in e.alert_types]
+        raised = [a for a in alerts if a.alert_type == kind]
+        matched: dict[int, list[SeenAlert]] = defaultdict(list)
+        false = []
+        for a in raised:
+            word, event = verdict(a, truth, end_s)
+            if event is None:
+                false.append(a)
+            else:
+                matched[id(event)].append(a)
+        delays, missed = [], []
+        for e in truth:
+            got = matched.get(id(e))
+            if got:
+                delays.append(max(0.0, (min(a.seen_s for a in got) - e.start_s) / 60.0))
+            else:
+                missed.append(e)
+        figures = {
+            "events": len(truth),
+            "alerts": len(raised),
+            "recall": round(1 - len(missed) / len(truth), 4) if truth else None,
+            "precision": round(1 - len(false) / len(raised), 4) if raised else None,
+            "median_delay_min": round(float(np.median(delays)), 1) if delays else None,
+            "p90_delay_min": round(float(np.percentile(delays, 90)), 1) if delays else None,
+        }
+        goal_recall, goal_delay = GOALS.get(kind, (None, None))
+        goal_met = ((figures["precision"] is None or figures["precision"] >= PRECISION_GOAL)
+                    and (goal_recall is None or (figures["recall"] is not None and figures["recall"] >= goal_recall))
+                    and (goal_delay is None or (figures["median_delay_min"] is not None
+                                                and figures["median_delay_min"] <= goal_delay)))
+        figures["goal_met"] = goal_met
+        if not goal_met:
+            figures["missed"] = [{**e.as_dict(), "cause": explain.get(f"{e.device_id}:{e.start_s}", "no alert reached the bridge")}
+                                 for e in missed]
+            figures["false"] = [{"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
+                                 "cause": explain.get(f"{a.device_id}:{kind}", _false_cause(kind))} for a in false]
+        out[kind] = figures
+    return out
+
+
+def _false_cause(kind: str) -> str:
+    if kind in ("offline", "low_battery"):
+        return "bridge rule"
+    return "collar rule or model (raised on the collar with no such event in the truth)"
+
+
+def time_budget_error(reported: dict[tuple[str, int], Counter], truth: Truth) -> float | None:
+    """Mean over animal-days of the total variation distance between the behaviour shares the collar
+    reported (windows per class from its activity summaries) and the true shares (0 same, 1 disjoint)."""
+    true_shares = truth.behaviour_shares()
+    errors = []
+    for key, counts in reported.items():
+        total = sum(counts.values())
+        if not total or key not in true_shares:
+            continue
+        errors.append(0.5 * sum(abs(counts.get(b, 0) / total - true_shares[key][b]) for b in BEHAVIOURS))
+    return round(float(np.mean(errors)), 4) if errors else None
+
+
+def is_nan(x: float | None) -> bool:
+    """True for None or NaN (a figure that could not be measured)."""
+    return x is None or (isinstance(x, float) and math.isnan(x))

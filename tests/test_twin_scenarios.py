@@ -1,0 +1,174 @@
+"""The digital twin's scenarios, network and scoring, as a ranger and a researcher rely on them."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from datetime import UTC, datetime
+
+import pytest
+
+from collar_firmware import scheduler
+from simulator import scenario as scenarios
+from simulator.network import Network, PathLossModel, Uplink
+from simulator.reserve import demo_reserve
+from tembo import twin
+
+QUICK = scenarios.SCENARIO_DIR / "quick.toml"
+
+
+def _quick_data() -> dict:
+    return tomllib.loads(QUICK.read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda d: d["herd"].update(count=0), "herd.count"),
+        (lambda d: d["herd"].update(count="many"), "herd.count"),
+        (lambda d: d.update(duration="soon"), "duration"),
+        (lambda d: d["events"][0].update(kind="meteor"), "events[0].kind"),
+        (lambda d: d["events"][0].update(collar=99), "events[0].collar"),
+        (lambda d: d["events"][1].pop("duration"), "events[1].duration"),
+        (lambda d: d["events"][7].update(gateway="tembo-gw-nowhere"), "events[7].gateway"),
+        (lambda d: d["herd"].update(settings={"gnss_interval_s": 5}), "herd.settings.gnss_interval_s"),
+        (lambda d: d["herd"].update(settings={"warp_drive": 1}), "herd.settings.warp_drive"),
+        (lambda d: d.update(colour="blue"), "colour"),
+        (lambda d: d.update(reserve={"centre": [37.5, 0.5], "boundary_km": [[0, 0], [1, 0]]}), "reserve.boundary_km"),
+        (lambda d: d["events"][0].update(at="40d"), "events[0].at"),
+    ],
+)
+def test_researcher_sees_which_key_of_a_broken_scenario_is_wrong(change, key):
+    data = _quick_data()
+    change(data)
+    with pytest.raises(scenarios.ScenarioError) as err:
+        scenarios.parse_scenario(data, source="broken.toml")
+    assert f"broken.toml: {key}:" in str(err.value)
+
+
+def test_a_file_that_is_not_toml_is_refused_with_its_name(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(scenarios.ScenarioError, match="bad.toml: not valid TOML"):
+        scenarios.load_scenario(bad)
+
+
+def test_the_shipped_scenarios_load():
+    quick, standard, wall = (scenarios.load_scenario(n) for n in ("quick", "standard", "wall2014"))
+    assert quick.count == 6 and {e.kind for e in quick.events} == set(scenarios.EVENT_KINDS)
+    assert standard.count == 50 and standard.days == 30
+    assert wall.movebank_file is not None
+
+
+def test_replay_scenario_runs_on_the_projects_own_track_when_the_data_file_is_absent(tmp_path):
+    data = tomllib.loads((scenarios.SCENARIO_DIR / "wall2014.toml").read_text())
+    data["herd"]["movebank_file"] = "absent.csv.gz"
+    scenario = scenarios.parse_scenario(data, source="wall.toml", base_dir=tmp_path)
+    fleet = scenarios.fleet(scenario, until_s=scenario.start_s + 3 * 3600)
+    assert [m["name"] for m in fleet.manifest()] == ["Tembo walker"]
+    assert sum(1 for _ in fleet.deliveries()) > 0
+
+
+def test_same_seed_same_uplinks_byte_for_byte(tmp_path):
+    outs = []
+    for run in range(2):
+        out = tmp_path / f"run{run}.jsonl"
+        summary = twin.simulate("quick", to=str(out), until="4h")
+        assert summary["messages_sent"] > 20
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+
+
+def test_chirpstack_json_of_the_twin_is_accepted_by_the_bridge(tmp_path):
+    from lora_bridge.service import open_bridge
+
+    out = tmp_path / "cs.jsonl"
+    twin.simulate("quick", to=str(out), until="2h", network_format="chirpstack")
+    lines = out.read_text().splitlines()
+    with open_bridge(f"sqlite:///{tmp_path / 'b.db'}") as bridge:
+        results = [bridge.ingest_chirpstack_uplink(line.encode()) for line in lines]
+    assert results and all(r.status in ("processed", "duplicate") for r in results)
+
+
+def test_path_loss_follows_the_log_distance_formula():
+    model = PathLossModel(exponent=2.7)
+    assert model.mean_rssi_dbm(1000.0) - model.mean_rssi_dbm(10_000.0) == pytest.approx(27.0)
+    assert model.noise_floor_dbm(125_000) == pytest.approx(-174 + 10 * math.log10(125_000) + 6.0)
+    net = Network(demo_reserve(), seed=1)
+    hq = demo_reserve().gateway("tembo-gw-hq")
+    near = net.spreading_factor(hq.lon, hq.lat + 0.005)
+    far = net.spreading_factor(hq.lon + 0.4, hq.lat + 0.4)
+    assert near == 7 and far > near  # ADR: the link margin buys the fastest data rate near a mast
+
+
+def test_duty_cycle_closes_a_sub_band_for_ninety_nine_times_the_airtime():
+    sched = scheduler.Scheduler()
+    airtime = scheduler.airtime_us(24, 12, 125)
+    now = 1772323200
+    band = sched.pick_band(now, airtime, scheduler.PRIO_STATUS)
+    sched.record(now, band, airtime)
+    closed_s = math.ceil(airtime / 1e6 * 100) - 1  # T * (100 / 1 % - 1), rounded up to the ms
+    assert sched.next_band_free_s(now) == now  # the other 1 % sub-band is still open
+    other = sched.pick_band(now, airtime, scheduler.PRIO_STATUS)
+    sched.record(now, other, airtime)
+    assert sched.pick_band(now + closed_s - 2, airtime, scheduler.PRIO_STATUS) < 0
+    assert sched.pick_band(now + closed_s + 1, airtime, scheduler.PRIO_STATUS) >= 0
+
+
+def _uplink(dev: str, t_s: float, lon: float, lat: float) -> Uplink:
+    return Uplink(device_id=dev, dev_eui=dev, f_port=2, f_cnt=1, payload=bytes(20), time_s=t_s, lat=lat, lon=lon,
+                  spreading_factor=9)
+
+
+def test_two_collars_on_one_channel_at_once_collide_unless_one_is_much_stronger():
+    reserve = demo_reserve()
+    hq = reserve.gateway("tembo-gw-hq")
+    net = Network([hq], seed=3, loss_probability=0.0, path_loss=PathLossModel(shadowing_sigma_db=0.0))
+    a = _uplink("A", 100.0, hq.lon + 0.03, hq.lat)
+    b = _uplink("B", 100.1, hq.lon + 0.031, hq.lat)  # as far away: no capture
+    freq, heard_a = net.hear(a)
+    assert heard_a and net.collide(a, freq, heard_a) == heard_a
+    _, heard_b = net.hear(b)
+    assert net.collide(b, freq, heard_b) == []
+    c = _uplink("C", 100.2, hq.lon + 0.001, hq.lat)  # next to the mast: 6 dB stronger, captured
+    _, heard_c = net.hear(c)
+    assert net.collide(c, freq, heard_c) == heard_c
+
+
+def test_gateway_outage_and_coverage_hole_silence_the_collar():
+    reserve = demo_reserve()
+    hq = reserve.gateway("tembo-gw-hq")
+    net = Network([hq], seed=3, loss_probability=0.0, path_loss=PathLossModel(shadowing_sigma_db=0.0))
+    net.add_outage("tembo-gw-hq", 1000, 2000)
+    assert net.hear(_uplink("A", 1500.0, hq.lon + 0.01, hq.lat))[1] == []
+    assert net.hear(_uplink("A", 2500.0, hq.lon + 0.01, hq.lat))[1]
+    net.add_hole([(hq.lon, hq.lat - 0.1), (hq.lon + 0.1, hq.lat - 0.1), (hq.lon + 0.1, hq.lat + 0.1),
+                  (hq.lon, hq.lat + 0.1)], 0, 10_000)
+    assert net.hear(_uplink("A", 3000.0, hq.lon + 0.05, hq.lat))[1] == []
+    with pytest.raises(ValueError, match="no gateway"):
+        net.add_outage("tembo-gw-atlantis", 0, 1)
+
+
+@pytest.mark.slow
+def test_ranger_gets_the_alert_each_injected_event_should_raise_through_the_bridge():
+    figures = twin.run_through_bridge("quick")
+    truth = figures["truth_events"]
+    for kind in ("death", "poaching_chase", "collar_drop", "battery_failure", "farmland_entry"):
+        assert truth.get(kind), f"no truth record of {kind}"
+    scored = figures["alerts_by_type"]
+    for kind in ("mortality", "poaching_risk", "collar_drop", "low_battery", "geofence_farmland"):
+        assert scored[kind]["recall"] == 1.0, (kind, scored[kind])
+        assert scored[kind]["precision"] == 1.0, (kind, scored[kind])
+    assert scored["poaching_risk"]["median_delay_min"] <= 15
+    assert 0 <= figures["behaviour_time_budget_error"] < 0.3
+    assert figures["bridge_precision_from_verdicts"]["poaching_risk"] == 1.0  # the twin played the ranger
+    json.dumps(figures)  # the bench prints it
+
+
+def test_until_takes_an_offset_or_a_time():
+    quick = scenarios.load_scenario("quick")
+    assert twin.parse_until("2h", quick) == quick.start_s + 7200
+    assert twin.parse_until("2026-03-01T06:00:00Z", quick) == int(datetime(2026, 3, 1, 6, tzinfo=UTC).timestamp())
+    with pytest.raises(scenarios.ScenarioError, match="--until"):
+        twin.parse_until("whenever", quick)
