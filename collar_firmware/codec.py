@@ -99,6 +99,12 @@ SETTINGS = (
     (22, "positions_per_uplink", "u8", 1, 5, ""),
     (23, "poaching_score", "u8", 1, 255, ""),
     (24, "drop_temp_fall_dc", "u16", 5, 200, "dC"),
+    (25, "gnss_adaptive", "u8", 0, 1, ""),  # smart fixes (fix_schedule.py)
+    (26, "gnss_rest_interval_s", "u32", 60, 86400, "s"),
+    (27, "gnss_move_interval_s", "u32", 60, 86400, "s"),
+    (28, "gnss_min_gap_s", "u16", 0, 3600, "s"),
+    (29, "poaching_min_run_s", "u16", 0, 3600, "s"),
+    (30, "gnss_forage_interval_s", "u32", 60, 86400, "s"),
 )
 
 # Kinds of virtual fence held on the collar: leaving a "park" fence or entering a "farmland" one alerts.

@@ -41,6 +41,12 @@ DEFAULTS = {
     "positions_per_uplink": 1,
     "poaching_score": 12,
     "drop_temp_fall_dc": 40,
+    "gnss_adaptive": 0,  # 1: the behaviour drives the fix schedule (smart fixes, fix_schedule.py)
+    "gnss_rest_interval_s": 3600,  # at rest
+    "gnss_forage_interval_s": 900,  # foraging (and any class neither rest nor walk/run)
+    "gnss_move_interval_s": 900,  # walking or running
+    "gnss_min_gap_s": 300,  # no fix for a change of state sooner than this after the last one
+    "poaching_min_run_s": 360,  # a flight, not a mock charge or play: running sustained this long
 }
 
 # Battery discharge curve of the reference pack (16 x LS17500 Li-SOCl2, 57.6 Ah): (mV, percent), falling.

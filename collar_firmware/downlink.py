@@ -40,6 +40,8 @@ def check_settings(values):
         return ACK_OUT_OF_RANGE
     if values.get("window_s", 0) > values.get("window_every_s", 3600):
         return ACK_OUT_OF_RANGE
+    if values.get("gnss_move_interval_s", 0) > values.get("gnss_rest_interval_s", 86400):
+        return ACK_OUT_OF_RANGE  # smart fixes: moving is fixed at least as often as resting
     return ACK_OK
 
 

@@ -22,6 +22,7 @@ from collar_firmware import codec, config, downlink, geo, records, risk, schedul
 from collar_firmware.compat import collect_garbage, const
 from collar_firmware.fallback import ThresholdModel
 from collar_firmware.fences import Fences
+from collar_firmware.fix_schedule import FixSchedule
 from collar_firmware.link import Link
 from collar_firmware.positions import MAX_DT_S, PositionBuffer
 from collar_firmware.queue import Queue
@@ -111,6 +112,7 @@ class Collar:
         self._guard(self._load_flash, 0, ERR_STORAGE)
         self.sched = scheduler.Scheduler(self.settings["fair_use_airtime_s"])
         self.risk = risk.RiskEngine(self.settings)
+        self.fix_plan = FixSchedule(self.settings)
         self.risk.on_boot(self.reset_cause)
         self._load_model()
         now = self._now(0)
@@ -362,6 +364,8 @@ class Collar:
             idx = self.n_classes - 1
         self.behaviour = idx
         self.windows += 1
+        if self.fix_plan.on_behaviour(now, self.model.classes, idx, self.fix_s):
+            self.next_fix_s = now  # smart fixes: the corner where the behaviour changed
         self.summary.add(idx, vedba_mg, vedba_max_mg)
         try:
             self.temperature_dc = self.hal.power.temperature_dc()
@@ -380,7 +384,7 @@ class Collar:
 
     def _fix(self, now):
         self.next_fix_s = now + scheduler.gnss_interval_s(self.settings, self.tracking(), self.risk.battery_level,
-                                                          self.risk.still_s(now))
+                                                          self.risk.still_s(now), self.fix_plan.interval_s())
         fix = self.hal.gnss.acquire(GNSS_TIMEOUT_S)
         if fix is None:
             self.fix_failures += 1

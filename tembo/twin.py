@@ -217,7 +217,7 @@ def _seen(view, alert_seen: dict) -> SeenAlert:
     raised = int(view.time.timestamp())
     arrivals = [t for t in alert_seen.get((view.device_id, view.alert_type), []) if t >= raised - 1]
     seen_s = int(min(arrivals)) if arrivals else raised
-    return SeenAlert(view.alert_id, view.device_id, view.alert_type, raised, seen_s)
+    return SeenAlert(view.alert_id, view.device_id, view.alert_type, raised, seen_s, view.source)
 
 
 def run_through_bridge(name: str = "standard", until: str | None = None, network_format: str = "tts") -> dict:
@@ -232,7 +232,9 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
     to_json = fleet.network.tts_uplink if network_format == "tts" else fleet.network.chirpstack_uplink
     path = "/uplinks/tts" if network_format == "tts" else "/uplinks/chirpstack"
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="tembo-alerts-") as folder, \
+    # the bench measures alerts, not durability: the store lives in memory-backed /dev/shm when there is one
+    scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(prefix="tembo-alerts-", dir=scratch) as folder, \
             _bridge_for(fleet, scenario.reserve, folder) as (bridge, url, secret):
         outlet = HttpOutlet(url + path, network_format, secret)
         next_round_s = fleet.start_s + 3600
@@ -249,7 +251,7 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
         finally:
             outlet.close()
         bridge.run_rules(datetime.fromtimestamp(end_s, UTC))
-        events = truth.finish(end_s, bridge.settings.offline_after_s)
+        events = truth.finish(end_s, offline_after_s(scenario))
         _play_ranger(bridge, alert_seen, events, end_s)
         views = bridge.alerts()
         seen = [_seen(v, alert_seen) for v in views]
@@ -272,6 +274,16 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
     }
 
 
+def offline_after_s(scenario) -> int:
+    """The silence after which the bridge's default offline profile calls a collar of the scenario offline."""
+    from collar_firmware import config
+    from lora_bridge.domain.rules_profiles import OfflineProfile
+
+    profile = OfflineProfile()
+    interval = scenario.settings.get("status_interval_s", config.DEFAULTS["status_interval_s"])
+    return int(profile.missed_reports * interval + profile.grace_min * 60)
+
+
 def _known(truth: Truth, scenario, now_s: int) -> list:
     """What the twin-ranger knows at now_s: scripted events started by then and the spells closed so far,
     plus spells still open (a ranger at the fence sees the elephant in the field)."""
@@ -290,7 +302,7 @@ def _known(truth: Truth, scenario, now_s: int) -> list:
             if was_in:
                 known.append(TruthEvent(device_id, kind, alerts, since_s, None, lat, lon))
     for device_id, times in truth._heard.items():  # a collar silent right now is offline for real
-        if times and now_s - times[-1] > 6 * 3600:
+        if times and now_s - times[-1] > offline_after_s(scenario):
             known.append(TruthEvent(device_id, "silence", ("offline",), times[-1], None))
     return known
 
