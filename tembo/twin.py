@@ -192,8 +192,11 @@ def _bridge_for(fleet, reserve, folder: str) -> Iterator[tuple[object, str, str]
         network = NetworkServerStandIn(fleet, application_id="tembo-demo")
         network.start()
         running.callback(network.stop)
+        # the twin's clock is its own: network-server times are believed over the whole scenario
+        ahead_s = (fleet.end_s - fleet.start_s) + 86400.0
         settings = load_settings(database_url=f"sqlite:///{Path(folder) / 'tembo.db'}",
-                                 network_server_url=network.url, network_server_api_key=network.api_key)
+                                 network_server_url=network.url, network_server_api_key=network.api_key,
+                                 max_clock_ahead_s=ahead_s)
         bridge = running.enter_context(Bridge(settings))
         webhook = serve_app_in_thread(create_app(bridge), port=0)
         running.callback(webhook.stop)
