@@ -2,7 +2,8 @@
 
 The header holds the trees (emlearn's own code) and the per-feature scales: a C caller computes the
 collar features (docs/researchers.md lists them), quantises each as round_half_up(x * 2^scale),
-clamps to int16, and calls `<name>_predict(features, n_features)`.
+clamps to int16, and calls `<name>_predict(features, n_features)`. emlearn's trees vote one class
+each (the collar adds their class probabilities), so a close call can come out differently.
 """
 
 from __future__ import annotations

@@ -143,6 +143,13 @@ def split_label_runs(recording: Recording) -> list[Recording]:
     pieces = []
     for start, stop in zip(np.r_[0, cuts], np.r_[cuts, len(labels)], strict=True):
         pieces.append(Recording(recording.animal, f"{recording.bout}#{start}", recording.rate_hz,
-                                recording.samples_mg[start:stop], labels[start:stop], recording.source,
+                                recording.samples_mg[start:stop], labels[start:stop],
+                                _row_moved(recording.source, int(start)),
                                 recording.start_s + start / recording.rate_hz))
     return pieces
+
+
+def _row_moved(source: str, offset: int) -> str:
+    """Return a "FILE, row N" source moved on by offset rows (other sources unchanged)."""
+    head, sep, row = source.rpartition(", row ")
+    return f"{head}{sep}{int(row) + offset}" if sep and row.isdigit() else source

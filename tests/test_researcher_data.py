@@ -89,7 +89,7 @@ def test_missing_column_is_named_with_the_columns_the_file_has(tmp_path):
 
 
 def test_a_label_with_two_samples_is_named_with_where_it_is(tmp_path):
-    rows = _rows(60) + _rows(2, t0=6.0, label="yawn", bout="b2") + _rows(60, t0=8.0, label="rest", bout="b3")
+    rows = _rows(60) + [r.replace("walk", "yawn") for r in _rows(62)[60:]] + _rows(60, t0=8.0, label="rest", bout="b3")
     loaded = load_csv([_csv(tmp_path, rows)], Columns.parse(COLUMNS))
     with pytest.raises(DataError, match=r"logger.csv, row 62, column 'label': label 'yawn' has only 2 sample"):
         make_windows(loaded, WindowSettings(window_s=2, rate_hz=25))

@@ -237,3 +237,36 @@ def test_bridge_and_model_tools_share_one_registry_default():
     from lora_bridge.settings import BridgeSettings
 
     assert Path(BridgeSettings().model_registry) == registry.DEFAULT_REGISTRY
+
+
+def test_c_export_through_emlearn_compiles_and_agrees_with_the_estimator(tmp_path):
+    import subprocess
+
+    import emlearn
+
+    from models.c_export import write_c
+
+    data = dataset.simulated(30, seed=14)
+    names = np.asarray(data.classes)[data.labels]
+    model = CollarForest(n_estimators=4, max_depth=5, random_state=2).fit(data.features, names)
+    header = write_c(model, tmp_path / "model.h", name="herd")
+    fresh = dataset.simulated(5, seed=15)
+    from models.estimator import quantize
+
+    rows = quantize(fresh.features, model.scales_)
+    program = tmp_path / "main.c"
+    table = ",".join("{" + ",".join(map(str, r)) + "}" for r in rows)
+    n, width = rows.shape
+    program.write_text(
+        '#include <stdio.h>\n#include "model.h"\n'
+        f"static const int16_t rows[{n}][{width}] = {{{table}}};\n"
+        f'int main(void) {{ for (int i = 0; i < {n}; i++) printf("%s\\n", herd_classes[herd_predict(rows[i], {width})]);'
+        " return 0; }\n")
+    exe = tmp_path / "main"
+    subprocess.run(["gcc", "-O1", "-I", emlearn.includedir, "-I", str(header.parent), "-o", str(exe), str(program)],
+                   check=True)
+    printed = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+    # emlearn counts one vote per tree, the collar and scikit-learn add the trees' probabilities: close
+    # calls may differ, the rest agree
+    assert len(printed) == len(rows)
+    assert np.mean(np.asarray(printed) == model.predict(fresh.features)) >= 0.9
