@@ -130,7 +130,7 @@ def poaching_scene(bridge, at, *, fled: bool):
     start = int((at - timedelta(minutes=15)).timestamp())
     bodies.append(b.tts_uplink(b.activity(start, shares, interval_min=30), f_cnt=5, received_at=at))
     bodies.append(b.tts_uplink(b.activity(start, shares, interval_min=30), device_id="collar-02", f_cnt=2,
-                               received_at=at, dev_eui="70B3D57ED0000002"))
+                               received_at=at))
     for body in bodies:
         bridge.ingest_tts_uplink(body)
     bridge.run_rules(now=at + timedelta(minutes=30))
