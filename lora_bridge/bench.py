@@ -1,29 +1,47 @@
 """Figures of the bridge's ingest path, for `tembo bench bridge --json`.
 
-A small synthetic herd (status, activity and alert uplinks through the real codec, a quarter of them
-heard by two gateways) goes into an empty SQLite store, once through the service layer and once
-through the HTTP webhook under uvicorn; the figures are uplinks per second and milliseconds per uplink.
+A synthetic herd (status, activity and alert uplinks through the real codec, a quarter of them heard
+by a second gateway) is posted to the bridge's webhook by a separate process over several concurrent
+connections, once on a SQLite file and once on a PostgreSQL server started for the run; then the same
+uplinks go through a Mosquitto broker to one, then two, bridge worker processes sharing a subscription
+on PostgreSQL. Every figure is compared with a baseline measured in the same run:
+
+    sqlite_uplinks_per_s / raw_insert_uplinks_per_s    the pipeline against the same store's bare
+                                                       durable insert of the raw row (the ceiling)
+    p50_ms, p99_ms                                     webhook latency: received -> alerts stored
+    lost                                               uplinks answered 2xx but not in the store (0)
+    workers_speedup                                    two MQTT workers over one (PostgreSQL)
+
+    python -m lora_bridge.bench drive URL SECRET FILE CONNECTIONS     (the load process)
+    python -m lora_bridge.bench mqtt-worker DATABASE_URL BROKER_URL CLIENT_ID GROUP
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
+from sqlalchemy import insert, select
 
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.decode import default_codec
 from lora_bridge.server import serve_app_in_thread
-from lora_bridge.service import open_bridge
+from lora_bridge.service import Bridge, open_bridge
+from lora_bridge.store.tables import RawUplink
+from lora_bridge.store.utc import utc_now
 
 BENCH_SECRET = "bench-secret"
 START_S = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
+BENCH_APP = "bench"
+DONE_STATUSES = ("processed", "recorded", "dead_letter", "kept")
 
 
 def synthetic_bodies(collars: int = 20, hours: int = 12) -> list[bytes]:
@@ -48,45 +66,252 @@ def synthetic_bodies(collars: int = 20, hours: int = 12) -> list[bytes]:
                                            "lat": -2.5, "lon": 37.5}))
             for name, values in messages:
                 f_cnt += 1
-                body = _tts_body(device_id, f_cnt, codec.port_of(name), codec.encode(name, values), t_s)
-                bodies.append(body)
+                payload = codec.encode(name, values)
+                bodies.append(_tts_body(device_id, c, f_cnt, codec.port_of(name), payload, t_s, "gw-1"))
                 if f_cnt % 4 == 0:
-                    bodies.append(body)  # a second gateway's copy
+                    bodies.append(_tts_body(device_id, c, f_cnt, codec.port_of(name), payload, t_s, "gw-2"))
     return bodies
 
 
-def _tts_body(device_id: str, f_cnt: int, port: int, payload: bytes, t_s: int) -> bytes:
+def _tts_body(device_id: str, number: int, f_cnt: int, port: int, payload: bytes, t_s: int, gateway: str) -> bytes:
     heard = datetime.fromtimestamp(t_s + 2, UTC).isoformat().replace("+00:00", "Z")
     return json.dumps({
-        "end_device_ids": {"device_id": device_id, "application_ids": {"application_id": "bench"}},
+        "end_device_ids": {"device_id": device_id, "application_ids": {"application_id": BENCH_APP},
+                           "dev_eui": f"70B3D57ED0{number:06X}"},
         "received_at": heard,
         "uplink_message": {"f_port": port, "f_cnt": f_cnt, "frm_payload": base64.b64encode(payload).decode(),
-                           "rx_metadata": [{"gateway_ids": {"gateway_id": "gw-1"}, "rssi": -110, "snr": 2.0}],
+                           "rx_metadata": [{"gateway_ids": {"gateway_id": gateway}, "rssi": -110, "snr": 2.0}],
+                           "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 9}}},
                            "received_at": heard},
     }).encode()
 
 
-def ingest_figures(collars: int = 20, hours: int = 12) -> dict[str, Any]:
-    """Uplinks per second and ms per uplink, service layer and HTTP webhook, on fresh SQLite stores."""
-    bodies = synthetic_bodies(collars, hours)
-    figures: dict[str, Any] = {"bodies": len(bodies)}
-    with tempfile.TemporaryDirectory(prefix="tembo-bench-") as folder:
-        with open_bridge(f"sqlite:///{Path(folder) / 'service.db'}", webhook_secret=BENCH_SECRET) as bridge:
+def _uplink_key(body: bytes) -> tuple[str, int]:
+    document = json.loads(body)
+    return document["end_device_ids"]["device_id"], document["uplink_message"]["f_cnt"]
+
+
+# ---- baselines and counts on the store ---------------------------------------------------------
+
+
+def raw_insert_rate(bridge: Bridge, bodies: list[bytes]) -> float:
+    """Bare durable inserts of the raw row per second: one transaction per body, the bridge's engine."""
+    statement = insert(RawUplink)
+    started = time.perf_counter()
+    for body in bodies:
+        with bridge.db.write_engine.begin() as connection:
+            connection.execute(statement, {"source": "bench", "body": body, "status": "received",
+                                           "gateways": [], "received_at": utc_now()})
+    return len(bodies) / (time.perf_counter() - started)
+
+
+def _stored_keys(bridge: Bridge) -> set[tuple[str, int]]:
+    with bridge.db.read() as session:
+        rows = session.execute(
+            select(RawUplink.device_id, RawUplink.f_cnt).where(
+                RawUplink.duplicate_of.is_(None), RawUplink.status.in_(DONE_STATUSES), RawUplink.source != "bench"
+            )
+        ).all()
+    return {(device, int(f_cnt)) for device, f_cnt in rows if device is not None and f_cnt is not None}
+
+
+def _percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(share * (len(ordered) - 1))))]
+
+
+# ---- the webhook, driven from another process ----------------------------------------------
+
+
+def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder: Path) -> dict[str, Any]:
+    """Serve the webhook on database_url, post bodies from a separate process; rate, latency, lost."""
+    bodies_file = folder / f"bodies-{time.monotonic_ns()}.jsonl"
+    bodies_file.write_bytes(b"\n".join(bodies))
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
+        with serve_app_in_thread(create_app(bridge)) as server:
+            done = subprocess.run(
+                [sys.executable, "-m", "lora_bridge.bench", "drive", server.url, BENCH_SECRET, str(bodies_file),
+                 str(connections)],
+                check=True, capture_output=True, timeout=3600,
+            )
+        driven = json.loads(done.stdout)
+        acked = {_uplink_key(bodies[i]) for i, code in enumerate(driven["statuses"]) if 200 <= code < 300}
+        stored = _stored_keys(bridge)
+        size = bridge.store_size()
+    latencies = driven["latencies_ms"]
+    return {
+        "uplinks_per_s": len(bodies) / driven["elapsed_s"],
+        "p50_ms": _percentile(latencies, 0.50),
+        "p99_ms": _percentile(latencies, 0.99),
+        "lost": len(acked - stored),
+        "non_2xx": sum(1 for code in driven["statuses"] if not 200 <= code < 300),
+        "store_bytes": size["used_bytes"],
+    }
+
+
+def drive(url: str, secret: str, bodies_file: str, connections: int) -> dict[str, Any]:
+    """Post every body of bodies_file to url over `connections` keep-alive connections at once."""
+    import httpx
+
+    bodies = Path(bodies_file).read_bytes().split(b"\n")
+    statuses = [0] * len(bodies)
+    latencies = [0.0] * len(bodies)
+    lock = threading.Lock()
+    cursor = iter(range(len(bodies)))
+
+    def connection() -> None:
+        with httpx.Client(base_url=url, timeout=60, headers={SECRET_HEADER: secret}) as client:
+            while True:
+                with lock:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                sent = time.perf_counter()
+                try:
+                    reply = client.post("/uplinks/tts", content=bodies[index])
+                    statuses[index] = reply.status_code
+                except httpx.HTTPError:
+                    statuses[index] = 599
+                latencies[index] = 1000 * (time.perf_counter() - sent)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=connection) for _ in range(max(1, connections))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"elapsed_s": time.perf_counter() - started, "statuses": statuses, "latencies_ms": latencies}
+
+
+# ---- MQTT workers ------------------------------------------------------------------------------
+
+
+def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, group: str) -> dict[str, Any]:
+    """Publish bodies to the broker for `workers` worker processes sharing a subscription; rate and lost."""
+    import paho.mqtt.client as mqtt
+
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lora_bridge.bench", "mqtt-worker", database_url, broker.url,
+             f"{group}-{n}", group],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        )
+        for n in range(workers)
+    ]
+    try:
+        for process in processes:
+            if process.stdout.readline().strip() != b"ready":
+                raise RuntimeError("an MQTT bench worker did not start")
+        with open_bridge(database_url, webhook_secret=BENCH_SECRET) as reader:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{group}-publisher", protocol=mqtt.MQTTv5)
+            client.username_pw_set(broker.username, broker.password)
+            client.connect(broker.host, broker.port)
+            client.loop_start()
+            expected = {_uplink_key(body) for body in bodies}
             started = time.perf_counter()
+            infos = []
             for body in bodies:
-                bridge.ingest_tts_uplink(body)
+                device_id, _ = _uplink_key(body)
+                infos.append(client.publish(f"v3/{BENCH_APP}@bench/devices/{device_id}/up", body, qos=1))
+            for info in infos:
+                info.wait_for_publish(timeout=60)
+            deadline = time.monotonic() + 600
+            stored: set[tuple[str, int]] = set()
+            while time.monotonic() < deadline:
+                stored = _stored_keys(reader)
+                if stored >= expected:
+                    break
+                time.sleep(0.05)
             elapsed = time.perf_counter() - started
-            figures["service_uplinks_per_s"] = round(len(bodies) / elapsed, 1)
-            figures["service_ms_per_uplink"] = round(1000 * elapsed / len(bodies), 3)
-            figures["counts"] = bridge.counts()
-        with open_bridge(f"sqlite:///{Path(folder) / 'webhook.db'}", webhook_secret=BENCH_SECRET) as bridge:
-            with serve_app_in_thread(create_app(bridge)) as server, httpx.Client(base_url=server.url) as client:
-                started = time.perf_counter()
-                for body in bodies:
-                    client.post("/uplinks/tts", content=body, headers={SECRET_HEADER: BENCH_SECRET})
-                elapsed = time.perf_counter() - started
-            figures["webhook_uplinks_per_s"] = round(len(bodies) / elapsed, 1)
-            figures["webhook_ms_per_uplink"] = round(1000 * elapsed / len(bodies), 3)
-    # Same run, same bodies: what HTTP adds over the service layer, robust to a busy machine.
-    figures["webhook_over_service_cost"] = round(figures["webhook_ms_per_uplink"] / figures["service_ms_per_uplink"], 2)
+            client.disconnect()
+            client.loop_stop()
+    finally:
+        for process in processes:
+            process.stdin.close()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return {"uplinks_per_s": len(bodies) / elapsed, "lost": len(expected - stored)}
+
+
+def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str) -> None:
+    """One bridge worker process: MQTT in, the store at database_url; runs until stdin closes."""
+    from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
+
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
+        worker = MqttIngest(bridge.ingest_network_message, parse_broker_url(broker_url), share_group=group,
+                            client_id=client_id, topics=("v3/+/devices/+/up",))
+        with worker:
+            print("ready", flush=True)
+            sys.stdin.read()
+
+
+# ---- the figures ---------------------------------------------------------------------------------
+
+
+def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, postgres: bool = True,
+                   mqtt: bool = True) -> dict[str, Any]:
+    """Every figure of the module docstring, measured in one run on fresh stores in a temporary folder."""
+    bodies = synthetic_bodies(collars, hours)
+    figures: dict[str, Any] = {"bodies": len(bodies), "connections": connections}
+    with tempfile.TemporaryDirectory(prefix="tembo-bench-") as name:
+        folder = Path(name)
+        folder.chmod(0o755)  # PostgreSQL runs as its own user and keeps its data folder in here
+        with open_bridge(f"sqlite:///{folder / 'raw.db'}", webhook_secret=BENCH_SECRET) as bridge:
+            figures["raw_insert_uplinks_per_s"] = round(raw_insert_rate(bridge, bodies), 1)
+        sqlite = webhook_run(f"sqlite:///{folder / 'webhook.db'}", bodies, connections, folder)
+        figures["sqlite_uplinks_per_s"] = round(sqlite["uplinks_per_s"], 1)
+        figures["p50_ms"] = round(sqlite["p50_ms"], 2)
+        figures["p99_ms"] = round(sqlite["p99_ms"], 2)
+        figures["lost"] = sqlite["lost"]
+        figures["non_2xx"] = sqlite["non_2xx"]
+        figures["sqlite_over_raw_insert"] = round(figures["sqlite_uplinks_per_s"] / figures["raw_insert_uplinks_per_s"], 4)
+        collar_days = collars * hours / 24
+        figures["store_bytes_per_collar_day"] = round(sqlite["store_bytes"] / collar_days)
+        if postgres:
+            figures.update(_postgres_figures(folder, bodies, connections, mqtt))
     return figures
+
+
+def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt: bool) -> dict[str, Any]:
+    from tembo.local_services import MosquittoServer, PostgresServer
+
+    figures: dict[str, Any] = {}
+    with PostgresServer.started(folder / "postgres", durable=True) as server:
+        with open_bridge(server.create_database("raw"), webhook_secret=BENCH_SECRET) as bridge:
+            figures["postgres_raw_insert_uplinks_per_s"] = round(raw_insert_rate(bridge, bodies), 1)
+        run = webhook_run(server.create_database("webhook"), bodies, connections, folder)
+        figures["postgres_uplinks_per_s"] = round(run["uplinks_per_s"], 1)
+        figures["postgres_p99_ms"] = round(run["p99_ms"], 2)
+        figures["lost"] = run["lost"]
+        figures["postgres_over_raw_insert"] = round(
+            figures["postgres_uplinks_per_s"] / figures["postgres_raw_insert_uplinks_per_s"], 4
+        )
+        if mqtt:
+            with MosquittoServer.started(folder / "mosquitto") as broker:
+                one = mqtt_run(server.create_database("mqtt1"), broker, bodies, 1, "bench1")
+                two = mqtt_run(server.create_database("mqtt2"), broker, bodies, 2, "bench2")
+            figures["mqtt_uplinks_per_s"] = round(one["uplinks_per_s"], 1)
+            figures["mqtt_two_workers_uplinks_per_s"] = round(two["uplinks_per_s"], 1)
+            figures["workers_speedup"] = round(two["uplinks_per_s"] / one["uplinks_per_s"], 2)
+            figures["mqtt_lost"] = one["lost"] + two["lost"]
+    return figures
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["drive"] and len(argv) == 5:
+        print(json.dumps(drive(argv[1], argv[2], argv[3], int(argv[4]))))
+        return 0
+    if argv[:1] == ["mqtt-worker"] and len(argv) == 5:
+        mqtt_worker(*argv[1:])
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

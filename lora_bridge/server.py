@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 
+from lora_bridge.adapters.mqtt import worker_from_settings
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, load_settings
@@ -167,9 +168,12 @@ def serve(settings: BridgeSettings | None = None, bridge: Bridge | None = None) 
     running_bridge.start_outbox_worker()
     rules = RulesTimer(running_bridge, settings.rules_every_s)
     rules.start()
+    mqtt_worker = worker_from_settings(running_bridge, settings).start() if settings.mqtt_url else None
     log.info("bridge listening on http://%s:%d", settings.host, settings.port)
     try:
         server.run()
     finally:
+        if mqtt_worker is not None:
+            mqtt_worker.stop()
         rules.stop()
         running_bridge.close()

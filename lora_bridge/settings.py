@@ -12,6 +12,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -73,6 +74,15 @@ class BridgeSettings(BaseSettings):
     # Raw bodies of applied uplinks are kept this long, then compacted (lora_bridge.store.retention).
     raw_retention_days: float = Field(default=30.0, gt=0)
 
+    # MQTT ingest (lora_bridge.adapters.mqtt): off unless a broker URL is given.
+    mqtt_url: str | None = None
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_topics: list[str] = Field(default_factory=lambda: ["v3/+/devices/+/#", "application/+/device/+/event/+"])
+    mqtt_share_group: str | None = None
+    mqtt_client_id: str | None = None
+    mqtt_threads: int = Field(default=4, ge=1, le=64)
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self._masked_items())
         return f"BridgeSettings({shown})"
@@ -85,6 +95,8 @@ class BridgeSettings(BaseSettings):
             value = getattr(self, name)
             if name == "database_url":
                 value = masked_database_url(value)
+            elif name == "mqtt_url":
+                value = masked_mqtt_url(value)
             items.append((name, value))
         return items
 
@@ -120,6 +132,17 @@ def masked_database_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable database url>"
+
+
+def masked_mqtt_url(url: str | None) -> str | None:
+    """The MQTT broker URL with any password replaced by ***."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
 
 
 def load_settings(toml_path: str | Path | None = None, **overrides: Any) -> BridgeSettings:

@@ -81,7 +81,8 @@ def _bridge_settings(args: argparse.Namespace, **options: object) -> BridgeSetti
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from lora_bridge.server import serve
 
-    serve(_bridge_settings(args, host=args.host, port=args.port))
+    serve(_bridge_settings(args, host=args.host, port=args.port, mqtt_url=args.mqtt,
+                           mqtt_share_group=args.mqtt_share_group, mqtt_client_id=args.mqtt_client_id))
     return 0
 
 
@@ -230,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--database-url", default=None)
     bridge.add_argument("--host", default=None)
     bridge.add_argument("--port", type=int, default=None)
+    bridge.add_argument("--mqtt", default=None, metavar="URL",
+                        help="also take MQTT from this broker (mqtt://host:1883; credentials from settings)")
+    bridge.add_argument("--mqtt-share-group", default=None, help="MQTT 5 shared-subscription group of the workers")
+    bridge.add_argument("--mqtt-client-id", default=None, help="this worker's MQTT session id (stable across restarts)")
     bridge.set_defaults(func=_cmd_bridge)
     bridge_sub = bridge.add_subparsers(dest="bridge_command", metavar="COMMAND")
     migrate = bridge_sub.add_parser("migrate", help="bring the store's schema to the newest revision (Alembic)")

@@ -1,0 +1,305 @@
+"""MQTT ingest (paho-mqtt 2.x, MQTT 5): The Things Stack v3 and ChirpStack v4 topics into the bridge.
+
+    v3/{application}@{tenant}/devices/{device}/{up|join|down/queued|down/sent|down/ack|down/nack|
+        down/failed|location/solved|service/data}                       The Things Stack v3
+    application/{application}/device/{devEui}/event/{event}             ChirpStack v4 (JSON or Protobuf)
+
+Every message goes through `Bridge.ingest_network_message`, the one ingest entry; this adapter
+never touches tables. QoS 1 with manual acknowledgement: the PUBACK leaves only once the body is
+durable in the store, so a crash never loses a message the broker thinks delivered (the broker
+sends it again; the store keeps it once). A store that cannot take a body is tried again, without
+acknowledging, until it can. PUBACKs leave in the order the messages came, as MQTT asks.
+
+Several workers split the load with MQTT 5 shared subscriptions (`$share/{group}/...`): the broker
+gives each message to one member of the group. Each worker keeps a session of its own (stable client
+id, session expiry) so that messages in flight when it drops come back to it on reconnect; paho
+reconnects by itself and `on_connect` subscribes again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from lora_bridge.errors import StoreUnavailable
+from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
+
+log = logging.getLogger(__name__)
+
+TTS_EVENTS = (
+    "up",
+    "join",
+    "down/queued",
+    "down/sent",
+    "down/ack",
+    "down/nack",
+    "down/failed",
+    "location/solved",
+    "service/data",
+)
+# Topics the bridge publishes (downlinks) under the same tree: never ingested.
+TTS_PUBLISHED_BY_US = ("down/push", "down/replace")
+# Subscriptions of a bridge that takes every application it is allowed to read.
+DEFAULT_TOPICS = ("v3/+/devices/+/#", "application/+/device/+/event/+")
+JSON = "application/json"
+PROTOBUF = "application/octet-stream"
+QOS = 1
+SESSION_EXPIRY_S = 3600
+# Messages the broker may hand over before the first of them is acknowledged.
+RECEIVE_MAXIMUM = 64
+RETRY_STORE_AFTER_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Where a topic's message goes: network, the kind as the network names it, ids from the topic."""
+
+    network: str
+    event: str
+    path_ids: dict[str, str]
+
+
+def route(topic: str) -> Routed | None:
+    """The network, event and ids a topic names; None for a topic that is not an ingest topic (the
+    downlink topics the bridge itself publishes, anything outside the two networks' trees). A kind
+    this module does not list still goes in: the bridge keeps what it does not know for inspection."""
+    parts = topic.split("/")
+    if len(parts) >= 5 and parts[0] == "v3" and parts[2] == "devices" and parts[1] and parts[3]:
+        event = "/".join(parts[4:])
+        if event in TTS_PUBLISHED_BY_US:
+            return None
+        application_id = parts[1].split("@", 1)[0]
+        return Routed(SOURCE_TTS, event, {"application_id": application_id, "device_id": parts[3]})
+    if len(parts) == 6 and parts[0] == "application" and parts[2] == "device" and parts[4] == "event" and parts[5]:
+        return Routed(SOURCE_CHIRPSTACK, parts[5], {"application_id": parts[1], "dev_eui": parts[3].lower()})
+    return None
+
+
+def content_type_of(network: str, body: bytes) -> str:
+    """JSON or Protobuf: ChirpStack sends either on the same topics (its `json` setting). A JSON body
+    is an object, `{`; a Protobuf event never starts with that byte (0x7B would open a group, a
+    wire type proto3 never writes)."""
+    if network == SOURCE_CHIRPSTACK and not body.lstrip()[:1] == b"{":
+        return PROTOBUF
+    return JSON
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where the broker is and who the bridge is there; the password never shows in repr."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+
+    def __repr__(self) -> str:
+        user = f"{self.username}:***@" if self.username else ""
+        scheme = "mqtts" if self.tls else "mqtt"
+        return f"BrokerAddress({scheme}://{user}{self.host}:{self.port})"
+
+
+def parse_broker_url(url: str, username: str | None = None, password: str | None = None) -> BrokerAddress:
+    """mqtt://[user[:password]@]host[:port] (mqtts:// for TLS); username / password given here win."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"broker URL must start with mqtt:// or mqtts://, not {parts.scheme or 'nothing'}://")
+    if not parts.hostname:
+        raise ValueError("broker URL names no host")
+    tls = parts.scheme in ("mqtts", "ssl")
+    return BrokerAddress(
+        host=parts.hostname,
+        port=parts.port or (8883 if tls else 1883),
+        username=username or (unquote(parts.username) if parts.username else None),
+        password=password or (unquote(parts.password) if parts.password else None),
+        tls=tls,
+    )
+
+
+def subscriptions(topics: tuple[str, ...] | list[str], share_group: str | None) -> list[str]:
+    """The topic filters to subscribe: each as a shared subscription of share_group when given."""
+    return [f"$share/{share_group}/{topic}" if share_group else topic for topic in topics]
+
+
+class MqttIngest:
+    """One bridge worker's MQTT client: subscribes, ingests each message, acknowledges once durable.
+
+    ingest: a callable like `Bridge.ingest_network_message` (network, event, body, content_type=...,
+    path_ids=...); it returns once the body is durable and raises StoreUnavailable when it is not.
+    """
+
+    def __init__(
+        self,
+        ingest: Callable[..., Any],
+        broker: BrokerAddress,
+        *,
+        topics: tuple[str, ...] | list[str] = DEFAULT_TOPICS,
+        share_group: str | None = None,
+        client_id: str | None = None,
+        threads: int = 4,
+    ) -> None:
+        self.ingest = ingest
+        self.broker = broker
+        self.topics = subscriptions(topics, share_group)
+        self.client_id = client_id or f"tembo-bridge-{socket.gethostname()}-{os.getpid()}"
+        self.received = 0
+        self.acknowledged = 0
+        self.ignored = 0
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="tembo-mqtt")
+        self._in_flight: deque[list[Any]] = deque()  # [mid, qos, done] in arrival order
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self.client = self._build_client()
+
+    def __repr__(self) -> str:
+        return f"MqttIngest(broker={self.broker!r}, topics={self.topics!r}, client_id={self.client_id!r})"
+
+    def _build_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        if self.broker.username:
+            client.username_pw_set(self.broker.username, self.broker.password)
+        if self.broker.tls:
+            client.tls_set()
+        client.max_inflight_messages_set(100)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 20.0) -> MqttIngest:
+        """Connect (in paho's network thread) and return once subscribed; RuntimeError after timeout_s."""
+        properties = Properties(PacketTypes.CONNECT)
+        properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        self.client.connect_async(
+            self.broker.host, self.broker.port, keepalive=30, clean_start=False, properties=properties
+        )
+        self.client.loop_start()
+        if not self._connected.wait(timeout_s):
+            self.stop()
+            raise RuntimeError(f"no MQTT connection to {self.broker!r} within {timeout_s} s")
+        return self
+
+    def stop(self) -> None:
+        """Finish the messages in hand (acknowledging them), then disconnect."""
+        self._stopping.set()
+        self._pool.shutdown(wait=True)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> MqttIngest:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """True once connected and subscribed (again, after a reconnect) within timeout_s."""
+        return self._connected.wait(timeout_s)
+
+    # paho callbacks (its network thread) ----------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connection refused by %r: %s", self.broker, reason_code)
+            return
+        # Subscribing again is harmless when the broker kept the session, and needed when it did not.
+        client.subscribe([(topic, QOS) for topic in self.topics])
+        log.info("MQTT connected and subscribed", extra={"broker": repr(self.broker), "topics": self.topics})
+        self._connected.set()
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("MQTT connection lost (%s); reconnecting", reason_code, extra={"broker": repr(self.broker)})
+
+    def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.received += 1
+        entry = [message.mid, message.qos, False]
+        with self._lock:
+            self._in_flight.append(entry)
+        routed = route(message.topic)
+        if routed is None:
+            self.ignored += 1
+            log.info("MQTT topic is not an ingest topic: %r", message.topic[:200])
+            self._done(entry)
+            return
+        body = bytes(message.payload)
+        self._pool.submit(self._ingest, routed, body, entry)
+
+    # Work (pool threads) ---------------------------------------------------------------------
+
+    def _ingest(self, routed: Routed, body: bytes, entry: list[Any]) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.ingest(
+                    routed.network,
+                    routed.event,
+                    body,
+                    content_type=content_type_of(routed.network, body),
+                    path_ids=routed.path_ids,
+                )
+                break
+            except Exception as error:  # noqa: BLE001 - not durable: retried, never acknowledged
+                # No PUBACK: try again until the store takes it (or we stop, and the broker hands the
+                # message over again on the next connection). Later PUBACKs wait behind this one,
+                # so a store that stays down stops the flow instead of losing messages.
+                delay = RETRY_STORE_AFTER_S[min(attempt, len(RETRY_STORE_AFTER_S) - 1)]
+                attempt += 1
+                extra = {"network": routed.network, "event": routed.event, "attempt": attempt}
+                if isinstance(error, StoreUnavailable):
+                    log.warning("store unavailable for an MQTT message; retry in %.1f s: %s", delay, error, extra=extra)
+                else:
+                    log.exception("MQTT message not ingested; retry in %.1f s", delay, extra=extra)
+                if self._stopping.wait(delay):
+                    return
+        self._done(entry)
+
+    def _done(self, entry: list[Any]) -> None:
+        """Mark entry done and send every PUBACK that is now due, in arrival order."""
+        with self._lock:
+            entry[2] = True
+            while self._in_flight and self._in_flight[0][2]:
+                mid, qos, _ = self._in_flight.popleft()
+                if qos > 0:
+                    self.client.ack(mid, qos)
+                self.acknowledged += 1
+
+
+def worker_from_settings(bridge: Any, settings: Any) -> MqttIngest:
+    """A (not yet started) MQTT worker feeding bridge, configured by settings' mqtt_* values."""
+    if not settings.mqtt_url:
+        raise ValueError("no MQTT broker configured (--mqtt URL or TEMBO_MQTT_URL)")
+    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    broker = parse_broker_url(settings.mqtt_url, settings.mqtt_username, password)
+    return MqttIngest(
+        bridge.ingest_network_message,
+        broker,
+        topics=tuple(settings.mqtt_topics),
+        share_group=settings.mqtt_share_group,
+        client_id=settings.mqtt_client_id,
+        threads=settings.mqtt_threads,
+    )
