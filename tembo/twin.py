@@ -86,8 +86,8 @@ class HttpOutlet(Outlet):
 
 
 class MqttOutlet(Outlet):
-    """Publish each message as a network server does: TTS `v3/{app}@{tenant}/devices/{id}/up`, ChirpStack
-    `application/{app}/device/{devEui}/event/up` (QoS 1)."""
+    """Publish each message as a network server does: TTS `v3/{app}@{tenant}/devices/{id}/up` (QoS 0, the
+    only QoS TTS's MQTT server offers), ChirpStack `application/{app}/device/{devEui}/event/up`."""
 
     def __init__(self, url: str, network_format: str, application_id: str, tenant: str = "ttn") -> None:
         import paho.mqtt.client as mqtt
@@ -110,7 +110,7 @@ class MqttOutlet(Outlet):
         return f"application/{message['deviceInfo']['applicationId']}/device/{message['deviceInfo']['devEui']}/event/up"
 
     def send(self, message: dict, delivery: Delivery) -> None:
-        self.client.publish(self.topic(message), json.dumps(message), qos=1).wait_for_publish(timeout=10)
+        self.client.publish(self.topic(message), json.dumps(message), qos=0).wait_for_publish(timeout=10)
 
     def close(self) -> None:
         self.client.loop_stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import tomllib
 from datetime import UTC, datetime
 
@@ -173,3 +174,39 @@ def test_until_takes_an_offset_or_a_time():
     assert twin.parse_until("2026-03-01T18:00:00Z", quick) == int(datetime(2026, 3, 1, 18, tzinfo=UTC).timestamp())
     with pytest.raises(scenarios.ScenarioError, match="--until"):
         twin.parse_until("whenever", quick)
+
+
+@pytest.mark.mqtt
+def test_twin_publishes_tts_uplinks_on_the_topics_the_things_stack_uses(mosquitto, tmp_path):
+    import threading
+    from urllib.parse import urlparse
+
+    import paho.mqtt.client as mqtt
+
+    from lora_bridge.service import open_bridge
+
+    got: list[tuple[str, bytes]] = []
+    subscribed = threading.Event()
+    parts = urlparse(mosquitto.url)
+    listener = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    listener.username_pw_set(parts.username, parts.password)
+    listener.on_message = lambda client, userdata, msg: got.append((msg.topic, msg.payload))
+    listener.on_subscribe = lambda *args: subscribed.set()
+    listener.connect(parts.hostname, parts.port)
+    listener.subscribe("v3/+/devices/+/up", qos=0)
+    listener.loop_start()
+    try:
+        assert subscribed.wait(10)
+        summary = twin.simulate("quick", to=mosquitto.url, until="1h")
+        deadline = time.monotonic() + 10
+        while len(got) < summary["messages_sent"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        listener.loop_stop()
+        listener.disconnect()
+    assert len(got) == summary["messages_sent"] > 0
+    assert all(topic.startswith("v3/tembo-demo@ttn/devices/tembo-collar-") and topic.endswith("/up")
+               for topic, _ in got)
+    with open_bridge(f"sqlite:///{tmp_path / 'b.db'}") as bridge:
+        results = [bridge.ingest_tts_uplink(body) for _, body in got]
+    assert all(r.status in ("processed", "duplicate") for r in results)
