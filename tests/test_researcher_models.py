@@ -160,6 +160,10 @@ def test_exported_eim_answers_edge_impulse_runner_with_the_blobs_classes(tmp_pat
         assert info["model_parameters"]["labels"] == list(collar_blob.parse(blob).classes)
         assert info["model_parameters"]["input_features_count"] == 750 and info["project"]["deploy_version"] == 9
         answer = runner.classify((window.reshape(-1) * 9.80665 / 1000).tolist())["result"]["classification"]
+        with pytest.raises(Exception, match="classify needs 750 values"):
+            runner.classify([0.0] * 5)
+        with pytest.raises(Exception, match="classify values must be numbers"):
+            runner.classify(["x"] * 750)
     finally:
         runner.stop()
     assert set(answer) == {"grazing", "lying", "running", "walking"}
@@ -270,3 +274,18 @@ def test_c_export_through_emlearn_compiles_and_agrees_with_the_estimator(tmp_pat
     # calls may differ, the rest agree
     assert len(printed) == len(rows)
     assert np.mean(np.asarray(printed) == model.predict(fresh.features)) >= 0.9
+
+
+def test_registry_refuses_to_promote_what_it_does_not_hold_or_what_changed(tmp_path):
+    reg = tmp_path / "registry"
+    entry = registry.register(_renamed_model(registry.next_version(reg)), {"metrics": {"macro_f1": 0.9}}, reg)
+    with pytest.raises(registry.RegistryError, match="no model matches 'v99'"):
+        registry.promote("v99", reg)
+    with pytest.raises(registry.RegistryError, match="already registered"):
+        registry.register(entry.blob_path.read_bytes(), {}, reg)
+    blob = bytearray(entry.blob_path.read_bytes())
+    blob[-1] ^= 1
+    entry.blob_path.write_bytes(bytes(blob))
+    with pytest.raises(collar_blob.ModelError, match="CRC mismatch"):
+        registry.promote(entry.model_id, reg)
+    assert registry.promoted(reg) is None
