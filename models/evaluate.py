@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 
 from collar_firmware import blob as collar_blob
 from models.dataset import Dataset
-from models.train import fit
+from models.estimator import CollarForest
+from models.train import DEFAULT_DEPTH, DEFAULT_TREES
 
 
 @dataclass(frozen=True)
@@ -44,18 +46,16 @@ def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -
     return matrix
 
 
-def leave_one_animal_out(data: Dataset, seed: int = 0, **fit_args) -> Evaluation:
-    """Train on all animals but one, test on that one, for every animal; pool the predictions."""
+def leave_one_animal_out(data: Dataset, seed: int = 0, n_trees: int = DEFAULT_TREES,
+                         max_depth: int = DEFAULT_DEPTH, kind: str = "random_forest") -> Evaluation:
+    """Predict every animal's windows with a collar model trained on the other animals (scikit-learn's
+    LeaveOneGroupOut and cross_val_predict); pool the predictions."""
     groups = np.unique(data.groups)
     if len(groups) < 2:
         raise ValueError("leave-one-animal-out needs windows of at least two animals")
-    predicted = np.empty_like(data.labels)
-    per_group = {}
-    for group in groups:
-        held_out = data.groups == group
-        model = fit(data.subset(~held_out), seed=seed, **fit_args)
-        predicted[held_out] = model.predict(data.features[held_out])
-        per_group[int(group)] = float(np.mean(predicted[held_out] == data.labels[held_out]))
+    model = CollarForest(n_estimators=n_trees, max_depth=max_depth, kind=kind, random_state=seed)
+    predicted = cross_val_predict(model, data.features, data.labels, groups=data.groups, cv=LeaveOneGroupOut())
+    per_group = {int(g): float(np.mean(predicted[data.groups == g] == data.labels[data.groups == g])) for g in groups}
     n_classes = len(data.classes)
     return Evaluation(
         classes=data.classes,
