@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import geopandas as gpd
+import numpy as np
 import shapely
 from shapely.geometry import LineString, Point, Polygon
 
@@ -66,6 +67,43 @@ class Road:
     line_lonlat: tuple[tuple[float, float], ...]
 
 
+class CellLookup:
+    """Point in polygon through a grid of cells: a cell wholly inside or outside the polygon answers at
+    once, a cell its edge crosses asks shapely (exact everywhere; the movement loop asks millions of
+    times, and most points lie far from any edge)."""
+
+    def __init__(self, polygon: shapely.Geometry, cell_m: float = 200.0) -> None:
+        self.polygon = polygon
+        self.cell_m = cell_m
+        if polygon.is_empty:
+            self.x0 = self.y0 = 0.0
+            self.nx = self.ny = 0
+            self.cells = b""
+            return
+        minx, miny, maxx, maxy = polygon.bounds
+        self.x0, self.y0 = minx - cell_m, miny - cell_m
+        self.nx = int((maxx - self.x0) // cell_m) + 2
+        self.ny = int((maxy - self.y0) // cell_m) + 2
+        ix, iy = np.meshgrid(np.arange(self.nx), np.arange(self.ny))
+        x = self.x0 + ix.ravel() * cell_m
+        y = self.y0 + iy.ravel() * cell_m
+        boxes = shapely.box(x, y, x + cell_m, y + cell_m)
+        inside = shapely.contains(polygon, boxes)
+        edge = shapely.intersects(polygon.boundary, boxes)
+        self.cells = np.where(inside, 1, np.where(edge, 2, 0)).astype(np.uint8).tobytes()
+
+    def contains(self, x_m: float, y_m: float) -> bool:
+        """True when (x_m, y_m) lies inside the polygon."""
+        i = int((x_m - self.x0) // self.cell_m)
+        j = int((y_m - self.y0) // self.cell_m)
+        if i < 0 or j < 0 or i >= self.nx or j >= self.ny:
+            return False
+        cell = self.cells[j * self.nx + i]
+        if cell == 2:
+            return bool(shapely.contains_xy(self.polygon, x_m, y_m))
+        return cell == 1
+
+
 @dataclass(frozen=True)
 class Reserve:
     """A reserve's geometry; shapely polygons in local metres answer the movement model's lookups."""
@@ -81,6 +119,8 @@ class Reserve:
     _boundary_xy: Polygon = field(init=False, repr=False, compare=False)
     _farmland_xy: tuple[Polygon, ...] = field(init=False, repr=False, compare=False)
     _any_farmland_xy: shapely.Geometry = field(init=False, repr=False, compare=False)
+    _inside: CellLookup = field(init=False, repr=False, compare=False)
+    _in_farmland: CellLookup = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         boundary = self._polygon_xy(self.boundary)
@@ -91,6 +131,8 @@ class Reserve:
         object.__setattr__(self, "_boundary_xy", boundary)
         object.__setattr__(self, "_farmland_xy", farmland)
         object.__setattr__(self, "_any_farmland_xy", any_farmland)
+        object.__setattr__(self, "_inside", CellLookup(boundary))
+        object.__setattr__(self, "_in_farmland", CellLookup(any_farmland))
 
     def _polygon_xy(self, area: Area) -> Polygon:
         polygon = Polygon([self.frame.to_xy(*p) for p in area.ring_lonlat])
@@ -101,11 +143,11 @@ class Reserve:
     # --- lookups in local metres (used in the movement loop) ---
     def inside_xy(self, x_m: float, y_m: float) -> bool:
         """True when the local point lies inside the reserve boundary."""
-        return bool(shapely.contains_xy(self._boundary_xy, x_m, y_m))
+        return self._inside.contains(x_m, y_m)
 
     def farmland_at_xy(self, x_m: float, y_m: float) -> str | None:
         """Name of the farmland patch containing the local point, or None."""
-        if not self.farmland or not shapely.contains_xy(self._any_farmland_xy, x_m, y_m):
+        if not self.farmland or not self._in_farmland.contains(x_m, y_m):
             return None
         for area, polygon in zip(self.farmland, self._farmland_xy, strict=True):
             if shapely.contains_xy(polygon, x_m, y_m):

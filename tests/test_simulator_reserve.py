@@ -92,3 +92,16 @@ def test_twin_and_collar_share_one_metres_per_degree_and_one_night():
     evening = 1772323200 + (18 * 3600 + 35 * 60) - 3 * 3600  # 18:35 East Africa Time
     assert risk.is_night(evening, 180) and geo.is_night(evening)
     assert not geo.is_night(evening - 10 * 60)  # 18:25 is day for both
+
+
+def test_fast_reserve_lookups_agree_with_shapely_everywhere():
+    import numpy as np
+    import shapely
+
+    reserve = demo_reserve()
+    rng = np.random.default_rng(5)
+    xs, ys = rng.uniform(-20_000, 20_000, 4000), rng.uniform(-15_000, 15_000, 4000)
+    exact_inside = shapely.contains_xy(reserve._boundary_xy, xs, ys)
+    exact_farm = shapely.contains_xy(reserve._any_farmland_xy, xs, ys)
+    assert [reserve.inside_xy(x, y) for x, y in zip(xs, ys, strict=True)] == list(exact_inside)
+    assert [reserve.farmland_at_xy(x, y) is not None for x, y in zip(xs, ys, strict=True)] == list(exact_farm)
