@@ -165,12 +165,15 @@ def fresh_bridge(store_url: str, **settings: Any) -> Iterator[Bridge]:
 
 @dataclass
 class StandInNetworkServer:
-    """Plays The Things Stack's (and ChirpStack's) downlink API; remembers every push it accepted."""
+    """Plays The Things Stack's (and ChirpStack's) downlink API; remembers every push it accepted
+    (`pushes`, one per downlink) and every queue operation (`operations`: push or replace, with the
+    payloads and the body as posted)."""
 
     api_key: str = "NNSXS.TEST-KEY"
     url: str = ""
     refuse: bool = False
     pushes: list[dict[str, Any]] = field(default_factory=list)
+    operations: list[dict[str, Any]] = field(default_factory=list)
 
     def app(self) -> Starlette:
         """The Starlette app of the stand-in."""
@@ -181,6 +184,12 @@ class StandInNetworkServer:
             if self.refuse:
                 return JSONResponse({"code": 14, "message": "unavailable"}, status_code=503)
             body = await request.json()
+            operation = request.url.path.rsplit("/", 1)[-1]
+            self.operations.append({
+                "operation": operation,
+                "payloads": [base64.b64decode(item["frm_payload"]) for item in body["downlinks"]],
+                "body": body,
+            })
             for item in body["downlinks"]:
                 self.pushes.append({
                     "network": "tts",
@@ -206,5 +215,10 @@ class StandInNetworkServer:
 
         return Starlette(routes=[
             Route("/api/v3/as/applications/{app}/devices/{device}/down/push", tts_push, methods=["POST"]),
+            Route("/api/v3/as/applications/{app}/devices/{device}/down/replace", tts_push, methods=["POST"]),
+            Route("/api/v3/as/applications/{app}/webhooks/{webhook}/devices/{device}/down/push", tts_push,
+                  methods=["POST"]),
+            Route("/api/v3/as/applications/{app}/webhooks/{webhook}/devices/{device}/down/replace", tts_push,
+                  methods=["POST"]),
             Route("/api/devices/{dev_eui}/queue", chirpstack_queue, methods=["POST"]),
         ])

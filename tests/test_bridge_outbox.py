@@ -1,0 +1,216 @@
+"""The downlink outbox: worked outside the webhook request, one push per need, within fair use, and
+nothing stuck after a crash or behind a hung network server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from collar_firmware import codec
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.server import serve_app_in_thread
+from lora_bridge.store.tables import Downlink, DownlinkRoute
+from lora_bridge.store.utc import utc_now
+
+HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def network(port):
+    stand_in = b.StandInNetworkServer()
+    with serve_app_in_thread(stand_in.app(), port=port) as running:
+        stand_in.url = running.url
+        yield stand_in
+
+
+def by_hand(store_url, network, **settings):
+    return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                          outbox_worker=False, **settings)
+
+
+def test_a_collar_repeating_its_alert_gets_one_ack_while_that_ack_is_on_its_way(store_url, network):
+    with by_hand(store_url, network) as bridge:
+        for f_cnt in (1, 2, 3):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2, time_s=b.T0_S + 60 * f_cnt), f_cnt=f_cnt))
+            bridge.flush_downlinks()
+        downlinks = bridge.downlinks()
+
+    assert len(network.pushes) == 1
+    assert [d.state for d in downlinks] == ["sent"]
+
+
+def test_a_collar_still_repeating_long_after_its_ack_went_gets_it_again(store_url, network):
+    with by_hand(store_url, network, ack_resend_after_s=60) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1))
+        bridge.flush_downlinks()
+        with bridge.db.write() as session:  # the ack went out two hours ago and the collar did not hear it
+            session.get(Downlink, 1).sent_at = utc_now() - timedelta(hours=2)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2, time_s=b.T0_S + 7200), f_cnt=2))
+        bridge.flush_downlinks()
+
+    assert len(network.pushes) == 2
+
+
+def test_a_newer_command_supersedes_a_waiting_one_of_the_same_kind(store_url, network):
+    with by_hand(store_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+        bridge.queue_command("collar-01", "tracking", {"minutes": 60})
+        bridge.queue_command("collar-01", "tracking", {"minutes": 120})
+        bridge.flush_downlinks()
+        states = [(d.command, d.state, d.superseded_by) for d in bridge.downlinks()]
+
+    assert states == [("tracking", "superseded", 2), ("tracking", "sent", None)]
+    (push,) = network.pushes
+    assert codec.decode(32, push["payload"])["minutes"] == 120
+
+
+def test_a_newer_command_replaces_the_older_one_still_queued_at_the_network(store_url, network):
+    with by_hand(store_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=2))
+        bridge.queue_command("collar-01", "tracking", {"minutes": 60})
+        bridge.flush_downlinks()  # the ack and the first command wait in the network's queue
+        bridge.queue_command("collar-01", "tracking", {"minutes": 120})
+        bridge.flush_downlinks()
+
+    first, second, replace = network.operations
+    assert (first["operation"], second["operation"], replace["operation"]) == ("push", "push", "replace")
+    names = [codec.decode(32, item)["message"] for item in replace["payloads"]]
+    assert names == ["ack_alert", "tracking"], "the ack stays queued; the old command is gone"
+    assert codec.decode(32, replace["payloads"][1])["minutes"] == 120
+
+
+def test_fair_use_holds_the_eleventh_downlink_of_the_day(store_url, network):
+    with by_hand(store_url, network, downlinks_per_device_per_day=10) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+        for n in range(1, 12):  # eleven different settings changes in one day
+            bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 600 + 60 * n})
+            bridge.flush_downlinks()
+        held = [d for d in bridge.downlinks() if d.state == "queued"]
+        with bridge.db.read() as session:
+            not_before = session.get(Downlink, held[0].downlink_id).not_before
+
+    assert len(network.pushes) == 10
+    assert len(held) == 1 and not_before > utc_now() + timedelta(hours=23)
+
+
+def test_a_push_interrupted_by_a_crash_goes_out_after_its_lease_expires(store_url, network):
+    with by_hand(store_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
+        with bridge.db.write() as session:  # a bridge took the lease and died before the push
+            row = session.get(Downlink, 1)
+            row.state, row.lease_until = "sending", utc_now() - timedelta(seconds=1)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3, time_s=b.T0_S + 600), f_cnt=2))
+        bridge.flush_downlinks()
+        downlinks = bridge.downlinks()
+
+    assert [d.state for d in downlinks] == ["sent"], "the collar's repeat reuses the row and now gets its ack"
+    assert len(network.pushes) == 1
+
+
+def test_tts_downlink_headers_route_the_ack_without_a_configured_network_server(store_url, network, caplog):
+    push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-01/down/push"
+    headers = dict(HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
+                               "X-Downlink-Replace": push.replace("/push", "/replace")})
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        with caplog.at_level(logging.DEBUG):
+            reply = client.post("/uplinks/tts", content=b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1),
+                                headers=headers)
+            assert bridge.flush_downlinks() == 1
+        with bridge.db.read() as session:
+            route = session.get(DownlinkRoute, (b.APPLICATION_ID, "collar-01"))
+            shown = repr(route)
+
+    assert reply.status_code == 200
+    (pushed,) = network.pushes
+    assert pushed["device_id"] == "collar-01" and pushed["f_port"] == 32
+    assert network.api_key not in shown and "***" in shown
+    assert all(network.api_key not in record.getMessage() for record in caplog.records)
+
+
+def test_a_header_cannot_send_pushes_to_another_host_than_the_configured_network_server(store_url, network):
+    elsewhere = "http://203.0.113.9/api/v3/as/applications/tembo-test/webhooks/x/devices/collar-01/down/push"
+    headers = dict(HEADERS, **{"X-Downlink-Apikey": "stolen?", "X-Downlink-Push": elsewhere})
+    with by_hand(store_url, network) as bridge, TestClient(create_app(bridge)) as client:
+        client.post("/uplinks/tts", content=b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1), headers=headers)
+        bridge.flush_downlinks()
+
+    (pushed,) = network.pushes
+    assert pushed["device_id"] == "collar-01", "pushed to the configured network server instead"
+
+
+class HungNetworkServer:
+    """A network server that accepts connections and then does not answer until released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def app(self) -> Starlette:
+        async def push(request: Request) -> JSONResponse:
+            import anyio
+
+            self.calls += 1
+            while not self.release.is_set():
+                await anyio.sleep(0.05)
+            return JSONResponse({})
+
+        return Starlette(routes=[Route("/api/v3/as/applications/{app}/devices/{device}/down/push", push,
+                                       methods=["POST"])])
+
+
+def test_a_hung_network_server_does_not_hold_up_ingest(store_url, port):
+    hung = HungNetworkServer()
+    with serve_app_in_thread(hung.app(), port=port) as running:
+        with b.fresh_bridge(store_url, network_server_url=running.url, network_server_api_key="k",
+                            downlink_timeout_s=0.5) as bridge, TestClient(create_app(bridge)) as client:
+            answers = [
+                client.post("/uplinks/tts", headers=HEADERS, content=b.tts_uplink(
+                    b.alert("mortality", seq=n % 8, time_s=b.T0_S + 600 * n), device_id=f"collar-{n:02d}", f_cnt=n))
+                for n in range(1, 9)
+            ]
+            # every alert was answered while the network server still hangs: the webhook never waited on it
+            assert not hung.release.is_set()
+            assert [a.status_code for a in answers] == [200] * 8
+            assert {a.json()["status"] for a in answers} == {"processed"}
+            hung.release.set()
+            bridge.wake_outbox()
+            states = _wait_for(lambda: {d.state for d in bridge.downlinks()} == {"sent"}, bridge)
+
+    assert states, "once the network server answers again the worker sends every ack"
+    assert hung.calls >= 1
+
+
+def _wait_for(condition, bridge, timeout_s: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        bridge.wake_outbox()
+        time.sleep(0.05)
+    return condition()
+
+
+def test_downlink_bodies_carry_our_correlation_id(store_url, network):
+    with by_hand(store_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+        bridge.flush_downlinks()
+
+    (operation,) = network.operations
+    body = operation["body"]["downlinks"][0]
+    assert body["correlation_ids"] == ["tembo:downlink:1"]
+    assert base64.b64decode(body["frm_payload"]) == network.pushes[0]["payload"]
+    assert json.dumps(body)  # the body is JSON the network server reads
