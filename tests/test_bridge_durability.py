@@ -1,0 +1,155 @@
+"""Nothing acknowledged is ever lost: a bridge killed under load, a store that locks, turns read-only or
+fills up. Each test counts the uplinks answered 2xx that the store does not hold applied (lost, must be
+0) and the uplinks applied more than once (must be 0); a network server retries what got no 2xx."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import bridge_builders as b
+import pytest
+from bridge_process import (
+    BridgeProcess,
+    Load,
+    bridge_process,
+    lost_and_twice,
+    post_all,
+    report,
+    retry_until_acknowledged,
+    uplink_body,
+)
+from sqlalchemy import event
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.server import RulesTimer
+from lora_bridge.service import open_bridge
+
+HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+pytestmark = pytest.mark.slow
+
+
+def test_a_bridge_killed_under_load_loses_no_acknowledged_uplink_and_applies_none_twice(sqlite_url, port):
+    load = Load()
+    numbers = range(240)
+    child = BridgeProcess(sqlite_url, port).start()
+    stop = threading.Event()
+    posting = threading.Thread(target=post_all, args=(child.url, numbers, load), kwargs={"stop": stop})
+    posting.start()
+    while len(load.acknowledged()) < 80 and posting.is_alive():
+        time.sleep(0.02)
+    child.kill()  # SIGKILL in the middle of the load
+    stop.set()
+    posting.join()
+    killed_at = len(load.acknowledged())
+
+    with bridge_process(sqlite_url, port) as again:  # a network server retries what got no 2xx
+        retry_until_acknowledged(again.url, load, numbers)
+    figures = lost_and_twice(sqlite_url, load.acknowledged())
+    print(report({"killed_after_acknowledged": killed_at, **figures}))
+
+    assert killed_at >= 80
+    assert figures["acknowledged"] == len(numbers)
+    assert (figures["lost"], figures["applied_twice"], figures["pending"]) == (0, 0, 0)
+
+
+def test_a_store_that_fills_up_answers_503_and_loses_nothing_it_acknowledged(sqlite_url, port):
+    with open_bridge(sqlite_url, webhook_secret=b.SECRET):
+        pass  # the schema is made before the disk gets tight
+    database = Path(sqlite_url.removeprefix("sqlite:///"))
+    limit = database.stat().st_size + 1536 * 1024
+    load = Load()
+    numbers = range(300)
+    with bridge_process(sqlite_url, port, file_size_limit=limit) as full:
+        post_all(full.url, numbers, load, clients=2)
+    refused = sorted(load.not_acknowledged())
+    statuses = set(load.answers.values())
+
+    with bridge_process(sqlite_url, port) as roomy:  # more room; the network server retries
+        retry_until_acknowledged(roomy.url, load, numbers)
+        _wait_until_nothing_pending(sqlite_url)
+    figures = lost_and_twice(sqlite_url, load.acknowledged())
+    print(report({"refused_while_full": len(refused), **figures}))
+
+    assert refused and len(refused) < len(numbers), "the file-size limit was reached part way"
+    assert statuses <= {200, 202, 503}, "a full disk is a 503 (retry), never a 5xx crash or a 200 dead letter"
+    assert figures["acknowledged"] == len(numbers)
+    assert (figures["lost"], figures["applied_twice"], figures["pending"]) == (0, 0, 0)
+
+
+def _wait_until_nothing_pending(database_url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and lost_and_twice(database_url, ())["pending"]:
+        time.sleep(0.1)
+
+
+def test_a_store_locked_by_another_writer_answers_503_then_takes_the_retry(sqlite_url):
+    with b.fresh_bridge(sqlite_url, sqlite_busy_timeout_ms=100) as bridge, TestClient(create_app(bridge)) as client:
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1)
+        other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        locked = client.post("/uplinks/tts", content=uplink_body(1), headers=HEADERS)
+        other.rollback()
+        other.close()
+        retried = client.post("/uplinks/tts", content=uplink_body(1), headers=HEADERS)
+        counts = bridge.counts()
+
+    assert locked.status_code == 503 and locked.headers["Retry-After"]
+    assert retried.status_code == 200 and retried.json()["status"] == "processed"
+    assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (1, 1, 0)
+
+
+class StoreFault:
+    """Makes the store fail as a disk or a lock does, for the statements that apply an uplink (the raw
+    body is stored first and stays): the same sqlite3.OperationalError the driver raises."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        self.on = True
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if self.on and statement.lstrip().upper().startswith(("INSERT INTO POSITIONS", "INSERT INTO DEVICES")):
+            raise sqlite3.OperationalError(self.message)
+
+
+@pytest.mark.parametrize("message", ["database is locked", "attempt to write a readonly database",
+                                     "database or disk is full"])
+def test_a_store_failing_after_the_body_is_stored_answers_202_and_applies_it_by_itself_later(sqlite_url, message):
+    with b.fresh_bridge(sqlite_url) as bridge, TestClient(create_app(bridge)) as client:
+        fault = StoreFault(message)
+        event.listen(bridge.db.write_engine, "before_cursor_execute", fault)
+        answers = [client.post("/uplinks/tts", content=uplink_body(n), headers=HEADERS) for n in range(3)]
+        assert bridge.dead_letters() == [], "never a dead letter for a reason that passes"
+        fault.on = False  # the store is back
+        timer = RulesTimer(bridge, every_s=3600, retry_every_s=0.05)
+        timer.start()
+        try:
+            deadline = time.monotonic() + 30
+            while bridge.counts()["positions"] < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            timer.stop()
+        counts = bridge.counts()
+
+    assert [(a.status_code, a.json()["status"]) for a in answers] == [(202, "pending")] * 3
+    assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (3, 3, 0)
+
+
+def test_a_read_only_store_refuses_the_body_with_503(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge, TestClient(create_app(bridge)) as client:
+
+        @event.listens_for(bridge.db.write_engine, "begin")
+        def read_only(connection) -> None:  # noqa: ANN001 - the disk turned read-only
+            connection.exec_driver_sql("PRAGMA query_only = ON")
+
+        refused = client.post("/uplinks/tts", content=uplink_body(7), headers=HEADERS)
+        event.remove(bridge.db.write_engine, "begin", read_only)
+        bridge.db.write_engine.dispose()  # fresh connections: the disk is writable again
+        retried = client.post("/uplinks/tts", content=uplink_body(7), headers=HEADERS)
+        counts = bridge.counts()
+
+    assert refused.status_code == 503
+    assert retried.status_code == 200
+    assert (counts["uplinks_stored"], counts["positions"]) == (1, 1)
