@@ -453,7 +453,7 @@ class Collar:
             "model_version": self.model.version,
             "uptime_h": uptime_h if uptime_h < 65535 else 65535,
             "reset_cause": self.reset_cause,
-            "behaviour": self.behaviour if self.behaviour < len(codec.BEHAVIOURS) else 0,
+            "behaviour": self.behaviour,  # the model's class index: the bridge names it by model_version
             "tracking": 1 if self.tracking() else 0,
             "in_farmland": 1 if self.risk.in_farmland() else 0,
             "outside_park": 1 if self.risk.outside_park() else 0,

@@ -289,3 +289,35 @@ def test_registry_refuses_to_promote_what_it_does_not_hold_or_what_changed(tmp_p
     with pytest.raises(collar_blob.ModelError, match="CRC mismatch"):
         registry.promote(entry.model_id, reg)
     assert registry.promoted(reg) is None
+
+
+def test_a_stork_model_with_five_classes_names_status_and_shares_beyond_the_codecs_four(tmp_path, sqlite_url):
+    import bridge_builders as b
+
+    from collar_firmware import codec
+
+    reg = tmp_path / "registry"
+    classes = ("A_FLIGHT", "P_FLIGHT", "SITTING", "STND", "WALK")
+    rng = np.random.default_rng(0)
+    features = np.rint(rng.normal(0, 100, (200, collar_features.N_FEATURES)))
+    labels = np.asarray(classes)[np.arange(200) % 5]
+    features[:, 0] += (np.arange(200) % 5) * 400
+    version = registry.next_version(reg)
+    registry.register(CollarForest(4, 4, random_state=0).fit(features, labels).to_blob(3, 25, model_version=version),
+                      {}, reg)
+    status = dict(time_s=b.T0_S, lat=-2.5, lon=37.5, fix_age_s=0, battery_mv=3900, temperature_c=30.0,
+                  fw_version="1.2.3", model_version=version, uptime_h=1, reset_cause="power_on", behaviour=4,
+                  queue_depth=0, errors=0)
+    shares = dict(time_s=b.T0_S - 3600, interval_min=60, model_version=version, vedba_mean_mg=90, vedba_max_mg=700,
+                  shares=[5.0, 5.0, 10.0, 20.0, 60.0])
+    with b.fresh_bridge(sqlite_url, model_registry=str(reg)) as bridge:
+        bridge.register_animal("collar-01", "Ciconia")
+        assert bridge.ingest_tts_uplink(b.tts_uplink((codec.port_of("status"), codec.encode("status", status)),
+                                                     f_cnt=1)).ok
+        assert bridge.ingest_tts_uplink(b.tts_uplink((codec.port_of("activity"), codec.encode("activity", shares)),
+                                                     f_cnt=2)).ok
+        stork = bridge.animals()[0]
+        summary = bridge.activity(stork.animal_id)[0]
+    assert stork.behaviour == "WALK"
+    assert summary.shares_pct == dict(zip(classes, [5.0, 5.0, 10.0, 20.0, 60.0], strict=True))
+    assert summary.dominant == "WALK"
