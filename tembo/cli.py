@@ -180,7 +180,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     options = {}
     for item in args.option or []:
         key, _, value = item.partition("=")
-        options[key.replace("-", "_")] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+        try:  # numbers, lists, true/false as JSON; anything else ("1d", a path) as text
+            options[key.replace("-", "_")] = json.loads(value) if value[:1] in "0123456789-[{tf" else value
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
     try:
         figures = _resolve(BENCHES[args.name])(**options)
     except FileNotFoundError as err:  # a bench's data file is absent: say where it looked, no traceback

@@ -210,3 +210,22 @@ def test_twin_publishes_tts_uplinks_on_the_topics_the_things_stack_uses(mosquitt
     with open_bridge(f"sqlite:///{tmp_path / 'b.db'}") as bridge:
         results = [bridge.ingest_tts_uplink(body) for _, body in got]
     assert all(r.status in ("processed", "duplicate") for r in results)
+
+
+def test_simulate_command_names_an_unknown_scenario_and_exits_2(capsys):
+    from tembo.cli import main
+
+    assert main(["simulate", "no-such-scenario"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-scenario.toml: no such scenario file" in err and "quick" in err
+
+
+def test_simulate_command_writes_the_scenario_and_prints_a_summary(tmp_path, capsys):
+    from tembo.cli import main
+
+    out = tmp_path / "quick.jsonl"
+    assert main(["simulate", "quick", "--to", str(out), "--until", "1h", "--format", "chirpstack"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    lines = out.read_text().splitlines()
+    assert summary["messages_sent"] == len(lines) > 0 and summary["format"] == "chirpstack"
+    assert all("deduplicationId" in json.loads(line) for line in lines)
