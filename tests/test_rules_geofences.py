@@ -21,6 +21,14 @@ def bridge(sqlite_url):
         yield bridge
 
 
+@pytest.fixture
+def any_store_bridge(store_url):
+    """The same on SQLite, then on PostgreSQL + PostGIS."""
+    with b.fresh_bridge(store_url) as bridge:
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        yield bridge
+
+
 def park_and_farm(bridge):
     return bridge.import_geofences(rb.geojson_utm_bytes(), "reserve.geojson")
 
@@ -100,17 +108,20 @@ POINTS_ONLY = (
          "gpkg-without-crs", "zip-without-shp", "shapefile-without-prj", "broken-zip"],
 )
 @pytest.mark.filterwarnings("ignore:'crs' was not provided")
-def test_broken_geofence_file_is_refused_with_a_clear_reason_and_nothing_stored(bridge, tmp_path, build, filename, says):
-    park_and_farm(bridge)
+def test_broken_geofence_file_is_refused_with_a_clear_reason_and_nothing_stored(sqlite_url, tmp_path, build, filename,
+                                                                                says):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        park_and_farm(bridge)
 
-    with pytest.raises(InvalidGeofenceFile, match=says) as refused:
-        bridge.import_geofences(build(tmp_path), filename)
+        with pytest.raises(InvalidGeofenceFile, match=says) as refused:
+            bridge.import_geofences(build(tmp_path), filename)
 
-    assert "/tmp" not in str(refused.value)  # the reason names the user's file, not ours
-    assert len(bridge.geofences()) == 2
+        assert "/tmp" not in str(refused.value)  # the reason names the user's file, not ours
+        assert len(bridge.geofences()) == 2
 
 
-def test_ranger_sees_park_exit_at_the_interpolated_crossing_time(bridge):
+def test_ranger_sees_park_exit_at_the_interpolated_crossing_time(any_store_bridge):
+    bridge = any_store_bridge
     park_and_farm(bridge)
     # 08:00 inside at x=308 km, 09:00 outside at x=311 km (the fence is at x=310 km): 2/3 of the way.
     ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)])
@@ -125,7 +136,8 @@ def test_ranger_sees_park_exit_at_the_interpolated_crossing_time(bridge):
     assert (alert.lat, alert.lon) == (pytest.approx(lat, abs=2e-5), pytest.approx(lon, abs=2e-5))
 
 
-def test_loop_back_inside_closes_the_exit_alert_with_the_reason(bridge):
+def test_loop_back_inside_closes_the_exit_alert_with_the_reason(any_store_bridge):
+    bridge = any_store_bridge
     park_and_farm(bridge)
     ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 311_000, 9_702_000), (120, 309_500, 9_702_000)])
 

@@ -87,12 +87,12 @@ def test_earthranger_gets_alerts_as_events_and_fixes_as_observations_in_its_docu
     assert (observation["manufacturer_id"], observation["subject_name"]) == ("collar-01", "Naserian")
 
 
-def test_signed_webhook_verifies_and_a_restart_sends_nothing_twice(sqlite_url, tmp_path):
+def test_signed_webhook_verifies_and_a_restart_sends_nothing_twice(store_url, tmp_path):
     receiver = WebhookReceiver(secret=HOOK_SECRET.encode(), refuse_first=2)
     routes = '[[notify.routes]]\nname = "control-room"\nchannel = "webhook"\n'
     with serve_app_in_thread(receiver.app()) as server:
         rules_path = write_rules(tmp_path / "r.toml", hook_url=server.url, routes=routes)
-        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
             bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
             bridge.ingest_tts_uplink(b.tts_uplink(b.alert("collar_drop", seq=2), f_cnt=2))
             first = bridge.flush_notifications(now=wall())
@@ -100,7 +100,7 @@ def test_signed_webhook_verifies_and_a_restart_sends_nothing_twice(sqlite_url, t
             waiting = bridge.notifications(state="pending")
             assert len(waiting) == 2 and max(n.attempts for n in waiting) == 1
         # The bridge restarts: a new process on the same store, same rules.
-        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
             bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))  # a repeat, queued once
             bridge.run_rules(now=T)  # re-queues nothing already queued
             # 30 s on: the refused one waits out its 60 s backoff; the other goes and is refused (503) too.
@@ -108,7 +108,7 @@ def test_signed_webhook_verifies_and_a_restart_sends_nothing_twice(sqlite_url, t
             second = bridge.flush_notifications(now=wall(90))
             third = bridge.flush_notifications(now=wall(400))
             sent = bridge.notifications(state="sent")
-        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
             assert bridge.flush_notifications(now=wall(86_400)).sent == 0
 
     assert (second.sent, third.sent) == (2, 0)
