@@ -221,3 +221,4 @@ def test_rules_bench_reports_rule_cost_per_uplink_against_the_same_uplinks_with_
     assert (figures["collars"], figures["fences"], figures["uplinks"]) == (4, 3, 4)
     assert set(figures["rules_ms_per_uplink"]) == {"mean", "p50", "p99"}
     assert figures["ratio_mean_rules_on_to_off"] > 0
+    assert figures["positions_stored"] == 4 * (6 + 1)  # every uplink reached its collar's track
