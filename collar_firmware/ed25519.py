@@ -25,9 +25,9 @@ _BY = 46316835694926478169428394003475163141307993866256225615783033603165251855
 _BASE = (_BX, _BY, 1, (_BX * _BY) % _P)
 _IDENTITY = (0, 1, 1, 0)
 
-POW_BITS_PER_STEP = 16  # square-and-multiply rounds per step
-SCALAR_BITS_PER_STEP = 4  # double-and-add rounds per step
-HASH_ROUNDS_PER_STEP = 20  # SHA-512 rounds per step
+POW_BITS_PER_STEP = 12  # square-and-multiply rounds per step
+SCALAR_BITS_PER_STEP = 2  # double-and-add rounds per step
+HASH_ROUNDS_PER_STEP = 5  # SHA-512 rounds per step (64-bit words are big integers on MicroPython)
 
 # phases of a Verification
 _HASH = 0

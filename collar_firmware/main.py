@@ -27,6 +27,7 @@ from collar_firmware.link import Link
 from collar_firmware.positions import MAX_DT_S, PositionBuffer
 from collar_firmware.queue import Queue
 from collar_firmware.summary import Summary
+from collar_firmware.update import UpdateAgent
 
 try:
     from collar_firmware import features
@@ -78,7 +79,7 @@ _F_VEDBA = _feature_index("vedba_mean_mg")
 _F_VEDBA_MAX = _feature_index("vedba_max_mg")
 
 
-VERIFY_STEPS_PER_WAKE = const(4)  # signature-check steps a wake-up spends (trust.py), a collection between
+VERIFY_STEPS_PER_WAKE = const(8)  # signature-check steps a wake-up spends (trust.py), a collection between
 
 
 class Collar:
@@ -141,6 +142,7 @@ class Collar:
         self._start_summary(now, 1)
         self.positions = PositionBuffer()
         self._configure_imu()
+        self.update = UpdateAgent(self)
 
     @property
     def pos_n(self):
@@ -277,6 +279,8 @@ class Collar:
             self._guard(self._status, now, ERR_OTHER)
         if self._settings_report:
             self._guard(self._report_settings, now, ERR_OTHER)
+        if self.update.busy():
+            self._guard(self.update.step, now, ERR_OTHER)
         if self.positions.n:
             self._guard(self._flush_positions, now, ERR_OTHER)
         self._guard(self._send, now, ERR_RADIO)
@@ -449,7 +453,7 @@ class Collar:
             "fix_age_s": fix_age if fix_age < _MAX_DT_S else _MAX_DT_S,
             "battery_mv": self.battery_mv,
             "temperature_c": self.temperature_dc / 10,
-            "fw_version": config.FW_VERSION,
+            "fw_version": self.update.fw_version(),
             "model_version": self.model.version,
             "uptime_h": uptime_h if uptime_h < 65535 else 65535,
             "reset_cause": self.reset_cause,
@@ -528,12 +532,13 @@ class Collar:
             port = heard[0]
             payload = bytes(heard[1])
             if port >= FIRST_FUOTA_PORT:
-                handler = self.hal.fuota
-                if handler is not None:
-                    try:
-                        handler.handle(port, payload)
-                    except Exception:
-                        self._count(ERR_DOWNLINK)  # a bad fragment: counted, the wake goes on sending
+                try:
+                    if self.hal.fuota is not None:
+                        self.hal.fuota.handle(port, payload)
+                    else:
+                        self.update.handle(port, payload, now)
+                except Exception:
+                    self._count(ERR_DOWNLINK)  # a bad fragment: counted, the wake goes on sending
                 continue
             on_port, cmd, result = downlink.handle(port, payload, self)
             if result:
@@ -572,6 +577,17 @@ class Collar:
         if slot >= 0:
             self.queue.remove(slot)
         return downlink.ACK_OK
+
+    def queue_ack(self, port, payload):
+        """Queue an answer (port 31 ack or a FUOTA answer) to send at the next chance."""
+        self.queue.put(scheduler.PRIO_ACK, port, payload, False)
+
+    def fuota_downlink(self, port, payload):
+        """Take a FUOTA frame heard in a Class C window (the modem listens between wake-ups)."""
+        try:
+            self.update.handle(port, bytes(payload), self._now(self.now_s))
+        except Exception:
+            self._count(ERR_DOWNLINK)
 
     def request_status(self):
         """Send a status at the next chance."""

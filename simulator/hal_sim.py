@@ -52,6 +52,10 @@ class SimClock:
         """Move the clock forward by seconds."""
         self.t_s += seconds
 
+    def set_time_s(self, t_s):
+        """Set the clock (a TS003 clock-sync answer): the collar's next wake-up sees t_s."""
+        self.t_s = t_s
+
     def reset_cause(self):
         """Return why the simulated MCU last started."""
         return self.cause

@@ -14,4 +14,5 @@ BENCHES: dict[str, str] = {
     "models": "models.models_bench:run",
     "alerts": "tembo.twin:bench_alerts",
     "sim": "tembo.twin:bench_sim",
+    "fuota": "simulator.fuota:bench",
 }

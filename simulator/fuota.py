@@ -1,0 +1,259 @@
+"""A fleet of simulated collars, each running the real firmware, updated over the air.
+
+The bridge side cuts a signed update image into TS004 fragments with parity
+(lora_bridge.updates.fec), plans the session (lora_bridge.updates.planner), and sends: set-up
+downlinks to each collar, then every fragment once in a multicast Class C window, each collar
+hearing it or not at its own loss rate (seeded), then unicast parity fragments to stragglers
+within fair use. Between frames the collars live (their loop verifies the signature a few steps
+per wake-up, installs, reboots into a firmware on trial, runs the self-test, confirms or rolls
+back). `run_campaign` returns what happened; `bench` is `tembo bench fuota`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+from collar_firmware import codec, config
+from collar_firmware.main import Collar
+from lora_bridge.updates.fec import Fragmented, fragment
+from lora_bridge.updates.planner import (
+    FAIR_USE_DOWNLINKS_PER_DAY,
+    CollarLink,
+    Plan,
+    Progress,
+    make_plan,
+)
+from simulator.hal_sim import SimFlash, make_hal
+from simulator.scripted import synth_window
+
+log = logging.getLogger(__name__)
+
+START_S = 1772323200  # 2026-03-01 00:00 UTC
+SESSION_LEAD_S = 600  # the Class C window opens this long after the set-up
+SETTLE_S = 60 * 60  # collars live this long after the window (signature check, install, trial, confirm)
+
+
+class _Walker:
+    """Accelerometer source of a walking elephant (the scripted day's sway)."""
+
+    def __init__(self, seed: int) -> None:
+        self.noise = seed & 0xFFFFF
+
+    def fill(self, t_s: int, n: int, rate_hz: int, buf) -> int:
+        self.noise = synth_window(buf, n, 170, 50, 20, (80, -150, -975), self.noise, 0)
+        return n
+
+
+@dataclass
+class FleetCollar:
+    """One collar of the fleet: its device id, loss rate, HAL and firmware."""
+
+    device_id: str
+    loss: float
+    sf: int
+    flash: SimFlash
+    hal: object
+    collar: Collar
+    acks: list[dict] = field(default_factory=list)
+
+    def live_until(self, t_s: int) -> None:
+        """Run the collar's loop until t_s and keep the acks it queued."""
+        clock = self.hal.clock
+        while clock.now_s() < t_s:
+            wake = self.collar.step()
+            clock.sleep_until(min(wake, t_s))
+        radio = self.hal.radio
+        for _t, port, payload, _confirmed, _heard in radio.uplinks:
+            if port == codec.port_of("ack"):
+                ack = codec.decode(port, payload)
+                if ack["on_port"] == codec.port_of("data_fragment"):
+                    self.acks.append(ack)
+        radio.uplinks.clear()
+
+    def hear(self, port: int, payload: bytes) -> None:
+        """A FUOTA frame reaches the collar's modem."""
+        self.collar.fuota_downlink(port, payload)
+
+
+def build_fleet(n: int, loss: float, seed: int, keys_for=None, sf: int = 9,
+                start_s: int = START_S) -> list[FleetCollar]:
+    """Return n collars with independent loss draws around loss (the per-collar loss the bridge saw);
+    keys_for(flash) gives each collar its trust.Trust (None: the keys the firmware ships)."""
+    rng = random.Random(seed)
+    fleet = []
+    for i in range(n):
+        flash = SimFlash()
+        hal = make_hal(start_s, _Walker(seed * 1000 + i), lambda t: (0.57, 37.58), sf=sf, flash=flash, seed=i)
+        collar_loss = max(0.0, min(0.9, loss * (0.5 + rng.random())))
+        keys = keys_for(flash) if keys_for is not None else None
+        fleet.append(FleetCollar(f"collar-{i:03d}", collar_loss, sf, flash, hal, Collar(hal, None, keys)))
+    return fleet
+
+
+def _setup_frames(frags: Fragmented, session_s: int) -> list[tuple[int, bytes]]:
+    mc = codec.encode_packet("mc_class_c_session", {"group": 0, "session_time_s": session_s, "timeout_log2_s": 16,
+                                                     "frequency_hz100": 8695250, "data_rate": 3})
+    setup = codec.encode_packet("frag_session_setup", {"session": 0, "nb_frag": frags.nb_frag,
+                                                       "frag_size": frags.frag_size, "control": 0,
+                                                       "padding": frags.padding, "descriptor": 0})
+    return [mc, setup]
+
+
+def _fragment_frame(frags: Fragmented, n: int) -> bytes:
+    return codec.encode("data_fragment", {"index_and_n": n & 0x3FFF, "data": list(frags.fragment(n))})
+
+
+@dataclass
+class CampaignResult:
+    """What a campaign did, for the bench and the tests."""
+
+    plan: Plan
+    progress: Progress
+    updated: int
+    collars: int
+    results: dict[str, str]
+    unicast_days: float
+
+    @property
+    def success(self) -> float:
+        return self.updated / self.collars if self.collars else 0.0
+
+
+def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
+                 max_unicast_days: int = 7) -> CampaignResult:
+    """Update fleet with image (multicast, then unicast for stragglers); check(collar) says updated."""
+    rng = random.Random(seed)
+    plan = make_plan(len(image), [CollarLink(c.device_id, c.sf, c.loss) for c in fleet])
+    frags = fragment(image, plan.frag_size)
+    progress = Progress(plan)
+    now = fleet[0].hal.clock.now_s()
+    session_s = now + SESSION_LEAD_S
+    for c in fleet:
+        for port, payload in _setup_frames(frags, session_s):
+            c.hear(port, payload)
+            progress.unicast_sent(c.device_id, 1)
+        c.live_until(session_s)
+    t = float(session_s)
+    while not progress.finished():
+        for n in progress.take(1):
+            frame = _fragment_frame(frags, n)
+            for c in fleet:
+                if rng.random() >= c.loss:
+                    c.hear(codec.port_of("data_fragment"), frame)
+        t += plan.spacing_s
+    # stragglers: unicast parity fragments after their uplinks, at most the fair use per day
+    next_parity = plan.fragments + 1
+    days = 0
+    stragglers = [c for c in fleet if c.collar.update.receiving()]
+    while stragglers and days < max_unicast_days:
+        days += 1
+        for c in stragglers:
+            budget = FAIR_USE_DOWNLINKS_PER_DAY - (2 if days == 1 else 0)
+            sent = 0
+            while sent < budget and c.collar.update.receiving():
+                if rng.random() >= c.loss:
+                    c.hear(codec.port_of("data_fragment"), _fragment_frame(frags, next_parity + sent))
+                sent += 1
+            progress.unicast_sent(c.device_id, sent)
+        next_parity += FAIR_USE_DOWNLINKS_PER_DAY
+        stragglers = [c for c in stragglers if c.collar.update.receiving()]
+    end = int(t) + SETTLE_S
+    results = {}
+    updated = 0
+    for c in fleet:
+        c.collar.update.session_over(int(t))
+        c.live_until(end)
+        results[c.device_id] = c.collar.update.last_result or "none"
+        if check(c) if check is not None else c.collar.update.last_result == "ok":
+            updated += 1
+    progress.elapsed_s = t - session_s
+    return CampaignResult(plan, progress, updated, len(fleet), results, float(days))
+
+
+def bench(collars: int = 50, seed: int = 1) -> dict:
+    """`tembo bench fuota`: a 40 KB firmware bundle and a model-only update at losses 0, 0.1, 0.3."""
+    from lora_bridge.updates import release
+
+    key, keys_for = bench_keys()
+    files = release.compile_modules()
+    bundle: dict[str, bytes] = {}
+    for name in sorted(files, key=lambda k: -len(files[k])):
+        if sum(len(v) for v in bundle.values()) + len(files[name]) <= 40 * 1024:
+            bundle[name] = files[name]
+    model_blob = _bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key)
+    images = {
+        "firmware": release.build_image(1, "1.1.0", config.HARDWARE_ID, release.pack_bundle(bundle), key,
+                                        release.golden_vector(files["default_model.bin"])),
+        "model": release.model_image(model_blob, key, config.HARDWARE_ID),
+    }
+    model_version = _version_of(model_blob)
+    checks = {"firmware": lambda c: c.collar.update.fw_version() == "1.1.0",
+              "model": lambda c: c.collar.model.version == model_version}
+    figures: dict = {"collars": collars, "firmware_image_bytes": len(images["firmware"]),
+                     "model_image_bytes": len(images["model"])}
+    for kind, image in images.items():
+        for loss in (0.0, 0.1, 0.3):
+            fleet = build_fleet(collars, loss, seed, keys_for)
+            result = run_campaign(fleet, image, seed, checks[kind])
+            p = result.plan
+            tag = f"{kind}_loss_{loss:g}"
+            figures[tag] = {
+                "success": round(result.success, 4),
+                "fragments_sent": result.progress.sent,
+                "airtime_s": round(result.progress.airtime_s, 1),
+                "delivery_hours": round((p.multicast_s + result.unicast_days * 86400) / 3600, 2),
+                "ratio_to_minimum": round((p.multicast_s + result.unicast_days * 86400) / p.minimum_s, 3),
+                "sf": p.sf, "nb_frag": p.nb_frag, "parity": p.parity,
+                "refusals": sorted({r for r in result.results.values() if r != "ok"}),
+            }
+    from simulator.fuota_micropython import update_costs
+
+    figures.update(update_costs(images["firmware"], key.public_key))
+    return figures
+
+
+def bench_keys():
+    """Return a release key made for this run and a factory of collar Trusts that hold it (beside
+    the keys the firmware ships), so the bench never needs the deployment's private key."""
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from collar_firmware import trust
+    from lora_bridge.updates.keys import SigningKey
+
+    private = Ed25519PrivateKey.generate()
+    public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    key = SigningKey(200, Path("in-memory"), public, private)
+
+    def keys_for(storage=None):
+        shipped = trust.shipped()
+        held = dict(shipped.keys)
+        held[key.key_id] = public
+        return trust.Trust(held, None, storage, shipped.pinned)
+
+    return key, keys_for
+
+
+def _version_of(blob: bytes) -> int:
+    from collar_firmware import blob as collar_blob
+
+    return collar_blob.parse(blob).model_version
+
+
+def _bumped_model(blob: bytes, key) -> bytes:
+    """Return the shipped model as version + 1 (a researcher's retrained model), signed."""
+    import struct
+    import zlib
+
+    from lora_bridge.updates import release
+
+    raw = bytearray(release.unsigned_part(blob))
+    version = struct.unpack_from("<I", raw, 16 + 3)[0]
+    struct.pack_into("<I", raw, 16 + 3, version + 1)
+    body_len = struct.unpack_from("<I", raw, 8)[0]
+    struct.pack_into("<I", raw, 12, zlib.crc32(bytes(raw[16:16 + body_len])))
+    return release.sign_model(bytes(raw), key)

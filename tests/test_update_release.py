@@ -1,0 +1,73 @@
+"""Technicians sign releases with their own key; the planner keeps updates within the law and fair use."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from collar_firmware import trust
+from lora_bridge.updates import keys, planner, release
+from tembo.cli import main
+
+
+def test_a_technician_generates_a_key_only_they_can_read_and_collars_learn_its_public_half(tmp_path, capsys):
+    private = tmp_path / "keys" / "release-5.key"
+    collar_keys = tmp_path / "release_keys.bin"
+    assert main(["keys", "generate", str(private), "--key-id", "5", "--install", "--collar-keys", str(collar_keys)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert "PRIVATE" not in json.dumps(shown) and private.read_bytes() not in capsys.readouterr().out.encode()
+    assert trust.parse_keys(collar_keys.read_bytes()) == {5: bytes.fromhex(shown["public_key"])}
+    assert main(["keys", "generate", str(private), "--key-id", "5"]) == 1, "a release key is never overwritten"
+    assert "***" in repr(keys.load(private)) and private.read_text() not in repr(keys.load(private))
+
+
+def test_a_key_file_others_can_read_is_refused(tmp_path):
+    private = tmp_path / "k.key"
+    keys.generate(private, 3)
+    private.chmod(0o644)
+    with pytest.raises(keys.KeyFileError, match="chmod 600"):
+        keys.load(private)
+
+
+def test_a_model_release_is_signed_so_the_collar_verifies_it(tmp_path):
+    key = keys.generate(tmp_path / "k.key", 4)
+    collar_keys = tmp_path / "collar.bin"
+    keys.install_public(4, key.public_key, collar_keys)
+    made = release.release_model(release.DEFAULT_MODEL_PATH.read_bytes(), key, tmp_path / "out", collar_keys)
+    assert made.manifest["key_id"] == 4 and made.blob_path.read_bytes()[-64:] != bytes(64)
+    release.check_model(made.blob_path.read_bytes(), {4: key.public_key})
+    with pytest.raises(release.ReleaseError, match="would refuse"):
+        release.check_model(made.blob_path.read_bytes(), {4: bytes(31) + b"\x01"})
+
+
+def test_a_firmware_release_compiles_the_collar_for_the_nrf52840_and_a_delta_is_smaller(tmp_path):
+    key = keys.generate(tmp_path / "k.key", 6)
+    first = release.release_firmware(key, tmp_path, "1.1.0", "tembo-nrf52840-lr1110")
+    assert first.manifest["arch"] == "armv7emsp" and "main.mpy" in first.manifest["modules"]
+    assert first.manifest["payload_bytes"] == first.manifest["bundle_bytes"]
+    second = release.release_firmware(key, tmp_path, "1.1.1", "tembo-nrf52840-lr1110", base=first.manifest_path)
+    assert second.manifest["delta_of"] == "1.1.0" and second.manifest["payload_bytes"] < first.manifest["payload_bytes"]
+    with pytest.raises(release.ReleaseError, match="not newer"):
+        release.release_firmware(key, tmp_path, "1.0.9", "tembo-nrf52840-lr1110", base=first.manifest_path)
+
+
+def test_the_planner_keeps_a_ten_percent_loss_update_within_thirty_percent_of_the_minimum():
+    herd = [planner.CollarLink(f"c{i}", 9, 0.1) for i in range(50)]
+    plan = planner.make_plan(40 * 1024, herd)
+    assert plan.ratio_to_minimum <= 1.3
+    assert plan.spacing_s == pytest.approx(plan.fragment_airtime_s / planner.DOWNLINK_DUTY)
+    slow = [planner.CollarLink("far", 12, 0.1)]
+    with pytest.raises(planner.PlanRefused, match="duty cycle"):
+        planner.make_plan(40 * 1024, slow, deadline_s=3600)
+
+
+def test_an_interrupted_session_resumes_where_it_stopped():
+    plan = planner.make_plan(4096, [planner.CollarLink("c", 9, 0.1)])
+    progress = planner.Progress(plan)
+    first = list(progress.take(10))
+    resumed = list(progress.take(plan.fragments))
+    assert first == list(range(1, 11)) and resumed[0] == 11 and progress.finished()
+    assert progress.sent == plan.fragments
