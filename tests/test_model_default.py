@@ -154,7 +154,7 @@ def test_collar_verifies_a_signed_blob_under_micropython_then_refuses_a_tampered
     # the pure-Python Ed25519 check, one bounded step at a time with a collection between (as the loop does)
     session.run("def drive(n):\n    while n and t.pending is not None:\n        t.step()\n        gc.collect()\n"
                 "        n -= 1\n")
-    for _ in range(12):
+    for _ in range(24):
         session.run("drive(12)")
     session.run(
         "first = load_model(flash, 'model', t.blob_verifier())\n"

@@ -4,8 +4,9 @@ Multicast (TS005 Class C window) sends every fragment once to the whole group, o
 that all of them hear: the spreading factor is the slowest any collar of the group needs, and the
 gateway's downlink sub-band (EU868 869.4-869.65 MHz, 10 % duty cycle) spaces fragments by
 airtime / duty. The parity share comes from the loss observed per collar (the 90th percentile of
-the group, so one collar in a ravine does not slow the whole herd): a collar needs about M + 2..5
-fragments of M (TS004). Collars still missing fragments after the window get unicast parity
+the group, so one collar in a ravine does not slow the whole herd, unless covering the worst
+collar costs less than an hour of multicast, which beats a day of unicast): a collar needs about
+M + 2..5 fragments of M (TS004). Collars still missing fragments after the window get unicast parity
 fragments after their uplinks, within the network's fair use (10 downlinks per device per day).
 A plan is refused when it cannot finish before its deadline; `Progress` records what was sent,
 so an interrupted campaign resumes where it stopped.
@@ -23,6 +24,7 @@ FAIR_USE_DOWNLINKS_PER_DAY = 10  # The Things Network fair use per device
 FRAGMENT_HEADER_BYTES = 3  # TS004 DataFragment: command id + index and session
 MAX_PAYLOAD_BY_SF = {7: 222, 8: 222, 9: 115, 10: 51, 11: 51, 12: 51}  # EU868 DR5..DR0 (RP002)
 OVERHEAD_FRAGMENTS = 4  # above M, what a TS004 decoder needs at most but rarely
+UNICAST_DAY_WORTH_S = 3600  # multicast time worth spending to spare the worst collar a day of unicast
 
 
 class PlanRefused(ValueError):
@@ -93,9 +95,12 @@ def make_plan(image_bytes: int, collars: list[CollarLink], confidence: float = 0
     m = math.ceil(image_bytes / frag_size)
     losses = sorted(c.loss for c in collars)
     design = losses[min(len(losses) - 1, int(0.9 * len(losses)))]
-    n = _needed_total(m, design, confidence)
     air = fragment_airtime_s(frag_size, sf)
     spacing = air / duty
+    n = _needed_total(m, design, confidence)
+    worst = _needed_total(m, losses[-1], confidence)
+    if (worst - n) * spacing < UNICAST_DAY_WORTH_S:
+        design, n = losses[-1], worst  # cheaper to cover the worst collar than to leave it a day of unicast
     multicast = n * spacing
     if multicast > deadline_s:
         raise PlanRefused(f"{n} fragments at SF{sf} need {multicast / 3600:.1f} h of a {duty:.0%} duty cycle, "
