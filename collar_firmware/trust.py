@@ -20,7 +20,7 @@ msg, sig)`, the nRF52840's CryptoCell-310) answers at once instead.
 
 import hashlib
 
-from collar_firmware import config, ed25519, records
+from collar_firmware import config, records
 
 KEYS_FILE = "release_keys.bin"
 DEFAULT_DIGEST_FILE = "default_model.sha256"  # receipt() of the shipped model's signature
@@ -132,6 +132,8 @@ class Trust:
             return False
         key_id, d, signature = self.pending
         if self.check is None:
+            from collar_firmware import ed25519  # loaded when a check is due: its code stays off the heap
+
             self.check = ed25519.Verification(self.keys[key_id], SIG_CONTEXT + d, signature)
         done = self.check.step()
         if done is None:

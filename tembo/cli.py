@@ -155,7 +155,12 @@ def _cmd_release(args: argparse.Namespace) -> int:
     try:
         key = keys.load(Path(args.key))
         if args.kind == "model":
-            blob = Path(args.blob).read_bytes()
+            if args.promoted:
+                blob = release.promoted_blob(Path(args.promoted))
+            elif args.blob:
+                blob = Path(args.blob).read_bytes()
+            else:
+                raise release.ReleaseError("give a blob or --promoted var/models/promoted.json")
             if args.install_default:
                 release.install_default_model(blob, key)
                 print(json.dumps({"installed": str(release.DEFAULT_MODEL_PATH), "key_id": key.key_id}))
@@ -271,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     release = sub.add_parser("release", help="build and sign firmware and model updates")
     release_sub = release.add_subparsers(dest="kind", required=True)
     rel_model = release_sub.add_parser("model", help="sign a promoted model blob and write its manifest")
-    rel_model.add_argument("blob")
+    rel_model.add_argument("blob", nargs="?", help="a model blob (or --promoted)")
+    rel_model.add_argument("--promoted", help="the researchers' promoted.json (models registry): its blob, checked")
     rel_model.add_argument("--install-default", action="store_true",
                            help="sign it as the model shipped inside the firmware (and pin its digest)")
     rel_fw = release_sub.add_parser("firmware", help="compile the collar modules with mpy-cross, sign a bundle")

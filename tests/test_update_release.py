@@ -71,3 +71,17 @@ def test_an_interrupted_session_resumes_where_it_stopped():
     resumed = list(progress.take(plan.fragments))
     assert first == list(range(1, 11)) and resumed[0] == 11 and progress.finished()
     assert progress.sent == plan.fragments
+
+
+def test_a_promoted_model_is_released_only_as_it_was_promoted(tmp_path):
+    import hashlib
+
+    blob = tmp_path / "model.bin"
+    blob.write_bytes(release.unsigned_part(release.DEFAULT_MODEL_PATH.read_bytes()))
+    promoted = tmp_path / "promoted.json"
+    promoted.write_text(json.dumps({"format": "tembo-promoted-model/1", "blob": str(blob),
+                                    "blob_sha256": hashlib.sha256(blob.read_bytes()).hexdigest()}))
+    assert release.promoted_blob(promoted) == blob.read_bytes()
+    blob.write_bytes(blob.read_bytes() + b"x")
+    with pytest.raises(release.ReleaseError, match="changed since"):
+        release.promoted_blob(promoted)

@@ -40,6 +40,17 @@ def unsigned_part(blob: bytes) -> bytes:
     return bytes(header) + blob[collar_blob.HEADER_SIZE : collar_blob.HEADER_SIZE + body_len]
 
 
+def promoted_blob(promoted_json: Path) -> bytes:
+    """Return the blob a researcher promoted (`tembo models promote`), checked against its SHA-256."""
+    doc = json.loads(Path(promoted_json).read_text())
+    if doc.get("format") != "tembo-promoted-model/1":
+        raise ReleaseError(f"{promoted_json}: not a promoted-model file (format {doc.get('format')!r})")
+    blob = Path(doc["blob"]).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != doc.get("blob_sha256"):
+        raise ReleaseError(f"{doc['blob']} changed since it was promoted (SHA-256 differs)")
+    return blob
+
+
 def sign_model(blob: bytes, key: SigningKey) -> bytes:
     """Return the blob signed with key (any signature it carried is replaced)."""
     from models.blob_writer import with_signature
