@@ -1,0 +1,139 @@
+"""Every parser of network-server input, tried with anything: it answers with a value or with
+MalformedUplink (a clear reason), never with another exception; through the bridge, never a 5xx."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+
+import network_fixtures as nf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.errors import MalformedUplink
+from lora_bridge.network_messages import NetworkEvent, canonical_event, read_network_message
+from lora_bridge.service import open_bridge
+from lora_bridge.uplink_formats import Uplink, eui_or_none, label, number_or_none, time_or_none
+
+SECRET = "property-secret"
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=30),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=16), children, max_size=5),
+    max_leaves=20,
+)
+TTS_EVENTS = st.sampled_from([None, "up", "join", "down/ack", "down/nack", "down/sent", "down/queued", "down/failed",
+                              "location/solved", "service/data", "up/normalized", "uplink-message", "x\ny", ""])
+CHIRPSTACK_EVENTS = st.sampled_from(["up", "join", "ack", "txack", "status", "log", "location", "integration",
+                                     "mesh", "UP", "", "a/b"])
+CONTENT_TYPES = st.sampled_from(["application/json", "application/octet-stream", "application/x-protobuf",
+                                 "text/plain", None, "application/json; charset=utf-8"])
+
+
+def mutated(fixture: nf.Fixture, data: st.DataObject) -> bytes:
+    """A documented body with one field replaced by anything (or removed)."""
+    body = fixture.copy()
+    target = body
+    path = []
+    while isinstance(target, dict) and target:
+        key = data.draw(st.sampled_from(sorted(target)))
+        path.append(key)
+        if not isinstance(target[key], dict) or data.draw(st.booleans()):
+            if data.draw(st.booleans()):
+                del target[key]
+            else:
+                target[key] = data.draw(json_values)
+            break
+        target = target[key]
+    return json.dumps(body, allow_nan=True).encode()
+
+
+ALL_FIXTURES = [*nf.TTS.values(), *nf.CHIRPSTACK.values()]
+
+
+def read(network, event, body, content_type, path_ids=None):
+    try:
+        result = read_network_message(network, event, body, content_type=content_type, path_ids=path_ids)
+    except MalformedUplink as error:
+        assert str(error)
+        return None
+    assert isinstance(result, Uplink | NetworkEvent)
+    if isinstance(result, Uplink):
+        assert 0 <= result.f_port <= 255 and 0 <= result.f_cnt < 2**32
+        assert result.device_id and not any(ord(c) < 32 for c in result.device_id)
+        assert all(g.rssi_dbm is None or math.isfinite(g.rssi_dbm) for g in result.gateways)
+    else:
+        for value in (result.lat, result.lon, result.accuracy_m, result.battery_pct):
+            assert value is None or math.isfinite(value)
+        json.dumps(result.detail, allow_nan=False)  # storable as JSON
+    return result
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), TTS_EVENTS, CONTENT_TYPES)
+def test_tts_reader_never_raises_anything_but_malformed_on_any_bytes(body, event, content_type):
+    read("tts", event, body, content_type)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), CHIRPSTACK_EVENTS, CONTENT_TYPES)
+def test_chirpstack_reader_never_raises_anything_but_malformed_on_any_bytes(body, event, content_type):
+    read("chirpstack", event, body, content_type)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_documented_bodies_with_any_field_changed_read_or_fail_with_a_reason(data):
+    fixture = data.draw(st.sampled_from(ALL_FIXTURES))
+    body = mutated(fixture, data)
+    path_ids = data.draw(st.none() | st.fixed_dictionaries({"application_id": st.text(max_size=10),
+                                                            "device_id": st.text(max_size=10)}))
+    read(fixture.network, fixture.event, body, "application/json", path_ids)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_any_json_value_as_a_tts_body_reads_or_fails_with_a_reason(value):
+    read("tts", None, json.dumps(value, allow_nan=True).encode(), "application/json")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80) | json_values)
+def test_field_readers_return_a_value_or_none(value):
+    moment = time_or_none(value)
+    assert moment is None or moment.utcoffset() is not None
+    name = label(value)
+    assert name is None or (0 < len(name) <= 64 and not any(ord(c) < 32 for c in name))
+    number = number_or_none(value)
+    assert number is None or math.isfinite(number)
+    event = canonical_event("tts", value) if isinstance(value, str) else None
+    assert event is None or isinstance(event, str)
+    try:
+        eui = eui_or_none(value, "dev_eui")
+    except MalformedUplink:
+        return
+    assert eui is None or (len(eui) == 16 and eui == eui.upper())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.sampled_from(["tts", "chirpstack"]), st.data()), min_size=1, max_size=5))
+def test_the_webhook_never_answers_5xx_and_keeps_every_body(posts):
+    with tempfile.TemporaryDirectory() as folder:
+        with open_bridge(f"sqlite:///{Path(folder) / 'tembo.db'}", webhook_secret=SECRET,
+                         outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+            statuses = []
+            for network, data in posts:
+                fixtures = nf.TTS if network == "tts" else nf.CHIRPSTACK
+                fixture = data.draw(st.sampled_from(sorted(fixtures)))
+                body = data.draw(st.sampled_from([mutated(fixtures[fixture], data), data.draw(st.binary(max_size=80))]))
+                url = "/uplinks/tts" if network == "tts" else f"/uplinks/chirpstack?event={fixture}"
+                content_type = data.draw(CONTENT_TYPES) or "application/json"
+                reply = client.post(url, content=body, headers={"X-Tembo-Secret": SECRET, "Content-Type": content_type})
+                statuses.append(reply.status_code)
+            counts = bridge.counts()
+
+    assert all(status in (200, 202, 400) for status in statuses)
+    assert counts["uplinks_stored"] + counts["duplicates"] == len(posts)
