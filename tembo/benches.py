@@ -11,6 +11,7 @@ BENCHES: dict[str, str] = {
     "fleet": "simulator.fleet:bench_fleet",
     "replay": "simulator.replay_bench:run",
     "rules": "lora_bridge.rules_bench:run",
+    "durability": "lora_bridge.durability_bench:run",
     "models": "models.models_bench:run",
     "alerts": "tembo.twin:bench_alerts",
     "sim": "tembo.twin:bench_sim",
