@@ -18,7 +18,7 @@ from models.windowing import Windows
 
 MINUTES_PER_DAY = 1440
 BOUT_FOLDS = 5
-BOUT_WARNING = ("the data names no animals: folds are grouped by bout, so windows of one animal can sit in "
+BOUT_WARNING = ("the data names fewer than two animals: folds are grouped by bout, so windows of one animal can sit in "
                 "training and test; these figures are NOT animal-independent and overstate what a new "
                 "animal will see")
 
