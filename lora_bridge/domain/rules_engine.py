@@ -178,10 +178,17 @@ def _track(
             )
         ][::-1]
     clean = exclude_outliers(earlier + new, profile.speed)
+    # The newest fix of the last evaluation may have been set apart then (too fast) and be believed
+    # now (the next fix agrees with it): the segment that ends at it was never judged.
+    rehabilitated = set()
+    if earlier:
+        before = exclude_outliers(earlier, profile.speed)
+        rehabilitated = {earlier[-1][0]} - {fix[0] for fix in before.kept}
     fences = runtime.fence_index(session)
     if len(fences):
         for start, end in zip(clean.kept, clean.kept[1:], strict=False):
-            if cursor.position_time is not None and end[0] <= cursor.position_time:
+            judged = cursor.position_time is not None and end[0] <= cursor.position_time
+            if judged and end[0] not in rehabilitated:
                 continue
             for crossing in fences.crossings(start, end):
                 _on_crossing(session, fences, device, animal_id, crossing, clean.outliers, steps)
