@@ -613,6 +613,68 @@ class Bridge:
 
     # Helpers ---------------------------------------------------------------------------------
 
+    # Update campaigns (docs/updates.md) ---------------------------------------------------------
+
+    def create_campaign(self, *, name: str, kind: str, version: str, image_sha256: str, image_bytes: int,
+                        user: str, devices: list[str] | None = None, canary_pct: int = 10,
+                        max_canary_failures_pct: int = 20, min_battery_mv: int = 3400,
+                        min_rssi_dbm: float = -120.0) -> dict[str, Any]:
+        """Start a roll-out of a signed update image to all collars (devices None) or a list."""
+        from lora_bridge.domain import campaigns
+
+        with self.db.write() as session:
+            campaign = campaigns.create(
+                session, name=name, kind=kind, version=version, image_sha256=image_sha256,
+                image_bytes=image_bytes, devices=devices, canary_pct=canary_pct,
+                max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=min_battery_mv,
+                min_rssi_dbm=min_rssi_dbm, created_by=user)
+            return campaigns.view(session, campaign)
+
+    def campaigns(self) -> list[dict[str, Any]]:
+        """Every campaign with its collars and history, newest first."""
+        from sqlalchemy import select
+
+        from lora_bridge.domain import campaigns
+        from lora_bridge.store.tables import UpdateCampaign
+
+        with self.db.read() as session:
+            rows = session.scalars(select(UpdateCampaign).order_by(UpdateCampaign.id.desc()))
+            return [campaigns.view(session, c) for c in rows]
+
+    def steer_campaign(self, campaign_id: int, action: str, user: str) -> dict[str, Any]:
+        """Pause, resume or abort a campaign (action "pause" | "resume" | "abort")."""
+        from lora_bridge.domain import campaigns
+
+        with self.db.write() as session:
+            return campaigns.view(session, campaigns.steer(session, campaign_id, action, user))
+
+    def record_update_ack(self, device_id: str, result: str) -> list[int]:
+        """A collar's port-31 ack for port 201 (an ACK_RESULTS name): advance its campaigns."""
+        from lora_bridge.domain import campaigns
+
+        with self.db.write() as session:
+            return campaigns.record_ack(session, device_id, result)
+
+    def evaluate_campaigns(self) -> int:
+        """Re-check gates and stages of every active campaign; return how many were looked at."""
+        from sqlalchemy import select
+
+        from lora_bridge.domain import campaigns
+        from lora_bridge.store.tables import UpdateCampaign
+
+        with self.db.write() as session:
+            active = list(session.scalars(select(UpdateCampaign).where(UpdateCampaign.state.in_(campaigns.ACTIVE))))
+            for c in active:
+                campaigns.evaluate(session, c)
+            return len(active)
+
+    def fleet_versions(self) -> list[dict[str, Any]]:
+        """Which collar runs which firmware and model, with battery and link."""
+        from lora_bridge.domain import campaigns
+
+        with self.db.read() as session:
+            return campaigns.fleet_versions(session)
+
     def _existing_animal_key(self, animal_id: str | int) -> int:
         key = queries.animal_key(animal_id)
         with self.db.read() as session:

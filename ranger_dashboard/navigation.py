@@ -32,3 +32,8 @@ def alerts_page(open_count: int = 0) -> st.Page:
 def animals_page() -> st.Page:
     """The animals page at /animals."""
     return st.Page(PAGES_DIR / "animals.py", title="Animals", icon=":material/pets:", url_path="animals")
+
+
+def updates_page() -> st.Page:
+    """The field technicians' updates page at /updates (campaigns, who runs what)."""
+    return st.Page(PAGES_DIR / "updates.py", title="Updates", icon=":material/system_update:", url_path="updates")

@@ -373,3 +373,55 @@ class DownlinkRoute(Base):
 Index("ix_raw_uplinks_device_session_fcnt", RawUplink.device_id, RawUplink.session, RawUplink.f_cnt)
 Index("ix_positions_device_time", Position.device_id, Position.time)
 Index("ix_alerts_device_type", Alert.device_id, Alert.alert_type)
+
+
+# ---- Over-the-air update campaigns (docs/updates.md) -------------------------------------------
+
+
+class UpdateCampaign(Base):
+    """A roll-out of one signed update image: whom it targets, its gates, canary stage and state."""
+
+    __tablename__ = "update_campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))  # firmware | model
+    version: Mapped[str] = mapped_column(String(32))
+    image_sha256: Mapped[str] = mapped_column(String(64))
+    image_bytes: Mapped[int]
+    target: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"all": true} | {"devices": [...]}
+    canary_pct: Mapped[int]
+    max_canary_failures_pct: Mapped[int]
+    min_battery_mv: Mapped[int]
+    min_rssi_dbm: Mapped[float]
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    stage: Mapped[str] = mapped_column(String(16))  # canary | fleet
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class CampaignCollar(Base):
+    """One collar in a campaign: its stage, where its update stands, and why."""
+
+    __tablename__ = "campaign_collars"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("update_campaigns.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16))  # canary | fleet
+    state: Mapped[str] = mapped_column(String(16))  # waiting | gated | sending | updated | failed
+    reason: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class CampaignEvent(Base):
+    """The history of a campaign: what happened to it and to each of its collars, in order."""
+
+    __tablename__ = "campaign_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("update_campaigns.id"), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64))
+    time: Mapped[datetime] = mapped_column(default=utc_now)
+    event: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,191 @@
+"""Update campaigns: which collars get a signed update, in what order, and when to stop.
+
+A campaign targets all collars or a list of them. A canary share (canary_pct, at least one
+collar, picked by a stable hash of the device id so a re-run picks the same) is updated first;
+the rest waits until every canary has answered. When more canaries fail than
+max_canary_failures_pct allows, the campaign stops itself. Gates keep collars out while their
+battery is below min_battery_mv or their last RSSI below min_rssi_dbm (they are "gated" and
+re-checked at each evaluation). A technician pauses, resumes or aborts; every change is a
+campaign event. Results arrive as the collar's port-31 ack for port 201 (`record_ack`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lora_bridge.store.tables import CampaignCollar, CampaignEvent, Device, UpdateCampaign
+from lora_bridge.store.utc import utc_now
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("canary", "rolling")
+FINAL_COLLAR_STATES = ("updated", "failed")
+
+
+class CampaignError(ValueError):
+    """A campaign request that cannot be done (unknown campaign, wrong state, no collar)."""
+
+
+def _event(session: Session, campaign: UpdateCampaign, event: str, device_id: str | None = None,
+           **detail: Any) -> None:
+    session.add(CampaignEvent(campaign_id=campaign.id, device_id=device_id, event=event, detail=detail))
+
+
+def canary_order(device_id: str) -> str:
+    """Return the stable key canaries are picked by."""
+    return hashlib.sha256(device_id.encode()).hexdigest()
+
+
+def create(session: Session, *, name: str, kind: str, version: str, image_sha256: str, image_bytes: int,
+           devices: list[str] | None, canary_pct: int, max_canary_failures_pct: int, min_battery_mv: int,
+           min_rssi_dbm: float, created_by: str) -> UpdateCampaign:
+    """Create and start a campaign; devices None targets every known collar."""
+    if kind not in ("firmware", "model"):
+        raise CampaignError(f"kind must be firmware or model, not {kind!r}")
+    if not 0 <= canary_pct <= 100 or not 0 <= max_canary_failures_pct <= 100:
+        raise CampaignError("percentages must be 0..100")
+    known = set(session.scalars(select(Device.device_id)))
+    targets = sorted(known) if devices is None else sorted(set(devices))
+    unknown = [d for d in targets if d not in known]
+    if unknown:
+        raise CampaignError(f"unknown collars: {', '.join(unknown)}")
+    if not targets:
+        raise CampaignError("no collar to update")
+    campaign = UpdateCampaign(
+        name=name, kind=kind, version=version, image_sha256=image_sha256, image_bytes=image_bytes,
+        target={"all": True} if devices is None else {"devices": targets}, canary_pct=canary_pct,
+        max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=min_battery_mv,
+        min_rssi_dbm=min_rssi_dbm, state="canary", stage="canary", created_by=created_by,
+    )
+    session.add(campaign)
+    session.flush()
+    n_canary = max(1, math.ceil(len(targets) * canary_pct / 100))
+    canaries = set(sorted(targets, key=canary_order)[:n_canary])
+    for device_id in targets:
+        session.add(CampaignCollar(campaign_id=campaign.id, device_id=device_id,
+                                   stage="canary" if device_id in canaries else "fleet", state="waiting"))
+    _event(session, campaign, "created", collars=len(targets), canaries=len(canaries), by=created_by)
+    session.flush()
+    evaluate(session, campaign)
+    log.info("campaign created campaign_id=%d kind=%s version=%s collars=%d", campaign.id, kind, version, len(targets))
+    return campaign
+
+
+def _gate(campaign: UpdateCampaign, device: Device | None) -> str | None:
+    """Return why a collar may not be sent the update now, or None."""
+    if device is None:
+        return "unknown collar"
+    if device.battery_mv is None or device.battery_mv < campaign.min_battery_mv:
+        return "battery"
+    if device.last_rssi_dbm is None or device.last_rssi_dbm < campaign.min_rssi_dbm:
+        return "link"
+    return None
+
+
+def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
+    """Move the campaign on: gate and release collars of the current stage, stop on failed canaries,
+    open the fleet stage when the canaries are through, finish when every collar answered."""
+    if campaign.state not in ACTIVE:
+        return campaign
+    collars = list(session.scalars(select(CampaignCollar).where(CampaignCollar.campaign_id == campaign.id)))
+    canaries = [c for c in collars if c.stage == "canary"]
+    failed = sum(1 for c in canaries if c.state == "failed")
+    if canaries and 100 * failed > campaign.max_canary_failures_pct * len(canaries):
+        campaign.state = "stopped"
+        campaign.updated_at = utc_now()
+        _event(session, campaign, "stopped", failed_canaries=failed, canaries=len(canaries))
+        log.warning("campaign stopped campaign_id=%d failed_canaries=%d", campaign.id, failed)
+        return campaign
+    if campaign.stage == "canary" and all(c.state in FINAL_COLLAR_STATES for c in canaries):
+        campaign.stage = "fleet"
+        campaign.state = "rolling"
+        _event(session, campaign, "fleet_stage", failed_canaries=failed)
+    for c in collars:
+        if c.state not in ("waiting", "gated") or (c.stage == "fleet" and campaign.stage != "fleet"):
+            continue
+        why = _gate(campaign, session.get(Device, c.device_id))
+        new_state = "gated" if why else "sending"
+        if new_state != c.state or c.reason != why:
+            c.state, c.reason, c.updated_at = new_state, why, utc_now()
+            _event(session, campaign, new_state, c.device_id, reason=why)
+    if all(c.state in FINAL_COLLAR_STATES for c in collars):
+        campaign.state = "done"
+        _event(session, campaign, "done", updated=sum(1 for c in collars if c.state == "updated"))
+    campaign.updated_at = utc_now()
+    return campaign
+
+
+def record_ack(session: Session, device_id: str, result: str) -> list[int]:
+    """A collar acknowledged an update on port 201 with result: update its active campaigns; return their ids."""
+    touched = []
+    rows = session.execute(
+        select(CampaignCollar, UpdateCampaign)
+        .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
+        .where(CampaignCollar.device_id == device_id, CampaignCollar.state == "sending",
+               UpdateCampaign.state.in_(ACTIVE + ("paused",)))
+    ).all()
+    for collar, campaign in rows:
+        collar.state = "updated" if result == "ok" else "failed"
+        collar.reason = None if result == "ok" else result
+        collar.updated_at = utc_now()
+        _event(session, campaign, collar.state, device_id, result=result)
+        evaluate(session, campaign)
+        touched.append(campaign.id)
+    return touched
+
+
+def steer(session: Session, campaign_id: int, action: str, user: str) -> UpdateCampaign:
+    """Pause, resume or abort a campaign."""
+    campaign = session.get(UpdateCampaign, campaign_id)
+    if campaign is None:
+        raise CampaignError(f"no campaign {campaign_id}")
+    allowed = {"pause": ACTIVE, "resume": ("paused", "stopped"), "abort": ACTIVE + ("paused", "stopped")}
+    if action not in allowed:
+        raise CampaignError(f"unknown action {action!r}")
+    if campaign.state not in allowed[action]:
+        raise CampaignError(f"cannot {action} a campaign that is {campaign.state}")
+    if action == "pause":
+        campaign.state = "paused"
+    elif action == "abort":
+        campaign.state = "aborted"
+    else:
+        campaign.state = "rolling" if campaign.stage == "fleet" else "canary"
+    campaign.updated_at = utc_now()
+    _event(session, campaign, action, by=user)
+    if action == "resume":
+        evaluate(session, campaign)
+    return campaign
+
+
+def view(session: Session, campaign: UpdateCampaign) -> dict[str, Any]:
+    """Return a campaign with its collars' states and its history, as plain data."""
+    collars = session.scalars(select(CampaignCollar).where(CampaignCollar.campaign_id == campaign.id)
+                              .order_by(CampaignCollar.device_id))
+    events = session.scalars(select(CampaignEvent).where(CampaignEvent.campaign_id == campaign.id)
+                             .order_by(CampaignEvent.id))
+    per_collar = [{"device_id": c.device_id, "stage": c.stage, "state": c.state, "reason": c.reason,
+                   "updated_at": c.updated_at} for c in collars]
+    counts: dict[str, int] = {}
+    for c in per_collar:
+        counts[c["state"]] = counts.get(c["state"], 0) + 1
+    return {"id": campaign.id, "name": campaign.name, "kind": campaign.kind, "version": campaign.version,
+            "state": campaign.state, "stage": campaign.stage, "canary_pct": campaign.canary_pct,
+            "max_canary_failures_pct": campaign.max_canary_failures_pct, "min_battery_mv": campaign.min_battery_mv,
+            "min_rssi_dbm": campaign.min_rssi_dbm, "image_bytes": campaign.image_bytes,
+            "created_by": campaign.created_by, "created_at": campaign.created_at, "counts": counts,
+            "collars": per_collar,
+            "history": [{"time": e.time, "device_id": e.device_id, "event": e.event, "detail": e.detail}
+                        for e in events]}
+
+
+def fleet_versions(session: Session) -> list[dict[str, Any]]:
+    """Return which collar runs which firmware and model (from their last status)."""
+    return [{"device_id": d.device_id, "fw_version": d.fw_version, "model_version": d.model_version,
+             "battery_mv": d.battery_mv, "last_rssi_dbm": d.last_rssi_dbm, "status_time": d.status_time}
+            for d in session.scalars(select(Device).order_by(Device.device_id))]

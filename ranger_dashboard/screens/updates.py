@@ -1,0 +1,97 @@
+"""Updates page for field technicians: which collar runs which firmware and model, the update
+campaigns with their per-collar progress and history, and the controls to start, pause, resume
+and abort one. Everything goes through the bridge's service layer (Bridge.create_campaign,
+steer_campaign, campaigns, fleet_versions)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+from ranger_dashboard import config, data
+
+STEERING_ROLES = ("field_technician", "admin")
+
+
+def versions_frame(versions: list[dict]) -> pd.DataFrame:
+    """Return the table of which collar runs which firmware and model."""
+    return pd.DataFrame(
+        [{"Collar": v["device_id"], "Firmware": v["fw_version"] or "unknown",
+          "Model": "unknown" if v["model_version"] is None else v["model_version"],
+          "Battery (mV)": v["battery_mv"], "RSSI (dBm)": v["last_rssi_dbm"]} for v in versions],
+        columns=["Collar", "Firmware", "Model", "Battery (mV)", "RSSI (dBm)"])
+
+
+def progress_frame(campaign: dict) -> pd.DataFrame:
+    """Return one campaign's per-collar progress (stage, state, reason)."""
+    return pd.DataFrame(
+        [{"Collar": c["device_id"], "Stage": c["stage"], "State": c["state"], "Reason": c["reason"] or ""}
+         for c in campaign["collars"]], columns=["Collar", "Stage", "State", "Reason"])
+
+
+def summary(campaign: dict) -> str:
+    """Return a one-line summary of a campaign for its heading."""
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(campaign["counts"].items()))
+    return f"#{campaign['id']} {campaign['name']} — {campaign['kind']} {campaign['version']}: {campaign['state']} ({counts})"
+
+
+options = config.options()
+bridge = data.bridge(options.database_url)
+may_steer = options.role in STEERING_ROLES
+
+st.title("Updates")
+st.subheader("Which collar runs what")
+st.dataframe(versions_frame(bridge.fleet_versions()), hide_index=True)
+
+st.subheader("Campaigns")
+campaigns = bridge.campaigns()
+if not campaigns:
+    st.info("No update campaign yet.")
+for campaign in campaigns:
+    with st.expander(summary(campaign), expanded=campaign["state"] in ("canary", "rolling", "stopped")):
+        st.caption(f"canaries {campaign['canary_pct']} %, stop above {campaign['max_canary_failures_pct']} % "
+                   f"failed canaries; gates: battery ≥ {campaign['min_battery_mv']} mV, "
+                   f"RSSI ≥ {campaign['min_rssi_dbm']:g} dBm; by {campaign['created_by']}")
+        st.dataframe(progress_frame(campaign), hide_index=True)
+        if may_steer:
+            columns = st.columns(3)
+            for column, action in zip(columns, ("pause", "resume", "abort"), strict=True):
+                if column.button(action.capitalize(), key=f"{action}-{campaign['id']}"):
+                    try:
+                        bridge.steer_campaign(campaign["id"], action, options.role)
+                    except ValueError as err:
+                        st.error(str(err))
+                    else:
+                        st.rerun()
+        history = pd.DataFrame(campaign["history"])
+        if not history.empty:
+            st.dataframe(history, hide_index=True)
+
+if may_steer:
+    st.subheader("New campaign")
+    with st.form("new-campaign"):
+        name = st.text_input("Name")
+        kind = st.selectbox("Kind", ["model", "firmware"])
+        version = st.text_input("Version (major.minor.patch)")
+        image = st.file_uploader("Signed update image (tembo release)")
+        devices = st.multiselect("Collars (none: all)", [v["device_id"] for v in bridge.fleet_versions()])
+        canary_pct = st.slider("Canaries (%)", 0, 100, 10)
+        max_fail = st.slider("Stop when failed canaries exceed (%)", 0, 100, 20)
+        min_battery = st.number_input("Minimum battery (mV)", 2500, 4200, 3400)
+        min_rssi = st.number_input("Minimum RSSI (dBm)", -140, 0, -120)
+        if st.form_submit_button("Start") and image is not None:
+            payload = image.getvalue()
+            try:
+                bridge.create_campaign(name=name or image.name, kind=kind, version=version,
+                                       image_sha256=hashlib.sha256(payload).hexdigest(), image_bytes=len(payload),
+                                       user=options.role, devices=devices or None, canary_pct=canary_pct,
+                                       max_canary_failures_pct=max_fail, min_battery_mv=int(min_battery),
+                                       min_rssi_dbm=float(min_rssi))
+            except ValueError as err:
+                st.error(str(err))
+            else:
+                st.rerun()
+else:
+    st.caption("Starting and steering campaigns is for field technicians.")

@@ -1,0 +1,106 @@
+"""Field technicians roll out updates in stages: canaries first, gates on battery and link, a stop
+when too many canaries fail, pause / resume / abort, and who runs what."""
+
+from __future__ import annotations
+
+import bridge_builders as b
+import pytest
+
+from lora_bridge.domain.campaigns import CampaignError, canary_order
+
+HERD = [f"collar-{i:02d}" for i in range(10)]
+WEAK = sorted(HERD, key=canary_order)[-1]  # the last a canary share would pick: its battery is low
+
+
+@pytest.fixture
+def bridge(store_url):
+    with b.fresh_bridge(store_url) as bridge:
+        for i, device_id in enumerate(HERD):
+            battery = 3200 if device_id == WEAK else 3900  # one collar too weak to update
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=battery), device_id=device_id, f_cnt=i + 1))
+        yield bridge
+
+
+def start(bridge, **options):
+    return bridge.create_campaign(name="model 2", kind="model", version="0.0.2", image_sha256="ab" * 32,
+                                  image_bytes=3844, user="tech", **options)
+
+
+def states(campaign):
+    return {c["device_id"]: (c["stage"], c["state"]) for c in campaign["collars"]}
+
+
+def test_canaries_go_first_and_the_fleet_follows_once_they_answer(bridge):
+    campaign = start(bridge, canary_pct=20)
+    canaries = [d for d, (stage, _) in states(campaign).items() if stage == "canary"]
+    assert len(canaries) == 2 and campaign["state"] == "canary"
+    assert all(state == "sending" for d, (stage, state) in states(campaign).items() if stage == "canary")
+    assert all(state == "waiting" for d, (stage, state) in states(campaign).items() if stage == "fleet")
+    for device_id in canaries:
+        bridge.record_update_ack(device_id, "ok")
+    campaign = bridge.campaigns()[0]
+    assert campaign["state"] == "rolling" and campaign["stage"] == "fleet"
+    fleet = states(campaign)
+    assert fleet[WEAK] == ("fleet", "gated")
+    assert {state for d, (stage, state) in fleet.items() if stage == "fleet" and d != WEAK} == {"sending"}
+    gated = next(c for c in campaign["collars"] if c["device_id"] == WEAK)
+    assert gated["reason"] == "battery"
+    for device_id in HERD:
+        bridge.record_update_ack(device_id, "ok")
+    assert states(bridge.campaigns()[0])[WEAK] == ("fleet", "gated"), "an ack does not lift a gate"
+    events = [e["event"] for e in bridge.campaigns()[0]["history"]]
+    assert events[0] == "created" and "fleet_stage" in events
+
+
+def test_a_campaign_stops_itself_when_too_many_canaries_fail(bridge):
+    campaign = start(bridge, canary_pct=30, max_canary_failures_pct=20)
+    canaries = [d for d, (stage, _) in states(campaign).items() if stage == "canary"]
+    bridge.record_update_ack(canaries[0], "self_test_failed")
+    campaign = bridge.campaigns()[0]
+    assert campaign["state"] == "stopped"
+    assert all(state != "sending" for d, (stage, state) in states(campaign).items() if stage == "fleet")
+    failed = next(c for c in campaign["collars"] if c["device_id"] == canaries[0])
+    assert (failed["state"], failed["reason"]) == ("failed", "self_test_failed")
+
+
+def test_a_technician_pauses_resumes_and_aborts(bridge):
+    campaign = start(bridge, devices=HERD[:4], canary_pct=50)
+    assert bridge.steer_campaign(campaign["id"], "pause", "tech")["state"] == "paused"
+    with pytest.raises(CampaignError, match="cannot pause"):
+        bridge.steer_campaign(campaign["id"], "pause", "tech")
+    assert bridge.steer_campaign(campaign["id"], "resume", "tech")["state"] == "canary"
+    assert bridge.steer_campaign(campaign["id"], "abort", "tech")["state"] == "aborted"
+    assert [e["event"] for e in bridge.campaigns()[0]["history"]][-3:] == ["pause", "resume", "abort"]
+    with pytest.raises(CampaignError, match="unknown collars"):
+        start(bridge, devices=["collar-99"])
+
+
+def test_the_technician_sees_which_collar_runs_which_firmware_and_model(bridge):
+    versions = {v["device_id"]: v for v in bridge.fleet_versions()}
+    assert set(versions) == set(HERD)
+    assert versions["collar-00"]["fw_version"] and versions["collar-00"]["model_version"] is not None
+
+
+def test_the_updates_page_shows_who_runs_what_and_each_campaigns_progress(sqlite_url, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import ranger_dashboard
+    from lora_bridge.service import open_bridge
+
+    bridge = open_bridge(sqlite_url)
+    for i, device_id in enumerate(HERD[:3]):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=device_id, f_cnt=i + 1))
+    campaign = start(bridge, canary_pct=33)  # one canary of three
+    bridge.close()
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
+    app = AppTest.from_file(str(page), default_timeout=60).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.title[0].value == "Updates"
+    assert sorted(app.dataframe[0].value["Collar"]) == HERD[:3]
+    assert set(app.dataframe[0].value["Firmware"]) == {"1.2.3"}
+    assert app.expander[0].label.startswith(f"#{campaign['id']} model 2 — model 0.0.2: canary")
+    assert sorted(app.dataframe[1].value["State"]) == ["sending", "waiting", "waiting"]
+    assert not app.button, "a ranger sees campaigns but does not steer them"
