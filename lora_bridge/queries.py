@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from lora_bridge.domain.alerts import OPEN_STATES
 from lora_bridge.store.tables import (
@@ -40,19 +40,30 @@ def animal_key(animal_id: str | int) -> int | None:
         return None
 
 
-def latest_fix_per_device(session: Session) -> dict[str, Position]:
-    """Each collar's newest position."""
-    newest = (
-        select(Position.device_id, func.max(Position.time).label("time"))
-        .group_by(Position.device_id)
-        .subquery()
+def newest_position_id(device_id: Any) -> Any:
+    """A correlated scalar subquery: the id of the newest fix of collar `device_id` (a column).
+
+    Answered from the (device_id, time) index, one short index probe per collar, instead of
+    grouping every stored position.
+    """
+    newest = aliased(Position)
+    return (
+        select(newest.id)
+        .where(newest.device_id == device_id)
+        .order_by(newest.time.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    rows = session.scalars(
-        select(Position).join(
-            newest, (Position.device_id == newest.c.device_id) & (Position.time == newest.c.time)
+
+
+def latest_fix_per_device(session: Session) -> dict[str, tuple[datetime, float, float]]:
+    """Each collar's newest fix as (time, lat, lon), by device id."""
+    rows = session.execute(
+        select(Position.device_id, Position.time, Position.lat, Position.lon).join(
+            Device, Position.id == newest_position_id(Device.device_id)
         )
     ).all()
-    return {row.device_id: row for row in rows}
+    return {device_id: (time, lat, lon) for device_id, time, lat, lon in rows}
 
 
 def animal_views(session: Session) -> list[AnimalView]:
@@ -76,14 +87,14 @@ def animal_views(session: Session) -> list[AnimalView]:
                 species=animal.species,
                 device_id=animal.device_id,
                 last_seen=device.last_seen if device else None,
-                lat=fix.lat if fix else None,
-                lon=fix.lon if fix else None,
+                lat=fix[1] if fix else None,
+                lon=fix[2] if fix else None,
                 battery_mv=device.battery_mv if device else None,
                 behaviour=device.behaviour if device else None,
                 fw_version=device.fw_version if device else None,
                 model_version=device.model_version if device else None,
                 sex=animal.sex,
-                position_time=fix.time if fix else None,
+                position_time=fix[0] if fix else None,
                 temperature_c=device.temperature_c if device else None,
                 open_alerts=int(open_counts.get(animal.id, 0)),
             )
@@ -152,51 +163,75 @@ def device_views(session: Session) -> list[DeviceView]:
 
 
 def latest_position_views(session: Session) -> list[PositionView]:
-    """The newest fix of every animal that has one."""
-    fixes = latest_fix_per_device(session)
-    animals = session.scalars(select(Animal).where(Animal.device_id.in_(list(fixes)))).all()
-    views = [
-        PositionView(
-            animal_id=str(animal.id),
-            name=animal.name,
-            device_id=animal.device_id,
-            time=fixes[animal.device_id].time,
-            lat=fixes[animal.device_id].lat,
-            lon=fixes[animal.device_id].lon,
-        )
-        for animal in animals
-        if animal.device_id in fixes
+    """The newest fix of every animal that has one, by name (plain rows, no ORM objects)."""
+    rows = session.execute(
+        select(Animal.id, Animal.name, Animal.device_id, Position.time, Position.lat, Position.lon)
+        .join(Position, Position.id == newest_position_id(Animal.device_id))
+        .order_by(Animal.name, Animal.id)
+    ).all()
+    return [
+        PositionView(animal_id=str(key), name=name, device_id=device_id, time=time, lat=lat, lon=lon)
+        for key, name, device_id, time, lat, lon in rows
     ]
-    return sorted(views, key=lambda view: view.name)
+
+
+def evenly_spaced(count: int, keep: int) -> list[int]:
+    """`keep` indices of a sequence of `count` items, evenly spread, first and last always kept."""
+    if keep >= count:
+        return list(range(count))
+    if keep <= 1:
+        return [count - 1]
+    return sorted({round(i * (count - 1) / (keep - 1)) for i in range(keep)})
 
 
 def track_views(
-    session: Session, since: datetime | None, animal_ids: list[str] | None
+    session: Session,
+    since: datetime | None,
+    animal_ids: list[str] | None,
+    max_points: int | None = None,
+    until: datetime | None = None,
 ) -> dict[str, list[PositionView]]:
-    """Positions per animal id, oldest first, from since on (all when since is None)."""
-    query = select(Position, Animal).join(Animal, Position.animal_id == Animal.id)
+    """Positions per animal id, oldest first, from since on (all when since is None) up to until.
+
+    Read as plain rows (no ORM objects). With `max_points`, a longer track keeps that many fixes
+    evenly spread over it, its first and newest fix always among them, so a map of a large herd
+    stays small while each track keeps its shape and its current end.
+    """
+    if max_points is not None and max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    query = select(
+        Position.animal_id, Animal.name, Position.device_id, Position.time, Position.lat, Position.lon
+    ).join(Animal, Position.animal_id == Animal.id)
     if since is not None:
         query = query.where(Position.time >= since)
+    if until is not None:
+        query = query.where(Position.time <= until)
     if animal_ids is not None:
         keys = [key for key in (animal_key(a) for a in animal_ids) if key is not None]
-        query = query.where(Animal.id.in_(keys))
+        query = query.where(Position.animal_id.in_(keys))
+    rows: dict[int, list[Any]] = {}
+    for row in session.execute(query.order_by(Position.animal_id, Position.time)):
+        rows.setdefault(row[0], []).append(row)
     tracks: dict[str, list[PositionView]] = {}
-    for position, animal in session.execute(query.order_by(Animal.id, Position.time)).all():
-        tracks.setdefault(str(animal.id), []).append(
-            PositionView(
-                animal_id=str(animal.id),
-                name=animal.name,
-                device_id=position.device_id,
-                time=position.time,
-                lat=position.lat,
-                lon=position.lon,
-            )
-        )
+    for key, fixes in rows.items():
+        if max_points is not None and len(fixes) > max_points:
+            fixes = [fixes[i] for i in evenly_spaced(len(fixes), max_points)]
+        animal_id = str(key)
+        tracks[animal_id] = [
+            PositionView(animal_id=animal_id, name=name, device_id=device_id, time=time, lat=lat, lon=lon)
+            for _, name, device_id, time, lat, lon in fixes
+        ]
     return tracks
 
 
-def alert_view(alert: Alert, animal: Animal | None) -> AlertView:
-    """One alert row as a view."""
+ACTION_ASSIGNED = "assigned"
+ACTION_RESOLVED = "resolved"
+
+
+def alert_view(
+    alert: Alert, animal: Animal | None, assigned_to: str | None = None, note: str | None = None
+) -> AlertView:
+    """One alert row as a view (with whom it is assigned to and the resolving ranger's note)."""
     return AlertView(
         alert_id=alert.id,
         animal_id=str(animal.id) if animal else None,
@@ -217,7 +252,30 @@ def alert_view(alert: Alert, animal: Animal | None) -> AlertView:
         acknowledged_at=alert.acknowledged_at,
         resolved_by=alert.resolved_by,
         resolved_at=alert.resolved_at,
+        assigned_to=assigned_to,
+        note=note,
     )
+
+
+def assignments_and_notes(session: Session, alert_ids: list[int]) -> dict[int, tuple[str | None, str | None]]:
+    """Per alert id: (who it is assigned to now, the note given when it was resolved), from its events."""
+    found: dict[int, tuple[str | None, str | None]] = {}
+    for chunk_start in range(0, len(alert_ids), 500):
+        chunk = alert_ids[chunk_start : chunk_start + 500]
+        rows = session.execute(
+            select(AlertEvent.alert_id, AlertEvent.action, AlertEvent.detail)
+            .where(AlertEvent.alert_id.in_(chunk), AlertEvent.action.in_((ACTION_ASSIGNED, ACTION_RESOLVED)))
+            .order_by(AlertEvent.id)
+        ).all()
+        for alert_id, action, detail in rows:
+            assigned, note = found.get(alert_id, (None, None))
+            detail = detail or {}
+            if action == ACTION_ASSIGNED:
+                assigned = detail.get("to") or None
+            elif detail.get("note"):
+                note = str(detail["note"])
+            found[alert_id] = (assigned, note)
+    return found
 
 
 def alert_views(session: Session, states: tuple[str, ...] | None, limit: int | None = None) -> list[AlertView]:
@@ -228,7 +286,9 @@ def alert_views(session: Session, states: tuple[str, ...] | None, limit: int | N
     query = query.order_by(Alert.priority.desc(), Alert.last_time.desc(), Alert.id.desc())
     if limit is not None:
         query = query.limit(limit)
-    return [alert_view(alert, animal) for alert, animal in session.execute(query).all()]
+    rows = session.execute(query).all()
+    extras = assignments_and_notes(session, [alert.id for alert, _ in rows])
+    return [alert_view(alert, animal, *extras.get(alert.id, (None, None))) for alert, animal in rows]
 
 
 def alert_event_views(session: Session, alert_id: int) -> list[AlertEventView]:

@@ -29,7 +29,13 @@ from lora_bridge.domain import (
 )
 from lora_bridge.domain.geofence_files import read_fence_file
 from lora_bridge.domain.rules_profiles import load_rules_config
-from lora_bridge.errors import InvalidCommand, UnknownAnimal, UnknownDeadLetter, UnknownDevice
+from lora_bridge.errors import (
+    InvalidCommand,
+    InvalidTransition,
+    UnknownAnimal,
+    UnknownDeadLetter,
+    UnknownDevice,
+)
 from lora_bridge.network_messages import NETWORKS, event_name_of
 from lora_bridge.network_server import NetworkServerClient
 from lora_bridge.notify import channels, outbox
@@ -252,11 +258,24 @@ class Bridge:
         return views
 
     def tracks(
-        self, since: datetime | None = None, animal_ids: list[str] | None = None, viewer: str | None = None
+        self,
+        since: datetime | None = None,
+        animal_ids: list[str] | None = None,
+        viewer: str | None = None,
+        *,
+        max_points: int | None = None,
+        until: datetime | None = None,
     ) -> dict[str, list[PositionView]]:
-        """Positions per animal id, oldest first (from since on; only animal_ids when given)."""
+        """Positions per animal id, oldest first (from since on, up to until; only animal_ids when
+        given); with max_points, each track thinned evenly to at most that many fixes, newest kept."""
         with self.db.read() as session:
-            tracks = queries.track_views(session, as_utc(since) if since else None, animal_ids)
+            tracks = queries.track_views(
+                session,
+                as_utc(since) if since else None,
+                animal_ids,
+                max_points=max_points,
+                until=as_utc(until) if until else None,
+            )
         log.info("tracks viewed", extra={"viewer": viewer or "unknown", "animals": len(tracks)})
         return tracks
 
@@ -283,7 +302,8 @@ class Bridge:
         with self.db.read() as session:
             alert = alerts.get_alert(session, alert_id)
             animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
-            return queries.alert_view(alert, animal)
+            extras = queries.assignments_and_notes(session, [alert.id]).get(alert.id, (None, None))
+            return queries.alert_view(alert, animal, *extras)
 
     def alert_events(self, alert_id: int) -> list[AlertEventView]:
         """Who did what to an alert and when, oldest first."""
@@ -303,6 +323,20 @@ class Bridge:
         with self.db.write() as session:
             alert = alerts.resolve(session, alert_id, user, verdict, note)
             outbox.enqueue_alert_steps(session, self.notify_config, [(alert.id, "resolved")])
+        return self.alert(alert_id)
+
+    def assign_alert(self, alert_id: int, assignee: str, user: str) -> AlertView:
+        """`user` hands an open alert to `assignee` (a ranger's name; '' takes the assignment back).
+
+        Kept as an 'assigned' event in the alert's history; the alert's views carry `assigned_to`.
+        """
+        assignee = assignee.strip()
+        with self.db.write() as session:
+            alert = alerts.get_alert(session, alert_id)
+            if alert.state not in alerts.OPEN_STATES:
+                raise InvalidTransition(f"alert {alert_id} is {alert.state}; only open alerts are assigned")
+            alerts.record_event(session, alert, user, queries.ACTION_ASSIGNED, {"to": assignee})
+        log.info("alert assigned", extra={"alert_id": alert_id, "user": user, "assignee": assignee})
         return self.alert(alert_id)
 
     def alert_verdicts(self) -> dict[str, dict[str, Any]]:

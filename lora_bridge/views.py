@@ -100,6 +100,8 @@ class AlertView:
     acknowledged_at: datetime | None = None
     resolved_by: str | None = None
     resolved_at: datetime | None = None
+    assigned_to: str | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)

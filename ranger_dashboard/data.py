@@ -8,9 +8,10 @@ writes (acknowledge, resolve) go straight to the bridge and then drop the cached
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import streamlit as st
 
 from lora_bridge.service import Bridge, open_bridge
@@ -21,6 +22,11 @@ logger = logging.getLogger(__name__)
 
 # Seconds a cached query answer is reused; the live panel refreshes a little slower than this.
 QUERY_TTL_S = 2
+# Fixes per animal on the live map: a longer track is thinned evenly by the bridge (newest kept).
+TRACK_MAX_POINTS = 48
+# Session key holding the open-alert count the navigation shows, so the live panels can tell
+# when it went stale and redraw the whole page (sidebar and map then agree).
+SHOWN_ALERT_COUNT_KEY = "_open_alerts_shown"
 
 
 def safe_url(url: str) -> str:
@@ -49,6 +55,35 @@ def low_battery_mv(url: str) -> int:
     return int(bridge(url).settings.low_battery_mv)
 
 
+def offline_after(url: str) -> timedelta:
+    """How long a collar may be silent before the bridge calls it offline (the map greys it)."""
+    return timedelta(seconds=int(bridge(url).settings.offline_after_s))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def reachable(probe_url: str, timeout_s: float = 2.0) -> bool:
+    """True when this machine gets an HTTP answer from `probe_url` (any status) within the timeout."""
+    try:
+        httpx.head(probe_url, timeout=timeout_s)
+    except httpx.HTTPError as error:
+        logger.info("not reachable", extra={"url": probe_url, "error": str(error)})
+        return False
+    return True
+
+
+def nav_alert_count(url: str) -> int:
+    """The open-alert count for the navigation, remembered for `alert_count_changed`."""
+    count = len(open_alerts(url))
+    st.session_state[SHOWN_ALERT_COUNT_KEY] = count
+    return count
+
+
+def alert_count_changed(count: int) -> bool:
+    """True when `count` open alerts differs from what the navigation shows since the last full run."""
+    shown = st.session_state.get(SHOWN_ALERT_COUNT_KEY)
+    return shown is not None and shown != count
+
+
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def animals(url: str) -> list[Any]:
     """Every collared animal with its latest status (`AnimalView`)."""
@@ -62,9 +97,30 @@ def latest_positions(url: str, viewer: str) -> list[Any]:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def tracks(url: str, since: datetime | None, viewer: str) -> dict[str, list[Any]]:
-    """Positions since `since` per animal id, oldest first; the bridge logs who viewed them."""
-    return bridge(url).tracks(since=since, viewer=viewer)
+def tracks(
+    url: str, since: datetime | None, viewer: str, max_points: int | None = TRACK_MAX_POINTS
+) -> dict[str, list[Any]]:
+    """Positions since `since` per animal id, oldest first, each track thinned by the bridge to
+    `max_points`; the bridge logs who viewed them."""
+    return bridge(url).tracks(since=since, viewer=viewer, max_points=max_points)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def animal_track(url: str, animal_id: str, since: datetime | None, viewer: str) -> list[Any]:
+    """Every fix of one animal since `since`, oldest first (for its page and its exports)."""
+    return bridge(url).tracks(since=since, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def alerts(url: str, states: tuple[str, ...] | None = None, limit: int | None = None) -> list[Any]:
+    """Alerts in `states` (all when None), highest priority first, then newest first."""
+    return bridge(url).alerts(states, limit)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def devices(url: str) -> list[Any]:
+    """Every collar's health (`DeviceView`)."""
+    return bridge(url).devices()
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)

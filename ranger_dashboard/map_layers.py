@@ -2,8 +2,13 @@
 
 Without internet: Streamlit is told to draw no base map, and the reserve's own geometry from
 `Bridge.geography()` (boundary, farmland, water, roads, gateways) is the background. On top come
-the recent tracks, rings around open alerts in their priority colour, and each animal's last
-position coloured by behaviour and labelled by name.
+the recent tracks, rings around open alerts in their priority colour (drawn where the animal is
+now), and each animal's last position coloured by its state (normal, open alert, offline, collar
+dropped). Name labels are placed here, where they fit: at the map's fitted view a label that would
+overlap one already placed is left off (alerts and the focused animal are placed first), so a herd
+of hundreds stays readable; every dot still names its animal on hover. (deck.gl's
+CollisionFilterExtension would do this in the browser, but in Streamlit's deck.gl build it draws
+no label at all in Chromium, so it is not used.)
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from ranger_dashboard.views import alert_type_label, format_age
 NO_BASE_MAP = "__MAP_STYLE__"
 # pydeck reads a bare string as a data accessor; a constant string must be quoted.
 PIXELS = "'pixels'"
+# Decimal places of coordinates sent to the browser: 5 is about a metre, finer than any GNSS fix.
+COORDINATE_DECIMALS = 5
+# The online base map's tiles; whether the dashboard's machine reaches them is checked first.
+ONLINE_TILES_PROBE = "https://basemaps.cartocdn.com/"
 
 
 @dataclass(frozen=True)
@@ -35,23 +44,36 @@ class MapBounds:
     east: float
 
 
-def animal_points(positions: Iterable[Any], animals: Iterable[Any], now: datetime) -> list[dict[str, Any]]:
-    """One record per animal's last position, coloured by its behaviour, for the map layers."""
-    behaviour_of = {a.animal_id: a.behaviour for a in animals}
+def _rounded(value: float) -> float:
+    return round(float(value), COORDINATE_DECIMALS)
+
+
+def animal_points(
+    positions: Iterable[Any], animals: Iterable[Any], now: datetime, states: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
+    """One record per animal's last position, coloured by its state (`views.animal_states`)."""
+    behaviour_of = {str(a.animal_id): a.behaviour for a in animals}
+    states = states or {}
     points = []
     for p in positions:
         if p.lat is None or p.lon is None:
             continue
-        behaviour = behaviour_of.get(p.animal_id)
+        animal_id = str(p.animal_id)
+        behaviour = behaviour_of.get(animal_id)
+        state = states.get(animal_id, "normal")
         points.append(
             {
-                "animal_id": str(p.animal_id),
+                "animal_id": animal_id,
                 "name": p.name or p.device_id,
-                "lat": float(p.lat),
-                "lon": float(p.lon),
+                "lat": _rounded(p.lat),
+                "lon": _rounded(p.lon),
+                "state": state,
                 "behaviour": behaviour or "unknown",
-                "colour": palette.behaviour_colour(behaviour),
-                "tooltip": f"{p.name or p.device_id} · {behaviour or 'unknown'} · {format_age(p.time, now)}",
+                "colour": palette.state_colour(state),
+                # Labels that collide give way to the higher priority: alerts first.
+                "priority": palette.ANIMAL_STATES.index(state) if state != "normal" else 0,
+                "tooltip": f"{p.name or p.device_id} · {palette.STATE_LABELS[state]} · "
+                f"{behaviour or 'unknown'} · {format_age(p.time, now)}",
             }
         )
     return sorted(points, key=lambda r: r["name"])
@@ -70,7 +92,7 @@ def track_paths(tracks: Mapping[Any, Sequence[Any]]) -> list[dict[str, Any]]:
             {
                 "animal_id": str(animal_id),
                 "name": fixes[-1].name or fixes[-1].device_id,
-                "path": [[float(p.lon), float(p.lat)] for p in fixes],
+                "path": [[_rounded(p.lon), _rounded(p.lat)] for p in fixes],
                 "colour": palette.track_colour(index),
                 "tooltip": f"{fixes[-1].name or fixes[-1].device_id} · track of {len(fixes)} fixes",
             }
@@ -81,15 +103,15 @@ def track_paths(tracks: Mapping[Any, Sequence[Any]]) -> list[dict[str, Any]]:
 def alert_points(alerts: Iterable[Any], now: datetime, positions: Iterable[Any] = ()) -> list[dict[str, Any]]:
     """Open alerts as rings coloured by priority, the most urgent drawn last (on top).
 
-    An alert without a position of its own (low battery, offline) is ringed at its animal's last
-    position from `positions`; one with neither is left off the map (it is still in the tables).
+    A ring is drawn where the animal is now (its last position in `positions`), not where the
+    alert was raised: the ranger drives to the animal. An alert whose animal has no known fix is
+    ringed where it was raised; one with neither is left off the map (it is still in the tables).
     """
     last_fix = {str(p.animal_id): p for p in positions if p.lat is not None and p.lon is not None}
     points = []
     for a in alerts:
-        lat, lon = a.lat, a.lon
-        if (lat is None or lon is None) and str(a.animal_id) in last_fix:
-            lat, lon = last_fix[str(a.animal_id)].lat, last_fix[str(a.animal_id)].lon
+        fix = last_fix.get(str(a.animal_id))
+        lat, lon = (fix.lat, fix.lon) if fix is not None else (a.lat, a.lon)
         if lat is None or lon is None:
             continue
         points.append(
@@ -97,8 +119,8 @@ def alert_points(alerts: Iterable[Any], now: datetime, positions: Iterable[Any] 
                 "alert_id": str(a.alert_id),
                 "animal_id": None if a.animal_id is None else str(a.animal_id),
                 "name": a.name or a.device_id,
-                "lat": float(lat),
-                "lon": float(lon),
+                "lat": _rounded(lat),
+                "lon": _rounded(lon),
                 "priority": int(a.priority),
                 "colour": palette.priority_colour(a.priority),
                 "tooltip": f"{alert_type_label(a.alert_type)} · {a.name or a.device_id} · {format_age(a.time, now)}",
@@ -240,8 +262,10 @@ def live_layers(
     paths: Sequence[Mapping[str, Any]],
     alerts: Sequence[Mapping[str, Any]],
     focus_animal_id: str | None = None,
+    labels: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[pdk.Layer]:
-    """Tracks, alert rings, animals coloured by behaviour and their name labels, in drawing order."""
+    """Tracks, alert rings, animals coloured by state and name labels (`labels`, default every
+    point), in drawing order."""
     layers = []
     if paths:
         layers.append(
@@ -313,7 +337,7 @@ def live_layers(
             pdk.Layer(
                 "TextLayer",
                 id="animal-names",
-                data=list(points),
+                data=list(labels if labels is not None else points),
                 get_position=["lon", "lat"],
                 get_text="name",
                 get_color=palette.LABEL_COLOUR,
@@ -342,6 +366,74 @@ def selected_animal_id(selected: Mapping[str, Sequence[Mapping[str, Any]]]) -> s
     return None
 
 
+# Size of a name label on screen: 13 px text, about 7.5 px per character, drawn 18 px above its dot.
+LABEL_CHAR_PX = 7.5
+LABEL_HEIGHT_PX = 16
+LABEL_OFFSET_PX = 18
+LABEL_MARGIN_PX = 4
+
+
+def screen_xy(lat: float, lon: float, view: pdk.ViewState) -> tuple[float, float]:
+    """Pixel offset of (lat, lon) from the centre of a Web Mercator view (deck.gl's 512 px tiles)."""
+
+    def mercator(lat_: float, lon_: float) -> tuple[float, float]:
+        x = (lon_ + 180.0) / 360.0
+        sin = math.sin(math.radians(max(min(lat_, 85.0), -85.0)))
+        y = 0.5 - math.log((1 + sin) / (1 - sin)) / (4 * math.pi)
+        return x, y
+
+    scale = 512.0 * 2.0 ** float(view.zoom)
+    x, y = mercator(lat, lon)
+    cx, cy = mercator(float(view.latitude), float(view.longitude))
+    return (x - cx) * scale, (y - cy) * scale
+
+
+def labels_that_fit(
+    points: Sequence[Mapping[str, Any]], view: pdk.ViewState, focus_animal_id: str | None = None
+) -> list[Mapping[str, Any]]:
+    """The points whose name label fits at `view` without overlapping a label placed before it.
+
+    Placed first: the focused animal, then by state priority (collar dropped, offline, alert) and
+    name. What is left off is still named on hover.
+    """
+    order = sorted(
+        points, key=lambda p: (p["animal_id"] != focus_animal_id, -int(p.get("priority", 0)), p["name"])
+    )
+    placed: list[tuple[float, float, float, float]] = []
+    cells: dict[tuple[int, int], list[int]] = {}
+    cell_px = 64.0
+    kept = []
+    for point in order:
+        x, y = screen_xy(point["lat"], point["lon"], view)
+        half = len(str(point["name"])) * LABEL_CHAR_PX / 2 + LABEL_MARGIN_PX
+        box = (
+            x - half,
+            y - LABEL_OFFSET_PX - LABEL_HEIGHT_PX / 2,
+            x + half,
+            y - LABEL_OFFSET_PX + LABEL_HEIGHT_PX / 2,
+        )
+        span = [
+            (i, j)
+            for i in range(int(box[0] // cell_px), int(box[2] // cell_px) + 1)
+            for j in range(int(box[1] // cell_px), int(box[3] // cell_px) + 1)
+        ]
+        overlaps = any(
+            box[0] < placed[k][2]
+            and placed[k][0] < box[2]
+            and box[1] < placed[k][3]
+            and placed[k][1] < box[3]
+            for cell in span
+            for k in cells.get(cell, ())
+        )
+        if overlaps:
+            continue
+        for cell in span:
+            cells.setdefault(cell, []).append(len(placed))
+        placed.append(box)
+        kept.append(point)
+    return sorted(kept, key=lambda p: p["name"])
+
+
 def build_deck(
     geography: Mapping[str, Any],
     points: Sequence[Mapping[str, Any]],
@@ -349,6 +441,7 @@ def build_deck(
     alerts: Sequence[Mapping[str, Any]],
     focus_animal_id: str | None = None,
     online_tiles: bool = False,
+    fit_px: tuple[int, int] = (720, 600),
 ) -> pdk.Deck:
     """The live map: reserve geometry as the base layer, then tracks, alerts and animals.
 
@@ -363,12 +456,15 @@ def build_deck(
         )
     else:
         bounds = map_bounds(geography, points)
+    view = view_state_for(bounds, *fit_px)
+    labels = labels_that_fit(points, view, focus_animal_id)
     deck = pdk.Deck(
-        layers=geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id),
-        initial_view_state=view_state_for(bounds),
+        layers=geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id, labels),
+        initial_view_state=view,
         map_provider="carto" if online_tiles else None,
         map_style="dark" if online_tiles else None,
-        tooltip={"text": "{tooltip}"},
+        # The tooltip must not catch the click meant for the dot under it.
+        tooltip={"text": "{tooltip}", "style": {"pointerEvents": "none"}},
     )
     if not online_tiles:
         deck.map_style = NO_BASE_MAP

@@ -17,6 +17,21 @@ BEHAVIOUR_COLOURS: dict[str, Rgba] = {
 }
 UNKNOWN_BEHAVIOUR_COLOUR: Rgba = [150, 150, 150, 255]
 
+# What a ranger needs to know about an animal at a glance, as the colour of its dot on the map.
+ANIMAL_STATES = ("normal", "alert", "offline", "collar_dropped")
+STATE_COLOURS: dict[str, Rgba] = {
+    "normal": [110, 200, 140, 255],
+    "alert": [245, 70, 60, 255],
+    "offline": [120, 130, 165, 255],
+    "collar_dropped": [190, 110, 230, 255],
+}
+STATE_LABELS: dict[str, str] = {
+    "normal": "normal",
+    "alert": "open alert",
+    "offline": "offline",
+    "collar_dropped": "collar dropped",
+}
+
 # EarthRanger priority scale: 0 none (grey), 100 low (green), 200 medium (amber), 300 high (red).
 PRIORITY_STEPS = (300, 200, 100, 0)
 PRIORITY_COLOURS: dict[int, Rgba] = {
@@ -58,6 +73,11 @@ THEME: dict[str, str] = {
 def behaviour_colour(behaviour: str | None) -> Rgba:
     """Map colour of a behaviour name; grey for an unknown or missing one."""
     return list(BEHAVIOUR_COLOURS.get(behaviour or "", UNKNOWN_BEHAVIOUR_COLOUR))
+
+
+def state_colour(state: str) -> Rgba:
+    """Map colour of an animal state (see ANIMAL_STATES)."""
+    return list(STATE_COLOURS[state])
 
 
 def priority_step(priority: int) -> int:

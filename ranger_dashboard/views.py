@@ -113,16 +113,46 @@ def alert_label(alert: Any) -> str:
     )
 
 
+# ---------------------------------------------------------------- animal states
+
+# Open alert types that say where the collar is rather than how the animal is.
+COLLAR_DROP_TYPES = frozenset({"collar_drop"})
+OFFLINE_TYPES = frozenset({"offline"})
+
+
+def animal_states(
+    animals: Iterable[Any], alerts: Iterable[Any], now: datetime, offline_after: timedelta
+) -> dict[str, str]:
+    """Each animal's state for the map, by animal id: 'collar_dropped' (an open collar-drop alert),
+    'alert' (any other open alert but offline), 'offline' (an open offline alert, or not heard
+    for `offline_after`), else 'normal'."""
+    open_types: dict[str, set[str]] = {}
+    for alert in alerts:
+        if alert.animal_id is not None:
+            open_types.setdefault(str(alert.animal_id), set()).add(alert.alert_type)
+    states = {}
+    for animal in animals:
+        animal_id = str(animal.animal_id)
+        types = open_types.get(animal_id, set())
+        silent = animal.last_seen is None or now - animal.last_seen > offline_after
+        if types & COLLAR_DROP_TYPES:
+            states[animal_id] = "collar_dropped"
+        elif types - OFFLINE_TYPES:
+            states[animal_id] = "alert"
+        elif types & OFFLINE_TYPES or silent:
+            states[animal_id] = "offline"
+        else:
+            states[animal_id] = "normal"
+    return states
+
+
 # ---------------------------------------------------------------- alerts
 
 
 def sort_alerts(alerts: Iterable[Any]) -> list[Any]:
-    """Most urgent first: priority high to low, then newest first, then by alert id."""
-    epoch = datetime.min.replace(tzinfo=UTC)
-    return sorted(
-        alerts,
-        key=lambda a: (-int(a.priority), -(a.time or epoch).timestamp(), str(a.alert_id)),
-    )
+    """The queue: priority high to low, then the longest waiting first, then by alert id."""
+    latest = datetime.max.replace(tzinfo=UTC)
+    return sorted(alerts, key=lambda a: (-int(a.priority), a.time or latest, int(a.alert_id)))
 
 
 def alert_table(alerts: Iterable[Any], now: datetime, show_positions: bool = True) -> pd.DataFrame:

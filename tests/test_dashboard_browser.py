@@ -62,6 +62,15 @@ def map_image(page: Page, wanted: dict[str, list[int]], timeout_s: float = 30.0)
         page.wait_for_timeout(500)
 
 
+def click_animal(page: Page, x: int, y: int, name: str) -> None:
+    """Click the animal drawn at (x, y) of the map once the map picks it: its tooltip shows on hover
+    first (a click before deck.gl can pick, on a loaded machine, selects nothing)."""
+    chart = page.locator("[data-testid='stDeckGlJsonChart']").first
+    chart.hover(position={"x": x, "y": y})
+    page.get_by_text(re.compile(rf"^{name} · ")).first.wait_for(timeout=WAIT_MS)
+    chart.click(position={"x": x, "y": y})
+
+
 @pytest.mark.browser
 def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite_url, port, tmp_path):
     bridge = open_bridge(sqlite_url)
@@ -89,8 +98,8 @@ def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite
 
                 wanted = {
                     "boundary": palette.GEOGRAPHY_LINE["boundary"],
-                    "forage (Amani)": palette.BEHAVIOUR_COLOURS["forage"],
-                    "walk (Zawadi)": palette.BEHAVIOUR_COLOURS["walk"],
+                    "offline (Amani, silent since the seeded day)": palette.STATE_COLOURS["offline"],
+                    "alert (Zawadi, Kito)": palette.STATE_COLOURS["alert"],
                     "mortality ring (Kito)": palette.PRIORITY_COLOURS[300],
                     "gateway": palette.GATEWAY_COLOUR,
                 }
@@ -100,9 +109,10 @@ def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite
                 missing = [name for name, rgb in wanted.items() if colour_pixels(image, rgb) == 0]
                 assert not missing, f"not drawn on the map: {missing} (see {tmp_path / 'live_map.png'})"
 
-                x, y = colour_centre(image, palette.BEHAVIOUR_COLOURS["forage"])
-                page.locator("[data-testid='stDeckGlJsonChart']").first.click(position={"x": x, "y": y})
-                page.wait_for_url(re.compile(rf"[?&]animal={amani_id}(&|$)"), timeout=WAIT_MS)
+                x, y = colour_centre(image, palette.STATE_COLOURS["offline"])
+                click_animal(page, x, y, "Amani")
+                page.wait_for_url(re.compile(rf"/animals\?(.*&)?animal={amani_id}(&|$)"), timeout=WAIT_MS)
+                page.get_by_role("heading", name="Amani").first.wait_for(timeout=WAIT_MS)
 
                 page.get_by_role("link", name="Alerts (2)").click()
                 page.get_by_text("Possible mortality", exact=False).first.wait_for(timeout=WAIT_MS)
@@ -113,13 +123,11 @@ def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite
                 page.wait_for_url(re.compile(rf"[?&]animal={kito_id}(&|$)"), timeout=WAIT_MS)
                 page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
                 focused = map_image(
-                    page, {"focus ring": palette.LABEL_COLOUR, "Kito": palette.BEHAVIOUR_COLOURS["rest"]}
+                    page, {"focus ring": palette.LABEL_COLOUR, "Kito": palette.STATE_COLOURS["alert"]}
                 )
                 focused.save(tmp_path / "focused_map.png")
-                assert colour_pixels(focused, palette.BEHAVIOUR_COLOURS["rest"]) > 0
-                assert (
-                    colour_pixels(focused, palette.BEHAVIOUR_COLOURS["forage"]) == 0
-                )  # Amani is out of view
+                assert colour_pixels(focused, palette.STATE_COLOURS["alert"]) > 0
+                assert colour_pixels(focused, palette.STATE_COLOURS["offline"]) == 0  # Amani is out of view
 
                 assert outside == [], f"the dashboard reached outside the machine: {outside}"
             finally:

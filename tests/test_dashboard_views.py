@@ -104,9 +104,9 @@ def alert(alert_id: int, priority: int, hours_before: float, **changes) -> Alert
     return AlertView(**fields)
 
 
-def test_ranger_sees_most_urgent_alert_first_then_newest():
+def test_ranger_sees_most_urgent_alert_first_then_the_one_waiting_longest():
     alerts = [alert(1, 100, 1), alert(2, 300, 5), alert(3, 300, 1), alert(4, 0, 0.1), alert(5, 200, 2)]
-    assert [a.alert_id for a in views.sort_alerts(alerts)] == [3, 2, 5, 1, 4]
+    assert [a.alert_id for a in views.sort_alerts(alerts)] == [2, 3, 5, 1, 4]
 
 
 def test_alert_table_names_priority_type_animal_and_age():
@@ -180,14 +180,42 @@ def test_fleet_summary_counts_silent_animals_and_high_alerts():
     assert summary == {"animals": 2, "reporting": 1, "low_battery": 1, "open_alerts": 2, "high_priority": 1}
 
 
-def test_animal_points_are_coloured_by_behaviour_and_named():
+def test_animal_points_are_coloured_by_state_and_named():
     animals = [animal("a1", "Amani", behaviour="run"), animal("a2", "Zawadi", behaviour="forage")]
     positions = [position("a2", "Zawadi", 5, -1.95, 37.25), position("a1", "Amani", 10, -1.91, 37.21)]
-    points = map_layers.animal_points(positions, animals, NOW)
+    points = map_layers.animal_points(positions, animals, NOW, {"a1": "alert", "a2": "normal"})
     assert [p["name"] for p in points] == ["Amani", "Zawadi"]
-    assert points[0]["colour"] == palette.BEHAVIOUR_COLOURS["run"]
-    assert points[1]["colour"] == palette.BEHAVIOUR_COLOURS["forage"]
-    assert points[1]["tooltip"] == "Zawadi · forage · 5 min ago"
+    assert points[0]["colour"] == palette.STATE_COLOURS["alert"]
+    assert points[1]["colour"] == palette.STATE_COLOURS["normal"]
+    assert points[1]["tooltip"] == "Zawadi · normal · forage · 5 min ago"
+    assert points[0]["priority"] > points[1]["priority"]  # an alerting animal's label wins a collision
+
+
+def test_each_animal_gets_one_state_collar_drop_before_alert_before_offline():
+    animals = [
+        animal("a1", "Amani"),
+        animal("a2", "Zawadi"),
+        animal("a3", "Kito", last_seen=NOW - timedelta(hours=7)),
+        animal("a4", "Baraka"),
+        animal("a5", "Neema"),
+    ]
+    alerts = [
+        alert(1, 300, 1, animal_id="a2", alert_type="mortality"),
+        alert(2, 100, 1, animal_id="a4", alert_type="collar_drop"),
+        alert(3, 300, 1, animal_id="a4", alert_type="mortality"),
+        alert(4, 100, 1, animal_id="a5", alert_type="offline"),
+    ]
+    states = views.animal_states(animals, alerts, NOW, timedelta(hours=6))
+    assert states == {"a1": "normal", "a2": "alert", "a3": "offline", "a4": "collar_dropped", "a5": "offline"}
+
+
+def test_alert_ring_is_drawn_where_the_animal_is_now_not_where_it_was_raised():
+    raised_far_away = alert(1, 300, 3, animal_id="a1", lat=-1.5, lon=37.9)
+    no_fix_yet = alert(2, 200, 1, animal_id="a9", lat=-1.7, lon=37.7)
+    rings = map_layers.alert_points(
+        [raised_far_away, no_fix_yet], NOW, [position("a1", "Amani", 5, -1.91, 37.21)]
+    )
+    assert [(r["alert_id"], r["lat"], r["lon"]) for r in rings] == [("2", -1.7, 37.7), ("1", -1.91, 37.21)]
 
 
 def test_tracks_run_oldest_fix_first_and_skip_single_fixes():
@@ -209,8 +237,13 @@ def test_open_alerts_are_ringed_in_priority_colour_most_urgent_on_top():
 
 
 def test_a_priority_between_steps_reads_and_looks_like_the_step_below_it():
-    for priority, label, badge, step in ((300, "high", "red", 300), (250, "medium", "orange", 200),
-                                         (100, "low", "green", 100), (99, "info", "gray", 0), (-5, "info", "gray", 0)):
+    for priority, label, badge, step in (
+        (300, "high", "red", 300),
+        (250, "medium", "orange", 200),
+        (100, "low", "green", 100),
+        (99, "info", "gray", 0),
+        (-5, "info", "gray", 0),
+    ):
         assert palette.priority_label(priority) == label
         assert palette.priority_badge_colour(priority) == badge
         assert palette.priority_colour(priority) == palette.PRIORITY_COLOURS[step]
@@ -410,3 +443,38 @@ def test_clicking_an_animal_its_ring_or_its_track_picks_that_animal():
     assert map_layers.selected_animal_id({"tracks": [{"animal_id": "4", "path": []}]}) == "4"
     assert map_layers.selected_animal_id({"gateways": [{"name": "HQ mast"}]}) is None
     assert map_layers.selected_animal_id({}) is None
+
+
+def test_a_herd_of_500_gets_only_the_name_labels_that_fit_alerts_first():
+    rng = __import__("random").Random(7)
+    points = [
+        {
+            "animal_id": f"a{i}",
+            "name": f"Elephant {i:03d}",
+            "lat": -1.9 + rng.random() * 0.1,
+            "lon": 37.2 + rng.random() * 0.1,
+            "priority": 2 if i == 321 else 0,
+        }
+        for i in range(500)
+    ]
+    view = map_layers.view_state_for(map_layers.map_bounds({}, points), 640, 620)
+    labels = map_layers.labels_that_fit(points, view, focus_animal_id="a007")
+    assert 10 < len(labels) < 200
+    names = {p["name"] for p in labels}
+    assert {"Elephant 321", "Elephant 007"} <= names  # the alerting and the focused animal first
+    boxes = []
+    for p in labels:
+        x, y = map_layers.screen_xy(p["lat"], p["lon"], view)
+        half = len(p["name"]) * map_layers.LABEL_CHAR_PX / 2
+        boxes.append(
+            (x - half, y - map_layers.LABEL_HEIGHT_PX / 2, x + half, y + map_layers.LABEL_HEIGHT_PX / 2)
+        )
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), "two labels overlap"
+    apart = [
+        dict(points[0], lat=-1.9, lon=37.2),
+        dict(points[1], lat=-1.85, lon=37.25),
+        dict(points[2], lat=-1.8, lon=37.3),
+    ]
+    assert len(map_layers.labels_that_fit(apart, view)) == 3  # a small herd keeps every name

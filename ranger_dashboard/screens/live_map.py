@@ -1,7 +1,8 @@
-"""Live map page: every collared animal's last position, recent tracks and open alerts.
+"""Live map page: every collared animal's last position by state, recent tracks and open alerts.
 
-Works without internet: the base layer is the reserve's own geometry. Only the live panel
-refreshes itself (a Streamlit fragment); the sidebar controls stay put.
+The map comes first on every screen (a phone too), fitted to the reserve. Works without
+internet: the base layer is the reserve's own geometry. Only the live panel refreshes itself (a
+Streamlit fragment); the sidebar controls stay put. Clicking an animal opens its page.
 """
 
 from __future__ import annotations
@@ -11,31 +12,42 @@ from datetime import timedelta
 
 import streamlit as st
 
-from ranger_dashboard import config, data, map_layers, roles, selection, views
+from ranger_dashboard import config, data, map_layers, navigation, palette, roles, selection, views
 
 logger = logging.getLogger("ranger_dashboard.live_map")
 
 TRACK_HOURS = (6, 12, 24, 48, 72, 168)
 DEFAULT_TRACK_HOURS = 24
 NO_FOCUS = "all"
-# An animal clicked on the map, handed to the next full run (the sidebar is outside the fragment).
-FOCUS_FROM_MAP_KEY = "_focus_from_map"
+# An animal clicked on the map, handed to the next full run, which opens its page.
+OPEN_FROM_MAP_KEY = "_open_from_map"
+PICKS_KEY = "_map_picks"
+# The map's size: fitted for a phone when the browser says it is one.
+PHONE_MAP_PX = (360, 440)
+DESK_MAP_PX = (640, 620)
+# A DOM marker written right after the chart: the bench and the browser tests wait for it.
+READY_MARKER_ID = "tembo-map-ready"
 LEGEND = (
-    "**Behaviour** :blue[●] rest · :green[●] forage · :orange[●] walk · :red[●] run  \n"
-    "**Open alert ring** :red[◯] high · :orange[◯] medium · :green[◯] low  \n"
+    "**Animal** "
+    + " · ".join(
+        f":{colour}[●] {palette.STATE_LABELS[state]}"
+        for state, colour in zip(palette.ANIMAL_STATES, ("green", "red", "gray", "violet"), strict=True)
+    )
+    + "  \n**Open alert ring** :red[◯] high · :orange[◯] medium · :green[◯] low  \n"
     "**Reserve** :gray[▭] boundary · :orange[■] farmland · :blue[■] water · :gray[━] road · :blue[●] gateway"
 )
 
 options = config.options()
 url = options.database_url
 role = roles.role(options.role)
+
+opened = st.session_state.pop(OPEN_FROM_MAP_KEY, None)
+if opened is not None:
+    st.switch_page(navigation.animals_page(), query_params={"animal": opened})
+
 animal_list = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
 names = {str(a.animal_id): a.name or a.device_id for a in animal_list}
-
 focus_options = [NO_FOCUS, *names]
-clicked = st.session_state.pop(FOCUS_FROM_MAP_KEY, None)
-if clicked in focus_options:
-    st.session_state["focus"] = clicked
 
 with st.sidebar:
     selection.restore("focus", "animal", focus_options, default=NO_FOCUS)
@@ -47,7 +59,7 @@ with st.sidebar:
     )
     selection.restore("track_hours", "hours", TRACK_HOURS, default=DEFAULT_TRACK_HOURS)
     st.select_slider("Track length (hours)", TRACK_HOURS, key="track_hours")
-    st.toggle(
+    online = st.toggle(
         "Online base map",
         key="online_tiles",
         value=False,
@@ -56,15 +68,28 @@ with st.sidebar:
 selection.mirror("animal", None if st.session_state["focus"] == NO_FOCUS else st.session_state["focus"])
 selection.mirror("hours", st.session_state["track_hours"])
 
+tiles = False
+if online:
+    if data.reachable(map_layers.ONLINE_TILES_PROBE):
+        tiles = True
+    else:
+        st.sidebar.warning(
+            "No internet here: the online base map's tiles cannot be reached, so the map shows the "
+            "reserve's own geometry only."
+        )
+phone = "Mobile" in (st.context.headers.get("User-Agent") or "")
+
 
 @st.fragment(run_every=options.refresh_s)
 def live_panel() -> None:
-    """Metrics, the map and the table beside it, redrawn every `options.refresh_s` seconds."""
+    """The map (first), the metrics and the table, redrawn every `options.refresh_s` seconds."""
     now = data.now(options)
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
     animals = data.animals(url)
     alerts = data.open_alerts(url)
+    if data.alert_count_changed(len(alerts)):
+        st.rerun(scope="app")  # the navigation's alert count is stale: redraw it with the map
     viewer = f"{role.name}:{selection.ranger_name() or 'anonymous'}"
     if role.exact_positions:
         positions = data.latest_positions(url, viewer)
@@ -81,46 +106,54 @@ def live_panel() -> None:
         rings = []
 
     low_battery_mv = data.low_battery_mv(url)
-    summary = views.fleet_summary(animals, alerts, now, low_battery_mv)
-    columns = st.columns(4)
-    columns[0].metric("Animals", summary["animals"])
-    columns[1].metric("Heard in the last 6 h", summary["reporting"])
-    columns[2].metric("Open alerts", summary["open_alerts"])
-    columns[3].metric("High priority", summary["high_priority"])
-
-    points = map_layers.animal_points(positions, animals, now)
+    states = views.animal_states(animals, alerts, now, data.offline_after(url))
+    points = map_layers.animal_points(positions, animals, now, states)
     paths = map_layers.track_paths(tracks)
+    width_px, height_px = PHONE_MAP_PX if phone else DESK_MAP_PX
     deck = map_layers.build_deck(
         data.geography(url),
         points,
         paths,
         rings,
         focus_animal_id=None if focus == NO_FOCUS else focus,
-        online_tiles=bool(st.session_state.get("online_tiles", False)),
+        online_tiles=tiles,
+        fit_px=(width_px, height_px),
     )
     map_column, table_column = st.columns([5, 2])
     with map_column:
-        # A new key per focus starts each focused map with no selection left over.
         state = st.pydeck_chart(
             deck,
-            height=620,
-            alt=f"Map of the reserve with {len(points)} collared animals and {len(rings)} open alerts",
+            height=height_px,
             on_select="rerun",
             selection_mode="single-object",
-            key=f"live-map-{focus}",
+            # A new key per focus and per click starts each map with no selection left over.
+            key=f"live-map-{focus}-{st.session_state.get(PICKS_KEY, 0)}",
+        )
+        st.html(
+            f'<span id="{READY_MARKER_ID}" data-animals="{len(points)}" data-alerts="{len(rings)}" '
+            f'data-tracks="{len(paths)}"></span>'
         )
     picked = map_layers.selected_animal_id(state.selection.objects) if state is not None else None
-    if picked is not None and picked != focus:
-        st.session_state[FOCUS_FROM_MAP_KEY] = picked
+    if picked is not None:
+        st.session_state[OPEN_FROM_MAP_KEY] = picked
+        st.session_state[PICKS_KEY] = st.session_state.get(PICKS_KEY, 0) + 1
         st.rerun(scope="app")
+
+    summary = views.fleet_summary(animals, alerts, now, low_battery_mv)
     with table_column:
-        st.dataframe(views.live_table(points, animals, now, low_battery_mv), hide_index=True)
+        columns = st.columns(2)
+        columns[0].metric("Animals", summary["animals"])
+        columns[1].metric("Open alerts", summary["open_alerts"])
+        columns[0].metric("Heard in the last 6 h", summary["reporting"])
+        columns[1].metric("High priority", summary["high_priority"])
         st.markdown(LEGEND)
+    with st.expander(f"Animals on the map ({len(points)})", expanded=not phone and len(points) <= 50):
+        st.dataframe(views.live_table(points, animals, now, low_battery_mv), hide_index=True)
     clock = "newest report" if options.clock == "data" else "control-room clock"
     st.caption(
         f"Now {views.format_time(now)} UTC ({clock}) · tracks: {hours} h up to the latest fix"
         + (f" ({views.format_time(latest_fix)} UTC)" if latest_fix else "")
-        + f" · {role.describe_positions()}"
+        + f" · {role.describe_positions()} · click an animal to open its page"
     )
     # One audit line when a session starts watching, and whenever who or what it watches changes.
     watching = (viewer, focus)
@@ -129,7 +162,6 @@ def live_panel() -> None:
         logger.info("live positions viewed", extra={"viewer": viewer, "animals": len(points), "focus": focus})
 
 
-st.title("Live map")
 if not animal_list:
     st.info("No collared animals yet. Register collars with the bridge and they appear here.")
 live_panel()

@@ -1,0 +1,100 @@
+"""The service calls behind the dashboard's panels: latest positions from the collar's time index,
+tracks thinned by the bridge for a large herd, and alerts that say who has them and what the ranger
+noted. Stores are filled through the bridge's ingest with codec-built TTS uplinks."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+from sqlalchemy import select
+
+from lora_bridge import queries
+from lora_bridge.errors import InvalidTransition
+from lora_bridge.service import open_bridge
+from lora_bridge.store.tables import Animal, Position
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        yield bridge
+
+
+def ingest(bridge, message, f_cnt, device_id="collar-01"):
+    result = bridge.ingest_tts_uplink(b.tts_uplink(message, device_id=device_id, f_cnt=f_cnt))
+    assert result.ok, result
+
+
+def test_map_shows_each_collars_newest_fix_even_when_an_older_one_arrived_last(bridge):
+    bridge.register_animal("collar-01", "Amani")
+    newest = ((0, -2.40, 37.40),)
+    ingest(bridge, b.positions(b.T0_S + 7200, newest), 1)
+    older = ((0, -2.50, 37.50), (600, -2.49, 37.49))
+    ingest(bridge, b.positions(b.T0_S, older), 2)  # stored after the newest: a late store-and-forward batch
+    (position,) = bridge.latest_positions(viewer="ranger.test")
+    assert (position.name, position.lat, position.lon) == (
+        "Amani",
+        pytest.approx(-2.40, abs=1e-4),
+        pytest.approx(37.40, abs=1e-4),
+    )
+    assert position.time == b.T0 + timedelta(hours=2)
+    (animal,) = bridge.animals()
+    assert (animal.lat, animal.position_time) == (pytest.approx(-2.40, abs=1e-4), b.T0 + timedelta(hours=2))
+
+
+def test_latest_position_is_found_through_the_collar_time_index_not_a_scan(sqlite_url):
+    bridge = open_bridge(sqlite_url)  # SQLite's query plan; PostgreSQL takes the same index
+    query = select(Animal.id, Position.time).join(
+        Position, Position.id == queries.newest_position_id(Animal.device_id)
+    )
+    with bridge.db.read() as session:
+        sql = str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
+        plan = " | ".join(
+            str(row[-1]) for row in session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
+        )
+    assert "ix_positions_device_time" in plan, plan
+    assert "SCAN positions" not in plan, plan
+    bridge.close()
+
+
+def test_a_long_track_comes_thinned_evenly_keeping_its_first_and_newest_fix(bridge):
+    bridge.register_animal("collar-01", "Amani")
+    f_cnt = 0
+    for batch in range(20):  # 100 fixes, five per positions uplink, ten minutes apart
+        fixes = tuple((600 * k, -2.5 + 0.001 * (5 * batch + k), 37.5) for k in range(5))
+        f_cnt += 1
+        ingest(bridge, b.positions(b.T0_S + 3000 * batch, fixes), f_cnt)
+    (full,) = bridge.tracks().values()
+    assert len(full) == 100
+    (thin,) = bridge.tracks(max_points=10).values()
+    assert len(thin) == 10
+    assert (thin[0].time, thin[-1].time) == (full[0].time, full[-1].time)
+    assert [p.time for p in thin] == sorted(p.time for p in thin)
+    gaps = {(later.time - earlier.time) for earlier, later in zip(thin, thin[1:], strict=False)}
+    assert max(gaps) - min(gaps) <= timedelta(minutes=10)  # evenly spread, within one fix
+    (window,) = bridge.tracks(since=full[10].time, until=full[19].time).values()
+    assert [p.time for p in window] == [p.time for p in full[10:20]]
+    with pytest.raises(ValueError, match="max_points"):
+        bridge.tracks(max_points=0)
+
+
+def test_ranger_assigns_an_alert_and_the_resolved_list_keeps_the_note(bridge):
+    bridge.register_animal("collar-01", "Kito")
+    ingest(bridge, b.alert("mortality"), 1)
+    (alert,) = bridge.open_alerts()
+    assert alert.assigned_to is None
+    bridge.assign_alert(alert.alert_id, "Juma", "Amina")
+    (alert,) = bridge.open_alerts()
+    assert alert.assigned_to == "Juma"
+    assert [e.action for e in bridge.alert_events(alert.alert_id)][-1] == "assigned"
+    bridge.resolve_alert(alert.alert_id, "Juma", "false_alarm", "Lying in the shade by the dam")
+    (resolved,) = bridge.alerts(("resolved",))
+    assert (resolved.verdict, resolved.note, resolved.assigned_to) == (
+        "false_alarm",
+        "Lying in the shade by the dam",
+        "Juma",
+    )
+    with pytest.raises(InvalidTransition, match="only open alerts"):
+        bridge.assign_alert(alert.alert_id, "Baraka", "Amina")
