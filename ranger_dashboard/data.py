@@ -8,7 +8,7 @@ writes (acknowledge, resolve) go straight to the bridge and then drop the cached
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -53,11 +53,6 @@ def now(options: DashboardOptions) -> datetime:
 def low_battery_mv(url: str) -> int:
     """The battery level under which the bridge raises low_battery (the dashboard flags the same)."""
     return int(bridge(url).settings.low_battery_mv)
-
-
-def offline_after(url: str) -> timedelta:
-    """How long a collar may be silent before the bridge calls it offline (the map greys it)."""
-    return timedelta(seconds=int(bridge(url).settings.offline_after_s))
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -158,13 +153,36 @@ def acknowledge_alert(url: str, alert_id: Any, user: str) -> None:
     bridge(url).acknowledge_alert(alert_id, user)
     logger.info("alert acknowledged", extra={"alert_id": alert_id, "user": user})
     open_alerts.clear()
+    alerts.clear()
     alert_events.clear()
 
 
-def resolve_alert(url: str, alert_id: Any, user: str, verdict: str) -> None:
-    """Resolve an alert with the ranger's verdict and forget the cached alert list."""
-    bridge(url).resolve_alert(alert_id, user, verdict)
+def resolve_alert(url: str, alert_id: Any, user: str, verdict: str, note: str | None = None) -> None:
+    """Resolve an alert with the ranger's verdict (and note) and forget the cached alert lists."""
+    bridge(url).resolve_alert(alert_id, user, verdict, (note or "").strip() or None)
     logger.info("alert resolved", extra={"alert_id": alert_id, "user": user, "verdict": verdict})
     open_alerts.clear()
+    alerts.clear()
     alert_verdicts.clear()
     alert_events.clear()
+
+
+def assign_alert(url: str, alert_id: Any, assignee: str, user: str) -> None:
+    """Hand an alert to `assignee` in `user`'s name and forget the cached alert lists."""
+    bridge(url).assign_alert(alert_id, assignee, user)
+    logger.info("alert assigned", extra={"alert_id": alert_id, "user": user, "assignee": assignee})
+    open_alerts.clear()
+    alerts.clear()
+    alert_events.clear()
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def track_between(url: str, animal_id: str, start: datetime, end: datetime, viewer: str) -> list[Any]:
+    """One animal's fixes from `start` to `end`, oldest first (an alert's evidence)."""
+    return bridge(url).tracks(since=start, until=end, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def battery_trend(url: str, device_id: str) -> dict[str, Any] | None:
+    """The collar's battery slope and the dates it reaches low, critical and empty (None: too few readings)."""
+    return bridge(url).battery_trend(device_id)

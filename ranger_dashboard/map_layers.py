@@ -469,3 +469,70 @@ def build_deck(
     if not online_tiles:
         deck.map_style = NO_BASE_MAP
     return deck
+
+
+# Evidence of an alert: the track before it was raised, the track after, and where it was raised.
+BEFORE_COLOUR = [235, 180, 80, 230]
+AFTER_COLOUR = [90, 200, 230, 230]
+
+
+def evidence_deck(
+    geography: Mapping[str, Any],
+    before: Sequence[Any],
+    after: Sequence[Any],
+    raised_at: tuple[float, float] | None,
+    fit_px: tuple[int, int] = (600, 320),
+) -> pdk.Deck:
+    """A small offline map of an alert's evidence: the track before (amber) and after (cyan) it
+    was raised, and a white ring where it was raised; fitted to the track."""
+    layers = geography_layers(geography)
+    points: list[dict[str, Any]] = []
+    for layer_id, fixes, colour in (("before", before, BEFORE_COLOUR), ("after", after, AFTER_COLOUR)):
+        path = [[_rounded(p.lon), _rounded(p.lat)] for p in fixes if p.lat is not None and p.lon is not None]
+        points += [{"lon": lon, "lat": lat} for lon, lat in path]
+        if len(path) >= 2:
+            layers.append(
+                pdk.Layer(
+                    "PathLayer",
+                    id=f"track-{layer_id}",
+                    data=[{"path": path, "colour": colour}],
+                    get_path="path",
+                    get_color="colour",
+                    width_units=PIXELS,
+                    get_width=3,
+                )
+            )
+        if path:
+            layers.append(
+                pdk.Layer(
+                    "ScatterplotLayer",
+                    id=f"fixes-{layer_id}",
+                    data=[{"lon": lon, "lat": lat} for lon, lat in path],
+                    get_position=["lon", "lat"],
+                    get_fill_color=colour,
+                    radius_units=PIXELS,
+                    get_radius=3,
+                )
+            )
+    if raised_at is not None:
+        lat, lon = raised_at
+        points.append({"lat": lat, "lon": lon})
+        layers.append(
+            pdk.Layer(
+                "ScatterplotLayer",
+                id="raised-at",
+                data=[{"lat": _rounded(lat), "lon": _rounded(lon)}],
+                get_position=["lon", "lat"],
+                filled=False,
+                stroked=True,
+                get_line_color=palette.LABEL_COLOUR,
+                line_width_units=PIXELS,
+                get_line_width=2,
+                radius_units=PIXELS,
+                get_radius=12,
+            )
+        )
+    box = map_bounds({}, points) if points else map_bounds(geography, [])
+    deck = pdk.Deck(layers=layers, initial_view_state=view_state_for(box, *fit_px), map_provider=None)
+    deck.map_style = NO_BASE_MAP
+    return deck

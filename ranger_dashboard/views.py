@@ -120,12 +120,10 @@ COLLAR_DROP_TYPES = frozenset({"collar_drop"})
 OFFLINE_TYPES = frozenset({"offline"})
 
 
-def animal_states(
-    animals: Iterable[Any], alerts: Iterable[Any], now: datetime, offline_after: timedelta
-) -> dict[str, str]:
-    """Each animal's state for the map, by animal id: 'collar_dropped' (an open collar-drop alert),
-    'alert' (any other open alert but offline), 'offline' (an open offline alert, or not heard
-    for `offline_after`), else 'normal'."""
+def animal_states(animals: Iterable[Any], alerts: Iterable[Any]) -> dict[str, str]:
+    """Each animal's state for the map, by animal id, from its open alerts: 'collar_dropped' (a
+    collar-drop alert), 'alert' (any other alert but offline), 'offline' (the bridge's offline
+    rule, which knows each collar's own reporting schedule, has an open alert), else 'normal'."""
     open_types: dict[str, set[str]] = {}
     for alert in alerts:
         if alert.animal_id is not None:
@@ -134,12 +132,11 @@ def animal_states(
     for animal in animals:
         animal_id = str(animal.animal_id)
         types = open_types.get(animal_id, set())
-        silent = animal.last_seen is None or now - animal.last_seen > offline_after
         if types & COLLAR_DROP_TYPES:
             states[animal_id] = "collar_dropped"
         elif types - OFFLINE_TYPES:
             states[animal_id] = "alert"
-        elif types & OFFLINE_TYPES or silent:
+        elif types & OFFLINE_TYPES:
             states[animal_id] = "offline"
         else:
             states[animal_id] = "normal"
@@ -219,6 +216,36 @@ def precision_table(verdicts: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     ]
     table = pd.DataFrame(rows, columns=[COL_TYPE, "True", "False alarm", "Unknown", "Precision (%)"])
     return table.sort_values(["Precision (%)", COL_TYPE], na_position="last").reset_index(drop=True)
+
+
+def priority_counts(alerts: Iterable[Any]) -> dict[int, int]:
+    """How many alerts at each EarthRanger step (300, 200, 100, 0)."""
+    counts = dict.fromkeys(palette.PRIORITY_STEPS, 0)
+    for alert in alerts:
+        counts[palette.priority_step(alert.priority)] += 1
+    return counts
+
+
+VERDICT_LABELS = {value: label for label, value in VERDICTS.items()}
+
+
+def resolved_table(alerts: Iterable[Any]) -> pd.DataFrame:
+    """Resolved alerts, most recently resolved first: what, who, when, the verdict and the note."""
+    epoch = datetime.min.replace(tzinfo=UTC)
+    rows = [
+        {
+            COL_TYPE: alert_type_label(a.alert_type),
+            COL_ANIMAL: a.name or a.device_id,
+            "Raised (UTC)": format_time(a.time),
+            "Resolved (UTC)": format_time(a.resolved_at),
+            "By": a.resolved_by or "",
+            "Verdict": VERDICT_LABELS.get(a.verdict or "", a.verdict or ""),
+            "Note": getattr(a, "note", None) or "",
+        }
+        for a in sorted(alerts, key=lambda a: a.resolved_at or epoch, reverse=True)
+    ]
+    columns = [COL_TYPE, COL_ANIMAL, "Raised (UTC)", "Resolved (UTC)", "By", "Verdict", "Note"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def can_acknowledge(alert: Any) -> bool:

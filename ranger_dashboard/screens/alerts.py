@@ -1,144 +1,199 @@
-"""Alerts page: open alerts, most urgent first; acknowledge them and resolve them with a verdict.
+"""Alerts page: the queue of open alerts (priority, then the longest waiting), each with its own
+buttons, so on a phone the ranger acts where the alert is; the chosen alert's evidence; resolved
+alerts with their verdicts; each type's precision from those verdicts.
 
-Every acknowledgement and resolution carries the ranger's name from the sidebar; the verdict
-(true alert, false alarm, unknown) measures each alert type's precision.
+The queue refreshes itself (a Streamlit fragment). Acknowledging, assigning and resolving carry the
+ranger's name; a verdict is chosen afresh for every alert (its widgets are the alert's own).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from datetime import timedelta
 
 import streamlit as st
 
 from lora_bridge.errors import BridgeError
 from lora_bridge.views import AlertView
-from ranger_dashboard import config, data, navigation, palette, roles, selection, views
+from ranger_dashboard import config, data, evidence, navigation, palette, roles, selection, views
 
 FLASH_KEY = "alerts_flash"
+# Alerts drawn as cards with their own buttons; the rest of a long queue is in the table under them.
+QUEUE_CARDS = 15
+RESOLVED_SHOWN = 50
+# Evidence: the animal's track this long before and after the alert was raised.
+EVIDENCE_WINDOW = timedelta(hours=12)
 
 options = config.options()
 url = options.database_url
 role = roles.role(options.role)
-now = data.now(options)
-alerts = views.sort_alerts(data.open_alerts(url))
-by_id = {str(a.alert_id): a for a in alerts}
 
 
-def alert_actions(alert: AlertView) -> None:
-    """Acknowledge and resolve buttons, in the name the ranger typed in the sidebar."""
+def flash(message: str) -> None:
+    """Say `message` once, at the top of the queue after the next run."""
+    st.session_state[FLASH_KEY] = message
+
+
+def act(action: str, alert: AlertView, call, *args) -> None:  # noqa: ANN001
+    """Run a bridge write for `alert`; the error is shown beside the alert, success after a rerun."""
+    try:
+        call(*args)
+    except BridgeError as error:
+        st.error(f"Could not {action}: {error}")
+    else:
+        st.rerun(scope="app")
+
+
+def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
+    """One alert of the queue with its buttons: acknowledge, resolve with a verdict and a note, assign."""
+    alert_id = alert.alert_id
+    colour = palette.priority_badge_colour(alert.priority)
+    with st.container(border=True, key=f"alert-card-{alert_id}"):
+        st.markdown(
+            f":{colour}[**{palette.priority_label(alert.priority).upper()}**] · "
+            f"**{views.alert_type_label(alert.alert_type)}** · {alert.name or alert.device_id} · "
+            f"{views.format_age(alert.time, now)}  \n"
+            f"{views.state_text(alert)}"
+            + (f" · assigned to **{alert.assigned_to}**" if alert.assigned_to else "")
+            + (f" · raised {alert.occurrences} times" if alert.occurrences > 1 else "")
+        )
+        if not role.handles_alerts:
+            return
+        buttons = st.columns(3)
+        if buttons[0].button(
+            "Acknowledge",
+            key=f"acknowledge-{alert_id}",
+            disabled=not ranger or not views.can_acknowledge(alert),
+            help="Tell the other rangers you are on it.",
+            width="stretch",
+        ):
+            flash(f"Alert acknowledged by {ranger}.")
+            act("acknowledge", alert, data.acknowledge_alert, url, alert_id, ranger)
+        if buttons[1].button("Evidence", key=f"show-{alert_id}", width="stretch"):
+            st.session_state["alert"] = str(alert_id)
+            selection.mirror("alert", str(alert_id))
+            st.rerun(scope="app")
+        if buttons[2].button(
+            "Assign to me",
+            key=f"take-{alert_id}",
+            disabled=not ranger or alert.assigned_to == ranger,
+            width="stretch",
+        ):
+            flash(f"Alert assigned to {ranger}.")
+            act("assign", alert, data.assign_alert, url, alert_id, ranger, ranger)
+        with st.expander("Resolve or hand over", expanded=False):
+            verdict = st.radio(
+                "Verdict",
+                list(views.VERDICTS),
+                index=None,
+                key=f"verdict-{alert_id}",
+                horizontal=True,
+            )
+            note = st.text_input("Note", key=f"note-{alert_id}", placeholder="What you found")
+            if st.button(
+                "Resolve",
+                key=f"resolve-{alert_id}",
+                type="primary",
+                disabled=not ranger or verdict is None or not views.can_resolve(alert),
+                help="Close the alert with your verdict.",
+            ):
+                flash(f"Alert resolved by {ranger}: {verdict.lower()}.")
+                if st.session_state.get("alert") == str(alert_id):
+                    selection.mirror("alert", None)
+                    del st.session_state["alert"]
+                act("resolve", alert, data.resolve_alert, url, alert_id, ranger, views.VERDICTS[verdict], note)
+            assignee = st.text_input("Hand over to", key=f"assignee-{alert_id}", placeholder="Ranger's name")
+            if st.button("Assign", key=f"assign-{alert_id}", disabled=not ranger or not assignee.strip()):
+                flash(f"Alert assigned to {assignee.strip()}.")
+                act("assign", alert, data.assign_alert, url, alert_id, assignee, ranger)
+
+
+@st.fragment(run_every=options.refresh_s)
+def queue() -> None:
+    """The open alerts, most urgent first, redrawn every `options.refresh_s` seconds."""
+    now = data.now(options)
+    alerts = views.sort_alerts(data.open_alerts(url))
+    if data.alert_count_changed(len(alerts)):
+        st.rerun(scope="app")  # the navigation's count is stale: redraw the page with it
+    message = st.session_state.pop(FLASH_KEY, None)
+    if message:
+        st.success(message)
     ranger = selection.ranger_name()
-    if not ranger:
-        st.warning("Type your name in the sidebar to acknowledge or resolve alerts.")
-    if st.button(
-        "Acknowledge",
-        key="acknowledge",
-        disabled=not ranger or not views.can_acknowledge(alert),
-        help="Tell the other rangers you are on it.",
-    ):
-        try:
-            data.acknowledge_alert(url, alert.alert_id, ranger)
-        except BridgeError as error:
-            st.error(f"Could not acknowledge: {error}")
-        else:
-            st.session_state[FLASH_KEY] = f"Alert acknowledged by {ranger}."
-            st.rerun()
-    verdict_label = st.radio("Verdict", list(views.VERDICTS), key="verdict", horizontal=True)
-    if st.button(
-        "Resolve",
-        key="resolve",
-        type="primary",
-        disabled=not ranger or not views.can_resolve(alert),
-        help="Close the alert with your verdict.",
-    ):
-        try:
-            data.resolve_alert(url, alert.alert_id, ranger, views.VERDICTS[verdict_label])
-        except BridgeError as error:
-            st.error(f"Could not resolve: {error}")
-        else:
-            st.session_state[FLASH_KEY] = f"Alert resolved by {ranger}: {verdict_label.lower()}."
-            selection.mirror("alert", None)
-            del st.session_state["alert"]
-            st.rerun()
-
-
-st.title("Alerts")
-flash = st.session_state.pop(FLASH_KEY, None)
-if flash:
-    st.success(flash)
-
-
-def verdict_summary() -> None:
-    """How often each alert type was a true alert, from the verdicts rangers gave."""
-    verdicts = data.alert_verdicts(url)
-    if verdicts:
-        with st.expander("Alert precision from rangers' verdicts"):
-            st.dataframe(views.precision_table(verdicts), hide_index=True)
-
-
-if not alerts:
-    selection.mirror("alert", None)
-    st.info("No open alerts.")
-    verdict_summary()
-    st.stop()
-
-counts = Counter(palette.priority_step(a.priority) for a in alerts)
-columns = st.columns(len(palette.PRIORITY_STEPS))
-for column, step in zip(columns, palette.PRIORITY_STEPS, strict=True):
-    column.metric(f"{palette.PRIORITY_LABELS[step].capitalize()} priority", counts[step])
-
-st.dataframe(
-    views.style_alert_table(views.alert_table(alerts, now, show_positions=role.exact_positions)),
-    hide_index=True,
-)
-
-alert_ids = list(by_id)
-selection.restore("alert", "alert", alert_ids, default=alert_ids[0])
-st.selectbox("Alert", alert_ids, key="alert", format_func=lambda alert_id: views.alert_label(by_id[alert_id]))
-chosen_id = st.session_state["alert"]
-selection.mirror("alert", chosen_id)
-alert = by_id[chosen_id]
-
-if role.exact_positions:
-    position_text = views.format_position(alert.lat, alert.lon) or "unknown"
-else:
-    position_text = f"withheld from the {role.title.lower()} view"
-
-details, actions = st.columns([1, 1])
-with details:
-    st.subheader(views.alert_type_label(alert.alert_type))
-    st.badge(
-        f"{palette.priority_label(alert.priority)} priority",
-        color=palette.priority_badge_colour(alert.priority),
+    if role.handles_alerts and not ranger:
+        st.warning("Type your name in the sidebar to acknowledge, assign or resolve alerts.")
+    if not role.handles_alerts:
+        st.info(f"The {role.title.lower()} view shows alerts; rangers acknowledge and resolve them.")
+    if not alerts:
+        st.info("No open alerts.")
+        return
+    counts = views.priority_counts(alerts)
+    st.caption(
+        f"{len(alerts)} open · "
+        + " · ".join(f"{counts[step]} {palette.PRIORITY_LABELS[step]}" for step in palette.PRIORITY_STEPS)
     )
+    for alert in alerts[:QUEUE_CARDS]:
+        alert_card(alert, now, ranger)
+    with st.expander(f"All {len(alerts)} open alerts as a table", expanded=len(alerts) > QUEUE_CARDS):
+        st.dataframe(
+            views.style_alert_table(views.alert_table(alerts, now, show_positions=role.exact_positions)),
+            hide_index=True,
+        )
+    chosen(alerts, now)
+
+
+def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
+    """The chosen alert's details and evidence: track before and after, behaviour, battery, history."""
+    by_id = {str(a.alert_id): a for a in alerts}
+    alert_ids = list(by_id)
+    selection.restore("alert", "alert", alert_ids, default=alert_ids[0])
+    st.subheader("Evidence")
+    st.selectbox("Alert", alert_ids, key="alert", format_func=lambda alert_id: views.alert_label(by_id[alert_id]))
+    alert = by_id[st.session_state["alert"]]
+    selection.mirror("alert", str(alert.alert_id))
+    st.markdown(f"#### {views.alert_type_label(alert.alert_type)}")
+    position = views.format_position(alert.lat, alert.lon) if role.exact_positions else None
     st.markdown(
         f"**Animal:** {alert.name or alert.device_id} (collar {alert.device_id})  \n"
         f"**Raised:** {views.format_time(alert.time)} UTC, {views.format_age(alert.time, now)}  \n"
-        f"**Position:** {position_text}  \n"
+        f"**Position when raised:** {position or f'withheld from the {role.title.lower()} view'}  \n"
         f"**Priority:** {alert.priority} ({palette.priority_label(alert.priority)})  \n"
         f"**State:** {views.state_text(alert)}  \n"
         f"**Raised by:** {alert.source}" + (f" ({alert.occurrences} times)" if alert.occurrences > 1 else "")
     )
-
     if alert.animal_id is not None:
-        st.page_link(
-            navigation.live_map_page(),
-            label="Show on the live map",
-            icon=":material/my_location:",
-            query_params={"animal": str(alert.animal_id)},
-        )
+        links = st.columns(2)
+        with links[0]:
+            st.page_link(
+                navigation.live_map_page(),
+                label="Show on the live map",
+                icon=":material/my_location:",
+                query_params={"animal": str(alert.animal_id)},
+            )
+        with links[1]:
+            st.page_link(
+                navigation.animals_page(),
+                label="Open the animal's page",
+                icon=":material/pets:",
+                query_params={"animal": str(alert.animal_id)},
+            )
+        evidence.alert_evidence(url, alert, role, EVIDENCE_WINDOW, now)
     if role.exact_positions and alert.evidence:
-        with st.expander("Evidence"):
+        with st.expander("Evidence the bridge recorded"):
             st.json(alert.evidence, expanded=2)
-
     history = views.alert_history_table(data.alert_events(url, alert.alert_id))
     if not history.empty:
         st.caption("History")
         st.dataframe(history, hide_index=True)
 
-with actions:
-    if role.handles_alerts:
-        alert_actions(alert)
-    else:
-        st.info(f"The {role.title.lower()} view shows alerts; rangers acknowledge and resolve them.")
 
-verdict_summary()
+queue()
+
+resolved = data.alerts(url, ("resolved",), RESOLVED_SHOWN)
+with st.expander(f"Resolved alerts ({len(resolved)} most recent)"):
+    if resolved:
+        st.dataframe(views.resolved_table(resolved), hide_index=True)
+    else:
+        st.caption("No alert resolved yet.")
+verdicts = data.alert_verdicts(url)
+if verdicts:
+    with st.expander("Alert precision from rangers' verdicts"):
+        st.dataframe(views.precision_table(verdicts), hide_index=True)

@@ -106,7 +106,7 @@ def live_panel() -> None:
         rings = []
 
     low_battery_mv = data.low_battery_mv(url)
-    states = views.animal_states(animals, alerts, now, data.offline_after(url))
+    states = views.animal_states(animals, alerts)
     points = map_layers.animal_points(positions, animals, now, states)
     paths = map_layers.track_paths(tracks)
     width_px, height_px = PHONE_MAP_PX if phone else DESK_MAP_PX
