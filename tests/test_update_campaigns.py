@@ -104,3 +104,15 @@ def test_the_updates_page_shows_who_runs_what_and_each_campaigns_progress(sqlite
     assert app.expander[0].label.startswith(f"#{campaign['id']} model 2 — model 0.0.2: canary")
     assert sorted(app.dataframe[1].value["State"]) == ["sending", "waiting", "waiting"]
     assert not app.button, "a ranger sees campaigns but does not steer them"
+
+
+def test_a_collars_update_ack_heard_by_the_bridge_moves_its_campaign(bridge):
+    from collar_firmware import codec
+
+    campaign = start(bridge, devices=HERD[:2], canary_pct=50)
+    canary = next(d for d, (stage, _) in states(campaign).items() if stage == "canary")
+    ack = codec.encode_packet("ack", {"time_s": b.T0_S + 60, "on_port": 201, "cmd": 8, "result": "tampered"})
+    bridge.ingest_tts_uplink(b.tts_uplink(ack, device_id=canary, f_cnt=50))
+    bridge.process_pending()
+    after = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == canary)
+    assert (after["state"], after["reason"]) == ("failed", "tampered")

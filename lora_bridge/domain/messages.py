@@ -86,6 +86,10 @@ def apply_message(
             device.behaviour = row.dominant
     elif message == "alert":
         _apply_collar_alert(session, device.device_id, animal.id, fields, time, uplink, raw, codec, settings, applied)
+    elif message == "ack" and fields.get("on_port") == codec.port_of("data_fragment"):
+        from lora_bridge.domain import campaigns  # an over-the-air update's outcome (docs/updates.md)
+
+        campaigns.record_ack(session, device.device_id, str(fields.get("result")))
     elif message == "ack":
         acked = downlinks.apply_collar_ack(session, codec, device.device_id, fields)
         if acked is not None and acked.alert_id is not None:
