@@ -8,6 +8,8 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
 
     sqlite_uplinks_per_s / raw_insert_uplinks_per_s    the pipeline against the same store's bare
                                                        durable insert of the raw row (the ceiling)
+    statements_per_uplink, commits_per_uplink          SQL work per uplink (service layer, SQLite)
+    store_bytes_per_collar_day                         store growth (raw bodies kept) per collar-day
     p50_ms, p99_ms                                     webhook latency: received -> alerts stored
     lost                                               uplinks answered 2xx but not in the store (0)
     workers_speedup                                    two MQTT workers over one (PostgreSQL)
@@ -103,6 +105,29 @@ def raw_insert_rate(bridge: Bridge, bodies: list[bytes]) -> float:
             connection.execute(statement, {"source": "bench", "body": body, "status": "received",
                                            "gateways": [], "received_at": utc_now()})
     return len(bodies) / (time.perf_counter() - started)
+
+
+def statement_counts(bodies: list[bytes], folder: Path) -> dict[str, float]:
+    """SQL statements and commits per uplink through the service layer (deterministic, unlike time)."""
+    from sqlalchemy import event
+
+    counts = {"statements": 0, "commits": 0}
+    with open_bridge(f"sqlite:///{folder / 'counted.db'}", webhook_secret=BENCH_SECRET) as bridge:
+
+        def statement(*_args: Any) -> None:
+            counts["statements"] += 1
+
+        def commit(*_args: Any) -> None:
+            counts["commits"] += 1
+
+        event.listen(bridge.db.write_engine, "before_cursor_execute", statement)
+        event.listen(bridge.db.write_engine, "commit", commit)
+        for body in bodies:
+            bridge.ingest_tts_uplink(body)
+    return {
+        "statements_per_uplink": round(counts["statements"] / len(bodies), 2),
+        "commits_per_uplink": round(counts["commits"] / len(bodies), 2),
+    }
 
 
 def _stored_keys(bridge: Bridge) -> set[tuple[str, int]]:
@@ -270,6 +295,7 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures["lost"] = sqlite["lost"]
         figures["non_2xx"] = sqlite["non_2xx"]
         figures["sqlite_over_raw_insert"] = round(figures["sqlite_uplinks_per_s"] / figures["raw_insert_uplinks_per_s"], 4)
+        figures.update(statement_counts(bodies, folder))
         collar_days = collars * hours / 24
         figures["store_bytes_per_collar_day"] = round(sqlite["store_bytes"] / collar_days)
         if postgres:

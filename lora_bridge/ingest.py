@@ -51,15 +51,7 @@ def store_raw(
     """Commit body to raw_uplinks (status received) and return its id; StoreUnavailable if it cannot."""
     try:
         with db.write() as session:
-            raw = RawUplink(
-                source=source,
-                body=bytes(body),
-                status=STATUS_RECEIVED,
-                gateways=[],
-                event=event,
-                content_type=(content_type or None) and content_type[:64],
-                path_ids=dict(path_ids) if path_ids else None,
-            )
+            raw = raw_row(body, source, event=event, content_type=content_type, path_ids=path_ids)
             session.add(raw)
             session.flush()
             return raw.id
@@ -69,6 +61,26 @@ def store_raw(
                         extra={"source": source, "error": str(error)[:200]})
             raise StoreUnavailable(f"store unavailable: {str(error)[:200]}") from error
         raise
+
+
+def raw_row(
+    body: bytes,
+    source: str,
+    *,
+    event: str | None = None,
+    content_type: str | None = None,
+    path_ids: dict[str, Any] | None = None,
+) -> RawUplink:
+    """A new raw_uplinks row (status received) holding body as delivered."""
+    return RawUplink(
+        source=source,
+        body=bytes(body),
+        status=STATUS_RECEIVED,
+        gateways=[],
+        event=event,
+        content_type=(content_type or None) and content_type[:64],
+        path_ids=dict(path_ids) if path_ids else None,
+    )
 
 
 def parser_for(source: str) -> Callable[[bytes], Uplink]:

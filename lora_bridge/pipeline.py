@@ -24,7 +24,7 @@ from lora_bridge import ingest
 from lora_bridge.decode import decode_payload, message_time
 from lora_bridge.domain import devices, network_events
 from lora_bridge.domain.messages import apply_message
-from lora_bridge.errors import MalformedUplink, is_transient_store_error
+from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
 from lora_bridge.network_messages import NetworkEvent, read_network_message
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.database import Database
@@ -42,6 +42,42 @@ DONE_STATUSES = (
     ingest.STATUS_KEPT,
     ingest.STATUS_DEAD_LETTER,
 )
+
+
+def store_and_process(
+    db: Database,
+    body: bytes,
+    source: str,
+    codec: Any,
+    settings: BridgeSettings,
+    *,
+    event: str | None = None,
+    content_type: str | None = None,
+    path_ids: dict[str, Any] | None = None,
+) -> IngestResult:
+    """Keep body and apply it in ONE transaction: one commit (one fsync) makes the body and all it
+    changed durable together, or nothing of it is written.
+
+    A store that cannot take it (locked, full, read-only) raises StoreUnavailable at once: nothing
+    was kept, so nothing may be acknowledged, and the sender tries again. Anything else that fails
+    inside (a race with another worker, a bug) sends the body the two-step way: committed alone
+    first (`ingest.store_raw`), then processed (`process_raw`: pending, dead letter, ...).
+    """
+    try:
+        with db.write() as session:
+            raw = ingest.raw_row(body, source, event=event, content_type=content_type, path_ids=path_ids)
+            session.add(raw)
+            session.flush()
+            return _process_loaded(session, raw, codec, settings, None)
+    except Exception as error:  # noqa: BLE001 - the two-step path below keeps the body whatever it was
+        if is_transient_store_error(error):
+            log.warning("store cannot take a body now (%s): answered as unavailable", type(error).__name__,
+                        extra={"source": source, "error": str(error)[:200]})
+            raise StoreUnavailable(f"store unavailable: {str(error)[:200]}") from error
+        log.info("one-transaction ingest fell back to store-then-process: %s", type(error).__name__,
+                 extra={"source": source, "error": str(error)[:200]})
+    raw_uplink_id = ingest.store_raw(db, body, source, event=event, content_type=content_type, path_ids=path_ids)
+    return process_raw(db, raw_uplink_id, codec, settings)
 
 
 def process_raw(
@@ -101,6 +137,12 @@ def _process(
     if dead_letter_id is None and raw.status in DONE_STATUSES:
         return _result_of(raw)  # already processed (by another worker, or the timer got there first)
     existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
+    return _process_loaded(session, raw, codec, settings, existing)
+
+
+def _process_loaded(
+    session: Session, raw: RawUplink, codec: Any, settings: BridgeSettings, existing: DeadLetter | None
+) -> IngestResult:
     try:
         message = read_network_message(
             ingest.network_of(raw.source),

@@ -42,7 +42,7 @@ from lora_bridge.notify import channels, outbox
 from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
-from lora_bridge.pipeline import process_raw
+from lora_bridge.pipeline import process_raw, store_and_process
 from lora_bridge.settings import BridgeSettings, load_settings
 from lora_bridge.store import retention
 from lora_bridge.store.database import Database, open_database
@@ -139,7 +139,8 @@ class Bridge:
         content_type: JSON, or binary Protobuf for ChirpStack; path_ids: application_id,
         device_id, dev_eui from a webhook path or MQTT topic (a field-masked body names no device).
 
-        The body is committed first (fsynced); only then is it read and applied. Raises
+        The body is committed (fsynced) in one transaction with everything it changed, or, should
+        applying it fail, alone first and applied after (`pipeline.store_and_process`). Raises
         StoreUnavailable when the store cannot take it: nothing is acknowledged, the sender must
         retry (HTTP 503, MQTT no PUBACK). Every other outcome is an IngestResult: processed,
         duplicate, recorded (a network event), kept (an unknown kind), dead_letter (with the stage:
@@ -149,15 +150,16 @@ class Bridge:
         source = network.split(":")[-1]
         if source not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
-        raw_uplink_id = ingest.store_raw(
+        result = store_and_process(
             self.db,
             body,
             network,
+            self.codec,
+            self.settings,
             event=event_name_of(source, event, body),
             content_type=content_type,
             path_ids=path_ids,
         )
-        result = process_raw(self.db, raw_uplink_id, self.codec, self.settings)
         self._after_processed(result)
         if result.downlink_ids:
             self.wake_outbox()
