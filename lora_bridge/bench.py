@@ -69,17 +69,21 @@ def synthetic_bodies(collars: int = 20, hours: int = 12) -> list[bytes]:
             for name, values in messages:
                 f_cnt += 1
                 payload = codec.encode(name, values)
-                bodies.append(_tts_body(device_id, c, f_cnt, codec.port_of(name), payload, t_s, "gw-1"))
+                dev_eui = f"70B3D57ED0{c:06X}"
+                bodies.append(_tts_body(device_id, f_cnt, codec.port_of(name), payload, t_s, "gw-1", dev_eui))
                 if f_cnt % 4 == 0:
-                    bodies.append(_tts_body(device_id, c, f_cnt, codec.port_of(name), payload, t_s, "gw-2"))
+                    bodies.append(_tts_body(device_id, f_cnt, codec.port_of(name), payload, t_s, "gw-2", dev_eui))
     return bodies
 
 
-def _tts_body(device_id: str, number: int, f_cnt: int, port: int, payload: bytes, t_s: int, gateway: str) -> bytes:
+def _tts_body(device_id: str, f_cnt: int, port: int, payload: bytes, t_s: int, gateway: str = "gw-1",
+              dev_eui: str | None = None) -> bytes:
     heard = datetime.fromtimestamp(t_s + 2, UTC).isoformat().replace("+00:00", "Z")
+    ids: dict[str, Any] = {"device_id": device_id, "application_ids": {"application_id": BENCH_APP}}
+    if dev_eui:
+        ids["dev_eui"] = dev_eui
     return json.dumps({
-        "end_device_ids": {"device_id": device_id, "application_ids": {"application_id": BENCH_APP},
-                           "dev_eui": f"70B3D57ED0{number:06X}"},
+        "end_device_ids": ids,
         "received_at": heard,
         "uplink_message": {"f_port": port, "f_cnt": f_cnt, "frm_payload": base64.b64encode(payload).decode(),
                            "rx_metadata": [{"gateway_ids": {"gateway_id": gateway}, "rssi": -110, "snr": 2.0}],

@@ -1,0 +1,19 @@
+"""`tembo bench bridge`: the figures an operator reads, measured on a tiny herd."""
+
+from __future__ import annotations
+
+from lora_bridge.bench import bridge_figures, synthetic_bodies
+
+
+def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing():
+    figures = bridge_figures(collars=2, hours=4, connections=3, postgres=False, mqtt=False)
+
+    assert figures["bodies"] == len(synthetic_bodies(2, 4))
+    assert (figures["lost"], figures["non_2xx"]) == (0, 0)
+    assert figures["sqlite_over_raw_insert"] == round(
+        figures["sqlite_uplinks_per_s"] / figures["raw_insert_uplinks_per_s"], 4
+    )
+    assert figures["p99_ms"] >= figures["p50_ms"] > 0
+    assert 1 <= figures["commits_per_uplink"] < 3
+    assert figures["statements_per_uplink"] > 5
+    assert figures["store_bytes_per_collar_day"] > 0
