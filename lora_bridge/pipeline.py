@@ -24,7 +24,7 @@ from lora_bridge import ingest
 from lora_bridge.decode import decode_payload, message_time
 from lora_bridge.domain import devices, network_events
 from lora_bridge.domain.messages import apply_message
-from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
+from lora_bridge.errors import MalformedUplink, is_transient_store_error
 from lora_bridge.network_messages import NetworkEvent, read_network_message
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.database import Database
@@ -58,10 +58,10 @@ def store_and_process(
     """Keep body and apply it in ONE transaction: one commit (one fsync) makes the body and all it
     changed durable together, or nothing of it is written.
 
-    A store that cannot take it (locked, full, read-only) raises StoreUnavailable at once: nothing
-    was kept, so nothing may be acknowledged, and the sender tries again. Anything else that fails
-    inside (a race with another worker, a bug) sends the body the two-step way: committed alone
-    first (`ingest.store_raw`), then processed (`process_raw`: pending, dead letter, ...).
+    Should anything fail inside it (the store, a race with another worker, a bug), nothing of it was
+    written, and the body goes the two-step way: committed alone first (`ingest.store_raw`,
+    StoreUnavailable when even that fails), then processed (`process_raw`: pending when the store
+    fails while applying it, a dead letter for a bug, ...).
     """
     try:
         with db.write() as session:
@@ -70,10 +70,6 @@ def store_and_process(
             session.flush()
             return _process_loaded(session, raw, codec, settings, None)
     except Exception as error:  # noqa: BLE001 - the two-step path below keeps the body whatever it was
-        if is_transient_store_error(error):
-            log.warning("store cannot take a body now (%s): answered as unavailable", type(error).__name__,
-                        extra={"source": source, "error": str(error)[:200]})
-            raise StoreUnavailable(f"store unavailable: {str(error)[:200]}") from error
         log.info("one-transaction ingest fell back to store-then-process: %s", type(error).__name__,
                  extra={"source": source, "error": str(error)[:200]})
     raw_uplink_id = ingest.store_raw(db, body, source, event=event, content_type=content_type, path_ids=path_ids)
