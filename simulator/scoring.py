@@ -113,7 +113,7 @@ class Truth:
                     self.events.append(TruthEvent(device_id, kind, alerts, since_s, None, lat, lon))
             held.clear()
         for e in self.scenario.events:
-            if e.kind in ANIMAL_EVENTS and ANIMAL_EVENTS[e.kind][1]:
+            if e.kind in ANIMAL_EVENTS and ANIMAL_EVENTS[e.kind][1] and e.start_s < end_s:
                 device_id = _device(e.collar)
                 lat, lon = self._start_place.get((device_id, e.start_s), (None, None))
                 self.events.append(TruthEvent(device_id, e.kind, ANIMAL_EVENTS[e.kind][1], e.start_s, e.end_s, lat, lon))
@@ -192,6 +192,11 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int,
             "p90_delay_min": round(float(np.percentile(delays, 90)), 1) if delays else None,
         }
         goal_recall, goal_delay = GOALS.get(kind, (None, None))
+        if not truth and not raised:
+            figures["goal_met"] = None  # nothing happened and nothing was raised: not measured
+            figures["false_by_source"] = {}
+            out[kind] = figures
+            continue
         goal_met = ((figures["precision"] is None or figures["precision"] >= PRECISION_GOAL)
                     and (goal_recall is None or (figures["recall"] is not None and figures["recall"] >= goal_recall))
                     and (goal_delay is None or (figures["median_delay_min"] is not None

@@ -229,3 +229,22 @@ def test_simulate_command_writes_the_scenario_and_prints_a_summary(tmp_path, cap
     lines = out.read_text().splitlines()
     assert summary["messages_sent"] == len(lines) > 0 and summary["format"] == "chirpstack"
     assert all("deduplicationId" in json.loads(line) for line in lines)
+
+
+def test_score_counts_recall_precision_and_delay_per_alert_type_by_hand():
+    from simulator.scoring import SeenAlert, TruthEvent, score
+
+    t0 = 1_772_323_200
+    events = [TruthEvent("c1", "poaching_chase", ("poaching_risk",), t0, t0 + 1800),
+              TruthEvent("c2", "poaching_chase", ("poaching_risk",), t0 + 7200, t0 + 9000)]
+    alerts = [SeenAlert(1, "c1", "poaching_risk", t0 + 360, t0 + 420),  # 7 minutes after the chase began
+              SeenAlert(2, "c3", "poaching_risk", t0 + 400, t0 + 400),  # no chase there: a false alarm
+              SeenAlert(3, "c4", "offline", t0, t0, source="server")]
+    figures = score(alerts, events, t0 + 86400)
+    chase = figures["poaching_risk"]
+    assert (chase["recall"], chase["precision"], chase["median_delay_min"]) == (0.5, 0.5, 7.0)
+    assert chase["goal_met"] is False
+    assert [m["device_id"] for m in chase["missed"]] == ["c2"]
+    assert chase["false"][0]["device_id"] == "c3" and "collar rule" in chase["false"][0]["cause"]
+    assert figures["offline"]["false_by_source"] == {"server": 1}
+    assert figures["geofence_exit"]["goal_met"] is None, "nothing happened, nothing raised: not measured"
