@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from lora_bridge.domain import alerts, downlinks
 from lora_bridge.errors import DownlinkError
@@ -177,12 +177,6 @@ class Outbox:
             self._routes_seen[ids] = wanted
         log.info("downlink route from TTS headers stored", extra={"application_id": ids[0], "device_label": ids[1]})
         return True
-
-    def reachable_devices(self) -> set[str]:
-        """Devices with a stored TTS route (downlinks can go out without a configured network server)."""
-        with self.db.read() as session:
-            routes = session.execute(select(DownlinkRoute.application_id, DownlinkRoute.tts_device_id)).all()
-        return {f"{app}/{dev}" for app, dev in routes}
 
 
 def _ids_from_push_url(url: str | None) -> tuple[str, str] | None:

@@ -210,6 +210,21 @@ def test_one_collar_moved_from_the_things_stack_to_chirpstack_stays_one_collar(c
     assert (device.device_id, device.network) == ("dev1", "chirpstack")
 
 
+def test_two_collars_with_one_name_in_two_applications_stay_two_collars(client, bridge):
+    first = nf.TTS["uplink_message"].copy()
+    second = nf.TTS["uplink_message"].copy()
+    second["end_device_ids"] = dict(second["end_device_ids"], dev_eui="0004A30B001C0531",
+                                    application_ids={"application_id": "app2"})
+
+    answers = [post_json(client, "/uplinks/tts", body) for body in (first, second)]
+
+    assert [a["status"] for a in answers] == ["processed", "processed"]
+    assert sorted((d.device_id, d.dev_eui, d.label) for d in bridge.devices()) == [
+        ("0004A30B001C0531", "0004A30B001C0531", "dev1"),
+        ("dev1", "0004A30B001C0530", "dev1"),
+    ]
+
+
 def test_network_location_and_status_are_stored_for_the_technician(client, bridge):
     post_json(client, "/uplinks/tts", nf.TTS["location_solved"].body)
     post_json(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)

@@ -18,8 +18,8 @@ HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 
 
 @pytest.fixture
-def bridge(store_url):
-    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+def bridge(sqlite_url):  # parsing is the same whatever the store: SQLite only
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
         yield bridge
 
 

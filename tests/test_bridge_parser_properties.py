@@ -72,19 +72,19 @@ def read(network, event, body, content_type, path_ids=None):
     return result
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=400), TTS_EVENTS, CONTENT_TYPES)
 def test_tts_reader_never_raises_anything_but_malformed_on_any_bytes(body, event, content_type):
     read("tts", event, body, content_type)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=400), CHIRPSTACK_EVENTS, CONTENT_TYPES)
 def test_chirpstack_reader_never_raises_anything_but_malformed_on_any_bytes(body, event, content_type):
     read("chirpstack", event, body, content_type)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_documented_bodies_with_any_field_changed_read_or_fail_with_a_reason(data):
     fixture = data.draw(st.sampled_from(ALL_FIXTURES))
