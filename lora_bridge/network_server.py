@@ -83,7 +83,9 @@ class NetworkServerClient:
 
     def can_reach(self, target: DownlinkTarget) -> bool:
         """True when there is somewhere to push target's downlinks."""
-        return bool(target.push_url or self.settings.network_server_url)
+        if self.settings.network_server_url:
+            return True
+        return target.network != "chirpstack" and allowed_route(target.push_url, self.settings)
 
     def push(self, target: DownlinkTarget, f_port: int, payload: bytes, correlation_id: str | None = None) -> str | None:
         """Send one downlink for target; the network's id for it (ChirpStack) or None; DownlinkError."""

@@ -98,6 +98,10 @@ class Outbox:
                     extra={"device_id": downlink.device_id, "downlink_id": downlink.id},
                 )
                 return None
+            device = session.get(Device, downlink.device_id)
+            target = self._target(session, device)
+            if not self.client.can_reach(target):
+                return None  # nowhere to push yet (no network server, no TTS route): it waits, no attempt spent
             taken = session.execute(
                 update(Downlink)
                 .where(Downlink.id == downlink_id, Downlink.state == downlinks.STATE_QUEUED)
@@ -105,8 +109,6 @@ class Outbox:
             ).rowcount
             if taken != 1:
                 return None
-            device = session.get(Device, downlink.device_id)
-            target = self._target(session, device)
             together = downlinks.replaced_at_network(session, downlink)
             if together:
                 items = [OutgoingDownlink(row.f_port, row.payload, row.correlation_id) for row in together]

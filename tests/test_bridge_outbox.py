@@ -119,6 +119,16 @@ def test_a_push_interrupted_by_a_crash_goes_out_after_its_lease_expires(store_ur
     assert len(network.pushes) == 1
 
 
+def test_without_anywhere_to_push_an_ack_waits_without_spending_its_attempts(store_url):
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+        for _ in range(7):
+            assert bridge.flush_downlinks() == 0
+        (downlink,) = bridge.downlinks()
+
+    assert (downlink.state, downlink.attempts) == ("queued", 0)
+
+
 def test_tts_downlink_headers_route_the_ack_without_a_configured_network_server(store_url, network, caplog):
     push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-01/down/push"
     headers = dict(HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
