@@ -153,3 +153,15 @@ def test_a_read_only_store_refuses_the_body_with_503(sqlite_url):
     assert refused.status_code == 503
     assert retried.status_code == 200
     assert (counts["uplinks_stored"], counts["positions"]) == (1, 1)
+
+
+def test_the_durability_bench_measures_full_against_normal_on_the_same_uplinks():
+    from lora_bridge.durability_bench import run
+
+    figures = run(uplinks=12)
+
+    assert figures["uplinks"] == 12
+    rates = [figures[k] for k in ("full_uplinks_per_s", "normal_uplinks_per_s", "full_raw_inserts_per_s",
+                                  "normal_raw_inserts_per_s")]
+    assert all(rate > 0 for rate in rates)
+    assert figures["full_over_normal"] == pytest.approx(rates[0] / rates[1], rel=0.01)
