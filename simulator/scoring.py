@@ -11,7 +11,6 @@ with what may explain it, so a failed goal points at its cause.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -160,10 +159,8 @@ def verdict(alert: SeenAlert, events: list[TruthEvent], end_s: int) -> tuple[str
     return ("true", best) if best is not None else ("false_alarm", None)
 
 
-def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int,
-          explain: dict[str, str] | None = None) -> dict:
+def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int) -> dict:
     """Per alert type: recall, precision, median and p90 delay (minutes), missed and false events."""
-    explain = explain or {}
     out = {}
     for kind in SCORED_TYPES:
         truth = [e for e in events if kind in e.alert_types]
@@ -171,7 +168,7 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int,
         matched: dict[int, list[SeenAlert]] = defaultdict(list)
         false = []
         for a in raised:
-            word, event = verdict(a, truth, end_s)
+            _, event = verdict(a, truth, end_s)
             if event is None:
                 false.append(a)
             else:
@@ -204,8 +201,7 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int,
         figures["goal_met"] = goal_met
         figures["false_by_source"] = dict(Counter(a.source for a in false))
         if not goal_met:
-            figures["missed"] = [{**e.as_dict(), "cause": explain.get(f"{e.device_id}:{e.start_s}",
-                                                                      "no alert of this type reached the bridge")}
+            figures["missed"] = [{**e.as_dict(), "cause": "no alert of this type reached the bridge"}
                                  for e in missed]
             figures["false"] = [{"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
                                  "source": a.source, "cause": _false_cause(a)} for a in false]
@@ -230,8 +226,3 @@ def time_budget_error(reported: dict[tuple[str, int], Counter], truth: Truth) ->
             continue
         errors.append(0.5 * sum(abs(counts.get(b, 0) / total - true_shares[key][b]) for b in BEHAVIOURS))
     return round(float(np.mean(errors)), 4) if errors else None
-
-
-def is_nan(x: float | None) -> bool:
-    """True for None or NaN (a figure that could not be measured)."""
-    return x is None or (isinstance(x, float) and math.isnan(x))

@@ -15,7 +15,6 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -171,15 +170,6 @@ def simulate(name: str, to: str | None = None, speed: float | None = None, until
 
 
 # --- tembo bench alerts -----------------------------------------------------------------------------------
-@dataclass
-class _Run:
-    fleet: object
-    bridge: object
-    truth: Truth
-    alert_seen: dict
-    reported: dict
-
-
 @contextmanager
 def _bridge_for(fleet, reserve, folder: str) -> Iterator[tuple[object, str, str]]:
     from lora_bridge.adapters.webhook import create_app
