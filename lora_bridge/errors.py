@@ -92,6 +92,10 @@ class InvalidGeofenceFile(InvalidRequest):
     """A geofence file that does not read, has no CRS, or holds no valid polygon; the message says which."""
 
 
+class CollarFenceLimits(InvalidRequest):
+    """Fences a collar cannot hold (too many, too many corners, holes, both-way alerts); the message says which."""
+
+
 class DownlinkError(BridgeError):
     """The network server refused or did not answer a downlink push."""
 

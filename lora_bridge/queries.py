@@ -66,6 +66,28 @@ def latest_fix_per_device(session: Session) -> dict[str, tuple[datetime, float, 
     return {device_id: (time, lat, lon) for device_id, time, lat, lon in rows}
 
 
+def last_gateway_per_device(session: Session) -> dict[str, str]:
+    """The gateway that heard each collar's newest uplink best (the strongest RSSI of its copies)."""
+    newest = aliased(RawUplink)
+    newest_id = (
+        select(newest.id)
+        .where(newest.device_id == Device.device_id, newest.duplicate_of.is_(None))
+        .order_by(newest.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Device.device_id, RawUplink.gateways).join(RawUplink, RawUplink.id == newest_id)
+    ).all()
+    found = {}
+    for device_id, gateways in rows:
+        heard = [g for g in gateways or [] if isinstance(g, dict) and g.get("gateway_id")]
+        if heard:
+            best = max(heard, key=lambda g: g.get("rssi_dbm") if g.get("rssi_dbm") is not None else -1e9)
+            found[device_id] = str(best["gateway_id"])
+    return found
+
+
 def animal_views(session: Session) -> list[AnimalView]:
     """Every animal with its collar's latest state, ordered by name."""
     fixes = latest_fix_per_device(session)

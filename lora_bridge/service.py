@@ -18,7 +18,9 @@ from sqlalchemy import func, select
 from lora_bridge import ingest, queries
 from lora_bridge.decode import default_codec
 from lora_bridge.domain import (
+    activity,
     alerts,
+    collar_fences,
     devices,
     downlinks,
     geofences,
@@ -31,10 +33,12 @@ from lora_bridge.domain.geofence_files import read_fence_file
 from lora_bridge.domain.rules_profiles import load_rules_config
 from lora_bridge.errors import (
     InvalidCommand,
+    InvalidRequest,
     InvalidTransition,
     UnknownAnimal,
     UnknownDeadLetter,
     UnknownDevice,
+    UnknownGeofence,
 )
 from lora_bridge.network_messages import NETWORKS, event_name_of
 from lora_bridge.network_server import NetworkServerClient
@@ -67,6 +71,7 @@ from lora_bridge.views import (
     AlertEventView,
     AlertView,
     AnimalView,
+    CollarHealthView,
     DeadLetterView,
     DeviceView,
     DownlinkView,
@@ -646,6 +651,104 @@ class Bridge:
         """The store's size in bytes: store_bytes (allocated) and used_bytes."""
         with self.db.read() as session:
             return retention.store_size(session)
+
+    # Fences on the collars (dashboard) --------------------------------------------------------
+
+    def send_fences_to_collars(
+        self, geofence_ids: list[int], device_ids: list[str] | None = None
+    ) -> list[DownlinkView]:
+        """Queue, for each collar (every collar when device_ids is None), `clear_fences` and then the
+        `fence` commands that install the chosen fences. CollarFenceLimits, with nothing queued,
+        when the fences do not fit on a collar (count, corners, holes, both-way alerts)."""
+        chosen = {view.geofence_id: view for view in self.geofences() if view.geofence_id in set(geofence_ids)}
+        missing = sorted(set(geofence_ids) - set(chosen))
+        if missing:
+            raise UnknownGeofence(f"no geofence with id {missing}")
+        commands = collar_fences.fence_commands([chosen[i] for i in geofence_ids])
+        if device_ids is None:
+            with self.db.read() as session:
+                device_ids = list(session.scalars(select(Device.device_id).order_by(Device.device_id)))
+        queued = []
+        for device_id in device_ids:
+            queued.append(self.queue_command(device_id, "clear_fences"))
+            queued += [self.queue_command(device_id, "fence", values) for values in commands]
+        log.info("fences queued for collars", extra={"fences": len(chosen), "collars": len(device_ids)})
+        return queued
+
+    def rename_geofence(self, geofence_id: int, name: str) -> GeofenceView:
+        """Give a stored fence the ranger's name for it (its kind and geometry stay)."""
+        name = name.strip()
+        if not name:
+            raise InvalidRequest("a fence needs a name")
+        with self.db.write() as session:
+            row = session.get(Geofence, int(geofence_id))
+            if row is None:
+                raise UnknownGeofence(f"no geofence {geofence_id!r}")
+            row.name = name[:128]
+            session.flush()
+            return _geofence_view(row)
+
+    # Models (dashboard) -----------------------------------------------------------------------
+
+    def model_versions(self) -> list[dict[str, Any]]:
+        """Every activity model the bridge knows (the shipped one and the registry's), with its class
+        names and how many collars report running it, newest version first."""
+        known = activity.model_classes(self.settings.model_registry)
+        with self.db.read() as session:
+            running = dict(
+                session.execute(
+                    select(Device.model_version, func.count()).where(Device.model_version.is_not(None)).group_by(
+                        Device.model_version
+                    )
+                ).all()
+            )
+        versions = sorted(set(known) | {int(v) for v in running}, reverse=True)
+        return [
+            {"model_version": v, "classes": list(known.get(v, [])), "collars": int(running.get(v, 0))}
+            for v in versions
+        ]
+
+    # Fleet health (dashboard) -----------------------------------------------------------------
+
+    def fleet_health(self, now: datetime | None = None) -> list[CollarHealthView]:
+        """Every collar's health in one read: battery and its trend (the rules' battery trend),
+        last uplink against the collar's own reporting interval, radio and gateway of its newest
+        uplink, lost uplinks from FCnt gaps, firmware and model versions."""
+        at = as_utc(now) if now else utc_now()
+        with self.db.read() as session:
+            health = {view.device_id: view for view in queries.device_views(session)}
+            gateways = queries.last_gateway_per_device(session)
+            rows = session.execute(
+                select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id)
+            ).all()
+            views = []
+            for device, animal in rows:
+                profile = self.rules_runtime.profile(device, animal)
+                trend = rules.battery_trend(session, device, at, profile.battery)
+                view = health[device.device_id]
+                views.append(
+                    CollarHealthView(
+                        device_id=device.device_id,
+                        animal_id=view.animal_id,
+                        name=view.name,
+                        battery_mv=view.battery_mv,
+                        battery_slope_mv_per_day=trend["slope_mv_per_day"] if trend else None,
+                        battery_low_on=trend["low_on"] if trend else None,
+                        battery_empty_on=trend["empty_on"] if trend else None,
+                        last_seen=view.last_seen,
+                        expected_interval_s=rules.expected_interval_s(device),
+                        offline_after_s=rules.offline_after_s(device, profile.offline),
+                        last_rssi_dbm=view.last_rssi_dbm,
+                        last_snr_db=view.last_snr_db,
+                        last_gateway=gateways.get(device.device_id),
+                        frame_loss_pct=view.frame_loss_pct,
+                        uplinks_received=view.uplinks_received,
+                        fw_version=view.fw_version,
+                        model_version=view.model_version,
+                        temperature_c=view.temperature_c,
+                    )
+                )
+        return sorted(views, key=lambda v: (v.name or "", v.device_id))
 
     # Helpers ---------------------------------------------------------------------------------
 

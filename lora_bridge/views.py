@@ -66,6 +66,30 @@ class DeviceView:
 
 
 @dataclass(frozen=True)
+class CollarHealthView:
+    """A collar's health for the field technicians' fleet page."""
+
+    device_id: str
+    animal_id: str | None
+    name: str | None
+    battery_mv: int | None
+    battery_slope_mv_per_day: float | None
+    battery_low_on: str | None
+    battery_empty_on: str | None
+    last_seen: datetime | None
+    expected_interval_s: int
+    offline_after_s: int
+    last_rssi_dbm: float | None
+    last_snr_db: float | None
+    last_gateway: str | None
+    frame_loss_pct: float | None
+    uplinks_received: int
+    fw_version: str | None
+    model_version: int | None
+    temperature_c: float | None
+
+
+@dataclass(frozen=True)
 class PositionView:
     """One fix of one animal."""
 

@@ -39,7 +39,7 @@ logs.configure()
 options = config.options()
 url = options.database_url
 try:
-    open_count = len(data.open_alerts(url))
+    open_count = data.nav_alert_count(url)  # the live panels redraw the page when theirs differs
 except Exception as error:  # the store is down or the URL is wrong: say so instead of a traceback
     logger.exception("dashboard cannot read the store", extra={"database_url": data.safe_url(url)})
     st.error(f"The dashboard cannot read the Tembo store at {data.safe_url(url)}: {error}")
@@ -57,5 +57,13 @@ with st.sidebar:
     )
 
 st.navigation(
-    [navigation.live_map_page(), navigation.alerts_page(open_count), navigation.animals_page()]
+    [
+        navigation.live_map_page(),
+        navigation.alerts_page(open_count),
+        navigation.animals_page(),
+        navigation.fleet_page(),
+        navigation.geofences_page(),
+        navigation.models_page(),
+        navigation.updates_page(),
+    ]
 ).run()

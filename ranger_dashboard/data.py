@@ -182,7 +182,46 @@ def track_between(url: str, animal_id: str, start: datetime, end: datetime, view
     return bridge(url).tracks(since=start, until=end, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])
 
 
+@st.cache_data(ttl=30, show_spinner=False)
+def fleet_health(url: str, now: datetime) -> list[Any]:
+    """Every collar's health (`CollarHealthView`) at `now`."""
+    return bridge(url).fleet_health(now)
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def battery_trend(url: str, device_id: str) -> dict[str, Any] | None:
     """The collar's battery slope and the dates it reaches low, critical and empty (None: too few readings)."""
     return bridge(url).battery_trend(device_id)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def geofences(url: str) -> list[Any]:
+    """Every stored fence (`GeofenceView`), oldest first."""
+    return bridge(url).geofences()
+
+
+def import_geofences(
+    url: str, content: bytes, filename: str, kind: str, alert_on: str, replace: bool, name: str | None
+) -> list[Any]:
+    """Import a fence file through the bridge (which reads and reprojects it); name the new fences
+    `name` (numbered when the file held several) when given."""
+    added = bridge(url).import_geofences(content, filename, kind=kind, alert_on=alert_on, replace=replace)
+    if name:
+        added = [
+            bridge(url).rename_geofence(view.geofence_id, name if len(added) == 1 else f"{name} {number}")
+            for number, view in enumerate(added, start=1)
+        ]
+    logger.info("geofences imported", extra={"geofence_file": filename, "fences": len(added)})
+    geofences.clear()
+    return added
+
+
+def send_fences_to_collars(url: str, geofence_ids: list[int]) -> list[Any]:
+    """Queue the chosen fences for every collar (CollarFenceLimits when they do not fit)."""
+    return bridge(url).send_fences_to_collars(list(geofence_ids))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def model_versions(url: str) -> list[dict[str, Any]]:
+    """The activity models the bridge knows, their classes and how many collars run each."""
+    return bridge(url).model_versions()

@@ -536,3 +536,61 @@ def evidence_deck(
     deck = pdk.Deck(layers=layers, initial_view_state=view_state_for(box, *fit_px), map_provider=None)
     deck.map_style = NO_BASE_MAP
     return deck
+
+
+HOME_RANGE_FILL = {"KDE": [235, 180, 80, 50], "MCP": [0, 0, 0, 0]}
+HOME_RANGE_LINE = {"KDE": [235, 180, 80, 220], "MCP": [200, 200, 230, 220]}
+
+
+def animal_deck(
+    geography: Mapping[str, Any], fixes: Sequence[Any], ranges: Sequence[Any], fit_px: tuple[int, int] = (640, 360)
+) -> pdk.Deck:
+    """One animal's track on the reserve with its home-range outlines (`home_range.HomeRange`s),
+    fitted to the track; its newest fix ringed."""
+    layers = geography_layers(geography)
+    for home in ranges:
+        family = home.method.split()[0]
+        layers.append(
+            pdk.Layer(
+                "GeoJsonLayer",
+                id=f"home-range-{family.lower()}",
+                data={"type": "Feature", "geometry": home.geometry, "properties": {"name": home.method}},
+                stroked=True,
+                filled=True,
+                get_fill_color=HOME_RANGE_FILL.get(family, [0, 0, 0, 0]),
+                get_line_color=HOME_RANGE_LINE.get(family, palette.LABEL_COLOUR),
+                line_width_units=PIXELS,
+                get_line_width=2,
+            )
+        )
+    path = [[_rounded(p.lon), _rounded(p.lat)] for p in sorted(fixes, key=lambda p: p.time)]
+    points = [{"lon": lon, "lat": lat} for lon, lat in path]
+    if len(path) >= 2:
+        layers.append(
+            pdk.Layer(
+                "PathLayer",
+                id="track",
+                data=[{"path": path}],
+                get_path="path",
+                get_color=palette.track_colour(1),
+                width_units=PIXELS,
+                get_width=2,
+            )
+        )
+    if points:
+        layers.append(
+            pdk.Layer(
+                "ScatterplotLayer",
+                id="newest-fix",
+                data=points[-1:],
+                get_position=["lon", "lat"],
+                get_fill_color=palette.LABEL_COLOUR,
+                radius_units=PIXELS,
+                get_radius=6,
+            )
+        )
+    deck = pdk.Deck(
+        layers=layers, initial_view_state=view_state_for(map_bounds({}, points), *fit_px), map_provider=None
+    )
+    deck.map_style = NO_BASE_MAP
+    return deck

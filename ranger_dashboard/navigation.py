@@ -37,3 +37,18 @@ def animals_page() -> st.Page:
 def updates_page() -> st.Page:
     """The field technicians' updates page at /updates (campaigns, who runs what)."""
     return st.Page(PAGES_DIR / "updates.py", title="Updates", icon=":material/system_update:", url_path="updates")
+
+
+def fleet_page() -> st.Page:
+    """The field technicians' fleet health page at /fleet."""
+    return st.Page(PAGES_DIR / "fleet.py", title="Fleet health", icon=":material/battery_alert:", url_path="fleet")
+
+
+def geofences_page() -> st.Page:
+    """The geofences page at /geofences (import, preview, send to collars)."""
+    return st.Page(PAGES_DIR / "geofences.py", title="Geofences", icon=":material/fence:", url_path="geofences")
+
+
+def models_page() -> st.Page:
+    """The researchers' models page at /models."""
+    return st.Page(PAGES_DIR / "models.py", title="Models", icon=":material/model_training:", url_path="models")

@@ -356,3 +356,74 @@ def live_table(
             }
         )
     return pd.DataFrame(rows, columns=[COL_NAME, COL_BEHAVIOUR, COL_HEARD, COL_BATTERY])
+
+
+def animal_alert_table(alerts: Iterable[Any]) -> pd.DataFrame:
+    """One animal's alerts, newest first: type, priority, raised, state, verdict and note."""
+    epoch = datetime.min.replace(tzinfo=UTC)
+    rows = [
+        {
+            COL_TYPE: alert_type_label(a.alert_type),
+            COL_PRIORITY: palette.priority_label(a.priority),
+            COL_TIME: format_time(a.time),
+            COL_STATE: a.state,
+            "Verdict": VERDICT_LABELS.get(a.verdict or "", a.verdict or ""),
+            "Note": getattr(a, "note", None) or "",
+        }
+        for a in sorted(alerts, key=lambda a: a.time or epoch, reverse=True)
+    ]
+    return pd.DataFrame(rows, columns=[COL_TYPE, COL_PRIORITY, COL_TIME, COL_STATE, "Verdict", "Note"])
+
+
+# ---------------------------------------------------------------- fleet health
+
+COL_UPLINK_DUE = "Uplink due"
+COL_LOW_ON = "Low on"
+COL_EMPTY_ON = "Empty on"
+
+
+def fleet_health_table(collars: Iterable[Any], now: datetime, low_battery_mv: int = LOW_BATTERY_MV) -> pd.DataFrame:
+    """Per collar (`CollarHealthView`): battery and its trend, last uplink against the collar's own
+    interval, radio, lost uplinks, versions; the most urgent first (overdue, then lowest battery)."""
+    rows = []
+    for c in collars:
+        silent_s = (now - c.last_seen).total_seconds() if c.last_seen is not None else None
+        if silent_s is None or silent_s > c.offline_after_s:
+            due = "overdue"
+        elif silent_s > c.expected_interval_s:
+            due = "late"
+        else:
+            due = "on time"
+        rows.append(
+            {
+                COL_NAME: c.name or "",
+                COL_COLLAR: c.device_id,
+                COL_BATTERY: format_battery(c.battery_mv, low_battery_mv),
+                "Trend (mV/day)": c.battery_slope_mv_per_day,
+                COL_LOW_ON: (c.battery_low_on or "")[:10],
+                COL_EMPTY_ON: (c.battery_empty_on or "")[:10],
+                COL_HEARD: format_age(c.last_seen, now),
+                "Interval": f"{c.expected_interval_s / 3600:g} h",
+                COL_UPLINK_DUE: due,
+                "RSSI (dBm)": c.last_rssi_dbm,
+                "SNR (dB)": c.last_snr_db,
+                "Gateway": c.last_gateway or "",
+                "Lost uplinks (%)": c.frame_loss_pct,
+                COL_FIRMWARE: c.fw_version or "",
+                COL_MODEL: "" if c.model_version is None else str(c.model_version),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    urgency = table[COL_UPLINK_DUE].map({"overdue": 0, "late": 1, "on time": 2})
+    battery = pd.Series([c.battery_mv if c.battery_mv is not None else 10**6 for c in collars])
+    order = pd.DataFrame({"u": urgency, "b": battery}).sort_values(["u", "b"]).index
+    return table.loc[order].reset_index(drop=True)
+
+
+def style_fleet_table(table: pd.DataFrame) -> Any:
+    """The fleet table with overdue / late uplinks in the priority colours."""
+    colours = {"overdue": palette.PRIORITY_COLOURS[300], "late": palette.PRIORITY_COLOURS[200]}
+    css = {label: "color: rgb({}, {}, {}); font-weight: 600".format(*rgb[:3]) for label, rgb in colours.items()}
+    return table.style.map(lambda value: css.get(value, ""), subset=[COL_UPLINK_DUE])

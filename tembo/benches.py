@@ -16,4 +16,5 @@ BENCHES: dict[str, str] = {
     "alerts": "tembo.twin:bench_alerts",
     "sim": "tembo.twin:bench_sim",
     "fuota": "simulator.fuota:bench",
+    "dashboard": "ranger_dashboard.bench:run",
 }

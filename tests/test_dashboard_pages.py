@@ -190,7 +190,7 @@ def test_alert_link_opens_that_alert_with_its_history(store):
 
 def test_ranger_sees_battery_behaviour_versions_and_activity_per_animal(store):
     app = open_page("animals")
-    table = app.dataframe[0].value
+    table = app.dataframe[-1].value  # the herd, under the animal
     zawadi = table[table[views.COL_NAME] == "Zawadi"].iloc[0]
     assert zawadi[views.COL_BATTERY] == "3.15 V (low)"
     assert zawadi[views.COL_BEHAVIOUR] == "walk"
@@ -199,7 +199,15 @@ def test_ranger_sees_battery_behaviour_versions_and_activity_per_animal(store):
     assert metric(app, "Behaviour") == "forage"
     assert metric(app, "Firmware") == "1.2.3"
     assert any("forage 70 %" in m.value for m in app.markdown)
-    assert len(app.get("vega_lite_chart")) == 2
+    assert len(app.get("vega_lite_chart")) == 3  # speed, daily budget, VeDBA
+    assert metric(app, "Temperature") == "27.5 °C"
+    assert any(c.value.startswith("6 fixes in 7 d · MCP 100 %:") and "KDE 95%" in c.value for c in app.caption)
+    assert any(m.value.startswith("**Speed:** median") for m in app.markdown)
+    night = next(d.value for d in app.dataframe if "VeDBA mean (mg)" in d.value.columns)
+    assert set(night.index) <= {"day", "night"}
+    assert [b.label for b in app.get("download_button")] == ["CSV", "GeoJSON", "GeoPackage", "Movebank CSV"]
+    maps = [json.loads(chart.proto.json) for chart in app.get("deck_gl_json_chart")]
+    assert {"home-range-kde", "home-range-mcp", "track"} <= {layer["id"] for layer in maps[0]["layers"]}
 
 
 def test_animal_link_opens_that_animal(store):
@@ -246,7 +254,7 @@ def test_researcher_sees_alerts_without_positions_and_cannot_act_on_them(researc
     assert set(app.dataframe[0].value[views.COL_POSITION]) == {"withheld"}
     assert not app.button
     assert any("rangers acknowledge and resolve" in i.value for i in app.info)
-    animals = open_page("animals").dataframe[0].value
+    animals = open_page("animals").dataframe[-1].value
     assert set(animals[views.COL_POSITION]) == {"withheld"}
 
 

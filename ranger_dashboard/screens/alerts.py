@@ -14,7 +14,7 @@ import streamlit as st
 
 from lora_bridge.errors import BridgeError
 from lora_bridge.views import AlertView
-from ranger_dashboard import config, data, evidence, navigation, palette, roles, selection, views
+from ranger_dashboard import config, data, evidence, markers, navigation, palette, roles, selection, views
 
 FLASH_KEY = "alerts_flash"
 # Alerts drawn as cards with their own buttons; the rest of a long queue is in the table under them.
@@ -100,7 +100,9 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
                 if st.session_state.get("alert") == str(alert_id):
                     selection.mirror("alert", None)
                     del st.session_state["alert"]
-                act("resolve", alert, data.resolve_alert, url, alert_id, ranger, views.VERDICTS[verdict], note)
+                act(
+                    "resolve", alert, data.resolve_alert, url, alert_id, ranger, views.VERDICTS[verdict], note
+                )
             assignee = st.text_input("Hand over to", key=f"assignee-{alert_id}", placeholder="Ranger's name")
             if st.button("Assign", key=f"assign-{alert_id}", disabled=not ranger or not assignee.strip()):
                 flash(f"Alert assigned to {assignee.strip()}.")
@@ -124,6 +126,7 @@ def queue() -> None:
         st.info(f"The {role.title.lower()} view shows alerts; rangers acknowledge and resolve them.")
     if not alerts:
         st.info("No open alerts.")
+        markers.ready(markers.ALERTS_READY_ID, alerts=0)
         return
     counts = views.priority_counts(alerts)
     st.caption(
@@ -138,6 +141,7 @@ def queue() -> None:
             hide_index=True,
         )
     chosen(alerts, now)
+    markers.ready(markers.ALERTS_READY_ID, alerts=len(alerts))
 
 
 def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
@@ -146,7 +150,9 @@ def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
     alert_ids = list(by_id)
     selection.restore("alert", "alert", alert_ids, default=alert_ids[0])
     st.subheader("Evidence")
-    st.selectbox("Alert", alert_ids, key="alert", format_func=lambda alert_id: views.alert_label(by_id[alert_id]))
+    st.selectbox(
+        "Alert", alert_ids, key="alert", format_func=lambda alert_id: views.alert_label(by_id[alert_id])
+    )
     alert = by_id[st.session_state["alert"]]
     selection.mirror("alert", str(alert.alert_id))
     st.markdown(f"#### {views.alert_type_label(alert.alert_type)}")

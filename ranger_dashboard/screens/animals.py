@@ -1,5 +1,6 @@
-"""Animals page: per collared animal, last seen, battery, behaviour, firmware and model versions,
-and a summary of its activity (share of time per behaviour, VeDBA)."""
+"""Animal page: one collared animal's track, home range (minimum convex polygon and kernel density),
+daily activity budget, day and night activity, speed, battery and temperature, alert history, and
+its fixes to download (CSV, GeoJSON, GeoPackage, Movebank CSV). The herd's table is below."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from datetime import timedelta
 
 import streamlit as st
 
-from ranger_dashboard import config, data, roles, selection, views
+from lora_bridge import exports
+from lora_bridge.domain import home_range
+from ranger_dashboard import config, data, map_layers, markers, roles, selection, views
 
-ACTIVITY_DAYS = (1, 3, 7, 14, 30)
-DEFAULT_ACTIVITY_DAYS = 7
+PERIOD_DAYS = (1, 3, 7, 14, 30)
+DEFAULT_PERIOD_DAYS = 7
 
 options = config.options()
 url = options.database_url
@@ -18,63 +21,139 @@ role = roles.role(options.role)
 now = data.now(options)
 animals = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
 
-st.title("Animals")
 if not animals:
     selection.mirror("animal", None)
     st.info("No collared animals yet.")
     st.stop()
 
-low_battery_mv = data.low_battery_mv(url)
-st.dataframe(
-    views.animal_table(animals, now, low_battery_mv, show_positions=role.exact_positions), hide_index=True
-)
-
 by_id = {str(a.animal_id): a for a in animals}
 animal_ids = list(by_id)
 selection.restore("animal", "animal", animal_ids, default=animal_ids[0])
-st.selectbox("Animal", animal_ids, key="animal", format_func=lambda animal_id: by_id[animal_id].name)
+selection.restore("activity_days", "days", PERIOD_DAYS, default=DEFAULT_PERIOD_DAYS)
+top = st.columns([2, 3])
+top[0].selectbox("Animal", animal_ids, key="animal", format_func=lambda animal_id: by_id[animal_id].name)
+top[1].select_slider("Days up to the last report", PERIOD_DAYS, key="activity_days")
 animal = by_id[st.session_state["animal"]]
+days = int(st.session_state["activity_days"])
 selection.mirror("animal", st.session_state["animal"])
+selection.mirror("days", days)
+low_battery_mv = data.low_battery_mv(url)
+viewer = f"{role.name}:{selection.ranger_name() or 'anonymous'}"
 
 st.header(animal.name or animal.device_id)
 st.caption(f"{animal.species} · collar {animal.device_id or 'none fitted'}")
-columns = st.columns(5)
+columns = st.columns(6)
 columns[0].metric(
     "Last seen", views.format_age(animal.last_seen, now), help=views.format_time(animal.last_seen)
 )
 columns[1].metric("Battery", views.format_battery(animal.battery_mv, low_battery_mv) or "unknown")
-columns[2].metric("Behaviour", animal.behaviour or "unknown")
-columns[3].metric("Firmware", animal.fw_version or "unknown")
-columns[4].metric("Model", "unknown" if animal.model_version is None else str(animal.model_version))
+columns[2].metric(
+    "Temperature", "unknown" if animal.temperature_c is None else f"{animal.temperature_c:.1f} °C"
+)
+columns[3].metric("Behaviour", animal.behaviour or "unknown")
+columns[4].metric("Firmware", animal.fw_version or "unknown")
+columns[5].metric("Model", "unknown" if animal.model_version is None else str(animal.model_version))
 
+end = animal.last_seen or now
+since = end - timedelta(days=days)
+
+# ------------------------------------------------------------------ track and home range
+if role.exact_positions:
+    fixes = data.animal_track(url, animal.animal_id, since, viewer)
+else:
+    cutoff = (now - role.position_delay).replace(second=0, microsecond=0)
+    _, coarse = roles.withheld_positions(
+        {animal.animal_id: data.animal_track(url, animal.animal_id, since, viewer)},
+        cutoff,
+        role.position_grid_m,
+    )
+    fixes = coarse.get(str(animal.animal_id), [])
+
+st.subheader("Track and home range")
+mcp = home_range.minimum_convex_polygon(fixes)
+kde = home_range.kernel_density_range(fixes)
+if fixes:
+    st.pydeck_chart(
+        map_layers.animal_deck(data.geography(url), fixes, [r for r in (kde, mcp) if r is not None]),
+        height=360,
+        key=f"animal-map-{animal.animal_id}",
+    )
+    ranges = [r for r in (mcp, kde) if r is not None]
+    st.caption(
+        f"{len(fixes)} fixes in {days} d"
+        + "".join(f" · {r.method}: {r.area_km2:,.2f} km²" for r in ranges)
+        + ("" if role.exact_positions else f" · {role.describe_positions()}")
+    )
+else:
+    st.info(f"No fixes from this collar in the last {days} days.")
+
+speed = home_range.speeds(fixes)
+if not speed.empty:
+    st.markdown(
+        f"**Speed:** median {speed['speed_km_h'].median():.2f} km/h · "
+        f"fastest {speed['speed_km_h'].max():.2f} km/h · "
+        f"{speed['distance_m'].sum() / 1000:,.1f} km travelled"
+    )
+    st.line_chart(
+        speed.set_index("time")[["speed_km_h"]], x_label="Time (UTC)", y_label="Speed (km/h)", height=200
+    )
+
+# ------------------------------------------------------------------ activity
 st.subheader("Activity")
-selection.restore("activity_days", "days", ACTIVITY_DAYS, default=DEFAULT_ACTIVITY_DAYS)
-days = st.select_slider("Days up to the last report", ACTIVITY_DAYS, key="activity_days")
-selection.mirror("days", days)
-since = animal.last_seen - timedelta(days=days) if animal.last_seen is not None else None
-frame = views.activity_frame(data.activity(url, animal.animal_id, since))
+summaries = data.activity(url, animal.animal_id, since)
+frame = views.activity_frame(summaries)
 if frame.empty:
     st.info("No activity summaries from this collar yet.")
-    st.stop()
+else:
+    shares = views.behaviour_shares(frame)
+    st.markdown(
+        "**Time per behaviour:** "
+        + " · ".join(f"{behaviour} {share:.0f} %" for behaviour, share in shares.items())
+    )
+    budget = home_range.daily_budget(summaries)
+    st.bar_chart(budget, x_label="Day (UTC)", y_label="Hours", stack=True, height=240)
+    device = next((d for d in data.devices(url) if d.device_id == animal.device_id), None)
+    offset = home_range.utc_offset_min(device.reported_settings if device else None)
+    st.caption(f"By day and by night (the collar's night, local time UTC{offset / 60:+g} h)")
+    st.dataframe(home_range.day_night_activity(summaries, offset))
+    st.line_chart(
+        frame[[views.VEDBA_MEAN, views.VEDBA_MAX]].rename(
+            columns={views.VEDBA_MEAN: "VeDBA mean (mg)", views.VEDBA_MAX: "VeDBA max (mg)"}
+        ),
+        x_label="Interval start (UTC)",
+        y_label="VeDBA (mg)",
+        height=200,
+    )
 
-shares = views.behaviour_shares(frame)
-st.markdown(
-    "**Time per behaviour:** "
-    + " · ".join(f"{behaviour} {share:.0f} %" for behaviour, share in shares.items())
-)
-behaviours = list(shares.index)
-st.bar_chart(
-    frame[behaviours],
-    x_label="Interval start (UTC)",
-    y_label="Share of interval (%)",
-    stack=True,
-    height=260,
-)
-st.line_chart(
-    frame[[views.VEDBA_MEAN, views.VEDBA_MAX]].rename(
-        columns={views.VEDBA_MEAN: "VeDBA mean (mg)", views.VEDBA_MAX: "VeDBA max (mg)"}
-    ),
-    x_label="Interval start (UTC)",
-    y_label="VeDBA (mg)",
-    height=220,
-)
+# ------------------------------------------------------------------ alerts
+st.subheader("Alert history")
+history = [a for a in data.alerts(url, None, 500) if str(a.animal_id) == str(animal.animal_id)]
+if history:
+    st.dataframe(views.animal_alert_table(history), hide_index=True)
+else:
+    st.caption("No alerts for this animal.")
+
+# ------------------------------------------------------------------ downloads
+if fixes:
+    st.subheader("Download the fixes")
+    stem = f"{(animal.name or animal.device_id).replace(' ', '_')}_{days}d"
+    buttons = st.columns(4)
+    buttons[0].download_button("CSV", exports.to_csv(fixes), f"{stem}.csv", exports.MEDIA_TYPES["csv"])
+    buttons[1].download_button(
+        "GeoJSON", exports.to_geojson(fixes), f"{stem}.geojson", exports.MEDIA_TYPES["geojson"]
+    )
+    buttons[2].download_button(
+        "GeoPackage", exports.to_geopackage(fixes), f"{stem}.gpkg", exports.MEDIA_TYPES["gpkg"]
+    )
+    buttons[3].download_button(
+        "Movebank CSV",
+        exports.to_movebank_csv(fixes, animal.species),
+        f"{stem}_movebank.csv",
+        exports.MEDIA_TYPES["movebank.csv"],
+    )
+
+with st.expander(f"The herd ({len(animals)})"):
+    st.dataframe(
+        views.animal_table(animals, now, low_battery_mv, show_positions=role.exact_positions), hide_index=True
+    )
+markers.ready(markers.ANIMAL_READY_ID, animal=animal.animal_id, fixes=len(fixes))

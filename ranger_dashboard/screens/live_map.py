@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from ranger_dashboard import config, data, map_layers, navigation, palette, roles, selection, views
+from ranger_dashboard import config, data, map_layers, markers, navigation, palette, roles, selection, views
 
 logger = logging.getLogger("ranger_dashboard.live_map")
 
@@ -25,8 +25,6 @@ PICKS_KEY = "_map_picks"
 # The map's size: fitted for a phone when the browser says it is one.
 PHONE_MAP_PX = (360, 440)
 DESK_MAP_PX = (640, 620)
-# A DOM marker written right after the chart: the bench and the browser tests wait for it.
-READY_MARKER_ID = "tembo-map-ready"
 LEGEND = (
     "**Animal** "
     + " · ".join(
@@ -129,10 +127,7 @@ def live_panel() -> None:
             # A new key per focus and per click starts each map with no selection left over.
             key=f"live-map-{focus}-{st.session_state.get(PICKS_KEY, 0)}",
         )
-        st.html(
-            f'<span id="{READY_MARKER_ID}" data-animals="{len(points)}" data-alerts="{len(rings)}" '
-            f'data-tracks="{len(paths)}"></span>'
-        )
+        markers.ready(markers.MAP_READY_ID, animals=len(points), alerts=len(rings), tracks=len(paths))
     picked = map_layers.selected_animal_id(state.selection.objects) if state is not None else None
     if picked is not None:
         st.session_state[OPEN_FROM_MAP_KEY] = picked

@@ -1,0 +1,140 @@
+"""An animal's movement summaries and downloads: home range in metres (minimum convex polygon and
+kernel density), speed, day and night by the collar's night, and its fixes as CSV, GeoJSON,
+GeoPackage and Movebank CSV read back the way those formats' own readers read them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+from shapely.geometry import Point, shape
+
+from collar_firmware.risk import is_night
+from lora_bridge import exports
+from lora_bridge.domain import home_range
+from lora_bridge.views import ActivityView, PositionView
+
+T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
+# A degree of latitude near the equator is about 110.57 km (WGS84): 0.009044° ≈ 1 km.
+KM_LAT = 1 / 110.574
+KM_LON = 1 / 111.320
+
+
+def fix(minutes: float, north_km: float, east_km: float) -> PositionView:
+    """A fix of Amani near Laikipia (0.3° N, 36.9° E), `north_km`/`east_km` from the origin."""
+    return PositionView(
+        animal_id="1",
+        name="Amani",
+        device_id="collar-001",
+        time=T0 + timedelta(minutes=minutes),
+        lat=0.3 + north_km * KM_LAT,
+        lon=36.9 + east_km * KM_LON,
+    )
+
+
+def square_walk() -> list[PositionView]:
+    """The corners of a 2 km x 2 km square and its centre, an hour apart."""
+    corners = [(0, 0), (0, 2), (2, 2), (2, 0), (1, 1)]
+    return [fix(60 * i, n, e) for i, (n, e) in enumerate(corners)]
+
+
+def test_minimum_convex_polygon_of_a_2_km_square_is_4_km2():
+    mcp = home_range.minimum_convex_polygon(square_walk())
+    assert mcp is not None
+    assert mcp.area_km2 == pytest.approx(4.0, rel=0.01)
+    assert mcp.geometry["type"] == "Polygon"
+    lon, lat = mcp.geometry["coordinates"][0][0]
+    assert 36.89 < lon < 36.93 and 0.29 < lat < 0.33  # back in WGS84 degrees
+    assert home_range.minimum_convex_polygon(square_walk()[:2]) is None
+
+
+def test_kernel_density_home_range_covers_the_fixes_and_grows_with_the_spread():
+    rng = np.random.default_rng(3)
+    tight = [fix(30 * i, *rng.normal(0, 0.5, 2)) for i in range(60)]
+    wide = [fix(30 * i, *rng.normal(0, 2.0, 2)) for i in range(60)]
+    small, large = home_range.kernel_density_range(tight), home_range.kernel_density_range(wide)
+    assert small is not None and large is not None
+    assert 10 < large.area_km2 / small.area_km2 < 25  # four times the spread, about sixteen times the area
+    area = shape(large.geometry)
+    inside = sum(area.contains(Point(p.lon, p.lat)) for p in wide)
+    assert inside >= 0.9 * len(wide)
+    assert home_range.kernel_density_range(tight[:3]) is None
+
+
+def test_speed_between_fixes_is_distance_over_time_in_km_per_hour():
+    walk = [fix(0, 0, 0), fix(60, 0, 3), fix(90, 0, 3)]  # 3 km in an hour, then still for half an hour
+    speeds = home_range.speeds(walk)
+    assert list(speeds["speed_km_h"].round(2)) == [pytest.approx(3.0, abs=0.03), 0.0]
+
+
+def test_day_and_night_use_the_collars_own_night():
+    summaries = [
+        ActivityView(
+            "1",
+            "collar-001",
+            T0 + timedelta(hours=h),
+            60,
+            1,
+            100 if h < 12 else 20,
+            400,
+            {"rest": 20.0, "walk": 80.0} if h < 12 else {"rest": 90.0, "walk": 10.0},
+            None,
+        )
+        for h in range(24)
+    ]
+    offset = home_range.utc_offset_min({})
+    table = home_range.day_night_activity(summaries, offset)
+    nights = sum(is_night(int((T0 + timedelta(hours=h, minutes=30)).timestamp()), offset) for h in range(24))
+    assert set(table.index) == {"day", "night"}
+    assert 0 < nights < 24
+    # East Africa Time: the first UTC hours are local morning (day), the evening hours are night.
+    assert table.loc["night", "VeDBA mean (mg)"] != table.loc["day", "VeDBA mean (mg)"]
+    budget = home_range.daily_budget(summaries)
+    assert budget.sum(axis=1).iloc[0] == pytest.approx(24.0)
+
+
+def test_fixes_download_as_csv_geojson_geopackage_and_movebank_csv():
+    fixes = square_walk()
+    rows = list(csv.DictReader(io.StringIO(exports.to_csv(fixes).decode())))
+    assert [r["time_utc"] for r in rows][:2] == ["2026-11-20T00:00:00Z", "2026-11-20T01:00:00Z"]
+
+    collection = json.loads(exports.to_geojson(fixes))
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 5
+    first = collection["features"][0]
+    assert first["geometry"] == {"type": "Point", "coordinates": [36.9, 0.3]}  # RFC 7946: lon, lat
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "amani.gpkg"
+        path.write_bytes(exports.to_geopackage(fixes))
+        assert pyogrio.list_layers(path)[0][0] == "fixes"
+        frame = gpd.read_file(path)
+        assert frame.crs.to_epsg() == 4326 and len(frame) == 5
+        assert path.read_bytes()[:16] == b"SQLite format 3\x00"
+
+    movebank = list(
+        csv.DictReader(io.StringIO(exports.to_movebank_csv(fixes, "Loxodonta africana").decode()))
+    )
+    # Movebank's attribute names, as its own downloads carry them, read the way R's move::move reads
+    # a Movebank file: timestamp "%Y-%m-%d %H:%M:%S" in UTC, location-long / location-lat.
+    assert list(movebank[0]) == list(exports.MOVEBANK_COLUMNS)
+    assert movebank[1]["timestamp"] == "2026-11-20 01:00:00.000"
+    assert datetime.strptime(movebank[1]["timestamp"][:19], "%Y-%m-%d %H:%M:%S") == datetime(2026, 11, 20, 1)
+    assert (float(movebank[0]["location-long"]), float(movebank[0]["location-lat"])) == (36.9, 0.3)
+    assert movebank[0]["individual-local-identifier"] == "Amani"
+    assert movebank[0]["tag-local-identifier"] == "collar-001"
+
+
+def test_an_empty_track_downloads_as_files_with_no_rows():
+    assert exports.to_csv([]).decode().strip() == ",".join(exports.COLUMNS)
+    assert json.loads(exports.to_geojson([]))["features"] == []
+    assert exports.to_movebank_csv([], "Loxodonta africana").decode().strip() == ",".join(
+        exports.MOVEBANK_COLUMNS
+    )
