@@ -132,3 +132,15 @@ def _zip(files: dict[str, bytes]) -> bytes:
 def _unzip(content: bytes) -> dict[str, bytes]:
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_every_role_gets_the_night_theme_and_no_deploy_button():
+    import tomllib
+
+    from ranger_dashboard import palette
+
+    settings = tomllib.loads(
+        (Path(ranger_dashboard.__file__).resolve().parent.parent / ".streamlit" / "config.toml").read_text()
+    )
+    assert settings["theme"] == palette.THEME  # one theme: the file and the launcher's flags agree
+    assert settings["client"]["toolbarMode"] == "minimal"
