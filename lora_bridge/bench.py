@@ -37,7 +37,7 @@ from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.decode import default_codec
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import Bridge, open_bridge
-from lora_bridge.store.tables import RawUplink
+from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
 
 BENCH_SECRET = "bench-secret"
@@ -93,8 +93,9 @@ def _tts_body(device_id: str, f_cnt: int, port: int, payload: bytes, t_s: int, g
 
 
 def _uplink_key(body: bytes) -> tuple[str, int]:
+    """(DevEUI, frame counter): one uplink, whatever device name the bridge files it under."""
     document = json.loads(body)
-    return document["end_device_ids"]["device_id"], document["uplink_message"]["f_cnt"]
+    return document["end_device_ids"]["dev_eui"].upper(), document["uplink_message"]["f_cnt"]
 
 
 # ---- baselines and counts on the store ---------------------------------------------------------
@@ -134,14 +135,15 @@ def statement_counts(bodies: list[bytes], folder: Path) -> dict[str, float]:
     }
 
 
-def _stored_keys(bridge: Bridge) -> set[tuple[str, int]]:
+def _stored_rows(bridge: Bridge) -> list[tuple[str, int]]:
+    """(DevEUI, frame counter) of every uplink the store applied, one row per first copy."""
     with bridge.db.read() as session:
         rows = session.execute(
-            select(RawUplink.device_id, RawUplink.f_cnt).where(
-                RawUplink.duplicate_of.is_(None), RawUplink.status.in_(DONE_STATUSES), RawUplink.source != "bench"
-            )
+            select(Device.dev_eui, RawUplink.f_cnt)
+            .join(Device, Device.device_id == RawUplink.device_id)
+            .where(RawUplink.duplicate_of.is_(None), RawUplink.status.in_(DONE_STATUSES), RawUplink.source != "bench")
         ).all()
-    return {(device, int(f_cnt)) for device, f_cnt in rows if device is not None and f_cnt is not None}
+    return [(dev_eui.upper(), int(f_cnt)) for dev_eui, f_cnt in rows if dev_eui is not None and f_cnt is not None]
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -167,7 +169,8 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
             )
         driven = json.loads(done.stdout)
         acked = {_uplink_key(bodies[i]) for i, code in enumerate(driven["statuses"]) if 200 <= code < 300}
-        stored = _stored_keys(bridge)
+        rows = _stored_rows(bridge)
+        stored = set(rows)
         size = bridge.store_size()
     latencies = driven["latencies_ms"]
     return {
@@ -175,6 +178,7 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         "p50_ms": _percentile(latencies, 0.50),
         "p99_ms": _percentile(latencies, 0.99),
         "lost": len(acked - stored),
+        "applied_twice": len(rows) - len(stored),
         "non_2xx": sum(1 for code in driven["statuses"] if not 200 <= code < 300),
         "store_bytes": size["used_bytes"],
     }
@@ -246,11 +250,11 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
                 infos.append(client.publish(f"v3/{BENCH_APP}@bench/devices/{device_id}/up", body, qos=1))
             for info in infos:
                 info.wait_for_publish(timeout=60)
-            deadline = time.monotonic() + 600
-            stored: set[tuple[str, int]] = set()
+            deadline = time.monotonic() + 300
+            rows: list[tuple[str, int]] = []
             while time.monotonic() < deadline:
-                stored = _stored_keys(reader)
-                if stored >= expected:
+                rows = _stored_rows(reader)
+                if set(rows) >= expected:
                     break
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
@@ -264,7 +268,8 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-    return {"uplinks_per_s": len(bodies) / elapsed, "lost": len(expected - stored)}
+    return {"uplinks_per_s": len(bodies) / elapsed, "lost": len(expected - set(rows)),
+            "applied_twice": len(rows) - len(set(rows))}
 
 
 def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str) -> None:
@@ -297,6 +302,7 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures["p50_ms"] = round(sqlite["p50_ms"], 2)
         figures["p99_ms"] = round(sqlite["p99_ms"], 2)
         figures["lost"] = sqlite["lost"]
+        figures["applied_twice"] = sqlite["applied_twice"]
         figures["non_2xx"] = sqlite["non_2xx"]
         figures["sqlite_over_raw_insert"] = round(figures["sqlite_uplinks_per_s"] / figures["raw_insert_uplinks_per_s"], 4)
         figures.update(statement_counts(bodies, folder))
@@ -304,6 +310,7 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures["store_bytes_per_collar_day"] = round(sqlite["store_bytes"] / collar_days)
         if postgres:
             figures.update(_postgres_figures(folder, bodies, connections, mqtt))
+            figures["lost"] += figures.get("postgres_lost", 0) + figures.get("mqtt_lost", 0)
     return figures
 
 
@@ -317,7 +324,8 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
         run = webhook_run(server.create_database("webhook"), bodies, connections, folder)
         figures["postgres_uplinks_per_s"] = round(run["uplinks_per_s"], 1)
         figures["postgres_p99_ms"] = round(run["p99_ms"], 2)
-        figures["lost"] = run["lost"]
+        figures["postgres_lost"] = run["lost"]
+        figures["postgres_applied_twice"] = run["applied_twice"]
         figures["postgres_over_raw_insert"] = round(
             figures["postgres_uplinks_per_s"] / figures["postgres_raw_insert_uplinks_per_s"], 4
         )
@@ -329,6 +337,7 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
             figures["mqtt_two_workers_uplinks_per_s"] = round(two["uplinks_per_s"], 1)
             figures["workers_speedup"] = round(two["uplinks_per_s"] / one["uplinks_per_s"], 2)
             figures["mqtt_lost"] = one["lost"] + two["lost"]
+            figures["mqtt_applied_twice"] = one["applied_twice"] + two["applied_twice"]
     return figures
 
 

@@ -164,3 +164,27 @@ def test_operator_compacts_the_store_from_the_command_line_and_sees_its_size(sql
     report = json.loads(capsys.readouterr().out)
     assert report["bodies_cleared"] == 0  # received just now: kept
     assert report["store_bytes"] >= report["used_bytes"] > 0
+
+
+def test_a_new_collar_heard_by_several_workers_at_once_is_one_collar(store_url):
+    with b.fresh_bridge(store_url, outbox_worker=False) as first, b.fresh_bridge(store_url, outbox_worker=False) as second:
+        bodies = [b.tts_uplink(b.status(time_s=b.T0_S + 60 * n), device_id="collar-new", f_cnt=n + 1,
+                               dev_eui="70B3D57ED00000AA") for n in range(12)]
+        barrier = threading.Barrier(4)
+
+        def worker(bridge, mine) -> None:
+            barrier.wait(timeout=30)
+            for body in mine:
+                bridge.ingest_tts_uplink(body)
+
+        threads = [threading.Thread(target=worker, args=(bridge, bodies[n::4]))
+                   for n, bridge in enumerate((first, second, first, second))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        devices = [(d.device_id, d.dev_eui) for d in first.devices()]
+        counts = first.counts()
+
+    assert devices == [("collar-new", "70B3D57ED00000AA")]
+    assert (counts["uplinks_stored"], counts["positions"]) == (12, 12)

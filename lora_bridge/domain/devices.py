@@ -61,7 +61,13 @@ def resolve_device(
         if candidate is not None and (candidate.dev_eui is None or dev_eui is None or candidate.dev_eui == dev_eui):
             device = candidate
     if device is None:
-        key = label if label and session.get(Device, label) is None else (dev_eui or label)
+        named = session.get(Device, label) if label else None
+        if named is not None and (named.dev_eui is None or dev_eui is None or named.dev_eui == dev_eui):
+            # Another worker filed this collar under its label between our two looks (PostgreSQL):
+            # the same collar, not a second one under its DevEUI.
+            device = named
+    if device is None:
+        key = label if label and named is None else (dev_eui or label)
         if not key:
             raise ValueError("a collar needs a DevEUI or a name")
         device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0)
