@@ -9,7 +9,8 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
     sqlite_uplinks_per_s / raw_insert_uplinks_per_s    the pipeline against the same store's bare
                                                        durable insert of the raw row (the ceiling)
     statements_per_uplink, commits_per_uplink          SQL work per uplink (service layer, SQLite)
-    store_bytes_per_collar_day                         store growth (raw bodies kept) per collar-day
+    store_bytes_per_collar_day                         store growth per collar-day, raw bodies kept, and
+    compacted_store_bytes_per_collar_day               once they are past retention and compacted
     p50_ms, p99_ms                                     webhook latency: received -> alerts stored
     lost                                               uplinks answered 2xx but not in the store (0)
     workers_speedup                                    two MQTT workers over one (PostgreSQL)
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,9 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         rows = _stored_rows(bridge)
         stored = set(rows)
         size = bridge.store_size()
+        # The same store once its raw bodies are past retention and compacted.
+        bridge.compact_raw_bodies(now=utc_now() + timedelta(days=bridge.settings.raw_retention_days + 1))
+        compacted = bridge.store_size()
     latencies = driven["latencies_ms"]
     return {
         "uplinks_per_s": len(bodies) / driven["elapsed_s"],
@@ -181,6 +185,7 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         "applied_twice": len(rows) - len(stored),
         "non_2xx": sum(1 for code in driven["statuses"] if not 200 <= code < 300),
         "store_bytes": size["used_bytes"],
+        "compacted_store_bytes": compacted["used_bytes"],
     }
 
 
@@ -308,6 +313,7 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures.update(statement_counts(bodies, folder))
         collar_days = collars * hours / 24
         figures["store_bytes_per_collar_day"] = round(sqlite["store_bytes"] / collar_days)
+        figures["compacted_store_bytes_per_collar_day"] = round(sqlite["compacted_store_bytes"] / collar_days)
         if postgres:
             figures.update(_postgres_figures(folder, bodies, connections, mqtt))
             figures["lost"] += figures.get("postgres_lost", 0) + figures.get("mqtt_lost", 0)
