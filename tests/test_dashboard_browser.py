@@ -10,7 +10,7 @@ import time
 import pytest
 from browser_helpers import running_dashboard, seed
 from PIL import Image
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from lora_bridge.service import open_bridge
@@ -141,5 +141,74 @@ def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite
                 assert colour_pixels(focused, palette.STATE_COLOURS["normal"]) == 0  # Amani is out of view
 
                 assert outside == [], f"the dashboard reached outside the machine: {outside}"
+            finally:
+                browser.close()
+
+
+PHONE = {"width": 390, "height": 844}
+PHONE_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("screen", ["desk", "phone"])
+def test_ranger_acknowledges_an_alert_in_chromium_and_the_store_has_it(sqlite_url, port, tmp_path, screen):
+    bridge = open_bridge(sqlite_url)
+    seed(bridge)
+    mortality = bridge.open_alerts()[0]
+    bridge.close()
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                if screen == "phone":
+                    context = browser.new_context(
+                        viewport=PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True
+                    )
+                else:
+                    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                page = context.new_page()
+                page.goto(base_url)
+                page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
+                page.wait_for_selector(
+                    "#tembo-map-ready[data-animals='3']", state="attached", timeout=WAIT_MS
+                )
+                page.screenshot(path=str(tmp_path / f"{screen}_map.png"))
+                chart = page.locator("[data-testid='stDeckGlJsonChart']").first.bounding_box()
+                first_metric = page.locator("[data-testid='stMetric']").first.bounding_box()
+                # On a desk the numbers stand beside the map; on a phone they follow it.
+                assert chart["y"] <= first_metric["y"], "the map comes before the numbers"
+                if screen == "phone":
+                    assert chart["y"] + chart["height"] / 2 < PHONE["height"], (
+                        "the map is on the first screen"
+                    )
+                    assert page.locator("[data-testid='stAppDeployButton']").count() == 0
+
+                page.goto(base_url + "/alerts")
+                if screen == "phone":
+                    page.locator("[data-testid='stExpandSidebarButton']").click()
+                name = page.get_by_role("textbox", name="Your name")
+                name.fill("Amina")
+                name.press("Enter")
+                if screen == "phone":  # the open sidebar covers the page on a phone: close it
+                    page.locator("[data-testid='stSidebarCollapseButton'] button").click()
+                card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
+                acknowledge = card.get_by_role("button", name="Acknowledge")
+                expect(acknowledge).to_be_enabled(timeout=WAIT_MS)  # once the name reached the server
+                card_box, button_box = card.bounding_box(), acknowledge.bounding_box()
+                assert card_box["y"] <= button_box["y"] <= card_box["y"] + card_box["height"], (
+                    "the button sits in the alert"
+                )
+                page.screenshot(path=str(tmp_path / f"{screen}_alerts.png"), full_page=True)
+                acknowledge.click()
+                page.get_by_text("Alert acknowledged by Amina.").wait_for(timeout=WAIT_MS)
+                stored = open_bridge(sqlite_url)
+                try:
+                    alert = stored.alert(mortality.alert_id)
+                finally:
+                    stored.close()
+                assert (alert.state, alert.acknowledged_by) == ("acknowledged", "Amina")
             finally:
                 browser.close()
