@@ -65,8 +65,8 @@ def test_ranger_sees_what_each_collar_reported_about_itself(herd_store, monkeypa
     app = AppTest.from_file(str(APP), default_timeout=60).run()
     app.switch_page("screens/animals.py").run()
     assert not app.exception, [e.value for e in app.exception]
-    table = app.dataframe[0].value
+    table = app.dataframe[-1].value  # the herd, under the animal
     assert sorted(table[views.COL_COLLAR]) == sorted(m["device_id"] for m in manifest)
     assert all(table[views.COL_FIRMWARE] != "")
     assert all(table[views.COL_BATTERY].str.endswith(" V"))
-    assert len(app.get("vega_lite_chart")) == 2
+    assert len(app.get("vega_lite_chart")) == 3  # speed, daily budget, VeDBA
