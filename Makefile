@@ -1,5 +1,6 @@
 # Tembo: two commands for a new user.
 #   make demo   simulated herd -> bridge (SQLite) -> ranger dashboard on http://127.0.0.1:8501
+#               (DEMO_ARGS="--role visitor --address 0.0.0.0" for a kiosk reachable on the LAN)
 #   make test   everything the tests need, then the whole suite
 PYTHON ?= python3
 VENV := .venv
@@ -28,7 +29,7 @@ test: setup
 	$(BIN)/pytest
 
 demo: setup
-	$(BIN)/tembo demo
+	$(BIN)/tembo demo $(DEMO_ARGS)
 
 demo-headless: setup
 	$(BIN)/tembo demo --headless --collars 20 --days 2 --seed 1

@@ -3,13 +3,15 @@
     BridgeError                      base of everything below
     ├── UplinkRejected               an uplink body the bridge cannot take (HTTP 400, kept as a dead letter)
     │   └── MalformedUplink          not JSON, or JSON without the fields of a TTS / ChirpStack uplink
-    ├── AuthenticationFailed         wrong or missing X-Tembo-Secret / API token (HTTP 401)
+    ├── AuthenticationFailed         wrong or missing X-Tembo-Secret / API token / password (HTTP 401)
+    ├── Forbidden                    a signed-in role that may not do this (HTTP 403)
     ├── NotFound                     an id that names nothing (HTTP 404)
     │   ├── UnknownAlert
     │   ├── UnknownAnimal
     │   ├── UnknownDevice
     │   ├── UnknownDeadLetter
-    │   └── UnknownGeofence
+    │   ├── UnknownGeofence
+    │   └── UnknownAccount           no such user, API token or sign-in session
     ├── InvalidRequest (ValueError)  a well-formed call with a value out of range (HTTP 400)
     │   ├── InvalidVerdict           resolve_alert with a verdict other than true / false_alarm / unknown
     │   ├── InvalidTransition        alert workflow step out of order (e.g. acknowledge a resolved alert)
@@ -120,3 +122,11 @@ def is_transient_store_error(error: BaseException) -> bool:
         return True
     cause = error.__cause__ or error.__context__
     return cause is not None and cause is not error and is_transient_store_error(cause)
+
+
+class Forbidden(BridgeError):
+    """An authenticated viewer whose role may not do this (HTTP 403)."""
+
+
+class UnknownAccount(NotFound):
+    """No account, API token or sign-in session with this name or id."""

@@ -1,4 +1,4 @@
-"""Running the bridge's webhook app under uvicorn (used by `tembo bridge` and the demo)."""
+"""Running the bridge's HTTP app (webhook and API) under uvicorn (used by `tembo bridge` and the demo)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import uvicorn
 
+from lora_bridge.adapters.api import create_app
 from lora_bridge.adapters.mqtt import worker_from_settings
-from lora_bridge.adapters.webhook import create_app
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, load_settings
 
@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 
 def build_server(settings: BridgeSettings | None = None, bridge: Bridge | None = None) -> uvicorn.Server:
-    """A uvicorn Server for the webhook app (not started); run it with .run() or in a thread."""
+    """A uvicorn Server for the webhook and API app (not started); run it with .run() or in a thread.
+
+    InsecureSettings when the webhook secret is empty, missing or published without the demo opt-in.
+    """
     settings = settings or load_settings()
     bridge = bridge or Bridge(settings)
     config = uvicorn.Config(

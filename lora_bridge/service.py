@@ -2,13 +2,21 @@
 
     bridge = open_bridge("sqlite:///var/tembo.db")
     bridge.ingest_network_message("tts", "up", body)   # store raw first (fsynced), then read and apply
-    bridge.animals(); bridge.open_alerts()  # views (frozen dataclasses, aware UTC times)
-    bridge.acknowledge_alert(7, "ranger.amani"); bridge.resolve_alert(7, "ranger.amani", "true")
+    amani = Viewer("amani", "ranger")       # who asks: positions, tracks and alerts follow their role
+    bridge.animals(viewer=amani); bridge.open_alerts(viewer=amani)  # frozen views, aware UTC times
+    bridge.acknowledge_alert(7, amani); bridge.resolve_alert(7, amani, "true")
+
+Location privacy (lora_bridge.access) is applied here: every method that returns animals,
+positions, tracks or alerts takes the `viewer` and hands out only what its role may see, and every
+read of positions is written to the audit log before the answer is returned.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +24,8 @@ import httpx
 from sqlalchemy import func, select
 
 from lora_bridge import ingest, queries
+from lora_bridge.access import accounts, audit, delayed, privacy, roles
+from lora_bridge.access.roles import Viewer, require
 from lora_bridge.decode import default_codec
 from lora_bridge.domain import (
     activity,
@@ -32,9 +42,11 @@ from lora_bridge.domain import (
 from lora_bridge.domain.geofence_files import read_fence_file
 from lora_bridge.domain.rules_profiles import load_rules_config
 from lora_bridge.errors import (
+    AuthenticationFailed,
     InvalidCommand,
     InvalidRequest,
     InvalidTransition,
+    UnknownAlert,
     UnknownAnimal,
     UnknownDeadLetter,
     UnknownDevice,
@@ -95,6 +107,7 @@ class Bridge:
         *,
         codec: Any = None,
         http_client: httpx.Client | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.settings = settings or load_settings()
         self.codec = codec if codec is not None else default_codec()
@@ -108,6 +121,8 @@ class Bridge:
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
         self.outbox = Outbox(self.db, self.settings, self.network_server)
         self._outbox_worker: OutboxWorker | None = None
+        # The clock that location delays are measured on (aware UTC); tests and replays may set it.
+        self.clock = clock
 
     def __repr__(self) -> str:
         return f"Bridge({self.settings!r})"
@@ -239,112 +254,188 @@ class Bridge:
     # Animals and positions -------------------------------------------------------------------
 
     def register_animal(
-        self, device_id: str, name: str, species: str = devices.DEFAULT_SPECIES, sex: str | None = None
+        self,
+        device_id: str,
+        name: str,
+        species: str = devices.DEFAULT_SPECIES,
+        sex: str | None = None,
+        *,
+        high_value: bool = False,
     ) -> AnimalView:
-        """Name the animal wearing collar device_id (works before or after the collar is heard)."""
+        """Name the animal wearing collar device_id (works before or after the collar is heard).
+
+        The view returned says who the animal is, never where: its position fields are empty."""
         with self.db.write() as session:
             animal = devices.register_animal(session, device_id, name, species, sex)
+            if high_value:
+                animal.high_value = True
             animal_id = animal.id
         return self._animal_view(animal_id)
 
-    def animals(self) -> list[AnimalView]:
-        """Every animal with its collar's latest state (position, battery, behaviour, versions)."""
+    def animals(self, *, viewer: Viewer) -> list[AnimalView]:
+        """Every animal with its collar's latest state (position, battery, behaviour, versions), as
+        viewer's role may see it. Logged in the audit log."""
+        require(viewer, roles.READ_ANIMALS)
+        now = self.clock()
         with self.db.read() as session:
-            return queries.animal_views(session)
+            views = queries.animal_views(session)
+            if not viewer.exact_positions:
+                high_value = delayed.high_value_flags(session)
+                latest = {p.animal_id: p for p in self._delayed_latest(session, viewer, high_value, now)}
+                visible = privacy.alerts(viewer, queries.alert_views(session, alerts.OPEN_STATES), high_value, now)
+                open_counts = Counter(a.animal_id for a in visible if a.animal_id is not None)
+                views = privacy.animals(viewer, views, latest, open_counts)
+        self._audit_positions(viewer, "animals", [v.animal_id for v in views if v.lat is not None], now)
+        return views
 
     def devices(self) -> list[DeviceView]:
         """Every collar's health (radio, battery, versions, errors, frame loss), by device id."""
         with self.db.read() as session:
             return queries.device_views(session)
 
-    def latest_positions(self, viewer: str | None = None) -> list[PositionView]:
-        """The newest fix of every animal. Every view of live positions is logged."""
+    def latest_positions(self, *, viewer: Viewer) -> list[PositionView]:
+        """The newest fix of every animal that viewer may see (for a role with a delay: the newest
+        before it, coarsened). Logged in the audit log."""
+        require(viewer, roles.READ_ANIMALS)
+        now = self.clock()
         with self.db.read() as session:
-            views = queries.latest_position_views(session)
-        log.info("live positions viewed", extra={"viewer": viewer or "unknown", "animals": len(views)})
+            if viewer.exact_positions:
+                views = queries.latest_position_views(session)
+            else:
+                high_value = delayed.high_value_flags(session)
+                views = self._delayed_latest(session, viewer, high_value, now)
+        self._audit_positions(viewer, "latest_positions", [v.animal_id for v in views], now)
         return views
 
     def tracks(
         self,
         since: datetime | None = None,
         animal_ids: list[str] | None = None,
-        viewer: str | None = None,
         *,
+        viewer: Viewer,
         max_points: int | None = None,
         until: datetime | None = None,
     ) -> dict[str, list[PositionView]]:
         """Positions per animal id, oldest first (from since on, up to until; only animal_ids when
-        given); with max_points, each track thinned evenly to at most that many fixes, newest kept."""
+        given), as viewer's role may see them; with max_points, each track thinned evenly to at most
+        that many fixes, newest kept. Logged in the audit log."""
+        require(viewer, roles.READ_ANIMALS)
+        now = self.clock()
+        until = as_utc(until) if until else None
+        if not viewer.exact_positions:  # nothing newer than the role sees of any animal, before thinning
+            seen_until = privacy.cutoff(viewer.policy.animals, now)
+            until = min(until, seen_until) if until else seen_until
         with self.db.read() as session:
             tracks = queries.track_views(
-                session,
-                as_utc(since) if since else None,
-                animal_ids,
-                max_points=max_points,
-                until=as_utc(until) if until else None,
+                session, as_utc(since) if since else None, animal_ids, max_points=max_points, until=until
             )
-        log.info("tracks viewed", extra={"viewer": viewer or "unknown", "animals": len(tracks)})
+            if not viewer.exact_positions:
+                tracks = privacy.tracks(viewer, tracks, delayed.high_value_flags(session), now)
+        self._audit_positions(
+            viewer, "tracks", list(tracks), now, since=as_utc(since).isoformat() if since else None,
+            fixes=sum(len(fixes) for fixes in tracks.values()),
+        )
         return tracks
 
-    def activity(self, animal_id: str | int, since: datetime | None = None) -> list[ActivityView]:
-        """An animal's behaviour shares per interval, oldest first."""
+    def activity(self, animal_id: str | int, since: datetime | None = None, *, viewer: Viewer) -> list[ActivityView]:
+        """An animal's behaviour shares per interval, oldest first (for a role with a delay: only
+        intervals that ended before it)."""
+        require(viewer, roles.READ_ANIMALS)
         key = self._existing_animal_key(animal_id)
         with self.db.read() as session:
-            return queries.activity_views(session, key, as_utc(since) if since else None)
+            views = queries.activity_views(session, key, as_utc(since) if since else None)
+            if not viewer.exact_positions:
+                views = privacy.activity(viewer, views, delayed.high_value_flags(session), self.clock())
+        return views
+
+    def set_high_value(self, animal_id: str | int, high_value: bool, *, viewer: Viewer) -> AnimalView:
+        """Flag (or unflag) an animal as high-value: roles without exact positions see it coarser and
+        later. Rangers and admins may; the change is logged."""
+        require(viewer, roles.FLAG_ANIMALS)
+        key = self._existing_animal_key(animal_id)
+        now = self.clock()
+        with self.db.write() as session:
+            session.get(Animal, key).high_value = bool(high_value)
+            audit.record_change(session, viewer, "animal_flagged", now, animal_id=str(key), high_value=bool(high_value))
+        log.info("animal high-value flag set", extra={"animal_id": key, "high_value": bool(high_value)})
+        return next(view for view in self.animals(viewer=viewer) if view.animal_id == str(key))
 
     # Alerts ----------------------------------------------------------------------------------
 
-    def open_alerts(self) -> list[AlertView]:
-        """Alerts not yet resolved, highest priority first, then newest first."""
-        with self.db.read() as session:
-            return queries.alert_views(session, alerts.OPEN_STATES)
+    def open_alerts(self, *, viewer: Viewer) -> list[AlertView]:
+        """Alerts not yet resolved that viewer may see, highest priority first, then newest first."""
+        return self.alerts(alerts.OPEN_STATES, viewer=viewer)
 
-    def alerts(self, states: tuple[str, ...] | None = None, limit: int | None = None) -> list[AlertView]:
-        """All alerts (or those in states), highest priority first, then newest first."""
+    def alerts(
+        self, states: tuple[str, ...] | None = None, limit: int | None = None, *, viewer: Viewer
+    ) -> list[AlertView]:
+        """Alerts (or those in states) that viewer may see, highest priority first, then newest
+        first; for a role without exact positions delayed and coarsened like its positions."""
+        require(viewer, roles.READ_ALERTS)
+        now = self.clock()
         with self.db.read() as session:
-            return queries.alert_views(session, states, limit)
+            if viewer.exact_positions:
+                views = queries.alert_views(session, states, limit)
+            else:
+                views = privacy.alerts(
+                    viewer, queries.alert_views(session, states), delayed.high_value_flags(session), now
+                )[:limit]
+        self._audit_alerts(viewer, views, now)
+        return views
 
-    def alert(self, alert_id: int) -> AlertView:
-        """One alert by id (UnknownAlert when none)."""
+    def alert(self, alert_id: int, *, viewer: Viewer) -> AlertView:
+        """One alert by id as viewer may see it (UnknownAlert when none, or not yet for this role)."""
+        require(viewer, roles.READ_ALERTS)
+        now = self.clock()
         with self.db.read() as session:
             alert = alerts.get_alert(session, alert_id)
             animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
             extras = queries.assignments_and_notes(session, [alert.id]).get(alert.id, (None, None))
-            return queries.alert_view(alert, animal, *extras)
+            views = [queries.alert_view(alert, animal, *extras)]
+            if not viewer.exact_positions:
+                views = privacy.alerts(viewer, views, delayed.high_value_flags(session), now)
+        if not views:
+            raise UnknownAlert(f"no alert {alert_id}")
+        self._audit_alerts(viewer, views, now)
+        return views[0]
 
-    def alert_events(self, alert_id: int) -> list[AlertEventView]:
-        """Who did what to an alert and when, oldest first."""
+    def alert_events(self, alert_id: int, *, viewer: Viewer) -> list[AlertEventView]:
+        """Who did what to an alert and when, oldest first (details without places for roles
+        without exact positions)."""
+        self.alert(alert_id, viewer=viewer)  # UnknownAlert unless viewer may see the alert
         with self.db.read() as session:
-            alert = alerts.get_alert(session, alert_id)
-            return queries.alert_event_views(session, alert.id)
+            return privacy.alert_events(viewer, queries.alert_event_views(session, int(alert_id)))
 
-    def acknowledge_alert(self, alert_id: int, user: str) -> AlertView:
-        """A ranger takes the alert: new → acknowledged."""
+    def acknowledge_alert(self, alert_id: int, viewer: Viewer) -> AlertView:
+        """A ranger takes the alert: new → acknowledged, in the viewer's name."""
+        require(viewer, roles.HANDLE_ALERTS)
         with self.db.write() as session:
-            alert = alerts.acknowledge(session, alert_id, user)
+            alert = alerts.acknowledge(session, alert_id, viewer.username)
             outbox.enqueue_alert_steps(session, self.notify_config, [(alert.id, "acknowledged")])
-        return self.alert(alert_id)
+        return self.alert(alert_id, viewer=viewer)
 
-    def resolve_alert(self, alert_id: int, user: str, verdict: str, note: str | None = None) -> AlertView:
-        """A ranger closes the alert with a verdict: true, false_alarm or unknown."""
+    def resolve_alert(self, alert_id: int, viewer: Viewer, verdict: str, note: str | None = None) -> AlertView:
+        """A ranger closes the alert with a verdict (true, false_alarm or unknown), in the viewer's name."""
+        require(viewer, roles.HANDLE_ALERTS)
         with self.db.write() as session:
-            alert = alerts.resolve(session, alert_id, user, verdict, note)
+            alert = alerts.resolve(session, alert_id, viewer.username, verdict, note)
             outbox.enqueue_alert_steps(session, self.notify_config, [(alert.id, "resolved")])
-        return self.alert(alert_id)
+        return self.alert(alert_id, viewer=viewer)
 
-    def assign_alert(self, alert_id: int, assignee: str, user: str) -> AlertView:
-        """`user` hands an open alert to `assignee` (a ranger's name; '' takes the assignment back).
+    def assign_alert(self, alert_id: int, assignee: str, viewer: Viewer) -> AlertView:
+        """The viewer hands an open alert to `assignee` (a ranger's name; '' takes the assignment back).
 
         Kept as an 'assigned' event in the alert's history; the alert's views carry `assigned_to`.
         """
+        require(viewer, roles.HANDLE_ALERTS)
         assignee = assignee.strip()
         with self.db.write() as session:
             alert = alerts.get_alert(session, alert_id)
             if alert.state not in alerts.OPEN_STATES:
                 raise InvalidTransition(f"alert {alert_id} is {alert.state}; only open alerts are assigned")
-            alerts.record_event(session, alert, user, queries.ACTION_ASSIGNED, {"to": assignee})
-        log.info("alert assigned", extra={"alert_id": alert_id, "user": user, "assignee": assignee})
-        return self.alert(alert_id)
+            alerts.record_event(session, alert, viewer.username, queries.ACTION_ASSIGNED, {"to": assignee})
+        log.info("alert assigned", extra={"alert_id": alert_id, "user": viewer.username, "assignee": assignee})
+        return self.alert(alert_id, viewer=viewer)
 
     def alert_verdicts(self) -> dict[str, dict[str, Any]]:
         """Per alert type: verdict counts, alerts waiting for one, and precision true / (true + false_alarm).
@@ -440,8 +531,21 @@ class Bridge:
         X-Downlink-Replace, X-Downlink-Apikey); True when it was new or changed."""
         return self.outbox.remember_route(push_url, replace_url, api_key, path_ids)
 
-    def network_events(self, device_id: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-        """Joins, delivery reports, locations, status and logs the network servers sent, oldest first."""
+    def network_events(
+        self, device_id: str | None = None, kind: str | None = None, *, viewer: Viewer
+    ) -> list[dict[str, Any]]:
+        """Joins, delivery reports, locations, status and logs the network servers sent, oldest first.
+        A network location is where the collar is: only roles with exact positions get it (audited)."""
+        require(viewer, roles.READ_DEVICES)
+        events = self._network_events(device_id, kind)
+        if not viewer.exact_positions:
+            return [{**event, "lat": None, "lon": None, "accuracy_m": None} for event in events]
+        placed = [event["device_id"] for event in events if event["lat"] is not None]
+        if placed:
+            self._audit_positions(viewer, "network_locations", [], self.clock(), devices=sorted(set(placed)))
+        return events
+
+    def _network_events(self, device_id: str | None, kind: str | None) -> list[dict[str, Any]]:
         with self.db.read() as session:
             query = select(NetworkEvent).order_by(NetworkEvent.id)
             if device_id is not None:
@@ -750,6 +854,142 @@ class Bridge:
                 )
         return sorted(views, key=lambda v: (v.name or "", v.device_id))
 
+    # Access: accounts, tokens, sessions, the audit log ----------------------------------------
+
+    def add_user(self, username: str, role: str, password: str, *, actor: Viewer) -> accounts.AccountView:
+        """A new account (admins only); the password is stored as a scrypt hash."""
+        require(actor, roles.MANAGE_ACCOUNTS)
+        with self.db.write() as session:
+            account = accounts.add_user(session, username, role, password)
+            audit.record_change(session, actor, "user_added", self.clock(), username=username, role=role)
+        log.info("account added", extra={"username": username, "role": role, "actor": actor.username})
+        return account
+
+    def users(self, *, viewer: Viewer) -> list[accounts.AccountView]:
+        """Every account, by username (admins only)."""
+        require(viewer, roles.MANAGE_ACCOUNTS)
+        with self.db.read() as session:
+            return accounts.list_users(session)
+
+    def remove_user(self, username: str, *, actor: Viewer) -> None:
+        """Delete an account (admins only); its tokens are revoked and its sessions ended."""
+        require(actor, roles.MANAGE_ACCOUNTS)
+        now = self.clock()
+        with self.db.write() as session:
+            accounts.remove_user(session, username, now)
+            audit.record_change(session, actor, "user_removed", now, username=username)
+        log.info("account removed", extra={"username": username, "actor": actor.username})
+
+    def set_password(self, username: str, password: str, *, actor: Viewer) -> None:
+        """A new password for username (admins, or the user themself); open sessions end."""
+        if actor.username != username:
+            require(actor, roles.MANAGE_ACCOUNTS)
+        now = self.clock()
+        with self.db.write() as session:
+            accounts.set_password(session, username, password, now)
+            audit.record_change(session, actor, "password_set", now, username=username)
+        log.info("password changed", extra={"username": username, "actor": actor.username})
+
+    def sign_in(self, username: str, password: str) -> tuple[Viewer, str]:
+        """The viewer and a new session secret when the password is right (AuthenticationFailed
+        otherwise). Sign-ins and failed attempts go to the audit log."""
+        now = self.clock()
+        try:
+            with self.db.read() as session:
+                viewer = accounts.check_password(session, username, password)
+        except AuthenticationFailed:
+            with self.db.write() as session:
+                audit.record_failed_sign_in(session, str(username), now)
+            log.warning("sign-in failed", extra={"username": str(username)[:64]})
+            raise
+        with self.db.write() as session:
+            secret = accounts.start_session(session, viewer, now, self.settings.session_hours)
+            audit.record_change(session, viewer, "signed_in", now)
+        return viewer, secret
+
+    def viewer_for_session(self, secret: str) -> Viewer:
+        """The viewer of a live sign-in session (AuthenticationFailed when it ended or expired)."""
+        with self.db.read() as session:
+            return accounts.session_viewer(session, secret, self.clock())
+
+    def sign_out(self, secret: str) -> None:
+        """End a sign-in session."""
+        with self.db.write() as session:
+            accounts.end_session(session, secret, self.clock())
+
+    def create_token(
+        self,
+        owner: str,
+        name: str,
+        role: str | None = None,
+        expires_at: datetime | None = None,
+        *,
+        actor: Viewer,
+    ) -> accounts.NewToken:
+        """A new API token for account owner (admins only); its secret is shown once, stored hashed."""
+        require(actor, roles.MANAGE_ACCOUNTS)
+        now = self.clock()
+        with self.db.write() as session:
+            made = accounts.create_token(session, owner, name, role, now, expires_at)
+            audit.record_change(
+                session, actor, "token_created", now, token_id=made.view.token_id, owner=owner, role=made.view.role
+            )
+        log.info("API token created", extra={"token_id": made.view.token_id, "owner": owner, "role": made.view.role})
+        return made
+
+    def tokens(self, *, viewer: Viewer) -> list[accounts.TokenView]:
+        """Every API token, without secrets (admins only)."""
+        require(viewer, roles.MANAGE_ACCOUNTS)
+        with self.db.read() as session:
+            return accounts.list_tokens(session)
+
+    def revoke_token(self, token_id: int, *, actor: Viewer) -> accounts.TokenView:
+        """Revoke an API token (admins only): it is refused from now on."""
+        require(actor, roles.MANAGE_ACCOUNTS)
+        now = self.clock()
+        with self.db.write() as session:
+            view = accounts.revoke_token(session, token_id, now)
+            audit.record_change(session, actor, "token_revoked", now, token_id=int(token_id))
+        log.info("API token revoked", extra={"token_id": token_id, "actor": actor.username})
+        return view
+
+    def viewer_for_token(self, secret: str) -> Viewer:
+        """The viewer an API token acts as (AuthenticationFailed when unknown, revoked or expired)."""
+        with self.db.write() as session:
+            return accounts.token_viewer(session, secret, self.clock())
+
+    def audit_log(
+        self, *, viewer: Viewer, since: datetime | None = None, username: str | None = None, limit: int = 1000
+    ) -> list[audit.AuditView]:
+        """The audit log, newest first (admins only)."""
+        require(viewer, roles.READ_AUDIT)
+        with self.db.read() as session:
+            return audit.entries(session, as_utc(since) if since else None, username, limit)
+
+    def _audit_positions(
+        self, viewer: Viewer, action: str, animal_ids: list[str | None], now: datetime, **detail: Any
+    ) -> None:
+        """Write who saw which positions before the answer leaves the service."""
+        with self.db.write() as session:
+            audit.record_positions(session, viewer, action, animal_ids, now, **detail)
+        log.info(
+            "positions viewed",
+            extra={"viewer": viewer.username, "role": viewer.role, "action": action, "animals": len(animal_ids)},
+        )
+
+    def _audit_alerts(self, viewer: Viewer, views: list[AlertView], now: datetime) -> None:
+        placed = [view.animal_id for view in views if view.lat is not None]
+        if placed:
+            self._audit_positions(viewer, "alerts", placed, now, alerts=len(views))
+
+    def _delayed_latest(
+        self, session: Any, viewer: Viewer, high_value: dict[str, bool], now: datetime
+    ) -> list[PositionView]:
+        by_cutoff: dict[datetime, list[str]] = {}
+        for animal_id, flagged in high_value.items():
+            by_cutoff.setdefault(privacy.cutoff(privacy.precision_for(viewer, flagged), now), []).append(animal_id)
+        return privacy.positions(viewer, delayed.latest_fixes_by(session, by_cutoff), high_value, now)
+
     # Helpers ---------------------------------------------------------------------------------
 
     # Update campaigns (docs/updates.md) ---------------------------------------------------------
@@ -822,9 +1062,12 @@ class Bridge:
         return key
 
     def _animal_view(self, key: int) -> AnimalView:
-        for view in self.animals():
+        """Who the animal is, without where it is (no viewer asked)."""
+        with self.db.read() as session:
+            views = queries.animal_views(session)
+        for view in views:
             if view.animal_id == str(key):
-                return view
+                return replace(view, lat=None, lon=None, position_time=None)
         raise UnknownAnimal(f"no animal {key!r}")
 
     def _downlink_view(self, downlink_id: int) -> DownlinkView:
@@ -841,7 +1084,8 @@ def open_bridge(database_url: str | None = None, **settings: Any) -> Bridge:
         settings["database_url"] = database_url
     codec = settings.pop("codec", None)
     http_client = settings.pop("http_client", None)
-    return Bridge(load_settings(**settings), codec=codec, http_client=http_client)
+    clock = settings.pop("clock", utc_now)
+    return Bridge(load_settings(**settings), codec=codec, http_client=http_client, clock=clock)
 
 
 def _geofence_view(row: Geofence) -> GeofenceView:

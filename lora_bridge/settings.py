@@ -4,10 +4,15 @@ Values come, strongest first, from keyword arguments, `TEMBO_*` environment vari
 TOML file (`TEMBO_CONFIG` or the `toml_path` argument of `load_settings`), then the defaults below,
 which run the embedded mode out of the box: a SQLite file under `./var/`, the webhook on
 127.0.0.1:8000, no network-server downlinks.
+
+No secret has a default that silently works: the webhook refuses to start without
+TEMBO_WEBHOOK_SECRET (see `check_webhook_secret`), unless TEMBO_ALLOW_DEMO_SECRET=1 opts in to
+the well-known demo secret for a local demo, which it then warns about loudly at every start.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
@@ -21,6 +26,17 @@ from sqlalchemy.engine import make_url
 from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
 
 DEFAULT_DATABASE_URL = "sqlite:///var/tembo.db"
+# The webhook secret of a local demo, only with allow_demo_secret; anyone can read it here.
+DEMO_WEBHOOK_SECRET = "tembo-demo-secret"
+# Secrets that shipped as defaults once, or are published here: never accepted without the opt-in.
+PUBLISHED_SECRETS = frozenset({DEMO_WEBHOOK_SECRET, "tembo-dev-secret"})
+MIN_SECRET_CHARS = 16
+
+log = logging.getLogger(__name__)
+
+
+class InsecureSettings(ValueError):
+    """A setting that would leave Tembo open (an empty or published webhook secret, ...)."""
 
 
 class BridgeSettings(BaseSettings):
@@ -33,11 +49,12 @@ class BridgeSettings(BaseSettings):
     # FULL: every commit fsyncs, so a 2xx answer means the body survives a crash of the machine.
     sqlite_synchronous: str = Field(default="FULL", pattern="^(?i:off|normal|full|extra)$")
 
-    webhook_secret: SecretStr = SecretStr("tembo-dev-secret")
-    api_token: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    allow_demo_secret: bool = False  # local demo only: accept the published DEMO_WEBHOOK_SECRET
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "info"
+    session_hours: float = Field(default=12.0, gt=0)  # how long a dashboard sign-in lasts
 
     network_server_url: str | None = None
     network_server_api_key: SecretStr | None = None
@@ -101,8 +118,12 @@ class BridgeSettings(BaseSettings):
         return items
 
     def webhook_secret_bytes(self) -> bytes:
-        """The shared webhook secret as bytes, for a constant-time compare."""
-        return self.webhook_secret.get_secret_value().encode()
+        """The webhook secret in force as bytes, for a constant-time compare: the configured one,
+        else the demo secret when allowed, else b'' (which the webhook never accepts)."""
+        configured = self.webhook_secret.get_secret_value() if self.webhook_secret is not None else ""
+        if not configured and self.allow_demo_secret:
+            return DEMO_WEBHOOK_SECRET.encode()
+        return configured.encode()
 
     @property
     def low_battery_mv(self) -> int:
@@ -124,6 +145,33 @@ class BridgeSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
+
+
+def check_webhook_secret(settings: BridgeSettings) -> None:
+    """Refuse (InsecureSettings) a webhook secret that is empty, missing or published, unless the
+    demo opt-in is set; warn loudly while a demo or published secret, or a short one, is in use."""
+    secret = settings.webhook_secret_bytes().decode()
+    how_to = (
+        "set TEMBO_WEBHOOK_SECRET to a long random string (python -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))') and the same value as the X-Tembo-Secret header of the "
+        "network server's webhook; for a local demo only, TEMBO_ALLOW_DEMO_SECRET=1"
+    )
+    if not secret.strip():
+        raise InsecureSettings(f"no webhook secret: the webhook would accept nobody or anybody; {how_to}")
+    if secret in PUBLISHED_SECRETS:
+        if not settings.allow_demo_secret:
+            raise InsecureSettings(f"the webhook secret {secret!r} is published in Tembo's source; {how_to}")
+        for line in (
+            "*" * 78,
+            f"INSECURE: the webhook accepts uplinks with the published demo secret {secret!r}.",
+            "Anyone who can reach this port can inject positions and alerts. Local demo only:",
+            "set TEMBO_WEBHOOK_SECRET and unset TEMBO_ALLOW_DEMO_SECRET before real collars.",
+            "*" * 78,
+        ):
+            log.warning(line)
+        return
+    if len(secret) < MIN_SECRET_CHARS:
+        log.warning("the webhook secret has fewer than %d characters: choose a longer random one", MIN_SECRET_CHARS)
 
 
 def masked_database_url(url: str) -> str:

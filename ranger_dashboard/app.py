@@ -3,6 +3,10 @@
 Run with `streamlit run ranger_dashboard/app.py -- --database-url sqlite:///var/tembo.db`
 (or `ranger_dashboard.launch.command(port, database_url)`); without `--database-url` the
 TEMBO_DATABASE_URL environment variable, then `sqlite:///var/tembo.db`, is used.
+
+Nobody sees anything before the login gate (`login.py`) says who they are; a `--role visitor`
+dashboard is a kiosk that sees as a visitor without signing in. The pages find the viewer in
+`st.session_state[roles.VIEWER_KEY]` and the navigation lists only the pages its role may use.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from functools import cache
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from ranger_dashboard import config, data, logs, navigation, palette, roles, selection
+from lora_bridge.access import VISITOR
+from ranger_dashboard import config, data, login, logs, navigation, palette, roles
 
 logger = logging.getLogger("ranger_dashboard.app")
 
@@ -39,31 +44,27 @@ logs.configure()
 options = config.options()
 url = options.database_url
 try:
-    open_count = data.nav_alert_count(url)  # the live panels redraw the page when theirs differs
+    if not data.bridge(url).healthy():
+        raise RuntimeError("the store does not answer")
+    viewer = login.signed_in_viewer(options)
 except Exception as error:  # the store is down or the URL is wrong: say so instead of a traceback
     logger.exception("dashboard cannot read the store", extra={"database_url": data.safe_url(url)})
     st.error(f"The dashboard cannot read the Tembo store at {data.safe_url(url)}: {error}")
     st.stop()
+if viewer is None:
+    login.sign_in_form(options)
+    st.stop()
 
+open_count = data.nav_alert_count(url, viewer)
+role = roles.role(viewer.role)
 with st.sidebar:
     st.markdown("### :material/pets: Tembo")
-    role = roles.role(options.role)
-    st.caption(f"{role.title} view · {role.describe_positions()}")
-    st.text_input(
-        "Your name",
-        key=selection.RANGER_KEY,
-        placeholder="Ranger's name",
-        help="Acknowledged and resolved alerts carry this name; views of live positions are logged with it.",
-    )
+    if options.role == VISITOR:
+        st.caption(f"{role.title} · {role.describe_positions()}")
+    else:
+        st.caption(f"Signed in as **{viewer.username}** ({role.title}) · {role.describe_positions()}")
+        if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+            login.sign_out(options)
+            st.rerun()
 
-st.navigation(
-    [
-        navigation.live_map_page(),
-        navigation.alerts_page(open_count),
-        navigation.animals_page(),
-        navigation.fleet_page(),
-        navigation.geofences_page(),
-        navigation.models_page(),
-        navigation.updates_page(),
-    ]
-).run()
+st.navigation(navigation.pages_for(viewer, open_count)).run()

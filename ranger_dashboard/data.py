@@ -1,8 +1,9 @@
 """The dashboard's only door to Tembo's data: `lora_bridge.service`, cached the Streamlit way.
 
 One `Bridge` per database URL for the whole server (`st.cache_resource`); read queries cached for
-a few seconds (`st.cache_data(ttl=...)`) so many rangers on one control-room machine share them;
-writes (acknowledge, resolve) go straight to the bridge and then drop the cached alerts.
+a few seconds (`st.cache_data(ttl=...)`), keyed by the viewer, so a viewer never gets an answer
+made for another role and every viewer's reads reach the bridge's audit log; writes (acknowledge,
+resolve, assign) go straight to the bridge in the viewer's name and then drop the cached alerts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import streamlit as st
 
+from lora_bridge.access import Viewer
 from lora_bridge.service import Bridge, open_bridge
 from lora_bridge.settings import masked_database_url
 from ranger_dashboard.config import DashboardOptions
@@ -41,12 +43,15 @@ def bridge(url: str) -> Bridge:
     return open_bridge(url)
 
 
-def now(options: DashboardOptions) -> datetime:
-    """The dashboard's 'now': the wall clock, or with clock 'data' the newest report in the store."""
+def now(options: DashboardOptions, viewer: Viewer | None = None) -> datetime:
+    """The dashboard's 'now': the wall clock, or with clock 'data' the newest report in the store
+    (as the session's viewer, `roles.current_viewer()`, when none is given)."""
     wall = datetime.now(UTC)
     if options.clock == "wall":
         return wall
-    heard = [a.last_seen for a in animals(options.database_url) if a.last_seen is not None]
+    from ranger_dashboard.roles import current_viewer
+
+    heard = [a.last_seen for a in animals(options.database_url, viewer or current_viewer()) if a.last_seen is not None]
     return max(heard) if heard else wall
 
 
@@ -66,9 +71,9 @@ def reachable(probe_url: str, timeout_s: float = 2.0) -> bool:
     return True
 
 
-def nav_alert_count(url: str) -> int:
+def nav_alert_count(url: str, viewer: Viewer) -> int:
     """The open-alert count for the navigation, remembered for `alert_count_changed`."""
-    count = len(open_alerts(url))
+    count = len(open_alerts(url, viewer))
     st.session_state[SHOWN_ALERT_COUNT_KEY] = count
     return count
 
@@ -80,20 +85,20 @@ def alert_count_changed(count: int) -> bool:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def animals(url: str) -> list[Any]:
-    """Every collared animal with its latest status (`AnimalView`)."""
-    return bridge(url).animals()
+def animals(url: str, viewer: Viewer) -> list[Any]:
+    """Every collared animal with its latest status (`AnimalView`), as viewer may see it."""
+    return bridge(url).animals(viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def latest_positions(url: str, viewer: str) -> list[Any]:
+def latest_positions(url: str, viewer: Viewer) -> list[Any]:
     """Each animal's last known position (`PositionView`); the bridge logs who viewed them."""
     return bridge(url).latest_positions(viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def tracks(
-    url: str, since: datetime | None, viewer: str, max_points: int | None = TRACK_MAX_POINTS
+    url: str, since: datetime | None, viewer: Viewer, max_points: int | None = TRACK_MAX_POINTS
 ) -> dict[str, list[Any]]:
     """Positions since `since` per animal id, oldest first, each track thinned by the bridge to
     `max_points`; the bridge logs who viewed them."""
@@ -101,15 +106,17 @@ def tracks(
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def animal_track(url: str, animal_id: str, since: datetime | None, viewer: str) -> list[Any]:
+def animal_track(url: str, animal_id: str, since: datetime | None, viewer: Viewer) -> list[Any]:
     """Every fix of one animal since `since`, oldest first (for its page and its exports)."""
     return bridge(url).tracks(since=since, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def alerts(url: str, states: tuple[str, ...] | None = None, limit: int | None = None) -> list[Any]:
-    """Alerts in `states` (all when None), highest priority first, then newest first."""
-    return bridge(url).alerts(states, limit)
+def alerts(
+    url: str, viewer: Viewer, states: tuple[str, ...] | None = None, limit: int | None = None
+) -> list[Any]:
+    """Alerts in `states` (all when None) that viewer may see, highest priority first, then newest first."""
+    return bridge(url).alerts(states, limit, viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -119,9 +126,9 @@ def devices(url: str) -> list[Any]:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def open_alerts(url: str) -> list[Any]:
-    """Alerts that are new or acknowledged (`AlertView`)."""
-    return bridge(url).open_alerts()
+def open_alerts(url: str, viewer: Viewer) -> list[Any]:
+    """Alerts that are new or acknowledged (`AlertView`), as viewer may see them."""
+    return bridge(url).open_alerts(viewer=viewer)
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -131,15 +138,15 @@ def geography(url: str) -> dict[str, Any]:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def activity(url: str, animal_id: str, since: datetime | None) -> list[Any]:
-    """Activity summaries of one animal since `since`."""
-    return bridge(url).activity(animal_id, since)
+def activity(url: str, animal_id: str, since: datetime | None, viewer: Viewer) -> list[Any]:
+    """Activity summaries of one animal since `since`, as viewer may see them."""
+    return bridge(url).activity(animal_id, since, viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def alert_events(url: str, alert_id: int) -> list[Any]:
+def alert_events(url: str, alert_id: int, viewer: Viewer) -> list[Any]:
     """Who did what to an alert and when, oldest first (`AlertEventView`)."""
-    return bridge(url).alert_events(alert_id)
+    return bridge(url).alert_events(alert_id, viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -148,36 +155,36 @@ def alert_verdicts(url: str) -> dict[str, dict[str, Any]]:
     return bridge(url).alert_verdicts()
 
 
-def acknowledge_alert(url: str, alert_id: Any, user: str) -> None:
-    """Acknowledge an alert in the ranger's name and forget the cached alert list."""
-    bridge(url).acknowledge_alert(alert_id, user)
-    logger.info("alert acknowledged", extra={"alert_id": alert_id, "user": user})
+def acknowledge_alert(url: str, alert_id: Any, viewer: Viewer) -> None:
+    """Acknowledge an alert in the signed-in viewer's name and forget the cached alert list."""
+    bridge(url).acknowledge_alert(alert_id, viewer)
+    logger.info("alert acknowledged", extra={"alert_id": alert_id, "user": viewer.username})
     open_alerts.clear()
     alerts.clear()
     alert_events.clear()
 
 
-def resolve_alert(url: str, alert_id: Any, user: str, verdict: str, note: str | None = None) -> None:
-    """Resolve an alert with the ranger's verdict (and note) and forget the cached alert lists."""
-    bridge(url).resolve_alert(alert_id, user, verdict, (note or "").strip() or None)
-    logger.info("alert resolved", extra={"alert_id": alert_id, "user": user, "verdict": verdict})
+def resolve_alert(url: str, alert_id: Any, viewer: Viewer, verdict: str, note: str | None = None) -> None:
+    """Resolve an alert with the signed-in viewer's verdict (and note); forget the cached alert lists."""
+    bridge(url).resolve_alert(alert_id, viewer, verdict, (note or "").strip() or None)
+    logger.info("alert resolved", extra={"alert_id": alert_id, "user": viewer.username, "verdict": verdict})
     open_alerts.clear()
     alerts.clear()
     alert_verdicts.clear()
     alert_events.clear()
 
 
-def assign_alert(url: str, alert_id: Any, assignee: str, user: str) -> None:
-    """Hand an alert to `assignee` in `user`'s name and forget the cached alert lists."""
-    bridge(url).assign_alert(alert_id, assignee, user)
-    logger.info("alert assigned", extra={"alert_id": alert_id, "user": user, "assignee": assignee})
+def assign_alert(url: str, alert_id: Any, assignee: str, viewer: Viewer) -> None:
+    """Hand an alert to `assignee` in the signed-in viewer's name and forget the cached alert lists."""
+    bridge(url).assign_alert(alert_id, assignee, viewer)
+    logger.info("alert assigned", extra={"alert_id": alert_id, "user": viewer.username, "assignee": assignee})
     open_alerts.clear()
     alerts.clear()
     alert_events.clear()
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def track_between(url: str, animal_id: str, start: datetime, end: datetime, viewer: str) -> list[Any]:
+def track_between(url: str, animal_id: str, start: datetime, end: datetime, viewer: Viewer) -> list[Any]:
     """One animal's fixes from `start` to `end`, oldest first (an alert's evidence)."""
     return bridge(url).tracks(since=start, until=end, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])
 

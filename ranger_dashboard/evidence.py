@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 from pyproj import Geod
 
-from ranger_dashboard import data, map_layers, roles, selection, views
+from ranger_dashboard import data, map_layers, roles, views
 
 GEOD = Geod(ellps="WGS84")
 
@@ -23,10 +23,10 @@ def track_length_m(fixes: list[Any]) -> float:
 
 def alert_evidence(url: str, alert: Any, role: roles.Role, window: timedelta, now: datetime) -> None:
     """Track before/after (roles with exact positions only), behaviour and battery around `alert`."""
+    viewer = roles.current_viewer()
     start, end = alert.time - window, alert.time + window
     hours = window.total_seconds() / 3600
     if role.exact_positions:
-        viewer = f"{role.name}:{selection.ranger_name() or 'anonymous'}"
         fixes = data.track_between(url, str(alert.animal_id), start, end, viewer)
         before = [p for p in fixes if p.time <= alert.time]
         after = [p for p in fixes if p.time >= alert.time]
@@ -48,7 +48,7 @@ def alert_evidence(url: str, alert: Any, role: roles.Role, window: timedelta, no
         st.caption(f"The track is withheld from the {role.title.lower()} view.")
 
     frame = views.activity_frame(
-        [s for s in data.activity(url, str(alert.animal_id), start) if s.time <= end]
+        [s for s in data.activity(url, str(alert.animal_id), start, viewer) if s.time <= end]
     )
     if not frame.empty:
         shares = views.behaviour_shares(frame)
@@ -57,7 +57,7 @@ def alert_evidence(url: str, alert: Any, role: roles.Role, window: timedelta, no
             + " · ".join(f"{behaviour} {share:.0f} %" for behaviour, share in shares.items())
         )
         st.bar_chart(frame[list(shares.index)], y_label="Share of interval (%)", stack=True, height=180)
-    animal = next((a for a in data.animals(url) if str(a.animal_id) == str(alert.animal_id)), None)
+    animal = next((a for a in data.animals(url, viewer) if str(a.animal_id) == str(alert.animal_id)), None)
     if animal is not None:
         battery = views.format_battery(animal.battery_mv, data.low_battery_mv(url)) or "unknown"
         trend = data.battery_trend(url, animal.device_id) if animal.device_id else None

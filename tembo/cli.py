@@ -34,7 +34,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(json.dumps(figures, sort_keys=False))
         return 0
     return demo.run_live(collars=args.collars, days=args.days, seed=args.seed, pace=args.pace,
-                         port=args.port, bridge_port=args.bridge_port, database_url=args.database_url)
+                         port=args.port, bridge_port=args.bridge_port, database_url=args.database_url,
+                         address=args.address, role=args.role)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -80,9 +81,14 @@ def _bridge_settings(args: argparse.Namespace, **options: object) -> BridgeSetti
 
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from lora_bridge.server import serve
+    from lora_bridge.settings import InsecureSettings
 
-    serve(_bridge_settings(args, host=args.host, port=args.port, mqtt_url=args.mqtt,
-                           mqtt_share_group=args.mqtt_share_group, mqtt_client_id=args.mqtt_client_id))
+    try:
+        serve(_bridge_settings(args, host=args.host, port=args.port, mqtt_url=args.mqtt,
+                               mqtt_share_group=args.mqtt_share_group, mqtt_client_id=args.mqtt_client_id))
+    except InsecureSettings as error:
+        print(f"tembo bridge: refusing to start: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -122,7 +128,13 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     from ranger_dashboard.launch import command
 
     # The store the bridge writes: --database-url, else TEMBO_DATABASE_URL or TEMBO_CONFIG, else the default.
-    return subprocess.call(command(args.port, _bridge_settings(args).database_url))
+    # The role: --role, else TEMBO_DASHBOARD_ROLE, else ranger (visitor: a kiosk without sign-in).
+    try:
+        argv = command(args.port, _bridge_settings(args).database_url, role=args.role, address=args.address)
+    except ValueError as error:
+        print(f"tembo dashboard: {error}", file=sys.stderr)
+        return 2
+    return subprocess.call(argv)
 
 
 def _cmd_keys(args: argparse.Namespace) -> int:
@@ -216,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pace", type=float, default=3600.0, help="simulated seconds per wall second (live)")
     demo.add_argument("--port", type=int, default=8501, help="dashboard port (live)")
     demo.add_argument("--bridge-port", type=int, default=8800, help="bridge webhook port (live)")
+    demo.add_argument("--address", default="127.0.0.1", help="dashboard address (live; 0.0.0.0 for phones on the LAN)")
+    demo.add_argument("--role", default=None, help="dashboard role (live; visitor: a kiosk without sign-in)")
     demo.add_argument("--database-url", default=None)
     demo.set_defaults(func=_cmd_demo)
 
@@ -256,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboard = sub.add_parser("dashboard", help="run the ranger dashboard (Streamlit)")
     dashboard.add_argument("--port", type=int, default=8501)
+    dashboard.add_argument("--address", default="127.0.0.1",
+                           help="address to listen on (0.0.0.0: every interface, for phones on the LAN)")
+    dashboard.add_argument("--role", default=None,
+                           help="ranger (default), researcher, field_technician, admin: users sign in; "
+                                "visitor: a kiosk without sign-in that sees as a visitor (env TEMBO_DASHBOARD_ROLE)")
     dashboard.add_argument("--database-url", default=None)
     dashboard.set_defaults(func=_cmd_dashboard)
 
@@ -288,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--key", required=True, help="private key file made by `tembo keys generate`")
         p.add_argument("--out", default="releases")
     release.set_defaults(func=_cmd_release)
+
+    from tembo import accounts
+
+    accounts.add_parsers(sub)
 
     bench = sub.add_parser("bench", help="measure: prints one JSON object of figures")
     bench.add_argument("name", help="one of: " + ", ".join(sorted(BENCHES)))

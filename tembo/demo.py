@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -58,7 +59,7 @@ class Pipeline:
 def pipeline(collars: int, days: float | None, seed: int, database_url: str,
              bridge_port: int = 0, start: datetime = DEMO_START) -> Iterator[Pipeline]:
     """Start bridge, webhook and network-server stand-in; register the herd; stop everything after."""
-    from lora_bridge.adapters.webhook import create_app
+    from lora_bridge.adapters.api import create_app
     from lora_bridge.server import serve_app_in_thread
     from lora_bridge.service import Bridge
     from lora_bridge.settings import load_settings
@@ -73,9 +74,11 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
         running.callback(network.stop)
         # The simulated herd's clock runs ahead of the wall clock on purpose (paced or as fast as it
         # can): its network-server times are believed for the whole simulated period.
+        # A fresh random webhook secret for every demo run: nothing published works against it.
         ahead_s = ((days if days is not None else 365) + 1) * 86400.0
         settings = load_settings(database_url=database_url, network_server_url=network.url,
-                                 network_server_api_key=network.api_key, max_clock_ahead_s=ahead_s)
+                                 network_server_api_key=network.api_key, max_clock_ahead_s=ahead_s,
+                                 webhook_secret=secrets.token_urlsafe(32))
         bridge = running.enter_context(Bridge(settings))
         webhook = serve_app_in_thread(create_app(bridge), port=bridge_port)
         running.callback(webhook.stop)
@@ -122,9 +125,12 @@ def run_headless(collars: int = 20, days: float | None = 2, seed: int = 1,
 
 
 def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: float = 3600.0,
-             port: int = 8501, bridge_port: int = 8800, database_url: str | None = None) -> int:
-    """The demo a new user sees: paced herd, bridge webhook and the dashboard; Ctrl-C stops all."""
-    from ranger_dashboard.launch import command
+             port: int = 8501, bridge_port: int = 8800, database_url: str | None = None,
+             address: str = "127.0.0.1", role: str | None = None) -> int:
+    """The demo a new user sees: paced herd, bridge webhook and API, demo accounts with fresh random
+    passwords, and the dashboard (for `role`; visitor: a kiosk without sign-in); Ctrl-C stops all."""
+    from ranger_dashboard.launch import command, role_from_env
+    from tembo.accounts import create_demo_accounts
 
     for wanted, flag in ((port, "--port"), (bridge_port, "--bridge-port")):
         if not port_free(wanted):
@@ -140,10 +146,19 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
     with pipeline(collars, days if days is not None else 365, seed, url, bridge_port=bridge_port,
                   start=start) as p:
         env = dict(os.environ, TEMBO_DATABASE_URL=url)
-        dashboard = subprocess.Popen(command(port, url, clock="data", refresh_s=5), env=env)
+        role = role_from_env(role)
+        dashboard = subprocess.Popen(command(port, url, clock="data", refresh_s=5, address=address, role=role),
+                                     env=env)
+        accounts = create_demo_accounts(p.bridge)
+        shown_host = "127.0.0.1" if address in ("127.0.0.1", "0.0.0.0") else address
         print(f"Tembo demo: {collars} simulated elephants, {pace:g} simulated seconds per second")
-        print(f"  ranger dashboard  http://127.0.0.1:{port}")
+        print(f"  {role.replace('_', ' ')} dashboard  http://{shown_host}:{port}"
+              + ("  (visitor kiosk: no sign-in)" if role == "visitor" else ""))
         print(f"  bridge webhook    {p.webhook.url}/uplinks/tts  (database {url})")
+        print(f"  bridge API        {p.webhook.url}/api/openapi.json  (tokens: tembo tokens create)")
+        print("  demo accounts (fresh random passwords, this run only):")
+        for username, account_role, password in accounts:
+            print(f"    {username:<12} {account_role:<17} {password}")
         print("  Ctrl-C stops everything.")
         try:
             _post_all(p, p.fleet.uplinks(pace=pace))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -22,13 +23,15 @@ from urllib.parse import urlparse
 import httpx
 
 from collar_firmware import codec
+from lora_bridge.access import Viewer
 from simulator import scenario as scenarios
 from simulator.network import Delivery
 from simulator.scoring import SeenAlert, Truth, score, time_budget_error
 
 log = logging.getLogger("tembo.twin")
 
-RANGER = "twin-ranger"
+# The twin's ranger: reads through the bridge's privacy policy like any ranger, and signs its verdicts.
+RANGER = Viewer("twin-ranger", "ranger")
 
 
 # --- outlets ------------------------------------------------------------------------------------------
@@ -186,7 +189,7 @@ def _bridge_for(fleet, reserve, folder: str) -> Iterator[tuple[object, str, str]
         ahead_s = (fleet.end_s - fleet.start_s) + 86400.0
         settings = load_settings(database_url=f"sqlite:///{Path(folder) / 'tembo.db'}",
                                  network_server_url=network.url, network_server_api_key=network.api_key,
-                                 max_clock_ahead_s=ahead_s)
+                                 max_clock_ahead_s=ahead_s, webhook_secret=secrets.token_urlsafe(32))
         bridge = running.enter_context(Bridge(settings))
         webhook = serve_app_in_thread(create_app(bridge), port=0)
         running.callback(webhook.stop)
@@ -201,7 +204,7 @@ def _play_ranger(bridge, alert_seen: dict, events, now_s: int) -> None:
     """The twin goes to look at every open alert and resolves it with the verdict its truth gives."""
     from simulator.scoring import verdict
 
-    for view in bridge.open_alerts():
+    for view in bridge.open_alerts(viewer=RANGER):
         word, _ = verdict(_seen(view, alert_seen), events, now_s)
         bridge.resolve_alert(view.alert_id, RANGER, word, note="verdict from the twin's ground truth")
 
@@ -246,7 +249,7 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
         bridge.run_rules(datetime.fromtimestamp(end_s, UTC))
         events = truth.finish(end_s, offline_after_s(scenario))
         _play_ranger(bridge, alert_seen, events, end_s)
-        views = bridge.alerts()
+        views = bridge.alerts(viewer=RANGER)
         seen = [_seen(v, alert_seen) for v in views]
         wall_s = time.perf_counter() - started
         figures = score(seen, events, end_s)

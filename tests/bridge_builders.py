@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from collar_firmware import codec
 from collar_firmware.classifier import Model, read_default_blob
+from lora_bridge.access import Viewer
 from lora_bridge.service import Bridge, open_bridge
 
 # Activity and status messages name their shares and behaviour by the model version they carry:
@@ -29,6 +30,8 @@ T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 T0_S = int(T0.timestamp())
 APPLICATION_ID = "tembo-test"
 SECRET = "test-secret"
+# The ranger whose eyes the bridge tests read through: exact live positions.
+RANGER = Viewer("ranger.amani", "ranger")
 
 
 def rfc3339(moment: datetime) -> str:
@@ -148,6 +151,19 @@ def chirpstack_uplink(message: tuple[int, bytes], *, device_id: str = "collar-01
                                                                    "codeRate": "CR_4_5"}}},
     }
     return json.dumps(document).encode()
+
+
+def api_headers(bridge: Bridge, role: str = "ranger") -> dict[str, str]:
+    """`Authorization: Bearer ...` of a fresh API token in `role` (its account made when missing)."""
+    from lora_bridge.errors import InvalidRequest
+
+    console = Viewer("console:tests", "admin")
+    owner = f"{role.replace('_', '-')}-tests"
+    try:
+        bridge.add_user(owner, role, "a test account's password", actor=console)
+    except InvalidRequest:
+        pass  # made by an earlier call
+    return {"Authorization": f"Bearer {bridge.create_token(owner, 'tests', actor=console).secret}"}
 
 
 # ---- running things ---------------------------------------------------------------------------

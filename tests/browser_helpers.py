@@ -20,6 +20,7 @@ import bridge_builders
 import httpx
 
 from collar_firmware import codec
+from lora_bridge.access import Viewer
 from ranger_dashboard import launch
 
 # Latest fix of the seeded herd; every seeded time is relative to it.
@@ -119,13 +120,56 @@ def status_values(animal: Collared, when: datetime, lat: float, lon: float, batt
     }
 
 
+# The seeded store's accounts: username -> (role, password). Test passwords, never used elsewhere.
+ACCOUNTS = {
+    "amina": ("ranger", "amina-test-password"),
+    "juma": ("ranger", "juma-test-password"),
+    "rose": ("researcher", "rose-test-password"),
+    "tito": ("field_technician", "tito-test-password"),
+    "ada": ("admin", "ada-test-password"),
+}
+# Who makes the accounts: the console of the machine the store is on.
+SEEDER = Viewer("console:tests", "admin")
+
+
+def add_accounts(bridge) -> None:
+    """The ACCOUNTS, made through the service layer (passwords stored as scrypt hashes)."""
+    for username, (role, password) in ACCOUNTS.items():
+        bridge.add_user(username, role, password, actor=SEEDER)
+
+
+def sign_in(page, username: str = "amina") -> None:
+    """Sign in through the dashboard's login form in a Playwright page (a seeded ACCOUNTS name)."""
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(ACCOUNTS[username][1])
+    page.get_by_role("button", name="Sign in").click()
+
+
+def signed_in_app(app, database_url: str, username: str = "amina"):
+    """`app` (an AppTest) signed in as the seeded account `username` (made first when missing),
+    through a session of the bridge, as the login form makes it."""
+    from lora_bridge.errors import InvalidRequest
+    from lora_bridge.service import open_bridge
+    from ranger_dashboard.login import SESSION_KEY
+
+    role, password = ACCOUNTS[username]
+    with open_bridge(database_url) as bridge:
+        try:
+            bridge.add_user(username, role, password, actor=SEEDER)
+        except InvalidRequest:
+            pass  # made already
+        app.session_state[SESSION_KEY] = bridge.sign_in(username, password)[1]
+    return app
+
+
 def seed(bridge, hours: int = 6, mortality_on: str | None = "Kito") -> dict[str, int]:
-    """Fill `bridge` with the test reserve, the HERD, `hours` hourly statuses each (the last at
-    SEED_END), one activity summary each, and a collar-raised mortality alert on `mortality_on`.
+    """Fill `bridge` with the test reserve, the ACCOUNTS, the HERD, `hours` hourly statuses each (the
+    last at SEED_END), one activity summary each, and a collar-raised mortality alert on `mortality_on`.
 
     Returns the f_cnt reached per device.
     """
     bridge.load_geography(RESERVE)
+    add_accounts(bridge)
     f_cnts: dict[str, int] = {}
     for animal in HERD:
         bridge.register_animal(animal.device_id, animal.name)

@@ -7,6 +7,7 @@ from datetime import timedelta
 import bridge_builders as b
 import pytest
 
+from lora_bridge.access import Viewer
 from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
 
 
@@ -24,13 +25,13 @@ def collar_alert(bridge, alert_type="mortality", seq=1, f_cnt=1, time_s=b.T0_S):
 def test_ranger_acknowledges_then_resolves_mortality_alert_with_verdict(bridge):
     (alert_id,) = collar_alert(bridge).alert_ids
 
-    acked = bridge.acknowledge_alert(alert_id, "ranger.amani")
-    resolved = bridge.resolve_alert(alert_id, "ranger.amani", "true", note="carcass found, tusks intact")
+    acked = bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
+    resolved = bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "true", note="carcass found, tusks intact")
 
     assert (acked.state, acked.acknowledged_by) == ("acknowledged", "ranger.amani")
     assert (resolved.state, resolved.verdict, resolved.resolved_by) == ("resolved", "true", "ranger.amani")
-    assert bridge.open_alerts() == []
-    history = [(e.actor, e.action) for e in bridge.alert_events(alert_id)]
+    assert bridge.open_alerts(viewer=b.RANGER) == []
+    history = [(e.actor, e.action) for e in bridge.alert_events(alert_id, viewer=b.RANGER)]
     assert history == [
         ("collar-01", "raised"),
         ("tembo", "ack_queued"),
@@ -38,13 +39,13 @@ def test_ranger_acknowledges_then_resolves_mortality_alert_with_verdict(bridge):
         ("ranger.amani", "acknowledged"),
         ("ranger.amani", "resolved"),
     ]
-    assert bridge.alert_events(alert_id)[-1].detail["note"] == "carcass found, tusks intact"
+    assert bridge.alert_events(alert_id, viewer=b.RANGER)[-1].detail["note"] == "carcass found, tusks intact"
 
 
 def test_new_alert_can_be_resolved_as_false_alarm_without_acknowledging(bridge):
     (alert_id,) = collar_alert(bridge, "collar_drop").alert_ids
 
-    resolved = bridge.resolve_alert(alert_id, "ranger.joseph", "false_alarm")
+    resolved = bridge.resolve_alert(alert_id, Viewer("ranger.joseph", "ranger"), "false_alarm")
 
     assert resolved.state == "resolved" and resolved.acknowledged_by is None
     assert bridge.alert_verdicts()["collar_drop"] == {"true": 0, "false_alarm": 1, "unknown": 0, "precision": 0.0}
@@ -52,18 +53,18 @@ def test_new_alert_can_be_resolved_as_false_alarm_without_acknowledging(bridge):
 
 def test_workflow_steps_out_of_order_are_refused(bridge):
     (alert_id,) = collar_alert(bridge).alert_ids
-    bridge.acknowledge_alert(alert_id, "ranger.amani")
+    bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
 
     with pytest.raises(InvalidTransition):
-        bridge.acknowledge_alert(alert_id, "ranger.amani")
+        bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
     with pytest.raises(InvalidVerdict):
-        bridge.resolve_alert(alert_id, "ranger.amani", "maybe")
-    bridge.resolve_alert(alert_id, "ranger.amani", "unknown")
+        bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "maybe")
+    bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "unknown")
     with pytest.raises(InvalidTransition):
-        bridge.resolve_alert(alert_id, "ranger.amani", "true")
+        bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "true")
     with pytest.raises(UnknownAlert):
-        bridge.acknowledge_alert(9999, "ranger.amani")
-    assert bridge.alert(alert_id).verdict == "unknown"
+        bridge.acknowledge_alert(9999, Viewer("ranger.amani", "ranger"))
+    assert bridge.alert(alert_id, viewer=b.RANGER).verdict == "unknown"
 
 
 def test_repeated_collar_alert_is_one_open_alert_with_occurrences(bridge):
@@ -71,19 +72,19 @@ def test_repeated_collar_alert_is_one_open_alert_with_occurrences(bridge):
     again = collar_alert(bridge, "immobility", seq=2, f_cnt=2, time_s=b.T0_S + 1800)
 
     assert first.alert_ids == again.alert_ids
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert (alert.occurrences, alert.priority, alert.last_time) == (2, 200, b.T0 + timedelta(minutes=30))
     assert len(bridge.downlinks()) == 2  # each collar alert is acked, so the collar stops repeating it
 
 
 def test_alert_after_resolution_opens_a_new_one(bridge):
     (first_id,) = collar_alert(bridge, "mortality", seq=1, f_cnt=1).alert_ids
-    bridge.resolve_alert(first_id, "ranger.amani", "false_alarm")
+    bridge.resolve_alert(first_id, Viewer("ranger.amani", "ranger"), "false_alarm")
 
     (second_id,) = collar_alert(bridge, "mortality", seq=2, f_cnt=2, time_s=b.T0_S + 7200).alert_ids
 
     assert second_id != first_id
-    assert [a.alert_id for a in bridge.open_alerts()] == [second_id]
+    assert [a.alert_id for a in bridge.open_alerts(viewer=b.RANGER)] == [second_id]
 
 
 def test_open_alerts_come_highest_priority_first(bridge):
@@ -91,7 +92,7 @@ def test_open_alerts_come_highest_priority_first(bridge):
     collar_alert(bridge, "geofence_farmland", seq=1, f_cnt=2)
     collar_alert(bridge, "mortality", seq=2, f_cnt=3)
 
-    assert [(a.alert_type, a.priority) for a in bridge.open_alerts()] == [
+    assert [(a.alert_type, a.priority) for a in bridge.open_alerts(viewer=b.RANGER)] == [
         ("mortality", 300),
         ("geofence_farmland", 200),
         ("low_battery", 100),
@@ -100,11 +101,11 @@ def test_open_alerts_come_highest_priority_first(bridge):
 
 def test_low_battery_status_raises_one_server_alert_at_the_collars_own_threshold(bridge):
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3310), f_cnt=1))  # the collar's level is 3300
-    assert bridge.open_alerts() == []
+    assert bridge.open_alerts(viewer=b.RANGER) == []
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 1800, battery_mv=3290), f_cnt=2))
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, battery_mv=3280), f_cnt=3))
 
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.source, alert.priority, alert.name) == ("low_battery", "server", 100, "Naserian")
     assert alert.occurrences == 2 and alert.evidence["battery_mv"] == 3290
     assert alert.evidence["threshold_mv"] == 3300
@@ -118,7 +119,7 @@ def test_ranger_sees_offline_alert_after_two_missed_status_reports_and_it_closes
     raised = bridge.run_rules(now=b.T0 + timedelta(hours=6, minutes=16))
     assert bridge.run_rules(now=b.T0 + timedelta(hours=7)) == []  # still one alert, not one per run
 
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert [alert.alert_id] == raised
     assert (alert.alert_type, alert.source, alert.evidence["silent_s"]) == ("offline", "server", 6 * 3600 + 960)
     assert alert.evidence["offline_after_s"] == 6 * 3600 + 900
@@ -126,8 +127,8 @@ def test_ranger_sees_offline_alert_after_two_missed_status_reports_and_it_closes
     bridge.ingest_tts_uplink(
         b.tts_uplink(b.status(time_s=b.T0_S + 8 * 3600), f_cnt=2, received_at=b.T0 + timedelta(hours=8))
     )
-    assert bridge.open_alerts() == []
-    closed = bridge.alert(alert.alert_id)
+    assert bridge.open_alerts(viewer=b.RANGER) == []
+    closed = bridge.alert(alert.alert_id, viewer=b.RANGER)
     assert (closed.state, closed.verdict, closed.resolved_by) == ("resolved", "true", "tembo")
 
 
@@ -137,6 +138,6 @@ def test_unknown_alert_type_from_a_newer_collar_is_still_stored(bridge):
 
     result = bridge.ingest_tts_uplink(b.tts_uplink((10, bytes(payload)), f_cnt=1))
 
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert result.status == "processed"
     assert (alert.alert_type, alert.priority) == ("unknown_30", 200)

@@ -50,8 +50,8 @@ def test_activity_dead_lettered_by_old_codec_is_replayed_after_codec_fix(bridge)
     report = bridge.replay_dead_letters()
 
     assert (report.attempted, report.processed, report.still_dead) == (1, 1, 0)
-    (animal,) = bridge.animals()
-    (summary,) = bridge.activity(animal.animal_id)
+    (animal,) = bridge.animals(viewer=b.RANGER)
+    (summary,) = bridge.activity(animal.animal_id, viewer=b.RANGER)
     assert summary.shares_pct["rest"] == 50.0
     assert bridge.dead_letters() == []
     (replayed,) = bridge.dead_letters(include_replayed=True)
@@ -109,5 +109,5 @@ def test_replayed_file_of_uplinks_fills_the_store(bridge, tmp_path):
     report = replay_file(bridge, capture)
 
     assert (report.attempted, report.processed, report.duplicates, report.still_dead) == (4, 2, 1, 1)
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.priority) == ("geofence_farmland", 200)

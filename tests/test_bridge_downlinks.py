@@ -44,7 +44,7 @@ def test_collar_alert_gets_ack_alert_downlink_pushed_to_the_things_stack(bridge,
     }
     (downlink,) = bridge.downlinks()
     assert (downlink.state, downlink.alert_id, downlink.attempts) == ("sent", result.alert_ids[0], 1)
-    actions = [e.action for e in bridge.alert_events(result.alert_ids[0])]
+    actions = [e.action for e in bridge.alert_events(result.alert_ids[0], viewer=b.RANGER)]
     assert actions == ["raised", "ack_queued", "corroborated", "ack_sent"]
 
 
@@ -55,7 +55,7 @@ def test_collar_ack_of_the_downlink_marks_it_acknowledged(bridge, network):
 
     (downlink,) = bridge.downlinks()
     assert downlink.state == "acknowledged"
-    assert bridge.alert_events(alert_id)[-1].action == "collar_confirmed_ack"
+    assert bridge.alert_events(alert_id, viewer=b.RANGER)[-1].action == "collar_confirmed_ack"
 
 
 def test_chirpstack_collar_gets_its_ack_through_the_chirpstack_queue(bridge, network):
@@ -144,7 +144,7 @@ def test_collar_repeating_an_alert_gets_one_waiting_ack_not_one_per_repeat(store
                 b.tts_uplink(b.alert("immobility", seq=4, time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt)
             )
         (downlink,) = bridge.downlinks()
-        (alert,) = bridge.open_alerts()
+        (alert,) = bridge.open_alerts(viewer=b.RANGER)
 
     assert (downlink.state, downlink.seq, alert.occurrences) == ("queued", 4, 3)
 

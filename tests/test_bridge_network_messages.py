@@ -77,7 +77,7 @@ def test_every_tts_message_kind_is_answered_2xx_and_recorded_for_what_it_is(clie
     (device,) = bridge.devices()
     assert device.device_id == "dev1", "the TTS device id names a collar first heard"
     if answer["status"] == "recorded":
-        (event,) = bridge.network_events()
+        (event,) = bridge.network_events(viewer=b.RANGER)
         assert (event["kind"], event["device_id"], event["network"]) == (answer["message"], "dev1", "tts")
     else:
         assert device.dev_eui == "0004A30B001C0530"
@@ -138,7 +138,7 @@ def test_field_masked_uplink_takes_its_collar_from_the_webhook_path(client, brid
     answer = post_json(client, "/uplinks/tts/app1/dev1", masked)
 
     assert (answer["status"], answer["device_id"], answer["message"]) == ("processed", "dev1", "status")
-    (animal,) = bridge.animals()
+    (animal,) = bridge.animals(viewer=b.RANGER)
     assert animal.battery_mv == 3900
 
 
@@ -230,14 +230,14 @@ def test_network_location_and_status_are_stored_for_the_technician(client, bridg
     post_json(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
     post_json(client, "/uplinks/chirpstack?event=location", nf.CHIRPSTACK["location"].body)
 
-    location = bridge.network_events(kind="location")
-    status = bridge.network_events(kind="status")
+    location = bridge.network_events(kind="location", viewer=b.RANGER)
+    status = bridge.network_events(kind="status", viewer=b.RANGER)
     assert [(e["device_id"], e["lat"], e["accuracy_m"]) for e in location] == [
         ("dev1", pytest.approx(37.97155556731436), 13.0),
         ("Test device", pytest.approx(52.3740364), 25.0),
     ]
     assert [(e["battery_pct"], e["margin_db"]) for e in status] == [(75.5, 6)]
-    assert bridge.latest_positions() == [], "a network's guess is not a GNSS fix on the ranger's map"
+    assert bridge.latest_positions(viewer=b.RANGER) == [], "a network's guess is not a GNSS fix on the ranger's map"
 
 
 def test_join_starts_a_new_session_and_a_replayed_old_frame_is_still_a_duplicate(client, bridge):

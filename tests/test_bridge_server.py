@@ -41,7 +41,7 @@ def test_body_stored_before_a_crash_is_processed_on_restart(store_url):
 
         with open_bridge(bridge.settings.database_url) as restarted:
             report = restarted.process_pending()
-            (alert,) = restarted.open_alerts()
+            (alert,) = restarted.open_alerts(viewer=b.RANGER)
 
     assert (report.attempted, report.processed) == (1, 1)
     assert alert.alert_type == "mortality"
@@ -66,7 +66,7 @@ def test_rules_timer_raises_offline_for_a_collar_silent_since_long_ago(store_url
         raised = timer.run_once()
         again = timer.run_once()
 
-        (alert,) = bridge.open_alerts()
+        (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert raised == [alert.alert_id] and again == []
     assert (alert.alert_type, alert.source) == ("offline", "server")
 
@@ -76,7 +76,7 @@ def test_a_webhook_whose_port_is_taken_says_so_instead_of_waiting_forever(store_
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        server = build_server(load_settings(database_url=store_url, port=taken, log_level="critical"))
+        server = build_server(load_settings(database_url=store_url, port=taken, log_level="critical", webhook_secret=b.SECRET))
         try:
             with pytest.raises(RuntimeError, match=f"127.0.0.1:{taken} did not start"):
                 start_in_thread(server)

@@ -45,7 +45,7 @@ def test_embedded_store_is_a_wal_sqlite_file_that_a_second_process_handle_reads(
         with webhook_side.db.read() as session:
             mode = session.execute(text("PRAGMA journal_mode")).scalar()
         with open_bridge(sqlite_url) as dashboard_side:
-            positions = dashboard_side.latest_positions(viewer="ranger.amani")
+            positions = dashboard_side.latest_positions(viewer=b.RANGER)
 
     assert mode == "wal"
     assert [(p.device_id, p.time) for p in positions] == [("collar-01", b.T0)]
@@ -111,10 +111,10 @@ def test_tracks_since_a_time_and_for_chosen_animals(bridge):
         bridge.register_animal(device, f"Elephant {i + 1}")
         fixes = tuple((dt, -2.5 + dt / 100000, 37.5) for dt in (0, 1800, 3600))
         bridge.ingest_tts_uplink(b.tts_uplink(b.positions(fixes=fixes), device_id=device, f_cnt=1))
-    first = bridge.animals()[0]
+    first = bridge.animals(viewer=b.RANGER)[0]
 
-    recent = bridge.tracks(since=b.T0 + timedelta(minutes=30))
-    chosen = bridge.tracks(animal_ids=[first.animal_id])
+    recent = bridge.tracks(since=b.T0 + timedelta(minutes=30), viewer=b.RANGER)
+    chosen = bridge.tracks(animal_ids=[first.animal_id], viewer=b.RANGER)
 
     assert {len(track) for track in recent.values()} == {2}
     assert list(chosen) == [first.animal_id]
@@ -125,13 +125,13 @@ def test_status_fix_age_dates_the_position_and_a_saturated_age_drops_it(bridge):
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(fix_age_s=600), f_cnt=1))
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, lat=-2.9, fix_age_s=0xFFFF), f_cnt=2))
 
-    ((position,),) = bridge.tracks().values()
+    ((position,),) = bridge.tracks(viewer=b.RANGER).values()
     assert position.time == b.T0 - timedelta(minutes=10)
 
 
 def test_registering_an_animal_renames_the_collar_placeholder(bridge):
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
-    placeholder = bridge.animals()[0]
+    placeholder = bridge.animals(viewer=b.RANGER)[0]
 
     named = bridge.register_animal("collar-01", "Tembo Kubwa", species="Loxodonta cyclotis", sex="male")
 
@@ -139,9 +139,9 @@ def test_registering_an_animal_renames_the_collar_placeholder(bridge):
     assert (named.animal_id, named.name, named.species, named.sex) == (
         placeholder.animal_id, "Tembo Kubwa", "Loxodonta cyclotis", "male"
     )
-    assert len(bridge.animals()) == 1
+    assert len(bridge.animals(viewer=b.RANGER)) == 1
     with pytest.raises(UnknownAnimal):
-        bridge.activity("no-such-animal")
+        bridge.activity("no-such-animal", viewer=b.RANGER)
 
 
 def test_counts_name_what_the_demo_prints(bridge):
@@ -178,8 +178,8 @@ def test_concurrent_webhook_posts_and_dashboard_reads_lose_nothing(bridge, port)
 
     def dashboard() -> None:
         for _ in range(20):
-            bridge.animals()
-            bridge.open_alerts()
+            bridge.animals(viewer=b.RANGER)
+            bridge.open_alerts(viewer=b.RANGER)
 
     with serve_app_in_thread(create_app(bridge), port=port) as server:
         threads = [threading.Thread(target=network_server, args=(d,)) for d in collars]
@@ -200,7 +200,7 @@ def test_received_at_in_nanoseconds_is_read_as_utc(bridge):
 
     bridge.ingest_tts_uplink(json.dumps(body).encode())
 
-    assert bridge.animals()[0].last_seen == datetime(2026, 3, 1, 6, 0, 0, 123456, tzinfo=UTC)
+    assert bridge.animals(viewer=b.RANGER)[0].last_seen == datetime(2026, 3, 1, 6, 0, 0, 123456, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("dialect_name", ["postgresql", "sqlite"])

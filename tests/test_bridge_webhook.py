@@ -41,19 +41,19 @@ def test_ranger_sees_position_activity_and_alert_after_tts_uplinks(client, bridg
 
     assert [r.status_code for r in replies] == [200, 200, 200]
     assert [r.json()["message"] for r in replies] == ["status", "activity", "alert"]
-    (animal,) = bridge.animals()
+    (animal,) = bridge.animals(viewer=b.RANGER)
     assert (animal.name, animal.device_id, animal.battery_mv, animal.fw_version) == (
         "Tembo Kubwa", "collar-01", 3950, "1.2.3"
     )
     assert animal.lat == pytest.approx(-2.5, abs=1e-5) and animal.lon == pytest.approx(37.5, abs=1e-5)
     assert animal.position_time == b.T0
     assert animal.last_seen.utcoffset() == timedelta(0)
-    (position,) = bridge.latest_positions()
+    (position,) = bridge.latest_positions(viewer=b.RANGER)
     assert (position.animal_id, position.name, position.time) == (animal.animal_id, "Tembo Kubwa", b.T0)
-    (summary,) = bridge.activity(animal.animal_id)
+    (summary,) = bridge.activity(animal.animal_id, viewer=b.RANGER)
     assert summary.shares_pct == {"rest": 10.0, "forage": 70.0, "walk": 15.0, "run": 5.0}
     assert summary.dominant == "forage" and summary.interval_min == 60
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert isinstance(alert, AlertView)
     assert (alert.alert_type, alert.priority, alert.state, alert.source, alert.name) == (
         "poaching_risk", 300, "new", "collar", "Tembo Kubwa"
@@ -131,48 +131,15 @@ def test_chirpstack_uplink_becomes_a_position(client, bridge):
     reply = client.post("/uplinks/chirpstack?event=up", content=body, headers={"X-Tembo-Secret": b.SECRET})
 
     assert reply.status_code == 200 and reply.json()["device_id"] == "collar-01"
-    (track,) = bridge.tracks().values()
+    (track,) = bridge.tracks(viewer=b.RANGER).values()
     assert [p.time for p in track] == [b.T0, b.T0 + timedelta(seconds=900)]
     assert track[1].lat == pytest.approx(-2.41, abs=1e-5)
 
 
-def test_healthz_and_read_api_answer_json(client, bridge):
+def test_healthz_answers_without_data(client, bridge):
     post_tts(client, b.tts_uplink(b.status(), f_cnt=1))
-    post_tts(client, b.tts_uplink(b.alert("mortality"), f_cnt=2))
 
-    health = client.get("/healthz")
-    animals = client.get("/api/animals").json()
-    alerts = client.get("/api/alerts").json()
-    latest = client.get("/api/positions/latest").json()
-    devices = client.get("/api/devices").json()
-    bridge.load_geography({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"kind": "gateway", "name": "gw-north"},
-         "geometry": {"type": "Point", "coordinates": [37.5, -2.2]}}]})
-    geography = client.get("/api/geography").json()
-
-    assert health.json() == {"status": "ok"}
-    assert devices[0]["uplinks_received"] == 2 and geography["features"][0]["properties"]["kind"] == "gateway"
-    assert animals[0]["device_id"] == "collar-01" and animals[0]["battery_mv"] == 3900
-    assert alerts[0]["alert_type"] == "mortality" and alerts[0]["priority"] == 300
-    assert latest[0]["time"] == "2026-03-01T06:00:00+00:00"
-
-
-def test_operator_lists_and_replays_dead_letters_over_http(client, bridge):
-    post_tts(client, b"{broken")
-
-    listed = client.get("/api/dead_letters").json()
-    replay = client.post("/api/dead_letters/replay").json()
-
-    assert listed[0]["stage"] == "parse" and listed[0]["body"] == b"{broken".hex()
-    assert (replay["attempted"], replay["still_dead"]) == (1, 1)
-
-
-def test_read_api_wants_the_token_when_one_is_configured(store_url):
-    with b.fresh_bridge(store_url, api_token="ranger-token") as bridge, TestClient(create_app(bridge)) as client:
-        without = client.get("/api/positions/latest")
-        with_token = client.get("/api/positions/latest", headers={"Authorization": "Bearer ranger-token"})
-
-    assert (without.status_code, with_token.status_code) == (401, 200)
+    assert client.get("/healthz").json() == {"status": "ok"}
 
 
 def test_an_oversized_body_is_cut_kept_as_a_dead_letter_and_the_next_uplink_still_lands(client, bridge):

@@ -8,13 +8,16 @@ import re
 import time
 
 import pytest
-from browser_helpers import running_dashboard, seed
+from browser_helpers import running_dashboard, seed, sign_in
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
+from lora_bridge.access import Viewer
 from lora_bridge.service import open_bridge
 from ranger_dashboard import palette
+
+RANGER = Viewer("ranger.amani", "ranger")
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -86,7 +89,7 @@ def click_animal(page: Page, x: int, y: int, name: str) -> None:
 def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite_url, port, tmp_path):
     bridge = open_bridge(sqlite_url)
     seed(bridge)
-    ids = {a.name: a.animal_id for a in bridge.animals()}
+    ids = {a.name: a.animal_id for a in bridge.animals(viewer=RANGER)}
     kito_id, amani_id = ids["Kito"], ids["Amani"]
     bridge.close()
     with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
@@ -104,6 +107,7 @@ def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite
                     ),
                 )
                 page.goto(base_url)
+                sign_in(page, "amina")
                 page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
                 page.get_by_text("Zawadi", exact=True).first.wait_for(state="attached", timeout=WAIT_MS)
 

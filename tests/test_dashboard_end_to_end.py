@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browser_helpers import signed_in_app
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
@@ -29,7 +30,7 @@ def herd_store(tmp_path_factory) -> tuple[str, list[dict]]:
     the herd's manifest."""
     url = f"sqlite:///{tmp_path_factory.mktemp('herd') / 'tembo.db'}"
     fleet = Fleet(n_collars=3, seed=1, start=START, days=0.25)
-    bridge = open_bridge(url)
+    bridge = open_bridge(url, webhook_secret="end-to-end-webhook-secret")
     bridge.load_geography(demo_reserve().geojson())
     for member in fleet.manifest():
         bridge.register_animal(
@@ -48,7 +49,7 @@ def test_ranger_sees_the_simulated_herd_on_the_live_map(herd_store, monkeypatch)
     url, manifest = herd_store
     monkeypatch.setenv("TEMBO_DATABASE_URL", url)
     monkeypatch.setenv("TEMBO_DASHBOARD_CLOCK", "data")
-    app = AppTest.from_file(str(APP), default_timeout=60).run()
+    app = signed_in_app(AppTest.from_file(str(APP), default_timeout=60), url).run()
     assert not app.exception, [e.value for e in app.exception]
     spec = json.loads(app.get("deck_gl_json_chart")[0].proto.json)
     names = next(item for item in spec["layers"] if item["id"] == "animal-names")["data"]
@@ -62,7 +63,7 @@ def test_ranger_sees_the_simulated_herd_on_the_live_map(herd_store, monkeypatch)
 def test_ranger_sees_what_each_collar_reported_about_itself(herd_store, monkeypatch):
     url, manifest = herd_store
     monkeypatch.setenv("TEMBO_DATABASE_URL", url)
-    app = AppTest.from_file(str(APP), default_timeout=60).run()
+    app = signed_in_app(AppTest.from_file(str(APP), default_timeout=60), url).run()
     app.switch_page("screens/animals.py").run()
     assert not app.exception, [e.value for e in app.exception]
     table = app.dataframe[-1].value  # the herd, under the animal

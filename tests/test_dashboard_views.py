@@ -379,32 +379,11 @@ def test_map_layer_settings_are_constants_and_only_accessors_read_the_data():
             assert layer.get(key, "pixels") == "pixels"
 
 
-def test_coarse_positions_snap_to_the_centre_of_a_grid_cell():
-    lat, lon = roles.coarsen(-1.90012, 37.20034, 1000)
-    assert abs(lat - -1.90012) < 0.0046 and abs(lon - 37.20034) < 0.0046
-    assert roles.coarsen(-1.9002, 37.2004, 1000) == (lat, lon)
-    assert roles.coarsen(-1.9002, 37.2004, 5000) != (lat, lon)
-
-
-def test_roles_without_exact_positions_see_late_coarse_fixes_only():
-    fixes = [
-        position("a1", "Amani", 600, -1.9000, 37.20),
-        position("a1", "Amani", 420, -1.9001, 37.20),
-        position("a1", "Amani", 360, -1.9200, 37.20),
-        position("a1", "Amani", 10, -1.9500, 37.20),
-    ]
-    latest, tracks = roles.withheld_positions({"a1": fixes}, NOW - timedelta(hours=6), 1000)
-    assert [p.time for p in latest] == [NOW - timedelta(hours=6)]
-    assert (latest[0].lat, latest[0].lon) == roles.coarsen(-1.92, 37.20, 1000)
-    # The two first fixes share a cell and become one; the fix 10 minutes ago is held back.
-    assert [p.time for p in tracks["a1"]] == [NOW - timedelta(minutes=420), NOW - timedelta(minutes=360)]
-
-
 def test_roles_say_what_they_may_see():
     assert roles.role("ranger").exact_positions and roles.role("ranger").handles_alerts
     visitor = roles.role("visitor")
     assert not visitor.exact_positions and not visitor.handles_alerts
-    assert visitor.describe_positions() == "Positions coarsened to 5 km, 24 h late (Visitor centre view)."
+    assert "5 km grid, 24 h late" in visitor.describe_positions()
     with pytest.raises(ValueError):
         roles.role("poacher")
     with pytest.raises(ValueError):

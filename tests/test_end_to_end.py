@@ -9,11 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser_helpers import signed_in_app
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
+from lora_bridge.access import Viewer
 from lora_bridge.service import open_bridge
 from tembo import demo
+
+RANGER = Viewer("ranger.amani", "ranger")
 
 APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
 
@@ -39,9 +43,9 @@ def test_every_delivered_uplink_is_stored_and_decoded(demo_store):
 def test_bridge_service_knows_every_animal_where_and_what_it_does(demo_store):
     url, _ = demo_store
     with open_bridge(url) as bridge:
-        animals = bridge.animals()
-        positions = bridge.latest_positions()
-        tracks = bridge.tracks()
+        animals = bridge.animals(viewer=RANGER)
+        positions = bridge.latest_positions(viewer=RANGER)
+        tracks = bridge.tracks(viewer=RANGER)
     assert len(animals) == 4
     assert all(a.lat is not None and a.behaviour and a.fw_version and a.model_version for a in animals)
     assert {p.name for p in positions} == {a.name for a in animals}
@@ -51,11 +55,11 @@ def test_bridge_service_knows_every_animal_where_and_what_it_does(demo_store):
 def test_ranger_sees_the_herd_on_the_live_map(demo_store, monkeypatch):
     url, _ = demo_store
     monkeypatch.setenv("TEMBO_DATABASE_URL", url)
-    app = AppTest.from_file(str(APP), default_timeout=60)
+    app = signed_in_app(AppTest.from_file(str(APP), default_timeout=60), url)
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     with open_bridge(url) as bridge:
-        names = sorted(a.name for a in bridge.animals())
+        names = sorted(a.name for a in bridge.animals(viewer=RANGER))
     deck = json.loads(app.get("deck_gl_json_chart")[0].proto.json)
     shown = sorted(p["name"] for layer in deck["layers"] if layer["id"] == "animal-names" for p in layer["data"])
     assert shown == names

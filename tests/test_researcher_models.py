@@ -18,6 +18,7 @@ from sklearn.utils.estimator_checks import check_estimator
 from collar_firmware import blob as collar_blob
 from collar_firmware import classifier
 from collar_firmware import features as collar_features
+from lora_bridge.access import Viewer
 from models import dataset, registry
 from models.eim import evaluate_eim, export_eim
 from models.estimator import CollarForest
@@ -28,6 +29,7 @@ from models.simulated_source import simulated_recordings, write_labelled_csv
 from models.windowing import Windows, WindowSettings
 from tembo.cli import main
 
+RANGER = Viewer("ranger.amani", "ranger")
 SHIPPED = Path(classifier.__file__).with_name(classifier.DEFAULT_MODEL_FILE)
 RENAMED = {"rest": "lying", "forage": "grazing", "walk": "walking", "run": "running"}
 
@@ -209,8 +211,8 @@ def test_bridge_names_activity_from_the_model_version_the_collar_runs(tmp_path, 
         bridge.register_animal("tembo-collar-07", "Shaba")
         for message in fleet.uplinks():
             bridge.ingest_tts_uplink(json.dumps(message).encode())
-        shaba = next(a for a in bridge.animals() if a.name == "Shaba")
-        summaries = bridge.activity(shaba.animal_id)
+        shaba = next(a for a in bridge.animals(viewer=RANGER) if a.name == "Shaba")
+        summaries = bridge.activity(shaba.animal_id, viewer=RANGER)
     new = [s for s in summaries if s.model_version == entry.model_version]
     old = [s for s in summaries if s.model_version == shipped.version]
     assert len(new) >= 4 and len(old) + len(new) == len(summaries)
@@ -316,8 +318,8 @@ def test_a_stork_model_with_five_classes_names_status_and_shares_beyond_the_code
                                                      f_cnt=1)).ok
         assert bridge.ingest_tts_uplink(b.tts_uplink((codec.port_of("activity"), codec.encode("activity", shares)),
                                                      f_cnt=2)).ok
-        stork = bridge.animals()[0]
-        summary = bridge.activity(stork.animal_id)[0]
+        stork = bridge.animals(viewer=RANGER)[0]
+        summary = bridge.activity(stork.animal_id, viewer=RANGER)[0]
     assert stork.behaviour == "WALK"
     assert summary.shares_pct == dict(zip(classes, [5.0, 5.0, 10.0, 20.0, 60.0], strict=True))
     assert summary.dominant == "WALK"

@@ -9,6 +9,7 @@ import pytest
 import rules_builders as rb
 from shapely.geometry import shape
 
+from lora_bridge.access import Viewer
 from lora_bridge.errors import InvalidGeofenceFile, UnknownGeofence
 
 T = b.T0
@@ -126,7 +127,7 @@ def test_ranger_sees_park_exit_at_the_interpolated_crossing_time(any_store_bridg
     # 08:00 inside at x=308 km, 09:00 outside at x=311 km (the fence is at x=310 km): 2/3 of the way.
     ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)])
 
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.source, alert.priority) == ("geofence_exit", "server", 200)
     crossed = alert.evidence["crossed_at"]
     assert abs((alert.time - (T + timedelta(minutes=40))).total_seconds()) < 30
@@ -141,13 +142,13 @@ def test_loop_back_inside_closes_the_exit_alert_with_the_reason(any_store_bridge
     park_and_farm(bridge)
     ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 311_000, 9_702_000), (120, 309_500, 9_702_000)])
 
-    assert bridge.open_alerts() == []
-    (alert,) = bridge.alerts()
+    assert bridge.open_alerts(viewer=b.RANGER) == []
+    (alert,) = bridge.alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.state, alert.verdict, alert.resolved_by) == ("geofence_exit", "resolved", None, "tembo")
-    (closing,) = [e for e in bridge.alert_events(alert.alert_id) if e.action == "auto_resolved"]
+    (closing,) = [e for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "auto_resolved"]
     assert closing.detail["reason"].startswith("back inside the fence at")
     # The ranger still gives the verdict.
-    assert bridge.resolve_alert(alert.alert_id, "ranger.amani", "true").verdict == "true"
+    assert bridge.resolve_alert(alert.alert_id, Viewer("ranger.amani", "ranger"), "true").verdict == "true"
     assert bridge.alert_verdicts()["geofence_exit"]["precision"] == 1.0
 
 
@@ -155,7 +156,7 @@ def test_walking_into_the_fenced_hole_is_an_exit_from_the_park(bridge):
     park_and_farm(bridge)
     ingest_track(bridge, [(0, 303_000, 9_705_000), (60, 305_000, 9_705_000)])
 
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert alert.alert_type == "geofence_exit"
     assert abs((alert.time - (T + timedelta(minutes=30))).total_seconds()) < 30
 
@@ -164,14 +165,14 @@ def test_walking_inside_the_park_past_the_hole_raises_nothing(bridge):
     park_and_farm(bridge)
     ingest_track(bridge, [(0, 302_000, 9_703_000), (60, 308_000, 9_703_000), (120, 308_000, 9_707_000)])
 
-    assert bridge.alerts() == []
+    assert bridge.alerts(viewer=b.RANGER) == []
 
 
 def test_crossing_park_and_farm_fence_in_one_segment_raises_exit_then_farmland(bridge):
     park_and_farm(bridge)
     ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 313_000, 9_702_000)])
 
-    by_type = {a.alert_type: a for a in bridge.open_alerts()}
+    by_type = {a.alert_type: a for a in bridge.open_alerts(viewer=b.RANGER)}
     assert set(by_type) == {"geofence_exit", "geofence_farmland"}
     assert abs((by_type["geofence_exit"].time - (T + timedelta(minutes=15))).total_seconds()) < 30
     assert abs((by_type["geofence_farmland"].time - (T + timedelta(minutes=45))).total_seconds()) < 30
@@ -182,7 +183,7 @@ def test_gps_outlier_outside_the_fence_is_ignored(bridge):
     # 30 km east for one fix, back an hour later: 30 km/h would be needed (limit 20 km/h): an outlier.
     ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 338_000, 9_702_000), (120, 308_100, 9_702_000)])
 
-    assert bridge.alerts() == []
+    assert bridge.alerts(viewer=b.RANGER) == []
 
 
 

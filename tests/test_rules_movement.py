@@ -8,6 +8,7 @@ import bridge_builders as b
 import pytest
 import rules_builders as rb
 
+from lora_bridge.access import Viewer
 from lora_bridge.domain.rules_movement import exclude_outliers, immobility
 from lora_bridge.domain.rules_profiles import ImmobilityProfile, RulesConfig, SpeedProfile, load_rules_config
 from lora_bridge.errors import InvalidRequest
@@ -35,14 +36,14 @@ def test_collar_still_for_11_h_59_min_raises_no_immobility(bridge):
     for body in rb.fix_uplinks("collar-01", T, still_track(11 * 60 + 59)):
         bridge.ingest_tts_uplink(body)
 
-    assert [a.alert_type for a in bridge.alerts()] == []
+    assert [a.alert_type for a in bridge.alerts(viewer=b.RANGER)] == []
 
 
 def test_collar_still_for_12_h_1_min_raises_immobility_with_its_evidence(bridge):
     for body in rb.fix_uplinks("collar-01", T, still_track(12 * 60 + 1)):
         bridge.ingest_tts_uplink(body)
 
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.source, alert.priority) == ("immobility", "server", 200)
     evidence = alert.evidence
     assert evidence["still_since"] == T.isoformat()
@@ -57,9 +58,9 @@ def test_immobility_closes_itself_when_the_animal_walks_away(bridge):
     for body in rb.fix_uplinks("collar-01", T, track):
         bridge.ingest_tts_uplink(body)
 
-    (alert,) = bridge.alerts()
+    (alert,) = bridge.alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.state, alert.verdict) == ("immobility", "resolved", None)
-    (closing,) = [e for e in bridge.alert_events(alert.alert_id) if e.action == "auto_resolved"]
+    (closing,) = [e for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "auto_resolved"]
     assert closing.detail["reason"].startswith("moving again")
 
 
@@ -96,7 +97,7 @@ def test_battery_trend_predicts_the_date_of_empty_and_warns_within_thirty_days(b
     assert trend["slope_mv_per_day"] == pytest.approx(-20.0)
     assert trend["critical_on"].startswith((T + timedelta(days=30)).date().isoformat())
     assert trend["empty_on"].startswith((T + timedelta(days=40)).date().isoformat())  # 2900 mV, the pack's 0 %
-    (alert,) = [a for a in bridge.open_alerts() if a.alert_type == "battery_forecast"]
+    (alert,) = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "battery_forecast"]
     assert alert.priority == 100 and alert.evidence["critical_mv"] == 3100
 
 
@@ -104,9 +105,9 @@ def test_low_battery_closes_itself_once_the_collar_reads_above_its_level_again(b
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1))
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, battery_mv=3360), f_cnt=2))
 
-    (alert,) = bridge.alerts()
+    (alert,) = bridge.alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.state) == ("low_battery", "resolved")
-    (closing,) = [e for e in bridge.alert_events(alert.alert_id) if e.action == "auto_resolved"]
+    (closing,) = [e for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "auto_resolved"]
     assert closing.detail["reason"] == "battery back at 3360 mV"
 
 
@@ -134,7 +135,7 @@ def poaching_scene(bridge, at, *, fled: bool):
     for body in bodies:
         bridge.ingest_tts_uplink(body)
     bridge.run_rules(now=at + timedelta(minutes=30))
-    (found,) = [a for a in bridge.alerts() if a.alert_type == "poaching_risk"]
+    (found,) = [a for a in bridge.alerts(viewer=b.RANGER) if a.alert_type == "poaching_risk"]
     return found
 
 
@@ -163,24 +164,24 @@ def test_unacknowledged_mortality_alert_escalates_after_ten_minutes_once_per_per
     (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1)).alert_ids
 
     bridge.run_rules(now=T + timedelta(minutes=9))
-    assert [e.action for e in bridge.alert_events(alert_id)].count("escalated") == 0
+    assert [e.action for e in bridge.alert_events(alert_id, viewer=b.RANGER)].count("escalated") == 0
     bridge.run_rules(now=T + timedelta(minutes=11))
     bridge.run_rules(now=T + timedelta(minutes=12))
-    levels = [e.detail["level"] for e in bridge.alert_events(alert_id) if e.action == "escalated"]
+    levels = [e.detail["level"] for e in bridge.alert_events(alert_id, viewer=b.RANGER) if e.action == "escalated"]
     assert levels == [1]
     bridge.run_rules(now=T + timedelta(minutes=21))
     bridge.run_rules(now=T + timedelta(hours=5))
-    levels = [e.detail["level"] for e in bridge.alert_events(alert_id) if e.action == "escalated"]
+    levels = [e.detail["level"] for e in bridge.alert_events(alert_id, viewer=b.RANGER) if e.action == "escalated"]
     assert levels == [1, 2]  # max_level 2
 
 
 def test_acknowledged_alert_does_not_escalate(bridge):
     (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1)).alert_ids
-    bridge.acknowledge_alert(alert_id, "ranger.amani")
+    bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
 
     bridge.run_rules(now=T + timedelta(hours=1))
 
-    assert "escalated" not in [e.action for e in bridge.alert_events(alert_id)]
+    assert "escalated" not in [e.action for e in bridge.alert_events(alert_id, viewer=b.RANGER)]
 
 
 def test_thresholds_differ_per_species_and_per_animal_from_one_file(tmp_path):

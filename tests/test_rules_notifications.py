@@ -13,6 +13,7 @@ import rules_builders as rb
 from conftest import free_port
 from notify_standins import EarthRangerStandIn, SmsGateway, SmtpStandIn, WebhookReceiver
 
+from lora_bridge.access import Viewer
 from lora_bridge.errors import InvalidRequest
 from lora_bridge.notify.channels import sign, verify
 from lora_bridge.notify.config import load_notify_config
@@ -70,8 +71,8 @@ def test_earthranger_gets_alerts_as_events_and_fixes_as_observations_in_its_docu
         (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(mortality, f_cnt=9)).alert_ids
         assert stand_in.requests == []  # ingest never waits on EarthRanger
         assert bridge.flush_notifications(now=wall()).sent == 3
-        bridge.acknowledge_alert(alert_id, "ranger.amani")
-        bridge.resolve_alert(alert_id, "ranger.amani", "true")
+        bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
+        bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "true")
         assert bridge.flush_notifications(now=wall()).sent == 2
 
     assert stand_in.problems == []
@@ -164,7 +165,7 @@ def test_alerting_in_the_control_room_does_not_wait_when_every_outside_service_i
     rules_path = write_rules(tmp_path / "r.toml", hook_url=dead, er_url=dead, routes=routes)
     with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
         result = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
-        assert [a.alert_id for a in bridge.open_alerts()] == list(result.alert_ids)
+        assert [a.alert_id for a in bridge.open_alerts(viewer=b.RANGER)] == list(result.alert_ids)
         report = bridge.flush_notifications(now=wall())
         assert report.sent == 0 and report.retried >= 1
         assert {n.state for n in bridge.notifications()} == {"pending"}

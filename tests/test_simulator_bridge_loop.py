@@ -8,11 +8,14 @@ import json
 from datetime import UTC, datetime
 
 from collar_firmware import codec
+from lora_bridge.access import Viewer
 from lora_bridge.service import open_bridge
 from simulator.animals import AnimalIdentity, Scenario, SimulatedAnimal
 from simulator.fleet import Fleet
 from simulator.network_server import NetworkServerStandIn
 from simulator.reserve import demo_reserve, demo_reserve_geojson
+
+RANGER = Viewer("ranger.amani", "ranger")
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
 START_S = int(START.timestamp())
@@ -37,8 +40,8 @@ def test_bridge_acknowledges_a_mortality_alert_and_the_collar_stops_repeating_it
                 up = message["uplink_message"]
                 decoded = codec.decode(up["f_port"], base64.b64decode(up["frm_payload"]))
                 mortality_uplinks += decoded.get("alert_type") == "mortality"
-            open_types = {a.alert_type for a in bridge.open_alerts() if a.device_id == "tembo-collar-01"}
-            animals = {a.name: a for a in bridge.animals()}
+            open_types = {a.alert_type for a in bridge.open_alerts(viewer=RANGER) if a.device_id == "tembo-collar-01"}
+            animals = {a.name: a for a in bridge.animals(viewer=RANGER)}
     assert "mortality" in open_types
     assert animals["Amani"].lat is not None
     # Without the bridge's ack the collar repeats the alert every hour until the run ends (7 hours here).

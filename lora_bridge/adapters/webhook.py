@@ -1,4 +1,4 @@
-"""The bridge's HTTP face (Starlette): network-server webhooks in, a small read API out.
+"""The bridge's webhook (Starlette): network-server messages in.
 
     POST /uplinks/tts          The Things Stack v3 webhook (every message kind), header X-Tembo-Secret
     POST /uplinks/tts/{app_id}/{device_id}[/{event}]
@@ -6,12 +6,11 @@
                                `.../uplinks/tts/{appID}/{devID}`): a field-masked body names no device
     POST /uplinks/chirpstack?event=up|join|ack|txack|status|log|location|integration
                                ChirpStack v4 HTTP integration, JSON or Protobuf (Content-Type)
-    GET  /healthz              200 when the store answers
-    GET  /api/animals, /api/alerts[?state=open|all|new,acknowledged,resolved], /api/positions/latest,
-         /api/devices, /api/geography, /api/dead_letters
-                               JSON views; `Authorization: Bearer <api_token>` when one is set
-    POST /api/dead_letters/replay
-                               run waiting dead letters through the current codec (API token as above)
+    GET  /healthz              200 when the store answers (no data)
+
+The read API (`/api/...`, bearer tokens with roles) lives in `lora_bridge.adapters.api`, whose
+`create_app` serves both. The webhook refuses to start without a proper secret
+(`lora_bridge.settings.check_webhook_secret`).
 
 A webhook answers once the body is durable (committed and fsynced) and, normally, applied:
 200 processed / duplicate / recorded (a join, delivery report, location, status, log) / kept (a
@@ -36,8 +35,9 @@ from starlette.routing import Route
 
 from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable
 from lora_bridge.service import Bridge
+from lora_bridge.settings import check_webhook_secret
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
-from lora_bridge.views import IngestResult, to_jsonable
+from lora_bridge.views import IngestResult
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,11 @@ STATUS_CODES = {"pending": 202}
 
 
 def create_app(bridge: Bridge) -> Starlette:
-    """The webhook and read-API app over bridge."""
+    """The webhook app over bridge (the HTTP API adds its routes in `lora_bridge.adapters.api`).
+
+    InsecureSettings when the webhook secret is empty, missing or published without the demo opt-in.
+    """
+    check_webhook_secret(bridge.settings)
 
     async def tts_uplink(request: Request) -> JSONResponse:
         path_ids = None
@@ -69,45 +73,6 @@ def create_app(bridge: Bridge) -> Starlette:
         healthy = await run_in_threadpool(bridge.healthy)
         return JSONResponse({"status": "ok" if healthy else "store unavailable"}, status_code=200 if healthy else 503)
 
-    async def api_animals(request: Request) -> JSONResponse:
-        _check_api_token(request, bridge)
-        return JSONResponse(to_jsonable(await run_in_threadpool(bridge.animals)))
-
-    async def api_alerts(request: Request) -> JSONResponse:
-        _check_api_token(request, bridge)
-        state = request.query_params.get("state", "open")
-        if state == "open":
-            views = await run_in_threadpool(bridge.open_alerts)
-        elif state == "all":
-            views = await run_in_threadpool(bridge.alerts)
-        else:
-            views = await run_in_threadpool(bridge.alerts, tuple(state.split(",")))
-        return JSONResponse(to_jsonable(views))
-
-    async def api_latest_positions(request: Request) -> JSONResponse:
-        _check_api_token(request, bridge)
-        viewer = request.client.host if request.client else None
-        views = await run_in_threadpool(bridge.latest_positions, f"api:{viewer}")
-        return JSONResponse(to_jsonable(views))
-
-    async def api_devices(request: Request) -> JSONResponse:
-        _check_api_token(request, bridge)
-        return JSONResponse(to_jsonable(await run_in_threadpool(bridge.devices)))
-
-    async def api_geography(request: Request) -> JSONResponse:
-        _check_api_token(request, bridge)
-        return JSONResponse(await run_in_threadpool(bridge.geography))
-
-    async def api_dead_letters(request: Request) -> JSONResponse:
-        _check_api_token(request, bridge)
-        views = await run_in_threadpool(bridge.dead_letters, request.query_params.get("all") == "1")
-        return JSONResponse(to_jsonable(views))
-
-    async def api_replay_dead_letters(request: Request) -> JSONResponse:
-        _check_api_token(request, bridge)
-        report = await run_in_threadpool(bridge.replay_dead_letters)
-        return JSONResponse(to_jsonable(report))
-
     app = Starlette(
         routes=[
             Route("/uplinks/tts", tts_uplink, methods=["POST"]),
@@ -115,13 +80,6 @@ def create_app(bridge: Bridge) -> Starlette:
             Route("/uplinks/tts/{app_id}/{device_id}/{event:path}", tts_uplink, methods=["POST"]),
             Route("/uplinks/chirpstack", chirpstack_uplink, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
-            Route("/api/animals", api_animals, methods=["GET"]),
-            Route("/api/alerts", api_alerts, methods=["GET"]),
-            Route("/api/positions/latest", api_latest_positions, methods=["GET"]),
-            Route("/api/devices", api_devices, methods=["GET"]),
-            Route("/api/geography", api_geography, methods=["GET"]),
-            Route("/api/dead_letters", api_dead_letters, methods=["GET"]),
-            Route("/api/dead_letters/replay", api_replay_dead_letters, methods=["POST"]),
         ],
         exception_handlers={AuthenticationFailed: _unauthorized, NotFound: _not_found},
     )
@@ -183,18 +141,11 @@ async def _read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
 
 def _check_secret(request: Request, bridge: Bridge) -> None:
     given = request.headers.get(SECRET_HEADER, "").encode()
-    if not hmac.compare_digest(given, bridge.settings.webhook_secret_bytes()):
+    expected = bridge.settings.webhook_secret_bytes()
+    # An empty secret in force accepts nobody (create_app refuses to start with one anyway).
+    if not expected or not hmac.compare_digest(given, expected):
         log.warning("webhook secret rejected", extra={"client": request.client.host if request.client else None})
         raise AuthenticationFailed(f"missing or wrong {SECRET_HEADER}")
-
-
-def _check_api_token(request: Request, bridge: Bridge) -> None:
-    token = bridge.settings.api_token
-    if token is None:
-        return
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-    if not hmac.compare_digest(given, token.get_secret_value().encode()):
-        raise AuthenticationFailed("missing or wrong API token")
 
 
 async def _unauthorized(request: Request, error: Exception) -> JSONResponse:

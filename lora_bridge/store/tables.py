@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -133,6 +135,8 @@ class Animal(Base):
     sex: Mapped[str | None] = mapped_column(String(16))
     device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.device_id"), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    # High-value animals (a rhino, a tusker) are shown coarser and later to roles without exact positions.
+    high_value: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     device: Mapped[Device | None] = relationship(back_populates="animal")
 
@@ -371,6 +375,68 @@ class DownlinkRoute(Base):
 
 
 Index("ix_raw_uplinks_device_session_fcnt", RawUplink.device_id, RawUplink.session, RawUplink.f_cnt)
+
+
+# Access: accounts, API tokens, sign-in sessions and the audit log (lora_bridge.access) ---------
+
+
+class UserAccount(Base):
+    """A person (or a kiosk) who signs in: a role and a password hash (never the password)."""
+
+    __tablename__ = "user_accounts"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    password_changed_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class ApiToken(Base):
+    """A bearer token for the HTTP API, stored as its SHA-256 only; revocable, optionally expiring."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
+    name: Mapped[str] = mapped_column(String(128))
+    owner: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+
+
+class SignInSession(Base):
+    """A dashboard sign-in, stored as the SHA-256 of its session token; ends at expiry or sign-out."""
+
+    __tablename__ = "sign_in_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Who saw which positions (exact or coarse) and when; who changed accounts and tokens."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(48))
+    precision: Mapped[str | None] = mapped_column(String(16))
+    animals: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 Index("ix_positions_device_time", Position.device_id, Position.time)
 Index("ix_alerts_device_type", Alert.device_id, Alert.alert_type)
 

@@ -25,7 +25,8 @@ EVIDENCE_WINDOW = timedelta(hours=12)
 
 options = config.options()
 url = options.database_url
-role = roles.role(options.role)
+viewer = roles.current_viewer()
+role = roles.role(viewer.role)
 
 
 def flash(message: str) -> None:
@@ -67,7 +68,7 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
             width="stretch",
         ):
             flash(f"Alert acknowledged by {ranger}.")
-            act("acknowledge", alert, data.acknowledge_alert, url, alert_id, ranger)
+            act("acknowledge", alert, data.acknowledge_alert, url, alert_id, viewer)
         if buttons[1].button("Evidence", key=f"show-{alert_id}", width="stretch"):
             st.session_state["alert"] = str(alert_id)
             selection.mirror("alert", str(alert_id))
@@ -79,7 +80,7 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
             width="stretch",
         ):
             flash(f"Alert assigned to {ranger}.")
-            act("assign", alert, data.assign_alert, url, alert_id, ranger, ranger)
+            act("assign", alert, data.assign_alert, url, alert_id, ranger, viewer)
         with st.expander("Resolve or hand over", expanded=False):
             verdict = st.radio(
                 "Verdict",
@@ -101,27 +102,25 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
                     selection.mirror("alert", None)
                     del st.session_state["alert"]
                 act(
-                    "resolve", alert, data.resolve_alert, url, alert_id, ranger, views.VERDICTS[verdict], note
+                    "resolve", alert, data.resolve_alert, url, alert_id, viewer, views.VERDICTS[verdict], note
                 )
             assignee = st.text_input("Hand over to", key=f"assignee-{alert_id}", placeholder="Ranger's name")
             if st.button("Assign", key=f"assign-{alert_id}", disabled=not ranger or not assignee.strip()):
                 flash(f"Alert assigned to {assignee.strip()}.")
-                act("assign", alert, data.assign_alert, url, alert_id, assignee, ranger)
+                act("assign", alert, data.assign_alert, url, alert_id, assignee, viewer)
 
 
 @st.fragment(run_every=options.refresh_s)
 def queue() -> None:
     """The open alerts, most urgent first, redrawn every `options.refresh_s` seconds."""
-    now = data.now(options)
-    alerts = views.sort_alerts(data.open_alerts(url))
+    now = data.now(options, viewer)
+    alerts = views.sort_alerts(data.open_alerts(url, viewer))
     if data.alert_count_changed(len(alerts)):
         st.rerun(scope="app")  # the navigation's count is stale: redraw the page with it
     message = st.session_state.pop(FLASH_KEY, None)
     if message:
         st.success(message)
-    ranger = selection.ranger_name()
-    if role.handles_alerts and not ranger:
-        st.warning("Type your name in the sidebar to acknowledge, assign or resolve alerts.")
+    ranger = viewer.username
     if not role.handles_alerts:
         st.info(f"The {role.title.lower()} view shows alerts; rangers acknowledge and resolve them.")
     if not alerts:
@@ -185,7 +184,7 @@ def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
     if role.exact_positions and alert.evidence:
         with st.expander("Evidence the bridge recorded"):
             st.json(alert.evidence, expanded=2)
-    history = views.alert_history_table(data.alert_events(url, alert.alert_id))
+    history = views.alert_history_table(data.alert_events(url, alert.alert_id, viewer))
     if not history.empty:
         st.caption("History")
         st.dataframe(history, hide_index=True)
@@ -193,7 +192,7 @@ def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
 
 queue()
 
-resolved = data.alerts(url, ("resolved",), RESOLVED_SHOWN)
+resolved = data.alerts(url, viewer, ("resolved",), RESOLVED_SHOWN)
 with st.expander(f"Resolved alerts ({len(resolved)} most recent)"):
     if resolved:
         st.dataframe(views.resolved_table(resolved), hide_index=True)

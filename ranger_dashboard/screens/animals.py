@@ -17,9 +17,10 @@ DEFAULT_PERIOD_DAYS = 7
 
 options = config.options()
 url = options.database_url
-role = roles.role(options.role)
-now = data.now(options)
-animals = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
+viewer = roles.current_viewer()
+role = roles.role(viewer.role)
+now = data.now(options, viewer)
+animals = sorted(data.animals(url, viewer), key=lambda a: (a.name or "", a.device_id or ""))
 
 if not animals:
     selection.mirror("animal", None)
@@ -38,7 +39,6 @@ days = int(st.session_state["activity_days"])
 selection.mirror("animal", st.session_state["animal"])
 selection.mirror("days", days)
 low_battery_mv = data.low_battery_mv(url)
-viewer = f"{role.name}:{selection.ranger_name() or 'anonymous'}"
 
 st.header(animal.name or animal.device_id)
 st.caption(f"{animal.species} · collar {animal.device_id or 'none fitted'}")
@@ -100,7 +100,7 @@ if not speed.empty:
 
 # ------------------------------------------------------------------ activity
 st.subheader("Activity")
-summaries = data.activity(url, animal.animal_id, since)
+summaries = data.activity(url, animal.animal_id, since, viewer)
 frame = views.activity_frame(summaries)
 if frame.empty:
     st.info("No activity summaries from this collar yet.")
@@ -127,7 +127,7 @@ else:
 
 # ------------------------------------------------------------------ alerts
 st.subheader("Alert history")
-history = [a for a in data.alerts(url, None, 500) if str(a.animal_id) == str(animal.animal_id)]
+history = [a for a in data.alerts(url, viewer, None, 500) if str(a.animal_id) == str(animal.animal_id)]
 if history:
     st.dataframe(views.animal_alert_table(history), hide_index=True)
 else:

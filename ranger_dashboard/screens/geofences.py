@@ -10,7 +10,7 @@ import streamlit as st
 
 from collar_firmware.config import MAX_FENCE_POINTS, MAX_FENCES
 from lora_bridge.errors import BridgeError
-from ranger_dashboard import config, data, fence_upload, map_layers, selection
+from ranger_dashboard import config, data, fence_upload, map_layers, roles
 
 KINDS = fence_upload.KINDS
 FENCE_COLOURS = {
@@ -99,7 +99,7 @@ st.dataframe(table, hide_index=True)
 st.subheader("Send to the collars")
 labels = {f.geofence_id: f"{f.name} ({f.kind})" for f in fences}
 chosen = st.multiselect("Fences", list(labels), format_func=labels.get, key="fences_to_send")
-ranger = selection.ranger_name()
+ranger = roles.current_viewer().username  # the signed-in user sends, in their name
 if st.button("Send to every collar", key="send_fences", disabled=not chosen or not ranger):
     try:
         queued = data.send_fences_to_collars(url, chosen)

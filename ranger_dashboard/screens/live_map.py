@@ -37,13 +37,14 @@ LEGEND = (
 
 options = config.options()
 url = options.database_url
-role = roles.role(options.role)
+viewer = roles.current_viewer()
+role = roles.role(viewer.role)
 
 opened = st.session_state.pop(OPEN_FROM_MAP_KEY, None)
 if opened is not None:
     st.switch_page(navigation.animals_page(), query_params={"animal": opened})
 
-animal_list = sorted(data.animals(url), key=lambda a: (a.name or "", a.device_id or ""))
+animal_list = sorted(data.animals(url, viewer), key=lambda a: (a.name or "", a.device_id or ""))
 names = {str(a.animal_id): a.name or a.device_id for a in animal_list}
 focus_options = [NO_FOCUS, *names]
 
@@ -81,27 +82,19 @@ phone = "Mobile" in (st.context.headers.get("User-Agent") or "")
 @st.fragment(run_every=options.refresh_s)
 def live_panel() -> None:
     """The map (first), the metrics and the table, redrawn every `options.refresh_s` seconds."""
-    now = data.now(options)
+    now = data.now(options, viewer)
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
-    animals = data.animals(url)
-    alerts = data.open_alerts(url)
+    animals = data.animals(url, viewer)
+    alerts = data.open_alerts(url, viewer)
     if data.alert_count_changed(len(alerts)):
         st.rerun(scope="app")  # the navigation's alert count is stale: redraw it with the map
-    viewer = f"{role.name}:{selection.ranger_name() or 'anonymous'}"
-    if role.exact_positions:
-        positions = data.latest_positions(url, viewer)
-        latest_fix = max((p.time for p in positions), default=None)
-        since = latest_fix - timedelta(hours=hours) if latest_fix is not None else None
-        tracks = data.tracks(url, since, viewer)
-        rings = map_layers.alert_points(alerts, now, positions)
-    else:
-        cutoff = (now - role.position_delay).replace(second=0, microsecond=0)
-        positions, tracks = roles.withheld_positions(
-            data.tracks(url, cutoff - timedelta(hours=hours), viewer), cutoff, role.position_grid_m
-        )
-        latest_fix = max((p.time for p in positions), default=None)
-        rings = []
+    # The bridge hands out only what the viewer's role may see (coarse and late for some roles).
+    positions = data.latest_positions(url, viewer)
+    latest_fix = max((p.time for p in positions), default=None)
+    since = latest_fix - timedelta(hours=hours) if latest_fix is not None else None
+    tracks = data.tracks(url, since, viewer)
+    rings = map_layers.alert_points(alerts, now, positions) if role.exact_positions else []
 
     low_battery_mv = data.low_battery_mv(url)
     states = views.animal_states(animals, alerts)
@@ -154,7 +147,7 @@ def live_panel() -> None:
     watching = (viewer, focus)
     if st.session_state.get("_watching") != watching:
         st.session_state["_watching"] = watching
-        logger.info("live positions viewed", extra={"viewer": viewer, "animals": len(points), "focus": focus})
+        logger.info("live positions viewed", extra={"viewer": viewer.username, "animals": len(points), "focus": focus})
 
 
 if not animal_list:

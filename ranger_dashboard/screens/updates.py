@@ -10,7 +10,7 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from ranger_dashboard import config, data
+from ranger_dashboard import config, data, roles
 
 STEERING_ROLES = ("field_technician", "admin")
 
@@ -39,7 +39,8 @@ def summary(campaign: dict) -> str:
 
 options = config.options()
 bridge = data.bridge(options.database_url)
-may_steer = options.role in STEERING_ROLES
+viewer = roles.current_viewer()  # the signed-in user steers, in their own name
+may_steer = viewer.role in STEERING_ROLES
 
 st.title("Updates")
 st.subheader("Which collar runs what")
@@ -60,7 +61,7 @@ for campaign in campaigns:
             for column, action in zip(columns, ("pause", "resume", "abort"), strict=True):
                 if column.button(action.capitalize(), key=f"{action}-{campaign['id']}"):
                     try:
-                        bridge.steer_campaign(campaign["id"], action, options.role)
+                        bridge.steer_campaign(campaign["id"], action, viewer.username)
                     except ValueError as err:
                         st.error(str(err))
                     else:
@@ -86,7 +87,7 @@ if may_steer:
             try:
                 bridge.create_campaign(name=name or image.name, kind=kind, version=version,
                                        image_sha256=hashlib.sha256(payload).hexdigest(), image_bytes=len(payload),
-                                       user=options.role, devices=devices or None, canary_pct=canary_pct,
+                                       user=viewer.username, devices=devices or None, canary_pct=canary_pct,
                                        max_canary_failures_pct=max_fail, min_battery_mv=int(min_battery),
                                        min_rssi_dbm=float(min_rssi))
             except ValueError as err:

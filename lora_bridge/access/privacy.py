@@ -1,0 +1,205 @@
+"""Location privacy: what a viewer's role may see of positions, tracks, animals and alerts.
+
+Applied inside the service layer to the views it hands out. A role without exact positions gets,
+per animal (ordinary or high-value, see `roles.Role.precision`):
+- only fixes at least the role's delay old (the cutoff), and alerts raised before the cutoff;
+- each position snapped to the centre of its cell in a grid of the role's size, laid in the
+  equal-area EASE-Grid 2.0 projection (EPSG:6933), so a cell covers grid_m² on the ground at any
+  latitude and the same fix always lands on the same centre (nothing to average away);
+- a run of fixes in one cell as one fix; alert evidence without coordinates or geometry.
+An alert without an animal is treated as a high-value animal's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+import numpy as np
+from pyproj import Transformer
+
+from lora_bridge.access.roles import Precision, Viewer
+from lora_bridge.views import ActivityView, AlertEventView, AlertView, AnimalView, PositionView
+
+GRID_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: equal-area, metres
+EXACT_LABEL = "exact"
+COARSE_LABEL = "coarse"
+# Keys that carry a place inside alert evidence and event details (dropped for coarse roles).
+_PLACE_KEYS = frozenset(
+    {"lat", "lon", "latitude", "longitude", "lat_deg", "lon_deg", "geometry", "coordinates", "position",
+     "positions", "track", "fixes", "location", "point"}
+)
+
+
+@cache
+def _transformers() -> tuple[Transformer, Transformer]:
+    to_grid = Transformer.from_crs("EPSG:4326", GRID_CRS, always_xy=True)
+    from_grid = Transformer.from_crs(GRID_CRS, "EPSG:4326", always_xy=True)
+    return to_grid, from_grid
+
+
+def coarsen_many(lats: Iterable[float], lons: Iterable[float], grid_m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Latitudes and longitudes (degrees) snapped to the centres of their grid_m cells."""
+    lat = np.asarray(list(lats), dtype=float)
+    lon = np.asarray(list(lons), dtype=float)
+    if grid_m <= 0 or lat.size == 0:
+        return lat, lon
+    to_grid, from_grid = _transformers()
+    x, y = to_grid.transform(lon, lat)
+    x_centre = (np.floor(np.asarray(x) / grid_m) + 0.5) * grid_m
+    y_centre = (np.floor(np.asarray(y) / grid_m) + 0.5) * grid_m
+    lon_c, lat_c = from_grid.transform(x_centre, y_centre)
+    return np.round(np.asarray(lat_c), 6), np.round(np.asarray(lon_c), 6)
+
+
+def coarsen(lat: float, lon: float, grid_m: int) -> tuple[float, float]:
+    """(lat, lon) snapped to the centre of its cell in the grid_m grid; unchanged for grid_m 0."""
+    lats, lons = coarsen_many([lat], [lon], grid_m)
+    return float(lats[0]), float(lons[0])
+
+
+def label(viewer: Viewer) -> str:
+    """'exact' or 'coarse': how this viewer sees positions (what the audit log records)."""
+    return EXACT_LABEL if viewer.exact_positions else COARSE_LABEL
+
+
+def precision_for(viewer: Viewer, high_value: bool) -> Precision:
+    """How viewer sees an animal that is (or is not) high-value."""
+    return viewer.policy.precision(high_value)
+
+
+def cutoff(precision: Precision, now: datetime) -> datetime:
+    """The newest time a viewer with this precision may see."""
+    return now - precision.delay
+
+
+def positions(
+    viewer: Viewer, views: Iterable[PositionView], high_value: Mapping[str, bool], now: datetime
+) -> list[PositionView]:
+    """Fixes as viewer may see them: late enough and snapped to the grid (order kept)."""
+    kept = [view for view in views if _visible(viewer, view.animal_id, view.time, high_value, now)]
+    if viewer.exact_positions or not kept:
+        return kept
+    out: list[PositionView] = []
+    for grid_m, group in _by_grid(viewer, kept, high_value).items():
+        lats, lons = coarsen_many((v.lat for v in group), (v.lon for v in group), grid_m)
+        out.extend(replace(v, lat=float(a), lon=float(o)) for v, a, o in zip(group, lats, lons, strict=True))
+    rank = {(view.animal_id, view.time): index for index, view in enumerate(kept)}
+    return sorted(out, key=lambda view: rank[(view.animal_id, view.time)])
+
+
+def tracks(
+    viewer: Viewer, tracks_: Mapping[str, list[PositionView]], high_value: Mapping[str, bool], now: datetime
+) -> dict[str, list[PositionView]]:
+    """Tracks (animal id -> fixes oldest first) as viewer may see them; for coarse roles a run of
+    fixes in one cell becomes one fix (the last of the run) and an empty track is left out."""
+    if viewer.exact_positions:
+        return {animal_id: list(fixes) for animal_id, fixes in tracks_.items()}
+    out: dict[str, list[PositionView]] = {}
+    for animal_id, fixes in tracks_.items():
+        seen = positions(viewer, fixes, high_value, now)
+        merged: list[PositionView] = []
+        for fix in seen:
+            if merged and (merged[-1].lat, merged[-1].lon) == (fix.lat, fix.lon):
+                merged[-1] = fix
+            else:
+                merged.append(fix)
+        if merged:
+            out[animal_id] = merged
+    return out
+
+
+def animals(
+    viewer: Viewer,
+    views: Iterable[AnimalView],
+    latest: Mapping[str, PositionView],
+    open_alerts: Mapping[str, int] | None = None,
+) -> list[AnimalView]:
+    """Animals as viewer may see them. For coarse roles `latest` holds each animal's newest fix the
+    viewer may see (already coarsened) and `open_alerts` the open alerts the viewer may see."""
+    if viewer.exact_positions:
+        return list(views)
+    out = []
+    for view in views:
+        fix = latest.get(view.animal_id)
+        out.append(
+            replace(
+                view,
+                lat=fix.lat if fix else None,
+                lon=fix.lon if fix else None,
+                position_time=fix.time if fix else None,
+                open_alerts=int((open_alerts or {}).get(view.animal_id, 0)),
+            )
+        )
+    return out
+
+
+def alerts(
+    viewer: Viewer, views: Iterable[AlertView], high_value: Mapping[str, bool], now: datetime
+) -> list[AlertView]:
+    """Alerts as viewer may see them: for coarse roles only those raised before the cutoff of their
+    animal, with a coarse position and evidence without places (order kept)."""
+    if viewer.exact_positions:
+        return list(views)
+    out = []
+    for view in views:
+        if not _visible(viewer, view.animal_id, view.time, high_value, now):
+            continue
+        lat, lon = view.lat, view.lon
+        if lat is not None and lon is not None:
+            lat, lon = coarsen(lat, lon, _precision(viewer, view.animal_id, high_value).grid_m)
+        out.append(replace(view, lat=lat, lon=lon, evidence=without_places(view.evidence)))
+    return out
+
+
+def alert_events(viewer: Viewer, events: Iterable[AlertEventView]) -> list[AlertEventView]:
+    """An alert's history as viewer may see it: details without places for coarse roles."""
+    if viewer.exact_positions:
+        return list(events)
+    return [replace(event, detail=without_places(event.detail)) for event in events]
+
+
+def activity(
+    viewer: Viewer, views: Iterable[ActivityView], high_value: Mapping[str, bool], now: datetime
+) -> list[ActivityView]:
+    """Activity summaries as viewer may see them: for coarse roles only intervals that ended before
+    the cutoff (behaviour can tell where a chase is going on)."""
+    if viewer.exact_positions:
+        return list(views)
+    return [
+        view
+        for view in views
+        if _visible(viewer, view.animal_id, view.time + timedelta(minutes=view.interval_min), high_value, now)
+    ]
+
+
+def without_places(value: Any) -> Any:
+    """A JSON-like value with every coordinate, geometry and position list removed."""
+    if isinstance(value, Mapping):
+        return {key: without_places(item) for key, item in value.items() if str(key).lower() not in _PLACE_KEYS}
+    if isinstance(value, list | tuple):
+        return [without_places(item) for item in value]
+    return value
+
+
+def _precision(viewer: Viewer, animal_id: str | None, high_value: Mapping[str, bool]) -> Precision:
+    # No animal (a collar not yet registered): treated as high-value, the strictest.
+    return precision_for(viewer, high_value.get(animal_id, True) if animal_id is not None else True)
+
+
+def _visible(
+    viewer: Viewer, animal_id: str | None, time: datetime, high_value: Mapping[str, bool], now: datetime
+) -> bool:
+    return time <= cutoff(_precision(viewer, animal_id, high_value), now)
+
+
+def _by_grid(
+    viewer: Viewer, views: list[PositionView], high_value: Mapping[str, bool]
+) -> dict[int, list[PositionView]]:
+    groups: dict[int, list[PositionView]] = {}
+    for view in views:
+        groups.setdefault(_precision(viewer, view.animal_id, high_value).grid_m, []).append(view)
+    return groups

@@ -1,0 +1,594 @@
+"""The bridge's HTTP API (Starlette) over the service layer, with the webhook's routes beside it.
+
+Every data route wants `Authorization: Bearer <token>` (tokens from `tembo tokens create`, stored
+hashed): 401 without a valid token, 403 when the token's role may not use the route. The route
+table below is the one source of the routes, their roles and the OpenAPI schema served at
+`/api/openapi.json`. Location privacy is applied by the service layer, so every answer holds only
+what the token's role may see (coarse and late positions for roles without exact ones), and every
+read of positions is in the audit log. `/healthz` and the schema are open and carry no data;
+`/metrics` (Prometheus text format) wants a token too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lora_bridge import herd_exports as exports
+from lora_bridge.access import Viewer
+from lora_bridge.access import roles as access
+from lora_bridge.access.privacy import label
+from lora_bridge.adapters import webhook
+from lora_bridge.errors import AuthenticationFailed, Forbidden, InvalidRequest, NotFound
+from lora_bridge.service import Bridge
+from lora_bridge.store.utc import as_utc
+from lora_bridge.views import PositionView, to_jsonable
+
+log = logging.getLogger(__name__)
+
+API_TITLE = "Tembo bridge API"
+API_VERSION = "1.0.0"
+GEOJSON = "application/geo+json"
+DEFAULT_TRACK_POINTS = 500
+MAX_TRACK_POINTS = 10_000
+ALERT_STATES = ("new", "acknowledged", "resolved")
+
+
+# Request bodies ------------------------------------------------------------------------------
+
+
+class ResolveBody(BaseModel):
+    """How a ranger closes an alert."""
+
+    model_config = ConfigDict(extra="forbid")
+    verdict: str = Field(description="true, false_alarm or unknown")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class HighValueBody(BaseModel):
+    """Whether an animal is high-value (shown coarser and later to roles without exact positions)."""
+
+    model_config = ConfigDict(extra="forbid")
+    high_value: bool
+
+
+class DownlinkBody(BaseModel):
+    """A command for a collar, encoded by the codec (port 32)."""
+
+    model_config = ConfigDict(extra="forbid")
+    device_id: str
+    command: str
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+# The route table -----------------------------------------------------------------------------
+
+Handler = Callable[[Request, Viewer], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query or path parameter, for the OpenAPI schema."""
+
+    name: str
+    where: str = "query"
+    kind: str = "string"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API route: what it does, who may use it, how it is called."""
+
+    method: str
+    path: str
+    permission: str | None  # None: open, without data
+    handler: Handler
+    summary: str
+    params: tuple[Param, ...] = ()
+    body: type[BaseModel] | None = None
+    media_type: str = "application/json"
+    tags: tuple[str, ...] = field(default=("data",))
+
+    def roles(self) -> list[str]:
+        """The roles that may use this route."""
+        if self.permission is None:
+            return sorted(access.ROLES)
+        return [name for name, role in access.ROLES.items() if role.may(self.permission)]
+
+
+TIME_RANGE = (
+    Param("since", description="ISO 8601 time, inclusive"),
+    Param("until", description="ISO 8601 time, inclusive"),
+    Param("animal_id", description="one or more animal ids, comma-separated"),
+)
+
+
+def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
+    """Every route of the API with the handler that serves it."""
+
+    async def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await run_in_threadpool(function, *args, **kwargs)
+
+    async def me(request: Request, viewer: Viewer) -> Response:
+        role = viewer.policy
+        return JSONResponse(
+            {
+                "username": viewer.username,
+                "role": viewer.role,
+                "positions": role.describe_positions(),
+                "permissions": sorted(role.permissions),
+            }
+        )
+
+    async def animals(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(to_jsonable(await call(bridge.animals, viewer=viewer)))
+
+    async def flag_animal(request: Request, viewer: Viewer) -> Response:
+        body = await _body(request, HighValueBody)
+        view = await call(bridge.set_high_value, request.path_params["animal_id"], body.high_value, viewer=viewer)
+        return JSONResponse(to_jsonable(view))
+
+    async def activity(request: Request, viewer: Viewer) -> Response:
+        since = _time(request, "since")
+        views = await call(bridge.activity, request.path_params["animal_id"], since, viewer=viewer)
+        return JSONResponse(to_jsonable(views))
+
+    async def devices(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(to_jsonable(await call(bridge.devices)))
+
+    async def latest(request: Request, viewer: Viewer) -> Response:
+        views = await call(bridge.latest_positions, viewer=viewer)
+        return JSONResponse(_points(views, label(viewer)), media_type=GEOJSON)
+
+    async def positions(request: Request, viewer: Viewer) -> Response:
+        tracks = await _tracks(request, viewer)
+        limit = _max_points(request, MAX_TRACK_POINTS)
+        fixes = [fix for track in tracks.values() for fix in downsample(track, limit)]
+        return JSONResponse(_points(fixes, label(viewer)), media_type=GEOJSON)
+
+    async def tracks(request: Request, viewer: Viewer) -> Response:
+        tracks_ = await _tracks(request, viewer)
+        limit = _max_points(request, DEFAULT_TRACK_POINTS)
+        features = [
+            {
+                "type": "Feature",
+                "geometry": {"type": "LineString", "coordinates": [[f.lon, f.lat] for f in fixes]},
+                "properties": {
+                    "animal_id": animal_id,
+                    "name": fixes[0].name,
+                    "device_id": fixes[-1].device_id,
+                    "times": [f.time.isoformat() for f in fixes],
+                    "fixes_total": len(track),
+                },
+            }
+            for animal_id, track in tracks_.items()
+            if len(fixes := downsample(track, limit)) >= 1
+        ]
+        return JSONResponse(
+            {"type": "FeatureCollection", "precision": label(viewer), "features": features}, media_type=GEOJSON
+        )
+
+    async def _tracks(request: Request, viewer: Viewer) -> dict[str, list[PositionView]]:
+        since, until = _time(request, "since"), _time(request, "until")
+        if since and until and until < since:
+            raise InvalidRequest("until lies before since")
+        found = await call(bridge.tracks, since, _animal_ids(request), viewer=viewer)
+        if until is None:
+            return found
+        return {a: kept for a, fixes in found.items() if (kept := [f for f in fixes if f.time <= until])}
+
+    async def alerts(request: Request, viewer: Viewer) -> Response:
+        state = request.query_params.get("state", "open")
+        if state == "open":
+            states: tuple[str, ...] | None = ("new", "acknowledged")
+        elif state == "all":
+            states = None
+        else:
+            states = tuple(state.split(","))
+            unknown = sorted(set(states) - set(ALERT_STATES))
+            if unknown:
+                raise InvalidRequest(f"unknown alert state {unknown}; use open, all or {', '.join(ALERT_STATES)}")
+        limit = _int(request, "limit", None, 1, 10_000)
+        return JSONResponse(to_jsonable(await call(bridge.alerts, states, limit, viewer=viewer)))
+
+    async def alert(request: Request, viewer: Viewer) -> Response:
+        alert_id = request.path_params["alert_id"]
+        view = await call(bridge.alert, alert_id, viewer=viewer)
+        events = await call(bridge.alert_events, alert_id, viewer=viewer)
+        return JSONResponse({**to_jsonable(view), "events": to_jsonable(events)})
+
+    async def acknowledge(request: Request, viewer: Viewer) -> Response:
+        view = await call(bridge.acknowledge_alert, request.path_params["alert_id"], viewer)
+        return JSONResponse(to_jsonable(view))
+
+    async def resolve(request: Request, viewer: Viewer) -> Response:
+        body = await _body(request, ResolveBody)
+        view = await call(bridge.resolve_alert, request.path_params["alert_id"], viewer, body.verdict, body.note)
+        return JSONResponse(to_jsonable(view))
+
+    async def precision(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(await call(bridge.alert_verdicts))
+
+    async def geography(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(await call(bridge.geography), media_type=GEOJSON)
+
+    async def geofences(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(await call(bridge.geofences_geojson), media_type=GEOJSON)
+
+    async def downlinks(request: Request, viewer: Viewer) -> Response:
+        views = await call(bridge.downlinks, request.query_params.get("state"))
+        return JSONResponse(to_jsonable(views))
+
+    async def queue_downlink(request: Request, viewer: Viewer) -> Response:
+        body = await _body(request, DownlinkBody)
+        view = await call(bridge.queue_command, body.device_id, body.command, body.values)
+        log.info("downlink queued over the API", extra={"device_id": body.device_id, "user": viewer.username})
+        return JSONResponse(to_jsonable(view), status_code=201)
+
+    async def dead_letters(request: Request, viewer: Viewer) -> Response:
+        views = await call(bridge.dead_letters, request.query_params.get("all") == "1")
+        return JSONResponse(to_jsonable(views))
+
+    async def replay(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(to_jsonable(await call(bridge.replay_dead_letters)))
+
+    async def audit_log(request: Request, viewer: Viewer) -> Response:
+        entries = await call(
+            bridge.audit_log,
+            viewer=viewer,
+            since=_time(request, "since"),
+            username=request.query_params.get("username"),
+            limit=_int(request, "limit", 1000, 1, 100_000),
+        )
+        return JSONResponse(to_jsonable(entries))
+
+    async def _export_data(request: Request, viewer: Viewer) -> tuple[dict[str, list[PositionView]], dict[str, Any]]:
+        tracks_ = await _tracks(request, viewer)
+        animals_ = {a.animal_id: a for a in await call(bridge.animals, viewer=viewer)}
+        return tracks_, animals_
+
+    async def movebank(request: Request, viewer: Viewer) -> Response:
+        text = exports.movebank_csv(*await _export_data(request, viewer))
+        return Response(text, media_type="text/csv", headers=_attachment("tembo-movebank.csv"))
+
+    async def export_geojson(request: Request, viewer: Viewer) -> Response:
+        document = exports.geojson(*await _export_data(request, viewer), precision=label(viewer))
+        return JSONResponse(document, media_type=GEOJSON, headers=_attachment("tembo-positions.geojson"))
+
+    async def export_geopackage(request: Request, viewer: Viewer) -> Response:
+        data = await call(exports.geopackage, *await _export_data(request, viewer))
+        return Response(data, media_type="application/geopackage+sqlite3", headers=_attachment("tembo-positions.gpkg"))
+
+    async def metrics(request: Request, viewer: Viewer) -> Response:
+        return Response(await call(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
+
+    a = access
+    return [
+        Endpoint("GET", "/api/me", a.READ_GEOGRAPHY, me, "Who the token acts as, and what it may see", tags=("access",)),
+        Endpoint("GET", "/api/animals", a.READ_ANIMALS, animals, "Every animal with its latest state, as the role sees it"),
+        Endpoint("POST", "/api/animals/{animal_id}/high_value", a.FLAG_ANIMALS, flag_animal,
+                 "Flag or unflag an animal as high-value", (Param("animal_id", "path"),), HighValueBody),
+        Endpoint("GET", "/api/animals/{animal_id}/activity", a.READ_ANIMALS, activity,
+                 "An animal's behaviour shares per interval", (Param("animal_id", "path"), TIME_RANGE[0])),
+        Endpoint("GET", "/api/devices", a.READ_DEVICES, devices, "Every collar's health, radio and versions"),
+        Endpoint("GET", "/api/positions/latest", a.READ_ANIMALS, latest,
+                 "Each animal's newest position the role may see (GeoJSON points)", media_type=GEOJSON),
+        Endpoint("GET", "/api/positions", a.READ_ANIMALS, positions, "Fixes in a time range (GeoJSON points)",
+                 (*TIME_RANGE, Param("max_points", kind="integer", description="per animal")), media_type=GEOJSON),
+        Endpoint("GET", "/api/tracks", a.READ_ANIMALS, tracks, "Downsampled tracks per animal (GeoJSON lines)",
+                 (*TIME_RANGE, Param("max_points", kind="integer", description=f"per animal, default {DEFAULT_TRACK_POINTS}")),
+                 media_type=GEOJSON),
+        Endpoint("GET", "/api/alerts", a.READ_ALERTS, alerts, "Alerts, most urgent first",
+                 (Param("state", description="open (default), all, or new,acknowledged,resolved"),
+                  Param("limit", kind="integer"))),
+        Endpoint("GET", "/api/alerts/precision", a.READ_ALERTS, precision, "Verdict counts and precision per alert type"),
+        Endpoint("GET", "/api/alerts/{alert_id}", a.READ_ALERTS, alert, "One alert with its history",
+                 (Param("alert_id", "path", "integer"),)),
+        Endpoint("POST", "/api/alerts/{alert_id}/acknowledge", a.HANDLE_ALERTS, acknowledge,
+                 "Acknowledge an alert in the token owner's name", (Param("alert_id", "path", "integer"),)),
+        Endpoint("POST", "/api/alerts/{alert_id}/resolve", a.HANDLE_ALERTS, resolve,
+                 "Resolve an alert with a verdict and a note, in the token owner's name",
+                 (Param("alert_id", "path", "integer"),), ResolveBody),
+        Endpoint("GET", "/api/geography", a.READ_GEOGRAPHY, geography, "The reserve's map (GeoJSON)", media_type=GEOJSON),
+        Endpoint("GET", "/api/geofences", a.READ_GEOGRAPHY, geofences, "The geofences the server rules test crossings against (GeoJSON polygons)",
+                 media_type=GEOJSON),
+        Endpoint("GET", "/api/downlinks", a.READ_DOWNLINKS, downlinks, "Commands for collars and how far they got",
+                 (Param("state", description="queued, sending, sent, failed or acknowledged"),)),
+        Endpoint("POST", "/api/downlinks", a.QUEUE_DOWNLINKS, queue_downlink, "Queue a command for a collar",
+                 body=DownlinkBody),
+        Endpoint("GET", "/api/dead_letters", a.MANAGE_DEAD_LETTERS, dead_letters, "Bodies the bridge could not use",
+                 (Param("all", description="1: the replayed ones too"),), tags=("operations",)),
+        Endpoint("POST", "/api/dead_letters/replay", a.MANAGE_DEAD_LETTERS, replay,
+                 "Run waiting dead letters through the current codec", tags=("operations",)),
+        Endpoint("GET", "/api/audit", a.READ_AUDIT, audit_log, "Who saw which positions, and account changes",
+                 (TIME_RANGE[0], Param("username"), Param("limit", kind="integer")), tags=("access",)),
+        Endpoint("GET", "/api/exports/movebank.csv", a.EXPORT, movebank, "Fixes as a Movebank CSV", TIME_RANGE,
+                 media_type="text/csv", tags=("exports",)),
+        Endpoint("GET", "/api/exports/positions.geojson", a.EXPORT, export_geojson, "Fixes as a GeoJSON file",
+                 TIME_RANGE, media_type=GEOJSON, tags=("exports",)),
+        Endpoint("GET", "/api/exports/positions.gpkg", a.EXPORT, export_geopackage, "Fixes as a GeoPackage",
+                 TIME_RANGE, media_type="application/geopackage+sqlite3", tags=("exports",)),
+        Endpoint("GET", "/metrics", a.READ_METRICS, metrics, "Prometheus metrics (text format)",
+                 media_type=CONTENT_TYPE_LATEST, tags=("operations",)),
+    ]
+
+
+# The app -------------------------------------------------------------------------------------
+
+
+def create_app(bridge: Bridge) -> Starlette:
+    """The bridge's whole HTTP face: the webhook (`lora_bridge.adapters.webhook`) and the API.
+
+    InsecureSettings when the webhook secret is empty, missing or published without the demo opt-in.
+    """
+    app = webhook.create_app(bridge)
+    registry = CollectorRegistry()
+    registry.register(BridgeCollector(bridge))
+    requests = Counter("tembo_api_requests", "API requests answered", ["route", "status"], registry=registry)
+    table = endpoints(bridge, registry)
+    for endpoint in table:
+        path = endpoint.path.replace("{alert_id}", "{alert_id:int}")  # anything else is a 404
+        app.router.routes.append(Route(path, _guarded(bridge, endpoint, requests), methods=[endpoint.method]))
+
+    async def openapi_json(request: Request) -> JSONResponse:
+        return JSONResponse(openapi(table))
+
+    app.router.routes.append(Route("/api/openapi.json", openapi_json, methods=["GET"]))
+    app.add_exception_handler(AuthenticationFailed, _unauthorized)
+    app.add_exception_handler(Forbidden, _forbidden)
+    app.add_exception_handler(InvalidRequest, _bad_request)
+    app.add_exception_handler(NotFound, _not_found)
+    app.state.endpoints = table
+    return app
+
+
+def _guarded(bridge: Bridge, endpoint: Endpoint, requests: Counter) -> Callable[[Request], Awaitable[Response]]:
+    async def serve(request: Request) -> Response:
+        status = 500
+        try:
+            viewer = await _viewer(request, bridge)
+            if endpoint.permission is not None:
+                viewer.require(endpoint.permission)
+            response = await endpoint.handler(request, viewer)
+            status = response.status_code
+            return response
+        except AuthenticationFailed:
+            status = 401
+            raise
+        except Forbidden:
+            status = 403
+            log.warning("route refused", extra={"route": endpoint.path, "client": _client(request)})
+            raise
+        except NotFound:
+            status = 404
+            raise
+        except InvalidRequest:
+            status = 400
+            raise
+        finally:
+            requests.labels(endpoint.path, str(status)).inc()
+
+    serve.__doc__ = endpoint.summary
+    return serve
+
+
+async def _viewer(request: Request, bridge: Bridge) -> Viewer:
+    scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise AuthenticationFailed("this route wants Authorization: Bearer <API token>")
+    return await run_in_threadpool(bridge.viewer_for_token, secret.strip())
+
+
+class BridgeCollector:
+    """Prometheus collector: the bridge's counts, read from the store at each scrape."""
+
+    def __init__(self, bridge: Bridge) -> None:
+        self.bridge = bridge
+
+    def describe(self) -> list[Any]:
+        return []  # read the store only when scraped, not when registered
+
+    def collect(self) -> Any:
+        counts = self.bridge.counts()
+        for key, value in sorted(counts.items()):
+            yield GaugeMetricFamily(f"tembo_{key}", f"Tembo bridge: {key.replace('_', ' ')}", value=float(value))
+        yield GaugeMetricFamily("tembo_store_up", "1 when the store answers", value=1.0 if self.bridge.healthy() else 0.0)
+
+
+# OpenAPI -------------------------------------------------------------------------------------
+
+
+def openapi(table: list[Endpoint]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API (and of the webhook routes), from the route table."""
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in table:
+        operation: dict[str, Any] = {
+            "summary": endpoint.summary,
+            "operationId": _operation_id(endpoint),
+            "tags": list(endpoint.tags),
+            "description": "Roles: " + ", ".join(endpoint.roles()),
+            "x-tembo-roles": endpoint.roles(),
+            "security": [{"bearer": []}],
+            "parameters": [
+                {
+                    "name": p.name,
+                    "in": p.where,
+                    "required": p.where == "path",
+                    "schema": {"type": p.kind},
+                    **({"description": p.description} if p.description else {}),
+                }
+                for p in endpoint.params
+            ],
+            "responses": {
+                "200" if endpoint.method == "GET" or endpoint.body is not DownlinkBody else "201": {
+                    "description": "OK",
+                    "content": {endpoint.media_type: {}},
+                },
+                "400": {"description": "A value the bridge does not accept"},
+                "401": {"description": "No valid API token"},
+                "403": {"description": "The token's role may not use this route"},
+            },
+        }
+        if endpoint.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": endpoint.body.model_json_schema()}},
+            }
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+    secret = [{"webhookSecret": []}]
+    for path, summary in (
+        ("/uplinks/tts", "The Things Stack v3 webhook (every message kind)"),
+        ("/uplinks/tts/{app_id}/{device_id}", "The Things Stack v3 webhook with its path variables"),
+        ("/uplinks/tts/{app_id}/{device_id}/{event}", "The Things Stack v3 webhook, one message kind per path"),
+        ("/uplinks/chirpstack", "ChirpStack v4 HTTP integration (?event=up, join, ack, txack, status, ...)"),
+    ):
+        names = re.findall(r"{(\w+)}", path)
+        paths.setdefault(path, {})["post"] = {
+            "summary": summary,
+            "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names],
+            "operationId": _operation_id(Endpoint("POST", path, None, _never, summary)),
+            "tags": ["webhook"],
+            "security": secret,
+            "responses": {"200": {"description": "Stored"}, "400": {"description": "Not an uplink (kept)"},
+                          "401": {"description": "Wrong or missing X-Tembo-Secret"}},
+        }
+    paths["/healthz"] = {"get": {"summary": "200 when the store answers (no data)", "operationId": "healthz",
+                                 "tags": ["operations"], "security": [], "responses": {"200": {"description": "OK"}}}}
+    paths["/api/openapi.json"] = {"get": {"summary": "This document", "operationId": "openapi", "tags": ["operations"],
+                                          "security": [], "responses": {"200": {"description": "OK"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": API_TITLE,
+            "version": API_VERSION,
+            "description": "Positions follow the token's role: exact and live for rangers and admins, "
+            "coarsened and delayed for the others; every read of positions is audited.",
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "tembo tokens create"},
+                "webhookSecret": {"type": "apiKey", "in": "header", "name": webhook.SECRET_HEADER},
+            }
+        },
+        "paths": paths,
+    }
+
+
+async def _never(request: Request, viewer: Viewer) -> Response:  # pragma: no cover - schema only
+    raise NotFound("no such route")
+
+
+def _operation_id(endpoint: Endpoint) -> str:
+    words = re.sub(r"[{}]", "", endpoint.path).strip("/").replace("/", "_").replace(".", "_")
+    return f"{endpoint.method.lower()}_{words}"
+
+
+# Small parsers and answers -------------------------------------------------------------------
+
+
+def downsample(fixes: list[PositionView], max_points: int) -> list[PositionView]:
+    """At most max_points fixes spread evenly over the track, the first and the last kept."""
+    if max_points <= 0 or len(fixes) <= max_points:
+        return list(fixes)
+    if max_points == 1:
+        return [fixes[-1]]
+    picks = np.unique(np.linspace(0, len(fixes) - 1, max_points).round().astype(int))
+    return [fixes[i] for i in picks]
+
+
+def _points(views: list[PositionView], precision: str) -> dict[str, Any]:
+    return {
+        "type": "FeatureCollection",
+        "precision": precision,
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": [v.lon, v.lat]},
+                "properties": {"animal_id": v.animal_id, "name": v.name, "device_id": v.device_id,
+                               "time": v.time.isoformat()},
+            }
+            for v in views
+        ],
+    }
+
+
+def _time(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return as_utc(datetime.fromisoformat(raw.replace("Z", "+00:00")))
+    except ValueError:
+        raise InvalidRequest(f"{name}={raw!r} is not an ISO 8601 time (e.g. 2026-03-01T06:00:00Z)") from None
+
+
+def _int(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}={raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be {low}..{high}, got {value}")
+    return value
+
+
+def _max_points(request: Request, default: int) -> int:
+    return int(_int(request, "max_points", default, 1, MAX_TRACK_POINTS) or default)
+
+
+def _animal_ids(request: Request) -> list[str] | None:
+    raw = request.query_params.getlist("animal_id")
+    ids = [part.strip() for item in raw for part in item.split(",") if part.strip()]
+    return ids or None
+
+
+async def _body(request: Request, model: type[BaseModel]) -> Any:
+    raw = await request.body()
+    try:
+        return model.model_validate(json.loads(raw or b"null"))
+    except (ValueError, ValidationError) as error:
+        raise InvalidRequest(f"body is not a {model.__name__}: {error}") from None
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+async def _unauthorized(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="tembo"'})
+
+
+async def _forbidden(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=403)
+
+
+async def _bad_request(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=400)
+
+
+async def _not_found(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=404)

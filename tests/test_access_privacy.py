@@ -1,0 +1,184 @@
+"""Location privacy in the service layer: what each role sees of animals, positions, tracks, alerts
+and activity, and the audit log of every read of positions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from access_builders import NOW, coordinates, exact_places, fix_time, live_bridge, viewer
+from pyproj import Geod
+
+from lora_bridge.access import ROLES, Viewer
+from lora_bridge.access.privacy import coarsen, without_places
+from lora_bridge.errors import Forbidden, UnknownAlert
+
+GEOD = Geod(ellps="WGS84")
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with live_bridge(sqlite_url) as bridge:
+        yield bridge
+
+
+def everything_seen(bridge, who: Viewer) -> list:
+    """What `who` gets from every service method that returns animals, positions, tracks or alerts."""
+    seen: list = [
+        bridge.animals(viewer=who),
+        bridge.latest_positions(viewer=who),
+        bridge.tracks(viewer=who),
+        bridge.tracks(since=NOW - timedelta(hours=3), viewer=who),
+        bridge.alerts(viewer=who),
+        bridge.open_alerts(viewer=who),
+    ]
+    for alert in bridge.alerts(viewer=who):
+        seen.append(bridge.alert(alert.alert_id, viewer=who))
+        seen.append(bridge.alert_events(alert.alert_id, viewer=who))
+    return seen
+
+
+def test_visitor_never_receives_an_exact_live_position_from_the_service(bridge):
+    visitor = Viewer("kiosk", "visitor")
+    exact = exact_places(bridge)
+    seen = everything_seen(bridge, visitor)
+
+    places = {(round(lat, 5), round(lon, 5)) for lat, lon in coordinates(seen)}
+    assert places, "the visitor sees the herd, coarsely"
+    assert not places & exact
+    tracks = bridge.tracks(viewer=visitor)
+    newest = {animal_id: max(p.time for p in fixes) for animal_id, fixes in tracks.items()}
+    ids = {a.name: a.animal_id for a in bridge.animals(viewer=visitor)}
+    assert newest[ids["Amani"]] <= NOW - timedelta(hours=24)
+    assert ids["Tusker"] not in newest, "a high-value animal only 72 h late: older than these 48 h of fixes"
+    activity = bridge.activity(ids["Amani"], viewer=visitor)
+    assert activity and max(a.time + timedelta(minutes=a.interval_min) for a in activity) <= NOW - timedelta(hours=24)
+
+
+def test_ranger_sees_exact_live_positions(bridge):
+    ranger = viewer("amina")
+    (amani, tusker) = sorted(bridge.latest_positions(viewer=ranger), key=lambda p: p.name)
+    assert amani.time == fix_time(47)
+    assert (amani.lat, amani.lon) == pytest.approx((-2.5 + 0.0013 * 47, 37.5 + 0.0017 * 47), abs=1e-5)
+    assert {a.alert_type for a in bridge.open_alerts(viewer=ranger)} == {"mortality", "geofence_farmland"}
+
+
+def test_researcher_sees_ordinary_animals_6_h_late_on_1_km_and_high_value_ones_24_h_late_on_5_km(bridge):
+    researcher = viewer("rose")
+    latest = {p.name: p for p in bridge.latest_positions(viewer=researcher)}
+    amani, tusker = latest["Amani"], latest["Tusker"]
+
+    assert amani.time == max(fix_time(h) for h in range(48) if fix_time(h) <= NOW - timedelta(hours=6))
+    hour = next(h for h in range(48) if fix_time(h) == amani.time)
+    assert (amani.lat, amani.lon) == coarsen(-2.5 + 0.0013 * hour, 37.5 + 0.0017 * hour, 1_000)
+    assert tusker.time <= NOW - timedelta(hours=24)
+    hour = next(h for h in range(48) if fix_time(h) == tusker.time)
+    assert (tusker.lat, tusker.lon) == coarsen(-2.3 + 0.0013 * hour, 37.7 + 0.0017 * hour, 5_000)
+
+
+def test_a_track_seen_coarsely_has_one_fix_per_run_of_fixes_in_a_cell(bridge):
+    researcher = viewer("rose")
+    ids = {a.name: a.animal_id for a in bridge.animals(viewer=researcher)}
+    track = bridge.tracks(animal_ids=[ids["Amani"]], viewer=researcher)[ids["Amani"]]
+    cells = [(p.lat, p.lon) for p in track]
+    assert all(a != b for a, b in zip(cells, cells[1:], strict=False)), "no two neighbours in one cell"
+    assert 1 < len(track) < 42
+
+
+def test_alerts_for_roles_without_exact_positions_are_delayed_and_coarsened(bridge):
+    ranger, visitor = viewer("amina"), Viewer("kiosk", "visitor")
+    by_type = {a.alert_type: a for a in bridge.alerts(viewer=ranger)}
+    mortality, fence = by_type["mortality"], by_type["geofence_farmland"]
+
+    seen = bridge.alerts(viewer=visitor)
+    assert [a.alert_type for a in seen] == ["geofence_farmland"], "the 30-minute-old mortality is held back"
+    (shown,) = seen
+    assert (shown.lat, shown.lon) == coarsen(fence.lat, fence.lon, 5_000)
+    assert list(coordinates(shown.evidence)) == []
+    with pytest.raises(UnknownAlert):
+        bridge.alert(mortality.alert_id, viewer=visitor)
+    with pytest.raises(UnknownAlert):
+        bridge.alert_events(mortality.alert_id, viewer=visitor)
+    tusker = next(a for a in bridge.animals(viewer=visitor) if a.name == "Tusker")
+    assert tusker.open_alerts == 0, "an alert a visitor may not see yet is not counted either"
+
+
+def test_evidence_loses_every_place_and_keeps_the_rest():
+    evidence = {
+        "positions": [{"time": "t", "lat": -2.5, "lon": 37.5}],
+        "behaviour": {"rest": 80.0},
+        "speed_mps": 4.2,
+        "geometry": {"type": "Point", "coordinates": [37.5, -2.5]},
+        "nearby": [{"lat": -2.4, "lon": 37.4, "name": "Kito"}],
+    }
+    assert without_places(evidence) == {"behaviour": {"rest": 80.0}, "speed_mps": 4.2, "nearby": [{"name": "Kito"}]}
+
+
+def test_coarse_positions_snap_to_the_centre_of_an_equal_area_cell():
+    lat, lon = coarsen(-1.90012, 37.20034, 1_000)
+    _, _, distance_m = GEOD.inv(37.20034, -1.90012, lon, lat)
+    assert 0 < distance_m <= 1_000 * 2**0.5 / 2
+    assert coarsen(-1.90012 + 1e-5, 37.20034 + 1e-5, 1_000) == (lat, lon), "a close fix lands on the same centre"
+    assert coarsen(-1.90012, 37.20034, 5_000) != (lat, lon)
+    # At 60 degrees north a cell still covers a square kilometre: narrow east-west, tall north-south.
+    north = coarsen(60.0001, 10.0001, 1_000)
+    assert north != (60.0001, 10.0001)
+
+
+def test_every_read_of_positions_is_in_the_audit_log_with_who_and_how_precise(bridge):
+    ranger, visitor, admin = viewer("amina"), Viewer("kiosk", "visitor"), viewer("ada")
+    bridge.latest_positions(viewer=ranger)
+    bridge.tracks(viewer=visitor)
+    bridge.animals(viewer=visitor)
+    bridge.alerts(viewer=ranger)
+
+    log = bridge.audit_log(viewer=admin)
+    reads = [(e.username, e.action, e.precision, e.animals) for e in log if e.precision is not None]
+    assert reads[:4] == [
+        ("amina", "alerts", "exact", 2),
+        ("kiosk", "animals", "coarse", 1),  # Tusker, high-value, has no fix old enough for a visitor
+        ("kiosk", "tracks", "coarse", 1),
+        ("amina", "latest_positions", "exact", 2),
+    ]
+    assert all(e.at == NOW for e in log[:4])
+    with pytest.raises(Forbidden):
+        bridge.audit_log(viewer=ranger)
+
+
+def test_visitor_may_not_act_and_a_ranger_acts_in_their_own_name(bridge):
+    ranger, visitor = viewer("amina"), Viewer("kiosk", "visitor")
+    mortality = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "mortality")
+    with pytest.raises(Forbidden):
+        bridge.acknowledge_alert(mortality.alert_id, visitor)
+    with pytest.raises(Forbidden):
+        bridge.resolve_alert(mortality.alert_id, viewer("rose"), "true")
+    with pytest.raises(TypeError):
+        bridge.acknowledge_alert(mortality.alert_id, "amina")  # a name is not a signed-in viewer
+
+    done = bridge.resolve_alert(mortality.alert_id, ranger, "true", note="carcass found")
+    assert (done.state, done.resolved_by) == ("resolved", "amina")
+
+
+def test_a_ranger_flags_an_animal_high_value_and_a_researcher_may_not(bridge):
+    ranger, researcher = viewer("amina"), viewer("rose")
+    amani = next(a for a in bridge.animals(viewer=ranger) if a.name == "Amani")
+    before = next(p for p in bridge.latest_positions(viewer=researcher) if p.name == "Amani")
+    with pytest.raises(Forbidden):
+        bridge.set_high_value(amani.animal_id, True, viewer=researcher)
+
+    bridge.set_high_value(amani.animal_id, True, viewer=ranger)
+
+    after = next(p for p in bridge.latest_positions(viewer=researcher) if p.name == "Amani")
+    assert after.time <= NOW - timedelta(hours=24) < before.time
+    assert any(e.action == "animal_flagged" for e in bridge.audit_log(viewer=viewer("ada")))
+
+
+def test_only_rangers_and_admins_see_exact_positions_and_a_viewer_needs_a_known_role():
+    assert sorted(name for name, role in ROLES.items() if role.exact_positions) == ["admin", "ranger"]
+    assert set(ROLES) == {"ranger", "researcher", "field_technician", "admin", "visitor"}
+    for role in ROLES.values():
+        assert role.high_value.grid_m >= role.animals.grid_m and role.high_value.delay >= role.animals.delay
+    with pytest.raises(ValueError):
+        Viewer("mallory", "poacher")
+    with pytest.raises(ValueError):
+        Viewer("", "ranger")

@@ -1,0 +1,235 @@
+"""The bridge's HTTP API: bearer tokens with roles on every data route, what each role may call, the
+OpenAPI schema that lists every route, and a visitor who never gets an exact live position."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import timedelta
+
+import geopandas as gpd
+import pytest
+from access_builders import CONSOLE, NOW, PASSWORDS, coordinates, exact_places, live_bridge, viewer
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
+
+from lora_bridge.access import ROLES
+from lora_bridge.adapters.api import create_app
+from lora_bridge.herd_exports import MOVEBANK_COLUMNS
+
+# 48 hourly fixes per animal, and the fix each collar alert carries.
+FIXES = 2 * 48 + 2
+# A body that each POST route accepts from a role that may use it.
+BODIES = {
+    "/api/animals/{animal_id}/high_value": {"high_value": True},
+    "/api/alerts/{alert_id}/resolve": {"verdict": "false_alarm", "note": "checked from the air"},
+    "/api/downlinks": {"device_id": "collar-01", "command": "request_status", "values": {}},
+}
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    """A client of the API over the live herd, and a token per role (owned by that role's account)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('api') / 'tembo.db'}"
+    with live_bridge(url) as bridge, TestClient(create_app(bridge)) as client:
+        tokens = {}
+        for username, (role, _) in PASSWORDS.items():
+            tokens[role] = bridge.create_token(username, f"{role} tests", actor=CONSOLE).secret
+        client.tokens = tokens
+        client.bridge = bridge
+        client.bridge_ranger = viewer("amina")
+        yield client
+
+
+def auth(api, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api.tokens[role]}"}
+
+
+def concrete(api, path: str) -> str:
+    """A route path with its parameters filled with ids that exist."""
+    ranger = auth(api, "ranger")
+    animal_id = api.get("/api/animals", headers=ranger).json()[0]["animal_id"]
+    # The 30-hour-old fence alert on Amani: old enough for every role to see.
+    alerts = api.get("/api/alerts?state=all", headers=ranger).json()
+    alert_id = next(a["alert_id"] for a in alerts if a["alert_type"] == "geofence_farmland")
+    return path.replace("{animal_id}", str(animal_id)).replace("{alert_id}", str(alert_id))
+
+
+def data_routes(api) -> list[tuple[str, str, list[str]]]:
+    """(method, path, roles) of every route in the OpenAPI schema that wants a token."""
+    schema = api.get("/api/openapi.json").json()
+    return [
+        (method.upper(), path, operation["x-tembo-roles"])
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security") == [{"bearer": []}]
+    ]
+
+
+def test_openapi_lists_every_route_the_app_serves(api):
+    schema = api.get("/api/openapi.json").json()
+    listed = {(method.upper(), path) for path, ops in schema["paths"].items() for method in ops}
+    served = {
+        (method, re.sub(r":\w+}", "}", route.path))
+        for route in api.app.routes
+        for method in (route.methods or ()) - {"HEAD"}
+    }
+    assert served == listed
+    assert schema["openapi"].startswith("3.") and schema["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert len(data_routes(api)) >= 20
+
+
+def test_every_data_route_wants_a_token(api):
+    for method, path, _ in data_routes(api):
+        for headers in ({}, {"Authorization": "Bearer tembo_not-a-real-token"}, {"Authorization": "Basic abc"}):
+            answer = api.request(method, concrete(api, path), headers=headers, json=BODIES.get(path))
+            assert answer.status_code == 401, (method, path, headers, answer.text)
+            assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert api.get("/healthz").status_code == 200
+    assert set(api.get("/healthz").json()) == {"status"}
+
+
+def test_each_role_may_call_its_routes_and_is_refused_the_others(api):
+    assert set(api.tokens) == set(ROLES)
+    checked = 0
+    for method, path, allowed in data_routes(api):
+        if method != "GET":
+            continue  # the writes are tried one by one below
+        for role in ROLES:
+            answer = api.get(concrete(api, path), headers=auth(api, role))
+            expected = 200 if role in allowed else 403
+            assert answer.status_code == expected, (role, path, answer.status_code, answer.text[:200])
+            checked += 1
+    assert checked >= 5 * 18
+    for path, role in (("/api/downlinks", "researcher"), ("/api/dead_letters/replay", "ranger"),
+                       ("/api/alerts/{alert_id}/acknowledge", "field_technician"),
+                       ("/api/animals/{animal_id}/high_value", "visitor")):
+        answer = api.post(concrete(api, path), headers=auth(api, role), json=BODIES.get(path))
+        assert answer.status_code == 403, (path, role)
+
+
+def test_a_visitor_token_never_receives_an_exact_live_position_from_any_route(api):
+    exact = exact_places(api.bridge)
+    visitor = auth(api, "visitor")
+    seen_places = 0
+    for method, path, _ in data_routes(api):
+        answer = api.request(method, concrete(api, path), headers=visitor, json=BODIES.get(path))
+        assert answer.status_code in (200, 403), (path, answer.status_code)
+        if answer.status_code != 200:
+            continue
+        kind = answer.headers["content-type"]
+        document = answer.json() if "json" in kind else None
+        if document is None:
+            continue
+        places = {(round(lat, 5), round(lon, 5)) for lat, lon in coordinates(document)}
+        assert not places & exact, f"{path} leaked an exact position to a visitor"
+        seen_places += len(places)
+        for feature in document.get("features", []) if isinstance(document, dict) else []:
+            time = feature.get("properties", {}).get("time")
+            if time:
+                assert time <= (NOW - timedelta(hours=24)).isoformat(), path
+    assert seen_places > 0, "the visitor sees the herd, coarsely"
+
+
+def test_ranger_acknowledges_and_resolves_in_the_token_owners_name(api):
+    ranger = auth(api, "ranger")
+    alert = next(a for a in api.get("/api/alerts", headers=ranger).json() if a["alert_type"] == "mortality")
+    acked = api.post(f"/api/alerts/{alert['alert_id']}/acknowledge", headers=ranger)
+    resolved = api.post(f"/api/alerts/{alert['alert_id']}/resolve", headers=ranger,
+                        json={"verdict": "true", "note": "carcass found, tusks intact"})
+    bad = api.post(f"/api/alerts/{alert['alert_id']}/resolve", headers=ranger, json={"verdict": "maybe"})
+    detail = api.get(f"/api/alerts/{alert['alert_id']}", headers=ranger).json()
+
+    assert acked.json()["acknowledged_by"] == "amina"
+    assert (resolved.json()["state"], resolved.json()["resolved_by"]) == ("resolved", "amina")
+    assert bad.status_code == 400
+    assert detail["events"][-1]["detail"]["note"] == "carcass found, tusks intact"
+
+
+def test_tracks_come_downsampled_as_geojson_lines_within_a_time_range(api):
+    ranger = auth(api, "ranger")
+    since, until = (NOW - timedelta(hours=30)).isoformat(), (NOW - timedelta(hours=6)).isoformat()
+    answer = api.get("/api/tracks", headers=ranger, params={"since": since, "until": until, "max_points": 5})
+    broken = api.get("/api/tracks", headers=ranger, params={"since": "yesterday"})
+
+    assert answer.headers["content-type"].startswith("application/geo+json")
+    lines = answer.json()["features"]
+    assert {f["geometry"]["type"] for f in lines} == {"LineString"}
+    for line in lines:
+        times = line["properties"]["times"]
+        assert len(line["geometry"]["coordinates"]) == len(times) == 5
+        assert since <= times[0] and times[-1] <= until
+        stored = api.bridge.tracks(since=NOW - timedelta(hours=30), animal_ids=[line["properties"]["animal_id"]],
+                                   viewer=api.bridge_ranger)[line["properties"]["animal_id"]]
+        assert line["properties"]["fixes_total"] == sum(1 for p in stored if p.time <= NOW - timedelta(hours=6))
+    assert broken.status_code == 400 and "ISO 8601" in broken.json()["error"]
+
+
+def test_movebank_csv_export_uses_movebanks_column_names_and_time_format(api):
+    answer = api.get("/api/exports/movebank.csv", headers=auth(api, "ranger"))
+    rows = list(csv.DictReader(io.StringIO(answer.text)))
+
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert tuple(answer.text.splitlines()[0].split(",")) == MOVEBANK_COLUMNS
+    assert len(rows) == FIXES
+    first = rows[0]
+    assert first["timestamp"] == (NOW - timedelta(minutes=10) - timedelta(hours=47)).strftime("%Y-%m-%d %H:%M:%S.000")
+    assert (first["sensor-type"], first["individual-local-identifier"], first["tag-local-identifier"]) == (
+        "gps", "Amani", "collar-01")
+    assert float(first["location-long"]) == pytest.approx(37.5, abs=1e-4)  # the wire's int24 degrees
+    assert first["individual-taxon-canonical-name"] == "Loxodonta africana"
+
+
+def test_movebank_export_reads_back_with_the_twins_movebank_reader(api, tmp_path):
+    from simulator.movebank import read_movebank
+
+    path = tmp_path / "export.csv"
+    path.write_text(api.get("/api/exports/movebank.csv", headers=auth(api, "researcher")).text)
+    tracks = read_movebank(path)
+
+    assert set(tracks) == {"Amani", "Tusker"}
+    newest_s = {name: int(track.time_s.max()) for name, track in tracks.items()}
+    assert newest_s["Amani"] <= (NOW - timedelta(hours=6)).timestamp()
+    assert newest_s["Tusker"] <= (NOW - timedelta(hours=24)).timestamp(), "high-value: a day late for researchers"
+
+
+def test_geojson_and_geopackage_exports_read_back_with_geopandas(api, tmp_path):
+    ranger = auth(api, "ranger")
+    geojson = api.get("/api/exports/positions.geojson", headers=ranger)
+    gpkg = api.get("/api/exports/positions.gpkg", headers=ranger)
+    path = tmp_path / "positions.gpkg"
+    path.write_bytes(gpkg.content)
+
+    frame = gpd.read_file(path, layer="positions")
+    assert gpkg.headers["content-type"] == "application/geopackage+sqlite3"
+    assert frame.crs.to_epsg() == 4326 and len(frame) == FIXES
+    assert set(frame["name"]) == {"Amani", "Tusker"}
+    document = geojson.json()
+    assert document["type"] == "FeatureCollection" and len(document["features"]) == FIXES
+    assert document["features"][0]["geometry"]["coordinates"] == pytest.approx([37.5, -2.5], abs=1e-4)
+
+
+def test_prometheus_metrics_want_a_token_and_speak_the_text_format(api):
+    refused = api.get("/metrics")
+    forbidden = api.get("/metrics", headers=auth(api, "ranger"))
+    answer = api.get("/metrics", headers=auth(api, "field_technician"))
+
+    families = {family.name: family for family in text_string_to_metric_families(answer.text)}
+    assert (refused.status_code, forbidden.status_code, answer.status_code) == (401, 403, 200)
+    assert families["tembo_animals"].samples[0].value == 2
+    assert families["tembo_positions"].samples[0].value == FIXES
+    assert any(s.labels.get("status") == "403" for s in families["tembo_api_requests"].samples)
+
+
+def test_field_technician_queues_a_command_and_an_admin_reads_the_audit_log(api):
+    queued = api.post("/api/downlinks", headers=auth(api, "field_technician"),
+                      json={"device_id": "collar-01", "command": "request_status"})
+    unknown = api.post("/api/downlinks", headers=auth(api, "admin"), json={"device_id": "collar-01", "command": "fly"})
+    audit = api.get("/api/audit", headers=auth(api, "admin")).json()
+
+    assert queued.status_code == 201 and queued.json()["command"] == "request_status"
+    assert unknown.status_code == 400
+    assert any(e["username"] == "kiosk" and e["precision"] == "coarse" for e in audit)
+    assert json.dumps(audit).count("tembo_") == 0, "no token secret in the audit log"

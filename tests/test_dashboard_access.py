@@ -1,0 +1,141 @@
+"""Who gets into the dashboard and what they see: the login gate, the visitor-centre kiosk that
+never shows an exact live position, navigation per role, and the launcher that honours the role."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from access_builders import PASSWORDS, exact_places, live_bridge
+from streamlit.testing.v1 import AppTest
+
+import ranger_dashboard
+from lora_bridge.access import Viewer
+from lora_bridge.service import open_bridge
+from ranger_dashboard import launch, login
+from tembo.cli import build_parser
+
+# The herd's "now" for the dashboard, which measures delays on the wall clock.
+WALL_NOW = datetime.now(UTC).replace(second=0, microsecond=0)
+APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
+TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def live_store(tmp_path_factory) -> str:
+    """A store with the live herd (fixes up to ten minutes ago by the wall clock) and its accounts."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('dashboard-access') / 'tembo.db'}"
+    with live_bridge(url, now=WALL_NOW):
+        pass
+    return url
+
+
+def run_app(url: str, monkeypatch, role: str, user: str | None = None, page: str | None = None) -> AppTest:
+    monkeypatch.setenv("TEMBO_DATABASE_URL", url)
+    monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", role)
+    monkeypatch.setenv("TEMBO_DASHBOARD_CLOCK", "wall")
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    if user is not None:
+        with open_bridge(url) as bridge:
+            app.session_state[login.SESSION_KEY] = bridge.sign_in(user, PASSWORDS[user][1])[1]
+    app.run()
+    if page is not None:
+        app.switch_page(f"screens/{page}.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def shown_places(app: AppTest) -> set[tuple[float, float]]:
+    """Every (lat, lon) the page sent to the browser: the map's layers and the tables."""
+    places: set[tuple[float, float]] = set()
+    for chart in app.get("deck_gl_json_chart"):
+        for layer in json.loads(chart.proto.json)["layers"]:
+            data = layer.get("data")
+            for item in data if isinstance(data, list) else []:
+                if "lat" in item and "lon" in item:
+                    places.add((round(item["lat"], 5), round(item["lon"], 5)))
+                for lon, lat in item.get("path", []):
+                    places.add((round(lat, 5), round(lon, 5)))
+    return places
+
+
+def test_visitor_kiosk_opens_without_sign_in_and_never_shows_an_exact_live_position(live_store, monkeypatch):
+    with open_bridge(live_store) as bridge:
+        exact = exact_places(bridge)
+        newest_for_visitor = max(p.time for p in bridge.latest_positions(viewer=Viewer("kiosk", "visitor")))
+    app = run_app(live_store, monkeypatch, "visitor")
+    assert app.title[0].value == "Live map"
+    assert not any(t.key == "sign_in_username" for t in app.text_input)
+    map_places = shown_places(app)
+    animals_page = run_app(live_store, monkeypatch, "visitor", page="animals")
+
+    assert map_places, "the kiosk shows the herd, coarsely"
+    assert not map_places & exact
+    assert newest_for_visitor <= datetime.now(UTC) - timedelta(hours=24)
+    assert "Visitor centre" in app.sidebar.caption[0].value
+    table = animals_page.dataframe[0].value
+    assert set(table[[c for c in table.columns if "osition" in c][0]]) == {"withheld"}
+
+
+def test_visitor_kiosk_has_no_alert_room_and_no_admin_pages(live_store, monkeypatch):
+    app = run_app(live_store, monkeypatch, "visitor")
+    with pytest.raises(Exception):  # noqa: B017 - Streamlit refuses a page that is not registered
+        app.switch_page("screens/alerts.py").run()
+        assert not app.get("deck_gl_json_chart")
+
+
+def test_ranger_dashboard_asks_for_a_sign_in_and_refuses_other_roles(live_store, monkeypatch):
+    gate = run_app(live_store, monkeypatch, "ranger")
+    assert [t.value for t in gate.title] == ["Tembo"] and not gate.get("deck_gl_json_chart")
+    gate.text_input(key="sign_in_username").input("rose")
+    gate.text_input(key="sign_in_password").input(PASSWORDS["rose"][1])
+    gate.button[0].click().run()
+    assert any("for the ranger role" in e.value for e in gate.error)
+
+    gate.text_input(key="sign_in_username").input("amina")
+    gate.text_input(key="sign_in_password").input(PASSWORDS["amina"][1])
+    gate.button[0].click().run()
+    assert not gate.exception
+    assert gate.title[0].value == "Live map"
+    assert "Signed in as **amina** (Ranger)" in gate.sidebar.caption[0].value
+
+
+def test_admin_finds_the_audit_log_of_who_saw_exact_positions(live_store, monkeypatch):
+    run_app(live_store, monkeypatch, "ranger", user="amina")  # a ranger looks at the live map
+    app = run_app(live_store, monkeypatch, "ranger", user="ada", page="audit")
+
+    frame = app.dataframe[0].value
+    assert app.title[0].value == "Audit log"
+    seen = frame[(frame["Who"] == "amina") & (frame["Positions"] == "exact")]
+    assert {"latest positions", "tracks"} <= set(seen["What"])
+
+
+def test_each_role_sees_the_pages_it_may_use():
+    from ranger_dashboard.navigation import page_paths_for
+
+    def paths(role: str) -> list[str]:
+        return page_paths_for(Viewer("someone", role))
+
+    assert paths("visitor") == ["live", "animals"]
+    assert paths("ranger")[:3] == ["live", "alerts", "animals"] and "audit" not in paths("ranger")
+    assert paths("admin")[-1] == "audit"
+    assert "audit" not in paths("field_technician") and "audit" not in paths("researcher")
+
+
+def test_the_launcher_passes_the_role_it_is_given_or_the_environments(monkeypatch):
+    monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", "visitor")
+    from_env = launch.command(8765, "sqlite://")
+    given = launch.command(8765, "sqlite://", role="researcher", address="0.0.0.0")
+    monkeypatch.delenv("TEMBO_DASHBOARD_ROLE")
+    default = launch.command(8765, "sqlite://")
+
+    assert from_env[from_env.index("--role") + 1] == "visitor"
+    assert given[given.index("--role") + 1] == "researcher"
+    assert given[given.index("--server.address") + 1] == "0.0.0.0"
+    assert default[default.index("--role") + 1] == "ranger"
+    with pytest.raises(ValueError):
+        launch.command(8765, "sqlite://", address="every interface")
+    args = build_parser().parse_args(["dashboard", "--address", "0.0.0.0", "--port", "9000", "--role", "visitor"])
+    assert (args.address, args.port, args.role) == ("0.0.0.0", 9000, "visitor")
