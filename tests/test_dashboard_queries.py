@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from lora_bridge import queries
+from lora_bridge.access import Viewer
 from lora_bridge.errors import InvalidTransition
 from lora_bridge.service import open_bridge
 from lora_bridge.store.tables import Animal, Position
@@ -40,7 +41,7 @@ def test_map_shows_each_collars_newest_fix_even_when_an_older_one_arrived_last(b
         pytest.approx(37.40, abs=1e-4),
     )
     assert position.time == b.T0 + timedelta(hours=2)
-    (animal,) = bridge.animals()
+    (animal,) = bridge.animals(viewer=b.RANGER)
     assert (animal.lat, animal.position_time) == (pytest.approx(-2.40, abs=1e-4), b.T0 + timedelta(hours=2))
 
 
@@ -66,35 +67,35 @@ def test_a_long_track_comes_thinned_evenly_keeping_its_first_and_newest_fix(brid
         fixes = tuple((600 * k, -2.5 + 0.001 * (5 * batch + k), 37.5) for k in range(5))
         f_cnt += 1
         ingest(bridge, b.positions(b.T0_S + 3000 * batch, fixes), f_cnt)
-    (full,) = bridge.tracks().values()
+    (full,) = bridge.tracks(viewer=b.RANGER).values()
     assert len(full) == 100
-    (thin,) = bridge.tracks(max_points=10).values()
+    (thin,) = bridge.tracks(max_points=10, viewer=b.RANGER).values()
     assert len(thin) == 10
     assert (thin[0].time, thin[-1].time) == (full[0].time, full[-1].time)
     assert [p.time for p in thin] == sorted(p.time for p in thin)
     gaps = {(later.time - earlier.time) for earlier, later in zip(thin, thin[1:], strict=False)}
     assert max(gaps) - min(gaps) <= timedelta(minutes=10)  # evenly spread, within one fix
-    (window,) = bridge.tracks(since=full[10].time, until=full[19].time).values()
+    (window,) = bridge.tracks(since=full[10].time, until=full[19].time, viewer=b.RANGER).values()
     assert [p.time for p in window] == [p.time for p in full[10:20]]
     with pytest.raises(ValueError, match="max_points"):
-        bridge.tracks(max_points=0)
+        bridge.tracks(max_points=0, viewer=b.RANGER)
 
 
 def test_ranger_assigns_an_alert_and_the_resolved_list_keeps_the_note(bridge):
     bridge.register_animal("collar-01", "Kito")
     ingest(bridge, b.alert("mortality"), 1)
-    (alert,) = bridge.open_alerts()
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert alert.assigned_to is None
-    bridge.assign_alert(alert.alert_id, "Juma", "Amina")
-    (alert,) = bridge.open_alerts()
+    bridge.assign_alert(alert.alert_id, "Juma", Viewer("amina", "ranger"))
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert alert.assigned_to == "Juma"
-    assert [e.action for e in bridge.alert_events(alert.alert_id)][-1] == "assigned"
-    bridge.resolve_alert(alert.alert_id, "Juma", "false_alarm", "Lying in the shade by the dam")
-    (resolved,) = bridge.alerts(("resolved",))
+    assert [e.action for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER)][-1] == "assigned"
+    bridge.resolve_alert(alert.alert_id, Viewer("juma", "ranger"), "false_alarm", "Lying in the shade by the dam")
+    (resolved,) = bridge.alerts(("resolved",), viewer=b.RANGER)
     assert (resolved.verdict, resolved.note, resolved.assigned_to) == (
         "false_alarm",
         "Lying in the shade by the dam",
         "Juma",
     )
     with pytest.raises(InvalidTransition, match="only open alerts"):
-        bridge.assign_alert(alert.alert_id, "Baraka", "Amina")
+        bridge.assign_alert(alert.alert_id, "Baraka", Viewer("amina", "ranger"))
