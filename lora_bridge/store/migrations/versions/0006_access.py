@@ -1,7 +1,7 @@
 """Access: accounts, API tokens, sign-in sessions, the audit log, and animals' high-value flag.
 
-Revision ID: 0005_access
-Revises: 0004_network_events_and_outbox
+Revision ID: 0006_access
+Revises: 0005_update_campaigns
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_access"
-down_revision = "0004_network_events_and_outbox"
+revision = "0006_access"
+down_revision = "0005_update_campaigns"
 branch_labels = None
 depends_on = None
 
