@@ -34,7 +34,7 @@ def test_map_shows_each_collars_newest_fix_even_when_an_older_one_arrived_last(b
     ingest(bridge, b.positions(b.T0_S + 7200, newest), 1)
     older = ((0, -2.50, 37.50), (600, -2.49, 37.49))
     ingest(bridge, b.positions(b.T0_S, older), 2)  # stored after the newest: a late store-and-forward batch
-    (position,) = bridge.latest_positions(viewer="ranger.test")
+    (position,) = bridge.latest_positions(viewer=b.RANGER)
     assert (position.name, position.lat, position.lon) == (
         "Amani",
         pytest.approx(-2.40, abs=1e-4),
