@@ -161,7 +161,7 @@ PHONE_AGENT = (
 def test_ranger_acknowledges_an_alert_in_chromium_and_the_store_has_it(sqlite_url, port, tmp_path, screen):
     bridge = open_bridge(sqlite_url)
     seed(bridge)
-    mortality = bridge.open_alerts()[0]
+    mortality = bridge.open_alerts(viewer=RANGER)[0]
     bridge.close()
     with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
         with sync_playwright() as playwright:
