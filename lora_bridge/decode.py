@@ -70,11 +70,3 @@ def degrees(fields: dict[str, Any], lat_key: str = "lat", lon_key: str = "lon") 
     if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
         return None
     return lat, lon
-
-
-def behaviour_names(codec: Any) -> list[str]:
-    """The class names shares refer to, in order (codec.BEHAVIOURS for now)."""
-    names = getattr(codec, "BEHAVIOURS", ())
-    if isinstance(names, dict):
-        return [str(name) for _, name in sorted(names.items())]
-    return [str(name) for name in names]

@@ -15,11 +15,12 @@ from typing import Any
 
 import pandas as pd
 
+from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
 from ranger_dashboard import palette
 
 # Battery of the reference collar (Li-SOCl2 cells): 3.6 V nominal, flat until nearly empty.
-# The bridge's low_battery rule threshold is passed in by the pages; this is its default.
-LOW_BATTERY_MV = 3500
+# The pages pass the bridge's low_battery_mv; the default is the collar's own, the one source.
+LOW_BATTERY_MV = int(COLLAR_DEFAULTS["low_battery_mv"])
 # An animal not heard from for this long is shown as silent.
 SILENT_AFTER = timedelta(hours=6)
 # Verdicts a ranger gives when resolving an alert: label shown -> value stored by the bridge.

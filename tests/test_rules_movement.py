@@ -101,6 +101,18 @@ def test_battery_trend_predicts_the_date_of_empty_and_warns_within_thirty_days(b
     assert alert.priority == 100 and alert.evidence["critical_mv"] == 3100
 
 
+def test_a_battery_that_barely_falls_gets_no_date_of_empty_and_no_forecast_alert(bridge):
+    # 3700 mV for ten days, one millivolt less on the last: the line reaches empty thousands of years on.
+    for day in range(10):
+        message = b.status(time_s=b.T0_S + day * 86400, battery_mv=3700 - (day == 9))
+        bridge.ingest_tts_uplink(b.tts_uplink(message, f_cnt=day + 1, received_at=T + timedelta(days=day)))
+
+    trend = bridge.battery_trend("collar-01", now=T + timedelta(days=9))
+    assert trend["slope_mv_per_day"] < 0
+    assert (trend["low_on"], trend["critical_on"], trend["empty_on"]) == (None, None, None)
+    assert not [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "battery_forecast"]
+
+
 def test_low_battery_closes_itself_once_the_collar_reads_above_its_level_again(bridge):
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1))
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, battery_mv=3360), f_cnt=2))

@@ -33,6 +33,7 @@ LOW_BATTERY = "low_battery"
 OFFLINE = "offline"
 BATTERY_FORECAST = "battery_forecast"
 EMPTY_MV = BATTERY_CURVE[-1][0]  # the reference pack's 0 %
+FORECAST_HORIZON_DAYS = 20 * 365  # past a collar's service life a battery date says nothing
 
 
 def collar_setting(device: Device, name: str) -> int:
@@ -168,8 +169,10 @@ def battery_trend(session: Session, device: Device, now: datetime, profile: Batt
         trend[f"{label}_mv"] = level
         trend[f"{label}_on"] = None
         if slope < 0:
-            at_day = (level - intercept) / slope
-            trend[f"{label}_on"] = (t0 + timedelta(days=float(at_day))).isoformat()
+            at_day = float((level - intercept) / slope)
+            # A nearly flat line reaches the level centuries away: no date rather than a timedelta overflow.
+            if at_day <= FORECAST_HORIZON_DAYS:
+                trend[f"{label}_on"] = (t0 + timedelta(days=at_day)).isoformat()
     return trend
 
 
