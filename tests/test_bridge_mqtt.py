@@ -169,7 +169,7 @@ def test_ranger_sees_collars_of_two_tts_applications_and_a_chirpstack_one_throug
         with publisher(mosquitto) as client:
             publish_all(client, messages)
         arrived = wait_until(lambda: applied_once(bridge)[1] == 4 and worker.acknowledged == 5)
-        latitudes = sorted(round(p.lat, 3) for p in bridge.latest_positions(viewer="test"))
+        latitudes = sorted(round(p.lat, 3) for p in bridge.latest_positions(viewer=b.RANGER))
 
     assert arrived, (worker.received, worker.acknowledged, applied_once(bridge))
     assert latitudes == [-2.8, -2.7, -2.6, -2.5]
