@@ -659,8 +659,10 @@ class Bridge:
             return DrainReport()
         return outbox.drain(self.db, self.notify_config, self.senders, as_utc(now) if now else None)
 
-    def notifications(self, state: str | None = None) -> list[NotificationView]:
-        """Outbox rows (pending, sending, sent, failed), oldest first."""
+    def notifications(self, *, viewer: Viewer, state: str | None = None) -> list[NotificationView]:
+        """Outbox rows (pending, sending, sent, failed), oldest first. Their payloads carry exact
+        positions for EarthRanger and the control room's channels, so only admins read them."""
+        require(viewer, roles.READ_AUDIT)
         with self.db.read() as session:
             query = select(Notification).order_by(Notification.id)
             if state is not None:

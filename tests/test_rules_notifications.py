@@ -14,12 +14,14 @@ from conftest import free_port
 from notify_standins import EarthRangerStandIn, SmsGateway, SmtpStandIn, WebhookReceiver
 
 from lora_bridge.access import Viewer
-from lora_bridge.errors import InvalidRequest
+from lora_bridge.errors import Forbidden, InvalidRequest
 from lora_bridge.notify.channels import sign, verify
 from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.store.utc import utc_now
+
+ADMIN = Viewer("admin.neema", "admin")
 
 T = b.T0
 NIGHT = T + timedelta(hours=17)  # 02:00 East Africa Time
@@ -98,7 +100,7 @@ def test_signed_webhook_verifies_and_a_restart_sends_nothing_twice(store_url, tm
             bridge.ingest_tts_uplink(b.tts_uplink(b.alert("collar_drop", seq=2), f_cnt=2))
             first = bridge.flush_notifications(now=wall())
             assert (first.sent, first.retried) == (0, 1)  # refused (503): the channel waits, the rest too
-            waiting = bridge.notifications(state="pending")
+            waiting = bridge.notifications(viewer=ADMIN, state="pending")
             assert len(waiting) == 2 and max(n.attempts for n in waiting) == 1
         # The bridge restarts: a new process on the same store, same rules.
         with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
@@ -108,7 +110,7 @@ def test_signed_webhook_verifies_and_a_restart_sends_nothing_twice(store_url, tm
             assert bridge.flush_notifications(now=wall(30)) == DrainReport(sent=0, retried=1, failed=0)
             second = bridge.flush_notifications(now=wall(90))
             third = bridge.flush_notifications(now=wall(400))
-            sent = bridge.notifications(state="sent")
+            sent = bridge.notifications(viewer=ADMIN, state="sent")
         with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
             assert bridge.flush_notifications(now=wall(86_400)).sent == 0
 
@@ -168,8 +170,8 @@ def test_alerting_in_the_control_room_does_not_wait_when_every_outside_service_i
         assert [a.alert_id for a in bridge.open_alerts(viewer=b.RANGER)] == list(result.alert_ids)
         report = bridge.flush_notifications(now=wall())
         assert report.sent == 0 and report.retried >= 1
-        assert {n.state for n in bridge.notifications()} == {"pending"}
-        assert all("ConnectError" in (n.last_error or "") for n in bridge.notifications() if n.attempts)
+        assert {n.state for n in bridge.notifications(viewer=ADMIN)} == {"pending"}
+        assert all("ConnectError" in (n.last_error or "") for n in bridge.notifications(viewer=ADMIN) if n.attempts)
 
 
 @pytest.mark.parametrize(
@@ -193,4 +195,11 @@ def test_broken_notification_settings_are_refused_with_the_reason(tmp_path, text
 def test_nothing_leaves_the_machine_without_notification_settings(sqlite_url):
     with b.fresh_bridge(sqlite_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
-        assert bridge.notifications() == [] and bridge.flush_notifications().sent == 0
+        assert bridge.notifications(viewer=ADMIN) == [] and bridge.flush_notifications().sent == 0
+
+
+def test_only_admins_read_the_outbox_whose_payloads_carry_exact_positions(tmp_path):
+    with b.fresh_bridge(f"sqlite:///{tmp_path / 'tembo.db'}") as bridge:
+        with pytest.raises(Forbidden):
+            bridge.notifications(viewer=b.RANGER)
+        assert bridge.notifications(viewer=ADMIN) == []
