@@ -7,21 +7,16 @@ codec, and the reserve geometry is loaded as GeoJSON.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import bridge_builders
-import httpx
 
 from collar_firmware import codec
 from lora_bridge.access import Viewer
-from ranger_dashboard import launch
+from ranger_dashboard import serving
 
 # Latest fix of the seeded herd; every seeded time is relative to it.
 SEED_END = datetime(2026, 11, 20, 18, 0, tzinfo=UTC)
@@ -213,34 +208,7 @@ def seed(bridge, hours: int = 6, mortality_on: str | None = "Kito") -> dict[str,
     return f_cnts
 
 
-@contextlib.contextmanager
 def running_dashboard(port: int, database_url: str, log_path: Path, timeout_s: float = 60.0) -> Iterator[str]:
-    """Start `launch.command(port, database_url)`, wait until Streamlit answers its health check,
-    yield the dashboard's base URL, and stop the server afterwards."""
-    env = dict(os.environ, TEMBO_DATABASE_URL=database_url)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            launch.command(port, database_url), stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-        base_url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"dashboard exited with {process.returncode}: {log_path.read_text()}")
-                try:
-                    if httpx.get(f"{base_url}/_stcore/health", timeout=1.0).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"dashboard did not answer in {timeout_s} s: {log_path.read_text()}")
-                time.sleep(0.2)
-            yield base_url
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    """The dashboard on `port` over `database_url`, started and stopped by the dashboard's own
+    `serving.running` (the one that waits for Streamlit's health check); yields its base URL."""
+    return serving.running(port, database_url, log_path, timeout_s)
