@@ -1,18 +1,21 @@
-"""An animal's fixes as files others read: CSV, GeoJSON, GeoPackage and Movebank CSV.
+"""Fixes as files others read: CSV, GeoJSON, GeoPackage and Movebank CSV.
 
-Plain functions over the service layer's `PositionView`s (already filtered by what the asking role
-may see), returning the file's bytes, so the dashboard's download buttons and the HTTP API give the
-same files. Geometry through geopandas (WGS84, EPSG:4326); Movebank CSV with Movebank's attribute
-names (`timestamp` as `yyyy-MM-dd HH:mm:ss.SSS` UTC, `location-long`, `location-lat`,
-`individual-local-identifier`, `tag-local-identifier`, ...), the columns Movebank's own downloads
-carry.
+One writer for the animal page's download buttons and the HTTP API's herd exports, so both give
+the same files. Plain functions over the service layer's `PositionView`s, already filtered for
+what the asking role may see (coarsened and delayed for roles without exact positions); nothing
+here reads the store. Geometry through geopandas (WGS84, EPSG:4326).
+
+Movebank CSV uses Movebank's own attribute names and timestamp format (`yyyy-MM-dd HH:mm:ss.SSS`,
+UTC), as in a Movebank download: event-id, visible, timestamp, location-long, location-lat,
+sensor-type, individual-taxon-canonical-name, tag-local-identifier, individual-local-identifier,
+study-name.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,7 @@ import pandas as pd
 from shapely.geometry import Point
 
 WGS84 = "EPSG:4326"
-COLUMNS = ("animal_id", "name", "device_id", "time_utc", "lat", "lon")
+COLUMNS = ("animal_id", "name", "species", "device_id", "time_utc", "lat", "lon")
 MOVEBANK_COLUMNS = (
     "event-id",
     "visible",
@@ -40,52 +43,80 @@ MEDIA_TYPES = {
     "gpkg": "application/geopackage+sqlite3",
     "movebank.csv": "text/csv",
 }
+GPS = "gps"
+DEFAULT_STUDY = "Tembo collars"
+
+Species = str | Mapping[str, str | None] | None
 
 
-def fixes_frame(fixes: Sequence[Any]) -> pd.DataFrame:
-    """The fixes as a table, oldest first: animal_id, name, device_id, time_utc (ISO 8601), lat, lon."""
+def herd_fixes(tracks: Mapping[str, Iterable[Any]]) -> list[Any]:
+    """Every animal's track as one list of fixes (the order `fixes_frame` writes them in)."""
+    return [fix for track in tracks.values() for fix in track]
+
+
+def _order(fix: Any) -> tuple:
+    animal = str(fix.animal_id)
+    return (len(animal), animal, fix.time)
+
+
+def _species_of(species: Species, animal_id: str) -> str | None:
+    if species is None or isinstance(species, str):
+        return species
+    return species.get(animal_id)
+
+
+def fixes_frame(fixes: Sequence[Any], species: Species = None) -> pd.DataFrame:
+    """The fixes as a table, animal by animal, oldest first; `species` one name or one per animal id."""
     rows = [
         {
             "animal_id": str(p.animal_id),
             "name": p.name,
+            "species": _species_of(species, str(p.animal_id)),
             "device_id": p.device_id,
             "time_utc": p.time.isoformat().replace("+00:00", "Z"),
             "lat": float(p.lat),
             "lon": float(p.lon),
         }
-        for p in sorted(fixes, key=lambda p: p.time)
+        for p in sorted(fixes, key=_order)
     ]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def fixes_geoframe(fixes: Sequence[Any]) -> gpd.GeoDataFrame:
+def fixes_geoframe(fixes: Sequence[Any], species: Species = None) -> gpd.GeoDataFrame:
     """The fixes as point features in WGS84."""
-    frame = fixes_frame(fixes)
+    frame = fixes_frame(fixes, species)
     geometry = [Point(lon, lat) for lon, lat in zip(frame["lon"], frame["lat"], strict=True)]
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
 
 
-def to_csv(fixes: Sequence[Any]) -> bytes:
+def to_csv(fixes: Sequence[Any], species: Species = None) -> bytes:
     """Plain CSV, one fix a row."""
-    return fixes_frame(fixes).to_csv(index=False).encode()
+    return fixes_frame(fixes, species).to_csv(index=False).encode()
 
 
-def to_geojson(fixes: Sequence[Any]) -> bytes:
-    """A GeoJSON FeatureCollection of Point features (RFC 7946: WGS84 longitude, latitude)."""
-    return fixes_geoframe(fixes).to_json(drop_id=True).encode()
+def to_geojson(fixes: Sequence[Any], species: Species = None, precision: str | None = None) -> bytes:
+    """A GeoJSON FeatureCollection of Point features (RFC 7946: WGS84 longitude, latitude).
+
+    `precision` ("exact" or "coarse") travels as a foreign member of the collection, so whoever
+    reads the file knows whether the points are the animals' exact places.
+    """
+    document = json.loads(fixes_geoframe(fixes, species).to_json(drop_id=True))
+    if precision is not None:
+        document["precision"] = precision
+    return json.dumps(document).encode()
 
 
-def to_geopackage(fixes: Sequence[Any], layer: str = "fixes") -> bytes:
+def to_geopackage(fixes: Sequence[Any], species: Species = None, layer: str = "fixes") -> bytes:
     """An OGC GeoPackage holding one point layer `layer` in EPSG:4326."""
     with tempfile.TemporaryDirectory(prefix="tembo-export-") as folder:
         path = Path(folder) / "fixes.gpkg"
-        fixes_geoframe(fixes).to_file(path, layer=layer, driver="GPKG", engine="pyogrio")
+        fixes_geoframe(fixes, species).to_file(path, layer=layer, driver="GPKG", engine="pyogrio")
         return path.read_bytes()
 
 
-def to_movebank_csv(fixes: Sequence[Any], species: str, study_name: str = "Tembo") -> bytes:
+def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: str = DEFAULT_STUDY) -> bytes:
     """Movebank CSV: Movebank's attribute names, timestamps in UTC to the millisecond."""
-    ordered = sorted(fixes, key=lambda p: p.time)
+    ordered = sorted(fixes, key=_order)
     rows = [
         {
             "event-id": index,
@@ -93,14 +124,12 @@ def to_movebank_csv(fixes: Sequence[Any], species: str, study_name: str = "Tembo
             "timestamp": p.time.strftime("%Y-%m-%d %H:%M:%S.") + f"{p.time.microsecond // 1000:03d}",
             "location-long": f"{float(p.lon):.7f}",
             "location-lat": f"{float(p.lat):.7f}",
-            "sensor-type": "gps",
-            "individual-taxon-canonical-name": species,
+            "sensor-type": GPS,
+            "individual-taxon-canonical-name": _species_of(species, str(p.animal_id)) or "",
             "tag-local-identifier": p.device_id,
             "individual-local-identifier": p.name,
             "study-name": study_name,
         }
         for index, p in enumerate(ordered, start=1)
     ]
-    buffer = io.StringIO()
-    pd.DataFrame(rows, columns=list(MOVEBANK_COLUMNS)).to_csv(buffer, index=False)
-    return buffer.getvalue().encode()
+    return pd.DataFrame(rows, columns=list(MOVEBANK_COLUMNS)).to_csv(index=False).encode()

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from lora_bridge.access import ROLES
 from lora_bridge.adapters.api import create_app
-from lora_bridge.herd_exports import MOVEBANK_COLUMNS
+from lora_bridge.exports import MOVEBANK_COLUMNS
 
 # 48 hourly fixes per animal, and the fix each collar alert carries.
 FIXES = 2 * 48 + 2
@@ -208,6 +208,8 @@ def test_geojson_and_geopackage_exports_read_back_with_geopandas(api, tmp_path):
     assert set(frame["name"]) == {"Amani", "Tusker"}
     document = geojson.json()
     assert document["type"] == "FeatureCollection" and len(document["features"]) == FIXES
+    assert document["precision"] == "exact", "the file says whether its points are the animals' exact places"
+    assert document["features"][0]["properties"]["species"] == "Loxodonta africana"
     assert document["features"][0]["geometry"]["coordinates"] == pytest.approx([37.5, -2.5], abs=1e-4)
 
 

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lora_bridge import herd_exports as exports
+from lora_bridge import exports
 from lora_bridge.access import Viewer
 from lora_bridge.access import roles as access
 from lora_bridge.access.privacy import label
@@ -259,22 +259,24 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         )
         return JSONResponse(to_jsonable(entries))
 
-    async def _export_data(request: Request, viewer: Viewer) -> tuple[dict[str, list[PositionView]], dict[str, Any]]:
+    async def _export_data(request: Request, viewer: Viewer) -> tuple[list[PositionView], dict[str, str | None]]:
         tracks_ = await _tracks(request, viewer)
-        animals_ = {a.animal_id: a for a in await call(bridge.animals, viewer=viewer)}
-        return tracks_, animals_
+        species = {a.animal_id: a.species for a in await call(bridge.animals, viewer=viewer)}
+        return exports.herd_fixes(tracks_), species
 
     async def movebank(request: Request, viewer: Viewer) -> Response:
-        text = exports.movebank_csv(*await _export_data(request, viewer))
-        return Response(text, media_type="text/csv", headers=_attachment("tembo-movebank.csv"))
+        data = await call(exports.to_movebank_csv, *await _export_data(request, viewer))
+        return Response(data, media_type="text/csv", headers=_attachment("tembo-movebank.csv"))
 
     async def export_geojson(request: Request, viewer: Viewer) -> Response:
-        document = exports.geojson(*await _export_data(request, viewer), precision=label(viewer))
-        return JSONResponse(document, media_type=GEOJSON, headers=_attachment("tembo-positions.geojson"))
+        fixes, species = await _export_data(request, viewer)
+        data = await call(exports.to_geojson, fixes, species, label(viewer))
+        return Response(data, media_type=GEOJSON, headers=_attachment("tembo-positions.geojson"))
 
     async def export_geopackage(request: Request, viewer: Viewer) -> Response:
-        data = await call(exports.geopackage, *await _export_data(request, viewer))
-        return Response(data, media_type="application/geopackage+sqlite3", headers=_attachment("tembo-positions.gpkg"))
+        fixes, species = await _export_data(request, viewer)
+        data = await call(exports.to_geopackage, fixes, species, "positions")
+        return Response(data, media_type=exports.MEDIA_TYPES["gpkg"], headers=_attachment("tembo-positions.gpkg"))
 
     async def metrics(request: Request, viewer: Viewer) -> Response:
         return Response(await call(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
