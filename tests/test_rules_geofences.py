@@ -195,3 +195,73 @@ def test_a_fence_crossed_by_a_translocated_animal_is_found_once_its_next_fix_agr
     exits = [a for a in bridge.alerts(viewer=b.RANGER) if a.alert_type == "geofence_exit"]
     assert len(exits) == 1
     assert abs((exits[0].time - (T + timedelta(minutes=10))).total_seconds()) < 30
+
+
+# Back-filled fixes: after a coverage gap the collar sends what it kept in flash, older than the fix the
+# rules last judged. They are judged in time order between their neighbours.
+
+
+def test_fix_back_filled_after_a_coverage_gap_shows_an_excursion_out_of_the_park_and_back(any_store_bridge):
+    bridge = any_store_bridge
+    park_and_farm(bridge)
+    # Live: inside at 08:00 and inside again at 14:00 (the gap hid what happened between).
+    ingest_track(bridge, [(0, 308_000, 9_702_000), (360, 309_000, 9_702_000)])
+    assert bridge.alerts(viewer=b.RANGER) == []
+    # From the flash: at 11:00 the animal was 1 km outside the park (fence at x = 310 km).
+    ingest_track(bridge, [(180, 311_000, 9_702_000)], first_f_cnt=3)
+
+    (alert,) = bridge.alerts(viewer=b.RANGER)
+    assert (alert.alert_type, alert.source, alert.state) == ("geofence_exit", "server", "resolved")
+    # Crossed between 08:00 (x = 308 km) and 11:00 (x = 311 km), 2/3 of the way: 10:00.
+    assert abs((alert.time - (T + timedelta(minutes=120))).total_seconds()) < 30
+    (closing,) = [e for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "auto_resolved"]
+    assert closing.detail["reason"].startswith("back inside the fence at")
+
+    # The same flash page heard twice, and the timer: nothing is raised again.
+    ingest_track(bridge, [(180, 311_000, 9_702_000)], first_f_cnt=4)
+    bridge.run_rules(now=T + timedelta(hours=7))
+    assert [a.alert_id for a in bridge.alerts(viewer=b.RANGER)] == [alert.alert_id]
+
+
+def test_back_filled_fixes_place_a_crossing_already_raised_without_raising_it_twice(any_store_bridge):
+    bridge = any_store_bridge
+    park_and_farm(bridge)
+    # Live: inside at 08:00 (x = 308 km), outside at 14:00 (x = 311 km): the exit is placed at 2/3, 12:00.
+    ingest_track(bridge, [(0, 308_000, 9_702_000), (360, 311_000, 9_702_000)])
+    (raised,) = bridge.open_alerts(viewer=b.RANGER)
+    assert abs((raised.time - (T + timedelta(minutes=240))).total_seconds()) < 30
+    # The flash, newest page first: outside at 11:00 (x = 310.5 km), then inside at 10:00 (x = 309.5 km).
+    ingest_track(bridge, [(180, 310_500, 9_702_000)], first_f_cnt=3)
+    ingest_track(bridge, [(120, 309_500, 9_702_000)], first_f_cnt=4)
+
+    (alert,) = bridge.alerts(viewer=b.RANGER)
+    assert (alert.alert_id, alert.state, alert.occurrences) == (raised.alert_id, "new", 1)
+    # Now between the right pair, 10:00 and 11:00, half way: 10:30.
+    assert abs((alert.time - (T + timedelta(minutes=150))).total_seconds()) < 30
+    assert alert.evidence["crossed_at"] == alert.time.isoformat()
+    refined = [e.detail for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "crossing_refined"]
+    assert len(refined) == 2 and refined[-1]["to"] == alert.time.isoformat()
+    lat, lon = rb.lat_lon(310_000, 9_702_000)
+    assert (alert.lat, alert.lon) == (pytest.approx(lat, abs=2e-5), pytest.approx(lon, abs=2e-5))
+
+
+def test_the_timer_finds_a_back_filled_fix_the_uplink_path_did_not_judge(bridge):
+    from lora_bridge.domain import positions as positions_domain
+    from lora_bridge.domain.rules_engine import devices_behind
+
+    park_and_farm(bridge)
+    ingest_track(bridge, [(0, 308_000, 9_702_000), (360, 309_000, 9_702_000)])
+    with bridge.db.read() as session:
+        assert devices_behind(session) == []
+    lat, lon = rb.lat_lon(311_000, 9_702_000)
+    with bridge.db.write() as session:  # stored by a worker that stopped before its rules ran
+        positions_domain.add_position(session, device_id="collar-01", animal_id=None, time=T + timedelta(hours=3),
+                                      lat=lat, lon=lon, message="positions", raw_uplink_id=None)
+    with bridge.db.read() as session:
+        assert devices_behind(session) == ["collar-01"]
+
+    bridge.run_rules(now=T + timedelta(hours=7))
+
+    assert [a.alert_type for a in bridge.alerts(viewer=b.RANGER)] == ["geofence_exit"]
+    with bridge.db.read() as session:
+        assert devices_behind(session) == []

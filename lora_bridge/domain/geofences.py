@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import shapely
@@ -67,8 +68,20 @@ def metric_crs(lon: float, lat: float) -> CRS:
 
 @lru_cache(maxsize=256)
 def _utm_of_cell(lon: int, lat: int) -> CRS:
+    return CRS.from_epsg(_utm_code_of_cell(lon, lat))
+
+
+@lru_cache(maxsize=256)
+def _utm_code_of_cell(lon: int, lat: int) -> int:
     infos = query_utm_crs_info(datum_name="WGS 84", area_of_interest=AreaOfInterest(lon, lat, lon, lat))
-    return CRS.from_epsg(infos[0].code)
+    return int(infos[0].code)
+
+
+def metric_transformers(lon: float, lat: float) -> tuple[Transformer, Transformer]:
+    """(lon/lat → metres, metres → lon/lat) in the UTM zone that holds lon/lat, both cached: the rules
+    project a few fixes on every evaluation, so no CRS lookup happens on that path."""
+    code = _utm_code_of_cell(round(lon), round(lat))
+    return _transformer(code, forward=True), _transformer(code, forward=False)
 
 
 def to_metric(crs: CRS) -> Transformer:
@@ -102,7 +115,8 @@ class FenceIndex:
         union = shapely.union_all([shape(row.geometry) for row in rows])
         centre = union.centroid
         self.crs = metric_crs(centre.x, centre.y)
-        forward = to_metric(self.crs)
+        forward = self._forward = to_metric(self.crs)
+        self._back = from_metric(self.crs)
         for row in rows:
             area = shapely.transform(shape(row.geometry), lambda xy, f=forward: np.column_stack(f.transform(xy[:, 0], xy[:, 1])))
             self.fences.append(
@@ -120,7 +134,7 @@ class FenceIndex:
         if self._tree is None or self.crs is None:
             return []
         (t0, lat0, lon0), (t1, lat1, lon1) = start, end
-        forward = to_metric(self.crs)
+        forward = self._forward
         x0, y0 = forward.transform(lon0, lat0)
         x1, y1 = forward.transform(lon1, lat1)
         if (x0, y0) == (x1, y1):
@@ -136,7 +150,7 @@ class FenceIndex:
         """Ids of the fences whose area holds the point (holes excluded)."""
         if self.crs is None:
             return []
-        x, y = to_metric(self.crs).transform(lon, lat)
+        x, y = self._forward.transform(lon, lat)
         point = Point(x, y)
         return [fence.id for fence in self.fences if fence.prepared.contains(point)]
 
@@ -151,7 +165,7 @@ class FenceIndex:
             fence.prepared.contains(segment.interpolate((a + b) / 2, normalized=True))
             for a, b in zip(cuts, cuts[1:], strict=False)
         ]
-        back = from_metric(self.crs)
+        back = self._back
         crossings = []
         for i, fraction in enumerate(fractions):
             before, after = states[i], states[i + 1]
@@ -197,21 +211,37 @@ def _coordinates(geometry: object) -> list[tuple[float, float]]:
 
 
 def fence_version_of(rows: list[Geofence]) -> tuple[int, int, str]:
-    """A cheap fingerprint of the fence table (count, highest id, newest stamp) to know when to rebuild."""
-    newest = max((row.created_at for row in rows), default=None)
+    """A cheap fingerprint of the fence table (count, highest id, newest change) to know when to rebuild."""
+    stamps = [row.updated_at or row.created_at for row in rows]
+    newest = max((_as_utc(stamp) for stamp in stamps if stamp is not None), default=None)
     return (len(rows), max((row.id for row in rows), default=0), newest.isoformat() if newest else "")
+
+
+def fence_version_columns() -> list[Any]:
+    """The fingerprint's three aggregates as scalar subqueries, to ride along another query."""
+    stamp = func.coalesce(Geofence.updated_at, Geofence.created_at)
+    return [
+        select(func.count(Geofence.id)).scalar_subquery(),
+        select(func.max(Geofence.id)).scalar_subquery(),
+        select(func.max(stamp)).scalar_subquery(),
+    ]
+
+
+def fence_version_from(count: Any, top: Any, newest: Any) -> tuple[int, int, str]:
+    """The fingerprint from the three aggregates as the store hands them back."""
+    if isinstance(newest, str):  # SQLite hands an aggregate back as text
+        newest = datetime.fromisoformat(newest)
+    newest = _as_utc(newest) if newest is not None else None
+    return (int(count or 0), int(top or 0), newest.isoformat() if newest else "")
 
 
 def fence_version(session: Session) -> tuple[int, int, str]:
     """The fingerprint of the stored fences, read with one query."""
-    count, top, newest = session.execute(
-        select(func.count(Geofence.id), func.max(Geofence.id), func.max(Geofence.created_at))
-    ).one()
-    if isinstance(newest, str):  # SQLite hands an aggregate back as text
-        newest = datetime.fromisoformat(newest)
-    if newest is not None and newest.tzinfo is None:
-        newest = newest.replace(tzinfo=UTC)
-    return (int(count or 0), int(top or 0), newest.isoformat() if newest else "")
+    return fence_version_from(*session.execute(select(*fence_version_columns())).one())
+
+
+def _as_utc(stamp: datetime) -> datetime:
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 def store_fences(session: Session, fence_file: FenceFile, *, replace: bool = False) -> list[Geofence]:

@@ -177,10 +177,16 @@ def battery_trend(session: Session, device: Device, now: datetime, profile: Batt
 
 
 def check_battery_forecast(
-    session: Session, device: Device, animal_id: int | None, now: datetime, profile: BatteryProfile
+    session: Session,
+    device: Device,
+    animal_id: int | None,
+    now: datetime,
+    profile: BatteryProfile,
+    trend: dict[str, Any] | None = None,
 ) -> int | None:
-    """Raise battery_forecast when the trend reaches the collar's critical level within warn_days."""
-    trend = battery_trend(session, device, now, profile)
+    """Raise battery_forecast when the trend (read here unless given) reaches the collar's critical
+    level within warn_days."""
+    trend = trend if trend is not None else battery_trend(session, device, now, profile)
     if trend is None or trend["critical_on"] is None:
         return None
     critical_on = datetime.fromisoformat(trend["critical_on"])

@@ -1,13 +1,24 @@
-"""The server rules, run for one collar after each of its uplinks and for every collar on the timer.
+"""The server rules, run for one collar after each of its uplinks (or once per collar after a batch of
+uplinks) and for every collar on the timer.
 
-A cursor per collar (`rule_cursors`) says up to which fix and status the rules have read, so an uplink
-is evaluated once, and anything an uplink path missed (a crash between store and rules, a replay, an
-MQTT worker) is caught up by the timer. Per collar, in order:
+A cursor per collar (`rule_cursors`) says which fixes and status the rules have judged: every fix up to
+the highest fix id judged, and the newest status time. So an uplink is evaluated once, anything an
+uplink path missed (a crash between store and rules, a replay, an MQTT worker) is caught up by the
+timer, and a fix back-filled from the collar's flash after a coverage gap (a higher id, an older time)
+is still judged. Per collar, in order:
 1. battery: keep the status reading, forecast the date of empty, close low_battery once recovered;
-2. track: the new fixes with GPS outliers set apart (speed), each new segment against every fence
-   (crossings, enter/exit), then immobility at the newest fix, closing alerts whose condition cleared;
+2. track: the fixes around what is new, with GPS outliers set apart (speed). The track as judged
+   before and the track with the new fixes differ in a few segments (a new fix at the end adds one; a
+   back-filled fix splits one in two); only those are intersected with the fences, and a crossing that
+   the old segments had too (same fence, same way) is the one already raised, not a new one. Then
+   immobility at the newest fix, closing alerts whose condition cleared;
 3. corroboration of the collar's open poaching-risk and mortality alerts (confidence, held or not).
 What changed comes back as alert steps (alert id, "raised" / "auto_resolved" / ...) for the outbox.
+
+Cost: one read of the collar, its animal, its cursor and the fences' fingerprint; one of its open
+alerts; one of its recent track; one write of the cursor (more only when something is raised or
+closed, or a status brings a battery reading). The fence index and the rule profiles are built once
+per process and rebuilt when the fences change.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts, geofences, rules
@@ -37,8 +48,9 @@ GEOFENCE_EXIT = "geofence_exit"
 GEOFENCE_ENTER = "geofence_enter"
 GEOFENCE_FARMLAND = "geofence_farmland"
 FARMLAND_KINDS = ("farmland",)
-CONTEXT_FIXES = 4  # kept fixes before the new ones, so the first new segment and outliers can be judged
+CONTEXT_FIXES = 4  # judged fixes before the new ones, so the first new segment and outliers can be judged
 MAX_NEW_FIXES = 2000  # per evaluation; the timer reads on from the cursor
+MAX_READ = MAX_NEW_FIXES + 500  # one read of new and recent fixes; past this the rules read the long way
 
 
 @dataclass
@@ -61,47 +73,83 @@ class RulesRuntime:
     def __init__(self, config: RulesConfig) -> None:
         self.config = config
         self._fences: FenceIndex | None = None
+        self._profiles: dict[tuple[str | None, ...], RuleProfile] = {}
         self._lock = threading.Lock()
+        self.fence_builds = 0
 
-    def fence_index(self, session: Session) -> FenceIndex:
-        """The fence index, rebuilt when the stored fences changed."""
-        version = geofences.fence_version(session)
+    def fence_index(self, session: Session, version: tuple[int, int, str] | None = None) -> FenceIndex:
+        """The fence index, rebuilt when the stored fences changed (version: their fingerprint, if
+        already read; else it is read here)."""
+        version = version if version is not None else geofences.fence_version(session)
         with self._lock:
             if self._fences is None or self._fences.version != version:
                 self._fences = FenceIndex(geofences.all_fences(session))
+                self.fence_builds += 1
                 log.info("fence index built", extra={"fences": len(self._fences)})
             return self._fences
 
+    def forget_fences(self) -> None:
+        """Drop the fence index (this process changed the fences; the next evaluation rebuilds it)."""
+        with self._lock:
+            self._fences = None
+
     def profile(self, device: Device | None, animal: Animal | None) -> RuleProfile:
-        """The rule profile of the animal wearing device."""
+        """The rule profile of the animal wearing device (built once per animal and process)."""
         if animal is None:
-            return self.config.profile_for(None, device.device_id if device else None)
-        return self.config.profile_for(animal.species, animal.name, str(animal.id), animal.device_id)
+            key: tuple[str | None, ...] = (None, device.device_id if device else None)
+        else:
+            key = (animal.species, animal.name, str(animal.id), animal.device_id)
+        profile = self._profiles.get(key)
+        if profile is None:
+            profile = self.config.profile_for(key[0], *key[1:])
+            self._profiles[key] = profile
+        return profile
 
 
 def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
     """Run every per-collar rule over what arrived since the collar's cursor; the alert steps."""
     steps = Steps()
-    device = session.get(Device, device_id)
-    if device is None:
+    row = session.execute(
+        select(Device, Animal, RuleCursor, *geofences.fence_version_columns())
+        .outerjoin(Animal, Animal.device_id == Device.device_id)
+        .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
+        .where(Device.device_id == device_id)
+        .limit(1)
+    ).first()
+    if row is None:
         return steps
-    animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
+    device, animal, cursor = row[0], row[1], row[2]
+    fence_version = geofences.fence_version_from(*row[3:])
     animal_id = animal.id if animal else None
     profile = runtime.profile(device, animal)
-    cursor = session.get(RuleCursor, device_id)
     if cursor is None:
         cursor = RuleCursor(device_id=device_id)
         session.add(cursor)
-    steps.open = {
-        alert.alert_type: alert
-        for alert in session.scalars(select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None)))
-    }
     with session.no_autoflush:
+        steps.open = {
+            alert.alert_type: alert
+            for alert in session.scalars(
+                select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None))
+            )
+        }
         _battery(session, device, animal_id, profile, cursor, steps)
-        _track(session, runtime, device, animal_id, profile, cursor, steps)
+        _track(session, runtime, fence_version, device, animal_id, profile, cursor, steps)
         _corroborate(session, device, profile, steps)
     cursor.evaluated_at = utc_now()
     return steps
+
+
+def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> dict[str, Steps]:
+    """evaluate_device for each collar of a batch, in one unit of work; a collar whose rules fail is
+    logged and skipped (its savepoint rolled back), the others are still judged."""
+    done: dict[str, Steps] = {}
+    for device_id in dict.fromkeys(device_ids):
+        try:
+            with session.begin_nested():
+                done[device_id] = evaluate_device(session, runtime, device_id)
+        except Exception:
+            log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
+    return done
 
 
 def _raise(session: Session, steps: Steps, **kwargs: Any) -> tuple[Alert, bool]:
@@ -127,7 +175,10 @@ def _battery(
     cursor.status_time = device.status_time
     if not rules.record_battery(session, device):
         return
-    forecast = rules.check_battery_forecast(session, device, animal_id, device.status_time, profile.battery)
+    trend = rules.battery_trend(session, device, device.status_time, profile.battery)
+    forecast = rules.check_battery_forecast(
+        session, device, animal_id, device.status_time, profile.battery, trend=trend
+    ) if trend is not None else None
     if forecast is not None:
         steps.add(forecast, "raised")
         steps.open[rules.BATTERY_FORECAST] = session.get(Alert, forecast)
@@ -135,68 +186,198 @@ def _battery(
     if low is not None and rules.battery_recovered(device, profile.battery):
         _close(session, steps, low, f"battery back at {device.battery_mv} mV", device.status_time)
     forecast_alert = steps.open.get(rules.BATTERY_FORECAST)
-    if forecast is None and forecast_alert is not None:
-        trend = rules.battery_trend(session, device, device.status_time, profile.battery)
-        if trend is not None:
-            _close(session, steps, forecast_alert, f"trend now {trend['slope_mv_per_day']} mV/day", device.status_time)
+    if forecast is None and forecast_alert is not None and trend is not None:
+        _close(session, steps, forecast_alert, f"trend now {trend['slope_mv_per_day']} mV/day", device.status_time)
+
+
+@dataclass(frozen=True)
+class _Track:
+    """The fixes the rules read for one evaluation: each (id, time, lat, lon), in time order, and
+    which of them are new (not judged before)."""
+
+    rows: list[tuple[int, datetime, float, float]]
+    new_ids: frozenset[int]
+    highest_id: int
+
+
+def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: timedelta) -> _Track | None:
+    """The collar's new fixes and the judged ones around them; None when nothing is new.
+
+    Usually one query: every fix newer than the cursor's id, and the judged fixes of the lookback
+    before the cursor's time. A back-fill older than that, too many new fixes at once, or too little
+    context before the first new fix take a few more."""
+    columns = (Position.id, Position.time, Position.lat, Position.lon)
+    mine = Position.device_id == device_id
+    if cursor.position_id is not None:
+        newer = Position.id > cursor.position_id
+    elif cursor.position_time is not None:  # a cursor from before fix ids were kept
+        newer = Position.time > cursor.position_time
+    else:
+        newer = None
+
+    def is_new(row: Any) -> bool:
+        if cursor.position_id is not None:
+            return row[0] > cursor.position_id
+        return cursor.position_time is None or row[1] > cursor.position_time
+
+    rows: list[tuple[int, datetime, float, float]] | None = None
+    if newer is not None and cursor.position_time is not None:
+        since = cursor.position_time - lookback
+        found = [
+            tuple(r)
+            for r in session.execute(
+                select(*columns).where(mine, or_(newer, Position.time >= since)).order_by(Position.time).limit(MAX_READ)
+            )
+        ]
+        new_times = [r[1] for r in found if is_new(r)]
+        if not new_times:
+            return None
+        if len(found) < MAX_READ and min(new_times) >= since:
+            rows = found
+    if rows is None:  # the long way: the new fixes by id (so a cut at MAX_NEW_FIXES loses nothing), then around them
+        query = select(*columns).where(mine)
+        if newer is not None:
+            query = query.where(newer)
+        new = [tuple(r) for r in session.execute(query.order_by(Position.id).limit(MAX_NEW_FIXES))]
+        if not new:
+            return None
+        top = max(r[0] for r in new)
+        first = min(r[1] for r in new)
+        newest = max([r[1] for r in new] + ([cursor.position_time] if cursor.position_time else []))
+        start = min(first, newest - lookback)
+        rows = [
+            tuple(r)
+            for r in session.execute(
+                select(*columns).where(mine, Position.id <= top, Position.time >= start).order_by(Position.time)
+            )
+        ]
+    highest = max(r[0] for r in rows)
+    new_ids = frozenset(r[0] for r in rows if is_new(r) and r[0] <= highest)
+    first_new = min(r[1] for r in rows if r[0] in new_ids)
+    before = sum(1 for r in rows if r[1] < first_new)
+    if before < CONTEXT_FIXES:
+        earlier = [
+            tuple(r)
+            for r in session.execute(
+                select(*columns)
+                .where(mine, Position.time < rows[0][1], Position.id <= highest)
+                .order_by(Position.time.desc())
+                .limit(CONTEXT_FIXES - before)
+            )
+        ][::-1]
+        rows = earlier + rows
+    return _Track(rows=rows, new_ids=new_ids, highest_id=highest)
+
+
+def _pairs(fixes: list[Fix]) -> list[tuple[Fix, Fix]]:
+    return list(zip(fixes, fixes[1:], strict=False))
 
 
 def _track(
     session: Session,
     runtime: RulesRuntime,
+    fence_version: tuple[int, int, str],
     device: Device,
     animal_id: int | None,
     profile: RuleProfile,
     cursor: RuleCursor,
     steps: Steps,
 ) -> None:
-    query = select(Position.time, Position.lat, Position.lon).where(Position.device_id == device.device_id)
-    if cursor.position_time is not None:
-        query = query.where(Position.time > cursor.position_time)
-    new: list[Fix] = [tuple(row) for row in session.execute(query.order_by(Position.time).limit(MAX_NEW_FIXES))]
-    if not new:
+    lookback = timedelta(hours=2 * profile.immobility.duration_h)
+    track = _read_track(session, device.device_id, cursor, lookback)
+    if track is None:
         return
-    newest = new[-1][0]
-    window_start = newest - timedelta(hours=2 * profile.immobility.duration_h)
-    earlier: list[Fix] = [
-        tuple(row)
-        for row in session.execute(
-            select(Position.time, Position.lat, Position.lon)
-            .where(Position.device_id == device.device_id, Position.time < new[0][0], Position.time >= window_start)
-            .order_by(Position.time.desc())
-            .limit(max(CONTEXT_FIXES, 200))
-        )
-    ][::-1]
-    if len(earlier) < CONTEXT_FIXES:
-        earlier = [
-            tuple(row)
-            for row in session.execute(
-                select(Position.time, Position.lat, Position.lon)
-                .where(Position.device_id == device.device_id, Position.time < new[0][0])
-                .order_by(Position.time.desc())
-                .limit(CONTEXT_FIXES)
+    judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in track.rows if i not in track.new_ids]
+    everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in track.rows]
+    new_times = {t for i, t, _, _ in track.rows if i in track.new_ids}
+    before = exclude_outliers(judged, profile.speed)
+    clean = exclude_outliers(everything, profile.speed)
+    fences = runtime.fence_index(session, fence_version)
+    if len(fences) and clean.kept:
+        # Only the segments that differ between the track as judged and the track now can cross
+        # anything new: a new fix at the end adds one; a back-filled one splits one in two.
+        old_segments, new_segments = _pairs(before.kept), _pairs(clean.kept)
+        old_set, new_set = set(old_segments), set(new_segments)
+        added = [c for seg in new_segments if seg not in old_set for c in fences.crossings(*seg)]
+        removed = [c for seg in old_segments if seg not in new_set for c in fences.crossings(*seg)]
+        fresh, again, disputed = match_crossings(added, removed)
+        for crossing in fresh:
+            _on_crossing(session, fences, device, animal_id, crossing, clean.outliers, steps)
+        for old, new in again:
+            _refine_crossing(session, old, new, steps)
+        for old in disputed:  # an alert raised for it was closed when the animal came back: the ranger judges it
+            log.info(
+                "back-filled fixes show no crossing device_id=%s fence=%s at=%s",
+                device.device_id, old.fence_name, old.time.isoformat(),
+                extra={"device_id": device.device_id, "fence_id": old.fence_id},
             )
-        ][::-1]
-    clean = exclude_outliers(earlier + new, profile.speed)
-    # The newest fix of the last evaluation may have been set apart then (too fast) and be believed
-    # now (the next fix agrees with it): the segment that ends at it was never judged.
-    rehabilitated = set()
-    if earlier:
-        before = exclude_outliers(earlier, profile.speed)
-        rehabilitated = {earlier[-1][0]} - {fix[0] for fix in before.kept}
-    fences = runtime.fence_index(session)
-    if len(fences):
-        for start, end in zip(clean.kept, clean.kept[1:], strict=False):
-            judged = cursor.position_time is not None and end[0] <= cursor.position_time
-            if judged and end[0] not in rehabilitated:
-                continue
-            for crossing in fences.crossings(start, end):
-                _on_crossing(session, fences, device, animal_id, crossing, clean.outliers, steps)
         _clear_geofence_alerts(session, fences, device, clean.kept[-1], steps)
+    newest = max(everything[-1][0], cursor.position_time or everything[-1][0])
+    window_start = newest - lookback
     _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean.outliers, steps)
-    first_new = new[0][0]
-    steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t >= first_new)
+    steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
+    cursor.position_id = max(track.highest_id, cursor.position_id or 0)
     cursor.position_time = newest
+
+
+def match_crossings(
+    added: list[Crossing], removed: list[Crossing]
+) -> tuple[list[Crossing], list[tuple[Crossing, Crossing]], list[Crossing]]:
+    """Crossings of the changed segments against those of the segments they replace: (fresh ones to
+    raise, (old, new) pairs of the same crossing found again more precisely, old ones no longer found).
+    Two crossings are the same when they cross the same fence the same way; the nearest in time pairs."""
+    left = list(removed)
+    fresh: list[Crossing] = []
+    again: list[tuple[Crossing, Crossing]] = []
+    for crossing in added:
+        same = [c for c in left if (c.fence_id, c.direction) == (crossing.fence_id, crossing.direction)]
+        if not same:
+            fresh.append(crossing)
+            continue
+        match = min(same, key=lambda c: abs((c.time - crossing.time).total_seconds()))
+        left.remove(match)
+        again.append((match, crossing))
+    return fresh, again, left
+
+
+def _crossing_alert(steps: Steps, crossing: Crossing) -> Alert | None:
+    """The open server alert raised for exactly this crossing (same fence, same interpolated time)."""
+    for alert_type in (GEOFENCE_EXIT, GEOFENCE_ENTER, GEOFENCE_FARMLAND):
+        alert = steps.open.get(alert_type)
+        if alert is None or alert.source != alerts.SOURCE_SERVER:
+            continue
+        evidence = alert.evidence or {}
+        if evidence.get("fence_id") == crossing.fence_id and evidence.get("crossed_at") == crossing.time.isoformat():
+            return alert
+    return None
+
+
+def _refine_crossing(session: Session, old: Crossing, new: Crossing, steps: Steps) -> None:
+    """A back-filled fix places a crossing already raised more precisely: the alert takes the new time
+    and place (the old ones stay in its history)."""
+    if old.time == new.time:
+        return
+    alert = _crossing_alert(steps, old)
+    if alert is None:
+        return
+    alert.evidence = {
+        **alert.evidence,
+        "crossed_at": new.time.isoformat(),
+        "refined_from": {"crossed_at": old.time.isoformat(), "lat": old.lat, "lon": old.lon},
+    }
+    if alert.time == old.time:
+        alert.time = new.time
+        alert.lat, alert.lon = new.lat, new.lon
+    if alert.last_time == old.time:
+        alert.last_time = new.time
+    alerts.record_event(
+        session, alert, alerts.SYSTEM_ACTOR, "crossing_refined",
+        {"from": old.time.isoformat(), "to": new.time.isoformat(), "fence": new.fence_name},
+    )
+    log.info(
+        "crossing refined by back-filled fixes alert_id=%d device_id=%s",
+        alert.id, alert.device_id, extra={"alert_id": alert.id, "device_id": alert.device_id},
+    )
 
 
 def _alert_type_for(crossing: Crossing, alert_on: str) -> str | None:
@@ -336,11 +517,20 @@ def refresh_corroboration(session: Session, runtime: RulesRuntime, now: datetime
 
 
 def devices_behind(session: Session) -> list[str]:
-    """Collars with fixes or a status newer than their rule cursor (or no cursor yet)."""
+    """Collars with fixes or a status the rules have not judged (or no cursor yet): a fix with a
+    higher id than the cursor's, whatever its time (a back-fill), or a newer status."""
+    unjudged = or_(
+        RuleCursor.device_id.is_(None),
+        and_(RuleCursor.position_id.is_not(None), Position.id > RuleCursor.position_id),
+        and_(
+            RuleCursor.position_id.is_(None),
+            or_(RuleCursor.position_time.is_(None), Position.time > RuleCursor.position_time),
+        ),
+    )
     latest = (
         select(Position.device_id)
         .outerjoin(RuleCursor, RuleCursor.device_id == Position.device_id)
-        .where((RuleCursor.position_time.is_(None)) | (Position.time > RuleCursor.position_time))
+        .where(unjudged)
         .distinct()
     )
     behind = set(session.scalars(latest))

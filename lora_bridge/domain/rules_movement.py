@@ -6,6 +6,7 @@ can hand-build a track and check the answer with a ruler.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 from pyproj import CRS
 
-from lora_bridge.domain.geofences import from_metric, metric_crs, to_metric
+from lora_bridge.domain.geofences import from_metric, metric_crs, metric_transformers, to_metric
 from lora_bridge.domain.rules_profiles import ImmobilityProfile, SpeedProfile
 
 Fix = tuple[datetime, float, float]  # (time, lat, lon)
@@ -26,6 +27,15 @@ def project(fixes: list[Fix]) -> tuple[np.ndarray, CRS]:
     crs = metric_crs(float(lons.mean()), float(lats.mean()))
     x, y = to_metric(crs).transform(lons, lats)
     return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]), crs
+
+
+def _metres(fixes: list[Fix]) -> list[tuple[float, float]]:
+    """The fixes as (x, y) metres in the UTM zone of their mean (the same numbers as project)."""
+    lats = np.array([f[1] for f in fixes], dtype=float)
+    lons = np.array([f[2] for f in fixes], dtype=float)
+    forward, _ = metric_transformers(float(lons.mean()), float(lats.mean()))
+    x, y = forward.transform(lons, lats)
+    return list(zip(np.asarray(x, dtype=float).tolist(), np.asarray(y, dtype=float).tolist(), strict=True))
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,7 @@ def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
     ordered = sorted(fixes, key=lambda f: f[0])
     if len(ordered) < 2:
         return CleanTrack(kept=list(ordered))
-    xy, _ = project(ordered)
+    xy = _metres(ordered)
     max_mps = profile.max_speed_kmh / 3.6
     kept_idx = [0]
     outliers: list[dict[str, Any]] = []
@@ -72,9 +82,9 @@ def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
     return CleanTrack(kept=[ordered[i] for i in sorted(kept_idx)], outliers=outliers)
 
 
-def _speed(fixes: list[Fix], xy: np.ndarray, a: int, b: int) -> float:
+def _speed(fixes: list[Fix], xy: list[tuple[float, float]], a: int, b: int) -> float:
     seconds = abs((fixes[b][0] - fixes[a][0]).total_seconds())
-    metres = float(np.hypot(*(xy[b] - xy[a])))
+    metres = math.hypot(xy[b][0] - xy[a][0], xy[b][1] - xy[a][1])
     if seconds == 0:
         return 0.0 if metres == 0 else float("inf")
     return metres / seconds

@@ -281,6 +281,8 @@ class Geofence(Base):
     source_crs: Mapped[str | None] = mapped_column(String(64))
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    # Stamped on every change (rename, redraw): the rules rebuild their fence index when it moves.
+    updated_at: Mapped[datetime | None] = mapped_column(default=utc_now, onupdate=utc_now)
 
 
 class BatteryReading(Base):
@@ -296,11 +298,14 @@ class BatteryReading(Base):
 
 
 class RuleCursor(Base):
-    """How far the server rules have read a collar's track: fixes up to `position_time` are evaluated."""
+    """How far the server rules have read a collar's track: every fix up to `position_id` (the highest
+    fix id judged) is evaluated; `position_time` is the newest fix time judged, so a fix with a higher
+    id but an older time is one back-filled from the collar's flash."""
 
     __tablename__ = "rule_cursors"
 
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    position_id: Mapped[int | None]
     position_time: Mapped[datetime | None]
     status_time: Mapped[datetime | None]
     evaluated_at: Mapped[datetime | None]
