@@ -66,6 +66,7 @@ from lora_bridge.store.retention import Compaction
 from lora_bridge.store.tables import (
     ActivitySummary,
     Alert,
+    AlertEvent,
     Animal,
     DeadLetter,
     Device,
@@ -459,11 +460,18 @@ class Bridge:
             steps = rules_engine.Steps()
             for alert_id in raised:
                 steps.add(alert_id, "raised")
-            for alert_id, level in escalated:
-                steps.add(alert_id, "escalated")
-                steps.detail[(alert_id, "escalated")] = {"level": level}
+            for step in escalated:  # the alert's priority is already raised: routes and payloads see it
+                steps.add(step.alert_id, "escalated")
+                steps.detail[(step.alert_id, "escalated")] = step.detail()
             recent = session.scalars(
-                select(Alert.id).where(Alert.state.in_(alerts.OPEN_STATES), Alert.created_at >= at - timedelta(days=1))
+                select(Alert.id).where(
+                    Alert.state.in_(alerts.OPEN_STATES),
+                    Alert.created_at >= at - timedelta(days=1),
+                    # an escalated alert's raise went out long ago, at its priority then: not again at the new one
+                    ~select(AlertEvent.id)
+                    .where(AlertEvent.alert_id == Alert.id, AlertEvent.action == rules_lifecycle.ESCALATED)
+                    .exists(),
+                )
             ).all()
             for alert_id in recent:  # collar alerts whose uplink path stopped before queueing them
                 steps.add(alert_id, "raised")

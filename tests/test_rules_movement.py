@@ -187,6 +187,48 @@ def test_unacknowledged_mortality_alert_escalates_after_ten_minutes_once_per_per
     assert levels == [1, 2]  # max_level 2
 
 
+def test_unanswered_low_battery_alert_climbs_one_priority_step_per_escalation_up_to_high(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3200), f_cnt=1))
+    (alert,) = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "low_battery"]
+    assert alert.priority == 100
+
+    def escalations():
+        return [e.detail for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "escalated"]
+
+    bridge.run_rules(now=alert.time + timedelta(minutes=239))
+    assert escalations() == []
+    bridge.run_rules(now=alert.time + timedelta(minutes=241))  # low: 240 min
+    assert bridge.alert(alert.alert_id, viewer=b.RANGER).priority == 200
+    bridge.run_rules(now=alert.time + timedelta(minutes=299))  # now medium: 60 min after the last was due
+    assert len(escalations()) == 1
+    bridge.run_rules(now=alert.time + timedelta(minutes=301))
+    bridge.run_rules(now=alert.time + timedelta(hours=10))  # max_level 2
+
+    assert bridge.alert(alert.alert_id, viewer=b.RANGER).priority == 300
+    assert [(e["level"], e["priority_from"], e["priority_to"]) for e in escalations()] == [(1, 100, 200), (2, 200, 300)]
+    assert escalations()[1]["due_at"] == (alert.time + timedelta(minutes=300)).isoformat()
+
+
+def test_an_escalated_mortality_alert_stays_at_high_the_top_of_the_scale(bridge):
+    (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1)).alert_ids
+
+    bridge.run_rules(now=T + timedelta(minutes=11))
+    bridge.run_rules(now=T + timedelta(minutes=21))
+
+    assert bridge.alert(alert_id, viewer=b.RANGER).priority == 300
+    details = [e.detail for e in bridge.alert_events(alert_id, viewer=b.RANGER) if e.action == "escalated"]
+    assert [(d["level"], d["priority_from"], d["priority_to"]) for d in details] == [(1, 300, 300), (2, 300, 300)]
+
+
+def test_a_poaching_alert_held_at_priority_zero_is_never_escalated(bridge):
+    held = poaching_scene(bridge, T + timedelta(hours=3), fled=False)
+
+    bridge.run_rules(now=T + timedelta(hours=9))
+
+    assert bridge.alert(held.alert_id, viewer=b.RANGER).priority == 0
+    assert "escalated" not in [e.action for e in bridge.alert_events(held.alert_id, viewer=b.RANGER)]
+
+
 def test_acknowledged_alert_does_not_escalate(bridge):
     (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1)).alert_ids
     bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))

@@ -203,3 +203,46 @@ def test_only_admins_read_the_outbox_whose_payloads_carry_exact_positions(tmp_pa
         with pytest.raises(Forbidden):
             bridge.notifications(viewer=b.RANGER)
         assert bridge.notifications(viewer=ADMIN) == []
+
+
+def test_an_unanswered_fence_exit_is_raised_to_high_on_earthranger_and_reaches_the_high_priority_route(
+    sqlite_url, tmp_path, earthranger
+):
+    stand_in, url = earthranger
+    gateway = SmsGateway(token=SMS_TOKEN)
+    routes = (
+        '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n'
+        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    )
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", er_url=url, sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.register_animal("collar-01", "Naserian")
+            bridge.import_geofences(rb.geojson_utm_bytes(), "reserve.geojson")
+            for body in rb.fix_uplinks("collar-01", T, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)]):
+                bridge.ingest_tts_uplink(body)
+            (alert,) = bridge.open_alerts(viewer=b.RANGER)
+            assert (alert.alert_type, alert.priority) == ("geofence_exit", 200)
+            bridge.flush_notifications(now=wall())
+            assert gateway.messages == []  # medium: not for the duty officer's phone
+            (event_id, event), = stand_in.events.items()
+            assert (event["priority"], event["title"]) == (200, "MEDIUM geofence_exit: Naserian")
+
+            bridge.run_rules(now=alert.time + timedelta(minutes=59))
+            assert bridge.alert(alert.alert_id, viewer=b.RANGER).priority == 200
+            bridge.run_rules(now=alert.time + timedelta(minutes=61))  # nobody acknowledged a medium alert in 60 min
+            report = bridge.flush_notifications(now=wall())
+            escalated = bridge.alert(alert.alert_id, viewer=b.RANGER)
+            history = bridge.alert_events(alert.alert_id, viewer=b.RANGER)
+
+    assert report.failed == 0 and stand_in.problems == []
+    assert escalated.priority == 300
+    (step,) = [e.detail for e in history if e.action == "escalated"]
+    assert (step["level"], step["priority_from"], step["priority_to"]) == (1, 200, 300)
+    patches = [r for r in stand_in.requests if r["method"] == "PATCH"]
+    assert [p["path"] for p in patches] == [f"/api/v1.0/activity/event/{event_id}"]
+    assert patches[0]["body"]["priority"] == 300 and patches[0]["body"]["state"] == "new"
+    assert stand_in.events[event_id]["priority"] == 300
+    assert stand_in.events[event_id]["title"] == "HIGH geofence_exit: Naserian [escalated]"
+    (text,) = gateway.messages
+    assert text["text"].startswith("HIGH geofence_exit: Naserian [escalated]")

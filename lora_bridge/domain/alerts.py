@@ -49,6 +49,15 @@ PRIORITY_BY_TYPE = {
     "battery": PRIORITY_LOW,
 }
 
+PRIORITIES = (PRIORITY_INFO, PRIORITY_LOW, PRIORITY_MEDIUM, PRIORITY_HIGH)
+
+
+def raised_priority(priority: int) -> int:
+    """One step up EarthRanger's scale (an escalation), never past high."""
+    higher = [p for p in PRIORITIES if p > priority]
+    return higher[0] if higher else PRIORITY_HIGH
+
+
 STATE_NEW = "new"
 STATE_ACKNOWLEDGED = "acknowledged"
 STATE_RESOLVED = "resolved"

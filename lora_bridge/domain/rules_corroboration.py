@@ -82,7 +82,8 @@ def corroborate(session: Session, alert: Alert, device: Device, profile: RulePro
     evidence = dict(alert.evidence or {})
     evidence["corroboration"] = verdict
     alert.evidence = evidence
-    alert.priority = alerts.PRIORITY_INFO if held else alerts.priority_for(alert.alert_type)
+    # Held: nobody is woken. Otherwise its type's priority, or more once escalated.
+    alert.priority = alerts.PRIORITY_INFO if held else max(alert.priority, alerts.priority_for(alert.alert_type))
     if previous.get("confidence") != verdict["confidence"]:
         alerts.record_event(
             session, alert, alerts.SYSTEM_ACTOR, "corroborated", {"confidence": verdict["confidence"], "held": held}

@@ -88,11 +88,6 @@ class RulesRuntime:
                 log.info("fence index built", extra={"fences": len(self._fences)})
             return self._fences
 
-    def forget_fences(self) -> None:
-        """Drop the fence index (this process changed the fences; the next evaluation rebuilds it)."""
-        with self._lock:
-            self._fences = None
-
     def profile(self, device: Device | None, animal: Animal | None) -> RuleProfile:
         """The rule profile of the animal wearing device (built once per animal and process)."""
         if animal is None:

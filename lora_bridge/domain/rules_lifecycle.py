@@ -5,8 +5,11 @@ acknowledges it in time, and each type's precision from the rangers' verdicts.
   verdict empty: only a ranger says whether it was true (`resolve` takes a verdict on it later).
   Poaching-risk and mortality are never closed by Tembo.
 - escalation: a `new` alert (priority > 0) not acknowledged `after_min[priority]` minutes after it was
-  raised is escalated (event `escalated`, level 1, 2, ... up to `max_level`, one per period); the
-  notification routes marked `escalation` get it.
+  raised is escalated (event `escalated`, level 1, 2, ... up to `max_level`): its priority goes one
+  step up EarthRanger's scale (100 → 200 → 300, never past 300), so routes with a higher
+  `min_priority` (and those marked `escalation_only`) now get it and EarthRanger's event is raised
+  too. The next escalation is due `after_min[new priority]` minutes after the last one was due. The
+  event keeps the level, when it was due and the priority before and after.
 - precision: per type, true / (true + false_alarm) over resolved alerts with a verdict.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,45 +65,83 @@ def escalation_level(session: Session, alert_id: int) -> int:
     )
 
 
+@dataclass(frozen=True)
+class Escalation:
+    """One escalation: the alert, its new level, and its priority before and after."""
+
+    alert_id: int
+    level: int
+    priority_from: int
+    priority_to: int
+    due_at: datetime
+
+    def detail(self) -> dict[str, Any]:
+        """What the alert's history and its notifications say about it."""
+        return {
+            "level": self.level,
+            "priority_from": self.priority_from,
+            "priority_to": self.priority_to,
+            "due_at": self.due_at.isoformat(),
+        }
+
+
 def escalate(
     session: Session,
     now: datetime,
     profile_of: Callable[[Device, Animal | None], RuleProfile],
     wall_clock: bool = True,
-) -> list[tuple[int, int]]:
-    """Escalate every new alert left unacknowledged too long at now; (alert id, new level) of each.
+) -> list[Escalation]:
+    """Escalate every new alert left unacknowledged too long at now, raising its priority one step;
+    what was escalated.
 
     On the wall clock an alert's waiting starts when the bridge learnt of it (a late-delivered alert
     is not escalated on arrival); with a given clock (replay, the twin) at the alert's own time."""
-    escalated: list[tuple[int, int]] = []
+    escalated: list[Escalation] = []
     waiting = session.scalars(
         select(Alert).where(Alert.state == alerts.STATE_NEW, Alert.priority > alerts.PRIORITY_INFO)
     ).all()
+    if not waiting:
+        return escalated
+    history: dict[int, list[dict[str, Any]]] = {}
+    for alert_id, detail in session.execute(
+        select(AlertEvent.alert_id, AlertEvent.detail)
+        .where(AlertEvent.alert_id.in_([a.id for a in waiting]), AlertEvent.action == ESCALATED)
+        .order_by(AlertEvent.id)
+    ):
+        history.setdefault(alert_id, []).append(dict(detail or {}))
     for alert in waiting:
         device = session.get(Device, alert.device_id)
         animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
         profile = profile_of(device, animal).escalation
         minutes = profile.after_min.get(alert.priority)
-        if minutes is None:
-            continue
-        level = escalation_level(session, alert.id)
-        if level >= profile.max_level:
+        before = history.get(alert.id, [])
+        level = len(before)
+        if minutes is None or level >= profile.max_level:
             continue
         since = max(alert.time, alert.created_at) if wall_clock else alert.time
-        due = since + timedelta(minutes=minutes * (level + 1))
+        last_due = before[-1].get("due_at") if before else None
+        if last_due:
+            due = datetime.fromisoformat(last_due) + timedelta(minutes=minutes)
+        else:  # the first escalation (or one recorded before escalations kept when they were due)
+            due = since + timedelta(minutes=minutes * (level + 1))
         if now < due:
             continue
+        step = Escalation(alert.id, level + 1, alert.priority, alerts.raised_priority(alert.priority), due)
+        alert.priority = step.priority_to
         alerts.record_event(
-            session, alert, alerts.SYSTEM_ACTOR, ESCALATED, {"level": level + 1, "unacknowledged_min": minutes * (level + 1)}
+            session, alert, alerts.SYSTEM_ACTOR, ESCALATED,
+            {**step.detail(), "unacknowledged_min": round((due - since).total_seconds() / 60, 1)},
         )
         log.warning(
-            "alert escalated alert_id=%d device_id=%s level=%d",
+            "alert escalated alert_id=%d device_id=%s level=%d priority %d -> %d",
             alert.id,
             alert.device_id,
-            level + 1,
-            extra={"alert_id": alert.id, "device_id": alert.device_id, "level": level + 1},
+            step.level,
+            step.priority_from,
+            step.priority_to,
+            extra={"alert_id": alert.id, "device_id": alert.device_id, "level": step.level},
         )
-        escalated.append((alert.id, level + 1))
+        escalated.append(step)
     return escalated
 
 

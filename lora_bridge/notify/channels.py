@@ -5,7 +5,8 @@ EarthRanger (its public API, as the EarthRanger client `er-client` and the serve
 - an alert raised → `POST {url}/activity/events` with a JSON event: `event_type`, `title`, `time`,
   `location` {latitude, longitude}, `priority` (0/100/200/300), `state` "new", `event_details`;
   the answer's `data.id` is kept, and a later step of the same alert → `PATCH {url}/activity/event/{id}`
-  with the new `state` ("active" when acknowledged, "resolved" when resolved);
+  with the new `state` ("active" when acknowledged, "resolved" when resolved) and `priority` (an
+  escalation raises it one step, and the title with it);
 - a fix → `POST {url}/sensors/generic/{provider_key}/status` with an observation: `manufacturer_id`,
   `source_type`, `subject_name`, `subject_subtype`, `recorded_at`, `location` {lat, lon}, `additional`;
 - both with `Authorization: Bearer <token>`.
@@ -126,7 +127,9 @@ class EarthRangerSender:
         event_id = sent_external_id(db, payload["alert_id"], "earthranger")
         if event_id is None:
             raise DeliveryError("the EarthRanger event of this alert is not created yet")
-        body: dict[str, Any] = {"state": ER_STATES[action], "priority": payload["priority"]}
+        body: dict[str, Any] = {"state": ER_STATES[action], "priority": int(payload["priority"])}
+        if action == "escalated":  # the event is raised on EarthRanger's scale too, and says so
+            body["title"] = title_of(payload)
         _post(self.client, "PATCH", f"{self.root}/activity/event/{event_id}", json=body, headers=self._headers())
         return event_id
 
