@@ -4,6 +4,7 @@
     ├── UplinkRejected               an uplink body the bridge cannot take (HTTP 400, kept as a dead letter)
     │   └── MalformedUplink          not JSON, or JSON without the fields of a TTS / ChirpStack uplink
     ├── AuthenticationFailed         wrong or missing X-Tembo-Secret / API token / password (HTTP 401)
+    │   └── TooManyAttempts          locked out after repeated failures, for retry_after_s (HTTP 429)
     ├── Forbidden                    a signed-in role that may not do this (HTTP 403)
     ├── NotFound                     an id that names nothing (HTTP 404)
     │   ├── UnknownAlert
@@ -44,6 +45,14 @@ class MalformedUplink(UplinkRejected):
 
 class AuthenticationFailed(BridgeError):
     """Wrong or missing shared secret or API token."""
+
+
+class TooManyAttempts(AuthenticationFailed):
+    """Locked out after repeated failed sign-ins or token attempts; try again after retry_after_s."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class NotFound(BridgeError):

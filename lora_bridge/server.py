@@ -108,7 +108,7 @@ class RulesTimer:
         self._thread = threading.Thread(target=self._loop, name="tembo-rules", daemon=True)
 
     def run_once(self) -> list[int]:
-        """Retry pending bodies, run the rules now (wall clock), compact, wake the downlink outbox and
+        """Retry pending bodies, run the rules now (wall clock), compact, prune the audit log, wake the downlink outbox and
         work the notification outbox; the ids of alerts raised. Errors are logged, not raised."""
         self.retry_pending()
         raised: list[int] = []
@@ -120,6 +120,10 @@ class RulesTimer:
             self.bridge.compact_raw_bodies()
         except Exception:
             log.exception("raw body compaction failed")
+        try:
+            self.bridge.prune_audit_log()
+        except Exception:
+            log.exception("audit log pruning failed")
         self.bridge.wake_outbox()
         self.flush_notifications()
         return raised

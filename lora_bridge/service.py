@@ -24,7 +24,7 @@ import httpx
 from sqlalchemy import func, select
 
 from lora_bridge import ingest, queries
-from lora_bridge.access import accounts, audit, delayed, privacy, roles
+from lora_bridge.access import accounts, audit, delayed, privacy, roles, throttle
 from lora_bridge.access.roles import Viewer, require
 from lora_bridge.decode import default_codec
 from lora_bridge.domain import (
@@ -46,6 +46,7 @@ from lora_bridge.errors import (
     InvalidCommand,
     InvalidRequest,
     InvalidTransition,
+    TooManyAttempts,
     UnknownAlert,
     UnknownAnimal,
     UnknownDeadLetter,
@@ -900,32 +901,106 @@ class Bridge:
             audit.record_change(session, actor, "password_set", now, username=username)
         log.info("password changed", extra={"username": username, "actor": actor.username})
 
-    def sign_in(self, username: str, password: str) -> tuple[Viewer, str]:
-        """The viewer and a new session secret when the password is right (AuthenticationFailed
-        otherwise). Sign-ins and failed attempts go to the audit log."""
+    def set_role(self, username: str, role: str, *, actor: Viewer) -> None:
+        """Give an account another role (admins only); its open sign-ins end and its tokens of the
+        old role stop working."""
+        require(actor, roles.MANAGE_ACCOUNTS)
         now = self.clock()
+        with self.db.write() as session:
+            old, ended = accounts.set_role(session, username, role, now)
+            if old != role:
+                audit.record_change(session, actor, "role_changed", now, username=username, old_role=old, role=role,
+                                    sessions_ended=ended)
+        log.info("role changed", extra={"username": username, "role": role, "actor": actor.username})
+
+    def sign_in(self, username: str, password: str, client: str | None = None) -> tuple[Viewer, str]:
+        """The viewer and a new session secret when the password is right; AuthenticationFailed
+        otherwise, with the same message for an unknown name and a wrong password, and
+        TooManyAttempts while the username or the client address is locked out (the password is
+        not even looked at then). Sign-ins, failures and lockouts go to the audit log."""
+        now = self.clock()
+        name = str(username)
+        keys = {throttle.USER: name, throttle.CLIENT: client}
+        with self.db.read() as session:
+            lock = throttle.active_lock(session, keys, now)
+        if lock is not None:
+            log.warning("sign-in refused: locked out", extra={"username": name[:64], "client": client})
+            raise TooManyAttempts(self._locked_message(lock, now), lock.retry_after_s(now))
         try:
             with self.db.read() as session:
-                viewer = accounts.check_password(session, username, password)
+                viewer = accounts.check_password(session, name, password)
         except AuthenticationFailed:
             with self.db.write() as session:
-                audit.record_failed_sign_in(session, str(username), now)
-            log.warning("sign-in failed", extra={"username": str(username)[:64]})
+                audit.record_failed_sign_in(session, name, now, client)
+                for scope, key in keys.items():
+                    if key is None:
+                        continue
+                    earned = throttle.record_failure(session, scope, key, now)
+                    if earned is not None:
+                        audit.record_security(session, name, "sign_in_locked", now, scope=scope, key=earned.key,
+                                              until=earned.until.isoformat(), client=client)
+                        log.warning("sign-in locked out", extra={"scope": scope, "key": earned.key[:64],
+                                                                 "until": earned.until.isoformat()})
+            log.warning("sign-in failed", extra={"username": name[:64], "client": client})
             raise
         with self.db.write() as session:
-            secret = accounts.start_session(session, viewer, now, self.settings.session_hours)
-            audit.record_change(session, viewer, "signed_in", now)
+            throttle.clear(session, throttle.USER, viewer.username)
+            secret = accounts.start_session(session, viewer, now, self.settings.session_hours, client)
+            audit.record_change(session, viewer, "signed_in", now, client=client)
         return viewer, secret
 
+    @staticmethod
+    def _locked_message(lock: throttle.Lock, now: datetime) -> str:
+        return f"too many failed attempts: try again in {lock.retry_after_s(now)} s"
+
     def viewer_for_session(self, secret: str) -> Viewer:
-        """The viewer of a live sign-in session (AuthenticationFailed when it ended or expired)."""
-        with self.db.read() as session:
+        """The viewer of a live sign-in session (AuthenticationFailed when it ended, expired, or its
+        account is gone, re-passworded or holds another role); notes when it was last seen."""
+        with self.db.write() as session:
             return accounts.session_viewer(session, secret, self.clock())
 
+    def session_expiry(self, secret: str) -> datetime | None:
+        """When the sign-in session of secret expires (None when unknown)."""
+        with self.db.read() as session:
+            return accounts.session_expiry(session, secret)
+
     def sign_out(self, secret: str) -> None:
-        """End a sign-in session."""
+        """End a sign-in session (audited); nothing happens for an unknown or ended one."""
+        now = self.clock()
         with self.db.write() as session:
-            accounts.end_session(session, secret, self.clock())
+            username = accounts.end_session(session, secret, now, "signed_out")
+            if username is not None:
+                audit.record_security(session, username, "signed_out", now)
+
+    def sessions(self, *, viewer: Viewer, include_ended: bool = False) -> list[accounts.SessionView]:
+        """Sign-in sessions, newest first, live ones only unless include_ended (admins only)."""
+        require(viewer, roles.MANAGE_ACCOUNTS)
+        with self.db.read() as session:
+            return accounts.list_sessions(session, self.clock(), include_ended)
+
+    def lockouts(self, *, viewer: Viewer) -> list[throttle.ThrottleView]:
+        """Usernames and client addresses with failed attempts or a lock, locked first (admins only)."""
+        require(viewer, roles.MANAGE_ACCOUNTS)
+        with self.db.read() as session:
+            return throttle.listing(session, self.clock())
+
+    def unlock(self, *, actor: Viewer, username: str | None = None, client: str | None = None) -> int:
+        """Lift the lock and forget the failures of a username and/or a client address (admins
+        only; audited); how many keys were cleared."""
+        require(actor, roles.MANAGE_ACCOUNTS)
+        if username is None and client is None:
+            raise InvalidRequest("unlock a username, a client address, or both")
+        now = self.clock()
+        cleared = 0
+        with self.db.write() as session:
+            if username is not None:
+                cleared += throttle.clear(session, throttle.USER, username)
+            if client is not None:
+                cleared += throttle.clear(session, throttle.CLIENT, client)
+                cleared += throttle.clear(session, throttle.TOKEN_CLIENT, client)
+            audit.record_change(session, actor, "unlocked", now, username=username, client=client, cleared=cleared)
+        log.info("unlocked", extra={"username": username, "client": client, "actor": actor.username})
+        return cleared
 
     def create_token(
         self,
@@ -963,10 +1038,38 @@ class Bridge:
         log.info("API token revoked", extra={"token_id": token_id, "actor": actor.username})
         return view
 
-    def viewer_for_token(self, secret: str) -> Viewer:
-        """The viewer an API token acts as (AuthenticationFailed when unknown, revoked or expired)."""
+    def viewer_for_token(self, secret: str, client: str | None = None) -> Viewer:
+        """The viewer an API token acts as (AuthenticationFailed when unknown, revoked or expired).
+        A client address that keeps sending bad tokens is locked out (TooManyAttempts), audited."""
+        now = self.clock()
+        if client is not None:
+            with self.db.read() as session:
+                lock = throttle.active_lock(session, {throttle.TOKEN_CLIENT: client}, now)
+            if lock is not None:
+                raise TooManyAttempts(self._locked_message(lock, now), lock.retry_after_s(now))
+        try:
+            with self.db.write() as session:
+                return accounts.token_viewer(session, secret, now)
+        except AuthenticationFailed as error:
+            if client is not None:
+                with self.db.write() as session:
+                    earned = throttle.record_failure(session, throttle.TOKEN_CLIENT, client, now)
+                    if earned is not None:
+                        audit.record_security(session, "", "token_client_locked", now, client=client,
+                                              until=earned.until.isoformat(), reason=str(error))
+                        log.warning("API client locked out", extra={"client": client, "until": earned.until.isoformat()})
+            raise
+
+    def prune_audit_log(self, now: datetime | None = None) -> int:
+        """Delete audit lines older than settings.audit_retention_days (and stale lockout counts);
+        how many audit lines went."""
+        now = as_utc(now) if now else self.clock()
         with self.db.write() as session:
-            return accounts.token_viewer(session, secret, self.clock())
+            deleted = audit.prune(session, now - timedelta(days=self.settings.audit_retention_days))
+            throttle.prune(session, now)
+        if deleted:
+            log.info("audit log pruned", extra={"deleted": deleted})
+        return deleted
 
     def audit_log(
         self, *, viewer: Viewer, since: datetime | None = None, username: str | None = None, limit: int = 1000

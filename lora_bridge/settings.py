@@ -90,6 +90,8 @@ class BridgeSettings(BaseSettings):
 
     # Raw bodies of applied uplinks are kept this long, then compacted (lora_bridge.store.retention).
     raw_retention_days: float = Field(default=30.0, gt=0)
+    # Audit lines (who saw which positions, sign-ins, account changes) are kept this long, then deleted.
+    audit_retention_days: float = Field(default=400.0, gt=0)
 
     # MQTT ingest (lora_bridge.adapters.mqtt): off unless a broker URL is given.
     mqtt_url: str | None = None

@@ -1,7 +1,8 @@
 """Tembo ranger dashboard: live map, alerts and animals, read through `lora_bridge.service`.
 
-Run with `streamlit run ranger_dashboard/app.py -- --database-url sqlite:///var/tembo.db`
-(or `ranger_dashboard.launch.command(port, database_url)`); without `--database-url` the
+Run with `streamlit run ranger_dashboard/dashboard_server.py -- --database-url sqlite:///var/tembo.db`
+(app.py with the routes that keep a sign-in in a cookie; or `ranger_dashboard.launch.command(port,
+database_url)`); without `--database-url` the
 TEMBO_DATABASE_URL environment variable, then `sqlite:///var/tembo.db`, is used.
 
 Nobody sees anything before the login gate (`login.py`) says who they are; a `--role visitor`
@@ -63,6 +64,7 @@ with st.sidebar:
         st.caption(f"{role.title} · {role.describe_positions()}")
     else:
         st.caption(f"Signed in as **{viewer.username}** ({role.title}) · {role.describe_positions()}")
+        login.keep_sign_in()
         if st.button("Sign out", key="sign_out", icon=":material/logout:"):
             login.sign_out(options)
             st.rerun()

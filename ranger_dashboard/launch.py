@@ -12,6 +12,8 @@ from ranger_dashboard.palette import THEME
 from ranger_dashboard.roles import DEFAULT_ROLE
 
 APP_PATH = Path(__file__).resolve().parent / "app.py"
+# What `streamlit run` starts: app.py as an st.App with the routes that keep a sign-in in a cookie.
+SERVER_PATH = Path(__file__).resolve().parent / "dashboard_server.py"
 DEFAULT_PORT = 8501
 ADDRESS = "127.0.0.1"  # the default: this machine only; 0.0.0.0 lets rangers' phones on the LAN in
 
@@ -36,6 +38,7 @@ def command(
     `role` None takes TEMBO_DASHBOARD_ROLE, else ranger: `visitor` starts a kiosk that nobody signs
     in to and that sees as a visitor; any other role asks every user to sign in.
 
+    It runs `dashboard_server.py` (app.py with the sign-in cookie routes, `session_cookie`).
     Headless (no browser is opened), no usage statistics sent, no file watcher, night theme.
     The dashboard's own options go to the app after streamlit's `--`: `role` says what its users
     may see and do (see `ranger_dashboard.roles`), `clock="data"` measures
@@ -55,7 +58,7 @@ def command(
         "-m",
         "streamlit",
         "run",
-        str(APP_PATH),
+        str(SERVER_PATH),
         "--server.headless",
         "true",
         "--server.address",

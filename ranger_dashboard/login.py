@@ -4,9 +4,11 @@ A dashboard started with `--role visitor` is an unattended visitor-centre kiosk:
 and every page sees as the visitor role, whatever it asks for. Any other dashboard asks for a
 username and password (accounts made with `tembo users add`); the account must hold the
 dashboard's role or be an admin. A sign-in is a session in the bridge (`Bridge.sign_in`): its
-secret is kept in `st.session_state[SESSION_KEY]` and checked on every full run, so a signed-out,
-expired, removed or re-passworded account is locked out at once. The signed-in
-`lora_bridge.access.Viewer` is kept in `st.session_state[roles.VIEWER_KEY]` for the pages.
+secret is kept in `st.session_state[SESSION_KEY]` for this browser tab and in an HttpOnly cookie
+for the next page load (`session_cookie`), and checked on every full run, so a signed-out, expired,
+removed, re-passworded or role-changed account is locked out at once. Repeated wrong passwords lock
+a username or the browser's address out for a growing time (`lora_bridge.access.throttle`). The
+signed-in `lora_bridge.access.Viewer` is kept in `st.session_state[roles.VIEWER_KEY]` for the pages.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ import socket
 import streamlit as st
 
 from lora_bridge.access import ADMIN, VISITOR, Viewer
-from lora_bridge.errors import AuthenticationFailed
-from ranger_dashboard import data, roles
+from lora_bridge.errors import AuthenticationFailed, TooManyAttempts
+from lora_bridge.store.utc import utc_now
+from ranger_dashboard import data, roles, session_cookie
 from ranger_dashboard.config import DashboardOptions
 
 logger = logging.getLogger(__name__)
 
 SESSION_KEY = "tembo_session"
 FORM_KEY = "sign-in"
+HANDOFF_KEY = "tembo_cookie_code"  # a one-time code the next run posts, so the browser gets the cookie
+CLEAR_COOKIE_KEY = "tembo_clear_cookie"  # set by sign_out: the next run clears the browser's cookie
 
 
 def kiosk_viewer() -> Viewer:
@@ -37,21 +42,46 @@ def admitted(viewer: Viewer, options: DashboardOptions) -> bool:
     return viewer.role in (options.role, ADMIN)
 
 
+def client_address() -> str | None:
+    """The address this browser's requests come from (as the dashboard's server sees it)."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # no request behind this run (a test harness)
+        return None
+    return str(address)[:64] if address else None
+
+
+def cookie_secret() -> str | None:
+    """The session secret of the cookie this page was loaded with, if any."""
+    try:
+        value = st.context.cookies.get(session_cookie.COOKIE_NAME)
+    except Exception:
+        return None
+    return value or None
+
+
 def signed_in_viewer(options: DashboardOptions) -> Viewer | None:
-    """The viewer of this session: the kiosk's, or the one of a live sign-in; None when nobody is
-    signed in (the caller shows `sign_in_form`)."""
+    """The viewer of this session: the kiosk's, or the one of a live sign-in (kept for this tab, or
+    brought back by the session cookie on a new page load); None when nobody is signed in (the
+    caller shows `sign_in_form`)."""
     if options.role == VISITOR:
         viewer = kiosk_viewer()
         st.session_state[roles.VIEWER_KEY] = viewer
         return viewer
+    from_cookie = False
     secret = st.session_state.get(SESSION_KEY)
+    if not secret and not st.session_state.get(CLEAR_COOKIE_KEY):
+        secret, from_cookie = cookie_secret(), True
     if secret:
         try:
             viewer = data.bridge(options.database_url).viewer_for_session(secret)
         except AuthenticationFailed:
             viewer = None
         if viewer is not None and admitted(viewer, options):
+            st.session_state[SESSION_KEY] = secret
             st.session_state[roles.VIEWER_KEY] = viewer
+            if from_cookie:
+                logger.info("sign-in resumed from its cookie", extra={"username": viewer.username, "role": viewer.role})
             return viewer
     st.session_state.pop(SESSION_KEY, None)
     st.session_state.pop(roles.VIEWER_KEY, None)
@@ -62,32 +92,53 @@ def sign_in_form(options: DashboardOptions) -> None:
     """The sign-in form; on success the session is kept and the app runs again."""
     st.title("Tembo")
     st.caption(f"Sign in to the {roles.role(options.role).title.lower()} dashboard.")
+    if st.session_state.get(CLEAR_COOKIE_KEY):
+        st.html(session_cookie.sign_out_script(), unsafe_allow_javascript=True)
+        st.session_state.pop(CLEAR_COOKIE_KEY, None)
     with st.form(FORM_KEY):
         username = st.text_input("Username", key="sign_in_username", autocomplete="username")
         password = st.text_input("Password", type="password", key="sign_in_password", autocomplete="current-password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if not submitted:
         return
+    bridge = data.bridge(options.database_url)
     try:
-        viewer, secret = data.bridge(options.database_url).sign_in(username.strip(), password)
+        viewer, secret = bridge.sign_in(username.strip(), password, client=client_address())
+    except TooManyAttempts as error:
+        st.error(f"Too many failed sign-ins: try again in {error.retry_after_s} s, or ask an admin to unlock.")
+        return
     except AuthenticationFailed:
         st.error("Wrong username or password.")
         return
     if not admitted(viewer, options):
-        data.bridge(options.database_url).sign_out(secret)
+        bridge.sign_out(secret)
         st.error(f"This dashboard is for the {options.role.replace('_', ' ')} role; your account is {viewer.role}.")
         return
+    expires = bridge.session_expiry(secret)
+    max_age = int((expires - utc_now()).total_seconds()) if expires else 0
     st.session_state[SESSION_KEY] = secret
     st.session_state[roles.VIEWER_KEY] = viewer
+    st.session_state[HANDOFF_KEY] = session_cookie.issue(secret, max_age)
+    st.session_state.pop(CLEAR_COOKIE_KEY, None)
     st.session_state.pop("sign_in_password", None)
     logger.info("signed in", extra={"username": viewer.username, "role": viewer.role})
     st.rerun()
 
 
+def keep_sign_in() -> None:
+    """Right after a sign-in: have the browser fetch the session cookie (once)."""
+    code = st.session_state.pop(HANDOFF_KEY, None)
+    if code:
+        st.html(session_cookie.handoff_script(code), unsafe_allow_javascript=True)
+
+
 def sign_out(options: DashboardOptions) -> None:
-    """End this session's sign-in and forget the viewer."""
+    """End this session's sign-in in the bridge, forget the viewer, and clear the browser's cookie
+    on the next run."""
     secret = st.session_state.pop(SESSION_KEY, None)
     viewer = st.session_state.pop(roles.VIEWER_KEY, None)
+    st.session_state.pop(HANDOFF_KEY, None)
+    st.session_state[CLEAR_COOKIE_KEY] = True
     if secret:
         data.bridge(options.database_url).sign_out(secret)
     logger.info("signed out", extra={"username": getattr(viewer, "username", None)})

@@ -50,7 +50,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     roles = sorted(ROLES)
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--database-url", default=None, help="the store (default: TEMBO_DATABASE_URL or the embedded one)")
-    users = sub.add_parser("users", help="accounts that sign in to the dashboard: add, list, remove, passwd")
+    users = sub.add_parser(
+        "users", help="accounts that sign in to the dashboard: add, list, remove, passwd, role, unlock, lockouts, sessions"
+    )
     users_sub = users.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = users_sub.add_parser("add", parents=[store], help="add an account (password prompted, from stdin, or generated)")
     add.add_argument("username")
@@ -62,6 +64,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     passwd = users_sub.add_parser("passwd", parents=[store], help="set a new password; open sign-ins end")
     passwd.add_argument("username")
     _password_source(passwd)
+    role = users_sub.add_parser("role", parents=[store], help="give an account another role; its sign-ins end")
+    role.add_argument("username")
+    role.add_argument("--role", required=True, choices=roles)
+    unlock = users_sub.add_parser("unlock", parents=[store],
+                                  help="lift a sign-in lockout of a username and/or a client address")
+    unlock.add_argument("username", nargs="?", default=None)
+    unlock.add_argument("--client", default=None, help="the client address to unlock (dashboard and API)")
+    users_sub.add_parser("lockouts", parents=[store], help="usernames and addresses with failed attempts or a lock")
+    sessions = users_sub.add_parser("sessions", parents=[store], help="live dashboard sign-ins (never their secrets)")
+    sessions.add_argument("--all", action="store_true", help="ended and expired ones too")
     users.set_defaults(func=run_users)
 
     tokens = sub.add_parser("tokens", help="API tokens (stored hashed): create, list, revoke")
@@ -109,6 +121,7 @@ def _open(args: argparse.Namespace) -> Bridge:
 def run_users(args: argparse.Namespace) -> int:
     """`tembo users ACTION`."""
     from lora_bridge.errors import BridgeError
+    from lora_bridge.store.utc import utc_now
 
     actor = console_actor()
     try:
@@ -134,6 +147,30 @@ def run_users(args: argparse.Namespace) -> int:
                 print(f"password of {args.username} changed; its open sign-ins ended")
                 if generated:
                     print(f"password: {password}  (shown once)")
+            elif args.action == "role":
+                bridge.set_role(args.username, args.role, actor=actor)
+                print(f"account {args.username} is now {args.role}; its open sign-ins ended")
+            elif args.action == "unlock":
+                cleared = bridge.unlock(actor=actor, username=args.username, client=args.client)
+                what = " and ".join(x for x in (args.username, args.client and f"client {args.client}") if x)
+                print(f"{what}: unlocked" if cleared else f"{what}: was not locked and had no failed attempts")
+            elif args.action == "lockouts":
+                now = utc_now()
+                table = Table("scope", "username or address", "failures", "locks in a row", "last failure (UTC)",
+                              "locked until (UTC)")
+                for row in bridge.lockouts(viewer=actor):
+                    table.add_row(row.scope, row.key, str(row.failures), str(row.locks), _time(row.last_failure_at),
+                                  _time(row.locked_until) if row.locked_until and row.locked_until > now else "-")
+                _console().print(table)
+            elif args.action == "sessions":
+                now = utc_now()
+                table = Table("id", "username", "role", "client", "signed in (UTC)", "last seen (UTC)",
+                              "expires (UTC)", "state")
+                for row in bridge.sessions(viewer=actor, include_ended=args.all):
+                    state = row.end_reason or "ended" if row.ended_at else ("live" if row.active(now) else "expired")
+                    table.add_row(str(row.session_id), row.username, row.role, row.client or "-",
+                                  _time(row.created_at), _time(row.last_seen_at), _time(row.expires_at), state)
+                _console().print(table)
     except (BridgeError, ValueError) as error:
         print(f"tembo users {args.action}: {error}", file=sys.stderr)
         return 1

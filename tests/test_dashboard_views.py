@@ -335,7 +335,7 @@ def test_activity_frame_has_percent_per_behaviour_and_vedba():
 def test_dashboard_command_is_headless_local_and_carries_the_database():
     command = launch.command(8765, "sqlite:////tmp/tembo.db")
     assert command[1:4] == ["-m", "streamlit", "run"]
-    assert command[4].endswith("ranger_dashboard/app.py")
+    assert command[4].endswith("ranger_dashboard/dashboard_server.py")
     flags = dict(zip(command[5::2], command[6::2], strict=False))
     assert flags["--server.headless"] == "true"
     assert flags["--server.address"] == "127.0.0.1"

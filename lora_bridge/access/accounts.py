@@ -138,11 +138,33 @@ def remove_user(session: Session, username: str, now: datetime) -> None:
     account = get_user(session, username)
     for token in session.scalars(select(ApiToken).where(ApiToken.owner == username, ApiToken.revoked_at.is_(None))):
         token.revoked_at = now
+    end_sessions_of(session, username, now, "account_removed")
+    session.delete(account)
+
+
+def set_role(session: Session, username: str, role_name: str, now: datetime) -> tuple[str, int]:
+    """Give username another role; its open sign-ins end (they were made for the old role) and its
+    tokens of the old role stop working (`token_viewer` checks the owner's role). Returns (the old
+    role, how many sign-ins ended)."""
+    account = get_user(session, username)
+    _check_role(role_name)
+    old = account.role
+    if old == role_name:
+        return old, 0
+    account.role = role_name
+    return old, end_sessions_of(session, username, now, "role_changed")
+
+
+def end_sessions_of(session: Session, username: str, now: datetime, reason: str) -> int:
+    """End every open sign-in session of username for reason; how many ended."""
+    ended = 0
     for sign_in in session.scalars(
         select(SignInSession).where(SignInSession.username == username, SignInSession.ended_at.is_(None))
     ):
         sign_in.ended_at = now
-    session.delete(account)
+        sign_in.end_reason = reason
+        ended += 1
+    return ended
 
 
 def set_password(session: Session, username: str, password: str, now: datetime) -> None:
@@ -153,10 +175,7 @@ def set_password(session: Session, username: str, password: str, now: datetime) 
     except ValueError as error:
         raise InvalidRequest(str(error)) from None
     account.password_changed_at = now
-    for sign_in in session.scalars(
-        select(SignInSession).where(SignInSession.username == username, SignInSession.ended_at.is_(None))
-    ):
-        sign_in.ended_at = now
+    end_sessions_of(session, username, now, "password_changed")
 
 
 def check_password(session: Session, username: str, password: str) -> Viewer:
@@ -173,34 +192,114 @@ def check_password(session: Session, username: str, password: str) -> Viewer:
 
 # Sign-in sessions ----------------------------------------------------------------------------
 
+# How often a live session's last_seen_at is written (a dashboard checks its session on every run).
+LAST_SEEN_EVERY = timedelta(minutes=1)
 
-def start_session(session: Session, viewer: Viewer, now: datetime, hours: float = DEFAULT_SESSION_HOURS) -> str:
+
+@dataclass(frozen=True)
+class SessionView:
+    """A sign-in session as an admin sees it (never its secret)."""
+
+    session_id: int
+    username: str
+    role: str
+    client: str | None
+    created_at: datetime
+    last_seen_at: datetime | None
+    expires_at: datetime
+    ended_at: datetime | None
+    end_reason: str | None
+
+    def active(self, now: datetime) -> bool:
+        """True when the session has neither ended nor expired at now."""
+        return self.ended_at is None and as_utc(self.expires_at) > now
+
+
+def start_session(
+    session: Session,
+    viewer: Viewer,
+    now: datetime,
+    hours: float = DEFAULT_SESSION_HOURS,
+    client: str | None = None,
+) -> str:
     """A new sign-in session for viewer; returns its secret (stored only as a hash)."""
     secret = SESSION_PREFIX + secrets.token_urlsafe(32)
     session.add(
         SignInSession(
-            token_hash=digest(secret), username=viewer.username, created_at=now, expires_at=now + timedelta(hours=hours)
+            token_hash=digest(secret),
+            username=viewer.username,
+            role=viewer.role,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + timedelta(hours=hours),
+            client=client[:64] if client else None,
         )
     )
     return secret
 
 
-def session_viewer(session: Session, secret: str, now: datetime) -> Viewer:
-    """The viewer of a live sign-in session; AuthenticationFailed when unknown, ended or expired."""
-    row = session.scalar(select(SignInSession).where(SignInSession.token_hash == digest(str(secret))))
+def live_session(session: Session, secret: str, now: datetime) -> SignInSession:
+    """The row of a live sign-in session; AuthenticationFailed when unknown, ended or expired, or
+    when its account is gone, has a newer password or another role. Refreshes last_seen_at (at
+    most once a LAST_SEEN_EVERY)."""
+    if not isinstance(secret, str) or not secret.startswith(SESSION_PREFIX):
+        raise AuthenticationFailed("signed out: sign in again")
+    row = session.scalar(select(SignInSession).where(SignInSession.token_hash == digest(secret)))
     if row is None or row.ended_at is not None or as_utc(row.expires_at) <= now:
         raise AuthenticationFailed("signed out: sign in again")
     account = session.get(UserAccount, row.username)
-    if account is None or as_utc(account.password_changed_at) > as_utc(row.created_at):
+    if (
+        account is None
+        or as_utc(account.password_changed_at) > as_utc(row.created_at)
+        or account.role != row.role
+    ):
         raise AuthenticationFailed("signed out: sign in again")
-    return Viewer(account.username, account.role)
+    if row.last_seen_at is None or now - as_utc(row.last_seen_at) >= LAST_SEEN_EVERY:
+        row.last_seen_at = now
+    return row
 
 
-def end_session(session: Session, secret: str, now: datetime) -> None:
-    """Sign out: the session stops working (nothing happens for an unknown one)."""
+def session_viewer(session: Session, secret: str, now: datetime) -> Viewer:
+    """The viewer of a live sign-in session; AuthenticationFailed otherwise (see `live_session`)."""
+    row = live_session(session, secret, now)
+    return Viewer(row.username, row.role)
+
+
+def session_expiry(session: Session, secret: str) -> datetime | None:
+    """When the session of secret expires (None when unknown)."""
     row = session.scalar(select(SignInSession).where(SignInSession.token_hash == digest(str(secret))))
-    if row is not None and row.ended_at is None:
-        row.ended_at = now
+    return as_utc(row.expires_at) if row is not None else None
+
+
+def end_session(session: Session, secret: str, now: datetime, reason: str = "signed_out") -> str | None:
+    """Sign out: the session stops working. The username it was of, None when unknown or ended."""
+    row = session.scalar(select(SignInSession).where(SignInSession.token_hash == digest(str(secret))))
+    if row is None or row.ended_at is not None:
+        return None
+    row.ended_at = now
+    row.end_reason = reason
+    return row.username
+
+
+def list_sessions(session: Session, now: datetime, include_ended: bool = False) -> list[SessionView]:
+    """Sign-in sessions, newest first: live ones only unless include_ended."""
+    query = select(SignInSession).order_by(SignInSession.id.desc())
+    if not include_ended:
+        query = query.where(SignInSession.ended_at.is_(None), SignInSession.expires_at > now)
+    return [
+        SessionView(
+            session_id=row.id,
+            username=row.username,
+            role=row.role,
+            client=row.client,
+            created_at=as_utc(row.created_at),
+            last_seen_at=as_utc(row.last_seen_at) if row.last_seen_at else None,
+            expires_at=as_utc(row.expires_at),
+            ended_at=as_utc(row.ended_at) if row.ended_at else None,
+            end_reason=row.end_reason,
+        )
+        for row in session.scalars(query)
+    ]
 
 
 # API tokens ----------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from lora_bridge.access import Viewer
 from lora_bridge.access import roles as access
 from lora_bridge.access.privacy import label
 from lora_bridge.adapters import webhook
-from lora_bridge.errors import AuthenticationFailed, Forbidden, InvalidRequest, NotFound
+from lora_bridge.errors import AuthenticationFailed, Forbidden, InvalidRequest, NotFound, TooManyAttempts
 from lora_bridge.service import Bridge
 from lora_bridge.store.utc import as_utc
 from lora_bridge.views import PositionView, to_jsonable
@@ -371,6 +371,9 @@ def _guarded(bridge: Bridge, endpoint: Endpoint, requests: Counter) -> Callable[
             response = await endpoint.handler(request, viewer)
             status = response.status_code
             return response
+        except TooManyAttempts:
+            status = 429
+            raise
         except AuthenticationFailed:
             status = 401
             raise
@@ -395,7 +398,7 @@ async def _viewer(request: Request, bridge: Bridge) -> Viewer:
     scheme, _, secret = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         raise AuthenticationFailed("this route wants Authorization: Bearer <API token>")
-    return await run_in_threadpool(bridge.viewer_for_token, secret.strip())
+    return await run_in_threadpool(bridge.viewer_for_token, secret.strip(), _client(request))
 
 
 class BridgeCollector:
@@ -581,6 +584,8 @@ def _client(request: Request) -> str | None:
 
 
 async def _unauthorized(request: Request, error: Exception) -> JSONResponse:
+    if isinstance(error, TooManyAttempts):
+        return JSONResponse({"error": str(error)}, status_code=429, headers={"Retry-After": str(error.retry_after_s)})
     return JSONResponse({"error": str(error)}, status_code=401, headers={"WWW-Authenticate": 'Bearer realm="tembo"'})
 
 

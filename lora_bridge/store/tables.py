@@ -425,6 +425,27 @@ class SignInSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    # The role the account held at sign-in: a session of a changed role is refused.
+    role: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    last_seen_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(32))  # signed_out, account_removed, role_changed, ...
+    client: Mapped[str | None] = mapped_column(String(64))  # the address it signed in from
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins (or API token attempts) of one username or one client address, and the lock
+    they earned (lora_bridge.access.throttle)."""
+
+    __tablename__ = "sign_in_throttle"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_sign_in_throttle_scope_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # "user", "client" or "token_client"
+    key: Mapped[str] = mapped_column(String(128))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locks: Mapped[int] = mapped_column(Integer, default=0)  # locks earned in a row: each lasts longer
+    last_failure_at: Mapped[datetime]
+    locked_until: Mapped[datetime | None]
 
 
 class AuditEntry(Base):
@@ -440,6 +461,9 @@ class AuditEntry(Base):
     precision: Mapped[str | None] = mapped_column(String(16))
     animals: Mapped[int] = mapped_column(Integer, default=0)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Reads of one viewer, kind and minute share a row: how many, and when the last one was.
+    repeats: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    last_at: Mapped[datetime | None]
 
 
 Index("ix_positions_device_time", Position.device_id, Position.time)

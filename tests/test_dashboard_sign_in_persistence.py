@@ -1,0 +1,150 @@
+"""A ranger's sign-in survives a reload of the page and ends with sign-out, in a real browser (Debian's
+chromium, driven by Playwright) against the dashboard as `tembo dashboard` starts it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from browser_helpers import ACCOUNTS, SEEDER, add_accounts, running_dashboard, sign_in
+from playwright.sync_api import Page, expect, sync_playwright
+from sqlalchemy import update
+
+from lora_bridge.access.accounts import digest
+from lora_bridge.service import open_bridge
+from lora_bridge.store.tables import SignInSession
+from ranger_dashboard.session_cookie import COOKIE_NAME
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+WAIT_MS = 60_000
+
+
+def signed_in_as(page: Page, username: str) -> None:
+    expect(page.get_by_text(f"Signed in as {username}").first).to_be_visible(timeout=WAIT_MS)
+
+
+def at_sign_in_form(page: Page) -> None:
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("Signed in as")).to_have_count(0)
+
+
+def session_cookie(page: Page) -> dict | None:
+    return next((c for c in page.context.cookies() if c["name"] == COOKIE_NAME), None)
+
+
+@pytest.mark.browser
+def test_ranger_stays_signed_in_across_reloads_until_she_signs_out(sqlite_url, port, tmp_path):
+    with open_bridge(sqlite_url) as bridge:
+        add_accounts(bridge)
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context().new_page()
+                page.goto(base_url)
+                sign_in(page, "amina")
+                signed_in_as(page, "amina")
+                # The browser has fetched its cookie once the page says so.
+                page.wait_for_selector("html[data-tembo-session='session']", state="attached", timeout=WAIT_MS)
+                cookie = session_cookie(page)
+                assert cookie is not None
+                assert cookie["httpOnly"] is True
+                assert cookie["sameSite"] == "Strict"
+                assert cookie["path"] == "/"
+                assert cookie["expires"] > 0, "a cookie that lasts as long as the session, not the tab"
+                assert page.evaluate("document.cookie").find(COOKIE_NAME) == -1, "page scripts cannot read it"
+                with open_bridge(sqlite_url) as bridge:
+                    live = bridge.sessions(viewer=SEEDER)
+                assert [(s.username, s.role) for s in live] == [("amina", "ranger")]
+                assert not cookie["value"].endswith(live[0].username)  # the secret, not a name
+
+                page.reload()
+                signed_in_as(page, "amina")
+                page.goto(base_url + "/alerts")
+                signed_in_as(page, "amina")
+
+                # A second tab of the same browser is signed in too.
+                other = page.context.new_page()
+                other.goto(base_url)
+                signed_in_as(other, "amina")
+                other.close()
+
+                page.get_by_role("button", name="Sign out").click()
+                at_sign_in_form(page)
+                page.wait_for_selector("html[data-tembo-session='sign-out']", state="attached", timeout=WAIT_MS)
+                assert session_cookie(page) is None
+                page.reload()
+                at_sign_in_form(page)
+                with open_bridge(sqlite_url) as bridge:
+                    assert bridge.sessions(viewer=SEEDER) == []
+                    ended = bridge.sessions(viewer=SEEDER, include_ended=True)
+                assert [s.end_reason for s in ended] == ["signed_out"]
+            finally:
+                browser.close()
+
+
+@pytest.mark.browser
+def test_a_cookie_of_a_changed_removed_or_expired_sign_in_is_refused_on_reload(sqlite_url, port, tmp_path):
+    with open_bridge(sqlite_url) as bridge:
+        add_accounts(bridge)
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context().new_page()
+                page.goto(base_url)
+                sign_in(page, "juma")
+                signed_in_as(page, "juma")
+                page.wait_for_selector("html[data-tembo-session='session']", state="attached", timeout=WAIT_MS)
+                kept = session_cookie(page)
+
+                # An admin moves juma to another role: his sign-in ends, and a reload shows the form.
+                with open_bridge(sqlite_url) as bridge:
+                    bridge.set_role("juma", "researcher", actor=SEEDER)
+                page.reload()
+                at_sign_in_form(page)
+
+                # Signed in again, then removed: the cookie is refused as well.
+                with open_bridge(sqlite_url) as bridge:
+                    bridge.set_role("juma", "ranger", actor=SEEDER)
+                sign_in(page, "juma")
+                signed_in_as(page, "juma")
+                page.wait_for_selector("html[data-tembo-session='session']", state="attached", timeout=WAIT_MS)
+                with open_bridge(sqlite_url) as bridge:
+                    bridge.remove_user("juma", actor=SEEDER)
+                page.reload()
+                at_sign_in_form(page)
+
+                # A cookie of an ended session, planted again in a fresh browser, opens nothing.
+                fresh = browser.new_context()
+                fresh.add_cookies([{**kept, "expires": -1}])
+                planted = fresh.new_page()
+                planted.goto(base_url)
+                at_sign_in_form(planted)
+                fresh.close()
+
+                # An expired session is refused too (its expiry moved into the past in the store).
+                with open_bridge(sqlite_url) as bridge:
+                    _, short = bridge.sign_in("amina", ACCOUNTS["amina"][1])
+                    with bridge.db.write() as session:
+                        session.execute(
+                            update(SignInSession)
+                            .where(SignInSession.token_hash == digest(short))
+                            .values(expires_at=bridge.clock() - timedelta(seconds=1))
+                        )
+                expired = browser.new_context()
+                expired.add_cookies([{"name": COOKIE_NAME, "value": short, "url": base_url}])
+                expired_page = expired.new_page()
+                expired_page.goto(base_url)
+                at_sign_in_form(expired_page)
+                expired.close()
+            finally:
+                browser.close()
