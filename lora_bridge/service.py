@@ -870,9 +870,10 @@ class Bridge:
     def add_user(self, username: str, role: str, password: str, *, actor: Viewer) -> accounts.AccountView:
         """A new account (admins only); the password is stored as a scrypt hash."""
         require(actor, roles.MANAGE_ACCOUNTS)
+        now = self.clock()
         with self.db.write() as session:
-            account = accounts.add_user(session, username, role, password)
-            audit.record_change(session, actor, "user_added", self.clock(), username=username, role=role)
+            account = accounts.add_user(session, username, role, password, now)
+            audit.record_change(session, actor, "user_added", now, username=username, role=role)
         log.info("account added", extra={"username": username, "role": role, "actor": actor.username})
         return account
 

@@ -4,6 +4,7 @@ never shows an exact live position, navigation per role, and the launcher that h
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -138,3 +139,16 @@ def test_the_launcher_passes_the_role_it_is_given_or_the_environments(monkeypatc
         launch.command(8765, "sqlite://", address="every interface")
     args = build_parser().parse_args(["dashboard", "--address", "0.0.0.0", "--port", "9000", "--role", "visitor"])
     assert (args.address, args.port, args.role) == ("0.0.0.0", 9000, "visitor")
+
+
+def test_repeated_wrong_passwords_at_the_gate_lock_the_name_out_with_a_clear_message(live_store, monkeypatch):
+    gate = run_app(live_store, monkeypatch, "ranger")
+    errors = []
+    for _ in range(6):
+        gate.text_input(key="sign_in_username").input("mallory")
+        gate.text_input(key="sign_in_password").input("guessing-at-tusks")
+        gate.button[0].click().run()
+        errors.append(gate.error[0].value)
+    assert errors[:5] == ["Wrong username or password."] * 5
+    assert re.match(r"Too many failed sign-ins: try again in \d+ s, or ask an admin to unlock\.$", errors[5])
+    assert not gate.get("deck_gl_json_chart")

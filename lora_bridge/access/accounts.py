@@ -94,8 +94,11 @@ def _check_role(name: str) -> str:
 # Accounts ------------------------------------------------------------------------------------
 
 
-def add_user(session: Session, username: str, role_name: str, password: str) -> AccountView:
-    """A new account with the hash of password; InvalidRequest when the name is taken or bad."""
+def add_user(
+    session: Session, username: str, role_name: str, password: str, now: datetime | None = None
+) -> AccountView:
+    """A new account with the hash of password (made at now, the bridge's clock; the wall clock when
+    None); InvalidRequest when the name is taken or bad."""
     check_username(username)
     _check_role(role_name)
     try:
@@ -105,6 +108,8 @@ def add_user(session: Session, username: str, role_name: str, password: str) -> 
     if session.get(UserAccount, username) is not None:
         raise InvalidRequest(f"an account {username!r} exists already")
     account = UserAccount(username=username, role=role_name, password_hash=hashed)
+    if now is not None:
+        account.created_at = account.password_changed_at = now
     session.add(account)
     session.flush()
     return account_view(account)
