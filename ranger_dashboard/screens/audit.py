@@ -38,9 +38,11 @@ frame = pd.DataFrame(
         "What": [e.action.replace("_", " ") for e in entries],
         "Positions": [e.precision or "" for e in entries],
         "Animals": [e.animals for e in entries],
+        "Reads": [e.repeats for e in entries],  # reads of one viewer, kind and minute share a line
+        "Last (UTC)": [views.format_time(e.last_at or e.at) for e in entries],
         "Detail": [", ".join(f"{k}={v}" for k, v in e.detail.items() if k != "animal_ids") for e in entries],
     }
 )
-exact = sum(1 for e in entries if e.precision == "exact")
-st.caption(f"{len(entries)} entries, {exact} reads of exact positions.")
+exact = sum(e.repeats for e in entries if e.precision == "exact")
+st.caption(f"{len(entries)} entries, {exact} reads of exact positions (one line per viewer, kind and minute).")
 st.dataframe(frame, hide_index=True)
