@@ -1,8 +1,8 @@
 """Sign-in sessions carry their role, last seen time, end reason and client; sign-in lockout;
 audit reads counted one row per viewer, kind and minute.
 
-Revision ID: 0007_sign_in_lockout
-Revises: 0006_access
+Revision ID: 0008_sign_in_lockout
+Revises: 0007_rules_backfill
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_sign_in_lockout"
-down_revision = "0006_access"
+revision = "0008_sign_in_lockout"
+down_revision = "0007_rules_backfill"
 branch_labels = None
 depends_on = None
 
