@@ -651,6 +651,22 @@ class Bridge:
             log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
             return []
 
+    def evaluate_rules_for(self, device_ids: list[str]) -> list[int]:
+        """evaluate_rules for every collar of a batch (each once, whatever how many of its uplinks the
+        batch held) in one unit of work, their notifications queued in it; the ids of alerts raised or
+        changed. A collar whose rules fail is logged and skipped; the others are still judged."""
+        try:
+            with self.db.write() as session:
+                done = rules_engine.evaluate_devices(session, self.rules_runtime, device_ids)
+                changed: list[int] = []
+                for steps in done.values():
+                    self._queue_steps(session, steps)
+                    changed.extend(alert_id for alert_id, _ in steps.items)
+                return changed
+        except Exception:
+            log.exception("server rules failed for a batch", extra={"devices": len(device_ids)})
+            return []
+
     def battery_trend(self, device_id: str, now: datetime | None = None) -> dict[str, Any] | None:
         """The collar's battery slope (mV/day) and the dates it reaches low, critical and empty."""
         at = as_utc(now) if now else utc_now()

@@ -265,3 +265,33 @@ def test_the_timer_finds_a_back_filled_fix_the_uplink_path_did_not_judge(bridge)
     assert [a.alert_type for a in bridge.alerts(viewer=b.RANGER)] == ["geofence_exit"]
     with bridge.db.read() as session:
         assert devices_behind(session) == []
+
+
+def test_rules_run_once_per_collar_after_a_batch_judge_every_fix_of_the_batch(bridge, monkeypatch):
+    from lora_bridge import ingest
+    from lora_bridge.domain import rules_engine
+    from lora_bridge.pipeline import process_raw
+
+    bridge.register_animal("collar-02", "Lemayian")
+    park_and_farm(bridge)
+    # A batch: two uplinks of each collar, stored and applied without rules (as a batching ingest does).
+    bodies = [*rb.fix_uplinks("collar-01", T, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)]),
+              *rb.fix_uplinks("collar-02", T, [(0, 311_000, 9_703_000), (60, 312_500, 9_703_000)]),
+              *rb.fix_uplinks("collar-03", T, [(0, 308_000, 9_703_000), (60, 312_500, 9_703_000)])]
+    devices = [process_raw(bridge.db, ingest.store_raw(bridge.db, body, "tts"), bridge.codec, bridge.settings).device_id
+               for body in bodies]
+    judge = rules_engine._battery
+
+    def broken_for_collar_03(session, device, *args):
+        if device.device_id == "collar-03":
+            raise RuntimeError("a bug in one collar's rules")
+        return judge(session, device, *args)
+
+    monkeypatch.setattr(rules_engine, "_battery", broken_for_collar_03)
+    changed = bridge.evaluate_rules_for(devices)
+
+    by_collar = {(a.device_id, a.alert_type) for a in bridge.alerts(viewer=b.RANGER)}
+    assert by_collar == {("collar-01", "geofence_exit"), ("collar-02", "geofence_farmland")}
+    assert len(changed) == 2
+    with bridge.db.read() as session:  # collar-03's rules are rolled back: the timer judges it again
+        assert rules_engine.devices_behind(session) == ["collar-03"]

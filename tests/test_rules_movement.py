@@ -277,3 +277,7 @@ def test_rules_bench_reports_rule_cost_per_uplink_against_the_same_uplinks_with_
     assert set(figures["rules_ms_per_uplink"]) == {"mean", "p50", "p99"}
     assert figures["ratio_mean_rules_on_to_off"] > 0
     assert figures["positions_stored"] == 4 * (6 + 1)  # every uplink reached its collar's track
+    # Rules once per collar per batch judge the same uplinks the same way.
+    assert figures["alerts_raised_batched"] == figures["alerts_raised"]
+    assert figures["sql_statements_per_evaluation"]["mean"] >= 4  # collar, alerts, track, cursor at least
+    assert figures["fence_index_builds"] == 1  # built once, whatever the number of evaluations
