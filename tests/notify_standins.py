@@ -5,8 +5,12 @@ documented shape, written from their documentation and clients (not from Tembo's
   (event_type, time, priority in 0/100/200/300, state new/active/resolved, location {latitude,
   longitude}) answering 201 {"data": {"id": ...}, "status": {...}}; `PATCH /api/v1.0/activity/event/{id}`;
   `POST /api/v1.0/sensors/generic/{provider_key}/status` (SensorPostParameters: location dict with
-  lat/lon, recorded_at, manufacturer_id required) answering 201, or 200 for an observation of the same
-  source and second again; bearer token on every call.
+  lat/lon, recorded_at, manufacturer_id required) with one observation or a JSON list of them (er-server's
+  generic sensor handler tests post ten and three hundred in one list, and observations of two sources
+  in one list; er-client's post_sensor_observation sends a list as is), answering 201 when any is new,
+  or 200 when every one was seen before (same source and second); a list with one bad observation is
+  refused whole (400) and none of it kept, as a serializer with many=True refuses; bearer token on
+  every call.
 - a webhook receiver that recomputes HMAC-SHA256 over "<t>." + raw body as Tembo's docs describe;
 - an SMS gateway taking {"to", "from", "text"} with a bearer token;
 - an SMTP server (aiosmtpd) that keeps what it receives.
@@ -50,6 +54,7 @@ class EarthRangerStandIn:
     problems: list[str] = field(default_factory=list)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     observations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    refuse_sources: set[str] = field(default_factory=set)  # manufacturer ids this site refuses (400)
 
     def app(self) -> Starlette:
         return Starlette(routes=[
@@ -125,19 +130,35 @@ class EarthRangerStandIn:
         if request.path_params["provider_key"] != self.provider_key:
             self.problems.append(f"observation for provider {request.path_params['provider_key']}")
         items = body if isinstance(body, list) else [body]
+        self.requests[-1]["observations"] = len(items)
+        bad = [item for item in items if not self._valid_observation(item)]
+        if bad or not items:
+            self.problems.append(f"observations: bad {bad or 'empty list'}")
+            return JSONResponse({"status": {"code": 400, "message": "Bad Request"}, "data": bad}, status_code=400)
+        refused = [item for item in items if item["manufacturer_id"] in self.refuse_sources]
+        if refused:  # a source this site does not accept: the whole list is refused
+            return JSONResponse({"status": {"code": 400, "message": "Bad Request"}, "data": refused}, status_code=400)
         created = False
         for item in items:
-            location = item.get("location")
-            missing = [k for k in ("location", "recorded_at", "manufacturer_id") if k not in item]
-            if missing or not isinstance(location, dict) or set(location) != {"lat", "lon"} or not _iso(item["recorded_at"]):
-                self.problems.append(f"observation: bad {item}")
-                return JSONResponse({"status": {"code": 400}}, status_code=400)
             second = datetime.fromisoformat(item["recorded_at"]).replace(microsecond=0).isoformat()
             key = (str(item["manufacturer_id"]), second)
             if key not in self.observations:
                 self.observations[key] = item
                 created = True
         return JSONResponse({"data": {}, "status": {"code": 201 if created else 200}}, status_code=201 if created else 200)
+
+    @staticmethod
+    def _valid_observation(item: Any) -> bool:
+        if not isinstance(item, dict) or any(k not in item for k in ("location", "recorded_at", "manufacturer_id")):
+            return False
+        location = item["location"]
+        return (
+            isinstance(location, dict)
+            and set(location) == {"lat", "lon"}
+            and -90 <= float(location["lat"]) <= 90
+            and -180 <= float(location["lon"]) <= 180
+            and _iso(item["recorded_at"])
+        )
 
 
 @dataclass

@@ -36,10 +36,11 @@ HOOK_SECRET = "hook-secret-for-tests"
 SMS_TOKEN = "sms-gateway-token"
 
 
-def write_rules(path, *, er_url=None, hook_url=None, smtp_port=None, sms_url=None, routes=""):
+def write_rules(path, *, er_url=None, hook_url=None, smtp_port=None, sms_url=None, routes="", er_extra=""):
     parts = []
     if er_url:
-        parts.append(f'[notify.earthranger]\nurl = "{er_url}/api/v1.0"\ntoken = "{ER_TOKEN}"\nprovider_key = "tembo"\n')
+        parts.append(f'[notify.earthranger]\nurl = "{er_url}/api/v1.0"\ntoken = "{ER_TOKEN}"\nprovider_key = "tembo"\n'
+                     + er_extra)
     if hook_url:
         parts.append(f'[notify.webhook]\nurl = "{hook_url}/hook"\nsecret = "{HOOK_SECRET}"\n')
     if smtp_port:
@@ -79,7 +80,8 @@ def test_earthranger_gets_alerts_as_events_and_fixes_as_observations_in_its_docu
 
     assert stand_in.problems == []
     paths = [(r["method"], r["path"]) for r in stand_in.requests]
-    assert paths.count(("POST", "/api/v1.0/sensors/generic/tembo/status")) == 2
+    (fixes,) = [r for r in stand_in.requests if r["path"] == "/api/v1.0/sensors/generic/tembo/status"]
+    assert isinstance(fixes["body"], list) and fixes["observations"] == 2  # both fixes in one list
     assert paths.count(("POST", "/api/v1.0/activity/events")) == 1
     (event_id, event), = stand_in.events.items()
     assert paths.count(("PATCH", f"/api/v1.0/activity/event/{event_id}")) == 2
@@ -246,3 +248,50 @@ def test_an_unanswered_fence_exit_is_raised_to_high_on_earthranger_and_reaches_t
     assert stand_in.events[event_id]["title"] == "HIGH geofence_exit: Naserian [escalated]"
     (text,) = gateway.messages
     assert text["text"].startswith("HIGH geofence_exit: Naserian [escalated]")
+
+
+def fixes_of_two_collars(bridge, minutes):
+    bridge.register_animal("collar-01", "Naserian")
+    bridge.register_animal("collar-02", "Lemayian")
+    for device_id, first in (("collar-01", 1), ("collar-02", 1)):
+        track = [(m, 305_000 + 100 * i, 9_705_000) for i, m in enumerate(minutes[device_id])]
+        for body in rb.fix_uplinks(device_id, T, track, first_f_cnt=first):
+            bridge.ingest_tts_uplink(body)
+
+
+def test_earthranger_gets_fixes_as_lists_of_observations_one_post_per_batch(sqlite_url, tmp_path, earthranger):
+    stand_in, url = earthranger
+    rules_path = write_rules(tmp_path / "r.toml", er_url=url, er_extra="observations_per_post = 2\n")
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        fixes_of_two_collars(bridge, {"collar-01": [0, 60, 120], "collar-02": [0, 60]})
+        report = bridge.flush_notifications(now=wall())
+        again = bridge.flush_notifications(now=wall(3600))
+        states = {n.state for n in bridge.notifications(viewer=ADMIN)}
+
+    assert (report.sent, report.failed, again.sent) == (5, 0, 0) and states == {"sent"}
+    assert stand_in.problems == []
+    posts = [r for r in stand_in.requests if r["path"] == "/api/v1.0/sensors/generic/tembo/status"]
+    assert [p["observations"] for p in posts] == [2, 2, 1]
+    assert all(isinstance(p["body"], list) for p in posts)
+    assert sorted(stand_in.observations) == sorted(
+        (device_id, (T + timedelta(minutes=m)).isoformat())
+        for device_id, minutes in (("collar-01", (0, 60, 120)), ("collar-02", (0, 60)))
+        for m in minutes
+    )
+
+
+def test_a_list_earthranger_refuses_is_sent_fix_by_fix_so_one_refused_collar_holds_up_no_other(
+    sqlite_url, tmp_path, earthranger
+):
+    stand_in, url = earthranger
+    stand_in.refuse_sources.add("collar-02")
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        fixes_of_two_collars(bridge, {"collar-01": [0, 60], "collar-02": [30]})
+        report = bridge.flush_notifications(now=wall())
+        failed = bridge.notifications(viewer=ADMIN, state="failed")
+
+    assert (report.sent, report.failed) == (2, 1)
+    assert [p["observations"] for p in stand_in.requests] == [3, 1, 1, 1]
+    assert {key[0] for key in stand_in.observations} == {"collar-01"}
+    (refused,) = failed
+    assert refused.payload["device_id"] == "collar-02" and "HTTP 400" in refused.last_error

@@ -7,8 +7,11 @@ EarthRanger (its public API, as the EarthRanger client `er-client` and the serve
   the answer's `data.id` is kept, and a later step of the same alert → `PATCH {url}/activity/event/{id}`
   with the new `state` ("active" when acknowledged, "resolved" when resolved) and `priority` (an
   escalation raises it one step, and the title with it);
-- a fix → `POST {url}/sensors/generic/{provider_key}/status` with an observation: `manufacturer_id`,
-  `source_type`, `subject_name`, `subject_subtype`, `recorded_at`, `location` {lat, lon}, `additional`;
+- fixes → `POST {url}/sensors/generic/{provider_key}/status` with a JSON list of observations (up to
+  `observations_per_post` per request; the API takes one observation or a list, answering 201 when
+  any is new and 200 when all were seen before), each with `manufacturer_id`, `source_type`,
+  `subject_name`, `subject_subtype`, `recorded_at`, `location` {lat, lon}, `additional`. When
+  EarthRanger refuses a list (400), each fix of it is sent alone, so one bad fix holds up no other;
 - both with `Authorization: Bearer <token>`.
 
 Signed webhook: `POST` of the JSON payload with
@@ -158,20 +161,35 @@ class EarthRangerSender:
             data = {}
         return str(data["id"]) if isinstance(data, dict) and data.get("id") else None
 
-    def _observation(self, payload: dict[str, Any]) -> str | None:
-        observation = {
-            "manufacturer_id": payload["device_id"],
-            "source_type": "tracking-device",
-            "subject_name": payload.get("animal") or payload["device_id"],
-            "subject_subtype": "elephant" if payload.get("species") == "Loxodonta africana" else "wildlife",
-            "model_name": "tembo-collar",
-            "recorded_at": payload["time"],
-            "location": {"lat": payload["lat"], "lon": payload["lon"]},
-            "additional": {k: payload[k] for k in ("battery_mv", "behaviour") if payload.get(k) is not None},
-        }
+    @property
+    def batch_size(self) -> int:
+        """How many fixes go in one POST."""
+        return self.er.observations_per_post
+
+    def send_batch(self, notifications: list[Notification], db: Database) -> None:
+        """Post the fixes of these outbox rows as one list of observations."""
+        body = [_observation_of(n.payload) for n in notifications]
         url = f"{self.root}/sensors/generic/{self.er.provider_key}/status"
-        _post(self.client, "POST", url, json=observation, headers=self._headers())
+        _post(self.client, "POST", url, json=body, headers=self._headers())
+
+    def _observation(self, payload: dict[str, Any]) -> str | None:
+        url = f"{self.root}/sensors/generic/{self.er.provider_key}/status"
+        _post(self.client, "POST", url, json=_observation_of(payload), headers=self._headers())
         return None
+
+
+def _observation_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """One fix as an EarthRanger generic sensor observation."""
+    return {
+        "manufacturer_id": payload["device_id"],
+        "source_type": "tracking-device",
+        "subject_name": payload.get("animal") or payload["device_id"],
+        "subject_subtype": "elephant" if payload.get("species") == "Loxodonta africana" else "wildlife",
+        "model_name": "tembo-collar",
+        "recorded_at": payload["time"],
+        "location": {"lat": payload["lat"], "lon": payload["lon"]},
+        "additional": {k: payload[k] for k in ("battery_mv", "behaviour") if payload.get(k) is not None},
+    }
 
 
 class WebhookSender:

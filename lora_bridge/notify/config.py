@@ -52,6 +52,8 @@ class EarthRangerConfig(_Strict):
     provider_key: str = "tembo"
     event_type_prefix: str = "tembo_"
     send_positions: bool = True
+    # Fixes go as a JSON list of observations in one POST (the generic sensor API takes a list).
+    observations_per_post: int = Field(default=100, ge=1, le=1000)
 
 
 class WebhookConfig(_Strict):

@@ -7,6 +7,11 @@ sends it, and marks it sent; a failure goes back to pending with a doubled wait,
 then `failed` (kept, with the last error). A row left `sending` by a process that died mid-send is
 retried after the lease, carrying the same delivery id (`X-Tembo-Delivery`) so a receiver can drop
 the repeat; a row marked sent is never sent again.
+
+Fixes stay one row each (queued once, retried alone), but a channel that takes many at once (a
+sender with `send_batch`, EarthRanger's list of observations) gets the due ones in batches of its
+`batch_size`: claimed together, sent in one request, marked together. A batch the receiver refuses
+outright is sent again row by row at once, so one bad fix holds up no other.
 """
 
 from __future__ import annotations
@@ -185,44 +190,127 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
             .where(Notification.state == SENDING, Notification.next_attempt_at <= at - timedelta(seconds=retry.lease_s))
             .values(state=PENDING)
         )
-        due = list(session.scalars(
-            select(Notification.id)
+        due = list(session.execute(
+            select(Notification.id, Notification.channel, Notification.kind)
             .where(Notification.state == PENDING, Notification.next_attempt_at <= at)
             .order_by(Notification.next_attempt_at, Notification.id)
             .limit(limit)
         ))
-    sent = retried = failed = 0
+    tally = {"sent": 0, "retried": 0, "failed": 0}
     blocked: set[str] = set()
-    for notification_id in due:
-        row = _claim(db, notification_id, at)
-        if row is None:
+    for channel, batched, group in _groups(due, senders):
+        if channel in blocked:  # this channel just failed: leave the rest for the next pass
             continue
-        if row.channel in blocked:  # this channel just failed: leave the rest for the next pass
-            _release(db, notification_id)
+        if batched:
+            _send_batch(db, config, senders[channel], group, at, tally, blocked)
             continue
-        sender = senders.get(row.channel)
-        try:
-            if sender is None:
-                raise DeliveryError(f"channel {row.channel} is not configured", retryable=False)
-            external_id = sender.send(row, db)
-        except DeliveryError as error:
-            state = _failed(db, row, str(error), error.retryable, at, config)
-            if state == FAILED:
-                failed += 1
-            else:
-                retried += 1
-                blocked.add(row.channel)
-            continue
-        except Exception as error:  # a bug in a sender must not stop the others
-            log.exception("notification sender crashed notification_id=%d", row.id)
-            _failed(db, row, repr(error), True, at, config)
-            retried += 1
-            continue
-        _sent(db, row.id, external_id)
-        sent += 1
+        row = _claim(db, group[0], at)
+        if row is not None:
+            _send_one(db, config, senders.get(row.channel), row, at, tally, blocked)
     if due:
-        log.info("outbox drained", extra={"sent": sent, "retried": retried, "failed": failed})
-    return DrainReport(sent=sent, retried=retried, failed=failed)
+        log.info("outbox drained", extra=dict(tally))
+    return DrainReport(**tally)
+
+
+def _groups(due: list[Any], senders: dict[str, Sender]) -> list[tuple[str, bool, list[int]]]:
+    """The due rows in order as (channel, batched, ids): fixes for a channel that takes batches gathered
+    into batches of its size, every other row alone."""
+    groups: list[tuple[str, bool, list[int]]] = []
+    open_batch: dict[str, list[int]] = {}
+    for notification_id, channel, kind in due:
+        sender = senders.get(channel)
+        size = max(1, int(getattr(sender, "batch_size", 1)))
+        if kind != KIND_POSITION or not hasattr(sender, "send_batch"):
+            groups.append((channel, False, [notification_id]))
+            continue
+        batch = open_batch.get(channel)
+        if batch is None or len(batch) >= size:
+            batch = open_batch[channel] = []
+            groups.append((channel, True, batch))
+        batch.append(notification_id)
+    return groups
+
+
+def _send_one(db: Database, config: NotifyConfig, sender: Sender | None, row: Notification, at: datetime,
+              tally: dict[str, int], blocked: set[str]) -> None:
+    try:
+        if sender is None:
+            raise DeliveryError(f"channel {row.channel} is not configured", retryable=False)
+        external_id = sender.send(row, db)
+    except DeliveryError as error:
+        state = _failed(db, row, str(error), error.retryable, at, config)
+        if state == FAILED:
+            tally["failed"] += 1
+        else:
+            tally["retried"] += 1
+            blocked.add(row.channel)
+        return
+    except Exception as error:  # a bug in a sender must not stop the others
+        log.exception("notification sender crashed notification_id=%d", row.id)
+        _failed(db, row, repr(error), True, at, config)
+        tally["retried"] += 1
+        return
+    _sent(db, row.id, external_id)
+    tally["sent"] += 1
+
+
+def _send_batch(db: Database, config: NotifyConfig, sender: Any, ids: list[int], at: datetime,
+                tally: dict[str, int], blocked: set[str]) -> None:
+    rows = _claim_many(db, ids, at)
+    if not rows:
+        return
+    try:
+        sender.send_batch(rows, db)
+    except DeliveryError as error:
+        if not error.retryable:  # the receiver refused the list itself: each fix on its own
+            log.warning("batch refused, sending its %d rows one by one: %s", len(rows), error,
+                        extra={"channel": rows[0].channel})
+            for row in rows:
+                if rows[0].channel not in blocked:
+                    _send_one(db, config, sender, row, at, tally, blocked)
+                else:
+                    _release(db, row.id)
+            return
+        for row in rows:
+            state = _failed(db, row, str(error), True, at, config)
+            tally["failed" if state == FAILED else "retried"] += 1
+        blocked.add(rows[0].channel)
+        return
+    except Exception as error:  # a bug in a sender must not stop the others
+        log.exception("notification sender crashed on a batch of %d", len(rows))
+        for row in rows:
+            _failed(db, row, repr(error), True, at, config)
+            tally["retried"] += 1
+        return
+    _sent_many(db, [row.id for row in rows])
+    tally["sent"] += len(rows)
+
+
+def _claim_many(db: Database, notification_ids: list[int], at: datetime) -> list[Notification]:
+    """Claim every still-pending row of notification_ids (pending → sending in one UPDATE); the claimed rows."""
+    with db.write() as session:
+        claimed = list(session.scalars(
+            update(Notification)
+            .where(Notification.id.in_(notification_ids), Notification.state == PENDING)
+            .values(state=SENDING, attempts=Notification.attempts + 1, next_attempt_at=at)
+            .returning(Notification.id)
+        ))
+        rows = list(session.scalars(
+            select(Notification).where(Notification.id.in_(claimed)).order_by(Notification.id)
+        ))
+        for row in rows:
+            session.expunge(row)
+        return rows
+
+
+def _sent_many(db: Database, notification_ids: list[int]) -> None:
+    with db.write() as session:
+        session.execute(
+            update(Notification)
+            .where(Notification.id.in_(notification_ids))
+            .values(state=SENT, sent_at=utc_now(), last_error=None)
+        )
+    log.info("notifications sent in one batch", extra={"notifications": len(notification_ids)})
 
 
 def _claim(db: Database, notification_id: int, at: datetime) -> Notification | None:
