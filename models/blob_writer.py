@@ -20,6 +20,7 @@ from collar_firmware import features as collar_features
 from models.features import schema_hash
 
 LEAF_SCALE = 65535  # each leaf's class probabilities are stored as round(p * LEAF_SCALE), u16
+SHARED_LEAF_LEVELS = 64  # CollarForest's leaves: probabilities in 64ths, so equal leaves are stored once
 INT16_MAX = 32767
 
 
@@ -91,6 +92,11 @@ def trees_from_sklearn(ensemble) -> list[TreeArrays]:
     return trees
 
 
+def leaf_votes(value: np.ndarray, levels: int = LEAF_SCALE) -> np.ndarray:
+    """Return the collar's integer votes of leaf class probabilities: round(p * levels), clipped to 0..levels."""
+    return np.clip(np.rint(np.asarray(value, dtype=np.float64) * levels), 0, levels).astype(np.int64)
+
+
 def _record(tag: int, payload: bytes) -> bytes:
     """Return one body record: tag u8, length u16, payload."""
     if len(payload) > 0xFFFF:
@@ -98,19 +104,32 @@ def _record(tag: int, payload: bytes) -> bytes:
     return struct.pack("<BH", tag, len(payload)) + payload
 
 
-def write_blob(trees: Sequence[TreeArrays], meta: ModelMeta) -> bytes:
-    """Return an unsigned model blob of the trees and meta (see docs/model-format.md)."""
+def write_blob(trees: Sequence[TreeArrays], meta: ModelMeta, leaf_levels: int = LEAF_SCALE,
+               share_leaves: bool = False) -> bytes:
+    """Return an unsigned model blob of the trees and meta (see docs/model-format.md).
+
+    Each leaf stores round(p * leaf_levels) per class (leaf_levels becomes the blob's leaf_scale).
+    share_leaves stores equal leaves once, every tree linking to the same entry (the format allows
+    it): deep forests end mostly in pure leaves, so their LEAVES record shrinks to a few entries.
+    At least one leaf per tree is still written, as the collar's reader expects.
+    """
     n_classes = len(meta.classes)
     if len(meta.scales) != collar_features.N_FEATURES:
         raise ValueError(f"{len(meta.scales)} scales for {collar_features.N_FEATURES} features")
+    if not 1 <= leaf_levels <= LEAF_SCALE:
+        raise ValueError(f"leaf_levels must be 1..{LEAF_SCALE}, got {leaf_levels}")
     roots, nodes, leaves = [], [], []
+    stored: dict[tuple[int, ...], int] = {}
     for tree in trees:
         node_index, leaf_index = {}, {}
         for i in range(len(tree.left)):
             if tree.left[i] < 0:
-                leaf_index[i] = len(leaves)
-                p = tree.value[i]
-                leaves.append([int(v) for v in np.clip(np.rint(p * LEAF_SCALE), 0, LEAF_SCALE)])
+                votes = tuple(int(v) for v in leaf_votes(tree.value[i], leaf_levels))
+                if share_leaves and votes in stored:
+                    leaf_index[i] = stored[votes]
+                    continue
+                leaf_index[i] = stored[votes] = len(leaves)
+                leaves.append(list(votes))
             else:
                 node_index[i] = len(nodes) + len(node_index)
 
@@ -122,6 +141,8 @@ def write_blob(trees: Sequence[TreeArrays], meta: ModelMeta) -> bytes:
                 (int(tree.feature[i]), int(tree.threshold_q[i]), link(tree.left[i]), link(tree.right[i]))
             )
         roots.append(link(0))
+    while len(leaves) < len(trees):  # the reader wants n_leaves >= n_trees; padding is never linked
+        leaves.append([0] * n_classes)
     if len(nodes) > collar_blob.MAX_NODES or len(leaves) > 32767:
         raise ValueError(f"{len(nodes)} nodes / {len(leaves)} leaves exceed the collar's capacity")
     meta_payload = struct.pack(
@@ -136,7 +157,7 @@ def write_blob(trees: Sequence[TreeArrays], meta: ModelMeta) -> bytes:
         len(nodes),
         len(leaves),
         schema_hash(meta.window_s, meta.rate_hz),
-        LEAF_SCALE,
+        leaf_levels,
     )
     classes = b"".join(bytes([len(c.encode())]) + c.encode() for c in meta.classes)
     body = b"".join(

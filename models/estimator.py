@@ -4,8 +4,12 @@ pipelines work on it.
 `CollarForest` quantises its input exactly as the collar's `Model.quantize` does (per-feature
 power-of-two scales, round half up, clamped to int16) and fits a small tree ensemble on the
 quantised values, so every split threshold is an exact int16 and `to_blob` writes a model that the
-collar runs with the same decisions. Learned state ends in an underscore: `classes_`, `scales_`,
-`forest_`, `n_features_in_`.
+collar runs with the same decisions. Its leaves are the collar's integer votes (class probabilities
+in `leaf_levels`ths), and `predict` adds exactly those votes as the collar does, so a window gets the
+same class in Python and on the collar, ties included. Equal leaves are stored once in the blob, so a
+forest of deep trees (mostly pure leaves) costs little more than its 7-byte nodes: `max_leaf_nodes`
+caps each tree (grown best first) to fit the budget. Learned state ends in an underscore:
+`classes_`, `scales_`, `forest_`, `leaf_votes_`, `n_features_in_`.
 """
 
 from __future__ import annotations
@@ -62,9 +66,12 @@ class CollarForest(ClassifierMixin, BaseEstimator):
 
     def __init__(self, n_estimators: int = 8, max_depth: int | None = 8, min_samples_leaf: int = 1,
                  kind: str = "random_forest", class_weight: str | None = None, max_samples=None,
-                 random_state=None, n_jobs: int = 1):
+                 random_state=None, n_jobs: int = 1, max_leaf_nodes: int | None = None,
+                 leaf_levels: int = blob_writer.SHARED_LEAF_LEVELS):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
+        self.max_leaf_nodes = max_leaf_nodes
+        self.leaf_levels = leaf_levels
         self.min_samples_leaf = min_samples_leaf
         self.kind = kind
         self.class_weight = class_weight
@@ -83,10 +90,20 @@ class CollarForest(ClassifierMixin, BaseEstimator):
         self.forest_ = KINDS[self.kind](
             n_estimators=self.n_estimators, max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
             class_weight=self.class_weight, random_state=self.random_state, n_jobs=self.n_jobs,
+            max_leaf_nodes=self.max_leaf_nodes,
             **({"max_samples": self.max_samples} if self.kind == "random_forest" else {}),
         )
         self.forest_.fit(quantize(X, self.scales_), y_index)
+        self.leaf_votes_ = [self._tree_votes(tree) for tree in self.forest_.estimators_]
         return self
+
+    def _tree_votes(self, tree) -> np.ndarray:
+        """Return (nodes, n_classes) integer votes of one fitted tree, in the order of classes_."""
+        value = tree.tree_.value[:, 0, :].astype(np.float64)
+        value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-300)
+        votes = np.zeros((len(value), len(self.classes_)), dtype=np.int64)
+        votes[:, self.forest_.classes_] = blob_writer.leaf_votes(value, self.leaf_levels)
+        return votes
 
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "forest_")
@@ -96,17 +113,24 @@ class CollarForest(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, reset=False)
         return quantize(X, self.scales_)
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Return class probabilities (m, n_classes) in the order of classes_."""
+    def votes(self, X) -> np.ndarray:
+        """Return the collar's integer votes (m, n_classes) for every row of X: the sum of its leaves."""
         q = self._quantized(X)
-        proba = np.zeros((len(q), len(self.classes_)))
-        proba[:, self.forest_.classes_] = self.forest_.predict_proba(q)
-        return proba
+        leaves = self.forest_.apply(q)
+        total = np.zeros((len(leaves), len(self.classes_)), dtype=np.int64)
+        for t, votes in enumerate(self.leaf_votes_):
+            total += votes[leaves[:, t]]
+        return total
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Return class probabilities (m, n_classes) in the order of classes_, as the collar computes them."""
+        total = self.votes(X)
+        return total / np.maximum(total.sum(axis=1, keepdims=True), 1)
 
     def predict(self, X) -> np.ndarray:
-        """Return the class of every row of X."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+        """Return the class of every row of X: the most votes, ties to the lowest index (as on the collar)."""
+        votes = self.votes(X)
+        return self.classes_[np.argmax(votes, axis=1)]
 
     @property
     def feature_importances_(self) -> np.ndarray:
@@ -129,4 +153,5 @@ class CollarForest(ClassifierMixin, BaseEstimator):
             scales=tuple(int(e) for e in self.scales_), model_version=int(model_version),
             overlap_pct=int(overlap_pct), name=name,
         )
-        return blob_writer.write_blob(blob_writer.trees_from_sklearn(self.forest_), meta)
+        return blob_writer.write_blob(blob_writer.trees_from_sklearn(self.forest_), meta,
+                                      leaf_levels=self.leaf_levels, share_leaves=True)

@@ -41,11 +41,13 @@ SHIPPED_DIRS = (REPO / "collar_firmware", REPO / "tests", REPO / "simulator", RE
 INNER_FOLDS = 3
 MAX_TREE_SAMPLES = 200_000  # a tree of a large set bootstraps this many windows (a million train in minutes)
 BASELINE_TREES = 300
-# Sizes searched: (trees, depth, min_samples_leaf, class_weight); those over the budget are left out.
+# Sizes searched: (trees, depth, min_samples_leaf, class_weight, max_leaf_nodes); those over the budget are
+# left out. The last ones fill a 16 KB blob with deep trees (grown best first up to max_leaf_nodes): equal
+# leaves are stored once, so a deep tree costs about its 7-byte nodes.
 DEFAULT_GRID = (
-    (8, 6, 1, None), (8, 8, 1, "balanced_subsample"), (12, 8, 2, "balanced_subsample"),
-    (16, 7, 1, "balanced_subsample"), (16, 8, 2, "balanced_subsample"), (24, 6, 1, "balanced_subsample"),
-    (32, 8, 3, "balanced_subsample"),
+    (8, 6, 1, None, None), (16, 8, 2, "balanced_subsample", None), (32, 8, 3, "balanced_subsample", None),
+    (16, None, 1, "balanced_subsample", 140), (20, None, 1, None, 110), (20, None, 1, "balanced_subsample", 110),
+    (24, None, 1, "balanced_subsample", 92),
 )
 
 
@@ -96,8 +98,9 @@ def candidates(windows: Windows, options: TrainOptions) -> tuple[list[dict], lis
     """Return (parameter sets within the blob and heap budget, every candidate's size) on all windows."""
     allowed, sizes = [], []
     s = windows.settings
-    for trees, depth, leaf, weight in options.grid:
-        params = {"n_estimators": trees, "max_depth": depth, "min_samples_leaf": leaf, "class_weight": weight}
+    for trees, depth, leaf, weight, leaves in options.grid:
+        params = {"n_estimators": trees, "max_depth": depth, "min_samples_leaf": leaf, "class_weight": weight,
+                  "max_leaf_nodes": leaves}
         if len(windows) > MAX_TREE_SAMPLES:
             params["max_samples"] = MAX_TREE_SAMPLES
         model = CollarForest(random_state=options.seed, **params).fit(windows.features, windows.label_names())
@@ -187,7 +190,8 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
         final_search = budget_search(allowed, options.seed).fit(windows.features, truth, groups=folds.groups)
     model: CollarForest = final_search.best_estimator_
     version = model_registry.next_version(registry)
-    name = options.name or (f"tembo collar model v{version}: {model.n_estimators} trees x depth {model.max_depth}, "
+    size = f"depth {model.max_depth}" if model.max_leaf_nodes is None else f"<= {model.max_leaf_nodes} leaves"
+    name = options.name or (f"tembo collar model v{version}: {model.n_estimators} trees x {size}, "
                             f"{len(windows)} windows, {folds.kind}")
     blob = model.to_blob(s.window_s, s.rate_hz, s.overlap_pct, model_version=version, name=name[:200])
     step("collar cost under MicroPython")

@@ -413,3 +413,21 @@ def test_a_blob_declaring_a_body_larger_than_the_collar_holds_is_refused_from_it
     header = b"TMBM" + struct.pack("<BBHII", 1, 0, 0, blob.MAX_BODY_BYTES + 1, 0)
     with pytest.raises(ModelError, match="exceeds"):
         Model.from_bytes(header + bytes(100))
+
+
+@pytest.mark.micropython
+def test_a_deep_forest_with_shared_leaves_answers_the_same_under_micropython(tmp_path):
+    from models import dataset
+    from models.estimator import CollarForest
+
+    data = dataset.simulated(40, seed=5)
+    names = np.asarray(data.classes)[data.labels]
+    model = CollarForest(n_estimators=10, max_depth=None, max_leaf_nodes=50, random_state=0).fit(data.features, names)
+    fresh = dataset.simulated(4, seed=6).features.astype(int)
+    session = micropython_session(tmp_path)
+    out = session.run(
+        "from array import array\nfrom collar_firmware.classifier import Model\n"
+        f"model = Model.from_bytes({model.to_blob(data.window_s, data.rate_hz)!r})\n"
+        f"for row in {fresh.tolist()!r}:\n    print(model.classes[model.predict(array('i', row))])"
+    )
+    assert out.stdout.split() == model.predict(fresh).tolist()
