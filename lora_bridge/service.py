@@ -995,6 +995,18 @@ class Bridge:
         with self.db.read() as session:
             return accounts.list_sessions(session, self.clock(), include_ended)
 
+    def end_sessions(self, username: str, *, actor: Viewer) -> int:
+        """End every open sign-in of username now (admins only; audited): a lost phone, a shared
+        machine left signed in. How many ended."""
+        require(actor, roles.MANAGE_ACCOUNTS)
+        now = self.clock()
+        with self.db.write() as session:
+            accounts.get_user(session, username)
+            ended = accounts.end_sessions_of(session, username, now, "revoked")
+            audit.record_change(session, actor, "sessions_ended", now, username=username, sessions_ended=ended)
+        log.info("sign-ins ended", extra={"username": username, "ended": ended, "actor": actor.username})
+        return ended
+
     def lockouts(self, *, viewer: Viewer) -> list[throttle.ThrottleView]:
         """Usernames and client addresses with failed attempts or a lock, locked first (admins only)."""
         require(viewer, roles.MANAGE_ACCOUNTS)

@@ -1,5 +1,5 @@
 """The ranger dashboard as a Streamlit `st.App`: app.py plus the two routes that carry a sign-in in
-an HttpOnly cookie (`ranger_dashboard.session_cookie`).
+an HttpOnly cookie (`ranger_dashboard.cookie_routes`, `ranger_dashboard.session_cookie`).
 
 `streamlit run ranger_dashboard/dashboard_server.py -- --database-url URL --role ranger` (what
 `ranger_dashboard.launch.command` runs) finds `app` below and serves it with Streamlit's own
@@ -8,70 +8,12 @@ server; the script arguments reach app.py as they would with `streamlit run app.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import streamlit as st
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
-from ranger_dashboard import session_cookie
-
-logger = logging.getLogger("ranger_dashboard.dashboard_server")
+from ranger_dashboard import cookie_routes
 
 APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
 
-
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
-
-
-def _refused(request: Request) -> Response | None:
-    if not session_cookie.same_origin(request.headers.get("origin"), request.headers.get("host")):
-        logger.warning("session route refused: another origin", extra={"origin": request.headers.get("origin")})
-        return Response("another site may not do this", status_code=403, media_type="text/plain")
-    return None
-
-
-async def start_cookie(request: Request) -> Response:
-    """POST /auth/session: turn a one-time code from the sign-in form into the session cookie."""
-    refused = _refused(request)
-    if refused is not None:
-        return refused
-    body = (await request.body())[: session_cookie.MAX_BODY_BYTES]
-    handoff = session_cookie.redeem(body.decode("utf-8", "replace").strip())
-    if handoff is None:
-        return Response("unknown or expired sign-in code: sign in again", status_code=400, media_type="text/plain")
-    response = Response(status_code=204, headers={"Cache-Control": "no-store"})
-    response.headers["Set-Cookie"] = session_cookie.set_cookie_header(handoff.secret, handoff.max_age_s, _secure(request))
-    return response
-
-
-async def end_cookie(request: Request) -> Response:
-    """POST /auth/sign-out: end the session the cookie carries (in the bridge store) and clear it."""
-    refused = _refused(request)
-    if refused is not None:
-        return refused
-    secret = request.cookies.get(session_cookie.COOKIE_NAME)
-    if secret:
-        from starlette.concurrency import run_in_threadpool
-
-        from ranger_dashboard import config, data
-
-        try:
-            await run_in_threadpool(data.bridge(config.options().database_url).sign_out, secret)
-        except Exception:  # the cookie is cleared anyway; the session ends at its expiry at the latest
-            logger.exception("could not end the session of a sign-out")
-    response = Response(status_code=204, headers={"Cache-Control": "no-store"})
-    response.headers["Set-Cookie"] = session_cookie.clear_cookie_header(_secure(request))
-    return response
-
-
-app = st.App(
-    APP_SCRIPT,
-    routes=[
-        Route(session_cookie.HANDOFF_PATH, start_cookie, methods=["POST"]),
-        Route(session_cookie.SIGN_OUT_PATH, end_cookie, methods=["POST"]),
-    ],
-)
+app = st.App(APP_SCRIPT, routes=cookie_routes.routes())

@@ -51,7 +51,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     store = argparse.ArgumentParser(add_help=False)
     store.add_argument("--database-url", default=None, help="the store (default: TEMBO_DATABASE_URL or the embedded one)")
     users = sub.add_parser(
-        "users", help="accounts that sign in to the dashboard: add, list, remove, passwd, role, unlock, lockouts, sessions"
+        "users", help="accounts that sign in to the dashboard: add, list, remove, passwd, role, unlock, lockouts, sessions, signout"
     )
     users_sub = users.add_subparsers(dest="action", required=True, metavar="ACTION")
     add = users_sub.add_parser("add", parents=[store], help="add an account (password prompted, from stdin, or generated)")
@@ -74,6 +74,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     users_sub.add_parser("lockouts", parents=[store], help="usernames and addresses with failed attempts or a lock")
     sessions = users_sub.add_parser("sessions", parents=[store], help="live dashboard sign-ins (never their secrets)")
     sessions.add_argument("--all", action="store_true", help="ended and expired ones too")
+    sign_out = users_sub.add_parser("signout", parents=[store], help="end every open sign-in of an account now")
+    sign_out.add_argument("username")
     users.set_defaults(func=run_users)
 
     tokens = sub.add_parser("tokens", help="API tokens (stored hashed): create, list, revoke")
@@ -154,6 +156,9 @@ def run_users(args: argparse.Namespace) -> int:
                 cleared = bridge.unlock(actor=actor, username=args.username, client=args.client)
                 what = " and ".join(x for x in (args.username, args.client and f"client {args.client}") if x)
                 print(f"{what}: unlocked" if cleared else f"{what}: was not locked and had no failed attempts")
+            elif args.action == "signout":
+                ended = bridge.end_sessions(args.username, actor=actor)
+                print(f"{ended} sign-in(s) of {args.username} ended")
             elif args.action == "lockouts":
                 now = utc_now()
                 table = Table("scope", "username or address", "failures", "locks in a row", "last failure (UTC)",

@@ -175,9 +175,14 @@ def test_a_role_change_ends_the_accounts_sign_ins_and_old_role_tokens(sqlite_url
         assert changed[0].detail == {"username": "juma", "old_role": "ranger", "role": "researcher", "sessions_ended": 1}
         _, again = bridge.sign_in("juma", PASSWORD)
         assert bridge.viewer_for_session(again) == Viewer("juma", "researcher")
+    assert main(["users", "signout", "juma", "--database-url", sqlite_url]) == 0
+    assert "1 sign-in(s) of juma ended" in capsys.readouterr().out
+    with bridge_at(sqlite_url, clock) as bridge:
+        with pytest.raises(AuthenticationFailed):
+            bridge.viewer_for_session(again)
     assert main(["users", "sessions", "--all", "--database-url", sqlite_url]) == 0
     listing = capsys.readouterr().out
-    assert "role_changed" in listing and "researcher" in listing and secret not in listing and again not in listing
+    assert "role_changed" in listing and "revoked" in listing and "researcher" in listing and secret not in listing and again not in listing
 
 
 def test_dashboard_refreshes_add_one_audit_row_per_viewer_kind_and_minute(sqlite_url):

@@ -152,3 +152,23 @@ def test_repeated_wrong_passwords_at_the_gate_lock_the_name_out_with_a_clear_mes
     assert errors[:5] == ["Wrong username or password."] * 5
     assert re.match(r"Too many failed sign-ins: try again in \d+ s, or ask an admin to unlock\.$", errors[5])
     assert not gate.get("deck_gl_json_chart")
+
+
+def test_admin_sees_a_locked_out_name_on_the_audit_page_and_unlocks_it(live_store, monkeypatch):
+    from lora_bridge.access import throttle
+    from lora_bridge.errors import AuthenticationFailed
+
+    with open_bridge(live_store) as bridge:
+        for _ in range(throttle.FREE_FAILURES[throttle.USER]):
+            with pytest.raises(AuthenticationFailed):
+                bridge.sign_in("intruder", "guessing-at-tusks")
+    app = run_app(live_store, monkeypatch, "ranger", user="ada", page="audit")
+    assert any("**intruder**" in m.value for m in app.markdown)
+    assert "ada" in set(app.dataframe[1].value["Who"]), "the admin's own sign-in is listed as live"
+
+    app.button(key="unlock_user_intruder").click().run()
+    assert not app.exception
+    with open_bridge(live_store) as bridge:
+        assert "intruder" not in {row.key for row in bridge.lockouts(viewer=Viewer("ada", "admin"))}
+        unlocked = [e for e in bridge.audit_log(viewer=Viewer("ada", "admin")) if e.action == "unlocked"]
+    assert unlocked[0].username == "ada" and unlocked[0].detail["username"] == "intruder"
