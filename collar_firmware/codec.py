@@ -50,6 +50,10 @@ ACK_RESULTS = (
     "self_test_failed",
     "too_large",
 )
+# The last over-the-air update a collar tried, as its status reports it (status version 2):
+# what it was, how it ended (the reason is an ACK_RESULTS name: ok, tampered, self_test_failed, ...).
+UPDATE_KINDS = ("none", "firmware", "model")
+UPDATE_OUTCOMES = ("none", "installed", "refused", "rolled_back")
 STATUS_FLAGS = (
     ("tracking", 1, None),
     ("in_farmland", 1, None),
@@ -112,22 +116,32 @@ FENCE_KINDS = ("park", "farmland", "exclusion", "spare")
 
 _ALERT_HEAD = ("alert", "bits", (("alert_type", 5, ALERT_TYPES), ("seq", 3, None)))
 
+_STATUS_FIELDS = (
+    ("time_s", "u32", None),
+    ("lat", "lat", None),
+    ("lon", "lon", None),
+    ("fix_age_s", "u16", None),
+    ("battery_mv", "u16", None),
+    ("temperature_c", "i16", 10),
+    ("fw_version", "ver", None),
+    ("model_version", "u16", None),
+    ("uptime_h", "u16", None),
+    ("reset_cause", "enum", RESET_CAUSES),
+    ("behaviour", "enum", BEHAVIOURS),
+    ("flags", "bits", STATUS_FLAGS),
+    ("queue_depth", "u8", None),
+    ("errors", "u8", None),
+)
+
 MESSAGES = (
-    ("status", 1, 1, "up", (
-        ("time_s", "u32", None),
-        ("lat", "lat", None),
-        ("lon", "lon", None),
-        ("fix_age_s", "u16", None),
-        ("battery_mv", "u16", None),
-        ("temperature_c", "i16", 10),
-        ("fw_version", "ver", None),
-        ("model_version", "u16", None),
-        ("uptime_h", "u16", None),
-        ("reset_cause", "enum", RESET_CAUSES),
-        ("behaviour", "enum", BEHAVIOURS),
-        ("flags", "bits", STATUS_FLAGS),
-        ("queue_depth", "u8", None),
-        ("errors", "u8", None),
+    # Version 1: collars that predate over-the-air updates; version 2 adds the last update's result.
+    # Both decode as "status"; a collar encodes the last row of a name (version 2).
+    ("status", 1, 1, "up", _STATUS_FIELDS),
+    ("status", 1, 2, "up", _STATUS_FIELDS + (
+        ("update", "bits", (("update_kind", 2, UPDATE_KINDS), ("update_outcome", 3, UPDATE_OUTCOMES),
+                            ("update_spare", 3, None))),
+        ("update_version", "ver", None),
+        ("update_reason", "enum", ACK_RESULTS),
     )),
     ("activity", 2, 1, "up", (
         ("time_s", "u32", None),
@@ -234,6 +248,8 @@ def _index():
     up = {}
     down = {}
     for m in MESSAGES:
+        if m[0] in by_name:
+            _OLDER[m[0]] = (by_name[m[0]],) + _OLDER.get(m[0], ())
         by_name[m[0]] = m
         if m[3] != "down":
             up.setdefault(m[1], {})[m[2]] = m
@@ -244,6 +260,7 @@ def _index():
 
 # A FUOTA request and its answer share port and command id (as in the LoRa Alliance packages):
 # the direction tells them apart.
+_OLDER = {}  # name -> its older versions, newest first (a message with several versions)
 _BY_NAME, _UP_BY_PORT, _DOWN_BY_PORT = _index()
 _SETTING_BY_ID = {s[0]: s for s in SETTINGS}
 _SETTING_BY_NAME = {s[1]: s for s in SETTINGS}
@@ -510,11 +527,27 @@ def decode_settings(data):
 
 # ---- messages -------------------------------------------------------------------------
 
+def _fills(m, values):
+    """Return True when values give every field of row m that has no default (bits and lists do)."""
+    for f in m[4]:
+        if f[1] != "bits" and f[1] != "list" and f[0] not in values:
+            return False
+    return True
+
+
 def encode(name, values):
-    """Encode message name from a dict of field values; return the payload bytes (port: port_of)."""
+    """Encode message name from a dict of field values; return the payload bytes (port: port_of).
+
+    A message with several versions (status) is encoded as the newest one the values fill, so a
+    sender that knows only the older fields still sends a valid older version."""
     m = message(name)
     if m[1] == SETTINGS_PORT:
         return encode_settings(values)
+    if name in _OLDER and not _fills(m, values):
+        for older in _OLDER[name]:
+            if _fills(older, values):
+                m = older
+                break
     buf = bytearray()
     if m[2] is not None:
         buf.append(m[2])

@@ -446,7 +446,7 @@ class Collar:
         """Return the field values of the status uplink at now (also used by tests and the simulator)."""
         fix_age = now - self.fix_s if self.fix_s else _MAX_DT_S
         uptime_h = (now - self.boot_s) // 3600
-        return {
+        values = {
             "time_s": now,
             "lat": self.fix_lat / geo.LAT_UNITS_PER_DEG,
             "lon": self.fix_lon / geo.LON_UNITS_PER_DEG,
@@ -468,6 +468,8 @@ class Collar:
             "queue_depth": min(self.queue.depth(), 255),
             "errors": self.error_total(),
         }
+        values.update(self.update.result_values())
+        return values
 
     def _status(self, now):
         self.next_status_s = now + self.settings["status_interval_s"]

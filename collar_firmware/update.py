@@ -12,7 +12,9 @@ steps per wake-up). Then:
   - a firmware bundle already lies in the inactive slot: the boot record names it as on trial
     and the collar reboots into it; the first wake-up runs the self-test (the sensors answer,
     the classifier reproduces the golden vector, the radio sends) and confirms or rolls back.
-Every outcome is acknowledged on port 31 (`ack` with on_port 201 and an ACK_RESULTS reason).
+Every outcome is acknowledged on port 31 (`ack` with on_port 201 and an ACK_RESULTS reason),
+and the last one (kind, version, outcome, reason) is kept in flash ("upd.result") and reported in
+every status (version 2), so a lost ack still reaches the bridge.
 
 The boot record is written twice, alternately ("boot0", "boot1", each sealed with its CRC and a
 sequence number): a power cut at any point leaves one valid record, naming a signed version.
@@ -41,6 +43,8 @@ MAX_IMAGE_BYTES = update_image.MAX_HEADER_BYTES + update_image.MAX_PAYLOAD_BYTES
 BOOT_KEYS = ("boot0", "boot1")
 KEY_TRIAL_HEADER = "trial.hdr"
 KEY_MODEL_PREV = "model.prev"
+KEY_RESULT = "upd.result"
+_RESULT_FORMAT = "<BBIB"  # kind (codec.UPDATE_KINDS), outcome (codec.UPDATE_OUTCOMES), version u24, reason
 _BOOT_FORMAT = "<IBIBI"  # seq, active slot, active version, trial slot, trial version
 
 
@@ -121,6 +125,11 @@ class UpdateAgent:
         self.session_start_s = 0
         self.session_end_s = 0
         self.last_result = None  # ACK_RESULTS name of the last outcome
+        self.last_kind = 0  # index into codec.UPDATE_KINDS
+        self.last_outcome = 0  # index into codec.UPDATE_OUTCOMES
+        self.last_version = 0  # u24 version of the image that outcome was about
+        self.last_reason = 0  # index into codec.ACK_RESULTS
+        self._load_result()
         self.installed = 0
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
@@ -138,6 +147,24 @@ class UpdateAgent:
     def busy(self):
         """Return True while an update holds state the loop must advance."""
         return self.state != IDLE or self.trial_due
+
+    def result_values(self):
+        """Return the status fields of the last update's result (names from the codec's enums)."""
+        return {"update_kind": self.last_kind, "update_outcome": self.last_outcome,
+                "update_version": self.last_version, "update_reason": self.last_reason}
+
+    def _load_result(self):
+        try:
+            body = records.unsealed(self.storage.read(KEY_RESULT))
+        except OSError:
+            body = None
+        if body is None or len(body) != struct.calcsize(_RESULT_FORMAT):
+            return
+        kind, outcome, version, reason = struct.unpack(_RESULT_FORMAT, body)
+        if kind < len(codec.UPDATE_KINDS) and outcome < len(codec.UPDATE_OUTCOMES) \
+                and reason < len(codec.ACK_RESULTS) and version < 1 << 24:
+            self.last_kind, self.last_outcome, self.last_version, self.last_reason = kind, outcome, version, reason
+            self.last_result = codec.ACK_RESULTS[reason]
 
     # ---- downlinks ------------------------------------------------------------------
 
@@ -167,6 +194,7 @@ class UpdateAgent:
         self.collar.queue_ack(port, payload)
 
     def _setup(self, msg, now):
+        self.header = None
         nb_frag = msg["nb_frag"]
         frag_size = msg["frag_size"]
         if nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS \
@@ -228,6 +256,7 @@ class UpdateAgent:
         try:
             head = self._read(0, min(self.image_len, update_image.MAX_HEADER_BYTES))
             h = update_image.parse_header(head)
+            self.header = h
             running = self.boot.active_version if h.kind == update_image.KIND_FIRMWARE \
                 else self.collar.model.version
             update_image.check(h, self.image_len, config.HARDWARE_ID, running)
@@ -239,7 +268,6 @@ class UpdateAgent:
         except update_image.ImageRefused as exc:
             self._result(exc.reason, now)
             return
-        self.header = h
         self.signed = bytes(head[:h.signed_len])
         self.step(now)
 
@@ -321,6 +349,8 @@ class UpdateAgent:
         if boot.trial_slot == NO_SLOT:
             return
         body = records.unsealed(self.storage.read(KEY_TRIAL_HEADER))
+        self.header = None
+        trial_version = boot.trial_version
         ok = False
         try:
             h = update_image.parse_header(body) if body is not None else None
@@ -334,7 +364,7 @@ class UpdateAgent:
         boot.trial_slot = NO_SLOT
         boot.trial_version = 0
         boot.save(self.storage)
-        self._result("ok" if ok else "self_test_failed", now)
+        self._result("ok" if ok else "self_test_failed", now, update_image.KIND_FIRMWARE, trial_version)
 
     def _self_test(self, h):
         """The sensors answer, the classifier reproduces the golden vector, the radio sends."""
@@ -349,10 +379,21 @@ class UpdateAgent:
                                    "cmd": CMD_DATA_FRAGMENT, "result": "ok"})
         return hal.radio.send(codec.port_of("ack"), ack, False) is not False
 
-    def _result(self, reason, now):
+    def _result(self, reason, now, kind=0, version=0):
+        """Report an outcome: kept in flash for status, acknowledged on port 31. kind and version
+        default to the image header's, when the image got that far (0: not known)."""
+        h = self.header
+        if not kind and h is not None:
+            kind, version = h.kind, h.version
         if reason != "ok":
             self.refused += 1
         self.last_result = reason
+        self.last_kind = 1 if kind == update_image.KIND_FIRMWARE else 2 if kind == update_image.KIND_MODEL else 0
+        self.last_version = version & 0xFFFFFF
+        self.last_reason = codec.ack_code(reason)
+        self.last_outcome = 1 if reason == "ok" else 3 if reason == "self_test_failed" else 2
+        self.storage.write(KEY_RESULT, records.sealed(struct.pack(
+            _RESULT_FORMAT, self.last_kind, self.last_outcome, self.last_version, self.last_reason)))
         self.state = IDLE
         self.decoder = None
         port, payload = codec.encode_packet("ack", {"time_s": now, "on_port": PORT_FRAGMENTS,

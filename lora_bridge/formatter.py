@@ -213,9 +213,22 @@ function decodePayload(port, bytes, direction) {
   return out;
 }
 
+// true when values give every field of row m that has no default (bits and lists do)
+function fills(m, values) {
+  for (var i = 0; i < m[4].length; i++) {
+    var kind = m[4][i][1];
+    if (kind !== "bits" && kind !== "list" && values[m[4][i][0]] === undefined) return false;
+  }
+  return true;
+}
+
+// a message with several versions is encoded as the newest one the values fill (as codec.encode does)
 function encodePayload(name, values) {
-  var m = null;
-  for (var i = 0; i < MESSAGES.length; i++) if (MESSAGES[i][0] === name) m = MESSAGES[i];
+  var m = null, i;
+  for (i = MESSAGES.length - 1; i >= 0; i--)
+    if (MESSAGES[i][0] === name && (m === null || !fills(m, values))) {
+      if (m === null || fills(MESSAGES[i], values)) m = MESSAGES[i];
+    }
   if (!m) throw new CodecError("unknown message " + name);
   if (m[1] === SETTINGS_PORT) return {fPort: m[1], bytes: encodeSettings(values)};
   var out = [];

@@ -43,8 +43,13 @@ def test_alerts_fit_us915_dr0():
 
 
 def test_every_message_name_and_port_tag_is_unique_per_direction():
-    names = [m[0] for m in codec.MESSAGES]
-    assert len(set(names)) == len(names)
+    # a name repeats only as versions of one message: same port and direction, another version byte
+    rows_by_name = {}
+    for m in codec.MESSAGES:
+        rows_by_name.setdefault(m[0], []).append(m)
+    for name, rows in rows_by_name.items():
+        assert len({(m[1], m[3]) for m in rows}) == 1, name
+        assert len({m[2] for m in rows}) == len(rows) and None not in {m[2] for m in rows} or len(rows) == 1, name
     for direction in ("up", "down"):
         keys = [(m[1], m[2]) for m in codec.MESSAGES if m[3] in (direction, "both")]
         assert len(set(keys)) == len(keys), direction
@@ -127,3 +132,16 @@ def test_arbitrary_bytes_decode_or_fail_cleanly(port, payload):
     except codec.CodecError:
         return
     assert out["port"] == port
+
+
+def test_a_collar_that_knows_no_update_fields_still_sends_a_status_the_bridge_reads():
+    old = {k: v for k, v in VECTORS["vectors"][0]["expected"].items() if k not in ("message", "port")}
+    assert codec.encode("status", old)[0] == 1 and len(codec.encode("status", old)) == 29
+    new = {**old, "update_kind": "firmware", "update_outcome": "rolled_back", "update_version": "1.1.0",
+           "update_reason": "self_test_failed"}
+    decoded = codec.decode(1, codec.encode("status", new))
+    assert decoded["message"] == "status" and decoded["battery_mv"] == old["battery_mv"]
+    assert (decoded["update_kind"], decoded["update_outcome"], decoded["update_version"], decoded["update_reason"]) \
+        == ("firmware", "rolled_back", "1.1.0", "self_test_failed")
+    assert codec.max_size("status") == 34 <= codec.MAX_UPLINK_BYTES
+

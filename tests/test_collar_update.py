@@ -156,3 +156,31 @@ def test_a_power_cut_while_writing_the_boot_record_keeps_a_bootable_signed_versi
         boot.save(collar.flash)
     reborn = Collar(collar.hal, None, KEYS_FOR(collar.flash))
     assert reborn.update.fw_version() == config.FW_VERSION and not reborn.update.trial_due
+
+
+def test_a_rolled_back_firmware_is_reported_in_every_status_even_after_a_reboot():
+    from collar_firmware import codec
+    from collar_firmware.main import Collar
+
+    _, klass = release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes())
+    reason, collar = _refusal(firmware_update(golden_class=(klass + 1) % 4))
+    now = collar.hal.clock.now_s()
+    expected = {"update_kind": "firmware", "update_outcome": "rolled_back", "update_version": "1.1.0",
+                "update_reason": "self_test_failed"}
+    status = codec.decode(1, codec.encode("status", collar.collar.status_values(now)))
+    assert {k: status[k] for k in expected} == expected and status["fw_version"] == config.FW_VERSION
+    rebooted = Collar(collar.hal, None, KEYS_FOR(collar.flash))  # the result lives in flash, not in RAM
+    status = codec.decode(1, codec.encode("status", rebooted.status_values(now)))
+    assert {k: status[k] for k in expected} == expected
+
+
+def test_a_refused_model_names_its_version_and_reason_in_status():
+    from collar_firmware import codec
+
+    image = bytearray(model_update()[0])
+    image[-50] ^= 0x01
+    reason, collar = _refusal(bytes(image))
+    status = codec.decode(1, codec.encode("status", collar.collar.status_values(collar.hal.clock.now_s())))
+    assert reason == "tampered"
+    assert (status["update_kind"], status["update_outcome"], status["update_reason"]) == ("model", "refused", "tampered")
+    assert status["update_version"] == update_image.version_text(model_update()[1])

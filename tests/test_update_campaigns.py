@@ -106,6 +106,36 @@ def test_the_updates_page_shows_who_runs_what_and_each_campaigns_progress(sqlite
     assert not app.button, "a ranger sees campaigns but does not steer them"
 
 
+def test_a_refusal_reported_only_in_status_fails_the_collar_and_shows_on_the_updates_page(sqlite_url, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import ranger_dashboard
+    from lora_bridge.service import open_bridge
+
+    bridge = open_bridge(sqlite_url)
+    for i, device_id in enumerate(HERD[:2]):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=device_id, f_cnt=i + 1))
+    campaign = start(bridge, devices=HERD[:2], canary_pct=50)
+    canary = next(d for d, (stage, _) in states(campaign).items() if stage == "canary")
+    refused = {"update_kind": "model", "update_outcome": "refused", "update_version": "0.0.2",
+               "update_reason": "tampered"}  # its port-31 ack was lost: the next status says it
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, update=refused), device_id=canary, f_cnt=9))
+    bridge.process_pending()
+    after = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == canary)
+    assert (after["state"], after["reason"]) == ("failed", "tampered")
+    versions = {v["device_id"]: v for v in bridge.fleet_versions()}
+    assert versions[canary]["update"]["outcome"] == "refused"
+    bridge.close()
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
+    app = AppTest.from_file(str(page), default_timeout=60).run()
+    assert not app.exception, [e.value for e in app.exception]
+    shown = dict(zip(app.dataframe[0].value["Collar"], app.dataframe[0].value["Last update"], strict=True))
+    assert shown[canary] == "model 0.0.2: refused (tampered)"
+
+
 def test_a_collars_update_ack_heard_by_the_bridge_moves_its_campaign(bridge):
     from collar_firmware import codec
 

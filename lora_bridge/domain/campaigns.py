@@ -185,7 +185,12 @@ def view(session: Session, campaign: UpdateCampaign) -> dict[str, Any]:
 
 
 def fleet_versions(session: Session) -> list[dict[str, Any]]:
-    """Return which collar runs which firmware and model (from their last status)."""
+    """Return which collar runs which firmware and model (from their last status), with the result
+    of its last over-the-air update ("update": kind, version, outcome, reason, time; None if none)."""
+    from lora_bridge.domain import update_results
+
+    results = update_results.latest(session)
     return [{"device_id": d.device_id, "fw_version": d.fw_version, "model_version": d.model_version,
-             "battery_mv": d.battery_mv, "last_rssi_dbm": d.last_rssi_dbm, "status_time": d.status_time}
+             "battery_mv": d.battery_mv, "last_rssi_dbm": d.last_rssi_dbm, "status_time": d.status_time,
+             "update": results.get(d.device_id)}
             for d in session.scalars(select(Device).order_by(Device.device_id))]

@@ -65,6 +65,10 @@ def apply_message(
 
     if message == "status":
         devices.apply_status(device, fields, time, codec)
+        if "update_kind" in fields:
+            from lora_bridge.domain import update_results  # the last over-the-air update (docs/updates.md)
+
+            update_results.record(session, device.device_id, fields, time)
         if "behaviour" in fields and device.status_time == time:
             device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry)
         alert_id = rules.check_battery(session, device, animal.id, time)

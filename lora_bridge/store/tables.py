@@ -520,3 +520,90 @@ class CampaignEvent(Base):
     time: Mapped[datetime] = mapped_column(default=utc_now)
     event: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# ---- Over-the-air delivery (fuota: docs/updates.md) --------------------------------------------
+
+
+class UpdateResult(Base):
+    """The last over-the-air update a collar reported in its status: what, how it ended, why."""
+
+    __tablename__ = "update_results"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # codec.UPDATE_KINDS
+    version: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))  # codec.UPDATE_OUTCOMES
+    reason: Mapped[str] = mapped_column(String(32))  # codec.ACK_RESULTS
+    time: Mapped[datetime]  # the collar's time of the status that said so
+    reported_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class FuotaSession(Base):
+    """A campaign's delivery: the signed image, its fragmentation and how far the sending got (resumable)."""
+
+    __tablename__ = "fuota_sessions"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("update_campaigns.id"), primary_key=True)
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    group_id: Mapped[str] = mapped_column(String(64))  # the multicast group's device id at the network
+    application_id: Mapped[str | None] = mapped_column(String(64))
+    gateways: Mapped[list[str]] = mapped_column(JSON, default=list)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # setup | window | repair | closed
+    frag_size: Mapped[int]
+    nb_frag: Mapped[int]
+    padding: Mapped[int]
+    sf: Mapped[int]
+    fragment_airtime_s: Mapped[float]
+    spacing_s: Mapped[float]
+    session_time: Mapped[datetime]  # the Class C window opens
+    target_fragment: Mapped[int]  # send fragments up to this counter (first round, then repairs)
+    next_fragment: Mapped[int] = mapped_column(Integer, default=1)
+    next_at: Mapped[datetime]  # the duty cycle's earliest next multicast
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    airtime_s: Mapped[float] = mapped_column(default=0.0)
+    status_asked_at: Mapped[datetime | None]
+    status_rounds: Mapped[int] = mapped_column(Integer, default=0)
+    closed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class FuotaCollar(Base):
+    """One collar in a delivery: its answers (set-up, fragment status), observed loss, unicast repairs."""
+
+    __tablename__ = "fuota_collars"
+
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("update_campaigns.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    setup_queued_at: Mapped[datetime | None]
+    session_answered: Mapped[bool] = mapped_column(Boolean, default=False)
+    setup_answered: Mapped[bool] = mapped_column(Boolean, default=False)
+    received: Mapped[int | None]
+    missing: Mapped[int | None]
+    status_fragment: Mapped[int | None]  # the fragment counter when it last reported
+    status_at: Mapped[datetime | None]
+    loss: Mapped[float | None]  # observed downlink loss of this session
+    unicast_sent: Mapped[int] = mapped_column(Integer, default=0)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MulticastDownlink(Base):
+    """A frame for a multicast group (a FUOTA fragment or status request), pushed by the outbox."""
+
+    __tablename__ = "multicast_downlinks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("update_campaigns.id"), index=True)
+    group_id: Mapped[str] = mapped_column(String(64))
+    application_id: Mapped[str | None] = mapped_column(String(64))
+    gateways: Mapped[list[str]] = mapped_column(JSON, default=list)
+    f_port: Mapped[int]
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    command: Mapped[str] = mapped_column(String(32))
+    send_at: Mapped[datetime]  # Class C absolute time of transmission
+    state: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None]
+    correlation_id: Mapped[str | None] = mapped_column(String(64))

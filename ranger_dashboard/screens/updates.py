@@ -15,13 +15,22 @@ from ranger_dashboard import config, data, roles
 STEERING_ROLES = ("field_technician", "admin")
 
 
+def last_update(result: dict | None) -> str:
+    """Return what a collar's status says of its last update, e.g. "model 0.0.2: refused (tampered)"."""
+    if not result:
+        return ""
+    why = "" if result["reason"] == "ok" else f" ({result['reason'].replace('_', ' ')})"
+    return f"{result['kind']} {result['version']}: {result['outcome'].replace('_', ' ')}{why}"
+
+
 def versions_frame(versions: list[dict]) -> pd.DataFrame:
-    """Return the table of which collar runs which firmware and model."""
+    """Return the table of which collar runs which firmware and model, and its last update's result."""
     return pd.DataFrame(
         [{"Collar": v["device_id"], "Firmware": v["fw_version"] or "unknown",
           "Model": "unknown" if v["model_version"] is None else v["model_version"],
+          "Last update": last_update(v.get("update")),
           "Battery (mV)": v["battery_mv"], "RSSI (dBm)": v["last_rssi_dbm"]} for v in versions],
-        columns=["Collar", "Firmware", "Model", "Battery (mV)", "RSSI (dBm)"])
+        columns=["Collar", "Firmware", "Model", "Last update", "Battery (mV)", "RSSI (dBm)"])
 
 
 def progress_frame(campaign: dict) -> pd.DataFrame:

@@ -21,6 +21,16 @@ EXAMPLES = [
         "temperature_c": -3.2, "fw_version": "2.10.255", "model_version": 65535, "uptime_h": 0,
         "reset_cause": "watchdog", "behaviour": "run", "tracking": 1, "outside_park": 1,
         "queue_depth": 17, "errors": 3}),
+    ("status version 2: model 0.0.2 refused as tampered", "status", {
+        "time_s": 1772496000, **NAIROBI_NP, "fix_age_s": 120, "battery_mv": 3710, "temperature_c": 28.0,
+        "fw_version": "1.1.0", "model_version": 1, "uptime_h": 48, "reset_cause": "software",
+        "behaviour": "forage", "queue_depth": 1, "errors": 0, "update_kind": "model",
+        "update_outcome": "refused", "update_version": "0.0.2", "update_reason": "tampered"}),
+    ("status version 2: firmware 1.1.0 rolled back after its self-test failed", "status", {
+        "time_s": 1772582400, **NAIROBI_NP, "fix_age_s": 60, "battery_mv": 3650, "temperature_c": 30.5,
+        "fw_version": "1.0.0", "model_version": 1, "uptime_h": 0, "reset_cause": "software",
+        "behaviour": "rest", "queue_depth": 0, "errors": 1, "update_kind": "firmware",
+        "update_outcome": "rolled_back", "update_version": "1.1.0", "update_reason": "self_test_failed"}),
     ("activity summary of a quarter hour, four classes", "activity", {
         "time_s": 1772323200, "interval_min": 15, "model_version": 1, "vedba_mean_mg": 42,
         "vedba_max_mg": 611, "shares": [10.5, 60.0, 29.5, 0.0]}),
@@ -52,7 +62,8 @@ EXAMPLES = [
 
 ERRORS = [
     ("empty status payload", 1, ""),
-    ("status of an unknown version", 1, "02" + "00" * 28),
+    ("status of an unknown version", 1, "03" + "00" * 33),
+    ("status version 2 without its update fields", 1, "02" + "00" * 28),
     ("truncated alert", 10, "2100e80f69"),
     ("alert one byte too long", 10, "23" + "00" * 11),
     ("unknown port", 99, "01"),

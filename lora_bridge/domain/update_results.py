@@ -1,0 +1,67 @@
+"""The last over-the-air update each collar reports in its status (version 2): kind, version, outcome, reason.
+
+A status carries the result of the collar's last update attempt every time it is sent, so a lost
+port-31 ack still reaches the bridge: a new result (not the one already stored) about the image of
+a campaign the collar is being sent moves its campaign state the way the ack would have
+(`campaigns.record_ack`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lora_bridge.domain import campaigns
+from lora_bridge.store.tables import CampaignCollar, UpdateCampaign, UpdateResult
+from lora_bridge.store.utc import utc_now
+
+log = logging.getLogger(__name__)
+
+NO_UPDATE = "none"
+
+
+def record(session: Session, device_id: str, fields: dict[str, Any], time: datetime) -> UpdateResult | None:
+    """Keep the update result of a decoded status (None when it carries none or an older one)."""
+    kind = fields.get("update_kind")
+    if kind is None or kind == NO_UPDATE:
+        return None
+    row = session.get(UpdateResult, device_id)
+    if row is not None and row.time > time:
+        return row  # an older status arriving late does not overwrite a newer result
+    if row is None:
+        row = UpdateResult(device_id=device_id)
+        session.add(row)
+    changed = (row.kind, row.version, row.outcome, row.reason) != (
+        str(kind), str(fields.get("update_version")), str(fields.get("update_outcome")),
+        str(fields.get("update_reason")))
+    row.kind, row.version = str(kind), str(fields.get("update_version"))
+    row.outcome, row.reason = str(fields.get("update_outcome")), str(fields.get("update_reason"))
+    row.time, row.reported_at = time, utc_now()
+    if changed:  # every status repeats the result: only a new one is news for campaigns
+        log.info("update result device_id=%s %s %s: %s (%s)", device_id, row.kind, row.version, row.outcome,
+                 row.reason, extra={"device_id": device_id, "update_outcome": row.outcome})
+        _settle_campaigns(session, row)
+    return row
+
+
+def _settle_campaigns(session: Session, result: UpdateResult) -> None:
+    """A collar still 'sending' in a campaign of this very image gets its result, as from an ack."""
+    waiting = session.scalars(
+        select(CampaignCollar.campaign_id)
+        .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
+        .where(CampaignCollar.device_id == result.device_id, CampaignCollar.state == "sending",
+               UpdateCampaign.kind == result.kind, UpdateCampaign.version == result.version)
+    ).first()
+    if waiting is not None:
+        campaigns.record_ack(session, result.device_id, result.reason)
+
+
+def latest(session: Session) -> dict[str, dict[str, Any]]:
+    """Every collar's last reported update result, by device id."""
+    return {r.device_id: {"kind": r.kind, "version": r.version, "outcome": r.outcome, "reason": r.reason,
+                          "time": r.time}
+            for r in session.scalars(select(UpdateResult))}
