@@ -133,12 +133,19 @@ class UpdateAgent:
         self.installed = 0
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
+        self.clock_token = 0
 
     # ---- what the loop asks ---------------------------------------------------------
 
     def fw_version(self):
         """Return the running firmware version as "major.minor.patch"."""
         return update_image.version_text(self.boot.active_version)
+
+    def still_needed(self):
+        """Return how many more independent fragments the open session needs (its rank deficit)."""
+        if self.state != RECEIVING or self.decoder is None:
+            return 0
+        return self.decoder.missing - len(self.decoder.rows)
 
     def receiving(self):
         """Return True while a fragmentation session still misses fragments."""
@@ -177,17 +184,22 @@ class UpdateAgent:
         elif name == "frag_session_setup":
             self._setup(msg, now)
         elif name == "frag_session_status":
-            missing = self.decoder.missing if self.decoder is not None else 0
-            received = self.decoder.received if self.decoder is not None else 0
-            self._answer("frag_session_status_ans", {"received_and_index": received & 0x3FFF,
-                                                      "missing": missing if missing < 255 else 255, "status": 0})
+            missing = self.still_needed()
+            if missing or msg["participants"]:  # participants 0: only collars still missing fragments answer
+                received = self.decoder.received if self.decoder is not None else 0
+                self._answer("frag_session_status_ans", {"received_and_index": received & 0x3FFF,
+                                                          "missing": missing if missing < 255 else 255, "status": 0})
         elif name == "mc_class_c_session":
             self.session_start_s = msg["session_time_s"]
             self.session_end_s = msg["session_time_s"] + (1 << msg["timeout_log2_s"])
             start = self.session_start_s - now
             self._answer("mc_class_c_session_ans", {"status": 0, "time_to_start_s": start if start > 0 else 0})
+            self.clock_token = (self.clock_token + 1) & 0xFF  # TS003: sync the clock before the window
+            self._answer("app_time_req", {"device_time_s": now, "token": self.clock_token})
         elif name == "app_time_ans":
-            self.collar.hal.clock.set_time_s(now + msg["correction_s"])
+            if msg["token"] == self.clock_token:  # an answer to an older request would correct twice
+                self.collar.hal.clock.set_time_s(now + msg["correction_s"])
+                self.clock_token = (self.clock_token + 1) & 0xFF
 
     def _answer(self, name, values):
         port, payload = codec.encode_packet(name, values)

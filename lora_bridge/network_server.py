@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -55,6 +56,30 @@ class OutgoingDownlink:
     f_port: int
     payload: bytes
     correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class MulticastFrame:
+    """One frame for a multicast group, sent by the gateways at send_at (Class C)."""
+
+    group_id: str
+    application_id: str | None
+    gateways: tuple[str, ...]
+    f_port: int
+    payload: bytes
+    send_at: datetime
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RouteHint:
+    """A push URL TTS gave for a collar of the group's application, and its key."""
+
+    url: str
+    api_key: str | None = None
+
+    def __repr__(self) -> str:
+        return f"RouteHint(url={self.url!r}, api_key={'***' if self.api_key else None})"
 
 
 def allowed_route(url: str | None, settings: BridgeSettings) -> bool:
@@ -109,6 +134,44 @@ class NetworkServerClient:
         }
         self._post(url, body, headers, target)
         return None
+
+    def send_multicast(self, frame: MulticastFrame, route_hint: str | None = None) -> None:
+        """Push one frame to a TTS multicast group (a multicast end device) for Class C transmission at
+        frame.send_at through frame.gateways (TTS knows no downlink path for a group: docs,
+        thethingsindustries.com/docs/devices/configuring-devices/class-c/ and .../multicast/);
+        DownlinkError if refused. route_hint is a collar's push URL of the same application, used
+        when no network-server URL is configured."""
+        if not frame.application_id:
+            raise DownlinkError(f"multicast group {frame.group_id} has no TTS application id")
+        if not frame.gateways:
+            raise DownlinkError(f"multicast group {frame.group_id}: no gateway to send through")
+        application = quote(frame.application_id, safe="")
+        group = quote(frame.group_id, safe="")
+        base = (self.settings.network_server_url or "").rstrip("/")
+        key = self._key()
+        if base:
+            webhook = self.settings.tts_webhook_id
+            via = f"/webhooks/{quote(webhook, safe='')}" if webhook else ""
+            url = f"{base}/api/v3/as/applications/{application}{via}/devices/{group}/down/push"
+        elif route_hint and allowed_route(route_hint.url, self.settings):
+            head = route_hint.url.split("/devices/", 1)[0]
+            url = f"{head}/devices/{group}/down/push"
+            key = route_hint.api_key or key
+        else:
+            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL) and no X-Downlink-Push seen")
+        body = {"downlinks": [{
+            "f_port": frame.f_port,
+            "frm_payload": base64.b64encode(frame.payload).decode(),
+            "priority": "NORMAL",
+            "class_b_c": {
+                "gateways": [{"gateway_ids": {"gateway_id": g}} for g in frame.gateways],
+                "absolute_time": frame.send_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            },
+            **({"correlation_ids": [frame.correlation_id]} if frame.correlation_id else {}),
+        }]}
+        target = DownlinkTarget(device_id=frame.group_id, network="tts", application_id=frame.application_id,
+                                dev_eui=None)
+        self._post(url, body, {"Authorization": f"Bearer {key}"} if key else {}, target)
 
     def _tts_route(self, target: DownlinkTarget, replace: bool) -> tuple[str, dict[str, str]]:
         route = target.replace_url if replace else target.push_url

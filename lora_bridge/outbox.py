@@ -14,18 +14,25 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from lora_bridge.domain import alerts, downlinks
 from lora_bridge.errors import DownlinkError
-from lora_bridge.network_server import DownlinkTarget, NetworkServerClient, OutgoingDownlink
+from lora_bridge.network_server import (
+    DownlinkTarget,
+    MulticastFrame,
+    NetworkServerClient,
+    OutgoingDownlink,
+    RouteHint,
+)
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.database import Database
-from lora_bridge.store.tables import Alert, Device, Downlink, DownlinkRoute
+from lora_bridge.store.tables import Alert, Device, Downlink, DownlinkRoute, FuotaSession, MulticastDownlink
 from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import label
 
@@ -35,8 +42,10 @@ log = logging.getLogger(__name__)
 class Outbox:
     """Pushes queued downlinks through a NetworkServerClient, one lease at a time."""
 
-    def __init__(self, db: Database, settings: BridgeSettings, client: NetworkServerClient) -> None:
+    def __init__(self, db: Database, settings: BridgeSettings, client: NetworkServerClient,
+                 clock: Callable[[], datetime] = utc_now) -> None:
         self.db = db
+        self.clock = clock  # what multicast frames' transmission times are compared with
         self.settings = settings
         self.client = client
         self._routes_seen: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
@@ -76,6 +85,9 @@ class Outbox:
                 break
             self._finish(downlink_id, None, reference)
             accepted += 1
+        else:  # nothing refused: the network server takes pushes, so the multicast frames go too
+            if ids is None:
+                accepted += self.flush_multicast(limit)
         return accepted
 
     def _claim(self, downlink_id: int) -> tuple[DownlinkTarget, list[OutgoingDownlink], bool] | None:
@@ -145,6 +157,76 @@ class Outbox:
                 downlink.lease_until = None
                 downlinks.mark_push_failed(downlink, error)
 
+    # ---- multicast frames of update deliveries (lora_bridge/domain/fuota_delivery.py) ------------
+
+    def flush_multicast(self, limit: int = 100) -> int:
+        """Push queued multicast frames in the order of their transmission time; how many were accepted.
+        Frames are not counted against a collar's fair use (they go to the group, within the duty
+        cycle the delivery spaced them by). A frame whose time passed while the bridge was down is
+        moved later together with the rest of its delivery, keeping their spacing."""
+        now = self.clock()
+        with self.db.write() as session:
+            session.execute(
+                update(MulticastDownlink)
+                .where(MulticastDownlink.state == downlinks.STATE_SENDING, MulticastDownlink.lease_until < now)
+                .values(state=downlinks.STATE_QUEUED, lease_until=None)
+            )
+            waiting = list(session.scalars(
+                select(MulticastDownlink.id).where(MulticastDownlink.state == downlinks.STATE_QUEUED)
+                .order_by(MulticastDownlink.send_at, MulticastDownlink.id).limit(limit)))
+        accepted = 0
+        for frame_id in waiting:
+            claimed = self._claim_multicast(frame_id)
+            if claimed is None:
+                continue
+            frame, hint = claimed
+            try:
+                self.client.send_multicast(frame, hint)
+            except DownlinkError as error:
+                self._finish_multicast(frame_id, str(error))
+                log.warning("multicast push failed frame_id=%d group=%s: %s", frame_id, frame.group_id, error,
+                            extra={"multicast_frame_id": frame_id})
+                break
+            self._finish_multicast(frame_id, None)
+            accepted += 1
+        return accepted
+
+    def _claim_multicast(self, frame_id: int) -> tuple[MulticastFrame, RouteHint | None] | None:
+        now = self.clock()
+        with self.db.write() as session:
+            taken = session.execute(
+                update(MulticastDownlink)
+                .where(MulticastDownlink.id == frame_id, MulticastDownlink.state == downlinks.STATE_QUEUED)
+                .values(state=downlinks.STATE_SENDING,
+                        lease_until=now + timedelta(seconds=self.settings.downlink_lease_s))
+            ).rowcount
+            if taken != 1:
+                return None
+            row = session.get(MulticastDownlink, frame_id)
+            if row.send_at < now:
+                _later(session, row, now + timedelta(seconds=1) - row.send_at)
+            route = session.scalars(
+                select(DownlinkRoute).where(DownlinkRoute.application_id == (label(row.application_id) or ""),
+                                            DownlinkRoute.push_url.is_not(None))
+            ).first()
+            hint = RouteHint(route.push_url, route.api_key) if route is not None and route.push_url else None
+            return MulticastFrame(row.group_id, row.application_id, tuple(row.gateways or ()), row.f_port,
+                                  row.payload, row.send_at, row.correlation_id), hint
+
+    def _finish_multicast(self, frame_id: int, error: str | None) -> None:
+        with self.db.write() as session:
+            row = session.get(MulticastDownlink, frame_id)
+            row.lease_until = None
+            row.attempts += 1
+            if error is None:
+                row.state = downlinks.STATE_SENT
+                row.sent_at = utc_now()
+                row.last_error = None
+            else:
+                row.last_error = error
+                row.state = downlinks.STATE_FAILED if row.attempts >= downlinks.MAX_PUSH_ATTEMPTS \
+                    else downlinks.STATE_QUEUED
+
     # ---- routes from TTS webhook headers ---------------------------------------------------------
 
     def remember_route(
@@ -181,6 +263,19 @@ class Outbox:
         return True
 
 
+def _later(session: Any, frame: MulticastDownlink, delta: timedelta) -> None:
+    """Move frame and every frame of its delivery still waiting, and the delivery's next slot, by delta."""
+    for row in session.scalars(select(MulticastDownlink).where(
+            MulticastDownlink.campaign_id == frame.campaign_id,
+            MulticastDownlink.state.in_((downlinks.STATE_QUEUED, downlinks.STATE_SENDING)))):
+        row.send_at = row.send_at + delta
+    delivery = session.get(FuotaSession, frame.campaign_id)
+    if delivery is not None:
+        delivery.next_at = delivery.next_at + delta
+    log.info("multicast frames of campaign_id=%d moved %.0f s later (their time passed)", frame.campaign_id,
+             delta.total_seconds(), extra={"campaign_id": frame.campaign_id})
+
+
 def _ids_from_push_url(url: str | None) -> tuple[str, str] | None:
     if not url:
         return None
@@ -197,9 +292,10 @@ def _ids_from_push_url(url: str | None) -> tuple[str, str] | None:
 class OutboxWorker:
     """Flushes the outbox in a daemon thread: at once when woken, else every `every_s` seconds."""
 
-    def __init__(self, outbox: Outbox, every_s: float) -> None:
+    def __init__(self, outbox: Outbox, every_s: float, before_flush: Callable[[], object] | None = None) -> None:
         self.outbox = outbox
         self.every_s = every_s
+        self.before_flush = before_flush  # e.g. update deliveries queueing their next frames
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tembo-outbox", daemon=True)
@@ -232,6 +328,8 @@ class OutboxWorker:
             if self._stop.is_set():
                 break
             try:
+                if self.before_flush is not None:
+                    self.before_flush()
                 self.outbox.flush()
             except Exception:
                 log.exception("outbox flush failed")

@@ -121,7 +121,7 @@ class Bridge:
         self.notify_config = load_notify_config(self.settings.rules_path)
         self._notify_client = http_client or httpx.Client(timeout=self.notify_config.retry.timeout_s)
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
-        self.outbox = Outbox(self.db, self.settings, self.network_server)
+        self.outbox = Outbox(self.db, self.settings, self.network_server, lambda: self.clock())
         self._outbox_worker: OutboxWorker | None = None
         # The clock that location delays are measured on (aware UTC); tests and replays may set it.
         self.clock = clock
@@ -518,7 +518,7 @@ class Bridge:
     def start_outbox_worker(self) -> OutboxWorker:
         """Start (once) the thread that pushes downlinks outside any webhook request."""
         if self._outbox_worker is None or not self._outbox_worker.running:
-            self._outbox_worker = OutboxWorker(self.outbox, self.settings.outbox_every_s)
+            self._outbox_worker = OutboxWorker(self.outbox, self.settings.outbox_every_s, self.deliver_updates)
             self._outbox_worker.start()
         return self._outbox_worker
 
@@ -1139,17 +1139,43 @@ class Bridge:
     def create_campaign(self, *, name: str, kind: str, version: str, image_sha256: str, image_bytes: int,
                         user: str, devices: list[str] | None = None, canary_pct: int = 10,
                         max_canary_failures_pct: int = 20, min_battery_mv: int = 3400,
-                        min_rssi_dbm: float = -120.0) -> dict[str, Any]:
-        """Start a roll-out of a signed update image to all collars (devices None) or a list."""
-        from lora_bridge.domain import campaigns
+                        min_rssi_dbm: float = -120.0, image: bytes | None = None) -> dict[str, Any]:
+        """Start a roll-out of a signed update image to all collars (devices None) or a list. With the
+        image itself (and TEMBO_FUOTA_MULTICAST_GROUP set) the bridge also delivers it over the network
+        server (deliver_updates); without, it tracks what collars report. ValueError (CampaignError,
+        DeliveryRefused) when it cannot be done."""
+        import hashlib
 
+        from lora_bridge.domain import campaigns, fuota_delivery
+
+        if image is not None:
+            if hashlib.sha256(image).hexdigest() != image_sha256 or len(image) != image_bytes:
+                raise campaigns.CampaignError("the image does not match its SHA-256 and size")
+            if not self.settings.fuota_multicast_group:
+                raise campaigns.CampaignError("no multicast group to deliver through: set TEMBO_FUOTA_MULTICAST_GROUP "
+                                              "to the group's device id at the network server")
         with self.db.write() as session:
             campaign = campaigns.create(
                 session, name=name, kind=kind, version=version, image_sha256=image_sha256,
                 image_bytes=image_bytes, devices=devices, canary_pct=canary_pct,
                 max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=min_battery_mv,
                 min_rssi_dbm=min_rssi_dbm, created_by=user)
-            return campaigns.view(session, campaign)
+            if image is not None:
+                fuota_delivery.start(session, campaign, image, str(self.settings.fuota_multicast_group),
+                                     self.clock(), prior_loss=self.settings.fuota_prior_loss)
+            view = campaigns.view(session, campaign)
+            view["delivery"] = fuota_delivery.view(session, campaign.id)
+            return view
+
+    def deliver_updates(self, now: datetime | None = None) -> int:
+        """Move every campaign's delivery on (set-up, multicast fragments, repair rounds, stragglers):
+        frames go to the outbox, which pushes them; return how many were queued. The outbox worker
+        calls this before each flush; tests and tools may call it with their own clock."""
+        from lora_bridge.domain import fuota_delivery
+
+        with self.db.write() as session:
+            queued = fuota_delivery.tick(session, self.codec, now or self.clock())
+        return queued
 
     def campaigns(self) -> list[dict[str, Any]]:
         """Every campaign with its collars and history, newest first."""
@@ -1159,8 +1185,10 @@ class Bridge:
         from lora_bridge.store.tables import UpdateCampaign
 
         with self.db.read() as session:
+            from lora_bridge.domain import fuota_delivery
+
             rows = session.scalars(select(UpdateCampaign).order_by(UpdateCampaign.id.desc()))
-            return [campaigns.view(session, c) for c in rows]
+            return [{**campaigns.view(session, c), "delivery": fuota_delivery.view(session, c.id)} for c in rows]
 
     def steer_campaign(self, campaign_id: int, action: str, user: str) -> dict[str, Any]:
         """Pause, resume or abort a campaign (action "pause" | "resume" | "abort")."""

@@ -69,6 +69,11 @@ class BridgeSettings(BaseSettings):
     outbox_worker: bool = True
     # The outbox worker's pace when idle (it wakes at once when ingest queues a downlink).
     outbox_every_s: float = Field(default=30.0, gt=0)
+    # Over-the-air delivery: the multicast group's device id at the network server (a TTS multicast end
+    # device the technician creates); None: campaigns are tracked but no image is delivered.
+    fuota_multicast_group: str | None = None
+    # A collar's downlink loss before any delivery measured it (sizes the first parity).
+    fuota_prior_loss: float = Field(default=0.1, ge=0, lt=0.9)
     # A collar still repeating an alert after its ack was pushed this long ago gets the ack again.
     ack_resend_after_s: float = Field(default=3600.0, gt=0)
     # A network server's reception time further ahead of our clock than this is not believed: the

@@ -1,0 +1,365 @@
+"""Delivering a campaign's signed image through the network server, as the LoRa Alliance FUOTA packages do.
+
+`start` plans the delivery (planner.make_plan: the collars' spreading factors from their uplinks,
+their loss from earlier deliveries, else a prior) and keeps the image, its fragmentation and the
+progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resumes where it was.
+`tick(now)` then moves each delivery on, all of it through the downlink outbox:
+
+1. set-up, unicast (class A, after each collar's uplinks, within fair use): TS005
+   `mc_class_c_session` (the window's time, frequency and data rate) and TS004
+   `frag_session_setup`, to every collar the campaign releases (canaries first, then the fleet);
+   the collar answers both and asks the time (TS003 `app_time_req`, answered by `apply_uplink`
+   with an `app_time_ans` correction), so every collar opens its window at the same time;
+2. the window: `data_fragment` frames to the multicast group (`multicast_downlinks`, pushed with
+   The Things Stack's `class_b_c` gateways and absolute time), spaced by airtime / duty cycle of the
+   10 % sub-band and queued at most HORIZON_S ahead; the counter is durable, so a restart resumes;
+3. repair rounds (lora_bridge/updates/delivery.py): a multicast `frag_session_status` that only
+   collars still missing fragments answer; their answers (and observed loss) size the next parity;
+4. stragglers, still missing after the rounds: unicast parity fragments, as many as their
+   answer and loss call for, within fair use (the outbox holds them to 10 a day per collar).
+
+A collar's result arrives as its port-31 ack and in its status (campaigns / update_results).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from collar_firmware.scheduler import airtime_us
+from lora_bridge import queries
+from lora_bridge.domain import downlinks
+from lora_bridge.store.tables import (
+    CampaignCollar,
+    Device,
+    FuotaCollar,
+    FuotaSession,
+    MulticastDownlink,
+    RawUplink,
+    UpdateCampaign,
+)
+from lora_bridge.store.utc import utc_now
+from lora_bridge.updates import delivery
+from lora_bridge.updates.fec import Fragmented, fragment
+from lora_bridge.updates.planner import DOWNLINK_DUTY, CollarLink, PlanRefused, make_plan
+
+log = logging.getLogger(__name__)
+
+SETUP_LEAD_S = 2 * 3600  # the window opens this long after the set-up is queued (class A: after uplinks)
+HORIZON_S = 60.0  # multicast frames are queued at most this long before their absolute time
+PRIOR_LOSS = 0.1  # a collar's downlink loss before any delivery measured it
+DEFAULT_SF = 9
+WINDOW_TIMEOUT_LOG2 = 16  # the Class C window closes 2**16 s (18 h) after it opens, at the latest
+MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
+SESSION_INDEX = 0  # one fragmentation session per collar at a time
+
+SETUP = "setup"
+WINDOW = "window"
+REPAIR = "repair"
+STRAGGLERS = "stragglers"
+CLOSED = "closed"
+ACTIVE_CAMPAIGN_STATES = ("canary", "rolling")
+
+
+class DeliveryRefused(ValueError):
+    """A delivery that cannot start: the plan breaks duty cycle or fair use, or the image cannot travel."""
+
+
+def _frags(row: FuotaSession) -> Fragmented:
+    return fragment(row.image, row.frag_size)
+
+
+def _links(session: Session, device_ids: list[str], prior_loss: float) -> list[CollarLink]:
+    links = []
+    for device_id in device_ids:
+        sf = session.scalars(
+            select(RawUplink.spreading_factor)
+            .where(RawUplink.device_id == device_id, RawUplink.spreading_factor.is_not(None))
+            .order_by(RawUplink.id.desc())
+        ).first()
+        loss = session.scalars(
+            select(FuotaCollar.loss)
+            .where(FuotaCollar.device_id == device_id, FuotaCollar.loss.is_not(None))
+            .order_by(FuotaCollar.status_at.desc())
+        ).first()
+        links.append(CollarLink(device_id, int(sf or DEFAULT_SF), prior_loss if loss is None else float(loss)))
+    return links
+
+
+def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: str, now: datetime,
+          prior_loss: float = PRIOR_LOSS, lead_s: float = SETUP_LEAD_S) -> FuotaSession:
+    """Plan and record the delivery of image for campaign; DeliveryRefused when it cannot be done."""
+    collars = list(session.scalars(select(CampaignCollar.device_id).where(CampaignCollar.campaign_id == campaign.id)))
+    try:
+        plan = make_plan(len(image), _links(session, collars, prior_loss))
+        frags = fragment(image, plan.frag_size)
+    except (PlanRefused, ValueError) as error:
+        raise DeliveryRefused(str(error)) from error
+    application = session.scalars(
+        select(Device.application_id).where(Device.device_id.in_(collars), Device.application_id.is_not(None))
+    ).first()
+    heard_by = queries.last_gateway_per_device(session)
+    gateways = sorted({heard_by[d] for d in collars if d in heard_by})
+    opens = (now + timedelta(seconds=lead_s)).replace(microsecond=0)  # collars get whole seconds
+    row = FuotaSession(
+        campaign_id=campaign.id, image=image, group_id=group_id, application_id=application, gateways=gateways,
+        state=SETUP, frag_size=frags.frag_size, nb_frag=frags.nb_frag, padding=frags.padding, sf=plan.sf,
+        fragment_airtime_s=plan.fragment_airtime_s, spacing_s=plan.spacing_s, session_time=opens,
+        target_fragment=plan.fragments, next_fragment=1, next_at=opens, sent=0, airtime_s=0.0,
+        status_rounds=0, updated_at=now,
+    )
+    session.add(row)
+    for device_id in collars:
+        session.add(FuotaCollar(campaign_id=campaign.id, device_id=device_id, session_answered=False,
+                                setup_answered=False, unicast_sent=0, complete=False))
+    session.flush()
+    log.info("delivery planned campaign_id=%d fragments=%d (data %d) sf=%d window=%s gateways=%s",
+             campaign.id, plan.fragments, plan.nb_frag, plan.sf, opens.isoformat(), gateways,
+             extra={"campaign_id": campaign.id})
+    return row
+
+
+# ---- moving deliveries on ----------------------------------------------------------------------
+
+
+def tick(session: Session, codec: Any, now: datetime | None = None) -> int:
+    """Move every open delivery of an active campaign on; return how many frames were queued."""
+    now = now or utc_now()
+    queued = 0
+    rows = session.execute(
+        select(FuotaSession, UpdateCampaign)
+        .join(UpdateCampaign, UpdateCampaign.id == FuotaSession.campaign_id)
+        .where(UpdateCampaign.state.in_(ACTIVE_CAMPAIGN_STATES))
+    ).all()
+    for row, _campaign in rows:
+        queued += _tick_one(session, codec, row, now)
+        row.updated_at = now
+    return queued
+
+
+def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime) -> int:
+    queued = _setups(session, codec, row, now)  # a closed delivery opens again for collars released since
+    if row.state == SETUP and now >= row.session_time:
+        row.state = WINDOW
+        log.info("class C window open campaign_id=%d", row.campaign_id, extra={"campaign_id": row.campaign_id})
+    if row.state in (WINDOW, REPAIR):
+        queued += _multicast(session, codec, row, now)
+    if row.state == STRAGGLERS:
+        queued += _stragglers(session, codec, row)
+    return queued
+
+
+def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime) -> int:
+    """Queue the set-up of every collar the campaign released since (a new window when the last one
+    already opened: the fleet after its canaries)."""
+    released = list(session.scalars(
+        select(FuotaCollar)
+        .join(CampaignCollar, (CampaignCollar.campaign_id == FuotaCollar.campaign_id)
+              & (CampaignCollar.device_id == FuotaCollar.device_id))
+        .where(FuotaCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
+               FuotaCollar.setup_queued_at.is_(None))
+    ))
+    if not released:
+        return 0
+    if row.state != SETUP:
+        _reopen(row, now)
+    for collar in released:
+        session_time_s = int(row.session_time.timestamp())
+        downlinks.queue_command(session, codec, device_id=collar.device_id, command="mc_class_c_session", values={
+            "group": 0, "session_time_s": session_time_s, "timeout_log2_s": WINDOW_TIMEOUT_LOG2,
+            "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
+        downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
+            "session": SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "control": 0,
+            "padding": row.padding, "descriptor": row.campaign_id})
+        collar.setup_queued_at = now
+    log.info("set-up queued for %d collars campaign_id=%d", len(released), row.campaign_id,
+             extra={"campaign_id": row.campaign_id})
+    return 2 * len(released)
+
+
+def _reopen(row: FuotaSession, now: datetime) -> None:
+    """A new window for collars released after the last one opened; totals stay cumulative."""
+    row.state = SETUP
+    row.session_time = (now + timedelta(seconds=SETUP_LEAD_S)).replace(microsecond=0)
+    row.next_at = row.session_time
+    row.next_fragment = 1
+    row.status_asked_at = None
+    row.status_rounds = 0
+    row.closed_at = None  # the new window sends as many fragments as the last one ended with
+
+
+def _queue_multicast(session: Session, row: FuotaSession, command: str, port: int, payload: bytes,
+                     at: datetime) -> None:
+    """Queue one frame for the group at `at`; the next may go one airtime / duty cycle later."""
+    frame = MulticastDownlink(
+        campaign_id=row.campaign_id, group_id=row.group_id, application_id=row.application_id,
+        gateways=list(row.gateways or []), f_port=port, payload=payload, command=command, send_at=at,
+        state=downlinks.STATE_QUEUED, attempts=0)
+    session.add(frame)
+    session.flush()
+    frame.correlation_id = f"tembo:multicast:{frame.id}"
+    airtime_s = airtime_us(len(payload), row.sf, 125) / 1e6
+    row.next_at = at + timedelta(seconds=airtime_s / DOWNLINK_DUTY)
+    row.sent += 1
+    row.airtime_s += airtime_s
+
+
+def _multicast(session: Session, codec: Any, row: FuotaSession, now: datetime) -> int:
+    """Queue the fragments due within the horizon, then the status request, then the repair decision."""
+    queued = 0
+    horizon = now + timedelta(seconds=HORIZON_S)
+    frags = None
+    while row.next_fragment <= row.target_fragment and row.next_at <= horizon:
+        frags = frags or _frags(row)
+        n = row.next_fragment
+        payload = codec.encode("data_fragment", {"index_and_n": (SESSION_INDEX << 14) | n,
+                                                 "data": list(frags.fragment(n))})
+        _queue_multicast(session, row, "data_fragment", codec.port_of("data_fragment"), payload,
+                         max(row.next_at, now))
+        row.next_fragment = n + 1
+        queued += 1
+    if row.next_fragment <= row.target_fragment:
+        return queued
+    if row.status_asked_at is None:
+        if row.next_at > horizon:
+            return queued
+        at = max(row.next_at, now)
+        _queue_multicast(session, row, "frag_session_status", codec.port_of("frag_session_status"),
+                         codec.encode("frag_session_status", {"participants": 0}), at)
+        row.status_asked_at = at
+        row.state = REPAIR
+        return queued + 1
+    if now < row.status_asked_at + timedelta(seconds=delivery.STATUS_WINDOW_S):
+        return queued
+    answers = _answers_to_round(session, row)
+    target = delivery.repair_target(answers, row.target_fragment)
+    if not answers:
+        _close(session, row, now)
+    elif target > row.target_fragment and row.status_rounds < delivery.MAX_REPAIR_ROUNDS:
+        row.status_rounds += 1
+        log.info("repair round %d campaign_id=%d: %d collars still missing, fragments up to %d",
+                 row.status_rounds, row.campaign_id, len(answers), target, extra={"campaign_id": row.campaign_id})
+        row.target_fragment = target
+        row.status_asked_at = None
+    else:
+        row.state = STRAGGLERS
+        log.info("multicast done campaign_id=%d: %d stragglers get unicast", row.campaign_id, len(answers),
+                 extra={"campaign_id": row.campaign_id})
+    return queued
+
+
+def _answers_to_round(session: Session, row: FuotaSession) -> list[delivery.StatusAnswer]:
+    """The answers heard after every fragment of this round was queued (by the counter, not by clocks)."""
+    collars = session.scalars(select(FuotaCollar).where(
+        FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.status_fragment >= row.target_fragment,
+        FuotaCollar.missing > 0, FuotaCollar.complete.is_(False)))
+    return [delivery.StatusAnswer(c.device_id, c.status_fragment or 0, c.missing or 0,
+                                  c.loss if c.loss is not None else PRIOR_LOSS) for c in collars]
+
+
+def _close(session: Session, row: FuotaSession, now: datetime) -> None:
+    silent = session.scalars(
+        select(CampaignCollar)
+        .join(FuotaCollar, (FuotaCollar.campaign_id == CampaignCollar.campaign_id)
+              & (FuotaCollar.device_id == CampaignCollar.device_id))
+        .where(CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
+               FuotaCollar.setup_queued_at.is_not(None), FuotaCollar.setup_answered.is_(False)))
+    for collar in silent:
+        collar.reason = "no answer to the set-up"  # it missed this window; a technician may resend
+    row.state = CLOSED
+    row.closed_at = now
+    log.info("delivery closed campaign_id=%d fragments=%d airtime_s=%.1f", row.campaign_id, row.sent,
+             row.airtime_s, extra={"campaign_id": row.campaign_id})
+
+
+def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
+    """Unicast parity to every collar still missing fragments: as many as its answer and loss call for
+    (the outbox holds them within fair use); then the delivery is closed."""
+    queued = 0
+    frags = _frags(row)
+    for collar in session.scalars(select(FuotaCollar).where(
+            FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.missing > 0, FuotaCollar.complete.is_(False))):
+        count = delivery.needed(collar.missing or 0, collar.loss if collar.loss is not None else PRIOR_LOSS)
+        for _ in range(count):
+            n = row.target_fragment + 1 + collar.unicast_sent  # parity it has not heard in the multicast
+            if n > delivery.MAX_COUNTER:
+                break
+            downlinks.queue_command(session, codec, device_id=collar.device_id, command="data_fragment",
+                                    values={"index_and_n": (SESSION_INDEX << 14) | n, "data": list(frags.fragment(n))})
+            collar.unicast_sent += 1
+            queued += 1
+        log.info("straggler device_id=%s: %d unicast parity fragments queued", collar.device_id, count,
+                 extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+    _close(session, row, utc_now())
+    return queued
+
+
+# ---- what the collars answer -------------------------------------------------------------------
+
+
+def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str, Any], heard_at: datetime) -> list[int]:
+    """Take a collar's FUOTA answer (ports 200-202); return the downlinks it queued (a clock request's
+    answer: the correction from the collar's time to the time the network heard it)."""
+    message = fields.get("message")
+    if message == "app_time_req":
+        correction = round(heard_at.timestamp() - int(fields.get("device_time_s") or 0))
+        answer = downlinks.queue_command(session, codec, device_id=device_id, command="app_time_ans",
+                                         values={"correction_s": correction, "token": int(fields.get("token") or 0)})
+        log.info("clock sync device_id=%s correction_s=%d", device_id, correction, extra={"device_id": device_id})
+        return [answer.id]
+    if message not in ("mc_class_c_session_ans", "frag_session_setup_ans", "frag_session_status_ans"):
+        return []
+    found = session.execute(
+        select(FuotaCollar, FuotaSession)
+        .join(FuotaSession, FuotaSession.campaign_id == FuotaCollar.campaign_id)
+        .where(FuotaCollar.device_id == device_id, FuotaCollar.complete.is_(False))
+        .order_by(FuotaCollar.campaign_id.desc())
+    ).first()
+    if found is None:
+        log.info("FUOTA answer outside any delivery device_id=%s %s", device_id, message, extra={"device_id": device_id})
+        return []
+    collar, row = found
+    if message == "mc_class_c_session_ans":
+        collar.session_answered = fields.get("status") == 0
+    elif message == "frag_session_setup_ans":
+        collar.setup_answered = fields.get("status") == 0
+    else:
+        received = int(fields.get("received_and_index") or 0) & 0x3FFF
+        collar.received = received
+        collar.missing = int(fields.get("missing") or 0)
+        collar.status_fragment = row.next_fragment - 1
+        collar.status_at = heard_at
+        collar.loss = delivery.observed_loss(received, row.next_fragment - 1 + collar.unicast_sent, PRIOR_LOSS)
+        collar.complete = collar.missing == 0
+        if row.state == CLOSED and collar.missing:  # answered after the rounds: a straggler, by unicast
+            row.state = STRAGGLERS
+    return []
+
+
+def record_result(session: Session, device_id: str, result: str) -> None:
+    """A collar's update outcome arrived: a rebuilt image means its delivery is complete."""
+    for collar in session.scalars(select(FuotaCollar).where(FuotaCollar.device_id == device_id,
+                                                             FuotaCollar.complete.is_(False))):
+        if result != "truncated":
+            collar.complete = True
+            collar.missing = 0
+
+
+def view(session: Session, campaign_id: int) -> dict[str, Any] | None:
+    """Return a delivery's progress as plain data (None when the campaign has no image to deliver)."""
+    row = session.get(FuotaSession, campaign_id)
+    if row is None:
+        return None
+    collars = list(session.scalars(select(FuotaCollar).where(FuotaCollar.campaign_id == campaign_id)))
+    return {"state": row.state, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "sf": row.sf,
+            "target_fragment": row.target_fragment, "next_fragment": row.next_fragment, "sent": row.sent,
+            "airtime_s": round(row.airtime_s, 1), "window_opens": row.session_time, "rounds": row.status_rounds,
+            "duty_cycle": DOWNLINK_DUTY,
+            "collars": {c.device_id: {"setup_answered": c.setup_answered, "missing": c.missing,
+                                      "loss": None if c.loss is None else round(c.loss, 3),
+                                      "unicast_sent": c.unicast_sent, "complete": c.complete} for c in collars}}
+

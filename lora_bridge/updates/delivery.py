@@ -1,0 +1,62 @@
+"""How a delivery goes on once its first multicast round is out: the collars' fragment status decides.
+
+After the planned fragments (`planner.make_plan`: data plus parity for the loss observed per
+collar), the bridge multicasts a TS004 FragSessionStatusReq that only collars still missing
+fragments answer (participants = 0). Each answer says how many fragments that collar still needs
+(its rank deficit) when it had heard up to a given fragment counter; with its observed loss that
+gives the fragments to send on:
+
+    needed_i = ceil((missing_i + REPAIR_OVERHEAD) / (1 - loss_i))      more fragments, from its counter
+
+The next round multicasts parity up to the largest counter + needed_i, then asks again; a round
+nobody answers closes the multicast. A collar that still misses fragments after MAX_REPAIR_ROUNDS
+is a straggler: it gets its needed_i as unicast parity fragments within fair use.
+
+One definition for the bridge's worker (lora_bridge/domain/fuota_delivery.py) and the twin
+(simulator/fuota.py), so the bench measures the decisions the bridge makes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+MAX_REPAIR_ROUNDS = 3
+REPAIR_OVERHEAD = 2  # fragments above a collar's rank deficit, for the odd parity row that adds nothing
+MAX_LOSS = 0.9  # an observed loss above this is treated as this (the sum would not end)
+STATUS_WINDOW_S = 300  # collars answer a status request within this (TS004's answer delay, the collar's send slot)
+MAX_COUNTER = (1 << 14) - 1  # the fragment counter of a DataFragment is 14 bits
+
+
+@dataclass(frozen=True)
+class StatusAnswer:
+    """A collar's FragSessionStatusAns: fragments still needed when it had heard up to counter."""
+
+    device_id: str
+    counter: int
+    missing: int
+    loss: float
+
+
+def needed(missing: int, loss: float) -> int:
+    """Return how many more fragments to send so a collar missing `missing` likely rebuilds the file."""
+    if missing <= 0:
+        return 0
+    loss = min(max(loss, 0.0), MAX_LOSS)
+    return math.ceil((missing + REPAIR_OVERHEAD) / (1.0 - loss))
+
+
+def repair_target(answers: list[StatusAnswer], sent: int) -> int:
+    """Return the fragment counter to multicast up to after these answers (sent when none needs more)."""
+    target = sent
+    for a in answers:
+        target = max(target, a.counter + needed(a.missing, a.loss))
+    return min(target, MAX_COUNTER)
+
+
+def observed_loss(received: int, sent: int, prior: float) -> float:
+    """Return a collar's downlink loss from what it reports having received of what was sent to it
+    (the prior when nothing was sent yet)."""
+    if sent <= 0:
+        return prior
+    return min(max(1.0 - received / sent, 0.0), MAX_LOSS)

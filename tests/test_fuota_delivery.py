@@ -1,0 +1,291 @@
+"""Field technicians deliver a signed update through the real bridge: its webhook hears the collars,
+its outbox pushes set-up, clock sync and fragments to a network server, the collars (the twin,
+running the real firmware) rebuild, verify and install it and say so.
+
+The network server is a stand-in started on 127.0.0.1 that accepts only what The Things Stack's
+documentation shows: `POST /api/v3/as/applications/{app}/devices/{device}/down/push` (and
+`/down/replace`) with `Authorization: Bearer <key>` and `{"downlinks": [{"f_port", "frm_payload",
+"priority", "correlation_ids"}]}` (thethingsindustries.com/docs/integrations/webhooks/scheduling-downlinks/),
+and for a multicast group, which has no downlink path of its own, `class_b_c` with `gateways`
+(`[{"gateway_ids": {"gateway_id": ...}}]`) and `absolute_time` in ISO 8601
+(thethingsindustries.com/docs/devices/configuring-devices/class-c/). Anything else is answered 400.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+from datetime import UTC, datetime, timedelta
+
+import bridge_builders as b
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from collar_firmware import codec
+from collar_firmware.scheduler import airtime_us
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.server import serve_app_in_thread
+from lora_bridge.updates.planner import DOWNLINK_DUTY
+from simulator import fuota
+
+KEY, KEYS_FOR = fuota.bench_keys()
+HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+GROUP = "herd-multicast"
+PRIORITIES = ("LOWEST", "LOW", "BELOW_NORMAL", "NORMAL", "ABOVE_NORMAL", "HIGH", "HIGHEST")
+
+
+class StandInTheThingsStack:
+    """The downlink API of The Things Stack as documented; remembers what it accepted."""
+
+    api_key = "NNSXS.FUOTA-TEST"
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.unicast: list[dict] = []  # {"device", "f_port", "payload"}
+        self.multicast: list[dict] = []  # {"group", "f_port", "payload", "at", "gateways"}
+        self.refused: list[str] = []
+        self.refuse_next = 0
+
+    def app(self) -> Starlette:
+        async def push(request: Request) -> JSONResponse:
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
+            if self.refuse_next:
+                self.refuse_next -= 1
+                return JSONResponse({"code": 14, "message": "unavailable"}, status_code=503)
+            body = await request.json()
+            problem = _shape_problem(body, request.path_params["device"] == GROUP)
+            if problem:
+                self.refused.append(problem)
+                return JSONResponse({"code": 3, "message": problem}, status_code=400)
+            for item in body["downlinks"]:
+                frame = {"f_port": item["f_port"], "payload": base64.b64decode(item["frm_payload"])}
+                if "class_b_c" in item:
+                    at = datetime.fromisoformat(item["class_b_c"]["absolute_time"].replace("Z", "+00:00"))
+                    gateways = [g["gateway_ids"]["gateway_id"] for g in item["class_b_c"]["gateways"]]
+                    self.multicast.append({**frame, "group": request.path_params["device"], "at": at,
+                                           "gateways": gateways})
+                else:
+                    self.unicast.append({**frame, "device": request.path_params["device"]})
+            return JSONResponse({})
+
+        base = "/api/v3/as/applications/{app}/devices/{device}/down/"
+        return Starlette(routes=[Route(base + "push", push, methods=["POST"]),
+                                 Route(base + "replace", push, methods=["POST"])])
+
+
+def _shape_problem(body: object, multicast: bool) -> str | None:
+    """What in a push body The Things Stack would not take, or None."""
+    if not isinstance(body, dict) or not isinstance(body.get("downlinks"), list) or not body["downlinks"]:
+        return "downlinks: a non-empty list is required"
+    for item in body["downlinks"]:
+        if not isinstance(item.get("f_port"), int) or not 1 <= item["f_port"] <= 223:
+            return "f_port: 1..223"
+        try:
+            base64.b64decode(item["frm_payload"], validate=True)
+        except (KeyError, ValueError, TypeError):
+            return "frm_payload: base64 required"
+        if item.get("priority", "NORMAL") not in PRIORITIES:
+            return "priority: unknown"
+        class_b_c = item.get("class_b_c")
+        if multicast and class_b_c is None:
+            return "multicast: a downlink path (class_b_c.gateways) is required"
+        if class_b_c is not None:
+            gateways = class_b_c.get("gateways")
+            if not gateways or not all(isinstance(g.get("gateway_ids", {}).get("gateway_id"), str) for g in gateways):
+                return "class_b_c.gateways: [{gateway_ids: {gateway_id}}]"
+            try:
+                datetime.fromisoformat(str(class_b_c.get("absolute_time")).replace("Z", "+00:00"))
+            except ValueError:
+                return "class_b_c.absolute_time: ISO 8601"
+    return None
+
+
+@pytest.fixture
+def network(port):
+    stand_in = StandInTheThingsStack()
+    with serve_app_in_thread(stand_in.app(), port=port) as running:
+        stand_in.url = running.url
+        yield stand_in
+
+
+def open_bridge(store_url: str, network: StandInTheThingsStack):
+    return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                          outbox_worker=False, fuota_multicast_group=GROUP)
+
+
+class Reserve:
+    """The collars, the bridge's webhook and the network server between them, on one simulated clock."""
+
+    def __init__(self, fleet: list[fuota.FleetCollar], network: StandInTheThingsStack, seed: int) -> None:
+        self.fleet = fleet
+        self.by_name = {c.device_id: c for c in fleet}
+        self.network = network
+        self.rng = random.Random(seed)
+        self.f_cnt = {c.device_id: 0 for c in fleet}
+        self.routed = (0, 0)  # unicast and multicast pushes already handed on
+        self.waiting: list[dict] = []  # multicast frames not yet on the air
+        self.heard: list[tuple[str, dict]] = []  # every uplink the bridge got, decoded
+        self.bridge = None
+        self.client = None
+
+    def attach(self, bridge) -> None:
+        self.bridge = bridge
+        self.client = TestClient(create_app(bridge))
+
+    def now_s(self) -> int:
+        return self.fleet[0].hal.clock.now_s()
+
+    def run_until(self, t_s: int, step_s: int = 30) -> None:
+        while self.now_s() < t_s:
+            self._advance(min(t_s, self.now_s() + step_s))
+
+    def _advance(self, t_s: int) -> None:
+        for c in self.fleet:
+            clock = c.hal.clock
+            while clock.now_s() < t_s:
+                clock.sleep_until(min(c.collar.step(), t_s))
+        for frame in sorted(self.waiting, key=lambda f: f["at"]):  # Class C: heard at their time, or lost
+            if frame["at"].timestamp() <= t_s:
+                for c in self.fleet:
+                    if self.rng.random() >= c.loss:
+                        c.hear(frame["f_port"], frame["payload"])
+        self.waiting = [f for f in self.waiting if f["at"].timestamp() > t_s]
+        self._uplinks()
+        self.bridge.clock = lambda: datetime.fromtimestamp(t_s, UTC)
+        self.bridge.deliver_updates()
+        self.bridge.flush_downlinks()
+        self._route()
+
+    def _uplinks(self) -> None:
+        for c in self.fleet:
+            for t_s, port, payload, _confirmed, heard in c.hal.radio.uplinks:
+                if not heard:
+                    continue
+                self.f_cnt[c.device_id] += 1
+                body = b.tts_uplink((port, payload), device_id=c.device_id, f_cnt=self.f_cnt[c.device_id],
+                                    received_at=datetime.fromtimestamp(t_s, UTC))
+                assert self.client.post("/uplinks/tts", content=body, headers=HEADERS).status_code == 200
+                self.heard.append((c.device_id, codec.decode(port, payload)))
+            c.hal.radio.uplinks.clear()
+        self.bridge.process_pending()
+
+    def _route(self) -> None:
+        unicast, multicast = self.routed
+        for push in self.network.unicast[unicast:]:  # class A: after the collar's next uplink
+            self.by_name[push["device"]].hal.radio.push_downlink(push["f_port"], push["payload"])
+        self.waiting.extend(self.network.multicast[multicast:])
+        self.routed = (len(self.network.unicast), len(self.network.multicast))
+
+
+def model_image() -> tuple[bytes, int]:
+    from collar_firmware import config
+    from lora_bridge.updates import release
+
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
+    return release.model_image(blob, KEY, config.HARDWARE_ID), fuota._version_of(blob)
+
+
+def start_campaign(bridge, image: bytes, version: int) -> dict:
+    return bridge.create_campaign(
+        name="model retrained", kind="model", version=f"0.0.{version}", image_sha256=hashlib.sha256(image).hexdigest(),
+        image_bytes=len(image), image=image, user="tech", canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+
+
+def test_a_new_model_reaches_every_collar_through_the_bridge_and_resumes_after_a_restart(sqlite_url, network):
+    image, version = model_image()
+    fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
+    fleet[2].loss = 0.35  # one collar in a valley hears much less than the bridge expects
+    reserve = Reserve(fleet, network, seed=4)
+    with open_bridge(sqlite_url, network) as bridge:
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)  # the collars' boot status: the bridge knows them
+        campaign = start_campaign(bridge, image, version)
+        delivery = campaign["delivery"]
+        assert delivery["state"] == "setup" and delivery["nb_frag"] * delivery["frag_size"] >= len(image)
+        opens = delivery["window_opens"]
+        reserve.run_until(int(opens.timestamp()) + 60)
+        first_half = len(network.multicast)
+    assert first_half > 0, "the window opened and fragments went to the group"
+
+    with open_bridge(sqlite_url, network) as bridge:  # the bridge restarts in the middle of the window
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 6 * 3600)
+        campaign = bridge.campaigns()[0]
+        versions = {v["device_id"]: v for v in bridge.fleet_versions()}
+
+    assert campaign["state"] == "done" and campaign["counts"] == {"updated": 3}, campaign["delivery"]
+    assert all(c.collar.model.version == version for c in fleet)
+    assert {v["update"]["outcome"] for v in versions.values()} == {"installed"}, "status says so too"
+
+    # set-up and clock sync, unicast, within fair use
+    for c in fleet:
+        mine = [codec.decode(p["f_port"], p["payload"], "down")["message"] for p in network.unicast
+                if p["device"] == c.device_id]
+        assert mine[:2] == ["mc_class_c_session", "frag_session_setup"] and "app_time_ans" in mine
+        assert len(mine) <= 10, "fair use: at most 10 downlinks a day"
+        assert any(m["message"] == "app_time_req" for d, m in reserve.heard if d == c.device_id)
+    # fragments to the group, through the gateway that hears the herd, spaced by the duty cycle
+    frames = network.multicast
+    assert {f["group"] for f in frames} == {GROUP} and {tuple(f["gateways"]) for f in frames} == {("gw-north",)}
+    counters = [codec.decode(201, f["payload"], "down")["index_and_n"] & 0x3FFF for f in frames if f["payload"][0] == 8]
+    assert counters == sorted(counters) and len(set(counters)) == len(counters), "resumed, nothing sent twice"
+    assert counters[-1] > delivery["nb_frag"] and counters[0] == 1
+    for before, after in zip(frames, frames[1:], strict=False):
+        airtime_s = airtime_us(len(before["payload"]), delivery["sf"], 125) / 1e6
+        assert (after["at"] - before["at"]).total_seconds() >= airtime_s / DOWNLINK_DUTY - 1e-3
+    # the collar that heard less asked for more: a repair round sized from its answer
+    status_requests = [f for f in frames if f["payload"][0] == codec.tag_of("frag_session_status")]
+    answers = [m for d, m in reserve.heard if m["message"] == "frag_session_status_ans"]
+    assert status_requests and answers and all(m["missing"] > 0 for m in answers)
+    assert campaign["delivery"]["rounds"] >= 1 and campaign["delivery"]["collars"][fleet[2].device_id]["loss"] > 0.2
+    assert network.refused == [], "every push had the shape The Things Stack documents"
+
+
+def test_a_collar_asking_the_time_gets_the_correction_to_the_networks_clock(sqlite_url, network):
+    heard = b.T0 + timedelta(seconds=2)
+    request = codec.encode_packet("app_time_req", {"device_time_s": int(heard.timestamp()) - 42, "token": 5})
+    with open_bridge(sqlite_url, network) as bridge, TestClient(create_app(bridge)) as client:
+        reply = client.post("/uplinks/tts", content=b.tts_uplink(request, f_cnt=3, received_at=heard), headers=HEADERS)
+        bridge.process_pending()
+        bridge.flush_downlinks()
+
+    assert reply.status_code == 200
+    (answer,) = network.unicast
+    assert (answer["device"], answer["f_port"]) == ("collar-01", 202)
+    assert codec.decode(202, answer["payload"], "down") == {"message": "app_time_ans", "port": 202,
+                                                             "correction_s": 42, "token": 5}
+
+
+def test_a_refused_or_unroutable_multicast_waits_and_goes_when_the_network_takes_it(sqlite_url, network):
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        bridge.clock = lambda: opens
+        bridge.deliver_updates()
+        network.refuse_next = 1
+        bridge.flush_downlinks()
+        assert network.multicast == [], "the network server refused: nothing counted as sent"
+        bridge.flush_downlinks()
+        first = list(network.multicast)
+
+    assert first and codec.decode(201, first[0]["payload"], "down")["index_and_n"] == 1
+    assert first[0]["at"] >= opens
+
+
+def test_a_campaign_image_that_does_not_match_its_hash_or_has_no_group_is_refused(sqlite_url, network):
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        with pytest.raises(ValueError, match="SHA-256"):
+            bridge.create_campaign(name="x", kind="model", version="0.0.2", image_sha256="00" * 32,
+                                   image_bytes=len(image), image=image, user="tech")
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, pytest.raises(ValueError, match="MULTICAST_GROUP"):
+        start_campaign(bridge, image, version)
