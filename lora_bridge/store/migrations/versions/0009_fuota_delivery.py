@@ -1,7 +1,7 @@
 """Over-the-air delivery: update results from status, delivery sessions, their collars, multicast frames.
 
-Revision ID: 0007_fuota_delivery
-Revises: 0006_access
+Revision ID: 0009_fuota_delivery
+Revises: 0008_sign_in_lockout
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_fuota_delivery"
-down_revision = "0006_access"
+revision = "0009_fuota_delivery"
+down_revision = "0008_sign_in_lockout"
 branch_labels = None
 depends_on = None
 
