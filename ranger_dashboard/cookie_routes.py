@@ -19,6 +19,10 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "").lower() == "https"
 
 
+def _name(request: Request) -> str:
+    return session_cookie.cookie_name(request.headers.get("host"))
+
+
 def _refused(request: Request) -> Response | None:
     if not session_cookie.same_origin(request.headers.get("origin"), request.headers.get("host")):
         logger.warning("session route refused: another origin", extra={"origin": request.headers.get("origin")})
@@ -36,7 +40,9 @@ async def start_cookie(request: Request) -> Response:
     if handoff is None:
         return Response("unknown or expired sign-in code: sign in again", status_code=400, media_type="text/plain")
     response = Response(status_code=204, headers={"Cache-Control": "no-store"})
-    response.headers["Set-Cookie"] = session_cookie.set_cookie_header(handoff.secret, handoff.max_age_s, _secure(request))
+    response.headers["Set-Cookie"] = session_cookie.set_cookie_header(
+        _name(request), handoff.secret, handoff.max_age_s, _secure(request)
+    )
     return response
 
 
@@ -45,7 +51,7 @@ async def end_cookie(request: Request) -> Response:
     refused = _refused(request)
     if refused is not None:
         return refused
-    secret = request.cookies.get(session_cookie.COOKIE_NAME)
+    secret = request.cookies.get(_name(request))
     if secret:
         from ranger_dashboard import config, data  # streamlit-bound: only once a cookie is to end
 
@@ -54,7 +60,7 @@ async def end_cookie(request: Request) -> Response:
         except Exception:  # the cookie is cleared anyway; the session ends at its expiry at the latest
             logger.exception("could not end the session of a sign-out")
     response = Response(status_code=204, headers={"Cache-Control": "no-store"})
-    response.headers["Set-Cookie"] = session_cookie.clear_cookie_header(_secure(request))
+    response.headers["Set-Cookie"] = session_cookie.clear_cookie_header(_name(request), _secure(request))
     return response
 
 

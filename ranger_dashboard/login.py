@@ -54,7 +54,7 @@ def client_address() -> str | None:
 def cookie_secret() -> str | None:
     """The session secret of the cookie this page was loaded with, if any."""
     try:
-        value = st.context.cookies.get(session_cookie.COOKIE_NAME)
+        value = st.context.cookies.get(session_cookie.cookie_name(st.context.headers.get("host")))
     except Exception:
         return None
     return value or None

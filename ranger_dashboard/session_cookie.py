@@ -13,12 +13,15 @@ page JavaScript cannot set an HttpOnly one. So the dashboard runs as a Streamlit
    code (`issue`) that lives `HANDOFF_S` seconds.
 2. The next run of the page posts that code from the browser (`handoff_script`); the route
    (`redeem`) answers with the cookie. The secret itself never reaches page JavaScript.
-3. On a reload Streamlit hands the cookie to the script as `st.context.cookies[COOKIE_NAME]`
+3. On a reload Streamlit hands the cookie to the script as `st.context.cookies[cookie_name(host)]`
    (the cookies of the page's initial request), and the bridge checks the session again on every
    run: signed out, expired, removed, re-passworded or role-changed sessions are refused.
 
 Both routes refuse a request whose Origin header names another site, and the cookie is
-SameSite=Strict (and Secure behind HTTPS), so no other site can use or plant it.
+SameSite=Strict (and Secure behind HTTPS), so no other site can use or plant it. Browsers share
+cookies between the ports of one host, so the cookie's name carries the port the dashboard is
+reached on (`tembo_session_8501`): a ranger and a researcher dashboard on one machine keep
+their sign-ins apart.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from urllib.parse import urlsplit
 
 logger = logging.getLogger(__name__)
 
-COOKIE_NAME = "tembo_session"
+COOKIE_NAME = "tembo_session"  # behind a proxy on the scheme's own port; else + "_<port>"
 HANDOFF_PATH = "/auth/session"
 SIGN_OUT_PATH = "/auth/sign-out"
 HANDOFF_S = 60.0  # how long a one-time code may wait for the browser to post it
@@ -82,17 +85,24 @@ def redeem(code: str, now: float | None = None) -> Handoff | None:
     return handoff
 
 
-def set_cookie_header(secret: str, max_age_s: int, secure: bool) -> str:
-    """The Set-Cookie value that carries a session secret."""
-    parts = [f"{COOKIE_NAME}={secret}", "HttpOnly", "SameSite=Strict", "Path=/", f"Max-Age={int(max_age_s)}"]
+def cookie_name(host: str | None) -> str:
+    """The session cookie's name for a dashboard reached at host (a Host header): COOKIE_NAME with
+    the port, when the host names one."""
+    _, colon, port = (host or "").rpartition(":")
+    return f"{COOKIE_NAME}_{port}" if colon and port.isdigit() else COOKIE_NAME
+
+
+def set_cookie_header(name: str, secret: str, max_age_s: int, secure: bool) -> str:
+    """The Set-Cookie value that carries a session secret in cookie name."""
+    parts = [f"{name}={secret}", "HttpOnly", "SameSite=Strict", "Path=/", f"Max-Age={int(max_age_s)}"]
     if secure:
         parts.append("Secure")
     return "; ".join(parts)
 
 
-def clear_cookie_header(secure: bool) -> str:
-    """The Set-Cookie value that removes the session cookie."""
-    return set_cookie_header("", 0, secure) + "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+def clear_cookie_header(name: str, secure: bool) -> str:
+    """The Set-Cookie value that removes the session cookie name."""
+    return set_cookie_header(name, "", 0, secure) + "; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 
 
 def same_origin(origin: str | None, host: str | None) -> bool:

@@ -13,6 +13,7 @@ from lora_bridge.service import open_bridge
 from ranger_dashboard import cookie_routes, session_cookie
 
 PASSWORD = "correct horse battery staple"
+NAME = "tembo_session_8501"  # the dashboard is reached on port 8501 below
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_a_sign_in_code_becomes_an_httponly_strict_cookie_once(routes):
     answer = routes.post(session_cookie.HANDOFF_PATH, content=code, headers={"Origin": "http://127.0.0.1:8501"})
     assert answer.status_code == 204
     cookie = answer.headers["set-cookie"]
-    assert cookie.startswith(f"{session_cookie.COOKIE_NAME}={routes.secret};")
+    assert cookie.startswith(f"{NAME}={routes.secret};")
     assert {"HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=3600"} <= {p.strip() for p in cookie.split(";")}
     assert "Secure" not in cookie  # plain HTTP on the LAN; behind HTTPS it is Secure:
     again = routes.post(session_cookie.HANDOFF_PATH, content=code)
@@ -53,11 +54,18 @@ def test_another_site_cannot_use_a_code_or_sign_someone_out(routes):
     for origin in ("http://poacher.example", "null"):
         refused = routes.post(session_cookie.HANDOFF_PATH, content=code, headers={"Origin": origin})
         assert refused.status_code == 403 and "set-cookie" not in refused.headers
-        routes.cookies.set(session_cookie.COOKIE_NAME, routes.secret)
+        routes.cookies.set(NAME, routes.secret)
         out = routes.post(session_cookie.SIGN_OUT_PATH, headers={"Origin": origin})
         assert out.status_code == 403
     with open_bridge(routes.url) as bridge:
         assert bridge.viewer_for_session(routes.secret).username == "amina"
+
+
+def test_each_port_of_a_host_keeps_its_own_sign_in():
+    assert session_cookie.cookie_name("127.0.0.1:8501") == "tembo_session_8501"
+    assert session_cookie.cookie_name("[::1]:8502") == "tembo_session_8502"
+    assert session_cookie.cookie_name("rangers.example.org") == "tembo_session"
+    assert session_cookie.cookie_name(None) == "tembo_session"
 
 
 def test_codes_expire_and_broken_bodies_are_refused(routes):
@@ -68,11 +76,11 @@ def test_codes_expire_and_broken_bodies_are_refused(routes):
 
 
 def test_sign_out_route_ends_the_session_in_the_store_and_clears_the_cookie(routes):
-    routes.cookies.set(session_cookie.COOKIE_NAME, routes.secret)
+    routes.cookies.set(NAME, routes.secret)
     answer = routes.post(session_cookie.SIGN_OUT_PATH)
     assert answer.status_code == 204
     cleared = answer.headers["set-cookie"]
-    assert cleared.startswith(f"{session_cookie.COOKIE_NAME}=;") and "Max-Age=0" in cleared
+    assert cleared.startswith(f"{NAME}=;") and "Max-Age=0" in cleared
     with open_bridge(routes.url) as bridge:
         with pytest.raises(AuthenticationFailed):
             bridge.viewer_for_session(routes.secret)

@@ -13,7 +13,7 @@ from sqlalchemy import update
 from lora_bridge.access.accounts import digest
 from lora_bridge.service import open_bridge
 from lora_bridge.store.tables import SignInSession
-from ranger_dashboard.session_cookie import COOKIE_NAME
+from ranger_dashboard.session_cookie import COOKIE_NAME, cookie_name
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,7 +37,7 @@ def at_sign_in_form(page: Page) -> None:
 
 
 def session_cookie(page: Page) -> dict | None:
-    return next((c for c in page.context.cookies() if c["name"] == COOKIE_NAME), None)
+    return next((c for c in page.context.cookies() if c["name"].startswith(COOKIE_NAME)), None)
 
 
 @pytest.mark.browser
@@ -55,7 +55,7 @@ def test_ranger_stays_signed_in_across_reloads_until_she_signs_out(sqlite_url, p
                 # The browser has fetched its cookie once the page says so.
                 page.wait_for_selector("html[data-tembo-session='session']", state="attached", timeout=WAIT_MS)
                 cookie = session_cookie(page)
-                assert cookie is not None
+                assert cookie is not None and cookie["name"] == cookie_name(f"127.0.0.1:{port}")
                 assert cookie["httpOnly"] is True
                 assert cookie["sameSite"] == "Strict"
                 assert cookie["path"] == "/"
@@ -141,7 +141,7 @@ def test_a_cookie_of_a_changed_removed_or_expired_sign_in_is_refused_on_reload(s
                             .values(expires_at=bridge.clock() - timedelta(seconds=1))
                         )
                 expired = browser.new_context()
-                expired.add_cookies([{"name": COOKIE_NAME, "value": short, "url": base_url}])
+                expired.add_cookies([{"name": cookie_name(f"127.0.0.1:{port}"), "value": short, "url": base_url}])
                 expired_page = expired.new_page()
                 expired_page.goto(base_url)
                 at_sign_in_form(expired_page)
