@@ -973,8 +973,13 @@ class Bridge:
     def viewer_for_session(self, secret: str) -> Viewer:
         """The viewer of a live sign-in session (AuthenticationFailed when it ended, expired, or its
         account is gone, re-passworded or holds another role); notes when it was last seen."""
-        with self.db.write() as session:
-            return accounts.session_viewer(session, secret, self.clock())
+        now = self.clock()
+        with self.db.read() as session:
+            viewer, due = accounts.session_viewer(session, secret, now)
+        if due:  # a write at most once a minute per session, not on every run of a page
+            with self.db.write() as session:
+                accounts.touch_session(session, secret, now)
+        return viewer
 
     def session_expiry(self, secret: str) -> datetime | None:
         """When the sign-in session of secret expires (None when unknown)."""

@@ -59,7 +59,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--role", required=True, choices=roles)
     _password_source(add)
     users_sub.add_parser("list", parents=[store], help="list the accounts")
-    remove = users_sub.add_parser("remove", parents=[store], help="remove an account; its tokens are revoked")
+    remove = users_sub.add_parser("remove", parents=[store], help="remove an account; its tokens are revoked, its sign-ins end")
     remove.add_argument("username")
     passwd = users_sub.add_parser("passwd", parents=[store], help="set a new password; open sign-ins end")
     passwd.add_argument("username")
@@ -142,7 +142,7 @@ def run_users(args: argparse.Namespace) -> int:
                 _console().print(table)
             elif args.action == "remove":
                 bridge.remove_user(args.username, actor=actor)
-                print(f"account {args.username} removed; its tokens are revoked")
+                print(f"account {args.username} removed; its tokens are revoked and its sign-ins ended")
             elif args.action == "passwd":
                 password, generated = _password(args)
                 bridge.set_password(args.username, password, actor=actor)

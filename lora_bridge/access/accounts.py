@@ -245,8 +245,7 @@ def start_session(
 
 def live_session(session: Session, secret: str, now: datetime) -> SignInSession:
     """The row of a live sign-in session; AuthenticationFailed when unknown, ended or expired, or
-    when its account is gone, has a newer password or another role. Refreshes last_seen_at (at
-    most once a LAST_SEEN_EVERY)."""
+    when its account is gone, has a newer password or another role."""
     if not isinstance(secret, str) or not secret.startswith(SESSION_PREFIX):
         raise AuthenticationFailed("signed out: sign in again")
     row = session.scalar(select(SignInSession).where(SignInSession.token_hash == digest(secret)))
@@ -259,15 +258,22 @@ def live_session(session: Session, secret: str, now: datetime) -> SignInSession:
         or account.role != row.role
     ):
         raise AuthenticationFailed("signed out: sign in again")
-    if row.last_seen_at is None or now - as_utc(row.last_seen_at) >= LAST_SEEN_EVERY:
-        row.last_seen_at = now
     return row
 
 
-def session_viewer(session: Session, secret: str, now: datetime) -> Viewer:
-    """The viewer of a live sign-in session; AuthenticationFailed otherwise (see `live_session`)."""
+def session_viewer(session: Session, secret: str, now: datetime) -> tuple[Viewer, bool]:
+    """The viewer of a live sign-in session, and whether its last_seen_at is due to be written
+    (`touch_session`, at most once a LAST_SEEN_EVERY); AuthenticationFailed otherwise."""
     row = live_session(session, secret, now)
-    return Viewer(row.username, row.role)
+    due = row.last_seen_at is None or now - as_utc(row.last_seen_at) >= LAST_SEEN_EVERY
+    return Viewer(row.username, row.role), due
+
+
+def touch_session(session: Session, secret: str, now: datetime) -> None:
+    """Note that the session of secret was used at now."""
+    row = session.scalar(select(SignInSession).where(SignInSession.token_hash == digest(str(secret))))
+    if row is not None and row.ended_at is None:
+        row.last_seen_at = now
 
 
 def session_expiry(session: Session, secret: str) -> datetime | None:
