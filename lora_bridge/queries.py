@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from lora_bridge.domain.alerts import OPEN_STATES
+from lora_bridge.domain.alerts import OPEN_STATES, STATE_ACKNOWLEDGED, STATE_NEW
 from lora_bridge.store.tables import (
     ActivitySummary,
     Alert,
@@ -40,20 +41,18 @@ def animal_key(animal_id: str | int) -> int | None:
         return None
 
 
-def newest_position_id(device_id: Any) -> Any:
-    """A correlated scalar subquery: the id of the newest fix of collar `device_id` (a column).
+def newest_position_id(device_id: Any, until: datetime | None = None) -> Any:
+    """A correlated scalar subquery: the id of the newest fix of collar `device_id` (a column), at
+    or before `until` when given.
 
     Answered from the (device_id, time) index, one short index probe per collar, instead of
     grouping every stored position.
     """
     newest = aliased(Position)
-    return (
-        select(newest.id)
-        .where(newest.device_id == device_id)
-        .order_by(newest.time.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    query = select(newest.id).where(newest.device_id == device_id)
+    if until is not None:
+        query = query.where(newest.time <= until)
+    return query.order_by(newest.time.desc()).limit(1).scalar_subquery()
 
 
 def latest_fix_per_device(session: Session) -> dict[str, tuple[datetime, float, float]]:
@@ -184,13 +183,17 @@ def device_views(session: Session) -> list[DeviceView]:
     return views
 
 
-def latest_position_views(session: Session) -> list[PositionView]:
-    """The newest fix of every animal that has one, by name (plain rows, no ORM objects)."""
-    rows = session.execute(
-        select(Animal.id, Animal.name, Animal.device_id, Position.time, Position.lat, Position.lon)
-        .join(Position, Position.id == newest_position_id(Animal.device_id))
-        .order_by(Animal.name, Animal.id)
-    ).all()
+def latest_position_views(
+    session: Session, until: datetime | None = None, animal_keys: list[int] | None = None
+) -> list[PositionView]:
+    """The newest fix (at or before `until` when given) of every animal that has one (only
+    `animal_keys` when given), by name (plain rows, no ORM objects)."""
+    query = select(Animal.id, Animal.name, Animal.device_id, Position.time, Position.lat, Position.lon).join(
+        Position, Position.id == newest_position_id(Animal.device_id, until)
+    )
+    if animal_keys is not None:
+        query = query.where(Animal.id.in_(animal_keys))
+    rows = session.execute(query.order_by(Animal.name, Animal.id)).all()
     return [
         PositionView(animal_id=str(key), name=name, device_id=device_id, time=time, lat=lat, lon=lon)
         for key, name, device_id, time, lat, lon in rows
@@ -231,8 +234,11 @@ def track_views(
     if animal_ids is not None:
         keys = [key for key in (animal_key(a) for a in animal_ids) if key is not None]
         query = query.where(Position.animal_id.in_(keys))
+    # The whole herd since a time: read along the time index (the fixes of that window only, in
+    # time order, which each animal's list keeps); one animal: along the animal's index.
+    order = (Position.time,) if animal_ids is None and since is not None else (Position.animal_id, Position.time)
     rows: dict[int, list[Any]] = {}
-    for row in session.execute(query.order_by(Position.animal_id, Position.time)):
+    for row in session.execute(query.order_by(*order)):
         rows.setdefault(row[0], []).append(row)
     tracks: dict[str, list[PositionView]] = {}
     for key, fixes in rows.items():
@@ -311,6 +317,47 @@ def alert_views(session: Session, states: tuple[str, ...] | None, limit: int | N
     rows = session.execute(query).all()
     extras = assignments_and_notes(session, [alert.id for alert, _ in rows])
     return [alert_view(alert, animal, *extras.get(alert.id, (None, None))) for alert, animal in rows]
+
+
+def alert_views_at(session: Session, as_of: datetime) -> list[AlertView]:
+    """The alerts open at `as_of` as they stood then: raised by then and not resolved by then, new or
+    acknowledged as they were then, assigned to whom they were then; highest priority first, then
+    newest first."""
+    rows = session.execute(
+        select(Alert, Animal)
+        .outerjoin(Animal, Alert.animal_id == Animal.id)
+        .where(Alert.time <= as_of, or_(Alert.resolved_at.is_(None), Alert.resolved_at > as_of))
+        .order_by(Alert.priority.desc(), Alert.time.desc(), Alert.id.desc())
+    ).all()
+    assigned: dict[int, str | None] = {}
+    ids = [alert.id for alert, _ in rows]
+    for chunk_start in range(0, len(ids), 500):
+        for alert_id, detail in session.execute(
+            select(AlertEvent.alert_id, AlertEvent.detail)
+            .where(
+                AlertEvent.alert_id.in_(ids[chunk_start : chunk_start + 500]),
+                AlertEvent.action == ACTION_ASSIGNED,
+                AlertEvent.at <= as_of,
+            )
+            .order_by(AlertEvent.id)
+        ).all():
+            assigned[alert_id] = (detail or {}).get("to") or None
+    views = []
+    for alert, animal in rows:
+        acknowledged = alert.acknowledged_at is not None and alert.acknowledged_at <= as_of
+        views.append(
+            replace(
+                alert_view(alert, animal, assigned.get(alert.id)),
+                state=STATE_ACKNOWLEDGED if acknowledged else STATE_NEW,
+                acknowledged_by=alert.acknowledged_by if acknowledged else None,
+                acknowledged_at=alert.acknowledged_at if acknowledged else None,
+                resolved_by=None,
+                resolved_at=None,
+                verdict=None,
+                last_time=min(alert.last_time, as_of),
+            )
+        )
+    return views
 
 
 def alert_event_views(session: Session, alert_id: int) -> list[AlertEventView]:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from lora_bridge import ingest, queries
 from lora_bridge.access import accounts, audit, delayed, privacy, roles, throttle
@@ -1136,6 +1136,69 @@ class Bridge:
         for animal_id, flagged in high_value.items():
             by_cutoff.setdefault(privacy.cutoff(privacy.precision_for(viewer, flagged), now), []).append(animal_id)
         return privacy.positions(viewer, delayed.latest_fixes_by(session, by_cutoff), high_value, now)
+
+    # The dashboard's "as of" moment (dash) --------------------------------------------------
+
+    def positions_at(self, as_of: datetime | None = None, *, viewer: Viewer) -> list[PositionView]:
+        """Each animal's newest fix at or before `as_of` (None: its newest), as viewer may see it:
+        for a role with a delay never newer than the role's cutoff, and coarsened. Logged in the
+        audit log."""
+        if as_of is None:
+            return self.latest_positions(viewer=viewer)
+        require(viewer, roles.READ_ANIMALS)
+        now = self.clock()
+        as_of = as_utc(as_of)
+        with self.db.read() as session:
+            if viewer.exact_positions:
+                views = queries.latest_position_views(session, as_of)
+            else:
+                high_value = delayed.high_value_flags(session)
+                by_until: dict[datetime, list[int]] = {}
+                for animal_id, flagged in high_value.items():
+                    seen_until = min(as_of, privacy.cutoff(privacy.precision_for(viewer, flagged), now))
+                    by_until.setdefault(seen_until, []).append(int(animal_id))
+                found = [
+                    view
+                    for until, keys in by_until.items()
+                    for view in queries.latest_position_views(session, until, keys)
+                ]
+                views = privacy.positions(viewer, sorted(found, key=lambda v: (v.name, int(v.animal_id))), high_value, now)
+        self._audit_positions(viewer, "positions_at", [v.animal_id for v in views], now, as_of=as_of.isoformat())
+        return views
+
+    def alerts_at(self, as_of: datetime | None = None, *, viewer: Viewer) -> list[AlertView]:
+        """The alerts open at `as_of` (None: now) as they stood then (raised by then, not resolved
+        by then; new or acknowledged then), highest priority first; for a role without exact
+        positions only those it may see now, delayed and coarsened like its positions."""
+        if as_of is None:
+            return self.open_alerts(viewer=viewer)
+        require(viewer, roles.READ_ALERTS)
+        now = self.clock()
+        with self.db.read() as session:
+            views = queries.alert_views_at(session, as_utc(as_of))
+            if not viewer.exact_positions:
+                views = privacy.alerts(viewer, views, delayed.high_value_flags(session), now)
+        self._audit_alerts(viewer, views, now)
+        return views
+
+    def change_counter(self) -> tuple[Any, ...]:
+        """A value that changes whenever what the dashboard's pages show may have changed: new
+        positions, activity, alerts or alert events, animals registered or flagged, collars heard.
+        Cheap (newest ids and one small aggregate), for caching reads between changes."""
+        with self.db.read() as session:
+            return tuple(
+                session.execute(
+                    select(
+                        select(func.max(Position.id)).scalar_subquery(),
+                        select(func.max(ActivitySummary.id)).scalar_subquery(),
+                        select(func.max(Alert.id)).scalar_subquery(),
+                        select(func.max(AlertEvent.id)).scalar_subquery(),
+                        select(func.count(Animal.id)).scalar_subquery(),
+                        select(func.sum(case((Animal.high_value.is_(True), Animal.id), else_=0))).scalar_subquery(),
+                        select(func.max(Device.last_seen)).scalar_subquery(),
+                    )
+                ).one()
+            )
 
     # Helpers ---------------------------------------------------------------------------------
 

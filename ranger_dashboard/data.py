@@ -98,11 +98,54 @@ def latest_positions(url: str, viewer: Viewer) -> list[Any]:
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def tracks(
-    url: str, since: datetime | None, viewer: Viewer, max_points: int | None = TRACK_MAX_POINTS
+    url: str,
+    since: datetime | None,
+    viewer: Viewer,
+    max_points: int | None = TRACK_MAX_POINTS,
+    until: datetime | None = None,
 ) -> dict[str, list[Any]]:
-    """Positions since `since` per animal id, oldest first, each track thinned by the bridge to
-    `max_points`; the bridge logs who viewed them."""
-    return bridge(url).tracks(since=since, viewer=viewer, max_points=max_points)
+    """Positions from `since` up to `until` per animal id, oldest first, each track thinned by the
+    bridge to `max_points`; the bridge logs who viewed them."""
+    return bridge(url).tracks(since=since, until=until, viewer=viewer, max_points=max_points)
+
+
+# ---------------------------------------------------------------- the map at a moment
+# Read once per change of the store (`Bridge.change_counter`) and viewer, for at most
+# MOMENT_TTL_S: every viewer's first read of a state reaches the bridge and its audit log. A
+# role with a delay sees more as time passes, never less: an answer kept a minute shows no more
+# than the role may see.
+MOMENT_TTL_S = 60
+
+
+def changes(url: str) -> tuple[Any, ...]:
+    """The store's change counter: equal values, nothing the pages show has changed."""
+    return bridge(url).change_counter()
+
+
+@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
+def positions_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> list[Any]:
+    """Each animal's last position at `as_of` (None: its latest), as viewer may see it."""
+    return bridge(url).positions_at(as_of, viewer=viewer)
+
+
+@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
+def alerts_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> list[Any]:
+    """The alerts open at `as_of` (None: now) as they stood then, as viewer may see them."""
+    return bridge(url).alerts_at(as_of, viewer=viewer)
+
+
+@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
+def tracks_at(
+    url: str, viewer: Viewer, since: datetime | None, until: datetime | None, max_points: int, changed: tuple[Any, ...]
+) -> dict[str, list[Any]]:
+    """The herd's tracks from `since` up to `until`, thinned to `max_points` fixes each."""
+    return bridge(url).tracks(since=since, until=until, viewer=viewer, max_points=max_points)
+
+
+@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
+def animals_at(url: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[Any]:
+    """Every collared animal with its latest status, as viewer may see it."""
+    return bridge(url).animals(viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -161,6 +204,7 @@ def acknowledge_alert(url: str, alert_id: Any, viewer: Viewer) -> None:
     logger.info("alert acknowledged", extra={"alert_id": alert_id, "user": viewer.username})
     open_alerts.clear()
     alerts.clear()
+    alerts_at.clear()
     alert_events.clear()
 
 
@@ -170,6 +214,7 @@ def resolve_alert(url: str, alert_id: Any, viewer: Viewer, verdict: str, note: s
     logger.info("alert resolved", extra={"alert_id": alert_id, "user": viewer.username, "verdict": verdict})
     open_alerts.clear()
     alerts.clear()
+    alerts_at.clear()
     alert_verdicts.clear()
     alert_events.clear()
 
@@ -180,6 +225,7 @@ def assign_alert(url: str, alert_id: Any, assignee: str, viewer: Viewer) -> None
     logger.info("alert assigned", extra={"alert_id": alert_id, "user": viewer.username, "assignee": assignee})
     open_alerts.clear()
     alerts.clear()
+    alerts_at.clear()
     alert_events.clear()
 
 

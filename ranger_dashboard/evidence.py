@@ -22,9 +22,10 @@ def track_length_m(fixes: list[Any]) -> float:
 
 
 def alert_evidence(url: str, alert: Any, role: roles.Role, window: timedelta, now: datetime) -> None:
-    """Track before/after (roles with exact positions only), behaviour and battery around `alert`."""
+    """Track before/after (roles with exact positions only), behaviour and battery around `alert`,
+    up to `now` at the latest (the moment the page shows)."""
     viewer = roles.current_viewer()
-    start, end = alert.time - window, alert.time + window
+    start, end = alert.time - window, min(alert.time + window, max(now, alert.time))
     hours = window.total_seconds() / 3600
     if role.exact_positions:
         fixes = data.track_between(url, str(alert.animal_id), start, end, viewer)

@@ -99,3 +99,48 @@ def test_ranger_assigns_an_alert_and_the_resolved_list_keeps_the_note(bridge):
     )
     with pytest.raises(InvalidTransition, match="only open alerts"):
         bridge.assign_alert(alert.alert_id, "Baraka", Viewer("amina", "ranger"))
+
+
+def test_map_as_of_a_moment_shows_each_animals_position_then_and_the_alerts_open_then(bridge):
+    bridge.register_animal("collar-01", "Kito")
+    fixes = tuple((3600 * h, -2.5 + 0.01 * h, 37.5) for h in range(5))  # 06:00 .. 10:00
+    ingest(bridge, b.positions(b.T0_S, fixes), 1)
+    ingest(bridge, b.alert("mortality", time_s=b.T0_S + 3 * 3600, lat=-2.47, lon=37.5), 2)
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.acknowledge_alert(alert.alert_id, Viewer("amina", "ranger"))
+    bridge.resolve_alert(alert.alert_id, Viewer("amina", "ranger"), "true", "Found by the dam")
+
+    at_0830 = b.T0 + timedelta(hours=2, minutes=30)
+    (position,) = bridge.positions_at(at_0830, viewer=b.RANGER)
+    assert (position.time, position.lat) == (b.T0 + timedelta(hours=2), pytest.approx(-2.48, abs=1e-4))
+    assert bridge.alerts_at(at_0830, viewer=b.RANGER) == []  # not raised yet
+    (then,) = bridge.alerts_at(b.T0 + timedelta(hours=4), viewer=b.RANGER)  # raised, resolved only later
+    assert (then.alert_id, then.state, then.verdict, then.resolved_by) == (alert.alert_id, "new", None, None)
+    assert bridge.alerts_at(viewer=b.RANGER) == []  # now: resolved
+    (track,) = bridge.tracks(since=b.T0, until=at_0830, viewer=b.RANGER).values()
+    assert [p.time for p in track] == [b.T0 + timedelta(hours=h) for h in range(3)]
+    (newest,) = bridge.positions_at(None, viewer=b.RANGER)
+    assert newest.time == b.T0 + timedelta(hours=4)
+
+
+def test_a_delayed_role_sees_no_more_of_a_moment_than_its_delay_allows(sqlite_url):
+    from access_builders import NOW, exact_places, live_bridge, viewer
+
+    with live_bridge(sqlite_url) as bridge:
+        exact = exact_places(bridge)
+        for username in ("rose", "kiosk"):
+            who = viewer(username)
+            for moment in (NOW, NOW - timedelta(hours=6), NOW - timedelta(hours=40)):
+                latest = {p.animal_id: p for p in bridge.latest_positions(viewer=who)}
+                at = bridge.positions_at(moment, viewer=who)
+                assert at, (username, moment)
+                for position in at:
+                    assert position.time <= min(moment, latest[position.animal_id].time), (username, moment)
+                    assert (round(position.lat, 5), round(position.lon, 5)) not in exact
+                may_see = {a.alert_id for a in bridge.alerts(viewer=who)}
+                for alert in bridge.alerts_at(moment, viewer=who):
+                    assert alert.alert_id in may_see, (username, moment)
+                    assert alert.lat is None or (round(alert.lat, 5), round(alert.lon, 5)) not in exact
+        # Tusker's mortality alert was raised 30 minutes ago: a ranger sees it open now, a researcher not yet.
+        assert "Tusker" in [a.name for a in bridge.alerts_at(NOW, viewer=viewer("amina"))]
+        assert "Tusker" not in [a.name for a in bridge.alerts_at(NOW, viewer=viewer("rose"))]

@@ -14,7 +14,18 @@ import streamlit as st
 
 from lora_bridge.errors import BridgeError
 from lora_bridge.views import AlertView
-from ranger_dashboard import config, data, evidence, markers, navigation, palette, roles, selection, views
+from ranger_dashboard import (
+    as_of,
+    config,
+    data,
+    evidence,
+    markers,
+    navigation,
+    palette,
+    roles,
+    selection,
+    views,
+)
 
 FLASH_KEY = "alerts_flash"
 # Alerts drawn as cards with their own buttons; the rest of a long queue is in the table under them.
@@ -27,6 +38,7 @@ options = config.options()
 url = options.database_url
 viewer = roles.current_viewer()
 role = roles.role(viewer.role)
+moment = as_of.control(data.now(options, viewer))
 
 
 def flash(message: str) -> None:
@@ -58,6 +70,9 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
             + (f" · raised {alert.occurrences} times" if alert.occurrences > 1 else "")
         )
         if not role.handles_alerts:
+            return
+        if as_of.current() is not None:
+            st.caption("This is the alert as it stood then: back to live to act on it.")
             return
         buttons = st.columns(3)
         if buttons[0].button(
@@ -113,10 +128,13 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
 @st.fragment(run_every=options.refresh_s)
 def queue() -> None:
     """The open alerts, most urgent first, redrawn every `options.refresh_s` seconds."""
-    now = data.now(options, viewer)
-    alerts = views.sort_alerts(data.open_alerts(url, viewer))
-    if data.alert_count_changed(len(alerts)):
+    moment = as_of.current()
+    now = moment or data.now(options, viewer)
+    # Live: the open alerts; at a chosen moment, those open then as they stood then.
+    alerts = views.sort_alerts(data.alerts_at(url, viewer, moment, data.changes(url)))
+    if moment is None and data.alert_count_changed(len(alerts)):
         st.rerun(scope="app")  # the navigation's count is stale: redraw the page with it
+    as_of.banner(moment, "The queue shows the alerts open")
     message = st.session_state.pop(FLASH_KEY, None)
     if message:
         st.success(message)
@@ -124,7 +142,7 @@ def queue() -> None:
     if not role.handles_alerts:
         st.info(f"The {role.title.lower()} view shows alerts; rangers acknowledge and resolve them.")
     if not alerts:
-        st.info("No open alerts.")
+        st.info("No open alerts." if moment is None else "No alert was open then.")
         markers.ready(markers.ALERTS_READY_ID, alerts=0)
         return
     counts = views.priority_counts(alerts)
@@ -192,7 +210,9 @@ def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
 
 queue()
 
-resolved = data.alerts(url, viewer, ("resolved",), RESOLVED_SHOWN)
+resolved = data.alerts(url, viewer, ("resolved",), None if moment else RESOLVED_SHOWN)
+if moment is not None:  # resolved by the moment shown
+    resolved = [a for a in resolved if a.resolved_at is not None and a.resolved_at <= moment][:RESOLVED_SHOWN]
 with st.expander(f"Resolved alerts ({len(resolved)} most recent)"):
     if resolved:
         st.dataframe(views.resolved_table(resolved), hide_index=True)

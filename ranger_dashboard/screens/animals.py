@@ -10,7 +10,7 @@ import streamlit as st
 
 from lora_bridge import exports
 from lora_bridge.domain import home_range
-from ranger_dashboard import config, data, map_layers, markers, roles, selection, views
+from ranger_dashboard import as_of, config, data, map_layers, markers, roles, selection, views
 
 PERIOD_DAYS = (1, 3, 7, 14, 30)
 DEFAULT_PERIOD_DAYS = 7
@@ -19,7 +19,9 @@ options = config.options()
 url = options.database_url
 viewer = roles.current_viewer()
 role = roles.role(viewer.role)
-now = data.now(options, viewer)
+live_now = data.now(options, viewer)
+moment = as_of.control(live_now)
+now = moment or live_now
 animals = sorted(data.animals(url, viewer), key=lambda a: (a.name or "", a.device_id or ""))
 
 if not animals:
@@ -42,10 +44,22 @@ low_battery_mv = data.low_battery_mv(url)
 
 st.header(animal.name or animal.device_id)
 st.caption(f"{animal.species} · collar {animal.device_id or 'none fitted'}")
+as_of.banner(moment, "The track, activity and alerts show this animal")
+end = moment or animal.last_seen or now
+since = end - timedelta(days=days)
+# The bridge hands out the track as the viewer's role may see it (coarse and late for some roles).
+if moment is None:
+    fixes = data.animal_track(url, animal.animal_id, since, viewer)
+else:  # the track ending at the moment shown
+    fixes = data.track_between(url, animal.animal_id, since, moment, viewer)
 columns = st.columns(6)
-columns[0].metric(
-    "Last seen", views.format_age(animal.last_seen, now), help=views.format_time(animal.last_seen)
-)
+if moment is None:
+    columns[0].metric(
+        "Last seen", views.format_age(animal.last_seen, now), help=views.format_time(animal.last_seen)
+    )
+else:
+    last_fix = fixes[-1].time if fixes else None
+    columns[0].metric("Last fix then", views.format_age(last_fix, moment), help=views.format_time(last_fix))
 columns[1].metric("Battery", views.format_battery(animal.battery_mv, low_battery_mv) or "unknown")
 columns[2].metric(
     "Temperature", "unknown" if animal.temperature_c is None else f"{animal.temperature_c:.1f} °C"
@@ -54,13 +68,10 @@ columns[3].metric("Behaviour", animal.behaviour or "unknown")
 columns[4].metric("Firmware", animal.fw_version or "unknown")
 columns[5].metric("Model", "unknown" if animal.model_version is None else str(animal.model_version))
 
-end = animal.last_seen or now
-since = end - timedelta(days=days)
+if moment is not None:
+    st.caption("Battery, temperature, behaviour and versions: the collar's latest report.")
 
 # ------------------------------------------------------------------ track and home range
-# The bridge hands out the track as the viewer's role may see it (coarse and late for some roles).
-fixes = data.animal_track(url, animal.animal_id, since, viewer)
-
 st.subheader("Track and home range")
 mcp = home_range.minimum_convex_polygon(fixes)
 kde = home_range.kernel_density_range(fixes)
@@ -92,7 +103,7 @@ if not speed.empty:
 
 # ------------------------------------------------------------------ activity
 st.subheader("Activity")
-summaries = data.activity(url, animal.animal_id, since, viewer)
+summaries = [s for s in data.activity(url, animal.animal_id, since, viewer) if moment is None or s.time < moment]
 frame = views.activity_frame(summaries)
 if frame.empty:
     st.info("No activity summaries from this collar yet.")
@@ -119,7 +130,11 @@ else:
 
 # ------------------------------------------------------------------ alerts
 st.subheader("Alert history")
-history = [a for a in data.alerts(url, viewer, None, 500) if str(a.animal_id) == str(animal.animal_id)]
+history = [
+    a
+    for a in data.alerts(url, viewer, None, 500)
+    if str(a.animal_id) == str(animal.animal_id) and (moment is None or a.time <= moment)
+]
 if history:
     st.dataframe(views.animal_alert_table(history), hide_index=True)
 else:

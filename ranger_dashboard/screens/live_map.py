@@ -12,7 +12,18 @@ from datetime import timedelta
 
 import streamlit as st
 
-from ranger_dashboard import config, data, map_layers, markers, navigation, palette, roles, selection, views
+from ranger_dashboard import (
+    as_of,
+    config,
+    data,
+    map_layers,
+    markers,
+    navigation,
+    palette,
+    roles,
+    selection,
+    views,
+)
 
 logger = logging.getLogger("ranger_dashboard.live_map")
 
@@ -57,7 +68,7 @@ with st.sidebar:
         format_func=lambda option: "All animals" if option == NO_FOCUS else names[option],
     )
     selection.restore("track_hours", "hours", TRACK_HOURS, default=DEFAULT_TRACK_HOURS)
-    st.select_slider("Track length (hours)", TRACK_HOURS, key="track_hours")
+    st.selectbox("Track length", TRACK_HOURS, key="track_hours", format_func=lambda h: f"{h} h before")
     online = st.toggle(
         "Online base map",
         key="online_tiles",
@@ -77,23 +88,29 @@ if online:
             "reserve's own geometry only."
         )
 phone = "Mobile" in (st.context.headers.get("User-Agent") or "")
+moment = as_of.control(data.now(options, viewer))
 
 
 @st.fragment(run_every=options.refresh_s)
 def live_panel() -> None:
     """The map (first), the metrics and the table, redrawn every `options.refresh_s` seconds."""
-    now = data.now(options, viewer)
+    live_now = data.now(options, viewer)
+    moment = as_of.current()
+    now = moment or live_now
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
-    animals = data.animals(url, viewer)
-    alerts = data.open_alerts(url, viewer)
-    if data.alert_count_changed(len(alerts)):
+    changed = data.changes(url)
+    animals = data.animals_at(url, viewer, changed)
+    # The bridge hands out only what the viewer's role may see (coarse and late for some roles),
+    # at the chosen moment: positions then, alerts open then, tracks ending then.
+    alerts = data.alerts_at(url, viewer, moment, changed)
+    if moment is None and data.alert_count_changed(len(alerts)):
         st.rerun(scope="app")  # the navigation's alert count is stale: redraw it with the map
-    # The bridge hands out only what the viewer's role may see (coarse and late for some roles).
-    positions = data.latest_positions(url, viewer)
+    positions = data.positions_at(url, viewer, moment, changed)
     latest_fix = max((p.time for p in positions), default=None)
-    since = latest_fix - timedelta(hours=hours) if latest_fix is not None else None
-    tracks = data.tracks(url, since, viewer)
+    until = moment or latest_fix
+    since = until - timedelta(hours=hours) if until is not None else None
+    tracks = data.tracks_at(url, viewer, since, until, data.TRACK_MAX_POINTS, changed)
     rings = map_layers.alert_points(alerts, now, positions) if role.exact_positions else []
 
     low_battery_mv = data.low_battery_mv(url)
@@ -110,6 +127,7 @@ def live_panel() -> None:
         online_tiles=tiles,
         fit_px=(width_px, height_px),
     )
+    as_of.banner(moment, "The map shows the reserve")
     map_column, table_column = st.columns([5, 2])
     with map_column:
         state = st.pydeck_chart(
@@ -138,16 +156,21 @@ def live_panel() -> None:
     with st.expander(f"Animals on the map ({len(points)})", expanded=not phone and len(points) <= 50):
         st.dataframe(views.live_table(points, animals, now, low_battery_mv), hide_index=True)
     clock = "newest report" if options.clock == "data" else "control-room clock"
+    shown = f"As of {views.format_time(moment)} UTC (not live)" if moment else f"Now {views.format_time(now)} UTC ({clock})"
     st.caption(
-        f"Now {views.format_time(now)} UTC ({clock}) · tracks: {hours} h up to the latest fix"
-        + (f" ({views.format_time(latest_fix)} UTC)" if latest_fix else "")
+        f"{shown} · tracks: {hours} h up to "
+        + ("the moment shown" if moment else "the latest fix")
+        + (f" (last fix {views.format_time(latest_fix)} UTC)" if latest_fix else "")
         + f" · {role.describe_positions()} · click an animal to open its page"
     )
     # One audit line when a session starts watching, and whenever who or what it watches changes.
-    watching = (viewer, focus)
+    watching = (viewer, focus, moment)
     if st.session_state.get("_watching") != watching:
         st.session_state["_watching"] = watching
-        logger.info("live positions viewed", extra={"viewer": viewer.username, "animals": len(points), "focus": focus})
+        logger.info(
+            "live positions viewed",
+            extra={"viewer": viewer.username, "animals": len(points), "focus": focus, "as_of": str(moment or "live")},
+        )
 
 
 if not animal_list:
