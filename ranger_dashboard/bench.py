@@ -1,19 +1,22 @@
 """Figures of the ranger dashboard, for `tembo bench dashboard --json`.
 
-Two stores are filled in a temporary folder through the bridge's own ingest (The Things Stack
-uplink bodies built with the collar's codec), once per run: a herd of `animals` (500) and one of
-`small` (5) animals, `days` (30) of hourly fixes each, sent as the collar sends them — its
-`positions` message carries five fixes — with a daily status, 15-minute activity summaries, and a
-collar alert on one animal in 25. Every animal gets 15-minute activity for the last `activity_days`
-days; the animal whose page is measured gets them for all `days` in both stores, so its page reads
-the same amount in both and the ratio measures what the size of the herd costs.
+Two stores are filled through the bridge's own ingest (`Bridge.ingest_network_message`, The Things
+Stack uplink bodies built with the collar's codec): a herd of `animals` (500) and one of `small` (5)
+animals, `days` (30) of hourly fixes each, sent as the collar sends them (its `positions` message
+carries five fixes), a daily status, 15-minute activity summaries for the last `activity_days` (30)
+days, and a collar alert on one animal in 25; the animal whose page is measured gets activity for
+all `days` in both stores. A filled store is kept in `cache_folder()` under its parameters and
+reused by the next run with the same ones (`-o cache=false` fills again); each run works on a copy.
 
-Each store is served by the real dashboard (`launch.command`, the data's clock) and opened in
-headless Chromium (Playwright, Debian's chromium). A page counts as drawn when its own DOM marker
-is there and says it carries the whole herd (the live map: the deck canvas and
-`#tembo-map-ready[data-animals=N]`), and the browser has painted two more frames. Loads of the two
-stores alternate, after one unmeasured warm-up each; the median of `repeats` loads is reported,
-with the ratio herd / small measured in the same run.
+Each store is served by the real dashboard (`serving.running`, the data's clock) and visited in
+headless Chromium (Playwright, Debian's chromium) by a ranger account made for the run: open the
+dashboard and sign in, then the Alerts page and the first animal's page by the menu (a sign-in
+lives in the browser's Streamlit session). The map counts as drawn when its DOM marker says it
+carries the whole herd, the deck canvas is there, two more frames are painted and a screenshot of
+the map shows the animals' colour; the other pages when their marker is there and two frames are
+painted. Visits to the two stores alternate, each store with its own browser profile (its cache
+warmed by one unmeasured visit); the median of `repeats` visits is reported, with the ratio
+herd / small measured in the same run.
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ import secrets
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,7 +62,7 @@ CHROMIUM_ARGS = [
 ]
 END = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 # Bumped whenever what `fill_store` sends changes: cached stores of an older fill are not reused.
-FILL_VERSION = 2
+FILL_VERSION = 3
 # The bench's own ranger account (made in each run's copy of the store, with a fresh password).
 BENCH_USER = "bench.ranger"
 BENCH_VIEWER = Viewer(BENCH_USER, "ranger")
@@ -179,25 +184,43 @@ def _status(when: datetime, lat: float, lon: float, battery_mv: int) -> dict[str
     }
 
 
-def fill_store(bridge: Bridge, animals: int, days: int, activity_days: int, seed: int = 7) -> dict[str, Any]:
-    """Fill `bridge` through its ingest: the reserve, `animals` named collars and their uplinks."""
-    rng = np.random.default_rng(seed)
+def fill_store(
+    bridge: Bridge, animals: int, days: int, activity_days: int, seed: int = 7, workers: int = 16
+) -> dict[str, Any]:
+    """Fill `bridge` through its ingest: the reserve, `animals` named collars and their uplinks.
+
+    The herd reports at once, as collars do: `workers` threads hand their collars' uplinks in
+    together (the bridge commits what arrives together as one group), each collar's in the order
+    it sent them."""
     bridge.load_geography(RESERVE)
     started = time.perf_counter()
-    uplinks = 0
     for index in range(animals):
         bridge.register_animal(f"bench-{index:04d}", f"Elephant {index:03d}")
+    uplinks = [0] * animals
+    done = [0]
+    lock = threading.Lock()
+
+    def send(index: int) -> None:
+        # Each collar draws its walk and reports from its own generator: the same fill whatever
+        # the number of workers or the order they run in.
+        rng = np.random.default_rng([seed, index])
         full = days if index == 0 else activity_days  # the animal whose page is measured
         for _, body in herd_uplinks(index, days, min(full, days), rng):
             result = bridge.ingest_network_message("tts", "up", body)
             if not result.ok:
                 raise RuntimeError(f"bench uplink refused: {result}")
-            uplinks += 1
-        if index and index % 50 == 0:
-            log.info("bench store filling", extra={"animals": index, "uplinks": uplinks})
+            uplinks[index] += 1
+        with lock:
+            done[0] += 1
+            if done[0] % 50 == 0:
+                log.info("bench store filling", extra={"animals": done[0], "of": animals})
+
+    with ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="bench-collar") as pool:
+        for future in [pool.submit(send, index) for index in range(animals)]:
+            future.result()
     counts = bridge.counts()
     return {
-        "uplinks": uplinks,
+        "uplinks": sum(uplinks),
         "fill_s": round(time.perf_counter() - started, 1),
         "positions": counts["positions"],
         "activity_summaries": counts["activity_summaries"],
@@ -212,7 +235,9 @@ def cache_folder() -> Path:
     return folder
 
 
-def filled_store(animals: int, days: int, activity_days: int, seed: int, cache: bool = True) -> tuple[Path, dict[str, Any]]:
+def filled_store(
+    animals: int, days: int, activity_days: int, seed: int, cache: bool = True, workers: int = 16
+) -> tuple[Path, dict[str, Any]]:
     """A SQLite store filled by `fill_store` with these parameters, and its fill figures.
 
     Kept in `cache_folder()` under a name made of the parameters and FILL_VERSION, so a second run
@@ -228,7 +253,7 @@ def filled_store(animals: int, days: int, activity_days: int, seed: int, cache: 
     for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
         leftover.unlink(missing_ok=True)
     with open_bridge(f"sqlite:///{partial}") as bridge:
-        figures = fill_store(bridge, animals, days, activity_days, seed)
+        figures = fill_store(bridge, animals, days, activity_days, seed, workers)
     partial.replace(store)
     figures_path.write_text(json.dumps(figures))
     return store, {**figures, "cached": False}
@@ -313,6 +338,7 @@ def run(
     repeats: int = 3,
     seed: int = 7,
     cache: bool = True,
+    workers: int = 16,
 ) -> dict[str, Any]:
     """Fill both stores (or take them from the cache), serve each with the dashboard, and time its
     pages in headless Chromium."""
@@ -330,7 +356,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="tembo-bench-dashboard-", dir=base_dir) as folder, ExitStack() as stack:
         servers: dict[str, tuple[str, int, int]] = {}
         for label, herd in (("500", animals), ("5", small)):
-            cached, filled = filled_store(herd, days, activity_days, int(seed), cache=bool(cache))
+            cached, filled = filled_store(herd, days, activity_days, int(seed), cache=bool(cache), workers=int(workers))
             copy = Path(folder) / f"herd-{herd}.db"
             shutil.copyfile(cached, copy)
             url = f"sqlite:///{copy}"
