@@ -63,6 +63,26 @@ def store_raw(
         raise
 
 
+def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
+    """Commit the bodies of submissions (network, event, body, content_type, path_ids) to raw_uplinks
+    in one transaction (one multi-row insert, one fsync); their ids in order. StoreUnavailable if it cannot."""
+    try:
+        with db.write() as session:
+            raws = [
+                raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
+                for s in submissions
+            ]
+            session.add_all(raws)
+            session.flush()
+            return [raw.id for raw in raws]
+    except Exception as error:
+        if is_transient_store_error(error):
+            log.warning("store cannot take %d bodies now (%s): answered as unavailable", len(submissions),
+                        type(error).__name__, extra={"error": str(error)[:200]})
+            raise StoreUnavailable(f"store unavailable: {str(error)[:200]}") from error
+        raise
+
+
 def raw_row(
     body: bytes,
     source: str,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +25,8 @@ from lora_bridge import ingest
 from lora_bridge.decode import decode_payload, message_time
 from lora_bridge.domain import devices, network_events
 from lora_bridge.domain.messages import apply_message
-from lora_bridge.errors import MalformedUplink, is_transient_store_error
+from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
+from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import NetworkEvent, read_network_message
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.database import Database
@@ -44,36 +46,48 @@ DONE_STATUSES = (
 )
 
 
-def store_and_process(
+def store_and_process_batch(
     db: Database,
-    body: bytes,
-    source: str,
+    submissions: list[Submission],
     codec: Any,
     settings: BridgeSettings,
-    *,
-    event: str | None = None,
-    content_type: str | None = None,
-    path_ids: dict[str, Any] | None = None,
-) -> IngestResult:
-    """Keep body and apply it in ONE transaction: one commit (one fsync) makes the body and all it
-    changed durable together, or nothing of it is written.
+    after: Callable[[Session, list[IngestResult]], None] | None = None,
+) -> list[Submission]:
+    """Keep and apply a batch of bodies in ONE transaction (one commit, one fsync for all): their raw
+    rows in one multi-row insert, each body applied in turn, then `after(session, results)` (the
+    rules, once per collar of the batch) — then the results are set on the submissions.
 
-    Should anything fail inside it (the store, a race with another worker, a bug), nothing of it was
-    written, and the body goes the two-step way: committed alone first (`ingest.store_raw`,
-    StoreUnavailable when even that fails), then processed (`process_raw`: pending when the store
-    fails while applying it, a dead letter for a bug, ...).
+    Should anything fail inside it, nothing of it was written, and the batch goes the two-step way:
+    its raw rows committed alone first (StoreUnavailable set on every submission when even that
+    fails: nothing was kept), then each body processed by itself (`process_raw`); the submissions
+    that the batch applied that way are returned for the caller's per-body follow-up.
     """
     try:
         with db.write() as session:
-            raw = ingest.raw_row(body, source, event=event, content_type=content_type, path_ids=path_ids)
-            session.add(raw)
+            raws = [
+                ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
+                for s in submissions
+            ]
+            session.add_all(raws)
             session.flush()
-            return _process_loaded(session, raw, codec, settings, None)
-    except Exception as error:  # noqa: BLE001 - the two-step path below keeps the body whatever it was
-        log.info("one-transaction ingest fell back to store-then-process: %s", type(error).__name__,
-                 extra={"source": source, "error": str(error)[:200]})
-    raw_uplink_id = ingest.store_raw(db, body, source, event=event, content_type=content_type, path_ids=path_ids)
-    return process_raw(db, raw_uplink_id, codec, settings)
+            results = [_process_loaded(session, raw, codec, settings, None) for raw in raws]
+            if after is not None:
+                after(session, results)
+        for submission, result in zip(submissions, results, strict=True):
+            submission.result = result
+        return []
+    except Exception as error:  # noqa: BLE001 - the two-step path below keeps every body whatever it was
+        log.info("batch of %d bodies fell back to store-then-process: %s", len(submissions), type(error).__name__,
+                 extra={"error": str(error)[:200]})
+    try:
+        raw_ids = ingest.store_raw_many(db, submissions)
+    except StoreUnavailable as error:
+        for submission in submissions:
+            submission.error = error
+        return []
+    for submission, raw_id in zip(submissions, raw_ids, strict=True):
+        submission.result = process_raw(db, raw_id, codec, settings)
+    return list(submissions)
 
 
 def process_raw(

@@ -52,14 +52,16 @@ from lora_bridge.errors import (
     UnknownDeadLetter,
     UnknownDevice,
     UnknownGeofence,
+    is_transient_store_error,
 )
+from lora_bridge.group_commit import GroupCommit, Submission
 from lora_bridge.network_messages import NETWORKS, event_name_of
 from lora_bridge.network_server import NetworkServerClient
 from lora_bridge.notify import channels, outbox
 from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
-from lora_bridge.pipeline import process_raw, store_and_process
+from lora_bridge.pipeline import process_raw, store_and_process_batch
 from lora_bridge.settings import BridgeSettings, load_settings
 from lora_bridge.store import retention
 from lora_bridge.store.database import Database, open_database
@@ -123,6 +125,8 @@ class Bridge:
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
         self.outbox = Outbox(self.db, self.settings, self.network_server, lambda: self.clock())
         self._outbox_worker: OutboxWorker | None = None
+        # Bodies that arrive together are kept and applied together (lora_bridge.group_commit).
+        self._group_commit = GroupCommit(self._write_batch, self.settings.ingest_max_batch)
         # The clock that location delays are measured on (aware UTC); tests and replays may set it.
         self.clock = clock
 
@@ -161,8 +165,10 @@ class Bridge:
         content_type: JSON, or binary Protobuf for ChirpStack; path_ids: application_id,
         device_id, dev_eui from a webhook path or MQTT topic (a field-masked body names no device).
 
-        The body is committed (fsynced) in one transaction with everything it changed, or, should
-        applying it fail, alone first and applied after (`pipeline.store_and_process`). Raises
+        The body is committed (fsynced) in one transaction with everything it changed, together
+        with the bodies other callers handed in meanwhile (group commit: one fsync for the batch, the
+        rules once per collar of the batch; `lora_bridge.group_commit`), or, should applying the batch
+        fail, alone first and applied after (`pipeline.store_and_process_batch`). Raises
         StoreUnavailable when the store cannot take it: nothing is acknowledged, the sender must
         retry (HTTP 503, MQTT no PUBACK). Every other outcome is an IngestResult: processed,
         duplicate, recorded (a network event), kept (an unknown kind), dead_letter (with the stage:
@@ -172,20 +178,37 @@ class Bridge:
         source = network.split(":")[-1]
         if source not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
-        result = store_and_process(
-            self.db,
-            body,
-            network,
-            self.codec,
-            self.settings,
-            event=event_name_of(source, event, body),
-            content_type=content_type,
-            path_ids=path_ids,
+        submission = Submission(
+            network, event_name_of(source, event, body), body, content_type=content_type, path_ids=path_ids
         )
-        self._after_processed(result)
-        if result.downlink_ids:
+        return self._group_commit.submit(submission)
+
+    def _write_batch(self, submissions: list[Submission]) -> None:
+        """Keep and apply a batch of bodies in one transaction with the rules of its collars
+        (`pipeline.store_and_process_batch`); bodies that went the two-step way get their rules after."""
+        one_by_one = store_and_process_batch(self.db, submissions, self.codec, self.settings, self._rules_of_batch)
+        for submission in one_by_one:
+            self._after_processed(submission.result)
+        if any(s.result is not None and s.result.downlink_ids for s in submissions):
             self.wake_outbox()
-        return result
+
+    def _rules_of_batch(self, session: Any, results: list[IngestResult]) -> None:
+        """The per-collar rules once per collar of a batch (over all its new rows), then the collar
+        alerts' notifications, inside the batch's transaction. A rule that fails is rolled back alone
+        and logged: the timer catches that collar up (`rules_engine.devices_behind`)."""
+        processed = [r for r in results if r.status == ingest.STATUS_PROCESSED and r.device_id]
+        for device_id in dict.fromkeys(r.device_id for r in processed):
+            try:
+                with session.begin_nested():
+                    steps = rules_engine.evaluate_device(session, self.rules_runtime, device_id)
+                    self._queue_steps(session, steps)
+            except Exception as error:
+                if is_transient_store_error(error):
+                    raise
+                log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
+        raised = [(alert_id, "raised") for r in processed for alert_id in r.alert_ids]
+        if raised:
+            outbox.enqueue_alert_steps(session, self.notify_config, raised)
 
     def ingest_tts_uplink(self, body: bytes) -> IngestResult:
         """A The Things Stack v3 message body (kind read from its message key): see ingest_network_message."""

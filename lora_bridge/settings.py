@@ -105,7 +105,10 @@ class BridgeSettings(BaseSettings):
     mqtt_topics: list[str] = Field(default_factory=lambda: ["v3/+/devices/+/#", "application/+/device/+/event/+"])
     mqtt_share_group: str | None = None
     mqtt_client_id: str | None = None
-    mqtt_threads: int = Field(default=4, ge=1, le=64)
+    # Threads that hand MQTT messages in at once: together they make the group commit's batches.
+    mqtt_threads: int = Field(default=32, ge=1, le=64)
+    # At most this many bodies kept and applied in one transaction (lora_bridge.group_commit).
+    ingest_max_batch: int = Field(default=256, ge=1, le=10_000)
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self._masked_items())

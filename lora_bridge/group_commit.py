@@ -1,0 +1,96 @@
+"""Group commit: bodies that arrive together are kept and applied together, in one transaction.
+
+Every ingest caller (webhook requests, MQTT worker threads, replays) hands its body in and waits for
+its own result. The first caller to find no batch in progress becomes the writer: it takes every body
+waiting (up to `max_batch`), has them applied in one unit of work, one commit and one fsync for all,
+then wakes the others, whose results are ready. Bodies that arrive meanwhile wait for the next batch,
+written by one of their own callers. A caller alone makes a batch of one and never waits: no timer,
+no background thread, nothing to start or stop.
+
+Each caller's answer still comes only once its body is durable: its batch's commit returns first.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 256
+
+
+@dataclass(eq=False)
+class Submission:
+    """One body handed in for ingest, and, once its batch is written, its result or error."""
+
+    network: str
+    event: str | None
+    body: bytes
+    content_type: str | None = None
+    path_ids: dict[str, Any] | None = None
+    result: Any = None
+    error: BaseException | None = None
+    done: bool = field(default=False, repr=False)
+
+    def outcome(self) -> Any:
+        """The result; raises the error the batch met for this body (StoreUnavailable, ...)."""
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit:
+    """Leader/follower batching in front of `write_batch`, which must set result or error on each
+    submission it is given (an exception it raises is set as the error of those it left unset)."""
+
+    def __init__(self, write_batch: Callable[[list[Submission]], None], max_batch: int = MAX_BATCH) -> None:
+        self._write_batch = write_batch
+        self.max_batch = max(1, max_batch)
+        self._waiting: list[Submission] = []
+        self._writing = False
+        self._changed = threading.Condition()
+        self.batches = 0
+        self.submissions = 0
+
+    def submit(self, submission: Submission) -> Any:
+        """Write submission (with whatever else is waiting) and return its result, or raise its error."""
+        with self._changed:
+            self._waiting.append(submission)
+            while not submission.done and self._writing:
+                self._changed.wait()
+            if submission.done:
+                return submission.outcome()
+            self._writing = True
+        try:
+            while not submission.done:
+                with self._changed:
+                    batch = self._waiting[: self.max_batch]
+                    del self._waiting[: self.max_batch]
+                self._write(batch)
+                with self._changed:
+                    self._changed.notify_all()
+        finally:
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()  # a waiting caller takes over what is left
+        return submission.outcome()
+
+    def _write(self, batch: list[Submission]) -> None:
+        try:
+            self._write_batch(batch)
+        except BaseException as error:  # noqa: BLE001 - handed to every caller of the batch
+            log.exception("a batch of %d bodies failed", len(batch))
+            for submission in batch:
+                if submission.result is None and submission.error is None:
+                    submission.error = error
+        finally:
+            for submission in batch:
+                if submission.result is None and submission.error is None:
+                    submission.error = RuntimeError("the batch gave this body no result")
+                submission.done = True
+            self.batches += 1
+            self.submissions += len(batch)
