@@ -79,6 +79,24 @@ class GroupCommit:
                 self._changed.notify_all()  # a waiting caller takes over what is left
         return submission.outcome()
 
+    def write_now(self, batch: list[Submission]) -> None:
+        """Write batch as one batch now, in turn with the callers of submit; sets each outcome."""
+        with self._changed:
+            while self._writing:
+                self._changed.wait()
+            self._writing = True
+        try:
+            self._write(batch)
+        finally:
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+
+    def waiting(self) -> int:
+        """How many bodies wait for the batch in progress to end."""
+        with self._changed:
+            return len(self._waiting)
+
     def _write(self, batch: list[Submission]) -> None:
         try:
             self._write_batch(batch)

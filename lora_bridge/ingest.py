@@ -33,6 +33,10 @@ STATUS_RECORDED = "recorded"  # a network event that is not an uplink, understoo
 STATUS_KEPT = "kept"  # a kind the bridge does not know, kept for inspection
 STATUS_PENDING = "pending"  # stored durably; processing waits for the store (retried by the timer)
 
+# session.info key: the dedup keys claimed in a unit of work (a batch) and their first copies, so a
+# second copy heard in the same batch is filed without looking again.
+CLAIMED_KEYS = "tembo_claimed_dedup_keys"
+
 STAGE_PARSE = "parse"
 STAGE_DECODE = "decode"
 STAGE_APPLY = "apply"
@@ -149,17 +153,28 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
     key = dedup_key(device_id, session_number, uplink)
     if raw.dedup_key == key:
         return Claim(uplink, None)  # replaying a body that already holds its claim
-    first = _first_copy(session, key)
+    claimed = session.info.setdefault(CLAIMED_KEYS, {})  # key -> its first copy, in this unit of work
+    first = claimed.get(key)
     if first is None:
-        try:
-            with session.begin_nested():
-                raw.dedup_key = key
-                session.flush()
-        except IntegrityError:
-            raw.dedup_key = None  # another worker claimed it between our look and our write
+        with session.no_autoflush:  # keys of this unit of work are in `claimed`; the store has the rest
             first = _first_copy(session, key)
     if first is None:
+        if session.get_bind().dialect.name == "sqlite":
+            # A SQLite write transaction (BEGIN IMMEDIATE) excludes every other writer until it
+            # commits: nobody can claim the key between our look and our write.
+            raw.dedup_key = key
+        else:
+            try:
+                with session.begin_nested():
+                    raw.dedup_key = key
+                    session.flush()
+            except IntegrityError:
+                raw.dedup_key = None  # another worker claimed it between our look and our write
+                first = _first_copy(session, key)
+    if first is None:
+        claimed[key] = raw
         return Claim(uplink, None)
+    claimed[key] = first  # later copies in this unit of work merge into this object, not a fresh read
     _merge_gateways(first, raw)
     raw.status = STATUS_DUPLICATE
     raw.duplicate_of = first.id

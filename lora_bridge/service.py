@@ -183,6 +183,25 @@ class Bridge:
         )
         return self._group_commit.submit(submission)
 
+    def ingest_batch(self, submissions: list[Submission]) -> list[IngestResult]:
+        """Several bodies at once (a file replay, a capture): kept and applied in batches of
+        settings.ingest_max_batch, one transaction each; their results in order. Raises the store's
+        error (StoreUnavailable: that batch was not kept) after the batches before it were written."""
+        results: list[IngestResult] = []
+        size = self._group_commit.max_batch
+        for first in range(0, len(submissions), size):
+            batch = [
+                replace(s, event=event_name_of(ingest.network_of(s.network), s.event, s.body))
+                for s in submissions[first:first + size]
+            ]
+            self._group_commit.write_now(batch)
+            results.extend(s.outcome() for s in batch)
+        return results
+
+    def ingest_batches(self) -> dict[str, int]:
+        """How ingest batched so far: batches written and the bodies they held."""
+        return {"batches": self._group_commit.batches, "bodies": self._group_commit.submissions}
+
     def _write_batch(self, submissions: list[Submission]) -> None:
         """Keep and apply a batch of bodies in one transaction with the rules of its collars
         (`pipeline.store_and_process_batch`); bodies that went the two-step way get their rules after."""

@@ -36,6 +36,11 @@ def latest(session: Session, device_id: str) -> ActivitySummary | None:
     ).first()
 
 
+# session.info key: the summaries a unit of work (a batch of uplinks) added, so its later uplinks need
+# not flush them to see them.
+SUMMARIES_ADDED = "tembo_summaries_added"
+
+
 def add_activity(
     session: Session,
     *,
@@ -47,11 +52,16 @@ def add_activity(
     raw_uplink_id: int | None,
 ) -> ActivitySummary | None:
     """Store one activity summary unless this collar already sent one for that interval start."""
-    existing = session.scalars(
-        select(ActivitySummary.id).where(ActivitySummary.device_id == device_id, ActivitySummary.time == time)
-    ).first()
+    added = session.info.setdefault(SUMMARIES_ADDED, set())  # (device, time) added in this unit of work
+    if (device_id, time) in added:
+        return None
+    with session.no_autoflush:  # rows of this unit of work are in `added`; the store has the rest
+        existing = session.scalars(
+            select(ActivitySummary.id).where(ActivitySummary.device_id == device_id, ActivitySummary.time == time)
+        ).first()
     if existing is not None:
         return None
+    added.add((device_id, time))
     shares = shares_by_class([float(s) for s in fields.get("shares") or []], class_names)
     dominant = max(shares, key=lambda name: shares[name]) if shares else None
     summary = ActivitySummary(

@@ -34,6 +34,11 @@ STATUS_FIELDS = (
 )
 
 
+# session.info keys: what a unit of work (a batch of uplinks) has looked up already, so the collars
+# and animals of a batch are read once, not once per uplink.
+DEVICES_BY_EUI = "tembo_devices_by_eui"
+ANIMALS_BY_DEVICE = "tembo_animals_by_device"
+
 # Deliveries arrive a few frames out of order at most; a counter this far below the last one, heard
 # later, means the collar started a new session (a rejoin whose join message we did not get).
 FCNT_REORDER_WINDOW = 64
@@ -54,8 +59,13 @@ def resolve_device(
 ) -> Device:
     """The collar with this DevEUI (else the one under this label), created on first sight."""
     device = None
+    known = session.info.setdefault(DEVICES_BY_EUI, {})  # DevEUI -> collar, for this unit of work
     if dev_eui:
-        device = session.scalars(select(Device).where(Device.dev_eui == dev_eui).order_by(Device.device_id)).first()
+        device = known.get(dev_eui)
+        if device is None or device.dev_eui != dev_eui:
+            device = session.scalars(
+                select(Device).where(Device.dev_eui == dev_eui).order_by(Device.device_id)
+            ).first()
     if device is None and label:
         candidate = session.get(Device, label)
         if candidate is not None and (candidate.dev_eui is None or dev_eui is None or candidate.dev_eui == dev_eui):
@@ -94,6 +104,8 @@ def resolve_device(
         device.first_seen = first_seen
     if device.session is None:
         device.session = 0
+    if dev_eui:
+        known[dev_eui] = device
     return device
 
 
@@ -161,11 +173,15 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> D
 
 def ensure_animal(session: Session, device: Device) -> Animal:
     """The animal wearing device; a placeholder named after the collar until one is registered."""
-    animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
+    known = session.info.setdefault(ANIMALS_BY_DEVICE, {})  # device id -> animal, for this unit of work
+    animal = known.get(device.device_id)
+    if animal is None or animal.device_id != device.device_id:
+        animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
     if animal is None:
         animal = Animal(name=device.device_id, species=DEFAULT_SPECIES, device_id=device.device_id)
         session.add(animal)
         session.flush()
+    known[device.device_id] = animal
     return animal
 
 

@@ -17,6 +17,9 @@ from lora_bridge.uplink_formats import Uplink
 
 log = logging.getLogger(__name__)
 
+# session.info key: collars a unit of work (a batch) knows to have no open offline alert.
+NO_OPEN_OFFLINE = "tembo_no_open_offline"
+
 
 @dataclass
 class Applied:
@@ -46,9 +49,17 @@ def apply_message(
     time = message_time(fields, heard_at)
     context = {"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message}
 
-    closed = rules.close_offline(session, device, heard_at)
-    if closed is not None:
-        applied.alert_ids.append(closed)
+    # Offline alerts are raised by the timer only, never while a batch is applied: once a batch has
+    # found a collar with none open (or closed it), its later uplinks need not look again.
+    no_offline = session.info.setdefault(NO_OPEN_OFFLINE, set())
+    if device.device_id not in no_offline:
+        if alerts.open_alert(session, device.device_id, rules.OFFLINE) is None:
+            no_offline.add(device.device_id)
+        else:
+            closed = rules.close_offline(session, device, heard_at)
+            if closed is not None:
+                applied.alert_ids.append(closed)
+                no_offline.add(device.device_id)
 
     for fix_time, lat, lon in positions.fixes_in_message(fields, time):
         row = positions.add_position(

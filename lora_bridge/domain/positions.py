@@ -41,6 +41,11 @@ def fixes_in_message(fields: dict[str, Any], time: datetime) -> list[tuple[datet
     return [(fix_time, where[0], where[1])]
 
 
+# session.info key: the fixes a unit of work (a batch of uplinks) added, so its later uplinks need not
+# flush them to see them.
+FIXES_ADDED = "tembo_fixes_added"
+
+
 def add_position(
     session: Session,
     *,
@@ -53,11 +58,16 @@ def add_position(
     raw_uplink_id: int | None,
 ) -> Position | None:
     """Store one fix, unless this collar already has a fix at that time; returns the new row or None."""
-    existing = session.scalars(
-        select(Position.id).where(Position.device_id == device_id, Position.time == time)
-    ).first()
+    added = session.info.setdefault(FIXES_ADDED, set())  # (device, time) added in this unit of work
+    if (device_id, time) in added:
+        return None
+    with session.no_autoflush:  # rows of this unit of work are in `added`; the store has the rest
+        existing = session.scalars(
+            select(Position.id).where(Position.device_id == device_id, Position.time == time)
+        ).first()
     if existing is not None:
         return None
+    added.add((device_id, time))
     position = Position(
         device_id=device_id,
         animal_id=animal_id,

@@ -1,0 +1,195 @@
+"""Group commit: uplinks that arrive together are kept and applied together, in one transaction,
+and each sender still gets its own answer only once its body is durable."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import bridge_builders as b
+import pytest
+from sqlalchemy import event, func, select
+
+from lora_bridge import pipeline
+from lora_bridge.domain import rules_engine
+from lora_bridge.errors import StoreUnavailable
+from lora_bridge.group_commit import GroupCommit, Submission
+from lora_bridge.store.tables import RawUplink
+
+
+def up(body: bytes) -> Submission:
+    return Submission("tts", "up", body, content_type="application/json")
+
+
+def herd_hour(collars: tuple[str, ...] = ("collar-01", "collar-02"), hours: int = 3) -> list[bytes]:
+    """Status then activity per collar-hour, collars interleaved as a network server delivers them."""
+    bodies = []
+    for hour in range(hours):
+        for collar in collars:
+            t_s = b.T0_S + 3600 * hour
+            heard = b.T0 + b.timedelta(hours=hour, seconds=2)
+            bodies.append(b.tts_uplink(b.status(time_s=t_s), device_id=collar, f_cnt=2 * hour + 1, received_at=heard))
+            bodies.append(b.tts_uplink(b.activity(time_s=t_s), device_id=collar, f_cnt=2 * hour + 2,
+                                       received_at=heard))
+    return bodies
+
+
+def commits_of(bridge) -> list[int]:
+    commits = [0]
+
+    def count(*_args) -> None:
+        commits[0] += 1
+
+    event.listen(bridge.db.write_engine, "commit", count)
+    return commits
+
+
+def test_uplinks_handed_in_together_are_applied_in_one_commit_each_answered_for_itself(store_url):
+    bodies = herd_hour()
+    with b.fresh_bridge(store_url) as bridge:
+        commits = commits_of(bridge)
+
+        results = bridge.ingest_batch([up(body) for body in bodies])
+
+        assert commits[0] == 1
+        assert [(r.status, r.device_id, r.f_cnt) for r in results] == [
+            ("processed", collar, f_cnt)
+            for hour in range(3) for collar in ("collar-01", "collar-02") for f_cnt in (2 * hour + 1, 2 * hour + 2)
+        ]
+        counts = bridge.counts()
+        assert (counts["uplinks_stored"], counts["positions"], counts["activity_summaries"]) == (12, 6, 6)
+        tracks = bridge.tracks(viewer=b.RANGER)
+        assert {animal: len(fixes) for animal, fixes in tracks.items()} == {"1": 3, "2": 3}
+
+
+def test_the_rules_run_once_per_collar_of_a_batch_not_once_per_uplink(store_url, monkeypatch):
+    evaluated: list[str] = []
+    evaluate = rules_engine.evaluate_device
+
+    def counting(session, runtime, device_id):
+        evaluated.append(device_id)
+        return evaluate(session, runtime, device_id)
+
+    monkeypatch.setattr(rules_engine, "evaluate_device", counting)
+    with b.fresh_bridge(store_url) as bridge:
+        bridge.ingest_batch([up(body) for body in herd_hour()])
+        still = [b.tts_uplink(b.status(time_s=b.T0_S + 3600 * h), device_id="collar-03", f_cnt=h + 1,
+                              received_at=b.T0 + b.timedelta(hours=h, seconds=2)) for h in range(14)]
+        bridge.ingest_batch([up(body) for body in still])
+
+        assert sorted(evaluated) == ["collar-01", "collar-02", "collar-03"]
+        (mortality,) = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "immobility"]
+        assert mortality.device_id == "collar-03", "14 still hours in one batch still raise the alert"
+
+
+def test_two_copies_of_one_uplink_in_one_batch_count_once_with_both_gateways(store_url):
+    message = b.status()
+    copies = [b.tts_uplink(message, gateways=("gw-north",)), b.tts_uplink(message, gateways=("gw-south",))]
+    with b.fresh_bridge(store_url) as bridge:
+        first, second = bridge.ingest_batch([up(body) for body in copies])
+
+        assert (first.status, second.status, second.duplicate_of) == ("processed", "duplicate", first.raw_uplink_id)
+        with bridge.db.read() as session:
+            kept = session.get(RawUplink, first.raw_uplink_id)
+            assert sorted(g["gateway_id"] for g in kept.gateways) == ["gw-north", "gw-south"]
+        assert bridge.counts()["positions"] == 1
+
+
+def test_a_collar_that_restarts_its_frame_counter_inside_a_batch_starts_a_session_not_a_duplicate(store_url):
+    bodies = [
+        b.tts_uplink(b.status(time_s=b.T0_S + n), f_cnt=f_cnt, received_at=b.T0 + b.timedelta(seconds=n))
+        for n, f_cnt in ((500, 500), (501, 501), (502, 502), (1000, 0), (1001, 1), (1003, 3))
+    ]
+    replayed = b.tts_uplink(b.status(time_s=b.T0_S + 1001), f_cnt=1, received_at=b.T0 + b.timedelta(seconds=1001))
+    with b.fresh_bridge(store_url) as bridge:
+        results = bridge.ingest_batch([up(body) for body in bodies] + [up(replayed)])
+
+        assert [r.status for r in results] == ["processed"] * 6 + ["duplicate"]
+        (device,) = bridge.devices()
+        assert (device.uplinks_received, device.uplinks_lost) == (6, 1)
+
+
+def test_a_body_that_breaks_its_batch_is_a_dead_letter_and_the_rest_of_the_batch_is_applied(store_url, monkeypatch):
+    apply = pipeline.apply_message
+
+    def breaks_on_frame_two(session, *, uplink, **kwargs):
+        if uplink.f_cnt == 2:
+            raise RuntimeError("a bug in applying this message")
+        return apply(session, uplink=uplink, **kwargs)
+
+    monkeypatch.setattr(pipeline, "apply_message", breaks_on_frame_two)
+    bodies = [b.tts_uplink(b.status(time_s=b.T0_S + 60 * n), f_cnt=n) for n in (1, 2, 3)]
+    with b.fresh_bridge(store_url) as bridge:
+        results = bridge.ingest_batch([up(body) for body in bodies])
+
+        assert [(r.status, r.stage) for r in results] == [
+            ("processed", None), ("dead_letter", "apply"), ("processed", None)
+        ]
+        (letter,) = bridge.dead_letters()
+        assert letter.raw_uplink_id == results[1].raw_uplink_id and "a bug" in letter.reason
+        assert bridge.counts()["positions"] == 2
+
+
+def test_a_store_that_cannot_take_a_batch_acknowledges_none_of_it_and_takes_the_retry(tmp_path):
+    url = f"sqlite:///{tmp_path / 'tembo.db'}"
+    bodies = [b.tts_uplink(b.status(time_s=b.T0_S + 60 * n), f_cnt=n) for n in (1, 2, 3)]
+    with b.fresh_bridge(url, sqlite_busy_timeout_ms=100) as bridge:
+        other = sqlite3.connect(tmp_path / "tembo.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        with pytest.raises(StoreUnavailable):
+            bridge.ingest_batch([up(body) for body in bodies])
+        other.execute("ROLLBACK")
+        other.close()
+        with bridge.db.read() as session:
+            assert session.scalar(select(func.count()).select_from(RawUplink)) == 0
+
+        retried = bridge.ingest_batch([up(body) for body in bodies])
+
+        assert [r.status for r in retried] == ["processed"] * 3
+
+
+def test_senders_arriving_while_a_batch_is_written_are_written_together_next_each_getting_its_own_answer():
+    written: list[list[bytes]] = []
+    first_batch_started = threading.Event()
+    let_first_batch_finish = threading.Event()
+
+    def write_batch(batch: list[Submission]) -> None:
+        written.append([s.body for s in batch])
+        if len(written) == 1:
+            first_batch_started.set()
+            assert let_first_batch_finish.wait(10)
+        for submission in batch:
+            submission.result = b"kept " + submission.body
+
+    group = GroupCommit(write_batch)
+    answers: dict[bytes, bytes] = {}
+
+    def send(body: bytes) -> None:
+        answers[body] = group.submit(up(body))
+
+    leader = threading.Thread(target=send, args=(b"first",))
+    leader.start()
+    assert first_batch_started.wait(10)
+    followers = [threading.Thread(target=send, args=(f"body-{n}".encode(),)) for n in range(5)]
+    for thread in followers:
+        thread.start()
+    while group.waiting() < 5:
+        threading.Event().wait(0.01)
+    let_first_batch_finish.set()
+    for thread in [leader, *followers]:
+        thread.join(10)
+
+    assert written[0] == [b"first"]
+    assert sorted(written[1]) == sorted(f"body-{n}".encode() for n in range(5)) and len(written) == 2
+    assert answers == {body: b"kept " + body for body in [b"first", *(f"body-{n}".encode() for n in range(5))]}
+
+
+def test_a_batch_that_fails_unexpectedly_hands_its_error_to_every_sender_in_it():
+    def write_batch(batch: list[Submission]) -> None:
+        raise StoreUnavailable("store unavailable: disk I/O error")
+
+    group = GroupCommit(write_batch)
+
+    with pytest.raises(StoreUnavailable):
+        group.submit(up(b"body"))
+    assert (group.batches, group.waiting()) == (1, 0)
