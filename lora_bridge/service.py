@@ -52,7 +52,6 @@ from lora_bridge.errors import (
     UnknownDeadLetter,
     UnknownDevice,
     UnknownGeofence,
-    is_transient_store_error,
 )
 from lora_bridge.group_commit import GroupCommit, Submission
 from lora_bridge.network_messages import NETWORKS, event_name_of
@@ -213,18 +212,12 @@ class Bridge:
 
     def _rules_of_batch(self, session: Any, results: list[IngestResult]) -> None:
         """The per-collar rules once per collar of a batch (over all its new rows), then the collar
-        alerts' notifications, inside the batch's transaction. A rule that fails is rolled back alone
-        and logged: the timer catches that collar up (`rules_engine.devices_behind`)."""
+        alerts' notifications, inside the batch's transaction. A collar whose rules fail is rolled back
+        to its savepoint and logged: the timer catches it up (`rules_engine.devices_behind`)."""
         processed = [r for r in results if r.status == ingest.STATUS_PROCESSED and r.device_id]
-        for device_id in dict.fromkeys(r.device_id for r in processed):
-            try:
-                with session.begin_nested():
-                    steps = rules_engine.evaluate_device(session, self.rules_runtime, device_id)
-                    self._queue_steps(session, steps)
-            except Exception as error:
-                if is_transient_store_error(error):
-                    raise
-                log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
+        judged = rules_engine.evaluate_devices(session, self.rules_runtime, [r.device_id for r in processed])
+        for steps in judged.values():
+            self._queue_steps(session, steps)
         raised = [(alert_id, "raised") for r in processed for alert_id in r.alert_ids]
         if raised:
             outbox.enqueue_alert_steps(session, self.notify_config, raised)
