@@ -1130,11 +1130,13 @@ class Bridge:
             raise
 
     def prune_audit_log(self, now: datetime | None = None) -> int:
-        """Delete audit lines older than settings.audit_retention_days (and stale lockout counts);
-        how many audit lines went."""
+        """Delete audit lines older than settings.audit_retention_days, sign-in sessions that ended
+        as long ago, and stale lockout counts; how many audit lines went."""
         now = as_utc(now) if now else self.clock()
+        older_than = now - timedelta(days=self.settings.audit_retention_days)
         with self.db.write() as session:
-            deleted = audit.prune(session, now - timedelta(days=self.settings.audit_retention_days))
+            deleted = audit.prune(session, older_than)
+            accounts.prune_sessions(session, older_than)
             throttle.prune(session, now)
         if deleted:
             log.info("audit log pruned", extra={"deleted": deleted})

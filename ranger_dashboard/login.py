@@ -43,12 +43,17 @@ def admitted(viewer: Viewer, options: DashboardOptions) -> bool:
 
 
 def client_address() -> str | None:
-    """The address this browser's requests come from (as the dashboard's server sees it)."""
+    """The address this browser's requests come from, as the dashboard's server sees it:
+    "localhost" for this machine (Streamlit gives no address then) and for whatever a reverse proxy
+    on it forwards; None when no request is behind this run (a test harness)."""
     try:
         address = st.context.ip_address
-    except Exception:  # no request behind this run (a test harness)
+        host = st.context.headers.get("host")
+    except Exception:
         return None
-    return str(address)[:64] if address else None
+    if address:
+        return str(address)[:64]
+    return "localhost" if host else None
 
 
 def cookie_secret() -> str | None:

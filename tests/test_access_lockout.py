@@ -216,9 +216,16 @@ def test_audit_lines_older_than_the_retention_period_are_deleted(sqlite_url):
     clock = Clock()
     with bridge_at(sqlite_url, clock, audit_retention_days=30) as bridge:
         bridge.add_user("amina", "ranger", PASSWORD, actor=CONSOLE)
+        fail(bridge, "mallory", 1)
         clock.advance(days=20)
         bridge.latest_positions(viewer=Viewer("amina", "ranger"))
+        bridge.sign_in("amina", PASSWORD)
         clock.advance(days=15)
-        assert bridge.prune_audit_log() == 1  # the account's creation, 35 days old
-        assert [e.action for e in bridge.audit_log(viewer=CONSOLE)] == ["latest_positions"]
+        assert bridge.prune_audit_log() == 2  # the account's creation and the failed sign-in, 35 days old
+        assert [e.action for e in bridge.audit_log(viewer=CONSOLE)] == ["signed_in", "latest_positions"]
+        assert bridge.lockouts(viewer=CONSOLE) == [], "a failure long past is forgotten"
+        assert len(bridge.sessions(viewer=CONSOLE, include_ended=True)) == 1  # expired 15 days ago: kept
+        clock.advance(days=30)
+        assert bridge.prune_audit_log() == 2
+        assert bridge.sessions(viewer=CONSOLE, include_ended=True) == []
         assert bridge.prune_audit_log() == 0

@@ -63,7 +63,7 @@ def test_ranger_stays_signed_in_across_reloads_until_she_signs_out(sqlite_url, p
                 assert page.evaluate("document.cookie").find(COOKIE_NAME) == -1, "page scripts cannot read it"
                 with open_bridge(sqlite_url) as bridge:
                     live = bridge.sessions(viewer=SEEDER)
-                assert [(s.username, s.role) for s in live] == [("amina", "ranger")]
+                assert [(s.username, s.role, s.client) for s in live] == [("amina", "ranger", "localhost")]
                 assert not cookie["value"].endswith(live[0].username)  # the secret, not a name
 
                 page.reload()

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.access import passwords
@@ -290,6 +290,17 @@ def end_session(session: Session, secret: str, now: datetime, reason: str = "sig
     row.ended_at = now
     row.end_reason = reason
     return row.username
+
+
+def prune_sessions(session: Session, older_than: datetime) -> int:
+    """Delete sign-in sessions that ended or expired before older_than; how many."""
+    result = session.execute(
+        delete(SignInSession).where(
+            (SignInSession.expires_at < older_than)
+            | (SignInSession.ended_at.is_not(None) & (SignInSession.ended_at < older_than))
+        )
+    )
+    return int(result.rowcount or 0)
 
 
 def list_sessions(session: Session, now: datetime, include_ended: bool = False) -> list[SessionView]:

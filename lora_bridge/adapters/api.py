@@ -1,7 +1,8 @@
 """The bridge's HTTP API (Starlette) over the service layer, with the webhook's routes beside it.
 
 Every data route wants `Authorization: Bearer <token>` (tokens from `tembo tokens create`, stored
-hashed): 401 without a valid token, 403 when the token's role may not use the route. The route
+hashed): 401 without a valid token, 403 when the token's role may not use the route, 429 (with
+Retry-After) while the client's address is locked out after repeated bad tokens. The route
 table below is the one source of the routes, their roles and the OpenAPI schema served at
 `/api/openapi.json`. Location privacy is applied by the service layer, so every answer holds only
 what the token's role may see (coarse and late positions for roles without exact ones), and every
@@ -449,6 +450,7 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
                 "400": {"description": "A value the bridge does not accept"},
                 "401": {"description": "No valid API token"},
                 "403": {"description": "The token's role may not use this route"},
+                "429": {"description": "Locked out after repeated bad tokens from this address; see Retry-After"},
             },
         }
         if endpoint.body is not None:
