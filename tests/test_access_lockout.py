@@ -52,9 +52,9 @@ def fail(bridge, username: str, times: int, client: str | None = None) -> list[t
     return kinds
 
 
-def test_wrong_passwords_lock_a_username_out_for_longer_each_time_known_or_not(sqlite_url):
+def test_wrong_passwords_lock_a_username_out_for_longer_each_time_known_or_not(store_url):
     clock = Clock()
-    with bridge_at(sqlite_url, clock) as bridge:
+    with bridge_at(store_url, clock) as bridge:
         bridge.add_user("amina", "ranger", PASSWORD, actor=CONSOLE)
         free = throttle.FREE_FAILURES[throttle.USER]
         assert fail(bridge, "amina", free) == [AuthenticationFailed] * free
@@ -185,10 +185,10 @@ def test_a_role_change_ends_the_accounts_sign_ins_and_old_role_tokens(sqlite_url
     assert "role_changed" in listing and "revoked" in listing and "researcher" in listing and secret not in listing and again not in listing
 
 
-def test_dashboard_refreshes_add_one_audit_row_per_viewer_kind_and_minute(sqlite_url):
+def test_dashboard_refreshes_add_one_audit_row_per_viewer_kind_and_minute(store_url):
     clock = Clock()
     ranger = Viewer("amina", "ranger")
-    with bridge_at(sqlite_url, clock) as bridge:
+    with bridge_at(store_url, clock) as bridge:
         bridge.register_animal("collar-01", "Amani")
         bridge.register_animal("collar-02", "Tusker")
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(lat=-2.5, lon=37.5), device_id="collar-01", f_cnt=1))
@@ -212,9 +212,9 @@ def test_dashboard_refreshes_add_one_audit_row_per_viewer_kind_and_minute(sqlite
     assert (first.animals, first.detail["animal_ids"]) == (1, ["1"])  # Amani, the one animal with a fix
 
 
-def test_audit_lines_older_than_the_retention_period_are_deleted(sqlite_url):
+def test_audit_lines_older_than_the_retention_period_are_deleted(store_url):
     clock = Clock()
-    with bridge_at(sqlite_url, clock, audit_retention_days=30) as bridge:
+    with bridge_at(store_url, clock, audit_retention_days=30) as bridge:
         bridge.add_user("amina", "ranger", PASSWORD, actor=CONSOLE)
         fail(bridge, "mallory", 1)
         clock.advance(days=20)
