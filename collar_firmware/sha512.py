@@ -29,6 +29,7 @@ _H0 = (
     0x510E527FADE682D1, 0x9B05688C2B3E6C1F, 0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179,
 )
 _M = 0xFFFFFFFFFFFFFFFF
+SCHEDULE_WORDS_PER_STEP = 16  # message-schedule words a step expands (all 64 at once: ~66 KB of garbage)
 
 
 def _rotr(x, n):
@@ -48,7 +49,8 @@ def _padded(data):
 class Sha512:
     """SHA-512 of a short message, computed a few rounds at a time: step(rounds) returns None until
     the 64-byte digest is ready. One round makes a few hundred bytes of big-integer garbage on
-    MicroPython, so a caller that collects between steps keeps the heap small."""
+    MicroPython, so a caller that collects between steps keeps the heap small; a block's message
+    schedule is expanded SCHEDULE_WORDS_PER_STEP words per step, a step of its own."""
 
     def __init__(self, data=b""):
         self._data = _padded(data)
@@ -56,14 +58,16 @@ class Sha512:
         self._w = [0] * 80
         self._block = 0
         self._round = 0
+        self._scheduled = 0  # words of this block's schedule ready
         self._v = None
         self.result = None
 
     def step(self, rounds):
         """Run up to rounds compression rounds; return the digest once done, else None."""
         while rounds > 0 and self.result is None:
-            if self._round == 0:
-                self._schedule()
+            if self._scheduled < 80:
+                self._schedule(SCHEDULE_WORDS_PER_STEP)
+                return None
             n = 80 - self._round
             if n > rounds:
                 n = rounds
@@ -75,6 +79,7 @@ class Sha512:
                 for i in range(8):
                     h[i] = (h[i] + v[i]) & _M
                 self._round = 0
+                self._scheduled = 0
                 self._block += 1
                 if self._block * 128 == len(self._data):
                     out = bytearray()
@@ -89,22 +94,30 @@ class Sha512:
             self.step(80)
         return self.result
 
-    def _schedule(self):
+    def _schedule(self, words):
+        """Make the next `words` words of this block's message schedule (the first 16 are its data)."""
         w = self._w
-        base = self._block * 128
-        data = self._data
-        for i in range(16):
-            v = 0
-            for j in range(base + 8 * i, base + 8 * i + 8):
-                v = (v << 8) | data[j]
-            w[i] = v
-        for i in range(16, 80):
+        if self._scheduled == 0:
+            base = self._block * 128
+            data = self._data
+            for i in range(16):
+                v = 0
+                for j in range(base + 8 * i, base + 8 * i + 8):
+                    v = (v << 8) | data[j]
+                w[i] = v
+            self._scheduled = 16
+            self._v = list(self._h)
+            return
+        stop = self._scheduled + words
+        if stop > 80:
+            stop = 80
+        for i in range(self._scheduled, stop):
             a = w[i - 15]
             b = w[i - 2]
             s0 = _rotr(a, 1) ^ _rotr(a, 8) ^ (a >> 7)
             s1 = _rotr(b, 19) ^ _rotr(b, 61) ^ (b >> 6)
             w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & _M
-        self._v = list(self._h)
+        self._scheduled = stop
 
     def _rounds(self, n):
         w = self._w

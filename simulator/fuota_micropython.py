@@ -181,6 +181,9 @@ def update_costs(image: bytes, public_key: bytes, frag_size: int = 112, loss: fl
     h = update_image.parse_header(image)
     message = trust.SIG_CONTEXT + trust.digest(image[:h.signed_len])
     ok, fuel, steps, step_peak = verify_fuel(public_key, message, h.signature)
-    return {"peak_update_heap_bytes": step_peak, "decoder_state_bytes": peak,
+    from collar_firmware.compat import GC_BUDGET_BYTES
+
+    return {"peak_update_heap_bytes": step_peak, "update_heap_bound_bytes": GC_BUDGET_BYTES,
+            "peak_update_heap_within_bound": step_peak <= GC_BUDGET_BYTES, "decoder_state_bytes": peak,
             "verify_fuel": fuel, "verify_steps": steps,
             "verified_under_micropython": ok, "rebuilt_identical_under_micropython": rebuilt_ok}

@@ -110,3 +110,24 @@ def test_the_same_update_decoded_under_micropython_and_cpython_gives_identical_b
     cpython = hashlib.sha256(b"".join(store.frags[i] for i in range(nb_frag))).digest()
     micropython, _ = decode_under_micropython(nb_frag, 60, heard)
     assert micropython == cpython == hashlib.sha256(image + bytes(padding)).digest()
+
+
+@pytest.mark.micropython
+@pytest.mark.slow
+def test_a_signature_check_under_micropython_leaves_no_more_than_the_collars_gc_budget_between_collections():
+    from collar_firmware import config, trust, update_image
+    from collar_firmware.compat import GC_BUDGET_BYTES
+    from lora_bridge.updates import release
+    from simulator import fuota
+    from simulator.fuota_micropython import verify_fuel
+
+    key, _ = fuota.bench_keys()
+    image = release.model_image(fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key), key,
+                                config.HARDWARE_ID)
+    h = update_image.parse_header(image)
+    message = trust.SIG_CONTEXT + trust.digest(image[:h.signed_len])
+    verified, fuel, steps, peak_step_bytes = verify_fuel(key.public_key, message, h.signature)
+    assert verified and fuel > 0 and steps > 100
+    assert peak_step_bytes <= GC_BUDGET_BYTES, "one step of the check allocates more than the loop may hold"
+    tampered = bytes([h.signature[0] ^ 1]) + h.signature[1:]
+    assert verify_fuel(key.public_key, message, tampered)[0] is False
