@@ -13,8 +13,9 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
 2. the window: `data_fragment` frames to the multicast group (`multicast_downlinks`, pushed with
    The Things Stack's `class_b_c` gateways and absolute time), spaced by airtime / duty cycle of the
    10 % sub-band and queued at most HORIZON_S ahead; the counter is durable, so a restart resumes;
-3. repair rounds (lora_bridge/updates/delivery.py): a multicast `frag_session_status` that only
-   collars still missing fragments answer; their answers (and observed loss) size the next parity;
+3. repair rounds (lora_bridge/updates/delivery.py): a multicast `frag_session_status` that every
+   collar answers (participants = 1) with what it still needs; the answers (and the loss each
+   collar's count shows) size the next parity; a collar that said nothing is asked again;
 4. stragglers, still missing after the rounds: unicast parity fragments, as many as their
    answer and loss call for, within fair use (the outbox holds them to 10 a day per collar).
 
@@ -229,21 +230,22 @@ def _multicast(session: Session, codec: Any, row: FuotaSession, now: datetime) -
             return queued
         at = max(row.next_at, now)
         _queue_multicast(session, row, "frag_session_status", codec.port_of("frag_session_status"),
-                         codec.encode("frag_session_status", {"participants": 0}), at)
+                         codec.encode("frag_session_status", {"participants": 1}), at)
         row.status_asked_at = at
         row.state = REPAIR
         return queued + 1
     if now < row.status_asked_at + timedelta(seconds=delivery.STATUS_WINDOW_S):
         return queued
-    answers = _answers_to_round(session, row)
+    answers, silent = _answers_to_round(session, row)
     target = delivery.repair_target(answers, row.target_fragment)
-    if not answers:
-        _close(session, row, now)
-    elif target > row.target_fragment and row.status_rounds < delivery.MAX_REPAIR_ROUNDS:
+    if not answers and (not silent or row.status_rounds >= delivery.MAX_REPAIR_ROUNDS):
+        _close(session, row, now)  # every collar has its image (the silent ones will say so in status)
+    elif row.status_rounds < delivery.MAX_REPAIR_ROUNDS:
         row.status_rounds += 1
-        log.info("repair round %d campaign_id=%d: %d collars still missing, fragments up to %d",
-                 row.status_rounds, row.campaign_id, len(answers), target, extra={"campaign_id": row.campaign_id})
-        row.target_fragment = target
+        log.info("repair round %d campaign_id=%d: %d collars still missing, %d silent, fragments up to %d",
+                 row.status_rounds, row.campaign_id, len(answers), len(silent), target,
+                 extra={"campaign_id": row.campaign_id})
+        row.target_fragment = target  # the same when only silent collars are asked again
         row.status_asked_at = None
     else:
         row.state = STRAGGLERS
@@ -252,13 +254,20 @@ def _multicast(session: Session, codec: Any, row: FuotaSession, now: datetime) -
     return queued
 
 
-def _answers_to_round(session: Session, row: FuotaSession) -> list[delivery.StatusAnswer]:
-    """The answers heard after every fragment of this round was queued (by the counter, not by clocks)."""
-    collars = session.scalars(select(FuotaCollar).where(
-        FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.status_fragment >= row.target_fragment,
-        FuotaCollar.missing > 0, FuotaCollar.complete.is_(False)))
-    return [delivery.StatusAnswer(c.device_id, c.status_fragment or 0, c.missing or 0,
-                                  c.loss if c.loss is not None else PRIOR_LOSS) for c in collars]
+def _answers_to_round(session: Session, row: FuotaSession) -> tuple[list[delivery.StatusAnswer], list[str]]:
+    """The collars still missing fragments by their answers heard after every fragment of this round
+    was queued (by the counter, not by clocks), and the collars in the window that said nothing."""
+    in_window = session.scalars(select(FuotaCollar).where(
+        FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.setup_answered.is_(True),
+        FuotaCollar.complete.is_(False)))
+    answers, silent = [], []
+    for c in in_window:
+        if c.status_fragment is None or c.status_fragment < row.target_fragment:
+            silent.append(c.device_id)  # missed the request, or its answer was lost
+        elif c.missing:
+            answers.append(delivery.StatusAnswer(c.device_id, c.status_fragment, c.missing,
+                                                 c.loss if c.loss is not None else PRIOR_LOSS))
+    return answers, silent
 
 
 def _close(session: Session, row: FuotaSession, now: datetime) -> None:

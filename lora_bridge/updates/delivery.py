@@ -1,15 +1,15 @@
 """How a delivery goes on once its first multicast round is out: the collars' fragment status decides.
 
 After the planned fragments (`planner.make_plan`: data plus parity for the loss observed per
-collar), the bridge multicasts a TS004 FragSessionStatusReq that only collars still missing
-fragments answer (participants = 0). Each answer says how many fragments that collar still needs
-(its rank deficit) when it had heard up to a given fragment counter; with its observed loss that
-gives the fragments to send on:
+collar), the bridge multicasts a TS004 FragSessionStatusReq that every collar answers
+(participants = 1: a silent collar is then one that missed the request, asked again). Each answer
+says how many fragments that collar still needs (its rank deficit) when it had heard up to a given
+fragment counter; with its observed loss that gives the fragments to send on:
 
     needed_i = ceil((missing_i + REPAIR_OVERHEAD) / (1 - loss_i))      more fragments, from its counter
 
-The next round multicasts parity up to the largest counter + needed_i, then asks again; a round
-nobody answers closes the multicast. A collar that still misses fragments after MAX_REPAIR_ROUNDS
+The next round multicasts parity up to the largest counter + needed_i, then asks again; a round in
+which every collar says it has the file closes the multicast. A collar that still misses fragments after MAX_REPAIR_ROUNDS
 is a straggler: it gets its needed_i as unicast parity fragments within fair use.
 
 One definition for the bridge's worker (lora_bridge/domain/fuota_delivery.py) and the twin

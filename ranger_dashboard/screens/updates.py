@@ -34,10 +34,30 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
 
 
 def progress_frame(campaign: dict) -> pd.DataFrame:
-    """Return one campaign's per-collar progress (stage, state, reason)."""
-    return pd.DataFrame(
-        [{"Collar": c["device_id"], "Stage": c["stage"], "State": c["state"], "Reason": c["reason"] or ""}
-         for c in campaign["collars"]], columns=["Collar", "Stage", "State", "Reason"])
+    """Return one campaign's per-collar progress (stage, state, reason; with a delivery, what each
+    collar still misses, the loss it showed and the unicast fragments it got)."""
+    delivered = (campaign.get("delivery") or {}).get("collars", {})
+    rows = []
+    for c in campaign["collars"]:
+        row = {"Collar": c["device_id"], "Stage": c["stage"], "State": c["state"], "Reason": c["reason"] or ""}
+        if delivered:
+            d = delivered.get(c["device_id"], {})
+            row["Fragments missing"] = "" if d.get("missing") is None else d["missing"]
+            row["Loss"] = "" if d.get("loss") is None else f"{d['loss']:.0%}"
+            row["Unicast"] = d.get("unicast_sent", 0)
+        rows.append(row)
+    columns = ["Collar", "Stage", "State", "Reason"] + (["Fragments missing", "Loss", "Unicast"] if delivered else [])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def delivery_line(delivery: dict | None) -> str:
+    """Return one line on how the delivery over the network goes, or "" when the bridge does not deliver."""
+    if not delivery:
+        return ""
+    return (f"Delivery: {delivery['state']}; {delivery['sent']} frames sent "
+            f"({delivery['nb_frag']} data fragments of {delivery['frag_size']} B, up to #{delivery['target_fragment']}),"
+            f" {delivery['airtime_s']:g} s on air at SF{delivery['sf']}, {delivery['rounds']} repair rounds; "
+            f"window opens {delivery['window_opens']:%Y-%m-%d %H:%M} UTC")
 
 
 def summary(campaign: dict) -> str:
@@ -64,6 +84,8 @@ for campaign in campaigns:
         st.caption(f"canaries {campaign['canary_pct']} %, stop above {campaign['max_canary_failures_pct']} % "
                    f"failed canaries; gates: battery ≥ {campaign['min_battery_mv']} mV, "
                    f"RSSI ≥ {campaign['min_rssi_dbm']:g} dBm; by {campaign['created_by']}")
+        if campaign.get("delivery"):
+            st.caption(delivery_line(campaign["delivery"]))
         st.dataframe(progress_frame(campaign), hide_index=True)
         if may_steer:
             columns = st.columns(3)
@@ -93,12 +115,13 @@ if may_steer:
         min_rssi = st.number_input("Minimum RSSI (dBm)", -140, 0, -120)
         if st.form_submit_button("Start") and image is not None:
             payload = image.getvalue()
+            delivers = bool(bridge.settings.fuota_multicast_group)  # else collars are tracked, not sent to
             try:
                 bridge.create_campaign(name=name or image.name, kind=kind, version=version,
                                        image_sha256=hashlib.sha256(payload).hexdigest(), image_bytes=len(payload),
                                        user=viewer.username, devices=devices or None, canary_pct=canary_pct,
                                        max_canary_failures_pct=max_fail, min_battery_mv=int(min_battery),
-                                       min_rssi_dbm=float(min_rssi))
+                                       min_rssi_dbm=float(min_rssi), image=payload if delivers else None)
             except ValueError as err:
                 st.error(str(err))
             else:
