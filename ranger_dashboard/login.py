@@ -88,6 +88,8 @@ def signed_in_viewer(options: DashboardOptions) -> Viewer | None:
             if from_cookie:
                 logger.info("sign-in resumed from its cookie", extra={"username": viewer.username, "role": viewer.role})
             return viewer
+        if from_cookie:  # a cookie of an ended or expired sign-in: the form has the browser drop it
+            st.session_state[CLEAR_COOKIE_KEY] = True
     st.session_state.pop(SESSION_KEY, None)
     st.session_state.pop(roles.VIEWER_KEY, None)
     return None

@@ -149,6 +149,8 @@ def test_a_cookie_of_a_changed_removed_or_expired_sign_in_is_refused_on_reload(d
     planted = fresh.new_page()
     planted.goto(base_url)
     at_sign_in_form(planted)
+    planted.wait_for_selector("html[data-tembo-session='sign-out']", state="attached", timeout=WAIT_MS)
+    assert session_cookie(planted) is None, "the browser is told to drop a cookie that opens nothing"
     fresh.close()
 
     # An expired session is refused too (its expiry moved into the past in the store).
