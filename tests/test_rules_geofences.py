@@ -295,3 +295,17 @@ def test_rules_run_once_per_collar_after_a_batch_judge_every_fix_of_the_batch(br
     assert len(changed) == 2
     with bridge.db.read() as session:  # collar-03's rules are rolled back: the timer judges it again
         assert rules_engine.devices_behind(session) == ["collar-03"]
+
+
+def test_fence_index_is_built_once_and_rebuilt_when_a_ranger_renames_a_fence(bridge):
+    park, _ = park_and_farm(bridge)
+    bridge.register_animal("collar-02", "Lemayian")
+    ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000), (120, 311_500, 9_702_000)])
+    assert bridge.rules_runtime.fence_builds == 1  # three evaluations, one build
+
+    bridge.rename_geofence(park.geofence_id, "Maasai Mara")
+    ingest_track(bridge, [(0, 308_000, 9_704_000), (60, 311_000, 9_704_000)], device_id="collar-02")
+
+    names = {a.device_id: a.evidence["fence"] for a in bridge.alerts(viewer=b.RANGER)}
+    assert names == {"collar-01": "Park", "collar-02": "Maasai Mara"}
+    assert bridge.rules_runtime.fence_builds == 2
