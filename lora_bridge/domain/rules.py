@@ -25,7 +25,7 @@ from collar_firmware.config import BATTERY_CURVE
 from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
 from lora_bridge.domain import alerts
 from lora_bridge.domain.rules_profiles import BatteryProfile, OfflineProfile, RuleProfile
-from lora_bridge.store.tables import Animal, BatteryReading, Device
+from lora_bridge.store.tables import Alert, Animal, BatteryReading, Device
 
 log = logging.getLogger(__name__)
 
@@ -83,32 +83,46 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
 def check_offline(
     session: Session, now: datetime, profile_of: Callable[[Device, Animal | None], RuleProfile]
 ) -> list[int]:
-    """Raise offline for every collar silent longer than its own schedule allows at `now`; new alert ids."""
+    """Raise offline for every collar silent longer than its own schedule allows at `now`; new alert ids.
+
+    Three reads whatever the size of the fleet: the collars heard before now, their animals, and
+    which of them already have an open offline alert."""
     raised: list[int] = []
     heard = session.scalars(select(Device).where(Device.last_seen.is_not(None), Device.last_seen < now)).all()
-    for device in heard:
-        animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
-        limit_s = offline_after_s(device, profile_of(device, animal).offline)
-        silent_s = int((now - device.last_seen).total_seconds())
-        if silent_s <= limit_s or alerts.open_alert(session, device.device_id, OFFLINE) is not None:
-            continue
-        alert, _ = alerts.raise_alert(
-            session,
-            device_id=device.device_id,
-            animal_id=animal.id if animal else None,
-            alert_type=OFFLINE,
-            source=alerts.SOURCE_SERVER,
-            time=now,
-            evidence={
-                "rule": "silent longer than missed_reports x the collar's status interval + grace",
-                "last_seen": device.last_seen.isoformat(),
-                "silent_s": silent_s,
-                "offline_after_s": limit_s,
-                "status_interval_s": expected_interval_s(device),
-                "battery_mv": device.battery_mv,
-            },
+    if not heard:
+        return raised
+    animals: dict[str, Animal] = {}
+    for animal in session.scalars(select(Animal).where(Animal.device_id.is_not(None)).order_by(Animal.id.desc())):
+        animals[animal.device_id] = animal  # the oldest animal of a collar wins, as elsewhere
+    already = set(
+        session.scalars(
+            select(Alert.device_id).where(Alert.alert_type == OFFLINE, Alert.open_key.is_not(None))
         )
-        raised.append(alert.id)
+    )
+    with session.no_autoflush:
+        for device in heard:
+            animal = animals.get(device.device_id)
+            limit_s = offline_after_s(device, profile_of(device, animal).offline)
+            silent_s = int((now - device.last_seen).total_seconds())
+            if silent_s <= limit_s or device.device_id in already:
+                continue
+            alert, _ = alerts.raise_alert(
+                session,
+                device_id=device.device_id,
+                animal_id=animal.id if animal else None,
+                alert_type=OFFLINE,
+                source=alerts.SOURCE_SERVER,
+                time=now,
+                evidence={
+                    "rule": "silent longer than missed_reports x the collar's status interval + grace",
+                    "last_seen": device.last_seen.isoformat(),
+                    "silent_s": silent_s,
+                    "offline_after_s": limit_s,
+                    "status_interval_s": expected_interval_s(device),
+                    "battery_mv": device.battery_mv,
+                },
+            )
+            raised.append(alert.id)
     return raised
 
 

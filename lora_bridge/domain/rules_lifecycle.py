@@ -109,9 +109,15 @@ def escalate(
         .order_by(AlertEvent.id)
     ):
         history.setdefault(alert_id, []).append(dict(detail or {}))
+    devices = {d.device_id: d for d in session.scalars(
+        select(Device).where(Device.device_id.in_({a.device_id for a in waiting}))
+    )}
+    animals = {a.id: a for a in session.scalars(
+        select(Animal).where(Animal.id.in_({a.animal_id for a in waiting if a.animal_id}))
+    )}
     for alert in waiting:
-        device = session.get(Device, alert.device_id)
-        animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
+        device = devices.get(alert.device_id)
+        animal = animals.get(alert.animal_id) if alert.animal_id else None
         profile = profile_of(device, animal).escalation
         minutes = profile.after_min.get(alert.priority)
         before = history.get(alert.id, [])
