@@ -734,10 +734,12 @@ class Bridge:
         er = self.notify_config.earthranger
         if er is None or not er.send_positions:
             return
+        wearers: dict[str, Animal | None] = {}
         for device_id, time, lat, lon in steps.fixes:
             device = session.get(Device, device_id)
-            animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
-            outbox.enqueue_position(session, self.notify_config, device, animal, time, lat, lon)
+            if device_id not in wearers:  # once per collar, not once per fix
+                wearers[device_id] = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
+            outbox.enqueue_position(session, self.notify_config, device, wearers[device_id], time, lat, lon)
 
     def _after_processed(self, result: IngestResult) -> None:
         if result.status != ingest.STATUS_PROCESSED or not result.device_id:

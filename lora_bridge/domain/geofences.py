@@ -84,6 +84,11 @@ def metric_transformers(lon: float, lat: float) -> tuple[Transformer, Transforme
     return _transformer(code, forward=True), _transformer(code, forward=False)
 
 
+def metric_frame(lon: float, lat: float) -> tuple[CRS, Transformer, Transformer]:
+    """The UTM CRS that holds lon/lat with its two transformers (metric_transformers), all cached."""
+    return (_utm_of_cell(round(lon), round(lat)), *metric_transformers(lon, lat))
+
+
 def to_metric(crs: CRS) -> Transformer:
     """lon/lat (EPSG:4326, x=lon) → metres in crs."""
     return _transformer(crs.to_epsg() or crs.to_wkt(), forward=True)

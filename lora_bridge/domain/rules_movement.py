@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
-from lora_bridge.domain.geofences import from_metric, metric_crs, metric_transformers, to_metric
+from lora_bridge.domain.geofences import metric_frame, metric_transformers
 from lora_bridge.domain.rules_profiles import ImmobilityProfile, SpeedProfile
 
 Fix = tuple[datetime, float, float]  # (time, lat, lon)
@@ -22,11 +22,17 @@ Fix = tuple[datetime, float, float]  # (time, lat, lon)
 
 def project(fixes: list[Fix]) -> tuple[np.ndarray, CRS]:
     """The fixes as an (n, 2) array of metres (x east, y north) in the UTM zone of their mean, and that CRS."""
+    xy, crs, _ = _projected(fixes)
+    return xy, crs
+
+
+def _projected(fixes: list[Fix]) -> tuple[np.ndarray, CRS, Transformer]:
+    """project, with the transformer back to lon/lat."""
     lats = np.array([f[1] for f in fixes], dtype=float)
     lons = np.array([f[2] for f in fixes], dtype=float)
-    crs = metric_crs(float(lons.mean()), float(lats.mean()))
-    x, y = to_metric(crs).transform(lons, lats)
-    return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]), crs
+    crs, forward, back = metric_frame(float(lons.mean()), float(lats.mean()))
+    x, y = forward.transform(lons, lats)
+    return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]), crs, back
 
 
 def _metres(fixes: list[Fix]) -> list[tuple[float, float]]:
@@ -137,7 +143,7 @@ def immobility(fixes: list[Fix], profile: ImmobilityProfile) -> Immobility:
     none = Immobility(False, None, 0.0, 0.0, 0, len(ordered), 0.0, None, None)
     if len(ordered) < 2:
         return none
-    xy, crs = project(ordered)
+    xy, _, back = _projected(ordered)
     newest = len(ordered) - 1
     best: tuple[int, np.ndarray, np.ndarray] | None = None
     for start in range(newest - 1, -1, -1):
@@ -153,7 +159,7 @@ def immobility(fixes: list[Fix], profile: ImmobilityProfile) -> Immobility:
     start, centre, inside = best
     first_inside = start + int(np.argmax(inside))
     still_s = (ordered[newest][0] - ordered[first_inside][0]).total_seconds()
-    lon, lat = from_metric(crs).transform(float(centre[0]), float(centre[1]))
+    lon, lat = back.transform(float(centre[0]), float(centre[1]))
     cluster = int(inside.sum())
     total = len(inside)
     distance = np.hypot(xy[start:, 0] - centre[0], xy[start:, 1] - centre[1])
