@@ -99,27 +99,28 @@ def sign_in_form(options: DashboardOptions) -> None:
     """The sign-in form; on success the session is kept and the app runs again."""
     st.title("Tembo")
     st.caption(f"Sign in to the {roles.role(options.role).title.lower()} dashboard.")
-    if st.session_state.get(CLEAR_COOKIE_KEY):
-        st.html(session_cookie.sign_out_script(), unsafe_allow_javascript=True)
-        st.session_state.pop(CLEAR_COOKIE_KEY, None)
     with st.form(FORM_KEY):
         username = st.text_input("Username", key="sign_in_username", autocomplete="username")
         password = st.text_input("Password", type="password", key="sign_in_password", autocomplete="current-password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if not submitted:
+        drop_stale_cookie()
         return
     bridge = data.bridge(options.database_url)
     try:
         viewer, secret = bridge.sign_in(username.strip(), password, client=client_address())
     except TooManyAttempts as error:
         st.error(f"Too many failed sign-ins: try again in {error.retry_after_s} s, or ask an admin to unlock.")
+        drop_stale_cookie()
         return
     except AuthenticationFailed:
         st.error("Wrong username or password.")
+        drop_stale_cookie()
         return
     if not admitted(viewer, options):
         bridge.sign_out(secret)
         st.error(f"This dashboard is for the {options.role.replace('_', ' ')} role; your account is {viewer.role}.")
+        drop_stale_cookie()
         return
     expires = bridge.session_expiry(secret)
     max_age = int((expires - utc_now()).total_seconds()) if expires else 0
@@ -130,6 +131,13 @@ def sign_in_form(options: DashboardOptions) -> None:
     st.session_state.pop("sign_in_password", None)
     logger.info("signed in", extra={"username": viewer.username, "role": viewer.role})
     st.rerun()
+
+
+def drop_stale_cookie() -> None:
+    """After a sign-out, or when the page came with the cookie of an ended sign-in: have the browser
+    drop the cookie (once). Never in the run of a successful sign-in, whose new cookie it would race."""
+    if st.session_state.pop(CLEAR_COOKIE_KEY, None):
+        st.html(session_cookie.sign_out_script(), unsafe_allow_javascript=True)
 
 
 def keep_sign_in() -> None:

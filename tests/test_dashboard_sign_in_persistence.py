@@ -105,14 +105,26 @@ def test_ranger_stays_signed_in_across_reloads_until_she_signs_out(dashboard):
     signed_in_as(other, "amina")
     other.close()
 
+    # Signed out and straight back in, in the same tab: the new sign-in is the one kept.
     page.get_by_role("button", name="Sign out").click()
     at_sign_in_form(page)
     page.wait_for_selector("html[data-tembo-session='sign-out']", state="attached", timeout=WAIT_MS)
     assert session_cookie(page) is None
+    sign_in(page, "amina")
+    signed_in_as(page, "amina")
+    page.wait_for_selector("html[data-tembo-session='session']", state="attached", timeout=WAIT_MS)
+    page.reload()
+    signed_in_as(page, "amina")
+    assert len(sessions_of(dashboard.url, "amina")) == 1
+
+    page.get_by_role("button", name="Sign out").click()
+    at_sign_in_form(page)
+    page.wait_for_selector("html[data-tembo-session='sign-out']", state="attached", timeout=WAIT_MS)
     page.reload()
     at_sign_in_form(page)
     assert sessions_of(dashboard.url, "amina") == []
-    assert [s.end_reason for s in sessions_of(dashboard.url, "amina", include_ended=True)] == ["signed_out"]
+    ended = sessions_of(dashboard.url, "amina", include_ended=True)
+    assert [s.end_reason for s in ended] == ["signed_out", "signed_out"]
     page.context.close()
 
 
