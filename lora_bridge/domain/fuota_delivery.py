@@ -95,6 +95,10 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
           prior_loss: float = PRIOR_LOSS, lead_s: float = SETUP_LEAD_S) -> FuotaSession:
     """Plan and record the delivery of image for campaign; DeliveryRefused when it cannot be done."""
     collars = list(session.scalars(select(CampaignCollar.device_id).where(CampaignCollar.campaign_id == campaign.id)))
+    networks = set(session.scalars(select(Device.network).where(Device.device_id.in_(collars))))
+    if networks - {"tts"}:
+        raise DeliveryRefused("the bridge delivers images through The Things Stack's multicast only; "
+                              f"these collars are on {', '.join(sorted(str(n) for n in networks - {'tts'}))}")
     try:
         plan = make_plan(len(image), _links(session, collars, prior_loss))
         frags = fragment(image, plan.frag_size)
