@@ -209,13 +209,15 @@ def test_a_new_model_reaches_every_collar_through_the_bridge_and_resumes_after_a
         delivery = campaign["delivery"]
         assert delivery["state"] == "setup" and delivery["nb_frag"] * delivery["frag_size"] >= len(image)
         opens = delivery["window_opens"]
+        reserve.run_until(int(opens.timestamp()) - 600, step_s=600)  # set-up after the collars' uplinks
         reserve.run_until(int(opens.timestamp()) + 60)
         first_half = len(network.multicast)
     assert first_half > 0, "the window opened and fragments went to the group"
 
     with open_bridge(sqlite_url, network) as bridge:  # the bridge restarts in the middle of the window
         reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 6 * 3600)
+        reserve.run_until(reserve.now_s() + 3600)  # the rest of the window and the repair rounds
+        reserve.run_until(reserve.now_s() + 5 * 3600, step_s=600)  # signature checks, installs, acks
         campaign = bridge.campaigns()[0]
         versions = {v["device_id"]: v for v in bridge.fleet_versions()}
 
