@@ -42,6 +42,12 @@ except ImportError:
         return d
 
 
+try:  # CPython's binascii computes CRC-16/CCITT in C (the twin runs thousands of collars);
+    from binascii import crc_hqx  # noqa: F401
+except ImportError:  # MicroPython's binascii has no crc_hqx: the collar computes it bit by bit
+    crc_hqx = None
+
+
 GC_BUDGET_BYTES = 24 * 1024  # heap a duty cycle may leave behind before the next collection
 
 if MICROPYTHON:

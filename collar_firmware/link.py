@@ -52,11 +52,11 @@ class Link:
             if ok:
                 # heard by the network: repeat at the lower rate until the bridge acknowledges it
                 q.tries[slot] = 0
-                q.retry_at_s[slot] = now + alert_repeat_min * 60
+                q.hold(slot, now + alert_repeat_min * 60)
             else:
                 tries = q.tries[slot] + 1 if q.tries[slot] < MAX_ALERT_TRIES else MAX_ALERT_TRIES
                 q.tries[slot] = tries
-                q.retry_at_s[slot] = now + (60 << tries)
+                q.hold(slot, now + (60 << tries))
         elif not confirmed and prio != scheduler.PRIO_ACK:
             q.mark_unverified(slot)  # data: kept until a link check (a lost ack: the bridge asks again)
         elif not confirmed:
@@ -64,7 +64,7 @@ class Link:
         elif ok:
             q.remove(slot)
         else:
-            q.retry_at_s[slot] = self.probe_at_s
+            q.hold(slot, self.probe_at_s)
 
     def shift_time(self, jump_s):
         """The clock jumped forward by jump_s: the last proof is as old as before."""

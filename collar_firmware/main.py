@@ -302,9 +302,7 @@ class Collar:
         if self.next_status_s > now + self.settings["status_interval_s"]:
             self.next_status_s = now
         self._start_summary(now, 1)
-        for slot in range(self.queue.slots):
-            if self.queue.retry_at_s[slot] > now:
-                self.queue.retry_at_s[slot] = now
+        self.queue.release(now)
         self.link.probe_at_s = now
 
     def reload_model(self):

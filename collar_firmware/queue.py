@@ -19,7 +19,7 @@ the bridge acknowledges them.
 
 import struct
 
-from collar_firmware.compat import const
+from collar_firmware.compat import const, crc_hqx
 from collar_firmware.config import QUEUE_SLOTS
 
 _MAGIC = const(0x54)
@@ -31,6 +31,8 @@ _PRIO_ALERT = const(0)
 
 def crc16(data, n):
     """Return the CRC-16/CCITT-FALSE of the first n bytes of data."""
+    if crc_hqx is not None:
+        return crc_hqx(memoryview(data)[:n], 0xFFFF)  # the same CRC in C, where the runtime has it
     crc = 0xFFFF
     for i in range(n):
         crc ^= data[i] << 8
@@ -64,6 +66,12 @@ class Queue:
         self.dropped = 0  # records dropped because the ring was full
         self.corrupt = 0  # torn or corrupt records found at start-up
         self.refused = 0  # records refused (ring full of alerts)
+        # What a wake-up asks every minute, kept between changes of the ring so most wake-ups skip the
+        # scans: how many records may go out (held, not awaiting a link check) and the earliest time
+        # one of them may be tried. Every change of a slot marks them stale.
+        self.waiting = 0
+        self._earliest_s = 0
+        self._stale = True
         self._buf = bytearray(_HEAD + 64 + 2)
 
     # ---- start-up ---------------------------------------------------------------------
@@ -91,7 +99,21 @@ class Queue:
             if seq >= self.next_seq:
                 self.next_seq = seq + 1
             kept += 1
+        self._stale = True
         return kept
+
+    def _refresh(self):
+        n = 0
+        earliest = 0
+        for slot in range(self.slots):
+            if self.prio[slot] != _FREE and not self.unverified[slot]:
+                n += 1
+                t = self.retry_at_s[slot]
+                if n == 1 or t < earliest:
+                    earliest = t
+        self.waiting = n
+        self._earliest_s = earliest
+        self._stale = False
 
     def _valid(self, data):
         n = len(data)
@@ -126,6 +148,7 @@ class Queue:
         buf[_HEAD + n] = crc & 0xFF
         buf[_HEAD + n + 1] = crc >> 8
         self.prio[slot] = _FREE  # a slot being overwritten is not valid until the write returns
+        self._stale = True
         self.storage.write(_key(slot), bytes(buf[:_HEAD + n + 2]))
         self.prio[slot] = prio
         self.port[slot] = port
@@ -134,6 +157,7 @@ class Queue:
         self.retry_at_s[slot] = 0
         self.tries[slot] = 0
         self.unverified[slot] = 0
+        self._stale = True
         self.next_seq += 1
         return slot
 
@@ -175,6 +199,7 @@ class Queue:
     def remove(self, slot):
         """Erase the record in slot (sent, or acknowledged by the bridge)."""
         self.unverified[slot] = 0
+        self._stale = True
         if self.prio[slot] != _FREE:
             self.prio[slot] = _FREE
             self.storage.write(_key(slot), b"")
@@ -182,6 +207,19 @@ class Queue:
     def mark_unverified(self, slot):
         """The record in slot went out unconfirmed: keep it until a link check proves the link."""
         self.unverified[slot] = 1
+        self._stale = True
+
+    def hold(self, slot, until_s):
+        """The record in slot may be tried again from until_s on."""
+        self.retry_at_s[slot] = until_s
+        self._stale = True
+
+    def release(self, now_s):
+        """Every record held beyond now_s may be tried at now_s (the clock was set back)."""
+        for slot in range(self.slots):
+            if self.retry_at_s[slot] > now_s:
+                self.retry_at_s[slot] = now_s
+        self._stale = True
 
     def has_unverified(self):
         """Return True when records wait for a link check."""
@@ -200,11 +238,16 @@ class Queue:
         """A confirmed uplink went unheard: records sent unconfirmed since the last check go out again."""
         for slot in range(self.slots):
             self.unverified[slot] = 0
+        self._stale = True
 
     # ---- reading ----------------------------------------------------------------------
 
     def next_ready(self, now_s, confirmed_only=False):
         """Return the slot of the most urgent, oldest record that may be tried at now_s, or -1."""
+        if self._stale:
+            self._refresh()
+        if not self.waiting or self._earliest_s > now_s:
+            return -1
         best = -1
         for slot in range(self.slots):
             p = self.prio[slot]
@@ -218,6 +261,12 @@ class Queue:
 
     def next_retry_s(self, now_s):
         """Return the earliest future retry time of a held-back record, or 0 when none waits."""
+        if self._stale:
+            self._refresh()
+        if not self.waiting:
+            return 0
+        if self._earliest_s > now_s:
+            return self._earliest_s
         first = 0
         for slot in range(self.slots):
             t = self.retry_at_s[slot]
@@ -232,6 +281,7 @@ class Queue:
         if not data or not self._valid(data):
             self.corrupt += 1
             self.prio[slot] = _FREE
+            self._stale = True
             return None
         return data[_HEAD:_HEAD + data[8]]
 

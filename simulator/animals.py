@@ -37,6 +37,7 @@ MOTION_DEAD = "still"
 MOTION_DROPPED = "dropped"
 MOTIONS = BEHAVIOURS + (MOTION_DEAD, MOTION_DROPPED)
 _DEAD, _DROPPED = MOTIONS.index(MOTION_DEAD), MOTIONS.index(MOTION_DROPPED)
+CHUNK_STEPS = 60  # the walk is generated an hour of one-minute steps at a time
 
 SCENARIO_KINDS = ("mortality", "poaching_chase", "farmland_raid", "collar_drop", "low_battery", "twisted_collar")
 # The alert (codec.ALERT_TYPES) a ranger should see for each scenario: the answer key of alert scoring.
@@ -157,10 +158,17 @@ class SimulatedAnimal:
         self._bout_left_s = 0
         self._thirst_s = float(rng.uniform(10, 20)) * 3600.0
         self._since_water_s = float(rng.uniform(0.0, self._thirst_s))
-        self._frozen = False
-        self._frozen_motion = _DEAD
-        # The generated grid: times, collar positions (local metres), behaviour and motion indices;
-        # _base is the grid index of the oldest point still held.
+        # The animal stops for good at its first death or collar drop (dead wins a tie).
+        stops = [s.start_s for s in self.scenarios if s.kind in ("mortality", "collar_drop")]
+        self._freeze_s = min(stops) if stops else None
+        dead = self._freeze_s is not None and any(
+            s.kind == "mortality" and s.start_s <= self._freeze_s for s in self.scenarios)
+        self._frozen_motion = _DEAD if dead else _DROPPED
+        self._goals = tuple(s for s in self.scenarios if s.kind in ("farmland_raid", "poaching_chase"))
+        self._leads = {k: max((s.lead_s for s in self._goals if s.kind == k), default=0)
+                       for k in ("farmland_raid", "poaching_chase")}
+        # The generated grid: times, collar positions (local metres and lon/lat), behaviour and motion
+        # indices, in-farmland and inside-reserve flags; _base is the grid index of the oldest point held.
         self._base = 0
         self._last_query: tuple[float | None, AnimalState | None] = (None, None)
         self._t: list[int] = []
@@ -168,6 +176,10 @@ class SimulatedAnimal:
         self._ys: list[float] = []
         self._bs: list[int] = []
         self._ms: list[int] = []
+        self._lons: list[float] = []
+        self._lats: list[float] = []
+        self._farm: list[bool] = []
+        self._inside: list[bool] = []
 
     def __repr__(self) -> str:
         return f"SimulatedAnimal({self.identity.name!r}, device_id={self.identity.device_id!r})"
@@ -185,17 +197,20 @@ class SimulatedAnimal:
         t = max(float(t_s), float(self.start_s))
         i = self._local(int((t - self.start_s) // mv.STEP_S))
         frac = (t - self._t[i]) / mv.STEP_S
-        x = self._xs[i] + frac * (self._xs[i + 1] - self._xs[i])
-        y = self._ys[i] + frac * (self._ys[i + 1] - self._ys[i])
-        lon, lat = self.reserve.frame.to_lonlat(x, y)
+        lons, lats = self._lons, self._lats
+        # between two grid points a minute apart the track is a straight line (lon/lat and metres agree
+        # to well under a millimetre over the few hundred metres an elephant covers in a minute)
+        lon = lons[i] + frac * (lons[i + 1] - lons[i])
+        lat = lats[i] + frac * (lats[i + 1] - lats[i])
+        near = i if frac < 0.5 else i + 1  # the flags of the nearer grid point
         return AnimalState(
             t_s=int(t),
             lat=lat,
             lon=lon,
             behaviour=BEHAVIOURS[self._bs[i]],
             motion=MOTIONS[self._ms[i]],
-            in_farmland=self.reserve.farmland_at_xy(x, y) is not None,
-            inside_reserve=self.reserve.inside_xy(x, y),
+            in_farmland=self._farm[near],
+            inside_reserve=self._inside[near],
         )
 
     def table(self, until_s: int) -> pd.DataFrame:
@@ -205,14 +220,13 @@ class SimulatedAnimal:
         if self._base:
             raise ValueError(f"{self!r} no longer holds its track from the start (history_s too short)")
         xs, ys = np.asarray(self._xs[:n]), np.asarray(self._ys[:n])
-        lon, lat = self.reserve.frame.to_lonlat(xs, ys)  # elementwise on arrays
         return pd.DataFrame(
             {
                 mv.TIME_S: np.asarray(self._t[:n], dtype=np.int64),
                 mv.X_M: xs,
                 mv.Y_M: ys,
-                "lat": lat,
-                "lon": lon,
+                "lat": np.asarray(self._lats[:n]),
+                "lon": np.asarray(self._lons[:n]),
                 mv.BEHAVIOUR: [BEHAVIOURS[b] for b in self._bs[:n]],
                 "motion": [MOTIONS[m] for m in self._ms[:n]],
             }
@@ -221,14 +235,15 @@ class SimulatedAnimal:
     # --- generation ---
     def _extend_to(self, index: int) -> None:
         while self._base + len(self._t) <= index:
-            self._step()
+            self._chunk()
 
     def _local(self, index: int) -> int:
         """Position in the held lists of grid index `index` (and `index + 1`), generating as needed."""
         self._extend_to(index + 1)
         excess = len(self._t) - 2 * self.history_steps
         if excess > 0 and index - self._base > self.history_steps + excess:
-            for held in (self._t, self._xs, self._ys, self._bs, self._ms):
+            for held in (self._t, self._xs, self._ys, self._bs, self._ms, self._lons, self._lats, self._farm,
+                         self._inside):
                 del held[:excess]
             self._base += excess
         if index < self._base:
@@ -236,33 +251,62 @@ class SimulatedAnimal:
         return index - self._base
 
     def _active(self, kind: str, t: int, lead_s: int = 0) -> Scenario | None:
-        for s in self.scenarios:
+        for s in self._goals:
             if s.kind == kind and s.start_s - lead_s <= t and (s.end_s is None or t < s.end_s):
                 return s
         return None
 
-    def _step(self) -> None:
-        """Record the state at the next grid time, then move the animal to the one after."""
+    def _chunk(self) -> None:
+        """Generate the next CHUNK_STEPS grid points: the walk step by step (its random turns and speeds
+        drawn for the whole chunk at once), then lon/lat and the reserve's flags for all of them at once.
+        Chunks are whole, so the track does not depend on the order of the queries."""
+        n = CHUNK_STEPS
+        rng, params = self.rng, self.params
+        turns = [rng.vonmises(0.0, k, n).tolist() if k > 0 else rng.uniform(-math.pi, math.pi, n).tolist()
+                 for k in params.turn_kappa]
+        normals = rng.standard_normal(n).tolist()
+        first = len(self._xs)
+        for k in range(n):
+            self._step(turns, normals, k)
+        xs = np.asarray(self._xs[first:])
+        ys = np.asarray(self._ys[first:])
+        lon, lat = self.reserve.frame.to_lonlat(xs, ys)
+        self._lons.extend(np.asarray(lon, dtype=float).tolist())
+        self._lats.extend(np.asarray(lat, dtype=float).tolist())
+        self._farm.extend(self.reserve.in_farmland_many(xs, ys).tolist())
+        self._inside.extend(self.reserve.inside_many(xs, ys).tolist())
+
+    def _step(self, turns: list[list[float]], normals: list[float], k: int) -> None:
+        """Record the state at the next grid time, then move the animal to the one after (k: the step's
+        place in its chunk, to pick its pre-drawn turn and speed)."""
         t = self.start_s + (self._base + len(self._t)) * mv.STEP_S
-        if self._frozen or self._started("mortality", t) or self._started("collar_drop", t):
-            if not self._frozen:
-                self._frozen = True
-                self._frozen_motion = _DEAD if self._started("mortality", t) else _DROPPED
+        if self._freeze_s is not None and t >= self._freeze_s:
             self._record(t, mv.REST, self._frozen_motion)
             return
         behaviour, target, pull = self._decide(t)
         self._record(t, behaviour, behaviour)
-        target_heading = None if target is None else mv.heading_to(self._x, self._y, *target)
-        self._heading = mv.turn(self._heading, behaviour, self.rng, target_heading, pull, self.params)
-        d = mv.step_speed_mps(behaviour, self.rng, self.params) * mv.STEP_S
-        self._x += d * math.cos(self._heading)
-        self._y += d * math.sin(self._heading)
+        params = self.params
+        free = self._heading + turns[behaviour][k]
+        if target is None or pull <= 0.0:
+            self._heading = free
+        else:
+            aim = math.atan2(target[1] - self._y, target[0] - self._x)
+            hx = (1.0 - pull) * math.cos(free) + pull * math.cos(aim)
+            hy = (1.0 - pull) * math.sin(free) + pull * math.sin(aim)
+            self._heading = math.atan2(hy, hx)
+        mean = params.speed_mean_mps[behaviour]
+        if mean:
+            speed = mean + params.speed_sd_mps[behaviour] * normals[k]
+            if speed > 0.0:
+                d = speed * mv.STEP_S
+                self._x += d * math.cos(self._heading)
+                self._y += d * math.sin(self._heading)
         self._since_water_s += mv.STEP_S
-        if any(math.hypot(self._x - wx, self._y - wy) < 250.0 for wx, wy in self._water_xy):
-            self._since_water_s = 0.0
-
-    def _started(self, kind: str, t: int) -> bool:
-        return any(s.kind == kind and t >= s.start_s for s in self.scenarios)
+        x, y = self._x, self._y
+        for wx, wy in self._water_xy:
+            if (x - wx) * (x - wx) + (y - wy) * (y - wy) < 250.0 * 250.0:
+                self._since_water_s = 0.0
+                break
 
     def _record(self, t: int, behaviour: int, motion: int) -> None:
         self._t.append(t)
@@ -273,35 +317,32 @@ class SimulatedAnimal:
 
     def _decide(self, t: int) -> tuple[int, tuple[float, float] | None, float]:
         """Behaviour for the next step, the target it heads for (or None) and how strongly (0..1)."""
-        forced, target, pull = self._scenario_goal(t)
-        if forced is not None:
-            self._behaviour, self._bout_left_s = forced, 0
-            return forced, target, pull
+        if self._goals:
+            forced, target, pull = self._scenario_goal(t)
+            if forced is not None:
+                self._behaviour, self._bout_left_s = forced, 0
+                return forced, target, pull
         if self._bout_left_s <= 0:
             self._behaviour, self._bout_left_s = mv.next_bout(t, self._behaviour, self.rng, self.params)
         self._bout_left_s -= mv.STEP_S
         return self._behaviour, *self._routine_goal()
 
     def _scenario_goal(self, t: int) -> tuple[int | None, tuple[float, float] | None, float]:
-        chase = self._active("poaching_chase", t, lead_s=self._lead("poaching_chase"))
+        chase = self._active("poaching_chase", t, lead_s=self._leads["poaching_chase"])
         if chase is not None:
             if t >= chase.start_s:
                 return mv.RUN, chase.run_to_xy, 0.5
             near = math.hypot(self._x - chase.place_xy[0], self._y - chase.place_xy[1]) < 300.0
             return (mv.FORAGE if near else mv.WALK), chase.place_xy, 0.7
-        raid = self._active("farmland_raid", t, lead_s=self._lead("farmland_raid"))
+        raid = self._active("farmland_raid", t, lead_s=self._leads["farmland_raid"])
         if raid is not None:
             if self.reserve.farmland_at_xy(self._x, self._y) is None:
                 return mv.WALK, raid.place_xy, 0.7
             return mv.FORAGE, raid.place_xy, 0.2
-        for s in self.scenarios:  # after a raid or chase: head home at a walk
-            if s.kind in ("farmland_raid", "poaching_chase") and s.end_s is not None:
-                if s.end_s <= t < s.end_s + 4 * 3600 and self._distance_home_m() > 2000.0:
-                    return mv.WALK, self.home_xy, 0.6
+        for s in self._goals:  # after a raid or chase: head home at a walk
+            if s.end_s is not None and s.end_s <= t < s.end_s + 4 * 3600 and self._distance_home_m() > 2000.0:
+                return mv.WALK, self.home_xy, 0.6
         return None, None, 0.0
-
-    def _lead(self, kind: str) -> int:
-        return max((s.lead_s for s in self.scenarios if s.kind == kind), default=0)
 
     def _routine_goal(self) -> tuple[tuple[float, float] | None, float]:
         ahead_x = self._x + 400.0 * math.cos(self._heading)

@@ -52,6 +52,7 @@ FORMATS = ("tts", "chirpstack")
 FENCE_POINTS_PER_DOWNLINK = 7  # codec "fence" list bound
 _FLEET_STREAM = 0x7E3B0  # mixes into the seed so network and sensor draws never repeat the herd's
 SEND_SPACING_S = 2.0  # gap between two uplinks of one wake-up (airtime plus the RX windows)
+PICK_BLOCK = 1024  # library picks drawn at once
 
 
 class Animal(Protocol):
@@ -153,6 +154,7 @@ class AnimalAccelerometer:
         twists = sorted(s.start_s for s in getattr(animal, "scenarios", ()) if s.kind == "twisted_collar")
         self._twists = twists
         self._twisted = 0
+        self._picks: list[float] = []
 
     def _twist(self, t_s: int) -> int:
         while self._twisted < len(self._twists) and t_s >= self._twists[self._twisted]:
@@ -168,21 +170,53 @@ class AnimalAccelerometer:
         if self.on_window is not None:
             self.on_window(t_s, state)
         motion = state.motion
-        twist = self._twist(t_s)
-        self.stream.rate_hz = float(rate_hz)
+        twist = self._twist(t_s) if self._twists else 0
         if self.library_windows:
-            shelf = self._library.setdefault((motion, twist, n), [])
+            shelf = self._library.setdefault((motion, twist, n, rate_hz), [])
             if len(shelf) < self.library_windows:
-                samples = self.stream.read(motion, n, 0.0)
+                self.stream.rate_hz = float(rate_hz)
+                samples = array("h", self.stream.read(motion, n, 0.0).reshape(-1).tobytes())
                 shelf.append(samples)
             else:
-                samples = shelf[int(self.rng.integers(len(shelf)))]
-        else:
-            gap_s = 0.0 if self._end_s is None else max(0.0, t_s - self._end_s)
-            samples = self.stream.read(motion, n, gap_s)
-            self._end_s = t_s + n / rate_hz
+                samples = shelf[int(self._pick() * len(shelf))]
+            buf[: 3 * n] = samples
+            return n
+        self.stream.rate_hz = float(rate_hz)
+        gap_s = 0.0 if self._end_s is None else max(0.0, t_s - self._end_s)
+        samples = self.stream.read(motion, n, gap_s)
+        self._end_s = t_s + n / rate_hz
         np.frombuffer(buf, dtype=np.int16)[: 3 * n] = samples.reshape(-1)
         return n
+
+    def _pick(self) -> float:
+        """A uniform draw in [0, 1) from the accelerometer's generator, drawn PICK_BLOCK at a time."""
+        if not self._picks:
+            self._picks = self.rng.random(PICK_BLOCK).tolist()
+            self._picks.reverse()
+        return self._picks.pop()
+
+
+def remember_model(collar: Collar) -> None:
+    """The classifier's prediction for features it has seen is remembered on the model the collar runs
+    (the model is a pure function of its features; the twin's library replays windows, so the same
+    features come again and again). A model loaded later (an update) is remembered once wrapped again."""
+    model = collar.model
+    if collar.smoother is None or getattr(model, "_twin_memo", None) is not None:
+        return
+    seen: dict[bytes, int] = {}
+    predict = model.predict
+
+    def remembered(features) -> int:
+        key = bytes(features)
+        known = seen.get(key)
+        if known is None:
+            if len(seen) >= 100_000:
+                seen.clear()
+            known = seen[key] = predict(features)
+        return known
+
+    model._twin_memo = seen
+    model.predict = remembered
 
 
 class FeatureMemo:
@@ -347,11 +381,17 @@ class Fleet:
             watchdog=hal_sim.SimWatchdog(clock),
         )
         wearer.collar = Collar(wearer.hal, settings)
-        if self.library_windows and wearer.collar.feature_pass is not None:
-            if self.feature_memo is None:
-                self.feature_memo = FeatureMemo(wearer.collar.feature_pass)
-            wearer.collar.feature_pass = self.feature_memo
+        self.remember_passes(wearer.collar)
         return wearer
+
+    def remember_passes(self, collar: Collar) -> None:
+        """With a window library, the collar's feature pass and its model's prediction are remembered per
+        window (FeatureMemo, remember_model); call again after the collar loads another model."""
+        if self.library_windows and collar.feature_pass is not None:
+            if self.feature_memo is None:
+                self.feature_memo = FeatureMemo(collar.feature_pass)
+            collar.feature_pass = self.feature_memo
+            remember_model(collar)
 
     # --- the radio path, called from inside SimRadio.send ---
     def _coverage(self, wearer: _Wearer, t_s: int) -> bool:
@@ -482,6 +522,8 @@ class Fleet:
         return None if wearer is None else wearer.animal.identity.device_id
 
     def _hand_downlinks(self, wearer: _Wearer) -> None:
+        if not wearer.pending:  # most wake-ups: nothing queued (a push made meanwhile waits for the next)
+            return
         with self._lock:
             while wearer.pending:
                 port, payload, _confirmed = wearer.pending.popleft()

@@ -103,6 +103,23 @@ class CellLookup:
             return bool(shapely.contains_xy(self.polygon, x_m, y_m))
         return cell == 1
 
+    def contains_many(self, xs_m: np.ndarray, ys_m: np.ndarray) -> np.ndarray:
+        """`contains` for arrays of points at once: a boolean array."""
+        xs_m, ys_m = np.asarray(xs_m, dtype=float), np.asarray(ys_m, dtype=float)
+        out = np.zeros(xs_m.shape, dtype=bool)
+        if not self.nx:
+            return out
+        i = np.floor((xs_m - self.x0) / self.cell_m).astype(np.int64)
+        j = np.floor((ys_m - self.y0) / self.cell_m).astype(np.int64)
+        held = (i >= 0) & (j >= 0) & (i < self.nx) & (j < self.ny)
+        cells = np.zeros(xs_m.shape, dtype=np.uint8)
+        cells[held] = np.frombuffer(self.cells, dtype=np.uint8)[j[held] * self.nx + i[held]]
+        out[cells == 1] = True
+        edge = cells == 2
+        if edge.any():
+            out[edge] = shapely.contains_xy(self.polygon, xs_m[edge], ys_m[edge])
+        return out
+
 
 @dataclass(frozen=True)
 class Reserve:
@@ -153,6 +170,14 @@ class Reserve:
             if shapely.contains_xy(polygon, x_m, y_m):
                 return area.name
         return None
+
+    def inside_many(self, xs_m: np.ndarray, ys_m: np.ndarray) -> np.ndarray:
+        """`inside_xy` for arrays of local points: a boolean array."""
+        return self._inside.contains_many(xs_m, ys_m)
+
+    def in_farmland_many(self, xs_m: np.ndarray, ys_m: np.ndarray) -> np.ndarray:
+        """True where a local point lies in any farmland patch (arrays in, a boolean array out)."""
+        return self._in_farmland.contains_many(xs_m, ys_m)
 
     def boundary_distance_m(self, x_m: float, y_m: float) -> float:
         """Distance in metres from the local point to the boundary line."""

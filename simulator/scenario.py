@@ -472,4 +472,5 @@ def fleet(scenario: Scenario, until_s: int | None = None, on_window=None, librar
         for w in f._wearers:
             w.hal.storage.write("model", scenario.model.read_bytes())
             w.collar.reload_model()
+            f.remember_passes(w.collar)
     return f

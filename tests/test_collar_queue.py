@@ -209,3 +209,52 @@ def test_collar_cut_off_mid_write_comes_back_with_its_backlog():
     missing = set(range(START_S, START_S + 4 * HOUR, 15 * 60)) - heard
     assert len(missing) <= 1, "only the summary whose write the cut tore (never accepted) is missing"
     assert "unexpected_reboot" in world.alerts()
+
+
+def test_queue_checksum_is_crc16_ccitt_false_in_c_and_bit_by_bit(monkeypatch):
+    from collar_firmware import queue as queue_module
+
+    data = bytearray(b"123456789")
+    assert queue_module.crc16(data, 9) == 0x29B1  # the CRC catalogue's check value of CRC-16/CCITT-FALSE
+    monkeypatch.setattr(queue_module, "crc_hqx", None)  # the collar's MicroPython has no binascii.crc_hqx
+    assert queue_module.crc16(data, 9) == 0x29B1
+    assert queue_module.crc16(data, 4) == queue_module.crc16(b"1234", 4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["put", "send", "hold", "verify", "lose", "release", "reload"]),
+                          st.integers(0, 255)), max_size=200))
+def test_queue_answers_a_wake_up_as_a_scan_of_every_slot_would(operations):
+    """What the queue keeps between changes to spare a wake-up its scans (how many records may go out,
+    the earliest one may be tried) never differs from a scan of every slot, whatever mix of puts,
+    sends, holds, link checks, clock steps and reboots came before."""
+    flash = SimFlash()
+    q = Queue(flash)
+    q.load()
+    for op, value in operations:
+        now = value * 60
+        if op == "put":
+            q.put((PRIO_ALERT, PRIO_POSITIONS, PRIO_SUMMARY)[value % 3], 2, _payload(value), value % 2 == 0)
+        elif op == "send" and (slot := q.next_ready(now)) >= 0:
+            if value % 2:
+                q.mark_unverified(slot)
+            else:
+                q.remove(slot)
+        elif op == "hold" and (slot := q.next_ready(now)) >= 0:
+            q.hold(slot, now + 60 * (1 + value % 7))
+        elif op == "verify":
+            q.link_verified()
+        elif op == "lose":
+            q.link_lost()
+        elif op == "release":
+            q.release(now)
+        elif op == "reload":
+            q = Queue(flash)
+            q.load()
+        for t in (0, now, now + 300, 10**9):
+            live = [s for s in range(q.slots) if q.prio[s] != 255 and not q.unverified[s]]
+            ready = [s for s in live if q.retry_at_s[s] <= t]
+            best = min(ready, key=lambda s: (q.prio[s], q.seq[s])) if ready else -1
+            later = [q.retry_at_s[s] for s in live if q.retry_at_s[s] > t]
+            assert q.next_ready(t) == best
+            assert q.next_retry_s(t) == (min(later) if later else 0)
