@@ -48,6 +48,8 @@ DEFAULTS = {
     "gnss_move_interval_s": 900,  # walking or running
     "gnss_min_gap_s": 300,  # no fix for a change of state sooner than this after the last one
     "poaching_min_run_s": 360,  # a flight, not a mock charge or play: running sustained this long
+    "carcass_vedba_mg": 6,  # windows this calm (sensor noise only, no breath) under a still gravity ...
+    "carcass_min": 120,  # ... for this long are a death (risk.py); 0 mg: the immobility_h rule only
 }
 
 # Battery discharge curve of the reference pack (16 x LS17500 Li-SOCl2, 57.6 Ah): (mV, percent), falling.

@@ -10,6 +10,12 @@ Rules, after the field:
   end a still spell (two in a row do). Suspicion after immobility_suspect_h, mortality after
   immobility_h (12 h, as Smart Parks) unless ANCHOR_FAR_FIXES fixes in a row of the spell lie beyond
   MORTALITY_RADIUS_M (a single bad fix is GNSS multipath, not movement).
+  A carcass is told sooner: a living elephant, even asleep, breathes and flaps its ears, so its collar
+  feels several mg of movement and its gravity shifts by a few mg from window to window; a carcass
+  gives the accelerometer's own noise only, under a gravity that does not move. Windows with VeDBA at
+  or below carcass_vedba_mg whose mean gravity stays within CARCASS_TILT_MG of the first of them, for
+  carcass_min minutes in a row, with the spell's last fix within MORTALITY_RADIUS_M of its first, are
+  a death (carcass_vedba_mg 0 turns this off: the 12 h rule alone).
 - poaching risk: running (the model's "run" class or VeDBA above run_vedba_mg) scores its seconds,
   doubled at night and one more time near or outside the park boundary, and calm seconds pay the
   score back; two running windows in a row switch GNSS to tracking for tracking_minutes; a score of
@@ -43,6 +49,7 @@ N_ALERT_TYPES = const(11)
 
 MORTALITY_RADIUS_M = const(100)
 ANCHOR_FAR_FIXES = const(2)  # fixes in a row beyond the radius that show a still animal has moved
+CARCASS_TILT_MG = const(2)  # a carcass's mean gravity moves less than this per axis (a sleeper's more)
 DROP_WINDOW_S = const(3 * 3600)
 DROP_STILL_S = const(1800)
 BATTERY_CONFIRM = const(3)
@@ -80,6 +87,11 @@ class RiskEngine:
         self.has_anchor = False
         self.anchor_moved = False
         self.far_fixes = 0  # fixes in a row beyond MORTALITY_RADIUS_M of the anchor
+        # carcass: since when windows show sensor noise only under an unmoving gravity (0: not now)
+        self.carcass_since_s = 0
+        self.carcass_x = 0
+        self.carcass_y = 0
+        self.carcass_z = 0
         # poaching
         self.run_windows = 0
         self.calm_windows = 0
@@ -132,6 +144,7 @@ class RiskEngine:
             dt = _MAX_GAP_S
         self.last_window_s = t_s
         still = vedba_mg < s["still_vedba_mg"]
+        self._carcass(t_s, vedba_mg, gx_mg, gy_mg, gz_mg)
         if still:
             self.moving_windows = 0
             if not self.still_since_s:
@@ -146,6 +159,27 @@ class RiskEngine:
                 self._moving(gx_mg, gy_mg, gz_mg, temperature_dc)
         running = running or vedba_mg >= s["run_vedba_mg"]
         self._poaching(t_s, dt, running)
+
+    def _carcass(self, t_s, vedba_mg, gx, gy, gz):
+        """Follow the run of windows that look like a carcass (see the module doc)."""
+        if vedba_mg > self.settings["carcass_vedba_mg"]:
+            self.carcass_since_s = 0
+            return
+        if self.carcass_since_s:
+            dx = gx - self.carcass_x
+            dy = gy - self.carcass_y
+            dz = gz - self.carcass_z
+            if -CARCASS_TILT_MG <= dx <= CARCASS_TILT_MG and -CARCASS_TILT_MG <= dy <= CARCASS_TILT_MG \
+                    and -CARCASS_TILT_MG <= dz <= CARCASS_TILT_MG:
+                return
+        self.carcass_since_s = t_s  # the first such window, or gravity moved: the run starts again
+        self.carcass_x = gx
+        self.carcass_y = gy
+        self.carcass_z = gz
+
+    def carcass_s(self, t_s):
+        """Return how long the windows have looked like a carcass at t_s (0: they do not)."""
+        return t_s - self.carcass_since_s if self.carcass_since_s else 0
 
     def _moving(self, gx, gy, gz, temperature_dc):
         self.still_since_s = 0
@@ -176,8 +210,13 @@ class RiskEngine:
             return  # a dropped collar explains the stillness: no mortality alert
         if still_s >= s["immobility_suspect_h"] * 3600:
             self._raise(IMMOBILITY)
-        if still_s >= s["immobility_h"] * 3600 and not self.anchor_moved:
+        if self.anchor_moved:
+            return
+        if still_s >= s["immobility_h"] * 3600:
             self._raise(MORTALITY)
+        elif (s["carcass_vedba_mg"] and self.carcass_s(t_s) >= s["carcass_min"] * 60
+              and self.has_anchor and self.far_fixes == 0):
+            self._raise(MORTALITY)  # a carcass, lying where the spell's fixes put it
 
     def _turned(self, gx, gy, gz):
         """Return True when gravity points more than 45 degrees away from the worn orientation (a collar on
@@ -322,6 +361,8 @@ class RiskEngine:
         """The clock was set forward by jump_s: move the engine's remembered instants with it."""
         if self.still_since_s:
             self.still_since_s += jump_s
+        if self.carcass_since_s:
+            self.carcass_since_s += jump_s
         if self.last_window_s:
             self.last_window_s += jump_s
         if self.tracking_until_s:

@@ -341,6 +341,8 @@ class Fleet:
         self._wall0: float | None = None
         self._outbox: list[tuple[float, int, Delivery]] = []
         self._outbox_seq = 0
+        # on_sent(uplink, heard): told of every uplink a collar sends, heard by a gateway or not
+        self.on_sent: Callable[[Uplink, bool], None] | None = None
         if fences and reserve is not None:
             for command in fence_commands(reserve):
                 for w in self._wearers:
@@ -430,6 +432,8 @@ class Fleet:
             log.debug("uplink heard by %d gateway(s)", len(receptions), extra=context)
         else:
             log.debug("uplink lost", extra=context)
+        if self.on_sent is not None:
+            self.on_sent(uplink, bool(receptions))
         for delivery in self.network.package(uplink, frequency_hz, receptions):
             self._outbox_seq += 1
             heapq.heappush(self._outbox, (delivery.received_at_s, self._outbox_seq, delivery))

@@ -12,9 +12,12 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import secrets
 import tempfile
+import threading
 import time
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -29,6 +32,7 @@ from lora_bridge.access import Viewer
 from simulator import scenario as scenarios
 from simulator.network import Delivery
 from simulator.scoring import SeenAlert, Truth, score, time_budget_error
+from tembo.twin_checks import SentFrames, network_event_checks
 
 log = logging.getLogger("tembo.twin")
 
@@ -87,6 +91,57 @@ class HttpOutlet(Outlet):
 
     def close(self) -> None:
         self.client.close()
+
+
+class ParallelHttpOutlet(Outlet):
+    """POST messages from several workers at once, as a network server's webhooks arrive (a bridge that
+    commits bodies in groups takes them together). Every device keeps one worker, so a collar's uplinks
+    arrive in the order it sent them; `drain()` waits until everything handed in has been answered."""
+
+    def __init__(self, url: str, network_format: str, secret: str | None, workers: int = 8) -> None:
+        self.outlets = [HttpOutlet(url, network_format, secret) for _ in range(max(1, workers))]
+        self.queues: list[queue.Queue] = [queue.Queue() for _ in self.outlets]
+        self.threads = [threading.Thread(target=self._work, args=(i,), daemon=True, name=f"twin-post-{i}")
+                        for i in range(len(self.outlets))]
+        for thread in self.threads:
+            thread.start()
+
+    @property
+    def failed(self) -> int:
+        """Messages the bridge did not take (after the retries a network server makes)."""
+        return sum(o.failed for o in self.outlets)
+
+    def _work(self, i: int) -> None:
+        outlet, inbox = self.outlets[i], self.queues[i]
+        while True:
+            item = inbox.get()
+            try:
+                if item is None:
+                    return
+                outlet.send(*item)
+            except Exception:  # noqa: BLE001 - a refused connection counts as a failed post, the run goes on
+                outlet.failed += 1
+                log.exception("webhook post failed")
+            finally:
+                inbox.task_done()
+
+    def send(self, message: dict, delivery: Delivery) -> None:
+        worker = zlib.crc32(delivery.uplink.device_id.encode()) % len(self.queues)
+        self.queues[worker].put((message, delivery))
+
+    def drain(self) -> None:
+        """Wait until every message handed in has been posted and answered."""
+        for inbox in self.queues:
+            inbox.join()
+
+    def close(self) -> None:
+        self.drain()
+        for inbox in self.queues:
+            inbox.put(None)
+        for thread in self.threads:
+            thread.join(timeout=30)
+        for outlet in self.outlets:
+            outlet.close()
 
 
 class MqttOutlet(Outlet):
@@ -218,15 +273,22 @@ def _seen(view, alert_seen: dict) -> SeenAlert:
     return SeenAlert(view.alert_id, view.device_id, view.alert_type, raised, seen_s, view.source)
 
 
-def run_through_bridge(name: str = "standard", until: str | None = None, network_format: str = "tts") -> dict:
-    """Run a scenario through a real bridge over its HTTP webhook (SQLite); return the score."""
+def run_through_bridge(name: str = "standard", until: str | None = None, network_format: str = "tts",
+                       collars: int | None = None, workers: int = 8) -> dict:
+    """Run a scenario through a real bridge over its HTTP webhook (SQLite); return the score.
+
+    collars: only the first collars of the herd (and their events); workers: webhook posts in flight."""
     scenario = scenarios.load_scenario(name)
+    if collars is not None:
+        scenario = _resized(scenario, collars)
     truth = Truth(scenario)
     fleet = scenarios.fleet(scenario, until_s=parse_until(until, scenario), on_window=truth.on_window)
     end_s = fleet.end_s
     alert_seen: dict[tuple[str, str], list[float]] = defaultdict(list)
     reported: dict[tuple[str, int], Counter] = defaultdict(Counter)
     seen_frames: set[tuple[str, int, int]] = set()
+    frames = SentFrames()
+    fleet.on_sent = frames.on_sent
     to_json = fleet.network.tts_uplink if network_format == "tts" else fleet.network.chirpstack_uplink
     path = "/uplinks/tts" if network_format == "tts" else "/uplinks/chirpstack"
     started = time.perf_counter()
@@ -234,16 +296,18 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
     scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="tembo-alerts-", dir=scratch) as folder, \
             _bridge_for(fleet, scenario.reserve, folder) as (bridge, url, secret):
-        outlet = HttpOutlet(url + path, network_format, secret)
+        outlet = ParallelHttpOutlet(url + path, network_format, secret, workers)
         next_round_s = fleet.start_s + 3600
         try:
             for delivery in fleet.deliveries():
                 while delivery.received_at_s >= next_round_s:  # the control room's hourly round
+                    outlet.drain()  # everything heard before the round is in the bridge
                     bridge.run_rules(datetime.fromtimestamp(next_round_s, UTC))
                     _play_ranger(bridge, alert_seen, _known(truth, scenario, next_round_s), next_round_s)
                     next_round_s += 3600
                 up = delivery.uplink
                 truth.heard(up.device_id, delivery.received_at_s)
+                frames.on_delivery(delivery)
                 _note(up, delivery, alert_seen, reported, seen_frames, scenario.start_s)
                 outlet.send(to_json(delivery), delivery)
         finally:
@@ -256,6 +320,8 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
         wall_s = time.perf_counter() - started
         figures = score(seen, events, end_s)
         verdicts = bridge.alert_verdicts()
+        with bridge.db.read() as session:
+            checks = network_event_checks(session, scenario, frames, end_s)
     return {
         "scenario": scenario.name,
         "collars": len(fleet.manifest()),
@@ -269,6 +335,7 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
         "uplinks_delivered": fleet.uplinks_delivered,
         "collisions": fleet.network.collisions,
         "failed_posts": outlet.failed,
+        "network_events": checks,
     }
 
 
@@ -327,9 +394,44 @@ def _note(up, delivery, alert_seen, reported, seen_frames, start_s: int) -> None
                 reported[(up.device_id, day)][codec.BEHAVIOURS[i]] += share / total * windows
 
 
-def bench_alerts(scenario: str = "standard", until: str | None = None) -> dict:
-    """`tembo bench alerts`: the standard scenario through the real bridge, scored per alert type."""
-    return run_through_bridge(scenario, until)
+def score_collar_alerts(name: str = "standard", until: str | None = None, collars: int | None = None) -> dict:
+    """Run a scenario without a bridge and score the alerts the collars themselves sent, as the network
+    delivered them (each alert once, at its first arrival): what the collar rules and the radio do, before
+    any bridge rule. Same figures as the bridge run for the collar's alert types."""
+    scenario = scenarios.load_scenario(name)
+    if collars is not None:
+        scenario = _resized(scenario, collars)
+    truth = Truth(scenario)
+    fleet = scenarios.fleet(scenario, until_s=parse_until(until, scenario), on_window=truth.on_window)
+    started = time.perf_counter()
+    first: dict[tuple[str, str, int, int], SeenAlert] = {}
+    for delivery in fleet.deliveries():
+        up = delivery.uplink
+        truth.heard(up.device_id, delivery.received_at_s)
+        if up.f_port != codec.port_of("alert"):
+            continue
+        fields = codec.decode(up.f_port, up.payload)
+        key = (up.device_id, fields["alert_type"], fields["seq"], fields["time_s"])
+        if key not in first:
+            first[key] = SeenAlert(len(first) + 1, up.device_id, fields["alert_type"], fields["time_s"],
+                                   int(delivery.received_at_s))
+    events = truth.finish(fleet.end_s, offline_after_s(scenario))
+    figures = score(list(first.values()), events, fleet.end_s)
+    return {"scenario": scenario.name, "collars": len(fleet.manifest()),
+            "simulated_days": round((fleet.end_s - fleet.start_s) / 86400, 3),
+            "wall_s": round(time.perf_counter() - started, 1), "bridge": False,
+            "truth_events": dict(Counter(e.kind for e in events)),
+            "alerts_by_type": {k: v for k, v in figures.items() if k != "offline"}}
+
+
+def bench_alerts(scenario: str = "standard", until: str | None = None, collars: int | None = None,
+                 workers: int = 8, bridge: bool = True) -> dict:
+    """`tembo bench alerts`: the standard scenario through the real bridge, scored per alert type
+    (`-o until=2d` / `-o collars=10` run a part of it; `-o workers=N` webhook posts in flight;
+    `-o bridge=false` scores the collars' own alerts as delivered, without a bridge)."""
+    if not bridge:
+        return score_collar_alerts(scenario, until, collars)
+    return run_through_bridge(scenario, until, collars=collars, workers=workers)
 
 
 # --- tembo bench sim ----------------------------------------------------------------------------------------

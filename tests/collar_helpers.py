@@ -20,8 +20,10 @@ PARK_CENTRE = (0.572, 37.585)
 DEG_PER_KM_LAT = 1000 / geo.METRES_PER_DEGREE
 DEG_PER_KM_LON = 1000 / geo.metres_per_degree_lon(PARK_CENTRE[0])
 
-# accelerometer signals: behaviour -> (amplitude mg, noise mg, phase step); VeDBA ~3, ~60, ~140, ~535 mg
-SIGNALS = {"still": (0, 4, 0), "forage": (70, 40, 10), "walk": (170, 50, 20), "run": (650, 160, 40)}
+# accelerometer signals: behaviour -> (amplitude mg, noise mg, phase step); VeDBA ~3, ~11, ~60, ~140,
+# ~535 mg. "still" is a carcass (the sensor's noise only), "sleep" an elephant asleep (breathing sway).
+SIGNALS = {"still": (0, 4, 0), "sleep": (14, 4, 2), "forage": (70, 40, 10), "walk": (170, 50, 20),
+           "run": (650, 160, 40)}
 
 
 def km(north_km: float, east_km: float) -> tuple[float, float]:

@@ -214,7 +214,7 @@ def test_a_new_signed_model_is_verified_then_taken_up_without_a_reboot():
 def test_a_clock_set_forward_to_gnss_time_after_boot_raises_no_false_mortality():
     boot_relative_s = 1000  # a board without a real-time clock counts from boot until its first fix
     world = CollarWorld(start_s=boot_relative_s)
-    world.behaviour = "still"  # resting quietly while the clock is still boot-relative
+    world.behaviour = "sleep"  # asleep, breathing, while the clock is still boot-relative
     world.run_for(HOUR)
     world.hal.clock.t_s = START_S  # the first GNSS fix sets the clock to Unix time
     world.wake_s = START_S

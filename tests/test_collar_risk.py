@@ -20,22 +20,43 @@ def _with_fences(world: CollarWorld) -> None:
 
 # ---- mortality / immobility -------------------------------------------------------------
 
-def test_ranger_gets_mortality_alert_after_twelve_still_hours():
+def test_ranger_gets_mortality_alert_within_three_hours_of_death():
     world = CollarWorld()
     world.run_for(HOUR)
-    world.behaviour = "still"
+    died_s = world.now_s
+    world.behaviour = "still"  # a carcass: the accelerometer's own noise, gravity unmoving
+    world.run_for(110 * 60)
+    assert world.alerts() == [], "under two hours of carcass-like windows is not yet a death"
+    world.run_for(20 * 60)
+    assert world.alerts() == ["mortality"]
+    mortality = [a for a in world.decoded("alert") if a["alert_type"] == "mortality"][0]
+    assert mortality["confirmed"] and mortality["size"] == 11
+    assert mortality["sent_s"] - died_s <= 3 * HOUR
+
+
+def test_elephant_asleep_for_eleven_hours_is_suspected_but_not_called_dead_before_twelve():
+    world = CollarWorld()
+    world.run_for(HOUR)
+    world.behaviour = "sleep"  # still by VeDBA, but breathing: not a carcass
     world.run_for(11 * HOUR + 50 * 60)
     assert world.alerts() == ["immobility"], "suspicion after 4 h, no mortality before 12 h"
     world.run_for(20 * 60)
+    assert world.alerts() == ["immobility", "mortality"], "twelve still hours are a death whatever the breath"
+
+
+def test_carcass_rule_turned_off_leaves_the_twelve_hour_rule():
+    world = CollarWorld(settings={"carcass_vedba_mg": 0})
+    world.behaviour = "still"
+    world.run_for(11 * HOUR + 50 * 60)
+    assert world.alerts() == ["immobility"]
+    world.run_for(20 * 60)
     assert world.alerts() == ["immobility", "mortality"]
-    mortality = [a for a in world.decoded("alert") if a["alert_type"] == "mortality"][0]
-    assert mortality["confirmed"] and mortality["size"] == 11
 
 
 def test_elephant_sleeping_three_hours_raises_nothing():
     world = CollarWorld()
     for _ in range(3):
-        world.behaviour = "still"
+        world.behaviour = "sleep"
         world.run_for(3 * HOUR)
         world.behaviour = "forage"
         world.run_for(2 * HOUR)
@@ -71,21 +92,24 @@ def test_mortality_alert_clears_when_the_animal_walks_again_and_can_be_raised_an
 def test_still_collar_that_moved_between_fixes_is_not_called_dead():
     world = CollarWorld()
     world.behaviour = "still"
-    world.run_for(2 * HOUR)
+    world.run_for(10 * 60)
     world.position = km(1, 0)  # carried away (e.g. in a vehicle): not a carcass
-    world.run_for(12 * HOUR)
+    world.run_for(13 * HOUR)
     assert "mortality" not in world.alerts()
 
 
 def test_one_bad_gnss_fix_does_not_hide_a_carcass():
     world = CollarWorld()
+    died_s = world.now_s
     world.behaviour = "still"
-    world.run_for(2 * HOUR)
+    world.run_for(30 * 60)
     world.position = km(0.4, 0)  # one multipath fix 400 m off
     world.run_for(HOUR)
     world.position = km(0, 0)
-    world.run_for(10 * HOUR)
+    world.run_for(2 * HOUR)
     assert "mortality" in world.alerts()
+    mortality = [a for a in world.decoded("alert") if a["alert_type"] == "mortality"][0]
+    assert mortality["sent_s"] - died_s <= 3 * HOUR
 
 
 # ---- poaching risk ------------------------------------------------------------------------
@@ -188,7 +212,7 @@ def test_dropped_collar_is_reported_as_drop_not_mortality():
 def test_elephant_lying_down_warm_is_not_a_dropped_collar():
     world = CollarWorld()
     world.run_for(HOUR)
-    world.behaviour = "still"
+    world.behaviour = "sleep"  # lying on its side, breathing
     world.gravity_mg = (990, 40, -60)
     world.run_for(3 * HOUR)
     assert world.alerts() == []

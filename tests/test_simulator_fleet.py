@@ -162,11 +162,11 @@ def test_downlinks_for_unknown_collars_or_bad_ports_are_refused():
     assert fleet.device_id_of("70b3d57ed0060001") == "tembo-collar-01"
 
 
-def test_ranger_gets_a_mortality_alert_twelve_still_hours_after_the_animal_dies():
-    fleet = one_animal_fleet([Scenario("mortality", START_S + HOUR_S)], hours=14)
+def test_ranger_gets_a_mortality_alert_within_three_hours_of_the_death():
+    fleet = one_animal_fleet([Scenario("mortality", START_S + HOUR_S)], hours=6)
     first = alerts_of(list(fleet.uplinks()))
+    assert START_S + 2 * HOUR_S < first["mortality"] <= START_S + 4 * HOUR_S, "the carcass, not the 12 h rule"
     assert START_S + 4 * HOUR_S <= first["immobility"] < START_S + 6 * HOUR_S
-    assert START_S + 13 * HOUR_S <= first["mortality"] < START_S + 14 * HOUR_S
 
 
 def test_ranger_gets_a_poaching_alert_when_the_animal_runs_at_night_near_the_boundary():
