@@ -302,6 +302,7 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
             for delivery in fleet.deliveries():
                 while delivery.received_at_s >= next_round_s:  # the control room's hourly round
                     outlet.drain()  # everything heard before the round is in the bridge
+                    bridge.process_pending()  # what the bridge's timer does with bodies kept for later
                     bridge.run_rules(datetime.fromtimestamp(next_round_s, UTC))
                     _play_ranger(bridge, alert_seen, _known(truth, scenario, next_round_s), next_round_s)
                     next_round_s += 3600
@@ -312,6 +313,7 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
                 outlet.send(to_json(delivery), delivery)
         finally:
             outlet.close()
+        bridge.process_pending()
         bridge.run_rules(datetime.fromtimestamp(end_s, UTC))
         events = truth.finish(end_s, offline_after_s(scenario))
         _play_ranger(bridge, alert_seen, events, end_s)

@@ -58,6 +58,17 @@ def _stored(session, device_id: str) -> list[tuple[int | None, bytes, bool]]:
     return [(f_cnt, bytes(payload or b""), bool(backfilled)) for f_cnt, payload, backfilled in rows]
 
 
+def _fate(session, device_id: str, payload: bytes) -> list[str]:
+    """What the bridge did with every copy of a payload it did not take as new (its status, error)."""
+    from sqlalchemy import select
+
+    from lora_bridge.store.tables import RawUplink
+
+    rows = session.execute(select(RawUplink.f_cnt, RawUplink.status, RawUplink.error)
+                           .where(RawUplink.device_id == device_id, RawUplink.payload == payload))
+    return [f"f_cnt {f_cnt}: {status}" + (f" ({error})" if error else "") for f_cnt, status, error in rows]
+
+
 def network_event_checks(session, scenario: Scenario, frames: SentFrames, end_s: int) -> list[dict]:
     """One check per network event of the scenario (see the module doc); `lost` must be 0."""
     out = []
@@ -68,9 +79,13 @@ def network_event_checks(session, scenario: Scenario, frames: SentFrames, end_s:
             device_id = _device(e.collar)
             after = {(f, p) for t, f, p in frames.delivered.get(device_id, []) if t >= e.start_s}
             stored = {(f, p) for f, p, _ in _stored(session, device_id)}
-            out.append({"kind": e.kind, "device_id": device_id, "at": _iso(e.start_s),
-                        "frames_delivered_after": len(after), "stored": len(after & stored),
-                        "lost": len(after - stored)})
+            check = {"kind": e.kind, "device_id": device_id, "at": _iso(e.start_s),
+                     "frames_delivered_after": len(after), "stored": len(after & stored),
+                     "lost": len(after - stored)}
+            if after - stored:
+                check["lost_messages"] = [{"f_cnt": f, "payload": p.hex(), "bridge": _fate(session, device_id, p)}
+                                          for f, p in sorted(after - stored)[:20]]
+            out.append(check)
         elif e.kind in ("gateway_outage", "no_coverage"):
             stop_s = min(e.end_s if e.end_s is not None else end_s, end_s)
             check = {"kind": e.kind, "from": _iso(e.start_s), "to": _iso(stop_s),
@@ -95,7 +110,8 @@ def network_event_checks(session, scenario: Scenario, frames: SentFrames, end_s:
                         stored_n += 1
                         backfilled += kept[payload]
                     else:
-                        lost.append({"device_id": device_id, "f_port": port, "payload": payload.hex()})
+                        lost.append({"device_id": device_id, "f_port": port, "payload": payload.hex(),
+                                     "bridge": _fate(session, device_id, payload) or "never delivered"})
             check.update(collars_silenced=silenced, data_sent_unheard=unheard, stored_later=stored_n,
                          marked_backfilled=backfilled, lost=len(lost))
             if lost:
