@@ -87,6 +87,31 @@ def test_alert_after_resolution_opens_a_new_one(bridge):
     assert [a.alert_id for a in bridge.open_alerts(viewer=b.RANGER)] == [second_id]
 
 
+def test_collar_repeating_an_alert_the_ranger_already_resolved_opens_no_second_alert(bridge):
+    # The collar repeats its record (same type, seq and time) until the bridge's ack reaches it.
+    (first_id,) = collar_alert(bridge, "mortality", seq=1, f_cnt=1).alert_ids
+    bridge.resolve_alert(first_id, Viewer("ranger.amani", "ranger"), "true")
+
+    repeat = collar_alert(bridge, "mortality", seq=1, f_cnt=2)
+
+    (alert,) = bridge.alerts(viewer=b.RANGER)
+    assert (alert.alert_id, alert.state, alert.verdict, alert.occurrences) == (first_id, "resolved", "true", 2)
+    assert repeat.alert_ids == ()
+    (event,) = [e for e in bridge.alert_events(first_id, viewer=b.RANGER) if e.action == "repeated"]
+    assert (event.detail["seq"], event.detail["while"]) == (1, "resolved")
+    assert bridge.alert_verdicts()["mortality"]["true"] == 1  # one alert, one verdict
+
+
+def test_the_same_seq_after_the_collars_3_bit_counter_wrapped_is_a_new_alert(bridge):
+    (first_id,) = collar_alert(bridge, "mortality", seq=1, f_cnt=1).alert_ids
+    bridge.resolve_alert(first_id, Viewer("ranger.amani", "ranger"), "false_alarm")
+
+    (second_id,) = collar_alert(bridge, "mortality", seq=1, f_cnt=2, time_s=b.T0_S + 30 * 3600).alert_ids
+
+    assert second_id != first_id
+    assert [a.alert_id for a in bridge.open_alerts(viewer=b.RANGER)] == [second_id]
+
+
 def test_open_alerts_come_highest_priority_first(bridge):
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1))
     collar_alert(bridge, "geofence_farmland", seq=1, f_cnt=2)

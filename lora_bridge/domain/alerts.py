@@ -8,7 +8,7 @@ of the same type for the same collar adds an occurrence to it instead of a new r
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -149,6 +149,46 @@ def raise_alert(
         extra={"alert_id": alert.id, "device_id": device_id, "alert_type": alert_type, "source": source},
     )
     return alert, True
+
+
+def closed_collar_alert_repeated(
+    session: Session, *, device_id: str, alert_type: str, seq: int, time: datetime
+) -> Alert | None:
+    """A collar alert the bridge already has and has closed, heard again: the collar repeats an alert
+    (the same record: type, seq and time) until the bridge's ack reaches it. The repeat is an
+    occurrence of that alert (recorded, not reopened), not a new alert; the alert, or None when this
+    is no such repeat. The 3-bit seq wraps after eight alerts, so the alert's time must match too.
+    An open alert is left to raise_alert (it adds the occurrence itself)."""
+    if open_alert(session, device_id, alert_type) is not None:
+        return None
+    candidates = session.scalars(
+        select(Alert)
+        .where(
+            Alert.device_id == device_id,
+            Alert.alert_type == alert_type,
+            Alert.source == SOURCE_COLLAR,
+            Alert.time >= time - timedelta(seconds=1),
+            Alert.time <= time + timedelta(seconds=1),
+        )
+        .order_by(Alert.id.desc())
+    )
+    for alert in candidates:
+        evidence = alert.evidence or {}
+        if evidence.get("seq") != seq or int(alert.time.timestamp()) != int(time.timestamp()):
+            continue
+        alert.occurrences += 1
+        merged = dict(evidence)
+        merged.setdefault("occurrences", []).append(_occurrence(time, None, None, {"seq": seq}))
+        merged["occurrences"] = merged["occurrences"][-20:]
+        alert.evidence = merged
+        record_event(session, alert, device_id, "repeated", {"time": time.isoformat(), "seq": seq, "while": alert.state})
+        log.info(
+            "collar repeated a closed alert alert_id=%d device_id=%s type=%s seq=%d",
+            alert.id, device_id, alert_type, seq,
+            extra={"alert_id": alert.id, "device_id": device_id, "alert_type": alert_type},
+        )
+        return alert
+    return None
 
 
 def acknowledge(session: Session, alert_id: int, user: str) -> Alert:

@@ -157,19 +157,27 @@ def _apply_collar_alert(
     latest_activity = _latest_behaviour(session, device_id)
     if latest_activity:
         evidence["behaviour"] = latest_activity
-    alert, _ = alerts.raise_alert(
-        session,
-        device_id=device_id,
-        animal_id=animal_id,
-        alert_type=alert_type,
-        source=alerts.SOURCE_COLLAR,
-        time=time,
-        lat=where[0] if where else None,
-        lon=where[1] if where else None,
-        evidence=evidence,
-        actor=device_id,
-    )
-    applied.alert_ids.append(alert.id)
+    repeat = None
+    if isinstance(seq, int):  # the collar repeats until the ack reaches it: a closed alert stays closed
+        repeat = alerts.closed_collar_alert_repeated(
+            session, device_id=device_id, alert_type=alert_type, seq=seq, time=time
+        )
+    if repeat is not None:
+        alert = repeat
+    else:
+        alert, _ = alerts.raise_alert(
+            session,
+            device_id=device_id,
+            animal_id=animal_id,
+            alert_type=alert_type,
+            source=alerts.SOURCE_COLLAR,
+            time=time,
+            lat=where[0] if where else None,
+            lon=where[1] if where else None,
+            evidence=evidence,
+            actor=device_id,
+        )
+        applied.alert_ids.append(alert.id)
     if isinstance(seq, int):
         # The collar matches its pending alert by type and seq; a type newer than this codec goes back
         # as the number it arrived as ("unknown_30" -> 30).
