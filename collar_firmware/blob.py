@@ -4,6 +4,9 @@
 CRC32 of the body, every record (unknown ones are refused, not skipped), the tree structure, and
 the hash of the feature schema against this firmware's own `features.schema_text`. Any problem
 raises `ModelError` naming it; nothing half-parsed is returned. Runs on MicroPython and CPython.
+
+Format version 1 holds a forest (each leaf: n_classes u16 votes); version 2 holds boosted trees
+(each leaf: one i16 score added to the class its tree belongs to, on top of per-class base scores).
 """
 
 import struct
@@ -12,7 +15,9 @@ from array import array
 from collar_firmware import features
 
 MAGIC = b"TMBM"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # a forest: leaves of per-class votes
+FORMAT_BOOSTED = 2  # boosted trees: one class per tree, scalar leaf scores, per-class base scores
+FORMAT_VERSIONS = (FORMAT_VERSION, FORMAT_BOOSTED)
 HEADER_SIZE = 16
 FLAG_SIGNED = 1
 
@@ -23,6 +28,8 @@ REC_ROOTS = 4
 REC_NODES = 5
 REC_LEAVES = 6
 REC_NAME = 7
+REC_TREE_CLASS = 8  # version 2 only: n_trees x u8, the class each tree scores
+REC_BASE = 9  # version 2 only: n_classes x i32, the score every class starts from
 
 META_FORMAT = "<IHHBBBBHHIH"  # model_version, window_s, rate_hz, overlap_pct, n_features,
 META_SIZE = 22  # n_classes, n_trees, n_nodes, n_leaves, schema_hash, leaf_scale
@@ -33,9 +40,11 @@ SIG_SCHEME_ED25519 = 1
 # The collar's bounds: every size a blob declares is checked against them before anything is
 # allocated (a crafted 41-byte blob once declared 69 MB of leaves).
 MAX_TREES = 64
+MAX_TREES_BOOSTED = 255  # boosted trees are small (a few leaves each), one per class per round
 MAX_NODES = 4096
 MAX_CLASSES = 16  # config.MAX_CLASSES: the activity uplink carries at most 16 shares
 MAX_WINDOW_SAMPLES = 6000
+BASE_BOUND = 1 << 24  # v2 base scores: with 255 leaves of at most 2**15 a class score stays in int32
 MAX_BODY_BYTES = 48 * 1024  # a model a collar can hold: 4096 nodes of 7 bytes plus leaves and names
 
 
@@ -106,7 +115,10 @@ class ParsedModel:
         self.threshold = None  # array('h') per node: go left when q[feature] <= threshold
         self.left = None  # array('h') per node: child node, or -1 - leaf index
         self.right = None
-        self.leaves = None  # array('H'), n_classes per leaf, each leaf summing to ~leaf_scale
+        self.leaves = None  # v1: array('H'), n_classes per leaf, each leaf summing to ~leaf_scale
+        #                     v2: array('h'), one score per leaf (score / leaf_scale is its raw value)
+        self.tree_class = None  # v2: array('B') per tree, the class its leaves add to
+        self.base = None  # v2: array('i') per class, the score before any tree
         self.signature = None  # (scheme, key_id, bytes) when the blob carries one
         self.body_len = 0  # bytes of records, the bound of every capacity META declares
 
@@ -125,8 +137,9 @@ def parse(data, verifier=None):
     if bytes(data[0:4]) != MAGIC:
         raise ModelError("bad magic %r, expected %r" % (bytes(data[0:4]), MAGIC))
     version, flags, reserved, body_len, body_crc = struct.unpack_from("<BBHII", data, 4)
-    if version != FORMAT_VERSION:
-        raise ModelError("unsupported format version %d, this collar reads %d" % (version, FORMAT_VERSION))
+    if version not in FORMAT_VERSIONS:
+        raise ModelError("unsupported format version %d, this collar reads %d and %d"
+                         % (version, FORMAT_VERSION, FORMAT_BOOSTED))
     if flags & ~FLAG_SIGNED or reserved != 0:
         raise ModelError("unknown header flags 0x%02x/0x%04x" % (flags, reserved))
     if body_len > MAX_BODY_BYTES:
@@ -138,6 +151,7 @@ def parse(data, verifier=None):
     if crc32(body) != body_crc:
         raise ModelError("CRC mismatch: body crc32 %08x, header says %08x" % (crc32(body), body_crc))
     model = ParsedModel()
+    model.format_version = version
     model.body_len = body_len
     _parse_trailer(model, data, end, flags, verifier)
     _parse_records(model, data, HEADER_SIZE, end)
@@ -183,7 +197,8 @@ def _parse_records(model, data, pos, end):
         pos += 3
         if pos + length > end:
             raise ModelError("truncated: record %d needs %d bytes at offset %d" % (tag, length, pos))
-        if tag < REC_META or tag > REC_NAME:
+        last = REC_NAME if model.format_version == FORMAT_VERSION else REC_BASE
+        if tag < REC_META or tag > last:
             raise ModelError("unknown record 0x%02x at offset %d" % (tag, pos - 3))
         bit = 1 << tag
         if seen & bit:
@@ -193,7 +208,10 @@ def _parse_records(model, data, pos, end):
         seen |= bit
         _read_record(model, tag, data, pos, length)
         pos += length
-    for tag in (REC_META, REC_CLASSES, REC_SCALES, REC_ROOTS, REC_NODES, REC_LEAVES):
+    required = (REC_META, REC_CLASSES, REC_SCALES, REC_ROOTS, REC_NODES, REC_LEAVES)
+    if model.format_version == FORMAT_BOOSTED:
+        required += (REC_TREE_CLASS, REC_BASE)
+    for tag in required:
         if not seen & (1 << tag):
             raise ModelError("required record %d missing" % tag)
 
@@ -225,14 +243,19 @@ def _read_record(model, tag, data, pos, length):
             raise ModelError(
                 "model has %d features, firmware computes %d" % (model.n_features, features.N_FEATURES)
             )
-        if (not 2 <= n_classes <= MAX_CLASSES or not 1 <= n_trees <= MAX_TREES or n_nodes > MAX_NODES
+        boosted = model.format_version == FORMAT_BOOSTED
+        max_trees = MAX_TREES_BOOSTED if boosted else MAX_TREES
+        if (not 2 <= n_classes <= MAX_CLASSES or not 1 <= n_trees <= max_trees or n_nodes > MAX_NODES
                 or n_leaves < n_trees or n_leaves > n_nodes + n_trees):
             # binary trees: each tree has one leaf more than it has nodes
             raise ModelError(
                 "bad capacity: %d classes, %d trees, %d nodes, %d leaves"
                 % (n_classes, n_trees, n_nodes, n_leaves)
             )
-        need = 2 * n_trees + NODE_SIZE * n_nodes + 2 * n_leaves * n_classes + model.n_features
+        if boosted:  # scalar leaves, plus TREE_CLASS and BASE
+            need = 3 * n_trees + NODE_SIZE * n_nodes + 2 * n_leaves + 4 * n_classes + model.n_features
+        else:
+            need = 2 * n_trees + NODE_SIZE * n_nodes + 2 * n_leaves * n_classes + model.n_features
         if need > model.body_len:
             raise ModelError(
                 "capacity needs %d bytes of records, the body has %d" % (need, model.body_len)
@@ -256,7 +279,12 @@ def _read_record(model, tag, data, pos, length):
         model.threshold = array("h", bytes(2 * n_nodes))
         model.left = array("h", bytes(2 * n_nodes))
         model.right = array("h", bytes(2 * n_nodes))
-        model.leaves = array("H", bytes(2 * n_leaves * n_classes))
+        if boosted:
+            model.leaves = array("h", bytes(2 * n_leaves))
+            model.tree_class = array("B", bytes(n_trees))
+            model.base = array("i", bytes(4 * n_classes))
+        else:
+            model.leaves = array("H", bytes(2 * n_leaves * n_classes))
         model.scales = array("b", bytes(model.n_features))
     elif tag == REC_CLASSES:
         names = model.classes
@@ -289,7 +317,25 @@ def _read_record(model, tag, data, pos, length):
         _fill16(model.right, data, pos + 5, NODE_SIZE, True)
     elif tag == REC_LEAVES:
         _expect(tag, length, 2 * len(model.leaves))
-        _fill16(model.leaves, data, pos, 2, False)
+        _fill16(model.leaves, data, pos, 2, model.format_version == FORMAT_BOOSTED)
+    elif tag == REC_TREE_CLASS:
+        _expect(tag, length, len(model.tree_class))
+        n_classes = len(model.classes)
+        for t in range(len(model.tree_class)):
+            c = data[pos + t]
+            if c >= n_classes:
+                raise ModelError("tree %d scores class %d of %d" % (t, c, n_classes))
+            model.tree_class[t] = c
+    elif tag == REC_BASE:
+        _expect(tag, length, 4 * len(model.base))
+        for c in range(len(model.base)):
+            p = pos + 4 * c
+            v = data[p] | (data[p + 1] << 8) | (data[p + 2] << 16) | ((data[p + 3] & 0x7F) << 24)
+            if data[p + 3] & 0x80:
+                v -= 0x80000000
+            if v < -BASE_BOUND or v > BASE_BOUND:
+                raise ModelError("class %d base score %d outside +-%d" % (c, v, BASE_BOUND))
+            model.base[c] = v
     elif tag == REC_NAME:
         model.name = _text(tag, data, pos, pos + length)
 
@@ -320,7 +366,10 @@ def _fill16(target, data, pos, stride, signed):
 def _check_trees(model):
     """Refuse trees that could misbehave: bad feature indices, children out of range or not forward."""
     n_nodes = len(model.feature)
-    n_leaves = len(model.leaves) // len(model.classes)
+    if model.format_version == FORMAT_BOOSTED:
+        n_leaves = len(model.leaves)
+    else:
+        n_leaves = len(model.leaves) // len(model.classes)
     for t in range(len(model.roots)):
         _check_child(model.roots[t], -1, n_nodes, n_leaves)
     for i in range(n_nodes):

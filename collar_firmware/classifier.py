@@ -13,14 +13,18 @@ float per feature on builds with boxed floats.
 
 from array import array
 
-from collar_firmware.blob import ModelError, parse
+from collar_firmware.blob import FORMAT_BOOSTED, ModelError, parse
 
 DEFAULT_MODEL_FILE = "default_model.bin"
 GOOD_SUFFIX = ".good"
 
 
 class Model:
-    """A validated tree ensemble: quantise the features, walk every tree, add the leaf votes."""
+    """A validated tree ensemble: quantise the features, walk every tree, add the leaf votes.
+
+    A forest (format 1) adds every leaf's per-class votes; boosted trees (format 2) start from the
+    per-class base scores and add each tree's one leaf score to its class. Integers only, either way.
+    """
 
     def __init__(self, parsed):
         self._p = parsed
@@ -32,7 +36,9 @@ class Model:
         self.rate_hz = parsed.rate_hz
         self.overlap_pct = parsed.overlap_pct
         self.name = parsed.name
-        self.proba_scale = parsed.leaf_scale * len(parsed.roots)
+        self.boosted = parsed.format_version == FORMAT_BOOSTED
+        # forest: out[c] / proba_scale is P(c); boosted: out[c] / proba_scale is class c's raw score
+        self.proba_scale = parsed.leaf_scale if self.boosted else parsed.leaf_scale * len(parsed.roots)
         self.source = "bytes"  # where load_model found it: storage, last_good, default
         self.refused = None  # why a stored blob was refused, when load_model fell back
         self._q = array("h", bytes(2 * parsed.n_features))
@@ -74,8 +80,14 @@ class Model:
         return q
 
     def predict_proba_quantized(self, q, out):
-        """Fill out (n_classes) with integer votes for quantised features q; out[c] / proba_scale is P(c)."""
+        """Fill out (n_classes) with integer votes for quantised features q; the most votes wins.
+
+        Forest: out[c] / proba_scale is P(c). Boosted: out[c] / proba_scale is class c's raw score
+        (softmax of the scores gives the probabilities).
+        """
         p = self._p
+        if self.boosted:
+            return self._boosted_scores(q, out)
         feature = p.feature
         threshold = p.threshold
         left = p.left
@@ -95,6 +107,29 @@ class Model:
             base = (-1 - i) * nc
             for c in range(nc):
                 out[c] += leaves[base + c]
+        return out
+
+    def _boosted_scores(self, q, out):
+        """Fill out with the base scores plus, per tree, its leaf's score on the tree's class."""
+        p = self._p
+        feature = p.feature
+        threshold = p.threshold
+        left = p.left
+        right = p.right
+        leaves = p.leaves
+        roots = p.roots
+        tree_class = p.tree_class
+        base = p.base
+        for c in range(self.n_classes):
+            out[c] = base[c]
+        for t in range(len(roots)):
+            i = roots[t]
+            while i >= 0:
+                if q[feature[i]] <= threshold[i]:
+                    i = left[i]
+                else:
+                    i = right[i]
+            out[tree_class[t]] += leaves[-1 - i]
         return out
 
     def predict_proba(self, features, out):

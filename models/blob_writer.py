@@ -177,6 +177,89 @@ def write_blob(trees: Sequence[TreeArrays], meta: ModelMeta, leaf_levels: int = 
     return header + body
 
 
+@dataclass(frozen=True)
+class BoostedTree:
+    """One boosted tree in scikit-learn's layout (-1 marks a leaf) with integer leaf scores for one class.
+
+    threshold_q is in quantised units (go left when q <= threshold_q); score holds each node's score
+    in 1/leaf_scale units (only leaves are used).
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold_q: np.ndarray
+    score: np.ndarray = field(repr=False)
+    class_index: int = 0
+
+
+def write_boosted_blob(trees: Sequence[BoostedTree], base: Sequence[int], meta: ModelMeta,
+                       leaf_scale: int) -> bytes:
+    """Return an unsigned format-2 blob of boosted trees (see docs/model-format.md).
+
+    Each tree adds its leaf's int16 score to its class; every class starts from its int32 base
+    score; score / leaf_scale is the raw (logit) value. The collar's class is the highest total.
+    """
+    n_classes = len(meta.classes)
+    if len(meta.scales) != collar_features.N_FEATURES:
+        raise ValueError(f"{len(meta.scales)} scales for {collar_features.N_FEATURES} features")
+    if not 1 <= leaf_scale <= 0xFFFF:
+        raise ValueError(f"leaf_scale must be 1..65535, got {leaf_scale}")
+    if not 1 <= len(trees) <= collar_blob.MAX_TREES_BOOSTED:
+        raise ValueError(f"{len(trees)} trees: a boosted blob holds 1..{collar_blob.MAX_TREES_BOOSTED}")
+    if len(base) != n_classes or any(abs(int(b)) > collar_blob.BASE_BOUND for b in base):
+        raise ValueError(f"need {n_classes} base scores within +-{collar_blob.BASE_BOUND}")
+    roots, nodes, leaves, tree_class = [], [], [], []
+    for tree in trees:
+        if not 0 <= tree.class_index < n_classes:
+            raise ValueError(f"a tree scores class {tree.class_index} of {n_classes}")
+        node_index, leaf_index = {}, {}
+        for i in range(len(tree.left)):
+            if tree.left[i] < 0:
+                value = int(tree.score[i])
+                if not -32768 <= value <= INT16_MAX:
+                    raise ValueError(f"leaf score {value} does not fit int16")
+                leaf_index[i] = len(leaves)
+                leaves.append(value)
+            else:
+                node_index[i] = len(nodes) + len(node_index)
+
+        def link(i: int, node_index=node_index, leaf_index=leaf_index) -> int:
+            return node_index[i] if i in node_index else -1 - leaf_index[i]
+
+        for i in sorted(node_index):
+            nodes.append(
+                (int(tree.feature[i]), int(tree.threshold_q[i]), link(tree.left[i]), link(tree.right[i]))
+            )
+        roots.append(link(0))
+        tree_class.append(int(tree.class_index))
+    if len(nodes) > collar_blob.MAX_NODES or len(leaves) > 32767:
+        raise ValueError(f"{len(nodes)} nodes / {len(leaves)} leaves exceed the collar's capacity")
+    meta_payload = struct.pack(
+        collar_blob.META_FORMAT, meta.model_version, meta.window_s, meta.rate_hz, meta.overlap_pct,
+        collar_features.N_FEATURES, n_classes, len(trees), len(nodes), len(leaves),
+        schema_hash(meta.window_s, meta.rate_hz), leaf_scale,
+    )
+    classes = b"".join(bytes([len(c.encode())]) + c.encode() for c in meta.classes)
+    body = b"".join(
+        [
+            _record(collar_blob.REC_META, meta_payload),
+            _record(collar_blob.REC_CLASSES, classes),
+            _record(collar_blob.REC_SCALES, struct.pack(f"<{len(meta.scales)}b", *meta.scales)),
+            _record(collar_blob.REC_ROOTS, struct.pack(f"<{len(roots)}h", *roots)),
+            _record(collar_blob.REC_NODES, b"".join(struct.pack("<Bhhh", *n) for n in nodes)),
+            _record(collar_blob.REC_LEAVES, struct.pack(f"<{len(leaves)}h", *leaves)),
+            _record(collar_blob.REC_TREE_CLASS, bytes(tree_class)),
+            _record(collar_blob.REC_BASE, struct.pack(f"<{n_classes}i", *(int(b) for b in base))),
+        ]
+        + ([_record(collar_blob.REC_NAME, meta.name.encode())] if meta.name else [])
+    )
+    header = collar_blob.MAGIC + struct.pack(
+        "<BBHII", collar_blob.FORMAT_BOOSTED, 0, 0, len(body), zlib.crc32(body) & 0xFFFFFFFF
+    )
+    return header + body
+
+
 def blob_from_sklearn(ensemble, meta: ModelMeta) -> bytes:
     """Return the blob of a fitted scikit-learn tree ensemble trained on quantised features."""
     classes = tuple(str(c) for c in meta.classes)

@@ -34,6 +34,7 @@ SENSOR_ACCELEROMETER = 2  # Edge Impulse's sensor code for accelerometer models
 
 RUNNER_MAIN = r'''"""Tembo collar model as an Edge Impulse Linux model file: serves ImpulseRunner's socket protocol."""
 import json
+import math
 import os
 import socket
 import sys
@@ -125,9 +126,14 @@ def handle(message, info, model, n, buf, feats, votes):
         features.compute_features(buf, n, model.rate_hz, feats)
         dsp = time.perf_counter()
         model.predict_proba(feats, votes)
-        total = float(sum(votes)) or 1.0
+        if getattr(model, "boosted", False):  # class scores in 1/proba_scale logits: softmax
+            top = max(votes)
+            weights = [math.exp((v - top) / model.proba_scale) for v in votes]
+        else:
+            weights = [float(v) for v in votes]
+        total = sum(weights) or 1.0
         done = time.perf_counter()
-        classification = {c: votes[k] / total for k, c in enumerate(model.classes)}
+        classification = {c: weights[k] / total for k, c in enumerate(model.classes)}
         return {"success": True, "id": ident, "result": {"classification": classification},
                 "timing": {"dsp": int((dsp - started) * 1000), "classification": int((done - dsp) * 1000),
                            "anomaly": 0, "json": 0, "stdin": 0}}

@@ -91,11 +91,14 @@ def budget(data: bytes) -> Budget:
                 continue
             stack += [(int(parsed.left[node]), d + 1), (int(parsed.right[node]), d + 1)]
     n_classes = len(parsed.classes)
+    boosted = parsed.format_version == collar_blob.FORMAT_BOOSTED
     ram = (
         collar_blob.NODE_SIZE * n_nodes
         + 2 * len(parsed.leaves)
         + 2 * len(parsed.roots)
         + parsed.n_features * (1 + 2)
         + 4 * n_classes
+        + ((len(parsed.roots) + 4 * n_classes) if boosted else 0)  # tree classes and base scores
     )
-    return Budget(len(data), len(parsed.roots), n_nodes, len(parsed.leaves) // n_classes, depth, ram)
+    n_leaves = len(parsed.leaves) if boosted else len(parsed.leaves) // n_classes
+    return Budget(len(data), len(parsed.roots), n_nodes, n_leaves, depth, ram)

@@ -124,7 +124,7 @@ def test_scales_quantise_features_like_the_writer():
         ("header only", lambda b: b[:16], "truncated"),
         ("cut in the body", lambda b: b[:-5], "truncated"),
         ("bad magic", lambda b: b"TMBX" + b[4:], "bad magic"),
-        ("newer format", lambda b: b[:4] + b"\x02" + b[5:], "unsupported format version"),
+        ("newer format", lambda b: b[:4] + b"\x03" + b[5:], "unsupported format version"),
         ("unknown flag", lambda b: b[:5] + b"\x80" + b[6:], "unknown header flags"),
         ("flipped body bit", lambda b: b[:40] + bytes([b[40] ^ 0x04]) + b[41:], "CRC mismatch"),
         ("trailing bytes", lambda b: b + b"\x00", "unexpected bytes"),
