@@ -136,6 +136,21 @@ def test_low_battery_status_raises_one_server_alert_at_the_collars_own_threshold
     assert alert.evidence["threshold_mv"] == 3300
 
 
+def test_a_low_battery_the_ranger_resolved_is_not_raised_again_until_the_battery_recovered(bridge):
+    ranger = Viewer("ranger.amani", "ranger")
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1))
+    (first,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(first.alert_id, ranger, "true", note="collar to be replaced next patrol")
+
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3 * 3600, battery_mv=3240), f_cnt=2))
+    assert bridge.open_alerts(viewer=b.RANGER) == []  # the same low battery
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 6 * 3600, battery_mv=4000), f_cnt=3))
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 9 * 3600, battery_mv=3250), f_cnt=4))
+
+    (second,) = bridge.open_alerts(viewer=b.RANGER)  # recovered (a new pack), then low again: a new one
+    assert second.alert_id != first.alert_id and second.alert_type == "low_battery"
+
+
 def test_ranger_sees_offline_alert_after_two_missed_status_reports_and_it_closes_when_heard(bridge):
     # The collar reports a status every 3 h: offline after 2 x 3 h + 15 min of grace.
     bridge.ingest_tts_uplink(b.tts_uplink(b.settings(status_interval_s=3 * 3600), f_cnt=1, received_at=b.T0))
@@ -155,6 +170,20 @@ def test_ranger_sees_offline_alert_after_two_missed_status_reports_and_it_closes
     assert bridge.open_alerts(viewer=b.RANGER) == []
     closed = bridge.alert(alert.alert_id, viewer=b.RANGER)
     assert (closed.state, closed.verdict, closed.resolved_by) == ("resolved", "true", "tembo")
+
+
+def test_a_silence_the_ranger_resolved_is_not_raised_again_until_the_collar_is_heard(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.settings(status_interval_s=3 * 3600), f_cnt=1, received_at=b.T0))
+    (first_id,) = bridge.run_rules(now=b.T0 + timedelta(hours=6, minutes=16))
+    bridge.resolve_alert(first_id, Viewer("ranger.amani", "ranger"), "true", note="mast down on the ridge")
+
+    assert bridge.run_rules(now=b.T0 + timedelta(hours=7)) == []  # the same silence
+    bridge.ingest_tts_uplink(
+        b.tts_uplink(b.status(time_s=b.T0_S + 8 * 3600), f_cnt=2, received_at=b.T0 + timedelta(hours=8))
+    )
+    (second_id,) = bridge.run_rules(now=b.T0 + timedelta(hours=14, minutes=16))  # heard, then silent again
+
+    assert second_id != first_id
 
 
 def test_unknown_alert_type_from_a_newer_collar_is_still_stored(bridge):

@@ -52,6 +52,25 @@ def test_collar_still_for_12_h_1_min_raises_immobility_with_its_evidence(bridge)
     assert evidence["share_within_radius"] == 1.0 and evidence["cluster_fixes"] == 14  # 0:00..12:00 hourly, 12:01
 
 
+def test_a_stillness_the_ranger_resolved_is_not_raised_again_while_the_animal_stays(bridge):
+    for body in rb.fix_uplinks("collar-01", T, still_track(12 * 60 + 1)):
+        bridge.ingest_tts_uplink(body)
+    (first,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(first.alert_id, Viewer("ranger.amani", "ranger"), "true", note="collar on the ground")
+
+    more = [(12 * 60 + 60 * i, SPOT[0] + 10 * i, SPOT[1]) for i in range(1, 4)]  # still there 3 h on
+    for body in rb.fix_uplinks("collar-01", T, more, first_f_cnt=100):
+        bridge.ingest_tts_uplink(body)
+    assert bridge.open_alerts(viewer=b.RANGER) == []
+
+    # Picked up and carried 3 km away, then still there for 12 h: a new stillness.
+    elsewhere = [(16 * 60 + 60 * i, SPOT[0] + 3_000, SPOT[1] + (5 if i % 2 else -5)) for i in range(14)]
+    for body in rb.fix_uplinks("collar-01", T, elsewhere, first_f_cnt=200):
+        bridge.ingest_tts_uplink(body)
+    (second,) = bridge.open_alerts(viewer=b.RANGER)
+    assert second.alert_type == "immobility" and second.alert_id != first.alert_id
+
+
 def test_immobility_closes_itself_when_the_animal_walks_away(bridge):
     track = still_track(12 * 60 + 1)
     track.append((13 * 60, SPOT[0] + 1_500, SPOT[1]))

@@ -191,6 +191,17 @@ def closed_collar_alert_repeated(
     return None
 
 
+def last_closed(session: Session, device_id: str, alert_type: str) -> Alert | None:
+    """The collar's most recent resolved alert of this type (a server rule asks before raising the same
+    condition again: a ranger who resolved it while it lasts is not told again until it clears)."""
+    return session.scalars(
+        select(Alert)
+        .where(Alert.device_id == device_id, Alert.alert_type == alert_type, Alert.state == STATE_RESOLVED)
+        .order_by(Alert.id.desc())
+        .limit(1)
+    ).first()
+
+
 def acknowledge(session: Session, alert_id: int, user: str) -> Alert:
     """new → acknowledged by user."""
     alert = get_alert(session, alert_id)

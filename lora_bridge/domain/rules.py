@@ -21,6 +21,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collar_firmware import risk
 from collar_firmware.config import BATTERY_CURVE
 from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
 from lora_bridge.domain import alerts
@@ -64,6 +65,10 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
     threshold_mv = low_battery_threshold_mv(device)
     if device.battery_mv is None or device.battery_mv >= threshold_mv:
         return None
+    if alerts.open_alert(session, device.device_id, LOW_BATTERY) is None and _still_low_since_closed(
+        session, device, threshold_mv
+    ):
+        return None
     alert, _ = alerts.raise_alert(
         session,
         device_id=device.device_id,
@@ -78,6 +83,22 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
         },
     )
     return alert.id
+
+
+def _still_low_since_closed(session: Session, device: Device, threshold_mv: int) -> bool:
+    """The collar's last low_battery alert was closed while the battery stayed low (no reading back
+    above the level by the collar's hysteresis since): the same low battery, not a new one."""
+    closed = alerts.last_closed(session, device.device_id, LOW_BATTERY)
+    if closed is None:
+        return False
+    recovered = session.scalars(
+        select(BatteryReading.id).where(
+            BatteryReading.device_id == device.device_id,
+            BatteryReading.time > closed.last_time,
+            BatteryReading.battery_mv >= threshold_mv + risk.BATTERY_HYSTERESIS_MV,
+        )
+    ).first()
+    return recovered is None
 
 
 def check_offline(
@@ -99,6 +120,23 @@ def check_offline(
             select(Alert.device_id).where(Alert.alert_type == OFFLINE, Alert.open_key.is_not(None))
         )
     )
+    silent = {
+        d.device_id: d.last_seen
+        for d in heard
+        if d.device_id not in already
+        and (now - d.last_seen).total_seconds() > offline_after_s(d, profile_of(d, animals.get(d.device_id)).offline)
+    }
+    if silent:  # a silence a ranger already closed (the collar not heard since) is not raised again
+        for device_id, evidence in session.execute(
+            select(Alert.device_id, Alert.evidence).where(
+                Alert.alert_type == OFFLINE,
+                Alert.state == alerts.STATE_RESOLVED,
+                Alert.device_id.in_(silent),
+                Alert.time >= min(silent.values()),
+            )
+        ):
+            if (evidence or {}).get("last_seen") == silent[device_id].isoformat():
+                already.add(device_id)
     with session.no_autoflush:
         for device in heard:
             animal = animals.get(device.device_id)

@@ -24,6 +24,7 @@ per process and rebuilt when the fences change.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,7 +37,7 @@ from lora_bridge.domain import alerts, geofences, rules
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
 from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, corroborate
 from lora_bridge.domain.rules_lifecycle import auto_resolve
-from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility
+from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import RuleProfile, RulesConfig
 from lora_bridge.store.tables import Alert, Animal, Device, Position, RuleCursor
 from lora_bridge.store.utc import utc_now
@@ -464,6 +465,8 @@ def _immobility(
         if open_alert is not None and open_alert.evidence.get("still_since") == evidence["still_since"]:
             open_alert.evidence = {**open_alert.evidence, **evidence}  # the same stillness, growing
             return
+        if open_alert is None and _still_where_closed(session, device, profile):
+            return
         alert, is_new = _raise(
             session,
             steps,
@@ -485,6 +488,28 @@ def _immobility(
         )
         if moved:
             _close(session, steps, open_alert, f"moving again at {fixes[-1][0].isoformat()}", fixes[-1][0])
+
+
+def _still_where_closed(session: Session, device: Device, profile: RuleProfile) -> bool:
+    """The collar's last immobility alert was closed (a ranger went to look) and the animal has not
+    left that spot since: every plausible fix after the alert within twice the radius of its centre.
+    The same stillness, not a new one. (Read only when a stillness is found with no alert open.)"""
+    closed = alerts.last_closed(session, device.device_id, IMMOBILITY)
+    if closed is None or closed.lat is None or closed.lon is None:
+        return False
+    since = [
+        tuple(row)
+        for row in session.execute(
+            select(Position.time, Position.lat, Position.lon)
+            .where(Position.device_id == device.device_id, Position.time > closed.last_time)
+            .order_by(Position.time)
+            .limit(MAX_NEW_FIXES)
+        )
+    ]
+    kept = exclude_outliers([(closed.last_time, closed.lat, closed.lon), *since], profile.speed).kept
+    xy, _ = project(kept)
+    farthest = max((math.hypot(x - xy[0][0], y - xy[0][1]) for x, y in xy[1:]), default=0.0)
+    return farthest <= 2 * profile.immobility.radius_m
 
 
 def _corroborate(session: Session, device: Device, profile: RuleProfile, steps: Steps) -> None:
