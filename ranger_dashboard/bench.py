@@ -44,6 +44,7 @@ import numpy as np
 
 from collar_firmware import codec
 from lora_bridge.access import Viewer
+from lora_bridge.errors import is_transient_store_error
 from lora_bridge.service import Bridge, open_bridge
 from ranger_dashboard import serving
 from ranger_dashboard.markers import ALERTS_READY_ID, ANIMAL_READY_ID, MAP_READY_ID
@@ -206,7 +207,7 @@ def fill_store(
         rng = np.random.default_rng([seed, index])
         full = days if index == 0 else activity_days  # the animal whose page is measured
         for _, body in herd_uplinks(index, days, min(full, days), rng):
-            result = bridge.ingest_network_message("tts", "up", body)
+            result = _deliver(bridge, body)
             if not result.ok:
                 raise RuntimeError(f"bench uplink refused: {result}")
             uplinks[index] += 1
@@ -226,6 +227,20 @@ def fill_store(
         "activity_summaries": counts["activity_summaries"],
         "open_alerts": counts["open_alerts"],
     }
+
+
+def _deliver(bridge: Bridge, body: bytes, attempts: int = 20) -> Any:
+    """Hand one uplink body to the bridge as a network server does: again, a little later, while
+    the store says it cannot take it now (a busy SQLite store under several writers)."""
+    for attempt in range(1, attempts):
+        try:
+            return bridge.ingest_network_message("tts", "up", body)
+        except Exception as error:
+            if not is_transient_store_error(error):
+                raise
+            log.info("bench uplink retried", extra={"attempt": attempt, "error": str(error)[:200]})
+            time.sleep(0.05 * attempt)
+    return bridge.ingest_network_message("tts", "up", body)
 
 
 def cache_folder() -> Path:
