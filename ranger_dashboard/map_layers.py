@@ -343,11 +343,16 @@ def live_layers(
                 pickable=True,
             )
         )
+        named = [
+            {"name": p["name"], "lat": p["lat"], "lon": p["lon"]} for p in (labels if labels is not None else points)
+        ]
         layers.append(
             pdk.Layer(
                 "TextLayer",
                 id="animal-names",
-                data=list(labels if labels is not None else points),
+                data=named,
+                # Only the glyphs the names use go into the font atlas the browser draws first.
+                character_set="".join(sorted({c for p in named for c in str(p["name"])})) or " ",
                 get_position=["lon", "lat"],
                 get_text="name",
                 get_color=palette.LABEL_COLOUR,
