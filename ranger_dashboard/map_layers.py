@@ -351,9 +351,6 @@ def live_layers(
                 "TextLayer",
                 id="animal-names",
                 data=named,
-                # Only the glyphs the names use go into the font atlas the browser draws first.
-                # (A list: pydeck's JSON reads a bare string as an accessor expression.)
-                character_set=sorted({c for p in named for c in str(p["name"])}) or [" "],
                 get_position=["lon", "lat"],
                 get_text="name",
                 get_color=palette.LABEL_COLOUR,
