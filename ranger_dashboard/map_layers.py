@@ -267,6 +267,25 @@ def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
     return layers
 
 
+# A herd larger than this is named, at the whole-reserve view, only where an animal needs a look
+# (an open alert, offline, collar dropped) or is focused: every other name on hover or when focused.
+NAME_EVERY_ANIMAL_UP_TO = 100
+
+
+def animal_radius_px(count: int) -> int:
+    """The radius of an animal's dot: smaller for a large herd, so 500 dots do not cover the reserve."""
+    return 7 if count <= 50 else 5 if count <= 200 else 4
+
+
+def label_candidates(points: Sequence[Mapping[str, Any]], focus_animal_id: str | None = None) -> list[Mapping[str, Any]]:
+    """The animals that may get a name label: all of a small herd or when one animal is focused
+    (the map is zoomed in on it); of a large herd at the whole-reserve view, those not in the normal
+    state."""
+    if len(points) <= NAME_EVERY_ANIMAL_UP_TO or focus_animal_id is not None:
+        return list(points)
+    return [p for p in points if p.get("state", "normal") != "normal"]
+
+
 def live_layers(
     points: Sequence[Mapping[str, Any]],
     paths: Sequence[Mapping[str, Any]],
@@ -331,11 +350,12 @@ def live_layers(
             pdk.Layer(
                 "ScatterplotLayer",
                 id="animals",
-                data=list(points),
+                # Drawn in order: animals that need a look (alert, offline, dropped) on top.
+                data=sorted(points, key=lambda p: int(p.get("priority", 0))),
                 get_position=["lon", "lat"],
                 get_fill_color="colour",
                 radius_units=PIXELS,
-                get_radius=7,
+                get_radius=animal_radius_px(len(points)),
                 stroked=True,
                 get_line_color=[10, 10, 10, 255],
                 line_width_units=PIXELS,
@@ -470,7 +490,7 @@ def build_deck(
     else:
         bounds = map_bounds(geography, points)
     view = view_state_for(bounds, *fit_px)
-    labels = labels_that_fit(points, view, focus_animal_id)
+    labels = labels_that_fit(label_candidates(points, focus_animal_id if focus else None), view, focus_animal_id)
     deck = CompactDeck(
         layers=geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id, labels),
         initial_view_state=view,

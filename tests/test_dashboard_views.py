@@ -457,3 +457,33 @@ def test_a_herd_of_500_gets_only_the_name_labels_that_fit_alerts_first():
         dict(points[2], lat=-1.8, lon=37.3),
     ]
     assert len(map_layers.labels_that_fit(apart, view)) == 3  # a small herd keeps every name
+
+
+def test_a_herd_of_500_at_the_whole_reserve_names_only_animals_that_need_a_look_and_stays_readable():
+    rng = __import__("random").Random(11)
+    points = [
+        {
+            "animal_id": f"a{i}",
+            "name": f"Elephant {i:03d}",
+            "lat": -1.9 + rng.random() * 0.3,
+            "lon": 37.2 + rng.random() * 0.4,
+            "state": "alert" if i % 25 == 0 else "normal",
+            "priority": 1 if i % 25 == 0 else 0,
+            "colour": palette.state_colour("alert" if i % 25 == 0 else "normal"),
+            "tooltip": f"Elephant {i:03d}",
+        }
+        for i in range(500)
+    ]
+    spec = json.loads(map_layers.build_deck({}, points, [], [], fit_px=(640, 620)).to_json())
+    layers = {layer["id"]: layer for layer in spec["layers"]}
+    named = {p["name"] for p in layers["animal-names"]["data"]}
+    assert named and named <= {f"Elephant {i:03d}" for i in range(0, 500, 25)}
+    assert layers["animals"]["getRadius"] < 7  # smaller dots for a large herd
+    assert [p["state"] for p in layers["animals"]["data"]][-20:] == ["alert"] * 20  # drawn on top
+    assert all(p["tooltip"] for p in layers["animals"]["data"])  # every animal named on hover
+
+    focused = json.loads(
+        map_layers.build_deck({}, points, [], [], focus_animal_id="a7", fit_px=(640, 620)).to_json()
+    )
+    names = next(layer for layer in focused["layers"] if layer["id"] == "animal-names")["data"]
+    assert "Elephant 007" in {p["name"] for p in names}  # zoomed in on it: ordinary animals are named
