@@ -120,6 +120,21 @@ def test_battery_trend_predicts_the_date_of_empty_and_warns_within_thirty_days(b
     assert alert.priority == 100 and alert.evidence["critical_mv"] == 3100
 
 
+def test_a_battery_forecast_the_ranger_resolved_is_not_raised_again_while_the_pack_keeps_falling(bridge):
+    def day_status(day, mv):
+        message = b.status(time_s=b.T0_S + day * 86400, battery_mv=mv)
+        bridge.ingest_tts_uplink(b.tts_uplink(message, f_cnt=day + 1, received_at=T + timedelta(days=day)))
+
+    for day in range(10):
+        day_status(day, 3700 - 20 * day)
+    (first,) = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "battery_forecast"]
+    bridge.resolve_alert(first.alert_id, Viewer("ranger.amani", "ranger"), "true", note="pack ordered")
+
+    day_status(10, 3500)
+
+    assert [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "battery_forecast"] == []
+
+
 def test_a_battery_that_barely_falls_gets_no_date_of_empty_and_no_forecast_alert(bridge):
     # 3700 mV for ten days, one millivolt less on the last: the line reaches empty thousands of years on.
     for day in range(10):

@@ -66,7 +66,7 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
     if device.battery_mv is None or device.battery_mv >= threshold_mv:
         return None
     if alerts.open_alert(session, device.device_id, LOW_BATTERY) is None and _still_low_since_closed(
-        session, device, threshold_mv
+        session, device, LOW_BATTERY
     ):
         return None
     alert, _ = alerts.raise_alert(
@@ -85,17 +85,22 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
     return alert.id
 
 
-def _still_low_since_closed(session: Session, device: Device, threshold_mv: int) -> bool:
-    """The collar's last low_battery alert was closed while the battery stayed low (no reading back
-    above the level by the collar's hysteresis since): the same low battery, not a new one."""
-    closed = alerts.last_closed(session, device.device_id, LOW_BATTERY)
+def _still_low_since_closed(session: Session, device: Device, alert_type: str) -> bool:
+    """The collar's last alert of this type (low_battery, battery_forecast) was closed while the battery
+    did not recover since (no reading above, by the collar's hysteresis, the collar's low level for
+    low_battery or the last reading the forecast saw, as a new pack gives): the same condition."""
+    closed = alerts.last_closed(session, device.device_id, alert_type)
     if closed is None:
         return False
+    if alert_type == BATTERY_FORECAST:
+        level = int((closed.evidence or {}).get("latest_mv") or low_battery_threshold_mv(device))
+    else:
+        level = low_battery_threshold_mv(device)
     recovered = session.scalars(
         select(BatteryReading.id).where(
             BatteryReading.device_id == device.device_id,
             BatteryReading.time > closed.last_time,
-            BatteryReading.battery_mv >= threshold_mv + risk.BATTERY_HYSTERESIS_MV,
+            BatteryReading.battery_mv >= level + risk.BATTERY_HYSTERESIS_MV,
         )
     ).first()
     return recovered is None
@@ -243,6 +248,10 @@ def check_battery_forecast(
         return None
     critical_on = datetime.fromisoformat(trend["critical_on"])
     if critical_on - now > timedelta(days=profile.warn_days):
+        return None
+    if alerts.open_alert(session, device.device_id, BATTERY_FORECAST) is None and _still_low_since_closed(
+        session, device, BATTERY_FORECAST
+    ):
         return None
     alert, _ = alerts.raise_alert(
         session,
