@@ -324,3 +324,20 @@ def test_the_updates_page_shows_how_the_delivery_goes(sqlite_url, network, monke
     assert line.startswith("Delivery: window;") and "35 data fragments of 112 B" in line and "SF9" in line
     progress = app.dataframe[1].value
     assert list(progress.columns)[-3:] == ["Fragments missing", "Loss", "Unicast"]
+
+
+def test_the_bridges_outbox_worker_delivers_on_its_own(sqlite_url, network):
+    import time
+
+    image, version = model_image()
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_every_s=0.2, fuota_multicast_group=GROUP) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+        bridge.clock = lambda: campaign["delivery"]["window_opens"]  # the window is open
+        bridge.start_outbox_worker()
+        deadline = time.monotonic() + 30
+        while not network.multicast and time.monotonic() < deadline:
+            time.sleep(0.05)  # waits for the worker's pushes, not for a fixed time
+    assert network.multicast, "the worker queued and pushed the window's first fragments"
+    assert [p["device"] for p in network.unicast[:2]] == ["collar-01", "collar-01"], "and the set-up before"
