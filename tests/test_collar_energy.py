@@ -38,8 +38,10 @@ def test_planning_estimate_charges_the_airtime_of_the_bytes_the_collar_really_se
     status = codec.encode("status", {"time_s": 1_700_000_000, "lat": -2.5, "lon": 37.5, "fix_age_s": 60,
                                      "battery_mv": 3600, "temperature_c": 24.5, "fw_version": "1.0.0",
                                      "model_version": 1, "uptime_h": 5, "reset_cause": "power_on",
-                                     "behaviour": "walk", "queue_depth": 0, "errors": 0})
-    assert (len(activity), len(positions), len(status)) == (16, 29, 29)
+                                     "behaviour": "walk", "queue_depth": 0, "errors": 0,
+                                     "update_kind": "none", "update_outcome": "none", "update_version": 0,
+                                     "update_reason": "ok"})  # version 2: the last update's result
+    assert (len(activity), len(positions), len(status)) == (16, 29, 34)
     day = 86400
     airtime_s = (day // settings["summary_interval_s"] * scheduler.airtime_us(len(activity), 7, 125)
                  + day // settings["status_interval_s"] * scheduler.airtime_us(len(status), 7, 125)

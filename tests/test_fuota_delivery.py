@@ -341,3 +341,20 @@ def test_the_bridges_outbox_worker_delivers_on_its_own(sqlite_url, network):
             time.sleep(0.05)  # waits for the worker's pushes, not for a fixed time
     assert network.multicast, "the worker queued and pushed the window's first fragments"
     assert [p["device"] for p in network.unicast[:2]] == ["collar-01", "collar-01"], "and the set-up before"
+
+
+def test_a_garbled_fragment_status_is_kept_as_a_dead_letter_and_the_delivery_goes_on(sqlite_url, network):
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge, TestClient(create_app(bridge)) as client:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+        garbled = (201, bytes([codec.tag_of("frag_session_status_ans"), 0x25]))  # cut after one byte
+        reply = client.post("/uplinks/tts", content=b.tts_uplink(garbled, device_id="collar-01", f_cnt=2),
+                            headers=HEADERS)
+        bridge.process_pending()
+        (letter,) = bridge.dead_letters()
+        delivery = bridge.campaigns()[0]["delivery"]
+
+    assert reply.status_code == 200, "stored first: the network server does not retry in vain"
+    assert "frag_session_status_ans" in letter.reason
+    assert delivery["collars"]["collar-01"]["missing"] is None and delivery["state"] == campaign["delivery"]["state"]
