@@ -139,3 +139,27 @@ def test_boosted_model_answers_the_same_under_micropython_and_refuses_a_damaged_
     lines = out.stdout.splitlines()
     assert lines[:-1] == model.predict(fresh).tolist()
     assert lines[-1].startswith("refused: truncated")
+
+
+@pytest.mark.micropython
+def test_forests_and_boosted_trees_compete_under_one_fuel_budget():
+    from models.budget import Limits
+    from models.simulated_source import simulated_recordings
+    from models.windowing import WindowSettings, make_windows
+    from models.workflow import TrainOptions, _representative_window, candidates
+
+    loaded = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=16, seed=2)
+    settings = WindowSettings(window_s=4, rate_hz=25)
+    windows = make_windows(loaded, settings)
+    window = _representative_window(windows, loaded)
+    options = TrainOptions(settings=settings, grid=((3, 3, 1, None, None),), boosted_grid=((12, 6, 0.2, 5),))
+    _allowed, sizes = candidates(windows, options, window)
+    forest, boosted = sizes
+    assert (forest["kind"], boosted["kind"]) == ("forest", "boosted")
+    assert forest["fits"] and boosted["fits"] and boosted["fuel_per_window"] > forest["fuel_per_window"]
+    between = (forest["fuel_per_window"] + boosted["fuel_per_window"]) // 2
+    tight = TrainOptions(settings=settings, grid=options.grid, boosted_grid=options.boosted_grid,
+                         limits=Limits(fuel_per_window=between))
+    allowed, sizes = candidates(windows, tight, window)
+    assert [row["fits"] for row in sizes] == [True, False]
+    assert [type(grid["model"][0]).__name__ for grid in allowed] == ["CollarForest"]
