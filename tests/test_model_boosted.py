@@ -11,6 +11,7 @@ import pytest
 from sklearn.utils.estimator_checks import check_estimator
 
 from collar_firmware import blob as collar_blob
+from collar_firmware import features as collar_features
 from collar_firmware.blob import ModelError
 from collar_firmware.classifier import Model
 from models import dataset
@@ -163,3 +164,54 @@ def test_forests_and_boosted_trees_compete_under_one_fuel_budget():
     allowed, sizes = candidates(windows, tight, window)
     assert [row["fits"] for row in sizes] == [True, False]
     assert [type(grid["model"][0]).__name__ for grid in allowed] == ["CollarForest"]
+
+
+def hand_made_boosted() -> tuple[list, list[int], object]:
+    """Three boosted trees checkable by hand (leaf_scale 256): rest gains 2.0 when vedba_mean_mg (14) <= 20
+    else loses 1.0; walk gains 1.5 when dom_freq_chz (20) <= 150 else loses 0.5 and starts at -0.5; run's
+    one-leaf tree always adds 0.25."""
+    from models.blob_writer import BoostedTree, ModelMeta
+
+    p = np.array
+    trees = [
+        BoostedTree(p([1, -1, -1]), p([2, -1, -1]), p([14, -2, -2]), p([20, 0, 0]), p([0, 512, -256]), 0),
+        BoostedTree(p([1, -1, -1]), p([2, -1, -1]), p([20, -2, -2]), p([150, 0, 0]), p([0, 384, -128]), 1),
+        BoostedTree(p([-1]), p([-1]), p([0]), p([0]), p([64]), 2),
+    ]
+    meta = ModelMeta(classes=("rest", "walk", "run"), window_s=10, rate_hz=25,
+                     scales=(0,) * collar_features.N_FEATURES, model_version=3, name="hand")
+    return trees, [0, -128, 0], meta
+
+
+def test_format_2_written_as_the_spec_says_byte_for_byte_and_answered_by_hand():
+    from models.blob_writer import write_boosted_blob
+
+    trees, base, meta = hand_made_boosted()
+    n = collar_features.N_FEATURES
+
+    def record(tag: int, value: bytes) -> bytes:
+        return struct.pack("<BH", tag, len(value)) + value
+
+    # docs/model-format.md, format version 2, written out field by field
+    body = b"".join([
+        record(1, struct.pack("<IHHBBBBHHIH", 3, 10, 25, 0, n, 3, 3, 2, 5, collar_blob.schema_hash(10, 25), 256)),
+        record(2, b"\x04rest\x04walk\x03run"),
+        record(3, bytes(n)),
+        record(4, struct.pack("<3h", 0, 1, -5)),
+        record(5, struct.pack("<Bhhh", 14, 20, -1, -2) + struct.pack("<Bhhh", 20, 150, -3, -4)),
+        record(6, struct.pack("<5h", 512, -256, 384, -128, 64)),
+        record(8, bytes([0, 1, 2])),
+        record(9, struct.pack("<3i", 0, -128, 0)),
+        record(7, b"hand"),
+    ])
+    spec = b"TMBM" + struct.pack("<BBHII", 2, 0, 0, len(body), zlib.crc32(body)) + body
+    assert write_boosted_blob(trees, base, meta, leaf_scale=256) == spec
+    model = Model.from_bytes(spec)
+    assert model.boosted and model.proba_scale == 256 and model.classes == ("rest", "walk", "run")
+
+    def answer(vedba: int, dom_freq: int) -> str:
+        row = [0] * n
+        row[14], row[20] = vedba, dom_freq
+        return model.classes[model.predict(collar_blob.array("i", row))]
+
+    assert [answer(10, 100), answer(50, 100), answer(50, 200)] == ["rest", "walk", "run"]
