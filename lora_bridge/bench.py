@@ -197,6 +197,7 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         "uplinks_per_s": len(bodies) / driven["elapsed_s"],
         "mean_batch": round(batches["bodies"] / max(1, batches["batches"]), 2),
         "cpu_ms_per_uplink": round(1000 * cpu_s / len(bodies), 3),
+        "batches_fell_back": batches["fell_back"],
         "statements_per_uplink": round(work["statements"] / len(bodies), 2),
         "commits_per_uplink": round(work["commits"] / len(bodies), 3),
         "p50_ms": _percentile(latencies, 0.50),
@@ -305,13 +306,19 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
     finally:
         for process in processes:
             process.stdin.close()
+        batched = {"batches": 0, "bodies": 0, "fell_back": 0}
         for process in processes:
             try:
+                said = process.stdout.readline()
                 process.wait(timeout=30)
+                for name, value in (json.loads(said) if said.strip() else {}).items():
+                    batched[name] += value
             except subprocess.TimeoutExpired:
                 process.kill()
     return {"uplinks_per_s": len(bodies) / elapsed, "lost": len(expected - set(rows)),
-            "applied_twice": len(rows) - len(set(rows))}
+            "applied_twice": len(rows) - len(set(rows)),
+            "mean_batch": round(batched["bodies"] / max(1, batched["batches"]), 2),
+            "batches_fell_back": batched["fell_back"]}
 
 
 def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str) -> None:
@@ -324,6 +331,7 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str) 
         with worker:
             print("ready", flush=True)
             sys.stdin.read()
+        print(json.dumps(bridge.ingest_batches()), flush=True)
 
 
 # ---- the figures ---------------------------------------------------------------------------------
@@ -353,6 +361,7 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         # CPU the bridge process spent per uplink (HTTP, parsing, store, rules): what a busy machine
         # does not inflate the way it inflates elapsed time; 1000 / it is the rate of one free core.
         figures["cpu_ms_per_uplink"] = sqlite["cpu_ms_per_uplink"]
+        figures["batches_fell_back"] = sqlite["batches_fell_back"]
         figures["statements_per_uplink"] = sqlite["statements_per_uplink"]
         figures["commits_per_uplink"] = sqlite["commits_per_uplink"]
         figures.update(statement_counts(bodies, folder))
@@ -376,6 +385,7 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
         figures["postgres_uplinks_per_s"] = round(run["uplinks_per_s"], 1)
         figures["postgres_p99_ms"] = round(run["p99_ms"], 2)
         figures["postgres_mean_batch"] = run["mean_batch"]
+        figures["postgres_cpu_ms_per_uplink"] = run["cpu_ms_per_uplink"]
         figures["postgres_lost"] = run["lost"]
         figures["postgres_applied_twice"] = run["applied_twice"]
         figures["postgres_over_raw_insert"] = round(
@@ -390,6 +400,10 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
             figures["workers_speedup"] = round(two["uplinks_per_s"] / one["uplinks_per_s"], 2)
             figures["mqtt_lost"] = one["lost"] + two["lost"]
             figures["mqtt_applied_twice"] = one["applied_twice"] + two["applied_twice"]
+            figures["mqtt_mean_batch"] = one["mean_batch"]
+            figures["mqtt_two_workers_mean_batch"] = two["mean_batch"]
+            # batches that went the two-step way (a claim or a collar row raced with the other worker)
+            figures["mqtt_two_workers_batches_fell_back"] = two["batches_fell_back"]
     return figures
 
 

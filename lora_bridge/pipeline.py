@@ -13,12 +13,13 @@ something breaks:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
@@ -70,9 +71,14 @@ def store_and_process_batch(
             ]
             session.add_all(raws)
             session.flush()
-            results = [_process_loaded(session, raw, codec, settings, None) for raw in raws]
+            # Collar by collar (each collar's bodies in arrival order): two workers whose batches hold
+            # the same collars lock their rows in the same order, so one waits, neither deadlocks.
+            order = sorted(range(len(raws)), key=lambda i: collar_hint(submissions[i]))
+            results: list[IngestResult | None] = [None] * len(raws)
+            for i in order:
+                results[i] = _process_loaded(session, raws[i], codec, settings, None)
             if after is not None:
-                after(session, results)
+                after(session, [results[i] for i in order])
         for submission, result in zip(submissions, results, strict=True):
             submission.result = result
         return []
@@ -88,6 +94,28 @@ def store_and_process_batch(
     for submission, raw_id in zip(submissions, raw_ids, strict=True):
         submission.result = process_raw(db, raw_id, codec, settings)
     return list(submissions)
+
+
+def collar_hint(submission: Submission) -> str:
+    """The collar a body names, read cheaply (topic or path ids, else the JSON's ids) to order a
+    batch by; "" when it names none that way (a Protobuf body without ids: it keeps its place)."""
+    ids = submission.path_ids or {}
+    hint = ids.get("dev_eui") or ids.get("device_id")
+    if hint:
+        return str(hint).lower()
+    try:
+        document = json.loads(submission.body)
+        if not isinstance(document, dict):
+            return ""
+        tts = document.get("end_device_ids")
+        if isinstance(tts, dict):
+            return str(tts.get("dev_eui") or tts.get("device_id") or "").lower()
+        chirpstack = document.get("deviceInfo")
+        if isinstance(chirpstack, dict):
+            return str(chirpstack.get("devEui") or chirpstack.get("deviceName") or "").lower()
+    except (ValueError, UnicodeDecodeError):
+        pass
+    return ""
 
 
 def process_raw(
@@ -106,9 +134,18 @@ def process_raw(
             if attempt == 1:
                 continue  # another worker created the same collar or claim a moment ago: read again
             return _after_failure(db, raw_uplink_id, dead_letter_id, error)
+        except OperationalError as error:
+            if attempt == 1 and _lost_a_race(error):
+                continue  # PostgreSQL chose this transaction to end a deadlock with another worker
+            return _after_failure(db, raw_uplink_id, dead_letter_id, error)
         except Exception as error:  # noqa: BLE001 - every failure is either retried or kept with its reason
             return _after_failure(db, raw_uplink_id, dead_letter_id, error)
     raise AssertionError("unreachable")
+
+
+def _lost_a_race(error: OperationalError) -> bool:
+    """A deadlock or serialization failure: the store is fine, trying again is the cure."""
+    return getattr(error.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None, error: BaseException) -> IngestResult:
@@ -222,7 +259,8 @@ def _process_uplink(
 ) -> IngestResult:
     arrival = as_utc(raw.received_at)
     uplink, reported = clamp_heard_at(uplink, arrival, settings.max_clock_ahead_s)
-    raw.heard_at_reported = reported
+    if reported is not None:
+        raw.heard_at_reported = reported
     heard_at = uplink.heard_at or arrival
     device = devices.resolve_device(
         session,

@@ -126,6 +126,7 @@ class Bridge:
         self._outbox_worker: OutboxWorker | None = None
         # Bodies that arrive together are kept and applied together (lora_bridge.group_commit).
         self._group_commit = GroupCommit(self._write_batch, self.settings.ingest_max_batch)
+        self._batches_fell_back = 0
         # The clock that location delays are measured on (aware UTC); tests and replays may set it.
         self.clock = clock
 
@@ -198,13 +199,20 @@ class Bridge:
         return results
 
     def ingest_batches(self) -> dict[str, int]:
-        """How ingest batched so far: batches written and the bodies they held."""
-        return {"batches": self._group_commit.batches, "bodies": self._group_commit.submissions}
+        """How ingest batched so far: batches written, the bodies they held, and the batches that went
+        the two-step way (a race with another worker, a bug in one body, the store failing)."""
+        return {
+            "batches": self._group_commit.batches,
+            "bodies": self._group_commit.submissions,
+            "fell_back": self._batches_fell_back,
+        }
 
     def _write_batch(self, submissions: list[Submission]) -> None:
         """Keep and apply a batch of bodies in one transaction with the rules of its collars
         (`pipeline.store_and_process_batch`); bodies that went the two-step way get their rules after."""
         one_by_one = store_and_process_batch(self.db, submissions, self.codec, self.settings, self._rules_of_batch)
+        if one_by_one:
+            self._batches_fell_back += 1
         for submission in one_by_one:
             self._after_processed(submission.result)
         if any(s.result is not None and s.result.downlink_ids for s in submissions):

@@ -139,6 +139,8 @@ class MqttIngest:
 
     ingest: a callable like `Bridge.ingest_network_message` (network, event, body, content_type=...,
     path_ids=...); it returns once the body is durable and raises StoreUnavailable when it is not.
+    threads: messages handed in at once; the bridge keeps those in one batch (group commit), so
+    more threads make larger batches, up to the broker's RECEIVE_MAXIMUM messages in flight.
     """
 
     def __init__(
@@ -149,7 +151,7 @@ class MqttIngest:
         topics: tuple[str, ...] | list[str] = DEFAULT_TOPICS,
         share_group: str | None = None,
         client_id: str | None = None,
-        threads: int = 4,
+        threads: int = 32,
     ) -> None:
         self.ingest = ingest
         self.broker = broker

@@ -63,9 +63,10 @@ def resolve_device(
     if dev_eui:
         device = known.get(dev_eui)
         if device is None or device.dev_eui != dev_eui:
-            device = session.scalars(
-                select(Device).where(Device.dev_eui == dev_eui).order_by(Device.device_id)
-            ).first()
+            with session.no_autoflush:  # collars are flushed when created; changes of this batch are in `known`
+                device = session.scalars(
+                    select(Device).where(Device.dev_eui == dev_eui).order_by(Device.device_id)
+                ).first()
     if device is None and label:
         candidate = session.get(Device, label)
         if candidate is not None and (candidate.dev_eui is None or dev_eui is None or candidate.dev_eui == dev_eui):
@@ -176,7 +177,8 @@ def ensure_animal(session: Session, device: Device) -> Animal:
     known = session.info.setdefault(ANIMALS_BY_DEVICE, {})  # device id -> animal, for this unit of work
     animal = known.get(device.device_id)
     if animal is None or animal.device_id != device.device_id:
-        animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
+        with session.no_autoflush:  # animals are flushed when created
+            animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
     if animal is None:
         animal = Animal(name=device.device_id, species=DEFAULT_SPECIES, device_id=device.device_id)
         session.add(animal)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.decode import degrees, message_time
@@ -17,8 +18,8 @@ from lora_bridge.uplink_formats import Uplink
 
 log = logging.getLogger(__name__)
 
-# session.info key: collars a unit of work (a batch) knows to have no open offline alert.
-NO_OPEN_OFFLINE = "tembo_no_open_offline"
+# session.info key: the collars with an open offline alert, as a unit of work (a batch) read them.
+OFFLINE_COLLARS = "tembo_offline_collars"
 
 
 @dataclass
@@ -49,17 +50,13 @@ def apply_message(
     time = message_time(fields, heard_at)
     context = {"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message}
 
-    # Offline alerts are raised by the timer only, never while a batch is applied: once a batch has
-    # found a collar with none open (or closed it), its later uplinks need not look again.
-    no_offline = session.info.setdefault(NO_OPEN_OFFLINE, set())
-    if device.device_id not in no_offline:
-        if alerts.open_alert(session, device.device_id, rules.OFFLINE) is None:
-            no_offline.add(device.device_id)
-        else:
-            closed = rules.close_offline(session, device, heard_at)
-            if closed is not None:
-                applied.alert_ids.append(closed)
-                no_offline.add(device.device_id)
+    # Offline alerts are raised by the timer only, never while a batch is applied: the collars with
+    # one open are read once per batch, and an uplink of one of them closes it.
+    if device.device_id in _offline_collars(session):
+        closed = rules.close_offline(session, device, heard_at)
+        if closed is not None:
+            applied.alert_ids.append(closed)
+            _offline_collars(session).discard(device.device_id)
 
     for fix_time, lat, lon in positions.fixes_in_message(fields, time):
         row = positions.add_position(
@@ -126,6 +123,17 @@ def apply_message(
         devices.apply_settings(device, fields)
     log.debug("message applied", extra=context)
     return applied
+
+
+def _offline_collars(session: Session) -> set[str]:
+    known = session.info.get(OFFLINE_COLLARS)
+    if known is None:
+        with session.no_autoflush:
+            known = set(session.scalars(
+                select(Alert.device_id).where(Alert.alert_type == rules.OFFLINE, Alert.open_key.is_not(None))
+            ))
+        session.info[OFFLINE_COLLARS] = known
+    return known
 
 
 def _apply_collar_alert(
