@@ -193,3 +193,30 @@ def test_a_batch_that_fails_unexpectedly_hands_its_error_to_every_sender_in_it()
     with pytest.raises(StoreUnavailable):
         group.submit(up(b"body"))
     assert (group.batches, group.waiting()) == (1, 0)
+
+
+def test_writers_of_a_sqlite_store_are_let_in_in_the_order_they_came_so_a_burst_of_batches_starves_no_one():
+    from lora_bridge.store.database import WriterQueue
+
+    queue = WriterQueue()
+    entered: list[str] = []
+
+    def writer(name: str) -> None:
+        with queue:
+            entered.append(name)
+
+    with queue:  # a batch is being written
+        with queue:  # the same thread may go in again (a unit of work inside another)
+            pass
+        outbox = threading.Thread(target=writer, args=("outbox",))
+        outbox.start()
+        while queue.waiting() < 1:
+            threading.Event().wait(0.01)
+        next_batch = threading.Thread(target=writer, args=("next batch",))
+        next_batch.start()
+        while queue.waiting() < 2:
+            threading.Event().wait(0.01)
+    outbox.join(10)
+    next_batch.join(10)
+
+    assert entered == ["outbox", "next batch"]

@@ -9,6 +9,7 @@ cut or a failing disk (with NORMAL, the last commits before a crash of the machi
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,10 +35,16 @@ class Database:
     _write_sessions: sessionmaker[Session]
     _read_sessions: sessionmaker[Session]
 
+    _writers: WriterQueue | None = None
+
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A Session whose work is committed on success and rolled back on error."""
-        with self._write_sessions() as session, session.begin():
+        if self._writers is None:
+            with self._write_sessions() as session, session.begin():
+                yield session
+            return
+        with self._writers, self._write_sessions() as session, session.begin():
             yield session
 
     @contextmanager
@@ -54,6 +61,47 @@ class Database:
         self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             self.read_engine.dispose()
+
+
+class WriterQueue:
+    """The writers of one SQLite store in this process, let in one at a time in the order they came
+    (re-entrant for a thread already in). SQLite lets a waiting writer poll the lock with sleeps in
+    between, so a thread that commits batch after batch (the ingest group commit) would starve the
+    outbox's or a ranger's write past the busy timeout; in this queue each waits its turn."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> WriterQueue:
+        me = threading.get_ident()
+        with self._changed:
+            if self._owner == me:
+                self._depth += 1
+                return self
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while self._serving != ticket:
+                self._changed.wait()
+            self._owner = me
+            self._depth = 1
+        return self
+
+    def waiting(self) -> int:
+        """How many writers wait for their turn."""
+        with self._changed:
+            return self._next_ticket - self._serving - (1 if self._owner is not None else 0)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._changed:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._serving += 1
+                self._changed.notify_all()
 
 
 SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -84,6 +132,7 @@ def open_database(
         read_engine=read_engine,
         _write_sessions=sessionmaker(write_engine, expire_on_commit=False),
         _read_sessions=sessionmaker(read_engine, expire_on_commit=False),
+        _writers=WriterQueue() if parsed.get_backend_name() == "sqlite" else None,
     )
 
 
