@@ -396,7 +396,8 @@ def run(
             with open_bridge(url) as bridge:
                 bridge.add_user(BENCH_USER, "ranger", password, actor=BENCH_ADMIN)
                 alerts = len(bridge.open_alerts(viewer=BENCH_VIEWER))
-            figures[f"store_{label}"] = filled
+            rate = filled["uplinks"] / filled["fill_s"] if filled.get("fill_s") else None
+            figures[f"store_{label}"] = {**filled, "uplinks_per_s": round(rate, 1) if rate else None}
             port = free_port()
             base = stack.enter_context(
                 serving.running(port, url, Path(folder) / f"dashboard-{herd}.log", clock="data", refresh_s=600)
