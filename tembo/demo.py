@@ -57,8 +57,12 @@ class Pipeline:
 
 @contextmanager
 def pipeline(collars: int, days: float | None, seed: int, database_url: str,
-             bridge_port: int = 0, start: datetime = DEMO_START) -> Iterator[Pipeline]:
-    """Start bridge, webhook and network-server stand-in; register the herd; stop everything after."""
+             bridge_port: int = 0, start: datetime = DEMO_START,
+             outbox_worker: bool = True) -> Iterator[Pipeline]:
+    """Start bridge, webhook and network-server stand-in; register the herd; stop everything after.
+
+    Without `outbox_worker` the bridge pushes no downlink by itself: the caller flushes the outbox
+    between uplinks (the headless run, whose counts must not depend on the machine's load)."""
     from lora_bridge.adapters.api import create_app
     from lora_bridge.server import serve_app_in_thread
     from lora_bridge.service import Bridge
@@ -78,7 +82,7 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
         ahead_s = ((days if days is not None else 365) + 1) * 86400.0
         settings = load_settings(database_url=database_url, network_server_url=network.url,
                                  network_server_api_key=network.api_key, max_clock_ahead_s=ahead_s,
-                                 webhook_secret=secrets.token_urlsafe(32))
+                                 webhook_secret=secrets.token_urlsafe(32), outbox_worker=outbox_worker)
         bridge = running.enter_context(Bridge(settings))
         webhook = serve_app_in_thread(create_app(bridge), port=bridge_port)
         running.callback(webhook.stop)
@@ -89,7 +93,9 @@ def pipeline(collars: int, days: float | None, seed: int, database_url: str,
         yield Pipeline(fleet, bridge, webhook, network, settings.webhook_secret.get_secret_value())
 
 
-def _post_all(p: Pipeline, uplinks: Iterator[dict]) -> int:
+def _post_all(p: Pipeline, uplinks: Iterator[dict], flush_downlinks: bool = False) -> int:
+    """Post every uplink to the webhook; with `flush_downlinks`, the downlinks each one queued are
+    pushed before the next, so a collar's next uplink always finds them at the network server."""
     posted = 0
     with httpx.Client(base_url=p.webhook.url, timeout=30) as client:
         for uplink in uplinks:
@@ -99,6 +105,8 @@ def _post_all(p: Pipeline, uplinks: Iterator[dict]) -> int:
                 log.warning("webhook answered %s for device %s", reply.status_code,
                             uplink.get("end_device_ids", {}).get("device_id"))
             posted += 1
+            if flush_downlinks:
+                p.bridge.flush_downlinks()
     return posted
 
 
@@ -108,8 +116,8 @@ def run_headless(collars: int = 20, days: float | None = 2, seed: int = 1,
     days = 2 if days is None else days
     with tempfile.TemporaryDirectory(prefix="tembo-demo-") as folder:
         url = database_url or f"sqlite:///{Path(folder) / 'tembo.db'}"
-        with pipeline(collars, days, seed, url) as p:
-            _post_all(p, p.fleet.uplinks())
+        with pipeline(collars, days, seed, url, outbox_worker=False) as p:
+            _post_all(p, p.fleet.uplinks(), flush_downlinks=True)
             counts = p.bridge.counts()
             figures = {
                 "uplinks_sent": p.fleet.uplinks_sent,
