@@ -7,8 +7,11 @@ the interval follows the behaviour the classifier reports (smoothed):
 - walk or run: every gnss_move_interval_s;
 - anything else (foraging): every gnss_forage_interval_s (a forager meanders: its path bends most);
 and a change from one of these three states to another takes a fix at once (the corner of the path),
-unless the last fix is younger than gnss_min_gap_s. Every bound is a setting (port 3 TLV), so a
-downlink sets them; tracking, low battery and long stillness apply on top as before (scheduler).
+unless the last fix is younger than gnss_min_gap_s. Near farmland the next fix comes before the
+animal could have walked in (the distance from the last fix to the nearest farmland fence at a brisk
+APPROACH_MM_PER_S walk, never sooner than gnss_min_gap_s), so a raid is told within minutes of the
+first step into the field. Every bound is a setting (port 3 TLV), so a downlink sets them; tracking,
+low battery and long stillness apply on top as before (scheduler).
 """
 
 from collar_firmware.compat import const
@@ -16,6 +19,7 @@ from collar_firmware.compat import const
 STATE_REST = const(0)
 STATE_BASE = const(1)
 STATE_MOVE = const(2)
+APPROACH_MM_PER_S = const(1500)  # an elephant walks 0.7-1.2 m/s; faster is a run, and a run tracks
 
 
 def state_of(classes, idx):
@@ -63,3 +67,12 @@ class FixSchedule:
     def interval_s(self):
         """Return the interval (s) to the next scheduled fix in the current state."""
         return base_interval_s(self.settings, self.state)
+
+    def fence_cap_s(self, room_m):
+        """Return the longest wait (s) before the next fix with the nearest farmland room_m metres away,
+        or 0 for no limit (not adaptive, or no farmland fence)."""
+        if not self.settings["gnss_adaptive"] or room_m < 0:
+            return 0
+        cap = room_m * 1000 // APPROACH_MM_PER_S
+        floor = self.settings["gnss_min_gap_s"]
+        return cap if cap > floor else floor

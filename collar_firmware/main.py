@@ -400,6 +400,9 @@ class Collar:
             self._flush_positions(now, True)
         self.positions.add(now, lat, lon)  # full only while flash writes keep failing
         self.risk.on_fix(now, lat, lon, self.fences(), geo.distance_m)
+        cap = self.fix_plan.fence_cap_s(self.risk.farmland_room_m)
+        if cap and self.next_fix_s > now + cap:
+            self.next_fix_s = now + cap  # smart fixes: farmland within a short walk
         if self.risk.tracking(now) and self.next_fix_s > now + self.settings["tracking_gnss_interval_s"]:
             self.next_fix_s = now + self.settings["tracking_gnss_interval_s"]
 

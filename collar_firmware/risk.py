@@ -15,7 +15,10 @@ Rules, after the field:
   gives the accelerometer's own noise only, under a gravity that does not move. Windows with VeDBA at
   or below carcass_vedba_mg whose mean gravity stays within CARCASS_TILT_MG of the first of them, for
   carcass_min minutes in a row, with the spell's last fix within MORTALITY_RADIUS_M of its first, are
-  a death (carcass_vedba_mg 0 turns this off: the 12 h rule alone).
+  a death (carcass_vedba_mg 0 turns this off: the 12 h rule alone). Some animals rest so calmly that
+  their collar cannot tell them from a carcass: each time a run of such windows lasted half of
+  carcass_min and the animal then moved off, the collar doubles the time it asks for (up to
+  CARCASS_DOUBTS times; once that reaches immobility_h the 12 h rule alone decides for this animal).
 - poaching risk: running (the model's "run" class or VeDBA above run_vedba_mg) scores its seconds,
   doubled at night and one more time near or outside the park boundary, and calm seconds pay the
   score back; two running windows in a row switch GNSS to tracking for tracking_minutes; a score of
@@ -50,6 +53,7 @@ N_ALERT_TYPES = const(11)
 MORTALITY_RADIUS_M = const(100)
 ANCHOR_FAR_FIXES = const(2)  # fixes in a row beyond the radius that show a still animal has moved
 CARCASS_TILT_MG = const(2)  # a carcass's mean gravity moves less than this per axis (a sleeper's more)
+CARCASS_DOUBTS = const(4)  # calm rests seen on a living animal double its carcass time at most this often
 DROP_WINDOW_S = const(3 * 3600)
 DROP_STILL_S = const(1800)
 BATTERY_CONFIRM = const(3)
@@ -92,6 +96,7 @@ class RiskEngine:
         self.carcass_x = 0
         self.carcass_y = 0
         self.carcass_z = 0
+        self.carcass_doubt = 0  # calm runs this animal survived: each doubles the carcass time
         # poaching
         self.run_windows = 0
         self.calm_windows = 0
@@ -100,6 +105,7 @@ class RiskEngine:
         self.last_window_s = 0
         self.tracking_until_s = 0
         self.near_boundary = False
+        self.farmland_room_m = -1  # metres from the last fix to the nearest farmland it is outside (-1: none)
         # fences: state per fence slot, 1 inside, 0 outside, 2 unknown
         self.fence_state = bytearray([_UNKNOWN] * 8)
         # collar drop: worn orientation (mg) and temperature (deci-degrees), learnt while moving
@@ -162,7 +168,11 @@ class RiskEngine:
 
     def _carcass(self, t_s, vedba_mg, gx, gy, gz):
         """Follow the run of windows that look like a carcass (see the module doc)."""
-        if vedba_mg > self.settings["carcass_vedba_mg"]:
+        s = self.settings
+        if vedba_mg > s["carcass_vedba_mg"]:
+            if (self.carcass_since_s and vedba_mg >= s["still_vedba_mg"] and self.carcass_doubt < CARCASS_DOUBTS
+                    and 2 * (t_s - self.carcass_since_s) >= s["carcass_min"] * 60):
+                self.carcass_doubt += 1  # it was a calm rest: this animal needs longer before it is called dead
             self.carcass_since_s = 0
             return
         if self.carcass_since_s:
@@ -180,6 +190,10 @@ class RiskEngine:
     def carcass_s(self, t_s):
         """Return how long the windows have looked like a carcass at t_s (0: they do not)."""
         return t_s - self.carcass_since_s if self.carcass_since_s else 0
+
+    def carcass_need_s(self):
+        """Return how long windows must look like a carcass for a death on this animal."""
+        return (self.settings["carcass_min"] * 60) << self.carcass_doubt
 
     def _moving(self, gx, gy, gz, temperature_dc):
         self.still_since_s = 0
@@ -214,7 +228,7 @@ class RiskEngine:
             return
         if still_s >= s["immobility_h"] * 3600:
             self._raise(MORTALITY)
-        elif (s["carcass_vedba_mg"] and self.carcass_s(t_s) >= s["carcass_min"] * 60
+        elif (s["carcass_vedba_mg"] and self.carcass_s(t_s) >= self.carcass_need_s()
               and self.has_anchor and self.far_fixes == 0):
             self._raise(MORTALITY)  # a carcass, lying where the spell's fixes put it
 
@@ -271,6 +285,7 @@ class RiskEngine:
             else:
                 self.far_fixes = 0
         margin = self.settings["fence_margin_m"]
+        room = -1
         near = False
         any_park = False
         outside_park = False
@@ -293,7 +308,10 @@ class RiskEngine:
                     near = True
             elif state:  # farmland, and exclusion zones (villages, water points) alike
                 in_farmland = True
+            elif room < 0 or d < room:
+                room = d
         self.near_boundary = near
+        self.farmland_room_m = room
         tracking_min = self.settings["tracking_minutes"]
         if in_farmland:
             if not self.active[GEOFENCE_FARMLAND]:
@@ -318,6 +336,7 @@ class RiskEngine:
 
     def forget_fences(self):
         """Reset the fence states (fences were replaced)."""
+        self.farmland_room_m = -1
         for i in range(len(self.fence_state)):
             self.fence_state[i] = _UNKNOWN
         self._clear(GEOFENCE_FARMLAND)

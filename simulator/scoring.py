@@ -75,6 +75,7 @@ class Truth:
     _outside: dict[str, tuple[bool, int, float, float]] = field(default_factory=dict)
     _heard: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _start_place: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
+    _awaiting: dict[str, list[int]] | None = None  # per device: start times of its events not yet placed
 
     def on_window(self, device_id: str, t_s: int, state: AnimalState) -> None:
         """One accelerometer window of device_id at t_s saw the animal in `state`."""
@@ -83,11 +84,16 @@ class Truth:
         self._spell(self._in_farm, device_id, t_s, state, state.in_farmland, "farmland_entry", ("geofence_farmland",))
         self._spell(self._outside, device_id, t_s, state, not state.inside_reserve, "boundary_exit",
                     ("geofence_exit",))
-        for e in self.scenario.events:
-            key = (device_id, e.start_s)
-            if e.collar is not None and key not in self._start_place and t_s >= e.start_s \
-                    and _device(e.collar) == device_id:
-                self._start_place[key] = (state.lat, state.lon)
+        if self._awaiting is None:
+            self._awaiting = defaultdict(list)
+            for e in self.scenario.events:
+                if e.collar is not None:
+                    self._awaiting[_device(e.collar)].append(e.start_s)
+        awaiting = self._awaiting.get(device_id)
+        while awaiting and t_s >= min(awaiting):  # where the animal was when each of its events began
+            start_s = min(awaiting)
+            awaiting.remove(start_s)
+            self._start_place.setdefault((device_id, start_s), (state.lat, state.lon))
 
     def _spell(self, held: dict, device_id: str, t_s: int, state: AnimalState, now_in: bool, kind: str,
                alerts: tuple[str, ...]) -> None:
@@ -146,6 +152,57 @@ def _iso(t_s: int) -> str:
     return datetime.fromtimestamp(t_s, UTC).isoformat().replace("+00:00", "Z")
 
 
+@dataclass
+class CollarReports:
+    """What the collars told the bridge, per device, to name the cause of a missed event: the behaviour
+    shares of every activity summary (time, seconds covered, shares by class name) and every fix time."""
+
+    activity: dict[str, list[tuple[int, int, dict[str, float]]]] = field(default_factory=lambda: defaultdict(list))
+    fixes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    _seen: set = field(default_factory=set)
+
+    def note(self, device_id: str, f_port: int, payload: bytes) -> None:
+        """Decode one delivered uplink (each frame once) and keep what explains misses."""
+        from collar_firmware import codec
+
+        key = (device_id, f_port, bytes(payload))
+        if key in self._seen or f_port not in (codec.port_of("activity"), codec.port_of("positions")):
+            return
+        self._seen.add(key)
+        try:
+            fields = codec.decode(f_port, payload)
+        except Exception:  # noqa: BLE001 - the bridge keeps it as a dead letter; nothing to explain with
+            return
+        if fields.get("message") == "activity":
+            total = sum(fields["shares"]) or 1
+            shares = {BEHAVIOURS[i]: v / total for i, v in enumerate(fields["shares"]) if i < len(BEHAVIOURS)}
+            self.activity[device_id].append((fields["time_s"], fields["interval_min"] * 60, shares))
+        else:
+            t = fields["time_s"]
+            for fix in fields["fixes"]:
+                self.fixes[device_id].append(t + fix["dt_s"])
+
+    def explain(self, event: TruthEvent, alert_type: str) -> str:
+        """Why an event of alert_type may have been missed, from what its collar reported."""
+        stop = event.end_s if event.end_s is not None else event.start_s + 3600
+        covered = [(s, shares) for t, s, shares in self.activity.get(event.device_id, [])
+                   if t < stop + 900 and t + s > event.start_s]
+        fixes = [t for t in self.fixes.get(event.device_id, []) if event.start_s <= t <= stop]
+        seen = ", ".join(f"{b} {100 * sum(sh.get(b, 0) for _, sh in covered) / len(covered):.0f} %"
+                         for b in BEHAVIOURS) if covered else "no activity summary arrived"
+        if alert_type == "poaching_risk":
+            run = sum(sh.get("run", 0) for _, sh in covered) / len(covered) if covered else 0.0
+            if covered and run < 0.1:
+                return f"model: the collar saw almost no running during the chase ({seen})"
+            return f"collar rule or radio: running was reported ({seen}) but no alert arrived"
+        if alert_type in ("geofence_farmland", "geofence_exit"):
+            if not fixes:
+                return (f"fix schedule: no fix arrived from inside the {(stop - event.start_s) // 60}-minute "
+                        "spell")
+            return f"collar rule or radio: {len(fixes)} fix(es) from the spell arrived but no alert"
+        return f"collar rule, model or radio (the collar reported: {seen})"
+
+
 def verdict(alert: SeenAlert, events: list[TruthEvent], end_s: int) -> tuple[str, TruthEvent | None]:
     """("true", event) when a truth event of the alert's device and type explains it, else
     ("false_alarm", None): the twin playing the ranger who went to look."""
@@ -159,8 +216,10 @@ def verdict(alert: SeenAlert, events: list[TruthEvent], end_s: int) -> tuple[str
     return ("true", best) if best is not None else ("false_alarm", None)
 
 
-def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int) -> dict:
-    """Per alert type: recall, precision, median and p90 delay (minutes), missed and false events."""
+def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports: CollarReports | None = None,
+          delivered_by: str = "bridge") -> dict:
+    """Per alert type: recall, precision, median and p90 delay (minutes), missed and false events (a
+    missed one with its likely cause when the collars' reports are given)."""
     out = {}
     for kind in SCORED_TYPES:
         truth = [e for e in events if kind in e.alert_types]
@@ -201,7 +260,8 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int) -> dict
         figures["goal_met"] = goal_met
         figures["false_by_source"] = dict(Counter(a.source for a in false))
         if not goal_met:
-            figures["missed"] = [{**e.as_dict(), "cause": "no alert of this type reached the bridge"}
+            figures["missed"] = [{**e.as_dict(), "cause": (f"no alert of this type reached the {delivered_by}"
+                                                            + (f"; {reports.explain(e, kind)}" if reports else ""))}
                                  for e in missed]
             figures["false"] = [{"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
                                  "source": a.source, "cause": _false_cause(a)} for a in false]

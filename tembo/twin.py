@@ -31,7 +31,7 @@ from collar_firmware import codec
 from lora_bridge.access import Viewer
 from simulator import scenario as scenarios
 from simulator.network import Delivery
-from simulator.scoring import SeenAlert, Truth, score, time_budget_error
+from simulator.scoring import CollarReports, SeenAlert, Truth, score, time_budget_error
 from tembo.twin_checks import SentFrames, network_event_checks
 
 log = logging.getLogger("tembo.twin")
@@ -288,6 +288,7 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
     reported: dict[tuple[str, int], Counter] = defaultdict(Counter)
     seen_frames: set[tuple[str, int, int]] = set()
     frames = SentFrames()
+    reports = CollarReports()
     fleet.on_sent = frames.on_sent
     to_json = fleet.network.tts_uplink if network_format == "tts" else fleet.network.chirpstack_uplink
     path = "/uplinks/tts" if network_format == "tts" else "/uplinks/chirpstack"
@@ -309,6 +310,7 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
                 up = delivery.uplink
                 truth.heard(up.device_id, delivery.received_at_s)
                 frames.on_delivery(delivery)
+                reports.note(up.device_id, up.f_port, up.payload)
                 _note(up, delivery, alert_seen, reported, seen_frames, scenario.start_s)
                 outlet.send(to_json(delivery), delivery)
         finally:
@@ -320,7 +322,7 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
         views = bridge.alerts(viewer=RANGER)
         seen = [_seen(v, alert_seen) for v in views]
         wall_s = time.perf_counter() - started
-        figures = score(seen, events, end_s)
+        figures = score(seen, events, end_s, reports)
         verdicts = bridge.alert_verdicts()
         with bridge.db.read() as session:
             checks = network_event_checks(session, scenario, frames, end_s)
@@ -406,10 +408,12 @@ def score_collar_alerts(name: str = "standard", until: str | None = None, collar
     truth = Truth(scenario)
     fleet = scenarios.fleet(scenario, until_s=parse_until(until, scenario), on_window=truth.on_window)
     started = time.perf_counter()
+    reports = CollarReports()
     first: dict[tuple[str, str, int, int], SeenAlert] = {}
     for delivery in fleet.deliveries():
         up = delivery.uplink
         truth.heard(up.device_id, delivery.received_at_s)
+        reports.note(up.device_id, up.f_port, up.payload)
         if up.f_port != codec.port_of("alert"):
             continue
         fields = codec.decode(up.f_port, up.payload)
@@ -418,7 +422,7 @@ def score_collar_alerts(name: str = "standard", until: str | None = None, collar
             first[key] = SeenAlert(len(first) + 1, up.device_id, fields["alert_type"], fields["time_s"],
                                    int(delivery.received_at_s))
     events = truth.finish(fleet.end_s, offline_after_s(scenario))
-    figures = score(list(first.values()), events, fleet.end_s)
+    figures = score(list(first.values()), events, fleet.end_s, reports, delivered_by="network server")
     return {"scenario": scenario.name, "collars": len(fleet.manifest()),
             "simulated_days": round((fleet.end_s - fleet.start_s) / 86400, 3),
             "wall_s": round(time.perf_counter() - started, 1), "bridge": False,

@@ -53,6 +53,27 @@ def test_carcass_rule_turned_off_leaves_the_twelve_hour_rule():
     assert world.alerts() == ["immobility", "mortality"]
 
 
+def test_an_elephant_that_rests_as_calmly_as_a_carcass_teaches_its_collar_to_wait_longer():
+    world = CollarWorld()
+    world.behaviour = "still"  # this animal rests so calmly its collar feels its noise only
+    world.run_for(70 * 60)
+    world.behaviour = "forage"  # ... and gets up: it was alive
+    world.run_for(HOUR)
+    assert world.collar.risk.carcass_need_s() == 4 * HOUR
+    world.behaviour = "still"
+    world.run_for(150 * 60)
+    assert world.alerts() == [], "a calm rest of two and a half hours of this animal is no death"
+    world.behaviour = "forage"
+    world.run_for(HOUR)
+    assert world.collar.risk.carcass_need_s() == 8 * HOUR, "each calm rest it survives doubles the wait"
+    died_s = world.now_s
+    world.behaviour = "still"
+    world.run_for(8 * HOUR + 20 * 60)
+    assert world.alerts() == ["immobility", "mortality"]
+    mortality = [a for a in world.decoded("alert") if a["alert_type"] == "mortality"][0]
+    assert 8 * HOUR <= mortality["sent_s"] - died_s <= 8 * HOUR + 20 * 60
+
+
 def test_elephant_sleeping_three_hours_raises_nothing():
     world = CollarWorld()
     for _ in range(3):

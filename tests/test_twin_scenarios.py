@@ -231,3 +231,21 @@ def test_score_counts_recall_precision_and_delay_per_alert_type_by_hand():
     assert chase["false"][0]["device_id"] == "c3" and "collar rule" in chase["false"][0]["cause"]
     assert figures["offline"]["false_by_source"] == {"server": 1}
     assert figures["geofence_exit"]["goal_met"] is None, "nothing happened, nothing raised: not measured"
+
+
+def test_a_missed_event_names_its_likely_cause_from_what_the_collar_reported():
+    from collar_firmware import codec
+    from simulator.scoring import CollarReports, TruthEvent, score
+
+    reports = CollarReports()
+    summary = codec.encode("activity", {"time_s": 1000, "interval_min": 15, "model_version": 1,
+                                        "vedba_mean_mg": 90, "vedba_max_mg": 300, "shares": [10.0, 20.0, 70.0, 0.0]})
+    reports.note("c1", codec.port_of("activity"), summary)
+    reports.note("c1", codec.port_of("activity"), summary)  # a duplicate delivery counts once
+    chase = TruthEvent("c1", "poaching_chase", ("poaching_risk",), 1200, 2400)
+    field_visit = TruthEvent("c2", "farmland_entry", ("geofence_farmland",), 1200, 1560)
+    figures = score([], [chase, field_visit], 10_000, reports)
+    assert "model: the collar saw almost no running" in figures["poaching_risk"]["missed"][0]["cause"]
+    assert "walk 70 %" in figures["poaching_risk"]["missed"][0]["cause"]
+    assert "fix schedule: no fix arrived from inside the 6-minute spell" in \
+        figures["geofence_farmland"]["missed"][0]["cause"]
