@@ -71,8 +71,9 @@ class Truth:
     scenario: Scenario
     windows: dict[tuple[str, int], Counter] = field(default_factory=lambda: defaultdict(Counter))
     events: list[TruthEvent] = field(default_factory=list)
-    _in_farm: dict[str, tuple[bool, int, float, float]] = field(default_factory=dict)
-    _outside: dict[str, tuple[bool, int, float, float]] = field(default_factory=dict)
+    # per device: (visit open, since, lat, lon at its start, out since: 0 while inside)
+    _in_farm: dict[str, tuple[bool, int, float, float, int]] = field(default_factory=dict)
+    _outside: dict[str, tuple[bool, int, float, float, int]] = field(default_factory=dict)
     _heard: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _start_place: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
     _awaiting: dict[str, list[int]] | None = None  # per device: start times of its events not yet placed
@@ -97,13 +98,21 @@ class Truth:
 
     def _spell(self, held: dict, device_id: str, t_s: int, state: AnimalState, now_in: bool, kind: str,
                alerts: tuple[str, ...]) -> None:
-        was_in, since_s, lat, lon = held.get(device_id, (False, 0, 0.0, 0.0))
-        if now_in and not was_in:
-            held[device_id] = (True, t_s, state.lat, state.lon)
-        elif not now_in and was_in:
-            held[device_id] = (False, t_s, 0.0, 0.0)
-            if t_s - since_s >= SPELL_MIN_S:
-                self.events.append(TruthEvent(device_id, kind, alerts, since_s, t_s, lat, lon))
+        """One visit lasts from the first window inside to the last one before the animal stayed out for
+        SPELL_MIN_S (a step back over the line and in again is the same visit, as a fence's margin has it)."""
+        was_in, since_s, lat, lon, out_s = held.get(device_id, (False, 0, 0.0, 0.0, 0))
+        if now_in:
+            if not was_in:
+                held[device_id] = (True, t_s, state.lat, state.lon, 0)
+            elif out_s:
+                held[device_id] = (True, since_s, lat, lon, 0)  # back in within the gap: the same visit
+        elif was_in:
+            if not out_s:
+                held[device_id] = (True, since_s, lat, lon, t_s)
+            elif t_s - out_s >= SPELL_MIN_S:
+                held[device_id] = (False, t_s, 0.0, 0.0, 0)
+                if out_s - since_s >= SPELL_MIN_S:
+                    self.events.append(TruthEvent(device_id, kind, alerts, since_s, out_s, lat, lon))
 
     def heard(self, device_id: str, t_s: float) -> None:
         """The network delivered an uplink of device_id at t_s (offline periods are the gaps)."""
@@ -113,9 +122,9 @@ class Truth:
         """Close open spells at end_s and return every truth event of the run, in time order."""
         for held, kind, alerts in ((self._in_farm, "farmland_entry", ("geofence_farmland",)),
                                    (self._outside, "boundary_exit", ("geofence_exit",))):
-            for device_id, (was_in, since_s, lat, lon) in held.items():
-                if was_in and end_s - since_s >= SPELL_MIN_S:
-                    self.events.append(TruthEvent(device_id, kind, alerts, since_s, None, lat, lon))
+            for device_id, (was_in, since_s, lat, lon, out_s) in held.items():
+                if was_in and (out_s or end_s) - since_s >= SPELL_MIN_S:
+                    self.events.append(TruthEvent(device_id, kind, alerts, since_s, out_s or None, lat, lon))
             held.clear()
         for e in self.scenario.events:
             if e.kind in ANIMAL_EVENTS and ANIMAL_EVENTS[e.kind][1] and e.start_s < end_s:

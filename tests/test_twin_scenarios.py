@@ -249,3 +249,19 @@ def test_a_missed_event_names_its_likely_cause_from_what_the_collar_reported():
     assert "walk 70 %" in figures["poaching_risk"]["missed"][0]["cause"]
     assert "fix schedule: no fix arrived from inside the 6-minute spell" in \
         figures["geofence_farmland"]["missed"][0]["cause"]
+
+
+def test_a_farmland_visit_with_a_step_back_over_the_line_is_one_visit():
+    from simulator.animals import AnimalState
+    from simulator.scoring import Truth
+
+    quick = scenarios.load_scenario("quick")
+    truth = Truth(quick)
+    t0 = quick.start_s
+    inside = [False] * 3 + [True] * 8 + [False] * 2 + [True] * 6 + [False] * 10 + [True] * 3 + [False] * 8
+    for minute, in_field in enumerate(inside):  # one window a minute
+        truth.on_window("tembo-collar-09", t0 + 60 * minute,
+                        AnimalState(t0 + 60 * minute, 0.5, 37.5, "forage", "forage", in_field, True))
+    visits = [e for e in truth.finish(t0 + 86400, 10**9) if e.kind == "farmland_entry"]
+    assert [(v.start_s - t0, v.end_s - t0) for v in visits] == [(180, 1140)], \
+        "out for two minutes is the same visit; three minutes in is no visit"

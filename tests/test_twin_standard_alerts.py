@@ -63,4 +63,3 @@ def test_a_collar_in_a_region_without_coverage_back_fills_from_flash_after_it(qu
     assert hole["collars_silenced"], "the scenario puts a collar inside the hole"
     assert hole["lost"] == 0, hole.get("lost_messages")
     assert hole["stored_later"] == hole["data_sent_unheard"] > 0
-    assert hole["marked_backfilled"] > 0, "the bridge knows the late messages for back-filled ones"
