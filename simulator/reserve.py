@@ -179,6 +179,14 @@ class Reserve:
         """True where a local point lies in any farmland patch (arrays in, a boolean array out)."""
         return self._in_farmland.contains_many(xs_m, ys_m)
 
+    def farmland_depth_m(self, x_m: float, y_m: float) -> float:
+        """How far inside a farmland patch the local point lies (metres to its edge; 0 outside any)."""
+        depth = 0.0
+        for polygon in self._farmland_xy:
+            if shapely.contains_xy(polygon, x_m, y_m):
+                depth = max(depth, float(polygon.exterior.distance(Point(x_m, y_m))))
+        return depth
+
     def boundary_distance_m(self, x_m: float, y_m: float) -> float:
         """Distance in metres from the local point to the boundary line."""
         return float(self._boundary_xy.exterior.distance(Point(x_m, y_m)))

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from collar_firmware.codec import BEHAVIOURS
+from collar_firmware.config import DEFAULTS
 from simulator.animals import AnimalState
 from simulator.scenario import ANIMAL_EVENTS, Scenario
 
@@ -28,7 +29,8 @@ GOALS = {"mortality": (0.95, 180.0), "poaching_risk": (0.9, 15.0), "geofence_far
 PRECISION_GOAL = 0.9
 EARLY_S = 10 * 60  # an alert this long before an event's start still counts for it (clock, window)
 GRACE_S = 3 * 3600  # ... and this long after its end (a confirmed alert repeated through a gap)
-SPELL_MIN_S = 5 * 60  # a farmland visit or boundary exit shorter than this is noise at a fence line
+SPELL_MIN_S = 5 * 60  # a farmland visit or boundary exit shorter than this is noise at a fence line ...
+SPELL_DEPTH_M = float(DEFAULTS["fence_margin_m"])  # ... unless it went this far past the line (a collar's margin)
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,9 @@ class Truth:
     scenario: Scenario
     windows: dict[tuple[str, int], Counter] = field(default_factory=lambda: defaultdict(Counter))
     events: list[TruthEvent] = field(default_factory=list)
-    # per device: (visit open, since, lat, lon at its start, out since: 0 while inside)
-    _in_farm: dict[str, tuple[bool, int, float, float, int]] = field(default_factory=dict)
-    _outside: dict[str, tuple[bool, int, float, float, int]] = field(default_factory=dict)
+    # per device: (visit open, since, lat, lon at its start, out since: 0 while inside, deepest metres)
+    _in_farm: dict[str, tuple[bool, int, float, float, int, float]] = field(default_factory=dict)
+    _outside: dict[str, tuple[bool, int, float, float, int, float]] = field(default_factory=dict)
     _heard: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     _start_place: dict[tuple[str, int], tuple[float, float]] = field(default_factory=dict)
     _awaiting: dict[str, list[int]] | None = None  # per device: start times of its events not yet placed
@@ -82,9 +84,10 @@ class Truth:
         """One accelerometer window of device_id at t_s saw the animal in `state`."""
         day = (t_s - self.scenario.start_s) // 86400
         self.windows[(device_id, day)][state.behaviour] += 1
-        self._spell(self._in_farm, device_id, t_s, state, state.in_farmland, "farmland_entry", ("geofence_farmland",))
+        self._spell(self._in_farm, device_id, t_s, state, state.in_farmland, "farmland_entry", ("geofence_farmland",),
+                    self._depth)
         self._spell(self._outside, device_id, t_s, state, not state.inside_reserve, "boundary_exit",
-                    ("geofence_exit",))
+                    ("geofence_exit",), self._depth)
         if self._awaiting is None:
             self._awaiting = defaultdict(list)
             for e in self.scenario.events:
@@ -96,22 +99,29 @@ class Truth:
             awaiting.remove(start_s)
             self._start_place.setdefault((device_id, start_s), (state.lat, state.lon))
 
+    def _depth(self, kind: str, state: AnimalState) -> float:
+        reserve = self.scenario.reserve
+        x, y = reserve.frame.to_xy(state.lon, state.lat)
+        return reserve.farmland_depth_m(x, y) if kind == "farmland_entry" else reserve.boundary_distance_m(x, y)
+
     def _spell(self, held: dict, device_id: str, t_s: int, state: AnimalState, now_in: bool, kind: str,
-               alerts: tuple[str, ...]) -> None:
+               alerts: tuple[str, ...], depth_of) -> None:
         """One visit lasts from the first window inside to the last one before the animal stayed out for
-        SPELL_MIN_S (a step back over the line and in again is the same visit, as a fence's margin has it)."""
-        was_in, since_s, lat, lon, out_s = held.get(device_id, (False, 0, 0.0, 0.0, 0))
+        SPELL_MIN_S (a step back over the line and in again is the same visit, as a fence's margin has it).
+        It counts when it lasted SPELL_MIN_S or went SPELL_DEPTH_M past the line."""
+        was_in, since_s, lat, lon, out_s, deepest = held.get(device_id, (False, 0, 0.0, 0.0, 0, 0.0))
         if now_in:
+            depth = depth_of(kind, state)
             if not was_in:
-                held[device_id] = (True, t_s, state.lat, state.lon, 0)
-            elif out_s:
-                held[device_id] = (True, since_s, lat, lon, 0)  # back in within the gap: the same visit
+                held[device_id] = (True, t_s, state.lat, state.lon, 0, depth)
+            else:  # still in, or back in within the gap: the same visit
+                held[device_id] = (True, since_s, lat, lon, 0, max(deepest, depth))
         elif was_in:
             if not out_s:
-                held[device_id] = (True, since_s, lat, lon, t_s)
+                held[device_id] = (True, since_s, lat, lon, t_s, deepest)
             elif t_s - out_s >= SPELL_MIN_S:
-                held[device_id] = (False, t_s, 0.0, 0.0, 0)
-                if out_s - since_s >= SPELL_MIN_S:
+                held[device_id] = (False, t_s, 0.0, 0.0, 0, 0.0)
+                if out_s - since_s >= SPELL_MIN_S or deepest >= SPELL_DEPTH_M:
                     self.events.append(TruthEvent(device_id, kind, alerts, since_s, out_s, lat, lon))
 
     def heard(self, device_id: str, t_s: float) -> None:
@@ -122,8 +132,8 @@ class Truth:
         """Close open spells at end_s and return every truth event of the run, in time order."""
         for held, kind, alerts in ((self._in_farm, "farmland_entry", ("geofence_farmland",)),
                                    (self._outside, "boundary_exit", ("geofence_exit",))):
-            for device_id, (was_in, since_s, lat, lon, out_s) in held.items():
-                if was_in and (out_s or end_s) - since_s >= SPELL_MIN_S:
+            for device_id, (was_in, since_s, lat, lon, out_s, deepest) in held.items():
+                if was_in and ((out_s or end_s) - since_s >= SPELL_MIN_S or deepest >= SPELL_DEPTH_M):
                     self.events.append(TruthEvent(device_id, kind, alerts, since_s, out_s or None, lat, lon))
             held.clear()
         for e in self.scenario.events:

@@ -367,7 +367,7 @@ def _known(truth: Truth, scenario, now_s: int) -> list:
                 known.append(TruthEvent(_device(e.collar), e.kind, ("immobility",), e.start_s, None))
     for held, kind, alerts in ((truth._in_farm, "farmland_entry", ("geofence_farmland",)),
                                (truth._outside, "boundary_exit", ("geofence_exit",))):
-        for device_id, (was_in, since_s, lat, lon, _) in held.items():
+        for device_id, (was_in, since_s, lat, lon, *_) in held.items():
             if was_in:
                 known.append(TruthEvent(device_id, kind, alerts, since_s, None, lat, lon))
     for device_id, times in truth._heard.items():  # a collar silent right now is offline for real

@@ -265,3 +265,19 @@ def test_a_farmland_visit_with_a_step_back_over_the_line_is_one_visit():
     visits = [e for e in truth.finish(t0 + 86400, 10**9) if e.kind == "farmland_entry"]
     assert [(v.start_s - t0, v.end_s - t0) for v in visits] == [(180, 1140)], \
         "out for two minutes is the same visit; three minutes in is no visit"
+
+
+def test_a_short_run_deep_into_a_field_is_a_visit_a_ranger_should_hear_of():
+    from simulator.animals import AnimalState
+    from simulator.scoring import Truth
+
+    quick = scenarios.load_scenario("quick")
+    reserve = quick.reserve
+    lon, lat = reserve.frame.to_lonlat(*reserve.farmland_centres_xy()[0])  # far inside the field
+    truth = Truth(quick)
+    t0 = quick.start_s
+    for minute, in_field in enumerate([False] * 2 + [True] * 3 + [False] * 10):
+        truth.on_window("tembo-collar-09", t0 + 60 * minute,
+                        AnimalState(t0 + 60 * minute, lat, lon, "run", "run", in_field, True))
+    visits = [e for e in truth.finish(t0 + 86400, 10**9) if e.kind == "farmland_entry"]
+    assert [(v.start_s - t0, v.end_s - t0) for v in visits] == [(120, 300)]
