@@ -35,6 +35,8 @@ def test_ranger_gets_the_alert_each_injected_event_should_raise_and_no_other(qui
         assert scored[kind]["recall"] == 1.0, (kind, scored[kind])
     for kind, got in scored.items():  # no false alarm, from the collar or from a bridge rule
         assert got["precision"] in (None, 1.0), (kind, got.get("false"), got)
+    for kind in ("mortality", "poaching_risk", "collar_drop", "low_battery", "geofence_farmland"):
+        assert scored[kind]["alerts"] == scored[kind]["events"], f"one {kind} alert per event, not one per repeat"
     assert scored["mortality"]["median_delay_min"] <= 180, "a carcass is told within three hours"
     assert scored["poaching_risk"]["median_delay_min"] <= 15
     assert scored["geofence_farmland"]["median_delay_min"] <= 30
