@@ -48,20 +48,12 @@ from lora_bridge.errors import is_transient_store_error
 from lora_bridge.ingest import STATUS_PENDING
 from lora_bridge.service import Bridge, open_bridge
 from ranger_dashboard import serving
+from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 from ranger_dashboard.markers import ALERTS_READY_ID, ANIMAL_READY_ID, MAP_READY_ID
 from ranger_dashboard.palette import STATE_COLOURS
 
 log = logging.getLogger(__name__)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 END = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 # Bumped whenever what `fill_store` sends changes: cached stores of an older fill are not reused.
 FILL_VERSION = 3

@@ -16,18 +16,10 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from lora_bridge.access import Viewer
 from lora_bridge.service import open_bridge
 from ranger_dashboard import palette
+from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 
 RANGER = Viewer("ranger.amani", "ranger")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 WAIT_MS = 60_000
 
 

@@ -15,18 +15,10 @@ from sqlalchemy import update
 from lora_bridge.access.accounts import digest
 from lora_bridge.service import open_bridge
 from lora_bridge.store.tables import SignInSession
+from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 from ranger_dashboard.session_cookie import COOKIE_NAME, cookie_name
 from tembo.local_services import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 WAIT_MS = 60_000
 
 
