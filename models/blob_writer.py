@@ -104,6 +104,24 @@ def _record(tag: int, payload: bytes) -> bytes:
     return struct.pack("<BH", tag, len(payload)) + payload
 
 
+def _flatten(tree, nodes: list, leaf_at: Callable[[int], int]) -> int:
+    """Append one tree's split nodes to `nodes` as the collar reads them (a child is a node index, or
+    -1 - leaf index); `leaf_at(i)` stores the tree's leaf i and returns its index. Return the root's link."""
+    node_index, leaf_index = {}, {}
+    for i in range(len(tree.left)):
+        if tree.left[i] < 0:
+            leaf_index[i] = leaf_at(i)
+        else:
+            node_index[i] = len(nodes) + len(node_index)
+
+    def link(i: int) -> int:
+        return node_index[i] if i in node_index else -1 - leaf_index[i]
+
+    for i in sorted(node_index):
+        nodes.append((int(tree.feature[i]), int(tree.threshold_q[i]), link(tree.left[i]), link(tree.right[i])))
+    return link(0)
+
+
 def write_blob(trees: Sequence[TreeArrays], meta: ModelMeta, leaf_levels: int = LEAF_SCALE,
                share_leaves: bool = False) -> bytes:
     """Return an unsigned model blob of the trees and meta (see docs/model-format.md).
@@ -120,27 +138,17 @@ def write_blob(trees: Sequence[TreeArrays], meta: ModelMeta, leaf_levels: int = 
         raise ValueError(f"leaf_levels must be 1..{LEAF_SCALE}, got {leaf_levels}")
     roots, nodes, leaves = [], [], []
     stored: dict[tuple[int, ...], int] = {}
+
+    def vote_leaf(tree, i: int) -> int:
+        votes = tuple(int(v) for v in leaf_votes(tree.value[i], leaf_levels))
+        if share_leaves and votes in stored:
+            return stored[votes]
+        stored[votes] = len(leaves)
+        leaves.append(list(votes))
+        return stored[votes]
+
     for tree in trees:
-        node_index, leaf_index = {}, {}
-        for i in range(len(tree.left)):
-            if tree.left[i] < 0:
-                votes = tuple(int(v) for v in leaf_votes(tree.value[i], leaf_levels))
-                if share_leaves and votes in stored:
-                    leaf_index[i] = stored[votes]
-                    continue
-                leaf_index[i] = stored[votes] = len(leaves)
-                leaves.append(list(votes))
-            else:
-                node_index[i] = len(nodes) + len(node_index)
-
-        def link(i: int, node_index=node_index, leaf_index=leaf_index) -> int:
-            return node_index[i] if i in node_index else -1 - leaf_index[i]
-
-        for i in sorted(node_index):
-            nodes.append(
-                (int(tree.feature[i]), int(tree.threshold_q[i]), link(tree.left[i]), link(tree.right[i]))
-            )
-        roots.append(link(0))
+        roots.append(_flatten(tree, nodes, lambda i, tree=tree: vote_leaf(tree, i)))
     while len(leaves) < len(trees):  # the reader wants n_leaves >= n_trees; padding is never linked
         leaves.append([0] * n_classes)
     if len(nodes) > collar_blob.MAX_NODES or len(leaves) > 32767:
@@ -210,28 +218,18 @@ def write_boosted_blob(trees: Sequence[BoostedTree], base: Sequence[int], meta: 
     if len(base) != n_classes or any(abs(int(b)) > collar_blob.BASE_BOUND for b in base):
         raise ValueError(f"need {n_classes} base scores within +-{collar_blob.BASE_BOUND}")
     roots, nodes, leaves, tree_class = [], [], [], []
+
+    def score_leaf(tree, i: int) -> int:
+        value = int(tree.score[i])
+        if not -32768 <= value <= INT16_MAX:
+            raise ValueError(f"leaf score {value} does not fit int16")
+        leaves.append(value)
+        return len(leaves) - 1
+
     for tree in trees:
         if not 0 <= tree.class_index < n_classes:
             raise ValueError(f"a tree scores class {tree.class_index} of {n_classes}")
-        node_index, leaf_index = {}, {}
-        for i in range(len(tree.left)):
-            if tree.left[i] < 0:
-                value = int(tree.score[i])
-                if not -32768 <= value <= INT16_MAX:
-                    raise ValueError(f"leaf score {value} does not fit int16")
-                leaf_index[i] = len(leaves)
-                leaves.append(value)
-            else:
-                node_index[i] = len(nodes) + len(node_index)
-
-        def link(i: int, node_index=node_index, leaf_index=leaf_index) -> int:
-            return node_index[i] if i in node_index else -1 - leaf_index[i]
-
-        for i in sorted(node_index):
-            nodes.append(
-                (int(tree.feature[i]), int(tree.threshold_q[i]), link(tree.left[i]), link(tree.right[i]))
-            )
-        roots.append(link(0))
+        roots.append(_flatten(tree, nodes, lambda i, tree=tree: score_leaf(tree, i)))
         tree_class.append(int(tree.class_index))
     if len(nodes) > collar_blob.MAX_NODES or len(leaves) > 32767:
         raise ValueError(f"{len(nodes)} nodes / {len(leaves)} leaves exceed the collar's capacity")
