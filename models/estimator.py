@@ -56,6 +56,14 @@ def quantize(x: np.ndarray, scales: np.ndarray) -> np.ndarray:
     return np.clip(q, -32768, INT16_MAX).astype(np.int16)
 
 
+def quantized_input(estimator, X) -> np.ndarray:
+    """Return X checked against a fitted collar estimator and quantized to its feature scales, as the collar
+    holds its features."""
+    check_is_fitted(estimator)
+    X = validate_data(estimator, X, reset=False)
+    return quantize(X, estimator.scales_)
+
+
 class CollarForest(ClassifierMixin, BaseEstimator):
     """A small tree ensemble on quantised features, exportable as the collar's model blob.
 
@@ -109,9 +117,7 @@ class CollarForest(ClassifierMixin, BaseEstimator):
         return hasattr(self, "forest_")
 
     def _quantized(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        X = validate_data(self, X, reset=False)
-        return quantize(X, self.scales_)
+        return quantized_input(self, X)
 
     def votes(self, X) -> np.ndarray:
         """Return the collar's integer votes (m, n_classes) for every row of X: the sum of its leaves."""
