@@ -140,7 +140,11 @@ def test_ranger_sees_park_exit_at_the_interpolated_crossing_time(any_store_bridg
 def test_loop_back_inside_closes_the_exit_alert_with_the_reason(any_store_bridge):
     bridge = any_store_bridge
     park_and_farm(bridge)
+    # Out 1 km past the line at 09:00 (raised), back inside at 10:00 and still inside at 11:00: the way
+    # back is confirmed the way a crossing is (two fixes back, or one far past the line).
     ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 311_000, 9_702_000), (120, 309_500, 9_702_000)])
+    assert [a.alert_type for a in bridge.open_alerts(viewer=b.RANGER)] == ["geofence_exit"]
+    ingest_track(bridge, [(180, 309_300, 9_702_000)], first_f_cnt=4)
 
     assert bridge.open_alerts(viewer=b.RANGER) == []
     (alert,) = bridge.alerts(viewer=b.RANGER)
@@ -276,7 +280,7 @@ def test_rules_run_once_per_collar_after_a_batch_judge_every_fix_of_the_batch(br
     park_and_farm(bridge)
     # A batch: two uplinks of each collar, stored and applied without rules (as a batching ingest does).
     bodies = [*rb.fix_uplinks("collar-01", T, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)]),
-              *rb.fix_uplinks("collar-02", T, [(0, 311_000, 9_703_000), (60, 312_500, 9_703_000)]),
+              *rb.fix_uplinks("collar-02", T, [(0, 311_000, 9_703_000), (60, 313_000, 9_703_000)]),
               *rb.fix_uplinks("collar-03", T, [(0, 308_000, 9_703_000), (60, 312_500, 9_703_000)])]
     devices = [process_raw(bridge.db, ingest.store_raw(bridge.db, body, "tts"), bridge.codec, bridge.settings).device_id
                for body in bodies]
@@ -309,3 +313,95 @@ def test_fence_index_is_built_once_and_rebuilt_when_a_ranger_renames_a_fence(bri
     names = {a.device_id: a.evidence["fence"] for a in bridge.alerts(viewer=b.RANGER)}
     assert names == {"collar-01": "Park", "collar-02": "Maasai Mara"}
     assert bridge.rules_runtime.fence_builds == 2
+
+
+# A crossing is believed once the fixes after it confirm it: a second fix past the line, or one fix at
+# least 800 m past it (rules.fences). The park's east fence is at x = 310 km; fixes every 2 minutes
+# (the collar tracks after a crossing of its own).
+
+
+def _exits(bridge):
+    return [a for a in bridge.alerts(viewer=b.RANGER) if a.alert_type == "geofence_exit"]
+
+
+def test_one_bad_fix_past_the_park_fence_during_a_chase_raises_no_exit(bridge):
+    park_and_farm(bridge)
+    # Running east inside the park, 300 m from the fence; one fix lands 150 m outside (a bad fix: 450 m
+    # in 2 minutes is 13.5 km/h, plausible while running), the next is back inside.
+    ingest_track(bridge, [(0, 309_500, 9_702_000), (2, 309_700, 9_702_000), (4, 310_150, 9_702_000),
+                          (6, 309_800, 9_702_100), (8, 309_750, 9_702_300)])
+
+    assert bridge.alerts(viewer=b.RANGER) == []
+
+
+def test_real_exit_is_raised_when_the_second_fix_outside_arrives_at_the_interpolated_time(bridge):
+    park_and_farm(bridge)
+    ingest_track(bridge, [(0, 309_800, 9_702_000), (2, 310_100, 9_702_000)])
+    assert bridge.alerts(viewer=b.RANGER) == []  # 100 m past the line: waiting for the next fix
+
+    ingest_track(bridge, [(4, 310_300, 9_702_000)], first_f_cnt=3)
+
+    (alert,) = _exits(bridge)
+    assert alert.state == "new"
+    # Crossed 200 m along the 300 m from 309.8 to 310.1 km: 2/3 of 2 minutes after 08:00.
+    assert abs((alert.time - (T + timedelta(seconds=80))).total_seconds()) < 2
+    confirmation = alert.evidence["confirmation"]
+    assert confirmation["decided"] == "2 fixes in a row past the line"
+    # (the positions message carries about a metre of rounding)
+    assert [f["metres_past_line"] for f in confirmation["fixes_past_line"]] == [pytest.approx(100, abs=2),
+                                                                             pytest.approx(300, abs=2)]
+    assert "confirmed" in alert.evidence["rule"]
+
+
+def test_one_fix_far_past_the_line_is_raised_at_once(bridge):
+    park_and_farm(bridge)
+    # An hour between fixes, the second 900 m past the fence: further than a bad fix goes.
+    ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 310_900, 9_702_000)])
+
+    (alert,) = _exits(bridge)
+    assert alert.evidence["confirmation"]["decided"].startswith("a fix 900 m past the line")
+
+
+def test_quick_exit_and_return_seen_by_one_fix_is_not_raised_but_seen_by_two_is_raised_and_closed(bridge):
+    park_and_farm(bridge)
+    bridge.register_animal("collar-02", "Lemayian")
+    # collar-01: one fix 200 m outside, then back: a step over the line cannot be told from a bad fix.
+    ingest_track(bridge, [(0, 309_700, 9_702_000), (2, 310_200, 9_702_000), (4, 309_800, 9_702_000),
+                          (6, 309_600, 9_702_000)])
+    # collar-02: two fixes outside, then two back: a real excursion, raised and closed by Tembo.
+    ingest_track(bridge, [(0, 309_700, 9_704_000), (2, 310_200, 9_704_000), (4, 310_300, 9_704_000),
+                          (6, 309_800, 9_704_000), (8, 309_600, 9_704_000)], device_id="collar-02")
+
+    (alert,) = _exits(bridge)
+    assert (alert.device_id, alert.state, alert.resolved_by) == ("collar-02", "resolved", "tembo")
+    (closing,) = [e for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "auto_resolved"]
+    assert closing.detail["reason"].startswith("back inside the fence at")
+
+
+def test_one_fix_back_inside_does_not_close_an_exit_nor_raise_it_again(bridge):
+    park_and_farm(bridge)
+    # Out (two fixes), one bad fix back inside, out again: one exit alert, still open.
+    ingest_track(bridge, [(0, 309_700, 9_702_000), (2, 310_200, 9_702_000), (4, 310_400, 9_702_000),
+                          (6, 309_900, 9_702_000), (8, 310_600, 9_702_000), (10, 310_700, 9_702_000)])
+
+    (alert,) = _exits(bridge)
+    assert alert.state == "new" and alert.occurrences == 1
+
+
+def test_a_lone_fix_inside_the_farmland_raises_no_farmland_alert(bridge):
+    park_and_farm(bridge)
+    # Out of the park (1.7 km past its fence: raised at once), then near the farm (fence at x = 312 km):
+    # one fix 100 m into the field, then out again.
+    ingest_track(bridge, [(0, 309_500, 9_702_000), (30, 311_700, 9_702_000), (32, 312_100, 9_702_000),
+                          (34, 311_800, 9_702_000), (36, 311_700, 9_702_000)])
+
+    assert [a.alert_type for a in bridge.alerts(viewer=b.RANGER)] == ["geofence_exit"]  # it did leave the park
+
+
+def test_a_segment_through_the_fenced_plot_with_both_fixes_in_the_park_raises_nothing(bridge):
+    park_and_farm(bridge)
+    # 08:00 west of the plot (x = 304-306 km), 09:00 east of it: the straight line crosses the plot, out
+    # of the park and back, but no fix was ever outside.
+    ingest_track(bridge, [(0, 303_000, 9_705_000), (60, 307_000, 9_705_000), (120, 307_500, 9_705_000)])
+
+    assert bridge.alerts(viewer=b.RANGER) == []

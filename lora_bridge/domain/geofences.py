@@ -159,6 +159,14 @@ class FenceIndex:
         point = Point(x, y)
         return [fence.id for fence in self.fences if fence.prepared.contains(point)]
 
+    def place(self, fence_id: int, lat: float, lon: float) -> tuple[bool, float]:
+        """(inside, metres to the nearest of its lines) of a point against one fence (holes outside)."""
+        fence = self.fence(fence_id)
+        if fence is None or self.crs is None:
+            return False, 0.0
+        point = Point(*self._forward.transform(lon, lat))
+        return bool(fence.prepared.contains(point)), float(fence.lines.distance(point))
+
     def _fence_crossings(self, fence: _Fence, segment: LineString, t0: datetime, t1: datetime) -> list[Crossing]:
         touched = segment.intersection(fence.lines)
         fractions = sorted({segment.project(Point(c), normalized=True) for c in _coordinates(touched)})

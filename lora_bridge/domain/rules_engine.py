@@ -36,6 +36,15 @@ from sqlalchemy.orm import Session
 from lora_bridge.domain import alerts, geofences, rules
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
 from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, corroborate
+from lora_bridge.domain.rules_crossings import (
+    CONFIRMED,
+    LONE_FIX,
+    NO_FIX_PAST,
+    CrossingJudge,
+    JudgedCrossing,
+    judged_on,
+    neighbourhood,
+)
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import RuleProfile, RulesConfig
@@ -49,7 +58,7 @@ GEOFENCE_EXIT = "geofence_exit"
 GEOFENCE_ENTER = "geofence_enter"
 GEOFENCE_FARMLAND = "geofence_farmland"
 FARMLAND_KINDS = ("farmland",)
-CONTEXT_FIXES = 4  # judged fixes before the new ones, so the first new segment and outliers can be judged
+CONTEXT_FIXES = 6  # judged fixes before the new ones, so the first new segments, their confirmation and outliers can be judged
 MAX_NEW_FIXES = 2000  # per evaluation; the timer reads on from the cursor
 MAX_READ = MAX_NEW_FIXES + 500  # one read of new and recent fixes; past this the rules read the long way
 
@@ -292,13 +301,21 @@ def _track(
     if len(fences) and clean.kept:
         # Only the segments that differ between the track as judged and the track now can cross
         # anything new: a new fix at the end adds one; a back-filled one splits one in two.
+        # A crossing is believed once fixes after it confirm it (rules_crossings), so a segment's verdict
+        # can change while the fixes after it arrive: its neighbours are judged again with it.
         old_segments, new_segments = _pairs(before.kept), _pairs(clean.kept)
         old_set, new_set = set(old_segments), set(new_segments)
-        added = [c for seg in new_segments if seg not in old_set for c in fences.crossings(*seg)]
-        removed = [c for seg in old_segments if seg not in new_set for c in fences.crossings(*seg)]
+        reach = profile.fences.confirm_fixes + 1
+        keys = neighbourhood(new_segments, new_set - old_set, reach) | neighbourhood(old_segments, old_set - new_set, reach)
+        judge = CrossingJudge(fences, profile.fences)
+        now_judged = judged_on(judge, clean.kept, keys)
+        was_judged = judged_on(judge, before.kept, keys)
+        confirmed_now = {j.crossing: j for j in now_judged if j.verdict == CONFIRMED}
+        added = list(confirmed_now)
+        removed = [j.crossing for j in was_judged if j.verdict == CONFIRMED]
         fresh, again, disputed = match_crossings(added, removed)
         for crossing in fresh:
-            _on_crossing(session, fences, device, animal_id, crossing, clean.outliers, steps)
+            _on_crossing(session, fences, device, animal_id, confirmed_now[crossing], clean.outliers, steps)
         for old, new in again:
             _refine_crossing(session, old, new, steps)
         for old in disputed:  # an alert raised for it was closed when the animal came back: the ranger judges it
@@ -307,7 +324,16 @@ def _track(
                 device.device_id, old.fence_name, old.time.isoformat(),
                 extra={"device_id": device.device_id, "fence_id": old.fence_id},
             )
-        _clear_geofence_alerts(session, fences, device, clean.kept[-1], steps)
+        was = {(j.crossing, j.verdict) for j in was_judged}
+        for j in now_judged:
+            if j.verdict in (LONE_FIX, NO_FIX_PAST) and (j.crossing, j.verdict) not in was:
+                log.info(
+                    "fence crossing not confirmed device_id=%s fence=%s direction=%s at=%s: %s",
+                    device.device_id, j.crossing.fence_name, j.crossing.direction, j.crossing.time.isoformat(),
+                    j.evidence.get("decided"),
+                    extra={"device_id": device.device_id, "fence_id": j.crossing.fence_id, "evidence": j.evidence},
+                )
+        _clear_geofence_alerts(session, judge, device, clean.kept, steps)
     newest = max(everything[-1][0], cursor.position_time or everything[-1][0])
     window_start = newest - lookback
     _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean.outliers, steps)
@@ -389,10 +415,11 @@ def _on_crossing(
     fences: FenceIndex,
     device: Device,
     animal_id: int | None,
-    crossing: Crossing,
+    judged: JudgedCrossing,
     outliers: list[dict[str, Any]],
     steps: Steps,
 ) -> None:
+    crossing = judged.crossing
     fence = fences.fence(crossing.fence_id)
     alert_type = _alert_type_for(crossing, fence.alert_on if fence else "both")
     log.info(
@@ -405,7 +432,11 @@ def _on_crossing(
     if alert_type is None:
         return
     evidence = {
-        "rule": "track segment intersected with the fence's lines in UTM; time interpolated along the segment",
+        "rule": (
+            "track segment intersected with the fence's lines in UTM; time interpolated along the segment; "
+            "believed once confirmed by the fixes after it (a second fix past the line, or one far past it)"
+        ),
+        "confirmation": judged.evidence,
         "fence_id": crossing.fence_id,
         "fence": crossing.fence_name,
         "fence_kind": crossing.fence_kind,
@@ -430,22 +461,37 @@ def _on_crossing(
     steps.add(alert.id, "raised" if is_new else "repeated")
 
 
-def _clear_geofence_alerts(session: Session, fences: FenceIndex, device: Device, latest: Fix, steps: Steps) -> None:
-    inside = set(fences.containing(latest[1], latest[2]))
+def _clear_geofence_alerts(session: Session, judge: CrossingJudge, device: Device, kept: list[Fix], steps: Steps) -> None:
+    """Close a server geofence alert once the animal is back on the side it left, confirmed the way a
+    crossing is: the newest confirm_fixes fixes back (after the alert), or the newest one far past the line."""
+    latest = kept[-1]
+    need, far_enough = judge.profile.confirm_fixes, judge.profile.confirm_distance_m
     for alert_type in (GEOFENCE_EXIT, GEOFENCE_ENTER, GEOFENCE_FARMLAND):
         alert = steps.open.get(alert_type)
         if alert is None or alert.source != alerts.SOURCE_SERVER or latest[0] <= alert.last_time:
             continue
-        fence_ids = set(alert.evidence.get("fence_ids", []))
+        fence_ids = list(alert.evidence.get("fence_ids", []))
         if not fence_ids:
             continue
-        if alert_type == GEOFENCE_EXIT and fence_ids <= inside:
-            reason = f"back inside the fence at {latest[0].isoformat()}"
-        elif alert_type != GEOFENCE_EXIT and not (fence_ids & inside):
-            reason = f"out of the fence again at {latest[0].isoformat()}"
-        else:
+        want_inside = alert_type == GEOFENCE_EXIT
+        recent = [f for f in kept[-need:] if f[0] > alert.last_time]
+        if not all(_back_on_side(judge, fid, recent, want_inside, need, far_enough) for fid in fence_ids):
             continue
-        _close(session, steps, alert, reason, latest[0])
+        where = "back inside the fence" if want_inside else "out of the fence again"
+        _close(session, steps, alert, f"{where} at {latest[0].isoformat()}", latest[0])
+
+
+def _back_on_side(judge: CrossingJudge, fence_id: int, recent: list[Fix], inside: bool, need: int, far_enough: float) -> bool:
+    """The newest fixes show the animal back on the `inside` side of the fence: the newest one far past
+    the line, or the last `need` of them all on that side."""
+    if not recent:
+        return False
+    newest_inside, newest_metres = judge.place(fence_id, recent[-1])
+    if newest_inside != inside:
+        return False
+    if newest_metres >= far_enough:
+        return True
+    return len(recent) >= need and all(judge.place(fence_id, f)[0] == inside for f in recent)
 
 
 def _immobility(

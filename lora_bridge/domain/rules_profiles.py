@@ -56,6 +56,21 @@ class SpeedProfile(_Strict):
     max_speed_kmh: float = Field(default=20.0, gt=0)
 
 
+class FenceProfile(_Strict):
+    """A fence crossing is believed once a fix confirms it, the way trackers guard against a bad fix
+    (several positions outside before an exit alert): `confirm_fixes` plausible fixes in a row on the
+    far side of the line, or one fix at least `confirm_distance_m` past it.
+
+    A collar's GNSS gives a bad fix now and then (multipath, few satellites: tens to a few hundred
+    metres off; the twin's error model draws them up to 600 m), fast enough to pass the speed test
+    while the collar tracks at 2-minute fixes. 800 m is past that; a second fix costs one fix
+    interval (2 minutes once the collar tracks after its own crossing).
+    """
+
+    confirm_fixes: int = Field(default=2, ge=1)
+    confirm_distance_m: float = Field(default=800.0, gt=0)
+
+
 class OfflineProfile(_Strict):
     """Offline after `missed_reports` of the collar's own status intervals (its reported
     `status_interval_s`, else the collar's default) plus `grace_min` for late delivery."""
@@ -107,6 +122,7 @@ class RuleProfile(_Strict):
 
     immobility: ImmobilityProfile = ImmobilityProfile()
     speed: SpeedProfile = SpeedProfile()
+    fences: FenceProfile = FenceProfile()
     offline: OfflineProfile = OfflineProfile()
     battery: BatteryProfile = BatteryProfile()
     corroboration: CorroborationProfile = CorroborationProfile()
