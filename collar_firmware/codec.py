@@ -186,16 +186,38 @@ MESSAGES = (
     # FUOTA in the manner of the LoRa Alliance application packages: TS005 remote multicast set-up
     # (port 200), TS004 fragmented data block transport (port 201), TS003 clock sync (port 202).
     # The tag is the package's command id (CID). Times are Unix seconds (TS003 counts GPS seconds).
+    # TS005 v1.0.0 (LoRaMac-node LmhpRemoteMcastSetup.c): McGroupIDHeader is RFU 6 bits | McGroupID
+    # 2 bits (a group above 3 is refused); McKey_encrypted (16 bytes, wrapped with the collar's McKEKey)
+    # travels as four little-endian words; SessionTime counts GPS seconds (gps_from_unix); TimeOut
+    # is the low 4 bits (the window lasts 2**TimeOut s). Answers: McGroupSetupAns = IDerror (bit 2)
+    # | McGroupID; McGroupDeleteAns = McGroupUndefined (bit 2) | McGroupID; McClassCSessionAns status
+    # = StartMissed (bit 5, TS005 v2) | McGroupUndefined (4) | FreqError (3) | DRError (2) | McGroupID,
+    # TimeToStart present only when no error bit is set.
+    ("mc_package_version", 200, 0, "down", ()),
+    ("mc_package_version_ans", 200, 0, "up", (("package_id", "u8", None), ("package_version", "u8", None))),
+    ("mc_group_setup", 200, 2, "down", (
+        ("group", "u8", None),
+        ("mc_addr", "u32", None),
+        ("mc_key_encrypted_0", "u32", None),
+        ("mc_key_encrypted_1", "u32", None),
+        ("mc_key_encrypted_2", "u32", None),
+        ("mc_key_encrypted_3", "u32", None),
+        ("min_mc_fcount", "u32", None),
+        ("max_mc_fcount", "u32", None),
+    )),
+    ("mc_group_setup_ans", 200, 2, "up", (("status", "u8", None),)),
+    ("mc_group_delete", 200, 3, "down", (("group", "u8", None),)),
+    ("mc_group_delete_ans", 200, 3, "up", (("status", "u8", None),)),
     ("mc_class_c_session", 200, 4, "down", (
         ("group", "u8", None),
-        ("session_time_s", "u32", None),
+        ("session_time_gps_s", "u32", None),
         ("timeout_log2_s", "u8", None),
         ("frequency_hz100", "u24", None),
         ("data_rate", "u8", None),
     )),
     ("mc_class_c_session_ans", 200, 4, "up", (
         ("status", "u8", None),
-        ("time_to_start_s", "u24", None),
+        ("time_to_start_s", "list", (1, (("s", "u24", None),))),
     )),
     ("frag_session_setup", 201, 2, "down", (
         ("session", "u8", None),
@@ -225,6 +247,28 @@ MESSAGES = (
 PORT_MULTICAST = 200
 PORT_FRAGMENTS = 201
 PORT_CLOCK = 202
+# TS005 remote multicast set-up: its package identifier and version (PackageVersionAns), the answer bits.
+MC_PACKAGE_ID = 2
+MC_PACKAGE_VERSION = 1
+MC_GROUPS = 4  # McGroupID is 2 bits
+MC_ERR_ID = 0x04  # McGroupSetupAns IDerror; McGroupDeleteAns McGroupUndefined
+MC_ERR_DR = 0x04  # McClassCSessionAns
+MC_ERR_FREQ = 0x08
+MC_ERR_UNDEFINED = 0x10
+MC_ERR_START_MISSED = 0x20
+# GPS time (TS003, TS005) against the collar's Unix clock: the GPS epoch and GPS-UTC leap seconds.
+GPS_EPOCH_UNIX_S = 315964800  # 1980-01-06T00:00:00Z
+GPS_UTC_LEAP_S = 18  # since 2017-01-01
+
+
+def gps_from_unix(t_s):
+    """Return GPS seconds modulo 2**32 of Unix second t_s (what SessionTime carries)."""
+    return (t_s - GPS_EPOCH_UNIX_S + GPS_UTC_LEAP_S) & 0xFFFFFFFF
+
+
+def unix_from_gps(gps_s):
+    """Return the Unix second of GPS second gps_s."""
+    return gps_s + GPS_EPOCH_UNIX_S - GPS_UTC_LEAP_S
 
 _SIZES = {"u8": 1, "u16": 2, "u24": 3, "u32": 4, "i8": 1, "i16": 2, "i24": 3, "i32": 4,
           "lat": 3, "lon": 3, "enum": 1, "ver": 3}

@@ -342,6 +342,9 @@ class Collar:
             wake = retry
         if self.send_wake_s and self.send_wake_s < wake:
             wake = self.send_wake_s
+        window = self.update.wake_s()
+        if window and window < wake:
+            wake = window
         return wake if wake > now else now + 1
 
     # ---- sensing -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ sequence number): a power cut at any point leaves one valid record, naming a sig
 import hashlib
 import struct
 
-from collar_firmware import codec, config, records, update_fec, update_image
+from collar_firmware import codec, config, multicast, records, update_fec, update_image
 from collar_firmware.compat import const
 
 PORT_MULTICAST = codec.port_of("mc_class_c_session")
@@ -122,8 +122,7 @@ class UpdateAgent:
         self.decoder = None
         self.header = None
         self.image_len = 0
-        self.session_start_s = 0
-        self.session_end_s = 0
+        self.multicast = multicast.Multicast(collar.hal.radio, self.storage)
         self.last_result = None  # ACK_RESULTS name of the last outcome
         self.last_kind = 0  # index into codec.UPDATE_KINDS
         self.last_outcome = 0  # index into codec.UPDATE_OUTCOMES
@@ -153,7 +152,11 @@ class UpdateAgent:
 
     def busy(self):
         """Return True while an update holds state the loop must advance."""
-        return self.state != IDLE or self.trial_due
+        return self.state != IDLE or self.trial_due or self.multicast.scheduled()
+
+    def wake_s(self):
+        """Return when the loop must wake for the Class C window (opens or closes; 0: no window)."""
+        return self.multicast.wake_s()
 
     def result_values(self):
         """Return the status fields of the last update's result (names from the codec's enums)."""
@@ -184,22 +187,25 @@ class UpdateAgent:
         elif name == "frag_session_setup":
             self._setup(msg, now)
         elif name == "frag_session_status":
-            missing = self.still_needed()
-            if missing or msg["participants"]:  # participants 0: only collars still missing fragments answer
-                received = self.decoder.received if self.decoder is not None else 0
-                self._answer("frag_session_status_ans", {"received_and_index": received & 0x3FFF,
-                                                          "missing": missing if missing < 255 else 255, "status": 0})
-        elif name == "mc_class_c_session":
-            self.session_start_s = msg["session_time_s"]
-            self.session_end_s = msg["session_time_s"] + (1 << msg["timeout_log2_s"])
-            start = self.session_start_s - now
-            self._answer("mc_class_c_session_ans", {"status": 0, "time_to_start_s": start if start > 0 else 0})
-            self.clock_token = (self.clock_token + 1) & 0xFF  # TS003: sync the clock before the window
-            self._answer("app_time_req", {"device_time_s": now, "token": self.clock_token})
+            if self.still_needed() or msg["participants"]:  # participants 0: only collars missing fragments answer
+                self._status_answer()
+        elif port == PORT_MULTICAST:
+            answer = self.multicast.handle(name, msg, now)
+            if answer is not None:
+                self._answer(answer[0], answer[1])
+                if name == "mc_class_c_session" and answer[1]["time_to_start_s"]:
+                    self.clock_token = (self.clock_token + 1) & 0xFF  # TS003: sync the clock before the window
+                    self._answer("app_time_req", {"device_time_s": now, "token": self.clock_token})
         elif name == "app_time_ans":
             if msg["token"] == self.clock_token:  # an answer to an older request would correct twice
                 self.collar.hal.clock.set_time_s(now + msg["correction_s"])
                 self.clock_token = (self.clock_token + 1) & 0xFF
+
+    def _status_answer(self):
+        missing = self.still_needed()
+        received = self.decoder.received if self.decoder is not None else 0
+        self._answer("frag_session_status_ans", {"received_and_index": received & 0x3FFF,
+                                                  "missing": missing if missing < 255 else 255, "status": 0})
 
     def _answer(self, name, values):
         port, payload = codec.encode_packet(name, values)
@@ -285,6 +291,8 @@ class UpdateAgent:
 
     def step(self, now):
         """Advance whatever the update waits for (called once per wake-up)."""
+        if self.multicast.step(now) == multicast.CLOSED and self.decoder is not None and self.state == RECEIVING:
+            self._status_answer()  # the window closed: the bridge learns what unicast must still bring
         if self.trial_due:
             self.trial_due = False
             self._firmware_trial(now)

@@ -99,9 +99,14 @@ def build_fleet(n: int, loss: float, seed: int, keys_for=None, sf: int = 9,
     return fleet
 
 
-def _setup_frames(frags: Fragmented, session_s: int) -> list[tuple[int, bytes]]:
-    mc = codec.encode_packet("mc_class_c_session", {"group": 0, "session_time_s": session_s, "timeout_log2_s": 16,
-                                                     "frequency_hz100": 8695250, "data_rate": 3})
+def _setup_frames(frags: Fragmented, session_s: int, multicast_s: float = 3600.0,
+                  sf: int = 9) -> list[tuple[int, bytes]]:
+    """The unicast set-up of one collar: its Class C window (TS005, GPS time, a timeout that leaves
+    room for the repair rounds) and the fragmentation session (TS004)."""
+    mc = codec.encode_packet("mc_class_c_session", {
+        "group": 0, "session_time_gps_s": codec.gps_from_unix(session_s),
+        "timeout_log2_s": delivery.window_timeout_log2(multicast_s),
+        "frequency_hz100": 8695250, "data_rate": max(0, 12 - sf)})
     setup = codec.encode_packet("frag_session_setup", {"session": 0, "nb_frag": frags.nb_frag,
                                                        "frag_size": frags.frag_size, "control": 0,
                                                        "padding": frags.padding, "descriptor": 0})
@@ -148,10 +153,10 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
     now = fleet[0].hal.clock.now_s()
     session_s = now + SESSION_LEAD_S
     for c in fleet:
-        for port, payload in _setup_frames(frags, session_s):
+        for port, payload in _setup_frames(frags, session_s, plan.multicast_s, plan.sf):
             c.hear(port, payload)
             progress.unicast_sent(c.device_id, 1)
-        c.live_until(session_s)
+        c.live_until(session_s + 1)  # the collar wakes at the window's start and opens it
     t = float(session_s)
     completed: dict[str, float] = {}
 
@@ -159,7 +164,7 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
         nonlocal t
         airtime_s = airtime_us(len(frame), plan.sf, 125) / 1e6
         for c in fleet:
-            if rng.random() >= c.loss:
+            if rng.random() >= c.loss and c.hal.radio.class_c is not None:  # heard only in its Class C window
                 receiving = c.collar.update.receiving()
                 c.hear(port, frame)
                 if receiving and not c.collar.update.receiving():

@@ -171,6 +171,10 @@ class SimRadio:
         self.downlinks = []
         self._rx = None
         self.fail_sends = 0
+        self.class_c = None  # (frequency_hz, data_rate) while a Class C window is open
+        self.class_c_windows = []  # (opened_s, closed_s or None, frequency_hz, data_rate)
+        self.multicast_groups = {}  # group -> (mc_addr, key_encrypted, min_fcount, max_fcount)
+        self.refuse_groups = False  # the stack refuses every multicast group (a test's broken modem)
 
     def data_rate(self):
         """Return (spreading_factor, bandwidth_khz)."""
@@ -201,6 +205,28 @@ class SimRadio:
     def push_downlink(self, port, payload):
         """Queue a downlink for the collar (delivered after its next heard uplink)."""
         self.downlinks.append((port, bytes(payload)))
+
+    def multicast_group(self, group, mc_addr, key_encrypted, min_fcount, max_fcount):
+        """Keep the group as the LoRaWAN stack would; False when told to refuse."""
+        if self.refuse_groups:
+            return False
+        self.multicast_groups[group] = (mc_addr, bytes(key_encrypted), min_fcount, max_fcount)
+        return True
+
+    def multicast_delete(self, group):
+        """Forget the group."""
+        self.multicast_groups.pop(group, None)
+
+    def set_class_c(self, frequency_hz, data_rate):
+        """Open a Class C window (recorded with its time)."""
+        self.class_c = (frequency_hz, data_rate)
+        self.class_c_windows.append([self.clock.now_s(), None, frequency_hz, data_rate])
+
+    def set_class_a(self):
+        """Close the Class C window."""
+        if self.class_c is not None and self.class_c_windows:
+            self.class_c_windows[-1][1] = self.clock.now_s()
+        self.class_c = None
 
 
 def linear_drain(start_mv, mv_per_day, start_s):

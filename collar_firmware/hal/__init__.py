@@ -60,6 +60,20 @@ class Radio:
         """Return (spreading_factor, bandwidth_khz) in use."""
         return (7, 125)
 
+    def multicast_group(self, group, mc_addr, key_encrypted, min_fcount, max_fcount):
+        """Give the LoRaWAN stack multicast group 0..3 (TS005 McGroupSetupReq: its address, its McKey
+        wrapped with the collar's McKEKey, the frame counters it accepts); return True when taken."""
+        return False
+
+    def multicast_delete(self, group):
+        """Forget multicast group 0..3."""
+
+    def set_class_c(self, frequency_hz, data_rate):
+        """Listen continuously on frequency_hz at data_rate (a TS005 Class C window)."""
+
+    def set_class_a(self):
+        """Listen only after uplinks again (the Class C window closed)."""
+
 
 class Power:
     """Battery and temperature sensing."""

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collar_firmware import codec as wire
 from collar_firmware.scheduler import airtime_us
 from lora_bridge import queries
 from lora_bridge.domain import downlinks
@@ -54,7 +55,6 @@ SETUP_LEAD_S = 2 * 3600  # the window opens this long after the set-up is queued
 HORIZON_S = 60.0  # multicast frames are queued at most this long before their absolute time
 PRIOR_LOSS = 0.1  # a collar's downlink loss before any delivery measured it
 DEFAULT_SF = 9
-WINDOW_TIMEOUT_LOG2 = 16  # the Class C window closes 2**16 s (18 h) after it opens, at the latest
 MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 SESSION_INDEX = 0  # one fragmentation session per collar at a time
 
@@ -175,7 +175,8 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime) -> i
     for collar in released:
         session_time_s = int(row.session_time.timestamp())
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="mc_class_c_session", values={
-            "group": 0, "session_time_s": session_time_s, "timeout_log2_s": WINDOW_TIMEOUT_LOG2,
+            "group": 0, "session_time_gps_s": wire.gps_from_unix(session_time_s),
+            "timeout_log2_s": delivery.window_timeout_log2(row.target_fragment * row.spacing_s),
             "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
             "session": SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "control": 0,
@@ -337,7 +338,7 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         return []
     collar, row = found
     if message == "mc_class_c_session_ans":
-        collar.session_answered = fields.get("status") == 0
+        collar.session_answered = int(fields.get("status") or 0) & ~3 == 0  # no TS005 error bit
     elif message == "frag_session_setup_ans":
         collar.setup_answered = fields.get("status") == 0
     else:

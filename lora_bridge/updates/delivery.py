@@ -26,6 +26,7 @@ REPAIR_OVERHEAD = 2  # fragments above a collar's rank deficit, for the odd pari
 MAX_LOSS = 0.9  # an observed loss above this is treated as this (the sum would not end)
 STATUS_WINDOW_S = 300  # collars answer a status request within this (TS004's answer delay, the collar's send slot)
 MAX_COUNTER = (1 << 14) - 1  # the fragment counter of a DataFragment is 14 bits
+MAX_TIMEOUT_LOG2 = 15  # TS005 SessionTimeOut: 4 bits, the window lasts 2**TimeOut s (at most 9.1 h)
 
 
 @dataclass(frozen=True)
@@ -60,3 +61,13 @@ def observed_loss(received: int, sent: int, prior: float) -> float:
     if sent <= 0:
         return prior
     return min(max(1.0 - received / sent, 0.0), MAX_LOSS)
+
+
+def window_timeout_log2(multicast_s: float) -> int:
+    """Return the TS005 TimeOut of a Class C window for a planned multicast of multicast_s seconds:
+    room for the repair rounds (as much multicast again) and every status window, in 4 bits."""
+    need = 2 * multicast_s + (MAX_REPAIR_ROUNDS + 1) * STATUS_WINDOW_S
+    k = 0
+    while (1 << k) < need and k < MAX_TIMEOUT_LOG2:
+        k += 1
+    return k

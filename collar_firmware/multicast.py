@@ -1,0 +1,157 @@
+"""TS005 remote multicast set-up on the collar: its multicast groups and the Class C window.
+
+Port 200 (codec table): PackageVersionReq, McGroupSetupReq / McGroupDeleteReq (a group's address,
+its McKey still wrapped with the collar's McKEKey, and its frame counter range, handed to the
+LoRaWAN stack through `hal.Radio.multicast_group`: only the stack holds the key-encryption key),
+and McClassCSessionReq (the window's start in GPS seconds, its timeout 2**TimeOut s, frequency and
+data rate). The collar checks each field against its bounds and answers with the package's error
+bits (codec.MC_ERR_*). A window opens at its start (`Radio.set_class_c`) and closes at its end
+(`Radio.set_class_a`) whatever else happens, so a collar never stays in Class C draining its
+battery; a reboot leaves the modem in Class A. Group 0 is the one provisioned with the collar.
+"""
+
+import struct
+
+from collar_firmware import codec, records
+from collar_firmware.compat import const
+
+KEY_GROUPS = "mc.groups"
+PROVISIONED_GROUPS = const(1)  # bit mask of the groups whose keys the collar left the factory with
+MIN_FREQUENCY_HZ100 = const(8630000)  # EU868: 863-870 MHz, in the 100 Hz steps of DLFrequency
+MAX_FREQUENCY_HZ100 = const(8700000)
+MAX_DATA_RATE = const(7)  # EU868 DR0..DR7
+TIMEOUT_MASK = const(0x0F)  # SessionTimeOut: RFU 4 bits | TimeOut 4 bits
+MAX_TIME_TO_START_S = const(0xFFFFFF)  # TimeToStart is 3 bytes
+
+CLOSED = const(2)  # what step() returns when it closed a window
+
+
+class Multicast:
+    """The collar's multicast groups and its Class C session (one at a time)."""
+
+    def __init__(self, radio, storage):
+        self.radio = radio
+        self.storage = storage
+        self.defined = PROVISIONED_GROUPS
+        self.addr = [0, 0, 0, 0]
+        self._load()
+        self.group = 0
+        self.start_s = 0  # Unix second the window opens; 0: no session
+        self.end_s = 0
+        self.frequency_hz = 0
+        self.data_rate = 0
+        self.open = False
+        self.closed = 0  # windows closed so far
+
+    def _load(self):
+        try:
+            body = records.unsealed(self.storage.read(KEY_GROUPS))
+        except OSError:
+            body = None
+        if body is not None and len(body) == 17:
+            self.defined = body[0] & 0x0F
+            self.addr = list(struct.unpack("<IIII", body[1:]))
+
+    def _save(self):
+        self.storage.write(KEY_GROUPS, records.sealed(bytes([self.defined]) + struct.pack("<IIII", *self.addr)))
+
+    def is_defined(self, group):
+        """Return True when group is a McGroupID the collar holds keys for."""
+        return 0 <= group < codec.MC_GROUPS and self.defined & (1 << group) != 0
+
+    def scheduled(self):
+        """Return True while a session waits to open or is open."""
+        return self.start_s != 0
+
+    def wake_s(self):
+        """Return the next instant the window opens or closes (0: none)."""
+        if not self.start_s:
+            return 0
+        return self.end_s if self.open else self.start_s
+
+    # ---- port 200 ----------------------------------------------------------------------
+
+    def handle(self, name, msg, now):
+        """Take one TS005 request; return (answer name, values) or None."""
+        if name == "mc_package_version":
+            return ("mc_package_version_ans", {"package_id": codec.MC_PACKAGE_ID,
+                                               "package_version": codec.MC_PACKAGE_VERSION})
+        if name == "mc_group_setup":
+            return ("mc_group_setup_ans", {"status": self._setup(msg)})
+        if name == "mc_group_delete":
+            return ("mc_group_delete_ans", {"status": self._delete(msg["group"], now)})
+        if name == "mc_class_c_session":
+            return self._session(msg, now)
+        return None
+
+    def _setup(self, msg):
+        group = msg["group"]
+        if group >= codec.MC_GROUPS or msg["min_mc_fcount"] > msg["max_mc_fcount"]:
+            return codec.MC_ERR_ID | (group & 3)
+        key = struct.pack("<IIII", msg["mc_key_encrypted_0"], msg["mc_key_encrypted_1"],
+                          msg["mc_key_encrypted_2"], msg["mc_key_encrypted_3"])
+        if not self.radio.multicast_group(group, msg["mc_addr"], key, msg["min_mc_fcount"], msg["max_mc_fcount"]):
+            return codec.MC_ERR_ID | group
+        self.defined |= 1 << group
+        self.addr[group] = msg["mc_addr"]
+        self._save()
+        return group
+
+    def _delete(self, group, now):
+        if not self.is_defined(group):
+            return codec.MC_ERR_ID | (group & 3)
+        self.radio.multicast_delete(group)
+        self.defined &= ~(1 << group)
+        self.addr[group] = 0
+        self._save()
+        if self.start_s and self.group == group:
+            self.end_s = now  # its window closes at the next step
+        return group
+
+    def _session(self, msg, now):
+        group = msg["group"]
+        status = group & 3
+        if not self.is_defined(group):
+            status |= codec.MC_ERR_UNDEFINED
+        freq = msg["frequency_hz100"]
+        if freq < MIN_FREQUENCY_HZ100 or freq > MAX_FREQUENCY_HZ100:
+            status |= codec.MC_ERR_FREQ
+        if msg["data_rate"] > MAX_DATA_RATE:
+            status |= codec.MC_ERR_DR
+        start = codec.unix_from_gps(msg["session_time_gps_s"])
+        end = start + (1 << (msg["timeout_log2_s"] & TIMEOUT_MASK))
+        if end <= now:
+            status |= codec.MC_ERR_START_MISSED
+        if status & ~3:
+            return ("mc_class_c_session_ans", {"status": status, "time_to_start_s": []})
+        if self.open:
+            self.radio.set_class_a()  # a new session replaces the open one
+            self.open = False
+        self.group = group
+        self.start_s = start
+        self.end_s = end
+        self.frequency_hz = freq * 100
+        self.data_rate = msg["data_rate"]
+        wait = start - now if start > now else 0
+        return ("mc_class_c_session_ans", {"status": status,
+                                           "time_to_start_s": [wait if wait < MAX_TIME_TO_START_S
+                                                               else MAX_TIME_TO_START_S]})
+
+    # ---- the window --------------------------------------------------------------------
+
+    def step(self, now):
+        """Open the window at its start, close it at its end; return CLOSED when it closed one."""
+        if not self.start_s:
+            return 0
+        if now >= self.end_s:
+            if self.open:
+                self.radio.set_class_a()
+            self.open = False
+            self.start_s = 0
+            self.end_s = 0
+            self.closed += 1
+            return CLOSED
+        if not self.open and now >= self.start_s:
+            self.radio.set_class_c(self.frequency_hz, self.data_rate)
+            self.open = True
+        return 0

