@@ -1,7 +1,7 @@
 """Over-the-air updates on the collar: receive, rebuild, verify, install, trial boot, confirm or roll back.
 
 Downlinks on the FUOTA ports (codec table): 202 clock sync (`app_time_ans` sets the clock through
-`hal.clock.set_time_s`), 200 Class C multicast session set-up (answered with the time to start),
+`hal.clock.set_time_s`), 200 TS005 multicast set-up (multicast.py, loaded with the first such frame),
 201 fragmentation session set-up, status and data fragments. Fragments are rebuilt by
 update_fec.FecDecoder straight into the inactive slot in flash (records "s<slot>f<i>"), in
 bounded RAM. A complete image (update_image.py) is checked for size, hardware and version, its
@@ -23,7 +23,7 @@ sequence number): a power cut at any point leaves one valid record, naming a sig
 import hashlib
 import struct
 
-from collar_firmware import codec, config, multicast, records, update_fec, update_image
+from collar_firmware import codec, config, records, update_fec, update_image
 from collar_firmware.compat import const
 
 PORT_MULTICAST = codec.port_of("mc_class_c_session")
@@ -122,7 +122,7 @@ class UpdateAgent:
         self.decoder = None
         self.header = None
         self.image_len = 0
-        self.multicast = multicast.Multicast(collar.hal.radio, self.storage)
+        self.multicast = None  # multicast.Multicast, loaded with the first port-200 frame (RAM kept for the loop)
         self.last_result = None  # ACK_RESULTS name of the last outcome
         self.last_kind = 0  # index into codec.UPDATE_KINDS
         self.last_outcome = 0  # index into codec.UPDATE_OUTCOMES
@@ -152,11 +152,11 @@ class UpdateAgent:
 
     def busy(self):
         """Return True while an update holds state the loop must advance."""
-        return self.state != IDLE or self.trial_due or self.multicast.scheduled()
+        return self.state != IDLE or self.trial_due or (self.multicast is not None and self.multicast.scheduled())
 
     def wake_s(self):
         """Return when the loop must wake for the Class C window (opens or closes; 0: no window)."""
-        return self.multicast.wake_s()
+        return self.multicast.wake_s() if self.multicast is not None else 0
 
     def result_values(self):
         """Return the status fields of the last update's result (names from the codec's enums)."""
@@ -190,6 +190,10 @@ class UpdateAgent:
             if self.still_needed() or msg["participants"]:  # participants 0: only collars missing fragments answer
                 self._status_answer()
         elif port == PORT_MULTICAST:
+            if self.multicast is None:
+                from collar_firmware import multicast
+
+                self.multicast = multicast.Multicast(self.collar.hal.radio, self.storage)
             answer = self.multicast.handle(name, msg, now)
             if answer is not None:
                 self._answer(answer[0], answer[1])
@@ -291,7 +295,7 @@ class UpdateAgent:
 
     def step(self, now):
         """Advance whatever the update waits for (called once per wake-up)."""
-        if self.multicast.step(now) == multicast.CLOSED and self.decoder is not None and self.state == RECEIVING:
+        if self.multicast is not None and self.multicast.step(now) and self.state == RECEIVING:
             self._status_answer()  # the window closed: the bridge learns what unicast must still bring
         if self.trial_due:
             self.trial_due = False

@@ -10,6 +10,13 @@ those are used, with or without a configured network-server URL.
 ChirpStack v4 (REST gateway): `POST {url}/api/devices/{devEui}/queue` with
 `Grpc-Metadata-Authorization: Bearer <API key>` and `{"queueItem": {"fPort", "data", "confirmed"}}`;
 the answer's `id` is the queue item that ChirpStack's ack / txack events name.
+Multicast: The Things Stack takes a frame for a multicast end device with its `class_b_c` gateways
+and absolute time; ChirpStack v4 takes it into the multicast group's queue
+(`MulticastGroupService.Enqueue`: `POST {url}/api/multicast-groups/{id}/queue`, body the JSON of
+`EnqueueMulticastGroupQueueItemRequest`, built with the chirpstack-api package) and sends it by the
+group's own Class C settings, without a time per frame: the outbox pushes a ChirpStack frame only
+when it is due, with `expiresAt` one duty-cycle spacing later so a frame held back is dropped, not
+sent on the heels of the next.
 Timeouts are short: the outbox worker, not a webhook request, waits here.
 """
 
@@ -69,6 +76,8 @@ class MulticastFrame:
     payload: bytes
     send_at: datetime
     correlation_id: str | None = None
+    network: str = "tts"
+    expires_at: datetime | None = None  # ChirpStack drops the frame when it could not send it by then
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,10 @@ class NetworkServerClient:
         frame.send_at through frame.gateways (TTS knows no downlink path for a group: docs,
         thethingsindustries.com/docs/devices/configuring-devices/class-c/ and .../multicast/);
         DownlinkError if refused. route_hint is a collar's push URL of the same application, used
-        when no network-server URL is configured."""
+        when no network-server URL is configured. A ChirpStack group: `_send_chirpstack_multicast`."""
+        if frame.network == "chirpstack":
+            self._send_chirpstack_multicast(frame)
+            return
         if not frame.application_id:
             raise DownlinkError(f"multicast group {frame.group_id} has no TTS application id")
         if not frame.gateways:
@@ -211,6 +223,29 @@ class NetworkServerClient:
             )
             reference = _queue_item_id(answer)
         return reference
+
+    def _send_chirpstack_multicast(self, frame: MulticastFrame) -> int | None:
+        """Enqueue frame in a ChirpStack v4 multicast group's queue; return the frame counter it got."""
+        from chirpstack_api.api import multicast_group_pb2
+        from google.protobuf import json_format
+
+        base = (self.settings.network_server_url or "").rstrip("/")
+        if not base:
+            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        item = multicast_group_pb2.MulticastGroupQueueItem(multicast_group_id=frame.group_id, f_port=frame.f_port,
+                                                           data=frame.payload)
+        if frame.expires_at is not None:
+            item.expires_at.FromDatetime(frame.expires_at.astimezone(UTC))
+        body = json_format.MessageToDict(multicast_group_pb2.EnqueueMulticastGroupQueueItemRequest(queue_item=item))
+        url = f"{base}/api/multicast-groups/{quote(frame.group_id, safe='')}/queue"
+        target = DownlinkTarget(device_id=frame.group_id, network="chirpstack", application_id=frame.application_id,
+                                dev_eui=None)
+        answer = self._post(url, body, {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"}, target)
+        try:
+            f_cnt = answer.json().get("fCnt")
+        except (ValueError, AttributeError):
+            return None
+        return int(f_cnt) if isinstance(f_cnt, int | str) and str(f_cnt).isdigit() else None
 
     def _key(self) -> str:
         key = self.settings.network_server_api_key

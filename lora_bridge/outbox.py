@@ -32,7 +32,15 @@ from lora_bridge.network_server import (
 )
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.database import Database
-from lora_bridge.store.tables import Alert, Device, Downlink, DownlinkRoute, FuotaSession, MulticastDownlink
+from lora_bridge.store.tables import (
+    Alert,
+    Device,
+    Downlink,
+    DownlinkRoute,
+    FuotaCollar,
+    FuotaSession,
+    MulticastDownlink,
+)
 from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import label
 
@@ -194,6 +202,13 @@ class Outbox:
     def _claim_multicast(self, frame_id: int) -> tuple[MulticastFrame, RouteHint | None] | None:
         now = self.clock()
         with self.db.write() as session:
+            row = session.get(MulticastDownlink, frame_id)
+            if row is None:
+                return None
+            delivery = session.get(FuotaSession, row.campaign_id)
+            network = _delivery_network(session, row.campaign_id)
+            if network == "chirpstack" and row.send_at > now:
+                return None  # ChirpStack sends what it holds at once: a frame goes to it when it is due
             taken = session.execute(
                 update(MulticastDownlink)
                 .where(MulticastDownlink.id == frame_id, MulticastDownlink.state == downlinks.STATE_QUEUED)
@@ -202,7 +217,7 @@ class Outbox:
             ).rowcount
             if taken != 1:
                 return None
-            row = session.get(MulticastDownlink, frame_id)
+            session.refresh(row)
             if row.send_at < now:
                 _later(session, row, now + timedelta(seconds=1) - row.send_at)
             route = session.scalars(
@@ -210,8 +225,10 @@ class Outbox:
                                             DownlinkRoute.push_url.is_not(None))
             ).first()
             hint = RouteHint(route.push_url, route.api_key) if route is not None and route.push_url else None
+            spacing = timedelta(seconds=delivery.spacing_s if delivery is not None else 0.0)
             return MulticastFrame(row.group_id, row.application_id, tuple(row.gateways or ()), row.f_port,
-                                  row.payload, row.send_at, row.correlation_id), hint
+                                  row.payload, row.send_at, row.correlation_id, network=network,
+                                  expires_at=row.send_at + spacing if spacing else None), hint
 
     def _finish_multicast(self, frame_id: int, error: str | None) -> None:
         with self.db.write() as session:
@@ -261,6 +278,14 @@ class Outbox:
             self._routes_seen[ids] = wanted
         log.info("downlink route from TTS headers stored", extra={"application_id": ids[0], "device_label": ids[1]})
         return True
+
+
+def _delivery_network(session: Any, campaign_id: int) -> str:
+    """The network server of a delivery's collars (one per delivery: fuota_delivery.start sees to it)."""
+    network = session.scalars(
+        select(Device.network).join(FuotaCollar, FuotaCollar.device_id == Device.device_id)
+        .where(FuotaCollar.campaign_id == campaign_id, Device.network.is_not(None))).first()
+    return network or "tts"
 
 
 def _later(session: Any, frame: MulticastDownlink, delta: timedelta) -> None:

@@ -294,15 +294,6 @@ def test_a_campaign_image_that_does_not_match_its_hash_or_has_no_group_is_refuse
         start_campaign(bridge, image, version)
 
 
-def test_a_delivery_to_collars_on_chirpstack_is_refused_with_its_reason_and_nothing_is_kept(sqlite_url, network):
-    image, version = model_image()
-    with open_bridge(sqlite_url, network) as bridge:
-        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
-        with pytest.raises(ValueError, match="chirpstack"):
-            start_campaign(bridge, image, version)
-        assert bridge.campaigns() == [], "the campaign is not half made"
-
-
 def test_the_updates_page_shows_how_the_delivery_goes(sqlite_url, network, monkeypatch):
     from pathlib import Path
 

@@ -6,12 +6,13 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
 `tick(now)` then moves each delivery on, all of it through the downlink outbox:
 
 1. set-up, unicast (class A, after each collar's uplinks, within fair use): TS005
-   `mc_class_c_session` (the window's time, frequency and data rate) and TS004
+   `mc_class_c_session` (the window's GPS time, its timeout from the plan, frequency, data rate) and TS004
    `frag_session_setup`, to every collar the campaign releases (canaries first, then the fleet);
    the collar answers both and asks the time (TS003 `app_time_req`, answered by `apply_uplink`
    with an `app_time_ans` correction), so every collar opens its window at the same time;
 2. the window: `data_fragment` frames to the multicast group (`multicast_downlinks`, pushed with
-   The Things Stack's `class_b_c` gateways and absolute time), spaced by airtime / duty cycle of the
+   The Things Stack's `class_b_c` gateways and absolute time, or into a ChirpStack group's queue
+   when due, see network_server.py), spaced by airtime / duty cycle of the
    10 % sub-band and queued at most HORIZON_S ahead; the counter is durable, so a restart resumes;
 3. repair rounds (lora_bridge/updates/delivery.py): a multicast `frag_session_status` that every
    collar answers (participants = 1) with what it still needs; the answers (and the loss each
@@ -96,9 +97,10 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
     """Plan and record the delivery of image for campaign; DeliveryRefused when it cannot be done."""
     collars = list(session.scalars(select(CampaignCollar.device_id).where(CampaignCollar.campaign_id == campaign.id)))
     networks = set(session.scalars(select(Device.network).where(Device.device_id.in_(collars))))
-    if networks - {"tts"}:
-        raise DeliveryRefused("the bridge delivers images through The Things Stack's multicast only; "
-                              f"these collars are on {', '.join(sorted(str(n) for n in networks - {'tts'}))}")
+    if networks - {"tts", "chirpstack"} or len(networks) > 1:
+        raise DeliveryRefused("a delivery goes through one multicast group on one network server (The Things "
+                              "Stack or ChirpStack); these collars are on "
+                              f"{', '.join(sorted(str(n) for n in networks))}")
     try:
         plan = make_plan(len(image), _links(session, collars, prior_loss))
         frags = fragment(image, plan.frag_size)

@@ -1,0 +1,246 @@
+"""Field technicians on ChirpStack deliver a signed update through the bridge and a ChirpStack v4
+multicast group: set-up and clock sync to each collar's queue, fragments to the group's queue.
+
+The network server is a stand-in on 127.0.0.1 that takes only what ChirpStack v4's API documents
+in its Protobuf (chirpstack-api, `api/device.proto` and `api/multicast_group.proto`, served as JSON
+by its REST gateway): the route of each call is read from the `google.api.http` option of
+`DeviceService.Enqueue` and `MulticastGroupService.Enqueue`, the body must parse as that call's
+request message with no unknown field, `fPort` must be above 0 ("must be > 0"), the key comes as
+`Grpc-Metadata-Authorization: Bearer <key>`. Anything else is answered 400 (401 without the key).
+ChirpStack sends a multicast frame by the group's own Class C settings as soon as it holds it: the
+stand-in puts it on the air when it was enqueued.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import UTC, datetime
+
+import bridge_builders as b
+import pytest
+from chirpstack_api.api import device_pb2, multicast_group_pb2
+from google.api import annotations_pb2
+from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from test_fuota_delivery import HEADERS, KEYS_FOR, Reserve, model_image, start_campaign
+
+from collar_firmware import codec
+from collar_firmware.scheduler import airtime_us
+from lora_bridge.server import serve_app_in_thread
+from lora_bridge.updates.planner import DOWNLINK_DUTY
+from simulator import fuota
+
+GROUP_ID = "6b6d8c3e-5f0c-4f3e-9a7e-2f1d9f3c0b11"  # a ChirpStack multicast group is named by its UUID
+
+
+def _route_of(service, method: str) -> str:
+    """The REST route of a ChirpStack call, as its proto declares it ({a.b} becomes a path parameter)."""
+    rule = service.methods_by_name[method].GetOptions().Extensions[annotations_pb2.http]
+    assert rule.body == "*"
+    return re.sub(r"\{([a-z_.]+)\}", lambda m: "{" + m.group(1).split(".")[-1] + "}", rule.post)
+
+
+DEVICE_QUEUE = _route_of(device_pb2.DESCRIPTOR.services_by_name["DeviceService"], "Enqueue")
+GROUP_QUEUE = _route_of(multicast_group_pb2.DESCRIPTOR.services_by_name["MulticastGroupService"], "Enqueue")
+
+
+class StandInChirpStack:
+    """ChirpStack v4's device and multicast-group queues as their proto documents them."""
+
+    api_key = "chirpstack-api-token"
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.unicast: list[dict] = []  # {"device", "f_port", "payload"}
+        self.multicast: list[dict] = []  # {"group", "f_port", "payload", "expires_at", "f_cnt"}
+        self.refused: list[str] = []
+
+    def app(self) -> Starlette:
+        async def enqueue(request: Request, message, path_id: str) -> tuple[object | None, JSONResponse | None]:
+            if request.headers.get("Grpc-Metadata-Authorization") != f"Bearer {self.api_key}":
+                return None, JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
+            try:
+                parsed = json_format.ParseDict(await request.json(), message, ignore_unknown_fields=False)
+            except (json_format.ParseError, ValueError) as error:
+                self.refused.append(str(error))
+                return None, JSONResponse({"code": 3, "message": str(error)}, status_code=400)
+            item = parsed.queue_item
+            problem = None
+            if item.f_port == 0 or item.f_port > 223:
+                problem = "fPort must be 1..223"
+            elif not item.data:
+                problem = "data is required"
+            if problem:
+                self.refused.append(problem)
+                return None, JSONResponse({"code": 3, "message": problem}, status_code=400)
+            return item, None
+
+        async def device_queue(request: Request) -> JSONResponse:
+            item, refused = await enqueue(request, device_pb2.EnqueueDeviceQueueItemRequest(),
+                                          request.path_params["dev_eui"])
+            if refused:
+                return refused
+            self.unicast.append({"device": request.path_params["dev_eui"], "f_port": item.f_port,
+                                 "payload": bytes(item.data)})
+            return JSONResponse({"id": f"q-{len(self.unicast)}"})
+
+        async def group_queue(request: Request) -> JSONResponse:
+            group = request.path_params["multicast_group_id"]
+            item, refused = await enqueue(request, multicast_group_pb2.EnqueueMulticastGroupQueueItemRequest(), group)
+            if refused:
+                return refused
+            if item.multicast_group_id not in ("", group):
+                self.refused.append("multicastGroupId differs from the path")
+                return JSONResponse({"code": 3, "message": "multicastGroupId differs"}, status_code=400)
+            self.multicast.append({"group": group, "f_port": item.f_port, "payload": bytes(item.data),
+                                   "expires_at": item.expires_at.ToDatetime(UTC) if item.HasField("expires_at")
+                                   else None, "f_cnt": len(self.multicast) + 1})
+            return JSONResponse({"fCnt": len(self.multicast)})
+
+        return Starlette(routes=[Route(DEVICE_QUEUE, device_queue, methods=["POST"]),
+                                 Route(GROUP_QUEUE, group_queue, methods=["POST"])])
+
+
+class ChirpStackReserve(Reserve):
+    """The collars heard through ChirpStack's HTTP integration; its queues routed back to them."""
+
+    def __init__(self, fleet, network: StandInChirpStack, seed: int) -> None:
+        super().__init__(fleet, network, seed)
+        self.by_eui = {b.dev_eui_of(c.device_id).lower(): c for c in fleet}
+        self.now_at = 0
+
+    def _advance(self, t_s: int) -> None:
+        self.now_at = t_s
+        super()._advance(t_s)
+
+    def _uplinks(self) -> None:
+        for c in self.fleet:
+            for t_s, port, payload, _confirmed, heard in c.hal.radio.uplinks:
+                if not heard:
+                    continue
+                self.f_cnt[c.device_id] += 1
+                body = b.chirpstack_uplink((port, payload), device_id=c.device_id, f_cnt=self.f_cnt[c.device_id],
+                                           received_at=datetime.fromtimestamp(t_s, UTC))
+                assert self.client.post("/uplinks/chirpstack?event=up", content=body,
+                                        headers=HEADERS).status_code == 200
+                self.heard.append((c.device_id, codec.decode(port, payload)))
+            c.hal.radio.uplinks.clear()
+        self.bridge.process_pending()
+
+    def _route(self) -> None:
+        unicast, multicast = self.routed
+        for push in self.network.unicast[unicast:]:
+            self.by_eui[push["device"]].hal.radio.push_downlink(push["f_port"], push["payload"])
+        for frame in self.network.multicast[multicast:]:  # ChirpStack sends what it holds at once
+            frame["at"] = datetime.fromtimestamp(self.now_at, UTC)
+            self.waiting.append(frame)
+        self.routed = (len(self.network.unicast), len(self.network.multicast))
+
+
+@pytest.fixture
+def chirpstack(port):
+    stand_in = StandInChirpStack()
+    with serve_app_in_thread(stand_in.app(), port=port) as running:
+        stand_in.url = running.url
+        yield stand_in
+
+
+def open_bridge(store_url: str, network: StandInChirpStack):
+    return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                          outbox_worker=False, fuota_multicast_group=GROUP_ID)
+
+
+def test_a_new_model_reaches_collars_on_chirpstack_through_its_multicast_group_queue(sqlite_url, chirpstack):
+    image, version = model_image()
+    fleet = fuota.build_fleet(3, 0.1, 12, KEYS_FOR)
+    reserve = ChirpStackReserve(fleet, chirpstack, seed=5)
+    with open_bridge(sqlite_url, chirpstack) as bridge:
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)
+        campaign = start_campaign(bridge, image, version)
+        delivery = campaign["delivery"]
+        opens = int(delivery["window_opens"].timestamp())
+        reserve.run_until(opens - 600, step_s=600)
+        reserve.run_until(opens + 900, step_s=5)  # the window: the bridge's worker flushes every few seconds
+        reserve.run_until(opens + 3600, step_s=20)  # status windows and repair rounds
+        reserve.run_until(reserve.now_s() + 5 * 3600, step_s=600)
+        campaign = bridge.campaigns()[0]
+
+    assert chirpstack.refused == [], "every request had the shape ChirpStack's proto documents"
+    assert campaign["state"] == "done" and campaign["counts"] == {"updated": 3}, campaign["delivery"]
+    assert all(c.collar.model.version == version for c in fleet)
+    for c in fleet:  # set-up and clock sync through each collar's own queue
+        eui = b.dev_eui_of(c.device_id).lower()
+        mine = [codec.decode(p["f_port"], p["payload"], "down")["message"] for p in chirpstack.unicast
+                if p["device"] == eui]
+        assert mine[:2] == ["mc_class_c_session", "frag_session_setup"] and "app_time_ans" in mine
+    frames = chirpstack.multicast
+    assert {f["group"] for f in frames} == {GROUP_ID}
+    counters = [codec.decode(201, f["payload"], "down")["index_and_n"] & 0x3FFF for f in frames if f["payload"][0] == 8]
+    assert counters[0] == 1 and counters == sorted(counters) and len(set(counters)) == len(counters)
+    for before, after in zip(frames, frames[1:], strict=False):  # enqueued no faster than the duty cycle
+        airtime_s = airtime_us(len(before["payload"]), delivery["sf"], 125) / 1e6
+        assert (after["at"] - before["at"]).total_seconds() >= airtime_s / DOWNLINK_DUTY - 1e-3
+        assert before["expires_at"] is not None and before["expires_at"] <= after["expires_at"]
+    assert all(f["at"] <= f["expires_at"] for f in frames), "each frame reached ChirpStack before it expired"
+
+
+def test_the_multicast_request_is_chirpstacks_enqueue_request_and_a_refusal_keeps_the_frame(sqlite_url, chirpstack):
+    image, version = model_image()
+    with open_bridge(sqlite_url, chirpstack) as bridge:
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        bridge.clock = lambda: opens
+        bridge.deliver_updates()
+        bridge.flush_downlinks()  # due now: the first fragment; the next are not due yet
+        assert len(chirpstack.multicast) == 1
+        api_key, chirpstack.api_key = chirpstack.api_key, "another-token"
+        later = opens.timestamp() + 60
+        bridge.clock = lambda: datetime.fromtimestamp(later, UTC)
+        bridge.deliver_updates()
+        bridge.flush_downlinks()
+        assert len(chirpstack.multicast) == 1, "refused (401): nothing counted as sent"
+        chirpstack.api_key = api_key
+        bridge.clock = lambda: datetime.fromtimestamp(later + 2, UTC)  # the refusal moved its delivery 1 s on
+        bridge.flush_downlinks()
+
+    first, second = chirpstack.multicast
+    assert codec.decode(201, first["payload"], "down")["index_and_n"] == 1
+    assert codec.decode(201, second["payload"], "down")["index_and_n"] == 2, "the refused frame went next"
+    body = json_format.MessageToDict(multicast_group_pb2.EnqueueMulticastGroupQueueItemRequest(
+        queue_item=multicast_group_pb2.MulticastGroupQueueItem(multicast_group_id=GROUP_ID, f_port=201,
+                                                               data=first["payload"])))
+    assert body["queueItem"]["data"] == base64.b64encode(first["payload"]).decode()
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    ({"queueItem": {"multicastGroupId": GROUP_ID, "fPort": 201, "data": "CAEA", "confirmed": False}},
+     "confirmed is no field of a multicast queue item"),
+    ({"queueItem": {"multicastGroupId": GROUP_ID, "fPort": 0, "data": "CAEA"}}, "fPort 0"),
+    ({"queueItem": {"multicastGroupId": GROUP_ID, "fPort": 201}}, "no data"),
+    ({"queueItem": {"multicastGroupId": "another-group", "fPort": 201, "data": "CAEA"}}, "another group"),
+    ({"queue_item": {"f_port": "two hundred", "data": "CAEA"}}, "fPort not a number"),
+    ({"queueItem": {"fPort": 201, "data": "CAEA", "expiresAt": "tomorrow"}}, "expiresAt not RFC 3339"),
+])
+def test_the_stand_in_refuses_what_chirpstack_would(chirpstack, body, why):
+    import httpx
+
+    answer = httpx.post(f"{chirpstack.url}/api/multicast-groups/{GROUP_ID}/queue", json=body,
+                        headers={"Grpc-Metadata-Authorization": f"Bearer {chirpstack.api_key}"})
+    assert answer.status_code == 400, why
+    assert chirpstack.multicast == []
+
+
+def test_a_delivery_to_collars_on_two_network_servers_is_refused_with_its_reason(sqlite_url, chirpstack):
+    image, version = model_image()
+    with open_bridge(sqlite_url, chirpstack) as bridge:
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        with pytest.raises(ValueError, match="one network server"):
+            start_campaign(bridge, image, version)
+        assert bridge.campaigns() == [], "the campaign is not half made"
