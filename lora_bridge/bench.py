@@ -20,7 +20,11 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
     compacted_store_bytes_per_collar_day               once they are past retention and compacted
     p50_ms, p99_ms                                     webhook latency: received -> alerts stored
     lost                                               uplinks answered 2xx but not in the store (0)
-    workers_speedup                                    two MQTT workers over one (PostgreSQL)
+    workers_speedup                                    two MQTT workers over one (PostgreSQL), the
+                                                       collars shared between them (collar_shares)
+    mqtt_*cpu_ms_per_uplink*                           the workers' CPU time per uplink (all, each)
+    load_average_*                                     the machine's load average (1, 5, 15 min) as
+                                                       the run goes: what the rates were measured under
 
     python -m lora_bridge.bench drive URL SECRET FILE CONNECTIONS     (the load process)
     python -m lora_bridge.bench mqtt-worker DATABASE_URL BROKER_URL CLIENT_ID GROUP
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -306,32 +311,46 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
     finally:
         for process in processes:
             process.stdin.close()
-        batched = {"batches": 0, "bodies": 0, "fell_back": 0}
+        batched = {"batches": 0, "bodies": 0, "fell_back": 0, "handed_over": 0, "taken": 0, "cpu_s": 0.0}
+        cpu_per_worker: list[float] = []
         for process in processes:
             try:
                 said = process.stdout.readline()
-                process.wait(timeout=30)
+                process.wait(timeout=60)
                 for name, value in (json.loads(said) if said.strip() else {}).items():
                     batched[name] += value
+                    if name == "cpu_s":
+                        cpu_per_worker.append(value)
             except subprocess.TimeoutExpired:
                 process.kill()
     return {"uplinks_per_s": len(bodies) / elapsed, "lost": len(expected - set(rows)),
             "applied_twice": len(rows) - len(set(rows)),
             "mean_batch": round(batched["bodies"] / max(1, batched["batches"]), 2),
-            "batches_fell_back": batched["fell_back"]}
+            "batches_fell_back": batched["fell_back"],
+            "handed_over": batched["handed_over"],
+            # CPU time of all workers per uplink, and each worker's CPU time per uplink of the run
+            "cpu_ms_per_uplink": round(1000 * batched["cpu_s"] / len(bodies), 3),
+            "cpu_ms_per_uplink_per_worker": [round(1000 * c / len(bodies), 3) for c in cpu_per_worker]}
 
 
 def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str) -> None:
     """One bridge worker process: MQTT in, the store at database_url; runs until stdin closes."""
     from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
+    from lora_bridge.collar_shares import CollarShare
 
     with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
+        bridge.process_pending()  # bodies a killed worker stored and did not apply, as `tembo bridge` does
+        share = CollarShare(bridge, f"{group}/{client_id}")
         worker = MqttIngest(bridge.ingest_network_message, parse_broker_url(broker_url), share_group=group,
-                            client_id=client_id, topics=("v3/+/devices/+/up",), threads=bridge.settings.mqtt_threads)
+                            client_id=client_id, topics=("v3/+/devices/+/up",), threads=bridge.settings.mqtt_threads,
+                            share=share)
         with worker:
             print("ready", flush=True)
+            cpu_started = time.process_time()
             sys.stdin.read()
-        print(json.dumps(bridge.ingest_batches()), flush=True)
+            cpu_s = time.process_time() - cpu_started
+        print(json.dumps({**bridge.ingest_batches(), "handed_over": share.handed_over, "taken": share.taken,
+                          "cpu_s": cpu_s}), flush=True)
 
 
 # ---- the figures ---------------------------------------------------------------------------------
@@ -341,7 +360,8 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
                    mqtt: bool = True) -> dict[str, Any]:
     """Every figure of the module docstring, measured in one run on fresh stores in a temporary folder."""
     bodies = synthetic_bodies(collars, hours)
-    figures: dict[str, Any] = {"bodies": len(bodies), "connections": connections}
+    figures: dict[str, Any] = {"bodies": len(bodies), "connections": connections,
+                               "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="tembo-bench-") as name:
         folder = Path(name)
         folder.chmod(0o755)  # PostgreSQL runs as its own user and keeps its data folder in here
@@ -368,6 +388,7 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         collar_days = collars * hours / 24
         figures["store_bytes_per_collar_day"] = round(sqlite["store_bytes"] / collar_days)
         figures["compacted_store_bytes_per_collar_day"] = round(sqlite["compacted_store_bytes"] / collar_days)
+        figures["load_average_after_sqlite"] = [round(x, 2) for x in os.getloadavg()]
         if postgres:
             figures.update(_postgres_figures(folder, bodies, connections, mqtt))
             figures["lost"] += figures.get("postgres_lost", 0) + figures.get("mqtt_lost", 0)
@@ -388,6 +409,7 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
         figures["postgres_cpu_ms_per_uplink"] = run["cpu_ms_per_uplink"]
         figures["postgres_lost"] = run["lost"]
         figures["postgres_applied_twice"] = run["applied_twice"]
+        figures["load_average_after_postgres"] = [round(x, 2) for x in os.getloadavg()]
         figures["postgres_over_raw_insert"] = round(
             figures["postgres_uplinks_per_s"] / figures["postgres_raw_insert_uplinks_per_s"], 4
         )
@@ -404,6 +426,12 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
             figures["mqtt_two_workers_mean_batch"] = two["mean_batch"]
             # batches that went the two-step way (a claim or a collar row raced with the other worker)
             figures["mqtt_two_workers_batches_fell_back"] = two["batches_fell_back"]
+            # bodies a worker received for the other worker's collars and handed over through the store
+            figures["mqtt_two_workers_handed_over"] = two["handed_over"]
+            figures["mqtt_cpu_ms_per_uplink"] = one["cpu_ms_per_uplink"]
+            figures["mqtt_two_workers_cpu_ms_per_uplink"] = two["cpu_ms_per_uplink"]
+            figures["mqtt_two_workers_cpu_ms_per_uplink_per_worker"] = two["cpu_ms_per_uplink_per_worker"]
+            figures["load_average_after_mqtt"] = [round(x, 2) for x in os.getloadavg()]
     return figures
 
 

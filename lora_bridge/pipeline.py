@@ -357,3 +357,37 @@ def _close_replayed(letter: DeadLetter | None, result: str) -> None:
     if letter is not None:
         letter.replayed_at = utc_now()
         letter.replay_result = result
+
+
+# ---- bodies already stored, taken by a worker (lora_bridge.collar_shares) ------------------------
+
+
+def process_taken_batch(
+    db: Database,
+    take: Callable[[Session], list[int]],
+    codec: Any,
+    settings: BridgeSettings,
+    after: Callable[[Session, list[IngestResult]], None] | None = None,
+) -> tuple[list[IngestResult], bool]:
+    """Apply stored bodies in ONE transaction: `take(session)` claims them inside it (the raw ids, in
+    collar order), each is applied (a body some other worker or the timer applied meanwhile is left
+    as it is), then `after(session, results)`, one commit. Should that fail, nothing of it was
+    written, and the bodies are taken in a transaction of their own and applied one by one (one
+    still `received` after a crash in between is the timer's, `Bridge.process_pending`).
+    Returns the results and whether the batch went one by one."""
+    try:
+        with db.write() as session:
+            raw_ids = take(session)
+            results = [_process(session, raw_id, codec, settings, None) for raw_id in raw_ids]
+            if after is not None and results:
+                after(session, results)
+        return results, False
+    except Exception as error:  # noqa: BLE001 - every body is still stored; applied one by one below
+        log.info("taken batch fell back to one by one: %s", type(error).__name__, extra={"error": str(error)[:200]})
+    try:
+        with db.write() as session:
+            raw_ids = take(session)
+    except Exception as error:  # noqa: BLE001 - nothing was taken; the next round tries again
+        log.warning("stored bodies not taken (%s); tried again later", type(error).__name__)
+        return [], True
+    return [process_raw(db, raw_id, codec, settings) for raw_id in raw_ids], True

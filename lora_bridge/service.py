@@ -60,7 +60,7 @@ from lora_bridge.notify import channels, outbox
 from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
-from lora_bridge.pipeline import process_raw, store_and_process_batch
+from lora_bridge.pipeline import process_raw, process_taken_batch, store_and_process_batch
 from lora_bridge.settings import BridgeSettings, load_settings
 from lora_bridge.store import retention
 from lora_bridge.store.database import Database, open_database
@@ -229,6 +229,20 @@ class Bridge:
         raised = [(alert_id, "raised") for r in processed for alert_id in r.alert_ids]
         if raised:
             outbox.enqueue_alert_steps(session, self.notify_config, raised)
+
+    # Workers sharing the collars (lora_bridge.collar_shares) -----------------------------------
+
+    def apply_taken(self, take: Callable[[Any], list[int]]) -> list[IngestResult]:
+        """Apply stored bodies that `take(session)` claims (a worker's hand-overs), in one transaction
+        with the rules once per collar (`pipeline.process_taken_batch`); their results."""
+        results, one_by_one = process_taken_batch(self.db, take, self.codec, self.settings, self._rules_of_batch)
+        if one_by_one:
+            self._batches_fell_back += 1
+            for result in results:
+                self._after_processed(result)
+        if any(r.downlink_ids for r in results):
+            self.wake_outbox()
+        return results
 
     def ingest_tts_uplink(self, body: bytes) -> IngestResult:
         """A The Things Stack v3 message body (kind read from its message key): see ingest_network_message."""

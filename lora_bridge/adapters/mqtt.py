@@ -141,6 +141,8 @@ class MqttIngest:
     path_ids=...); it returns once the body is durable and raises StoreUnavailable when it is not.
     threads: messages handed in at once; the bridge keeps those in one batch (group commit), so
     more threads make larger batches, up to the broker's RECEIVE_MAXIMUM messages in flight.
+    share: a `collar_shares.CollarShare` of this worker (several workers on one store): messages go
+    through it (a collar another worker owns is handed over); started and stopped with the client.
     """
 
     def __init__(
@@ -152,8 +154,10 @@ class MqttIngest:
         share_group: str | None = None,
         client_id: str | None = None,
         threads: int = 32,
+        share: Any = None,
     ) -> None:
-        self.ingest = ingest
+        self.share = share
+        self.ingest = share.ingest if share is not None else ingest
         self.broker = broker
         self.topics = subscriptions(topics, share_group)
         self.client_id = client_id or f"tembo-bridge-{socket.gethostname()}-{os.getpid()}"
@@ -185,6 +189,7 @@ class MqttIngest:
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         return client
 
@@ -192,6 +197,8 @@ class MqttIngest:
 
     def start(self, timeout_s: float = 20.0) -> MqttIngest:
         """Connect (in paho's network thread) and return once subscribed; RuntimeError after timeout_s."""
+        if self.share is not None:
+            self.share.start()
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         properties.ReceiveMaximum = RECEIVE_MAXIMUM
@@ -210,6 +217,8 @@ class MqttIngest:
         self._pool.shutdown(wait=True)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.share is not None:
+            self.share.stop()
 
     def __enter__(self) -> MqttIngest:
         return self.start()
@@ -228,7 +237,14 @@ class MqttIngest:
             log.error("MQTT connection refused by %r: %s", self.broker, reason_code)
             return
         # Subscribing again is harmless when the broker kept the session, and needed when it did not.
+        # Connected counts from the broker's SUBACK: a message published before it has no subscriber.
         client.subscribe([(topic, QOS) for topic in self.topics])
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: Any, _mid: int, reason_codes: Any, _props: Any) -> None:
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("MQTT subscription refused by %r: %s", self.broker, refused)
+            return
         log.info("MQTT connected and subscribed", extra={"broker": repr(self.broker), "topics": self.topics})
         self._connected.set()
 
@@ -297,6 +313,12 @@ def worker_from_settings(bridge: Any, settings: Any) -> MqttIngest:
         raise ValueError("no MQTT broker configured (--mqtt URL or TEMBO_MQTT_URL)")
     password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     broker = parse_broker_url(settings.mqtt_url, settings.mqtt_username, password)
+    share = None
+    if settings.mqtt_share_group and settings.mqtt_collar_shares:
+        from lora_bridge.collar_shares import CollarShare
+
+        client_id = settings.mqtt_client_id or f"tembo-bridge-{socket.gethostname()}-{os.getpid()}"
+        share = CollarShare(bridge, f"{settings.mqtt_share_group}/{client_id}")
     return MqttIngest(
         bridge.ingest_network_message,
         broker,
@@ -304,4 +326,5 @@ def worker_from_settings(bridge: Any, settings: Any) -> MqttIngest:
         share_group=settings.mqtt_share_group,
         client_id=settings.mqtt_client_id,
         threads=settings.mqtt_threads,
+        share=share,
     )

@@ -114,6 +114,7 @@ class RulesRuntime:
 def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
     """Run every per-collar rule over what arrived since the collar's cursor; the alert steps."""
     steps = Steps()
+    _lock_cursor(session, device_id)
     row = session.execute(
         select(Device, Animal, RuleCursor, *geofences.fence_version_columns())
         .outerjoin(Animal, Animal.device_id == Device.device_id)
@@ -142,6 +143,23 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
         _corroborate(session, device, profile, steps)
     cursor.evaluated_at = utc_now()
     return steps
+
+
+def _lock_cursor(session: Session, device_id: str) -> None:
+    """Take the collar's cursor row for this transaction (created when missing): two workers, or a
+    worker and the timer, judging one collar at once would both read the old cursor, judge the same
+    fixes and write back whichever cursor commits last. On PostgreSQL the second waits here and then
+    reads the cursor the first wrote; SQLite's writers take turns anyway."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    from sqlalchemy.dialects.postgresql import insert
+
+    collar = select(Device.device_id).where(Device.device_id == device_id)
+    session.execute(insert(RuleCursor).from_select(["device_id"], collar).on_conflict_do_nothing())
+    session.execute(
+        select(RuleCursor).where(RuleCursor.device_id == device_id)
+        .with_for_update().execution_options(populate_existing=True)
+    )
 
 
 def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> dict[str, Steps]:

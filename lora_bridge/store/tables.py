@@ -607,3 +607,31 @@ class MulticastDownlink(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     sent_at: Mapped[datetime | None]
     correlation_id: Mapped[str | None] = mapped_column(String(64))
+
+
+# ---- Workers sharing the collars (MQTT workers on one store; lora_bridge.collar_shares) ------------
+
+
+class BridgeWorker(Base):
+    """A live bridge worker's lease: the workers whose lease runs share the collars between them."""
+
+    __tablename__ = "bridge_workers"
+
+    worker_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utc_now)
+    renewed_at: Mapped[datetime] = mapped_column(default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class CollarHandover(Base):
+    """A stored body handed by the worker that received it to the worker that owns its collar; the
+    owner applies it and deletes the row (any live worker does, once the owner's lease has run out)."""
+
+    __tablename__ = "collar_handovers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    raw_uplink_id: Mapped[int] = mapped_column(ForeignKey("raw_uplinks.id"), unique=True)
+    collar_key: Mapped[str] = mapped_column(String(128))
+    to_worker: Mapped[str] = mapped_column(String(128), index=True)
+    from_worker: Mapped[str] = mapped_column(String(128))
+    handed_at: Mapped[datetime] = mapped_column(default=utc_now)

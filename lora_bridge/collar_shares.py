@@ -1,0 +1,236 @@
+"""Bridge workers sharing the collars: each collar is applied by one worker, so two workers rarely
+wait on each other's row locks (a collar's row, its claims, its rule cursor).
+
+The broker's shared subscription hands each message to one worker, whichever collar it is from. Each
+worker holds a lease in the store (`bridge_workers`, renewed every `lease_s / 3`); a collar belongs to
+one of the workers whose lease runs, chosen by rendezvous hashing of its key (the DevEUI or device id
+the topic names) over their ids, so a worker joining or leaving moves only its own share.
+
+A message for a collar this worker owns (or one naming no collar) is ingested as usual
+(`Bridge.ingest_network_message`: stored and applied in one transaction). A message for another
+worker's collar is handed over durably: its raw row and a `collar_handovers` row naming the owner are
+committed together (group commit; the MQTT PUBACK leaves after that commit), and the owner applies it
+from the store in its own batches. Handed-over bodies of a worker whose lease ran out (it died) are
+taken by any live worker; every body is applied under its raw row's lock, and one already applied is
+left as it is, so nothing is applied twice. A body still `received` after a crash between taking and
+applying is the timer's (`Bridge.process_pending`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select
+from sqlalchemy.orm import Session
+
+from lora_bridge import ingest
+from lora_bridge.errors import StoreUnavailable, is_transient_store_error
+from lora_bridge.group_commit import GroupCommit, Submission
+from lora_bridge.network_messages import NETWORKS, event_name_of
+from lora_bridge.pipeline import collar_hint
+from lora_bridge.store.tables import BridgeWorker, CollarHandover
+from lora_bridge.store.utc import utc_now
+from lora_bridge.views import IngestResult
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 10.0
+POLL_S = 0.05
+MAX_TAKE = 256
+
+
+def owner_of(collar_key: str, members: list[str] | tuple[str, ...]) -> str | None:
+    """The member that owns collar_key: highest rendezvous weight (stable, and a member joining or
+    leaving moves only the collars it gains or had); None when there are no members."""
+    best: tuple[bytes, str] | None = None
+    for member in members:
+        weight = hashlib.blake2b(f"{member}\x00{collar_key}".encode(), digest_size=8).digest()
+        if best is None or weight > best[0]:
+            best = (weight, member)
+    return best[1] if best else None
+
+
+class CollarShare:
+    """This worker's share of the collars: its lease, its hand-overs to others, the bodies it takes.
+
+    `ingest` has the signature of `Bridge.ingest_network_message` (what `MqttIngest` calls); `start()`
+    takes the lease and starts the thread that renews it and applies the bodies handed to this worker;
+    `stop()` applies what is left, then gives the lease back so the others take this share at once.
+    """
+
+    def __init__(self, bridge: Any, worker_id: str, *, lease_s: float = LEASE_S, poll_s: float = POLL_S) -> None:
+        self.bridge = bridge
+        self.worker_id = worker_id[:128]
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.members: tuple[str, ...] = ()
+        self.handed_over = 0
+        self.taken = 0
+        self._handovers = GroupCommit(self._write_handovers, bridge.settings.ingest_max_batch)
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._renewed_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"CollarShare(worker_id={self.worker_id!r}, members={self.members!r})"
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> CollarShare:
+        """Take this worker's lease (raises StoreUnavailable when the store cannot) and start its thread."""
+        self.renew()
+        self._thread = threading.Thread(target=self._run, name=f"tembo-share-{self.worker_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Apply the bodies handed to this worker, then give its lease back."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        while self.take_once():
+            pass
+        try:
+            with self.bridge.db.write() as session:
+                session.execute(delete(BridgeWorker).where(BridgeWorker.worker_id == self.worker_id))
+        except Exception as error:  # noqa: BLE001 - the lease runs out by itself
+            log.warning("lease of worker %s not given back (%s)", self.worker_id, type(error).__name__)
+
+    def __enter__(self) -> CollarShare:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def renew(self) -> tuple[str, ...]:
+        """Extend this worker's lease and read who else holds one; the live members, sorted."""
+        self._renewed_at = time.monotonic()
+        now = utc_now()
+        try:
+            with self.bridge.db.write() as session:
+                lease = session.get(BridgeWorker, self.worker_id)
+                if lease is None:
+                    session.add(BridgeWorker(worker_id=self.worker_id, started_at=now, renewed_at=now,
+                                             expires_at=now + timedelta(seconds=self.lease_s)))
+                else:
+                    lease.renewed_at = now
+                    lease.expires_at = now + timedelta(seconds=self.lease_s)
+                session.flush()
+                members = tuple(session.scalars(
+                    select(BridgeWorker.worker_id).where(BridgeWorker.expires_at > now).order_by(BridgeWorker.worker_id)
+                ))
+        except Exception as error:
+            if is_transient_store_error(error):
+                raise StoreUnavailable(f"worker lease not renewed: {str(error)[:200]}") from error
+            raise
+        if members != self.members:
+            log.info("workers sharing the collars: %s", ", ".join(members), extra={"worker_id": self.worker_id})
+        self.members = members
+        return members
+
+    # Ingest ----------------------------------------------------------------------------------
+
+    def owns(self, collar_key: str) -> bool:
+        """True when this worker applies collar_key's bodies itself (no key, no members: always)."""
+        owner = owner_of(collar_key, self.members) if collar_key else None
+        return owner is None or owner == self.worker_id
+
+    def ingest(
+        self,
+        network: str,
+        event: str | None,
+        body: bytes,
+        *,
+        content_type: str | None = "application/json",
+        path_ids: dict[str, str] | None = None,
+    ) -> IngestResult:
+        """Like `Bridge.ingest_network_message`; a body of another worker's collar is stored and handed
+        to that worker (status `received`: durable, applied by its owner). Raises StoreUnavailable."""
+        source = network.split(":")[-1]
+        if source not in NETWORKS:
+            raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
+        submission = Submission(
+            network, event_name_of(source, event, body), body, content_type=content_type, path_ids=path_ids
+        )
+        key = collar_hint(submission)
+        if self.owns(key):
+            return self.bridge.ingest_network_message(
+                network, event, body, content_type=content_type, path_ids=path_ids
+            )
+        return self._handovers.submit(submission)
+
+    def _write_handovers(self, submissions: list[Submission]) -> None:
+        """One transaction: the raw rows of submissions and a hand-over row each, to its collar's owner."""
+        members = self.members
+        try:
+            with self.bridge.db.write() as session:
+                raws = [
+                    ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
+                    for s in submissions
+                ]
+                session.add_all(raws)
+                session.flush()
+                for submission, raw in zip(submissions, raws, strict=True):
+                    key = collar_hint(submission)
+                    session.add(CollarHandover(raw_uplink_id=raw.id, collar_key=key[:128],
+                                               to_worker=owner_of(key, members) or self.worker_id,
+                                               from_worker=self.worker_id))
+        except Exception as error:
+            if is_transient_store_error(error):
+                error = StoreUnavailable(f"store unavailable: {str(error)[:200]}")
+            for submission in submissions:
+                submission.error = error
+            return
+        self.handed_over += len(submissions)
+        for submission, raw in zip(submissions, raws, strict=True):
+            submission.result = IngestResult(status=ingest.STATUS_RECEIVED, raw_uplink_id=raw.id)
+
+    # Bodies handed to this worker ------------------------------------------------------------
+
+    def take_once(self) -> int:
+        """Apply one batch of the bodies handed to this worker (or to a worker whose lease ran out),
+        collar by collar, in one transaction with their rules; how many were taken."""
+        members = self.members
+        me = self.worker_id
+
+        def take(session: Session) -> list[int]:
+            addressed = CollarHandover.to_worker == me
+            if members:
+                addressed = or_(addressed, CollarHandover.to_worker.not_in(members))
+            rows = session.execute(
+                select(CollarHandover.id, CollarHandover.raw_uplink_id, CollarHandover.collar_key)
+                .where(addressed)
+                .order_by(CollarHandover.id)
+                .limit(MAX_TAKE)
+                .with_for_update(skip_locked=True)
+            ).all()
+            if not rows:
+                return []
+            session.execute(delete(CollarHandover).where(CollarHandover.id.in_([row[0] for row in rows])))
+            # Collar by collar, like the ingest batches: two batches lock collars in the same order.
+            return [row[1] for row in sorted(rows, key=lambda row: (row[2], row[0]))]
+
+        results = self.bridge.apply_taken(take)
+        self.taken += len(results)
+        return len(results)
+
+    def _run(self) -> None:
+        renew_every = self.lease_s / 3
+        while not self._stopping.is_set():
+            try:
+                if self._due(renew_every):
+                    self.renew()
+                if self.take_once() == 0:
+                    self._stopping.wait(self.poll_s)
+            except Exception as error:  # noqa: BLE001 - the store is back later; the lease runs out meanwhile
+                log.warning("worker %s: store unavailable (%s); trying again", self.worker_id, type(error).__name__,
+                            extra={"worker_id": self.worker_id})
+                self._stopping.wait(1.0)
+
+    def _due(self, every_s: float) -> bool:
+        return time.monotonic() - self._renewed_at >= every_s

@@ -1,0 +1,168 @@
+"""Bridge workers sharing the collars (lora_bridge.collar_shares): one owner per collar, hand-over
+through the store, a dead worker's share taken by the one left, and the rule cursor taken in turn."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import bridge_builders as b
+import paho.mqtt.client as mqtt
+import pytest
+from sqlalchemy import func, select, update
+from test_bridge_mqtt import applied_once, status_uplinks, wait_until
+
+from lora_bridge.collar_shares import CollarShare, owner_of
+from lora_bridge.domain import rules_engine
+from lora_bridge.store.tables import BridgeWorker, CollarHandover, RawUplink, RuleCursor
+from lora_bridge.store.utc import utc_now
+
+
+def test_each_collar_has_one_owner_and_a_worker_joining_takes_only_its_own_share():
+    collars = [f"70b3d57ed0{n:06x}" for n in range(400)]
+    two = {key: owner_of(key, ["g/bridge-1", "g/bridge-2"]) for key in collars}
+    three = {key: owner_of(key, ["g/bridge-1", "g/bridge-2", "g/bridge-3"]) for key in collars}
+
+    moved = [key for key in collars if two[key] != three[key]]
+    assert owner_of("collar-07", ["g/bridge-2", "g/bridge-1"]) == owner_of("collar-07", ["g/bridge-1", "g/bridge-2"])
+    assert 120 <= sum(1 for key in collars if two[key] == "g/bridge-1") <= 280  # about half each
+    assert all(three[key] == "g/bridge-3" for key in moved)  # only what the newcomer takes moves
+    assert 80 <= len(moved) <= 190  # about a third
+    assert owner_of("collar-07", []) is None
+
+
+def _key_owned_by(share: CollarShare, keys: list[str]) -> str:
+    return next(key for key in keys if owner_of(key, share.members) == share.worker_id)
+
+
+def _statuses(bridge) -> dict[str, int]:
+    with bridge.db.read() as session:
+        rows = session.execute(select(RawUplink.status, func.count()).group_by(RawUplink.status)).all()
+        handovers = session.scalar(select(func.count()).select_from(CollarHandover))
+    return {**{status: int(n) for status, n in rows}, "handovers": int(handovers or 0)}
+
+
+def test_a_body_for_another_workers_collar_is_handed_over_and_applied_once_by_its_owner(store_url):
+    collars = [f"collar-{n:02d}" for n in range(20)]
+    with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
+        first = CollarShare(first_bridge, "g/bridge-1")
+        second = CollarShare(second_bridge, "g/bridge-2")
+        for share in (first, second, first):
+            share.renew()
+        collar = _key_owned_by(second, collars)
+        body = b.tts_uplink(b.status(lat=-2.41), device_id=collar, f_cnt=1, dev_eui="70B3D57ED0000F01")
+
+        handed = first.ingest("tts", "up", body, path_ids={"application_id": "tembo", "device_id": collar})
+        waiting = _statuses(first_bridge)
+        assert second.take_once() == 1
+        assert second.take_once() == 0
+        # The same body delivered again (the broker's redelivery after a lost PUBACK) is a duplicate.
+        again = second.ingest("tts", "up", body, path_ids={"application_id": "tembo", "device_id": collar})
+
+    assert (handed.status, first.handed_over) == ("received", 1)
+    assert waiting == {"received": 1, "handovers": 1}
+    assert again.status == "duplicate"
+    assert applied_once(first_bridge) == (1, 1)
+    assert _statuses(first_bridge) == {"processed": 1, "duplicate": 1, "handovers": 0}
+
+
+def test_bodies_handed_to_a_worker_that_died_are_applied_by_the_worker_left(store_url):
+    collars = [f"collar-{n:02d}" for n in range(20)]
+    with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
+        first = CollarShare(first_bridge, "g/bridge-1")
+        second = CollarShare(second_bridge, "g/bridge-2")
+        for share in (first, second, first):
+            share.renew()
+        collar = _key_owned_by(second, collars)
+        for f_cnt in (1, 2, 3):
+            first.ingest("tts", "up", b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=collar,
+                                                   f_cnt=f_cnt, dev_eui="70B3D57ED0000F02"),
+                         path_ids={"application_id": "tembo", "device_id": collar})
+        assert first.take_once() == 0  # addressed to a live worker: not taken from it
+        # bridge-2 dies: its lease runs out and it never renews it.
+        with first_bridge.db.write() as session:
+            session.execute(update(BridgeWorker).where(BridgeWorker.worker_id == "g/bridge-2")
+                            .values(expires_at=utc_now() - timedelta(seconds=1)))
+        assert first.renew() == ("g/bridge-1",)
+        taken = first.take_once()
+
+    assert taken == 3
+    assert applied_once(first_bridge) == (3, 3)
+    assert _statuses(first_bridge) == {"processed": 3, "handovers": 0}
+
+
+@pytest.mark.postgres
+def test_two_workers_judging_one_collar_at_once_take_its_rule_cursor_in_turn(postgres_url, caplog):
+    with b.fresh_bridge(postgres_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-rc", f_cnt=1, dev_eui="70B3D57ED0000F03"))
+        with bridge.db.write() as session:
+            session.execute(RuleCursor.__table__.delete())  # as before the collar's first evaluation
+        outcome: list[list[int]] = []
+        with caplog.at_level(logging.ERROR), bridge.db.write() as session:
+            rules_engine.evaluate_devices(session, bridge.rules_runtime, ["collar-rc"])
+            other = threading.Thread(target=lambda: outcome.append(bridge.evaluate_rules("collar-rc")))
+            other.start()
+            other.join(1.0)
+            waited = other.is_alive()  # the cursor is this transaction's until it commits
+        other.join(60)
+        with bridge.db.read() as session:
+            cursors = session.scalar(select(func.count()).select_from(RuleCursor))
+
+    assert waited
+    assert outcome == [[]]
+    assert cursors == 1
+    assert not [r for r in caplog.records if "server rules failed" in r.getMessage()]
+
+
+def _start_worker(database_url: str, broker_url: str, client_id: str) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lora_bridge.bench", "mqtt-worker", database_url, broker_url, client_id, "kill-test"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    assert process.stdout.readline().strip() == b"ready"
+    return process
+
+
+@pytest.mark.mqtt
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_killing_one_of_two_workers_under_load_loses_nothing_and_applies_nothing_twice(mosquitto, postgres_url):
+    devices = [f"collar-{i:02d}" for i in range(12)]
+    messages = status_uplinks(devices, per_device=15)
+    with b.fresh_bridge(postgres_url) as reader:
+        workers = [_start_worker(postgres_url, mosquitto.url, f"kill-{n}") for n in range(2)]
+        try:
+            client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="network-kill", protocol=mqtt.MQTTv5)
+            client.username_pw_set(mosquitto.username, mosquitto.password)
+            client.connect(mosquitto.host, mosquitto.port)
+            client.loop_start()
+            infos = [client.publish(topic, body, qos=1) for topic, body in messages]
+            # Under load: kill -9 one worker once some of the uplinks are applied, then restart it (same
+            # MQTT session) as a supervisor would.
+            assert wait_until(lambda: applied_once(reader)[0] >= len(messages) // 5, 120)
+            os.kill(workers[0].pid, signal.SIGKILL)
+            workers[0].wait(30)
+            for info in infos:
+                info.wait_for_publish(timeout=60)
+            client.disconnect()
+            client.loop_stop()
+            workers[0] = _start_worker(postgres_url, mosquitto.url, "kill-0")
+            wait_until(lambda: applied_once(reader) == (len(messages), len(messages)), 180)
+        finally:
+            for worker in workers:
+                worker.stdin.close()
+            said = [json.loads(w.stdout.readline() or b"{}") for w in workers]
+            for worker in workers:
+                worker.wait(60)
+        stored, positions = applied_once(reader)
+        statuses = _statuses(reader)
+
+    assert (len(messages) - stored, positions - stored) == (0, 0)  # lost, applied twice
+    assert statuses["handovers"] == 0 and "received" not in statuses
+    assert sum(s.get("handed_over", 0) for s in said) > 0  # the collars were shared, not all local
