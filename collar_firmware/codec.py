@@ -185,7 +185,7 @@ MESSAGES = (
     ("request_settings", 32, 7, "down", ()),
     # FUOTA in the manner of the LoRa Alliance application packages: TS005 remote multicast set-up
     # (port 200), TS004 fragmented data block transport (port 201), TS003 clock sync (port 202).
-    # The tag is the package's command id (CID). Times are Unix seconds (TS003 counts GPS seconds).
+    # The tag is the package's command id (CID). Times on the air are GPS seconds, as the packages count them.
     # TS005 v1.0.0 (LoRaMac-node LmhpRemoteMcastSetup.c): McGroupIDHeader is RFU 6 bits | McGroupID
     # 2 bits (a group above 3 is refused); McKey_encrypted (16 bytes, wrapped with the collar's McKEKey)
     # travels as four little-endian words; SessionTime counts GPS seconds (gps_from_unix); TimeOut
@@ -239,8 +239,17 @@ MESSAGES = (
         ("index_and_n", "u16", None),
         ("data", "list", (240, (("byte", "u8", None),))),
     )),
-    ("app_time_req", 202, 1, "up", (("device_time_s", "u32", None), ("token", "u8", None))),
-    ("app_time_ans", 202, 1, "down", (("correction_s", "i32", None), ("token", "u8", None))),
+    # TS003 v1.0.0 (LoRaMac-node LmhpClockSync.c): AppTimeReq = DeviceTime (GPS seconds) and Param
+    # (RFU 3 bits | AnsRequired | TokenReq 4 bits); AppTimeAns = TimeCorrection (signed s) and Param
+    # (RFU 4 bits | TokenAns 4 bits).
+    ("app_time_req", 202, 1, "up", (
+        ("device_time_gps_s", "u32", None),
+        ("param", "bits", (("rfu", 3, None), ("ans_required", 1, None), ("token", 4, None))),
+    )),
+    ("app_time_ans", 202, 1, "down", (
+        ("correction_s", "i32", None),
+        ("param", "bits", (("rfu", 4, None), ("token", 4, None))),
+    )),
 )
 
 # FUOTA ports by package, for the collar's update module (fixed by the LoRa Alliance packages).

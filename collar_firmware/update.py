@@ -133,6 +133,7 @@ class UpdateAgent:
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
         self.clock_token = 0
+        self.frag_index = 0
 
     # ---- what the loop asks ---------------------------------------------------------
 
@@ -198,12 +199,13 @@ class UpdateAgent:
             if answer is not None:
                 self._answer(answer[0], answer[1])
                 if name == "mc_class_c_session" and answer[1]["time_to_start_s"]:
-                    self.clock_token = (self.clock_token + 1) & 0xFF  # TS003: sync the clock before the window
-                    self._answer("app_time_req", {"device_time_s": now, "token": self.clock_token})
+                    self.clock_token = (self.clock_token + 1) & 0x0F  # TS003: sync the clock before the window
+                    self._answer("app_time_req", {"device_time_gps_s": codec.gps_from_unix(now),
+                                                  "ans_required": 1, "token": self.clock_token})
         elif name == "app_time_ans":
             if msg["token"] == self.clock_token:  # an answer to an older request would correct twice
                 self.collar.hal.clock.set_time_s(now + msg["correction_s"])
-                self.clock_token = (self.clock_token + 1) & 0xFF
+                self.clock_token = (self.clock_token + 1) & 0x0F
 
     def _status_answer(self):
         missing = self.still_needed()
@@ -226,6 +228,7 @@ class UpdateAgent:
             return
         self.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(self.storage, self._inactive()))
         self.image_len = nb_frag * frag_size - msg["padding"]
+        self.frag_index = msg["session"] & 3  # TS004 FragIndex: fragments of another session are not ours
         self.header = None
         self.state = RECEIVING
         self._answer("frag_session_setup_ans", {"status": 0})
@@ -235,6 +238,8 @@ class UpdateAgent:
 
     def _fragment(self, msg, now):
         if self.state != RECEIVING:
+            return
+        if msg["index_and_n"] >> 14 != self.frag_index:
             return
         n = msg["index_and_n"] & 0x3FFF
         if self.decoder.add(n, bytes(msg["data"])):

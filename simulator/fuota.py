@@ -107,7 +107,7 @@ def _setup_frames(frags: Fragmented, session_s: int, multicast_s: float = 3600.0
         "group": 0, "session_time_gps_s": codec.gps_from_unix(session_s),
         "timeout_log2_s": delivery.window_timeout_log2(multicast_s),
         "frequency_hz100": 8695250, "data_rate": max(0, 12 - sf)})
-    setup = codec.encode_packet("frag_session_setup", {"session": 0, "nb_frag": frags.nb_frag,
+    setup = codec.encode_packet("frag_session_setup", {"session": 1 << 2, "nb_frag": frags.nb_frag,
                                                        "frag_size": frags.frag_size, "control": 0,
                                                        "padding": frags.padding, "descriptor": 0})
     return [mc, setup]

@@ -252,7 +252,8 @@ def test_a_new_model_reaches_every_collar_through_the_bridge_and_resumes_after_a
 
 def test_a_collar_asking_the_time_gets_the_correction_to_the_networks_clock(sqlite_url, network):
     heard = b.T0 + timedelta(seconds=2)
-    request = codec.encode_packet("app_time_req", {"device_time_s": int(heard.timestamp()) - 42, "token": 5})
+    request = codec.encode_packet("app_time_req", {"device_time_gps_s": codec.gps_from_unix(int(heard.timestamp()) - 42),
+                                                   "ans_required": 1, "token": 5})
     with open_bridge(sqlite_url, network) as bridge, TestClient(create_app(bridge)) as client:
         reply = client.post("/uplinks/tts", content=b.tts_uplink(request, f_cnt=3, received_at=heard), headers=HEADERS)
         bridge.process_pending()
@@ -262,7 +263,7 @@ def test_a_collar_asking_the_time_gets_the_correction_to_the_networks_clock(sqli
     (answer,) = network.unicast
     assert (answer["device"], answer["f_port"]) == ("collar-01", 202)
     assert codec.decode(202, answer["payload"], "down") == {"message": "app_time_ans", "port": 202,
-                                                             "correction_s": 42, "token": 5}
+                                                             "correction_s": 42, "rfu": 0, "token": 5}
 
 
 def test_a_refused_or_unroutable_multicast_waits_and_goes_when_the_network_takes_it(sqlite_url, network):

@@ -58,6 +58,7 @@ PRIOR_LOSS = 0.1  # a collar's downlink loss before any delivery measured it
 DEFAULT_SF = 9
 MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 SESSION_INDEX = 0  # one fragmentation session per collar at a time
+MC_GROUP_0 = 1 << 2  # TS004 FragSession: McGroupBitMask (bits 5..2) lets multicast group 0 carry the fragments
 
 SETUP = "setup"
 WINDOW = "window"
@@ -181,7 +182,7 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime) -> i
             "timeout_log2_s": delivery.window_timeout_log2(row.target_fragment * row.spacing_s),
             "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
-            "session": SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "control": 0,
+            "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "control": 0,
             "padding": row.padding, "descriptor": row.campaign_id})
         collar.setup_queued_at = now
     log.info("set-up queued for %d collars campaign_id=%d", len(released), row.campaign_id,
@@ -322,7 +323,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
     answer: the correction from the collar's time to the time the network heard it)."""
     message = fields.get("message")
     if message == "app_time_req":
-        correction = round(heard_at.timestamp() - int(fields.get("device_time_s") or 0))
+        device_time = wire.unix_from_gps(int(fields.get("device_time_gps_s") or 0))
+        correction = round(heard_at.timestamp() - device_time)
         answer = downlinks.queue_command(session, codec, device_id=device_id, command="app_time_ans",
                                          values={"correction_s": correction, "token": int(fields.get("token") or 0)})
         log.info("clock sync device_id=%s correction_s=%d", device_id, correction, extra={"device_id": device_id})

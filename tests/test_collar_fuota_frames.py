@@ -1,0 +1,121 @@
+"""A collar speaks TS004 fragmentation and TS003 clock sync byte for byte as the LoRa Alliance lays them out.
+
+Frames written from the Fragmented Data Block Transport specification v1.0.0 (TS004) and the
+Application Layer Clock Synchronization specification v1.0.0 (TS003) as LoRaMac-node's
+`LmhpFragmentation.c` and `LmhpClockSync.c` read and write them, little-endian:
+FragSessionSetupReq (CID 2) = FragSession (RFU 2 | McGroupBitMask 4 | FragIndex 2), NbFrag (2),
+FragSize (1), Control (1), Padding (1), Descriptor (4); FragSessionSetupAns = StatusBitMask
+(FragIndex 7..6 | WrongDescriptor | IndexNotSupported | NotEnoughMemory (bit 1) | EncodingUnsupported);
+DataFragment (CID 8) = IndexAndN (FragIndex 15..14 | N 13..0) and the data; FragSessionStatusReq
+(CID 1) = RFU 4 | FragIndex 2 | RFU | Participants; FragSessionStatusAns = ReceivedAndIndex (2),
+MissingFrag (1), Status (1). AppTimeReq (CID 1, uplink) = DeviceTime (4, GPS seconds) and Param
+(RFU 3 | AnsRequired | TokenReq 4); AppTimeAns = TimeCorrection (4, signed) and Param (RFU 4 | TokenAns 4).
+Never made with Tembo's encoder.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from collar_firmware import codec, update
+from simulator import fuota
+
+T0 = fuota.START_S
+T0_GPS_HEX = "1244ce56"  # 1772323200 - 315964800 + 18 = 1456358418
+IMAGE = bytes(range(256)) * 15 + bytes(4)  # 3,844 bytes, as long as the shipped model's update image
+FRAG_SETUP = "02" "04" "2300" "70" "00" "4c" "01000000"  # group 0 may carry it, FragIndex 0; 35 x 112 B, 76 B padding
+CLASS_C_SESSION = "04" "00" "2252ce56" "0b" "d2ad84" "03"  # TS005: group 0 at T0 + 3600, 2**11 s, 869.525 MHz, DR3
+
+
+def collar():
+    c = fuota.build_fleet(1, 0.0, 13)[0]
+    c.hal.radio.uplinks.clear()
+    return c
+
+
+def sent(c, port: int, seconds: int = 60) -> list[str]:
+    clock = c.hal.clock
+    end = clock.now_s() + seconds
+    while clock.now_s() < end:
+        clock.sleep_until(min(c.collar.step(), end))
+    out = [payload.hex() for _t, p, payload, _c, _h in c.hal.radio.uplinks if p == port]
+    c.hal.radio.uplinks.clear()
+    return out
+
+
+def fragment(n: int, index: int = 0) -> bytes:
+    """DataFragment n of IMAGE, laid out by hand (data fragments only: n <= 35)."""
+    data = (IMAGE + bytes(76))[(n - 1) * 112:n * 112]
+    return bytes([0x08]) + ((index << 14) | n).to_bytes(2, "little") + data
+
+
+def test_a_fragmentation_session_setup_is_read_field_by_field_and_answered_without_error_bits():
+    setup = codec.decode(201, bytes.fromhex(FRAG_SETUP), "down")
+    assert (setup["session"], setup["nb_frag"], setup["frag_size"], setup["padding"], setup["descriptor"]) == \
+        (0x04, 35, 112, 76, 1)
+    c = collar()
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    assert sent(c, 201) == ["0200"]
+    assert fuota._setup_frames(fuota.fragment(IMAGE, 112), T0)[1][1].hex() == FRAG_SETUP[:-8] + "00000000", \
+        "the twin's set-up is the same frame (its descriptor aside)"
+
+
+def test_a_session_beyond_the_collars_memory_is_answered_not_enough_memory():
+    c = collar()
+    c.hear(201, bytes.fromhex("02" "04" "ffff" "f0" "00" "00" "00000000"))  # 65,535 fragments of 240 B
+    assert sent(c, 201)[0] == "0202"
+
+
+def test_the_status_answer_says_what_the_collar_holds_and_still_misses():
+    c = collar()
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    for n in (1, 2, 3):
+        c.hear(201, fragment(n))
+    c.hear(201, fragment(4, index=1))  # another session's fragment: not ours
+    sent(c, 201)
+    c.hear(201, bytes.fromhex("0101"))  # participants: every collar answers
+    assert sent(c, 201) == ["01" "0300" "20" "00"], "3 received, 32 missing, no error"
+
+
+def test_every_data_fragment_heard_rebuilds_the_image_byte_for_byte():
+    c = collar()
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    for n in range(1, 36):
+        c.hear(201, fragment(n))
+    assert not c.collar.update.receiving()
+    slot = update.SlotStore(c.hal.storage, c.collar.update._inactive())  # the inactive slot in flash
+    assert b"".join(bytes(slot.read(i)) for i in range(35))[:len(IMAGE)] == IMAGE
+    assert c.collar.update.last_result != "ok", "not an update image: refused after the rebuild"
+
+
+def test_the_collar_asks_the_time_in_gps_seconds_and_takes_the_correction_of_its_token():
+    c = collar()
+    c.hear(200, bytes.fromhex(CLASS_C_SESSION))
+    (request,) = sent(c, 202, seconds=1)
+    assert request == "01" + T0_GPS_HEX + "11", "DeviceTime T0 in GPS seconds, AnsRequired, TokenReq 1"
+    before = c.hal.clock.now_s()
+    c.hear(202, bytes.fromhex("01" "fbffffff" "00"))  # TokenAns 0: an answer to another request
+    c.hear(202, bytes.fromhex("01" "05000000" "01"))  # 5 s later than the collar thought
+    assert c.hal.clock.now_s() - before == 5
+    c.hear(202, bytes.fromhex("01" "05000000" "01"))  # the same answer again: the token moved on
+    assert c.hal.clock.now_s() - before == 5
+
+
+@pytest.mark.parametrize(("port", "frame", "why"), [
+    (201, FRAG_SETUP[:-2], "FragSessionSetupReq one byte short"),
+    (201, "08", "DataFragment without IndexAndN"),
+    (201, "01", "FragSessionStatusReq without its parameter"),
+    (201, "7f00", "an unknown command id"),
+    (202, "01050000", "AppTimeAns one byte short"),
+    (202, "01" "05000000" "01" "00", "AppTimeAns one byte long"),
+    (202, "02" "00", "AppTimePeriodicityReq: not implemented"),
+])
+def test_a_broken_frame_is_refused_counted_and_changes_nothing(port, frame, why):
+    with pytest.raises(codec.CodecError):
+        codec.decode(port, bytes.fromhex(frame), "down")
+    c = collar()
+    errors, clock = c.collar.error_total(), c.hal.clock.now_s()
+    c.hear(port, bytes.fromhex(frame))
+    assert c.collar.error_total() > errors, why
+    assert sent(c, port) == [] and not c.collar.update.receiving(), why
+    assert c.hal.clock.now_s() == clock + 60, why
