@@ -22,6 +22,7 @@ herd / small measured in the same run.
 from __future__ import annotations
 
 import base64
+import heapq
 import io
 import json
 import logging
@@ -31,10 +32,8 @@ import secrets
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 from collar_firmware import codec
 from lora_bridge.access import Viewer
 from lora_bridge.errors import is_transient_store_error
+from lora_bridge.group_commit import Submission
 from lora_bridge.ingest import STATUS_PENDING
 from lora_bridge.service import Bridge, open_bridge
 from ranger_dashboard import serving
@@ -110,7 +110,10 @@ def _body(device_id: str, f_cnt: int, name: str, values: dict[str, Any], heard: 
 def herd_uplinks(
     index: int, days: int, activity_days: int, rng: np.random.Generator
 ) -> Iterator[tuple[datetime, bytes]]:
-    """(time heard, body) of every uplink of collar `index` over `days` days up to END, in order."""
+    """(time heard, body) of every uplink of collar `index` over `days` days up to END, in order.
+
+    Lazily: what the collar sends is drawn up front as small arrays and each body is built only
+    when it is taken, so a herd's generators can be merged by time in little memory."""
     device_id = f"bench-{index:04d}"
     start = END - timedelta(days=days)
     hours = days * 24
@@ -120,42 +123,57 @@ def herd_uplinks(
     lon0 = rng.uniform(WEST + 0.03, EAST - 0.03)
     lats = np.clip(lat0 + steps[:, 0], SOUTH + 0.005, NORTH - 0.005)
     lons = np.clip(lon0 + steps[:, 1], WEST + 0.005, EAST - 0.005)
-    uplinks: list[tuple[datetime, str, dict[str, Any]]] = []
+    quarters = activity_days * 96
+    shares = np.empty((quarters, 4))
+    vedba = np.empty((quarters, 2), dtype=np.int64)
+    for quarter in range(quarters):  # drawn in this order: the same fill as before, body for body
+        shares[quarter] = rng.dirichlet([4, 3, 2, 0.5]) * 100
+        vedba[quarter] = (int(rng.integers(20, 200)), int(rng.integers(300, 900)))
+    # What is sent when: (time heard, kind, which one); kinds in the order they sort at equal times.
+    schedule: list[tuple[datetime, int, int]] = []
     for first in range(0, hours, FIXES_PER_UPLINK):
-        batch = range(first, min(first + FIXES_PER_UPLINK, hours))
-        t0 = start + timedelta(hours=first)
-        fixes = [{"dt_s": 3600 * (h - first), "lat": float(lats[h]), "lon": float(lons[h])} for h in batch]
-        heard = start + timedelta(hours=batch[-1], minutes=5)
-        uplinks.append((heard, "positions", {"time_s": int(t0.timestamp()), "fixes": fixes}))
+        last = min(first + FIXES_PER_UPLINK, hours) - 1
+        schedule.append((start + timedelta(hours=last, minutes=5), 0, first))
     for day in range(days):
-        when = start + timedelta(days=day, hours=23, minutes=30)
-        h = min(int((when - start).total_seconds() // 3600), hours - 1)
-        uplinks.append((when, "status", _status(when, float(lats[h]), float(lons[h]), 3650 - 2 * day)))
-    for quarter in range(activity_days * 96):
-        when = END - timedelta(days=activity_days) + timedelta(minutes=15 * quarter)
-        shares = rng.dirichlet([4, 3, 2, 0.5]) * 100
-        rounded = [round(float(s) * 2) / 2 for s in shares]
-        values = {
-            "time_s": int(when.timestamp()),
-            "interval_min": 15,
-            "model_version": 1,
-            "vedba_mean_mg": int(rng.integers(20, 200)),
-            "vedba_max_mg": int(rng.integers(300, 900)),
-            "shares": rounded,
-        }
-        uplinks.append((when + timedelta(minutes=15), "activity", values))
+        schedule.append((start + timedelta(days=day, hours=23, minutes=30), 1, day))
+    activity_start = END - timedelta(days=activity_days)
+    for quarter in range(quarters):
+        schedule.append((activity_start + timedelta(minutes=15 * (quarter + 1)), 2, quarter))
     if index % ALERT_EVERY == 0:
+        schedule.append((END - timedelta(hours=2), 3, 0))
+    schedule.sort(key=lambda item: item[0])  # stable: the order above breaks ties
+
+    def message(kind: int, which: int) -> tuple[str, dict[str, Any]]:
+        if kind == 0:
+            batch = range(which, min(which + FIXES_PER_UPLINK, hours))
+            t0 = start + timedelta(hours=which)
+            fixes = [{"dt_s": 3600 * (h - which), "lat": float(lats[h]), "lon": float(lons[h])} for h in batch]
+            return "positions", {"time_s": int(t0.timestamp()), "fixes": fixes}
+        if kind == 1:
+            when = start + timedelta(days=which, hours=23, minutes=30)
+            h = min(int((when - start).total_seconds() // 3600), hours - 1)
+            return "status", _status(when, float(lats[h]), float(lons[h]), 3650 - 2 * which)
+        if kind == 2:
+            when = activity_start + timedelta(minutes=15 * which)
+            return "activity", {
+                "time_s": int(when.timestamp()),
+                "interval_min": 15,
+                "model_version": 1,
+                "vedba_mean_mg": int(vedba[which, 0]),
+                "vedba_max_mg": int(vedba[which, 1]),
+                "shares": [round(float(v) * 2) / 2 for v in shares[which]],
+            }
         when = END - timedelta(hours=2)
-        alert = {
+        return "alert", {
             "alert_type": ("mortality", "poaching_risk", "collar_drop")[(index // ALERT_EVERY) % 3],
             "seq": 1,
             "time_s": int(when.timestamp()),
             "lat": float(lats[-3]),
             "lon": float(lons[-3]),
         }
-        uplinks.append((when, "alert", alert))
-    uplinks.sort(key=lambda item: item[0])
-    for f_cnt, (heard, name, values) in enumerate(uplinks, start=1):
+
+    for f_cnt, (heard, kind, which) in enumerate(schedule, start=1):
+        name, values = message(kind, which)
         yield heard, _body(device_id, f_cnt, name, values, heard)
 
 
@@ -179,46 +197,52 @@ def _status(when: datetime, lat: float, lon: float, battery_mv: int) -> dict[str
 
 
 def fill_store(
-    bridge: Bridge, animals: int, days: int, activity_days: int, seed: int = 7, workers: int = 16
+    bridge: Bridge, animals: int, days: int, activity_days: int, seed: int = 7, batch: int = 1000
 ) -> dict[str, Any]:
     """Fill `bridge` through its ingest: the reserve, `animals` named collars and their uplinks.
 
-    The herd reports at once, as collars do: `workers` threads hand their collars' uplinks in
-    together (the bridge commits what arrives together as one group), each collar's in the order
-    it sent them."""
+    The herd reports at once, as collars do: every collar's uplinks merged in the order they were
+    heard, handed to the bridge's batch ingest (`Bridge.ingest_batch`, the entry of a file replay or
+    capture) `batch` bodies a call; the bridge keeps and applies them in transactions of its own
+    batch size, the rules once per collar of each."""
     bridge.load_geography(RESERVE)
     started = time.perf_counter()
     for index in range(animals):
         bridge.register_animal(f"bench-{index:04d}", f"Elephant {index:03d}")
-    uplinks = [0] * animals
-    done = [0]
-    lock = threading.Lock()
 
-    def send(index: int) -> None:
+    def collar(index: int) -> Iterator[tuple[datetime, int, bytes]]:
         # Each collar draws its walk and reports from its own generator: the same fill whatever
-        # the number of workers or the order they run in.
+        # order the herd is merged in.
         rng = np.random.default_rng([seed, index])
         full = days if index == 0 else activity_days  # the animal whose page is measured
-        for _, body in herd_uplinks(index, days, min(full, days), rng):
-            result = _deliver(bridge, body)
+        for heard, body in herd_uplinks(index, days, min(full, days), rng):
+            yield heard, index, body
+
+    sent = 0
+    pending: list[Submission] = []
+
+    def hand_in() -> None:
+        for result in _deliver(bridge, pending):
             if not (result.ok or result.status == STATUS_PENDING):  # pending: kept, applied below
                 raise RuntimeError(f"bench uplink refused: {result}")
-            uplinks[index] += 1
-        with lock:
-            done[0] += 1
-            if done[0] % 50 == 0:
-                log.info("bench store filling", extra={"animals": done[0], "of": animals})
+        pending.clear()
 
-    with ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="bench-collar") as pool:
-        for future in [pool.submit(send, index) for index in range(animals)]:
-            future.result()
+    for _, _, body in heapq.merge(*(collar(index) for index in range(animals)), key=lambda item: (item[0], item[1])):
+        pending.append(Submission("tts", "up", body, content_type="application/json"))
+        sent += 1
+        if len(pending) >= batch:
+            hand_in()
+            if sent % (50 * batch) == 0:
+                log.info("bench store filling", extra={"uplinks": sent, "elapsed_s": round(time.perf_counter() - started)})
+    if pending:
+        hand_in()
     # Bodies the busy store kept but could not apply at once are applied now, as the bridge's timer does.
     for _ in range(100):
         if not bridge.process_pending().attempted:
             break
     counts = bridge.counts()
     return {
-        "uplinks": sum(uplinks),
+        "uplinks": sent,
         "fill_s": round(time.perf_counter() - started, 1),
         "positions": counts["positions"],
         "activity_summaries": counts["activity_summaries"],
@@ -226,18 +250,18 @@ def fill_store(
     }
 
 
-def _deliver(bridge: Bridge, body: bytes, attempts: int = 20) -> Any:
-    """Hand one uplink body to the bridge as a network server does: again, a little later, while
-    the store says it cannot take it now (a busy SQLite store under several writers)."""
+def _deliver(bridge: Bridge, submissions: list[Submission], attempts: int = 20) -> list[Any]:
+    """Hand a batch of uplink bodies to the bridge as a network server's replay does: again, a
+    little later, while the store says it cannot take them now (a busy SQLite store)."""
     for attempt in range(1, attempts):
         try:
-            return bridge.ingest_network_message("tts", "up", body)
+            return bridge.ingest_batch(list(submissions))
         except Exception as error:
             if not is_transient_store_error(error):
                 raise
-            log.info("bench uplink retried", extra={"attempt": attempt, "error": str(error)[:200]})
+            log.info("bench batch retried", extra={"attempt": attempt, "error": str(error)[:200]})
             time.sleep(0.05 * attempt)
-    return bridge.ingest_network_message("tts", "up", body)
+    return bridge.ingest_batch(list(submissions))
 
 
 def cache_folder() -> Path:
@@ -248,7 +272,7 @@ def cache_folder() -> Path:
 
 
 def filled_store(
-    animals: int, days: int, activity_days: int, seed: int, cache: bool = True, workers: int = 16
+    animals: int, days: int, activity_days: int, seed: int, cache: bool = True, batch: int = 1000
 ) -> tuple[Path, dict[str, Any]]:
     """A SQLite store filled by `fill_store` with these parameters, and its fill figures.
 
@@ -265,7 +289,7 @@ def filled_store(
     for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
         leftover.unlink(missing_ok=True)
     with open_bridge(f"sqlite:///{partial}") as bridge:
-        figures = fill_store(bridge, animals, days, activity_days, seed, workers)
+        figures = fill_store(bridge, animals, days, activity_days, seed, batch)
     partial.replace(store)
     figures_path.write_text(json.dumps(figures))
     return store, {**figures, "cached": False}
@@ -363,7 +387,7 @@ def run(
     repeats: int = 3,
     seed: int = 7,
     cache: bool = True,
-    workers: int = 16,
+    batch: int = 1000,
 ) -> dict[str, Any]:
     """Fill both stores (or take them from the cache), serve each with the dashboard, and time its
     pages in headless Chromium."""
@@ -381,7 +405,7 @@ def run(
     with tempfile.TemporaryDirectory(prefix="tembo-bench-dashboard-", dir=base_dir) as folder, ExitStack() as stack:
         servers: dict[str, tuple[str, int, int]] = {}
         for label, herd in (("500", animals), ("5", small)):
-            cached, filled = filled_store(herd, days, activity_days, int(seed), cache=bool(cache), workers=int(workers))
+            cached, filled = filled_store(herd, days, activity_days, int(seed), cache=bool(cache), batch=int(batch))
             copy = Path(folder) / f"herd-{herd}.db"
             shutil.copyfile(cached, copy)
             url = f"sqlite:///{copy}"

@@ -208,63 +208,115 @@ def view_state_for(bounds: MapBounds | None, width_px: int = 720, height_px: int
     return pdk.ViewState(latitude=lat, longitude=lon, zoom=round(zoom, 2), pitch=0, bearing=0)
 
 
-def _point_layer(layer_id: str, points: list[dict[str, Any]], colour: list[int], radius_px: int) -> pdk.Layer:
-    """Named points of the reserve (gateways, waterholes) as fixed-size dots with a dark outline."""
+def dot_layer(layer_id: str, records: Sequence[Mapping[str, Any]], *, filled: bool = True, pickable: bool = True) -> pdk.Layer:
+    """Fixed-size dots (or rings, `filled=False`) read from each record's `fill`, `line`, `radius`
+    and `line_width`: every dot layer of the map has the same attributes, so the browser compiles
+    one drawing pipeline for all of them (each distinct one costs seconds in a software-rendered
+    browser, see README)."""
     return pdk.Layer(
         "ScatterplotLayer",
         id=layer_id,
-        data=points,
+        data=list(records),
         get_position=["lon", "lat"],
-        get_fill_color=colour,
-        radius_units=PIXELS,
-        get_radius=radius_px,
+        filled=filled,
         stroked=True,
-        get_line_color=[20, 30, 30, 255],
+        get_fill_color="fill",
+        get_line_color="line",
+        get_radius="radius",
+        get_line_width="line_width",
+        radius_units=PIXELS,
         line_width_units=PIXELS,
-        get_line_width=1,
-        pickable=True,
+        pickable=pickable,
     )
 
 
-def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
-    """The offline base map: reserve boundary, farmland, water, roads and gateways as pydeck layers.
+def line_layer(layer_id: str, records: Sequence[Mapping[str, Any]], *, pickable: bool = False) -> pdk.Layer:
+    """Lines read from each record's `path` ([[lon, lat], ...]), `colour` and `width` (pixels): the
+    reserve's outlines, roads and the tracks share one drawing pipeline."""
+    return pdk.Layer(
+        "PathLayer",
+        id=layer_id,
+        data=list(records),
+        get_path="path",
+        get_color="colour",
+        get_width="width",
+        width_units=PIXELS,
+        joint_rounded=True,
+        cap_rounded=True,
+        pickable=pickable,
+    )
 
-    Areas and lines are GeoJSON layers; point features (waterholes, gateways) are fixed-size dots
-    so they stay visible at every zoom.
-    """
+
+def _rings(geometry: Mapping[str, Any]) -> list[list[list[list[float]]]]:
+    """The polygons of a Polygon or MultiPolygon geometry, each as its rings; [] for other types."""
+    kind = geometry.get("type")
+    if kind == "Polygon":
+        return [geometry.get("coordinates") or []]
+    if kind == "MultiPolygon":
+        return list(geometry.get("coordinates") or [])
+    return []
+
+
+def _lines(geometry: Mapping[str, Any]) -> list[list[list[float]]]:
+    """Every line to draw of a geometry: polygon rings, line strings."""
+    kind = geometry.get("type")
+    if kind == "LineString":
+        return [geometry.get("coordinates") or []]
+    if kind == "MultiLineString":
+        return list(geometry.get("coordinates") or [])
+    return [ring for polygon in _rings(geometry) for ring in polygon]
+
+
+def _xy(line: Sequence[Sequence[float]]) -> list[list[float]]:
+    return [[_rounded(c[0]), _rounded(c[1])] for c in line]
+
+
+# Kinds of reserve areas drawn filled; the reserve boundary is an outline only (a fill would be
+# one more drawing pipeline for a faint tint).
+FILLED_KINDS = ("farmland", "water")
+LINE_KINDS = (("boundary", "reserve-boundary", 3), ("farmland", "farmland", 2), ("water", "water", 2), ("road", "roads", 2))
+
+
+def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
+    """The offline base map: farmland and water filled (`reserve-areas`), then the outlines of the
+    reserve boundary, farmland and water and the roads as lines, then waterholes and gateways as
+    fixed-size dots (visible at every zoom)."""
     layers = []
-    for kind, layer_id, filled in (
-        ("boundary", "reserve-boundary", True),
-        ("farmland", "farmland", True),
-        ("water", "water", True),
-        ("road", "roads", False),
-    ):
-        features = [
-            f for f in features_of_kind(geography, kind) if (f.get("geometry") or {}).get("type") != "Point"
-        ]
-        if not features:
-            continue
+    areas = [
+        {"kind": kind, "name": (f.get("properties") or {}).get("name"), "polygon": [_xy(r) for r in rings],
+         "fill": palette.GEOGRAPHY_FILL[kind]}
+        for kind in FILLED_KINDS
+        for f in features_of_kind(geography, kind)
+        for rings in _rings(f.get("geometry") or {})
+    ]
+    if areas:
         layers.append(
             pdk.Layer(
-                "GeoJsonLayer",
-                id=layer_id,
-                data={"type": "FeatureCollection", "features": features},
-                stroked=True,
-                filled=filled,
-                get_fill_color=palette.GEOGRAPHY_FILL.get(kind, [0, 0, 0, 0]),
-                get_line_color=palette.GEOGRAPHY_LINE[kind],
-                line_width_units=PIXELS,
-                get_line_width=3 if kind == "boundary" else 2,
-                pickable=False,
+                "SolidPolygonLayer", id="reserve-areas", data=areas, get_polygon="polygon", get_fill_color="fill"
             )
         )
-    waterholes = point_features(geography, "water", "Water:")
-    if waterholes:
-        layers.append(_point_layer("waterholes", waterholes, palette.GEOGRAPHY_LINE["water"], 6))
-    gateways = gateway_points(geography)
-    if gateways:
-        layers.append(_point_layer("gateways", gateways, palette.GATEWAY_COLOUR, 5))
+    for kind, layer_id, width in LINE_KINDS:
+        lines = [
+            {"kind": kind, "name": (f.get("properties") or {}).get("name"), "path": _xy(line),
+             "colour": palette.GEOGRAPHY_LINE[kind], "width": width}
+            for f in features_of_kind(geography, kind)
+            for line in _lines(f.get("geometry") or {})
+            if len(line) >= 2
+        ]
+        if lines:
+            layers.append(line_layer(layer_id, lines))
+    for layer_id, records, colour, radius in (
+        ("waterholes", point_features(geography, "water", "Water:"), palette.GEOGRAPHY_LINE["water"], 6),
+        ("gateways", gateway_points(geography), palette.GATEWAY_COLOUR, 5),
+    ):
+        if records:
+            dots = [{**r, "fill": colour, "line": GEOGRAPHY_DOT_OUTLINE, "radius": radius, "line_width": 1} for r in records]
+            layers.append(dot_layer(layer_id, dots))
     return layers
+
+
+GEOGRAPHY_DOT_OUTLINE = [20, 30, 30, 255]
+ANIMAL_OUTLINE = [10, 10, 10, 255]
 
 
 # A herd larger than this is named, at the whole-reserve view, only where an animal needs a look
@@ -297,72 +349,25 @@ def live_layers(
     point), in drawing order."""
     layers = []
     if paths:
-        layers.append(
-            pdk.Layer(
-                "PathLayer",
-                id="tracks",
-                data=list(paths),
-                get_path="path",
-                get_color="colour",
-                width_units=PIXELS,
-                get_width=2,
-                joint_rounded=True,
-                cap_rounded=True,
-                pickable=True,
-            )
-        )
+        layers.append(line_layer("tracks", [{**p, "width": 2} for p in paths], pickable=True))
     if alerts:
-        layers.append(
-            pdk.Layer(
-                "ScatterplotLayer",
-                id="open-alerts",
-                data=list(alerts),
-                get_position=["lon", "lat"],
-                filled=False,
-                stroked=True,
-                get_line_color="colour",
-                line_width_units=PIXELS,
-                get_line_width=3,
-                radius_units=PIXELS,
-                get_radius=14,
-                pickable=True,
-            )
-        )
+        rings = [{**a, "fill": a["colour"], "line": a["colour"], "radius": 14, "line_width": 3} for a in alerts]
+        layers.append(dot_layer("open-alerts", rings, filled=False))
     if points:
-        focus = [p for p in points if p["animal_id"] == focus_animal_id]
+        radius = animal_radius_px(len(points))
+        focus = [
+            {**p, "fill": palette.LABEL_COLOUR, "line": palette.LABEL_COLOUR, "radius": 20, "line_width": 2}
+            for p in points
+            if p["animal_id"] == focus_animal_id
+        ]
         if focus:
-            layers.append(
-                pdk.Layer(
-                    "ScatterplotLayer",
-                    id="focus",
-                    data=focus,
-                    get_position=["lon", "lat"],
-                    filled=False,
-                    stroked=True,
-                    get_line_color=palette.LABEL_COLOUR,
-                    line_width_units=PIXELS,
-                    get_line_width=2,
-                    radius_units=PIXELS,
-                    get_radius=20,
-                )
-            )
-        layers.append(
-            pdk.Layer(
-                "ScatterplotLayer",
-                id="animals",
-                # Drawn in order: animals that need a look (alert, offline, dropped) on top.
-                data=sorted(points, key=lambda p: int(p.get("priority", 0))),
-                get_position=["lon", "lat"],
-                get_fill_color="colour",
-                radius_units=PIXELS,
-                get_radius=animal_radius_px(len(points)),
-                stroked=True,
-                get_line_color=[10, 10, 10, 255],
-                line_width_units=PIXELS,
-                get_line_width=1,
-                pickable=True,
-            )
-        )
+            layers.append(dot_layer("focus", focus, filled=False, pickable=False))
+        # Drawn in order: animals that need a look (alert, offline, dropped) on top.
+        dots = [
+            {**p, "fill": p["colour"], "line": ANIMAL_OUTLINE, "radius": radius, "line_width": 1}
+            for p in sorted(points, key=lambda p: int(p.get("priority", 0)))
+        ]
+        layers.append(dot_layer("animals", dots))
         named = [
             {"name": p["name"], "lat": p["lat"], "lon": p["lon"]} for p in (labels if labels is not None else points)
         ]
@@ -524,47 +529,16 @@ def evidence_deck(
         path = [[_rounded(p.lon), _rounded(p.lat)] for p in fixes if p.lat is not None and p.lon is not None]
         points += [{"lon": lon, "lat": lat} for lon, lat in path]
         if len(path) >= 2:
-            layers.append(
-                pdk.Layer(
-                    "PathLayer",
-                    id=f"track-{layer_id}",
-                    data=[{"path": path, "colour": colour}],
-                    get_path="path",
-                    get_color="colour",
-                    width_units=PIXELS,
-                    get_width=3,
-                )
-            )
+            layers.append(line_layer(f"track-{layer_id}", [{"path": path, "colour": colour, "width": 3}]))
         if path:
-            layers.append(
-                pdk.Layer(
-                    "ScatterplotLayer",
-                    id=f"fixes-{layer_id}",
-                    data=[{"lon": lon, "lat": lat} for lon, lat in path],
-                    get_position=["lon", "lat"],
-                    get_fill_color=colour,
-                    radius_units=PIXELS,
-                    get_radius=3,
-                )
-            )
+            fixes_dots = [{"lon": lon, "lat": lat, "fill": colour, "line": colour, "radius": 3, "line_width": 0} for lon, lat in path]
+            layers.append(dot_layer(f"fixes-{layer_id}", fixes_dots, pickable=False))
     if raised_at is not None:
         lat, lon = raised_at
         points.append({"lat": lat, "lon": lon})
-        layers.append(
-            pdk.Layer(
-                "ScatterplotLayer",
-                id="raised-at",
-                data=[{"lat": _rounded(lat), "lon": _rounded(lon)}],
-                get_position=["lon", "lat"],
-                filled=False,
-                stroked=True,
-                get_line_color=palette.LABEL_COLOUR,
-                line_width_units=PIXELS,
-                get_line_width=2,
-                radius_units=PIXELS,
-                get_radius=12,
-            )
-        )
+        ring = {"lat": _rounded(lat), "lon": _rounded(lon), "fill": palette.LABEL_COLOUR, "line": palette.LABEL_COLOUR,
+                "radius": 12, "line_width": 2}
+        layers.append(dot_layer("raised-at", [ring], filled=False, pickable=False))
     box = map_bounds({}, points) if points else map_bounds(geography, [])
     deck = CompactDeck(layers=layers, initial_view_state=view_state_for(box, *fit_px), map_provider=None)
     deck.map_style = NO_BASE_MAP
@@ -599,29 +573,10 @@ def animal_deck(
     path = [[_rounded(p.lon), _rounded(p.lat)] for p in sorted(fixes, key=lambda p: p.time)]
     points = [{"lon": lon, "lat": lat} for lon, lat in path]
     if len(path) >= 2:
-        layers.append(
-            pdk.Layer(
-                "PathLayer",
-                id="track",
-                data=[{"path": path}],
-                get_path="path",
-                get_color=palette.track_colour(1),
-                width_units=PIXELS,
-                get_width=2,
-            )
-        )
+        layers.append(line_layer("track", [{"path": path, "colour": palette.track_colour(1), "width": 2}]))
     if points:
-        layers.append(
-            pdk.Layer(
-                "ScatterplotLayer",
-                id="newest-fix",
-                data=points[-1:],
-                get_position=["lon", "lat"],
-                get_fill_color=palette.LABEL_COLOUR,
-                radius_units=PIXELS,
-                get_radius=6,
-            )
-        )
+        newest = {**points[-1], "fill": palette.LABEL_COLOUR, "line": palette.LABEL_COLOUR, "radius": 6, "line_width": 0}
+        layers.append(dot_layer("newest-fix", [newest], pickable=False))
     deck = CompactDeck(
         layers=layers, initial_view_state=view_state_for(map_bounds({}, points), *fit_px), map_provider=None
     )

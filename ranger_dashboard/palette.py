@@ -46,7 +46,6 @@ PRIORITY_BADGE_COLOURS: dict[int, str] = {300: "red", 200: "orange", 100: "green
 
 # Reserve geometry, by the GeoJSON `properties.kind` that `Bridge.geography()` sets.
 GEOGRAPHY_FILL: dict[str, Rgba] = {
-    "boundary": [40, 70, 45, 70],
     "farmland": [150, 110, 50, 110],
     "water": [50, 110, 180, 150],
 }

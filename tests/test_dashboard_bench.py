@@ -38,3 +38,13 @@ def test_bench_store_is_filled_through_the_bridge_once_and_reused_by_its_paramet
     other, _ = bench.filled_store(animals=1, days=1, activity_days=0, seed=3)
     assert other != store
     assert not list(tmp_path.glob("*.partial.db"))
+
+
+def test_bench_herd_reaches_the_bridge_through_its_batch_ingest(tmp_path):
+    with open_bridge(f"sqlite:///{tmp_path / 'herd.db'}") as bridge:
+        filled = bench.fill_store(bridge, animals=3, days=1, activity_days=1, seed=5, batch=40)
+        batches = bridge.ingest_batches()
+        assert batches["bodies"] == filled["uplinks"] == 3 * (24 // bench.FIXES_PER_UPLINK + 1 + 1 + 96) + 1
+        assert batches["batches"] == -(-filled["uplinks"] // 40)  # every call one batch of up to 40 bodies
+        assert filled["activity_summaries"] == 3 * 96 and filled["open_alerts"] >= 1
+        assert {a.name for a in bridge.animals(viewer=bench.BENCH_VIEWER)} == {f"Elephant {i:03d}" for i in range(3)}

@@ -250,8 +250,12 @@ def test_a_priority_between_steps_reads_and_looks_like_the_step_below_it():
 
 
 def test_reserve_geometry_becomes_the_offline_base_layers():
-    layer_ids = [layer.id for layer in map_layers.geography_layers(RESERVE)]
-    assert layer_ids == ["reserve-boundary", "farmland", "water", "roads", "gateways"]
+    layers = map_layers.geography_layers(RESERVE)
+    assert [layer.id for layer in layers] == ["reserve-areas", "reserve-boundary", "farmland", "water", "roads", "gateways"]
+    areas = next(layer for layer in layers if layer.id == "reserve-areas")
+    assert [(a["kind"], a["name"]) for a in areas.data] == [("farmland", "Maize fields"), ("water", "Waterhole")]
+    boundary = next(layer for layer in layers if layer.id == "reserve-boundary")
+    assert boundary.data[0]["path"][:2] == [[37.0, -2.0], [37.4, -2.0]]
     assert map_layers.gateway_points(RESERVE) == [
         {"name": "Ranger post", "lat": -1.85, "lon": 37.2, "tooltip": "Gateway Ranger post"}
     ]
@@ -268,9 +272,9 @@ def test_waterholes_given_as_points_are_drawn_as_dots():
         },
     ]
     layers = {layer.id: layer for layer in map_layers.geography_layers(reserve)}
-    assert [f["geometry"]["type"] for f in layers["water"].data["features"]] == ["Polygon"]
-    assert layers["waterholes"].data == [
-        {"name": "Kalama dam", "lat": -1.95, "lon": 37.15, "tooltip": "Water: Kalama dam"}
+    assert [line["name"] for line in layers["water"].data] == ["Waterhole"]
+    assert [(d["name"], d["lat"], d["lon"], d["tooltip"]) for d in layers["waterholes"].data] == [
+        ("Kalama dam", -1.95, 37.15, "Water: Kalama dam")
     ]
 
 
@@ -283,6 +287,7 @@ def test_live_map_fetches_no_online_tiles_by_default():
     assert "mapProvider" not in spec
     assert "cartocdn" not in json.dumps(spec)
     assert [layer["id"] for layer in spec["layers"]] == [
+        "reserve-areas",
         "reserve-boundary",
         "farmland",
         "water",
@@ -293,6 +298,26 @@ def test_live_map_fetches_no_online_tiles_by_default():
     ]
     names = next(layer for layer in spec["layers"] if layer["id"] == "animal-names")
     assert names["data"][0]["name"] == "Amani"
+
+
+def test_live_map_layers_of_a_kind_share_one_drawing_pipeline():
+    """A software-rendered browser compiles each distinct layer kind and attribute layout for
+    seconds: every dot layer reads the same record fields, every line layer too."""
+    points = map_layers.animal_points(
+        [position("a1", "Amani", 10, -1.91, 37.21), position("a2", "Kito", 10, -1.8, 37.3)],
+        [animal("a1", "Amani"), animal("a2", "Kito")],
+        NOW,
+        {"a2": "alert"},
+    )
+    rings = [{**points[1], "alert_id": "9", "priority": 300, "colour": palette.PRIORITY_COLOURS[300]}]
+    paths = [{"animal_id": "a1", "name": "Amani", "path": [[37.2, -1.9], [37.21, -1.91]], "colour": [1, 2, 3, 255]}]
+    spec = json.loads(map_layers.build_deck(RESERVE, points, paths, rings, focus_animal_id="a1").to_json())
+    kinds: dict[str, set] = {}
+    for layer in spec["layers"]:
+        accessors = tuple(sorted((k, json.dumps(v)) for k, v in layer.items() if k.startswith("get")))
+        kinds.setdefault(layer["@@type"], set()).add(accessors)
+    assert set(kinds) == {"SolidPolygonLayer", "PathLayer", "ScatterplotLayer", "TextLayer"}
+    assert all(len(layouts) == 1 for layouts in kinds.values()), kinds
 
 
 def test_online_tiles_are_a_choice():
@@ -478,7 +503,7 @@ def test_a_herd_of_500_at_the_whole_reserve_names_only_animals_that_need_a_look_
     layers = {layer["id"]: layer for layer in spec["layers"]}
     named = {p["name"] for p in layers["animal-names"]["data"]}
     assert named and named <= {f"Elephant {i:03d}" for i in range(0, 500, 25)}
-    assert layers["animals"]["getRadius"] < 7  # smaller dots for a large herd
+    assert {dot["radius"] for dot in layers["animals"]["data"]} == {4}  # smaller dots for a large herd
     assert [p["state"] for p in layers["animals"]["data"]][-20:] == ["alert"] * 20  # drawn on top
     assert all(p["tooltip"] for p in layers["animals"]["data"])  # every animal named on hover
 
