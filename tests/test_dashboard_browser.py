@@ -47,15 +47,16 @@ def colour_centre(image: Image.Image, rgb: list[int], tolerance: int = 16) -> tu
     return sum(xs) // len(xs), sum(ys) // len(ys)
 
 
-def map_image(page: Page, wanted: dict[str, list[int]], timeout_s: float = 30.0) -> Image.Image:
-    """A screenshot of the deck map once every colour in `wanted` is drawn (or the last one)."""
+def map_image(page: Page, wanted: dict[str, list[int]], timeout_s: float = WAIT_MS / 1000) -> Image.Image:
+    """A screenshot of the deck map once every colour in `wanted` is drawn (or the last one), taken
+    again after two more frames while it is not."""
     chart = page.locator("[data-testid='stDeckGlJsonChart']").first
     deadline = time.monotonic() + timeout_s
     while True:
         image = Image.open(io.BytesIO(chart.screenshot()))
         if all(colour_pixels(image, rgb) > 0 for rgb in wanted.values()) or time.monotonic() > deadline:
             return image
-        page.wait_for_timeout(500)
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
 def click_animal(page: Page, x: int, y: int, name: str) -> None:
