@@ -1,21 +1,23 @@
 """Figures of the ranger dashboard, for `tembo bench dashboard --json`.
 
 Two stores are filled through the bridge's own batch ingest (`Bridge.ingest_batch`, The Things
-Stack uplink bodies built with the collar's codec, the herd's merged in the order they were heard): a herd of `animals` (500) and one of `small` (5)
-animals, `days` (30) of hourly fixes each, sent as the collar sends them (its `positions` message
-carries five fixes), a daily status, 15-minute activity summaries for the last `activity_days` (30)
-days, and a collar alert on one animal in 25; the animal whose page is measured gets activity for
-all `days` in both stores. A filled store is kept in `cache_folder()` under its parameters and
-reused by the next run with the same ones (`-o cache=false` fills again); each run works on a copy.
+Stack uplink bodies built with the collar's codec, the herd's merged in the order they were heard):
+a herd of `animals` (500) and one of `small` (5) animals, `days` (30) of hourly fixes each, sent as
+the collar sends them (its `positions` message carries five fixes), a daily status, 15-minute
+activity summaries for the last `activity_days` (30) days, and a collar alert on one animal in 25;
+the animal whose page is measured gets activity for all `days` in both stores. A filled store is
+kept in `cache_folder()` under its parameters and reused by the next run with the same ones
+(`-o cache=false` fills again); each run works on a copy.
 
 Each store is served by the real dashboard (`serving.running`, the data's clock) and visited in
 headless Chromium (Playwright, Debian's chromium) by a ranger account made for the run: open the
 dashboard and sign in once (the browser keeps the sign-in in its cookie), then, each in a new tab,
-the live map, the Alerts page and the first animal's page. The map counts as drawn when its DOM marker says it
-carries the whole herd, the deck canvas is there, two more frames are painted and a screenshot of
-the map shows the animals' colour; the other pages when their marker is there and two frames are
-painted (the screenshot's own time not counted). Visits to the two stores alternate, each store with its own browser profile (its cache
-warmed by one unmeasured visit); the median of `repeats` visits is reported, with the ratio
+the live map, the Alerts page and the first animal's page. The map counts as drawn when its DOM
+marker says it carries the whole herd, the deck canvas is there, two more frames are painted and a
+screenshot of the map shows the animals' colour (timed at the moment that screenshot was asked
+for); the other pages when their marker is there and two frames are painted. Visits to the two
+stores alternate, each store with its own browser profile (its cache warmed by one unmeasured
+visit); the median of `repeats` visits is reported, with the ratio
 herd / small measured in the same run.
 """
 
