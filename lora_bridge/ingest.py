@@ -36,6 +36,9 @@ STATUS_PENDING = "pending"  # stored durably; processing waits for the store (re
 # session.info key: the dedup keys claimed in a unit of work (a batch) and their first copies, so a
 # second copy heard in the same batch is filed without looking again.
 CLAIMED_KEYS = "tembo_claimed_dedup_keys"
+# session.info key: dedup keys a batch found no stored copy holding when it began (read in one
+# statement, `pipeline.read_batch`): claiming one of them needs no look-up.
+UNCLAIMED_KEYS = "tembo_unclaimed_dedup_keys"
 
 STAGE_PARSE = "parse"
 STAGE_DECODE = "decode"
@@ -155,7 +158,7 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
         return Claim(uplink, None)  # replaying a body that already holds its claim
     claimed = session.info.setdefault(CLAIMED_KEYS, {})  # key -> its first copy, in this unit of work
     first = claimed.get(key)
-    if first is None:
+    if first is None and key not in session.info.get(UNCLAIMED_KEYS, ()):
         with session.no_autoflush:  # keys of this unit of work are in `claimed`; the store has the rest
             first = _first_copy(session, key)
     if first is None:

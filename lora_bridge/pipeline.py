@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -30,8 +31,9 @@ from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_s
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import NetworkEvent, read_network_message
 from lora_bridge.settings import BridgeSettings
+from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
-from lora_bridge.store.tables import DeadLetter, RawUplink
+from lora_bridge.store.tables import Animal, DeadLetter, Device, RawUplink
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import MAC_PORT, Uplink
 from lora_bridge.views import IngestResult
@@ -71,12 +73,15 @@ def store_and_process_batch(
             ]
             session.add_all(raws)
             session.flush()
+            messages = [_read(raw) for raw in raws]  # each body parsed once
+            read_batch(session, [m for m in messages if isinstance(m, Uplink)])
             # Collar by collar (each collar's bodies in arrival order): two workers whose batches hold
             # the same collars lock their rows in the same order, so one waits, neither deadlocks.
-            order = sorted(range(len(raws)), key=lambda i: collar_hint(submissions[i]))
+            order = sorted(range(len(raws)), key=lambda i: _collar_of(messages[i], submissions[i]))
             results: list[IngestResult | None] = [None] * len(raws)
             for i in order:
-                results[i] = _process_loaded(session, raws[i], codec, settings, None)
+                results[i] = _process_loaded(session, raws[i], codec, settings, None, messages[i])
+            bulk.write_queued(session)  # the batch's fixes and summaries, before the rules' savepoints
             if after is not None:
                 after(session, [results[i] for i in order])
         for submission, result in zip(submissions, results, strict=True):
@@ -94,6 +99,52 @@ def store_and_process_batch(
     for submission, raw_id in zip(submissions, raw_ids, strict=True):
         submission.result = process_raw(db, raw_id, codec, settings)
     return list(submissions)
+
+
+def read_batch(session: Session, uplinks: list[Uplink]) -> None:
+    """Read what a batch's uplinks need from the store in three statements, not three per uplink:
+    their collars (by DevEUI and name), the animals wearing them, and which of their dedup keys no
+    stored copy holds yet (`ingest.claim` skips its look-up for those)."""
+    euis = {u.dev_eui for u in uplinks if u.dev_eui}
+    labels = {u.device_id for u in uplinks if u.device_id}
+    if not euis and not labels:
+        return
+    with session.no_autoflush:
+        found = session.scalars(
+            select(Device).where(or_(Device.dev_eui.in_(euis), Device.device_id.in_(labels))).order_by(Device.device_id)
+        ).all()
+        known = session.info.setdefault(devices.DEVICES_BY_EUI, {})
+        for device in found:  # the first by device_id, as `devices.resolve_device` picks
+            if device.dev_eui in euis and device.dev_eui not in known:
+                known[device.dev_eui] = device
+        by_id = {device.device_id: device for device in found}
+        animals = session.info.setdefault(devices.ANIMALS_BY_DEVICE, {})
+        for animal in session.scalars(select(Animal).where(Animal.device_id.in_(by_id))):
+            animals.setdefault(animal.device_id, animal)
+        keys = set()
+        for uplink in uplinks:
+            device = known.get(uplink.dev_eui) if uplink.dev_eui else by_id.get(uplink.device_id)
+            if device is not None and device.session is not None:
+                keys.add(ingest.dedup_key(device.device_id, device.session, uplink))
+        if keys:
+            claimed = set(session.scalars(select(RawUplink.dedup_key).where(RawUplink.dedup_key.in_(keys))))
+            session.info.setdefault(ingest.UNCLAIMED_KEYS, set()).update(keys - claimed)
+
+
+def _read(raw: RawUplink) -> Uplink | NetworkEvent | MalformedUplink:
+    """What raw holds (an uplink or a network event), or why it cannot be read."""
+    try:
+        return read_network_message(
+            ingest.network_of(raw.source), raw.event, raw.body, content_type=raw.content_type, path_ids=raw.path_ids
+        )
+    except MalformedUplink as error:
+        return error
+
+
+def _collar_of(message: Uplink | NetworkEvent | MalformedUplink, submission: Submission) -> str:
+    if isinstance(message, Uplink):
+        return (message.dev_eui or message.device_id or "").lower()
+    return collar_hint(submission)
 
 
 def collar_hint(submission: Submission) -> str:
@@ -188,17 +239,17 @@ def _process(
 
 
 def _process_loaded(
-    session: Session, raw: RawUplink, codec: Any, settings: BridgeSettings, existing: DeadLetter | None
+    session: Session,
+    raw: RawUplink,
+    codec: Any,
+    settings: BridgeSettings,
+    existing: DeadLetter | None,
+    message: Uplink | NetworkEvent | MalformedUplink | None = None,
 ) -> IngestResult:
-    try:
-        message = read_network_message(
-            ingest.network_of(raw.source),
-            raw.event,
-            raw.body,
-            content_type=raw.content_type,
-            path_ids=raw.path_ids,
-        )
-    except MalformedUplink as error:
+    if message is None:
+        message = _read(raw)
+    if isinstance(message, MalformedUplink):
+        error = message
         ingest.dead_letter(session, raw, ingest.STAGE_PARSE, str(error), existing)
         return IngestResult(
             status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw.id, reason=str(error), stage=ingest.STAGE_PARSE

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lora_bridge.store import bulk
 from lora_bridge.store.tables import ActivitySummary
 
 log = logging.getLogger(__name__)
@@ -50,34 +51,33 @@ def add_activity(
     fields: dict[str, Any],
     class_names: list[str],
     raw_uplink_id: int | None,
-) -> ActivitySummary | None:
-    """Store one activity summary unless this collar already sent one for that interval start."""
+) -> dict[str, Any] | None:
+    """Store one activity summary unless this unit of work already has one of this collar for that
+    interval start (one the store already holds is kept as it is); the queued row, or None.
+
+    The row is written with the unit of work's other summaries in one statement (`store.bulk`),
+    before anything reads the store again in that unit of work.
+    """
     added = session.info.setdefault(SUMMARIES_ADDED, set())  # (device, time) added in this unit of work
     if (device_id, time) in added:
-        return None
-    with session.no_autoflush:  # rows of this unit of work are in `added`; the store has the rest
-        existing = session.scalars(
-            select(ActivitySummary.id).where(ActivitySummary.device_id == device_id, ActivitySummary.time == time)
-        ).first()
-    if existing is not None:
         return None
     added.add((device_id, time))
     shares = shares_by_class([float(s) for s in fields.get("shares") or []], class_names)
     dominant = max(shares, key=lambda name: shares[name]) if shares else None
-    summary = ActivitySummary(
-        device_id=device_id,
-        animal_id=animal_id,
-        time=time,
-        interval_min=int(fields.get("interval_min") or 0),
-        model_version=fields.get("model_version"),
-        vedba_mean_mg=fields.get("vedba_mean_mg"),
-        vedba_max_mg=fields.get("vedba_max_mg"),
-        shares_pct=shares,
-        dominant=dominant,
-        raw_uplink_id=raw_uplink_id,
-    )
-    session.add(summary)
-    return summary
+    row = {
+        "device_id": device_id,
+        "animal_id": animal_id,
+        "time": time,
+        "interval_min": int(fields.get("interval_min") or 0),
+        "model_version": fields.get("model_version"),
+        "vedba_mean_mg": fields.get("vedba_mean_mg"),
+        "vedba_max_mg": fields.get("vedba_max_mg"),
+        "shares_pct": shares,
+        "dominant": dominant,
+        "raw_uplink_id": raw_uplink_id,
+    }
+    bulk.queue_row(session, ActivitySummary.__table__, row)
+    return row
 
 
 # ---- Class names per model version: a model's classes travel with it --------------------------------

@@ -59,7 +59,7 @@ def apply_message(
             _offline_collars(session).discard(device.device_id)
 
     for fix_time, lat, lon in positions.fixes_in_message(fields, time):
-        row = positions.add_position(
+        applied.positions += positions.add_position(
             session,
             device_id=device.device_id,
             animal_id=animal.id,
@@ -69,7 +69,6 @@ def apply_message(
             message=message,
             raw_uplink_id=raw.id,
         )
-        applied.positions += row is not None
 
     if message == "status":
         devices.apply_status(device, fields, time, codec)
@@ -93,9 +92,9 @@ def apply_message(
             raw_uplink_id=raw.id,
         )
         applied.activity_summaries += row is not None
-        interval_end = time + timedelta(minutes=row.interval_min) if row is not None else time
-        if row is not None and row.dominant and (device.status_time is None or interval_end > device.status_time):
-            device.behaviour = row.dominant
+        interval_end = time + timedelta(minutes=row["interval_min"]) if row is not None else time
+        if row is not None and row["dominant"] and (device.status_time is None or interval_end > device.status_time):
+            device.behaviour = row["dominant"]
     elif message == "alert":
         _apply_collar_alert(session, device.device_id, animal.id, fields, time, uplink, raw, codec, settings, applied)
     elif message == "ack" and fields.get("on_port") == codec.port_of("data_fragment"):

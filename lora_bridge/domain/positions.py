@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.decode import degrees
+from lora_bridge.store import bulk
 from lora_bridge.store.tables import Position
 
 MAX_FIXES_PER_MESSAGE = 5
@@ -56,29 +57,27 @@ def add_position(
     lon: float,
     message: str,
     raw_uplink_id: int | None,
-) -> Position | None:
-    """Store one fix, unless this collar already has a fix at that time; returns the new row or None."""
+) -> bool:
+    """Store one fix unless this unit of work already has one of this collar at that time (a fix
+    the store already holds at that time is kept as it is); True when the fix was queued.
+
+    The row is written with the unit of work's other fixes in one statement (`store.bulk`), before
+    anything reads the store again in that unit of work.
+    """
     added = session.info.setdefault(FIXES_ADDED, set())  # (device, time) added in this unit of work
     if (device_id, time) in added:
-        return None
-    with session.no_autoflush:  # rows of this unit of work are in `added`; the store has the rest
-        existing = session.scalars(
-            select(Position.id).where(Position.device_id == device_id, Position.time == time)
-        ).first()
-    if existing is not None:
-        return None
+        return False
     added.add((device_id, time))
-    position = Position(
-        device_id=device_id,
-        animal_id=animal_id,
-        time=time,
-        lat=lat,
-        lon=lon,
-        message=message,
-        raw_uplink_id=raw_uplink_id,
-    )
-    session.add(position)
-    return position
+    bulk.queue_row(session, Position.__table__, {
+        "device_id": device_id,
+        "animal_id": animal_id,
+        "time": time,
+        "lat": lat,
+        "lon": lon,
+        "message": message,
+        "raw_uplink_id": raw_uplink_id,
+    })
+    return True
 
 
 def recent_positions(session: Session, device_id: str, limit: int) -> list[Position]:

@@ -26,6 +26,7 @@ from collar_firmware.config import BATTERY_CURVE
 from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
 from lora_bridge.domain import alerts
 from lora_bridge.domain.rules_profiles import BatteryProfile, OfflineProfile, RuleProfile
+from lora_bridge.store import bulk
 from lora_bridge.store.tables import Alert, Animal, BatteryReading, Device
 
 log = logging.getLogger(__name__)
@@ -179,19 +180,15 @@ def close_offline(session: Session, device: Device, heard_at: datetime) -> int |
 
 
 def record_battery(session: Session, device: Device) -> bool:
-    """Keep the collar's latest status battery reading for the trend; True when it is new."""
+    """Keep the collar's latest status battery reading for the trend; True when it is new (one
+    statement: a reading the store already holds for that time is left as it is)."""
     if device.battery_mv is None or device.status_time is None:
         return False
-    exists = session.scalars(
-        select(BatteryReading.id).where(
-            BatteryReading.device_id == device.device_id, BatteryReading.time == device.status_time
-        )
-    ).first()
-    if exists is not None:
-        return False
-    session.add(BatteryReading(device_id=device.device_id, time=device.status_time, battery_mv=device.battery_mv))
-    session.flush()
-    return True
+    statement = bulk.insert_ignoring_conflicts(BatteryReading.__table__, session.get_bind().dialect.name)
+    done = session.execute(
+        statement.values(device_id=device.device_id, time=device.status_time, battery_mv=device.battery_mv)
+    )
+    return bool(done.rowcount)
 
 
 def battery_trend(session: Session, device: Device, now: datetime, profile: BatteryProfile) -> dict[str, Any] | None:
