@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
+from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import DeadLetter, RawUplink
 from lora_bridge.uplink_formats import PARSERS, Uplink
@@ -194,8 +195,9 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
 def _first_copy(session: Session, key: str) -> RawUplink | None:
     # FOR UPDATE (PostgreSQL; SQLite's writers are serial anyway): copies heard by several gateways
     # at once merge their gateways into the first copy one after the other, none overwrites another.
+    # A copy in this unit of work is in CLAIMED_KEYS: the rows it holds back need not go in first.
     query = select(RawUplink).where(RawUplink.dedup_key == key).with_for_update()
-    return session.scalars(query.execution_options(populate_existing=True)).first()
+    return session.scalars(query.execution_options(populate_existing=True, **{bulk.NOT_DEFERRED: True})).first()
 
 
 def _merge_gateways(first: RawUplink, copy: RawUplink) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -71,8 +71,7 @@ def store_and_process_batch(
                 ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
                 for s in submissions
             ]
-            session.add_all(raws)
-            session.flush()
+            _keep_raws(session, raws)
             messages = [_read(raw) for raw in raws]  # each body parsed once
             read_batch(session, [m for m in messages if isinstance(m, Uplink)])
             # Collar by collar (each collar's bodies in arrival order): two workers whose batches hold
@@ -101,6 +100,26 @@ def store_and_process_batch(
     return list(submissions)
 
 
+def _keep_raws(session: Session, raws: list[RawUplink]) -> None:
+    """Put a batch's raw rows in its unit of work. On SQLite (whose write transaction excludes every
+    other writer) their ids are taken from the table's end and the rows held back until the batch
+    needs them in the store (`bulk.defer_add`): each is inserted once, in the state the batch left
+    it, all in one statement, in the same transaction as everything else, so acknowledged only once
+    it is durable. On PostgreSQL (claims race with other workers inside savepoints) they are
+    inserted first."""
+    if session.get_bind().dialect.name != "sqlite":
+        session.add_all(raws)
+        session.flush()
+        return
+    bulk.defer_foreign_keys(session)  # rows of the batch refer to raw rows written at its end
+    first_id = int(session.scalar(select(func.max(RawUplink.id))) or 0) + 1
+    now = utc_now()
+    for offset, raw in enumerate(raws):
+        raw.id = first_id + offset
+        raw.received_at = now
+    bulk.defer_add(session, raws)
+
+
 def read_batch(session: Session, uplinks: list[Uplink]) -> None:
     """Read what a batch's uplinks need from the store in three statements, not three per uplink:
     their collars (by DevEUI and name), the animals wearing them, and which of their dedup keys no
@@ -127,7 +146,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             if device is not None and device.session is not None:
                 keys.add(ingest.dedup_key(device.device_id, device.session, uplink))
         if keys:
-            claimed = set(session.scalars(select(RawUplink.dedup_key).where(RawUplink.dedup_key.in_(keys))))
+            stored = select(RawUplink.dedup_key).where(RawUplink.dedup_key.in_(keys))
+            claimed = set(session.scalars(stored.execution_options(**{bulk.NOT_DEFERRED: True})))
             session.info.setdefault(ingest.UNCLAIMED_KEYS, set()).update(keys - claimed)
 
 

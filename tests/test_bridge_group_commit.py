@@ -14,7 +14,7 @@ from lora_bridge import pipeline
 from lora_bridge.domain import rules_engine
 from lora_bridge.errors import StoreUnavailable
 from lora_bridge.group_commit import GroupCommit, Submission
-from lora_bridge.store.tables import RawUplink
+from lora_bridge.store.tables import ActivitySummary, Position, RawUplink
 
 
 def up(body: bytes) -> Submission:
@@ -220,3 +220,58 @@ def test_writers_of_a_sqlite_store_are_let_in_in_the_order_they_came_so_a_burst_
     next_batch.join(10)
 
     assert entered == ["outbox", "next batch"]
+
+
+def statements_of(bridge) -> list[str]:
+    said: list[str] = []
+
+    def keep(_conn, _cursor, statement, *_args) -> None:
+        said.append(" ".join(statement.split()))
+
+    event.listen(bridge.db.write_engine, "before_cursor_execute", keep)
+    return said
+
+
+def test_a_batch_writes_each_body_once_in_its_final_state_and_its_fixes_and_summaries_in_one_statement_each(tmp_path):
+    bodies = herd_hour()
+    with b.fresh_bridge(f"sqlite:///{tmp_path / 'tembo.db'}") as bridge:
+        said = statements_of(bridge)
+
+        results = bridge.ingest_batch([up(body) for body in bodies])
+
+        assert {r.status for r in results} == {"processed"}
+        assert sum(s.startswith("INSERT INTO raw_uplinks") for s in said) == 1
+        assert not [s for s in said if s.startswith("UPDATE raw_uplinks")]
+        assert sum(s.startswith("INSERT INTO positions") for s in said) == 1
+        assert sum(s.startswith("INSERT INTO activity_summaries") for s in said) == 1
+        with bridge.db.read() as session:
+            rows = session.execute(
+                select(RawUplink.id, RawUplink.status, RawUplink.f_cnt, RawUplink.message, RawUplink.dedup_key,
+                       RawUplink.processed_at, RawUplink.received_at).order_by(RawUplink.id)
+            ).all()
+        assert [tuple(row[:4]) for row in rows] == [
+            (r.raw_uplink_id, "processed", r.f_cnt, r.message) for r in results
+        ]
+        assert all(all(row[4:]) for row in rows)
+
+
+def test_a_collar_resending_a_fix_and_a_summary_it_already_sent_keeps_the_first_and_loses_nothing_else(store_url):
+    later = b.T0 + b.timedelta(hours=7)
+    first = [b.tts_uplink(b.status(time_s=b.T0_S, lat=-2.5), f_cnt=1, received_at=b.T0),
+             b.tts_uplink(b.activity(time_s=b.T0_S, shares_pct=(50.0, 30.0, 15.0, 5.0)), f_cnt=2, received_at=b.T0)]
+    again = [b.tts_uplink(b.status(time_s=b.T0_S, lat=-2.6), f_cnt=3, received_at=later),
+             b.tts_uplink(b.activity(time_s=b.T0_S, shares_pct=(5.0, 15.0, 30.0, 50.0)), f_cnt=4, received_at=later),
+             b.tts_uplink(b.status(time_s=b.T0_S + 3600, lat=-2.7), f_cnt=5, received_at=later)]
+    with b.fresh_bridge(store_url) as bridge:
+        bridge.ingest_batch([up(body) for body in first])
+
+        results = bridge.ingest_batch([up(body) for body in again])
+
+        assert [r.status for r in results] == ["processed"] * 3
+        counts = bridge.counts()
+        assert (counts["uplinks_stored"], counts["positions"], counts["activity_summaries"]) == (5, 2, 1)
+        with bridge.db.read() as session:
+            lats = session.scalars(select(Position.lat).order_by(Position.time)).all()
+            shares = session.scalars(select(ActivitySummary.shares_pct)).one()
+        assert lats == [pytest.approx(-2.5, abs=1e-4), pytest.approx(-2.7, abs=1e-4)]
+        assert list(shares.values()) == [50.0, 30.0, 15.0, 5.0], "the summary stored first is kept"

@@ -16,13 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
-# session.info key: {table: [row, ...]} queued in this unit of work, in the order they came.
+# session.info keys: {table: [row, ...]} queued in this unit of work, in the order they came; and
+# new ORM objects held back until the store needs them (`defer_add`).
 QUEUED_ROWS = "tembo_queued_rows"
+DEFERRED_OBJECTS = "tembo_deferred_objects"
+# Execution option of a read that must not see the objects held back (it looks for rows stored
+# before this unit of work: a stored copy's dedup key), so need not add them.
+NOT_DEFERRED = "tembo_not_deferred"
+FOREIGN_KEYS_DEFERRED = "tembo_foreign_keys_deferred"
 
 
 def insert_ignoring_conflicts(table: Table, dialect_name: str) -> Insert:
@@ -34,6 +40,29 @@ def insert_ignoring_conflicts(table: Table, dialect_name: str) -> Insert:
     raise ValueError(f"no insert-or-skip for the {dialect_name!r} dialect")
 
 
+def defer_add(session: Session, objects: list[Any]) -> None:
+    """Add objects (new rows with their ids set) to session only when something needs them in the
+    store: a read of their table, the queued rows being written, the commit, and a flush unless the
+    transaction checks foreign keys at its commit (`defer_foreign_keys`). Until then they are changed
+    as plain objects, so each is inserted once, in its final state."""
+    session.info.setdefault(DEFERRED_OBJECTS, []).extend(objects)
+
+
+def defer_foreign_keys(session: Session) -> None:
+    """SQLite: check this transaction's foreign keys at its commit, not statement by statement (the
+    rows `defer_add` holds back may be referred to before they are written)."""
+    session.execute(text("PRAGMA defer_foreign_keys = ON"))
+    session.info[FOREIGN_KEYS_DEFERRED] = True
+
+
+def add_deferred(session: Session) -> None:
+    """Add (and flush) the objects `defer_add` held back, now."""
+    deferred = session.info.pop(DEFERRED_OBJECTS, None)
+    if deferred:
+        session.add_all(deferred)
+        session.flush()
+
+
 def queue_row(session: Session, table: Table, row: dict[str, Any]) -> None:
     """Queue row for table, written with the other queued rows before the session's next statement."""
     queued = session.info.setdefault(QUEUED_ROWS, {})
@@ -42,6 +71,7 @@ def queue_row(session: Session, table: Table, row: dict[str, Any]) -> None:
 
 def write_queued(session: Session) -> int:
     """Write every queued row now (one executemany per table); how many rows were written or skipped."""
+    add_deferred(session)  # rows the queued ones may refer to
     queued = session.info.pop(QUEUED_ROWS, None)
     if not queued:
         return 0
@@ -56,17 +86,33 @@ def write_queued(session: Session) -> int:
 
 @event.listens_for(Session, "do_orm_execute")
 def _before_a_statement(state: Any) -> None:
-    queued = state.session.info.get(QUEUED_ROWS)
-    if not queued:
+    info = state.session.info
+    queued = info.get(QUEUED_ROWS)
+    deferred = info.get(DEFERRED_OBJECTS)
+    if not queued and not deferred:
         return
-    if state.is_select:
-        tables = {mapper.local_table for mapper in state.all_mappers}
-        if tables and not tables & queued.keys():
-            return  # a read of other tables (a collar, a claim): the queue goes on filling
-    write_queued(state.session)
+    tables = {mapper.local_table for mapper in state.all_mappers} if state.is_select else set()
+    if not tables:  # a change, or a read the mappers do not name: everything goes in first
+        write_queued(state.session)
+        return
+    if deferred and not state.execution_options.get(NOT_DEFERRED) and any(
+        getattr(o, "__table__", None) in tables for o in deferred
+    ):
+        add_deferred(state.session)
+    if queued and tables & queued.keys():
+        write_queued(state.session)
+
+
+@event.listens_for(Session, "before_flush")
+def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    if session.info.get(FOREIGN_KEYS_DEFERRED):
+        return  # what this flush writes may refer to them: checked at the commit, when they are in
+    deferred = session.info.pop(DEFERRED_OBJECTS, None)
+    if deferred:
+        session.add_all(deferred)  # part of this flush: what it writes may refer to them
 
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
-    if session.info.get(QUEUED_ROWS):
+    if session.info.get(QUEUED_ROWS) or session.info.get(DEFERRED_OBJECTS):
         write_queued(session)
