@@ -62,7 +62,7 @@ from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
 from lora_bridge.pipeline import process_raw, process_taken_batch, store_and_process_batch
 from lora_bridge.settings import BridgeSettings, load_settings
-from lora_bridge.store import retention
+from lora_bridge.store import bulk, retention
 from lora_bridge.store.database import Database, open_database
 from lora_bridge.store.retention import Compaction
 from lora_bridge.store.tables import (
@@ -222,6 +222,7 @@ class Bridge:
         """The per-collar rules once per collar of a batch (over all its new rows), then the collar
         alerts' notifications, inside the batch's transaction. A collar whose rules fail is rolled back
         to its savepoint and logged: the timer catches it up (`rules_engine.devices_behind`)."""
+        bulk.write_queued(session)  # the batch's fixes and summaries, outside the collars' savepoints
         processed = [r for r in results if r.status == ingest.STATUS_PROCESSED and r.device_id]
         judged = rules_engine.evaluate_devices(session, self.rules_runtime, [r.device_id for r in processed])
         for steps in judged.values():

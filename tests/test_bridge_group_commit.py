@@ -275,3 +275,21 @@ def test_a_collar_resending_a_fix_and_a_summary_it_already_sent_keeps_the_first_
             shares = session.scalars(select(ActivitySummary.shares_pct)).one()
         assert lats == [pytest.approx(-2.5, abs=1e-4), pytest.approx(-2.7, abs=1e-4)]
         assert list(shares.values()) == [50.0, 30.0, 15.0, 5.0], "the summary stored first is kept"
+
+
+def test_a_collar_whose_rules_fail_in_a_batch_loses_none_of_the_batchs_fixes(store_url, monkeypatch):
+    evaluate = rules_engine.evaluate_device
+
+    def failing_for_one(session, runtime, device_id):
+        steps = evaluate(session, runtime, device_id)  # reads (so writes) the batch's fixes in its savepoint
+        if device_id == "collar-01":
+            raise RuntimeError("a rule of collar-01 failed")
+        return steps
+
+    monkeypatch.setattr(rules_engine, "evaluate_device", failing_for_one)
+    with b.fresh_bridge(store_url) as bridge:
+        results = bridge.ingest_batch([up(body) for body in herd_hour()])
+
+        assert {r.status for r in results} == {"processed"}
+        counts = bridge.counts()
+        assert (counts["uplinks_stored"], counts["positions"], counts["activity_summaries"]) == (12, 6, 6)
