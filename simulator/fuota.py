@@ -99,13 +99,13 @@ def build_fleet(n: int, loss: float, seed: int, keys_for=None, sf: int = 9,
     return fleet
 
 
-def _setup_frames(frags: Fragmented, session_s: int, multicast_s: float = 3600.0,
+def _setup_frames(frags: Fragmented, session_s: int, spacing_s: float = 6.8,
                   sf: int = 9) -> list[tuple[int, bytes]]:
     """The unicast set-up of one collar: its Class C window (TS005, GPS time, a timeout that leaves
     room for the repair rounds) and the fragmentation session (TS004)."""
     mc = codec.encode_packet("mc_class_c_session", {
         "group": 0, "session_time_gps_s": codec.gps_from_unix(session_s),
-        "timeout_log2_s": delivery.window_timeout_log2(multicast_s),
+        "timeout_log2_s": delivery.window_timeout_log2(frags.nb_frag, spacing_s),
         "frequency_hz100": 8695250, "data_rate": max(0, 12 - sf)})
     setup = codec.encode_packet("frag_session_setup", {"session": 1 << 2, "nb_frag": frags.nb_frag,
                                                        "frag_size": frags.frag_size, "control": 0,
@@ -153,7 +153,7 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
     now = fleet[0].hal.clock.now_s()
     session_s = now + SESSION_LEAD_S
     for c in fleet:
-        for port, payload in _setup_frames(frags, session_s, plan.multicast_s, plan.sf):
+        for port, payload in _setup_frames(frags, session_s, plan.spacing_s, plan.sf):
             c.hear(port, payload)
             progress.unicast_sent(c.device_id, 1)
         c.live_until(session_s + 1)  # the collar wakes at the window's start and opens it
@@ -174,6 +174,7 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
         t += airtime_s / DOWNLINK_DUTY
 
     port = codec.port_of("data_fragment")
+    closes_s = session_s + (1 << delivery.window_timeout_log2(plan.nb_frag, plan.spacing_s))
     sent = 0
     target = plan.fragments
     rounds = 0
@@ -206,6 +207,8 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
         t = max(t, float(window_end))
         if not answers and not silent:
             break
+        if t >= closes_s:
+            break  # the collars closed their Class C windows: what they miss goes by unicast
         if rounds >= delivery.MAX_REPAIR_ROUNDS:
             break
         rounds += 1

@@ -284,6 +284,29 @@ def test_a_refused_or_unroutable_multicast_waits_and_goes_when_the_network_takes
     assert first[0]["at"] >= opens
 
 
+def test_the_bridge_stops_multicasting_when_the_collars_close_their_class_c_window(sqlite_url, network):
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        bridge.clock = lambda: opens
+        bridge.deliver_updates()
+        bridge.flush_downlinks()
+        (setup,) = [codec.decode(p["f_port"], p["payload"], "down") for p in network.unicast
+                    if p["f_port"] == 200]
+        closes = opens + timedelta(seconds=1 << setup["timeout_log2_s"])  # what the collars were told
+        bridge.clock = lambda: closes
+        bridge.deliver_updates()
+        bridge.flush_downlinks()
+        state = bridge.campaigns()[0]["delivery"]["state"]
+
+    assert codec.unix_from_gps(setup["session_time_gps_s"]) == opens.timestamp()
+    assert 1 << setup["timeout_log2_s"] >= 2 * 50 * 6.7, "room for the planned fragments and a repair"
+    assert state in ("stragglers", "closed"), "no multicast into windows the collars closed"
+    assert network.multicast and all(f["at"] < closes for f in network.multicast)
+
+
 def test_a_campaign_image_that_does_not_match_its_hash_or_has_no_group_is_refused(sqlite_url, network):
     image, version = model_image()
     with open_bridge(sqlite_url, network) as bridge:

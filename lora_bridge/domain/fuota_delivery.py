@@ -154,6 +154,10 @@ def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime) ->
     if row.state == SETUP and now >= row.session_time:
         row.state = WINDOW
         log.info("class C window open campaign_id=%d", row.campaign_id, extra={"campaign_id": row.campaign_id})
+    closes = row.session_time + timedelta(seconds=1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
+    if row.state in (WINDOW, REPAIR) and now >= closes:
+        row.state = STRAGGLERS  # the collars closed their Class C windows (TS005 timeout): unicast from here
+        log.info("class C window closed campaign_id=%d", row.campaign_id, extra={"campaign_id": row.campaign_id})
     if row.state in (WINDOW, REPAIR):
         queued += _multicast(session, codec, row, now)
     if row.state == STRAGGLERS:
@@ -179,7 +183,7 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime) -> i
         session_time_s = int(row.session_time.timestamp())
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="mc_class_c_session", values={
             "group": 0, "session_time_gps_s": wire.gps_from_unix(session_time_s),
-            "timeout_log2_s": delivery.window_timeout_log2(row.target_fragment * row.spacing_s),
+            "timeout_log2_s": delivery.window_timeout_log2(row.nb_frag, row.spacing_s),
             "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
             "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "control": 0,

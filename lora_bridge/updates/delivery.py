@@ -63,10 +63,11 @@ def observed_loss(received: int, sent: int, prior: float) -> float:
     return min(max(1.0 - received / sent, 0.0), MAX_LOSS)
 
 
-def window_timeout_log2(multicast_s: float) -> int:
-    """Return the TS005 TimeOut of a Class C window for a planned multicast of multicast_s seconds:
-    room for the repair rounds (as much multicast again) and every status window, in 4 bits."""
-    need = 2 * multicast_s + (MAX_REPAIR_ROUNDS + 1) * STATUS_WINDOW_S
+def window_timeout_log2(nb_frag: int, spacing_s: float) -> int:
+    """Return the TS005 TimeOut of the Class C window for nb_frag data fragments spaced spacing_s:
+    room for as many parity fragments again (30 % loss), as much once more for the repair rounds,
+    and every status window, in 4 bits. The bridge and the collars both close the window then."""
+    need = 4 * nb_frag * spacing_s + (MAX_REPAIR_ROUNDS + 1) * STATUS_WINDOW_S
     k = 0
     while (1 << k) < need and k < MAX_TIMEOUT_LOG2:
         k += 1
