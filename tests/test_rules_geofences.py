@@ -405,3 +405,36 @@ def test_a_segment_through_the_fenced_plot_with_both_fixes_in_the_park_raises_no
     ingest_track(bridge, [(0, 303_000, 9_705_000), (60, 307_000, 9_705_000), (120, 307_500, 9_705_000)])
 
     assert bridge.alerts(viewer=b.RANGER) == []
+
+
+def _collar_fence_alert(bridge, alert_type, minutes, x, y, f_cnt, device_id="collar-01"):
+    at = T + timedelta(minutes=minutes)
+    lat, lon = rb.lat_lon(x, y)
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert(alert_type, seq=1, time_s=int(at.timestamp()), lat=lat, lon=lon),
+                                          device_id=device_id, f_cnt=f_cnt, received_at=at))
+
+
+def test_collar_exit_alert_from_one_bad_fix_is_held_once_the_next_fix_is_back_inside(bridge):
+    park_and_farm(bridge)
+    bridge.register_animal("collar-02", "Lemayian")
+    ingest_track(bridge, [(0, 309_500, 9_702_000), (2, 309_700, 9_702_000)])
+    # The collar's own rule raises an exit from its fix 150 m outside (past its 50 m margin) ...
+    _collar_fence_alert(bridge, "geofence_exit", 4, 310_150, 9_702_000, f_cnt=3)
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (alert.source, alert.priority) == ("collar", 200) and "track_check" not in alert.evidence
+    # ... and its next fix is back inside: one fix past the line, then back.
+    ingest_track(bridge, [(6, 309_800, 9_702_000)], first_f_cnt=4)
+
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (alert.alert_type, alert.priority) == ("geofence_exit", 0)  # in the list, nobody woken
+    check = alert.evidence["track_check"]
+    assert (check["verdict"], check["held"], check["fence"]) == ("lone_fix", True, "Park")
+    assert check["fixes_past_line"][0]["metres_past_line"] == pytest.approx(150, abs=2)
+
+    # Another collar's exit with a second fix outside after it is confirmed and keeps its priority.
+    ingest_track(bridge, [(0, 309_500, 9_704_000), (2, 309_700, 9_704_000)], device_id="collar-02")
+    _collar_fence_alert(bridge, "geofence_exit", 4, 310_150, 9_704_000, f_cnt=3, device_id="collar-02")
+    for body in rb.fix_uplinks("collar-02", T + timedelta(minutes=6), [(0, 310_300, 9_704_000)], 4):
+        bridge.ingest_tts_uplink(body)
+    (other,) = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.device_id == "collar-02"]
+    assert (other.alert_type, other.priority, other.evidence["track_check"]["verdict"]) == ("geofence_exit", 200, "confirmed")

@@ -40,6 +40,7 @@ from lora_bridge.domain.rules_crossings import (
     CONFIRMED,
     LONE_FIX,
     NO_FIX_PAST,
+    PENDING,
     CrossingJudge,
     JudgedCrossing,
     judged_on,
@@ -352,6 +353,7 @@ def _track(
                     extra={"device_id": device.device_id, "fence_id": j.crossing.fence_id, "evidence": j.evidence},
                 )
         _clear_geofence_alerts(session, judge, device, clean.kept, steps)
+        _check_collar_fence_alerts(session, judge, clean.kept, steps)
     newest = max(everything[-1][0], cursor.position_time or everything[-1][0])
     window_start = newest - lookback
     _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean.outliers, steps)
@@ -497,6 +499,57 @@ def _clear_geofence_alerts(session: Session, judge: CrossingJudge, device: Devic
             continue
         where = "back inside the fence" if want_inside else "out of the fence again"
         _close(session, steps, alert, f"{where} at {latest[0].isoformat()}", latest[0])
+
+
+COLLAR_FENCE_ALERTS = {GEOFENCE_EXIT: EXIT, GEOFENCE_FARMLAND: ENTER}  # a collar's fence alert: the crossing it saw
+CHECK_BEFORE = timedelta(hours=2)  # the crossing a collar's fence alert is about lies this far before it at most
+
+
+def _check_collar_fence_alerts(session: Session, judge: CrossingJudge, kept: list[Fix], steps: Steps) -> None:
+    """Judge a collar's own open fence alert by the track the way a server crossing is judged: the crossing
+    before it confirmed (kept as `evidence.track_check`), or one fix past the line and the next back (held
+    at priority 0: in the list, nobody woken, never escalated; the ranger still gives the verdict)."""
+    for alert_type, direction in COLLAR_FENCE_ALERTS.items():
+        alert = steps.open.get(alert_type)
+        if alert is None or alert.source != alerts.SOURCE_COLLAR:
+            continue
+        if (alert.evidence or {}).get("track_check", {}).get("verdict") in (CONFIRMED, LONE_FIX):
+            continue  # decided once
+        found: list[JudgedCrossing] = []
+        for i in range(len(kept) - 1):
+            if not alert.time - CHECK_BEFORE <= kept[i + 1][0] <= alert.time:
+                continue
+            for judged in judge.judge(kept, i):
+                fence = judge.fences.fence(judged.crossing.fence_id)
+                if fence is None or judged.crossing.direction != direction:
+                    continue
+                if (fence.kind in FARMLAND_KINDS) != (alert_type == GEOFENCE_FARMLAND):
+                    continue
+                if alert_type == GEOFENCE_EXIT and fence.alert_on not in ("exit", "both"):
+                    continue
+                found.append(judged)
+        verdicts = {j.verdict: j for j in found}
+        judged = verdicts.get(CONFIRMED) or verdicts.get(PENDING) or verdicts.get(LONE_FIX)
+        if judged is None or judged.verdict == PENDING:
+            continue
+        held = judged.verdict == LONE_FIX
+        alert.evidence = {
+            **alert.evidence,
+            "track_check": {
+                "verdict": judged.verdict,
+                "held": held,
+                "fence": judged.crossing.fence_name,
+                "crossed_at": judged.crossing.time.isoformat(),
+                **judged.evidence,
+            },
+        }
+        if held:
+            alert.priority = alerts.PRIORITY_INFO
+        alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, "track_checked", {"verdict": judged.verdict, "held": held})
+        log.info(
+            "collar fence alert checked by the track alert_id=%s device_id=%s verdict=%s",
+            alert.id, alert.device_id, judged.verdict, extra={"alert_id": alert.id, "device_id": alert.device_id},
+        )
 
 
 def _back_on_side(judge: CrossingJudge, fence_id: int, recent: list[Fix], inside: bool, need: int, far_enough: float) -> bool:
