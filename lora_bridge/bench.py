@@ -269,14 +269,16 @@ def drive(url: str, secret: str, bodies_file: str, connections: int) -> dict[str
 # ---- MQTT workers ------------------------------------------------------------------------------
 
 
-def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, group: str) -> dict[str, Any]:
-    """Publish bodies to the broker for `workers` worker processes sharing a subscription; rate and lost."""
+def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, group: str,
+             collar_shares: bool = True) -> dict[str, Any]:
+    """Publish bodies to the broker for `workers` worker processes sharing a subscription (and the
+    collars, unless collar_shares is False: then each applies whatever the broker hands it); rate, lost."""
     import paho.mqtt.client as mqtt
 
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "lora_bridge.bench", "mqtt-worker", database_url, broker.url,
-             f"{group}-{n}", group],
+             f"{group}-{n}", group] + ([] if collar_shares else ["no-collar-shares"]),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
         for n in range(workers)
@@ -333,8 +335,9 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             "cpu_ms_per_uplink_per_worker": [round(1000 * c / len(bodies), 3) for c in cpu_per_worker]}
 
 
-def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str) -> None:
-    """One bridge worker process: MQTT in, the store at database_url; runs until stdin closes."""
+def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, *options: str) -> None:
+    """One bridge worker process: MQTT in, the store at database_url; runs until stdin closes.
+    Option `no-collar-shares`: apply every message the broker hands this worker, whatever its collar."""
     from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
     from lora_bridge.collar_shares import CollarShare
 
@@ -343,7 +346,7 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str) 
         share = CollarShare(bridge, f"{group}/{client_id}")
         worker = MqttIngest(bridge.ingest_network_message, parse_broker_url(broker_url), share_group=group,
                             client_id=client_id, topics=("v3/+/devices/+/up",), threads=bridge.settings.mqtt_threads,
-                            share=share)
+                            share=None if "no-collar-shares" in options else share)
         with worker:
             print("ready", flush=True)
             cpu_started = time.process_time()
@@ -417,11 +420,16 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
             with MosquittoServer.started(folder / "mosquitto") as broker:
                 one = mqtt_run(server.create_database("mqtt1"), broker, bodies, 1, "bench1")
                 two = mqtt_run(server.create_database("mqtt2"), broker, bodies, 2, "bench2")
+                # the same two workers without sharing the collars: what the split itself brings
+                mixed = mqtt_run(server.create_database("mqtt2rr"), broker, bodies, 2, "bench2rr", collar_shares=False)
             figures["mqtt_uplinks_per_s"] = round(one["uplinks_per_s"], 1)
             figures["mqtt_two_workers_uplinks_per_s"] = round(two["uplinks_per_s"], 1)
             figures["workers_speedup"] = round(two["uplinks_per_s"] / one["uplinks_per_s"], 2)
-            figures["mqtt_lost"] = one["lost"] + two["lost"]
-            figures["mqtt_applied_twice"] = one["applied_twice"] + two["applied_twice"]
+            figures["mqtt_two_workers_no_collar_shares_uplinks_per_s"] = round(mixed["uplinks_per_s"], 1)
+            figures["workers_speedup_no_collar_shares"] = round(mixed["uplinks_per_s"] / one["uplinks_per_s"], 2)
+            figures["mqtt_two_workers_no_collar_shares_cpu_ms_per_uplink"] = mixed["cpu_ms_per_uplink"]
+            figures["mqtt_lost"] = one["lost"] + two["lost"] + mixed["lost"]
+            figures["mqtt_applied_twice"] = one["applied_twice"] + two["applied_twice"] + mixed["applied_twice"]
             figures["mqtt_mean_batch"] = one["mean_batch"]
             figures["mqtt_two_workers_mean_batch"] = two["mean_batch"]
             # batches that went the two-step way (a claim or a collar row raced with the other worker)
@@ -439,7 +447,7 @@ def _main(argv: list[str]) -> int:
     if argv[:1] == ["drive"] and len(argv) == 5:
         print(json.dumps(drive(argv[1], argv[2], argv[3], int(argv[4]))))
         return 0
-    if argv[:1] == ["mqtt-worker"] and len(argv) == 5:
+    if argv[:1] == ["mqtt-worker"] and len(argv) in (5, 6):
         mqtt_worker(*argv[1:])
         return 0
     print(__doc__, file=sys.stderr)

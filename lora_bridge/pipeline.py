@@ -449,7 +449,15 @@ def process_taken_batch(
     try:
         with db.write() as session:
             raw_ids = take(session)
-            results = [_process(session, raw_id, codec, settings, None) for raw_id in raw_ids]
+            # Every taken row locked in one statement (not one per body).
+            raws = {raw.id: raw for raw in session.scalars(
+                select(RawUplink).where(RawUplink.id.in_(raw_ids)).order_by(RawUplink.id).with_for_update()
+            )} if raw_ids else {}
+            results = [
+                _result_of(raws[raw_id]) if raws[raw_id].status in DONE_STATUSES
+                else _process_loaded(session, raws[raw_id], codec, settings, None)
+                for raw_id in raw_ids
+            ]
             if after is not None and results:
                 after(session, results)
         return results, False
