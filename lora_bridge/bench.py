@@ -360,7 +360,7 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
 
 
 def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, postgres: bool = True,
-                   mqtt: bool = True) -> dict[str, Any]:
+                   mqtt: bool = True, mqtt_rounds: int = 1) -> dict[str, Any]:
     """Every figure of the module docstring, measured in one run on fresh stores in a temporary folder."""
     bodies = synthetic_bodies(collars, hours)
     figures: dict[str, Any] = {"bodies": len(bodies), "connections": connections,
@@ -393,13 +393,14 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures["compacted_store_bytes_per_collar_day"] = round(sqlite["compacted_store_bytes"] / collar_days)
         figures["load_average_after_sqlite"] = [round(x, 2) for x in os.getloadavg()]
         if postgres:
-            figures.update(_postgres_figures(folder, bodies, connections, mqtt))
+            figures.update(_postgres_figures(folder, bodies, connections, mqtt, mqtt_rounds))
             figures["lost"] += figures.get("postgres_lost", 0) + figures.get("mqtt_lost", 0)
     return figures
 
 
-def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt: bool) -> dict[str, Any]:
-    from tembo.local_services import MosquittoServer, PostgresServer
+def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt: bool,
+                      mqtt_rounds: int = 1) -> dict[str, Any]:
+    from tembo.local_services import PostgresServer
 
     figures: dict[str, Any] = {}
     with PostgresServer.started(folder / "postgres", durable=True) as server:
@@ -417,30 +418,58 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
             figures["postgres_uplinks_per_s"] / figures["postgres_raw_insert_uplinks_per_s"], 4
         )
         if mqtt:
-            with MosquittoServer.started(folder / "mosquitto") as broker:
-                one = mqtt_run(server.create_database("mqtt1"), broker, bodies, 1, "bench1")
-                two = mqtt_run(server.create_database("mqtt2"), broker, bodies, 2, "bench2")
-                # the same two workers without sharing the collars: what the split itself brings
-                mixed = mqtt_run(server.create_database("mqtt2rr"), broker, bodies, 2, "bench2rr", collar_shares=False)
-            figures["mqtt_uplinks_per_s"] = round(one["uplinks_per_s"], 1)
-            figures["mqtt_two_workers_uplinks_per_s"] = round(two["uplinks_per_s"], 1)
-            figures["workers_speedup"] = round(two["uplinks_per_s"] / one["uplinks_per_s"], 2)
-            figures["mqtt_two_workers_no_collar_shares_uplinks_per_s"] = round(mixed["uplinks_per_s"], 1)
-            figures["workers_speedup_no_collar_shares"] = round(mixed["uplinks_per_s"] / one["uplinks_per_s"], 2)
-            figures["mqtt_two_workers_no_collar_shares_cpu_ms_per_uplink"] = mixed["cpu_ms_per_uplink"]
-            figures["mqtt_lost"] = one["lost"] + two["lost"] + mixed["lost"]
-            figures["mqtt_applied_twice"] = one["applied_twice"] + two["applied_twice"] + mixed["applied_twice"]
-            figures["mqtt_mean_batch"] = one["mean_batch"]
-            figures["mqtt_two_workers_mean_batch"] = two["mean_batch"]
-            # batches that went the two-step way (a claim or a collar row raced with the other worker)
-            figures["mqtt_two_workers_batches_fell_back"] = two["batches_fell_back"]
-            # bodies a worker received for the other worker's collars and handed over through the store
-            figures["mqtt_two_workers_handed_over"] = two["handed_over"]
-            figures["mqtt_cpu_ms_per_uplink"] = one["cpu_ms_per_uplink"]
-            figures["mqtt_two_workers_cpu_ms_per_uplink"] = two["cpu_ms_per_uplink"]
-            figures["mqtt_two_workers_cpu_ms_per_uplink_per_worker"] = two["cpu_ms_per_uplink_per_worker"]
-            figures["load_average_after_mqtt"] = [round(x, 2) for x in os.getloadavg()]
+            figures.update(_mqtt_figures(folder, server, bodies, mqtt_rounds))
     return figures
+
+
+def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -> dict[str, Any]:
+    """One worker, two workers sharing the collars, and two without (each applying whatever the broker
+    hands it), interleaved `rounds` times so the machine's load drifts over all three alike; medians."""
+    from statistics import median
+
+    from tembo.local_services import MosquittoServer
+
+    runs: dict[str, list[dict[str, Any]]] = {"one": [], "two": [], "mixed": []}
+    with MosquittoServer.started(folder / "mosquitto") as broker:
+        for r in range(max(1, rounds)):
+            runs["one"].append(mqtt_run(server.create_database(f"mqtt1r{r}"), broker, bodies, 1, f"bench1r{r}"))
+            runs["two"].append(mqtt_run(server.create_database(f"mqtt2r{r}"), broker, bodies, 2, f"bench2r{r}"))
+            runs["mixed"].append(mqtt_run(server.create_database(f"mqtt2rr{r}"), broker, bodies, 2, f"bench2rr{r}",
+                                          collar_shares=False))
+
+    def med(kind: str, name: str) -> float:
+        return round(median(run[name] for run in runs[kind]), 3)
+
+    one, two, mixed = med("one", "uplinks_per_s"), med("two", "uplinks_per_s"), med("mixed", "uplinks_per_s")
+    everything = [run for kind in runs.values() for run in kind]
+    return {
+        "mqtt_rounds": max(1, rounds),
+        "mqtt_uplinks_per_s": round(one, 1),
+        "mqtt_two_workers_uplinks_per_s": round(two, 1),
+        "workers_speedup": round(two / one, 2),
+        "mqtt_two_workers_no_collar_shares_uplinks_per_s": round(mixed, 1),
+        "workers_speedup_no_collar_shares": round(mixed / one, 2),
+        "mqtt_uplinks_per_s_each_round": {kind: [round(run["uplinks_per_s"], 1) for run in kind_runs]
+                                          for kind, kind_runs in runs.items()},
+        "mqtt_lost": sum(run["lost"] for run in everything),
+        "mqtt_applied_twice": sum(run["applied_twice"] for run in everything),
+        "mqtt_mean_batch": med("one", "mean_batch"),
+        "mqtt_two_workers_mean_batch": med("two", "mean_batch"),
+        "mqtt_two_workers_no_collar_shares_mean_batch": med("mixed", "mean_batch"),
+        # batches that went the two-step way (a claim or a collar row raced with the other worker)
+        "mqtt_two_workers_batches_fell_back": sum(run["batches_fell_back"] for run in runs["two"]),
+        "mqtt_two_workers_no_collar_shares_batches_fell_back": sum(run["batches_fell_back"] for run in runs["mixed"]),
+        # bodies a worker received for the other worker's collars and handed over through the store
+        "mqtt_two_workers_handed_over": sum(run["handed_over"] for run in runs["two"]),
+        # CPU time of the worker processes per uplink (all workers; each worker's, over all uplinks)
+        "mqtt_cpu_ms_per_uplink": med("one", "cpu_ms_per_uplink"),
+        "mqtt_two_workers_cpu_ms_per_uplink": med("two", "cpu_ms_per_uplink"),
+        "mqtt_two_workers_no_collar_shares_cpu_ms_per_uplink": med("mixed", "cpu_ms_per_uplink"),
+        "mqtt_two_workers_cpu_ms_per_uplink_per_worker": [run["cpu_ms_per_uplink_per_worker"] for run in runs["two"]],
+        "mqtt_two_workers_no_collar_shares_cpu_ms_per_uplink_per_worker": [
+            run["cpu_ms_per_uplink_per_worker"] for run in runs["mixed"]],
+        "load_average_after_mqtt": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def _main(argv: list[str]) -> int:
