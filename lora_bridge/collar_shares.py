@@ -25,7 +25,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, text
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 LEASE_S = 10.0
 POLL_S = 0.05
 MAX_TAKE = 256
+NOTIFY_CHANNEL = "tembo_collar_handovers"
 
 
 def owner_of(collar_key: str, members: list[str] | tuple[str, ...]) -> str | None:
@@ -177,9 +178,11 @@ class CollarShare:
                 session.flush()
                 for submission, raw in zip(submissions, raws, strict=True):
                     key = collar_hint(submission)
-                    session.add(CollarHandover(raw_uplink_id=raw.id, collar_key=key[:128],
-                                               to_worker=owner_of(key, members) or self.worker_id,
+                    owner = owner_of(key, members) or self.worker_id
+                    session.add(CollarHandover(raw_uplink_id=raw.id, collar_key=key[:128], to_worker=owner,
                                                from_worker=self.worker_id))
+                if session.get_bind().dialect.name == "postgresql":
+                    session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # wakes the owners at commit
         except Exception as error:
             if is_transient_store_error(error):
                 error = StoreUnavailable(f"store unavailable: {str(error)[:200]}")
@@ -221,16 +224,48 @@ class CollarShare:
 
     def _run(self) -> None:
         renew_every = self.lease_s / 3
-        while not self._stopping.is_set():
-            try:
-                if self._due(renew_every):
-                    self.renew()
-                if self.take_once() == 0:
-                    self._stopping.wait(self.poll_s)
-            except Exception as error:  # noqa: BLE001 - the store is back later; the lease runs out meanwhile
-                log.warning("worker %s: store unavailable (%s); trying again", self.worker_id, type(error).__name__,
-                            extra={"worker_id": self.worker_id})
-                self._stopping.wait(1.0)
+        listener = self._listen()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if self._due(renew_every):
+                        self.renew()
+                    if self.take_once() == 0:
+                        self._idle(listener, renew_every)
+                except Exception as error:  # noqa: BLE001 - the store is back later; the lease runs out meanwhile
+                    log.warning("worker %s: store unavailable (%s); trying again", self.worker_id,
+                                type(error).__name__, extra={"worker_id": self.worker_id})
+                    self._stopping.wait(1.0)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _listen(self) -> Any:
+        """On PostgreSQL, a connection of its own that LISTENs for hand-overs (the sender NOTIFYs in its
+        transaction, delivered at commit): an idle worker waits on it instead of polling the store.
+        None elsewhere (SQLite: polled every poll_s) or when it cannot connect."""
+        engine = self.bridge.db.write_engine
+        if engine.dialect.name != "postgresql":
+            return None
+        try:
+            import psycopg
+
+            url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+            listener = psycopg.connect(url, autocommit=True)
+            listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            return listener
+        except Exception as error:  # noqa: BLE001 - polling still finds every hand-over
+            log.warning("worker %s: no LISTEN connection (%s); polling", self.worker_id, type(error).__name__)
+            return None
+
+    def _idle(self, listener: Any, at_most_s: float) -> None:
+        """Wait for a hand-over to this worker (a notification), the stop, or at_most_s."""
+        if listener is None:
+            self._stopping.wait(self.poll_s)
+            return
+        wait_s = min(1.0, at_most_s)  # the stop is seen within a second
+        for _ in listener.notifies(timeout=wait_s, stop_after=1):
+            pass
 
     def _due(self, every_s: float) -> bool:
         return time.monotonic() - self._renewed_at >= every_s
