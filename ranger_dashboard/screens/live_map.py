@@ -36,6 +36,8 @@ PICKS_KEY = "_map_picks"
 # The map's size: fitted for a phone when the browser says it is one.
 PHONE_MAP_PX = (360, 440)
 DESK_MAP_PX = (640, 620)
+# A herd up to this size has its table shown under the map on a desk; a larger one on request.
+TABLE_SHOWN_UP_TO = 50
 LEGEND = (
     "**Animal** "
     + " · ".join(
@@ -153,7 +155,13 @@ def live_panel() -> None:
         columns[0].metric("Heard in the last 6 h", summary["reporting"])
         columns[1].metric("High priority", summary["high_priority"])
         st.markdown(LEGEND)
-    with st.expander(f"Animals on the map ({len(points)})", expanded=not phone and len(points) <= 50):
+    # The table is built only when shown: for a large herd (or on a phone) it waits for the ranger to
+    # ask, so the map does not wait for hundreds of rows the browser would lay out unseen.
+    if st.toggle(
+        f"Table of the animals on the map ({len(points)})",
+        value=not phone and len(points) <= TABLE_SHOWN_UP_TO,
+        key="show_live_table",
+    ):
         st.dataframe(views.live_table(points, animals, now, low_battery_mv), hide_index=True)
     clock = "newest report" if options.clock == "data" else "control-room clock"
     shown = f"As of {views.format_time(moment)} UTC (not live)" if moment else f"Now {views.format_time(now)} UTC ({clock})"

@@ -1,0 +1,114 @@
+"""A ranger watches a large herd in a real browser (Debian's chromium through Playwright): the live
+map names the animals that need a look, and any other animal by its tooltip, on a desk and a phone."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import pytest
+from browser_helpers import add_accounts, sign_in
+from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import sync_playwright
+
+from lora_bridge.access import Viewer
+from lora_bridge.service import open_bridge
+from ranger_dashboard import bench, palette, serving
+from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
+from ranger_dashboard.map_layers import NAME_EVERY_ANIMAL_UP_TO
+
+RANGER = Viewer("ranger.amani", "ranger")
+HERD = NAME_EVERY_ANIMAL_UP_TO + 20  # large enough that only the animals needing a look are named
+WAIT_MS = 120_000
+MAP = "[data-testid='stDeckGlJsonChart']"
+PHONE = {"width": 390, "height": 844}
+PHONE_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+)
+
+
+def near(pixel: tuple[int, ...], rgb: list[int], tolerance: int = 16) -> bool:
+    return all(abs(c - w) <= tolerance for c, w in zip(pixel[:3], rgb[:3], strict=True))
+
+
+def map_showing(page, rgbs: list[list[int]]) -> Image.Image:
+    """A screenshot of the live map once it shows every colour of `rgbs`, taken again after two
+    more frames while it does not."""
+    chart = page.locator(MAP).first
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while True:
+        image = Image.open(io.BytesIO(chart.screenshot())).convert("RGB")
+        colours = [colour for _, colour in image.getcolors(image.width * image.height)]
+        if all(any(near(c, rgb) for c in colours) for rgb in rgbs):
+            return image
+        assert time.monotonic() < deadline, f"the map never showed {rgbs}"
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def lone_dot(image: Image.Image, rgb: list[int], clear_px: int = 12) -> tuple[int, int]:
+    """The centre of a dot of colour `rgb` with no other dot or label within `clear_px` of it."""
+    width, height = image.size
+    pixels = image.load()
+    for y in range(clear_px, height - clear_px):
+        for x in range(clear_px, width - clear_px):
+            if not near(pixels[x, y], rgb):
+                continue
+            around = [
+                pixels[x + dx, y + dy]
+                for dx in range(-clear_px, clear_px + 1)
+                for dy in range(-clear_px, clear_px + 1)
+                if abs(dx) + abs(dy) > 8
+            ]
+            if not any(near(p, rgb) or near(p, palette.LABEL_COLOUR, 40) for p in around):
+                return x + 2, y + 2
+    raise AssertionError("no animal stands alone on the map")
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("screen", ["desk", "phone"])
+def test_ranger_reads_a_large_herd_by_names_of_alerting_animals_and_tooltips(sqlite_url, port, tmp_path, screen):
+    with open_bridge(sqlite_url) as bridge:
+        bench.fill_store(bridge, animals=HERD, days=1, activity_days=0, batch=250)
+        add_accounts(bridge)
+        alerting = sorted(a.name for a in bridge.open_alerts(viewer=RANGER))
+    assert len(alerting) == HERD // bench.ALERT_EVERY + 1  # a collar alert on one animal in 25
+    with serving.running(port, sqlite_url, tmp_path / "dashboard.log", clock="data") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                if screen == "phone":
+                    context = browser.new_context(viewport=PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True)
+                else:
+                    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                page = context.new_page()
+                page.goto(base_url)
+                sign_in(page, "amina")
+                page.wait_for_selector(f"#tembo-map-ready[data-animals='{HERD}']", state="attached", timeout=WAIT_MS)
+                page.wait_for_selector(f"{MAP} canvas", state="attached", timeout=WAIT_MS)
+                image = map_showing(
+                    page, [palette.STATE_COLOURS["normal"], palette.STATE_COLOURS["alert"], palette.LABEL_COLOUR]
+                )
+                image.save(tmp_path / f"{screen}_herd.png")
+                box = page.locator(MAP).first.bounding_box()
+                viewport = page.viewport_size
+                assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], "the map fits the screen"
+
+                # A normal animal carries no label at this view: hovering it names it.
+                x, y = lone_dot(image, palette.STATE_COLOURS["normal"])
+                tooltip = page.get_by_text(re.compile(rf"^Elephant \d{{3}} · {palette.STATE_LABELS['normal']} · "))
+                deadline = time.monotonic() + WAIT_MS / 1000
+                wiggle = 0
+                while True:  # deck.gl picks on pointer moves: move again until it names the animal
+                    page.locator(MAP).first.hover(position={"x": x + wiggle, "y": y})
+                    try:
+                        tooltip.first.wait_for(timeout=2_000)
+                        break
+                    except PlaywrightTimeout:
+                        assert time.monotonic() < deadline, f"no tooltip over the animal at {(x, y)}"
+                        wiggle = 1 - wiggle
+                page.screenshot(path=str(tmp_path / f"{screen}_hover.png"))
+            finally:
+                browser.close()
