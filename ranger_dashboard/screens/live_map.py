@@ -44,7 +44,7 @@ LEGEND = (
         f":{colour}[●] {palette.STATE_LABELS[state]}"
         for state, colour in zip(palette.ANIMAL_STATES, ("green", "red", "gray", "violet"), strict=True)
     )
-    + "  \n**Open alert ring** :red[◯] high · :orange[◯] medium · :green[◯] low  \n"
+    + "  \n**Open alert ring** :red[◯] high · :orange[◯] medium · :green[◯] low · :gray[◯] info  \n"
     "**Reserve** :gray[▭] boundary · :orange[■] farmland · :blue[■] water · :gray[━] road · :blue[●] gateway"
 )
 
