@@ -256,15 +256,6 @@ MESSAGES = (
 PORT_MULTICAST = 200
 PORT_FRAGMENTS = 201
 PORT_CLOCK = 202
-# TS005 remote multicast set-up: its package identifier and version (PackageVersionAns), the answer bits.
-MC_PACKAGE_ID = 2
-MC_PACKAGE_VERSION = 1
-MC_GROUPS = 4  # McGroupID is 2 bits
-MC_ERR_ID = 0x04  # McGroupSetupAns IDerror; McGroupDeleteAns McGroupUndefined
-MC_ERR_DR = 0x04  # McClassCSessionAns
-MC_ERR_FREQ = 0x08
-MC_ERR_UNDEFINED = 0x10
-MC_ERR_START_MISSED = 0x20
 # GPS time (TS003, TS005) against the collar's Unix clock: the GPS epoch and GPS-UTC leap seconds.
 GPS_EPOCH_UNIX_S = 315964800  # 1980-01-06T00:00:00Z
 GPS_UTC_LEAP_S = 18  # since 2017-01-01

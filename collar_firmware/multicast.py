@@ -5,7 +5,7 @@ its McKey still wrapped with the collar's McKEKey, and its frame counter range, 
 LoRaWAN stack through `hal.Radio.multicast_group`: only the stack holds the key-encryption key),
 and McClassCSessionReq (the window's start in GPS seconds, its timeout 2**TimeOut s, frequency and
 data rate). The collar checks each field against its bounds and answers with the package's error
-bits (codec.MC_ERR_*). A window opens at its start (`Radio.set_class_c`) and closes at its end
+bits (MC_ERR_*). A window opens at its start (`Radio.set_class_c`) and closes at its end
 (`Radio.set_class_a`) whatever else happens, so a collar never stays in Class C draining its
 battery; a reboot leaves the modem in Class A. Group 0 is the one provisioned with the collar.
 """
@@ -14,6 +14,17 @@ import struct
 
 from collar_firmware import codec, records
 from collar_firmware.compat import const
+
+# TS005's package identifier and version (PackageVersionAns) and the bits of its answers (kept here,
+# with the only code that sets them, so the loop's RAM does not hold them).
+MC_PACKAGE_ID = const(2)
+MC_PACKAGE_VERSION = const(1)
+MC_GROUPS = const(4)  # McGroupID is 2 bits
+MC_ERR_ID = const(0x04)  # McGroupSetupAns IDerror; McGroupDeleteAns McGroupUndefined
+MC_ERR_DR = const(0x04)  # McClassCSessionAns
+MC_ERR_FREQ = const(0x08)
+MC_ERR_UNDEFINED = const(0x10)
+MC_ERR_START_MISSED = const(0x20)
 
 KEY_GROUPS = "mc.groups"
 PROVISIONED_GROUPS = const(1)  # bit mask of the groups whose keys the collar left the factory with
@@ -57,7 +68,7 @@ class Multicast:
 
     def is_defined(self, group):
         """Return True when group is a McGroupID the collar holds keys for."""
-        return 0 <= group < codec.MC_GROUPS and self.defined & (1 << group) != 0
+        return 0 <= group < MC_GROUPS and self.defined & (1 << group) != 0
 
     def scheduled(self):
         """Return True while a session waits to open or is open."""
@@ -74,8 +85,8 @@ class Multicast:
     def handle(self, name, msg, now):
         """Take one TS005 request; return (answer name, values) or None."""
         if name == "mc_package_version":
-            return ("mc_package_version_ans", {"package_id": codec.MC_PACKAGE_ID,
-                                               "package_version": codec.MC_PACKAGE_VERSION})
+            return ("mc_package_version_ans", {"package_id": MC_PACKAGE_ID,
+                                               "package_version": MC_PACKAGE_VERSION})
         if name == "mc_group_setup":
             return ("mc_group_setup_ans", {"status": self._setup(msg)})
         if name == "mc_group_delete":
@@ -86,12 +97,12 @@ class Multicast:
 
     def _setup(self, msg):
         group = msg["group"]
-        if group >= codec.MC_GROUPS or msg["min_mc_fcount"] > msg["max_mc_fcount"]:
-            return codec.MC_ERR_ID | (group & 3)
+        if group >= MC_GROUPS or msg["min_mc_fcount"] > msg["max_mc_fcount"]:
+            return MC_ERR_ID | (group & 3)
         key = struct.pack("<IIII", msg["mc_key_encrypted_0"], msg["mc_key_encrypted_1"],
                           msg["mc_key_encrypted_2"], msg["mc_key_encrypted_3"])
         if not self.radio.multicast_group(group, msg["mc_addr"], key, msg["min_mc_fcount"], msg["max_mc_fcount"]):
-            return codec.MC_ERR_ID | group
+            return MC_ERR_ID | group
         self.defined |= 1 << group
         self.addr[group] = msg["mc_addr"]
         self._save()
@@ -99,7 +110,7 @@ class Multicast:
 
     def _delete(self, group, now):
         if not self.is_defined(group):
-            return codec.MC_ERR_ID | (group & 3)
+            return MC_ERR_ID | (group & 3)
         self.radio.multicast_delete(group)
         self.defined &= ~(1 << group)
         self.addr[group] = 0
@@ -112,16 +123,16 @@ class Multicast:
         group = msg["group"]
         status = group & 3
         if not self.is_defined(group):
-            status |= codec.MC_ERR_UNDEFINED
+            status |= MC_ERR_UNDEFINED
         freq = msg["frequency_hz100"]
         if freq < MIN_FREQUENCY_HZ100 or freq > MAX_FREQUENCY_HZ100:
-            status |= codec.MC_ERR_FREQ
+            status |= MC_ERR_FREQ
         if msg["data_rate"] > MAX_DATA_RATE:
-            status |= codec.MC_ERR_DR
+            status |= MC_ERR_DR
         start = codec.unix_from_gps(msg["session_time_gps_s"])
         end = start + (1 << (msg["timeout_log2_s"] & TIMEOUT_MASK))
         if end <= now:
-            status |= codec.MC_ERR_START_MISSED
+            status |= MC_ERR_START_MISSED
         if status & ~3:
             return ("mc_class_c_session_ans", {"status": status, "time_to_start_s": []})
         if self.open:
