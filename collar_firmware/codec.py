@@ -107,10 +107,11 @@ SETTINGS = (
     (26, "gnss_rest_interval_s", "u32", 60, 86400, "s"),
     (27, "gnss_move_interval_s", "u32", 60, 86400, "s"),
     (28, "gnss_min_gap_s", "u16", 0, 3600, "s"),
-    (29, "poaching_min_run_s", "u16", 0, 3600, "s"),
+    (29, "poaching_min_run_s", "u16", 0, 600, "s"),  # flight seconds within risk.POACHING_SPAN_MIN
     (30, "gnss_forage_interval_s", "u32", 60, 86400, "s"),
     (31, "carcass_vedba_mg", "u8", 0, 100, "mg"),  # 0: no carcass rule, mortality after immobility_h only
     (32, "carcass_min", "u16", 10, 1440, "min"),
+    (33, "fast_vedba_mg", "u16", 100, 4000, "mg"),  # a "walk" this vigorous is a flight (risk.py)
 )
 
 # Kinds of virtual fence held on the collar: leaving a "park" fence or entering a "farmland" one alerts.

@@ -19,16 +19,22 @@ Rules, after the field:
   their collar cannot tell them from a carcass: each time a run of such windows lasted half of
   carcass_min and the animal then moved off, the collar doubles the time it asks for (up to
   CARCASS_DOUBTS times; once that reaches immobility_h the 12 h rule alone decides for this animal).
-- poaching risk: running (the model's "run" class or VeDBA above run_vedba_mg) scores its seconds,
+- poaching risk: a flight is judged from its share of a sliding span, not from an unbroken run: a
+  window is a flight window when the model says "run", when VeDBA reaches run_vedba_mg, or when the
+  model says "walk" at a VeDBA of fast_vedba_mg or more (a weak animal fleeing at a gallop the model
+  takes for a walk: twice a brisk walk's movement; no healthy walk reaches it). Flight seconds score,
   doubled at night and one more time near or outside the park boundary, and calm seconds pay the
-  score back; two running windows in a row switch GNSS to tracking for tracking_minutes; a score of
-  poaching_score half-minutes alerts (default 12: 6 running minutes by day mid-park, 3 at night,
-  2 at night near the boundary) once the run has lasted poaching_min_run_s (default 6 minutes: a
-  flight from poachers is sustained, while mock charges, play and a start at a noise last a minute
-  or a few; two calm windows in a row end a run).
+  score back; two flight windows in a row switch GNSS to tracking for tracking_minutes. A score of
+  poaching_score half-minutes (default 12: 6 minutes by day mid-park, 3 at night, 2 at night near the
+  boundary) alerts once the flight windows of the last POACHING_SPAN_MIN minutes add up to
+  poaching_min_run_s (default 6 of 10 minutes): a flight from poachers is sustained, with breaks of a
+  window or a few where the gait falters, while mock charges, play and a start at a noise last a
+  minute or a few.
 - fences: enter a farmland (or exclusion) polygon or leave the park polygon, with a hysteresis of
-  fence_margin_m (the state flips only when the fix is that far past the line); GNSS goes to
-  tracking for tracking_minutes on each crossing.
+  fence_margin_m: the state flips when FENCE_CONFIRM_FIXES fixes in a row lie that far past the line
+  (one fix out there may be multipath: it switches GNSS to tracking, so the next fix comes within
+  tracking_gnss_interval_s and confirms or clears it); GNSS goes to tracking for tracking_minutes on
+  each crossing.
 - collar drop: still, with gravity turned more than 45 degrees from the worn orientation and the
   temperature fallen drop_temp_fall_dc below the worn level, within DROP_WINDOW_S of the spell start.
 - reboots: a watchdog, brownout or lockup reset raises unexpected_reboot; a reset pin press, tamper.
@@ -59,8 +65,11 @@ DROP_STILL_S = const(1800)
 BATTERY_CONFIRM = const(3)
 BATTERY_HYSTERESIS_MV = const(50)
 _MAX_GAP_S = const(120)  # running credited per window is capped (a gap is not running)
+POACHING_SPAN_MIN = const(10)  # the sliding span (minutes) whose flight seconds poaching_min_run_s asks for
+_SLOT_MAX = const(255)
 
 FENCE_PARK = const(0)
+FENCE_CONFIRM_FIXES = const(2)  # fixes in a row past a fence line by fence_margin_m that cross it
 _UNKNOWN = const(2)
 
 
@@ -98,9 +107,9 @@ class RiskEngine:
         self.carcass_z = 0
         self.carcass_doubt = 0  # calm runs this animal survived: each doubles the carcass time
         # poaching
-        self.run_windows = 0
-        self.calm_windows = 0
-        self.run_spell_s = 0  # seconds of the current run (two calm windows end it)
+        self.run_windows = 0  # flight windows in a row
+        self.flight_slots = bytearray(POACHING_SPAN_MIN)  # flight seconds per minute of the span
+        self.flight_minute = 0  # the minute (t_s // 60) the last window fell in
         self.score = 0  # weighted running seconds
         self.last_window_s = 0
         self.tracking_until_s = 0
@@ -108,6 +117,7 @@ class RiskEngine:
         self.farmland_room_m = -1  # metres from the last fix to the nearest farmland it is outside (-1: none)
         # fences: state per fence slot, 1 inside, 0 outside, 2 unknown
         self.fence_state = bytearray([_UNKNOWN] * 8)
+        self.fence_past = bytearray(8)  # fixes in a row past each fence's line by the margin, not yet a crossing
         # collar drop: worn orientation (mg) and temperature (deci-degrees), learnt while moving
         self.worn_x = 0
         self.worn_y = 0
@@ -142,8 +152,9 @@ class RiskEngine:
 
     # ---- accelerometer windows -----------------------------------------------------------
 
-    def on_window(self, t_s, running, vedba_mg, gx_mg, gy_mg, gz_mg, temperature_dc):
-        """Feed one window: running (bool, from the classifier), VeDBA and mean gravity in mg, temperature."""
+    def on_window(self, t_s, running, vedba_mg, gx_mg, gy_mg, gz_mg, temperature_dc, walking=False):
+        """Feed one window: running / walking (bool, the classifier's class), VeDBA and mean gravity in mg,
+        temperature."""
         s = self.settings
         dt = t_s - self.last_window_s if self.last_window_s else 60
         if dt > _MAX_GAP_S:
@@ -163,8 +174,8 @@ class RiskEngine:
             self.moving_windows += 1
             if self.moving_windows >= 2:
                 self._moving(gx_mg, gy_mg, gz_mg, temperature_dc)
-        running = running or vedba_mg >= s["run_vedba_mg"]
-        self._poaching(t_s, dt, running)
+        flight = running or vedba_mg >= s["run_vedba_mg"] or (walking and vedba_mg >= s["fast_vedba_mg"])
+        self._poaching(t_s, dt, flight)
 
     def _carcass(self, t_s, vedba_mg, gx, gy, gz):
         """Follow the run of windows that look like a carcass (see the module doc)."""
@@ -243,25 +254,43 @@ class RiskEngine:
         n2 = self.worn_x * self.worn_x + self.worn_y * self.worn_y + self.worn_z * self.worn_z
         return 2 * dot * dot < n1 * n2  # cos(angle)^2 < 0.5
 
-    def _poaching(self, t_s, dt, running):
+    def flight_s(self):
+        """Return the flight seconds of the last POACHING_SPAN_MIN minutes (as of the last window)."""
+        total = 0
+        for v in self.flight_slots:
+            total += v
+        return total
+
+    def _slide(self, t_s):
+        """Move the span on to the minute of t_s, forgetting the minutes that fell out of it."""
+        minute = t_s // 60
+        passed = minute - self.flight_minute
+        if passed:
+            if passed < 0 or passed > POACHING_SPAN_MIN:
+                passed = POACHING_SPAN_MIN
+            slots = self.flight_slots
+            for i in range(1, passed + 1):
+                slots[(minute - passed + i) % POACHING_SPAN_MIN] = 0
+            self.flight_minute = minute
+
+    def _poaching(self, t_s, dt, flight):
         s = self.settings
-        if running:
+        self._slide(t_s)
+        if flight:
             self.run_windows += 1
-            self.calm_windows = 0
-            self.run_spell_s += dt
+            slot = t_s // 60 % POACHING_SPAN_MIN
+            credit = self.flight_slots[slot] + dt
+            self.flight_slots[slot] = credit if credit < _SLOT_MAX else _SLOT_MAX
             mult = 2 if is_night(t_s, s["utc_offset_min"]) else 1
             if self.near_boundary:
                 mult += 1
             self.score += dt * mult
             if self.run_windows >= 2:
                 self.start_tracking(t_s, s["tracking_minutes"])
-            if self.score >= s["poaching_score"] * 30 and self.run_spell_s >= s["poaching_min_run_s"]:
+            if self.score >= s["poaching_score"] * 30 and self.flight_s() >= s["poaching_min_run_s"]:
                 self._raise(POACHING_RISK)
         else:
             self.run_windows = 0
-            self.calm_windows += 1
-            if self.calm_windows >= 2:
-                self.run_spell_s = 0
             self.score -= dt
             if self.score <= 0:
                 self.score = 0
@@ -298,7 +327,15 @@ class RiskEngine:
             if state == _UNKNOWN:
                 state = 1 if f.kind == FENCE_PARK else 0
             if (1 if inside else 0) != state and d >= margin:
-                state = 1 if inside else 0
+                past = self.fence_past[i] + 1
+                if past >= FENCE_CONFIRM_FIXES:
+                    state = 1 if inside else 0
+                    past = 0
+                else:
+                    self.start_tracking(t_s, 1)  # the next fix soon: a crossing, or one bad fix?
+                self.fence_past[i] = past
+            else:
+                self.fence_past[i] = 0
             self.fence_state[i] = state
             if f.kind == FENCE_PARK:
                 any_park = True
@@ -339,6 +376,7 @@ class RiskEngine:
         self.farmland_room_m = -1
         for i in range(len(self.fence_state)):
             self.fence_state[i] = _UNKNOWN
+            self.fence_past[i] = 0
         self._clear(GEOFENCE_FARMLAND)
         self._clear(GEOFENCE_EXIT)
 
@@ -384,6 +422,8 @@ class RiskEngine:
             self.carcass_since_s += jump_s
         if self.last_window_s:
             self.last_window_s += jump_s
+        for i in range(POACHING_SPAN_MIN):  # a set clock: the span starts again
+            self.flight_slots[i] = 0
         if self.tracking_until_s:
             self.tracking_until_s += jump_s
 

@@ -139,9 +139,11 @@ class MicroPythonCollar:
         """Fuel of one duty cycle's parts, measured by repeating each in this session: the simulated
         accelerometer filling a window (the twin's work, not the collar's), one `gc.collect()` (which
         scans the wasm build's large heap; a collar's heap of tens of KB scans far faster), and the
-        collar's features of one window."""
-        setup = ("from collar_firmware import features\n_b = run.collar.accel_buf\n_n = len(_b) // 3\n"
-                 "_fo = features.new_feature_buffer()\n_r = run.collar.settings['accel_rate_hz']\n")
+        collar's features of one window, and its alert rules fed one window (a fresh engine, a minute
+        apart, flight and calm windows taking turns two by two)."""
+        setup = ("from collar_firmware import features, risk\n_b = run.collar.accel_buf\n_n = len(_b) // 3\n"
+                 "_fo = features.new_feature_buffer()\n_r = run.collar.settings['accel_rate_hz']\n"
+                 "_re = risk.RiskEngine(run.collar.settings)\n_t = run.wake_s\n")
         self._run(setup)
         parts = {
             "simulated_sensor_per_window": f"for _i in range({repeats}):\n"
@@ -149,6 +151,9 @@ class MicroPythonCollar:
             "gc_collect": f"for _i in range({repeats}):\n    gc.collect()\n",
             "features_per_window": f"for _i in range({repeats}):\n"
                                    "    features.compute_features(_b, _n, _r, _fo)\n",
+            "risk_per_window": f"for _i in range({repeats}):\n"
+                               "    _t += 60\n"
+                               "    _re.on_window(_t, _i & 2 == 0, 200, 80, -150, -975, 320)\n",
         }
         empty = self._run(f"for _i in range({repeats}):\n    pass\n")
         return {name: (self._run(code) - empty) // repeats for name, code in parts.items()}

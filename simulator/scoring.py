@@ -267,6 +267,8 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports
             "p90_delay_min": round(float(np.percentile(delays, 90)), 1) if delays else None,
         }
         goal_recall, goal_delay = GOALS.get(kind, (None, None))
+        if goal_delay is not None and truth:  # "caught within the goal's delay": late alerts count as missed
+            figures["recall_within_goal_delay"] = round(sum(d <= goal_delay for d in delays) / len(truth), 4)
         if not truth and not raised:
             figures["goal_met"] = None  # nothing happened and nothing was raised: not measured
             figures["false_by_source"] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collar_helpers import NIGHT_S, NOON_S, START_S, CollarWorld, fence_downlink, km, square_km
 
-from collar_firmware import risk
+from collar_firmware import config, risk
 
 HOUR = 3600
 
@@ -186,6 +186,71 @@ def test_poaching_risk_clears_after_calm_and_tracking_ends():
     assert not world.collar.tracking()
 
 
+class _Flight:
+    """A bare RiskEngine fed window by window as the collar feeds it (one a minute, every 10 s in tracking)."""
+
+    def __init__(self, start_s: int, near_boundary: bool = True) -> None:
+        self.engine = risk.RiskEngine(dict(config.DEFAULTS))
+        self.engine.near_boundary = near_boundary
+        self.t_s = start_s
+        self.alert_s: int | None = None
+
+    def feed(self, seconds: int, run: bool = False, walk: bool = False, vedba_mg: int = 60) -> None:
+        end_s = self.t_s + seconds
+        while self.t_s < end_s:
+            self.engine.on_window(self.t_s, run, vedba_mg, 80, -150, -975, 320, walk)
+            if self.alert_s is None and self.engine.active[risk.POACHING_RISK]:
+                self.alert_s = self.t_s
+            self.t_s += 10 if self.engine.tracking(self.t_s) else 60
+
+
+def test_weak_runner_whose_gallop_the_model_calls_a_walk_still_raises_poaching_alert():
+    """An animal with little vigour flees at a gallop the model takes for a walk two windows in three;
+    its VeDBA is still far above any walk's."""
+    flight = _Flight(NIGHT_S)
+    chase_s = flight.t_s
+    for _ in range(20):
+        flight.feed(10, run=True, vedba_mg=230)
+        flight.feed(20, walk=True, vedba_mg=190)
+    assert flight.alert_s is not None and flight.alert_s - chase_s <= 8 * 60
+
+
+def test_flight_with_short_breaks_raises_poaching_alert():
+    """Runs of two minutes broken by half a minute of walking: the share of the span counts, not one run."""
+    flight = _Flight(NOON_S, near_boundary=False)
+    chase_s = flight.t_s
+    for _ in range(6):
+        flight.feed(120, run=True, vedba_mg=320)
+        flight.feed(30, walk=True, vedba_mg=90)
+    assert flight.alert_s is not None and flight.alert_s - chase_s <= 10 * 60
+
+
+def test_healthy_elephants_play_and_brisk_walks_raise_no_poaching_alert():
+    """Bursts of play (two running minutes in every six) near the boundary at night for two hours, and a
+    long brisk walk of a vigorous animal (VeDBA up to 160 mg), are no flight."""
+    play = _Flight(NIGHT_S)
+    for _ in range(20):
+        play.feed(120, run=True, vedba_mg=400)
+        play.feed(240, vedba_mg=80)
+    assert play.alert_s is None
+    assert play.engine.flight_s() <= 3 * 60
+    brisk = _Flight(NIGHT_S)
+    brisk.feed(3 * HOUR, walk=True, vedba_mg=config.DEFAULTS["fast_vedba_mg"] - 10)
+    assert brisk.alert_s is None and brisk.engine.flight_s() == 0
+    forage = _Flight(NIGHT_S)
+    forage.feed(HOUR, vedba_mg=200)  # trunk swings: vigorous, but no gait
+    assert forage.alert_s is None
+
+
+def test_flight_span_forgets_running_older_than_ten_minutes():
+    flight = _Flight(NIGHT_S, near_boundary=False)
+    flight.feed(5 * 60, run=True, vedba_mg=320)
+    assert 4 * 60 <= flight.engine.flight_s() <= 5 * 60 + 60
+    flight.feed(11 * 60, vedba_mg=60)
+    assert flight.engine.flight_s() == 0
+    assert flight.alert_s is None
+
+
 # ---- virtual fences ---------------------------------------------------------------------
 
 def test_ranger_gets_conflict_alert_when_elephant_enters_farmland():
@@ -208,6 +273,24 @@ def test_gps_jitter_across_the_fence_line_does_not_raise_an_alert():
         world.position = km(4 + (0.02 if i % 2 else -0.02), 0)
         world.run_for(HOUR)
     assert world.alerts() == []
+
+
+def test_one_multipath_fix_past_the_boundary_is_checked_by_the_next_fix_not_alerted():
+    world = CollarWorld()
+    _with_fences(world)
+    fixes = world.hal.gnss.fixes
+    world.position = km(4.3, 0)  # one fix 300 m outside the northern boundary: multipath
+    while world.hal.gnss.fixes == fixes:
+        world.run_for(60)
+    world.position = km(3.0, 0)
+    fixes = world.hal.gnss.fixes
+    world.run_for(3 * 60)
+    assert world.hal.gnss.fixes > fixes, "the doubtful fix is checked within minutes"
+    world.run_for(2 * HOUR)
+    assert world.alerts() == []
+    world.position = km(4.3, 0)  # now it really went out
+    world.run_for(HOUR + 5 * 60)
+    assert world.alerts() == ["geofence_exit"]
 
 
 def test_fence_rules_need_fences_from_the_bridge():
