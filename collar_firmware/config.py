@@ -47,7 +47,7 @@ DEFAULTS = {
     "gnss_forage_interval_s": 900,  # foraging (and any class neither rest nor walk/run)
     "gnss_move_interval_s": 900,  # walking or running
     "gnss_min_gap_s": 300,  # no fix for a change of state sooner than this after the last one
-    "poaching_min_run_s": 360,  # a flight, not a mock charge or play: this much of the last 10 minutes
+    "poaching_min_run_s": 420,  # a flight, not a mock charge or play: this much of the last 10 minutes
     "fast_vedba_mg": 170,  # a "walk" at this VeDBA is a gallop the model missed (a brisk walk stays below 160)
     "carcass_vedba_mg": 6,  # windows this calm (sensor noise only, no breath) under a still gravity ...
     "carcass_min": 120,  # ... for this long are a death (risk.py); 0 mg: the immobility_h rule only

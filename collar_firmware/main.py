@@ -191,8 +191,6 @@ class Collar:
             self.model_fallback = True
         classes = self.model.classes
         self.n_classes = len(classes) if len(classes) <= config.MAX_CLASSES else config.MAX_CLASSES
-        self.run_class = classes.index("run") if "run" in classes else -1
-        self.walk_class = classes.index("walk") if "walk" in classes else -1
         self.feat = features.new_feature_buffer() if features is not None else None
         # the feature pass of a window (the twin may wrap it to reuse the result for a window it has seen)
         self.feature_pass = features.compute_features if features is not None else None
@@ -377,8 +375,8 @@ class Collar:
             self.temperature_dc = self.hal.power.temperature_dc()
         except Exception:
             self._count(ERR_POWER)
-        self.risk.on_window(now, idx == self.run_class, vedba_mg, int(feat[_F_MEAN_X]), int(feat[_F_MEAN_Y]),
-                            int(feat[_F_MEAN_Z]), self.temperature_dc, idx == self.walk_class)
+        self.risk.on_window(now, self.model.classes[idx], vedba_mg, int(feat[_F_MEAN_X]), int(feat[_F_MEAN_Y]),
+                            int(feat[_F_MEAN_Z]), self.temperature_dc)
         if self.risk.tracking(now) and self.next_fix_s > now + s["tracking_gnss_interval_s"]:
             self.next_fix_s = now  # a flight began: fix now, then at the tracking rate
             self.next_window_s = now + s["window_s"]

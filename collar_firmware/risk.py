@@ -19,22 +19,18 @@ Rules, after the field:
   their collar cannot tell them from a carcass: each time a run of such windows lasted half of
   carcass_min and the animal then moved off, the collar doubles the time it asks for (up to
   CARCASS_DOUBTS times; once that reaches immobility_h the 12 h rule alone decides for this animal).
-- poaching risk: a flight is judged from its share of a sliding span, not from an unbroken run: a
-  window is a flight window when the model says "run", when VeDBA reaches run_vedba_mg, or when the
-  model says "walk" at a VeDBA of fast_vedba_mg or more (a weak animal fleeing at a gallop the model
-  takes for a walk: twice a brisk walk's movement; no healthy walk reaches it). Flight seconds score,
-  doubled at night and one more time near or outside the park boundary, and calm seconds pay the
-  score back; two flight windows in a row switch GNSS to tracking for tracking_minutes. A score of
-  poaching_score half-minutes (default 12: 6 minutes by day mid-park, 3 at night, 2 at night near the
-  boundary) alerts once the flight windows of the last POACHING_SPAN_MIN minutes add up to
-  poaching_min_run_s (default 6 of 10 minutes): a flight from poachers is sustained, with breaks of a
-  window or a few where the gait falters, while mock charges, play and a start at a noise last a
-  minute or a few.
-- fences: enter a farmland (or exclusion) polygon or leave the park polygon, with a hysteresis of
-  fence_margin_m: the state flips when FENCE_CONFIRM_FIXES fixes in a row lie that far past the line
-  (one fix out there may be multipath: it switches GNSS to tracking, so the next fix comes within
-  tracking_gnss_interval_s and confirms or clears it); GNSS goes to tracking for tracking_minutes on
-  each crossing.
+- poaching risk: judged from the share of flight in a sliding span, not from one unbroken run. A flight
+  window: the model says "run", VeDBA reaches run_vedba_mg, or the model says "walk" at fast_vedba_mg or
+  more (a weak animal's gallop; no healthy walk reaches it). Flight seconds score (doubled at night, once
+  more near or outside the boundary), calm seconds pay back; two flight windows in a row start tracking.
+  A score of poaching_score half-minutes alerts once the last POACHING_SPAN_MIN minutes hold
+  poaching_min_run_s of flight (7 of 10: a flight is sustained with short breaks; play, mock charges
+  and a start at a noise last a minute or a few).
+- fences: enter a farmland (or exclusion) polygon, with a hysteresis of fence_margin_m (the state flips
+  when a fix is that far past the line), or leave the park polygon once FENCE_CONFIRM_FIXES fixes in a
+  row lie that far out (one such fix may be multipath: it starts tracking so the next fix checks it
+  soon; a farmland entry is not delayed, a minute counts there); GNSS goes to tracking for
+  tracking_minutes on each crossing.
 - collar drop: still, with gravity turned more than 45 degrees from the worn orientation and the
   temperature fallen drop_temp_fall_dc below the worn level, within DROP_WINDOW_S of the spell start.
 - reboots: a watchdog, brownout or lockup reset raises unexpected_reboot; a reset pin press, tamper.
@@ -66,10 +62,9 @@ BATTERY_CONFIRM = const(3)
 BATTERY_HYSTERESIS_MV = const(50)
 _MAX_GAP_S = const(120)  # running credited per window is capped (a gap is not running)
 POACHING_SPAN_MIN = const(10)  # the sliding span (minutes) whose flight seconds poaching_min_run_s asks for
-_SLOT_MAX = const(255)
 
 FENCE_PARK = const(0)
-FENCE_CONFIRM_FIXES = const(2)  # fixes in a row past a fence line by fence_margin_m that cross it
+FENCE_CONFIRM_FIXES = const(2)  # fixes in a row past the park's line by fence_margin_m that leave it
 _UNKNOWN = const(2)
 
 
@@ -109,15 +104,14 @@ class RiskEngine:
         # poaching
         self.run_windows = 0  # flight windows in a row
         self.flight_slots = bytearray(POACHING_SPAN_MIN)  # flight seconds per minute of the span
-        self.flight_minute = 0  # the minute (t_s // 60) the last window fell in
         self.score = 0  # weighted running seconds
         self.last_window_s = 0
         self.tracking_until_s = 0
         self.near_boundary = False
         self.farmland_room_m = -1  # metres from the last fix to the nearest farmland it is outside (-1: none)
         # fences: state per fence slot, 1 inside, 0 outside, 2 unknown
+        # (and, from bit 2 up, the fixes in a row past its line by the margin, not yet a crossing)
         self.fence_state = bytearray([_UNKNOWN] * 8)
-        self.fence_past = bytearray(8)  # fixes in a row past each fence's line by the margin, not yet a crossing
         # collar drop: worn orientation (mg) and temperature (deci-degrees), learnt while moving
         self.worn_x = 0
         self.worn_y = 0
@@ -152,11 +146,11 @@ class RiskEngine:
 
     # ---- accelerometer windows -----------------------------------------------------------
 
-    def on_window(self, t_s, running, vedba_mg, gx_mg, gy_mg, gz_mg, temperature_dc, walking=False):
-        """Feed one window: running / walking (bool, the classifier's class), VeDBA and mean gravity in mg,
-        temperature."""
+    def on_window(self, t_s, behaviour, vedba_mg, gx_mg, gy_mg, gz_mg, temperature_dc):
+        """Feed one window: behaviour (the classifier's class name), VeDBA and mean gravity in mg, temperature."""
         s = self.settings
-        dt = t_s - self.last_window_s if self.last_window_s else 60
+        last_s = self.last_window_s
+        dt = t_s - last_s if last_s else 60
         if dt > _MAX_GAP_S:
             dt = _MAX_GAP_S
         self.last_window_s = t_s
@@ -174,8 +168,9 @@ class RiskEngine:
             self.moving_windows += 1
             if self.moving_windows >= 2:
                 self._moving(gx_mg, gy_mg, gz_mg, temperature_dc)
-        flight = running or vedba_mg >= s["run_vedba_mg"] or (walking and vedba_mg >= s["fast_vedba_mg"])
-        self._poaching(t_s, dt, flight)
+        flight = behaviour == "run" or vedba_mg >= s["run_vedba_mg"] or (behaviour == "walk"
+                                                                         and vedba_mg >= s["fast_vedba_mg"])
+        self._poaching(t_s, dt, flight, last_s // 60)
 
     def _carcass(self, t_s, vedba_mg, gx, gy, gz):
         """Follow the run of windows that look like a carcass (see the module doc)."""
@@ -254,40 +249,29 @@ class RiskEngine:
         n2 = self.worn_x * self.worn_x + self.worn_y * self.worn_y + self.worn_z * self.worn_z
         return 2 * dot * dot < n1 * n2  # cos(angle)^2 < 0.5
 
-    def flight_s(self):
-        """Return the flight seconds of the last POACHING_SPAN_MIN minutes (as of the last window)."""
-        total = 0
-        for v in self.flight_slots:
-            total += v
-        return total
-
-    def _slide(self, t_s):
-        """Move the span on to the minute of t_s, forgetting the minutes that fell out of it."""
+    def _poaching(self, t_s, dt, flight, last_minute):
+        s = self.settings
+        slots = self.flight_slots  # flight seconds per minute of the span (sum(slots): the span's)
         minute = t_s // 60
-        passed = minute - self.flight_minute
-        if passed:
+        passed = minute - last_minute
+        if passed:  # the span moves on: forget the minutes that fell out of it
             if passed < 0 or passed > POACHING_SPAN_MIN:
                 passed = POACHING_SPAN_MIN
-            slots = self.flight_slots
-            for i in range(1, passed + 1):
-                slots[(minute - passed + i) % POACHING_SPAN_MIN] = 0
-            self.flight_minute = minute
-
-    def _poaching(self, t_s, dt, flight):
-        s = self.settings
-        self._slide(t_s)
+            while passed:
+                slots[(minute - passed + 1) % POACHING_SPAN_MIN] = 0
+                passed -= 1
         if flight:
             self.run_windows += 1
-            slot = t_s // 60 % POACHING_SPAN_MIN
-            credit = self.flight_slots[slot] + dt
-            self.flight_slots[slot] = credit if credit < _SLOT_MAX else _SLOT_MAX
+            i = minute % POACHING_SPAN_MIN
+            credit = slots[i] + dt
+            slots[i] = credit if credit < 255 else 255
             mult = 2 if is_night(t_s, s["utc_offset_min"]) else 1
             if self.near_boundary:
                 mult += 1
             self.score += dt * mult
             if self.run_windows >= 2:
                 self.start_tracking(t_s, s["tracking_minutes"])
-            if self.score >= s["poaching_score"] * 30 and self.flight_s() >= s["poaching_min_run_s"]:
+            if self.score >= s["poaching_score"] * 30 and sum(slots) >= s["poaching_min_run_s"]:
                 self._raise(POACHING_RISK)
         else:
             self.run_windows = 0
@@ -323,20 +307,18 @@ class RiskEngine:
             f = fences[i]
             inside = f.contains(lat_units, lon_units)
             d = f.edge_distance_m(lat_units, lon_units)
-            state = self.fence_state[i]
+            state = self.fence_state[i] & 3
+            past = 0
             if state == _UNKNOWN:
                 state = 1 if f.kind == FENCE_PARK else 0
             if (1 if inside else 0) != state and d >= margin:
-                past = self.fence_past[i] + 1
-                if past >= FENCE_CONFIRM_FIXES:
+                past = (self.fence_state[i] >> 2) + 1
+                if past >= FENCE_CONFIRM_FIXES or f.kind != FENCE_PARK:
                     state = 1 if inside else 0
                     past = 0
                 else:
                     self.start_tracking(t_s, 1)  # the next fix soon: a crossing, or one bad fix?
-                self.fence_past[i] = past
-            else:
-                self.fence_past[i] = 0
-            self.fence_state[i] = state
+            self.fence_state[i] = state | (past << 2)
             if f.kind == FENCE_PARK:
                 any_park = True
                 if not state:
@@ -376,7 +358,6 @@ class RiskEngine:
         self.farmland_room_m = -1
         for i in range(len(self.fence_state)):
             self.fence_state[i] = _UNKNOWN
-            self.fence_past[i] = 0
         self._clear(GEOFENCE_FARMLAND)
         self._clear(GEOFENCE_EXIT)
 

@@ -153,7 +153,7 @@ class MicroPythonCollar:
                                    "    features.compute_features(_b, _n, _r, _fo)\n",
             "risk_per_window": f"for _i in range({repeats}):\n"
                                "    _t += 60\n"
-                               "    _re.on_window(_t, _i & 2 == 0, 200, 80, -150, -975, 320)\n",
+                               "    _re.on_window(_t, 'run' if _i & 2 == 0 else 'rest', 200, 80, -150, -975, 320)\n",
         }
         empty = self._run(f"for _i in range({repeats}):\n    pass\n")
         return {name: (self._run(code) - empty) // repeats for name, code in parts.items()}
