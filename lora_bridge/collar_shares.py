@@ -200,11 +200,16 @@ class CollarShare:
         collar by collar, in one transaction with their rules; how many were taken."""
         members = self.members
         me = self.worker_id
+        addressed = CollarHandover.to_worker == me
+        if members:
+            addressed = or_(addressed, CollarHandover.to_worker.not_in(members))
+        if self.bridge.db.write_engine.dialect.name == "sqlite":
+            # SQLite has one writer at a time: look first, so an idle worker polls without taking it.
+            with self.bridge.db.read() as session:
+                if session.scalar(select(CollarHandover.id).where(addressed).limit(1)) is None:
+                    return 0
 
         def take(session: Session) -> list[int]:
-            addressed = CollarHandover.to_worker == me
-            if members:
-                addressed = or_(addressed, CollarHandover.to_worker.not_in(members))
             rows = session.execute(
                 select(CollarHandover.id, CollarHandover.raw_uplink_id, CollarHandover.collar_key)
                 .where(addressed)
