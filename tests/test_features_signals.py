@@ -92,3 +92,45 @@ def test_labelled_windows_for_training():
     assert windows.shape == (20, 100, 3)
     assert labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
     assert set(animals.tolist()) <= {0, 1, 2}
+
+
+def test_a_weak_animals_gallop_passes_fast_vedba_while_no_healthy_walk_does():
+    """The collar's poaching rule counts a "walk" at fast_vedba_mg or more as flight (risk.py): through the
+    collar's feature pass and shipped model, a runner as weak as the standard scenario's weakest chased
+    animal (vigour 0.67) is in flight in most windows, and the strongest walker's (vigour 1.5) walk never
+    reaches the threshold."""
+    from array import array
+    from dataclasses import replace
+
+    from collar_firmware import classifier, config, features
+
+    class NoFlash:
+        def read(self, key):
+            return None
+
+        def write(self, key, value):
+            pass
+
+    model = classifier.load_model(NoFlash())
+    n, rate = model.window_s * model.rate_hz, model.rate_hz
+    vedba_at = features.FEATURE_NAMES.index("vedba_mean_mg")
+    fast = config.DEFAULTS["fast_vedba_mg"]
+    rng = np.random.default_rng(11)
+
+    def windows(behaviour: str, vigour: float) -> list[tuple[str, int]]:
+        out = []
+        for _ in range(6):
+            stream = signals.AccelStream(rng, rate, replace(signals.random_profile(rng), vigour=vigour))
+            for _ in range(8):
+                feat = features.new_feature_buffer()
+                features.compute_features(array("h", stream.read(behaviour, n, 50.0).reshape(-1).tolist()), n, rate,
+                                          feat)
+                out.append((model.classes[model.predict(feat)], int(feat[vedba_at])))
+        return out
+
+    walks = windows("walk", 1.5)
+    assert max(v for c, v in walks if c == "walk") < fast
+    assert all(c != "run" for c, _ in walks)
+    gallop = windows("run", 0.67)
+    flight = [c == "run" or (c == "walk" and v >= fast) for c, v in gallop]
+    assert sum(flight) / len(flight) >= 0.8
