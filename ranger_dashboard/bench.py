@@ -205,8 +205,8 @@ def fill_store(
 
     The herd reports at once, as collars do: every collar's uplinks merged in the order they were
     heard, handed to the bridge's batch ingest (`Bridge.ingest_batch`, the entry of a file replay or
-    capture) `batch` bodies a call; the bridge keeps and applies them in transactions of its own
-    batch size, the rules once per collar of each."""
+    capture) `batch` bodies a call; the bridge keeps and applies them in transactions of up to its
+    `ingest_max_batch` bodies (`filled_store` sets it to `batch`), the rules once per collar of each."""
     bridge.load_geography(RESERVE)
     started = time.perf_counter()
     for index in range(animals):
@@ -290,7 +290,8 @@ def filled_store(
     partial = folder / f"{key}.partial.db"
     for leftover in (partial, Path(f"{partial}-wal"), Path(f"{partial}-shm")):
         leftover.unlink(missing_ok=True)
-    with open_bridge(f"sqlite:///{partial}") as bridge:
+    # A replay's bridge: each call of the batch ingest one transaction (the bridge's own setting).
+    with open_bridge(f"sqlite:///{partial}", ingest_max_batch=batch) as bridge:
         figures = fill_store(bridge, animals, days, activity_days, seed, batch)
     partial.replace(store)
     figures_path.write_text(json.dumps(figures))
