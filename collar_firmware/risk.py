@@ -9,7 +9,10 @@ Rules, after the field:
 - immobility / mortality: windows with VeDBA below still_vedba_mg; a single active window does not
   end a still spell (two in a row do). Suspicion after immobility_suspect_h, mortality after
   immobility_h (12 h, as Smart Parks) unless ANCHOR_FAR_FIXES fixes in a row of the spell lie beyond
-  MORTALITY_RADIUS_M (a single bad fix is GNSS multipath, not movement).
+  MORTALITY_RADIUS_M (a single bad fix is GNSS multipath, not movement). The spell's first fix is its
+  anchor; while no other fix has agreed with it, two later fixes that agree with each other within
+  GNSS_OUTLIER_M of it show the anchor was the bad fix, and they become the anchor (further away they
+  show a move: a collar carried off).
   A carcass is told sooner: a living elephant, even asleep, breathes and flaps its ears, so its collar
   feels several mg of movement and its gravity shifts by a few mg from window to window; a carcass
   gives the accelerometer's own noise only, under a gravity that does not move. Windows with VeDBA at
@@ -54,6 +57,7 @@ N_ALERT_TYPES = const(11)
 
 MORTALITY_RADIUS_M = const(100)
 ANCHOR_FAR_FIXES = const(2)  # fixes in a row beyond the radius that show a still animal has moved
+GNSS_OUTLIER_M = const(800)  # the farthest a bad fix lies from the truth (the bridge's confirm_distance_m)
 CARCASS_TILT_MG = const(2)  # a carcass's mean gravity moves less than this per axis (a sleeper's more)
 CARCASS_DOUBTS = const(4)  # calm rests seen on a living animal double its carcass time at most this often
 DROP_WINDOW_S = const(3 * 3600)
@@ -95,6 +99,9 @@ class RiskEngine:
         self.has_anchor = False
         self.anchor_moved = False
         self.far_fixes = 0  # fixes in a row beyond MORTALITY_RADIUS_M of the anchor
+        self.anchor_fixes = 0  # fixes of the spell within MORTALITY_RADIUS_M of the anchor (itself included)
+        self.other_lat = 0  # the last far fix, to be compared with the next
+        self.other_lon = 0
         # carcass: since when windows show sensor noise only under an unmoving gravity (0: not now)
         self.carcass_since_s = 0
         self.carcass_x = 0
@@ -283,20 +290,34 @@ class RiskEngine:
 
     # ---- GNSS fixes ------------------------------------------------------------------------
 
+    def _anchor(self, lat_units, lon_units, agreeing):
+        self.anchor_lat = lat_units
+        self.anchor_lon = lon_units
+        self.has_anchor = True
+        self.anchor_fixes = agreeing
+        self.far_fixes = 0
+        self.anchor_moved = False
+
     def on_fix(self, t_s, lat_units, lon_units, fences, distance_m):
         """Feed one fix (int24 units); fences: list of complete geo.Fence; distance_m: geo.distance_m."""
         if self.still_since_s:
             if not self.has_anchor:
-                self.anchor_lat = lat_units
-                self.anchor_lon = lon_units
-                self.has_anchor = True
-            elif distance_m(self.anchor_lat, self.anchor_lon, lat_units, lon_units) > MORTALITY_RADIUS_M:
-                # one bad fix (multipath: tens to hundreds of metres off) does not prove the animal moved
-                self.far_fixes += 1
-                if self.far_fixes >= ANCHOR_FAR_FIXES:
-                    self.anchor_moved = True
+                self._anchor(lat_units, lon_units, 1)
             else:
-                self.far_fixes = 0
+                away = distance_m(self.anchor_lat, self.anchor_lon, lat_units, lon_units)
+                if away <= MORTALITY_RADIUS_M:
+                    self.far_fixes = 0
+                    self.anchor_fixes += 1
+                elif (self.anchor_fixes == 1 and self.far_fixes and away <= GNSS_OUTLIER_M
+                      and distance_m(self.other_lat, self.other_lon, lat_units, lon_units) <= MORTALITY_RADIUS_M):
+                    self._anchor(lat_units, lon_units, 2)  # the lone anchor was the bad fix
+                else:
+                    # one bad fix (multipath: tens to hundreds of metres off) does not prove the animal moved
+                    self.far_fixes += 1
+                    self.other_lat = lat_units
+                    self.other_lon = lon_units
+                    if self.far_fixes >= ANCHOR_FAR_FIXES:
+                        self.anchor_moved = True
         margin = self.settings["fence_margin_m"]
         room = -1
         near = False

@@ -133,6 +133,39 @@ def test_one_bad_gnss_fix_does_not_hide_a_carcass():
     assert mortality["sent_s"] - died_s <= 3 * HOUR
 
 
+
+def test_a_bad_first_fix_of_the_spell_does_not_hide_a_carcass():
+    """The spell's first fix lands 300 m off (multipath); every later fix is where the carcass lies."""
+    world = CollarWorld()
+    died_s = world.now_s
+    world.behaviour = "still"
+    world.position = km(0.3, 0)
+    fixes = world.hal.gnss.fixes
+    while world.hal.gnss.fixes == fixes:
+        world.run_for(60)
+    world.position = km(0, 0)
+    world.run_for(13 * HOUR)
+    mortality = [a for a in world.decoded("alert") if a["alert_type"] == "mortality"]
+    assert mortality, "two agreeing fixes near a lone first fix make them the spell's anchor"
+    assert mortality[0]["sent_s"] - died_s < 12 * HOUR, "the carcass rule decides, not only the 12 h rule"
+
+
+def test_a_collar_carried_beyond_any_bad_fix_after_one_fix_is_not_called_dead():
+    world = CollarWorld()
+    world.behaviour = "still"
+    fixes = world.hal.gnss.fixes
+    while world.hal.gnss.fixes == fixes:
+        world.run_for(60)
+    world.position = km(0.9, 0)  # farther than any bad fix lies: the collar was moved
+    world.run_for(13 * HOUR)
+    assert "mortality" not in world.alerts()
+
+
+def test_the_collar_and_the_bridge_agree_how_far_a_bad_fix_lies():
+    from lora_bridge.domain.rules_profiles import FenceProfile
+
+    assert risk.GNSS_OUTLIER_M == FenceProfile().confirm_distance_m
+
 # ---- poaching risk ------------------------------------------------------------------------
 
 def test_night_flight_near_the_boundary_raises_poaching_alert_and_tracking():
