@@ -24,8 +24,12 @@ from simulator.scenario import ANIMAL_EVENTS, Scenario
 
 SCORED_TYPES = ("mortality", "immobility", "poaching_risk", "geofence_farmland", "geofence_exit",
                 "collar_drop", "low_battery", "offline")
-# Goals of issue 16: (recall, delay goal in minutes for the median) per type; precision >= 0.9 for all.
-GOALS = {"mortality": (0.95, 180.0), "poaching_risk": (0.9, 15.0), "geofence_farmland": (0.95, 30.0)}
+# Goals of issue 16 per type: (recall, delay in minutes, how the delay is read); precision >= 0.9 for all.
+# "median": recall as given and the median delay within the goal ("mortality recall >= 0.95 with median
+# delay <= 3 h"); "within": that share of the events caught within the delay ("poaching risk >= 0.9
+# within 15 min"), a late alert counting as missed.
+GOALS = {"mortality": (0.95, 180.0, "median"), "poaching_risk": (0.9, 15.0, "within"),
+         "geofence_farmland": (0.95, 30.0, "within")}
 PRECISION_GOAL = 0.9
 EARLY_S = 10 * 60  # an alert this long before an event's start still counts for it (clock, window)
 GRACE_S = 3 * 3600  # ... and this long after its end (a confirmed alert repeated through a gap)
@@ -266,7 +270,7 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports
             "median_delay_min": round(float(np.median(delays)), 1) if delays else None,
             "p90_delay_min": round(float(np.percentile(delays, 90)), 1) if delays else None,
         }
-        goal_recall, goal_delay = GOALS.get(kind, (None, None))
+        goal_recall, goal_delay, delay_reading = GOALS.get(kind, (None, None, None))
         if goal_delay is not None and truth:  # "caught within the goal's delay": late alerts count as missed
             figures["recall_within_goal_delay"] = round(sum(d <= goal_delay for d in delays) / len(truth), 4)
         if not truth and not raised:
@@ -274,16 +278,23 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports
             figures["false_by_source"] = {}
             out[kind] = figures
             continue
+        if delay_reading == "within":
+            caught = figures["recall_within_goal_delay"]
+            late = [e for e, d in zip([e for e in truth if id(e) in matched], delays, strict=True) if d > goal_delay]
+        else:
+            caught, late = figures["recall"], []
         goal_met = ((figures["precision"] is None or figures["precision"] >= PRECISION_GOAL)
-                    and (goal_recall is None or (figures["recall"] is not None and figures["recall"] >= goal_recall))
-                    and (goal_delay is None or (figures["median_delay_min"] is not None
-                                                and figures["median_delay_min"] <= goal_delay)))
+                    and (goal_recall is None or (caught is not None and caught >= goal_recall))
+                    and (delay_reading != "median" or (figures["median_delay_min"] is not None
+                                                       and figures["median_delay_min"] <= goal_delay)))
         figures["goal_met"] = goal_met
         figures["false_by_source"] = dict(Counter(a.source for a in false))
         if not goal_met:
             figures["missed"] = [{**e.as_dict(), "cause": (f"no alert of this type reached the {delivered_by}"
                                                             + (f"; {reports.explain(e, kind)}" if reports else ""))}
                                  for e in missed]
+            figures["missed"] += [{**e.as_dict(), "cause": f"raised after the goal's {goal_delay:g} minutes"}
+                                  for e in late]
             figures["false"] = [{"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
                                  "source": a.source, "cause": _false_cause(a)} for a in false]
         out[kind] = figures

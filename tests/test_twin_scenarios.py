@@ -229,6 +229,8 @@ def test_score_counts_recall_precision_and_delay_per_alert_type_by_hand():
     assert chase["recall_within_goal_delay"] == 0.5  # caught in 7 of the goal's 15 minutes
     late = score([SeenAlert(1, "c1", "poaching_risk", t0 + 1200, t0 + 1260)], events[:1], t0 + 86400)
     assert late["poaching_risk"]["recall"] == 1.0 and late["poaching_risk"]["recall_within_goal_delay"] == 0.0
+    assert late["poaching_risk"]["goal_met"] is False, "a chase caught after 20 minutes misses the 15-minute goal"
+    assert late["poaching_risk"]["missed"][0]["cause"] == "raised after the goal's 15 minutes"
     assert chase["goal_met"] is False
     assert [m["device_id"] for m in chase["missed"]] == ["c2"]
     assert chase["false"][0]["device_id"] == "c3" and "collar rule" in chase["false"][0]["cause"]
