@@ -30,7 +30,8 @@ Rules, after the field:
   poaching_min_run_s of flight (7 of 10: a flight is sustained with short breaks; play, mock charges
   and a start at a noise last a minute or a few).
 - fences: enter a farmland (or exclusion) polygon, with a hysteresis of fence_margin_m (the state flips
-  when a fix is that far past the line), or leave the park polygon once FENCE_CONFIRM_FIXES fixes in a
+  when a fix is that far past the line; an animal that stays in a field's edge is in once
+  FENCE_DWELL_FIXES fixes in a row lie FENCE_DWELL_M or more inside), or leave the park polygon once FENCE_CONFIRM_FIXES fixes in a
   row lie that far out (one such fix may be multipath: it starts tracking so the next fix checks it
   soon; a farmland entry is not delayed, a minute counts there); GNSS goes to tracking for
   tracking_minutes on each crossing.
@@ -69,6 +70,8 @@ POACHING_SPAN_MIN = const(10)  # the sliding span (minutes) whose flight seconds
 
 FENCE_PARK = const(0)
 FENCE_CONFIRM_FIXES = const(2)  # fixes in a row past the park's line by fence_margin_m that leave it
+FENCE_DWELL_FIXES = const(3)  # fixes in a row inside a farmland line by FENCE_DWELL_M that count as in
+FENCE_DWELL_M = const(10)  # past a fix's usual error (a few metres): a raid along the field's edge
 _UNKNOWN = const(2)
 
 
@@ -339,6 +342,11 @@ class RiskEngine:
                     past = 0
                 else:
                     self.start_tracking(t_s, 1)  # the next fix soon: a crossing, or one bad fix?
+            elif inside and not state and f.kind != FENCE_PARK and d >= FENCE_DWELL_M:
+                past = (self.fence_state[i] >> 2) + 1  # in the field, shallower than the margin
+                if past >= FENCE_DWELL_FIXES:
+                    state = 1
+                    past = 0
             self.fence_state[i] = state | (past << 2)
             if f.kind == FENCE_PARK:
                 any_park = True

@@ -293,6 +293,23 @@ def test_flight_span_forgets_running_older_than_ten_minutes():
 
 # ---- virtual fences ---------------------------------------------------------------------
 
+def test_elephant_raiding_along_the_edge_of_a_field_is_in_farmland_after_three_fixes():
+    """25 m into the field (half the 50 m margin) for three hours: a raid all the same."""
+    world = CollarWorld()
+    _with_fences(world)
+    world.position = km(0, 4.525)
+    world.run_for(3 * HOUR)
+    assert "geofence_farmland" in world.alerts()
+
+
+def test_elephant_grazing_just_outside_a_field_is_not_in_farmland():
+    world = CollarWorld()
+    _with_fences(world)
+    world.position = km(0, 4.497)  # 3 m short of the field's line, within a fix's usual error
+    world.run_for(3 * HOUR)
+    assert "geofence_farmland" not in world.alerts()
+
+
 def test_ranger_gets_conflict_alert_when_elephant_enters_farmland():
     world = CollarWorld()
     _with_fences(world)
