@@ -414,7 +414,8 @@ class Fleet:
             spreading_factor=wearer.spreading_factor, confirmed=confirmed,
         )
 
-    def _on_uplink(self, wearer: _Wearer, port: int, payload: bytes, confirmed: bool) -> None:
+    def _on_uplink(self, wearer: _Wearer, port: int, payload: bytes, confirmed: bool) -> bool:
+        """Hand the frame to the network; return whether a gateway kept it (the collar's ACK if confirmed)."""
         state = wearer.animal.state_at(wearer.send_t_s)
         rejoins = self._rejoins.get(wearer.animal.identity.device_id)
         if rejoins and wearer.send_t_s >= rejoins[0]:
@@ -437,6 +438,7 @@ class Fleet:
         for delivery in self.network.package(uplink, frequency_hz, receptions):
             self._outbox_seq += 1
             heapq.heappush(self._outbox, (delivery.received_at_s, self._outbox_seq, delivery))
+        return bool(receptions)
 
     # --- running ---
     def deliveries(self, pace: float | None = None) -> Iterator[Delivery]:

@@ -188,9 +188,13 @@ class SimRadio:
         t_s = self.clock.now_s()
         heard = bool(_value(self.coverage, t_s))
         payload = bytes(payload)
-        self.uplinks.append((t_s, port, payload, bool(confirmed), heard))
         if self.on_uplink is not None:
-            self.on_uplink(t_s, port, payload, bool(confirmed), heard)
+            # the network's verdict (collisions with other collars) when it gives one: a confirmed uplink
+            # that no gateway kept gets no ACK
+            verdict = self.on_uplink(t_s, port, payload, bool(confirmed), heard)
+            if verdict is not None:
+                heard = heard and bool(verdict)
+        self.uplinks.append((t_s, port, payload, bool(confirmed), heard))
         self._rx = None
         if heard and self.downlinks:
             self._rx = self.downlinks.pop(0)
