@@ -255,13 +255,14 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports
                 false.append(a)
             else:
                 matched[id(event)].append(a)
-        delays, missed = [], []
+        caught, missed = [], []  # caught: (event, delay in minutes)
         for e in truth:
             got = matched.get(id(e))
             if got:
-                delays.append(max(0.0, (min(a.seen_s for a in got) - e.start_s) / 60.0))
+                caught.append((e, max(0.0, (min(a.seen_s for a in got) - e.start_s) / 60.0)))
             else:
                 missed.append(e)
+        delays = [d for _, d in caught]
         figures = {
             "events": len(truth),
             "alerts": len(raised),
@@ -279,12 +280,12 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports
             out[kind] = figures
             continue
         if delay_reading == "within":
-            caught = figures["recall_within_goal_delay"]
-            late = [e for e, d in zip([e for e in truth if id(e) in matched], delays, strict=True) if d > goal_delay]
+            recalled = figures["recall_within_goal_delay"]
+            late = [e for e, d in caught if d > goal_delay]
         else:
-            caught, late = figures["recall"], []
+            recalled, late = figures["recall"], []
         goal_met = ((figures["precision"] is None or figures["precision"] >= PRECISION_GOAL)
-                    and (goal_recall is None or (caught is not None and caught >= goal_recall))
+                    and (goal_recall is None or (recalled is not None and recalled >= goal_recall))
                     and (delay_reading != "median" or (figures["median_delay_min"] is not None
                                                        and figures["median_delay_min"] <= goal_delay)))
         figures["goal_met"] = goal_met
