@@ -43,6 +43,15 @@ LEASE_S = 10.0
 POLL_S = 0.05
 MAX_TAKE = 256
 NOTIFY_CHANNEL = "tembo_collar_handovers"
+# A worker took or gave back its lease: the others read the members again at once, not at their next
+# renewal (a third of a lease later), so two workers agree on who owns which collar within a round trip.
+MEMBERS_CHANNEL = "tembo_collar_workers"
+
+
+def _notify(session: Session, channel: str) -> None:
+    """On PostgreSQL, notify channel's listeners when session commits (nothing elsewhere: polled)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {channel}"))
 
 
 def owner_of(collar_key: str, members: list[str] | tuple[str, ...]) -> str | None:
@@ -99,6 +108,7 @@ class CollarShare:
         try:
             with self.bridge.db.write() as session:
                 session.execute(delete(BridgeWorker).where(BridgeWorker.worker_id == self.worker_id))
+                _notify(session, MEMBERS_CHANNEL)
         except Exception as error:  # noqa: BLE001 - the lease runs out by itself
             log.warning("lease of worker %s not given back (%s)", self.worker_id, type(error).__name__)
 
@@ -118,6 +128,7 @@ class CollarShare:
                 if lease is None:
                     session.add(BridgeWorker(worker_id=self.worker_id, started_at=now, renewed_at=now,
                                              expires_at=now + timedelta(seconds=self.lease_s)))
+                    _notify(session, MEMBERS_CHANNEL)
                 else:
                     lease.renewed_at = now
                     lease.expires_at = now + timedelta(seconds=self.lease_s)
@@ -181,8 +192,7 @@ class CollarShare:
                     owner = owner_of(key, members) or self.worker_id
                     session.add(CollarHandover(raw_uplink_id=raw.id, collar_key=key[:128], to_worker=owner,
                                                from_worker=self.worker_id))
-                if session.get_bind().dialect.name == "postgresql":
-                    session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))  # wakes the owners at commit
+                _notify(session, NOTIFY_CHANNEL)  # wakes the owners at commit
         except Exception as error:
             if is_transient_store_error(error):
                 error = StoreUnavailable(f"store unavailable: {str(error)[:200]}")
@@ -230,13 +240,15 @@ class CollarShare:
     def _run(self) -> None:
         renew_every = self.lease_s / 3
         listener = self._listen()
+        members_changed = False
         try:
             while not self._stopping.is_set():
                 try:
-                    if self._due(renew_every):
+                    if self._due(renew_every) or members_changed:
                         self.renew()
+                    members_changed = False
                     if self.take_once() == 0:
-                        self._idle(listener, renew_every)
+                        members_changed = self._idle(listener, renew_every)
                 except Exception as error:  # noqa: BLE001 - the store is back later; the lease runs out meanwhile
                     log.warning("worker %s: store unavailable (%s); trying again", self.worker_id,
                                 type(error).__name__, extra={"worker_id": self.worker_id})
@@ -258,19 +270,20 @@ class CollarShare:
             url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
             listener = psycopg.connect(url, autocommit=True)
             listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            listener.execute(f"LISTEN {MEMBERS_CHANNEL}")
             return listener
         except Exception as error:  # noqa: BLE001 - polling still finds every hand-over
             log.warning("worker %s: no LISTEN connection (%s); polling", self.worker_id, type(error).__name__)
             return None
 
-    def _idle(self, listener: Any, at_most_s: float) -> None:
-        """Wait for a hand-over to this worker (a notification), the stop, or at_most_s."""
+    def _idle(self, listener: Any, at_most_s: float) -> bool:
+        """Wait for a hand-over to this worker or a change of members (a notification), the stop, or
+        at_most_s; True when a worker took or gave back its lease meanwhile."""
         if listener is None:
             self._stopping.wait(self.poll_s)
-            return
+            return False
         wait_s = min(1.0, at_most_s)  # the stop is seen within a second
-        for _ in listener.notifies(timeout=wait_s, stop_after=1):
-            pass
+        return any(note.channel == MEMBERS_CHANNEL for note in listener.notifies(timeout=wait_s, stop_after=1))
 
     def _due(self, every_s: float) -> bool:
         return time.monotonic() - self._renewed_at >= every_s

@@ -14,6 +14,7 @@ read of positions is written to the audit log before the answer is returned.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
@@ -126,6 +127,9 @@ class Bridge:
         self._outbox_worker: OutboxWorker | None = None
         # Bodies that arrive together are kept and applied together (lora_bridge.group_commit).
         self._group_commit = GroupCommit(self._write_batch, self.settings.ingest_max_batch)
+        # One batch at a time per bridge: an ingest batch and a batch of taken hand-overs (collar
+        # shares) hold the same collars' rows, and would otherwise wait on each other's locks.
+        self._writer_turn = threading.Lock()
         self._batches_fell_back = 0
         # The clock that location delays are measured on (aware UTC); tests and replays may set it.
         self.clock = clock
@@ -210,7 +214,8 @@ class Bridge:
     def _write_batch(self, submissions: list[Submission]) -> None:
         """Keep and apply a batch of bodies in one transaction with the rules of its collars
         (`pipeline.store_and_process_batch`); bodies that went the two-step way get their rules after."""
-        one_by_one = store_and_process_batch(self.db, submissions, self.codec, self.settings, self._rules_of_batch)
+        with self._writer_turn:
+            one_by_one = store_and_process_batch(self.db, submissions, self.codec, self.settings, self._rules_of_batch)
         if one_by_one:
             self._batches_fell_back += 1
         for submission in one_by_one:
@@ -236,7 +241,8 @@ class Bridge:
     def apply_taken(self, take: Callable[[Any], list[int]]) -> list[IngestResult]:
         """Apply stored bodies that `take(session)` claims (a worker's hand-overs), in one transaction
         with the rules once per collar (`pipeline.process_taken_batch`); their results."""
-        results, one_by_one = process_taken_batch(self.db, take, self.codec, self.settings, self._rules_of_batch)
+        with self._writer_turn:  # never at once with this bridge's ingest batch: the same collars' rows
+            results, one_by_one = process_taken_batch(self.db, take, self.codec, self.settings, self._rules_of_batch)
         if one_by_one:
             self._batches_fell_back += 1
             for result in results:
