@@ -453,11 +453,16 @@ def process_taken_batch(
             raws = {raw.id: raw for raw in session.scalars(
                 select(RawUplink).where(RawUplink.id.in_(raw_ids)).order_by(RawUplink.id).with_for_update()
             )} if raw_ids else {}
+            # Like an ingest batch: each body parsed once, its collars, animals and unclaimed dedup keys
+            # read in three statements, fixes and summaries written in one statement per table.
+            messages = {raw_id: _read(raw) for raw_id, raw in raws.items() if raw.status not in DONE_STATUSES}
+            read_batch(session, [m for m in messages.values() if isinstance(m, Uplink)])
             results = [
-                _result_of(raws[raw_id]) if raws[raw_id].status in DONE_STATUSES
-                else _process_loaded(session, raws[raw_id], codec, settings, None)
+                _result_of(raws[raw_id]) if raw_id not in messages
+                else _process_loaded(session, raws[raw_id], codec, settings, None, messages[raw_id])
                 for raw_id in raw_ids
             ]
+            bulk.write_queued(session)
             if after is not None and results:
                 after(session, results)
         return results, False
