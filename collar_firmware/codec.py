@@ -196,6 +196,13 @@ MESSAGES = (
     # TimeToStart present only when no error bit is set.
     ("mc_package_version", 200, 0, "down", ()),
     ("mc_package_version_ans", 200, 0, "up", (("package_id", "u8", None), ("package_version", "u8", None))),
+    # McGroupStatusReq = RFU 4 bits | ReqGroupMask 4 bits; McGroupStatusAns = RFU 1 bit | NbTotalGroups
+    # 3 bits | AnsGroupMask 4 bits, then McGroupID (1) and McAddr (4) of every group in AnsGroupMask.
+    ("mc_group_status", 200, 1, "down", (("cmd_mask", "bits", (("rfu", 4, None), ("req_group_mask", 4, None))),)),
+    ("mc_group_status_ans", 200, 1, "up", (
+        ("status", "bits", (("rfu", 1, None), ("nb_total_groups", 3, None), ("ans_group_mask", 4, None))),
+        ("groups", "list", (4, (("group", "u8", None), ("mc_addr", "u32", None)))),
+    )),
     ("mc_group_setup", 200, 2, "down", (
         ("group", "u8", None),
         ("mc_addr", "u32", None),

@@ -1,6 +1,7 @@
 """TS005 remote multicast set-up on the collar: its multicast groups and the Class C window.
 
-Port 200 (codec table): PackageVersionReq, McGroupSetupReq / McGroupDeleteReq (a group's address,
+Port 200 (codec table): PackageVersionReq, McGroupStatusReq (which groups the collar holds, with
+their addresses), McGroupSetupReq / McGroupDeleteReq (a group's address,
 its McKey still wrapped with the collar's McKEKey, and its frame counter range, handed to the
 LoRaWAN stack through `hal.Radio.multicast_group`: only the stack holds the key-encryption key),
 and McClassCSessionReq (the window's start in GPS seconds, its timeout 2**TimeOut s, frequency and
@@ -8,6 +9,10 @@ data rate). The collar checks each field against its bounds and answers with the
 bits (MC_ERR_*). A window opens at its start (`Radio.set_class_c`) and closes at its end
 (`Radio.set_class_a`) whatever else happens, so a collar never stays in Class C draining its
 battery; a reboot leaves the modem in Class A. Group 0 is the one provisioned with the collar.
+A radio that cannot do Class C (`Radio.supports_class_c()` False: a modem without multicast) holds
+no group: set-up answers IDerror and a session request McGroupUndefined (TS005 has no bit of its
+own for a device without Class C; an undefined group is what such a device has), so the bridge
+leaves that collar to unicast and the collar never waits for a window it cannot open.
 """
 
 import struct
@@ -46,6 +51,9 @@ class Multicast:
         self.defined = PROVISIONED_GROUPS
         self.addr = [0, 0, 0, 0]
         self._load()
+        self.class_c = radio.supports_class_c()
+        if not self.class_c:
+            self.defined = 0
         self.group = 0
         self.start_s = 0  # Unix second the window opens; 0: no session
         self.end_s = 0
@@ -87,6 +95,8 @@ class Multicast:
         if name == "mc_package_version":
             return ("mc_package_version_ans", {"package_id": MC_PACKAGE_ID,
                                                "package_version": MC_PACKAGE_VERSION})
+        if name == "mc_group_status":
+            return ("mc_group_status_ans", self._status(msg["req_group_mask"]))
         if name == "mc_group_setup":
             return ("mc_group_setup_ans", {"status": self._setup(msg)})
         if name == "mc_group_delete":
@@ -95,9 +105,22 @@ class Multicast:
             return self._session(msg, now)
         return None
 
+    def _status(self, mask):
+        """McGroupStatusAns: how many groups are defined, and those of mask with their McAddr."""
+        total = 0
+        answered = 0
+        groups = []
+        for group in range(MC_GROUPS):
+            if self.is_defined(group):
+                total += 1
+                if mask & (1 << group):
+                    answered |= 1 << group
+                    groups.append({"group": group, "mc_addr": self.addr[group]})
+        return {"rfu": 0, "nb_total_groups": total, "ans_group_mask": answered, "groups": groups}
+
     def _setup(self, msg):
         group = msg["group"]
-        if group >= MC_GROUPS or msg["min_mc_fcount"] > msg["max_mc_fcount"]:
+        if group >= MC_GROUPS or msg["min_mc_fcount"] > msg["max_mc_fcount"] or not self.class_c:
             return MC_ERR_ID | (group & 3)
         key = struct.pack("<IIII", msg["mc_key_encrypted_0"], msg["mc_key_encrypted_1"],
                           msg["mc_key_encrypted_2"], msg["mc_key_encrypted_3"])

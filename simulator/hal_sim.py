@@ -161,7 +161,7 @@ class SimRadio:
     after the next uplink a gateway hears, one per uplink, as a class A device gets them.
     """
 
-    def __init__(self, clock, sf=7, bw_khz=125, coverage=True, on_uplink=None):
+    def __init__(self, clock, sf=7, bw_khz=125, coverage=True, on_uplink=None, gen_app_key=None):
         self.clock = clock
         self.sf = sf
         self.bw_khz = bw_khz
@@ -175,6 +175,17 @@ class SimRadio:
         self.class_c_windows = []  # (opened_s, closed_s or None, frequency_hz, data_rate)
         self.multicast_groups = {}  # group -> (mc_addr, key_encrypted, min_fcount, max_fcount)
         self.refuse_groups = False  # the stack refuses every multicast group (a test's broken modem)
+        self.class_c_capable = True  # False: a modem without Class C / multicast
+        # The stack's key store: McKEKey from GenAppKey (TS005 v1.0.0, LoRaWAN 1.0.x) when the collar was
+        # given one; a group's McKey unwrapped from McGroupSetupReq, then its McAppSKey / McNwkSKey.
+        self._ke_key = None
+        if gen_app_key is not None:
+            from simulator.lorawan_frames import stack_ke_key
+
+            self._ke_key = stack_ke_key(bytes(gen_app_key))
+        self.group_session_keys = {}  # group -> (McAppSKey, McNwkSKey)
+        self.group_f_cnt = {}  # group -> last frame counter taken
+        self.dropped_multicast = 0  # frames no group's keys opened (wrong McKEKey, replay, out of range)
 
     def data_rate(self):
         """Return (spreading_factor, bandwidth_khz)."""
@@ -210,16 +221,48 @@ class SimRadio:
         """Queue a downlink for the collar (delivered after its next heard uplink)."""
         self.downlinks.append((port, bytes(payload)))
 
+    def supports_class_c(self):
+        """Return True unless the test made this a modem without Class C."""
+        return self.class_c_capable
+
     def multicast_group(self, group, mc_addr, key_encrypted, min_fcount, max_fcount):
-        """Keep the group as the LoRaWAN stack would; False when told to refuse."""
-        if self.refuse_groups:
+        """Keep the group as the LoRaWAN stack would; False when told to refuse. With a McKEKey the
+        stack unwraps McKey = aes128_encrypt(McKEKey, key_encrypted) and derives the session keys."""
+        if self.refuse_groups or not self.class_c_capable:
             return False
         self.multicast_groups[group] = (mc_addr, bytes(key_encrypted), min_fcount, max_fcount)
+        if self._ke_key is not None:
+            from simulator.lorawan_frames import stack_group_keys
+
+            self.group_session_keys[group] = stack_group_keys(self._ke_key, bytes(key_encrypted), mc_addr)
+            self.group_f_cnt.pop(group, None)
         return True
 
     def multicast_delete(self, group):
         """Forget the group."""
         self.multicast_groups.pop(group, None)
+        self.group_session_keys.pop(group, None)
+
+    def hear_multicast(self, phy, f_cnt):
+        """Take a secured multicast frame (simulator.lorawan_frames) in the open Class C window; return
+        (port, payload) when a group's McNwkSKey verifies it within its counter range, else None."""
+        from simulator.lorawan_frames import open_downlink
+
+        if self.class_c is None or len(phy) < 5:
+            return None
+        dev_addr = int.from_bytes(bytes(phy[1:5]), "little")
+        for group, (mc_addr, _key, lo, hi) in self.multicast_groups.items():
+            keys = self.group_session_keys.get(group)
+            if mc_addr != dev_addr or keys is None or not lo <= f_cnt <= hi:
+                continue
+            if f_cnt <= self.group_f_cnt.get(group, -1):
+                continue  # a replayed frame
+            opened = open_downlink(bytes(phy), f_cnt, keys[0], keys[1])
+            if opened is not None:
+                self.group_f_cnt[group] = f_cnt
+                return (opened[1], opened[2])
+        self.dropped_multicast += 1
+        return None
 
     def set_class_c(self, frequency_hz, data_rate):
         """Open a Class C window (recorded with its time)."""

