@@ -198,7 +198,7 @@ MESSAGES = (
     ("mc_package_version_ans", 200, 0, "up", (("package_id", "u8", None), ("package_version", "u8", None))),
     # McGroupStatusReq = RFU 4 bits | ReqGroupMask 4 bits; McGroupStatusAns = RFU 1 bit | NbTotalGroups
     # 3 bits | AnsGroupMask 4 bits, then McGroupID (1) and McAddr (4) of every group in AnsGroupMask.
-    ("mc_group_status", 200, 1, "down", (("cmd_mask", "bits", (("rfu", 4, None), ("req_group_mask", 4, None))),)),
+    ("mc_group_status", 200, 1, "down", (("req_group_mask", "u8", None),)),  # the collar ignores the RFU bits
     ("mc_group_status_ans", 200, 1, "up", (
         ("status", "bits", (("rfu", 1, None), ("nb_total_groups", 3, None), ("ans_group_mask", 4, None))),
         ("groups", "list", (4, (("group", "u8", None), ("mc_addr", "u32", None)))),
@@ -677,8 +677,3 @@ def decode(port, payload, direction=None):
     for f in fields:
         pos = _decode_field(payload, pos, f, out)
     return out
-
-
-def setting_schema():
-    """Return SETTINGS as a tuple of dicts (for documentation and the formatter)."""
-    return tuple({"id": s[0], "name": s[1], "kind": s[2], "min": s[3], "max": s[4], "unit": s[5]} for s in SETTINGS)

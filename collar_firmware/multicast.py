@@ -51,7 +51,8 @@ class Multicast:
         self.defined = PROVISIONED_GROUPS
         self.addr = [0, 0, 0, 0]
         self._load()
-        self.class_c = radio.supports_class_c()
+        supports = getattr(radio, "supports_class_c", None)  # a radio without it cannot do Class C
+        self.class_c = supports is not None and supports()
         if not self.class_c:
             self.defined = 0
         self.group = 0
@@ -89,6 +90,19 @@ class Multicast:
         return self.end_s if self.open else self.start_s
 
     # ---- port 200 ----------------------------------------------------------------------
+
+    def take(self, agent, name, msg, now):
+        """Answer one TS005 request through the update agent's queue; before a window opens, ask the
+        time (TS003) so the collar opens it when the fleet does. Here, not in update.py, so the code
+        is on the heap only once a port-200 frame came."""
+        answer = self.handle(name, msg, now)
+        if answer is None:
+            return
+        agent._answer(answer[0], answer[1])
+        if name == "mc_class_c_session" and answer[1]["time_to_start_s"]:
+            agent.clock_token = (agent.clock_token + 1) & 0x0F
+            agent._answer("app_time_req", {"device_time_gps_s": codec.gps_from_unix(now),
+                                           "ans_required": 1, "token": agent.clock_token})
 
     def handle(self, name, msg, now):
         """Take one TS005 request; return (answer name, values) or None."""

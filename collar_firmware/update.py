@@ -195,13 +195,7 @@ class UpdateAgent:
                 from collar_firmware import multicast
 
                 self.multicast = multicast.Multicast(self.collar.hal.radio, self.storage)
-            answer = self.multicast.handle(name, msg, now)
-            if answer is not None:
-                self._answer(answer[0], answer[1])
-                if name == "mc_class_c_session" and answer[1]["time_to_start_s"]:
-                    self.clock_token = (self.clock_token + 1) & 0x0F  # TS003: sync the clock before the window
-                    self._answer("app_time_req", {"device_time_gps_s": codec.gps_from_unix(now),
-                                                  "ans_required": 1, "token": self.clock_token})
+            self.multicast.take(self, name, msg, now)  # answers (and the clock request) from the lazy module
         elif name == "app_time_ans":
             if msg["token"] == self.clock_token:  # an answer to an older request would correct twice
                 self.collar.hal.clock.set_time_s(now + msg["correction_s"])

@@ -300,10 +300,13 @@ class FakeModem:
     coverage: True when a gateway hears uplinks (confirmed ones are acked); joined: False answers
     NOT_JOINED; sf, bw_code: the data rate reported; downlinks: (port, bytes) delivered one per
     heard uplink; corrupt_next: the next response has a bad CRC; silent: exchange raises OSError.
-    uplinks: (port, payload, confirmed) of every uplink sent.
+    uplinks: (port, payload, confirmed) of every uplink sent. class_c: None for a modem firmware
+    that knows no multicast command (answers UNKNOWN_COMMAND), else it keeps groups (`groups`),
+    listens in Class C (`listening`: (frequency Hz, data rate) or None) and refuses groups when
+    refuse_groups is set.
     """
 
-    def __init__(self, coverage=True, joined=True, sf=9, bw_code=0):
+    def __init__(self, coverage=True, joined=True, sf=9, bw_code=0, class_c=True):
         self.coverage = coverage
         self.joined = joined
         self.sf = sf
@@ -314,6 +317,10 @@ class FakeModem:
         self.corrupt_next = False
         self.silent = False
         self._rx = None
+        self.class_c = class_c
+        self.groups = {}
+        self.listening = None
+        self.refuse_groups = False
 
     def exchange(self, request, n, response):
         """Take the request's first n bytes, write the response frame into response; return its length."""
@@ -346,7 +353,24 @@ class FakeModem:
             return self._answer(response, cmd, 0x00, bytes((rx[0],)) + rx[1])
         if cmd == 0x03:
             return self._answer(response, cmd, 0x00, bytes((self.sf, self.bw_code)))
-        return self._answer(response, cmd, 0x06, b"")
+        if self.class_c is None or cmd not in (0x04, 0x05, 0x06, 0x07, 0x08):
+            return self._answer(response, cmd, 0x06, b"")
+        if cmd == 0x08:
+            return self._answer(response, cmd, 0x00, bytes((1 if self.class_c else 0,)))
+        if cmd == 0x04 and len(body) == 29 and body[0] < 4 and not self.refuse_groups:
+            lo, hi = int.from_bytes(body[21:25], "little"), int.from_bytes(body[25:29], "little")
+            self.groups[body[0]] = (int.from_bytes(body[1:5], "little"), bytes(body[5:21]), lo, hi)
+            return self._answer(response, cmd, 0x00, b"")
+        if cmd == 0x05 and len(body) == 1:
+            self.groups.pop(body[0], None)
+            return self._answer(response, cmd, 0x00, b"")
+        if cmd == 0x06 and len(body) == 5 and self.class_c:
+            self.listening = (int.from_bytes(body[0:4], "little"), body[4])
+            return self._answer(response, cmd, 0x00, b"")
+        if cmd == 0x07 and not body:
+            self.listening = None
+            return self._answer(response, cmd, 0x00, b"")
+        return self._answer(response, cmd, 0x08, b"")
 
     def _answer(self, response, cmd, status, payload):
         frame = bytes((0x5A, cmd, status, len(payload))) + payload

@@ -250,3 +250,77 @@ def test_the_modem_protocol_runs_over_a_uart_with_a_timeout():
     silent = UartModemTransport(FakeUart(ms), ms.now_ms, FakeTime(ms).ticks_diff, ms.sleep_ms, timeout_ms=500)
     with pytest.raises(OSError, match="did not answer"):
         Lr1110Modem(silent).data_rate()
+
+
+# ---- TS005 multicast through the LR1110 modem --------------------------------------------------
+
+
+def test_a_multicast_group_and_a_class_c_window_go_to_the_modem_as_framed_commands():
+    modem = FakeModem()
+    radio = Lr1110Modem(modem)
+    assert radio.supports_class_c() is True
+    key = bytes(range(16))
+    assert radio.multicast_group(1, 0x01020304, key, 0, 0xFFFF) is True
+    # A5 | 04 MC_GROUP | 29 | group | McAddr LE | McKey_encrypted | min LE | max LE | crc8
+    body = b"\x01" + bytes((4, 3, 2, 1)) + key + bytes(4) + b"\xff\xff\x00\x00"
+    assert modem.requests[-1] == b"\xa5\x04\x1d" + body + bytes((crc8(b"\x04\x1d" + body, 0, 31),))
+    assert modem.groups[1] == (0x01020304, key, 0, 0xFFFF)
+    radio.set_class_c(869_525_000, 3)
+    assert modem.listening == (869_525_000, 3)
+    assert modem.requests[-1][3:8] == (869_525_000).to_bytes(4, "little") + b"\x03"
+    radio.set_class_a()
+    assert modem.listening is None
+    radio.multicast_delete(1)
+    assert modem.groups == {}
+    asked = sum(1 for r in modem.requests if r[1] == 0x08)
+    assert asked == 1, "the capability is asked once"
+
+
+def test_a_group_the_modem_refuses_or_out_of_range_is_not_taken():
+    modem = FakeModem()
+    radio = Lr1110Modem(modem)
+    modem.refuse_groups = True
+    assert radio.multicast_group(0, 1, bytes(16), 0, 10) is False
+    modem.refuse_groups = False
+    assert radio.multicast_group(4, 1, bytes(16), 0, 10) is False
+    assert radio.multicast_group(0, 1, bytes(15), 0, 10) is False
+    assert modem.groups == {}
+
+
+def test_a_modem_firmware_without_class_c_is_never_asked_to_leave_class_a():
+    for modem in (FakeModem(class_c=None), FakeModem(class_c=False)):
+        radio = Lr1110Modem(modem)
+        assert radio.supports_class_c() is False
+        assert radio.multicast_group(0, 1, bytes(16), 0, 10) is False
+        with pytest.raises(OSError, match="cannot do Class C"):
+            radio.set_class_c(869_525_000, 3)
+        radio.set_class_a()
+        radio.multicast_delete(0)
+        assert [r[1] for r in modem.requests] == [0x08], "only the question was asked"
+
+
+def test_a_modem_that_did_not_answer_the_capability_question_is_asked_again():
+    modem = FakeModem()
+    radio = Lr1110Modem(modem)
+    modem.silent = True
+    with pytest.raises(OSError):
+        radio.supports_class_c()
+    modem.silent = False
+    assert radio.supports_class_c() is True
+
+
+def test_a_collar_on_a_modem_without_class_c_answers_the_session_request_mcgroupundefined(tmp_path):
+    from test_collar_multicast import CLASS_C_SESSION_REQ, GROUP_SETUP_REQ, T0
+
+    from collar_firmware import codec, multicast
+    from collar_firmware.hal.board import FileStorage
+
+    modem = FakeModem(class_c=None)
+    mc = multicast.Multicast(Lr1110Modem(modem), FileStorage(str(tmp_path), None))
+    got = []
+    for frame in (GROUP_SETUP_REQ, CLASS_C_SESSION_REQ):
+        msg = codec.decode(200, bytes.fromhex(frame), "down")
+        name, values = mc.handle(msg["message"], msg, T0)
+        got.append(codec.encode(name, values).hex())
+    assert got == ["0205", "0410"], "IDerror; McGroupUndefined, no TimeToStart"
+    assert mc.step(T0 + 3600) == 0 and modem.listening is None and not mc.scheduled()

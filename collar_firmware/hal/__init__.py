@@ -46,7 +46,22 @@ class GNSS:
 
 
 class Radio:
-    """LoRaWAN modem (Semtech LR1110 on the reference collar)."""
+    """LoRaWAN modem (Semtech LR1110 on the reference collar).
+
+    TS005 multicast (optional; collar_firmware/multicast.py uses it only when supports_class_c()
+    exists and returns True, so a radio without it stays in Class A and holds no group):
+        supports_class_c() -> True when the stack can hold multicast groups and listen in Class C.
+        multicast_group(group, mc_addr, key_encrypted, min_fcount, max_fcount) -> bool: give the
+            stack group 0..3 (McGroupSetupReq: its address, its McKey wrapped with the collar's
+            McKEKey, the frame counters it accepts). The stack unwraps it (McKey =
+            aes128_encrypt(McKEKey, key_encrypted)) and derives McAppSKey / McNwkSKey; the collar's
+            Python never sees a key.
+        multicast_delete(group): forget group 0..3.
+        set_class_c(frequency_hz, data_rate): listen continuously (a TS005 Class C window); OSError
+            when the modem refuses.
+        set_class_a(): listen only after uplinks again; OSError when the modem refuses.
+    They are described here, not defined, so the boot heap does not carry them (docs/updates.md).
+    """
 
     def send(self, port, payload, confirmed):
         """Send payload on port; return True when sent (and acknowledged if confirmed)."""
@@ -59,26 +74,6 @@ class Radio:
     def data_rate(self):
         """Return (spreading_factor, bandwidth_khz) in use."""
         return (7, 125)
-
-    def supports_class_c(self):
-        """Return True when the stack can hold multicast groups and listen in Class C (TS005)."""
-        return False
-
-    def multicast_group(self, group, mc_addr, key_encrypted, min_fcount, max_fcount):
-        """Give the LoRaWAN stack multicast group 0..3 (TS005 McGroupSetupReq: its address, its McKey
-        wrapped with the collar's McKEKey, the frame counters it accepts); return True when taken.
-        The stack unwraps it (McKey = aes128_encrypt(McKEKey, key_encrypted)) and derives the group's
-        McAppSKey / McNwkSKey; the collar's Python never sees a key."""
-        return False
-
-    def multicast_delete(self, group):
-        """Forget multicast group 0..3."""
-
-    def set_class_c(self, frequency_hz, data_rate):
-        """Listen continuously on frequency_hz at data_rate (a TS005 Class C window)."""
-
-    def set_class_a(self):
-        """Listen only after uplinks again (the Class C window closed)."""
 
 
 class Power:

@@ -11,8 +11,13 @@ LR1110 host protocol (Tembo's own minimal framing; not Semtech's LoRa Basics Mod
     response 5A cmd status len payload[len] crc8(cmd..payload)
 crc8: polynomial 0x07, init 0. Commands: 01 SEND (port, flags bit0 = confirmed, data),
 02 RECEIVE (answers port + data, or status EMPTY), 03 DATA_RATE (answers sf, bw code 0/1/2 =
-125/250/500 kHz). Status: 00 OK, 01 NO_ACK, 02 BUSY, 03 NOT_JOINED, 04 TOO_LONG, 05 EMPTY,
-06 UNKNOWN_COMMAND, 07 BAD_FRAME.
+125/250/500 kHz). TS005 multicast (the modem's stack keeps the collar's McKEKey and unwraps group
+keys itself; integers little-endian): 08 CAPABILITIES (answers one flags byte, bit0 = Class C and
+multicast groups), 04 MC_GROUP (group, McAddr u32, McKey_encrypted 16, min u32, max u32 McFCount),
+05 MC_DELETE (group), 06 CLASS_C (frequency Hz u32, data rate), 07 CLASS_A. Status: 00 OK,
+01 NO_ACK, 02 BUSY, 03 NOT_JOINED, 04 TOO_LONG, 05 EMPTY, 06 UNKNOWN_COMMAND, 07 BAD_FRAME,
+08 REFUSED. A modem firmware that answers CAPABILITIES with UNKNOWN_COMMAND cannot do Class C: the
+driver then holds no multicast group and never leaves Class A.
 """
 
 from collar_firmware.compat import const
@@ -23,12 +28,19 @@ RESP_SOF = const(0x5A)
 CMD_SEND = const(0x01)
 CMD_RECEIVE = const(0x02)
 CMD_DATA_RATE = const(0x03)
+CMD_MC_GROUP = const(0x04)
+CMD_MC_DELETE = const(0x05)
+CMD_CLASS_C = const(0x06)
+CMD_CLASS_A = const(0x07)
+CMD_CAPABILITIES = const(0x08)
+CAP_CLASS_C = const(0x01)
 ST_OK = const(0x00)
 ST_NO_ACK = const(0x01)
 ST_BUSY = const(0x02)
 ST_NOT_JOINED = const(0x03)
 ST_TOO_LONG = const(0x04)
 ST_EMPTY = const(0x05)
+ST_UNKNOWN_COMMAND = const(0x06)
 MAX_MODEM_PAYLOAD = const(222)  # LoRaWAN application payload bound at the fastest EU868 rate
 MODEM_FRAME = const(MAX_MODEM_PAYLOAD + 8)
 BANDWIDTHS_KHZ = (125, 250, 500)
@@ -310,6 +322,7 @@ class Lr1110Modem(Radio):
         self.not_sent = 0
         self.no_acks = 0
         self.last_status = ST_OK
+        self._caps = -1  # the modem's capability flags once asked (-1: not yet)
 
     def _call(self, cmd, n_payload):
         """Frame and exchange the request whose payload sits at _req[3:]; return (status, length)."""
@@ -355,6 +368,57 @@ class Lr1110Modem(Radio):
             return None
         resp = self._resp
         return (resp[4], bytes(resp[5:4 + n]))
+
+    def supports_class_c(self):
+        """Return True when the modem says it can hold multicast groups and listen in Class C; a
+        modem that does not know the question cannot. OSError when it does not answer."""
+        if self._caps < 0:
+            status, n = self._call(CMD_CAPABILITIES, 0)
+            self._caps = self._resp[4] if status == ST_OK and n >= 1 else 0
+        return self._caps & CAP_CLASS_C != 0
+
+    def _put_u32(self, at, value):
+        req = self._req
+        for i in range(4):
+            req[at + i] = (value >> (8 * i)) & 0xFF
+
+    def multicast_group(self, group, mc_addr, key_encrypted, min_fcount, max_fcount):
+        """Give the modem's stack group 0..3 with its wrapped McKey; return True when it took it."""
+        if not 0 <= group <= 3 or len(key_encrypted) != 16 or not self.supports_class_c():
+            return False
+        req = self._req
+        req[3] = group
+        self._put_u32(4, mc_addr)
+        for i in range(16):
+            req[8 + i] = key_encrypted[i]
+        self._put_u32(24, min_fcount)
+        self._put_u32(28, max_fcount)
+        status, _ = self._call(CMD_MC_GROUP, 29)
+        return status == ST_OK
+
+    def multicast_delete(self, group):
+        """Make the modem forget group 0..3 (nothing to do on a modem without multicast)."""
+        if 0 <= group <= 3 and self.supports_class_c():
+            self._req[3] = group
+            self._call(CMD_MC_DELETE, 1)
+
+    def set_class_c(self, frequency_hz, data_rate):
+        """Listen continuously on frequency_hz at data_rate; OSError when the modem cannot or refuses."""
+        if not self.supports_class_c():
+            raise OSError("LR1110 modem cannot do Class C")
+        self._put_u32(3, frequency_hz)
+        self._req[7] = data_rate
+        status, _ = self._call(CMD_CLASS_C, 5)
+        if status != ST_OK:
+            raise OSError("LR1110 modem refused Class C (status 0x%02x)" % status)
+
+    def set_class_a(self):
+        """Back to Class A; OSError when the modem refuses (the window's owner asks again)."""
+        if not self.supports_class_c():
+            return  # it never left Class A
+        status, _ = self._call(CMD_CLASS_A, 0)
+        if status != ST_OK:
+            raise OSError("LR1110 modem stayed in Class C (status 0x%02x)" % status)
 
     def data_rate(self):
         """Return (spreading_factor, bandwidth_khz) the modem uses now."""
