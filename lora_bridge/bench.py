@@ -11,14 +11,21 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        committed in batches of `connections` rows
                                                        (raw_insert_method says how; the one-row-per-
                                                        commit rate is there too)
-    mean_batch                                         bodies per group commit in the webhook run
+    sqlite_webhook_ack                                 when the webhook answers in the SQLite run (bench
+                                                       option ack): "durable" (202 once the raw row is
+                                                       committed, applied right after in batches) or
+                                                       "applied"; sqlite_<other>_ack_* is the other mode
+    mean_batch                                         bodies per transaction that applied them (group
+                                                       commit, or the durable intake's applier)
     cpu_ms_per_uplink                                  CPU time of the bridge process per uplink (the
                                                        load generator is another process)
     statements_per_uplink, commits_per_uplink          SQL work per uplink in the webhook run (SQLite),
     one_at_a_time_statements_per_uplink, ...           and through the service layer one by one
     store_bytes_per_collar_day                         store growth per collar-day, raw bodies kept, and
     compacted_store_bytes_per_collar_day               once they are past retention and compacted
-    p50_ms, p99_ms                                     webhook latency: received -> alerts stored
+    p50_ms, p99_ms                                     received -> alerts stored: from the load process
+                                                       sending a body to the commit that applied it (with
+                                                       ack "applied", that is its request's latency)
     lost                                               uplinks answered 2xx but not in the store (0)
     workers_speedup                                    two MQTT workers over one (PostgreSQL), the
                                                        collars shared between them (collar_shares)
@@ -174,12 +181,23 @@ def _percentile(values: list[float], share: float) -> float:
 # ---- the webhook, driven from another process ----------------------------------------------
 
 
-def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder: Path) -> dict[str, Any]:
-    """Serve the webhook on database_url, post bodies from a separate process; rate, latency, lost."""
+def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder: Path,
+                ack: str = "applied") -> dict[str, Any]:
+    """Serve the webhook on database_url, post bodies from a separate process; rate, latency, lost.
+
+    ack: the bridge's `webhook_ack`. With "applied" a body's latency is its request's (the answer
+    comes once its alerts are stored); with "durable" the answer comes once its raw row is durable,
+    so a body's latency runs from the load process sending it to the commit of the batch that
+    applied it (rules and alerts stored), and the rate from the first send to the last such commit."""
     bodies_file = folder / f"bodies-{time.monotonic_ns()}.jsonl"
     bodies_file.write_bytes(b"\n".join(bodies))
-    with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
+    applied_at: dict[int, float] = {}
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET, webhook_ack=ack) as bridge:
         work = _count_work(bridge)
+        if ack == "durable":
+            bridge.durable_intake().on_applied(
+                lambda results, committed_at: applied_at.update((r.raw_uplink_id, committed_at) for r in results)
+            )
         with serve_app_in_thread(create_app(bridge)) as server:
             cpu_started = time.process_time()  # this process only: the bridge; the load is another one
             done = subprocess.run(
@@ -187,8 +205,12 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
                  str(connections)],
                 check=True, capture_output=True, timeout=3600,
             )
+            driven = json.loads(done.stdout)
+            if ack == "durable":
+                _wait_applied(driven, applied_at)
             cpu_s = time.process_time() - cpu_started
-        driven = json.loads(done.stdout)
+        if ack == "durable":
+            _latencies_to_applied(driven, applied_at)
         acked = {_uplink_key(bodies[i]) for i, code in enumerate(driven["statuses"]) if 200 <= code < 300}
         rows = _stored_rows(bridge)
         stored = set(rows)
@@ -198,6 +220,9 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         compacted = bridge.store_size()
     latencies = driven["latencies_ms"]
     batches = bridge.ingest_batches()
+    if ack == "durable":  # the applier's batches: bodies applied per transaction with the rules
+        intake = bridge.durable_intake()
+        batches = {**batches, "bodies": intake.applied, "batches": intake.batches_applied}
     return {
         "uplinks_per_s": len(bodies) / driven["elapsed_s"],
         "mean_batch": round(batches["bodies"] / max(1, batches["batches"]), 2),
@@ -213,6 +238,27 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         "store_bytes": size["used_bytes"],
         "compacted_store_bytes": compacted["used_bytes"],
     }
+
+
+def _wait_applied(driven: dict[str, Any], applied_at: dict[int, float], timeout_s: float = 600.0) -> None:
+    """Wait until every body answered `202 received` is applied (its batch committed)."""
+    waiting = {raw_id for raw_id, code in zip(driven["raw_ids"], driven["statuses"], strict=True)
+               if code == 202 and raw_id is not None}
+    deadline = time.monotonic() + timeout_s
+    while not waiting <= applied_at.keys() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _latencies_to_applied(driven: dict[str, Any], applied_at: dict[int, float]) -> None:
+    """Each body's latency from its send to the commit that applied it (a body answered otherwise:
+    its request's); the run's elapsed time to the last such commit."""
+    ends = []
+    for i, (raw_id, code) in enumerate(zip(driven["raw_ids"], driven["statuses"], strict=True)):
+        if code == 202 and raw_id in applied_at:
+            driven["latencies_ms"][i] = 1000 * (applied_at[raw_id] - driven["sent_wall"][i])
+            ends.append(applied_at[raw_id])
+    if ends:
+        driven["elapsed_s"] = max(driven["elapsed_s"], max(ends) - driven["started_wall"])
 
 
 def _count_work(bridge: Bridge) -> dict[str, int]:
@@ -239,6 +285,8 @@ def drive(url: str, secret: str, bodies_file: str, connections: int) -> dict[str
     bodies = Path(bodies_file).read_bytes().split(b"\n")
     statuses = [0] * len(bodies)
     latencies = [0.0] * len(bodies)
+    sent_wall = [0.0] * len(bodies)
+    raw_ids: list[int | None] = [None] * len(bodies)
     lock = threading.Lock()
     cursor = iter(range(len(bodies)))
 
@@ -249,21 +297,26 @@ def drive(url: str, secret: str, bodies_file: str, connections: int) -> dict[str
                     index = next(cursor, None)
                 if index is None:
                     return
+                sent_wall[index] = time.time()
                 sent = time.perf_counter()
                 try:
                     reply = client.post("/uplinks/tts", content=bodies[index])
                     statuses[index] = reply.status_code
+                    if reply.status_code < 300:
+                        raw_ids[index] = reply.json().get("raw_uplink_id")
                 except httpx.HTTPError:
                     statuses[index] = 599
                 latencies[index] = 1000 * (time.perf_counter() - sent)
 
+    started_wall = time.time()
     started = time.perf_counter()
     threads = [threading.Thread(target=connection) for _ in range(max(1, connections))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return {"elapsed_s": time.perf_counter() - started, "statuses": statuses, "latencies_ms": latencies}
+    return {"elapsed_s": time.perf_counter() - started, "statuses": statuses, "latencies_ms": latencies,
+            "started_wall": started_wall, "sent_wall": sent_wall, "raw_ids": raw_ids}
 
 
 # ---- MQTT workers ------------------------------------------------------------------------------
@@ -360,8 +413,10 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
 
 
 def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, postgres: bool = True,
-                   mqtt: bool = True, mqtt_rounds: int = 1) -> dict[str, Any]:
-    """Every figure of the module docstring, measured in one run on fresh stores in a temporary folder."""
+                   mqtt: bool = True, mqtt_rounds: int = 1, ack: str = "durable") -> dict[str, Any]:
+    """Every figure of the module docstring, measured in one run on fresh stores in a temporary folder.
+    ack: the webhook's `webhook_ack` for the SQLite figures; the other mode is measured too
+    (`sqlite_<other>_ack_*`), on its own fresh store, right after."""
     bodies = synthetic_bodies(collars, hours)
     figures: dict[str, Any] = {"bodies": len(bodies), "connections": connections,
                                "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
@@ -372,13 +427,22 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
             figures["raw_insert_uplinks_per_s"] = round(raw_insert_rate(bridge, bodies, connections), 1)
             figures["raw_insert_one_per_commit_uplinks_per_s"] = round(raw_insert_rate(bridge, bodies), 1)
         figures["raw_insert_method"] = RAW_INSERT_METHOD
-        sqlite = webhook_run(f"sqlite:///{folder / 'webhook.db'}", bodies, connections, folder)
+        sqlite = webhook_run(f"sqlite:///{folder / 'webhook.db'}", bodies, connections, folder, ack=ack)
+        other_ack = "applied" if ack == "durable" else "durable"
+        other = webhook_run(f"sqlite:///{folder / 'webhook-other.db'}", bodies, connections, folder, ack=other_ack)
+        figures["sqlite_webhook_ack"] = ack
         figures["sqlite_uplinks_per_s"] = round(sqlite["uplinks_per_s"], 1)
+        figures[f"sqlite_{other_ack}_ack_uplinks_per_s"] = round(other["uplinks_per_s"], 1)
+        figures[f"sqlite_{other_ack}_ack_p50_ms"] = round(other["p50_ms"], 2)
+        figures[f"sqlite_{other_ack}_ack_p99_ms"] = round(other["p99_ms"], 2)
+        figures[f"sqlite_{other_ack}_ack_cpu_ms_per_uplink"] = other["cpu_ms_per_uplink"]
+        figures[f"sqlite_{other_ack}_ack_mean_batch"] = other["mean_batch"]
+        figures[f"sqlite_{other_ack}_ack_lost"] = other["lost"]
         figures["p50_ms"] = round(sqlite["p50_ms"], 2)
         figures["p99_ms"] = round(sqlite["p99_ms"], 2)
-        figures["lost"] = sqlite["lost"]
-        figures["applied_twice"] = sqlite["applied_twice"]
-        figures["non_2xx"] = sqlite["non_2xx"]
+        figures["lost"] = sqlite["lost"] + other["lost"]
+        figures["applied_twice"] = sqlite["applied_twice"] + other["applied_twice"]
+        figures["non_2xx"] = sqlite["non_2xx"] + other["non_2xx"]
         figures["sqlite_over_raw_insert"] = round(figures["sqlite_uplinks_per_s"] / figures["raw_insert_uplinks_per_s"], 4)
         figures["mean_batch"] = sqlite["mean_batch"]
         # CPU the bridge process spent per uplink (HTTP, parsing, store, rules): what a busy machine

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_s
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import DeadLetter, RawUplink
+from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import PARSERS, Uplink
 
 log = logging.getLogger(__name__)
@@ -74,15 +75,17 @@ def store_raw(
 def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
     """Commit the bodies of submissions (network, event, body, content_type, path_ids) to raw_uplinks
     in one transaction (one multi-row insert, one fsync); their ids in order. StoreUnavailable if it cannot."""
+    rows = [
+        {"source": s.network, "body": bytes(s.body), "status": STATUS_RECEIVED, "gateways": [], "event": s.event,
+         "content_type": (s.content_type or None) and s.content_type[:64],
+         "path_ids": dict(s.path_ids) if s.path_ids else None, "received_at": utc_now()}
+        for s in submissions
+    ]
+    # One multi-row INSERT ... RETURNING (SQLAlchemy Core: no unit of work to flush), ids in order.
+    statement = insert(RawUplink).returning(RawUplink.id, sort_by_parameter_order=True)
     try:
         with db.write() as session:
-            raws = [
-                raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
-                for s in submissions
-            ]
-            session.add_all(raws)
-            session.flush()
-            return [raw.id for raw in raws]
+            return list(session.scalars(statement, rows))
     except Exception as error:
         if is_transient_store_error(error):
             log.warning("store cannot take %d bodies now (%s): answered as unavailable", len(submissions),

@@ -42,6 +42,7 @@ from lora_bridge.domain import (
 )
 from lora_bridge.domain.geofence_files import read_fence_file
 from lora_bridge.domain.rules_profiles import load_rules_config
+from lora_bridge.durable_intake import DurableIntake
 from lora_bridge.errors import (
     AuthenticationFailed,
     InvalidCommand,
@@ -131,6 +132,8 @@ class Bridge:
         # shares) hold the same collars' rows, and would otherwise wait on each other's locks.
         self._writer_turn = threading.Lock()
         self._batches_fell_back = 0
+        self._intake: DurableIntake | None = None
+        self._intake_lock = threading.Lock()
         # The clock that location delays are measured on (aware UTC); tests and replays may set it.
         self.clock = clock
 
@@ -138,7 +141,10 @@ class Bridge:
         return f"Bridge({self.settings!r})"
 
     def close(self) -> None:
-        """Stop the outbox worker; release the store's connections and the network-server client."""
+        """Stop the durable intake (what it holds is written and applied first) and the outbox worker;
+        release the store's connections and the network-server client."""
+        if self._intake is not None:
+            self._intake.stop()
         if self._outbox_worker is not None:
             self._outbox_worker.stop()
         self.db.dispose()
@@ -179,13 +185,40 @@ class Bridge:
         parse means the body was not what its kind says) or pending (stored; the store failed
         while applying it, the timer tries again).
         """
+        submission = self.submission(network, event, body, content_type=content_type, path_ids=path_ids)
+        return self._group_commit.submit(submission)
+
+    def submission(
+        self,
+        network: str,
+        event: str | None,
+        body: bytes,
+        *,
+        content_type: str | None = "application/json",
+        path_ids: dict[str, str] | None = None,
+    ) -> Submission:
+        """A body handed in for ingest, its kind named (see ingest_network_message); ValueError for an
+        unknown network."""
         source = network.split(":")[-1]
         if source not in NETWORKS:
             raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
-        submission = Submission(
+        return Submission(
             network, event_name_of(source, event, body), body, content_type=content_type, path_ids=path_ids
         )
-        return self._group_commit.submit(submission)
+
+    def durable_intake(self) -> DurableIntake:
+        """The writer and applier threads that answer webhook bodies once their raw row is durable and
+        apply them in batches right after (`TEMBO_WEBHOOK_ACK=durable`; lora_bridge.durable_intake);
+        started on first use, stopped by close()."""
+        with self._intake_lock:
+            if self._intake is None:
+                self._intake = DurableIntake(self, self.settings.ingest_max_batch)
+            return self._intake
+
+    def write_batch_now(self, submissions: list[Submission]) -> None:
+        """Keep and apply submissions as one batch now, in turn with the group commit's other
+        batches; sets each one's outcome (result or error)."""
+        self._group_commit.write_now(submissions)
 
     def ingest_batch(self, submissions: list[Submission]) -> list[IngestResult]:
         """Several bodies at once (a file replay, a capture): kept and applied in batches of

@@ -16,7 +16,7 @@ import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr
@@ -112,6 +112,10 @@ class BridgeSettings(BaseSettings):
     mqtt_threads: int = Field(default=32, ge=1, le=64)
     # At most this many bodies kept and applied in one transaction (lora_bridge.group_commit).
     ingest_max_batch: int = Field(default=256, ge=1, le=10_000)
+    # When the webhook answers: "applied" (decoded, stored, rules run: the answer says what happened)
+    # or "durable" (202 once the raw body is committed; decoding and rules follow in batches,
+    # lora_bridge.durable_intake). Either way 2xx only once the body is durable.
+    webhook_ack: Literal["applied", "durable"] = "applied"
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self._masked_items())

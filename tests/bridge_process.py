@@ -42,6 +42,7 @@ class BridgeProcess:
     database_url: str
     port: int
     file_size_limit: int = 0
+    webhook_ack: str = "applied"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +53,7 @@ class BridgeProcess:
         """Start the child and wait until its webhook answers /healthz."""
         self.process = subprocess.Popen(
             [sys.executable, "-c", CHILD, self.database_url, str(self.port), str(self.file_size_limit), b.SECRET],
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            env=dict(os.environ, PYTHONUNBUFFERED="1", TEMBO_WEBHOOK_ACK=self.webhook_ack),
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -82,9 +83,9 @@ class BridgeProcess:
 
 
 @contextmanager
-def bridge_process(database_url: str, port: int, file_size_limit: int = 0):
+def bridge_process(database_url: str, port: int, file_size_limit: int = 0, webhook_ack: str = "applied"):
     """A started BridgeProcess, stopped afterwards."""
-    child = BridgeProcess(database_url, port, file_size_limit).start()
+    child = BridgeProcess(database_url, port, file_size_limit, webhook_ack).start()
     try:
         yield child
     finally:

@@ -32,10 +32,11 @@ HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 pytestmark = pytest.mark.slow
 
 
-def test_a_bridge_killed_under_load_loses_no_acknowledged_uplink_and_applies_none_twice(sqlite_url, port):
+@pytest.mark.parametrize("ack", ["applied", "durable"])
+def test_a_bridge_killed_under_load_loses_no_acknowledged_uplink_and_applies_none_twice(sqlite_url, port, ack):
     load = Load()
     numbers = range(240)
-    child = BridgeProcess(sqlite_url, port).start()
+    child = BridgeProcess(sqlite_url, port, webhook_ack=ack).start()
     stop = threading.Event()
     posting = threading.Thread(target=post_all, args=(child.url, numbers, load), kwargs={"stop": stop})
     posting.start()
@@ -46,7 +47,7 @@ def test_a_bridge_killed_under_load_loses_no_acknowledged_uplink_and_applies_non
     posting.join()
     killed_at = len(load.acknowledged())
 
-    with bridge_process(sqlite_url, port) as again:  # a network server retries what got no 2xx
+    with bridge_process(sqlite_url, port, webhook_ack=ack) as again:  # a network server retries what got no 2xx
         retry_until_acknowledged(again.url, load, numbers)
     figures = lost_and_twice(sqlite_url, load.acknowledged())
     print(report({"killed_after_acknowledged": killed_at, **figures}))

@@ -24,6 +24,7 @@ non-2xx as a failed try and retries up to seven times, which would only store th
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 
@@ -34,6 +35,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable
+from lora_bridge.group_commit import Submission
 from lora_bridge.service import Bridge
 from lora_bridge.settings import check_webhook_secret
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
@@ -46,7 +48,7 @@ SECRET_HEADER = "X-Tembo-Secret"
 MAX_BODY_BYTES = 256 * 1024
 # The Things Stack's downlink route, sent with every webhook call when a downlink API key is set.
 DOWNLINK_HEADERS = ("X-Downlink-Push", "X-Downlink-Replace", "X-Downlink-Apikey")
-STATUS_CODES = {"pending": 202}
+STATUS_CODES = {"pending": 202, "received": 202}
 
 
 def create_app(bridge: Bridge) -> Starlette:
@@ -96,9 +98,12 @@ async def _ingest(
         log.warning("oversized body truncated", extra={"source": network})
     content_type = request.headers.get("Content-Type", "application/json")
     try:
-        result: IngestResult = await run_in_threadpool(
-            bridge.ingest_network_message, network, event, body, content_type=content_type, path_ids=path_ids
-        )
+        if bridge.settings.webhook_ack == "durable":
+            result: IngestResult = await _ingest_durable(bridge, network, event, body, content_type, path_ids)
+        else:
+            result = await run_in_threadpool(
+                bridge.ingest_network_message, network, event, body, content_type=content_type, path_ids=path_ids
+            )
     except StoreUnavailable as error:
         return JSONResponse(
             {"status": "unavailable", "reason": str(error)}, status_code=503, headers={"Retry-After": "60"}
@@ -115,6 +120,55 @@ async def _ingest(
     }
     status_code = 400 if result.malformed else STATUS_CODES.get(result.status, 200)
     return JSONResponse(payload, status_code=status_code)
+
+
+async def _ingest_durable(
+    bridge: Bridge, network: str, event: str | None, body: bytes, content_type: str, path_ids: dict[str, str] | None
+) -> IngestResult:
+    """Hand body to the bridge's durable intake and wait (without a thread of our own) until its raw
+    row is committed: `received` (applied right after) or, for a body that is not what its kind
+    says, its dead letter. Raises StoreUnavailable when the store could not take it."""
+    waiters = _Waiters.of(asyncio.get_running_loop())
+    submission = Submission(network, event, body, content_type=content_type, path_ids=path_ids)
+    settled = waiters.expect(submission)
+    bridge.durable_intake().submit(submission, waiters)
+    await settled
+    return submission.outcome()
+
+
+class _Waiters:
+    """The requests of one event loop waiting for the intake: one wake-up of the loop per written
+    batch, not one per body."""
+
+    _by_loop: dict[asyncio.AbstractEventLoop, _Waiters] = {}
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.futures: dict[int, asyncio.Future[None]] = {}
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Waiters:
+        waiters = cls._by_loop.get(loop)
+        if waiters is None:
+            for old in [known for known in cls._by_loop if known.is_closed()]:
+                del cls._by_loop[old]
+            waiters = cls._by_loop[loop] = cls(loop)
+        return waiters
+
+    def expect(self, submission: Submission) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self.loop.create_future()
+        self.futures[id(submission)] = future
+        return future
+
+    def __call__(self, submissions: list[Submission]) -> None:  # from the intake's writer thread
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._settle, submissions)
+
+    def _settle(self, submissions: list[Submission]) -> None:
+        for submission in submissions:
+            future = self.futures.pop(id(submission), None)
+            if future is not None and not future.done():
+                future.set_result(None)
 
 
 async def _remember_route(request: Request, bridge: Bridge, path_ids: dict[str, str] | None) -> None:

@@ -1,0 +1,133 @@
+"""The webhook with `webhook_ack="durable"`: the network server is answered 202 once the body is kept
+(committed), and the ranger sees what it says once the bridge's applier has run its batch; what is
+not an uplink still gets its 400 and dead letter, a store that cannot take the body still a 503, and a
+store that fails while applying leaves the body for the timer, never a dead letter."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import bridge_builders as b
+import pytest
+from bridge_process import uplink_body
+from sqlalchemy import event
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.server import RulesTimer
+
+HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+
+
+def post(client: TestClient, body: bytes):
+    return client.post("/uplinks/tts", content=body, headers=HEADERS)
+
+
+def wait_until(check, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_network_server_gets_202_once_kept_and_ranger_sees_the_alert_once_applied(store_url):
+    with b.fresh_bridge(store_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+        bridge.register_animal("collar-01", "Tembo Kubwa")
+        replies = [
+            post(client, b.tts_uplink(b.status(lat=-2.5, lon=37.5), f_cnt=1)),
+            post(client, b.tts_uplink(b.alert("poaching_risk", seq=2, lat=-2.51, lon=37.52), f_cnt=2)),
+            *[post(client, b.tts_uplink(b.status(time_s=b.T0_S + 600), f_cnt=3, gateways=(gw,)))
+              for gw in ("gw-a", "gw-b", "gw-c")],
+        ]
+        wait_until(lambda: bridge.durable_intake().backlog() == 0)
+        (alert,) = bridge.open_alerts(viewer=b.RANGER)
+        counts = bridge.counts()
+
+    assert [r.status_code for r in replies] == [202] * 5
+    assert [r.json()["status"] for r in replies] == ["received"] * 5
+    assert [r.json()["f_cnt"] for r in replies] == [1, 2, 3, 3, 3]
+    assert len({r.json()["raw_uplink_id"] for r in replies}) == 5
+    assert (alert.alert_type, alert.name) == ("poaching_risk", "Tembo Kubwa")
+    assert (counts["uplinks_stored"], counts["duplicates"]) == (3, 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason_part"),
+    [
+        (b"{not json", "not JSON"),
+        (b.tts_uplink(b.status()).replace(b'"frm_payload": "', b'"frm_payload": "!!'), "not base64"),
+    ],
+)
+def test_a_body_that_is_no_uplink_still_gets_400_and_its_dead_letter(sqlite_url, body, reason_part):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+        broken = post(client, body)
+        fine = post(client, uplink_body(1))
+        wait_until(lambda: bridge.durable_intake().backlog() == 0)
+        (letter,) = bridge.dead_letters()
+        counts = bridge.counts()
+
+    assert broken.status_code == 400 and reason_part in broken.json()["reason"]
+    assert letter.body == body and letter.stage == "parse" and reason_part in letter.reason
+    assert fine.status_code == 202
+    assert (counts["uplinks_stored"], counts["positions"]) == (2, 1)
+
+
+def test_a_store_locked_by_another_writer_answers_503_and_the_retry_is_kept_and_applied(sqlite_url):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", sqlite_busy_timeout_ms=100) as bridge, \
+            TestClient(create_app(bridge)) as client:
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1)
+        other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+        locked = post(client, uplink_body(1))
+        other.rollback()
+        other.close()
+        retried = post(client, uplink_body(1))
+        wait_until(lambda: bridge.counts()["positions"] >= 1)
+        counts = bridge.counts()
+
+    assert locked.status_code == 503 and locked.headers["Retry-After"]
+    assert retried.status_code == 202
+    assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (1, 1, 0)
+
+
+class ApplyFault:
+    """The store failing (as a disk or a lock does) for the statements that apply an uplink; the raw
+    body's own insert goes through."""
+
+    def __init__(self) -> None:
+        self.on = True
+
+    def __call__(self, conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+        if self.on and statement.lstrip().upper().startswith(("INSERT INTO POSITIONS", "INSERT INTO DEVICES")):
+            raise sqlite3.OperationalError("database is locked")
+
+
+def test_bodies_kept_while_the_store_fails_to_apply_them_are_applied_by_the_timer_never_dead_lettered(sqlite_url):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+        fault = ApplyFault()
+        event.listen(bridge.db.write_engine, "before_cursor_execute", fault)
+        answers = [post(client, uplink_body(n)) for n in range(3)]
+        wait_until(lambda: bridge.durable_intake().backlog() == 0)
+        left_waiting = bridge.counts()["positions"]
+        assert bridge.dead_letters() == [], "never a dead letter for a reason that passes"
+        fault.on = False  # the store is back
+        timer = RulesTimer(bridge, every_s=3600, retry_every_s=0.05)
+        timer.start()
+        try:
+            wait_until(lambda: bridge.counts()["positions"] >= 3)
+        finally:
+            timer.stop()
+        counts = bridge.counts()
+
+    assert [a.status_code for a in answers] == [202] * 3
+    assert left_waiting == 0
+    assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (3, 3, 0)
+
+
+def test_closing_the_bridge_applies_every_body_it_answered(sqlite_url):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+        answers = [post(client, uplink_body(n)) for n in range(40)]
+    with b.fresh_bridge(sqlite_url) as again:
+        counts = again.counts()
+
+    assert {a.status_code for a in answers} == {202}
+    assert (counts["uplinks_stored"], counts["positions"]) == (40, 40)
