@@ -29,7 +29,10 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
     lost                                               uplinks answered 2xx but not in the store (0)
     workers_speedup                                    two MQTT workers over one (PostgreSQL), the
                                                        collars shared between them (collar_shares)
-    mqtt_*cpu_ms_per_uplink*                           the workers' CPU time per uplink (all, each)
+    mqtt_*cpu_ms_per_uplink*                           the workers' CPU time per uplink (all, each);
+                                                       `_by_part`: PostgreSQL, Mosquitto, load generator;
+                                                       `all_`: every part together
+    mqtt_machine_busy_share_each_round                 how busy all cores were during each MQTT run
     load_average_*                                     the machine's load average (1, 5, 15 min) as
                                                        the run goes: what the rates were measured under
 
@@ -322,8 +325,52 @@ def drive(url: str, secret: str, bodies_file: str, connections: int) -> dict[str
 # ---- MQTT workers ------------------------------------------------------------------------------
 
 
+def process_tree_cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of pid, of its children it has reaped, and of its live children: a
+    PostgreSQL server's postmaster and its backends (a backend that exits is reaped by the
+    postmaster and counted there). 0.0 when pid is None or gone."""
+    if pid is None:
+        return 0.0
+
+    def fields(of: int | str) -> list[str]:
+        with open(f"/proc/{of}/stat") as stat:
+            text = stat.read()
+        return text[text.rindex(")") + 2:].split()  # after "pid (comm) "; state is fields[0]
+
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        own = fields(pid)
+    except OSError:
+        return 0.0
+    total = sum(int(x) for x in own[11:15])  # utime, stime, cutime, cstime
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            try:
+                child = fields(entry)
+            except OSError:
+                continue
+            if int(child[1]) == pid:
+                total += int(child[11]) + int(child[12])
+    return total / tick
+
+
+def machine_cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of the whole machine since boot, all cores, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(x) for x in stat.readline().split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _postmaster_pid(server: Any) -> int | None:
+    try:
+        return int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, group: str,
-             collar_shares: bool = True) -> dict[str, Any]:
+             collar_shares: bool = True, postgres_pid: int | None = None) -> dict[str, Any]:
     """Publish bodies to the broker for `workers` worker processes sharing a subscription (and the
     collars, unless collar_shares is False: then each applies whatever the broker hands it); rate, lost."""
     import paho.mqtt.client as mqtt
@@ -346,6 +393,9 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             client.connect(broker.host, broker.port)
             client.loop_start()
             expected = {_uplink_key(body) for body in bodies}
+            broker_pid = broker.process.pid if getattr(broker, "process", None) is not None else None
+            cpu_before = (process_tree_cpu_s(postgres_pid), process_tree_cpu_s(broker_pid), time.process_time(),
+                          machine_cpu_jiffies())
             started = time.perf_counter()
             infos = []
             for body in bodies:
@@ -361,6 +411,8 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
                     break
                 time.sleep(0.05)
             elapsed = time.perf_counter() - started
+            busy, total = machine_cpu_jiffies()
+            cpu_after = (process_tree_cpu_s(postgres_pid), process_tree_cpu_s(broker_pid), time.process_time())
             client.disconnect()
             client.loop_stop()
     finally:
@@ -385,7 +437,15 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             "handed_over": batched["handed_over"],
             # CPU time of all workers per uplink, and each worker's CPU time per uplink of the run
             "cpu_ms_per_uplink": round(1000 * batched["cpu_s"] / len(bodies), 3),
-            "cpu_ms_per_uplink_per_worker": [round(1000 * c / len(bodies), 3) for c in cpu_per_worker]}
+            "cpu_ms_per_uplink_per_worker": [round(1000 * c / len(bodies), 3) for c in cpu_per_worker],
+            # the other parts, over the same span: PostgreSQL (server and backends), Mosquitto, this
+            # process (publisher and the reader that watches the rows arrive), and how busy the whole
+            # machine was (1.0: every core busy, whoever's work it was)
+            "postgres_cpu_ms_per_uplink": round(1000 * (cpu_after[0] - cpu_before[0]) / len(bodies), 3),
+            "broker_cpu_ms_per_uplink": round(1000 * (cpu_after[1] - cpu_before[1]) / len(bodies), 3),
+            "load_generator_cpu_ms_per_uplink": round(1000 * (cpu_after[2] - cpu_before[2]) / len(bodies), 3),
+            "machine_busy_share": round((busy - cpu_before[3][0]) / max(1, total - cpu_before[3][1]), 3),
+            "elapsed_s": round(elapsed, 3)}
 
 
 def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, *options: str) -> None:
@@ -494,12 +554,15 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
     from tembo.local_services import MosquittoServer
 
     runs: dict[str, list[dict[str, Any]]] = {"one": [], "two": [], "mixed": []}
+    postgres_pid = _postmaster_pid(server)
     with MosquittoServer.started(folder / "mosquitto") as broker:
         for r in range(max(1, rounds)):
-            runs["one"].append(mqtt_run(server.create_database(f"mqtt1r{r}"), broker, bodies, 1, f"bench1r{r}"))
-            runs["two"].append(mqtt_run(server.create_database(f"mqtt2r{r}"), broker, bodies, 2, f"bench2r{r}"))
+            runs["one"].append(mqtt_run(server.create_database(f"mqtt1r{r}"), broker, bodies, 1, f"bench1r{r}",
+                                        postgres_pid=postgres_pid))
+            runs["two"].append(mqtt_run(server.create_database(f"mqtt2r{r}"), broker, bodies, 2, f"bench2r{r}",
+                                        postgres_pid=postgres_pid))
             runs["mixed"].append(mqtt_run(server.create_database(f"mqtt2rr{r}"), broker, bodies, 2, f"bench2rr{r}",
-                                          collar_shares=False))
+                                          collar_shares=False, postgres_pid=postgres_pid))
 
     def med(kind: str, name: str) -> float:
         return round(median(run[name] for run in runs[kind]), 3)
@@ -532,6 +595,21 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         "mqtt_two_workers_cpu_ms_per_uplink_per_worker": [run["cpu_ms_per_uplink_per_worker"] for run in runs["two"]],
         "mqtt_two_workers_no_collar_shares_cpu_ms_per_uplink_per_worker": [
             run["cpu_ms_per_uplink_per_worker"] for run in runs["mixed"]],
+        # every part's CPU per uplink (workers + PostgreSQL + Mosquitto + the load generator), medians:
+        # what the machine spends per uplink in each configuration, whatever its other load
+        **{f"{prefix}all_cpu_ms_per_uplink": round(median(
+            run["cpu_ms_per_uplink"] + run["postgres_cpu_ms_per_uplink"] + run["broker_cpu_ms_per_uplink"]
+            + run["load_generator_cpu_ms_per_uplink"] for run in runs[kind]), 3)
+           for kind, prefix in (("one", "mqtt_"), ("two", "mqtt_two_workers_"),
+                                ("mixed", "mqtt_two_workers_no_collar_shares_"))},
+        "mqtt_cpu_ms_per_uplink_by_part": {kind: {part: med(kind, f"{part}_cpu_ms_per_uplink")
+                                                  for part in ("postgres", "broker", "load_generator")}
+                                           for kind in runs},
+        # how busy the whole machine (every core, anyone's work) was during each run: near 1.0, the
+        # rates are bounded by CPU, not by waits the second worker could overlap
+        "mqtt_machine_busy_share_each_round": {kind: [run["machine_busy_share"] for run in kind_runs]
+                                               for kind, kind_runs in runs.items()},
+        "cpu_count": os.cpu_count(),
         "load_average_after_mqtt": [round(x, 2) for x in os.getloadavg()],
     }
 
