@@ -94,6 +94,7 @@ class CollarShare:
     def start(self) -> CollarShare:
         """Take this worker's lease (raises StoreUnavailable when the store cannot) and start its thread."""
         self.renew()
+        self.bridge.take_handovers = self.take  # each ingest batch applies this worker's hand-overs too
         self._thread = threading.Thread(target=self._run, name=f"tembo-share-{self.worker_id}", daemon=True)
         self._thread.start()
         return self
@@ -103,6 +104,8 @@ class CollarShare:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()
+        if self.bridge.take_handovers == self.take:
+            self.bridge.take_handovers = None
         while self.take_once():
             pass
         try:
@@ -207,35 +210,38 @@ class CollarShare:
 
     def take_once(self) -> int:
         """Apply one batch of the bodies handed to this worker (or to a worker whose lease ran out),
-        collar by collar, in one transaction with their rules; how many were taken."""
-        members = self.members
-        me = self.worker_id
-        addressed = CollarHandover.to_worker == me
-        if members:
-            addressed = or_(addressed, CollarHandover.to_worker.not_in(members))
+        collar by collar, in one transaction with their rules; how many were taken. (While this
+        worker ingests, its ingest batches take them first: `Bridge._rules_of_batch_and_taken`.)"""
         if self.bridge.db.write_engine.dialect.name == "sqlite":
             # SQLite has one writer at a time: look first, so an idle worker polls without taking it.
             with self.bridge.db.read() as session:
-                if session.scalar(select(CollarHandover.id).where(addressed).limit(1)) is None:
+                if session.scalar(select(CollarHandover.id).where(self._addressed()).limit(1)) is None:
                     return 0
+        return len(self.bridge.apply_taken(self.take))
 
-        def take(session: Session) -> list[int]:
-            rows = session.execute(
-                select(CollarHandover.id, CollarHandover.raw_uplink_id, CollarHandover.collar_key)
-                .where(addressed)
-                .order_by(CollarHandover.id)
-                .limit(MAX_TAKE)
-                .with_for_update(skip_locked=True)
-            ).all()
-            if not rows:
-                return []
-            session.execute(delete(CollarHandover).where(CollarHandover.id.in_([row[0] for row in rows])))
-            # Collar by collar, like the ingest batches: two batches lock collars in the same order.
-            return [row[1] for row in sorted(rows, key=lambda row: (row[2], row[0]))]
+    def take(self, session: Session) -> list[int]:
+        """Inside session's transaction: claim up to MAX_TAKE bodies handed to this worker (or to a
+        worker whose lease ran out), deleting their hand-over rows (a rollback gives them back); their
+        raw ids, collar by collar, like the ingest batches, so two batches lock collars in one order."""
+        rows = session.execute(
+            select(CollarHandover.id, CollarHandover.raw_uplink_id, CollarHandover.collar_key)
+            .where(self._addressed())
+            .order_by(CollarHandover.id)
+            .limit(MAX_TAKE)
+            .with_for_update(skip_locked=True)
+        ).all()
+        if not rows:
+            return []
+        session.execute(delete(CollarHandover).where(CollarHandover.id.in_([row[0] for row in rows])))
+        self.taken += len(rows)  # counted when claimed: a batch rolled back claims them again
+        return [row[1] for row in sorted(rows, key=lambda row: (row[2], row[0]))]
 
-        results = self.bridge.apply_taken(take)
-        self.taken += len(results)
-        return len(results)
+    def _addressed(self) -> Any:
+        members = self.members
+        addressed = CollarHandover.to_worker == self.worker_id
+        if members:
+            addressed = or_(addressed, CollarHandover.to_worker.not_in(members))
+        return addressed
 
     def _run(self) -> None:
         renew_every = self.lease_s / 3
@@ -247,7 +253,11 @@ class CollarShare:
                     if self._due(renew_every) or members_changed:
                         self.renew()
                     members_changed = False
-                    if self.take_once() == 0:
+                    if self.bridge.ingesting(self.poll_s):
+                        # This worker is ingesting: its next batch takes the hand-overs with its own bodies
+                        # (a member joining meanwhile is read at the next renewal or idle wait).
+                        self._stopping.wait(self.poll_s)
+                    elif self.take_once() == 0:
                         members_changed = self._idle(listener, renew_every)
                 except Exception as error:  # noqa: BLE001 - the store is back later; the lease runs out meanwhile
                     log.warning("worker %s: store unavailable (%s); trying again", self.worker_id,

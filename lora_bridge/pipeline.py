@@ -433,6 +433,32 @@ def _close_replayed(letter: DeadLetter | None, result: str) -> None:
 # ---- bodies already stored, taken by a worker (lora_bridge.collar_shares) ------------------------
 
 
+def apply_taken_in(
+    session: Session, take: Callable[[Session], list[int]], codec: Any, settings: BridgeSettings
+) -> list[IngestResult]:
+    """Inside session's transaction: the stored bodies `take(session)` claims (raw ids, in collar
+    order), each locked and applied (a body some other worker or the timer applied meanwhile is left
+    as it is), like an ingest batch: each parsed once, their collars, animals and unclaimed dedup
+    keys read in three statements, fixes and summaries written in one statement per table. Their
+    results; the caller runs the rules and commits."""
+    raw_ids = take(session)
+    if not raw_ids:
+        return []
+    # Every taken row locked in one statement (not one per body).
+    raws = {raw.id: raw for raw in session.scalars(
+        select(RawUplink).where(RawUplink.id.in_(raw_ids)).order_by(RawUplink.id).with_for_update()
+    )}
+    messages = {raw_id: _read(raw) for raw_id, raw in raws.items() if raw.status not in DONE_STATUSES}
+    read_batch(session, [m for m in messages.values() if isinstance(m, Uplink)])
+    results = [
+        _result_of(raws[raw_id]) if raw_id not in messages
+        else _process_loaded(session, raws[raw_id], codec, settings, None, messages[raw_id])
+        for raw_id in raw_ids
+    ]
+    bulk.write_queued(session)
+    return results
+
+
 def process_taken_batch(
     db: Database,
     take: Callable[[Session], list[int]],
@@ -440,29 +466,13 @@ def process_taken_batch(
     settings: BridgeSettings,
     after: Callable[[Session, list[IngestResult]], None] | None = None,
 ) -> tuple[list[IngestResult], bool]:
-    """Apply stored bodies in ONE transaction: `take(session)` claims them inside it (the raw ids, in
-    collar order), each is applied (a body some other worker or the timer applied meanwhile is left
-    as it is), then `after(session, results)`, one commit. Should that fail, nothing of it was
-    written, and the bodies are taken in a transaction of their own and applied one by one (one
-    still `received` after a crash in between is the timer's, `Bridge.process_pending`).
-    Returns the results and whether the batch went one by one."""
+    """Apply stored bodies in ONE transaction (`apply_taken_in`), then `after(session, results)`, one
+    commit. Should that fail, nothing of it was written, and the bodies are taken in a transaction of
+    their own and applied one by one (one still `received` after a crash in between is the timer's,
+    `Bridge.process_pending`). Returns the results and whether the batch went one by one."""
     try:
         with db.write() as session:
-            raw_ids = take(session)
-            # Every taken row locked in one statement (not one per body).
-            raws = {raw.id: raw for raw in session.scalars(
-                select(RawUplink).where(RawUplink.id.in_(raw_ids)).order_by(RawUplink.id).with_for_update()
-            )} if raw_ids else {}
-            # Like an ingest batch: each body parsed once, its collars, animals and unclaimed dedup keys
-            # read in three statements, fixes and summaries written in one statement per table.
-            messages = {raw_id: _read(raw) for raw_id, raw in raws.items() if raw.status not in DONE_STATUSES}
-            read_batch(session, [m for m in messages.values() if isinstance(m, Uplink)])
-            results = [
-                _result_of(raws[raw_id]) if raw_id not in messages
-                else _process_loaded(session, raws[raw_id], codec, settings, None, messages[raw_id])
-                for raw_id in raw_ids
-            ]
-            bulk.write_queued(session)
+            results = apply_taken_in(session, take, codec, settings)
             if after is not None and results:
                 after(session, results)
         return results, False

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from time import monotonic
 from typing import Any
 
 import httpx
@@ -62,7 +63,7 @@ from lora_bridge.notify import channels, outbox
 from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
-from lora_bridge.pipeline import process_raw, process_taken_batch, store_and_process_batch
+from lora_bridge.pipeline import apply_taken_in, process_raw, process_taken_batch, store_and_process_batch
 from lora_bridge.settings import BridgeSettings, load_settings
 from lora_bridge.store import bulk, retention
 from lora_bridge.store.database import Database, open_database
@@ -131,6 +132,11 @@ class Bridge:
         # One batch at a time per bridge: an ingest batch and a batch of taken hand-overs (collar
         # shares) hold the same collars' rows, and would otherwise wait on each other's locks.
         self._writer_turn = threading.Lock()
+        # Set by a worker sharing the collars (`collar_shares.CollarShare`): claims the bodies handed
+        # to this worker inside a transaction; each ingest batch applies them with its own bodies.
+        self.take_handovers: Callable[[Any], list[int]] | None = None
+        self._taken_downlinks = False
+        self._batch_started = self._batch_ended = 0.0  # monotonic() of this bridge's last ingest batch
         self._batches_fell_back = 0
         self._intake: DurableIntake | None = None
         self._intake_lock = threading.Lock()
@@ -248,12 +254,18 @@ class Bridge:
         """Keep and apply a batch of bodies in one transaction with the rules of its collars
         (`pipeline.store_and_process_batch`); bodies that went the two-step way get their rules after."""
         with self._writer_turn:
-            one_by_one = store_and_process_batch(self.db, submissions, self.codec, self.settings, self._rules_of_batch)
+            self._taken_downlinks = False
+            self._batch_started = monotonic()
+            try:
+                one_by_one = store_and_process_batch(self.db, submissions, self.codec, self.settings,
+                                                     self._rules_of_batch_and_taken)
+            finally:
+                self._batch_ended = monotonic()
         if one_by_one:
             self._batches_fell_back += 1
         for submission in one_by_one:
             self._after_processed(submission.result)
-        if any(s.result is not None and s.result.downlink_ids for s in submissions):
+        if self._taken_downlinks or any(s.result is not None and s.result.downlink_ids for s in submissions):
             self.wake_outbox()
 
     def _rules_of_batch(self, session: Any, results: list[IngestResult]) -> None:
@@ -270,6 +282,20 @@ class Bridge:
             outbox.enqueue_alert_steps(session, self.notify_config, raised)
 
     # Workers sharing the collars (lora_bridge.collar_shares) -----------------------------------
+
+    def ingesting(self, within_s: float) -> bool:
+        """True while an ingest batch is being written, or when one ended less than within_s ago."""
+        return self._batch_started > self._batch_ended or monotonic() - self._batch_ended < within_s
+
+    def _rules_of_batch_and_taken(self, session: Any, results: list[IngestResult]) -> None:
+        """An ingest batch's last step: the bodies handed to this worker (when it shares the collars)
+        applied in the same transaction, then the rules once per collar over both (`_rules_of_batch`):
+        a collar whose bodies come both ways is judged once per batch, not once per way. Should the
+        batch fail, its hand-overs are left in the store for the next take."""
+        take = self.take_handovers
+        taken = apply_taken_in(session, take, self.codec, self.settings) if take is not None else []
+        self._taken_downlinks = any(r.downlink_ids for r in taken)
+        self._rules_of_batch(session, results + taken)
 
     def apply_taken(self, take: Callable[[Any], list[int]]) -> list[IngestResult]:
         """Apply stored bodies that `take(session)` claims (a worker's hand-overs), in one transaction

@@ -72,6 +72,37 @@ def test_a_body_for_another_workers_collar_is_handed_over_and_applied_once_by_it
     assert _statuses(first_bridge) == {"processed": 1, "duplicate": 1, "handovers": 0}
 
 
+def test_an_owner_busy_ingesting_applies_the_bodies_handed_to_it_in_its_own_batch_with_one_rules_pass(store_url, monkeypatch):
+    collars = [f"collar-{n:02d}" for n in range(20)]
+    with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
+        first = CollarShare(first_bridge, "g/bridge-1")
+        second = CollarShare(second_bridge, "g/bridge-2")
+        for share in (first, second, first):
+            share.renew()
+        second_bridge.take_handovers = second.take  # what `start()` sets, without its thread
+        collar = _key_owned_by(second, collars)
+        ids = {"application_id": "tembo", "device_id": collar}
+        early = b.tts_uplink(b.status(lat=-2.41), device_id=collar, f_cnt=1, dev_eui="70B3D57ED0000F02")
+        later = b.tts_uplink(b.status(time_s=b.T0_S + 600, lat=-2.42), device_id=collar, f_cnt=2, dev_eui="70B3D57ED0000F02")
+        judged: list[list[str]] = []
+        evaluate = rules_engine.evaluate_devices
+
+        def counting(session, runtime, device_ids):
+            judged.append(sorted(set(device_ids)))
+            return evaluate(session, runtime, device_ids)
+
+        handed = first.ingest("tts", "up", early, path_ids=ids)
+        monkeypatch.setattr(rules_engine, "evaluate_devices", counting)
+        own = second.ingest("tts", "up", later, path_ids=ids)  # an ingest batch of the owner
+        monkeypatch.undo()
+        left_to_take = second.take_once()
+
+    assert (handed.status, own.status, second.taken, left_to_take) == ("received", "processed", 1, 0)
+    assert len(judged) == 1 and len(judged[0]) == 1  # the collar judged once, over both bodies
+    assert applied_once(first_bridge) == (2, 2)
+    assert _statuses(first_bridge) == {"processed": 2, "handovers": 0}
+
+
 def test_bodies_handed_to_a_worker_that_died_are_applied_by_the_worker_left(store_url):
     collars = [f"collar-{n:02d}" for n in range(20)]
     with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
