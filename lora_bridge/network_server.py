@@ -14,7 +14,8 @@ Multicast: The Things Stack takes a frame for a multicast end device with its `c
 and absolute time; ChirpStack v4 takes it into the multicast group's queue
 (`MulticastGroupService.Enqueue`: `POST {url}/api/multicast-groups/{id}/queue`, body the JSON of
 `EnqueueMulticastGroupQueueItemRequest`, built with the chirpstack-api package) and sends it by the
-group's own Class C settings, without a time per frame: the outbox pushes a ChirpStack frame only
+group's own Class C settings, without a time per frame (the bridge creates the group itself with
+`MulticastGroupService.Create`, `AddDevice`, `AddGateway`: `create_chirpstack_multicast_group`): the outbox pushes a ChirpStack frame only
 when it is due, with `expiresAt` one duty-cycle spacing later so a frame held back is dropped, not
 sent on the heels of the next.
 Timeouts are short: the outbox worker, not a webhook request, waits here.
@@ -32,6 +33,7 @@ import httpx
 
 from lora_bridge.errors import DownlinkError
 from lora_bridge.settings import BridgeSettings
+from lora_bridge.updates.multicast_keys import GroupKeys
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,19 @@ class MulticastFrame:
     correlation_id: str | None = None
     network: str = "tts"
     expires_at: datetime | None = None  # ChirpStack drops the frame when it could not send it by then
+
+
+@dataclass(frozen=True)
+class ChirpStackGroup:
+    """What a ChirpStack multicast group is created with; its repr never shows the keys."""
+
+    name: str
+    application_id: str
+    keys: GroupKeys
+    dr: int
+    frequency_hz: int
+    dev_euis: list[str]
+    gateway_ids: list[str]
 
 
 @dataclass(frozen=True)
@@ -246,6 +261,56 @@ class NetworkServerClient:
         except (ValueError, AttributeError):
             return None
         return int(f_cnt) if isinstance(f_cnt, int | str) and str(f_cnt).isdigit() else None
+
+    def create_chirpstack_multicast_group(self, group: ChirpStackGroup) -> str:
+        """Create a ChirpStack v4 multicast group and add its collars and gateways (MulticastGroupService
+        Create, AddDevice, AddGateway through the REST gateway, bodies from chirpstack-api's messages);
+        return the group's id. DownlinkError when ChirpStack refuses any step: the group made so far is
+        deleted again, so a retry starts clean. The session keys travel in the Create body only."""
+        from chirpstack_api.api import multicast_group_pb2 as mg
+        from chirpstack_api.common import common_pb2
+        from google.protobuf import json_format
+
+        base = (self.settings.network_server_url or "").rstrip("/")
+        if not base:
+            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        if not group.application_id:
+            raise DownlinkError("a ChirpStack multicast group needs the collars' application id")
+        if not group.dev_euis or not group.gateway_ids:
+            raise DownlinkError("a ChirpStack multicast group needs its collars' DevEUIs and at least one gateway")
+        headers = {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"}
+        target = DownlinkTarget(device_id=group.name, network="chirpstack", application_id=group.application_id,
+                                dev_eui=None)
+        create = mg.CreateMulticastGroupRequest(multicast_group=mg.MulticastGroup(
+            name=group.name, application_id=group.application_id, region=common_pb2.Region.EU868,
+            mc_addr=f"{group.keys.mc_addr:08x}", mc_nwk_s_key=group.keys.nwk_s_key.hex(),
+            mc_app_s_key=group.keys.app_s_key.hex(), f_cnt=0, group_type=mg.MulticastGroupType.CLASS_C,
+            dr=group.dr, frequency=group.frequency_hz,
+            class_c_scheduling_type=mg.MulticastGroupSchedulingType.DELAY))
+        answer = self._post(f"{base}/api/multicast-groups", json_format.MessageToDict(create), headers, target)
+        try:
+            group_id = str(answer.json()["id"])
+        except (ValueError, KeyError, TypeError):
+            raise DownlinkError("ChirpStack answered the group's creation without its id") from None
+        if not group_id or len(group_id) > 64:
+            raise DownlinkError("ChirpStack answered the group's creation with an unusable id")
+        members = f"{base}/api/multicast-groups/{quote(group_id, safe='')}"
+        try:
+            for dev_eui in group.dev_euis:
+                self._post(f"{members}/devices", json_format.MessageToDict(mg.AddDeviceToMulticastGroupRequest(
+                    multicast_group_id=group_id, dev_eui=dev_eui.lower())), headers, target)
+            for gateway_id in group.gateway_ids:
+                self._post(f"{members}/gateways", json_format.MessageToDict(mg.AddGatewayToMulticastGroupRequest(
+                    multicast_group_id=group_id, gateway_id=gateway_id.lower())), headers, target)
+        except DownlinkError:
+            try:
+                self._call("DELETE", members, None, headers, target)
+            except DownlinkError as error:
+                log.warning("ChirpStack multicast group %s left half made: %s", group_id, error)
+            raise
+        log.info("ChirpStack multicast group created id=%s collars=%d gateways=%d", group_id, len(group.dev_euis),
+                 len(group.gateway_ids))
+        return group_id
 
     def _key(self) -> str:
         key = self.settings.network_server_api_key

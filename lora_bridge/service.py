@@ -1336,19 +1336,26 @@ class Bridge:
                         max_canary_failures_pct: int = 20, min_battery_mv: int = 3400,
                         min_rssi_dbm: float = -120.0, image: bytes | None = None) -> dict[str, Any]:
         """Start a roll-out of a signed update image to all collars (devices None) or a list. With the
-        image itself (and TEMBO_FUOTA_MULTICAST_GROUP set) the bridge also delivers it over the network
-        server (deliver_updates); without, it tracks what collars report. ValueError (CampaignError,
-        DeliveryRefused) when it cannot be done."""
+        image itself (and TEMBO_FUOTA_MULTICAST_GROUP set, or on ChirpStack the collars' key file and
+        TEMBO_FUOTA_MULTICAST_ADDR) the bridge also delivers it over the network server
+        (deliver_updates); without, it tracks what collars report. With the key file and the address
+        the bridge sets up the group on every collar (TS005 McGroupSetupReq). ValueError
+        (CampaignError, DeliveryRefused) when it cannot be done."""
         import hashlib
 
         from lora_bridge.domain import campaigns, fuota_delivery
 
+        mc_addr = int(self.settings.fuota_multicast_addr, 16) if self.settings.fuota_multicast_addr else None
+        group_keys = self._collar_keys() if mc_addr is not None and image is not None else None
+        create_group = False
         if image is not None:
             if hashlib.sha256(image).hexdigest() != image_sha256 or len(image) != image_bytes:
                 raise campaigns.CampaignError("the image does not match its SHA-256 and size")
-            if not self.settings.fuota_multicast_group:
+            create_group = not self.settings.fuota_multicast_group and group_keys is not None
+            if not self.settings.fuota_multicast_group and not create_group:
                 raise campaigns.CampaignError("no multicast group to deliver through: set TEMBO_FUOTA_MULTICAST_GROUP "
-                                              "to the group's device id at the network server")
+                                              "to the group's device id at the network server (or, on ChirpStack, "
+                                              "TEMBO_COLLAR_KEYS_FILE and TEMBO_FUOTA_MULTICAST_ADDR)")
         with self.db.write() as session:
             campaign = campaigns.create(
                 session, name=name, kind=kind, version=version, image_sha256=image_sha256,
@@ -1356,8 +1363,11 @@ class Bridge:
                 max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=min_battery_mv,
                 min_rssi_dbm=min_rssi_dbm, created_by=user)
             if image is not None:
-                fuota_delivery.start(session, campaign, image, str(self.settings.fuota_multicast_group),
-                                     self.clock(), prior_loss=self.settings.fuota_prior_loss)
+                row = fuota_delivery.start(session, campaign, image, str(self.settings.fuota_multicast_group or ""),
+                                           self.clock(), prior_loss=self.settings.fuota_prior_loss, mc_addr=mc_addr,
+                                           group_keys=group_keys)
+                if create_group:
+                    row.group_id = self._create_chirpstack_group(session, row, group_keys)
             view = campaigns.view(session, campaign)
             view["delivery"] = fuota_delivery.view(session, campaign.id)
             return view
@@ -1368,9 +1378,66 @@ class Bridge:
         calls this before each flush; tests and tools may call it with their own clock."""
         from lora_bridge.domain import fuota_delivery
 
+        group_keys = None
+        if self.settings.collar_keys_file:
+            try:
+                group_keys = self._collar_keys()
+            except ValueError as error:  # deliveries with their own group wait; the others go on
+                log.error("collar key file unusable: %s", error)
         with self.db.write() as session:
-            queued = fuota_delivery.tick(session, self.codec, now or self.clock())
+            queued = fuota_delivery.tick(session, self.codec, now or self.clock(), group_keys=group_keys)
         return queued
+
+    def _collar_keys(self) -> Any:
+        """The technician's collar key file, loaded on each use (a replaced file is read again);
+        CampaignError when it is unset, exposed or malformed."""
+        from lora_bridge.domain import campaigns
+        from lora_bridge.updates import multicast_keys
+
+        try:
+            return multicast_keys.load(self.settings.collar_keys_file)
+        except multicast_keys.CollarKeyError as error:
+            raise campaigns.CampaignError(str(error)) from None
+
+    def _create_chirpstack_group(self, session: Any, row: Any, group_keys: Any) -> str:
+        """Create the delivery's multicast group at ChirpStack (its collars, the gateways that hear
+        them, the group's session keys); CampaignError when ChirpStack refuses (nothing is kept)."""
+        from sqlalchemy import select
+
+        from lora_bridge.domain import campaigns, fuota_delivery
+        from lora_bridge.errors import DownlinkError
+        from lora_bridge.network_server import ChirpStackGroup
+        from lora_bridge.store.tables import Device, FuotaCollar
+
+        devices = select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)
+        networks = set(session.scalars(select(Device.network).where(Device.device_id.in_(devices))))
+        if networks != {"chirpstack"}:
+            raise campaigns.CampaignError("the bridge creates multicast groups on ChirpStack only; on The Things "
+                                          "Stack set TEMBO_FUOTA_MULTICAST_GROUP to the multicast end device the "
+                                          "technician created (docs/updates.md)")
+        euis = [e for e in session.scalars(select(Device.dev_eui).where(Device.device_id.in_(devices))) if e]
+        keys = group_keys.group(row.mc_addr, fuota_delivery.group_label(row.campaign_id))
+        try:
+            return self.network_server.create_chirpstack_multicast_group(ChirpStackGroup(
+                name=f"tembo-{fuota_delivery.group_label(row.campaign_id)}", application_id=row.application_id or "",
+                keys=keys, dr=max(0, 12 - row.sf), frequency_hz=fuota_delivery.MC_FREQUENCY_HZ100 * 100,
+                dev_euis=sorted(euis), gateway_ids=list(row.gateways or [])))
+        except DownlinkError as error:
+            raise campaigns.CampaignError(f"ChirpStack did not create the multicast group: {error}") from None
+
+    def request_multicast_status(self, device_id: str) -> int:
+        """Ask one collar which TS005 multicast groups it holds (McGroupStatusReq); return the downlink id."""
+        from lora_bridge.domain import multicast_groups
+
+        with self.db.write() as session:
+            return multicast_groups.request_status(session, self.codec, device_id)
+
+    def multicast_groups(self, device_id: str) -> list[dict[str, Any]]:
+        """The TS005 groups a collar holds, as it last said (set-up and status answers)."""
+        from lora_bridge.domain import multicast_groups
+
+        with self.db.read() as session:
+            return multicast_groups.view(session, device_id)
 
     def campaigns(self) -> list[dict[str, Any]]:
         """Every campaign with its collars and history, newest first."""

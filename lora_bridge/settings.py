@@ -72,6 +72,12 @@ class BridgeSettings(BaseSettings):
     # Over-the-air delivery: the multicast group's device id at the network server (a TTS multicast end
     # device the technician creates); None: campaigns are tracked but no image is delivered.
     fuota_multicast_group: str | None = None
+    # TS005 group set-up by the bridge: the collars' root keys (GenAppKey / AppKey per DevEUI and the
+    # bridge's multicast root; a TOML file the technician provisions, mode 0600, never in the store)
+    # and the McAddr of the group each delivery sets up. Unset: the collars' factory group is used.
+    # On ChirpStack with no TEMBO_FUOTA_MULTICAST_GROUP the bridge creates the group itself.
+    collar_keys_file: str | None = None
+    fuota_multicast_addr: str | None = Field(default=None, pattern="^[0-9a-fA-F]{8}$")
     # A collar's downlink loss before any delivery measured it (sizes the first parity).
     fuota_prior_loss: float = Field(default=0.1, ge=0, lt=0.9)
     # A collar still repeating an alert after its ack was pushed this long ago gets the ack again.

@@ -180,9 +180,7 @@ class SimRadio:
         # given one; a group's McKey unwrapped from McGroupSetupReq, then its McAppSKey / McNwkSKey.
         self._ke_key = None
         if gen_app_key is not None:
-            from simulator.lorawan_frames import stack_ke_key
-
-            self._ke_key = stack_ke_key(bytes(gen_app_key))
+            self.provision(gen_app_key)
         self.group_session_keys = {}  # group -> (McAppSKey, McNwkSKey)
         self.group_f_cnt = {}  # group -> last frame counter taken
         self.dropped_multicast = 0  # frames no group's keys opened (wrong McKEKey, replay, out of range)
@@ -220,6 +218,12 @@ class SimRadio:
     def push_downlink(self, port, payload):
         """Queue a downlink for the collar (delivered after its next heard uplink)."""
         self.downlinks.append((port, bytes(payload)))
+
+    def provision(self, gen_app_key):
+        """Give the stack its GenAppKey (the factory's step): it keeps only the McKEKey derived from it."""
+        from simulator.lorawan_frames import stack_ke_key
+
+        self._ke_key = stack_ke_key(bytes(gen_app_key))
 
     def supports_class_c(self):
         """Return True unless the test made this a modem without Class C."""

@@ -5,7 +5,9 @@ their loss from earlier deliveries, else a prior) and keeps the image, its fragm
 progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resumes where it was.
 `tick(now)` then moves each delivery on, all of it through the downlink outbox:
 
-1. set-up, unicast (class A, after each collar's uplinks, within fair use): TS005
+1. set-up, unicast (class A, after each collar's uplinks, within fair use): when the delivery has
+   its own McAddr (the technician's key file is configured), TS005 `mc_group_setup` with the group's
+   McKey wrapped for that collar (lora_bridge/domain/multicast_groups.py), then TS005
    `mc_class_c_session` (the window's GPS time, its timeout from the plan, frequency, data rate) and TS004
    `frag_session_setup`, to every collar the campaign releases (canaries first, then the fleet);
    the collar answers both and asks the time (TS003 `app_time_req`, answered by `apply_uplink`
@@ -35,7 +37,7 @@ from sqlalchemy.orm import Session
 from collar_firmware import codec as wire
 from collar_firmware.scheduler import airtime_us
 from lora_bridge import queries
-from lora_bridge.domain import downlinks
+from lora_bridge.domain import downlinks, multicast_groups
 from lora_bridge.store.tables import (
     CampaignCollar,
     Device,
@@ -46,7 +48,7 @@ from lora_bridge.store.tables import (
     UpdateCampaign,
 )
 from lora_bridge.store.utc import utc_now
-from lora_bridge.updates import delivery
+from lora_bridge.updates import delivery, multicast_keys
 from lora_bridge.updates.fec import Fragmented, fragment
 from lora_bridge.updates.planner import DOWNLINK_DUTY, CollarLink, PlanRefused, make_plan
 
@@ -58,6 +60,7 @@ PRIOR_LOSS = 0.1  # a collar's downlink loss before any delivery measured it
 DEFAULT_SF = 9
 MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 SESSION_INDEX = 0  # one fragmentation session per collar at a time
+MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
 MC_GROUP_0 = 1 << 2  # TS004 FragSession: McGroupBitMask (bits 5..2) lets multicast group 0 carry the fragments
 
 SETUP = "setup"
@@ -93,15 +96,31 @@ def _links(session: Session, device_ids: list[str], prior_loss: float) -> list[C
     return links
 
 
+def group_label(campaign_id: int) -> str:
+    """The label a delivery's group McKey derives from (multicast_keys.CollarKeyRing.group)."""
+    return f"campaign-{campaign_id}"
+
+
 def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: str, now: datetime,
-          prior_loss: float = PRIOR_LOSS, lead_s: float = SETUP_LEAD_S) -> FuotaSession:
-    """Plan and record the delivery of image for campaign; DeliveryRefused when it cannot be done."""
+          prior_loss: float = PRIOR_LOSS, lead_s: float = SETUP_LEAD_S, mc_addr: int | None = None,
+          group_keys: multicast_keys.CollarKeyRing | None = None) -> FuotaSession:
+    """Plan and record the delivery of image for campaign; DeliveryRefused when it cannot be done.
+    mc_addr and group_keys: the bridge sets up the group itself (every collar's root key must be in
+    the key file); without them the collars' factory group is used."""
     collars = list(session.scalars(select(CampaignCollar.device_id).where(CampaignCollar.campaign_id == campaign.id)))
     networks = set(session.scalars(select(Device.network).where(Device.device_id.in_(collars))))
     if networks - {"tts", "chirpstack"} or len(networks) > 1:
         raise DeliveryRefused("a delivery goes through one multicast group on one network server (The Things "
                               "Stack or ChirpStack); these collars are on "
                               f"{', '.join(sorted(str(n) for n in networks))}")
+    if mc_addr is not None:
+        if group_keys is None:
+            raise DeliveryRefused("a multicast address without the collars' key file: set TEMBO_COLLAR_KEYS_FILE")
+        euis = dict(session.execute(select(Device.device_id, Device.dev_eui).where(Device.device_id.in_(collars))).all())
+        unknown = sorted(d for d in collars if not group_keys.knows(euis.get(d)))
+        if unknown:
+            raise DeliveryRefused(f"no root key in {group_keys.path} for {', '.join(unknown)}: the bridge cannot "
+                                  "give them the group's key")
     try:
         plan = make_plan(len(image), _links(session, collars, prior_loss))
         frags = fragment(image, plan.frag_size)
@@ -115,7 +134,7 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
     opens = (now + timedelta(seconds=lead_s)).replace(microsecond=0)  # collars get whole seconds
     row = FuotaSession(
         campaign_id=campaign.id, image=image, group_id=group_id, application_id=application, gateways=gateways,
-        state=SETUP, frag_size=frags.frag_size, nb_frag=frags.nb_frag, padding=frags.padding, sf=plan.sf,
+        mc_addr=mc_addr, state=SETUP, frag_size=frags.frag_size, nb_frag=frags.nb_frag, padding=frags.padding, sf=plan.sf,
         fragment_airtime_s=plan.fragment_airtime_s, spacing_s=plan.spacing_s, session_time=opens,
         target_fragment=plan.fragments, next_fragment=1, next_at=opens, sent=0, airtime_s=0.0,
         status_rounds=0, updated_at=now,
@@ -134,8 +153,10 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
 # ---- moving deliveries on ----------------------------------------------------------------------
 
 
-def tick(session: Session, codec: Any, now: datetime | None = None) -> int:
-    """Move every open delivery of an active campaign on; return how many frames were queued."""
+def tick(session: Session, codec: Any, now: datetime | None = None,
+         group_keys: multicast_keys.CollarKeyRing | None = None) -> int:
+    """Move every open delivery of an active campaign on; return how many frames were queued.
+    group_keys: the collars' key file, for deliveries that set up their own group."""
     now = now or utc_now()
     queued = 0
     rows = session.execute(
@@ -144,13 +165,14 @@ def tick(session: Session, codec: Any, now: datetime | None = None) -> int:
         .where(UpdateCampaign.state.in_(ACTIVE_CAMPAIGN_STATES))
     ).all()
     for row, _campaign in rows:
-        queued += _tick_one(session, codec, row, now)
+        queued += _tick_one(session, codec, row, now, group_keys)
         row.updated_at = now
     return queued
 
 
-def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime) -> int:
-    queued = _setups(session, codec, row, now)  # a closed delivery opens again for collars released since
+def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime,
+              group_keys: multicast_keys.CollarKeyRing | None = None) -> int:
+    queued = _setups(session, codec, row, now, group_keys)  # a closed delivery opens again for collars released since
     if row.state == SETUP and now >= row.session_time:
         row.state = WINDOW
         log.info("class C window open campaign_id=%d", row.campaign_id, extra={"campaign_id": row.campaign_id})
@@ -165,7 +187,8 @@ def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime) ->
     return queued
 
 
-def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime) -> int:
+def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
+            group_keys: multicast_keys.CollarKeyRing | None = None) -> int:
     """Queue the set-up of every collar the campaign released since (a new window when the last one
     already opened: the fleet after its canaries)."""
     released = list(session.scalars(
@@ -177,21 +200,42 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime) -> i
     ))
     if not released:
         return 0
+    if row.mc_addr is not None and group_keys is None:
+        log.warning("set-up of %d collars waits: campaign_id=%d needs the collars' key file (TEMBO_COLLAR_KEYS_FILE)",
+                    len(released), row.campaign_id, extra={"campaign_id": row.campaign_id})
+        return 0
     if row.state != SETUP:
         _reopen(row, now)
+    group = None
+    if row.mc_addr is not None and group_keys is not None:
+        group = group_keys.group(row.mc_addr, group_label(row.campaign_id))
+        euis = dict(session.execute(select(Device.device_id, Device.dev_eui)
+                                    .where(Device.device_id.in_([c.device_id for c in released]))).all())
+    queued = 0
     for collar in released:
+        if group is not None:
+            try:
+                multicast_groups.queue_setup(session, codec, device_id=collar.device_id,
+                                             dev_eui=euis.get(collar.device_id) or "", group=MC_GROUP, keys=group,
+                                             ring=group_keys, campaign_id=row.campaign_id, now=now)
+            except multicast_keys.CollarKeyError as error:
+                log.warning("no set-up for device_id=%s: %s", collar.device_id, error,
+                            extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+                continue  # it stays unreleased until its key is in the file
+            queued += 1
         session_time_s = int(row.session_time.timestamp())
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="mc_class_c_session", values={
-            "group": 0, "session_time_gps_s": wire.gps_from_unix(session_time_s),
+            "group": MC_GROUP, "session_time_gps_s": wire.gps_from_unix(session_time_s),
             "timeout_log2_s": delivery.window_timeout_log2(row.nb_frag, row.spacing_s),
             "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
             "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "control": 0,
             "padding": row.padding, "descriptor": row.campaign_id})
         collar.setup_queued_at = now
+        queued += 2
     log.info("set-up queued for %d collars campaign_id=%d", len(released), row.campaign_id,
              extra={"campaign_id": row.campaign_id})
-    return 2 * len(released)
+    return queued
 
 
 def _reopen(row: FuotaSession, now: datetime) -> None:
@@ -333,6 +377,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
                                          values={"correction_s": correction, "token": int(fields.get("token") or 0)})
         log.info("clock sync device_id=%s correction_s=%d", device_id, correction, extra={"device_id": device_id})
         return [answer.id]
+    if multicast_groups.record_answer(session, device_id, fields, heard_at):
+        return []
     if message not in ("mc_class_c_session_ans", "frag_session_setup_ans", "frag_session_status_ans"):
         return []
     found = session.execute(

@@ -549,6 +549,9 @@ class FuotaSession(Base):
     group_id: Mapped[str] = mapped_column(String(64))  # the multicast group's device id at the network
     application_id: Mapped[str | None] = mapped_column(String(64))
     gateways: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # the McAddr of the group the bridge sets up on each collar (TS005 McGroupSetupReq, its McKey
+    # derived from the technician's key file); None: the group the collars left the factory with
+    mc_addr: Mapped[int | None] = mapped_column(BigInteger)
     state: Mapped[str] = mapped_column(String(16), index=True)  # setup | window | repair | closed
     frag_size: Mapped[int]
     nb_frag: Mapped[int]
@@ -585,6 +588,19 @@ class FuotaCollar(Base):
     loss: Mapped[float | None]  # observed downlink loss of this session
     unicast_sent: Mapped[int] = mapped_column(Integer, default=0)
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class CollarMulticastGroup(Base):
+    """A TS005 multicast group as a collar last said it holds it (McGroupSetupAns / McGroupStatusAns)."""
+
+    __tablename__ = "collar_multicast_groups"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    mc_group: Mapped[int] = mapped_column(Integer, primary_key=True)  # McGroupID 0..3
+    state: Mapped[str] = mapped_column(String(16))  # setup_sent | defined | refused | absent
+    mc_addr: Mapped[int | None] = mapped_column(BigInteger)
+    campaign_id: Mapped[int | None]  # the delivery that set it up
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
 class MulticastDownlink(Base):

@@ -1,0 +1,302 @@
+"""Field technicians on ChirpStack start a delivery and the bridge makes the multicast group itself:
+`MulticastGroupService.Create` with the group's McAddr and session keys, `AddDevice` for every collar,
+`AddGateway` for the gateways that hear them; then it sets the group up on each collar (TS005).
+
+The stand-in on 127.0.0.1 takes only what ChirpStack v4's API documents in the pinned chirpstack-api
+(`api/multicast_group.proto`, served as JSON by its REST gateway): each route from the call's
+`google.api.http` option, each body parsed as that call's request message with no unknown field,
+the proto's comments for the values (id generated on create, `mc_addr` a HEX encoded DevAddr, the
+session keys HEX encoded AES128 keys, `dev_eui` and `gateway_id` HEX encoded, application ids UUIDs
+as ChirpStack v4 makes them), the key as `Grpc-Metadata-Authorization: Bearer <key>`. Anything else
+is answered 400 (401 without the key), and each answer the bridge gets is tried broken too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+
+import bridge_builders as b
+import httpx
+import pytest
+from chirpstack_api.api import device_pb2, multicast_group_pb2
+from chirpstack_api.common import common_pb2
+from google.api import annotations_pb2
+from google.protobuf import json_format
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from test_fuota_delivery import KEYS_FOR, model_image, start_campaign
+
+from collar_firmware import codec
+from lora_bridge.domain import fuota_delivery
+from lora_bridge.errors import DownlinkError
+from lora_bridge.network_server import ChirpStackGroup, NetworkServerClient
+from lora_bridge.server import serve_app_in_thread
+from lora_bridge.settings import BridgeSettings
+from lora_bridge.store.tables import FuotaSession
+from lora_bridge.updates import multicast_keys
+from simulator import fuota
+
+SERVICE = multicast_group_pb2.DESCRIPTOR.services_by_name["MulticastGroupService"]
+MC_ADDR_HEX = "01ff0a42"
+ROOT = "603deb1015ca71be2b73aef0857d7781"
+HEX = re.compile(r"^[0-9a-f]+$")
+
+
+def _route(service, method: str) -> tuple[str, str]:
+    """(HTTP method, Starlette path) of a ChirpStack call as its proto declares it."""
+    rule = service.methods_by_name[method].GetOptions().Extensions[annotations_pb2.http]
+    verb = rule.WhichOneof("pattern")
+    path = re.sub(r"\{([a-z_.]+)\}", lambda m: "{" + m.group(1).split(".")[-1] + "}", getattr(rule, verb))
+    return verb.upper(), path
+
+
+class StandInChirpStackGroups:
+    """ChirpStack v4's multicast groups (and device queues, for the set-up) as its proto documents them."""
+
+    api_key = "chirpstack-api-token"
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.groups: dict[str, dict] = {}
+        self.unicast: list[dict] = []
+        self.refused: list[str] = []
+        self.fail: dict[str, int] = {}  # call name -> HTTP status to answer once
+        self.create_answer: dict | None = None  # a broken Create answer
+
+    def _problem(self, group: multicast_group_pb2.MulticastGroup) -> str | None:
+        if group.id:
+            return "id is generated on create"
+        if not group.name:
+            return "name is required"
+        try:
+            uuid.UUID(group.application_id)
+        except ValueError:
+            return "application_id: a UUID"
+        if not HEX.match(group.mc_addr) or len(group.mc_addr) != 8:
+            return "mc_addr: a HEX encoded DevAddr"
+        for name in ("mc_nwk_s_key", "mc_app_s_key"):
+            value = getattr(group, name)
+            if not HEX.match(value) or len(value) != 32:
+                return f"{name}: a HEX encoded AES128 key"
+        if group.group_type != multicast_group_pb2.MulticastGroupType.CLASS_C or group.frequency == 0:
+            return "a Class C group needs its frequency"
+        return None
+
+    def app(self) -> Starlette:
+        async def parse(request: Request, call: str, message):
+            if request.headers.get("Grpc-Metadata-Authorization") != f"Bearer {self.api_key}":
+                return None, JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
+            if call in self.fail:
+                return None, JSONResponse({"code": 13, "message": "internal"}, status_code=self.fail.pop(call))
+            if message is None:
+                return None, None
+            try:
+                return json_format.ParseDict(await request.json(), message, ignore_unknown_fields=False), None
+            except (json_format.ParseError, ValueError) as error:
+                self.refused.append(f"{call}: {error}")
+                return None, JSONResponse({"code": 3, "message": str(error)}, status_code=400)
+
+        def refuse(problem: str) -> JSONResponse:
+            self.refused.append(problem)
+            return JSONResponse({"code": 3, "message": problem}, status_code=400)
+
+        async def create(request: Request) -> JSONResponse:
+            parsed, answer = await parse(request, "Create", multicast_group_pb2.CreateMulticastGroupRequest())
+            if answer:
+                return answer
+            problem = self._problem(parsed.multicast_group)
+            if problem:
+                return refuse(problem)
+            group_id = str(uuid.uuid4())
+            self.groups[group_id] = {"group": parsed.multicast_group, "devices": [], "gateways": []}
+            return JSONResponse(self.create_answer if self.create_answer is not None else {"id": group_id})
+
+        async def add(request: Request, call: str, message, field: str, length: int) -> Response:
+            parsed, answer = await parse(request, call, message)
+            if answer:
+                return answer
+            group_id = request.path_params["multicast_group_id"]
+            if parsed.multicast_group_id not in ("", group_id) or group_id not in self.groups:
+                return refuse(f"{call}: no such multicast group")
+            value = getattr(parsed, field)
+            if not HEX.match(value) or len(value) != length:
+                return refuse(f"{call}: {field} HEX encoded")
+            self.groups[group_id][call].append(value)
+            return JSONResponse({})
+
+        async def add_device(request: Request) -> Response:
+            return await add(request, "devices", multicast_group_pb2.AddDeviceToMulticastGroupRequest(), "dev_eui", 16)
+
+        async def add_gateway(request: Request) -> Response:
+            return await add(request, "gateways", multicast_group_pb2.AddGatewayToMulticastGroupRequest(),
+                             "gateway_id", 16)
+
+        async def delete(request: Request) -> Response:
+            _parsed, answer = await parse(request, "Delete", None)
+            if answer:
+                return answer
+            self.groups.pop(request.path_params["id"], None)
+            return JSONResponse({})
+
+        async def device_queue(request: Request) -> Response:
+            parsed, answer = await parse(request, "device", device_pb2.EnqueueDeviceQueueItemRequest())
+            if answer:
+                return answer
+            self.unicast.append({"device": request.path_params["dev_eui"], "f_port": parsed.queue_item.f_port,
+                                 "payload": bytes(parsed.queue_item.data)})
+            return JSONResponse({"id": f"q-{len(self.unicast)}"})
+
+        routes = []
+        for call, handler in (("Create", create), ("AddDevice", add_device), ("AddGateway", add_gateway),
+                              ("Delete", delete)):
+            verb, path = _route(SERVICE, call)
+            routes.append(Route(path, handler, methods=[verb]))
+        verb, path = _route(device_pb2.DESCRIPTOR.services_by_name["DeviceService"], "Enqueue")
+        routes.append(Route(path, device_queue, methods=[verb]))
+        return Starlette(routes=routes)
+
+
+@pytest.fixture
+def chirpstack(port):
+    stand_in = StandInChirpStackGroups()
+    with serve_app_in_thread(stand_in.app(), port=port) as running:
+        stand_in.url = running.url
+        yield stand_in
+
+
+def key_file(tmp_path, device_ids):
+    lines = [f'multicast_root = "{ROOT}"']
+    for i, device_id in enumerate(device_ids):
+        lines += [f'[collars."{b.dev_eui_of(device_id)}"]', f'gen_app_key = "{(bytes([0x20 + i]) * 16).hex()}"']
+    path = tmp_path / "collar-keys.toml"
+    path.write_text("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def open_bridge(store_url, chirpstack, keys):
+    return b.fresh_bridge(store_url, network_server_url=chirpstack.url, network_server_api_key=chirpstack.api_key,
+                          outbox_worker=False, collar_keys_file=str(keys), fuota_multicast_addr=MC_ADDR_HEX)
+
+
+def test_the_bridge_creates_the_chirpstack_group_with_its_collars_gateways_and_keys(sqlite_url, chirpstack, tmp_path):
+    image, version = model_image()
+    names = ["collar-07", "collar-08"]
+    keys = key_file(tmp_path, names)
+    with open_bridge(sqlite_url, chirpstack, keys) as bridge:
+        for i, name in enumerate(names):
+            bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id=name, f_cnt=1,
+                                                                gateways=(f"0016c001ff10a23{i}",)))
+        campaign = start_campaign(bridge, image, version)
+        bridge.deliver_updates()
+        bridge.flush_downlinks()
+
+    assert chirpstack.refused == []
+    ((group_id, made),) = chirpstack.groups.items()
+    group = made["group"]
+    expected = multicast_keys.load(keys).group(int(MC_ADDR_HEX, 16), fuota_delivery.group_label(campaign["id"]))
+    assert (group.mc_addr, group.mc_app_s_key, group.mc_nwk_s_key) == (
+        MC_ADDR_HEX, expected.app_s_key.hex(), expected.nwk_s_key.hex())
+    assert group.application_id == "0b8e8ae8-1f21-4b5d-9d2a-ffcb57c1a0a1" and group.region == common_pb2.Region.EU868
+    assert (group.frequency, group.dr, group.f_cnt) == (869_525_000, 12 - campaign["delivery"]["sf"], 0)
+    assert group.class_c_scheduling_type == multicast_group_pb2.MulticastGroupSchedulingType.DELAY
+    assert sorted(made["devices"]) == sorted(b.dev_eui_of(n).lower() for n in names)
+    assert sorted(made["gateways"]) == ["0016c001ff10a230", "0016c001ff10a231"]
+    # the delivery sends through the group ChirpStack made, and sets it up on each collar first
+    with open_bridge(sqlite_url, chirpstack, keys) as bridge, bridge.db.read() as session:
+        row = session.get(FuotaSession, campaign["id"])
+        assert (row.group_id, row.mc_addr) == (group_id, int(MC_ADDR_HEX, 16))
+    first = [codec.decode(p["f_port"], p["payload"], "down")["message"] for p in chirpstack.unicast]
+    assert first.count("mc_group_setup") == 2 and first.index("mc_group_setup") < first.index("mc_class_c_session")
+
+
+@pytest.mark.parametrize(("call", "status"), [("Create", 500), ("AddDevice", 400), ("AddGateway", 503),
+                                               ("bad key", 401), ("no id", 200)])
+def test_a_group_chirpstack_refuses_leaves_no_campaign_and_no_half_made_group(sqlite_url, chirpstack, tmp_path,
+                                                                              call, status):
+    image, version = model_image()
+    keys = key_file(tmp_path, ["collar-07"])
+    with open_bridge(sqlite_url, chirpstack, keys) as bridge:
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        if call == "bad key":
+            chirpstack.api_key = "another-token"
+        elif call == "no id":
+            chirpstack.create_answer = {"multicastGroup": {}}
+        else:
+            chirpstack.fail[{"AddDevice": "devices", "AddGateway": "gateways"}.get(call, call)] = status
+        with pytest.raises(ValueError, match="ChirpStack did not create the multicast group"):
+            start_campaign(bridge, image, version)
+        assert bridge.campaigns() == []
+    if call in ("AddDevice", "AddGateway"):
+        assert chirpstack.groups == {}, "the half-made group was deleted again"
+
+
+def test_the_bridge_makes_groups_on_chirpstack_only_and_needs_its_key_file(sqlite_url, chirpstack, tmp_path):
+    image, version = model_image()
+    keys = key_file(tmp_path, ["collar-01"])
+    with open_bridge(sqlite_url, chirpstack, keys) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        with pytest.raises(ValueError, match="ChirpStack only"):
+            start_campaign(bridge, image, version)
+    with b.fresh_bridge(sqlite_url, network_server_url=chirpstack.url, network_server_api_key=chirpstack.api_key,
+                        outbox_worker=False, fuota_multicast_addr=MC_ADDR_HEX) as bridge:
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        with pytest.raises(ValueError, match="TEMBO_COLLAR_KEYS_FILE"):
+            start_campaign(bridge, image, version)
+    assert chirpstack.groups == {}
+
+
+def group(**changes) -> ChirpStackGroup:
+    keys = multicast_keys.GroupKeys(int(MC_ADDR_HEX, 16), bytes(16), bytes(range(16)), bytes(range(16, 32)))
+    values = {"name": "tembo-campaign-1", "application_id": "0b8e8ae8-1f21-4b5d-9d2a-ffcb57c1a0a1", "keys": keys,
+              "dr": 3, "frequency_hz": 869_525_000, "dev_euis": ["70b3d57ed0000001"],
+              "gateway_ids": ["0016c001ff10a235"]}
+    return ChirpStackGroup(**{**values, **changes})
+
+
+@pytest.mark.parametrize(("changes", "says"), [
+    ({"application_id": ""}, "application id"),
+    ({"dev_euis": []}, "DevEUIs"),
+    ({"gateway_ids": []}, "gateway"),
+    ({"application_id": "tembo"}, "400"),  # not a UUID: ChirpStack refuses
+    ({"dev_euis": ["70b3"]}, "400"),
+])
+def test_broken_group_inputs_are_refused_before_or_by_chirpstack(chirpstack, changes, says):
+    settings = BridgeSettings(network_server_url=chirpstack.url, network_server_api_key=chirpstack.api_key)
+    client = NetworkServerClient(settings, httpx.Client(timeout=5))
+    with pytest.raises(DownlinkError, match=says):
+        client.create_chirpstack_multicast_group(group(**changes))
+    client.close()
+    assert chirpstack.groups == {}
+    assert "000102030405060708090a0b0c0d0e0f" not in repr(group()), "keys never in a repr"
+
+
+def test_no_network_server_no_group():
+    client = NetworkServerClient(BridgeSettings(), httpx.Client(timeout=1))
+    with pytest.raises(DownlinkError, match="TEMBO_NETWORK_SERVER_URL"):
+        client.create_chirpstack_multicast_group(group())
+    client.close()
+
+
+def test_the_collars_in_the_twin_take_the_group_chirpstack_was_given(sqlite_url, chirpstack, tmp_path):
+    """The session keys given to ChirpStack and the wrapped key each collar got derive the same group."""
+    image, version = model_image()
+    fleet = fuota.build_fleet(1, 0.0, 12, KEYS_FOR)
+    keys = key_file(tmp_path, [fleet[0].device_id])
+    fleet[0].hal.radio.provision(bytes([0x20]) * 16)
+    with open_bridge(sqlite_url, chirpstack, keys) as bridge:
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id=fleet[0].device_id, f_cnt=1))
+        start_campaign(bridge, image, version)
+        bridge.deliver_updates()
+        bridge.flush_downlinks()
+    setup = next(p for p in chirpstack.unicast if p["payload"][0] == codec.tag_of("mc_group_setup"))
+    fleet[0].hear(setup["f_port"], setup["payload"])
+    fleet[0].collar.step()
+    ((made,),) = [[g["group"] for g in chirpstack.groups.values()]]
+    radio = fleet[0].hal.radio
+    app_s, nwk_s = radio.group_session_keys[0]
+    assert (app_s.hex(), nwk_s.hex()) == (made.mc_app_s_key, made.mc_nwk_s_key)

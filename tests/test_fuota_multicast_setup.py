@@ -1,0 +1,182 @@
+"""Field technicians no longer need a group provisioned at the factory: the bridge sets up the fleet's
+multicast group on every collar itself (TS005 McGroupSetupReq, the group key wrapped with each collar's
+McKEKey from the technician's key file), records what each collar says it holds, and a collar whose
+root key is not the one in the file never opens the group's frames: it is repaired by unicast.
+
+The collars are the twin running the real firmware; their simulated LoRaWAN stack unwraps the group
+key and checks every multicast frame's MIC with the session keys it derived (simulator/lorawan_frames.py,
+written from the LoRaWAN and TS005 texts apart from the bridge's code). The network server is The
+Things Stack stand-in of test_fuota_delivery; the frames it multicasts are secured here with the
+group's McAppSKey / McNwkSKey, as the network server holding the group's keys does.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+import bridge_builders as b
+import pytest
+from test_fuota_delivery import GROUP, KEYS_FOR, Reserve, StandInTheThingsStack, model_image, start_campaign
+
+from collar_firmware import codec
+from lora_bridge.domain import fuota_delivery
+from lora_bridge.server import serve_app_in_thread
+from lora_bridge.updates import multicast_keys
+from simulator import fuota
+from simulator.lorawan_frames import secure_downlink
+
+MC_ADDR_HEX = "01ff0a42"
+ROOT = "603deb1015ca71be2b73aef0857d7781"
+
+
+def gen_app_key(i: int) -> bytes:
+    return bytes([0x10 + i]) * 8 + bytes(range(8))
+
+
+class SecuredReserve(Reserve):
+    """The reserve of test_fuota_delivery, its multicast frames secured with the group's session keys
+    and heard through each collar's stack (a frame its keys do not open is dropped there)."""
+
+    def __init__(self, fleet, network, seed, group_keys) -> None:
+        super().__init__(fleet, network, seed)
+        self.group_keys = group_keys
+        self.f_cnt_mc = 0
+
+    def _advance(self, t_s: int) -> None:
+        for c in self.fleet:
+            clock = c.hal.clock
+            while clock.now_s() < t_s:
+                clock.sleep_until(min(c.collar.step(), t_s))
+        for frame in sorted(self.waiting, key=lambda f: f["at"]):
+            if frame["at"].timestamp() <= t_s:
+                self.f_cnt_mc += 1
+                keys = self.group_keys()
+                phy = secure_downlink(keys.mc_addr, self.f_cnt_mc, frame["f_port"], frame["payload"],
+                                      keys.app_s_key, keys.nwk_s_key)
+                for c in self.fleet:
+                    heard = c.hal.radio.hear_multicast(phy, self.f_cnt_mc)
+                    if heard is not None:
+                        c.hear(*heard)
+        self.waiting = [f for f in self.waiting if f["at"].timestamp() > t_s]
+        self._uplinks()
+        self.bridge.clock = lambda: datetime.fromtimestamp(t_s, UTC)
+        self.bridge.deliver_updates()
+        self.bridge.flush_downlinks()
+        self._route()
+
+
+@pytest.fixture
+def tts(port):
+    stand_in = StandInTheThingsStack()
+    with serve_app_in_thread(stand_in.app(), port=port) as running:
+        stand_in.url = running.url
+        yield stand_in
+
+
+def write_key_file(tmp_path, fleet, mode=0o600):
+    lines = [f'multicast_root = "{ROOT}"']
+    for i, c in enumerate(fleet):
+        lines += [f'[collars."{b.dev_eui_of(c.device_id).lower()}"]', f'gen_app_key = "{gen_app_key(i).hex()}"']
+    path = tmp_path / "collar-keys.toml"
+    path.write_text("\n".join(lines) + "\n")
+    os.chmod(path, mode)
+    return path
+
+
+def open_bridge(store_url, network, key_file, **extra):
+    settings = {"collar_keys_file": str(key_file), "fuota_multicast_addr": MC_ADDR_HEX, **extra}
+    return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                          outbox_worker=False, fuota_multicast_group=GROUP, **settings)
+
+
+def test_the_bridge_sets_up_the_group_itself_and_a_collar_with_another_key_never_opens_it(sqlite_url, tts, tmp_path):
+    image, version = model_image()
+    fleet = fuota.build_fleet(3, 0.0, 11, KEYS_FOR)
+    for i, c in enumerate(fleet):
+        c.hal.radio.provision(gen_app_key(i))
+    fleet[2].hal.radio.provision(gen_app_key(7))  # re-flashed with another key than the file says
+    key_file = write_key_file(tmp_path, fleet)
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        def group_keys():
+            campaign_id = bridge.campaigns()[0]["id"]
+            return multicast_keys.load(key_file).group(int(MC_ADDR_HEX, 16), fuota_delivery.group_label(campaign_id))
+
+        reserve = SecuredReserve(fleet, tts, 4, group_keys)
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)
+        campaign = start_campaign(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        reserve.run_until(int(opens.timestamp()) - 600, step_s=600)
+        groups_before = {c.device_id: bridge.multicast_groups(c.device_id) for c in fleet}
+        reserve.run_until(int(opens.timestamp()) + 3600)
+        for c in fleet:
+            bridge.request_multicast_status(c.device_id)
+        reserve.run_until(reserve.now_s() + 3 * 3600, step_s=600)
+        groups_after = {c.device_id: bridge.multicast_groups(c.device_id) for c in fleet}
+        campaign = bridge.campaigns()[0]
+
+    # set-up first, unicast: the wrapped key on the air is each collar's own, never the group key
+    keys = multicast_keys.load(key_file).group(int(MC_ADDR_HEX, 16), fuota_delivery.group_label(campaign["id"]))
+    for i, c in enumerate(fleet):
+        mine = [codec.decode(p["f_port"], p["payload"], "down") for p in tts.unicast if p["device"] == c.device_id]
+        assert [m["message"] for m in mine[:3]] == ["mc_group_setup", "mc_class_c_session", "frag_session_setup"]
+        setup = mine[0]
+        wrapped = multicast_keys.wrap_mc_key(multicast_keys.mc_ke_key(multicast_keys.mc_root_key(gen_app_key(i))),
+                                             keys.mc_key)
+        assert multicast_keys.key_words(wrapped) == {k: setup[k] for k in multicast_keys.key_words(wrapped)}
+        assert (setup["group"], setup["mc_addr"]) == (0, int(MC_ADDR_HEX, 16))
+        assert keys.mc_key not in b"".join(p["payload"] for p in tts.unicast)
+        assert len(mine) <= 10, "fair use"
+    # what each collar says it holds: the group at the delivery's address (status answers included)
+    for c in fleet:
+        assert groups_before[c.device_id][0]["state"] == "defined", "McGroupSetupAns without IDerror"
+        assert groups_after[c.device_id] == [
+            {"group": 0, "state": "defined", "mc_addr": MC_ADDR_HEX, "campaign_id": campaign["id"],
+             "updated_at": groups_after[c.device_id][0]["updated_at"]},
+            *[{"group": g, "state": "absent", "mc_addr": None, "campaign_id": None,
+               "updated_at": groups_after[c.device_id][g]["updated_at"]} for g in (1, 2, 3)]]
+    # the collars with the file's key heard the fragments; the re-flashed one dropped every frame
+    assert fleet[0].hal.radio.dropped_multicast == fleet[1].hal.radio.dropped_multicast == 0
+    assert fleet[2].hal.radio.dropped_multicast > 0
+    assert fleet[0].collar.model.version == fleet[1].collar.model.version == version
+    delivery = campaign["delivery"]["collars"]
+    assert delivery[fleet[2].device_id]["missing"] and delivery[fleet[2].device_id]["unicast_sent"] > 0, \
+        "the collar that opened nothing is repaired by unicast"
+    assert tts.refused == []
+
+
+def test_a_delivery_refuses_collars_missing_from_the_key_file_and_a_bad_file(sqlite_url, tts, tmp_path):
+    image, version = model_image()
+    fleet = fuota.build_fleet(2, 0.0, 11, KEYS_FOR)
+    key_file = write_key_file(tmp_path, fleet[:1])  # the second collar was never entered
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        for c in fleet:
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=c.device_id, f_cnt=1))
+        with pytest.raises(ValueError, match=f"no root key .* for {fleet[1].device_id}"):
+            start_campaign(bridge, image, version)
+        assert bridge.campaigns() == [], "nothing half made"
+    os.chmod(key_file, 0o644)
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        with pytest.raises(ValueError, match="chmod 600"):
+            start_campaign(bridge, image, version)
+    with open_bridge(sqlite_url, tts, tmp_path / "absent.toml") as bridge:
+        with pytest.raises(ValueError, match="no such collar key file"):
+            start_campaign(bridge, image, version)
+
+
+def test_a_garbled_group_status_answer_is_kept_and_changes_nothing(sqlite_url, tts, tmp_path):
+    fleet = fuota.build_fleet(1, 0.0, 11, KEYS_FOR)
+    key_file = write_key_file(tmp_path, fleet)
+    # McGroupStatusAns written from TS005: CID 01, NbTotalGroups 1 | AnsGroupMask 0b0010, group 1 at 0x0A0B0C0D
+    good = bytes.fromhex("01" "11" "01" "0d0c0b0a")
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink((200, good), device_id="collar-000", f_cnt=1))
+        bridge.ingest_tts_uplink(b.tts_uplink((200, good + b"\x01"), device_id="collar-000", f_cnt=2))  # a torn item
+        bridge.ingest_tts_uplink(b.tts_uplink((200, bytes.fromhex("01")), device_id="collar-000", f_cnt=3))
+        bridge.process_pending()
+        groups = bridge.multicast_groups("collar-000")
+        dead = bridge.dead_letters()
+    assert [(g["group"], g["state"], g["mc_addr"]) for g in groups] == [
+        (0, "absent", None), (1, "defined", "0a0b0c0d"), (2, "absent", None), (3, "absent", None)]
+    assert len(dead) == 2, "the torn answers are kept for inspection"
