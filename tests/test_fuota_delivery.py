@@ -30,6 +30,7 @@ from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import serve_app_in_thread
+from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
 
@@ -236,8 +237,9 @@ def test_a_new_model_reaches_every_collar_through_the_bridge_and_resumes_after_a
     frames = network.multicast
     assert {f["group"] for f in frames} == {GROUP} and {tuple(f["gateways"]) for f in frames} == {("gw-north",)}
     counters = [codec.decode(201, f["payload"], "down")["index_and_n"] & 0x3FFF for f in frames if f["payload"][0] == 8]
-    assert counters == sorted(counters) and len(set(counters)) == len(counters), "resumed, nothing sent twice"
-    assert counters[-1] > delivery["nb_frag"] and counters[0] == 1
+    in_order = [counter_at(k, delivery["nb_frag"]) for k in range(1, len(counters) + 1)]
+    assert counters == in_order and len(set(counters)) == len(counters), "resumed in the send order, nothing twice"
+    assert max(counters) > delivery["nb_frag"] and counters[0] == 1
     for before, after in zip(frames, frames[1:], strict=False):
         airtime_s = airtime_us(len(before["payload"]), delivery["sf"], 125) / 1e6
         assert (after["at"] - before["at"]).total_seconds() >= airtime_s / DOWNLINK_DUTY - 1e-3

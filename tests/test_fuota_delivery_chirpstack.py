@@ -31,6 +31,7 @@ from test_fuota_delivery import HEADERS, KEYS_FOR, Reserve, model_image, start_c
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
 from lora_bridge.server import serve_app_in_thread
+from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
 
@@ -181,7 +182,8 @@ def test_a_new_model_reaches_collars_on_chirpstack_through_its_multicast_group_q
     frames = chirpstack.multicast
     assert {f["group"] for f in frames} == {GROUP_ID}
     counters = [codec.decode(201, f["payload"], "down")["index_and_n"] & 0x3FFF for f in frames if f["payload"][0] == 8]
-    assert counters[0] == 1 and counters == sorted(counters) and len(set(counters)) == len(counters)
+    in_order = [counter_at(k, delivery["nb_frag"]) for k in range(1, len(counters) + 1)]
+    assert counters[0] == 1 and counters == in_order and len(set(counters)) == len(counters)
     for before, after in zip(frames, frames[1:], strict=False):  # enqueued no faster than the duty cycle
         airtime_s = airtime_us(len(before["payload"]), delivery["sf"], 125) / 1e6
         assert (after["at"] - before["at"]).total_seconds() >= airtime_s / DOWNLINK_DUTY - 1e-3

@@ -15,7 +15,9 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
 2. the window: `data_fragment` frames to the multicast group (`multicast_downlinks`, pushed with
    The Things Stack's `class_b_c` gateways and absolute time, or into a ChirpStack group's queue
    when due, see network_server.py), spaced by airtime / duty cycle of the
-   10 % sub-band and queued at most HORIZON_S ahead; the counter is durable, so a restart resumes;
+   10 % sub-band and queued at most HORIZON_S ahead: the data fragments, then parity in the send
+   order of `parity_order.counter_at` (a fixed function of M); the position in that order is
+   durable, so a restart resumes;
 3. repair rounds (lora_bridge/updates/delivery.py): a multicast `frag_session_status` that every
    collar answers (participants = 1) with what it still needs; the answers (and the loss each
    collar's count shows) size the next parity; a collar that said nothing is asked again;
@@ -50,6 +52,7 @@ from lora_bridge.store.tables import (
 from lora_bridge.store.utc import utc_now
 from lora_bridge.updates import delivery, multicast_keys
 from lora_bridge.updates.fec import Fragmented, fragment
+from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY, CollarLink, PlanRefused, make_plan
 
 log = logging.getLogger(__name__)
@@ -272,12 +275,12 @@ def _multicast(session: Session, codec: Any, row: FuotaSession, now: datetime) -
     frags = None
     while row.next_fragment <= row.target_fragment and row.next_at <= horizon:
         frags = frags or _frags(row)
-        n = row.next_fragment
+        n = counter_at(row.next_fragment, row.nb_frag)  # data first, then parity in the send order
         payload = codec.encode("data_fragment", {"index_and_n": (SESSION_INDEX << 14) | n,
                                                  "data": list(frags.fragment(n))})
         _queue_multicast(session, row, "data_fragment", codec.port_of("data_fragment"), payload,
                          max(row.next_at, now))
-        row.next_fragment = n + 1
+        row.next_fragment += 1
         queued += 1
     if row.next_fragment <= row.target_fragment:
         return queued
@@ -350,7 +353,7 @@ def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
             FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.missing > 0, FuotaCollar.complete.is_(False))):
         count = delivery.needed(collar.missing or 0, collar.loss if collar.loss is not None else PRIOR_LOSS)
         for _ in range(count):
-            n = row.target_fragment + 1 + collar.unicast_sent  # parity it has not heard in the multicast
+            n = counter_at(row.target_fragment + 1 + collar.unicast_sent, row.nb_frag)  # parity not multicast
             if n > delivery.MAX_COUNTER:
                 break
             downlinks.queue_command(session, codec, device_id=collar.device_id, command="data_fragment",
