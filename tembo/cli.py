@@ -137,9 +137,44 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     return subprocess.call(argv)
 
 
+def _cmd_keys_multicast(args: argparse.Namespace) -> int:
+    """Print a delivery's multicast group (McAddr, McAppSKey, McNwkSKey) for the technician to enter
+    at The Things Stack: printed here once, on the technician's terminal, never logged or stored."""
+    import os
+
+    from lora_bridge.domain.fuota_delivery import group_label
+    from lora_bridge.updates import multicast_keys
+
+    keys_file = args.keys_file or os.environ.get("TEMBO_COLLAR_KEYS_FILE")
+    mc_addr_hex = args.mc_addr or os.environ.get("TEMBO_FUOTA_MULTICAST_ADDR") or ""
+    try:
+        mc_addr = int(mc_addr_hex, 16)
+        if len(mc_addr_hex) != 8:
+            raise ValueError
+    except ValueError:
+        print("tembo keys multicast: give --mc-addr (8 hex digits, TEMBO_FUOTA_MULTICAST_ADDR)", file=sys.stderr)
+        return 2
+    try:
+        group = multicast_keys.load(keys_file).group(mc_addr, group_label(args.campaign))
+    except multicast_keys.CollarKeyError as err:
+        print(f"tembo keys multicast: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps({"campaign_id": args.campaign, "dev_addr": f"{mc_addr:08X}",
+                      "app_s_key": group.app_s_key.hex().upper(), "nwk_s_key": group.nwk_s_key.hex().upper(),
+                      "ttn_lw_cli": "ttn-lw-cli end-devices create APP_ID DEVICE_ID --frequency-plan-id EU_863_870 "
+                                    "--lorawan-version 1.0.3 --lorawan-phy-version 1.0.3-a "
+                                    f"--session.dev-addr {mc_addr:08X} "
+                                    f"--session.keys.app-s-key.key {group.app_s_key.hex().upper()} "
+                                    f"--session.keys.nwk-s-key.key {group.nwk_s_key.hex().upper()} "
+                                    "--multicast --supports-class-c"}))
+    return 0
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
     from lora_bridge.updates import keys
 
+    if args.action == "multicast":
+        return _cmd_keys_multicast(args)
     try:
         collar_keys = Path(args.collar_keys) if args.collar_keys else keys.COLLAR_KEYS_PATH
         if args.action == "generate":
@@ -290,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("private_key", nargs="?")
     for p in (generate, show):
         p.add_argument("--collar-keys", help="the collar firmware's public-key file (default: the one it ships)")
+    multicast = keys_sub.add_parser("multicast", help="a delivery's TS005 group keys, to create its multicast "
+                                                      "end device at The Things Stack (printed, never stored)")
+    multicast.add_argument("--campaign", type=int, required=True, help="the campaign whose delivery it is")
+    multicast.add_argument("--keys-file", help="the collar key file (default: TEMBO_COLLAR_KEYS_FILE)")
+    multicast.add_argument("--mc-addr", help="the group's McAddr, 8 hex digits (default: TEMBO_FUOTA_MULTICAST_ADDR)")
     keys_cmd.set_defaults(func=_cmd_keys)
 
     release = sub.add_parser("release", help="build and sign firmware and model updates")

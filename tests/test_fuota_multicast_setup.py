@@ -180,3 +180,26 @@ def test_a_garbled_group_status_answer_is_kept_and_changes_nothing(sqlite_url, t
     assert [(g["group"], g["state"], g["mc_addr"]) for g in groups] == [
         (0, "absent", None), (1, "defined", "0a0b0c0d"), (2, "absent", None), (3, "absent", None)]
     assert len(dead) == 2, "the torn answers are kept for inspection"
+
+
+def test_a_technician_on_the_things_stack_gets_the_groups_session_keys_once_on_the_terminal(tmp_path, capsys):
+    import json
+
+    from tembo import cli
+
+    fleet = fuota.build_fleet(1, 0.0, 11, KEYS_FOR)
+    key_file = write_key_file(tmp_path, fleet)
+    assert cli.main(["keys", "multicast", "--campaign", "3", "--keys-file", str(key_file),
+                     "--mc-addr", MC_ADDR_HEX]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    group = multicast_keys.load(key_file).group(int(MC_ADDR_HEX, 16), fuota_delivery.group_label(3))
+    assert (shown["dev_addr"], shown["app_s_key"], shown["nwk_s_key"]) == (
+        MC_ADDR_HEX.upper(), group.app_s_key.hex().upper(), group.nwk_s_key.hex().upper())
+    assert f"--session.dev-addr {MC_ADDR_HEX.upper()}" in shown["ttn_lw_cli"]
+    assert "--multicast --supports-class-c" in shown["ttn_lw_cli"]
+    os.chmod(key_file, 0o604)
+    assert cli.main(["keys", "multicast", "--campaign", "3", "--keys-file", str(key_file),
+                     "--mc-addr", MC_ADDR_HEX]) == 1
+    assert "chmod 600" in capsys.readouterr().err
+    for bad in ("1ff0a42", "zz000000", ""):
+        assert cli.main(["keys", "multicast", "--campaign", "3", "--keys-file", str(key_file), "--mc-addr", bad]) == 2
