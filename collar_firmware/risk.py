@@ -33,8 +33,9 @@ Rules, after the field:
   when a fix is that far past the line; an animal that stays in a field's edge is in once
   FENCE_DWELL_FIXES fixes in a row lie FENCE_DWELL_M or more inside), or leave the park polygon once FENCE_CONFIRM_FIXES fixes in a
   row lie that far out (one such fix may be multipath: it starts tracking so the next fix checks it
-  soon; a farmland entry is not delayed, a minute counts there); GNSS goes to tracking for
-  tracking_minutes on each crossing.
+  soon; a farmland entry is not delayed, a minute counts there). Leaving a field is confirmed the same
+  way: one bad fix out of it and the next back in is one visit and one alert, not two; GNSS goes to
+  tracking for tracking_minutes on each crossing.
 - collar drop: still, with gravity turned more than 45 degrees from the worn orientation and the
   temperature fallen drop_temp_fall_dc below the worn level, within DROP_WINDOW_S of the spell start.
 - reboots: a watchdog, brownout or lockup reset raises unexpected_reboot; a reset pin press, tamper.
@@ -69,7 +70,7 @@ _MAX_GAP_S = const(120)  # running credited per window is capped (a gap is not r
 POACHING_SPAN_MIN = const(10)  # the sliding span (minutes) whose flight seconds poaching_min_run_s asks for
 
 FENCE_PARK = const(0)
-FENCE_CONFIRM_FIXES = const(2)  # fixes in a row past the park's line by fence_margin_m that leave it
+FENCE_CONFIRM_FIXES = const(2)  # fixes in a row past a line by fence_margin_m that leave the park or a field
 FENCE_DWELL_FIXES = const(3)  # fixes in a row inside a farmland line by FENCE_DWELL_M that count as in
 FENCE_DWELL_M = const(10)  # past a fix's usual error (a few metres): a raid along the field's edge
 _UNKNOWN = const(2)
@@ -337,10 +338,10 @@ class RiskEngine:
                 state = 1 if f.kind == FENCE_PARK else 0
             if (1 if inside else 0) != state and d >= margin:
                 past = (self.fence_state[i] >> 2) + 1
-                if past >= FENCE_CONFIRM_FIXES or f.kind != FENCE_PARK:
+                if past >= FENCE_CONFIRM_FIXES or (inside and f.kind != FENCE_PARK):
                     state = 1 if inside else 0
                     past = 0
-                else:
+                else:  # leaving a field is confirmed too: one bad fix out must not end the visit
                     self.start_tracking(t_s, 1)  # the next fix soon: a crossing, or one bad fix?
             elif inside and not state and f.kind != FENCE_PARK and d >= FENCE_DWELL_M:
                 past = (self.fence_state[i] >> 2) + 1  # in the field, shallower than the margin

@@ -47,7 +47,7 @@ ANIMAL_EVENTS = {  # kind in the file: (animal scenario kind, expected alert typ
     "crop_raid": ("farmland_raid", ()),  # the truth is the farmland entry the raid makes (simulator.scoring)
     "collar_drop": ("collar_drop", ("collar_drop",)),
     "twisted_collar": ("twisted_collar", ()),  # no alert: the collar still sits on a living animal
-    "battery_failure": ("low_battery", ("low_battery",)),
+    "battery_failure": ("low_battery", ("low_battery", "battery_critical", "battery_forecast")),
 }
 NETWORK_EVENTS = ("gateway_outage", "no_coverage", "frame_counter_reset")
 EVENT_KINDS = tuple(ANIMAL_EVENTS) + NETWORK_EVENTS

@@ -24,6 +24,11 @@ from simulator.scenario import ANIMAL_EVENTS, Scenario
 
 SCORED_TYPES = ("mortality", "immobility", "poaching_risk", "geofence_farmland", "geofence_exit",
                 "collar_drop", "low_battery", "offline")
+# Judged for precision only: a failing battery is the truth of the collar's critical reading and of the
+# bridge's forecast of empty, but it need not reach either within a run, so no recall is asked of them.
+PRECISION_ONLY_TYPES = {"battery_critical": "a failing battery need not read critical within the run",
+                        "battery_forecast": "a failing battery need not be forecast empty within the run"}
+JUDGED_TYPES = SCORED_TYPES + tuple(PRECISION_ONLY_TYPES)
 # Goals of issue 16 per type: (recall, delay in minutes, how the delay is read); precision >= 0.9 for all.
 # "median": recall as given and the median delay within the goal ("mortality recall >= 0.95 with median
 # delay <= 3 h"); "within": that share of the events caught within the delay ("poaching risk >= 0.9
@@ -244,8 +249,11 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports
     """Per alert type: recall, precision, median and p90 delay (minutes), missed and false events (a
     missed one with its likely cause when the collars' reports are given)."""
     out = {}
-    for kind in SCORED_TYPES:
+    for kind in JUDGED_TYPES:
         truth = [e for e in events if kind in e.alert_types]
+        if kind in PRECISION_ONLY_TYPES:
+            out[kind] = _precision_only(kind, truth, [a for a in alerts if a.alert_type == kind], end_s)
+            continue
         raised = [a for a in alerts if a.alert_type == kind]
         matched: dict[int, list[SeenAlert]] = defaultdict(list)
         false = []
@@ -300,6 +308,32 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports
                                  "source": a.source, "cause": _false_cause(a)} for a in false]
         out[kind] = figures
     return out
+
+
+def _precision_only(kind: str, truth: list[TruthEvent], raised: list[SeenAlert], end_s: int) -> dict:
+    """The figures of a type judged for precision only (PRECISION_ONLY_TYPES): every alert true or false."""
+    false = [a for a in raised if verdict(a, truth, end_s)[1] is None]
+    precision = round(1 - len(false) / len(raised), 4) if raised else None
+    figures = {"events": len(truth), "alerts": len(raised), "recall": None,
+               "recall_not_asked": PRECISION_ONLY_TYPES[kind], "precision": precision,
+               "goal_met": None if not raised else precision >= PRECISION_GOAL,
+               "false_by_source": dict(Counter(a.source for a in false))}
+    if false:
+        figures["false"] = [{"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
+                             "source": a.source, "cause": _false_cause(a)} for a in false]
+    return figures
+
+
+def not_scored(alerts: list[SeenAlert]) -> dict[str, dict]:
+    """The alert types raised that the twin's truth cannot judge (no event of theirs is simulated), with
+    how many came from which source: listed, not scored, and left for the ranger as `unknown`."""
+    out: dict[str, Counter] = defaultdict(Counter)
+    for a in alerts:
+        if a.alert_type not in JUDGED_TYPES:
+            out[a.alert_type][a.source] += 1
+    return {kind: {"alerts": sum(c.values()), "by_source": dict(c),
+                   "why": "the twin's truth has no event of this type: listed, not scored"}
+            for kind, c in sorted(out.items())}
 
 
 def _false_cause(alert: SeenAlert) -> str:

@@ -31,7 +31,15 @@ from collar_firmware import codec
 from lora_bridge.access import Viewer
 from simulator import scenario as scenarios
 from simulator.network import Delivery
-from simulator.scoring import CollarReports, SeenAlert, Truth, score, time_budget_error
+from simulator.scoring import (
+    JUDGED_TYPES,
+    CollarReports,
+    SeenAlert,
+    Truth,
+    not_scored,
+    score,
+    time_budget_error,
+)
 from tembo.twin_checks import SentFrames, network_event_checks
 
 log = logging.getLogger("tembo.twin")
@@ -251,6 +259,10 @@ def _bridge_for(fleet, reserve, folder: str) -> Iterator[tuple[object, str, str]
         webhook = serve_app_in_thread(create_app(bridge), port=0)
         running.callback(webhook.stop)
         bridge.load_geography(reserve.geojson())
+        # the reserve's fences as a technician imports them (boundary: exit, farmland / villages: enter),
+        # so the bridge's own crossing rule judges the month's tracks beside the collars' fence alerts
+        fences = bridge.import_geofences(json.dumps(reserve.geojson()).encode(), "reserve.geojson")
+        log.info("reserve fences imported", extra={"fences": len(fences)})
         for member in fleet.manifest():
             bridge.register_animal(member["device_id"], member["name"], species=member["species"],
                                    sex=member.get("sex"))
@@ -262,6 +274,9 @@ def _play_ranger(bridge, alert_seen: dict, events, now_s: int) -> None:
     from simulator.scoring import verdict
 
     for view in bridge.open_alerts(viewer=RANGER):
+        if view.alert_type not in JUDGED_TYPES:  # no event of the truth can say: the ranger does not know
+            bridge.resolve_alert(view.alert_id, RANGER, "unknown", note="the twin's ground truth has no such event")
+            continue
         word, _ = verdict(_seen(view, alert_seen), events, now_s)
         bridge.resolve_alert(view.alert_id, RANGER, word, note="verdict from the twin's ground truth")
 
@@ -333,6 +348,8 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
         "wall_s": round(wall_s, 1),
         "truth_events": dict(Counter(e.kind for e in events)),
         "alerts_by_type": figures,
+        "alerts_by_source": _by_source(seen),
+        "not_scored": not_scored(seen),
         "behaviour_time_budget_error": time_budget_error(reported, truth),
         "bridge_precision_from_verdicts": {k: v.get("precision") for k, v in verdicts.items()},
         "uplinks_sent": fleet.uplinks_sent,
@@ -341,6 +358,14 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
         "failed_posts": outlet.failed,
         "network_events": checks,
     }
+
+
+def _by_source(seen: list[SeenAlert]) -> dict[str, dict[str, int]]:
+    """Per alert type, how many alerts each source raised (collar: the collar's rule; server: a bridge rule)."""
+    out: dict[str, Counter] = defaultdict(Counter)
+    for alert in seen:
+        out[alert.alert_type][alert.source] += 1
+    return {kind: dict(counts) for kind, counts in sorted(out.items())}
 
 
 def offline_after_s(scenario) -> int:

@@ -438,3 +438,48 @@ def test_collar_exit_alert_from_one_bad_fix_is_held_once_the_next_fix_is_back_in
         bridge.ingest_tts_uplink(body)
     (other,) = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.device_id == "collar-02"]
     assert (other.alert_type, other.priority, other.evidence["track_check"]["verdict"]) == ("geofence_exit", 200, "confirmed")
+
+
+# One visit, one alert (rules_visits): the collar's own fence alert and the bridge's crossing rule report
+# the same visit; once the ranger resolved its alert, later reports of that visit wake nobody again.
+
+def _farmland(bridge):
+    return [a for a in bridge.alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
+
+
+def _into_the_farm(bridge):
+    """Out of the park (1 km past its fence) at 08:00, into the farm by 08:34 (two fixes past its line)."""
+    park_and_farm(bridge)
+    ingest_track(bridge, [(0, 311_000, 9_702_000), (30, 311_700, 9_702_000), (32, 312_200, 9_702_000),
+                          (34, 312_400, 9_702_000)])
+    (alert,) = _farmland(bridge)
+    assert (alert.source, alert.state) == ("server", "new")
+    bridge.resolve_alert(alert.alert_id, b.RANGER, "true", note="elephant in the maize, chased out")
+    return alert
+
+
+def test_collar_farmland_alert_after_the_ranger_resolved_the_bridges_alert_of_that_visit_is_no_second_alert(bridge):
+    first = _into_the_farm(bridge)
+    # The collar's own alert of the same visit arrives after the ranger's round.
+    _collar_fence_alert(bridge, "geofence_farmland", 40, 312_500, 9_702_000, f_cnt=10)
+
+    (alert,) = _farmland(bridge)
+    assert (alert.alert_id, alert.state, alert.occurrences) == (first.alert_id, "resolved", 2)
+    (repeat,) = [e for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "repeated"]
+    assert (repeat.detail["source"], repeat.detail["same_visit"], repeat.detail["while"]) == ("collar", True, "resolved")
+    assert not [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
+
+
+def test_a_step_out_of_the_field_and_back_is_the_same_visit_but_ten_minutes_out_is_a_new_one(bridge):
+    first = _into_the_farm(bridge)
+    # 08:36 and 08:38 back outside the field (confirmed), 08:40 in again: four minutes out, one visit.
+    ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (40, 312_200, 9_702_000),
+                          (42, 312_300, 9_702_000)], first_f_cnt=5)
+    (alert,) = _farmland(bridge)
+    assert (alert.alert_id, alert.state, alert.occurrences) == (first.alert_id, "resolved", 2)
+    # 08:44 out again until 09:02: eighteen minutes beside the field, then back in: a new visit.
+    ingest_track(bridge, [(44, 311_800, 9_702_000), (46, 311_700, 9_702_000), (60, 311_600, 9_702_000),
+                          (62, 312_200, 9_702_000), (64, 312_300, 9_702_000)], first_f_cnt=9)
+    old, new = sorted(_farmland(bridge), key=lambda a: a.alert_id)
+    assert old.alert_id == first.alert_id and (new.state, new.source) == ("new", "server")
+    assert abs((new.time - (T + timedelta(minutes=61))).total_seconds()) < 60

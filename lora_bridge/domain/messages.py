@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.decode import degrees, message_time
-from lora_bridge.domain import activity, alerts, devices, downlinks, positions, rules
+from lora_bridge.domain import activity, alerts, devices, downlinks, geofences, positions, rules, rules_visits
+from lora_bridge.domain.geofences import FenceIndex
+from lora_bridge.domain.rules_profiles import RulesConfig, load_rules_config
 from lora_bridge.settings import BridgeSettings
-from lora_bridge.store.tables import Alert, RawUplink
+from lora_bridge.store.tables import Alert, Animal, RawUplink
 from lora_bridge.uplink_formats import Uplink
 
 log = logging.getLogger(__name__)
@@ -169,6 +172,12 @@ def _apply_collar_alert(
         repeat = alerts.closed_collar_alert_repeated(
             session, device_id=device_id, alert_type=alert_type, seq=seq, time=time
         )
+    if repeat is None and alert_type in rules_visits.VISIT_TYPES:
+        repeat = _resolved_visit(session, device_id, alert_type, time, settings)
+        if repeat is not None:  # the ranger already resolved this visit's alert (the bridge's crossing rule's)
+            rules_visits.add_to_resolved(session, repeat, time=time, source=alerts.SOURCE_COLLAR, actor=device_id,
+                                         lat=where[0] if where else None, lon=where[1] if where else None,
+                                         evidence=evidence)
     if repeat is not None:
         alert = repeat
     else:
@@ -204,6 +213,25 @@ def _apply_collar_alert(
         )
         applied.downlink_ids.append(downlink.id)
         alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, "ack_queued", {"seq": seq, "downlink_id": downlink.id})
+
+
+def _resolved_visit(session: Session, device_id: str, alert_type: str, time: datetime,
+                    settings: BridgeSettings) -> Alert | None:
+    """The resolved alert of the visit a collar's fence alert reports, if the ranger resolved one already
+    (rules_visits); read only when a resolved alert of the type exists and no alert of it is open."""
+    if alerts.open_alert(session, device_id, alert_type) is not None or alerts.last_closed(
+            session, device_id, alert_type) is None:
+        return None
+    animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
+    profile = _rules_config(settings.rules_path).profile_for(
+        animal.species if animal else None, *((animal.name, str(animal.id)) if animal else ()), device_id)
+    fences = FenceIndex(geofences.all_fences(session))
+    return rules_visits.resolved_alert_of_visit(session, fences, profile.fences, device_id, alert_type, time)
+
+
+@lru_cache(maxsize=8)
+def _rules_config(path: str | None) -> RulesConfig:
+    return load_rules_config(path)
 
 
 def _latest_behaviour(session: Session, device_id: str) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from lora_bridge.domain import alerts, geofences, rules
+from lora_bridge.domain import alerts, geofences, rules, rules_visits
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
 from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, corroborate
 from lora_bridge.domain.rules_crossings import (
@@ -48,17 +48,17 @@ from lora_bridge.domain.rules_crossings import (
 )
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
-from lora_bridge.domain.rules_profiles import RuleProfile, RulesConfig
+from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
 from lora_bridge.store.tables import Alert, Animal, Device, Position, RuleCursor
 from lora_bridge.store.utc import utc_now
 
 log = logging.getLogger(__name__)
 
 IMMOBILITY = "immobility"
-GEOFENCE_EXIT = "geofence_exit"
-GEOFENCE_ENTER = "geofence_enter"
-GEOFENCE_FARMLAND = "geofence_farmland"
-FARMLAND_KINDS = ("farmland",)
+GEOFENCE_EXIT = rules_visits.GEOFENCE_EXIT
+GEOFENCE_ENTER = rules_visits.GEOFENCE_ENTER
+GEOFENCE_FARMLAND = rules_visits.GEOFENCE_FARMLAND
+FARMLAND_KINDS = rules_visits.FARMLAND_KINDS
 CONTEXT_FIXES = 6  # judged fixes before the new ones, so the first new segments, their confirmation and outliers can be judged
 MAX_NEW_FIXES = 2000  # per evaluation; the timer reads on from the cursor
 MAX_READ = MAX_NEW_FIXES + 500  # one read of new and recent fixes; past this the rules read the long way
@@ -334,7 +334,8 @@ def _track(
         removed = [j.crossing for j in was_judged if j.verdict == CONFIRMED]
         fresh, again, disputed = match_crossings(added, removed)
         for crossing in fresh:
-            _on_crossing(session, fences, device, animal_id, confirmed_now[crossing], clean.outliers, steps)
+            _on_crossing(session, fences, device, animal_id, confirmed_now[crossing], clean.outliers, steps,
+                         profile.fences)
         for old, new in again:
             _refine_crossing(session, old, new, steps)
         for old in disputed:  # an alert raised for it was closed when the animal came back: the ranger judges it
@@ -438,6 +439,7 @@ def _on_crossing(
     judged: JudgedCrossing,
     outliers: list[dict[str, Any]],
     steps: Steps,
+    profile: FenceProfile,
 ) -> None:
     crossing = judged.crossing
     fence = fences.fence(crossing.fence_id)
@@ -451,6 +453,14 @@ def _on_crossing(
     )
     if alert_type is None:
         return
+    if alert_type not in steps.open:
+        resolved = rules_visits.resolved_alert_of_visit(
+            session, fences, profile, device.device_id, alert_type, crossing.time
+        )
+        if resolved is not None:  # the ranger already resolved this visit's alert (the collar's or ours)
+            rules_visits.add_to_resolved(session, resolved, time=crossing.time, source=alerts.SOURCE_SERVER,
+                                         actor=alerts.SYSTEM_ACTOR, lat=crossing.lat, lon=crossing.lon)
+            return
     evidence = {
         "rule": (
             "track segment intersected with the fence's lines in UTM; time interpolated along the segment; "

@@ -69,6 +69,9 @@ class FenceProfile(_Strict):
 
     confirm_fixes: int = Field(default=2, ge=1)
     confirm_distance_m: float = Field(default=800.0, gt=0)
+    # One visit, one alert: an animal back over the line for less than this (grazing along a field's edge,
+    # a fix's error) is still on the visit its alert was about (rules_visits).
+    rejoin_min: float = Field(default=10.0, ge=0)
 
 
 class OfflineProfile(_Strict):
