@@ -12,8 +12,9 @@ animals are the twin's, drawn from the standard's seed; the windows are written 
 The network events of the standard (a mast down, a hole in the coverage) are the quick scenario's test.
 
 Each window runs through `tembo.twin.run_through_bridge` (HTTP webhook, SQLite, the twin playing the
-ranger); the twin's truth says which alerts should come. Summed over the windows, per alert type:
-every event raised (recall 1.0), one alert per event, and no false alert from any source."""
+ranger, the reserve's fences imported so the bridge's crossing rule runs beside the collars'); the twin's
+truth says which alerts should come. Summed over the windows, per alert type: every event raised (recall
+1.0), one alert per event, and no false alert from any source."""
 
 from __future__ import annotations
 
@@ -131,10 +132,14 @@ def test_each_standard_event_raises_its_alert_once_and_nothing_else_is_raised(st
     for kind, got in per_type.items():  # no false alarm, from the collar or from a bridge rule
         false = {k: v for k, v in got.items() if k.startswith("false_")}
         assert not any(false.values()), (kind, got, [r["alerts_by_type"][kind] for r in runs])
-    # One alert per event (a farmland visit can show two: the collar raises again when its own state left
-    # the field by its margin and came back; docs/alerts.md, known limits).
-    for kind in ("mortality", "poaching_risk", "collar_drop", "low_battery"):
+    # One alert per event, whoever saw it: the collar's farmland alert and the bridge's own crossing rule
+    # (the reserve's fences are imported into the twin's bridge) report one visit as one alert.
+    for kind in ("mortality", "poaching_risk", "geofence_farmland", "collar_drop", "low_battery"):
         assert per_type[kind]["alerts"] == per_type[kind]["events"], (kind, per_type[kind])
+    # The bridge's own crossing rule judged the crop raids (it sees most entries before the collar does),
+    # and every type raised has a truth to judge it.
+    assert sum(run["alerts_by_source"].get("geofence_farmland", {}).get("server", 0) for run in runs) > 0
+    assert all(run["not_scored"] == {} for run in runs), [run["not_scored"] for run in runs]
 
 
 def test_a_collar_that_rejoins_in_the_standard_day_loses_nothing(standard_windows):
