@@ -144,6 +144,32 @@ R = [sent, heard[0], list(heard[1]), radio.data_rate(), reset_cause_name(machine
     assert now_s == 1772357415, "the clock took the fix's UTC time"
 
 
+def test_the_modems_multicast_commands_run_under_micropython(session):
+    result = run_json(session, """
+from driver_fakes import FakeModem
+from collar_firmware.hal.board import Lr1110Modem
+modem = FakeModem()
+radio = Lr1110Modem(modem)
+took = radio.multicast_group(1, 0x01020304, bytes(range(16)), 0, 0xFFFF)
+radio.set_class_c(869525000, 3)
+listening = list(modem.listening)
+radio.set_class_a()
+old = FakeModem(class_c=None)
+plain = Lr1110Modem(old)
+refused = []
+try:
+    plain.set_class_c(869525000, 3)
+except OSError as exc:
+    refused.append(str(exc))
+R = [took, list(modem.groups[1][1]), listening, modem.listening, plain.supports_class_c(),
+     plain.multicast_group(0, 1, bytes(16), 0, 1), refused, [r[1] for r in old.requests]]""")
+    took, key, listening, after, supports, plain_took, refused, asked = result
+    assert took is True and key == list(range(16))
+    assert listening == [869_525_000, 3] and after is None
+    assert supports is False and plain_took is False and refused == ["LR1110 modem cannot do Class C"]
+    assert asked == [0x08], "a modem without the commands is asked once, and nothing else"
+
+
 def test_drivers_compile_for_the_nrf52840_and_fit_their_flash_budget():
     sizes = mpy_sizes()
     drivers = {name: sizes[name] for name in ("hal/lis2dw12.py", "hal/ublox.py", "hal/board.py")}

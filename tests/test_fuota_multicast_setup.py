@@ -203,3 +203,23 @@ def test_a_technician_on_the_things_stack_gets_the_groups_session_keys_once_on_t
     assert "chmod 600" in capsys.readouterr().err
     for bad in ("1ff0a42", "zz000000", ""):
         assert cli.main(["keys", "multicast", "--campaign", "3", "--keys-file", str(key_file), "--mc-addr", bad]) == 2
+
+
+def test_a_collar_refusing_the_group_or_deleting_it_is_recorded_per_group(sqlite_url, tts, tmp_path):
+    fleet = fuota.build_fleet(1, 0.0, 11, KEYS_FOR)
+    key_file = write_key_file(tmp_path, fleet)
+    # from TS005: McGroupSetupAns = CID 02 | IDerror (bit 2) | McGroupID; McGroupDeleteAns = CID 03 | ...
+    answers = [("02" "01", 1, "defined"), ("02" "06", 2, "refused"), ("03" "01", 1, "absent"),
+               ("03" "07", 3, "absent")]
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        seen = []
+        for f_cnt, (frame, group, _state) in enumerate(answers, start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink((200, bytes.fromhex(frame)), device_id="collar-000", f_cnt=f_cnt))
+            bridge.process_pending()
+            seen.append({g["group"]: g["state"] for g in bridge.multicast_groups("collar-000")}[group])
+        bridge.request_multicast_status("collar-000")
+        bridge.flush_downlinks()
+    assert seen == [state for _f, _g, state in answers]
+    assert [codec.decode(p["f_port"], p["payload"], "down") for p in tts.unicast] == [
+        {"message": "mc_group_status", "port": 200, "req_group_mask": 0x0F}]
+    assert tts.unicast[0]["payload"] == bytes.fromhex("010f"), "McGroupStatusReq asking for every group"
