@@ -10,15 +10,22 @@ kept in `cache_folder()` under its parameters and reused by the next run with th
 (`-o cache=false` fills again); each run works on a copy.
 
 Each store is served by the real dashboard (`serving.running`, the data's clock) and visited in
-headless Chromium (Playwright, Debian's chromium) by a ranger account made for the run: open the
-dashboard and sign in once (the browser keeps the sign-in in its cookie), then, each in a new tab,
-the live map, the Alerts page and the first animal's page. The map counts as drawn when its DOM
-marker says it carries the whole herd, the deck canvas is there, two more frames are painted and a
-screenshot of the map shows the animals' colour (timed at the moment that screenshot was asked
-for); the other pages when their marker is there and two frames are painted. Visits to the two
-stores alternate, each store with its own browser profile (its cache warmed by one unmeasured
-visit); the median of `repeats` visits is reported, with the ratio
-herd / small measured in the same run.
+headless Chromium (Playwright, Debian's chromium) by a ranger account made for the run. The map
+counts as drawn when its DOM marker says it carries the whole herd, the deck canvas is there, two
+more frames are painted and a screenshot of the map shows the animals' colour (timed at the moment
+that screenshot was asked for); the other pages when their marker is there and two frames are
+painted. Two visits are timed, and named apart:
+
+- `first_map_ms_*`, cold: a browser that has never loaded the dashboard (a new, empty profile
+  holding only the ranger's sign-in cookie), so Streamlit's scripts, deck.gl and every shader are
+  fetched and compiled;
+- `return_map_ms_*` (and the Alerts and Animal pages, `alerts_ms_*`, `animal_ms_*`), a ranger
+  coming back: the browser started again on the profile it signed in with and visited the
+  dashboard before, as a ranger's phone or control-room desk does every night (its HTTP cache,
+  compiled scripts and the GPU's compiled shaders kept between launches).
+
+Visits to the two stores alternate; the median of `repeats` visits is reported, with the ratio
+herd / small measured in the same run (`ratio` of the cold maps, `return_map_ratio` of the warm).
 """
 
 from __future__ import annotations
@@ -64,6 +71,11 @@ BENCH_USER = "bench.ranger"
 BENCH_VIEWER = Viewer(BENCH_USER, "ranger")
 BENCH_ADMIN = Viewer("console:bench", "admin")
 FIXES_PER_UPLINK = 5
+# Bodies per call of the batch ingest while filling, the bridge's largest `ingest_max_batch`: the
+# rules run once per collar of a batch, so a batch holding a few hours of the whole herd's reports
+# runs them a few times per collar-day instead of once per two reports (measured: 500 collars x 1 day
+# with activity, 51,020 uplinks, filled at 556 a second in batches of 1,000, 1,514 in batches of 10,000).
+FILL_BATCH = 10_000
 ALERT_EVERY = 25
 # A 40 km x 30 km reserve in Laikipia, its boundary the offline base map.
 SOUTH, WEST, NORTH, EAST = 0.20, 36.70, 0.47, 37.06
@@ -199,7 +211,7 @@ def _status(when: datetime, lat: float, lon: float, battery_mv: int) -> dict[str
 
 
 def fill_store(
-    bridge: Bridge, animals: int, days: int, activity_days: int, seed: int = 7, batch: int = 1000
+    bridge: Bridge, animals: int, days: int, activity_days: int, seed: int = 7, batch: int = FILL_BATCH
 ) -> dict[str, Any]:
     """Fill `bridge` through its ingest: the reserve, `animals` named collars and their uplinks.
 
@@ -274,7 +286,7 @@ def cache_folder() -> Path:
 
 
 def filled_store(
-    animals: int, days: int, activity_days: int, seed: int, cache: bool = True, batch: int = 1000
+    animals: int, days: int, activity_days: int, seed: int, cache: bool = True, batch: int = FILL_BATCH
 ) -> tuple[Path, dict[str, Any]]:
     """A SQLite store filled by `fill_store` with these parameters, and its fill figures.
 
@@ -333,6 +345,15 @@ def sign_in(page: Any, base_url: str, password: str, animals: int) -> None:
     page.wait_for_selector(f"#{MAP_READY_ID}[data-animals='{animals}']", state="attached", timeout=WAIT_MS)
 
 
+def open_profile(playwright: Any, profile: Path) -> Any:
+    """Headless Chromium on the browser profile in folder `profile` (made when missing), as a
+    ranger's browser keeps one: cookies, HTTP cache, compiled scripts and the GPU's compiled
+    shaders stay in it from one launch to the next."""
+    return playwright.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000}
+    )
+
+
 def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
     """Milliseconds from asking for the live map (a signed-in browser) until it is drawn with all
     `animals`: `first_map_ms`, and its parts `map_run_ms` (until the page's marker says it carries
@@ -365,6 +386,8 @@ def page_ms(page: Any, url: str, ready_selector: str) -> float:
 
 
 MAP_CHART = "[data-testid='stDeckGlJsonChart']"
+# The return visit's map figures, named apart from the cold first visit's.
+RETURN_NAMES = {"first_map_ms": "return_map_ms", "map_run_ms": "return_map_run_ms", "map_draw_ms": "return_map_draw_ms"}
 WAIT_MS = 180_000
 
 
@@ -386,6 +409,29 @@ def measure_once(context: Any, base_url: str, animals: int, alerts: int) -> dict
     return figures
 
 
+def cold_visit(playwright: Any, profile: Path, cookies: list[dict[str, Any]], base_url: str, animals: int) -> dict[str, float]:
+    """The live map in a browser that has never loaded the dashboard: a new, empty profile holding
+    only the ranger's sign-in cookie (nothing cached: no scripts, no compiled shaders)."""
+    context = open_profile(playwright, profile)
+    try:
+        context.add_cookies(cookies)
+        page = context.new_page()
+        return map_ms(page, base_url, animals)
+    finally:
+        context.close()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def return_visit(playwright: Any, profile: Path, base_url: str, animals: int, alerts: int) -> dict[str, float]:
+    """A ranger coming back: the browser started again on its own profile (signed in, and holding
+    what its earlier visits cached), then the live map, the Alerts page and the animal page."""
+    context = open_profile(playwright, profile)
+    try:
+        return measure_once(context, base_url, animals, alerts)
+    finally:
+        context.close()
+
+
 def run(
     animals: int = 500,
     small: int = 5,
@@ -394,7 +440,7 @@ def run(
     repeats: int = 3,
     seed: int = 7,
     cache: bool = True,
-    batch: int = 1000,
+    batch: int = FILL_BATCH,
 ) -> dict[str, Any]:
     """Fill both stores (or take them from the cache), serve each with the dashboard, and time its
     pages in headless Chromium."""
@@ -427,33 +473,38 @@ def run(
             )
             servers[label] = (base, herd, alerts)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                # One browser profile per dashboard, as a ranger's phone or desk keeps one: signed
-                # in once (the cookie keeps it), its cache holding the dashboard's scripts after
-                # the first, unmeasured visit.
-                contexts = {}
-                for label, (base, herd, _) in servers.items():
-                    contexts[label] = browser.new_context(viewport={"width": 1400, "height": 1000})
-                    page = contexts[label].new_page()
-                    try:
-                        sign_in(page, base, password, herd)
-                    finally:
-                        page.close()
-                samples: dict[str, list[float]] = {}
-                for repeat in range(repeats + 1):
-                    for label, (base, herd, alerts) in servers.items():
-                        visit = measure_once(contexts[label], base, herd, alerts)
-                        if repeat:  # the first round warms each server and browser cache up
-                            for figure, ms in visit.items():
-                                samples.setdefault(f"{figure}_{label}", []).append(ms)
-            finally:
-                browser.close()
+            # One browser profile per dashboard, as a ranger's phone or desk keeps one: signed in
+            # once (the cookie keeps it), then one unmeasured visit, the browser closed after each.
+            cookies = {}
+            for label, (base, herd, alerts) in servers.items():
+                context = open_profile(playwright, Path(folder) / f"profile-{label}")
+                try:
+                    page = context.new_page()
+                    sign_in(page, base, password, herd)
+                    page.close()
+                    measure_once(context, base, herd, alerts)
+                    cookies[label] = context.cookies()
+                finally:
+                    context.close()
+            samples: dict[str, list[float]] = {}
+            for repeat in range(repeats):
+                for label, (base, herd, alerts) in servers.items():
+                    cold = cold_visit(playwright, Path(folder) / f"cold-{label}-{repeat}", cookies[label], base, herd)
+                    warm = return_visit(playwright, Path(folder) / f"profile-{label}", base, herd, alerts)
+                    for figure, ms in cold.items():
+                        samples.setdefault(f"{figure}_{label}", []).append(ms)
+                    for figure, ms in warm.items():
+                        samples.setdefault(f"{RETURN_NAMES.get(figure, figure)}_{label}", []).append(ms)
     for key, values in samples.items():
         figures[key] = round(statistics.median(values), 1)
-    for figure in ("first_map_ms", "alerts_ms", "animal_ms"):
+    for figure in ("first_map_ms", "return_map_ms", "alerts_ms", "animal_ms"):
         ratio = figures[f"{figure}_500"] / figures[f"{figure}_5"]
         name = "ratio" if figure == "first_map_ms" else f"{figure.removesuffix('_ms')}_ratio"
         figures[name] = round(ratio, 2) if math.isfinite(ratio) else None
-    figures["goals"] = {"ratio_at_most": 2.0, "first_map_ms_500_under": 3000}
+    figures["goals"] = {"ratio_at_most": 2.0, "map_ms_500_under": 3000}
+    figures["goals_met"] = {
+        "ratio": figures["ratio"] is not None and figures["ratio"] <= 2.0,
+        "first_map_ms_500": figures["first_map_ms_500"] < 3000,
+        "return_map_ms_500": figures["return_map_ms_500"] < 3000,
+    }
     return figures
