@@ -11,9 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import streamlit as st
+from starlette.middleware import Middleware
 
 from ranger_dashboard import cookie_routes
+from ranger_dashboard.night_page import NightPage
 
 APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
 
-app = st.App(APP_SCRIPT, routes=cookie_routes.routes())
+# NightPage: the page's HTML shell starts in the night theme (no light flash before it arrives).
+app = st.App(APP_SCRIPT, routes=cookie_routes.routes(), middleware=[Middleware(NightPage)])

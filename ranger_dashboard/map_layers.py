@@ -472,6 +472,46 @@ def labels_that_fit(
     return sorted(kept, key=lambda p: p["name"])
 
 
+# The hover tooltip: a box beside the pointer, on the side towards the map's centre (as the map is
+# fitted), so the name of an animal near the map's right or bottom edge is not cut off by the edge.
+# Streamlit fills {tooltip} and {tooltip_side} from the hovered record, HTML-escaped; the box itself
+# is the inner element, so moving it moves all of it; the outer one must not catch the click meant
+# for the dot under it.
+TOOLTIP_GAP_PX = 14
+TOOLTIP_BOX = (
+    f"background:{palette.THEME['secondaryBackgroundColor']};color:{palette.THEME['textColor']};"
+    "padding:4px 8px;border-radius:4px;font-size:13px;white-space:nowrap;box-shadow:0 1px 4px #000"
+)
+TOOLTIP = {
+    "html": f"<div style='{TOOLTIP_BOX};{{tooltip_side}}'>{{tooltip}}</div>",
+    "style": {"pointerEvents": "none", "backgroundColor": "transparent", "padding": "0"},
+}
+
+
+def tooltip_side(x_px: float, y_px: float) -> str:
+    """CSS that places the tooltip of a record drawn (x_px, y_px) from the map's centre: to the left
+    of the pointer right of the centre, above it below the centre."""
+    across = f"calc(-100% - {TOOLTIP_GAP_PX}px)" if x_px > 0 else f"{TOOLTIP_GAP_PX}px"
+    down = f"calc(-100% - {TOOLTIP_GAP_PX}px)" if y_px > 0 else f"{TOOLTIP_GAP_PX}px"
+    return f"translate:{across} {down}"
+
+
+def with_tooltip_sides(records: Sequence[Mapping[str, Any]], view: pdk.ViewState) -> list[dict[str, Any]]:
+    """`records` each with its `tooltip_side` at `view` (a path's at its newest point, where the
+    animal is)."""
+    sided = []
+    for record in records:
+        if "lat" in record and "lon" in record:
+            lat, lon = record["lat"], record["lon"]
+        elif record.get("path"):
+            lon, lat = record["path"][-1][:2]
+        else:
+            sided.append(dict(record))
+            continue
+        sided.append({**record, "tooltip_side": tooltip_side(*screen_xy(float(lat), float(lon), view))})
+    return sided
+
+
 def build_deck(
     geography: Mapping[str, Any],
     points: Sequence[Mapping[str, Any]],
@@ -496,13 +536,16 @@ def build_deck(
         bounds = map_bounds(geography, points)
     view = view_state_for(bounds, *fit_px)
     labels = labels_that_fit(label_candidates(points, focus_animal_id if focus else None), view, focus_animal_id)
+    layers = geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id, labels)
+    for layer in layers:
+        if getattr(layer, "pickable", False):
+            layer.data = with_tooltip_sides(layer.data, view)
     deck = CompactDeck(
-        layers=geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id, labels),
+        layers=layers,
         initial_view_state=view,
         map_provider="carto" if online_tiles else None,
         map_style="dark" if online_tiles else None,
-        # The tooltip must not catch the click meant for the dot under it.
-        tooltip={"text": "{tooltip}", "style": {"pointerEvents": "none"}},
+        tooltip=TOOLTIP,
     )
     if not online_tiles:
         deck.map_style = NO_BASE_MAP

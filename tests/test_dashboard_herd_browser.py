@@ -49,11 +49,12 @@ def map_showing(page, rgbs: list[list[int]]) -> Image.Image:
 
 
 def lone_dot(image: Image.Image, rgb: list[int], clear_px: int = 12) -> tuple[int, int]:
-    """The centre of a dot of colour `rgb` with no other dot or label within `clear_px` of it."""
+    """The centre of the right-most dot of colour `rgb` with no other dot or label within `clear_px`
+    of it (the one whose tooltip would run past the map's right edge, were it drawn to the right)."""
     width, height = image.size
     pixels = image.load()
-    for y in range(clear_px, height - clear_px):
-        for x in range(clear_px, width - clear_px):
+    for x in range(width - clear_px - 1, clear_px - 1, -1):
+        for y in range(clear_px, height - clear_px):
             if not near(pixels[x, y], rgb):
                 continue
             around = [
@@ -96,7 +97,8 @@ def test_ranger_reads_a_large_herd_by_names_of_alerting_animals_and_tooltips(sql
                 viewport = page.viewport_size
                 assert box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"], "the map fits the screen"
 
-                # A normal animal carries no label at this view: hovering it names it.
+                # A normal animal carries no label at this view: hovering it names it, in a tooltip
+                # read whole although the animal is the right-most one on the map.
                 x, y = lone_dot(image, palette.STATE_COLOURS["normal"])
                 tooltip = page.get_by_text(re.compile(rf"^Elephant \d{{3}} · {palette.STATE_LABELS['normal']} · "))
                 deadline = time.monotonic() + WAIT_MS / 1000
@@ -110,5 +112,7 @@ def test_ranger_reads_a_large_herd_by_names_of_alerting_animals_and_tooltips(sql
                         assert time.monotonic() < deadline, f"no tooltip over the animal at {(x, y)}"
                         wiggle = 1 - wiggle
                 page.screenshot(path=str(tmp_path / f"{screen}_hover.png"))
+                tip = tooltip.first.bounding_box()
+                assert box["x"] <= tip["x"] and tip["x"] + tip["width"] <= box["x"] + box["width"], (tip, box)
             finally:
                 browser.close()

@@ -512,3 +512,25 @@ def test_a_herd_of_500_at_the_whole_reserve_names_only_animals_that_need_a_look_
     )
     names = next(layer for layer in focused["layers"] if layer["id"] == "animal-names")["data"]
     assert "Elephant 007" in {p["name"] for p in names}  # zoomed in on it: ordinary animals are named
+
+
+def test_hover_tooltip_opens_towards_the_map_centre_so_edge_animals_are_read_whole():
+    points = [
+        {"animal_id": str(i), "name": name, "lat": lat, "lon": lon, "state": "normal", "priority": 0,
+         "colour": palette.state_colour("normal"), "tooltip": f"{name} · normal"}
+        for i, (name, lat, lon) in enumerate(
+            (("West", -1.85, 37.02), ("East", -1.85, 37.38), ("North", -1.72, 37.2), ("South", -1.98, 37.2))
+        )
+    ]
+    spec = json.loads(map_layers.build_deck(RESERVE, points, [], [], fit_px=(640, 620)).to_json())
+    layers = {layer["id"]: layer["data"] for layer in spec["layers"]}
+    side = {p["name"]: p["tooltip_side"] for p in layers["animals"]}
+    gap = f"{map_layers.TOOLTIP_GAP_PX}px"
+    away = f"calc(-100% - {gap})"
+    assert side["East"].startswith(f"translate:{away} ")  # right edge: the box opens to the left
+    assert side["West"].startswith(f"translate:{gap} ")
+    assert side["South"].endswith(f" {away}")  # bottom edge: the box opens upwards
+    assert side["North"].endswith(f" {gap}")
+    assert "{tooltip_side}" in map_layers.TOOLTIP["html"] and "{tooltip}" in map_layers.TOOLTIP["html"]
+    assert map_layers.TOOLTIP["style"]["pointerEvents"] == "none"  # the click goes to the dot under it
+    assert all("tooltip_side" in g for g in layers["gateways"])  # every record that names itself on hover
