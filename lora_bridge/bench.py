@@ -199,7 +199,7 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         work = _count_work(bridge)
         if ack == "durable":
             bridge.durable_intake().on_applied(
-                lambda results, committed_at: applied_at.update((r.raw_uplink_id, committed_at) for r in results)
+                lambda keys, committed_at: applied_at.update((key, committed_at) for key in keys)
             )
         with serve_app_in_thread(create_app(bridge)) as server:
             cpu_started = time.process_time()  # this process only: the bridge; the load is another one
@@ -305,8 +305,9 @@ def drive(url: str, secret: str, bodies_file: str, connections: int) -> dict[str
                 try:
                     reply = client.post("/uplinks/tts", content=bodies[index])
                     statuses[index] = reply.status_code
-                    if reply.status_code < 300:
-                        raw_ids[index] = reply.json().get("raw_uplink_id")
+                    if reply.status_code < 300:  # the key the applied batches are reported by
+                        answer = reply.json()
+                        raw_ids[index] = answer.get("intake_id") or answer.get("raw_uplink_id")
                 except httpx.HTTPError:
                     statuses[index] = 599
                 latencies[index] = 1000 * (time.perf_counter() - sent)

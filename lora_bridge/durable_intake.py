@@ -4,17 +4,22 @@ With `TEMBO_WEBHOOK_ACK=durable` the webhook does not wait for decoding and the 
 server only needs to know that the body is kept. Two threads of the bridge's process do the work:
 
 - the writer takes every body waiting (up to `ingest_max_batch`), reads each (a body that is not
-  what its kind says goes the ordinary way, `Bridge.ingest_batch`-style, and is answered 400 with its
-  dead letter), inserts the raw rows of the others in one statement and commits (one fsync for
-  all); only then are their requests answered `202 received` (a store that cannot take them: 503,
-  nothing kept, the network server retries);
-- the applier takes every raw id committed meanwhile and applies them in one transaction with the
-  rules once per collar of the batch (`Bridge.apply_taken`): the more arrived, the larger the
-  batch and the fewer evaluations per uplink.
+  what its kind says goes the ordinary way, `Bridge.write_batch_now`, and is answered 400 with its
+  dead letter) and commits the others in one transaction (one fsync for all): on a SQLite store to
+  its journal file (`lora_bridge.intake_journal`), so it never waits for the store's write lock; on
+  PostgreSQL as raw rows in the store. Only then are their requests answered `202 received` (a
+  journal or store that cannot take them: 503, nothing kept, the network server retries);
+- the applier gathers what was committed meanwhile and applies it in one transaction with the
+  rules once per collar of the batch: journal entries become raw rows and are applied in the same
+  transaction (`Bridge.write_batch_now`, the group commit's batch), then leave the journal; raw rows
+  of PostgreSQL are applied by id (`Bridge.apply_taken`). The more arrived, the larger the batch and
+  the fewer evaluations per uplink.
 
-Nothing acknowledged is lost: a raw row stays `received` until the transaction that applies it
-commits, so a crash (kill -9) in between leaves it for `Bridge.process_pending`, which the bridge
-runs at start and on its timer; a batch the store failed to apply is retried the same way.
+Nothing acknowledged is lost: a journal entry stays until the store holds its raw row, and at start
+the entries left by a crash (kill -9) are applied (those the store already holds are not applied
+again); a raw row stays `received` until the transaction that applies it commits, so a crash in
+between leaves it for `Bridge.process_pending`, which the bridge runs at start and on its timer. A
+batch the store could not take stays in the journal and is tried again.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from typing import Any
 from lora_bridge import ingest
 from lora_bridge.errors import MalformedUplink, StoreUnavailable
 from lora_bridge.group_commit import Submission
+from lora_bridge.intake_journal import IntakeJournal, already_stored
 from lora_bridge.network_messages import event_name_of, read_network_message
+from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import Uplink
 from lora_bridge.views import IngestResult
 
@@ -40,9 +47,13 @@ MAX_APPLY = 512
 # Once a body waits, the applier gathers for this long before it applies (unless MAX_APPLY wait):
 # the rules run once per collar of a batch, so a larger batch costs less per uplink.
 GATHER_S = 0.02
+# After the store could not take a batch from the journal, the applier tries again this much later.
+RETRY_S = 1.0
 
 Settled = Callable[[list[Submission]], None]
-AppliedListener = Callable[[list[IngestResult], float], None]
+# listener(keys, committed_at): the keys the webhook answered with (intake_id on a journal, else
+# raw_uplink_id) of the bodies a batch applied, and the wall-clock time of its commit.
+AppliedListener = Callable[[list[int], float], None]
 
 
 class DurableIntake:
@@ -56,8 +67,12 @@ class DurableIntake:
         self.max_apply = max(1, max_apply)
         self._changed = threading.Condition()
         self._incoming: list[tuple[Submission, Settled]] = []
-        self._to_apply: list[int] = []
+        # raw ids (no journal) or (intake id, submission) pairs (journal) committed, not yet applied
+        self._to_apply: list[Any] = []
         self._applying = 0
+        self.journal = IntakeJournal.for_store(bridge.settings.database_url, bridge.settings.sqlite_synchronous)
+        if self.journal is not None:
+            self._to_apply.extend(self._left_in_journal())
         self._stopping = False
         self._listeners: list[AppliedListener] = []
         self.batches_written = 0
@@ -79,8 +94,24 @@ class DurableIntake:
             self._incoming.append((submission, settled))
             self._changed.notify_all()
 
+    def _left_in_journal(self) -> list[tuple[int, Submission]]:
+        """Journal entries a previous run kept and did not see applied; those the store holds already
+        (it stopped between the two commits) leave the journal."""
+        assert self.journal is not None
+        waiting, held = [], []
+        for entry in self.journal.entries():
+            if already_stored(self.bridge.db, entry):
+                held.append(entry.intake_id)
+                continue
+            waiting.append((entry.intake_id, Submission(entry.network, entry.event, entry.body, entry.content_type,
+                                                        entry.path_ids, received_at=entry.received_at)))
+        self.journal.remove(held)
+        if waiting or held:
+            log.info("intake journal: %d bodies to apply, %d already in the store", len(waiting), len(held))
+        return waiting
+
     def on_applied(self, listener: AppliedListener) -> None:
-        """Call listener(results, wall-clock time of the commit) after every applied batch."""
+        """Call listener(keys, wall-clock time of the commit) after every applied batch."""
         self._listeners.append(listener)
 
     def backlog(self) -> int:
@@ -95,6 +126,8 @@ class DurableIntake:
             self._changed.notify_all()
         self._writer.join(timeout=timeout_s)
         self._applier.join(timeout=timeout_s)
+        if self.journal is not None and not self._applier.is_alive():
+            self.journal.close()
 
     # ---- the writer ----------------------------------------------------------------------------
 
@@ -153,22 +186,34 @@ class DurableIntake:
         if not kept:
             return
         try:
-            raw_ids = ingest.store_raw_many(self.bridge.db, kept)
+            if self.journal is not None:
+                now = utc_now()
+                ids = self.journal.append(
+                    [(now, s.network, s.event, s.content_type, s.path_ids, s.body) for s in kept]
+                )
+                queued: list[Any] = [
+                    (intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids, received_at=now))
+                    for intake_id, s in zip(ids, kept, strict=True)
+                ]
+            else:
+                ids = ingest.store_raw_many(self.bridge.db, kept)
+                queued = list(ids)
         except StoreUnavailable as error:
             for submission in kept:
                 submission.error = error
             return
-        for submission, message, raw_id in zip(kept, messages, raw_ids, strict=True):
+        for submission, message, kept_id in zip(kept, messages, ids, strict=True):
             uplink = message if isinstance(message, Uplink) else None
             submission.result = IngestResult(
                 status=STATUS_RECEIVED,
-                raw_uplink_id=raw_id,
+                raw_uplink_id=None if self.journal is not None else kept_id,
+                intake_id=kept_id if self.journal is not None else None,
                 device_id=uplink.device_id if uplink else getattr(message, "device_id", None),
                 f_cnt=uplink.f_cnt if uplink else None,
                 message=None if uplink else getattr(message, "kind", None),
             )
         with self._changed:
-            self._to_apply.extend(raw_ids)
+            self._to_apply.extend(queued)
             self._changed.notify_all()
 
     # ---- the applier ---------------------------------------------------------------------------
@@ -186,22 +231,53 @@ class DurableIntake:
                     if left <= 0:
                         break
                     self._changed.wait(timeout=left)
-                raw_ids = self._to_apply[: self.max_apply]
+                taken = self._to_apply[: self.max_apply]
                 del self._to_apply[: self.max_apply]
-                self._applying = len(raw_ids)
+                self._applying = len(taken)
             try:
-                results = self.bridge.apply_taken(lambda _session, ids=raw_ids: ids)
-            except Exception:  # noqa: BLE001 - the rows stay `received`: the timer applies them
-                log.exception("a batch of %d stored bodies was not applied; the timer retries them", len(raw_ids))
-                continue
+                keys = self._apply_journal(taken) if self.journal is not None else self._apply_raw(taken)
             finally:
                 with self._changed:
                     self._applying = 0
+            if not keys:
+                continue
             committed_at = time.time()
             self.batches_applied += 1
-            self.applied += len(results)
+            self.applied += len(keys)
             for listener in self._listeners:
                 try:
-                    listener(results, committed_at)
+                    listener(keys, committed_at)
                 except Exception:  # noqa: BLE001 - an observer never stops ingest
                     log.exception("an applied-batch listener failed")
+
+    def _apply_raw(self, raw_ids: list[int]) -> list[int]:
+        try:
+            self.bridge.apply_taken(lambda _session, ids=raw_ids: ids)
+        except Exception:  # noqa: BLE001 - the rows stay `received`: the timer applies them
+            log.exception("a batch of %d stored bodies was not applied; the timer retries them", len(raw_ids))
+            return []
+        return raw_ids
+
+    def _apply_journal(self, taken: list[tuple[int, Submission]]) -> list[int]:
+        """Raw rows, decoding and rules of journal entries in one transaction, then out of the journal;
+        entries the store could not take go back to the front of the queue, tried again later."""
+        assert self.journal is not None
+        submissions = [submission for _, submission in taken]
+        try:
+            self.bridge.write_batch_now(submissions)
+        except Exception:  # noqa: BLE001 - every submission carries its outcome; handled below
+            log.exception("a batch of %d journal entries met an error", len(submissions))
+        stored = [intake_id for intake_id, s in taken if s.result is not None and s.error is None]
+        refused = [(intake_id, s) for intake_id, s in taken if not (s.result is not None and s.error is None)]
+        self.journal.remove(stored)
+        if refused and self._stopping:
+            log.warning("%d kept bodies not taken by the store; they wait in the journal for the next start",
+                        len(refused))
+        elif refused:
+            log.warning("%d kept bodies not taken by the store now; tried again in %.0f s", len(refused), RETRY_S)
+            fresh = [(intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids,
+                                            received_at=s.received_at)) for intake_id, s in refused]
+            with self._changed:
+                self._to_apply[:0] = fresh
+                self._changed.wait(timeout=RETRY_S)
+        return stored

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ class Submission:
     result: Any = None
     error: BaseException | None = None
     done: bool = field(default=False, repr=False)
+    # When the bridge first kept the body, if before this hand-in (the durable intake's journal).
+    received_at: datetime | None = None
 
     def outcome(self) -> Any:
         """The result; raises the error the batch met for this body (StoreUnavailable, ...)."""

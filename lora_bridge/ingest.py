@@ -78,7 +78,8 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
     rows = [
         {"source": s.network, "body": bytes(s.body), "status": STATUS_RECEIVED, "gateways": [], "event": s.event,
          "content_type": (s.content_type or None) and s.content_type[:64],
-         "path_ids": dict(s.path_ids) if s.path_ids else None, "received_at": utc_now()}
+         "path_ids": dict(s.path_ids) if s.path_ids else None,
+         "received_at": getattr(s, "received_at", None) or utc_now()}
         for s in submissions
     ]
     # One multi-row INSERT ... RETURNING (SQLAlchemy Core: no unit of work to flush), ids in order.

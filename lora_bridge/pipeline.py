@@ -71,6 +71,8 @@ def store_and_process_batch(
                 ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
                 for s in submissions
             ]
+            for raw, s in zip(raws, submissions, strict=True):
+                raw.received_at = s.received_at  # None: now
             _keep_raws(session, raws)
             messages = [_read(raw) for raw in raws]  # each body parsed once
             read_batch(session, [m for m in messages if isinstance(m, Uplink)])
@@ -116,7 +118,7 @@ def _keep_raws(session: Session, raws: list[RawUplink]) -> None:
     now = utc_now()
     for offset, raw in enumerate(raws):
         raw.id = first_id + offset
-        raw.received_at = now
+        raw.received_at = raw.received_at or now
     bulk.defer_add(session, raws)
 
 

@@ -196,7 +196,7 @@ class IngestResult:
     (an unknown kind), dead_letter, or pending (stored; the store failed while applying it)."""
 
     status: str
-    raw_uplink_id: int
+    raw_uplink_id: int | None  # None: kept in the durable intake's journal, not yet in raw_uplinks
     device_id: str | None = None
     f_cnt: int | None = None
     message: str | None = None
@@ -205,6 +205,7 @@ class IngestResult:
     alert_ids: tuple[int, ...] = ()
     downlink_ids: tuple[int, ...] = ()
     stage: str | None = None
+    intake_id: int | None = None  # the body's entry in the durable intake's journal
 
     @property
     def ok(self) -> bool:

@@ -46,7 +46,8 @@ def test_network_server_gets_202_once_kept_and_ranger_sees_the_alert_once_applie
     assert [r.status_code for r in replies] == [202] * 5
     assert [r.json()["status"] for r in replies] == ["received"] * 5
     assert [r.json()["f_cnt"] for r in replies] == [1, 2, 3, 3, 3]
-    assert len({r.json()["raw_uplink_id"] for r in replies}) == 5
+    # On SQLite each body is kept in the intake journal (intake_id), on PostgreSQL as its raw row.
+    assert len({r.json().get("intake_id") or r.json()["raw_uplink_id"] for r in replies}) == 5
     assert (alert.alert_type, alert.name) == ("poaching_risk", "Tembo Kubwa")
     assert (counts["uplinks_stored"], counts["duplicates"]) == (3, 2)
 
@@ -72,21 +73,55 @@ def test_a_body_that_is_no_uplink_still_gets_400_and_its_dead_letter(sqlite_url,
     assert (counts["uplinks_stored"], counts["positions"]) == (2, 1)
 
 
-def test_a_store_locked_by_another_writer_answers_503_and_the_retry_is_kept_and_applied(sqlite_url):
+def test_a_store_locked_by_another_writer_still_keeps_the_body_and_applies_it_once_the_lock_goes(sqlite_url):
     with b.fresh_bridge(sqlite_url, webhook_ack="durable", sqlite_busy_timeout_ms=100) as bridge, \
             TestClient(create_app(bridge)) as client:
         other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1)
-        other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
-        locked = post(client, uplink_body(1))
+        other.execute("BEGIN IMMEDIATE")  # another program holds the store's write lock
+        kept = post(client, uplink_body(1))
+        time.sleep(0.3)  # the applier meets the lock meanwhile
+        held_back = bridge.counts()["positions"]
         other.rollback()
         other.close()
-        retried = post(client, uplink_body(1))
         wait_until(lambda: bridge.counts()["positions"] >= 1)
         counts = bridge.counts()
 
-    assert locked.status_code == 503 and locked.headers["Retry-After"]
-    assert retried.status_code == 202
+    assert kept.status_code == 202 and kept.json()["intake_id"] >= 1, "kept in the journal, beside the store"
+    assert held_back == 0
     assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (1, 1, 0)
+
+
+def test_a_journal_that_cannot_take_the_body_answers_503_and_keeps_nothing(sqlite_url):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+        journal = bridge.durable_intake().journal
+        journal.close()  # the journal's file is gone from under the bridge
+        refused = post(client, uplink_body(1))
+        counts = bridge.counts()
+
+    assert refused.status_code == 503 and refused.headers["Retry-After"]
+    assert counts["uplinks_stored"] == 0
+
+
+def test_bodies_a_killed_bridge_kept_in_its_journal_are_applied_once_at_the_next_start(sqlite_url):
+    from lora_bridge.group_commit import Submission
+    from lora_bridge.intake_journal import IntakeJournal
+    from lora_bridge.store.utc import utc_now
+
+    with b.fresh_bridge(sqlite_url) as bridge:  # one body already moved to the store, one not
+        journal = IntakeJournal.for_store(sqlite_url)
+        now = utc_now()
+        first, second = uplink_body(1), uplink_body(2)
+        journal.append([(now, "tts", "uplink_message", "application/json", None, first),
+                        (now, "tts", "uplink_message", "application/json", None, second)])
+        bridge.write_batch_now([Submission("tts", "uplink_message", first, "application/json", received_at=now)])
+        journal.close()  # killed: the journal still holds both
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)):
+        wait_until(lambda: bridge.durable_intake().backlog() == 0 and bridge.counts()["positions"] >= 2)
+        counts = bridge.counts()
+        left = len(bridge.durable_intake().journal)
+
+    assert (counts["uplinks_stored"], counts["positions"], counts["duplicates"]) == (2, 2, 0)
+    assert left == 0
 
 
 class ApplyFault:

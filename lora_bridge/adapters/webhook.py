@@ -57,6 +57,8 @@ def create_app(bridge: Bridge) -> Starlette:
     InsecureSettings when the webhook secret is empty, missing or published without the demo opt-in.
     """
     check_webhook_secret(bridge.settings)
+    if bridge.settings.webhook_ack == "durable":
+        bridge.durable_intake()  # bodies a previous run kept and did not apply are applied now
 
     async def tts_uplink(request: Request) -> JSONResponse:
         path_ids = None
@@ -118,6 +120,8 @@ async def _ingest(
         "message": result.message,
         "reason": result.reason,
     }
+    if result.intake_id is not None:
+        payload["intake_id"] = result.intake_id
     status_code = 400 if result.malformed else STATUS_CODES.get(result.status, 200)
     return JSONResponse(payload, status_code=status_code)
 

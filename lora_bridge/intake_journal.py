@@ -1,0 +1,146 @@
+"""The durable intake's journal: webhook bodies kept in a small SQLite file of their own beside a SQLite
+store (`<store>-intake`), so answering a network server never waits for the store's write lock, which
+the transactions applying earlier bodies hold (SQLite lets one writer in at a time).
+
+A body is answered 2xx once its journal row is committed (WAL, the store's `synchronous`, FULL by
+default: fsynced). The applier moves journal rows into the store (raw row, decoding, rules, in one
+transaction), then deletes them from the journal. A crash between those two commits leaves rows the
+store already holds: at start each journal row is looked up in the store by its arrival time and
+body before it is applied, so none is applied twice. One process at a time holds the journal
+(exclusive locking): a second webhook process in durable mode on the same store refuses to start.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+
+from lora_bridge.errors import StoreUnavailable
+from lora_bridge.store.database import Database
+from lora_bridge.store.tables import RawUplink
+
+SUFFIX = "-intake"
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY, received_at TEXT NOT NULL, network TEXT NOT NULL, "
+    "event TEXT, content_type TEXT, path_ids TEXT, body BLOB NOT NULL)"
+)
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One kept body, as the journal holds it."""
+
+    intake_id: int
+    received_at: datetime
+    network: str
+    event: str | None
+    content_type: str | None
+    path_ids: dict[str, Any] | None
+    body: bytes
+
+
+class IntakeJournal:
+    """The journal file of one SQLite store (see the module docstring); thread-safe."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._connection = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=0.5)
+        try:
+            self._connection.execute("PRAGMA locking_mode=EXCLUSIVE")
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
+            self._connection.execute(SCHEMA)
+            self._connection.execute("BEGIN IMMEDIATE")  # takes the exclusive lock for this process's life
+            self._connection.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            self._connection.close()
+            raise RuntimeError(f"the intake journal {path} is held by another bridge process ({error})") from error
+
+    @classmethod
+    def for_store(cls, url: str, synchronous: str = "FULL") -> IntakeJournal | None:
+        """The journal beside the SQLite store at url; None for an in-memory SQLite or another engine
+        (PostgreSQL lets the intake's inserts in beside the applier's transaction)."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return None
+        return cls(Path(parsed.database + SUFFIX), synchronous)
+
+    def append(self, entries: list[tuple[datetime, str, str | None, str | None, dict[str, Any] | None, bytes]]) -> list[int]:
+        """Commit entries (received_at, network, event, content_type, path_ids, body) in one transaction;
+        their ids in order. StoreUnavailable when the file cannot take them (disk full, read-only)."""
+        try:
+            with self._lock:
+                cursor = self._connection.cursor()
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    ids = []
+                    for received_at, network, event, content_type, path_ids, body in entries:
+                        cursor.execute(
+                            "INSERT INTO bodies (received_at, network, event, content_type, path_ids, body) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (received_at.isoformat(), network, event, content_type,
+                             json.dumps(path_ids) if path_ids else None, bytes(body)),
+                        )
+                        ids.append(int(cursor.lastrowid))
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                return ids
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"store unavailable: intake journal: {str(error)[:200]}") from error
+
+    def remove(self, intake_ids: list[int]) -> None:
+        """Forget entries the store now holds."""
+        if not intake_ids:
+            return
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                self._connection.executemany("DELETE FROM bodies WHERE id = ?", [(i,) for i in intake_ids])
+                self._connection.execute("COMMIT")
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+
+    def entries(self) -> list[JournalEntry]:
+        """Every entry still in the journal, oldest first."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT id, received_at, network, event, content_type, path_ids, body FROM bodies ORDER BY id"
+            ).fetchall()
+        return [
+            JournalEntry(int(i), _aware(datetime.fromisoformat(at)), network, event, content_type,
+                         json.loads(path_ids) if path_ids else None, bytes(body))
+            for i, at, network, event, content_type, path_ids, body in rows
+        ]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._connection.execute("SELECT COUNT(*) FROM bodies").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+
+def already_stored(db: Database, entry: JournalEntry) -> bool:
+    """Whether the store holds entry's raw row already (its batch committed, the journal's delete did not)."""
+    with db.read() as session:
+        found = session.scalars(
+            select(RawUplink.id).where(RawUplink.received_at == entry.received_at, RawUplink.body == entry.body).limit(1)
+        ).first()
+    return found is not None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
