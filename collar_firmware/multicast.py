@@ -62,6 +62,7 @@ class Multicast:
         self.data_rate = 0
         self.open = False
         self.closed = 0  # windows closed so far
+        self.clock_token = 0  # TS003 TokenReq of the last AppTimeReq (asked before a window opens)
 
     def _load(self):
         try:
@@ -93,16 +94,22 @@ class Multicast:
 
     def take(self, agent, name, msg, now):
         """Answer one TS005 request through the update agent's queue; before a window opens, ask the
-        time (TS003) so the collar opens it when the fleet does. Here, not in update.py, so the code
-        is on the heap only once a port-200 frame came."""
+        time (TS003) so the collar opens it when the fleet does. Here, not in update.py (with the
+        clock answer), so the code is on the heap only once a port-200 frame came."""
         answer = self.handle(name, msg, now)
         if answer is None:
             return
         agent._answer(answer[0], answer[1])
         if name == "mc_class_c_session" and answer[1]["time_to_start_s"]:
-            agent.clock_token = (agent.clock_token + 1) & 0x0F
+            self.clock_token = (self.clock_token + 1) & 0x0F
             agent._answer("app_time_req", {"device_time_gps_s": codec.gps_from_unix(now),
-                                           "ans_required": 1, "token": agent.clock_token})
+                                           "ans_required": 1, "token": self.clock_token})
+
+    def clock_answer(self, clock, msg, now):
+        """Take a TS003 AppTimeAns (port 202) to the last AppTimeReq: set the clock by its correction."""
+        if msg["message"] == "app_time_ans" and msg["token"] == self.clock_token:  # an older answer would correct twice
+            clock.set_time_s(now + msg["correction_s"])
+            self.clock_token = (self.clock_token + 1) & 0x0F
 
     def handle(self, name, msg, now):
         """Take one TS005 request; return (answer name, values) or None."""

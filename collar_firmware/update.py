@@ -1,7 +1,8 @@
 """Over-the-air updates on the collar: receive, rebuild, verify, install, trial boot, confirm or roll back.
 
-Downlinks on the FUOTA ports (codec table): 202 clock sync (`app_time_ans` sets the clock through
-`hal.clock.set_time_s`), 200 TS005 multicast set-up (multicast.py, loaded with the first such frame),
+Downlinks on the FUOTA ports (codec table): 200 TS005 multicast set-up and 202 clock sync (both in
+multicast.py, loaded with the first port-200 frame: `app_time_ans` answers the time request a session
+sends, and sets the clock through `hal.clock.set_time_s`),
 201 fragmentation session set-up, status and data fragments. Fragments are rebuilt by
 update_fec.FecDecoder straight into the inactive slot in flash (records "s<slot>f<i>"), in
 bounded RAM. A complete image (update_image.py) is checked for size, hardware and version, its
@@ -28,7 +29,6 @@ from collar_firmware.compat import const
 
 PORT_MULTICAST = codec.port_of("mc_class_c_session")
 PORT_FRAGMENTS = codec.port_of("frag_session_setup")
-PORT_CLOCK = codec.port_of("app_time_ans")
 CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
 CMD_SETUP = codec.tag_of("frag_session_setup")
 
@@ -132,7 +132,6 @@ class UpdateAgent:
         self.installed = 0
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
-        self.clock_token = 0
         self.frag_index = 0
 
     # ---- what the loop asks ---------------------------------------------------------
@@ -196,10 +195,8 @@ class UpdateAgent:
 
                 self.multicast = multicast.Multicast(self.collar.hal.radio, self.storage)
             self.multicast.take(self, name, msg, now)  # answers (and the clock request) from the lazy module
-        elif name == "app_time_ans":
-            if msg["token"] == self.clock_token:  # an answer to an older request would correct twice
-                self.collar.hal.clock.set_time_s(now + msg["correction_s"])
-                self.clock_token = (self.clock_token + 1) & 0x0F
+        elif self.multicast is not None:
+            self.multicast.clock_answer(self.collar.hal.clock, msg, now)  # only a session asks the time
 
     def _status_answer(self):
         missing = self.still_needed()
