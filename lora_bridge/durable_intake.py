@@ -47,6 +47,10 @@ MAX_APPLY = 512
 # Once a body waits, the applier gathers for this long before it applies (unless MAX_APPLY wait):
 # the rules run once per collar of a batch, so a larger batch costs less per uplink.
 GATHER_S = 0.02
+# Bodies kept and not yet applied, at most: past it the writer holds further requests until the
+# applier catches up (their answers wait, so a network server slows down instead of the backlog, and
+# the time from receiving a body to its alerts, growing without bound).
+MAX_BACKLOG = 128
 # After the store could not take a batch from the journal, the applier tries again this much later.
 RETRY_S = 1.0
 
@@ -60,9 +64,11 @@ class DurableIntake:
     """The writer and applier threads of one bridge (see the module docstring). `submit` hands a body
     in with a callback called (from the writer thread) once its outcome is set."""
 
-    def __init__(self, bridge: Any, max_batch: int, max_apply: int = MAX_APPLY, gather_s: float = GATHER_S) -> None:
+    def __init__(self, bridge: Any, max_batch: int, max_apply: int = MAX_APPLY, gather_s: float = GATHER_S,
+                 max_backlog: int = MAX_BACKLOG) -> None:
         self.bridge = bridge
         self.gather_s = gather_s
+        self.max_backlog = max(1, max_backlog)
         self.max_batch = max(1, max_batch)
         self.max_apply = max(1, max_apply)
         self._changed = threading.Condition()
@@ -134,13 +140,16 @@ class DurableIntake:
     def _write_loop(self) -> None:
         while True:
             with self._changed:
-                while not self._incoming and not self._stopping:
-                    self._changed.wait()
+                while not self._stopping and (
+                    not self._incoming or len(self._to_apply) + self._applying >= self.max_backlog
+                ):
+                    self._changed.wait(timeout=0.5)
                 if not self._incoming:
                     self._changed.notify_all()  # the applier sees the writer is done
                     return
-                batch = self._incoming[: self.max_batch]
-                del self._incoming[: self.max_batch]
+                room = max(1, min(self.max_batch, self.max_backlog - len(self._to_apply) - self._applying))
+                batch = self._incoming[:room]
+                del self._incoming[:room]
             submissions = [submission for submission, _ in batch]
             try:
                 self._write(submissions)
@@ -226,7 +235,7 @@ class DurableIntake:
                 if not self._to_apply:
                     return
                 gather_until = time.monotonic() + self.gather_s
-                while len(self._to_apply) < self.max_apply and not self._stopping:
+                while len(self._to_apply) < min(self.max_apply, self.max_backlog) and not self._stopping:
                     left = gather_until - time.monotonic()
                     if left <= 0:
                         break
@@ -239,6 +248,7 @@ class DurableIntake:
             finally:
                 with self._changed:
                     self._applying = 0
+                    self._changed.notify_all()  # the writer may take more again
             if not keys:
                 continue
             committed_at = time.time()

@@ -166,3 +166,27 @@ def test_closing_the_bridge_applies_every_body_it_answered(sqlite_url):
 
     assert {a.status_code for a in answers} == {202}
     assert (counts["uplinks_stored"], counts["positions"]) == (40, 40)
+
+
+def test_while_the_store_cannot_keep_up_the_bridge_holds_answers_instead_of_growing_its_backlog(sqlite_url):
+    from lora_bridge.group_commit import Submission
+
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge:
+        intake = bridge.durable_intake()
+        intake.max_backlog = 2
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=1)
+        other.execute("BEGIN IMMEDIATE")  # the applier cannot apply: the backlog fills
+        answered: list[Submission] = []
+        for n in range(5):
+            intake.submit(Submission("tts", None, uplink_body(n)), answered.extend)
+        wait_until(lambda: len(answered) >= 2, timeout_s=5)
+        time.sleep(0.3)
+        held = len(answered)
+        other.rollback()
+        other.close()
+        wait_until(lambda: len(answered) == 5 and intake.backlog() == 0)
+        counts = bridge.counts()
+
+    assert held == 2
+    assert [s.outcome().status for s in answered] == ["received"] * 5
+    assert (counts["uplinks_stored"], counts["positions"]) == (5, 5)
