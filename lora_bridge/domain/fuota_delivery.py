@@ -232,7 +232,8 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
             "timeout_log2_s": delivery.window_timeout_log2(row.nb_frag, row.spacing_s),
             "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
-            "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "control": 0,
+            "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size,
+            "control": delivery.BLOCK_ACK_DELAY,
             "padding": row.padding, "descriptor": row.campaign_id})
         collar.setup_queued_at = now
         queued += 2
@@ -293,7 +294,7 @@ def _multicast(session: Session, codec: Any, row: FuotaSession, now: datetime) -
         row.status_asked_at = at
         row.state = REPAIR
         return queued + 1
-    if now < row.status_asked_at + timedelta(seconds=delivery.STATUS_WINDOW_S):
+    if now < row.status_asked_at + timedelta(seconds=delivery.ANSWER_WAIT_S):
         return queued
     answers, silent = _answers_to_round(session, row)
     target = delivery.repair_target(answers, row.target_fragment)

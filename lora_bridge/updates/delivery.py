@@ -8,6 +8,9 @@ fragment counter; with its observed loss that gives the fragments to send on:
 
     needed_i = ceil((missing_i + REPAIR_OVERHEAD) / (1 - loss_i))      more fragments, from its counter
 
+The bridge decides ANSWER_WAIT_S after the request (TS004: a collar answers within
+2**(BlockAckDelay + 4) s, 16 s for the BlockAckDelay 0 of our set-up, plus the uplink's way to the
+bridge), not after a fixed long window: a collar whose answer comes later is asked again.
 The next round multicasts parity up to the largest counter + needed_i, then asks again; a round in
 which every collar says it has the file closes the multicast. A collar that still misses fragments after MAX_REPAIR_ROUNDS
 is a straggler: it gets its needed_i as unicast parity fragments within fair use.
@@ -24,7 +27,10 @@ from dataclasses import dataclass
 MAX_REPAIR_ROUNDS = 3
 REPAIR_OVERHEAD = 2  # fragments above a collar's rank deficit, for the odd parity row that adds nothing
 MAX_LOSS = 0.9  # an observed loss above this is treated as this (the sum would not end)
-STATUS_WINDOW_S = 300  # collars answer a status request within this (TS004's answer delay, the collar's send slot)
+STATUS_WINDOW_S = 300  # room a Class C window keeps per status round (window_timeout_log2)
+BLOCK_ACK_DELAY = 0  # the set-up's Control field: TS004 collars answer a multicast request within 2**(0 + 4) s
+UPLINK_LATENCY_S = 4  # from the collar's answer on air to the bridge (gateway, network server, webhook)
+ANSWER_WAIT_S = (1 << (BLOCK_ACK_DELAY + 4)) + UPLINK_LATENCY_S  # the bridge decides the repair this long after
 MAX_COUNTER = (1 << 14) - 1  # the fragment counter of a DataFragment is 14 bits
 MAX_TIMEOUT_LOG2 = 15  # TS005 SessionTimeOut: 4 bits, the window lasts 2**TimeOut s (at most 9.1 h)
 
