@@ -28,8 +28,10 @@ from lora_bridge.store.database import Database
 from lora_bridge.store.tables import RawUplink
 
 SUFFIX = "-intake"
+# AUTOINCREMENT: an id is never given twice, even once the journal has emptied (it names the body in
+# the webhook's answer and in the applier's reports).
 SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY, received_at TEXT NOT NULL, network TEXT NOT NULL, "
+    "CREATE TABLE IF NOT EXISTS bodies (id INTEGER PRIMARY KEY AUTOINCREMENT, received_at TEXT NOT NULL, network TEXT NOT NULL, "
     "event TEXT, content_type TEXT, path_ids TEXT, body BLOB NOT NULL)"
 )
 

@@ -190,3 +190,18 @@ def test_while_the_store_cannot_keep_up_the_bridge_holds_answers_instead_of_grow
     assert held == 2
     assert [s.outcome().status for s in answered] == ["received"] * 5
     assert (counts["uplinks_stored"], counts["positions"]) == (5, 5)
+
+
+def test_a_journal_never_names_two_bodies_alike_even_once_emptied(sqlite_url):
+    from lora_bridge.intake_journal import IntakeJournal
+    from lora_bridge.store.utc import utc_now
+
+    journal = IntakeJournal.for_store(sqlite_url)
+    try:
+        (first,) = journal.append([(utc_now(), "tts", "uplink_message", None, None, uplink_body(1))])
+        journal.remove([first])
+        (second,) = journal.append([(utc_now(), "tts", "uplink_message", None, None, uplink_body(2))])
+    finally:
+        journal.close()
+
+    assert second > first
