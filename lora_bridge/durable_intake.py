@@ -201,8 +201,9 @@ class DurableIntake:
                     [(now, s.network, s.event, s.content_type, s.path_ids, s.body) for s in kept]
                 )
                 queued: list[Any] = [
-                    (intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids, received_at=now))
-                    for intake_id, s in zip(ids, kept, strict=True)
+                    (intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids, received_at=now,
+                                           message=message))
+                    for intake_id, s, message in zip(ids, kept, messages, strict=True)
                 ]
             else:
                 ids = ingest.store_raw_many(self.bridge.db, kept)

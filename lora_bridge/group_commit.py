@@ -38,6 +38,8 @@ class Submission:
     done: bool = field(default=False, repr=False)
     # When the bridge first kept the body, if before this hand-in (the durable intake's journal).
     received_at: datetime | None = None
+    # What the body holds, when it was read already (the durable intake reads each on arrival).
+    message: Any = field(default=None, repr=False)
 
     def outcome(self) -> Any:
         """The result; raises the error the batch met for this body (StoreUnavailable, ...)."""

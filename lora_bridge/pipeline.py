@@ -74,7 +74,8 @@ def store_and_process_batch(
             for raw, s in zip(raws, submissions, strict=True):
                 raw.received_at = s.received_at  # None: now
             _keep_raws(session, raws)
-            messages = [_read(raw) for raw in raws]  # each body parsed once
+            # each body parsed once (the durable intake hands in what it read on arrival)
+            messages = [s.message if s.message is not None else _read(raw) for s, raw in zip(submissions, raws, strict=True)]
             read_batch(session, [m for m in messages if isinstance(m, Uplink)])
             # Collar by collar (each collar's bodies in arrival order): two workers whose batches hold
             # the same collars lock their rows in the same order, so one waits, neither deadlocks.
