@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 
 from collar_firmware.scheduler import airtime_us
 
@@ -25,6 +26,7 @@ FRAGMENT_HEADER_BYTES = 3  # TS004 DataFragment: command id + index and session
 MAX_PAYLOAD_BY_SF = {7: 222, 8: 222, 9: 115, 10: 51, 11: 51, 12: 51}  # EU868 DR5..DR0 (RP002)
 OVERHEAD_FRAGMENTS = 4  # above M, what a TS004 decoder needs at most but rarely
 UNICAST_DAY_WORTH_S = 3600  # multicast time worth spending to spare the worst collar a day of unicast
+FLEET_CONFIDENCE = 0.9  # how often the planned round should serve every collar without a repair round
 
 
 class PlanRefused(ValueError):
@@ -69,12 +71,18 @@ def fragment_airtime_s(frag_size: int, sf: int, bw_khz: int = 125) -> float:
     return airtime_us(frag_size + FRAGMENT_HEADER_BYTES, sf, bw_khz) / 1e6
 
 
-def _needed_total(m: int, loss: float, confidence: float) -> int:
-    """Smallest N with P(at least m + overhead of N fragments heard) >= confidence (normal approx.)."""
-    need = m + min(OVERHEAD_FRAGMENTS, 1 + m // 50)
+def _per_collar_z(confidence: float, collars: int) -> float:
+    """The normal quantile each collar's share must meet so that all `collars` are served with
+    `confidence` (independent losses: confidence ** (1 / collars) each), and never below 99 %."""
+    per_collar = max(0.99, confidence ** (1.0 / max(1, collars)))
+    return NormalDist().inv_cdf(min(per_collar, 0.999999))
+
+
+def _needed_total(m: int, loss: float, z: float) -> int:
+    """Smallest N with at least m + overhead of N fragments heard at z standard deviations (normal approx.)."""
+    need = m + min(OVERHEAD_FRAGMENTS, 2 + m // 50)  # TS004 rows: about 1.2-1.8 above M on average
     if loss <= 0:
         return need
-    z = 2.33 if confidence >= 0.99 else 1.64
     n = need
     while True:
         mean = n * (1 - loss)
@@ -84,9 +92,12 @@ def _needed_total(m: int, loss: float, confidence: float) -> int:
         n += 1
 
 
-def make_plan(image_bytes: int, collars: list[CollarLink], confidence: float = 0.99,
+def make_plan(image_bytes: int, collars: list[CollarLink], confidence: float = FLEET_CONFIDENCE,
               deadline_s: float = 7 * 86400, duty: float = DOWNLINK_DUTY) -> Plan:
-    """Plan the multicast session for collars; PlanRefused when it cannot be done lawfully in time."""
+    """Plan the multicast session for collars; PlanRefused when it cannot be done lawfully in time.
+    The planned round is sized so that every collar of the group rebuilds the file in it with
+    `confidence` (a repair round costs a status round trip; fragments the collars no longer need
+    cost airtime, never delivery time)."""
     if not collars:
         raise PlanRefused("no collar to update")
     sf = max(c.sf for c in collars)
@@ -97,8 +108,9 @@ def make_plan(image_bytes: int, collars: list[CollarLink], confidence: float = 0
     design = losses[min(len(losses) - 1, int(0.9 * len(losses)))]
     air = fragment_airtime_s(frag_size, sf)
     spacing = air / duty
-    n = _needed_total(m, design, confidence)
-    worst = _needed_total(m, losses[-1], confidence)
+    z = _per_collar_z(confidence, len(collars))
+    n = _needed_total(m, design, z)
+    worst = _needed_total(m, losses[-1], z)
     if (worst - n) * spacing < UNICAST_DAY_WORTH_S:
         design, n = losses[-1], worst  # cheaper to cover the worst collar than to leave it a day of unicast
     multicast = n * spacing
