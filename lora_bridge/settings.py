@@ -111,9 +111,9 @@ class BridgeSettings(BaseSettings):
     mqtt_topics: list[str] = Field(default_factory=lambda: ["v3/+/devices/+/#", "application/+/device/+/event/+"])
     mqtt_share_group: str | None = None
     mqtt_client_id: str | None = None
-    # Workers of one share group split the collars between them (lora_bridge.collar_shares). Off by
-    # default: measured on PostgreSQL it cost ~30 % more CPU per uplink than it saved (docs/bridge-scale.md).
-    mqtt_collar_shares: bool = False
+    # Workers of one share group split the collars between them (lora_bridge.collar_shares); without it
+    # two workers wait on each other's collar rows and are no faster than one (docs/bridge-scale.md).
+    mqtt_collar_shares: bool = True
     # Threads that hand MQTT messages in at once: together they make the group commit's batches.
     mqtt_threads: int = Field(default=32, ge=1, le=64)
     # At most this many bodies kept and applied in one transaction (lora_bridge.group_commit).
