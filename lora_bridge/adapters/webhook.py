@@ -18,8 +18,11 @@ kind the bridge does not know, kept for inspection) / dead letter (undecodable p
 (stored, the store failed while applying it; the bridge's timer applies it later); 400 for a body
 that is not what its kind says (kept as a dead letter with the reason); 401 for a wrong secret (not
 stored); 503 when the store cannot take the body (locked, read-only, full): nothing was kept, so
-the network server must retry. Unknown kinds get 2xx on purpose: The Things Stack treats any
-non-2xx as a failed try and retries up to seven times, which would only store the same body again.
+the network server must retry. With `TEMBO_WEBHOOK_ACK=durable` a readable body is answered 202
+received (with its `intake_id` on SQLite) once it is kept, and applied right after in batches
+(`lora_bridge.durable_intake`); the 400 and the 503 stay as above. Unknown kinds get 2xx on
+purpose: The Things Stack treats any non-2xx as a failed try and retries up to seven times, which
+would only store the same body again.
 """
 
 from __future__ import annotations
