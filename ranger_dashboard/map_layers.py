@@ -230,20 +230,38 @@ def dot_layer(layer_id: str, records: Sequence[Mapping[str, Any]], *, filled: bo
     )
 
 
-def line_layer(layer_id: str, records: Sequence[Mapping[str, Any]], *, pickable: bool = False) -> pdk.Layer:
-    """Lines read from each record's `path` ([[lon, lat], ...]), `colour` and `width` (pixels): the
-    reserve's outlines, roads and the tracks share one drawing pipeline."""
+def line_segments(records: Sequence[Mapping[str, Any]], carried: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Each record's `path` ([[lon, lat], ...]) as straight segments `from` -> `to`, with the
+    record's `colour` and `width` and the fields named in `carried`."""
+    segments = []
+    for record in records:
+        extra = {key: record[key] for key in carried if key in record}
+        path = record["path"]
+        segments.extend(
+            {"from": start, "to": end, "colour": record["colour"], "width": record["width"], **extra}
+            for start, end in zip(path, path[1:], strict=False)
+        )
+    return segments
+
+
+def line_layer(
+    layer_id: str, records: Sequence[Mapping[str, Any]], *, carried: tuple[str, ...] = ()
+) -> pdk.Layer:
+    """Lines of each record's `path`, `colour` and `width` (pixels), drawn as straight segments
+    (`line_segments`): the reserve's outlines, roads and the tracks share one drawing pipeline, and
+    deck.gl's LineLayer is a far cheaper one to compile in a software-rendered browser than its
+    PathLayer (which draws joints and caps; see README). Not pickable: an animal is picked by its
+    dot or its alert ring."""
     return pdk.Layer(
-        "PathLayer",
+        "LineLayer",
         id=layer_id,
-        data=list(records),
-        get_path="path",
+        data=line_segments(records, carried),
+        get_source_position="from",
+        get_target_position="to",
         get_color="colour",
         get_width="width",
         width_units=PIXELS,
-        joint_rounded=True,
-        cap_rounded=True,
-        pickable=pickable,
+        pickable=False,
     )
 
 
@@ -304,7 +322,7 @@ def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
             if len(line) >= 2
         ]
         if lines:
-            layers.append(line_layer(layer_id, lines))
+            layers.append(line_layer(layer_id, lines, carried=("kind",)))
     for layer_id, records, colour, radius in (
         ("waterholes", point_features(geography, "water", "Water:"), palette.GEOGRAPHY_LINE["water"], 6),
         ("gateways", gateway_points(geography), palette.GATEWAY_COLOUR, 5),
@@ -349,7 +367,7 @@ def live_layers(
     point), in drawing order."""
     layers = []
     if paths:
-        layers.append(line_layer("tracks", [{**p, "width": 2} for p in paths], pickable=True))
+        layers.append(line_layer("tracks", [{**p, "width": 2} for p in paths], carried=("animal_id",)))
     if alerts:
         rings = [{**a, "fill": a["colour"], "line": a["colour"], "radius": 14, "line_width": 3} for a in alerts]
         layers.append(dot_layer("open-alerts", rings, filled=False))
@@ -391,11 +409,11 @@ def live_layers(
     return layers
 
 
-SELECTABLE_LAYERS = ("animals", "open-alerts", "tracks", "focus")
+SELECTABLE_LAYERS = ("animals", "open-alerts", "focus")
 
 
 def selected_animal_id(selected: Mapping[str, Sequence[Mapping[str, Any]]]) -> str | None:
-    """The animal a ranger clicked on the map (a dot, an alert ring or a track), from the chart's
+    """The animal a ranger clicked on the map (a dot or an alert ring), from the chart's
     selection (objects per layer id), or None."""
     for layer_id in SELECTABLE_LAYERS:
         for record in selected.get(layer_id) or ():
@@ -497,19 +515,11 @@ def tooltip_side(x_px: float, y_px: float) -> str:
 
 
 def with_tooltip_sides(records: Sequence[Mapping[str, Any]], view: pdk.ViewState) -> list[dict[str, Any]]:
-    """`records` each with its `tooltip_side` at `view` (a path's at its newest point, where the
-    animal is)."""
-    sided = []
-    for record in records:
-        if "lat" in record and "lon" in record:
-            lat, lon = record["lat"], record["lon"]
-        elif record.get("path"):
-            lon, lat = record["path"][-1][:2]
-        else:
-            sided.append(dict(record))
-            continue
-        sided.append({**record, "tooltip_side": tooltip_side(*screen_xy(float(lat), float(lon), view))})
-    return sided
+    """`records` (with `lat` and `lon`) each with its `tooltip_side` at `view`."""
+    return [
+        {**record, "tooltip_side": tooltip_side(*screen_xy(float(record["lat"]), float(record["lon"]), view))}
+        for record in records
+    ]
 
 
 def build_deck(

@@ -57,7 +57,7 @@ def shown_places(app: AppTest) -> set[tuple[float, float]]:
             for item in data if isinstance(data, list) else []:
                 if "lat" in item and "lon" in item:
                     places.add((round(item["lat"], 5), round(item["lon"], 5)))
-                for lon, lat in item.get("path", []):
+                for lon, lat in [*item.get("path", []), *(item[end] for end in ("from", "to") if end in item)]:
                     places.add((round(lat, 5), round(lon, 5)))
     return places
 

@@ -255,7 +255,8 @@ def test_reserve_geometry_becomes_the_offline_base_layers():
     areas = next(layer for layer in layers if layer.id == "reserve-areas")
     assert [(a["kind"], a["name"]) for a in areas.data] == [("farmland", "Maize fields"), ("water", "Waterhole")]
     boundary = next(layer for layer in layers if layer.id == "reserve-boundary")
-    assert boundary.data[0]["path"][:2] == [[37.0, -2.0], [37.4, -2.0]]
+    assert (boundary.data[0]["from"], boundary.data[0]["to"]) == ([37.0, -2.0], [37.4, -2.0])
+    assert len(boundary.data) == 4  # the boundary's ring of five points as four straight segments
     assert map_layers.gateway_points(RESERVE) == [
         {"name": "Ranger post", "lat": -1.85, "lon": 37.2, "tooltip": "Gateway Ranger post"}
     ]
@@ -272,7 +273,8 @@ def test_waterholes_given_as_points_are_drawn_as_dots():
         },
     ]
     layers = {layer.id: layer for layer in map_layers.geography_layers(reserve)}
-    assert [line["name"] for line in layers["water"].data] == ["Waterhole"]
+    assert len(layers["water"].data) == 4  # the waterhole polygon's outline; the point is no line
+    assert [37.15, -1.95] not in [end for line in layers["water"].data for end in (line["from"], line["to"])]
     assert [(d["name"], d["lat"], d["lon"], d["tooltip"]) for d in layers["waterholes"].data] == [
         ("Kalama dam", -1.95, 37.15, "Water: Kalama dam")
     ]
@@ -316,7 +318,7 @@ def test_live_map_layers_of_a_kind_share_one_drawing_pipeline():
     for layer in spec["layers"]:
         accessors = tuple(sorted((k, json.dumps(v)) for k, v in layer.items() if k.startswith("get")))
         kinds.setdefault(layer["@@type"], set()).add(accessors)
-    assert set(kinds) == {"SolidPolygonLayer", "PathLayer", "ScatterplotLayer", "TextLayer"}
+    assert set(kinds) == {"SolidPolygonLayer", "LineLayer", "ScatterplotLayer", "TextLayer"}
     assert all(len(layouts) == 1 for layouts in kinds.values()), kinds
 
 
@@ -441,10 +443,9 @@ def test_position_views_are_logged_with_the_viewer():
     assert logging.getLogger("lora_bridge").isEnabledFor(logging.INFO)
 
 
-def test_clicking_an_animal_its_ring_or_its_track_picks_that_animal():
+def test_clicking_an_animal_or_its_ring_picks_that_animal():
     assert map_layers.selected_animal_id({"animals": [{"animal_id": "7", "name": "Amani"}]}) == "7"
     assert map_layers.selected_animal_id({"open-alerts": [{"alert_id": "3", "animal_id": "9"}]}) == "9"
-    assert map_layers.selected_animal_id({"tracks": [{"animal_id": "4", "path": []}]}) == "4"
     assert map_layers.selected_animal_id({"gateways": [{"name": "HQ mast"}]}) is None
     assert map_layers.selected_animal_id({}) is None
 
