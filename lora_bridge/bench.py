@@ -28,7 +28,8 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        ack "applied", that is its request's latency)
     lost                                               uplinks answered 2xx but not in the store (0)
     workers_speedup                                    two MQTT workers over one (PostgreSQL), the
-                                                       collars shared between them (collar_shares)
+                                                       collars shared between them (collar_shares);
+                                                       `_each_round`: the same within each round
     mqtt_*cpu_ms_per_uplink*                           the workers' CPU time per uplink (all, each);
                                                        `_by_part`: PostgreSQL, Mosquitto, load generator;
                                                        `all_`: every part together
@@ -579,6 +580,10 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         "workers_speedup_no_collar_shares": round(mixed / one, 2),
         "mqtt_uplinks_per_s_each_round": {kind: [round(run["uplinks_per_s"], 1) for run in kind_runs]
                                           for kind, kind_runs in runs.items()},
+        # two over one within each round (the rounds interleave, so a round's pair shares the machine's
+        # load of the moment): the spread of workers_speedup
+        "workers_speedup_each_round": [round(two_run["uplinks_per_s"] / one_run["uplinks_per_s"], 2)
+                                       for one_run, two_run in zip(runs["one"], runs["two"], strict=True)],
         "mqtt_lost": sum(run["lost"] for run in everything),
         "mqtt_applied_twice": sum(run["applied_twice"] for run in everything),
         "mqtt_mean_batch": med("one", "mean_batch"),
