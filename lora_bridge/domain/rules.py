@@ -224,8 +224,9 @@ def battery_trend(session: Session, device: Device, now: datetime, profile: Batt
         trend[f"{label}_on"] = None
         if slope < 0:
             at_day = float((level - intercept) / slope)
-            # A nearly flat line reaches the level centuries away: no date rather than a timedelta overflow.
-            if at_day <= FORECAST_HORIZON_DAYS:
+            # A nearly flat line reaches the level centuries away (or, for a pack already below it, left
+            # it centuries ago): no date rather than a timedelta overflow.
+            if -FORECAST_HORIZON_DAYS <= at_day <= FORECAST_HORIZON_DAYS:
                 trend[f"{label}_on"] = (t0 + timedelta(days=at_day)).isoformat()
     return trend
 
