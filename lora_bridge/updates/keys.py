@@ -90,14 +90,19 @@ def read_public(path: Path) -> tuple[int, bytes]:
     return int(parts[1]), public
 
 
+def refuse_if_others_may_read(path: Path, error: type[ValueError]) -> None:
+    """Raise `error` when the file at path (a secret the technician provisioned) is readable by others."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise error(f"{path}: mode {mode:o} lets others read it; chmod 600 it")
+
+
 def load(private_path: Path) -> SigningKey:
     """Load a private key for signing; refused when others may read it or its .pub disagrees."""
     private_path = Path(private_path)
     if not private_path.exists():
         raise KeyFileError(f"{private_path}: no such key file (make one with `tembo keys generate`)")
-    mode = stat.S_IMODE(private_path.stat().st_mode)
-    if mode & 0o077:
-        raise KeyFileError(f"{private_path}: mode {mode:o} lets others read it; chmod 600 it")
+    refuse_if_others_may_read(private_path, KeyFileError)
     try:
         key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
     except ValueError as exc:

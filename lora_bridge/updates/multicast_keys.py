@@ -25,7 +25,6 @@ a different one for every delivery, and nothing to store.
 from __future__ import annotations
 
 import logging
-import stat
 import struct
 import tomllib
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from lora_bridge.updates.keys import refuse_if_others_may_read
 
 log = logging.getLogger(__name__)
 
@@ -158,9 +159,7 @@ def load(path: Path | str | None) -> CollarKeyRing:
     path = Path(path)
     if not path.is_file():
         raise CollarKeyError(f"{path}: no such collar key file")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise CollarKeyError(f"{path}: mode {mode:o} lets others read it; chmod 600 it")
+    refuse_if_others_may_read(path, CollarKeyError)
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
