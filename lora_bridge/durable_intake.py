@@ -32,7 +32,7 @@ from typing import Any
 
 from lora_bridge import ingest
 from lora_bridge.errors import MalformedUplink, StoreUnavailable
-from lora_bridge.group_commit import Submission
+from lora_bridge.group_commit import Submission, write_and_settle
 from lora_bridge.intake_journal import IntakeJournal, already_stored
 from lora_bridge.network_messages import event_name_of, read_network_message
 from lora_bridge.store.utc import utc_now
@@ -151,18 +151,9 @@ class DurableIntake:
                 batch = self._incoming[:room]
                 del self._incoming[:room]
             submissions = [submission for submission, _ in batch]
-            try:
-                self._write(submissions)
-            except BaseException as error:  # noqa: BLE001 - every caller gets an answer
-                log.exception("a batch of %d bodies was not written", len(submissions))
-                for submission in submissions:
-                    if submission.result is None and submission.error is None:
-                        submission.error = error
+            try:  # every caller gets an answer
+                write_and_settle(self._write, submissions, "a batch of %d bodies was not written")
             finally:
-                for submission in submissions:
-                    if submission.result is None and submission.error is None:
-                        submission.error = RuntimeError("the batch gave this body no result")
-                    submission.done = True
                 self.batches_written += 1
                 by_callback: dict[Settled, list[Submission]] = {}
                 for submission, settled in batch:

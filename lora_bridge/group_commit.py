@@ -104,16 +104,26 @@ class GroupCommit:
 
     def _write(self, batch: list[Submission]) -> None:
         try:
-            self._write_batch(batch)
-        except BaseException as error:  # noqa: BLE001 - handed to every caller of the batch
-            log.exception("a batch of %d bodies failed", len(batch))
-            for submission in batch:
-                if submission.result is None and submission.error is None:
-                    submission.error = error
+            write_and_settle(self._write_batch, batch)
         finally:
-            for submission in batch:
-                if submission.result is None and submission.error is None:
-                    submission.error = RuntimeError("the batch gave this body no result")
-                submission.done = True
             self.batches += 1
             self.submissions += len(batch)
+
+
+def write_and_settle(write_batch: Callable[[list[Submission]], None], batch: list[Submission],
+                     failure: str = "a batch of %d bodies failed") -> None:
+    """Call write_batch(batch) and settle every submission of it: each leaves with its result or an
+    error (the exception write_batch raised, for those it left unset, logged once as `failure` % the
+    batch's size; a RuntimeError for any it left without either) and is marked done."""
+    try:
+        write_batch(batch)
+    except BaseException as error:  # noqa: BLE001 - handed to every caller of the batch
+        log.exception(failure, len(batch))
+        for submission in batch:
+            if submission.result is None and submission.error is None:
+                submission.error = error
+    finally:
+        for submission in batch:
+            if submission.result is None and submission.error is None:
+                submission.error = RuntimeError("the batch gave this body no result")
+            submission.done = True
