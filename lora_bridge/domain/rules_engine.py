@@ -112,33 +112,76 @@ class RulesRuntime:
         return profile
 
 
+# session.info key: what evaluate_devices read at once for the collars it is judging (`_CollarsRead`)
+COLLARS_READ = "tembo_rules_collars_read"
+READ_AT_ONCE = 500  # collars whose rows and open alerts evaluate_devices reads in one go
+
+
+@dataclass
+class _CollarsRead:
+    """The collars, animals, cursors and open alerts of several collars and the fences' fingerprint,
+    read in three statements for evaluate_devices (what evaluate_device reads for one collar)."""
+
+    asked: frozenset[str]
+    rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
+    fence_version: tuple[int, int, str]
+    open_alerts: dict[str, list[Alert]]
+
+
+def _read_collars(session: Session, device_ids: list[str]) -> _CollarsRead:
+    rows = {
+        device.device_id: (device, animal, cursor)
+        for device, animal, cursor in session.execute(
+            select(Device, Animal, RuleCursor)
+            .outerjoin(Animal, Animal.device_id == Device.device_id)
+            .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
+            .where(Device.device_id.in_(device_ids))
+        ).tuples()
+    }
+    fence_version = geofences.fence_version(session)
+    open_alerts: dict[str, list[Alert]] = {}
+    with session.no_autoflush:
+        for alert in session.scalars(
+            select(Alert).where(Alert.device_id.in_(device_ids), Alert.open_key.is_not(None)).order_by(Alert.id)
+        ):
+            open_alerts.setdefault(alert.device_id, []).append(alert)
+    return _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts)
+
+
 def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
     """Run every per-collar rule over what arrived since the collar's cursor; the alert steps."""
     steps = Steps()
     _lock_cursor(session, device_id)
-    row = session.execute(
-        select(Device, Animal, RuleCursor, *geofences.fence_version_columns())
-        .outerjoin(Animal, Animal.device_id == Device.device_id)
-        .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
-        .where(Device.device_id == device_id)
-        .limit(1)
-    ).first()
-    if row is None:
-        return steps
-    device, animal, cursor = row[0], row[1], row[2]
-    fence_version = geofences.fence_version_from(*row[3:])
+    read: _CollarsRead | None = session.info.get(COLLARS_READ)
+    if read is not None and device_id in read.asked:  # read with the other collars of a batch
+        found = read.rows.get(device_id)
+        if found is None:
+            return steps
+        device, animal, cursor = found
+        fence_version = read.fence_version
+    else:
+        row = session.execute(
+            select(Device, Animal, RuleCursor, *geofences.fence_version_columns())
+            .outerjoin(Animal, Animal.device_id == Device.device_id)
+            .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
+            .where(Device.device_id == device_id)
+            .limit(1)
+        ).first()
+        if row is None:
+            return steps
+        device, animal, cursor = row[0], row[1], row[2]
+        fence_version = geofences.fence_version_from(*row[3:])
+        read = None
     animal_id = animal.id if animal else None
     profile = runtime.profile(device, animal)
     if cursor is None:
         cursor = RuleCursor(device_id=device_id)
         session.add(cursor)
     with session.no_autoflush:
-        steps.open = {
-            alert.alert_type: alert
-            for alert in session.scalars(
-                select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None))
-            )
-        }
+        open_alerts = read.open_alerts.get(device_id, []) if read is not None else session.scalars(
+            select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None))
+        )
+        steps.open = {alert.alert_type: alert for alert in open_alerts}
         _battery(session, device, animal_id, profile, cursor, steps)
         _track(session, runtime, fence_version, device, animal_id, profile, cursor, steps)
         _corroborate(session, device, profile, steps)
@@ -165,14 +208,28 @@ def _lock_cursor(session: Session, device_id: str) -> None:
 
 def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> dict[str, Steps]:
     """evaluate_device for each collar of a batch, in one unit of work; a collar whose rules fail is
-    logged and skipped (its savepoint rolled back), the others are still judged."""
+    logged and skipped (its savepoint rolled back), the others are still judged.
+
+    On SQLite (whose write transaction excludes every other writer, so nothing changes them meanwhile)
+    the collars' rows, cursors and open alerts and the fences' fingerprint are read for up to
+    READ_AT_ONCE collars in three statements, not two per collar. On PostgreSQL each collar's are read
+    in its turn, after its cursor is locked (`_lock_cursor`)."""
     done: dict[str, Steps] = {}
-    for device_id in dict.fromkeys(device_ids):
+    collars = list(dict.fromkeys(device_ids))
+    at_once = session.get_bind().dialect.name == "sqlite"
+    for first in range(0, len(collars), READ_AT_ONCE):
+        chunk = collars[first:first + READ_AT_ONCE]
+        if at_once:
+            session.info[COLLARS_READ] = _read_collars(session, chunk)
         try:
-            with session.begin_nested():
-                done[device_id] = evaluate_device(session, runtime, device_id)
-        except Exception:
-            log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
+            for device_id in chunk:
+                try:
+                    with session.begin_nested():
+                        done[device_id] = evaluate_device(session, runtime, device_id)
+                except Exception:
+                    log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
+        finally:
+            session.info.pop(COLLARS_READ, None)
     return done
 
 
@@ -314,10 +371,10 @@ def _track(
     judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in track.rows if i not in track.new_ids]
     everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in track.rows]
     new_times = {t for i, t, _, _ in track.rows if i in track.new_ids}
-    before = exclude_outliers(judged, profile.speed)
     clean = exclude_outliers(everything, profile.speed)
     fences = runtime.fence_index(session, fence_version)
     if len(fences) and clean.kept:
+        before = exclude_outliers(judged, profile.speed)  # the track as judged: only the fences need it
         # Only the segments that differ between the track as judged and the track now can cross
         # anything new: a new fix at the end adds one; a back-filled one splits one in two.
         # A crossing is believed once fixes after it confirm it (rules_crossings), so a segment's verdict
