@@ -3,11 +3,10 @@
 Downlinks on the FUOTA ports (codec table): 200 TS005 multicast set-up and 202 clock sync (both in
 multicast.py, loaded with the first port-200 frame: `app_time_ans` answers the time request a session
 sends, and sets the clock through `hal.clock.set_time_s`),
-201 fragmentation session set-up, status and data fragments. Fragments are rebuilt by
-update_fec.FecDecoder straight into the inactive slot in flash (records "s<slot>f<i>"), in
-bounded RAM. A complete image (update_image.py) is checked for size, hardware and version, its
-payload against the SHA-256 its header carries, and its header signature by trust.Trust (a few
-steps per wake-up). Then:
+201 fragmentation session set-up, status and data fragments. What boots holds only the boot record,
+the last result and the dispatch: rebuilding, checking, installing and the trials live in
+update_install.py (with update_fec.py and update_image.py), loaded with the first fragmentation
+set-up or a trial boot, so the collar's boot heap pays nothing for them. Then:
   - a model is kept as "model.prev", written as "model" and loaded (its own signature checked
     too); the trial is the golden vector of the image: the classifier must put it in its class;
   - a firmware bundle already lies in the inactive slot: the boot record names it as on trial
@@ -21,16 +20,13 @@ The boot record is written twice, alternately ("boot0", "boot1", each sealed wit
 sequence number): a power cut at any point leaves one valid record, naming a signed version.
 """
 
-import hashlib
 import struct
 
-from collar_firmware import codec, config, records, update_fec, update_image
+from collar_firmware import codec, config, records
 from collar_firmware.compat import const
 
 PORT_MULTICAST = codec.port_of("mc_class_c_session")
 PORT_FRAGMENTS = codec.port_of("frag_session_setup")
-CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
-CMD_SETUP = codec.tag_of("frag_session_setup")
 
 IDLE = const(0)
 RECEIVING = const(1)
@@ -39,7 +35,6 @@ MODEL_TRIAL = const(3)
 FIRMWARE_TRIAL = const(4)
 
 NO_SLOT = const(0xFF)
-MAX_IMAGE_BYTES = update_image.MAX_HEADER_BYTES + update_image.MAX_PAYLOAD_BYTES
 BOOT_KEYS = ("boot0", "boot1")
 KEY_TRIAL_HEADER = "trial.hdr"
 KEY_MODEL_PREV = "model.prev"
@@ -48,32 +43,29 @@ _RESULT_FORMAT = "<BBIB"  # kind (codec.UPDATE_KINDS), outcome (codec.UPDATE_OUT
 _BOOT_FORMAT = "<IBIBI"  # seq, active slot, active version, trial slot, trial version
 
 
-def _key(slot, i):
-    return "s%df%d" % (slot, i)
+def version_raw(text):
+    """Return a "major.minor.patch" version as the u24 the wire carries."""
+    parts = text.split(".")
+    if len(parts) != 3:
+        raise ValueError("version must be major.minor.patch, got " + text)
+    raw = 0
+    for p in parts:
+        v = int(p)
+        if v < 0 or v > 255:
+            raise ValueError("version part out of 0..255 in " + text)
+        raw = (raw << 8) | v
+    return raw
 
 
-class SlotStore:
-    """The fragments of one flash slot, as the FEC decoder writes and reads them."""
+def version_text(raw):
+    """Return the "major.minor.patch" text of a u24 version."""
+    return "%d.%d.%d" % ((raw >> 16) & 0xFF, (raw >> 8) & 0xFF, raw & 0xFF)
 
-    def __init__(self, storage, slot):
-        self.storage = storage
-        self.slot = slot
 
-    def write(self, i, data):
-        """Write fragment i of the slot."""
-        self.storage.write(_key(self.slot, i), bytes(data))
+def _installer():
+    from collar_firmware import update_install  # loaded with the first update frame, not at boot
 
-    def read(self, i):
-        """Return fragment i of the slot."""
-        return self.storage.read(_key(self.slot, i))
-
-    def write_row(self, p, data):
-        """Write the parity row whose pivot is fragment p."""
-        self.storage.write("s%dp%d" % (self.slot, p), bytes(data))
-
-    def read_row(self, p):
-        """Return the parity row whose pivot is fragment p."""
-        return self.storage.read("s%dp%d" % (self.slot, p))
+    return update_install
 
 
 class BootRecord:
@@ -82,7 +74,7 @@ class BootRecord:
     def __init__(self):
         self.seq = 0
         self.active_slot = 0
-        self.active_version = update_image.version_raw(config.FW_VERSION)
+        self.active_version = version_raw(config.FW_VERSION)
         self.trial_slot = NO_SLOT
         self.trial_version = 0
 
@@ -138,7 +130,7 @@ class UpdateAgent:
 
     def fw_version(self):
         """Return the running firmware version as "major.minor.patch"."""
-        return update_image.version_text(self.boot.active_version)
+        return version_text(self.boot.active_version)
 
     def still_needed(self):
         """Return how many more independent fragments the open session needs (its rank deficit)."""
@@ -183,9 +175,10 @@ class UpdateAgent:
         msg = codec.decode(port, payload, "down")
         name = msg["message"]
         if name == "data_fragment":
-            self._fragment(msg, now)
+            if self.state == RECEIVING:
+                _installer().fragment(self, msg, now)
         elif name == "frag_session_setup":
-            self._setup(msg, now)
+            _installer().setup(self, msg, now)
         elif name == "frag_session_status":
             if self.still_needed() or msg["participants"]:  # participants 0: only collars missing fragments answer
                 self._status_answer()
@@ -208,86 +201,13 @@ class UpdateAgent:
         port, payload = codec.encode_packet(name, values)
         self.collar.queue_ack(port, payload)
 
-    def _setup(self, msg, now):
-        self.header = None
-        nb_frag = msg["nb_frag"]
-        frag_size = msg["frag_size"]
-        if nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS \
-                or frag_size > update_fec.MAX_FRAG_SIZE or msg["padding"] >= frag_size:
-            self._answer("frag_session_setup_ans", {"status": 2})  # TS004: not enough memory
-            self._result("too_large", now)
-            return
-        self.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(self.storage, self._inactive()))
-        self.image_len = nb_frag * frag_size - msg["padding"]
-        self.frag_index = msg["session"] & 3  # TS004 FragIndex: fragments of another session are not ours
-        self.header = None
-        self.state = RECEIVING
-        self._answer("frag_session_setup_ans", {"status": 0})
-
     def _inactive(self):
         return 1 - self.boot.active_slot if self.boot.active_slot in (0, 1) else 1
-
-    def _fragment(self, msg, now):
-        if self.state != RECEIVING:
-            return
-        if msg["index_and_n"] >> 14 != self.frag_index:
-            return
-        n = msg["index_and_n"] & 0x3FFF
-        if self.decoder.add(n, bytes(msg["data"])):
-            self.state = VERIFYING
-            self._check_image(now)
 
     def session_over(self, now):
         """The Class C window closed: an image still missing fragments is truncated."""
         if self.state == RECEIVING:
             self._result("truncated", now)
-
-    # ---- the image ------------------------------------------------------------------
-
-    def _read(self, start, stop):
-        """Return bytes start..stop of the rebuilt image (read from the slot's fragments)."""
-        store = self.decoder.store
-        size = self.decoder.frag_size
-        out = bytearray()
-        i = start // size
-        while i * size < stop:
-            frag = store.read(i)
-            lo = start - i * size if start > i * size else 0
-            hi = stop - i * size if stop < (i + 1) * size else size
-            out.extend(frag[lo:hi])
-            i += 1
-        return out
-
-    def _payload_sha256(self, start, stop):
-        h = hashlib.sha256()
-        size = self.decoder.frag_size
-        i = start // size
-        while i * size < stop:
-            frag = self.decoder.store.read(i)
-            lo = start - i * size if start > i * size else 0
-            hi = stop - i * size if stop < (i + 1) * size else size
-            h.update(frag[lo:hi])
-            i += 1
-        return h.digest()
-
-    def _check_image(self, now):
-        try:
-            head = self._read(0, min(self.image_len, update_image.MAX_HEADER_BYTES))
-            h = update_image.parse_header(head)
-            self.header = h
-            running = self.boot.active_version if h.kind == update_image.KIND_FIRMWARE \
-                else self.collar.model.version
-            update_image.check(h, self.image_len, config.HARDWARE_ID, running)
-            if self._payload_sha256(h.size, h.size + h.payload_len) != h.payload_sha256:
-                raise update_image.ImageRefused("tampered", "payload does not match its SHA-256")
-            if h.key_id not in self.collar.trust.keys:
-                raise update_image.ImageRefused("unsigned", "signed by key %d, which this collar does not hold"
-                                                % h.key_id)
-        except update_image.ImageRefused as exc:
-            self._result(exc.reason, now)
-            return
-        self.signed = bytes(head[:h.signed_len])
-        self.step(now)
 
     def step(self, now):
         """Advance whatever the update waits for (called once per wake-up)."""
@@ -295,120 +215,21 @@ class UpdateAgent:
             self._status_answer()  # the window closed: the bridge learns what unicast must still bring
         if self.trial_due:
             self.trial_due = False
-            self._firmware_trial(now)
-        elif self.state == VERIFYING:
-            t = self.collar.trust
-            h = self.header
-            if t.accept(h.key_id, self.signed, h.signature):
-                self._install(now)
-            elif t.pending is None:
-                self._result("tampered", now)  # checked to the end: the signature is not the key's
-        elif self.state == MODEL_TRIAL:
-            model = self.collar.model
-            if getattr(model, "version", 0) == self.header.version:
-                self._model_trial(now)
-            elif self.collar.trust.pending is None:
-                self._rollback_model("tampered", now)  # the blob itself did not verify
-
-    def _install(self, now):
-        h = self.header
-        if h.kind == update_image.KIND_MODEL:
-            blob = self._read(h.size, h.size + h.payload_len)
-            self._vouch_for_model(blob)
-            previous = self.storage.read("model")
-            if previous is not None:
-                self.storage.write(KEY_MODEL_PREV, previous)
-            self.storage.write("model", bytes(blob))
-            self.state = MODEL_TRIAL
-            self.collar.reload_model()
-            self.step(now)
-            return
-        self.storage.write(KEY_TRIAL_HEADER, records.sealed(self.signed + h.signature))
-        self.boot.trial_slot = self._inactive()
-        self.boot.trial_version = h.version
-        self.boot.save(self.storage)
-        self.state = IDLE
-        self.collar.request_reboot()  # the trial boot: the new image runs, the self-test decides
-
-    def _vouch_for_model(self, blob):
-        """The image's verified signature covers the blob byte for byte: its own signature needs no
-        second check (a blob that is not signed by a held key still fails to load)."""
-        if len(blob) < 16 + 68 or not blob[5] & 1:
-            return
-        body_len = struct.unpack_from("<I", blob, 8)[0]
-        end = 16 + body_len
-        if len(blob) == end + 68:
-            self.collar.trust.vouch(blob[end + 1], memoryview(blob)[0:end], bytes(blob[end + 4:]))
-
-    def _golden_ok(self, h):
-        model = self.collar.model
-        if not h.golden:
-            return True
-        if not hasattr(model, "predict") or len(h.golden) != model.n_features:
-            return False
-        return model.predict(h.golden) == h.golden_class
-
-    def _model_trial(self, now):
-        if self._golden_ok(self.header):
-            self.installed += 1
-            self.state = IDLE
-            self._result("ok", now)
-        else:
-            self._rollback_model("self_test_failed", now)
-
-    def _rollback_model(self, reason, now):
-        previous = self.storage.read(KEY_MODEL_PREV)
-        self.storage.write("model", previous if previous is not None else b"")
-        self.state = IDLE
-        self.collar.reload_model()
-        self._result(reason, now)
-
-    def _firmware_trial(self, now):
-        """First wake-up of a firmware on trial: self-test, then confirm or roll back."""
-        boot = self.boot
-        if boot.trial_slot == NO_SLOT:
-            return
-        body = records.unsealed(self.storage.read(KEY_TRIAL_HEADER))
-        self.header = None
-        trial_version = boot.trial_version
-        ok = False
-        try:
-            h = update_image.parse_header(body) if body is not None else None
-            ok = h is not None and self._self_test(h)
-        except Exception:
-            ok = False
-        if ok:
-            boot.active_slot = boot.trial_slot
-            boot.active_version = boot.trial_version
-            self.installed += 1
-        boot.trial_slot = NO_SLOT
-        boot.trial_version = 0
-        boot.save(self.storage)
-        self._result("ok" if ok else "self_test_failed", now, update_image.KIND_FIRMWARE, trial_version)
-
-    def _self_test(self, h):
-        """The sensors answer, the classifier reproduces the golden vector, the radio sends."""
-        hal = self.collar.hal
-        if hal.imu.read_fifo(self.collar.accel_buf) <= 0:
-            return False
-        if hal.power.battery_mv() <= 0:
-            return False
-        if not self._golden_ok(h):
-            return False
-        ack = codec.encode("ack", {"time_s": hal.clock.now_s(), "on_port": PORT_FRAGMENTS,
-                                   "cmd": CMD_DATA_FRAGMENT, "result": "ok"})
-        return hal.radio.send(codec.port_of("ack"), ack, False) is not False
+            _installer().firmware_trial(self, now)
+        elif self.state == VERIFYING or self.state == MODEL_TRIAL:
+            _installer().step(self, now)
 
     def _result(self, reason, now, kind=0, version=0):
         """Report an outcome: kept in flash for status, acknowledged on port 31. kind and version
-        default to the image header's, when the image got that far (0: not known)."""
+        default to the image header's, when the image got that far (0: not known). An image's kind
+        (update_image.KIND_*) is its index in codec.UPDATE_KINDS (a test pins them)."""
         h = self.header
         if not kind and h is not None:
             kind, version = h.kind, h.version
         if reason != "ok":
             self.refused += 1
         self.last_result = reason
-        self.last_kind = 1 if kind == update_image.KIND_FIRMWARE else 2 if kind == update_image.KIND_MODEL else 0
+        self.last_kind = kind if 0 < kind < len(codec.UPDATE_KINDS) else 0
         self.last_version = version & 0xFFFFFF
         self.last_reason = codec.ack_code(reason)
         self.last_outcome = 1 if reason == "ok" else 3 if reason == "self_test_failed" else 2
@@ -417,5 +238,5 @@ class UpdateAgent:
         self.state = IDLE
         self.decoder = None
         port, payload = codec.encode_packet("ack", {"time_s": now, "on_port": PORT_FRAGMENTS,
-                                                    "cmd": CMD_DATA_FRAGMENT, "result": reason})
+                                                    "cmd": codec.tag_of("data_fragment"), "result": reason})
         self.collar.queue_ack(port, payload)

@@ -9,10 +9,13 @@ The signature (Ed25519, trust.signed_message) covers every header byte before it
 payload is bound through its SHA-256. The golden vector is the self-test of a trial boot: the
 classifier the collar runs afterwards must put those features in that class. Refusals name an
 ACK_RESULTS entry of the codec: unsigned, tampered, downgrade, wrong_hardware, truncated, too_large.
-Shared by the collar (update.py) and the release tool (lora_bridge/updates/release.py).
+Loaded on the collar with the first update frame (update_install.py); shared with the release tool (lora_bridge/updates/release.py).
 """
 
 import struct
+
+from collar_firmware.update import version_raw as version_raw  # one definition, what boots uses
+from collar_firmware.update import version_text
 
 MAGIC = b"TMBU"
 FORMAT = 1
@@ -30,25 +33,6 @@ class ImageRefused(ValueError):
     def __init__(self, reason, message):
         super().__init__(message)
         self.reason = reason
-
-
-def version_raw(text):
-    """Return a "major.minor.patch" version as the u24 the wire carries."""
-    parts = text.split(".")
-    if len(parts) != 3:
-        raise ValueError("version must be major.minor.patch, got " + text)
-    raw = 0
-    for p in parts:
-        v = int(p)
-        if v < 0 or v > 255:
-            raise ValueError("version part out of 0..255 in " + text)
-        raw = (raw << 8) | v
-    return raw
-
-
-def version_text(raw):
-    """Return the "major.minor.patch" text of a u24 version."""
-    return "%d.%d.%d" % ((raw >> 16) & 0xFF, (raw >> 8) & 0xFF, raw & 0xFF)
 
 
 class Header:

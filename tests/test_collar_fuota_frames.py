@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from collar_firmware import codec, update
+from collar_firmware import codec, update_install
 from simulator import fuota
 
 T0 = fuota.START_S
@@ -83,7 +83,7 @@ def test_every_data_fragment_heard_rebuilds_the_image_byte_for_byte():
     for n in range(1, 36):
         c.hear(201, fragment(n))
     assert not c.collar.update.receiving()
-    slot = update.SlotStore(c.hal.storage, c.collar.update._inactive())  # the inactive slot in flash
+    slot = update_install.SlotStore(c.hal.storage, c.collar.update._inactive())  # the inactive slot in flash
     assert b"".join(bytes(slot.read(i)) for i in range(35))[:len(IMAGE)] == IMAGE
     assert c.collar.update.last_result != "ok", "not an update image: refused after the rebuild"
 

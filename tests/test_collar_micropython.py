@@ -43,6 +43,11 @@ def test_collar_heap_does_not_grow_hour_after_hour_under_micropython():
         # measured 159.6-159.8 k before the poaching rule's sliding span, 160.2-162.6 k with it (the peak
         # moves by a kilobyte or two with when the collector runs); the nRF52840 has 256 KiB of RAM
         assert mp.peak_heap_bytes < 160 * 1024
+        # the update path is loaded with the first update frame, never at boot: its code is no heap of the loop's
+        loaded = mp.session.run("import sys\nprint(sorted(k for k in sys.modules if k.startswith('collar_firmware.')))")
+        for module in ("update_install", "update_fec", "update_image", "multicast", "ed25519", "sha512"):
+            assert f"'collar_firmware.{module}'" not in loaded.stdout, module
+        assert "'collar_firmware.update'" in loaded.stdout, "the boot record and the last result are read at boot"
 
 
 def test_every_collar_module_compiles_for_the_nrf52840_with_mpy_cross():

@@ -184,3 +184,11 @@ def test_a_refused_model_names_its_version_and_reason_in_status():
     assert reason == "tampered"
     assert (status["update_kind"], status["update_outcome"], status["update_reason"]) == ("model", "refused", "tampered")
     assert status["update_version"] == update_image.version_text(model_update()[1])
+
+
+def test_an_image_kind_is_reported_in_status_by_its_index_in_the_codec_table():
+    """update.py reports an image's kind as its number without loading update_image: the two agree."""
+    from collar_firmware import codec
+
+    assert codec.UPDATE_KINDS[update_image.KIND_FIRMWARE] == "firmware"
+    assert codec.UPDATE_KINDS[update_image.KIND_MODEL] == "model"

@@ -1,0 +1,245 @@
+"""Rebuilding, checking and installing an update image, and the trial that follows.
+
+Loaded by update.UpdateAgent with the first fragmentation set-up or a trial boot, never at boot:
+its code (and update_fec's, update_image's) stays off the collar's heap until an update comes.
+Fragments are rebuilt by update_fec.FecDecoder straight into the inactive slot in flash (records
+"s<slot>f<i>", parity rows "s<slot>p<i>"), in bounded RAM. A complete image (update_image.py) is
+checked for size, hardware and version, its payload against the SHA-256 its header carries, and its
+header signature by trust.Trust (a few steps per wake-up); then a model is installed and tried on
+its golden vector, or a firmware is named on trial in the boot record and the collar reboots.
+"""
+
+import hashlib
+import struct
+
+from collar_firmware import codec, config, records, update_fec, update_image
+from collar_firmware.update import (
+    IDLE,
+    KEY_MODEL_PREV,
+    KEY_TRIAL_HEADER,
+    MODEL_TRIAL,
+    NO_SLOT,
+    PORT_FRAGMENTS,
+    RECEIVING,
+    VERIFYING,
+)
+
+MAX_IMAGE_BYTES = update_image.MAX_HEADER_BYTES + update_image.MAX_PAYLOAD_BYTES
+CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
+
+
+def _key(slot, i):
+    return "s%df%d" % (slot, i)
+
+
+class SlotStore:
+    """The fragments of one flash slot, as the FEC decoder writes and reads them."""
+
+    def __init__(self, storage, slot):
+        self.storage = storage
+        self.slot = slot
+
+    def write(self, i, data):
+        """Write fragment i of the slot."""
+        self.storage.write(_key(self.slot, i), bytes(data))
+
+    def read(self, i):
+        """Return fragment i of the slot."""
+        return self.storage.read(_key(self.slot, i))
+
+    def write_row(self, p, data):
+        """Write the parity row whose pivot is fragment p."""
+        self.storage.write("s%dp%d" % (self.slot, p), bytes(data))
+
+    def read_row(self, p):
+        """Return the parity row whose pivot is fragment p."""
+        return self.storage.read("s%dp%d" % (self.slot, p))
+
+
+def setup(agent, msg, now):
+    """A fragmentation session set-up: checked against the bounds before anything is allocated."""
+    agent.header = None
+    nb_frag = msg["nb_frag"]
+    frag_size = msg["frag_size"]
+    if nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS \
+            or frag_size > update_fec.MAX_FRAG_SIZE or msg["padding"] >= frag_size:
+        agent._answer("frag_session_setup_ans", {"status": 2})  # TS004: not enough memory
+        agent._result("too_large", now)
+        return
+    agent.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(agent.storage, agent._inactive()))
+    agent.image_len = nb_frag * frag_size - msg["padding"]
+    agent.frag_index = msg["session"] & 3  # TS004 FragIndex: fragments of another session are not ours
+    agent.state = RECEIVING
+    agent._answer("frag_session_setup_ans", {"status": 0})
+
+
+def fragment(agent, msg, now):
+    """One data fragment of the open session; the image is checked once the decoder completes it."""
+    if msg["index_and_n"] >> 14 != agent.frag_index:
+        return
+    n = msg["index_and_n"] & 0x3FFF
+    if agent.decoder.add(n, bytes(msg["data"])):
+        agent.state = VERIFYING
+        _check_image(agent, now)
+
+
+def _read(agent, start, stop):
+    """Return bytes start..stop of the rebuilt image (read from the slot's fragments)."""
+    store = agent.decoder.store
+    size = agent.decoder.frag_size
+    out = bytearray()
+    i = start // size
+    while i * size < stop:
+        frag = store.read(i)
+        lo = start - i * size if start > i * size else 0
+        hi = stop - i * size if stop < (i + 1) * size else size
+        out.extend(frag[lo:hi])
+        i += 1
+    return out
+
+
+def _payload_sha256(agent, start, stop):
+    h = hashlib.sha256()
+    size = agent.decoder.frag_size
+    i = start // size
+    while i * size < stop:
+        frag = agent.decoder.store.read(i)
+        lo = start - i * size if start > i * size else 0
+        hi = stop - i * size if stop < (i + 1) * size else size
+        h.update(frag[lo:hi])
+        i += 1
+    return h.digest()
+
+
+def _check_image(agent, now):
+    try:
+        head = _read(agent, 0, min(agent.image_len, update_image.MAX_HEADER_BYTES))
+        h = update_image.parse_header(head)
+        agent.header = h
+        running = agent.boot.active_version if h.kind == update_image.KIND_FIRMWARE \
+            else agent.collar.model.version
+        update_image.check(h, agent.image_len, config.HARDWARE_ID, running)
+        if _payload_sha256(agent, h.size, h.size + h.payload_len) != h.payload_sha256:
+            raise update_image.ImageRefused("tampered", "payload does not match its SHA-256")
+        if h.key_id not in agent.collar.trust.keys:
+            raise update_image.ImageRefused("unsigned", "signed by key %d, which this collar does not hold"
+                                            % h.key_id)
+    except update_image.ImageRefused as exc:
+        agent._result(exc.reason, now)
+        return
+    agent.signed = bytes(head[:h.signed_len])
+    agent.step(now)
+
+
+def step(agent, now):
+    """Advance the signature check or the model's trial by one wake-up."""
+    if agent.state == VERIFYING:
+        t = agent.collar.trust
+        h = agent.header
+        if t.accept(h.key_id, agent.signed, h.signature):
+            _install(agent, now)
+        elif t.pending is None:
+            agent._result("tampered", now)  # checked to the end: the signature is not the key's
+    elif agent.state == MODEL_TRIAL:
+        model = agent.collar.model
+        if getattr(model, "version", 0) == agent.header.version:
+            _model_trial(agent, now)
+        elif agent.collar.trust.pending is None:
+            _rollback_model(agent, "tampered", now)  # the blob itself did not verify
+
+
+def _install(agent, now):
+    h = agent.header
+    storage = agent.storage
+    if h.kind == update_image.KIND_MODEL:
+        blob = _read(agent, h.size, h.size + h.payload_len)
+        _vouch_for_model(agent, blob)
+        previous = storage.read("model")
+        if previous is not None:
+            storage.write(KEY_MODEL_PREV, previous)
+        storage.write("model", bytes(blob))
+        agent.state = MODEL_TRIAL
+        agent.collar.reload_model()
+        agent.step(now)
+        return
+    storage.write(KEY_TRIAL_HEADER, records.sealed(agent.signed + h.signature))
+    agent.boot.trial_slot = agent._inactive()
+    agent.boot.trial_version = h.version
+    agent.boot.save(storage)
+    agent.state = IDLE
+    agent.collar.request_reboot()  # the trial boot: the new image runs, the self-test decides
+
+
+def _vouch_for_model(agent, blob):
+    """The image's verified signature covers the blob byte for byte: its own signature needs no
+    second check (a blob that is not signed by a held key still fails to load)."""
+    if len(blob) < 16 + 68 or not blob[5] & 1:
+        return
+    body_len = struct.unpack_from("<I", blob, 8)[0]
+    end = 16 + body_len
+    if len(blob) == end + 68:
+        agent.collar.trust.vouch(blob[end + 1], memoryview(blob)[0:end], bytes(blob[end + 4:]))
+
+
+def _golden_ok(agent, h):
+    model = agent.collar.model
+    if not h.golden:
+        return True
+    if not hasattr(model, "predict") or len(h.golden) != model.n_features:
+        return False
+    return model.predict(h.golden) == h.golden_class
+
+
+def _model_trial(agent, now):
+    if _golden_ok(agent, agent.header):
+        agent.installed += 1
+        agent.state = IDLE
+        agent._result("ok", now)
+    else:
+        _rollback_model(agent, "self_test_failed", now)
+
+
+def _rollback_model(agent, reason, now):
+    previous = agent.storage.read(KEY_MODEL_PREV)
+    agent.storage.write("model", previous if previous is not None else b"")
+    agent.state = IDLE
+    agent.collar.reload_model()
+    agent._result(reason, now)
+
+
+def firmware_trial(agent, now):
+    """First wake-up of a firmware on trial: self-test, then confirm or roll back."""
+    boot = agent.boot
+    if boot.trial_slot == NO_SLOT:
+        return
+    body = records.unsealed(agent.storage.read(KEY_TRIAL_HEADER))
+    agent.header = None
+    trial_version = boot.trial_version
+    ok = False
+    try:
+        h = update_image.parse_header(body) if body is not None else None
+        ok = h is not None and _self_test(agent, h)
+    except Exception:
+        ok = False
+    if ok:
+        boot.active_slot = boot.trial_slot
+        boot.active_version = boot.trial_version
+        agent.installed += 1
+    boot.trial_slot = NO_SLOT
+    boot.trial_version = 0
+    boot.save(agent.storage)
+    agent._result("ok" if ok else "self_test_failed", now, update_image.KIND_FIRMWARE, trial_version)
+
+
+def _self_test(agent, h):
+    """The sensors answer, the classifier reproduces the golden vector, the radio sends."""
+    hal = agent.collar.hal
+    if hal.imu.read_fifo(agent.collar.accel_buf) <= 0:
+        return False
+    if hal.power.battery_mv() <= 0:
+        return False
+    if not _golden_ok(agent, h):
+        return False
+    ack = codec.encode("ack", {"time_s": hal.clock.now_s(), "on_port": PORT_FRAGMENTS,
+                               "cmd": CMD_DATA_FRAGMENT, "result": "ok"})
+    return hal.radio.send(codec.port_of("ack"), ack, False) is not False
