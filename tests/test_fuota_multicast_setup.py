@@ -22,7 +22,7 @@ from test_fuota_delivery import GROUP, KEYS_FOR, Reserve, StandInTheThingsStack,
 from collar_firmware import codec
 from lora_bridge.domain import fuota_delivery
 from lora_bridge.server import serve_app_in_thread
-from lora_bridge.updates import multicast_keys
+from lora_bridge.updates import delivery, multicast_keys
 from simulator import fuota
 from simulator.lorawan_frames import secure_downlink
 
@@ -223,3 +223,47 @@ def test_a_collar_refusing_the_group_or_deleting_it_is_recorded_per_group(sqlite
     assert [codec.decode(p["f_port"], p["payload"], "down") for p in tts.unicast] == [
         {"message": "mc_group_status", "port": 200, "req_group_mask": 0x0F}]
     assert tts.unicast[0]["payload"] == bytes.fromhex("010f"), "McGroupStatusReq asking for every group"
+
+
+def test_a_collar_refusing_the_group_is_left_out_of_the_window_and_updated_by_unicast(sqlite_url, tts, tmp_path):
+    image, version = model_image()
+    fleet = fuota.build_fleet(3, 0.0, 11, KEYS_FOR)
+    for i, c in enumerate(fleet):
+        c.hal.radio.provision(gen_app_key(i))
+    fleet[2].hal.radio.refuse_groups = True  # its stack refuses every multicast group: McGroupSetupAns IDerror
+    key_file = write_key_file(tmp_path, fleet)
+    with open_bridge(sqlite_url, tts, key_file, downlinks_per_device_per_day=100) as bridge:  # a day is slow to run
+        def group_keys():
+            campaign_id = bridge.campaigns()[0]["id"]
+            return multicast_keys.load(key_file).group(int(MC_ADDR_HEX, 16), fuota_delivery.group_label(campaign_id))
+
+        reserve = SecuredReserve(fleet, tts, 4, group_keys)
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)
+        campaign = start_campaign(bridge, image, version)
+        opens = int(campaign["delivery"]["window_opens"].timestamp())
+        reserve.run_until(opens + 1800)
+        during = bridge.campaigns()[0]["delivery"]
+        groups = bridge.multicast_groups(fleet[2].device_id)
+        status_requests = sum(1 for f in tts.multicast
+                              if codec.decode(f["f_port"], f["payload"], "down")["message"] == "frag_session_status")
+        reserve.run_until(reserve.now_s() + 12 * 3600, step_s=1800)  # unicast: after the collar's uplinks
+        campaign = bridge.campaigns()[0]
+
+    refused = fleet[2].device_id
+    assert groups[0]["state"] == "refused", "its McGroupSetupAns said IDerror"
+    assert during["collars"][refused]["unicast_reason"] == "refused the multicast group (McGroupSetupAns IDerror)"
+    assert during["collars"][refused]["missing"] == during["nb_frag"], "it hears none of the group's frames"
+    assert all(during["collars"][c.device_id]["unicast_reason"] is None for c in fleet[:2])
+    # the group's accounting counts only its members: no loss, so no repair round and one status request
+    assert during["rounds"] == 0 and status_requests == 1
+    assert fleet[0].collar.model.version == fleet[1].collar.model.version == version
+    assert fleet[2].collar.model.version == version, "the refusing collar got the model by unicast"
+    fragments = [p for p in tts.unicast if p["device"] == refused
+                 and codec.decode(p["f_port"], p["payload"], "down")["message"] == "data_fragment"]
+    assert fragments and campaign["delivery"]["collars"][refused]["unicast_sent"] == len(fragments)
+    assert len(fragments) <= delivery.needed(during["nb_frag"], fuota_delivery.PRIOR_LOSS), \
+        "its own loss sizes its unicast, not the group's frames it could not hear"
+    states = {c["device_id"]: c["state"] for c in campaign["collars"]}
+    assert states == {c.device_id: "updated" for c in fleet}
+    assert tts.refused == []

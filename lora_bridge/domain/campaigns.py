@@ -140,6 +140,16 @@ def record_ack(session: Session, device_id: str, result: str) -> list[int]:
     return touched
 
 
+def fail_collar(session: Session, campaign: UpdateCampaign, collar: CampaignCollar, reason: str) -> None:
+    """A collar the delivery cannot serve: failed with the reason, in its history; the campaign is
+    evaluated again (a failed canary counts)."""
+    if collar.state != "sending":
+        return
+    collar.state, collar.reason, collar.updated_at = "failed", reason, utc_now()
+    _event(session, campaign, "failed", collar.device_id, result=reason)
+    evaluate(session, campaign)
+
+
 def steer(session: Session, campaign_id: int, action: str, user: str) -> UpdateCampaign:
     """Pause, resume or abort a campaign."""
     campaign = session.get(UpdateCampaign, campaign_id)

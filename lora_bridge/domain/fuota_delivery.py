@@ -33,16 +33,18 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from collar_firmware import codec as wire
 from collar_firmware.scheduler import airtime_us
 from lora_bridge import queries
-from lora_bridge.domain import downlinks, multicast_groups
+from lora_bridge.domain import campaigns, downlinks, multicast_groups
 from lora_bridge.store.tables import (
     CampaignCollar,
+    CollarMulticastGroup,
     Device,
+    Downlink,
     FuotaCollar,
     FuotaSession,
     MulticastDownlink,
@@ -178,6 +180,7 @@ def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime,
     queued = _setups(session, codec, row, now, group_keys)  # a closed delivery opens again for collars released since
     if row.state == SETUP and now >= row.session_time:
         row.state = WINDOW
+        _exclude_outside_the_group(session, row)
         log.info("class C window open campaign_id=%d", row.campaign_id, extra={"campaign_id": row.campaign_id})
     closes = row.session_time + timedelta(seconds=1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
     if row.state in (WINDOW, REPAIR) and now >= closes:
@@ -319,7 +322,7 @@ def _answers_to_round(session: Session, row: FuotaSession) -> tuple[list[deliver
     was queued (by the counter, not by clocks), and the collars in the window that said nothing."""
     in_window = session.scalars(select(FuotaCollar).where(
         FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.setup_answered.is_(True),
-        FuotaCollar.complete.is_(False)))
+        FuotaCollar.unicast_reason.is_(None), FuotaCollar.complete.is_(False)))
     answers, silent = [], []
     for c in in_window:
         if c.status_fragment is None or c.status_fragment < row.target_fragment:
@@ -330,6 +333,56 @@ def _answers_to_round(session: Session, row: FuotaSession) -> tuple[list[deliver
     return answers, silent
 
 
+def _exclude(collar: FuotaCollar, row: FuotaSession, reason: str) -> None:
+    """Take a collar out of the group's window and accounting: it is served by unicast (once it has a
+    fragmentation session), and the reason is kept."""
+    if collar.unicast_reason is not None or collar.complete:
+        return
+    collar.unicast_reason = reason[:120]
+    if collar.setup_answered and not collar.missing:
+        collar.missing = row.nb_frag  # it hears none of the group's frames: all of it goes by unicast
+    if row.state == CLOSED and collar.missing:
+        row.state = STRAGGLERS
+    log.info("device_id=%s outside the multicast group of campaign_id=%d: %s; unicast", collar.device_id,
+             row.campaign_id, reason, extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+
+
+def _exclude_outside_the_group(session: Session, row: FuotaSession) -> None:
+    """At the window's opening: every collar that did not accept all of its set-up (group, window,
+    fragmentation session) is outside the group, with the reason."""
+    groups = {}
+    if row.mc_addr is not None:
+        groups = {g.device_id: g.state for g in session.scalars(select(CollarMulticastGroup).where(
+            CollarMulticastGroup.campaign_id == row.campaign_id, CollarMulticastGroup.mc_group == MC_GROUP))}
+    for collar in session.scalars(select(FuotaCollar).where(
+            FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.setup_queued_at.is_not(None),
+            FuotaCollar.unicast_reason.is_(None), FuotaCollar.complete.is_(False))):
+        group = groups.get(collar.device_id)
+        if row.mc_addr is not None and group != multicast_groups.DEFINED:
+            _exclude(collar, row, "refused the multicast group (McGroupSetupAns IDerror)"
+                     if group == multicast_groups.REFUSED else "no McGroupSetupAns before the window opened")
+        elif not collar.session_answered:
+            _exclude(collar, row, "no McClassCSessionAns accepting the window before it opened")
+        elif not collar.setup_answered:
+            _exclude(collar, row, "no FragSessionSetupAns before the window opened")
+
+
+def _refused_group(session: Session, device_id: str, fields: dict[str, Any]) -> None:
+    """A collar's McGroupSetupAns with IDerror for the group its open delivery set up: out of the group."""
+    if fields.get("message") != "mc_group_setup_ans" or not int(fields.get("status") or 0) & multicast_groups.ERR_BIT \
+            or int(fields.get("status") or 0) & multicast_groups.GROUP_MASK != MC_GROUP:
+        return
+    found = session.execute(
+        select(FuotaCollar, FuotaSession)
+        .join(FuotaSession, FuotaSession.campaign_id == FuotaCollar.campaign_id)
+        .where(FuotaCollar.device_id == device_id, FuotaCollar.complete.is_(False), FuotaSession.mc_addr.is_not(None),
+               FuotaSession.ended_at.is_(None))
+        .order_by(FuotaCollar.campaign_id.desc())
+    ).first()
+    if found is not None:
+        _exclude(found[0], found[1], "refused the multicast group (McGroupSetupAns IDerror)")
+
+
 def _close(session: Session, row: FuotaSession, now: datetime) -> None:
     silent = session.scalars(
         select(CampaignCollar)
@@ -337,8 +390,10 @@ def _close(session: Session, row: FuotaSession, now: datetime) -> None:
               & (FuotaCollar.device_id == CampaignCollar.device_id))
         .where(CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
                FuotaCollar.setup_queued_at.is_not(None), FuotaCollar.setup_answered.is_(False)))
+    campaign = session.get(UpdateCampaign, row.campaign_id)
     for collar in silent:
-        collar.reason = "no answer to the set-up"  # it missed this window; a technician may resend
+        # no fragmentation session on the collar: unicast cannot serve it either
+        campaigns.fail_collar(session, campaign, collar, "no answer to the set-up")
     row.state = CLOSED
     row.closed_at = now
     log.info("delivery closed campaign_id=%d fragments=%d airtime_s=%.1f", row.campaign_id, row.sent,
@@ -351,8 +406,12 @@ def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
     queued = 0
     frags = _frags(row)
     for collar in session.scalars(select(FuotaCollar).where(
-            FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.missing > 0, FuotaCollar.complete.is_(False))):
-        count = delivery.needed(collar.missing or 0, collar.loss if collar.loss is not None else PRIOR_LOSS)
+            FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.missing > 0, FuotaCollar.setup_answered.is_(True),
+            FuotaCollar.complete.is_(False))):
+        waiting = session.scalar(select(func.count()).select_from(Downlink).where(
+            Downlink.device_id == collar.device_id, Downlink.command == "data_fragment",
+            Downlink.state == downlinks.STATE_QUEUED))  # still held by the outbox (fair use): not sent again
+        count = delivery.needed(collar.missing or 0, collar.loss if collar.loss is not None else PRIOR_LOSS) - waiting
         for _ in range(count):
             n = counter_at(row.target_fragment + 1 + collar.unicast_sent, row.nb_frag)  # parity not multicast
             if n > delivery.MAX_COUNTER:
@@ -361,7 +420,7 @@ def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
                                     values={"index_and_n": (SESSION_INDEX << 14) | n, "data": list(frags.fragment(n))})
             collar.unicast_sent += 1
             queued += 1
-        log.info("straggler device_id=%s: %d unicast parity fragments queued", collar.device_id, count,
+        log.info("straggler device_id=%s: %d unicast parity fragments queued", collar.device_id, max(count, 0),
                  extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
     _close(session, row, utc_now())
     return queued
@@ -382,6 +441,7 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         log.info("clock sync device_id=%s correction_s=%d", device_id, correction, extra={"device_id": device_id})
         return [answer.id]
     if multicast_groups.record_answer(session, device_id, fields, heard_at):
+        _refused_group(session, device_id, fields)
         return []
     if message not in ("mc_class_c_session_ans", "frag_session_setup_ans", "frag_session_status_ans"):
         return []
@@ -396,16 +456,24 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         return []
     collar, row = found
     if message == "mc_class_c_session_ans":
-        collar.session_answered = int(fields.get("status") or 0) & ~3 == 0  # no TS005 error bit
+        errors = int(fields.get("status") or 0) & ~3
+        collar.session_answered = errors == 0  # no TS005 error bit
+        if errors:
+            _exclude(collar, row, f"refused the Class C window (McClassCSessionAns status {errors:#04x})")
     elif message == "frag_session_setup_ans":
         collar.setup_answered = fields.get("status") == 0
+        if collar.setup_answered and collar.unicast_reason is not None and not collar.missing:
+            collar.missing = row.nb_frag  # a late answer: outside the group, it now has a session for unicast
+            if row.state == CLOSED:
+                row.state = STRAGGLERS
     else:
         received = int(fields.get("received_and_index") or 0) & 0x3FFF
         collar.received = received
         collar.missing = int(fields.get("missing") or 0)
         collar.status_fragment = row.next_fragment - 1
         collar.status_at = heard_at
-        collar.loss = delivery.observed_loss(received, row.next_fragment - 1 + collar.unicast_sent, PRIOR_LOSS)
+        heard_from = collar.unicast_sent if collar.unicast_reason else row.next_fragment - 1 + collar.unicast_sent
+        collar.loss = delivery.observed_loss(received, heard_from, PRIOR_LOSS)  # outside the group: unicast only
         collar.complete = collar.missing == 0
         if row.state == CLOSED and collar.missing:  # answered after the rounds: a straggler, by unicast
             row.state = STRAGGLERS
@@ -433,5 +501,6 @@ def view(session: Session, campaign_id: int) -> dict[str, Any] | None:
             "duty_cycle": DOWNLINK_DUTY,
             "collars": {c.device_id: {"setup_answered": c.setup_answered, "missing": c.missing,
                                       "loss": None if c.loss is None else round(c.loss, 3),
-                                      "unicast_sent": c.unicast_sent, "complete": c.complete} for c in collars}}
+                                      "unicast_sent": c.unicast_sent, "complete": c.complete,
+                                      "unicast_reason": c.unicast_reason} for c in collars}}
 

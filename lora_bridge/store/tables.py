@@ -569,6 +569,12 @@ class FuotaSession(Base):
     status_rounds: Mapped[int] = mapped_column(Integer, default=0)
     closed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+    ended_at: Mapped[datetime | None]  # the campaign ended (done, aborted, stopped): the group was taken down
+    group_created: Mapped[bool] = mapped_column(Boolean, default=False)  # the bridge made the network server's group
+    group_deleted_at: Mapped[datetime | None]
+    group_delete_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    group_delete_next_at: Mapped[datetime | None]  # the next try at deleting the network server's group
+    group_delete_error: Mapped[str | None] = mapped_column(String(200))
 
 
 class FuotaCollar(Base):
@@ -588,6 +594,7 @@ class FuotaCollar(Base):
     loss: Mapped[float | None]  # observed downlink loss of this session
     unicast_sent: Mapped[int] = mapped_column(Integer, default=0)
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    unicast_reason: Mapped[str | None] = mapped_column(String(120))  # out of the group's window: why (unicast)
 
 
 class CollarMulticastGroup(Base):
