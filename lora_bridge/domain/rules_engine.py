@@ -136,7 +136,7 @@ def _read_collars(session: Session, device_ids: list[str]) -> _CollarsRead:
             .outerjoin(Animal, Animal.device_id == Device.device_id)
             .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
             .where(Device.device_id.in_(device_ids))
-        ).tuples()
+        )
     }
     fence_version = geofences.fence_version(session)
     open_alerts: dict[str, list[Alert]] = {}
@@ -211,26 +211,49 @@ def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[s
     logged and skipped (its savepoint rolled back), the others are still judged.
 
     On SQLite (whose write transaction excludes every other writer, so nothing changes them meanwhile)
-    the collars' rows, cursors and open alerts and the fences' fingerprint are read for up to
-    READ_AT_ONCE collars in three statements, not two per collar. On PostgreSQL each collar's are read
-    in its turn, after its cursor is locked (`_lock_cursor`)."""
+    up to READ_AT_ONCE collars are taken together: their rows, cursors and open alerts and the fences'
+    fingerprint read in three statements, not two per collar, and all of them judged inside one
+    savepoint; only when a collar's rules fail is that rolled back and each collar judged again in a
+    savepoint of its own, as PostgreSQL always does (each collar read in its turn, after its cursor
+    is locked: `_lock_cursor`)."""
     done: dict[str, Steps] = {}
     collars = list(dict.fromkeys(device_ids))
-    at_once = session.get_bind().dialect.name == "sqlite"
+    together = session.get_bind().dialect.name == "sqlite"
     for first in range(0, len(collars), READ_AT_ONCE):
         chunk = collars[first:first + READ_AT_ONCE]
-        if at_once:
+        if together and len(chunk) > 1:  # a lone collar: its own two reads are fewer
             session.info[COLLARS_READ] = _read_collars(session, chunk)
         try:
-            for device_id in chunk:
-                try:
-                    with session.begin_nested():
-                        done[device_id] = evaluate_device(session, runtime, device_id)
-                except Exception:
-                    log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
+            if not (together and len(chunk) > 1 and _judged_together(session, runtime, chunk, done)):
+                _judged_one_by_one(session, runtime, chunk, done)
         finally:
             session.info.pop(COLLARS_READ, None)
     return done
+
+
+def _judged_together(session: Session, runtime: RulesRuntime, collars: list[str], done: dict[str, Steps]) -> bool:
+    """Every collar of collars judged inside one savepoint, into done; False (and nothing of it kept)
+    when the rules of any of them failed."""
+    judged: dict[str, Steps] = {}
+    try:
+        with session.begin_nested():
+            for device_id in collars:
+                judged[device_id] = evaluate_device(session, runtime, device_id)
+    except Exception as error:  # noqa: BLE001 - judged again collar by collar, where it is logged
+        log.info("server rules of %d collars rolled back together (%s); judged again collar by collar",
+                 len(collars), type(error).__name__)
+        return False
+    done.update(judged)
+    return True
+
+
+def _judged_one_by_one(session: Session, runtime: RulesRuntime, collars: list[str], done: dict[str, Steps]) -> None:
+    for device_id in collars:
+        try:
+            with session.begin_nested():
+                done[device_id] = evaluate_device(session, runtime, device_id)
+        except Exception:
+            log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
 
 
 def _raise(session: Session, steps: Steps, **kwargs: Any) -> tuple[Alert, bool]:
