@@ -312,6 +312,28 @@ class NetworkServerClient:
                  len(group.gateway_ids))
         return group_id
 
+    def delete_chirpstack_multicast_group(self, group_id: str) -> None:
+        """Delete a ChirpStack v4 multicast group the bridge made (MulticastGroupService.Delete,
+        `DELETE /api/multicast-groups/{id}`, the id from chirpstack-api's DeleteMulticastGroupRequest);
+        a group ChirpStack no longer has (404) counts as deleted. DownlinkError when it refuses."""
+        from chirpstack_api.api import multicast_group_pb2 as mg
+
+        base = (self.settings.network_server_url or "").rstrip("/")
+        if not base:
+            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        request = mg.DeleteMulticastGroupRequest(id=group_id)
+        url = f"{base}/api/multicast-groups/{quote(request.id, safe='')}"
+        try:
+            response = self.http.request("DELETE", url, headers={"Grpc-Metadata-Authorization": f"Bearer {self._key()}"})
+        except httpx.HTTPError as error:
+            raise DownlinkError(f"network server unreachable: {type(error).__name__}") from error
+        if response.status_code == 404:
+            log.warning("ChirpStack multicast group %s was already gone", group_id)
+            return
+        if response.status_code >= 300:
+            raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]!r}")
+        log.info("ChirpStack multicast group deleted id=%s", group_id)
+
     def _key(self) -> str:
         key = self.settings.network_server_api_key
         return key.get_secret_value() if key else ""

@@ -1368,6 +1368,7 @@ class Bridge:
                                            group_keys=group_keys)
                 if create_group:
                     row.group_id = self._create_chirpstack_group(session, row, group_keys)
+                    row.group_created = True  # the bridge deletes it again when the campaign ends
             view = campaigns.view(session, campaign)
             view["delivery"] = fuota_delivery.view(session, campaign.id)
             return view
@@ -1384,9 +1385,28 @@ class Bridge:
                 group_keys = self._collar_keys()
             except ValueError as error:  # deliveries with their own group wait; the others go on
                 log.error("collar key file unusable: %s", error)
+        now = now or self.clock()
         with self.db.write() as session:
-            queued = fuota_delivery.tick(session, self.codec, now or self.clock(), group_keys=group_keys)
+            queued = fuota_delivery.tick(session, self.codec, now, group_keys=group_keys)
+        self._delete_ended_groups(now)
         return queued
+
+    def _delete_ended_groups(self, now: datetime) -> None:
+        """Delete the network server groups of ended deliveries (outside the store's transaction);
+        a refusal is recorded and tried again later, never blocking the rest."""
+        from lora_bridge.domain import fuota_delivery
+        from lora_bridge.errors import DownlinkError
+
+        with self.db.read() as session:
+            due = fuota_delivery.delete_due(session, now)
+        for campaign_id, group_id in due:
+            error = None
+            try:
+                self.network_server.delete_chirpstack_multicast_group(group_id)
+            except DownlinkError as failure:
+                error = str(failure)
+            with self.db.write() as session:
+                fuota_delivery.record_group_delete(session, campaign_id, error, now)
 
     def _collar_keys(self) -> Any:
         """The technician's collar key file, loaded on each use (a replaced file is read again);

@@ -66,6 +66,7 @@ class StandInChirpStackGroups:
         self.refused: list[str] = []
         self.fail: dict[str, int] = {}  # call name -> HTTP status to answer once
         self.create_answer: dict | None = None  # a broken Create answer
+        self.deleted: list[str] = []  # groups deleted, in order
 
     def _problem(self, group: multicast_group_pb2.MulticastGroup) -> str | None:
         if group.id:
@@ -139,7 +140,17 @@ class StandInChirpStackGroups:
             _parsed, answer = await parse(request, "Delete", None)
             if answer:
                 return answer
-            self.groups.pop(request.path_params["id"], None)
+            if await request.body():
+                return refuse("Delete: the REST gateway takes DeleteMulticastGroupRequest from the path, no body")
+            parsed = multicast_group_pb2.DeleteMulticastGroupRequest(id=request.path_params["id"])
+            try:
+                uuid.UUID(parsed.id)
+            except ValueError:
+                return refuse("Delete: id is a UUID")
+            if parsed.id not in self.groups:
+                return JSONResponse({"code": 5, "message": "object does not exist"}, status_code=404)
+            self.groups.pop(parsed.id)
+            self.deleted.append(parsed.id)
             return JSONResponse({})
 
         async def device_queue(request: Request) -> Response:
@@ -300,3 +311,76 @@ def test_the_collars_in_the_twin_take_the_group_chirpstack_was_given(sqlite_url,
     radio = fleet[0].hal.radio
     app_s, nwk_s = radio.group_session_keys[0]
     assert (app_s.hex(), nwk_s.hex()) == (made.mc_app_s_key, made.mc_nwk_s_key)
+
+
+def test_an_ended_campaigns_group_is_deleted_at_chirpstack_and_on_the_collars_even_when_chirpstack_refuses_first(
+        sqlite_url, chirpstack, tmp_path):
+    from datetime import timedelta
+
+    image, version = model_image()
+    names = ["collar-07", "collar-08"]
+    keys = key_file(tmp_path, names)
+    with open_bridge(sqlite_url, chirpstack, keys) as bridge:
+        for i, name in enumerate(names):
+            bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id=name, f_cnt=1,
+                                                                gateways=(f"0016c001ff10a23{i}",)))
+        campaign = start_campaign(bridge, image, version)
+        bridge.deliver_updates()
+        bridge.flush_downlinks()
+        ((group_id, _made),) = chirpstack.groups.items()
+        bridge.steer_campaign(campaign["id"], "abort", "tech")
+        chirpstack.fail["Delete"] = 503
+        now = bridge.clock()
+        bridge.deliver_updates(now)  # ChirpStack refuses: recorded, the campaign's close goes on
+        bridge.flush_downlinks()
+        refused = bridge.campaigns()[0]
+        chirpstack.groups["00000000-0000-4000-8000-000000000000"] = {}  # another technician's group stays
+        bridge.deliver_updates(now + timedelta(seconds=30))  # not yet due again
+        still = list(chirpstack.groups)
+        bridge.deliver_updates(now + timedelta(seconds=61))
+        bridge.deliver_updates(now + timedelta(seconds=3600))  # deleted once, never again
+        ended = bridge.campaigns()[0]
+
+    network = refused["delivery"]["network_group"]
+    assert refused["state"] == "aborted" and refused["delivery"]["state"] == "closed"
+    assert (network["id"], network["created"], network["deleted_at"]) == (group_id, True, None)
+    assert network["delete_attempts"] == 1 and "503" in network["delete_error"]
+    assert group_id in still
+    network = ended["delivery"]["network_group"]
+    assert network["deleted_at"] is not None and network["delete_error"] is None and network["delete_attempts"] == 2
+    assert chirpstack.deleted == [group_id] and group_id not in chirpstack.groups
+    assert list(chirpstack.groups) == ["00000000-0000-4000-8000-000000000000"]
+    # each collar was told to delete the group (TS005 McGroupDeleteReq, group 0), after its set-up
+    told = [(p["device"], codec.decode(p["f_port"], p["payload"], "down")) for p in chirpstack.unicast]
+    deletes = [(d, m["group"]) for d, m in told if m["message"] == "mc_group_delete"]
+    assert sorted(deletes) == sorted((b.dev_eui_of(n).lower(), 0) for n in names)
+    assert chirpstack.refused == []
+
+
+def test_a_group_chirpstack_no_longer_has_counts_as_deleted_and_a_broken_id_is_refused(chirpstack):
+    settings = BridgeSettings(network_server_url=chirpstack.url, network_server_api_key=chirpstack.api_key)
+    client = NetworkServerClient(settings, httpx.Client(timeout=5))
+    client.delete_chirpstack_multicast_group(str(uuid.uuid4()))  # 404: already gone
+    with pytest.raises(DownlinkError, match="400"):
+        client.delete_chirpstack_multicast_group("not-a-uuid")
+    chirpstack.api_key = "another-token"
+    with pytest.raises(DownlinkError, match="401"):
+        client.delete_chirpstack_multicast_group(str(uuid.uuid4()))
+    client.close()
+    assert chirpstack.deleted == []
+
+
+def test_a_campaign_aborted_before_its_set_up_left_does_not_delete_the_collars_factory_group(sqlite_url, chirpstack,
+                                                                                             tmp_path):
+    image, version = model_image()
+    keys = key_file(tmp_path, ["collar-07"])
+    with open_bridge(sqlite_url, chirpstack, keys) as bridge:
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+        bridge.deliver_updates()  # the set-up is queued, not yet pushed
+        bridge.steer_campaign(campaign["id"], "abort", "tech")
+        bridge.deliver_updates()
+        bridge.flush_downlinks()
+    sent = [codec.decode(p["f_port"], p["payload"], "down")["message"] for p in chirpstack.unicast]
+    assert sent == ["mc_group_status"], "the dropped set-up is not followed by a delete of group 0"
+    assert chirpstack.groups == {} and len(chirpstack.deleted) == 1

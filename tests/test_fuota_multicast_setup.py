@@ -249,6 +249,7 @@ def test_a_collar_refusing_the_group_is_left_out_of_the_window_and_updated_by_un
                               if codec.decode(f["f_port"], f["payload"], "down")["message"] == "frag_session_status")
         reserve.run_until(reserve.now_s() + 12 * 3600, step_s=1800)  # unicast: after the collar's uplinks
         campaign = bridge.campaigns()[0]
+        groups_after = {c.device_id: bridge.multicast_groups(c.device_id)[0]["state"] for c in fleet}
 
     refused = fleet[2].device_id
     assert groups[0]["state"] == "refused", "its McGroupSetupAns said IDerror"
@@ -266,4 +267,13 @@ def test_a_collar_refusing_the_group_is_left_out_of_the_window_and_updated_by_un
         "its own loss sizes its unicast, not the group's frames it could not hear"
     states = {c["device_id"]: c["state"] for c in campaign["collars"]}
     assert states == {c.device_id: "updated" for c in fleet}
+    # the campaign is done: the collars that took the group were told to delete it (TS005 McGroupDeleteReq)
+    # and said so; the one that refused it was not asked
+    assert campaign["state"] == "done" and campaign["delivery"]["ended_at"] is not None
+    deletes = {p["device"] for p in tts.unicast if codec.decode(p["f_port"], p["payload"], "down")["message"]
+               == "mc_group_delete"}
+    assert deletes == {fleet[0].device_id, fleet[1].device_id}
+    assert groups_after == {fleet[0].device_id: "absent", fleet[1].device_id: "absent", refused: "refused"}
+    assert fleet[0].hal.radio.multicast_groups == fleet[1].hal.radio.multicast_groups == {}
+    assert "delivery_ended" in [e["event"] for e in campaign["history"]]
     assert tts.refused == []

@@ -37,6 +37,12 @@ def _event(session: Session, campaign: UpdateCampaign, event: str, device_id: st
     session.add(CampaignEvent(campaign_id=campaign.id, device_id=device_id, event=event, detail=detail))
 
 
+def record_event(session: Session, campaign: UpdateCampaign, event: str, device_id: str | None = None,
+                 **detail: Any) -> None:
+    """Add an event to a campaign's history (the delivery's own steps)."""
+    _event(session, campaign, event, device_id, **detail)
+
+
 def canary_order(device_id: str) -> str:
     """Return the stable key canaries are picked by."""
     return hashlib.sha256(device_id.encode()).hexdigest()

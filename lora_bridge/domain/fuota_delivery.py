@@ -22,7 +22,13 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
    collar answers (participants = 1) with what it still needs; the answers (and the loss each
    collar's count shows) size the next parity; a collar that said nothing is asked again;
 4. stragglers, still missing after the rounds: unicast parity fragments, as many as their
-   answer and loss call for, within fair use (the outbox holds them to 10 a day per collar).
+   answer and loss call for, within fair use (the outbox holds them to 10 a day per collar);
+   a collar outside the group (it refused McGroupSetupReq or the window, or had not accepted its
+   set-up when the window opened) is left out of the window's accounting with its reason and
+   served by unicast from the start;
+5. when the campaign ends (done, aborted, stopped by its canaries): what is still queued of it is
+   dropped, every collar it gave the group gets TS005 `mc_group_delete`, and a network server group
+   the bridge made is deleted (`delete_due` / `record_group_delete`: retried, never blocking).
 
 A collar's result arrives as its port-31 ack and in its status (campaigns / update_results).
 """
@@ -74,6 +80,11 @@ REPAIR = "repair"
 STRAGGLERS = "stragglers"
 CLOSED = "closed"
 ACTIVE_CAMPAIGN_STATES = ("canary", "rolling")
+ENDED_CAMPAIGN_STATES = ("done", "aborted", "stopped")  # the delivery's group is taken down
+DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment")
+DELETE_RETRY_S = 60  # a refused network server group deletion is tried again after this, doubling
+DELETE_RETRY_MAX_S = 6 * 3600
+MAX_DELETE_ATTEMPTS = 10
 
 
 class DeliveryRefused(ValueError):
@@ -172,7 +183,7 @@ def tick(session: Session, codec: Any, now: datetime | None = None,
     for row, _campaign in rows:
         queued += _tick_one(session, codec, row, now, group_keys)
         row.updated_at = now
-    return queued
+    return queued + _end_deliveries(session, codec, now)
 
 
 def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime,
@@ -205,6 +216,13 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
                FuotaCollar.setup_queued_at.is_(None))
     ))
     if not released:
+        return 0
+    if row.ended_at is not None:  # resumed after its canaries stopped it: the group is gone
+        campaign = session.get(UpdateCampaign, row.campaign_id)
+        for collar in session.scalars(select(CampaignCollar).where(
+                CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
+                CampaignCollar.device_id.in_([c.device_id for c in released]))):
+            campaigns.fail_collar(session, campaign, collar, "the delivery ended when the campaign stopped")
         return 0
     if row.mc_addr is not None and group_keys is None:
         log.warning("set-up of %d collars waits: campaign_id=%d needs the collars' key file (TEMBO_COLLAR_KEYS_FILE)",
@@ -426,6 +444,102 @@ def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
     return queued
 
 
+# ---- when the campaign ends ---------------------------------------------------------------------
+
+
+def _end_deliveries(session: Session, codec: Any, now: datetime) -> int:
+    """Take down the group of every delivery whose campaign ended (done, aborted, stopped by its
+    canaries); return how many downlinks were queued. Runs once per delivery (`ended_at`)."""
+    queued = 0
+    rows = session.execute(
+        select(FuotaSession, UpdateCampaign)
+        .join(UpdateCampaign, UpdateCampaign.id == FuotaSession.campaign_id)
+        .where(UpdateCampaign.state.in_(ENDED_CAMPAIGN_STATES), FuotaSession.ended_at.is_(None))
+    ).all()
+    for row, campaign in rows:
+        queued += _end(session, codec, row, campaign, now)
+    return queued
+
+
+def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampaign, now: datetime) -> int:
+    """The campaign ended: nothing more of it goes on the air, every collar it gave the group is told
+    to delete it (TS005 McGroupDeleteReq, unicast), and the network server's group, when the bridge
+    made it, is due for deletion (`delete_due`, retried by the service until it is gone)."""
+    if row.state != CLOSED:
+        row.state, row.closed_at = CLOSED, now
+    row.ended_at = now
+    collars = select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)
+    dropped = 0
+    for frame in session.scalars(select(MulticastDownlink).where(
+            MulticastDownlink.campaign_id == row.campaign_id, MulticastDownlink.state == downlinks.STATE_QUEUED)):
+        frame.state = downlinks.STATE_SUPERSEDED
+        dropped += 1
+    never_set_up = set()
+    for frame in session.scalars(select(Downlink).where(
+            Downlink.device_id.in_(collars), Downlink.command.in_(DELIVERY_COMMANDS),
+            Downlink.state == downlinks.STATE_QUEUED)):
+        frame.state = downlinks.STATE_SUPERSEDED
+        dropped += 1
+        if frame.command == "mc_group_setup":
+            never_set_up.add(frame.device_id)
+    told = 0
+    if row.mc_addr is not None:
+        for group in list(session.scalars(select(CollarMulticastGroup).where(
+                CollarMulticastGroup.campaign_id == row.campaign_id, CollarMulticastGroup.mc_group == MC_GROUP,
+                CollarMulticastGroup.state.in_((multicast_groups.SETUP_SENT, multicast_groups.DEFINED))))):
+            if group.device_id in never_set_up:
+                # the set-up never left the bridge: the collar holds what it held (its factory group, maybe);
+                # deleting group 0 would take that; ask it instead (McGroupStatusReq records the truth)
+                group.state, group.campaign_id, group.updated_at = multicast_groups.ABSENT, None, now
+                multicast_groups.request_status(session, codec, group.device_id)
+                continue
+            multicast_groups.queue_delete(session, codec, device_id=group.device_id, group=MC_GROUP,
+                                          campaign_id=row.campaign_id, now=now)
+            told += 1
+    if row.group_created and row.group_deleted_at is None:
+        row.group_delete_next_at = now
+    campaigns.record_event(session, campaign, "delivery_ended", state=campaign.state, collars_told=told,
+                           frames_dropped=dropped, network_group=row.group_id if row.group_created else None)
+    log.info("delivery ended campaign_id=%d (%s): %d frames dropped, McGroupDeleteReq to %d collars%s",
+             row.campaign_id, campaign.state, dropped, told,
+             ", the network server's group to delete" if row.group_created else "",
+             extra={"campaign_id": row.campaign_id})
+    return told
+
+
+def delete_due(session: Session, now: datetime) -> list[tuple[int, str]]:
+    """The network server groups the bridge made whose deliveries ended and that are due for a
+    (first or repeated) deletion: (campaign id, group id)."""
+    rows = session.scalars(select(FuotaSession).where(
+        FuotaSession.group_created.is_(True), FuotaSession.group_deleted_at.is_(None),
+        FuotaSession.group_delete_next_at.is_not(None), FuotaSession.group_delete_next_at <= now))
+    return [(r.campaign_id, r.group_id) for r in rows]
+
+
+def record_group_delete(session: Session, campaign_id: int, error: str | None, now: datetime) -> None:
+    """Record one try at deleting a delivery's network server group: done, or retried later (backing
+    off) until MAX_DELETE_ATTEMPTS, after which the error stays recorded for a technician."""
+    row = session.get(FuotaSession, campaign_id)
+    if row is None:
+        return
+    row.group_delete_attempts += 1
+    if error is None:
+        row.group_deleted_at, row.group_delete_next_at, row.group_delete_error = now, None, None
+        log.info("network server group %s of campaign_id=%d deleted", row.group_id, campaign_id,
+                 extra={"campaign_id": campaign_id})
+        return
+    row.group_delete_error = error[:200]
+    if row.group_delete_attempts >= MAX_DELETE_ATTEMPTS:
+        row.group_delete_next_at = None
+        log.error("network server group %s of campaign_id=%d not deleted after %d tries: %s; delete it by hand",
+                  row.group_id, campaign_id, row.group_delete_attempts, error, extra={"campaign_id": campaign_id})
+        return
+    wait_s = min(DELETE_RETRY_S * 2 ** (row.group_delete_attempts - 1), DELETE_RETRY_MAX_S)
+    row.group_delete_next_at = now + timedelta(seconds=wait_s)
+    log.warning("network server group %s of campaign_id=%d not deleted (try %d, again in %d s): %s", row.group_id,
+                campaign_id, row.group_delete_attempts, wait_s, error, extra={"campaign_id": campaign_id})
+
+
 # ---- what the collars answer -------------------------------------------------------------------
 
 
@@ -498,7 +612,9 @@ def view(session: Session, campaign_id: int) -> dict[str, Any] | None:
     return {"state": row.state, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "sf": row.sf,
             "target_fragment": row.target_fragment, "next_fragment": row.next_fragment, "sent": row.sent,
             "airtime_s": round(row.airtime_s, 1), "window_opens": row.session_time, "rounds": row.status_rounds,
-            "duty_cycle": DOWNLINK_DUTY,
+            "duty_cycle": DOWNLINK_DUTY, "ended_at": row.ended_at,
+            "network_group": {"id": row.group_id, "created": row.group_created, "deleted_at": row.group_deleted_at,
+                              "delete_attempts": row.group_delete_attempts, "delete_error": row.group_delete_error},
             "collars": {c.device_id: {"setup_answered": c.setup_answered, "missing": c.missing,
                                       "loss": None if c.loss is None else round(c.loss, 3),
                                       "unicast_sent": c.unicast_sent, "complete": c.complete,

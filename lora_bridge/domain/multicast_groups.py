@@ -4,7 +4,7 @@ Set-up (`queue_setup`): McGroupSetupReq on port 200 to one collar, the delivery'
 McKey wrapped with that collar's McKEKey (lora_bridge/updates/multicast_keys.py: the key file the
 technician provisioned; the wrapped key is what goes on the air, never McKey or a root key), and the
 frame counters the group may use. The collar's answers are recorded per collar and group
-(`collar_multicast_groups`): McGroupSetupAns (IDerror bit 2: refused), McGroupDeleteAns
+(`collar_multicast_groups`; `queue_delete` when the delivery ends): McGroupSetupAns (IDerror bit 2: refused), McGroupDeleteAns
 (McGroupUndefined bit 2), McGroupStatusAns (NbTotalGroups, AnsGroupMask and each group's McAddr;
 the bridge always asks for all four groups, so a group missing from the answer is absent).
 """
@@ -35,6 +35,7 @@ SETUP_SENT = "setup_sent"
 DEFINED = "defined"
 REFUSED = "refused"
 ABSENT = "absent"
+DELETE_SENT = "delete_sent"
 
 
 def _row(session: Session, device_id: str, group: int) -> CollarMulticastGroup:
@@ -57,6 +58,19 @@ def queue_setup(session: Session, codec: Any, *, device_id: str, dev_eui: str, g
     row = _row(session, device_id, group)
     row.state, row.mc_addr, row.campaign_id, row.updated_at = SETUP_SENT, keys.mc_addr, campaign_id, now
     log.info("multicast group set-up queued device_id=%s group=%d mc_addr=%08x", device_id, group, keys.mc_addr,
+             extra={"device_id": device_id, "campaign_id": campaign_id})
+    return queued.id
+
+
+def queue_delete(session: Session, codec: Any, *, device_id: str, group: int, campaign_id: int | None,
+                 now: datetime) -> int:
+    """Queue McGroupDeleteReq for one collar's group (the delivery that set it up ended); return the
+    downlink's id. Its McGroupDeleteAns makes the group absent."""
+    queued = downlinks.queue_command(session, codec, device_id=device_id, command="mc_group_delete",
+                                     values={"group": group})
+    row = _row(session, device_id, group)
+    row.state, row.campaign_id, row.updated_at = DELETE_SENT, campaign_id, now
+    log.info("multicast group delete queued device_id=%s group=%d", device_id, group,
              extra={"device_id": device_id, "campaign_id": campaign_id})
     return queued.id
 
