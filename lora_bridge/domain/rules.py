@@ -191,11 +191,14 @@ def record_battery(session: Session, device: Device) -> bool:
     return bool(done.rowcount)
 
 
-def battery_trend(session: Session, device: Device, now: datetime, profile: BatteryProfile) -> dict[str, Any] | None:
+def battery_trend(session: Session, device: Device, now: datetime, profile: BatteryProfile,
+                  readings: list[tuple[datetime, int]] | None = None) -> dict[str, Any] | None:
     """Slope (mV/day) of the readings of the last window_days and the dates it reaches the collar's
-    low, critical and empty levels; None when there are too few readings or too short a span."""
+    low, critical and empty levels; None when there are too few readings or too short a span.
+    readings: the collar's stored (time, mV) readings from the window's start on, in time order, when
+    the caller read them already (else they are read here)."""
     since = now - timedelta(days=profile.window_days)
-    rows = session.execute(
+    rows = readings if readings is not None else session.execute(
         select(BatteryReading.time, BatteryReading.battery_mv)
         .where(BatteryReading.device_id == device.device_id, BatteryReading.time >= since)
         .order_by(BatteryReading.time)

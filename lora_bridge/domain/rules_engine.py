@@ -49,8 +49,8 @@ from lora_bridge.domain.rules_crossings import (
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
-from lora_bridge.store.tables import Alert, Animal, Device, Position, RuleCursor
-from lora_bridge.store.utc import utc_now
+from lora_bridge.store.tables import Alert, Animal, BatteryReading, Device, Position, RuleCursor
+from lora_bridge.store.utc import as_utc, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -126,9 +126,11 @@ class _CollarsRead:
     rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
     fence_version: tuple[int, int, str]
     open_alerts: dict[str, list[Alert]]
+    # the stored battery readings of the trend's window, in time order, of each collar with a new status
+    readings: dict[str, list[tuple[datetime, int]]]
 
 
-def _read_collars(session: Session, device_ids: list[str]) -> _CollarsRead:
+def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> _CollarsRead:
     rows = {
         device.device_id: (device, animal, cursor)
         for device, animal, cursor in session.execute(
@@ -145,7 +147,33 @@ def _read_collars(session: Session, device_ids: list[str]) -> _CollarsRead:
             select(Alert).where(Alert.device_id.in_(device_ids), Alert.open_key.is_not(None)).order_by(Alert.id)
         ):
             open_alerts.setdefault(alert.device_id, []).append(alert)
-    return _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts)
+    return _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts, _read_readings(session, runtime, rows))
+
+
+def _read_readings(
+    session: Session, runtime: RulesRuntime, rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
+) -> dict[str, list[tuple[datetime, int]]]:
+    """What `rules.battery_trend` reads for each collar whose status is new (its readings from its
+    window's start on), in one statement for all of them."""
+    since: dict[str, datetime] = {}
+    for device_id, (device, animal, cursor) in rows.items():
+        if device.status_time is None or device.battery_mv is None:
+            continue
+        if cursor is not None and cursor.status_time is not None and device.status_time <= cursor.status_time:
+            continue
+        since[device_id] = device.status_time - timedelta(days=runtime.profile(device, animal).battery.window_days)
+    if not since:
+        return {}
+    readings: dict[str, list[tuple[datetime, int]]] = {device_id: [] for device_id in since}
+    with session.no_autoflush:
+        for device_id, time, battery_mv in session.execute(
+            select(BatteryReading.device_id, BatteryReading.time, BatteryReading.battery_mv)
+            .where(BatteryReading.device_id.in_(since), BatteryReading.time >= min(since.values()))
+            .order_by(BatteryReading.device_id, BatteryReading.time)
+        ):
+            if time >= since[device_id]:
+                readings[device_id].append((time, battery_mv))
+    return readings
 
 
 def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
@@ -222,7 +250,7 @@ def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[s
     for first in range(0, len(collars), READ_AT_ONCE):
         chunk = collars[first:first + READ_AT_ONCE]
         if together and len(chunk) > 1:  # a lone collar: its own two reads are fewer
-            session.info[COLLARS_READ] = _read_collars(session, chunk)
+            session.info[COLLARS_READ] = _read_collars(session, runtime, chunk)
         try:
             if not (together and len(chunk) > 1 and _judged_together(session, runtime, chunk, done)):
                 _judged_one_by_one(session, runtime, chunk, done)
@@ -279,7 +307,11 @@ def _battery(
     cursor.status_time = device.status_time
     if not rules.record_battery(session, device):
         return
-    trend = rules.battery_trend(session, device, device.status_time, profile.battery)
+    read: _CollarsRead | None = session.info.get(COLLARS_READ)
+    readings = read.readings.get(device.device_id) if read is not None else None
+    if readings is not None:  # read with the batch's other collars, before this status's reading went in
+        readings = sorted([*readings, (as_utc(device.status_time), int(device.battery_mv))])
+    trend = rules.battery_trend(session, device, device.status_time, profile.battery, readings)
     forecast = rules.check_battery_forecast(
         session, device, animal_id, device.status_time, profile.battery, trend=trend
     ) if trend is not None else None
