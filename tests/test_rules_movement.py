@@ -262,15 +262,20 @@ def test_unanswered_low_battery_alert_climbs_one_priority_step_per_escalation_up
     assert escalations()[1]["due_at"] == (alert.time + timedelta(minutes=300)).isoformat()
 
 
-def test_an_escalated_mortality_alert_stays_at_high_the_top_of_the_scale(bridge):
+def test_an_escalated_mortality_alert_stays_at_high_the_top_of_the_scale(bridge, caplog):
     (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1)).alert_ids
 
-    bridge.run_rules(now=T + timedelta(minutes=11))
-    bridge.run_rules(now=T + timedelta(minutes=21))
+    with caplog.at_level("WARNING", logger="lora_bridge.domain.rules_lifecycle"):
+        bridge.run_rules(now=T + timedelta(minutes=11))
+        bridge.run_rules(now=T + timedelta(minutes=21))
 
     assert bridge.alert(alert_id, viewer=b.RANGER).priority == 300
     details = [e.detail for e in bridge.alert_events(alert_id, viewer=b.RANGER) if e.action == "escalated"]
-    assert [(d["level"], d["priority_from"], d["priority_to"]) for d in details] == [(1, 300, 300), (2, 300, 300)]
+    # Still escalated (the escalation routes are told), but no change of priority is recorded or logged.
+    assert [(d["level"], d["priority"], d["top_of_scale"]) for d in details] == [(1, 300, True), (2, 300, True)]
+    assert not [d for d in details if "priority_from" in d or "priority_to" in d]
+    messages = [r.getMessage() for r in caplog.records if "escalated" in r.getMessage()]
+    assert len(messages) == 2 and not [m for m in messages if "->" in m]
 
 
 def test_a_poaching_alert_held_at_priority_zero_is_never_escalated(bridge):

@@ -9,7 +9,10 @@ acknowledges it in time, and each type's precision from the rangers' verdicts.
   step up EarthRanger's scale (100 → 200 → 300, never past 300), so routes with a higher
   `min_priority` (and those marked `escalation_only`) now get it and EarthRanger's event is raised
   too. The next escalation is due `after_min[new priority]` minutes after the last one was due. The
-  event keeps the level, when it was due and the priority before and after.
+  event keeps the level, when it was due and the priority before and after. An alert already at the
+  top of the scale (300) is still escalated when nobody answers (the escalation-only routes, e.g. the
+  warden, are told), but its priority does not change: the event says `priority` and
+  `top_of_scale`, with no "from -> to", and the log says it stayed.
 - precision: per type, true / (true + false_alarm) over resolved alerts with a verdict.
 """
 
@@ -75,8 +78,16 @@ class Escalation:
     priority_to: int
     due_at: datetime
 
+    @property
+    def priority_changed(self) -> bool:
+        """False for an alert escalated at the top of EarthRanger's scale (it stays at 300)."""
+        return self.priority_to != self.priority_from
+
     def detail(self) -> dict[str, Any]:
         """What the alert's history and its notifications say about it."""
+        if not self.priority_changed:
+            return {"level": self.level, "priority": self.priority_to, "top_of_scale": True,
+                    "due_at": self.due_at.isoformat()}
         return {
             "level": self.level,
             "priority_from": self.priority_from,
@@ -138,15 +149,14 @@ def escalate(
             session, alert, alerts.SYSTEM_ACTOR, ESCALATED,
             {**step.detail(), "unacknowledged_min": round((due - since).total_seconds() / 60, 1)},
         )
-        log.warning(
-            "alert escalated alert_id=%d device_id=%s level=%d priority %d -> %d",
-            alert.id,
-            alert.device_id,
-            step.level,
-            step.priority_from,
-            step.priority_to,
-            extra={"alert_id": alert.id, "device_id": alert.device_id, "level": step.level},
-        )
+        context = {"alert_id": alert.id, "device_id": alert.device_id, "level": step.level}
+        if step.priority_changed:
+            log.warning("alert escalated alert_id=%d device_id=%s level=%d priority %d -> %d", alert.id,
+                        alert.device_id, step.level, step.priority_from, step.priority_to, extra=context)
+        else:
+            log.warning("alert escalated alert_id=%d device_id=%s level=%d, still unanswered at priority %d "
+                        "(the top of the scale: escalation routes told, priority unchanged)", alert.id,
+                        alert.device_id, step.level, step.priority_to, extra=context)
         escalated.append(step)
     return escalated
 
