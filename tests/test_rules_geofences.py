@@ -483,3 +483,87 @@ def test_a_step_out_of_the_field_and_back_is_the_same_visit_but_ten_minutes_out_
     old, new = sorted(_farmland(bridge), key=lambda a: a.alert_id)
     assert old.alert_id == first.alert_id and (new.state, new.source) == ("new", "server")
     assert abs((new.time - (T + timedelta(minutes=61))).total_seconds()) < 60
+
+
+# The collar's own farmland alerts through one visit and after it: the collar enters a field on one fix
+# past its margin and leaves it on two, so it re-raises farmland whenever two fixes fall outside; the
+# bridge folds each report into the visit's alert (farm fence at x = 312 km, fixes 2 minutes apart).
+
+def _collar_report(bridge, minutes, x, seq, f_cnt, y=9_702_000):
+    at = T + timedelta(minutes=minutes)
+    lat, lon = rb.lat_lon(x, y)
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert("geofence_farmland", seq=seq, time_s=int(at.timestamp()),
+                                                  lat=lat, lon=lon), f_cnt=f_cnt, received_at=at))
+
+
+def _collar_raid(bridge):
+    """Out of the park by 08:30, into the farm at 08:32 (the collar's alert at once, its fix 200 m in), a
+    second fix in at 08:34; the ranger resolves the alert (elephant chased out)."""
+    park_and_farm(bridge)
+    ingest_track(bridge, [(0, 311_000, 9_702_000), (30, 311_700, 9_702_000), (32, 312_200, 9_702_000)])
+    _collar_report(bridge, 32, 312_200, seq=1, f_cnt=10)
+    ingest_track(bridge, [(34, 312_400, 9_702_000)], first_f_cnt=11)
+    (alert,) = _farmland(bridge)
+    assert (alert.source, alert.state) == ("collar", "new")
+    bridge.resolve_alert(alert.alert_id, b.RANGER, "true", note="elephant in the maize, chased out")
+    return alert
+
+
+def test_ranger_gets_one_farmland_alert_when_collar_steps_out_twice_in_one_visit(bridge):
+    first = _collar_raid(bridge)
+    # Out at 08:36 and 08:38 (the collar leaves the field), in at 08:40: the collar raises farmland again.
+    ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (40, 312_200, 9_702_000)],
+                 first_f_cnt=20)
+    _collar_report(bridge, 40, 312_200, seq=2, f_cnt=23)
+    # Out at 08:44 and 08:46, in at 08:48: and a third time.
+    ingest_track(bridge, [(42, 312_300, 9_702_000), (44, 311_850, 9_702_000), (46, 311_750, 9_702_000),
+                          (48, 312_150, 9_702_000), (50, 312_300, 9_702_000)], first_f_cnt=30)
+    _collar_report(bridge, 48, 312_150, seq=3, f_cnt=35)
+
+    (alert,) = _farmland(bridge)  # one visit, one alert: each step out was 4 minutes, under rejoin_min (10)
+    assert (alert.alert_id, alert.state) == (first.alert_id, "resolved")
+    repeats = [e.detail for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "repeated"]
+    from_collar = [d for d in repeats if d.get("source") == "collar"]
+    assert [d["same_visit"] for d in from_collar] == [True, True]
+    assert [o.get("seq") for o in alert.evidence["occurrences"] if o.get("source") == "collar"] == [2, 3]
+    # each report still got its ack, so the collar stops repeating it
+    acks = [e.detail["seq"] for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "ack_queued"]
+    assert acks == [1, 2, 3]
+    assert not [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
+
+
+def test_collar_farmland_alert_from_one_bad_fix_deep_in_the_field_after_the_visit_wakes_nobody(bridge):
+    first = _collar_raid(bridge)
+    # Out of the field from 08:36 to 09:00 (24 minutes: the visit is over), then one fix 400 m inside at
+    # 09:02 (a bad fix: the collar raises farmland on it) and the next back out beside the field at 09:04.
+    ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (50, 311_650, 9_702_000),
+                          (60, 311_700, 9_702_000), (62, 312_400, 9_702_000)], first_f_cnt=20)
+    _collar_report(bridge, 62, 312_400, seq=2, f_cnt=25)
+    assert not [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
+    ingest_track(bridge, [(64, 311_700, 9_702_000), (66, 311_650, 9_702_000)], first_f_cnt=26)
+
+    (alert,) = _farmland(bridge)  # no second alert: the track never confirmed a new visit
+    assert (alert.alert_id, alert.state) == (first.alert_id, "resolved")
+    (report,) = [e.detail for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER)
+                 if e.action == "repeated" and e.detail.get("source") == "collar"]
+    assert report["same_visit"] is False and "reentry" in report
+    kept = [o for o in alert.evidence["occurrences"] if o.get("seq") == 2]
+    assert len(kept) == 1 and kept[0]["reentry"] and kept[0]["lat"] == pytest.approx(rb.lat_lon(312_400, 9_702_000)[0], abs=1e-4)
+
+
+def test_collar_farmland_alert_of_a_true_return_to_the_field_is_raised_once_the_next_fix_confirms_it(bridge):
+    first = _collar_raid(bridge)
+    ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (50, 311_650, 9_702_000),
+                          (60, 311_700, 9_702_000), (62, 312_200, 9_702_000)], first_f_cnt=20)
+    _collar_report(bridge, 62, 312_200, seq=2, f_cnt=25)
+    assert not [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
+    # 09:04 still in the field: the bridge's crossing rule confirms the return (one fix later) and raises it.
+    ingest_track(bridge, [(64, 312_350, 9_702_000)], first_f_cnt=26)
+    (new,) = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
+    assert new.alert_id != first.alert_id and new.source == "server"
+    # crossed x = 312 km 300 m after 311.7 km on the way to 312.2 km: 60 + 2 * 300 / 500 = 61.2 minutes
+    assert abs((new.time - (T + timedelta(minutes=61.2))).total_seconds()) < 2
+    # The collar repeats its alert until the ack reaches it: an occurrence of the new alert, no third one.
+    _collar_report(bridge, 62, 312_200, seq=2, f_cnt=27)
+    assert len(_farmland(bridge)) == 2
+    assert bridge.alert(new.alert_id, viewer=b.RANGER).occurrences == 2

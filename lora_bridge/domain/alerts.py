@@ -107,10 +107,7 @@ def raise_alert(
             alert.last_time = time
             if lat is not None and lon is not None:
                 alert.lat, alert.lon = lat, lon
-        merged = dict(alert.evidence)
-        merged.setdefault("occurrences", []).append(_occurrence(time, lat, lon, evidence))
-        merged["occurrences"] = merged["occurrences"][-20:]
-        alert.evidence = merged
+        alert.evidence = with_occurrence(alert.evidence, _occurrence(time, lat, lon, evidence))
         record_event(session, alert, actor, "repeated", {"time": time.isoformat()})
         log.info(
             "alert repeated alert_id=%d device_id=%s type=%s",
@@ -151,6 +148,18 @@ def raise_alert(
     return alert, True
 
 
+OCCURRENCES_KEPT = 20
+
+
+def with_occurrence(evidence: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
+    """A new evidence dict with entry added to its occurrences (the last OCCURRENCES_KEPT). Built anew,
+    list included: the store writes a JSON column only when its value compares different, so appending
+    to the stored list in place would be lost."""
+    merged = dict(evidence or {})
+    merged["occurrences"] = [*merged.get("occurrences", []), entry][-OCCURRENCES_KEPT:]
+    return merged
+
+
 def closed_collar_alert_repeated(
     session: Session, *, device_id: str, alert_type: str, seq: int, time: datetime
 ) -> Alert | None:
@@ -177,10 +186,7 @@ def closed_collar_alert_repeated(
         if evidence.get("seq") != seq or int(alert.time.timestamp()) != int(time.timestamp()):
             continue
         alert.occurrences += 1
-        merged = dict(evidence)
-        merged.setdefault("occurrences", []).append(_occurrence(time, None, None, {"seq": seq}))
-        merged["occurrences"] = merged["occurrences"][-20:]
-        alert.evidence = merged
+        alert.evidence = with_occurrence(evidence, _occurrence(time, None, None, {"seq": seq}))
         record_event(session, alert, device_id, "repeated", {"time": time.isoformat(), "seq": seq, "while": alert.state})
         log.info(
             "collar repeated a closed alert alert_id=%d device_id=%s type=%s seq=%d",

@@ -173,11 +173,11 @@ def _apply_collar_alert(
             session, device_id=device_id, alert_type=alert_type, seq=seq, time=time
         )
     if repeat is None and alert_type in rules_visits.VISIT_TYPES:
-        repeat = _resolved_visit(session, device_id, alert_type, time, settings)
-        if repeat is not None:  # the ranger already resolved this visit's alert (the bridge's crossing rule's)
+        repeat, reentry = _resolved_visit(session, device_id, alert_type, time, where, settings)
+        if repeat is not None:  # the ranger already resolved this visit's alert, or the last visit's
             rules_visits.add_to_resolved(session, repeat, time=time, source=alerts.SOURCE_COLLAR, actor=device_id,
                                          lat=where[0] if where else None, lon=where[1] if where else None,
-                                         evidence=evidence)
+                                         evidence=evidence, reentry=reentry)
     if repeat is not None:
         alert = repeat
     else:
@@ -216,17 +216,19 @@ def _apply_collar_alert(
 
 
 def _resolved_visit(session: Session, device_id: str, alert_type: str, time: datetime,
-                    settings: BridgeSettings) -> Alert | None:
-    """The resolved alert of the visit a collar's fence alert reports, if the ranger resolved one already
-    (rules_visits); read only when a resolved alert of the type exists and no alert of it is open."""
+                    where: tuple[float, float] | None, settings: BridgeSettings) -> tuple[Alert | None, bool]:
+    """(resolved alert, reentry) for a collar's fence alert when the ranger resolved the alert of its visit
+    already (reentry False), or of the visit before it, a new visit left to the bridge's track to confirm
+    (reentry True); (None, False): raise it. Read only when a resolved alert of the type exists and no
+    alert of it is open (rules_visits)."""
     if alerts.open_alert(session, device_id, alert_type) is not None or alerts.last_closed(
             session, device_id, alert_type) is None:
-        return None
+        return None, False
     animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
     profile = _rules_config(settings.rules_path).profile_for(
         animal.species if animal else None, *((animal.name, str(animal.id)) if animal else ()), device_id)
     fences = FenceIndex(geofences.all_fences(session))
-    return rules_visits.resolved_alert_of_visit(session, fences, profile.fences, device_id, alert_type, time)
+    return rules_visits.collar_report_of(session, fences, profile.fences, device_id, alert_type, time, where)
 
 
 @lru_cache(maxsize=8)

@@ -10,6 +10,14 @@ occurrence of the resolved alert. A visit is over once the animal was back on it
 (outside every farmland fence; inside the park) for `FenceProfile.rejoin_min` or longer, seen by
 `confirm_fixes` fixes in a row there, as a crossing is confirmed. Then the next report is a new alert.
 
+A collar's report of a *new* visit within VISIT_MAX of a resolved one (the animal back in the field it was
+chased out of, or a bad fix deep in it while the animal grazes beside it: the collar enters a field on one
+fix past its margin) is not raised on the collar's word alone: it is recorded on the resolved alert
+(`reentry`, awaiting the track) and the bridge's own crossing rule raises the new visit's alert once its
+fixes confirm the entry (a second fix past the line: one fix later), while one fix in and the next back out
+raises nothing. This holds only where the bridge's fences put the collar's report on the far side too
+(else the bridge could never confirm it, and the collar's alert is raised as sent).
+
 All of it on plain (time, lat, lon) fixes and a FenceIndex, so a test can check it by hand.
 """
 
@@ -76,11 +84,21 @@ def resolved_alert_of_visit(
 ) -> Alert | None:
     """The resolved fence alert of this collar and type whose visit a report at `time` belongs to (the
     animal not back on its own side for rejoin_min between the two), or None: the report is a new alert."""
+    closed, same_visit = last_visit(session, fences, profile, device_id, alert_type, time)
+    return closed if same_visit else None
+
+
+def last_visit(
+    session: Session, fences: FenceIndex, profile: FenceProfile, device_id: str, alert_type: str, time: datetime
+) -> tuple[Alert | None, bool]:
+    """The collar's last resolved fence alert of this type within VISIT_MAX of a report at `time`, and
+    whether the report belongs to its visit: (None, False) when there is none (or no fences to judge by),
+    (alert, True) for the same visit, (alert, False) for a new visit after it."""
     if alert_type not in VISIT_TYPES or not len(fences):
-        return None
+        return None, False
     closed = alerts.last_closed(session, device_id, alert_type)
     if closed is None or time - closed.last_time > VISIT_MAX or closed.time - time > VISIT_MAX:
-        return None
+        return None, False
     start, end = min(closed.time, time), max(closed.time, time)
     fixes = [
         (t, lat, lon)
@@ -91,28 +109,56 @@ def resolved_alert_of_visit(
         )
     ]
     if visit_ended(fixes, away_test(fences, alert_type), end, profile):
-        return None
-    return closed
+        return closed, False
+    return closed, True
+
+
+def collar_report_of(
+    session: Session, fences: FenceIndex, profile: FenceProfile, device_id: str, alert_type: str, time: datetime,
+    where: tuple[float, float] | None,
+) -> tuple[Alert | None, bool]:
+    """Where a collar's fence report at `time` and `where` goes: (resolved alert, False) when it is of that
+    alert's visit; (resolved alert, True) when it is a new visit after it (within VISIT_MAX) that the
+    bridge's own fences can confirm (`where` on the far side of them): it waits for the bridge's crossing
+    rule; (None, False): raise it as sent."""
+    closed, same_visit = last_visit(session, fences, profile, device_id, alert_type, time)
+    if closed is None:
+        return None, False
+    if same_visit:
+        return closed, False
+    if where is not None and away_test(fences, alert_type)(*where):
+        return closed, True
+    return None, False
 
 
 def add_to_resolved(
     session: Session, alert: Alert, *, time: datetime, source: str, actor: str,
     lat: float | None = None, lon: float | None = None, evidence: dict[str, Any] | None = None,
+    reentry: bool = False,
 ) -> None:
     """Record a report of a visit whose alert the ranger already resolved: an occurrence in its history,
-    the alert left resolved (nobody is woken again)."""
+    the alert left resolved (nobody is woken again). reentry: the report is of a new visit after it, left
+    to the bridge's crossing rule to confirm (see the module's text)."""
     alert.occurrences += 1
-    merged = dict(alert.evidence or {})
     entry: dict[str, Any] = {"time": time.isoformat(), "lat": lat, "lon": lon, "source": source}
     if evidence and "seq" in evidence:
         entry["seq"] = evidence["seq"]
-    merged.setdefault("occurrences", []).append(entry)
-    merged["occurrences"] = merged["occurrences"][-20:]
-    alert.evidence = merged
-    alerts.record_event(session, alert, actor, "repeated",
-                        {"time": time.isoformat(), "source": source, "while": alert.state, "same_visit": True})
+    if evidence and "raw_uplink_id" in evidence:
+        entry["raw_uplink_id"] = evidence["raw_uplink_id"]
+    if reentry:
+        entry["reentry"] = "awaiting the bridge's track"
+    alert.evidence = alerts.with_occurrence(alert.evidence, entry)
+    detail: dict[str, Any] = {"time": time.isoformat(), "source": source, "while": alert.state,
+                              "same_visit": not reentry}
+    if reentry:
+        detail["reentry"] = ("a new visit by the collar's word only: raised by the bridge's crossing rule once "
+                             "its fixes confirm the entry")
+        if lat is not None and lon is not None:
+            detail["lat"], detail["lon"] = lat, lon
+    alerts.record_event(session, alert, actor, "repeated", detail)
     log.info(
-        "fence alert of a visit already resolved alert_id=%d device_id=%s type=%s source=%s",
+        "fence alert of a visit already resolved alert_id=%d device_id=%s type=%s source=%s%s",
         alert.id, alert.device_id, alert.alert_type, source,
+        " (re-entry awaiting the track)" if reentry else "",
         extra={"alert_id": alert.id, "device_id": alert.device_id, "alert_type": alert.alert_type},
     )
