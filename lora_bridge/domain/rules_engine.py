@@ -49,6 +49,7 @@ from lora_bridge.domain.rules_crossings import (
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
+from lora_bridge.store import bulk
 from lora_bridge.store.tables import Alert, Animal, BatteryReading, Device, Position, RuleCursor
 from lora_bridge.store.utc import as_utc, utc_now
 
@@ -128,6 +129,8 @@ class _CollarsRead:
     open_alerts: dict[str, list[Alert]]
     # the stored battery readings of the trend's window, in time order, of each collar with a new status
     readings: dict[str, list[tuple[datetime, int]]]
+    # while the collars are judged together: those whose new status reading `_record_readings` stored
+    recorded: set[str] | None = None
 
 
 def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> _CollarsRead:
@@ -174,6 +177,19 @@ def _read_readings(
             if time >= since[device_id]:
                 readings[device_id].append((time, battery_mv))
     return readings
+
+
+def _record_readings(session: Session, read: _CollarsRead) -> set[str]:
+    """What `rules.record_battery` does for each collar with a new status, in one statement for all:
+    the reading stored unless the store holds one of that collar at that time; the collars whose went in."""
+    rows = []
+    for device_id, readings in read.readings.items():
+        device = read.rows[device_id][0]
+        if as_utc(device.status_time) not in {time for time, _ in readings}:
+            rows.append({"device_id": device_id, "time": device.status_time, "battery_mv": device.battery_mv})
+    if rows:
+        session.execute(bulk.insert_ignoring_conflicts(BatteryReading.__table__, session.get_bind().dialect.name), rows)
+    return {row["device_id"] for row in rows}
 
 
 def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
@@ -263,11 +279,16 @@ def _judged_together(session: Session, runtime: RulesRuntime, collars: list[str]
     """Every collar of collars judged inside one savepoint, into done; False (and nothing of it kept)
     when the rules of any of them failed."""
     judged: dict[str, Steps] = {}
+    read: _CollarsRead | None = session.info.get(COLLARS_READ)
     try:
         with session.begin_nested():
+            if read is not None:
+                read.recorded = _record_readings(session, read)
             for device_id in collars:
                 judged[device_id] = evaluate_device(session, runtime, device_id)
     except Exception as error:  # noqa: BLE001 - judged again collar by collar, where it is logged
+        if read is not None:
+            read.recorded = None  # rolled back with the rest: each collar records its own again
         log.info("server rules of %d collars rolled back together (%s); judged again collar by collar",
                  len(collars), type(error).__name__)
         return False
@@ -305,9 +326,13 @@ def _battery(
     if device.status_time is None or (cursor.status_time is not None and device.status_time <= cursor.status_time):
         return
     cursor.status_time = device.status_time
-    if not rules.record_battery(session, device):
-        return
     read: _CollarsRead | None = session.info.get(COLLARS_READ)
+    if read is not None and read.recorded is not None and device.device_id in read.readings:
+        recorded = device.device_id in read.recorded  # stored with the batch's other collars' readings
+    else:
+        recorded = rules.record_battery(session, device)
+    if not recorded:
+        return
     readings = read.readings.get(device.device_id) if read is not None else None
     if readings is not None:  # read with the batch's other collars, before this status's reading went in
         readings = sorted([*readings, (as_utc(device.status_time), int(device.battery_mv))])
