@@ -27,6 +27,7 @@ import base64
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -311,6 +312,27 @@ class NetworkServerClient:
         log.info("ChirpStack multicast group created id=%s collars=%d gateways=%d", group_id, len(group.dev_euis),
                  len(group.gateway_ids))
         return group_id
+
+    def chirpstack_multicast_group(self, group_id: str) -> Any:
+        """Read a ChirpStack v4 multicast group (MulticastGroupService.Get, `GET /api/multicast-groups/{id}`)
+        as chirpstack-api's MulticastGroup message. DownlinkError when ChirpStack refuses or the answer
+        is not a GetMulticastGroupResponse."""
+        from chirpstack_api.api import multicast_group_pb2 as mg
+        from google.protobuf import json_format
+
+        base = (self.settings.network_server_url or "").rstrip("/")
+        if not base:
+            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        target = DownlinkTarget(device_id=group_id, network="chirpstack", application_id=None, dev_eui=None)
+        answer = self._call("GET", f"{base}/api/multicast-groups/{quote(group_id, safe='')}", None,
+                            {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"}, target)
+        try:
+            parsed = json_format.ParseDict(answer.json(), mg.GetMulticastGroupResponse(), ignore_unknown_fields=True)
+        except (ValueError, json_format.ParseError) as error:
+            raise DownlinkError(f"ChirpStack answered the group's read with no GetMulticastGroupResponse: {error}") from None
+        if not parsed.HasField("multicast_group"):
+            raise DownlinkError("ChirpStack answered the group's read without the group")
+        return parsed.multicast_group
 
     def delete_chirpstack_multicast_group(self, group_id: str) -> None:
         """Delete a ChirpStack v4 multicast group the bridge made (MulticastGroupService.Delete,

@@ -1369,6 +1369,8 @@ class Bridge:
                 if create_group:
                     row.group_id = self._create_chirpstack_group(session, row, group_keys)
                     row.group_created = True  # the bridge deletes it again when the campaign ends
+                else:
+                    self._check_technicians_group(session, row)
             view = campaigns.view(session, campaign)
             view["delivery"] = fuota_delivery.view(session, campaign.id)
             return view
@@ -1444,6 +1446,37 @@ class Bridge:
                 dev_euis=sorted(euis), gateway_ids=list(row.gateways or [])))
         except DownlinkError as error:
             raise campaigns.CampaignError(f"ChirpStack did not create the multicast group: {error}") from None
+
+    def _check_technicians_group(self, session: Any, row: Any) -> None:
+        """A ChirpStack group the technician made must send as the plan does: Class C, 869.525 MHz, the
+        plan's data rate; CampaignError (nothing kept) when it does not or cannot be read. (A TTS
+        multicast end device's radio settings live in its Network Server registry: not read here.)"""
+        from chirpstack_api.api import multicast_group_pb2 as mg
+        from sqlalchemy import select
+
+        from lora_bridge.domain import campaigns, fuota_delivery
+        from lora_bridge.errors import DownlinkError
+        from lora_bridge.store.tables import Device, FuotaCollar
+
+        devices = select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)
+        if set(session.scalars(select(Device.network).where(Device.device_id.in_(devices)))) != {"chirpstack"}:
+            return
+        try:
+            group = self.network_server.chirpstack_multicast_group(row.group_id)
+        except DownlinkError as error:
+            raise campaigns.CampaignError(f"could not read the ChirpStack multicast group {row.group_id}: "
+                                          f"{error}") from None
+        frequency_hz, dr = fuota_delivery.MC_FREQUENCY_HZ100 * 100, max(0, 12 - row.sf)
+        problems = []
+        if group.group_type != mg.MulticastGroupType.CLASS_C:
+            problems.append(f"type {mg.MulticastGroupType.Name(group.group_type)}, not CLASS_C")
+        if group.frequency != frequency_hz:
+            problems.append(f"frequency {group.frequency} Hz, not {frequency_hz}")
+        if group.dr != dr:
+            problems.append(f"DR{group.dr}, not the plan's DR{dr} (SF{row.sf})")
+        if problems:
+            raise campaigns.CampaignError(f"the ChirpStack multicast group {row.group_id} does not send as the "
+                                          f"plan does: {'; '.join(problems)}")
 
     def request_multicast_status(self, device_id: str) -> int:
         """Ask one collar which TS005 multicast groups it holds (McGroupStatusReq); return the downlink id."""

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 import bridge_builders as b
 import pytest
 from chirpstack_api.api import device_pb2, multicast_group_pb2
+from chirpstack_api.common import common_pb2
 from google.api import annotations_pb2
 from google.protobuf import json_format
 from starlette.applications import Starlette
@@ -47,6 +48,9 @@ def _route_of(service, method: str) -> str:
 
 DEVICE_QUEUE = _route_of(device_pb2.DESCRIPTOR.services_by_name["DeviceService"], "Enqueue")
 GROUP_QUEUE = _route_of(multicast_group_pb2.DESCRIPTOR.services_by_name["MulticastGroupService"], "Enqueue")
+_GET = multicast_group_pb2.DESCRIPTOR.services_by_name["MulticastGroupService"].methods_by_name["Get"]
+GROUP_GET = re.sub(r"\{([a-z_.]+)\}", lambda m: "{" + m.group(1).split(".")[-1] + "}",
+                   _GET.GetOptions().Extensions[annotations_pb2.http].get)
 
 
 class StandInChirpStack:
@@ -59,6 +63,12 @@ class StandInChirpStack:
         self.unicast: list[dict] = []  # {"device", "f_port", "payload"}
         self.multicast: list[dict] = []  # {"group", "f_port", "payload", "expires_at", "f_cnt"}
         self.refused: list[str] = []
+        # the group the technician made in ChirpStack, as MulticastGroupService.Get answers it
+        self.group = multicast_group_pb2.MulticastGroup(
+            id=GROUP_ID, name="tembo collars", application_id="0b8e8ae8-1f21-4b5d-9d2a-ffcb57c1a0a1",
+            region=common_pb2.Region.EU868, mc_addr="01ff0a42", group_type=multicast_group_pb2.MulticastGroupType.CLASS_C,
+            dr=3, frequency=869_525_000,
+            class_c_scheduling_type=multicast_group_pb2.MulticastGroupSchedulingType.DELAY)
 
     def app(self) -> Starlette:
         async def enqueue(request: Request, message, path_id: str) -> tuple[object | None, JSONResponse | None]:
@@ -102,8 +112,18 @@ class StandInChirpStack:
                                    else None, "f_cnt": len(self.multicast) + 1})
             return JSONResponse({"fCnt": len(self.multicast)})
 
+        async def get_group(request: Request) -> JSONResponse:
+            if request.headers.get("Grpc-Metadata-Authorization") != f"Bearer {self.api_key}":
+                return JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
+            if request.path_params["id"] != self.group.id:
+                return JSONResponse({"code": 5, "message": "object does not exist"}, status_code=404)
+            answer = multicast_group_pb2.GetMulticastGroupResponse(multicast_group=self.group)
+            answer.created_at.FromDatetime(datetime(2026, 11, 30, tzinfo=UTC))
+            return JSONResponse(json_format.MessageToDict(answer))
+
         return Starlette(routes=[Route(DEVICE_QUEUE, device_queue, methods=["POST"]),
-                                 Route(GROUP_QUEUE, group_queue, methods=["POST"])])
+                                 Route(GROUP_QUEUE, group_queue, methods=["POST"]),
+                                 Route(GROUP_GET, get_group, methods=["GET"])])
 
 
 class ChirpStackReserve(Reserve):
@@ -246,3 +266,22 @@ def test_a_delivery_to_collars_on_two_network_servers_is_refused_with_its_reason
         with pytest.raises(ValueError, match="one network server"):
             start_campaign(bridge, image, version)
         assert bridge.campaigns() == [], "the campaign is not half made"
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ({"dr": 5}, "DR5, not the plan's DR3 \\(SF9\\)"),
+    ({"frequency": 868_100_000}, "frequency 868100000 Hz, not 869525000"),
+    ({"group_type": multicast_group_pb2.MulticastGroupType.CLASS_B}, "type CLASS_B, not CLASS_C"),
+    ({"id": "another"}, "could not read the ChirpStack multicast group .*404"),
+])
+def test_a_technicians_group_that_does_not_send_as_the_plan_does_refuses_the_campaign(sqlite_url, chirpstack,
+                                                                                     change, says):
+    image, version = model_image()
+    for field, value in change.items():
+        setattr(chirpstack.group, field, value)
+    with open_bridge(sqlite_url, chirpstack) as bridge:
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        with pytest.raises(ValueError, match=says):
+            start_campaign(bridge, image, version)
+        assert bridge.campaigns() == [], "nothing half made"
+    assert chirpstack.unicast == [] and chirpstack.multicast == []
