@@ -729,13 +729,21 @@ class Bridge:
         kind: str | None = None,
         alert_on: str | None = None,
         replace: bool = False,
+        actor: Viewer | None = None,
     ) -> list[GeofenceView]:
         """Store the polygon fences of a GeoJSON, GeoPackage or zipped Shapefile (any CRS); the new
-        fences. InvalidGeofenceFile says what is wrong with a broken file; nothing is stored then."""
+        fences. InvalidGeofenceFile says what is wrong with a broken file; nothing is stored then.
+        actor (a signed-in user or token): who did it, in the audit log with the file and the fences."""
+        if actor is not None:
+            require(actor, roles.MANAGE_GEOFENCES)
         fence_file = read_fence_file(data, filename, kind=kind, alert_on=alert_on)
         with self.db.write() as session:
             rows = geofences.store_fences(session, fence_file, replace=replace)
-            return [_geofence_view(row) for row in rows]
+            views = [_geofence_view(row) for row in rows]
+            if actor is not None:
+                audit.record_change(session, actor, "geofences_imported", self.clock(), filename=filename,
+                                    replace=replace, geofence_ids=[v.geofence_id for v in views])
+            return views
 
     def geofences(self) -> list[GeofenceView]:
         """Every stored fence, oldest first."""
@@ -757,10 +765,14 @@ class Bridge:
             ],
         }
 
-    def delete_geofence(self, geofence_id: int) -> None:
-        """Remove one fence (UnknownGeofence when there is none)."""
+    def delete_geofence(self, geofence_id: int, actor: Viewer | None = None) -> None:
+        """Remove one fence (UnknownGeofence when there is none); actor as for import_geofences."""
+        if actor is not None:
+            require(actor, roles.MANAGE_GEOFENCES)
         with self.db.write() as session:
             geofences.delete_fence(session, geofence_id)
+            if actor is not None:
+                audit.record_change(session, actor, "geofence_deleted", self.clock(), geofence_id=int(geofence_id))
 
     def evaluate_rules(self, device_id: str) -> list[int]:
         """Run the per-collar rules over what arrived since its cursor, queue their notifications;

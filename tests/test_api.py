@@ -54,7 +54,10 @@ def concrete(api, path: str) -> str:
     # The 30-hour-old fence alert on Amani: old enough for every role to see.
     alerts = api.get("/api/alerts?state=all", headers=ranger).json()
     alert_id = next(a["alert_id"] for a in alerts if a["alert_type"] == "geofence_farmland")
-    return path.replace("{animal_id}", str(animal_id)).replace("{alert_id}", str(alert_id))
+    fences = api.get("/api/geofences", headers=ranger).json()["features"]
+    geofence_id = fences[0]["id"] if fences else 1  # a fence that may not exist: only refusals are tried
+    return (path.replace("{animal_id}", str(animal_id)).replace("{alert_id}", str(alert_id))
+            .replace("{geofence_id}", str(geofence_id)))
 
 
 def data_routes(api) -> list[tuple[str, str, list[str]]]:

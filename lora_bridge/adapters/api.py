@@ -49,6 +49,7 @@ GEOJSON = "application/geo+json"
 DEFAULT_TRACK_POINTS = 500
 MAX_TRACK_POINTS = 10_000
 ALERT_STATES = ("new", "acknowledged", "resolved")
+MAX_FENCE_FILE_BYTES = 32 * 1024 * 1024  # a reserve's fences, with room; a larger body is refused unread
 
 
 # Request bodies ------------------------------------------------------------------------------
@@ -106,6 +107,8 @@ class Endpoint:
     body: type[BaseModel] | None = None
     media_type: str = "application/json"
     tags: tuple[str, ...] = field(default=("data",))
+    file_body: tuple[str, ...] = ()  # media types of a raw file the route takes as its body
+    created: bool = False  # answers 201
 
     def roles(self) -> list[str]:
         """The roles that may use this route."""
@@ -233,6 +236,35 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
     async def geofences(request: Request, viewer: Viewer) -> Response:
         return JSONResponse(await call(bridge.geofences_geojson), media_type=GEOJSON)
 
+    async def import_geofences(request: Request, viewer: Viewer) -> Response:
+        filename = (request.query_params.get("filename") or "").strip()
+        if not filename:
+            raise InvalidRequest("say the file's name (?filename=reserve.gpkg): its ending tells GeoJSON, "
+                                 "GeoPackage or zipped Shapefile")
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_FENCE_FILE_BYTES:
+            raise InvalidRequest(f"a fence file of {size} bytes is larger than {MAX_FENCE_FILE_BYTES}")
+        data = await request.body()
+        if len(data) > MAX_FENCE_FILE_BYTES:
+            raise InvalidRequest(f"a fence file of {len(data)} bytes is larger than {MAX_FENCE_FILE_BYTES}")
+        replace = request.query_params.get("replace", "false")
+        if replace not in ("true", "false"):
+            raise InvalidRequest("replace is true or false")
+        added = await call(bridge.import_geofences, data, filename, kind=request.query_params.get("kind") or None,
+                           alert_on=request.query_params.get("alert_on") or None, replace=replace == "true",
+                           actor=viewer)
+        log.info("geofences imported over the API", extra={"geofence_file": filename, "fences": len(added),
+                                                           "user": viewer.username})
+        features = [{"type": "Feature", "id": v.geofence_id, "geometry": v.geometry,
+                     "properties": {"name": v.name, "kind": v.kind, "alert_on": v.alert_on}} for v in added]
+        return JSONResponse({"type": "FeatureCollection", "features": features}, status_code=201, media_type=GEOJSON)
+
+    async def delete_geofence(request: Request, viewer: Viewer) -> Response:
+        geofence_id = request.path_params["geofence_id"]
+        await call(bridge.delete_geofence, geofence_id, actor=viewer)
+        log.info("geofence deleted over the API", extra={"geofence_id": geofence_id, "user": viewer.username})
+        return JSONResponse({"deleted": geofence_id})
+
     async def downlinks(request: Request, viewer: Viewer) -> Response:
         views = await call(bridge.downlinks, request.query_params.get("state"))
         return JSONResponse(to_jsonable(views))
@@ -312,6 +344,16 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         Endpoint("GET", "/api/geography", a.READ_GEOGRAPHY, geography, "The reserve's map (GeoJSON)", media_type=GEOJSON),
         Endpoint("GET", "/api/geofences", a.READ_GEOGRAPHY, geofences, "The geofences the server rules test crossings against (GeoJSON polygons)",
                  media_type=GEOJSON),
+        Endpoint("POST", "/api/geofences", a.MANAGE_GEOFENCES, import_geofences,
+                 "Import fences from a GeoJSON, GeoPackage or zipped Shapefile (any CRS; the raw file as the body)",
+                 (Param("filename", description="the file's name; its ending tells the format (.geojson, .gpkg, .zip)"),
+                  Param("kind", description="boundary, farmland, village, ... when the file has no kind column"),
+                  Param("alert_on", description="enter, exit or both (default from the kind)"),
+                  Param("replace", description="true: the file's fences replace every stored one")),
+                 media_type=GEOJSON, tags=("rules",), created=True,
+                 file_body=("application/geo+json", "application/geopackage+sqlite3", "application/zip")),
+        Endpoint("DELETE", "/api/geofences/{geofence_id}", a.MANAGE_GEOFENCES, delete_geofence, "Remove one fence",
+                 (Param("geofence_id", "path", "integer"),), tags=("rules",)),
         Endpoint("GET", "/api/downlinks", a.READ_DOWNLINKS, downlinks, "Commands for collars and how far they got",
                  (Param("state", description="queued, sending, sent, failed or acknowledged"),)),
         Endpoint("POST", "/api/downlinks", a.QUEUE_DOWNLINKS, queue_downlink, "Queue a command for a collar",
@@ -347,7 +389,8 @@ def create_app(bridge: Bridge) -> Starlette:
     requests = Counter("tembo_api_requests", "API requests answered", ["route", "status"], registry=registry)
     table = endpoints(bridge, registry)
     for endpoint in table:
-        path = endpoint.path.replace("{alert_id}", "{alert_id:int}")  # anything else is a 404
+        # an id that is no number is a 404
+        path = endpoint.path.replace("{alert_id}", "{alert_id:int}").replace("{geofence_id}", "{geofence_id:int}")
         app.router.routes.append(Route(path, _guarded(bridge, endpoint, requests), methods=[endpoint.method]))
 
     async def openapi_json(request: Request) -> JSONResponse:
@@ -443,7 +486,7 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
                 for p in endpoint.params
             ],
             "responses": {
-                "200" if endpoint.method == "GET" or endpoint.body is not DownlinkBody else "201": {
+                "201" if endpoint.created or endpoint.body is DownlinkBody else "200": {
                     "description": "OK",
                     "content": {endpoint.media_type: {}},
                 },
@@ -457,6 +500,11 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
             operation["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": endpoint.body.model_json_schema()}},
+            }
+        if endpoint.file_body:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {kind: {"schema": {"type": "string", "contentMediaType": kind}} for kind in endpoint.file_body},
             }
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
     secret = [{"webhookSecret": []}]
