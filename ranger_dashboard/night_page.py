@@ -9,7 +9,9 @@ system theme therefore flashes white placeholders in a dark control room on ever
 `NightPage` is an ASGI middleware around the dashboard (`dashboard_server.py`) that puts two
 things in the head of that HTML shell, before Streamlit's script: a style that paints the page in
 the night theme's background, and a line that has Streamlit start in its dark theme. The server's
-night theme then replaces that dark theme as before. Everything else passes through untouched.
+night theme then replaces that dark theme as before. It also asks for the map's scripts at once
+(`chart_preload`), so the browser fetches and compiles deck.gl while the app runs. Everything else
+passes through untouched.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ranger_dashboard import chart_preload
 from ranger_dashboard.palette import THEME
 
 Message = MutableMapping[str, Any]
@@ -45,9 +48,13 @@ def night_head() -> bytes:
 
 
 def with_night_head(body: bytes) -> bytes:
-    """`body` (an HTML page) with `night_head()` before its `</head>`; unchanged without one."""
+    """`body` (an HTML page) with `night_head()` and the map's module preloads
+    (`chart_preload.preload_links`) before its `</head>`; unchanged without one."""
     at = body.find(HEAD_END)
-    return body if at < 0 else body[:at] + night_head() + body[at:]  # the same object when unchanged
+    if at < 0:
+        return body  # the same object when unchanged
+    preloads = chart_preload.preload_links(chart_preload.shell_modules(body))
+    return body[:at] + night_head() + preloads + body[at:]
 
 
 class NightPage:

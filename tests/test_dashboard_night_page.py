@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from lora_bridge.service import open_bridge
-from ranger_dashboard import night_page, palette, serving
+from ranger_dashboard import chart_preload, night_page, palette, serving
 from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 
 SHELL = b"<!DOCTYPE html><html><head><title>Streamlit</title></head><body><div id='root'></div></body></html>"
@@ -77,6 +77,24 @@ def test_only_html_is_amended_and_a_page_without_a_head_is_left_as_it_is():
     assert body == headerless and int(headers[b"content-length"]) == len(headerless)
 
 
+def test_page_shell_asks_for_the_map_scripts_at_once_without_repeating_streamlits_own():
+    shell = (chart_preload.STATIC_JS.parent.parent / "index.html").read_bytes()  # Streamlit's own shell
+    _, body = call(night_page.NightPage(page_app(shell)), "/")
+    head = body[: body.index(b"</head>")]
+    added = [name for name in chart_preload.SHELL_PRELOAD.findall(head) if name not in chart_preload.SHELL_PRELOAD.findall(shell)]
+    assert added and added[0].decode().startswith("DeckGlJsonChart.")  # the map's module, then what it imports
+    assert len(added) == len(set(added))
+    assert not set(added) & chart_preload.shell_modules(shell)  # nothing the shell loads anyway
+    assert all((chart_preload.STATIC_JS / name.decode()).is_file() for name in added)
+    assert b"webgl" in b" ".join(added)  # the module it imports when the map starts, too
+
+
+def test_map_module_imports_are_read_from_static_imports_and_vite_dependency_maps():
+    source = (b'const __vite__mapDeps=(i,m=__vite__mapDeps,d=(m.f||(m.f=["./webgl.A1.js","./x.B2.js"])))=>i;'
+              b'import{a as b}from"./rolldown-runtime.C3.js";import"./src.D4.js";import{c}from "./x.B2.js";')
+    assert chart_preload.module_imports(source) == ["rolldown-runtime.C3.js", "src.D4.js", "x.B2.js", "webgl.A1.js"]
+
+
 # Recorded by the page itself: the background of Streamlit's app the moment it is first put in the page.
 FIRST_PAINT = """
 window.temboFirstBackground = null;
@@ -104,6 +122,10 @@ def test_ranger_opening_the_dashboard_for_the_first_time_sees_no_white_flash(sql
             page.goto(base_url)
             page.get_by_role("textbox", name="Username").wait_for(timeout=120_000)
             first = page.evaluate("window.temboFirstBackground")
+            # The sign-in page draws no map, yet the browser has the map's module already.
+            page.wait_for_function(
+                "() => performance.getEntriesByType('resource').some(e => e.name.includes('/DeckGlJsonChart.')"
+                " && e.responseEnd > 0)", timeout=120_000)
             final = page.evaluate("getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
         finally:
             browser.close()

@@ -1,0 +1,82 @@
+"""The map's scripts fetched with the page, not after it: `<link rel="modulepreload">` lines for the
+page's HTML shell (`night_page.NightPage` puts them in).
+
+Streamlit loads the code of its map element (`DeckGlJsonChart.<hash>.js`, deck.gl: about 3 MB, and
+its own imports) only once the first map element has arrived over the websocket, that is after
+the page's script, the websocket and the app's run: on a browser that has not cached it, the map
+then waits for the fetch, the parse and the evaluation of 3 MB of JavaScript. Every page of the
+dashboard draws a map (live map, alert evidence, animal), so the shell asks for that code at once:
+the browser fetches and compiles it while Streamlit's own scripts start and the app runs on the
+server. The files are Streamlit's own, found by name in its static folder (the names carry a
+content hash, so the list is read from the installed Streamlit once per process).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import cache
+from pathlib import Path
+
+import streamlit
+
+logger = logging.getLogger(__name__)
+
+STATIC_JS = Path(streamlit.__file__).resolve().parent / "static" / "static" / "js"
+CHART_MODULE = "DeckGlJsonChart.*.js"
+# A module's static imports (`from"./x.js"`, `import"./x.js"`) and the chunks Vite maps for its
+# dynamic imports (`__vite__mapDeps`: the WebGL device the chart asks for when it starts).
+IMPORT = re.compile(rb"""(?:from|import)\s*["'](\./[\w.\-]+\.js)["']""")
+MAPPED = re.compile(rb"""__vite__mapDeps=.*?\[([^\]]*)\]""")
+MAPPED_FILE = re.compile(rb"""["'](\./[\w.\-]+\.js)["']""")
+
+
+def module_imports(source: bytes) -> list[str]:
+    """The file names a built module imports statically or maps for its dynamic imports, in order."""
+    names = [match.decode() for match in IMPORT.findall(source)]
+    mapped = MAPPED.search(source[:20_000])
+    if mapped:
+        names += [match.decode() for match in MAPPED_FILE.findall(mapped.group(1))]
+    seen: dict[str, None] = {}
+    for name in names:
+        seen.setdefault(name.removeprefix("./"), None)
+    return list(seen)
+
+
+def chart_files(already: frozenset[str] = frozenset(), static_js: Path = STATIC_JS) -> list[str]:
+    """The map element's module and every module it needs (imports of imports too) that is not in
+    `already` (modules the page loads anyway, whose imports it loads too), module first; [] when
+    this Streamlit has no such module (the pages still work, only without the preload)."""
+    found = sorted(static_js.glob(CHART_MODULE))
+    if len(found) != 1:
+        logger.warning("map module not found for preloading", extra={"static": str(static_js), "found": len(found)})
+        return []
+    order: dict[str, None] = {}
+    pending = [found[0].name]
+    while pending:
+        name = pending.pop(0)
+        if name in order or name in already or not (static_js / name).is_file():
+            continue
+        order[name] = None
+        pending.extend(module_imports((static_js / name).read_bytes()))
+    return list(order)
+
+
+@cache
+def preload_links(already: frozenset[str] = frozenset()) -> bytes:
+    """`<link rel="modulepreload">` lines for the map's modules, without those in `already` (the
+    shell preloads Streamlit's core itself); relative like Streamlit's own, so they resolve under a
+    base URL path too."""
+    return "".join(
+        f'<link rel="modulepreload" crossorigin href="./static/js/{name}">'
+        for name in chart_files(already)
+    ).encode()
+
+
+SHELL_PRELOAD = re.compile(rb"""<link rel="modulepreload" crossorigin href="\./static/js/([\w.\-]+\.js)">""")
+SHELL_SCRIPT = re.compile(rb"""<script type="module" crossorigin src="\./static/js/([\w.\-]+\.js)">""")
+
+
+def shell_modules(body: bytes) -> frozenset[str]:
+    """The modules a page's HTML shell already loads or preloads."""
+    return frozenset(m.decode() for m in SHELL_PRELOAD.findall(body) + SHELL_SCRIPT.findall(body))
