@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, literal, or_, select, union_all
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts, geofences, rules, rules_visits
@@ -129,8 +129,6 @@ class _CollarsRead:
     open_alerts: dict[str, list[Alert]]
     # the stored battery readings of the trend's window, in time order, of each collar with a new status
     readings: dict[str, list[tuple[datetime, int]]]
-    # what _read_track's usual query gives for each collar whose cursor has a fix time
-    tracks: dict[str, list[tuple[int, datetime, float, float]]]
     # while the collars are judged together: those whose new status reading `_record_readings` stored
     recorded: set[str] | None = None
 
@@ -152,36 +150,7 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
             select(Alert).where(Alert.device_id.in_(device_ids), Alert.open_key.is_not(None)).order_by(Alert.id)
         ):
             open_alerts.setdefault(alert.device_id, []).append(alert)
-    return _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts, _read_readings(session, runtime, rows),
-                        _read_tracks(session, runtime, rows))
-
-
-TRACKS_AT_ONCE = 100  # collars' track reads in one statement (SQLite allows 500 selects in a compound one)
-
-
-def _read_tracks(
-    session: Session, runtime: RulesRuntime, rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
-) -> dict[str, list[tuple[int, datetime, float, float]]]:
-    """_read_track's usual query for every collar whose cursor has a fix time, as one statement per
-    TRACKS_AT_ONCE collars (a UNION ALL of the collars' own queries, each on its own index range)."""
-    reads = {
-        device_id: _usual_track_read(device_id, cursor, timedelta(hours=2 * runtime.profile(device, animal).immobility.duration_h))
-        for device_id, (device, animal, cursor) in rows.items()
-        if cursor is not None and cursor.position_time is not None
-    }
-    tracks: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in reads}
-    collars = list(reads)
-    with session.no_autoflush:
-        for first in range(0, len(collars), TRACKS_AT_ONCE):
-            parts = []
-            for device_id in collars[first:first + TRACKS_AT_ONCE]:
-                one = reads[device_id].subquery()
-                parts.append(select(literal(device_id).label("collar"), one.c.id, one.c.time, one.c.lat, one.c.lon))
-            for collar, *fix in session.execute(union_all(*parts) if len(parts) > 1 else parts[0]):
-                tracks[collar].append(tuple(fix))
-    for fixes in tracks.values():
-        fixes.sort(key=lambda fix: fix[1])  # each collar's in time order, as its own query gives them
-    return tracks
+    return _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts, _read_readings(session, runtime, rows))
 
 
 def _read_readings(
@@ -392,19 +361,6 @@ class _Track:
     highest_id: int
 
 
-def _usual_track_read(device_id: str, cursor: RuleCursor, lookback: timedelta) -> Select:
-    """_read_track's usual query (the cursor has a fix time): every fix newer than the cursor's id, and
-    the judged fixes of the lookback before the cursor's time, in time order, at most MAX_READ."""
-    newer = Position.id > cursor.position_id if cursor.position_id is not None else Position.time > cursor.position_time
-    since = cursor.position_time - lookback
-    return (
-        select(Position.id, Position.time, Position.lat, Position.lon)
-        .where(Position.device_id == device_id, or_(newer, Position.time >= since))
-        .order_by(Position.time)
-        .limit(MAX_READ)
-    )
-
-
 def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: timedelta) -> _Track | None:
     """The collar's new fixes and the judged ones around them; None when nothing is new.
 
@@ -428,10 +384,12 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     rows: list[tuple[int, datetime, float, float]] | None = None
     if newer is not None and cursor.position_time is not None:
         since = cursor.position_time - lookback
-        read: _CollarsRead | None = session.info.get(COLLARS_READ)
-        found = read.tracks.get(device_id) if read is not None else None
-        if found is None:
-            found = [tuple(r) for r in session.execute(_usual_track_read(device_id, cursor, lookback))]
+        found = [
+            tuple(r)
+            for r in session.execute(
+                select(*columns).where(mine, or_(newer, Position.time >= since)).order_by(Position.time).limit(MAX_READ)
+            )
+        ]
         new_times = [r[1] for r in found if is_new(r)]
         if not new_times:
             return None
