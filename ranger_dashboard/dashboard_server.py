@@ -1,5 +1,6 @@
 """The ranger dashboard as a Streamlit `st.App`: app.py plus the two routes that carry a sign-in in
-an HttpOnly cookie (`ranger_dashboard.cookie_routes`, `ranger_dashboard.session_cookie`).
+an HttpOnly cookie (`ranger_dashboard.cookie_routes`, `ranger_dashboard.session_cookie`) and the
+live map's name tiles (`ranger_dashboard.name_routes`).
 
 `streamlit run ranger_dashboard/dashboard_server.py -- --database-url URL --role ranger` (what
 `ranger_dashboard.launch.command` runs) finds `app` below and serves it with Streamlit's own
@@ -13,10 +14,13 @@ from pathlib import Path
 import streamlit as st
 from starlette.middleware import Middleware
 
-from ranger_dashboard import cookie_routes
+from ranger_dashboard import cookie_routes, name_routes
 from ranger_dashboard.night_page import NightPage
 
 APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
 
 # NightPage: the page's HTML shell starts in the night theme (no light flash before it arrives).
-app = st.App(APP_SCRIPT, routes=cookie_routes.routes(), middleware=[Middleware(NightPage)])
+# name_routes: the live map's names, as tiles for the zoom the ranger looks at.
+app = st.App(
+    APP_SCRIPT, routes=cookie_routes.routes() + name_routes.routes(), middleware=[Middleware(NightPage)]
+)

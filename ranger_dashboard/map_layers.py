@@ -4,11 +4,12 @@ Without internet: Streamlit is told to draw no base map, and the reserve's own g
 `Bridge.geography()` (boundary, farmland, water, roads, gateways) is the background. On top come
 the recent tracks, rings around open alerts in their priority colour (drawn where the animal is
 now), and each animal's last position coloured by its state (normal, open alert, offline, collar
-dropped). Name labels are placed here, where they fit: at the map's fitted view a label that would
-overlap one already placed is left off (alerts and the focused animal are placed first), so a herd
-of hundreds stays readable; every dot still names its animal on hover. (deck.gl's
-CollisionFilterExtension would do this in the browser, but in Streamlit's deck.gl build it draws
-no label at all in Chromium, so it is not used.)
+dropped). Names are placed where they fit (`labels_that_fit`): a label that would overlap one
+already placed is left off (alerts and the focused animal are placed first), so a herd of hundreds
+stays readable; they come as tiles of the dashboard for the zoom the ranger looks at
+(`name_tiles`), and every dot still names its animal on hover. (deck.gl's CollisionFilterExtension
+would place them in the browser, but in Streamlit's deck.gl build it draws no label at all in
+Chromium, so it is not used.)
 """
 
 from __future__ import annotations
@@ -338,7 +339,8 @@ ANIMAL_OUTLINE = [10, 10, 10, 255]
 
 
 # A herd larger than this is named, at the whole-reserve view, only where an animal needs a look
-# (an open alert, offline, collar dropped) or is focused: every other name on hover or when focused.
+# (an open alert, offline, collar dropped) or is focused: every other name on hover or closer in
+# (`name_tiles.named_at_zoom`).
 NAME_EVERY_ANIMAL_UP_TO = 100
 
 
@@ -347,24 +349,15 @@ def animal_radius_px(count: int) -> int:
     return 7 if count <= 50 else 5 if count <= 200 else 4
 
 
-def label_candidates(points: Sequence[Mapping[str, Any]], focus_animal_id: str | None = None) -> list[Mapping[str, Any]]:
-    """The animals that may get a name label: all of a small herd or when one animal is focused
-    (the map is zoomed in on it); of a large herd at the whole-reserve view, those not in the normal
-    state."""
-    if len(points) <= NAME_EVERY_ANIMAL_UP_TO or focus_animal_id is not None:
-        return list(points)
-    return [p for p in points if p.get("state", "normal") != "normal"]
-
-
 def live_layers(
     points: Sequence[Mapping[str, Any]],
     paths: Sequence[Mapping[str, Any]],
     alerts: Sequence[Mapping[str, Any]],
     focus_animal_id: str | None = None,
-    labels: Sequence[Mapping[str, Any]] | None = None,
+    names_url: str | None = None,
 ) -> list[pdk.Layer]:
-    """Tracks, alert rings, animals coloured by state and name labels (`labels`, default every
-    point), in drawing order."""
+    """Tracks, alert rings, animals coloured by state and, with `names_url`, their names as tiles
+    of the dashboard (`name_tiles`), in drawing order."""
     layers = []
     if paths:
         layers.append(line_layer("tracks", [{**p, "width": 2} for p in paths], carried=("animal_id",)))
@@ -386,26 +379,10 @@ def live_layers(
             for p in sorted(points, key=lambda p: int(p.get("priority", 0)))
         ]
         layers.append(dot_layer("animals", dots))
-        named = [
-            {"name": p["name"], "lat": p["lat"], "lon": p["lon"]} for p in (labels if labels is not None else points)
-        ]
-        layers.append(
-            pdk.Layer(
-                "TextLayer",
-                id="animal-names",
-                data=named,
-                get_position=["lon", "lat"],
-                get_text="name",
-                get_color=palette.LABEL_COLOUR,
-                get_size=13,
-                size_units=PIXELS,
-                get_pixel_offset=[0, -18],
-                font_weight=600,
-                font_settings={"sdf": True},
-                outline_width=2,
-                outline_color=[0, 0, 0, 255],
-            )
-        )
+        if names_url is not None:
+            from ranger_dashboard import name_tiles  # it builds on this module
+
+            layers.append(name_tiles.names_layer(names_url))
     return layers
 
 
@@ -530,8 +507,12 @@ def build_deck(
     focus_animal_id: str | None = None,
     online_tiles: bool = False,
     fit_px: tuple[int, int] = (720, 600),
+    names: bool = True,
+    as_of: datetime | None = None,
 ) -> pdk.Deck:
-    """The live map: reserve geometry as the base layer, then tracks, alerts and animals.
+    """The live map: reserve geometry as the base layer, then tracks, alerts and animals, and (with
+    `names`) the animals' names where they fit at every zoom, as tiles of the dashboard's names route
+    for the moment `as_of` (None: live; `name_tiles`).
 
     Without `online_tiles` the map fetches nothing from the internet: Streamlit draws no base map
     and the reserve's own geometry is the background. With it, CARTO's dark tiles go underneath.
@@ -545,8 +526,13 @@ def build_deck(
     else:
         bounds = map_bounds(geography, points)
     view = view_state_for(bounds, *fit_px)
-    labels = labels_that_fit(label_candidates(points, focus_animal_id if focus else None), view, focus_animal_id)
-    layers = geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id, labels)
+    names_url = None
+    if names and points:
+        from ranger_dashboard import name_tiles  # it builds on this module
+
+        focused = focus_animal_id if focus else None
+        names_url = name_tiles.names_url(float(view.zoom), focused, as_of.isoformat() if as_of else None)
+    layers = geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id, names_url)
     for layer in layers:
         if getattr(layer, "pickable", False):
             layer.data = with_tooltip_sides(layer.data, view)

@@ -29,7 +29,7 @@ Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Message, Receive, Send], Awaitable[None]]
 
 # Paths that never answer the page's HTML shell: Streamlit's own endpoints and files.
-PASSED_THROUGH = ("/_stcore/", "/static/", "/media/", "/component/", "/app/static/", "/auth/")
+PASSED_THROUGH = ("/_stcore/", "/static/", "/media/", "/component/", "/app/static/", "/auth/", "/map/")
 # The version of Streamlit's key for the remembered theme (`stActiveTheme-<path>-v2`).
 THEME_KEY_VERSION = 2
 HEAD_END = b"</head>"

@@ -212,3 +212,26 @@ def running_dashboard(port: int, database_url: str, log_path: Path, timeout_s: f
     """The dashboard on `port` over `database_url`, started and stopped by the dashboard's own
     `serving.running` (the one that waits for Streamlit's health check); yields its base URL."""
     return serving.running(port, database_url, log_path, timeout_s)
+
+
+def names_on_map(database_url: str, viewer, spec: dict) -> set[str]:
+    """The names the live map of deck `spec` shows at its first view, as `viewer`: the tiles of its
+    names layer (`ranger_dashboard.name_tiles`) at the zoom it opens on, over its animals, answered
+    by the names route's own function as the browser would fetch them."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from lora_bridge.service import open_bridge
+    from ranger_dashboard import name_routes, name_tiles
+
+    layer = next(item for item in spec["layers"] if item["id"] == "animal-names")
+    query = {key: values[0] for key, values in parse_qs(urlsplit(layer["data"]).query).items()}
+    zoom = round(spec["initialViewState"]["zoom"])
+    animals = next(item for item in spec["layers"] if item["id"] == "animals")["data"]
+    tiles = {name_tiles.tile_of(a["lat"], a["lon"], zoom) for a in animals}
+    name_routes._cache.clear()
+    with open_bridge(database_url) as bridge:
+        return {
+            feature["properties"]["name"]
+            for x, y in tiles
+            for feature in name_routes.names_for(bridge, viewer, zoom, x, y, query)["features"]
+        }

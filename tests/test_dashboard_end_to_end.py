@@ -9,10 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_helpers import signed_in_app
+from browser_helpers import names_on_map, signed_in_app
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
+from lora_bridge.access import Viewer
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import open_bridge
@@ -56,8 +57,8 @@ def test_ranger_sees_the_simulated_herd_on_the_live_map(herd_store, monkeypatch)
     assert sorted(p["name"] for p in animals) == sorted(m["name"] for m in manifest)
     # Names are drawn where they fit (two animals a few hundred metres apart share one label's room),
     # every animal is named on hover.
-    names = next(item for item in spec["layers"] if item["id"] == "animal-names")["data"]
-    assert names and {p["name"] for p in names} <= {m["name"] for m in manifest}
+    names = names_on_map(url, Viewer("amina", "ranger"), spec)
+    assert names and names <= {m["name"] for m in manifest}
     assert all(p["tooltip"].startswith(p["name"]) for p in animals)
     assert {"reserve-boundary", "farmland", "roads", "waterholes", "gateways"} <= {
         i["id"] for i in spec["layers"]

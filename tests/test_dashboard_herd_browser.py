@@ -68,6 +68,28 @@ def lone_dot(image: Image.Image, rgb: list[int], clear_px: int = 12) -> tuple[in
     raise AssertionError("no animal stands alone on the map")
 
 
+def tile_zoom(url: str) -> int:
+    return int(url.split("/map/names/", 1)[1].split("/", 1)[0])
+
+
+def tile_names(response) -> set[str]:
+    return {feature["properties"]["name"] for feature in response.json()["features"]}
+
+
+def zoom_in_until(page, box: dict, wanted):
+    """Scroll the mouse wheel over the map's centre, a notch at a time, until the browser has fetched
+    a name tile that `wanted` accepts; that tile's response."""
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while True:
+        try:
+            with page.expect_response(lambda r: "/map/names/" in r.url and r.ok and wanted(r), timeout=5_000) as found:
+                page.mouse.wheel(0, -240)
+            return found.value
+        except PlaywrightTimeout:
+            assert time.monotonic() < deadline, "zooming in never brought names of ordinary animals"
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("screen", ["desk", "phone"])
 def test_ranger_reads_a_large_herd_by_names_of_alerting_animals_and_tooltips(sqlite_url, port, tmp_path, screen):
@@ -85,6 +107,8 @@ def test_ranger_reads_a_large_herd_by_names_of_alerting_animals_and_tooltips(sql
                 else:
                     context = browser.new_context(viewport={"width": 1400, "height": 1000})
                 page = context.new_page()
+                name_tiles_seen: list = []  # the map's name tiles as the browser fetched them
+                page.on("response", lambda r: name_tiles_seen.append(r) if "/map/names/" in r.url else None)
                 page.goto(base_url)
                 sign_in(page, "amina")
                 page.wait_for_selector(f"#tembo-map-ready[data-animals='{HERD}']", state="attached", timeout=WAIT_MS)
@@ -114,5 +138,16 @@ def test_ranger_reads_a_large_herd_by_names_of_alerting_animals_and_tooltips(sql
                 page.screenshot(path=str(tmp_path / f"{screen}_hover.png"))
                 tip = tooltip.first.bounding_box()
                 assert box["x"] <= tip["x"] and tip["x"] + tip["width"] <= box["x"] + box["width"], (tip, box)
+
+                # The names at this view came as tiles: those of the animals that need a look only.
+                first_zoom = min(tile_zoom(r.url) for r in name_tiles_seen)
+                shown = {name for r in name_tiles_seen for name in tile_names(r)}
+                assert shown and shown <= set(alerting)
+                if screen == "desk":
+                    # Zooming in on the herd names the ordinary animals there, where they fit.
+                    closer = zoom_in_until(page, box, lambda r: tile_zoom(r.url) >= first_zoom + 2 and tile_names(r) - set(alerting))
+                    assert all(r.status == 200 for r in name_tiles_seen)
+                    assert tile_names(closer) - set(alerting)
+                    map_showing(page, [palette.STATE_COLOURS["normal"], palette.LABEL_COLOUR]).save(tmp_path / "zoomed.png")
             finally:
                 browser.close()

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from browser_helpers import signed_in_app
+from browser_helpers import names_on_map, signed_in_app
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
@@ -61,8 +61,7 @@ def test_ranger_sees_the_herd_on_the_live_map(demo_store, monkeypatch):
     with open_bridge(url) as bridge:
         names = sorted(a.name for a in bridge.animals(viewer=RANGER))
     deck = json.loads(app.get("deck_gl_json_chart")[0].proto.json)
-    shown = sorted(p["name"] for layer in deck["layers"] if layer["id"] == "animal-names" for p in layer["data"])
-    assert shown == names
+    assert sorted(names_on_map(url, Viewer("amina", "ranger"), deck)) == names
     assert {"reserve-boundary", "tracks"} <= {layer["id"] for layer in deck["layers"]}
 
 

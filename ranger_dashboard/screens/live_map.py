@@ -128,6 +128,7 @@ def live_panel() -> None:
         focus_animal_id=None if focus == NO_FOCUS else focus,
         online_tiles=tiles,
         fit_px=(width_px, height_px),
+        as_of=moment,
     )
     as_of.banner(moment, "The map shows the reserve")
     map_column, table_column = st.columns([5, 2])

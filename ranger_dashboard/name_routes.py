@@ -1,0 +1,120 @@
+"""`GET /map/names/{z}/{x}/{y}.json`: the live map's name tiles (`name_tiles`), a route of the
+dashboard's `st.App` beside Streamlit's (mounted by `dashboard_server.py`).
+
+Names sit at animals' positions, so the route answers only whom the page would: the signed-in
+viewer of the browser's session cookie (the dashboard's role or an admin; checked with the bridge
+on every request, as a page run is), or the kiosk's visitor on a `--role visitor` dashboard; 401
+otherwise. Positions, alerts and animals are read through the bridge as that viewer (coarse and
+late for roles without exact positions, and in the audit log like every read of positions), for
+the live moment or the page's "as of" moment (`at`). A viewer's herd is read once per change of the
+store (`Bridge.change_counter`) and for at most `HERD_TTL_S`, like the map page's own queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from lora_bridge.access import ADMIN, VISITOR, Viewer
+from lora_bridge.errors import AuthenticationFailed
+from ranger_dashboard import name_tiles, session_cookie
+
+logger = logging.getLogger(__name__)
+
+HERD_TTL_S = 60.0
+CACHED = 32  # herds and placements kept (viewer x moment x zoom)
+_cache: OrderedDict[tuple[Any, ...], tuple[float, Any]] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _cached(key: tuple[Any, ...], make: Any) -> Any:
+    now = time.monotonic()
+    with _lock:
+        hit = _cache.get(key)
+        if hit is not None and now - hit[0] < HERD_TTL_S:
+            _cache.move_to_end(key)
+            return hit[1]
+    value = make()
+    with _lock:
+        _cache[key] = (now, value)
+        while len(_cache) > CACHED:
+            _cache.popitem(last=False)
+    return value
+
+
+def viewer_of(request: Request, bridge: Any, dashboard_role: str) -> Viewer | None:
+    """Who asks: the kiosk's visitor on a visitor dashboard, else the live sign-in of the request's
+    session cookie when its role may use this dashboard; None for anyone else."""
+    if dashboard_role == VISITOR:
+        from ranger_dashboard.login import kiosk_viewer
+
+        return kiosk_viewer()
+    secret = request.cookies.get(session_cookie.cookie_name(request.headers.get("host")))
+    if not secret:
+        return None
+    try:
+        viewer = bridge.viewer_for_session(secret)
+    except AuthenticationFailed:
+        return None
+    return viewer if viewer is not None and viewer.role in (dashboard_role, ADMIN) else None
+
+
+def herd_points(bridge: Any, viewer: Viewer, as_of: datetime | None) -> list[dict[str, Any]]:
+    """The herd as the live map draws it (`map_layers.animal_points`), as `viewer` may see it."""
+    from ranger_dashboard import map_layers, views
+
+    animals = bridge.animals(viewer=viewer)
+    alerts = bridge.alerts_at(as_of, viewer=viewer)
+    positions = bridge.positions_at(as_of, viewer=viewer)
+    now = max((p.time for p in positions), default=None) or datetime.now(UTC)
+    return map_layers.animal_points(positions, animals, now, views.animal_states(animals, alerts))
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def names_for(bridge: Any, viewer: Viewer, z: int, x: int, y: int, query: dict[str, str]) -> dict[str, Any]:
+    """The FeatureCollection of names in tile z/x/y for `viewer` (see `name_tiles`)."""
+    as_of = datetime.fromisoformat(query["at"]) if query.get("at") else None
+    whole, focus = _float(query.get("whole")), query.get("focus") or None
+    herd_key = ("herd", viewer, as_of, bridge.change_counter())
+    points = _cached(herd_key, lambda: herd_points(bridge, viewer, as_of))
+    named = _cached((*herd_key, z, whole, focus), lambda: name_tiles.named_at_zoom(points, z, whole, focus))
+    return name_tiles.tile_names(named, z, x, y)
+
+
+async def names(request: Request) -> Response:
+    """GET /map/names/{z}/{x}/{y}.json"""
+    from ranger_dashboard import config, data
+
+    z, x, y = (request.path_params[key] for key in ("z", "x", "y"))
+    if not name_tiles.valid_tile(z, x, y):
+        return JSONResponse({"error": f"no such name tile {z}/{x}/{y}"}, status_code=404)
+    options = config.options()
+    bridge = data.bridge(options.database_url)
+    viewer = await run_in_threadpool(viewer_of, request, bridge, options.role)
+    if viewer is None:
+        return JSONResponse({"error": "sign in to the dashboard first"}, status_code=401)
+    try:
+        found = await run_in_threadpool(names_for, bridge, viewer, z, x, y, dict(request.query_params))
+    except ValueError as error:  # a broken `at`
+        return JSONResponse({"error": str(error)}, status_code=400)
+    return JSONResponse(found, headers={"Cache-Control": "private, no-store"})
+
+
+def routes() -> list[Route]:
+    """GET /map/names/{z}/{x}/{y}.json"""
+    return [Route(name_tiles.NAMES_PATH + "/{z:int}/{x:int}/{y:int}.json", names, methods=["GET"])]
