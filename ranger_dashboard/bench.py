@@ -24,6 +24,10 @@ painted. Two visits are timed, and named apart:
   dashboard before, as a ranger's phone or control-room desk does every night (its HTTP cache,
   compiled scripts and the GPU's compiled shaders kept between launches).
 
+The animals' names are drawn after the map's first frame, from the dashboard's name tiles
+(`name_tiles`): `map_names_ms_*` and `return_map_names_ms_*` time them apart, from asking for the
+page until a screenshot of the map shows names.
+
 Visits to the two stores alternate; the median of `repeats` visits is reported, with the ratio
 herd / small measured in the same run (`ratio` of the cold maps, `return_map_ratio` of the warm).
 """
@@ -59,7 +63,7 @@ from lora_bridge.service import Bridge, open_bridge
 from ranger_dashboard import serving
 from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 from ranger_dashboard.markers import ALERTS_READY_ID, ANIMAL_READY_ID, MAP_READY_ID
-from ranger_dashboard.palette import STATE_COLOURS
+from ranger_dashboard.palette import LABEL_COLOUR, STATE_COLOURS
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +364,9 @@ def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
     every animal: the page loaded, the app's run on the server, its elements in the browser) and
     `map_draw_ms` (from there until the map is drawn: the deck canvas is there, the browser has
     painted two more frames, and a screenshot of the map shows animals in their normal colour; the
-    time that screenshot was asked for, see `_drawn`)."""
+    time that screenshot was asked for, see `_drawn`); and `map_names_ms`, from asking for the page
+    until a screenshot shows the first animal names (the label colour), which arrive as tiles after
+    the map's first frame."""
     started = time.perf_counter()
     page.goto(base_url)
     page.wait_for_selector(f"#{MAP_READY_ID}[data-animals='{animals}']", state="attached", timeout=WAIT_MS)
@@ -368,10 +374,13 @@ def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
     page.wait_for_selector(f"{MAP_CHART} canvas", state="attached", timeout=WAIT_MS)
     _after_two_frames(page)
     drawn = _drawn(page, MAP_CHART, STATE_COLOURS["normal"])
+    # The names come after the first frame, as tiles of the dashboard (`name_tiles`): timed apart.
+    named = _drawn(page, MAP_CHART, LABEL_COLOUR)
     return {
         "first_map_ms": 1000 * (drawn - started),
         "map_run_ms": 1000 * (marked - started),
         "map_draw_ms": 1000 * (drawn - marked),
+        "map_names_ms": 1000 * (named - started),
     }
 
 
@@ -387,7 +396,12 @@ def page_ms(page: Any, url: str, ready_selector: str) -> float:
 
 MAP_CHART = "[data-testid='stDeckGlJsonChart']"
 # The return visit's map figures, named apart from the cold first visit's.
-RETURN_NAMES = {"first_map_ms": "return_map_ms", "map_run_ms": "return_map_run_ms", "map_draw_ms": "return_map_draw_ms"}
+RETURN_NAMES = {
+    "first_map_ms": "return_map_ms",
+    "map_run_ms": "return_map_run_ms",
+    "map_draw_ms": "return_map_draw_ms",
+    "map_names_ms": "return_map_names_ms",
+}
 WAIT_MS = 180_000
 
 
