@@ -14,6 +14,9 @@ from pathlib import Path
 import streamlit as st
 from starlette.middleware import Middleware
 
+# The bridge's service layer (SQLAlchemy, geopandas, shapely and pyproj under it: seconds to import)
+# is loaded as the server starts, not in the page run of the first ranger to visit.
+import lora_bridge.service  # noqa: F401
 from ranger_dashboard import cookie_routes, name_routes
 from ranger_dashboard.night_page import NightPage
 

@@ -84,10 +84,11 @@ def alert_count_changed(count: int) -> bool:
     return shown is not None and shown != count
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def animals(url: str, viewer: Viewer) -> list[Any]:
-    """Every collared animal with its latest status (`AnimalView`), as viewer may see it."""
-    return bridge(url).animals(viewer=viewer)
+    """Every collared animal with its latest status (`AnimalView`), as viewer may see it: read again
+    once the store has changed (`animals_at`), not on every page load (for 500 animals the read
+    is a good part of a page's run)."""
+    return animals_at(url, viewer, changes(url))
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
