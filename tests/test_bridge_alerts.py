@@ -77,6 +77,18 @@ def test_repeated_collar_alert_is_one_open_alert_with_occurrences(bridge):
     assert len(bridge.downlinks()) == 2  # each collar alert is acked, so the collar stops repeating it
 
 
+def test_every_repeat_of_an_open_alert_keeps_its_own_evidence(bridge):
+    # The collar raises immobility three times, half an hour apart, while the ranger has not come yet.
+    for n in range(3):
+        collar_alert(bridge, "immobility", seq=n + 1, f_cnt=n + 1, time_s=b.T0_S + n * 1800)
+
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    assert alert.occurrences == 3
+    kept = alert.evidence["occurrences"]  # the repeats after the first, each with its seq and uplink
+    assert [o["time"] for o in kept] == [(b.T0 + timedelta(minutes=m)).isoformat() for m in (30, 60)]
+    assert [o.get("seq") for o in kept] == [2, 3]
+
+
 def test_alert_after_resolution_opens_a_new_one(bridge):
     (first_id,) = collar_alert(bridge, "mortality", seq=1, f_cnt=1).alert_ids
     bridge.resolve_alert(first_id, Viewer("ranger.amani", "ranger"), "false_alarm")
