@@ -133,7 +133,9 @@ def client(url: str, role: str, monkeypatch) -> TestClient:
     return TestClient(Starlette(routes=name_routes.routes()), base_url="http://127.0.0.1:8501")
 
 
-def all_names(client: TestClient, zoom: int, headers: dict | None = None) -> tuple[int, list[dict]]:
+def all_names(
+    client: TestClient, zoom: int, headers: dict | None = None, query: str = "whole=10"
+) -> tuple[int, list[dict]]:
     """Every name tile of `zoom` that could hold an animal of the bench's reserve (a 5 km grid cell's
     centre may lie just outside it): the highest status answered and the names."""
     features: list[dict] = []
@@ -141,7 +143,7 @@ def all_names(client: TestClient, zoom: int, headers: dict | None = None) -> tup
     (west, north), (east, south) = (name_tiles.tile_of(lat, lon, zoom) for lat, lon in ((0.52, 36.65), (0.15, 37.11)))
     for x in range(west, east + 1):
         for y in range(north, south + 1):
-            answer = client.get(NAMES.format(z=zoom, x=x, y=y) + "?whole=10", headers=headers)
+            answer = client.get(NAMES.format(z=zoom, x=x, y=y) + "?" + query, headers=headers)
             status = max(status, answer.status_code)
             if answer.status_code == 200:
                 features += answer.json()["features"]
@@ -168,6 +170,12 @@ def test_names_go_only_to_a_signed_in_viewer_and_as_that_viewer_may_see_them(fil
     assert ranger_dashboard.get(NAMES.format(z=30, x=1, y=1), headers={"cookie": f"{cookie}={ranger_secret}"}).status_code == 404
     broken = ranger_dashboard.get(NAMES.format(z=12, x=2466, y=2043) + "?at=yesterday", headers={"cookie": f"{cookie}={ranger_secret}"})
     assert broken.status_code == 400
+    # At an "as of" moment (the fill ends 2026-11-30 18:00 UTC): the names of the animals then.
+    earlier = name_tiles.names_url(10, as_of="2026-11-30T12:00:00+00:00").split("?", 1)[1]
+    name_routes._cache.clear()
+    status, then = all_names(ranger_dashboard, 13, {"cookie": f"{cookie}={ranger_secret}"}, earlier)
+    assert status == 200 and 25 <= len(then) <= 30
+    assert {tuple(f["geometry"]["coordinates"]) for f in then} != {tuple(f["geometry"]["coordinates"]) for f in features}
     # On a researcher dashboard the researcher's names sit on the coarse grid, never at a fix.
     researcher_dashboard = client(url, "researcher", monkeypatch)
     status, features = all_names(researcher_dashboard, 13, {"cookie": f"{cookie}={researcher_secret}"})
