@@ -220,9 +220,7 @@ class NetworkServerClient:
         return f"{application}{via}/devices/{device}/down/{operation}", {"Authorization": f"Bearer {key}"} if key else {}
 
     def _send_chirpstack(self, target: DownlinkTarget, items: list[OutgoingDownlink], replace: bool) -> str | None:
-        base = (self.settings.network_server_url or "").rstrip("/")
-        if not base:
-            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        base = self._configured_base()
         if not target.dev_eui:
             raise DownlinkError(f"collar {target.device_id} has no DevEUI")
         url = f"{base}/api/devices/{quote(target.dev_eui.lower(), safe='')}/queue"
@@ -245,9 +243,7 @@ class NetworkServerClient:
         from chirpstack_api.api import multicast_group_pb2
         from google.protobuf import json_format
 
-        base = (self.settings.network_server_url or "").rstrip("/")
-        if not base:
-            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        base = self._configured_base()
         item = multicast_group_pb2.MulticastGroupQueueItem(multicast_group_id=frame.group_id, f_port=frame.f_port,
                                                            data=frame.payload)
         if frame.expires_at is not None:
@@ -272,9 +268,7 @@ class NetworkServerClient:
         from chirpstack_api.common import common_pb2
         from google.protobuf import json_format
 
-        base = (self.settings.network_server_url or "").rstrip("/")
-        if not base:
-            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        base = self._configured_base()
         if not group.application_id:
             raise DownlinkError("a ChirpStack multicast group needs the collars' application id")
         if not group.dev_euis or not group.gateway_ids:
@@ -320,9 +314,7 @@ class NetworkServerClient:
         from chirpstack_api.api import multicast_group_pb2 as mg
         from google.protobuf import json_format
 
-        base = (self.settings.network_server_url or "").rstrip("/")
-        if not base:
-            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        base = self._configured_base()
         target = DownlinkTarget(device_id=group_id, network="chirpstack", application_id=None, dev_eui=None)
         answer = self._call("GET", f"{base}/api/multicast-groups/{quote(group_id, safe='')}", None,
                             {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"}, target)
@@ -340,9 +332,7 @@ class NetworkServerClient:
         a group ChirpStack no longer has (404) counts as deleted. DownlinkError when it refuses."""
         from chirpstack_api.api import multicast_group_pb2 as mg
 
-        base = (self.settings.network_server_url or "").rstrip("/")
-        if not base:
-            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        base = self._configured_base()
         request = mg.DeleteMulticastGroupRequest(id=group_id)
         url = f"{base}/api/multicast-groups/{quote(request.id, safe='')}"
         try:
@@ -355,6 +345,13 @@ class NetworkServerClient:
         if response.status_code >= 300:
             raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]!r}")
         log.info("ChirpStack multicast group deleted id=%s", group_id)
+
+    def _configured_base(self) -> str:
+        """The network server's URL without a trailing slash; DownlinkError when none is configured."""
+        base = (self.settings.network_server_url or "").rstrip("/")
+        if not base:
+            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL)")
+        return base
 
     def _key(self) -> str:
         key = self.settings.network_server_api_key
