@@ -357,6 +357,54 @@ def test_an_ended_campaigns_group_is_deleted_at_chirpstack_and_on_the_collars_ev
     assert chirpstack.refused == []
 
 
+def test_a_technician_sees_why_a_collar_got_unicast_when_the_campaign_closed_and_its_network_group(
+        sqlite_url, chirpstack, tmp_path, monkeypatch):
+    from datetime import timedelta
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import ranger_dashboard
+
+    image, version = model_image()
+    names = ["collar-07", "collar-08"]
+    keys = key_file(tmp_path, names)
+    with open_bridge(sqlite_url, chirpstack, keys) as bridge:
+        for name in names:
+            bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id=name, f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+        bridge.deliver_updates()
+        bridge.flush_downlinks()
+        # TS005 McGroupSetupAns: CID 02 | IDerror (bit 2) | McGroupID 0: collar-08 refuses the group
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink((200, bytes.fromhex("0204")), device_id="collar-08",
+                                                            f_cnt=2))
+        bridge.process_pending()
+        ((group_id, _made),) = chirpstack.groups.items()
+        bridge.steer_campaign(campaign["id"], "abort", "tech")
+        chirpstack.fail["Delete"] = 503
+        ended = bridge.clock()
+        bridge.deliver_updates(ended)  # the campaign closes; ChirpStack refuses the group's deletion once
+        error = bridge.campaigns()[0]["delivery"]["network_group"]["delete_error"]
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
+    app = AppTest.from_file(str(page), default_timeout=60).run()
+    assert not app.exception, [e.value for e in app.exception]
+    progress = app.dataframe[1].value
+    because = dict(zip(progress["Collar"], progress["Unicast because"], strict=True))
+    assert because == {"collar-07": "", "collar-08": "refused the multicast group (McGroupSetupAns IDerror)"}
+    line = next(c.value for c in app.caption if c.value.startswith("Network multicast group"))
+    assert line == (f"Network multicast group {group_id} (made by the bridge for this campaign); campaign ended "
+                    f"{ended:%Y-%m-%d %H:%M} UTC, group NOT yet deleted at the network server after 1 try: {error}")
+    assert "503" in error
+
+    with open_bridge(sqlite_url, chirpstack, keys) as bridge:
+        bridge.deliver_updates(ended + timedelta(seconds=61))  # the bridge tries again: deleted
+    app.run()
+    line = next(c.value for c in app.caption if c.value.startswith("Network multicast group"))
+    assert line.endswith(f"group deleted at the network server {ended + timedelta(seconds=61):%Y-%m-%d %H:%M} UTC")
+    assert chirpstack.deleted == [group_id]
+
+
 def test_a_group_chirpstack_no_longer_has_counts_as_deleted_and_a_broken_id_is_refused(chirpstack):
     settings = BridgeSettings(network_server_url=chirpstack.url, network_server_api_key=chirpstack.api_key)
     client = NetworkServerClient(settings, httpx.Client(timeout=5))

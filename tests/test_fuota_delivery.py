@@ -340,7 +340,11 @@ def test_the_updates_page_shows_how_the_delivery_goes(sqlite_url, network, monke
     line = next(c.value for c in app.caption if c.value.startswith("Delivery:"))
     assert line.startswith("Delivery: window;") and "35 data fragments of 112 B" in line and "SF9" in line
     progress = app.dataframe[1].value
-    assert list(progress.columns)[-3:] == ["Fragments missing", "Loss", "Unicast"]
+    assert list(progress.columns)[-4:] == ["Fragments missing", "Loss", "Unicast", "Unicast because"]
+    assert list(progress["Unicast because"]) == ["no McClassCSessionAns accepting the window before it opened"], \
+        "the collar never answered its set-up: the technician sees why it gets the image by unicast"
+    group = next(c.value for c in app.caption if c.value.startswith("Network multicast group"))
+    assert group == f"Network multicast group {GROUP} (the technician's, set in the bridge); campaign still open"
 
 
 def test_the_bridges_outbox_worker_delivers_on_its_own(sqlite_url, network):

@@ -33,9 +33,13 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
         columns=["Collar", "Firmware", "Model", "Last update", "Battery (mV)", "RSSI (dBm)"])
 
 
+DELIVERY_COLUMNS = ["Fragments missing", "Loss", "Unicast", "Unicast because"]
+
+
 def progress_frame(campaign: dict) -> pd.DataFrame:
     """Return one campaign's per-collar progress (stage, state, reason; with a delivery, what each
-    collar still misses, the loss it showed and the unicast fragments it got)."""
+    collar still misses, the loss it showed, the unicast fragments it got and, when it was left out
+    of the multicast group's window, why it was updated by unicast)."""
     delivered = (campaign.get("delivery") or {}).get("collars", {})
     rows = []
     for c in campaign["collars"]:
@@ -45,8 +49,9 @@ def progress_frame(campaign: dict) -> pd.DataFrame:
             row["Fragments missing"] = "" if d.get("missing") is None else d["missing"]
             row["Loss"] = "" if d.get("loss") is None else f"{d['loss']:.0%}"
             row["Unicast"] = d.get("unicast_sent", 0)
+            row["Unicast because"] = d.get("unicast_reason") or ""
         rows.append(row)
-    columns = ["Collar", "Stage", "State", "Reason"] + (["Fragments missing", "Loss", "Unicast"] if delivered else [])
+    columns = ["Collar", "Stage", "State", "Reason"] + (DELIVERY_COLUMNS if delivered else [])
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -58,6 +63,29 @@ def delivery_line(delivery: dict | None) -> str:
             f"({delivery['nb_frag']} data fragments of {delivery['frag_size']} B, up to #{delivery['target_fragment']}),"
             f" {delivery['airtime_s']:g} s on air at SF{delivery['sf']}, {delivery['rounds']} repair rounds; "
             f"window opens {delivery['window_opens']:%Y-%m-%d %H:%M} UTC")
+
+
+def network_group_line(delivery: dict | None) -> str:
+    """Return which network server multicast group a delivery goes through, when its campaign ended
+    and what became of the group then, or "" when the bridge does not deliver."""
+    group = (delivery or {}).get("network_group") or {}
+    if not group.get("id"):
+        return ""
+    made = "made by the bridge for this campaign" if group["created"] else "the technician's, set in the bridge"
+    line = f"Network multicast group {group['id']} ({made})"
+    ended = delivery.get("ended_at")
+    if ended is None:
+        return f"{line}; campaign still open"
+    line = f"{line}; campaign ended {ended:%Y-%m-%d %H:%M} UTC"
+    if not group["created"]:
+        return f"{line}, the group is left to the technician"
+    if group["deleted_at"] is not None:
+        return f"{line}, group deleted at the network server {group['deleted_at']:%Y-%m-%d %H:%M} UTC"
+    tries = group["delete_attempts"]
+    if group["delete_error"]:
+        return (f"{line}, group NOT yet deleted at the network server after {tries} "
+                f"{'try' if tries == 1 else 'tries'}: {group['delete_error']}")
+    return f"{line}, group to delete at the network server"
 
 
 def summary(campaign: dict) -> str:
@@ -86,6 +114,8 @@ for campaign in campaigns:
                    f"RSSI ≥ {campaign['min_rssi_dbm']:g} dBm; by {campaign['created_by']}")
         if campaign.get("delivery"):
             st.caption(delivery_line(campaign["delivery"]))
+            if network_group_line(campaign["delivery"]):
+                st.caption(network_group_line(campaign["delivery"]))
         st.dataframe(progress_frame(campaign), hide_index=True)
         if may_steer:
             columns = st.columns(3)
