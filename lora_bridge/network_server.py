@@ -157,7 +157,7 @@ class NetworkServerClient:
                 for item in items
             ]
         }
-        self._post(url, body, headers, target)
+        self._post(url, body, headers, f"downlink pushed device_id={target.device_id}", target.device_id)
         return None
 
     def send_multicast(self, frame: MulticastFrame, route_hint: str | None = None) -> None:
@@ -197,9 +197,8 @@ class NetworkServerClient:
             },
             **({"correlation_ids": [frame.correlation_id]} if frame.correlation_id else {}),
         }]}
-        target = DownlinkTarget(device_id=frame.group_id, network="tts", application_id=frame.application_id,
-                                dev_eui=None)
-        self._post(url, body, {"Authorization": f"Bearer {key}"} if key else {}, target)
+        self._post(url, body, {"Authorization": f"Bearer {key}"} if key else {},
+                   f"multicast frame pushed to TTS group {frame.group_id}")
 
     def _tts_route(self, target: DownlinkTarget, replace: bool) -> tuple[str, dict[str, str]]:
         route = target.replace_url if replace else target.push_url
@@ -226,14 +225,17 @@ class NetworkServerClient:
         url = f"{base}/api/devices/{quote(target.dev_eui.lower(), safe='')}/queue"
         headers = {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"}
         if replace:
-            self._call("DELETE", url, None, headers, target)  # ChirpStack's flush: the queue is then refilled
+            # ChirpStack's flush: the queue is then refilled
+            self._call("DELETE", url, None, headers, f"downlink queue flushed device_id={target.device_id}",
+                       target.device_id)
         reference = None
         for item in items:
             answer = self._post(
                 url,
                 {"queueItem": {"fPort": item.f_port, "data": base64.b64encode(item.payload).decode(), "confirmed": False}},
                 headers,
-                target,
+                f"downlink pushed device_id={target.device_id}",
+                target.device_id,
             )
             reference = _queue_item_id(answer)
         return reference
@@ -250,9 +252,8 @@ class NetworkServerClient:
             item.expires_at.FromDatetime(frame.expires_at.astimezone(UTC))
         body = json_format.MessageToDict(multicast_group_pb2.EnqueueMulticastGroupQueueItemRequest(queue_item=item))
         url = f"{base}/api/multicast-groups/{quote(frame.group_id, safe='')}/queue"
-        target = DownlinkTarget(device_id=frame.group_id, network="chirpstack", application_id=frame.application_id,
-                                dev_eui=None)
-        answer = self._post(url, body, {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"}, target)
+        answer = self._post(url, body, {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"},
+                            f"multicast frame queued in ChirpStack group {frame.group_id}")
         try:
             f_cnt = answer.json().get("fCnt")
         except (ValueError, AttributeError):
@@ -274,15 +275,14 @@ class NetworkServerClient:
         if not group.dev_euis or not group.gateway_ids:
             raise DownlinkError("a ChirpStack multicast group needs its collars' DevEUIs and at least one gateway")
         headers = {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"}
-        target = DownlinkTarget(device_id=group.name, network="chirpstack", application_id=group.application_id,
-                                dev_eui=None)
         create = mg.CreateMulticastGroupRequest(multicast_group=mg.MulticastGroup(
             name=group.name, application_id=group.application_id, region=common_pb2.Region.EU868,
             mc_addr=f"{group.keys.mc_addr:08x}", mc_nwk_s_key=group.keys.nwk_s_key.hex(),
             mc_app_s_key=group.keys.app_s_key.hex(), f_cnt=0, group_type=mg.MulticastGroupType.CLASS_C,
             dr=group.dr, frequency=group.frequency_hz,
             class_c_scheduling_type=mg.MulticastGroupSchedulingType.DELAY))
-        answer = self._post(f"{base}/api/multicast-groups", json_format.MessageToDict(create), headers, target)
+        answer = self._post(f"{base}/api/multicast-groups", json_format.MessageToDict(create), headers,
+                            f"ChirpStack multicast group {group.name} created")
         try:
             group_id = str(answer.json()["id"])
         except (ValueError, KeyError, TypeError):
@@ -293,18 +293,20 @@ class NetworkServerClient:
         try:
             for dev_eui in group.dev_euis:
                 self._post(f"{members}/devices", json_format.MessageToDict(mg.AddDeviceToMulticastGroupRequest(
-                    multicast_group_id=group_id, dev_eui=dev_eui.lower())), headers, target)
+                    multicast_group_id=group_id, dev_eui=dev_eui.lower())), headers,
+                    f"collar {dev_eui.lower()} added to ChirpStack multicast group {group_id}")
             for gateway_id in group.gateway_ids:
                 self._post(f"{members}/gateways", json_format.MessageToDict(mg.AddGatewayToMulticastGroupRequest(
-                    multicast_group_id=group_id, gateway_id=gateway_id.lower())), headers, target)
+                    multicast_group_id=group_id, gateway_id=gateway_id.lower())), headers,
+                    f"gateway {gateway_id.lower()} added to ChirpStack multicast group {group_id}")
         except DownlinkError:
             try:
-                self._call("DELETE", members, None, headers, target)
+                self._call("DELETE", members, None, headers, f"half-made ChirpStack multicast group {group_id} deleted")
             except DownlinkError as error:
                 log.warning("ChirpStack multicast group %s left half made: %s", group_id, error)
             raise
-        log.info("ChirpStack multicast group created id=%s collars=%d gateways=%d", group_id, len(group.dev_euis),
-                 len(group.gateway_ids))
+        log.info("ChirpStack multicast group %s ready id=%s collars=%d gateways=%d", group.name, group_id,
+                 len(group.dev_euis), len(group.gateway_ids))
         return group_id
 
     def chirpstack_multicast_group(self, group_id: str) -> Any:
@@ -315,9 +317,9 @@ class NetworkServerClient:
         from google.protobuf import json_format
 
         base = self._configured_base()
-        target = DownlinkTarget(device_id=group_id, network="chirpstack", application_id=None, dev_eui=None)
         answer = self._call("GET", f"{base}/api/multicast-groups/{quote(group_id, safe='')}", None,
-                            {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"}, target)
+                            {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"},
+                            f"ChirpStack multicast group {group_id} read")
         try:
             parsed = json_format.ParseDict(answer.json(), mg.GetMulticastGroupResponse(), ignore_unknown_fields=True)
         except (ValueError, json_format.ParseError) as error:
@@ -335,16 +337,9 @@ class NetworkServerClient:
         base = self._configured_base()
         request = mg.DeleteMulticastGroupRequest(id=group_id)
         url = f"{base}/api/multicast-groups/{quote(request.id, safe='')}"
-        try:
-            response = self.http.request("DELETE", url, headers={"Grpc-Metadata-Authorization": f"Bearer {self._key()}"})
-        except httpx.HTTPError as error:
-            raise DownlinkError(f"network server unreachable: {type(error).__name__}") from error
-        if response.status_code == 404:
-            log.warning("ChirpStack multicast group %s was already gone", group_id)
-            return
-        if response.status_code >= 300:
-            raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]!r}")
-        log.info("ChirpStack multicast group deleted id=%s", group_id)
+        self._call("DELETE", url, None, {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"},
+                   f"ChirpStack multicast group {group_id} deleted",
+                   accept={404: f"ChirpStack multicast group {group_id} was already gone"})
 
     def _configured_base(self) -> str:
         """The network server's URL without a trailing slash; DownlinkError when none is configured."""
@@ -357,24 +352,27 @@ class NetworkServerClient:
         key = self.settings.network_server_api_key
         return key.get_secret_value() if key else ""
 
-    def _post(self, url: str, body: dict[str, object], headers: dict[str, str], target: DownlinkTarget) -> httpx.Response:
-        return self._call("POST", url, body, headers, target)
+    def _post(self, url: str, body: dict[str, object], headers: dict[str, str], done: str,
+              device_id: str | None = None) -> httpx.Response:
+        return self._call("POST", url, body, headers, done, device_id)
 
-    def _call(
-        self, method: str, url: str, body: dict[str, object] | None, headers: dict[str, str], target: DownlinkTarget
-    ) -> httpx.Response:
+    def _call(self, method: str, url: str, body: dict[str, object] | None, headers: dict[str, str], done: str,
+              device_id: str | None = None, accept: dict[int, str] | None = None) -> httpx.Response:
+        """Make one call to the network server and log `done` (what the call did) once it answered 2xx;
+        a status in `accept` also counts as done and logs, as a warning, what that status means there.
+        DownlinkError when the server is unreachable or answers anything else."""
         try:
             response = self.http.request(method, url, json=body, headers=headers)
         except httpx.HTTPError as error:
             raise DownlinkError(f"network server unreachable: {type(error).__name__}") from error
+        context = {"device_id": device_id} if device_id else {}
+        meaning = (accept or {}).get(response.status_code)
+        if meaning is not None:
+            log.warning("%s (network server answered %d)", meaning, response.status_code, extra=context)
+            return response
         if response.status_code >= 300:
             raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]!r}")
-        log.info(
-            "downlink %s device_id=%s",
-            "pushed" if method == "POST" else "queue flushed",
-            target.device_id,
-            extra={"device_id": target.device_id},
-        )
+        log.info("%s", done, extra=context)
         return response
 
     def close(self) -> None:

@@ -3,190 +3,36 @@
 `AddGateway` for the gateways that hear them; then it sets the group up on each collar (TS005).
 
 The stand-in on 127.0.0.1 takes only what ChirpStack v4's API documents in the pinned chirpstack-api
-(`api/multicast_group.proto`, served as JSON by its REST gateway): each route from the call's
-`google.api.http` option, each body parsed as that call's request message with no unknown field,
-the proto's comments for the values (id generated on create, `mc_addr` a HEX encoded DevAddr, the
-session keys HEX encoded AES128 keys, `dev_eui` and `gateway_id` HEX encoded, application ids UUIDs
-as ChirpStack v4 makes them), the key as `Grpc-Metadata-Authorization: Bearer <key>`. Anything else
-is answered 400 (401 without the key), and each answer the bridge gets is tried broken too.
+(tests/fuota_network.py: `api/multicast_group.proto` served as JSON by its REST gateway, the values
+as the proto's comments describe them), and each answer the bridge gets is tried broken too.
 """
 
 from __future__ import annotations
 
-import os
-import re
 import uuid
 
 import bridge_builders as b
 import httpx
 import pytest
-from chirpstack_api.api import device_pb2, multicast_group_pb2
+from chirpstack_api.api import multicast_group_pb2
 from chirpstack_api.common import common_pb2
-from google.api import annotations_pb2
-from google.protobuf import json_format
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from fuota_network import MC_ADDR_HEX, StandInChirpStack, gen_app_key, serve, write_key_file
 from test_fuota_delivery import KEYS_FOR, model_image, start_campaign
 
 from collar_firmware import codec
 from lora_bridge.domain import fuota_delivery
 from lora_bridge.errors import DownlinkError
 from lora_bridge.network_server import ChirpStackGroup, NetworkServerClient
-from lora_bridge.server import serve_app_in_thread
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.tables import FuotaSession
 from lora_bridge.updates import multicast_keys
 from simulator import fuota
 
-SERVICE = multicast_group_pb2.DESCRIPTOR.services_by_name["MulticastGroupService"]
-MC_ADDR_HEX = "01ff0a42"
-ROOT = "603deb1015ca71be2b73aef0857d7781"
-HEX = re.compile(r"^[0-9a-f]+$")
-
-
-def _route(service, method: str) -> tuple[str, str]:
-    """(HTTP method, Starlette path) of a ChirpStack call as its proto declares it."""
-    rule = service.methods_by_name[method].GetOptions().Extensions[annotations_pb2.http]
-    verb = rule.WhichOneof("pattern")
-    path = re.sub(r"\{([a-z_.]+)\}", lambda m: "{" + m.group(1).split(".")[-1] + "}", getattr(rule, verb))
-    return verb.upper(), path
-
-
-class StandInChirpStackGroups:
-    """ChirpStack v4's multicast groups (and device queues, for the set-up) as its proto documents them."""
-
-    api_key = "chirpstack-api-token"
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.groups: dict[str, dict] = {}
-        self.unicast: list[dict] = []
-        self.refused: list[str] = []
-        self.fail: dict[str, int] = {}  # call name -> HTTP status to answer once
-        self.create_answer: dict | None = None  # a broken Create answer
-        self.deleted: list[str] = []  # groups deleted, in order
-
-    def _problem(self, group: multicast_group_pb2.MulticastGroup) -> str | None:
-        if group.id:
-            return "id is generated on create"
-        if not group.name:
-            return "name is required"
-        try:
-            uuid.UUID(group.application_id)
-        except ValueError:
-            return "application_id: a UUID"
-        if not HEX.match(group.mc_addr) or len(group.mc_addr) != 8:
-            return "mc_addr: a HEX encoded DevAddr"
-        for name in ("mc_nwk_s_key", "mc_app_s_key"):
-            value = getattr(group, name)
-            if not HEX.match(value) or len(value) != 32:
-                return f"{name}: a HEX encoded AES128 key"
-        if group.group_type != multicast_group_pb2.MulticastGroupType.CLASS_C or group.frequency == 0:
-            return "a Class C group needs its frequency"
-        return None
-
-    def app(self) -> Starlette:
-        async def parse(request: Request, call: str, message):
-            if request.headers.get("Grpc-Metadata-Authorization") != f"Bearer {self.api_key}":
-                return None, JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
-            if call in self.fail:
-                return None, JSONResponse({"code": 13, "message": "internal"}, status_code=self.fail.pop(call))
-            if message is None:
-                return None, None
-            try:
-                return json_format.ParseDict(await request.json(), message, ignore_unknown_fields=False), None
-            except (json_format.ParseError, ValueError) as error:
-                self.refused.append(f"{call}: {error}")
-                return None, JSONResponse({"code": 3, "message": str(error)}, status_code=400)
-
-        def refuse(problem: str) -> JSONResponse:
-            self.refused.append(problem)
-            return JSONResponse({"code": 3, "message": problem}, status_code=400)
-
-        async def create(request: Request) -> JSONResponse:
-            parsed, answer = await parse(request, "Create", multicast_group_pb2.CreateMulticastGroupRequest())
-            if answer:
-                return answer
-            problem = self._problem(parsed.multicast_group)
-            if problem:
-                return refuse(problem)
-            group_id = str(uuid.uuid4())
-            self.groups[group_id] = {"group": parsed.multicast_group, "devices": [], "gateways": []}
-            return JSONResponse(self.create_answer if self.create_answer is not None else {"id": group_id})
-
-        async def add(request: Request, call: str, message, field: str, length: int) -> Response:
-            parsed, answer = await parse(request, call, message)
-            if answer:
-                return answer
-            group_id = request.path_params["multicast_group_id"]
-            if parsed.multicast_group_id not in ("", group_id) or group_id not in self.groups:
-                return refuse(f"{call}: no such multicast group")
-            value = getattr(parsed, field)
-            if not HEX.match(value) or len(value) != length:
-                return refuse(f"{call}: {field} HEX encoded")
-            self.groups[group_id][call].append(value)
-            return JSONResponse({})
-
-        async def add_device(request: Request) -> Response:
-            return await add(request, "devices", multicast_group_pb2.AddDeviceToMulticastGroupRequest(), "dev_eui", 16)
-
-        async def add_gateway(request: Request) -> Response:
-            return await add(request, "gateways", multicast_group_pb2.AddGatewayToMulticastGroupRequest(),
-                             "gateway_id", 16)
-
-        async def delete(request: Request) -> Response:
-            _parsed, answer = await parse(request, "Delete", None)
-            if answer:
-                return answer
-            if await request.body():
-                return refuse("Delete: the REST gateway takes DeleteMulticastGroupRequest from the path, no body")
-            parsed = multicast_group_pb2.DeleteMulticastGroupRequest(id=request.path_params["id"])
-            try:
-                uuid.UUID(parsed.id)
-            except ValueError:
-                return refuse("Delete: id is a UUID")
-            if parsed.id not in self.groups:
-                return JSONResponse({"code": 5, "message": "object does not exist"}, status_code=404)
-            self.groups.pop(parsed.id)
-            self.deleted.append(parsed.id)
-            return JSONResponse({})
-
-        async def device_queue(request: Request) -> Response:
-            parsed, answer = await parse(request, "device", device_pb2.EnqueueDeviceQueueItemRequest())
-            if answer:
-                return answer
-            self.unicast.append({"device": request.path_params["dev_eui"], "f_port": parsed.queue_item.f_port,
-                                 "payload": bytes(parsed.queue_item.data)})
-            return JSONResponse({"id": f"q-{len(self.unicast)}"})
-
-        routes = []
-        for call, handler in (("Create", create), ("AddDevice", add_device), ("AddGateway", add_gateway),
-                              ("Delete", delete)):
-            verb, path = _route(SERVICE, call)
-            routes.append(Route(path, handler, methods=[verb]))
-        verb, path = _route(device_pb2.DESCRIPTOR.services_by_name["DeviceService"], "Enqueue")
-        routes.append(Route(path, device_queue, methods=[verb]))
-        return Starlette(routes=routes)
-
 
 @pytest.fixture
 def chirpstack(port):
-    stand_in = StandInChirpStackGroups()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
+    with serve(StandInChirpStack(), port) as stand_in:
         yield stand_in
-
-
-def key_file(tmp_path, device_ids):
-    lines = [f'multicast_root = "{ROOT}"']
-    for i, device_id in enumerate(device_ids):
-        lines += [f'[collars."{b.dev_eui_of(device_id)}"]', f'gen_app_key = "{(bytes([0x20 + i]) * 16).hex()}"']
-    path = tmp_path / "collar-keys.toml"
-    path.write_text("\n".join(lines) + "\n")
-    os.chmod(path, 0o600)
-    return path
 
 
 def open_bridge(store_url, chirpstack, keys):
@@ -194,17 +40,24 @@ def open_bridge(store_url, chirpstack, keys):
                           outbox_worker=False, collar_keys_file=str(keys), fuota_multicast_addr=MC_ADDR_HEX)
 
 
-def test_the_bridge_creates_the_chirpstack_group_with_its_collars_gateways_and_keys(sqlite_url, chirpstack, tmp_path):
+def start_delivery(bridge, names: list[str]) -> dict:
+    """Hear each collar once (each through a gateway of its own), start a campaign with a signed model
+    and let the bridge make the ChirpStack group and push the set-ups; the campaign as created."""
     image, version = model_image()
+    for i, name in enumerate(names):
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id=name, f_cnt=1,
+                                                            gateways=(f"0016c001ff10a23{i}",)))
+    campaign = start_campaign(bridge, image, version)
+    bridge.deliver_updates()
+    bridge.flush_downlinks()
+    return campaign
+
+
+def test_the_bridge_creates_the_chirpstack_group_with_its_collars_gateways_and_keys(sqlite_url, chirpstack, tmp_path):
     names = ["collar-07", "collar-08"]
-    keys = key_file(tmp_path, names)
+    keys = write_key_file(tmp_path, names)
     with open_bridge(sqlite_url, chirpstack, keys) as bridge:
-        for i, name in enumerate(names):
-            bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id=name, f_cnt=1,
-                                                                gateways=(f"0016c001ff10a23{i}",)))
-        campaign = start_campaign(bridge, image, version)
-        bridge.deliver_updates()
-        bridge.flush_downlinks()
+        campaign = start_delivery(bridge, names)
 
     assert chirpstack.refused == []
     ((group_id, made),) = chirpstack.groups.items()
@@ -230,7 +83,7 @@ def test_the_bridge_creates_the_chirpstack_group_with_its_collars_gateways_and_k
 def test_a_group_chirpstack_refuses_leaves_no_campaign_and_no_half_made_group(sqlite_url, chirpstack, tmp_path,
                                                                               call, status):
     image, version = model_image()
-    keys = key_file(tmp_path, ["collar-07"])
+    keys = write_key_file(tmp_path, ["collar-07"])
     with open_bridge(sqlite_url, chirpstack, keys) as bridge:
         bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
         if call == "bad key":
@@ -248,7 +101,7 @@ def test_a_group_chirpstack_refuses_leaves_no_campaign_and_no_half_made_group(sq
 
 def test_the_bridge_makes_groups_on_chirpstack_only_and_needs_its_key_file(sqlite_url, chirpstack, tmp_path):
     image, version = model_image()
-    keys = key_file(tmp_path, ["collar-01"])
+    keys = write_key_file(tmp_path, ["collar-01"])
     with open_bridge(sqlite_url, chirpstack, keys) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
         with pytest.raises(ValueError, match="ChirpStack only"):
@@ -297,8 +150,8 @@ def test_the_collars_in_the_twin_take_the_group_chirpstack_was_given(sqlite_url,
     """The session keys given to ChirpStack and the wrapped key each collar got derive the same group."""
     image, version = model_image()
     fleet = fuota.build_fleet(1, 0.0, 12, KEYS_FOR)
-    keys = key_file(tmp_path, [fleet[0].device_id])
-    fleet[0].hal.radio.provision(bytes([0x20]) * 16)
+    keys = write_key_file(tmp_path, [fleet[0].device_id])
+    fleet[0].hal.radio.provision(gen_app_key(0))
     with open_bridge(sqlite_url, chirpstack, keys) as bridge:
         bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id=fleet[0].device_id, f_cnt=1))
         start_campaign(bridge, image, version)
@@ -317,16 +170,10 @@ def test_an_ended_campaigns_group_is_deleted_at_chirpstack_and_on_the_collars_ev
         sqlite_url, chirpstack, tmp_path):
     from datetime import timedelta
 
-    image, version = model_image()
     names = ["collar-07", "collar-08"]
-    keys = key_file(tmp_path, names)
+    keys = write_key_file(tmp_path, names)
     with open_bridge(sqlite_url, chirpstack, keys) as bridge:
-        for i, name in enumerate(names):
-            bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id=name, f_cnt=1,
-                                                                gateways=(f"0016c001ff10a23{i}",)))
-        campaign = start_campaign(bridge, image, version)
-        bridge.deliver_updates()
-        bridge.flush_downlinks()
+        campaign = start_delivery(bridge, names)
         ((group_id, _made),) = chirpstack.groups.items()
         bridge.steer_campaign(campaign["id"], "abort", "tech")
         chirpstack.fail["Delete"] = 503
@@ -366,15 +213,10 @@ def test_a_technician_sees_why_a_collar_got_unicast_when_the_campaign_closed_and
 
     import ranger_dashboard
 
-    image, version = model_image()
     names = ["collar-07", "collar-08"]
-    keys = key_file(tmp_path, names)
+    keys = write_key_file(tmp_path, names)
     with open_bridge(sqlite_url, chirpstack, keys) as bridge:
-        for name in names:
-            bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id=name, f_cnt=1))
-        campaign = start_campaign(bridge, image, version)
-        bridge.deliver_updates()
-        bridge.flush_downlinks()
+        campaign = start_delivery(bridge, names)
         # TS005 McGroupSetupAns: CID 02 | IDerror (bit 2) | McGroupID 0: collar-08 refuses the group
         bridge.ingest_chirpstack_uplink(b.chirpstack_uplink((200, bytes.fromhex("0204")), device_id="collar-08",
                                                             f_cnt=2))
@@ -418,10 +260,33 @@ def test_a_group_chirpstack_no_longer_has_counts_as_deleted_and_a_broken_id_is_r
     assert chirpstack.deleted == []
 
 
+def test_each_call_to_chirpstacks_groups_is_logged_as_what_it_did(chirpstack, caplog):
+    import logging
+
+    settings = BridgeSettings(network_server_url=chirpstack.url, network_server_api_key=chirpstack.api_key)
+    client = NetworkServerClient(settings, httpx.Client(timeout=5))
+    with caplog.at_level(logging.INFO, logger="lora_bridge.network_server"):
+        group_id = client.create_chirpstack_multicast_group(group())
+        client.chirpstack_multicast_group(group_id)
+        client.delete_chirpstack_multicast_group(group_id)
+        client.delete_chirpstack_multicast_group(group_id)  # 404: ChirpStack no longer has it
+    client.close()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "lora_bridge.network_server"]
+    assert said == [
+        ("INFO", "ChirpStack multicast group tembo-campaign-1 created"),
+        ("INFO", f"collar 70b3d57ed0000001 added to ChirpStack multicast group {group_id}"),
+        ("INFO", f"gateway 0016c001ff10a235 added to ChirpStack multicast group {group_id}"),
+        ("INFO", f"ChirpStack multicast group tembo-campaign-1 ready id={group_id} collars=1 gateways=1"),
+        ("INFO", f"ChirpStack multicast group {group_id} read"),
+        ("INFO", f"ChirpStack multicast group {group_id} deleted"),
+        ("WARNING", f"ChirpStack multicast group {group_id} was already gone (network server answered 404)"),
+    ]
+
+
 def test_a_campaign_aborted_before_its_set_up_left_does_not_delete_the_collars_factory_group(sqlite_url, chirpstack,
                                                                                              tmp_path):
     image, version = model_image()
-    keys = key_file(tmp_path, ["collar-07"])
+    keys = write_key_file(tmp_path, ["collar-07"])
     with open_bridge(sqlite_url, chirpstack, keys) as bridge:
         bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
         campaign = start_campaign(bridge, image, version)

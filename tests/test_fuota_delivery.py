@@ -3,115 +3,34 @@ its outbox pushes set-up, clock sync and fragments to a network server, the coll
 running the real firmware) rebuild, verify and install it and say so.
 
 The network server is a stand-in started on 127.0.0.1 that accepts only what The Things Stack's
-documentation shows: `POST /api/v3/as/applications/{app}/devices/{device}/down/push` (and
-`/down/replace`) with `Authorization: Bearer <key>` and `{"downlinks": [{"f_port", "frm_payload",
-"priority", "correlation_ids"}]}` (thethingsindustries.com/docs/integrations/webhooks/scheduling-downlinks/),
-and for a multicast group, which has no downlink path of its own, `class_b_c` with `gateways`
-(`[{"gateway_ids": {"gateway_id": ...}}]`) and `absolute_time` in ISO 8601
-(thethingsindustries.com/docs/devices/configuring-devices/class-c/). Anything else is answered 400.
+documentation shows (tests/fuota_network.py: the downlink push, and `class_b_c` for a multicast group).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import random
 from datetime import UTC, datetime, timedelta
 
 import bridge_builders as b
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from fuota_network import GROUP, StandInTheThingsStack, serve
 from starlette.testclient import TestClient
 
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
 from lora_bridge.adapters.webhook import create_app
-from lora_bridge.server import serve_app_in_thread
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
 
 KEY, KEYS_FOR = fuota.bench_keys()
 HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
-GROUP = "herd-multicast"
-PRIORITIES = ("LOWEST", "LOW", "BELOW_NORMAL", "NORMAL", "ABOVE_NORMAL", "HIGH", "HIGHEST")
-
-
-class StandInTheThingsStack:
-    """The downlink API of The Things Stack as documented; remembers what it accepted."""
-
-    api_key = "NNSXS.FUOTA-TEST"
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.unicast: list[dict] = []  # {"device", "f_port", "payload"}
-        self.multicast: list[dict] = []  # {"group", "f_port", "payload", "at", "gateways"}
-        self.refused: list[str] = []
-        self.refuse_next = 0
-
-    def app(self) -> Starlette:
-        async def push(request: Request) -> JSONResponse:
-            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
-                return JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
-            if self.refuse_next:
-                self.refuse_next -= 1
-                return JSONResponse({"code": 14, "message": "unavailable"}, status_code=503)
-            body = await request.json()
-            problem = _shape_problem(body, request.path_params["device"] == GROUP)
-            if problem:
-                self.refused.append(problem)
-                return JSONResponse({"code": 3, "message": problem}, status_code=400)
-            for item in body["downlinks"]:
-                frame = {"f_port": item["f_port"], "payload": base64.b64decode(item["frm_payload"])}
-                if "class_b_c" in item:
-                    at = datetime.fromisoformat(item["class_b_c"]["absolute_time"].replace("Z", "+00:00"))
-                    gateways = [g["gateway_ids"]["gateway_id"] for g in item["class_b_c"]["gateways"]]
-                    self.multicast.append({**frame, "group": request.path_params["device"], "at": at,
-                                           "gateways": gateways})
-                else:
-                    self.unicast.append({**frame, "device": request.path_params["device"]})
-            return JSONResponse({})
-
-        base = "/api/v3/as/applications/{app}/devices/{device}/down/"
-        return Starlette(routes=[Route(base + "push", push, methods=["POST"]),
-                                 Route(base + "replace", push, methods=["POST"])])
-
-
-def _shape_problem(body: object, multicast: bool) -> str | None:
-    """What in a push body The Things Stack would not take, or None."""
-    if not isinstance(body, dict) or not isinstance(body.get("downlinks"), list) or not body["downlinks"]:
-        return "downlinks: a non-empty list is required"
-    for item in body["downlinks"]:
-        if not isinstance(item.get("f_port"), int) or not 1 <= item["f_port"] <= 223:
-            return "f_port: 1..223"
-        try:
-            base64.b64decode(item["frm_payload"], validate=True)
-        except (KeyError, ValueError, TypeError):
-            return "frm_payload: base64 required"
-        if item.get("priority", "NORMAL") not in PRIORITIES:
-            return "priority: unknown"
-        class_b_c = item.get("class_b_c")
-        if multicast and class_b_c is None:
-            return "multicast: a downlink path (class_b_c.gateways) is required"
-        if class_b_c is not None:
-            gateways = class_b_c.get("gateways")
-            if not gateways or not all(isinstance(g.get("gateway_ids", {}).get("gateway_id"), str) for g in gateways):
-                return "class_b_c.gateways: [{gateway_ids: {gateway_id}}]"
-            try:
-                datetime.fromisoformat(str(class_b_c.get("absolute_time")).replace("Z", "+00:00"))
-            except ValueError:
-                return "class_b_c.absolute_time: ISO 8601"
-    return None
 
 
 @pytest.fixture
 def network(port):
-    stand_in = StandInTheThingsStack()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
+    with serve(StandInTheThingsStack(), port) as stand_in:
         yield stand_in
 
 

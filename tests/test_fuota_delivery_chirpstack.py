@@ -2,128 +2,30 @@
 multicast group: set-up and clock sync to each collar's queue, fragments to the group's queue.
 
 The network server is a stand-in on 127.0.0.1 that takes only what ChirpStack v4's API documents
-in its Protobuf (chirpstack-api, `api/device.proto` and `api/multicast_group.proto`, served as JSON
-by its REST gateway): the route of each call is read from the `google.api.http` option of
-`DeviceService.Enqueue` and `MulticastGroupService.Enqueue`, the body must parse as that call's
-request message with no unknown field, `fPort` must be above 0 ("must be > 0"), the key comes as
-`Grpc-Metadata-Authorization: Bearer <key>`. Anything else is answered 400 (401 without the key).
-ChirpStack sends a multicast frame by the group's own Class C settings as soon as it holds it: the
-stand-in puts it on the air when it was enqueued.
+in its Protobuf (tests/fuota_network.py: routes from the `google.api.http` options of
+`DeviceService.Enqueue` and `MulticastGroupService.Enqueue` / `Get`, bodies parsed as the call's
+request message with no unknown field, `fPort` above 0, the key as a Bearer header). ChirpStack
+sends a multicast frame by the group's own Class C settings as soon as it holds it: the stand-in
+puts it on the air when it was enqueued.
 """
 
 from __future__ import annotations
 
 import base64
-import re
 from datetime import UTC, datetime
 
 import bridge_builders as b
 import pytest
-from chirpstack_api.api import device_pb2, multicast_group_pb2
-from chirpstack_api.common import common_pb2
-from google.api import annotations_pb2
+from chirpstack_api.api import multicast_group_pb2
+from fuota_network import CHIRPSTACK_GROUP_ID, StandInChirpStack, serve, technicians_group
 from google.protobuf import json_format
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 from test_fuota_delivery import HEADERS, KEYS_FOR, Reserve, model_image, start_campaign
 
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
-from lora_bridge.server import serve_app_in_thread
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
-
-GROUP_ID = "6b6d8c3e-5f0c-4f3e-9a7e-2f1d9f3c0b11"  # a ChirpStack multicast group is named by its UUID
-
-
-def _route_of(service, method: str) -> str:
-    """The REST route of a ChirpStack call, as its proto declares it ({a.b} becomes a path parameter)."""
-    rule = service.methods_by_name[method].GetOptions().Extensions[annotations_pb2.http]
-    assert rule.body == "*"
-    return re.sub(r"\{([a-z_.]+)\}", lambda m: "{" + m.group(1).split(".")[-1] + "}", rule.post)
-
-
-DEVICE_QUEUE = _route_of(device_pb2.DESCRIPTOR.services_by_name["DeviceService"], "Enqueue")
-GROUP_QUEUE = _route_of(multicast_group_pb2.DESCRIPTOR.services_by_name["MulticastGroupService"], "Enqueue")
-_GET = multicast_group_pb2.DESCRIPTOR.services_by_name["MulticastGroupService"].methods_by_name["Get"]
-GROUP_GET = re.sub(r"\{([a-z_.]+)\}", lambda m: "{" + m.group(1).split(".")[-1] + "}",
-                   _GET.GetOptions().Extensions[annotations_pb2.http].get)
-
-
-class StandInChirpStack:
-    """ChirpStack v4's device and multicast-group queues as their proto documents them."""
-
-    api_key = "chirpstack-api-token"
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.unicast: list[dict] = []  # {"device", "f_port", "payload"}
-        self.multicast: list[dict] = []  # {"group", "f_port", "payload", "expires_at", "f_cnt"}
-        self.refused: list[str] = []
-        # the group the technician made in ChirpStack, as MulticastGroupService.Get answers it
-        self.group = multicast_group_pb2.MulticastGroup(
-            id=GROUP_ID, name="tembo collars", application_id="0b8e8ae8-1f21-4b5d-9d2a-ffcb57c1a0a1",
-            region=common_pb2.Region.EU868, mc_addr="01ff0a42", group_type=multicast_group_pb2.MulticastGroupType.CLASS_C,
-            dr=3, frequency=869_525_000,
-            class_c_scheduling_type=multicast_group_pb2.MulticastGroupSchedulingType.DELAY)
-
-    def app(self) -> Starlette:
-        async def enqueue(request: Request, message, path_id: str) -> tuple[object | None, JSONResponse | None]:
-            if request.headers.get("Grpc-Metadata-Authorization") != f"Bearer {self.api_key}":
-                return None, JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
-            try:
-                parsed = json_format.ParseDict(await request.json(), message, ignore_unknown_fields=False)
-            except (json_format.ParseError, ValueError) as error:
-                self.refused.append(str(error))
-                return None, JSONResponse({"code": 3, "message": str(error)}, status_code=400)
-            item = parsed.queue_item
-            problem = None
-            if item.f_port == 0 or item.f_port > 223:
-                problem = "fPort must be 1..223"
-            elif not item.data:
-                problem = "data is required"
-            if problem:
-                self.refused.append(problem)
-                return None, JSONResponse({"code": 3, "message": problem}, status_code=400)
-            return item, None
-
-        async def device_queue(request: Request) -> JSONResponse:
-            item, refused = await enqueue(request, device_pb2.EnqueueDeviceQueueItemRequest(),
-                                          request.path_params["dev_eui"])
-            if refused:
-                return refused
-            self.unicast.append({"device": request.path_params["dev_eui"], "f_port": item.f_port,
-                                 "payload": bytes(item.data)})
-            return JSONResponse({"id": f"q-{len(self.unicast)}"})
-
-        async def group_queue(request: Request) -> JSONResponse:
-            group = request.path_params["multicast_group_id"]
-            item, refused = await enqueue(request, multicast_group_pb2.EnqueueMulticastGroupQueueItemRequest(), group)
-            if refused:
-                return refused
-            if item.multicast_group_id not in ("", group):
-                self.refused.append("multicastGroupId differs from the path")
-                return JSONResponse({"code": 3, "message": "multicastGroupId differs"}, status_code=400)
-            self.multicast.append({"group": group, "f_port": item.f_port, "payload": bytes(item.data),
-                                   "expires_at": item.expires_at.ToDatetime(UTC) if item.HasField("expires_at")
-                                   else None, "f_cnt": len(self.multicast) + 1})
-            return JSONResponse({"fCnt": len(self.multicast)})
-
-        async def get_group(request: Request) -> JSONResponse:
-            if request.headers.get("Grpc-Metadata-Authorization") != f"Bearer {self.api_key}":
-                return JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
-            if request.path_params["id"] != self.group.id:
-                return JSONResponse({"code": 5, "message": "object does not exist"}, status_code=404)
-            answer = multicast_group_pb2.GetMulticastGroupResponse(multicast_group=self.group)
-            answer.created_at.FromDatetime(datetime(2026, 11, 30, tzinfo=UTC))
-            return JSONResponse(json_format.MessageToDict(answer))
-
-        return Starlette(routes=[Route(DEVICE_QUEUE, device_queue, methods=["POST"]),
-                                 Route(GROUP_QUEUE, group_queue, methods=["POST"]),
-                                 Route(GROUP_GET, get_group, methods=["GET"])])
 
 
 class ChirpStackReserve(Reserve):
@@ -164,15 +66,13 @@ class ChirpStackReserve(Reserve):
 
 @pytest.fixture
 def chirpstack(port):
-    stand_in = StandInChirpStack()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
+    with serve(StandInChirpStack(technicians_group()), port) as stand_in:
         yield stand_in
 
 
 def open_bridge(store_url: str, network: StandInChirpStack):
     return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                          outbox_worker=False, fuota_multicast_group=GROUP_ID)
+                          outbox_worker=False, fuota_multicast_group=CHIRPSTACK_GROUP_ID)
 
 
 def test_a_new_model_reaches_collars_on_chirpstack_through_its_multicast_group_queue(sqlite_url, chirpstack):
@@ -200,7 +100,7 @@ def test_a_new_model_reaches_collars_on_chirpstack_through_its_multicast_group_q
                 if p["device"] == eui]
         assert mine[:2] == ["mc_class_c_session", "frag_session_setup"] and "app_time_ans" in mine
     frames = chirpstack.multicast
-    assert {f["group"] for f in frames} == {GROUP_ID}
+    assert {f["group"] for f in frames} == {CHIRPSTACK_GROUP_ID}
     counters = [codec.decode(201, f["payload"], "down")["index_and_n"] & 0x3FFF for f in frames if f["payload"][0] == 8]
     in_order = [counter_at(k, delivery["nb_frag"]) for k in range(1, len(counters) + 1)]
     assert counters[0] == 1 and counters == in_order and len(set(counters)) == len(counters)
@@ -235,16 +135,16 @@ def test_the_multicast_request_is_chirpstacks_enqueue_request_and_a_refusal_keep
     assert codec.decode(201, first["payload"], "down")["index_and_n"] == 1
     assert codec.decode(201, second["payload"], "down")["index_and_n"] == 2, "the refused frame went next"
     body = json_format.MessageToDict(multicast_group_pb2.EnqueueMulticastGroupQueueItemRequest(
-        queue_item=multicast_group_pb2.MulticastGroupQueueItem(multicast_group_id=GROUP_ID, f_port=201,
+        queue_item=multicast_group_pb2.MulticastGroupQueueItem(multicast_group_id=CHIRPSTACK_GROUP_ID, f_port=201,
                                                                data=first["payload"])))
     assert body["queueItem"]["data"] == base64.b64encode(first["payload"]).decode()
 
 
 @pytest.mark.parametrize(("body", "why"), [
-    ({"queueItem": {"multicastGroupId": GROUP_ID, "fPort": 201, "data": "CAEA", "confirmed": False}},
+    ({"queueItem": {"multicastGroupId": CHIRPSTACK_GROUP_ID, "fPort": 201, "data": "CAEA", "confirmed": False}},
      "confirmed is no field of a multicast queue item"),
-    ({"queueItem": {"multicastGroupId": GROUP_ID, "fPort": 0, "data": "CAEA"}}, "fPort 0"),
-    ({"queueItem": {"multicastGroupId": GROUP_ID, "fPort": 201}}, "no data"),
+    ({"queueItem": {"multicastGroupId": CHIRPSTACK_GROUP_ID, "fPort": 0, "data": "CAEA"}}, "fPort 0"),
+    ({"queueItem": {"multicastGroupId": CHIRPSTACK_GROUP_ID, "fPort": 201}}, "no data"),
     ({"queueItem": {"multicastGroupId": "another-group", "fPort": 201, "data": "CAEA"}}, "another group"),
     ({"queue_item": {"f_port": "two hundred", "data": "CAEA"}}, "fPort not a number"),
     ({"queueItem": {"fPort": 201, "data": "CAEA", "expiresAt": "tomorrow"}}, "expiresAt not RFC 3339"),
@@ -252,7 +152,7 @@ def test_the_multicast_request_is_chirpstacks_enqueue_request_and_a_refusal_keep
 def test_the_stand_in_refuses_what_chirpstack_would(chirpstack, body, why):
     import httpx
 
-    answer = httpx.post(f"{chirpstack.url}/api/multicast-groups/{GROUP_ID}/queue", json=body,
+    answer = httpx.post(f"{chirpstack.url}/api/multicast-groups/{CHIRPSTACK_GROUP_ID}/queue", json=body,
                         headers={"Grpc-Metadata-Authorization": f"Bearer {chirpstack.api_key}"})
     assert answer.status_code == 400, why
     assert chirpstack.multicast == []
@@ -272,13 +172,15 @@ def test_a_delivery_to_collars_on_two_network_servers_is_refused_with_its_reason
     ({"dr": 5}, "DR5, not the plan's DR3 \\(SF9\\)"),
     ({"frequency": 868_100_000}, "frequency 868100000 Hz, not 869525000"),
     ({"group_type": multicast_group_pb2.MulticastGroupType.CLASS_B}, "type CLASS_B, not CLASS_C"),
-    ({"id": "another"}, "could not read the ChirpStack multicast group .*404"),
+    ({}, "could not read the ChirpStack multicast group .*404"),  # deleted in ChirpStack meanwhile
 ])
 def test_a_technicians_group_that_does_not_send_as_the_plan_does_refuses_the_campaign(sqlite_url, chirpstack,
                                                                                      change, says):
     image, version = model_image()
     for field, value in change.items():
         setattr(chirpstack.group, field, value)
+    if not change:
+        chirpstack.groups.clear()
     with open_bridge(sqlite_url, chirpstack) as bridge:
         bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
         with pytest.raises(ValueError, match=says):

@@ -6,7 +6,7 @@ root key is not the one in the file never opens the group's frames: it is repair
 The collars are the twin running the real firmware; their simulated LoRaWAN stack unwraps the group
 key and checks every multicast frame's MIC with the session keys it derived (simulator/lorawan_frames.py,
 written from the LoRaWAN and TS005 texts apart from the bridge's code). The network server is The
-Things Stack stand-in of test_fuota_delivery; the frames it multicasts are secured here with the
+Things Stack stand-in of tests/fuota_network.py; the frames it multicasts are secured here with the
 group's McAppSKey / McNwkSKey, as the network server holding the group's keys does.
 """
 
@@ -17,31 +17,37 @@ from datetime import UTC, datetime
 
 import bridge_builders as b
 import pytest
-from test_fuota_delivery import GROUP, KEYS_FOR, Reserve, StandInTheThingsStack, model_image, start_campaign
+from fuota_network import GROUP, MC_ADDR_HEX, StandInTheThingsStack, gen_app_key, serve, write_key_file
+from test_fuota_delivery import KEYS_FOR, Reserve, model_image, start_campaign
 
 from collar_firmware import codec
 from lora_bridge.domain import fuota_delivery
-from lora_bridge.server import serve_app_in_thread
 from lora_bridge.updates import delivery, multicast_keys
 from simulator import fuota
 from simulator.lorawan_frames import secure_downlink
 
-MC_ADDR_HEX = "01ff0a42"
-ROOT = "603deb1015ca71be2b73aef0857d7781"
 
-
-def gen_app_key(i: int) -> bytes:
-    return bytes([0x10 + i]) * 8 + bytes(range(8))
+def provisioned_fleet(n: int) -> list[fuota.FleetCollar]:
+    """n twin collars, each stack holding the AppKey the technician's key file gives it."""
+    fleet = fuota.build_fleet(n, 0.0, 11, KEYS_FOR)
+    for i, c in enumerate(fleet):
+        c.hal.radio.provision(gen_app_key(i))
+    return fleet
 
 
 class SecuredReserve(Reserve):
     """The reserve of test_fuota_delivery, its multicast frames secured with the group's session keys
     and heard through each collar's stack (a frame its keys do not open is dropped there)."""
 
-    def __init__(self, fleet, network, seed, group_keys) -> None:
+    def __init__(self, fleet, network, seed, key_file) -> None:
         super().__init__(fleet, network, seed)
-        self.group_keys = group_keys
+        self.key_file = key_file
         self.f_cnt_mc = 0
+
+    def group_keys(self) -> multicast_keys.GroupKeys:
+        """The session keys of the group the bridge's campaign set up (from the technician's key file)."""
+        campaign_id = self.bridge.campaigns()[0]["id"]
+        return multicast_keys.load(self.key_file).group(int(MC_ADDR_HEX, 16), fuota_delivery.group_label(campaign_id))
 
     def _advance(self, t_s: int) -> None:
         for c in self.fleet:
@@ -68,20 +74,8 @@ class SecuredReserve(Reserve):
 
 @pytest.fixture
 def tts(port):
-    stand_in = StandInTheThingsStack()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
+    with serve(StandInTheThingsStack(), port) as stand_in:
         yield stand_in
-
-
-def write_key_file(tmp_path, fleet, mode=0o600):
-    lines = [f'multicast_root = "{ROOT}"']
-    for i, c in enumerate(fleet):
-        lines += [f'[collars."{b.dev_eui_of(c.device_id).lower()}"]', f'gen_app_key = "{gen_app_key(i).hex()}"']
-    path = tmp_path / "collar-keys.toml"
-    path.write_text("\n".join(lines) + "\n")
-    os.chmod(path, mode)
-    return path
 
 
 def open_bridge(store_url, network, key_file, **extra):
@@ -92,17 +86,11 @@ def open_bridge(store_url, network, key_file, **extra):
 
 def test_the_bridge_sets_up_the_group_itself_and_a_collar_with_another_key_never_opens_it(sqlite_url, tts, tmp_path):
     image, version = model_image()
-    fleet = fuota.build_fleet(3, 0.0, 11, KEYS_FOR)
-    for i, c in enumerate(fleet):
-        c.hal.radio.provision(gen_app_key(i))
+    fleet = provisioned_fleet(3)
     fleet[2].hal.radio.provision(gen_app_key(7))  # re-flashed with another key than the file says
-    key_file = write_key_file(tmp_path, fleet)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
     with open_bridge(sqlite_url, tts, key_file) as bridge:
-        def group_keys():
-            campaign_id = bridge.campaigns()[0]["id"]
-            return multicast_keys.load(key_file).group(int(MC_ADDR_HEX, 16), fuota_delivery.group_label(campaign_id))
-
-        reserve = SecuredReserve(fleet, tts, 4, group_keys)
+        reserve = SecuredReserve(fleet, tts, 4, key_file)
         reserve.attach(bridge)
         reserve.run_until(reserve.now_s() + 60)
         campaign = start_campaign(bridge, image, version)
@@ -149,7 +137,7 @@ def test_the_bridge_sets_up_the_group_itself_and_a_collar_with_another_key_never
 def test_a_delivery_refuses_collars_missing_from_the_key_file_and_a_bad_file(sqlite_url, tts, tmp_path):
     image, version = model_image()
     fleet = fuota.build_fleet(2, 0.0, 11, KEYS_FOR)
-    key_file = write_key_file(tmp_path, fleet[:1])  # the second collar was never entered
+    key_file = write_key_file(tmp_path, [fleet[0].device_id])  # the second collar was never entered
     with open_bridge(sqlite_url, tts, key_file) as bridge:
         for c in fleet:
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=c.device_id, f_cnt=1))
@@ -167,7 +155,7 @@ def test_a_delivery_refuses_collars_missing_from_the_key_file_and_a_bad_file(sql
 
 def test_a_garbled_group_status_answer_is_kept_and_changes_nothing(sqlite_url, tts, tmp_path):
     fleet = fuota.build_fleet(1, 0.0, 11, KEYS_FOR)
-    key_file = write_key_file(tmp_path, fleet)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
     # McGroupStatusAns written from TS005: CID 01, NbTotalGroups 1 | AnsGroupMask 0b0010, group 1 at 0x0A0B0C0D
     good = bytes.fromhex("01" "11" "01" "0d0c0b0a")
     with open_bridge(sqlite_url, tts, key_file) as bridge:
@@ -188,7 +176,7 @@ def test_a_technician_on_the_things_stack_gets_the_groups_session_keys_once_on_t
     from tembo import cli
 
     fleet = fuota.build_fleet(1, 0.0, 11, KEYS_FOR)
-    key_file = write_key_file(tmp_path, fleet)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
     assert cli.main(["keys", "multicast", "--campaign", "3", "--keys-file", str(key_file),
                      "--mc-addr", MC_ADDR_HEX]) == 0
     shown = json.loads(capsys.readouterr().out)
@@ -207,7 +195,7 @@ def test_a_technician_on_the_things_stack_gets_the_groups_session_keys_once_on_t
 
 def test_a_collar_refusing_the_group_or_deleting_it_is_recorded_per_group(sqlite_url, tts, tmp_path):
     fleet = fuota.build_fleet(1, 0.0, 11, KEYS_FOR)
-    key_file = write_key_file(tmp_path, fleet)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
     # from TS005: McGroupSetupAns = CID 02 | IDerror (bit 2) | McGroupID; McGroupDeleteAns = CID 03 | ...
     answers = [("02" "01", 1, "defined"), ("02" "06", 2, "refused"), ("03" "01", 1, "absent"),
                ("03" "07", 3, "absent")]
@@ -227,17 +215,11 @@ def test_a_collar_refusing_the_group_or_deleting_it_is_recorded_per_group(sqlite
 
 def test_a_collar_refusing_the_group_is_left_out_of_the_window_and_updated_by_unicast(sqlite_url, tts, tmp_path):
     image, version = model_image()
-    fleet = fuota.build_fleet(3, 0.0, 11, KEYS_FOR)
-    for i, c in enumerate(fleet):
-        c.hal.radio.provision(gen_app_key(i))
+    fleet = provisioned_fleet(3)
     fleet[2].hal.radio.refuse_groups = True  # its stack refuses every multicast group: McGroupSetupAns IDerror
-    key_file = write_key_file(tmp_path, fleet)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
     with open_bridge(sqlite_url, tts, key_file, downlinks_per_device_per_day=100) as bridge:  # a day is slow to run
-        def group_keys():
-            campaign_id = bridge.campaigns()[0]["id"]
-            return multicast_keys.load(key_file).group(int(MC_ADDR_HEX, 16), fuota_delivery.group_label(campaign_id))
-
-        reserve = SecuredReserve(fleet, tts, 4, group_keys)
+        reserve = SecuredReserve(fleet, tts, 4, key_file)
         reserve.attach(bridge)
         reserve.run_until(reserve.now_s() + 60)
         campaign = start_campaign(bridge, image, version)
