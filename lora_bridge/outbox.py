@@ -6,15 +6,15 @@ downlink takes a lease, checks the collar's fair-use budget (`downlinks_per_devi
 Things Network's ~10 a day; over it the downlink waits until the oldest push of the last 24 h ages
 out), pushes it — with `down/replace` when it supersedes a command still waiting at the network —
 and records the outcome. `OutboxWorker` runs flushes in a daemon thread, woken at once when ingest
-queues a downlink and every `outbox_every_s` otherwise, so a hung network server (short timeouts)
-slows only the worker, never ingest.
+queues a downlink (with its id: only that one is looked at) and every `outbox_every_s` otherwise
+(a full flush), so a hung network server (short timeouts) slows only the worker, never ingest.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -65,10 +65,10 @@ class Outbox:
     def flush(self, limit: int = 100, ids: list[int] | None = None) -> int:
         """Push queued, due downlinks (only `ids` when given); how many the network server accepted.
         The first refused push ends the flush: the network server is down or refusing, and the rest
-        stay queued for the next one."""
-        with self.db.write() as session:
-            downlinks.release_expired_leases(session)
+        stay queued for the next one. Interrupted pushes go back to the queue in a full flush (no ids)."""
         if ids is None:
+            with self.db.write() as session:
+                downlinks.release_expired_leases(session)
             with self.db.read() as session:
                 waiting = [row.id for row in downlinks.queued(session, limit)]
         else:
@@ -315,7 +315,13 @@ def _ids_from_push_url(url: str | None) -> tuple[str, str] | None:
 
 
 class OutboxWorker:
-    """Flushes the outbox in a daemon thread: at once when woken, else every `every_s` seconds."""
+    """Flushes the outbox in a daemon thread, woken by work rather than polling the store.
+
+    `wake(ids)` (ingest, after the commit that queued those downlinks) pushes just those: no scan of
+    the queue, no write transaction per downlink still waiting for a route. `wake()` with no ids, the
+    first round after start, and a safety round every `every_s` (a lost wake, a fair-use window that
+    opened, a lease that expired) run a full flush: `before_flush` (update deliveries), expired
+    leases back to the queue, every due downlink and multicast frame."""
 
     def __init__(self, outbox: Outbox, every_s: float, before_flush: Callable[[], object] | None = None) -> None:
         self.outbox = outbox
@@ -323,8 +329,12 @@ class OutboxWorker:
         self.before_flush = before_flush  # e.g. update deliveries queueing their next frames
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._full = True  # the first round after start looks at everything a previous run left
+        self._ids: set[int] = set()
         self._thread = threading.Thread(target=self._loop, name="tembo-outbox", daemon=True)
         self.flushes = 0
+        self.full_flushes = 0
 
     def start(self) -> None:
         """Start the background loop."""
@@ -335,8 +345,14 @@ class OutboxWorker:
         """True while the loop runs."""
         return self._thread.is_alive()
 
-    def wake(self) -> None:
-        """Flush as soon as the worker is free."""
+    def wake(self, ids: Iterable[int] | None = None) -> None:
+        """Flush as soon as the worker is free: only the downlinks `ids` when given (just committed),
+        else everything due."""
+        with self._lock:
+            if ids is None:
+                self._full = True
+            else:
+                self._ids.update(ids)
         self._wake.set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -347,15 +363,27 @@ class OutboxWorker:
             self._thread.join(timeout=timeout_s)
 
     def _loop(self) -> None:
+        woken = True  # the first round runs at once
         while not self._stop.is_set():
-            self._wake.wait(self.every_s)
+            if not woken:
+                woken = self._wake.wait(self.every_s)
             self._wake.clear()
             if self._stop.is_set():
                 break
+            with self._lock:
+                full = self._full or not woken  # the safety round when nothing woke it
+                ids = sorted(self._ids)
+                self._full = False
+                self._ids.clear()
+            woken = False
             try:
-                if self.before_flush is not None:
-                    self.before_flush()
-                self.outbox.flush()
+                if full:
+                    if self.before_flush is not None:
+                        self.before_flush()
+                    self.outbox.flush()
+                    self.full_flushes += 1
+                elif ids:
+                    self.outbox.flush(ids=ids)
             except Exception:
                 log.exception("outbox flush failed")
             self.flushes += 1

@@ -135,7 +135,7 @@ class Bridge:
         # Set by a worker sharing the collars (`collar_shares.CollarShare`): claims the bodies handed
         # to this worker inside a transaction; each ingest batch applies them with its own bodies.
         self.take_handovers: Callable[[Any], list[int]] | None = None
-        self._taken_downlinks = False
+        self._taken_downlinks: list[int] = []
         self._batch_started = self._batch_ended = 0.0  # monotonic() of this bridge's last ingest batch
         self._batches_fell_back = 0
         self._intake: DurableIntake | None = None
@@ -254,7 +254,7 @@ class Bridge:
         """Keep and apply a batch of bodies in one transaction with the rules of its collars
         (`pipeline.store_and_process_batch`); bodies that went the two-step way get their rules after."""
         with self._writer_turn:
-            self._taken_downlinks = False
+            self._taken_downlinks = []
             self._batch_started = monotonic()
             try:
                 one_by_one = store_and_process_batch(self.db, submissions, self.codec, self.settings,
@@ -265,8 +265,9 @@ class Bridge:
             self._batches_fell_back += 1
         for submission in one_by_one:
             self._after_processed(submission.result)
-        if self._taken_downlinks or any(s.result is not None and s.result.downlink_ids for s in submissions):
-            self.wake_outbox()
+        queued = self._taken_downlinks + [i for s in submissions if s.result is not None for i in s.result.downlink_ids]
+        if queued:
+            self.wake_outbox(queued)  # committed: the worker pushes just these
 
     def _rules_of_batch(self, session: Any, results: list[IngestResult]) -> None:
         """The per-collar rules once per collar of a batch (over all its new rows), then the collar
@@ -294,7 +295,7 @@ class Bridge:
         batch fail, its hand-overs are left in the store for the next take."""
         take = self.take_handovers
         taken = apply_taken_in(session, take, self.codec, self.settings) if take is not None else []
-        self._taken_downlinks = any(r.downlink_ids for r in taken)
+        self._taken_downlinks = [i for r in taken for i in r.downlink_ids]
         self._rules_of_batch(session, results + taken)
 
     def apply_taken(self, take: Callable[[Any], list[int]]) -> list[IngestResult]:
@@ -306,8 +307,9 @@ class Bridge:
             self._batches_fell_back += 1
             for result in results:
                 self._after_processed(result)
-        if any(r.downlink_ids for r in results):
-            self.wake_outbox()
+        queued = [i for r in results for i in r.downlink_ids]
+        if queued:
+            self.wake_outbox(queued)
         return results
 
     def ingest_tts_uplink(self, body: bytes) -> IngestResult:
@@ -348,8 +350,9 @@ class Bridge:
         report = ReplayReport.tally(results)
         if waiting:
             log.info("pending bodies processed: %d of %d", report.processed, len(waiting))
-        if any(r.downlink_ids for r in results):
-            self.wake_outbox()
+        queued = [i for r in results for i in r.downlink_ids]
+        if queued:
+            self.wake_outbox(queued)
         return report
 
     def replay_dead_letters(self, ids: list[int] | None = None) -> ReplayReport:
@@ -625,7 +628,7 @@ class Bridge:
             except self.codec.CodecError as error:
                 raise InvalidCommand(f"cannot encode {command!r}: {error}") from error
             downlink_id = downlink.id
-        self.wake_outbox()
+        self.wake_outbox([downlink_id])
         return self._downlink_view(downlink_id)
 
     def downlinks(self, state: str | None = None) -> list[DownlinkView]:
@@ -645,12 +648,13 @@ class Bridge:
             self._outbox_worker.start()
         return self._outbox_worker
 
-    def wake_outbox(self) -> None:
-        """Tell the outbox worker there is work (starting it when the settings want one)."""
+    def wake_outbox(self, ids: list[int] | None = None) -> None:
+        """Tell the outbox worker there is work (starting it when the settings want one): the downlinks
+        `ids` just committed, else a full flush of everything due."""
         if self._outbox_worker is None and self.settings.outbox_worker:
             self.start_outbox_worker()
         if self._outbox_worker is not None:
-            self._outbox_worker.wake()
+            self._outbox_worker.wake(ids)
 
     def remember_downlink_route(
         self,

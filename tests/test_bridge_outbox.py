@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from collar_firmware import codec
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import serve_app_in_thread
+from lora_bridge.service import open_bridge
 from lora_bridge.store.tables import Downlink, DownlinkRoute
 from lora_bridge.store.utc import utc_now
 
@@ -224,3 +225,44 @@ def test_downlink_bodies_carry_our_correlation_id(store_url, network):
     assert body["correlation_ids"] == ["tembo:downlink:1"]
     assert base64.b64decode(body["frm_payload"]) == network.pushes[0]["payload"]
     assert json.dumps(body)  # the body is JSON the network server reads
+
+
+def _until(condition, timeout_s: float = 30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)  # waits for the worker, not for a fixed time
+    return condition()
+
+
+@pytest.mark.parametrize("ack", ["applied", "durable"])
+def test_an_ack_queued_by_an_uplink_is_pushed_when_its_batch_commits_not_at_the_next_poll(store_url, network, ack):
+    # the worker's safety round is an hour away: only the wake of the commit that queued the ack can push it
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_every_s=3600, webhook_ack=ack) as bridge, TestClient(create_app(bridge)) as client:
+        worker = bridge.start_outbox_worker()
+        assert _until(lambda: worker.full_flushes == 1), "the first round at start looks at everything"
+        reply = client.post("/uplinks/tts", headers=HEADERS, content=b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
+        assert reply.status_code in (200, 202)
+        assert _until(lambda: [(d.seq, d.state) for d in bridge.downlinks()] == [(3, "sent")])
+        full_flushes = worker.full_flushes
+
+    assert len(network.pushes) == 1
+    assert full_flushes == 1, "pushed by the wake with its id, not by a scan of the queue"
+
+
+def test_an_ack_queued_before_a_restart_is_pushed_by_the_next_run(store_url, network):
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False) as before:
+        before.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=4), f_cnt=1))
+        assert [d.state for d in before.downlinks()] == ["queued"]  # stopped before any push
+    with open_bridge(store_url, webhook_secret=b.SECRET, network_server_url=network.url,
+                     network_server_api_key=network.api_key, outbox_every_s=3600) as after:
+        worker = after.start_outbox_worker()
+        assert _until(lambda: [d.state for d in after.downlinks()] == ["sent"])
+        assert _until(lambda: worker.full_flushes >= 1)  # the round's count goes up once its flush returned
+        full_flushes = worker.full_flushes
+
+    assert len(network.pushes) == 1
+    assert full_flushes == 1, "the round at start, not the hourly one"
