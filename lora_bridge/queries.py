@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from lora_bridge.domain.alerts import OPEN_STATES, STATE_ACKNOWLEDGED, STATE_NEW
+from lora_bridge.domain.alerts import OPEN_STATES, STATE_ACKNOWLEDGED, STATE_NEW, STATE_RESOLVED
 from lora_bridge.store.tables import (
     ActivitySummary,
     Alert,
@@ -319,6 +319,21 @@ def alert_views(session: Session, states: tuple[str, ...] | None, limit: int | N
     return [alert_view(alert, animal, *extras.get(alert.id, (None, None))) for alert, animal in rows]
 
 
+def alerts_awaiting_verdict(session: Session, limit: int | None = None) -> list[AlertView]:
+    """Resolved alerts with no verdict (closed by Tembo when their condition cleared), oldest first."""
+    query = (
+        select(Alert, Animal)
+        .outerjoin(Animal, Alert.animal_id == Animal.id)
+        .where(Alert.state == STATE_RESOLVED, Alert.verdict.is_(None))
+        .order_by(Alert.time, Alert.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    rows = session.execute(query).all()
+    extras = assignments_and_notes(session, [alert.id for alert, _ in rows])
+    return [alert_view(alert, animal, *extras.get(alert.id, (None, None))) for alert, animal in rows]
+
+
 def alert_views_at(session: Session, as_of: datetime) -> list[AlertView]:
     """The alerts open at `as_of` as they stood then: raised by then and not resolved by then, new or
     acknowledged as they were then, assigned to whom they were then; highest priority first, then
@@ -439,20 +454,3 @@ def downlink_views(session: Session, state: str | None) -> list[DownlinkView]:
     if state is not None:
         query = query.where(Downlink.state == state)
     return [downlink_view(row) for row in session.scalars(query.order_by(Downlink.id))]
-
-
-def verdict_counts(session: Session) -> dict[str, dict[str, Any]]:
-    """Per alert type: resolved alerts by verdict and the precision true / (true + false_alarm)."""
-    rows = session.execute(
-        select(Alert.alert_type, Alert.verdict, func.count())
-        .where(Alert.verdict.is_not(None))
-        .group_by(Alert.alert_type, Alert.verdict)
-    ).all()
-    result: dict[str, dict[str, Any]] = {}
-    for alert_type, verdict, count in rows:
-        entry = result.setdefault(alert_type, {"true": 0, "false_alarm": 0, "unknown": 0})
-        entry[verdict] = int(count)
-    for entry in result.values():
-        judged = entry["true"] + entry["false_alarm"]
-        entry["precision"] = entry["true"] / judged if judged else None
-    return result

@@ -565,6 +565,20 @@ class Bridge:
         log.info("alert assigned", extra={"alert_id": alert_id, "user": viewer.username, "assignee": assignee})
         return self.alert(alert_id, viewer=viewer)
 
+    def alerts_awaiting_verdict(self, limit: int | None = None, *, viewer: Viewer) -> list[AlertView]:
+        """Alerts Tembo closed itself (its condition cleared) that no ranger has judged yet, oldest
+        first: what a ranger's screen lists so every alert gets a verdict (`resolve_alert` takes one
+        on them). Only for roles that give verdicts."""
+        require(viewer, roles.READ_ALERTS)
+        require(viewer, roles.HANDLE_ALERTS)
+        now = self.clock()
+        with self.db.read() as session:
+            views = queries.alerts_awaiting_verdict(session, limit)
+            if not viewer.exact_positions:
+                views = privacy.alerts(viewer, views, delayed.high_value_flags(session), now)
+        self._audit_alerts(viewer, views, now)
+        return views
+
     def alert_verdicts(self) -> dict[str, dict[str, Any]]:
         """Per alert type: verdict counts, alerts waiting for one, and precision true / (true + false_alarm).
         The one precision figure: the dashboard and the twin's score both read it."""

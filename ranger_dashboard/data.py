@@ -194,6 +194,12 @@ def alert_events(url: str, alert_id: int, viewer: Viewer) -> list[Any]:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def alerts_awaiting_verdict(url: str, viewer: Viewer) -> list[Any]:
+    """Alerts Tembo closed itself (their condition cleared) that no ranger has judged yet, oldest first."""
+    return bridge(url).alerts_awaiting_verdict(viewer=viewer)
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def alert_verdicts(url: str) -> dict[str, dict[str, Any]]:
     """Per alert type: verdict counts and precision."""
     return bridge(url).alert_verdicts()
@@ -217,6 +223,7 @@ def resolve_alert(url: str, alert_id: Any, viewer: Viewer, verdict: str, note: s
     alerts.clear()
     alerts_at.clear()
     alert_verdicts.clear()
+    alerts_awaiting_verdict.clear()
     alert_events.clear()
 
 

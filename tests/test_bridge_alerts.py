@@ -8,7 +8,7 @@ import bridge_builders as b
 import pytest
 
 from lora_bridge.access import Viewer
-from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
+from lora_bridge.errors import Forbidden, InvalidTransition, InvalidVerdict, UnknownAlert
 
 
 @pytest.fixture
@@ -161,6 +161,28 @@ def test_a_low_battery_the_ranger_resolved_is_not_raised_again_until_the_battery
 
     (second,) = bridge.open_alerts(viewer=b.RANGER)  # recovered (a new pack), then low again: a new one
     assert second.alert_id != first.alert_id and second.alert_type == "low_battery"
+
+
+def test_ranger_finds_the_alerts_tembo_closed_itself_awaiting_a_verdict_and_a_visitor_may_not(bridge):
+    ranger = Viewer("ranger.amani", "ranger")
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1))
+    (low,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3 * 3600, battery_mv=4000), f_cnt=2))
+    assert bridge.open_alerts(viewer=b.RANGER) == []  # a new pack: Tembo closed it, with no verdict
+
+    (waiting,) = bridge.alerts_awaiting_verdict(viewer=ranger)
+    assert (waiting.alert_id, waiting.state, waiting.verdict, waiting.resolved_by) == (
+        low.alert_id, "resolved", None, "tembo")
+    assert bridge.alert_verdicts()["low_battery"]["unjudged"] == 1
+    assert bridge.alert_verdicts()["low_battery"]["precision"] is None
+    for role in ("visitor", "researcher", "field_technician"):
+        with pytest.raises(Forbidden):
+            bridge.alerts_awaiting_verdict(viewer=Viewer(f"someone.{role}", role))
+
+    bridge.resolve_alert(waiting.alert_id, ranger, "false_alarm", note="battery was fine, a cold night")
+    assert bridge.alerts_awaiting_verdict(viewer=ranger) == []
+    judged = bridge.alert_verdicts()["low_battery"]
+    assert (judged["false_alarm"], judged.get("unjudged", 0), judged["precision"]) == (1, 0, 0.0)
 
 
 def test_ranger_sees_offline_alert_after_two_missed_status_reports_and_it_closes_when_heard(bridge):

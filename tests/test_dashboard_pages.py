@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from bridge_builders import SHIPPED_MODEL_VERSION
-from browser_helpers import ACCOUNTS, HERD, RESERVE, add_accounts, names_on_map, seed
+from browser_helpers import (
+    ACCOUNTS,
+    HERD,
+    RESERVE,
+    SEED_END,
+    add_accounts,
+    names_on_map,
+    seed,
+    status_values,
+    tts_uplink,
+)
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
@@ -195,6 +206,30 @@ def test_ranger_acknowledges_then_resolves_an_alert_as_false_alarm(store):
     assert (row[views.COL_TYPE], row["False alarm"], row["True"]) == ("Possible mortality", 1, 0)
     assert row["Precision (%)"] == 0.0
     assert "alert" not in app.query_params or app.query_params["alert"] != str(mortality.alert_id)
+
+
+def test_ranger_gives_a_verdict_on_an_alert_tembo_closed_itself(store):
+    bridge = open_bridge(store)
+    low = next(a for a in bridge.open_alerts(viewer=RANGER) if a.alert_type == "low_battery")
+    zawadi = next(animal for animal in HERD if animal.device_id == low.device_id)
+    when = SEED_END + timedelta(hours=1)  # a new pack: Tembo closes the alert, with no verdict
+    body = tts_uplink(zawadi.device_id, 100, "status", status_values(zawadi, when, zawadi.lat, zawadi.lon, 4000), when)
+    assert bridge.ingest_tts_uplink(body).ok
+    assert [a.alert_id for a in bridge.alerts_awaiting_verdict(viewer=RANGER)] == [low.alert_id]
+
+    app = open_page("alerts", user="amina")
+    awaiting = next(e for e in app.expander if e.label.startswith("Closed by Tembo, awaiting your verdict"))
+    assert awaiting.label.endswith("(1)")
+    assert app.button(key=f"judge-{low.alert_id}").disabled  # no verdict chosen yet
+    app.radio(key=f"closed-verdict-{low.alert_id}").set_value("True alert").run()
+    app.button(key=f"judge-{low.alert_id}").click().run()
+    assert not app.exception
+
+    judged = open_bridge(store).alert(low.alert_id, viewer=RANGER)
+    assert (judged.state, judged.verdict, judged.resolved_by) == ("resolved", "true", "amina")
+    assert not any(e.label.startswith("Closed by Tembo") for e in app.expander)
+    row = app.expander[-1].dataframe[0].value
+    assert row.loc[row[views.COL_TYPE] == "Low battery", "Precision (%)"].tolist() == [100.0]
 
 
 def test_alert_link_opens_that_alert_with_its_history(store):

@@ -1,6 +1,7 @@
 """Alerts page: the queue of open alerts (priority, then the longest waiting), each with its own
 buttons, so on a phone the ranger acts where the alert is; the chosen alert's evidence; resolved
-alerts with their verdicts; each type's precision from those verdicts.
+alerts with their verdicts; the alerts Tembo closed itself that await a ranger's verdict; each
+type's precision from those verdicts.
 
 The queue refreshes itself (a Streamlit fragment). Acknowledging, assigning and resolving carry the
 ranger's name; a verdict is chosen afresh for every alert (its widgets are the alert's own).
@@ -125,6 +126,22 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
                 act("assign", alert, data.assign_alert, url, alert_id, assignee, viewer)
 
 
+def verdict_card(alert: AlertView, ranger: str) -> None:
+    """An alert Tembo closed itself, with the ranger's verdict and note to give."""
+    alert_id = alert.alert_id
+    with st.container(border=True, key=f"closed-card-{alert_id}"):
+        st.markdown(
+            f"**{views.alert_type_label(alert.alert_type)}** · {alert.name or alert.device_id} · "
+            f"raised {views.format_time(alert.time)} UTC · closed {views.format_time(alert.resolved_at)} UTC"
+        )
+        verdict = st.radio("Verdict", list(views.VERDICTS), index=None, key=f"closed-verdict-{alert_id}",
+                           horizontal=True)
+        note = st.text_input("Note", key=f"closed-note-{alert_id}", placeholder="What you found")
+        if st.button("Give verdict", key=f"judge-{alert_id}", disabled=not ranger or verdict is None):
+            flash(f"Verdict given by {ranger}: {verdict.lower()}.")
+            act("give the verdict", alert, data.resolve_alert, url, alert_id, viewer, views.VERDICTS[verdict], note)
+
+
 @st.fragment(run_every=options.refresh_s)
 def queue() -> None:
     """The open alerts, most urgent first, redrawn every `options.refresh_s` seconds."""
@@ -218,6 +235,14 @@ with st.expander(f"Resolved alerts ({len(resolved)} most recent)"):
         st.dataframe(views.resolved_table(resolved), hide_index=True)
     else:
         st.caption("No alert resolved yet.")
+if role.handles_alerts and moment is None:
+    awaiting = data.alerts_awaiting_verdict(url, viewer)
+    if awaiting:
+        with st.expander(f"Closed by Tembo, awaiting your verdict ({len(awaiting)})"):
+            st.caption("Tembo closed these when their condition cleared; was each one real? "
+                       "Your verdict counts in the precision below.")
+            for alert in awaiting[:QUEUE_CARDS]:
+                verdict_card(alert, viewer.username)
 verdicts = data.alert_verdicts(url)
 if verdicts:
     with st.expander("Alert precision from rangers' verdicts"):
