@@ -12,8 +12,10 @@ with what may explain it, so a failed goal points at its cause.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +75,7 @@ class SeenAlert:
     raised_s: int
     seen_s: int
     source: str = "collar"  # "collar" (raised on the collar) or "server" (a bridge rule)
+    verdict: str | None = None  # the ranger's verdict on it in the bridge (None: not judged, or no bridge)
 
 
 @dataclass
@@ -245,16 +248,25 @@ def verdict(alert: SeenAlert, events: list[TruthEvent], end_s: int) -> tuple[str
 
 
 def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports: CollarReports | None = None,
-          delivered_by: str = "bridge") -> dict:
+          delivered_by: str = "bridge", verdicts: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
     """Per alert type: recall, precision, median and p90 delay (minutes), missed and false events (a
-    missed one with its likely cause when the collars' reports are given)."""
+    missed one with its likely cause when the collars' reports are given).
+
+    verdicts: the bridge's precision per type from the rangers' verdicts (`Bridge.alert_verdicts()`).
+    When given, a type's `precision` (and its goal) is that figure, the one the dashboard shows; the
+    truth's own figure stays beside it (`precision_from_truth`) with its false alerts as the diagnosis,
+    and every alert whose ranger verdict (given at a round, with what was known then) differs from the
+    final truth's is listed in `precision_disagreements`. Without a bridge the truth's figure is the one."""
     out = {}
     for kind in JUDGED_TYPES:
         truth = [e for e in events if kind in e.alert_types]
-        if kind in PRECISION_ONLY_TYPES:
-            out[kind] = _precision_only(kind, truth, [a for a in alerts if a.alert_type == kind], end_s)
-            continue
         raised = [a for a in alerts if a.alert_type == kind]
+        if kind in PRECISION_ONLY_TYPES:
+            out[kind] = _precision_only(kind, truth, raised, end_s)
+            _read_verdicts(out[kind], kind, raised, truth, end_s, verdicts)
+            precision = out[kind]["precision"]
+            out[kind]["goal_met"] = None if precision is None else precision >= PRECISION_GOAL
+            continue
         matched: dict[int, list[SeenAlert]] = defaultdict(list)
         false = []
         for a in raised:
@@ -279,6 +291,7 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports
             "median_delay_min": round(float(np.median(delays)), 1) if delays else None,
             "p90_delay_min": round(float(np.percentile(delays, 90)), 1) if delays else None,
         }
+        _read_verdicts(figures, kind, raised, truth, end_s, verdicts)
         goal_recall, goal_delay, delay_reading = GOALS.get(kind, (None, None, None))
         if goal_delay is not None and truth:  # "caught within the goal's delay": late alerts count as missed
             figures["recall_within_goal_delay"] = round(sum(d <= goal_delay for d in delays) / len(truth), 4)
@@ -304,23 +317,48 @@ def score(alerts: list[SeenAlert], events: list[TruthEvent], end_s: int, reports
                                  for e in missed]
             figures["missed"] += [{**e.as_dict(), "cause": f"raised after the goal's {goal_delay:g} minutes"}
                                   for e in late]
-            figures["false"] = [{"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
-                                 "source": a.source, "cause": _false_cause(a)} for a in false]
+        if false:  # the diagnosis: which alerts the final truth calls false, and what raised them
+            figures["false"] = _false_list(false)
         out[kind] = figures
     return out
 
 
+def _read_verdicts(figures: dict, kind: str, raised: list[SeenAlert], truth: list[TruthEvent], end_s: int,
+                   verdicts: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """Make the rangers' verdict figure the type's precision (see `score`), the truth's kept beside it."""
+    figures["precision_from_truth"] = figures["precision"]
+    if verdicts is None:
+        figures["precision_source"] = "truth"
+        return
+    entry = verdicts.get(kind) or {}
+    precision = entry.get("precision")
+    figures["precision"] = round(float(precision), 4) if precision is not None else None
+    figures["precision_source"] = "ranger verdicts"
+    figures["verdicts"] = {word: int(entry.get(word, 0)) for word in ("true", "false_alarm", "unknown", "unjudged")}
+    disagreements = []
+    for a in raised:
+        final, _ = verdict(a, truth, end_s)
+        if a.verdict != final:
+            disagreements.append({"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
+                                  "source": a.source, "ranger_verdict": a.verdict, "final_truth": final})
+    figures["precision_disagreements"] = disagreements
+
+
+def _false_list(false: list[SeenAlert]) -> list[dict]:
+    return [{"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
+             "source": a.source, "cause": _false_cause(a)} for a in false]
+
+
 def _precision_only(kind: str, truth: list[TruthEvent], raised: list[SeenAlert], end_s: int) -> dict:
-    """The figures of a type judged for precision only (PRECISION_ONLY_TYPES): every alert true or false."""
+    """The figures of a type judged for precision only (PRECISION_ONLY_TYPES): every alert true or false
+    (its goal is set by `score` once the precision it reads is known)."""
     false = [a for a in raised if verdict(a, truth, end_s)[1] is None]
     precision = round(1 - len(false) / len(raised), 4) if raised else None
     figures = {"events": len(truth), "alerts": len(raised), "recall": None,
                "recall_not_asked": PRECISION_ONLY_TYPES[kind], "precision": precision,
-               "goal_met": None if not raised else precision >= PRECISION_GOAL,
                "false_by_source": dict(Counter(a.source for a in false))}
     if false:
-        figures["false"] = [{"alert_id": a.alert_id, "device_id": a.device_id, "raised": _iso(a.raised_s),
-                             "source": a.source, "cause": _false_cause(a)} for a in false]
+        figures["false"] = _false_list(false)
     return figures
 
 

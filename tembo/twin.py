@@ -269,30 +269,35 @@ def _bridge_for(fleet, reserve, folder: str) -> Iterator[tuple[object, str, str]
         yield bridge, webhook.url, settings.webhook_secret.get_secret_value()
 
 
-def _play_ranger(bridge, alert_seen: dict, events, now_s: int) -> None:
-    """The twin goes to look at every open alert and resolves it with the verdict its truth gives."""
+def _play_ranger(bridge, alert_seen: dict, events, now_s: int) -> int:
+    """The twin goes to look at every open alert and at every alert Tembo closed itself since the last
+    round (its screen's "awaiting a verdict"), and gives each the verdict its truth gives now; how many
+    of the latter it judged."""
     from simulator.scoring import verdict
 
-    for view in bridge.open_alerts(viewer=RANGER):
+    closed = bridge.alerts_awaiting_verdict(viewer=RANGER)
+    for view in [*bridge.open_alerts(viewer=RANGER), *closed]:
         if view.alert_type not in JUDGED_TYPES:  # no event of the truth can say: the ranger does not know
             bridge.resolve_alert(view.alert_id, RANGER, "unknown", note="the twin's ground truth has no such event")
             continue
         word, _ = verdict(_seen(view, alert_seen), events, now_s)
         bridge.resolve_alert(view.alert_id, RANGER, word, note="verdict from the twin's ground truth")
+    return len(closed)
 
 
 def _seen(view, alert_seen: dict) -> SeenAlert:
     raised = int(view.time.timestamp())
     arrivals = [t for t in alert_seen.get((view.device_id, view.alert_type), []) if t >= raised - 1]
     seen_s = int(min(arrivals)) if arrivals else raised
-    return SeenAlert(view.alert_id, view.device_id, view.alert_type, raised, seen_s, view.source)
+    return SeenAlert(view.alert_id, view.device_id, view.alert_type, raised, seen_s, view.source, view.verdict)
 
 
 def run_through_bridge(name: str = "standard", until: str | None = None, network_format: str = "tts",
-                       collars: int | None = None, workers: int = 8) -> dict:
+                       collars: int | None = None, workers: int = 8, keep_store_in: str | None = None) -> dict:
     """Run a scenario through a real bridge over its HTTP webhook (SQLite); return the score.
 
-    collars: only the first collars of the herd (and their events); workers: webhook posts in flight."""
+    collars: only the first collars of the herd (and their events); workers: webhook posts in flight;
+    keep_store_in: a folder where the bridge's store (tembo.db) stays after the run, to read it again."""
     scenario = scenarios.load_scenario(name)
     if collars is not None:
         scenario = _resized(scenario, collars)
@@ -310,17 +315,20 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
     started = time.perf_counter()
     # the bench measures alerts, not durability: the store lives in memory-backed /dev/shm when there is one
     scratch = "/dev/shm" if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(prefix="tembo-alerts-", dir=scratch) as folder, \
-            _bridge_for(fleet, scenario.reserve, folder) as (bridge, url, secret):
+    with ExitStack() as kept:
+        folder = keep_store_in or kept.enter_context(tempfile.TemporaryDirectory(prefix="tembo-alerts-", dir=scratch))
+        bridge, url, secret = kept.enter_context(_bridge_for(fleet, scenario.reserve, folder))
         outlet = ParallelHttpOutlet(url + path, network_format, secret, workers)
         next_round_s = fleet.start_s + 3600
+        judged_closed = 0  # verdicts given on alerts Tembo had closed itself (condition cleared)
         try:
             for delivery in fleet.deliveries():
                 while delivery.received_at_s >= next_round_s:  # the control room's hourly round
                     outlet.drain()  # everything heard before the round is in the bridge
                     bridge.process_pending()  # what the bridge's timer does with bodies kept for later
                     bridge.run_rules(datetime.fromtimestamp(next_round_s, UTC))
-                    _play_ranger(bridge, alert_seen, _known(truth, scenario, next_round_s), next_round_s)
+                    judged_closed += _play_ranger(bridge, alert_seen, _known(truth, scenario, next_round_s),
+                                                  next_round_s)
                     next_round_s += 3600
                 up = delivery.uplink
                 truth.heard(up.device_id, delivery.received_at_s)
@@ -333,12 +341,12 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
         bridge.process_pending()
         bridge.run_rules(datetime.fromtimestamp(end_s, UTC))
         events = truth.finish(end_s, offline_after_s(scenario))
-        _play_ranger(bridge, alert_seen, events, end_s)
+        judged_closed += _play_ranger(bridge, alert_seen, events, end_s)
         views = bridge.alerts(viewer=RANGER)
         seen = [_seen(v, alert_seen) for v in views]
         wall_s = time.perf_counter() - started
-        figures = score(seen, events, end_s, reports)
-        verdicts = bridge.alert_verdicts()
+        verdicts = bridge.alert_verdicts()  # the one precision figure, as the dashboard's table reads it
+        figures = score(seen, events, end_s, reports, verdicts=verdicts)
         with bridge.db.read() as session:
             checks = network_event_checks(session, scenario, frames, end_s)
     return {
@@ -351,7 +359,10 @@ def run_through_bridge(name: str = "standard", until: str | None = None, network
         "alerts_by_source": _by_source(seen),
         "not_scored": not_scored(seen),
         "behaviour_time_budget_error": time_budget_error(reported, truth),
-        "bridge_precision_from_verdicts": {k: v.get("precision") for k, v in verdicts.items()},
+        "alert_verdicts": verdicts,
+        "verdicts_on_alerts_tembo_closed": judged_closed,
+        "precision_disagreements": {kind: len(f["precision_disagreements"]) for kind, f in figures.items()
+                                    if f.get("precision_disagreements")},
         "uplinks_sent": fleet.uplinks_sent,
         "uplinks_delivered": fleet.uplinks_delivered,
         "collisions": fleet.network.collisions,

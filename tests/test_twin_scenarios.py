@@ -286,3 +286,24 @@ def test_a_short_run_deep_into_a_field_is_a_visit_a_ranger_should_hear_of():
                         AnimalState(t0 + 60 * minute, lat, lon, "run", "run", in_field, True))
     visits = [e for e in truth.finish(t0 + 86400, 10**9) if e.kind == "farmland_entry"]
     assert [(v.start_s - t0, v.end_s - t0) for v in visits] == [(120, 300)]
+
+
+def test_the_twins_ranger_also_judges_the_alerts_tembo_closed_before_its_round(sqlite_url):
+    import bridge_builders as b
+
+    from simulator.scoring import TruthEvent
+
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.register_animal("collar-01", "Naserian")
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1))
+        (low,) = bridge.open_alerts(viewer=twin.RANGER)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 1800, battery_mv=4000), f_cnt=2))
+        assert bridge.open_alerts(viewer=twin.RANGER) == []  # closed by Tembo within the hour, unjudged
+
+        failing = TruthEvent("collar-01", "battery_failure", ("low_battery",), b.T0_S - 600, None)
+        assert twin._play_ranger(bridge, {}, [failing], b.T0_S + 3600) == 1
+
+        judged = bridge.alert(low.alert_id, viewer=twin.RANGER)
+        assert (judged.verdict, judged.resolved_by) == ("true", twin.RANGER.username)
+        assert bridge.alert_verdicts()["low_battery"]["precision"] == 1.0
+        assert bridge.alerts_awaiting_verdict(viewer=twin.RANGER) == []

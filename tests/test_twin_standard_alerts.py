@@ -15,8 +15,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def quick_through_the_bridge() -> dict:
-    return twin.run_through_bridge("quick")
+def quick_store(tmp_path_factory) -> str:
+    """The folder where the quick run's bridge store stays, so the dashboard can read it afterwards."""
+    return str(tmp_path_factory.mktemp("quick-bridge"))
+
+
+@pytest.fixture(scope="module")
+def quick_through_the_bridge(quick_store) -> dict:
+    return twin.run_through_bridge("quick", keep_store_in=quick_store)
 
 
 def _check(figures: dict, kind: str) -> dict:
@@ -41,7 +47,7 @@ def test_ranger_gets_the_alert_each_injected_event_should_raise_and_no_other(qui
     assert scored["poaching_risk"]["median_delay_min"] <= 15
     assert scored["geofence_farmland"]["median_delay_min"] <= 30
     assert 0 <= figures["behaviour_time_budget_error"] < 0.3
-    assert figures["bridge_precision_from_verdicts"]["poaching_risk"] == 1.0  # the twin played the ranger
+    assert figures["alert_verdicts"]["poaching_risk"]["precision"] == 1.0  # the twin played the ranger
     assert figures["failed_posts"] == 0
     json.dumps(figures)  # the bench prints it
 
@@ -65,3 +71,31 @@ def test_a_collar_in_a_region_without_coverage_back_fills_from_flash_after_it(qu
     assert hole["collars_silenced"], "the scenario puts a collar inside the hole"
     assert hole["lost"] == 0, hole.get("lost_messages")
     assert hole["stored_later"] == hole["data_sent_unheard"] > 0
+
+
+def test_the_twins_score_and_the_dashboards_table_show_the_same_precision_per_alert_type(
+        quick_through_the_bridge, quick_store):
+    from lora_bridge.service import open_bridge
+    from ranger_dashboard import views
+
+    figures = quick_through_the_bridge
+    with open_bridge(f"sqlite:///{quick_store}/tembo.db") as bridge:
+        table = views.precision_table(bridge.alert_verdicts())
+        assert bridge.alerts_awaiting_verdict(viewer=twin.RANGER) == []  # the twin-ranger judged every alert
+        kinds_raised = {a.alert_type for a in bridge.alerts(viewer=twin.RANGER)}
+    shown = dict(zip(table[views.COL_TYPE], table["Precision (%)"], strict=True))
+    compared = 0
+    for kind, got in figures["alerts_by_type"].items():
+        if kind not in kinds_raised:
+            continue
+        assert got["precision_source"] == "ranger verdicts"
+        assert got["verdicts"]["unjudged"] == 0, (kind, got["verdicts"])
+        assert shown[views.alert_type_label(kind)] == round(100 * got["precision"], 1), (kind, got, table)
+        compared += 1
+    assert compared >= 5, figures["alerts_by_type"]
+    # where a verdict at a round (what was known then) and the final truth differ, it is said, per alert
+    for kind, got in figures["alerts_by_type"].items():
+        listed = got.get("precision_disagreements", [])
+        assert figures["precision_disagreements"].get(kind, 0) == len(listed)
+        for row in listed:
+            assert row["ranger_verdict"] != row["final_truth"], row
