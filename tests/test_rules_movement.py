@@ -339,3 +339,23 @@ def test_rules_bench_reports_rule_cost_per_uplink_against_the_same_uplinks_with_
     assert figures["alerts_raised_batched"] == figures["alerts_raised"]
     assert figures["sql_statements_per_evaluation"]["mean"] >= 4  # collar, alerts, track, cursor at least
     assert figures["fence_index_builds"] == 1  # built once, whatever the number of evaluations
+
+
+def test_a_battery_reading_counts_new_once_whether_stored_alone_or_with_a_batch(store_url):
+    from lora_bridge.domain import rules
+    from lora_bridge.store.tables import Device
+
+    with b.fresh_bridge(store_url) as bridge:
+        for n in (1, 2, 3):
+            bridge.register_animal(f"collar-0{n}", f"Elephant {n}")
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3600 + n), f_cnt=1, device_id=f"collar-0{n}"))
+        with bridge.db.write() as session:
+            devices = {d.device_id: d for d in session.query(Device)}
+            # the rules already stored each collar's reading when its status arrived: none is new again
+            assert rules.record_batteries(session, devices.values()) == set()
+            devices["collar-02"].status_time += timedelta(hours=1)
+            devices["collar-03"].status_time += timedelta(hours=1)
+            devices["collar-03"].battery_mv = None  # a status without a reading stores nothing
+            session.flush()
+            assert rules.record_batteries(session, devices.values()) == {"collar-02"}
+            assert rules.record_battery(session, devices["collar-02"]) is False  # the store holds it now

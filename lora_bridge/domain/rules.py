@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -179,16 +179,21 @@ def close_offline(session: Session, device: Device, heard_at: datetime) -> int |
     return alert.id
 
 
-def record_battery(session: Session, device: Device) -> bool:
-    """Keep the collar's latest status battery reading for the trend; True when it is new (one
-    statement: a reading the store already holds for that time is left as it is)."""
-    if device.battery_mv is None or device.status_time is None:
-        return False
+def record_batteries(session: Session, devices: Iterable[Device]) -> set[str]:
+    """Keep each collar's latest status battery reading for the trend, in one statement; the collars
+    whose reading is new, as the store answers (a reading it already holds for that time is left as
+    it is and not counted)."""
+    rows = [{"device_id": d.device_id, "time": d.status_time, "battery_mv": d.battery_mv}
+            for d in devices if d.battery_mv is not None and d.status_time is not None]
+    if not rows:
+        return set()
     statement = bulk.insert_ignoring_conflicts(BatteryReading.__table__, session.get_bind().dialect.name)
-    done = session.execute(
-        statement.values(device_id=device.device_id, time=device.status_time, battery_mv=device.battery_mv)
-    )
-    return bool(done.rowcount)
+    return set(session.scalars(statement.values(rows).returning(BatteryReading.device_id)))
+
+
+def record_battery(session: Session, device: Device) -> bool:
+    """`record_batteries` of one collar: True when its reading is new."""
+    return device.device_id in record_batteries(session, [device])
 
 
 def battery_trend(session: Session, device: Device, now: datetime, profile: BatteryProfile,

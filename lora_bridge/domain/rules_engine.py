@@ -49,7 +49,6 @@ from lora_bridge.domain.rules_crossings import (
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
-from lora_bridge.store import bulk
 from lora_bridge.store.tables import Alert, Animal, BatteryReading, Device, Position, RuleCursor
 from lora_bridge.store.utc import as_utc, utc_now
 
@@ -180,16 +179,9 @@ def _read_readings(
 
 
 def _record_readings(session: Session, read: _CollarsRead) -> set[str]:
-    """What `rules.record_battery` does for each collar with a new status, in one statement for all:
-    the reading stored unless the store holds one of that collar at that time; the collars whose went in."""
-    rows = []
-    for device_id, readings in read.readings.items():
-        device = read.rows[device_id][0]
-        if as_utc(device.status_time) not in {time for time, _ in readings}:
-            rows.append({"device_id": device_id, "time": device.status_time, "battery_mv": device.battery_mv})
-    if rows:
-        session.execute(bulk.insert_ignoring_conflicts(BatteryReading.__table__, session.get_bind().dialect.name), rows)
-    return {row["device_id"] for row in rows}
+    """`rules.record_batteries` for every collar of the batch with a new status, in one statement;
+    the collars whose reading went in."""
+    return rules.record_batteries(session, [read.rows[device_id][0] for device_id in read.readings])
 
 
 def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
@@ -327,10 +319,11 @@ def _battery(
         return
     cursor.status_time = device.status_time
     read: _CollarsRead | None = session.info.get(COLLARS_READ)
-    if read is not None and read.recorded is not None and device.device_id in read.readings:
-        recorded = device.device_id in read.recorded  # stored with the batch's other collars' readings
-    else:
-        recorded = rules.record_battery(session, device)
+    # One way to know the reading is new: the store's answer to its insert, given for the whole batch
+    # when its readings were stored together (`_record_readings`), else for this collar now.
+    batch_recorded = read.recorded if read is not None else None
+    recorded = (device.device_id in batch_recorded if batch_recorded is not None
+                else rules.record_battery(session, device))
     if not recorded:
         return
     readings = read.readings.get(device.device_id) if read is not None else None
