@@ -97,3 +97,26 @@ def fix_uplinks(device_id: str, start: datetime, fixes_m: list[tuple[float, floa
         message = b.positions(time_s=int(at.timestamp()), fixes=((0, lat, lon),))
         bodies.append(b.tts_uplink(message, device_id=device_id, f_cnt=first_f_cnt + n, received_at=at))
     return bodies
+
+
+# What the geofence tests do to a bridge, shared by every test file that needs a fence or a track.
+
+def park_and_farm(bridge):
+    """Import the park (exit) and the farm (enter) fences as a technician does; the fences."""
+    return bridge.import_geofences(geojson_utm_bytes(), "reserve.geojson")
+
+
+def ingest_track(bridge, fixes_m: list[tuple[float, float, float]], device_id: str = "collar-01",
+                 first_f_cnt: int = 1, start: datetime = b.T0) -> None:
+    """Post a positions uplink per fix (minutes after start, x, y) to the bridge's webhook path."""
+    for body in fix_uplinks(device_id, start, fixes_m, first_f_cnt):
+        bridge.ingest_tts_uplink(body)
+
+
+def collar_fence_alert(bridge, alert_type: str, minutes: float, x: float, y: float, f_cnt: int, seq: int = 1,
+                       device_id: str = "collar-01", start: datetime = b.T0) -> None:
+    """The collar's own fence alert (alert_type, its seq) raised `minutes` after start at (x, y)."""
+    at = start + timedelta(minutes=minutes)
+    lat, lon = lat_lon(x, y)
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert(alert_type, seq=seq, time_s=int(at.timestamp()), lat=lat, lon=lon),
+                                          device_id=device_id, f_cnt=f_cnt, received_at=at))

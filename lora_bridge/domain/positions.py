@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.decode import degrees
+from lora_bridge.domain.rules_cursors import lock_cursors_of_fixes
 from lora_bridge.store import bulk
 from lora_bridge.store.tables import Position
 
@@ -41,6 +42,10 @@ def fixes_in_message(fields: dict[str, Any], time: datetime) -> list[tuple[datet
         fix_time = time - timedelta(seconds=fix_age_s)
     return [(fix_time, where[0], where[1])]
 
+
+# A collar's fixes are inserted under its rules' lock, so their ids follow the order their transactions
+# commit in and the rules never move past a fix still being written (PostgreSQL; see rules_cursors).
+bulk.before_writing(Position.__table__, lock_cursors_of_fixes)
 
 # session.info key: the fixes a unit of work (a batch of uplinks) added, so its later uplinks need not
 # flush them to see them.

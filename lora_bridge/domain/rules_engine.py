@@ -46,6 +46,7 @@ from lora_bridge.domain.rules_crossings import (
     judged_on,
     neighbourhood,
 )
+from lora_bridge.domain.rules_cursors import lock_cursor
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
@@ -187,7 +188,7 @@ def _record_readings(session: Session, read: _CollarsRead) -> set[str]:
 def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
     """Run every per-collar rule over what arrived since the collar's cursor; the alert steps."""
     steps = Steps()
-    _lock_cursor(session, device_id)
+    lock_cursor(session, device_id)
     read: _CollarsRead | None = session.info.get(COLLARS_READ)
     if read is not None and device_id in read.asked:  # read with the other collars of a batch
         found = read.rows.get(device_id)
@@ -225,23 +226,6 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
     return steps
 
 
-def _lock_cursor(session: Session, device_id: str) -> None:
-    """Take the collar's cursor row for this transaction (created when missing): two workers, or a
-    worker and the timer, judging one collar at once would both read the old cursor, judge the same
-    fixes and write back whichever cursor commits last. On PostgreSQL the second waits here and then
-    reads the cursor the first wrote; SQLite's writers take turns anyway."""
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    from sqlalchemy.dialects.postgresql import insert
-
-    collar = select(Device.device_id).where(Device.device_id == device_id)
-    session.execute(insert(RuleCursor).from_select(["device_id"], collar).on_conflict_do_nothing())
-    session.execute(
-        select(RuleCursor).where(RuleCursor.device_id == device_id)
-        .with_for_update().execution_options(populate_existing=True)
-    )
-
-
 def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> dict[str, Steps]:
     """evaluate_device for each collar of a batch, in one unit of work; a collar whose rules fail is
     logged and skipped (its savepoint rolled back), the others are still judged.
@@ -251,7 +235,7 @@ def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[s
     fingerprint read in three statements, not two per collar, and all of them judged inside one
     savepoint; only when a collar's rules fail is that rolled back and each collar judged again in a
     savepoint of its own, as PostgreSQL always does (each collar read in its turn, after its cursor
-    is locked: `_lock_cursor`)."""
+    is locked: `rules_cursors.lock_cursor`)."""
     done: dict[str, Steps] = {}
     collars = list(dict.fromkeys(device_ids))
     together = session.get_bind().dialect.name == "sqlite"

@@ -14,6 +14,7 @@ first (`write_queued`): the batch does before its rules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Table, event, text
@@ -69,6 +70,18 @@ def queue_row(session: Session, table: Table, row: dict[str, Any]) -> None:
     queued.setdefault(table, []).append(row)
 
 
+# Per table: what must happen in the unit of work just before its queued rows are inserted (the fixes'
+# collars locked for the rules: `domain.rules_cursors`), registered by the module that queues them.
+_BEFORE_WRITING: dict[Table, list[Callable[[Session, list[dict[str, Any]]], None]]] = {}
+
+
+def before_writing(table: Table, hook: Callable[[Session, list[dict[str, Any]]], None]) -> None:
+    """Call hook(session, rows) each time queued rows of table are about to be inserted."""
+    hooks = _BEFORE_WRITING.setdefault(table, [])
+    if hook not in hooks:
+        hooks.append(hook)
+
+
 def write_queued(session: Session) -> int:
     """Write every queued row now (one executemany per table); how many rows were written or skipped."""
     add_deferred(session)  # rows the queued ones may refer to
@@ -78,6 +91,8 @@ def write_queued(session: Session) -> int:
     dialect = session.get_bind().dialect.name
     written = 0
     for table, rows in queued.items():
+        for hook in _BEFORE_WRITING.get(table, ()):
+            hook(session, rows)
         # Same keys in every row of a table: one statement, executed many.
         session.execute(insert_ignoring_conflicts(table, dialect), rows)
         written += len(rows)

@@ -1,0 +1,65 @@
+"""The per-collar lock the rules and the fix writers share: the collar's row in `rule_cursors`.
+
+The rules read "every fix of the collar with an id above its cursor" (`rule_cursors.position_id`). On
+PostgreSQL two workers can write fixes of one collar at once; ids come from one sequence when each
+insert runs, not when it commits, so without a lock a fix with a lower id can commit after the rules
+already read a higher one and moved the cursor past it, and it would never be judged. So:
+
+- a transaction that writes fixes takes the cursor rows of their collars first (`lock_cursors`, from
+  `store.bulk` just before the fixes' insert, collars in one sorted order so writers never wait on
+  each other in a circle) and holds them to its commit: a collar's fixes get their ids in the order
+  their transactions commit;
+- the rules take the collar's cursor row before reading its fixes (`lock_cursor`): they wait for any
+  writer of that collar still running, then read everything it wrote.
+
+SQLite has one writer at a time: nothing to take there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lora_bridge.store.tables import Device, RuleCursor
+
+
+def lock_cursors(session: Session, device_ids: Iterable[str]) -> None:
+    """Take these collars' cursor rows (created when missing) for this transaction, in sorted order."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    collars = sorted(set(device_ids))
+    if not collars:
+        return
+    _create_missing(session, collars)
+    session.execute(
+        select(RuleCursor.device_id).where(RuleCursor.device_id.in_(collars))
+        .order_by(RuleCursor.device_id).with_for_update()
+    )
+
+
+def _create_missing(session: Session, collars: list[str]) -> None:
+    from sqlalchemy.dialects.postgresql import insert
+
+    known = select(Device.device_id).where(Device.device_id.in_(collars)).order_by(Device.device_id)
+    session.execute(insert(RuleCursor).from_select(["device_id"], known).on_conflict_do_nothing())
+
+
+def lock_cursor(session: Session, device_id: str) -> None:
+    """Take one collar's cursor row before its rules read: two workers, or a worker and the timer,
+    judging one collar at once would both read the old cursor, judge the same fixes and write back
+    whichever cursor commits last; and a writer of its fixes still running is waited for. On
+    PostgreSQL the second waits here and then reads the cursor (reloaded) the first wrote."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    _create_missing(session, [device_id])
+    session.execute(
+        select(RuleCursor).where(RuleCursor.device_id == device_id)
+        .with_for_update().execution_options(populate_existing=True)
+    )
+
+
+def lock_cursors_of_fixes(session: Session, rows: list[dict]) -> None:
+    """`store.bulk`'s hook before fixes (rows of `positions`) are inserted: their collars' locks."""
+    lock_cursors(session, (row["device_id"] for row in rows))
