@@ -30,17 +30,8 @@ def any_store_bridge(store_url):
         yield bridge
 
 
-def park_and_farm(bridge):
-    return bridge.import_geofences(rb.geojson_utm_bytes(), "reserve.geojson")
-
-
-def ingest_track(bridge, fixes_m, device_id="collar-01", first_f_cnt=1):
-    for body in rb.fix_uplinks(device_id, T, fixes_m, first_f_cnt):
-        bridge.ingest_tts_uplink(body)
-
-
 def test_park_drawn_in_utm_geojson_is_stored_in_wgs84_with_its_hole(bridge):
-    park, farm = park_and_farm(bridge)
+    park, farm = rb.park_and_farm(bridge)
 
     assert (park.name, park.kind, park.alert_on, park.source_crs) == ("Park", "boundary", "exit", "EPSG:32737")
     assert (farm.kind, farm.alert_on) == ("farmland", "enter")
@@ -71,7 +62,7 @@ def test_zipped_shapefile_with_its_prj_is_read(bridge, tmp_path):
 
 
 def test_fence_is_listed_and_deleted(bridge):
-    park, farm = park_and_farm(bridge)
+    park, farm = rb.park_and_farm(bridge)
 
     bridge.delete_geofence(park.geofence_id)
 
@@ -112,7 +103,7 @@ POINTS_ONLY = (
 def test_broken_geofence_file_is_refused_with_a_clear_reason_and_nothing_stored(sqlite_url, tmp_path, build, filename,
                                                                                 says):
     with b.fresh_bridge(sqlite_url) as bridge:
-        park_and_farm(bridge)
+        rb.park_and_farm(bridge)
 
         with pytest.raises(InvalidGeofenceFile, match=says) as refused:
             bridge.import_geofences(build(tmp_path), filename)
@@ -123,9 +114,9 @@ def test_broken_geofence_file_is_refused_with_a_clear_reason_and_nothing_stored(
 
 def test_ranger_sees_park_exit_at_the_interpolated_crossing_time(any_store_bridge):
     bridge = any_store_bridge
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # 08:00 inside at x=308 km, 09:00 outside at x=311 km (the fence is at x=310 km): 2/3 of the way.
-    ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)])
+    rb.ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)])
 
     (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.source, alert.priority) == ("geofence_exit", "server", 200)
@@ -139,12 +130,12 @@ def test_ranger_sees_park_exit_at_the_interpolated_crossing_time(any_store_bridg
 
 def test_loop_back_inside_closes_the_exit_alert_with_the_reason(any_store_bridge):
     bridge = any_store_bridge
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # Out 1 km past the line at 09:00 (raised), back inside at 10:00 and still inside at 11:00: the way
     # back is confirmed the way a crossing is (two fixes back, or one far past the line).
-    ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 311_000, 9_702_000), (120, 309_500, 9_702_000)])
+    rb.ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 311_000, 9_702_000), (120, 309_500, 9_702_000)])
     assert [a.alert_type for a in bridge.open_alerts(viewer=b.RANGER)] == ["geofence_exit"]
-    ingest_track(bridge, [(180, 309_300, 9_702_000)], first_f_cnt=4)
+    rb.ingest_track(bridge, [(180, 309_300, 9_702_000)], first_f_cnt=4)
 
     assert bridge.open_alerts(viewer=b.RANGER) == []
     (alert,) = bridge.alerts(viewer=b.RANGER)
@@ -157,8 +148,8 @@ def test_loop_back_inside_closes_the_exit_alert_with_the_reason(any_store_bridge
 
 
 def test_walking_into_the_fenced_hole_is_an_exit_from_the_park(bridge):
-    park_and_farm(bridge)
-    ingest_track(bridge, [(0, 303_000, 9_705_000), (60, 305_000, 9_705_000)])
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, 303_000, 9_705_000), (60, 305_000, 9_705_000)])
 
     (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert alert.alert_type == "geofence_exit"
@@ -166,15 +157,15 @@ def test_walking_into_the_fenced_hole_is_an_exit_from_the_park(bridge):
 
 
 def test_walking_inside_the_park_past_the_hole_raises_nothing(bridge):
-    park_and_farm(bridge)
-    ingest_track(bridge, [(0, 302_000, 9_703_000), (60, 308_000, 9_703_000), (120, 308_000, 9_707_000)])
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, 302_000, 9_703_000), (60, 308_000, 9_703_000), (120, 308_000, 9_707_000)])
 
     assert bridge.alerts(viewer=b.RANGER) == []
 
 
 def test_crossing_park_and_farm_fence_in_one_segment_raises_exit_then_farmland(bridge):
-    park_and_farm(bridge)
-    ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 313_000, 9_702_000)])
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 313_000, 9_702_000)])
 
     by_type = {a.alert_type: a for a in bridge.open_alerts(viewer=b.RANGER)}
     assert set(by_type) == {"geofence_exit", "geofence_farmland"}
@@ -183,18 +174,18 @@ def test_crossing_park_and_farm_fence_in_one_segment_raises_exit_then_farmland(b
 
 
 def test_gps_outlier_outside_the_fence_is_ignored(bridge):
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # 30 km east for one fix, back an hour later: 30 km/h would be needed (limit 20 km/h): an outlier.
-    ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 338_000, 9_702_000), (120, 308_100, 9_702_000)])
+    rb.ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 338_000, 9_702_000), (120, 308_100, 9_702_000)])
 
     assert bridge.alerts(viewer=b.RANGER) == []
 
 
 
 def test_a_fence_crossed_by_a_translocated_animal_is_found_once_its_next_fix_agrees(bridge):
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # Trucked out of the park: 10 km in 20 min (too fast, set apart), then a fix that agrees with it.
-    ingest_track(bridge, [(0, 305_000, 9_702_000), (20, 315_000, 9_702_000), (30, 315_200, 9_702_000)])
+    rb.ingest_track(bridge, [(0, 305_000, 9_702_000), (20, 315_000, 9_702_000), (30, 315_200, 9_702_000)])
 
     exits = [a for a in bridge.alerts(viewer=b.RANGER) if a.alert_type == "geofence_exit"]
     assert len(exits) == 1
@@ -207,12 +198,12 @@ def test_a_fence_crossed_by_a_translocated_animal_is_found_once_its_next_fix_agr
 
 def test_fix_back_filled_after_a_coverage_gap_shows_an_excursion_out_of_the_park_and_back(any_store_bridge):
     bridge = any_store_bridge
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # Live: inside at 08:00 and inside again at 14:00 (the gap hid what happened between).
-    ingest_track(bridge, [(0, 308_000, 9_702_000), (360, 309_000, 9_702_000)])
+    rb.ingest_track(bridge, [(0, 308_000, 9_702_000), (360, 309_000, 9_702_000)])
     assert bridge.alerts(viewer=b.RANGER) == []
     # From the flash: at 11:00 the animal was 1 km outside the park (fence at x = 310 km).
-    ingest_track(bridge, [(180, 311_000, 9_702_000)], first_f_cnt=3)
+    rb.ingest_track(bridge, [(180, 311_000, 9_702_000)], first_f_cnt=3)
 
     (alert,) = bridge.alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.source, alert.state) == ("geofence_exit", "server", "resolved")
@@ -222,21 +213,21 @@ def test_fix_back_filled_after_a_coverage_gap_shows_an_excursion_out_of_the_park
     assert closing.detail["reason"].startswith("back inside the fence at")
 
     # The same flash page heard twice, and the timer: nothing is raised again.
-    ingest_track(bridge, [(180, 311_000, 9_702_000)], first_f_cnt=4)
+    rb.ingest_track(bridge, [(180, 311_000, 9_702_000)], first_f_cnt=4)
     bridge.run_rules(now=T + timedelta(hours=7))
     assert [a.alert_id for a in bridge.alerts(viewer=b.RANGER)] == [alert.alert_id]
 
 
 def test_back_filled_fixes_place_a_crossing_already_raised_without_raising_it_twice(any_store_bridge):
     bridge = any_store_bridge
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # Live: inside at 08:00 (x = 308 km), outside at 14:00 (x = 311 km): the exit is placed at 2/3, 12:00.
-    ingest_track(bridge, [(0, 308_000, 9_702_000), (360, 311_000, 9_702_000)])
+    rb.ingest_track(bridge, [(0, 308_000, 9_702_000), (360, 311_000, 9_702_000)])
     (raised,) = bridge.open_alerts(viewer=b.RANGER)
     assert abs((raised.time - (T + timedelta(minutes=240))).total_seconds()) < 30
     # The flash, newest page first: outside at 11:00 (x = 310.5 km), then inside at 10:00 (x = 309.5 km).
-    ingest_track(bridge, [(180, 310_500, 9_702_000)], first_f_cnt=3)
-    ingest_track(bridge, [(120, 309_500, 9_702_000)], first_f_cnt=4)
+    rb.ingest_track(bridge, [(180, 310_500, 9_702_000)], first_f_cnt=3)
+    rb.ingest_track(bridge, [(120, 309_500, 9_702_000)], first_f_cnt=4)
 
     (alert,) = bridge.alerts(viewer=b.RANGER)
     assert (alert.alert_id, alert.state, alert.occurrences) == (raised.alert_id, "new", 1)
@@ -253,8 +244,8 @@ def test_the_timer_finds_a_back_filled_fix_the_uplink_path_did_not_judge(bridge)
     from lora_bridge.domain import positions as positions_domain
     from lora_bridge.domain.rules_engine import devices_behind
 
-    park_and_farm(bridge)
-    ingest_track(bridge, [(0, 308_000, 9_702_000), (360, 309_000, 9_702_000)])
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, 308_000, 9_702_000), (360, 309_000, 9_702_000)])
     with bridge.db.read() as session:
         assert devices_behind(session) == []
     lat, lon = rb.lat_lon(311_000, 9_702_000)
@@ -277,7 +268,7 @@ def test_rules_run_once_per_collar_after_a_batch_judge_every_fix_of_the_batch(br
     from lora_bridge.pipeline import process_raw
 
     bridge.register_animal("collar-02", "Lemayian")
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # A batch: two uplinks of each collar, stored and applied without rules (as a batching ingest does).
     bodies = [*rb.fix_uplinks("collar-01", T, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)]),
               *rb.fix_uplinks("collar-02", T, [(0, 311_000, 9_703_000), (60, 313_000, 9_703_000)]),
@@ -302,13 +293,13 @@ def test_rules_run_once_per_collar_after_a_batch_judge_every_fix_of_the_batch(br
 
 
 def test_fence_index_is_built_once_and_rebuilt_when_a_ranger_renames_a_fence(bridge):
-    park, _ = park_and_farm(bridge)
+    park, _ = rb.park_and_farm(bridge)
     bridge.register_animal("collar-02", "Lemayian")
-    ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000), (120, 311_500, 9_702_000)])
+    rb.ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000), (120, 311_500, 9_702_000)])
     assert bridge.rules_runtime.fence_builds == 1  # three evaluations, one build
 
     bridge.rename_geofence(park.geofence_id, "Maasai Mara")
-    ingest_track(bridge, [(0, 308_000, 9_704_000), (60, 311_000, 9_704_000)], device_id="collar-02")
+    rb.ingest_track(bridge, [(0, 308_000, 9_704_000), (60, 311_000, 9_704_000)], device_id="collar-02")
 
     names = {a.device_id: a.evidence["fence"] for a in bridge.alerts(viewer=b.RANGER)}
     assert names == {"collar-01": "Park", "collar-02": "Maasai Mara"}
@@ -325,21 +316,21 @@ def _exits(bridge):
 
 
 def test_one_bad_fix_past_the_park_fence_during_a_chase_raises_no_exit(bridge):
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # Running east inside the park, 300 m from the fence; one fix lands 150 m outside (a bad fix: 450 m
     # in 2 minutes is 13.5 km/h, plausible while running), the next is back inside.
-    ingest_track(bridge, [(0, 309_500, 9_702_000), (2, 309_700, 9_702_000), (4, 310_150, 9_702_000),
+    rb.ingest_track(bridge, [(0, 309_500, 9_702_000), (2, 309_700, 9_702_000), (4, 310_150, 9_702_000),
                           (6, 309_800, 9_702_100), (8, 309_750, 9_702_300)])
 
     assert bridge.alerts(viewer=b.RANGER) == []
 
 
 def test_real_exit_is_raised_when_the_second_fix_outside_arrives_at_the_interpolated_time(bridge):
-    park_and_farm(bridge)
-    ingest_track(bridge, [(0, 309_800, 9_702_000), (2, 310_100, 9_702_000)])
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, 309_800, 9_702_000), (2, 310_100, 9_702_000)])
     assert bridge.alerts(viewer=b.RANGER) == []  # 100 m past the line: waiting for the next fix
 
-    ingest_track(bridge, [(4, 310_300, 9_702_000)], first_f_cnt=3)
+    rb.ingest_track(bridge, [(4, 310_300, 9_702_000)], first_f_cnt=3)
 
     (alert,) = _exits(bridge)
     assert alert.state == "new"
@@ -354,22 +345,22 @@ def test_real_exit_is_raised_when_the_second_fix_outside_arrives_at_the_interpol
 
 
 def test_one_fix_far_past_the_line_is_raised_at_once(bridge):
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # An hour between fixes, the second 900 m past the fence: further than a bad fix goes.
-    ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 310_900, 9_702_000)])
+    rb.ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 310_900, 9_702_000)])
 
     (alert,) = _exits(bridge)
     assert alert.evidence["confirmation"]["decided"].startswith("a fix 900 m past the line")
 
 
 def test_quick_exit_and_return_seen_by_one_fix_is_not_raised_but_seen_by_two_is_raised_and_closed(bridge):
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     bridge.register_animal("collar-02", "Lemayian")
     # collar-01: one fix 200 m outside, then back: a step over the line cannot be told from a bad fix.
-    ingest_track(bridge, [(0, 309_700, 9_702_000), (2, 310_200, 9_702_000), (4, 309_800, 9_702_000),
+    rb.ingest_track(bridge, [(0, 309_700, 9_702_000), (2, 310_200, 9_702_000), (4, 309_800, 9_702_000),
                           (6, 309_600, 9_702_000)])
     # collar-02: two fixes outside, then two back: a real excursion, raised and closed by Tembo.
-    ingest_track(bridge, [(0, 309_700, 9_704_000), (2, 310_200, 9_704_000), (4, 310_300, 9_704_000),
+    rb.ingest_track(bridge, [(0, 309_700, 9_704_000), (2, 310_200, 9_704_000), (4, 310_300, 9_704_000),
                           (6, 309_800, 9_704_000), (8, 309_600, 9_704_000)], device_id="collar-02")
 
     (alert,) = _exits(bridge)
@@ -379,9 +370,9 @@ def test_quick_exit_and_return_seen_by_one_fix_is_not_raised_but_seen_by_two_is_
 
 
 def test_one_fix_back_inside_does_not_close_an_exit_nor_raise_it_again(bridge):
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # Out (two fixes), one bad fix back inside, out again: one exit alert, still open.
-    ingest_track(bridge, [(0, 309_700, 9_702_000), (2, 310_200, 9_702_000), (4, 310_400, 9_702_000),
+    rb.ingest_track(bridge, [(0, 309_700, 9_702_000), (2, 310_200, 9_702_000), (4, 310_400, 9_702_000),
                           (6, 309_900, 9_702_000), (8, 310_600, 9_702_000), (10, 310_700, 9_702_000)])
 
     (alert,) = _exits(bridge)
@@ -389,41 +380,34 @@ def test_one_fix_back_inside_does_not_close_an_exit_nor_raise_it_again(bridge):
 
 
 def test_a_lone_fix_inside_the_farmland_raises_no_farmland_alert(bridge):
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # Out of the park (1.7 km past its fence: raised at once), then near the farm (fence at x = 312 km):
     # one fix 100 m into the field, then out again.
-    ingest_track(bridge, [(0, 309_500, 9_702_000), (30, 311_700, 9_702_000), (32, 312_100, 9_702_000),
+    rb.ingest_track(bridge, [(0, 309_500, 9_702_000), (30, 311_700, 9_702_000), (32, 312_100, 9_702_000),
                           (34, 311_800, 9_702_000), (36, 311_700, 9_702_000)])
 
     assert [a.alert_type for a in bridge.alerts(viewer=b.RANGER)] == ["geofence_exit"]  # it did leave the park
 
 
 def test_a_segment_through_the_fenced_plot_with_both_fixes_in_the_park_raises_nothing(bridge):
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     # 08:00 west of the plot (x = 304-306 km), 09:00 east of it: the straight line crosses the plot, out
     # of the park and back, but no fix was ever outside.
-    ingest_track(bridge, [(0, 303_000, 9_705_000), (60, 307_000, 9_705_000), (120, 307_500, 9_705_000)])
+    rb.ingest_track(bridge, [(0, 303_000, 9_705_000), (60, 307_000, 9_705_000), (120, 307_500, 9_705_000)])
 
     assert bridge.alerts(viewer=b.RANGER) == []
 
 
-def _collar_fence_alert(bridge, alert_type, minutes, x, y, f_cnt, device_id="collar-01"):
-    at = T + timedelta(minutes=minutes)
-    lat, lon = rb.lat_lon(x, y)
-    bridge.ingest_tts_uplink(b.tts_uplink(b.alert(alert_type, seq=1, time_s=int(at.timestamp()), lat=lat, lon=lon),
-                                          device_id=device_id, f_cnt=f_cnt, received_at=at))
-
-
 def test_collar_exit_alert_from_one_bad_fix_is_held_once_the_next_fix_is_back_inside(bridge):
-    park_and_farm(bridge)
+    rb.park_and_farm(bridge)
     bridge.register_animal("collar-02", "Lemayian")
-    ingest_track(bridge, [(0, 309_500, 9_702_000), (2, 309_700, 9_702_000)])
+    rb.ingest_track(bridge, [(0, 309_500, 9_702_000), (2, 309_700, 9_702_000)])
     # The collar's own rule raises an exit from its fix 150 m outside (past its 50 m margin) ...
-    _collar_fence_alert(bridge, "geofence_exit", 4, 310_150, 9_702_000, f_cnt=3)
+    rb.collar_fence_alert(bridge, "geofence_exit", 4, 310_150, 9_702_000, f_cnt=3)
     (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert (alert.source, alert.priority) == ("collar", 200) and "track_check" not in alert.evidence
     # ... and its next fix is back inside: one fix past the line, then back.
-    ingest_track(bridge, [(6, 309_800, 9_702_000)], first_f_cnt=4)
+    rb.ingest_track(bridge, [(6, 309_800, 9_702_000)], first_f_cnt=4)
 
     (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.priority) == ("geofence_exit", 0)  # in the list, nobody woken
@@ -432,8 +416,8 @@ def test_collar_exit_alert_from_one_bad_fix_is_held_once_the_next_fix_is_back_in
     assert check["fixes_past_line"][0]["metres_past_line"] == pytest.approx(150, abs=2)
 
     # Another collar's exit with a second fix outside after it is confirmed and keeps its priority.
-    ingest_track(bridge, [(0, 309_500, 9_704_000), (2, 309_700, 9_704_000)], device_id="collar-02")
-    _collar_fence_alert(bridge, "geofence_exit", 4, 310_150, 9_704_000, f_cnt=3, device_id="collar-02")
+    rb.ingest_track(bridge, [(0, 309_500, 9_704_000), (2, 309_700, 9_704_000)], device_id="collar-02")
+    rb.collar_fence_alert(bridge, "geofence_exit", 4, 310_150, 9_704_000, f_cnt=3, device_id="collar-02")
     for body in rb.fix_uplinks("collar-02", T + timedelta(minutes=6), [(0, 310_300, 9_704_000)], 4):
         bridge.ingest_tts_uplink(body)
     (other,) = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.device_id == "collar-02"]
@@ -447,21 +431,30 @@ def _farmland(bridge):
     return [a for a in bridge.alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
 
 
-def _into_the_farm(bridge):
-    """Out of the park (1 km past its fence) at 08:00, into the farm by 08:34 (two fixes past its line)."""
-    park_and_farm(bridge)
-    ingest_track(bridge, [(0, 311_000, 9_702_000), (30, 311_700, 9_702_000), (32, 312_200, 9_702_000),
-                          (34, 312_400, 9_702_000)])
+def _farm_raid(bridge, collar_reports: bool) -> object:
+    """Out of the park (1 km past its fence) at 08:00, into the farm at 08:32 (a fix 200 m in) and 08:34;
+    with collar_reports the collar raises its own farmland alert at 08:32 (the bridge's own crossing rule
+    waits for the second fix). The ranger resolves the one alert of the visit (elephant chased out)."""
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, 311_000, 9_702_000), (30, 311_700, 9_702_000), (32, 312_200, 9_702_000)])
+    if collar_reports:
+        _collar_report(bridge, 32, 312_200, seq=1, f_cnt=10)
+    rb.ingest_track(bridge, [(34, 312_400, 9_702_000)], first_f_cnt=11)
     (alert,) = _farmland(bridge)
-    assert (alert.source, alert.state) == ("server", "new")
+    assert (alert.source, alert.state) == ("collar" if collar_reports else "server", "new")
     bridge.resolve_alert(alert.alert_id, b.RANGER, "true", note="elephant in the maize, chased out")
     return alert
+
+
+def _into_the_farm(bridge):
+    """The raid seen by the bridge's crossing rule alone."""
+    return _farm_raid(bridge, collar_reports=False)
 
 
 def test_collar_farmland_alert_after_the_ranger_resolved_the_bridges_alert_of_that_visit_is_no_second_alert(bridge):
     first = _into_the_farm(bridge)
     # The collar's own alert of the same visit arrives after the ranger's round.
-    _collar_fence_alert(bridge, "geofence_farmland", 40, 312_500, 9_702_000, f_cnt=10)
+    rb.collar_fence_alert(bridge, "geofence_farmland", 40, 312_500, 9_702_000, f_cnt=10)
 
     (alert,) = _farmland(bridge)
     assert (alert.alert_id, alert.state, alert.occurrences) == (first.alert_id, "resolved", 2)
@@ -473,13 +466,13 @@ def test_collar_farmland_alert_after_the_ranger_resolved_the_bridges_alert_of_th
 def test_a_step_out_of_the_field_and_back_is_the_same_visit_but_ten_minutes_out_is_a_new_one(bridge):
     first = _into_the_farm(bridge)
     # 08:36 and 08:38 back outside the field (confirmed), 08:40 in again: four minutes out, one visit.
-    ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (40, 312_200, 9_702_000),
-                          (42, 312_300, 9_702_000)], first_f_cnt=5)
+    rb.ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (40, 312_200, 9_702_000),
+                          (42, 312_300, 9_702_000)], first_f_cnt=12)
     (alert,) = _farmland(bridge)
     assert (alert.alert_id, alert.state, alert.occurrences) == (first.alert_id, "resolved", 2)
     # 08:44 out again until 09:02: eighteen minutes beside the field, then back in: a new visit.
-    ingest_track(bridge, [(44, 311_800, 9_702_000), (46, 311_700, 9_702_000), (60, 311_600, 9_702_000),
-                          (62, 312_200, 9_702_000), (64, 312_300, 9_702_000)], first_f_cnt=9)
+    rb.ingest_track(bridge, [(44, 311_800, 9_702_000), (46, 311_700, 9_702_000), (60, 311_600, 9_702_000),
+                          (62, 312_200, 9_702_000), (64, 312_300, 9_702_000)], first_f_cnt=16)
     old, new = sorted(_farmland(bridge), key=lambda a: a.alert_id)
     assert old.alert_id == first.alert_id and (new.state, new.source) == ("new", "server")
     assert abs((new.time - (T + timedelta(minutes=61))).total_seconds()) < 60
@@ -489,34 +482,23 @@ def test_a_step_out_of_the_field_and_back_is_the_same_visit_but_ten_minutes_out_
 # past its margin and leaves it on two, so it re-raises farmland whenever two fixes fall outside; the
 # bridge folds each report into the visit's alert (farm fence at x = 312 km, fixes 2 minutes apart).
 
-def _collar_report(bridge, minutes, x, seq, f_cnt, y=9_702_000):
-    at = T + timedelta(minutes=minutes)
-    lat, lon = rb.lat_lon(x, y)
-    bridge.ingest_tts_uplink(b.tts_uplink(b.alert("geofence_farmland", seq=seq, time_s=int(at.timestamp()),
-                                                  lat=lat, lon=lon), f_cnt=f_cnt, received_at=at))
+def _collar_report(bridge, minutes, x, seq, f_cnt):
+    rb.collar_fence_alert(bridge, "geofence_farmland", minutes, x, 9_702_000, f_cnt, seq=seq)
 
 
 def _collar_raid(bridge):
-    """Out of the park by 08:30, into the farm at 08:32 (the collar's alert at once, its fix 200 m in), a
-    second fix in at 08:34; the ranger resolves the alert (elephant chased out)."""
-    park_and_farm(bridge)
-    ingest_track(bridge, [(0, 311_000, 9_702_000), (30, 311_700, 9_702_000), (32, 312_200, 9_702_000)])
-    _collar_report(bridge, 32, 312_200, seq=1, f_cnt=10)
-    ingest_track(bridge, [(34, 312_400, 9_702_000)], first_f_cnt=11)
-    (alert,) = _farmland(bridge)
-    assert (alert.source, alert.state) == ("collar", "new")
-    bridge.resolve_alert(alert.alert_id, b.RANGER, "true", note="elephant in the maize, chased out")
-    return alert
+    """The raid with the collar's own alert at 08:32."""
+    return _farm_raid(bridge, collar_reports=True)
 
 
 def test_ranger_gets_one_farmland_alert_when_collar_steps_out_twice_in_one_visit(bridge):
     first = _collar_raid(bridge)
     # Out at 08:36 and 08:38 (the collar leaves the field), in at 08:40: the collar raises farmland again.
-    ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (40, 312_200, 9_702_000)],
+    rb.ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (40, 312_200, 9_702_000)],
                  first_f_cnt=20)
     _collar_report(bridge, 40, 312_200, seq=2, f_cnt=23)
     # Out at 08:44 and 08:46, in at 08:48: and a third time.
-    ingest_track(bridge, [(42, 312_300, 9_702_000), (44, 311_850, 9_702_000), (46, 311_750, 9_702_000),
+    rb.ingest_track(bridge, [(42, 312_300, 9_702_000), (44, 311_850, 9_702_000), (46, 311_750, 9_702_000),
                           (48, 312_150, 9_702_000), (50, 312_300, 9_702_000)], first_f_cnt=30)
     _collar_report(bridge, 48, 312_150, seq=3, f_cnt=35)
 
@@ -536,11 +518,11 @@ def test_collar_farmland_alert_from_one_bad_fix_deep_in_the_field_after_the_visi
     first = _collar_raid(bridge)
     # Out of the field from 08:36 to 09:00 (24 minutes: the visit is over), then one fix 400 m inside at
     # 09:02 (a bad fix: the collar raises farmland on it) and the next back out beside the field at 09:04.
-    ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (50, 311_650, 9_702_000),
+    rb.ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (50, 311_650, 9_702_000),
                           (60, 311_700, 9_702_000), (62, 312_400, 9_702_000)], first_f_cnt=20)
     _collar_report(bridge, 62, 312_400, seq=2, f_cnt=25)
     assert not [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
-    ingest_track(bridge, [(64, 311_700, 9_702_000), (66, 311_650, 9_702_000)], first_f_cnt=26)
+    rb.ingest_track(bridge, [(64, 311_700, 9_702_000), (66, 311_650, 9_702_000)], first_f_cnt=26)
 
     (alert,) = _farmland(bridge)  # no second alert: the track never confirmed a new visit
     assert (alert.alert_id, alert.state) == (first.alert_id, "resolved")
@@ -553,12 +535,12 @@ def test_collar_farmland_alert_from_one_bad_fix_deep_in_the_field_after_the_visi
 
 def test_collar_farmland_alert_of_a_true_return_to_the_field_is_raised_once_the_next_fix_confirms_it(bridge):
     first = _collar_raid(bridge)
-    ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (50, 311_650, 9_702_000),
+    rb.ingest_track(bridge, [(36, 311_800, 9_702_000), (38, 311_700, 9_702_000), (50, 311_650, 9_702_000),
                           (60, 311_700, 9_702_000), (62, 312_200, 9_702_000)], first_f_cnt=20)
     _collar_report(bridge, 62, 312_200, seq=2, f_cnt=25)
     assert not [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
     # 09:04 still in the field: the bridge's crossing rule confirms the return (one fix later) and raises it.
-    ingest_track(bridge, [(64, 312_350, 9_702_000)], first_f_cnt=26)
+    rb.ingest_track(bridge, [(64, 312_350, 9_702_000)], first_f_cnt=26)
     (new,) = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_type == "geofence_farmland"]
     assert new.alert_id != first.alert_id and new.source == "server"
     # crossed x = 312 km 300 m after 311.7 km on the way to 312.2 km: 60 + 2 * 300 / 500 = 61.2 minutes

@@ -220,9 +220,8 @@ def test_an_unanswered_fence_exit_is_raised_to_high_on_earthranger_and_reaches_t
         rules_path = write_rules(tmp_path / "r.toml", er_url=url, sms_url=sms.url, routes=routes)
         with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
             bridge.register_animal("collar-01", "Naserian")
-            bridge.import_geofences(rb.geojson_utm_bytes(), "reserve.geojson")
-            for body in rb.fix_uplinks("collar-01", T, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)]):
-                bridge.ingest_tts_uplink(body)
+            rb.park_and_farm(bridge)
+            rb.ingest_track(bridge, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)], start=T)
             (alert,) = bridge.open_alerts(viewer=b.RANGER)
             assert (alert.alert_type, alert.priority) == ("geofence_exit", 200)
             bridge.flush_notifications(now=wall())
