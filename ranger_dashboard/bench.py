@@ -11,10 +11,10 @@ kept in `cache_folder()` under its parameters and reused by the next run with th
 
 Each store is served by the real dashboard (`serving.running`, the data's clock) and visited in
 headless Chromium (Playwright, Debian's chromium) by a ranger account made for the run. The map
-counts as drawn when its DOM marker says it carries the whole herd, the deck canvas is there, two
-more frames are painted and a screenshot of the map shows the animals' colour (timed at the moment
-that screenshot was asked for); the other pages when their marker is there and two frames are
-painted. Two visits are timed, and named apart:
+counts as drawn at the first frame on screen that holds every animal's dot, as the page's draw
+probe sees it (`draw_probe`: deck.gl's WebGL draws watched from an init script, stamped in the page
+in the frame after the one that drew them; a screenshot then checks that the map shows the animals'
+colour and names, untimed); the other pages when their marker is there and two frames are painted. Two visits are timed, and named apart:
 
 - `first_map_ms_*`, cold: a browser that has never loaded the dashboard (a new, empty profile
   holding only the ranger's sign-in cookie), so Streamlit's scripts, deck.gl and every shader are
@@ -26,7 +26,7 @@ painted. Two visits are timed, and named apart:
 
 The animals' names are drawn after the map's first frame, from the dashboard's name tiles
 (`name_tiles`): `map_names_ms_*` and `return_map_names_ms_*` time them apart, from asking for the
-page until a screenshot of the map shows names.
+page until the first frame on screen holding names (the same probe).
 
 Visits to the two stores alternate; the median of `repeats` visits is reported, with the ratio
 herd / small measured in the same run (`ratio` of the cold maps, `return_map_ratio` of the warm).
@@ -60,7 +60,7 @@ from lora_bridge.errors import is_transient_store_error
 from lora_bridge.group_commit import Submission
 from lora_bridge.ingest import STATUS_PENDING
 from lora_bridge.service import Bridge, open_bridge
-from ranger_dashboard import serving
+from ranger_dashboard import draw_probe, serving
 from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 from ranger_dashboard.markers import ALERTS_READY_ID, ANIMAL_READY_ID, MAP_READY_ID
 from ranger_dashboard.palette import LABEL_COLOUR, STATE_COLOURS
@@ -318,24 +318,20 @@ def _after_two_frames(page: Any) -> None:
     page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
 
 
-def _drawn(page: Any, selector: str, rgb: list[int], timeout_s: float = 120.0) -> float:
-    """Wait until the chart at `selector` shows pixels of colour `rgb` (deck.gl has drawn its layers):
-    a screenshot of the chart, taken again after two more frames until it does. Returns the
-    `time.perf_counter()` at which the screenshot that showed them was asked for: the frame it
-    captured was on screen then, and the screenshot's own cost (a few hundred milliseconds in a
-    software-rendered browser) is not counted as drawing."""
+def _shows(page: Any, selector: str, rgbs: list[list[int]], timeout_s: float = 120.0) -> None:
+    """Wait until a screenshot of the chart at `selector` shows pixels of every colour of `rgbs`,
+    taken again after two more frames while it does not (a check of what the draw probe timed)."""
     from PIL import Image
 
     chart = page.locator(selector).first
     deadline = time.monotonic() + timeout_s
     while True:
-        asked = time.perf_counter()
         image = Image.open(io.BytesIO(chart.screenshot())).convert("RGB")
-        colours = image.getcolors(image.width * image.height) or []
-        if any(all(abs(c - w) <= 16 for c, w in zip(colour, rgb[:3], strict=True)) for _, colour in colours):
-            return asked
+        colours = [colour for _, colour in image.getcolors(image.width * image.height) or []]
+        if all(any(all(abs(c - w) <= 16 for c, w in zip(colour, rgb[:3], strict=True)) for colour in colours) for rgb in rgbs):
+            return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{selector} never showed colour {rgb}")
+            raise TimeoutError(f"{selector} never showed the colours {rgbs}")
         _after_two_frames(page)
 
 
@@ -360,22 +356,24 @@ def open_profile(playwright: Any, profile: Path) -> Any:
 
 def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
     """Milliseconds from asking for the live map (a signed-in browser) until it is drawn with all
-    `animals`: `first_map_ms`, and its parts `map_run_ms` (until the page's marker says it carries
-    every animal: the page loaded, the app's run on the server, its elements in the browser) and
-    `map_draw_ms` (from there until the map is drawn: the deck canvas is there, the browser has
-    painted two more frames, and a screenshot of the map shows animals in their normal colour; the
-    time that screenshot was asked for, see `_drawn`); and `map_names_ms`, from asking for the page
-    until a screenshot shows the first animal names (the label colour), which arrive as tiles after
-    the map's first frame."""
-    started = time.perf_counter()
+    `animals`: `first_map_ms`, until the first frame on screen that holds every animal's dot (the
+    page's draw probe, `draw_probe`: the frame after the one whose WebGL draw held them all), and its
+    parts `map_run_ms` (until the page's marker saying it carries every animal entered the page:
+    the page loaded, the app's run on the server, its elements in the browser) and `map_draw_ms`
+    (from there until that frame); and `map_names_ms`, until the first frame on screen holding
+    animal names, which arrive as tiles after the map's first frame. A screenshot then checks that
+    the map shows animals and names (`_shows`, not timed)."""
+    draw_probe.install(page, animals)
+    started = time.time()
     page.goto(base_url)
     page.wait_for_selector(f"#{MAP_READY_ID}[data-animals='{animals}']", state="attached", timeout=WAIT_MS)
-    marked = time.perf_counter()
-    page.wait_for_selector(f"{MAP_CHART} canvas", state="attached", timeout=WAIT_MS)
-    _after_two_frames(page)
-    drawn = _drawn(page, MAP_CHART, STATE_COLOURS["normal"])
-    # The names come after the first frame, as tiles of the dashboard (`name_tiles`): timed apart.
-    named = _drawn(page, MAP_CHART, LABEL_COLOUR)
+    drawn = draw_probe.wait_drawn(page, WAIT_MS)
+    named = draw_probe.wait_named(page, WAIT_MS)
+    marked = draw_probe.marked_at(page)
+    if marked is None:
+        raise RuntimeError("the draw probe never saw the map's marker enter the page")
+    _shows(page, MAP_CHART, [STATE_COLOURS["normal"], LABEL_COLOUR])
+    log.info("map drawn", extra={"animals": animals, **draw_probe.record(page)})
     return {
         "first_map_ms": 1000 * (drawn - started),
         "map_run_ms": 1000 * (marked - started),
