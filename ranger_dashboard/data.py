@@ -9,7 +9,7 @@ resolve, assign) go straight to the bridge in the viewer's name and then drop th
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -45,14 +45,15 @@ def bridge(url: str) -> Bridge:
 
 def now(options: DashboardOptions, viewer: Viewer | None = None) -> datetime:
     """The dashboard's 'now': the wall clock, or with clock 'data' the newest report in the store
-    (as the session's viewer, `roles.current_viewer()`, when none is given)."""
-    wall = datetime.now(UTC)
+    (as the session's viewer, `roles.current_viewer()`, when none is given); `herd.moment_shown`
+    of a live page."""
+    from ranger_dashboard.herd import moment_shown
+
     if options.clock == "wall":
-        return wall
+        return moment_shown(None, options.clock, ())
     from ranger_dashboard.roles import current_viewer
 
-    heard = [a.last_seen for a in animals(options.database_url, viewer or current_viewer()) if a.last_seen is not None]
-    return max(heard) if heard else wall
+    return moment_shown(None, options.clock, animals(options.database_url, viewer or current_viewer()))
 
 
 def low_battery_mv(url: str) -> int:

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -68,15 +68,15 @@ def viewer_of(request: Request, bridge: Any, dashboard_role: str) -> Viewer | No
     return viewer if viewer is not None and viewer.role in (dashboard_role, ADMIN) else None
 
 
-def herd_points(bridge: Any, viewer: Viewer, as_of: datetime | None) -> list[dict[str, Any]]:
-    """The herd as the live map draws it (`map_layers.animal_points`), as `viewer` may see it."""
-    from ranger_dashboard import map_layers, views
+def herd_points(bridge: Any, viewer: Viewer, as_of: datetime | None, clock: str) -> list[dict[str, Any]]:
+    """The herd as the live map draws it at moment `as_of` (None: live, by the dashboard's `clock`),
+    as `viewer` may see it: the map page's own composition (`herd.compose`)."""
+    from ranger_dashboard import herd
 
     animals = bridge.animals(viewer=viewer)
     alerts = bridge.alerts_at(as_of, viewer=viewer)
     positions = bridge.positions_at(as_of, viewer=viewer)
-    now = max((p.time for p in positions), default=None) or datetime.now(UTC)
-    return map_layers.animal_points(positions, animals, now, views.animal_states(animals, alerts))
+    return herd.compose(animals, alerts, positions, as_of, clock).points
 
 
 def _float(value: str | None) -> float | None:
@@ -86,12 +86,15 @@ def _float(value: str | None) -> float | None:
         return None
 
 
-def names_for(bridge: Any, viewer: Viewer, z: int, x: int, y: int, query: dict[str, str]) -> dict[str, Any]:
-    """The FeatureCollection of names in tile z/x/y for `viewer` (see `name_tiles`)."""
+def names_for(
+    bridge: Any, viewer: Viewer, z: int, x: int, y: int, query: dict[str, str], clock: str = "wall"
+) -> dict[str, Any]:
+    """The FeatureCollection of names in tile z/x/y for `viewer` (see `name_tiles`), on a dashboard
+    whose clock is `clock`."""
     as_of = datetime.fromisoformat(query["at"]) if query.get("at") else None
     whole, focus = _float(query.get("whole")), query.get("focus") or None
     herd_key = ("herd", viewer, as_of, bridge.change_counter())
-    points = _cached(herd_key, lambda: herd_points(bridge, viewer, as_of))
+    points = _cached(herd_key, lambda: herd_points(bridge, viewer, as_of, clock))
     named = _cached((*herd_key, z, whole, focus), lambda: name_tiles.named_at_zoom(points, z, whole, focus))
     return name_tiles.tile_names(named, z, x, y)
 
@@ -109,7 +112,7 @@ async def names(request: Request) -> Response:
     if viewer is None:
         return JSONResponse({"error": "sign in to the dashboard first"}, status_code=401)
     try:
-        found = await run_in_threadpool(names_for, bridge, viewer, z, x, y, dict(request.query_params))
+        found = await run_in_threadpool(names_for, bridge, viewer, z, x, y, dict(request.query_params), options.clock)
     except ValueError as error:  # a broken `at`
         return JSONResponse({"error": str(error)}, status_code=400)
     return JSONResponse(found, headers={"Cache-Control": "private, no-store"})

@@ -392,3 +392,39 @@ def test_ranger_moves_the_reserve_back_in_time_and_sees_the_herd_and_alerts_as_t
     app.slider(key="as_of_slider").set_value(moment.replace(tzinfo=None)).run()
     assert app.query_params["at"] == moment.strftime("%Y-%m-%dT%H:%M")
     assert {p["name"]: p["state"] for p in layer(deck_spec(app), "animals")["data"]}["Kito"] == "normal"
+
+
+@pytest.mark.parametrize("hours_back", [None, 2.5], ids=["live", "as_of"])
+def test_live_map_and_its_name_tiles_place_and_label_the_same_animals_at_the_same_moment(store, monkeypatch, hours_back):
+    from datetime import timedelta
+    from urllib.parse import parse_qs, urlsplit
+
+    from browser_helpers import SEED_END
+
+    from ranger_dashboard import name_routes, name_tiles, roles
+
+    monkeypatch.setenv("TEMBO_DASHBOARD_CLOCK", "data")
+    moment = None if hours_back is None else SEED_END - timedelta(hours=hours_back)
+    app = open_page(query={} if moment is None else {"at": moment.strftime("%Y-%m-%dT%H:%M")})
+    spec = deck_spec(app)
+    drawn = layer(spec, "animals")["data"]
+    query = {key: values[0] for key, values in parse_qs(urlsplit(layer(spec, "animal-names")["data"]).query).items()}
+    assert query.get("at") == (None if moment is None else moment.isoformat())
+    viewer = app.session_state[roles.VIEWER_KEY]
+    assert viewer == Viewer("amina", "ranger")
+    with open_bridge(os.environ["TEMBO_DATABASE_URL"]) as bridge:
+        # The herd the name tiles are cut from is the map's own, record for record (states, ages).
+        composed = name_routes.herd_points(bridge, viewer, moment, "data")
+        assert composed and sorted(
+            ({key: record[key] for key in composed[0]} for record in drawn), key=lambda r: r["name"]
+        ) == composed
+        # Close in, every animal is named once, where the map draws its dot, for the map's moment.
+        zoom = 16
+        named = []
+        tiles = {name_tiles.tile_of(r["lat"], r["lon"], zoom) for r in drawn}
+        for x, y in tiles:
+            features = name_routes.names_for(bridge, viewer, zoom, x, y, query, "data")["features"]
+            named += [(f["properties"]["name"], *f["geometry"]["coordinates"]) for f in features]
+    assert sorted(named) == sorted((r["name"], r["lon"], r["lat"]) for r in drawn)
+    kito = next(r for r in drawn if r["name"] == "Kito")
+    assert kito["state"] == ("alert" if moment is None else "normal")  # the mortality alert comes at SEED_END

@@ -16,6 +16,7 @@ from ranger_dashboard import (
     as_of,
     config,
     data,
+    herd,
     map_layers,
     markers,
     navigation,
@@ -96,9 +97,7 @@ moment = as_of.control(data.now(options, viewer))
 @st.fragment(run_every=options.refresh_s)
 def live_panel() -> None:
     """The map (first), the metrics and the table, redrawn every `options.refresh_s` seconds."""
-    live_now = data.now(options, viewer)
     moment = as_of.current()
-    now = moment or live_now
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
     changed = data.changes(url)
@@ -109,6 +108,9 @@ def live_panel() -> None:
     if moment is None and data.alert_count_changed(len(alerts)):
         st.rerun(scope="app")  # the navigation's alert count is stale: redraw it with the map
     positions = data.positions_at(url, viewer, moment, changed)
+    # The herd at the moment shown, composed as the name tiles compose it (`herd.compose`).
+    shown = herd.compose(animals, alerts, positions, moment, options.clock)
+    now, points = shown.now, shown.points
     latest_fix = max((p.time for p in positions), default=None)
     until = moment or latest_fix
     since = until - timedelta(hours=hours) if until is not None else None
@@ -116,8 +118,6 @@ def live_panel() -> None:
     rings = map_layers.alert_points(alerts, now, positions) if role.exact_positions else []
 
     low_battery_mv = data.low_battery_mv(url)
-    states = views.animal_states(animals, alerts)
-    points = map_layers.animal_points(positions, animals, now, states)
     paths = map_layers.track_paths(tracks)
     width_px, height_px = PHONE_MAP_PX if phone else DESK_MAP_PX
     deck = map_layers.build_deck(
