@@ -9,9 +9,10 @@ import json
 import re
 from datetime import timedelta
 
+import bridge_builders as b
 import geopandas as gpd
 import pytest
-from access_builders import CONSOLE, NOW, PASSWORDS, coordinates, exact_places, live_bridge, viewer
+from access_builders import CONSOLE, HERD, NOW, PASSWORDS, coordinates, exact_places, live_bridge, viewer
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
 
@@ -151,6 +152,24 @@ def test_ranger_acknowledges_and_resolves_in_the_token_owners_name(api):
     assert (resolved.json()["state"], resolved.json()["resolved_by"]) == ("resolved", "amina")
     assert bad.status_code == 400
     assert detail["events"][-1]["detail"]["note"] == "carcass found, tusks intact"
+
+
+def test_ranger_lists_the_alerts_tembo_closed_that_await_a_verdict_and_a_visitor_may_not(api):
+    device_id = HERD[0][0]
+    for f_cnt, hours_ago, battery_mv in ((900, 3, 3250), (901, 2, 4000)):  # low, then a new pack: closed by Tembo
+        at = NOW - timedelta(hours=hours_ago)
+        status = b.status(time_s=int(at.timestamp()), battery_mv=battery_mv, fix_age_s=0xFFFF)  # no fix in it
+        body = b.tts_uplink(status, device_id=device_id, f_cnt=f_cnt, received_at=at, dev_eui="70B3D57ED0000001")
+        assert api.bridge.ingest_tts_uplink(body).ok
+
+    awaiting = api.get("/api/alerts/awaiting-verdict", headers=auth(api, "ranger"))
+
+    assert awaiting.status_code == 200
+    (closed,) = [a for a in awaiting.json() if a["device_id"] == device_id]
+    assert (closed["alert_type"], closed["state"], closed["verdict"], closed["resolved_by"]) == (
+        "low_battery", "resolved", None, "tembo")
+    for role in ("visitor", "researcher", "field_technician"):
+        assert api.get("/api/alerts/awaiting-verdict", headers=auth(api, role)).status_code == 403, role
 
 
 def test_tracks_come_downsampled_as_geojson_lines_within_a_time_range(api):

@@ -227,6 +227,10 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         view = await call(bridge.resolve_alert, request.path_params["alert_id"], viewer, body.verdict, body.note)
         return JSONResponse(to_jsonable(view))
 
+    async def awaiting_verdict(request: Request, viewer: Viewer) -> Response:
+        limit = _int(request, "limit", None, 1, 10_000)
+        return JSONResponse(to_jsonable(await call(bridge.alerts_awaiting_verdict, limit, viewer=viewer)))
+
     async def precision(request: Request, viewer: Viewer) -> Response:
         return JSONResponse(await call(bridge.alert_verdicts))
 
@@ -334,6 +338,9 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
                  (Param("state", description="open (default), all, or new,acknowledged,resolved"),
                   Param("limit", kind="integer"))),
         Endpoint("GET", "/api/alerts/precision", a.READ_ALERTS, precision, "Verdict counts and precision per alert type"),
+        Endpoint("GET", "/api/alerts/awaiting-verdict", a.HANDLE_ALERTS, awaiting_verdict,
+                 "Alerts Tembo closed itself (their condition cleared) that await a ranger's verdict, oldest first",
+                 (Param("limit", kind="integer"),)),
         Endpoint("GET", "/api/alerts/{alert_id}", a.READ_ALERTS, alert, "One alert with its history",
                  (Param("alert_id", "path", "integer"),)),
         Endpoint("POST", "/api/alerts/{alert_id}/acknowledge", a.HANDLE_ALERTS, acknowledge,
