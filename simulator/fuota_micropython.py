@@ -22,6 +22,7 @@ from simulator import micropython_runner
 
 FUEL = micropython_runner.MAX_FUEL
 CHUNK = 4  # fragments per run(), a collection after each run
+IDLE_RUNS = 4  # runs of an idle step; the cheapest (a warm one) is what a step's run costs around the call
 
 _GUEST = """
 import sys
@@ -148,20 +149,29 @@ def decode_under_micropython(nb_frag: int, frag_size: int, heard: list[tuple[int
 
 
 def verify_fuel(public_key: bytes, message: bytes, signature: bytes) -> tuple[bool, int, int, int]:
-    """Return (verified, fuel of the steps, steps, peak heap bytes of one step) of a pure-Python check."""
+    """Return (verified, fuel of the steps, steps, peak heap bytes of one step) of a pure-Python check.
+
+    Each step is a run of its own, `one(v)`: a call of `v.step()` and nothing else. What such a run
+    costs around the call (the host round trip, compiling the short text) is taken off as the fuel of
+    the same run calling an idle step, once warm: the first run of a new text interns its names and
+    costs more, by an amount that moves with the heap's layout. The heap is measured (`note()`, which
+    walks the whole heap) and collected in runs of their own, not counted."""
     session = _Session()
     try:
         session.run("flash = Flash()\n"
                     f"v = ed25519.Verification({public_key!r}, {message!r}, {signature!r})")
+        session.run("class Idle:\n    def step(self):\n        return None\nidle = Idle()\n"
+                    "def one(w):\n    global r\n    r = w.step()\n")
         session.run("collect()\nbase = gc.mem_alloc()\npeak[0] = base")
-        session.run("class Idle:\n    def step(self):\n        return None\nidle = Idle()")
-        _, overhead = session.run("r = idle.step()\nnote()\nprint(r)")  # the run and its compilation
+        overhead = min(session.run("one(idle)")[1] for _ in range(IDLE_RUNS))
         fuel = 0
         steps = 0
         while True:
-            out, used = session.run("r = v.step()\nnote()\nprint(r)")
+            _, used = session.run("one(v)")
             fuel += used - overhead
             steps += 1
+            session.run("note()")
+            out, _ = session.run("print(r)")
             session.run("collect()")
             if out.strip() != "None":
                 break
