@@ -298,3 +298,51 @@ def test_a_garbled_fragment_status_is_kept_as_a_dead_letter_and_the_delivery_goe
     assert reply.status_code == 200, "stored first: the network server does not retry in vain"
     assert "frag_session_status_ans" in letter.reason
     assert delivery["collars"]["collar-01"]["missing"] is None and delivery["state"] == campaign["delivery"]["state"]
+
+
+def test_a_late_set_up_answer_from_a_collar_already_failed_is_logged_and_ignored(sqlite_url, network, caplog):
+    import logging
+
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge:
+        for name in ("collar-01", "collar-02"):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=1))
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=100, max_canary_failures_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+        opens = campaign["delivery"]["window_opens"]
+        bridge.deliver_updates(opens - timedelta(seconds=300))
+        bridge.flush_downlinks()
+        (setup,) = [codec.decode(p["f_port"], p["payload"], "down") for p in network.unicast
+                    if p["device"] == "collar-01" and p["f_port"] == 200]
+        closes = opens + timedelta(seconds=1 << setup["timeout_log2_s"])
+        # collar-01 takes its window and session (TS005 / TS004 answers, status 0); collar-02 says nothing
+        answers = [codec.encode_packet("mc_class_c_session_ans", {"status": 0, "time_to_start_s": [{"s": 300}]}),
+                   codec.encode_packet("frag_session_setup_ans", {"status": 0})]
+        for f_cnt, answer in enumerate(answers, start=2):
+            bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id="collar-01", f_cnt=f_cnt))
+        bridge.process_pending()
+        bridge.deliver_updates(opens)  # the window opens without collar-02
+        bridge.deliver_updates(closes)  # the windows close: collar-02, with no session, fails
+        failed = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == "collar-02")
+        pushed = len(network.unicast)
+        with caplog.at_level(logging.INFO, logger="lora_bridge.domain.fuota_delivery"):
+            for f_cnt, answer in enumerate(answers, start=2):  # its answers arrive after all
+                bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id="collar-02", f_cnt=f_cnt))
+            bridge.process_pending()
+            for later in (closes + timedelta(seconds=60), closes + timedelta(hours=6)):
+                bridge.deliver_updates(later)
+                bridge.flush_downlinks()
+        after = bridge.campaigns()[0]
+
+    assert (failed["state"], failed["reason"]) == ("failed", "no answer to the set-up")
+    still = next(c for c in after["collars"] if c["device_id"] == "collar-02")
+    assert (still["state"], still["reason"]) == ("failed", "no answer to the set-up"), "not revived"
+    assert after["state"] == campaign["state"] and after["delivery"]["state"] == "closed"
+    assert after["delivery"]["collars"]["collar-02"]["unicast_sent"] == 0
+    sent_after = [codec.decode(p["f_port"], p["payload"], "down")["message"] for p in network.unicast[pushed:]
+                  if p["device"] == "collar-02"]
+    assert "data_fragment" not in sent_after, "no unicast for a collar whose campaign step failed"
+    ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert len(ignored) == 2 and all("device_id=collar-02" in m and "failed" in m for m in ignored)

@@ -397,8 +397,21 @@ def _refused_group(session: Session, device_id: str, fields: dict[str, Any]) -> 
                FuotaSession.ended_at.is_(None))
         .order_by(FuotaCollar.campaign_id.desc())
     ).first()
-    if found is not None:
+    if found is not None and not _step_over(session, found[1], device_id, "mc_group_setup_ans"):
         _exclude(found[0], found[1], "refused the multicast group (McGroupSetupAns IDerror)")
+
+
+def _step_over(session: Session, row: FuotaSession, device_id: str, message: str) -> bool:
+    """True (and logged) when the collar's step in the delivery's campaign is already over (failed, or
+    updated): a late answer then changes nothing, it does not bring the collar back into the delivery."""
+    step = session.scalar(select(CampaignCollar).where(CampaignCollar.campaign_id == row.campaign_id,
+                                                        CampaignCollar.device_id == device_id))
+    if step is None or step.state not in campaigns.FINAL_COLLAR_STATES:
+        return False
+    log.info("late %s from device_id=%s ignored: its step in campaign_id=%d is already %s%s", message, device_id,
+             row.campaign_id, step.state, f" ({step.reason})" if step.reason else "",
+             extra={"device_id": device_id, "campaign_id": row.campaign_id})
+    return True
 
 
 def _close(session: Session, row: FuotaSession, now: datetime) -> None:
@@ -569,6 +582,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         log.info("FUOTA answer outside any delivery device_id=%s %s", device_id, message, extra={"device_id": device_id})
         return []
     collar, row = found
+    if _step_over(session, row, device_id, message):
+        return []
     if message == "mc_class_c_session_ans":
         errors = int(fields.get("status") or 0) & ~3
         collar.session_answered = errors == 0  # no TS005 error bit
