@@ -100,6 +100,8 @@ class Outbox:
 
     def _claim(self, downlink_id: int) -> tuple[DownlinkTarget, list[OutgoingDownlink], bool] | None:
         now = utc_now()
+        if not self.settings.network_server_url and not self._routed(downlink_id):
+            return None  # nowhere to push it yet (no network server, no TTS route): no write transaction
         with self.db.write() as session:
             downlink = session.get(Downlink, downlink_id)
             if downlink is None or downlink.state != downlinks.STATE_QUEUED:
@@ -134,6 +136,15 @@ class Outbox:
                 items = [OutgoingDownlink(row.f_port, row.payload, row.correlation_id) for row in together]
                 return target, items, True
             return target, [OutgoingDownlink(downlink.f_port, downlink.payload, downlink.correlation_id)], False
+
+    def _routed(self, downlink_id: int) -> bool:
+        """Whether a downlink still queued has somewhere to go, read without the store's write lock."""
+        with self.db.read() as session:
+            downlink = session.get(Downlink, downlink_id)
+            if downlink is None or downlink.state != downlinks.STATE_QUEUED:
+                return False
+            device = session.get(Device, downlink.device_id)
+            return self.client.can_reach(self._target(session, device))
 
     def _target(self, session: Any, device: Device) -> DownlinkTarget:
         route = None

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, event, text
+from sqlalchemy import Table, event, insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.sql.dml import Insert
 
 # session.info keys: {table: [row, ...]} queued in this unit of work, in the order they came; and
@@ -57,11 +57,50 @@ def defer_foreign_keys(session: Session) -> None:
 
 
 def add_deferred(session: Session) -> None:
-    """Add (and flush) the objects `defer_add` held back, now."""
+    """Write the objects `defer_add` held back, now. When the transaction checks foreign keys at its
+    commit (`defer_foreign_keys`), as one Core insert per table, each object then attached to the
+    session as a stored row (later changes to it are flushed as updates, as ever), without the unit
+    of work's per-object insert; else added and flushed."""
     deferred = session.info.pop(DEFERRED_OBJECTS, None)
-    if deferred:
+    if not deferred:
+        return
+    if not session.info.get(FOREIGN_KEYS_DEFERRED):
         session.add_all(deferred)
         session.flush()
+        return
+    by_class: dict[type, list[Any]] = {}
+    for obj in deferred:
+        by_class.setdefault(type(obj), []).append(obj)
+    connection = session.connection()
+    for cls, objects in by_class.items():
+        mapper = inspect(cls)
+        if mapper.relationships:  # keep the unit of work for rows it must link
+            session.add_all(objects)
+            session.flush()
+            continue
+        columns = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
+        rows = []
+        for obj in objects:
+            values = obj.__dict__
+            for key, column in columns:
+                if key not in values:  # what the ORM's flush would have filled in
+                    setattr(obj, key, _python_default(column))
+            rows.append({column.key: values[key] for key, column in columns})
+        connection.execute(insert(mapper.local_table), rows)
+        for obj in objects:
+            make_transient_to_detached(obj)  # its attributes are now what the store holds
+            session.add(obj)
+
+
+def _python_default(column: Any) -> Any:
+    default = column.default
+    if default is None:
+        return None
+    if default.is_scalar:
+        return default.arg
+    if default.is_callable:
+        return default.arg(None)
+    raise ValueError(f"column {column.key} has a default the ingest path cannot compute ({default!r})")
 
 
 def queue_row(session: Session, table: Table, row: dict[str, Any]) -> None:
