@@ -228,6 +228,8 @@ def escaped_text(value: Any, limit: int) -> str | None:
     text = str(value)[: limit * 2].strip()
     if not text:
         return None
+    if text.isprintable():  # no character of category C (nor a separator but the space): nothing to escape
+        return text[:limit]
     return "".join(_escape(ch) for ch in text)[:limit]
 
 
