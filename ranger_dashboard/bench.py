@@ -26,7 +26,9 @@ colour and names, untimed); the other pages when their marker is there and two f
 
 The animals' names are drawn after the map's first frame, from the dashboard's name tiles
 (`name_tiles`): `map_names_ms_*` and `return_map_names_ms_*` time them apart, from asking for the
-page until the first frame on screen holding names (the same probe).
+page until the first frame on screen holding names (the same probe); the tracks too are fetched
+after the first frame (`track_routes`), `map_tracks_ms_*` and `return_map_tracks_ms_*` until the
+first frame holding all their segments.
 
 Visits to the two stores alternate; the median of `repeats` visits is reported, with the ratio
 herd / small measured in the same run (`ratio` of the cold maps, `return_map_ratio` of the warm).
@@ -64,6 +66,7 @@ from ranger_dashboard import draw_probe, serving
 from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 from ranger_dashboard.markers import ALERTS_READY_ID, ANIMAL_READY_ID, MAP_READY_ID
 from ranger_dashboard.palette import LABEL_COLOUR, STATE_COLOURS
+from ranger_dashboard.track_routes import TRACKS_PATH
 
 log = logging.getLogger(__name__)
 
@@ -360,25 +363,30 @@ def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
     page's draw probe, `draw_probe`: the frame after the one whose WebGL draw held them all), and its
     parts `map_run_ms` (until the page's marker saying it carries every animal entered the page:
     the page loaded, the app's run on the server, its elements in the browser) and `map_draw_ms`
-    (from there until that frame); and `map_names_ms`, until the first frame on screen holding
-    animal names, which arrive as tiles after the map's first frame. A screenshot then checks that
-    the map shows animals and names (`_shows`, not timed)."""
+    (from there until that frame); then what the map fetches after its first frame:
+    `map_names_ms`, until the first frame on screen holding animal names (name tiles), and
+    `map_tracks_ms`, until the first frame holding every segment of the tracks (the tracks route's
+    answer). A screenshot then checks that the map shows animals and names (`_shows`, not timed)."""
     draw_probe.install(page, animals)
     started = time.time()
-    page.goto(base_url)
-    page.wait_for_selector(f"#{MAP_READY_ID}[data-animals='{animals}']", state="attached", timeout=WAIT_MS)
-    drawn = draw_probe.wait_drawn(page, WAIT_MS)
-    named = draw_probe.wait_named(page, WAIT_MS)
+    with page.expect_response(lambda r: TRACKS_PATH in r.url, timeout=WAIT_MS) as tracks_answer:
+        page.goto(base_url)
+        page.wait_for_selector(f"#{MAP_READY_ID}[data-animals='{animals}']", state="attached", timeout=WAIT_MS)
+        drawn = draw_probe.wait_drawn(page, WAIT_MS)
+        named = draw_probe.wait_named(page, WAIT_MS)
+    segments = len(tracks_answer.value.json())
+    tracked = draw_probe.wait_lines(page, segments, WAIT_MS)
     marked = draw_probe.marked_at(page)
     if marked is None:
         raise RuntimeError("the draw probe never saw the map's marker enter the page")
     _shows(page, MAP_CHART, [STATE_COLOURS["normal"], LABEL_COLOUR])
-    log.info("map drawn", extra={"animals": animals, **draw_probe.record(page)})
+    log.info("map drawn", extra={"animals": animals, "track_segments": segments, **draw_probe.record(page)})
     return {
         "first_map_ms": 1000 * (drawn - started),
         "map_run_ms": 1000 * (marked - started),
         "map_draw_ms": 1000 * (drawn - marked),
         "map_names_ms": 1000 * (named - started),
+        "map_tracks_ms": 1000 * (tracked - started),
     }
 
 
@@ -399,6 +407,7 @@ RETURN_NAMES = {
     "map_run_ms": "return_map_run_ms",
     "map_draw_ms": "return_map_draw_ms",
     "map_names_ms": "return_map_names_ms",
+    "map_tracks_ms": "return_map_tracks_ms",
 }
 WAIT_MS = 180_000
 

@@ -1,6 +1,6 @@
 """The ranger dashboard as a Streamlit `st.App`: app.py plus the two routes that carry a sign-in in
 an HttpOnly cookie (`ranger_dashboard.cookie_routes`, `ranger_dashboard.session_cookie`) and the
-live map's name tiles (`ranger_dashboard.name_routes`).
+live map's name tiles and tracks (`ranger_dashboard.name_routes`, `ranger_dashboard.track_routes`).
 
 `streamlit run ranger_dashboard/dashboard_server.py -- --database-url URL --role ranger` (what
 `ranger_dashboard.launch.command` runs) finds `app` below and serves it with Streamlit's own
@@ -17,13 +17,16 @@ from starlette.middleware import Middleware
 # The bridge's service layer (SQLAlchemy, geopandas, shapely and pyproj under it: seconds to import)
 # is loaded as the server starts, not in the page run of the first ranger to visit.
 import lora_bridge.service  # noqa: F401
-from ranger_dashboard import cookie_routes, name_routes
+from ranger_dashboard import cookie_routes, name_routes, track_routes
 from ranger_dashboard.night_page import NightPage
 
 APP_SCRIPT = Path(__file__).resolve().parent / "app.py"
 
 # NightPage: the page's HTML shell starts in the night theme (no light flash before it arrives).
-# name_routes: the live map's names, as tiles for the zoom the ranger looks at.
+# name_routes: the live map's names, as tiles for the zoom the ranger looks at; track_routes: its
+# tracks, fetched after the map's first frame.
 app = st.App(
-    APP_SCRIPT, routes=cookie_routes.routes() + name_routes.routes(), middleware=[Middleware(NightPage)]
+    APP_SCRIPT,
+    routes=cookie_routes.routes() + name_routes.routes() + track_routes.routes(),
+    middleware=[Middleware(NightPage)],
 )

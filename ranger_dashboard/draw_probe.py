@@ -11,7 +11,9 @@ instanced draw into the canvas (framebuffer `null`; picking draws into its own f
 - `animals`: a ScatterplotLayer draw of at least the herd's number of instances (the map's one
   layer holding every animal's dot);
 - `names`: a draw of the text pipeline (deck.gl's TextLayer draws through its multi-icon layer)
-  with at least one character.
+  with at least one character;
+- `lines`: each LineLayer draw's number of segments, the first time a draw of that many was seen
+  (the tracks' layer is told apart by the number of segments the tracks route answered).
 
 The moment the page's marker saying it carries the whole herd (`markers.MAP_READY_ID`) enters the
 page is stamped too (`markedAt`). Each draw is stamped (`Date.now()`, epoch milliseconds) in the next animation frame after the frame
@@ -30,7 +32,7 @@ from ranger_dashboard.markers import MAP_READY_ID
 
 _SCRIPT = """
 (() => {
-  const probe = {animals: %(animals)d, markedAt: null, drawnAt: null, namedAt: null, pending: {}, frames: 0, draws: {}};
+  const probe = {animals: %(animals)d, markedAt: null, drawnAt: null, namedAt: null, lines: {}, pending: {}, frames: 0, draws: {}};
   window.__temboDrawProbe = probe;
   // The page's marker that it carries the whole herd, stamped when it enters the page.
   const marker = new MutationObserver(() => {
@@ -65,6 +67,10 @@ _SCRIPT = """
     }
     if (kind.startsWith("scatterplot-layer") && instances >= probe.animals) stamp("drawnAt");
     if (kind.startsWith("multi-icon-layer") && instances > 0) stamp("namedAt");
+    if (kind.startsWith("line-layer") && !(instances in probe.lines)) {
+      probe.lines[instances] = null;
+      requestAnimationFrame(() => { probe.lines[instances] = Date.now(); });
+    }
   };
   for (const name of ["WebGL2RenderingContext", "WebGLRenderingContext"]) {
     const proto = self[name] && self[name].prototype;
@@ -120,6 +126,12 @@ def wait_drawn(page: Any, timeout_ms: float) -> float:
 def wait_named(page: Any, timeout_ms: float) -> float:
     """Epoch seconds of the first frame on screen holding animal names (waits for it)."""
     return float(page.wait_for_function(NAMED, timeout=timeout_ms).json_value()) / 1000
+
+
+def wait_lines(page: Any, segments: int, timeout_ms: float) -> float:
+    """Epoch seconds of the first frame on screen holding a LineLayer draw of `segments` segments."""
+    expression = f"() => window.__temboDrawProbe && window.__temboDrawProbe.lines[{int(segments)}]"
+    return float(page.wait_for_function(expression, timeout=timeout_ms).json_value()) / 1000
 
 
 def marked_at(page: Any) -> float | None:

@@ -111,6 +111,34 @@ def track_paths(tracks: Mapping[Any, Sequence[Any]]) -> list[dict[str, Any]]:
     return paths
 
 
+TRACK_WIDTH_PX = 2
+
+
+def track_segments(paths: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The tracks of `track_paths` as the map's line segments (`line_segments`): `from`, `to`, the
+    track's `colour` and its `animal_id`; every track is TRACK_WIDTH_PX wide (the layer's width)."""
+    return [
+        {key: segment[key] for key in ("from", "to", "colour", "animal_id")}
+        for segment in line_segments([{**p, "width": TRACK_WIDTH_PX} for p in paths], carried=("animal_id",))
+    ]
+
+
+def tracks_layer(url: str) -> pdk.Layer:
+    """The herd's tracks as a LineLayer whose segments (`track_segments`) deck.gl fetches from the
+    dashboard's `url` (`track_routes`) after the map's first frame; not pickable."""
+    return pdk.Layer(
+        "LineLayer",
+        id="tracks",
+        data=url,
+        get_source_position="from",
+        get_target_position="to",
+        get_color="colour",
+        get_width=TRACK_WIDTH_PX,
+        width_units=PIXELS,
+        pickable=False,
+    )
+
+
 def alert_points(alerts: Iterable[Any], now: datetime, positions: Iterable[Any] = ()) -> list[dict[str, Any]]:
     """Open alerts as rings coloured by priority, the most urgent drawn last (on top).
 
@@ -355,12 +383,16 @@ def live_layers(
     alerts: Sequence[Mapping[str, Any]],
     focus_animal_id: str | None = None,
     names_url: str | None = None,
+    tracks_url: str | None = None,
 ) -> list[pdk.Layer]:
-    """Tracks, alert rings, animals coloured by state and, with `names_url`, their names as tiles
-    of the dashboard (`name_tiles`), in drawing order."""
+    """Tracks (`paths` in the map's JSON, or fetched from `tracks_url` after the first frame), alert
+    rings, animals coloured by state and, with `names_url`, their names as tiles of the dashboard
+    (`name_tiles`), in drawing order."""
     layers = []
-    if paths:
-        layers.append(line_layer("tracks", [{**p, "width": 2} for p in paths], carried=("animal_id",)))
+    if tracks_url is not None:
+        layers.append(tracks_layer(tracks_url))
+    elif paths:
+        layers.append(line_layer("tracks", [{**p, "width": TRACK_WIDTH_PX} for p in paths], carried=("animal_id",)))
     if alerts:
         rings = [{**a, "fill": a["colour"], "line": a["colour"], "radius": 14, "line_width": 3} for a in alerts]
         layers.append(dot_layer("open-alerts", rings, filled=False))
@@ -509,8 +541,10 @@ def build_deck(
     fit_px: tuple[int, int] = (720, 600),
     names: bool = True,
     as_of: datetime | None = None,
+    tracks_url: str | None = None,
 ) -> pdk.Deck:
-    """The live map: reserve geometry as the base layer, then tracks, alerts and animals, and (with
+    """The live map: reserve geometry as the base layer, then tracks (`paths`, or with `tracks_url`
+    fetched from the dashboard after the first frame, `track_routes`), alerts and animals, and (with
     `names`) the animals' names where they fit at every zoom, as tiles of the dashboard's names route
     for the moment `as_of` (None: live; `name_tiles`).
 
@@ -532,7 +566,7 @@ def build_deck(
 
         focused = focus_animal_id if focus else None
         names_url = name_tiles.names_url(float(view.zoom), focused, as_of.isoformat() if as_of else None)
-    layers = geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id, names_url)
+    layers = geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id, names_url, tracks_url)
     for layer in layers:
         if getattr(layer, "pickable", False):
             layer.data = with_tooltip_sides(layer.data, view)

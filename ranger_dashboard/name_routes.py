@@ -36,7 +36,8 @@ _cache: OrderedDict[tuple[Any, ...], tuple[float, Any]] = OrderedDict()
 _lock = threading.Lock()
 
 
-def _cached(key: tuple[Any, ...], make: Any) -> Any:
+def cached(key: tuple[Any, ...], make: Any) -> Any:
+    """`make()`, kept under `key` for at most HERD_TTL_S (the last CACHED answers of the routes)."""
     now = time.monotonic()
     with _lock:
         hit = _cache.get(key)
@@ -94,8 +95,8 @@ def names_for(
     as_of = datetime.fromisoformat(query["at"]) if query.get("at") else None
     whole, focus = _float(query.get("whole")), query.get("focus") or None
     herd_key = ("herd", viewer, as_of, bridge.change_counter())
-    points = _cached(herd_key, lambda: herd_points(bridge, viewer, as_of, clock))
-    named = _cached((*herd_key, z, whole, focus), lambda: name_tiles.named_at_zoom(points, z, whole, focus))
+    points = cached(herd_key, lambda: herd_points(bridge, viewer, as_of, clock))
+    named = cached((*herd_key, z, whole, focus), lambda: name_tiles.named_at_zoom(points, z, whole, focus))
     return name_tiles.tile_names(named, z, x, y)
 
 

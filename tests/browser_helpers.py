@@ -235,3 +235,19 @@ def names_on_map(database_url: str, viewer, spec: dict) -> set[str]:
             for x, y in tiles
             for feature in name_routes.names_for(bridge, viewer, zoom, x, y, query)["features"]
         }
+
+
+def tracks_on_map(database_url: str, viewer, spec: dict) -> list[dict]:
+    """The track segments the live map of deck `spec` draws after its first frame, as `viewer`: the
+    answer of the tracks route's own function (`ranger_dashboard.track_routes`) for the window in
+    the URL of its tracks layer, as the browser would fetch it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from lora_bridge.service import open_bridge
+    from ranger_dashboard import data, track_routes
+
+    layer = next(item for item in spec["layers"] if item["id"] == "tracks")
+    assert layer["data"].startswith(f".{track_routes.TRACKS_PATH}?")
+    since, until = track_routes.window({key: values[0] for key, values in parse_qs(urlsplit(layer["data"]).query).items()})
+    with open_bridge(database_url) as bridge:
+        return track_routes.segments_for(bridge, viewer, since, until, data.TRACK_MAX_POINTS)

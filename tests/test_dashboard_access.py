@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from access_builders import PASSWORDS, exact_places, live_bridge
+from browser_helpers import tracks_on_map
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
@@ -62,6 +63,13 @@ def shown_places(app: AppTest) -> set[tuple[float, float]]:
     return places
 
 
+def track_places(url: str, viewer: Viewer, app: AppTest) -> set[tuple[float, float]]:
+    """Every (lat, lon) of the tracks the live map fetches after its first frame, as `viewer`."""
+    (chart,) = app.get("deck_gl_json_chart")
+    segments = tracks_on_map(url, viewer, json.loads(chart.proto.json))
+    return {(round(lat, 5), round(lon, 5)) for segment in segments for lon, lat in (segment["from"], segment["to"])}
+
+
 def test_visitor_kiosk_opens_without_sign_in_and_never_shows_an_exact_live_position(live_store, monkeypatch):
     with open_bridge(live_store) as bridge:
         exact = exact_places(bridge)
@@ -69,7 +77,7 @@ def test_visitor_kiosk_opens_without_sign_in_and_never_shows_an_exact_live_posit
     app = run_app(live_store, monkeypatch, "visitor")
     assert app.get("deck_gl_json_chart"), "the kiosk opens on the live map"
     assert not any(t.key == "sign_in_username" for t in app.text_input)
-    map_places = shown_places(app)
+    map_places = shown_places(app) | track_places(live_store, login.kiosk_viewer(), app)
     animals_page = run_app(live_store, monkeypatch, "visitor", page="animals")
 
     assert map_places, "the kiosk shows the herd, coarsely"
@@ -103,7 +111,8 @@ def test_ranger_dashboard_asks_for_a_sign_in_and_refuses_other_roles(live_store,
 
 
 def test_admin_finds_the_audit_log_of_who_saw_exact_positions(live_store, monkeypatch):
-    run_app(live_store, monkeypatch, "ranger", user="amina")  # a ranger looks at the live map
+    live_map = run_app(live_store, monkeypatch, "ranger", user="amina")  # a ranger looks at the live map
+    assert track_places(live_store, Viewer("amina", "ranger"), live_map), "and its tracks come after it"
     app = run_app(live_store, monkeypatch, "ranger", user="ada", page="audit")
 
     frame = app.dataframe[0].value

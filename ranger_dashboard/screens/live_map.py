@@ -23,13 +23,14 @@ from ranger_dashboard import (
     palette,
     roles,
     selection,
+    track_routes,
     views,
 )
 
 logger = logging.getLogger("ranger_dashboard.live_map")
 
-TRACK_HOURS = (6, 12, 24, 48, 72, 168)
-DEFAULT_TRACK_HOURS = 24
+TRACK_HOURS = track_routes.TRACK_HOURS
+DEFAULT_TRACK_HOURS = track_routes.DEFAULT_TRACK_HOURS
 NO_FOCUS = "all"
 # An animal clicked on the map, handed to the next full run, which opens its page.
 OPEN_FROM_MAP_KEY = "_open_from_map"
@@ -113,22 +114,24 @@ def live_panel() -> None:
     now, points = shown.now, shown.points
     latest_fix = max((p.time for p in positions), default=None)
     until = moment or latest_fix
-    since = until - timedelta(hours=hours) if until is not None else None
-    tracks = data.tracks_at(url, viewer, since, until, data.TRACK_MAX_POINTS, changed)
+    # The tracks are fetched by the map after its first frame (`track_routes`), for this window.
+    tracks_url = None
+    if until is not None:
+        tracks_url = track_routes.tracks_url(until - timedelta(hours=hours), until, changed)
     rings = map_layers.alert_points(alerts, now, positions) if role.exact_positions else []
 
     low_battery_mv = data.low_battery_mv(url)
-    paths = map_layers.track_paths(tracks)
     width_px, height_px = PHONE_MAP_PX if phone else DESK_MAP_PX
     deck = map_layers.build_deck(
         data.geography(url),
         points,
-        paths,
+        [],
         rings,
         focus_animal_id=None if focus == NO_FOCUS else focus,
         online_tiles=tiles,
         fit_px=(width_px, height_px),
         as_of=moment,
+        tracks_url=tracks_url,
     )
     as_of.banner(moment, "The map shows the reserve")
     map_column, table_column = st.columns([5, 2])
@@ -141,7 +144,7 @@ def live_panel() -> None:
             # A new key per focus and per click starts each map with no selection left over.
             key=f"live-map-{focus}-{st.session_state.get(PICKS_KEY, 0)}",
         )
-        markers.ready(markers.MAP_READY_ID, animals=len(points), alerts=len(rings), tracks=len(paths))
+        markers.ready(markers.MAP_READY_ID, animals=len(points), alerts=len(rings))
     picked = map_layers.selected_animal_id(state.selection.objects) if state is not None else None
     if picked is not None:
         st.session_state[OPEN_FROM_MAP_KEY] = picked
