@@ -87,6 +87,10 @@ def test_page_shell_asks_for_the_map_scripts_at_once_without_repeating_streamlit
     assert not set(added) & chart_preload.shell_modules(shell)  # nothing the shell loads anyway
     assert all((chart_preload.STATIC_JS / name.decode()).is_file() for name in added)
     assert b"webgl" in b" ".join(added)  # the module it imports when the map starts, too
+    # And the elements the live map page shows beside the map: its sidebar's select boxes, toggle
+    # and buttons, the "as of" slider, the metrics, its marker.
+    for element in chart_preload.PAGE_ELEMENTS:
+        assert any(name.decode().startswith(f"{element}.") for name in added), element
 
 
 def test_map_module_imports_are_read_from_static_imports_and_vite_dependency_maps():
