@@ -48,12 +48,14 @@ def night_head() -> bytes:
 
 
 def with_night_head(body: bytes) -> bytes:
-    """`body` (an HTML page) with `night_head()` and the map's module preloads
-    (`chart_preload.preload_links`) before its `</head>`; unchanged without one."""
+    """`body` (an HTML page) with `night_head()`, the map's and the page elements' module preloads
+    (`chart_preload.preload_links`) and the map module's early import (`chart_preload.early_import`,
+    run after Streamlit's own module) before its `</head>`; unchanged without one."""
     at = body.find(HEAD_END)
     if at < 0:
         return body  # the same object when unchanged
-    preloads = chart_preload.preload_links(chart_preload.shell_modules(body))
+    shell = chart_preload.shell_modules(body)
+    preloads = chart_preload.preload_links(shell) + chart_preload.early_import(shell)
     return body[:at] + night_head() + preloads + body[at:]
 
 

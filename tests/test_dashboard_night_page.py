@@ -91,6 +91,9 @@ def test_page_shell_asks_for_the_map_scripts_at_once_without_repeating_streamlit
     # and buttons, the "as of" slider, the metrics, its marker.
     for element in chart_preload.PAGE_ELEMENTS:
         assert any(name.decode().startswith(f"{element}.") for name in added), element
+    # The map's module is evaluated early, by a module script after Streamlit's own.
+    early = f'<script type="module">import("./static/js/{added[0].decode()}");</script>'.encode()
+    assert head.index(early) > max(head.index(b'src="./static/js/' + name.encode()) for name in chart_preload.SHELL_SCRIPT.findall(shell) for name in [name.decode()])
 
 
 def test_map_module_imports_are_read_from_static_imports_and_vite_dependency_maps():
