@@ -361,9 +361,9 @@ def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
     """Milliseconds from asking for the live map (a signed-in browser) until it is drawn with all
     `animals`: `first_map_ms`, until the first frame on screen that holds every animal's dot (the
     page's draw probe, `draw_probe`: the frame after the one whose WebGL draw held them all), and its
-    parts `map_run_ms` (until the page's marker saying it carries every animal entered the page:
-    the page loaded, the app's run on the server, its elements in the browser) and `map_draw_ms`
-    (from there until that frame); then what the map fetches after its first frame:
+    parts `map_run_ms` (until the map's canvas entered the page: the page loaded, the app's run on
+    the server, the map element in the browser) and `map_draw_ms` (from there until that frame;
+    the page's marker saying it carries every animal is waited for too, untimed); then what the map fetches after its first frame:
     `map_names_ms`, until the first frame on screen holding animal names (name tiles), and
     `map_tracks_ms`, until the first frame holding every segment of the tracks (the tracks route's
     answer). A screenshot then checks that the map shows animals and names (`_shows`, not timed)."""
@@ -376,9 +376,9 @@ def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
         named = draw_probe.wait_named(page, WAIT_MS)
     segments = len(tracks_answer.value.json())
     tracked = draw_probe.wait_lines(page, segments, WAIT_MS)
-    marked = draw_probe.marked_at(page)
-    if marked is None:
-        raise RuntimeError("the draw probe never saw the map's marker enter the page")
+    marked = draw_probe.canvas_at(page)
+    if marked is None or draw_probe.marked_at(page) is None:
+        raise RuntimeError("the draw probe never saw the map's canvas or marker enter the page")
     _shows(page, MAP_CHART, [STATE_COLOURS["normal"], LABEL_COLOUR])
     log.info("map drawn", extra={"animals": animals, "track_segments": segments, **draw_probe.record(page)})
     return {

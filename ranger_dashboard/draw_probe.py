@@ -15,8 +15,9 @@ instanced draw into the canvas (framebuffer `null`; picking draws into its own f
 - `lines`: each LineLayer draw's number of segments, the first time a draw of that many was seen
   (the tracks' layer is told apart by the number of segments the tracks route answered).
 
-The moment the page's marker saying it carries the whole herd (`markers.MAP_READY_ID`) enters the
-page is stamped too (`markedAt`). Each draw is stamped (`Date.now()`, epoch milliseconds) in the next animation frame after the frame
+The moments the page's marker saying it carries the whole herd (`markers.MAP_READY_ID`) and the
+map's canvas enter the page are stamped too (`markedAt`, `canvasAt`). Each draw is stamped
+(`Date.now()`, epoch milliseconds) in the next animation frame after the frame
 that drew it: Chromium runs that frame's callbacks only once the drawing frame has been handed to
 the compositor (in a software-rendered browser, once the canvas's pixels have been read back), so
 the stamp is when that frame was on screen, not when it was asked for. The probe also counts the
@@ -32,17 +33,17 @@ from ranger_dashboard.markers import MAP_READY_ID
 
 _SCRIPT = """
 (() => {
-  const probe = {animals: %(animals)d, markedAt: null, drawnAt: null, namedAt: null, lines: {}, pending: {}, frames: 0, draws: {}};
+  const probe = {animals: %(animals)d, markedAt: null, canvasAt: null, drawnAt: null, namedAt: null, lines: {}, pending: {}, frames: 0, draws: {}};
   window.__temboDrawProbe = probe;
-  // The page's marker that it carries the whole herd, stamped when it enters the page.
-  const marker = new MutationObserver(() => {
+  // The page's marker that it carries the whole herd, and the map's canvas, stamped when each
+  // enters the page.
+  const elements = new MutationObserver(() => {
     const found = document.getElementById(%(marker)s);
-    if (found && Number(found.dataset.animals) === probe.animals) {
-      probe.markedAt = Date.now();
-      marker.disconnect();
-    }
+    if (probe.markedAt === null && found && Number(found.dataset.animals) === probe.animals) probe.markedAt = Date.now();
+    if (probe.canvasAt === null && document.querySelector(%(canvas)s)) probe.canvasAt = Date.now();
+    if (probe.markedAt !== null && probe.canvasAt !== null) elements.disconnect();
   });
-  marker.observe(document, {childList: true, subtree: true});
+  elements.observe(document, {childList: true, subtree: true});
   const shaderKind = new WeakMap(), programKind = new WeakMap(), bound = new WeakMap();
   const stateOf = gl => {
     let state = bound.get(gl);
@@ -104,13 +105,14 @@ _SCRIPT = """
 })();
 """
 
+MAP_CANVAS = "[data-testid='stDeckGlJsonChart'] canvas"
 DRAWN = "() => window.__temboDrawProbe && window.__temboDrawProbe.drawnAt"
 NAMED = "() => window.__temboDrawProbe && window.__temboDrawProbe.namedAt"
 
 
 def script(animals: int) -> str:
     """The init script of the probe for a map of `animals` animals."""
-    return _SCRIPT % {"animals": int(animals), "marker": json.dumps(MAP_READY_ID)}
+    return _SCRIPT % {"animals": int(animals), "marker": json.dumps(MAP_READY_ID), "canvas": json.dumps(MAP_CANVAS)}
 
 
 def install(page: Any, animals: int) -> None:
@@ -137,6 +139,12 @@ def wait_lines(page: Any, segments: int, timeout_ms: float) -> float:
 def marked_at(page: Any) -> float | None:
     """Epoch seconds at which the page's map marker (carrying every animal) entered the page."""
     stamp = page.evaluate("() => window.__temboDrawProbe && window.__temboDrawProbe.markedAt")
+    return None if stamp is None else float(stamp) / 1000
+
+
+def canvas_at(page: Any) -> float | None:
+    """Epoch seconds at which the map's canvas entered the page."""
+    stamp = page.evaluate("() => window.__temboDrawProbe && window.__temboDrawProbe.canvasAt")
     return None if stamp is None else float(stamp) / 1000
 
 

@@ -15,7 +15,7 @@ from playwright.sync_api import sync_playwright
 
 from lora_bridge.access import Viewer
 from lora_bridge.service import open_bridge
-from ranger_dashboard import bench, draw_probe, palette, serving
+from ranger_dashboard import bench, draw_probe, palette, serving, track_routes
 from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 from ranger_dashboard.map_layers import NAME_EVERY_ANIMAL_UP_TO
 
@@ -111,9 +111,16 @@ def test_ranger_reads_a_large_herd_by_names_of_alerting_animals_and_tooltips(sql
                 page.on("response", lambda r: name_tiles_seen.append(r) if "/map/names/" in r.url else None)
                 draw_probe.install(page, HERD)  # the dashboard bench's clock of the map's frames
                 page.goto(base_url)
-                sign_in(page, "amina")
-                page.wait_for_selector(f"#tembo-map-ready[data-animals='{HERD}']", state="attached", timeout=WAIT_MS)
-                drawn_at = draw_probe.wait_drawn(page, WAIT_MS)
+                with page.expect_response(lambda r: track_routes.TRACKS_PATH in r.url, timeout=WAIT_MS) as tracks:
+                    sign_in(page, "amina")
+                    page.wait_for_selector(f"#tembo-map-ready[data-animals='{HERD}']", state="attached", timeout=WAIT_MS)
+                    drawn_at = draw_probe.wait_drawn(page, WAIT_MS)
+                # The tracks came after the first frame, from the tracks route with the sign-in's cookie:
+                # every segment drawn, one track per animal.
+                assert tracks.value.status == 200
+                segments = tracks.value.json()
+                assert len({s["animal_id"] for s in segments}) == HERD
+                assert draw_probe.wait_lines(page, len(segments), WAIT_MS) >= drawn_at
                 page.wait_for_selector(f"{MAP} canvas", state="attached", timeout=WAIT_MS)
                 image = map_showing(
                     page, [palette.STATE_COLOURS["normal"], palette.STATE_COLOURS["alert"], palette.LABEL_COLOUR]
@@ -122,7 +129,7 @@ def test_ranger_reads_a_large_herd_by_names_of_alerting_animals_and_tooltips(sql
                 # names after it: the dots were drawn by deck.gl's dot layer, the names as text.
                 named_at = draw_probe.wait_named(page, WAIT_MS)
                 assert drawn_at <= named_at <= time.time()
-                assert draw_probe.marked_at(page) is not None
+                assert draw_probe.marked_at(page) is not None and draw_probe.canvas_at(page) <= drawn_at
                 seen = draw_probe.record(page)
                 assert seen["frames"] >= 2 and seen["draws"]["scatterplot-layer-vertex-shader"] >= 1
                 image.save(tmp_path / f"{screen}_herd.png")
