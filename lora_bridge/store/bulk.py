@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Table, event, insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
 # session.info keys: {table: [row, ...]} queued in this unit of work, in the order they came; and
@@ -83,8 +84,8 @@ def add_deferred(session: Session) -> None:
         for obj in objects:
             values = obj.__dict__
             for key, column in columns:
-                if key not in values:  # what the ORM's flush would have filled in
-                    setattr(obj, key, _python_default(column))
+                if key not in values:  # what the ORM's flush would have filled in (no change history:
+                    set_committed_value(obj, key, _python_default(column))  # the row is stored as it is)
             rows.append({column.key: values[key] for key, column in columns})
         connection.execute(insert(mapper.local_table), rows)
         for obj in objects:
