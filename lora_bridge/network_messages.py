@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -174,17 +175,33 @@ def read_network_message(
     raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
 
 
+# The TTS body event_name_of parsed last in this thread, and its document: the reader that usually
+# follows at once for the same body (the durable intake's writer) takes it instead of parsing again.
+_just_parsed = threading.local()
+
+
 def event_name_of(network: str, event: str | None, body: bytes) -> str:
     """The network's name of body's kind as stored beside the raw body (before it is read)."""
     named = canonical_event(network, event)
     if network == SOURCE_TTS:
+        _just_parsed.last = None
         try:
             document = load_json_object(body)
         except MalformedUplink:
             return named or "unknown"
+        _just_parsed.last = (body, document)
         keys = [key for key in TTS_MESSAGE_KEYS if key in document]
         return keys[0] if keys else (named or "unknown")
     return named or "up"
+
+
+def _tts_document(body: bytes) -> dict[str, Any]:
+    """body's JSON object: the one event_name_of just parsed from this very body, else parsed now."""
+    last = getattr(_just_parsed, "last", None)
+    _just_parsed.last = None  # taken once: no two readers share a document
+    if last is not None and last[0] is body:
+        return last[1]
+    return load_json_object(body)
 
 
 # ---- The Things Stack ---------------------------------------------------------------------------
@@ -196,7 +213,7 @@ def _read_tts(
     named = canonical_event(SOURCE_TTS, event)
     if is_protobuf(content_type):
         return _unknown(SOURCE_TTS, named or "unknown", {"reason": "TTS Protobuf webhook format is not read; use JSON"})
-    document = load_json_object(body)
+    document = _tts_document(body)
     keys = [key for key in TTS_MESSAGE_KEYS if isinstance(document.get(key), dict)]
     key = keys[0] if keys else None
     if key is None:
