@@ -98,19 +98,6 @@ def latest_positions(url: str, viewer: Viewer) -> list[Any]:
     return bridge(url).latest_positions(viewer=viewer)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def tracks(
-    url: str,
-    since: datetime | None,
-    viewer: Viewer,
-    max_points: int | None = TRACK_MAX_POINTS,
-    until: datetime | None = None,
-) -> dict[str, list[Any]]:
-    """Positions from `since` up to `until` per animal id, oldest first, each track thinned by the
-    bridge to `max_points`; the bridge logs who viewed them."""
-    return bridge(url).tracks(since=since, until=until, viewer=viewer, max_points=max_points)
-
-
 # ---------------------------------------------------------------- the map at a moment
 # Read once per change of the store (`Bridge.change_counter`) and viewer, for at most
 # MOMENT_TTL_S: every viewer's first read of a state reaches the bridge and its audit log. A
@@ -134,14 +121,6 @@ def positions_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tupl
 def alerts_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> list[Any]:
     """The alerts open at `as_of` (None: now) as they stood then, as viewer may see them."""
     return bridge(url).alerts_at(as_of, viewer=viewer)
-
-
-@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
-def tracks_at(
-    url: str, viewer: Viewer, since: datetime | None, until: datetime | None, max_points: int, changed: tuple[Any, ...]
-) -> dict[str, list[Any]]:
-    """The herd's tracks from `since` up to `until`, thinned to `max_points` fixes each."""
-    return bridge(url).tracks(since=since, until=until, viewer=viewer, max_points=max_points)
 
 
 @st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
