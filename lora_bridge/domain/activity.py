@@ -101,6 +101,21 @@ def _blob_classes(data: bytes) -> tuple[int, list[str]] | None:
     return int(parsed.model_version), [str(c) for c in parsed.classes]
 
 
+# session.info key: the registry's catalog as a unit of work (a batch of uplinks) first looked at it.
+CATALOGS_READ = "tembo_model_catalogs"
+
+
+def model_classes_of_unit(session: Any, registry_dir: str | None) -> dict[int, list[str]]:
+    """model_classes(registry_dir), looked at once per unit of work (not once per uplink: the registry
+    is a folder of files, globbed and stat-ed each time); a model registered meanwhile is seen by the
+    next unit of work."""
+    read = session.info.setdefault(CATALOGS_READ, {})
+    key = str(registry_dir)
+    if key not in read:
+        read[key] = model_classes(registry_dir)
+    return read[key]
+
+
 def model_classes(registry_dir: str | None) -> dict[int, list[str]]:
     """{model version: class names} of the shipped model and every registered blob (re-read when the registry changes)."""
     from pathlib import Path
@@ -123,9 +138,11 @@ def model_classes(registry_dir: str | None) -> dict[int, list[str]]:
     return catalog
 
 
-def class_names_for(model_version: int | None, registry_dir: str | None) -> list[str]:
-    """Class names of a model version, in its class-index order; [] when the bridge does not know the version."""
-    names = model_classes(registry_dir).get(int(model_version)) if model_version is not None else None
+def class_names_for(model_version: int | None, registry_dir: str | None, session: Any = None) -> list[str]:
+    """Class names of a model version, in its class-index order; [] when the bridge does not know the version.
+    With session: the registry as that unit of work saw it (`model_classes_of_unit`)."""
+    catalog = model_classes_of_unit(session, registry_dir) if session is not None else model_classes(registry_dir)
+    names = catalog.get(int(model_version)) if model_version is not None else None
     if names is None:
         log.warning("activity of an unknown model version: shares named class_<i>",
                     extra={"model_version": model_version, "registry": registry_dir})
@@ -133,15 +150,16 @@ def class_names_for(model_version: int | None, registry_dir: str | None) -> list
     return names
 
 
-def behaviour_name(model_version: int | None, index: int | None, registry_dir: str | None) -> str | None:
+def behaviour_name(model_version: int | None, index: int | None, registry_dir: str | None,
+                   session: Any = None) -> str | None:
     """Name of a status message's behaviour index under its model version (None when unknown)."""
     if index is None:
         return None
-    names = class_names_for(model_version, registry_dir)
+    names = class_names_for(model_version, registry_dir, session)
     return names[index] if 0 <= index < len(names) else None
 
 
-def status_behaviour(fields: dict[str, Any], codec: Any, registry_dir: str | None) -> str | None:
+def status_behaviour(fields: dict[str, Any], codec: Any, registry_dir: str | None, session: Any = None) -> str | None:
     """The behaviour a status message reports, named by the class list of the model version it carries.
 
     The codec decodes the wire's index with its own enum list; the index is what the collar sent.
@@ -157,4 +175,4 @@ def status_behaviour(fields: dict[str, Any], codec: Any, registry_dir: str | Non
         index = int(text[8:])
     else:
         return text
-    return behaviour_name(fields.get("model_version"), index, registry_dir) or f"class_{index}"
+    return behaviour_name(fields.get("model_version"), index, registry_dir, session) or f"class_{index}"

@@ -80,7 +80,7 @@ def apply_message(
 
             update_results.record(session, device.device_id, fields, time)
         if "behaviour" in fields and device.status_time == time:
-            device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry)
+            device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
         alert_id = rules.check_battery(session, device, animal.id, time)
         if alert_id is not None:
             applied.alert_ids.append(alert_id)
@@ -91,7 +91,7 @@ def apply_message(
             animal_id=animal.id,
             time=time,
             fields=fields,
-            class_names=activity.class_names_for(fields.get("model_version"), settings.model_registry),
+            class_names=activity.class_names_for(fields.get("model_version"), settings.model_registry, session),
             raw_uplink_id=raw.id,
         )
         applied.activity_summaries += row is not None
