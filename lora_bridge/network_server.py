@@ -341,6 +341,30 @@ class NetworkServerClient:
                    f"ChirpStack multicast group {group_id} deleted",
                    accept={404: f"ChirpStack multicast group {group_id} was already gone"})
 
+    def tts_multicast_device(self, application_id: str, device_id: str,
+                             route_hint: RouteHint | None = None) -> TtsMulticastDevice:
+        """Read a TTS multicast end device from the Network Server's registry (NsEndDeviceRegistry.Get,
+        `GET /api/v3/ns/applications/{app}/devices/{device}?field_mask=...`): whether it is a multicast,
+        Class C device and the RX2 frequency and data rate its Class C downlinks go out on
+        (`mac_state.current_parameters`, the MACParameters the Network Server schedules RX2 with).
+        route_hint (a collar's push URL of the application) names the server when no URL is configured.
+        DownlinkError when it cannot be read or the answer is not an end device."""
+        base = (self.settings.network_server_url or "").rstrip("/")
+        key = self._key()
+        if not base and route_hint is not None and allowed_route(route_hint.url, self.settings):
+            parts = urlsplit(route_hint.url)
+            base, key = f"{parts.scheme}://{parts.netloc}", route_hint.api_key or key
+        if not base:
+            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL) and no X-Downlink-Push seen")
+        url = (f"{base}/api/v3/ns/applications/{quote(application_id, safe='')}/devices/{quote(device_id, safe='')}"
+               f"?field_mask={','.join(TTS_MULTICAST_FIELDS)}")
+        answer = self._call("GET", url, None, {"Authorization": f"Bearer {key}"} if key else {},
+                            f"TTS multicast end device {device_id} read")
+        try:
+            return parse_tts_multicast_device(answer.json())
+        except ValueError as error:
+            raise DownlinkError(f"The Things Stack's answer for {device_id} is not an end device: {error}") from None
+
     def _configured_base(self) -> str:
         """The network server's URL without a trailing slash; DownlinkError when none is configured."""
         base = (self.settings.network_server_url or "").rstrip("/")
@@ -378,6 +402,46 @@ class NetworkServerClient:
     def close(self) -> None:
         """Close the underlying HTTP client."""
         self.http.close()
+
+
+TTS_MULTICAST_FIELDS = ("multicast", "supports_class_c", "mac_state.current_parameters.rx2_frequency",
+                        "mac_state.current_parameters.rx2_data_rate_index")
+
+
+@dataclass(frozen=True)
+class TtsMulticastDevice:
+    """What The Things Stack's Network Server holds for a multicast end device."""
+
+    multicast: bool
+    supports_class_c: bool
+    rx2_frequency_hz: int | None  # None: the device has no MAC state at the Network Server
+    rx2_data_rate: int | None
+
+
+def parse_tts_multicast_device(answer: object) -> TtsMulticastDevice:
+    """An EndDevice of TTS's JSON API (proto3 JSON: fields that are false or zero left out, uint64 as a
+    decimal string, the DataRateIndex enum by its name `DATA_RATE_<n>` or its number); ValueError when
+    the shape is not that."""
+    if not isinstance(answer, dict):
+        raise ValueError("not a JSON object")
+    flags = {name: answer.get(name, False) for name in ("multicast", "supports_class_c")}
+    if not all(isinstance(value, bool) for value in flags.values()):
+        raise ValueError("multicast and supports_class_c must be booleans")
+    state = answer.get("mac_state")
+    if state is None:
+        return TtsMulticastDevice(flags["multicast"], flags["supports_class_c"], None, None)
+    current = state.get("current_parameters", {}) if isinstance(state, dict) else None
+    if not isinstance(current, dict):
+        raise ValueError("mac_state.current_parameters must be an object")
+    frequency = current.get("rx2_frequency", "0")
+    if isinstance(frequency, bool) or not isinstance(frequency, str | int) or not str(frequency).isdigit():
+        raise ValueError(f"rx2_frequency {frequency!r} is not a uint64")
+    rate = current.get("rx2_data_rate_index", 0)
+    if isinstance(rate, str) and rate.startswith("DATA_RATE_") and rate[10:].isdigit():
+        rate = int(rate[10:])
+    if isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= 15:
+        raise ValueError(f"rx2_data_rate_index {rate!r} is not a DataRateIndex")
+    return TtsMulticastDevice(flags["multicast"], flags["supports_class_c"], int(frequency), rate)
 
 
 def _queue_item_id(response: httpx.Response) -> str | None:

@@ -1478,25 +1478,37 @@ class Bridge:
             raise campaigns.CampaignError(f"ChirpStack did not create the multicast group: {error}") from None
 
     def _check_technicians_group(self, session: Any, row: Any) -> None:
-        """A ChirpStack group the technician made must send as the plan does: Class C, 869.525 MHz, the
-        plan's data rate; CampaignError (nothing kept) when it does not or cannot be read. (A TTS
-        multicast end device's radio settings live in its Network Server registry: not read here.)"""
-        from chirpstack_api.api import multicast_group_pb2 as mg
+        """A multicast group the technician made must send as the plan does: Class C, 869.525 MHz, the
+        plan's data rate. On ChirpStack the group (MulticastGroupService.Get); on The Things Stack the
+        multicast end device's RX2 parameters, which its Class C downlinks go out on
+        (NsEndDeviceRegistry.Get). CampaignError (nothing kept) when it does not or cannot be read."""
         from sqlalchemy import select
 
         from lora_bridge.domain import campaigns, fuota_delivery
-        from lora_bridge.errors import DownlinkError
         from lora_bridge.store.tables import Device, FuotaCollar
 
         devices = select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)
-        if set(session.scalars(select(Device.network).where(Device.device_id.in_(devices)))) != {"chirpstack"}:
-            return
+        networks = set(session.scalars(select(Device.network).where(Device.device_id.in_(devices)))) - {None}
+        frequency_hz, dr = fuota_delivery.MC_FREQUENCY_HZ100 * 100, max(0, 12 - row.sf)
+        if networks == {"chirpstack"}:
+            server, problems = "ChirpStack multicast group", self._chirpstack_group_problems(row, frequency_hz, dr)
+        else:  # the outbox sends a delivery's frames to The Things Stack unless its collars are on ChirpStack
+            server, problems = "TTS multicast end device", self._tts_group_problems(session, row, frequency_hz, dr)
+        if problems:
+            raise campaigns.CampaignError(f"the {server} {row.group_id} does not send as the plan does: "
+                                          f"{'; '.join(problems)}")
+
+    def _chirpstack_group_problems(self, row: Any, frequency_hz: int, dr: int) -> list[str]:
+        from chirpstack_api.api import multicast_group_pb2 as mg
+
+        from lora_bridge.domain import campaigns
+        from lora_bridge.errors import DownlinkError
+
         try:
             group = self.network_server.chirpstack_multicast_group(row.group_id)
         except DownlinkError as error:
             raise campaigns.CampaignError(f"could not read the ChirpStack multicast group {row.group_id}: "
                                           f"{error}") from None
-        frequency_hz, dr = fuota_delivery.MC_FREQUENCY_HZ100 * 100, max(0, 12 - row.sf)
         problems = []
         if group.group_type != mg.MulticastGroupType.CLASS_C:
             problems.append(f"type {mg.MulticastGroupType.Name(group.group_type)}, not CLASS_C")
@@ -1504,9 +1516,39 @@ class Bridge:
             problems.append(f"frequency {group.frequency} Hz, not {frequency_hz}")
         if group.dr != dr:
             problems.append(f"DR{group.dr}, not the plan's DR{dr} (SF{row.sf})")
-        if problems:
-            raise campaigns.CampaignError(f"the ChirpStack multicast group {row.group_id} does not send as the "
-                                          f"plan does: {'; '.join(problems)}")
+        return problems
+
+    def _tts_group_problems(self, session: Any, row: Any, frequency_hz: int, dr: int) -> list[str]:
+        from sqlalchemy import select
+
+        from lora_bridge.domain import campaigns
+        from lora_bridge.errors import DownlinkError
+        from lora_bridge.network_server import RouteHint
+        from lora_bridge.store.tables import DownlinkRoute
+        from lora_bridge.uplink_formats import label
+
+        route = session.scalars(select(DownlinkRoute).where(
+            DownlinkRoute.application_id == (label(row.application_id) or ""), DownlinkRoute.push_url.is_not(None))
+        ).first()
+        hint = RouteHint(route.push_url, route.api_key) if route is not None else None
+        try:
+            device = self.network_server.tts_multicast_device(row.application_id or "", row.group_id, hint)
+        except DownlinkError as error:
+            raise campaigns.CampaignError(f"could not read the TTS multicast end device {row.group_id}: "
+                                          f"{error}") from None
+        problems = []
+        if not device.multicast:
+            problems.append("not a multicast end device")
+        if not device.supports_class_c:
+            problems.append("Class C not supported")
+        if device.rx2_frequency_hz is None:
+            problems.append("no MAC state at the Network Server (reset the device's session and MAC state)")
+        else:
+            if device.rx2_frequency_hz != frequency_hz:
+                problems.append(f"RX2 frequency {device.rx2_frequency_hz} Hz, not {frequency_hz}")
+            if device.rx2_data_rate != dr:
+                problems.append(f"RX2 DR{device.rx2_data_rate}, not the plan's DR{dr} (SF{row.sf})")
+        return problems
 
     def request_multicast_status(self, device_id: str) -> int:
         """Ask one collar which TS005 multicast groups it holds (McGroupStatusReq); return the downlink id."""

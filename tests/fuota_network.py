@@ -6,7 +6,12 @@ owners document, and the technician's collar key file: shared by the FUOTA deliv
   "priority", "correlation_ids"}]}` (thethingsindustries.com/docs/integrations/webhooks/scheduling-downlinks/),
   and for a multicast group, which has no downlink path of its own, `class_b_c` with `gateways`
   (`[{"gateway_ids": {"gateway_id": ...}}]`) and `absolute_time` in ISO 8601
-  (thethingsindustries.com/docs/devices/configuring-devices/class-c/).
+  (thethingsindustries.com/docs/devices/configuring-devices/class-c/). The Network Server's end
+  device registry: `GET /api/v3/ns/applications/{app}/devices/{device}?field_mask=a,b` (NsEndDeviceRegistry.Get,
+  lorawan-stack api/api.md; paths from its EndDevice message, e.g. `mac_state.current_parameters.rx2_frequency`)
+  answers the EndDevice as proto3 JSON: its `ids`, then only the masked fields that are not false or zero
+  ("Fields that are empty or zero are not returned"), a uint64 as a decimal string, an enum by its name
+  (`DATA_RATE_3`); 404 for a device it does not hold, 400 for a path it does not know.
 - ChirpStack v4, as the pinned chirpstack-api's Protobuf documents it (`api/device.proto`,
   `api/multicast_group.proto`, served as JSON by its REST gateway): each route from the call's
   `google.api.http` option, each body parsed as that call's request message with no unknown field,
@@ -76,13 +81,56 @@ def write_key_file(tmp_path, device_ids: list[str], mode: int = 0o600):
 # ---- The Things Stack ---------------------------------------------------------------------------
 
 
+NS_DEVICE_PATHS = ("ids", "multicast", "supports_class_b", "supports_class_c", "frequency_plan_id", "lorawan_version",
+                   "lorawan_phy_version", "session.dev_addr", "mac_settings", "mac_settings.rx2_frequency",
+                   "mac_settings.rx2_data_rate_index", "mac_state", "mac_state.current_parameters",
+                   "mac_state.current_parameters.rx2_frequency", "mac_state.current_parameters.rx2_data_rate_index",
+                   "mac_state.current_parameters.rx1_delay", "mac_state.desired_parameters")
+
+
+def tts_multicast_end_device(frequency_hz: int = 869_525_000, data_rate: int = 3, class_c: bool = True,
+                             multicast: bool = True) -> dict:
+    """A multicast end device as a technician creates it (`ttn-lw-cli end-devices create ... --multicast
+    --supports-class-c --frequency-plan-id EU_863_870`): the Network Server's EndDevice, its MAC state's
+    current parameters holding the RX2 frequency and data rate its Class C downlinks are sent with."""
+    device = {"ids": {"device_id": GROUP, "application_ids": {"application_id": b.APPLICATION_ID},
+                      "dev_addr": MC_ADDR_HEX.upper()},
+              "frequency_plan_id": "EU_863_870", "lorawan_version": "MAC_V1_0_3", "lorawan_phy_version": "PHY_V1_0_3_REV_A",
+              "multicast": multicast, "supports_class_c": class_c,
+              "session": {"dev_addr": MC_ADDR_HEX.upper()},
+              "mac_state": {"current_parameters": {"rx1_delay": "RX_DELAY_1", "rx2_frequency": str(frequency_hz),
+                                                   "rx2_data_rate_index": f"DATA_RATE_{data_rate}"}}}
+    return device
+
+
+def _masked(device: dict, paths: list[str]) -> dict:
+    """device with only the masked paths (and its ids), false and zero values left out, as TTS answers."""
+    def zero(value: object) -> bool:
+        return value in (False, 0, "0", "", "DATA_RATE_0", None, {}, [])
+
+    answer: dict = {"ids": device["ids"]}
+    for path in paths:
+        source, target, keys = device, answer, path.split(".")
+        for key in keys[:-1]:
+            if not isinstance(source.get(key), dict):
+                break
+            source, target = source[key], target.setdefault(key, {})
+        else:
+            if keys[-1] in source and not zero(source[keys[-1]]):
+                target[keys[-1]] = source[keys[-1]]
+    return answer
+
+
 class StandInTheThingsStack:
-    """The downlink API of The Things Stack as documented; remembers what it accepted."""
+    """The downlink API and the Network Server's end device registry of The Things Stack as
+    documented; remembers what it accepted."""
 
     api_key = "NNSXS.FUOTA-TEST"
 
     def __init__(self) -> None:
         self.url = ""
+        self.devices: dict[str, dict] = {GROUP: tts_multicast_end_device()}  # the Network Server's registry
+        self.reads: list[str] = []  # field masks of the registry reads
         self.unicast: list[dict] = []  # {"device", "f_port", "payload"}
         self.multicast: list[dict] = []  # {"group", "f_port", "payload", "at", "gateways"}
         self.refused: list[str] = []
@@ -111,9 +159,23 @@ class StandInTheThingsStack:
                     self.unicast.append({**frame, "device": request.path_params["device"]})
             return JSONResponse({})
 
+        async def get_device(request: Request) -> JSONResponse:
+            if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+                return JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
+            paths = [p for p in request.query_params.get("field_mask", "").split(",") if p]
+            unknown = [p for p in paths if p not in NS_DEVICE_PATHS]
+            if unknown:
+                return JSONResponse({"code": 3, "message": f"invalid field mask paths {unknown}"}, status_code=400)
+            self.reads.append(",".join(paths))
+            device = self.devices.get(request.path_params["device"])
+            if device is None or device["ids"]["application_ids"]["application_id"] != request.path_params["app"]:
+                return JSONResponse({"code": 5, "message": "entity not found"}, status_code=404)
+            return JSONResponse(_masked(device, paths))
+
         base = "/api/v3/as/applications/{app}/devices/{device}/down/"
         return Starlette(routes=[Route(base + "push", push, methods=["POST"]),
-                                 Route(base + "replace", push, methods=["POST"])])
+                                 Route(base + "replace", push, methods=["POST"]),
+                                 Route("/api/v3/ns/applications/{app}/devices/{device}", get_device, methods=["GET"])])
 
 
 def _shape_problem(body: object, multicast: bool) -> str | None:

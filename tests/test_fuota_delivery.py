@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import bridge_builders as b
 import pytest
-from fuota_network import GROUP, StandInTheThingsStack, serve
+from fuota_network import GROUP, StandInTheThingsStack, serve, tts_multicast_end_device
 from starlette.testclient import TestClient
 
 from collar_firmware import codec
@@ -346,3 +346,42 @@ def test_a_late_set_up_answer_from_a_collar_already_failed_is_logged_and_ignored
     assert "data_fragment" not in sent_after, "no unicast for a collar whose campaign step failed"
     ignored = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
     assert len(ignored) == 2 and all("device_id=collar-02" in m and "failed" in m for m in ignored)
+
+
+@pytest.mark.parametrize(("device", "says"), [
+    (tts_multicast_end_device(data_rate=5), "RX2 DR5, not the plan's DR3 \\(SF9\\)"),
+    (tts_multicast_end_device(data_rate=0), "RX2 DR0, not the plan's DR3"),  # TTS leaves DATA_RATE_0 out
+    (tts_multicast_end_device(frequency_hz=868_100_000), "RX2 frequency 868100000 Hz, not 869525000"),
+    (tts_multicast_end_device(class_c=False), "Class C not supported"),
+    (tts_multicast_end_device(multicast=False), "not a multicast end device"),
+    ({**tts_multicast_end_device(), "mac_state": None}, "no MAC state at the Network Server"),
+    (None, "could not read the TTS multicast end device herd-multicast: .*404"),  # deleted meanwhile
+    ({**tts_multicast_end_device(), "supports_class_c": "yes"}, "is not an end device: multicast and "),
+    ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_frequency": "869.5 MHz"}}},
+     "is not an end device: rx2_frequency '869.5 MHz' is not a uint64"),
+    ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_data_rate_index": "SF9"}}},
+     "is not an end device: rx2_data_rate_index 'SF9' is not a DataRateIndex"),
+])
+def test_a_tts_multicast_device_that_does_not_send_as_the_plan_does_refuses_the_campaign(sqlite_url, network,
+                                                                                        device, says):
+    image, version = model_image()
+    if device is None:
+        network.devices.clear()
+    else:
+        network.devices[GROUP] = {key: value for key, value in device.items() if value is not None}
+    with open_bridge(sqlite_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        with pytest.raises(ValueError, match=says):
+            start_campaign(bridge, image, version)
+        assert bridge.campaigns() == [], "nothing half made"
+    assert network.unicast == [] and network.multicast == []
+
+
+def test_a_tts_multicast_device_sending_as_the_plan_does_is_read_once_with_a_field_mask(sqlite_url, network):
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+    assert campaign["delivery"]["network_group"]["id"] == GROUP and not campaign["delivery"]["network_group"]["created"]
+    assert network.reads == ["multicast,supports_class_c,mac_state.current_parameters.rx2_frequency,"
+                             "mac_state.current_parameters.rx2_data_rate_index"]
