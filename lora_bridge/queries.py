@@ -123,9 +123,11 @@ def animal_views(session: Session) -> list[AnimalView]:
     return views
 
 
-def device_views(session: Session) -> list[DeviceView]:
-    """Every collar's health: radio, battery, versions, errors and frame loss from FCnt gaps (per
-    session: a join restarts the counter), less the messages its flash queue sent again later."""
+def device_views(session: Session, device_ids: list[str] | None = None) -> list[DeviceView]:
+    """Every collar's health (only `device_ids` when given): radio, battery, versions, errors and
+    frame loss from FCnt gaps (per session: a join restarts the counter), less the messages its
+    flash queue sent again later."""
+    wanted = [] if device_ids is None else [RawUplink.device_id.in_(device_ids)]
     per_session = session.execute(
         select(
             RawUplink.device_id,
@@ -135,7 +137,7 @@ def device_views(session: Session) -> list[DeviceView]:
             func.count(),
             func.sum(case((RawUplink.backfilled.is_(True), 1), else_=0)),
         )
-        .where(RawUplink.device_id.is_not(None), RawUplink.duplicate_of.is_(None), RawUplink.f_cnt.is_not(None))
+        .where(RawUplink.device_id.is_not(None), RawUplink.duplicate_of.is_(None), RawUplink.f_cnt.is_not(None), *wanted)
         .group_by(RawUplink.device_id, RawUplink.session)
     ).all()
     frames: dict[str, list[int]] = {}
@@ -144,9 +146,10 @@ def device_views(session: Session) -> list[DeviceView]:
         totals[0] += int(received)
         totals[1] += max(0, int(last) - int(first) + 1 - int(distinct))
         totals[2] += int(backfilled or 0)
-    rows = session.execute(
-        select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id).order_by(Device.device_id)
-    ).all()
+    devices = select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id)
+    if device_ids is not None:
+        devices = devices.where(Device.device_id.in_(device_ids))
+    rows = session.execute(devices.order_by(Device.device_id)).all()
     views = []
     for device, animal in rows:
         received, missing, backfilled = frames.get(device.device_id, (0, 0, 0))

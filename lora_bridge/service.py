@@ -416,10 +416,12 @@ class Bridge:
         self._audit_positions(viewer, "animals", [v.animal_id for v in views if v.lat is not None], now)
         return views
 
-    def devices(self) -> list[DeviceView]:
-        """Every collar's health (radio, battery, versions, errors, frame loss), by device id."""
+    def devices(self, device_ids: list[str] | None = None) -> list[DeviceView]:
+        """Every collar's health (radio, battery, versions, errors, frame loss), by device id; only
+        the collars of `device_ids` when given (one collar's page need not count the whole fleet's
+        uplinks)."""
         with self.db.read() as session:
-            return queries.device_views(session)
+            return queries.device_views(session, device_ids)
 
     def latest_positions(self, *, viewer: Viewer) -> list[PositionView]:
         """The newest fix of every animal that viewer may see (for a role with a delay: the newest

@@ -144,9 +144,11 @@ def alerts(
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def devices(url: str) -> list[Any]:
-    """Every collar's health (`DeviceView`)."""
-    return bridge(url).devices()
+def device(url: str, device_id: str | None) -> Any | None:
+    """One collar's health (`DeviceView`), or None for no collar: read alone, not with the fleet's."""
+    if device_id is None:
+        return None
+    return next(iter(bridge(url).devices([device_id])), None)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)

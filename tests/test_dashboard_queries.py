@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import bridge_builders as b
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from lora_bridge import queries
 from lora_bridge.access import Viewer
@@ -144,3 +144,37 @@ def test_a_delayed_role_sees_no_more_of_a_moment_than_its_delay_allows(sqlite_ur
         # Tusker's mortality alert was raised 30 minutes ago: a ranger sees it open now, a researcher not yet.
         assert "Tusker" in [a.name for a in bridge.alerts_at(NOW, viewer=viewer("amina"))]
         assert "Tusker" not in [a.name for a in bridge.alerts_at(NOW, viewer=viewer("rose"))]
+
+
+def test_an_animals_page_reads_its_collar_alone_with_the_same_health_as_the_fleets(bridge):
+    for device_id, name in (("collar-01", "Amani"), ("collar-02", "Baraka")):
+        bridge.register_animal(device_id, name)
+    ingest(bridge, b.positions(b.T0_S, ((0, -2.40, 37.40),)), 1, "collar-01")
+    ingest(bridge, b.positions(b.T0_S + 600, ((0, -2.41, 37.41),)), 4, "collar-01")  # frames 2 and 3 lost
+    ingest(bridge, b.positions(b.T0_S, ((0, -2.50, 37.50),)), 7, "collar-02")
+    fleet = {d.device_id: d for d in bridge.devices()}
+    (alone,) = bridge.devices(["collar-01"])
+    assert alone == fleet["collar-01"]
+    assert (alone.name, alone.uplinks_received, alone.uplinks_lost) == ("Amani", 2, 2)
+    assert bridge.devices(["no-such-collar"]) == []
+
+
+def test_one_collars_health_is_counted_through_its_own_uplinks_index_not_the_fleets(bridge):
+    captured = []
+    with bridge.db.read() as session:
+        connection = session.connection()
+
+        def explain(conn, cursor, statement, parameters, context, executemany):
+            if "raw_uplinks" in statement and "GROUP BY" in statement:
+                plan = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters)  # SQLite's own cursor
+                captured.append(plan.fetchall())
+
+        event.listen(connection, "before_cursor_execute", explain)
+        try:
+            queries.device_views(session, ["collar-01"])
+        finally:
+            event.remove(connection, "before_cursor_execute", explain)
+    (plan,) = captured
+    details = " | ".join(str(row[-1]) for row in plan)
+    # Only that collar's entries of the index, not a range over every collar's (device_id>?).
+    assert "ix_raw_uplinks_device" in details and "(device_id=?)" in details, details

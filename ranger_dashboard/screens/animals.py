@@ -115,7 +115,7 @@ else:
     )
     budget = home_range.daily_budget(summaries)
     st.bar_chart(budget, x_label="Day (UTC)", y_label="Hours", stack=True, height=240)
-    device = next((d for d in data.devices(url) if d.device_id == animal.device_id), None)
+    device = data.device(url, animal.device_id)
     offset = home_range.utc_offset_min(device.reported_settings if device else None)
     st.caption(f"By day and by night (the collar's night, local time UTC{offset / 60:+g} h)")
     st.dataframe(home_range.day_night_activity(summaries, offset))
