@@ -126,17 +126,7 @@ def track_segments(paths: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def tracks_layer(url: str) -> pdk.Layer:
     """The herd's tracks as a LineLayer whose segments (`track_segments`) deck.gl fetches from the
     dashboard's `url` (`track_routes`) after the map's first frame; not pickable."""
-    return pdk.Layer(
-        "LineLayer",
-        id="tracks",
-        data=url,
-        get_source_position="from",
-        get_target_position="to",
-        get_color="colour",
-        get_width=TRACK_WIDTH_PX,
-        width_units=PIXELS,
-        pickable=False,
-    )
+    return segment_layer("tracks", url, TRACK_WIDTH_PX)
 
 
 def alert_points(alerts: Iterable[Any], now: datetime, positions: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -281,14 +271,21 @@ def line_layer(
     deck.gl's LineLayer is a far cheaper one to compile in a software-rendered browser than its
     PathLayer (which draws joints and caps; see README). Not pickable: an animal is picked by its
     dot or its alert ring."""
+    return segment_layer(layer_id, line_segments(records, carried), "width")
+
+
+def segment_layer(layer_id: str, data: Any, width: Any) -> pdk.Layer:
+    """A LineLayer of segments (`line_segments`: `from`, `to`, `colour`), given as records or as the
+    URL deck.gl fetches them from, `width` pixels wide (a number, or the records' field naming it);
+    not pickable."""
     return pdk.Layer(
         "LineLayer",
         id=layer_id,
-        data=line_segments(records, carried),
+        data=data,
         get_source_position="from",
         get_target_position="to",
         get_color="colour",
-        get_width="width",
+        get_width=width,
         width_units=PIXELS,
         pickable=False,
     )

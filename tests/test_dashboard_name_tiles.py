@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from starlette.applications import Starlette
+from dashboard_route_helpers import filled_store, route_client
 from starlette.testclient import TestClient
 
 from lora_bridge.access import Viewer
@@ -116,21 +116,11 @@ def test_live_map_asks_for_its_names_as_tiles_of_the_dashboard():
 
 @pytest.fixture
 def filled(sqlite_url):
-    with open_bridge(sqlite_url) as bridge:
-        bench.fill_store(bridge, animals=30, days=1, activity_days=0, batch=250)
-        bridge.add_user("ranger.amani", "ranger", "correct horse battery", actor=bench.BENCH_ADMIN)
-        bridge.add_user("dr.wanjiru", "researcher", "correct horse battery", actor=bench.BENCH_ADMIN)
-        ranger = bridge.sign_in("ranger.amani", "correct horse battery")[1]
-        researcher = bridge.sign_in("dr.wanjiru", "correct horse battery")[1]
-    return sqlite_url, ranger, researcher
+    return filled_store(sqlite_url, animals=30, days=1)
 
 
 def client(url: str, role: str, monkeypatch) -> TestClient:
-    monkeypatch.setenv("TEMBO_DATABASE_URL", url)
-    monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", role)
-    monkeypatch.setattr("sys.argv", ["dashboard_server.py"])
-    name_routes._cache.clear()
-    return TestClient(Starlette(routes=name_routes.routes()), base_url="http://127.0.0.1:8501")
+    return route_client(url, role, name_routes.routes(), monkeypatch)
 
 
 def all_names(

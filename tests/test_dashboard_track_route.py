@@ -9,12 +9,12 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
-from starlette.applications import Starlette
+from dashboard_route_helpers import filled_store, route_client
 from starlette.testclient import TestClient
 
 from lora_bridge.access import Viewer
 from lora_bridge.service import open_bridge
-from ranger_dashboard import bench, map_layers, name_routes, session_cookie, track_routes
+from ranger_dashboard import bench, map_layers, session_cookie, track_routes
 
 RANGER = Viewer("ranger.amani", "ranger")
 UNTIL = bench.END
@@ -23,21 +23,11 @@ WINDOW = {"since": (UNTIL - timedelta(hours=24)).isoformat(), "until": UNTIL.iso
 
 @pytest.fixture
 def filled(sqlite_url):
-    with open_bridge(sqlite_url) as bridge:
-        bench.fill_store(bridge, animals=12, days=2, activity_days=0, batch=250)
-        bridge.add_user("ranger.amani", "ranger", "correct horse battery", actor=bench.BENCH_ADMIN)
-        bridge.add_user("dr.wanjiru", "researcher", "correct horse battery", actor=bench.BENCH_ADMIN)
-        ranger = bridge.sign_in("ranger.amani", "correct horse battery")[1]
-        researcher = bridge.sign_in("dr.wanjiru", "correct horse battery")[1]
-    return sqlite_url, ranger, researcher
+    return filled_store(sqlite_url, animals=12, days=2)
 
 
 def client(url: str, role: str, monkeypatch) -> TestClient:
-    monkeypatch.setenv("TEMBO_DATABASE_URL", url)
-    monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", role)
-    monkeypatch.setattr("sys.argv", ["dashboard_server.py"])
-    name_routes._cache.clear()
-    return TestClient(Starlette(routes=track_routes.routes()), base_url="http://127.0.0.1:8501")
+    return route_client(url, role, track_routes.routes(), monkeypatch)
 
 
 def get(client: TestClient, secret: str | None = None, window: dict | None = None):
