@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
 from lora_bridge.decode import decode_payload, message_time
-from lora_bridge.domain import devices, network_events
+from lora_bridge.domain import devices, network_events, rules_cursors
 from lora_bridge.domain.messages import apply_message
 from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
 from lora_bridge.group_commit import Submission
@@ -140,6 +140,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             if device.dev_eui in euis and device.dev_eui not in known:
                 known[device.dev_eui] = device
         by_id = {device.device_id: device for device in found}
+        # Their rule cursors before anything of theirs is written (`rules_cursors`' lock order).
+        rules_cursors.lock_cursors(session, by_id)
         animals = session.info.setdefault(devices.ANIMALS_BY_DEVICE, {})
         for animal in session.scalars(select(Animal).where(Animal.device_id.in_(by_id))):
             animals.setdefault(animal.device_id, animal)
@@ -258,7 +260,10 @@ def _process(
     if dead_letter_id is None and raw.status in DONE_STATUSES:
         return _result_of(raw)  # already processed (by another worker, or the timer got there first)
     existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
-    return _process_loaded(session, raw, codec, settings, existing)
+    message = _read(raw)
+    if isinstance(message, Uplink) and session.get_bind().dialect.name == "postgresql":
+        read_batch(session, [message])  # its collar's rule cursor taken first, as a batch takes its collars'
+    return _process_loaded(session, raw, codec, settings, existing, message)
 
 
 def _process_loaded(

@@ -48,8 +48,42 @@ def test_collar_still_for_12_h_1_min_raises_immobility_with_its_evidence(bridge)
     evidence = alert.evidence
     assert evidence["still_since"] == T.isoformat()
     assert evidence["still_h"] == pytest.approx(12.02, abs=0.01)
-    assert evidence["profile"] == {"radius_m": 100.0, "duration_h": 12.0, "min_share": 0.8, "min_fixes": 4}
+    assert evidence["profile"] == {"radius_m": 100.0, "duration_h": 12.0, "min_share": 0.8, "min_fixes": 4,
+                                   "max_active_share": 0.25, "activity_cover_min": 0.25}
+    assert evidence["activity"] == {"minutes": 0, "active_share": None}  # no summary: the fixes decide
     assert evidence["share_within_radius"] == 1.0 and evidence["cluster_fixes"] == 14  # 0:00..12:00 hourly, 12:01
+
+
+def _hourly_activity(bridge, device_id: str, shares_pct: tuple[float, ...], hours: int, first_f_cnt: int) -> None:
+    for h in range(1, hours + 1):
+        at = T + timedelta(hours=h)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.activity(time_s=int(at.timestamp()), shares_pct=shares_pct),
+                                              device_id=device_id, f_cnt=first_f_cnt + h, received_at=at))
+
+
+def test_an_animal_foraging_in_one_patch_for_12_h_raises_no_immobility_but_a_collar_reporting_rest_does(bridge):
+    # Both still within 20 m for 12 h 1 min. Naserian's collar says she foraged 60 % of every hour
+    # (alive, feeding in one patch); Lemayian's says rest 97 % (as a carcass or a dropped collar does).
+    _hourly_activity(bridge, "collar-01", (40.0, 60.0, 0.0, 0.0), 12, first_f_cnt=500)
+    _hourly_activity(bridge, "collar-02", (97.0, 3.0, 0.0, 0.0), 12, first_f_cnt=500)
+    for device_id in ("collar-01", "collar-02"):
+        for body in rb.fix_uplinks(device_id, T, still_track(12 * 60 + 1)):
+            bridge.ingest_tts_uplink(body)
+
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (alert.alert_type, alert.device_id) == ("immobility", "collar-02")
+    assert alert.evidence["activity"] == {"minutes": 720, "active_share": 0.03}
+
+
+def test_an_hour_of_foraging_in_a_still_half_day_does_not_hold_the_immobility_alert(bridge):
+    # Summaries covering 1 h of the 12 (less than a quarter of the spell) cannot overrule the fixes.
+    _hourly_activity(bridge, "collar-01", (10.0, 90.0, 0.0, 0.0), 1, first_f_cnt=500)
+    for body in rb.fix_uplinks("collar-01", T, still_track(12 * 60 + 1)):
+        bridge.ingest_tts_uplink(body)
+
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    assert alert.alert_type == "immobility"
+    assert alert.evidence["activity"] == {"minutes": 60, "active_share": 0.9}
 
 
 def test_a_stillness_the_ranger_resolved_is_not_raised_again_while_the_animal_stays(bridge):

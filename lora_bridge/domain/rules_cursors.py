@@ -12,6 +12,14 @@ already read a higher one and moved the cursor past it, and it would never be ju
 - the rules take the collar's cursor row before reading its fixes (`lock_cursor`): they wait for any
   writer of that collar still running, then read everything it wrote.
 
+One lock order, so no two transactions wait on each other in a circle: a collar's cursor row before
+any other row of that collar (its device row, its alerts), and the cursors a transaction takes at once
+in device_id order. An ingest batch takes the cursors of all its collars when it reads them
+(`pipeline.read_batch`), before it writes anything of theirs; a body applied alone takes its collar's
+the same way; the timer's rules over many collars' alerts (escalation, corroboration again) take only
+the cursors nobody holds (`free_collars`, SKIP LOCKED: never waiting on one while holding others) and
+leave the busy collars' alerts to the next round.
+
 SQLite has one writer at a time: nothing to take there.
 """
 
@@ -63,3 +71,16 @@ def lock_cursor(session: Session, device_id: str) -> None:
 def lock_cursors_of_fixes(session: Session, rows: list[dict]) -> None:
     """`store.bulk`'s hook before fixes (rows of `positions`) are inserted: their collars' locks."""
     lock_cursors(session, (row["device_id"] for row in rows))
+
+
+def free_collars(session: Session, device_ids: Iterable[str]) -> set[str]:
+    """Of these collars, the ones whose cursor rows this transaction could take without waiting (now
+    held to its commit); a collar with no cursor row yet, or one another transaction holds, is left
+    out. Everything on SQLite."""
+    collars = sorted(set(device_ids))
+    if session.get_bind().dialect.name != "postgresql" or not collars:
+        return set(collars)
+    return set(session.scalars(
+        select(RuleCursor.device_id).where(RuleCursor.device_id.in_(collars))
+        .order_by(RuleCursor.device_id).with_for_update(skip_locked=True)
+    ))

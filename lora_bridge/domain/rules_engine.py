@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts, geofences, rules, rules_visits
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
-from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, corroborate
+from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, REST_CLASSES, corroborate
 from lora_bridge.domain.rules_crossings import (
     CONFIRMED,
     LONE_FIX,
@@ -46,11 +46,19 @@ from lora_bridge.domain.rules_crossings import (
     judged_on,
     neighbourhood,
 )
-from lora_bridge.domain.rules_cursors import lock_cursor
+from lora_bridge.domain.rules_cursors import free_collars, lock_cursor
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
-from lora_bridge.store.tables import Alert, Animal, BatteryReading, Device, Position, RuleCursor
+from lora_bridge.store.tables import (
+    ActivitySummary,
+    Alert,
+    Animal,
+    BatteryReading,
+    Device,
+    Position,
+    RuleCursor,
+)
 from lora_bridge.store.utc import as_utc, utc_now
 
 log = logging.getLogger(__name__)
@@ -708,6 +716,15 @@ def _immobility(
             return
         if open_alert is None and _still_where_closed(session, device, profile):
             return
+        activity = _activity_while_still(session, device.device_id, result.still_since, fixes[-1][0])
+        evidence["activity"] = activity
+        if _active_in_place(activity, result.still_s, profile):
+            log.info(
+                "still but active device_id=%s since=%s: active %.0f %% of %d summarised minutes, no immobility",
+                device.device_id, evidence["still_since"], 100 * activity["active_share"], activity["minutes"],
+                extra={"device_id": device.device_id, "evidence": evidence},
+            )
+            return
         alert, is_new = _raise(
             session,
             steps,
@@ -729,6 +746,32 @@ def _immobility(
         )
         if moved:
             _close(session, steps, open_alert, f"moving again at {fixes[-1][0].isoformat()}", fixes[-1][0])
+
+
+def _activity_while_still(session: Session, device_id: str, since: datetime | None, until: datetime) -> dict[str, Any]:
+    """What the collar's activity summaries of the still spell say: the minutes they cover and the
+    share of them the animal was active (any class but rest), time-weighted."""
+    minutes = active = 0.0
+    if since is not None:
+        for interval_min, shares in session.execute(
+            select(ActivitySummary.interval_min, ActivitySummary.shares_pct).where(
+                ActivitySummary.device_id == device_id, ActivitySummary.time > since, ActivitySummary.time <= until
+            )
+        ):
+            total = sum(float(v) for v in (shares or {}).values())
+            if not total or not interval_min or not any(str(k).lower() in REST_CLASSES for k in shares):
+                continue  # nothing summarised, or a model without a rest class: it cannot tell
+            resting = sum(float(v) for k, v in shares.items() if str(k).lower() in REST_CLASSES)
+            minutes += interval_min
+            active += interval_min * (1.0 - resting / total)
+    return {"minutes": int(minutes), "active_share": round(active / minutes, 3) if minutes else None}
+
+
+def _active_in_place(activity: dict[str, Any], still_s: float, profile: RuleProfile) -> bool:
+    """The summaries cover enough of the spell and show the animal active more than the profile allows."""
+    p = profile.immobility
+    covered = activity["minutes"] * 60 >= p.activity_cover_min * still_s
+    return bool(covered and activity["active_share"] is not None and activity["active_share"] > p.max_active_share)
 
 
 def _still_where_closed(session: Session, device: Device, profile: RuleProfile) -> bool:
@@ -764,9 +807,13 @@ def refresh_corroboration(session: Session, runtime: RulesRuntime, now: datetime
     """Weigh again every open poaching-risk / mortality alert still inside its window (herd mates'
     data arrives after the alert); how many were weighed."""
     weighed = 0
-    for alert in session.scalars(
-        select(Alert).where(Alert.alert_type.in_(CORROBORATED_TYPES), Alert.state.in_(alerts.OPEN_STATES))
-    ):
+    open_now = (Alert.alert_type.in_(CORROBORATED_TYPES), Alert.state.in_(alerts.OPEN_STATES))
+    # The collars' cursors first (`rules_cursors`' lock order); a collar busy in an ingest batch is
+    # weighed there (its rules corroborate its open alerts) or at the next round.
+    free = free_collars(session, session.scalars(select(Alert.device_id).where(*open_now).distinct()))
+    if not free:
+        return weighed
+    for alert in session.scalars(select(Alert).where(*open_now, Alert.device_id.in_(free)).order_by(Alert.id)):
         device = session.get(Device, alert.device_id)
         animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
         profile = runtime.profile(device, animal)

@@ -38,12 +38,19 @@ class ImmobilityProfile(_Strict):
     Applications 24(4)) in the form ecoscope gives it (radius, time, share of fixes). The values are
     the collar's own: the mortality radius of `collar_firmware.risk` and the collar's `immobility_h`
     setting; the share 0.8 is ecoscope's default profile.
+
+    Tembo adds the collar's accelerometer: a still spell is not raised when the collar's activity
+    summaries, covering at least `activity_cover_min` of the spell, show the animal active (any class
+    but rest) for more than `max_active_share` of the time they cover: an animal foraging in one patch
+    for half a day is alive (a carcass or a collar on the ground reports rest). 1.0 turns that off.
     """
 
     radius_m: float = Field(default=float(risk.MORTALITY_RADIUS_M), gt=0)
     duration_h: float = Field(default=float(COLLAR_DEFAULTS["immobility_h"]), gt=0)
     min_share: float = Field(default=0.8, gt=0, le=1)
     min_fixes: int = Field(default=4, ge=2)
+    max_active_share: float = Field(default=0.25, ge=0, le=1)
+    activity_cover_min: float = Field(default=0.25, ge=0, le=1)
 
 
 class SpeedProfile(_Strict):
