@@ -99,3 +99,17 @@ def test_the_twins_score_and_the_dashboards_table_show_the_same_precision_per_al
         assert figures["precision_disagreements"].get(kind, 0) == len(listed)
         for row in listed:
             assert row["ranger_verdict"] != row["final_truth"], row
+
+
+def test_every_alert_of_the_run_states_the_rule_that_decided_it(quick_through_the_bridge, quick_store):
+    from lora_bridge.service import open_bridge
+
+    with open_bridge(f"sqlite:///{quick_store}/tembo.db") as bridge:
+        raised = bridge.alerts(viewer=twin.RANGER)
+    kinds = {a.alert_type for a in raised}
+    assert {"mortality", "immobility", "poaching_risk", "collar_drop", "low_battery"} <= kinds, kinds
+    for alert in raised:
+        rule = (alert.evidence or {}).get("rule")
+        assert isinstance(rule, str) and rule, (alert.alert_type, alert.source, alert.evidence)
+        if alert.source == "collar":
+            assert rule.startswith("decided on the collar"), (alert.alert_type, rule)
