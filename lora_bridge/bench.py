@@ -30,6 +30,12 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
     p50_ms, p99_ms                                     received -> alerts stored: from the load process
                                                        sending a body to the commit that applied it (with
                                                        ack "applied", that is its request's latency)
+    sqlite_answers_per_s, sqlite_answer_p50_ms, ...    the answers alone: 2xx per second and send -> 2xx
+                                                       (with ack "durable" the answer comes once the body
+                                                       is durable, before it is applied)
+    cpu_ms_per_uplink_by_thread                        cpu_ms_per_uplink split by the bridge's threads:
+                                                       http (uvicorn's event loop), writer and applier
+                                                       (the durable intake), outbox, other
     lost                                               uplinks answered 2xx but not in the store (0)
     workers_speedup                                    two MQTT workers over one (PostgreSQL), the
                                                        collars shared between them (collar_shares);
@@ -208,15 +214,19 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
             )
         with serve_app_in_thread(create_app(bridge)) as server:
             cpu_started = time.process_time()  # this process only: the bridge; the load is another one
+            threads_started = thread_cpu_s()
             done = subprocess.run(
                 [sys.executable, "-m", "lora_bridge.bench", "drive", server.url, BENCH_SECRET, str(bodies_file),
                  str(connections)],
                 check=True, capture_output=True, timeout=3600,
             )
             driven = json.loads(done.stdout)
+            answered_s = driven["elapsed_s"]
+            answer_latencies = list(driven["latencies_ms"])  # send -> 2xx, whatever the mode
             if ack == "durable":
                 _wait_applied(driven, applied_at)
             cpu_s = time.process_time() - cpu_started
+            by_thread = _cpu_by_part(threads_started, thread_cpu_s())
         if ack == "durable":
             _latencies_to_applied(driven, applied_at)
         acked = {_uplink_key(bodies[i]) for i, code in enumerate(driven["statuses"]) if 200 <= code < 300}
@@ -240,12 +250,53 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         "commits_per_uplink": round(work["commits"] / len(bodies), 3),
         "p50_ms": _percentile(latencies, 0.50),
         "p99_ms": _percentile(latencies, 0.99),
+        "answers_per_s": len(bodies) / answered_s,
+        "answer_p50_ms": _percentile(answer_latencies, 0.50),
+        "answer_p99_ms": _percentile(answer_latencies, 0.99),
+        "cpu_ms_per_uplink_by_thread": {part: round(1000 * seconds / len(bodies), 3)
+                                        for part, seconds in by_thread.items()},
         "lost": len(acked - stored),
         "applied_twice": len(rows) - len(stored),
         "non_2xx": sum(1 for code in driven["statuses"] if not 200 <= code < 300),
         "store_bytes": size["used_bytes"],
         "compacted_store_bytes": compacted["used_bytes"],
     }
+
+
+# The bridge's threads by name, and the part of the work each does.
+THREAD_PARTS = {
+    "tembo-uvicorn": "http",  # uvicorn's event loop: HTTP parsing, Starlette, the handler, the answer
+    "tembo-intake-writer": "writer",  # the durable intake: reading and checking each body, the journal, settling
+    "tembo-intake-applier": "applier",  # the durable intake: raw rows, decoding, domain rows, rules
+    "tembo-outbox": "outbox",
+}
+
+
+def thread_cpu_s() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each live thread of this process: {native id: (name, seconds)}."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[str, float]] = {}
+    for thread in threading.enumerate():
+        if thread.native_id is None:
+            continue
+        try:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        found[thread.native_id] = (thread.name, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def _cpu_by_part(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each part spent between two `thread_cpu_s` readings (threads of no named part:
+    `other`, e.g. the thread pool of the group commit; a thread that ended in between is not seen)."""
+    parts = {part: 0.0 for part in (*THREAD_PARTS.values(), "other")}
+    for native_id, (name, seconds) in after.items():
+        part = THREAD_PARTS.get(name, "other")
+        parts[part] += seconds - before.get(native_id, (name, 0.0))[1]
+    return parts
 
 
 def _wait_applied(driven: dict[str, Any], applied_at: dict[int, float], timeout_s: float = 600.0) -> None:
@@ -505,6 +556,12 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures[f"sqlite_{other_ack}_ack_cpu_ms_per_uplink"] = other["cpu_ms_per_uplink"]
         figures[f"sqlite_{other_ack}_ack_mean_batch"] = other["mean_batch"]
         figures[f"sqlite_{other_ack}_ack_lost"] = other["lost"]
+        # the answer alone (send -> 2xx) and the rate of answers: what the network server waits on
+        figures["sqlite_answers_per_s"] = round(sqlite["answers_per_s"], 1)
+        figures["sqlite_answer_p50_ms"] = round(sqlite["answer_p50_ms"], 2)
+        figures["sqlite_answer_p99_ms"] = round(sqlite["answer_p99_ms"], 2)
+        figures["cpu_ms_per_uplink_by_thread"] = sqlite["cpu_ms_per_uplink_by_thread"]
+        figures["sqlite_warm_cpu_ms_per_uplink_by_thread"] = warm["cpu_ms_per_uplink_by_thread"]
         figures["p50_ms"] = round(sqlite["p50_ms"], 2)
         figures["p99_ms"] = round(sqlite["p99_ms"], 2)
         figures["sqlite_warm_uplinks_per_s"] = round(warm["uplinks_per_s"], 1)

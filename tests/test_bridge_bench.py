@@ -20,6 +20,13 @@ def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(
     assert figures["mean_batch"] >= 1
     assert 0 < figures["commits_per_uplink"] <= 2
     assert figures["sqlite_applied_ack_lost"] == 0
+    # the answers alone: with the durable ack each body is answered before the commit that applies it
+    assert 0 < figures["sqlite_answer_p50_ms"] <= figures["p50_ms"]
+    assert figures["sqlite_answer_p50_ms"] <= figures["sqlite_answer_p99_ms"] <= figures["p99_ms"]
+    assert figures["sqlite_answers_per_s"] >= figures["sqlite_uplinks_per_s"] > 0
+    # the bridge's CPU split by its threads: HTTP, the intake's writer and applier, the outbox
+    assert set(figures["cpu_ms_per_uplink_by_thread"]) == {"http", "writer", "applier", "outbox", "other"}
+    assert all(ms >= 0 for ms in figures["cpu_ms_per_uplink_by_thread"].values())
     # the headline run again in the same process (its one-time costs paid), counted in lost above
     assert figures["sqlite_warm_uplinks_per_s"] > 0 and figures["sqlite_warm_cpu_ms_per_uplink"] > 0
     assert 1 <= figures["one_at_a_time_commits_per_uplink"] < 1.5
