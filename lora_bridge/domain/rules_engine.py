@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select, union
 from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts, geofences, rules, rules_visits
@@ -346,6 +346,30 @@ class _Track:
     highest_id: int
 
 
+_USUAL_TRACK_READS: dict[bool, Any] = {}
+
+
+def _usual_track_read(by_id: bool) -> Any:
+    """The usual track read, built once: the collar's fixes of the lookback (`since` on) and those newer
+    than its cursor (by id, or by time for a cursor from before fix ids were kept), in time order.
+
+    Two index ranges joined by a UNION (the collar's time index, and its id index for the new ones)
+    rather than one OR, which SQLite answers by walking every fix the collar ever sent: the read costs
+    what the lookback holds, not the collar's whole history."""
+    statement = _USUAL_TRACK_READS.get(by_id)
+    if statement is None:
+        columns = (Position.id, Position.time, Position.lat, Position.lon)
+        mine = Position.device_id == bindparam("device_id")
+        newer = Position.id > bindparam("newer_than") if by_id else Position.time > bindparam("newer_than")
+        both = union(
+            select(*columns).where(mine, Position.time >= bindparam("since")),
+            select(*columns).where(mine, newer),
+        ).subquery("track")
+        statement = select(both.c.id, both.c.time, both.c.lat, both.c.lon).order_by(both.c.time).limit(MAX_READ)
+        _USUAL_TRACK_READS[by_id] = statement
+    return statement
+
+
 def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: timedelta) -> _Track | None:
     """The collar's new fixes and the judged ones around them; None when nothing is new.
 
@@ -369,11 +393,13 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     rows: list[tuple[int, datetime, float, float]] | None = None
     if newer is not None and cursor.position_time is not None:
         since = cursor.position_time - lookback
+        by_id = cursor.position_id is not None
         found = [
             tuple(r)
-            for r in session.execute(
-                select(*columns).where(mine, or_(newer, Position.time >= since)).order_by(Position.time).limit(MAX_READ)
-            )
+            for r in session.execute(_usual_track_read(by_id), {
+                "device_id": device_id, "since": since,
+                "newer_than": cursor.position_id if by_id else cursor.position_time,
+            })
         ]
         new_times = [r[1] for r in found if is_new(r)]
         if not new_times:

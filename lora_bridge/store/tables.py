@@ -467,6 +467,8 @@ class AuditEntry(Base):
 
 
 Index("ix_positions_device_time", Position.device_id, Position.time)
+# A collar's fixes newer than its rule cursor (the rules' track read) without walking its whole history.
+Index("ix_positions_device_id", Position.device_id, Position.id)
 Index("ix_alerts_device_type", Alert.device_id, Alert.alert_type)
 
 
