@@ -79,8 +79,6 @@ _F_VEDBA = _feature_index("vedba_mean_mg")
 _F_VEDBA_MAX = _feature_index("vedba_max_mg")
 
 
-VERIFY_STEPS_PER_WAKE = const(8)  # signature-check steps a wake-up spends (trust.py), a collection between
-
 
 class Collar:
     """One collar: hal is a hal.Hal bundle; settings (optional) overrides config.DEFAULTS at build time;
@@ -210,30 +208,10 @@ class Collar:
         """Run one duty cycle at hal.clock.now_s(); return the Unix second to wake up next."""
         self._feed_watchdog()
         collect_garbage()  # no exception handler may be live here (see simulator/micropython_runner.py)
-        if self.trust.pending is not None:
-            self._verify_some()
+        if self.trust.pending is not None and not self.trust.verify_some(self.reload_model):
+            self._count(ERR_OTHER)  # a model that waited for its check loads as soon as it is verified
         self.planned_wake_s = self._cycle()
         return self.planned_wake_s
-
-    def _verify_some(self):
-        """Advance a signature check a few bounded steps, collecting between them; a model that
-        waited for it loads as soon as it is verified."""
-        for _ in range(VERIFY_STEPS_PER_WAKE):
-            if self._verify_step():
-                return
-            collect_garbage()
-
-    def _verify_step(self):
-        """One step of the signature check; return True when there is nothing more to do now."""
-        t = self.trust
-        try:
-            if t.step():
-                self.reload_model()
-        except Exception:
-            self._count(ERR_OTHER)
-            t.pending = None
-            t.check = None
-        return t.pending is None
 
     def _feed_watchdog(self):
         watchdog = self.hal.watchdog
@@ -537,12 +515,7 @@ class Collar:
             port = heard[0]
             payload = bytes(heard[1])
             if port >= FIRST_FUOTA_PORT:
-                try:
-                    if self.hal.fuota is not None:
-                        self.hal.fuota.handle(port, payload)
-                    else:
-                        self.update.handle(port, payload, now)
-                except Exception:
+                if not self.update.take(port, payload, now):
                     self._count(ERR_DOWNLINK)  # a bad fragment: counted, the wake goes on sending
                 continue
             on_port, cmd, result = downlink.handle(port, payload, self)
@@ -589,9 +562,7 @@ class Collar:
 
     def fuota_downlink(self, port, payload):
         """Take a FUOTA frame heard in a Class C window (the modem listens between wake-ups)."""
-        try:
-            self.update.handle(port, bytes(payload), self._now(self.now_s))
-        except Exception:
+        if not self.update.take(port, payload, self._now(self.now_s)):
             self._count(ERR_DOWNLINK)
 
     def request_status(self):

@@ -21,6 +21,7 @@ msg, sig)`, the nRF52840's CryptoCell-310) answers at once instead.
 import hashlib
 
 from collar_firmware import config, records
+from collar_firmware.compat import collect_garbage, const
 
 KEYS_FILE = "release_keys.bin"
 DEFAULT_DIGEST_FILE = "default_model.sha256"  # receipt() of the shipped model's signature
@@ -29,6 +30,7 @@ MAX_KEYS = 4
 MAX_VERIFIED = 6  # digests remembered in flash (model, last good, firmware images)
 MAX_REFUSED = 4  # digests whose signature failed, not checked again
 SIG_CONTEXT = b"tembo-ed25519-sha256:"
+STEPS_PER_WAKE = const(8)  # signature-check steps a wake-up spends, a collection between
 
 
 def digest(data):
@@ -147,6 +149,24 @@ class Trust:
         else:
             self._refuse(r)
         return done
+
+    def verify_some(self, verified):
+        """Advance the check in progress by up to STEPS_PER_WAKE steps, collecting garbage between
+        them (a step's big integers are garbage after it); call verified() when it succeeds (reload
+        what waited for it). Return False when a step or verified() raised: the check is dropped,
+        not retried, and the caller counts the error. (No handler is live around a collection.)"""
+        for _ in range(STEPS_PER_WAKE):
+            try:
+                if self.step():
+                    verified()
+            except Exception:
+                self.pending = None
+                self.check = None
+                return False
+            if self.pending is None:
+                return True
+            collect_garbage()
+        return True
 
     def _refuse(self, d):
         self.refused.append(d)

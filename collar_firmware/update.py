@@ -170,6 +170,20 @@ class UpdateAgent:
 
     # ---- downlinks ------------------------------------------------------------------
 
+    def take(self, port, payload, now):
+        """Take a frame heard on a FUOTA port, in a wake-up's receive window or in a Class C window
+        (a board with a receiver of its own, hal.fuota, gets it instead). Return False when the frame
+        was refused (broken, or not for the session): the loop counts a downlink error and goes on."""
+        try:
+            receiver = self.collar.hal.fuota
+            if receiver is not None:
+                receiver.handle(port, payload)
+            else:
+                self.handle(port, bytes(payload), now)
+        except Exception:
+            return False
+        return True
+
     def handle(self, port, payload, now):
         """Take one FUOTA downlink; answers go to the collar's queue."""
         msg = codec.decode(port, payload, "down")
