@@ -257,7 +257,7 @@ def test_the_updates_page_shows_how_the_delivery_goes(sqlite_url, network, monke
     app = AppTest.from_file(str(page), default_timeout=60).run()
     assert not app.exception, [e.value for e in app.exception]
     line = next(c.value for c in app.caption if c.value.startswith("Delivery:"))
-    assert line.startswith("Delivery: window;") and "35 data fragments of 112 B" in line and "SF9" in line
+    assert line.startswith("Delivery: window;") and "37 data fragments of 104 B" in line and "SF9" in line
     progress = app.dataframe[1].value
     assert list(progress.columns)[-4:] == ["Fragments missing", "Loss", "Unicast", "Unicast because"]
     assert list(progress["Unicast because"]) == ["no McClassCSessionAns accepting the window before it opened"], \
