@@ -310,14 +310,14 @@ def bench(collars: int = 50, seed: int = 1) -> dict:
                 "session_hours": round(result.session_s / 3600, 3),
                 "session_ratio_to_minimum": round(result.session_s / minimum_s, 3),
                 "repair_rounds": result.rounds, "unicast_days": result.unicast_days,
-                "sf": p.sf, "nb_frag": p.nb_frag, "parity": p.parity,
+                "sf": p.sf, "frag_size": p.frag_size, "nb_frag": p.nb_frag, "parity": p.parity,
                 "refusals": sorted({r for r in result.results.values() if r != "ok"}),
             }
     figures["model_loss_0.1_over_fleets"] = _over_fleets(images["model"], checks["model"], keys_for, collars,
                                                          range(seed, seed + SPREAD_FLEETS))
     from simulator.fuota_micropython import update_costs
 
-    figures.update(update_costs(images["firmware"], key.public_key))
+    figures.update(update_costs(images["firmware"], key.public_key, figures["firmware_loss_0.1"]["frag_size"]))
     return figures
 
 
