@@ -28,7 +28,9 @@ The animals' names are drawn after the map's first frame, from the dashboard's n
 (`name_tiles`): `map_names_ms_*` and `return_map_names_ms_*` time them apart, from asking for the
 page until the first frame on screen holding names (the same probe); the tracks too are fetched
 after the first frame (`track_routes`), `map_tracks_ms_*` and `return_map_tracks_ms_*` until the
-first frame holding all their segments.
+first frame holding all their segments. `whole_map_ms_*` and `return_whole_map_ms_*` are the last of
+the three per visit (dots, names, tracks): the whole map on screen, the issue's 3 s goal for 500
+animals (`goals_met` says it apart from the dots' figures).
 
 Visits to the two stores alternate; the median of `repeats` visits is reported, with the ratio
 herd / small measured in the same run (`ratio` of the cold maps, `return_map_ratio` of the warm).
@@ -366,7 +368,7 @@ def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
     the page's marker saying it carries every animal is waited for too, untimed); then what the map fetches after its first frame:
     `map_names_ms`, until the first frame on screen holding animal names (name tiles), and
     `map_tracks_ms`, until the first frame holding every segment of the tracks (the tracks route's
-    answer). A screenshot then checks that the map shows animals and names (`_shows`, not timed)."""
+    answer); `whole_map_ms`, the last of the three (dots, names, tracks: the whole map drawn). A screenshot then checks that the map shows animals and names (`_shows`, not timed)."""
     draw_probe.install(page, animals)
     started = time.time()
     with page.expect_response(lambda r: TRACKS_PATH in r.url, timeout=WAIT_MS) as tracks_answer:
@@ -388,6 +390,8 @@ def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
         "map_draw_ms": 1000 * (drawn - marked),
         "map_names_ms": 1000 * (named - started),
         "map_tracks_ms": 1000 * (tracked - started),
+        # The whole map: its dots, its tracks and its names each on screen (the last of the three).
+        "whole_map_ms": 1000 * (max(drawn, named, tracked) - started),
     }
 
 
@@ -409,6 +413,7 @@ RETURN_NAMES = {
     "map_draw_ms": "return_map_draw_ms",
     "map_names_ms": "return_map_names_ms",
     "map_tracks_ms": "return_map_tracks_ms",
+    "whole_map_ms": "return_whole_map_ms",
 }
 WAIT_MS = 180_000
 
@@ -528,5 +533,7 @@ def run(
         "ratio": figures["ratio"] is not None and figures["ratio"] <= 2.0,
         "first_map_ms_500": figures["first_map_ms_500"] < 3000,
         "return_map_ms_500": figures["return_map_ms_500"] < 3000,
+        "whole_map_ms_500": figures["whole_map_ms_500"] < 3000,
+        "return_whole_map_ms_500": figures["return_whole_map_ms_500"] < 3000,
     }
     return figures

@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -33,23 +34,55 @@ logger = logging.getLogger(__name__)
 HERD_TTL_S = 60.0
 CACHED = 32  # herds and placements kept (viewer x moment x zoom)
 _cache: OrderedDict[tuple[Any, ...], tuple[float, Any]] = OrderedDict()
+_making: dict[tuple[Any, ...], threading.Event] = {}
 _lock = threading.Lock()
+# The live map page starts its routes' answers while the browser is still loading the map (`warm`):
+# one thread, so a page run never has more than one such read of the store going on at once.
+_warming = ThreadPoolExecutor(max_workers=1, thread_name_prefix="map-routes-warm")
 
 
 def cached(key: tuple[Any, ...], make: Any) -> Any:
-    """`make()`, kept under `key` for at most HERD_TTL_S (the last CACHED answers of the routes)."""
-    now = time.monotonic()
-    with _lock:
-        hit = _cache.get(key)
-        if hit is not None and now - hit[0] < HERD_TTL_S:
-            _cache.move_to_end(key)
-            return hit[1]
-    value = make()
-    with _lock:
-        _cache[key] = (now, value)
-        while len(_cache) > CACHED:
-            _cache.popitem(last=False)
-    return value
+    """`make()`, kept under `key` for at most HERD_TTL_S (the last CACHED answers of the routes).
+    While one thread makes an answer, another asking for the same key waits for it instead of
+    making it again (a request arriving while the page's `warm` reads the store)."""
+    while True:
+        now = time.monotonic()
+        with _lock:
+            hit = _cache.get(key)
+            if hit is not None and now - hit[0] < HERD_TTL_S:
+                _cache.move_to_end(key)
+                return hit[1]
+            pending = _making.get(key)
+            mine = pending is None
+            if mine:
+                pending = _making[key] = threading.Event()
+        if mine:
+            break
+        pending.wait()  # made meanwhile (or its maker failed: then this thread tries)
+    try:
+        value = make()
+        with _lock:
+            _cache[key] = (now, value)
+            while len(_cache) > CACHED:
+                _cache.popitem(last=False)
+        return value
+    finally:
+        with _lock:
+            del _making[key]
+        pending.set()
+
+
+def warm(make: Any, what: str) -> None:
+    """Run `make` (which fills the routes' cache through `cached`) on the warming thread; a failure
+    is logged (the route makes the answer itself when asked)."""
+
+    def run() -> None:
+        try:
+            make()
+        except Exception:
+            logger.exception("the live map's %s could not be prepared ahead", what)
+
+    _warming.submit(run)
 
 
 def viewer_of(request: Request, bridge: Any, dashboard_role: str) -> Viewer | None:
@@ -92,12 +125,25 @@ def names_for(
 ) -> dict[str, Any]:
     """The FeatureCollection of names in tile z/x/y for `viewer` (see `name_tiles`), on a dashboard
     whose clock is `clock`."""
-    as_of = datetime.fromisoformat(query["at"]) if query.get("at") else None
+    herd_key, points = herd_for(bridge, viewer, query, clock)
     whole, focus = _float(query.get("whole")), query.get("focus") or None
-    herd_key = ("herd", viewer, as_of, bridge.change_counter())
-    points = cached(herd_key, lambda: herd_points(bridge, viewer, as_of, clock))
     named = cached((*herd_key, z, whole, focus), lambda: name_tiles.named_at_zoom(points, z, whole, focus))
     return name_tiles.tile_names(named, z, x, y)
+
+
+def herd_for(bridge: Any, viewer: Viewer, query: dict[str, str], clock: str) -> tuple[tuple[Any, ...], list[dict[str, Any]]]:
+    """The herd the name tiles of a names URL's `query` place (`herd_points` at its moment `at`),
+    read once per viewer, moment and change of the store: (its cache key, the herd)."""
+    as_of = datetime.fromisoformat(query["at"]) if query.get("at") else None
+    herd_key = ("herd", viewer, as_of, bridge.change_counter())
+    return herd_key, cached(herd_key, lambda: herd_points(bridge, viewer, as_of, clock))
+
+
+def warm_herd(bridge: Any, viewer: Viewer, as_of: datetime | None, clock: str) -> None:
+    """Have the herd the name tiles of the live map at `as_of` (None: live) place read while the
+    browser loads the map (`warm`), as the tiles' `at` will name it."""
+    query = {"at": as_of.isoformat()} if as_of else {}
+    warm(lambda: herd_for(bridge, viewer, query, clock), "names")
 
 
 async def names(request: Request) -> Response:

@@ -21,7 +21,7 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -68,6 +68,25 @@ def segments_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime, 
     return map_layers.track_segments(map_layers.track_paths(tracks))
 
 
+def body_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime) -> bytes:
+    """The route's JSON answer for `viewer` and the window, made once per change of the store and
+    kept a while (`name_routes.cached`)."""
+    from ranger_dashboard import data
+
+    def answer() -> bytes:
+        segments = segments_for(bridge, viewer, since, until, data.TRACK_MAX_POINTS)
+        return json.dumps(segments, separators=(",", ":")).encode()
+
+    return name_routes.cached(("tracks", viewer, since, until, bridge.change_counter()), answer)
+
+
+def warm(bridge: Any, viewer: Viewer, url: str) -> None:
+    """Have the answer to the map's tracks `url` (`tracks_url`) made while the browser still loads
+    the map, so the map's fetch of it, a second or so later, finds it ready (`name_routes.warm`)."""
+    since, until = window(dict(parse_qsl(urlsplit(url).query)))
+    name_routes.warm(lambda: body_for(bridge, viewer, since, until), "tracks")
+
+
 async def tracks(request: Request) -> Response:
     """GET /map/tracks.json"""
     from ranger_dashboard import config, data
@@ -82,12 +101,7 @@ async def tracks(request: Request) -> Response:
     except ValueError as error:
         return JSONResponse({"error": str(error)}, status_code=400)
 
-    def answer() -> bytes:
-        segments = segments_for(bridge, viewer, since, until, data.TRACK_MAX_POINTS)
-        return json.dumps(segments, separators=(",", ":")).encode()
-
-    key = ("tracks", viewer, since, until, bridge.change_counter())
-    body = await run_in_threadpool(name_routes.cached, key, answer)
+    body = await run_in_threadpool(body_for, bridge, viewer, since, until)
     return Response(body, media_type="application/json", headers={"Cache-Control": "private, no-store"})
 
 

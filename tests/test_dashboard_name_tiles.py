@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from datetime import UTC, datetime
 from urllib.parse import parse_qs, urlsplit
 
@@ -182,3 +183,36 @@ def test_a_visitor_kiosk_gets_names_without_a_sign_in_but_never_at_exact_positio
     with open_bridge(url) as bridge:
         exact = {(round(p.lon, 5), round(p.lat, 5)) for p in bridge.latest_positions(viewer=RANGER)}
     assert not {tuple(f["geometry"]["coordinates"]) for f in features} & exact
+
+
+def test_a_route_asked_while_the_page_prepares_its_answer_waits_for_it_and_reads_the_store_once():
+    name_routes._cache.clear()
+    started, release, made = threading.Event(), threading.Event(), []
+
+    def make():
+        made.append(1)
+        started.set()
+        release.wait(10)
+        return {"herd": len(made)}
+
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(name_routes.cached(("herd", "warm"), make)))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: answers.append(name_routes.cached(("herd", "warm"), make)))
+    second.start()
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert answers == [{"herd": 1}, {"herd": 1}] and made == [1]
+
+
+def test_a_failed_preparation_leaves_the_route_to_read_the_store_itself():
+    name_routes._cache.clear()
+
+    def broken():
+        raise RuntimeError("store gone for a moment")
+
+    with pytest.raises(RuntimeError):
+        name_routes.cached(("tracks", "warm"), broken)
+    assert name_routes.cached(("tracks", "warm"), lambda: b"[]") == b"[]"

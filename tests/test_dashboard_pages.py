@@ -429,3 +429,22 @@ def test_live_map_and_its_name_tiles_place_and_label_the_same_animals_at_the_sam
     assert sorted(named) == sorted((r["name"], r["lon"], r["lat"]) for r in drawn)
     kito = next(r for r in drawn if r["name"] == "Kito")
     assert kito["state"] == ("alert" if moment is None else "normal")  # the mortality alert comes at SEED_END
+
+
+def test_live_map_has_its_tracks_and_names_read_while_the_browser_is_still_loading_it(store):
+    from urllib.parse import parse_qs, urlsplit
+
+    from ranger_dashboard import name_routes, track_routes
+
+    name_routes._cache.clear()
+    spec = deck_spec(open_page())
+    name_routes._warming.submit(lambda: None).result(timeout=TIMEOUT_S)  # one thread: the page's reads are done
+    amina = Viewer("amina", "ranger")
+    query = {key: values[0] for key, values in parse_qs(urlsplit(layer(spec, "tracks")["data"]).query).items()}
+    since, until = track_routes.window(query)
+    ready = list(name_routes._cache.items())
+    (tracks,) = [value for key, (_, value) in ready if key[:4] == ("tracks", amina, since, until)]
+    # The answer the map's fetch will find is the route's own for this ranger, as the browser would get it.
+    assert json.loads(tracks) == tracks_on_map(store, amina, spec)
+    (herd,) = [value for key, (_, value) in ready if key[:3] == ("herd", amina, None)]  # live: no "as of"
+    assert {p["name"] for p in herd} == {"Amani", "Kito", "Zawadi"}

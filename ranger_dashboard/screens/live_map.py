@@ -19,6 +19,7 @@ from ranger_dashboard import (
     herd,
     map_layers,
     markers,
+    name_routes,
     navigation,
     palette,
     roles,
@@ -118,6 +119,10 @@ def live_panel() -> None:
     tracks_url = None
     if until is not None:
         tracks_url = track_routes.tracks_url(until - timedelta(hours=hours), until, changed)
+        # The map asks for its tracks and names as it draws its first frame: have them read now.
+        track_routes.warm(data.bridge(url), viewer, tracks_url)
+    if points:
+        name_routes.warm_herd(data.bridge(url), viewer, moment, options.clock)
     rings = map_layers.alert_points(alerts, now, positions) if role.exact_positions else []
 
     low_battery_mv = data.low_battery_mv(url)
