@@ -385,3 +385,17 @@ def test_a_tts_multicast_device_sending_as_the_plan_does_is_read_once_with_a_fie
     assert campaign["delivery"]["network_group"]["id"] == GROUP and not campaign["delivery"]["network_group"]["created"]
     assert network.reads == ["multicast,supports_class_c,mac_state.current_parameters.rx2_frequency,"
                              "mac_state.current_parameters.rx2_data_rate_index"]
+
+
+def test_without_a_configured_server_the_tts_device_is_read_where_the_webhook_says_downlinks_go(sqlite_url, network):
+    image, version = model_image()
+    push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-07/down/push"
+    with b.fresh_bridge(sqlite_url, outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        bridge.remember_downlink_route(push, push.replace("/push", "/replace"), network.api_key,
+                                       {"application_id": b.APPLICATION_ID, "device_id": "collar-07"})
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        start_campaign(bridge, image, version)
+        network.devices[GROUP] = tts_multicast_end_device(data_rate=5)
+        with pytest.raises(ValueError, match="RX2 DR5, not the plan's DR3"):
+            start_campaign(bridge, image, version)
+    assert len(network.reads) == 2, "read at the webhook's host with the key it gave"
