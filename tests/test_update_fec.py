@@ -94,6 +94,43 @@ def test_a_setup_beyond_the_collars_bounds_is_refused_before_allocating():
         FecDecoder(65535, 240, MemoryStore())
 
 
+class CountingStore(MemoryStore):
+    """A store that counts the fragments read (one per XOR of a solve)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def read(self, i: int) -> bytes:
+        self.reads += 1
+        return super().read(i)
+
+
+def test_a_collar_writes_the_missing_fragments_a_bounded_share_per_wake_up_and_the_same_bytes():
+    rng = random.Random(7)
+    image = bytes(rng.getrandbits(8) for _ in range(300 * 40 - 5))
+    frags = fragment(image, 40)
+    at_once, stepped = MemoryStore(), CountingStore()
+    whole, collar = FecDecoder(frags.nb_frag, 40, at_once), FecDecoder(frags.nb_frag, 40, stepped, True)
+    n = 0
+    while not whole.complete():
+        n += 1
+        if rng.random() >= 0.15:
+            assert whole.add(n, frags.fragment(n)) == whole.complete()
+            collar.add(n, frags.fragment(n))
+    assert collar.solving and not collar.complete() and collar.missing > 10, "the rank is there, not the bytes"
+    assert not collar.add(n + 1, frags.fragment(n + 1)), "further fragments wait for the solve"
+    calls, most = 0, 0
+    while not collar.complete():
+        before = stepped.reads
+        collar.solve(64)
+        calls += 1
+        most = max(most, stepped.reads - before)
+    assert calls > 1 and most < 64 + frags.nb_frag, "a call stops after the pivot that spends its budget"
+    assert not collar.solving and collar.rows == {}
+    assert rebuilt(stepped, frags.nb_frag, frags.padding) == rebuilt(at_once, frags.nb_frag, frags.padding) == image
+
+
 @pytest.mark.micropython
 def test_the_same_update_decoded_under_micropython_and_cpython_gives_identical_bytes():
     import hashlib
