@@ -105,6 +105,20 @@ def test_a_stillness_the_ranger_resolved_is_not_raised_again_while_the_animal_st
     assert second.alert_type == "immobility" and second.alert_id != first.alert_id
 
 
+def test_one_bad_fix_off_a_carcass_the_ranger_resolved_does_not_raise_it_again(bridge):
+    for body in rb.fix_uplinks("collar-01", T, still_track(12 * 60 + 1)):
+        bridge.ingest_tts_uplink(body)
+    (first,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(first.alert_id, Viewer("ranger.amani", "ranger"), "true", note="carcass found")
+
+    # A day on the spot with one fix 300 m off (slow enough between hourly fixes to pass the speed
+    # test), then 13 h more on the spot: the same carcass, not a new stillness.
+    day = [(12 * 60 + 60 * i, SPOT[0] + (300 if i == 5 else 10 * (i % 2)), SPOT[1]) for i in range(1, 26)]
+    for body in rb.fix_uplinks("collar-01", T, day, first_f_cnt=100):
+        bridge.ingest_tts_uplink(body)
+    assert bridge.open_alerts(viewer=b.RANGER) == []
+
+
 def test_immobility_closes_itself_when_the_animal_walks_away(bridge):
     track = still_track(12 * 60 + 1)
     track.append((13 * 60, SPOT[0] + 1_500, SPOT[1]))

@@ -802,7 +802,8 @@ def _active_in_place(activity: dict[str, Any], still_s: float, profile: RuleProf
 
 def _still_where_closed(session: Session, device: Device, profile: RuleProfile) -> bool:
     """The collar's last immobility alert was closed (a ranger went to look) and the animal has not
-    left that spot since: every plausible fix after the alert within twice the radius of its centre.
+    left that spot since: no `confirm_fixes` plausible fixes in a row after the alert farther than twice
+    the radius from its centre.
     The same stillness, not a new one. (Read only when a stillness is found with no alert open.)"""
     closed = alerts.last_closed(session, device.device_id, IMMOBILITY)
     if closed is None or closed.lat is None or closed.lon is None:
@@ -818,8 +819,11 @@ def _still_where_closed(session: Session, device: Device, profile: RuleProfile) 
     ]
     kept = exclude_outliers([(closed.last_time, closed.lat, closed.lon), *since], profile.speed).kept
     xy, _ = project(kept)
-    farthest = max((math.hypot(x - xy[0][0], y - xy[0][1]) for x, y in xy[1:]), default=0.0)
-    return farthest <= 2 * profile.immobility.radius_m
+    away = [math.hypot(x - xy[0][0], y - xy[0][1]) > 2 * profile.immobility.radius_m for x, y in xy[1:]]
+    # Left only when fixes in a row say so (the fences' confirm_fixes): one bad fix a few hundred metres
+    # off, slow enough to pass the speed test between sparse fixes, is not a carcass getting up.
+    run = max(1, profile.fences.confirm_fixes)
+    return not any(all(away[i:i + run]) for i in range(len(away) - run + 1))
 
 
 def _corroborate(session: Session, device: Device, profile: RuleProfile, steps: Steps) -> None:
