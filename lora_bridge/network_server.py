@@ -160,7 +160,7 @@ class NetworkServerClient:
         self._post(url, body, headers, f"downlink pushed device_id={target.device_id}", target.device_id)
         return None
 
-    def send_multicast(self, frame: MulticastFrame, route_hint: str | None = None) -> None:
+    def send_multicast(self, frame: MulticastFrame, route_hint: RouteHint | None = None) -> None:
         """Push one frame to a TTS multicast group (a multicast end device) for Class C transmission at
         frame.send_at through frame.gateways (TTS knows no downlink path for a group: docs,
         thethingsindustries.com/docs/devices/configuring-devices/class-c/ and .../multicast/);

@@ -26,11 +26,12 @@ SQLite has one writer at a time: nothing to take there.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lora_bridge.store.tables import Device, RuleCursor
+from lora_bridge.store.tables import Alert, Device, RuleCursor
 
 
 def lock_cursors(session: Session, device_ids: Iterable[str]) -> None:
@@ -84,3 +85,13 @@ def free_collars(session: Session, device_ids: Iterable[str]) -> set[str]:
         select(RuleCursor.device_id).where(RuleCursor.device_id.in_(collars))
         .order_by(RuleCursor.device_id).with_for_update(skip_locked=True)
     ))
+
+
+def alerts_of_free_collars(session: Session, *where: Any) -> list[Alert]:
+    """The alerts matching `where`, of the collars whose cursors this transaction could take without
+    waiting (`free_collars`: taken first, in the lock order), in id order. A collar busy in an ingest
+    batch keeps its alerts for the next round of the timer."""
+    free = free_collars(session, session.scalars(select(Alert.device_id).where(*where).distinct()))
+    if not free:
+        return []
+    return list(session.scalars(select(Alert).where(*where, Alert.device_id.in_(free)).order_by(Alert.id)))

@@ -46,7 +46,7 @@ from lora_bridge.domain.rules_crossings import (
     judged_on,
     neighbourhood,
 )
-from lora_bridge.domain.rules_cursors import free_collars, lock_cursor
+from lora_bridge.domain.rules_cursors import alerts_of_free_collars, lock_cursor
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
@@ -837,13 +837,11 @@ def refresh_corroboration(session: Session, runtime: RulesRuntime, now: datetime
     """Weigh again every open poaching-risk / mortality alert still inside its window (herd mates'
     data arrives after the alert); how many were weighed."""
     weighed = 0
-    open_now = (Alert.alert_type.in_(CORROBORATED_TYPES), Alert.state.in_(alerts.OPEN_STATES))
     # The collars' cursors first (`rules_cursors`' lock order); a collar busy in an ingest batch is
     # weighed there (its rules corroborate its open alerts) or at the next round.
-    free = free_collars(session, session.scalars(select(Alert.device_id).where(*open_now).distinct()))
-    if not free:
-        return weighed
-    for alert in session.scalars(select(Alert).where(*open_now, Alert.device_id.in_(free)).order_by(Alert.id)):
+    for alert in alerts_of_free_collars(
+        session, Alert.alert_type.in_(CORROBORATED_TYPES), Alert.state.in_(alerts.OPEN_STATES)
+    ):
         device = session.get(Device, alert.device_id)
         animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
         profile = runtime.profile(device, animal)

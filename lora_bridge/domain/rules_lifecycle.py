@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts
-from lora_bridge.domain.rules_cursors import free_collars
+from lora_bridge.domain.rules_cursors import alerts_of_free_collars
 from lora_bridge.domain.rules_profiles import RuleProfile
 from lora_bridge.store.tables import Alert, AlertEvent, Animal, Device
 from lora_bridge.store.utc import utc_now
@@ -109,13 +109,9 @@ def escalate(
     On the wall clock an alert's waiting starts when the bridge learnt of it (a late-delivered alert
     is not escalated on arrival); with a given clock (replay, the twin) at the alert's own time."""
     escalated: list[Escalation] = []
-    waiting_now = (Alert.state == alerts.STATE_NEW, Alert.priority > alerts.PRIORITY_INFO)
     # The collars' cursors first (the lock order of `rules_cursors`); a collar busy in an ingest batch
     # is escalated at the next round. Its alerts read after, as they are once it is free.
-    free = free_collars(session, session.scalars(select(Alert.device_id).where(*waiting_now).distinct()))
-    if not free:
-        return escalated
-    waiting = session.scalars(select(Alert).where(*waiting_now, Alert.device_id.in_(free)).order_by(Alert.id)).all()
+    waiting = alerts_of_free_collars(session, Alert.state == alerts.STATE_NEW, Alert.priority > alerts.PRIORITY_INFO)
     if not waiting:
         return escalated
     history: dict[int, list[dict[str, Any]]] = {}
