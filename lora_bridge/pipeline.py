@@ -261,8 +261,8 @@ def _process(
         return _result_of(raw)  # already processed (by another worker, or the timer got there first)
     existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
     message = _read(raw)
-    if isinstance(message, Uplink) and session.get_bind().dialect.name == "postgresql":
-        read_batch(session, [message])  # its collar's rule cursor taken first, as a batch takes its collars'
+    if isinstance(message, Uplink):
+        read_batch(session, [message])  # read as a batch reads its collars (on PostgreSQL the cursor row first)
     return _process_loaded(session, raw, codec, settings, existing, message)
 
 
