@@ -173,20 +173,9 @@ class NetworkServerClient:
             raise DownlinkError(f"multicast group {frame.group_id} has no TTS application id")
         if not frame.gateways:
             raise DownlinkError(f"multicast group {frame.group_id}: no gateway to send through")
+        base, via, headers = self._tts_server(route_hint)
         application = quote(frame.application_id, safe="")
-        group = quote(frame.group_id, safe="")
-        base = (self.settings.network_server_url or "").rstrip("/")
-        key = self._key()
-        if base:
-            webhook = self.settings.tts_webhook_id
-            via = f"/webhooks/{quote(webhook, safe='')}" if webhook else ""
-            url = f"{base}/api/v3/as/applications/{application}{via}/devices/{group}/down/push"
-        elif route_hint and allowed_route(route_hint.url, self.settings):
-            head = route_hint.url.split("/devices/", 1)[0]
-            url = f"{head}/devices/{group}/down/push"
-            key = route_hint.api_key or key
-        else:
-            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL) and no X-Downlink-Push seen")
+        url = f"{base}/api/v3/as/applications/{application}{via}/devices/{quote(frame.group_id, safe='')}/down/push"
         body = {"downlinks": [{
             "f_port": frame.f_port,
             "frm_payload": base64.b64encode(frame.payload).decode(),
@@ -197,26 +186,32 @@ class NetworkServerClient:
             },
             **({"correlation_ids": [frame.correlation_id]} if frame.correlation_id else {}),
         }]}
-        self._post(url, body, {"Authorization": f"Bearer {key}"} if key else {},
-                   f"multicast frame pushed to TTS group {frame.group_id}")
+        self._post(url, body, headers, f"multicast frame pushed to TTS group {frame.group_id}")
 
     def _tts_route(self, target: DownlinkTarget, replace: bool) -> tuple[str, dict[str, str]]:
         route = target.replace_url if replace else target.push_url
         if route and allowed_route(route, self.settings):
-            key = target.api_key or self._key()
-            return route, {"Authorization": f"Bearer {key}"} if key else {}
-        base = (self.settings.network_server_url or "").rstrip("/")
-        if not base:
-            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL) and no X-Downlink-Push seen")
+            return route, _bearer(target.api_key or self._key())
+        base, via, headers = self._tts_server()
         if not target.application_id:
             raise DownlinkError(f"collar {target.device_id} has no TTS application id yet")
-        application = f"{base}/api/v3/as/applications/{quote(target.application_id, safe='')}"
-        webhook = self.settings.tts_webhook_id
-        via = f"/webhooks/{quote(webhook, safe='')}" if webhook else ""
+        application = quote(target.application_id, safe="")
         device = quote(target.label or target.device_id, safe="")
         operation = "replace" if replace else "push"
-        key = self._key()
-        return f"{application}{via}/devices/{device}/down/{operation}", {"Authorization": f"Bearer {key}"} if key else {}
+        return f"{base}/api/v3/as/applications/{application}{via}/devices/{device}/down/{operation}", headers
+
+    def _tts_server(self, route_hint: RouteHint | None = None) -> tuple[str, str, dict[str, str]]:
+        """Where The Things Stack is: its URL, the webhook path segment (`/webhooks/{id}` or "") and the
+        Authorization header; the configured server and webhook id, else those of route_hint (a
+        collar's push URL of the same application, with its key). DownlinkError when neither is known."""
+        base = (self.settings.network_server_url or "").rstrip("/")
+        if base:
+            webhook = self.settings.tts_webhook_id
+            return base, f"/webhooks/{quote(webhook, safe='')}" if webhook else "", _bearer(self._key())
+        if route_hint is not None and allowed_route(route_hint.url, self.settings):
+            base, via = _tts_server_of(route_hint.url)
+            return base, via, _bearer(route_hint.api_key or self._key())
+        raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL) and no X-Downlink-Push seen")
 
     def _send_chirpstack(self, target: DownlinkTarget, items: list[OutgoingDownlink], replace: bool) -> str | None:
         base = self._configured_base()
@@ -349,16 +344,10 @@ class NetworkServerClient:
         (`mac_state.current_parameters`, the MACParameters the Network Server schedules RX2 with).
         route_hint (a collar's push URL of the application) names the server when no URL is configured.
         DownlinkError when it cannot be read or the answer is not an end device."""
-        base = (self.settings.network_server_url or "").rstrip("/")
-        key = self._key()
-        if not base and route_hint is not None and allowed_route(route_hint.url, self.settings):
-            parts = urlsplit(route_hint.url)
-            base, key = f"{parts.scheme}://{parts.netloc}", route_hint.api_key or key
-        if not base:
-            raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL) and no X-Downlink-Push seen")
+        base, _, headers = self._tts_server(route_hint)
         url = (f"{base}/api/v3/ns/applications/{quote(application_id, safe='')}/devices/{quote(device_id, safe='')}"
                f"?field_mask={','.join(TTS_MULTICAST_FIELDS)}")
-        answer = self._call("GET", url, None, {"Authorization": f"Bearer {key}"} if key else {},
+        answer = self._call("GET", url, None, headers,
                             f"TTS multicast end device {device_id} read")
         try:
             return parse_tts_multicast_device(answer.json())
@@ -442,6 +431,22 @@ def parse_tts_multicast_device(answer: object) -> TtsMulticastDevice:
     if isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= 15:
         raise ValueError(f"rx2_data_rate_index {rate!r} is not a DataRateIndex")
     return TtsMulticastDevice(flags["multicast"], flags["supports_class_c"], int(frequency), rate)
+
+
+def _bearer(key: str) -> dict[str, str]:
+    """The Things Stack's Authorization header for an API key (none without a key)."""
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _tts_server_of(push_url: str) -> tuple[str, str]:
+    """The server URL and webhook path segment of a TTS push URL
+    (`{server}/api/v3/as/applications/{app}[/webhooks/{id}]/devices/{device}/down/push`)."""
+    server, _, path = push_url.partition("/api/v3/")
+    if not path:
+        parts = urlsplit(push_url)
+        return f"{parts.scheme}://{parts.netloc}", ""
+    webhook = path.split("/devices/", 1)[0].partition("/webhooks/")[2]
+    return server.rstrip("/"), f"/webhooks/{webhook}" if webhook else ""
 
 
 def _queue_item_id(response: httpx.Response) -> str | None:

@@ -173,8 +173,10 @@ class StandInTheThingsStack:
             return JSONResponse(_masked(device, paths))
 
         base = "/api/v3/as/applications/{app}/devices/{device}/down/"
+        webhook = "/api/v3/as/applications/{app}/webhooks/{webhook}/devices/{device}/down/"  # X-Downlink-Push's
         return Starlette(routes=[Route(base + "push", push, methods=["POST"]),
                                  Route(base + "replace", push, methods=["POST"]),
+                                 Route(webhook + "push", push, methods=["POST"]),
                                  Route("/api/v3/ns/applications/{app}/devices/{device}", get_device, methods=["GET"])])
 
 

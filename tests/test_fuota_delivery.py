@@ -20,6 +20,9 @@ from starlette.testclient import TestClient
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
 from lora_bridge.adapters.webhook import create_app
+from lora_bridge.errors import DownlinkError
+from lora_bridge.network_server import MulticastFrame, NetworkServerClient, RouteHint
+from lora_bridge.settings import BridgeSettings
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
@@ -385,6 +388,23 @@ def test_a_tts_multicast_device_sending_as_the_plan_does_is_read_once_with_a_fie
     assert campaign["delivery"]["network_group"]["id"] == GROUP and not campaign["delivery"]["network_group"]["created"]
     assert network.reads == ["multicast,supports_class_c,mac_state.current_parameters.rx2_frequency,"
                              "mac_state.current_parameters.rx2_data_rate_index"]
+
+
+def test_without_a_configured_server_group_frames_go_where_the_webhook_says_downlinks_go(network):
+    push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-07/down/push"
+    client = NetworkServerClient(BridgeSettings(webhook_secret=b.SECRET, network_server_url=None))
+    frame = MulticastFrame(GROUP, b.APPLICATION_ID, ("gw-1",), 201, b"\x08\x01", datetime(2026, 3, 1, tzinfo=UTC))
+    try:
+        client.send_multicast(frame, RouteHint(push, network.api_key))
+        with pytest.raises(DownlinkError, match="no X-Downlink-Push seen"):
+            client.send_multicast(frame, None)
+        with pytest.raises(DownlinkError, match="401"):
+            client.send_multicast(frame, RouteHint(push, "NNSXS.ANOTHER-KEY"))
+    finally:
+        client.close()
+
+    (sent,) = network.multicast
+    assert (sent["group"], sent["f_port"], sent["payload"], sent["gateways"]) == (GROUP, 201, b"\x08\x01", ["gw-1"])
 
 
 def test_without_a_configured_server_the_tts_device_is_read_where_the_webhook_says_downlinks_go(sqlite_url, network):
