@@ -93,6 +93,7 @@ class FecDecoder:
         self.dropped_rows = 0
         self.stepped = stepped
         self.solving = False  # every missing fragment is a pivot; solve() writes them
+        self.next_pivot = nb_frag - 1  # solve()'s cursor: no pivot lies above it
 
     def has(self, i):
         """Return True when fragment i (0-based) is in the store."""
@@ -153,11 +154,14 @@ class FecDecoder:
     def solve(self, budget=SOLVE_XORS_PER_STEP):
         """Back-substitute from the highest pivot down, each missing fragment written once, until
         the pivot that spends `budget` fragment XORs (0: no bound); return True when the file is
-        complete. The order, so the bytes, are those of a solve at once."""
+        complete. The order, so the bytes, are those of a solve at once. The pivots are found by one
+        walk down the fragment indices over all calls (no rows are added while solving)."""
         rows = self.rows
         spent = 0
+        p = self.next_pivot
         while self.solving:
-            p = max(rows)
+            while p not in rows:
+                p -= 1
             mask = rows.pop(p)
             acc = bytearray(self.store.read_row(p))
             for byte_index in range(len(mask)):
@@ -175,4 +179,5 @@ class FecDecoder:
             self.solving = self.missing > 0
             if budget and spent >= budget:
                 break
+        self.next_pivot = p
         return self.missing == 0
