@@ -223,6 +223,8 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
                 answers.append(delivery.StatusAnswer(c.device_id, sent, missing,
                                                      delivery.observed_loss(received, sent_to_it, c.loss)))
         t = max(t, float(decided))
+        log.debug("status round %d at %.1f s: %d sent, missing %s, silent %s", rounds, t - session_s, sent,
+                  {a.device_id: a.missing for a in answers}, silent)
         if not answers and not silent:
             break
         if t >= closes_s:
