@@ -16,14 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from time import monotonic
 from typing import Any
 
 import httpx
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from lora_bridge import ingest, queries
 from lora_bridge.access import accounts, audit, delayed, privacy, roles, throttle
@@ -142,6 +143,8 @@ class Bridge:
         self._intake_lock = threading.Lock()
         # The clock that location delays are measured on (aware UTC); tests and replays may set it.
         self.clock = clock
+        # Per thread: the reads of positions an `audit_deferred` block collects instead of logging.
+        self._deferred_reads = threading.local()
 
     def __repr__(self) -> str:
         return f"Bridge({self.settings!r})"
@@ -1275,13 +1278,51 @@ class Bridge:
     def _audit_positions(
         self, viewer: Viewer, action: str, animal_ids: list[str | None], now: datetime, **detail: Any
     ) -> None:
-        """Write who saw which positions before the answer leaves the service."""
-        with self.db.write() as session:
-            audit.record_positions(session, viewer, action, animal_ids, now, **detail)
-        log.info(
-            "positions viewed",
-            extra={"viewer": viewer.username, "role": viewer.role, "action": action, "animals": len(animal_ids)},
+        """Write who saw which positions before the answer leaves the service (inside an
+        `audit_deferred` block: keep it for `record_reads` instead)."""
+        read = audit.PositionsRead(
+            viewer, action, tuple(str(a) for a in animal_ids if a is not None),
+            {key: value for key, value in detail.items() if value is not None},
         )
+        deferred = getattr(self._deferred_reads, "reads", None)
+        if deferred is not None:
+            deferred.append(read)
+            return
+        self.record_reads([read], now)
+
+    @contextmanager
+    def audit_deferred(self) -> Iterator[list[audit.PositionsRead]]:
+        """Reads of positions made in this block (on this thread) are not logged when made: each
+        adds what it would log (`audit.PositionsRead`) to the list yielded, and the caller logs them
+        with `record_reads` each time it hands the answer to its viewer, and never when it does not.
+
+        For a caller that keeps answers for their viewer (the dashboard's caches, and the live map's
+        tracks and names read ahead while the browser loads the map): a kept answer handed out a
+        second time is logged a second time, and one read ahead but never fetched is not logged."""
+        outer = getattr(self._deferred_reads, "reads", None)
+        reads: list[audit.PositionsRead] = []
+        self._deferred_reads.reads = reads
+        try:
+            yield reads
+        finally:
+            self._deferred_reads.reads = outer
+
+    def record_reads(self, reads: Iterable[audit.PositionsRead], at: datetime | None = None) -> None:
+        """Log reads of positions (`audit_deferred`) as handed to their viewers at `at` (the
+        bridge's clock): one line per viewer, kind and minute, as every read is logged."""
+        reads = list(reads)
+        if not reads:
+            return
+        at = as_utc(at) if at else self.clock()
+        with self.db.write() as session:
+            for read in reads:
+                audit.record_positions(session, read.viewer, read.action, read.animal_ids, at, **read.detail)
+        for read in reads:
+            log.info(
+                "positions viewed",
+                extra={"viewer": read.viewer.username, "role": read.viewer.role, "action": read.action,
+                       "animals": len(read.animal_ids)},
+            )
 
     def _audit_alerts(self, viewer: Viewer, views: list[AlertView], now: datetime) -> None:
         placed = [view.animal_id for view in views if view.lat is not None]
@@ -1345,7 +1386,7 @@ class Bridge:
         positions, activity, alerts or alert events, animals registered or flagged, collars heard.
         Cheap (newest ids and one small aggregate), for caching reads between changes."""
         with self.db.read() as session:
-            return tuple(
+            newest = tuple(
                 session.execute(
                     select(
                         select(func.max(Position.id)).scalar_subquery(),
@@ -1353,11 +1394,15 @@ class Bridge:
                         select(func.max(Alert.id)).scalar_subquery(),
                         select(func.max(AlertEvent.id)).scalar_subquery(),
                         select(func.count(Animal.id)).scalar_subquery(),
-                        select(func.sum(case((Animal.high_value.is_(True), Animal.id), else_=0))).scalar_subquery(),
                         select(func.max(Device.last_seen)).scalar_subquery(),
                     )
                 ).one()
             )
+            # The high-value animals themselves, not a sum of their ids: moving the flag from two
+            # animals to one whose id is their sum changes how coarsely roles without exact
+            # positions see it, and must change the counter (a kept answer would be too fine).
+            flagged = tuple(session.scalars(select(Animal.id).where(Animal.high_value.is_(True)).order_by(Animal.id)))
+        return (*newest, flagged)
 
     # Helpers ---------------------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 One `Bridge` per database URL for the whole server (`st.cache_resource`); read queries cached for
 a few seconds (`st.cache_data(ttl=...)`), keyed by the viewer, so a viewer never gets an answer
-made for another role and every viewer's reads reach the bridge's audit log; writes (acknowledge,
-resolve, assign) go straight to the bridge in the viewer's name and then drop the cached alerts.
+made for another role. A cached answer holding positions is kept with the reads it was made from
+and logged in the bridge's audit log each time it is handed to its viewer (`kept_answers`), not
+only when it was read. Writes (acknowledge, resolve, assign) go straight to the bridge in the
+viewer's name and then drop the cached alerts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from lora_bridge.access import Viewer
 from lora_bridge.service import Bridge, open_bridge
 from lora_bridge.settings import masked_database_url
 from ranger_dashboard.config import DashboardOptions
+from ranger_dashboard.kept_answers import Kept, hand_out, keep
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +96,13 @@ def animals(url: str, viewer: Viewer) -> list[Any]:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _latest_positions(url: str, viewer: Viewer) -> Kept[list[Any]]:
+    return keep(bridge(url), viewer, lambda: bridge(url).latest_positions(viewer=viewer))
+
+
 def latest_positions(url: str, viewer: Viewer) -> list[Any]:
-    """Each animal's last known position (`PositionView`); the bridge logs who viewed them."""
-    return bridge(url).latest_positions(viewer=viewer)
+    """Each animal's last known position (`PositionView`); logged as viewed each time."""
+    return hand_out(bridge(url), _latest_positions(url, viewer), viewer)
 
 
 # ---------------------------------------------------------------- the map at a moment
@@ -112,35 +119,58 @@ def changes(url: str) -> tuple[Any, ...]:
 
 
 @st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
+def _positions_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> Kept[list[Any]]:
+    return keep(bridge(url), viewer, lambda: bridge(url).positions_at(as_of, viewer=viewer))
+
+
 def positions_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> list[Any]:
     """Each animal's last position at `as_of` (None: its latest), as viewer may see it."""
-    return bridge(url).positions_at(as_of, viewer=viewer)
+    return hand_out(bridge(url), _positions_at(url, viewer, as_of, changed), viewer)
 
 
 @st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
+def _alerts_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> Kept[list[Any]]:
+    return keep(bridge(url), viewer, lambda: bridge(url).alerts_at(as_of, viewer=viewer))
+
+
 def alerts_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> list[Any]:
     """The alerts open at `as_of` (None: now) as they stood then, as viewer may see them."""
-    return bridge(url).alerts_at(as_of, viewer=viewer)
+    return hand_out(bridge(url), _alerts_at(url, viewer, as_of, changed), viewer)
 
 
 @st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
+def _animals_at(url: str, viewer: Viewer, changed: tuple[Any, ...]) -> Kept[list[Any]]:
+    return keep(bridge(url), viewer, lambda: bridge(url).animals(viewer=viewer))
+
+
 def animals_at(url: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[Any]:
     """Every collared animal with its latest status, as viewer may see it."""
-    return bridge(url).animals(viewer=viewer)
+    return hand_out(bridge(url), _animals_at(url, viewer, changed), viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _animal_track(url: str, animal_id: str, since: datetime | None, viewer: Viewer) -> Kept[list[Any]]:
+    return keep(
+        bridge(url), viewer,
+        lambda: bridge(url).tracks(since=since, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), []),
+    )
+
+
 def animal_track(url: str, animal_id: str, since: datetime | None, viewer: Viewer) -> list[Any]:
     """Every fix of one animal since `since`, oldest first (for its page and its exports)."""
-    return bridge(url).tracks(since=since, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])
+    return hand_out(bridge(url), _animal_track(url, animal_id, since, viewer), viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _alerts(url: str, viewer: Viewer, states: tuple[str, ...] | None, limit: int | None) -> Kept[list[Any]]:
+    return keep(bridge(url), viewer, lambda: bridge(url).alerts(states, limit, viewer=viewer))
+
+
 def alerts(
     url: str, viewer: Viewer, states: tuple[str, ...] | None = None, limit: int | None = None
 ) -> list[Any]:
     """Alerts in `states` (all when None) that viewer may see, highest priority first, then newest first."""
-    return bridge(url).alerts(states, limit, viewer=viewer)
+    return hand_out(bridge(url), _alerts(url, viewer, states, limit), viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -152,9 +182,13 @@ def device(url: str, device_id: str | None) -> Any | None:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _open_alerts(url: str, viewer: Viewer) -> Kept[list[Any]]:
+    return keep(bridge(url), viewer, lambda: bridge(url).open_alerts(viewer=viewer))
+
+
 def open_alerts(url: str, viewer: Viewer) -> list[Any]:
     """Alerts that are new or acknowledged (`AlertView`), as viewer may see them."""
-    return bridge(url).open_alerts(viewer=viewer)
+    return hand_out(bridge(url), _open_alerts(url, viewer), viewer)
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -170,15 +204,23 @@ def activity(url: str, animal_id: str, since: datetime | None, viewer: Viewer) -
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _alert_events(url: str, alert_id: int, viewer: Viewer) -> Kept[list[Any]]:
+    return keep(bridge(url), viewer, lambda: bridge(url).alert_events(alert_id, viewer=viewer))
+
+
 def alert_events(url: str, alert_id: int, viewer: Viewer) -> list[Any]:
     """Who did what to an alert and when, oldest first (`AlertEventView`)."""
-    return bridge(url).alert_events(alert_id, viewer=viewer)
+    return hand_out(bridge(url), _alert_events(url, alert_id, viewer), viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _alerts_awaiting_verdict(url: str, viewer: Viewer) -> Kept[list[Any]]:
+    return keep(bridge(url), viewer, lambda: bridge(url).alerts_awaiting_verdict(viewer=viewer))
+
+
 def alerts_awaiting_verdict(url: str, viewer: Viewer) -> list[Any]:
     """Alerts Tembo closed itself (their condition cleared) that no ranger has judged yet, oldest first."""
-    return bridge(url).alerts_awaiting_verdict(viewer=viewer)
+    return hand_out(bridge(url), _alerts_awaiting_verdict(url, viewer), viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -187,42 +229,44 @@ def alert_verdicts(url: str) -> dict[str, dict[str, Any]]:
     return bridge(url).alert_verdicts()
 
 
+def forget_alerts() -> None:
+    """Drop every cached answer about alerts (after a change a ranger made: shown at once)."""
+    for cached in (_open_alerts, _alerts, _alerts_at, _alert_events, _alerts_awaiting_verdict, alert_verdicts):
+        cached.clear()
+
+
 def acknowledge_alert(url: str, alert_id: Any, viewer: Viewer) -> None:
     """Acknowledge an alert in the signed-in viewer's name and forget the cached alert list."""
     bridge(url).acknowledge_alert(alert_id, viewer)
     logger.info("alert acknowledged", extra={"alert_id": alert_id, "user": viewer.username})
-    open_alerts.clear()
-    alerts.clear()
-    alerts_at.clear()
-    alert_events.clear()
+    forget_alerts()
 
 
 def resolve_alert(url: str, alert_id: Any, viewer: Viewer, verdict: str, note: str | None = None) -> None:
     """Resolve an alert with the signed-in viewer's verdict (and note); forget the cached alert lists."""
     bridge(url).resolve_alert(alert_id, viewer, verdict, (note or "").strip() or None)
     logger.info("alert resolved", extra={"alert_id": alert_id, "user": viewer.username, "verdict": verdict})
-    open_alerts.clear()
-    alerts.clear()
-    alerts_at.clear()
-    alert_verdicts.clear()
-    alerts_awaiting_verdict.clear()
-    alert_events.clear()
+    forget_alerts()
 
 
 def assign_alert(url: str, alert_id: Any, assignee: str, viewer: Viewer) -> None:
     """Hand an alert to `assignee` in the signed-in viewer's name and forget the cached alert lists."""
     bridge(url).assign_alert(alert_id, assignee, viewer)
     logger.info("alert assigned", extra={"alert_id": alert_id, "user": viewer.username, "assignee": assignee})
-    open_alerts.clear()
-    alerts.clear()
-    alerts_at.clear()
-    alert_events.clear()
+    forget_alerts()
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def _track_between(url: str, animal_id: str, start: datetime, end: datetime, viewer: Viewer) -> Kept[list[Any]]:
+    return keep(
+        bridge(url), viewer,
+        lambda: bridge(url).tracks(since=start, until=end, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), []),
+    )
+
+
 def track_between(url: str, animal_id: str, start: datetime, end: datetime, viewer: Viewer) -> list[Any]:
     """One animal's fixes from `start` to `end`, oldest first (an alert's evidence)."""
-    return bridge(url).tracks(since=start, until=end, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])
+    return hand_out(bridge(url), _track_between(url, animal_id, start, end, viewer), viewer)
 
 
 @st.cache_data(ttl=30, show_spinner=False)

@@ -5,9 +5,11 @@ Names sit at animals' positions, so the route answers only whom the page would: 
 viewer of the browser's session cookie (the dashboard's role or an admin; checked with the bridge
 on every request, as a page run is), or the kiosk's visitor on a `--role visitor` dashboard; 401
 otherwise. Positions, alerts and animals are read through the bridge as that viewer (coarse and
-late for roles without exact positions, and in the audit log like every read of positions), for
-the live moment or the page's "as of" moment (`at`). A viewer's herd is read once per change of the
-store (`Bridge.change_counter`) and for at most `HERD_TTL_S`, like the map page's own queries.
+late for roles without exact positions), for the live moment or the page's "as of" moment (`at`).
+A viewer's herd is read once per change of the store (`Bridge.change_counter`) and for at most
+`HERD_TTL_S`, like the map page's own queries, and kept under that viewer only (`kept_answers`):
+every tile handed out is logged in the audit log as that viewer's view of the herd's positions,
+and a herd read ahead (`warm_herd`) that no tile request fetches is not logged.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from starlette.routing import Route
 
 from lora_bridge.access import ADMIN, VISITOR, Viewer
 from lora_bridge.errors import AuthenticationFailed
-from ranger_dashboard import name_tiles, session_cookie
+from ranger_dashboard import kept_answers, name_tiles, session_cookie
 
 logger = logging.getLogger(__name__)
 
@@ -124,24 +126,29 @@ def names_for(
     bridge: Any, viewer: Viewer, z: int, x: int, y: int, query: dict[str, str], clock: str = "wall"
 ) -> dict[str, Any]:
     """The FeatureCollection of names in tile z/x/y for `viewer` (see `name_tiles`), on a dashboard
-    whose clock is `clock`."""
-    herd_key, points = herd_for(bridge, viewer, query, clock)
+    whose clock is `clock`; the herd's reads logged as `viewer`'s view."""
+    herd_key, kept = herd_for(bridge, viewer, query, clock)
+    points = kept_answers.hand_out(bridge, kept, viewer)
     whole, focus = _float(query.get("whole")), query.get("focus") or None
     named = cached((*herd_key, z, whole, focus), lambda: name_tiles.named_at_zoom(points, z, whole, focus))
     return name_tiles.tile_names(named, z, x, y)
 
 
-def herd_for(bridge: Any, viewer: Viewer, query: dict[str, str], clock: str) -> tuple[tuple[Any, ...], list[dict[str, Any]]]:
+def herd_for(
+    bridge: Any, viewer: Viewer, query: dict[str, str], clock: str
+) -> tuple[tuple[Any, ...], kept_answers.Kept[list[dict[str, Any]]]]:
     """The herd the name tiles of a names URL's `query` place (`herd_points` at its moment `at`),
-    read once per viewer, moment and change of the store: (its cache key, the herd)."""
+    read once per viewer, moment and change of the store, not yet logged: (its cache key, the herd
+    kept for `viewer`)."""
     as_of = datetime.fromisoformat(query["at"]) if query.get("at") else None
     herd_key = ("herd", viewer, as_of, bridge.change_counter())
-    return herd_key, cached(herd_key, lambda: herd_points(bridge, viewer, as_of, clock))
+    return herd_key, cached(herd_key, lambda: kept_answers.keep(bridge, viewer, lambda: herd_points(bridge, viewer, as_of, clock)))
 
 
 def warm_herd(bridge: Any, viewer: Viewer, as_of: datetime | None, clock: str) -> None:
     """Have the herd the name tiles of the live map at `as_of` (None: live) place read while the
-    browser loads the map (`warm`), as the tiles' `at` will name it."""
+    browser loads the map (`warm`), as the tiles' `at` will name it; logged only once a tile is
+    handed out."""
     query = {"at": as_of.isoformat()} if as_of else {}
     warm(lambda: herd_for(bridge, viewer, query, clock), "names")
 

@@ -10,8 +10,10 @@ out some 11,000 track segments.
 Tracks are positions, so the route answers only whom the page would (`name_routes.viewer_of`: the
 signed-in viewer of the browser's session cookie with the dashboard's role or an admin, or the
 kiosk's visitor on a `--role visitor` dashboard; 401 otherwise), read through the bridge as that
-viewer (coarse and late for roles without exact positions, and in the audit log), for the window
-the page asked for, at most `MAX_WINDOW` long.
+viewer (coarse and late for roles without exact positions), for the window the page asked for, at
+most `MAX_WINDOW` long. The answer is kept under that viewer only and logged in the audit log each
+time it is handed out (`kept_answers`); one read ahead (`warm`) that the browser never fetches is
+not logged.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lora_bridge.access import Viewer
-from ranger_dashboard import map_layers, name_routes
+from ranger_dashboard import kept_answers, map_layers, name_routes
 
 logger = logging.getLogger(__name__)
 
@@ -68,21 +70,23 @@ def segments_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime, 
     return map_layers.track_segments(map_layers.track_paths(tracks))
 
 
-def body_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime) -> bytes:
+def body_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime) -> kept_answers.Kept[bytes]:
     """The route's JSON answer for `viewer` and the window, made once per change of the store and
-    kept a while (`name_routes.cached`)."""
+    kept a while for `viewer` (`name_routes.cached`), not yet logged (`kept_answers.hand_out`)."""
     from ranger_dashboard import data
 
     def answer() -> bytes:
         segments = segments_for(bridge, viewer, since, until, data.TRACK_MAX_POINTS)
         return json.dumps(segments, separators=(",", ":")).encode()
 
-    return name_routes.cached(("tracks", viewer, since, until, bridge.change_counter()), answer)
+    key = ("tracks", viewer, since, until, bridge.change_counter())
+    return name_routes.cached(key, lambda: kept_answers.keep(bridge, viewer, answer))
 
 
 def warm(bridge: Any, viewer: Viewer, url: str) -> None:
     """Have the answer to the map's tracks `url` (`tracks_url`) made while the browser still loads
-    the map, so the map's fetch of it, a second or so later, finds it ready (`name_routes.warm`)."""
+    the map, so the map's fetch of it, a second or so later, finds it ready (`name_routes.warm`);
+    logged in the audit log only when the browser fetches it."""
     since, until = window(dict(parse_qsl(urlsplit(url).query)))
     name_routes.warm(lambda: body_for(bridge, viewer, since, until), "tracks")
 
@@ -101,7 +105,8 @@ async def tracks(request: Request) -> Response:
     except ValueError as error:
         return JSONResponse({"error": str(error)}, status_code=400)
 
-    body = await run_in_threadpool(body_for, bridge, viewer, since, until)
+    kept = await run_in_threadpool(body_for, bridge, viewer, since, until)
+    body = await run_in_threadpool(kept_answers.hand_out, bridge, kept, viewer)
     return Response(body, media_type="application/json", headers={"Cache-Control": "private, no-store"})
 
 

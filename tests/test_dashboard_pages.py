@@ -113,7 +113,7 @@ def test_live_map_colours_animals_by_state_and_rings_open_alerts(store):
     bridge = open_bridge(store)
     bridge.run_rules()  # on today's clock the seeded herd is long silent: the offline rule says so
     bridge.close()
-    data.open_alerts.clear()  # not a few seconds later: drop the cached answer
+    data.forget_alerts()  # not a few seconds later: drop the cached answer
     silent = {p["name"]: p["state"] for p in layer(deck_spec(open_page()), "animals")["data"]}
     assert silent == {"Amani": "offline", "Kito": "alert", "Zawadi": "alert"}
     rings = layer(spec, "open-alerts")["data"]
@@ -443,8 +443,8 @@ def test_live_map_has_its_tracks_and_names_read_while_the_browser_is_still_loadi
     query = {key: values[0] for key, values in parse_qs(urlsplit(layer(spec, "tracks")["data"]).query).items()}
     since, until = track_routes.window(query)
     ready = list(name_routes._cache.items())
-    (tracks,) = [value for key, (_, value) in ready if key[:4] == ("tracks", amina, since, until)]
+    (tracks,) = [kept for key, (_, kept) in ready if key[:4] == ("tracks", amina, since, until)]
     # The answer the map's fetch will find is the route's own for this ranger, as the browser would get it.
-    assert json.loads(tracks) == tracks_on_map(store, amina, spec)
-    (herd,) = [value for key, (_, value) in ready if key[:3] == ("herd", amina, None)]  # live: no "as of"
-    assert {p["name"] for p in herd} == {"Amani", "Kito", "Zawadi"}
+    assert tracks.viewer == amina and json.loads(tracks.value) == tracks_on_map(store, amina, spec)
+    (herd,) = [kept for key, (_, kept) in ready if key[:3] == ("herd", amina, None)]  # live: no "as of"
+    assert herd.viewer == amina and {p["name"] for p in herd.value} == {"Amani", "Kito", "Zawadi"}

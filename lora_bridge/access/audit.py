@@ -37,6 +37,18 @@ class AuditView:
     last_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class PositionsRead:
+    """What one read of positions hands a viewer, as the audit log records it: kept with an answer
+    that is handed out again (`Bridge.audit_deferred`, `Bridge.record_reads`), so every hand-out
+    is logged as the read itself was."""
+
+    viewer: Viewer
+    action: str
+    animal_ids: tuple[str, ...]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 def record_positions(
     session: Session,
     viewer: Viewer,
