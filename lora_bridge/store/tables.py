@@ -165,7 +165,7 @@ class ActivitySummary(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
-    animal_id: Mapped[int | None] = mapped_column(ForeignKey("animals.id"), index=True)
+    animal_id: Mapped[int | None] = mapped_column(ForeignKey("animals.id"))
     time: Mapped[datetime] = mapped_column(index=True)
     interval_min: Mapped[int]
     model_version: Mapped[int | None]
@@ -470,6 +470,8 @@ Index("ix_positions_device_time", Position.device_id, Position.time)
 # A collar's fixes newer than its rule cursor (the rules' track read) without walking its whole history.
 Index("ix_positions_device_id", Position.device_id, Position.id)
 Index("ix_alerts_device_type", Alert.device_id, Alert.alert_type)
+# One animal's summaries of the days its page shows (`queries.activity_views`), in time order.
+Index("ix_activity_animal_time", ActivitySummary.animal_id, ActivitySummary.time)
 
 
 # ---- Over-the-air update campaigns (docs/updates.md) -------------------------------------------
