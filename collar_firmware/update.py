@@ -234,10 +234,11 @@ class UpdateAgent:
         elif self.state == VERIFYING or self.state == MODEL_TRIAL or self.state == SOLVING:
             _installer().step(self, now)
 
-    def _result(self, reason, now, kind=0, version=0):
-        """Report an outcome: kept in flash for status, acknowledged on port 31. kind and version
-        default to the image header's, when the image got that far (0: not known). An image's kind
-        (update_image.KIND_*) is its index in codec.UPDATE_KINDS (a test pins them)."""
+    def _result(self, reason, now, kind=0, version=0, acked=False):
+        """Report an outcome: kept in flash for status, acknowledged on port 31 (unless acked: the
+        trial's radio test sent that ack). kind and version default to the image header's, when the
+        image got that far (0: not known). An image's kind (update_image.KIND_*) is its index in
+        codec.UPDATE_KINDS (a test pins them)."""
         h = self.header
         if not kind and h is not None:
             kind, version = h.kind, h.version
@@ -252,6 +253,8 @@ class UpdateAgent:
             _RESULT_FORMAT, self.last_kind, self.last_outcome, self.last_version, self.last_reason)))
         self.state = IDLE
         self.decoder = None
+        if acked:
+            return
         port, payload = codec.encode_packet("ack", {"time_s": now, "on_port": PORT_FRAGMENTS,
                                                     "cmd": codec.tag_of("data_fragment"), "result": reason})
         self.collar.queue_ack(port, payload)

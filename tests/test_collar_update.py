@@ -59,6 +59,7 @@ def test_a_collar_confirms_a_firmware_after_its_trial_boot_and_reports_it():
     assert collar.collar.boots == 2, "rebooted once into the new image"
     assert collar.collar.status_values(collar.hal.clock.now_s())["fw_version"] == "1.1.0"
     assert collar.acks[-1]["result"] == "ok" and collar.acks[-1]["on_port"] == 201
+    assert len(collar.acks) == 1, "the self-test's radio check is the one acknowledgement, not sent twice"
 
 
 def _refusal(image: bytes) -> tuple[str, object]:
