@@ -1,7 +1,7 @@
 """Webhook bodies answered once their raw row is durable, applied right after in large batches.
 
 With `TEMBO_WEBHOOK_ACK=durable` the webhook does not wait for decoding and the rules: the network
-server only needs to know that the body is kept. Two threads of the bridge's process do the work:
+server only needs to know that the body is kept. A writer and an applier do the work:
 
 - the writer takes every body waiting (up to `ingest_max_batch`), reads each (a body that is not
   what its kind says goes the ordinary way, `Bridge.write_batch_now`, and is answered 400 with its
@@ -13,7 +13,10 @@ server only needs to know that the body is kept. Two threads of the bridge's pro
   rules once per collar of the batch: journal entries become raw rows and are applied in the same
   transaction (`Bridge.write_batch_now`, the group commit's batch), then leave the journal; raw rows
   of PostgreSQL are applied by id (`Bridge.apply_taken`). The more arrived, the larger the batch and
-  the fewer evaluations per uplink.
+  the fewer evaluations per uplink. It is a thread of the webhook's process, or, on a SQLite store
+  with `intake_applier="process"`, a process of its own (`lora_bridge.intake_applier`) that this
+  one starts, tells of each journal commit, hears back from after each applied batch (the bound on
+  the backlog, the downlinks to push), and starts again should it die.
 
 Nothing acknowledged is lost: a journal entry stays until the store holds its raw row, and at start
 the entries left by a crash (kill -9) are applied (those the store already holds are not applied
@@ -25,15 +28,18 @@ batch the store could not take stays in the journal and is tried again.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lora_bridge import ingest
 from lora_bridge.errors import MalformedUplink, StoreUnavailable
 from lora_bridge.group_commit import Submission, write_and_settle
-from lora_bridge.intake_journal import IntakeJournal, already_stored
+from lora_bridge.intake_applier import ApplierProcess
+from lora_bridge.intake_journal import IntakeJournal, already_stored, hold_lock
 from lora_bridge.network_messages import event_name_of, read_network_message
 from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import Uplink
@@ -76,18 +82,32 @@ class DurableIntake:
         # raw ids (no journal) or (intake id, submission) pairs (journal) committed, not yet applied
         self._to_apply: list[Any] = []
         self._applying = 0
-        self.journal = IntakeJournal.for_store(bridge.settings.database_url, bridge.settings.sqlite_synchronous)
-        if self.journal is not None:
-            self._to_apply.extend(self._left_in_journal())
         self._stopping = False
         self._listeners: list[AppliedListener] = []
         self.batches_written = 0
         self.batches_applied = 0
         self.applied = 0
+        self.journal = IntakeJournal.for_store(bridge.settings.database_url, bridge.settings.sqlite_synchronous)
+        # With the applier in a process of its own: the journal ids written and not yet reported
+        # applied (the backlog), and ids reported before the writer counted them (a restarted applier
+        # may take an entry the moment it is committed).
+        self._unapplied: set[int] = set()
+        self._reported_early: set[int] = set()
+        self._process: ApplierProcess | None = None
+        self._applier: threading.Thread | None = None
+        self._applier_lock_fd: int | None = None
         self._writer = threading.Thread(target=self._write_loop, name="tembo-intake-writer", daemon=True)
-        self._applier = threading.Thread(target=self._apply_loop, name="tembo-intake-applier", daemon=True)
+        if self.journal is not None and bridge.settings.intake_applier == "process":
+            self._unapplied.update(self.journal.ids())
+            self._process = ApplierProcess(bridge.settings, self._reported)
+            self._process.start()
+        else:
+            if self.journal is not None:  # an applier process of an earlier run may still finish its batch
+                self._applier_lock_fd = hold_lock(applier_lock_path(self.journal))
+                self._to_apply.extend(self._left_in_journal())
+            self._applier = threading.Thread(target=self._apply_loop, name="tembo-intake-applier", daemon=True)
+            self._applier.start()
         self._writer.start()
-        self._applier.start()
 
     def submit(self, submission: Submission, settled: Settled) -> None:
         """Queue submission; `settled([submission, ...])` is called once its outcome is set."""
@@ -104,16 +124,7 @@ class DurableIntake:
         """Journal entries a previous run kept and did not see applied; those the store holds already
         (it stopped between the two commits) leave the journal."""
         assert self.journal is not None
-        waiting, held = [], []
-        for entry in self.journal.entries():
-            if already_stored(self.bridge.db, entry):
-                held.append(entry.intake_id)
-                continue
-            waiting.append((entry.intake_id, Submission(entry.network, entry.event, entry.body, entry.content_type,
-                                                        entry.path_ids, received_at=entry.received_at)))
-        self.journal.remove(held)
-        if waiting or held:
-            log.info("intake journal: %d bodies to apply, %d already in the store", len(waiting), len(held))
+        waiting, _held = left_in_journal(self.bridge, self.journal)
         return waiting
 
     def on_applied(self, listener: AppliedListener) -> None:
@@ -123,31 +134,76 @@ class DurableIntake:
     def backlog(self) -> int:
         """Bodies waiting to be written or applied."""
         with self._changed:
-            return len(self._incoming) + len(self._to_apply) + self._applying
+            return len(self._incoming) + self._held()
+
+    def applier_pid(self) -> int | None:
+        """The process id of the applier process (None with the applier a thread of this process)."""
+        return self._process.pid if self._process is not None else None
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Write and apply what is queued, then end both threads (what is left stays `received`)."""
+        """Write and apply what is queued, then end the writer and the applier (what is left stays in
+        the journal, or `received`, for the next start)."""
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
         self._writer.join(timeout=timeout_s)
-        self._applier.join(timeout=timeout_s)
-        if self.journal is not None and not self._applier.is_alive():
+        applier_done = True
+        if self._process is not None:
+            applier_done = self._process.stop(timeout_s)
+        elif self._applier is not None:
+            self._applier.join(timeout=timeout_s)
+            applier_done = not self._applier.is_alive()
+        if self.journal is not None and applier_done:
             self.journal.close()
+            if self._applier_lock_fd is not None:
+                os.close(self._applier_lock_fd)
+                self._applier_lock_fd = None
+
+    def _held(self) -> int:
+        """Bodies kept and not yet applied (call with self._changed held)."""
+        if self._process is not None:
+            return len(self._unapplied)
+        return len(self._to_apply) + self._applying
+
+    def _reported(self, report: dict[str, Any]) -> None:
+        """A report of the applier process: journal ids that left the journal (applied in a batch, or
+        found in the store already at its start) and the downlinks its batch queued."""
+        keys = [int(i) for i in report.get("applied", [])]
+        with self._changed:
+            for key in keys:
+                if key in self._unapplied:
+                    self._unapplied.discard(key)
+                else:
+                    self._reported_early.add(key)
+            if report.get("batch") and keys:
+                self.batches_applied += 1
+                self.applied += len(keys)
+            self._changed.notify_all()  # the writer may take more again
+        if report.get("downlinks"):
+            self.bridge.wake_outbox([int(i) for i in report["downlinks"]])
+        if report.get("flush_outbox"):
+            self.bridge.wake_outbox()
+        if keys and report.get("batch"):
+            self._tell_listeners(keys, float(report.get("committed_at", time.time())))
+
+    def _tell_listeners(self, keys: list[int], committed_at: float) -> None:
+        for listener in self._listeners:
+            try:
+                listener(keys, committed_at)
+            except Exception:  # noqa: BLE001 - an observer never stops ingest
+                log.exception("an applied-batch listener failed")
 
     # ---- the writer ----------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
         while True:
             with self._changed:
-                while not self._stopping and (
-                    not self._incoming or len(self._to_apply) + self._applying >= self.max_backlog
-                ):
+                while not self._stopping and (not self._incoming or self._held() >= self.max_backlog):
                     self._changed.wait(timeout=0.5)
                 if not self._incoming:
                     self._changed.notify_all()  # the applier sees the writer is done
                     return
-                room = max(1, min(self.max_batch, self.max_backlog - len(self._to_apply) - self._applying))
+                room = max(1, min(self.max_batch, self.max_backlog - self._held()))
                 batch = self._incoming[:room]
                 del self._incoming[:room]
             submissions = [submission for submission, _ in batch]
@@ -214,8 +270,15 @@ class DurableIntake:
                 message=None if uplink else getattr(message, "kind", None),
             )
         with self._changed:
-            self._to_apply.extend(queued)
+            if self._process is not None:
+                fresh = set(ids) - self._reported_early
+                self._reported_early.difference_update(ids)
+                self._unapplied.update(fresh)
+            else:
+                self._to_apply.extend(queued)
             self._changed.notify_all()
+        if self._process is not None:
+            self._process.committed(max(ids))
 
     # ---- the applier ---------------------------------------------------------------------------
 
@@ -246,11 +309,7 @@ class DurableIntake:
             committed_at = time.time()
             self.batches_applied += 1
             self.applied += len(keys)
-            for listener in self._listeners:
-                try:
-                    listener(keys, committed_at)
-                except Exception:  # noqa: BLE001 - an observer never stops ingest
-                    log.exception("an applied-batch listener failed")
+            self._tell_listeners(keys, committed_at)
 
     def _apply_raw(self, raw_ids: list[int]) -> list[int]:
         try:
@@ -264,22 +323,53 @@ class DurableIntake:
         """Raw rows, decoding and rules of journal entries in one transaction, then out of the journal;
         entries the store could not take go back to the front of the queue, tried again later."""
         assert self.journal is not None
-        submissions = [submission for _, submission in taken]
-        try:
-            self.bridge.write_batch_now(submissions)
-        except Exception:  # noqa: BLE001 - every submission carries its outcome; handled below
-            log.exception("a batch of %d journal entries met an error", len(submissions))
-        stored = [intake_id for intake_id, s in taken if s.result is not None and s.error is None]
-        refused = [(intake_id, s) for intake_id, s in taken if not (s.result is not None and s.error is None)]
-        self.journal.remove(stored)
+        stored, refused = apply_entries(self.bridge, self.journal, taken)
         if refused and self._stopping:
             log.warning("%d kept bodies not taken by the store; they wait in the journal for the next start",
                         len(refused))
         elif refused:
             log.warning("%d kept bodies not taken by the store now; tried again in %.0f s", len(refused), RETRY_S)
-            fresh = [(intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids,
-                                            received_at=s.received_at)) for intake_id, s in refused]
             with self._changed:
-                self._to_apply[:0] = fresh
+                self._to_apply[:0] = refused
                 self._changed.wait(timeout=RETRY_S)
         return stored
+
+
+def left_in_journal(bridge: Any, journal: IntakeJournal) -> tuple[list[tuple[int, Submission]], list[int]]:
+    """The journal entries an applier finds at its start: (those to apply as (id, submission), the ids
+    of those the store holds already, which leave the journal: the applier before stopped between its
+    store's commit and the journal's delete)."""
+    waiting, held = [], []
+    for entry in journal.entries():
+        if already_stored(bridge.db, entry):
+            held.append(entry.intake_id)
+            continue
+        waiting.append((entry.intake_id, Submission(entry.network, entry.event, entry.body, entry.content_type,
+                                                    entry.path_ids, received_at=entry.received_at)))
+    journal.remove(held)
+    if waiting or held:
+        log.info("intake journal: %d bodies to apply, %d already in the store", len(waiting), len(held))
+    return waiting, held
+
+
+def apply_entries(bridge: Any, journal: IntakeJournal,
+                  taken: list[tuple[int, Submission]]) -> tuple[list[int], list[tuple[int, Submission]]]:
+    """Apply journal entries (id, submission) in one transaction with their rules, then delete those the
+    store took from the journal: (their ids, the others as fresh submissions to try again)."""
+    submissions = [submission for _, submission in taken]
+    try:
+        bridge.write_batch_now(submissions)
+    except Exception:  # noqa: BLE001 - every submission carries its outcome; handled below
+        log.exception("a batch of %d journal entries met an error", len(submissions))
+    stored = [intake_id for intake_id, s in taken if s.result is not None and s.error is None]
+    refused = [(intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids,
+                                      received_at=s.received_at))
+               for intake_id, s in taken if not (s.result is not None and s.error is None)]
+    journal.remove(stored)
+    return stored, refused
+
+
+def applier_lock_path(journal: IntakeJournal) -> Path:
+    """The lock file that one applier at a time holds (see lora_bridge.intake_journal)."""
+    return Path(f"{journal.path}.applier")
+

@@ -5,14 +5,22 @@ the transactions applying earlier bodies hold (SQLite lets one writer in at a ti
 A body is answered 2xx once its journal row is committed (WAL, the store's `synchronous`, FULL by
 default: fsynced). The applier moves journal rows into the store (raw row, decoding, rules, in one
 transaction), then deletes them from the journal. A crash between those two commits leaves rows the
-store already holds: at start each journal row is looked up in the store by its arrival time and
-body before it is applied, so none is applied twice. One process at a time holds the journal
-(exclusive locking): a second webhook process in durable mode on the same store refuses to start.
+store already holds: when an applier starts, each journal row is looked up in the store by its arrival
+time and body before it is applied, so none is applied twice.
+
+Two processes may share the file (WAL, normal locking): the webhook process that writes it and,
+with `intake_applier="process"`, the applier process that reads entries by id and deletes them. One
+webhook process at a time writes a journal (an exclusive `flock` on `<journal>.owner`, released by
+the kernel when the process dies): a second webhook process in durable mode on the same store refuses
+to start. One applier at a time applies it (`<journal>.applier`, taken blocking): an applier started
+while a previous one is still finishing its batch waits for it, so no entry is applied by two.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -28,6 +36,8 @@ from lora_bridge.store.database import Database
 from lora_bridge.store.tables import RawUplink
 
 SUFFIX = "-intake"
+# A writer (webhook process) and an applier meet on the file for a few milliseconds at a time.
+BUSY_TIMEOUT_S = 10.0
 # AUTOINCREMENT: an id is never given twice, even once the journal has emptied (it names the body in
 # the webhook's answer and in the applier's reports).
 SCHEMA = (
@@ -52,29 +62,30 @@ class JournalEntry:
 class IntakeJournal:
     """The journal file of one SQLite store (see the module docstring); thread-safe."""
 
-    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, synchronous: str = "FULL", owner: bool = True) -> None:
+        """Open the journal at path; owner: this process writes it (RuntimeError when another live
+        process does), else it only reads and deletes entries (an applier process)."""
         self.path = path
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=0.5)
+        self._owner_fd = hold_lock(Path(f"{path}.owner"), wait=False) if owner else None
+        if owner and self._owner_fd is None:
+            raise RuntimeError(f"the intake journal {path} is held by another bridge process")
+        self._connection = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
+                                           timeout=BUSY_TIMEOUT_S)
         try:
-            self._connection.execute("PRAGMA locking_mode=EXCLUSIVE")
             self._connection.execute("PRAGMA journal_mode=WAL")
             self._connection.execute(f"PRAGMA synchronous={synchronous.upper()}")
             self._connection.execute(SCHEMA)
-            self._connection.execute("BEGIN IMMEDIATE")  # takes the exclusive lock for this process's life
-            self._connection.execute("COMMIT")
         except sqlite3.OperationalError as error:
-            self._connection.close()
-            raise RuntimeError(f"the intake journal {path} is held by another bridge process ({error})") from error
+            self.close()
+            raise RuntimeError(f"the intake journal {path} cannot be opened ({error})") from error
 
     @classmethod
-    def for_store(cls, url: str, synchronous: str = "FULL") -> IntakeJournal | None:
+    def for_store(cls, url: str, synchronous: str = "FULL", owner: bool = True) -> IntakeJournal | None:
         """The journal beside the SQLite store at url; None for an in-memory SQLite or another engine
         (PostgreSQL lets the intake's inserts in beside the applier's transaction)."""
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-            return None
-        return cls(Path(parsed.database + SUFFIX), synchronous)
+        path = path_for_store(url)
+        return None if path is None else cls(path, synchronous, owner)
 
     def append(self, entries: list[tuple[datetime, str, str | None, str | None, dict[str, Any] | None, bytes]]) -> list[int]:
         """Commit entries (received_at, network, event, content_type, path_ids, body) in one transaction;
@@ -114,17 +125,25 @@ class IntakeJournal:
                 self._connection.execute("ROLLBACK")
                 raise
 
-    def entries(self) -> list[JournalEntry]:
-        """Every entry still in the journal, oldest first."""
+    def entries(self, after_id: int = 0, limit: int | None = None) -> list[JournalEntry]:
+        """The entries still in the journal with an id above after_id, oldest first (at most limit)."""
+        query = "SELECT id, received_at, network, event, content_type, path_ids, body FROM bodies WHERE id > ? ORDER BY id"
+        parameters: tuple[int, ...] = (after_id,)
+        if limit is not None:
+            query += " LIMIT ?"
+            parameters = (after_id, max(0, limit))
         with self._lock:
-            rows = self._connection.execute(
-                "SELECT id, received_at, network, event, content_type, path_ids, body FROM bodies ORDER BY id"
-            ).fetchall()
+            rows = self._connection.execute(query, parameters).fetchall()
         return [
             JournalEntry(int(i), _aware(datetime.fromisoformat(at)), network, event, content_type,
                          json.loads(path_ids) if path_ids else None, bytes(body))
             for i, at, network, event, content_type, path_ids, body in rows
         ]
+
+    def ids(self) -> list[int]:
+        """The ids of every entry still in the journal, oldest first."""
+        with self._lock:
+            return [int(i) for (i,) in self._connection.execute("SELECT id FROM bodies ORDER BY id")]
 
     def __len__(self) -> int:
         with self._lock:
@@ -133,6 +152,32 @@ class IntakeJournal:
     def close(self) -> None:
         with self._lock:
             self._connection.close()
+            if self._owner_fd is not None:
+                os.close(self._owner_fd)  # the lock goes with the descriptor
+                self._owner_fd = None
+
+
+def path_for_store(url: str) -> Path | None:
+    """Where the journal of the SQLite store at url lives; None for in-memory SQLite or another engine."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database + SUFFIX)
+
+
+def hold_lock(path: Path, wait: bool = True) -> int | None:
+    """An exclusive `flock` on path (created if missing), held until its descriptor is closed or the
+    process dies; wait: block until it is free, else None when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def already_stored(db: Database, entry: JournalEntry) -> bool:

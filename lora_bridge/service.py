@@ -141,6 +141,9 @@ class Bridge:
         self._batches_fell_back = 0
         self._intake: DurableIntake | None = None
         self._intake_lock = threading.Lock()
+        # Set in an intake applier process (lora_bridge.intake_applier): the downlinks its batches
+        # queued go to the webhook process's outbox worker instead of one of its own.
+        self.outbox_wakes: Callable[[list[int] | None], None] | None = None
         # The clock that location delays are measured on (aware UTC); tests and replays may set it.
         self.clock = clock
         # Per thread: the reads of positions an `audit_deferred` block collects instead of logging.
@@ -670,6 +673,9 @@ class Bridge:
     def wake_outbox(self, ids: list[int] | None = None) -> None:
         """Tell the outbox worker there is work (starting it when the settings want one): the downlinks
         `ids` just committed, else a full flush of everything due."""
+        if self.outbox_wakes is not None:
+            self.outbox_wakes(ids)
+            return
         if self._outbox_worker is None and self.settings.outbox_worker:
             self.start_outbox_worker()
         if self._outbox_worker is not None:

@@ -122,6 +122,10 @@ class BridgeSettings(BaseSettings):
     # or "durable" (202 once the raw body is committed; decoding and rules follow in batches,
     # lora_bridge.durable_intake). Either way 2xx only once the body is durable.
     webhook_ack: Literal["applied", "durable"] = "applied"
+    # Where a SQLite store's durable intake applies its journal: "thread" (a thread of the webhook's
+    # process) or "process" (a process of its own that the webhook's process starts and supervises,
+    # so applying does not share the answering process's GIL; lora_bridge.intake_applier).
+    intake_applier: Literal["thread", "process"] = "thread"
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self._masked_items())

@@ -43,6 +43,7 @@ class BridgeProcess:
     port: int
     file_size_limit: int = 0
     webhook_ack: str = "applied"
+    intake_applier: str = "thread"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,7 +54,8 @@ class BridgeProcess:
         """Start the child and wait until its webhook answers /healthz."""
         self.process = subprocess.Popen(
             [sys.executable, "-c", CHILD, self.database_url, str(self.port), str(self.file_size_limit), b.SECRET],
-            env=dict(os.environ, PYTHONUNBUFFERED="1", TEMBO_WEBHOOK_ACK=self.webhook_ack),
+            env=dict(os.environ, PYTHONUNBUFFERED="1", TEMBO_WEBHOOK_ACK=self.webhook_ack,
+                     TEMBO_INTAKE_APPLIER=self.intake_applier),
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -65,6 +67,23 @@ class BridgeProcess:
             except httpx.HTTPError:
                 time.sleep(0.1)
         raise RuntimeError("bridge process did not answer")
+
+    def applier_pids(self) -> list[int]:
+        """The process ids of this bridge's intake applier processes (children of its process)."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or self.process is None:
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    text = stat.read()
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                    command = cmdline.read()
+            except OSError:
+                continue
+            if int(text[text.rindex(")") + 2:].split()[1]) == self.process.pid and b"intake_applier" in command:
+                found.append(int(entry))
+        return found
 
     def kill(self) -> None:
         """SIGKILL: no clean-up of any kind."""
@@ -83,9 +102,10 @@ class BridgeProcess:
 
 
 @contextmanager
-def bridge_process(database_url: str, port: int, file_size_limit: int = 0, webhook_ack: str = "applied"):
+def bridge_process(database_url: str, port: int, file_size_limit: int = 0, webhook_ack: str = "applied",
+                   intake_applier: str = "thread"):
     """A started BridgeProcess, stopped afterwards."""
-    child = BridgeProcess(database_url, port, file_size_limit, webhook_ack).start()
+    child = BridgeProcess(database_url, port, file_size_limit, webhook_ack, intake_applier).start()
     try:
         yield child
     finally:

@@ -4,6 +4,8 @@ fills up. Each test counts the uplinks answered 2xx that the store does not hold
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -32,11 +34,13 @@ HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("ack", ["applied", "durable"])
-def test_a_bridge_killed_under_load_loses_no_acknowledged_uplink_and_applies_none_twice(sqlite_url, port, ack):
+@pytest.mark.parametrize(("ack", "applier"), [("applied", "thread"), ("durable", "thread"), ("durable", "process")])
+def test_a_bridge_killed_under_load_loses_no_acknowledged_uplink_and_applies_none_twice(sqlite_url, port, ack,
+                                                                                      applier):
     load = Load()
     numbers = range(240)
-    child = BridgeProcess(sqlite_url, port, webhook_ack=ack).start()
+    child = BridgeProcess(sqlite_url, port, webhook_ack=ack, intake_applier=applier).start()
+    appliers = child.applier_pids()
     stop = threading.Event()
     posting = threading.Thread(target=post_all, args=(child.url, numbers, load), kwargs={"stop": stop})
     posting.start()
@@ -46,8 +50,10 @@ def test_a_bridge_killed_under_load_loses_no_acknowledged_uplink_and_applies_non
     stop.set()
     posting.join()
     killed_at = len(load.acknowledged())
+    _wait_until_gone(appliers)  # an applier process dies with the bridge's
 
-    with bridge_process(sqlite_url, port, webhook_ack=ack) as again:  # a network server retries what got no 2xx
+    # a network server retries what got no 2xx
+    with bridge_process(sqlite_url, port, webhook_ack=ack, intake_applier=applier) as again:
         retry_until_acknowledged(again.url, load, numbers)
     figures = lost_and_twice(sqlite_url, load.acknowledged())
     print(report({"killed_after_acknowledged": killed_at, **figures}))
@@ -55,6 +61,43 @@ def test_a_bridge_killed_under_load_loses_no_acknowledged_uplink_and_applies_non
     assert killed_at >= 80
     assert figures["acknowledged"] == len(numbers)
     assert (figures["lost"], figures["applied_twice"], figures["pending"]) == (0, 0, 0)
+
+
+def test_an_applier_process_killed_under_load_is_started_again_and_loses_and_repeats_nothing(sqlite_url, port):
+    load = Load()
+    numbers = range(240)
+    kills = 0
+    with bridge_process(sqlite_url, port, webhook_ack="durable", intake_applier="process") as child:
+        posting = threading.Thread(target=post_all, args=(child.url, numbers, load))
+        posting.start()
+        for share in (60, 140):  # SIGKILL of the applier process twice in the middle of the load
+            while len(load.acknowledged()) < share and posting.is_alive():
+                time.sleep(0.01)
+            for pid in child.applier_pids():
+                os.kill(pid, signal.SIGKILL)
+                kills += 1
+        posting.join()
+        retry_until_acknowledged(child.url, load, numbers)
+        _wait_until_applied(sqlite_url, len(numbers))
+        figures = lost_and_twice(sqlite_url, load.acknowledged())
+    print(report({"applier_kills": kills, **figures}))
+
+    assert kills >= 2
+    assert figures["acknowledged"] == len(numbers)
+    assert (figures["lost"], figures["applied_twice"], figures["pending"]) == (0, 0, 0)
+
+
+def _wait_until_gone(pids: list[int], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids), "the applier process outlived its bridge"
+
+
+def _wait_until_applied(database_url: str, uplinks: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and lost_and_twice(database_url, ())["positions"] < uplinks:
+        time.sleep(0.1)
 
 
 def test_a_store_that_fills_up_answers_503_and_loses_nothing_it_acknowledged(sqlite_url, port):

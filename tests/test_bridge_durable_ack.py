@@ -18,6 +18,8 @@ from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import RulesTimer
 
 HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+# Where the journal is applied: a thread of the webhook's process, or a process of its own.
+APPLIERS = pytest.mark.parametrize("applier", ["thread", "process"])
 
 
 def post(client: TestClient, body: bytes):
@@ -30,8 +32,9 @@ def wait_until(check, timeout_s: float = 30.0) -> None:
         time.sleep(0.02)
 
 
-def test_network_server_gets_202_once_kept_and_ranger_sees_the_alert_once_applied(store_url):
-    with b.fresh_bridge(store_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+@APPLIERS
+def test_network_server_gets_202_once_kept_and_ranger_sees_the_alert_once_applied(store_url, applier):
+    with b.fresh_bridge(store_url, webhook_ack="durable", intake_applier=applier) as bridge, TestClient(create_app(bridge)) as client:
         bridge.register_animal("collar-01", "Tembo Kubwa")
         replies = [
             post(client, b.tts_uplink(b.status(lat=-2.5, lon=37.5), f_cnt=1)),
@@ -59,8 +62,9 @@ def test_network_server_gets_202_once_kept_and_ranger_sees_the_alert_once_applie
         (b.tts_uplink(b.status()).replace(b'"frm_payload": "', b'"frm_payload": "!!'), "not base64"),
     ],
 )
-def test_a_body_that_is_no_uplink_still_gets_400_and_its_dead_letter(sqlite_url, body, reason_part):
-    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+@APPLIERS
+def test_a_body_that_is_no_uplink_still_gets_400_and_its_dead_letter(sqlite_url, body, reason_part, applier):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier=applier) as bridge, TestClient(create_app(bridge)) as client:
         broken = post(client, body)
         fine = post(client, uplink_body(1))
         wait_until(lambda: bridge.durable_intake().backlog() == 0)
@@ -73,8 +77,10 @@ def test_a_body_that_is_no_uplink_still_gets_400_and_its_dead_letter(sqlite_url,
     assert (counts["uplinks_stored"], counts["positions"]) == (2, 1)
 
 
-def test_a_store_locked_by_another_writer_still_keeps_the_body_and_applies_it_once_the_lock_goes(sqlite_url):
-    with b.fresh_bridge(sqlite_url, webhook_ack="durable", sqlite_busy_timeout_ms=100) as bridge, \
+@APPLIERS
+def test_a_store_locked_by_another_writer_still_keeps_the_body_and_applies_it_once_the_lock_goes(sqlite_url, applier):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", sqlite_busy_timeout_ms=100,
+                        intake_applier=applier) as bridge, \
             TestClient(create_app(bridge)) as client:
         other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1)
         other.execute("BEGIN IMMEDIATE")  # another program holds the store's write lock
@@ -102,7 +108,8 @@ def test_a_journal_that_cannot_take_the_body_answers_503_and_keeps_nothing(sqlit
     assert counts["uplinks_stored"] == 0
 
 
-def test_bodies_a_killed_bridge_kept_in_its_journal_are_applied_once_at_the_next_start(sqlite_url):
+@APPLIERS
+def test_bodies_a_killed_bridge_kept_in_its_journal_are_applied_once_at_the_next_start(sqlite_url, applier):
     from lora_bridge.group_commit import Submission
     from lora_bridge.intake_journal import IntakeJournal
     from lora_bridge.store.utc import utc_now
@@ -115,7 +122,8 @@ def test_bodies_a_killed_bridge_kept_in_its_journal_are_applied_once_at_the_next
                         (now, "tts", "uplink_message", "application/json", None, second)])
         bridge.write_batch_now([Submission("tts", "uplink_message", first, "application/json", received_at=now)])
         journal.close()  # killed: the journal still holds both
-    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier=applier) as bridge, \
+            TestClient(create_app(bridge)):
         wait_until(lambda: bridge.durable_intake().backlog() == 0 and bridge.counts()["positions"] >= 2)
         counts = bridge.counts()
         left = len(bridge.durable_intake().journal)
@@ -158,8 +166,9 @@ def test_bodies_kept_while_the_store_fails_to_apply_them_are_applied_by_the_time
     assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (3, 3, 0)
 
 
-def test_closing_the_bridge_applies_every_body_it_answered(sqlite_url):
-    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+@APPLIERS
+def test_closing_the_bridge_applies_every_body_it_answered(sqlite_url, applier):
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier=applier) as bridge, TestClient(create_app(bridge)) as client:
         answers = [post(client, uplink_body(n)) for n in range(40)]
     with b.fresh_bridge(sqlite_url) as again:
         counts = again.counts()
@@ -168,10 +177,11 @@ def test_closing_the_bridge_applies_every_body_it_answered(sqlite_url):
     assert (counts["uplinks_stored"], counts["positions"]) == (40, 40)
 
 
-def test_while_the_store_cannot_keep_up_the_bridge_holds_answers_instead_of_growing_its_backlog(sqlite_url):
+@APPLIERS
+def test_while_the_store_cannot_keep_up_the_bridge_holds_answers_instead_of_growing_its_backlog(sqlite_url, applier):
     from lora_bridge.group_commit import Submission
 
-    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge:
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier=applier) as bridge:
         intake = bridge.durable_intake()
         intake.max_backlog = 2
         other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=1)
@@ -205,3 +215,38 @@ def test_a_journal_never_names_two_bodies_alike_even_once_emptied(sqlite_url):
         journal.close()
 
     assert second > first
+
+
+def test_an_applier_process_killed_mid_load_is_started_again_and_applies_every_body_once(sqlite_url):
+    import os
+    import signal
+
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier="process") as bridge, \
+            TestClient(create_app(bridge)) as client:
+        intake = bridge.durable_intake()
+        first = intake.applier_pid()
+        answers = [post(client, uplink_body(n)) for n in range(30)]
+        os.kill(first, signal.SIGKILL)
+        answers += [post(client, uplink_body(n)) for n in range(30, 60)]
+        wait_until(lambda: intake.backlog() == 0 and bridge.counts()["positions"] >= 60)
+        second = intake.applier_pid()
+        counts = bridge.counts()
+        left = len(intake.journal)
+
+    assert {a.status_code for a in answers} == {202}
+    assert second is not None and second != first, "a new applier process took over"
+    assert (counts["uplinks_stored"], counts["positions"], counts["duplicates"]) == (60, 60, 0)
+    assert left == 0
+
+
+def test_a_second_webhook_process_on_the_same_store_refuses_its_journal(sqlite_url):
+    from lora_bridge.intake_journal import IntakeJournal
+
+    journal = IntakeJournal.for_store(sqlite_url)
+    try:
+        with pytest.raises(RuntimeError, match="held by another bridge process"):
+            IntakeJournal.for_store(sqlite_url)
+        reader = IntakeJournal.for_store(sqlite_url, owner=False)  # an applier only reads and deletes
+        reader.close()
+    finally:
+        journal.close()

@@ -1,0 +1,320 @@
+"""The durable intake's applier in a process of its own (`intake_applier="process"`, SQLite stores).
+
+The webhook's process answers network servers: HTTP, reading each body, the journal's durable
+commit. Applying the journal (raw rows, decoding, domain rows, the rules) is most of an uplink's CPU;
+in a thread of the same process it shares one GIL with the answers, so the bridge used one core of
+the machine. Here it runs in a child process:
+
+    webhook process                                 applier process (python -m lora_bridge.intake_applier)
+      writer: journal commit ---- "<last id>" --->    gathers what was committed (20 ms, up to 512),
+                                                      applies it in one store transaction, deletes it
+      backlog bound, outbox, listeners <- report --   from the journal, reports the ids and downlinks
+
+`ApplierProcess` is the webhook process's side: it starts the child (handing it the settings on its
+stdin, secrets left out: it needs none), tells it of each journal commit, reads its reports, and
+starts it again should it die. The child dies with its parent (`PR_SET_PDEATHSIG` on Linux, and the
+end of its stdin anywhere); one applier at a time holds the journal's applier lock, so one started
+while an earlier one still finishes its batch waits for it. Nothing is lost or applied twice by a
+kill -9 of either: an entry leaves the journal only after the store's commit that holds its raw row,
+and an applier at its start lets entries the store holds already leave without applying them
+(`durable_intake.left_in_journal`).
+
+Why the outbox worker and the rules timer stay in the webhook's process: that process lives as long
+as the bridge and supervises the applier, while the applier may be killed and started again at any
+time; the timer's retry of pending bodies and the outbox's lease recovery are the safety net for just
+that. Every waker of the outbox (a ranger's command through the API, a TTS route, the timer, the
+applier's reports) is then in one process with one worker, and their CPU per uplink is small
+(0.07-0.13 ms measured for the outbox). Their store writes meet the applier's across processes through
+SQLite's busy timeout, as the dashboard's always have, not the in-process writer queue.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from pydantic import SecretStr
+
+from lora_bridge.settings import BridgeSettings
+
+log = logging.getLogger(__name__)
+
+# A child that died this soon after its start is started again only after a pause that doubles up
+# to RESTART_MAX_S (a store that cannot be opened must not make a loop of process starts).
+RESTART_MIN_S = 0.2
+RESTART_MAX_S = 5.0
+HEALTHY_AFTER_S = 10.0
+# The settings the child never needs: it answers nothing and pushes nothing.
+SECRET_FIELDS = ("webhook_secret", "network_server_api_key", "mqtt_password")
+PR_SET_PDEATHSIG = 1
+
+Report = Callable[[dict[str, Any]], None]
+
+
+def child_settings(settings: BridgeSettings) -> dict[str, Any]:
+    """The settings the applier process runs with: the webhook process's, without secrets, without an
+    outbox worker of its own (its downlinks are reported back) and applying at once (no intake)."""
+    values: dict[str, Any] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if name in SECRET_FIELDS or isinstance(value, SecretStr):
+            continue
+        values[name] = value
+    values.update(outbox_worker=False, webhook_ack="applied", intake_applier="thread")
+    return json.loads(json.dumps(values, default=str))
+
+
+class ApplierProcess:
+    """The webhook process's side of the applier process (see the module docstring)."""
+
+    def __init__(self, settings: BridgeSettings, on_report: Report) -> None:
+        self._settings_line = json.dumps(child_settings(settings)).encode() + b"\n"
+        self._on_report = on_report
+        self._lock = threading.Lock()  # the child of the moment and writes to its stdin
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self._ready = threading.Event()
+        self.starts = 0
+        # The thread that starts the child is the one whose end PR_SET_PDEATHSIG watches: it lives
+        # as long as this object.
+        self._thread = threading.Thread(target=self._supervise, name="tembo-intake-supervisor", daemon=True)
+
+    @property
+    def pid(self) -> int | None:
+        """The live child's process id."""
+        with self._lock:
+            return self._process.pid if self._process is not None else None
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        """Start the child and wait (up to timeout_s) until it has opened the store and the journal."""
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            log.warning("the intake applier process is not ready after %.0f s; bodies wait in the journal", timeout_s)
+
+    def committed(self, last_id: int) -> None:
+        """Tell the child that journal entries up to last_id are committed."""
+        self._send(f"{last_id}\n".encode())
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Ask the child to apply what the journal holds and end; True once it has ended (after
+        timeout_s it is killed: what it did not apply stays in the journal for the next start)."""
+        with self._lock:
+            self._stopping = True
+        self._send(b"stop\n", close=True)
+        self._thread.join(timeout=timeout_s)
+        if self._thread.is_alive():
+            with self._lock:
+                process = self._process
+            if process is not None and process.poll() is None:
+                log.warning("the intake applier process did not end within %.0f s; killed", timeout_s)
+                process.kill()
+            self._thread.join(timeout=10)
+        return not self._thread.is_alive()
+
+    def _send(self, line: bytes, close: bool = False) -> None:
+        with self._lock:
+            process = self._process
+            if process is None or process.stdin is None:
+                return
+            try:
+                process.stdin.write(line)
+                process.stdin.flush()
+                if close:
+                    process.stdin.close()
+            except (BrokenPipeError, ValueError, OSError):
+                pass  # it died: the next one reads the journal from the start
+
+    def _supervise(self) -> None:
+        pause = RESTART_MIN_S
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "lora_bridge.intake_applier", str(os.getpid())],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                )
+                self._process = process
+                self.starts += 1
+                assert process.stdin is not None and process.stdout is not None
+                try:
+                    process.stdin.write(self._settings_line)
+                    process.stdin.flush()
+                except (BrokenPipeError, OSError):
+                    pass
+            started = time.monotonic()
+            log.info("intake applier process %d started", process.pid)
+            self._read_reports(process.stdout)
+            code = process.wait()
+            with self._lock:
+                self._process = None
+                if self._stopping:
+                    return
+            log.error("intake applier process %d ended (exit %s); starting it again", process.pid, code)
+            pause = RESTART_MIN_S if time.monotonic() - started > HEALTHY_AFTER_S else min(RESTART_MAX_S, 2 * pause)
+            time.sleep(pause)
+
+    def _read_reports(self, stdout: BinaryIO) -> None:
+        for line in stdout:
+            if line.strip() == b"ready":
+                self._ready.set()
+                continue
+            try:
+                report = json.loads(line)
+            except ValueError:
+                log.warning("unreadable line from the intake applier process: %r", line[:200])
+                continue
+            try:
+                self._on_report(report)
+            except Exception:  # noqa: BLE001 - a report's consumer never stops the supervision
+                log.exception("an intake applier report was not handled")
+
+
+# ---- the child ---------------------------------------------------------------------------------
+
+
+class ParentLink:
+    """What the webhook process says on the child's stdin, read by a thread: the last journal id
+    committed, "stop" (apply what is there, then end), or the end of the pipe without "stop" (the
+    parent is gone: end after the batch in hand)."""
+
+    def __init__(self, stdin: BinaryIO) -> None:
+        self.changed = threading.Condition()
+        self.committed_id = 0
+        self.stop_asked = False
+        self.parent_gone = False
+        self._stdin = stdin
+        threading.Thread(target=self._read, name="tembo-applier-parent", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._stdin:
+            text = line.strip()
+            with self.changed:
+                if text == b"stop":
+                    self.stop_asked = True
+                elif text.isdigit():
+                    self.committed_id = max(self.committed_id, int(text))
+                self.changed.notify_all()
+        with self.changed:
+            self.parent_gone = not self.stop_asked
+            self.stop_asked = True
+            self.changed.notify_all()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when its parent dies (Linux); end now if it is already gone."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            log.warning("PR_SET_PDEATHSIG not set; the applier ends when its stdin does")
+    if os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def run_child(parent_pid: int) -> int:
+    """The applier process: apply the journal of the store named by the settings on stdin until the
+    parent says stop (or dies)."""
+    from pathlib import Path
+
+    from lora_bridge.durable_intake import (
+        GATHER_S,
+        MAX_APPLY,
+        MAX_BACKLOG,
+        RETRY_S,
+        apply_entries,
+        left_in_journal,
+    )
+    from lora_bridge.intake_journal import IntakeJournal, hold_lock, path_for_store
+    from lora_bridge.service import Bridge
+
+    _die_with_parent(parent_pid)
+    # Reports go on a private copy of stdout; whatever else writes to stdout goes to stderr.
+    reports = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    stdin = sys.stdin.buffer
+    settings = BridgeSettings(**json.loads(stdin.readline() or b"{}"))
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s [intake applier] %(message)s")
+    journal_path = path_for_store(settings.database_url)
+    if journal_path is None:
+        log.error("the intake applier process needs a SQLite file store")
+        return 2
+    hold_lock(Path(f"{journal_path}.applier"))  # the applier before this one has ended (held until exit)
+    journal = IntakeJournal(journal_path, settings.sqlite_synchronous, owner=False)
+    bridge = Bridge(settings)
+    wakes: list[list[int] | None] = []
+    bridge.outbox_wakes = wakes.append
+    link = ParentLink(stdin)
+
+    def report(applied: list[int], batch: bool) -> None:
+        downlinks = sorted({i for ids in wakes if ids for i in ids})
+        message = {"applied": applied, "batch": batch, "committed_at": time.time(), "downlinks": downlinks,
+                   "flush_outbox": any(ids is None for ids in wakes)}
+        wakes.clear()
+        reports.write(json.dumps(message).encode() + b"\n")
+
+    reports.write(b"ready\n")
+    waiting, held = left_in_journal(bridge, journal)
+    if held:
+        report(held, batch=False)
+    last_taken = max([i for i, _ in waiting] + held + [0])
+    retry = waiting
+    try:
+        while True:
+            with link.changed:
+                if not retry and link.committed_id <= last_taken and not link.stop_asked:
+                    link.changed.wait(timeout=0.5)  # also a look at the journal now and then
+                gather_until = time.monotonic() + GATHER_S
+                while (link.committed_id - last_taken + len(retry) < min(MAX_APPLY, MAX_BACKLOG)
+                       and not link.stop_asked and link.committed_id > last_taken):
+                    left = gather_until - time.monotonic()
+                    if left <= 0:
+                        break
+                    link.changed.wait(timeout=left)
+                stopping, gone = link.stop_asked, link.parent_gone
+            fresh = journal.entries(after_id=last_taken, limit=max(0, MAX_APPLY - len(retry)))
+            taken = retry + [(e.intake_id, _submission_of(e)) for e in fresh]
+            if fresh:
+                last_taken = fresh[-1].intake_id
+            if not taken:
+                if stopping:
+                    return 0
+                continue
+            stored, refused = apply_entries(bridge, journal, taken)
+            if stored or wakes:
+                report(stored, batch=bool(stored))
+            retry = refused
+            if gone:
+                return 0
+            if refused:
+                if stopping:
+                    log.warning("%d kept bodies not taken by the store; they wait in the journal for the next start",
+                                len(refused))
+                    return 0
+                log.warning("%d kept bodies not taken by the store now; tried again in %.0f s", len(refused), RETRY_S)
+                with link.changed:
+                    link.changed.wait(timeout=RETRY_S)
+    finally:
+        journal.close()
+        bridge.close()
+
+
+def _submission_of(entry: Any) -> Any:
+    from lora_bridge.group_commit import Submission
+
+    return Submission(entry.network, entry.event, entry.body, entry.content_type, entry.path_ids,
+                      received_at=entry.received_at)
+
+
+if __name__ == "__main__":
+    sys.exit(run_child(int(sys.argv[1])))
