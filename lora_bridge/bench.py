@@ -17,8 +17,14 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        "applied"; sqlite_<other>_ack_* is the other mode
     mean_batch                                         bodies per transaction that applied them (group
                                                        commit, or the durable intake's applier)
-    cpu_ms_per_uplink                                  CPU time of the bridge process per uplink (the
-                                                       load generator is another process)
+    cpu_ms_per_uplink                                  CPU time of the bridge per uplink: its process,
+                                                       and with the durable intake's applier in a process
+                                                       of its own (bench option applier, "process") that
+                                                       process too (the load generator is another one)
+    cpu_ms_per_uplink_by_process                       the same split: webhook (HTTP, writer, outbox, ...)
+                                                       and applier (the applier process; 0 as a thread)
+    sqlite_intake_applier                              where the SQLite runs applied the journal: "thread"
+                                                       or "process"
     sqlite_warm_*                                      the headline run again in the same process on a
                                                        fresh store: without the process's one-time costs
                                                        (imports, compiling each statement, the first UTM
@@ -35,7 +41,9 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        is durable, before it is applied)
     cpu_ms_per_uplink_by_thread                        cpu_ms_per_uplink split by the bridge's threads:
                                                        http (uvicorn's event loop), writer and applier
-                                                       (the durable intake), outbox, other
+                                                       (the durable intake; applier: the applier process's
+                                                       whole CPU when it is one), supervisor (reading the
+                                                       applier process's reports), outbox, other
     lost                                               uplinks answered 2xx but not in the store (0)
     workers_speedup                                    two MQTT workers over one (PostgreSQL), the
                                                        collars shared between them (collar_shares);
@@ -196,7 +204,7 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder: Path,
-                ack: str = "applied") -> dict[str, Any]:
+                ack: str = "applied", applier: str | None = None) -> dict[str, Any]:
     """Serve the webhook on database_url, post bodies from a separate process; rate, latency, lost.
 
     ack: the bridge's `webhook_ack`. With "applied" a body's latency is its request's (the answer
@@ -206,14 +214,18 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
     bodies_file = folder / f"bodies-{time.monotonic_ns()}.jsonl"
     bodies_file.write_bytes(b"\n".join(bodies))
     applied_at: dict[int, float] = {}
-    with open_bridge(database_url, webhook_secret=BENCH_SECRET, webhook_ack=ack) as bridge:
+    options = {"intake_applier": applier} if applier else {}
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET, webhook_ack=ack, **options) as bridge:
         work = _count_work(bridge)
+        applier_pid = None
         if ack == "durable":
             bridge.durable_intake().on_applied(
                 lambda keys, committed_at: applied_at.update((key, committed_at) for key in keys)
             )
+            applier_pid = bridge.durable_intake().applier_pid()
         with serve_app_in_thread(create_app(bridge)) as server:
-            cpu_started = time.process_time()  # this process only: the bridge; the load is another one
+            cpu_started = time.process_time()  # this process: the bridge; the load is another one
+            applier_started = process_tree_cpu_s(applier_pid)  # the applier's process, when it is one
             threads_started = thread_cpu_s()
             done = subprocess.run(
                 [sys.executable, "-m", "lora_bridge.bench", "drive", server.url, BENCH_SECRET, str(bodies_file),
@@ -227,6 +239,12 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
                 _wait_applied(driven, applied_at)
             cpu_s = time.process_time() - cpu_started
             by_thread = _cpu_by_part(threads_started, thread_cpu_s())
+            applier_cpu_s = 0.0
+            if applier_pid is not None:
+                if bridge.durable_intake().applier_pid() != applier_pid:
+                    raise RuntimeError("the intake applier process was started again during the run: its CPU is not known")
+                applier_cpu_s = process_tree_cpu_s(applier_pid) - applier_started
+                by_thread["applier"] += applier_cpu_s
         if ack == "durable":
             _latencies_to_applied(driven, applied_at)
         acked = {_uplink_key(bodies[i]) for i, code in enumerate(driven["statuses"]) if 200 <= code < 300}
@@ -241,10 +259,15 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
     if ack == "durable":  # the applier's batches: bodies applied per transaction with the rules
         intake = bridge.durable_intake()
         batches = {**batches, "bodies": intake.applied, "batches": intake.batches_applied}
+        for name, count in intake.applier_work.items():  # an applier process's statements and commits
+            work[name] += count
     return {
         "uplinks_per_s": len(bodies) / driven["elapsed_s"],
         "mean_batch": round(batches["bodies"] / max(1, batches["batches"]), 2),
-        "cpu_ms_per_uplink": round(1000 * cpu_s / len(bodies), 3),
+        "cpu_ms_per_uplink": round(1000 * (cpu_s + applier_cpu_s) / len(bodies), 3),
+        "cpu_ms_per_uplink_by_process": {"webhook": round(1000 * cpu_s / len(bodies), 3),
+                                         "applier": round(1000 * applier_cpu_s / len(bodies), 3)},
+        "intake_applier": "process" if applier_pid is not None else "thread",
         "batches_fell_back": batches["fell_back"],
         "statements_per_uplink": round(work["statements"] / len(bodies), 2),
         "commits_per_uplink": round(work["commits"] / len(bodies), 3),
@@ -269,6 +292,7 @@ THREAD_PARTS = {
     "tembo-intake-writer": "writer",  # the durable intake: reading and checking each body, the journal, settling
     "tembo-intake-applier": "applier",  # the durable intake: raw rows, decoding, domain rows, rules
     "tembo-outbox": "outbox",
+    "tembo-intake-supervisor": "supervisor",  # the applier process's reports, when it is one
 }
 
 
@@ -530,10 +554,12 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
 
 
 def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, postgres: bool = True,
-                   mqtt: bool = True, mqtt_rounds: int = 1, ack: str = "durable") -> dict[str, Any]:
+                   mqtt: bool = True, mqtt_rounds: int = 1, ack: str = "durable",
+                   applier: str | None = None) -> dict[str, Any]:
     """Every figure of the module docstring, measured in one run on fresh stores in a temporary folder.
     ack: the webhook's `webhook_ack` for the SQLite figures; the other mode is measured too
-    (`sqlite_<other>_ack_*`), on its own fresh store, right after."""
+    (`sqlite_<other>_ack_*`), on its own fresh store, right after. applier: the `intake_applier` of the
+    SQLite durable runs ("thread" or "process"; None: the bridge's default)."""
     bodies = synthetic_bodies(collars, hours)
     figures: dict[str, Any] = {"bodies": len(bodies), "connections": connections,
                                "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
@@ -544,10 +570,13 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
             figures["raw_insert_uplinks_per_s"] = round(raw_insert_rate(bridge, bodies, connections), 1)
             figures["raw_insert_one_per_commit_uplinks_per_s"] = round(raw_insert_rate(bridge, bodies), 1)
         figures["raw_insert_method"] = RAW_INSERT_METHOD
-        sqlite = webhook_run(f"sqlite:///{folder / 'webhook.db'}", bodies, connections, folder, ack=ack)
+        sqlite = webhook_run(f"sqlite:///{folder / 'webhook.db'}", bodies, connections, folder, ack=ack,
+                             applier=applier)
         other_ack = "applied" if ack == "durable" else "durable"
-        other = webhook_run(f"sqlite:///{folder / 'webhook-other.db'}", bodies, connections, folder, ack=other_ack)
-        warm = webhook_run(f"sqlite:///{folder / 'webhook-warm.db'}", bodies, connections, folder, ack=ack)
+        other = webhook_run(f"sqlite:///{folder / 'webhook-other.db'}", bodies, connections, folder, ack=other_ack,
+                            applier=applier)
+        warm = webhook_run(f"sqlite:///{folder / 'webhook-warm.db'}", bodies, connections, folder, ack=ack,
+                           applier=applier)
         figures["sqlite_webhook_ack"] = ack
         figures["sqlite_uplinks_per_s"] = round(sqlite["uplinks_per_s"], 1)
         figures[f"sqlite_{other_ack}_ack_uplinks_per_s"] = round(other["uplinks_per_s"], 1)
@@ -561,6 +590,9 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures["sqlite_answer_p50_ms"] = round(sqlite["answer_p50_ms"], 2)
         figures["sqlite_answer_p99_ms"] = round(sqlite["answer_p99_ms"], 2)
         figures["cpu_ms_per_uplink_by_thread"] = sqlite["cpu_ms_per_uplink_by_thread"]
+        figures["cpu_ms_per_uplink_by_process"] = sqlite["cpu_ms_per_uplink_by_process"]
+        figures["sqlite_warm_cpu_ms_per_uplink_by_process"] = warm["cpu_ms_per_uplink_by_process"]
+        figures["sqlite_intake_applier"] = sqlite["intake_applier"]
         figures["sqlite_warm_cpu_ms_per_uplink_by_thread"] = warm["cpu_ms_per_uplink_by_thread"]
         figures["p50_ms"] = round(sqlite["p50_ms"], 2)
         figures["p99_ms"] = round(sqlite["p99_ms"], 2)

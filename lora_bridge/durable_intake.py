@@ -94,6 +94,8 @@ class DurableIntake:
         self._unapplied: set[int] = set()
         self._reported_early: set[int] = set()
         self._process: ApplierProcess | None = None
+        # SQL statements and commits on the store by the applier process (it reports them).
+        self.applier_work = {"statements": 0, "commits": 0}
         self._applier: threading.Thread | None = None
         self._applier_lock_fd: int | None = None
         self._writer = threading.Thread(target=self._write_loop, name="tembo-intake-writer", daemon=True)
@@ -175,6 +177,8 @@ class DurableIntake:
                     self._unapplied.discard(key)
                 else:
                     self._reported_early.add(key)
+            for name in self.applier_work:
+                self.applier_work[name] += int(report.get(name, 0))
             if report.get("batch") and keys:
                 self.batches_applied += 1
                 self.applied += len(keys)

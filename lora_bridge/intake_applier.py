@@ -77,7 +77,9 @@ class ApplierProcess:
     """The webhook process's side of the applier process (see the module docstring)."""
 
     def __init__(self, settings: BridgeSettings, on_report: Report) -> None:
-        self._settings_line = json.dumps(child_settings(settings)).encode() + b"\n"
+        # The child logs as this process does (its level, not the settings' default), to the same stderr.
+        start = {"settings": child_settings(settings), "log_level": logging.getLogger().getEffectiveLevel()}
+        self._settings_line = json.dumps(start).encode() + b"\n"
         self._on_report = on_report
         self._lock = threading.Lock()  # the child of the moment and writes to its stdin
         self._process: subprocess.Popen[bytes] | None = None
@@ -242,8 +244,9 @@ def run_child(parent_pid: int) -> int:
     reports = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
     stdin = sys.stdin.buffer
-    settings = BridgeSettings(**json.loads(stdin.readline() or b"{}"))
-    logging.basicConfig(level=settings.log_level.upper(),
+    start = json.loads(stdin.readline() or b"{}")
+    settings = BridgeSettings(**start.get("settings", {}))
+    logging.basicConfig(level=int(start.get("log_level", logging.WARNING)),
                         format="%(asctime)s %(levelname)s %(name)s [intake applier] %(message)s")
     journal_path = path_for_store(settings.database_url)
     if journal_path is None:
@@ -254,13 +257,15 @@ def run_child(parent_pid: int) -> int:
     bridge = Bridge(settings)
     wakes: list[list[int] | None] = []
     bridge.outbox_wakes = wakes.append
+    work = _count_work(bridge)
     link = ParentLink(stdin)
 
     def report(applied: list[int], batch: bool) -> None:
         downlinks = sorted({i for ids in wakes if ids for i in ids})
         message = {"applied": applied, "batch": batch, "committed_at": time.time(), "downlinks": downlinks,
-                   "flush_outbox": any(ids is None for ids in wakes)}
+                   "flush_outbox": any(ids is None for ids in wakes), **work}
         wakes.clear()
+        work.update(statements=0, commits=0)
         reports.write(json.dumps(message).encode() + b"\n")
 
     reports.write(b"ready\n")
@@ -307,6 +312,24 @@ def run_child(parent_pid: int) -> int:
     finally:
         journal.close()
         bridge.close()
+
+
+def _count_work(bridge: Any) -> dict[str, int]:
+    """Counters of the SQL statements and commits of this process's store writes since the last report
+    (the webhook process adds them to its own: `DurableIntake.applier_work`)."""
+    from sqlalchemy import event
+
+    counts = {"statements": 0, "commits": 0}
+
+    def statement(*_args: Any) -> None:
+        counts["statements"] += 1
+
+    def commit(*_args: Any) -> None:
+        counts["commits"] += 1
+
+    event.listen(bridge.db.write_engine, "before_cursor_execute", statement)
+    event.listen(bridge.db.write_engine, "commit", commit)
+    return counts
 
 
 def _submission_of(entry: Any) -> Any:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lora_bridge.bench import bridge_figures, synthetic_bodies
 
 
-def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing():
-    figures = bridge_figures(collars=2, hours=4, connections=3, postgres=False, mqtt=False)
+@pytest.mark.parametrize("applier", ["thread", "process"])
+def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(applier):
+    figures = bridge_figures(collars=2, hours=4, connections=3, postgres=False, mqtt=False, applier=applier)
 
     assert figures["bodies"] == len(synthetic_bodies(2, 4))
     assert (figures["lost"], figures["applied_twice"], figures["non_2xx"]) == (0, 0, 0)
@@ -25,8 +28,14 @@ def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(
     assert figures["sqlite_answer_p50_ms"] <= figures["sqlite_answer_p99_ms"] <= figures["p99_ms"]
     assert figures["sqlite_answers_per_s"] >= figures["sqlite_uplinks_per_s"] > 0
     # the bridge's CPU split by its threads: HTTP, the intake's writer and applier, the outbox
-    assert set(figures["cpu_ms_per_uplink_by_thread"]) == {"http", "writer", "applier", "outbox", "other"}
+    assert set(figures["cpu_ms_per_uplink_by_thread"]) == {"http", "writer", "applier", "supervisor", "outbox",
+                                                           "other"}
     assert all(ms >= 0 for ms in figures["cpu_ms_per_uplink_by_thread"].values())
+    # and by process: with the applier in a process of its own its CPU and its SQL are counted too
+    assert figures["sqlite_intake_applier"] == applier
+    by_process = figures["cpu_ms_per_uplink_by_process"]
+    assert figures["cpu_ms_per_uplink"] == pytest.approx(by_process["webhook"] + by_process["applier"], abs=0.002)
+    assert (by_process["applier"] > 0) == (applier == "process")
     # the headline run again in the same process (its one-time costs paid), counted in lost above
     assert figures["sqlite_warm_uplinks_per_s"] > 0 and figures["sqlite_warm_cpu_ms_per_uplink"] > 0
     assert 1 <= figures["one_at_a_time_commits_per_uplink"] < 1.5
