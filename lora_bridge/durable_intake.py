@@ -93,6 +93,9 @@ class DurableIntake:
         # may take an entry the moment it is committed).
         self._unapplied: set[int] = set()
         self._reported_early: set[int] = set()
+        # The journal as a starting applier process found it: ids up to `through` not in `present` had
+        # left it (applied), whether or not their report came.
+        self._journal_seen: tuple[int, frozenset[int]] = (0, frozenset())
         self._process: ApplierProcess | None = None
         # SQL statements and commits on the store by the applier process (it reports them).
         self.applier_work = {"statements": 0, "commits": 0}
@@ -171,6 +174,13 @@ class DurableIntake:
         """A report of the applier process: journal ids that left the journal (applied in a batch, or
         found in the store already at its start) and the downlinks its batch queued."""
         keys = [int(i) for i in report.get("applied", [])]
+        if "through" in report:
+            through, present = int(report["through"]), frozenset(int(i) for i in report["journal_ids"])
+            with self._changed:
+                self._journal_seen = (through, present)
+                self._unapplied = {i for i in self._unapplied if i > through or i in present}
+                self._changed.notify_all()
+            return
         with self._changed:
             for key in keys:
                 if key in self._unapplied:
@@ -275,7 +285,8 @@ class DurableIntake:
             )
         with self._changed:
             if self._process is not None:
-                fresh = set(ids) - self._reported_early
+                through, present = self._journal_seen
+                fresh = {i for i in ids if i > through or i in present} - self._reported_early
                 self._reported_early.difference_update(ids)
                 self._unapplied.update(fresh)
             else:

@@ -269,6 +269,10 @@ def run_child(parent_pid: int) -> int:
         reports.write(json.dumps(message).encode() + b"\n")
 
     reports.write(b"ready\n")
+    # What the journal holds now: an applier killed after the journal's delete and before its report
+    # applied entries the webhook process still counts as waiting.
+    present, through = journal.snapshot()
+    reports.write(json.dumps({"journal_ids": present, "through": through}).encode() + b"\n")
     waiting, held = left_in_journal(bridge, journal)
     if held:
         report(held, batch=False)

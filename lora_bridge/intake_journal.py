@@ -142,8 +142,19 @@ class IntakeJournal:
 
     def ids(self) -> list[int]:
         """The ids of every entry still in the journal, oldest first."""
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[list[int], int]:
+        """(the ids of the entries in the journal, the highest id it ever gave), read at one moment: an
+        id up to the second and not among the first has left the journal (was applied)."""
         with self._lock:
-            return [int(i) for (i,) in self._connection.execute("SELECT id FROM bodies ORDER BY id")]
+            self._connection.execute("BEGIN")
+            try:
+                ids = [int(i) for (i,) in self._connection.execute("SELECT id FROM bodies ORDER BY id")]
+                row = self._connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'bodies'").fetchone()
+            finally:
+                self._connection.execute("COMMIT")
+        return ids, int(row[0]) if row else 0
 
     def __len__(self) -> int:
         with self._lock:
