@@ -159,7 +159,7 @@ def test_ranger_sees_open_alerts_most_urgent_first_each_with_its_buttons(store):
     assert "Possible mortality" in cards[0] and "Low battery" in cards[1]
     for alert in (mortality, low_battery):
         assert app.button(key=f"acknowledge-{alert.alert_id}")
-        assert app.button(key=f"resolve-{alert.alert_id}")
+        assert app.button(key=f"open-resolve-{alert.alert_id}").label == "Resolve…"
     assert app.selectbox(key="alert").value == str(mortality.alert_id)
 
 
@@ -187,6 +187,8 @@ def test_ranger_acknowledges_then_resolves_an_alert_as_false_alarm(store):
     assert any("acknowledged by amina" in s.value for s in app.success)
     assert app.button(key=ack).disabled
 
+    assert not app.radio, "a card opens its verdict only when asked"
+    app.button(key=f"open-resolve-{mortality.alert_id}").click().run()
     assert app.radio(key=f"verdict-{mortality.alert_id}").value is None  # no verdict chosen for it yet
     assert app.button(key=resolve).disabled
     app.radio(key=f"verdict-{mortality.alert_id}").set_value("False alarm").run()
@@ -197,6 +199,7 @@ def test_ranger_acknowledges_then_resolves_an_alert_as_false_alarm(store):
     assert (resolved.state, resolved.verdict, resolved.resolved_by) == ("resolved", "false_alarm", "amina")
     assert resolved.note == "Asleep by the dam"
     assert list(app.dataframe[0].value[views.COL_TYPE]) == ["Low battery"]
+    app.button(key=f"open-resolve-{low_battery.alert_id}").click().run()
     assert app.radio(key=f"verdict-{low_battery.alert_id}").value is None  # the next alert starts afresh
     resolved_list = next(e for e in app.expander if e.label.startswith("Resolved alerts"))
     row = resolved_list.dataframe[0].value.iloc[0]
@@ -207,6 +210,29 @@ def test_ranger_acknowledges_then_resolves_an_alert_as_false_alarm(store):
     assert (row[views.COL_TYPE], row["False alarm"], row["True"]) == ("Possible mortality", 1, 0)
     assert row["Precision (%)"] == 0.0
     assert "alert" not in app.query_params or app.query_params["alert"] != str(mortality.alert_id)
+
+
+def test_a_long_queue_shows_its_most_urgent_alerts_as_cards_and_every_alert_in_its_table(sqlite_url, monkeypatch):
+    from ranger_dashboard import bench
+    from ranger_dashboard.screens import alerts as alerts_page
+
+    with open_bridge(sqlite_url) as bridge:
+        bench.fill_store(bridge, animals=200, days=1, activity_days=0, batch=500)  # a collar alert on 1 in 25
+        bridge.add_user("amina", "ranger", ACCOUNTS["amina"][1], actor=bench.BENCH_ADMIN)
+        queue = views.sort_alerts(bridge.open_alerts(viewer=RANGER))
+    assert len(queue) > alerts_page.QUEUE_CARDS
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    app = open_page("alerts", user="amina")
+    cards = [b.key.removeprefix("acknowledge-") for b in app.button if b.key and b.key.startswith("acknowledge-")]
+    # The most urgent alerts are cards with their buttons, in the queue's order; all of them in the table.
+    assert cards == [str(a.alert_id) for a in queue[: alerts_page.QUEUE_CARDS]]
+    table = next(e for e in app.expander if e.label.startswith(f"All {len(queue)} open alerts"))
+    assert len(table.dataframe[0].value) == len(queue)
+    assert not app.radio and not [t for t in app.text_input if t.key and t.key.startswith("note-")]
+    # The ranger asks for more cards: the next alerts of the queue come as cards too.
+    app.button(key="more-alert-cards").click().run()
+    cards = [b.key.removeprefix("acknowledge-") for b in app.button if b.key and b.key.startswith("acknowledge-")]
+    assert cards == [str(a.alert_id) for a in queue[: 2 * alerts_page.QUEUE_CARDS]]
 
 
 def test_ranger_gives_a_verdict_on_an_alert_tembo_closed_itself(store):

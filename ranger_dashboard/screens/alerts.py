@@ -5,6 +5,11 @@ type's precision from those verdicts.
 
 The queue refreshes itself (a Streamlit fragment). Acknowledging, assigning and resolving carry the
 ranger's name; a verdict is chosen afresh for every alert (its widgets are the alert's own).
+
+The page costs the same for a herd of 5 and of 500: the first QUEUE_CARDS alerts are cards (more on
+request), the whole queue is one table, and an alert's verdict, note and hand-over appear in its card
+only when the ranger opens them ("Resolve…"), so a long queue is not hundreds of widgets that the
+browser lays out unseen (measured in docs/dashboard.md).
 """
 
 from __future__ import annotations
@@ -29,8 +34,12 @@ from ranger_dashboard import (
 )
 
 FLASH_KEY = "alerts_flash"
-# Alerts drawn as cards with their own buttons; the rest of a long queue is in the table under them.
-QUEUE_CARDS = 15
+# Alerts drawn as cards with their own buttons (a phone shows two or three a screen); the rest of a
+# long queue is in the table under them, and "More alerts as cards" adds as many again.
+QUEUE_CARDS = 5
+CARDS_SHOWN_KEY = "_alert_cards_shown"
+# The one alert whose verdict, note and hand-over are open in its card.
+RESOLVING_KEY = "_alert_resolving"
 RESOLVED_SHOWN = 50
 # Evidence: the animal's track this long before and after the alert was raised.
 EVIDENCE_WINDOW = timedelta(hours=12)
@@ -57,6 +66,16 @@ def act(action: str, alert: AlertView, call, *args) -> None:  # noqa: ANN001
         st.rerun(scope="app")
 
 
+def open_form(alert_id: int | None) -> None:
+    """Open the verdict, note and hand-over of alert `alert_id` in its card (None: close it)."""
+    st.session_state[RESOLVING_KEY] = alert_id
+
+
+def more_cards(shown: int) -> None:
+    """Show QUEUE_CARDS more alerts of the queue as cards."""
+    st.session_state[CARDS_SHOWN_KEY] = shown + QUEUE_CARDS
+
+
 def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
     """One alert of the queue with its buttons: acknowledge, resolve with a verdict and a note, assign."""
     alert_id = alert.alert_id
@@ -75,7 +94,7 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
         if as_of.current() is not None:
             st.caption("This is the alert as it stood then: back to live to act on it.")
             return
-        buttons = st.columns(3)
+        buttons = st.columns(4)
         if buttons[0].button(
             "Acknowledge",
             key=f"acknowledge-{alert_id}",
@@ -97,7 +116,18 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
         ):
             flash(f"Alert assigned to {ranger}.")
             act("assign", alert, data.assign_alert, url, alert_id, ranger, viewer)
-        with st.expander("Resolve or hand over", expanded=False):
+        resolving = st.session_state.get(RESOLVING_KEY) == alert_id
+        buttons[3].button(
+            "Close form" if resolving else "Resolve…",
+            key=f"open-resolve-{alert_id}",
+            help="Give a verdict and a note, or hand the alert to another ranger.",
+            width="stretch",
+            on_click=open_form,
+            args=(None if resolving else alert_id,),
+        )
+        if not resolving:
+            return
+        with st.container(border=True, key=f"resolve-form-{alert_id}"):
             verdict = st.radio(
                 "Verdict",
                 list(views.VERDICTS),
@@ -114,6 +144,7 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
                 help="Close the alert with your verdict.",
             ):
                 flash(f"Alert resolved by {ranger}: {verdict.lower()}.")
+                st.session_state[RESOLVING_KEY] = None
                 if st.session_state.get("alert") == str(alert_id):
                     selection.mirror("alert", None)
                     del st.session_state["alert"]
@@ -167,9 +198,17 @@ def queue() -> None:
         f"{len(alerts)} open · "
         + " · ".join(f"{counts[step]} {palette.PRIORITY_LABELS[step]}" for step in palette.PRIORITY_STEPS)
     )
-    for alert in alerts[:QUEUE_CARDS]:
+    shown = int(st.session_state.get(CARDS_SHOWN_KEY, QUEUE_CARDS))
+    for alert in alerts[:shown]:
         alert_card(alert, now, ranger)
-    with st.expander(f"All {len(alerts)} open alerts as a table", expanded=len(alerts) > QUEUE_CARDS):
+    if len(alerts) > shown:
+        st.button(
+            f"More alerts as cards ({min(QUEUE_CARDS, len(alerts) - shown)} of {len(alerts) - shown} more)",
+            key="more-alert-cards",
+            on_click=more_cards,
+            args=(shown,),
+        )
+    with st.expander(f"All {len(alerts)} open alerts as a table", expanded=len(alerts) > shown):
         st.dataframe(
             views.style_alert_table(views.alert_table(alerts, now, show_positions=role.exact_positions)),
             hide_index=True,
