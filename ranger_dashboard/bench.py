@@ -55,6 +55,7 @@ from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -64,7 +65,7 @@ from lora_bridge.errors import is_transient_store_error
 from lora_bridge.group_commit import Submission
 from lora_bridge.ingest import STATUS_PENDING
 from lora_bridge.service import Bridge, open_bridge
-from ranger_dashboard import draw_probe, serving
+from ranger_dashboard import draw_probe, serving, session_cookie
 from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 from ranger_dashboard.markers import ALERTS_READY_ID, ANIMAL_READY_ID, MAP_READY_ID
 from ranger_dashboard.palette import LABEL_COLOUR, STATE_COLOURS
@@ -348,6 +349,14 @@ def sign_in(page: Any, base_url: str, password: str, animals: int) -> None:
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector(f"#{MAP_READY_ID}[data-animals='{animals}']", state="attached", timeout=WAIT_MS)
+    # The page hands its sign-in to the browser's cookie jar by a request of its own (`cookie_routes`),
+    # which may finish after the map is shown: a tab closed before it would leave the browser signed out.
+    name = session_cookie.cookie_name(urlsplit(base_url).netloc)
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not any(cookie["name"] == name for cookie in page.context.cookies(base_url)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the browser never kept the sign-in cookie {name}")
+        page.wait_for_timeout(100)
 
 
 def open_profile(playwright: Any, profile: Path) -> Any:
