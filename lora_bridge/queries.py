@@ -389,11 +389,16 @@ def alert_event_views(session: Session, alert_id: int) -> list[AlertEventView]:
     ]
 
 
-def activity_views(session: Session, animal_key_: int, since: datetime | None) -> list[ActivityView]:
-    """An animal's activity summaries, oldest first."""
+def activity_views(
+    session: Session, animal_key_: int, since: datetime | None, until: datetime | None = None
+) -> list[ActivityView]:
+    """An animal's activity summaries from `since` up to `until` (each when given), oldest first:
+    read through the (animal_id, time) index, only the window's rows."""
     query = select(ActivitySummary).where(ActivitySummary.animal_id == animal_key_)
     if since is not None:
         query = query.where(ActivitySummary.time >= since)
+    if until is not None:
+        query = query.where(ActivitySummary.time <= until)
     return [
         ActivityView(
             animal_id=str(row.animal_id),

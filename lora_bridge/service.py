@@ -473,13 +473,15 @@ class Bridge:
         )
         return tracks
 
-    def activity(self, animal_id: str | int, since: datetime | None = None, *, viewer: Viewer) -> list[ActivityView]:
-        """An animal's behaviour shares per interval, oldest first (for a role with a delay: only
-        intervals that ended before it)."""
+    def activity(
+        self, animal_id: str | int, since: datetime | None = None, *, viewer: Viewer, until: datetime | None = None
+    ) -> list[ActivityView]:
+        """An animal's behaviour shares per interval from `since` up to `until` (each when given),
+        oldest first (for a role with a delay: only intervals that ended before it)."""
         require(viewer, roles.READ_ANIMALS)
         key = self._existing_animal_key(animal_id)
         with self.db.read() as session:
-            views = queries.activity_views(session, key, as_utc(since) if since else None)
+            views = queries.activity_views(session, key, as_utc(since) if since else None, as_utc(until) if until else None)
             if not viewer.exact_positions:
                 views = privacy.activity(viewer, views, delayed.high_value_flags(session), self.clock())
         return views

@@ -198,9 +198,11 @@ def geography(url: str) -> dict[str, Any]:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def activity(url: str, animal_id: str, since: datetime | None, viewer: Viewer) -> list[Any]:
-    """Activity summaries of one animal since `since`, as viewer may see them."""
-    return bridge(url).activity(animal_id, since, viewer=viewer)
+def activity(
+    url: str, animal_id: str, since: datetime | None, viewer: Viewer, until: datetime | None = None
+) -> list[Any]:
+    """Activity summaries of one animal from `since` (up to `until`), as viewer may see them."""
+    return bridge(url).activity(animal_id, since, viewer=viewer, until=until)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)

@@ -49,7 +49,7 @@ def alert_evidence(url: str, alert: Any, role: roles.Role, window: timedelta, no
         st.caption(f"The track is withheld from the {role.title.lower()} view.")
 
     frame = views.activity_frame(
-        [s for s in data.activity(url, str(alert.animal_id), start, viewer) if s.time <= end]
+        data.activity(url, str(alert.animal_id), start, viewer, until=end)
     )
     if not frame.empty:
         shares = views.behaviour_shares(frame)

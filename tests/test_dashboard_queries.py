@@ -14,7 +14,7 @@ from lora_bridge import queries
 from lora_bridge.access import Viewer
 from lora_bridge.errors import InvalidTransition
 from lora_bridge.service import open_bridge
-from lora_bridge.store.tables import Animal, Position
+from lora_bridge.store.tables import ActivitySummary, Animal, Position
 
 
 @pytest.fixture
@@ -178,3 +178,20 @@ def test_one_collars_health_is_counted_through_its_own_uplinks_index_not_the_fle
     details = " | ".join(str(row[-1]) for row in plan)
     # Only that collar's entries of the index, not a range over every collar's (device_id>?).
     assert "ix_raw_uplinks_device" in details and "(device_id=?)" in details, details
+
+
+def test_an_alerts_evidence_reads_the_behaviour_of_its_window_alone_through_the_animals_time_index(bridge):
+    amani = bridge.register_animal("collar-01", "Amani")
+    for hour in range(12):  # a summary an hour for half a day
+        ingest(bridge, b.activity(b.T0_S + 3600 * hour), hour + 1)
+    every = bridge.activity(amani.animal_id, viewer=b.RANGER)
+    since, until = every[3].time, every[7].time
+    window = bridge.activity(amani.animal_id, since, viewer=b.RANGER, until=until)
+    assert [s.time for s in window] == [s.time for s in every if since <= s.time <= until] and len(window) == 5
+    query = select(ActivitySummary).where(
+        ActivitySummary.animal_id == int(amani.animal_id), ActivitySummary.time >= since, ActivitySummary.time <= until
+    ).order_by(ActivitySummary.time)
+    with bridge.db.read() as session:  # SQLite's plan; PostgreSQL has the same index (revision 0014)
+        sql = str(query.compile(session.get_bind(), compile_kwargs={"literal_binds": True}))
+        plan = " | ".join(str(row[-1]) for row in session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql))
+    assert "ix_activity_animal_time" in plan and "TEMP B-TREE" not in plan, plan
