@@ -79,6 +79,7 @@ from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.decode import default_codec
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import Bridge, open_bridge
+from lora_bridge.store.database import count_writes
 from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
 
@@ -173,7 +174,7 @@ def statement_counts(bodies: list[bytes], folder: Path) -> dict[str, float]:
     """SQL statements and commits per uplink through the service layer, one body at a time (a batch
     of one each: deterministic, unlike time and unlike the webhook's batches)."""
     with open_bridge(f"sqlite:///{folder / 'counted.db'}", webhook_secret=BENCH_SECRET) as bridge:
-        counts = _count_work(bridge)
+        counts = count_writes(bridge.db)
         for body in bodies:
             bridge.ingest_tts_uplink(body)
     return {
@@ -216,7 +217,7 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
     applied_at: dict[int, float] = {}
     options = {"intake_applier": applier} if applier else {}
     with open_bridge(database_url, webhook_secret=BENCH_SECRET, webhook_ack=ack, **options) as bridge:
-        work = _count_work(bridge)
+        work = count_writes(bridge.db)
         applier_pid = None
         if ack == "durable":
             bridge.durable_intake().on_applied(
@@ -342,23 +343,6 @@ def _latencies_to_applied(driven: dict[str, Any], applied_at: dict[int, float]) 
             ends.append(applied_at[raw_id])
     if ends:
         driven["elapsed_s"] = max(driven["elapsed_s"], max(ends) - driven["started_wall"])
-
-
-def _count_work(bridge: Bridge) -> dict[str, int]:
-    """Counters of the SQL statements and commits on bridge's write engine from now on."""
-    from sqlalchemy import event
-
-    counts = {"statements": 0, "commits": 0}
-
-    def statement(*_args: Any) -> None:
-        counts["statements"] += 1
-
-    def commit(*_args: Any) -> None:
-        counts["commits"] += 1
-
-    event.listen(bridge.db.write_engine, "before_cursor_execute", statement)
-    event.listen(bridge.db.write_engine, "commit", commit)
-    return counts
 
 
 def drive(url: str, secret: str, bodies_file: str, connections: int) -> dict[str, Any]:

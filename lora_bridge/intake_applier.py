@@ -238,6 +238,7 @@ def run_child(parent_pid: int) -> int:
     )
     from lora_bridge.intake_journal import IntakeJournal, hold_lock, path_for_store
     from lora_bridge.service import Bridge
+    from lora_bridge.store.database import count_writes
 
     _die_with_parent(parent_pid)
     # Reports go on a private copy of stdout; whatever else writes to stdout goes to stderr.
@@ -257,7 +258,7 @@ def run_child(parent_pid: int) -> int:
     bridge = Bridge(settings)
     wakes: list[list[int] | None] = []
     bridge.outbox_wakes = wakes.append
-    work = _count_work(bridge)
+    work = count_writes(bridge.db)
     link = ParentLink(stdin)
 
     def report(applied: list[int], batch: bool) -> None:
@@ -316,24 +317,6 @@ def run_child(parent_pid: int) -> int:
     finally:
         journal.close()
         bridge.close()
-
-
-def _count_work(bridge: Any) -> dict[str, int]:
-    """Counters of the SQL statements and commits of this process's store writes since the last report
-    (the webhook process adds them to its own: `DurableIntake.applier_work`)."""
-    from sqlalchemy import event
-
-    counts = {"statements": 0, "commits": 0}
-
-    def statement(*_args: Any) -> None:
-        counts["statements"] += 1
-
-    def commit(*_args: Any) -> None:
-        counts["commits"] += 1
-
-    event.listen(bridge.db.write_engine, "before_cursor_execute", statement)
-    event.listen(bridge.db.write_engine, "commit", commit)
-    return counts
 
 
 def _submission_of(entry: Any) -> Any:

@@ -164,3 +164,19 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str, synchronous: str 
         connection.exec_driver_sql(begin)
 
     return engine
+
+
+def count_writes(db: Database) -> dict[str, int]:
+    """Counters of the SQL statements and commits on db's write engine from now on (kept up to date
+    in the dict returned: the bridge bench and the applier process report them)."""
+    counts = {"statements": 0, "commits": 0}
+
+    def statement(*_args: object) -> None:
+        counts["statements"] += 1
+
+    def commit(*_args: object) -> None:
+        counts["commits"] += 1
+
+    event.listen(db.write_engine, "before_cursor_execute", statement)
+    event.listen(db.write_engine, "commit", commit)
+    return counts
