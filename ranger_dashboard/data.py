@@ -10,9 +10,12 @@ viewer's name and then drop the cached alerts.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import streamlit as st
@@ -24,6 +27,7 @@ from ranger_dashboard.config import DashboardOptions
 from ranger_dashboard.kept_answers import Kept, hand_out, keep
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Seconds a cached query answer is reused; the live panel refreshes a little slower than this.
 QUERY_TTL_S = 2
@@ -44,6 +48,43 @@ def bridge(url: str) -> Bridge:
     """The bridge service for `url`, opened once per server process."""
     logger.info("dashboard opens the bridge", extra={"database_url": safe_url(url)})
     return open_bridge(url)
+
+
+def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """A read of the bridge taking `url` and `viewer`, cached for `ttl` seconds per viewer and
+    arguments and kept with the position reads it made (`kept_answers.keep`); each call hands the
+    answer out to its viewer, logging those reads again (`kept_answers.hand_out`). The wrapped
+    function's `clear()` drops its cached answers."""
+
+    def wrap(read: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(read)
+
+        def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return bound
+
+        def kept(*args: Any) -> Kept[T]:
+            bound = arguments(args, {})
+            url, viewer = bound.arguments["url"], bound.arguments["viewer"]
+            return keep(bridge(url), viewer, lambda: read(*args))
+
+        # Streamlit keys a cache by the function's module, qualified name and source: every
+        # `kept` has the same source, so each is named after its read to get a cache of its own.
+        kept.__module__ = read.__module__
+        kept.__qualname__ = f"{read.__qualname__}.kept"
+        cached = st.cache_data(ttl=ttl, show_spinner=False, max_entries=max_entries)(kept)
+
+        @functools.wraps(read)
+        def handed(*args: Any, **kwargs: Any) -> T:
+            bound = arguments(args, kwargs)
+            url, viewer = bound.arguments["url"], bound.arguments["viewer"]
+            return hand_out(bridge(url), cached(*bound.arguments.values()), viewer)
+
+        handed.clear = cached.clear  # type: ignore[attr-defined]
+        return handed
+
+    return wrap
 
 
 def now(options: DashboardOptions, viewer: Viewer | None = None) -> datetime:
@@ -95,14 +136,10 @@ def animals(url: str, viewer: Viewer) -> list[Any]:
     return animals_at(url, viewer, changes(url))
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _latest_positions(url: str, viewer: Viewer) -> Kept[list[Any]]:
-    return keep(bridge(url), viewer, lambda: bridge(url).latest_positions(viewer=viewer))
-
-
+@audited(QUERY_TTL_S)
 def latest_positions(url: str, viewer: Viewer) -> list[Any]:
     """Each animal's last known position (`PositionView`); logged as viewed each time."""
-    return hand_out(bridge(url), _latest_positions(url, viewer), viewer)
+    return bridge(url).latest_positions(viewer=viewer)
 
 
 # ---------------------------------------------------------------- the map at a moment
@@ -118,59 +155,36 @@ def changes(url: str) -> tuple[Any, ...]:
     return bridge(url).change_counter()
 
 
-@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
-def _positions_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> Kept[list[Any]]:
-    return keep(bridge(url), viewer, lambda: bridge(url).positions_at(as_of, viewer=viewer))
-
-
+@audited(MOMENT_TTL_S, max_entries=64)
 def positions_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> list[Any]:
     """Each animal's last position at `as_of` (None: its latest), as viewer may see it."""
-    return hand_out(bridge(url), _positions_at(url, viewer, as_of, changed), viewer)
+    return bridge(url).positions_at(as_of, viewer=viewer)
 
 
-@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
-def _alerts_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> Kept[list[Any]]:
-    return keep(bridge(url), viewer, lambda: bridge(url).alerts_at(as_of, viewer=viewer))
-
-
+@audited(MOMENT_TTL_S, max_entries=64)
 def alerts_at(url: str, viewer: Viewer, as_of: datetime | None, changed: tuple[Any, ...]) -> list[Any]:
     """The alerts open at `as_of` (None: now) as they stood then, as viewer may see them."""
-    return hand_out(bridge(url), _alerts_at(url, viewer, as_of, changed), viewer)
+    return bridge(url).alerts_at(as_of, viewer=viewer)
 
 
-@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False, max_entries=64)
-def _animals_at(url: str, viewer: Viewer, changed: tuple[Any, ...]) -> Kept[list[Any]]:
-    return keep(bridge(url), viewer, lambda: bridge(url).animals(viewer=viewer))
-
-
+@audited(MOMENT_TTL_S, max_entries=64)
 def animals_at(url: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[Any]:
     """Every collared animal with its latest status, as viewer may see it."""
-    return hand_out(bridge(url), _animals_at(url, viewer, changed), viewer)
+    return bridge(url).animals(viewer=viewer)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _animal_track(url: str, animal_id: str, since: datetime | None, viewer: Viewer) -> Kept[list[Any]]:
-    return keep(
-        bridge(url), viewer,
-        lambda: bridge(url).tracks(since=since, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), []),
-    )
-
-
+@audited(QUERY_TTL_S)
 def animal_track(url: str, animal_id: str, since: datetime | None, viewer: Viewer) -> list[Any]:
     """Every fix of one animal since `since`, oldest first (for its page and its exports)."""
-    return hand_out(bridge(url), _animal_track(url, animal_id, since, viewer), viewer)
+    return bridge(url).tracks(since=since, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _alerts(url: str, viewer: Viewer, states: tuple[str, ...] | None, limit: int | None) -> Kept[list[Any]]:
-    return keep(bridge(url), viewer, lambda: bridge(url).alerts(states, limit, viewer=viewer))
-
-
+@audited(QUERY_TTL_S)
 def alerts(
     url: str, viewer: Viewer, states: tuple[str, ...] | None = None, limit: int | None = None
 ) -> list[Any]:
     """Alerts in `states` (all when None) that viewer may see, highest priority first, then newest first."""
-    return hand_out(bridge(url), _alerts(url, viewer, states, limit), viewer)
+    return bridge(url).alerts(states, limit, viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -181,14 +195,10 @@ def device(url: str, device_id: str | None) -> Any | None:
     return next(iter(bridge(url).devices([device_id])), None)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _open_alerts(url: str, viewer: Viewer) -> Kept[list[Any]]:
-    return keep(bridge(url), viewer, lambda: bridge(url).open_alerts(viewer=viewer))
-
-
+@audited(QUERY_TTL_S)
 def open_alerts(url: str, viewer: Viewer) -> list[Any]:
     """Alerts that are new or acknowledged (`AlertView`), as viewer may see them."""
-    return hand_out(bridge(url), _open_alerts(url, viewer), viewer)
+    return bridge(url).open_alerts(viewer=viewer)
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -205,24 +215,16 @@ def activity(
     return bridge(url).activity(animal_id, since, viewer=viewer, until=until)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _alert_events(url: str, alert_id: int, viewer: Viewer) -> Kept[list[Any]]:
-    return keep(bridge(url), viewer, lambda: bridge(url).alert_events(alert_id, viewer=viewer))
-
-
+@audited(QUERY_TTL_S)
 def alert_events(url: str, alert_id: int, viewer: Viewer) -> list[Any]:
     """Who did what to an alert and when, oldest first (`AlertEventView`)."""
-    return hand_out(bridge(url), _alert_events(url, alert_id, viewer), viewer)
+    return bridge(url).alert_events(alert_id, viewer=viewer)
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _alerts_awaiting_verdict(url: str, viewer: Viewer) -> Kept[list[Any]]:
-    return keep(bridge(url), viewer, lambda: bridge(url).alerts_awaiting_verdict(viewer=viewer))
-
-
+@audited(QUERY_TTL_S)
 def alerts_awaiting_verdict(url: str, viewer: Viewer) -> list[Any]:
     """Alerts Tembo closed itself (their condition cleared) that no ranger has judged yet, oldest first."""
-    return hand_out(bridge(url), _alerts_awaiting_verdict(url, viewer), viewer)
+    return bridge(url).alerts_awaiting_verdict(viewer=viewer)
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
@@ -233,7 +235,7 @@ def alert_verdicts(url: str) -> dict[str, dict[str, Any]]:
 
 def forget_alerts() -> None:
     """Drop every cached answer about alerts (after a change a ranger made: shown at once)."""
-    for cached in (_open_alerts, _alerts, _alerts_at, _alert_events, _alerts_awaiting_verdict, alert_verdicts):
+    for cached in (open_alerts, alerts, alerts_at, alert_events, alerts_awaiting_verdict, alert_verdicts):
         cached.clear()
 
 
@@ -258,17 +260,10 @@ def assign_alert(url: str, alert_id: Any, assignee: str, viewer: Viewer) -> None
     forget_alerts()
 
 
-@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def _track_between(url: str, animal_id: str, start: datetime, end: datetime, viewer: Viewer) -> Kept[list[Any]]:
-    return keep(
-        bridge(url), viewer,
-        lambda: bridge(url).tracks(since=start, until=end, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), []),
-    )
-
-
+@audited(QUERY_TTL_S)
 def track_between(url: str, animal_id: str, start: datetime, end: datetime, viewer: Viewer) -> list[Any]:
     """One animal's fixes from `start` to `end`, oldest first (an alert's evidence)."""
-    return hand_out(bridge(url), _track_between(url, animal_id, start, end, viewer), viewer)
+    return bridge(url).tracks(since=start, until=end, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])
 
 
 @st.cache_data(ttl=30, show_spinner=False)

@@ -146,3 +146,15 @@ def test_the_pages_kept_reads_are_logged_each_time_a_page_shows_them(filled):
         data.animals_at(url, RANGER, changed)
     assert views_logged(url, "ranger.amani", "latest_positions") == 3
     assert views_logged(url, "ranger.amani", "animals") == 3
+
+
+def test_two_kept_reads_asked_the_same_question_each_answer_with_their_own_data(filled):
+    url, _, _ = filled
+    changed = data.changes(url)
+    positions = data.positions_at(url, RANGER, None, changed)
+    alerts = data.alerts_at(url, RANGER, None, changed)  # the same arguments, another read
+    assert positions and all(type(view).__name__ == "PositionView" for view in positions)
+    assert alerts and all(type(view).__name__ == "AlertView" for view in alerts)
+    data.alerts_at.clear()  # clearing one read's answers leaves the other's
+    assert data.positions_at(url, RANGER, None, changed) == positions
+    assert data.positions_at(url, viewer=RANGER, as_of=None, changed=changed) == positions
