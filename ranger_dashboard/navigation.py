@@ -41,26 +41,6 @@ def animals_page() -> st.Page:
     return st.Page(PAGES_DIR / "animals.py", title="Animals", icon=":material/pets:", url_path="animals")
 
 
-def updates_page() -> st.Page:
-    """The field technicians' updates page at /updates (campaigns, who runs what)."""
-    return st.Page(PAGES_DIR / "updates.py", title="Updates", icon=":material/system_update:", url_path="updates")
-
-
-def fleet_page() -> st.Page:
-    """The field technicians' fleet health page at /fleet."""
-    return st.Page(PAGES_DIR / "fleet.py", title="Fleet health", icon=":material/battery_alert:", url_path="fleet")
-
-
-def geofences_page() -> st.Page:
-    """The geofences page at /geofences (import, preview, send to collars)."""
-    return st.Page(PAGES_DIR / "geofences.py", title="Geofences", icon=":material/fence:", url_path="geofences")
-
-
-def models_page() -> st.Page:
-    """The researchers' models page at /models."""
-    return st.Page(PAGES_DIR / "models.py", title="Models", icon=":material/model_training:", url_path="models")
-
-
 def audit_page() -> st.Page:
     """The audit log (admins) at /audit."""
     return st.Page(PAGES_DIR / "audit.py", title="Audit log", icon=":material/policy:", url_path="audit")
