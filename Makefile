@@ -24,9 +24,11 @@ system-deps:
 lint: setup
 	$(BIN)/ruff check .
 
+# The suite runs on every core (pytest-xdist), a test file per worker at a time; each worker
+# starts its own PostgreSQL and Mosquitto on free ports in its own temporary folders.
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 
 demo: setup
 	$(BIN)/tembo demo $(DEMO_ARGS)

@@ -63,11 +63,14 @@ def main():
     feats = features.new_feature_buffer()
     votes = array("i", bytes(4 * len(model.classes)))
     path = sys.argv[1]
-    if os.path.exists(path):
-        os.unlink(path)
+    for stale in (path, path + ".binding"):
+        if os.path.exists(stale):
+            os.unlink(stale)
+    # The runner connects as soon as the path exists: it appears (by rename) only once listening.
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
+    server.bind(path + ".binding")
     server.listen(1)
+    os.rename(path + ".binding", path)
     try:
         while True:
             conn, _ = server.accept()

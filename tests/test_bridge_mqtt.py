@@ -107,6 +107,8 @@ def publisher(broker, client_id: str = "network-server"):
 
 
 def publish_all(client: mqtt.Client, messages: list[tuple[str, bytes]]) -> None:
+    # After a broker restart the network server's own client reconnects by itself, in its time.
+    assert wait_until(client.is_connected, 60), "the network server's client did not reconnect"
     infos = [client.publish(topic, body, qos=1) for topic, body in messages]
     for info in infos:
         info.wait_for_publish(timeout=30)
