@@ -201,6 +201,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
     try:
         key = keys.load(Path(args.key))
+        collar_keys = Path(args.collar_keys) if args.collar_keys else keys.COLLAR_KEYS_PATH
         if args.kind == "model":
             if args.promoted:
                 blob = release.promoted_blob(Path(args.promoted))
@@ -212,12 +213,13 @@ def _cmd_release(args: argparse.Namespace) -> int:
                 release.install_default_model(blob, key)
                 print(json.dumps({"installed": str(release.DEFAULT_MODEL_PATH), "key_id": key.key_id}))
                 return 0
-            made = release.release_model(blob, key, Path(args.out))
+            made = release.release_model(blob, key, Path(args.out), collar_keys)
             print(json.dumps({"blob": str(made.blob_path), "manifest": str(made.manifest_path), **made.manifest}))
         else:
             made = release.release_firmware(key, Path(args.out), version=args.version,
                                             hardware_id=args.hardware_id,
-                                            base=Path(args.base) if args.base else None)
+                                            base=Path(args.base) if args.base else None,
+                                            collar_keys=collar_keys)
             print(json.dumps({"image": str(made.image_path), "manifest": str(made.manifest_path), **made.manifest}))
     except (OSError, keys.KeyFileError, release.ReleaseError) as err:
         print(f"tembo release: {err}", file=sys.stderr)
@@ -346,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (rel_model, rel_fw):
         p.add_argument("--key", required=True, help="private key file made by `tembo keys generate`")
         p.add_argument("--out", default="releases")
+        p.add_argument("--collar-keys", help="the key file of the firmware the collars run now (default: the one "
+                                             "it ships); the release key must be in it")
     release.set_defaults(func=_cmd_release)
 
     from tembo import accounts

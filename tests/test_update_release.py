@@ -45,13 +45,33 @@ def test_a_model_release_is_signed_so_the_collar_verifies_it(tmp_path):
 
 def test_a_firmware_release_compiles_the_collar_for_the_nrf52840_and_a_delta_is_smaller(tmp_path):
     key = keys.generate(tmp_path / "k.key", 6)
-    first = release.release_firmware(key, tmp_path, "1.1.0", "tembo-nrf52840-lr1110")
+    held = tmp_path / "collar.bin"
+    keys.install_public(6, key.public_key, held)
+    first = release.release_firmware(key, tmp_path, "1.1.0", "tembo-nrf52840-lr1110", collar_keys=held)
     assert first.manifest["arch"] == "armv7emsp" and "main.mpy" in first.manifest["modules"]
     assert first.manifest["payload_bytes"] == first.manifest["bundle_bytes"]
-    second = release.release_firmware(key, tmp_path, "1.1.1", "tembo-nrf52840-lr1110", base=first.manifest_path)
+    second = release.release_firmware(key, tmp_path, "1.1.1", "tembo-nrf52840-lr1110", base=first.manifest_path,
+                                      collar_keys=held)
     assert second.manifest["delta_of"] == "1.1.0" and second.manifest["payload_bytes"] < first.manifest["payload_bytes"]
     with pytest.raises(release.ReleaseError, match="not newer"):
-        release.release_firmware(key, tmp_path, "1.0.9", "tembo-nrf52840-lr1110", base=first.manifest_path)
+        release.release_firmware(key, tmp_path, "1.0.9", "tembo-nrf52840-lr1110", base=first.manifest_path,
+                                 collar_keys=held)
+
+
+def test_a_technician_signing_with_a_key_the_collars_do_not_hold_is_stopped_before_anything_is_written(
+        tmp_path, capsys):
+    private = tmp_path / "release-7.key"
+    assert main(["keys", "generate", str(private), "--key-id", "7"]) == 0  # not installed in the collars' file
+    capsys.readouterr()
+    for kind in (["firmware", "--version", "1.2.0"], ["model", str(release.DEFAULT_MODEL_PATH)]):
+        out = tmp_path / kind[0]
+        assert main(["release", *kind, "--key", str(private), "--out", str(out)]) == 1
+        assert "key 7 is not in the collars' key file" in capsys.readouterr().err
+        assert not out.exists(), "nothing a collar would refuse is written"
+    held = tmp_path / "collar.bin"
+    keys.install_public(7, keys.load(private).public_key, held)
+    assert main(["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private),
+                 "--out", str(tmp_path / "model"), "--collar-keys", str(held)]) == 0
 
 
 def test_the_planner_keeps_a_ten_percent_loss_update_within_thirty_percent_of_the_minimum():

@@ -82,12 +82,20 @@ class ModelRelease:
     manifest: dict
 
 
+def held_keys(key: SigningKey, collar_keys: Path) -> dict[int, bytes]:
+    """The public keys the collars hold (`collar_keys`), or ReleaseError when `key` is not among
+    them: every collar would refuse what it signs."""
+    keys = read_collar_keys(collar_keys)
+    if keys.get(key.key_id) != key.public_key:
+        raise ReleaseError(f"key {key.key_id} is not in the collars' key file {collar_keys}: they would refuse it "
+                           "(`tembo keys generate --install` adds a key to the firmware's file)")
+    return keys
+
+
 def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path = COLLAR_KEYS_PATH) -> ModelRelease:
     """Sign a promoted model blob and write it with its manifest into out_dir."""
     signed = sign_model(blob, key)
-    keys = read_collar_keys(collar_keys)
-    if keys.get(key.key_id) != key.public_key:
-        raise ReleaseError(f"key {key.key_id} is not in the collars' key file {collar_keys}: they would refuse it")
+    keys = held_keys(key, collar_keys)
     parsed = check_model(signed, keys)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,14 +219,16 @@ class FirmwareRelease:
 
 
 def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: str,
-                     base: Path | None = None) -> FirmwareRelease:
-    """Compile the collar for the nRF52840, pack, sign; a delta against base when that is smaller."""
+                     base: Path | None = None, collar_keys: Path = COLLAR_KEYS_PATH) -> FirmwareRelease:
+    """Compile the collar for the nRF52840, pack, sign; a delta against base when that is smaller.
+    `collar_keys` is the key file of the firmware the collars run now: `key` must be in it."""
     from collar_firmware import update_image as ui
 
     try:
         ui.version_raw(version)
     except ValueError as exc:
         raise ReleaseError(str(exc)) from None
+    held_keys(key, collar_keys)
     files = compile_modules()
     modules = {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()}
     full = pack_bundle(files)
