@@ -24,11 +24,14 @@ system-deps:
 lint: setup
 	$(BIN)/ruff check .
 
-# The suite runs on every core (pytest-xdist), a test file per worker at a time; each worker
-# starts its own PostgreSQL and Mosquitto on free ports in its own temporary folders.
+# The suite runs on the cores this process may use, at most four (pytest-xdist), a test file per
+# worker at a time; each worker starts its own PostgreSQL and Mosquitto on free ports in its own
+# temporary folders. TEST_WORKERS=1 runs it in one process.
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(len(os.sched_getaffinity(0)), 4))')
+
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n auto --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: setup
 	$(BIN)/tembo demo $(DEMO_ARGS)
