@@ -27,10 +27,13 @@ from sqlalchemy.sql.dml import Insert
 # new ORM objects held back until the store needs them (`defer_add`).
 QUEUED_ROWS = "tembo_queued_rows"
 DEFERRED_OBJECTS = "tembo_deferred_objects"
+DEFERRED_TABLES = "tembo_deferred_tables"  # the tables of the objects held back
 # Execution option of a read that must not see the objects held back (it looks for rows stored
 # before this unit of work: a stored copy's dedup key), so need not add them.
 NOT_DEFERRED = "tembo_not_deferred"
 FOREIGN_KEYS_DEFERRED = "tembo_foreign_keys_deferred"
+# Execution option of the queued rows' own insert: it needs nothing else in the store first.
+QUEUED_INSERT = "tembo_queued_insert"
 
 
 def insert_ignoring_conflicts(table: Table, dialect_name: str) -> Insert:
@@ -48,6 +51,7 @@ def defer_add(session: Session, objects: list[Any]) -> None:
     transaction checks foreign keys at its commit (`defer_foreign_keys`). Until then they are changed
     as plain objects, so each is inserted once, in its final state."""
     session.info.setdefault(DEFERRED_OBJECTS, []).extend(objects)
+    session.info.setdefault(DEFERRED_TABLES, set()).update(type(obj).__table__ for obj in objects)
 
 
 def defer_foreign_keys(session: Session) -> None:
@@ -63,6 +67,7 @@ def add_deferred(session: Session) -> None:
     session as a stored row (later changes to it are flushed as updates, as ever), without the unit
     of work's per-object insert; else added and flushed."""
     deferred = session.info.pop(DEFERRED_OBJECTS, None)
+    session.info.pop(DEFERRED_TABLES, None)
     if not deferred:
         return
     if not session.info.get(FOREIGN_KEYS_DEFERRED):
@@ -122,9 +127,12 @@ def before_writing(table: Table, hook: Callable[[Session, list[dict[str, Any]]],
         hooks.append(hook)
 
 
-def write_queued(session: Session) -> int:
-    """Write every queued row now (one executemany per table); how many rows were written or skipped."""
-    add_deferred(session)  # rows the queued ones may refer to
+def write_queued(session: Session, deferred: bool = True) -> int:
+    """Write every queued row now (one executemany per table); how many rows were written or skipped.
+    deferred: the objects `defer_add` holds back go in first (rows the queued ones may refer to);
+    False only where the transaction checks foreign keys at its commit, so they can wait."""
+    if deferred or not session.info.get(FOREIGN_KEYS_DEFERRED):
+        add_deferred(session)
     queued = session.info.pop(QUEUED_ROWS, None)
     if not queued:
         return 0
@@ -134,7 +142,8 @@ def write_queued(session: Session) -> int:
         for hook in _BEFORE_WRITING.get(table, ()):
             hook(session, rows)
         # Same keys in every row of a table: one statement, executed many.
-        session.execute(insert_ignoring_conflicts(table, dialect), rows)
+        statement = insert_ignoring_conflicts(table, dialect).execution_options(**{QUEUED_INSERT: True})
+        session.execute(statement, rows)
         written += len(rows)
     return written
 
@@ -144,18 +153,19 @@ def _before_a_statement(state: Any) -> None:
     info = state.session.info
     queued = info.get(QUEUED_ROWS)
     deferred = info.get(DEFERRED_OBJECTS)
-    if not queued and not deferred:
+    if (not queued and not deferred) or state.execution_options.get(QUEUED_INSERT):
         return
     tables = {mapper.local_table for mapper in state.all_mappers} if state.is_select else set()
     if not tables:  # a change, or a read the mappers do not name: everything goes in first
         write_queued(state.session)
         return
-    if deferred and not state.execution_options.get(NOT_DEFERRED) and any(
-        getattr(o, "__table__", None) in tables for o in deferred
-    ):
+    if deferred and not state.execution_options.get(NOT_DEFERRED) and tables & info.get(DEFERRED_TABLES, set()):
         add_deferred(state.session)
     if queued and tables & queued.keys():
-        write_queued(state.session)
+        # A read of queued rows needs them, not the objects held back: those (a batch's raw rows) stay
+        # back when foreign keys are checked at the commit, so each is still inserted once, in its
+        # final state, rather than inserted now and updated by every later change of the batch.
+        write_queued(state.session, deferred=False)
 
 
 @event.listens_for(Session, "before_flush")
@@ -163,6 +173,7 @@ def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     if session.info.get(FOREIGN_KEYS_DEFERRED):
         return  # what this flush writes may refer to them: checked at the commit, when they are in
     deferred = session.info.pop(DEFERRED_OBJECTS, None)
+    session.info.pop(DEFERRED_TABLES, None)
     if deferred:
         session.add_all(deferred)  # part of this flush: what it writes may refer to them
 
