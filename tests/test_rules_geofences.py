@@ -549,3 +549,22 @@ def test_collar_farmland_alert_of_a_true_return_to_the_field_is_raised_once_the_
     _collar_report(bridge, 62, 312_200, seq=2, f_cnt=27)
     assert len(_farmland(bridge)) == 2
     assert bridge.alert(new.alert_id, viewer=b.RANGER).occurrences == 2
+
+
+@pytest.mark.parametrize("lon, lat", [
+    (37, -2), (36, -2), (36, 0), (0, 0), (6, 60), (10, 78), (-180, 10), (180, 10), (0, 84), (0, -80), (-6, 50),
+    (12, -3), (179, -79), (-174, 83),
+])
+def test_the_utm_zone_the_rules_measure_a_reserve_in_is_the_one_projs_database_lists(lon, lat):
+    """Reserves on a zone's or the equator's bound included: computed, it is the zone PROJ's own
+    database names first for that point, so fixes are measured in the same metres as before."""
+    from lora_bridge.domain.geofences import _utm_code_of_cell, utm_code_from_database
+
+    assert _utm_code_of_cell(lon, lat) == utm_code_from_database(lon, lat)
+
+
+def test_a_point_past_the_utm_zones_still_has_no_zone():
+    from lora_bridge.domain.geofences import _utm_code_of_cell
+
+    with pytest.raises(IndexError):
+        _utm_code_of_cell(0, 86)
