@@ -73,6 +73,8 @@ class Outbox:
                 waiting = [row.id for row in downlinks.queued(session, limit)]
         else:
             waiting = list(ids)
+        if not self.settings.network_server_url:
+            waiting = self._routed(waiting)  # the others have nowhere to go yet: no write transaction for them
         accepted = 0
         for downlink_id in waiting:
             claimed = self._claim(downlink_id)
@@ -100,8 +102,6 @@ class Outbox:
 
     def _claim(self, downlink_id: int) -> tuple[DownlinkTarget, list[OutgoingDownlink], bool] | None:
         now = utc_now()
-        if not self.settings.network_server_url and not self._routed(downlink_id):
-            return None  # nowhere to push it yet (no network server, no TTS route): no write transaction
         with self.db.write() as session:
             downlink = session.get(Downlink, downlink_id)
             if downlink is None or downlink.state != downlinks.STATE_QUEUED:
@@ -137,14 +137,27 @@ class Outbox:
                 return target, items, True
             return target, [OutgoingDownlink(downlink.f_port, downlink.payload, downlink.correlation_id)], False
 
-    def _routed(self, downlink_id: int) -> bool:
-        """Whether a downlink still queued has somewhere to go, read without the store's write lock."""
+    def _routed(self, downlink_ids: list[int]) -> list[int]:
+        """Those of downlink_ids still queued that have somewhere to go, in their order: read without
+        the store's write lock, the downlinks with their collars in one statement, each collar's
+        route once."""
+        if not downlink_ids:
+            return []
+        reachable: set[int] = set()
         with self.db.read() as session:
-            downlink = session.get(Downlink, downlink_id)
-            if downlink is None or downlink.state != downlinks.STATE_QUEUED:
-                return False
-            device = session.get(Device, downlink.device_id)
-            return self.client.can_reach(self._target(session, device))
+            rows = session.execute(
+                select(Downlink.id, Device)
+                .join(Device, Device.device_id == Downlink.device_id)
+                .where(Downlink.id.in_(downlink_ids), Downlink.state == downlinks.STATE_QUEUED)
+            ).all()
+            targets: dict[str, DownlinkTarget] = {}
+            for downlink_id, device in rows:
+                target = targets.get(device.device_id)
+                if target is None:
+                    target = targets[device.device_id] = self._target(session, device)
+                if self.client.can_reach(target):
+                    reachable.add(downlink_id)
+        return [downlink_id for downlink_id in downlink_ids if downlink_id in reachable]
 
     def _target(self, session: Any, device: Device) -> DownlinkTarget:
         route = None
