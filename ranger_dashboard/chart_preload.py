@@ -30,23 +30,31 @@ import streamlit
 logger = logging.getLogger(__name__)
 
 STATIC_JS = Path(streamlit.__file__).resolve().parent / "static" / "static" / "js"
+STATIC_CSS = STATIC_JS.parent / "css"
 CHART_MODULE = "DeckGlJsonChart.*.js"
+CHART_STYLES = "DeckGlJsonChart.*.css"
 # Streamlit's modules of the elements the live map page shows beside the map, by name.
 PAGE_ELEMENTS = ("Button", "Selectbox", "Checkbox", "Slider", "Metric", "Html", "CustomTheme")
 # A module's static imports (`from"./x.js"`, `import"./x.js"`) and the chunks Vite maps for its
 # dynamic imports (`__vite__mapDeps`: the WebGL device the chart asks for when it starts).
 IMPORT = re.compile(rb"""(?:from|import)\s*["'](\./[\w.\-]+\.js)["']""")
 MAPPED = re.compile(rb"""__vite__mapDeps=.*?\[([^\]]*)\]""")
+# A dynamic import of a literal file name (`import(`./webgl-device.js`)`): deck.gl asks for its WebGL
+# device so when the map starts, and that tiny module was fetched only then (20 to 110 ms on a cold
+# visit, between the map element and its first frame).
+DYNAMIC = re.compile(rb"""import\(\s*[`"'](\./[\w.\-]+\.js)[`"']\s*\)""")
 MAPPED_FILE = re.compile(rb"""["'](\./[\w.\-]+\.js)["']""")
 
 
-def module_imports(source: bytes, dynamic: bool = True) -> list[str]:
-    """The file names a built module imports statically or (with `dynamic`) maps for its dynamic
-    imports, in order."""
+def module_imports(source: bytes, dynamic: bool = True, named: bool = False) -> list[str]:
+    """The file names a built module imports statically, (with `dynamic`) maps for its dynamic
+    imports and (with `named` too) imports dynamically by name, in order."""
     names = [match.decode() for match in IMPORT.findall(source)]
     mapped = MAPPED.search(source[:20_000]) if dynamic else None
     if mapped:
         names += [match.decode() for match in MAPPED_FILE.findall(mapped.group(1))]
+    if dynamic and named:
+        names += [match.decode() for match in DYNAMIC.findall(source)]
     seen: dict[str, None] = {}
     for name in names:
         seen.setdefault(name.removeprefix("./"), None)
@@ -79,7 +87,8 @@ def _add_with_imports(first: str, order: dict[str, None], already: frozenset[str
         if name in order or name in already or not (static_js / name).is_file():
             continue
         order[name] = None
-        pending.extend(module_imports((static_js / name).read_bytes(), dynamic))
+        # The first module's own dynamic imports by name too (the map's: its WebGL device).
+        pending.extend(module_imports((static_js / name).read_bytes(), dynamic, named=dynamic and name == first))
 
 
 @cache
@@ -99,11 +108,26 @@ def early_import(already: frozenset[str] = frozenset()) -> bytes:
     Streamlit's own module has run, while the page waits for the websocket and the app's run:
     Streamlit's import of the same file when the map arrives then finds it evaluated (a module is
     evaluated once per page). Evaluating deck.gl's 3 MB took 0.3 to 0.7 s of the page's main thread
-    after the map element arrived (docs/dashboard.md). Empty when there is no map module."""
+    after the map element arrived (docs/dashboard.md). Started later instead, once the app's sidebar
+    was drawn (the websocket open and the run asked for), it no longer held back the websocket's
+    opening but delayed the map element by as much again: from the websocket's opening to the map's
+    first frame the page's main thread is busy throughout (docs/dashboard.md, seventh session).
+    Empty when there is no map module."""
     files = chart_files(already, elements=())
     if not files:
         return b""
     return f'<script type="module">import("./static/js/{files[0]}");</script>'.encode()
+
+
+@cache
+def chart_styles(static_css: Path = STATIC_CSS) -> bytes:
+    """`<link rel="stylesheet">` lines for the map element's own stylesheet. Streamlit's import of the
+    map's code adds that stylesheet and waits until it has loaded before it draws the map (Vite's
+    preload helper); one already in the page is not asked for again, so the map no longer waits for
+    that fetch (0.03 to 0.3 s on a cold visit, after its element arrived)."""
+    return "".join(
+        f'<link rel="stylesheet" href="./static/css/{path.name}">' for path in sorted(static_css.glob(CHART_STYLES))
+    ).encode()
 
 
 SHELL_PRELOAD = re.compile(rb"""<link rel="modulepreload" crossorigin href="\./static/js/([\w.\-]+\.js)">""")

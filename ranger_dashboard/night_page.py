@@ -55,7 +55,7 @@ def with_night_head(body: bytes) -> bytes:
     if at < 0:
         return body  # the same object when unchanged
     shell = chart_preload.shell_modules(body)
-    preloads = chart_preload.preload_links(shell) + chart_preload.early_import(shell)
+    preloads = chart_preload.chart_styles() + chart_preload.preload_links(shell) + chart_preload.early_import(shell)
     return body[:at] + night_head() + preloads + body[at:]
 
 

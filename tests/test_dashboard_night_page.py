@@ -4,6 +4,7 @@ starts in the night theme (`ranger_dashboard.night_page`) before Streamlit's own
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from playwright.sync_api import sync_playwright
@@ -87,10 +88,16 @@ def test_page_shell_asks_for_the_map_scripts_at_once_without_repeating_streamlit
     assert not set(added) & chart_preload.shell_modules(shell)  # nothing the shell loads anyway
     assert all((chart_preload.STATIC_JS / name.decode()).is_file() for name in added)
     assert b"webgl" in b" ".join(added)  # the module it imports when the map starts, too
+    assert any(name.startswith(b"webgl-device.") for name in added)  # and deck.gl's device, asked for by name
     # And the elements the live map page shows beside the map: its sidebar's select boxes, toggle
     # and buttons, the "as of" slider, the metrics, its marker.
     for element in chart_preload.PAGE_ELEMENTS:
         assert any(name.decode().startswith(f"{element}.") for name in added), element
+    # The map's own stylesheet is in the page from the start: Streamlit's import of the map's code
+    # then finds it there and does not wait for it to load before drawing the map.
+    styles = [name for name in re.findall(rb'<link rel="stylesheet" href="\./static/css/([\w.\-]+\.css)">', head)
+              if name.startswith(b"DeckGlJsonChart.")]
+    assert len(styles) == 1 and (chart_preload.STATIC_CSS / styles[0].decode()).is_file()
     # The map's module is evaluated early, by a module script after Streamlit's own.
     early = f'<script type="module">import("./static/js/{added[0].decode()}");</script>'.encode()
     assert head.index(early) > max(head.index(b'src="./static/js/' + name.encode()) for name in chart_preload.SHELL_SCRIPT.findall(shell) for name in [name.decode()])
@@ -98,8 +105,12 @@ def test_page_shell_asks_for_the_map_scripts_at_once_without_repeating_streamlit
 
 def test_map_module_imports_are_read_from_static_imports_and_vite_dependency_maps():
     source = (b'const __vite__mapDeps=(i,m=__vite__mapDeps,d=(m.f||(m.f=["./webgl.A1.js","./x.B2.js"])))=>i;'
-              b'import{a as b}from"./rolldown-runtime.C3.js";import"./src.D4.js";import{c}from "./x.B2.js";')
+              b'import{a as b}from"./rolldown-runtime.C3.js";import"./src.D4.js";import{c}from "./x.B2.js";'
+              b'async attach(){let{D:n}=await x(async()=>{let{D:e}=await import(`./webgl-device.E5.js`);return e},[])}')
     assert chart_preload.module_imports(source) == ["rolldown-runtime.C3.js", "src.D4.js", "x.B2.js", "webgl.A1.js"]
+    assert chart_preload.module_imports(source, named=True) == [
+        "rolldown-runtime.C3.js", "src.D4.js", "x.B2.js", "webgl.A1.js", "webgl-device.E5.js"]
+    assert chart_preload.module_imports(source, dynamic=False) == ["rolldown-runtime.C3.js", "src.D4.js", "x.B2.js"]
 
 
 # Recorded by the page itself: the background of Streamlit's app the moment it is first put in the page.

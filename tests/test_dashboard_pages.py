@@ -106,7 +106,7 @@ def test_ranger_sees_every_collared_animal_on_the_offline_live_map(store):
 
 def test_live_map_colours_animals_by_state_and_rings_open_alerts(store):
     spec = deck_spec(open_page())
-    colour_of = {p["name"]: p["colour"] for p in layer(spec, "animals")["data"]}
+    colour_of = {p["name"]: p["fill"] for p in layer(spec, "animals")["data"]}
     assert colour_of["Amani"] == palette.STATE_COLOURS["normal"]
     assert colour_of["Zawadi"] == palette.STATE_COLOURS["alert"]  # low battery
     assert colour_of["Kito"] == palette.STATE_COLOURS["alert"]  # mortality
@@ -442,9 +442,12 @@ def test_live_map_and_its_name_tiles_place_and_label_the_same_animals_at_the_sam
     with open_bridge(os.environ["TEMBO_DATABASE_URL"]) as bridge:
         # The herd the name tiles are cut from is the map's own, record for record (states, ages).
         composed = name_routes.herd_points(bridge, viewer, moment, "data")
+        # The map's dots carry part of each record (`ANIMAL_DOT_FIELDS`; the state's colour as
+        # `fill`): that part, and the colour, are the herd's own.
+        kept = map_layers.ANIMAL_DOT_FIELDS
         assert composed and sorted(
-            ({key: record[key] for key in composed[0]} for record in drawn), key=lambda r: r["name"]
-        ) == composed
+            ({**{key: record[key] for key in kept}, "colour": record["fill"]} for record in drawn), key=lambda r: r["name"]
+        ) == [{**{key: record[key] for key in kept}, "colour": record["colour"]} for record in composed]
         # Close in, every animal is named once, where the map draws its dot, for the map's moment.
         zoom = 16
         named = []

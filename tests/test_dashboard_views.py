@@ -539,3 +539,19 @@ def test_hover_tooltip_opens_towards_the_map_centre_so_edge_animals_are_read_who
     assert "{tooltip_side}" in map_layers.TOOLTIP["html"] and "{tooltip}" in map_layers.TOOLTIP["html"]
     assert map_layers.TOOLTIP["style"]["pointerEvents"] == "none"  # the click goes to the dot under it
     assert all("tooltip_side" in g for g in layers["gateways"])  # every record that names itself on hover
+
+
+def test_animal_dots_carry_only_what_the_browser_draws_names_and_hands_back():
+    points = [
+        {"animal_id": str(i), "name": f"Elephant {i}", "lat": -1.8 - i / 100, "lon": 37.1, "state": state,
+         "behaviour": "forage", "priority": palette.ANIMAL_STATES.index(state) if state != "normal" else 0,
+         "colour": palette.state_colour(state), "tooltip": f"Elephant {i} · {state} · forage · 1 h"}
+        for i, state in enumerate(("alert", "normal", "offline"))
+    ]
+    spec = json.loads(map_layers.build_deck(RESERVE, points, [], [], fit_px=(640, 620)).to_json())
+    dots = next(layer for layer in spec["layers"] if layer["id"] == "animals")["data"]
+    drawing = {"fill", "line", "radius", "line_width", "tooltip_side"}
+    assert all(set(dot) == set(map_layers.ANIMAL_DOT_FIELDS) | drawing for dot in dots)
+    assert [dot["name"] for dot in dots] == ["Elephant 1", "Elephant 0", "Elephant 2"]  # needing a look on top
+    assert {dot["name"]: dot["fill"] for dot in dots} == {p["name"]: p["colour"] for p in points}
+    assert map_layers.selected_animal_id({"animals": [dots[2]]}) == "2"  # a click still opens its animal
