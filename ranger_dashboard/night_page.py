@@ -10,7 +10,8 @@ system theme therefore flashes white placeholders in a dark control room on ever
 things in the head of that HTML shell, before Streamlit's script: a style that paints the page in
 the night theme's background, and a line that has Streamlit start in its dark theme. The server's
 night theme then replaces that dark theme as before. It also asks for the map's scripts at once
-(`chart_preload`), so the browser fetches and compiles deck.gl while the app runs. Everything else
+(`chart_preload`), so the browser fetches and compiles deck.gl while the app runs, and has the
+map's stylesheet in the page from the start (Streamlit waits for it before drawing the map). Everything else
 passes through untouched.
 """
 
@@ -48,7 +49,8 @@ def night_head() -> bytes:
 
 
 def with_night_head(body: bytes) -> bytes:
-    """`body` (an HTML page) with `night_head()`, the map's and the page elements' module preloads
+    """`body` (an HTML page) with `night_head()`, the map's stylesheet (`chart_preload.chart_styles`),
+    the map's and the page elements' module preloads
     (`chart_preload.preload_links`) and the map module's early import (`chart_preload.early_import`,
     run after Streamlit's own module) before its `</head>`; unchanged without one."""
     at = body.find(HEAD_END)
