@@ -13,7 +13,7 @@ Each store is served by the real dashboard (`serving.running`, the data's clock)
 headless Chromium (Playwright, Debian's chromium) by a ranger account made for the run. The map
 counts as drawn at the first frame on screen that holds every animal's dot, as the page's draw
 probe sees it (`draw_probe`: deck.gl's WebGL draws watched from an init script, stamped in the page
-in the frame after the one that drew them; a screenshot then checks that the map shows the animals'
+two frames after the draw, once the drawn frame's pixels are on screen; a screenshot then checks that the map shows the animals'
 colour and names, untimed); the other pages when their marker is there and two frames are painted. Two visits are timed, and named apart:
 
 - `first_map_ms_*`, cold: a browser that has never loaded the dashboard (a new, empty profile
@@ -371,7 +371,7 @@ def open_profile(playwright: Any, profile: Path) -> Any:
 def map_ms(page: Any, base_url: str, animals: int) -> dict[str, float]:
     """Milliseconds from asking for the live map (a signed-in browser) until it is drawn with all
     `animals`: `first_map_ms`, until the first frame on screen that holds every animal's dot (the
-    page's draw probe, `draw_probe`: the frame after the one whose WebGL draw held them all), and its
+    page's draw probe, `draw_probe`: two frames after the WebGL draw that held them all), and its
     parts `map_run_ms` (until the map's canvas entered the page: the page loaded, the app's run on
     the server, the map element in the browser) and `map_draw_ms` (from there until that frame;
     the page's marker saying it carries every animal is waited for too, untimed); then what the map fetches after its first frame:

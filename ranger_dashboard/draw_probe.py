@@ -17,10 +17,11 @@ instanced draw into the canvas (framebuffer `null`; picking draws into its own f
 
 The moments the page's marker saying it carries the whole herd (`markers.MAP_READY_ID`) and the
 map's canvas enter the page are stamped too (`markedAt`, `canvasAt`). Each draw is stamped
-(`Date.now()`, epoch milliseconds) in the next animation frame after the frame
-that drew it: Chromium runs that frame's callbacks only once the drawing frame has been handed to
-the compositor (in a software-rendered browser, once the canvas's pixels have been read back), so
-the stamp is when that frame was on screen, not when it was asked for. The probe also counts the
+(`Date.now()`, epoch milliseconds) in the second animation frame after the draw: Chromium hands
+the drawn canvas to the compositor in the commit of the frame after the draw, after that frame's
+animation callbacks (in this software-rendered browser the commit waits while SwiftShader reads the
+canvas back: 0.7 to 1.1 s for a cold map, in traces of 3 December), so a stamp in the next frame's
+callback would come before the pixels and the one after it comes once they are on screen. The probe also counts the
 frames the deck drew and the draws per layer kind, for the measurement's record.
 """
 
@@ -50,10 +51,12 @@ _SCRIPT = """
     if (!state) { state = {program: null, framebuffer: null}; bound.set(gl, state); }
     return state;
   };
+  // Runs fn once the frame holding what was just drawn is on screen (see the module's docstring).
+  const onScreen = fn => requestAnimationFrame(() => requestAnimationFrame(fn));
   const stamp = name => {
     if (probe[name] !== null || probe.pending[name]) return;
     probe.pending[name] = true;
-    requestAnimationFrame(() => { probe[name] = Date.now(); });
+    onScreen(() => { probe[name] = Date.now(); });
   };
   let inFrame = false;
   const drew = (gl, instances) => {
@@ -70,7 +73,7 @@ _SCRIPT = """
     if (kind.startsWith("multi-icon-layer") && instances > 0) stamp("namedAt");
     if (kind.startsWith("line-layer") && !(instances in probe.lines)) {
       probe.lines[instances] = null;
-      requestAnimationFrame(() => { probe.lines[instances] = Date.now(); });
+      onScreen(() => { probe.lines[instances] = Date.now(); });
     }
   };
   for (const name of ["WebGL2RenderingContext", "WebGLRenderingContext"]) {
