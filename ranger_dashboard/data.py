@@ -58,16 +58,11 @@ def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[...,
 
     def wrap(read: Callable[..., T]) -> Callable[..., T]:
         signature = inspect.signature(read)
+        names = list(signature.parameters)
+        url_at, viewer_at = names.index("url"), names.index("viewer")
 
-        def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> inspect.BoundArguments:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return bound
-
-        def kept(*args: Any) -> Kept[T]:
-            bound = arguments(args, {})
-            url, viewer = bound.arguments["url"], bound.arguments["viewer"]
-            return keep(bridge(url), viewer, lambda: read(*args))
+        def kept(*args: Any) -> Kept[T]:  # every argument, positional, in the read's order
+            return keep(bridge(args[url_at]), args[viewer_at], lambda: read(*args))
 
         # Streamlit keys a cache by the function's module, qualified name and source: every
         # `kept` has the same source, so each is named after its read to get a cache of its own.
@@ -77,9 +72,10 @@ def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[...,
 
         @functools.wraps(read)
         def handed(*args: Any, **kwargs: Any) -> T:
-            bound = arguments(args, kwargs)
-            url, viewer = bound.arguments["url"], bound.arguments["viewer"]
-            return hand_out(bridge(url), cached(*bound.arguments.values()), viewer)
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            every = bound.args  # one cache entry per question, however it was asked
+            return hand_out(bridge(every[url_at]), cached(*every), every[viewer_at])
 
         handed.clear = cached.clear  # type: ignore[attr-defined]
         return handed

@@ -170,13 +170,20 @@ def _cmd_keys_multicast(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collar_keys(args: argparse.Namespace) -> Path:
+    """The collar firmware's public-key file a command was given, or the one the firmware ships."""
+    from lora_bridge.updates import keys
+
+    return Path(args.collar_keys) if args.collar_keys else keys.COLLAR_KEYS_PATH
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
     from lora_bridge.updates import keys
 
     if args.action == "multicast":
         return _cmd_keys_multicast(args)
     try:
-        collar_keys = Path(args.collar_keys) if args.collar_keys else keys.COLLAR_KEYS_PATH
+        collar_keys = _collar_keys(args)
         if args.action == "generate":
             key = keys.generate(Path(args.private_key), args.key_id)
             if args.install:
@@ -201,7 +208,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
 
     try:
         key = keys.load(Path(args.key))
-        collar_keys = Path(args.collar_keys) if args.collar_keys else keys.COLLAR_KEYS_PATH
+        collar_keys = _collar_keys(args)
         if args.kind == "model":
             if args.promoted:
                 blob = release.promoted_blob(Path(args.promoted))

@@ -54,6 +54,12 @@ def defer_add(session: Session, objects: list[Any]) -> None:
     session.info.setdefault(DEFERRED_TABLES, set()).update(type(obj).__table__ for obj in objects)
 
 
+def _take_deferred(session: Session) -> list[Any] | None:
+    """The objects held back (None when none), no longer held: they and their tables leave together."""
+    session.info.pop(DEFERRED_TABLES, None)
+    return session.info.pop(DEFERRED_OBJECTS, None)
+
+
 def defer_foreign_keys(session: Session) -> None:
     """SQLite: check this transaction's foreign keys at its commit, not statement by statement (the
     rows `defer_add` holds back may be referred to before they are written)."""
@@ -66,8 +72,7 @@ def add_deferred(session: Session) -> None:
     commit (`defer_foreign_keys`), as one Core insert per table, each object then attached to the
     session as a stored row (later changes to it are flushed as updates, as ever), without the unit
     of work's per-object insert; else added and flushed."""
-    deferred = session.info.pop(DEFERRED_OBJECTS, None)
-    session.info.pop(DEFERRED_TABLES, None)
+    deferred = _take_deferred(session)
     if not deferred:
         return
     if not session.info.get(FOREIGN_KEYS_DEFERRED):
@@ -172,8 +177,7 @@ def _before_a_statement(state: Any) -> None:
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     if session.info.get(FOREIGN_KEYS_DEFERRED):
         return  # what this flush writes may refer to them: checked at the commit, when they are in
-    deferred = session.info.pop(DEFERRED_OBJECTS, None)
-    session.info.pop(DEFERRED_TABLES, None)
+    deferred = _take_deferred(session)
     if deferred:
         session.add_all(deferred)  # part of this flush: what it writes may refer to them
 
