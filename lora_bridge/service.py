@@ -1436,11 +1436,14 @@ class Bridge:
         if image is not None:
             if hashlib.sha256(image).hexdigest() != image_sha256 or len(image) != image_bytes:
                 raise campaigns.CampaignError("the image does not match its SHA-256 and size")
-            create_group = not self.settings.fuota_multicast_group and group_keys is not None
-            if not self.settings.fuota_multicast_group and not create_group:
+            identity = campaigns.identify(image)
+            if (identity.kind, identity.version) != (kind, version):
+                raise campaigns.CampaignError(f"the image is {identity.kind} {identity.version}, not {kind} {version}")
+            if not self.delivers_updates:
                 raise campaigns.CampaignError("no multicast group to deliver through: set TEMBO_FUOTA_MULTICAST_GROUP "
                                               "to the group's device id at the network server (or, on ChirpStack, "
                                               "TEMBO_COLLAR_KEYS_FILE and TEMBO_FUOTA_MULTICAST_ADDR)")
+            create_group = not self.settings.fuota_multicast_group  # the bridge sets up its own (group_keys read)
         with self.db.write() as session:
             campaign = campaigns.create(
                 session, name=name, kind=kind, version=version, image_sha256=image_sha256,
@@ -1459,6 +1462,22 @@ class Bridge:
             view = campaigns.view(session, campaign)
             view["delivery"] = fuota_delivery.view(session, campaign.id)
             return view
+
+    @property
+    def delivers_updates(self) -> bool:
+        """True when a campaign given its image is delivered over the network server: a multicast group
+        to send through (TEMBO_FUOTA_MULTICAST_GROUP), or one the bridge sets up on ChirpStack
+        (TEMBO_FUOTA_MULTICAST_ADDR, with TEMBO_COLLAR_KEYS_FILE: create_campaign says so when it is
+        missing). Otherwise campaigns track what collars report."""
+        return bool(self.settings.fuota_multicast_group or self.settings.fuota_multicast_addr)
+
+    @staticmethod
+    def update_image_identity(image: bytes) -> Any:
+        """What a signed update image is (`campaigns.ImageIdentity`: kind, version, hardware, key),
+        read from its header; ValueError (CampaignError) when it is not one for Tembo's collars."""
+        from lora_bridge.domain import campaigns
+
+        return campaigns.identify(image)
 
     def deliver_updates(self, now: datetime | None = None) -> int:
         """Move every campaign's delivery on (set-up, multicast fragments, repair rounds, stragglers):

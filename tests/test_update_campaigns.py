@@ -146,3 +146,120 @@ def test_a_collars_update_ack_heard_by_the_bridge_moves_its_campaign(bridge):
     bridge.process_pending()
     after = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == canary)
     assert (after["state"], after["reason"]) == ("failed", "tampered")
+
+
+def test_collars_that_already_run_the_version_are_left_out_and_every_canary_takes_the_update(bridge):
+    wanted = b.SHIPPED_MODEL_VERSION + 1
+    ahead = sorted(HERD, key=canary_order)[:3]  # the collars a canary share would pick first
+    for i, device_id in enumerate(ahead):  # a newer model reached them (a campaign of another bridge)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600, model_version=wanted + i),
+                                              device_id=device_id, f_cnt=50 + i))
+    campaign = bridge.create_campaign(name="model", kind="model", version=f"0.0.{wanted}", image_sha256="ab" * 32,
+                                      image_bytes=3844, user="tech", canary_pct=20)
+    by_collar = {c["device_id"]: c for c in campaign["collars"]}
+    assert {d: (by_collar[d]["state"], by_collar[d]["reason"]) for d in ahead} == {
+        ahead[0]: ("current", f"runs model {wanted}"), ahead[1]: ("current", f"runs model {wanted + 1}"),
+        ahead[2]: ("current", f"runs model {wanted + 2}")}
+    canaries = [d for d, (stage, _) in states(campaign).items() if stage == "canary"]
+    assert len(canaries) == 2 and not set(canaries) & set(ahead), "2 of the 7 that need it, none that runs it"
+    assert campaign["history"][0]["detail"]["current"] == 3
+    for device_id in canaries:
+        bridge.record_update_ack(device_id, "ok")
+    for device_id in HERD:
+        if device_id not in ahead and device_id != WEAK:
+            bridge.record_update_ack(device_id, "ok")
+    campaign = bridge.campaigns()[0]
+    assert campaign["counts"] == {"current": 3, "updated": 6, "gated": 1}
+    assert campaign["state"] == "rolling", "the gated collar is still to come"
+
+
+def test_a_campaign_for_a_version_every_targeted_collar_runs_is_refused_before_anything_is_sent(bridge):
+    with pytest.raises(CampaignError, match="already runs firmware 1.2.3 or newer"):
+        bridge.create_campaign(name="same firmware", kind="firmware", version="1.2.3", image_sha256="ab" * 32,
+                               image_bytes=90_000, user="tech")
+    with pytest.raises(CampaignError, match="already runs firmware 1.1.0 or newer"):
+        bridge.create_campaign(name="older firmware", kind="firmware", version="1.1.0", image_sha256="ab" * 32,
+                               image_bytes=90_000, user="tech")
+    with pytest.raises(CampaignError, match="major.minor.patch"):
+        bridge.create_campaign(name="typo", kind="firmware", version="1.3", image_sha256="ab" * 32,
+                               image_bytes=90_000, user="tech")
+    assert bridge.campaigns() == []
+    campaign = bridge.create_campaign(name="newer firmware", kind="firmware", version="1.3.0", image_sha256="ab" * 32,
+                                      image_bytes=90_000, user="tech")
+    assert "current" not in campaign["counts"]
+
+
+def test_an_update_image_says_what_it_is_and_a_technician_cannot_name_it_otherwise(bridge):
+    import hashlib
+
+    from collar_firmware import config
+    from lora_bridge.updates import release
+    from simulator import fuota
+
+    key, _keys_for = fuota.bench_keys()
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key)
+    image = release.model_image(blob, key, config.HARDWARE_ID)
+    identity = bridge.update_image_identity(image)
+    version = f"0.0.{fuota._version_of(blob)}"
+    assert (identity.kind, identity.version, identity.hardware_id, identity.key_id) == (
+        "model", version, config.HARDWARE_ID, key.key_id)
+
+    def start_with(image: bytes, kind: str, version: str) -> dict:
+        return bridge.create_campaign(name="m", kind=kind, version=version, image=image, user="tech",
+                                      image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image))
+
+    with pytest.raises(CampaignError, match=f"the image is model {version}, not firmware 1.3.0"):
+        start_with(image, "firmware", "1.3.0")
+    with pytest.raises(CampaignError, match=f"the image is model {version}, not model 0.0.99"):
+        start_with(image, "model", "0.0.99")
+    other = release.model_image(blob, key, "tembo-other-board")
+    with pytest.raises(CampaignError, match="built for 'tembo-other-board'"):
+        bridge.update_image_identity(other)
+    for broken in (b"", image[:9], b"NOPE" + image[4:], image[:40]):
+        with pytest.raises(CampaignError, match="the file cannot be sent to collars: (not a Tembo update image"
+                                                "|image of . bytes has no header|header cut after)"):
+            bridge.update_image_identity(broken)
+    assert bridge.campaigns() == []
+
+
+def test_a_technician_starts_a_campaign_from_the_updates_page_by_uploading_the_signed_image(sqlite_url, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import ranger_dashboard
+    from collar_firmware import config
+    from lora_bridge.access.roles import FIELD_TECHNICIAN, Viewer
+    from lora_bridge.service import open_bridge
+    from lora_bridge.updates import release
+    from ranger_dashboard import roles
+    from simulator import fuota
+
+    key, _keys_for = fuota.bench_keys()
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key)
+    image = release.model_image(blob, key, config.HARDWARE_ID)
+    bridge = open_bridge(sqlite_url)
+    for i, device_id in enumerate(HERD[:3]):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=device_id, f_cnt=i + 1))
+    bridge.close()
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
+    app = AppTest.from_file(str(page), default_timeout=60)
+    app.session_state[roles.VIEWER_KEY] = Viewer("wanjiru", FIELD_TECHNICIAN)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not [w for w in app.text_input if "Version" in w.label] and not app.selectbox, "nothing typed by hand"
+    app.text_input[0].input("retrained model")
+    app.file_uploader[0].upload("model.tmbu", b"not an image at all")
+    app.button[0].click().run()
+    assert [e.value for e in app.error] == [
+        "the file cannot be sent to collars: not a Tembo update image"], "a wrong file is refused, said why"
+    app.file_uploader[0].clear()
+    app.file_uploader[0].upload("model.tmbu", image)
+    app.button[0].click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    with open_bridge(sqlite_url) as bridge:
+        (campaign,) = bridge.campaigns()
+    assert (campaign["name"], campaign["kind"], campaign["version"], campaign["created_by"]) == (
+        "retrained model", "model", f"0.0.{fuota._version_of(blob)}", "wanjiru")
+    assert campaign["image_bytes"] == len(image) and campaign.get("delivery") is None, "no group: tracked only"

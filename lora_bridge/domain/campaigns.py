@@ -5,8 +5,13 @@ collar, picked by a stable hash of the device id so a re-run picks the same) is 
 the rest waits until every canary has answered. When more canaries fail than
 max_canary_failures_pct allows, the campaign stops itself. Gates keep collars out while their
 battery is below min_battery_mv or their last RSSI below min_rssi_dbm (they are "gated" and
-re-checked at each evaluation). A technician pauses, resumes or aborts; every change is a
-campaign event. Results arrive as the collar's port-31 ack for port 201 (`record_ack`).
+re-checked at each evaluation). A collar whose status says it already runs the campaign's version
+or a newer one is left out ("current"): it would refuse the image as a downgrade after the whole
+transfer. A technician pauses, resumes or aborts; every change is a campaign event. Results arrive
+as the collar's port-31 ack for port 201 (`record_ack`).
+
+What an update is (kind, version, hardware) is read from the signed image's own header
+(`identify`), the one the collar checks, never typed again by hand.
 """
 
 from __future__ import annotations
@@ -14,22 +19,73 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collar_firmware import config as collar_config
+from collar_firmware import update_image
 from lora_bridge.store.tables import CampaignCollar, CampaignEvent, Device, UpdateCampaign
 from lora_bridge.store.utc import utc_now
 
 log = logging.getLogger(__name__)
 
 ACTIVE = ("canary", "rolling")
-FINAL_COLLAR_STATES = ("updated", "failed")
+FINAL_COLLAR_STATES = ("updated", "failed", "current")
+IMAGE_KINDS = {update_image.KIND_FIRMWARE: "firmware", update_image.KIND_MODEL: "model"}
 
 
 class CampaignError(ValueError):
     """A campaign request that cannot be done (unknown campaign, wrong state, no collar)."""
+
+
+@dataclass(frozen=True)
+class ImageIdentity:
+    """What a signed update image says it is, read from its header as the collar reads it."""
+
+    kind: str
+    version: str
+    hardware_id: str
+    key_id: int
+    image_bytes: int
+
+
+def identify(image: bytes) -> ImageIdentity:
+    """Read an update image's header (`tembo release` wrote it); CampaignError when it is not one,
+    or was built for hardware other than Tembo's collars (every collar would refuse it)."""
+    try:
+        header = update_image.parse_header(image)
+    except update_image.ImageRefused as refused:
+        raise CampaignError(f"the file cannot be sent to collars: {refused}") from None
+    if header.hardware_id != collar_config.HARDWARE_ID:
+        raise CampaignError(f"the image is built for {header.hardware_id!r}; the collars are "
+                            f"{collar_config.HARDWARE_ID!r} and would refuse it")
+    return ImageIdentity(IMAGE_KINDS[header.kind], update_image.version_text(header.version), header.hardware_id,
+                         header.key_id, len(image))
+
+
+def version_number(kind: str, version: str) -> int:
+    """The u24 the collar compares versions by; CampaignError for a version that is not major.minor.patch."""
+    try:
+        raw = update_image.version_raw(version)
+    except ValueError as err:
+        raise CampaignError(f"{kind} version: {err}") from None
+    return raw
+
+
+def running_version(kind: str, device: Device | None) -> int | None:
+    """The version of kind a collar said it runs in its last status (None: not known), as it compares
+    them: the firmware's major.minor.patch, the model's version number."""
+    if device is None:
+        return None
+    if kind == "model":
+        return device.model_version
+    try:
+        return update_image.version_raw(device.fw_version) if device.fw_version else None
+    except ValueError:
+        return None
 
 
 def _event(session: Session, campaign: UpdateCampaign, event: str, device_id: str | None = None,
@@ -63,6 +119,11 @@ def create(session: Session, *, name: str, kind: str, version: str, image_sha256
         raise CampaignError(f"unknown collars: {', '.join(unknown)}")
     if not targets:
         raise CampaignError("no collar to update")
+    wanted = version_number(kind, version)
+    devices_by_id = {d.device_id: d for d in session.scalars(select(Device).where(Device.device_id.in_(targets)))}
+    needing = [d for d in targets if not _runs_it(kind, wanted, devices_by_id.get(d))]
+    if not needing:
+        raise CampaignError(f"every collar targeted already runs {kind} {version} or newer: nothing to send")
     campaign = UpdateCampaign(
         name=name, kind=kind, version=version, image_sha256=image_sha256, image_bytes=image_bytes,
         target={"all": True} if devices is None else {"devices": targets}, canary_pct=canary_pct,
@@ -71,16 +132,23 @@ def create(session: Session, *, name: str, kind: str, version: str, image_sha256
     )
     session.add(campaign)
     session.flush()
-    n_canary = max(1, math.ceil(len(targets) * canary_pct / 100))
-    canaries = set(sorted(targets, key=canary_order)[:n_canary])
+    n_canary = max(1, math.ceil(len(needing) * canary_pct / 100))
+    canaries = set(sorted(needing, key=canary_order)[:n_canary])  # a canary is a collar that takes the update
     for device_id in targets:
         session.add(CampaignCollar(campaign_id=campaign.id, device_id=device_id,
                                    stage="canary" if device_id in canaries else "fleet", state="waiting"))
-    _event(session, campaign, "created", collars=len(targets), canaries=len(canaries), by=created_by)
+    _event(session, campaign, "created", collars=len(targets), canaries=len(canaries),
+           current=len(targets) - len(needing), by=created_by)
     session.flush()
     evaluate(session, campaign)
     log.info("campaign created campaign_id=%d kind=%s version=%s collars=%d", campaign.id, kind, version, len(targets))
     return campaign
+
+
+def _runs_it(kind: str, wanted: int, device: Device | None) -> bool:
+    """True when a collar's last status says it runs version `wanted` of kind or a newer one."""
+    running = running_version(kind, device)
+    return running is not None and running >= wanted
 
 
 def _gate(campaign: UpdateCampaign, device: Device | None) -> str | None:
@@ -112,10 +180,18 @@ def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
         campaign.stage = "fleet"
         campaign.state = "rolling"
         _event(session, campaign, "fleet_stage", failed_canaries=failed)
+    wanted = version_number(campaign.kind, campaign.version)
     for c in collars:
-        if c.state not in ("waiting", "gated") or (c.stage == "fleet" and campaign.stage != "fleet"):
+        if c.state not in ("waiting", "gated"):
             continue
-        why = _gate(campaign, session.get(Device, c.device_id))
+        device = session.get(Device, c.device_id)
+        if _runs_it(campaign.kind, wanted, device):  # it would refuse the image: nothing to send it
+            c.state, c.reason, c.updated_at = "current", f"runs {campaign.kind} {_running_text(campaign.kind, device)}", utc_now()
+            _event(session, campaign, "current", c.device_id, reason=c.reason)
+            continue
+        if c.stage == "fleet" and campaign.stage != "fleet":
+            continue
+        why = _gate(campaign, device)
         new_state = "gated" if why else "sending"
         if new_state != c.state or c.reason != why:
             c.state, c.reason, c.updated_at = new_state, why, utc_now()
@@ -144,6 +220,11 @@ def record_ack(session: Session, device_id: str, result: str) -> list[int]:
         evaluate(session, campaign)
         touched.append(campaign.id)
     return touched
+
+
+def _running_text(kind: str, device: Device) -> str:
+    """The version a collar runs as a technician reads it."""
+    return str(device.model_version) if kind == "model" else str(device.fw_version)
 
 
 def fail_collar(session: Session, campaign: UpdateCampaign, collar: CampaignCollar, reason: str) -> None:

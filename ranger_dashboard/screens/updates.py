@@ -135,9 +135,7 @@ if may_steer:
     st.subheader("New campaign")
     with st.form("new-campaign"):
         name = st.text_input("Name")
-        kind = st.selectbox("Kind", ["model", "firmware"])
-        version = st.text_input("Version (major.minor.patch)")
-        image = st.file_uploader("Signed update image (tembo release)")
+        image = st.file_uploader("Signed update image (tembo release): its kind and version are read from it")
         devices = st.multiselect("Collars (none: all)", [v["device_id"] for v in bridge.fleet_versions()])
         canary_pct = st.slider("Canaries (%)", 0, 100, 10)
         max_fail = st.slider("Stop when failed canaries exceed (%)", 0, 100, 20)
@@ -145,13 +143,14 @@ if may_steer:
         min_rssi = st.number_input("Minimum RSSI (dBm)", -140, 0, -120)
         if st.form_submit_button("Start") and image is not None:
             payload = image.getvalue()
-            delivers = bool(bridge.settings.fuota_multicast_group)  # else collars are tracked, not sent to
             try:
-                bridge.create_campaign(name=name or image.name, kind=kind, version=version,
+                identity = bridge.update_image_identity(payload)
+                bridge.create_campaign(name=name or image.name, kind=identity.kind, version=identity.version,
                                        image_sha256=hashlib.sha256(payload).hexdigest(), image_bytes=len(payload),
                                        user=viewer.username, devices=devices or None, canary_pct=canary_pct,
                                        max_canary_failures_pct=max_fail, min_battery_mv=int(min_battery),
-                                       min_rssi_dbm=float(min_rssi), image=payload if delivers else None)
+                                       min_rssi_dbm=float(min_rssi),
+                                       image=payload if bridge.delivers_updates else None)  # else tracked only
             except ValueError as err:
                 st.error(str(err))
             else:
