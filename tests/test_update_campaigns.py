@@ -263,3 +263,17 @@ def test_a_technician_starts_a_campaign_from_the_updates_page_by_uploading_the_s
     assert (campaign["name"], campaign["kind"], campaign["version"], campaign["created_by"]) == (
         "retrained model", "model", f"0.0.{fuota._version_of(blob)}", "wanjiru")
     assert campaign["image_bytes"] == len(image) and campaign.get("delivery") is None, "no group: tracked only"
+
+
+def test_a_campaign_stored_with_a_hand_typed_version_still_moves_on_its_collars_acks(bridge):
+    from sqlalchemy import update
+
+    from lora_bridge.store.tables import UpdateCampaign
+
+    campaign = start(bridge, devices=HERD[:2], canary_pct=100)
+    with bridge.db.write() as session:  # as the Updates page let a technician type it before
+        session.execute(update(UpdateCampaign).values(version="model two"))
+    for device_id in HERD[:2]:
+        bridge.record_update_ack(device_id, "ok")
+    after = bridge.campaigns()[0]
+    assert after["id"] == campaign["id"] and after["counts"] == {"updated": 2} and after["state"] == "done"

@@ -180,12 +180,15 @@ def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
         campaign.stage = "fleet"
         campaign.state = "rolling"
         _event(session, campaign, "fleet_stage", failed_canaries=failed)
-    wanted = version_number(campaign.kind, campaign.version)
+    try:
+        wanted: int | None = version_number(campaign.kind, campaign.version)
+    except CampaignError:  # typed by hand before versions were read from the image: nobody is current
+        wanted = None
     for c in collars:
         if c.state not in ("waiting", "gated"):
             continue
         device = session.get(Device, c.device_id)
-        if _runs_it(campaign.kind, wanted, device):  # it would refuse the image: nothing to send it
+        if wanted is not None and _runs_it(campaign.kind, wanted, device):  # it would refuse the image
             c.state, c.reason, c.updated_at = "current", f"runs {campaign.kind} {_running_text(campaign.kind, device)}", utc_now()
             _event(session, campaign, "current", c.device_id, reason=c.reason)
             continue
