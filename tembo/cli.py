@@ -184,12 +184,16 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         return _cmd_keys_multicast(args)
     try:
         collar_keys = _collar_keys(args)
-        if args.action == "generate":
-            key = keys.generate(Path(args.private_key), args.key_id)
-            if args.install:
+        if args.action in ("generate", "install"):
+            if args.action == "generate":
+                key = keys.generate(Path(args.private_key), args.key_id)
+            else:
+                key = keys.load(Path(args.private_key))
+            installed = args.action == "install" or args.install
+            if installed:
                 keys.install_public(key.key_id, key.public_key, collar_keys)
             print(json.dumps({"key_id": key.key_id, "public_key": key.public_key.hex(), "private_key": str(key.path),
-                              "installed_in": str(collar_keys) if args.install else None}))
+                              "installed_in": str(collar_keys) if installed else None}))
         else:
             held = keys.read_collar_keys(collar_keys)
             shown = {"collar_keys": {str(k): v.hex() for k, v in sorted(held.items())}}
@@ -224,9 +228,11 @@ def _cmd_release(args: argparse.Namespace) -> int:
             print(json.dumps({"blob": str(made.blob_path), "manifest": str(made.manifest_path), **made.manifest}))
         else:
             made = release.release_firmware(key, Path(args.out), version=args.version,
-                                            hardware_id=args.hardware_id,
+                                            hardware_id=args.hardware_id or release.HARDWARE_ID,
                                             base=Path(args.base) if args.base else None,
-                                            collar_keys=collar_keys)
+                                            collar_keys=collar_keys,
+                                            ship_keys=Path(args.ship_keys) if args.ship_keys else keys.COLLAR_KEYS_PATH,
+                                            retire_key=args.retire_key)
             print(json.dumps({"image": str(made.image_path), "manifest": str(made.manifest_path), **made.manifest}))
     except (OSError, keys.KeyFileError, release.ReleaseError) as err:
         print(f"tembo release: {err}", file=sys.stderr)
@@ -330,9 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("private_key", help="where to write the private key (outside the repository)")
     generate.add_argument("--key-id", type=int, required=True, help="0..255, carried in every signature")
     generate.add_argument("--install", action="store_true", help="add the public key to the collar keys file")
+    install = keys_sub.add_parser("install", help="add a key's public half to a collar keys file (the firmware's)")
+    install.add_argument("private_key", help="the private key file made by `tembo keys generate`")
     show = keys_sub.add_parser("show", help="public keys the collar firmware holds (and one key's public half)")
     show.add_argument("private_key", nargs="?")
-    for p in (generate, show):
+    for p in (generate, install, show):
         p.add_argument("--collar-keys", help="the collar firmware's public-key file (default: the one it ships)")
     multicast = keys_sub.add_parser("multicast", help="a delivery's TS005 group keys, to create its multicast "
                                                       "end device at The Things Stack (printed, never stored)")
@@ -350,7 +358,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="sign it as the model shipped inside the firmware (and pin its digest)")
     rel_fw = release_sub.add_parser("firmware", help="compile the collar modules with mpy-cross, sign a bundle")
     rel_fw.add_argument("--version", required=True, help="semantic version major.minor.patch")
-    rel_fw.add_argument("--hardware-id", default="tembo-nrf52840-lr1110")
+    rel_fw.add_argument("--hardware-id", default=None, help="the collars' hardware (default: the firmware's own)")
+    rel_fw.add_argument("--ship-keys", help="the key file the new firmware carries, what collars hold after it "
+                                            "(default: the one in the repository's collar firmware)")
+    rel_fw.add_argument("--retire-key", action="store_true",
+                        help="sign although the shipped key file lacks the signing key (a hand-over to its keys)")
     rel_fw.add_argument("--base", help="manifest of the release the collars run (a delta when smaller)")
     for p in (rel_model, rel_fw):
         p.add_argument("--key", required=True, help="private key file made by `tembo keys generate`")

@@ -47,15 +47,16 @@ def test_a_firmware_release_compiles_the_collar_for_the_nrf52840_and_a_delta_is_
     key = keys.generate(tmp_path / "k.key", 6)
     held = tmp_path / "collar.bin"
     keys.install_public(6, key.public_key, held)
-    first = release.release_firmware(key, tmp_path, "1.1.0", "tembo-nrf52840-lr1110", collar_keys=held)
+    first = release.release_firmware(key, tmp_path, "1.1.0", "tembo-nrf52840-lr1110", collar_keys=held,
+                                     ship_keys=held)
     assert first.manifest["arch"] == "armv7emsp" and "main.mpy" in first.manifest["modules"]
     assert first.manifest["payload_bytes"] == first.manifest["bundle_bytes"]
     second = release.release_firmware(key, tmp_path, "1.1.1", "tembo-nrf52840-lr1110", base=first.manifest_path,
-                                      collar_keys=held)
+                                      collar_keys=held, ship_keys=held)
     assert second.manifest["delta_of"] == "1.1.0" and second.manifest["payload_bytes"] < first.manifest["payload_bytes"]
     with pytest.raises(release.ReleaseError, match="not newer"):
         release.release_firmware(key, tmp_path, "1.0.9", "tembo-nrf52840-lr1110", base=first.manifest_path,
-                                 collar_keys=held)
+                                 collar_keys=held, ship_keys=held)
 
 
 def test_a_technician_signing_with_a_key_the_collars_do_not_hold_is_stopped_before_anything_is_written(
@@ -72,6 +73,52 @@ def test_a_technician_signing_with_a_key_the_collars_do_not_hold_is_stopped_befo
     keys.install_public(7, keys.load(private).public_key, held)
     assert main(["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private),
                  "--out", str(tmp_path / "model"), "--collar-keys", str(held)]) == 0
+
+
+def bundle_files(image: bytes) -> dict[str, bytes]:
+    """The files a firmware image carries, read from its payload (name length u8, name, size u32, bytes)."""
+    import struct
+
+    from collar_firmware import update_image
+
+    header = update_image.parse_header(image)
+    payload, files, pos = image[header.size:header.size + header.payload_len], {}, 0
+    while pos < len(payload):
+        name = payload[pos + 1:pos + 1 + payload[pos]].decode()
+        pos += 1 + payload[pos]
+        size = struct.unpack_from("<I", payload, pos)[0]
+        files[name] = payload[pos + 4:pos + 4 + size]
+        pos += 4 + size
+    return files
+
+
+def test_a_firmware_that_would_leave_collars_without_the_signing_key_is_stopped_unless_handed_over(tmp_path, capsys):
+    old = keys.generate(tmp_path / "release-6.key", 6)
+    new = keys.generate(tmp_path / "release-8.key", 8)
+    held_now = tmp_path / "held-now.bin"  # what the collars in the field hold
+    keys.install_public(6, old.public_key, held_now)
+    after = tmp_path / "shipped.bin"  # what the new firmware carries: key 8 alone
+    keys.install_public(8, new.public_key, after)
+    with pytest.raises(release.ReleaseError, match="does not hold key 6: collars that install it would refuse"):
+        release.release_firmware(old, tmp_path / "a", "1.2.0", collar_keys=held_now, ship_keys=after)
+    assert not (tmp_path / "a").exists()
+    empty = tmp_path / "empty.bin"
+    empty.write_bytes(b"")
+    with pytest.raises(release.ReleaseError, match="no release keys"):
+        release.release_firmware(old, tmp_path / "b", "1.2.0", collar_keys=held_now, ship_keys=empty, retire_key=True)
+    handed_over = release.release_firmware(old, tmp_path / "c", "1.2.0", collar_keys=held_now, ship_keys=after,
+                                           retire_key=True)  # the last release key 6 signs: collars move to key 8
+    assert handed_over.manifest["collar_keys_after"] == [8] and handed_over.manifest["key_id"] == 6
+    assert handed_over.manifest["hardware_id"] == release.HARDWARE_ID
+    shipped = bundle_files(handed_over.image_path.read_bytes())
+    assert trust.parse_keys(shipped[trust.KEYS_FILE]) == {8: new.public_key}
+    assert "main.mpy" in shipped and len(shipped) == len(handed_over.manifest["modules"])
+    # From the command line: the technician adds key 6 to the firmware's file and signs without handing over.
+    assert main(["keys", "install", str(tmp_path / "release-6.key"), "--collar-keys", str(after)]) == 0
+    assert json.loads(capsys.readouterr().out)["installed_in"] == str(after)
+    assert main(["release", "firmware", "--version", "1.2.1", "--key", str(tmp_path / "release-6.key"),
+                 "--collar-keys", str(held_now), "--ship-keys", str(after), "--out", str(tmp_path / "d")]) == 0
+    assert json.loads(capsys.readouterr().out)["collar_keys_after"] == [6, 8]
 
 
 def test_the_planner_keeps_a_ten_percent_loss_update_within_thirty_percent_of_the_minimum():

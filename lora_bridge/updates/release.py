@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from collar_firmware import blob as collar_blob
+from collar_firmware import config as collar_config
 from collar_firmware import trust
 from lora_bridge.updates.keys import COLLAR_KEYS_PATH, SigningKey, read_collar_keys
 
 log = logging.getLogger(__name__)
+
+HARDWARE_ID = collar_config.HARDWARE_ID  # what the collars compiled here are (config.py), the default of a release
 
 DEFAULT_MODEL_PATH = Path(collar_blob.__file__).with_name("default_model.bin")
 DEFAULT_DIGEST_PATH = Path(trust.__file__).with_name(trust.DEFAULT_DIGEST_FILE)
@@ -218,10 +221,30 @@ class FirmwareRelease:
     manifest: dict
 
 
-def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: str,
-                     base: Path | None = None, collar_keys: Path = COLLAR_KEYS_PATH) -> FirmwareRelease:
+def keys_after(key: SigningKey, ship_keys: Path, retire_key: bool = False) -> dict[int, bytes]:
+    """The public keys collars hold once they run a firmware carrying `ship_keys`; ReleaseError when
+    it holds none (they could never be updated over the air again) or, unless the technician retires
+    the signing key on purpose (`retire_key`: a hand-over to the keys it does hold), when it lacks
+    the key signing it (they would refuse every later release signed with it)."""
+    after = read_collar_keys(ship_keys)
+    if not after:
+        raise ReleaseError(f"the firmware would carry no release keys ({ship_keys}): collars that install it "
+                           "could never be updated over the air again")
+    if after.get(key.key_id) != key.public_key and not retire_key:
+        held = ", ".join(str(k) for k in sorted(after))
+        raise ReleaseError(f"the firmware's key file {ship_keys} does not hold key {key.key_id}: collars that "
+                           f"install it would refuse every later release signed with it. Add it (`tembo keys "
+                           f"install {key.path}`), or pass --retire-key to hand over to key(s) {held}")
+    return after
+
+
+def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: str = HARDWARE_ID,
+                     base: Path | None = None, collar_keys: Path = COLLAR_KEYS_PATH,
+                     ship_keys: Path = COLLAR_KEYS_PATH, retire_key: bool = False) -> FirmwareRelease:
     """Compile the collar for the nRF52840, pack, sign; a delta against base when that is smaller.
-    `collar_keys` is the key file of the firmware the collars run now: `key` must be in it."""
+    `collar_keys` is the key file of the firmware the collars run now: `key` must be in it.
+    `ship_keys` is the key file the new firmware carries, what the collars hold after it
+    (`keys_after`)."""
     from collar_firmware import update_image as ui
 
     try:
@@ -229,7 +252,9 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
     except ValueError as exc:
         raise ReleaseError(str(exc)) from None
     held_keys(key, collar_keys)
+    after = keys_after(key, ship_keys, retire_key)
     files = compile_modules()
+    files[trust.KEYS_FILE] = Path(ship_keys).read_bytes()
     modules = {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()}
     full = pack_bundle(files)
     payload, delta_of = full, None
@@ -250,7 +275,7 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
     manifest = {"kind": "firmware", "version": version, "hardware_id": hardware_id, "arch": "armv7emsp",
                 "modules": modules, "bundle_bytes": len(full), "payload_bytes": len(payload),
                 "delta_of": delta_of, "image_bytes": len(image), "image_sha256": hashlib.sha256(image).hexdigest(),
-                "key_id": key.key_id}
+                "key_id": key.key_id, "collar_keys_after": sorted(after)}
     manifest_path = out_dir / f"firmware-{version}.json"
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     log.info("firmware release written version=%s bytes=%d delta_of=%s", version, len(image), delta_of)
