@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import timedelta
 
 import bridge_builders as b
@@ -568,3 +570,21 @@ def test_a_point_past_the_utm_zones_still_has_no_zone():
 
     with pytest.raises(IndexError):
         _utm_code_of_cell(0, 86)
+
+
+def test_a_boundary_walked_with_a_gps_keeps_no_heights_and_goes_to_the_collars(any_store_bridge):
+    from lora_bridge.domain.collar_fences import fence_commands
+
+    walked = {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"name": "Shamba", "kind": "farmland"},
+        "geometry": {"type": "Polygon", "coordinates": [[
+            [37.50, -2.50, 1204.5], [37.56, -2.50, 1198.0], [37.56, -2.44, 1210.2], [37.50, -2.44, 1201.7],
+            [37.50, -2.50, 1204.5]]]}}]}
+    (fence,) = any_store_bridge.import_geofences(json.dumps(walked).encode(), "shamba.geojson")
+    assert fence.geometry["coordinates"][0][:2] == ((37.50, -2.50), (37.56, -2.50))
+    (stored,) = any_store_bridge.geofences()
+    assert all(len(corner) == 2 for corner in stored.geometry["coordinates"][0])
+    corners = [(-2.50, 37.50), (-2.50, 37.56), (-2.44, 37.56), (-2.44, 37.50)]
+    assert [(p["lat"], p["lon"]) for p in fence_commands([stored])[0]["points"]] == corners
+    imported_before = dataclasses.replace(stored, geometry=walked["features"][0]["geometry"])  # heights kept then
+    assert [(p["lat"], p["lon"]) for p in fence_commands([imported_before])[0]["points"]] == corners

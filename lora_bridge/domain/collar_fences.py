@@ -74,7 +74,7 @@ def fence_commands(fences: Sequence[Any]) -> list[dict[str, Any]]:
                     "last": int(first + POINTS_PER_PART >= len(corners)),
                     "spare": 0,
                     "first_index": first,
-                    "points": [{"lat": float(lat), "lon": float(lon)} for lon, lat in part],
+                    "points": [{"lat": float(lat), "lon": float(lon)} for lon, lat, *_height in part],
                 }
             )
     return commands

@@ -3,7 +3,9 @@ zipped Shapefile, in any CRS, read with geopandas and reprojected to WGS84 with 
 
 Every way a file can be wrong ends in InvalidGeofenceFile with a sentence a ranger can act on: a file
 that does not read, a zip without a .shp, a layer without a CRS (a Shapefile without its .prj), no
-polygon at all, or a polygon that is not valid (self-intersecting ring, ...).
+polygon at all, or a polygon that is not valid (self-intersecting ring, ...). Heights (a boundary walked with a GPS
+or drawn in 3D) are dropped: a fence is an area on the map, and the store and the collars hold it
+in two dimensions.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import geopandas as gpd
 import pandas as pd
 import pyogrio
+import shapely
 from shapely.geometry import mapping
 from shapely.validation import explain_validity
 
@@ -150,6 +153,9 @@ def _fences_of(
     frame = frame[frame.geometry.geom_type.isin(POLYGON_TYPES)]
     if frame.empty:
         return []
+    if frame.geometry.has_z.any():  # a boundary walked with a GPS keeps its heights: a fence is an area on the map
+        frame = frame.set_geometry(shapely.force_2d(frame.geometry.values), crs=frame.crs)
+        log.info("geofence heights dropped", extra={"geofence_file": filename})
     for index, geometry in zip(frame.index, frame.geometry, strict=True):
         if not geometry.is_valid:
             raise InvalidGeofenceFile(f"{filename}: feature {index} is not a valid polygon ({explain_validity(geometry)})")
