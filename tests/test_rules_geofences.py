@@ -83,6 +83,22 @@ POINTS_ONLY = (
 )
 
 
+def zip_bomb() -> bytes:
+    """A zip of a few hundred kilobytes whose Shapefile unpacks to 300 MB of zeros."""
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("reserve.shp", "w", force_zip64=True) as shp:
+            block = bytes(1024 * 1024)
+            for _ in range(300):
+                shp.write(block)
+        for part in ("reserve.shx", "reserve.dbf", "reserve.prj"):
+            archive.writestr(part, b"")
+    return out.getvalue()
+
+
 @pytest.mark.parametrize(
     ("build", "filename", "says"),
     [
@@ -97,9 +113,10 @@ POINTS_ONLY = (
         (lambda tmp: rb.zipped_shapefile_bytes(tmp, with_shp=False), "reserve.zip", "no .shp"),
         (lambda tmp: rb.zipped_shapefile_bytes(tmp, with_prj=False), "reserve.zip", "has no .prj"),
         (lambda tmp: b"PK\x03\x04 cut short", "reserve.zip", "not a zip"),
+        (lambda tmp: zip_bomb(), "reserve.zip", "unpacks to 300 MB, more than 200 MB"),
     ],
     ids=["not-json", "truncated-geojson", "points-only", "self-intersecting", "empty", "kml", "truncated-gpkg",
-         "gpkg-without-crs", "zip-without-shp", "shapefile-without-prj", "broken-zip"],
+         "gpkg-without-crs", "zip-without-shp", "shapefile-without-prj", "broken-zip", "zip-bomb"],
 )
 @pytest.mark.filterwarnings("ignore:'crs' was not provided")
 def test_broken_geofence_file_is_refused_with_a_clear_reason_and_nothing_stored(sqlite_url, tmp_path, build, filename,

@@ -37,6 +37,7 @@ ALERT_ON = ("exit", "enter", "both")
 EXIT_KINDS = ("boundary", "park", "sanctuary", "conservancy")
 ENTER_KINDS = ("farmland", "village", "settlement", "exclusion", "road", "railway")
 MAX_FILE_BYTES = 50 * 1024 * 1024
+MAX_UNPACKED_BYTES = 4 * MAX_FILE_BYTES  # a zipped Shapefile, unpacked (a small zip can unpack to gigabytes)
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,12 @@ def _read_zipped_shapefile(path: Path, data: bytes, filename: str) -> gpd.GeoDat
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = archive.namelist()
+            unpacked = sum(info.file_size for info in archive.infolist())
     except zipfile.BadZipFile as error:
         raise InvalidGeofenceFile(f"{filename}: not a zip archive") from error
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise InvalidGeofenceFile(f"{filename}: unpacks to {unpacked // (1024 * 1024)} MB, more than "
+                                  f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MB")
     shapefiles = [name for name in names if name.lower().endswith(".shp") and not name.startswith("__MACOSX")]
     if not shapefiles:
         raise InvalidGeofenceFile(f"{filename}: the zip holds no .shp file (found: {', '.join(names) or 'nothing'})")
