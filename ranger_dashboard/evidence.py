@@ -58,14 +58,14 @@ def alert_evidence(url: str, alert: Any, role: roles.Role, window: timedelta, no
             + " · ".join(f"{behaviour} {share:.0f} %" for behaviour, share in shares.items())
         )
         st.bar_chart(frame[list(shares.index)], y_label="Share of interval (%)", stack=True, height=180)
-    animal = next((a for a in data.animals(url, viewer) if str(a.animal_id) == str(alert.animal_id)), None)
-    if animal is not None:
-        battery = views.format_battery(animal.battery_mv, data.low_battery_mv(url)) or "unknown"
-        trend = data.battery_trend(url, animal.device_id) if animal.device_id else None
+    collar = data.device(url, alert.device_id)  # the collar alone: no other animal's place is read or logged
+    if collar is not None:
+        battery = views.format_battery(collar.battery_mv, data.low_battery_mv(url)) or "unknown"
+        trend = data.battery_trend(url, collar.device_id)
         slope = trend.get("slope_mv_per_day") if trend else None
         st.markdown(
             f"**Collar now:** battery {battery}"
             + (f" ({slope:+.1f} mV/day)" if isinstance(slope, int | float) else "")
-            + (f" · {animal.temperature_c:.1f} °C" if animal.temperature_c is not None else "")
-            + f" · last heard {views.format_age(animal.last_seen, now)}"
+            + (f" · {collar.temperature_c:.1f} °C" if collar.temperature_c is not None else "")
+            + f" · last heard {views.format_age(collar.last_seen, now)}"
         )

@@ -360,6 +360,21 @@ def test_alert_links_to_its_animal_on_the_live_map_and_shows_its_evidence(store)
     assert (link.page, link.query_string) == ("", f"animal={kito.animal_id}")
     assert any(e.label == "Evidence the bridge recorded" for e in app.expander)
     assert app.get("deck_gl_json_chart")  # the track before and after it
+    assert any(m.value.startswith("**Collar now:** battery ") for m in app.markdown), "its collar's state"
+
+
+def test_an_alerts_evidence_reads_its_own_collar_and_logs_no_view_of_the_herds_places(store):
+    admin = Viewer("audit.reader", "admin")
+    app = open_page(user="amina")  # the live map first: the herd's places, logged
+    with open_bridge(store) as bridge:
+        before = {(e.entry_id, e.repeats) for e in bridge.audit_log(viewer=admin)}  # a repeat counts in its line
+    app.switch_page("screens/alerts.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(m.value.startswith("**Collar now:** battery ") for m in app.markdown)
+    with open_bridge(store) as bridge:
+        logged = [e for e in bridge.audit_log(viewer=admin) if (e.entry_id, e.repeats) not in before]
+    herd_views = [e for e in logged if e.action == "animals"]
+    assert not [e for e in herd_views if e.username == "amina"], [(e.action, e.detail) for e in herd_views]
 
 
 def test_unreadable_store_is_reported_without_its_password(tmp_path, monkeypatch):
