@@ -605,3 +605,30 @@ def test_a_boundary_walked_with_a_gps_keeps_no_heights_and_goes_to_the_collars(a
     assert [(p["lat"], p["lon"]) for p in fence_commands([stored])[0]["points"]] == corners
     imported_before = dataclasses.replace(stored, geometry=walked["features"][0]["geometry"])  # heights kept then
     assert [(p["lat"], p["lon"]) for p in fence_commands([imported_before])[0]["points"]] == corners
+
+
+def _fence_alerts_of_track_batches(sqlite_url: str, batches: list[list[bytes]]) -> set[tuple[str, str, str]]:
+    with b.fresh_bridge(sqlite_url) as bridge:
+        rb.park_and_farm(bridge)
+        for bodies in batches:
+            bridge.ingest_batch([bridge.submission("tts", None, body) for body in bodies])
+        return {(a.device_id, a.alert_type, a.evidence["crossed_at"]) for a in bridge.alerts(viewer=b.RANGER)}
+
+
+def test_collars_judged_in_one_batch_get_the_fence_alerts_each_gets_alone_a_long_silent_one_too(tmp_path):
+    # Three collars with a first fix each (their cursors); collar-03's is four days older, so the batch's
+    # one read of its collars' tracks cannot cover it at the others' cost. The next batch takes all
+    # three out of the park; each must be judged on its own track as if it were alone.
+    first = [*rb.fix_uplinks("collar-01", T, [(0, 308_000, 9_702_000)]),
+             *rb.fix_uplinks("collar-02", T, [(0, 309_000, 9_703_000)]),
+             *rb.fix_uplinks("collar-03", T - timedelta(days=4), [(0, 309_500, 9_704_000)])]
+    then = [*rb.fix_uplinks("collar-01", T, [(60, 311_000, 9_702_000), (120, 311_500, 9_702_000)], first_f_cnt=2),
+            *rb.fix_uplinks("collar-02", T, [(60, 309_500, 9_703_000), (120, 311_000, 9_703_000)], first_f_cnt=2),
+            *rb.fix_uplinks("collar-03", T, [(60, 311_000, 9_704_000), (120, 311_200, 9_704_000)], first_f_cnt=2)]
+    together = _fence_alerts_of_track_batches(f"sqlite:///{tmp_path / 'together.db'}", [first, then])
+    alone = _fence_alerts_of_track_batches(f"sqlite:///{tmp_path / 'alone.db'}",
+                                           [[body] for body in first] + [[body] for body in then])
+
+    assert {(device_id, alert_type) for device_id, alert_type, _ in together} == {
+        ("collar-01", "geofence_exit"), ("collar-02", "geofence_exit"), ("collar-03", "geofence_exit")}
+    assert together == alone

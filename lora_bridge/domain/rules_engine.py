@@ -139,6 +139,8 @@ class _CollarsRead:
     readings: dict[str, list[tuple[datetime, int]]]
     # while the collars are judged together: those whose new status reading `_record_readings` stored
     recorded: set[str] | None = None
+    # the usual track reads of most of these collars, done in one statement (`_read_tracks`)
+    tracks: _TracksRead | None = None
 
 
 def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> _CollarsRead:
@@ -158,7 +160,87 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
             select(Alert).where(Alert.device_id.in_(device_ids), Alert.open_key.is_not(None)).order_by(Alert.id)
         ):
             open_alerts.setdefault(alert.device_id, []).append(alert)
-    return _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts, _read_readings(session, runtime, rows))
+    read = _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts, _read_readings(session, runtime, rows))
+    read.tracks = _read_tracks(session, runtime, rows)
+    return read
+
+
+@dataclass(frozen=True)
+class _TracksRead:
+    """The fixes of several collars that their usual track reads ask for, read in one statement: every
+    fix of theirs from `since` on, and every one newer than id `newer_than`; by collar, in time order.
+    A collar whose own lookback and cursor lie within both bounds finds its usual read's answer here."""
+
+    since: datetime
+    newer_than: int
+    rows: dict[str, list[tuple[int, datetime, float, float]]]
+
+    def track_of(self, device_id: str, since: datetime, newer_than: int) -> list[tuple[int, datetime, float, float]] | None:
+        """What `_usual_track_read` answers for one collar (its fixes from since on, or newer than
+        newer_than, in time order, at most MAX_READ); None when this read does not cover it."""
+        fixes = self.rows.get(device_id)
+        if fixes is None or since < self.since or newer_than < self.newer_than:
+            return None
+        return [r for r in fixes if r[1] >= since or r[0] > newer_than][:MAX_READ]
+
+
+TRACKS_AT_ONCE_ROWS = 20_000  # past this many fixes the collars of a batch read their tracks one by one
+_TRACKS_READ: Any = None
+
+
+def _tracks_read() -> Any:
+    """The usual track read of several collars at once, built once (their ids an expanding parameter):
+    the two index ranges of `_usual_track_read` for each collar, with the batch's widest bounds."""
+    global _TRACKS_READ
+    if _TRACKS_READ is None:
+        columns = (Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
+        theirs = Position.device_id.in_(bindparam("device_ids", expanding=True))
+        both = union(
+            select(*columns).where(theirs, Position.time >= bindparam("since")),
+            select(*columns).where(theirs, Position.id > bindparam("newer_than")),
+        ).subquery("tracks")
+        _TRACKS_READ = select(*both.c).limit(bindparam("most"))
+    return _TRACKS_READ
+
+
+def _read_tracks(
+    session: Session, runtime: RulesRuntime, rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
+) -> _TracksRead | None:
+    """The usual track reads (`_read_track`) of the collars judged together, in one statement instead
+    of one each. Taken: the collars with a cursor by fix id whose lookback starts within a lookback
+    of the latest one's (so no collar makes the others read far back); None when fewer than two, or
+    when their fixes exceed TRACKS_AT_ONCE_ROWS (each collar reads its own then)."""
+    bounds: dict[str, tuple[datetime, int, timedelta]] = {}
+    for device_id, (device, animal, cursor) in rows.items():
+        if cursor is None or cursor.position_id is None or cursor.position_time is None:
+            continue
+        lookback = _lookback(runtime.profile(device, animal))
+        bounds[device_id] = (cursor.position_time - lookback, cursor.position_id, lookback)
+    if len(bounds) < 2:
+        return None
+    latest = max(since for since, _, _ in bounds.values())
+    span = max(lookback for _, _, lookback in bounds.values())
+    taken = {device_id: b for device_id, b in bounds.items() if b[0] >= latest - span}
+    if len(taken) < 2:
+        return None
+    since = min(b[0] for b in taken.values())
+    newer_than = min(b[1] for b in taken.values())
+    found = session.execute(_tracks_read(), {
+        "device_ids": list(taken), "since": since, "newer_than": newer_than, "most": TRACKS_AT_ONCE_ROWS + 1,
+    }).all()
+    if len(found) > TRACKS_AT_ONCE_ROWS:
+        return None
+    by_collar: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in taken}
+    for device_id, fix_id, time, lat, lon in found:
+        by_collar[device_id].append((fix_id, time, lat, lon))
+    for fixes in by_collar.values():
+        fixes.sort(key=lambda r: r[1])  # (device_id, time) is unique: no ties
+    return _TracksRead(since, newer_than, by_collar)
+
+
+def _lookback(profile: RuleProfile) -> timedelta:
+    """How far back of its cursor a collar's track is read: twice the immobility rule's duration."""
+    return timedelta(hours=2 * profile.immobility.duration_h)
 
 
 def _read_readings(
@@ -394,13 +476,17 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     if newer is not None and cursor.position_time is not None:
         since = cursor.position_time - lookback
         by_id = cursor.position_id is not None
-        found = [
-            tuple(r)
-            for r in session.execute(_usual_track_read(by_id), {
-                "device_id": device_id, "since": since,
-                "newer_than": cursor.position_id if by_id else cursor.position_time,
-            })
-        ]
+        read: _CollarsRead | None = session.info.get(COLLARS_READ)
+        found = (read.tracks.track_of(device_id, since, cursor.position_id)
+                 if by_id and read is not None and read.tracks is not None else None)
+        if found is None:
+            found = [
+                tuple(r)
+                for r in session.execute(_usual_track_read(by_id), {
+                    "device_id": device_id, "since": since,
+                    "newer_than": cursor.position_id if by_id else cursor.position_time,
+                })
+            ]
         new_times = [r[1] for r in found if is_new(r)]
         if not new_times:
             return None
@@ -455,7 +541,7 @@ def _track(
     cursor: RuleCursor,
     steps: Steps,
 ) -> None:
-    lookback = timedelta(hours=2 * profile.immobility.duration_h)
+    lookback = _lookback(profile)
     track = _read_track(session, device.device_id, cursor, lookback)
     if track is None:
         return
