@@ -76,6 +76,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
+from lora_bridge.bench_waits import BackendWaits
 from lora_bridge.decode import default_codec
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import Bridge, open_bridge
@@ -459,6 +460,7 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             client.loop_start()
             expected = {_uplink_key(body) for body in bodies}
             broker_pid = broker.process.pid if getattr(broker, "process", None) is not None else None
+            waits = BackendWaits(database_url).start() if database_url.startswith("postgresql") else None
             cpu_before = (process_tree_cpu_s(postgres_pid), process_tree_cpu_s(broker_pid), time.process_time(),
                           machine_cpu_jiffies())
             started = time.perf_counter()
@@ -478,6 +480,8 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             elapsed = time.perf_counter() - started
             busy, total = machine_cpu_jiffies()
             cpu_after = (process_tree_cpu_s(postgres_pid), process_tree_cpu_s(broker_pid), time.process_time())
+            if waits is not None:
+                waits.stop()
             client.disconnect()
             client.loop_stop()
     finally:
@@ -510,6 +514,8 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             "broker_cpu_ms_per_uplink": round(1000 * (cpu_after[1] - cpu_before[1]) / len(bodies), 3),
             "load_generator_cpu_ms_per_uplink": round(1000 * (cpu_after[2] - cpu_before[2]) / len(bodies), 3),
             "machine_busy_share": round((busy - cpu_before[3][0]) / max(1, total - cpu_before[3][1]), 3),
+            # what the workers' PostgreSQL backends were doing, sampled (running, or waiting on a lock)
+            **(waits.figures() if waits is not None else {}),
             "elapsed_s": round(elapsed, 3)}
 
 
@@ -696,6 +702,15 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         # rates are bounded by CPU, not by waits the second worker could overlap
         "mqtt_machine_busy_share_each_round": {kind: [run["machine_busy_share"] for run in kind_runs]
                                                for kind, kind_runs in runs.items()},
+        # the workers' backends, sampled every 10 ms: the share of active samples waiting on a
+        # heavyweight lock (a row, an advisory lock, a table: contention of the code), by state, and the
+        # statements seen waiting most (each run)
+        "mqtt_backend_lock_wait_share_each_round": {kind: [run.get("backend_lock_wait_share") for run in kind_runs]
+                                                    for kind, kind_runs in runs.items()},
+        "mqtt_backend_active_by_state": {kind: [run.get("backend_active_by_state") for run in kind_runs]
+                                         for kind, kind_runs in runs.items()},
+        "mqtt_backend_lock_waits_top": {kind: [run.get("backend_lock_waits_top") for run in kind_runs]
+                                        for kind, kind_runs in runs.items()},
         "cpu_count": os.cpu_count(),
         "load_average_after_mqtt": [round(x, 2) for x in os.getloadavg()],
     }

@@ -43,3 +43,33 @@ def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(
     assert "synchronous=FULL" in figures["raw_insert_method"]
     assert figures["raw_insert_one_per_commit_uplinks_per_s"] > 0
     assert figures["store_bytes_per_collar_day"] > 0
+
+
+@pytest.mark.postgres
+def test_the_bench_sees_a_backend_waiting_on_a_row_another_worker_holds(postgres_url):
+    from sqlalchemy import create_engine, text
+
+    from lora_bridge.bench_waits import BackendWaits
+
+    engine = create_engine(postgres_url)
+    with engine.begin() as setup:
+        setup.execute(text("CREATE TABLE collars (id int PRIMARY KEY, seen int)"))
+        setup.execute(text("INSERT INTO collars VALUES (1, 0)"))
+    waits = BackendWaits(postgres_url, every_s=0.01).start()
+    holder, waiter = engine.connect(), engine.connect()
+    try:
+        holder.execute(text("UPDATE collars SET seen = 1 WHERE id = 1"))  # the row held, not committed
+        waiter.execute(text("SET lock_timeout = '400ms'"))
+        with pytest.raises(Exception, match="lock timeout"):
+            waiter.execute(text("UPDATE collars SET seen = 2 WHERE id = 1"))
+    finally:
+        waits.stop()
+        holder.close()
+        waiter.close()
+        engine.dispose()
+
+    figures = waits.figures()
+    assert figures["backend_samples"] > 10
+    assert figures["backend_active_by_state"].get("lock:transactionid", 0) > 5
+    assert figures["backend_lock_wait_share"] > 0.5
+    assert "UPDATE collars SET seen = 2 WHERE id = 1" in figures["backend_lock_waits_top"][0]
