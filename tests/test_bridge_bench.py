@@ -73,3 +73,17 @@ def test_the_bench_sees_a_backend_waiting_on_a_row_another_worker_holds(postgres
     assert figures["backend_active_by_state"].get("lock:transactionid", 0) > 5
     assert figures["backend_lock_wait_share"] > 0.5
     assert "UPDATE collars SET seen = 2 WHERE id = 1" in figures["backend_lock_waits_top"][0]
+
+
+@pytest.mark.mqtt
+@pytest.mark.postgres
+def test_the_mqtt_bench_counts_every_uplink_once_and_says_what_the_workers_backends_did(mosquitto, postgres_url):
+    from lora_bridge.bench import mqtt_run
+
+    bodies = synthetic_bodies(2, 3)
+    run = mqtt_run(postgres_url, mosquitto, bodies, 2, "bench-test")
+
+    assert (run["lost"], run["applied_twice"]) == (0, 0)
+    assert run["uplinks_per_s"] > 0 and len(run["cpu_ms_per_uplink_per_worker"]) == 2
+    assert run["backend_samples"] > 0
+    assert 0.0 <= run["backend_lock_wait_share"] <= 1.0
