@@ -277,3 +277,23 @@ def test_a_campaign_stored_with_a_hand_typed_version_still_moves_on_its_collars_
         bridge.record_update_ack(device_id, "ok")
     after = bridge.campaigns()[0]
     assert after["id"] == campaign["id"] and after["counts"] == {"updated": 2} and after["state"] == "done"
+
+
+def test_a_collar_follows_one_update_at_a_time(bridge):
+    first = start(bridge, devices=HERD[:4], canary_pct=50)
+    with pytest.raises(CampaignError, match=r"collar-02, collar-03 in #\d+ 'model 2' \(canary\)"):
+        bridge.create_campaign(name="firmware", kind="firmware", version="1.3.0", image_sha256="cd" * 32,
+                               image_bytes=90_000, user="tech", devices=HERD[2:6])
+    with pytest.raises(CampaignError, match="one update at a time"):  # every collar: the four among them
+        bridge.create_campaign(name="firmware", kind="firmware", version="1.3.0", image_sha256="cd" * 32,
+                               image_bytes=90_000, user="tech")
+    apart = bridge.create_campaign(name="firmware", kind="firmware", version="1.3.0", image_sha256="cd" * 32,
+                                   image_bytes=90_000, user="tech", devices=HERD[4:6])
+    assert apart["state"] == "canary", "collars of no other campaign go ahead"
+    bridge.steer_campaign(first["id"], "pause", "tech")
+    with pytest.raises(CampaignError, match=r"\(paused\)"):
+        start(bridge, devices=HERD[:1])
+    bridge.steer_campaign(first["id"], "abort", "tech")
+    again = bridge.create_campaign(name="model again", kind="model", version="0.0.9", image_sha256="ef" * 32,
+                                   image_bytes=3844, user="tech", devices=HERD[:4])
+    assert again["counts"].get("sending", 0) + again["counts"].get("waiting", 0) == 4

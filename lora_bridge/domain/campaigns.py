@@ -119,6 +119,7 @@ def create(session: Session, *, name: str, kind: str, version: str, image_sha256
         raise CampaignError(f"unknown collars: {', '.join(unknown)}")
     if not targets:
         raise CampaignError("no collar to update")
+    _refuse_collars_in_another_campaign(session, targets)
     wanted = version_number(kind, version)
     devices_by_id = {d.device_id: d for d in session.scalars(select(Device).where(Device.device_id.in_(targets)))}
     needing = [d for d in targets if not _runs_it(kind, wanted, devices_by_id.get(d))]
@@ -143,6 +144,28 @@ def create(session: Session, *, name: str, kind: str, version: str, image_sha256
     evaluate(session, campaign)
     log.info("campaign created campaign_id=%d kind=%s version=%s collars=%d", campaign.id, kind, version, len(targets))
     return campaign
+
+
+def _refuse_collars_in_another_campaign(session: Session, targets: list[str]) -> None:
+    """CampaignError naming the collars of `targets` still taking part in a campaign that is not over
+    (running, paused or stopped by its canaries): a collar follows one update at a time (a second
+    set-up would replace the first one's multicast and fragmentation sessions, and its ack could
+    not tell which update it answers)."""
+    busy = session.execute(
+        select(CampaignCollar.device_id, UpdateCampaign.id, UpdateCampaign.name, UpdateCampaign.state)
+        .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
+        .where(CampaignCollar.device_id.in_(targets), UpdateCampaign.state.in_(ACTIVE + ("paused", "stopped")),
+               CampaignCollar.state.not_in(FINAL_COLLAR_STATES))
+        .order_by(UpdateCampaign.id, CampaignCollar.device_id)
+    ).all()
+    if not busy:
+        return
+    by_campaign: dict[tuple[int, str, str], list[str]] = {}
+    for device_id, campaign_id, name, state in busy:
+        by_campaign.setdefault((campaign_id, name, state), []).append(device_id)
+    held = "; ".join(f"{', '.join(collars)} in #{campaign_id} {name!r} ({state})"
+                     for (campaign_id, name, state), collars in by_campaign.items())
+    raise CampaignError(f"a collar follows one update at a time: {held}. Let that campaign finish, or abort it")
 
 
 def _runs_it(kind: str, wanted: int, device: Device | None) -> bool:
