@@ -86,6 +86,10 @@ def dedup_key(device_id: str, alert_type: str) -> str:
     return f"{device_id}:{alert_type}"
 
 
+# Passed for `open_now` when the caller has not read the open alert: the function reads it itself.
+NOT_READ = object()
+
+
 def raise_alert(
     session: Session,
     *,
@@ -98,9 +102,11 @@ def raise_alert(
     lon: float | None = None,
     evidence: dict[str, Any] | None = None,
     actor: str = SYSTEM_ACTOR,
+    open_now: Alert | None | object = NOT_READ,
 ) -> tuple[Alert, bool]:
-    """Open an alert, or add an occurrence to the open one with the same key; returns (alert, is_new)."""
-    alert = open_alert(session, device_id, alert_type)
+    """Open an alert, or add an occurrence to the open one with the same key; returns (alert, is_new).
+    open_now: the open alert of that key (or None) when the caller has just read it (`open_alert`)."""
+    alert = open_alert(session, device_id, alert_type) if open_now is NOT_READ else open_now
     if alert is not None:
         alert.occurrences += 1
         if time > alert.last_time:
@@ -161,14 +167,15 @@ def with_occurrence(evidence: dict[str, Any] | None, entry: dict[str, Any]) -> d
 
 
 def closed_collar_alert_repeated(
-    session: Session, *, device_id: str, alert_type: str, seq: int, time: datetime
+    session: Session, *, device_id: str, alert_type: str, seq: int, time: datetime,
+    open_now: Alert | None | object = NOT_READ,
 ) -> Alert | None:
     """A collar alert the bridge already has and has closed, heard again: the collar repeats an alert
     (the same record: type, seq and time) until the bridge's ack reaches it. The repeat is an
     occurrence of that alert (recorded, not reopened), not a new alert; the alert, or None when this
     is no such repeat. The 3-bit seq wraps after eight alerts, so the alert's time must match too.
-    An open alert is left to raise_alert (it adds the occurrence itself)."""
-    if open_alert(session, device_id, alert_type) is not None:
+    An open alert is left to raise_alert (it adds the occurrence itself); open_now as raise_alert's."""
+    if (open_alert(session, device_id, alert_type) if open_now is NOT_READ else open_now) is not None:
         return None
     candidates = session.scalars(
         select(Alert)

@@ -167,12 +167,14 @@ def _apply_collar_alert(
     latest_activity = _latest_behaviour(session, device_id)
     if latest_activity:
         evidence["behaviour"] = latest_activity
+    # Read once for the three steps below (none of them changes it before raise_alert)
+    open_now = alerts.open_alert(session, device_id, alert_type)
     repeat = None
     if isinstance(seq, int):  # the collar repeats until the ack reaches it: a closed alert stays closed
         repeat = alerts.closed_collar_alert_repeated(
-            session, device_id=device_id, alert_type=alert_type, seq=seq, time=time
+            session, device_id=device_id, alert_type=alert_type, seq=seq, time=time, open_now=open_now
         )
-    if repeat is None and alert_type in rules_visits.VISIT_TYPES:
+    if repeat is None and alert_type in rules_visits.VISIT_TYPES and open_now is None:
         repeat, reentry = _resolved_visit(session, device_id, alert_type, time, where, settings)
         if repeat is not None:  # the ranger already resolved this visit's alert, or the last visit's
             rules_visits.add_to_resolved(session, repeat, time=time, source=alerts.SOURCE_COLLAR, actor=device_id,
@@ -192,6 +194,7 @@ def _apply_collar_alert(
             lon=where[1] if where else None,
             evidence=evidence,
             actor=device_id,
+            open_now=open_now,
         )
         applied.alert_ids.append(alert.id)
     if isinstance(seq, int):
@@ -220,9 +223,8 @@ def _resolved_visit(session: Session, device_id: str, alert_type: str, time: dat
     """(resolved alert, reentry) for a collar's fence alert when the ranger resolved the alert of its visit
     already (reentry False), or of the visit before it, a new visit left to the bridge's track to confirm
     (reentry True); (None, False): raise it. Read only when a resolved alert of the type exists and no
-    alert of it is open (rules_visits)."""
-    if alerts.open_alert(session, device_id, alert_type) is not None or alerts.last_closed(
-            session, device_id, alert_type) is None:
+    alert of it is open (rules_visits; the caller has seen none open)."""
+    if alerts.last_closed(session, device_id, alert_type) is None:
         return None, False
     animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
     profile = _rules_config(settings.rules_path).profile_for(
