@@ -63,6 +63,7 @@ class FleetCollar:
     collar: Collar
     acks: list[dict] = field(default_factory=list)
     answers: list[tuple[int, int, int]] = field(default_factory=list)  # fragment status: (sent at, received, missing)
+    status_answers: int = 0  # FragSessionStatusAns uplinks the collar sent in all (each costs it a transmission)
 
     def live_until(self, t_s: int) -> None:
         """Run the collar's loop until t_s and keep the acks it queued."""
@@ -79,6 +80,7 @@ class FleetCollar:
             elif port == codec.port_of("frag_session_status_ans") and payload[0] == codec.tag_of("frag_session_status_ans"):
                 answer = codec.decode(port, payload)
                 self.answers.append((sent_s, answer["received_and_index"] & 0x3FFF, answer["missing"]))
+                self.status_answers += 1
         radio.uplinks.clear()
 
     def hear(self, port: int, payload: bytes) -> None:
@@ -138,14 +140,15 @@ class CampaignResult:
     session_s: float = 0.0
     rounds: int = 0
     m_heard_s: float = 0.0
+    status_answers: int = 0
 
     @property
     def success(self) -> float:
         return self.updated / self.collars if self.collars else 0.0
 
 
-def _status_request() -> bytes:
-    return codec.encode("frag_session_status", {"participants": 1})
+def _status_request(rounds_done: int) -> bytes:
+    return codec.encode("frag_session_status", {"participants": delivery.status_participants(rounds_done)})
 
 
 def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
@@ -203,7 +206,7 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
         while sent < target:
             sent += 1
             on_air(port, _fragment_frame(frags, sent))
-        on_air(codec.port_of("frag_session_status"), _status_request())
+        on_air(codec.port_of("frag_session_status"), _status_request(rounds))
         decided = int(t) + delivery.ANSWER_WAIT_S  # the bridge takes the answers heard by then
         answers, silent = [], []
         for c in fleet:
@@ -270,7 +273,8 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
     last = max(completed.values()) if completed else session_end
     return CampaignResult(plan, progress, updated, len(fleet), results, float(days),
                           delivery_s=last - session_s, session_s=session_end + days * 86400 - session_s,
-                          rounds=rounds, m_heard_s=max(m_heard.values(), default=session_end) - session_s)
+                          rounds=rounds, m_heard_s=max(m_heard.values(), default=session_end) - session_s,
+                          status_answers=sum(c.status_answers for c in fleet))
 
 
 def bench(collars: int = 50, seed: int = 1) -> dict:
@@ -311,7 +315,8 @@ def bench(collars: int = 50, seed: int = 1) -> dict:
                 "ratio_without_code_overhead": round(result.m_heard_s / minimum_s, 3),
                 "session_hours": round(result.session_s / 3600, 3),
                 "session_ratio_to_minimum": round(result.session_s / minimum_s, 3),
-                "repair_rounds": result.rounds, "unicast_days": result.unicast_days,
+                "repair_rounds": result.rounds, "status_answers": result.status_answers,
+                "unicast_days": result.unicast_days,
                 "sf": p.sf, "frag_size": p.frag_size, "nb_frag": p.nb_frag, "parity": p.parity,
                 "refusals": sorted({r for r in result.results.values() if r != "ok"}),
             }

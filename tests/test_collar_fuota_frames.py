@@ -75,6 +75,20 @@ def test_the_status_answer_says_what_the_collar_holds_and_still_misses():
     sent(c, 201)
     c.hear(201, bytes.fromhex("0101"))  # participants: every collar answers
     assert sent(c, 201) == ["01" "0300" "20" "00"], "3 received, 32 missing, no error"
+    c.hear(201, bytes.fromhex("0100"))  # participants 0: the collars still missing fragments answer
+    assert sent(c, 201) == ["01" "0300" "20" "00"]
+
+
+def test_a_collar_holding_the_whole_image_answers_only_a_request_to_every_collar():
+    c = collar()
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    for n in range(1, 36):
+        c.hear(201, fragment(n))
+    sent(c, 201)
+    c.hear(201, bytes.fromhex("0100"))  # a later round asks only those still missing fragments
+    assert sent(c, 201) == [], "it said so once; the fleet is not asked for an uplink each round"
+    c.hear(201, bytes.fromhex("0101"))
+    assert [answer[6:8] for answer in sent(c, 201)] == ["00"], "asked by all: nothing missing"
 
 
 def test_every_data_fragment_heard_rebuilds_the_image_byte_for_byte():

@@ -169,6 +169,8 @@ def test_a_new_model_reaches_every_collar_through_the_bridge_and_resumes_after_a
     status_requests = [f for f in frames if f["payload"][0] == codec.tag_of("frag_session_status")]
     answers = [(d, m["missing"]) for d, m in reserve.heard if m["message"] == "frag_session_status_ans"]
     assert status_requests and {d for d, _ in answers} == {c.device_id for c in fleet}
+    asked = [codec.decode(201, f["payload"], "down")["participants"] for f in status_requests]
+    assert asked == [1] + [0] * (len(asked) - 1), "every collar answers the first request, then those missing"
     assert any(missing > 0 for d, missing in answers if d == fleet[2].device_id)
     assert campaign["delivery"]["rounds"] >= 1 and campaign["delivery"]["collars"][fleet[2].device_id]["loss"] > 0.2
     assert network.refused == [], "every push had the shape The Things Stack documents"

@@ -312,7 +312,8 @@ def _multicast(session: Session, codec: Any, row: FuotaSession, now: datetime) -
             return queued
         at = max(row.next_at, now)
         _queue_multicast(session, row, "frag_session_status", codec.port_of("frag_session_status"),
-                         codec.encode("frag_session_status", {"participants": 1}), at)
+                         codec.encode("frag_session_status",
+                                      {"participants": delivery.status_participants(row.status_rounds)}), at)
         row.status_asked_at = at
         row.state = REPAIR
         return queued + 1

@@ -2,7 +2,9 @@
 
 After the planned fragments (`planner.make_plan`: data plus parity for the loss observed per
 collar), the bridge multicasts a TS004 FragSessionStatusReq that every collar answers
-(participants = 1: a silent collar is then one that missed the request, asked again). Each answer
+(participants = 1: a silent collar is then one that missed the request, asked again); later
+requests ask only the collars still missing fragments (participants = 0, `status_participants`),
+the others having said they hold the image, in an answer or their ack. Each answer
 says how many fragments that collar still needs (its rank deficit) when it had heard up to a given
 fragment counter; with its observed loss that gives the fragments to send on:
 
@@ -43,6 +45,15 @@ class StatusAnswer:
     counter: int
     missing: int
     loss: float
+
+
+def status_participants(rounds_done: int) -> int:
+    """The Participants bit of a delivery's next FragSessionStatusReq: every collar answers the first
+    (1: the bridge learns where each stands, and its loss); after that only collars still missing
+    fragments answer (0). A collar that has its image says so once, or by its port-31 ack, not again
+    in every round: a round asked again for one or two silent collars no longer costs the whole
+    fleet an uplink."""
+    return 1 if rounds_done == 0 else 0
 
 
 def needed(missing: int, loss: float) -> int:
