@@ -19,8 +19,9 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
    order of `parity_order.counter_at` (a fixed function of M); the position in that order is
    durable, so a restart resumes;
 3. repair rounds (lora_bridge/updates/delivery.py): a multicast `frag_session_status` that every
-   collar answers (participants = 1) with what it still needs; the answers (and the loss each
-   collar's count shows) size the next parity; a collar that said nothing is asked again;
+   collar answers the first time (participants = 1), the collars still missing fragments after
+   (participants = 0), with what it still needs; the answers (and the loss each collar's count
+   shows) size the next parity; a collar that said nothing is asked again;
 4. stragglers, still missing after the rounds: unicast parity fragments, as many as their
    answer and loss call for, within fair use (the outbox holds them to 10 a day per collar);
    a collar outside the group (it refused McGroupSetupReq or the window, or had not accepted its
