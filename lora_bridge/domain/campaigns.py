@@ -33,6 +33,7 @@ from lora_bridge.store.utc import utc_now
 log = logging.getLogger(__name__)
 
 ACTIVE = ("canary", "rolling")
+ENDED = ("done", "aborted", "stopped")  # its delivery's multicast group is taken down (a stopped one may resume)
 FINAL_COLLAR_STATES = ("updated", "failed", "current")
 IMAGE_KINDS = {update_image.KIND_FIRMWARE: "firmware", update_image.KIND_MODEL: "model"}
 

@@ -80,8 +80,6 @@ WINDOW = "window"
 REPAIR = "repair"
 STRAGGLERS = "stragglers"
 CLOSED = "closed"
-ACTIVE_CAMPAIGN_STATES = ("canary", "rolling")
-ENDED_CAMPAIGN_STATES = ("done", "aborted", "stopped")  # the delivery's group is taken down
 DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment")
 DELETE_RETRY_S = 60  # a refused network server group deletion is tried again after this, doubling
 DELETE_RETRY_MAX_S = 6 * 3600
@@ -180,7 +178,7 @@ def tick(session: Session, codec: Any, now: datetime | None = None,
     rows = session.execute(
         select(FuotaSession, UpdateCampaign)
         .join(UpdateCampaign, UpdateCampaign.id == FuotaSession.campaign_id)
-        .where(UpdateCampaign.state.in_(ACTIVE_CAMPAIGN_STATES))
+        .where(UpdateCampaign.state.in_(campaigns.ACTIVE))
     ).all()
     for row, _campaign in rows:
         queued += _tick_one(session, codec, row, now, group_keys)
@@ -470,7 +468,7 @@ def _end_deliveries(session: Session, codec: Any, now: datetime) -> int:
     rows = session.execute(
         select(FuotaSession, UpdateCampaign)
         .join(UpdateCampaign, UpdateCampaign.id == FuotaSession.campaign_id)
-        .where(UpdateCampaign.state.in_(ENDED_CAMPAIGN_STATES), FuotaSession.ended_at.is_(None))
+        .where(UpdateCampaign.state.in_(campaigns.ENDED), FuotaSession.ended_at.is_(None))
     ).all()
     for row, campaign in rows:
         queued += _end(session, codec, row, campaign, now)
