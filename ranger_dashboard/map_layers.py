@@ -117,22 +117,17 @@ TRACK_WIDTH_PX = 2
 
 def track_segments(paths: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The tracks of `track_paths` as the map's line segments (`line_segments`): `from`, `to`, the
-    track's `colour`, its `width` (TRACK_WIDTH_PX) and its `animal_id`."""
-    return line_segments([{**p, "width": TRACK_WIDTH_PX} for p in paths], carried=("animal_id",))
-
-
-def map_lines(geography: Mapping[str, Any], paths: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every line of the live map as segments (`line_segments`, each with its `colour` and `width`):
-    the reserve's outlines and roads (`reserve_segments`, carrying their `kind`), then the herd's
-    tracks (`track_segments`, carrying their `animal_id`), drawn in that order (tracks on top)."""
-    return reserve_segments(geography) + track_segments(paths)
+    track's `colour` and its `animal_id`; every track is TRACK_WIDTH_PX wide (the layer's width)."""
+    return [
+        {key: segment[key] for key in ("from", "to", "colour", "animal_id")}
+        for segment in line_segments([{**p, "width": TRACK_WIDTH_PX} for p in paths], carried=("animal_id",))
+    ]
 
 
 def tracks_layer(url: str) -> pdk.Layer:
-    """The live map's lines (`map_lines`: the reserve's outlines and roads, the herd's tracks) as one
-    LineLayer whose segments deck.gl fetches from the dashboard's `url` (`track_routes`) after the
-    map's first frame, so that frame needs no line pipeline; not pickable."""
-    return segment_layer("tracks", url, "width")
+    """The herd's tracks as a LineLayer whose segments (`track_segments`) deck.gl fetches from the
+    dashboard's `url` (`track_routes`) after the map's first frame; not pickable."""
+    return segment_layer("tracks", url, TRACK_WIDTH_PX)
 
 
 def alert_points(alerts: Iterable[Any], now: datetime, positions: Iterable[Any] = ()) -> list[dict[str, Any]]:
@@ -327,33 +322,10 @@ FILLED_KINDS = ("farmland", "water")
 LINE_KINDS = (("boundary", "reserve-boundary", 3), ("farmland", "farmland", 2), ("water", "water", 2), ("road", "roads", 2))
 
 
-def reserve_lines(geography: Mapping[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """(layer id, lines) of the reserve's outlines and roads (LINE_KINDS), each line a record with
-    its `kind`, `name`, `path`, `colour` and `width`; kinds without a line left out."""
-    found = []
-    for kind, layer_id, width in LINE_KINDS:
-        lines = [
-            {"kind": kind, "name": (f.get("properties") or {}).get("name"), "path": _xy(line),
-             "colour": palette.GEOGRAPHY_LINE[kind], "width": width}
-            for f in features_of_kind(geography, kind)
-            for line in _lines(f.get("geometry") or {})
-            if len(line) >= 2
-        ]
-        if lines:
-            found.append((layer_id, lines))
-    return found
-
-
-def reserve_segments(geography: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The reserve's outlines and roads (`reserve_lines`) as line segments carrying their `kind`."""
-    return [segment for _, lines in reserve_lines(geography) for segment in line_segments(lines, carried=("kind",))]
-
-
-def geography_layers(geography: Mapping[str, Any], lines: pdk.Layer | None = None) -> list[pdk.Layer]:
+def geography_layers(geography: Mapping[str, Any]) -> list[pdk.Layer]:
     """The offline base map: farmland and water filled (`reserve-areas`), then the outlines of the
     reserve boundary, farmland and water and the roads as lines, then waterholes and gateways as
-    fixed-size dots (visible at every zoom). `lines`, when given, is drawn in the lines' place
-    instead of them: the live map's layer of lines fetched after its first frame (`tracks_layer`)."""
+    fixed-size dots (visible at every zoom)."""
     layers = []
     areas = [
         {"kind": kind, "name": (f.get("properties") or {}).get("name"), "polygon": [_xy(r) for r in rings],
@@ -368,10 +340,16 @@ def geography_layers(geography: Mapping[str, Any], lines: pdk.Layer | None = Non
                 "SolidPolygonLayer", id="reserve-areas", data=areas, get_polygon="polygon", get_fill_color="fill"
             )
         )
-    if lines is not None:
-        layers.append(lines)
-    else:
-        layers += [line_layer(layer_id, records, carried=("kind",)) for layer_id, records in reserve_lines(geography)]
+    for kind, layer_id, width in LINE_KINDS:
+        lines = [
+            {"kind": kind, "name": (f.get("properties") or {}).get("name"), "path": _xy(line),
+             "colour": palette.GEOGRAPHY_LINE[kind], "width": width}
+            for f in features_of_kind(geography, kind)
+            for line in _lines(f.get("geometry") or {})
+            if len(line) >= 2
+        ]
+        if lines:
+            layers.append(line_layer(layer_id, lines, carried=("kind",)))
     for layer_id, records, colour, radius in (
         ("waterholes", point_features(geography, "water", "Water:"), palette.GEOGRAPHY_LINE["water"], 6),
         ("gateways", gateway_points(geography), palette.GATEWAY_COLOUR, 5),
@@ -411,8 +389,7 @@ def live_layers(
     names_url: str | None = None,
     tracks_url: str | None = None,
 ) -> list[pdk.Layer]:
-    """Tracks (`paths` in the map's JSON, or the map's lines fetched from `tracks_url` after the first
-    frame, `tracks_layer`), alert
+    """Tracks (`paths` in the map's JSON, or fetched from `tracks_url` after the first frame), alert
     rings, animals coloured by state and, with `names_url`, their names as tiles of the dashboard
     (`name_tiles`), in drawing order."""
     layers = []
@@ -572,9 +549,8 @@ def build_deck(
     as_of: datetime | None = None,
     tracks_url: str | None = None,
 ) -> pdk.Deck:
-    """The live map: reserve geometry as the base layer, then tracks (`paths`; or with `tracks_url`
-    fetched from the dashboard after the first frame with the reserve's outlines and roads,
-    `map_lines`, `track_routes`), alerts and animals, and (with
+    """The live map: reserve geometry as the base layer, then tracks (`paths`, or with `tracks_url`
+    fetched from the dashboard after the first frame, `track_routes`), alerts and animals, and (with
     `names`) the animals' names where they fit at every zoom, as tiles of the dashboard's names route
     for the moment `as_of` (None: live; `name_tiles`).
 
@@ -596,11 +572,7 @@ def build_deck(
 
         focused = focus_animal_id if focus else None
         names_url = name_tiles.names_url(float(view.zoom), focused, as_of.isoformat() if as_of else None)
-    # With `tracks_url` every line of the map comes from the dashboard after the first frame, in one
-    # layer where the reserve's lines were (`map_lines`): the first frame draws dots only, with one
-    # drawing pipeline (docs/dashboard.md, eighth session).
-    lines = tracks_layer(tracks_url) if tracks_url is not None else None
-    layers = geography_layers(geography, lines) + live_layers(points, paths, alerts, focus_animal_id, names_url)
+    layers = geography_layers(geography) + live_layers(points, paths, alerts, focus_animal_id, names_url, tracks_url)
     for layer in layers:
         if getattr(layer, "pickable", False):
             layer.data = with_tooltip_sides(layer.data, view)

@@ -1,13 +1,11 @@
-"""`GET /map/tracks.json?since=...&until=...`: the live map's lines, the herd's tracks over the
-reserve's outlines and roads, a route of the dashboard's `st.App` beside the name tiles (mounted by
-`dashboard_server.py`).
+"""`GET /map/tracks.json?since=...&until=...`: the live map's tracks, a route of the dashboard's
+`st.App` beside the name tiles (mounted by `dashboard_server.py`).
 
-The live map's first frame carries the reserve's areas and gateways, the alert rings and every
-animal's dot; its lines layer names this route (`tracks_url`), and deck.gl fetches the segments
-after that frame, as it does the names: the map's JSON over Streamlit's websocket is a seventh of
-what it was for 500 animals, the browser draws the herd before it parses and lays out some 11,000
-track segments, and that first frame needs no line pipeline (in a software-rendered browser the
-first draw of a LineLayer costs about a quarter of a second; docs/dashboard.md, eighth session).
+The live map's first frame carries the reserve, the alert rings and every animal's dot; its tracks
+layer names this route (`tracks_url`), and deck.gl fetches the segments after that frame, as it
+does the names: the map's JSON over Streamlit's websocket is a seventh of what it was for 500
+animals (measured in docs/dashboard.md), and the browser draws the herd before it parses and lays
+out some 11,000 track segments.
 
 Tracks are positions, so the route answers only whom the page would (`name_routes.viewer_of`: the
 signed-in viewer of the browser's session cookie with the dashboard's role or an admin, or the
@@ -66,11 +64,10 @@ def window(query: dict[str, str]) -> tuple[datetime, datetime]:
 
 
 def segments_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime, max_points: int) -> list[dict[str, Any]]:
-    """The live map's line segments (`map_layers.map_lines`): the reserve's outlines and roads, then
-    the herd's tracks from `since` to `until` as `viewer` may see them, thinned by the bridge to
-    `max_points` fixes each."""
+    """The herd's tracks from `since` to `until` as `viewer` may see them, thinned by the bridge to
+    `max_points` fixes each, as the map's line segments (`map_layers.track_segments`)."""
     tracks = bridge.tracks(since=since, until=until, viewer=viewer, max_points=max_points)
-    return map_layers.map_lines(bridge.geography(), map_layers.track_paths(tracks))
+    return map_layers.track_segments(map_layers.track_paths(tracks))
 
 
 def body_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime) -> kept_answers.Kept[bytes]:

@@ -238,10 +238,9 @@ def names_on_map(database_url: str, viewer, spec: dict) -> set[str]:
 
 
 def tracks_on_map(database_url: str, viewer, spec: dict) -> list[dict]:
-    """The line segments the live map of deck `spec` draws after its first frame, as `viewer` (the
-    reserve's outlines and roads, carrying their `kind`, then the tracks, carrying their
-    `animal_id`): the answer of the tracks route's own function (`ranger_dashboard.track_routes`)
-    for the window in the URL of its tracks layer, as the browser would fetch it."""
+    """The track segments the live map of deck `spec` draws after its first frame, as `viewer`: the
+    answer of the tracks route's own function (`ranger_dashboard.track_routes`) for the window in
+    the URL of its tracks layer, as the browser would fetch it."""
     from urllib.parse import parse_qs, urlsplit
 
     from lora_bridge.service import open_bridge

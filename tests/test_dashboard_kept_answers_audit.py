@@ -121,7 +121,7 @@ def test_a_researcher_sees_an_animal_coarser_at_once_when_a_ranger_moves_the_hig
     def animal_3() -> set[tuple[float, float]]:
         answer = dashboard.get(TRACKS, headers=cookie(researcher_secret))
         assert answer.status_code == 200
-        return {tuple(end) for s in answer.json() if s.get("animal_id") == "3" for end in (s["from"], s["to"])}
+        return {tuple(end) for s in answer.json() if s["animal_id"] == "3" for end in (s["from"], s["to"])}
 
     fine = animal_3()
     assert fine

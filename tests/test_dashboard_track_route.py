@@ -36,10 +36,7 @@ def get(client: TestClient, secret: str | None = None, window: dict | None = Non
 
 
 def places(segments: list[dict]) -> set[tuple[float, float]]:
-    """Every place the tracks among `segments` pass (not the reserve's own lines, which carry a kind)."""
-    tracks = [s for s in segments if "animal_id" in s]
-    assert len(tracks) + sum("kind" in s for s in segments) == len(segments)
-    return {(round(lon, 5), round(lat, 5)) for s in tracks for lon, lat in (s["from"], s["to"])}
+    return {(round(lon, 5), round(lat, 5)) for s in segments for lon, lat in (s["from"], s["to"])}
 
 
 def test_tracks_go_only_to_a_signed_in_viewer_and_as_that_viewer_may_see_them(filled, monkeypatch):
@@ -57,12 +54,9 @@ def test_tracks_go_only_to_a_signed_in_viewer_and_as_that_viewer_may_see_them(fi
         )
         exact = {(round(p.lon, 5), round(p.lat, 5)) for fixes in tracks.values() for p in fixes}
         audited = bridge.audit_log(viewer=bench.BENCH_ADMIN)
-        reserve = bridge.geography()
-    # The reserve's outline, then every animal's track, fix to fix, in its own colour: what the map
-    # drew before from its JSON, in one layer of lines after the first frame.
-    assert segments == map_layers.map_lines(reserve, map_layers.track_paths(tracks))
-    assert [s["kind"] for s in segments[:4]] == ["boundary"] * 4 and segments[0]["width"] == 3
-    assert len({s["animal_id"] for s in segments if "animal_id" in s}) == 12 and places(segments) == exact
+    # Every animal's track, fix to fix, in its own colour: what the map drew before from its JSON.
+    assert segments == map_layers.track_segments(map_layers.track_paths(tracks))
+    assert len({s["animal_id"] for s in segments}) == 12 and places(segments) == exact
     assert any(line.username == "ranger.amani" and line.action == "tracks" for line in audited)
     # On a researcher dashboard the researcher's tracks run on the coarse grid, never through a fix.
     researcher_dashboard = client(url, "researcher", monkeypatch)
@@ -111,13 +105,6 @@ def test_the_live_maps_first_frame_carries_the_herd_and_names_the_tracks_route_f
     spec = json.loads(map_layers.build_deck(bench.RESERVE, points, [], [], tracks_url=tracks_url).to_json())
     tracks = next(layer for layer in spec["layers"] if layer["id"] == "tracks")
     assert tracks["@@type"] == "LineLayer" and tracks["data"] == tracks_url
-    # No line in the first frame (no line pipeline to build before the herd is on screen): the
-    # reserve's outline comes with the tracks, drawn where the reserve's lines were, under the dots.
-    ids = [layer["id"] for layer in spec["layers"]]
-    assert [layer["id"] for layer in spec["layers"] if layer["@@type"] == "LineLayer"] == ["tracks"]
-    assert ids.index("tracks") < ids.index("gateways") < ids.index("animals")
-    inline = json.loads(map_layers.build_deck(bench.RESERVE, points, [], []).to_json())
-    assert "reserve-boundary" in {layer["id"] for layer in inline["layers"]}  # no tracks route: drawn inline
     assert track_routes.window(dict(part.split("=", 1) for part in tracks_url.split("?", 1)[1].split("&")) | WINDOW)
     assert tracks_url != track_routes.tracks_url(since, until, (8, 1, 2))  # a changed store: fetched again
     assert [a["name"] for a in next(layer for layer in spec["layers"] if layer["id"] == "animals")["data"]] == ["Amani"]
