@@ -115,8 +115,7 @@ def live_panel() -> None:
     now, points = shown.now, shown.points
     latest_fix = max((p.time for p in positions), default=None)
     until = moment or latest_fix
-    # The map's lines (the reserve's outlines and roads, the tracks for this window) are fetched by
-    # the map after its first frame, which draws dots only (`track_routes`).
+    # The tracks are fetched by the map after its first frame (`track_routes`), for this window.
     tracks_url = None
     if until is not None:
         tracks_url = track_routes.tracks_url(until - timedelta(hours=hours), until, changed)
