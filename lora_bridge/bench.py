@@ -17,6 +17,8 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        "applied"; sqlite_<other>_ack_* is the other mode
     mean_batch                                         bodies per transaction that applied them (group
                                                        commit, or the durable intake's applier)
+    sqlite_writer_mean_batch                           bodies per commit that made them durable before
+                                                       their answer (the durable intake's writer)
     cpu_ms_per_uplink                                  CPU time of the bridge per uplink: its process,
                                                        and with the durable intake's applier in a process
                                                        of its own (bench option applier, "process") that
@@ -265,14 +267,19 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         compacted = bridge.store_size()
     latencies = driven["latencies_ms"]
     batches = bridge.ingest_batches()
+    written = batches["batches"]
     if ack == "durable":  # the applier's batches: bodies applied per transaction with the rules
         intake = bridge.durable_intake()
         batches = {**batches, "bodies": intake.applied, "batches": intake.batches_applied}
+        written = intake.batches_written
         for name, count in intake.applier_work.items():  # an applier process's statements and commits
             work[name] += count
     return {
         "uplinks_per_s": len(bodies) / driven["elapsed_s"],
         "mean_batch": round(batches["bodies"] / max(1, batches["batches"]), 2),
+        # bodies per commit that made them durable before the answer (the durable intake's writer; the
+        # group commit's batches with the applied answer)
+        "writer_mean_batch": round(len(bodies) / max(1, written), 2),
         "cpu_ms_per_uplink": round(1000 * (cpu_s + applier_cpu_s) / len(bodies), 3),
         "cpu_ms_per_uplink_by_process": {"webhook": round(1000 * cpu_s / len(bodies), 3),
                                          "applier": round(1000 * applier_cpu_s / len(bodies), 3)},
@@ -604,6 +611,7 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures["non_2xx"] = sqlite["non_2xx"] + other["non_2xx"] + warm["non_2xx"]
         figures["sqlite_over_raw_insert"] = round(figures["sqlite_uplinks_per_s"] / figures["raw_insert_uplinks_per_s"], 4)
         figures["mean_batch"] = sqlite["mean_batch"]
+        figures["sqlite_writer_mean_batch"] = sqlite["writer_mean_batch"]
         # CPU the bridge process spent per uplink (HTTP, parsing, store, rules): what a busy machine
         # does not inflate the way it inflates elapsed time; 1000 / it is the rate of one free core.
         figures["cpu_ms_per_uplink"] = sqlite["cpu_ms_per_uplink"]

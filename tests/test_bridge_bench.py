@@ -21,6 +21,8 @@ def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(
     # are two commits, each shared with the bodies of its batch; one each when alone.
     assert figures["sqlite_webhook_ack"] == "durable"
     assert figures["mean_batch"] >= 1
+    # the writer keeps what the clients sent meanwhile in one commit: never more bodies than connections
+    assert 1 <= figures["sqlite_writer_mean_batch"] <= 3
     assert 0 < figures["commits_per_uplink"] <= 2
     assert figures["sqlite_applied_ack_lost"] == 0
     # the answers alone: with the durable ack each body is answered before the commit that applies it
