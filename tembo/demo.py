@@ -155,8 +155,10 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
                   start=start) as p:
         env = dict(os.environ, TEMBO_DATABASE_URL=url)
         role = role_from_env(role)
+        # Its own session: Ctrl-C reaches this launcher alone, which then stops the dashboard with
+        # SIGTERM (Streamlit's server, given the terminal's SIGINT too, ended with a traceback).
         dashboard = subprocess.Popen(command(port, url, clock="data", refresh_s=5, address=address, role=role),
-                                     env=env)
+                                     env=env, start_new_session=True)
         accounts = create_demo_accounts(p.bridge)
         shown_host = "127.0.0.1" if address in ("127.0.0.1", "0.0.0.0") else address
         print(f"Tembo demo: {collars} simulated elephants, {pace:g} simulated seconds per second")
@@ -176,7 +178,7 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
             print("\nstopping Tembo demo")
         finally:
             if dashboard.poll() is None:
-                dashboard.send_signal(signal.SIGINT)
+                dashboard.send_signal(signal.SIGTERM)
                 try:
                     dashboard.wait(timeout=10)
                 except subprocess.TimeoutExpired:
