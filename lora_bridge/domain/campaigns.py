@@ -33,6 +33,7 @@ from lora_bridge.store.utc import utc_now
 log = logging.getLogger(__name__)
 
 ACTIVE = ("canary", "rolling")
+UNFINISHED = ACTIVE + ("paused", "stopped")  # may still send to its collars (a stopped one may resume)
 ENDED = ("done", "aborted", "stopped")  # its delivery's multicast group is taken down (a stopped one may resume)
 FINAL_COLLAR_STATES = ("updated", "failed", "current")
 IMAGE_KINDS = {update_image.KIND_FIRMWARE: "firmware", update_image.KIND_MODEL: "model"}
@@ -70,10 +71,9 @@ def identify(image: bytes) -> ImageIdentity:
 def version_number(kind: str, version: str) -> int:
     """The u24 the collar compares versions by; CampaignError for a version that is not major.minor.patch."""
     try:
-        raw = update_image.version_raw(version)
+        return update_image.version_raw(version)
     except ValueError as err:
         raise CampaignError(f"{kind} version: {err}") from None
-    return raw
 
 
 def running_version(kind: str, device: Device | None) -> int | None:
@@ -155,7 +155,7 @@ def _refuse_collars_in_another_campaign(session: Session, targets: list[str]) ->
     busy = session.execute(
         select(CampaignCollar.device_id, UpdateCampaign.id, UpdateCampaign.name, UpdateCampaign.state)
         .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
-        .where(CampaignCollar.device_id.in_(targets), UpdateCampaign.state.in_(ACTIVE + ("paused", "stopped")),
+        .where(CampaignCollar.device_id.in_(targets), UpdateCampaign.state.in_(UNFINISHED),
                CampaignCollar.state.not_in(FINAL_COLLAR_STATES))
         .order_by(UpdateCampaign.id, CampaignCollar.device_id)
     ).all()
@@ -269,7 +269,7 @@ def steer(session: Session, campaign_id: int, action: str, user: str) -> UpdateC
     campaign = session.get(UpdateCampaign, campaign_id)
     if campaign is None:
         raise CampaignError(f"no campaign {campaign_id}")
-    allowed = {"pause": ACTIVE, "resume": ("paused", "stopped"), "abort": ACTIVE + ("paused", "stopped")}
+    allowed = {"pause": ACTIVE, "resume": ("paused", "stopped"), "abort": UNFINISHED}
     if action not in allowed:
         raise CampaignError(f"unknown action {action!r}")
     if campaign.state not in allowed[action]:
