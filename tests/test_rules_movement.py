@@ -389,21 +389,108 @@ def test_rules_bench_reports_rule_cost_per_uplink_against_the_same_uplinks_with_
     assert figures["fence_index_builds"] == 1  # built once, whatever the number of evaluations
 
 
-def test_a_battery_reading_counts_new_once_whether_stored_alone_or_with_a_batch(store_url):
-    from lora_bridge.domain import rules
-    from lora_bridge.store.tables import Device
+def _battery_herd() -> list[bytes]:
+    """Three collars' statuses, hourly for two days, delivered hour by hour with the collars
+    interleaved: collar-01's pack falls 1 mV an hour (24 mV a day: its critical 3100 mV some 25 days
+    on); collar-02 sags under its low level (3300 mV) at hours 20-23, stays a little above it, and is
+    back above it by the hysteresis in its last status; collar-03 holds 3900 mV. They walk north
+    (550 m an hour: nobody still, nobody too fast). Only the last status
+    spans the two days a forecast needs, so every batching judges the same readings last."""
+    def mv(device_id: str, hour: int) -> int:
+        if device_id == "collar-01":
+            return 3700 - hour
+        if device_id == "collar-02":
+            return 3900 if hour < 20 else 3250 if hour < 24 else 3320 if hour < 48 else 3400
+        return 3900
 
+    return [
+        b.tts_uplink(b.status(time_s=b.T0_S + 3600 * hour, lat=-2.5 + 0.005 * hour, battery_mv=mv(device_id, hour)),
+                     device_id=device_id,
+                     f_cnt=hour + 1, received_at=T + timedelta(hours=hour, seconds=2))
+        for hour in range(49)
+        for device_id in ("collar-01", "collar-02", "collar-03")
+    ]
+
+
+def _stored_readings(bridge) -> list[tuple[str, str, int]]:
+    from sqlalchemy import select
+
+    from lora_bridge.store.tables import BatteryReading
+
+    with bridge.db.read() as session:
+        return [(d, t.isoformat(), mv) for d, t, mv in session.execute(
+            select(BatteryReading.device_id, BatteryReading.time, BatteryReading.battery_mv)
+            .order_by(BatteryReading.device_id, BatteryReading.time))]
+
+
+def _alerts_seen(bridge) -> list[tuple]:
+    """What a ranger reads of every alert (not its id nor the wall-clock time it was closed at)."""
+    return sorted(
+        (a.device_id, a.alert_type, a.source, a.state, a.priority, a.time, a.last_time, a.occurrences, a.verdict,
+         repr(a.evidence), tuple((e.action, repr(e.detail)) for e in bridge.alert_events(a.alert_id, viewer=b.RANGER)))
+        for a in bridge.alerts(viewer=b.RANGER)
+    )
+
+
+@pytest.fixture
+def another_store_url(store_url, request, tmp_path):
+    """A second empty store on the engine of store_url."""
+    if store_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / 'tembo-2.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database(template=request.getfixturevalue("postgres_store_template"))
+    yield url
+    server.drop_database(url)
+
+
+def test_every_status_keeps_its_battery_reading_and_the_same_alerts_in_one_big_batch_or_in_small_ones(
+    store_url, another_store_url
+):
+    herd = _battery_herd()
+    seen = {}
+    for batch, url in ((len(herd), store_url), (5, another_store_url)):
+        with b.fresh_bridge(url, ingest_max_batch=batch) as bridge:
+            for n in (1, 2, 3):
+                bridge.register_animal(f"collar-0{n}", f"Elephant {n}")
+            bridge.ingest_batch([bridge.submission("tts", None, body) for body in herd])
+            seen[batch] = (_stored_readings(bridge), _alerts_seen(bridge))
+
+    (big_readings, big_alerts), (small_readings, small_alerts) = seen[len(herd)], seen[5]
+    # every status's reading, at its own time, whatever the batch it came in
+    assert len(big_readings) == 3 * 49
+    assert ("collar-01", (T + timedelta(hours=30)).isoformat(), 3670) in big_readings
+    assert ("collar-02", (T + timedelta(hours=21)).isoformat(), 3250) in big_readings
+    assert big_readings == small_readings
+    # the rules judged the same readings: the same forecast and low-battery alerts, opened and closed alike
+    assert big_alerts == small_alerts
+    kinds = {(device_id, alert_type, state) for device_id, alert_type, _, state, *_ in big_alerts}
+    assert ("collar-01", "battery_forecast", "new") in kinds
+    assert ("collar-02", "low_battery", "resolved") in kinds
+    (forecast,) = [a for a in big_alerts if a[1] == "battery_forecast" and a[0] == "collar-01"]
+    assert "'readings': 49" in forecast[9] and "'slope_mv_per_day': -24.0" in forecast[9]
+
+
+def test_a_status_sent_again_replayed_or_late_keeps_one_reading_at_its_own_time(store_url):
+    from lora_bridge.domain import rules
+
+    first = b.tts_uplink(b.status(time_s=b.T0_S + 3600, battery_mv=3600), f_cnt=1)
     with b.fresh_bridge(store_url) as bridge:
-        for n in (1, 2, 3):
-            bridge.register_animal(f"collar-0{n}", f"Elephant {n}")
-            bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3600 + n), f_cnt=1, device_id=f"collar-0{n}"))
-        with bridge.db.write() as session:
-            devices = {d.device_id: d for d in session.query(Device)}
-            # the rules already stored each collar's reading when its status arrived: none is new again
-            assert rules.record_batteries(session, devices.values()) == set()
-            devices["collar-02"].status_time += timedelta(hours=1)
-            devices["collar-03"].status_time += timedelta(hours=1)
-            devices["collar-03"].battery_mv = None  # a status without a reading stores nothing
-            session.flush()
-            assert rules.record_batteries(session, devices.values()) == {"collar-02"}
-            assert rules.record_battery(session, devices["collar-02"]) is False  # the store holds it now
+        bridge.register_animal("collar-01", "Naserian")
+        bridge.ingest_tts_uplink(first)
+        bridge.ingest_tts_uplink(first)  # the network server delivers it twice
+        # the collar sends the same status again from its flash under a new frame counter, with a
+        # status held back from earlier (an older time), in one batch and then as a replayed capture
+        again = b.tts_uplink(b.status(time_s=b.T0_S + 3600, battery_mv=3600), f_cnt=2)
+        late = b.tts_uplink(b.status(time_s=b.T0_S, battery_mv=3610), f_cnt=3)
+        bridge.ingest_batch([bridge.submission("tts", None, body) for body in (again, late)])
+        bridge.ingest_batch([bridge.submission("replay:tts", None, body) for body in (first, again, late)])
+        with bridge.db.write() as session:  # and the status applied to the store once more by hand
+            rules.queue_reading(session, "collar-01", T + timedelta(hours=1), 3600)
+
+        assert _stored_readings(bridge) == [
+            ("collar-01", T.isoformat(), 3610),
+            ("collar-01", (T + timedelta(hours=1)).isoformat(), 3600),
+        ]
+        (collar,) = bridge.devices(["collar-01"])
+        assert collar.battery_mv == 3600  # the late status is kept as a reading, not as the collar's latest

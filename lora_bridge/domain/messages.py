@@ -75,6 +75,7 @@ def apply_message(
 
     if message == "status":
         devices.apply_status(device, fields, time, codec)
+        rules.queue_reading(session, device.device_id, time, fields.get("battery_mv"))
         if "update_kind" in fields:
             from lora_bridge.domain import update_results  # the last over-the-air update (docs/updates.md)
 

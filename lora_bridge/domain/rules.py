@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -179,21 +179,15 @@ def close_offline(session: Session, device: Device, heard_at: datetime) -> int |
     return alert.id
 
 
-def record_batteries(session: Session, devices: Iterable[Device]) -> set[str]:
-    """Keep each collar's latest status battery reading for the trend, in one statement; the collars
-    whose reading is new, as the store answers (a reading it already holds for that time is left as
-    it is and not counted)."""
-    rows = [{"device_id": d.device_id, "time": d.status_time, "battery_mv": d.battery_mv}
-            for d in devices if d.battery_mv is not None and d.status_time is not None]
-    if not rows:
-        return set()
-    statement = bulk.insert_ignoring_conflicts(BatteryReading.__table__, session.get_bind().dialect.name)
-    return set(session.scalars(statement.values(rows).returning(BatteryReading.device_id)))
-
-
-def record_battery(session: Session, device: Device) -> bool:
-    """`record_batteries` of one collar: True when its reading is new."""
-    return device.device_id in record_batteries(session, [device])
+def queue_reading(session: Session, device_id: str, time: datetime, battery_mv: Any) -> None:
+    """Keep the battery reading of one status (its own time) for the trend: queued with the unit of
+    work's other rows and written with them in one statement (`store.bulk`); a reading the store
+    already holds for that collar and time (a replayed body, a status the collar sent again) is left
+    as it is. Every status's reading is kept, whatever the batch it came in."""
+    if battery_mv is None:
+        return
+    bulk.queue_row(session, BatteryReading.__table__,
+                   {"device_id": device_id, "time": time, "battery_mv": int(battery_mv)})
 
 
 def battery_trend(session: Session, device: Device, now: datetime, profile: BatteryProfile,

@@ -6,7 +6,7 @@ the highest fix id judged, and the newest status time. So an uplink is evaluated
 uplink path missed (a crash between store and rules, a replay, an MQTT worker) is caught up by the
 timer, and a fix back-filled from the collar's flash after a coverage gap (a higher id, an older time)
 is still judged. Per collar, in order:
-1. battery: keep the status reading, forecast the date of empty, close low_battery once recovered;
+1. battery: at the latest status, forecast the date of empty, close low_battery once recovered;
 2. track: the fixes around what is new, with GPS outliers set apart (speed). The track as judged
    before and the track with the new fixes differ in a few segments (a new fix at the end adds one; a
    back-filled fix splits one in two); only those are intersected with the fences, and a crossing that
@@ -17,8 +17,9 @@ What changed comes back as alert steps (alert id, "raised" / "auto_resolved" / .
 
 Cost: one read of the collar, its animal, its cursor and the fences' fingerprint; one of its open
 alerts; one of its recent track; one write of the cursor (more only when something is raised or
-closed, or a status brings a battery reading). The fence index and the rule profiles are built once
-per process and rebuilt when the fences change.
+closed, or a new status asks for the battery readings of the trend's window). The readings themselves
+are kept as each status is applied (`rules.queue_reading`), so none depends on the batch it came in.
+The fence index and the rule profiles are built once per process and rebuilt when the fences change.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from lora_bridge.store.tables import (
     Position,
     RuleCursor,
 )
-from lora_bridge.store.utc import as_utc, utc_now
+from lora_bridge.store.utc import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,6 @@ class _CollarsRead:
     open_alerts: dict[str, list[Alert]]
     # the stored battery readings of the trend's window, in time order, of each collar with a new status
     readings: dict[str, list[tuple[datetime, int]]]
-    # while the collars are judged together: those whose new status reading `_record_readings` stored
-    recorded: set[str] | None = None
     # the usual track reads of most of these collars, done in one statement (`_read_tracks`)
     tracks: _TracksRead | None = None
 
@@ -269,12 +268,6 @@ def _read_readings(
     return readings
 
 
-def _record_readings(session: Session, read: _CollarsRead) -> set[str]:
-    """`rules.record_batteries` for every collar of the batch with a new status, in one statement;
-    the collars whose reading went in."""
-    return rules.record_batteries(session, [read.rows[device_id][0] for device_id in read.readings])
-
-
 def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
     """Run every per-collar rule over what arrived since the collar's cursor; the alert steps."""
     steps = Steps()
@@ -345,16 +338,11 @@ def _judged_together(session: Session, runtime: RulesRuntime, collars: list[str]
     """Every collar of collars judged inside one savepoint, into done; False (and nothing of it kept)
     when the rules of any of them failed."""
     judged: dict[str, Steps] = {}
-    read: _CollarsRead | None = session.info.get(COLLARS_READ)
     try:
         with session.begin_nested():
-            if read is not None:
-                read.recorded = _record_readings(session, read)
             for device_id in collars:
                 judged[device_id] = evaluate_device(session, runtime, device_id)
     except Exception as error:  # noqa: BLE001 - judged again collar by collar, where it is logged
-        if read is not None:
-            read.recorded = None  # rolled back with the rest: each collar records its own again
         log.info("server rules of %d collars rolled back together (%s); judged again collar by collar",
                  len(collars), type(error).__name__)
         return False
@@ -389,20 +377,15 @@ def _close(session: Session, steps: Steps, alert: Alert, reason: str, at: dateti
 def _battery(
     session: Session, device: Device, animal_id: int | None, profile: RuleProfile, cursor: RuleCursor, steps: Steps
 ) -> None:
+    """Judge the collar's latest status once: the trend through the window's readings (every status's,
+    kept as each was applied: `rules.queue_reading`), the forecast, low battery's recovery."""
     if device.status_time is None or (cursor.status_time is not None and device.status_time <= cursor.status_time):
         return
     cursor.status_time = device.status_time
-    read: _CollarsRead | None = session.info.get(COLLARS_READ)
-    # One way to know the reading is new: the store's answer to its insert, given for the whole batch
-    # when its readings were stored together (`_record_readings`), else for this collar now.
-    batch_recorded = read.recorded if read is not None else None
-    recorded = (device.device_id in batch_recorded if batch_recorded is not None
-                else rules.record_battery(session, device))
-    if not recorded:
+    if device.battery_mv is None:
         return
+    read: _CollarsRead | None = session.info.get(COLLARS_READ)
     readings = read.readings.get(device.device_id) if read is not None else None
-    if readings is not None:  # read with the batch's other collars, before this status's reading went in
-        readings = sorted([*readings, (as_utc(device.status_time), int(device.battery_mv))])
     trend = rules.battery_trend(session, device, device.status_time, profile.battery, readings)
     forecast = rules.check_battery_forecast(
         session, device, animal_id, device.status_time, profile.battery, trend=trend
