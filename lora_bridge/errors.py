@@ -71,6 +71,10 @@ class UnknownDevice(NotFound):
     """No collar with this device id."""
 
 
+class UnknownCampaign(NotFound):
+    """No update campaign with this id."""
+
+
 class UnknownDeadLetter(NotFound):
     """No dead letter with this id."""
 

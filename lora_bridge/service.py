@@ -53,6 +53,7 @@ from lora_bridge.errors import (
     TooManyAttempts,
     UnknownAlert,
     UnknownAnimal,
+    UnknownCampaign,
     UnknownDeadLetter,
     UnknownDevice,
     UnknownGeofence,
@@ -1479,6 +1480,23 @@ class Bridge:
 
         return campaigns.identify(image)
 
+    def start_campaign(self, image: bytes, *, user: str, name: str | None = None, devices: list[str] | None = None,
+                       canary_pct: int = 10, max_canary_failures_pct: int = 20, min_battery_mv: int = 3400,
+                       min_rssi_dbm: float = -120.0) -> dict[str, Any]:
+        """Start a roll-out of the signed update image a field technician hands over (the Updates page,
+        `POST /api/updates/campaigns`): its kind and version read from its header, delivered over the
+        network server when the bridge has a way to the collars (`delivers_updates`), else tracked from
+        what the collars report. ValueError (CampaignError, DeliveryRefused) when it cannot be done."""
+        import hashlib
+
+        identity = self.update_image_identity(image)
+        return self.create_campaign(
+            name=(name or "").strip() or f"{identity.kind} {identity.version}", kind=identity.kind,
+            version=identity.version, image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image),
+            user=user, devices=devices, canary_pct=canary_pct, max_canary_failures_pct=max_canary_failures_pct,
+            min_battery_mv=min_battery_mv, min_rssi_dbm=min_rssi_dbm,
+            image=image if self.delivers_updates else None)
+
     def deliver_updates(self, now: datetime | None = None) -> int:
         """Move every campaign's delivery on (set-up, multicast fragments, repair rounds, stragglers):
         frames go to the outbox, which pushes them; return how many were queued. The outbox worker
@@ -1651,11 +1669,26 @@ class Bridge:
             rows = session.scalars(select(UpdateCampaign).order_by(UpdateCampaign.id.desc()))
             return [{**campaigns.view(session, c), "delivery": fuota_delivery.view(session, c.id)} for c in rows]
 
+    def campaign(self, campaign_id: int) -> dict[str, Any]:
+        """One campaign with its collars, history and delivery; UnknownCampaign when there is none."""
+        from lora_bridge.domain import campaigns, fuota_delivery
+        from lora_bridge.store.tables import UpdateCampaign
+
+        with self.db.read() as session:
+            row = session.get(UpdateCampaign, campaign_id)
+            if row is None:
+                raise UnknownCampaign(f"no update campaign {campaign_id}")
+            return {**campaigns.view(session, row), "delivery": fuota_delivery.view(session, row.id)}
+
     def steer_campaign(self, campaign_id: int, action: str, user: str) -> dict[str, Any]:
-        """Pause, resume or abort a campaign (action "pause" | "resume" | "abort")."""
+        """Pause, resume or abort a campaign (action "pause" | "resume" | "abort"); UnknownCampaign when
+        there is none, CampaignError when its state does not allow the action."""
         from lora_bridge.domain import campaigns
+        from lora_bridge.store.tables import UpdateCampaign
 
         with self.db.write() as session:
+            if session.get(UpdateCampaign, campaign_id) is None:
+                raise UnknownCampaign(f"no update campaign {campaign_id}")
             return campaigns.view(session, campaigns.steer(session, campaign_id, action, user))
 
     def record_update_ack(self, device_id: str, result: str) -> list[int]:

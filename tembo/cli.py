@@ -224,8 +224,10 @@ def _cmd_release(args: argparse.Namespace) -> int:
                 release.install_default_model(blob, key)
                 print(json.dumps({"installed": str(release.DEFAULT_MODEL_PATH), "key_id": key.key_id}))
                 return 0
-            made = release.release_model(blob, key, Path(args.out), collar_keys)
-            print(json.dumps({"blob": str(made.blob_path), "manifest": str(made.manifest_path), **made.manifest}))
+            made = release.release_model(blob, key, Path(args.out), collar_keys,
+                                         hardware_id=args.hardware_id or release.HARDWARE_ID)
+            print(json.dumps({"blob": str(made.blob_path), "manifest": str(made.manifest_path), **made.manifest,
+                              "image": str(made.image_path)}))
         else:
             made = release.release_firmware(key, Path(args.out), version=args.version,
                                             hardware_id=args.hardware_id or release.HARDWARE_ID,
@@ -351,14 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     release = sub.add_parser("release", help="build and sign firmware and model updates")
     release_sub = release.add_subparsers(dest="kind", required=True)
-    rel_model = release_sub.add_parser("model", help="sign a promoted model blob and write its manifest")
+    rel_model = release_sub.add_parser("model", help="sign a promoted model blob; write it, the update image a "
+                                                     "campaign sends (.tmbu) and a manifest")
     rel_model.add_argument("blob", nargs="?", help="a model blob (or --promoted)")
     rel_model.add_argument("--promoted", help="the researchers' promoted.json (models registry): its blob, checked")
     rel_model.add_argument("--install-default", action="store_true",
                            help="sign it as the model shipped inside the firmware (and pin its digest)")
     rel_fw = release_sub.add_parser("firmware", help="compile the collar modules with mpy-cross, sign a bundle")
     rel_fw.add_argument("--version", required=True, help="semantic version major.minor.patch")
-    rel_fw.add_argument("--hardware-id", default=None, help="the collars' hardware (default: the firmware's own)")
     rel_fw.add_argument("--ship-keys", help="the key file the new firmware carries, what collars hold after it "
                                             "(default: the one in the repository's collar firmware)")
     rel_fw.add_argument("--retire-key", action="store_true",
@@ -366,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     rel_fw.add_argument("--base", help="manifest of the release the collars run (a delta when smaller)")
     for p in (rel_model, rel_fw):
         p.add_argument("--key", required=True, help="private key file made by `tembo keys generate`")
+        p.add_argument("--hardware-id", default=None, help="the collars' hardware (default: the firmware's own)")
         p.add_argument("--out", default="releases")
         p.add_argument("--collar-keys", help="the key file of the firmware the collars run now (default: the one "
                                              "it ships); the release key must be in it")

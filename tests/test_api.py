@@ -40,6 +40,9 @@ def api(tmp_path_factory):
             tokens[role] = bridge.create_token(username, f"{role} tests", actor=CONSOLE).secret
         client.tokens = tokens
         client.bridge = bridge
+        # A campaign the technicians track (no image: no multicast group), for the update routes.
+        client.campaign_id = bridge.create_campaign(name="model 0.0.9", kind="model", version="0.0.9",
+                                                    image_sha256="ab" * 32, image_bytes=3844, user="tito")["id"]
         client.bridge_ranger = viewer("amina")
         yield client
 
@@ -58,7 +61,7 @@ def concrete(api, path: str) -> str:
     fences = api.get("/api/geofences", headers=ranger).json()["features"]
     geofence_id = fences[0]["id"] if fences else 1  # a fence that may not exist: only refusals are tried
     return (path.replace("{animal_id}", str(animal_id)).replace("{alert_id}", str(alert_id))
-            .replace("{geofence_id}", str(geofence_id)))
+            .replace("{geofence_id}", str(geofence_id)).replace("{campaign_id}", str(api.campaign_id)))
 
 
 def data_routes(api) -> list[tuple[str, str, list[str]]]:

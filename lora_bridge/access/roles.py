@@ -32,7 +32,8 @@ QUEUE_DOWNLINKS = "queue_downlinks"  # commands and settings for collars
 READ_GEOGRAPHY = "read_geography"
 EXPORT = "export"  # Movebank CSV, GeoJSON, GeoPackage (through the precision)
 READ_MODELS = "read_models"  # the model registry (researchers' page)
-READ_UPDATES = "read_updates"  # firmware and model update campaigns
+READ_UPDATES = "read_updates"  # firmware and model update campaigns, which collar runs what
+MANAGE_UPDATES = "manage_updates"  # start, pause, resume and abort update campaigns
 READ_FLEET = "read_fleet"  # the fleet health page: batteries, radio, versions, lost uplinks
 MANAGE_GEOFENCES = "manage_geofences"  # upload geofences and send them to collars
 MANAGE_DEAD_LETTERS = "manage_dead_letters"
@@ -139,7 +140,7 @@ ROLES: dict[str, Role] = {
         animals=Precision(grid_m=1_000, delay=timedelta(hours=1)),
         high_value=Precision(grid_m=5_000, delay=timedelta(hours=24)),
         permissions=_EVERYONE
-        | {READ_DEVICES, READ_DOWNLINKS, QUEUE_DOWNLINKS, READ_UPDATES, READ_FLEET, READ_METRICS},
+        | {READ_DEVICES, READ_DOWNLINKS, QUEUE_DOWNLINKS, READ_UPDATES, MANAGE_UPDATES, READ_FLEET, READ_METRICS},
     ),
     ADMIN: Role(
         ADMIN,
@@ -156,6 +157,7 @@ ROLES: dict[str, Role] = {
             EXPORT,
             READ_MODELS,
             READ_UPDATES,
+            MANAGE_UPDATES,
             READ_FLEET,
             MANAGE_GEOFENCES,
             MANAGE_DEAD_LETTERS,

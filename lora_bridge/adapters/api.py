@@ -31,11 +31,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from collar_firmware import update_install
 from lora_bridge import exports
 from lora_bridge.access import Viewer
 from lora_bridge.access import roles as access
 from lora_bridge.access.privacy import label
 from lora_bridge.adapters import webhook
+from lora_bridge.domain.campaigns import CampaignError
+from lora_bridge.domain.fuota_delivery import DeliveryRefused
 from lora_bridge.errors import AuthenticationFailed, Forbidden, InvalidRequest, NotFound, TooManyAttempts
 from lora_bridge.service import Bridge
 from lora_bridge.store.utc import as_utc
@@ -50,6 +53,7 @@ DEFAULT_TRACK_POINTS = 500
 MAX_TRACK_POINTS = 10_000
 ALERT_STATES = ("new", "acknowledged", "resolved")
 MAX_FENCE_FILE_BYTES = 32 * 1024 * 1024  # a reserve's fences, with room; a larger body is refused unread
+MAX_IMAGE_BYTES = update_install.MAX_IMAGE_BYTES  # the largest update image a collar takes
 
 
 # Request bodies ------------------------------------------------------------------------------
@@ -315,6 +319,53 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         data = await call(exports.to_geopackage, fixes, species, "positions")
         return Response(data, media_type=exports.MEDIA_TYPES["gpkg"], headers=_attachment("tembo-positions.gpkg"))
 
+    async def campaigns(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(to_jsonable(await call(bridge.campaigns)))
+
+    async def campaign(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(to_jsonable(await call(bridge.campaign, request.path_params["campaign_id"])))
+
+    async def start_campaign(request: Request, viewer: Viewer) -> Response:
+        size = int(request.headers.get("content-length") or 0)
+        if size > MAX_IMAGE_BYTES:
+            raise InvalidRequest(f"an update image of {size} bytes is larger than a collar takes ({MAX_IMAGE_BYTES})")
+        image = await request.body()
+        if len(image) > MAX_IMAGE_BYTES:
+            raise InvalidRequest(f"an update image of {len(image)} bytes is larger than a collar takes "
+                                 f"({MAX_IMAGE_BYTES})")
+        if not image:
+            raise InvalidRequest("the body is the signed update image tembo release wrote, and it is empty")
+        options = {
+            "canary_pct": _int(request, "canary_pct", 10, 0, 100),
+            "max_canary_failures_pct": _int(request, "max_canary_failures_pct", 20, 0, 100),
+            "min_battery_mv": _int(request, "min_battery_mv", 3400, 0, 5000),
+            "min_rssi_dbm": float(_int(request, "min_rssi_dbm", -120, -200, 0) or 0),
+        }
+        try:
+            view = await call(bridge.start_campaign, image, user=viewer.username, name=request.query_params.get("name"),
+                              devices=_list(request, "device_id"), **options)
+        except (CampaignError, DeliveryRefused) as refused:
+            raise InvalidRequest(str(refused)) from None
+        log.info("update campaign started over the API", extra={"campaign_id": view["id"], "user": viewer.username,
+                                                               "image_bytes": len(image)})
+        return JSONResponse(to_jsonable(view), status_code=201)
+
+    def steering(action: str) -> Handler:
+        async def steer(request: Request, viewer: Viewer) -> Response:
+            campaign_id = request.path_params["campaign_id"]
+            try:
+                view = await call(bridge.steer_campaign, campaign_id, action, viewer.username)
+            except CampaignError as refused:
+                raise InvalidRequest(str(refused)) from None
+            log.info("update campaign steered over the API", extra={"campaign_id": campaign_id, "action": action,
+                                                                   "user": viewer.username})
+            return JSONResponse(to_jsonable(view))
+
+        return steer
+
+    async def update_versions(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(to_jsonable(await call(bridge.fleet_versions)))
+
     async def metrics(request: Request, viewer: Viewer) -> Response:
         return Response(await call(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -377,6 +428,30 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
                  TIME_RANGE, media_type=GEOJSON, tags=("exports",)),
         Endpoint("GET", "/api/exports/positions.gpkg", a.EXPORT, export_geopackage, "Fixes as a GeoPackage",
                  TIME_RANGE, media_type="application/geopackage+sqlite3", tags=("exports",)),
+        Endpoint("GET", "/api/updates/versions", a.READ_UPDATES, update_versions,
+                 "Which collar runs which firmware and model, its battery and link, and its last update's outcome",
+                 tags=("updates",)),
+        Endpoint("GET", "/api/updates/campaigns", a.READ_UPDATES, campaigns,
+                 "Every update campaign with its collars' states, history and delivery, newest first",
+                 tags=("updates",)),
+        Endpoint("POST", "/api/updates/campaigns", a.MANAGE_UPDATES, start_campaign,
+                 "Start a campaign for a signed update image (the raw image tembo release wrote as the body; "
+                 "its kind and version are read from it)",
+                 (Param("name", description="a name for the campaign (default: kind and version)"),
+                  Param("device_id", description="the collars, comma-separated or repeated (default: all)"),
+                  Param("canary_pct", kind="integer", description="0..100, default 10"),
+                  Param("max_canary_failures_pct", kind="integer", description="stop above this share of failed "
+                        "canaries, 0..100, default 20"),
+                  Param("min_battery_mv", kind="integer", description="gate, default 3400"),
+                  Param("min_rssi_dbm", kind="integer", description="gate, default -120")),
+                 tags=("updates",), created=True, file_body=("application/octet-stream",)),
+        Endpoint("GET", "/api/updates/campaigns/{campaign_id}", a.READ_UPDATES, campaign,
+                 "One update campaign with its collars' states, history and delivery", (Param("campaign_id", "path", "integer"),),
+                 tags=("updates",)),
+        *(Endpoint("POST", f"/api/updates/campaigns/{{campaign_id}}/{action}", a.MANAGE_UPDATES, steering(action),
+                   f"{action.capitalize()} an update campaign in the token owner's name", (Param("campaign_id", "path", "integer"),),
+                   tags=("updates",))
+          for action in ("pause", "resume", "abort")),
         Endpoint("GET", "/metrics", a.READ_METRICS, metrics, "Prometheus metrics (text format)",
                  media_type=CONTENT_TYPE_LATEST, tags=("operations",)),
     ]
@@ -397,7 +472,8 @@ def create_app(bridge: Bridge) -> Starlette:
     table = endpoints(bridge, registry)
     for endpoint in table:
         # an id that is no number is a 404
-        path = endpoint.path.replace("{alert_id}", "{alert_id:int}").replace("{geofence_id}", "{geofence_id:int}")
+        path = (endpoint.path.replace("{alert_id}", "{alert_id:int}").replace("{geofence_id}", "{geofence_id:int}")
+                .replace("{campaign_id}", "{campaign_id:int}"))
         app.router.routes.append(Route(path, _guarded(bridge, endpoint, requests), methods=[endpoint.method]))
 
     async def openapi_json(request: Request) -> JSONResponse:
@@ -619,9 +695,14 @@ def _max_points(request: Request, default: int) -> int:
 
 
 def _animal_ids(request: Request) -> list[str] | None:
-    raw = request.query_params.getlist("animal_id")
-    ids = [part.strip() for item in raw for part in item.split(",") if part.strip()]
-    return ids or None
+    return _list(request, "animal_id")
+
+
+def _list(request: Request, name: str) -> list[str] | None:
+    """A parameter given comma-separated, repeated, or both; None when absent or empty."""
+    raw = request.query_params.getlist(name)
+    items = [part.strip() for item in raw for part in item.split(",") if part.strip()]
+    return items or None
 
 
 async def _body(request: Request, model: type[BaseModel]) -> Any:

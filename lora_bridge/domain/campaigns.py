@@ -55,8 +55,11 @@ class ImageIdentity:
 
 
 def identify(image: bytes) -> ImageIdentity:
-    """Read an update image's header (`tembo release` wrote it); CampaignError when it is not one,
-    or was built for hardware other than Tembo's collars (every collar would refuse it)."""
+    """Read an update image's header (`tembo release` wrote it); CampaignError when it is not one, was
+    built for hardware other than Tembo's collars, is cut short or longer than its header says, its
+    payload is not the one its header's hash signs, or it is unsigned: what every collar would refuse
+    only after the whole transfer is refused before anything is sent. (The signature itself is the
+    collars' to check: which release keys they hold is theirs, `tembo keys show`.)"""
     try:
         header = update_image.parse_header(image)
     except update_image.ImageRefused as refused:
@@ -64,6 +67,18 @@ def identify(image: bytes) -> ImageIdentity:
     if header.hardware_id != collar_config.HARDWARE_ID:
         raise CampaignError(f"the image is built for {header.hardware_id!r}; the collars are "
                             f"{collar_config.HARDWARE_ID!r} and would refuse it")
+    expected = header.size + header.payload_len
+    if len(image) < expected:
+        raise CampaignError(f"the image is truncated: {len(image)} bytes where its header says {expected}; "
+                            "every collar would refuse it after the whole transfer")
+    if len(image) > expected:
+        raise CampaignError(f"the image has {len(image) - expected} bytes after its end ({len(image)} where its "
+                            f"header says {expected}): not the file tembo release wrote")
+    if hashlib.sha256(image[header.size:]).digest() != header.payload_sha256:
+        raise CampaignError("the image's payload does not match the SHA-256 its signed header carries: the file "
+                            "was changed or damaged after it was signed")
+    if header.signature == bytes(64):
+        raise CampaignError("the image carries no signature: every collar would refuse it (tembo release signs)")
     return ImageIdentity(IMAGE_KINDS[header.kind], update_image.version_text(header.version), header.hardware_id,
                          header.key_id, len(image))
 

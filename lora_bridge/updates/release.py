@@ -78,9 +78,11 @@ def check_model(blob: bytes, keys: dict[int, bytes]) -> collar_blob.ParsedModel:
 
 @dataclass(frozen=True)
 class ModelRelease:
-    """A signed model blob on disk and what its manifest says."""
+    """A signed model blob on disk, the update image that carries it over the air, and what the
+    manifest says of both."""
 
     blob_path: Path
+    image_path: Path
     manifest_path: Path
     manifest: dict
 
@@ -95,16 +97,21 @@ def held_keys(key: SigningKey, collar_keys: Path) -> dict[int, bytes]:
     return keys
 
 
-def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path = COLLAR_KEYS_PATH) -> ModelRelease:
-    """Sign a promoted model blob and write it with its manifest into out_dir."""
+def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path = COLLAR_KEYS_PATH,
+                  hardware_id: str = HARDWARE_ID) -> ModelRelease:
+    """Sign a promoted model blob and write into out_dir the blob, the update image a campaign sends
+    (`model_image`: the signed blob in a signed image with its golden vector, `.tmbu`) and a manifest."""
     signed = sign_model(blob, key)
     keys = held_keys(key, collar_keys)
     parsed = check_model(signed, keys)
+    image = model_image(signed, key, hardware_id)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     name = f"model-{parsed.model_version}"
     blob_path = out_dir / f"{name}.bin"
     blob_path.write_bytes(signed)
+    image_path = out_dir / f"{name}.tmbu"
+    image_path.write_bytes(image)
     manifest = {
         "kind": "model",
         "model_version": parsed.model_version,
@@ -116,11 +123,15 @@ def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path
         "sha256": hashlib.sha256(signed).hexdigest(),
         "signed_sha256": signed_digest(signed).hex(),
         "key_id": key.key_id,
+        "hardware_id": hardware_id,
+        "image": image_path.name,
+        "image_bytes": len(image),
+        "image_sha256": hashlib.sha256(image).hexdigest(),
     }
     manifest_path = out_dir / f"{name}.json"
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     log.info("model release written model_version=%d key_id=%d", parsed.model_version, key.key_id)
-    return ModelRelease(blob_path, manifest_path, manifest)
+    return ModelRelease(blob_path, image_path, manifest_path, manifest)
 
 
 def install_default_model(blob: bytes, key: SigningKey, collar_keys: Path = COLLAR_KEYS_PATH,

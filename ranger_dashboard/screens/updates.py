@@ -1,18 +1,16 @@
 """Updates page for field technicians: which collar runs which firmware and model, the update
 campaigns with their per-collar progress and history, and the controls to start, pause, resume
-and abort one. Everything goes through the bridge's service layer (Bridge.create_campaign,
-steer_campaign, campaigns, fleet_versions)."""
+and abort one (roles with MANAGE_UPDATES). Everything goes through the bridge's service layer
+(Bridge.start_campaign, steer_campaign, campaigns, fleet_versions), as the HTTP API's
+/api/updates routes do."""
 
 from __future__ import annotations
-
-import hashlib
 
 import pandas as pd
 import streamlit as st
 
+from lora_bridge.access import roles as access
 from ranger_dashboard import config, data, roles
-
-STEERING_ROLES = ("field_technician", "admin")
 
 
 def last_update(result: dict | None) -> str:
@@ -97,7 +95,7 @@ def summary(campaign: dict) -> str:
 options = config.options()
 bridge = data.bridge(options.database_url)
 viewer = roles.current_viewer()  # the signed-in user steers, in their own name
-may_steer = viewer.role in STEERING_ROLES
+may_steer = viewer.may(access.MANAGE_UPDATES)
 
 st.title("Updates")
 st.subheader("Which collar runs what")
@@ -142,15 +140,10 @@ if may_steer:
         min_battery = st.number_input("Minimum battery (mV)", 2500, 4200, 3400)
         min_rssi = st.number_input("Minimum RSSI (dBm)", -140, 0, -120)
         if st.form_submit_button("Start") and image is not None:
-            payload = image.getvalue()
             try:
-                identity = bridge.update_image_identity(payload)
-                bridge.create_campaign(name=name or image.name, kind=identity.kind, version=identity.version,
-                                       image_sha256=hashlib.sha256(payload).hexdigest(), image_bytes=len(payload),
-                                       user=viewer.username, devices=devices or None, canary_pct=canary_pct,
-                                       max_canary_failures_pct=max_fail, min_battery_mv=int(min_battery),
-                                       min_rssi_dbm=float(min_rssi),
-                                       image=payload if bridge.delivers_updates else None)  # else tracked only
+                bridge.start_campaign(image.getvalue(), user=viewer.username, name=name or image.name,
+                                      devices=devices or None, canary_pct=canary_pct, max_canary_failures_pct=max_fail,
+                                      min_battery_mv=int(min_battery), min_rssi_dbm=float(min_rssi))
             except ValueError as err:
                 st.error(str(err))
             else:

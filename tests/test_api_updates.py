@@ -1,0 +1,197 @@
+"""Field technicians roll out signed updates from a script: the bridge's API starts a campaign from
+the image `tembo release` wrote (its kind and version read from it), shows which collar runs what
+and how each campaign goes, and pauses, resumes and aborts it; an image every collar would refuse
+is refused before anything is sent, and only roles that manage updates may start or steer one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import bridge_builders as b
+import pytest
+from access_builders import CONSOLE, PASSWORDS
+from starlette.testclient import TestClient
+
+from collar_firmware import config as collar_config
+from collar_firmware import update_image
+from lora_bridge.adapters.api import MAX_IMAGE_BYTES, create_app
+from lora_bridge.updates import keys, release
+from simulator import fuota
+from tembo.cli import main
+
+HERD = [f"collar-{i:02d}" for i in range(6)]
+OCTETS = {"Content-Type": "application/octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def signing_key(tmp_path_factory):
+    return keys.generate(tmp_path_factory.mktemp("keys") / "release.key", 7)
+
+
+@pytest.fixture(scope="module")
+def image(signing_key) -> bytes:
+    """A model-only update as `tembo release model` makes it: a retrained model (the shipped one, one
+    version on) in a signed image."""
+    return release.model_image(retrained(signing_key), signing_key, collar_config.HARDWARE_ID)
+
+
+def retrained(signing_key) -> bytes:
+    return fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), signing_key)
+
+
+@pytest.fixture
+def api(sqlite_url):
+    """A bridge that tracks campaigns (no multicast group), six collars that sent a status, a token per role."""
+    with b.fresh_bridge(sqlite_url) as bridge, TestClient(create_app(bridge)) as client:
+        for f_cnt, device_id in enumerate(HERD, start=1):
+            assert bridge.ingest_tts_uplink(b.tts_uplink(b.status(model_version=1), device_id=device_id,
+                                                         f_cnt=f_cnt)).ok
+        client.tokens = {}
+        for username, (role, password) in PASSWORDS.items():
+            bridge.add_user(username, role, password, actor=CONSOLE)
+            client.tokens[role] = bridge.create_token(username, f"{role} updates", actor=CONSOLE).secret
+        client.bridge = bridge
+        yield client
+
+
+def auth(api, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api.tokens[role]}", **OCTETS}
+
+
+def start(api, image: bytes, role: str = "field_technician", **params):
+    return api.post("/api/updates/campaigns", content=image, headers=auth(api, role), params=params)
+
+
+def test_field_technician_starts_a_campaign_by_posting_the_signed_image_and_follows_each_collar(api, image):
+    header = update_image.parse_header(image)
+    answer = start(api, image, name="dry season model", device_id="collar-01,collar-02", canary_pct=50)
+    assert answer.status_code == 201, answer.text
+    campaign = answer.json()
+    assert (campaign["kind"], campaign["version"]) == ("model", update_image.version_text(header.version))
+    assert campaign["name"] == "dry season model" and campaign["created_by"] == "tito"
+    assert campaign["image_bytes"] == len(image)
+    assert sorted(c["device_id"] for c in campaign["collars"]) == ["collar-01", "collar-02"]
+    assert [c["stage"] for c in campaign["collars"]].count("canary") == 1
+    listed = api.get("/api/updates/campaigns", headers=auth(api, "field_technician")).json()
+    assert [c["id"] for c in listed] == [campaign["id"]]
+    one = api.get(f"/api/updates/campaigns/{campaign['id']}", headers=auth(api, "admin")).json()
+    assert one["collars"] == campaign["collars"] and one["history"][0]["event"] == "created"
+    canary = next(c["device_id"] for c in one["collars"] if c["stage"] == "canary")
+    api.bridge.record_update_ack(canary, "ok")
+    after = api.get(f"/api/updates/campaigns/{campaign['id']}", headers=auth(api, "admin")).json()
+    assert {c["device_id"]: c["state"] for c in after["collars"]}[canary] == "updated"
+    assert after["state"] == "rolling"
+
+
+def test_a_campaign_without_a_name_is_named_after_what_its_image_is(api, image):
+    version = update_image.version_text(update_image.parse_header(image).version)
+    assert start(api, image, device_id="collar-03").json()["name"] == f"model {version}"
+
+
+def test_technician_pauses_resumes_and_aborts_over_the_api_and_a_wrong_step_is_refused(api, image):
+    campaign_id = start(api, image, device_id=HERD[:4], canary_pct=50).json()["id"]
+    steer = f"/api/updates/campaigns/{campaign_id}"
+    tech = auth(api, "field_technician")
+    assert api.post(f"{steer}/pause", headers=tech).json()["state"] == "paused"
+    refused = api.post(f"{steer}/pause", headers=tech)
+    assert refused.status_code == 400 and "cannot pause a campaign that is paused" in refused.json()["error"]
+    assert api.post(f"{steer}/resume", headers=tech).json()["state"] == "canary"
+    assert api.post(f"{steer}/abort", headers=tech).json()["state"] == "aborted"
+    history = api.get(steer, headers=tech).json()["history"]
+    assert [(e["event"], e["detail"].get("by")) for e in history][-3:] == [
+        ("pause", "tito"), ("resume", "tito"), ("abort", "tito")]
+    for path in ("/api/updates/campaigns/999", "/api/updates/campaigns/999/abort", "/api/updates/campaigns/x"):
+        method = api.post if path.endswith("abort") else api.get
+        assert method(path, headers=tech).status_code == 404, path
+
+
+def test_only_roles_that_manage_updates_may_start_or_steer_and_the_others_may_not_read(api, image):
+    campaign_id = start(api, image, role="admin", device_id="collar-04").json()["id"]
+    for role in ("ranger", "researcher", "visitor"):
+        assert start(api, image, role=role).status_code == 403, role
+        assert api.post(f"/api/updates/campaigns/{campaign_id}/abort", headers=auth(api, role)).status_code == 403
+        for path in ("/api/updates/campaigns", f"/api/updates/campaigns/{campaign_id}", "/api/updates/versions"):
+            assert api.get(path, headers=auth(api, role)).status_code == 403, (role, path)
+    assert api.post("/api/updates/campaigns", content=image, headers=OCTETS).status_code == 401
+    assert [c["id"] for c in api.get("/api/updates/campaigns", headers=auth(api, "admin")).json()] == [campaign_id]
+
+
+def test_an_image_every_collar_would_refuse_is_refused_with_its_reason_before_anything_is_sent(api, image,
+                                                                                              signing_key):
+    header = update_image.parse_header(image)
+    damaged = bytearray(image)
+    damaged[-1] ^= 0x01  # a flipped bit in the model after signing
+    unsigned = image[: header.signed_len] + bytes(64) + image[header.size:]
+    other_hardware = release.model_image(retrained(signing_key), signing_key, "another-board-v1")
+    broken = {
+        "empty": (b"", "empty"),
+        "not an image": (b"PK\x03\x04 a zip, not an update", "not a Tembo update image"),
+        "truncated": (image[:-40], "truncated"),
+        "header cut": (image[:30], "header cut"),
+        "bytes after its end": (image + b"\n", "bytes after its end"),
+        "damaged": (bytes(damaged), "does not match the SHA-256"),
+        "unsigned": (unsigned, "no signature"),
+        "other hardware": (other_hardware, "another-board-v1"),
+        "too large": (bytes(MAX_IMAGE_BYTES + 1), "larger than a collar takes"),
+    }
+    for case, (body, reason) in broken.items():
+        answer = start(api, body)
+        assert answer.status_code == 400, (case, answer.text)
+        assert reason in answer.json()["error"], (case, answer.json())
+    for params, reason in (({"canary_pct": 150}, "canary_pct must be 0..100"),
+                           ({"min_battery_mv": "full"}, "not a whole number"),
+                           ({"device_id": "collar-99"}, "unknown collars")):
+        answer = start(api, image, **params)
+        assert answer.status_code == 400 and reason in answer.json()["error"], (params, answer.text)
+    assert api.get("/api/updates/campaigns", headers=auth(api, "admin")).json() == []
+
+
+def test_a_collar_already_in_a_campaign_is_not_given_a_second_one(api, image):
+    first = start(api, image, device_id="collar-05").json()
+    answer = start(api, image, device_id="collar-05")
+    assert answer.status_code == 400 and f"collar-05 in #{first['id']}" in answer.json()["error"]
+
+
+def test_technician_reads_which_collar_runs_which_firmware_and_model(api):
+    versions = api.get("/api/updates/versions", headers=auth(api, "field_technician")).json()
+    assert [v["device_id"] for v in versions] == HERD
+    assert {(v["fw_version"], v["model_version"]) for v in versions} == {("1.2.3", 1)}
+    assert all(v["battery_mv"] == 3900 and v["update"] is None for v in versions)
+
+
+def test_the_schema_lists_the_update_routes_with_their_roles(api):
+    paths = api.get("/api/openapi.json").json()["paths"]
+    start_route = paths["/api/updates/campaigns"]["post"]
+    assert sorted(start_route["x-tembo-roles"]) == ["admin", "field_technician"]
+    assert "application/octet-stream" in start_route["requestBody"]["content"]
+    abort = paths["/api/updates/campaigns/{campaign_id}/abort"]["post"]
+    assert sorted(abort["x-tembo-roles"]) == ["admin", "field_technician"]
+
+
+
+def test_technician_releases_a_retrained_model_and_starts_its_campaign_from_the_file_tembo_release_wrote(
+        api, signing_key, tmp_path, capsys):
+    private = tmp_path / "release-9.key"
+    assert main(["keys", "generate", str(private), "--key-id", "9"]) == 0
+    held = tmp_path / "collar-keys.bin"
+    keys.install_public(9, keys.load(private).public_key, held)
+    blob = tmp_path / "retrained.bin"
+    blob.write_bytes(release.unsigned_part(retrained(signing_key)))  # a researcher's promoted model
+    capsys.readouterr()
+    assert main(["release", "model", str(blob), "--key", str(private), "--out", str(tmp_path / "out"),
+                 "--collar-keys", str(held)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    image = Path(printed["image"]).read_bytes()
+    manifest = json.loads(Path(printed["manifest"]).read_text())
+    assert Path(printed["image"]).suffix == ".tmbu" and manifest["image"] == Path(printed["image"]).name
+    assert manifest["image_bytes"] == len(image) and manifest["hardware_id"] == collar_config.HARDWARE_ID
+    assert manifest["image_sha256"] == hashlib.sha256(image).hexdigest()
+    answer = start(api, image, device_id="collar-00")
+    assert answer.status_code == 201, answer.text
+    campaign = answer.json()
+    version = manifest["model_version"]
+    assert (campaign["kind"], campaign["version"]) == ("model", f"0.{(version >> 8) & 0xFF}.{version & 0xFF}")
+    assert start(api, Path(printed["blob"]).read_bytes()).json()["error"].endswith("not a Tembo update image"), \
+        "the bare signed blob is not what a campaign sends"
