@@ -68,7 +68,10 @@ def parse_header(data):
         raise ImageRefused("tampered", "hardware id of %d bytes" % hw_len)
     if n < pos + hw_len + 37:
         raise ImageRefused("truncated", "header cut after %d bytes" % n)
-    h.hardware_id = bytes(data[pos:pos + hw_len]).decode()
+    try:
+        h.hardware_id = bytes(data[pos:pos + hw_len]).decode()
+    except UnicodeError:
+        raise ImageRefused("tampered", "hardware id is not text")
     pos += hw_len
     h.payload_len = struct.unpack_from("<I", data, pos)[0]
     pos += 4

@@ -12,11 +12,14 @@ from pathlib import Path
 import bridge_builders as b
 import pytest
 from access_builders import CONSOLE, PASSWORDS
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from collar_firmware import config as collar_config
 from collar_firmware import update_image
 from lora_bridge.adapters.api import MAX_IMAGE_BYTES, create_app
+from lora_bridge.domain import campaigns
 from lora_bridge.updates import keys, release
 from simulator import fuota
 from tembo.cli import main
@@ -125,6 +128,8 @@ def test_an_image_every_collar_would_refuse_is_refused_with_its_reason_before_an
     damaged[-1] ^= 0x01  # a flipped bit in the model after signing
     unsigned = image[: header.signed_len] + bytes(64) + image[header.size:]
     other_hardware = release.model_image(retrained(signing_key), signing_key, "another-board-v1")
+    not_text = bytearray(image)
+    not_text[10] = 0xFF  # the hardware id's first byte: no UTF-8 text starts so
     broken = {
         "empty": (b"", "empty"),
         "not an image": (b"PK\x03\x04 a zip, not an update", "not a Tembo update image"),
@@ -134,6 +139,7 @@ def test_an_image_every_collar_would_refuse_is_refused_with_its_reason_before_an
         "damaged": (bytes(damaged), "does not match the SHA-256"),
         "unsigned": (unsigned, "no signature"),
         "other hardware": (other_hardware, "another-board-v1"),
+        "hardware id not text": (bytes(not_text), "hardware id is not text"),
         "too large": (bytes(MAX_IMAGE_BYTES + 1), "larger than a collar takes"),
     }
     for case, (body, reason) in broken.items():
@@ -195,3 +201,39 @@ def test_technician_releases_a_retrained_model_and_starts_its_campaign_from_the_
     assert (campaign["kind"], campaign["version"]) == ("model", f"0.{(version >> 8) & 0xFF}.{version & 0xFF}")
     assert start(api, Path(printed["blob"]).read_bytes()).json()["error"].endswith("not a Tembo update image"), \
         "the bare signed blob is not what a campaign sends"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def headers() -> st.SearchStrategy[bytes]:
+    """Files that start as an image does: magic, format, a kind, a version, a hardware id of any
+    bytes and length, then anything."""
+    return st.builds(lambda kind, version, hw, rest: (update_image.MAGIC + bytes((update_image.FORMAT, kind)) + version
+                                                      + bytes((len(hw),)) + hw + rest),
+                     st.integers(0, 4), st.binary(min_size=3, max_size=3), st.binary(max_size=40),
+                     st.binary(max_size=400))
+
+
+@example(data=update_image.MAGIC + bytes((update_image.FORMAT, 2, 0, 0, 2, 2)) + b"\xff\xfe" + bytes(120))
+@given(data=st.one_of(st.binary(max_size=400), headers()))
+def test_any_file_handed_over_as_an_image_is_refused_with_a_reason_or_read(data):
+    try:
+        identity = campaigns.identify(data)
+    except campaigns.CampaignError as refused:
+        assert str(refused)
+    else:
+        assert identity.image_bytes == len(data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_an_image_cut_anywhere_or_with_its_payload_changed_is_refused(image, data):
+    header = update_image.parse_header(image)
+    cut = data.draw(st.integers(0, len(image) - 1))
+    with pytest.raises(campaigns.CampaignError):
+        campaigns.identify(image[:cut])
+    at = data.draw(st.integers(header.size, len(image) - 1))
+    flip = data.draw(st.integers(1, 255))
+    changed = bytearray(image)
+    changed[at] ^= flip
+    with pytest.raises(campaigns.CampaignError, match="does not match the SHA-256"):
+        campaigns.identify(bytes(changed))

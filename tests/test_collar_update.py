@@ -103,6 +103,14 @@ def test_an_image_for_other_hardware_is_refused():
     assert _refusal(firmware_update(hardware_id="opencollar-edge-v1"))[0] == "wrong_hardware"
 
 
+def test_an_image_whose_hardware_id_is_not_text_is_refused_as_tampered_and_the_collar_runs_on():
+    image = bytearray(firmware_update())
+    image[10] = 0xFF  # the hardware id's first byte: no UTF-8 text starts so (the parser used to raise)
+    reason, collar = _refusal(bytes(image))
+    assert reason == "tampered" and collar.acks[-1]["result"] == "tampered"
+    assert collar.collar.update.fw_version() == config.FW_VERSION
+
+
 def test_a_truncated_transfer_is_refused_when_the_window_closes():
     image = firmware_update()
     fleet = one_collar()
