@@ -71,7 +71,7 @@ def parse_header(data):
     try:
         h.hardware_id = bytes(data[pos:pos + hw_len]).decode()
     except UnicodeError:
-        raise ImageRefused("tampered", "hardware id is not text")
+        raise ImageRefused("tampered", "hardware id is not text") from None
     pos += hw_len
     h.payload_len = struct.unpack_from("<I", data, pos)[0]
     pos += 4
