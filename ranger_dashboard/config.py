@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 
 from lora_bridge.settings import DEFAULT_DATABASE_URL
-from ranger_dashboard.roles import DEFAULT_ROLE, ROLES
+from ranger_dashboard.roles import ANY_ROLE, DEFAULT_ROLE, ROLES
 
 # "wall": ages are measured from the control room's clock (real collars).
 # "data": from the newest report in the store (replays and the accelerated demo).
@@ -32,8 +32,8 @@ class DashboardOptions:
     role: str = DEFAULT_ROLE
 
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ValueError(f"role must be one of {sorted(ROLES)}, got {self.role!r}")
+        if self.role not in ROLES and self.role != ANY_ROLE:
+            raise ValueError(f"role must be one of {sorted(ROLES)} or {ANY_ROLE!r}, got {self.role!r}")
         if self.clock not in CLOCKS:
             raise ValueError(f"clock must be one of {CLOCKS}, got {self.clock!r}")
         if self.refresh_s < MIN_REFRESH_S:

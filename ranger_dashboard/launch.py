@@ -18,10 +18,10 @@ DEFAULT_PORT = 8501
 ADDRESS = "127.0.0.1"  # the default: this machine only; 0.0.0.0 lets rangers' phones on the LAN in
 
 
-def role_from_env(role: str | None = None, environ: dict[str, str] | None = None) -> str:
-    """The dashboard's role: `role` when given, else TEMBO_DASHBOARD_ROLE, else ranger."""
+def role_from_env(role: str | None = None, environ: dict[str, str] | None = None, default: str = DEFAULT_ROLE) -> str:
+    """The dashboard's role: `role` when given, else TEMBO_DASHBOARD_ROLE, else default (ranger)."""
     env = os.environ if environ is None else environ
-    return role or env.get("TEMBO_DASHBOARD_ROLE") or DEFAULT_ROLE
+    return role or env.get("TEMBO_DASHBOARD_ROLE") or default
 
 
 def command(

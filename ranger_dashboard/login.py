@@ -3,7 +3,8 @@
 A dashboard started with `--role visitor` is an unattended visitor-centre kiosk: nobody signs in
 and every page sees as the visitor role, whatever it asks for. Any other dashboard asks for a
 username and password (accounts made with `tembo users add`); the account must hold the
-dashboard's role or be an admin. A sign-in is a session in the bridge (`Bridge.sign_in`): its
+dashboard's role or be an admin, or the dashboard is one for every account (`--role any`, the demo's),
+where each sees what its own role allows. A sign-in is a session in the bridge (`Bridge.sign_in`): its
 secret is kept in `st.session_state[SESSION_KEY]` for this browser tab and in an HttpOnly cookie
 for the next page load (`session_cookie`), and checked on every full run, so a signed-out, expired,
 removed, re-passworded or role-changed account is locked out at once. Repeated wrong passwords lock
@@ -18,7 +19,7 @@ import socket
 
 import streamlit as st
 
-from lora_bridge.access import ADMIN, VISITOR, Viewer
+from lora_bridge.access import VISITOR, Viewer
 from lora_bridge.errors import AuthenticationFailed, TooManyAttempts
 from lora_bridge.store.utc import utc_now
 from ranger_dashboard import data, roles, session_cookie
@@ -38,8 +39,8 @@ def kiosk_viewer() -> Viewer:
 
 
 def admitted(viewer: Viewer, options: DashboardOptions) -> bool:
-    """True when viewer may use a dashboard started for options.role."""
-    return viewer.role in (options.role, ADMIN)
+    """True when viewer may use a dashboard started for options.role (`roles.admits`)."""
+    return roles.admits(options.role, viewer.role)
 
 
 def client_address() -> str | None:
@@ -98,7 +99,10 @@ def signed_in_viewer(options: DashboardOptions) -> Viewer | None:
 def sign_in_form(options: DashboardOptions) -> None:
     """The sign-in form; on success the session is kept and the app runs again."""
     st.title("Tembo")
-    st.caption(f"Sign in to the {roles.role(options.role).title.lower()} dashboard.")
+    if options.role == roles.ANY_ROLE:
+        st.caption("Sign in: each account sees what its role allows.")
+    else:
+        st.caption(f"Sign in to the {roles.role(options.role).title.lower()} dashboard.")
     with st.form(FORM_KEY):
         username = st.text_input("Username", key="sign_in_username", autocomplete="username")
         password = st.text_input("Password", type="password", key="sign_in_password", autocomplete="current-password")

@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lora_bridge.access import ADMIN, VISITOR, Viewer
+from lora_bridge.access import VISITOR, Viewer
 from lora_bridge.errors import AuthenticationFailed
-from ranger_dashboard import kept_answers, name_tiles, session_cookie
+from ranger_dashboard import kept_answers, name_tiles, roles, session_cookie
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def viewer_of(request: Request, bridge: Any, dashboard_role: str) -> Viewer | No
         viewer = bridge.viewer_for_session(secret)
     except AuthenticationFailed:
         return None
-    return viewer if viewer is not None and viewer.role in (dashboard_role, ADMIN) else None
+    return viewer if viewer is not None and roles.admits(dashboard_role, viewer.role) else None
 
 
 def herd_points(bridge: Any, viewer: Viewer, as_of: datetime | None, clock: str) -> list[dict[str, Any]]:

@@ -12,14 +12,23 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lora_bridge.access.roles import ROLES, VISITOR, Role, Viewer, role
+from lora_bridge.access.roles import ADMIN, ROLES, VISITOR, Role, Viewer, role
 
-__all__ = ["DEFAULT_ROLE", "ROLES", "VIEWER_KEY", "Role", "Viewer", "current_viewer", "role"]
+__all__ = ["ANY_ROLE", "DEFAULT_ROLE", "ROLES", "VIEWER_KEY", "Role", "Viewer", "admits", "current_viewer", "role"]
 
 # The key of st.session_state under which app.py keeps the signed-in `lora_bridge.access.Viewer`.
 VIEWER_KEY = "tembo_viewer"
 # A dashboard started without a role is a ranger's (control room), behind the login gate.
 DEFAULT_ROLE = "ranger"
+# A dashboard for every account (`--role any`, the demo's): each signs in and sees what its own role
+# allows (the pages and the precision of positions follow the account's role, never the dashboard's).
+ANY_ROLE = "any"
+
+
+def admits(dashboard_role: str, account_role: str) -> bool:
+    """True when an account of account_role may sign in to a dashboard started for dashboard_role:
+    one of its own role, an admin anywhere, every account on a dashboard for any role."""
+    return dashboard_role == ANY_ROLE or account_role in (dashboard_role, ADMIN)
 
 
 def current_viewer() -> Viewer:

@@ -281,7 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8501, help="dashboard port (live)")
     demo.add_argument("--bridge-port", type=int, default=8800, help="bridge webhook port (live)")
     demo.add_argument("--address", default="127.0.0.1", help="dashboard address (live; 0.0.0.0 for phones on the LAN)")
-    demo.add_argument("--role", default=None, help="dashboard role (live; visitor: a kiosk without sign-in)")
+    demo.add_argument("--role", default=None, help="dashboard role (live; default any: every demo account signs in "
+                                                   "and sees what its role allows; visitor: a kiosk without sign-in)")
     demo.add_argument("--database-url", default=None)
     demo.set_defaults(func=_cmd_demo)
 
@@ -325,7 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--address", default="127.0.0.1",
                            help="address to listen on (0.0.0.0: every interface, for phones on the LAN)")
     dashboard.add_argument("--role", default=None,
-                           help="ranger (default), researcher, field_technician, admin: users sign in; "
+                           help="ranger (default), researcher, field_technician, admin: accounts of that role and "
+                                "admins sign in; any: every account signs in and sees what its role allows; "
                                 "visitor: a kiosk without sign-in that sees as a visitor (env TEMBO_DASHBOARD_ROLE)")
     dashboard.add_argument("--database-url", default=None)
     dashboard.set_defaults(func=_cmd_dashboard)

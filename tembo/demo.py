@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -138,6 +139,7 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
     """The demo a new user sees: paced herd, bridge webhook and API, demo accounts with fresh random
     passwords, and the dashboard (for `role`; visitor: a kiosk without sign-in); Ctrl-C stops all."""
     from ranger_dashboard.launch import command, role_from_env
+    from ranger_dashboard.roles import ANY_ROLE
     from tembo.accounts import create_demo_accounts
 
     for wanted, flag in ((port, "--port"), (bridge_port, "--bridge-port")):
@@ -154,16 +156,23 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
     with pipeline(collars, days if days is not None else 365, seed, url, bridge_port=bridge_port,
                   start=start) as p:
         env = dict(os.environ, TEMBO_DATABASE_URL=url)
-        role = role_from_env(role)
+        role = role_from_env(role, default=ANY_ROLE)  # every demo account printed below signs in
         # Its own session: Ctrl-C reaches this launcher alone, which then stops the dashboard with
-        # SIGTERM (Streamlit's server, given the terminal's SIGINT too, ended with a traceback).
-        dashboard = subprocess.Popen(command(port, url, clock="data", refresh_s=5, address=address, role=role),
-                                     env=env, start_new_session=True)
+        # SIGTERM (Streamlit's server, given the terminal's SIGINT too, ended with a traceback). A
+        # `kill`, a closed terminal (SIGHUP) or a service manager's stop (SIGTERM) stop the demo as
+        # Ctrl-C does, and should the launcher die anyway (SIGKILL) the dashboard gets SIGTERM from
+        # the kernel: it never stays behind holding its port for the next `make demo`.
+        for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop_signal, _interrupt)
+        argv = command(port, url, clock="data", refresh_s=5, address=address, role=role)
+        dashboard = subprocess.Popen(_ending_with_this_process(argv), env=env, start_new_session=True)
         accounts = create_demo_accounts(p.bridge)
         shown_host = "127.0.0.1" if address in ("127.0.0.1", "0.0.0.0") else address
         print(f"Tembo demo: {collars} simulated elephants, {pace:g} simulated seconds per second")
-        print(f"  {role.replace('_', ' ')} dashboard  http://{shown_host}:{port}"
-              + ("  (visitor kiosk: no sign-in)" if role == "visitor" else ""))
+        title = "dashboard" if role == ANY_ROLE else f"{role.replace('_', ' ')} dashboard"
+        note = {ANY_ROLE: "every account below signs in and sees what its role allows",
+                "visitor": "visitor kiosk: no sign-in"}.get(role, f"{role.replace('_', ' ')} and admin accounts sign in")
+        print(f"  {title:<17} http://{shown_host}:{port}  ({note})")
         print(f"  bridge webhook    {p.webhook.url}/uplinks/tts  (database {url})")
         print(f"  bridge API        {p.webhook.url}/api/openapi.json  (tokens: tembo tokens create)")
         print("  demo accounts (fresh random passwords, this run only):")
@@ -184,6 +193,18 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
                 except subprocess.TimeoutExpired:
                     dashboard.kill()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM or SIGHUP to the demo's launcher: stop as Ctrl-C does (the dashboard with it)."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _ending_with_this_process(argv: list[str]) -> list[str]:
+    """argv run so that it gets SIGTERM when this process dies: util-linux's `setpriv --pdeathsig`
+    (Linux's PR_SET_PDEATHSIG, kept across its exec); argv as it is where there is no setpriv."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else argv
 
 
 def simulate_to_file(collars: int, days: float, seed: int, out: str, network_format: str = "tts") -> int:

@@ -110,6 +110,41 @@ def test_ranger_dashboard_asks_for_a_sign_in_and_refuses_other_roles(live_store,
     assert any("Signed in as **amina** (Ranger)" in c.value for c in gate.caption)
 
 
+def sign_in(gate: AppTest, user: str) -> AppTest:
+    gate.text_input(key="sign_in_username").input(user)
+    gate.text_input(key="sign_in_password").input(PASSWORDS[user][1])
+    gate.button[0].click().run()
+    assert not gate.exception, [e.value for e in gate.exception]
+    return gate
+
+
+def test_on_a_dashboard_for_every_account_each_signs_in_and_sees_what_its_own_role_allows(live_store, monkeypatch):
+    from ranger_dashboard.navigation import page_paths_for
+
+    with open_bridge(live_store) as bridge:
+        exact = exact_places(bridge)
+    gate = run_app(live_store, monkeypatch, "any")
+    assert any("each account sees what its role allows" in c.value for c in gate.caption)
+    technician = sign_in(gate, "tito")
+    assert any("Signed in as **tito** (Field technician)" in c.value for c in technician.caption)
+    assert "updates" in page_paths_for(Viewer("tito", "field_technician"))
+    technician.switch_page("screens/updates.py").run()
+    assert not technician.exception and technician.title[0].value == "Updates"
+    researcher = sign_in(run_app(live_store, monkeypatch, "any"), "rose")
+    assert researcher.get("deck_gl_json_chart"), "the researcher's live map"
+    assert not shown_places(researcher) & exact, "in the researcher's precision, not the dashboard's"
+    ranger = sign_in(run_app(live_store, monkeypatch, "any"), "amina")
+    assert shown_places(ranger) & exact, "a ranger sees exact live positions"
+
+
+def test_a_dashboard_started_for_one_role_admits_that_role_and_admins_only():
+    from ranger_dashboard.roles import admits
+
+    assert admits("ranger", "ranger") and admits("ranger", "admin") and not admits("ranger", "field_technician")
+    assert admits("any", "field_technician") and admits("any", "visitor") and admits("any", "admin")
+    assert not admits("field_technician", "ranger")
+
+
 def test_admin_finds_the_audit_log_of_who_saw_exact_positions(live_store, monkeypatch):
     live_map = run_app(live_store, monkeypatch, "ranger", user="amina")  # a ranger looks at the live map
     assert track_places(live_store, Viewer("amina", "ranger"), live_map), "and its tracks come after it"
