@@ -423,8 +423,16 @@ def fleet_health_table(collars: Iterable[Any], now: datetime, low_battery_mv: in
     return table.loc[order].reset_index(drop=True)
 
 
+# How the fleet table's measured numbers read (a Styler shows six decimals otherwise: "-116.000000").
+FLEET_NUMBER_FORMATS = {"Trend (mV/day)": "{:+.0f}", "RSSI (dBm)": "{:.0f}", "SNR (dB)": "{:.1f}",
+                        "Lost uplinks (%)": "{:.1f}"}
+
+
 def style_fleet_table(table: pd.DataFrame) -> Any:
-    """The fleet table with overdue / late uplinks in the priority colours."""
+    """The fleet table with overdue / late uplinks in the priority colours and its numbers as a
+    technician reads them (a dash where nothing is known yet, such as a trend before enough readings)."""
     colours = {"overdue": palette.PRIORITY_COLOURS[300], "late": palette.PRIORITY_COLOURS[200]}
     css = {label: "color: rgb({}, {}, {}); font-weight: 600".format(*rgb[:3]) for label, rgb in colours.items()}
-    return table.style.map(lambda value: css.get(value, ""), subset=[COL_UPLINK_DUE])
+    formats = {column: text for column, text in FLEET_NUMBER_FORMATS.items() if column in table.columns}
+    return (table.style.map(lambda value: css.get(value, ""), subset=[COL_UPLINK_DUE])
+            .format(formats, na_rep="—"))

@@ -555,3 +555,20 @@ def test_animal_dots_carry_only_what_the_browser_draws_names_and_hands_back():
     assert [dot["name"] for dot in dots] == ["Elephant 1", "Elephant 0", "Elephant 2"]  # needing a look on top
     assert {dot["name"]: dot["fill"] for dot in dots} == {p["name"]: p["colour"] for p in points}
     assert map_layers.selected_animal_id({"animals": [dots[2]]}) == "2"  # a click still opens its animal
+
+
+def test_technician_reads_the_fleet_tables_radio_figures_as_numbers_not_six_decimals():
+    from lora_bridge.views import CollarHealthView
+
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+
+    def collar(device_id: str, rssi: float | None, slope: float | None) -> CollarHealthView:
+        return CollarHealthView(device_id, "1", "Amani", 3640, slope, None, None, now - timedelta(minutes=14), 21600,
+                                43200, rssi, -4.75, "gw-north", 2.5, 40, "1.0.0", 1, 31.0)
+
+    table = views.fleet_health_table([collar("collar-01", -116.0, None), collar("collar-02", -105.4, -12.34)], now)
+    html = views.style_fleet_table(table).to_html()
+    assert ">-116<" in html and ">-105<" in html and "-116.000000" not in html
+    assert ">-4.8<" in html and ">2.5<" in html and ">-12<" in html
+    assert ">—<" in html and ">None<" not in html, "no trend yet reads as a dash"
+    assert table["RSSI (dBm)"].tolist() == [-116.0, -105.4], "the table itself keeps the measured values"
