@@ -104,15 +104,17 @@ def raw_row(
     path_ids: dict[str, Any] | None = None,
 ) -> RawUplink:
     """A new raw_uplinks row (status received) holding body as delivered."""
-    return RawUplink(
-        source=source,
-        body=bytes(body),
-        status=STATUS_RECEIVED,
-        gateways=[],
-        event=event,
-        content_type=(content_type or None) and content_type[:64],
-        path_ids=dict(path_ids) if path_ids else None,
-    )
+    raw = RawUplink()
+    bulk.set_values(raw, {
+        "source": source,
+        "body": bytes(body),
+        "status": STATUS_RECEIVED,
+        "gateways": [],
+        "event": event,
+        "content_type": (content_type or None) and content_type[:64],
+        "path_ids": dict(path_ids) if path_ids else None,
+    })
+    return raw
 
 
 def parser_for(source: str) -> Callable[[bytes], Uplink]:
@@ -145,19 +147,19 @@ def dedup_key(device_id: str, session_number: int, uplink: Uplink) -> str:
 
 def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, session_number: int) -> Claim:
     """Record what raw holds and claim its dedup key; the first copy's id when another copy has it."""
-    raw.device_id = device_id
-    raw.session = session_number
-    raw.f_port = uplink.f_port
-    raw.f_cnt = uplink.f_cnt
-    raw.payload = uplink.payload
-    raw.heard_at = uplink.heard_at
-    raw.gateways = [
-        {"gateway_id": g.gateway_id, "rssi_dbm": g.rssi_dbm, "snr_db": g.snr_db} for g in uplink.gateways
-    ]
-    raw.best_rssi_dbm = uplink.best_rssi_dbm
-    raw.best_snr_db = uplink.best_snr_db
-    raw.spreading_factor = uplink.spreading_factor
-    raw.airtime_ms = uplink.airtime_ms
+    bulk.set_values(raw, {
+        "device_id": device_id,
+        "session": session_number,
+        "f_port": uplink.f_port,
+        "f_cnt": uplink.f_cnt,
+        "payload": uplink.payload,
+        "heard_at": uplink.heard_at,
+        "gateways": [{"gateway_id": g.gateway_id, "rssi_dbm": g.rssi_dbm, "snr_db": g.snr_db} for g in uplink.gateways],
+        "best_rssi_dbm": uplink.best_rssi_dbm,
+        "best_snr_db": uplink.best_snr_db,
+        "spreading_factor": uplink.spreading_factor,
+        "airtime_ms": uplink.airtime_ms,
+    })
     key = dedup_key(device_id, session_number, uplink)
     if raw.dedup_key == key:
         return Claim(uplink, None)  # replaying a body that already holds its claim
@@ -170,7 +172,7 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
         if session.get_bind().dialect.name == "sqlite":
             # A SQLite write transaction (BEGIN IMMEDIATE) excludes every other writer until it
             # commits: nobody can claim the key between our look and our write.
-            raw.dedup_key = key
+            bulk.set_values(raw, {"dedup_key": key})
         else:
             try:
                 with session.begin_nested():

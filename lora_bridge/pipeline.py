@@ -72,7 +72,7 @@ def store_and_process_batch(
                 for s in submissions
             ]
             for raw, s in zip(raws, submissions, strict=True):
-                raw.received_at = s.received_at  # None: now
+                bulk.set_values(raw, {"received_at": s.received_at})  # None: now
             _keep_raws(session, raws)
             # each body parsed once (the durable intake hands in what it read on arrival)
             messages = [s.message if s.message is not None else _read(raw) for s, raw in zip(submissions, raws, strict=True)]
@@ -118,8 +118,7 @@ def _keep_raws(session: Session, raws: list[RawUplink]) -> None:
     first_id = int(session.scalar(select(func.max(RawUplink.id))) or 0) + 1
     now = utc_now()
     for offset, raw in enumerate(raws):
-        raw.id = first_id + offset
-        raw.received_at = raw.received_at or now
+        bulk.set_values(raw, {"id": first_id + offset, "received_at": raw.received_at or now})
     bulk.defer_add(session, raws)
 
 
@@ -349,7 +348,8 @@ def _process_uplink(
         application_id=uplink.application_id,
         first_seen=heard_at,
     )
-    uplink = dataclasses.replace(uplink, device_id=device.device_id)
+    if uplink.device_id != device.device_id:
+        uplink = dataclasses.replace(uplink, device_id=device.device_id)
     session_number = devices.session_for_uplink(device, uplink.f_cnt, heard_at)
     claim = ingest.claim(session, raw, uplink, device.device_id, session_number)
     if claim.duplicate_of is not None:
@@ -377,7 +377,7 @@ def _process_uplink(
             reason=reason,
             stage=ingest.STAGE_DECODE,
         )
-    raw.backfilled = devices.is_backfilled(message_time(decoded.fields, heard_at), heard_at)
+    bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at), heard_at)})
     applied = apply_message(
         session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings
     )
@@ -393,10 +393,7 @@ def _done(
     downlink_ids: tuple[int, ...],
     alert_ids: tuple[int, ...] = (),
 ) -> IngestResult:
-    raw.status = ingest.STATUS_PROCESSED
-    raw.message = message
-    raw.processed_at = utc_now()
-    raw.error = None
+    bulk.set_values(raw, {"status": ingest.STATUS_PROCESSED, "message": message, "processed_at": utc_now(), "error": None})
     _close_replayed(existing, ingest.STATUS_PROCESSED)
     log.info(
         "uplink processed device_id=%s f_cnt=%s message=%s",

@@ -97,9 +97,11 @@ def resolve_device(
                 extra={"device_id": device.device_id, "label": label},
             )
         device.label = label
-    if application_id:
+    # Set only what changes: every set of a mapped attribute costs the ORM's bookkeeping, even of
+    # the value it holds already.
+    if application_id and device.application_id != application_id:
         device.application_id = application_id
-    if network:
+    if network and device.network != network:
         device.network = network
     if device.first_seen is None:
         device.first_seen = first_seen
@@ -161,9 +163,12 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> D
         )
     if device.first_seen is None:
         device.first_seen = heard_at
-    device.dev_eui = uplink.dev_eui or device.dev_eui
-    device.application_id = uplink.application_id or device.application_id
-    device.network = uplink.source
+    if uplink.dev_eui and device.dev_eui != uplink.dev_eui:  # set only what changes (see resolve_device)
+        device.dev_eui = uplink.dev_eui
+    if uplink.application_id and device.application_id != uplink.application_id:
+        device.application_id = uplink.application_id
+    if device.network != uplink.source:
+        device.network = uplink.source
     if device.last_seen is None or heard_at >= device.last_seen:
         device.last_seen = heard_at
         device.last_f_cnt = uplink.f_cnt
@@ -219,8 +224,11 @@ def apply_status(device: Device, fields: dict[str, Any], time: datetime, codec: 
             value = fields[name]
             if name == "fw_version" and value is not None:
                 value = str(value)
-            setattr(device, name, value)
-    device.flags = {name: bool(fields[name]) for name in status_flag_names(codec) if name in fields}
+            if getattr(device, name) != value:  # set only what changes (see resolve_device)
+                setattr(device, name, value)
+    flags = {name: bool(fields[name]) for name in status_flag_names(codec) if name in fields}
+    if device.flags != flags:
+        device.flags = flags
 
 
 def apply_settings(device: Device, fields: dict[str, Any]) -> None:

@@ -142,22 +142,41 @@ class _CollarsRead:
     tracks: _TracksRead | None = None
 
 
-def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> _CollarsRead:
-    rows = {
-        device.device_id: (device, animal, cursor)
-        for device, animal, cursor in session.execute(
+_COLLARS_READS: dict[str, Any] = {}
+
+
+def _collars_reads() -> dict[str, Any]:
+    """The statements of `_read_collars`, built once (the collars an expanding parameter): every batch
+    runs them, and building a statement costs more than its cached compilation."""
+    if not _COLLARS_READS:
+        theirs = bindparam("device_ids", expanding=True)
+        _COLLARS_READS["collars"] = (
             select(Device, Animal, RuleCursor)
             .outerjoin(Animal, Animal.device_id == Device.device_id)
             .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
-            .where(Device.device_id.in_(device_ids))
+            .where(Device.device_id.in_(theirs))
         )
+        _COLLARS_READS["open_alerts"] = (
+            select(Alert).where(Alert.device_id.in_(theirs), Alert.open_key.is_not(None)).order_by(Alert.id)
+        )
+        _COLLARS_READS["readings"] = (
+            select(BatteryReading.device_id, BatteryReading.time, BatteryReading.battery_mv)
+            .where(BatteryReading.device_id.in_(theirs), BatteryReading.time >= bindparam("since"))
+            .order_by(BatteryReading.device_id, BatteryReading.time)
+        )
+    return _COLLARS_READS
+
+
+def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> _CollarsRead:
+    reads = _collars_reads()
+    rows = {
+        device.device_id: (device, animal, cursor)
+        for device, animal, cursor in session.execute(reads["collars"], {"device_ids": device_ids})
     }
     fence_version = geofences.fence_version(session)
     open_alerts: dict[str, list[Alert]] = {}
     with session.no_autoflush:
-        for alert in session.scalars(
-            select(Alert).where(Alert.device_id.in_(device_ids), Alert.open_key.is_not(None)).order_by(Alert.id)
-        ):
+        for alert in session.scalars(reads["open_alerts"], {"device_ids": device_ids}):
             open_alerts.setdefault(alert.device_id, []).append(alert)
     read = _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts, _read_readings(session, runtime, rows))
     read.tracks = _read_tracks(session, runtime, rows)
@@ -259,9 +278,7 @@ def _read_readings(
     readings: dict[str, list[tuple[datetime, int]]] = {device_id: [] for device_id in since}
     with session.no_autoflush:
         for device_id, time, battery_mv in session.execute(
-            select(BatteryReading.device_id, BatteryReading.time, BatteryReading.battery_mv)
-            .where(BatteryReading.device_id.in_(since), BatteryReading.time >= min(since.values()))
-            .order_by(BatteryReading.device_id, BatteryReading.time)
+            _collars_reads()["readings"], {"device_ids": list(since), "since": min(since.values())}
         ):
             if time >= since[device_id]:
                 readings[device_id].append((time, battery_mv))
@@ -442,40 +459,42 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     before the cursor's time. A back-fill older than that, too many new fixes at once, or too little
     context before the first new fix take a few more."""
     columns = (Position.id, Position.time, Position.lat, Position.lon)
-    mine = Position.device_id == device_id
-    if cursor.position_id is not None:
-        newer = Position.id > cursor.position_id
-    elif cursor.position_time is not None:  # a cursor from before fix ids were kept
-        newer = Position.time > cursor.position_time
-    else:
-        newer = None
+    cursor_id, cursor_time = cursor.position_id, cursor.position_time
 
     def is_new(row: Any) -> bool:
-        if cursor.position_id is not None:
-            return row[0] > cursor.position_id
-        return cursor.position_time is None or row[1] > cursor.position_time
+        if cursor_id is not None:
+            return row[0] > cursor_id
+        return cursor_time is None or row[1] > cursor_time
 
     rows: list[tuple[int, datetime, float, float]] | None = None
-    if newer is not None and cursor.position_time is not None:
-        since = cursor.position_time - lookback
-        by_id = cursor.position_id is not None
+    if cursor_time is not None:
+        since = cursor_time - lookback
+        by_id = cursor_id is not None
         read: _CollarsRead | None = session.info.get(COLLARS_READ)
-        found = (read.tracks.track_of(device_id, since, cursor.position_id)
+        found = (read.tracks.track_of(device_id, since, cursor_id)
                  if by_id and read is not None and read.tracks is not None else None)
         if found is None:
             found = [
                 tuple(r)
                 for r in session.execute(_usual_track_read(by_id), {
-                    "device_id": device_id, "since": since,
-                    "newer_than": cursor.position_id if by_id else cursor.position_time,
+                    "device_id": device_id, "since": since, "newer_than": cursor_id if by_id else cursor_time,
                 })
             ]
-        new_times = [r[1] for r in found if is_new(r)]
+        new_times = [r[1] for r in found if (r[0] > cursor_id if by_id else r[1] > cursor_time)]
         if not new_times:
             return None
         if len(found) < MAX_READ and min(new_times) >= since:
             rows = found
+    # The statements of the long way and of the context are built only when needed (the usual read
+    # above is built once for all evaluations): building a where clause costs more than the read.
     if rows is None:  # the long way: the new fixes by id (so a cut at MAX_NEW_FIXES loses nothing), then around them
+        if cursor_id is not None:
+            newer = Position.id > cursor_id
+        elif cursor_time is not None:  # a cursor from before fix ids were kept
+            newer = Position.time > cursor_time
+        else:
+            newer = None
+        mine = Position.device_id == device_id
         query = select(*columns).where(mine)
         if newer is not None:
             query = query.where(newer)
@@ -501,7 +520,7 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
             tuple(r)
             for r in session.execute(
                 select(*columns)
-                .where(mine, Position.time < rows[0][1], Position.id <= highest)
+                .where(Position.device_id == device_id, Position.time < rows[0][1], Position.id <= highest)
                 .order_by(Position.time.desc())
                 .limit(CONTEXT_FIXES - before)
             )

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Table, event, insert, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.sql.dml import Insert
 
 # session.info keys: {table: [row, ...]} queued in this unit of work, in the order they came; and
@@ -52,6 +52,20 @@ def defer_add(session: Session, objects: list[Any]) -> None:
     as plain objects, so each is inserted once, in its final state."""
     session.info.setdefault(DEFERRED_OBJECTS, []).extend(objects)
     session.info.setdefault(DEFERRED_TABLES, set()).update(type(obj).__table__ for obj in objects)
+
+
+def set_values(obj: Any, values: dict[str, Any]) -> None:
+    """Set mapped attributes of obj. An object no session holds yet (a batch's raw row that `defer_add`
+    holds back, or one just made) takes them as plain values in its dict, which is what its insert
+    reads (`add_deferred`, or the unit of work's insert once added), without the ORM's bookkeeping of
+    each set; an object a session holds takes them through its instrumented attributes, so the
+    changes are flushed."""
+    state = instance_state(obj)
+    if state.key is None and state.session_id is None:
+        obj.__dict__.update(values)
+        return
+    for key, value in values.items():
+        setattr(obj, key, value)
 
 
 def _take_deferred(session: Session) -> list[Any] | None:
