@@ -240,18 +240,20 @@ def check_battery_forecast(
     now: datetime,
     profile: BatteryProfile,
     trend: dict[str, Any] | None = None,
+    open_now: Alert | None | object = alerts.NOT_READ,
 ) -> int | None:
     """Raise battery_forecast when the trend (read here unless given) reaches the collar's critical
-    level within warn_days."""
+    level within warn_days. open_now: the collar's open battery_forecast (or None) when the caller
+    holds it already (else it is read here)."""
     trend = trend if trend is not None else battery_trend(session, device, now, profile)
     if trend is None or trend["critical_on"] is None:
         return None
     critical_on = datetime.fromisoformat(trend["critical_on"])
     if critical_on - now > timedelta(days=profile.warn_days):
         return None
-    if alerts.open_alert(session, device.device_id, BATTERY_FORECAST) is None and _still_low_since_closed(
-        session, device, BATTERY_FORECAST
-    ):
+    if open_now is alerts.NOT_READ:
+        open_now = alerts.open_alert(session, device.device_id, BATTERY_FORECAST)
+    if open_now is None and _still_low_since_closed(session, device, BATTERY_FORECAST):
         return None
     alert, _ = alerts.raise_alert(
         session,
@@ -261,6 +263,7 @@ def check_battery_forecast(
         source=alerts.SOURCE_SERVER,
         time=now,
         evidence={**trend, "warn_days": profile.warn_days},
+        open_now=open_now,
     )
     return alert.id
 

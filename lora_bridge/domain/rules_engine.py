@@ -377,7 +377,9 @@ def _judged_one_by_one(session: Session, runtime: RulesRuntime, collars: list[st
 
 
 def _raise(session: Session, steps: Steps, **kwargs: Any) -> tuple[Alert, bool]:
-    alert, is_new = alerts.raise_alert(session, **kwargs)
+    # The collar's open alert of the type is in steps.open (read with the collar, kept up to date by
+    # _raise and _close): raise_alert need not read it again.
+    alert, is_new = alerts.raise_alert(session, open_now=steps.open.get(kwargs["alert_type"]), **kwargs)
     steps.open[alert.alert_type] = alert
     return alert, is_new
 
@@ -405,7 +407,8 @@ def _battery(
     readings = read.readings.get(device.device_id) if read is not None else None
     trend = rules.battery_trend(session, device, device.status_time, profile.battery, readings)
     forecast = rules.check_battery_forecast(
-        session, device, animal_id, device.status_time, profile.battery, trend=trend
+        session, device, animal_id, device.status_time, profile.battery, trend=trend,
+        open_now=steps.open.get(rules.BATTERY_FORECAST),
     ) if trend is not None else None
     if forecast is not None:
         steps.add(forecast, "raised")
