@@ -162,7 +162,9 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
         # `kill`, a closed terminal (SIGHUP) or a service manager's stop (SIGTERM) stop the demo as
         # Ctrl-C does, and should the launcher die anyway (SIGKILL) the dashboard gets SIGTERM from
         # the kernel: it never stays behind holding its port for the next `make demo`.
-        for stop_signal in (signal.SIGTERM, signal.SIGHUP):
+        # Ctrl-C too, explicitly: a launcher started where SIGINT was ignored (a script's background
+        # job, CI) inherits that and would not stop on it.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(stop_signal, _interrupt)
         argv = command(port, url, clock="data", refresh_s=5, address=address, role=role)
         dashboard = subprocess.Popen(_ending_with_this_process(argv), env=env, start_new_session=True)
@@ -196,7 +198,7 @@ def run_live(collars: int = 20, days: float | None = None, seed: int = 1, pace: 
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM or SIGHUP to the demo's launcher: stop as Ctrl-C does (the dashboard with it)."""
+    """Ctrl-C, SIGTERM or SIGHUP to the demo's launcher: stop (the dashboard with it)."""
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 

@@ -39,7 +39,9 @@ def start_demo(tmp_path: Path, demos: list[subprocess.Popen]) -> tuple[subproces
         [str(TEMBO), "demo", "--collars", "3", "--pace", "600", "--port", str(port), "--bridge-port", str(bridge_port),
          "--database-url", f"sqlite:///{tmp_path / 'tembo.db'}"],
         stdout=out.open("w"), stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
-        env=dict(os.environ, TEMBO_DASHBOARD_ROLE=""))
+        env=dict(os.environ, TEMBO_DASHBOARD_ROLE=""),
+        # started with SIGINT ignored, as a script's background job or CI starts it: Ctrl-C must still stop it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     demos.append(demo)
     until(lambda: STARTED in out.read_text() and listening(port), f"the demo's dashboard on {port}", demo, out)
     return demo, port, out
