@@ -13,6 +13,8 @@ Real services shared by a session (started once, on first use, torn down at the 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,16 +60,24 @@ def postgres_store_template(postgres_server) -> str:
     return url.rsplit("/", 1)[-1]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request, tmp_path) -> str:
-    """An empty bridge store: a SQLite file, then (second run) a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tembo.db'}"
+@contextmanager
+def empty_store(engine: str, request, sqlite_path: Path) -> Iterator[str]:
+    """The URL of an empty bridge store on engine: a SQLite file at sqlite_path, or a fresh PostgreSQL
+    database made from the migrated template (dropped afterwards)."""
+    if engine == "sqlite":
+        yield f"sqlite:///{sqlite_path}"
         return
     server = request.getfixturevalue("postgres_server")
     url = server.create_database(template=request.getfixturevalue("postgres_store_template"))
     yield url
     server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request, tmp_path) -> str:
+    """An empty bridge store: a SQLite file, then (second run) a fresh PostgreSQL database."""
+    with empty_store(request.param, request, tmp_path / "tembo.db") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

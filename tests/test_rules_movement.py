@@ -7,6 +7,7 @@ from datetime import timedelta
 import bridge_builders as b
 import pytest
 import rules_builders as rb
+from conftest import empty_store
 
 from lora_bridge.access import Viewer
 from lora_bridge.domain.rules_movement import exclude_outliers, immobility
@@ -435,13 +436,9 @@ def _alerts_seen(bridge) -> list[tuple]:
 @pytest.fixture
 def another_store_url(store_url, request, tmp_path):
     """A second empty store on the engine of store_url."""
-    if store_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'tembo-2.db'}"
-        return
-    server = request.getfixturevalue("postgres_server")
-    url = server.create_database(template=request.getfixturevalue("postgres_store_template"))
-    yield url
-    server.drop_database(url)
+    engine = "sqlite" if store_url.startswith("sqlite") else "postgres"
+    with empty_store(engine, request, tmp_path / "tembo-2.db") as url:
+        yield url
 
 
 def test_every_status_keeps_its_battery_reading_and_the_same_alerts_in_one_big_batch_or_in_small_ones(
