@@ -253,11 +253,13 @@ def test_prometheus_metrics_want_a_token_and_speak_the_text_format(api):
 
 
 def test_field_technician_queues_a_command_and_an_admin_reads_the_audit_log(api):
+    seen_by_kiosk = api.get("/api/positions/latest", headers=auth(api, "visitor"))
     queued = api.post("/api/downlinks", headers=auth(api, "field_technician"),
                       json={"device_id": "collar-01", "command": "request_status"})
     unknown = api.post("/api/downlinks", headers=auth(api, "admin"), json={"device_id": "collar-01", "command": "fly"})
     audit = api.get("/api/audit", headers=auth(api, "admin")).json()
 
+    assert seen_by_kiosk.status_code == 200
     assert queued.status_code == 201 and queued.json()["command"] == "request_status"
     assert unknown.status_code == 400
     assert any(e["username"] == "kiosk" and e["precision"] == "coarse" for e in audit)

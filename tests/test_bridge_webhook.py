@@ -153,3 +153,53 @@ def test_an_oversized_body_is_cut_kept_as_a_dead_letter_and_the_next_uplink_stil
     assert len(dead.body) == MAX_BODY_BYTES and huge.startswith(dead.body)
     assert post_tts(client, b.tts_uplink(b.status(), f_cnt=1)).status_code == 200
     assert bridge.counts()["positions"] == 1
+
+
+def _post_then_hang_up(app, path: str, first_part: bytes, headers: list[tuple[bytes, bytes]]) -> list[dict]:
+    """Drive the ASGI app as a sender that hangs up after the first part of its body."""
+    import asyncio
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080),
+    }
+    arriving = [
+        {"type": "http.request", "body": first_part, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return arriving.pop(0) if arriving else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+@pytest.mark.parametrize("ack", ["applied", "durable"])
+def test_a_network_server_hanging_up_mid_body_stores_nothing_breaks_nothing_and_its_retry_lands(
+    store_url, ack, caplog
+):
+    from lora_bridge.adapters.api import create_app as create_bridge_app
+
+    body = b.tts_uplink(b.status(), f_cnt=7)
+    with b.fresh_bridge(store_url, webhook_ack=ack) as bridge:
+        app = create_bridge_app(bridge)
+        headers = [(b"x-tembo-secret", b.SECRET.encode()), (b"content-type", b"application/json"),
+                   (b"content-length", str(len(body)).encode())]
+
+        with caplog.at_level("INFO", logger="lora_bridge.adapters.webhook"):
+            sent = _post_then_hang_up(app, "/uplinks/tts", body[: len(body) // 2], headers)
+
+        assert sent[0]["status"] == 499  # never reaches the sender; nothing was acknowledged
+        assert "nothing stored" in caplog.text
+        assert bridge.counts()["uplinks_stored"] == 0 and bridge.dead_letters() == []
+        with TestClient(app) as client:
+            assert post_tts(client, body).status_code == {"applied": 200, "durable": 202}[ack]
+        if ack == "durable":
+            bridge.durable_intake().stop()  # what it kept is applied before it stops
+        assert bridge.counts()["positions"] == 1

@@ -33,8 +33,8 @@ import logging
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable
@@ -88,7 +88,9 @@ def create_app(bridge: Bridge) -> Starlette:
             Route("/uplinks/chirpstack", chirpstack_uplink, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
-        exception_handlers={AuthenticationFailed: _unauthorized, NotFound: _not_found},
+        exception_handlers={
+            AuthenticationFailed: _unauthorized, NotFound: _not_found, ClientDisconnect: _client_gone
+        },
     )
     app.state.bridge = bridge
     return app
@@ -215,3 +217,11 @@ async def _unauthorized(request: Request, error: Exception) -> JSONResponse:
 
 async def _not_found(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": str(error)}, status_code=404)
+
+
+async def _client_gone(request: Request, error: Exception) -> Response:
+    """A sender that hung up before its whole body arrived: nothing was stored and nothing was
+    acknowledged, so a network server sends the message again; no answer can reach it."""
+    log.info("sender went away before its body arrived; nothing stored",
+             extra={"path": request.url.path, "client": request.client.host if request.client else None})
+    return Response(status_code=499)
