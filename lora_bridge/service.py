@@ -651,7 +651,7 @@ class Bridge:
                     resend_after_s=self.settings.ack_resend_after_s,
                 )
             except self.codec.CodecError as error:
-                raise InvalidCommand(f"cannot encode {command!r}: {error}") from error
+                raise InvalidCommand(f"cannot encode {command!r}: {error}"[:300]) from error
             downlink_id = downlink.id
         self.wake_outbox([downlink_id])
         return self._downlink_view(downlink_id)

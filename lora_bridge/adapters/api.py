@@ -27,6 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -54,6 +55,22 @@ MAX_TRACK_POINTS = 10_000
 ALERT_STATES = ("new", "acknowledged", "resolved")
 MAX_FENCE_FILE_BYTES = 32 * 1024 * 1024  # a reserve's fences, with room; a larger body is refused unread
 MAX_IMAGE_BYTES = update_install.MAX_IMAGE_BYTES  # the largest update image a collar takes
+
+
+class RowIdConvertor(Convertor[int]):
+    """A store row id in a path: at most 18 digits, so it fits a 64-bit INTEGER column; anything else
+    (letters, a sign, 20 digits) matches no route and is a 404 like any id that names nothing."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("row_id", RowIdConvertor())
 
 
 # Request bodies ------------------------------------------------------------------------------
@@ -471,9 +488,9 @@ def create_app(bridge: Bridge) -> Starlette:
     requests = Counter("tembo_api_requests", "API requests answered", ["route", "status"], registry=registry)
     table = endpoints(bridge, registry)
     for endpoint in table:
-        # an id that is no number is a 404
-        path = (endpoint.path.replace("{alert_id}", "{alert_id:int}").replace("{geofence_id}", "{geofence_id:int}")
-                .replace("{campaign_id}", "{campaign_id:int}"))
+        # an id that is no number, or too long to be a row id, is a 404
+        path = (endpoint.path.replace("{alert_id}", "{alert_id:row_id}")
+                .replace("{geofence_id}", "{geofence_id:row_id}").replace("{campaign_id}", "{campaign_id:row_id}"))
         app.router.routes.append(Route(path, _guarded(bridge, endpoint, requests), methods=[endpoint.method]))
 
     async def openapi_json(request: Request) -> JSONResponse:
@@ -678,6 +695,8 @@ def _time(request: Request, name: str) -> datetime | None:
         return as_utc(datetime.fromisoformat(raw.replace("Z", "+00:00")))
     except ValueError:
         raise InvalidRequest(f"{name}={raw!r} is not an ISO 8601 time (e.g. 2026-03-01T06:00:00Z)") from None
+    except OverflowError:  # a time at the calendar's edge whose offset moves it past year 1 or 9999 in UTC
+        raise InvalidRequest(f"{name}={raw!r} lies outside the years 1..9999 in UTC") from None
 
 
 def _int(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -714,6 +733,8 @@ async def _body(request: Request, model: type[BaseModel]) -> Any:
         return model.model_validate(json.loads(raw or b"null"))
     except (ValueError, ValidationError) as error:
         raise InvalidRequest(f"body is not a {model.__name__}: {error}") from None
+    except RecursionError:
+        raise InvalidRequest(f"body is not a {model.__name__}: JSON nested too deeply") from None
 
 
 def _attachment(filename: str) -> dict[str, str]:

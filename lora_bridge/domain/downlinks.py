@@ -76,7 +76,14 @@ def queue_command(
     row = codec.message(command) if hasattr(codec, "message") else (command, COMMAND_PORT, None, "down")
     if row[3] not in ("down", "both"):
         raise codec.CodecError(f"{command} is not a downlink message")
-    payload = bytes(codec.encode(command, values))
+    try:
+        payload = bytes(codec.encode(command, values))
+    except codec.CodecError:
+        raise
+    except (TypeError, ValueError, OverflowError) as error:
+        # A value of the wrong type ("abc", null, a list, NaN where a number goes) is the caller's
+        # mistake, named like any other value the codec cannot carry.
+        raise codec.CodecError(f"{command}: a value of the wrong type ({error})"[:300]) from error
     f_port = int(row[1])
     waiting = session.scalars(
         select(Downlink).where(

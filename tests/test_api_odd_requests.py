@@ -1,0 +1,87 @@
+"""An integrator's odd requests to the HTTP API (a time at the calendar's edge, an id longer than any
+row id, JSON nested deeper than Python recurses, a command value of the wrong type) are answered
+400 or 404 with a reason, never 500, and the server logs no traceback for them."""
+
+from __future__ import annotations
+
+import logging
+
+import bridge_builders as b
+import pytest
+from access_builders import CONSOLE
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.api import create_app
+
+
+@pytest.fixture
+def admin(sqlite_url):
+    """A client of the API over a store with one collar, and an admin's bearer header."""
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        bridge.add_user("odd-admin", "admin", "odd-admin-access-password", actor=CONSOLE)
+        assert bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1)).ok
+        token = bridge.create_token("odd-admin", "odd requests", actor=CONSOLE).secret
+        with TestClient(create_app(bridge), raise_server_exceptions=False) as client:
+            client.headers["Authorization"] = f"Bearer {token}"
+            yield client
+
+
+@pytest.mark.parametrize("path", [
+    # 9999-12-31 at UTC-5 is year 10000 in UTC, 0001-01-01 at UTC+5 is year 0: both outside Python's calendar
+    "/api/positions?since=9999-12-31T23:59:59-05:00",
+    "/api/positions?since=0001-01-01T00:00:00%2B05:00",
+    "/api/tracks?until=9999-12-31T23:59:59-01:00",
+    "/api/audit?since=9999-12-31T23:59:59-05:00",
+    "/api/exports/movebank.csv?since=9999-12-31T23:59:59-05:00",
+])
+def test_a_time_at_the_calendars_edge_is_a_400_with_its_reason(admin, path, caplog):
+    with caplog.at_level(logging.ERROR):
+        reply = admin.get(path)
+
+    assert reply.status_code == 400
+    assert "outside the years 1..9999" in reply.json()["error"]
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/alerts/99999999999999999999999"),
+    ("POST", "/api/alerts/99999999999999999999/acknowledge"),
+    ("GET", "/api/updates/campaigns/99999999999999999999999"),
+    ("POST", "/api/updates/campaigns/999999999999999999999/abort"),
+    ("DELETE", "/api/geofences/999999999999999999999999"),
+])
+def test_an_id_longer_than_any_row_id_is_a_404_like_an_id_that_names_nothing(admin, method, path):
+    reply = admin.request(method, path, json={})
+
+    assert reply.status_code == 404
+    # ...and an id of the same route that fits names nothing here either: same answer.
+    assert admin.request(method, path.replace("9999999999999999999", "9"), json={}).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/api/downlinks", "/api/alerts/1/resolve", "/api/animals/x/high_value"])
+def test_json_nested_deeper_than_python_recurses_is_a_400(admin, path):
+    reply = admin.post(path, content=b"[" * 50_000, headers={"Content-Type": "application/json"})
+
+    assert reply.status_code in (400, 404)  # 404 where the route looks its id up first
+    if reply.status_code == 400:
+        assert "nested too deeply" in reply.json()["error"]
+
+
+@pytest.mark.parametrize(("command", "values"), [
+    ("tracking", {"minutes": "abc"}),
+    ("tracking", {"minutes": [1]}),
+    ("tracking", {"minutes": None}),
+    ("settings", {"gnss_interval_s": "NaN"}),
+    ("settings", {"gnss_interval_s": None}),
+])
+def test_a_command_value_of_the_wrong_type_is_a_400_naming_it_and_nothing_is_queued(admin, command, values):
+    reply = admin.post("/api/downlinks", json={"device_id": "collar-01", "command": command, "values": values})
+
+    assert reply.status_code == 400
+    assert "wrong type" in reply.json()["error"]
+    assert admin.get("/api/downlinks").json() == []
+    # The same command with a value of the right type is queued.
+    right = {"minutes": 30} if command == "tracking" else {"gnss_interval_s": 600}
+    queued = admin.post("/api/downlinks", json={"device_id": "collar-01", "command": command, "values": right})
+    assert queued.status_code in (200, 201)
+    assert [d["command"] for d in admin.get("/api/downlinks").json()] == [command]
