@@ -51,9 +51,13 @@ from lora_bridge.uplink_formats import (
     time_or_none,
     tts_identity,
     tts_uplink_from,
+    whole_number,
 )
 
 NETWORKS = (SOURCE_TTS, SOURCE_CHIRPSTACK)
+# Network-server bodies are a few KB (a TTS uplink heard by 300 gateways is about 150 KB); the
+# webhook reads at most this much, and a body cut there is refused with that said.
+MAX_BODY_BYTES = 256 * 1024
 
 KIND_UPLINK = "uplink"
 KIND_JOIN = "join"
@@ -168,11 +172,23 @@ def read_network_message(
     path_ids: dict[str, str] | None = None,
 ) -> Uplink | NetworkEvent:
     """An Uplink or a NetworkEvent from body; MalformedUplink when a known kind is broken."""
-    if network == SOURCE_TTS:
-        return _read_tts(event, body, content_type, path_ids)
-    if network == SOURCE_CHIRPSTACK:
-        return _read_chirpstack(event, body, content_type, path_ids)
-    raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
+    if network not in NETWORKS:
+        raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
+    if not body.strip():
+        # No message kind of either network is empty. An empty binary Protobuf would otherwise read as
+        # an uplink with every field zero (FCnt 0: a false frame-counter reset) once an MQTT topic names
+        # the collar; an empty MQTT publish is what clears a retained message.
+        raise MalformedUplink("body is empty")
+    reader = _read_tts if network == SOURCE_TTS else _read_chirpstack
+    try:
+        return reader(event, body, content_type, path_ids)
+    except MalformedUplink as error:
+        if len(body) >= MAX_BODY_BYTES:
+            raise MalformedUplink(
+                f"body too large: at least {len(body)} bytes, more than a network server's message "
+                f"({error})"[:300]
+            ) from error
+        raise
 
 
 # The TTS body event_name_of parsed last in this thread, and its document: the reader that usually
@@ -378,8 +394,8 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, str) and value.isdigit() and len(value) < 20:
-        return int(value)
+    """An integer field (a number, or decimal text as the Protobuf JSON mapping allows); else None."""
+    value = whole_number(value)
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value

@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import json
 import math
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,9 @@ SOURCE_TTS = "tts"
 SOURCE_CHIRPSTACK = "chirpstack"
 # Port 0 carries MAC commands only; the network server consumes them. Such a frame still counts.
 MAC_PORT = 0
+# Numbers written as text, as the Protobuf JSON mapping allows (at most 20 digits: a uint64).
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_DECIMAL = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?")
 
 
 @dataclass(frozen=True)
@@ -273,7 +277,12 @@ def time_or_none(value: Any) -> datetime | None:
 
 
 def number_or_none(value: Any) -> float | None:
-    """A finite number, or None (Infinity, NaN, text, null and booleans are dropped)."""
+    """A finite number, or None (Infinity, NaN, other text, null and booleans are dropped).
+
+    Decimal text ("-35", "7.5") is a number: the Protobuf JSON mapping, which both networks' JSON
+    follows, lets a writer send any number as a string (protobuf.dev/programming-guides/proto3/#json)."""
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:
@@ -285,7 +294,7 @@ def number_or_none(value: Any) -> float | None:
 
 def _port(document: dict[str, Any], key: str) -> int:
     # Absent means 0 (TTS omits zero fields): a MAC-only frame.
-    value = document.get(key, MAC_PORT)
+    value = whole_number(document.get(key, MAC_PORT))
     if value is None:
         value = MAC_PORT
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
@@ -295,11 +304,9 @@ def _port(document: dict[str, Any], key: str) -> int:
 
 def _counter(document: dict[str, Any], key: str) -> int:
     # TTS and ChirpStack leave a zero frame counter out of the JSON.
-    value = document.get(key, 0)
+    value = whole_number(document.get(key, 0))
     if value is None:
         value = 0
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)  # Protobuf's JSON mapping writes 64-bit integers as strings
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_F_CNT:
         raise MalformedUplink(f"{key!r} must be a frame counter 0..{MAX_F_CNT}, got {value!r}"[:200])
     return value
@@ -318,8 +325,19 @@ def _base64(document: dict[str, Any], key: str) -> bytes:
 
 
 def _int_or_none(value: Any) -> int | None:
+    value = whole_number(value)
     if isinstance(value, bool) or not isinstance(value, int):
         return None
+    return value
+
+
+def whole_number(value: Any) -> Any:
+    """An integer field as the Protobuf JSON mapping allows it: a number, decimal text ("1") or a float
+    without a fraction (1.0) is the int; anything else is returned as it came, for the caller to judge."""
+    if isinstance(value, str) and _INTEGER.fullmatch(value):
+        return int(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
     return value
 
 

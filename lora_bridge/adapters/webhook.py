@@ -39,6 +39,7 @@ from starlette.routing import Route
 
 from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable
 from lora_bridge.group_commit import Submission
+from lora_bridge.network_messages import MAX_BODY_BYTES
 from lora_bridge.service import Bridge
 from lora_bridge.settings import check_webhook_secret
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
@@ -47,8 +48,6 @@ from lora_bridge.views import IngestResult
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Tembo-Secret"
-# Network-server uplink bodies are a few KB; anything far larger is not one of them.
-MAX_BODY_BYTES = 256 * 1024
 # The Things Stack's downlink route, sent with every webhook call when a downlink API key is set.
 DOWNLINK_HEADERS = ("X-Downlink-Push", "X-Downlink-Replace", "X-Downlink-Apikey")
 STATUS_CODES = {"pending": 202, "received": 202}

@@ -1,0 +1,134 @@
+"""Variants of the networks' messages that their documentation allows and the fixtures' first copies
+did not show: numbers written as text, a frame counter of other digits, an empty body, a body
+too large, Protobuf from a newer ChirpStack. Each is recorded for what it is, or refused with a
+reason a technician can act on; none crashes a parser or leaves a traceback in the log."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import bridge_builders as b
+import network_fixtures as nf
+import pytest
+from google.protobuf.json_format import ParseDict
+from starlette.testclient import TestClient
+from test_bridge_mqtt import publish_all, publisher, wait_until
+
+from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.chirpstack_protobuf import message_class
+from lora_bridge.network_messages import MAX_BODY_BYTES
+
+HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+PROTOBUF = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/octet-stream"}
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        yield bridge
+
+
+@pytest.fixture
+def client(bridge):
+    with TestClient(create_app(bridge)) as client:
+        yield client
+
+
+def no_tracebacks(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.exc_info]
+
+
+def test_numbers_written_as_text_are_read_as_the_protobuf_json_mapping_allows(client, bridge, caplog):
+    # TTS's JSON and ChirpStack's are the Protobuf JSON mapping of their messages, whose parsers take
+    # an integer or a float "either as a number or as a string" (protobuf.dev, proto3 "JSON Mapping").
+    # TTS data-formats uplink_message, with f_port, f_cnt, rssi and spreading_factor as text:
+    tts = nf.TTS["uplink_message"].copy()
+    message = tts["uplink_message"]
+    message.update(f_port="1", f_cnt="7")
+    message["rx_metadata"][0]["rssi"] = "-41"
+    message["settings"]["data_rate"]["lora"]["spreading_factor"] = "9"
+    # ChirpStack events.html `up`, fPort and fCnt as text; `status` with margin and batteryLevel as text:
+    chirpstack = nf.CHIRPSTACK["up"].copy() | {"fPort": "1", "fCnt": "8"}
+    status = nf.CHIRPSTACK["status"].copy() | {"margin": "6", "batteryLevel": "75.5"}
+
+    with caplog.at_level(logging.WARNING):
+        tts_reply = client.post("/uplinks/tts", content=json.dumps(tts), headers=HEADERS)
+        chirpstack_reply = client.post("/uplinks/chirpstack?event=up", content=json.dumps(chirpstack), headers=HEADERS)
+        status_reply = client.post("/uplinks/chirpstack?event=status", content=json.dumps(status), headers=HEADERS)
+
+    assert [r.status_code for r in (tts_reply, chirpstack_reply, status_reply)] == [200, 200, 200]
+    assert [tts_reply.json()["status"], tts_reply.json()["f_cnt"], tts_reply.json()["message"]] == ["processed", 7, "status"]
+    assert [chirpstack_reply.json()["status"], chirpstack_reply.json()["f_cnt"]] == ["processed", 8]
+    assert bridge.dead_letters() == []
+    assert bridge.counts()["positions"] == 2
+    (tts_collar,) = bridge.devices(["dev1"])
+    assert tts_collar.last_rssi_dbm == -41.0
+    (reported,) = bridge.network_events(kind="status", viewer=b.RANGER)
+    assert (reported["battery_pct"], reported["margin_db"]) == (75.5, 6)
+    assert no_tracebacks(caplog) == []
+
+
+@pytest.mark.parametrize("value", ["²", "１２", "1_000", "0x10", "-1"])
+def test_a_frame_counter_not_of_ascii_digits_is_a_400_with_its_reason_not_a_crash(client, bridge, caplog, value):
+    # TTS data-formats uplink_message whose f_cnt is text, but not a decimal counter ("²".isdigit() is
+    # True in Python, and int("²") fails: the parser must not trust isdigit).
+    body = nf.TTS["uplink_message"].copy()
+    body["uplink_message"]["f_cnt"] = value
+
+    with caplog.at_level(logging.WARNING):
+        reply = client.post("/uplinks/tts", content=json.dumps(body), headers=HEADERS)
+
+    assert reply.status_code == 400
+    assert "'f_cnt' must be a frame counter" in reply.json()["reason"]
+    (dead,) = bridge.dead_letters()
+    assert dead.stage == "parse"
+    assert no_tracebacks(caplog) == []
+
+
+def test_an_empty_body_is_refused_as_empty_and_starts_no_session(client, bridge):
+    # ChirpStack's HTTP integration with Protobuf encoding: an empty body would parse as an UplinkEvent
+    # with every field at its default (FCnt 0). No documented event is empty.
+    first = client.post("/uplinks/chirpstack?event=up", content=json.dumps(nf.CHIRPSTACK["up"].body), headers=HEADERS)
+    empty = client.post("/uplinks/chirpstack?event=up", content=b"", headers=PROTOBUF)
+
+    assert first.status_code == 200
+    assert empty.status_code == 400 and empty.json()["reason"] == "body is empty"
+    (collar,) = bridge.devices()
+    assert collar.last_f_cnt == nf.CHIRPSTACK["up"].body["fCnt"]
+
+
+def test_a_body_cut_at_the_webhooks_limit_says_so_in_its_dead_letter(client, bridge):
+    # A TTS data-formats uplink_message padded past the limit (say, a payload formatter's decoded_payload).
+    body = nf.TTS["uplink_message"].copy()
+    body["uplink_message"]["decoded_payload"] = {"blob": "x" * MAX_BODY_BYTES}
+
+    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=HEADERS)
+
+    assert reply.status_code == 400
+    assert reply.json()["reason"].startswith(f"body too large: at least {MAX_BODY_BYTES} bytes")
+    (dead,) = bridge.dead_letters()
+    assert dead.reason.startswith("body too large")
+
+
+@pytest.mark.mqtt
+def test_mqtt_empty_message_and_newer_protobuf_are_told_apart_on_a_real_broker(mosquitto, sqlite_url, caplog):
+    # ChirpStack events.html `up` in binary Protobuf, from a newer ChirpStack: fields 999 (varint) and
+    # 1000 (bytes) that the pinned chirpstack-api does not know. Protobuf parsers skip unknown fields.
+    topic = f"application/{nf.CHIRPSTACK['up'].body['deviceInfo']['applicationId']}/device/0101010101010101/event/up"
+    event = ParseDict(nf.CHIRPSTACK["up"].copy() | {"fCnt": 9}, message_class("up")(), ignore_unknown_fields=True)
+    newer = event.SerializeToString() + bytes([0xB8, 0x3E, 0x05, 0xC2, 0x3E, 0x03]) + b"abc"
+    messages = [(topic, newer), (topic, b"")]  # an empty publish (what clears a retained message)
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, caplog.at_level(logging.WARNING):
+        with MqttIngest(bridge.ingest_network_message, parse_broker_url(mosquitto.url), client_id="bridge-variants",
+                        share_group="variants") as worker, publisher(mosquitto, client_id="network-variants") as client:
+            publish_all(client, messages)
+            acknowledged = wait_until(lambda: worker.acknowledged == len(messages))
+        (collar,) = bridge.devices()
+        (dead,) = bridge.dead_letters()
+
+    assert acknowledged
+    assert collar.last_f_cnt == 9 and collar.uplinks_received == 1
+    assert (dead.stage, dead.reason) == ("parse", "body is empty")
+    assert no_tracebacks(caplog) == []
