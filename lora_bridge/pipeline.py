@@ -39,6 +39,8 @@ from lora_bridge.uplink_formats import MAC_PORT, Uplink
 from lora_bridge.views import IngestResult
 
 log = logging.getLogger(__name__)
+# The message name of a frame with a port and no payload.
+EMPTY_FRAME = "empty_frame"
 
 DONE_STATUSES = (
     ingest.STATUS_PROCESSED,
@@ -361,10 +363,12 @@ def _process_uplink(
             f_cnt=uplink.f_cnt,
             duplicate_of=claim.duplicate_of,
         )
-    if uplink.f_port == MAC_PORT:
-        # MAC commands only: the network server has used them; the frame still says the collar lives.
+    if uplink.f_port == MAC_PORT or not uplink.payload:
+        # MAC commands only (port 0: the network server has used them), or a frame with a port and no
+        # payload (LoRaWAN allows it; TTS then leaves frm_payload out, ChirpStack `data`): nothing to
+        # decode, nothing to replay after a codec fix; the frame still counts and says the collar lives.
         devices.device_for_uplink(session, uplink, heard_at)
-        return _done(raw, existing, uplink, "mac_commands", ())
+        return _done(raw, existing, uplink, "mac_commands" if uplink.f_port == MAC_PORT else EMPTY_FRAME, ())
     decoded = decode_payload(codec, uplink.f_port, uplink.payload)
     if decoded.fields is None:
         reason = decoded.reason or "undecodable"

@@ -87,6 +87,26 @@ def test_a_frame_counter_not_of_ascii_digits_is_a_400_with_its_reason_not_a_cras
     assert no_tracebacks(caplog) == []
 
 
+def test_a_frame_with_a_port_and_no_payload_counts_and_is_no_dead_letter(client, bridge):
+    # LoRaWAN lets a frame carry FPort with an empty FRMPayload. TTS data-formats: "Empty fields are
+    # omitted" (no frm_payload, no decoded_payload); ChirpStack events.html `up` without `data`.
+    tts = nf.TTS["uplink_message"].copy()
+    for key in ("frm_payload", "decoded_payload"):
+        del tts["uplink_message"][key]
+    chirpstack = nf.CHIRPSTACK["up"].copy()
+    del chirpstack["data"]
+
+    answers = [client.post("/uplinks/tts", content=json.dumps(tts), headers=HEADERS).json(),
+               client.post("/uplinks/chirpstack?event=up", content=json.dumps(chirpstack), headers=HEADERS).json()]
+
+    assert [(a["status"], a["message"], a["f_cnt"]) for a in answers] == [
+        ("processed", "empty_frame", tts["uplink_message"]["f_cnt"]), ("processed", "empty_frame", chirpstack["fCnt"])]
+    assert bridge.dead_letters() == []
+    assert {(d.dev_eui, d.last_f_cnt) for d in bridge.devices()} == {
+        ("0004A30B001C0530", tts["uplink_message"]["f_cnt"]), ("0101010101010101", chirpstack["fCnt"])}
+    assert bridge.counts()["positions"] == 0
+
+
 def test_an_empty_body_is_refused_as_empty_and_starts_no_session(client, bridge):
     # ChirpStack's HTTP integration with Protobuf encoding: an empty body would parse as an UplinkEvent
     # with every field at its default (FCnt 0). No documented event is empty.
