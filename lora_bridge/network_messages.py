@@ -232,13 +232,16 @@ def _read_tts(
     document = _tts_document(body)
     keys = [key for key in TTS_MESSAGE_KEYS if isinstance(document.get(key), dict)]
     key = keys[0] if keys else None
+    message: dict[str, Any] = document[key] if key is not None else {}
     if key is None:
         if named in TTS_MESSAGE_KEYS and named not in document:
             if TTS_MESSAGE_KEYS[named] == KIND_UPLINK:
                 raise MalformedUplink(f"not a TTS uplink: no {named} object")
-            return _unknown(SOURCE_TTS, named, {"reason": f"no {named} object", "keys": sorted(document)[:20]})
-        return _unknown(SOURCE_TTS, named or "unknown", {"keys": sorted(str(k) for k in document)[:20]})
-    message = document[key]
+            # A webhook's field mask returns the ids and leaves out what it does not name, the message
+            # object too (docs: api/concepts/fieldmasks): the webhook path or topic names the kind.
+            key = named
+        else:
+            return _unknown(SOURCE_TTS, named or "unknown", {"keys": sorted(str(k) for k in document)[:20]})
     kind = TTS_MESSAGE_KEYS[key]
     if kind == KIND_UPLINK:
         return tts_uplink_from(document, message, path_ids)

@@ -107,6 +107,26 @@ def test_a_frame_with_a_port_and_no_payload_counts_and_is_no_dead_letter(client,
     assert bridge.counts()["positions"] == 0
 
 
+def test_a_join_whose_message_a_field_mask_left_out_is_read_from_its_webhook_path(client, bridge):
+    # TTS field masks "always return" the id fields and leave out the rest (docs: api/concepts/
+    # fieldmasks), so a webhook whose mask names only uplink paths posts a join-accept (data-formats
+    # "Join-accept Messages") as its ids alone, to the join path of its base URL .../{appID}/{devID}.
+    first = nf.TTS["uplink_message"].copy()
+    for holder in (first, first["uplink_message"]):
+        del holder["received_at"]  # dated at arrival, so the join lies between the two uplinks
+    masked_join = {key: value for key, value in nf.TTS["join_accept"].copy().items() if key.endswith("_ids")}
+
+    assert client.post("/uplinks/tts", content=json.dumps(first), headers=HEADERS).json()["status"] == "processed"
+    join = client.post("/uplinks/tts/app1/dev1/join", content=json.dumps(masked_join), headers=HEADERS)
+    again = client.post("/uplinks/tts", content=json.dumps(first), headers=HEADERS)
+
+    assert join.status_code == 200
+    assert (join.json()["status"], join.json()["message"], join.json()["device_id"]) == ("recorded", "join", "dev1")
+    assert bridge.dead_letters() == []
+    # After the join, FCnt 1 with the same bytes is the new session's first frame, not a copy.
+    assert again.json()["status"] == "processed"
+
+
 def test_an_empty_body_is_refused_as_empty_and_starts_no_session(client, bridge):
     # ChirpStack's HTTP integration with Protobuf encoding: an empty body would parse as an UplinkEvent
     # with every field at its default (FCnt 0). No documented event is empty.
