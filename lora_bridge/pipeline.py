@@ -284,12 +284,14 @@ def _process_loaded(
             status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw.id, reason=str(error), stage=ingest.STAGE_PARSE
         )
     if isinstance(message, NetworkEvent):
-        return _record_event(session, raw, message, existing)
+        return _record_event(session, raw, message, existing, settings.max_clock_ahead_s)
     return _process_uplink(session, raw, message, codec, settings, existing)
 
 
-def _record_event(session: Session, raw: RawUplink, event: NetworkEvent, existing: DeadLetter | None) -> IngestResult:
-    outcome = network_events.record(session, raw, event)
+def _record_event(
+    session: Session, raw: RawUplink, event: NetworkEvent, existing: DeadLetter | None, max_ahead_s: float
+) -> IngestResult:
+    outcome = network_events.record(session, raw, event, max_ahead_s=max_ahead_s)
     if outcome.kept_reason is not None:
         ingest.dead_letter(session, raw, ingest.STAGE_KIND, outcome.kept_reason, existing)
         return IngestResult(

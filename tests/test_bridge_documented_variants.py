@@ -5,6 +5,7 @@ reason a technician can act on; none crashes a parser or leaves a traceback in t
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -125,6 +126,31 @@ def test_a_join_whose_message_a_field_mask_left_out_is_read_from_its_webhook_pat
     assert bridge.dead_letters() == []
     # After the join, FCnt 1 with the same bytes is the new session's first frame, not a copy.
     assert again.json()["status"] == "processed"
+
+
+def test_a_join_dated_far_ahead_is_dated_at_arrival_so_the_new_sessions_frames_are_its_own(client, bridge):
+    # TTS data-formats "Join-accept Messages" with join_accept.received_at in year 9999 (a network
+    # clock gone wrong). The uplinks carry no received_at: each is dated at its arrival.
+    def uplink(f_cnt: int) -> dict:
+        body = nf.TTS["uplink_message"].copy()
+        for holder in (body, body["uplink_message"]):
+            del holder["received_at"]
+        body["uplink_message"].update(f_cnt=f_cnt, frm_payload=base64.b64encode(b.status(b.T0_S + f_cnt)[1]).decode())
+        return body
+
+    join = nf.TTS["join_accept"].copy()
+    join["received_at"] = join["join_accept"]["received_at"] = "9999-01-01T00:00:00Z"
+    for f_cnt in (1, 2, 3):
+        assert client.post("/uplinks/tts", content=json.dumps(uplink(f_cnt)), headers=HEADERS).json()["status"] == "processed"
+    assert client.post("/uplinks/tts", content=json.dumps(join), headers=HEADERS).json()["status"] == "recorded"
+    # The rejoined collar's FCnt 1, the same bytes as the old session's FCnt 1: its new session's first frame.
+    first_after_join = client.post("/uplinks/tts", content=json.dumps(uplink(1)), headers=HEADERS).json()
+
+    assert first_after_join["status"] == "processed"
+    (collar,) = bridge.devices()
+    assert (collar.last_f_cnt, collar.uplinks_received, collar.frame_loss_pct) == (1, 4, 0.0)
+    (joined,) = bridge.network_events(kind="join", viewer=b.RANGER)
+    assert joined["time"].year < 9999 and joined["detail"]["time_reported"].startswith("9999-01-01")
 
 
 def test_an_empty_body_is_refused_as_empty_and_starts_no_session(client, bridge):

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
@@ -42,14 +43,25 @@ class Recorded:
     kept_reason: str | None = None
 
 
-def record(session: Session, raw: RawUplink, event: NetworkEvent) -> Recorded:
-    """Store event (from raw) and apply what it means to the collar and its downlinks."""
+def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s: float = 300.0) -> Recorded:
+    """Store event (from raw) and apply what it means to the collar and its downlinks. A network time
+    more than max_ahead_s ahead of arrival is replaced by the arrival (as an uplink's is): a join dated
+    in year 9999 would otherwise put every later uplink of the collar in its previous session."""
     if event.kind == KIND_UNKNOWN:
         reason = f"{event.network} message kind {event.event!r} is not one Tembo reads; kept for inspection"
         if event.detail.get("reason"):
             reason += f" ({event.detail['reason']})"
         return Recorded(kept_reason=reason)
-    at = event.time or as_utc(raw.received_at)
+    arrival = as_utc(raw.received_at)
+    at = event.time or arrival
+    if at > arrival + timedelta(seconds=max_ahead_s):
+        log.warning(
+            "network time %s of a %s of device_id=%s is ahead of arrival %s: dated at arrival",
+            at.isoformat(), event.kind, event.device_id, arrival.isoformat(),
+            extra={"device_id": event.device_id, "event": event.event},
+        )
+        event = replace(event, detail={**event.detail, "time_reported": at.isoformat()})
+        at = arrival
     device = None
     if event.dev_eui or event.device_id:
         device = devices.resolve_device(
