@@ -361,8 +361,8 @@ def _read_chirpstack(
             **common,
             kind=KIND_LOG,
             detail={
-                "level": _text(document.get("level")) or "INFO",
-                "code": _text(document.get("code")) or "UNKNOWN",
+                "level": _enum_name("LogLevel", document.get("level")) or "INFO",
+                "code": _enum_name("LogCode", document.get("code")) or "UNKNOWN",
                 "description": _text(document.get("description")),
                 "context": _small(document.get("context")),
             },
@@ -388,6 +388,21 @@ def _unknown(network: str, event: str, detail: dict[str, Any]) -> NetworkEvent:
 def _text(value: Any, limit: int = 200) -> str | None:
     """Text from the network, escaped like a label, cut to limit."""
     return escaped_text(value, limit) if isinstance(value, str) else None
+
+
+def _enum_name(enum: str, value: Any) -> str | None:
+    """A ChirpStack enum value by its name: the Protobuf JSON mapping writes names, and its parsers
+    take the integer too (protobuf.dev, proto3 "JSON Mapping": enum). An integer the pinned
+    chirpstack-api does not name stays a number, as text."""
+    number = whole_number(value)
+    if isinstance(number, int) and not isinstance(number, bool):
+        from chirpstack_api import integration
+
+        try:
+            return str(getattr(integration, enum).Name(number))
+        except ValueError:
+            return str(number)
+    return _text(value, 64)
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -153,6 +153,24 @@ def test_a_join_dated_far_ahead_is_dated_at_arrival_so_the_new_sessions_frames_a
     assert joined["time"].year < 9999 and joined["detail"]["time_reported"].startswith("9999-01-01")
 
 
+def test_a_chirpstack_log_with_its_enums_as_integers_is_read_by_their_names(client, bridge):
+    # ChirpStack events.html `log` (integration.proto LogEvent): the Protobuf JSON mapping writes enum
+    # names, and its parsers take integers too; LogLevel 1 is WARNING, LogCode 5 UPLINK_F_CNT_RESET.
+    client.post("/uplinks/chirpstack?event=up", content=json.dumps(nf.CHIRPSTACK["up"].body), headers=HEADERS)
+    reset = nf.CHIRPSTACK["log"].copy() | {"level": 1, "code": 5, "time": "2022-07-18T10:00:00Z"}
+    future_code = nf.CHIRPSTACK["log"].copy() | {"level": "ERROR", "code": 99, "time": "2022-07-18T10:00:01Z"}
+    again = nf.CHIRPSTACK["up"].copy() | {"time": "2022-07-18T10:00:05Z"}
+
+    for body in (reset, future_code):
+        assert client.post("/uplinks/chirpstack?event=log", content=json.dumps(body), headers=HEADERS).status_code == 200
+    answer = client.post("/uplinks/chirpstack?event=up", content=json.dumps(again), headers=HEADERS).json()
+
+    logs = bridge.network_events(kind="log", viewer=b.RANGER)
+    assert [(e["detail"]["level"], e["detail"]["code"]) for e in logs] == [
+        ("WARNING", "UPLINK_F_CNT_RESET"), ("ERROR", "99")]
+    assert answer["status"] == "processed", "the same frame counter and bytes after the reset are a new frame"
+
+
 def test_an_empty_body_is_refused_as_empty_and_starts_no_session(client, bridge):
     # ChirpStack's HTTP integration with Protobuf encoding: an empty body would parse as an UplinkEvent
     # with every field at its default (FCnt 0). No documented event is empty.
