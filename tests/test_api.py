@@ -110,6 +110,8 @@ def test_each_role_may_call_its_routes_and_is_refused_the_others(api):
             answer = api.get(concrete(api, path), headers=auth(api, role))
             expected = 200 if role in allowed else 403
             assert answer.status_code == expected, (role, path, answer.status_code, answer.text[:200])
+            if expected == 200:  # nothing a token was shown stays in a browser's or proxy's cache
+                assert answer.headers["Cache-Control"] == "private, no-store", (role, path)
             checked += 1
     assert checked >= 5 * 18
     for path, role in (("/api/downlinks", "researcher"), ("/api/dead_letters/replay", "ranger"),

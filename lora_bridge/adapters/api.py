@@ -513,6 +513,9 @@ def _guarded(bridge: Bridge, endpoint: Endpoint, requests: Counter) -> Callable[
             if endpoint.permission is not None:
                 viewer.require(endpoint.permission)
             response = await endpoint.handler(request, viewer)
+            # An answer given for a token is that viewer's alone: no browser or proxy keeps it
+            # (a ranger's exact positions must not be found later by whoever uses that machine).
+            response.headers.setdefault("Cache-Control", "private, no-store")
             status = response.status_code
             return response
         except TooManyAttempts:
