@@ -13,6 +13,7 @@ MQTT topic's last level, and encodes the body as JSON (Protobuf JSON mapping) or
     TTS                          ChirpStack                 Tembo kind
     uplink_message               up                         (an Uplink)
     uplink_normalized            -                          (an Uplink; same frame as uplink_message)
+    either, with simulated: true -                          simulated_uplink (recorded; no collar sent it)
     join_accept                  join                       join
     downlink_queued              -                          downlink_queued
     downlink_sent                txack                      downlink_sent
@@ -72,6 +73,7 @@ KIND_STATUS = "status"
 KIND_LOG = "log"
 KIND_SERVICE_DATA = "service_data"
 KIND_INTEGRATION = "integration"
+KIND_SIMULATED = "simulated_uplink"
 KIND_UNKNOWN = "unknown"
 
 DOWNLINK_REPORTS = (
@@ -244,7 +246,8 @@ def _read_tts(
             return _unknown(SOURCE_TTS, named or "unknown", {"keys": sorted(str(k) for k in document)[:20]})
     kind = TTS_MESSAGE_KEYS[key]
     if kind == KIND_UPLINK:
-        return tts_uplink_from(document, message, path_ids)
+        uplink = tts_uplink_from(document, message, path_ids)
+        return _simulated(key, uplink) if document.get("simulated") is True else uplink
     device_id, dev_eui, application_id = tts_identity(document, path_ids)
     common = {
         "network": SOURCE_TTS,
@@ -270,6 +273,25 @@ def _read_tts(
                     "altitude_m": number_or_none(where.get("altitude"))},
         )
     return NetworkEvent(**common, detail={"service": _text(message.get("service")), "data": _small(message.get("data"))})
+
+
+def _simulated(key: str, uplink: Uplink) -> NetworkEvent:
+    """An uplink TTS marks `"simulated": true` (Console "Simulate uplink", `ttn-lw-cli simulate`;
+    data-formats: "Signals if the message is coming from the Network Server or is simulated"): no
+    collar sent it, so it is recorded for the technician who tests the integration, and moves no
+    frame counter, position, alert or downlink."""
+    return NetworkEvent(
+        network=SOURCE_TTS,
+        event=key,
+        kind=KIND_SIMULATED,
+        device_id=uplink.device_id,
+        dev_eui=uplink.dev_eui,
+        application_id=uplink.application_id,
+        time=uplink.heard_at,
+        f_port=uplink.f_port,
+        payload=uplink.payload,
+        detail={"f_cnt": uplink.f_cnt, "f_port": uplink.f_port, "payload_hex": uplink.payload.hex()[:512]},
+    )
 
 
 def _tts_downlink_report(common: dict[str, Any], kind: str, message: dict[str, Any]) -> NetworkEvent:

@@ -171,6 +171,33 @@ def test_a_chirpstack_log_with_its_enums_as_integers_is_read_by_their_names(clie
     assert answer["status"] == "processed", "the same frame counter and bytes after the reset are a new frame"
 
 
+def test_a_simulated_uplink_is_recorded_for_the_technician_and_raises_nothing_for_the_rangers(client, bridge):
+    # TTS data-formats uplink_message with the top-level `"simulated": true` ("Signals if the message is
+    # coming from the Network Server or is simulated"): the Console's "Simulate uplink" of a mortality
+    # alert, with f_cnt left out (0), after the collar's real FCnt 40.
+    real = nf.TTS["uplink_message"].copy()
+    real["uplink_message"]["f_cnt"] = 40
+    simulated = nf.TTS["uplink_message"].copy()
+    simulated["simulated"] = True
+    del simulated["uplink_message"]["f_cnt"]
+    port, payload = b.alert("mortality")
+    simulated["uplink_message"].update(f_port=port, frm_payload=base64.b64encode(payload).decode())
+    following = nf.TTS["uplink_message"].copy()
+    following["uplink_message"].update(f_cnt=41, frm_payload=base64.b64encode(b.status(b.T0_S + 60)[1]).decode())
+
+    assert client.post("/uplinks/tts", content=json.dumps(real), headers=HEADERS).json()["status"] == "processed"
+    answer = client.post("/uplinks/tts", content=json.dumps(simulated), headers=HEADERS).json()
+    assert client.post("/uplinks/tts", content=json.dumps(following), headers=HEADERS).json()["status"] == "processed"
+
+    assert (answer["status"], answer["message"], answer["device_id"]) == ("recorded", "simulated_uplink", "dev1")
+    counts = bridge.counts()
+    assert (counts["alerts"], counts["positions"], counts["downlinks_queued"]) == (0, 2, 0)
+    (collar,) = bridge.devices()
+    assert (collar.last_f_cnt, collar.uplinks_received, collar.frame_loss_pct) == (41, 2, 0.0)
+    (recorded,) = bridge.network_events(kind="simulated_uplink", viewer=b.RANGER)
+    assert (recorded["detail"]["f_port"], recorded["detail"]["payload_hex"]) == (port, payload.hex())
+
+
 def test_an_empty_body_is_refused_as_empty_and_starts_no_session(client, bridge):
     # ChirpStack's HTTP integration with Protobuf encoding: an empty body would parse as an UplinkEvent
     # with every field at its default (FCnt 0). No documented event is empty.
