@@ -657,7 +657,11 @@ class Bridge:
         return self._downlink_view(downlink_id)
 
     def downlinks(self, state: str | None = None) -> list[DownlinkView]:
-        """Downlinks (queued, sending, sent, failed, acknowledged, superseded), oldest first."""
+        """Downlinks (queued, sending, sent, failed, acknowledged, superseded), oldest first; InvalidRequest
+        for a state that is none of these (a typo would otherwise read as "no downlinks")."""
+        state = state or None
+        if state is not None and state not in downlinks.STATES:
+            raise InvalidRequest(f"unknown downlink state {state[:40]!r}; use one of {', '.join(downlinks.STATES)}")
         with self.db.read() as session:
             return queries.downlink_views(session, state)
 

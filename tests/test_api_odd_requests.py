@@ -85,3 +85,14 @@ def test_a_command_value_of_the_wrong_type_is_a_400_naming_it_and_nothing_is_que
     queued = admin.post("/api/downlinks", json={"device_id": "collar-01", "command": command, "values": right})
     assert queued.status_code in (200, 201)
     assert [d["command"] for d in admin.get("/api/downlinks").json()] == [command]
+
+
+def test_a_downlink_state_that_is_no_state_is_a_400_not_an_empty_list(admin):
+    assert admin.post("/api/downlinks", json={"device_id": "collar-01", "command": "request_status"}).status_code in (200, 201)
+
+    typo = admin.get("/api/downlinks?state=queud")
+    queued = admin.get("/api/downlinks?state=queued")
+
+    assert typo.status_code == 400 and "unknown downlink state 'queud'" in typo.json()["error"]
+    assert [d["command"] for d in queued.json()] == ["request_status"]
+    assert len(admin.get("/api/downlinks?state=").json()) == 1
