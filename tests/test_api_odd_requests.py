@@ -4,6 +4,7 @@ row id, JSON nested deeper than Python recurses, a command value of the wrong ty
 
 from __future__ import annotations
 
+import json
 import logging
 
 import bridge_builders as b
@@ -96,3 +97,32 @@ def test_a_downlink_state_that_is_no_state_is_a_400_not_an_empty_list(admin):
     assert typo.status_code == 400 and "unknown downlink state 'queud'" in typo.json()["error"]
     assert [d["command"] for d in queued.json()] == ["request_status"]
     assert len(admin.get("/api/downlinks?state=").json()) == 1
+
+
+@pytest.fixture
+def fence_admin(store_url):
+    """The API over a store of either engine (PostgreSQL enforces column lengths; SQLite does not)."""
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        bridge.add_user("fence-admin", "admin", "fence-admin-access-password", actor=CONSOLE)
+        token = bridge.create_token("fence-admin", "odd fences", actor=CONSOLE).secret
+        with TestClient(create_app(bridge), raise_server_exceptions=False) as client:
+            client.headers["Authorization"] = f"Bearer {token}"
+            yield client
+
+
+def _square(name: str) -> bytes:
+    feature = {"type": "Feature", "properties": {"name": name},
+               "geometry": {"type": "Polygon", "coordinates": [[[37.0, -2.0], [37.1, -2.0], [37.1, -2.1], [37.0, -2.0]]]}}
+    return json.dumps({"type": "FeatureCollection", "features": [feature]}).encode()
+
+
+def test_a_fence_files_long_names_are_cut_to_fit_and_a_kind_too_long_is_a_400(fence_admin):
+    # A GIS file's name column may hold a description; its file name and CRS list may be long too.
+    long_name = "Farmland of the northern villages, " * 10
+    stored = fence_admin.post(f"/api/geofences?filename={'reserve-' * 40}.geojson", content=_square(long_name))
+    refused = fence_admin.post(f"/api/geofences?filename=r.geojson&kind={'k' * 40}", content=_square("x"))
+
+    assert stored.status_code == 201, stored.text
+    (fence,) = fence_admin.get("/api/geofences").json()["features"]
+    assert long_name.startswith(fence["properties"]["name"]) and len(fence["properties"]["name"]) == 128
+    assert refused.status_code == 400 and "kind" in refused.json()["error"]

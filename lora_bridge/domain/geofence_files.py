@@ -26,6 +26,7 @@ from shapely.geometry import mapping
 from shapely.validation import explain_validity
 
 from lora_bridge.errors import InvalidGeofenceFile
+from lora_bridge.store.tables import Geofence
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,11 @@ ALERT_ON = ("exit", "enter", "both")
 EXIT_KINDS = ("boundary", "park", "sanctuary", "conservancy")
 ENTER_KINDS = ("farmland", "village", "settlement", "exclusion", "road", "railway")
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# What the store's columns hold (PostgreSQL refuses a longer value; SQLite would keep it).
+MAX_KIND_CHARS = Geofence.__table__.c.kind.type.length
+MAX_NAME_CHARS = Geofence.__table__.c.name.type.length
+MAX_FILENAME_CHARS = Geofence.__table__.c.source_file.type.length
+MAX_CRS_CHARS = Geofence.__table__.c.source_crs.type.length
 MAX_UNPACKED_BYTES = 4 * MAX_FILE_BYTES  # a zipped Shapefile, unpacked (a small zip can unpack to gigabytes)
 
 
@@ -90,7 +96,8 @@ def read_fence_file(data: bytes, filename: str, *, kind: str | None = None, aler
     if not fences:
         raise InvalidGeofenceFile(f"{filename}: no Polygon or MultiPolygon features (fences must be areas)")
     log.info("geofence file read", extra={"geofence_file": filename, "fences": len(fences), "crs": crs_names})
-    return FenceFile(filename=filename, source_crs=", ".join(crs_names), fences=fences)
+    return FenceFile(filename=filename[:MAX_FILENAME_CHARS], source_crs=", ".join(crs_names)[:MAX_CRS_CHARS],
+                     fences=fences)
 
 
 def _read_layers(path: Path, filename: str) -> list[gpd.GeoDataFrame]:
@@ -176,7 +183,11 @@ def _fences_of(
     for position, (index, row) in enumerate(projected.iterrows()):
         properties = {str(k): _plain(v) for k, v in row.items() if k != projected.geometry.name}
         fence_kind = str(_pick(row, columns, "kind") or row.get("_layer") or kind or "boundary").lower()
-        name = str(_pick(row, columns, "name") or f"{Path(filename).stem} {position + 1}")
+        if len(fence_kind) > MAX_KIND_CHARS:
+            raise InvalidGeofenceFile(
+                f"{filename}: feature {index} has kind {fence_kind[:40]!r}..., longer than {MAX_KIND_CHARS} characters")
+        # A name column may hold a whole description: the fence keeps its first MAX_NAME_CHARS characters.
+        name = str(_pick(row, columns, "name") or f"{Path(filename).stem} {position + 1}")[:MAX_NAME_CHARS]
         on = str(_pick(row, columns, "alert_on") or alert_on or _default_alert_on(fence_kind)).lower()
         if on not in ALERT_ON:
             raise InvalidGeofenceFile(f"{filename}: feature {index} has alert_on {on!r}; use {', '.join(ALERT_ON)}")
