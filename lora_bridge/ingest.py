@@ -38,6 +38,8 @@ STATUS_PENDING = "pending"  # stored durably; processing waits for the store (re
 # session.info key: the dedup keys claimed in a unit of work (a batch) and their first copies, so a
 # second copy heard in the same batch is filed without looking again.
 CLAIMED_KEYS = "tembo_claimed_dedup_keys"
+# What the raw row keeps of a kind's name (the column's length).
+MAX_EVENT_CHARS = RawUplink.__table__.c.event.type.length
 # session.info key: dedup keys a batch found no stored copy holding when it began (read in one
 # statement, `pipeline.read_batch`): claiming one of them needs no look-up.
 UNCLAIMED_KEYS = "tembo_unclaimed_dedup_keys"
@@ -76,7 +78,7 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
     """Commit the bodies of submissions (network, event, body, content_type, path_ids) to raw_uplinks
     in one transaction (one multi-row insert, one fsync); their ids in order. StoreUnavailable if it cannot."""
     rows = [
-        {"source": s.network, "body": bytes(s.body), "status": STATUS_RECEIVED, "gateways": [], "event": s.event,
+        {"source": s.network, "body": bytes(s.body), "status": STATUS_RECEIVED, "gateways": [], "event": _event(s.event),
          "content_type": (s.content_type or None) and s.content_type[:64],
          "path_ids": dict(s.path_ids) if s.path_ids else None,
          "received_at": getattr(s, "received_at", None) or utc_now()}
@@ -95,6 +97,12 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
         raise
 
 
+def _event(event: str | None) -> str | None:
+    """The kind's name as the raw row keeps it: a webhook path or MQTT topic may name a kind longer than
+    the column (PostgreSQL would refuse the whole body; the body itself keeps the full name's kind)."""
+    return event[:MAX_EVENT_CHARS] if event else None
+
+
 def raw_row(
     body: bytes,
     source: str,
@@ -110,7 +118,7 @@ def raw_row(
         "body": bytes(body),
         "status": STATUS_RECEIVED,
         "gateways": [],
-        "event": event,
+        "event": _event(event),
         "content_type": (content_type or None) and content_type[:64],
         "path_ids": dict(path_ids) if path_ids else None,
     })
