@@ -265,3 +265,24 @@ def test_a_kind_with_a_long_name_in_the_webhook_path_is_kept_on_either_store(any
     assert reply.json()["status"] == "kept"
     (dead,) = any_store_client.bridge.dead_letters()
     assert dead.stage == "kind"
+
+
+@pytest.mark.mqtt
+@pytest.mark.postgres
+def test_an_mqtt_kind_with_a_long_name_does_not_hold_back_the_acknowledgements_on_postgres(mosquitto, postgres_url):
+    # TTS MQTT topics v3/{app}@{tenant}/devices/{dev}/{kind} (integrations/other-integrations/mqtt): a
+    # future kind named longer than the store's event column, then the data-formats uplink_message.
+    # PUBACKs leave in arrival order, so a body the store refused held back every later one.
+    long_kind = "v3/app1@ttn/devices/dev1/future-message-kind-of-the-things-stack/with-parts"
+    messages = [(long_kind, json.dumps({"end_device_ids": nf.TTS_END_DEVICE_IDS}).encode()),
+                ("v3/app1@ttn/devices/dev1/up", json.dumps(nf.TTS["uplink_message"].body).encode())]
+    with b.fresh_bridge(postgres_url, outbox_worker=False) as bridge:
+        with MqttIngest(bridge.ingest_network_message, parse_broker_url(mosquitto.url), client_id="bridge-long-kind",
+                        share_group="long-kind") as worker, publisher(mosquitto, client_id="network-long-kind") as client:
+            publish_all(client, messages)
+            acknowledged = wait_until(lambda: worker.acknowledged == len(messages))
+        positions = bridge.counts()["positions"]
+        (kept,) = bridge.dead_letters()
+
+    assert acknowledged
+    assert positions == 1 and kept.stage == "kind"
