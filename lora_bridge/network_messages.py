@@ -152,11 +152,12 @@ def canonical_event(network: str, event: str | None) -> str | None:
     """The network's own name of a message kind from a topic level, webhook path or query value."""
     if event is None:
         return None
-    name = event.strip().strip("/").lower().replace("/", "_").replace("-", "_")
+    # Control characters escaped (a %00 in a path or ?event= is text "\\x00": PostgreSQL text holds no NUL).
+    name = escaped_text(event.strip().strip("/").lower().replace("/", "_").replace("-", "_"), 64)
     if not name:
         return None
     if network == SOURCE_TTS:
-        return TTS_EVENT_ALIASES.get(name, name)
+        return TTS_EVENT_ALIASES.get(name, name)[:32]
     return name[:32]
 
 

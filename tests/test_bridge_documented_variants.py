@@ -286,3 +286,14 @@ def test_an_mqtt_kind_with_a_long_name_does_not_hold_back_the_acknowledgements_o
 
     assert acknowledged
     assert positions == 1 and kept.stage == "kind"
+
+
+@pytest.mark.parametrize("path", ["/uplinks/tts/app1/dev1/join%00", "/uplinks/tts/app%00/dev%00", "/uplinks/chirpstack?event=up%00"])
+def test_a_nul_in_the_kind_named_by_path_or_query_is_kept_on_either_store(any_store_client, path):
+    # PostgreSQL text holds no NUL character; a percent-encoded %00 in a webhook's path or ?event= did reach it.
+    network = "chirpstack" if "chirpstack" in path else "tts"
+    body = nf.CHIRPSTACK["up"].body if network == "chirpstack" else nf.TTS["join_accept"].body
+
+    reply = any_store_client.post(path, content=json.dumps(body), headers=HEADERS)
+
+    assert reply.status_code == 200, reply.text
