@@ -126,3 +126,19 @@ def test_a_fence_files_long_names_are_cut_to_fit_and_a_kind_too_long_is_a_400(fe
     (fence,) = fence_admin.get("/api/geofences").json()["features"]
     assert long_name.startswith(fence["properties"]["name"]) and len(fence["properties"]["name"]) == 128
     assert refused.status_code == 400 and "kind" in refused.json()["error"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/api/audit?username=%00", None),
+    ("GET", "/api/positions?animal_id=%00", None),
+    ("GET", "/api/exports/movebank.csv?animal_id=a%00b", None),
+    ("GET", "/api/animals/%00/activity", None),
+    ("POST", "/api/downlinks", {"device_id": "collar\u0000", "command": "reboot", "values": {}}),
+    ("POST", "/api/geofences?filename=reserve%00.geojson", None),
+])
+def test_a_nul_character_in_a_parameter_or_body_is_a_400_on_either_store(fence_admin, method, path, body):
+    # PostgreSQL text cannot hold NUL: these reached it and answered 500 there.
+    reply = fence_admin.request(method, path, json=body) if body is not None else fence_admin.request(method, path)
+
+    assert reply.status_code == 400, reply.text
+    assert "NUL" in reply.json()["error"]

@@ -512,6 +512,7 @@ def _guarded(bridge: Bridge, endpoint: Endpoint, requests: Counter) -> Callable[
             viewer = await _viewer(request, bridge)
             if endpoint.permission is not None:
                 viewer.require(endpoint.permission)
+            _refuse_nul(request)
             response = await endpoint.handler(request, viewer)
             # An answer given for a token is that viewer's alone: no browser or proxy keeps it
             # (a ranger's exact positions must not be found later by whoever uses that machine).
@@ -690,6 +691,24 @@ def _points(views: list[PositionView], precision: str) -> dict[str, Any]:
     }
 
 
+def _refuse_nul(request: Request) -> None:
+    """A NUL character in a path or query value is no id, time or name (PostgreSQL text cannot even hold
+    one: it had answered 500); InvalidRequest naming the parameter."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidRequest(f"{name} holds a NUL character")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _time(request: Request, name: str) -> datetime | None:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -733,7 +752,12 @@ def _list(request: Request, name: str) -> list[str] | None:
 async def _body(request: Request, model: type[BaseModel]) -> Any:
     raw = await request.body()
     try:
-        return model.model_validate(json.loads(raw or b"null"))
+        document = json.loads(raw or b"null")
+        if _has_nul(document):
+            raise InvalidRequest(f"body is not a {model.__name__}: a text holds a NUL character")
+        return model.model_validate(document)
+    except InvalidRequest:
+        raise
     except (ValueError, ValidationError) as error:
         raise InvalidRequest(f"body is not a {model.__name__}: {error}") from None
     except RecursionError:
