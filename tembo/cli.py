@@ -313,11 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.set_defaults(func=_cmd_bridge)
     bridge_sub = bridge.add_subparsers(dest="bridge_command", metavar="COMMAND")
     migrate = bridge_sub.add_parser("migrate", help="bring the store's schema to the newest revision (Alembic)")
-    migrate.add_argument("--database-url", default=None)
+    # SUPPRESS: `tembo bridge --database-url URL migrate` keeps the URL given before the command word
+    # (a default here would overwrite it with None, and the embedded store would be migrated instead).
+    migrate.add_argument("--database-url", default=argparse.SUPPRESS)
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(func=_cmd_bridge_migrate)
     compact = bridge_sub.add_parser("compact", help="compact raw bodies older than the retention time")
-    compact.add_argument("--database-url", default=None)
+    compact.add_argument("--database-url", default=argparse.SUPPRESS)
     compact.add_argument("--retention-days", type=float, default=None)
     compact.set_defaults(func=_cmd_bridge_compact)
 

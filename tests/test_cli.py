@@ -100,3 +100,15 @@ def test_dashboard_database_url_option_beats_the_environment(monkeypatch, tmp_pa
     monkeypatch.setenv("TEMBO_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
     chosen = f"sqlite:///{tmp_path / 'chosen.db'}"
     assert _dashboard_store(monkeypatch, "--database-url", chosen) == chosen
+
+
+def test_bridge_migrate_takes_the_database_url_given_before_or_after_the_command_word(tmp_path, capsys):
+    # An operator's `tembo bridge --database-url URL migrate` had migrated the embedded ./var store instead.
+    before, after = tmp_path / "before.db", tmp_path / "after.db"
+
+    assert main(["bridge", "--database-url", f"sqlite:///{before}", "migrate"]) == 0
+    assert main(["bridge", "migrate", "--database-url", f"sqlite:///{after}"]) == 0
+
+    reports = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert [report["database"] for report in reports] == [f"sqlite:///{before}", f"sqlite:///{after}"]
+    assert before.exists() and after.exists()
