@@ -297,3 +297,22 @@ def test_a_nul_in_the_kind_named_by_path_or_query_is_kept_on_either_store(any_st
     reply = any_store_client.post(path, content=json.dumps(body), headers=HEADERS)
 
     assert reply.status_code == 200, reply.text
+
+
+@pytest.mark.mqtt
+def test_an_mqtt_message_over_the_webhooks_limit_is_cut_kept_and_acknowledged(mosquitto, sqlite_url):
+    # ChirpStack events.html `up` padded past 256 KiB (a broker takes up to 256 MB), then the plain `up`.
+    topic = f"application/{nf.CHIRPSTACK['up'].body['deviceInfo']['applicationId']}/device/0101010101010101/event/up"
+    padded = nf.CHIRPSTACK["up"].copy() | {"object": {"blob": "x" * (2 * MAX_BODY_BYTES)}, "fCnt": 3}
+    messages = [(topic, json.dumps(padded).encode()), (topic, json.dumps(nf.CHIRPSTACK["up"].body).encode())]
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        with MqttIngest(bridge.ingest_network_message, parse_broker_url(mosquitto.url), client_id="bridge-big",
+                        share_group="big") as worker, publisher(mosquitto, client_id="network-big") as client:
+            publish_all(client, messages)
+            acknowledged = wait_until(lambda: worker.acknowledged == len(messages))
+        (dead,) = bridge.dead_letters()
+        positions = bridge.counts()["positions"]
+
+    assert acknowledged
+    assert dead.reason.startswith(f"body too large: at least {MAX_BODY_BYTES} bytes") and len(dead.body) == MAX_BODY_BYTES
+    assert positions == 1

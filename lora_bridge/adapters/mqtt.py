@@ -34,6 +34,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from lora_bridge.errors import StoreUnavailable
+from lora_bridge.network_messages import MAX_BODY_BYTES
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
 
 log = logging.getLogger(__name__)
@@ -264,7 +265,11 @@ class MqttIngest:
             log.info("MQTT topic is not an ingest topic: %r", message.topic[:200])
             self._done(entry)
             return
-        body = bytes(message.payload)
+        # The webhook's limit: a broker takes messages up to 256 MB, a network server's are a few KB. A
+        # larger one keeps its first MAX_BODY_BYTES, is refused as too large by the reader, and acknowledged.
+        body = bytes(message.payload[:MAX_BODY_BYTES])
+        if len(message.payload) > MAX_BODY_BYTES:
+            log.warning("oversized MQTT message cut", extra={"topic": message.topic[:200], "bytes": len(message.payload)})
         self._pool.submit(self._ingest, routed, body, entry)
 
     # Work (pool threads) ---------------------------------------------------------------------
