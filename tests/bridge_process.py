@@ -120,10 +120,12 @@ class Load:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def acknowledged(self) -> set[int]:
-        return {n for n, status in self.answers.items() if 200 <= status < 300}
+        with self.lock:  # the posting threads write answers while a test polls this
+            return {n for n, status in self.answers.items() if 200 <= status < 300}
 
     def not_acknowledged(self) -> set[int]:
-        return {n for n, status in self.answers.items() if not 200 <= status < 300}
+        with self.lock:
+            return {n for n, status in self.answers.items() if not 200 <= status < 300}
 
 
 def uplink_body(n: int) -> bytes:
