@@ -492,3 +492,51 @@ def test_live_map_has_its_tracks_and_names_read_while_the_browser_is_still_loadi
     assert tracks.viewer == amina and json.loads(tracks.value) == tracks_on_map(store, amina, spec)
     (herd,) = [kept for key, (_, kept) in ready if key[:3] == ("herd", amina, None)]  # live: no "as of"
     assert herd.viewer == amina and {p["name"] for p in herd.value} == {"Amani", "Kito", "Zawadi"}
+
+
+def test_every_hand_out_of_a_live_map_run_is_in_the_admins_audit_log(store, monkeypatch):
+    from collections import Counter
+
+    from ranger_dashboard import kept_answers
+
+    handed: Counter[str] = Counter()  # reads of positions the run handed to amina, by action
+
+    def counting_hand_out(bridge, kept, viewer):
+        handed.update(read.action for read in kept.reads)
+        return kept_answers.hand_out(bridge, kept, viewer)
+
+    monkeypatch.setenv("TEMBO_DASHBOARD_CLOCK", "data")  # 'now' is read from the herd: one more hand-out
+    monkeypatch.setattr(data, "hand_out", counting_hand_out)
+    deck_spec(open_page())
+    assert handed["animals"] >= 3 and handed["latest_positions"] >= 1 and handed["alerts"] >= 2
+    with open_bridge(store) as bridge:
+        lines = bridge.audit_log(viewer=Viewer("ada", "admin"), username="amina")
+    logged = Counter()
+    for line in lines:
+        if line.action != "signed_in":  # the test's own sign-in, no view of positions
+            logged[line.action] += line.repeats
+    assert logged == handed  # every hand-out of the run, once each, nothing more
+
+
+def test_a_live_map_whose_audit_write_fails_shows_no_position_and_logs_no_view_of_them(store, monkeypatch):
+    from lora_bridge.service import Bridge
+
+    record_reads = Bridge.record_reads
+
+    def failing_for_positions(self, reads, at=None):
+        reads = list(reads)
+        if any(read.action == "latest_positions" for read in reads):
+            raise RuntimeError("the audit log cannot be written")
+        return record_reads(self, reads, at)
+
+    monkeypatch.setattr(Bridge, "record_reads", failing_for_positions)
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    app.session_state[login.SESSION_KEY] = signed_in("amina")
+    app.run()
+    assert app.exception and "audit log cannot be written" in app.exception[0].value
+    assert not app.get("deck_gl_json_chart"), "no map without its audit line"
+    assert not app.metric and not app.dataframe
+    with open_bridge(store) as bridge:
+        lines = bridge.audit_log(viewer=Viewer("ada", "admin"), username="amina")
+    assert not [line for line in lines if line.action == "latest_positions"]  # refused, so never viewed
+
