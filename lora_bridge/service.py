@@ -696,8 +696,14 @@ class Bridge:
         path_ids: dict[str, str] | None = None,
     ) -> bool:
         """Keep the downlink route The Things Stack sends in its webhook headers (X-Downlink-Push,
-        X-Downlink-Replace, X-Downlink-Apikey); True when it was new or changed."""
-        return self.outbox.remember_route(push_url, replace_url, api_key, path_ids)
+        X-Downlink-Replace, X-Downlink-Apikey); True when it was new or changed.
+
+        A new route wakes the outbox: the message that brought it was applied first, so the ack it
+        queued found no route then and would otherwise wait for the next safety round."""
+        stored = self.outbox.remember_route(push_url, replace_url, api_key, path_ids)
+        if stored:
+            self.wake_outbox()
+        return stored
 
     def network_events(
         self, device_id: str | None = None, kind: str | None = None, *, viewer: Viewer

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from test_bridge_mqtt import wait_until
 
 from collar_firmware import codec
 from lora_bridge.adapters.webhook import create_app
@@ -266,3 +267,21 @@ def test_an_ack_queued_before_a_restart_is_pushed_by_the_next_run(store_url, net
 
     assert len(network.pushes) == 1
     assert full_flushes == 1, "the round at start, not the hourly one"
+
+
+def test_the_ack_of_the_message_that_brings_the_tts_route_goes_out_without_waiting_for_a_safety_round(
+        store_url, network):
+    # TTS sends X-Downlink-Push / -Replace / -Apikey with every webhook call (integrations/webhooks/
+    # scheduling-downlinks); the first alert after the bridge starts is also the call that brings them.
+    push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-01/down/push"
+    headers = dict(HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
+                               "X-Downlink-Replace": push.replace("/push", "/replace")})
+    with b.fresh_bridge(store_url, outbox_every_s=3600.0) as bridge, TestClient(create_app(bridge)) as client:
+        worker = bridge.start_outbox_worker()
+        assert wait_until(lambda: worker.full_flushes >= 1)  # its first round is done: only a wake moves it now
+        reply = client.post("/uplinks/tts", content=b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1), headers=headers)
+        pushed = wait_until(lambda: len(network.pushes) == 1, timeout_s=30)
+
+    assert reply.status_code == 200
+    assert pushed, "the ack waited for the hourly safety round"
+    assert network.pushes[0]["f_port"] == 32
