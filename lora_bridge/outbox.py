@@ -64,8 +64,10 @@ class Outbox:
 
     def flush(self, limit: int = 100, ids: list[int] | None = None) -> int:
         """Push queued, due downlinks (only `ids` when given); how many the network server accepted.
-        The first refused push ends the flush: the network server is down or refusing, and the rest
-        stay queued for the next one. Interrupted pushes go back to the queue in a full flush (no ids)."""
+        A refused push ends the flush for its network server (down, or refusing that API key): the rest
+        bound there stay queued for the next one, while those of other servers and keys (TTS header
+        routes of another cluster or application) still go. Interrupted pushes go back to the queue in a
+        full flush (no ids)."""
         if ids is None:
             with self.db.write() as session:
                 downlinks.release_expired_leases(session)
@@ -76,10 +78,11 @@ class Outbox:
         if not self.settings.network_server_url:
             waiting = self._routed(waiting)  # the others have nowhere to go yet: no write transaction for them
         accepted = 0
+        refused: set[tuple[str | None, ...]] = set()  # the servers (and keys) that refused in this flush
         for downlink_id in waiting:
-            claimed = self._claim(downlink_id)
+            claimed = self._claim(downlink_id, skip=lambda target: _server_of(target) in refused)
             if claimed is None:
-                continue  # another worker has it, it went already, or it waits for the fair-use window
+                continue  # another worker has it, it went already, it waits for the fair-use window or its server
             target, items, replace = claimed
             try:
                 reference = self.client.send(target, items, replace=replace)
@@ -92,15 +95,17 @@ class Outbox:
                     error,
                     extra={"device_id": target.device_id, "downlink_id": downlink_id},
                 )
-                break
+                refused.add(_server_of(target))
+                continue
             self._finish(downlink_id, None, reference)
             accepted += 1
-        else:  # nothing refused: the network server takes pushes, so the multicast frames go too
-            if ids is None:
-                accepted += self.flush_multicast(limit)
+        if not refused and ids is None:  # nothing refused: the network server takes pushes, so do multicast frames
+            accepted += self.flush_multicast(limit)
         return accepted
 
-    def _claim(self, downlink_id: int) -> tuple[DownlinkTarget, list[OutgoingDownlink], bool] | None:
+    def _claim(
+        self, downlink_id: int, skip: Callable[[DownlinkTarget], bool] | None = None
+    ) -> tuple[DownlinkTarget, list[OutgoingDownlink], bool] | None:
         now = utc_now()
         with self.db.write() as session:
             downlink = session.get(Downlink, downlink_id)
@@ -124,6 +129,8 @@ class Outbox:
             target = self._target(session, device)
             if not self.client.can_reach(target):
                 return None  # nowhere to push yet (no network server, no TTS route): it waits, no attempt spent
+            if skip is not None and skip(target):
+                return None  # its server refused a push in this flush: it waits for the next, no attempt spent
             taken = session.execute(
                 update(Downlink)
                 .where(Downlink.id == downlink_id, Downlink.state == downlinks.STATE_QUEUED)
@@ -302,6 +309,14 @@ class Outbox:
             self._routes_seen[ids] = wanted
         log.info("downlink route from TTS headers stored", extra={"application_id": ids[0], "device_label": ids[1]})
         return True
+
+
+def _server_of(target: DownlinkTarget) -> tuple[str | None, ...]:
+    """Which network server (and API key) a push to target goes to: a TTS header route's host and key,
+    or the configured network server."""
+    if target.push_url:
+        return ("route", urlsplit(target.push_url).netloc, target.api_key)
+    return ("configured",)
 
 
 def _delivery_network(session: Any, campaign_id: int) -> str:

@@ -285,3 +285,26 @@ def test_the_ack_of_the_message_that_brings_the_tts_route_goes_out_without_waiti
     assert reply.status_code == 200
     assert pushed, "the ack waited for the hourly safety round"
     assert network.pushes[0]["f_port"] == 32
+
+
+def test_a_tts_route_whose_key_is_refused_holds_back_only_its_own_applications_downlinks(store_url, network):
+    # Two TTS applications, each webhook with its own Downlink API key (integrations/webhooks/
+    # scheduling-downlinks); north's key was revoked: its pushes get 401, south's must still go.
+    def alert_from(application: str, device: str, key: str) -> tuple[bytes, dict[str, str]]:
+        body = json.loads(b.tts_uplink(b.alert("mortality", seq=1), device_id=device, f_cnt=1))
+        body["end_device_ids"]["application_ids"]["application_id"] = application
+        push = f"{network.url}/api/v3/as/applications/{application}/webhooks/tembo/devices/{device}/down/push"
+        headers = dict(HEADERS, **{"X-Downlink-Apikey": key, "X-Downlink-Push": push,
+                                   "X-Downlink-Replace": push.replace("/push", "/replace")})
+        return json.dumps(body).encode(), headers
+
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        for application, device, key in (("north", "collar-n", "NNSXS.REVOKED"), ("south", "collar-s", network.api_key)):
+            body, headers = alert_from(application, device, key)
+            assert client.post("/uplinks/tts", content=body, headers=headers).status_code == 200
+        accepted = bridge.flush_downlinks()
+        states = {d.device_id: d.state for d in bridge.downlinks()}
+
+    assert accepted == 1
+    assert [(p["application_id"], p["device_id"]) for p in network.pushes] == [("south", "collar-s")]
+    assert states == {"collar-n": "queued", "collar-s": "sent"}
