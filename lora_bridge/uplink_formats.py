@@ -195,6 +195,10 @@ def chirpstack_identity(
     path = path_ids or {}
     dev_eui = eui_or_none(info.get("devEui"), "devEui") or eui_or_none(path.get("dev_eui"), "devEui")
     device_id = label(info.get("deviceName")) or dev_eui
+    if not device_id and not info and ("devEUI" in document or "applicationID" in document):
+        raise MalformedUplink(
+            "a ChirpStack v3 event (devEUI and applicationID at the top level): Tembo reads ChirpStack v4 "
+            "events, whose device is in deviceInfo")
     if not device_id:
         raise MalformedUplink("not a ChirpStack event: deviceInfo has neither deviceName nor devEui")
     application_id = label(info.get("applicationId")) or label(path.get("application_id"))

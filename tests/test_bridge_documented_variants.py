@@ -316,3 +316,18 @@ def test_an_mqtt_message_over_the_webhooks_limit_is_cut_kept_and_acknowledged(mo
     assert acknowledged
     assert dead.reason.startswith(f"body too large: at least {MAX_BODY_BYTES} bytes") and len(dead.body) == MAX_BODY_BYTES
     assert positions == 1
+
+
+def test_a_chirpstack_v3_uplink_is_refused_with_a_reason_that_names_the_version(client, bridge):
+    # ChirpStack Application Server v3's HTTP integration `up` (its docs, integrations/events): devEUI
+    # base64 and applicationID at the top level, no deviceInfo; Tembo reads ChirpStack v4.
+    v3 = {"applicationID": "123", "applicationName": "collars", "deviceName": "collar-07", "devEUI": "AgICAgICAgI=",
+          "rxInfo": [{"gatewayID": "AwMDAwMDAwM=", "rssi": -57, "loRaSNR": 10}], "adr": True, "fCnt": 10, "fPort": 1,
+          "data": nf.status_payload()}
+
+    reply = client.post("/uplinks/chirpstack?event=up", content=json.dumps(v3), headers=HEADERS)
+
+    assert reply.status_code == 400
+    assert reply.json()["reason"].startswith("a ChirpStack v3 event")
+    (dead,) = bridge.dead_letters()
+    assert dead.stage == "parse"
