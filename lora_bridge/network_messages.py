@@ -46,6 +46,7 @@ from lora_bridge.uplink_formats import (
     chirpstack_uplink_from,
     dig,
     escaped_text,
+    int_or_none,
     label,
     load_json_object,
     number_or_none,
@@ -298,21 +299,21 @@ def _simulated(key: str, uplink: Uplink) -> NetworkEvent:
 def _tts_downlink_report(common: dict[str, Any], kind: str, message: dict[str, Any]) -> NetworkEvent:
     if kind == KIND_DOWNLINK_INVALIDATED:
         downlinks = [d for d in message.get("downlinks") or [] if isinstance(d, dict)]
-        detail = {"downlinks": len(downlinks), "last_f_cnt_down": _int(message.get("last_f_cnt_down"))}
+        detail = {"downlinks": len(downlinks), "last_f_cnt_down": int_or_none(message.get("last_f_cnt_down"))}
         ids = tuple(c for d in downlinks for c in _strings(d.get("correlation_ids")))
         return NetworkEvent(**common, correlation_ids=ids, detail=detail)
     downlink = dig(message, "downlink") if kind == KIND_DOWNLINK_FAILED else message
-    detail: dict[str, Any] = {"f_cnt_down": _int(downlink.get("f_cnt")), "confirmed": bool(downlink.get("confirmed"))}
+    detail: dict[str, Any] = {"f_cnt_down": int_or_none(downlink.get("f_cnt")), "confirmed": bool(downlink.get("confirmed"))}
     if kind == KIND_DOWNLINK_FAILED:
         error = dig(message, "error")
         detail["error"] = {
             "name": _text(error.get("name")),
             "message_format": _text(error.get("message_format")),
-            "code": _int(error.get("code")),
+            "code": int_or_none(error.get("code")),
         }
     return NetworkEvent(
         **common,
-        f_port=_int(downlink.get("f_port")) or 0,
+        f_port=int_or_none(downlink.get("f_port")) or 0,
         payload=_bytes(downlink.get("frm_payload")),
         correlation_ids=_strings(downlink.get("correlation_ids")),
         detail=detail,
@@ -358,7 +359,7 @@ def _read_chirpstack(
             **common,
             kind=kind,
             queue_item_id=_text(document.get("queueItemId")),
-            detail={"f_cnt_down": _int(document.get("fCntDown")), "gateway_id": label(document.get("gatewayId"))},
+            detail={"f_cnt_down": int_or_none(document.get("fCntDown")), "gateway_id": label(document.get("gatewayId"))},
         )
     if name == "status":
         battery = None if document.get("batteryLevelUnavailable") else number_or_none(document.get("batteryLevel"))
@@ -366,7 +367,7 @@ def _read_chirpstack(
             **common,
             kind=KIND_STATUS,
             battery_pct=battery if battery is None or 0 <= battery <= 100 else None,
-            margin_db=_int(document.get("margin")),
+            margin_db=int_or_none(document.get("margin")),
             detail={"external_power_source": bool(document.get("externalPowerSource"))},
         )
     if name == "location":
@@ -432,14 +433,6 @@ def _strings(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list):
         return ()
     return tuple(text for text in (_text(item, 120) for item in value[:32]) if text)
-
-
-def _int(value: Any) -> int | None:
-    """An integer field (a number, or decimal text as the Protobuf JSON mapping allows); else None."""
-    value = whole_number(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
 
 
 def _bytes(value: Any) -> bytes | None:

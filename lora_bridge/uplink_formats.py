@@ -136,7 +136,7 @@ def tts_uplink_from(
         dev_eui=dev_eui,
         application_id=application_id,
         gateways=gateways,
-        spreading_factor=_int_or_none(lora.get("spreading_factor")),
+        spreading_factor=int_or_none(lora.get("spreading_factor")),
         airtime_ms=_duration_ms_or_none(message.get("consumed_airtime")),
     )
 
@@ -183,7 +183,7 @@ def chirpstack_uplink_from(document: dict[str, Any], path_ids: dict[str, str] | 
         dev_eui=dev_eui,
         application_id=application_id,
         gateways=gateways,
-        spreading_factor=_int_or_none(tx_lora.get("spreadingFactor")),
+        spreading_factor=int_or_none(tx_lora.get("spreadingFactor")),
     )
 
 
@@ -328,7 +328,8 @@ def _base64(document: dict[str, Any], key: str) -> bytes:
         raise MalformedUplink(f"{key!r} is not base64: {error}") from error
 
 
-def _int_or_none(value: Any) -> int | None:
+def int_or_none(value: Any) -> int | None:
+    """An integer field (a number, or decimal text as the Protobuf JSON mapping allows); else None."""
     value = whole_number(value)
     if isinstance(value, bool) or not isinstance(value, int):
         return None
