@@ -695,7 +695,7 @@ def _refuse_nul(request: Request) -> None:
     """A NUL character in a path or query value is no id, time or name (PostgreSQL text cannot even hold
     one: it had answered 500); InvalidRequest naming the parameter."""
     for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
-        if isinstance(value, str) and "\x00" in value:
+        if _has_nul(value):
             raise InvalidRequest(f"{name} holds a NUL character")
 
 

@@ -43,9 +43,9 @@ class Recorded:
     kept_reason: str | None = None
 
 
-def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s: float = 300.0) -> Recorded:
+def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s: float) -> Recorded:
     """Store event (from raw) and apply what it means to the collar and its downlinks. A network time
-    more than max_ahead_s ahead of arrival is replaced by the arrival (as an uplink's is): a join dated
+    more than max_ahead_s (the settings' `max_clock_ahead_s`) ahead of arrival is replaced by the arrival (as an uplink's is): a join dated
     in year 9999 would otherwise put every later uplink of the collar in its previous session."""
     if event.kind == KIND_UNKNOWN:
         reason = f"{event.network} message kind {event.event!r} is not one Tembo reads; kept for inspection"
