@@ -210,11 +210,13 @@ def read_default_blob():
 
 
 def _read(storage, key):
-    """Return storage.read(key), or None when the flash does not answer."""
+    """Return storage.read(key), or None when the flash does not answer or the record is empty (a
+    rolled-back update writes one where there was no model)."""
     try:
-        return storage.read(key)
+        data = storage.read(key)
     except OSError:
         return None
+    return data if data else None
 
 
 def load_model(storage, key="model", verifier=None):

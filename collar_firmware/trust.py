@@ -154,18 +154,26 @@ class Trust:
         """Advance the check in progress by up to STEPS_PER_WAKE steps, collecting garbage between
         them (a step's big integers are garbage after it); call verified() when it succeeds (reload
         what waited for it). Return False when a step or verified() raised: the check is dropped,
-        not retried, and the caller counts the error. (No handler is live around a collection.)"""
+        not retried, and the caller counts the error. No handler is live around a collection: the
+        handler is `_guarded_step`'s, whose frame has returned before `collect_garbage()` runs (a
+        collection under a live handler's frame crashed MicroPython, see simulator/micropython_runner.py)."""
         for _ in range(STEPS_PER_WAKE):
-            try:
-                if self.step():
-                    verified()
-            except Exception:
-                self.pending = None
-                self.check = None
+            if not self._guarded_step(verified):
                 return False
             if self.pending is None:
                 return True
             collect_garbage()
+        return True
+
+    def _guarded_step(self, verified):
+        """One step of the check (and verified() if it just succeeded); False, the check dropped, when either raised."""
+        try:
+            if self.step():
+                verified()
+        except Exception:
+            self.pending = None
+            self.check = None
+            return False
         return True
 
     def _refuse(self, d):

@@ -45,15 +45,18 @@ _BOOT_FORMAT = "<IBIBI"  # seq, active slot, active version, trial slot, trial v
 
 
 def version_raw(text):
-    """Return a "major.minor.patch" version as the u24 the wire carries."""
+    """Return a "major.minor.patch" version (whole numbers 0..255 written plainly, no sign, space or
+    leading zero, so one version has one text) as the u24 the wire carries; ValueError if not one."""
     parts = text.split(".")
     if len(parts) != 3:
-        raise ValueError("version must be major.minor.patch, got " + text)
+        raise ValueError("version must be major.minor.patch, got %r" % text)
     raw = 0
     for p in parts:
+        if not p or (len(p) > 1 and p[0] == "0") or any(c not in "0123456789" for c in p):
+            raise ValueError("version must be major.minor.patch of plain whole numbers, got %r" % text)
         v = int(p)
-        if v < 0 or v > 255:
-            raise ValueError("version part out of 0..255 in " + text)
+        if v > 255:
+            raise ValueError("version part out of 0..255 in %r" % text)
         raw = (raw << 8) | v
     return raw
 

@@ -13,6 +13,7 @@ import hashlib
 import struct
 
 from collar_firmware import codec, config, records, update_fec, update_image
+from collar_firmware.classifier import GOOD_SUFFIX
 from collar_firmware.update import (
     IDLE,
     KEY_MODEL_PREV,
@@ -27,6 +28,8 @@ from collar_firmware.update import (
 
 MAX_IMAGE_BYTES = update_image.MAX_HEADER_BYTES + update_image.MAX_PAYLOAD_BYTES
 CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
+KEY_MODEL_GOOD = "model" + GOOD_SUFFIX  # classifier.load_model's last good copy of "model"
+KEY_GOOD_PREV = "model.good.prev"  # that copy as it was before the install being tried
 
 
 def _key(slot, i):
@@ -161,9 +164,12 @@ def _install(agent, now):
     if h.kind == update_image.KIND_MODEL:
         blob = _read(agent, h.size, h.size + h.payload_len)
         _vouch_for_model(agent, blob)
+        # what the collar ran, and the last good copy it falls back to: the trial's load makes the new
+        # blob the good copy, so a rollback must put both back (b"": there was none)
         previous = storage.read("model")
-        if previous is not None:
-            storage.write(KEY_MODEL_PREV, previous)
+        storage.write(KEY_MODEL_PREV, previous if previous is not None else b"")
+        good = storage.read(KEY_MODEL_GOOD)
+        storage.write(KEY_GOOD_PREV, good if good is not None else b"")
         storage.write("model", bytes(blob))
         agent.state = MODEL_TRIAL
         agent.collar.reload_model()
@@ -207,6 +213,10 @@ def _model_trial(agent, now):
 
 
 def _rollback_model(agent, reason, now):
+    """Put back the model and the good copy the collar had before the install, then load what they hold
+    (the shipped model when there were none): the refused blob is neither run nor kept as good."""
+    good = agent.storage.read(KEY_GOOD_PREV)
+    agent.storage.write(KEY_MODEL_GOOD, good if good is not None else b"")
     previous = agent.storage.read(KEY_MODEL_PREV)
     agent.storage.write("model", previous if previous is not None else b"")
     agent.state = IDLE

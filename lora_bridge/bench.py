@@ -547,7 +547,7 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
         share = CollarShare(bridge, f"{group}/{client_id}")
         worker = MqttIngest(bridge.ingest_network_message, parse_broker_url(broker_url), share_group=group,
                             client_id=client_id, topics=("v3/+/devices/+/up",), threads=bridge.settings.mqtt_threads,
-                            share=None if "no-collar-shares" in options else share)
+                            share=None if "no-collar-shares" in options else share, keep=bridge.keep_failed)
         with worker:
             print("ready", flush=True)
             cpu_started = time.process_time()

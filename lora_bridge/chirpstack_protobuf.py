@@ -44,6 +44,7 @@ def message_class(event: str) -> Any:
 
 def protobuf_event_as_json(event: str, body: bytes) -> dict[str, Any]:
     """body (binary Protobuf of the event's message) as its Protobuf-JSON object."""
+    from google.protobuf.json_format import Error as JsonFormatError
     from google.protobuf.json_format import MessageToDict
     from google.protobuf.message import DecodeError
 
@@ -54,5 +55,10 @@ def protobuf_event_as_json(event: str, body: bytes) -> dict[str, Any]:
         raise MalformedUplink(f"body is not a ChirpStack {EVENT_MESSAGES[event]} in Protobuf: {error}") from error
     except RecursionError as error:
         raise MalformedUplink("Protobuf body nested too deeply") from error
-    return MessageToDict(message, preserving_proto_field_name=False)
+    try:
+        return MessageToDict(message, preserving_proto_field_name=False)
+    except (JsonFormatError, ValueError) as error:
+        # Parsed, but holding what no ChirpStack writes: a Timestamp whose nanoseconds lie outside
+        # 0..999,999,999 (the JSON mapping cannot write it). Broken as a body, not a bug of ours.
+        raise MalformedUplink(f"body is not a ChirpStack {EVENT_MESSAGES[event]} in Protobuf: {error}"[:300]) from error
 

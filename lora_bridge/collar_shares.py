@@ -29,7 +29,7 @@ from sqlalchemy import delete, or_, select, text
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
-from lora_bridge.errors import StoreUnavailable, is_transient_store_error
+from lora_bridge.errors import StoreUnavailable, is_transient_store_error, store_unavailable
 from lora_bridge.group_commit import GroupCommit, Submission
 from lora_bridge.network_messages import NETWORKS, event_name_of
 from lora_bridge.pipeline import collar_hint
@@ -198,7 +198,7 @@ class CollarShare:
                 _notify(session, NOTIFY_CHANNEL)  # wakes the owners at commit
         except Exception as error:
             if is_transient_store_error(error):
-                error = StoreUnavailable(f"store unavailable: {str(error)[:200]}")
+                error = store_unavailable(error)
             for submission in submissions:
                 submission.error = error
             return

@@ -267,19 +267,30 @@ class DurableIntake:
                     for intake_id, s, message in zip(ids, kept, messages, strict=True)
                 ]
             else:
-                ids = ingest.store_raw_many(self.bridge.db, kept)
+                stored = ingest.store_raw_apart(self.bridge.db, kept)
+                # a body the store refused carries its error: its request keeps it as a dead letter
+                keep = [(s, m, i) for s, m, i in zip(kept, messages, stored, strict=True) if i is not None]
+                kept, messages, ids = [s for s, _, _ in keep], [m for _, m, _ in keep], [i for _, _, i in keep]
                 queued = list(ids)
         except StoreUnavailable as error:
             for submission in kept:
                 submission.error = error
             return
+        if not kept:
+            return
+        filed_under = self._filed_under(messages)
         for submission, message, kept_id in zip(kept, messages, ids, strict=True):
             uplink = message if isinstance(message, Uplink) else None
+            dev_eui = getattr(message, "dev_eui", None)
             submission.result = IngestResult(
                 status=STATUS_RECEIVED,
                 raw_uplink_id=None if self.journal is not None else kept_id,
                 intake_id=kept_id if self.journal is not None else None,
-                device_id=uplink.device_id if uplink else getattr(message, "device_id", None),
+                # the name the collar is filed under, as the applied answer gives it (not the network's
+                # label of the moment: a renamed ChirpStack device is still the same collar)
+                device_id=filed_under.get(dev_eui, getattr(message, "device_id", None)) if dev_eui
+                else getattr(message, "device_id", None),
+                dev_eui=dev_eui,
                 f_cnt=uplink.f_cnt if uplink else None,
                 message=None if uplink else getattr(message, "kind", None),
             )
@@ -294,6 +305,19 @@ class DurableIntake:
             self._changed.notify_all()
         if self._process is not None:
             self._process.committed(max(ids))
+
+    def _filed_under(self, messages: list[Any]) -> dict[str, str | None]:
+        """DevEUI -> the device_id the store files that collar under, for the collars of messages (one
+        read); a collar not known yet is filed under its label, as applying it will. A store that
+        cannot be read names no device_id (the DevEUI still says which collar)."""
+        euis = {eui for eui in (getattr(m, "dev_eui", None) for m in messages) if eui}
+        if not euis:
+            return {}
+        try:
+            return dict(self.bridge.device_ids_by_eui(euis))
+        except Exception as error:  # noqa: BLE001 - the body is kept; only the answer's name is missing
+            log.warning("collars of a kept batch not read (%s): answered by DevEUI only", type(error).__name__)
+            return dict.fromkeys(euis)
 
     # ---- the applier ---------------------------------------------------------------------------
 
@@ -376,12 +400,33 @@ def apply_entries(bridge: Any, journal: IntakeJournal,
         bridge.write_batch_now(submissions)
     except Exception:  # noqa: BLE001 - every submission carries its outcome; handled below
         log.exception("a batch of %d journal entries met an error", len(submissions))
+    for _intake_id, submission in taken:
+        if submission.result is None and submission.error is not None:
+            _keep_refused(bridge, submission)
     stored = [intake_id for intake_id, s in taken if s.result is not None and s.error is None]
     refused = [(intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids,
                                       received_at=s.received_at))
                for intake_id, s in taken if not (s.result is not None and s.error is None)]
     journal.remove(stored)
     return stored, refused
+
+
+def _keep_refused(bridge: Any, submission: Submission) -> None:
+    """A journal entry the store refused for a reason that does not pass (a value it cannot hold):
+    kept as a dead letter (`Bridge.keep_failed`) so that it leaves the journal, instead of being
+    tried again every RETRY_S for ever; one the store cannot take now stays for the next try."""
+    error = submission.error
+    if isinstance(error, StoreUnavailable):
+        return
+    try:
+        submission.result = bridge.keep_failed(submission.network, submission.event, submission.body, error,
+                                               content_type=submission.content_type, path_ids=submission.path_ids)
+    except StoreUnavailable:
+        return
+    except Exception:  # noqa: BLE001 - left in the journal: a store refusing even the bare body is looked at
+        log.exception("a journal entry was neither applied nor kept as a dead letter")
+        return
+    submission.error = None
 
 
 def applier_lock_path(journal: IntakeJournal) -> Path:

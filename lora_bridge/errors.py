@@ -17,6 +17,7 @@
     │   ├── InvalidVerdict           resolve_alert with a verdict other than true / false_alarm / unknown
     │   ├── InvalidTransition        alert workflow step out of order (e.g. acknowledge a resolved alert)
     │   ├── InvalidCommand           a downlink command or value the codec cannot encode
+    │   │   └── InvalidCommandValues a value name the command's codec row does not know, or lacks (HTTP 422)
     │   ├── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
     │   └── InvalidGeofenceFile      a geofence file that does not read, has no CRS or no valid polygon
     ├── DownlinkError                the network server refused or did not answer a downlink push
@@ -95,6 +96,10 @@ class InvalidCommand(InvalidRequest):
     """A downlink command or value that the codec cannot encode."""
 
 
+class InvalidCommandValues(InvalidCommand):
+    """Values a command's row of the codec table does not name, or a value it needs that is missing."""
+
+
 class InvalidGeography(InvalidRequest):
     """A geography that is not a GeoJSON FeatureCollection with properties.kind on every feature."""
 
@@ -117,6 +122,11 @@ class DownlinkError(BridgeError):
 
 class StoreUnavailable(BridgeError):
     """The store cannot take the body now; nothing was acknowledged, the sender should retry."""
+
+
+def store_unavailable(error: BaseException) -> StoreUnavailable:
+    """The StoreUnavailable that answers for a store error that passes (its text cut to 200 characters)."""
+    return StoreUnavailable(f"store unavailable: {str(error)[:200]}")
 
 
 def is_transient_store_error(error: BaseException) -> bool:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
 import pandas as pd
 from shapely.geometry import Point
+
+from lora_bridge.access import Viewer, privacy, require, roles
 
 WGS84 = "EPSG:4326"
 COLUMNS = ("animal_id", "name", "species", "device_id", "time_utc", "lat", "lon")
@@ -43,6 +46,8 @@ MEDIA_TYPES = {
     "gpkg": "application/geopackage+sqlite3",
     "movebank.csv": "text/csv",
 }
+_COLUMN_TYPES = {"animal_id": object, "name": object, "species": object, "device_id": object, "time_utc": object,
+                 "lat": "float64", "lon": "float64"}
 GPS = "gps"
 DEFAULT_STUDY = "Tembo collars"
 
@@ -79,7 +84,8 @@ def fixes_frame(fixes: Sequence[Any], species: Species = None) -> pd.DataFrame:
         }
         for p in sorted(fixes, key=_order)
     ]
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    # Typed columns, so a file with no fix has the schema of one with fixes (lat/lon numbers, not text).
+    return pd.DataFrame(rows, columns=list(COLUMNS)).astype(_COLUMN_TYPES)
 
 
 def fixes_geoframe(fixes: Sequence[Any], species: Species = None) -> gpd.GeoDataFrame:
@@ -110,7 +116,10 @@ def to_geopackage(fixes: Sequence[Any], species: Species = None, layer: str = "f
     """An OGC GeoPackage holding one point layer `layer` in EPSG:4326."""
     with tempfile.TemporaryDirectory(prefix="tembo-export-") as folder:
         path = Path(folder) / "fixes.gpkg"
-        fixes_geoframe(fixes, species).to_file(path, layer=layer, driver="GPKG", engine="pyogrio")
+        # Point even when empty (an empty layer would otherwise be of an unknown geometry type).
+        fixes_geoframe(fixes, species).to_file(
+            path, layer=layer, driver="GPKG", engine="pyogrio", geometry_type="Point"
+        )
         return path.read_bytes()
 
 
@@ -133,3 +142,29 @@ def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: s
         for index, p in enumerate(ordered, start=1)
     ]
     return pd.DataFrame(rows, columns=list(MOVEBANK_COLUMNS)).to_csv(index=False).encode()
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One download: the button's label, the file's bytes, its name and media type."""
+
+    label: str
+    data: bytes
+    filename: str
+    media_type: str
+
+
+def files(fixes: Sequence[Any], species: Species, viewer: Viewer, stem: str) -> list[ExportFile]:
+    """The fixes (already as viewer may see them) as the four files the animal page offers (CSV,
+    GeoJSON, GeoPackage, Movebank CSV), each with the species and the GeoJSON saying whether the
+    points are exact, as the API's are. Forbidden unless viewer's role may export, as on the API
+    (rangers, researchers, admins: not the visitor kiosk, not field technicians)."""
+    require(viewer, roles.EXPORT)
+    precision = privacy.label(viewer)
+    return [
+        ExportFile("CSV", to_csv(fixes, species), f"{stem}.csv", MEDIA_TYPES["csv"]),
+        ExportFile("GeoJSON", to_geojson(fixes, species, precision), f"{stem}.geojson", MEDIA_TYPES["geojson"]),
+        ExportFile("GeoPackage", to_geopackage(fixes, species), f"{stem}.gpkg", MEDIA_TYPES["gpkg"]),
+        ExportFile("Movebank CSV", to_movebank_csv(fixes, species), f"{stem}_movebank.csv",
+                   MEDIA_TYPES["movebank.csv"]),
+    ]

@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
+from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error, store_unavailable
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import DeadLetter, RawUplink
@@ -70,7 +70,7 @@ def store_raw(
         if is_transient_store_error(error):
             log.warning("store cannot take a body now (%s): answered as unavailable", type(error).__name__,
                         extra={"source": source, "error": str(error)[:200]})
-            raise StoreUnavailable(f"store unavailable: {str(error)[:200]}") from error
+            raise store_unavailable(error) from error
         raise
 
 
@@ -93,8 +93,73 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
         if is_transient_store_error(error):
             log.warning("store cannot take %d bodies now (%s): answered as unavailable", len(submissions),
                         type(error).__name__, extra={"error": str(error)[:200]})
-            raise StoreUnavailable(f"store unavailable: {str(error)[:200]}") from error
+            raise store_unavailable(error) from error
         raise
+
+
+def store_raw_apart(db: Database, submissions: list[Any]) -> list[int | None]:
+    """`store_raw_many`, and should the store refuse the batch for a reason that does not pass (a
+    value it cannot hold), each body alone, so one body does not cost the others theirs: ids in
+    order, None for a body the store refused (its error set on its submission, for its caller to keep
+    it as a dead letter, `Bridge.keep_failed`). StoreUnavailable when the store cannot take them now."""
+    try:
+        return list(store_raw_many(db, submissions))
+    except StoreUnavailable:
+        raise
+    except Exception as error:  # noqa: BLE001 - which body was refused is found by storing each alone
+        if len(submissions) == 1:
+            submissions[0].error = error
+            return [None]
+        log.warning("store refused a batch of %d raw bodies (%s): each kept alone", len(submissions),
+                    type(error).__name__, extra={"error": str(error)[:200]})
+    ids: list[int | None] = []
+    for submission in submissions:
+        try:
+            ids.append(store_raw_many(db, [submission])[0])
+        except StoreUnavailable as unavailable:
+            submission.error = unavailable
+            ids.append(None)
+        except Exception as refused:  # noqa: BLE001 - this body's caller keeps it as a dead letter
+            submission.error = refused
+            ids.append(None)
+    return ids
+
+
+def keep_failed(
+    db: Database,
+    source: str,
+    body: bytes,
+    reason: str,
+    *,
+    event: str | None = None,
+    content_type: str | None = None,
+    path_ids: dict[str, Any] | None = None,
+) -> int:
+    """Commit body whose ingest failed for a reason that does not pass (a bug, a value the store
+    refuses) as a raw row with its dead letter (stage apply), as a body that fails while applied is
+    kept: `Bridge.replay_dead_letters` runs it again after a fix. Its raw row's id; StoreUnavailable
+    when the store cannot take it now. Should the store refuse the row's topic or path values
+    themselves, the body is kept without them, their text in the reason."""
+    attempts = [(event, content_type, path_ids, reason)]
+    if event or content_type or path_ids:
+        named = f"{reason} [not stored with the body: event={event!r} path_ids={path_ids!r}]"
+        attempts.append((None, None, None, named[:1000]))
+    for number, (kind, encoding, ids, why) in enumerate(attempts, start=1):
+        try:
+            with db.write() as session:
+                raw = raw_row(body, source, event=kind, content_type=encoding, path_ids=ids)
+                session.add(raw)
+                session.flush()
+                dead_letter(session, raw, STAGE_APPLY, why)
+                return raw.id
+        except Exception as error:
+            if is_transient_store_error(error):
+                raise store_unavailable(error) from error
+            if number == len(attempts):
+                raise
+            log.warning("store refused a failed body's ids (%s): kept without them", type(error).__name__,
+                        extra={"source": source, "error": str(error)[:200]})
+    raise AssertionError("unreachable")
 
 
 def _event(event: str | None) -> str | None:

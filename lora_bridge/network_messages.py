@@ -39,6 +39,7 @@ from typing import Any
 
 from lora_bridge.errors import MalformedUplink
 from lora_bridge.uplink_formats import (
+    MAX_F_CNT,
     SOURCE_CHIRPSTACK,
     SOURCE_TTS,
     Uplink,
@@ -47,7 +48,9 @@ from lora_bridge.uplink_formats import (
     dig,
     escaped_text,
     int_or_none,
+    int_within,
     label,
+    list_of_objects,
     load_json_object,
     number_or_none,
     time_or_none,
@@ -60,6 +63,9 @@ NETWORKS = (SOURCE_TTS, SOURCE_CHIRPSTACK)
 # Network-server bodies are a few KB (a TTS uplink heard by 300 gateways is about 150 KB); the
 # webhook reads at most this much, and a body cut there is refused with that said.
 MAX_BODY_BYTES = 256 * 1024
+MAX_PORT = 255
+# DevStatusAns: the demodulation margin is a 6-bit signed integer (LoRaWAN 1.0.x, 5.5), in dB.
+DEV_STATUS_MARGIN_DB = (-32, 31)
 
 KIND_UPLINK = "uplink"
 KIND_JOIN = "join"
@@ -113,6 +119,7 @@ TTS_EVENT_ALIASES = {
     "down_nack": "downlink_nack",
     "down_failed": "downlink_failed",
     "down_queue_invalidated": "downlink_queue_invalidated",
+    "down_invalidated": "downlink_queue_invalidated",  # the MQTT topic's name (topics.DownlinkQueueInvalidatedTopic)
     "location": "location_solved",
     "location_solved": "location_solved",
     "service_data": "service_data",
@@ -298,12 +305,13 @@ def _simulated(key: str, uplink: Uplink) -> NetworkEvent:
 
 def _tts_downlink_report(common: dict[str, Any], kind: str, message: dict[str, Any]) -> NetworkEvent:
     if kind == KIND_DOWNLINK_INVALIDATED:
-        downlinks = [d for d in message.get("downlinks") or [] if isinstance(d, dict)]
-        detail = {"downlinks": len(downlinks), "last_f_cnt_down": int_or_none(message.get("last_f_cnt_down"))}
+        downlinks = list_of_objects(message.get("downlinks"))
+        detail = {"downlinks": len(downlinks), "last_f_cnt_down": int_within(message.get("last_f_cnt_down"), 0, MAX_F_CNT)}
         ids = tuple(c for d in downlinks for c in _strings(d.get("correlation_ids")))
         return NetworkEvent(**common, correlation_ids=ids, detail=detail)
     downlink = dig(message, "downlink") if kind == KIND_DOWNLINK_FAILED else message
-    detail: dict[str, Any] = {"f_cnt_down": int_or_none(downlink.get("f_cnt")), "confirmed": bool(downlink.get("confirmed"))}
+    detail: dict[str, Any] = {"f_cnt_down": int_within(downlink.get("f_cnt"), 0, MAX_F_CNT),
+                              "confirmed": bool(downlink.get("confirmed"))}
     if kind == KIND_DOWNLINK_FAILED:
         error = dig(message, "error")
         detail["error"] = {
@@ -313,7 +321,7 @@ def _tts_downlink_report(common: dict[str, Any], kind: str, message: dict[str, A
         }
     return NetworkEvent(
         **common,
-        f_port=int_or_none(downlink.get("f_port")) or 0,
+        f_port=int_within(downlink.get("f_port"), 0, MAX_PORT) or 0,
         payload=_bytes(downlink.get("frm_payload")),
         correlation_ids=_strings(downlink.get("correlation_ids")),
         detail=detail,
@@ -359,7 +367,8 @@ def _read_chirpstack(
             **common,
             kind=kind,
             queue_item_id=_text(document.get("queueItemId")),
-            detail={"f_cnt_down": int_or_none(document.get("fCntDown")), "gateway_id": label(document.get("gatewayId"))},
+            detail={"f_cnt_down": int_within(document.get("fCntDown"), 0, MAX_F_CNT),
+                    "gateway_id": label(document.get("gatewayId"))},
         )
     if name == "status":
         battery = None if document.get("batteryLevelUnavailable") else number_or_none(document.get("batteryLevel"))
@@ -367,7 +376,7 @@ def _read_chirpstack(
             **common,
             kind=KIND_STATUS,
             battery_pct=battery if battery is None or 0 <= battery <= 100 else None,
-            margin_db=int_or_none(document.get("margin")),
+            margin_db=int_within(document.get("margin"), *DEV_STATUS_MARGIN_DB),
             detail={"external_power_source": bool(document.get("externalPowerSource"))},
         )
     if name == "location":

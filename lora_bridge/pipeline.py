@@ -64,8 +64,9 @@ def store_and_process_batch(
 
     Should anything fail inside it, nothing of it was written, and the batch goes the two-step way:
     its raw rows committed alone first (StoreUnavailable set on every submission when even that
-    fails: nothing was kept), then each body processed by itself (`process_raw`); the submissions
-    that the batch applied that way are returned for the caller's per-body follow-up.
+    fails: nothing was kept; a body whose raw row the store refuses gets that error, the others are
+    kept: `ingest.store_raw_apart`), then each body processed by itself (`process_raw`); the
+    submissions that the batch applied that way are returned for the caller's per-body follow-up.
     """
     try:
         with db.write() as session:
@@ -95,14 +96,15 @@ def store_and_process_batch(
         log.info("batch of %d bodies fell back to store-then-process: %s", len(submissions), type(error).__name__,
                  extra={"error": str(error)[:200]})
     try:
-        raw_ids = ingest.store_raw_many(db, submissions)
+        raw_ids = ingest.store_raw_apart(db, submissions)
     except StoreUnavailable as error:
         for submission in submissions:
             submission.error = error
         return []
     for submission, raw_id in zip(submissions, raw_ids, strict=True):
-        submission.result = process_raw(db, raw_id, codec, settings)
-    return list(submissions)
+        if raw_id is not None:
+            submission.result = process_raw(db, raw_id, codec, settings)
+    return [submission for submission in submissions if submission.result is not None]
 
 
 def _keep_raws(session: Session, raws: list[RawUplink]) -> None:
@@ -301,6 +303,7 @@ def _record_event(
             message=event.event,
             reason=outcome.kept_reason,
             stage=ingest.STAGE_KIND,
+            dev_eui=event.dev_eui,
         )
     raw.status = ingest.STATUS_RECORDED
     raw.message = event.kind
@@ -313,6 +316,7 @@ def _record_event(
         device_id=outcome.device_id,
         message=event.kind,
         downlink_ids=tuple(outcome.downlink_ids),
+        dev_eui=event.dev_eui,
     )
 
 
@@ -364,13 +368,15 @@ def _process_uplink(
             device_id=device.device_id,
             f_cnt=uplink.f_cnt,
             duplicate_of=claim.duplicate_of,
+            dev_eui=device.dev_eui,
         )
     if uplink.f_port == MAC_PORT or not uplink.payload:
         # MAC commands only (port 0: the network server has used them), or a frame with a port and no
         # payload (LoRaWAN allows it; TTS then leaves frm_payload out, ChirpStack `data`): nothing to
         # decode, nothing to replay after a codec fix; the frame still counts and says the collar lives.
         devices.device_for_uplink(session, uplink, heard_at)
-        return _done(raw, existing, uplink, "mac_commands" if uplink.f_port == MAC_PORT else EMPTY_FRAME, ())
+        return _done(raw, existing, uplink, "mac_commands" if uplink.f_port == MAC_PORT else EMPTY_FRAME, (),
+                     dev_eui=device.dev_eui)
     decoded = decode_payload(codec, uplink.f_port, uplink.payload)
     if decoded.fields is None:
         reason = decoded.reason or "undecodable"
@@ -382,12 +388,14 @@ def _process_uplink(
             f_cnt=uplink.f_cnt,
             reason=reason,
             stage=ingest.STAGE_DECODE,
+            dev_eui=device.dev_eui,
         )
     bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at), heard_at)})
     applied = apply_message(
         session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings
     )
-    result = _done(raw, existing, uplink, decoded.message, tuple(applied.downlink_ids), tuple(applied.alert_ids))
+    result = _done(raw, existing, uplink, decoded.message, tuple(applied.downlink_ids), tuple(applied.alert_ids),
+                   dev_eui=device.dev_eui)
     return result
 
 
@@ -398,6 +406,8 @@ def _done(
     message: str | None,
     downlink_ids: tuple[int, ...],
     alert_ids: tuple[int, ...] = (),
+    *,
+    dev_eui: str | None = None,
 ) -> IngestResult:
     bulk.set_values(raw, {"status": ingest.STATUS_PROCESSED, "message": message, "processed_at": utc_now(), "error": None})
     _close_replayed(existing, ingest.STATUS_PROCESSED)
@@ -416,6 +426,7 @@ def _done(
         message=message,
         alert_ids=alert_ids,
         downlink_ids=downlink_ids,
+        dev_eui=dev_eui,
     )
 
 

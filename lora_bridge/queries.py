@@ -87,6 +87,20 @@ def last_gateway_per_device(session: Session) -> dict[str, str]:
     return found
 
 
+def device_ids_by_eui(session: Session, dev_euis: set[str]) -> dict[str, str]:
+    """DevEUI -> the device_id the bridge files that collar under, for the collars it knows (the
+    first by device_id, as `devices.resolve_device` picks)."""
+    if not dev_euis:
+        return {}
+    found: dict[str, str] = {}
+    rows = session.execute(
+        select(Device.dev_eui, Device.device_id).where(Device.dev_eui.in_(dev_euis)).order_by(Device.device_id)
+    )
+    for dev_eui, device_id in rows:
+        found.setdefault(dev_eui, device_id)
+    return found
+
+
 def animal_views(session: Session) -> list[AnimalView]:
     """Every animal with its collar's latest state, ordered by name."""
     fixes = latest_fix_per_device(session)
@@ -365,14 +379,13 @@ def alert_views_at(session: Session, as_of: datetime) -> list[AlertView]:
         acknowledged = alert.acknowledged_at is not None and alert.acknowledged_at <= as_of
         views.append(
             replace(
-                alert_view(alert, animal, assigned.get(alert.id)),
+                alert_view(alert, animal, assigned.get(alert.id)).as_of(as_of),
                 state=STATE_ACKNOWLEDGED if acknowledged else STATE_NEW,
                 acknowledged_by=alert.acknowledged_by if acknowledged else None,
                 acknowledged_at=alert.acknowledged_at if acknowledged else None,
                 resolved_by=None,
                 resolved_at=None,
                 verdict=None,
-                last_time=min(alert.last_time, as_of),
             )
         )
     return views

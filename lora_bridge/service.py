@@ -42,7 +42,7 @@ from lora_bridge.domain import (
     rules_engine,
     rules_lifecycle,
 )
-from lora_bridge.domain.geofence_files import read_fence_file
+from lora_bridge.domain.geofence_files import far_from_reserve, read_fence_file
 from lora_bridge.domain.rules_profiles import load_rules_config
 from lora_bridge.durable_intake import DurableIntake
 from lora_bridge.errors import (
@@ -50,6 +50,7 @@ from lora_bridge.errors import (
     InvalidCommand,
     InvalidRequest,
     InvalidTransition,
+    StoreUnavailable,
     TooManyAttempts,
     UnknownAlert,
     UnknownAnimal,
@@ -57,6 +58,8 @@ from lora_bridge.errors import (
     UnknownDeadLetter,
     UnknownDevice,
     UnknownGeofence,
+    is_transient_store_error,
+    store_unavailable,
 )
 from lora_bridge.group_commit import GroupCommit, Submission
 from lora_bridge.network_messages import NETWORKS, event_name_of
@@ -65,7 +68,13 @@ from lora_bridge.notify import channels, outbox
 from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
-from lora_bridge.pipeline import apply_taken_in, process_raw, process_taken_batch, store_and_process_batch
+from lora_bridge.pipeline import (
+    apply_taken_in,
+    collar_hint,
+    process_raw,
+    process_taken_batch,
+    store_and_process_batch,
+)
 from lora_bridge.settings import BridgeSettings, load_settings
 from lora_bridge.store import bulk, retention
 from lora_bridge.store.database import Database, open_database
@@ -199,7 +208,42 @@ class Bridge:
         while applying it, the timer tries again).
         """
         submission = self.submission(network, event, body, content_type=content_type, path_ids=path_ids)
-        return self._group_commit.submit(submission)
+        try:
+            return self._group_commit.submit(submission)
+        except StoreUnavailable:
+            raise
+        except Exception as error:  # noqa: BLE001 - kept for inspection, never retried in vain
+            return self.keep_failed(network, submission.event, body, error,
+                                    content_type=content_type, path_ids=path_ids)
+
+    def keep_failed(
+        self,
+        network: str,
+        event: str | None,
+        body: bytes,
+        error: BaseException,
+        *,
+        content_type: str | None = "application/json",
+        path_ids: dict[str, str] | None = None,
+    ) -> IngestResult:
+        """Keep a body whose ingest raised error for a reason that does not pass (a bug, a value the
+        store refuses) as a dead letter (stage apply), as a body that fails while applied is kept, and
+        say so: the answer is a `dead_letter` (webhook 200, MQTT PUBACK), so the network server does
+        not send it again in vain, and `replay_dead_letters()` runs it after a fix. Raises
+        StoreUnavailable when error is a store error that passes, or when the store cannot keep it now
+        (nothing kept: webhook 503, MQTT no PUBACK)."""
+        if is_transient_store_error(error):
+            raise store_unavailable(error) from error
+        collar = collar_hint(Submission(network, event, body, content_type=content_type, path_ids=path_ids))
+        context = {"network": network, "event": event, "device": collar or None}
+        reason = f"ingest failed: {error!r}"[:1000]
+        raw_id = ingest.keep_failed(self.db, network, body, reason, event=event, content_type=content_type,
+                                    path_ids=path_ids)
+        log.error("ingest failed network=%s event=%s device=%s: kept as a dead letter raw_uplink_id=%d: %r",
+                  network, event, collar or None, raw_id, error, exc_info=error,
+                  extra={**context, "raw_uplink_id": raw_id})
+        return IngestResult(status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw_id, reason=reason,
+                            stage=ingest.STAGE_APPLY)
 
     def submission(
         self,
@@ -218,6 +262,12 @@ class Bridge:
         return Submission(
             network, event_name_of(source, event, body), body, content_type=content_type, path_ids=path_ids
         )
+
+    def device_ids_by_eui(self, dev_euis: set[str]) -> dict[str, str]:
+        """DevEUI -> the device_id each known collar is filed under (devices are their DevEUI; the
+        network's names are labels)."""
+        with self.db.read() as session:
+            return queries.device_ids_by_eui(session, dev_euis)
 
     def durable_intake(self) -> DurableIntake:
         """The writer and applier threads that answer webhook bodies once their raw row is durable and
@@ -419,7 +469,8 @@ class Bridge:
                 latest = {p.animal_id: p for p in self._delayed_latest(session, viewer, high_value, now)}
                 visible = privacy.alerts(viewer, queries.alert_views(session, alerts.OPEN_STATES), high_value, now)
                 open_counts = Counter(a.animal_id for a in visible if a.animal_id is not None)
-                views = privacy.animals(viewer, views, latest, open_counts)
+                behaviour = delayed.behaviour_by(session, self._cutoffs(viewer, high_value, now))
+                views = privacy.animals(viewer, views, latest, open_counts, behaviour)
         self._audit_positions(viewer, "animals", [v.animal_id for v in views if v.lat is not None], now)
         return views
 
@@ -541,9 +592,13 @@ class Bridge:
     def alert_events(self, alert_id: int, *, viewer: Viewer) -> list[AlertEventView]:
         """Who did what to an alert and when, oldest first (details without places for roles
         without exact positions)."""
-        self.alert(alert_id, viewer=viewer)  # UnknownAlert unless viewer may see the alert
+        shown = self.alert(alert_id, viewer=viewer)  # UnknownAlert unless viewer may see the alert
         with self.db.read() as session:
-            return privacy.alert_events(viewer, queries.alert_event_views(session, int(alert_id)))
+            events = queries.alert_event_views(session, int(alert_id))
+            if viewer.exact_positions:
+                return events
+            seen_until = privacy.alert_cutoff(viewer, shown.animal_id, delayed.high_value_flags(session), self.clock())
+            return privacy.alert_events(viewer, events, seen_until)
 
     def acknowledge_alert(self, alert_id: int, viewer: Viewer) -> AlertView:
         """A ranger takes the alert: new → acknowledged, in the viewer's name."""
@@ -636,18 +691,22 @@ class Bridge:
     # Downlinks -------------------------------------------------------------------------------
 
     def queue_command(self, device_id: str, command: str, values: dict[str, Any] | None = None) -> DownlinkView:
-        """Queue a port-32 command (encoded by the codec) for a collar; the outbox worker pushes it.
-        A newer command of the same name supersedes one still waiting."""
+        """Queue a port-32 command (encoded by the codec) for a collar, named by the bridge's device_id
+        or its DevEUI (as the network server's console shows it); the outbox worker pushes it.
+        A newer command of the same name supersedes one still waiting. InvalidCommandValues for a
+        value name the command's codec row does not know or a value it needs that is missing
+        (nothing queued); InvalidCommand for a value the codec cannot carry."""
+        values = dict(values or {})
+        downlinks.check_command_values(self.codec, command, values)
         with self.db.write() as session:
-            if session.get(Device, device_id) is None:
-                raise UnknownDevice(f"no collar {device_id!r}")
+            device_id = devices.collar_named(session, device_id).device_id
             try:
                 downlink = downlinks.queue_command(
                     session,
                     self.codec,
                     device_id=device_id,
                     command=command,
-                    values=dict(values or {}),
+                    values=values,
                     resend_after_s=self.settings.ack_resend_after_s,
                 )
             except self.codec.CodecError as error:
@@ -779,6 +838,7 @@ class Bridge:
         if actor is not None:
             require(actor, roles.MANAGE_GEOFENCES)
         fence_file = read_fence_file(data, filename, kind=kind, alert_on=alert_on)
+        far_from_reserve(fence_file, self.geography())
         with self.db.write() as session:
             rows = geofences.store_fences(session, fence_file, replace=replace)
             views = [_geofence_view(row) for row in rows]
@@ -965,11 +1025,14 @@ class Bridge:
     # Fences on the collars (dashboard) --------------------------------------------------------
 
     def send_fences_to_collars(
-        self, geofence_ids: list[int], device_ids: list[str] | None = None
+        self, geofence_ids: list[int], device_ids: list[str] | None = None, *, actor: Viewer | None = None
     ) -> list[DownlinkView]:
         """Queue, for each collar (every collar when device_ids is None), `clear_fences` and then the
         `fence` commands that install the chosen fences. CollarFenceLimits, with nothing queued,
-        when the fences do not fit on a collar (count, corners, holes, both-way alerts)."""
+        when the fences do not fit on a collar (count, corners, holes, both-way alerts).
+        actor (a signed-in user or token): who sent them, in the audit log with the fences and collars."""
+        if actor is not None:
+            require(actor, roles.MANAGE_GEOFENCES)
         chosen = {view.geofence_id: view for view in self.geofences() if view.geofence_id in set(geofence_ids)}
         missing = sorted(set(geofence_ids) - set(chosen))
         if missing:
@@ -982,7 +1045,12 @@ class Bridge:
         for device_id in device_ids:
             queued.append(self.queue_command(device_id, "clear_fences"))
             queued += [self.queue_command(device_id, "fence", values) for values in commands]
-        log.info("fences queued for collars", extra={"fences": len(chosen), "collars": len(device_ids)})
+        if actor is not None:
+            with self.db.write() as session:
+                audit.record_change(session, actor, "fences_sent", self.clock(), geofence_ids=list(geofence_ids),
+                                    collars=len(device_ids), downlinks=len(queued))
+        log.info("fences queued for collars", extra={"fences": len(chosen), "collars": len(device_ids),
+                                                     "user": actor.username if actor else None})
         return queued
 
     def rename_geofence(self, geofence_id: int, name: str) -> GeofenceView:
@@ -1113,9 +1181,12 @@ class Bridge:
         """The viewer and a new session secret when the password is right; AuthenticationFailed
         otherwise, with the same message for an unknown name and a wrong password, and
         TooManyAttempts while the username or the client address is locked out (the password is
-        not even looked at then). Sign-ins, failures and lockouts go to the audit log."""
+        not even looked at then). Sign-ins, failures and lockouts go to the audit log.
+
+        Usernames are lowercase (`accounts.check_username`), so the name is taken in lowercase and
+        without surrounding spaces: a phone's keyboard capitalises the first letter of a field."""
         now = self.clock()
-        name = str(username)
+        name = str(username).strip().lower()
         keys = {throttle.USER: name, throttle.CLIENT: client}
         with self.db.read() as session:
             lock = throttle.active_lock(session, keys, now)
@@ -1351,10 +1422,16 @@ class Bridge:
     def _delayed_latest(
         self, session: Any, viewer: Viewer, high_value: dict[str, bool], now: datetime
     ) -> list[PositionView]:
+        by_cutoff = self._cutoffs(viewer, high_value, now)
+        return privacy.positions(viewer, delayed.latest_fixes_by(session, by_cutoff), high_value, now)
+
+    @staticmethod
+    def _cutoffs(viewer: Viewer, high_value: dict[str, bool], now: datetime) -> dict[datetime, list[str]]:
+        """Each cutoff of viewer's role (ordinary, high-value) -> the animal ids it applies to."""
         by_cutoff: dict[datetime, list[str]] = {}
         for animal_id, flagged in high_value.items():
             by_cutoff.setdefault(privacy.cutoff(privacy.precision_for(viewer, flagged), now), []).append(animal_id)
-        return privacy.positions(viewer, delayed.latest_fixes_by(session, by_cutoff), high_value, now)
+        return by_cutoff
 
     # The dashboard's "as of" moment (dash) --------------------------------------------------
 
@@ -1430,8 +1507,10 @@ class Bridge:
     def create_campaign(self, *, name: str, kind: str, version: str, image_sha256: str, image_bytes: int,
                         user: str, devices: list[str] | None = None, canary_pct: int = 10,
                         max_canary_failures_pct: int = 20, min_battery_mv: int = 3400,
-                        min_rssi_dbm: float = -120.0, image: bytes | None = None) -> dict[str, Any]:
-        """Start a roll-out of a signed update image to all collars (devices None) or a list. With the
+                        min_rssi_dbm: float = -120.0, max_spreading_factor: int = 12, species: str | None = None,
+                        image: bytes | None = None) -> dict[str, Any]:
+        """Start a roll-out of a signed update image to all collars (devices and species None), a list,
+        or the collars of a species' animals; gated on battery, RSSI and spreading factor. With the
         image itself (and TEMBO_FUOTA_MULTICAST_GROUP set, or on ChirpStack the collars' key file and
         TEMBO_FUOTA_MULTICAST_ADDR) the bridge also delivers it over the network server
         (deliver_updates); without, it tracks what collars report. With the key file and the address
@@ -1439,17 +1518,32 @@ class Bridge:
         (CampaignError, DeliveryRefused) when it cannot be done."""
         import hashlib
 
-        from lora_bridge.domain import campaigns, fuota_delivery
+        from lora_bridge.domain import campaigns
 
-        mc_addr = int(self.settings.fuota_multicast_addr, 16) if self.settings.fuota_multicast_addr else None
-        group_keys = self._collar_keys() if mc_addr is not None and image is not None else None
-        create_group = False
         if image is not None:
             if hashlib.sha256(image).hexdigest() != image_sha256 or len(image) != image_bytes:
                 raise campaigns.CampaignError("the image does not match its SHA-256 and size")
             identity = campaigns.identify(image)
             if (identity.kind, identity.version) != (kind, version):
                 raise campaigns.CampaignError(f"the image is {identity.kind} {identity.version}, not {kind} {version}")
+        return self._create_campaign(
+            name=name, kind=kind, version=version, image_sha256=image_sha256, image_bytes=image_bytes, user=user,
+            devices=devices, canary_pct=canary_pct, max_canary_failures_pct=max_canary_failures_pct,
+            min_battery_mv=min_battery_mv, min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor,
+            species=species, image=image)
+
+    def _create_campaign(self, *, name: str, kind: str, version: str, image_sha256: str, image_bytes: int,
+                         user: str, devices: list[str] | None, canary_pct: int, max_canary_failures_pct: int,
+                         min_battery_mv: int, min_rssi_dbm: float, max_spreading_factor: int,
+                         species: str | None, image: bytes | None) -> dict[str, Any]:
+        """Create a campaign whose image (when given) was already identified and matched to kind,
+        version, SHA-256 and size by the caller: plan its delivery and record both in one transaction."""
+        from lora_bridge.domain import campaigns, fuota_delivery
+
+        mc_addr = int(self.settings.fuota_multicast_addr, 16) if self.settings.fuota_multicast_addr else None
+        group_keys = self._collar_keys() if mc_addr is not None and image is not None else None
+        create_group = False
+        if image is not None:
             if not self.delivers_updates:
                 raise campaigns.CampaignError("no multicast group to deliver through: set TEMBO_FUOTA_MULTICAST_GROUP "
                                               "to the group's device id at the network server (or, on ChirpStack, "
@@ -1460,7 +1554,8 @@ class Bridge:
                 session, name=name, kind=kind, version=version, image_sha256=image_sha256,
                 image_bytes=image_bytes, devices=devices, canary_pct=canary_pct,
                 max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=min_battery_mv,
-                min_rssi_dbm=min_rssi_dbm, created_by=user)
+                min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor, species=species,
+                created_by=user)
             if image is not None:
                 row = fuota_delivery.start(session, campaign, image, str(self.settings.fuota_multicast_group or ""),
                                            self.clock(), prior_loss=self.settings.fuota_prior_loss, mc_addr=mc_addr,
@@ -1492,20 +1587,23 @@ class Bridge:
 
     def start_campaign(self, image: bytes, *, user: str, name: str | None = None, devices: list[str] | None = None,
                        canary_pct: int = 10, max_canary_failures_pct: int = 20, min_battery_mv: int = 3400,
-                       min_rssi_dbm: float = -120.0) -> dict[str, Any]:
+                       min_rssi_dbm: float = -120.0, max_spreading_factor: int = 12,
+                       species: str | None = None) -> dict[str, Any]:
         """Start a roll-out of the signed update image a field technician hands over (the Updates page,
         `POST /api/updates/campaigns`): its kind and version read from its header, delivered over the
         network server when the bridge has a way to the collars (`delivers_updates`), else tracked from
         what the collars report. ValueError (CampaignError, DeliveryRefused) when it cannot be done."""
         import hashlib
 
-        identity = self.update_image_identity(image)
-        return self.create_campaign(
+        identity = self.update_image_identity(image)  # read once: what it is, and that it is whole and signed
+        log.info("update image identified: %s %s for %s, key %d, %d bytes", identity.kind, identity.version,
+                 identity.hardware_id, identity.key_id, identity.image_bytes, extra={"user": user})
+        return self._create_campaign(
             name=(name or "").strip() or f"{identity.kind} {identity.version}", kind=identity.kind,
             version=identity.version, image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image),
             user=user, devices=devices, canary_pct=canary_pct, max_canary_failures_pct=max_canary_failures_pct,
-            min_battery_mv=min_battery_mv, min_rssi_dbm=min_rssi_dbm,
-            image=image if self.delivers_updates else None)
+            min_battery_mv=min_battery_mv, min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor,
+            species=species, image=image if self.delivers_updates else None)
 
     def deliver_updates(self, now: datetime | None = None) -> int:
         """Move every campaign's delivery on (set-up, multicast fragments, repair rounds, stragglers):
@@ -1521,7 +1619,8 @@ class Bridge:
                 log.error("collar key file unusable: %s", error)
         now = now or self.clock()
         with self.db.write() as session:
-            queued = fuota_delivery.tick(session, self.codec, now, group_keys=group_keys)
+            queued = fuota_delivery.tick(session, self.codec, now, group_keys=group_keys,
+                                         no_answer_factor=self.settings.fuota_no_answer_factor)
         self._delete_ended_groups(now)
         return queued
 

@@ -31,6 +31,8 @@ from lora_bridge.errors import MalformedUplink
 from lora_bridge.store.utc import as_utc
 
 MAX_F_CNT = 2**32 - 1
+# LoRa spreading factors a radio sends (SF5 and SF6 on the newer Semtech chips, SF7..SF12 on every one).
+SPREADING_FACTORS = (5, 12)
 MAX_LABEL = 64
 SOURCE_TTS = "tts"
 SOURCE_CHIRPSTACK = "chirpstack"
@@ -136,7 +138,7 @@ def tts_uplink_from(
         dev_eui=dev_eui,
         application_id=application_id,
         gateways=gateways,
-        spreading_factor=int_or_none(lora.get("spreading_factor")),
+        spreading_factor=int_within(lora.get("spreading_factor"), *SPREADING_FACTORS),
         airtime_ms=_duration_ms_or_none(message.get("consumed_airtime")),
     )
 
@@ -149,6 +151,11 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
     dev_eui = eui_or_none(ids.get("dev_eui"), "dev_eui")
     if dev_eui is None:
         dev_eui = eui_or_none(path.get("dev_eui"), "dev_eui")
+    if dev_eui is None and not ids and _is_eui(path.get("device_id")):
+        # A webhook whose base URL names the device by `{{devEUI}}` (a documented path variable): a
+        # field-masked body carries no ids, and the path's EUI is the collar (it had become a second
+        # collar filed under its DevEUI as a name).
+        dev_eui = str(path["device_id"]).upper()
     device_id = label(ids.get("device_id")) or label(path.get("device_id")) or dev_eui
     if not device_id:
         raise MalformedUplink("missing text field 'device_id' (no end_device_ids and no device in the webhook path)")
@@ -183,7 +190,7 @@ def chirpstack_uplink_from(document: dict[str, Any], path_ids: dict[str, str] | 
         dev_eui=dev_eui,
         application_id=application_id,
         gateways=gateways,
-        spreading_factor=int_or_none(tx_lora.get("spreadingFactor")),
+        spreading_factor=int_within(tx_lora.get("spreadingFactor"), *SPREADING_FACTORS),
     )
 
 
@@ -249,6 +256,11 @@ def _escape(ch: str) -> str:
         return named[ch]
     code = ord(ch)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _is_eui(value: Any) -> bool:
+    """True for 16 hex digits exactly (an EUI-64 as The Things Stack writes it in paths)."""
+    return isinstance(value, str) and len(value) == 16 and all(c in "0123456789abcdefABCDEF" for c in value)
 
 
 def eui_or_none(value: Any, key: str) -> str | None:
@@ -334,6 +346,14 @@ def int_or_none(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value
+
+
+def int_within(value: Any, low: int, high: int) -> int | None:
+    """An optional integer field within low..high (`int_or_none`); None outside it: a value no radio
+    sends (a spreading factor of 2**40) is dropped like a wrong-typed one, rather than refused by the
+    store's integer column and costing the message it came with."""
+    number = int_or_none(value)
+    return number if number is not None and low <= number <= high else None
 
 
 def whole_number(value: Any) -> Any:

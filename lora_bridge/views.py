@@ -6,9 +6,9 @@ Field names are fixed by docs/contracts.md; fields after the contract's come wit
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -127,6 +127,32 @@ class AlertView:
     assigned_to: str | None = None
     note: str | None = None
 
+    def as_of(self, moment: datetime) -> AlertView:
+        """The alert as it stood at `moment` (raised by then). An open alert moves to each new
+        occurrence (a collar still in farmland), so its place, last time and count come from the
+        occurrences up to `moment` or where it was raised (no place when neither is known: an alert
+        raised before 3 December kept no place of its own), and its evidence keeps nothing reported
+        later."""
+        evidence = stillness_until(until(self.evidence, moment), moment)
+        if self.last_time is None or self.last_time <= moment:
+            return replace(self, evidence=evidence)
+        kept = self.evidence.get(OCCURRENCES_KEY) if isinstance(self.evidence, Mapping) else None
+        entries = [entry for entry in kept if isinstance(entry, Mapping)] if isinstance(kept, list) else []
+        earlier = sorted(
+            (entry for entry in entries if time_of(entry.get("time")) and not later_than(entry.get("time"), moment)),
+            key=lambda entry: time_of(entry.get("time")),
+        )
+        raised = self.evidence.get(RAISED_AT_KEY) if isinstance(self.evidence, Mapping) else None
+        placed = [
+            entry
+            for entry in ([raised] if isinstance(raised, Mapping) else []) + earlier
+            if entry.get("lat") is not None and entry.get("lon") is not None
+        ]
+        lat, lon = (float(placed[-1]["lat"]), float(placed[-1]["lon"])) if placed else (None, None)
+        last_time = max(self.time, time_of(earlier[-1].get("time"))) if earlier else self.time
+        occurrences = max(1, self.occurrences - (len(entries) - len(earlier)))
+        return replace(self, lat=lat, lon=lon, last_time=last_time, occurrences=occurrences, evidence=evidence)
+
 
 @dataclass(frozen=True)
 class AlertEventView:
@@ -206,6 +232,7 @@ class IngestResult:
     downlink_ids: tuple[int, ...] = ()
     stage: str | None = None
     intake_id: int | None = None  # the body's entry in the durable intake's journal
+    dev_eui: str | None = None  # the collar's identity (device_id is the name the bridge files it under)
 
     @property
     def ok(self) -> bool:
@@ -237,6 +264,70 @@ class ReplayReport:
             duplicates=statuses["duplicate"],
             still_dead=statuses["dead_letter"],
         )
+
+
+# Where an alert keeps its occurrences (time, place) and where it was raised in its evidence
+# (lora_bridge.domain.alerts).
+OCCURRENCES_KEY = "occurrences"
+RAISED_AT_KEY = "raised_at"
+
+
+def until(value: Any, seen_until: datetime | None) -> Any:
+    """A JSON-like value without the mappings that carry a `time` after seen_until (an occurrence,
+    a behaviour summary or a place reported later than the viewer may see)."""
+    if seen_until is None:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            key: until(item, seen_until)
+            for key, item in value.items()
+            if not (isinstance(item, Mapping) and later_than(item.get("time"), seen_until))
+        }
+    if isinstance(value, list | tuple):
+        return [
+            until(item, seen_until)
+            for item in value
+            if not (isinstance(item, Mapping) and later_than(item.get("time"), seen_until))
+        ]
+    return value
+
+
+# What an immobility alert's evidence counts over every fix of the still spell up to the newest.
+_STILL_SPELL_COUNTS = ("cluster_fixes", "total_fixes", "share_within_radius")
+
+
+def stillness_until(evidence: Any, moment: datetime) -> Any:
+    """An immobility alert's evidence as it stood at `moment`: the open alert's evidence grows with
+    every still fix (`still_h`), so a spell that went on past `moment` is cut there, and the counts
+    made over fixes after it are left out (they would say the animal is still there now)."""
+    if not isinstance(evidence, Mapping):
+        return evidence
+    since, hours = time_of(evidence.get("still_since")), evidence.get("still_h")
+    if since is None or not isinstance(hours, int | float) or since.timestamp() + hours * 3600 <= moment.timestamp():
+        return evidence
+    cut = {key: value for key, value in evidence.items() if key not in _STILL_SPELL_COUNTS}
+    cut["still_h"] = max(0.0, round((moment - since).total_seconds() / 3600, 2))
+    return cut
+
+
+def time_of(value: Any) -> datetime | None:
+    """An ISO 8601 time (or a datetime) as an aware datetime; None for anything else."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def later_than(value: Any, seen_until: datetime) -> bool:
+    """True when value is a time (ISO 8601 or datetime) after seen_until."""
+    moment = time_of(value)
+    return moment is not None and moment > seen_until
 
 
 def to_jsonable(view: Any) -> Any:

@@ -53,6 +53,7 @@ except Exception as error:  # the store is down or the URL is wrong: say so inst
     st.error(f"The dashboard cannot read the Tembo store at {data.safe_url(url)}: {error}")
     st.stop()
 if viewer is None:
+    login.remember_requested_page()
     login.sign_in_form(options)
     st.stop()
 
@@ -69,4 +70,7 @@ with st.sidebar:
             login.sign_out(options)
             st.rerun()
 
-st.navigation(navigation.pages_for(viewer, open_count)).run()
+pages = navigation.pages_for(viewer, open_count)
+router = st.navigation(pages)
+login.open_requested_page(pages)  # a link opened before signing in: its page, now
+router.run()

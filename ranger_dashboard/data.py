@@ -281,24 +281,30 @@ def geofences(url: str) -> list[Any]:
 
 
 def import_geofences(
-    url: str, content: bytes, filename: str, kind: str, alert_on: str, replace: bool, name: str | None
+    url: str, content: bytes, filename: str, kind: str, alert_on: str, replace: bool, name: str | None,
+    viewer: Viewer,
 ) -> list[Any]:
-    """Import a fence file through the bridge (which reads and reprojects it); name the new fences
-    `name` (numbered when the file held several) when given."""
-    added = bridge(url).import_geofences(content, filename, kind=kind, alert_on=alert_on, replace=replace)
+    """Import a fence file through the bridge (which reads and reprojects it) in the viewer's name
+    (audited); name the new fences `name` (numbered when the file held several) when given."""
+    added = bridge(url).import_geofences(
+        content, filename, kind=kind, alert_on=alert_on, replace=replace, actor=viewer
+    )
     if name:
         added = [
             bridge(url).rename_geofence(view.geofence_id, name if len(added) == 1 else f"{name} {number}")
             for number, view in enumerate(added, start=1)
         ]
-    logger.info("geofences imported", extra={"geofence_file": filename, "fences": len(added)})
+    logger.info(
+        "geofences imported", extra={"geofence_file": filename, "fences": len(added), "user": viewer.username}
+    )
     geofences.clear()
     return added
 
 
-def send_fences_to_collars(url: str, geofence_ids: list[int]) -> list[Any]:
-    """Queue the chosen fences for every collar (CollarFenceLimits when they do not fit)."""
-    return bridge(url).send_fences_to_collars(list(geofence_ids))
+def send_fences_to_collars(url: str, geofence_ids: list[int], viewer: Viewer) -> list[Any]:
+    """Queue the chosen fences for every collar in the viewer's name, audited (CollarFenceLimits
+    when they do not fit)."""
+    return bridge(url).send_fences_to_collars(list(geofence_ids), actor=viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lora_bridge.access import Viewer
 from lora_bridge.errors import BridgeError
 from ranger_dashboard import data
 
@@ -23,14 +24,15 @@ class UploadOutcome:
 
 
 def import_upload(
-    url: str, content: bytes, filename: str, kind: str, name: str = "", replace: bool = False
+    url: str, content: bytes, filename: str, kind: str, viewer: Viewer, name: str = "", replace: bool = False
 ) -> UploadOutcome:
-    """Import a GeoJSON, GeoPackage or zipped Shapefile as fences of `kind`, named `name` when given."""
+    """Import a GeoJSON, GeoPackage or zipped Shapefile as fences of `kind`, named `name` when given,
+    in the signed-in viewer's name (the bridge's audit log says who imported which file)."""
     if kind not in ALERT_ON:
         return UploadOutcome(False, f"Kind must be one of {', '.join(KINDS)}.")
     try:
         added = data.import_geofences(
-            url, content, filename, kind, ALERT_ON[kind], replace, name.strip() or None
+            url, content, filename, kind, ALERT_ON[kind], replace, name.strip() or None, viewer
         )
     except BridgeError as error:
         return UploadOutcome(False, f"{filename}: {error}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from urllib.parse import urlsplit
 
 import streamlit as st
 
@@ -31,6 +32,7 @@ SESSION_KEY = "tembo_session"
 FORM_KEY = "sign-in"
 HANDOFF_KEY = "tembo_cookie_code"  # a one-time code the next run posts, so the browser gets the cookie
 CLEAR_COOKIE_KEY = "tembo_clear_cookie"  # set by sign_out: the next run clears the browser's cookie
+REQUESTED_PAGE_KEY = "tembo_requested_page"  # (URL path, query) a link asked for before the sign-in
 
 
 def kiosk_viewer() -> Viewer:
@@ -94,6 +96,59 @@ def signed_in_viewer(options: DashboardOptions) -> Viewer | None:
     st.session_state.pop(SESSION_KEY, None)
     st.session_state.pop(roles.VIEWER_KEY, None)
     return None
+
+
+def still_signed_in(options: DashboardOptions) -> bool:
+    """True while this tab's sign-in is live and admitted as the page saw it; False once it ended
+    (signed out elsewhere, ended by an admin for a lost phone, expired, its account removed or given
+    another role). The self-refreshing panels (`st.fragment(run_every=...)`) rerun only themselves,
+    not app.py's gate, so they ask this on every refresh and rerun the app when it says False."""
+    if options.role == VISITOR:
+        return True
+    secret = st.session_state.get(SESSION_KEY)
+    shown = st.session_state.get(roles.VIEWER_KEY)
+    if not secret or shown is None:
+        return False
+    try:
+        viewer = data.bridge(options.database_url).viewer_for_session(secret)
+    except AuthenticationFailed:
+        logger.info("sign-in ended while its page was open", extra={"username": shown.username, "role": shown.role})
+        return False
+    return viewer == shown and admitted(viewer, options)
+
+
+def require_live_sign_in(options: DashboardOptions) -> None:
+    """In a self-refreshing panel: rerun the whole app (whose gate shows the sign-in form) when this
+    tab's sign-in has ended, before the panel reads anything."""
+    if not still_signed_in(options):
+        st.rerun(scope="app")
+
+
+def remember_requested_page() -> None:
+    """Before the sign-in form: keep the page (its URL path) and the query the browser asked for, so
+    a shared link (an alert from a notification, `/alerts?alert=17`) opens once the ranger has signed
+    in. The gate's runs register no page, and the run after a sign-in would land on the live map."""
+    if REQUESTED_PAGE_KEY in st.session_state:
+        return
+    try:
+        url = st.context.url
+    except Exception:  # no browser behind this run (a test harness)
+        url = None
+    path = urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] if url else ""
+    st.session_state[REQUESTED_PAGE_KEY] = (path, st.query_params.to_dict())
+
+
+def open_requested_page(pages: list[st.Page]) -> None:
+    """Right after a sign-in: switch to the page the link asked for, with its query, when the
+    viewer's role may use it (one of `pages`, registered by st.navigation in this run)."""
+    requested = st.session_state.pop(REQUESTED_PAGE_KEY, None)
+    if not requested:
+        return
+    path, query = requested
+    page = next((page for page in pages if path and page.url_path == path), None)  # "": the live map
+    if page is not None:
+        logger.info("opening the page asked for before the sign-in", extra={"page": path})
+        st.switch_page(page, query_params=query)
 
 
 def sign_in_form(options: DashboardOptions) -> None:

@@ -122,6 +122,27 @@ def _cmd_bridge_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bridge_replay(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lora_bridge.errors import UnknownDeadLetter
+    from lora_bridge.service import Bridge
+
+    with Bridge(_bridge_settings(args)) as bridge:
+        try:
+            if args.file:
+                from lora_bridge.adapters.replay import replay_file
+
+                report = replay_file(bridge, args.file, args.source)
+            else:
+                report = bridge.replay_dead_letters(args.ids)
+        except (UnknownDeadLetter, OSError, ValueError) as error:
+            print(f"tembo bridge replay: {error}", file=sys.stderr)
+            return 2
+    print(json.dumps(dataclasses.asdict(report)))
+    return 1 if report.still_dead else 0
+
+
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -185,13 +206,15 @@ def _cmd_keys(args: argparse.Namespace) -> int:
     try:
         collar_keys = _collar_keys(args)
         if args.action in ("generate", "install"):
+            installed = args.action == "install" or args.install
             if args.action == "generate":
+                if installed and not args.replace:  # before a key is made that could not be installed
+                    keys.refuse_replacing(args.key_id, None, collar_keys)
                 key = keys.generate(Path(args.private_key), args.key_id)
             else:
                 key = keys.load(Path(args.private_key))
-            installed = args.action == "install" or args.install
             if installed:
-                keys.install_public(key.key_id, key.public_key, collar_keys)
+                keys.install_public(key.key_id, key.public_key, collar_keys, replace=args.replace)
             print(json.dumps({"key_id": key.key_id, "public_key": key.public_key.hex(), "private_key": str(key.path),
                               "installed_in": str(collar_keys) if installed else None}))
         else:
@@ -322,6 +345,16 @@ def build_parser() -> argparse.ArgumentParser:
     compact.add_argument("--database-url", default=argparse.SUPPRESS)
     compact.add_argument("--retention-days", type=float, default=None)
     compact.set_defaults(func=_cmd_bridge_compact)
+    replay = bridge_sub.add_parser(
+        "replay", help="apply the waiting dead letters again (after a fix), or a JSON-lines file of network bodies;"
+                       " exit 1 while some stay dead")
+    replay.add_argument("file", nargs="?", default=None,
+                        help="JSON-lines file, one network-server body a line (without it: the dead letters)")
+    replay.add_argument("--source", choices=("tts", "chirpstack"), default="tts", help="the file's network")
+    replay.add_argument("--id", type=int, action="append", dest="ids", default=None, metavar="ID",
+                        help="only this dead letter (repeat for more)")
+    replay.add_argument("--database-url", default=argparse.SUPPRESS)
+    replay.set_defaults(func=_cmd_bridge_replay)
 
     dashboard = sub.add_parser("dashboard", help="run the ranger dashboard (Streamlit)")
     dashboard.add_argument("--port", type=int, default=8501)
@@ -348,6 +381,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("private_key", nargs="?")
     for p in (generate, install, show):
         p.add_argument("--collar-keys", help="the collar firmware's public-key file (default: the one it ships)")
+    for p in (generate, install):
+        p.add_argument("--replace", action="store_true",
+                       help="replace another key the file holds under this id (only while no collar holds it)")
     multicast = keys_sub.add_parser("multicast", help="a delivery's TS005 group keys, to create its multicast "
                                                       "end device at The Things Stack (printed, never stored)")
     multicast.add_argument("--campaign", type=int, required=True, help="the campaign whose delivery it is")

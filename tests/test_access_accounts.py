@@ -17,7 +17,7 @@ import pytest
 from lora_bridge.access import ADMIN, Viewer
 from lora_bridge.access.passwords import verify_password
 from lora_bridge.adapters.api import create_app
-from lora_bridge.errors import AuthenticationFailed, Forbidden, InvalidRequest
+from lora_bridge.errors import AuthenticationFailed, Forbidden, InvalidRequest, TooManyAttempts
 from lora_bridge.service import open_bridge
 from lora_bridge.settings import DEMO_WEBHOOK_SECRET, InsecureSettings, load_settings
 from lora_bridge.store.utc import utc_now
@@ -195,3 +195,16 @@ def test_an_empty_secret_in_force_accepts_no_uplink(sqlite_url):
         answer = client.post("/uplinks/tts", content=b.tts_uplink(b.status()), headers={"X-Tembo-Secret": ""})
         counts = bridge.counts()
     assert answer.status_code == 401 and counts["uplinks_stored"] == 0
+
+
+def test_a_ranger_whose_phone_capitalises_her_name_signs_in_and_a_lock_counts_every_spelling(sqlite_url):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.add_user("amina", "ranger", "a long ranger password", actor=CONSOLE)
+
+        viewer, _ = bridge.sign_in("Amina ", "a long ranger password")
+        assert viewer.username == "amina"
+        for spelling in ("Amina", "AMINA", "amina", "aMina", "Amina"):
+            with pytest.raises(AuthenticationFailed):
+                bridge.sign_in(spelling, "a wrong guess")
+        with pytest.raises(TooManyAttempts):
+            bridge.sign_in("amina", "a long ranger password")

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import bridge_builders as b
 import pytest
 from access_builders import NOW, coordinates, exact_places, fix_time, live_bridge, viewer
 from pyproj import Geod
 
-from lora_bridge.access import ROLES, Viewer
-from lora_bridge.access.privacy import coarsen, without_places
+from lora_bridge.access import ROLES, Viewer, privacy
+from lora_bridge.access.privacy import coarsen, until, without_places
 from lora_bridge.errors import Forbidden, UnknownAlert
+from lora_bridge.views import AlertView
 
 GEOD = Geod(ellps="WGS84")
 
@@ -182,3 +184,113 @@ def test_only_rangers_and_admins_see_exact_positions_and_a_viewer_needs_a_known_
         Viewer("mallory", "poacher")
     with pytest.raises(ValueError):
         Viewer("", "ranger")
+
+
+def report_now(bridge, device_id: str, dev_eui: str, f_cnt: int, message) -> None:
+    """One more uplink from a collar of the herd, heard at NOW."""
+    assert bridge.ingest_tts_uplink(b.tts_uplink(message, device_id=device_id, f_cnt=f_cnt, received_at=NOW,
+                                                 dev_eui=dev_eui)).ok
+
+
+def test_an_alert_repeated_just_now_does_not_tell_a_late_role_where_the_animal_is_now(bridge):
+    ranger, visitor, researcher = viewer("amina"), Viewer("kiosk", "visitor"), viewer("rose")
+    fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
+    # Amani, whose farmland alert was raised 30 h ago and is still open, is in farmland again, far away.
+    now_lat, now_lon = -2.2, 37.9
+    report_now(bridge, "collar-01", "70B3D57ED0000001", 90, b.alert(
+        "geofence_farmland", seq=2, time_s=int((NOW - timedelta(minutes=5)).timestamp()), lat=now_lat, lon=now_lon))
+    repeated = bridge.alert(fence.alert_id, viewer=ranger)
+    assert repeated.occurrences == 2 and (repeated.lat, repeated.lon) == pytest.approx((now_lat, now_lon), abs=1e-5)
+
+    for who, grid_m in ((visitor, 5_000), (researcher, 1_000)):
+        for shown in (bridge.alert(fence.alert_id, viewer=who),
+                      next(a for a in bridge.alerts(viewer=who) if a.alert_id == fence.alert_id)):
+            assert (shown.lat, shown.lon) != coarsen(now_lat, now_lon, grid_m), f"{who.role} sees where Amani is now"
+            assert shown.last_time == shown.time <= NOW - timedelta(hours=6)
+            assert shown.occurrences == 1
+            assert "11:55" not in str(shown.evidence), "the repeat's time is not in the evidence either"
+        history = bridge.alert_events(fence.alert_id, viewer=who)
+        assert [e.action for e in history if e.action in ("raised", "repeated")] == ["raised"]
+    assert [e.action for e in bridge.alert_events(fence.alert_id, viewer=ranger)].count("repeated") == 1
+
+
+def test_alert_evidence_for_a_late_role_names_no_gateway_and_no_behaviour_newer_than_it_may_see(bridge):
+    ranger, visitor = viewer("amina"), Viewer("kiosk", "visitor")
+    fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
+    assert fence.evidence["gateways"] and fence.evidence["behaviour"]["time"] > (NOW - timedelta(hours=24)).isoformat()
+
+    shown = bridge.alert(fence.alert_id, viewer=visitor)
+    assert "gateways" not in shown.evidence, "the gateway that heard the collar places it within its range"
+    assert "behaviour" not in shown.evidence, "the collar's behaviour 1 h ago, given to a role 24 h late"
+    assert shown.evidence["rule"] == fence.evidence["rule"]
+
+
+def test_a_late_role_sees_the_behaviour_of_the_newest_interval_it_may_see_not_the_collars_live_one(bridge):
+    ranger, visitor, researcher = viewer("amina"), Viewer("kiosk", "visitor"), viewer("rose")
+    # Amani breaks into a run: the collar's status says so now, and the last hour's summary too.
+    report_now(bridge, "collar-01", "70B3D57ED0000001", 91, b.status(
+        time_s=int((NOW - timedelta(minutes=2)).timestamp()), lat=-2.44, lon=37.58, behaviour="run"))
+    report_now(bridge, "collar-01", "70B3D57ED0000001", 92, b.activity(
+        time_s=int((NOW - timedelta(hours=1)).timestamp()), shares_pct=(0.0, 5.0, 5.0, 90.0)))
+
+    def behaviour(who: Viewer) -> dict[str, str | None]:
+        return {a.name: a.behaviour for a in bridge.animals(viewer=who)}
+
+    assert behaviour(ranger)["Amani"] == "run"
+    assert behaviour(visitor) == {"Amani": "rest", "Tusker": None}, "Tusker's summaries are all under 72 h old"
+    assert behaviour(researcher)["Amani"] == "rest"
+    newest_seen = bridge.activity(next(a.animal_id for a in bridge.animals(viewer=visitor) if a.name == "Amani"),
+                                  viewer=visitor)[-1]
+    assert newest_seen.dominant == "rest"
+
+
+def test_evidence_for_a_late_role_keeps_only_what_was_reported_by_its_cutoff():
+    seen_until = NOW - timedelta(hours=24)
+    evidence = {
+        "rule": "collar",
+        "behaviour": {"time": (NOW - timedelta(hours=1)).isoformat(), "dominant": "run"},
+        "occurrences": [{"time": (NOW - timedelta(hours=30)).isoformat(), "seq": 1},
+                        {"time": (NOW - timedelta(minutes=5)).isoformat(), "seq": 2}],
+        "back_at": {"time": "not a time", "seq": 3},
+    }
+    assert until(evidence, seen_until) == {
+        "rule": "collar",
+        "occurrences": [{"time": (NOW - timedelta(hours=30)).isoformat(), "seq": 1}],
+        "back_at": {"time": "not a time", "seq": 3},
+    }
+
+
+def test_moving_as_of_back_shows_a_repeated_alert_where_it_stood_then_and_never_where_the_animal_is_now(bridge):
+    ranger, researcher = viewer("amina"), viewer("rose")
+    fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
+    raised_at = (fence.lat, fence.lon)
+    now_lat, now_lon = -2.2, 37.9
+    report_now(bridge, "collar-01", "70B3D57ED0000001", 90, b.alert(
+        "geofence_farmland", seq=2, time_s=int((NOW - timedelta(minutes=5)).timestamp()), lat=now_lat, lon=now_lon))
+    yesterday = NOW - timedelta(hours=24)
+
+    (then,) = [a for a in bridge.alerts_at(yesterday, viewer=ranger) if a.alert_id == fence.alert_id]
+    assert (then.lat, then.lon) == raised_at, "the ranger's 'as of' shows the alert where it was then"
+    assert (then.last_time, then.occurrences) == (fence.time, 1)
+    (seen,) = [a for a in bridge.alerts_at(yesterday, viewer=researcher) if a.alert_id == fence.alert_id]
+    assert (seen.lat, seen.lon) == coarsen(*raised_at, 1_000)
+    assert (seen.lat, seen.lon) != coarsen(now_lat, now_lon, 1_000), "nor the researcher's where Amani is now"
+
+
+def test_a_late_role_reads_how_long_an_animal_was_still_by_its_cutoff_not_that_it_is_still_now():
+    # An immobility alert raised 30 h ago whose evidence kept growing with every still fix since.
+    raised = NOW - timedelta(hours=30)
+    immobile = AlertView(
+        alert_id=7, animal_id="2", name="Tusker", device_id="collar-02", alert_type="immobility", priority=300,
+        state="new", time=raised, lat=-2.3, lon=37.7, source="server", last_time=raised,
+        evidence={"rule": "immobility", "still_since": (raised - timedelta(hours=12)).isoformat(), "still_h": 42.0,
+                  "cluster_fixes": 42, "total_fixes": 44, "share_within_radius": 0.95,
+                  "centre": {"lat": -2.3, "lon": 37.7}},
+    )
+    visitor = Viewer("kiosk", "visitor")  # Tusker is ordinary here: 24 h late
+    (seen,) = privacy.alerts(visitor, [immobile], {"2": False}, NOW)
+    assert seen.evidence["still_h"] == 18.0, "still for 18 h by the visitor's cutoff, not 42 h up to now"
+    assert not {"cluster_fixes", "total_fixes", "share_within_radius"} & set(seen.evidence)
+    assert seen.evidence["rule"] == "immobility" and seen.evidence["centre"] == {}
+    (ranger_sees,) = privacy.alerts(viewer("amina"), [immobile], {"2": False}, NOW)
+    assert ranger_sees.evidence["still_h"] == 42.0

@@ -110,6 +110,38 @@ def test_technician_pauses_resumes_and_aborts_over_the_api_and_a_wrong_step_is_r
         assert method(path, headers=tech).status_code == 404, path
 
 
+def test_technician_gates_a_script_started_campaign_on_spreading_factor_and_rssi_in_tenths(api, image):
+    for sf in ("6", "13", "SF9"):
+        refused = start(api, image, max_spreading_factor=sf)
+        assert refused.status_code == 400 and (
+            f"max_spreading_factor is the highest spreading factor a collar may be on, 7..12 (SF7 to SF12), not '{sf}'"
+            in refused.json()["error"]), refused.text
+    assert start(api, image, min_rssi_dbm="-120 dBm").json()["error"] == "min_rssi_dbm='-120 dBm' is not a number"
+    assert api.get("/api/updates/campaigns", headers=auth(api, "admin")).json() == [], "nothing started"
+    answer = start(api, image, device_id=HERD[:2], canary_pct=100, max_spreading_factor=8, min_rssi_dbm="-100.5")
+    assert answer.status_code == 201, answer.text
+    campaign = answer.json()
+    assert (campaign["max_spreading_factor"], campaign["min_rssi_dbm"]) == (8, -100.5)
+    # the builder's collars are heard at SF9: above SF8 they wait
+    assert {(c["state"], c["reason"]) for c in campaign["collars"]} == {("gated", "spreading factor")}
+
+
+def test_technician_aims_a_campaign_at_one_species_over_the_api(api, image):
+    for device_id in HERD[1:3]:
+        api.bridge.register_animal(device_id, f"lion {device_id[-2:]}", "Panthera leo")
+    none = start(api, image, species="Acinonyx jubatus")
+    assert none.status_code == 400 and "no collar is worn by an animal of species 'Acinonyx jubatus'" in none.json()["error"]
+    both = start(api, image, species="Panthera leo", device_id="collar-01")
+    assert both.status_code == 400 and "not both" in both.json()["error"]
+    answer = start(api, image, species="Panthera leo")
+    assert answer.status_code == 201, answer.text
+    assert sorted(c["device_id"] for c in answer.json()["collars"]) == HERD[1:3]
+    assert answer.json()["target"]["species"] == "Panthera leo"
+    versions = {v["device_id"]: v["species"] for v in api.get("/api/updates/versions",
+                                                             headers=auth(api, "field_technician")).json()}
+    assert versions["collar-01"] == "Panthera leo"
+
+
 def test_only_roles_that_manage_updates_may_start_or_steer_and_the_others_may_not_read(api, image):
     campaign_id = start(api, image, role="admin", device_id="collar-04").json()["id"]
     for role in ("ranger", "researcher", "visitor"):

@@ -250,3 +250,27 @@ def test_a_second_webhook_process_on_the_same_store_refuses_its_journal(sqlite_u
         reader.close()
     finally:
         journal.close()
+
+
+@pytest.mark.parametrize("ack", ["applied", "durable"])
+def test_a_renamed_chirpstack_collar_is_answered_by_its_deveui_and_the_name_it_is_filed_under(store_url, ack):
+    eui = "70b3d57ed0000c01"
+    with b.fresh_bridge(store_url, webhook_ack=ack) as bridge, TestClient(create_app(bridge)) as client:
+        def post_chirpstack(device_name: str, f_cnt: int):
+            body = b.chirpstack_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=device_name, dev_eui=eui,
+                                       f_cnt=f_cnt)
+            return client.post("/uplinks/chirpstack?event=up", content=body, headers=HEADERS)
+
+        first = post_chirpstack("collar-a", 1)
+        if ack == "durable":
+            wait_until(lambda: bridge.durable_intake().backlog() == 0)
+        renamed = post_chirpstack("renamed-b", 2)  # the operator renamed the device in ChirpStack
+        if ack == "durable":
+            wait_until(lambda: bridge.durable_intake().backlog() == 0)
+        (device,) = bridge.devices()
+
+    # Devices are identified by DevEUI everywhere, names are labels: the answer names the collar, not
+    # the network's label of the moment (the durable 202 had said "renamed-b").
+    assert [(r.json()["dev_eui"], r.json()["device_id"]) for r in (first, renamed)] == [
+        ("70B3D57ED0000C01", "collar-a"), ("70B3D57ED0000C01", "collar-a")]
+    assert (device.device_id, device.dev_eui) == ("collar-a", "70B3D57ED0000C01")

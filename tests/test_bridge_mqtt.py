@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -277,3 +278,51 @@ def test_two_workers_sharing_a_subscription_process_every_uplink_once_on_postgre
     assert (len(messages) - stored, positions - stored) == (0, 0)  # lost, applied twice
     assert sum(received) == len(messages)
     assert min(received) > 0
+
+
+@pytest.mark.mqtt
+def test_a_message_arriving_while_a_worker_stops_is_left_to_the_broker_and_comes_back(mosquitto, sqlite_url):
+    topic, body = status_uplinks(["collar-late"], per_device=1)[0]
+    broker = parse_broker_url(mosquitto.url)
+    with b.fresh_bridge(sqlite_url) as bridge:
+        worker = MqttIngest(bridge.ingest_network_message, broker, client_id="bridge-stopping",
+                            keep=bridge.keep_failed).start()
+        worker.stop()
+        # The broker delivers a message in the moment between the worker's threads ending and its
+        # disconnection: paho calls the worker's message callback, as it does for every publish.
+        late = mqtt.MQTTMessage(mid=7, topic=topic.encode())
+        late.payload, late.qos = body, 1
+        worker.client.on_message(worker.client, None, late)
+        unacknowledged = worker.acknowledged
+        # The broker still holds its copy for the worker's session (here: published while it is away).
+        with publisher(mosquitto, client_id="network-stopping") as client:
+            publish_all(client, [(topic, body)])
+        with MqttIngest(bridge.ingest_network_message, broker, client_id="bridge-stopping",
+                        keep=bridge.keep_failed) as again:
+            arrived = wait_until(lambda: applied_once(bridge) == (1, 1) and again.acknowledged == 1, 30)
+
+    assert unacknowledged == 0
+    assert arrived
+
+
+@pytest.mark.mqtt
+def test_topics_under_a_mosquitto_bridge_prefix_are_ingested_and_a_stray_topic_is_reported(mosquitto, sqlite_url, caplog):
+    # An operator bridges The Things Stack's MQTT server into the reserve's Mosquitto under `ttn/`
+    # (`topic v3/# in 0 ttn/ ""`) and templates ChirpStack's event topic under its region.
+    tts = ("ttn/v3/tembo-north@kws/devices/collar-p1/up",
+           b.tts_uplink(b.status(lat=-2.51), device_id="collar-p1", dev_eui="70B3D57ED0000D01"))
+    chirpstack = ("eu868/application/0b8e8ae8/device/70b3d57ed0000d02/event/up",
+                  b.chirpstack_uplink(b.status(lat=-2.52), device_id="collar-p2", dev_eui="70b3d57ed0000d02"))
+    stray = ("ttn/status/gateway-7", b'{"online": true}')
+    topics = ("ttn/v3/+/devices/+/#", "eu868/application/+/device/+/event/+", "ttn/status/#")
+    with b.fresh_bridge(sqlite_url) as bridge, caplog.at_level(logging.WARNING, logger="lora_bridge.adapters.mqtt"):
+        with MqttIngest(bridge.ingest_network_message, parse_broker_url(mosquitto.url), client_id="bridge-prefixed",
+                        topics=topics, keep=bridge.keep_failed) as worker, \
+                publisher(mosquitto, client_id="network-prefixed") as client:
+            publish_all(client, [tts, chirpstack, stray])
+            arrived = wait_until(lambda: applied_once(bridge) == (2, 2) and worker.acknowledged == 3)
+        latitudes = sorted(round(p.lat, 2) for p in bridge.latest_positions(viewer=b.RANGER))
+
+    assert arrived, (worker.received, worker.acknowledged, applied_once(bridge))  # they had all been dropped
+    assert latitudes == [-2.52, -2.51]
+    assert [r.topic for r in caplog.records if "neither network" in r.getMessage()] == ["ttn/status/gateway-7"]

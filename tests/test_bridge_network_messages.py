@@ -142,6 +142,22 @@ def test_field_masked_uplink_takes_its_collar_from_the_webhook_path(client, brid
     assert animal.battery_mv == 3900
 
 
+def test_a_webhook_naming_the_device_by_its_deveui_path_variable_keeps_one_collar_when_field_masked(client, bridge):
+    # TTS webhook base URL https://HOST/uplinks/tts/{{appID}}/{{devEUI}} (path variables page): the first
+    # body carries its ids, a later one is reduced by a field mask to `uplink_message`.
+    full = nf.TTS["uplink_message"].copy()
+    masked_message = nf.TTS["uplink_message"].copy()["uplink_message"]
+    masked_message.update(f_cnt=2, received_at="2020-02-12T15:25:45Z")
+
+    first = post_json(client, "/uplinks/tts/app1/0004A30B001C0530", full)
+    masked = post_json(client, "/uplinks/tts/app1/0004A30B001C0530", {"uplink_message": masked_message})
+
+    assert [(a["status"], a["device_id"], a["dev_eui"]) for a in (first, masked)] == [
+        ("processed", "dev1", "0004A30B001C0530"), ("processed", "dev1", "0004A30B001C0530")]
+    assert [(d.device_id, d.dev_eui, d.uplinks_received) for d in bridge.devices()] == [
+        ("dev1", "0004A30B001C0530", 2)]  # had been a second collar named after its DevEUI
+
+
 def test_field_masked_uplink_without_path_ids_is_a_clear_400(client, bridge):
     masked = {"uplink_message": nf.TTS["uplink_message"].copy()["uplink_message"]}
 
@@ -254,6 +270,46 @@ def test_join_starts_a_new_session_and_a_replayed_old_frame_is_still_a_duplicate
 
     assert same_frame_counter_new_session["status"] == "processed"
     assert replayed_old_frame["status"] == "duplicate"
+
+
+def test_a_join_delivered_again_late_starts_no_session_so_a_frame_delivered_again_is_still_a_copy(client, bridge):
+    # The collar rejoined at 09:00 and sent frames 1 and 2; then an older join (07:49, a webhook retry
+    # or an MQTT redelivery) arrives, and frame 2 comes again from a second gateway's late path.
+    rejoin = nf.TTS["join_accept"].copy()
+    rejoin["join_accept"]["received_at"] = rejoin["received_at"] = "2020-02-17T09:00:00Z"
+    old_join = nf.TTS["join_accept"].copy()
+    old_join["join_accept"]["received_at"] = old_join["received_at"] = "2020-02-17T07:49:09Z"
+    frames = []
+    for f_cnt in (1, 2, 3):
+        frame = nf.TTS["uplink_message"].copy()
+        frame["uplink_message"].update(f_cnt=f_cnt, received_at=f"2020-02-17T09:0{f_cnt}:00Z")
+        frames.append(frame)
+
+    post_json(client, "/uplinks/tts", rejoin)
+    answers = [post_json(client, "/uplinks/tts", frames[0]), post_json(client, "/uplinks/tts", frames[1])]
+    late = post_json(client, "/uplinks/tts", old_join)
+    answers += [post_json(client, "/uplinks/tts", frames[2]), post_json(client, "/uplinks/tts", frames[1])]
+    (device,) = bridge.devices()
+
+    assert late["status"] == "recorded"
+    assert [a["status"] for a in answers] == ["processed", "processed", "processed", "duplicate"]  # had been applied twice
+    assert (device.uplinks_received, device.uplinks_lost) == (3, 0)
+
+
+def test_a_chirpstack_reset_log_delivered_again_starts_no_second_session(client, bridge):
+    reset = nf.CHIRPSTACK["log"].copy()
+    reset.update(code="UPLINK_F_CNT_RESET", level="WARNING", time="2022-07-18T10:00:00Z")
+    frames = []
+    for f_cnt, at in ((1, "10:00:05"), (2, "10:00:10")):
+        frame = nf.CHIRPSTACK["up"].copy() | {"fCnt": f_cnt, "time": f"2022-07-18T{at}Z"}
+        frames.append(frame)
+
+    post_json(client, "/uplinks/chirpstack?event=log", reset)
+    answers = [post_json(client, "/uplinks/chirpstack?event=up", frame) for frame in frames]
+    post_json(client, "/uplinks/chirpstack?event=log", reset)  # the same report again (MQTT redelivery)
+    answers.append(post_json(client, "/uplinks/chirpstack?event=up", frames[1]))
+
+    assert [a["status"] for a in answers] == ["processed", "processed", "duplicate"]
 
 
 def test_a_frame_counter_that_restarts_without_a_join_starts_a_session_not_a_loss(bridge):

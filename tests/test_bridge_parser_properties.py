@@ -26,7 +26,8 @@ json_values = st.recursive(
     max_leaves=20,
 )
 TTS_EVENTS = st.sampled_from([None, "up", "join", "down/ack", "down/nack", "down/sent", "down/queued", "down/failed",
-                              "location/solved", "service/data", "up/normalized", "uplink-message", "x\ny", ""])
+                              "down/invalidated", "location/solved", "service/data", "up/normalized", "uplink-message",
+                              "x\ny", ""])
 CHIRPSTACK_EVENTS = st.sampled_from(["up", "join", "ack", "txack", "status", "log", "location", "integration",
                                      "mesh", "UP", "", "a/b"])
 CONTENT_TYPES = st.sampled_from(["application/json", "application/octet-stream", "application/x-protobuf",

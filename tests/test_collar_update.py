@@ -201,3 +201,25 @@ def test_an_image_kind_is_reported_in_status_by_its_index_in_the_codec_table():
 
     assert codec.UPDATE_KINDS[update_image.KIND_FIRMWARE] == "firmware"
     assert codec.UPDATE_KINDS[update_image.KIND_MODEL] == "model"
+
+
+@pytest.mark.parametrize("ran_before", ["shipped model", "an installed model"])
+def test_a_model_that_fails_its_self_test_is_neither_run_nor_kept_as_good_after_the_rollback(ran_before):
+    """Its trial load made the new blob the collar's last good copy; the rollback used to leave it there, so a
+    collar that ran its shipped model came back on the model that had just failed (and said rolled back)."""
+    from collar_firmware.main import Collar
+
+    collar = one_collar()[0]
+    if ran_before == "an installed model":
+        image, _ = model_update(version_bump=1)
+        assert fuota.run_campaign([collar], image, 1).results[collar.device_id] == "ok"
+    before = (collar.collar.model.version, collar.collar.model.source)
+    features, klass = release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes())
+    good_image, version = model_update(version_bump=2)
+    blob = good_image[update_image.parse_header(good_image).size:]
+    failing = release.build_image(2, f"0.0.{version}", config.HARDWARE_ID, blob, KEY, (features, (klass + 1) % 4))
+    assert fuota.run_campaign([collar], failing, 1).results[collar.device_id] == "self_test_failed"
+    assert (collar.collar.model.version, collar.collar.model.source) == before
+    assert not collar.collar.model_fallback
+    reborn = Collar(collar.hal, None, KEYS_FOR(collar.flash))  # and after a reboot
+    assert (reborn.model.version, reborn.model_fallback) == (before[0], False)

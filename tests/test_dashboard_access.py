@@ -94,6 +94,17 @@ def test_visitor_kiosk_has_no_alert_room_and_no_admin_pages(live_store, monkeypa
         assert not app.get("deck_gl_json_chart")
 
 
+def test_only_roles_that_may_export_find_download_buttons_on_the_animal_page(live_store, monkeypatch):
+    kiosk = run_app(live_store, monkeypatch, "visitor", page="animals")
+    technician = run_app(live_store, monkeypatch, "any", user="tito", page="animals")
+    researcher = run_app(live_store, monkeypatch, "any", user="rose", page="animals")
+    for app in (kiosk, technician, researcher):
+        assert app.get("deck_gl_json_chart"), "each of them sees the animal's track"
+    assert not kiosk.get("download_button"), "a kiosk in the visitor centre hands out no files of fixes"
+    assert not technician.get("download_button"), "the API refuses a field technician's exports too"
+    assert [b.label for b in researcher.get("download_button")] == ["CSV", "GeoJSON", "GeoPackage", "Movebank CSV"]
+
+
 def test_ranger_dashboard_asks_for_a_sign_in_and_refuses_other_roles(live_store, monkeypatch):
     gate = run_app(live_store, monkeypatch, "ranger")
     assert [t.value for t in gate.title] == ["Tembo"] and not gate.get("deck_gl_json_chart")

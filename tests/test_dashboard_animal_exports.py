@@ -19,7 +19,9 @@ from shapely.geometry import Point, shape
 
 from collar_firmware.risk import is_night
 from lora_bridge import exports
+from lora_bridge.access import Viewer
 from lora_bridge.domain import home_range
+from lora_bridge.errors import Forbidden
 from lora_bridge.views import ActivityView, PositionView
 
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -138,3 +140,41 @@ def test_an_empty_track_downloads_as_files_with_no_rows():
     assert exports.to_movebank_csv([], "Loxodonta africana").decode().strip() == ",".join(
         exports.MOVEBANK_COLUMNS
     )
+
+
+def test_a_researchers_empty_geopackage_of_the_last_hours_has_the_layout_of_a_full_one(tmp_path):
+    # A role 6 h late asks for the last 3 hours: no fix, but a layer a GIS opens like any other.
+    empty, full = tmp_path / "empty.gpkg", tmp_path / "full.gpkg"
+    empty.write_bytes(exports.to_geopackage([], None, "positions"))
+    full.write_bytes(exports.to_geopackage(square_walk(), None, "positions"))
+    for path in (empty, full):
+        info = pyogrio.read_info(path, layer="positions")
+        assert (info["geometry_type"], info["crs"]) == ("Point", "EPSG:4326"), path.name
+        assert dict(zip(info["fields"], info["dtypes"], strict=True))["lat"] == "float64", path.name
+    assert len(gpd.read_file(empty)) == 0
+
+
+def test_the_animal_pages_files_carry_the_species_and_say_whether_the_points_are_exact():
+    researcher = Viewer("rose", "researcher")
+    files = {f.label: f for f in exports.files(square_walk(), "Loxodonta africana", researcher, "Amani_7d")}
+    assert [f.filename for f in files.values()] == ["Amani_7d.csv", "Amani_7d.geojson", "Amani_7d.gpkg",
+                                                    "Amani_7d_movebank.csv"]
+    rows = list(csv.DictReader(io.StringIO(files["CSV"].data.decode())))
+    assert {r["species"] for r in rows} == {"Loxodonta africana"}
+    collection = json.loads(files["GeoJSON"].data)
+    assert collection["precision"] == "coarse"
+    assert {f["properties"]["species"] for f in collection["features"]} == {"Loxodonta africana"}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "amani.gpkg"
+        path.write_bytes(files["GeoPackage"].data)
+        assert set(gpd.read_file(path)["species"]) == {"Loxodonta africana"}
+    movebank = list(csv.DictReader(io.StringIO(files["Movebank CSV"].data.decode())))
+    assert {r["individual-taxon-canonical-name"] for r in movebank} == {"Loxodonta africana"}
+
+
+def test_neither_the_visitor_kiosk_nor_a_field_technician_gets_files_of_the_fixes_as_on_the_api():
+    for who in (Viewer("kiosk", "visitor"), Viewer("tito", "field_technician")):
+        with pytest.raises(Forbidden):
+            exports.files(square_walk(), "Loxodonta africana", who, "Amani_7d")
+    assert [f.label for f in exports.files(square_walk(), None, Viewer("amina", "ranger"), "Amani_7d")] == [
+        "CSV", "GeoJSON", "GeoPackage", "Movebank CSV"]

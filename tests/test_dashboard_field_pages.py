@@ -24,6 +24,7 @@ from ranger_dashboard import fence_upload, login, navigation, roles, views
 
 APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
 TIMEOUT_S = 60
+AMINA = Viewer("amina", "ranger")
 PAGES = ("live_map", "alerts", "animals", "fleet", "geofences", "models", "updates")
 
 
@@ -112,13 +113,32 @@ def test_broken_fence_files_get_a_clear_message(store):
         "farm.zip": (_zip({k: v for k, v in _unzip(farm_in_utm()).items() if not k.endswith(".prj")}), "CRS"),
     }
     for name, (content, expected) in cases.items():
-        outcome = fence_upload.import_upload(store, content, name, "farmland")
+        outcome = fence_upload.import_upload(store, content, name, "farmland", AMINA)
         assert not outcome.ok and expected in outcome.message, (name, outcome.message)
     assert open_bridge(store).geofences() == []
 
 
+def test_a_farm_drawn_in_degrees_but_labelled_utm_is_refused_as_a_wrong_crs_not_stored_in_antarctica(store):
+    farm = {"type": "Polygon", "coordinates": [[[37.55, 0.53], [37.56, 0.53], [37.56, 0.54], [37.55, 0.53]]]}
+    labelled_utm = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32637"}},
+        "features": [{"type": "Feature", "properties": {"name": "Shamba"}, "geometry": farm}],
+    }
+    outcome = fence_upload.import_upload(store, json.dumps(labelled_utm).encode(), "shamba.geojson", "farmland", AMINA)
+    assert not outcome.ok
+    assert "read in EPSG:32637, its fences lie" in outcome.message and "km from the reserve" in outcome.message
+    assert "is that the CRS its coordinates are in?" in outcome.message
+    assert open_bridge(store).geofences() == []
+
+    del labelled_utm["crs"]  # without a CRS, GeoJSON is WGS84 degrees (RFC 7946): inside the reserve
+    outcome = fence_upload.import_upload(store, json.dumps(labelled_utm).encode(), "shamba.geojson", "farmland", AMINA)
+    assert outcome.ok, outcome.message
+    assert [f.name for f in open_bridge(store).geofences()] == ["Shamba"]
+
+
 def test_a_shapefile_in_utm_is_reprojected_previewed_and_sent_to_the_collars(store):
-    outcome = fence_upload.import_upload(store, farm_in_utm(), "farm.zip", "farmland", name="Maize shamba")
+    outcome = fence_upload.import_upload(store, farm_in_utm(), "farm.zip", "farmland", AMINA, name="Maize shamba")
     assert outcome.ok and "reprojected from EPSG:32637 to WGS84" in outcome.message, outcome.message
     app = open_page("geofences", ranger="amina")
     (fence,) = open_bridge(store).geofences()
@@ -133,6 +153,26 @@ def test_a_shapefile_in_utm_is_reprojected_previewed_and_sent_to_the_collars(sto
     assert any("downlinks queued" in s.value for s in app.success)
     commands = [d.command for d in open_bridge(store).downlinks() if d.device_id == "collar-001"]
     assert commands == ["clear_fences", "fence"]
+
+
+def test_admin_finds_who_imported_a_fence_file_and_who_sent_the_fences_to_the_collars(store):
+    fence_upload.import_upload(store, farm_in_utm(), "farm.zip", "farmland", AMINA, name="Maize shamba")
+    app = open_page("geofences", ranger="amina")
+    (fence,) = open_bridge(store).geofences()
+    app.multiselect(key="fences_to_send").set_value([fence.geofence_id]).run()
+    app.button(key="send_fences").click().run()
+    assert any("downlinks queued" in s.value for s in app.success)
+
+    with open_bridge(store) as bridge:
+        log = bridge.audit_log(viewer=Viewer("ada", "admin"))
+    done = {e.action: e for e in log if e.action in ("geofences_imported", "fences_sent")}
+    assert done["geofences_imported"].username == "amina"
+    assert done["geofences_imported"].detail["filename"] == "farm.zip"
+    assert done["geofences_imported"].detail["geofence_ids"] == [fence.geofence_id]
+    assert done["fences_sent"].username == "amina"
+    assert done["fences_sent"].detail["geofence_ids"] == [fence.geofence_id]
+    assert done["fences_sent"].detail["collars"] == 3
+    assert not any("Type your name" in c.value for c in app.caption), "the page asks for no name: amina signed in"
 
 
 def test_researcher_sees_the_models_the_bridge_knows(store, monkeypatch):

@@ -101,6 +101,20 @@ def test_ranger_assigns_an_alert_and_the_resolved_list_keeps_the_note(bridge):
         bridge.assign_alert(alert.alert_id, "Baraka", Viewer("amina", "ranger"))
 
 
+def test_a_note_left_with_only_spaces_is_no_note_in_the_resolved_list_or_the_history(bridge):
+    bridge.register_animal("collar-01", "Kito")
+    ingest(bridge, b.alert("mortality"), 1)
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(alert.alert_id, Viewer("amina", "ranger"), "unknown", "   ")
+    (resolved,) = bridge.alerts(("resolved",), viewer=b.RANGER)
+    assert resolved.note is None
+    assert "note" not in bridge.alert_events(alert.alert_id, viewer=b.RANGER)[-1].detail
+    ingest(bridge, b.alert("mortality", seq=2, time_s=b.T0_S + 3600), 2)
+    (second,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(second.alert_id, Viewer("amina", "ranger"), "true", "  carcass by the dam \n")
+    assert bridge.alert(second.alert_id, viewer=b.RANGER).note == "carcass by the dam"
+
+
 def test_map_as_of_a_moment_shows_each_animals_position_then_and_the_alerts_open_then(bridge):
     bridge.register_animal("collar-01", "Kito")
     fixes = tuple((3600 * h, -2.5 + 0.01 * h, 37.5) for h in range(5))  # 06:00 .. 10:00

@@ -422,3 +422,48 @@ def test_without_a_configured_server_the_tts_device_is_read_where_the_webhook_sa
         with pytest.raises(ValueError, match="RX2 DR5, not the plan's DR3"):
             start_campaign(bridge, image, version)
     assert len(network.reads) == 2, "read at the webhook's host with the key it gave"
+
+
+def test_a_canary_that_took_its_set_up_and_then_went_silent_fails_with_no_answer_and_stops_the_campaign(
+        sqlite_url, network):
+    image, version = model_image()
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=2) as bridge:
+        for name in ("collar-01", "collar-02"):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=1))
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=100, max_canary_failures_pct=40, min_battery_mv=0, min_rssi_dbm=-140.0)
+        opens = campaign["delivery"]["window_opens"]
+        queued_at = opens - timedelta(seconds=300)
+        bridge.deliver_updates(queued_at)
+        bridge.flush_downlinks()
+        (setup,) = [codec.decode(p["f_port"], p["payload"], "down") for p in network.unicast
+                    if p["device"] == "collar-01" and p["f_port"] == 200]
+        window_s = 1 << setup["timeout_log2_s"]
+        closes = opens + timedelta(seconds=window_s)
+        # both collars take their window and session; then collar-01 (its collar slipped off, say) is silent
+        answers = [codec.encode_packet("mc_class_c_session_ans", {"status": 0, "time_to_start_s": [{"s": 300}]}),
+                   codec.encode_packet("frag_session_setup_ans", {"status": 0})]
+        for name in ("collar-01", "collar-02"):
+            for f_cnt, answer in enumerate(answers, start=2):
+                bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id=name, f_cnt=f_cnt))
+        bridge.process_pending()
+        for now in (opens, closes):
+            bridge.deliver_updates(now)
+            bridge.flush_downlinks()
+        bridge.record_update_ack("collar-02", "ok")
+        # twice the delivery's planned time (the set-up lead, two hours, and the class C window) after its set-up
+        deadline = queued_at + timedelta(seconds=2 * (2 * 3600 + window_s))
+        bridge.deliver_updates(deadline - timedelta(minutes=1))
+        waiting = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == "collar-01")
+        bridge.deliver_updates(deadline + timedelta(minutes=1))
+        after = bridge.campaigns()[0]
+
+    assert (waiting["state"], after["delivery"]["state"]) == ("sending", "closed"), "not before its time"
+    silent = next(c for c in after["collars"] if c["device_id"] == "collar-01")
+    assert (silent["stage"], silent["state"], silent["reason"]) == ("canary", "failed", "no answer")
+    assert after["state"] == "stopped" and after["counts"] == {"failed": 1, "updated": 1}
+    assert [(e["event"], e["detail"]) for e in after["history"] if e["device_id"] == "collar-01"][-1] == (
+        "failed", {"result": "no answer"})

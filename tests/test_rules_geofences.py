@@ -104,7 +104,7 @@ def zip_bomb() -> bytes:
     [
         (lambda tmp: b"{not json", "reserve.geojson", "not a readable GeoJSON"),
         (lambda tmp: rb.geojson_utm_bytes()[:200], "reserve.geojson", "Unterminated"),
-        (lambda tmp: POINTS_ONLY, "gates.geojson", "no polygon layer"),
+        (lambda tmp: POINTS_ONLY, "gates.geojson", r"no polygon features \(it holds Point features"),
         (lambda tmp: BOWTIE, "bowtie.geojson", "Self-intersection"),
         (lambda tmp: b"", "reserve.geojson", "empty"),
         (lambda tmp: b"<kml/>", "reserve.kml", "unknown file type .kml"),
@@ -129,6 +129,18 @@ def test_broken_geofence_file_is_refused_with_a_clear_reason_and_nothing_stored(
 
         assert "/tmp" not in str(refused.value)  # the reason names the user's file, not ours
         assert len(bridge.geofences()) == 2
+
+
+def test_a_web_page_saved_as_json_or_a_file_of_gates_gets_a_sentence_a_ranger_can_act_on(bridge):
+    with pytest.raises(InvalidGeofenceFile) as web_page:
+        bridge.import_geofences(b"<html><body>404 Not Found</body></html>", "reserve.json")
+    assert str(web_page.value).startswith("reserve.json: not a readable GeoJSON or GeoPackage")
+    assert "driver" not in str(web_page.value), "GDAL's advice to programmers is not the ranger's"
+
+    with pytest.raises(InvalidGeofenceFile) as gates:
+        bridge.import_geofences(POINTS_ONLY, "gates.geojson")
+    assert str(gates.value) == "gates.geojson: no polygon features (it holds Point features; fences must be areas)"
+    assert bridge.geofences() == []
 
 
 def test_ranger_sees_park_exit_at_the_interpolated_crossing_time(any_store_bridge):

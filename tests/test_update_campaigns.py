@@ -3,6 +3,9 @@ when too many canaries fail, pause / resume / abort, and who runs what."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import bridge_builders as b
 import pytest
 
@@ -79,6 +82,25 @@ def test_the_technician_sees_which_collar_runs_which_firmware_and_model(bridge):
     versions = {v["device_id"]: v for v in bridge.fleet_versions()}
     assert set(versions) == set(HERD)
     assert versions["collar-00"]["fw_version"] and versions["collar-00"]["model_version"] is not None
+
+
+def updates_page(sqlite_url, monkeypatch):
+    """The dashboard's Updates page as a field technician sees it (streamlit AppTest)."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import ranger_dashboard
+    from lora_bridge.access.roles import FIELD_TECHNICIAN, Viewer
+    from ranger_dashboard import roles
+
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
+    app = AppTest.from_file(str(page), default_timeout=60)
+    app.session_state[roles.VIEWER_KEY] = Viewer("wanjiru", FIELD_TECHNICIAN)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
 
 
 def test_the_updates_page_shows_who_runs_what_and_each_campaigns_progress(sqlite_url, monkeypatch):
@@ -223,16 +245,9 @@ def test_an_update_image_says_what_it_is_and_a_technician_cannot_name_it_otherwi
 
 
 def test_a_technician_starts_a_campaign_from_the_updates_page_by_uploading_the_signed_image(sqlite_url, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    import ranger_dashboard
     from collar_firmware import config
-    from lora_bridge.access.roles import FIELD_TECHNICIAN, Viewer
     from lora_bridge.service import open_bridge
     from lora_bridge.updates import release
-    from ranger_dashboard import roles
     from simulator import fuota
 
     key, _keys_for = fuota.bench_keys()
@@ -242,13 +257,8 @@ def test_a_technician_starts_a_campaign_from_the_updates_page_by_uploading_the_s
     for i, device_id in enumerate(HERD[:3]):
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=device_id, f_cnt=i + 1))
     bridge.close()
-    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
-    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
-    app = AppTest.from_file(str(page), default_timeout=60)
-    app.session_state[roles.VIEWER_KEY] = Viewer("wanjiru", FIELD_TECHNICIAN)
-    app.run()
-    assert not app.exception, [e.value for e in app.exception]
-    assert not [w for w in app.text_input if "Version" in w.label] and not app.selectbox, "nothing typed by hand"
+    app = updates_page(sqlite_url, monkeypatch)
+    assert not [w for w in (*app.text_input, *app.selectbox) if "Version" in w.label], "nothing typed by hand"
     app.text_input[0].input("retrained model")
     app.file_uploader[0].upload("model.tmbu", b"not an image at all")
     app.button[0].click().run()
@@ -297,3 +307,98 @@ def test_a_collar_follows_one_update_at_a_time(bridge):
     again = bridge.create_campaign(name="model again", kind="model", version="0.0.9", image_sha256="ef" * 32,
                                    image_bytes=3844, user="tech", devices=HERD[:4])
     assert again["counts"].get("sending", 0) + again["counts"].get("waiting", 0) == 4
+
+
+def at_spreading_factor(body: bytes, sf: int) -> bytes:
+    """The same TTS uplink body, heard at another spreading factor."""
+    document = json.loads(body)
+    document["uplink_message"]["settings"]["data_rate"]["lora"]["spreading_factor"] = sf
+    return json.dumps(document).encode()
+
+
+def test_a_collar_last_heard_on_a_slow_spreading_factor_waits_until_it_is_heard_on_a_faster_one(bridge):
+    far = HERD[3]  # a collar at the edge of the gateways' reach: its network moved it to SF12
+    later = b.T0 + timedelta(minutes=10)
+    bridge.ingest_tts_uplink(at_spreading_factor(
+        b.tts_uplink(b.status(time_s=b.T0_S + 600), device_id=far, f_cnt=40, received_at=later), 12))
+    bridge.process_pending()
+    campaign = start(bridge, devices=HERD[:5], canary_pct=100, max_spreading_factor=10)
+    by_collar = {c["device_id"]: c for c in campaign["collars"]}
+    assert (by_collar[far]["state"], by_collar[far]["reason"]) == ("gated", "spreading factor")
+    assert {by_collar[d]["state"] for d in HERD[:5] if d != far} == {"sending"}, "SF9 is within SF10"
+    assert campaign["max_spreading_factor"] == 10
+    bridge.ingest_tts_uplink(at_spreading_factor(b.tts_uplink(b.status(time_s=b.T0_S + 1200), device_id=far,
+                                                              f_cnt=41, received_at=later + timedelta(minutes=10)), 8))
+    bridge.process_pending()
+    after = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == far)
+    assert (after["state"], after["reason"]) == ("sending", None), "heard at SF8 now: the gate lifts"
+
+
+def test_a_spreading_factor_gate_outside_sf7_to_sf12_is_refused_and_nothing_starts(bridge):
+    for sf in (6, 13):
+        with pytest.raises(CampaignError, match=f"must be 7..12 \\(SF7 to SF12\\), not {sf}"):
+            start(bridge, max_spreading_factor=sf)
+    assert bridge.campaigns() == []
+    assert start(bridge, max_spreading_factor=7)["max_spreading_factor"] == 7
+
+
+def test_an_rssi_gate_in_tenths_of_a_db_is_kept_as_typed(bridge):
+    # the builder's collars are heard at -100 dBm by their best gateway
+    held = start(bridge, devices=HERD[:2], canary_pct=100, min_rssi_dbm=-99.5)
+    assert held["min_rssi_dbm"] == -99.5
+    assert {(c["state"], c["reason"]) for c in held["collars"]} == {("gated", "link")}
+    bridge.steer_campaign(held["id"], "abort", "tech")
+    let_through = start(bridge, devices=HERD[:2], canary_pct=100, min_rssi_dbm=-100.5)
+    assert {c["state"] for c in let_through["collars"]} == {"sending"}
+
+
+def test_a_technician_updates_the_collars_of_one_species_by_naming_it(bridge):
+    rhinos = HERD[2:5]
+    for device_id in rhinos:
+        bridge.register_animal(device_id, f"rhino {device_id[-2:]}", "Diceros bicornis")
+    campaign = start(bridge, species=" diceros bicornis", canary_pct=100)
+    assert sorted(c["device_id"] for c in campaign["collars"]) == rhinos
+    assert campaign["target"] == {"species": "diceros bicornis", "devices": rhinos}
+    versions = {v["device_id"]: v["species"] for v in bridge.fleet_versions()}
+    assert {versions[d] for d in rhinos} == {"Diceros bicornis"}
+    with pytest.raises(CampaignError, match="no collar is worn by an animal of species 'Panthera leo'"):
+        start(bridge, species="Panthera leo")
+    with pytest.raises(CampaignError, match="a list of collars or a species, not both"):
+        start(bridge, species="Diceros bicornis", devices=HERD[:1])
+    assert len(bridge.campaigns()) == 1, "a group that matches no collar starts nothing"
+
+
+def test_a_technician_starts_a_species_campaign_gated_on_spreading_factor_from_the_updates_page(sqlite_url,
+                                                                                                 monkeypatch):
+    from collar_firmware import config
+    from lora_bridge.service import open_bridge
+    from lora_bridge.updates import release
+    from simulator import fuota
+
+    key, _keys_for = fuota.bench_keys()
+    image = release.model_image(fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key), key,
+                                config.HARDWARE_ID)
+    with open_bridge(sqlite_url) as bridge:
+        for i, device_id in enumerate(HERD[:4]):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=device_id, f_cnt=i + 1))
+        for device_id in HERD[:2]:
+            bridge.register_animal(device_id, f"rhino {device_id[-2:]}", "Diceros bicornis")
+    app = updates_page(sqlite_url, monkeypatch)
+    (species,) = [s for s in app.selectbox if s.label.startswith("Species")]
+    assert species.options == ["(every species)", "Diceros bicornis", "Loxodonta africana"]
+    species.select("Diceros bicornis")
+    (canaries,) = [s for s in app.slider if s.label == "Canaries (%)"]
+    canaries.set_value(100)  # both collars first: each shows its gate
+    (sf,) = [s for s in app.slider if "spreading factor" in s.label]
+    sf.set_value(8)
+    (rssi,) = [n for n in app.number_input if "RSSI" in n.label]
+    rssi.set_value(-100.5)
+    app.file_uploader[0].upload("model.tmbu", image)
+    app.button[0].click().run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    with open_bridge(sqlite_url) as bridge:
+        (campaign,) = bridge.campaigns()
+    assert campaign["target"] == {"species": "Diceros bicornis", "devices": HERD[:2]}
+    assert (campaign["max_spreading_factor"], campaign["min_rssi_dbm"]) == (8, -100.5)
+    assert {(c["state"], c["reason"]) for c in campaign["collars"]} == {("gated", "spreading factor")}, "heard at SF9"
+    assert any("spreading factor ≤ SF8; species Diceros bicornis" in c.value for c in app.caption)

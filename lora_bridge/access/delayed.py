@@ -1,14 +1,16 @@
-"""The newest fix each animal had by a cutoff: what a role with a delay sees as "latest"."""
+"""The newest fix and behaviour each animal had by a cutoff: what a role with a delay sees as "latest"."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Subquery
 
-from lora_bridge.store.tables import Animal, Position
+from lora_bridge.store.tables import ActivitySummary, Animal, Position
 from lora_bridge.views import PositionView
 
 
@@ -24,12 +26,7 @@ def latest_fixes_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]])
         keys = [int(a) for a in animal_ids]
         if not keys:
             continue
-        newest = (
-            select(Position.animal_id, func.max(Position.time).label("time"))
-            .where(Position.time <= cutoff, Position.animal_id.in_(keys))
-            .group_by(Position.animal_id)
-            .subquery()
-        )
+        newest = _newest_times(Position, keys, cutoff)
         rows = session.execute(
             select(Position, Animal)
             .join(newest, (Position.animal_id == newest.c.animal_id) & (Position.time == newest.c.time))
@@ -51,3 +48,46 @@ def latest_fixes_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]])
                 )
             )
     return sorted(views, key=lambda view: view.name)
+
+
+def behaviour_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]]) -> dict[str, str | None]:
+    """For each cutoff, the dominant behaviour of the newest activity summary of each of its animal
+    ids that ended by it (animal id -> behaviour; an animal without one is left out)."""
+    found: dict[str, str | None] = {}
+    for cutoff, animal_ids in cutoffs.items():
+        running: dict[int, list[int]] = {}  # interval (min) -> animals whose newest summary runs past the cutoff
+        for row in _newest_summaries(session, [int(a) for a in animal_ids], cutoff):
+            if row.time + timedelta(minutes=row.interval_min) <= cutoff:
+                found[str(row.animal_id)] = row.dominant
+            else:
+                running.setdefault(row.interval_min, []).append(row.animal_id)
+        for interval_min, keys in running.items():  # the summary before it, started an interval earlier
+            for row in _newest_summaries(session, keys, cutoff - timedelta(minutes=interval_min)):
+                if row.time + timedelta(minutes=row.interval_min) <= cutoff:
+                    found[str(row.animal_id)] = row.dominant
+    return found
+
+
+def _newest_summaries(session: Session, keys: list[int], bound: datetime) -> list[ActivitySummary]:
+    """The newest activity summary of each animal of keys that started at or before bound."""
+    if not keys:
+        return []
+    newest = _newest_times(ActivitySummary, keys, bound)
+    rows = session.scalars(
+        select(ActivitySummary).join(
+            newest,
+            (ActivitySummary.animal_id == newest.c.animal_id) & (ActivitySummary.time == newest.c.time),
+        )
+    ).all()
+    return list({row.animal_id: row for row in rows}.values())  # two collars' summaries at one instant: one
+
+
+def _newest_times(model: Any, keys: list[int], bound: datetime) -> Subquery:
+    """(animal_id, time) of the newest row of model (a fix, an activity summary) of each animal of
+    keys at or before bound."""
+    return (
+        select(model.animal_id, func.max(model.time).label("time"))
+        .where(model.time <= bound, model.animal_id.in_(keys))
+        .group_by(model.animal_id)
+        .subquery()
+    )

@@ -6,7 +6,13 @@ per animal (ordinary or high-value, see `roles.Role.precision`):
 - each position snapped to the centre of its cell in a grid of the role's size, laid in the
   equal-area EASE-Grid 2.0 projection (EPSG:6933), so a cell covers grid_m² on the ground at any
   latitude and the same fix always lands on the same centre (nothing to average away);
-- a run of fixes in one cell as one fix; alert evidence without coordinates or geometry.
+- a run of fixes in one cell as one fix; alert evidence without coordinates, geometry or the
+  gateways that heard the collar;
+- an alert as it stood at the cutoff: an alert keeps being repeated while it is open (a collar
+  still in farmland) and moves to its newest occurrence, so its place, last time, count, evidence and
+  history leave out every occurrence after the cutoff (they say where the animal is now);
+- an animal's behaviour from the newest activity summary that ended by the cutoff, not the collar's
+  live one (behaviour can tell where a chase is going on).
 An alert without an animal is treated as a high-value animal's.
 """
 
@@ -22,7 +28,15 @@ import numpy as np
 from pyproj import Transformer
 
 from lora_bridge.access.roles import Precision, Viewer
-from lora_bridge.views import ActivityView, AlertEventView, AlertView, AnimalView, PositionView
+from lora_bridge.views import (
+    ActivityView,
+    AlertEventView,
+    AlertView,
+    AnimalView,
+    PositionView,
+    later_than,
+    until,
+)
 
 GRID_CRS = "EPSG:6933"  # WGS 84 / NSIDC EASE-Grid 2.0 Global: equal-area, metres
 EXACT_LABEL = "exact"
@@ -30,7 +44,9 @@ COARSE_LABEL = "coarse"
 # Keys that carry a place inside alert evidence and event details (dropped for coarse roles).
 _PLACE_KEYS = frozenset(
     {"lat", "lon", "latitude", "longitude", "lat_deg", "lon_deg", "geometry", "coordinates", "position",
-     "positions", "track", "fixes", "location", "point"}
+     "positions", "track", "fixes", "location", "point",
+     # The gateways that heard an uplink place the collar within their range when it was sent.
+     "gateways", "gateway", "gateway_id"}
 )
 
 
@@ -117,9 +133,11 @@ def animals(
     views: Iterable[AnimalView],
     latest: Mapping[str, PositionView],
     open_alerts: Mapping[str, int] | None = None,
+    behaviour: Mapping[str, str | None] | None = None,
 ) -> list[AnimalView]:
     """Animals as viewer may see them. For coarse roles `latest` holds each animal's newest fix the
-    viewer may see (already coarsened) and `open_alerts` the open alerts the viewer may see."""
+    viewer may see (already coarsened), `open_alerts` the open alerts the viewer may see and
+    `behaviour` the dominant behaviour of the newest activity summary the viewer may see."""
     if viewer.exact_positions:
         return list(views)
     out = []
@@ -132,6 +150,7 @@ def animals(
                 lon=fix.lon if fix else None,
                 position_time=fix.time if fix else None,
                 open_alerts=int((open_alerts or {}).get(view.animal_id, 0)),
+                behaviour=(behaviour or {}).get(view.animal_id),
             )
         )
     return out
@@ -141,25 +160,38 @@ def alerts(
     viewer: Viewer, views: Iterable[AlertView], high_value: Mapping[str, bool], now: datetime
 ) -> list[AlertView]:
     """Alerts as viewer may see them: for coarse roles only those raised before the cutoff of their
-    animal, with a coarse position and evidence without places (order kept)."""
+    animal, as they stood then, with a coarse position and evidence without places (order kept)."""
     if viewer.exact_positions:
         return list(views)
     out = []
     for view in views:
-        if not _visible(viewer, view.animal_id, view.time, high_value, now):
+        precision = _precision(viewer, view.animal_id, high_value)
+        seen_until = cutoff(precision, now)
+        if view.time > seen_until:
             continue
+        view = view.as_of(seen_until)
         lat, lon = view.lat, view.lon
         if lat is not None and lon is not None:
-            lat, lon = coarsen(lat, lon, _precision(viewer, view.animal_id, high_value).grid_m)
+            lat, lon = coarsen(lat, lon, precision.grid_m)
         out.append(replace(view, lat=lat, lon=lon, evidence=without_places(view.evidence)))
     return out
 
 
-def alert_events(viewer: Viewer, events: Iterable[AlertEventView]) -> list[AlertEventView]:
-    """An alert's history as viewer may see it: details without places for coarse roles."""
+def alert_cutoff(viewer: Viewer, animal_id: str | None, high_value: Mapping[str, bool], now: datetime) -> datetime:
+    """The newest time of an alert of this animal that viewer may see."""
+    return cutoff(_precision(viewer, animal_id, high_value), now)
+
+
+def alert_events(
+    viewer: Viewer, events: Iterable[AlertEventView], seen_until: datetime | None = None
+) -> list[AlertEventView]:
+    """An alert's history as viewer may see it: for coarse roles details without places, and none of
+    the steps an animal's report after `seen_until` (the alert's cutoff) made (a repeat says where
+    the animal is now)."""
     if viewer.exact_positions:
         return list(events)
-    return [replace(event, detail=without_places(event.detail)) for event in events]
+    kept = [event for event in events if seen_until is None or not later_than(event.detail.get("time"), seen_until)]
+    return [replace(event, detail=without_places(until(event.detail, seen_until))) for event in kept]
 
 
 def activity(

@@ -38,9 +38,16 @@ from lora_bridge.access import Viewer
 from lora_bridge.access import roles as access
 from lora_bridge.access.privacy import label
 from lora_bridge.adapters import webhook
-from lora_bridge.domain.campaigns import CampaignError
+from lora_bridge.domain.campaigns import SPREADING_FACTORS, CampaignError
 from lora_bridge.domain.fuota_delivery import DeliveryRefused
-from lora_bridge.errors import AuthenticationFailed, Forbidden, InvalidRequest, NotFound, TooManyAttempts
+from lora_bridge.errors import (
+    AuthenticationFailed,
+    Forbidden,
+    InvalidCommandValues,
+    InvalidRequest,
+    NotFound,
+    TooManyAttempts,
+)
 from lora_bridge.service import Bridge
 from lora_bridge.store.utc import as_utc
 from lora_bridge.views import PositionView, to_jsonable
@@ -356,11 +363,18 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
             "canary_pct": _int(request, "canary_pct", 10, 0, 100),
             "max_canary_failures_pct": _int(request, "max_canary_failures_pct", 20, 0, 100),
             "min_battery_mv": _int(request, "min_battery_mv", 3400, 0, 5000),
-            "min_rssi_dbm": float(_int(request, "min_rssi_dbm", -120, -200, 0) or 0),
+            "min_rssi_dbm": _float(request, "min_rssi_dbm", -120.0, -200.0, 0.0),
+            "max_spreading_factor": _spreading_factor(request),
         }
+        devices = _list(request, "device_id")
+        if devices is None and "device_id" in request.query_params:  # a script's list came out empty: not "all"
+            raise InvalidRequest("device_id names no collar; leave it out to update every collar")
+        species = request.query_params.get("species")
+        if species is not None and devices is not None:
+            raise InvalidRequest("give device_id or species, not both: a campaign targets a list of collars or a species")
         try:
             view = await call(bridge.start_campaign, image, user=viewer.username, name=request.query_params.get("name"),
-                              devices=_list(request, "device_id"), **options)
+                              devices=devices, species=species, **options)
         except (CampaignError, DeliveryRefused) as refused:
             raise InvalidRequest(str(refused)) from None
         log.info("update campaign started over the API", extra={"campaign_id": view["id"], "user": viewer.username,
@@ -460,7 +474,11 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
                   Param("max_canary_failures_pct", kind="integer", description="stop above this share of failed "
                         "canaries, 0..100, default 20"),
                   Param("min_battery_mv", kind="integer", description="gate, default 3400"),
-                  Param("min_rssi_dbm", kind="integer", description="gate, default -120")),
+                  Param("species", description="the group: the collars worn by this species' animals "
+                        "(instead of device_id)"),
+                  Param("min_rssi_dbm", kind="number", description="gate, dBm (decimals allowed), default -120"),
+                  Param("max_spreading_factor", kind="integer", description="gate: a collar whose last uplink "
+                        "came at a higher spreading factor waits, 7..12, default 12")),
                  tags=("updates",), created=True, file_body=("application/octet-stream",)),
         Endpoint("GET", "/api/updates/campaigns/{campaign_id}", a.READ_UPDATES, campaign,
                  "One update campaign with its collars' states, history and delivery", (Param("campaign_id", "path", "integer"),),
@@ -500,6 +518,7 @@ def create_app(bridge: Bridge) -> Starlette:
     app.add_exception_handler(AuthenticationFailed, _unauthorized)
     app.add_exception_handler(Forbidden, _forbidden)
     app.add_exception_handler(InvalidRequest, _bad_request)
+    app.add_exception_handler(InvalidCommandValues, _unprocessable)
     app.add_exception_handler(NotFound, _not_found)
     app.state.endpoints = table
     return app
@@ -531,6 +550,9 @@ def _guarded(bridge: Bridge, endpoint: Endpoint, requests: Counter) -> Callable[
             raise
         except NotFound:
             status = 404
+            raise
+        except InvalidCommandValues:
+            status = 422
             raise
         except InvalidRequest:
             status = 400
@@ -598,6 +620,8 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
                     "content": {endpoint.media_type: {}},
                 },
                 "400": {"description": "A value the bridge does not accept"},
+                **({"422": {"description": "Values the command's codec row does not name, or lacks"}}
+                   if endpoint.body is DownlinkBody else {}),
                 "401": {"description": "No valid API token"},
                 "403": {"description": "The token's role may not use this route"},
                 "429": {"description": "Locked out after repeated bad tokens from this address; see Retry-After"},
@@ -734,6 +758,33 @@ def _int(request: Request, name: str, default: int | None, low: int, high: int) 
     return value
 
 
+def _float(request: Request, name: str, default: float, low: float, high: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:  # NaN too
+        raise InvalidRequest(f"{name} must be {low:g}..{high:g}, got {raw}")
+    return value
+
+
+def _spreading_factor(request: Request) -> int:
+    raw = request.query_params.get("max_spreading_factor")
+    if raw is None or raw == "":
+        return max(SPREADING_FACTORS)  # SF12: no gate
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value not in SPREADING_FACTORS:
+        raise InvalidRequest("max_spreading_factor is the highest spreading factor a collar may be on, "
+                             f"7..12 (SF7 to SF12), not {raw!r}")
+    return value
+
+
 def _max_points(request: Request, default: int) -> int:
     return int(_int(request, "max_points", default, 1, MAX_TRACK_POINTS) or default)
 
@@ -784,6 +835,10 @@ async def _forbidden(request: Request, error: Exception) -> JSONResponse:
 
 async def _bad_request(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": str(error)}, status_code=400)
+
+
+async def _unprocessable(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=422)
 
 
 async def _not_found(request: Request, error: Exception) -> JSONResponse:

@@ -1,14 +1,17 @@
 """MQTT ingest (paho-mqtt 2.x, MQTT 5): The Things Stack v3 and ChirpStack v4 topics into the bridge.
 
-    v3/{application}@{tenant}/devices/{device}/{up|join|down/queued|down/sent|down/ack|down/nack|
-        down/failed|location/solved|service/data}                       The Things Stack v3
+    v3/{application}@{tenant}/devices/{device}/{up|up/normalized|join|down/queued|down/sent|down/ack|
+        down/nack|down/failed|down/invalidated|location/solved|service/data}   The Things Stack v3
     application/{application}/device/{devEui}/event/{event}             ChirpStack v4 (JSON or Protobuf)
 
 Every message goes through `Bridge.ingest_network_message`, the one ingest entry; this adapter
 never touches tables. QoS 1 with manual acknowledgement: the PUBACK leaves only once the body is
 durable in the store, so a crash never loses a message the broker thinks delivered (the broker
-sends it again; the store keeps it once). A store that cannot take a body is tried again, without
-acknowledging, until it can. PUBACKs leave in the order the messages came, as MQTT asks.
+sends it again; the store keeps it once). A store that cannot take a body (StoreUnavailable) is
+tried again, without acknowledging, until it can. PUBACKs leave in the order the messages came, as
+MQTT asks, so a message retried holds back every later one: a message whose ingest fails for a
+reason that does not pass (a bug, a value the store refuses) is therefore kept as a dead letter
+(`keep`, `Bridge.keep_failed`: replayable after a fix) and acknowledged, never retried for ever.
 
 Several workers split the load with MQTT 5 shared subscriptions (`$share/{group}/...`): the broker
 gives each message to one member of the group. Each worker keeps a session of its own (stable client
@@ -41,12 +44,14 @@ log = logging.getLogger(__name__)
 
 TTS_EVENTS = (
     "up",
+    "up/normalized",
     "join",
     "down/queued",
     "down/sent",
     "down/ack",
     "down/nack",
     "down/failed",
+    "down/invalidated",
     "location/solved",
     "service/data",
 )
@@ -75,17 +80,28 @@ class Routed:
 def route(topic: str) -> Routed | None:
     """The network, event and ids a topic names; None for a topic that is not an ingest topic (the
     downlink topics the bridge itself publishes, anything outside the two networks' trees). A kind
-    this module does not list still goes in: the bridge keeps what it does not know for inspection."""
+    this module does not list still goes in: the bridge keeps what it does not know for inspection.
+    The tree may sit under a prefix (`ttn/v3/...`, `eu868/application/...`): a Mosquitto bridge or
+    a ChirpStack topic template adds one, and the topics a worker subscribes say so."""
     parts = topic.split("/")
-    if len(parts) >= 5 and parts[0] == "v3" and parts[2] == "devices" and parts[1] and parts[3]:
-        event = "/".join(parts[4:])
-        if event in TTS_PUBLISHED_BY_US:
-            return None
-        application_id = parts[1].split("@", 1)[0]
-        return Routed(SOURCE_TTS, event, {"application_id": application_id, "device_id": parts[3]})
-    if len(parts) == 6 and parts[0] == "application" and parts[2] == "device" and parts[4] == "event" and parts[5]:
-        return Routed(SOURCE_CHIRPSTACK, parts[5], {"application_id": parts[1], "dev_eui": parts[3].lower()})
+    for start, part in enumerate(parts):
+        tree = parts[start:]
+        if part == "v3" and len(tree) >= 5 and tree[2] == "devices" and tree[1] and tree[3]:
+            event = "/".join(tree[4:])
+            if event in TTS_PUBLISHED_BY_US:
+                return None
+            application_id = tree[1].split("@", 1)[0]
+            return Routed(SOURCE_TTS, event, {"application_id": application_id, "device_id": tree[3]})
+        if part == "application" and len(tree) == 6 and tree[2] == "device" and tree[4] == "event" and tree[5]:
+            return Routed(SOURCE_CHIRPSTACK, tree[5], {"application_id": tree[1], "dev_eui": tree[3].lower()})
     return None
+
+
+def published_by_us(topic: str) -> bool:
+    """True for the downlink topics the bridge publishes itself (TTS down/push and down/replace,
+    ChirpStack command/down), which a broad subscription hands back to it."""
+    parts = topic.split("/")
+    return "/".join(parts[-2:]) in TTS_PUBLISHED_BY_US or parts[-2:] == ["command", "down"]
 
 
 def content_type_of(network: str, body: bytes) -> str:
@@ -144,6 +160,10 @@ class MqttIngest:
     more threads make larger batches, up to the broker's RECEIVE_MAXIMUM messages in flight.
     share: a `collar_shares.CollarShare` of this worker (several workers on one store): messages go
     through it (a collar another worker owns is handed over); started and stopped with the client.
+    keep: where a message whose ingest raised something other than StoreUnavailable (a bug, a value
+    the store refuses) is kept before its PUBACK, like `Bridge.keep_failed` (network, event, body,
+    error, content_type=..., path_ids=...; raises StoreUnavailable when it cannot keep it now).
+    Without one such a message is retried like a store that is down, and holds back later PUBACKs.
     """
 
     def __init__(
@@ -156,8 +176,10 @@ class MqttIngest:
         client_id: str | None = None,
         threads: int = 32,
         share: Any = None,
+        keep: Callable[..., Any] | None = None,
     ) -> None:
         self.share = share
+        self.keep = keep
         self.ingest = share.ingest if share is not None else ingest
         self.broker = broker
         self.topics = subscriptions(topics, share_group)
@@ -165,6 +187,7 @@ class MqttIngest:
         self.received = 0
         self.acknowledged = 0
         self.ignored = 0
+        self.kept = 0
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="tembo-mqtt")
         self._in_flight: deque[list[Any]] = deque()  # [mid, qos, done] in arrival order
         self._lock = threading.Lock()
@@ -255,6 +278,12 @@ class MqttIngest:
             log.warning("MQTT connection lost (%s); reconnecting", reason_code, extra={"broker": repr(self.broker)})
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if self._stopping.is_set():
+            # Arrived while the worker stops, after its threads ended: left without a PUBACK, the broker
+            # hands it over again on the next connection (handing it to the ended pool raised in
+            # paho's network thread and ended it with a traceback).
+            log.info("MQTT message left to the broker: the worker is stopping", extra={"topic": message.topic[:200]})
+            return
         self.received += 1
         entry = [message.mid, message.qos, False]
         with self._lock:
@@ -262,7 +291,12 @@ class MqttIngest:
         routed = route(message.topic)
         if routed is None:
             self.ignored += 1
-            log.info("MQTT topic is not an ingest topic: %r", message.topic[:200])
+            if published_by_us(message.topic):
+                log.debug("MQTT downlink topic of the bridge itself: %r", message.topic[:200])
+            else:
+                # A subscription that names neither network's tree: its messages are dropped, say so.
+                log.warning("MQTT message on a topic of neither network dropped: %r (subscriptions %s)",
+                            message.topic[:200], self.topics, extra={"topic": message.topic[:200]})
             self._done(entry)
             return
         # The webhook's limit: a broker takes messages up to 256 MB, a network server's are a few KB. A
@@ -286,20 +320,49 @@ class MqttIngest:
                     path_ids=routed.path_ids,
                 )
                 break
-            except Exception as error:  # noqa: BLE001 - not durable: retried, never acknowledged
+            except StoreUnavailable as error:
                 # No PUBACK: try again until the store takes it (or we stop, and the broker hands the
                 # message over again on the next connection). Later PUBACKs wait behind this one,
                 # so a store that stays down stops the flow instead of losing messages.
-                delay = RETRY_STORE_AFTER_S[min(attempt, len(RETRY_STORE_AFTER_S) - 1)]
-                attempt += 1
-                extra = {"network": routed.network, "event": routed.event, "attempt": attempt}
-                if isinstance(error, StoreUnavailable):
-                    log.warning("store unavailable for an MQTT message; retry in %.1f s: %s", delay, error, extra=extra)
-                else:
-                    log.exception("MQTT message not ingested; retry in %.1f s", delay, extra=extra)
-                if self._stopping.wait(delay):
-                    return
+                failure: BaseException = error
+            except Exception as error:  # noqa: BLE001 - a failure that does not pass: kept, then acknowledged
+                # Retried, it would fail again for ever and hold back every later PUBACK: kept as a dead
+                # letter (for inspection and replay after a fix), then acknowledged.
+                retry_because = self._kept(routed, body, error)
+                if retry_because is None:
+                    break
+                failure = retry_because
+            delay = RETRY_STORE_AFTER_S[min(attempt, len(RETRY_STORE_AFTER_S) - 1)]
+            attempt += 1
+            extra = {**_context(routed), "attempt": attempt}
+            log.warning("MQTT message not kept network=%s event=%s device=%s; retry in %.1f s: %s",
+                        routed.network, routed.event, extra["device"], delay, failure, extra=extra)
+            if self._stopping.wait(delay):
+                return
         self._done(entry)
+
+    def _kept(self, routed: Routed, body: bytes, error: BaseException) -> BaseException | None:
+        """None once body, whose ingest raised error (not StoreUnavailable), is kept by `keep`; else
+        why it must be tried again (the store cannot keep it now, or there is no `keep`)."""
+        context = _context(routed)
+        if self.keep is None:
+            log.error("MQTT message not ingested network=%s event=%s device=%s, nowhere to keep it; retried",
+                      routed.network, routed.event, context["device"], exc_info=error, extra=context)
+            return error
+        try:
+            result = self.keep(routed.network, routed.event, body, error,
+                               content_type=content_type_of(routed.network, body), path_ids=routed.path_ids)
+        except StoreUnavailable as unavailable:
+            return unavailable  # ingest is tried again first: the store may be back
+        except Exception as refused:  # noqa: BLE001 - the store refused even the bare body: retried, never dropped
+            log.exception("MQTT message neither ingested nor kept network=%s event=%s device=%s; retried",
+                          routed.network, routed.event, context["device"], extra=context)
+            return refused
+        self.kept += 1
+        log.warning("MQTT message acknowledged once kept as a dead letter network=%s event=%s device=%s "
+                    "raw_uplink_id=%s: %r", routed.network, routed.event, context["device"],
+                    getattr(result, "raw_uplink_id", None), error, extra=context)
+        return None
 
     def _done(self, entry: list[Any]) -> None:
         """Mark entry done and send every PUBACK that is now due, in arrival order."""
@@ -310,6 +373,12 @@ class MqttIngest:
                 if qos > 0:
                     self.client.ack(mid, qos)
                 self.acknowledged += 1
+
+
+def _context(routed: Routed) -> dict[str, str | None]:
+    """The log context of a message: its network, kind and the collar its topic names."""
+    device = routed.path_ids.get("dev_eui") or routed.path_ids.get("device_id")
+    return {"network": routed.network, "event": routed.event, "device": device}
 
 
 def worker_from_settings(bridge: Any, settings: Any) -> MqttIngest:
@@ -332,4 +401,5 @@ def worker_from_settings(bridge: Any, settings: Any) -> MqttIngest:
         client_id=settings.mqtt_client_id,
         threads=settings.mqtt_threads,
         share=share,
+        keep=bridge.keep_failed,
     )

@@ -120,6 +120,7 @@ async def _ingest(
         "status": result.status,
         "raw_uplink_id": result.raw_uplink_id,
         "device_id": result.device_id,
+        "dev_eui": result.dev_eui,
         "f_cnt": result.f_cnt,
         "message": result.message,
         "reason": result.reason,
@@ -141,7 +142,13 @@ async def _ingest_durable(
     settled = waiters.expect(submission)
     bridge.durable_intake().submit(submission, waiters)
     await settled
-    return submission.outcome()
+    try:
+        return submission.outcome()
+    except StoreUnavailable:
+        raise
+    except Exception as error:  # noqa: BLE001 - the store refused a value of it: kept, answered as such
+        return await run_in_threadpool(bridge.keep_failed, network, submission.event, body, error,
+                                       content_type=content_type, path_ids=path_ids)
 
 
 class _Waiters:

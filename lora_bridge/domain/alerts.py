@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
 from lora_bridge.store.tables import Alert, AlertEvent
 from lora_bridge.store.utc import utc_now
+from lora_bridge.views import RAISED_AT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def raise_alert(
         occurrences=1,
         lat=lat,
         lon=lon,
-        evidence=dict(evidence or {}),
+        evidence=with_raised_place(evidence, time, lat, lon),
     )
     session.add(alert)
     session.flush()
@@ -155,6 +156,17 @@ def raise_alert(
 
 
 OCCURRENCES_KEPT = 20
+
+
+def with_raised_place(
+    evidence: dict[str, Any] | None, time: datetime, lat: float | None, lon: float | None
+) -> dict[str, Any]:
+    """A new alert's evidence with where and when it was raised (`raised_at`): the alert's own place
+    moves with each repeat, and the Alerts page's "as of" moment shows it where it stood then."""
+    kept = dict(evidence or {})
+    if lat is not None and lon is not None:
+        kept[RAISED_AT_KEY] = {"time": time.isoformat(), "lat": lat, "lon": lon}
+    return kept
 
 
 def with_occurrence(evidence: dict[str, Any] | None, entry: dict[str, Any]) -> dict[str, Any]:
@@ -242,6 +254,7 @@ def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str 
     alert.resolved_at = utc_now()
     alert.resolved_by = user
     detail: dict[str, Any] = {"verdict": verdict}
+    note = (note or "").strip()  # a note box left with spaces (a phone's keyboard adds one) is no note
     if note:
         detail["note"] = note
     record_event(session, alert, user, "resolved", detail)

@@ -1,10 +1,14 @@
 """Update campaigns: which collars get a signed update, in what order, and when to stop.
 
-A campaign targets all collars or a list of them. A canary share (canary_pct, at least one
-collar, picked by a stable hash of the device id so a re-run picks the same) is updated first;
+A campaign targets all collars, a list of them, or a group: the collars worn by the animals of one
+species (`species`, as registered with the animal; the group is resolved when the campaign starts
+and kept as its list). A canary share (canary_pct, at least one
+collar, picked by a stable hash of the device id so a re-run picks the same, among the collars
+the gates let through first) is updated first;
 the rest waits until every canary has answered. When more canaries fail than
 max_canary_failures_pct allows, the campaign stops itself. Gates keep collars out while their
-battery is below min_battery_mv or their last RSSI below min_rssi_dbm (they are "gated" and
+battery is below min_battery_mv, their last RSSI below min_rssi_dbm or their last uplink's
+spreading factor above max_spreading_factor (read from that stored uplink; they are "gated" and
 re-checked at each evaluation). A collar whose status says it already runs the campaign's version
 or a newer one is left out ("current"): it would refuse the image as a downgrade after the whole
 transfer. A technician pauses, resumes or aborts; every change is a campaign event. Results arrive
@@ -22,12 +26,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from collar_firmware import config as collar_config
 from collar_firmware import update_image
-from lora_bridge.store.tables import CampaignCollar, CampaignEvent, Device, UpdateCampaign
+from lora_bridge.store.tables import Animal, CampaignCollar, CampaignEvent, Device, RawUplink, UpdateCampaign
 from lora_bridge.store.utc import utc_now
 
 log = logging.getLogger(__name__)
@@ -36,7 +40,11 @@ ACTIVE = ("canary", "rolling")
 UNFINISHED = ACTIVE + ("paused", "stopped")  # may still send to its collars (a stopped one may resume)
 ENDED = ("done", "aborted", "stopped")  # its delivery's multicast group is taken down (a stopped one may resume)
 FINAL_COLLAR_STATES = ("updated", "failed", "current")
+STEPS = {"pause": ACTIVE, "resume": ("paused", "stopped"), "abort": UNFINISHED}  # a technician's step: from which states
 IMAGE_KINDS = {update_image.KIND_FIRMWARE: "firmware", update_image.KIND_MODEL: "model"}
+NAME_MAX = UpdateCampaign.__table__.c.name.type.length  # what the store keeps (PostgreSQL refuses more)
+CAMPAIGN_START_LOCK = 0x74656D626F_0E  # PostgreSQL advisory lock key of campaign starts ("tembo", 14)
+SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
 
 
 class CampaignError(ValueError):
@@ -122,19 +130,31 @@ def canary_order(device_id: str) -> str:
 
 def create(session: Session, *, name: str, kind: str, version: str, image_sha256: str, image_bytes: int,
            devices: list[str] | None, canary_pct: int, max_canary_failures_pct: int, min_battery_mv: int,
-           min_rssi_dbm: float, created_by: str) -> UpdateCampaign:
-    """Create and start a campaign; devices None targets every known collar."""
+           min_rssi_dbm: float, created_by: str, max_spreading_factor: int = 12,
+           species: str | None = None) -> UpdateCampaign:
+    """Create and start a campaign; devices and species None target every known collar, species the
+    collars worn by that species' animals."""
     if kind not in ("firmware", "model"):
         raise CampaignError(f"kind must be firmware or model, not {kind!r}")
+    if len(name) > NAME_MAX:
+        raise CampaignError(f"a campaign's name is at most {NAME_MAX} characters, this one has {len(name)}")
     if not 0 <= canary_pct <= 100 or not 0 <= max_canary_failures_pct <= 100:
         raise CampaignError("percentages must be 0..100")
+    check_spreading_factor(max_spreading_factor)
+    if species is not None and devices is not None:
+        raise CampaignError("a campaign targets a list of collars or a species, not both")
     known = set(session.scalars(select(Device.device_id)))
+    if species is not None:
+        devices = species_collars(session, species)
+        if not devices:
+            raise CampaignError(f"no collar is worn by an animal of species {species.strip()!r}: no collar to update")
     targets = sorted(known) if devices is None else sorted(set(devices))
     unknown = [d for d in targets if d not in known]
     if unknown:
         raise CampaignError(f"unknown collars: {', '.join(unknown)}")
     if not targets:
         raise CampaignError("no collar to update")
+    _one_start_at_a_time(session)
     _refuse_collars_in_another_campaign(session, targets)
     wanted = version_number(kind, version)
     devices_by_id = {d.device_id: d for d in session.scalars(select(Device).where(Device.device_id.in_(targets)))}
@@ -143,14 +163,18 @@ def create(session: Session, *, name: str, kind: str, version: str, image_sha256
         raise CampaignError(f"every collar targeted already runs {kind} {version} or newer: nothing to send")
     campaign = UpdateCampaign(
         name=name, kind=kind, version=version, image_sha256=image_sha256, image_bytes=image_bytes,
-        target={"all": True} if devices is None else {"devices": targets}, canary_pct=canary_pct,
+        target=_target(devices, species, targets), canary_pct=canary_pct,
         max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=min_battery_mv,
-        min_rssi_dbm=min_rssi_dbm, state="canary", stage="canary", created_by=created_by,
+        min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor, state="canary", stage="canary", created_by=created_by,
     )
     session.add(campaign)
     session.flush()
     n_canary = max(1, math.ceil(len(needing) * canary_pct / 100))
-    canaries = set(sorted(needing, key=canary_order)[:n_canary])  # a canary is a collar that takes the update
+    # a canary is a collar that takes the update, one the gates let through now first: a canary held
+    # by its battery or link would hold the whole fleet back while telling nothing of the image
+    passing = [d for d in needing if _gate(session, campaign, devices_by_id.get(d)) is None]
+    held = [d for d in needing if d not in passing]
+    canaries = set((sorted(passing, key=canary_order) + sorted(held, key=canary_order))[:n_canary])
     for device_id in targets:
         session.add(CampaignCollar(campaign_id=campaign.id, device_id=device_id,
                                    stage="canary" if device_id in canaries else "fleet", state="waiting"))
@@ -158,8 +182,63 @@ def create(session: Session, *, name: str, kind: str, version: str, image_sha256
            current=len(targets) - len(needing), by=created_by)
     session.flush()
     evaluate(session, campaign)
-    log.info("campaign created campaign_id=%d kind=%s version=%s collars=%d", campaign.id, kind, version, len(targets))
+    log.info("campaign created campaign_id=%d kind=%s version=%s collars=%d species=%s max_sf=%d", campaign.id, kind,
+             version, len(targets), species, max_spreading_factor)
     return campaign
+
+
+def check_spreading_factor(value: int) -> None:
+    """CampaignError unless value is a LoRa spreading factor (7..12), the highest a campaign allows."""
+    if value not in SPREADING_FACTORS:
+        raise CampaignError(f"the highest spreading factor a collar may be on must be 7..12 (SF7 to SF12), not {value}")
+
+
+def species_collars(session: Session, species: str) -> list[str]:
+    """The collars worn by the animals of a species (its name as registered, case and surrounding spaces
+    aside): a group a technician names without listing collars."""
+    wanted = species.strip().lower()
+    if not wanted:
+        raise CampaignError("a species names the group of collars to update; this one is empty")
+    return sorted(session.scalars(select(Animal.device_id).where(
+        Animal.device_id.is_not(None), func.lower(func.trim(Animal.species)) == wanted)))
+
+
+def _target(devices: list[str] | None, species: str | None, targets: list[str]) -> dict[str, Any]:
+    """What the campaign was aimed at, as stored: every collar, a list, or a species with the collars it had."""
+    if species is not None:
+        return {"species": species.strip(), "devices": targets}
+    return {"all": True} if devices is None else {"devices": targets}
+
+
+def last_spreading_factor(session: Session, device: Device) -> int | None:
+    """The spreading factor of the collar's last uplink as stored (the one that gave its last RSSI:
+    its session and last frame counter, through the index on them; else the newest heard), or None
+    when no stored uplink says it."""
+    if device.last_f_cnt is not None:
+        exact = session.scalars(
+            select(RawUplink.spreading_factor)
+            .where(RawUplink.device_id == device.device_id, RawUplink.session == device.session,
+                   RawUplink.f_cnt == device.last_f_cnt, RawUplink.spreading_factor.is_not(None))
+            .order_by(RawUplink.id.desc()).limit(1)
+        ).first()
+        if exact is not None:
+            return exact
+    return session.scalars(  # a join since (a new session) or an uplink without a frame counter
+        select(RawUplink.spreading_factor)
+        .where(RawUplink.device_id == device.device_id, RawUplink.duplicate_of.is_(None),
+               RawUplink.heard_at.is_not(None))
+        .order_by(RawUplink.heard_at.desc(), RawUplink.id.desc()).limit(1)
+    ).first()
+
+
+def _one_start_at_a_time(session: Session) -> None:
+    """Hold the store's campaign-start lock until this transaction ends, so that two technicians starting
+    campaigns for the same collars at once (the Updates page and a script) are checked one after the
+    other: the second sees the first's collars busy. PostgreSQL: a transaction-level advisory lock
+    (read-committed transactions would both see the collars free); SQLite's writes are serialised
+    already (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CAMPAIGN_START_LOCK})
 
 
 def _refuse_collars_in_another_campaign(session: Session, targets: list[str]) -> None:
@@ -190,7 +269,7 @@ def _runs_it(kind: str, wanted: int, device: Device | None) -> bool:
     return running is not None and running >= wanted
 
 
-def _gate(campaign: UpdateCampaign, device: Device | None) -> str | None:
+def _gate(session: Session, campaign: UpdateCampaign, device: Device | None) -> str | None:
     """Return why a collar may not be sent the update now, or None."""
     if device is None:
         return "unknown collar"
@@ -198,6 +277,10 @@ def _gate(campaign: UpdateCampaign, device: Device | None) -> str | None:
         return "battery"
     if device.last_rssi_dbm is None or device.last_rssi_dbm < campaign.min_rssi_dbm:
         return "link"
+    if campaign.max_spreading_factor < max(SPREADING_FACTORS):  # SF12 allows every collar: nothing to read
+        sf = last_spreading_factor(session, device)
+        if sf is None or sf > campaign.max_spreading_factor:
+            return "spreading factor"
     return None
 
 
@@ -209,7 +292,7 @@ def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
     collars = list(session.scalars(select(CampaignCollar).where(CampaignCollar.campaign_id == campaign.id)))
     canaries = [c for c in collars if c.stage == "canary"]
     failed = sum(1 for c in canaries if c.state == "failed")
-    if canaries and 100 * failed > campaign.max_canary_failures_pct * len(canaries):
+    if campaign.stage == "canary" and canaries and 100 * failed > campaign.max_canary_failures_pct * len(canaries):
         campaign.state = "stopped"
         campaign.updated_at = utc_now()
         _event(session, campaign, "stopped", failed_canaries=failed, canaries=len(canaries))
@@ -233,7 +316,7 @@ def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
             continue
         if c.stage == "fleet" and campaign.stage != "fleet":
             continue
-        why = _gate(campaign, device)
+        why = _gate(session, campaign, device)
         new_state = "gated" if why else "sending"
         if new_state != c.state or c.reason != why:
             c.state, c.reason, c.updated_at = new_state, why, utc_now()
@@ -243,6 +326,23 @@ def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
         _event(session, campaign, "done", updated=sum(1 for c in collars if c.state == "updated"))
     campaign.updated_at = utc_now()
     return campaign
+
+
+def reconsider_collar(session: Session, device_id: str) -> list[int]:
+    """A collar's status was applied (battery, versions): evaluate again every running campaign in which it
+    waits or is gated, so a battery that recovered releases it and a version another campaign gave it
+    makes it current; return the ids of those campaigns."""
+    active = list(session.scalars(
+        select(UpdateCampaign)
+        .join(CampaignCollar, CampaignCollar.campaign_id == UpdateCampaign.id)
+        .where(CampaignCollar.device_id == device_id, CampaignCollar.state.in_(("waiting", "gated")),
+               UpdateCampaign.state.in_(ACTIVE))
+    ))
+    for campaign in active:
+        evaluate(session, campaign)
+        log.info("campaign re-evaluated on a status campaign_id=%d device_id=%s", campaign.id, device_id,
+                 extra={"campaign_id": campaign.id, "device_id": device_id})
+    return [c.id for c in active]
 
 
 def record_ack(session: Session, device_id: str, result: str) -> list[int]:
@@ -284,19 +384,25 @@ def steer(session: Session, campaign_id: int, action: str, user: str) -> UpdateC
     campaign = session.get(UpdateCampaign, campaign_id)
     if campaign is None:
         raise CampaignError(f"no campaign {campaign_id}")
-    allowed = {"pause": ACTIVE, "resume": ("paused", "stopped"), "abort": UNFINISHED}
-    if action not in allowed:
+    if action not in STEPS:
         raise CampaignError(f"unknown action {action!r}")
-    if campaign.state not in allowed[action]:
+    if campaign.state not in STEPS[action]:
         raise CampaignError(f"cannot {action} a campaign that is {campaign.state}")
+    overriding = action == "resume" and campaign.state == "stopped"  # the fleet goes on despite its canaries
     if action == "pause":
         campaign.state = "paused"
     elif action == "abort":
         campaign.state = "aborted"
     else:
+        if overriding:
+            campaign.stage = "fleet"
         campaign.state = "rolling" if campaign.stage == "fleet" else "canary"
     campaign.updated_at = utc_now()
     _event(session, campaign, action, by=user)
+    if overriding:
+        _event(session, campaign, "fleet_stage", by=user, overriding_canary_stop=True)
+        log.warning("campaign resumed past its canaries' stop campaign_id=%d by=%s", campaign.id, user,
+                    extra={"campaign_id": campaign.id})
     if action == "resume":
         evaluate(session, campaign)
     return campaign
@@ -316,20 +422,24 @@ def view(session: Session, campaign: UpdateCampaign) -> dict[str, Any]:
     return {"id": campaign.id, "name": campaign.name, "kind": campaign.kind, "version": campaign.version,
             "state": campaign.state, "stage": campaign.stage, "canary_pct": campaign.canary_pct,
             "max_canary_failures_pct": campaign.max_canary_failures_pct, "min_battery_mv": campaign.min_battery_mv,
-            "min_rssi_dbm": campaign.min_rssi_dbm, "image_bytes": campaign.image_bytes,
+            "min_rssi_dbm": campaign.min_rssi_dbm, "max_spreading_factor": campaign.max_spreading_factor,
+            "target": campaign.target, "image_bytes": campaign.image_bytes,
             "created_by": campaign.created_by, "created_at": campaign.created_at, "counts": counts,
+            "steps": [action for action, states in STEPS.items() if campaign.state in states],
             "collars": per_collar,
             "history": [{"time": e.time, "device_id": e.device_id, "event": e.event, "detail": e.detail}
                         for e in events]}
 
 
 def fleet_versions(session: Session) -> list[dict[str, Any]]:
-    """Return which collar runs which firmware and model (from their last status), with the result
+    """Return which collar runs which firmware and model (from their last status), the species of the
+    animal wearing it (the group a campaign may target), with the result
     of its last over-the-air update ("update": kind, version, outcome, reason, time; None if none)."""
     from lora_bridge.domain import update_results
 
     results = update_results.latest(session)
     return [{"device_id": d.device_id, "fw_version": d.fw_version, "model_version": d.model_version,
              "battery_mv": d.battery_mv, "last_rssi_dbm": d.last_rssi_dbm, "status_time": d.status_time,
+             "species": d.animal.species if d.animal is not None else None,
              "update": results.get(d.device_id)}
             for d in session.scalars(select(Device).order_by(Device.device_id))]

@@ -14,8 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lora_bridge.errors import MalformedUplink, UnknownDevice
 from lora_bridge.store.tables import Animal, Device
-from lora_bridge.uplink_formats import Uplink
+from lora_bridge.uplink_formats import Uplink, eui_or_none
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,28 @@ JOIN_MATCH_WINDOW = timedelta(minutes=10)
 BACKFILL_AGE = timedelta(hours=6)
 
 
+def collar_with_eui(session: Session, dev_eui: str) -> Device | None:
+    """The collar with this DevEUI (the first by device_id, should two names hold it), else None."""
+    return session.scalars(select(Device).where(Device.dev_eui == dev_eui).order_by(Device.device_id)).first()
+
+
+def collar_named(session: Session, name: str) -> Device:
+    """The collar the bridge files under name, else the one whose DevEUI name is (any case, with or
+    without separators: `70b3d57ed0000c01`, `70-B3-D5-7E-D0-00-0C-01`); UnknownDevice when none is."""
+    device = session.get(Device, name)
+    if device is not None:
+        return device
+    try:
+        dev_eui = eui_or_none(name, "device")
+    except MalformedUplink:
+        dev_eui = None
+    if dev_eui is not None:
+        device = collar_with_eui(session, dev_eui)
+        if device is not None:
+            return device
+    raise UnknownDevice(f"no collar {name!r} (neither a device id nor a DevEUI the bridge has heard)")
+
+
 def resolve_device(
     session: Session,
     *,
@@ -64,9 +87,7 @@ def resolve_device(
         device = known.get(dev_eui)
         if device is None or device.dev_eui != dev_eui:
             with session.no_autoflush:  # collars are flushed when created; changes of this batch are in `known`
-                device = session.scalars(
-                    select(Device).where(Device.dev_eui == dev_eui).order_by(Device.device_id)
-                ).first()
+                device = collar_with_eui(session, dev_eui)
     if device is None and label:
         candidate = session.get(Device, label)
         if candidate is not None and (candidate.dev_eui is None or dev_eui is None or candidate.dev_eui == dev_eui):
@@ -137,10 +158,27 @@ def start_session(device: Device, at: datetime, reason: str) -> None:
 
 
 def apply_join(device: Device, at: datetime) -> bool:
-    """A join (accept) at `at`; True when it started a new session (not the one already begun)."""
+    """A join (accept) at `at`; True when it started a new session (not the one already begun, nor
+    an older one)."""
     if device.joined_at is not None and abs(at - device.joined_at) <= JOIN_MATCH_WINDOW:
         return False  # the reset was already seen from the frame counter; this is its join
-    start_session(device, at, reason="join")
+    return apply_reset(device, at, reason="join")
+
+
+def apply_reset(device: Device, at: datetime, reason: str) -> bool:
+    """A new session at `at` (a join, a network's frame-counter reset report), unless the collar's
+    current session began at or after it; True when it started one."""
+    if device.joined_at is not None and at <= device.joined_at:
+        # Delivered again or late (a webhook retry, an MQTT redelivery, a replay): the collar's
+        # current session began since. Starting one here put every later frame in a session of its
+        # own, so a copy of a frame delivered again afterwards was applied twice.
+        log.info(
+            "%s at %s is not after the start of session %d of device_id=%s (%s): no new session",
+            reason, at.isoformat(), device.session, device.device_id, device.joined_at.isoformat(),
+            extra={"device_id": device.device_id, "session": device.session},
+        )
+        return False
+    start_session(device, at, reason=reason)
     return True
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from lora_bridge.errors import InvalidCommandValues
 from lora_bridge.store.tables import Downlink
 from lora_bridge.store.utc import utc_now
 
@@ -52,6 +53,69 @@ CORRELATION_PREFIX = "tembo:downlink:"
 
 # After this many failed pushes a downlink stops being retried and is marked failed.
 MAX_PUSH_ATTEMPTS = 5
+
+
+def check_command_values(codec: Any, command: str, values: dict[str, Any]) -> None:
+    """Refuse values that command's row of the codec table does not name, or lacks: InvalidCommandValues
+    naming them and what the command takes. The codec itself reads only the names it knows (a
+    `reboot` with `{"delay_s": 60}` went out as a plain reboot) and takes a missing bit field as 0
+    (an `ack_alert` without values acked alert 0 of type 0): a caller's typo must not reach a collar.
+    A name that is no downlink is left to the codec (CodecError)."""
+    try:
+        row = codec.message(command)
+    except codec.CodecError:
+        return
+    if row[1] == codec.SETTINGS_PORT:
+        known = [setting[1] for setting in codec.SETTINGS]
+        _refuse_names(command, values, required=(), optional=known)
+        if not values:
+            raise InvalidCommandValues(f"{command} needs at least one setting: {', '.join(known)}")
+        return
+    required, optional, lists = _value_names(row[4])
+    _refuse_names(command, values, required, optional)
+    for name, subfields in lists.items():
+        items = values.get(name)
+        if not isinstance(items, list):
+            raise InvalidCommandValues(f"{command}: {name} is a list, got {type(items).__name__}")
+        item_required, item_optional, _ = _value_names(subfields)
+        for number, item in enumerate(items):
+            if isinstance(item, dict) or len(subfields) != 1:
+                if not isinstance(item, dict):
+                    raise InvalidCommandValues(f"{command}: {name}[{number}] is an object with "
+                                               f"{', '.join(item_required)}, got {type(item).__name__}")
+                _refuse_names(f"{command}: {name}[{number}]", item, item_required, item_optional)
+
+
+def _value_names(fields: Any) -> tuple[list[str], list[str], dict[str, Any]]:
+    """(required names, optional names, list fields and their item fields) of a codec row's fields: a
+    bit field's parts are values of their own, its padding (`spare`) optional."""
+    required: list[str] = []
+    optional: list[str] = []
+    lists: dict[str, Any] = {}
+    for name, kind, arg in fields:
+        if kind == "bits":
+            for part, _bits, _names in arg:
+                (optional if part == "spare" or part.endswith("_spare") else required).append(part)
+        else:
+            required.append(name)
+            if kind == "list":
+                lists[name] = arg[1]
+    return required, optional, lists
+
+
+def _refuse_names(what: str, values: dict[str, Any], required: Any, optional: Any) -> None:
+    takes = [*required, *optional]
+    unknown = sorted(name for name in values if name not in takes)
+    missing = [name for name in required if name not in values]
+    if not unknown and not missing:
+        return
+    problems = []
+    if unknown:
+        problems.append(f"unknown {', '.join(map(repr, unknown))}")
+    if missing:
+        problems.append(f"missing {', '.join(map(repr, missing))}")
+    accepted = f"it takes {', '.join(takes)}" if takes else "it takes no values"
+    raise InvalidCommandValues(f"{what}: {'; '.join(problems)} ({accepted})"[:300])
 
 
 def queue_command(

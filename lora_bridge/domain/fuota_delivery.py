@@ -40,7 +40,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from collar_firmware import codec as wire
@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 SETUP_LEAD_S = 2 * 3600  # the window opens this long after the set-up is queued (class A: after uplinks)
 HORIZON_S = 60.0  # multicast frames are queued at most this long before their absolute time
 PRIOR_LOSS = 0.1  # a collar's downlink loss before any delivery measured it
+NO_ANSWER = "no answer"
 DEFAULT_SF = 9
 MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 SESSION_INDEX = 0  # one fragmentation session per collar at a time
@@ -170,9 +171,10 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
 
 
 def tick(session: Session, codec: Any, now: datetime | None = None,
-         group_keys: multicast_keys.CollarKeyRing | None = None) -> int:
+         group_keys: multicast_keys.CollarKeyRing | None = None, *, no_answer_factor: float) -> int:
     """Move every open delivery of an active campaign on; return how many frames were queued.
-    group_keys: the collars' key file, for deliveries that set up their own group."""
+    group_keys: the collars' key file, for deliveries that set up their own group; no_answer_factor:
+    how many planned delivery times a collar that answered its set-up may stay silent (`fail_silent`)."""
     now = now or utc_now()
     queued = 0
     rows = session.execute(
@@ -182,6 +184,7 @@ def tick(session: Session, codec: Any, now: datetime | None = None,
     ).all()
     for row, _campaign in rows:
         queued += _tick_one(session, codec, row, now, group_keys)
+        fail_silent(session, row, now, no_answer_factor)
         row.updated_at = now
     return queued + _end_deliveries(session, codec, now)
 
@@ -430,6 +433,43 @@ def _close(session: Session, row: FuotaSession, now: datetime) -> None:
     row.closed_at = now
     log.info("delivery closed campaign_id=%d fragments=%d airtime_s=%.1f", row.campaign_id, row.sent,
              row.airtime_s, extra={"campaign_id": row.campaign_id})
+
+
+def planned_s(row: FuotaSession) -> float:
+    """The delivery's planned time for one collar: from its set-up to its class C window's end."""
+    return SETUP_LEAD_S + (1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
+
+
+def fail_silent(session: Session, row: FuotaSession, now: datetime, factor: float) -> list[str]:
+    """Fail ("no answer") every collar of the delivery that answered its set-up, still has no result
+    and was heard neither in the last `factor` planned times nor since its set-up was queued that long
+    ago, with nothing left queued for it in the outbox (fair use may hold its unicast fragments; a
+    collar fed by unicast after its uplinks is heard, so not silent); return their ids. The campaign
+    counts it like any failed collar: a silent canary stops a campaign as a refusing one does."""
+    deadline = now - timedelta(seconds=factor * planned_s(row))
+    silent = list(session.scalars(
+        select(CampaignCollar)
+        .join(FuotaCollar, (FuotaCollar.campaign_id == CampaignCollar.campaign_id)
+              & (FuotaCollar.device_id == CampaignCollar.device_id))
+        .join(Device, Device.device_id == CampaignCollar.device_id)
+        .where(CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
+               FuotaCollar.setup_answered.is_(True), FuotaCollar.setup_queued_at <= deadline,
+               or_(Device.last_seen.is_(None), Device.last_seen <= deadline))))
+    if not silent:
+        return []
+    campaign = session.get(UpdateCampaign, row.campaign_id)
+    failed = []
+    for collar in silent:
+        held = session.scalar(select(func.count()).select_from(Downlink).where(
+            Downlink.device_id == collar.device_id, Downlink.state == downlinks.STATE_QUEUED))
+        if held:
+            continue
+        log.warning("no answer from device_id=%s campaign_id=%d: silent for %.1f h since its set-up",
+                    collar.device_id, row.campaign_id, factor * planned_s(row) / 3600,
+                    extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+        campaigns.fail_collar(session, campaign, collar, NO_ANSWER)
+        failed.append(collar.device_id)
+    return failed
 
 
 def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:

@@ -3,7 +3,9 @@ zipped Shapefile, in any CRS, read with geopandas and reprojected to WGS84 with 
 
 Every way a file can be wrong ends in InvalidGeofenceFile with a sentence a ranger can act on: a file
 that does not read, a zip without a .shp, a layer without a CRS (a Shapefile without its .prj), no
-polygon at all, or a polygon that is not valid (self-intersecting ring, ...). Heights (a boundary walked with a GPS
+polygon at all, a polygon that is not valid (self-intersecting ring, ...), or fences that land far
+from the reserve once reprojected (a file whose CRS does not fit its coordinates: degrees said to be
+UTM metres land in Antarctica, `far_from_reserve`). Heights (a boundary walked with a GPS
 or drawn in 3D) are dropped: a fence is an area on the map, and the store and the collars hold it
 in two dimensions.
 """
@@ -22,7 +24,8 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 import shapely
-from shapely.geometry import mapping
+from pyproj import Geod
+from shapely.geometry import mapping, shape
 from shapely.validation import explain_validity
 
 from lora_bridge.errors import InvalidGeofenceFile
@@ -43,6 +46,8 @@ MAX_KIND_CHARS = Geofence.__table__.c.kind.type.length
 MAX_NAME_CHARS = Geofence.__table__.c.name.type.length
 MAX_FILENAME_CHARS = Geofence.__table__.c.source_file.type.length
 MAX_CRS_CHARS = Geofence.__table__.c.source_crs.type.length
+# Fences farther than this from every feature of the reserve's geography are a wrong CRS, not fences.
+MAX_KM_FROM_RESERVE = 100.0
 MAX_UNPACKED_BYTES = 4 * MAX_FILE_BYTES  # a zipped Shapefile, unpacked (a small zip can unpack to gigabytes)
 
 
@@ -115,7 +120,12 @@ def _read_layers(path: Path, filename: str) -> list[gpd.GeoDataFrame]:
             frame["_layer"] = str(layer_name)
         frames.append(frame)
     if not frames:
-        raise InvalidGeofenceFile(f"{filename}: no polygon layer (layers: {', '.join(str(n) for n, _ in layers)})")
+        if len(layers) == 1:  # a GeoJSON's one layer is named after our temporary copy: say what it holds
+            raise InvalidGeofenceFile(
+                f"{filename}: no polygon features (it holds {layers[0][1]} features; fences must be areas)"
+            )
+        found = ", ".join(f"{name} ({geometry_type})" for name, geometry_type in layers)
+        raise InvalidGeofenceFile(f"{filename}: no polygon layer (layers: {found}; fences must be areas)")
     return frames
 
 
@@ -219,6 +229,36 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+# GDAL's advice to a programmer, cut from what a ranger reads.
+_GDAL_HINT = "; It might help to specify the correct driver"
+
+
 def _short(error: Exception) -> str:
     text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
+    return text[0].split(_GDAL_HINT)[0][:200] if text else type(error).__name__
+
+
+def far_from_reserve(fence_file: FenceFile, reserve: dict[str, Any]) -> None:
+    """InvalidGeofenceFile when every fence of the file lies more than MAX_KM_FROM_RESERVE from the
+    reserve's geography (a GeoJSON FeatureCollection in WGS84; nothing is checked without one)."""
+    features = [f.get("geometry") for f in reserve.get("features", []) if isinstance(f, dict) and f.get("geometry")]
+    if not features or not fence_file.fences:
+        return
+    west, south, east, north = shapely.union_all([shape(g) for g in features]).bounds
+    fences = shapely.union_all([shape(f.geometry) for f in fence_file.fences])
+    geod = Geod(ellps="WGS84")
+    # The reserve's bounds widened by MAX_KM_FROM_RESERVE northward and eastward at its middle latitude.
+    middle = (south + north) / 2
+    _, north_lat, _ = geod.fwd(west, middle, 0, MAX_KM_FROM_RESERVE * 1000)
+    east_lon, _, _ = geod.fwd(west, middle, 90, MAX_KM_FROM_RESERVE * 1000)
+    margin_lat, margin_lon = north_lat - middle, east_lon - west
+    near = shapely.box(west - margin_lon, south - margin_lat, east + margin_lon, north + margin_lat)
+    if fences.intersects(near):
+        return
+    reserve_centre = shapely.box(west, south, east, north).centroid
+    fence_centre = fences.centroid
+    _, _, metres = geod.inv(reserve_centre.x, reserve_centre.y, fence_centre.x, fence_centre.y)
+    raise InvalidGeofenceFile(
+        f"{fence_file.filename}: read in {fence_file.source_crs}, its fences lie {metres / 1000:,.0f} km from the "
+        f"reserve (around {fence_centre.y:.2f}, {fence_centre.x:.2f}); is that the CRS its coordinates are in?"
+    )

@@ -80,6 +80,9 @@ def apply_message(
             from lora_bridge.domain import update_results  # the last over-the-air update (docs/updates.md)
 
             update_results.record(session, device.device_id, fields, time)
+        from lora_bridge.domain import campaigns  # gates and versions are re-checked on every status
+
+        campaigns.reconsider_collar(session, device.device_id)
         if "behaviour" in fields and device.status_time == time:
             device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
         alert_id = rules.check_battery(session, device, animal.id, time)

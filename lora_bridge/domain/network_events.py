@@ -91,7 +91,7 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
     if device is not None and event.kind == KIND_JOIN:
         devices.apply_join(device, at)
     elif device is not None and event.kind == KIND_LOG and event.detail.get("code") in FCNT_RESET_LOG_CODES:
-        devices.start_session(device, at, reason="network reports a frame-counter reset")
+        devices.apply_reset(device, at, reason="network reports a frame-counter reset")
     elif event.kind in DOWNLINK_REPORTS:
         downlink = downlinks.apply_network_report(session, outcome.device_id, event, at)
         if downlink is not None:

@@ -488,11 +488,14 @@ class UpdateCampaign(Base):
     version: Mapped[str] = mapped_column(String(32))
     image_sha256: Mapped[str] = mapped_column(String(64))
     image_bytes: Mapped[int]
-    target: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"all": true} | {"devices": [...]}
+    # {"all": true} | {"devices": [...]} | {"species": "...", "devices": [the collars it had at the start]}
+    target: Mapped[dict[str, Any]] = mapped_column(default=dict)
     canary_pct: Mapped[int]
     max_canary_failures_pct: Mapped[int]
     min_battery_mv: Mapped[int]
     min_rssi_dbm: Mapped[float]
+    # gate: a collar whose last uplink came at a higher spreading factor waits (12: no gate)
+    max_spreading_factor: Mapped[int] = mapped_column(Integer, default=12, server_default="12")
     state: Mapped[str] = mapped_column(String(16), index=True)
     stage: Mapped[str] = mapped_column(String(16))  # canary | fleet
     created_by: Mapped[str] = mapped_column(String(64))

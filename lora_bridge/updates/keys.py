@@ -80,11 +80,20 @@ def _raw_public(public: Ed25519PublicKey) -> bytes:
 
 
 def read_public(path: Path) -> tuple[int, bytes]:
-    """Return (key id, public key) from a .pub file."""
-    parts = Path(path).read_text().split()
-    if len(parts) != 3 or parts[0] != PUB_PREFIX or not parts[1].isdigit():
+    """Return (key id, public key) from a .pub file; KeyFileError when it is missing or not one."""
+    path = Path(path)
+    if not path.exists():
+        raise KeyFileError(f"{path}: no such file; the key's id and public half live there, beside the private "
+                           "key `tembo keys generate` wrote")
+    parts = path.read_text().split()
+    if len(parts) != 3 or parts[0] != PUB_PREFIX or not (parts[1].isascii() and parts[1].isdigit()):
         raise KeyFileError(f"{path}: expected '{PUB_PREFIX} <key id> <hex>'")
-    public = bytes.fromhex(parts[2])
+    if not 0 <= int(parts[1]) <= 255:
+        raise KeyFileError(f"{path}: key id {int(parts[1])} is outside 0..255 (a signature carries it in one byte)")
+    try:
+        public = bytes.fromhex(parts[2])
+    except ValueError:
+        raise KeyFileError(f"{path}: the public key is not hexadecimal") from None
     if len(public) != 32:
         raise KeyFileError(f"{path}: an Ed25519 public key has 32 bytes")
     return int(parts[1]), public
@@ -126,9 +135,26 @@ def read_collar_keys(path: Path = COLLAR_KEYS_PATH) -> dict[int, bytes]:
         raise KeyFileError(f"{path}: {exc}") from None
 
 
-def install_public(key_id: int, public: bytes, path: Path = COLLAR_KEYS_PATH) -> dict[int, bytes]:
-    """Add (or replace) a public key in the collar keys file that ships with the firmware."""
+def refuse_replacing(key_id: int, public: bytes | None, path: Path = COLLAR_KEYS_PATH) -> None:
+    """KeyFileError when the collar keys file holds another key under key_id (public None: any key):
+    collars running a firmware built with that file trust it, and a firmware built after a silent
+    replacement would pass every release check here and be refused by all of them."""
+    held = read_collar_keys(path).get(key_id)
+    if held is not None and held != public:
+        raise KeyFileError(f"{path} already holds another key under id {key_id} (public {held.hex()[:16]}...): "
+                           "collars running a firmware built with it trust that key and would refuse what a new "
+                           "one signs. Choose another --key-id, or pass --replace when no collar holds it yet "
+                           "(a new deployment replacing the repository's key)")
+
+
+def install_public(key_id: int, public: bytes, path: Path = COLLAR_KEYS_PATH, replace: bool = False) -> dict[int, bytes]:
+    """Add a public key to the collar keys file that ships with the firmware; another key under the
+    same id is replaced only with `replace` (`refuse_replacing`)."""
+    if not replace:
+        refuse_replacing(key_id, public, path)
     keys = read_collar_keys(path)
+    if key_id in keys and keys[key_id] != public:
+        log.warning("collar key %d replaced in %s", key_id, path)
     keys[key_id] = public
     if len(keys) > trust.MAX_KEYS:
         raise KeyFileError(f"a collar holds at most {trust.MAX_KEYS} keys")

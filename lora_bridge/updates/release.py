@@ -27,6 +27,7 @@ HARDWARE_ID = collar_config.HARDWARE_ID  # what the collars compiled here are (c
 
 DEFAULT_MODEL_PATH = Path(collar_blob.__file__).with_name("default_model.bin")
 DEFAULT_DIGEST_PATH = Path(trust.__file__).with_name(trust.DEFAULT_DIGEST_FILE)
+MAX_MODEL_VERSION = 0xFFFF  # the status message carries a u16 (codec), the image 0.<high>.<low>
 
 
 class ReleaseError(ValueError):
@@ -45,13 +46,30 @@ def unsigned_part(blob: bytes) -> bytes:
 
 def promoted_blob(promoted_json: Path) -> bytes:
     """Return the blob a researcher promoted (`tembo models promote`), checked against its SHA-256."""
-    doc = json.loads(Path(promoted_json).read_text())
+    promoted_json = Path(promoted_json)
+    if not promoted_json.exists():
+        raise ReleaseError(f"{promoted_json}: no such file; nothing is promoted there (a researcher promotes a "
+                           "model with `tembo models promote MODEL`)")
+    doc = _json_object(promoted_json, "promoted-model file")
     if doc.get("format") != "tembo-promoted-model/1":
         raise ReleaseError(f"{promoted_json}: not a promoted-model file (format {doc.get('format')!r})")
+    if not isinstance(doc.get("blob"), str) or not isinstance(doc.get("blob_sha256"), str):
+        raise ReleaseError(f"{promoted_json}: names no blob and its SHA-256 (promote the model again)")
     blob = Path(doc["blob"]).read_bytes()
-    if hashlib.sha256(blob).hexdigest() != doc.get("blob_sha256"):
+    if hashlib.sha256(blob).hexdigest() != doc["blob_sha256"]:
         raise ReleaseError(f"{doc['blob']} changed since it was promoted (SHA-256 differs)")
     return blob
+
+
+def _json_object(path: Path, what: str) -> dict:
+    """The JSON object in a file a technician hands over; ReleaseError when it is not one."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReleaseError(f"{path}: not a {what} (not JSON: {exc})") from None
+    if not isinstance(doc, dict):
+        raise ReleaseError(f"{path}: not a {what} (not a JSON object)")
+    return doc
 
 
 def sign_model(blob: bytes, key: SigningKey) -> bytes:
@@ -106,12 +124,9 @@ def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path
     parsed = check_model(signed, keys)
     image = model_image(signed, key, hardware_id)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     name = f"model-{parsed.model_version}"
     blob_path = out_dir / f"{name}.bin"
-    blob_path.write_bytes(signed)
     image_path = out_dir / f"{name}.tmbu"
-    image_path.write_bytes(image)
     manifest = {
         "kind": "model",
         "model_version": parsed.model_version,
@@ -129,9 +144,23 @@ def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path
         "image_sha256": hashlib.sha256(image).hexdigest(),
     }
     manifest_path = out_dir / f"{name}.json"
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
-    log.info("model release written model_version=%d key_id=%d", parsed.model_version, key.key_id)
+    write_release({blob_path: signed, image_path: image,
+                   manifest_path: (json.dumps(manifest, indent=1) + "\n").encode()})
+    log.info("model release written model_version=%d key_id=%d out=%s", parsed.model_version, key.key_id, out_dir)
     return ModelRelease(blob_path, image_path, manifest_path, manifest)
+
+
+def write_release(files: dict[Path, bytes]) -> None:
+    """Write a release's files; ReleaseError, before anything is written, when one of them exists with
+    other bytes: a released version is never replaced (collars that run it, and the manifests deltas
+    are built against, would no longer match it). The same release written again changes nothing."""
+    for path, data in files.items():
+        if path.exists() and path.read_bytes() != data:
+            raise ReleaseError(f"{path} exists and differs: a released version is never replaced (collars may "
+                               "run it, deltas are built against its manifest); release a new version")
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 def install_default_model(blob: bytes, key: SigningKey, collar_keys: Path = COLLAR_KEYS_PATH,
@@ -175,8 +204,13 @@ def build_image(kind: int, version: str, hardware_id: str, payload: bytes, key: 
 
     features_, klass = golden
     hw = hardware_id.encode()
-    if len(hw) > ui.MAX_HW_ID or len(features_) > ui.MAX_GOLDEN or len(payload) > ui.MAX_PAYLOAD_BYTES:
-        raise ReleaseError("hardware id, golden vector or payload too large for a collar")
+    if not hw or len(hw) > ui.MAX_HW_ID:
+        raise ReleaseError(f"hardware id {hardware_id!r} must be 1..{ui.MAX_HW_ID} bytes")
+    if len(features_) > ui.MAX_GOLDEN:
+        raise ReleaseError(f"a golden vector of {len(features_)} features; a collar takes {ui.MAX_GOLDEN}")
+    if len(payload) > ui.MAX_PAYLOAD_BYTES:
+        raise ReleaseError(f"the payload is {len(payload):,} bytes; a collar's update slot takes at most "
+                           f"{ui.MAX_PAYLOAD_BYTES:,}: every collar would refuse it (too_large)")
     head = bytearray(ui.MAGIC + bytes((ui.FORMAT, kind)) + ui.version_raw(version).to_bytes(3, "big"))
     head += bytes((len(hw),)) + hw + struct.pack("<I", len(payload)) + hashlib.sha256(payload).digest()
     head += bytes((len(features_),)) + b"".join(struct.pack("<i", v) for v in features_)
@@ -185,9 +219,13 @@ def build_image(kind: int, version: str, hardware_id: str, payload: bytes, key: 
 
 
 def model_image(blob: bytes, key: SigningKey, hardware_id: str) -> bytes:
-    """Return the update image of a model-only update (the signed blob inside a signed image)."""
+    """Return the update image of a model-only update (the signed blob inside a signed image): its
+    version is the model's, 0.<high byte>.<low byte>, as collars compare it with the one they run."""
     parsed = collar_blob.parse(blob)
-    version = f"0.{(parsed.model_version >> 8) & 0xFF}.{parsed.model_version & 0xFF}"
+    if not 0 < parsed.model_version <= MAX_MODEL_VERSION:
+        raise ReleaseError(f"model version {parsed.model_version} cannot travel: collars report and compare model "
+                           f"versions 1..{MAX_MODEL_VERSION} (status u16, image 0.minor.patch)")
+    version = f"0.{parsed.model_version >> 8}.{parsed.model_version & 0xFF}"
     return build_image(2, version, hardware_id, blob, key, golden_vector(blob))
 
 
@@ -249,6 +287,27 @@ def keys_after(key: SigningKey, ship_keys: Path, retire_key: bool = False) -> di
     return after
 
 
+def base_manifest(base: Path, version: str, hardware_id: str) -> dict:
+    """The manifest of the firmware the collars run (`--base`), checked: a firmware manifest tembo release
+    wrote, for the same hardware, of an older version; ReleaseError saying why not."""
+    from collar_firmware import update_image as ui
+
+    old = _json_object(Path(base), "firmware manifest")
+    if old.get("kind") != "firmware" or not isinstance(old.get("modules"), dict) or not isinstance(
+            old.get("version"), str):
+        raise ReleaseError(f"{base}: not a firmware manifest tembo release wrote (kind, version and modules)")
+    try:
+        older = ui.version_raw(old["version"])
+    except ValueError as exc:
+        raise ReleaseError(f"{base}: {exc}") from None
+    if older >= ui.version_raw(version):
+        raise ReleaseError(f"version {version} is not newer than the base {old['version']}")
+    if old.get("hardware_id") != hardware_id:
+        raise ReleaseError(f"the base {old['version']} is built for {old.get('hardware_id')!r}, this release for "
+                           f"{hardware_id!r}: no collar runs that base, a delta against it would not rebuild")
+    return old
+
+
 def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: str = HARDWARE_ID,
                      base: Path | None = None, collar_keys: Path = COLLAR_KEYS_PATH,
                      ship_keys: Path = COLLAR_KEYS_PATH, retire_key: bool = False) -> FirmwareRelease:
@@ -264,30 +323,25 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
         raise ReleaseError(str(exc)) from None
     held_keys(key, collar_keys)
     after = keys_after(key, ship_keys, retire_key)
+    old = base_manifest(base, version, hardware_id) if base is not None else None
     files = compile_modules()
     files[trust.KEYS_FILE] = Path(ship_keys).read_bytes()
     modules = {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()}
     full = pack_bundle(files)
     payload, delta_of = full, None
-    if base is not None:
-        old = json.loads(Path(base).read_text())
-        if ui.version_raw(old["version"]) >= ui.version_raw(version):
-            raise ReleaseError(f"version {version} is not newer than the base {old['version']}")
-        changed = {n: d for n, d in files.items() if old.get("modules", {}).get(n, {}).get("sha256")
-                   != modules[n]["sha256"]}
+    if old is not None:
+        changed = {n: d for n, d in files.items() if old["modules"].get(n, {}).get("sha256") != modules[n]["sha256"]}
         delta = pack_bundle(changed)
         if len(delta) < len(full):
             payload, delta_of = delta, old["version"]
     image = build_image(1, version, hardware_id, payload, key, golden_vector(files["default_model.bin"]))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     image_path = out_dir / f"firmware-{version}.tmbu"
-    image_path.write_bytes(image)
     manifest = {"kind": "firmware", "version": version, "hardware_id": hardware_id, "arch": "armv7emsp",
                 "modules": modules, "bundle_bytes": len(full), "payload_bytes": len(payload),
                 "delta_of": delta_of, "image_bytes": len(image), "image_sha256": hashlib.sha256(image).hexdigest(),
                 "key_id": key.key_id, "collar_keys_after": sorted(after)}
     manifest_path = out_dir / f"firmware-{version}.json"
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    write_release({image_path: image, manifest_path: (json.dumps(manifest, indent=1) + "\n").encode()})
     log.info("firmware release written version=%s bytes=%d delta_of=%s", version, len(image), delta_of)
     return FirmwareRelease(image_path, manifest_path, manifest)

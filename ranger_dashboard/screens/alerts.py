@@ -25,6 +25,7 @@ from ranger_dashboard import (
     config,
     data,
     evidence,
+    login,
     markers,
     navigation,
     palette,
@@ -176,6 +177,7 @@ def verdict_card(alert: AlertView, ranger: str) -> None:
 @st.fragment(run_every=options.refresh_s)
 def queue() -> None:
     """The open alerts, most urgent first, redrawn every `options.refresh_s` seconds."""
+    login.require_live_sign_in(options)  # a refresh runs only this panel, not app.py's gate
     moment = as_of.current()
     now = moment or data.now(options, viewer)
     # Live: the open alerts; at a chosen moment, those open then as they stood then.

@@ -9,6 +9,7 @@ from datetime import timedelta
 import streamlit as st
 
 from lora_bridge import exports
+from lora_bridge.access import roles as access_roles
 from lora_bridge.domain import home_range
 from ranger_dashboard import as_of, config, data, map_layers, markers, roles, selection, views
 
@@ -141,23 +142,13 @@ else:
     st.caption("No alerts for this animal.")
 
 # ------------------------------------------------------------------ downloads
-if fixes:
+if fixes and viewer.may(access_roles.EXPORT):  # as the API: rangers, researchers and admins export
     st.subheader("Download the fixes")
     stem = f"{(animal.name or animal.device_id).replace(' ', '_')}_{days}d"
     buttons = st.columns(4)
-    buttons[0].download_button("CSV", exports.to_csv(fixes), f"{stem}.csv", exports.MEDIA_TYPES["csv"])
-    buttons[1].download_button(
-        "GeoJSON", exports.to_geojson(fixes), f"{stem}.geojson", exports.MEDIA_TYPES["geojson"]
-    )
-    buttons[2].download_button(
-        "GeoPackage", exports.to_geopackage(fixes), f"{stem}.gpkg", exports.MEDIA_TYPES["gpkg"]
-    )
-    buttons[3].download_button(
-        "Movebank CSV",
-        exports.to_movebank_csv(fixes, animal.species),
-        f"{stem}_movebank.csv",
-        exports.MEDIA_TYPES["movebank.csv"],
-    )
+    # As the API's files: the species in every file, and the GeoJSON says whether the points are exact.
+    for button, file in zip(buttons, exports.files(fixes, animal.species, viewer, stem), strict=True):
+        button.download_button(file.label, file.data, file.filename, file.media_type)
 
 with st.expander(f"The herd ({len(animals)})"):
     st.dataframe(

@@ -17,6 +17,7 @@ from ranger_dashboard import (
     config,
     data,
     herd,
+    login,
     map_layers,
     markers,
     name_routes,
@@ -99,6 +100,7 @@ moment = as_of.control(data.now(options, viewer))
 @st.fragment(run_every=options.refresh_s)
 def live_panel() -> None:
     """The map (first), the metrics and the table, redrawn every `options.refresh_s` seconds."""
+    login.require_live_sign_in(options)  # a refresh runs only this panel, not app.py's gate
     moment = as_of.current()
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))

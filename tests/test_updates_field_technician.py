@@ -1,0 +1,418 @@
+"""A field technician on a clean checkout: keys, releases and campaigns tried with broken inputs. Every
+refusal names the file and the reason on one line (exit code 1, no traceback) and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+from access_builders import CONSOLE
+from fuota_network import GROUP, StandInTheThingsStack, serve
+from test_update_campaigns import updates_page
+
+from collar_firmware import blob as collar_blob
+from collar_firmware import config as collar_config
+from collar_firmware import update_image
+from lora_bridge.updates import keys, release
+from simulator import fuota
+from tembo.cli import main
+
+
+@pytest.fixture
+def key_dir(tmp_path):
+    """A technician's key (id 7) and a collar key file that holds it, as `tembo keys generate --install` makes them."""
+    private = tmp_path / "keys" / "release-7.key"
+    collar_keys = tmp_path / "collar_keys.bin"
+    assert main(["keys", "generate", str(private), "--key-id", "7", "--install", "--collar-keys", str(collar_keys)]) == 0
+    return private, collar_keys
+
+
+def refused(capsys, argv: list[str]) -> str:
+    """Run tembo with argv, check it refused (exit 1) on one line of stderr, and return that line."""
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_field_technician_with_a_damaged_public_key_file_is_told_which_file_and_why(key_dir, capsys):
+    private, collar_keys = key_dir
+    pub = keys.public_path(private)
+    good = pub.read_text()
+    capsys.readouterr()
+    damaged = {
+        good.replace(good.split()[2], "zz" * 32): "the public key is not hexadecimal",
+        good.replace(" 7 ", " 999 "): "key id 999 is outside 0..255",
+        good.replace(" 7 ", " ٧ "): "expected 'tembo-ed25519 <key id> <hex>'",
+    }
+    for text, reason in damaged.items():
+        pub.write_text(text)
+        for argv in (["keys", "show", str(private)], ["keys", "install", str(private), "--collar-keys", str(collar_keys)],
+                     ["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private)]):
+            assert f"{pub}: {reason}" in refused(capsys, argv)
+    pub.unlink()
+    assert f"{pub}: no such file" in refused(capsys, ["keys", "show", str(private)])
+    assert keys.read_collar_keys(collar_keys).keys() == {7}, "nothing was installed from a damaged file"
+
+
+def test_field_technician_releasing_from_a_broken_promoted_file_is_told_why(key_dir, tmp_path, capsys):
+    private, collar_keys = key_dir
+    out = tmp_path / "out"
+    broken = {"{": "not JSON", "[1]": "not a JSON object",
+              json.dumps({"format": "tembo-promoted-model/1"}): "names no blob and its SHA-256"}
+    for text, reason in broken.items():
+        promoted = tmp_path / "promoted.json"
+        promoted.write_text(text)
+        assert reason in refused(capsys, ["release", "model", "--promoted", str(promoted), "--key", str(private),
+                                          "--collar-keys", str(collar_keys), "--out", str(out)])
+    nothing = tmp_path / "var" / "models" / "promoted.json"
+    assert "nothing is promoted there (a researcher promotes a model with `tembo models promote" in refused(
+        capsys, ["release", "model", "--promoted", str(nothing), "--key", str(private), "--out", str(out)])
+    assert not out.exists(), "nothing written"
+
+
+@pytest.mark.parametrize("version", ["1. 2.0", "01.2.0", "1_0.2.0", "+1.2.0", "v1.2.0", "1.2.0-rc1", "1.2", "1.256.0"])
+def test_field_technician_typing_a_version_that_is_not_plain_semver_is_refused_before_anything_is_built(
+        key_dir, tmp_path, capsys, version):
+    private, collar_keys = key_dir
+    out = tmp_path / "fw"
+    reason = refused(capsys, ["release", "firmware", "--version", version, "--key", str(private), "--collar-keys",
+                              str(collar_keys), "--ship-keys", str(collar_keys), "--out", str(out)])
+    assert reason.startswith("tembo release: version") and repr(version) in reason
+    assert not out.exists()
+
+
+def test_the_collar_and_the_bridge_read_one_text_per_version():
+    assert update_image.version_raw("1.2.3") == 0x010203 and update_image.version_raw("0.0.0") == 0
+    for text in ("1.02.3", " 1.2.3", "1.2.3 ", "1.2.-3", "1..3", "١.2.3"):
+        with pytest.raises(ValueError, match="plain whole numbers"):
+            update_image.version_raw(text)
+
+
+def test_field_technician_giving_a_broken_or_foreign_base_manifest_is_refused(key_dir, tmp_path, capsys):
+    private, collar_keys = key_dir
+    base = tmp_path / "firmware-1.0.0.json"
+    manifests = {
+        "{": "not a firmware manifest (not JSON",
+        json.dumps({"version": "1.0"}): "not a firmware manifest tembo release wrote",
+        json.dumps({"kind": "firmware", "version": "1.0", "modules": {}}): "version must be major.minor.patch",
+        json.dumps({"kind": "firmware", "version": "1.0.0", "hardware_id": "someone-elses-board", "modules": {}}):
+            "the base 1.0.0 is built for 'someone-elses-board', this release for 'tembo-nrf52840-lr1110'",
+        json.dumps({"kind": "firmware", "version": "1.2.0", "hardware_id": collar_config.HARDWARE_ID, "modules": {}}):
+            "version 1.1.0 is not newer than the base 1.2.0",
+    }
+    for text, reason in manifests.items():
+        base.write_text(text)
+        assert reason in refused(capsys, ["release", "firmware", "--version", "1.1.0", "--base", str(base),
+                                          "--key", str(private), "--collar-keys", str(collar_keys),
+                                          "--ship-keys", str(collar_keys), "--out", str(tmp_path / "fw")])
+    assert not (tmp_path / "fw").exists()
+
+
+def test_a_released_version_is_never_replaced_by_other_bytes(key_dir, tmp_path, capsys):
+    private, collar_keys = key_dir
+    out = tmp_path / "releases"
+    argv = ["release", "model", str(release.DEFAULT_MODEL_PATH), "--collar-keys", str(collar_keys), "--out", str(out)]
+    assert main([*argv, "--key", str(private)]) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main([*argv, "--key", str(private)]) == 0, "the same release written again changes nothing"
+    other = tmp_path / "keys" / "release-8.key"
+    assert main(["keys", "generate", str(other), "--key-id", "8", "--install", "--collar-keys", str(collar_keys)]) == 0
+    capsys.readouterr()
+    assert "exists and differs: a released version is never replaced" in refused(capsys, [*argv, "--key", str(other)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first, "the release collars may run is untouched"
+
+
+def with_model_version(blob: bytes, version: int) -> bytes:
+    """The unsigned part of a model blob with another model version (CRC fixed), as a researcher's tool could write it."""
+    raw = bytearray(release.unsigned_part(blob))
+    struct.pack_into("<I", raw, collar_blob.HEADER_SIZE + 3, version)
+    body_len = struct.unpack_from("<I", raw, 8)[0]
+    struct.pack_into("<I", raw, 12, zlib.crc32(bytes(raw[collar_blob.HEADER_SIZE:collar_blob.HEADER_SIZE + body_len])))
+    return bytes(raw)
+
+
+def test_a_model_version_collars_cannot_report_is_refused_instead_of_wrapping_around(key_dir, tmp_path):
+    private, collar_keys = key_dir
+    key = keys.load(private)
+    shipped = release.DEFAULT_MODEL_PATH.read_bytes()
+    made = release.release_model(with_model_version(shipped, 0xFFFF), key, tmp_path / "ok", collar_keys)
+    assert update_image.parse_header(made.image_path.read_bytes()).version == 0xFFFF
+    for version in (0x10002, 0):  # 65538 would travel as 0.0.2; 0 is older than anything a collar runs
+        with pytest.raises(release.ReleaseError, match=f"model version {version} cannot travel"):
+            release.release_model(with_model_version(shipped, version), key, tmp_path / "out", collar_keys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_larger_than_the_collars_update_slot_is_refused_with_both_sizes(key_dir):
+    key = keys.load(key_dir[0])
+    too_big = bytes(update_image.MAX_PAYLOAD_BYTES + 1)
+    with pytest.raises(release.ReleaseError, match=f"{len(too_big):,} bytes; a collar's update slot takes at most "
+                                                   f"{update_image.MAX_PAYLOAD_BYTES:,}"):
+        release.build_image(update_image.KIND_FIRMWARE, "1.1.0", collar_config.HARDWARE_ID, too_big, key)
+    with pytest.raises(release.ReleaseError, match="hardware id 'x{33}' must be 1..32 bytes"):
+        release.build_image(update_image.KIND_FIRMWARE, "1.1.0", "x" * 33, b"", key)
+
+
+def test_field_technician_starting_a_campaign_has_the_image_read_once(sqlite_url, port, monkeypatch):
+    key, _keys_for = fuota.bench_keys()
+    image = release.model_image(fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key), key,
+                                collar_config.HARDWARE_ID)
+    reads = []
+    parse = update_image.parse_header
+    monkeypatch.setattr(update_image, "parse_header", lambda data: reads.append(len(data)) or parse(data))
+    with serve(StandInTheThingsStack(), port) as network, b.fresh_bridge(
+            sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key, outbox_worker=False,
+            fuota_multicast_group=GROUP) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        campaign = bridge.start_campaign(image, user="tech", min_battery_mv=0, min_rssi_dbm=-140.0)
+    assert campaign["delivery"]["state"] == "setup", "delivered over the network server"
+    assert reads == [len(image)], "the header is read (and the payload hashed) once"
+
+
+def shipped_model_image(key) -> bytes:
+    """A retrained model (the shipped one, one version on) in a signed update image, as `tembo release model` makes it."""
+    return release.model_image(fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key), key,
+                               collar_config.HARDWARE_ID)
+
+
+@pytest.fixture
+def api(sqlite_url):
+    """A bridge's API that tracks campaigns, four collars that sent a status, a field technician's token."""
+    from starlette.testclient import TestClient
+
+    from lora_bridge.access.roles import FIELD_TECHNICIAN
+    from lora_bridge.adapters.api import create_app
+
+    with b.fresh_bridge(sqlite_url) as bridge, TestClient(create_app(bridge)) as client:
+        for f_cnt, device_id in enumerate(["collar-01", "collar-02", "collar-03", "collar-04"], start=1):
+            assert bridge.ingest_tts_uplink(b.tts_uplink(b.status(model_version=1), device_id=device_id,
+                                                         f_cnt=f_cnt)).ok
+        bridge.add_user("wanjiru", FIELD_TECHNICIAN, "a long field password", actor=CONSOLE)
+        token = bridge.create_token("wanjiru", "laptop", actor=CONSOLE).secret
+        client.headers.update({"Authorization": f"Bearer {token}", "Content-Type": "application/octet-stream"})
+        client.bridge = bridge
+        yield client
+
+
+@pytest.mark.parametrize("device_id", ["", ",", " , "])
+def test_field_technicians_script_whose_collar_list_came_out_empty_starts_nothing_rather_than_the_whole_fleet(
+        api, device_id):
+    key, _keys_for = fuota.bench_keys()
+    answer = api.post("/api/updates/campaigns", content=shipped_model_image(key), params={"device_id": device_id})
+    assert answer.status_code == 400 and "device_id names no collar" in answer.json()["error"]
+    assert api.bridge.campaigns() == [], "nothing started"
+    everyone = api.post("/api/updates/campaigns", content=shipped_model_image(key))
+    assert everyone.status_code == 201 and len(everyone.json()["collars"]) == 4, "left out, it means every collar"
+
+
+def test_a_canary_is_a_collar_the_gates_let_through_so_a_weak_collar_does_not_hold_the_fleet_back(sqlite_url):
+    from lora_bridge.domain.campaigns import canary_order
+
+    herd = [f"collar-{i:02d}" for i in range(5)]
+    weak = sorted(herd, key=canary_order)[0]  # the one the stable order would pick first
+    with b.fresh_bridge(sqlite_url) as bridge:
+        for f_cnt, device_id in enumerate(herd, start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3200 if device_id == weak else 3900),
+                                                  device_id=device_id, f_cnt=f_cnt))
+        campaign = bridge.create_campaign(name="model 2", kind="model", version="0.0.2", image_sha256="ab" * 32,
+                                          image_bytes=3844, user="tech", canary_pct=20)
+        collars = {c["device_id"]: c for c in campaign["collars"]}
+        (canary,) = [d for d, c in collars.items() if c["stage"] == "canary"]
+        assert canary != weak and collars[canary]["state"] == "sending"
+        assert (collars[weak]["stage"], collars[weak]["state"], collars[weak]["reason"]) == ("fleet", "waiting", None)
+        bridge.record_update_ack(canary, "ok")
+        after = {c["device_id"]: c for c in bridge.campaign(campaign["id"])["collars"]}
+    assert after[weak]["state"] == "gated" and after[weak]["reason"] == "battery"
+    assert all(c["state"] == "sending" for d, c in after.items() if d not in (canary, weak)), "the fleet follows"
+
+
+def test_field_technician_pressing_start_without_an_image_is_told_to_choose_one(sqlite_url, monkeypatch):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+    app = updates_page(sqlite_url, monkeypatch)
+    next(button for button in app.button if button.label == "Start").click().run()
+    assert not app.exception and [e.value for e in app.error] == [
+        "Choose the signed update image (the .tmbu file tembo release wrote) to start a campaign."]
+    with b.fresh_bridge(sqlite_url) as bridge:
+        assert bridge.campaigns() == []
+
+
+def test_field_technician_is_offered_only_the_steps_a_campaign_allows(sqlite_url, monkeypatch):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        for f_cnt, device_id in enumerate(["collar-01", "collar-02"], start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=device_id, f_cnt=f_cnt))
+        first = bridge.create_campaign(name="model 2", kind="model", version="0.0.2", image_sha256="ab" * 32,
+                                       image_bytes=3844, user="tech", devices=["collar-01"])
+        assert first["steps"] == ["pause", "abort"]
+    app = updates_page(sqlite_url, monkeypatch)
+    assert [button.label for button in app.button] == ["Pause", "Abort", "Start"]
+    app.button[0].click().run()  # pause
+    assert not app.error and [button.label for button in app.button] == ["Resume", "Abort", "Start"]
+    app.button[1].click().run()  # abort
+    assert not app.error and [button.label for button in app.button] == ["Start"], "an aborted campaign is over"
+    with b.fresh_bridge(sqlite_url) as bridge:
+        (campaign,) = bridge.campaigns()
+    assert campaign["state"] == "aborted" and campaign["steps"] == []
+    assert [(h["event"], h["detail"].get("by")) for h in campaign["history"][-2:]] == [("pause", "wanjiru"),
+                                                                                     ("abort", "wanjiru")]
+
+
+@pytest.mark.postgres
+def test_two_technicians_starting_campaigns_for_the_same_collars_at_once_get_one_campaign(request, tmp_path):
+    """The Updates page and a script start a campaign for collar-01 at the same moment on PostgreSQL:
+    the second start waits for the first to commit, then is refused; one campaign, not two."""
+    import threading
+
+    from conftest import empty_store
+    from sqlalchemy import text
+
+    from lora_bridge.domain import campaigns
+
+    with empty_store("postgres", request, tmp_path / "unused.db") as url, b.fresh_bridge(url) as page, \
+            b.fresh_bridge(url) as script:
+        page.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        outcome: list[object] = []
+
+        def start_from_the_script() -> None:
+            try:
+                outcome.append(script.create_campaign(name="firmware", kind="firmware", version="1.3.0",
+                                                      image_sha256="cd" * 32, image_bytes=90_000, user="script",
+                                                      devices=["collar-01"]))
+            except campaigns.CampaignError as refused:
+                outcome.append(refused)
+
+        with page.db.write() as session:  # the page's start, not yet committed
+            campaigns.create(session, name="model 2", kind="model", version="0.0.2", image_sha256="ab" * 32,
+                             image_bytes=3844, devices=["collar-01"], canary_pct=10, max_canary_failures_pct=20,
+                             min_battery_mv=3400, min_rssi_dbm=-120.0, created_by="wanjiru")
+            racer = threading.Thread(target=start_from_the_script)
+            racer.start()
+            with page.db.read() as watcher:  # the script's start is either waiting for the page's or done
+                while racer.is_alive() and not watcher.scalar(text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = "
+                        "(SELECT oid FROM pg_database WHERE datname = current_database())")):
+                    watcher.rollback()
+                    racer.join(0.05)
+        racer.join()
+        assert len(outcome) == 1 and isinstance(outcome[0], campaigns.CampaignError), outcome
+        assert "collar-01 in #" in str(outcome[0]) and "one update at a time" in str(outcome[0])
+        assert [c["name"] for c in page.campaigns()] == ["model 2"]
+
+
+def test_field_technician_installing_a_new_key_under_an_id_the_collars_trust_is_stopped_unless_replacing(
+        key_dir, tmp_path, capsys):
+    """The fleet runs a firmware whose key file holds key 7. A new laptop, the docs' command again: a new
+    key 7 would silently take the old one's place in the file, and every later release check would pass
+    while every collar refused what it signs."""
+    private, collar_keys = key_dir
+    trusted = keys.read_collar_keys(collar_keys)
+    laptop = tmp_path / "laptop" / "release-7.key"
+    capsys.readouterr()
+    reason = refused(capsys, ["keys", "generate", str(laptop), "--key-id", "7", "--install",
+                              "--collar-keys", str(collar_keys)])
+    assert "already holds another key under id 7" in reason and "--replace" in reason
+    assert not laptop.exists(), "no key made that could not be installed"
+    assert main(["keys", "generate", str(laptop), "--key-id", "7"]) == 0  # made apart, then installed by hand
+    capsys.readouterr()  # what generate printed and logged, so the install's refusal is read alone
+    assert "already holds another key under id 7" in refused(
+        capsys, ["keys", "install", str(laptop), "--collar-keys", str(collar_keys)])
+    assert keys.read_collar_keys(collar_keys) == trusted, "the collars' key is still the one in the file"
+    assert main(["keys", "install", str(private), "--collar-keys", str(collar_keys)]) == 0, "the same key again: fine"
+    assert main(["keys", "install", str(laptop), "--collar-keys", str(collar_keys), "--replace"]) == 0
+    assert keys.read_collar_keys(collar_keys) == {7: keys.load(laptop).public_key}, "a new deployment replaces it"
+
+
+def test_a_collar_gated_by_its_battery_is_released_when_a_later_status_shows_it_charged(sqlite_url):
+    """A collar on a low battery when the campaign starts is gated; its solar panel charges it and its
+    next status says so: the campaign sends it the update without anyone steering."""
+    with b.fresh_bridge(sqlite_url) as bridge:
+        for f_cnt, (device_id, battery) in enumerate([("collar-01", 3900), ("collar-02", 3300)], start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=battery), device_id=device_id, f_cnt=f_cnt))
+        bridge.process_pending()
+        campaign = bridge.create_campaign(name="model 2", kind="model", version="0.0.2", image_sha256="ab" * 32,
+                                          image_bytes=3844, user="tech", canary_pct=100)
+        assert {c["device_id"]: c["state"] for c in campaign["collars"]} == {"collar-01": "sending",
+                                                                             "collar-02": "gated"}
+        charged = b.status(time_s=b.T0_S + 3600, battery_mv=3800)
+        bridge.ingest_tts_uplink(b.tts_uplink(charged, device_id="collar-02", f_cnt=3,
+                                              received_at=b.T0 + timedelta(seconds=3602)))
+        bridge.process_pending()
+        after = bridge.campaign(campaign["id"])
+        assert {c["device_id"]: c["state"] for c in after["collars"]} == {"collar-01": "sending", "collar-02": "sending"}
+        assert [h["event"] for h in after["history"] if h["device_id"] == "collar-02"] == ["gated", "sending"]
+
+
+def test_a_waiting_collar_whose_status_shows_the_version_turns_current_without_anyone_steering(sqlite_url):
+    """Another bridge's campaign reached a collar still waiting behind the canaries here: its status says it
+    runs the model, and it is left out (current) instead of being sent an image it would refuse."""
+    herd = ["collar-01", "collar-02", "collar-03"]
+    with b.fresh_bridge(sqlite_url) as bridge:
+        for f_cnt, device_id in enumerate(herd, start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(model_version=1), device_id=device_id, f_cnt=f_cnt))
+        bridge.process_pending()
+        campaign = bridge.create_campaign(name="model 2", kind="model", version="0.0.2", image_sha256="ab" * 32,
+                                          image_bytes=3844, user="tech", canary_pct=10)
+        fleet = [c["device_id"] for c in campaign["collars"] if c["stage"] == "fleet"]
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, model_version=2), device_id=fleet[0],
+                                              f_cnt=9, received_at=b.T0 + timedelta(seconds=3602)))
+        bridge.process_pending()
+        after = {c["device_id"]: c for c in bridge.campaign(campaign["id"])["collars"]}
+    assert (after[fleet[0]]["state"], after[fleet[0]]["reason"]) == ("current", "runs model 2")
+    assert after[fleet[1]]["state"] == "waiting", "the others still wait for the canary"
+
+
+def test_field_technician_sees_when_the_bridge_only_tracks_a_campaign_and_sends_nothing(sqlite_url, monkeypatch):
+    """A campaign started on a bridge without a multicast group shows its collars 'sending': the page says
+    that nothing goes on the air for it, and what would make the bridge deliver."""
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        key, _keys_for = fuota.bench_keys()
+        campaign = bridge.start_campaign(shipped_model_image(key), user="wanjiru")
+    assert campaign["delivery"] is None and campaign["collars"][0]["state"] == "sending"
+    app = updates_page(sqlite_url, monkeypatch)
+    (said,) = [c.value for c in app.caption if c.value.startswith("Tracked only: the bridge sends nothing")]
+    assert "TEMBO_FUOTA_MULTICAST_GROUP" in said
+
+
+def test_a_campaign_name_longer_than_the_store_keeps_is_refused_with_a_reason_not_an_error(store_url):
+    """On PostgreSQL a 200-character name made the start fail with a database error (the API answered 500)."""
+    from lora_bridge.domain.campaigns import NAME_MAX, CampaignError
+
+    with b.fresh_bridge(store_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        key, _keys_for = fuota.bench_keys()
+        with pytest.raises(CampaignError, match=f"at most {NAME_MAX} characters, this one has 200"):
+            bridge.start_campaign(shipped_model_image(key), user="wanjiru", name="dry season " + "x" * 189)
+        assert bridge.campaigns() == []
+        kept = bridge.start_campaign(shipped_model_image(key), user="wanjiru", name="d" * NAME_MAX)
+        assert kept["name"] == "d" * NAME_MAX
+
+
+def test_field_technician_resuming_a_campaign_its_canaries_stopped_lets_the_fleet_go_on(sqlite_url):
+    """The one canary failed (a collar with a cracked antenna, say) and the campaign stopped itself; the
+    technician judges it and resumes: the fleet is released instead of the campaign stopping again at once."""
+    herd = [f"collar-{i:02d}" for i in range(4)]
+    with b.fresh_bridge(sqlite_url) as bridge:
+        for f_cnt, device_id in enumerate(herd, start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=device_id, f_cnt=f_cnt))
+        campaign = bridge.create_campaign(name="model 2", kind="model", version="0.0.2", image_sha256="ab" * 32,
+                                          image_bytes=3844, user="tech", canary_pct=25)
+        (canary,) = [c["device_id"] for c in campaign["collars"] if c["stage"] == "canary"]
+        bridge.record_update_ack(canary, "self_test_failed")
+        assert bridge.campaign(campaign["id"])["state"] == "stopped"
+        resumed = bridge.steer_campaign(campaign["id"], "resume", "wanjiru")
+        assert (resumed["state"], resumed["stage"]) == ("rolling", "fleet")
+        assert {c["device_id"]: c["state"] for c in resumed["collars"]} == {
+            d: "failed" if d == canary else "sending" for d in herd}
+        events = [(h["event"], h["detail"]) for h in resumed["history"] if h["device_id"] is None]
+        assert events[-3:] == [("stopped", {"failed_canaries": 1, "canaries": 1}), ("resume", {"by": "wanjiru"}),
+                               ("fleet_stage", {"by": "wanjiru", "overriding_canary_stop": True})]
+        for device_id in herd:
+            if device_id != canary:
+                bridge.record_update_ack(device_id, "ok")
+        assert bridge.campaign(campaign["id"])["state"] == "done"
