@@ -233,9 +233,27 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
         "spreading_factor": uplink.spreading_factor,
         "airtime_ms": uplink.airtime_ms,
     })
-    key = dedup_key(device_id, session_number, uplink)
+    first = claim_key(session, raw, dedup_key(device_id, session_number, uplink))
+    if first is None:
+        return Claim(uplink, None)
+    _merge_gateways(first, raw)
+    file_as_copy(raw, first)
+    log.info(
+        "duplicate uplink device_id=%s f_cnt=%s of raw_uplink_id=%d",
+        device_id,
+        uplink.f_cnt,
+        first.id,
+        extra={"device_id": device_id, "f_cnt": uplink.f_cnt, "first_raw_uplink_id": first.id},
+    )
+    return Claim(uplink, first.id)
+
+
+def claim_key(session: Session, raw: RawUplink, key: str) -> RawUplink | None:
+    """Claim key (one delivered message however often it came: `dedup_key`, a network event's,
+    a malformed body's) for raw; the first copy that holds it, or None when raw is the first (or
+    already holds it: a body replayed). Marks nothing: the caller files raw as the copy it is."""
     if raw.dedup_key == key:
-        return Claim(uplink, None)  # replaying a body that already holds its claim
+        return None  # replaying a body that already holds its claim
     claimed = session.info.setdefault(CLAIMED_KEYS, {})  # key -> its first copy, in this unit of work
     first = claimed.get(key)
     if first is None and key not in session.info.get(UNCLAIMED_KEYS, ()):
@@ -256,19 +274,14 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
                 first = _first_copy(session, key)
     if first is None:
         claimed[key] = raw
-        return Claim(uplink, None)
-    claimed[key] = first  # later copies in this unit of work merge into this object, not a fresh read
-    _merge_gateways(first, raw)
-    raw.status = STATUS_DUPLICATE
-    raw.duplicate_of = first.id
-    log.info(
-        "duplicate uplink device_id=%s f_cnt=%s of raw_uplink_id=%d",
-        device_id,
-        uplink.f_cnt,
-        first.id,
-        extra={"device_id": device_id, "f_cnt": uplink.f_cnt, "first_raw_uplink_id": first.id},
-    )
-    return Claim(uplink, first.id)
+        return None
+    claimed[key] = first  # later copies in this unit of work refer to this object, not a fresh read
+    return first
+
+
+def file_as_copy(raw: RawUplink, first: RawUplink) -> None:
+    """Mark raw as a copy of the body first (same message delivered again): nothing of it is applied."""
+    bulk.set_values(raw, {"status": STATUS_DUPLICATE, "duplicate_of": first.id})
 
 
 def _first_copy(session: Session, key: str) -> RawUplink | None:

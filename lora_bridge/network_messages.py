@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -148,6 +149,9 @@ class NetworkEvent:
     payload: bytes | None = None
     correlation_ids: tuple[str, ...] = ()
     queue_item_id: str | None = None
+    # What tells this message from every other of its kind and collar, as the network documents it
+    # (`message_identity`): the same in a retry, a redelivery, or the other integration's copy.
+    identity: str | None = None
     lat: float | None = None
     lon: float | None = None
     accuracy_m: float | None = None
@@ -256,7 +260,7 @@ def _read_tts(
     kind = TTS_MESSAGE_KEYS[key]
     if kind == KIND_UPLINK:
         uplink = tts_uplink_from(document, message, path_ids)
-        return _simulated(key, uplink) if document.get("simulated") is True else uplink
+        return _simulated(key, uplink, document) if document.get("simulated") is True else uplink
     device_id, dev_eui, application_id = tts_identity(document, path_ids)
     common = {
         "network": SOURCE_TTS,
@@ -266,6 +270,7 @@ def _read_tts(
         "dev_eui": dev_eui,
         "application_id": application_id,
         "time": time_or_none(message.get("received_at")) or time_or_none(document.get("received_at")),
+        "identity": _tts_message_identity(document),
     }
     if kind == KIND_JOIN:
         return NetworkEvent(**common, detail={"session_key_id": _text(message.get("session_key_id"))})
@@ -284,7 +289,7 @@ def _read_tts(
     return NetworkEvent(**common, detail={"service": _text(message.get("service")), "data": _small(message.get("data"))})
 
 
-def _simulated(key: str, uplink: Uplink) -> NetworkEvent:
+def _simulated(key: str, uplink: Uplink, document: dict[str, Any]) -> NetworkEvent:
     """An uplink TTS marks `"simulated": true` (Console "Simulate uplink", `ttn-lw-cli simulate`;
     data-formats: "Signals if the message is coming from the Network Server or is simulated"): no
     collar sent it, so it is recorded for the technician who tests the integration, and moves no
@@ -299,6 +304,7 @@ def _simulated(key: str, uplink: Uplink) -> NetworkEvent:
         time=uplink.heard_at,
         f_port=uplink.f_port,
         payload=uplink.payload,
+        identity=_tts_message_identity(document),
         detail={"f_cnt": uplink.f_cnt, "f_port": uplink.f_port, "payload_hex": uplink.payload.hex()[:512]},
     )
 
@@ -355,6 +361,7 @@ def _read_chirpstack(
         "dev_eui": dev_eui,
         "application_id": application_id,
         "time": time_or_none(document.get("time")),
+        "identity": _chirpstack_event_identity(name, document),
     }
     if name == "join":
         return NetworkEvent(**common, kind=KIND_JOIN, detail={"dev_addr": _text(document.get("devAddr"))})
@@ -411,6 +418,47 @@ def _read_chirpstack(
     )
 
 
+# ---- which message is which ---------------------------------------------------------------------
+
+
+def _tts_message_identity(document: dict[str, Any]) -> str:
+    """What tells one TTS message from another of its kind and collar: its top-level `received_at`,
+    "the timestamp at which the message has been received by the Application Server" (data-formats),
+    set once per message, so the same in a webhook retry and in the MQTT copy; else its correlation
+    ids; else its whole content."""
+    received = time_or_none(document.get("received_at"))
+    if received is not None:
+        return f"received_at={received.isoformat()}"
+    correlation = _strings(document.get("correlation_ids"))
+    if correlation:
+        return "correlation_ids=" + ",".join(sorted(correlation))
+    return "content=" + _canonical(document)
+
+
+# ChirpStack's own ids of an event (integration.proto): `deduplicationId` of the uplink that caused it
+# (join, ack, status, location, integration; shared by every event of that uplink, so the kind is part
+# of the key), `downlinkId` of the transmission a txack reports; a log has none.
+_CHIRPSTACK_IDS = ("deduplicationId", "downlinkId", "queueItemId", "integrationName", "eventType")
+
+
+def _chirpstack_event_identity(name: str, document: dict[str, Any]) -> str:
+    """What tells one ChirpStack event from another of its kind and collar: its documented ids, or for
+    a log (which has none) its time, code and description; the same whether it came by MQTT or HTTP,
+    as JSON or Protobuf."""
+    ids = {key: str(document[key]) for key in _CHIRPSTACK_IDS if isinstance(document.get(key), str | int)}
+    if not ids.get("deduplicationId") and not ids.get("downlinkId"):
+        at = time_or_none(document.get("time"))
+        ids.update(time=at.isoformat() if at else _canonical(document.get("time")),
+                   code=_enum_name("LogCode", document.get("code")), level=_enum_name("LogLevel", document.get("level")),
+                   description=_canonical(document.get("description")), context=_canonical(document.get("context")))
+    return _canonical(ids)
+
+
+def _canonical(value: Any) -> str:
+    """value as JSON with sorted keys and no spaces: two writings of one document read the same."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
 # ---- helpers ------------------------------------------------------------------------------------
 
 
@@ -465,7 +513,6 @@ def _longitude(value: Any) -> float | None:
 
 def _small(value: Any, budget: int = 2000) -> Any:
     """A JSON value kept for inspection, only if it is small, finite and JSON-safe."""
-    import json
     import math
 
     def finite(item: Any) -> bool:

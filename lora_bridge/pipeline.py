@@ -293,6 +293,17 @@ def _process_loaded(
 def _record_event(
     session: Session, raw: RawUplink, event: NetworkEvent, existing: DeadLetter | None, max_ahead_s: float
 ) -> IngestResult:
+    first = ingest.claim_key(session, raw, network_events.dedup_key(event, raw.body))
+    if first is not None:
+        # The same message delivered again: a retry, a redelivery, the other integration's copy.
+        # It was recorded and applied with its first copy; this one is kept as a copy of it.
+        bulk.set_values(raw, {"device_id": first.device_id, "message": event.kind})
+        ingest.file_as_copy(raw, first)
+        _close_replayed(existing, ingest.STATUS_DUPLICATE)
+        log.info("%s delivered again device_id=%s: a copy of raw_uplink_id=%d", event.kind, first.device_id, first.id,
+                 extra={"device_id": first.device_id, "event": event.event, "first_raw_uplink_id": first.id})
+        return IngestResult(status=ingest.STATUS_DUPLICATE, raw_uplink_id=raw.id, device_id=first.device_id,
+                            message=event.kind, duplicate_of=first.id, dev_eui=event.dev_eui)
     outcome = network_events.record(session, raw, event, max_ahead_s=max_ahead_s)
     if outcome.kept_reason is not None:
         ingest.dead_letter(session, raw, ingest.STAGE_KIND, outcome.kept_reason, existing)

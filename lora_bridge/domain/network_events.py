@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -27,11 +28,27 @@ from lora_bridge.network_messages import (
 from lora_bridge.store.tables import NetworkEvent as NetworkEventRow
 from lora_bridge.store.tables import RawUplink
 from lora_bridge.store.utc import as_utc
+from lora_bridge.uplink_formats import SOURCE_TTS
 
 log = logging.getLogger(__name__)
 
 # ChirpStack log codes that say the collar's uplink frame counter started again.
 FCNT_RESET_LOG_CODES = ("UPLINK_F_CNT_RESET",)
+
+
+def dedup_key(event: NetworkEvent, body: bytes) -> str:
+    """One key per network message however often it is delivered (a webhook retry, an MQTT QoS 1
+    redelivery, the copy of the other integration): its network, kind, collar and identity
+    (`NetworkEvent.identity`, what the network documents as telling its messages apart), or the
+    body's bytes when it has none (a kind Tembo does not read). Held by the first copy's raw row
+    (`ingest.claim_key`), like an uplink's."""
+    if event.network == SOURCE_TTS:
+        collar = f"{event.application_id}/{event.device_id}"  # TTS always names both (body or path)
+    else:
+        collar = (event.dev_eui or event.device_id or "").lower()
+    identity = event.identity or "body=" + hashlib.sha256(body).hexdigest()
+    digest = hashlib.sha256(f"{event.network}\n{event.event}\n{collar}\n{identity}".encode()).hexdigest()
+    return f"event:{event.network}:{digest[:48]}"
 
 
 @dataclass

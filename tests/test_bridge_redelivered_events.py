@@ -1,0 +1,142 @@
+"""A network server says some things twice: The Things Stack retries a webhook call, an MQTT broker
+hands a QoS 1 message over again after a reconnect, an operator runs both integrations at once.
+The operator still finds each join, delivery report, location or status recorded once, and what it
+means applied once; a broken body the server keeps retrying is one dead letter with its tries."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import bridge_builders as b
+import network_fixtures as nf
+import pytest
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.webhook import create_app
+from lora_bridge.server import serve_app_in_thread
+
+HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+TTS_EVENTS = [name for name in nf.TTS if not name.startswith("uplink_")]
+CHIRPSTACK_EVENTS = [name for name in nf.CHIRPSTACK if name != "up"]
+
+
+@pytest.fixture
+def bridge(store_url):
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        yield bridge
+
+
+@pytest.fixture
+def client(bridge):
+    with TestClient(create_app(bridge)) as client:
+        yield client
+
+
+def post(client: TestClient, url: str, body: dict | bytes) -> dict:
+    content = body if isinstance(body, bytes) else json.dumps(body)
+    reply = client.post(url, content=content, headers=HEADERS)
+    assert 200 <= reply.status_code < 300, reply.text
+    return reply.json()
+
+
+def url_of(fixture: nf.Fixture) -> str:
+    return "/uplinks/tts" if fixture.network == "tts" else f"/uplinks/chirpstack?event={fixture.event}"
+
+
+def events_of(bridge) -> list[dict]:
+    return bridge.network_events(viewer=b.RANGER)
+
+
+@pytest.mark.parametrize("name", [("tts", n) for n in TTS_EVENTS] + [("chirpstack", n) for n in CHIRPSTACK_EVENTS],
+                         ids=lambda name: "-".join(name))
+def test_operator_finds_a_network_event_delivered_twice_recorded_once(client, bridge, name):
+    network, kind = name
+    fixture = (nf.TTS if network == "tts" else nf.CHIRPSTACK)[kind]
+
+    first = post(client, url_of(fixture), fixture.body)
+    again = post(client, url_of(fixture), fixture.body)  # the network server's retry, byte for byte
+
+    assert first["status"] == "recorded"
+    assert (again["status"], again["message"]) == ("duplicate", first["message"])
+    assert len(events_of(bridge)) == 1
+
+
+def test_operator_finds_one_join_when_webhook_and_mqtt_both_deliver_it_written_differently(client, bridge):
+    join = nf.TTS["join_accept"].body
+    webhook_body = json.dumps(join).encode()
+    mqtt_body = json.dumps(join, indent=2, sort_keys=True).encode()  # the same message, other bytes
+
+    post(client, "/uplinks/tts", webhook_body)
+    again = bridge.ingest_network_message("tts", "join", mqtt_body,
+                                          path_ids={"application_id": "app1", "device_id": "dev1"})
+
+    assert again.status == "duplicate"
+    assert [event["kind"] for event in events_of(bridge)] == ["join"]
+
+
+def test_operator_keeps_every_distinct_event_of_one_kind(client, bridge):
+    later_join = nf.TTS["join_accept"].copy()
+    later_join["received_at"] = later_join["join_accept"]["received_at"] = "2020-02-17T11:00:00Z"
+    second_status = nf.CHIRPSTACK["status"].copy()
+    second_status.update(deduplicationId="0f4c2b8e-2a6b-4a57-9a7f-1f0d3c1d9e11", time="2022-07-18T10:34:15Z",
+                         batteryLevel=74.0)
+    # ChirpStack gives the uplink's deduplicationId to every event it caused: the status and the
+    # location of one uplink share it and are two events.
+    location_of_that_uplink = nf.CHIRPSTACK["location"].copy()
+    location_of_that_uplink["deduplicationId"] = second_status["deduplicationId"]
+
+    post(client, "/uplinks/tts", nf.TTS["join_accept"].body)
+    post(client, "/uplinks/tts", later_join)
+    post(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
+    post(client, "/uplinks/chirpstack?event=status", second_status)
+    answer = post(client, "/uplinks/chirpstack?event=location", location_of_that_uplink)
+
+    assert answer["status"] == "recorded"
+    assert sorted(event["kind"] for event in events_of(bridge)) == ["join", "join", "location", "status", "status"]
+
+
+def test_a_log_chirpstack_sends_twice_is_one_log_and_a_new_log_is_another(client, bridge):
+    log = nf.CHIRPSTACK["log"].body
+    later = nf.CHIRPSTACK["log"].copy() | {"time": "2022-07-18T09:40:00Z"}
+
+    answers = [post(client, "/uplinks/chirpstack?event=log", body)["status"] for body in (log, log, later)]
+
+    assert answers == ["recorded", "duplicate", "recorded"]
+    assert len(events_of(bridge)) == 2
+
+
+@pytest.fixture
+def network(port):
+    stand_in = b.StandInNetworkServer()
+    with serve_app_in_thread(stand_in.app(), port=port) as running:
+        stand_in.url = running.url
+        yield stand_in
+
+
+def test_operator_sees_a_queue_invalidation_delivered_again_send_the_collars_ack_once_more_not_twice(store_url, network):
+    # The collar rejoined: TTS drops its downlink queue and says so; Tembo sends the ack again. The
+    # same report delivered again later (an MQTT redelivery) must not send it a third time.
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        alert = nf.TTS["uplink_message"].copy()
+        port, payload = b.alert("mortality", seq=2, time_s=nf.STATUS_TIME_S)
+        alert["uplink_message"].update(f_port=port, f_cnt=3, frm_payload=base64.b64encode(payload).decode())
+        post(client, "/uplinks/tts", alert)
+        bridge.flush_downlinks()
+        (pushed,) = network.pushes
+        invalidated = nf.TTS["downlink_queue_invalidated"].copy()
+        invalidated["downlink_queue_invalidated"]["downlinks"] = [{
+            "f_port": 32, "frm_payload": base64.b64encode(pushed["payload"]).decode(),
+            "correlation_ids": pushed["correlation_ids"],
+        }]
+
+        post(client, "/uplinks/tts", invalidated)
+        bridge.flush_downlinks()
+        again = post(client, "/uplinks/tts", invalidated)
+        bridge.flush_downlinks()
+        (downlink,) = bridge.downlinks()
+
+    assert again["status"] == "duplicate"
+    assert len(network.pushes) == 2
+    assert downlink.state == "sent"
