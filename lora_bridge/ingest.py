@@ -9,6 +9,7 @@ answers 503 and the network server tries again.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -216,6 +217,14 @@ def dedup_key(device_id: str, session_number: int, uplink: Uplink) -> str:
     """Same collar, session, frame counter, port and payload: one uplink, however many gateways heard it."""
     digest = hashlib.sha256(uplink.payload).hexdigest()[:32]
     return f"{device_id}:{session_number}:{uplink.f_cnt}:{uplink.f_port}:{digest}"
+
+
+def body_key(raw: RawUplink) -> str:
+    """The key of a body as delivered (network, kind, encoding, path ids and bytes): a body that cannot
+    be read has no message to key it by, and the same bytes again are the same delivery tried again."""
+    ids = json.dumps(raw.path_ids or {}, sort_keys=True, default=str)
+    digest = hashlib.sha256("\n".join((raw.event or "", raw.content_type or "", ids)).encode() + b"\n" + raw.body)
+    return f"body:{network_of(raw.source)}:{digest.hexdigest()[:48]}"
 
 
 def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, session_number: int) -> Claim:

@@ -126,6 +126,20 @@ TTS_EVENT_ALIASES = {
     "service_data": "service_data",
 }
 CHIRPSTACK_EVENTS = ("up", "join", "ack", "txack", "status", "log", "location", "integration")
+# A ChirpStack body names its event only in the MQTT topic or the HTTP integration's ?event=. Read
+# without either (a capture of bodies), it is the first event whose own fields it carries
+# (integration.proto, JSON names): tried in this order because an uplink names its DevAddr as a join
+# does and carries an `object` as an integration event does, and a txack names its queue item as an ack does.
+CHIRPSTACK_EVENT_FIELDS = (
+    ("integration", ("integrationName", "eventType")),
+    ("log", ("level", "code", "description")),
+    ("location", ("location",)),
+    ("status", ("margin", "batteryLevel", "batteryLevelUnavailable", "externalPowerSource")),
+    ("txack", ("downlinkId", "gatewayId")),
+    ("ack", ("acknowledged", "queueItemId")),
+    ("up", ("fCnt", "fPort", "data", "rxInfo", "txInfo", "dr", "adr", "object", "confirmed")),
+    ("join", ("devAddr",)),
+)
 PROTOBUF_CONTENT_TYPES = (
     "application/octet-stream",
     "application/x-protobuf",
@@ -171,6 +185,20 @@ def canonical_event(network: str, event: str | None) -> str | None:
     if network == SOURCE_TTS:
         return TTS_EVENT_ALIASES.get(name, name)[:32]
     return name[:32]
+
+
+def chirpstack_event_of(body: bytes) -> str:
+    """The ChirpStack event a JSON body is, read from its fields (`CHIRPSTACK_EVENT_FIELDS`) when
+    nothing else names it; "up" (the HTTP integration's default) when none says."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "up"
+    if isinstance(document, dict):
+        for event, fields in CHIRPSTACK_EVENT_FIELDS:
+            if any(name in document for name in fields):
+                return event
+    return "up"
 
 
 def is_protobuf(content_type: str | None) -> bool:

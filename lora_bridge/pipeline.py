@@ -29,7 +29,7 @@ from lora_bridge.domain import devices, network_events, rules_cursors
 from lora_bridge.domain.messages import apply_message
 from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
 from lora_bridge.group_commit import Submission
-from lora_bridge.network_messages import NetworkEvent, read_network_message
+from lora_bridge.network_messages import KIND_UNKNOWN, KIND_UPLINK, NetworkEvent, read_network_message
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
@@ -281,9 +281,17 @@ def _process_loaded(
         message = _read(raw)
     if isinstance(message, MalformedUplink):
         error = message
-        ingest.dead_letter(session, raw, ingest.STAGE_PARSE, str(error), existing)
+        first = ingest.claim_key(session, raw, ingest.body_key(raw))
+        if first is None:
+            ingest.dead_letter(session, raw, ingest.STAGE_PARSE, str(error), existing)
+        else:
+            # The network server tries the refused body again (TTS: any non-2xx is a failed try): one
+            # dead letter per body, its tries counted from its copies (`queries.dead_letter_views`).
+            bulk.set_values(raw, {"error": str(error)})
+            ingest.file_as_copy(raw, first)
         return IngestResult(
-            status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw.id, reason=str(error), stage=ingest.STAGE_PARSE
+            status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw.id, reason=str(error), stage=ingest.STAGE_PARSE,
+            duplicate_of=first.id if first is not None else None,
         )
     if isinstance(message, NetworkEvent):
         return _record_event(session, raw, message, existing, settings.max_clock_ahead_s)
@@ -303,7 +311,7 @@ def _record_event(
         log.info("%s delivered again device_id=%s: a copy of raw_uplink_id=%d", event.kind, first.device_id, first.id,
                  extra={"device_id": first.device_id, "event": event.event, "first_raw_uplink_id": first.id})
         return IngestResult(status=ingest.STATUS_DUPLICATE, raw_uplink_id=raw.id, device_id=first.device_id,
-                            message=event.kind, duplicate_of=first.id, dev_eui=event.dev_eui)
+                            message=event.kind, duplicate_of=first.id, dev_eui=event.dev_eui, kind=event.kind)
     outcome = network_events.record(session, raw, event, max_ahead_s=max_ahead_s)
     if outcome.kept_reason is not None:
         ingest.dead_letter(session, raw, ingest.STAGE_KIND, outcome.kept_reason, existing)
@@ -314,7 +322,7 @@ def _record_event(
             message=event.event,
             reason=outcome.kept_reason,
             stage=ingest.STAGE_KIND,
-            dev_eui=event.dev_eui,
+            dev_eui=event.dev_eui, kind=event.kind,
         )
     raw.status = ingest.STATUS_RECORDED
     raw.message = event.kind
@@ -327,7 +335,7 @@ def _record_event(
         device_id=outcome.device_id,
         message=event.kind,
         downlink_ids=tuple(outcome.downlink_ids),
-        dev_eui=event.dev_eui,
+        dev_eui=event.dev_eui, kind=event.kind,
     )
 
 
@@ -379,7 +387,7 @@ def _process_uplink(
             device_id=device.device_id,
             f_cnt=uplink.f_cnt,
             duplicate_of=claim.duplicate_of,
-            dev_eui=device.dev_eui,
+            dev_eui=device.dev_eui, kind=KIND_UPLINK,
         )
     if uplink.f_port == MAC_PORT or not uplink.payload:
         # MAC commands only (port 0: the network server has used them), or a frame with a port and no
@@ -399,7 +407,7 @@ def _process_uplink(
             f_cnt=uplink.f_cnt,
             reason=reason,
             stage=ingest.STAGE_DECODE,
-            dev_eui=device.dev_eui,
+            dev_eui=device.dev_eui, kind=KIND_UPLINK,
         )
     bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at), heard_at)})
     applied = apply_message(
@@ -437,7 +445,7 @@ def _done(
         message=message,
         alert_ids=alert_ids,
         downlink_ids=downlink_ids,
-        dev_eui=dev_eui,
+        dev_eui=dev_eui, kind=KIND_UPLINK,
     )
 
 
@@ -454,7 +462,18 @@ def _result_of(raw: RawUplink) -> IngestResult:
         reason=raw.error,
         duplicate_of=raw.duplicate_of,
         stage=stage,
+        kind=_kind_of(raw),
     )
+
+
+def _kind_of(raw: RawUplink) -> str | None:
+    """What an applied raw row held: an uplink (it has a frame counter), else the network event's kind
+    its message keeps, or a kind kept for inspection."""
+    if raw.f_cnt is not None:
+        return KIND_UPLINK
+    if raw.status == ingest.STATUS_KEPT:
+        return KIND_UNKNOWN
+    return raw.message if raw.status in (ingest.STATUS_RECORDED, ingest.STATUS_DUPLICATE) else None
 
 
 def _close_replayed(letter: DeadLetter | None, result: str) -> None:

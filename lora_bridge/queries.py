@@ -433,6 +433,12 @@ def dead_letter_views(session: Session, include_replayed: bool) -> list[DeadLett
     query = select(DeadLetter)
     if not include_replayed:
         query = query.where(DeadLetter.replayed_at.is_(None))
+    letters = session.scalars(query.order_by(DeadLetter.id)).all()
+    raw_ids = [row.raw_uplink_id for row in letters if row.raw_uplink_id is not None]
+    copies = dict(session.execute(
+        select(RawUplink.duplicate_of, func.count()).where(RawUplink.duplicate_of.in_(raw_ids))
+        .group_by(RawUplink.duplicate_of)
+    ).all()) if raw_ids else {}
     return [
         DeadLetterView(
             dead_letter_id=row.id,
@@ -444,8 +450,9 @@ def dead_letter_views(session: Session, include_replayed: bool) -> list[DeadLett
             replayed_at=row.replayed_at,
             replay_result=row.replay_result,
             body=row.body,
+            tries=1 + copies.get(row.raw_uplink_id, 0),
         )
-        for row in session.scalars(query.order_by(DeadLetter.id))
+        for row in letters
     ]
 
 

@@ -193,6 +193,9 @@ class DeadLetterView:
     replayed_at: datetime | None
     replay_result: str | None
     body: bytes
+    # How often it came: the network server's tries of a refused body, or copies of its uplink heard
+    # by other gateways, each kept as a copy of this one rather than as a letter of its own.
+    tries: int = 1
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,9 @@ class IngestResult:
     stage: str | None = None
     intake_id: int | None = None  # the body's entry in the durable intake's journal
     dev_eui: str | None = None  # the collar's identity (device_id is the name the bridge files it under)
+    # What the body was: "uplink", a network event's kind ("join", "downlink_ack", "status", ...,
+    # "unknown" for a kind Tembo does not read); None when it could not be read at all.
+    kind: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -247,22 +253,41 @@ class IngestResult:
 
 @dataclass(frozen=True)
 class ReplayReport:
-    """Outcome of replaying dead letters or a file of uplinks."""
+    """Outcome of replaying dead letters or a file of network bodies: how many were processed
+    (uplinks), recorded (network events), kept (kinds Tembo does not read), duplicates, still dead
+    letters and pending (the store failed meanwhile), and the same per kind of body (`kinds`:
+    "uplink", a network event's kind, "unreadable" for a body that is not what its kind says);
+    skipped counts a capture's lines that are no network message to take (the bridge's own
+    downlinks)."""
 
     attempted: int
     processed: int
     duplicates: int
     still_dead: int
+    recorded: int = 0
+    kept: int = 0
+    pending: int = 0
+    skipped: int = 0
+    kinds: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @classmethod
     def tally(cls, results: Iterable[IngestResult]) -> ReplayReport:
-        """How many of results (consumed one by one) were processed, duplicates, still dead letters."""
-        statuses = Counter(result.status for result in results)
+        """What became of results (consumed one by one), in all and per kind of body."""
+        statuses: Counter[str] = Counter()
+        kinds: dict[str, Counter[str]] = {}
+        for result in results:
+            statuses[result.status] += 1
+            kind = result.kind or ("unreadable" if result.stage == "parse" else "unread")
+            kinds.setdefault(kind, Counter())[result.status] += 1
         return cls(
             attempted=statuses.total(),
             processed=statuses["processed"],
             duplicates=statuses["duplicate"],
             still_dead=statuses["dead_letter"],
+            recorded=statuses["recorded"],
+            kept=statuses["kept"],
+            pending=statuses["pending"],
+            kinds={kind: dict(counts) for kind, counts in kinds.items()},
         )
 
 

@@ -349,8 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="apply the waiting dead letters again (after a fix), or a JSON-lines file of network bodies;"
                        " exit 1 while some stay dead")
     replay.add_argument("file", nargs="?", default=None,
-                        help="JSON-lines file, one network-server body a line (without it: the dead letters)")
-    replay.add_argument("--source", choices=("tts", "chirpstack"), default="tts", help="the file's network")
+                        help="JSON-lines capture, one network-server message a line: its body, or a "
+                             "`mosquitto_sub -F '%%J'` line with its topic (without it: the dead letters)")
+    replay.add_argument("--source", choices=("tts", "chirpstack"), default="tts",
+                        help="the network of the file's bodies (a mosquitto_sub line's topic names its own)")
     replay.add_argument("--id", type=int, action="append", dest="ids", default=None, metavar="ID",
                         help="only this dead letter (repeat for more)")
     replay.add_argument("--database-url", default=argparse.SUPPRESS)

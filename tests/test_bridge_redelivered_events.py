@@ -13,7 +13,7 @@ import network_fixtures as nf
 import pytest
 from starlette.testclient import TestClient
 
-from lora_bridge.adapters.webhook import create_app
+from lora_bridge.adapters.api import create_app
 from lora_bridge.server import serve_app_in_thread
 
 HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
@@ -140,3 +140,20 @@ def test_operator_sees_a_queue_invalidation_delivered_again_send_the_collars_ack
     assert again["status"] == "duplicate"
     assert len(network.pushes) == 2
     assert downlink.state == "sent"
+
+
+def test_operator_finds_one_dead_letter_with_its_tries_when_the_network_server_retries_a_broken_body(client, bridge):
+    # The Things Stack treats the 400 as a failed try and sends the same body again, up to seven times.
+    broken = nf.TTS["uplink_message"].copy()
+    broken["uplink_message"]["frm_payload"] = "not base64!"
+    other = nf.TTS["uplink_message"].copy()
+    other["uplink_message"]["f_cnt"] = "a lot"
+    body = json.dumps(broken).encode()
+
+    codes = [client.post("/uplinks/tts", content=body, headers=HEADERS).status_code for _ in range(7)]
+    other_code = client.post("/uplinks/tts", content=json.dumps(other), headers=HEADERS).status_code
+    listed = client.get("/api/dead_letters", headers=b.api_headers(bridge, "admin")).json()
+
+    assert codes == [400] * 7 and other_code == 400  # still refused: the body is still broken
+    assert [(letter["stage"], letter["tries"]) for letter in listed] == [("parse", 7), ("parse", 1)]
+    assert json.loads(bytes.fromhex(listed[0]["body"])) == broken
