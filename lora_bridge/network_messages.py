@@ -92,6 +92,9 @@ DOWNLINK_REPORTS = (
     KIND_DOWNLINK_FAILED,
     KIND_DOWNLINK_INVALIDATED,
 )
+# Every kind a network event is recorded as (`network_events.kind`).
+EVENT_KINDS = (KIND_JOIN, *DOWNLINK_REPORTS, KIND_LOCATION, KIND_STATUS, KIND_LOG, KIND_SERVICE_DATA,
+               KIND_INTEGRATION, KIND_SIMULATED)
 
 # The Things Stack: the message key in the body -> Tembo's kind.
 TTS_MESSAGE_KEYS = {

@@ -62,7 +62,7 @@ from lora_bridge.errors import (
     store_unavailable,
 )
 from lora_bridge.group_commit import GroupCommit, Submission
-from lora_bridge.network_messages import NETWORKS, event_name_of
+from lora_bridge.network_messages import EVENT_KINDS, NETWORKS, event_name_of
 from lora_bridge.network_server import NetworkServerClient
 from lora_bridge.notify import channels, outbox
 from lora_bridge.notify.config import load_notify_config
@@ -765,12 +765,19 @@ class Bridge:
         return stored
 
     def network_events(
-        self, device_id: str | None = None, kind: str | None = None, *, viewer: Viewer
+        self, device_id: str | None = None, kind: str | None = None, limit: int | None = None, *, viewer: Viewer
     ) -> list[dict[str, Any]]:
-        """Joins, delivery reports, locations, status and logs the network servers sent, oldest first.
+        """Joins, delivery reports, locations, status and logs the network servers sent, oldest first
+        (the newest `limit` when given); device_id: the bridge's name of the collar or its DevEUI
+        (UnknownDevice when it names none); InvalidRequest for a kind that is none Tembo records.
         A network location is where the collar is: only roles with exact positions get it (audited)."""
         require(viewer, roles.READ_DEVICES)
-        events = self._network_events(device_id, kind)
+        if kind is not None and kind not in EVENT_KINDS:
+            raise InvalidRequest(f"unknown network event kind {kind[:40]!r}; use one of {', '.join(EVENT_KINDS)}")
+        if device_id is not None:
+            with self.db.read() as session:
+                device_id = devices.collar_named(session, device_id).device_id
+        events = self._network_events(device_id, kind, limit)
         if not viewer.exact_positions:
             return [{**event, "lat": None, "lon": None, "accuracy_m": None} for event in events]
         placed = [event["device_id"] for event in events if event["lat"] is not None]
@@ -778,13 +785,14 @@ class Bridge:
             self._audit_positions(viewer, "network_locations", [], self.clock(), devices=sorted(set(placed)))
         return events
 
-    def _network_events(self, device_id: str | None, kind: str | None) -> list[dict[str, Any]]:
+    def _network_events(self, device_id: str | None, kind: str | None, limit: int | None) -> list[dict[str, Any]]:
         with self.db.read() as session:
-            query = select(NetworkEvent).order_by(NetworkEvent.id)
+            query = select(NetworkEvent).order_by(NetworkEvent.id.desc()).limit(limit)
             if device_id is not None:
                 query = query.where(NetworkEvent.device_id == device_id)
             if kind is not None:
                 query = query.where(NetworkEvent.kind == kind)
+            rows = list(session.scalars(query))[::-1]
             return [
                 {
                     "id": row.id,
@@ -801,7 +809,7 @@ class Bridge:
                     "margin_db": row.margin_db,
                     "detail": dict(row.detail or {}),
                 }
-                for row in session.scalars(query)
+                for row in rows
             ]
 
     # Geography -------------------------------------------------------------------------------

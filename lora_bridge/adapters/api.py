@@ -48,6 +48,7 @@ from lora_bridge.errors import (
     NotFound,
     TooManyAttempts,
 )
+from lora_bridge.network_messages import EVENT_KINDS
 from lora_bridge.service import Bridge
 from lora_bridge.store.utc import as_utc
 from lora_bridge.views import PositionView, to_jsonable
@@ -307,6 +308,16 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         log.info("downlink queued over the API", extra={"device_id": body.device_id, "user": viewer.username})
         return JSONResponse(to_jsonable(view), status_code=201)
 
+    async def network_events(request: Request, viewer: Viewer) -> Response:
+        events = await call(
+            bridge.network_events,
+            request.query_params.get("device_id") or None,
+            request.query_params.get("kind") or None,
+            _int(request, "limit", 1000, 1, 100_000),
+            viewer=viewer,
+        )
+        return JSONResponse(to_jsonable(events))
+
     async def dead_letters(request: Request, viewer: Viewer) -> Response:
         views = await call(bridge.dead_letters, request.query_params.get("all") == "1")
         return JSONResponse(to_jsonable(views))
@@ -447,6 +458,12 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
                  (Param("state", description="queued, sending, sent, failed or acknowledged"),)),
         Endpoint("POST", "/api/downlinks", a.QUEUE_DOWNLINKS, queue_downlink, "Queue a command for a collar",
                  body=DownlinkBody),
+        Endpoint("GET", "/api/network_events", a.READ_DEVICES, network_events,
+                 "What the network servers said besides uplinks: joins, delivery reports, network locations "
+                 "(as exact as the role's positions), status, logs; the newest, oldest first",
+                 (Param("device_id", description="the bridge's name of the collar or its DevEUI"),
+                  Param("kind", description=", ".join(EVENT_KINDS)),
+                  Param("limit", kind="integer", description="the newest this many, default 1000"))),
         Endpoint("GET", "/api/dead_letters", a.MANAGE_DEAD_LETTERS, dead_letters, "Bodies the bridge could not use",
                  (Param("all", description="1: the replayed ones too"),), tags=("operations",)),
         Endpoint("POST", "/api/dead_letters/replay", a.MANAGE_DEAD_LETTERS, replay,

@@ -1,0 +1,62 @@
+"""What the network servers said besides uplinks (joins, delivery reports, network locations, status,
+logs), read over the HTTP API by the operator and the field technician who look after the collars."""
+
+from __future__ import annotations
+
+import json
+
+import bridge_builders as b
+import network_fixtures as nf
+import pytest
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.api import create_app
+
+HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        yield bridge
+
+
+@pytest.fixture
+def client(bridge):
+    with TestClient(create_app(bridge)) as client:
+        for fixture in (nf.TTS["join_accept"], nf.TTS["location_solved"], nf.CHIRPSTACK["join"],
+                        nf.CHIRPSTACK["status"], nf.CHIRPSTACK["status"]):  # the status came twice
+            url = "/uplinks/tts" if fixture.network == "tts" else f"/uplinks/chirpstack?event={fixture.event}"
+            assert client.post(url, content=json.dumps(fixture.body), headers=HEADERS).status_code == 200
+        yield client
+
+
+def test_field_technician_reads_a_collars_joins_and_battery_reports_over_the_api(client, bridge):
+    headers = b.api_headers(bridge, "field_technician")
+
+    every = client.get("/api/network_events", headers=headers).json()
+    status = client.get("/api/network_events?kind=status&device_id=01-01-01-01-01-01-01-01", headers=headers).json()
+
+    assert [(e["network"], e["kind"]) for e in every] == [
+        ("tts", "join"), ("tts", "location"), ("chirpstack", "join"), ("chirpstack", "status")]
+    assert [(e["dev_eui"], e["battery_pct"], e["margin_db"]) for e in status] == [("0101010101010101", 75.5, 6)]
+
+
+def test_operator_gets_the_newest_events_first_limited_and_a_clear_400_for_a_kind_that_does_not_exist(client, bridge):
+    headers = b.api_headers(bridge, "admin")
+
+    newest = client.get("/api/network_events?limit=2", headers=headers).json()
+    typo = client.get("/api/network_events?kind=stauts", headers=headers)
+    unknown_collar = client.get("/api/network_events?device_id=ffffffffffffffff", headers=headers)
+
+    assert [e["kind"] for e in newest] == ["join", "status"]  # the two newest, oldest of them first
+    assert typo.status_code == 400 and "stauts" in typo.json()["error"]
+    assert unknown_collar.status_code == 404
+
+
+def test_a_network_location_is_as_exact_as_the_role_may_see_positions(client, bridge):
+    ranger = client.get("/api/network_events?kind=location", headers=b.api_headers(bridge, "ranger")).json()
+    researcher = client.get("/api/network_events?kind=location", headers=b.api_headers(bridge, "researcher"))
+
+    assert (ranger[0]["lat"], ranger[0]["lon"]) == (37.97155556731436, 23.72678801175413)
+    assert researcher.status_code == 200 and researcher.json()[0]["lat"] is None
