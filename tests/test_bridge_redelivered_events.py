@@ -157,3 +157,23 @@ def test_operator_finds_one_dead_letter_with_its_tries_when_the_network_server_r
     assert codes == [400] * 7 and other_code == 400  # still refused: the body is still broken
     assert [(letter["stage"], letter["tries"]) for letter in listed] == [("parse", 7), ("parse", 1)]
     assert json.loads(bytes.fromhex(listed[0]["body"])) == broken
+
+
+def test_operator_still_reads_a_dead_letters_tries_after_the_store_is_compacted(store_url):
+    from datetime import timedelta
+
+    from lora_bridge.store.utc import utc_now
+
+    broken = nf.TTS["uplink_message"].copy()
+    broken["end_device_ids"]["dev_eui"] = "not a DevEUI"
+    with b.fresh_bridge(store_url, raw_retention_days=30, outbox_worker=False) as bridge:
+        for _ in range(3):
+            assert bridge.ingest_network_message("tts", None, json.dumps(broken).encode()).malformed
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1, gateways=("gw-b",)))  # another gateway's copy
+
+        report = bridge.compact_raw_bodies(now=utc_now() + timedelta(days=31))
+        (letter,) = bridge.dead_letters()
+
+    assert report.duplicates_deleted == 1  # the uplink's copy; the refused body's tries stay with its letter
+    assert letter.tries == 3

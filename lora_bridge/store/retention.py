@@ -7,7 +7,8 @@ the retention time it has done its work:
   counter, port, payload, gateways, radio figures, message name: what frame-loss figures and
   evidence point to) and loses only its body;
 - further copies of an uplink heard by other gateways (their gateways are merged into the first
-  copy) are deleted;
+  copy) or of a network event delivered again are deleted; copies of a body that waits as a dead
+  letter (the network server's tries of a refused body) stay, counted as its `tries`;
 - dead letters, bodies kept for inspection and bodies not yet processed are never touched.
 
 SQLite reuses the freed pages, so the file stops growing rather than shrinking (VACUUM shrinks it);
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 # Statuses whose body has been applied: compacted once older than the retention time.
 APPLIED_STATUSES = ("processed", "recorded")
 DUPLICATE_STATUS = "duplicate"
+# Statuses of bodies waiting for a fix (dead letters, kinds kept for inspection): never compacted.
+WAITING_STATUSES = ("dead_letter", "kept")
 # Rows per statement: short write transactions beside a live webhook.
 BATCH_ROWS = 2000
 
@@ -52,8 +55,12 @@ def compact_raw_bodies(session: Session, older_than: datetime, batch_rows: int =
         RawUplink.body != b"",
     ).limit(batch_rows)
     ids = list(session.scalars(applied))
+    # A copy of a body still waiting as a dead letter (a network server's tries of a refused body) stays:
+    # it is what the letter's `tries` counts, and the letter itself is never touched.
+    waiting = select(RawUplink.id).where(RawUplink.status.in_(WAITING_STATUSES))
     copies = select(RawUplink.id).where(
-        RawUplink.received_at < older_than, RawUplink.status == DUPLICATE_STATUS
+        RawUplink.received_at < older_than, RawUplink.status == DUPLICATE_STATUS,
+        RawUplink.duplicate_of.not_in(waiting),
     ).limit(batch_rows)
     copy_ids = list(session.scalars(copies))
     freed = 0
