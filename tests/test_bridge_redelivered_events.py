@@ -177,3 +177,37 @@ def test_operator_still_reads_a_dead_letters_tries_after_the_store_is_compacted(
 
     assert report.duplicates_deleted == 1  # the uplink's copy; the refused body's tries stay with its letter
     assert letter.tries == 3
+
+
+@pytest.mark.mqtt
+def test_operator_finds_events_the_broker_delivered_again_after_a_lost_puback_recorded_once(mosquitto, sqlite_url):
+    # The bridge kept each message, then lost its PUBACK (it crashed, or its connection dropped):
+    # at QoS 1 the broker delivers every one of them again.
+    from test_bridge_mqtt import publish_all, publisher, wait_until
+
+    from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
+    from lora_bridge.errors import StoreUnavailable
+
+    messages = [
+        ("v3/app1@ttn/devices/dev1/join", json.dumps(nf.TTS["join_accept"].body).encode()),
+        ("v3/app1@ttn/devices/dev1/location/solved", json.dumps(nf.TTS["location_solved"].body).encode()),
+        ("application/17c82e96/device/0101010101010101/event/status", json.dumps(nf.CHIRPSTACK["status"].body).encode()),
+    ]
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        kept_once: set[bytes] = set()
+
+        def keeps_then_loses_the_puback(network, event, body, **kwargs):
+            result = bridge.ingest_network_message(network, event, body, **kwargs)
+            if body not in kept_once:
+                kept_once.add(body)
+                raise StoreUnavailable("connection dropped before the PUBACK")
+            return result
+
+        with MqttIngest(keeps_then_loses_the_puback, parse_broker_url(mosquitto.url), client_id="bridge-again",
+                        share_group="again") as worker, publisher(mosquitto, client_id="network-again") as client:
+            publish_all(client, messages)
+            acknowledged = wait_until(lambda: worker.acknowledged == len(messages))
+        kinds = sorted(event["kind"] for event in events_of(bridge))
+
+    assert acknowledged
+    assert kinds == ["join", "location", "status"]
