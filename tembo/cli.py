@@ -125,10 +125,18 @@ def _cmd_bridge_compact(args: argparse.Namespace) -> int:
 def _cmd_bridge_replay(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from lora_bridge.errors import UnknownDeadLetter
+    from lora_bridge.errors import StoreUnavailable, UnknownDeadLetter, is_transient_store_error
     from lora_bridge.service import Bridge
 
-    with Bridge(_bridge_settings(args)) as bridge:
+    try:
+        bridge = Bridge(_bridge_settings(args))
+    except Exception as error:  # a store another program holds (a backup, the bridge's compaction)
+        if not is_transient_store_error(error):
+            raise
+        print(f"tembo bridge replay: store unavailable ({type(error).__name__}): run it again once the store is back",
+              file=sys.stderr)
+        return 2
+    with bridge:
         try:
             if args.file:
                 from lora_bridge.adapters.replay import replay_file
@@ -136,7 +144,7 @@ def _cmd_bridge_replay(args: argparse.Namespace) -> int:
                 report = replay_file(bridge, args.file, args.source)
             else:
                 report = bridge.replay_dead_letters(args.ids)
-        except (UnknownDeadLetter, OSError, ValueError) as error:
+        except (UnknownDeadLetter, StoreUnavailable, OSError, ValueError) as error:
             print(f"tembo bridge replay: {error}", file=sys.stderr)
             return 2
     print(json.dumps(dataclasses.asdict(report)))

@@ -6,6 +6,9 @@ and MQTT ingest read it, and the report says what became of each kind."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
+import time
 
 import bridge_builders as b
 import network_fixtures as nf
@@ -87,3 +90,61 @@ def test_operator_reads_what_a_replay_did_to_each_kind_on_the_command_line(sqlit
     assert code == 1  # a line stayed dead
     assert (printed["processed"], printed["recorded"], printed["still_dead"]) == (1, 1, 1)
     assert printed["kinds"] == {"uplink": {"processed": 1}, "join": {"recorded": 1}, "unreadable": {"dead_letter": 1}}
+
+
+def hold_write_lock(path: str, seconds: float, held: threading.Event) -> threading.Thread:
+    """Another program (a backup, a second bridge) holding the SQLite store's write lock for a while."""
+
+    def hold() -> None:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    return thread
+
+
+def test_operator_replays_a_capture_while_another_program_holds_the_store_a_moment(tmp_path):
+    path = tmp_path / "store.db"
+    lines = [b.tts_uplink(b.status(time_s=b.T0_S + 600 * n), f_cnt=n + 1).decode() for n in range(5)]
+    with b.fresh_bridge(f"sqlite:///{path}", sqlite_busy_timeout_ms=100, outbox_worker=False) as bridge:
+        held = threading.Event()
+        holder = hold_write_lock(str(path), 1.5, held)
+        held.wait(5)
+        report = replay_file(bridge, capture(tmp_path, lines), "tts")
+        holder.join()
+        stored = bridge.counts()["uplinks_stored"]
+
+    assert (report.attempted, report.processed, stored) == (5, 5, 5)
+
+
+def test_operator_told_how_far_a_replay_got_when_the_store_stays_locked_and_runs_it_again(tmp_path, capsys,
+                                                                                            monkeypatch):
+    from lora_bridge.adapters import replay
+    from lora_bridge.errors import StoreUnavailable
+
+    monkeypatch.setattr(replay, "RETRY_STORE_AFTER_S", (0.05, 0.05))
+    path = tmp_path / "store.db"
+    url = f"sqlite:///{path}"
+    lines = [json.dumps(nf.CHIRPSTACK[name].body) for name in ("up", "join", "status")]
+    file = capture(tmp_path, lines)
+    held = threading.Event()
+    with b.fresh_bridge(url, sqlite_busy_timeout_ms=50, outbox_worker=False) as bridge:
+        holder = hold_write_lock(str(path), 2.0, held)
+        held.wait(5)
+        with pytest.raises(StoreUnavailable, match="0 lines were taken before it: run the replay again"):
+            replay_file(bridge, file, "chirpstack")
+        monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "50")
+        locked = main(["bridge", "replay", file, "--source", "chirpstack", "--database-url", url])
+        told = capsys.readouterr().err
+        holder.join()
+    again = main(["bridge", "replay", file, "--source", "chirpstack", "--database-url", url])
+    printed = json.loads(capsys.readouterr().out)
+
+    assert locked == 2 and "store unavailable" in told and "again" in told
+    assert again == 0 and printed["kinds"] == {"uplink": {"processed": 1}, "join": {"recorded": 1},
+                                                "status": {"recorded": 1}}

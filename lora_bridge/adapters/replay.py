@@ -14,7 +14,9 @@ either
 
 Every line goes through the same ingest as the webhook and MQTT (`Bridge.ingest_batch`), so each is
 recorded for what it is: uplinks processed, joins, delivery reports, locations and status recorded,
-copies of what the store holds already filed as duplicates.
+copies of what the store holds already filed as duplicates. A store another program holds a while
+is waited for; one that stays unavailable stops the replay with how far it got, and running it
+again is safe.
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from lora_bridge import ingest
-from lora_bridge.adapters.mqtt import content_type_of, route
+from lora_bridge.adapters.mqtt import RETRY_STORE_AFTER_S, content_type_of, route
+from lora_bridge.errors import StoreUnavailable
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import chirpstack_event_of
 from lora_bridge.service import Bridge
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK
-from lora_bridge.views import ReplayReport
+from lora_bridge.views import IngestResult, ReplayReport
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +64,10 @@ def replay_lines(bridge: Bridge, lines: Iterable[bytes], source: str = "tts") ->
             else:
                 yield submission
 
-    results = []
+    results: list[IngestResult] = []
     pending = submissions()
     while batch := list(islice(pending, bridge.settings.ingest_max_batch)):
-        results.extend(bridge.ingest_batch(batch))
+        results.extend(_ingest_patiently(bridge, batch, taken=len(results)))
     report = dataclasses.replace(ReplayReport.tally(results), skipped=skipped)
     log.info(
         "replay finished: %d lines, %d processed, %d recorded, %d still dead, %d skipped",
@@ -72,6 +76,26 @@ def replay_lines(bridge: Bridge, lines: Iterable[bytes], source: str = "tts") ->
                "dead": report.still_dead, "skipped": report.skipped},
     )
     return report
+
+
+def _ingest_patiently(bridge: Bridge, batch: list[Submission], taken: int) -> list[IngestResult]:
+    """batch ingested, waiting for a store another program holds (a backup, the running bridge's
+    compaction) as the MQTT ingest waits (`RETRY_STORE_AFTER_S`); StoreUnavailable, saying how many
+    lines were taken before, once the store stays unavailable: running the replay again is safe, the
+    lines taken already are recognised as copies."""
+    for wait_s in (*RETRY_STORE_AFTER_S, None):
+        try:
+            return bridge.ingest_batch(batch)
+        except StoreUnavailable as error:
+            if wait_s is None:
+                raise StoreUnavailable(
+                    f"{error}; {taken} lines were taken before it: run the replay again once the store is back "
+                    "(the lines taken already are recognised as copies)"
+                ) from error
+            log.warning("store unavailable during a replay after %d lines; trying again in %.1f s", taken, wait_s,
+                        extra={"taken": taken, "error": str(error)[:200]})
+            time.sleep(wait_s)
+    raise AssertionError("unreachable")
 
 
 def submission_of(line: bytes, source: str) -> Submission | None:
