@@ -470,19 +470,37 @@ def _tts_message_identity(document: dict[str, Any]) -> str:
 # (join, ack, status, location, integration; shared by every event of that uplink, so the kind is part
 # of the key), `downlinkId` of the transmission a txack reports; a log has none.
 _CHIRPSTACK_IDS = ("deduplicationId", "downlinkId", "queueItemId", "integrationName", "eventType")
+# What one uplink can have more than one of: locations (a GNSS and a TDOA resolver) and integration
+# answers; their content tells them apart.
+_CHIRPSTACK_CONTENT = {"location": "location", "integration": "object"}
 
 
 def _chirpstack_event_identity(name: str, document: dict[str, Any]) -> str:
-    """What tells one ChirpStack event from another of its kind and collar: its documented ids, or for
-    a log (which has none) its time, code and description; the same whether it came by MQTT or HTTP,
-    as JSON or Protobuf."""
+    """What tells one ChirpStack event from another of its kind and collar: its documented ids (with
+    a location's or integration answer's content), or for a log (which has none) its time, code and
+    description; the same whether it came by MQTT or HTTP, as JSON or Protobuf."""
     ids = {key: str(document[key]) for key in _CHIRPSTACK_IDS if isinstance(document.get(key), str | int)}
+    if name in _CHIRPSTACK_CONTENT:
+        ids["content"] = _canonical(_numbers_as_floats(document.get(_CHIRPSTACK_CONTENT[name])))
     if not ids.get("deduplicationId") and not ids.get("downlinkId"):
         at = time_or_none(document.get("time"))
         ids.update(time=at.isoformat() if at else _canonical(document.get("time")),
                    code=_enum_name("LogCode", document.get("code")), level=_enum_name("LogLevel", document.get("level")),
                    description=_canonical(document.get("description")), context=_canonical(document.get("context")))
     return _canonical(ids)
+
+
+def _numbers_as_floats(value: Any) -> Any:
+    """value with every number a float of 6 significant digits, as the same message reads whether it
+    came as JSON or Protobuf: a Protobuf Struct holds only doubles (25 comes back 25.0), and a float
+    field is 32-bit (a location's accuracy 13.7 comes back 13.699999809265137)."""
+    if isinstance(value, dict):
+        return {key: _numbers_as_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_numbers_as_floats(item) for item in value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(f"{value:.6g}")
+    return value
 
 
 def _canonical(value: Any) -> str:

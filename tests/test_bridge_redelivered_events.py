@@ -211,3 +211,41 @@ def test_operator_finds_events_the_broker_delivered_again_after_a_lost_puback_re
 
     assert acknowledged
     assert kinds == ["join", "location", "status"]
+
+
+def test_operator_keeps_a_gnss_and_a_tdoa_location_chirpstack_solved_from_one_uplink(client, bridge):
+    # One uplink, two resolvers: both locations carry the uplink's deduplicationId and are two events.
+    tdoa = nf.CHIRPSTACK["location"].body
+    gnss = nf.CHIRPSTACK["location"].copy()
+    gnss["location"] = {"latitude": 52.37411, "longitude": 4.91455, "altitude": 3.0, "source": "GEO_RESOLVER_GNSS",
+                        "accuracy": 8.0}
+    looked_up = nf.CHIRPSTACK["integration"].copy()
+    looked_up["object"] = {"accuracy": 8, "latitude": 52.37411}  # the same kind of lookup, another answer
+
+    answers = [post(client, f"/uplinks/chirpstack?event={name}", body)["status"] for name, body in (
+        ("location", tdoa), ("location", gnss), ("location", tdoa),
+        ("integration", nf.CHIRPSTACK["integration"].body), ("integration", looked_up))]
+
+    assert answers == ["recorded", "recorded", "duplicate", "recorded", "recorded"]
+    assert sorted(event["detail"]["source"] for event in events_of(bridge) if event["kind"] == "location") == [
+        "GEO_RESOLVER_GNSS", "GEO_RESOLVER_TDOA"]
+
+
+@pytest.mark.parametrize("name", [name for name in CHIRPSTACK_EVENTS if name != "integration"])
+def test_an_event_chirpstack_sends_as_json_and_as_protobuf_is_recorded_once(client, bridge, name):
+    # Two integrations of one ChirpStack (HTTP in JSON, MQTT in Protobuf) deliver the same event.
+    from google.protobuf.json_format import ParseDict
+
+    from lora_bridge.chirpstack_protobuf import message_class
+
+    body = nf.CHIRPSTACK[name].copy()
+    if name == "location":
+        body["location"]["accuracy"] = 13.7  # a 32-bit float in Protobuf: 13.699999809265137
+    protobuf = ParseDict(body, message_class(name)(), ignore_unknown_fields=True).SerializeToString()
+
+    post(client, f"/uplinks/chirpstack?event={name}", body)
+    reply = client.post(f"/uplinks/chirpstack?event={name}", content=protobuf,
+                        headers={**HEADERS, "Content-Type": "application/octet-stream"})
+
+    assert reply.json()["status"] == "duplicate"
+    assert len(events_of(bridge)) == 1
