@@ -66,11 +66,14 @@ def latest_fix_per_device(session: Session) -> dict[str, tuple[datetime, float, 
 
 
 def last_gateway_per_device(session: Session) -> dict[str, str]:
-    """The gateway that heard each collar's newest uplink best (the strongest RSSI of its copies)."""
+    """The gateway that heard each collar's newest uplink best (the strongest RSSI of its copies).
+    Only uplinks (they have a frame counter): a network event of the collar (a ChirpStack status, a
+    delivery report) came through no gateway, and had hidden the collar's gateway from fleet health
+    and from the gateways a firmware update's multicast goes through."""
     newest = aliased(RawUplink)
     newest_id = (
         select(newest.id)
-        .where(newest.device_id == Device.device_id, newest.duplicate_of.is_(None))
+        .where(newest.device_id == Device.device_id, newest.duplicate_of.is_(None), newest.f_cnt.is_not(None))
         .order_by(newest.id.desc())
         .limit(1)
         .scalar_subquery()

@@ -249,3 +249,15 @@ def test_an_event_chirpstack_sends_as_json_and_as_protobuf_is_recorded_once(clie
 
     assert reply.json()["status"] == "duplicate"
     assert len(events_of(bridge)) == 1
+
+
+def test_field_technician_still_sees_the_gateway_that_heard_a_collar_after_its_network_reports(client, bridge):
+    # ChirpStack reports the collar's battery after an uplink that answered DevStatusReq, and the
+    # network confirms the ack downlink it sent: neither was heard by a gateway of its own.
+    post(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
+    post(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
+    post(client, "/uplinks/chirpstack?event=txack", nf.CHIRPSTACK["txack"].body)
+
+    (health,) = bridge.fleet_health()
+
+    assert health.last_gateway == "0016c001f153a14c"
