@@ -19,8 +19,8 @@ from tembo.cli import main
 
 
 @pytest.fixture
-def bridge(sqlite_url):
-    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+def bridge(store_url):  # a batch holding two copies of one event: claimed once on both stores
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
         yield bridge
 
 
