@@ -289,6 +289,8 @@ def _process_loaded(
             # dead letter per body, its tries counted from its copies (`queries.dead_letter_views`).
             bulk.set_values(raw, {"error": str(error)})
             ingest.file_as_copy(raw, first)
+            # A letter of the same body kept before the bodies were keyed (an older store) folds into it.
+            _close_replayed(existing, f"a try of dead letter of raw_uplink_id={first.id}")
         return IngestResult(
             status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw.id, reason=str(error), stage=ingest.STAGE_PARSE,
             duplicate_of=first.id if first is not None else None,

@@ -261,3 +261,25 @@ def test_field_technician_still_sees_the_gateway_that_heard_a_collar_after_its_n
     (health,) = bridge.fleet_health()
 
     assert health.last_gateway == "0016c001f153a14c"
+
+
+def test_operator_replaying_the_letters_of_an_older_store_folds_one_bodys_tries_into_one_letter(bridge):
+    # A store from before the bodies were keyed holds one letter per try of the same broken body.
+    from lora_bridge import ingest
+
+    broken = nf.TTS["uplink_message"].copy()
+    broken["uplink_message"]["f_cnt"] = "a lot"
+    body = json.dumps(broken).encode()
+    with bridge.db.write() as session:
+        for _ in range(3):
+            raw = ingest.raw_row(body, "tts", event="uplink_message", content_type="application/json")
+            session.add(raw)
+            session.flush()
+            ingest.dead_letter(session, raw, ingest.STAGE_PARSE, "not yet keyed")
+
+    report = bridge.replay_dead_letters()
+    again = bridge.replay_dead_letters()
+    (letter,) = bridge.dead_letters()
+
+    assert report.still_dead == 3 and again.still_dead == 1
+    assert letter.tries == 3
