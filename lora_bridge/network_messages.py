@@ -287,7 +287,12 @@ def _read_tts(
             # object too (docs: api/concepts/fieldmasks): the webhook path or topic names the kind.
             key = named
         else:
-            return _unknown(SOURCE_TTS, named or "unknown", {"keys": sorted(str(k) for k in document)[:20]})
+            detail: dict[str, Any] = {"keys": sorted(str(k) for k in document)[:20]}
+            broken = [name for name in TTS_MESSAGE_KEYS if name in document]
+            if broken:  # a message key whose value is no object: say so, not that the kind is unknown
+                value = document[broken[0]]
+                detail["reason"] = f"its {broken[0]} is {'null' if value is None else type(value).__name__}, not an object"
+            return _unknown(SOURCE_TTS, named or "unknown", detail)
     kind = TTS_MESSAGE_KEYS[key]
     if kind == KIND_UPLINK:
         uplink = tts_uplink_from(document, message, path_ids)

@@ -428,3 +428,12 @@ def _alert_uplink(f_cnt: int) -> dict:
     port, payload = b.alert("mortality", seq=2, time_s=nf.STATUS_TIME_S)
     body["uplink_message"].update(f_port=port, f_cnt=f_cnt, frm_payload=base64.b64encode(payload).decode())
     return body
+
+
+def test_operator_told_why_a_tts_body_whose_message_is_no_object_is_kept(client, bridge):
+    body = nf.TTS["join_accept"].copy() | {"join_accept": None}
+
+    answer = post_json(client, "/uplinks/tts", body)
+
+    assert answer["status"] == "kept"
+    assert "its join_accept is null, not an object" in answer["reason"]
