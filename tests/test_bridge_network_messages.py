@@ -413,14 +413,17 @@ def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(store_url,
         up.update(fPort=port, data=base64.b64encode(payload).decode())
         post_json(client, "/uplinks/chirpstack?event=up", up)
         bridge.flush_downlinks()
-        states = []
+        states, answers = [], []
         for name in ("txack", "ack"):
             report = nf.CHIRPSTACK[name].copy()
             report["queueItemId"] = "q-1"  # the id the stand-in's queue answered with
-            post_json(client, f"/uplinks/chirpstack?event={name}", report)
+            answers.append(post_json(client, f"/uplinks/chirpstack?event={name}", report))
             states.append(bridge.downlinks()[0].network_state)
+        (downlink,) = bridge.downlinks()
 
     assert states == ["sent", "acked"]
+    # The operator reads in each answer which of Tembo's downlinks the report moved.
+    assert [answer["downlink_ids"] for answer in answers] == [[downlink.downlink_id]] * 2
 
 
 def _alert_uplink(f_cnt: int) -> dict:

@@ -124,6 +124,8 @@ async def _ingest(
         "f_cnt": result.f_cnt,
         "message": result.message,
         "reason": result.reason,
+        # The downlinks the body moved (a delivery report) or queued (an alert's ack).
+        "downlink_ids": list(result.downlink_ids),
     }
     if result.intake_id is not None:
         payload["intake_id"] = result.intake_id
