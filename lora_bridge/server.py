@@ -11,7 +11,7 @@ from typing import Any
 import uvicorn
 
 from lora_bridge.adapters.api import create_app
-from lora_bridge.adapters.mqtt import worker_from_settings
+from lora_bridge.adapters.mqtt import workers_from_settings
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, load_settings
 
@@ -175,12 +175,12 @@ def serve(settings: BridgeSettings | None = None, bridge: Bridge | None = None) 
     running_bridge.start_outbox_worker()
     rules = RulesTimer(running_bridge, settings.rules_every_s)
     rules.start()
-    mqtt_worker = worker_from_settings(running_bridge, settings).start() if settings.mqtt_url else None
+    mqtt_workers = [worker.start() for worker in workers_from_settings(running_bridge, settings)]
     log.info("bridge listening on http://%s:%d", settings.host, settings.port)
     try:
         server.run()
     finally:
-        if mqtt_worker is not None:
-            mqtt_worker.stop()
+        for worker in mqtt_workers:
+            worker.stop()
         rules.stop()
         running_bridge.close()

@@ -110,6 +110,10 @@ class BridgeSettings(BaseSettings):
 
     # MQTT ingest (lora_bridge.adapters.mqtt): off unless a broker URL is given.
     mqtt_url: str | None = None
+    # Further MQTT logins, one URL each with its own credentials: The Things Stack's MQTT server takes
+    # one application per login (username `{app}@{tenant}`, the application's API key), so a bridge
+    # that takes several applications by MQTT holds one login per application.
+    mqtt_more_urls: list[str] = Field(default_factory=list)
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
     mqtt_topics: list[str] = Field(default_factory=lambda: ["v3/+/devices/+/#", "application/+/device/+/event/+"])
@@ -145,6 +149,8 @@ class BridgeSettings(BaseSettings):
                 value = masked_database_url(value)
             elif name == "mqtt_url":
                 value = masked_mqtt_url(value)
+            elif name == "mqtt_more_urls":
+                value = [masked_mqtt_url(url) for url in value]
             items.append((name, value))
         return items
 

@@ -84,7 +84,9 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     from lora_bridge.settings import InsecureSettings
 
     try:
-        serve(_bridge_settings(args, host=args.host, port=args.port, mqtt_url=args.mqtt,
+        logins = args.mqtt or [None]
+        serve(_bridge_settings(args, host=args.host, port=args.port, mqtt_url=logins[0],
+                               mqtt_more_urls=logins[1:] or None,
                                mqtt_share_group=args.mqtt_share_group, mqtt_client_id=args.mqtt_client_id))
     except InsecureSettings as error:
         print(f"tembo bridge: refusing to start: {error}", file=sys.stderr)
@@ -337,8 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--database-url", default=None)
     bridge.add_argument("--host", default=None)
     bridge.add_argument("--port", type=int, default=None)
-    bridge.add_argument("--mqtt", default=None, metavar="URL",
-                        help="also take MQTT from this broker (mqtt://host:1883; credentials from settings)")
+    bridge.add_argument("--mqtt", default=None, metavar="URL", action="append",
+                        help="also take MQTT from this broker (mqtt://host:1883; credentials from settings); "
+                             "repeat for more logins, each with its own credentials in its URL (The Things "
+                             "Stack's MQTT server takes one application per login)")
     bridge.add_argument("--mqtt-share-group", default=None, help="MQTT 5 shared-subscription group of the workers")
     bridge.add_argument("--mqtt-client-id", default=None, help="this worker's MQTT session id (stable across restarts)")
     bridge.set_defaults(func=_cmd_bridge)

@@ -326,3 +326,32 @@ def test_topics_under_a_mosquitto_bridge_prefix_are_ingested_and_a_stray_topic_i
     assert arrived, (worker.received, worker.acknowledged, applied_once(bridge))  # they had all been dropped
     assert latitudes == [-2.52, -2.51]
     assert [r.topic for r in caplog.records if "neither network" in r.getMessage()] == ["ttn/status/gateway-7"]
+
+
+@pytest.mark.mqtt
+def test_operator_takes_two_tts_applications_each_with_its_own_mqtt_login(mosquitto, mqtt_broker, sqlite_url):
+    # The Things Stack's MQTT server takes one application per login (username app@tenant, the
+    # application's API key): a bridge that takes two applications by MQTT holds two logins.
+    from lora_bridge.adapters.mqtt import workers_from_settings
+
+    north = [(tts_topic("collar-n1"), b.tts_uplink(b.status(lat=-2.5), device_id="collar-n1",
+                                                   dev_eui="70B3D57ED0000A01"))]
+    south = [(tts_topic("collar-s1", app="tembo-south"), b.tts_uplink(b.status(lat=-2.6), device_id="collar-s1",
+                                                                      dev_eui="70B3D57ED0000B01"))]
+    settings = dict(mqtt_url=mosquitto.url, mqtt_more_urls=[mqtt_broker.url], mqtt_client_id="bridge-logins")
+    with b.fresh_bridge(sqlite_url, outbox_worker=False, **settings) as bridge:
+        workers = [worker.start() for worker in workers_from_settings(bridge, bridge.settings)]
+        try:
+            with publisher(mosquitto, client_id="tts-north") as client:
+                publish_all(client, north)
+            with publisher(mqtt_broker, client_id="tts-south") as client:
+                publish_all(client, south)
+            arrived = wait_until(lambda: applied_once(bridge) == (2, 2))
+        finally:
+            for worker in workers:
+                worker.stop()
+        shown = repr(bridge.settings)
+
+    assert arrived and len(workers) == 2
+    assert len({worker.client_id for worker in workers}) == 2
+    assert mqtt_broker.password not in shown and mosquitto.password not in shown

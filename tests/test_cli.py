@@ -112,3 +112,19 @@ def test_bridge_migrate_takes_the_database_url_given_before_or_after_the_command
     reports = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [report["database"] for report in reports] == [f"sqlite:///{before}", f"sqlite:///{after}"]
     assert before.exists() and after.exists()
+
+
+def test_operator_gives_the_bridge_one_mqtt_login_per_tts_application(monkeypatch, tmp_path):
+    import lora_bridge.server
+
+    served = []
+    monkeypatch.setattr(lora_bridge.server, "serve", lambda settings: served.append(settings))
+    north = "mqtts://tembo-north@kws:NNSXS.NORTHKEY@eu1.cloud.thethings.industries:8883"
+    south = "mqtts://tembo-south@kws:NNSXS.SOUTHKEY@eu1.cloud.thethings.industries:8883"
+
+    code = main(["bridge", "--database-url", f"sqlite:///{tmp_path / 'store.db'}", "--mqtt", north, "--mqtt", south])
+    (settings,) = served
+
+    assert code == 0
+    assert (settings.mqtt_url, settings.mqtt_more_urls) == (north, [south])
+    assert "NORTHKEY" not in repr(settings) and "SOUTHKEY" not in repr(settings)

@@ -381,25 +381,40 @@ def _context(routed: Routed) -> dict[str, str | None]:
     return {"network": routed.network, "event": routed.event, "device": device}
 
 
-def worker_from_settings(bridge: Any, settings: Any) -> MqttIngest:
-    """A (not yet started) MQTT worker feeding bridge, configured by settings' mqtt_* values."""
-    if not settings.mqtt_url:
+def worker_from_settings(bridge: Any, settings: Any, url: str | None = None, login: int = 0) -> MqttIngest:
+    """A (not yet started) MQTT worker feeding bridge, configured by settings' mqtt_* values: for the
+    main login (settings.mqtt_url, its credentials from mqtt_username / mqtt_password when set), or
+    for url, the login-th of settings.mqtt_more_urls (its own credentials; its client id, and so
+    its broker session, the main one's with `-{login}`)."""
+    url = url or settings.mqtt_url
+    if not url:
         raise ValueError("no MQTT broker configured (--mqtt URL or TEMBO_MQTT_URL)")
-    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-    broker = parse_broker_url(settings.mqtt_url, settings.mqtt_username, password)
+    if login == 0:
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        broker = parse_broker_url(url, settings.mqtt_username, password)
+    else:
+        broker = parse_broker_url(url)
+    client_id = settings.mqtt_client_id or f"tembo-bridge-{socket.gethostname()}-{os.getpid()}"
+    if login:
+        client_id = f"{client_id}-{login}"
     share = None
     if settings.mqtt_share_group and settings.mqtt_collar_shares:
         from lora_bridge.collar_shares import CollarShare
 
-        client_id = settings.mqtt_client_id or f"tembo-bridge-{socket.gethostname()}-{os.getpid()}"
         share = CollarShare(bridge, f"{settings.mqtt_share_group}/{client_id}")
     return MqttIngest(
         bridge.ingest_network_message,
         broker,
         topics=tuple(settings.mqtt_topics),
         share_group=settings.mqtt_share_group,
-        client_id=settings.mqtt_client_id,
+        client_id=client_id,
         threads=settings.mqtt_threads,
         share=share,
         keep=bridge.keep_failed,
     )
+
+
+def workers_from_settings(bridge: Any, settings: Any) -> list[MqttIngest]:
+    """One (not yet started) worker per MQTT login of settings: mqtt_url, then each of mqtt_more_urls."""
+    more = [worker_from_settings(bridge, settings, url, login) for login, url in enumerate(settings.mqtt_more_urls, 1)]
+    return [worker_from_settings(bridge, settings), *more] if settings.mqtt_url else more
