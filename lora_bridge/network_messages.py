@@ -350,8 +350,9 @@ def _tts_downlink_report(common: dict[str, Any], kind: str, message: dict[str, A
         downlinks = list_of_objects(message.get("downlinks"))
         detail = {"downlinks": len(downlinks), "last_f_cnt_down": int_within(message.get("last_f_cnt_down"), 0, MAX_F_CNT)}
         ids = tuple(c for d in downlinks for c in _strings(d.get("correlation_ids")))
-        return NetworkEvent(**common, correlation_ids=ids, detail=detail)
+        return NetworkEvent(**_of_downlinks(common, ids), correlation_ids=ids, detail=detail)
     downlink = dig(message, "downlink") if kind == KIND_DOWNLINK_FAILED else message
+    common = _of_downlinks(common, _strings(downlink.get("correlation_ids")))
     detail: dict[str, Any] = {"f_cnt_down": int_within(downlink.get("f_cnt"), 0, MAX_F_CNT),
                               "confirmed": bool(downlink.get("confirmed"))}
     if kind == KIND_DOWNLINK_FAILED:
@@ -368,6 +369,14 @@ def _tts_downlink_report(common: dict[str, Any], kind: str, message: dict[str, A
         correlation_ids=_strings(downlink.get("correlation_ids")),
         detail=detail,
     )
+
+
+def _of_downlinks(common: dict[str, Any], correlation_ids: tuple[str, ...]) -> dict[str, Any]:
+    """common with the reported downlinks' own correlation ids in its identity: two downlinks queued by
+    one push are two reports even should the Application Server date both at the same instant."""
+    if not correlation_ids:
+        return common
+    return {**common, "identity": f"{common['identity']};downlinks={','.join(sorted(correlation_ids))}"}
 
 
 # ---- ChirpStack ---------------------------------------------------------------------------------

@@ -283,3 +283,15 @@ def test_operator_replaying_the_letters_of_an_older_store_folds_one_bodys_tries_
 
     assert report.still_dead == 3 and again.still_dead == 1
     assert letter.tries == 3
+
+
+def test_operator_keeps_the_reports_of_two_downlinks_queued_at_one_instant(client, bridge):
+    # One push of two downlinks: the Application Server may date both reports alike; each downlink's
+    # own correlation ids tell them apart, and a retry of either is still one.
+    first = nf.TTS["downlink_queued"].copy()
+    second = nf.TTS["downlink_queued"].copy()
+    second["downlink_queued"].update(f_cnt=2, correlation_ids=["as:downlink:01E19B99501X84X6CV471TVSZ2"])
+
+    answers = [post(client, "/uplinks/tts", body)["status"] for body in (first, second, second)]
+
+    assert answers == ["recorded", "recorded", "duplicate"]
