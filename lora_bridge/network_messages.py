@@ -513,7 +513,10 @@ def _numbers_as_floats(value: Any) -> Any:
     if isinstance(value, list):
         return [_numbers_as_floats(item) for item in value]
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(f"{value:.6g}")
+        try:
+            return float(f"{float(value):.6g}")
+        except OverflowError:  # an integer no float holds (JSON allows any): kept as its digits
+            return str(value)
     return value
 
 

@@ -295,3 +295,12 @@ def test_operator_keeps_the_reports_of_two_downlinks_queued_at_one_instant(clien
     answers = [post(client, "/uplinks/tts", body)["status"] for body in (first, second, second)]
 
     assert answers == ["recorded", "recorded", "duplicate"]
+
+
+def test_an_integration_answer_holding_a_number_no_float_holds_is_still_recorded(client, bridge):
+    answer = nf.CHIRPSTACK["integration"].copy()
+    answer["object"] = {"counter": 10**400, "accuracy": 25}
+
+    reply = client.post("/uplinks/chirpstack?event=integration", content=json.dumps(answer), headers=HEADERS)
+
+    assert (reply.status_code, reply.json()["status"]) == (200, "recorded")
