@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.webhook import create_app
+from lora_bridge.domain import network_events
 from lora_bridge.errors import MalformedUplink
 from lora_bridge.network_messages import NetworkEvent, canonical_event, read_network_message
 from lora_bridge.service import open_bridge
@@ -21,7 +22,8 @@ from lora_bridge.uplink_formats import Uplink, eui_or_none, label, number_or_non
 
 SECRET = "property-secret"
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.integers(10**308, 10**330)  # past any float
+    | st.floats() | st.text(max_size=30),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=16), children, max_size=5),
     max_leaves=20,
 )
@@ -70,6 +72,7 @@ def read(network, event, body, content_type, path_ids=None):
         for value in (result.lat, result.lon, result.accuracy_m, result.battery_pct):
             assert value is None or math.isfinite(value)
         json.dumps(result.detail, allow_nan=False)  # storable as JSON
+        assert network_events.dedup_key(result, body).startswith("event:")  # told from its copies
     return result
 
 
