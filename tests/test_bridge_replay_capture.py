@@ -148,3 +148,13 @@ def test_operator_told_how_far_a_replay_got_when_the_store_stays_locked_and_runs
     assert locked == 2 and "store unavailable" in told and "again" in told
     assert again == 0 and printed["kinds"] == {"uplink": {"processed": 1}, "join": {"recorded": 1},
                                                 "status": {"recorded": 1}}
+
+
+def test_a_capture_line_whose_payload_is_no_text_is_a_dead_letter_and_the_replay_goes_on(bridge, tmp_path):
+    # mosquitto_sub '%j' writes a payload that is no UTF-8 as a string with escapes of no character.
+    broken = '{"tst": "2026-12-03T21:00:00Z", "topic": "v3/app1@ttn/devices/dev1/up", "payload": "\\udc80\\ud800"}'
+    lines = [broken, {"topic": "v3/app1@ttn/devices/dev1/join", "payload": nf.TTS["join_accept"].body}]
+
+    report = replay_file(bridge, capture(tmp_path, lines), "tts")
+
+    assert report.kinds == {"unreadable": {"dead_letter": 1}, "join": {"recorded": 1}}

@@ -109,7 +109,9 @@ def submission_of(line: bytes, source: str) -> Submission | None:
         if routed is None:
             return None
         payload = document["payload"]
-        body = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        # A payload that is no UTF-8 comes as escapes of no character (a lone surrogate): kept as such
+        # bytes, the body reads as broken and is a dead letter, not the end of the replay.
+        body = payload.encode("utf-8", "surrogatepass") if isinstance(payload, str) else json.dumps(payload).encode()
         return Submission(f"replay:{routed.network}", routed.event, body,
                           content_type=content_type_of(routed.network, body), path_ids=routed.path_ids)
     event = chirpstack_event_of(line) if network == SOURCE_CHIRPSTACK else None
