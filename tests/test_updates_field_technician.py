@@ -12,6 +12,7 @@ import bridge_builders as b
 import pytest
 from access_builders import CONSOLE
 from fuota_network import GROUP, StandInTheThingsStack, serve
+from signing_helpers import signed_empty_image
 from test_update_campaigns import updates_page
 
 from collar_firmware import blob as collar_blob
@@ -416,3 +417,24 @@ def test_field_technician_resuming_a_campaign_its_canaries_stopped_lets_the_flee
             if device_id != canary:
                 bridge.record_update_ack(device_id, "ok")
         assert bridge.campaign(campaign["id"])["state"] == "done"
+
+
+def test_field_technician_releasing_a_firmware_with_nothing_changed_since_its_base_is_refused_not_sent_empty(
+        key_dir, tmp_path, capsys, api):
+    """Until 4 December the delta of an unchanged tree was an empty payload, signed and written: collars would
+    have confirmed an update that installs nothing."""
+    private, collar_keys = key_dir
+    out = tmp_path / "releases"
+    argv = ["release", "firmware", "--key", str(private), "--collar-keys", str(collar_keys),
+            "--ship-keys", str(collar_keys), "--out", str(out)]
+    assert main([*argv, "--version", "1.1.0"]) == 0
+    capsys.readouterr()
+    written = sorted(p.name for p in out.iterdir())
+    assert "nothing changed since the base 1.1.0" in refused(
+        capsys, [*argv, "--version", "1.1.1", "--base", str(out / "firmware-1.1.0.json")])
+    assert sorted(p.name for p in out.iterdir()) == written, "no firmware-1.1.1 written"
+
+    empty = signed_empty_image((out / "firmware-1.1.0.tmbu").read_bytes(), keys.load(private))
+    answer = api.post("/api/updates/campaigns", content=empty)  # an empty image made some other way
+    assert answer.status_code == 400 and "the image carries no payload" in answer.json()["error"]
+    assert api.bridge.campaigns() == [], "nothing started"

@@ -75,6 +75,9 @@ def identify(image: bytes) -> ImageIdentity:
     if header.hardware_id != collar_config.HARDWARE_ID:
         raise CampaignError(f"the image is built for {header.hardware_id!r}; the collars are "
                             f"{collar_config.HARDWARE_ID!r} and would refuse it")
+    if header.payload_len == 0:
+        raise CampaignError("the image carries no payload: nothing for a collar to install (every collar would "
+                            "refuse it as truncated)")
     expected = header.size + header.payload_len
     if len(image) < expected:
         raise CampaignError(f"the image is truncated: {len(image)} bytes where its header says {expected}; "
