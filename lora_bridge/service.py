@@ -1798,7 +1798,7 @@ class Bridge:
         with self.db.write() as session:
             if session.get(UpdateCampaign, campaign_id) is None:
                 raise UnknownCampaign(f"no update campaign {campaign_id}")
-            return campaigns.view(session, campaigns.steer(session, campaign_id, action, user))
+            return campaigns.view(session, campaigns.steer(session, campaign_id, action, user, self.clock()))
 
     def record_update_ack(self, device_id: str, result: str) -> list[int]:
         """A collar's port-31 ack for port 201 (an ACK_RESULTS name): advance its campaigns."""

@@ -467,3 +467,112 @@ def test_a_canary_that_took_its_set_up_and_then_went_silent_fails_with_no_answer
     assert after["state"] == "stopped" and after["counts"] == {"failed": 1, "updated": 1}
     assert [(e["event"], e["detail"]) for e in after["history"] if e["device_id"] == "collar-01"][-1] == (
         "failed", {"result": "no answer"})
+
+
+class TwoCollarDelivery:
+    """A bridge delivering the model to collar-01 and collar-02 (both canaries, none allowed to stop the
+    campaign), both of which accept their window and fragmentation session; the technician's clock is
+    the bridge's (`at`)."""
+
+    def __init__(self, bridge, network: StandInTheThingsStack, max_canary_failures_pct: int = 100) -> None:
+        image, version = model_image()
+        self.bridge, self.network, self.f_cnt = bridge, network, 0
+        for name in ("collar-01", "collar-02"):
+            self.uplink(name, b.status())
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=100, max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=0, min_rssi_dbm=-140.0)
+        self.id = campaign["id"]
+        self.opens = campaign["delivery"]["window_opens"]
+        self.queued_at = self.opens - timedelta(seconds=300)
+        self.tick(self.queued_at)
+        (setup,) = [codec.decode(p["f_port"], p["payload"], "down") for p in network.unicast
+                    if p["device"] == "collar-01" and p["f_port"] == 200]
+        self.window_s = 1 << setup["timeout_log2_s"]
+        self.closes = self.opens + timedelta(seconds=self.window_s)
+        self.planned_s = 2 * 3600 + self.window_s  # the set-up lead and the class C window
+        for name in ("collar-01", "collar-02"):
+            self.uplink(name, codec.encode_packet("mc_class_c_session_ans", {"status": 0, "time_to_start_s": [{"s": 300}]}))
+            self.uplink(name, codec.encode_packet("frag_session_setup_ans", {"status": 0}))
+
+    def uplink(self, name: str, message: tuple[int, bytes], at: datetime | None = None) -> None:
+        self.f_cnt += 1
+        self.bridge.ingest_tts_uplink(b.tts_uplink(message, device_id=name, f_cnt=self.f_cnt, received_at=at))
+        self.bridge.process_pending()
+
+    def tick(self, now: datetime) -> None:
+        self.bridge.clock = lambda: now
+        self.bridge.deliver_updates(now)
+        self.bridge.flush_downlinks()
+
+    def steer(self, action: str, now: datetime) -> None:
+        self.bridge.clock = lambda: now
+        self.bridge.steer_campaign(self.id, action, "tech")
+
+    def collar(self, name: str) -> dict:
+        return next(c for c in self.bridge.campaign(self.id)["collars"] if c["device_id"] == name)
+
+
+def test_field_technician_sees_a_collar_that_keeps_answering_but_never_rebuilds_the_image_fail_in_bounded_time(
+        sqlite_url, network):
+    """Until 4 December only silent collars timed out: a collar heard every few hours (its status, its
+    fragment status answers) that never got its image held its campaign open for ever."""
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=1) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        bridge.record_update_ack("collar-02", "ok")
+        # collar-01, behind a hill, hears almost nothing: it answers each status request and sends its own status
+        now, ended_at = run.closes, None
+        while now < run.closes + timedelta(days=10) and ended_at is None:
+            now += timedelta(hours=6)
+            run.uplink("collar-01", b.status(), at=now)
+            run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
+                                                        {"received_and_index": 3, "missing": 31, "status": 0}), at=now)
+            run.tick(now)
+            if bridge.campaign(run.id)["state"] == "done":
+                ended_at = now
+        after = bridge.campaign(run.id)
+        queued = bridge.downlinks("queued")
+
+    stuck = next(c for c in after["collars"] if c["device_id"] == "collar-01")
+    assert ended_at is not None, "the campaign ends"
+    assert stuck["state"] == "failed" and stuck["reason"].startswith("no result in ") \
+        and stuck["reason"].endswith(": 31 fragments missing"), stuck["reason"]
+    # its planned time, and a week of unicast within fair use, not less
+    assert ended_at - run.queued_at > timedelta(seconds=run.planned_s, days=7)
+    assert ended_at - run.queued_at <= timedelta(seconds=run.planned_s, days=7, hours=6)
+    assert after["counts"] == {"failed": 1, "updated": 1}
+    (failed,) = [e for e in after["history"] if e["device_id"] == "collar-01" and e["event"] == "failed"]
+    assert "still missed 31 fragments when it last answered" in failed["detail"]["detail"]
+    assert not [d for d in queued if d.device_id == "collar-01"], "nothing more goes to it"
+
+
+def test_field_technician_who_paused_a_campaign_overnight_does_not_see_its_collars_fail_on_resume(sqlite_url, network):
+    """Until 4 December the time a campaign spent paused counted toward a collar's silence limit, so a
+    collar that had a few quiet hours before the pause failed with "no answer" at the first tick after
+    the resume."""
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=2) as bridge:
+        run = TwoCollarDelivery(bridge, network, max_canary_failures_pct=40)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        bridge.record_update_ack("collar-02", "ok")
+        limit = timedelta(seconds=2 * run.planned_s)  # collar-01 is quiet from its set-up on
+        paused_at = run.queued_at + limit / 2
+        run.steer("pause", paused_at)
+        resumed_at = paused_at + timedelta(days=2)
+        run.steer("resume", resumed_at)
+        run.tick(resumed_at + timedelta(minutes=1))
+        after_resume = run.collar("collar-01")
+        run.tick(resumed_at + limit / 2 - timedelta(minutes=5))
+        before_its_time = run.collar("collar-01")
+        run.tick(resumed_at + limit / 2 + timedelta(minutes=5))
+        after = bridge.campaign(run.id)
+
+    assert (after_resume["state"], before_its_time["state"]) == ("sending", "sending"), "the pause is not its silence"
+    silent = next(c for c in after["collars"] if c["device_id"] == "collar-01")
+    assert (silent["state"], silent["reason"]) == ("failed", "no answer"), "once it has been quiet long enough"
+    assert after["state"] == "stopped"

@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -43,6 +44,7 @@ FINAL_COLLAR_STATES = ("updated", "failed", "current")
 STEPS = {"pause": ACTIVE, "resume": ("paused", "stopped"), "abort": UNFINISHED}  # a technician's step: from which states
 IMAGE_KINDS = {update_image.KIND_FIRMWARE: "firmware", update_image.KIND_MODEL: "model"}
 NAME_MAX = UpdateCampaign.__table__.c.name.type.length  # what the store keeps (PostgreSQL refuses more)
+REASON_MAX = CampaignCollar.__table__.c.reason.type.length  # a collar's reason, as the store keeps it
 CAMPAIGN_START_LOCK = 0x74656D626F_0E  # PostgreSQL advisory lock key of campaign starts ("tembo", 14)
 SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
 
@@ -116,14 +118,47 @@ def running_version(kind: str, device: Device | None) -> int | None:
 
 
 def _event(session: Session, campaign: UpdateCampaign, event: str, device_id: str | None = None,
-           **detail: Any) -> None:
-    session.add(CampaignEvent(campaign_id=campaign.id, device_id=device_id, event=event, detail=detail))
+           time: datetime | None = None, **detail: Any) -> None:
+    session.add(CampaignEvent(campaign_id=campaign.id, device_id=device_id, event=event, detail=detail,
+                              time=time or utc_now()))
 
 
 def record_event(session: Session, campaign: UpdateCampaign, event: str, device_id: str | None = None,
                  **detail: Any) -> None:
     """Add an event to a campaign's history (the delivery's own steps)."""
     _event(session, campaign, event, device_id, **detail)
+
+
+PAUSE_ENDS = ("resume", "abort")  # the technician's steps that end a pause
+
+
+def paused_s(session: Session, campaign_id: int, since: datetime, until: datetime) -> float:
+    """Seconds of [since, until] the campaign spent paused, from its history (a `pause` step until the
+    next `resume` or `abort`; a pause not yet ended runs to `until`). A delivery's time limits count
+    only the time the campaign ran: nothing is sent to a collar while its campaign is paused."""
+    total, began = 0.0, None
+    for time, event in session.execute(
+            select(CampaignEvent.time, CampaignEvent.event)
+            .where(CampaignEvent.campaign_id == campaign_id, CampaignEvent.device_id.is_(None),
+                   CampaignEvent.event.in_(("pause",) + PAUSE_ENDS))
+            .order_by(CampaignEvent.id)):
+        if event == "pause" and began is None:
+            began = time
+        elif event in PAUSE_ENDS and began is not None:
+            total += _overlap_s(began, time, since, until)
+            began = None
+    if began is not None:
+        total += _overlap_s(began, until, since, until)
+    return total
+
+
+def _overlap_s(start: datetime, end: datetime, since: datetime, until: datetime) -> float:
+    return max(0.0, (min(end, until) - max(start, since)).total_seconds())
+
+
+def running_s(session: Session, campaign_id: int, since: datetime, until: datetime) -> float:
+    """Seconds from since to until that the campaign was not paused."""
+    return (until - since).total_seconds() - paused_s(session, campaign_id, since, until)
 
 
 def canary_order(device_id: str) -> str:
@@ -372,18 +407,22 @@ def _running_text(kind: str, device: Device) -> str:
     return str(device.model_version) if kind == "model" else str(device.fw_version)
 
 
-def fail_collar(session: Session, campaign: UpdateCampaign, collar: CampaignCollar, reason: str) -> None:
-    """A collar the delivery cannot serve: failed with the reason, in its history; the campaign is
-    evaluated again (a failed canary counts)."""
+def fail_collar(session: Session, campaign: UpdateCampaign, collar: CampaignCollar, reason: str,
+                detail: str | None = None) -> None:
+    """A collar the delivery cannot serve: failed with the reason (short: the collar's state keeps
+    REASON_MAX characters), in its history with the detail when given; the campaign is evaluated again
+    (a failed canary counts)."""
     if collar.state != "sending":
         return
-    collar.state, collar.reason, collar.updated_at = "failed", reason, utc_now()
-    _event(session, campaign, "failed", collar.device_id, result=reason)
+    collar.state, collar.reason, collar.updated_at = "failed", reason[:REASON_MAX], utc_now()
+    _event(session, campaign, "failed", collar.device_id, result=reason, **({"detail": detail} if detail else {}))
     evaluate(session, campaign)
 
 
-def steer(session: Session, campaign_id: int, action: str, user: str) -> UpdateCampaign:
-    """Pause, resume or abort a campaign."""
+def steer(session: Session, campaign_id: int, action: str, user: str, now: datetime | None = None) -> UpdateCampaign:
+    """Pause, resume or abort a campaign at now (the bridge's clock: the history's pauses are what
+    `paused_s` reads)."""
+    now = now or utc_now()
     campaign = session.get(UpdateCampaign, campaign_id)
     if campaign is None:
         raise CampaignError(f"no campaign {campaign_id}")
@@ -400,10 +439,10 @@ def steer(session: Session, campaign_id: int, action: str, user: str) -> UpdateC
         if overriding:
             campaign.stage = "fleet"
         campaign.state = "rolling" if campaign.stage == "fleet" else "canary"
-    campaign.updated_at = utc_now()
-    _event(session, campaign, action, by=user)
+    campaign.updated_at = now
+    _event(session, campaign, action, time=now, by=user)
     if overriding:
-        _event(session, campaign, "fleet_stage", by=user, overriding_canary_stop=True)
+        _event(session, campaign, "fleet_stage", time=now, by=user, overriding_canary_stop=True)
         log.warning("campaign resumed past its canaries' stop campaign_id=%d by=%s", campaign.id, user,
                     extra={"campaign_id": campaign.id})
     if action == "resume":

@@ -40,7 +40,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from collar_firmware import codec as wire
@@ -174,7 +174,7 @@ def tick(session: Session, codec: Any, now: datetime | None = None,
          group_keys: multicast_keys.CollarKeyRing | None = None, *, no_answer_factor: float) -> int:
     """Move every open delivery of an active campaign on; return how many frames were queued.
     group_keys: the collars' key file, for deliveries that set up their own group; no_answer_factor:
-    how many planned delivery times a collar that answered its set-up may stay silent (`fail_silent`)."""
+    how many planned delivery times a collar may stay silent, or go without a result (`fail_overdue`)."""
     now = now or utc_now()
     queued = 0
     rows = session.execute(
@@ -184,7 +184,7 @@ def tick(session: Session, codec: Any, now: datetime | None = None,
     ).all()
     for row, _campaign in rows:
         queued += _tick_one(session, codec, row, now, group_keys)
-        fail_silent(session, row, now, no_answer_factor)
+        fail_overdue(session, row, now, no_answer_factor)
         row.updated_at = now
     return queued + _end_deliveries(session, codec, now)
 
@@ -440,36 +440,81 @@ def planned_s(row: FuotaSession) -> float:
     return SETUP_LEAD_S + (1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
 
 
-def fail_silent(session: Session, row: FuotaSession, now: datetime, factor: float) -> list[str]:
-    """Fail ("no answer") every collar of the delivery that answered its set-up, still has no result
-    and was heard neither in the last `factor` planned times nor since its set-up was queued that long
-    ago, with nothing left queued for it in the outbox (fair use may hold its unicast fragments; a
-    collar fed by unicast after its uplinks is heard, so not silent); return their ids. The campaign
-    counts it like any failed collar: a silent canary stops a campaign as a refusing one does."""
-    deadline = now - timedelta(seconds=factor * planned_s(row))
-    silent = list(session.scalars(
-        select(CampaignCollar)
+def fail_overdue(session: Session, row: FuotaSession, now: datetime, factor: float) -> list[str]:
+    """End the step of every collar of the delivery that is overdue; return their ids. Time counts only
+    while the campaign runs (`campaigns.running_s`: paused time is not a collar's fault). Two limits:
+
+    - "no answer": it answered its set-up, then was heard neither since its set-up nor at all in the
+      last `factor` planned times (`planned_s`), with nothing queued for it in the outbox (fair use
+      may hold its unicast fragments; a collar fed by unicast after its uplinks is heard);
+    - "no result": `factor` planned times since its set-up (and MAX_UNICAST_DAYS more when it is served
+      by unicast, which fair use spreads over days) went by without its result, heard or not: a
+      collar that keeps answering status requests, or sending its own status, but never rebuilds the
+      image or never says how its install went would otherwise hold its campaign open for ever.
+      What is still queued for it is dropped.
+
+    The campaign counts it like any failed collar: an overdue canary stops a campaign as a refusing
+    one does, and a campaign whose last collar is overdue is done."""
+    limit_s = factor * planned_s(row)
+    found = session.execute(
+        select(CampaignCollar, FuotaCollar, Device.last_seen)
         .join(FuotaCollar, (FuotaCollar.campaign_id == CampaignCollar.campaign_id)
               & (FuotaCollar.device_id == CampaignCollar.device_id))
         .join(Device, Device.device_id == CampaignCollar.device_id)
         .where(CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
-               FuotaCollar.setup_answered.is_(True), FuotaCollar.setup_queued_at <= deadline,
-               or_(Device.last_seen.is_(None), Device.last_seen <= deadline))))
-    if not silent:
+               FuotaCollar.setup_queued_at.is_not(None),
+               FuotaCollar.setup_queued_at <= now - timedelta(seconds=limit_s))).all()  # wall time >= running time
+    if not found:
         return []
     campaign = session.get(UpdateCampaign, row.campaign_id)
     failed = []
-    for collar in silent:
-        held = session.scalar(select(func.count()).select_from(Downlink).where(
-            Downlink.device_id == collar.device_id, Downlink.state == downlinks.STATE_QUEUED))
-        if held:
+    for collar, delivered, last_seen in found:
+        quiet_since = max(delivered.setup_queued_at, last_seen or delivered.setup_queued_at)
+        if delivered.setup_answered and campaigns.running_s(session, row.campaign_id, quiet_since, now) > limit_s \
+                and not session.scalar(select(func.count()).select_from(Downlink).where(
+                    Downlink.device_id == collar.device_id, Downlink.state == downlinks.STATE_QUEUED)):
+            log.warning("no answer from device_id=%s campaign_id=%d: silent for %.1f h since its set-up",
+                        collar.device_id, row.campaign_id, limit_s / 3600,
+                        extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+            campaigns.fail_collar(session, campaign, collar, NO_ANSWER)
+            failed.append(collar.device_id)
             continue
-        log.warning("no answer from device_id=%s campaign_id=%d: silent for %.1f h since its set-up",
-                    collar.device_id, row.campaign_id, factor * planned_s(row) / 3600,
-                    extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
-        campaigns.fail_collar(session, campaign, collar, NO_ANSWER)
-        failed.append(collar.device_id)
+        since_setup_s = campaigns.running_s(session, row.campaign_id, delivered.setup_queued_at, now)
+        by_unicast = delivered.unicast_sent > 0 or delivered.unicast_reason is not None
+        if since_setup_s > limit_s + (delivery.MAX_UNICAST_DAYS * 86400 if by_unicast else 0):
+            reason, detail = _no_result(delivered, since_setup_s)
+            dropped = _drop_queued(session, collar.device_id)
+            log.warning("no result from device_id=%s campaign_id=%d after %.1f h of its delivery: %s (%d frames "
+                        "dropped)", collar.device_id, row.campaign_id, since_setup_s / 3600, detail, dropped,
+                        extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+            campaigns.fail_collar(session, campaign, collar, reason, detail=detail)
+            failed.append(collar.device_id)
     return failed
+
+
+def _no_result(delivered: FuotaCollar, since_setup_s: float) -> tuple[str, str]:
+    """The reason (short, as a collar's state keeps it) and the history's account of a collar that gave
+    no result in its time."""
+    hours = f"{since_setup_s / 3600:.1f} h"
+    if delivered.complete:
+        return (f"no result in {hours}: image rebuilt, no ack",
+                "it said it holds the whole image but sent no result (no port-31 ack, no status with it)")
+    if delivered.missing is not None:
+        return (f"no result in {hours}: {delivered.missing} fragments missing",
+                f"it still missed {delivered.missing} fragments when it last answered"
+                f"{'' if delivered.status_at is None else ' at ' + delivered.status_at.isoformat()}")
+    return f"no result in {hours}: never said what it holds", "it never answered a fragment status request"
+
+
+def _drop_queued(session: Session, device_id: str) -> int:
+    """Drop what a collar's delivery still has queued for it (set-up, unicast fragments); return how many."""
+    dropped = 0
+    for frame in session.scalars(select(Downlink).where(
+            Downlink.device_id == device_id, Downlink.command.in_(DELIVERY_COMMANDS),
+            Downlink.state == downlinks.STATE_QUEUED)):
+        frame.state = downlinks.STATE_SUPERSEDED
+        dropped += 1
+    return dropped
 
 
 def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
@@ -477,9 +522,11 @@ def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
     (the outbox holds them within fair use); then the delivery is closed."""
     queued = 0
     frags = _frags(row)
-    for collar in session.scalars(select(FuotaCollar).where(
+    for collar in session.scalars(select(FuotaCollar).join(
+            CampaignCollar, (CampaignCollar.campaign_id == FuotaCollar.campaign_id)
+            & (CampaignCollar.device_id == FuotaCollar.device_id)).where(
             FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.missing > 0, FuotaCollar.setup_answered.is_(True),
-            FuotaCollar.complete.is_(False))):
+            FuotaCollar.complete.is_(False), CampaignCollar.state == "sending")):  # not one whose step ended
         waiting = session.scalar(select(func.count()).select_from(Downlink).where(
             Downlink.device_id == collar.device_id, Downlink.command == "data_fragment",
             Downlink.state == downlinks.STATE_QUEUED))  # still held by the outbox (fair use): not sent again
