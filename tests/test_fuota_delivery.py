@@ -576,3 +576,45 @@ def test_field_technician_who_paused_a_campaign_overnight_does_not_see_its_colla
     silent = next(c for c in after["collars"] if c["device_id"] == "collar-01")
     assert (silent["state"], silent["reason"]) == ("failed", "no answer"), "once it has been quiet long enough"
     assert after["state"] == "stopped"
+
+
+def test_field_technician_sees_a_collar_whose_link_degraded_before_its_set_up_held_back_and_the_window_not_slowed(
+        sqlite_url, network):
+    """Until 4 December the spreading factor gate was checked when a collar was released and on its status
+    while it waited: a released collar whose network moved it to SF11 before its set-up left was set up
+    for a window at SF9 it would hardly hear, and a collar gated at SF12 slowed the plan's window to SF12."""
+    from test_update_campaigns import at_spreading_factor
+
+    image, version = model_image()
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        heard = b.T0 + timedelta(minutes=1)
+        for f_cnt, (name, sf) in enumerate([("collar-01", 9), ("collar-02", 9), ("collar-03", 12)], start=1):
+            bridge.ingest_tts_uplink(at_spreading_factor(
+                b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt, received_at=heard), sf))
+        bridge.process_pending()
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0, max_spreading_factor=9)
+        opens = campaign["delivery"]["window_opens"]
+        # collar-02 walks into a valley: its next uplinks come at SF11, before its set-up goes
+        bridge.ingest_tts_uplink(at_spreading_factor(
+            b.tts_uplink(b.status(), device_id="collar-02", f_cnt=10, received_at=heard + timedelta(hours=1)), 11))
+        bridge.process_pending()
+        bridge.deliver_updates(opens - timedelta(minutes=100))
+        bridge.flush_downlinks()
+        held = {c["device_id"]: (c["state"], c["reason"]) for c in bridge.campaign(campaign["id"])["collars"]}
+        set_up = {p["device"] for p in network.unicast if p["f_port"] == 200}
+        bridge.ingest_tts_uplink(at_spreading_factor(  # out of the valley, heard at SF9 again
+            b.tts_uplink(b.status(), device_id="collar-02", f_cnt=11, received_at=heard + timedelta(hours=2)), 9))
+        bridge.process_pending()
+        bridge.deliver_updates(opens - timedelta(minutes=50))
+        bridge.flush_downlinks()
+        later = {p["device"] for p in network.unicast if p["f_port"] == 200}
+
+    assert campaign["delivery"]["sf"] == 9, "the window is planned for the collars the gate lets through"
+    assert held == {"collar-01": ("sending", None), "collar-02": ("gated", "spreading factor"),
+                    "collar-03": ("gated", "spreading factor")}
+    assert set_up == {"collar-01"}, "no set-up for a window it would hardly hear"
+    assert later == {"collar-01", "collar-02"}, "set up once it is heard within the gate again"

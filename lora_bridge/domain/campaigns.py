@@ -322,6 +322,21 @@ def _gate(session: Session, campaign: UpdateCampaign, device: Device | None) -> 
     return None
 
 
+def hold_back(session: Session, campaign: UpdateCampaign, collar: CampaignCollar) -> str | None:
+    """Check a released ("sending") collar's gates again just before its delivery starts (its set-up is
+    queued): one whose battery, RSSI or spreading factor went past a gate since it was released goes
+    back to "gated" with the reason (it is released again when a later uplink shows it back). Return
+    the reason, or None when it may go."""
+    why = _gate(session, campaign, session.get(Device, collar.device_id))
+    if why is None or collar.state != "sending":
+        return None
+    collar.state, collar.reason, collar.updated_at = "gated", why, utc_now()
+    _event(session, campaign, "gated", collar.device_id, reason=why, before_its_set_up=True)
+    log.info("device_id=%s held back before its set-up campaign_id=%d: %s", collar.device_id, campaign.id, why,
+             extra={"device_id": collar.device_id, "campaign_id": campaign.id})
+    return why
+
+
 def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
     """Move the campaign on: gate and release collars of the current stage, stop on failed canaries,
     open the fleet stage when the canaries are through, finish when every collar answered."""

@@ -95,7 +95,10 @@ def _frags(row: FuotaSession) -> Fragmented:
     return fragment(row.image, row.frag_size)
 
 
-def _links(session: Session, device_ids: list[str], prior_loss: float) -> list[CollarLink]:
+def _links(session: Session, device_ids: list[str], prior_loss: float, max_sf: int) -> list[CollarLink]:
+    """The collars' links as the plan sees them: a collar heard above the campaign's spreading factor
+    gate (max_sf) is held until it is heard at max_sf or faster, so it is planned at max_sf, never
+    slowing the group's window down to where it is now."""
     links = []
     for device_id in device_ids:
         sf = session.scalars(
@@ -108,7 +111,7 @@ def _links(session: Session, device_ids: list[str], prior_loss: float) -> list[C
             .where(FuotaCollar.device_id == device_id, FuotaCollar.loss.is_not(None))
             .order_by(FuotaCollar.status_at.desc())
         ).first()
-        links.append(CollarLink(device_id, int(sf or DEFAULT_SF), prior_loss if loss is None else float(loss)))
+        links.append(CollarLink(device_id, min(int(sf or DEFAULT_SF), max_sf), prior_loss if loss is None else float(loss)))
     return links
 
 
@@ -139,7 +142,7 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
             raise DeliveryRefused(f"no root key in {group_keys.path} for {', '.join(unknown)}: the bridge cannot "
                                   "give them the group's key")
     try:
-        plan = make_plan(len(image), _links(session, collars, prior_loss))
+        plan = make_plan(len(image), _links(session, collars, prior_loss, campaign.max_spreading_factor))
         frags = fragment(image, plan.frag_size)
     except (PlanRefused, ValueError) as error:
         raise DeliveryRefused(str(error)) from error
@@ -220,8 +223,14 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
     ))
     if not released:
         return 0
+    campaign = session.get(UpdateCampaign, row.campaign_id)
+    steps = {c.device_id: c for c in session.scalars(select(CampaignCollar).where(
+        CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.device_id.in_([c.device_id for c in released])))}
+    if row.ended_at is None:  # a link or battery that went past a gate since the release holds the collar back
+        released = [c for c in released if campaigns.hold_back(session, campaign, steps[c.device_id]) is None]
+        if not released:
+            return 0
     if row.ended_at is not None:  # resumed after its canaries stopped it: the group is gone
-        campaign = session.get(UpdateCampaign, row.campaign_id)
         for collar in session.scalars(select(CampaignCollar).where(
                 CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
                 CampaignCollar.device_id.in_([c.device_id for c in released]))):
