@@ -618,3 +618,37 @@ def test_field_technician_sees_a_collar_whose_link_degraded_before_its_set_up_he
                     "collar-03": ("gated", "spreading factor")}
     assert set_up == {"collar-01"}, "no set-up for a window it would hardly hear"
     assert later == {"collar-01", "collar-02"}, "set up once it is heard within the gate again"
+
+
+def test_field_technician_pausing_in_the_middle_of_the_window_resumes_into_a_new_window_and_every_collar_updates(
+        sqlite_url, network):
+    """Until 4 December a pause that outlasted the collars' Class C window left them with part of the image,
+    and the resume sent the rest to each collar by unicast, ten frames a day under fair use (days for a
+    model, weeks for a firmware), while the history said nothing of what the pause did."""
+    image, version = model_image()
+    fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
+    reserve = Reserve(fleet, network, seed=4)
+    with open_bridge(sqlite_url, network) as bridge:
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)
+        campaign = start_campaign(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        reserve.run_until(int(opens.timestamp()) - 600, step_s=600)
+        reserve.run_until(int(opens.timestamp()) + 90)  # a dozen fragments on the air
+        paused = bridge.steer_campaign(campaign["id"], "pause", "tech")
+        reserve.run_until(int(opens.timestamp()) + 6 * 3600, step_s=300)  # overnight: the collars' windows close
+        resumed = bridge.steer_campaign(campaign["id"], "resume", "tech")
+        reserve.run_until(reserve.now_s() + 6 * 3600, step_s=120)
+        after = bridge.campaign(campaign["id"])
+
+    (pause,) = [e["detail"] for e in after["history"] if e["event"] == "delivery_paused"]
+    assert pause["delivery_state"] == "window" and 0 < pause["fragments_sent"] < pause["fragments_planned"]
+    (resume,) = [e["detail"] for e in after["history"] if e["event"] == "delivery_resumed"]
+    assert resume["collars"] == 3 and resume["from_fragment"] == pause["fragments_sent"] + 1
+    assert resumed["delivery"]["state"] == "setup" and resumed["delivery"]["window_opens"].isoformat() == \
+        resume["new_window"], "a new window, after the set-up lead"
+    assert paused["state"] == "paused" and after["state"] == "done" and after["counts"] == {"updated": 3}
+    unicast_fragments = [p for p in network.unicast if p["payload"][0] == codec.tag_of("data_fragment")
+                         and p["f_port"] == codec.port_of("data_fragment")]
+    assert unicast_fragments == [], "the rest went in the new window, not ten frames a day"
+    assert all(c.collar.update.last_result == "ok" for c in fleet)

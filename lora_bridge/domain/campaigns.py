@@ -124,9 +124,9 @@ def _event(session: Session, campaign: UpdateCampaign, event: str, device_id: st
 
 
 def record_event(session: Session, campaign: UpdateCampaign, event: str, device_id: str | None = None,
-                 **detail: Any) -> None:
+                 time: datetime | None = None, **detail: Any) -> None:
     """Add an event to a campaign's history (the delivery's own steps)."""
-    _event(session, campaign, event, device_id, **detail)
+    _event(session, campaign, event, device_id, time, **detail)
 
 
 PAUSE_ENDS = ("resume", "abort")  # the technician's steps that end a pause

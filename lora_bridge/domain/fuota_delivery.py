@@ -199,8 +199,7 @@ def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime,
         row.state = WINDOW
         _exclude_outside_the_group(session, row)
         log.info("class C window open campaign_id=%d", row.campaign_id, extra={"campaign_id": row.campaign_id})
-    closes = row.session_time + timedelta(seconds=1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
-    if row.state in (WINDOW, REPAIR) and now >= closes:
+    if row.state in (WINDOW, REPAIR) and now >= window_closes(row):
         row.state = STRAGGLERS  # the collars closed their Class C windows (TS005 timeout): unicast from here
         log.info("class C window closed campaign_id=%d", row.campaign_id, extra={"campaign_id": row.campaign_id})
     if row.state in (WINDOW, REPAIR):
@@ -259,11 +258,7 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
                             extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
                 continue  # it stays unreleased until its key is in the file
             queued += 1
-        session_time_s = int(row.session_time.timestamp())
-        downlinks.queue_command(session, codec, device_id=collar.device_id, command="mc_class_c_session", values={
-            "group": MC_GROUP, "session_time_gps_s": wire.gps_from_unix(session_time_s),
-            "timeout_log2_s": delivery.window_timeout_log2(row.nb_frag, row.spacing_s),
-            "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
+        _queue_window(session, codec, row, collar.device_id)
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
             "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size,
             "control": delivery.BLOCK_ACK_DELAY,
@@ -284,6 +279,73 @@ def _reopen(row: FuotaSession, now: datetime) -> None:
     row.status_asked_at = None
     row.status_rounds = 0
     row.closed_at = None  # the new window sends as many fragments as the last one ended with
+
+
+def window_closes(row: FuotaSession) -> datetime:
+    """When the collars close the Class C window of the delivery's session (TS005 timeout)."""
+    return row.session_time + timedelta(seconds=1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
+
+
+def paused(session: Session, campaign: UpdateCampaign, now: datetime) -> None:
+    """The technician paused the campaign: nothing more goes to the group or the collars until the resume.
+    What that means for a delivery whose window is open (or about to open) goes into the history: the
+    collars keep their Class C windows open until the TS005 timeout and hear nothing more; frames the
+    outbox holds for the next HORIZON_S still go. A collar missing fragments says so when its window
+    closes, and keeps what it holds for the resume."""
+    row = session.get(FuotaSession, campaign.id)
+    if row is None or row.state not in (SETUP, WINDOW, REPAIR):
+        return
+    campaigns.record_event(session, campaign, "delivery_paused", time=now, delivery_state=row.state,
+                           fragments_sent=row.next_fragment - 1, fragments_planned=row.target_fragment,
+                           window_opens=row.session_time.isoformat(), window_closes=window_closes(row).isoformat())
+    log.info("delivery paused campaign_id=%d in %s after %d of %d fragments; the collars' window closes %s",
+             row.campaign_id, row.state, row.next_fragment - 1, row.target_fragment, window_closes(row).isoformat(),
+             extra={"campaign_id": row.campaign_id})
+
+
+def resumed(session: Session, codec: Any, campaign: UpdateCampaign, now: datetime) -> int:
+    """The technician resumed the campaign: a delivery whose multicast was cut by the pause goes on from
+    the fragment it stopped at. While the collars' window is open long enough for the fragments still
+    planned, in that window; otherwise (it closed during the pause, or opened and closed) in a new one:
+    every collar of the group still missing fragments is sent a new McClassCSessionReq (its
+    fragmentation session, and what it holds of the image, are kept), and the window opens SETUP_LEAD_S
+    later. Return how many downlinks were queued."""
+    row = session.get(FuotaSession, campaign.id)
+    if row is None or row.ended_at is not None or row.state not in (SETUP, WINDOW, REPAIR):
+        return 0
+    left_s = max(0, row.target_fragment - row.next_fragment + 1) * row.spacing_s + delivery.ANSWER_WAIT_S
+    if now < row.session_time or now + timedelta(seconds=left_s) <= window_closes(row):
+        campaigns.record_event(session, campaign, "delivery_resumed", time=now, window_closes=window_closes(row)
+                               .isoformat(), from_fragment=row.next_fragment)
+        return 0
+    group = list(session.scalars(
+        select(FuotaCollar).join(CampaignCollar, (CampaignCollar.campaign_id == FuotaCollar.campaign_id)
+                                 & (CampaignCollar.device_id == FuotaCollar.device_id))
+        .where(FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.setup_queued_at.is_not(None),
+               FuotaCollar.unicast_reason.is_(None), FuotaCollar.complete.is_(False),
+               CampaignCollar.state == "sending")))
+    row.state = SETUP
+    row.session_time = (now + timedelta(seconds=SETUP_LEAD_S)).replace(microsecond=0)
+    row.next_at = row.session_time
+    row.status_asked_at = None  # the fragments go on from row.next_fragment: the collars keep what they hold
+    for collar in group:
+        _queue_window(session, codec, row, collar.device_id)
+        collar.session_answered = False  # the new window counts once the collar accepts it
+        collar.setup_queued_at = now
+    campaigns.record_event(session, campaign, "delivery_resumed", time=now, new_window=row.session_time.isoformat(),
+                           collars=len(group), from_fragment=row.next_fragment)
+    log.info("delivery resumed campaign_id=%d: a new window at %s for %d collars, from fragment %d",
+             row.campaign_id, row.session_time.isoformat(), len(group), row.next_fragment,
+             extra={"campaign_id": row.campaign_id})
+    return len(group)
+
+
+def _queue_window(session: Session, codec: Any, row: FuotaSession, device_id: str) -> None:
+    """Queue a collar's TS005 McClassCSessionReq for the delivery's window (its time, its timeout)."""
+    downlinks.queue_command(session, codec, device_id=device_id, command="mc_class_c_session", values={
+        "group": MC_GROUP, "session_time_gps_s": wire.gps_from_unix(int(row.session_time.timestamp())),
+        "timeout_log2_s": delivery.window_timeout_log2(row.nb_frag, row.spacing_s),
+        "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
 
 
 def _queue_multicast(session: Session, row: FuotaSession, command: str, port: int, payload: bytes,
