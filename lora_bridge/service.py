@@ -1797,8 +1797,11 @@ class Bridge:
 
         now = self.clock()
         with self.db.write() as session:
-            if session.get(UpdateCampaign, campaign_id) is None:
+            found = session.get(UpdateCampaign, campaign_id)
+            if found is None:
                 raise UnknownCampaign(f"no update campaign {campaign_id}")
+            if action == "resume" and found.state == "stopped":  # the override: the fleet goes on, delivered
+                fuota_delivery.reopen_after_stop(session, found, now)
             campaign = campaigns.steer(session, campaign_id, action, user, now)
             if action == "pause":
                 fuota_delivery.paused(session, campaign, now)

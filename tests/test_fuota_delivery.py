@@ -652,3 +652,38 @@ def test_field_technician_pausing_in_the_middle_of_the_window_resumes_into_a_new
                          and p["f_port"] == codec.port_of("data_fragment")]
     assert unicast_fragments == [], "the rest went in the new window, not ten frames a day"
     assert all(c.collar.update.last_result == "ok" for c in fleet)
+
+
+def test_field_technician_overriding_a_canary_stop_gets_the_fleet_set_up_not_failed(sqlite_url, network):
+    """Until 4 December Resume on a campaign its canaries stopped opened the fleet stage and the bridge failed
+    every fleet collar at once ("the delivery ended when the campaign stopped"): the override did nothing
+    but mark the fleet failed."""
+    image, version = model_image()
+    herd = ["collar-01", "collar-02", "collar-03"]
+    with open_bridge(sqlite_url, network) as bridge:
+        for f_cnt, name in enumerate(herd, start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt))
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=30, max_canary_failures_pct=0, min_battery_mv=0, min_rssi_dbm=-140.0)
+        (canary,) = [c["device_id"] for c in campaign["collars"] if c["stage"] == "canary"]
+        fleet = sorted(set(herd) - {canary})
+        opens = campaign["delivery"]["window_opens"]
+        bridge.deliver_updates(opens - timedelta(minutes=110))
+        bridge.flush_downlinks()
+        bridge.record_update_ack(canary, "self_test_failed")  # the technician knows why, and goes on
+        bridge.deliver_updates(opens - timedelta(minutes=100))  # the stop ends the delivery
+        stopped = bridge.campaign(campaign["id"])
+        bridge.clock = lambda: opens - timedelta(minutes=90)
+        bridge.steer_campaign(campaign["id"], "resume", "tech")
+        bridge.deliver_updates(opens - timedelta(minutes=89))
+        bridge.flush_downlinks()
+        after = bridge.campaign(campaign["id"])
+
+    assert stopped["state"] == "stopped" and stopped["delivery"]["ended_at"] is not None
+    assert after["state"] == "rolling" and {c["device_id"]: c["state"] for c in after["collars"]} == {
+        canary: "failed", **{name: "sending" for name in fleet}}
+    assert after["delivery"]["state"] == "setup" and after["delivery"]["ended_at"] is None
+    assert {p["device"] for p in network.unicast if p["f_port"] == codec.port_of("frag_session_setup")} >= set(fleet), \
+        "the fleet is set up in a window of its own"

@@ -340,6 +340,25 @@ def resumed(session: Session, codec: Any, campaign: UpdateCampaign, now: datetim
     return len(group)
 
 
+def reopen_after_stop(session: Session, campaign: UpdateCampaign, now: datetime) -> None:
+    """The technician resumes a campaign its canaries stopped (the override): its delivery, ended at the
+    stop, opens again so the fleet is set up in a new window through the same group (the technician's
+    network server group, and on the collars a group the set-up gives them again). CampaignError (a
+    step refused, as the API and the page show it) when the bridge made the group at ChirpStack for
+    this campaign: it was deleted at the stop."""
+    row = session.get(FuotaSession, campaign.id)
+    if row is None or row.ended_at is None:
+        return
+    if row.group_created:
+        raise campaigns.CampaignError(f"the ChirpStack multicast group the bridge made for campaign {campaign.id} was "
+                              "deleted when its canaries stopped it: start a new campaign with the same image for "
+                              "the collars still to update")
+    row.ended_at = None  # the next tick sets up the released collars in a new window (_setups, _reopen)
+    campaigns.record_event(session, campaign, "delivery_reopened", time=now, ended_at=None)
+    log.info("delivery of campaign_id=%d opened again: its canaries' stop overridden", campaign.id,
+             extra={"campaign_id": campaign.id})
+
+
 def _queue_window(session: Session, codec: Any, row: FuotaSession, device_id: str) -> None:
     """Queue a collar's TS005 McClassCSessionReq for the delivery's window (its time, its timeout)."""
     downlinks.queue_command(session, codec, device_id=device_id, command="mc_class_c_session", values={
