@@ -438,3 +438,22 @@ def test_field_technician_releasing_a_firmware_with_nothing_changed_since_its_ba
     answer = api.post("/api/updates/campaigns", content=empty)  # an empty image made some other way
     assert answer.status_code == 400 and "the image carries no payload" in answer.json()["error"]
     assert api.bridge.campaigns() == [], "nothing started"
+
+
+def test_field_technician_whose_key_cannot_be_installed_is_refused_before_a_key_is_made(tmp_path, capsys):
+    """Until 4 December `tembo keys generate --install` made the private key and then failed to install it (a
+    full key file, a folder that does not exist): the technician held a key no collar trusts, and the same
+    command again said the key exists."""
+    full = tmp_path / "collar_keys.bin"
+    for key_id in range(1, 5):
+        assert main(["keys", "generate", str(tmp_path / f"release-{key_id}.key"), "--key-id", str(key_id), "--install",
+                     "--collar-keys", str(full)]) == 0
+    capsys.readouterr()
+    fifth = tmp_path / "release-5.key"
+    assert "holds 4 keys already, as many as a collar holds (4)" in refused(
+        capsys, ["keys", "generate", str(fifth), "--key-id", "5", "--install", "--collar-keys", str(full)])
+    nowhere = tmp_path / "no-such-folder" / "collar_keys.bin"
+    assert "cannot be written" in refused(
+        capsys, ["keys", "generate", str(fifth), "--key-id", "5", "--install", "--collar-keys", str(nowhere)])
+    assert not fifth.exists() and not keys.public_path(fifth).exists(), "no key that no collar holds"
+    assert keys.read_collar_keys(full).keys() == {1, 2, 3, 4}
