@@ -477,6 +477,7 @@ class TwoCollarDelivery:
     def __init__(self, bridge, network: StandInTheThingsStack, max_canary_failures_pct: int = 100) -> None:
         image, version = model_image()
         self.bridge, self.network, self.f_cnt = bridge, network, 0
+        bridge.clock = lambda: b.T0 + timedelta(minutes=5)  # in the past: the network's times are taken as heard
         for name in ("collar-01", "collar-02"):
             self.uplink(name, b.status())
         campaign = bridge.create_campaign(
@@ -687,3 +688,31 @@ def test_field_technician_overriding_a_canary_stop_gets_the_fleet_set_up_not_fai
     assert after["delivery"]["state"] == "setup" and after["delivery"]["ended_at"] is None
     assert {p["device"] for p in network.unicast if p["f_port"] == codec.port_of("frag_session_setup")} >= set(fleet), \
         "the fleet is set up in a window of its own"
+
+
+def test_field_technician_sees_a_collar_whose_result_came_after_its_time_limit_counted_as_updated(sqlite_url, network):
+    """A collar failed by the delivery's time limits whose result then arrives (its ack or status was late,
+    not missing) runs the update: until 4 December the campaign kept it failed, as only a collar still
+    being sent the image took a result."""
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=1) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
+                                                    {"received_and_index": 40, "missing": 0, "status": 0}), at=run.closes)
+        bridge.record_update_ack("collar-02", "ok")
+        late = run.queued_at + timedelta(seconds=run.planned_s, minutes=10)
+        run.tick(late)
+        timed_out = run.collar("collar-01")
+        version = bridge.campaign(run.id)["version"]
+        installed = {"update_kind": "model", "update_outcome": "installed", "update_version": version,
+                     "update_reason": "ok"}
+        run.uplink("collar-01", b.status(time_s=int(late.timestamp()) + 60, update=installed),
+                   at=late + timedelta(minutes=1))
+        after = bridge.campaign(run.id)
+
+    assert timed_out["state"] == "failed" and timed_out["reason"].endswith(": image rebuilt, no ack")
+    assert after["state"] == "done" and after["counts"] == {"updated": 2}
+    (late_result,) = [e for e in after["history"] if e["device_id"] == "collar-01" and e["event"] == "updated"]
+    assert late_result["detail"] == {"result": "ok", "late_after": timed_out["reason"]}

@@ -46,6 +46,8 @@ IMAGE_KINDS = {update_image.KIND_FIRMWARE: "firmware", update_image.KIND_MODEL: 
 NAME_MAX = UpdateCampaign.__table__.c.name.type.length  # what the store keeps (PostgreSQL refuses more)
 REASON_MAX = CampaignCollar.__table__.c.reason.type.length  # a collar's reason, as the store keeps it
 CAMPAIGN_START_LOCK = 0x74656D626F_0E  # PostgreSQL advisory lock key of campaign starts ("tembo", 14)
+NO_ANSWER = "no answer"  # a collar's step ended by the delivery's time limits (fuota_delivery.fail_overdue) ...
+NO_RESULT = "no result in"  # ... the reason starts so: a result it sends after all still counts (record_ack)
 SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
 
 
@@ -398,8 +400,18 @@ def reconsider_collar(session: Session, device_id: str) -> list[int]:
     return [c.id for c in active]
 
 
-def record_ack(session: Session, device_id: str, result: str) -> list[int]:
-    """A collar acknowledged an update on port 201 with result: update its active campaigns; return their ids."""
+def overdue(collar: CampaignCollar) -> bool:
+    """True when the collar's step was ended by the delivery's time limits, not by anything it said."""
+    return collar.state == "failed" and collar.reason is not None and (
+        collar.reason == NO_ANSWER or collar.reason.startswith(NO_RESULT))
+
+
+def record_ack(session: Session, device_id: str, result: str, late_in: int | None = None) -> list[int]:
+    """A collar acknowledged an update on port 201 with result: update its active campaigns; return their ids.
+    A result that comes after the delivery's time limits failed the collar (`overdue`: its ack or status
+    was late, not missing) replaces that failure in the campaign it was failed in, whatever that
+    campaign's state now: the collar did answer, and what it answered is what it runs. late_in: that
+    campaign, when the result names its image (a status); else the newest one the collar was failed in."""
     touched = []
     rows = session.execute(
         select(CampaignCollar, UpdateCampaign)
@@ -407,11 +419,25 @@ def record_ack(session: Session, device_id: str, result: str) -> list[int]:
         .where(CampaignCollar.device_id == device_id, CampaignCollar.state == "sending",
                UpdateCampaign.state.in_(ACTIVE + ("paused",)))
     ).all()
+    if not rows:
+        late = session.execute(
+            select(CampaignCollar, UpdateCampaign)
+            .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
+            .where(CampaignCollar.device_id == device_id, CampaignCollar.state == "failed",
+                   *([UpdateCampaign.id == late_in] if late_in is not None else []))
+            .order_by(UpdateCampaign.id.desc()).limit(1)).first()
+        rows = [late] if late is not None and overdue(late[0]) else []
     for collar, campaign in rows:
+        late_for = collar.reason if collar.state == "failed" else None
         collar.state = "updated" if result == "ok" else "failed"
         collar.reason = None if result == "ok" else result
         collar.updated_at = utc_now()
-        _event(session, campaign, collar.state, device_id, result=result)
+        if late_for:
+            _event(session, campaign, collar.state, device_id, result=result, late_after=late_for)
+            log.info("late result from device_id=%s campaign_id=%d: %s (it had been failed: %s)", device_id,
+                     campaign.id, result, late_for, extra={"device_id": device_id, "campaign_id": campaign.id})
+        else:
+            _event(session, campaign, collar.state, device_id, result=result)
         evaluate(session, campaign)
         touched.append(campaign.id)
     return touched

@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 SETUP_LEAD_S = 2 * 3600  # the window opens this long after the set-up is queued (class A: after uplinks)
 HORIZON_S = 60.0  # multicast frames are queued at most this long before their absolute time
 PRIOR_LOSS = 0.1  # a collar's downlink loss before any delivery measured it
-NO_ANSWER = "no answer"
+NO_ANSWER = campaigns.NO_ANSWER
 DEFAULT_SF = 9
 MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 SESSION_INDEX = 0  # one fragmentation session per collar at a time
@@ -587,13 +587,13 @@ def _no_result(delivered: FuotaCollar, since_setup_s: float) -> tuple[str, str]:
     no result in its time."""
     hours = f"{since_setup_s / 3600:.1f} h"
     if delivered.complete:
-        return (f"no result in {hours}: image rebuilt, no ack",
+        return (f"{campaigns.NO_RESULT} {hours}: image rebuilt, no ack",
                 "it said it holds the whole image but sent no result (no port-31 ack, no status with it)")
     if delivered.missing is not None:
-        return (f"no result in {hours}: {delivered.missing} fragments missing",
+        return (f"{campaigns.NO_RESULT} {hours}: {delivered.missing} fragments missing",
                 f"it still missed {delivered.missing} fragments when it last answered"
                 f"{'' if delivered.status_at is None else ' at ' + delivered.status_at.isoformat()}")
-    return f"no result in {hours}: never said what it holds", "it never answered a fragment status request"
+    return f"{campaigns.NO_RESULT} {hours}: never said what it holds", "it never answered a fragment status request"
 
 
 def _drop_queued(session: Session, device_id: str) -> int:
