@@ -716,3 +716,31 @@ def test_field_technician_sees_a_collar_whose_result_came_after_its_time_limit_c
     assert after["state"] == "done" and after["counts"] == {"updated": 2}
     (late_result,) = [e for e in after["history"] if e["device_id"] == "collar-01" and e["event"] == "updated"]
     assert late_result["detail"] == {"result": "ok", "late_after": timed_out["reason"]}
+
+
+def test_field_technician_pausing_a_campaign_stops_the_unicast_fragments_the_outbox_still_holds(sqlite_url, network):
+    """Until 4 December a pause stopped the bridge from planning more, but the set-ups and stragglers'
+    fragments already in the outbox kept going out, for days under fair use."""
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",  # a straggler after the window
+                                                    {"received_and_index": 30, "missing": 6, "status": 0}), at=run.closes)
+        bridge.deliver_updates(run.closes + timedelta(minutes=1))  # its unicast parity is queued ...
+        run.steer("pause", run.closes + timedelta(minutes=2))  # ... and the technician pauses before it goes
+        bridge.flush_downlinks()
+        fragments = [p for p in network.unicast if p["device"] == "collar-01"
+                     and p["f_port"] == codec.port_of("data_fragment") and p["payload"][0] == codec.tag_of("data_fragment")]
+        while_paused = len(fragments)
+        run.steer("resume", run.closes + timedelta(hours=8))
+        bridge.flush_downlinks()
+        after_resume = len([p for p in network.unicast if p["device"] == "collar-01"
+                            and p["f_port"] == codec.port_of("data_fragment")
+                            and p["payload"][0] == codec.tag_of("data_fragment")])
+        history = bridge.campaign(run.id)["history"]
+
+    assert while_paused == 0, "nothing goes to the collars of a paused campaign"
+    (paused,) = [e["detail"] for e in history if e["event"] == "delivery_paused"]
+    assert after_resume > 0 and paused["frames_held"] >= after_resume

@@ -37,7 +37,7 @@ A collar's result arrives as its port-31 ack and in its status (campaigns / upda
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -82,6 +82,7 @@ REPAIR = "repair"
 STRAGGLERS = "stragglers"
 CLOSED = "closed"
 DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment")
+HELD_WHILE_PAUSED = datetime(9999, 12, 31, tzinfo=UTC)  # a queued delivery frame's not_before while its campaign is paused
 DELETE_RETRY_S = 60  # a refused network server group deletion is tried again after this, doubling
 DELETE_RETRY_MAX_S = 6 * 3600
 MAX_DELETE_ATTEMPTS = 10
@@ -289,15 +290,24 @@ def window_closes(row: FuotaSession) -> datetime:
 def paused(session: Session, campaign: UpdateCampaign, now: datetime) -> None:
     """The technician paused the campaign: nothing more goes to the group or the collars until the resume.
     What that means for a delivery whose window is open (or about to open) goes into the history: the
-    collars keep their Class C windows open until the TS005 timeout and hear nothing more; frames the
-    outbox holds for the next HORIZON_S still go. A collar missing fragments says so when its window
-    closes, and keeps what it holds for the resume."""
+    collars keep their Class C windows open until the TS005 timeout and hear nothing more; multicast
+    frames the outbox holds for the next HORIZON_S still go, and the unicast frames it holds for the
+    collars (set-ups, stragglers' fragments) wait for the resume (`HELD_WHILE_PAUSED`). A collar
+    missing fragments says so when its window closes, and keeps what it holds for the resume."""
     row = session.get(FuotaSession, campaign.id)
-    if row is None or row.state not in (SETUP, WINDOW, REPAIR):
+    if row is None or row.ended_at is not None:
+        return
+    held = _queued_for_collars(session, row)
+    for frame in held:  # set-ups and unicast fragments the outbox still holds wait for the resume
+        frame.not_before = HELD_WHILE_PAUSED
+    if row.state not in (SETUP, WINDOW, REPAIR):
+        campaigns.record_event(session, campaign, "delivery_paused", time=now, delivery_state=row.state,
+                               frames_held=len(held))
         return
     campaigns.record_event(session, campaign, "delivery_paused", time=now, delivery_state=row.state,
                            fragments_sent=row.next_fragment - 1, fragments_planned=row.target_fragment,
-                           window_opens=row.session_time.isoformat(), window_closes=window_closes(row).isoformat())
+                           window_opens=row.session_time.isoformat(), window_closes=window_closes(row).isoformat(),
+                           frames_held=len(held))
     log.info("delivery paused campaign_id=%d in %s after %d of %d fragments; the collars' window closes %s",
              row.campaign_id, row.state, row.next_fragment - 1, row.target_fragment, window_closes(row).isoformat(),
              extra={"campaign_id": row.campaign_id})
@@ -311,7 +321,12 @@ def resumed(session: Session, codec: Any, campaign: UpdateCampaign, now: datetim
     fragmentation session, and what it holds of the image, are kept), and the window opens SETUP_LEAD_S
     later. Return how many downlinks were queued."""
     row = session.get(FuotaSession, campaign.id)
-    if row is None or row.ended_at is not None or row.state not in (SETUP, WINDOW, REPAIR):
+    if row is None or row.ended_at is not None:
+        return 0
+    for frame in _queued_for_collars(session, row):
+        if frame.not_before == HELD_WHILE_PAUSED:
+            frame.not_before = None  # the outbox pushes it within fair use again
+    if row.state not in (SETUP, WINDOW, REPAIR):
         return 0
     left_s = max(0, row.target_fragment - row.next_fragment + 1) * row.spacing_s + delivery.ANSWER_WAIT_S
     if now < row.session_time or now + timedelta(seconds=left_s) <= window_closes(row):
@@ -357,6 +372,13 @@ def reopen_after_stop(session: Session, campaign: UpdateCampaign, now: datetime)
     campaigns.record_event(session, campaign, "delivery_reopened", time=now, ended_at=None)
     log.info("delivery of campaign_id=%d opened again: its canaries' stop overridden", campaign.id,
              extra={"campaign_id": campaign.id})
+
+
+def _queued_for_collars(session: Session, row: FuotaSession) -> list[Downlink]:
+    """The delivery's unicast frames (set-up, fragments) still queued for its collars."""
+    return list(session.scalars(select(Downlink).where(
+        Downlink.device_id.in_(select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)),
+        Downlink.command.in_(DELIVERY_COMMANDS), Downlink.state == downlinks.STATE_QUEUED)))
 
 
 def _queue_window(session: Session, codec: Any, row: FuotaSession, device_id: str) -> None:
