@@ -744,3 +744,39 @@ def test_field_technician_pausing_a_campaign_stops_the_unicast_fragments_the_out
     assert while_paused == 0, "nothing goes to the collars of a paused campaign"
     (paused,) = [e["detail"] for e in history if e["event"] == "delivery_paused"]
     assert after_resume > 0 and paused["frames_held"] >= after_resume
+
+
+def test_a_canary_whose_link_degraded_before_its_set_up_is_replaced_so_the_fleet_does_not_wait_on_it(
+        sqlite_url, network):
+    """A canary held back by its gates before its set-up would hold the whole fleet back while telling nothing
+    of the image: another collar the gates let through takes its place."""
+    from test_update_campaigns import at_spreading_factor
+
+    image, version = model_image()
+    herd = ["collar-01", "collar-02", "collar-03", "collar-04"]
+    with open_bridge(sqlite_url, network) as bridge:
+        heard = b.T0 + timedelta(minutes=1)
+        for f_cnt, name in enumerate(herd, start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt, received_at=heard))
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=25, min_battery_mv=0, min_rssi_dbm=-140.0, max_spreading_factor=9)
+        (first,) = [c["device_id"] for c in campaign["collars"] if c["stage"] == "canary"]
+        bridge.ingest_tts_uplink(at_spreading_factor(
+            b.tts_uplink(b.status(), device_id=first, f_cnt=10, received_at=heard + timedelta(hours=1)), 11))
+        opens = campaign["delivery"]["window_opens"]
+        for minutes in (110, 100):
+            bridge.deliver_updates(opens - timedelta(minutes=minutes))
+            bridge.flush_downlinks()
+        after = bridge.campaign(campaign["id"])
+
+    stages = {c["device_id"]: (c["stage"], c["state"]) for c in after["collars"]}
+    (second,) = [d for d, (stage, _state) in stages.items() if stage == "canary"]
+    assert second != first and stages[second] == ("canary", "sending")
+    assert stages[first] == ("fleet", "gated")
+    assert {d for d in herd if stages[d] == ("fleet", "waiting")} == set(herd) - {first, second}
+    set_up = {p["device"] for p in network.unicast if p["f_port"] == codec.port_of("frag_session_setup")}
+    assert set_up == {second}
+    assert ("canary_replaced", second, {"instead_of": first}) in [
+        (e["event"], e["device_id"], e["detail"]) for e in after["history"]]

@@ -336,7 +336,24 @@ def hold_back(session: Session, campaign: UpdateCampaign, collar: CampaignCollar
     _event(session, campaign, "gated", collar.device_id, reason=why, before_its_set_up=True)
     log.info("device_id=%s held back before its set-up campaign_id=%d: %s", collar.device_id, campaign.id, why,
              extra={"device_id": collar.device_id, "campaign_id": campaign.id})
+    if collar.stage == "canary" and campaign.stage == "canary":
+        _replace_canary(session, campaign, collar)
     return why
+
+
+def _replace_canary(session: Session, campaign: UpdateCampaign, held: CampaignCollar) -> None:
+    """A canary held back before its set-up would keep the fleet waiting while telling nothing of the
+    image: the first waiting fleet collar the gates let through (in canary order) takes its place and
+    is released, and the held one waits with the fleet. With none, it stays the canary."""
+    waiting = session.scalars(select(CampaignCollar).where(
+        CampaignCollar.campaign_id == campaign.id, CampaignCollar.stage == "fleet", CampaignCollar.state == "waiting"))
+    for candidate in sorted(waiting, key=lambda c: canary_order(c.device_id)):
+        if _gate(session, campaign, session.get(Device, candidate.device_id)) is None:
+            held.stage, candidate.stage = "fleet", "canary"
+            candidate.state, candidate.reason, candidate.updated_at = "sending", None, utc_now()
+            _event(session, campaign, "canary_replaced", candidate.device_id, instead_of=held.device_id)
+            _event(session, campaign, "sending", candidate.device_id, reason=None)
+            return
 
 
 def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
