@@ -780,3 +780,30 @@ def test_a_canary_whose_link_degraded_before_its_set_up_is_replaced_so_the_fleet
     assert set_up == {second}
     assert ("canary_replaced", second, {"instead_of": first}) in [
         (e["event"], e["device_id"], e["detail"]) for e in after["history"]]
+
+
+def test_field_technician_pausing_before_the_set_ups_left_resumes_with_one_window_per_collar(sqlite_url, network):
+    """A pause that held the set-ups and outlasted their window: the resume sends the collars the new window
+    only, not the old one as well (which they would answer StartMissed, and be left out of the group)."""
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        image, version = model_image()
+        bridge.clock = lambda: b.T0 + timedelta(minutes=5)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+        opens = campaign["delivery"]["window_opens"]
+        bridge.deliver_updates(opens - timedelta(minutes=110))  # the set-up is queued ...
+        bridge.clock = lambda: opens - timedelta(minutes=109)
+        bridge.steer_campaign(campaign["id"], "pause", "tech")  # ... and held by the pause
+        bridge.clock = lambda: opens + timedelta(days=1)
+        resumed = bridge.steer_campaign(campaign["id"], "resume", "tech")
+        bridge.flush_downlinks()
+
+    windows = [codec.decode(p["f_port"], p["payload"], "down") for p in network.unicast
+               if p["f_port"] == codec.port_of("mc_class_c_session")
+               and p["payload"][0] == codec.tag_of("mc_class_c_session")]
+    new_window = resumed["delivery"]["window_opens"]
+    assert [codec.unix_from_gps(w["session_time_gps_s"]) for w in windows] == [int(new_window.timestamp())]

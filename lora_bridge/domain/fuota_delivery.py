@@ -343,6 +343,9 @@ def resumed(session: Session, codec: Any, campaign: UpdateCampaign, now: datetim
     row.session_time = (now + timedelta(seconds=SETUP_LEAD_S)).replace(microsecond=0)
     row.next_at = row.session_time
     row.status_asked_at = None  # the fragments go on from row.next_fragment: the collars keep what they hold
+    for frame in _queued_for_collars(session, row):
+        if frame.command == "mc_class_c_session":  # a window that passed: the collar would answer StartMissed
+            frame.state = downlinks.STATE_SUPERSEDED
     for collar in group:
         _queue_window(session, codec, row, collar.device_id)
         collar.session_answered = False  # the new window counts once the collar accepts it
