@@ -807,3 +807,22 @@ def test_field_technician_pausing_before_the_set_ups_left_resumes_with_one_windo
                and p["payload"][0] == codec.tag_of("mc_class_c_session")]
     new_window = resumed["delivery"]["window_opens"]
     assert [codec.unix_from_gps(w["session_time_gps_s"]) for w in windows] == [int(new_window.timestamp())]
+
+
+def test_field_technician_sees_on_the_updates_page_what_a_pause_in_the_window_means(sqlite_url, network, monkeypatch):
+    from test_update_campaigns import updates_page
+
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        run.tick(run.opens)
+        run.tick(run.opens + timedelta(seconds=50))
+        run.steer("pause", run.opens + timedelta(seconds=55))
+        sent = bridge.campaign(run.id)["delivery"]["next_fragment"] - 1
+
+    app = updates_page(sqlite_url, monkeypatch)
+    (warning,) = [w.value for w in app.warning]
+    closes = f"{run.closes:%Y-%m-%d %H:%M}"
+    assert warning.startswith("Paused: nothing goes to the collars until Resume (0 frames held in the outbox); "
+                              f"{sent} of ") and f"window open until {closes} UTC" in warning
+    assert f"Resume goes on from fragment {sent + 1}, in a new window once that one has closed" in warning
