@@ -826,3 +826,29 @@ def test_field_technician_sees_on_the_updates_page_what_a_pause_in_the_window_me
     assert warning.startswith("Paused: nothing goes to the collars until Resume (0 frames held in the outbox); "
                               f"{sent} of ") and f"window open until {closes} UTC" in warning
     assert f"Resume goes on from fragment {sent + 1}, in a new window once that one has closed" in warning
+
+
+def test_a_campaign_that_ends_leaves_alone_what_a_newer_campaign_queued_for_one_of_its_collars(sqlite_url, network):
+    """collar-02 refused the first campaign's image and the technician started a second campaign for it while
+    the first went on for collar-01. Until 4 December the first campaign's end dropped every delivery frame
+    queued for its collars, the second campaign's set-up for collar-02 among them."""
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        bridge.record_update_ack("collar-02", "tampered")
+        image, version = model_image()
+        second = bridge.create_campaign(
+            name="model again for collar-02", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            devices=["collar-02"], canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+        bridge.deliver_updates(run.queued_at + timedelta(minutes=1))  # the second campaign's set-up is queued
+        bridge.record_update_ack("collar-01", "ok")  # the first campaign is done ...
+        bridge.deliver_updates(run.queued_at + timedelta(minutes=2))  # ... and its delivery ends
+        bridge.flush_downlinks()
+        first = bridge.campaign(run.id)
+
+    sessions = [codec.decode(p["f_port"], p["payload"], "down") for p in network.unicast if p["device"] == "collar-02"
+                and p["f_port"] == codec.port_of("frag_session_setup")
+                and p["payload"][0] == codec.tag_of("frag_session_setup")]
+    assert first["state"] == "done"
+    assert second["id"] in [s["descriptor"] for s in sessions], "the second campaign's set-up went out"

@@ -377,11 +377,22 @@ def reopen_after_stop(session: Session, campaign: UpdateCampaign, now: datetime)
              extra={"campaign_id": campaign.id})
 
 
+def _own_collars(row: FuotaSession) -> Any:
+    """The delivery's collars that no other unfinished campaign is updating now (a collar whose step here
+    ended may follow another campaign: what is queued for it is that campaign's)."""
+    elsewhere = (select(CampaignCollar.device_id)
+                 .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
+                 .where(CampaignCollar.campaign_id != row.campaign_id, UpdateCampaign.state.in_(campaigns.UNFINISHED),
+                        CampaignCollar.state.not_in(campaigns.FINAL_COLLAR_STATES)))
+    return select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id,
+                                               FuotaCollar.device_id.not_in(elsewhere))
+
+
 def _queued_for_collars(session: Session, row: FuotaSession) -> list[Downlink]:
-    """The delivery's unicast frames (set-up, fragments) still queued for its collars."""
+    """The delivery's unicast frames (set-up, fragments) still queued for its own collars (`_own_collars`)."""
     return list(session.scalars(select(Downlink).where(
-        Downlink.device_id.in_(select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)),
-        Downlink.command.in_(DELIVERY_COMMANDS), Downlink.state == downlinks.STATE_QUEUED)))
+        Downlink.device_id.in_(_own_collars(row)), Downlink.command.in_(DELIVERY_COMMANDS),
+        Downlink.state == downlinks.STATE_QUEUED)))
 
 
 def _queue_window(session: Session, codec: Any, row: FuotaSession, device_id: str) -> None:
@@ -684,16 +695,13 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
     if row.state != CLOSED:
         row.state, row.closed_at = CLOSED, now
     row.ended_at = now
-    collars = select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)
     dropped = 0
     for frame in session.scalars(select(MulticastDownlink).where(
             MulticastDownlink.campaign_id == row.campaign_id, MulticastDownlink.state == downlinks.STATE_QUEUED)):
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
     never_set_up = set()
-    for frame in session.scalars(select(Downlink).where(
-            Downlink.device_id.in_(collars), Downlink.command.in_(DELIVERY_COMMANDS),
-            Downlink.state == downlinks.STATE_QUEUED)):
+    for frame in _queued_for_collars(session, row):  # not what another campaign queued for a collar since
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
         if frame.command == "mc_group_setup":
