@@ -1792,7 +1792,7 @@ class Bridge:
     def steer_campaign(self, campaign_id: int, action: str, user: str) -> dict[str, Any]:
         """Pause, resume or abort a campaign (action "pause" | "resume" | "abort"); UnknownCampaign when
         there is none, CampaignError when its state does not allow the action."""
-        from lora_bridge.domain import campaigns, fuota_delivery
+        from lora_bridge.domain import campaigns, fuota_delivery, fuota_pause
         from lora_bridge.store.tables import UpdateCampaign
 
         now = self.clock()
@@ -1801,12 +1801,12 @@ class Bridge:
             if found is None:
                 raise UnknownCampaign(f"no update campaign {campaign_id}")
             if action == "resume" and found.state == "stopped":  # the override: the fleet goes on, delivered
-                fuota_delivery.reopen_after_stop(session, found, now)
+                fuota_pause.reopen_after_stop(session, found, now)
             campaign = campaigns.steer(session, campaign_id, action, user, now)
             if action == "pause":
-                fuota_delivery.paused(session, campaign, now)
+                fuota_pause.paused(session, campaign, now)
             elif action == "resume" and campaign.state in campaigns.ACTIVE:
-                fuota_delivery.resumed(session, self.codec, campaign, now)
+                fuota_pause.resumed(session, self.codec, campaign, now)
             return {**campaigns.view(session, campaign), "delivery": fuota_delivery.view(session, campaign_id)}
 
     def record_update_ack(self, device_id: str, result: str) -> list[int]:

@@ -31,13 +31,15 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
    dropped, every collar it gave the group gets TS005 `mc_group_delete`, and a network server group
    the bridge made is deleted (`delete_due` / `record_group_delete`: retried, never blocking).
 
-A collar's result arrives as its port-31 ack and in its status (campaigns / update_results).
+A collar's result arrives as its port-31 ack and in its status (campaigns / update_results). Every
+collar's step ends in bounded time (`fail_overdue`: "no answer", "no result in ..."), not counting
+the time its campaign was paused; pause and resume are fuota_pause.py's.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -82,7 +84,6 @@ REPAIR = "repair"
 STRAGGLERS = "stragglers"
 CLOSED = "closed"
 DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment")
-HELD_WHILE_PAUSED = datetime(9999, 12, 31, tzinfo=UTC)  # a queued delivery frame's not_before while its campaign is paused
 DELETE_RETRY_S = 60  # a refused network server group deletion is tried again after this, doubling
 DELETE_RETRY_MAX_S = 6 * 3600
 MAX_DELETE_ATTEMPTS = 10
@@ -259,7 +260,7 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
                             extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
                 continue  # it stays unreleased until its key is in the file
             queued += 1
-        _queue_window(session, codec, row, collar.device_id)
+        queue_window(session, codec, row, collar.device_id)
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
             "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size,
             "control": delivery.BLOCK_ACK_DELAY,
@@ -287,96 +288,6 @@ def window_closes(row: FuotaSession) -> datetime:
     return row.session_time + timedelta(seconds=1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
 
 
-def paused(session: Session, campaign: UpdateCampaign, now: datetime) -> None:
-    """The technician paused the campaign: nothing more goes to the group or the collars until the resume.
-    What that means for a delivery whose window is open (or about to open) goes into the history: the
-    collars keep their Class C windows open until the TS005 timeout and hear nothing more; multicast
-    frames the outbox holds for the next HORIZON_S still go, and the unicast frames it holds for the
-    collars (set-ups, stragglers' fragments) wait for the resume (`HELD_WHILE_PAUSED`). A collar
-    missing fragments says so when its window closes, and keeps what it holds for the resume."""
-    row = session.get(FuotaSession, campaign.id)
-    if row is None or row.ended_at is not None:
-        return
-    held = _queued_for_collars(session, row)
-    for frame in held:  # set-ups and unicast fragments the outbox still holds wait for the resume
-        frame.not_before = HELD_WHILE_PAUSED
-    if row.state not in (SETUP, WINDOW, REPAIR):
-        campaigns.record_event(session, campaign, "delivery_paused", time=now, delivery_state=row.state,
-                               frames_held=len(held))
-        return
-    campaigns.record_event(session, campaign, "delivery_paused", time=now, delivery_state=row.state,
-                           fragments_sent=row.next_fragment - 1, fragments_planned=row.target_fragment,
-                           window_opens=row.session_time.isoformat(), window_closes=window_closes(row).isoformat(),
-                           frames_held=len(held))
-    log.info("delivery paused campaign_id=%d in %s after %d of %d fragments; the collars' window closes %s",
-             row.campaign_id, row.state, row.next_fragment - 1, row.target_fragment, window_closes(row).isoformat(),
-             extra={"campaign_id": row.campaign_id})
-
-
-def resumed(session: Session, codec: Any, campaign: UpdateCampaign, now: datetime) -> int:
-    """The technician resumed the campaign: a delivery whose multicast was cut by the pause goes on from
-    the fragment it stopped at. While the collars' window is open long enough for the fragments still
-    planned, in that window; otherwise (it closed during the pause, or opened and closed) in a new one:
-    every collar of the group still missing fragments is sent a new McClassCSessionReq (its
-    fragmentation session, and what it holds of the image, are kept), and the window opens SETUP_LEAD_S
-    later. Return how many downlinks were queued."""
-    row = session.get(FuotaSession, campaign.id)
-    if row is None or row.ended_at is not None:
-        return 0
-    for frame in _queued_for_collars(session, row):
-        if frame.not_before == HELD_WHILE_PAUSED:
-            frame.not_before = None  # the outbox pushes it within fair use again
-    if row.state not in (SETUP, WINDOW, REPAIR):
-        return 0
-    left_s = max(0, row.target_fragment - row.next_fragment + 1) * row.spacing_s + delivery.ANSWER_WAIT_S
-    if now < row.session_time or now + timedelta(seconds=left_s) <= window_closes(row):
-        campaigns.record_event(session, campaign, "delivery_resumed", time=now, window_closes=window_closes(row)
-                               .isoformat(), from_fragment=row.next_fragment)
-        return 0
-    group = list(session.scalars(
-        select(FuotaCollar).join(CampaignCollar, (CampaignCollar.campaign_id == FuotaCollar.campaign_id)
-                                 & (CampaignCollar.device_id == FuotaCollar.device_id))
-        .where(FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.setup_queued_at.is_not(None),
-               FuotaCollar.unicast_reason.is_(None), FuotaCollar.complete.is_(False),
-               CampaignCollar.state == "sending")))
-    row.state = SETUP
-    row.session_time = (now + timedelta(seconds=SETUP_LEAD_S)).replace(microsecond=0)
-    row.next_at = row.session_time
-    row.status_asked_at = None  # the fragments go on from row.next_fragment: the collars keep what they hold
-    for frame in _queued_for_collars(session, row):
-        if frame.command == "mc_class_c_session":  # a window that passed: the collar would answer StartMissed
-            frame.state = downlinks.STATE_SUPERSEDED
-    for collar in group:
-        _queue_window(session, codec, row, collar.device_id)
-        collar.session_answered = False  # the new window counts once the collar accepts it
-        collar.setup_queued_at = now
-    campaigns.record_event(session, campaign, "delivery_resumed", time=now, new_window=row.session_time.isoformat(),
-                           collars=len(group), from_fragment=row.next_fragment)
-    log.info("delivery resumed campaign_id=%d: a new window at %s for %d collars, from fragment %d",
-             row.campaign_id, row.session_time.isoformat(), len(group), row.next_fragment,
-             extra={"campaign_id": row.campaign_id})
-    return len(group)
-
-
-def reopen_after_stop(session: Session, campaign: UpdateCampaign, now: datetime) -> None:
-    """The technician resumes a campaign its canaries stopped (the override): its delivery, ended at the
-    stop, opens again so the fleet is set up in a new window through the same group (the technician's
-    network server group, and on the collars a group the set-up gives them again). CampaignError (a
-    step refused, as the API and the page show it) when the bridge made the group at ChirpStack for
-    this campaign: it was deleted at the stop."""
-    row = session.get(FuotaSession, campaign.id)
-    if row is None or row.ended_at is None:
-        return
-    if row.group_created:
-        raise campaigns.CampaignError(f"the ChirpStack multicast group the bridge made for campaign {campaign.id} was "
-                              "deleted when its canaries stopped it: start a new campaign with the same image for "
-                              "the collars still to update")
-    row.ended_at = None  # the next tick sets up the released collars in a new window (_setups, _reopen)
-    campaigns.record_event(session, campaign, "delivery_reopened", time=now, ended_at=None)
-    log.info("delivery of campaign_id=%d opened again: its canaries' stop overridden", campaign.id,
-             extra={"campaign_id": campaign.id})
-
-
 def _own_collars(row: FuotaSession) -> Any:
     """The delivery's collars that no other unfinished campaign is updating now (a collar whose step here
     ended may follow another campaign: what is queued for it is that campaign's)."""
@@ -388,14 +299,14 @@ def _own_collars(row: FuotaSession) -> Any:
                                                FuotaCollar.device_id.not_in(elsewhere))
 
 
-def _queued_for_collars(session: Session, row: FuotaSession) -> list[Downlink]:
+def queued_for_collars(session: Session, row: FuotaSession) -> list[Downlink]:
     """The delivery's unicast frames (set-up, fragments) still queued for its own collars (`_own_collars`)."""
     return list(session.scalars(select(Downlink).where(
         Downlink.device_id.in_(_own_collars(row)), Downlink.command.in_(DELIVERY_COMMANDS),
         Downlink.state == downlinks.STATE_QUEUED)))
 
 
-def _queue_window(session: Session, codec: Any, row: FuotaSession, device_id: str) -> None:
+def queue_window(session: Session, codec: Any, row: FuotaSession, device_id: str) -> None:
     """Queue a collar's TS005 McClassCSessionReq for the delivery's window (its time, its timeout)."""
     downlinks.queue_command(session, codec, device_id=device_id, command="mc_class_c_session", values={
         "group": MC_GROUP, "session_time_gps_s": wire.gps_from_unix(int(row.session_time.timestamp())),
@@ -701,7 +612,7 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
     never_set_up = set()
-    for frame in _queued_for_collars(session, row):  # not what another campaign queued for a collar since
+    for frame in queued_for_collars(session, row):  # not what another campaign queued for a collar since
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
         if frame.command == "mc_group_setup":
