@@ -551,11 +551,11 @@ def test_field_technician_sees_a_collar_that_keeps_answering_but_never_rebuilds_
     assert not [d for d in queued if d.device_id == "collar-01"], "nothing more goes to it"
 
 
-def test_field_technician_who_paused_a_campaign_overnight_does_not_see_its_collars_fail_on_resume(sqlite_url, network):
+def test_field_technician_who_paused_a_campaign_overnight_does_not_see_its_collars_fail_on_resume(store_url, network):
     """Until 4 December the time a campaign spent paused counted toward a collar's silence limit, so a
     collar that had a few quiet hours before the pause failed with "no answer" at the first tick after
     the resume."""
-    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=2) as bridge:
         run = TwoCollarDelivery(bridge, network, max_canary_failures_pct=40)
         for now in (run.opens, run.closes):
@@ -718,10 +718,10 @@ def test_field_technician_sees_a_collar_whose_result_came_after_its_time_limit_c
     assert late_result["detail"] == {"result": "ok", "late_after": timed_out["reason"]}
 
 
-def test_field_technician_pausing_a_campaign_stops_the_unicast_fragments_the_outbox_still_holds(sqlite_url, network):
+def test_field_technician_pausing_a_campaign_stops_the_unicast_fragments_the_outbox_still_holds(store_url, network):
     """Until 4 December a pause stopped the bridge from planning more, but the set-ups and stragglers'
     fragments already in the outbox kept going out, for days under fair use."""
-    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
         for now in (run.opens, run.closes):
@@ -828,11 +828,11 @@ def test_field_technician_sees_on_the_updates_page_what_a_pause_in_the_window_me
     assert f"Resume goes on from fragment {sent + 1}, in a new window once that one has closed" in warning
 
 
-def test_a_campaign_that_ends_leaves_alone_what_a_newer_campaign_queued_for_one_of_its_collars(sqlite_url, network):
+def test_a_campaign_that_ends_leaves_alone_what_a_newer_campaign_queued_for_one_of_its_collars(store_url, network):
     """collar-02 refused the first campaign's image and the technician started a second campaign for it while
     the first went on for collar-01. Until 4 December the first campaign's end dropped every delivery frame
     queued for its collars, the second campaign's set-up for collar-02 among them."""
-    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
         bridge.record_update_ack("collar-02", "tampered")
