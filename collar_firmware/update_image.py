@@ -106,6 +106,8 @@ def check(h, image_len, hardware_id, running_version):
     if h.version <= running_version:
         raise ImageRefused("downgrade", "version %s is not newer than %s"
                            % (version_text(h.version), version_text(running_version)))
+    if h.payload_len == 0:
+        raise ImageRefused("truncated", "the image carries no payload")
     if image_len < h.size + h.payload_len:
         raise ImageRefused("truncated", "image has %d bytes, header says %d" % (image_len, h.size + h.payload_len))
     if h.signature == bytes(64):

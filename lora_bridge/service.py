@@ -1800,13 +1800,22 @@ class Bridge:
     def steer_campaign(self, campaign_id: int, action: str, user: str) -> dict[str, Any]:
         """Pause, resume or abort a campaign (action "pause" | "resume" | "abort"); UnknownCampaign when
         there is none, CampaignError when its state does not allow the action."""
-        from lora_bridge.domain import campaigns
+        from lora_bridge.domain import campaigns, fuota_delivery, fuota_pause
         from lora_bridge.store.tables import UpdateCampaign
 
+        now = self.clock()
         with self.db.write() as session:
-            if session.get(UpdateCampaign, campaign_id) is None:
+            found = session.get(UpdateCampaign, campaign_id)
+            if found is None:
                 raise UnknownCampaign(f"no update campaign {campaign_id}")
-            return campaigns.view(session, campaigns.steer(session, campaign_id, action, user))
+            if action == "resume" and found.state == "stopped":  # the override: the fleet goes on, delivered
+                fuota_pause.reopen_after_stop(session, found, now)
+            campaign = campaigns.steer(session, campaign_id, action, user, now)
+            if action == "pause":
+                fuota_pause.paused(session, campaign, now)
+            elif action == "resume" and campaign.state in campaigns.ACTIVE:
+                fuota_pause.resumed(session, self.codec, campaign, now)
+            return {**campaigns.view(session, campaign), "delivery": fuota_delivery.view(session, campaign_id)}
 
     def record_update_ack(self, device_id: str, result: str) -> list[int]:
         """A collar's port-31 ack for port 201 (an ACK_RESULTS name): advance its campaigns."""

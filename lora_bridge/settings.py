@@ -82,7 +82,9 @@ class BridgeSettings(BaseSettings):
     fuota_prior_loss: float = Field(default=0.1, ge=0, lt=0.9)
     # A collar that answered its set-up and then says nothing of the update fails ("no answer") this many
     # times the delivery's planned time (set-up lead + class C window) after its set-up, once nothing is
-    # still queued for it: silent, it would stay "sending" and, as a canary, hold the fleet back.
+    # still queued for it: silent, it would stay "sending" and, as a canary, hold the fleet back. A collar
+    # heard but without a result fails ("no result in ...") this many planned times after its set-up (a
+    # week more when served by unicast). Paused time counts toward neither (docs/updates.md).
     fuota_no_answer_factor: float = Field(default=3.0, ge=1)
     # A collar still repeating an alert after its ack was pushed this long ago gets the ack again.
     ack_resend_after_s: float = Field(default=3600.0, gt=0)

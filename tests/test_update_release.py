@@ -51,9 +51,16 @@ def test_a_firmware_release_compiles_the_collar_for_the_nrf52840_and_a_delta_is_
                                      ship_keys=held)
     assert first.manifest["arch"] == "armv7emsp" and "main.mpy" in first.manifest["modules"]
     assert first.manifest["payload_bytes"] == first.manifest["bundle_bytes"]
+    with pytest.raises(release.ReleaseError, match="nothing changed since the base 1.1.0"):
+        release.release_firmware(key, tmp_path, "1.1.1", "tembo-nrf52840-lr1110", base=first.manifest_path,
+                                 collar_keys=held, ship_keys=held)
+    spare = keys.generate(tmp_path / "spare.key", 8)  # 1.1.1 carries one more release key: one module changed
+    after = tmp_path / "after.bin"
+    after.write_bytes(held.read_bytes())
+    keys.install_public(8, spare.public_key, after)
     second = release.release_firmware(key, tmp_path, "1.1.1", "tembo-nrf52840-lr1110", base=first.manifest_path,
-                                      collar_keys=held, ship_keys=held)
-    assert second.manifest["delta_of"] == "1.1.0" and second.manifest["payload_bytes"] < first.manifest["payload_bytes"]
+                                      collar_keys=held, ship_keys=after)
+    assert second.manifest["delta_of"] == "1.1.0" and 0 < second.manifest["payload_bytes"] < 100
     with pytest.raises(release.ReleaseError, match="not newer"):
         release.release_firmware(key, tmp_path, "1.0.9", "tembo-nrf52840-lr1110", base=first.manifest_path,
                                  collar_keys=held, ship_keys=held)

@@ -12,6 +12,7 @@ import bridge_builders as b
 import pytest
 from access_builders import CONSOLE
 from fuota_network import GROUP, StandInTheThingsStack, serve
+from signing_helpers import signed_empty_image
 from test_update_campaigns import updates_page
 
 from collar_firmware import blob as collar_blob
@@ -416,3 +417,43 @@ def test_field_technician_resuming_a_campaign_its_canaries_stopped_lets_the_flee
             if device_id != canary:
                 bridge.record_update_ack(device_id, "ok")
         assert bridge.campaign(campaign["id"])["state"] == "done"
+
+
+def test_field_technician_releasing_a_firmware_with_nothing_changed_since_its_base_is_refused_not_sent_empty(
+        key_dir, tmp_path, capsys, api):
+    """Until 4 December the delta of an unchanged tree was an empty payload, signed and written: collars would
+    have confirmed an update that installs nothing."""
+    private, collar_keys = key_dir
+    out = tmp_path / "releases"
+    argv = ["release", "firmware", "--key", str(private), "--collar-keys", str(collar_keys),
+            "--ship-keys", str(collar_keys), "--out", str(out)]
+    assert main([*argv, "--version", "1.1.0"]) == 0
+    capsys.readouterr()
+    written = sorted(p.name for p in out.iterdir())
+    assert "nothing changed since the base 1.1.0" in refused(
+        capsys, [*argv, "--version", "1.1.1", "--base", str(out / "firmware-1.1.0.json")])
+    assert sorted(p.name for p in out.iterdir()) == written, "no firmware-1.1.1 written"
+
+    empty = signed_empty_image((out / "firmware-1.1.0.tmbu").read_bytes(), keys.load(private))
+    answer = api.post("/api/updates/campaigns", content=empty)  # an empty image made some other way
+    assert answer.status_code == 400 and "the image carries no payload" in answer.json()["error"]
+    assert api.bridge.campaigns() == [], "nothing started"
+
+
+def test_field_technician_whose_key_cannot_be_installed_is_refused_before_a_key_is_made(tmp_path, capsys):
+    """Until 4 December `tembo keys generate --install` made the private key and then failed to install it (a
+    full key file, a folder that does not exist): the technician held a key no collar trusts, and the same
+    command again said the key exists."""
+    full = tmp_path / "collar_keys.bin"
+    for key_id in range(1, 5):
+        assert main(["keys", "generate", str(tmp_path / f"release-{key_id}.key"), "--key-id", str(key_id), "--install",
+                     "--collar-keys", str(full)]) == 0
+    capsys.readouterr()
+    fifth = tmp_path / "release-5.key"
+    assert "holds 4 keys already, as many as a collar holds (4)" in refused(
+        capsys, ["keys", "generate", str(fifth), "--key-id", "5", "--install", "--collar-keys", str(full)])
+    nowhere = tmp_path / "no-such-folder" / "collar_keys.bin"
+    assert "cannot be written" in refused(
+        capsys, ["keys", "generate", str(fifth), "--key-id", "5", "--install", "--collar-keys", str(nowhere)])
+    assert not fifth.exists() and not keys.public_path(fifth).exists(), "no key that no collar holds"
+    assert keys.read_collar_keys(full).keys() == {1, 2, 3, 4}

@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -43,7 +44,10 @@ FINAL_COLLAR_STATES = ("updated", "failed", "current")
 STEPS = {"pause": ACTIVE, "resume": ("paused", "stopped"), "abort": UNFINISHED}  # a technician's step: from which states
 IMAGE_KINDS = {update_image.KIND_FIRMWARE: "firmware", update_image.KIND_MODEL: "model"}
 NAME_MAX = UpdateCampaign.__table__.c.name.type.length  # what the store keeps (PostgreSQL refuses more)
+REASON_MAX = CampaignCollar.__table__.c.reason.type.length  # a collar's reason, as the store keeps it
 CAMPAIGN_START_LOCK = 0x74656D626F_0E  # PostgreSQL advisory lock key of campaign starts ("tembo", 14)
+NO_ANSWER = "no answer"  # a collar's step ended by the delivery's time limits (fuota_delivery.fail_overdue) ...
+NO_RESULT = "no result in"  # ... the reason starts so: a result it sends after all still counts (record_ack)
 SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
 
 
@@ -75,6 +79,9 @@ def identify(image: bytes) -> ImageIdentity:
     if header.hardware_id != collar_config.HARDWARE_ID:
         raise CampaignError(f"the image is built for {header.hardware_id!r}; the collars are "
                             f"{collar_config.HARDWARE_ID!r} and would refuse it")
+    if header.payload_len == 0:
+        raise CampaignError("the image carries no payload: nothing for a collar to install (every collar would "
+                            "refuse it as truncated)")
     expected = header.size + header.payload_len
     if len(image) < expected:
         raise CampaignError(f"the image is truncated: {len(image)} bytes where its header says {expected}; "
@@ -113,14 +120,47 @@ def running_version(kind: str, device: Device | None) -> int | None:
 
 
 def _event(session: Session, campaign: UpdateCampaign, event: str, device_id: str | None = None,
-           **detail: Any) -> None:
-    session.add(CampaignEvent(campaign_id=campaign.id, device_id=device_id, event=event, detail=detail))
+           time: datetime | None = None, **detail: Any) -> None:
+    session.add(CampaignEvent(campaign_id=campaign.id, device_id=device_id, event=event, detail=detail,
+                              time=time or utc_now()))
 
 
 def record_event(session: Session, campaign: UpdateCampaign, event: str, device_id: str | None = None,
-                 **detail: Any) -> None:
+                 time: datetime | None = None, **detail: Any) -> None:
     """Add an event to a campaign's history (the delivery's own steps)."""
-    _event(session, campaign, event, device_id, **detail)
+    _event(session, campaign, event, device_id, time, **detail)
+
+
+PAUSE_ENDS = ("resume", "abort")  # the technician's steps that end a pause
+
+
+def paused_s(session: Session, campaign_id: int, since: datetime, until: datetime) -> float:
+    """Seconds of [since, until] the campaign spent paused, from its history (a `pause` step until the
+    next `resume` or `abort`; a pause not yet ended runs to `until`). A delivery's time limits count
+    only the time the campaign ran: nothing is sent to a collar while its campaign is paused."""
+    total, began = 0.0, None
+    for time, event in session.execute(
+            select(CampaignEvent.time, CampaignEvent.event)
+            .where(CampaignEvent.campaign_id == campaign_id, CampaignEvent.device_id.is_(None),
+                   CampaignEvent.event.in_(("pause",) + PAUSE_ENDS))
+            .order_by(CampaignEvent.id)):
+        if event == "pause" and began is None:
+            began = time
+        elif event in PAUSE_ENDS and began is not None:
+            total += _overlap_s(began, time, since, until)
+            began = None
+    if began is not None:
+        total += _overlap_s(began, until, since, until)
+    return total
+
+
+def _overlap_s(start: datetime, end: datetime, since: datetime, until: datetime) -> float:
+    return max(0.0, (min(end, until) - max(start, since)).total_seconds())
+
+
+def running_s(session: Session, campaign_id: int, since: datetime, until: datetime) -> float:
+    """Seconds from since to until that the campaign was not paused."""
+    return (until - since).total_seconds() - paused_s(session, campaign_id, since, until)
 
 
 def canary_order(device_id: str) -> str:
@@ -284,6 +324,38 @@ def _gate(session: Session, campaign: UpdateCampaign, device: Device | None) -> 
     return None
 
 
+def hold_back(session: Session, campaign: UpdateCampaign, collar: CampaignCollar) -> str | None:
+    """Check a released ("sending") collar's gates again just before its delivery starts (its set-up is
+    queued): one whose battery, RSSI or spreading factor went past a gate since it was released goes
+    back to "gated" with the reason (it is released again when a later uplink shows it back). Return
+    the reason, or None when it may go."""
+    why = _gate(session, campaign, session.get(Device, collar.device_id))
+    if why is None or collar.state != "sending":
+        return None
+    collar.state, collar.reason, collar.updated_at = "gated", why, utc_now()
+    _event(session, campaign, "gated", collar.device_id, reason=why, before_its_set_up=True)
+    log.info("device_id=%s held back before its set-up campaign_id=%d: %s", collar.device_id, campaign.id, why,
+             extra={"device_id": collar.device_id, "campaign_id": campaign.id})
+    if collar.stage == "canary" and campaign.stage == "canary":
+        _replace_canary(session, campaign, collar)
+    return why
+
+
+def _replace_canary(session: Session, campaign: UpdateCampaign, held: CampaignCollar) -> None:
+    """A canary held back before its set-up would keep the fleet waiting while telling nothing of the
+    image: the first waiting fleet collar the gates let through (in canary order) takes its place and
+    is released, and the held one waits with the fleet. With none, it stays the canary."""
+    waiting = session.scalars(select(CampaignCollar).where(
+        CampaignCollar.campaign_id == campaign.id, CampaignCollar.stage == "fleet", CampaignCollar.state == "waiting"))
+    for candidate in sorted(waiting, key=lambda c: canary_order(c.device_id)):
+        if _gate(session, campaign, session.get(Device, candidate.device_id)) is None:
+            held.stage, candidate.stage = "fleet", "canary"
+            candidate.state, candidate.reason, candidate.updated_at = "sending", None, utc_now()
+            _event(session, campaign, "canary_replaced", candidate.device_id, instead_of=held.device_id)
+            _event(session, campaign, "sending", candidate.device_id, reason=None)
+            return
+
+
 def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
     """Move the campaign on: gate and release collars of the current stage, stop on failed canaries,
     open the fleet stage when the canaries are through, finish when every collar answered."""
@@ -345,8 +417,18 @@ def reconsider_collar(session: Session, device_id: str) -> list[int]:
     return [c.id for c in active]
 
 
-def record_ack(session: Session, device_id: str, result: str) -> list[int]:
-    """A collar acknowledged an update on port 201 with result: update its active campaigns; return their ids."""
+def overdue(collar: CampaignCollar) -> bool:
+    """True when the collar's step was ended by the delivery's time limits, not by anything it said."""
+    return collar.state == "failed" and collar.reason is not None and (
+        collar.reason == NO_ANSWER or collar.reason.startswith(NO_RESULT))
+
+
+def record_ack(session: Session, device_id: str, result: str, late_in: int | None = None) -> list[int]:
+    """A collar acknowledged an update on port 201 with result: update its active campaigns; return their ids.
+    A result that comes after the delivery's time limits failed the collar (`overdue`: its ack or status
+    was late, not missing) replaces that failure in the campaign it was failed in, whatever that
+    campaign's state now: the collar did answer, and what it answered is what it runs. late_in: that
+    campaign, when the result names its image (a status); else the newest one the collar was failed in."""
     touched = []
     rows = session.execute(
         select(CampaignCollar, UpdateCampaign)
@@ -354,11 +436,25 @@ def record_ack(session: Session, device_id: str, result: str) -> list[int]:
         .where(CampaignCollar.device_id == device_id, CampaignCollar.state == "sending",
                UpdateCampaign.state.in_(ACTIVE + ("paused",)))
     ).all()
+    if not rows:
+        late = session.execute(
+            select(CampaignCollar, UpdateCampaign)
+            .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
+            .where(CampaignCollar.device_id == device_id, CampaignCollar.state == "failed",
+                   *([UpdateCampaign.id == late_in] if late_in is not None else []))
+            .order_by(UpdateCampaign.id.desc()).limit(1)).first()
+        rows = [late] if late is not None and overdue(late[0]) else []
     for collar, campaign in rows:
+        late_for = collar.reason if collar.state == "failed" else None
         collar.state = "updated" if result == "ok" else "failed"
         collar.reason = None if result == "ok" else result
         collar.updated_at = utc_now()
-        _event(session, campaign, collar.state, device_id, result=result)
+        if late_for:
+            _event(session, campaign, collar.state, device_id, result=result, late_after=late_for)
+            log.info("late result from device_id=%s campaign_id=%d: %s (it had been failed: %s)", device_id,
+                     campaign.id, result, late_for, extra={"device_id": device_id, "campaign_id": campaign.id})
+        else:
+            _event(session, campaign, collar.state, device_id, result=result)
         evaluate(session, campaign)
         touched.append(campaign.id)
     return touched
@@ -369,18 +465,22 @@ def _running_text(kind: str, device: Device) -> str:
     return str(device.model_version) if kind == "model" else str(device.fw_version)
 
 
-def fail_collar(session: Session, campaign: UpdateCampaign, collar: CampaignCollar, reason: str) -> None:
-    """A collar the delivery cannot serve: failed with the reason, in its history; the campaign is
-    evaluated again (a failed canary counts)."""
+def fail_collar(session: Session, campaign: UpdateCampaign, collar: CampaignCollar, reason: str,
+                detail: str | None = None) -> None:
+    """A collar the delivery cannot serve: failed with the reason (short: the collar's state keeps
+    REASON_MAX characters), in its history with the detail when given; the campaign is evaluated again
+    (a failed canary counts)."""
     if collar.state != "sending":
         return
-    collar.state, collar.reason, collar.updated_at = "failed", reason, utc_now()
-    _event(session, campaign, "failed", collar.device_id, result=reason)
+    collar.state, collar.reason, collar.updated_at = "failed", reason[:REASON_MAX], utc_now()
+    _event(session, campaign, "failed", collar.device_id, result=reason, **({"detail": detail} if detail else {}))
     evaluate(session, campaign)
 
 
-def steer(session: Session, campaign_id: int, action: str, user: str) -> UpdateCampaign:
-    """Pause, resume or abort a campaign."""
+def steer(session: Session, campaign_id: int, action: str, user: str, now: datetime | None = None) -> UpdateCampaign:
+    """Pause, resume or abort a campaign at now (the bridge's clock: the history's pauses are what
+    `paused_s` reads)."""
+    now = now or utc_now()
     campaign = session.get(UpdateCampaign, campaign_id)
     if campaign is None:
         raise CampaignError(f"no campaign {campaign_id}")
@@ -397,10 +497,10 @@ def steer(session: Session, campaign_id: int, action: str, user: str) -> UpdateC
         if overriding:
             campaign.stage = "fleet"
         campaign.state = "rolling" if campaign.stage == "fleet" else "canary"
-    campaign.updated_at = utc_now()
-    _event(session, campaign, action, by=user)
+    campaign.updated_at = now
+    _event(session, campaign, action, time=now, by=user)
     if overriding:
-        _event(session, campaign, "fleet_stage", by=user, overriding_canary_stop=True)
+        _event(session, campaign, "fleet_stage", time=now, by=user, overriding_canary_stop=True)
         log.warning("campaign resumed past its canaries' stop campaign_id=%d by=%s", campaign.id, user,
                     extra={"campaign_id": campaign.id})
     if action == "resume":

@@ -31,7 +31,9 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
    dropped, every collar it gave the group gets TS005 `mc_group_delete`, and a network server group
    the bridge made is deleted (`delete_due` / `record_group_delete`: retried, never blocking).
 
-A collar's result arrives as its port-31 ack and in its status (campaigns / update_results).
+A collar's result arrives as its port-31 ack and in its status (campaigns / update_results). Every
+collar's step ends in bounded time (`fail_overdue`: "no answer", "no result in ..."), not counting
+the time its campaign was paused; pause and resume are fuota_pause.py's.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from collar_firmware import codec as wire
@@ -69,7 +71,7 @@ log = logging.getLogger(__name__)
 SETUP_LEAD_S = 2 * 3600  # the window opens this long after the set-up is queued (class A: after uplinks)
 HORIZON_S = 60.0  # multicast frames are queued at most this long before their absolute time
 PRIOR_LOSS = 0.1  # a collar's downlink loss before any delivery measured it
-NO_ANSWER = "no answer"
+NO_ANSWER = campaigns.NO_ANSWER
 DEFAULT_SF = 9
 MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 SESSION_INDEX = 0  # one fragmentation session per collar at a time
@@ -95,7 +97,10 @@ def _frags(row: FuotaSession) -> Fragmented:
     return fragment(row.image, row.frag_size)
 
 
-def _links(session: Session, device_ids: list[str], prior_loss: float) -> list[CollarLink]:
+def _links(session: Session, device_ids: list[str], prior_loss: float, max_sf: int) -> list[CollarLink]:
+    """The collars' links as the plan sees them: a collar heard above the campaign's spreading factor
+    gate (max_sf) is held until it is heard at max_sf or faster, so it is planned at max_sf, never
+    slowing the group's window down to where it is now."""
     links = []
     for device_id in device_ids:
         sf = session.scalars(
@@ -108,7 +113,7 @@ def _links(session: Session, device_ids: list[str], prior_loss: float) -> list[C
             .where(FuotaCollar.device_id == device_id, FuotaCollar.loss.is_not(None))
             .order_by(FuotaCollar.status_at.desc())
         ).first()
-        links.append(CollarLink(device_id, int(sf or DEFAULT_SF), prior_loss if loss is None else float(loss)))
+        links.append(CollarLink(device_id, min(int(sf or DEFAULT_SF), max_sf), prior_loss if loss is None else float(loss)))
     return links
 
 
@@ -139,7 +144,7 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
             raise DeliveryRefused(f"no root key in {group_keys.path} for {', '.join(unknown)}: the bridge cannot "
                                   "give them the group's key")
     try:
-        plan = make_plan(len(image), _links(session, collars, prior_loss))
+        plan = make_plan(len(image), _links(session, collars, prior_loss, campaign.max_spreading_factor))
         frags = fragment(image, plan.frag_size)
     except (PlanRefused, ValueError) as error:
         raise DeliveryRefused(str(error)) from error
@@ -174,7 +179,7 @@ def tick(session: Session, codec: Any, now: datetime | None = None,
          group_keys: multicast_keys.CollarKeyRing | None = None, *, no_answer_factor: float) -> int:
     """Move every open delivery of an active campaign on; return how many frames were queued.
     group_keys: the collars' key file, for deliveries that set up their own group; no_answer_factor:
-    how many planned delivery times a collar that answered its set-up may stay silent (`fail_silent`)."""
+    how many planned delivery times a collar may stay silent, or go without a result (`fail_overdue`)."""
     now = now or utc_now()
     queued = 0
     rows = session.execute(
@@ -184,7 +189,7 @@ def tick(session: Session, codec: Any, now: datetime | None = None,
     ).all()
     for row, _campaign in rows:
         queued += _tick_one(session, codec, row, now, group_keys)
-        fail_silent(session, row, now, no_answer_factor)
+        fail_overdue(session, row, now, no_answer_factor)
         row.updated_at = now
     return queued + _end_deliveries(session, codec, now)
 
@@ -196,8 +201,7 @@ def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime,
         row.state = WINDOW
         _exclude_outside_the_group(session, row)
         log.info("class C window open campaign_id=%d", row.campaign_id, extra={"campaign_id": row.campaign_id})
-    closes = row.session_time + timedelta(seconds=1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
-    if row.state in (WINDOW, REPAIR) and now >= closes:
+    if row.state in (WINDOW, REPAIR) and now >= window_closes(row):
         row.state = STRAGGLERS  # the collars closed their Class C windows (TS005 timeout): unicast from here
         log.info("class C window closed campaign_id=%d", row.campaign_id, extra={"campaign_id": row.campaign_id})
     if row.state in (WINDOW, REPAIR):
@@ -220,8 +224,14 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
     ))
     if not released:
         return 0
+    campaign = session.get(UpdateCampaign, row.campaign_id)
+    steps = {c.device_id: c for c in session.scalars(select(CampaignCollar).where(
+        CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.device_id.in_([c.device_id for c in released])))}
+    if row.ended_at is None:  # a link or battery that went past a gate since the release holds the collar back
+        released = [c for c in released if campaigns.hold_back(session, campaign, steps[c.device_id]) is None]
+        if not released:
+            return 0
     if row.ended_at is not None:  # resumed after its canaries stopped it: the group is gone
-        campaign = session.get(UpdateCampaign, row.campaign_id)
         for collar in session.scalars(select(CampaignCollar).where(
                 CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
                 CampaignCollar.device_id.in_([c.device_id for c in released]))):
@@ -250,11 +260,7 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
                             extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
                 continue  # it stays unreleased until its key is in the file
             queued += 1
-        session_time_s = int(row.session_time.timestamp())
-        downlinks.queue_command(session, codec, device_id=collar.device_id, command="mc_class_c_session", values={
-            "group": MC_GROUP, "session_time_gps_s": wire.gps_from_unix(session_time_s),
-            "timeout_log2_s": delivery.window_timeout_log2(row.nb_frag, row.spacing_s),
-            "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
+        queue_window(session, codec, row, collar.device_id)
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
             "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size,
             "control": delivery.BLOCK_ACK_DELAY,
@@ -275,6 +281,37 @@ def _reopen(row: FuotaSession, now: datetime) -> None:
     row.status_asked_at = None
     row.status_rounds = 0
     row.closed_at = None  # the new window sends as many fragments as the last one ended with
+
+
+def window_closes(row: FuotaSession) -> datetime:
+    """When the collars close the Class C window of the delivery's session (TS005 timeout)."""
+    return row.session_time + timedelta(seconds=1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
+
+
+def _own_collars(row: FuotaSession) -> Any:
+    """The delivery's collars that no other unfinished campaign is updating now (a collar whose step here
+    ended may follow another campaign: what is queued for it is that campaign's)."""
+    elsewhere = (select(CampaignCollar.device_id)
+                 .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
+                 .where(CampaignCollar.campaign_id != row.campaign_id, UpdateCampaign.state.in_(campaigns.UNFINISHED),
+                        CampaignCollar.state.not_in(campaigns.FINAL_COLLAR_STATES)))
+    return select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id,
+                                               FuotaCollar.device_id.not_in(elsewhere))
+
+
+def queued_for_collars(session: Session, row: FuotaSession) -> list[Downlink]:
+    """The delivery's unicast frames (set-up, fragments) still queued for its own collars (`_own_collars`)."""
+    return list(session.scalars(select(Downlink).where(
+        Downlink.device_id.in_(_own_collars(row)), Downlink.command.in_(DELIVERY_COMMANDS),
+        Downlink.state == downlinks.STATE_QUEUED)))
+
+
+def queue_window(session: Session, codec: Any, row: FuotaSession, device_id: str) -> None:
+    """Queue a collar's TS005 McClassCSessionReq for the delivery's window (its time, its timeout)."""
+    downlinks.queue_command(session, codec, device_id=device_id, command="mc_class_c_session", values={
+        "group": MC_GROUP, "session_time_gps_s": wire.gps_from_unix(int(row.session_time.timestamp())),
+        "timeout_log2_s": delivery.window_timeout_log2(row.nb_frag, row.spacing_s),
+        "frequency_hz100": MC_FREQUENCY_HZ100, "data_rate": max(0, 12 - row.sf)})
 
 
 def _queue_multicast(session: Session, row: FuotaSession, command: str, port: int, payload: bytes,
@@ -440,36 +477,81 @@ def planned_s(row: FuotaSession) -> float:
     return SETUP_LEAD_S + (1 << delivery.window_timeout_log2(row.nb_frag, row.spacing_s))
 
 
-def fail_silent(session: Session, row: FuotaSession, now: datetime, factor: float) -> list[str]:
-    """Fail ("no answer") every collar of the delivery that answered its set-up, still has no result
-    and was heard neither in the last `factor` planned times nor since its set-up was queued that long
-    ago, with nothing left queued for it in the outbox (fair use may hold its unicast fragments; a
-    collar fed by unicast after its uplinks is heard, so not silent); return their ids. The campaign
-    counts it like any failed collar: a silent canary stops a campaign as a refusing one does."""
-    deadline = now - timedelta(seconds=factor * planned_s(row))
-    silent = list(session.scalars(
-        select(CampaignCollar)
+def fail_overdue(session: Session, row: FuotaSession, now: datetime, factor: float) -> list[str]:
+    """End the step of every collar of the delivery that is overdue; return their ids. Time counts only
+    while the campaign runs (`campaigns.running_s`: paused time is not a collar's fault). Two limits:
+
+    - "no answer": it answered its set-up, then was heard neither since its set-up nor at all in the
+      last `factor` planned times (`planned_s`), with nothing queued for it in the outbox (fair use
+      may hold its unicast fragments; a collar fed by unicast after its uplinks is heard);
+    - "no result": `factor` planned times since its set-up (and MAX_UNICAST_DAYS more when it is served
+      by unicast, which fair use spreads over days) went by without its result, heard or not: a
+      collar that keeps answering status requests, or sending its own status, but never rebuilds the
+      image or never says how its install went would otherwise hold its campaign open for ever.
+      What is still queued for it is dropped.
+
+    The campaign counts it like any failed collar: an overdue canary stops a campaign as a refusing
+    one does, and a campaign whose last collar is overdue is done."""
+    limit_s = factor * planned_s(row)
+    found = session.execute(
+        select(CampaignCollar, FuotaCollar, Device.last_seen)
         .join(FuotaCollar, (FuotaCollar.campaign_id == CampaignCollar.campaign_id)
               & (FuotaCollar.device_id == CampaignCollar.device_id))
         .join(Device, Device.device_id == CampaignCollar.device_id)
         .where(CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
-               FuotaCollar.setup_answered.is_(True), FuotaCollar.setup_queued_at <= deadline,
-               or_(Device.last_seen.is_(None), Device.last_seen <= deadline))))
-    if not silent:
+               FuotaCollar.setup_queued_at.is_not(None),
+               FuotaCollar.setup_queued_at <= now - timedelta(seconds=limit_s))).all()  # wall time >= running time
+    if not found:
         return []
     campaign = session.get(UpdateCampaign, row.campaign_id)
     failed = []
-    for collar in silent:
-        held = session.scalar(select(func.count()).select_from(Downlink).where(
-            Downlink.device_id == collar.device_id, Downlink.state == downlinks.STATE_QUEUED))
-        if held:
+    for collar, delivered, last_seen in found:
+        quiet_since = max(delivered.setup_queued_at, last_seen or delivered.setup_queued_at)
+        if delivered.setup_answered and campaigns.running_s(session, row.campaign_id, quiet_since, now) > limit_s \
+                and not session.scalar(select(func.count()).select_from(Downlink).where(
+                    Downlink.device_id == collar.device_id, Downlink.state == downlinks.STATE_QUEUED)):
+            log.warning("no answer from device_id=%s campaign_id=%d: silent for %.1f h since its set-up",
+                        collar.device_id, row.campaign_id, limit_s / 3600,
+                        extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+            campaigns.fail_collar(session, campaign, collar, NO_ANSWER)
+            failed.append(collar.device_id)
             continue
-        log.warning("no answer from device_id=%s campaign_id=%d: silent for %.1f h since its set-up",
-                    collar.device_id, row.campaign_id, factor * planned_s(row) / 3600,
-                    extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
-        campaigns.fail_collar(session, campaign, collar, NO_ANSWER)
-        failed.append(collar.device_id)
+        since_setup_s = campaigns.running_s(session, row.campaign_id, delivered.setup_queued_at, now)
+        by_unicast = delivered.unicast_sent > 0 or delivered.unicast_reason is not None
+        if since_setup_s > limit_s + (delivery.MAX_UNICAST_DAYS * 86400 if by_unicast else 0):
+            reason, detail = _no_result(delivered, since_setup_s)
+            dropped = _drop_queued(session, collar.device_id)
+            log.warning("no result from device_id=%s campaign_id=%d after %.1f h of its delivery: %s (%d frames "
+                        "dropped)", collar.device_id, row.campaign_id, since_setup_s / 3600, detail, dropped,
+                        extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+            campaigns.fail_collar(session, campaign, collar, reason, detail=detail)
+            failed.append(collar.device_id)
     return failed
+
+
+def _no_result(delivered: FuotaCollar, since_setup_s: float) -> tuple[str, str]:
+    """The reason (short, as a collar's state keeps it) and the history's account of a collar that gave
+    no result in its time."""
+    hours = f"{since_setup_s / 3600:.1f} h"
+    if delivered.complete:
+        return (f"{campaigns.NO_RESULT} {hours}: image rebuilt, no ack",
+                "it said it holds the whole image but sent no result (no port-31 ack, no status with it)")
+    if delivered.missing is not None:
+        return (f"{campaigns.NO_RESULT} {hours}: {delivered.missing} fragments missing",
+                f"it still missed {delivered.missing} fragments when it last answered"
+                f"{'' if delivered.status_at is None else ' at ' + delivered.status_at.isoformat()}")
+    return f"{campaigns.NO_RESULT} {hours}: never said what it holds", "it never answered a fragment status request"
+
+
+def _drop_queued(session: Session, device_id: str) -> int:
+    """Drop what a collar's delivery still has queued for it (set-up, unicast fragments); return how many."""
+    dropped = 0
+    for frame in session.scalars(select(Downlink).where(
+            Downlink.device_id == device_id, Downlink.command.in_(DELIVERY_COMMANDS),
+            Downlink.state == downlinks.STATE_QUEUED)):
+        frame.state = downlinks.STATE_SUPERSEDED
+        dropped += 1
+    return dropped
 
 
 def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
@@ -477,9 +559,11 @@ def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
     (the outbox holds them within fair use); then the delivery is closed."""
     queued = 0
     frags = _frags(row)
-    for collar in session.scalars(select(FuotaCollar).where(
+    for collar in session.scalars(select(FuotaCollar).join(
+            CampaignCollar, (CampaignCollar.campaign_id == FuotaCollar.campaign_id)
+            & (CampaignCollar.device_id == FuotaCollar.device_id)).where(
             FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.missing > 0, FuotaCollar.setup_answered.is_(True),
-            FuotaCollar.complete.is_(False))):
+            FuotaCollar.complete.is_(False), CampaignCollar.state == "sending")):  # not one whose step ended
         waiting = session.scalar(select(func.count()).select_from(Downlink).where(
             Downlink.device_id == collar.device_id, Downlink.command == "data_fragment",
             Downlink.state == downlinks.STATE_QUEUED))  # still held by the outbox (fair use): not sent again
@@ -522,16 +606,13 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
     if row.state != CLOSED:
         row.state, row.closed_at = CLOSED, now
     row.ended_at = now
-    collars = select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)
     dropped = 0
     for frame in session.scalars(select(MulticastDownlink).where(
             MulticastDownlink.campaign_id == row.campaign_id, MulticastDownlink.state == downlinks.STATE_QUEUED)):
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
     never_set_up = set()
-    for frame in session.scalars(select(Downlink).where(
-            Downlink.device_id.in_(collars), Downlink.command.in_(DELIVERY_COMMANDS),
-            Downlink.state == downlinks.STATE_QUEUED)):
+    for frame in queued_for_collars(session, row):  # not what another campaign queued for a collar since
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
         if frame.command == "mc_group_setup":

@@ -49,15 +49,19 @@ def record(session: Session, device_id: str, fields: dict[str, Any], time: datet
 
 
 def _settle_campaigns(session: Session, result: UpdateResult) -> None:
-    """A collar still 'sending' in a campaign of this very image gets its result, as from an ack."""
-    waiting = session.scalars(
-        select(CampaignCollar.campaign_id)
+    """A collar still 'sending' in a campaign of this very image, or failed there by the delivery's time
+    limits (`campaigns.overdue`: its result came late), gets its result, as from an ack."""
+    steps = session.scalars(
+        select(CampaignCollar)
         .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
-        .where(CampaignCollar.device_id == result.device_id, CampaignCollar.state == "sending",
+        .where(CampaignCollar.device_id == result.device_id, CampaignCollar.state.in_(("sending", "failed")),
                UpdateCampaign.kind == result.kind, UpdateCampaign.version == result.version)
-    ).first()
-    if waiting is not None:
+    )
+    steps = list(steps)
+    if any(step.state == "sending" for step in steps):
         campaigns.record_ack(session, result.device_id, result.reason)
+    elif late := [step for step in steps if campaigns.overdue(step)]:
+        campaigns.record_ack(session, result.device_id, result.reason, late_in=late[-1].campaign_id)
 
 
 def latest(session: Session) -> dict[str, dict[str, Any]]:

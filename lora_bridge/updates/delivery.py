@@ -34,6 +34,7 @@ BLOCK_ACK_DELAY = 0  # the set-up's Control field: TS004 collars answer a multic
 UPLINK_LATENCY_S = 4  # from the collar's answer on air to the bridge (gateway, network server, webhook)
 ANSWER_WAIT_S = (1 << (BLOCK_ACK_DELAY + 4)) + UPLINK_LATENCY_S  # the bridge decides the repair this long after
 MAX_COUNTER = (1 << 14) - 1  # the fragment counter of a DataFragment is 14 bits
+MAX_UNICAST_DAYS = 7  # a straggler is served by unicast (fair use: about 10 frames a day) at most this long
 MAX_TIMEOUT_LOG2 = 15  # TS005 SessionTimeOut: 4 bits, the window lasts 2**TimeOut s (at most 9.1 h)
 
 

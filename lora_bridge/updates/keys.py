@@ -147,6 +147,21 @@ def refuse_replacing(key_id: int, public: bytes | None, path: Path = COLLAR_KEYS
                            "(a new deployment replacing the repository's key)")
 
 
+def check_installable(key_id: int, path: Path = COLLAR_KEYS_PATH, replace: bool = False) -> None:
+    """KeyFileError (or OSError) when a new key under key_id could not be installed into the collar keys
+    file: another key holds the id (unless `replace`), the file is full, or it cannot be written. Run
+    before `generate --install` makes a key, so a refused install leaves no key that no collar holds."""
+    path = Path(path)
+    if not replace:
+        refuse_replacing(key_id, None, path)
+    held = read_collar_keys(path)
+    if len(held.keys() | {key_id}) > trust.MAX_KEYS:
+        raise KeyFileError(f"{path} holds {len(held)} keys already, as many as a collar holds ({trust.MAX_KEYS}); "
+                           "retire one first")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise OSError(f"{path}: cannot be written (no such folder, or no permission)")
+
+
 def install_public(key_id: int, public: bytes, path: Path = COLLAR_KEYS_PATH, replace: bool = False) -> dict[int, bytes]:
     """Add a public key to the collar keys file that ships with the firmware; another key under the
     same id is replaced only with `replace` (`refuse_replacing`)."""

@@ -208,6 +208,9 @@ def build_image(kind: int, version: str, hardware_id: str, payload: bytes, key: 
         raise ReleaseError(f"hardware id {hardware_id!r} must be 1..{ui.MAX_HW_ID} bytes")
     if len(features_) > ui.MAX_GOLDEN:
         raise ReleaseError(f"a golden vector of {len(features_)} features; a collar takes {ui.MAX_GOLDEN}")
+    if not payload:
+        raise ReleaseError("the payload is empty: an update image must carry something to install (collars refuse "
+                           "an empty one as truncated)")
     if len(payload) > ui.MAX_PAYLOAD_BYTES:
         raise ReleaseError(f"the payload is {len(payload):,} bytes; a collar's update slot takes at most "
                            f"{ui.MAX_PAYLOAD_BYTES:,}: every collar would refuse it (too_large)")
@@ -331,6 +334,10 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
     payload, delta_of = full, None
     if old is not None:
         changed = {n: d for n, d in files.items() if old["modules"].get(n, {}).get("sha256") != modules[n]["sha256"]}
+        if not changed:
+            raise ReleaseError(f"nothing changed since the base {old['version']} ({base}): every module and the key "
+                               f"file are the ones it has, so {version} would be an empty update (collars running "
+                               f"{old['version']} run this code already); change the collar code or keys first")
         delta = pack_bundle(changed)
         if len(delta) < len(full):
             payload, delta_of = delta, old["version"]

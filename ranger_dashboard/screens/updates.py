@@ -67,6 +67,21 @@ def delivery_line(delivery: dict | None) -> str:
             f"window opens {delivery['window_opens']:%Y-%m-%d %H:%M} UTC")
 
 
+def pause_line(campaign: dict) -> str:
+    """Return what a pause means for a paused campaign's delivery (from its `delivery_paused` event), or ""."""
+    paused = [e["detail"] for e in campaign["history"] if e["event"] == "delivery_paused"]
+    if campaign["state"] != "paused" or not paused:
+        return ""
+    last = paused[-1]
+    line = f"Paused: nothing goes to the collars until Resume ({last.get('frames_held', 0)} frames held in the outbox)"
+    if "window_closes" not in last:
+        return line + "."
+    closes = pd.Timestamp(last["window_closes"]).tz_convert("UTC")
+    return (f"{line}; {last['fragments_sent']} of {last['fragments_planned']} fragments went out. The collars keep "
+            f"their window open until {closes:%Y-%m-%d %H:%M} UTC and what they hold; Resume goes on from fragment "
+            f"{last['fragments_sent'] + 1}, in a new window once that one has closed.")
+
+
 def network_group_line(delivery: dict | None) -> str:
     """Return which network server multicast group a delivery goes through, when its campaign ended
     and what became of the group then, or "" when the bridge does not deliver."""
@@ -131,6 +146,8 @@ for campaign in campaigns:
                    f"SF{campaign.get('max_spreading_factor', 12)}{target_line(campaign)}; by {campaign['created_by']}")
         if campaign.get("delivery"):
             st.caption(delivery_line(campaign["delivery"]))
+            if pause_line(campaign):
+                st.warning(pause_line(campaign))
             if network_group_line(campaign["delivery"]):
                 st.caption(network_group_line(campaign["delivery"]))
         else:
