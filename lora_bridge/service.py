@@ -467,7 +467,7 @@ class Bridge:
             if not viewer.exact_positions:
                 high_value = delayed.high_value_flags(session)
                 latest = {p.animal_id: p for p in self._delayed_latest(session, viewer, high_value, now)}
-                visible = privacy.alerts(viewer, queries.alert_views(session, alerts.OPEN_STATES), high_value, now)
+                visible = self._delayed_alerts(session, viewer, alerts.OPEN_STATES, high_value, now)
                 open_counts = Counter(a.animal_id for a in visible if a.animal_id is not None)
                 behaviour = delayed.behaviour_by(session, self._cutoffs(viewer, high_value, now))
                 views = privacy.animals(viewer, views, latest, open_counts, behaviour)
@@ -567,9 +567,7 @@ class Bridge:
             if viewer.exact_positions:
                 views = queries.alert_views(session, states, limit)
             else:
-                views = privacy.alerts(
-                    viewer, queries.alert_views(session, states), delayed.high_value_flags(session), now
-                )[:limit]
+                views = self._delayed_alerts(session, viewer, states, delayed.high_value_flags(session), now)[:limit]
         self._audit_alerts(viewer, views, now)
         return views
 
@@ -1418,6 +1416,15 @@ class Bridge:
         placed = [view.animal_id for view in views if view.lat is not None]
         if placed:
             self._audit_positions(viewer, "alerts", placed, now, alerts=len(views))
+
+    def _delayed_alerts(
+        self, session: Any, viewer: Viewer, states: tuple[str, ...] | None, high_value: dict[str, bool], now: datetime
+    ) -> list[AlertView]:
+        """The alerts in `states` as they stood at their animal's cutoff for a role with a delay: one
+        resolved since was still open then, and is listed as open."""
+        earliest = min(privacy.cutoff(viewer.policy.precision(flag), now) for flag in (False, True))
+        views = privacy.alerts(viewer, queries.alert_views(session, states, resolved_after=earliest), high_value, now)
+        return views if states is None else [view for view in views if view.state in states]
 
     def _delayed_latest(
         self, session: Any, viewer: Viewer, high_value: dict[str, bool], now: datetime

@@ -3,7 +3,7 @@ and activity, and the audit log of every read of positions."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import bridge_builders as b
 import pytest
@@ -294,3 +294,28 @@ def test_a_late_role_reads_how_long_an_animal_was_still_by_its_cutoff_not_that_i
     assert seen.evidence["rule"] == "immobility" and seen.evidence["centre"] == {}
     (ranger_sees,) = privacy.alerts(viewer("amina"), [immobile], {"2": False}, NOW)
     assert ranger_sees.evidence["still_h"] == 42.0
+
+
+def test_a_late_role_reads_an_alerts_history_and_state_as_they_stood_at_its_cutoff_not_the_steps_taken_since(
+    sqlite_url,
+):
+    now = datetime.now(UTC).replace(microsecond=0)  # the bridge's clock is the wall clock its steps are taken by
+    with live_bridge(sqlite_url, now=now) as bridge:
+        ranger, visitor, researcher = viewer("amina"), Viewer("kiosk", "visitor"), viewer("rose")
+        fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
+        bridge.run_rules(now)  # raised 30 h ago and never acknowledged: Tembo escalates it now
+        bridge.acknowledge_alert(fence.alert_id, ranger)
+        bridge.resolve_alert(fence.alert_id, ranger, "true", "snare at the north waterhole")
+        steps = [e.action for e in bridge.alert_events(fence.alert_id, viewer=ranger)]
+        assert {"raised", "escalated", "acknowledged", "resolved"} <= set(steps)
+
+        for who in (visitor, researcher):  # 24 h and 6 h late: Amani's alert, raised 30 h ago, was open then
+            history = bridge.alert_events(fence.alert_id, viewer=who)
+            assert [e.action for e in history] == ["raised"], f"{who.role} reads the steps taken since its cutoff"
+            shown = bridge.alert(fence.alert_id, viewer=who)
+            assert (shown.state, shown.verdict, shown.note, shown.resolved_at, shown.acknowledged_by) == (
+                "new", None, None, None, None
+            )
+            assert fence.alert_id in [a.alert_id for a in bridge.open_alerts(viewer=who)]
+            assert next(a for a in bridge.animals(viewer=who) if a.name == "Amani").open_alerts == 1
+        assert fence.alert_id not in [a.alert_id for a in bridge.open_alerts(viewer=ranger)]

@@ -10,7 +10,9 @@ per animal (ordinary or high-value, see `roles.Role.precision`):
   gateways that heard the collar;
 - an alert as it stood at the cutoff: an alert keeps being repeated while it is open (a collar
   still in farmland) and moves to its newest occurrence, so its place, last time, count, evidence and
-  history leave out every occurrence after the cutoff (they say where the animal is now);
+  history leave out every occurrence after the cutoff (they say where the animal is now), and its
+  state and history every step taken after it (Tembo closes an alert when the animal leaves the
+  farmland);
 - an animal's behaviour from the newest activity summary that ended by the cutoff, not the collar's
   live one (behaviour can tell where a chase is going on).
 An alert without an animal is treated as a high-value animal's.
@@ -28,13 +30,14 @@ import numpy as np
 from pyproj import Transformer
 
 from lora_bridge.access.roles import Precision, Viewer
+from lora_bridge.domain import alerts as alert_rules
 from lora_bridge.views import (
     ActivityView,
     AlertEventView,
     AlertView,
     AnimalView,
     PositionView,
-    later_than,
+    time_of,
     until,
 )
 
@@ -169,7 +172,7 @@ def alerts(
         seen_until = cutoff(precision, now)
         if view.time > seen_until:
             continue
-        view = view.as_of(seen_until)
+        view = alert_rules.as_it_stood(view, seen_until)
         lat, lon = view.lat, view.lon
         if lat is not None and lon is not None:
             lat, lon = coarsen(lat, lon, precision.grid_m)
@@ -185,13 +188,20 @@ def alert_cutoff(viewer: Viewer, animal_id: str | None, high_value: Mapping[str,
 def alert_events(
     viewer: Viewer, events: Iterable[AlertEventView], seen_until: datetime | None = None
 ) -> list[AlertEventView]:
-    """An alert's history as viewer may see it: for coarse roles details without places, and none of
-    the steps an animal's report after `seen_until` (the alert's cutoff) made (a repeat says where
-    the animal is now)."""
+    """An alert's history as viewer may see it: for coarse roles details without places, and only the
+    steps taken by `seen_until` (the alert's cutoff): none that an animal's report after it made (a
+    repeat says where the animal is now), nor any the bridge or a ranger took after it (an escalation,
+    an acknowledgement, a resolution when the animal left the farmland). A step that carries the time
+    of the report it records is placed at that time, any other at when it was taken."""
     if viewer.exact_positions:
         return list(events)
-    kept = [event for event in events if seen_until is None or not later_than(event.detail.get("time"), seen_until)]
+    kept = [event for event in events if seen_until is None or _step_time(event) <= seen_until]
     return [replace(event, detail=without_places(until(event.detail, seen_until))) for event in kept]
+
+
+def _step_time(event: AlertEventView) -> datetime:
+    """When a step of an alert's history happened: the time of the report it records, else when it was taken."""
+    return time_of(event.detail.get("time")) or event.at
 
 
 def activity(
