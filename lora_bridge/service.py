@@ -457,20 +457,25 @@ class Bridge:
             animal_id = animal.id
         return self._animal_view(animal_id)
 
-    def animals(self, *, viewer: Viewer) -> list[AnimalView]:
-        """Every animal with its collar's latest state (position, battery, behaviour, versions), as
-        viewer's role may see it. Logged in the audit log."""
+    def animals(self, *, viewer: Viewer, animal_ids: list[str] | None = None) -> list[AnimalView]:
+        """Every animal (only those of `animal_ids` when given) with its collar's latest state
+        (position, battery, behaviour, versions), as viewer's role may see it: for a role with a
+        delay, as its collar had reported by the cutoff. Logged in the audit log."""
         require(viewer, roles.READ_ANIMALS)
         now = self.clock()
+        wanted = None if animal_ids is None else {str(animal_id) for animal_id in animal_ids}
         with self.db.read() as session:
-            views = queries.animal_views(session)
+            views = [v for v in queries.animal_views(session) if wanted is None or v.animal_id in wanted]
             if not viewer.exact_positions:
                 high_value = delayed.high_value_flags(session)
-                latest = {p.animal_id: p for p in self._delayed_latest(session, viewer, high_value, now)}
+                shown = {key: flag for key, flag in high_value.items() if wanted is None or key in wanted}
+                cutoffs = self._cutoffs(viewer, shown, now)
+                latest = {p.animal_id: p for p in self._delayed_latest(session, viewer, shown, now)}
                 visible = self._delayed_alerts(session, viewer, alerts.OPEN_STATES, high_value, now)
                 open_counts = Counter(a.animal_id for a in visible if a.animal_id is not None)
-                behaviour = delayed.behaviour_by(session, self._cutoffs(viewer, high_value, now))
-                views = privacy.animals(viewer, views, latest, open_counts, behaviour)
+                behaviour = delayed.behaviour_by(session, cutoffs)
+                reports = delayed.collar_reports_by(session, cutoffs, self.codec)
+                views = privacy.animals(viewer, views, latest, open_counts, behaviour, reports)
         self._audit_positions(viewer, "animals", [v.animal_id for v in views if v.lat is not None], now)
         return views
 

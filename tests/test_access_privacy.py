@@ -319,3 +319,30 @@ def test_a_late_role_reads_an_alerts_history_and_state_as_they_stood_at_its_cuto
             assert fence.alert_id in [a.alert_id for a in bridge.open_alerts(viewer=who)]
             assert next(a for a in bridge.animals(viewer=who) if a.name == "Amani").open_alerts == 1
         assert fence.alert_id not in [a.alert_id for a in bridge.open_alerts(viewer=ranger)]
+
+
+def test_a_late_role_reads_an_animals_last_report_battery_and_temperature_as_of_its_cutoff_not_live(bridge):
+    ranger, visitor, researcher = viewer("amina"), Viewer("kiosk", "visitor"), viewer("rose")
+    # Amani's collar reported 30 h ago, cool and full, and again two minutes ago, hot (in the sun, away
+    # from the shade of the river) with a battery drained by a chase; neither status had a fix.
+    for f_cnt, heard, battery_mv, temperature_c, fw_version in (
+        (93, NOW - timedelta(hours=30), 3950, 24.0, "1.2.0"),
+        (94, NOW - timedelta(minutes=2), 3610, 36.5, "1.3.0"),
+    ):
+        status = b.status(time_s=int(heard.timestamp()), lat=0.0, lon=0.0, battery_mv=battery_mv,
+                          temperature_c=temperature_c, fw_version=fw_version)
+        assert bridge.ingest_tts_uplink(b.tts_uplink(status, device_id="collar-01", f_cnt=f_cnt, received_at=heard,
+                                                     dev_eui="70B3D57ED0000001")).ok
+
+    def amani(who: Viewer):
+        return next(a for a in bridge.animals(viewer=who) if a.name == "Amani")
+
+    live = amani(ranger)
+    assert (live.battery_mv, live.temperature_c, live.fw_version) == (3610, 36.5, "1.3.0")
+    assert live.last_seen >= NOW - timedelta(minutes=2)
+    for who, late in ((visitor, timedelta(hours=24)), (researcher, timedelta(hours=6))):
+        seen = amani(who)
+        assert (seen.battery_mv, seen.temperature_c, seen.fw_version) == (3950, 24.0, "1.2.0"), who.role
+        assert NOW - late - timedelta(hours=4) <= seen.last_seen <= NOW - late, f"{who.role} reads when it was heard"
+    tusker = next(a for a in bridge.animals(viewer=visitor) if a.name == "Tusker")
+    assert (tusker.last_seen, tusker.battery_mv) == (None, None), "nothing of Tusker's is 72 h old"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -339,6 +339,26 @@ def test_researcher_sees_alerts_without_positions_and_cannot_act_on_them(researc
     assert any("rangers acknowledge and resolve" in i.value for i in app.info)
     animals = open_page("animals", user="rose").dataframe[-1].value
     assert set(animals[views.COL_POSITION]) == {"withheld"}
+
+
+def test_researcher_reads_a_collars_battery_and_temperature_as_late_as_its_fixes_on_the_alert_and_animal_pages(
+    researcher_store,
+):
+    kito = next(animal for animal in HERD if animal.name == "Kito")
+    with open_bridge(researcher_store) as bridge:
+        # Kito's collar, still where its mortality alert was raised days ago, reports now: hot, drained.
+        heard = datetime.now(UTC).replace(microsecond=0)
+        values = {**status_values(kito, heard, 0.0, 0.0, 3310), "temperature_c": 39.0}
+        assert bridge.ingest_tts_uplink(tts_uplink(kito.device_id, 50, "status", values, heard)).ok
+        kito_id = next(a.animal_id for a in bridge.animals(viewer=RANGER) if a.name == "Kito")
+        mortality = next(a.alert_id for a in bridge.alerts(viewer=RANGER) if a.alert_type == "mortality")
+
+    alerts = open_page("alerts", query={"alert": str(mortality)}, user="rose")
+    collar = [m.value for m in alerts.markdown if m.value.startswith("**Collar")]
+    assert collar and "3.60 V" in collar[0] and "27.5 °C" in collar[0], collar
+    assert not [text for text in collar if "3.31 V" in text or "39.0" in text], "the collar's report of a moment ago"
+    animal = open_page("animals", query={"animal": kito_id}, user="rose")
+    assert (metric(animal, "Battery"), metric(animal, "Temperature")) == ("3.60 V", "27.5 °C")
 
 
 def test_a_link_opened_later_in_the_session_moves_the_focus(store):

@@ -1,8 +1,10 @@
-"""The newest fix and behaviour each animal had by a cutoff: what a role with a delay sees as "latest"."""
+"""The newest fix, behaviour and collar report each animal had by a cutoff: what a role with a delay
+sees as "latest"."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,8 +12,24 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
-from lora_bridge.store.tables import ActivitySummary, Animal, Position
+from lora_bridge.decode import decode_payload
+from lora_bridge.ingest import STATUS_PROCESSED
+from lora_bridge.store.tables import ActivitySummary, Animal, Position, RawUplink
 from lora_bridge.views import PositionView
+
+STATUS_MESSAGE = "status"  # the codec's name of a collar's status (battery, temperature, versions)
+
+
+@dataclass(frozen=True)
+class CollarReport:
+    """What an animal's collar had been heard to report by a cutoff: when it was last heard, and its
+    newest status then (battery, temperature, versions; None without one)."""
+
+    last_seen: datetime | None
+    battery_mv: int | None = None
+    temperature_c: float | None = None
+    fw_version: str | None = None
+    model_version: int | None = None
 
 
 def high_value_flags(session: Session) -> dict[str, bool]:
@@ -91,3 +109,40 @@ def _newest_times(model: Any, keys: list[int], bound: datetime) -> Subquery:
         .group_by(model.animal_id)
         .subquery()
     )
+
+
+def collar_reports_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]], codec: Any) -> dict[str, CollarReport]:
+    """For each cutoff, what each of its animal ids' collar had been heard to report by it (animal id
+    -> report): when it was last heard, and its newest status then. A collar's last report, battery
+    and temperature are as telling as its fix: a role with a delay reads them as late as its fixes."""
+    reports: dict[str, CollarReport] = {}
+    for cutoff, animal_ids in cutoffs.items():
+        heard_by = (RawUplink.device_id == Animal.device_id, RawUplink.heard_at <= cutoff,
+                    RawUplink.status == STATUS_PROCESSED)
+        last_heard = select(func.max(RawUplink.heard_at)).where(*heard_by).scalar_subquery()
+        newest_status = (
+            select(RawUplink.id).where(*heard_by, RawUplink.message == STATUS_MESSAGE)
+            .order_by(RawUplink.heard_at.desc()).limit(1).scalar_subquery()
+        )
+        rows = session.execute(
+            select(Animal.id, last_heard, newest_status)
+            .where(Animal.id.in_([int(a) for a in animal_ids]), Animal.device_id.is_not(None))
+        ).all()
+        statuses = {
+            raw_id: decode_payload(codec, f_port, payload).fields if f_port is not None and payload else None
+            for raw_id, f_port, payload in session.execute(
+                select(RawUplink.id, RawUplink.f_port, RawUplink.payload)
+                .where(RawUplink.id.in_([status_id for _, _, status_id in rows if status_id is not None]))
+            ).all()
+        }
+        for key, heard_at, status_id in rows:
+            fields = statuses.get(status_id) or {}
+            version = fields.get("fw_version")
+            reports[str(key)] = CollarReport(
+                last_seen=heard_at,
+                battery_mv=fields.get("battery_mv"),
+                temperature_c=fields.get("temperature_c"),
+                fw_version=None if version is None else str(version),
+                model_version=fields.get("model_version"),
+            )
+    return reports

@@ -14,7 +14,8 @@ per animal (ordinary or high-value, see `roles.Role.precision`):
   state and history every step taken after it (Tembo closes an alert when the animal leaves the
   farmland);
 - an animal's behaviour from the newest activity summary that ended by the cutoff, not the collar's
-  live one (behaviour can tell where a chase is going on).
+  live one (behaviour can tell where a chase is going on), and its last report, battery,
+  temperature and versions from what the collar had reported by the cutoff.
 An alert without an animal is treated as a high-value animal's.
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 from pyproj import Transformer
 
+from lora_bridge.access.delayed import CollarReport
 from lora_bridge.access.roles import Precision, Viewer
 from lora_bridge.domain import alerts as alert_rules
 from lora_bridge.views import (
@@ -137,15 +139,19 @@ def animals(
     latest: Mapping[str, PositionView],
     open_alerts: Mapping[str, int] | None = None,
     behaviour: Mapping[str, str | None] | None = None,
+    reports: Mapping[str, CollarReport] | None = None,
 ) -> list[AnimalView]:
     """Animals as viewer may see them. For coarse roles `latest` holds each animal's newest fix the
-    viewer may see (already coarsened), `open_alerts` the open alerts the viewer may see and
-    `behaviour` the dominant behaviour of the newest activity summary the viewer may see."""
+    viewer may see (already coarsened), `open_alerts` the open alerts the viewer may see,
+    `behaviour` the dominant behaviour of the newest activity summary the viewer may see and
+    `reports` what its collar had reported by the viewer's cutoff (last seen, battery, temperature,
+    versions; unknown when missing)."""
     if viewer.exact_positions:
         return list(views)
     out = []
     for view in views:
         fix = latest.get(view.animal_id)
+        report = (reports or {}).get(view.animal_id) or CollarReport(last_seen=None)
         out.append(
             replace(
                 view,
@@ -154,6 +160,11 @@ def animals(
                 position_time=fix.time if fix else None,
                 open_alerts=int((open_alerts or {}).get(view.animal_id, 0)),
                 behaviour=(behaviour or {}).get(view.animal_id),
+                last_seen=report.last_seen,
+                battery_mv=report.battery_mv,
+                temperature_c=report.temperature_c,
+                fw_version=report.fw_version,
+                model_version=report.model_version,
             )
         )
     return out
