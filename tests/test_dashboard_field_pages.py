@@ -155,6 +155,21 @@ def test_a_shapefile_in_utm_is_reprojected_previewed_and_sent_to_the_collars(sto
     assert commands == ["clear_fences", "fence"]
 
 
+def test_ranger_uploads_a_shapefile_zipped_on_windows_whose_parts_differ_in_case_and_it_is_read_with_its_crs(store):
+    # Windows keeps a name's case as typed and ignores it on reading: an office's zip holds farm.shp and
+    # farm.shx beside FARM.DBF and FARM.PRJ, and QGIS or ArcGIS there read the four as one Shapefile.
+    parts = {name.replace("farm.dbf", "FARM.DBF").replace("farm.prj", "FARM.PRJ"): content
+             for name, content in _unzip(farm_in_utm()).items()}
+    assert {"farm.shp", "farm.shx", "FARM.DBF", "FARM.PRJ"} <= set(parts)
+
+    outcome = fence_upload.import_upload(store, _zip(parts), "farm.zip", "farmland", AMINA)
+    assert outcome.ok and "reprojected from EPSG:32637 to WGS84" in outcome.message, outcome.message
+    (fence,) = open_bridge(store).geofences()
+    assert fence.name == "Shamba", "the name comes from the .dbf"
+    lon, lat = fence.geometry["coordinates"][0][0]
+    assert 37.5 < lon < 37.6 and 0.5 < lat < 0.6
+
+
 def test_admin_finds_who_imported_a_fence_file_and_who_sent_the_fences_to_the_collars(store):
     fence_upload.import_upload(store, farm_in_utm(), "farm.zip", "farmland", AMINA, name="Maize shamba")
     app = open_page("geofences", ranger="amina")

@@ -130,12 +130,22 @@ def _read_layers(path: Path, filename: str) -> list[gpd.GeoDataFrame]:
 
 
 def _read_zipped_shapefile(path: Path, data: bytes, filename: str) -> gpd.GeoDataFrame:
+    """The one Shapefile of the zip `data` (kept at `path`, in a folder of its own)."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = archive.namelist()
-            unpacked = sum(info.file_size for info in archive.infolist())
+        archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as error:
         raise InvalidGeofenceFile(f"{filename}: not a zip archive") from error
+    with archive:
+        return _read_shapefile_of(archive, path.parent / "shapefile", filename)
+
+
+def _read_shapefile_of(archive: zipfile.ZipFile, folder: Path, filename: str) -> gpd.GeoDataFrame:
+    """The one Shapefile of a zip. Its parts are matched whatever the case of their names, as GIS
+    tools on Windows and macOS do (`fence.shp` with `FENCE.DBF` and `FENCE.PRJ`: GDAL on Linux looks
+    for `fence.dbf` only and reads the shapes without attributes or CRS), so they are unpacked under
+    one spelling first."""
+    names = archive.namelist()
+    unpacked = sum(info.file_size for info in archive.infolist())
     if unpacked > MAX_UNPACKED_BYTES:
         raise InvalidGeofenceFile(f"{filename}: unpacks to {unpacked // (1024 * 1024)} MB, more than "
                                   f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MB")
@@ -153,7 +163,11 @@ def _read_zipped_shapefile(path: Path, data: bytes, filename: str) -> gpd.GeoDat
         raise InvalidGeofenceFile(
             f"{filename}: {shapefiles[0]} has no .prj, so its coordinates have no CRS; add the .prj to the zip"
         )
-    return _read(f"/vsizip/{path}/{shapefiles[0]}", filename)
+    folder.mkdir()
+    for name in names:  # every part of the Shapefile (.shp, .shx, .dbf, .prj, .cpg, ...), under one spelling
+        if name.lower().startswith(stem.lower() + ".") and "/" not in name[len(stem):]:
+            (folder / ("fence" + name[len(stem):].lower())).write_bytes(archive.read(name))
+    return _read(folder / "fence.shp", filename)
 
 
 def _read(path: Path | str, filename: str, layer: str | None = None) -> gpd.GeoDataFrame:
