@@ -40,7 +40,10 @@ ALERT_ON = ("exit", "enter", "both")
 # What crossing a fence of a kind means when the file does not say (column alert_on).
 EXIT_KINDS = ("boundary", "park", "sanctuary", "conservancy")
 ENTER_KINDS = ("farmland", "village", "settlement", "exclusion", "road", "railway")
-MAX_FILE_BYTES = 50 * 1024 * 1024
+# The largest fence file, one limit for every way in: the API refuses a larger body unread, the
+# dashboard's uploader a larger file before sending it (a reserve's fences with plenty of room).
+MAX_FILE_MB = 50
+MAX_FILE_BYTES = MAX_FILE_MB * 1024 * 1024
 # What the store's columns hold (PostgreSQL refuses a longer value; SQLite would keep it).
 MAX_KIND_CHARS = Geofence.__table__.c.kind.type.length
 MAX_NAME_CHARS = Geofence.__table__.c.name.type.length
@@ -84,7 +87,7 @@ def read_fence_file(data: bytes, filename: str, *, kind: str | None = None, aler
     if not data:
         raise InvalidGeofenceFile(f"{filename}: the file is empty")
     if len(data) > MAX_FILE_BYTES:
-        raise InvalidGeofenceFile(f"{filename}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        raise InvalidGeofenceFile(f"{filename}: larger than {MAX_FILE_MB} MB, the most a fence file may be")
     if alert_on is not None and alert_on not in ALERT_ON:
         raise InvalidGeofenceFile(f"alert_on {alert_on!r} is not one of {', '.join(ALERT_ON)}")
     with tempfile.TemporaryDirectory(prefix="tembo-fences-") as folder:
