@@ -479,12 +479,27 @@ class Bridge:
         self._audit_positions(viewer, "animals", [v.animal_id for v in views if v.lat is not None], now)
         return views
 
-    def devices(self, device_ids: list[str] | None = None) -> list[DeviceView]:
+    def devices(self, device_ids: list[str] | None = None, *, viewer: Viewer | None = None) -> list[DeviceView]:
         """Every collar's health (radio, battery, versions, errors, frame loss), by device id; only
         the collars of `device_ids` when given (one collar's page need not count the whole fleet's
-        uplinks)."""
+        uplinks). For a viewer without exact positions, each collar as it had been heard by the
+        cutoff of its animal (a collar without one: the strictest): its status flags say whether the
+        animal is in farmland or outside the park, its last uplink that it is alive and within a
+        gateway's range."""
+        if viewer is not None:
+            require(viewer, roles.READ_DEVICES)
         with self.db.read() as session:
-            return queries.device_views(session, device_ids)
+            views = queries.device_views(session, device_ids)
+            if viewer is None or viewer.exact_positions:
+                return views
+            high_value = delayed.high_value_flags(session)
+            reports = delayed.collar_reports_by(session, self._cutoffs(viewer, high_value, self.clock()), self.codec)
+        unknown = delayed.CollarReport(last_seen=None)
+        return [
+            replace(view, **{name: getattr(reports.get(view.animal_id or "", unknown), name)
+                             for name in delayed.REPORTED_DEVICE_FIELDS})
+            for view in views
+        ]
 
     def latest_positions(self, *, viewer: Viewer) -> list[PositionView]:
         """The newest fix of every animal that viewer may see (for a role with a delay: the newest

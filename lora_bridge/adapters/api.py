@@ -183,7 +183,7 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         return JSONResponse(to_jsonable(views))
 
     async def devices(request: Request, viewer: Viewer) -> Response:
-        return JSONResponse(to_jsonable(await call(bridge.devices)))
+        return JSONResponse(to_jsonable(await call(bridge.devices, viewer=viewer)))
 
     async def latest(request: Request, viewer: Viewer) -> Response:
         views = await call(bridge.latest_positions, viewer=viewer)
