@@ -212,6 +212,22 @@ def test_ranger_acknowledges_then_resolves_an_alert_as_false_alarm(store):
     assert "alert" not in app.query_params or app.query_params["alert"] != str(mortality.alert_id)
 
 
+def test_ranger_whose_tap_on_acknowledge_comes_after_anothers_sees_who_took_it_and_is_never_told_it_was_hers(store):
+    mortality = open_bridge(store).open_alerts(viewer=RANGER)[0]
+    app = open_page("alerts", user="amina")
+    with open_bridge(store) as bridge:  # Juma, on his phone, takes the alert a moment before Amina taps
+        bridge.acknowledge_alert(mortality.alert_id, Viewer("juma", "ranger"))
+
+    app.button(key=f"acknowledge-{mortality.alert_id}").click().run()
+    assert not app.exception
+    for _ in range(2):  # after her tap, and at the queue's next refresh
+        assert not [s.value for s in app.success if "acknowledged by amina" in s.value]
+        assert any("acknowledged by juma" in m.value for m in app.markdown), [m.value for m in app.markdown][:3]
+        assert app.button(key=f"acknowledge-{mortality.alert_id}").disabled
+        app.run()
+    assert open_bridge(store).alert(mortality.alert_id, viewer=RANGER).acknowledged_by == "juma"
+
+
 def test_a_long_queue_shows_its_most_urgent_alerts_as_cards_and_every_alert_in_its_table(sqlite_url, monkeypatch):
     from ranger_dashboard import bench
     from ranger_dashboard.screens import alerts as alerts_page
