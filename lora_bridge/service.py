@@ -733,14 +733,23 @@ class Bridge:
         self.wake_outbox([downlink_id])
         return self._downlink_view(downlink_id)
 
-    def downlinks(self, state: str | None = None) -> list[DownlinkView]:
+    def downlinks(self, state: str | None = None, *, viewer: Viewer | None = None) -> list[DownlinkView]:
         """Downlinks (queued, sending, sent, failed, acknowledged, superseded), oldest first; InvalidRequest
-        for a state that is none of these (a typo would otherwise read as "no downlinks")."""
+        for a state that is none of these (a typo would otherwise read as "no downlinks"). For a viewer
+        without exact positions, without the acks of alerts it may not see yet: an ack names its
+        alert and the alert's type (a farmland alert acked now says the animal is in the farmland now)."""
         state = state or None
         if state is not None and state not in downlinks.STATES:
             raise InvalidRequest(f"unknown downlink state {state[:40]!r}; use one of {', '.join(downlinks.STATES)}")
+        if viewer is not None:
+            require(viewer, roles.READ_DOWNLINKS)
         with self.db.read() as session:
-            return queries.downlink_views(session, state)
+            views = queries.downlink_views(session, state)
+            if viewer is None or viewer.exact_positions or not any(view.alert_id is not None for view in views):
+                return views
+            seen = {alert.alert_id for alert in self._delayed_alerts(
+                session, viewer, None, delayed.high_value_flags(session), self.clock())}
+        return [view for view in views if view.alert_id is None or view.alert_id in seen]
 
     def flush_downlinks(self, limit: int = 100, ids: list[int] | None = None) -> int:
         """Push queued, due downlinks now (only `ids` when given); how many the network accepted.

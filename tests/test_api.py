@@ -295,3 +295,18 @@ def test_a_researcher_or_technician_reads_a_collar_on_api_devices_as_heard_by_th
             assert seen["battery_mv"] == 3950
             assert seen["last_seen"] <= (NOW - late).isoformat() and seen["last_f_cnt"] != 94
         assert api.get("/api/devices", headers=auth(api, "visitor")).status_code == 403
+
+
+def test_a_field_technician_reads_no_ack_of_an_alert_it_may_not_see_yet_among_the_downlinks(api):
+    ranger, technician = auth(api, "ranger"), auth(api, "field_technician")
+    alerts = {a["alert_type"]: a["alert_id"] for a in api.get("/api/alerts?state=all", headers=ranger).json()}
+    acked = {d["alert_id"] for d in api.get("/api/downlinks", headers=ranger).json() if d["alert_id"]}
+    assert acked == {alerts["mortality"], alerts["geofence_farmland"]}
+
+    # Tusker's mortality alert, 30 min old on a high-value animal, reaches a technician after 24 h: its
+    # ack, queued for Tusker's collar at once, had told them of it (and a farmland alert's ack where
+    # the animal is now) among the downlinks they read to follow the queue.
+    answer = api.get("/api/downlinks", headers=technician)
+    assert answer.status_code == 200
+    assert {d["alert_id"] for d in answer.json() if d["alert_id"]} == {alerts["geofence_farmland"]}
+    assert api.get(f"/api/alerts/{alerts['mortality']}", headers=technician).status_code == 404

@@ -302,7 +302,7 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         return JSONResponse({"deleted": geofence_id})
 
     async def downlinks(request: Request, viewer: Viewer) -> Response:
-        views = await call(bridge.downlinks, request.query_params.get("state"))
+        views = await call(bridge.downlinks, request.query_params.get("state"), viewer=viewer)
         return JSONResponse(to_jsonable(views))
 
     async def queue_downlink(request: Request, viewer: Viewer) -> Response:
