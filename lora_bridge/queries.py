@@ -355,14 +355,16 @@ def alerts_awaiting_verdict(session: Session, limit: int | None = None) -> list[
     return [alert_view(alert, animal, *extras.get(alert.id, (None, None))) for alert, animal in rows]
 
 
-def alert_views_at(session: Session, as_of: datetime) -> list[AlertView]:
+def alert_views_at(session: Session, as_of: datetime, open_at: datetime | None = None) -> list[AlertView]:
     """The alerts open at `as_of` as they stood then: raised by then and not resolved by then, new or
     acknowledged as they were then, assigned to whom they were then; highest priority first, then
-    newest first."""
+    newest first. With `open_at` (before `as_of`), those still open at `open_at` too, resolved as
+    they stood at `as_of`."""
+    still_open = as_of if open_at is None else min(open_at, as_of)
     rows = session.execute(
         select(Alert, Animal)
         .outerjoin(Animal, Alert.animal_id == Animal.id)
-        .where(Alert.time <= as_of, or_(Alert.resolved_at.is_(None), Alert.resolved_at > as_of))
+        .where(Alert.time <= as_of, or_(Alert.resolved_at.is_(None), Alert.resolved_at > still_open))
         .order_by(Alert.priority.desc(), Alert.time.desc(), Alert.id.desc())
     ).all()
     assigned: dict[int, str | None] = {}

@@ -1451,8 +1451,9 @@ class Bridge:
     ) -> list[AlertView]:
         """The alerts in `states` as they stood at their animal's cutoff for a role with a delay: one
         resolved since was still open then, and is listed as open."""
-        earliest = min(privacy.cutoff(viewer.policy.precision(flag), now) for flag in (False, True))
-        views = privacy.alerts(viewer, queries.alert_views(session, states, resolved_after=earliest), high_value, now)
+        views = privacy.alerts(
+            viewer, queries.alert_views(session, states, resolved_after=_earliest_cutoff(viewer, now)), high_value, now
+        )
         return views if states is None else [view for view in views if view.state in states]
 
     def _delayed_latest(
@@ -1506,10 +1507,14 @@ class Bridge:
             return self.open_alerts(viewer=viewer)
         require(viewer, roles.READ_ALERTS)
         now = self.clock()
+        as_of = as_utc(as_of)
         with self.db.read() as session:
-            views = queries.alert_views_at(session, as_utc(as_of))
-            if not viewer.exact_positions:
-                views = privacy.alerts(viewer, views, delayed.high_value_flags(session), now)
+            if viewer.exact_positions:
+                views = queries.alert_views_at(session, as_of)
+            else:  # as they stood at the sooner of the moment and the cutoff: one resolved in between was open
+                views = privacy.alerts(viewer, queries.alert_views_at(session, as_of, open_at=_earliest_cutoff(viewer, now)),
+                                       delayed.high_value_flags(session), now)
+                views = [view for view in views if view.state in alerts.OPEN_STATES]
         self._audit_alerts(viewer, views, now)
         return views
 
@@ -1885,6 +1890,11 @@ class Bridge:
             if row is None:
                 raise LookupError(downlink_id)
             return queries.downlink_view(row)
+
+
+def _earliest_cutoff(viewer: Viewer, now: datetime) -> datetime:
+    """The cutoff of viewer's role for the animals it sees latest (high-value ones)."""
+    return min(privacy.cutoff(viewer.policy.precision(flag), now) for flag in (False, True))
 
 
 def open_bridge(database_url: str | None = None, **settings: Any) -> Bridge:

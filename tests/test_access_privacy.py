@@ -318,6 +318,11 @@ def test_a_late_role_reads_an_alerts_history_and_state_as_they_stood_at_its_cuto
             )
             assert fence.alert_id in [a.alert_id for a in bridge.open_alerts(viewer=who)]
             assert next(a for a in bridge.animals(viewer=who) if a.name == "Amani").open_alerts == 1
+            # The "as of" slider at a moment past the cutoff (its last step, 'now' rounded up): the alert
+            # stands as it did at the cutoff, not resolved by then.
+            moment = now + timedelta(minutes=5)
+            (then,) = [a for a in bridge.alerts_at(moment, viewer=who) if a.alert_id == fence.alert_id]
+            assert (then.state, then.verdict) == ("new", None)
         assert fence.alert_id not in [a.alert_id for a in bridge.open_alerts(viewer=ranger)]
 
 
