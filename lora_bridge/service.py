@@ -475,7 +475,8 @@ class Bridge:
                 open_counts = Counter(a.animal_id for a in visible if a.animal_id is not None)
                 behaviour = delayed.behaviour_by(session, cutoffs)
                 reports = delayed.collar_reports_by(session, cutoffs, self.codec)
-                views = privacy.animals(viewer, views, latest, open_counts, behaviour, reports)
+                seen_until = {key: cutoff for cutoff, keys in cutoffs.items() for key in keys}
+                views = privacy.animals(viewer, views, latest, open_counts, behaviour, reports, seen_until)
         self._audit_positions(viewer, "animals", [v.animal_id for v in views if v.lat is not None], now)
         return views
 

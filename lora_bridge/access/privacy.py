@@ -140,12 +140,13 @@ def animals(
     open_alerts: Mapping[str, int] | None = None,
     behaviour: Mapping[str, str | None] | None = None,
     reports: Mapping[str, CollarReport] | None = None,
+    cutoffs: Mapping[str, datetime] | None = None,
 ) -> list[AnimalView]:
     """Animals as viewer may see them. For coarse roles `latest` holds each animal's newest fix the
     viewer may see (already coarsened), `open_alerts` the open alerts the viewer may see,
     `behaviour` the dominant behaviour of the newest activity summary the viewer may see and
     `reports` what its collar had reported by the viewer's cutoff (last seen, battery, temperature,
-    versions; unknown when missing)."""
+    versions; unknown when missing) and `cutoffs` that cutoff (the view's `as_of`)."""
     if viewer.exact_positions:
         return list(views)
     out = []
@@ -165,6 +166,7 @@ def animals(
                 temperature_c=report.temperature_c,
                 fw_version=report.fw_version,
                 model_version=report.model_version,
+                as_of=(cutoffs or {}).get(view.animal_id),
             )
         )
     return out
