@@ -351,3 +351,19 @@ def test_a_late_role_reads_an_animals_last_report_battery_and_temperature_as_of_
         assert NOW - late - timedelta(hours=4) <= seen.last_seen <= NOW - late, f"{who.role} reads when it was heard"
     tusker = next(a for a in bridge.animals(viewer=visitor) if a.name == "Tusker")
     assert (tusker.last_seen, tusker.battery_mv) == (None, None), "nothing of Tusker's is 72 h old"
+
+
+def test_a_late_role_reads_the_rangers_verdict_but_not_the_note_that_says_in_words_where_they_found_it(bridge):
+    ranger, visitor, researcher = viewer("amina"), Viewer("kiosk", "visitor"), viewer("rose")
+    fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
+    note = "Tracks cross the maize by the north dam, 200 m west of the borehole"
+    bridge.resolve_alert(fence.alert_id, ranger, "true", note)
+    bridge.clock = lambda: datetime.now(UTC) + timedelta(days=2)  # long after: every role may see the verdict
+
+    assert bridge.alert(fence.alert_id, viewer=ranger).note == note
+    for who in (visitor, researcher):
+        shown = bridge.alert(fence.alert_id, viewer=who)
+        assert (shown.state, shown.verdict, shown.note) == ("resolved", "true", None), who.role
+        resolved = next(e for e in bridge.alert_events(fence.alert_id, viewer=who) if e.action == "resolved")
+        assert resolved.detail == {"verdict": "true"}
+        assert note not in str(bridge.alerts(viewer=who))

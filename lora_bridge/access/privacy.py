@@ -7,7 +7,7 @@ per animal (ordinary or high-value, see `roles.Role.precision`):
   equal-area EASE-Grid 2.0 projection (EPSG:6933), so a cell covers grid_m² on the ground at any
   latitude and the same fix always lands on the same centre (nothing to average away);
 - a run of fixes in one cell as one fix; alert evidence without coordinates, geometry or the
-  gateways that heard the collar;
+  gateways that heard the collar, and alerts without the ranger's note (words can place exactly);
 - an alert as it stood at the cutoff: an alert keeps being repeated while it is open (a collar
   still in farmland) and moves to its newest occurrence, so its place, last time, count, evidence and
   history leave out every occurrence after the cutoff (they say where the animal is now), and its
@@ -51,7 +51,9 @@ _PLACE_KEYS = frozenset(
     {"lat", "lon", "latitude", "longitude", "lat_deg", "lon_deg", "geometry", "coordinates", "position",
      "positions", "track", "fixes", "location", "point",
      # The gateways that heard an uplink place the collar within their range when it was sent.
-     "gateways", "gateway", "gateway_id"}
+     "gateways", "gateway", "gateway_id",
+     # A ranger's note says in words what was found where ("the carcass by the north dam").
+     "note"}
 )
 
 
@@ -189,7 +191,7 @@ def alerts(
         lat, lon = view.lat, view.lon
         if lat is not None and lon is not None:
             lat, lon = coarsen(lat, lon, precision.grid_m)
-        out.append(replace(view, lat=lat, lon=lon, evidence=without_places(view.evidence)))
+        out.append(replace(view, lat=lat, lon=lon, evidence=without_places(view.evidence), note=None))
     return out
 
 
