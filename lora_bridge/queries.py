@@ -383,6 +383,23 @@ def alert_views_at(session: Session, as_of: datetime, open_at: datetime | None =
     return [as_it_stood(alert_view(alert, animal, assigned.get(alert.id)), as_of) for alert, animal in rows]
 
 
+def alert_steps(session: Session, alert_ids: list[int], actions: tuple[str, ...]) -> dict[int, list[AlertEventView]]:
+    """Per alert id, the steps of its history that are one of `actions`, oldest first."""
+    found: dict[int, list[AlertEventView]] = {}
+    for chunk_start in range(0, len(alert_ids), 500):
+        rows = session.scalars(
+            select(AlertEvent)
+            .where(AlertEvent.alert_id.in_(alert_ids[chunk_start : chunk_start + 500]), AlertEvent.action.in_(actions))
+            .order_by(AlertEvent.id)
+        ).all()
+        for row in rows:
+            found.setdefault(row.alert_id, []).append(
+                AlertEventView(alert_id=row.alert_id, at=row.at, actor=row.actor, action=row.action,
+                               detail=dict(row.detail or {}))
+            )
+    return found
+
+
 def alert_event_views(session: Session, alert_id: int) -> list[AlertEventView]:
     """An alert's history, oldest first."""
     rows = session.scalars(

@@ -602,7 +602,7 @@ class Bridge:
             extras = queries.assignments_and_notes(session, [alert.id]).get(alert.id, (None, None))
             views = [queries.alert_view(alert, animal, *extras)]
             if not viewer.exact_positions:
-                views = privacy.alerts(viewer, views, delayed.high_value_flags(session), now)
+                views = self._as_seen(session, viewer, views, delayed.high_value_flags(session), now)
         if not views:
             raise UnknownAlert(f"no alert {alert_id}")
         self._audit_alerts(viewer, views, now)
@@ -1452,10 +1452,20 @@ class Bridge:
     ) -> list[AlertView]:
         """The alerts in `states` as they stood at their animal's cutoff for a role with a delay: one
         resolved since was still open then, and is listed as open."""
-        views = privacy.alerts(
-            viewer, queries.alert_views(session, states, resolved_after=_earliest_cutoff(viewer, now)), high_value, now
+        views = self._as_seen(
+            session, viewer, queries.alert_views(session, states, resolved_after=_earliest_cutoff(viewer, now)),
+            high_value, now,
         )
         return views if states is None else [view for view in views if view.state in states]
+
+    @staticmethod
+    def _as_seen(
+        session: Any, viewer: Viewer, views: list[AlertView], high_value: dict[str, bool], now: datetime
+    ) -> list[AlertView]:
+        """Alerts as a role with a delay sees them (`privacy.alerts`), with the steps of their history
+        that say how they stood at its cutoff (assignment, priority before escalations)."""
+        steps = queries.alert_steps(session, [view.alert_id for view in views], privacy.STANDING_STEPS)
+        return privacy.alerts(viewer, views, high_value, now, steps)
 
     def _delayed_latest(
         self, session: Any, viewer: Viewer, high_value: dict[str, bool], now: datetime
@@ -1513,8 +1523,9 @@ class Bridge:
             if viewer.exact_positions:
                 views = queries.alert_views_at(session, as_of)
             else:  # as they stood at the sooner of the moment and the cutoff: one resolved in between was open
-                views = privacy.alerts(viewer, queries.alert_views_at(session, as_of, open_at=_earliest_cutoff(viewer, now)),
-                                       delayed.high_value_flags(session), now)
+                views = self._as_seen(session, viewer,
+                                      queries.alert_views_at(session, as_of, open_at=_earliest_cutoff(viewer, now)),
+                                      delayed.high_value_flags(session), now)
                 views = [view for view in views if view.state in alerts.OPEN_STATES]
         self._audit_alerts(viewer, views, now)
         return views

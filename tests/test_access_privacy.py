@@ -304,10 +304,12 @@ def test_a_late_role_reads_an_alerts_history_and_state_as_they_stood_at_its_cuto
         ranger, visitor, researcher = viewer("amina"), Viewer("kiosk", "visitor"), viewer("rose")
         fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
         bridge.run_rules(now)  # raised 30 h ago and never acknowledged: Tembo escalates it now
+        assert bridge.alert(fence.alert_id, viewer=ranger).priority > fence.priority
+        bridge.assign_alert(fence.alert_id, "juma", ranger)
         bridge.acknowledge_alert(fence.alert_id, ranger)
         bridge.resolve_alert(fence.alert_id, ranger, "true", "snare at the north waterhole")
         steps = [e.action for e in bridge.alert_events(fence.alert_id, viewer=ranger)]
-        assert {"raised", "escalated", "acknowledged", "resolved"} <= set(steps)
+        assert {"raised", "escalated", "assigned", "acknowledged", "resolved"} <= set(steps)
 
         for who in (visitor, researcher):  # 24 h and 6 h late: Amani's alert, raised 30 h ago, was open then
             history = bridge.alert_events(fence.alert_id, viewer=who)
@@ -316,6 +318,7 @@ def test_a_late_role_reads_an_alerts_history_and_state_as_they_stood_at_its_cuto
             assert (shown.state, shown.verdict, shown.note, shown.resolved_at, shown.acknowledged_by) == (
                 "new", None, None, None, None
             )
+            assert (shown.priority, shown.assigned_to) == (fence.priority, None), "escalated and handed to Juma since"
             assert fence.alert_id in [a.alert_id for a in bridge.open_alerts(viewer=who)]
             assert next(a for a in bridge.animals(viewer=who) if a.name == "Amani").open_alerts == 1
             # The "as of" slider at a moment past the cutoff (its last step, 'now' rounded up): the alert

@@ -33,6 +33,8 @@ from pyproj import Transformer
 from lora_bridge.access.delayed import CollarReport
 from lora_bridge.access.roles import Precision, Viewer
 from lora_bridge.domain import alerts as alert_rules
+from lora_bridge.domain.rules_lifecycle import ESCALATED
+from lora_bridge.queries import ACTION_ASSIGNED
 from lora_bridge.views import (
     ActivityView,
     AlertEventView,
@@ -174,11 +176,21 @@ def animals(
     return out
 
 
+# The steps of an alert's history that change how it stands: who it is assigned to, its priority.
+STANDING_STEPS = (ACTION_ASSIGNED, ESCALATED)
+
+
 def alerts(
-    viewer: Viewer, views: Iterable[AlertView], high_value: Mapping[str, bool], now: datetime
+    viewer: Viewer,
+    views: Iterable[AlertView],
+    high_value: Mapping[str, bool],
+    now: datetime,
+    steps: Mapping[int, list[AlertEventView]] | None = None,
 ) -> list[AlertView]:
     """Alerts as viewer may see them: for coarse roles only those raised before the cutoff of their
-    animal, as they stood then, with a coarse position and evidence without places (order kept)."""
+    animal, as they stood then (with `steps`, each alert's STANDING_STEPS: assigned to whom it was
+    then, at the priority it had before any later escalation), with a coarse position and evidence
+    without places (order kept)."""
     if viewer.exact_positions:
         return list(views)
     out = []
@@ -188,11 +200,23 @@ def alerts(
         if view.time > seen_until:
             continue
         view = alert_rules.as_it_stood(view, seen_until)
+        if steps is not None:
+            view = _standing_then(view, steps.get(view.alert_id, []), seen_until)
         lat, lon = view.lat, view.lon
         if lat is not None and lon is not None:
             lat, lon = coarsen(lat, lon, precision.grid_m)
         out.append(replace(view, lat=lat, lon=lon, evidence=without_places(view.evidence), note=None))
     return out
+
+
+def _standing_then(view: AlertView, steps: list[AlertEventView], seen_until: datetime) -> AlertView:
+    """`view` assigned as it was at seen_until, and at the priority it had before the first escalation
+    after it (an escalation says nobody has answered it since)."""
+    assigned = [step for step in steps if step.action == ACTION_ASSIGNED and step.at <= seen_until]
+    later = [step for step in steps if step.action == ESCALATED and step.at > seen_until]
+    priority = later[0].detail.get("priority_from", view.priority) if later else view.priority
+    return replace(view, assigned_to=(assigned[-1].detail.get("to") or None) if assigned else None,
+                   priority=int(priority))
 
 
 def alert_cutoff(viewer: Viewer, animal_id: str | None, high_value: Mapping[str, bool], now: datetime) -> datetime:
