@@ -370,3 +370,15 @@ def test_a_late_role_reads_the_rangers_verdict_but_not_the_note_that_says_in_wor
         resolved = next(e for e in bridge.alert_events(fence.alert_id, viewer=who) if e.action == "resolved")
         assert resolved.detail == {"verdict": "true"}
         assert note not in str(bridge.alerts(viewer=who))
+
+
+def test_a_late_role_reads_when_a_late_heard_alert_was_raised_not_that_its_collar_was_heard_just_now(bridge):
+    # Amani's farmland alert of 30 h ago reached the bridge only now (the collar kept it in its queue
+    # out of a gateway's range): its "raised" step was taken now, on the bridge's wall clock.
+    ranger, visitor = viewer("amina"), Viewer("kiosk", "visitor")
+    fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
+    (raised,) = [e for e in bridge.alert_events(fence.alert_id, viewer=ranger) if e.action == "raised"]
+    assert raised.at > NOW - timedelta(hours=24)
+
+    history = bridge.alert_events(fence.alert_id, viewer=visitor)
+    assert [(e.action, e.at) for e in history] == [("raised", fence.time)]

@@ -231,11 +231,18 @@ def alert_events(
     steps taken by `seen_until` (the alert's cutoff): none that an animal's report after it made (a
     repeat says where the animal is now), nor any the bridge or a ranger took after it (an escalation,
     an acknowledgement, a resolution when the animal left the farmland). A step that carries the time
-    of the report it records is placed at that time, any other at when it was taken."""
+    of the report it records is placed at that time, any other at when it was taken; one taken after
+    the cutoff is shown at its report's time."""
     if viewer.exact_positions:
         return list(events)
     kept = [event for event in events if seen_until is None or _step_time(event) <= seen_until]
-    return [replace(event, detail=without_places(until(event.detail, seen_until))) for event in kept]
+    # A step taken after the cutoff for a report before it (an alert the collar kept in its queue and
+    # sent late) is shown at the report's time: when it was taken says the collar was heard then.
+    return [
+        replace(event, at=_step_time(event) if seen_until is not None and event.at > seen_until else event.at,
+                detail=without_places(until(event.detail, seen_until)))
+        for event in kept
+    ]
 
 
 def _step_time(event: AlertEventView) -> datetime:
