@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
 from lora_bridge.decode import decode_payload
-from lora_bridge.domain.devices import status_flag_names
+from lora_bridge.domain.devices import STATUS_FIELDS, status_flag_names
 from lora_bridge.ingest import STATUS_PROCESSED
 from lora_bridge.store.tables import ActivitySummary, Animal, Position, RawUplink
 from lora_bridge.views import PositionView
@@ -174,5 +174,6 @@ def _newest_heard(cutoff: datetime, *where: Any) -> Any:
     )
 
 
-# What a status says that a report carries as it is.
-_STATUS_VALUES = ("battery_mv", "temperature_c", "model_version", "uptime_h", "reset_cause", "queue_depth", "errors")
+# What a status says that a report carries as it is (the firmware version becomes text; the behaviour
+# a role with a delay reads from the activity summaries, `behaviour_by`).
+_STATUS_VALUES = tuple(name for name in STATUS_FIELDS if name not in ("fw_version", "behaviour"))
