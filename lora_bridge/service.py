@@ -1463,9 +1463,12 @@ class Bridge:
         session: Any, viewer: Viewer, views: list[AlertView], high_value: dict[str, bool], now: datetime
     ) -> list[AlertView]:
         """Alerts as a role with a delay sees them (`privacy.alerts`), with the steps of their history
-        that say how they stood at its cutoff (assignment, priority before escalations)."""
+        that say how they stood at its cutoff (assignment, priority before escalations), highest
+        priority first, then the newest."""
         steps = queries.alert_steps(session, [view.alert_id for view in views], privacy.STANDING_STEPS)
-        return privacy.alerts(viewer, views, high_value, now, steps)
+        seen = privacy.alerts(viewer, views, high_value, now, steps)
+        # In the queue's order by how they stood then: an order by their priority now says which was escalated.
+        return sorted(seen, key=lambda view: (-view.priority, -(view.last_time or view.time).timestamp(), -view.alert_id))
 
     def _delayed_latest(
         self, session: Any, viewer: Viewer, high_value: dict[str, bool], now: datetime

@@ -382,3 +382,25 @@ def test_a_late_role_reads_when_a_late_heard_alert_was_raised_not_that_its_colla
 
     history = bridge.alert_events(fence.alert_id, viewer=visitor)
     assert [(e.action, e.at) for e in history] == [("raised", fence.time)]
+
+
+def test_a_late_role_reads_its_alerts_in_the_order_they_stood_in_at_its_cutoff_not_by_a_priority_raised_since(
+    sqlite_url,
+):
+    now = datetime.now(UTC).replace(microsecond=0)
+    with live_bridge(sqlite_url, now=now) as bridge:
+        ranger, visitor = viewer("amina"), Viewer("kiosk", "visitor")
+        dropped = now - timedelta(hours=26)  # Amani's collar said it had dropped, 4 h after its farmland alert
+        assert bridge.ingest_tts_uplink(b.tts_uplink(
+            b.alert("collar_drop", seq=3, time_s=int(dropped.timestamp()), lat=-2.49, lon=37.51),
+            device_id="collar-01", f_cnt=95, received_at=dropped, dev_eui="70B3D57ED0000001")).ok
+        drop = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "collar_drop")
+        bridge.acknowledge_alert(drop.alert_id, ranger)
+        bridge.run_rules(now)  # the farmland alert, never acknowledged, is escalated now
+        now_priority = {a.alert_type: a.priority for a in bridge.alerts(viewer=ranger)}
+        assert (now_priority["geofence_farmland"], now_priority["collar_drop"]) == (300, 200)
+
+        seen = bridge.alerts(viewer=visitor)
+        assert [(a.alert_type, a.priority) for a in seen] == [("collar_drop", 200), ("geofence_farmland", 200)], (
+            "both medium then, the newer first"
+        )
