@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from lora_bridge.domain.alerts import OPEN_STATES, STATE_ACKNOWLEDGED, STATE_NEW, STATE_RESOLVED
+from lora_bridge.domain.alerts import OPEN_STATES, STATE_RESOLVED, as_it_stood
 from lora_bridge.store.tables import (
     ActivitySummary,
     Alert,
@@ -326,10 +325,15 @@ def assignments_and_notes(session: Session, alert_ids: list[int]) -> dict[int, t
     return found
 
 
-def alert_views(session: Session, states: tuple[str, ...] | None, limit: int | None = None) -> list[AlertView]:
-    """Alerts, highest priority first, then newest first; only those in states when given."""
+def alert_views(
+    session: Session, states: tuple[str, ...] | None, limit: int | None = None, resolved_after: datetime | None = None
+) -> list[AlertView]:
+    """Alerts, highest priority first, then newest first; only those in states when given, and those
+    resolved after `resolved_after` when given (they were open then)."""
     query = select(Alert, Animal).outerjoin(Animal, Alert.animal_id == Animal.id)
-    if states is not None:
+    if states is not None and resolved_after is not None:
+        query = query.where(or_(Alert.state.in_(states), Alert.resolved_at > resolved_after))
+    elif states is not None:
         query = query.where(Alert.state.in_(states))
     query = query.order_by(Alert.priority.desc(), Alert.last_time.desc(), Alert.id.desc())
     if limit is not None:
@@ -354,14 +358,16 @@ def alerts_awaiting_verdict(session: Session, limit: int | None = None) -> list[
     return [alert_view(alert, animal, *extras.get(alert.id, (None, None))) for alert, animal in rows]
 
 
-def alert_views_at(session: Session, as_of: datetime) -> list[AlertView]:
+def alert_views_at(session: Session, as_of: datetime, open_at: datetime | None = None) -> list[AlertView]:
     """The alerts open at `as_of` as they stood then: raised by then and not resolved by then, new or
     acknowledged as they were then, assigned to whom they were then; highest priority first, then
-    newest first."""
+    newest first. With `open_at` (before `as_of`), those still open at `open_at` too, resolved as
+    they stood at `as_of`."""
+    still_open = as_of if open_at is None else min(open_at, as_of)
     rows = session.execute(
         select(Alert, Animal)
         .outerjoin(Animal, Alert.animal_id == Animal.id)
-        .where(Alert.time <= as_of, or_(Alert.resolved_at.is_(None), Alert.resolved_at > as_of))
+        .where(Alert.time <= as_of, or_(Alert.resolved_at.is_(None), Alert.resolved_at > still_open))
         .order_by(Alert.priority.desc(), Alert.time.desc(), Alert.id.desc())
     ).all()
     assigned: dict[int, str | None] = {}
@@ -377,21 +383,24 @@ def alert_views_at(session: Session, as_of: datetime) -> list[AlertView]:
             .order_by(AlertEvent.id)
         ).all():
             assigned[alert_id] = (detail or {}).get("to") or None
-    views = []
-    for alert, animal in rows:
-        acknowledged = alert.acknowledged_at is not None and alert.acknowledged_at <= as_of
-        views.append(
-            replace(
-                alert_view(alert, animal, assigned.get(alert.id)).as_of(as_of),
-                state=STATE_ACKNOWLEDGED if acknowledged else STATE_NEW,
-                acknowledged_by=alert.acknowledged_by if acknowledged else None,
-                acknowledged_at=alert.acknowledged_at if acknowledged else None,
-                resolved_by=None,
-                resolved_at=None,
-                verdict=None,
+    return [as_it_stood(alert_view(alert, animal, assigned.get(alert.id)), as_of) for alert, animal in rows]
+
+
+def alert_steps(session: Session, alert_ids: list[int], actions: tuple[str, ...]) -> dict[int, list[AlertEventView]]:
+    """Per alert id, the steps of its history that are one of `actions`, oldest first."""
+    found: dict[int, list[AlertEventView]] = {}
+    for chunk_start in range(0, len(alert_ids), 500):
+        rows = session.scalars(
+            select(AlertEvent)
+            .where(AlertEvent.alert_id.in_(alert_ids[chunk_start : chunk_start + 500]), AlertEvent.action.in_(actions))
+            .order_by(AlertEvent.id)
+        ).all()
+        for row in rows:
+            found.setdefault(row.alert_id, []).append(
+                AlertEventView(alert_id=row.alert_id, at=row.at, actor=row.actor, action=row.action,
+                               detail=dict(row.detail or {}))
             )
-        )
-    return views
+    return found
 
 
 def alert_event_views(session: Session, alert_id: int) -> list[AlertEventView]:

@@ -457,29 +457,50 @@ class Bridge:
             animal_id = animal.id
         return self._animal_view(animal_id)
 
-    def animals(self, *, viewer: Viewer) -> list[AnimalView]:
-        """Every animal with its collar's latest state (position, battery, behaviour, versions), as
-        viewer's role may see it. Logged in the audit log."""
+    def animals(self, *, viewer: Viewer, animal_ids: list[str] | None = None) -> list[AnimalView]:
+        """Every animal (only those of `animal_ids` when given) with its collar's latest state
+        (position, battery, behaviour, versions), as viewer's role may see it: for a role with a
+        delay, as its collar had reported by the cutoff. Logged in the audit log."""
         require(viewer, roles.READ_ANIMALS)
         now = self.clock()
+        wanted = None if animal_ids is None else {str(animal_id) for animal_id in animal_ids}
         with self.db.read() as session:
-            views = queries.animal_views(session)
+            views = [v for v in queries.animal_views(session) if wanted is None or v.animal_id in wanted]
             if not viewer.exact_positions:
                 high_value = delayed.high_value_flags(session)
-                latest = {p.animal_id: p for p in self._delayed_latest(session, viewer, high_value, now)}
-                visible = privacy.alerts(viewer, queries.alert_views(session, alerts.OPEN_STATES), high_value, now)
+                shown = {key: flag for key, flag in high_value.items() if wanted is None or key in wanted}
+                cutoffs = self._cutoffs(viewer, shown, now)
+                latest = {p.animal_id: p for p in self._delayed_latest(session, viewer, shown, now)}
+                visible = self._delayed_alerts(session, viewer, alerts.OPEN_STATES, high_value, now)
                 open_counts = Counter(a.animal_id for a in visible if a.animal_id is not None)
-                behaviour = delayed.behaviour_by(session, self._cutoffs(viewer, high_value, now))
-                views = privacy.animals(viewer, views, latest, open_counts, behaviour)
+                behaviour = delayed.behaviour_by(session, cutoffs)
+                reports = delayed.collar_reports_by(session, cutoffs, self.codec)
+                seen_until = {key: cutoff for cutoff, keys in cutoffs.items() for key in keys}
+                views = privacy.animals(viewer, views, latest, open_counts, behaviour, reports, seen_until)
         self._audit_positions(viewer, "animals", [v.animal_id for v in views if v.lat is not None], now)
         return views
 
-    def devices(self, device_ids: list[str] | None = None) -> list[DeviceView]:
+    def devices(self, device_ids: list[str] | None = None, *, viewer: Viewer | None = None) -> list[DeviceView]:
         """Every collar's health (radio, battery, versions, errors, frame loss), by device id; only
         the collars of `device_ids` when given (one collar's page need not count the whole fleet's
-        uplinks)."""
+        uplinks). For a viewer without exact positions, each collar as it had been heard by the
+        cutoff of its animal (a collar without one: the strictest): its status flags say whether the
+        animal is in farmland or outside the park, its last uplink that it is alive and within a
+        gateway's range."""
+        if viewer is not None:
+            require(viewer, roles.READ_DEVICES)
         with self.db.read() as session:
-            return queries.device_views(session, device_ids)
+            views = queries.device_views(session, device_ids)
+            if viewer is None or viewer.exact_positions:
+                return views
+            high_value = delayed.high_value_flags(session)
+            reports = delayed.collar_reports_by(session, self._cutoffs(viewer, high_value, self.clock()), self.codec)
+        unknown = delayed.CollarReport(last_seen=None)
+        return [
+            replace(view, **{name: getattr(reports.get(view.animal_id or "", unknown), name)
+                             for name in delayed.REPORTED_DEVICE_FIELDS})
+            for view in views
+        ]
 
     def latest_positions(self, *, viewer: Viewer) -> list[PositionView]:
         """The newest fix of every animal that viewer may see (for a role with a delay: the newest
@@ -567,9 +588,7 @@ class Bridge:
             if viewer.exact_positions:
                 views = queries.alert_views(session, states, limit)
             else:
-                views = privacy.alerts(
-                    viewer, queries.alert_views(session, states), delayed.high_value_flags(session), now
-                )[:limit]
+                views = self._delayed_alerts(session, viewer, states, delayed.high_value_flags(session), now)[:limit]
         self._audit_alerts(viewer, views, now)
         return views
 
@@ -583,7 +602,7 @@ class Bridge:
             extras = queries.assignments_and_notes(session, [alert.id]).get(alert.id, (None, None))
             views = [queries.alert_view(alert, animal, *extras)]
             if not viewer.exact_positions:
-                views = privacy.alerts(viewer, views, delayed.high_value_flags(session), now)
+                views = self._as_seen(session, viewer, views, delayed.high_value_flags(session), now)
         if not views:
             raise UnknownAlert(f"no alert {alert_id}")
         self._audit_alerts(viewer, views, now)
@@ -715,14 +734,23 @@ class Bridge:
         self.wake_outbox([downlink_id])
         return self._downlink_view(downlink_id)
 
-    def downlinks(self, state: str | None = None) -> list[DownlinkView]:
+    def downlinks(self, state: str | None = None, *, viewer: Viewer | None = None) -> list[DownlinkView]:
         """Downlinks (queued, sending, sent, failed, acknowledged, superseded), oldest first; InvalidRequest
-        for a state that is none of these (a typo would otherwise read as "no downlinks")."""
+        for a state that is none of these (a typo would otherwise read as "no downlinks"). For a viewer
+        without exact positions, without the acks of alerts it may not see yet: an ack names its
+        alert and the alert's type (a farmland alert acked now says the animal is in the farmland now)."""
         state = state or None
         if state is not None and state not in downlinks.STATES:
             raise InvalidRequest(f"unknown downlink state {state[:40]!r}; use one of {', '.join(downlinks.STATES)}")
+        if viewer is not None:
+            require(viewer, roles.READ_DOWNLINKS)
         with self.db.read() as session:
-            return queries.downlink_views(session, state)
+            views = queries.downlink_views(session, state)
+            if viewer is None or viewer.exact_positions or not any(view.alert_id is not None for view in views):
+                return views
+            seen = {alert.alert_id for alert in self._delayed_alerts(
+                session, viewer, None, delayed.high_value_flags(session), self.clock())}
+        return [view for view in views if view.alert_id is None or view.alert_id in seen]
 
     def flush_downlinks(self, limit: int = 100, ids: list[int] | None = None) -> int:
         """Push queued, due downlinks now (only `ids` when given); how many the network accepted.
@@ -1427,6 +1455,29 @@ class Bridge:
         if placed:
             self._audit_positions(viewer, "alerts", placed, now, alerts=len(views))
 
+    def _delayed_alerts(
+        self, session: Any, viewer: Viewer, states: tuple[str, ...] | None, high_value: dict[str, bool], now: datetime
+    ) -> list[AlertView]:
+        """The alerts in `states` as they stood at their animal's cutoff for a role with a delay: one
+        resolved since was still open then, and is listed as open."""
+        views = self._as_seen(
+            session, viewer, queries.alert_views(session, states, resolved_after=_earliest_cutoff(viewer, now)),
+            high_value, now,
+        )
+        return views if states is None else [view for view in views if view.state in states]
+
+    @staticmethod
+    def _as_seen(
+        session: Any, viewer: Viewer, views: list[AlertView], high_value: dict[str, bool], now: datetime
+    ) -> list[AlertView]:
+        """Alerts as a role with a delay sees them (`privacy.alerts`), with the steps of their history
+        that say how they stood at its cutoff (assignment, priority before escalations), highest
+        priority first, then the newest."""
+        steps = queries.alert_steps(session, [view.alert_id for view in views], privacy.STANDING_STEPS)
+        seen = privacy.alerts(viewer, views, high_value, now, steps)
+        # In the queue's order by how they stood then: an order by their priority now says which was escalated.
+        return sorted(seen, key=lambda view: (-view.priority, -(view.last_time or view.time).timestamp(), -view.alert_id))
+
     def _delayed_latest(
         self, session: Any, viewer: Viewer, high_value: dict[str, bool], now: datetime
     ) -> list[PositionView]:
@@ -1478,10 +1529,15 @@ class Bridge:
             return self.open_alerts(viewer=viewer)
         require(viewer, roles.READ_ALERTS)
         now = self.clock()
+        as_of = as_utc(as_of)
         with self.db.read() as session:
-            views = queries.alert_views_at(session, as_utc(as_of))
-            if not viewer.exact_positions:
-                views = privacy.alerts(viewer, views, delayed.high_value_flags(session), now)
+            if viewer.exact_positions:
+                views = queries.alert_views_at(session, as_of)
+            else:  # as they stood at the sooner of the moment and the cutoff: one resolved in between was open
+                views = self._as_seen(session, viewer,
+                                      queries.alert_views_at(session, as_of, open_at=_earliest_cutoff(viewer, now)),
+                                      delayed.high_value_flags(session), now)
+                views = [view for view in views if view.state in alerts.OPEN_STATES]
         self._audit_alerts(viewer, views, now)
         return views
 
@@ -1866,6 +1922,11 @@ class Bridge:
             if row is None:
                 raise LookupError(downlink_id)
             return queries.downlink_view(row)
+
+
+def _earliest_cutoff(viewer: Viewer, now: datetime) -> datetime:
+    """The cutoff of viewer's role for the animals it sees latest (high-value ones)."""
+    return min(privacy.cutoff(viewer.policy.precision(flag), now) for flag in (False, True))
 
 
 def open_bridge(database_url: str | None = None, **settings: Any) -> Bridge:

@@ -31,6 +31,9 @@ class AnimalView:
     position_time: datetime | None = None
     temperature_c: float | None = None
     open_alerts: int = 0
+    # For a role with a delay, the moment this view stands at (the role's cutoff for this animal):
+    # its last_seen, battery and position are as of then. None: live.
+    as_of: datetime | None = None
 
 
 @dataclass(frozen=True)

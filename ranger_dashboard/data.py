@@ -170,6 +170,13 @@ def animals_at(url: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[Any]:
 
 
 @audited(QUERY_TTL_S)
+def animal(url: str, animal_id: str, viewer: Viewer) -> Any | None:
+    """One animal with its collar's latest state (`AnimalView`) as viewer may see it (for a role
+    with a delay, as reported by its cutoff), or None: read alone, not with the herd."""
+    return next(iter(bridge(url).animals(viewer=viewer, animal_ids=[animal_id])), None)
+
+
+@audited(QUERY_TTL_S)
 def animal_track(url: str, animal_id: str, since: datetime | None, viewer: Viewer) -> list[Any]:
     """Every fix of one animal since `since`, oldest first (for its page and its exports)."""
     return bridge(url).tracks(since=since, animal_ids=[animal_id], viewer=viewer).get(str(animal_id), [])

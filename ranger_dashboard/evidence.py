@@ -58,6 +58,16 @@ def alert_evidence(url: str, alert: Any, role: roles.Role, window: timedelta, no
             + " · ".join(f"{behaviour} {share:.0f} %" for behaviour, share in shares.items())
         )
         st.bar_chart(frame[list(shares.index)], y_label="Share of interval (%)", stack=True, height=180)
+    if not role.exact_positions:  # the collar as it had reported by the role's cutoff, like its fixes
+        animal = data.animal(url, str(alert.animal_id), viewer)
+        if animal is not None:
+            battery = views.format_battery(animal.battery_mv, data.low_battery_mv(url)) or "unknown"
+            st.markdown(
+                f"**Collar as reported by the {role.title.lower()} view's delay:** battery {battery}"
+                + (f" · {animal.temperature_c:.1f} °C" if animal.temperature_c is not None else "")
+                + f" · last heard {views.format_age(animal.last_seen, now)}"
+            )
+        return
     collar = data.device(url, alert.device_id)  # the collar alone: no other animal's place is read or logged
     if collar is not None:
         battery = views.format_battery(collar.battery_mv, data.low_battery_mv(url)) or "unknown"

@@ -34,8 +34,9 @@ def import_upload(
         added = data.import_geofences(
             url, content, filename, kind, ALERT_ON[kind], replace, name.strip() or None, viewer
         )
-    except BridgeError as error:
-        return UploadOutcome(False, f"{filename}: {error}")
+    except BridgeError as error:  # the bridge's sentence names the file, most of them first
+        reason = str(error)
+        return UploadOutcome(False, reason if reason.startswith(f"{filename}:") else f"{filename}: {reason}")
     crs = added[0].source_crs if added else "?"
     return UploadOutcome(
         True, f"{len(added)} fence(s) imported from {filename} (reprojected from {crs} to WGS84)."

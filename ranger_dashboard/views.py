@@ -299,10 +299,14 @@ def animal_table(
 def fleet_summary(
     animals: Sequence[Any], alerts: Sequence[Any], now: datetime, low_battery_mv: int = LOW_BATTERY_MV
 ) -> dict[str, int]:
-    """Counts for the header metrics: animals, heard within SILENT_AFTER, low battery, open alerts, high."""
+    """Counts for the header metrics: animals, heard within SILENT_AFTER (before `now`, or before the
+    moment a role with a delay sees an animal at, its `as_of`), low battery, open alerts, high."""
     return {
         "animals": len(animals),
-        "reporting": sum(1 for a in animals if a.last_seen is not None and now - a.last_seen <= SILENT_AFTER),
+        "reporting": sum(
+            1 for a in animals
+            if a.last_seen is not None and (a.as_of or now) - a.last_seen <= SILENT_AFTER
+        ),
         "low_battery": sum(1 for a in animals if a.battery_mv is not None and a.battery_mv < low_battery_mv),
         "open_alerts": len(alerts),
         "high_priority": sum(1 for a in alerts if a.priority >= 300),

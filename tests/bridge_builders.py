@@ -41,14 +41,17 @@ def rfc3339(moment: datetime) -> str:
 
 def status(time_s: int = T0_S, lat: float = -2.5, lon: float = 37.5, battery_mv: int = 3900,
            behaviour: str = "forage", fix_age_s: int = 0, fw_version: str = "1.2.3",
-           model_version: int | None = None, update: dict | None = None) -> tuple[int, bytes]:
+           model_version: int | None = None, update: dict | None = None,
+           temperature_c: float = 31.5, flags: dict[str, bool] | None = None) -> tuple[int, bytes]:
     """(port, payload) of a status message (version 2 when update gives the last update's result:
-    update_kind, update_outcome, update_version, update_reason)."""
+    update_kind, update_outcome, update_version, update_reason); flags: the status flags set
+    (in_farmland, outside_park, ...)."""
     values = {
         "time_s": time_s, "lat": lat, "lon": lon, "fix_age_s": fix_age_s, "battery_mv": battery_mv,
-        "temperature_c": 31.5, "fw_version": fw_version,
+        "temperature_c": temperature_c, "fw_version": fw_version,
         "model_version": SHIPPED_MODEL_VERSION if model_version is None else model_version, "uptime_h": 12,
         "reset_cause": "power_on", "behaviour": behaviour, "queue_depth": 0, "errors": 0, **(update or {}),
+        **{name: int(bool(value)) for name, value in (flags or {}).items()},
     }
     return codec.port_of("status"), codec.encode("status", values)
 

@@ -3,7 +3,7 @@ and activity, and the audit log of every read of positions."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import bridge_builders as b
 import pytest
@@ -294,3 +294,113 @@ def test_a_late_role_reads_how_long_an_animal_was_still_by_its_cutoff_not_that_i
     assert seen.evidence["rule"] == "immobility" and seen.evidence["centre"] == {}
     (ranger_sees,) = privacy.alerts(viewer("amina"), [immobile], {"2": False}, NOW)
     assert ranger_sees.evidence["still_h"] == 42.0
+
+
+def test_a_late_role_reads_an_alerts_history_and_state_as_they_stood_at_its_cutoff_not_the_steps_taken_since(
+    sqlite_url,
+):
+    now = datetime.now(UTC).replace(microsecond=0)  # the bridge's clock is the wall clock its steps are taken by
+    with live_bridge(sqlite_url, now=now) as bridge:
+        ranger, visitor, researcher = viewer("amina"), Viewer("kiosk", "visitor"), viewer("rose")
+        fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
+        bridge.run_rules(now)  # raised 30 h ago and never acknowledged: Tembo escalates it now
+        assert bridge.alert(fence.alert_id, viewer=ranger).priority > fence.priority
+        bridge.assign_alert(fence.alert_id, "juma", ranger)
+        bridge.acknowledge_alert(fence.alert_id, ranger)
+        bridge.resolve_alert(fence.alert_id, ranger, "true", "snare at the north waterhole")
+        steps = [e.action for e in bridge.alert_events(fence.alert_id, viewer=ranger)]
+        assert {"raised", "escalated", "assigned", "acknowledged", "resolved"} <= set(steps)
+
+        for who in (visitor, researcher):  # 24 h and 6 h late: Amani's alert, raised 30 h ago, was open then
+            history = bridge.alert_events(fence.alert_id, viewer=who)
+            assert [e.action for e in history] == ["raised"], f"{who.role} reads the steps taken since its cutoff"
+            shown = bridge.alert(fence.alert_id, viewer=who)
+            assert (shown.state, shown.verdict, shown.note, shown.resolved_at, shown.acknowledged_by) == (
+                "new", None, None, None, None
+            )
+            assert (shown.priority, shown.assigned_to) == (fence.priority, None), "escalated and handed to Juma since"
+            assert fence.alert_id in [a.alert_id for a in bridge.open_alerts(viewer=who)]
+            assert next(a for a in bridge.animals(viewer=who) if a.name == "Amani").open_alerts == 1
+            # The "as of" slider at a moment past the cutoff (its last step, 'now' rounded up): the alert
+            # stands as it did at the cutoff, not resolved by then.
+            moment = now + timedelta(minutes=5)
+            (then,) = [a for a in bridge.alerts_at(moment, viewer=who) if a.alert_id == fence.alert_id]
+            assert (then.state, then.verdict) == ("new", None)
+        assert fence.alert_id not in [a.alert_id for a in bridge.open_alerts(viewer=ranger)]
+
+
+def test_a_late_role_reads_an_animals_last_report_battery_and_temperature_as_of_its_cutoff_not_live(bridge):
+    ranger, visitor, researcher = viewer("amina"), Viewer("kiosk", "visitor"), viewer("rose")
+    # Amani's collar reported 30 h ago, cool and full, and again two minutes ago, hot (in the sun, away
+    # from the shade of the river) with a battery drained by a chase; neither status had a fix.
+    for f_cnt, heard, battery_mv, temperature_c, fw_version in (
+        (93, NOW - timedelta(hours=30), 3950, 24.0, "1.2.0"),
+        (94, NOW - timedelta(minutes=2), 3610, 36.5, "1.3.0"),
+    ):
+        status = b.status(time_s=int(heard.timestamp()), lat=0.0, lon=0.0, battery_mv=battery_mv,
+                          temperature_c=temperature_c, fw_version=fw_version)
+        assert bridge.ingest_tts_uplink(b.tts_uplink(status, device_id="collar-01", f_cnt=f_cnt, received_at=heard,
+                                                     dev_eui="70B3D57ED0000001")).ok
+
+    def amani(who: Viewer):
+        return next(a for a in bridge.animals(viewer=who) if a.name == "Amani")
+
+    live = amani(ranger)
+    assert (live.battery_mv, live.temperature_c, live.fw_version) == (3610, 36.5, "1.3.0")
+    assert live.last_seen >= NOW - timedelta(minutes=2)
+    for who, late in ((visitor, timedelta(hours=24)), (researcher, timedelta(hours=6))):
+        seen = amani(who)
+        assert (seen.battery_mv, seen.temperature_c, seen.fw_version) == (3950, 24.0, "1.2.0"), who.role
+        assert NOW - late - timedelta(hours=4) <= seen.last_seen <= NOW - late, f"{who.role} reads when it was heard"
+    tusker = next(a for a in bridge.animals(viewer=visitor) if a.name == "Tusker")
+    assert (tusker.last_seen, tusker.battery_mv) == (None, None), "nothing of Tusker's is 72 h old"
+
+
+def test_a_late_role_reads_the_rangers_verdict_but_not_the_note_that_says_in_words_where_they_found_it(bridge):
+    ranger, visitor, researcher = viewer("amina"), Viewer("kiosk", "visitor"), viewer("rose")
+    fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
+    note = "Tracks cross the maize by the north dam, 200 m west of the borehole"
+    bridge.resolve_alert(fence.alert_id, ranger, "true", note)
+    bridge.clock = lambda: datetime.now(UTC) + timedelta(days=2)  # long after: every role may see the verdict
+
+    assert bridge.alert(fence.alert_id, viewer=ranger).note == note
+    for who in (visitor, researcher):
+        shown = bridge.alert(fence.alert_id, viewer=who)
+        assert (shown.state, shown.verdict, shown.note) == ("resolved", "true", None), who.role
+        resolved = next(e for e in bridge.alert_events(fence.alert_id, viewer=who) if e.action == "resolved")
+        assert resolved.detail == {"verdict": "true"}
+        assert note not in str(bridge.alerts(viewer=who))
+
+
+def test_a_late_role_reads_when_a_late_heard_alert_was_raised_not_that_its_collar_was_heard_just_now(bridge):
+    # Amani's farmland alert of 30 h ago reached the bridge only now (the collar kept it in its queue
+    # out of a gateway's range): its "raised" step was taken now, on the bridge's wall clock.
+    ranger, visitor = viewer("amina"), Viewer("kiosk", "visitor")
+    fence = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "geofence_farmland")
+    (raised,) = [e for e in bridge.alert_events(fence.alert_id, viewer=ranger) if e.action == "raised"]
+    assert raised.at > NOW - timedelta(hours=24)
+
+    history = bridge.alert_events(fence.alert_id, viewer=visitor)
+    assert [(e.action, e.at) for e in history] == [("raised", fence.time)]
+
+
+def test_a_late_role_reads_its_alerts_in_the_order_they_stood_in_at_its_cutoff_not_by_a_priority_raised_since(
+    sqlite_url,
+):
+    now = datetime.now(UTC).replace(microsecond=0)
+    with live_bridge(sqlite_url, now=now) as bridge:
+        ranger, visitor = viewer("amina"), Viewer("kiosk", "visitor")
+        dropped = now - timedelta(hours=26)  # Amani's collar said it had dropped, 4 h after its farmland alert
+        assert bridge.ingest_tts_uplink(b.tts_uplink(
+            b.alert("collar_drop", seq=3, time_s=int(dropped.timestamp()), lat=-2.49, lon=37.51),
+            device_id="collar-01", f_cnt=95, received_at=dropped, dev_eui="70B3D57ED0000001")).ok
+        drop = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "collar_drop")
+        bridge.acknowledge_alert(drop.alert_id, ranger)
+        bridge.run_rules(now)  # the farmland alert, never acknowledged, is escalated now
+        now_priority = {a.alert_type: a.priority for a in bridge.alerts(viewer=ranger)}
+        assert (now_priority["geofence_farmland"], now_priority["collar_drop"]) == (300, 200)
+
+        seen = bridge.alerts(viewer=visitor)
+        assert [(a.alert_type, a.priority) for a in seen] == [("collar_drop", 200), ("geofence_farmland", 200)], (
+            "both medium then, the newer first"
+        )

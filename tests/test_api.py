@@ -266,3 +266,47 @@ def test_field_technician_queues_a_command_and_an_admin_reads_the_audit_log(api)
     assert unknown.status_code == 400
     assert any(e["username"] == "kiosk" and e["precision"] == "coarse" for e in audit)
     assert json.dumps(audit).count("tembo_") == 0, "no token secret in the audit log"
+
+
+def test_a_researcher_or_technician_reads_a_collar_on_api_devices_as_heard_by_their_cutoff_not_in_farmland_now(
+    sqlite_url,
+):
+    with live_bridge(sqlite_url) as bridge, TestClient(create_app(bridge)) as api:
+        api.tokens = {role: bridge.create_token(username, "devices", actor=CONSOLE).secret
+                      for username, (role, _) in PASSWORDS.items()}
+        # Amani's collar reported 30 h ago from the bush, and two minutes ago from inside the farmland.
+        for f_cnt, heard, battery_mv, in_farmland in ((93, NOW - timedelta(hours=30), 3950, False),
+                                                     (94, NOW - timedelta(minutes=2), 3400, True)):
+            status = b.status(time_s=int(heard.timestamp()), lat=0.0, lon=0.0, battery_mv=battery_mv,
+                              flags={"in_farmland": in_farmland})
+            assert bridge.ingest_tts_uplink(b.tts_uplink(status, device_id="collar-01", f_cnt=f_cnt, received_at=heard,
+                                                         dev_eui="70B3D57ED0000001")).ok
+
+        def amanis_collar(role: str) -> dict:
+            answer = api.get("/api/devices", headers=auth(api, role))
+            assert answer.status_code == 200, answer.text
+            return next(d for d in answer.json() if d["device_id"] == "collar-01")
+
+        live = amanis_collar("ranger")
+        assert (live["flags"]["in_farmland"], live["battery_mv"]) == (True, 3400)
+        for role, late in (("researcher", timedelta(hours=6)), ("field_technician", timedelta(hours=1))):
+            seen = amanis_collar(role)
+            assert seen["flags"]["in_farmland"] is False, f"a {role} reads that Amani is in the farmland now"
+            assert seen["battery_mv"] == 3950
+            assert seen["last_seen"] <= (NOW - late).isoformat() and seen["last_f_cnt"] != 94
+        assert api.get("/api/devices", headers=auth(api, "visitor")).status_code == 403
+
+
+def test_a_field_technician_reads_no_ack_of_an_alert_it_may_not_see_yet_among_the_downlinks(api):
+    ranger, technician = auth(api, "ranger"), auth(api, "field_technician")
+    alerts = {a["alert_type"]: a["alert_id"] for a in api.get("/api/alerts?state=all", headers=ranger).json()}
+    acked = {d["alert_id"] for d in api.get("/api/downlinks", headers=ranger).json() if d["alert_id"]}
+    assert acked == {alerts["mortality"], alerts["geofence_farmland"]}
+
+    # Tusker's mortality alert, 30 min old on a high-value animal, reaches a technician after 24 h: its
+    # ack, queued for Tusker's collar at once, had told them of it (and a farmland alert's ack where
+    # the animal is now) among the downlinks they read to follow the queue.
+    answer = api.get("/api/downlinks", headers=technician)
+    assert answer.status_code == 200
+    assert {d["alert_id"] for d in answer.json() if d["alert_id"]} == {alerts["geofence_farmland"]}
+    assert api.get(f"/api/alerts/{alerts['mortality']}", headers=technician).status_code == 404

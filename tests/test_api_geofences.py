@@ -4,6 +4,10 @@ is refused with its reason and nothing is stored."""
 
 from __future__ import annotations
 
+import io
+import os
+import zipfile
+
 import bridge_builders as b
 import pytest
 import rules_builders as rb
@@ -12,6 +16,7 @@ from starlette.testclient import TestClient
 
 from lora_bridge.access import ROLES, Viewer
 from lora_bridge.adapters.api import create_app
+from lora_bridge.domain import geofence_files
 
 
 @pytest.fixture
@@ -88,3 +93,25 @@ def test_a_broken_fence_upload_is_refused_with_its_reason_and_nothing_is_stored(
 
     assert answer.status_code == 400 and says in answer.json()["error"], answer.text
     assert api.get("/api/geofences", headers=auth(api, "admin")).json()["features"] == []
+
+
+def test_ranger_posts_a_fence_file_as_large_as_the_dashboard_takes_and_a_larger_one_is_refused_saying_the_limit(
+    api, tmp_path
+):
+    # The reserve's Shapefile zipped with the office's 40 MB scan of the survey map beside it.
+    shapefile = rb.zipped_shapefile_bytes(tmp_path)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(shapefile)) as source, zipfile.ZipFile(buffer, "w") as archive:
+        for name in source.namelist():
+            archive.writestr(name, source.read(name))
+        archive.writestr("survey_scan.tif", os.urandom(40 * 2**20))
+    assert 32 * 2**20 < len(buffer.getvalue()) < geofence_files.MAX_FILE_BYTES
+
+    answer = api.post("/api/geofences?filename=reserve.zip", content=buffer.getvalue(), headers=auth(api, "ranger"))
+    assert answer.status_code == 201, answer.text[:300]
+
+    too_large = b"\0" * (geofence_files.MAX_FILE_BYTES + 1)
+    for body in (too_large, iter([too_large[: 2**20], too_large[2**20 :]])):  # with a length, and sent in chunks
+        refused = api.post("/api/geofences?filename=big.zip", content=body, headers=auth(api, "ranger"))
+        assert refused.status_code == 400
+        assert f"larger than {geofence_files.MAX_FILE_MB} MB, the most a fence file may be" in refused.text

@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
 from lora_bridge.access import Viewer
+from lora_bridge.domain import geofence_files
 from lora_bridge.service import open_bridge
 from ranger_dashboard import fence_upload, login, navigation, roles, views
 
@@ -153,6 +154,36 @@ def test_a_shapefile_in_utm_is_reprojected_previewed_and_sent_to_the_collars(sto
     assert any("downlinks queued" in s.value for s in app.success)
     commands = [d.command for d in open_bridge(store).downlinks() if d.device_id == "collar-001"]
     assert commands == ["clear_fences", "fence"]
+
+
+def test_ranger_uploads_a_shapefile_zipped_on_windows_whose_parts_differ_in_case_and_it_is_read_with_its_crs(store):
+    # Windows keeps a name's case as typed and ignores it on reading: an office's zip holds farm.shp and
+    # farm.shx beside FARM.DBF and FARM.PRJ, and QGIS or ArcGIS there read the four as one Shapefile.
+    parts = {name.replace("farm.dbf", "FARM.DBF").replace("farm.prj", "FARM.PRJ"): content
+             for name, content in _unzip(farm_in_utm()).items()}
+    assert {"farm.shp", "farm.shx", "FARM.DBF", "FARM.PRJ"} <= set(parts)
+
+    outcome = fence_upload.import_upload(store, _zip(parts), "farm.zip", "farmland", AMINA)
+    assert outcome.ok and "reprojected from EPSG:32637 to WGS84" in outcome.message, outcome.message
+    (fence,) = open_bridge(store).geofences()
+    assert fence.name == "Shamba", "the name comes from the .dbf"
+    lon, lat = fence.geometry["coordinates"][0][0]
+    assert 37.5 < lon < 37.6 and 0.5 < lat < 0.6
+
+
+def test_ranger_is_told_on_the_geofences_page_the_largest_fence_file_the_bridge_takes_and_a_larger_one_is_refused(
+    store,
+):
+    (uploader,) = open_page("geofences", ranger="amina").get("file_uploader")
+    # Streamlit refuses a larger file in the browser, saying "File must be 50.0MB or smaller": had it
+    # taken 200 MB, a 120 MB file would have uploaded for minutes over a reserve's link to be refused.
+    assert uploader.proto.max_upload_size_mb == geofence_files.MAX_FILE_MB
+    assert f"at most {geofence_files.MAX_FILE_MB} MB" in uploader.proto.help
+
+    outcome = fence_upload.import_upload(store, b"\0" * (geofence_files.MAX_FILE_BYTES + 1), "farm.zip", "farmland",
+                                         AMINA)
+    assert not outcome.ok
+    assert outcome.message == f"farm.zip: larger than {geofence_files.MAX_FILE_MB} MB, the most a fence file may be"
 
 
 def test_admin_finds_who_imported_a_fence_file_and_who_sent_the_fences_to_the_collars(store):

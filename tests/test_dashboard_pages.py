@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -212,6 +212,22 @@ def test_ranger_acknowledges_then_resolves_an_alert_as_false_alarm(store):
     assert "alert" not in app.query_params or app.query_params["alert"] != str(mortality.alert_id)
 
 
+def test_ranger_whose_tap_on_acknowledge_comes_after_anothers_sees_who_took_it_and_is_never_told_it_was_hers(store):
+    mortality = open_bridge(store).open_alerts(viewer=RANGER)[0]
+    app = open_page("alerts", user="amina")
+    with open_bridge(store) as bridge:  # Juma, on his phone, takes the alert a moment before Amina taps
+        bridge.acknowledge_alert(mortality.alert_id, Viewer("juma", "ranger"))
+
+    app.button(key=f"acknowledge-{mortality.alert_id}").click().run()
+    assert not app.exception
+    for _ in range(2):  # after her tap, and at the queue's next refresh
+        assert not [s.value for s in app.success if "acknowledged by amina" in s.value]
+        assert any("acknowledged by juma" in m.value for m in app.markdown), [m.value for m in app.markdown][:3]
+        assert app.button(key=f"acknowledge-{mortality.alert_id}").disabled
+        app.run()
+    assert open_bridge(store).alert(mortality.alert_id, viewer=RANGER).acknowledged_by == "juma"
+
+
 def test_a_long_queue_shows_its_most_urgent_alerts_as_cards_and_every_alert_in_its_table(sqlite_url, monkeypatch):
     from ranger_dashboard import bench
     from ranger_dashboard.screens import alerts as alerts_page
@@ -339,6 +355,26 @@ def test_researcher_sees_alerts_without_positions_and_cannot_act_on_them(researc
     assert any("rangers acknowledge and resolve" in i.value for i in app.info)
     animals = open_page("animals", user="rose").dataframe[-1].value
     assert set(animals[views.COL_POSITION]) == {"withheld"}
+
+
+def test_researcher_reads_a_collars_battery_and_temperature_as_late_as_its_fixes_on_the_alert_and_animal_pages(
+    researcher_store,
+):
+    kito = next(animal for animal in HERD if animal.name == "Kito")
+    with open_bridge(researcher_store) as bridge:
+        # Kito's collar, still where its mortality alert was raised days ago, reports now: hot, drained.
+        heard = datetime.now(UTC).replace(microsecond=0)
+        values = {**status_values(kito, heard, 0.0, 0.0, 3310), "temperature_c": 39.0}
+        assert bridge.ingest_tts_uplink(tts_uplink(kito.device_id, 50, "status", values, heard)).ok
+        kito_id = next(a.animal_id for a in bridge.animals(viewer=RANGER) if a.name == "Kito")
+        mortality = next(a.alert_id for a in bridge.alerts(viewer=RANGER) if a.alert_type == "mortality")
+
+    alerts = open_page("alerts", query={"alert": str(mortality)}, user="rose")
+    collar = [m.value for m in alerts.markdown if m.value.startswith("**Collar")]
+    assert collar and "3.60 V" in collar[0] and "27.5 °C" in collar[0], collar
+    assert not [text for text in collar if "3.31 V" in text or "39.0" in text], "the collar's report of a moment ago"
+    animal = open_page("animals", query={"animal": kito_id}, user="rose")
+    assert (metric(animal, "Battery"), metric(animal, "Temperature")) == ("3.60 V", "27.5 °C")
 
 
 def test_a_link_opened_later_in_the_session_moves_the_focus(store):

@@ -7,7 +7,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from access_builders import NOW as ACCESS_NOW
+from access_builders import live_bridge
 
+from lora_bridge.access import Viewer
 from lora_bridge.views import ActivityView, AlertView, AnimalView, PositionView
 from ranger_dashboard import config, launch, logs, map_layers, name_tiles, palette, roles, views
 
@@ -178,6 +181,18 @@ def test_fleet_summary_counts_silent_animals_and_high_alerts():
     ]
     summary = views.fleet_summary(animals, [alert(1, 300, 1), alert(2, 100, 1)], NOW)
     assert summary == {"animals": 2, "reporting": 1, "low_battery": 1, "open_alerts": 2, "high_priority": 1}
+
+
+def test_a_researchers_live_map_counts_the_collars_heard_in_the_6_h_before_its_delay_not_none(sqlite_url):
+    # Both collars report every few hours, up to ten minutes ago: heard by the researcher's cutoff too
+    # (6 h for Amani, 24 h for the high-value Tusker), as the researcher sees them.
+    with live_bridge(sqlite_url) as bridge:
+        seen = bridge.animals(viewer=Viewer("rose", "researcher"))
+        live = bridge.animals(viewer=Viewer("amina", "ranger"))
+    assert views.fleet_summary(live, [], ACCESS_NOW)["reporting"] == 2
+    assert {a.name: a.as_of for a in seen} == {"Amani": ACCESS_NOW - timedelta(hours=6),
+                                               "Tusker": ACCESS_NOW - timedelta(hours=24)}
+    assert views.fleet_summary(seen, [], ACCESS_NOW)["reporting"] == 2
 
 
 def test_animal_points_are_coloured_by_state_and_named():

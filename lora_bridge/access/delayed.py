@@ -1,8 +1,10 @@
-"""The newest fix and behaviour each animal had by a cutoff: what a role with a delay sees as "latest"."""
+"""The newest fix, behaviour and collar report each animal had by a cutoff: what a role with a delay
+sees as "latest"."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,8 +12,38 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
-from lora_bridge.store.tables import ActivitySummary, Animal, Position
+from lora_bridge.decode import decode_payload
+from lora_bridge.domain.devices import STATUS_FIELDS, status_flag_names
+from lora_bridge.ingest import STATUS_PROCESSED
+from lora_bridge.store.tables import ActivitySummary, Animal, Position, RawUplink
 from lora_bridge.views import PositionView
+
+STATUS_MESSAGE = "status"  # the codec's name of a collar's status (battery, temperature, versions)
+
+
+@dataclass(frozen=True)
+class CollarReport:
+    """What an animal's collar had been heard to report by a cutoff: when it was last heard (and that
+    uplink's counter and radio), and its newest status then (battery, temperature, versions, health
+    and flags: `in_farmland`, `outside_park` say where the animal is; None without one)."""
+
+    last_seen: datetime | None
+    battery_mv: int | None = None
+    temperature_c: float | None = None
+    fw_version: str | None = None
+    model_version: int | None = None
+    last_f_cnt: int | None = None
+    last_rssi_dbm: float | None = None
+    last_snr_db: float | None = None
+    uptime_h: int | None = None
+    reset_cause: str | None = None
+    queue_depth: int | None = None
+    errors: int | None = None
+    flags: dict[str, bool] = field(default_factory=dict)
+
+
+# What a collar's view (`DeviceView`) takes from its report for a role with a delay: every field.
+REPORTED_DEVICE_FIELDS = tuple(item.name for item in fields(CollarReport))
 
 
 def high_value_flags(session: Session) -> dict[str, bool]:
@@ -91,3 +123,57 @@ def _newest_times(model: Any, keys: list[int], bound: datetime) -> Subquery:
         .group_by(model.animal_id)
         .subquery()
     )
+
+
+def collar_reports_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]], codec: Any) -> dict[str, CollarReport]:
+    """For each cutoff, what each of its animal ids' collar had been heard to report by it (animal id
+    -> report): its newest uplink heard by then, and its newest status heard by then. A collar's last
+    report, battery, temperature and flags are as telling as its fix: a role with a delay reads them
+    as late as its fixes."""
+    reports: dict[str, CollarReport] = {}
+    for cutoff, animal_ids in cutoffs.items():
+        rows = session.execute(
+            select(Animal.id, _newest_heard(cutoff), _newest_heard(cutoff, RawUplink.message == STATUS_MESSAGE))
+            .where(Animal.id.in_([int(a) for a in animal_ids]), Animal.device_id.is_not(None))
+        ).all()
+        uplinks = {
+            row.id: row
+            for row in session.execute(
+                select(RawUplink.id, RawUplink.heard_at, RawUplink.f_cnt, RawUplink.best_rssi_dbm,
+                       RawUplink.best_snr_db, RawUplink.f_port, RawUplink.payload)
+                .where(RawUplink.id.in_({raw_id for row in rows for raw_id in row[1:] if raw_id is not None}))
+            ).all()
+        }
+        for key, last_id, status_id in rows:
+            last, status = uplinks.get(last_id), uplinks.get(status_id)
+            said = (decode_payload(codec, status.f_port, status.payload).fields if status and status.payload
+                    and status.f_port is not None else None) or {}
+            version = said.get("fw_version")
+            reports[str(key)] = CollarReport(
+                last_seen=last.heard_at if last else None,
+                last_f_cnt=last.f_cnt if last else None,
+                last_rssi_dbm=last.best_rssi_dbm if last else None,
+                last_snr_db=last.best_snr_db if last else None,
+                fw_version=None if version is None else str(version),
+                flags={name: bool(said[name]) for name in status_flag_names(codec) if name in said},
+                **{name: said.get(name) for name in _STATUS_VALUES},
+            )
+    return reports
+
+
+def _newest_heard(cutoff: datetime, *where: Any) -> Any:
+    """The id of the animal's collar's newest uplink (that also meets `where`) heard by cutoff, as a
+    subquery of a select over animals (one seek in the index of uplinks by collar and time)."""
+    return (
+        select(RawUplink.id)
+        .where(RawUplink.device_id == Animal.device_id, RawUplink.heard_at <= cutoff,
+               RawUplink.status == STATUS_PROCESSED, *where)
+        .order_by(RawUplink.heard_at.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+# What a status says that a report carries as it is (the firmware version becomes text; the behaviour
+# a role with a delay reads from the activity summaries, `behaviour_by`).
+_STATUS_VALUES = tuple(name for name in STATUS_FIELDS if name not in ("fw_version", "behaviour"))

@@ -7,12 +7,15 @@ per animal (ordinary or high-value, see `roles.Role.precision`):
   equal-area EASE-Grid 2.0 projection (EPSG:6933), so a cell covers grid_m² on the ground at any
   latitude and the same fix always lands on the same centre (nothing to average away);
 - a run of fixes in one cell as one fix; alert evidence without coordinates, geometry or the
-  gateways that heard the collar;
+  gateways that heard the collar, and alerts without the ranger's note (words can place exactly);
 - an alert as it stood at the cutoff: an alert keeps being repeated while it is open (a collar
   still in farmland) and moves to its newest occurrence, so its place, last time, count, evidence and
-  history leave out every occurrence after the cutoff (they say where the animal is now);
+  history leave out every occurrence after the cutoff (they say where the animal is now), and its
+  state and history every step taken after it (Tembo closes an alert when the animal leaves the
+  farmland);
 - an animal's behaviour from the newest activity summary that ended by the cutoff, not the collar's
-  live one (behaviour can tell where a chase is going on).
+  live one (behaviour can tell where a chase is going on), and its last report, battery,
+  temperature and versions from what the collar had reported by the cutoff.
 An alert without an animal is treated as a high-value animal's.
 """
 
@@ -27,14 +30,18 @@ from typing import Any
 import numpy as np
 from pyproj import Transformer
 
+from lora_bridge.access.delayed import CollarReport
 from lora_bridge.access.roles import Precision, Viewer
+from lora_bridge.domain import alerts as alert_rules
+from lora_bridge.domain.rules_lifecycle import ESCALATED
+from lora_bridge.queries import ACTION_ASSIGNED
 from lora_bridge.views import (
     ActivityView,
     AlertEventView,
     AlertView,
     AnimalView,
     PositionView,
-    later_than,
+    time_of,
     until,
 )
 
@@ -46,7 +53,9 @@ _PLACE_KEYS = frozenset(
     {"lat", "lon", "latitude", "longitude", "lat_deg", "lon_deg", "geometry", "coordinates", "position",
      "positions", "track", "fixes", "location", "point",
      # The gateways that heard an uplink place the collar within their range when it was sent.
-     "gateways", "gateway", "gateway_id"}
+     "gateways", "gateway", "gateway_id",
+     # A ranger's note says in words what was found where ("the carcass by the north dam").
+     "note"}
 )
 
 
@@ -134,15 +143,20 @@ def animals(
     latest: Mapping[str, PositionView],
     open_alerts: Mapping[str, int] | None = None,
     behaviour: Mapping[str, str | None] | None = None,
+    reports: Mapping[str, CollarReport] | None = None,
+    cutoffs: Mapping[str, datetime] | None = None,
 ) -> list[AnimalView]:
     """Animals as viewer may see them. For coarse roles `latest` holds each animal's newest fix the
-    viewer may see (already coarsened), `open_alerts` the open alerts the viewer may see and
-    `behaviour` the dominant behaviour of the newest activity summary the viewer may see."""
+    viewer may see (already coarsened), `open_alerts` the open alerts the viewer may see,
+    `behaviour` the dominant behaviour of the newest activity summary the viewer may see and
+    `reports` what its collar had reported by the viewer's cutoff (last seen, battery, temperature,
+    versions; unknown when missing) and `cutoffs` that cutoff (the view's `as_of`)."""
     if viewer.exact_positions:
         return list(views)
     out = []
     for view in views:
         fix = latest.get(view.animal_id)
+        report = (reports or {}).get(view.animal_id) or CollarReport(last_seen=None)
         out.append(
             replace(
                 view,
@@ -151,16 +165,32 @@ def animals(
                 position_time=fix.time if fix else None,
                 open_alerts=int((open_alerts or {}).get(view.animal_id, 0)),
                 behaviour=(behaviour or {}).get(view.animal_id),
+                last_seen=report.last_seen,
+                battery_mv=report.battery_mv,
+                temperature_c=report.temperature_c,
+                fw_version=report.fw_version,
+                model_version=report.model_version,
+                as_of=(cutoffs or {}).get(view.animal_id),
             )
         )
     return out
 
 
+# The steps of an alert's history that change how it stands: who it is assigned to, its priority.
+STANDING_STEPS = (ACTION_ASSIGNED, ESCALATED)
+
+
 def alerts(
-    viewer: Viewer, views: Iterable[AlertView], high_value: Mapping[str, bool], now: datetime
+    viewer: Viewer,
+    views: Iterable[AlertView],
+    high_value: Mapping[str, bool],
+    now: datetime,
+    steps: Mapping[int, list[AlertEventView]] | None = None,
 ) -> list[AlertView]:
     """Alerts as viewer may see them: for coarse roles only those raised before the cutoff of their
-    animal, as they stood then, with a coarse position and evidence without places (order kept)."""
+    animal, as they stood then (with `steps`, each alert's STANDING_STEPS: assigned to whom it was
+    then, at the priority it had before any later escalation), with a coarse position and evidence
+    without places (order kept)."""
     if viewer.exact_positions:
         return list(views)
     out = []
@@ -169,12 +199,24 @@ def alerts(
         seen_until = cutoff(precision, now)
         if view.time > seen_until:
             continue
-        view = view.as_of(seen_until)
+        view = alert_rules.as_it_stood(view, seen_until)
+        if steps is not None:
+            view = _standing_then(view, steps.get(view.alert_id, []), seen_until)
         lat, lon = view.lat, view.lon
         if lat is not None and lon is not None:
             lat, lon = coarsen(lat, lon, precision.grid_m)
-        out.append(replace(view, lat=lat, lon=lon, evidence=without_places(view.evidence)))
+        out.append(replace(view, lat=lat, lon=lon, evidence=without_places(view.evidence), note=None))
     return out
+
+
+def _standing_then(view: AlertView, steps: list[AlertEventView], seen_until: datetime) -> AlertView:
+    """`view` assigned as it was at seen_until, and at the priority it had before the first escalation
+    after it (an escalation says nobody has answered it since)."""
+    assigned = [step for step in steps if step.action == ACTION_ASSIGNED and step.at <= seen_until]
+    later = [step for step in steps if step.action == ESCALATED and step.at > seen_until]
+    priority = later[0].detail.get("priority_from", view.priority) if later else view.priority
+    return replace(view, assigned_to=(assigned[-1].detail.get("to") or None) if assigned else None,
+                   priority=int(priority))
 
 
 def alert_cutoff(viewer: Viewer, animal_id: str | None, high_value: Mapping[str, bool], now: datetime) -> datetime:
@@ -185,13 +227,27 @@ def alert_cutoff(viewer: Viewer, animal_id: str | None, high_value: Mapping[str,
 def alert_events(
     viewer: Viewer, events: Iterable[AlertEventView], seen_until: datetime | None = None
 ) -> list[AlertEventView]:
-    """An alert's history as viewer may see it: for coarse roles details without places, and none of
-    the steps an animal's report after `seen_until` (the alert's cutoff) made (a repeat says where
-    the animal is now)."""
+    """An alert's history as viewer may see it: for coarse roles details without places, and only the
+    steps taken by `seen_until` (the alert's cutoff): none that an animal's report after it made (a
+    repeat says where the animal is now), nor any the bridge or a ranger took after it (an escalation,
+    an acknowledgement, a resolution when the animal left the farmland). A step that carries the time
+    of the report it records is placed at that time, any other at when it was taken; one taken after
+    the cutoff is shown at its report's time."""
     if viewer.exact_positions:
         return list(events)
-    kept = [event for event in events if seen_until is None or not later_than(event.detail.get("time"), seen_until)]
-    return [replace(event, detail=without_places(until(event.detail, seen_until))) for event in kept]
+    kept = [event for event in events if seen_until is None or _step_time(event) <= seen_until]
+    # A step taken after the cutoff for a report before it (an alert the collar kept in its queue and
+    # sent late) is shown at the report's time: when it was taken says the collar was heard then.
+    return [
+        replace(event, at=_step_time(event) if seen_until is not None and event.at > seen_until else event.at,
+                detail=without_places(until(event.detail, seen_until)))
+        for event in kept
+    ]
+
+
+def _step_time(event: AlertEventView) -> datetime:
+    """When a step of an alert's history happened: the time of the report it records, else when it was taken."""
+    return time_of(event.detail.get("time")) or event.at
 
 
 def activity(

@@ -38,6 +38,7 @@ from lora_bridge.access import Viewer
 from lora_bridge.access import roles as access
 from lora_bridge.access.privacy import label
 from lora_bridge.adapters import webhook
+from lora_bridge.domain import geofence_files
 from lora_bridge.domain.campaigns import SPREADING_FACTORS, CampaignError
 from lora_bridge.domain.fuota_delivery import DeliveryRefused
 from lora_bridge.errors import (
@@ -61,7 +62,6 @@ GEOJSON = "application/geo+json"
 DEFAULT_TRACK_POINTS = 500
 MAX_TRACK_POINTS = 10_000
 ALERT_STATES = ("new", "acknowledged", "resolved")
-MAX_FENCE_FILE_BYTES = 32 * 1024 * 1024  # a reserve's fences, with room; a larger body is refused unread
 MAX_IMAGE_BYTES = update_install.MAX_IMAGE_BYTES  # the largest update image a collar takes
 
 
@@ -184,7 +184,7 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         return JSONResponse(to_jsonable(views))
 
     async def devices(request: Request, viewer: Viewer) -> Response:
-        return JSONResponse(to_jsonable(await call(bridge.devices)))
+        return JSONResponse(to_jsonable(await call(bridge.devices, viewer=viewer)))
 
     async def latest(request: Request, viewer: Viewer) -> Response:
         views = await call(bridge.latest_positions, viewer=viewer)
@@ -274,12 +274,16 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         if not filename:
             raise InvalidRequest("say the file's name (?filename=reserve.gpkg): its ending tells GeoJSON, "
                                  "GeoPackage or zipped Shapefile")
-        size = int(request.headers.get("content-length") or 0)
-        if size > MAX_FENCE_FILE_BYTES:
-            raise InvalidRequest(f"a fence file of {size} bytes is larger than {MAX_FENCE_FILE_BYTES}")
-        data = await request.body()
-        if len(data) > MAX_FENCE_FILE_BYTES:
-            raise InvalidRequest(f"a fence file of {len(data)} bytes is larger than {MAX_FENCE_FILE_BYTES}")
+        too_large = InvalidRequest(f"{filename}: larger than {geofence_files.MAX_FILE_MB} MB, the most a fence file may be")
+        if int(request.headers.get("content-length") or 0) > geofence_files.MAX_FILE_BYTES:
+            raise too_large  # refused unread
+        chunks, size = [], 0
+        async for chunk in request.stream():  # a body sent in chunks, without a length: read up to the limit
+            size += len(chunk)
+            if size > geofence_files.MAX_FILE_BYTES:
+                raise too_large
+            chunks.append(chunk)
+        data = b"".join(chunks)
         replace = request.query_params.get("replace", "false")
         if replace not in ("true", "false"):
             raise InvalidRequest("replace is true or false")
@@ -299,7 +303,7 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         return JSONResponse({"deleted": geofence_id})
 
     async def downlinks(request: Request, viewer: Viewer) -> Response:
-        views = await call(bridge.downlinks, request.query_params.get("state"))
+        views = await call(bridge.downlinks, request.query_params.get("state"), viewer=viewer)
         return JSONResponse(to_jsonable(views))
 
     async def queue_downlink(request: Request, viewer: Viewer) -> Response:

@@ -8,6 +8,7 @@ of the same type for the same collar adds an occurrence to it instead of a new r
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
 from lora_bridge.store.tables import Alert, AlertEvent
 from lora_bridge.store.utc import utc_now
-from lora_bridge.views import RAISED_AT_KEY
+from lora_bridge.views import RAISED_AT_KEY, AlertView
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,27 @@ SOURCE_COLLAR = "collar"
 SOURCE_SERVER = "server"
 
 SYSTEM_ACTOR = "tembo"
+
+
+def as_it_stood(view: AlertView, moment: datetime) -> AlertView:
+    """The alert as it stood at `moment` (raised by then): its place, count and evidence as of then
+    (`AlertView.as_of`), and its state too: an acknowledgement or a resolution after `moment` (a
+    ranger's, or Tembo's own when the condition cleared, which says the animal moved) is undone,
+    with its verdict and note."""
+    view = view.as_of(moment)
+    if view.resolved_at is not None and view.resolved_at <= moment:
+        return view
+    acknowledged = view.acknowledged_at is not None and view.acknowledged_at <= moment
+    return replace(
+        view,
+        state=STATE_ACKNOWLEDGED if acknowledged else STATE_NEW,
+        acknowledged_by=view.acknowledged_by if acknowledged else None,
+        acknowledged_at=view.acknowledged_at if acknowledged else None,
+        resolved_by=None,
+        resolved_at=None,
+        verdict=None,
+        note=None,
+    )
 
 
 def priority_for(alert_type: str) -> int:

@@ -40,7 +40,10 @@ ALERT_ON = ("exit", "enter", "both")
 # What crossing a fence of a kind means when the file does not say (column alert_on).
 EXIT_KINDS = ("boundary", "park", "sanctuary", "conservancy")
 ENTER_KINDS = ("farmland", "village", "settlement", "exclusion", "road", "railway")
-MAX_FILE_BYTES = 50 * 1024 * 1024
+# The largest fence file, one limit for every way in: the API refuses a larger body unread, the
+# dashboard's uploader a larger file before sending it (a reserve's fences with plenty of room).
+MAX_FILE_MB = 50
+MAX_FILE_BYTES = MAX_FILE_MB * 1024 * 1024
 # What the store's columns hold (PostgreSQL refuses a longer value; SQLite would keep it).
 MAX_KIND_CHARS = Geofence.__table__.c.kind.type.length
 MAX_NAME_CHARS = Geofence.__table__.c.name.type.length
@@ -84,7 +87,7 @@ def read_fence_file(data: bytes, filename: str, *, kind: str | None = None, aler
     if not data:
         raise InvalidGeofenceFile(f"{filename}: the file is empty")
     if len(data) > MAX_FILE_BYTES:
-        raise InvalidGeofenceFile(f"{filename}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        raise InvalidGeofenceFile(f"{filename}: larger than {MAX_FILE_MB} MB, the most a fence file may be")
     if alert_on is not None and alert_on not in ALERT_ON:
         raise InvalidGeofenceFile(f"alert_on {alert_on!r} is not one of {', '.join(ALERT_ON)}")
     with tempfile.TemporaryDirectory(prefix="tembo-fences-") as folder:
@@ -130,12 +133,22 @@ def _read_layers(path: Path, filename: str) -> list[gpd.GeoDataFrame]:
 
 
 def _read_zipped_shapefile(path: Path, data: bytes, filename: str) -> gpd.GeoDataFrame:
+    """The one Shapefile of the zip `data` (kept at `path`, in a folder of its own)."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            names = archive.namelist()
-            unpacked = sum(info.file_size for info in archive.infolist())
+        archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as error:
         raise InvalidGeofenceFile(f"{filename}: not a zip archive") from error
+    with archive:
+        return _read_shapefile_of(archive, path.parent / "shapefile", filename)
+
+
+def _read_shapefile_of(archive: zipfile.ZipFile, folder: Path, filename: str) -> gpd.GeoDataFrame:
+    """The one Shapefile of a zip. Its parts are matched whatever the case of their names, as GIS
+    tools on Windows and macOS do (`fence.shp` with `FENCE.DBF` and `FENCE.PRJ`: GDAL on Linux looks
+    for `fence.dbf` only and reads the shapes without attributes or CRS), so they are unpacked under
+    one spelling first."""
+    names = archive.namelist()
+    unpacked = sum(info.file_size for info in archive.infolist())
     if unpacked > MAX_UNPACKED_BYTES:
         raise InvalidGeofenceFile(f"{filename}: unpacks to {unpacked // (1024 * 1024)} MB, more than "
                                   f"{MAX_UNPACKED_BYTES // (1024 * 1024)} MB")
@@ -153,7 +166,11 @@ def _read_zipped_shapefile(path: Path, data: bytes, filename: str) -> gpd.GeoDat
         raise InvalidGeofenceFile(
             f"{filename}: {shapefiles[0]} has no .prj, so its coordinates have no CRS; add the .prj to the zip"
         )
-    return _read(f"/vsizip/{path}/{shapefiles[0]}", filename)
+    folder.mkdir()
+    for name in names:  # every part of the Shapefile (.shp, .shx, .dbf, .prj, .cpg, ...), under one spelling
+        if name.lower().startswith(stem.lower() + ".") and "/" not in name[len(stem):]:
+            (folder / ("fence" + name[len(stem):].lower())).write_bytes(archive.read(name))
+    return _read(folder / "fence.shp", filename)
 
 
 def _read(path: Path | str, filename: str, layer: str | None = None) -> gpd.GeoDataFrame:

@@ -380,6 +380,8 @@ class DownlinkRoute(Base):
 
 
 Index("ix_raw_uplinks_device_session_fcnt", RawUplink.device_id, RawUplink.session, RawUplink.f_cnt)
+# What a collar had been heard to say by a moment (a role with a delay reads its last report then).
+Index("ix_raw_uplinks_device_heard", RawUplink.device_id, RawUplink.heard_at)
 
 
 # Access: accounts, API tokens, sign-in sessions and the audit log (lora_bridge.access) ---------

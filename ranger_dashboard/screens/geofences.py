@@ -9,6 +9,7 @@ import pydeck as pdk
 import streamlit as st
 
 from collar_firmware.config import MAX_FENCE_POINTS, MAX_FENCES
+from lora_bridge.domain import geofence_files
 from lora_bridge.errors import BridgeError
 from ranger_dashboard import config, data, fence_upload, map_layers, roles
 
@@ -30,7 +31,13 @@ st.caption(
 )
 
 with st.form("upload", clear_on_submit=False):
-    upload = st.file_uploader("Fence file", type=["geojson", "json", "gpkg", "zip"], key="fence_file")
+    upload = st.file_uploader(
+        "Fence file",
+        type=[suffix.lstrip(".") for suffix in geofence_files.SUFFIXES],
+        key="fence_file",
+        max_upload_size=geofence_files.MAX_FILE_MB,  # the bridge's limit: a larger file is refused here, not sent
+        help=f"GeoJSON, GeoPackage or a zipped Shapefile, in any CRS; at most {geofence_files.MAX_FILE_MB} MB.",
+    )
     kind = st.selectbox(
         "Kind", KINDS, key="fence_kind", help="What the polygons are; a 'kind' column in the file wins."
     )

@@ -163,7 +163,10 @@ def live_panel() -> None:
         columns = st.columns(2)
         columns[0].metric("Animals", summary["animals"])
         columns[1].metric("Open alerts", summary["open_alerts"])
-        columns[0].metric("Heard in the last 6 h", summary["reporting"])
+        columns[0].metric(
+            "Heard in the last 6 h" if role.exact_positions else "Heard in the 6 h before your view's delay",
+            summary["reporting"],
+        )
         columns[1].metric("High priority", summary["high_priority"])
         st.markdown(LEGEND)
     # The table is built only when shown: for a large herd (or on a phone) it waits for the ranger to
