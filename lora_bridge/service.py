@@ -805,13 +805,34 @@ class Bridge:
         if device_id is not None:
             with self.db.read() as session:
                 device_id = devices.collar_named(session, device_id).device_id
-        events = self._network_events(device_id, kind, limit)
         if not viewer.exact_positions:
+            events = self._events_by_cutoff(self._network_events(device_id, kind, None), viewer)
+            events = events[-limit:] if limit else events
             return [{**event, "lat": None, "lon": None, "accuracy_m": None} for event in events]
+        events = self._network_events(device_id, kind, limit)
         placed = [event["device_id"] for event in events if event["lat"] is not None]
         if placed:
             self._audit_positions(viewer, "network_locations", [], self.clock(), devices=sorted(set(placed)))
         return events
+
+    def _events_by_cutoff(self, events: list[dict[str, Any]], viewer: Viewer) -> list[dict[str, Any]]:
+        """The events a role with a delay may see: those of each collar up to its animal's cutoff (a
+        join, a battery report or a delivery report heard now says the collar is in a gateway's range
+        now, and an ack's report that an alert was raised); an event without a time is never shown."""
+        now = self.clock()
+        with self.db.read() as session:
+            high_value = delayed.high_value_flags(session)
+            animal_of = {device: str(animal) for animal, device in session.execute(select(Animal.id, Animal.device_id))}
+        ordinary = privacy.cutoff(privacy.precision_for(viewer, False), now)
+        kept = []
+        for event in events:
+            animal = animal_of.get(event["device_id"])
+            flagged = high_value.get(animal, False) if animal is not None else False
+            bound = privacy.cutoff(privacy.precision_for(viewer, flagged), now) if animal is not None else ordinary
+            moment = as_utc(event["time"]) if event["time"] is not None else None
+            if moment is not None and moment <= bound:
+                kept.append(event)
+        return kept
 
     def _network_events(self, device_id: str | None, kind: str | None, limit: int | None) -> list[dict[str, Any]]:
         with self.db.read() as session:

@@ -60,3 +60,21 @@ def test_a_network_location_is_as_exact_as_the_role_may_see_positions(client, br
 
     assert (ranger[0]["lat"], ranger[0]["lon"]) == (37.97155556731436, 23.72678801175413)
     assert researcher.status_code == 200 and researcher.json()[0]["lat"] is None
+
+
+def test_a_researcher_and_a_field_technician_read_a_collars_network_reports_only_as_late_as_its_fixes(client, bridge):
+    # A battery report heard a minute ago says the collar is in a gateway's range now: a role that
+    # sees positions a day late reads it a day late too; the ranger reads it at once.
+    now = bridge.clock().isoformat()
+    fresh = {**nf.CHIRPSTACK["status"].body, "time": now, "deduplicationId": "0b2f6a51-27d4-4f3e-9d0c-61a5bd1f0c11",
+             "batteryLevel": 12.0}
+    posted = client.post("/uplinks/chirpstack?event=status", content=json.dumps(fresh), headers=HEADERS)
+    assert posted.status_code == 200
+
+    def batteries(role: str) -> list[float]:
+        events = client.get("/api/network_events?kind=status", headers=b.api_headers(bridge, role)).json()
+        return [event["battery_pct"] for event in events]
+
+    assert batteries("ranger") == [75.5, 12.0]
+    assert batteries("researcher") == [75.5]
+    assert batteries("field_technician") == [75.5]
