@@ -818,21 +818,18 @@ class Bridge:
     def _events_by_cutoff(self, events: list[dict[str, Any]], viewer: Viewer) -> list[dict[str, Any]]:
         """The events a role with a delay may see: those of each collar up to its animal's cutoff (a
         join, a battery report or a delivery report heard now says the collar is in a gateway's range
-        now, and an ack's report that an alert was raised); an event without a time is never shown."""
+        now, and an ack's report that an alert was raised); a collar without an animal up to the
+        strictest cutoff; an event without a time is never shown."""
         now = self.clock()
         with self.db.read() as session:
-            high_value = delayed.high_value_flags(session)
+            cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), now)
             animal_of = {device: str(animal) for animal, device in session.execute(select(Animal.id, Animal.device_id))}
-        ordinary = privacy.cutoff(privacy.precision_for(viewer, False), now)
-        kept = []
-        for event in events:
-            animal = animal_of.get(event["device_id"])
-            flagged = high_value.get(animal, False) if animal is not None else False
-            bound = privacy.cutoff(privacy.precision_for(viewer, flagged), now) if animal is not None else ordinary
-            moment = as_utc(event["time"]) if event["time"] is not None else None
-            if moment is not None and moment <= bound:
-                kept.append(event)
-        return kept
+        until = {animal: cutoff for cutoff, animals in cutoffs.items() for animal in animals}
+        strictest = _earliest_cutoff(viewer, now)
+        return [
+            event for event in events
+            if event["time"] is not None and as_utc(event["time"]) <= until.get(animal_of.get(event["device_id"]), strictest)
+        ]
 
     def _network_events(self, device_id: str | None, kind: str | None, limit: int | None) -> list[dict[str, Any]]:
         with self.db.read() as session:
