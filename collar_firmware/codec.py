@@ -49,6 +49,7 @@ ACK_RESULTS = (
     "truncated",
     "self_test_failed",
     "too_large",
+    "wrong_base",  # a firmware delta built against a version the collar does not run
 )
 # The last over-the-air update a collar tried, as its status reports it (status version 2):
 # what it was, how it ended (the reason is an ACK_RESULTS name: ok, tampered, self_test_failed, ...).

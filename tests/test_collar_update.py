@@ -12,7 +12,9 @@ from simulator import fuota
 from simulator.hal_sim import PowerCut
 
 KEY, KEYS_FOR = fuota.bench_keys()
-BUNDLE = bytes(range(256)) * 24  # a 6 KB firmware bundle (the twin runs the same code whatever it holds)
+# a 6 KB firmware bundle of three modules (the twin runs the same code whatever it holds)
+BUNDLE = release.pack_bundle({"main.mpy": bytes(range(256)) * 8, "update.mpy": bytes(range(255, -1, -1)) * 8,
+                              "risk.mpy": bytes(2000)})
 
 
 def model_update(version_bump: int = 1, key=KEY) -> tuple[bytes, int]:

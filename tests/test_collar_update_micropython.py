@@ -23,7 +23,8 @@ pytestmark = pytest.mark.micropython
 
 KEY, _KEYS_FOR = fuota.bench_keys()
 FRAG_SIZE = 112
-BUNDLE = bytes(range(256)) * 8  # a 2 KB firmware bundle: the collar runs the same code whatever it holds
+# a 2 KB firmware bundle of two modules: the collar runs the same code whatever it holds
+BUNDLE = release.pack_bundle({"main.mpy": bytes(range(256)) * 4, "update.mpy": bytes(range(255, -1, -1)) * 4})
 STEPS_PER_RUN = 4  # duty cycles per run(): a signature check's share of a wake-up fits one run's fuel
 
 _GUEST = """
@@ -290,3 +291,42 @@ def test_the_collar_under_micropython_rolls_back_an_update_that_fails_its_self_t
         "the shipped model it ran before, not the refused one kept as its last good copy"
     assert collar.value("run.collar.status_values(run.hal.clock.now_s())['update_outcome']") == \
         str(codec.UPDATE_OUTCOMES.index("rolled_back"))
+
+
+NEXT = {"main.mpy": bytes(range(1, 256)) * 3, "update.mpy": bytes(range(255, -1, -1)) * 4, "fences.mpy": bytes(300)}
+
+
+def delta_image(base: str = config.FW_VERSION) -> bytes:
+    """1.1.0 against the factory BUNDLE: main changed, fences added, update kept."""
+    return release.build_image(1, "1.1.0", config.HARDWARE_ID, release.pack_delta(NEXT, {"main.mpy", "fences.mpy"}),
+                               KEY, release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes()),
+                               (base, release.pack_bundle(NEXT)))
+
+
+def flashed_at_the_factory(collar: GuestCollar) -> None:
+    """Slot 0 holds the factory BUNDLE as config.FW_VERSION, as the factory's flashing leaves it."""
+    collar.run("from collar_firmware import update, update_install\n"
+               f"update_install.provision(run.hal.storage, 0, update.version_raw({config.FW_VERSION!r}), {BUNDLE!r})")
+
+
+def test_field_technician_sends_a_delta_and_the_collar_under_micropython_composes_and_boots_the_whole_bundle(collar):
+    flashed_at_the_factory(collar)
+    collar.hear(frames_of(delta_image(), collar))
+    collar.live(6 * 3600)
+    assert collar.update_acks() == ["ok"]
+    assert collar.value("run.collar.boots, run.collar.update.fw_version()") == "2 1.1.0"
+    composed = collar.value("bytes(update_install.slot_bundle(run.hal.storage, 1).read(0, "
+                            f"{len(release.pack_bundle(NEXT))})).hex()")
+    assert bytes.fromhex(composed) == release.pack_bundle(NEXT), "the same bytes as the whole bundle of 1.1.0"
+    assert bytes.fromhex(collar.value("bytes(update_install.slot_bundle(run.hal.storage, 0).read(0, "
+                                      f"{len(BUNDLE)})).hex()")) == BUNDLE, "the slot it ran from is untouched"
+
+
+def test_the_collar_under_micropython_refuses_a_delta_against_a_version_it_does_not_run(collar):
+    flashed_at_the_factory(collar)
+    collar.hear(frames_of(delta_image(base="0.9.0"), collar))
+    collar.live(3600)
+    assert collar.update_acks() == ["wrong_base"]
+    assert collar.value("run.collar.boots, run.collar.update.fw_version()") == f"1 {config.FW_VERSION}"
+    assert collar.value("run.collar.status_values(run.hal.clock.now_s())['update_reason']") == \
+        str(codec.ack_code("wrong_base"))

@@ -1,0 +1,173 @@
+"""A field technician sends a firmware delta (`tembo release firmware --base`): only the changed modules
+travel, and every collar ends up with the whole bundle of the new version or stays on the one it runs.
+
+Until 4 December the collar rebuilt a delta's few modules into its inactive slot and booted it: the
+self-test never looked at the slot, and the image did not say which version it was built against, so
+on a real board every delta would have booted a slot missing most of its modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from collar_firmware import codec, config, update_image, update_install
+from collar_firmware.main import Collar
+from lora_bridge.updates import keys, release
+from simulator import fuota
+from simulator.hal_sim import PowerCut
+
+KEY, KEYS_FOR = fuota.bench_keys()
+GOLDEN = release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes())
+# the modules of the factory firmware (config.FW_VERSION), and of 1.1.0: main changed, fences added, geo dropped
+FACTORY = {"main.mpy": bytes(range(256)) * 6, "update.mpy": bytes(range(255, -1, -1)) * 5,
+           "risk.mpy": bytes(1200), "geo.mpy": b"\x4d" * 700}
+NEXT = {"main.mpy": bytes(range(1, 256)) * 6, "update.mpy": FACTORY["update.mpy"], "risk.mpy": FACTORY["risk.mpy"],
+        "fences.mpy": b"\x66" * 300}
+CHANGED = {"main.mpy", "fences.mpy"}
+
+
+def delta_image(base: str = config.FW_VERSION, version: str = "1.1.0", golden=GOLDEN) -> bytes:
+    """The signed delta of NEXT against the factory firmware, as `tembo release firmware --base` makes it."""
+    return release.build_image(update_image.KIND_FIRMWARE, version, config.HARDWARE_ID,
+                               release.pack_delta(NEXT, CHANGED), KEY, golden, (base, release.pack_bundle(NEXT)))
+
+
+def factory_collar(bundle: bytes | None = release.pack_bundle(FACTORY), loss: float = 0.0) -> fuota.FleetCollar:
+    return fuota.build_fleet(1, loss, 7, KEYS_FOR, factory_bundle=bundle)[0]
+
+
+def slot_bytes(flash, slot: int) -> bytes:
+    bundle = update_install.slot_bundle(flash, slot)
+    return bytes(bundle.read(0, bundle.length))
+
+
+def status_of(collar: fuota.FleetCollar) -> dict:
+    return codec.decode(1, codec.encode("status", collar.collar.status_values(collar.hal.clock.now_s())))
+
+
+def test_field_technician_sends_a_delta_and_the_collar_boots_the_whole_bundle_of_the_new_version():
+    collar = factory_collar(loss=0.2)
+    factory_slot = {k: v for k, v in collar.flash.records.items() if k.startswith("s0")}
+    image = delta_image()
+    assert len(image) < len(release.pack_bundle(NEXT)), "only the changed modules travel"
+    result = fuota.run_campaign([collar], image, 1)
+    assert result.results[collar.device_id] == "ok" and collar.acks[-1]["result"] == "ok"
+    assert collar.collar.update.fw_version() == "1.1.0" and collar.collar.boots == 2
+    assert slot_bytes(collar.flash, 1) == release.pack_bundle(NEXT), "the slot it booted holds every module of 1.1.0"
+    assert {k: v for k, v in collar.flash.records.items() if k.startswith("s0")} == factory_slot, \
+        "the slot it ran from was only read"
+
+
+def test_a_composed_slot_equals_the_whole_bundle_tembo_release_builds_for_that_version(tmp_path):
+    """Real releases: 1.0.0 whole, then 1.1.0 as a delta against it (one more release key) and, apart, 1.1.0
+    whole: the collar that ran 1.0.0 and took the delta holds, byte for byte, the bundle of 1.1.0 whole."""
+    key = keys.generate(tmp_path / "k.key", KEY.key_id)  # the id the collar's Trust holds, with this key's half
+    held = tmp_path / "collar.bin"
+    keys.install_public(key.key_id, key.public_key, held)
+    spare = keys.generate(tmp_path / "spare.key", 8)
+    after = tmp_path / "after.bin"
+    after.write_bytes(held.read_bytes())
+    keys.install_public(8, spare.public_key, after)
+    first = release.release_firmware(key, tmp_path / "r", config.FW_VERSION, collar_keys=held, ship_keys=held)
+    delta = release.release_firmware(key, tmp_path / "r", "1.1.0", base=first.manifest_path, collar_keys=held,
+                                     ship_keys=after)
+    whole = release.release_firmware(key, tmp_path / "whole", "1.1.0", collar_keys=held, ship_keys=after)
+    assert delta.manifest["delta_of"] == config.FW_VERSION and whole.manifest["delta_of"] is None
+    factory = first.image_path.read_bytes()
+    collar = fuota.build_fleet(1, 0.1, 3, lambda flash: _trust_with(flash, key),
+                               factory_bundle=factory[update_image.parse_header(factory).size:])[0]
+    assert fuota.run_campaign([collar], delta.image_path.read_bytes(), 2).results[collar.device_id] == "ok"
+    image = whole.image_path.read_bytes()
+    assert slot_bytes(collar.flash, 1) == image[update_image.parse_header(image).size:]
+    assert hashlib.sha256(slot_bytes(collar.flash, 1)).hexdigest() == delta.manifest["bundle_sha256"]
+
+
+def _trust_with(flash, key):
+    from collar_firmware import trust
+
+    shipped = trust.shipped()
+    return trust.Trust({**shipped.keys, key.key_id: key.public_key}, None, flash, shipped.pinned)
+
+
+@pytest.mark.parametrize("runs", ["another version", "no bundle of its base", "a base lacking a kept module"])
+def test_a_delta_the_collar_cannot_compose_is_refused_as_wrong_base_and_it_runs_on(runs):
+    if runs == "another version":
+        collar, image = factory_collar(), delta_image(base="0.9.0")
+    elif runs == "no bundle of its base":
+        collar, image = factory_collar(bundle=None), delta_image()
+    else:
+        lacking = {k: v for k, v in FACTORY.items() if k != "risk.mpy"}
+        collar, image = factory_collar(bundle=release.pack_bundle(lacking)), delta_image()
+    result = fuota.run_campaign([collar], image, 1)
+    assert result.results[collar.device_id] == "wrong_base" and collar.acks[-1]["result"] == "wrong_base"
+    status = status_of(collar)
+    assert (status["update_kind"], status["update_outcome"], status["update_reason"], status["update_version"]) \
+        == ("firmware", "refused", "wrong_base", "1.1.0")
+    assert collar.collar.update.fw_version() == config.FW_VERSION and collar.collar.boots == 1, "never rebooted"
+    assert update_install.slot_bundle(collar.flash, 1) is None, "the half-made slot is never named bootable"
+
+
+def test_a_slot_damaged_before_its_trial_boot_is_not_confirmed_and_the_collar_rolls_back():
+    collar = factory_collar()
+    flash = collar.flash
+    write = flash.write
+
+    def decaying(key, data):  # a composed block rots between the install and the trial boot
+        write(key, data)
+        if key == update_install.KEY_TRIAL_HEADER:
+            damaged = bytearray(flash.records["s1c3"])
+            damaged[7] ^= 0x10
+            flash.records["s1c3"] = bytes(damaged)
+
+    flash.write = decaying
+    result = fuota.run_campaign([collar], delta_image(), 1)
+    assert result.results[collar.device_id] == "self_test_failed"
+    assert collar.collar.boots == 2, "it booted the slot on trial, found it incomplete and went back"
+    assert collar.collar.update.fw_version() == config.FW_VERSION
+
+
+def test_a_power_cut_while_the_delta_is_composed_leaves_the_old_version_and_the_next_attempt_installs_it():
+    collar = factory_collar()
+    flash = collar.flash
+    write = flash.write
+
+    def cut(key, data):
+        if key == "s1c5":
+            flash.records[key] = bytes(data)[:40]
+            raise PowerCut("power cut while writing " + key)
+        write(key, data)
+
+    flash.write = cut
+    with pytest.raises(PowerCut):
+        fuota.run_campaign([collar], delta_image(), 1)
+    flash.write = write
+    reborn = Collar(collar.hal, None, KEYS_FOR(flash))
+    assert reborn.update.fw_version() == config.FW_VERSION and not reborn.update.trial_due
+    assert slot_bytes(flash, 0) == release.pack_bundle(FACTORY)
+    assert update_install.slot_bundle(flash, 1) is None
+    collar.collar = reborn
+    assert fuota.run_campaign([collar], delta_image(), 2).results[collar.device_id] == "ok"
+    assert slot_bytes(flash, 1) == release.pack_bundle(NEXT)
+
+
+def test_a_collar_after_a_delta_takes_the_next_delta_against_the_version_it_now_runs():
+    collar = factory_collar()
+    assert fuota.run_campaign([collar], delta_image(), 1).results[collar.device_id] == "ok"
+    third = dict(NEXT, **{"risk.mpy": b"\x01" * 900})
+    image = release.build_image(update_image.KIND_FIRMWARE, "1.2.0", config.HARDWARE_ID,
+                                release.pack_delta(third, {"risk.mpy"}), KEY, GOLDEN,
+                                ("1.1.0", release.pack_bundle(third)))
+    assert fuota.run_campaign([collar], image, 2).results[collar.device_id] == "ok"
+    assert collar.collar.update.fw_version() == "1.2.0"
+    assert slot_bytes(collar.flash, 0) == release.pack_bundle(third), "composed from slot 1 back into slot 0"
+
+
+def test_a_collar_that_predates_deltas_refuses_one_instead_of_booting_a_few_modules():
+    """Format 2 is what a delta is: a collar whose parser knows format 1 only calls it not an image."""
+    image = bytearray(delta_image())
+    assert image[4] == update_image.FORMAT_DELTA
+    whole = release.build_image(update_image.KIND_FIRMWARE, "1.1.0", config.HARDWARE_ID,
+                                release.pack_bundle(NEXT), KEY, GOLDEN)
+    assert whole[4] == update_image.FORMAT == 1, "a whole image keeps the format today's collars take"
