@@ -9,9 +9,11 @@ update_install.py (with update_fec.py and update_image.py), loaded with the firs
 set-up or a trial boot, so the collar's boot heap pays nothing for them. Then:
   - a model is kept as "model.prev", written as "model" and loaded (its own signature checked
     too); the trial is the golden vector of the image: the classifier must put it in its class;
-  - a firmware bundle already lies in the inactive slot: the boot record names it as on trial
-    and the collar reboots into it; the first wake-up runs the self-test (the sensors answer,
-    the classifier reproduces the golden vector, the radio sends) and confirms or rolls back.
+  - a firmware bundle lies whole in the inactive slot (a delta is first composed there with the
+    running slot's kept modules): the boot record names it as on trial and the collar reboots into
+    it; the first wake-up checks the slot holds the whole signed bundle, runs the self-test (the
+    sensors answer, the classifier reproduces the golden vector, the radio sends) and confirms or
+    rolls back.
 Every outcome is acknowledged on port 31 (`ack` with on_port 201 and an ACK_RESULTS reason),
 and the last one (kind, version, outcome, reason) is kept in flash ("upd.result") and reported in
 every status (version 2), so a lost ack still reaches the bridge.

@@ -1612,12 +1612,12 @@ class Bridge:
             name=name, kind=kind, version=version, image_sha256=image_sha256, image_bytes=image_bytes, user=user,
             devices=devices, canary_pct=canary_pct, max_canary_failures_pct=max_canary_failures_pct,
             min_battery_mv=min_battery_mv, min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor,
-            species=species, image=image)
+            species=species, image=image, base_version=identity.base_version if image is not None else None)
 
     def _create_campaign(self, *, name: str, kind: str, version: str, image_sha256: str, image_bytes: int,
                          user: str, devices: list[str] | None, canary_pct: int, max_canary_failures_pct: int,
                          min_battery_mv: int, min_rssi_dbm: float, max_spreading_factor: int,
-                         species: str | None, image: bytes | None) -> dict[str, Any]:
+                         species: str | None, image: bytes | None, base_version: str | None) -> dict[str, Any]:
         """Create a campaign whose image (when given) was already identified and matched to kind,
         version, SHA-256 and size by the caller: plan its delivery and record both in one transaction."""
         from lora_bridge.domain import campaigns, fuota_delivery
@@ -1637,7 +1637,7 @@ class Bridge:
                 image_bytes=image_bytes, devices=devices, canary_pct=canary_pct,
                 max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=min_battery_mv,
                 min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor, species=species,
-                created_by=user)
+                created_by=user, base_version=base_version)
             if image is not None:
                 row = fuota_delivery.start(session, campaign, image, str(self.settings.fuota_multicast_group or ""),
                                            self.clock(), prior_loss=self.settings.fuota_prior_loss, mc_addr=mc_addr,
@@ -1685,7 +1685,7 @@ class Bridge:
             version=identity.version, image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image),
             user=user, devices=devices, canary_pct=canary_pct, max_canary_failures_pct=max_canary_failures_pct,
             min_battery_mv=min_battery_mv, min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor,
-            species=species, image=image if self.delivers_updates else None)
+            species=species, image=image if self.delivers_updates else None, base_version=identity.base_version)
 
     def deliver_updates(self, now: datetime | None = None) -> int:
         """Move every campaign's delivery on (set-up, multicast fragments, repair rounds, stragglers):

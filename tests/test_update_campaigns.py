@@ -402,3 +402,39 @@ def test_a_technician_starts_a_species_campaign_gated_on_spreading_factor_from_t
     assert (campaign["max_spreading_factor"], campaign["min_rssi_dbm"]) == (8, -100.5)
     assert {(c["state"], c["reason"]) for c in campaign["collars"]} == {("gated", "spreading factor")}, "heard at SF9"
     assert any("spreading factor ≤ SF8; species Diceros bicornis" in c.value for c in app.caption)
+
+
+def _delta(base: str, version: str) -> bytes:
+    """A signed firmware delta of `version` against `base`, as `tembo release firmware --base` makes it."""
+    from collar_firmware import config
+    from lora_bridge.updates import release
+    from simulator import fuota
+
+    key, _keys_for = fuota.bench_keys()
+    files = {"main.mpy": b"\x01" * 400, "risk.mpy": b"\x02" * 300}
+    return release.build_image(1, version, config.HARDWARE_ID, release.pack_delta(files, {"main.mpy"}), key,
+                               ([], 0), (base, release.pack_bundle(files)))
+
+
+def test_field_technician_sends_a_delta_only_to_collars_running_its_base_and_sees_why_the_others_are_skipped(bridge):
+    behind = sorted(HERD, key=canary_order)[:3]  # the collars a canary share would pick first
+    for i, device_id in enumerate(behind):  # still on 1.2.2: they hold no 1.2.3 to compose the delta with
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600, fw_version="1.2.2"),
+                                              device_id=device_id, f_cnt=60 + i))
+    campaign = bridge.start_campaign(_delta("1.2.3", "1.3.0"), user="tech", canary_pct=20)
+    assert (campaign["kind"], campaign["version"], campaign["base_version"]) == ("firmware", "1.3.0", "1.2.3")
+    by_collar = {c["device_id"]: c for c in campaign["collars"]}
+    assert {d: (by_collar[d]["state"], by_collar[d]["reason"]) for d in behind} == {
+        d: ("skipped", "runs firmware 1.2.2; delta needs 1.2.3") for d in behind}
+    canaries = [d for d, (stage, _) in states(campaign).items() if stage == "canary"]
+    assert len(canaries) == 2 and not set(canaries) & set(behind), "canaries are collars that can take it"
+    for device_id in canaries + HERD:
+        if device_id not in behind and device_id != WEAK:
+            bridge.record_update_ack(device_id, "ok")
+    assert bridge.campaigns()[0]["counts"] == {"skipped": 3, "updated": 6, "gated": 1}
+
+
+def test_a_delta_against_a_version_no_targeted_collar_runs_is_refused_before_anything_is_sent(bridge):
+    with pytest.raises(CampaignError, match=r"a delta against 1.0.0, and no collar targeted runs 1.0.0.*whole image"):
+        bridge.start_campaign(_delta("1.0.0", "1.3.0"), user="tech")
+    assert bridge.campaigns() == []

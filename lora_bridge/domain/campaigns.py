@@ -11,7 +11,11 @@ battery is below min_battery_mv, their last RSSI below min_rssi_dbm or their las
 spreading factor above max_spreading_factor (read from that stored uplink; they are "gated" and
 re-checked at each evaluation). A collar whose status says it already runs the campaign's version
 or a newer one is left out ("current"): it would refuse the image as a downgrade after the whole
-transfer. A technician pauses, resumes or aborts; every change is a campaign event. Results arrive
+transfer. A firmware delta (`tembo release firmware --base`) is built against one version: a collar
+whose status says it runs another is left out ("skipped", with both versions), as it would refuse
+the delta (wrong_base) after the whole transfer, and one that has not said what it runs waits
+("gated"); a campaign none of whose collars runs the base is refused (send the whole image). A
+technician pauses, resumes or aborts; every change is a campaign event. Results arrive
 as the collar's port-31 ack for port 201 (`record_ack`).
 
 What an update is (kind, version, hardware) is read from the signed image's own header
@@ -40,7 +44,8 @@ log = logging.getLogger(__name__)
 ACTIVE = ("canary", "rolling")
 UNFINISHED = ACTIVE + ("paused", "stopped")  # may still send to its collars (a stopped one may resume)
 ENDED = ("done", "aborted", "stopped")  # its delivery's multicast group is taken down (a stopped one may resume)
-FINAL_COLLAR_STATES = ("updated", "failed", "current")
+FINAL_COLLAR_STATES = ("updated", "failed", "current", "skipped")
+NOT_SENT = ("current", "skipped")  # final before anything was sent: the delivery leaves them out
 STEPS = {"pause": ACTIVE, "resume": ("paused", "stopped"), "abort": UNFINISHED}  # a technician's step: from which states
 IMAGE_KINDS = {update_image.KIND_FIRMWARE: "firmware", update_image.KIND_MODEL: "model"}
 NAME_MAX = UpdateCampaign.__table__.c.name.type.length  # what the store keeps (PostgreSQL refuses more)
@@ -64,6 +69,7 @@ class ImageIdentity:
     hardware_id: str
     key_id: int
     image_bytes: int
+    base_version: str | None = None  # a firmware delta's base: only a collar running it can compose it
 
 
 def identify(image: bytes) -> ImageIdentity:
@@ -95,7 +101,8 @@ def identify(image: bytes) -> ImageIdentity:
     if header.signature == bytes(64):
         raise CampaignError("the image carries no signature: every collar would refuse it (tembo release signs)")
     return ImageIdentity(IMAGE_KINDS[header.kind], update_image.version_text(header.version), header.hardware_id,
-                         header.key_id, len(image))
+                         header.key_id, len(image),
+                         update_image.version_text(header.base_version) if header.base_version else None)
 
 
 def version_number(kind: str, version: str) -> int:
@@ -171,9 +178,9 @@ def canary_order(device_id: str) -> str:
 def create(session: Session, *, name: str, kind: str, version: str, image_sha256: str, image_bytes: int,
            devices: list[str] | None, canary_pct: int, max_canary_failures_pct: int, min_battery_mv: int,
            min_rssi_dbm: float, created_by: str, max_spreading_factor: int = 12,
-           species: str | None = None) -> UpdateCampaign:
+           species: str | None = None, base_version: str | None = None) -> UpdateCampaign:
     """Create and start a campaign; devices and species None target every known collar, species the
-    collars worn by that species' animals."""
+    collars worn by that species' animals; base_version: the firmware a delta is built against."""
     if kind not in ("firmware", "model"):
         raise CampaignError(f"kind must be firmware or model, not {kind!r}")
     if len(name) > NAME_MAX:
@@ -201,9 +208,17 @@ def create(session: Session, *, name: str, kind: str, version: str, image_sha256
     needing = [d for d in targets if not _runs_it(kind, wanted, devices_by_id.get(d))]
     if not needing:
         raise CampaignError(f"every collar targeted already runs {kind} {version} or newer: nothing to send")
+    if base_version is not None:
+        if kind != "firmware":
+            raise CampaignError(f"a delta is of a firmware, not of a {kind}")
+        needing = [d for d in needing if _off_base(base_version, devices_by_id.get(d)) is None]
+        if not needing:
+            raise CampaignError(f"this {kind} {version} is a delta against {base_version}, and no collar targeted "
+                                f"runs {base_version}: each would refuse it (wrong_base). Send the whole image "
+                                "(tembo release firmware without --base)")
     campaign = UpdateCampaign(
         name=name, kind=kind, version=version, image_sha256=image_sha256, image_bytes=image_bytes,
-        target=_target(devices, species, targets), canary_pct=canary_pct,
+        base_version=base_version, target=_target(devices, species, targets), canary_pct=canary_pct,
         max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=min_battery_mv,
         min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor, state="canary", stage="canary", created_by=created_by,
     )
@@ -309,10 +324,20 @@ def _runs_it(kind: str, wanted: int, device: Device | None) -> bool:
     return running is not None and running >= wanted
 
 
+def _off_base(base_version: str, device: Device | None) -> str | None:
+    """Why a collar whose last status names another firmware than a delta's base is left out (None: it
+    runs the base, or has not said what it runs; the gate holds that one)."""
+    if device is None or not device.fw_version or device.fw_version == base_version:
+        return None
+    return f"runs firmware {device.fw_version}; delta needs {base_version}"
+
+
 def _gate(session: Session, campaign: UpdateCampaign, device: Device | None) -> str | None:
     """Return why a collar may not be sent the update now, or None."""
     if device is None:
         return "unknown collar"
+    if campaign.base_version is not None and not device.fw_version:
+        return "firmware not reported yet (a delta needs its base)"
     if device.battery_mv is None or device.battery_mv < campaign.min_battery_mv:
         return "battery"
     if device.last_rssi_dbm is None or device.last_rssi_dbm < campaign.min_rssi_dbm:
@@ -385,6 +410,11 @@ def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
         if wanted is not None and _runs_it(campaign.kind, wanted, device):  # it would refuse the image
             c.state, c.reason, c.updated_at = "current", f"runs {campaign.kind} {_running_text(campaign.kind, device)}", utc_now()
             _event(session, campaign, "current", c.device_id, reason=c.reason)
+            continue
+        off_base = _off_base(campaign.base_version, device) if campaign.base_version is not None else None
+        if off_base is not None:  # it would refuse the delta (wrong_base) after the whole transfer
+            c.state, c.reason, c.updated_at = "skipped", off_base, utc_now()
+            _event(session, campaign, "skipped", c.device_id, reason=off_base)
             continue
         if c.stage == "fleet" and campaign.stage != "fleet":
             continue
@@ -520,7 +550,7 @@ def view(session: Session, campaign: UpdateCampaign) -> dict[str, Any]:
     for c in per_collar:
         counts[c["state"]] = counts.get(c["state"], 0) + 1
     return {"id": campaign.id, "name": campaign.name, "kind": campaign.kind, "version": campaign.version,
-            "state": campaign.state, "stage": campaign.stage, "canary_pct": campaign.canary_pct,
+            "base_version": campaign.base_version, "state": campaign.state, "stage": campaign.stage, "canary_pct": campaign.canary_pct,
             "max_canary_failures_pct": campaign.max_canary_failures_pct, "min_battery_mv": campaign.min_battery_mv,
             "min_rssi_dbm": campaign.min_rssi_dbm, "max_spreading_factor": campaign.max_spreading_factor,
             "target": campaign.target, "image_bytes": campaign.image_bytes,

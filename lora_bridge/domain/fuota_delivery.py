@@ -129,7 +129,8 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
     mc_addr and group_keys: the bridge sets up the group itself (every collar's root key must be in
     the key file); without them the collars' factory group is used."""
     collars = list(session.scalars(select(CampaignCollar.device_id).where(
-        CampaignCollar.campaign_id == campaign.id, CampaignCollar.state != "current")))  # not those that run it
+        CampaignCollar.campaign_id == campaign.id,
+        CampaignCollar.state.not_in(campaigns.NOT_SENT))))  # not those that run it, nor those off a delta's base
     networks = set(session.scalars(select(Device.network).where(Device.device_id.in_(collars))))
     if networks - {"tts", "chirpstack"} or len(networks) > 1:
         raise DeliveryRefused("a delivery goes through one multicast group on one network server (The Things "

@@ -490,6 +490,8 @@ class UpdateCampaign(Base):
     version: Mapped[str] = mapped_column(String(32))
     image_sha256: Mapped[str] = mapped_column(String(64))
     image_bytes: Mapped[int]
+    # a firmware delta's base (tembo release firmware --base): only collars running it are sent it
+    base_version: Mapped[str | None] = mapped_column(String(32))
     # {"all": true} | {"devices": [...]} | {"species": "...", "devices": [the collars it had at the start]}
     target: Mapped[dict[str, Any]] = mapped_column(default=dict)
     canary_pct: Mapped[int]
