@@ -673,6 +673,9 @@ def test_field_technician_overriding_a_canary_stop_gets_the_fleet_set_up_not_fai
         opens = campaign["delivery"]["window_opens"]
         bridge.deliver_updates(opens - timedelta(minutes=110))
         bridge.flush_downlinks()
+        bridge.ingest_tts_uplink(b.tts_uplink(codec.encode_packet("frag_session_setup_ans", {"status": 0}),
+                                              device_id=canary, f_cnt=10))
+        bridge.process_pending()  # the canary took its session (an ack before that is an older update's)
         bridge.record_update_ack(canary, "self_test_failed")  # the technician knows why, and goes on
         bridge.deliver_updates(opens - timedelta(minutes=100))  # the stop ends the delivery
         stopped = bridge.campaign(campaign["id"])
@@ -852,3 +855,29 @@ def test_a_campaign_that_ends_leaves_alone_what_a_newer_campaign_queued_for_one_
                 and p["payload"][0] == codec.tag_of("frag_session_setup")]
     assert first["state"] == "done"
     assert second["id"] in [s["descriptor"] for s in sessions], "the second campaign's set-up went out"
+
+
+def test_field_technician_sees_a_late_ack_of_an_older_update_leave_the_new_campaign_and_its_delivery_going(
+        sqlite_url, network):
+    """A port-31 ack names no update. A collar out of range for days sends, once heard again, the ack of its
+    last update from its queue; the bridge had started a new campaign for it meanwhile. That ack used to
+    settle the new campaign's collar (updated) and mark its delivery complete, so nothing more was sent
+    and the collar never got the new model. Until the collar opens the new session, an ack is not its."""
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+        old_ack = codec.encode_packet("ack", {"time_s": b.T0_S + 60, "on_port": 201, "cmd": 8, "result": "ok"})
+        bridge.ingest_tts_uplink(b.tts_uplink(old_ack, device_id="collar-01", f_cnt=2))
+        bridge.process_pending()
+        before_session = bridge.campaigns()[0]
+        answer = codec.encode_packet("frag_session_setup_ans", {"status": 0})
+        bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id="collar-01", f_cnt=3))
+        new_ack = codec.encode_packet("ack", {"time_s": b.T0_S + 9000, "on_port": 201, "cmd": 8, "result": "ok"})
+        bridge.ingest_tts_uplink(b.tts_uplink(new_ack, device_id="collar-01", f_cnt=4))
+        bridge.process_pending()
+        after = bridge.campaigns()[0]
+    assert campaign["collars"][0]["state"] == "sending"
+    assert before_session["collars"][0]["state"] == "sending", "the older update's ack settled nothing"
+    assert before_session["delivery"]["collars"]["collar-01"]["complete"] is False, "its delivery goes on"
+    assert after["collars"][0]["state"] == "updated" and after["state"] == "done", "its own ack, once in the session"

@@ -36,7 +36,15 @@ from sqlalchemy.orm import Session
 
 from collar_firmware import config as collar_config
 from collar_firmware import update_image
-from lora_bridge.store.tables import Animal, CampaignCollar, CampaignEvent, Device, RawUplink, UpdateCampaign
+from lora_bridge.store.tables import (
+    Animal,
+    CampaignCollar,
+    CampaignEvent,
+    Device,
+    FuotaCollar,
+    RawUplink,
+    UpdateCampaign,
+)
 from lora_bridge.store.utc import utc_now
 
 log = logging.getLogger(__name__)
@@ -453,8 +461,19 @@ def overdue(collar: CampaignCollar) -> bool:
         collar.reason == NO_ANSWER or collar.reason.startswith(NO_RESULT))
 
 
-def record_ack(session: Session, device_id: str, result: str, late_in: int | None = None) -> list[int]:
+def _may_answer(session: Session, collar: CampaignCollar) -> bool:
+    """A port-31 ack names no update: it can be a delivered campaign's result only once the collar opened
+    that campaign's fragmentation session (its FragSessionSetupAns came); before, it answers an older
+    update (a late ack from the collar's queue). A campaign that only tracks has no such evidence."""
+    step = session.get(FuotaCollar, (collar.campaign_id, collar.device_id))
+    return step is None or step.setup_answered
+
+
+def record_ack(session: Session, device_id: str, result: str, late_in: int | None = None,
+               of_image: bool = False) -> list[int]:
     """A collar acknowledged an update on port 201 with result: update its active campaigns; return their ids.
+    of_image: the result names the campaign's image (a status's kind and version); an ack does not, so it
+    settles a delivered campaign only once the collar opened that campaign's session (`_may_answer`).
     A result that comes after the delivery's time limits failed the collar (`overdue`: its ack or status
     was late, not missing) replaces that failure in the campaign it was failed in, whatever that
     campaign's state now: the collar did answer, and what it answered is what it runs. late_in: that
@@ -466,6 +485,12 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
         .where(CampaignCollar.device_id == device_id, CampaignCollar.state == "sending",
                UpdateCampaign.state.in_(ACTIVE + ("paused",)))
     ).all()
+    if not of_image:
+        for collar, campaign in rows:
+            if not _may_answer(session, collar):
+                log.info("device_id=%s ack %s before it opened campaign_id=%d's session: an older update's",
+                         device_id, result, campaign.id, extra={"device_id": device_id, "campaign_id": campaign.id})
+        rows = [(collar, campaign) for collar, campaign in rows if _may_answer(session, collar)]
     if not rows:
         late = session.execute(
             select(CampaignCollar, UpdateCampaign)

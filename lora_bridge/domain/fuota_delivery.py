@@ -733,9 +733,12 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
 
 
 def record_result(session: Session, device_id: str, result: str) -> None:
-    """A collar's update outcome arrived: a rebuilt image means its delivery is complete."""
+    """A collar's update outcome arrived (a port-31 ack, which names no update): a rebuilt image means its
+    delivery is complete, for a delivery whose session the collar opened (before, the ack is an older
+    update's: the delivery goes on)."""
     for collar in session.scalars(select(FuotaCollar).where(FuotaCollar.device_id == device_id,
-                                                             FuotaCollar.complete.is_(False))):
+                                                             FuotaCollar.complete.is_(False),
+                                                             FuotaCollar.setup_answered.is_(True))):
         if result != "truncated":
             collar.complete = True
             collar.missing = 0

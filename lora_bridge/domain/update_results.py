@@ -59,9 +59,9 @@ def _settle_campaigns(session: Session, result: UpdateResult) -> None:
     )
     steps = list(steps)
     if any(step.state == "sending" for step in steps):
-        campaigns.record_ack(session, result.device_id, result.reason)
+        campaigns.record_ack(session, result.device_id, result.reason, of_image=True)
     elif late := [step for step in steps if campaigns.overdue(step)]:
-        campaigns.record_ack(session, result.device_id, result.reason, late_in=late[-1].campaign_id)
+        campaigns.record_ack(session, result.device_id, result.reason, late_in=late[-1].campaign_id, of_image=True)
 
 
 def latest(session: Session) -> dict[str, dict[str, Any]]:
