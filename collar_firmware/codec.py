@@ -243,6 +243,14 @@ MESSAGES = (
         ("missing", "u8", None),
         ("status", "u8", None),
     )),
+    # TS004 v1.0.0 (LoRaMac-node LmhpFragmentation.c): FragSessionDeleteReq = Param (RFU 6 bits |
+    # FragIndex 2 bits); FragSessionDeleteAns = Status (RFU 5 bits | SessionDoesNotExist | FragIndex 2 bits).
+    ("frag_session_delete", 201, 3, "down", (
+        ("param", "bits", (("rfu", 6, None), ("frag_index", 2, None))),
+    )),
+    ("frag_session_delete_ans", 201, 3, "up", (
+        ("status", "bits", (("rfu", 5, None), ("session_does_not_exist", 1, None), ("frag_index", 2, None))),
+    )),
     # One fragment: index_and_n = session << 14 | n (n from 1; n > nb_frag is a parity fragment).
     ("data_fragment", 201, 8, "down", (
         ("index_and_n", "u16", None),

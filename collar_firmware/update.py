@@ -3,7 +3,7 @@
 Downlinks on the FUOTA ports (codec table): 200 TS005 multicast set-up and 202 clock sync (both in
 multicast.py, loaded with the first port-200 frame: `app_time_ans` answers the time request a session
 sends, and sets the clock through `hal.clock.set_time_s`),
-201 fragmentation session set-up, status and data fragments. What boots holds only the boot record,
+201 fragmentation session set-up, status, deletion and data fragments. What boots holds only the boot record,
 the last result and the dispatch: rebuilding, checking, installing and the trials live in
 update_install.py (with update_fec.py and update_image.py), loaded with the first fragmentation
 set-up or a trial boot, so the collar's boot heap pays nothing for them. Then:
@@ -199,6 +199,8 @@ class UpdateAgent:
                 _installer().fragment(self, msg, now)
         elif name == "frag_session_setup":
             _installer().setup(self, msg, now)
+        elif name == "frag_session_delete":
+            _installer().delete(self, msg)
         elif name == "frag_session_status":
             if self.still_needed() or msg["participants"]:  # participants 0: only collars missing fragments answer
                 self._status_answer()

@@ -265,6 +265,19 @@ def setup(agent, msg, now):
     agent._answer("frag_session_setup_ans", {"status": 0})
 
 
+def delete(agent, msg):
+    """TS004 FragSessionDeleteReq: the open session of that FragIndex is dropped (its image is never checked
+    or installed; the slot it wrote holds no descriptor); the answer says whether there was one."""
+    index = msg["frag_index"]
+    held = agent.decoder is not None and index == agent.frag_index and (agent.state == RECEIVING
+                                                                         or agent.state == SOLVING)
+    if held:
+        agent.state = IDLE
+        agent.decoder = None
+        agent.header = None
+    agent._answer("frag_session_delete_ans", {"frag_index": index, "session_does_not_exist": 0 if held else 1})
+
+
 def fragment(agent, msg, now):
     """One data fragment of the open session; the image is checked once the decoder completes it."""
     if msg["index_and_n"] >> 14 != agent.frag_index:

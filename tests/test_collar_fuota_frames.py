@@ -10,7 +10,8 @@ DataFragment (CID 8) = IndexAndN (FragIndex 15..14 | N 13..0) and the data; Frag
 (CID 1) = RFU 4 | FragIndex 2 | RFU | Participants; FragSessionStatusAns = ReceivedAndIndex (2),
 MissingFrag (1), Status (1). AppTimeReq (CID 1, uplink) = DeviceTime (4, GPS seconds) and Param
 (RFU 3 | AnsRequired | TokenReq 4); AppTimeAns = TimeCorrection (4, signed) and Param (RFU 4 | TokenAns 4).
-Never made with Tembo's encoder.
+FragSessionDeleteReq (CID 3) = Param (RFU 6 | FragIndex 2); FragSessionDeleteAns = Status (RFU 5 |
+SessionDoesNotExist (bit 2) | FragIndex 2). Never made with Tembo's encoder.
 """
 
 from __future__ import annotations
@@ -133,3 +134,21 @@ def test_a_broken_frame_is_refused_counted_and_changes_nothing(port, frame, why)
     assert c.collar.error_total() > errors, why
     assert sent(c, port) == [] and not c.collar.update.receiving(), why
     assert c.hal.clock.now_s() == clock + 60, why
+
+
+def test_field_technician_aborting_a_delivery_releases_a_collar_waiting_for_fragments_with_a_session_delete():
+    """Until 4 December the codec had no FragSessionDeleteReq: a collar left mid-session by an aborted campaign
+    kept waiting for fragments that would never come (busy, its half image held), answering nothing."""
+    c = collar()
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    for n in range(1, 10):
+        c.hear(201, fragment(n))
+    sent(c, 201)
+    assert c.collar.update.receiving()
+    c.hear(201, bytes.fromhex("0300"))  # FragSessionDeleteReq, FragIndex 0
+    assert sent(c, 201) == ["0300"], "deleted: FragIndex 0, no error bit"
+    assert not c.collar.update.receiving() and not c.collar.update.busy()
+    c.hear(201, fragment(10))
+    c.hear(201, bytes.fromhex("0300"))
+    assert sent(c, 201) == ["0304"], "SessionDoesNotExist: nothing left to delete"
+    assert c.collar.update.last_result is None, "no update outcome: nothing was installed or refused"

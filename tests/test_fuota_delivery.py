@@ -548,7 +548,8 @@ def test_field_technician_sees_a_collar_that_keeps_answering_but_never_rebuilds_
     assert after["counts"] == {"failed": 1, "updated": 1}
     (failed,) = [e for e in after["history"] if e["device_id"] == "collar-01" and e["event"] == "failed"]
     assert "still missed 31 fragments when it last answered" in failed["detail"]["detail"]
-    assert not [d for d in queued if d.device_id == "collar-01"], "nothing more goes to it"
+    assert [d.command for d in queued if d.device_id == "collar-01"] == ["frag_session_delete"], \
+        "nothing more of the image goes to it; it is told to let its session go (TS004)"
 
 
 def test_field_technician_who_paused_a_campaign_overnight_does_not_see_its_collars_fail_on_resume(store_url, network):
@@ -881,3 +882,32 @@ def test_field_technician_sees_a_late_ack_of_an_older_update_leave_the_new_campa
     assert before_session["collars"][0]["state"] == "sending", "the older update's ack settled nothing"
     assert before_session["delivery"]["collars"]["collar-01"]["complete"] is False, "its delivery goes on"
     assert after["collars"][0]["state"] == "updated" and after["state"] == "done", "its own ack, once in the session"
+
+
+def test_field_technician_aborting_a_delivery_has_the_collars_in_its_session_told_to_delete_it(sqlite_url, network):
+    """A collar that took the fragmentation session waits for fragments; once the technician aborts, the bridge
+    sends it TS004 FragSessionDeleteReq (port 201, CID 3, FragIndex 0) so it stops waiting; a collar that never
+    took the session is not asked. Until 4 December only the multicast group was taken down."""
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge:
+        for f_cnt, name in enumerate(("collar-01", "collar-02"), start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt))
+        campaign = start_campaign(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        bridge.deliver_updates(opens - timedelta(minutes=110))
+        bridge.flush_downlinks()
+        answer = codec.encode_packet("frag_session_setup_ans", {"status": 0})
+        bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id="collar-01", f_cnt=5))
+        bridge.process_pending()
+        bridge.clock = lambda: opens - timedelta(minutes=100)
+        bridge.steer_campaign(campaign["id"], "abort", "tech")
+        bridge.deliver_updates(opens - timedelta(minutes=99))
+        bridge.flush_downlinks()
+        ended = bridge.campaign(campaign["id"])
+        deleted = codec.encode_packet("frag_session_delete_ans", {"frag_index": 0, "session_does_not_exist": 0})
+        bridge.ingest_tts_uplink(b.tts_uplink(deleted, device_id="collar-01", f_cnt=6))
+        bridge.process_pending()
+        assert bridge.dead_letters() == [], "its FragSessionDeleteAns is understood"
+    deletes = [p["device"] for p in network.unicast if p["f_port"] == 201 and p["payload"] == bytes.fromhex("0300")]
+    assert deletes == ["collar-01"]
+    assert [e["detail"]["sessions_deleted"] for e in ended["history"] if e["event"] == "delivery_ended"] == [1]

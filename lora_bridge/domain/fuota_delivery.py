@@ -28,7 +28,9 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
    set-up when the window opened) is left out of the window's accounting with its reason and
    served by unicast from the start;
 5. when the campaign ends (done, aborted, stopped by its canaries): what is still queued of it is
-   dropped, every collar it gave the group gets TS005 `mc_group_delete`, and a network server group
+   dropped, every collar that took its fragmentation session and has not rebuilt the image gets TS004
+   `frag_session_delete` (it stops waiting for fragments), every collar it gave the group gets TS005
+   `mc_group_delete`, and a network server group
    the bridge made is deleted (`delete_due` / `record_group_delete`: retried, never blocking).
 
 A collar's result arrives as its port-31 ack and in its status (campaigns / update_results). Every
@@ -618,6 +620,13 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
         dropped += 1
         if frame.command == "mc_group_setup":
             never_set_up.add(frame.device_id)
+    deleted = 0
+    for step in session.scalars(select(FuotaCollar).where(  # they hold an open session: TS004 lets it go
+            FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.setup_answered.is_(True),
+            FuotaCollar.complete.is_(False))):
+        downlinks.queue_command(session, codec, device_id=step.device_id, command="frag_session_delete",
+                                values={"frag_index": SESSION_INDEX})
+        deleted += 1
     told = 0
     if row.mc_addr is not None:
         for group in list(session.scalars(select(CollarMulticastGroup).where(
@@ -635,12 +644,13 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
     if row.group_created and row.group_deleted_at is None:
         row.group_delete_next_at = now
     campaigns.record_event(session, campaign, "delivery_ended", state=campaign.state, collars_told=told,
-                           frames_dropped=dropped, network_group=row.group_id if row.group_created else None)
-    log.info("delivery ended campaign_id=%d (%s): %d frames dropped, McGroupDeleteReq to %d collars%s",
-             row.campaign_id, campaign.state, dropped, told,
+                           sessions_deleted=deleted, frames_dropped=dropped,
+                           network_group=row.group_id if row.group_created else None)
+    log.info("delivery ended campaign_id=%d (%s): %d frames dropped, FragSessionDeleteReq to %d collars, "
+             "McGroupDeleteReq to %d collars%s", row.campaign_id, campaign.state, dropped, deleted, told,
              ", the network server's group to delete" if row.group_created else "",
              extra={"campaign_id": row.campaign_id})
-    return told
+    return told + deleted
 
 
 def delete_due(session: Session, now: datetime) -> list[tuple[int, str]]:
@@ -692,6 +702,10 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         return [answer.id]
     if multicast_groups.record_answer(session, device_id, fields, heard_at):
         _refused_group(session, device_id, fields)
+        return []
+    if message == "frag_session_delete_ans":
+        log.info("fragmentation session %s device_id=%s", "absent" if fields.get("session_does_not_exist")
+                 else "deleted", device_id, extra={"device_id": device_id})
         return []
     if message not in ("mc_class_c_session_ans", "frag_session_setup_ans", "frag_session_status_ans"):
         return []
