@@ -92,6 +92,7 @@ from lora_bridge.store.tables import (
     Notification,
     Position,
     RawUplink,
+    UpdateCampaign,
 )
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
@@ -1690,8 +1691,10 @@ class Bridge:
     def deliver_updates(self, now: datetime | None = None) -> int:
         """Move every campaign's delivery on (set-up, multicast fragments, repair rounds, stragglers):
         frames go to the outbox, which pushes them; return how many were queued. The outbox worker
-        calls this before each flush; tests and tools may call it with their own clock."""
-        from lora_bridge.domain import fuota_delivery
+        calls this before each flush; tests and tools may call it with their own clock. It also ends the
+        steps that would keep a campaign open for ever (`campaigns.expire`: gated, or tracked without a
+        result, for TEMBO_CAMPAIGN_COLLAR_DAYS)."""
+        from lora_bridge.domain import campaigns, fuota_delivery
 
         group_keys = None
         if self.settings.collar_keys_file:
@@ -1703,6 +1706,8 @@ class Bridge:
         with self.db.write() as session:
             queued = fuota_delivery.tick(session, self.codec, now, group_keys=group_keys,
                                          no_answer_factor=self.settings.fuota_no_answer_factor)
+            for campaign in session.scalars(select(UpdateCampaign).where(UpdateCampaign.state.in_(campaigns.ACTIVE))):
+                campaigns.expire(session, campaign, now, self.settings.campaign_collar_days * 86400)
         self._delete_ended_groups(now)
         return queued
 

@@ -86,6 +86,10 @@ class BridgeSettings(BaseSettings):
     # heard but without a result fails ("no result in ...") this many planned times after its set-up (a
     # week more when served by unicast). Paused time counts toward neither (docs/updates.md).
     fuota_no_answer_factor: float = Field(default=3.0, ge=1)
+    # A collar a campaign held at a gate (battery, link, spreading factor) this many days of its running
+    # time is skipped with its gate, and in a campaign the bridge only tracks (no delivery) a collar
+    # sending that long without a result fails: neither keeps a campaign open for ever (docs/updates.md).
+    campaign_collar_days: float = Field(default=14.0, gt=0)
     # A collar still repeating an alert after its ack was pushed this long ago gets the ack again.
     ack_resend_after_s: float = Field(default=3600.0, gt=0)
     # A network server's reception time further ahead of our clock than this is not believed: the

@@ -438,3 +438,27 @@ def test_a_delta_against_a_version_no_targeted_collar_runs_is_refused_before_any
     with pytest.raises(CampaignError, match=r"a delta against 1.0.0, and no collar targeted runs 1.0.0.*whole image"):
         bridge.start_campaign(_delta("1.0.0", "1.3.0"), user="tech")
     assert bridge.campaigns() == []
+
+
+def test_field_technician_sees_a_campaign_end_when_a_collar_stays_gated_or_a_tracked_one_never_answers(bridge):
+    """Until 4 December a collar whose battery never recovered kept its campaign rolling for ever, and so did a
+    collar of a campaign the bridge only tracks (no delivery, so no delivery time limits) that never reported."""
+    from lora_bridge.store.utc import utc_now
+
+    campaign = start(bridge, canary_pct=10)
+    (canary,) = [d for d, (stage, _) in states(campaign).items() if stage == "canary"]
+    bridge.record_update_ack(canary, "ok")
+    silent = sorted(d for d in HERD if d not in (canary, WEAK))[0]
+    for device_id in HERD:
+        if device_id not in (canary, WEAK, silent):
+            bridge.record_update_ack(device_id, "ok")
+    bridge.deliver_updates(utc_now() + timedelta(days=13))
+    assert bridge.campaigns()[0]["state"] == "rolling", "not before its time"
+    bridge.deliver_updates(utc_now() + timedelta(days=14, minutes=5))
+    ended = bridge.campaigns()[0]
+    by_collar = {c["device_id"]: (c["state"], c["reason"]) for c in ended["collars"]}
+    assert by_collar[WEAK] == ("skipped", "gated 14 d: battery"), "it never got the update: no failure of the image"
+    assert by_collar[silent] == ("failed", "no result in 14 d")
+    assert ended["state"] == "done" and ended["counts"] == {"updated": 8, "skipped": 1, "failed": 1}
+    bridge.record_update_ack(silent, "ok")  # its result came after all: what it runs counts
+    assert {c["device_id"]: c["state"] for c in bridge.campaigns()[0]["collars"]}[silent] == "updated"

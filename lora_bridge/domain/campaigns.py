@@ -429,7 +429,9 @@ def evaluate(session: Session, campaign: UpdateCampaign) -> UpdateCampaign:
         why = _gate(session, campaign, device)
         new_state = "gated" if why else "sending"
         if new_state != c.state or c.reason != why:
-            c.state, c.reason, c.updated_at = new_state, why, utc_now()
+            if new_state != c.state:  # updated_at: in this state since (a gate's limit counts from it, `expire`)
+                c.updated_at = utc_now()
+            c.state, c.reason = new_state, why
             _event(session, campaign, new_state, c.device_id, reason=why)
     if all(c.state in FINAL_COLLAR_STATES for c in collars):
         campaign.state = "done"
@@ -453,6 +455,39 @@ def reconsider_collar(session: Session, device_id: str) -> list[int]:
         log.info("campaign re-evaluated on a status campaign_id=%d device_id=%s", campaign.id, device_id,
                  extra={"campaign_id": campaign.id, "device_id": device_id})
     return [c.id for c in active]
+
+
+def expire(session: Session, campaign: UpdateCampaign, now: datetime, limit_s: float) -> int:
+    """End the steps that would hold an active campaign open for ever; return how many. A collar gated for
+    limit_s of the campaign's running time (paused time aside) is "skipped" with its gate ("gated 14 d:
+    battery": it never got the update, and counts as no canary failure); in a campaign the bridge only
+    tracks (no delivery, whose own limits fail its collars, `fuota_delivery.fail_overdue`) a collar
+    "sending" that long without a result fails with NO_RESULT (a result it sends later still counts)."""
+    from lora_bridge.store.tables import FuotaSession
+
+    if campaign.state not in ACTIVE:
+        return 0
+    tracked = session.get(FuotaSession, campaign.id) is None
+    ended = 0
+    days = f"{limit_s / 86400:g} d"
+    for c in session.scalars(select(CampaignCollar).where(CampaignCollar.campaign_id == campaign.id,
+                                                          CampaignCollar.state.in_(("gated", "sending")))):
+        if c.state == "sending" and not tracked or c.updated_at is None:
+            continue
+        if running_s(session, campaign.id, c.updated_at, now) < limit_s:
+            continue
+        if c.state == "gated":
+            c.state, c.reason, c.updated_at = "skipped", f"gated {days}: {c.reason}"[:REASON_MAX], now
+            _event(session, campaign, "skipped", c.device_id, reason=c.reason, time=now)
+        else:
+            c.state, c.reason, c.updated_at = "failed", f"{NO_RESULT} {days}"[:REASON_MAX], now
+            _event(session, campaign, "failed", c.device_id, result=c.reason, time=now)
+        log.info("device_id=%s %s in campaign_id=%d: %s", c.device_id, c.state, campaign.id, c.reason,
+                 extra={"device_id": c.device_id, "campaign_id": campaign.id})
+        ended += 1
+    if ended:
+        evaluate(session, campaign)
+    return ended
 
 
 def overdue(collar: CampaignCollar) -> bool:
