@@ -51,6 +51,8 @@ EXAMPLES = [
     ("settings report", "settings", {"gnss_interval_s": 3600, "summary_interval_s": 900, "accel_rate_hz": 25}),
     ("command acknowledged with an error", "ack", {"time_s": 1772323200, "on_port": 3, "cmd": 99,
                                                     "result": "unknown_setting"}),
+    ("update refused: a firmware delta built against a version the collar does not run", "ack", {
+        "time_s": 1772323200, "on_port": 201, "cmd": 8, "result": "wrong_base"}),
     ("downlink: acknowledge mortality alert seq 3", "ack_alert", {"alert_type": "mortality", "seq": 3}),
     ("downlink: track at high rate for 90 minutes", "tracking", {"minutes": 90}),
     ("downlink: send status now", "request_status", {}),
