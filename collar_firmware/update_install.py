@@ -9,7 +9,7 @@ header signature by trust.Trust (a few steps per wake-up); then a model is insta
 its golden vector, or a firmware is named on trial in the boot record and the collar reboots.
 
 A slot's firmware is its bundle (update_image.py), found through the slot's sealed descriptor
-("s<slot>.bundle": version, which records, offset, length, SHA-256). A whole image's bundle is its
+(update_slot.py, loaded with a firmware's install or trial only). A whole image's bundle is its
 payload, left where the fragments put it. A delta's bundle is composed into records "s<slot>c<i>" of
 the inactive slot: its new modules and the running slot's kept ones, one block of RAM at a time,
 checked against the length and SHA-256 its signed header names; the active slot is only read. The
@@ -40,9 +40,11 @@ MAX_IMAGE_BYTES = update_image.MAX_HEADER_BYTES + update_image.MAX_PAYLOAD_BYTES
 CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
 KEY_MODEL_GOOD = "model" + GOOD_SUFFIX  # classifier.load_model's last good copy of "model"
 KEY_GOOD_PREV = "model.good.prev"  # that copy as it was before the install being tried
-COMPOSE_BLOCK = 256  # bytes of a composed bundle's flash record: the one block of RAM a delta's install holds
-_SLOT_FORMAT = "<IBHHI32s"  # version u24, series (ord "f" fragments or "c" composed), block bytes, offset, length, SHA-256
-_MAX_RECORD_HEAD = 1 + 127 + 4  # a bundle record's name length, name and size
+COPY_BYTES = 256  # bytes read from flash at a time while hashing or copying (update_slot.COMPOSE_BLOCK too)
+def _slot():
+    from collar_firmware import update_slot  # loaded with a firmware's install or trial, not for a model
+
+    return update_slot
 
 
 def slot_key(slot):
@@ -79,172 +81,12 @@ class SlotStore:
         return self.storage.read("s%dp%d" % (self.slot, p))
 
 
-class Bundle:
-    """The firmware bundle a slot holds, as its descriptor says: version (u24), where it lies, length, SHA-256."""
-
-    def __init__(self, store, version, block, offset, length, sha256):
-        self.store = store
-        self.version = version
-        self.block = block
-        self.offset = offset
-        self.length = length
-        self.sha256 = sha256
-
-    def read(self, start, stop):
-        """Return bytes start..stop of the bundle."""
-        return _read(self.store, self.block, self.offset + start, self.offset + stop)
-
-
-def slot_bundle(storage, slot):
-    """Return the Bundle of a slot, or None when its descriptor is missing, cleared or broken."""
-    body = records.unsealed(storage.read(slot_key(slot)))
-    if body is None or len(body) != struct.calcsize(_SLOT_FORMAT):
-        return None
-    version, series, block, offset, length, digest = struct.unpack(_SLOT_FORMAT, body)
-    if series != 0x66 and series != 0x63 or not block:  # "f", "c"
-        return None
-    return Bundle(SlotStore(storage, slot, chr(series)), version, block, offset, length, bytes(digest))
-
-
-def _describe(storage, slot, version, series, block, offset, length, digest):
-    storage.write(slot_key(slot), records.sealed(struct.pack(_SLOT_FORMAT, version, ord(series), block, offset,
-                                                             length, digest)))
-
-
-class _Composer:
-    """Writes a bundle into a slot's "c" records block by block, hashing it on the way."""
-
-    def __init__(self, storage, slot):
-        self.store = SlotStore(storage, slot, "c")
-        self.buf = bytearray(COMPOSE_BLOCK)
-        self.fill = 0
-        self.blocks = 0
-        self.length = 0
-        self.hash = hashlib.sha256()
-
-    def write(self, data):
-        """Append data (at most COMPOSE_BLOCK bytes at a time keeps RAM bounded)."""
-        self.hash.update(data)
-        self.length += len(data)
-        pos = 0
-        while pos < len(data):
-            k = min(COMPOSE_BLOCK - self.fill, len(data) - pos)
-            self.buf[self.fill:self.fill + k] = data[pos:pos + k]
-            self.fill += k
-            pos += k
-            if self.fill == COMPOSE_BLOCK:
-                self._flush()
-
-    def _flush(self):
-        if self.fill:
-            self.store.write(self.blocks, memoryview(self.buf)[0:self.fill])
-            self.blocks += 1
-            self.fill = 0
-
-    def close(self):
-        """Write the last block; return (length, SHA-256) of what was written."""
-        self._flush()
-        return self.length, self.hash.digest()
-
-
-def provision(storage, slot, version, bundle):
-    """What the factory's flashing leaves: bundle (bytes) installed in slot as firmware version (u24)."""
-    out = _Composer(storage, slot)
-    for i in range(0, len(bundle), COMPOSE_BLOCK):
-        out.write(bundle[i:i + COMPOSE_BLOCK])
-    length, digest = out.close()
-    _describe(storage, slot, version, "c", COMPOSE_BLOCK, 0, length, digest)
-
-
-def _record_at(read, pos, length):
-    """Return (name, kept, end) of the bundle record at pos (read(start, stop) gives the bundle's
-    bytes); OSError when it is not a whole record within length."""
-    head = read(pos, min(pos + _MAX_RECORD_HEAD, length))
-    n = head[0] & 0x7F if head else 0
-    kept = head[0] & update_image.KEPT if head else 0
-    if not n or len(head) < 1 + n + (0 if kept else 4):
-        raise OSError("no bundle record at %d" % pos)
-    name = bytes(head[1:1 + n])
-    if kept:
-        return name, True, pos + 1 + n
-    end = pos + 1 + n + 4 + struct.unpack_from("<I", head, 1 + n)[0]
-    if end > length:
-        raise OSError("record %s runs past the bundle" % name)
-    return name, False, end
-
-
 def _copy(read, start, stop, out):
     """Hand bytes start..stop to out.write (or hash.update), a block at a time."""
     while start < stop:
-        k = min(stop, start + COMPOSE_BLOCK)
+        k = min(stop, start + COPY_BYTES)
         out(read(start, k))
         start = k
-
-
-def _base_of(agent, h):
-    """Return the running slot's Bundle a delta h is built against; ImageRefused("wrong_base") when the
-    collar runs another version, or its slot holds no bundle of it."""
-    base = slot_bundle(agent.storage, agent.boot.active_slot)
-    if base is None or base.version != h.base_version or base.version != agent.boot.active_version:
-        raise update_image.ImageRefused("wrong_base", "the running slot holds no bundle of %s"
-                                        % update_image.version_text(h.base_version))
-    return base
-
-
-def compose(agent, h):
-    """Write the whole bundle of the delta h into the inactive slot: its new records and the running
-    slot's kept ones, in order, checked against the length and SHA-256 h signs, then the slot's
-    descriptor. ImageRefused("wrong_base") when the base lacks a kept module or the result differs."""
-    base = _base_of(agent, h)
-    store, size = agent.decoder.store, agent.decoder.frag_size
-
-    def delta(start, stop):
-        return _read(store, size, h.size + start, h.size + stop)
-
-    slot = agent._inactive()
-    out = _Composer(agent.storage, slot)
-    pos = base_pos = 0
-    try:
-        while pos < h.payload_len:
-            name, kept, end = _record_at(delta, pos, h.payload_len)
-            if not kept:
-                _copy(delta, pos, end, out.write)
-            else:
-                while True:  # both in name order: the base's records before it are modules the new bundle dropped
-                    if base_pos >= base.length:
-                        raise OSError("the running firmware has no module %s" % name)
-                    base_name, base_kept, base_end = _record_at(base.read, base_pos, base.length)
-                    if base_kept:
-                        raise OSError("the running slot's bundle is itself a delta")
-                    if base_name == name:
-                        _copy(base.read, base_pos, base_end, out.write)
-                        base_pos = base_end
-                        break
-                    base_pos = base_end
-            pos = end
-    except OSError as exc:
-        raise update_image.ImageRefused("wrong_base", str(exc)) from None
-    length, digest = out.close()
-    if length != h.bundle_len or digest != h.bundle_sha256:
-        raise update_image.ImageRefused("wrong_base", "the composed bundle is not the one signed")
-    _describe(agent.storage, slot, h.version, "c", COMPOSE_BLOCK, 0, length, digest)
-
-
-def slot_holds(storage, slot, h):
-    """True when slot holds the whole bundle the header h signs: its descriptor names h's version, length
-    and SHA-256, and its records read one by one to the end and hash to that SHA-256."""
-    b = slot_bundle(storage, slot)
-    if b is None or b.version != h.version or b.length != h.bundle_len or b.sha256 != h.bundle_sha256:
-        return False
-    digest = hashlib.sha256()
-    pos = 0
-    while pos < b.length:
-        _name, kept, end = _record_at(b.read, pos, b.length)
-        if kept:
-            return False
-        _copy(b.read, pos, end, digest.update)
-        pos = end
-    return digest.digest() == h.bundle_sha256
 
 
 def setup(agent, msg, now):
@@ -323,7 +165,7 @@ def _check_image(agent, now):
             else agent.collar.model.version
         update_image.check(h, agent.image_len, config.HARDWARE_ID, running)
         if h.base_version:
-            _base_of(agent, h)  # before the signature's seconds of work: the bundle it is built on is here
+            _slot().base_of(agent, h)  # before the signature's seconds of work: the bundle it is built on is here
         if _payload_sha256(agent, h.size, h.size + h.payload_len) != h.payload_sha256:
             raise update_image.ImageRefused("tampered", "payload does not match its SHA-256")
         if h.key_id not in agent.collar.trust.keys:
@@ -374,11 +216,12 @@ def _install(agent, now):
         agent.collar.reload_model()
         agent.step(now)
         return
+    slots = _slot()
     try:
         if h.base_version:
-            compose(agent, h)
+            slots.compose(agent, h)
         else:  # the bundle is the payload, where the fragments lie
-            _describe(storage, agent._inactive(), h.version, "f", agent.decoder.frag_size, h.size, h.payload_len,
+            slots.describe(storage, agent._inactive(), h.version, "f", agent.decoder.frag_size, h.size, h.payload_len,
                       h.payload_sha256)
     except update_image.ImageRefused as exc:
         agent._result(exc.reason, now)
@@ -443,7 +286,7 @@ def firmware_trial(agent, now):
     ok = False
     try:
         h = update_image.parse_header(body) if body is not None else None
-        ok = h is not None and slot_holds(agent.storage, boot.trial_slot, h) and _self_test(agent, h)
+        ok = h is not None and _slot().slot_holds(agent.storage, boot.trial_slot, h) and _self_test(agent, h)
     except Exception:
         ok = False
     if ok:

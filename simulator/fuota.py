@@ -94,14 +94,14 @@ def build_fleet(n: int, loss: float, seed: int, keys_for=None, sf: int = 9,
     keys_for(flash) gives each collar its trust.Trust (None: the keys the firmware ships).
     factory_bundle: the bundle the factory flashed into slot 0 as config.FW_VERSION, which a delta
     against that version is composed with (None: a slot without one, which takes whole images only)."""
-    from collar_firmware import update, update_install
+    from collar_firmware import update, update_slot
 
     rng = random.Random(seed)
     fleet = []
     for i in range(n):
         flash = SimFlash()
         if factory_bundle is not None:
-            update_install.provision(flash, 0, update.version_raw(config.FW_VERSION), factory_bundle)
+            update_slot.provision(flash, 0, update.version_raw(config.FW_VERSION), factory_bundle)
         hal = make_hal(start_s, _Walker(seed * 1000 + i), lambda t: (0.57, 37.58), sf=sf, flash=flash, seed=i)
         collar_loss = max(0.0, min(0.9, loss * (0.5 + rng.random())))
         keys = keys_for(flash) if keys_for is not None else None

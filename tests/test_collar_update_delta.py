@@ -12,7 +12,7 @@ import hashlib
 
 import pytest
 
-from collar_firmware import codec, config, update_image, update_install
+from collar_firmware import codec, config, update_image, update_install, update_slot
 from collar_firmware.main import Collar
 from lora_bridge.updates import keys, release
 from simulator import fuota
@@ -39,7 +39,7 @@ def factory_collar(bundle: bytes | None = release.pack_bundle(FACTORY), loss: fl
 
 
 def slot_bytes(flash, slot: int) -> bytes:
-    bundle = update_install.slot_bundle(flash, slot)
+    bundle = update_slot.slot_bundle(flash, slot)
     return bytes(bundle.read(0, bundle.length))
 
 
@@ -106,7 +106,7 @@ def test_a_delta_the_collar_cannot_compose_is_refused_as_wrong_base_and_it_runs_
     assert (status["update_kind"], status["update_outcome"], status["update_reason"], status["update_version"]) \
         == ("firmware", "refused", "wrong_base", "1.1.0")
     assert collar.collar.update.fw_version() == config.FW_VERSION and collar.collar.boots == 1, "never rebooted"
-    assert update_install.slot_bundle(collar.flash, 1) is None, "the half-made slot is never named bootable"
+    assert update_slot.slot_bundle(collar.flash, 1) is None, "the half-made slot is never named bootable"
 
 
 def test_a_slot_damaged_before_its_trial_boot_is_not_confirmed_and_the_collar_rolls_back():
@@ -146,7 +146,7 @@ def test_a_power_cut_while_the_delta_is_composed_leaves_the_old_version_and_the_
     reborn = Collar(collar.hal, None, KEYS_FOR(flash))
     assert reborn.update.fw_version() == config.FW_VERSION and not reborn.update.trial_due
     assert slot_bytes(flash, 0) == release.pack_bundle(FACTORY)
-    assert update_install.slot_bundle(flash, 1) is None
+    assert update_slot.slot_bundle(flash, 1) is None
     collar.collar = reborn
     assert fuota.run_campaign([collar], delta_image(), 2).results[collar.device_id] == "ok"
     assert slot_bytes(flash, 1) == release.pack_bundle(NEXT)

@@ -305,8 +305,8 @@ def delta_image(base: str = config.FW_VERSION) -> bytes:
 
 def flashed_at_the_factory(collar: GuestCollar) -> None:
     """Slot 0 holds the factory BUNDLE as config.FW_VERSION, as the factory's flashing leaves it."""
-    collar.run("from collar_firmware import update, update_install\n"
-               f"update_install.provision(run.hal.storage, 0, update.version_raw({config.FW_VERSION!r}), {BUNDLE!r})")
+    collar.run("from collar_firmware import update, update_slot\n"
+               f"update_slot.provision(run.hal.storage, 0, update.version_raw({config.FW_VERSION!r}), {BUNDLE!r})")
 
 
 def test_field_technician_sends_a_delta_and_the_collar_under_micropython_composes_and_boots_the_whole_bundle(collar):
@@ -315,10 +315,10 @@ def test_field_technician_sends_a_delta_and_the_collar_under_micropython_compose
     collar.live(6 * 3600)
     assert collar.update_acks() == ["ok"]
     assert collar.value("run.collar.boots, run.collar.update.fw_version()") == "2 1.1.0"
-    composed = collar.value("bytes(update_install.slot_bundle(run.hal.storage, 1).read(0, "
+    composed = collar.value("bytes(update_slot.slot_bundle(run.hal.storage, 1).read(0, "
                             f"{len(release.pack_bundle(NEXT))})).hex()")
     assert bytes.fromhex(composed) == release.pack_bundle(NEXT), "the same bytes as the whole bundle of 1.1.0"
-    assert bytes.fromhex(collar.value("bytes(update_install.slot_bundle(run.hal.storage, 0).read(0, "
+    assert bytes.fromhex(collar.value("bytes(update_slot.slot_bundle(run.hal.storage, 0).read(0, "
                                       f"{len(BUNDLE)})).hex()")) == BUNDLE, "the slot it ran from is untouched"
 
 

@@ -1,0 +1,178 @@
+"""A flash slot's firmware bundle: where it lies (the slot's descriptor), composing a delta's bundle
+from the running slot, and checking that a slot holds the whole bundle an image signs.
+
+Loaded by update_install with a firmware's install (a delta: with its base check) or its trial
+boot, never for a model: the signature check that comes before keeps its heap as it was. A slot's
+descriptor ("s<slot>.bundle", sealed: version, which records, offset, length, SHA-256) names its
+bundle: a whole image's is its payload, left where the fragments put it ("f" records); a delta's is
+composed into "c" records of COMPOSE_BLOCK bytes, one block of RAM at a time (docs/updates.md).
+"""
+
+import hashlib
+import struct
+
+from collar_firmware import records, update_image, update_install
+
+COMPOSE_BLOCK = update_install.COPY_BYTES  # bytes of a composed bundle's flash record: the one block of RAM a delta's install holds
+_SLOT_FORMAT = "<IBHHI32s"  # version u24, series (ord "f" fragments or "c" composed), block bytes, offset, length, SHA-256
+_MAX_RECORD_HEAD = 1 + 127 + 4  # a bundle record's name length, name and size
+
+
+class Bundle:
+    """The firmware bundle a slot holds, as its descriptor says: version (u24), where it lies, length, SHA-256."""
+
+    def __init__(self, store, version, block, offset, length, sha256):
+        self.store = store
+        self.version = version
+        self.block = block
+        self.offset = offset
+        self.length = length
+        self.sha256 = sha256
+
+    def read(self, start, stop):
+        """Return bytes start..stop of the bundle."""
+        return update_install._read(self.store, self.block, self.offset + start, self.offset + stop)
+
+
+def slot_bundle(storage, slot):
+    """Return the Bundle of a slot, or None when its descriptor is missing, cleared or broken."""
+    body = records.unsealed(storage.read(update_install.slot_key(slot)))
+    if body is None or len(body) != struct.calcsize(_SLOT_FORMAT):
+        return None
+    version, series, block, offset, length, digest = struct.unpack(_SLOT_FORMAT, body)
+    if series != 0x66 and series != 0x63 or not block:  # "f", "c"
+        return None
+    return Bundle(update_install.SlotStore(storage, slot, chr(series)), version, block, offset, length, bytes(digest))
+
+
+def describe(storage, slot, version, series, block, offset, length, digest):
+    storage.write(update_install.slot_key(slot), records.sealed(struct.pack(_SLOT_FORMAT, version, ord(series), block, offset,
+                                                             length, digest)))
+
+
+class _Composer:
+    """Writes a bundle into a slot's "c" records block by block, hashing it on the way."""
+
+    def __init__(self, storage, slot):
+        self.store = update_install.SlotStore(storage, slot, "c")
+        self.buf = bytearray(COMPOSE_BLOCK)
+        self.fill = 0
+        self.blocks = 0
+        self.length = 0
+        self.hash = hashlib.sha256()
+
+    def write(self, data):
+        """Append data (at most COMPOSE_BLOCK bytes at a time keeps RAM bounded)."""
+        self.hash.update(data)
+        self.length += len(data)
+        pos = 0
+        while pos < len(data):
+            k = min(COMPOSE_BLOCK - self.fill, len(data) - pos)
+            self.buf[self.fill:self.fill + k] = data[pos:pos + k]
+            self.fill += k
+            pos += k
+            if self.fill == COMPOSE_BLOCK:
+                self._flush()
+
+    def _flush(self):
+        if self.fill:
+            self.store.write(self.blocks, memoryview(self.buf)[0:self.fill])
+            self.blocks += 1
+            self.fill = 0
+
+    def close(self):
+        """Write the last block; return (length, SHA-256) of what was written."""
+        self._flush()
+        return self.length, self.hash.digest()
+
+
+def provision(storage, slot, version, bundle):
+    """What the factory's flashing leaves: bundle (bytes) installed in slot as firmware version (u24)."""
+    out = _Composer(storage, slot)
+    for i in range(0, len(bundle), COMPOSE_BLOCK):
+        out.write(bundle[i:i + COMPOSE_BLOCK])
+    length, digest = out.close()
+    describe(storage, slot, version, "c", COMPOSE_BLOCK, 0, length, digest)
+
+
+def _record_at(read, pos, length):
+    """Return (name, kept, end) of the bundle record at pos (read(start, stop) gives the bundle's
+    bytes); OSError when it is not a whole record within length."""
+    head = read(pos, min(pos + _MAX_RECORD_HEAD, length))
+    n = head[0] & 0x7F if head else 0
+    kept = head[0] & update_image.KEPT if head else 0
+    if not n or len(head) < 1 + n + (0 if kept else 4):
+        raise OSError("no bundle record at %d" % pos)
+    name = bytes(head[1:1 + n])
+    if kept:
+        return name, True, pos + 1 + n
+    end = pos + 1 + n + 4 + struct.unpack_from("<I", head, 1 + n)[0]
+    if end > length:
+        raise OSError("record %s runs past the bundle" % name)
+    return name, False, end
+
+
+def base_of(agent, h):
+    """Return the running slot's Bundle a delta h is built against; ImageRefused("wrong_base") when the
+    collar runs another version, or its slot holds no bundle of it."""
+    base = slot_bundle(agent.storage, agent.boot.active_slot)
+    if base is None or base.version != h.base_version or base.version != agent.boot.active_version:
+        raise update_image.ImageRefused("wrong_base", "the running slot holds no bundle of %s"
+                                        % update_image.version_text(h.base_version))
+    return base
+
+
+def compose(agent, h):
+    """Write the whole bundle of the delta h into the inactive slot: its new records and the running
+    slot's kept ones, in order, checked against the length and SHA-256 h signs, then the slot's
+    descriptor. ImageRefused("wrong_base") when the base lacks a kept module or the result differs."""
+    base = base_of(agent, h)
+    store, size = agent.decoder.store, agent.decoder.frag_size
+
+    def delta(start, stop):
+        return update_install._read(store, size, h.size + start, h.size + stop)
+
+    slot = agent._inactive()
+    out = _Composer(agent.storage, slot)
+    pos = base_pos = 0
+    try:
+        while pos < h.payload_len:
+            name, kept, end = _record_at(delta, pos, h.payload_len)
+            if not kept:
+                update_install._copy(delta, pos, end, out.write)
+            else:
+                while True:  # both in name order: the base's records before it are modules the new bundle dropped
+                    if base_pos >= base.length:
+                        raise OSError("the running firmware has no module %s" % name)
+                    base_name, base_kept, base_end = _record_at(base.read, base_pos, base.length)
+                    if base_kept:
+                        raise OSError("the running slot's bundle is itself a delta")
+                    if base_name == name:
+                        update_install._copy(base.read, base_pos, base_end, out.write)
+                        base_pos = base_end
+                        break
+                    base_pos = base_end
+            pos = end
+    except OSError as exc:
+        raise update_image.ImageRefused("wrong_base", str(exc)) from None
+    length, digest = out.close()
+    if length != h.bundle_len or digest != h.bundle_sha256:
+        raise update_image.ImageRefused("wrong_base", "the composed bundle is not the one signed")
+    describe(agent.storage, slot, h.version, "c", COMPOSE_BLOCK, 0, length, digest)
+
+
+def slot_holds(storage, slot, h):
+    """True when slot holds the whole bundle the header h signs: its descriptor names h's version, length
+    and SHA-256, and its records read one by one to the end and hash to that SHA-256."""
+    b = slot_bundle(storage, slot)
+    if b is None or b.version != h.version or b.length != h.bundle_len or b.sha256 != h.bundle_sha256:
+        return False
+    digest = hashlib.sha256()
+    pos = 0
+    while pos < b.length:
+        _name, kept, end = _record_at(b.read, pos, b.length)
+        if kept:
+            return False
+        update_install._copy(b.read, pos, end, digest.update)
+        pos = end
+    return digest.digest() == h.bundle_sha256
