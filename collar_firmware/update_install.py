@@ -286,7 +286,10 @@ def firmware_trial(agent, now):
     ok = False
     try:
         h = update_image.parse_header(body) if body is not None else None
-        ok = h is not None and _slot().slot_holds(agent.storage, boot.trial_slot, h) and _self_test(agent, h)
+        slots = _slot()
+        if h is not None:
+            slots.adopt(agent.storage, boot.trial_slot, h)  # installed by a firmware before descriptors
+        ok = h is not None and slots.slot_holds(agent.storage, boot.trial_slot, h) and _self_test(agent, h)
     except Exception:
         ok = False
     if ok:

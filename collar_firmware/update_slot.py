@@ -176,3 +176,14 @@ def slot_holds(storage, slot, h):
         update_install._copy(b.read, pos, end, digest.update)
         pos = end
     return digest.digest() == h.bundle_sha256
+
+
+def adopt(storage, slot, h):
+    """Describe a slot on trial that a firmware older than slot descriptors installed: a whole image
+    left in its fragment records ("f", each one fragment long), its bundle the payload the trial's
+    signed header h names. slot_holds then checks it as any other; a later delta composes from it."""
+    if h.base_version or slot_bundle(storage, slot) is not None:
+        return
+    first = storage.read("s%df0" % slot)
+    if first:
+        describe(storage, slot, h.version, "f", len(first), h.size, h.payload_len, h.payload_sha256)

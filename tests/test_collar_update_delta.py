@@ -171,3 +171,29 @@ def test_a_collar_that_predates_deltas_refuses_one_instead_of_booting_a_few_modu
     whole = release.build_image(update_image.KIND_FIRMWARE, "1.1.0", config.HARDWARE_ID,
                                 release.pack_bundle(NEXT), KEY, GOLDEN)
     assert whole[4] == update_image.FORMAT == 1, "a whole image keeps the format today's collars take"
+
+
+def test_a_collar_updated_by_the_firmware_before_slot_descriptors_confirms_the_new_one_and_then_takes_deltas():
+    """The fleet runs a firmware whose install writes no slot descriptor: the whole image of this firmware,
+    installed by it, is tried by this firmware's trial boot, which demands one. Without adopting the slot
+    from the trial's signed header every collar would roll the first update back."""
+    collar = factory_collar(bundle=None)  # the old firmware's flash: no descriptor anywhere
+    flash = collar.flash
+    write = flash.write
+
+    def old_install(key, data):  # the old firmware wrote the image's fragments and the trial header only
+        write(key, data)
+        if key == update_install.KEY_TRIAL_HEADER:
+            flash.records.pop("s1.bundle", None)
+
+    flash.write = old_install
+    whole = release.build_image(update_image.KIND_FIRMWARE, "1.1.0", config.HARDWARE_ID, release.pack_bundle(NEXT),
+                                KEY, GOLDEN)
+    assert fuota.run_campaign([collar], whole, 1).results[collar.device_id] == "ok"
+    flash.write = write
+    assert collar.collar.update.fw_version() == "1.1.0" and slot_bytes(flash, 1) == release.pack_bundle(NEXT)
+    third = dict(NEXT, **{"risk.mpy": b"\x01" * 900})
+    delta = release.build_image(update_image.KIND_FIRMWARE, "1.2.0", config.HARDWARE_ID,
+                                release.pack_delta(third, {"risk.mpy"}), KEY, GOLDEN, ("1.1.0", release.pack_bundle(third)))
+    assert fuota.run_campaign([collar], delta, 2).results[collar.device_id] == "ok"
+    assert slot_bytes(flash, 0) == release.pack_bundle(third)
