@@ -160,3 +160,25 @@ def test_a_promoted_model_is_released_only_as_it_was_promoted(tmp_path):
     blob.write_bytes(blob.read_bytes() + b"x")
     with pytest.raises(release.ReleaseError, match="changed since"):
         release.promoted_blob(promoted)
+
+
+def test_field_technician_releasing_against_a_base_that_predates_deltas_gets_a_whole_image_and_the_reason(tmp_path):
+    """The fleet's firmware before 4 December cannot compose a delta (it refuses the format): a delta against
+    it would be sent to every collar and refused by each after the whole transfer."""
+    key = keys.generate(tmp_path / "k.key", 6)
+    held = tmp_path / "collar.bin"
+    keys.install_public(6, key.public_key, held)
+    first = release.release_firmware(key, tmp_path, "1.1.0", collar_keys=held, ship_keys=held)
+    older = json.loads(first.manifest_path.read_text())
+    del older["modules"][release.COMPOSER_MODULE]  # what a manifest of that firmware lists
+    older["version"] = "1.0.5"
+    base = tmp_path / "firmware-1.0.5.json"
+    base.write_text(json.dumps(older))
+    spare = keys.generate(tmp_path / "spare.key", 8)
+    after = tmp_path / "after.bin"
+    after.write_bytes(held.read_bytes())
+    keys.install_public(8, spare.public_key, after)
+    made = release.release_firmware(key, tmp_path / "out", "1.1.1", base=base, collar_keys=held, ship_keys=after)
+    assert made.manifest["delta_of"] is None and made.manifest["payload_bytes"] == made.manifest["bundle_bytes"]
+    assert made.manifest["whole_because"] == ("the base 1.0.5 predates deltas (no update_slot.mpy): its collars "
+                                              "refuse a delta, so this release is whole")

@@ -33,7 +33,8 @@ DEFAULT_DIGEST_PATH = Path(trust.__file__).with_name(trust.DEFAULT_DIGEST_FILE)
 # collars that run today's firmware (update_image.MAX_PAYLOAD_BYTES): without it, the firmware that
 # composes deltas would reach them neither whole (too_large) nor as a delta (a format they do not know).
 MPY_OPT = "-O3"
-MAX_MODEL_VERSION = 0xFFFF  # the status message carries a u16 (codec), the image 0.<high>.<low>
+MAX_MODEL_VERSION = 0xFFFF
+COMPOSER_MODULE = "update_slot.mpy"  # a firmware without it cannot compose a delta (it refuses format 2)  # the status message carries a u16 (codec), the image 0.<high>.<low>
 
 
 class ReleaseError(ValueError):
@@ -356,7 +357,8 @@ def base_manifest(base: Path, version: str, hardware_id: str) -> dict:
 def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: str = HARDWARE_ID,
                      base: Path | None = None, collar_keys: Path = COLLAR_KEYS_PATH,
                      ship_keys: Path = COLLAR_KEYS_PATH, retire_key: bool = False) -> FirmwareRelease:
-    """Compile the collar for the nRF52840, pack, sign; a delta against base when that is smaller.
+    """Compile the collar for the nRF52840, pack, sign; a delta against base when that is smaller and
+    the base's firmware composes deltas (else whole, the manifest's `whole_because` saying why).
     `collar_keys` is the key file of the firmware the collars run now: `key` must be in it.
     `ship_keys` is the key file the new firmware carries, what the collars hold after it
     (`keys_after`)."""
@@ -373,7 +375,7 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
     files[trust.KEYS_FILE] = Path(ship_keys).read_bytes()
     modules = {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()}
     full = pack_bundle(files)
-    payload, delta_of = full, None
+    payload, delta_of, whole_because = full, None, None
     if old is not None:
         changed = {n for n in files if old["modules"].get(n, {}).get("sha256") != modules[n]["sha256"]}
         if not changed:
@@ -381,7 +383,11 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
                                f"file are the ones it has, so {version} would be an empty update (collars running "
                                f"{old['version']} run this code already); change the collar code or keys first")
         delta = pack_delta(files, changed)
-        if len(delta) < len(full):
+        if COMPOSER_MODULE not in old["modules"]:  # the collars running the base would refuse it after the transfer
+            whole_because = (f"the base {old['version']} predates deltas (no {COMPOSER_MODULE}): its collars refuse a "
+                             "delta, so this release is whole")
+            log.warning("firmware release version=%s: %s", version, whole_because)
+        elif len(delta) < len(full):
             payload, delta_of = delta, old["version"]
     image = build_image(1, version, hardware_id, payload, key, golden_vector(files["default_model.bin"]),
                         None if delta_of is None else (delta_of, full))
@@ -390,7 +396,8 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
     manifest = {"kind": "firmware", "version": version, "hardware_id": hardware_id, "arch": "armv7emsp",
                 "modules": modules, "bundle_bytes": len(full), "bundle_sha256": hashlib.sha256(full).hexdigest(),
                 "payload_bytes": len(payload),
-                "delta_of": delta_of, "image_bytes": len(image), "image_sha256": hashlib.sha256(image).hexdigest(),
+                "delta_of": delta_of, **({"whole_because": whole_because} if whole_because else {}),
+                "image_bytes": len(image), "image_sha256": hashlib.sha256(image).hexdigest(),
                 "key_id": key.key_id, "collar_keys_after": sorted(after)}
     manifest_path = out_dir / f"firmware-{version}.json"
     write_release({image_path: image, manifest_path: (json.dumps(manifest, indent=1) + "\n").encode()})
