@@ -462,3 +462,28 @@ def test_field_technician_sees_a_campaign_end_when_a_collar_stays_gated_or_a_tra
     assert ended["state"] == "done" and ended["counts"] == {"updated": 8, "skipped": 1, "failed": 1}
     bridge.record_update_ack(silent, "ok")  # its result came after all: what it runs counts
     assert {c["device_id"]: c["state"] for c in bridge.campaigns()[0]["collars"]}[silent] == "updated"
+
+
+def test_field_technician_sees_on_the_updates_page_that_a_campaign_is_a_delta_and_why_collars_are_skipped(
+        sqlite_url, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import ranger_dashboard
+    from lora_bridge.service import open_bridge
+
+    bridge = open_bridge(sqlite_url)
+    for i, device_id in enumerate(HERD[:3]):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(fw_version="1.2.2" if i == 2 else "1.2.3"),
+                                              device_id=device_id, f_cnt=i + 1))
+    campaign = bridge.start_campaign(_delta("1.2.3", "1.3.0"), user="tech", canary_pct=100)
+    bridge.close()
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
+    app = AppTest.from_file(str(page), default_timeout=60).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.expander[0].label.startswith(f"#{campaign['id']} firmware 1.3.0 — firmware 1.3.0 (delta against 1.2.3): ")
+    rows = app.dataframe[1].value
+    assert sorted(rows["State"]) == ["sending", "sending", "skipped"]
+    assert "runs firmware 1.2.2; delta needs 1.2.3" in set(rows["Reason"])

@@ -120,9 +120,12 @@ def target_line(campaign: dict) -> str:
 
 
 def summary(campaign: dict) -> str:
-    """Return a one-line summary of a campaign for its heading."""
+    """Return a one-line summary of a campaign for its heading (a firmware delta names its base: collars on
+    another version are skipped)."""
     counts = ", ".join(f"{n} {state}" for state, n in sorted(campaign["counts"].items()))
-    return f"#{campaign['id']} {campaign['name']} — {campaign['kind']} {campaign['version']}: {campaign['state']} ({counts})"
+    delta = f" (delta against {campaign['base_version']})" if campaign.get("base_version") else ""
+    return (f"#{campaign['id']} {campaign['name']} — {campaign['kind']} {campaign['version']}{delta}: "
+            f"{campaign['state']} ({counts})")
 
 
 options = config.options()
