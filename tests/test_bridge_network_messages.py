@@ -405,6 +405,61 @@ def test_a_failed_downlink_report_lets_the_collar_get_its_ack_again(store_url, n
     assert len(network.pushes) == 2
 
 
+def test_operator_sees_a_nacked_ack_that_the_things_stack_sends_again_reach_the_collar_without_a_second_push(
+        store_url, network):
+    # TTS: a nacked confirmed downlink is put back at the head of the collar's queue by the
+    # Application Server and sent again (devices/concepts/confirmed-downlinks-behavior). Its later
+    # reports had been dropped as "older" than the nack, and the collar's repeat of its alert had
+    # made the bridge push a second ack beside the one TTS was already sending again.
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
+        bridge.flush_downlinks()
+        (pushed,) = network.pushes
+        states = []
+        for minute, key in enumerate(("downlink_sent", "downlink_nack", None, "downlink_sent", "downlink_ack")):
+            if key is None:
+                post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
+                bridge.flush_downlinks()
+            else:
+                post_json(client, "/uplinks/tts", _report(key, pushed, minute))
+            states.append([(d.state, d.network_state) for d in bridge.downlinks()])
+
+    assert len(network.pushes) == 1
+    assert states == [
+        [("sent", "sent")],
+        [("sent", "nacked")],
+        [("sent", "nacked")],
+        [("sent", "sent")],
+        [("sent", "acked")],
+    ]
+
+
+def test_a_sent_report_of_the_first_round_delivered_after_the_nack_does_not_hide_the_nack(store_url, network):
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
+        bridge.flush_downlinks()
+        (pushed,) = network.pushes
+        post_json(client, "/uplinks/tts", _report("downlink_nack", pushed, minute=2))
+        post_json(client, "/uplinks/tts", _report("downlink_sent", pushed, minute=1))  # a late webhook retry
+        (downlink,) = bridge.downlinks()
+
+    assert downlink.network_state == "nacked"
+
+
+def _report(key: str, pushed: dict, minute: int) -> dict:
+    """A TTS delivery report of the pushed downlink, as TTS sent it `minute` minutes after the docs' example."""
+    report = nf.TTS[key].copy()
+    report["received_at"] = f"2020-02-17T10:{32 + minute:02d}:24.590413417Z"
+    report[key].update(
+        f_port=32,
+        frm_payload=base64.b64encode(pushed["payload"]).decode(),
+        correlation_ids=[*pushed["correlation_ids"], "as:downlink:01E19B99501X84X6CV471TVSZ1"],
+    )
+    return report
+
+
 def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(store_url, network):
     with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
                         outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
