@@ -30,6 +30,8 @@ T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 T0_S = int(T0.timestamp())
 APPLICATION_ID = "tembo-test"
 SECRET = "test-secret"
+# What a network server's webhook call carries (the secret the operator configured in the webhook).
+HEADERS = {"X-Tembo-Secret": SECRET, "Content-Type": "application/json"}
 # The ranger whose eyes the bridge tests read through: exact live positions.
 RANGER = Viewer("ranger.amani", "ranger")
 
@@ -242,3 +244,11 @@ class StandInNetworkServer:
                   methods=["POST"]),
             Route("/api/devices/{dev_eui}/queue", chirpstack_queue, methods=["POST"]),
         ])
+
+
+def webhook_post(client: Any, url: str, body: dict[str, Any] | bytes) -> dict[str, Any]:
+    """Post a network server's body (a dict as JSON, or bytes) to url; the JSON of its 2xx answer."""
+    content = body if isinstance(body, bytes) else json.dumps(body)
+    reply = client.post(url, content=content, headers=HEADERS)
+    assert 200 <= reply.status_code < 300, reply.text
+    return reply.json()

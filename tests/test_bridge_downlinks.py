@@ -10,15 +10,6 @@ import pytest
 
 from collar_firmware import codec
 from lora_bridge.errors import InvalidCommand, UnknownDevice
-from lora_bridge.server import serve_app_in_thread
-
-
-@pytest.fixture
-def network(port):
-    stand_in = b.StandInNetworkServer()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
-        yield stand_in
 
 
 @pytest.fixture

@@ -30,7 +30,6 @@ from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import RulesTimer
 from lora_bridge.service import open_bridge
 
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 pytestmark = pytest.mark.slow
 
 
@@ -149,10 +148,10 @@ def test_a_store_locked_by_another_writer_answers_503_then_takes_the_retry(sqlit
     with b.fresh_bridge(sqlite_url, sqlite_busy_timeout_ms=100) as bridge, TestClient(create_app(bridge)) as client:
         other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1)
         other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
-        locked = client.post("/uplinks/tts", content=uplink_body(1), headers=HEADERS)
+        locked = client.post("/uplinks/tts", content=uplink_body(1), headers=b.HEADERS)
         other.rollback()
         other.close()
-        retried = client.post("/uplinks/tts", content=uplink_body(1), headers=HEADERS)
+        retried = client.post("/uplinks/tts", content=uplink_body(1), headers=b.HEADERS)
         counts = bridge.counts()
 
     assert locked.status_code == 503 and locked.headers["Retry-After"]
@@ -179,7 +178,7 @@ def test_a_store_failing_after_the_body_is_stored_answers_202_and_applies_it_by_
     with b.fresh_bridge(sqlite_url) as bridge, TestClient(create_app(bridge)) as client:
         fault = StoreFault(message)
         event.listen(bridge.db.write_engine, "before_cursor_execute", fault)
-        answers = [client.post("/uplinks/tts", content=uplink_body(n), headers=HEADERS) for n in range(3)]
+        answers = [client.post("/uplinks/tts", content=uplink_body(n), headers=b.HEADERS) for n in range(3)]
         assert bridge.dead_letters() == [], "never a dead letter for a reason that passes"
         fault.on = False  # the store is back
         timer = RulesTimer(bridge, every_s=3600, retry_every_s=0.05)
@@ -203,10 +202,10 @@ def test_a_read_only_store_refuses_the_body_with_503(sqlite_url):
         def read_only(connection) -> None:  # noqa: ANN001 - the disk turned read-only
             connection.exec_driver_sql("PRAGMA query_only = ON")
 
-        refused = client.post("/uplinks/tts", content=uplink_body(7), headers=HEADERS)
+        refused = client.post("/uplinks/tts", content=uplink_body(7), headers=b.HEADERS)
         event.remove(bridge.db.write_engine, "begin", read_only)
         bridge.db.write_engine.dispose()  # fresh connections: the disk is writable again
-        retried = client.post("/uplinks/tts", content=uplink_body(7), headers=HEADERS)
+        retried = client.post("/uplinks/tts", content=uplink_body(7), headers=b.HEADERS)
         counts = bridge.counts()
 
     assert refused.status_code == 503

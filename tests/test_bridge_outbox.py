@@ -25,16 +25,6 @@ from lora_bridge.service import open_bridge
 from lora_bridge.store.tables import Downlink, DownlinkRoute
 from lora_bridge.store.utc import utc_now
 
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
-
-
-@pytest.fixture
-def network(port):
-    stand_in = b.StandInNetworkServer()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
-        yield stand_in
-
 
 def by_hand(store_url, network, **settings):
     return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
@@ -133,7 +123,7 @@ def test_without_anywhere_to_push_an_ack_waits_without_spending_its_attempts(sto
 
 def test_tts_downlink_headers_route_the_ack_without_a_configured_network_server(store_url, network, caplog):
     push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-01/down/push"
-    headers = dict(HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
+    headers = dict(b.HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
                                "X-Downlink-Replace": push.replace("/push", "/replace")})
     with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
         with caplog.at_level(logging.DEBUG):
@@ -153,7 +143,7 @@ def test_tts_downlink_headers_route_the_ack_without_a_configured_network_server(
 
 def test_a_header_cannot_send_pushes_to_another_host_than_the_configured_network_server(store_url, network):
     elsewhere = "http://203.0.113.9/api/v3/as/applications/tembo-test/webhooks/x/devices/collar-01/down/push"
-    headers = dict(HEADERS, **{"X-Downlink-Apikey": "stolen?", "X-Downlink-Push": elsewhere})
+    headers = dict(b.HEADERS, **{"X-Downlink-Apikey": "stolen?", "X-Downlink-Push": elsewhere})
     with by_hand(store_url, network) as bridge, TestClient(create_app(bridge)) as client:
         client.post("/uplinks/tts", content=b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1), headers=headers)
         bridge.flush_downlinks()
@@ -188,7 +178,7 @@ def test_a_hung_network_server_does_not_hold_up_ingest(store_url, port):
         with b.fresh_bridge(store_url, network_server_url=running.url, network_server_api_key="k",
                             downlink_timeout_s=0.5) as bridge, TestClient(create_app(bridge)) as client:
             answers = [
-                client.post("/uplinks/tts", headers=HEADERS, content=b.tts_uplink(
+                client.post("/uplinks/tts", headers=b.HEADERS, content=b.tts_uplink(
                     b.alert("mortality", seq=n % 8, time_s=b.T0_S + 600 * n), device_id=f"collar-{n:02d}", f_cnt=n))
                 for n in range(1, 9)
             ]
@@ -244,7 +234,7 @@ def test_an_ack_queued_by_an_uplink_is_pushed_when_its_batch_commits_not_at_the_
                         outbox_every_s=3600, webhook_ack=ack) as bridge, TestClient(create_app(bridge)) as client:
         worker = bridge.start_outbox_worker()
         assert _until(lambda: worker.full_flushes == 1), "the first round at start looks at everything"
-        reply = client.post("/uplinks/tts", headers=HEADERS, content=b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
+        reply = client.post("/uplinks/tts", headers=b.HEADERS, content=b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
         assert reply.status_code in (200, 202)
         assert _until(lambda: [(d.seq, d.state) for d in bridge.downlinks()] == [(3, "sent")])
         full_flushes = worker.full_flushes
@@ -274,7 +264,7 @@ def test_the_ack_of_the_message_that_brings_the_tts_route_goes_out_without_waiti
     # TTS sends X-Downlink-Push / -Replace / -Apikey with every webhook call (integrations/webhooks/
     # scheduling-downlinks); the first alert after the bridge starts is also the call that brings them.
     push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-01/down/push"
-    headers = dict(HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
+    headers = dict(b.HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
                                "X-Downlink-Replace": push.replace("/push", "/replace")})
     with b.fresh_bridge(store_url, outbox_every_s=3600.0) as bridge, TestClient(create_app(bridge)) as client:
         worker = bridge.start_outbox_worker()
@@ -294,7 +284,7 @@ def test_a_tts_route_whose_key_is_refused_holds_back_only_its_own_applications_d
         body = json.loads(b.tts_uplink(b.alert("mortality", seq=1), device_id=device, f_cnt=1))
         body["end_device_ids"]["application_ids"]["application_id"] = application
         push = f"{network.url}/api/v3/as/applications/{application}/webhooks/tembo/devices/{device}/down/push"
-        headers = dict(HEADERS, **{"X-Downlink-Apikey": key, "X-Downlink-Push": push,
+        headers = dict(b.HEADERS, **{"X-Downlink-Apikey": key, "X-Downlink-Push": push,
                                    "X-Downlink-Replace": push.replace("/push", "/replace")})
         return json.dumps(body).encode(), headers
 
