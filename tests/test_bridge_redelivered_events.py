@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 
 import bridge_builders as b
 import network_fixtures as nf
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.api import create_app
+from lora_bridge.store.tables import Device, RawUplink
 
 TTS_EVENTS = [name for name in nf.TTS if not name.startswith("uplink_")]
 CHIRPSTACK_EVENTS = [name for name in nf.CHIRPSTACK if name != "up"]
@@ -73,6 +76,42 @@ def test_operator_keeps_every_distinct_event_of_one_kind(client, bridge):
 
     assert answer["status"] == "recorded"
     assert sorted(event["kind"] for event in events_of(bridge)) == ["join", "join", "location", "status", "status"]
+
+
+def test_operator_with_a_field_masked_webhook_sees_the_collars_second_join_a_day_later_start_a_new_session(
+        client, bridge):
+    # A field mask without received_at and correlation_ids: TTS posts `{}` to the webhook's /join path,
+    # the same bytes for every join of the collar. While TTS may still retry the call (90 min) an equal
+    # body is a retry; a day later it is the collar joining again. That join had been answered
+    # `duplicate` and not applied, so the rejoined collar's frame 1 was taken for the old frame 1.
+    frame = {"uplink_message": {"f_port": 1, "f_cnt": 1, "frm_payload": nf.status_payload()}}
+    answers = [b.webhook_post(client, "/uplinks/tts/app1/dev1/join", {})]
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1", frame))
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1/join", {}))  # TTS's retry of the join
+    _a_day_passes(bridge)
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1/join", {}))  # the collar rejoins
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1", frame))  # its new frame 1, the same bytes
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1/join", {}))  # TTS's retry of the rejoin
+    joins = client.get("/api/network_events?kind=join", headers=b.api_headers(bridge, "admin")).json()
+
+    assert [(a["status"], a["message"]) for a in answers] == [
+        ("recorded", "join"), ("processed", "status"), ("duplicate", "join"),
+        ("recorded", "join"), ("processed", "status"), ("duplicate", "join"),
+    ]
+    assert len(joins) == 2
+    (device,) = bridge.devices()
+    assert (device.uplinks_received, device.uplinks_lost) == (2, 0)
+
+
+def _a_day_passes(bridge) -> None:
+    """What the bridge heard so far, and when it saw the collars, dated a day earlier."""
+    with bridge.db.write() as session:
+        for raw in session.scalars(select(RawUplink)):
+            raw.received_at -= timedelta(days=1)
+        for device in session.scalars(select(Device)):
+            device.joined_at -= timedelta(days=1)
+            device.first_seen -= timedelta(days=1)
+            device.last_seen -= timedelta(days=1)
 
 
 def test_a_log_chirpstack_sends_twice_is_one_log_and_a_new_log_is_another(client, bridge):
