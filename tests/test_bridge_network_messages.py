@@ -457,6 +457,27 @@ def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(store_url,
     assert [answer["downlink_ids"] for answer in answers] == [[downlink.downlink_id]] * 2
 
 
+def test_operator_sees_an_ack_chirpstack_discarded_unacknowledged_pushed_again(store_url, network):
+    # ChirpStack v4 deletes a confirmed queue item the device did not acknowledge in time and says so
+    # with an ack event of `acknowledged: false`; unlike The Things Stack it does not send it again.
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        up = nf.CHIRPSTACK["up"].copy()
+        port, payload = b.alert("mortality", seq=2)
+        up.update(fPort=port, data=base64.b64encode(payload).decode())
+        b.webhook_post(client, "/uplinks/chirpstack?event=up", up)
+        bridge.flush_downlinks()
+        nack = nf.CHIRPSTACK["ack"].copy()
+        nack.update(queueItemId="q-1", acknowledged=False)
+        b.webhook_post(client, "/uplinks/chirpstack?event=ack", nack)
+        bridge.flush_downlinks()
+        (downlink,) = bridge.downlinks()
+
+    first, again = network.pushes
+    assert first["payload"] == again["payload"]
+    assert (downlink.command, downlink.state, downlink.attempts) == ("ack_alert", "sent", 2)
+
+
 def _alert_uplink(f_cnt: int) -> dict:
     body = nf.TTS["uplink_message"].copy()
     port, payload = b.alert("mortality", seq=2, time_s=nf.STATUS_TIME_S)

@@ -15,7 +15,9 @@ A nack is not the end of a downlink: the collar did not confirm it, and The Thin
 Application Server puts it back at the head of the collar's queue and sends it again (docs:
 devices/concepts/confirmed-downlinks-behavior), so its later sent / ack reports still move it and
 Tembo pushes no copy of its own (that would spend a second downlink of the fair-use day on it).
-ChirpStack reports an ack only of a confirmed queue item, and Tembo pushes none.
+ChirpStack instead discards a confirmed queue item the collar did not acknowledge in time and
+reports it with `acknowledged: false` ("Device queue-item discarded because of timeout"): that
+downlink goes back to Tembo's queue and is pushed again, within fair use and MAX_PUSH_ATTEMPTS.
 
 Acks of one alert are not repeated while the last one is on its way; a collar still repeating the
 alert after `ack_resend_after_s` (or after the network reported the ack failed) gets it again.
@@ -33,6 +35,7 @@ from sqlalchemy.orm import Session
 from lora_bridge.errors import InvalidCommandValues
 from lora_bridge.store.tables import Downlink
 from lora_bridge.store.utc import as_utc, utc_now
+from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +423,8 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
         return downlink
     downlink.network_state = state
     downlink.network_reported_at = at
+    if state == NETWORK_NACKED and event.network == SOURCE_CHIRPSTACK and downlink.state == STATE_SENT:
+        downlink.state = STATE_QUEUED  # ChirpStack discarded it: nobody else sends it again
     if state == NETWORK_FAILED:
         error = event.detail.get("error") or {}
         downlink.last_error = f"network server failed it: {error.get('name') or 'unknown error'}"
