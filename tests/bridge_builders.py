@@ -185,6 +185,13 @@ def fresh_bridge(store_url: str, **settings: Any) -> Iterator[Bridge]:
         bridge.close()
 
 
+def pushing_to(network: Any, store_url: str, **settings: Any) -> Any:
+    """A fresh bridge (fresh_bridge) whose downlinks go to the stand-in network server on
+    `flush_downlinks()` (no outbox thread: each push happens at a known point)."""
+    return fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, **settings)
+
+
 @dataclass
 class StandInNetworkServer:
     """Plays The Things Stack's (and ChirpStack's) downlink API; remembers every push it accepted

@@ -14,9 +14,7 @@ from lora_bridge.errors import InvalidCommand, UnknownDevice
 
 @pytest.fixture
 def bridge(store_url, network):
-    with b.fresh_bridge(
-        store_url, network_server_url=network.url, network_server_api_key=network.api_key, outbox_worker=False
-    ) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         yield bridge
 
 

@@ -334,72 +334,64 @@ def test_chirpstack_frame_counter_reset_log_starts_a_new_session(client, bridge)
     assert answer["status"] == "processed", "the same frame counter and bytes after a reset are a new frame"
 
 
-def test_downlink_delivery_reports_follow_the_ack_to_the_network_and_the_collar(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
-        b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
-        bridge.flush_downlinks()
-        (pushed,) = network.pushes
-        (downlink,) = bridge.downlinks()
-        assert pushed["correlation_ids"] == [f"tembo:downlink:{downlink.downlink_id}"]
-        states = []
-        for key in ("downlink_queued", "downlink_sent"):
-            report = nf.TTS[key].copy()
-            report[key].update(
-                f_port=32,
-                frm_payload=base64.b64encode(pushed["payload"]).decode(),
-                correlation_ids=[*pushed["correlation_ids"], "as:downlink:01E19B99501X84X6CV471TVSZ1"],
-            )
-            b.webhook_post(client, "/uplinks/tts", report)
-            states.append(bridge.downlinks()[0].network_state)
-        ack_port, ack_payload = b.ack("ack_alert", "ok", time_s=nf.STATUS_TIME_S + 60)
-        collar_ack = _alert_uplink(f_cnt=4)
-        collar_ack["uplink_message"].update(f_port=ack_port, frm_payload=base64.b64encode(ack_payload).decode())
-        b.webhook_post(client, "/uplinks/tts", collar_ack)
-        (after,) = bridge.downlinks()
+@pytest.fixture
+def pushing(store_url, network):
+    """A bridge that pushes its downlinks to the stand-in network server by hand, on both stores, and its client."""
+    with b.pushing_to(network, store_url) as bridge, TestClient(create_app(bridge)) as client:
+        yield bridge, client
+
+
+def test_downlink_delivery_reports_follow_the_ack_to_the_network_and_the_collar(pushing, network):
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    (downlink,) = bridge.downlinks()
+    assert pushed["correlation_ids"] == [f"tembo:downlink:{downlink.downlink_id}"]
+    states = []
+    for minute, key in enumerate(("downlink_queued", "downlink_sent")):
+        b.webhook_post(client, "/uplinks/tts", _report(key, pushed, minute))
+        states.append(bridge.downlinks()[0].network_state)
+    ack_port, ack_payload = b.ack("ack_alert", "ok", time_s=nf.STATUS_TIME_S + 60)
+    collar_ack = _alert_uplink(f_cnt=4)
+    collar_ack["uplink_message"].update(f_port=ack_port, frm_payload=base64.b64encode(ack_payload).decode())
+    b.webhook_post(client, "/uplinks/tts", collar_ack)
+    (after,) = bridge.downlinks()
 
     assert states == ["queued", "sent"]
     assert (after.state, after.network_state) == ("acknowledged", "sent")
 
 
-def test_a_failed_downlink_report_lets_the_collar_get_its_ack_again(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
-        b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
-        bridge.flush_downlinks()
-        (pushed,) = network.pushes
-        failed = nf.TTS["downlink_failed"].copy()
-        failed["downlink_failed"]["downlink"].update(
-            f_port=32, frm_payload=base64.b64encode(pushed["payload"]).decode(), correlation_ids=pushed["correlation_ids"]
-        )
-        b.webhook_post(client, "/uplinks/tts", failed)
-        b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
-        bridge.flush_downlinks()
-        states = [(d.state, d.network_state) for d in bridge.downlinks()]
+def test_a_failed_downlink_report_lets_the_collar_get_its_ack_again(pushing, network):
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    failed = nf.TTS["downlink_failed"].copy()
+    failed["downlink_failed"]["downlink"].update(
+        f_port=32, frm_payload=base64.b64encode(pushed["payload"]).decode(), correlation_ids=pushed["correlation_ids"]
+    )
+    b.webhook_post(client, "/uplinks/tts", failed)
+    b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
+    bridge.flush_downlinks()
+    states = [(d.state, d.network_state) for d in bridge.downlinks()]
 
     assert states == [("failed", "failed"), ("sent", "queued")]
     assert len(network.pushes) == 2
 
 
 def test_operator_sees_a_nacked_ack_that_the_things_stack_sends_again_reach_the_collar_without_a_second_push(
-        store_url, network):
+        pushing, network):
     # TTS: a nacked confirmed downlink is put back at the head of the collar's queue by the
     # Application Server and sent again (devices/concepts/confirmed-downlinks-behavior). Its later
     # reports had been dropped as "older" than the nack, and the collar's repeat of its alert had
     # made the bridge push a second ack beside the one TTS was already sending again.
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
-        b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
-        bridge.flush_downlinks()
-        (pushed,) = network.pushes
-        states = []
-        for minute, key in enumerate(("downlink_sent", "downlink_nack", None, "downlink_sent", "downlink_ack")):
-            if key is None:
-                b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
-                bridge.flush_downlinks()
-            else:
-                b.webhook_post(client, "/uplinks/tts", _report(key, pushed, minute))
-            states.append([(d.state, d.network_state) for d in bridge.downlinks()])
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    states = []
+    for minute, key in enumerate(("downlink_sent", "downlink_nack", None, "downlink_sent", "downlink_ack")):
+        if key is None:
+            b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
+            bridge.flush_downlinks()
+        else:
+            b.webhook_post(client, "/uplinks/tts", _report(key, pushed, minute))
+        states.append([(d.state, d.network_state) for d in bridge.downlinks()])
 
     assert len(network.pushes) == 1
     assert states == [
@@ -411,17 +403,65 @@ def test_operator_sees_a_nacked_ack_that_the_things_stack_sends_again_reach_the_
     ]
 
 
-def test_a_sent_report_of_the_first_round_delivered_after_the_nack_does_not_hide_the_nack(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
-        b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
-        bridge.flush_downlinks()
-        (pushed,) = network.pushes
-        b.webhook_post(client, "/uplinks/tts", _report("downlink_nack", pushed, minute=2))
-        b.webhook_post(client, "/uplinks/tts", _report("downlink_sent", pushed, minute=1))  # a late webhook retry
-        (downlink,) = bridge.downlinks()
+def test_a_sent_report_of_the_first_round_delivered_after_the_nack_does_not_hide_the_nack(pushing, network):
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    b.webhook_post(client, "/uplinks/tts", _report("downlink_nack", pushed, minute=2))
+    b.webhook_post(client, "/uplinks/tts", _report("downlink_sent", pushed, minute=1))  # a late webhook retry
+    (downlink,) = bridge.downlinks()
 
     assert downlink.network_state == "nacked"
+
+
+def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(pushing, network):
+    bridge, client = pushing
+    _chirpstack_ack_pushed(pushing)
+    states, answers = [], []
+    for name in ("txack", "ack"):
+        report = nf.CHIRPSTACK[name].copy()
+        report["queueItemId"] = "q-1"  # the id the stand-in's queue answered with
+        answers.append(b.webhook_post(client, f"/uplinks/chirpstack?event={name}", report))
+        states.append(bridge.downlinks()[0].network_state)
+    (downlink,) = bridge.downlinks()
+
+    assert states == ["sent", "acked"]
+    # The operator reads in each answer which of Tembo's downlinks the report moved.
+    assert [answer["downlink_ids"] for answer in answers] == [[downlink.downlink_id]] * 2
+
+
+def test_operator_sees_an_ack_chirpstack_discarded_unacknowledged_pushed_again(pushing, network):
+    # ChirpStack v4 deletes a confirmed queue item the device did not acknowledge in time and says so
+    # with an ack event of `acknowledged: false`; unlike The Things Stack it does not send it again.
+    bridge, client = pushing
+    _chirpstack_ack_pushed(pushing)
+    nack = nf.CHIRPSTACK["ack"].copy()
+    nack.update(queueItemId="q-1", acknowledged=False)
+    b.webhook_post(client, "/uplinks/chirpstack?event=ack", nack)
+    bridge.flush_downlinks()
+    (downlink,) = bridge.downlinks()
+
+    first, again = network.pushes
+    assert first["payload"] == again["payload"]
+    assert (downlink.command, downlink.state, downlink.attempts) == ("ack_alert", "sent", 2)
+
+
+def _tts_ack_pushed(pushing, network) -> dict:
+    """A collar's alert through TTS, and the ack the bridge pushed for it."""
+    bridge, client = pushing
+    b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
+    bridge.flush_downlinks()
+    (pushed,) = network.pushes
+    return pushed
+
+
+def _chirpstack_ack_pushed(pushing) -> None:
+    """A collar's alert through ChirpStack, and its ack pushed (the stand-in's queue item q-1)."""
+    bridge, client = pushing
+    up = nf.CHIRPSTACK["up"].copy()
+    port, payload = b.alert("mortality", seq=2)
+    up.update(fPort=port, data=base64.b64encode(payload).decode())
+    b.webhook_post(client, "/uplinks/chirpstack?event=up", up)
+    bridge.flush_downlinks()
 
 
 def _report(key: str, pushed: dict, minute: int) -> dict:
@@ -434,48 +474,6 @@ def _report(key: str, pushed: dict, minute: int) -> dict:
         correlation_ids=[*pushed["correlation_ids"], "as:downlink:01E19B99501X84X6CV471TVSZ1"],
     )
     return report
-
-
-def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
-        up = nf.CHIRPSTACK["up"].copy()
-        port, payload = b.alert("mortality", seq=2)
-        up.update(fPort=port, data=base64.b64encode(payload).decode())
-        b.webhook_post(client, "/uplinks/chirpstack?event=up", up)
-        bridge.flush_downlinks()
-        states, answers = [], []
-        for name in ("txack", "ack"):
-            report = nf.CHIRPSTACK[name].copy()
-            report["queueItemId"] = "q-1"  # the id the stand-in's queue answered with
-            answers.append(b.webhook_post(client, f"/uplinks/chirpstack?event={name}", report))
-            states.append(bridge.downlinks()[0].network_state)
-        (downlink,) = bridge.downlinks()
-
-    assert states == ["sent", "acked"]
-    # The operator reads in each answer which of Tembo's downlinks the report moved.
-    assert [answer["downlink_ids"] for answer in answers] == [[downlink.downlink_id]] * 2
-
-
-def test_operator_sees_an_ack_chirpstack_discarded_unacknowledged_pushed_again(store_url, network):
-    # ChirpStack v4 deletes a confirmed queue item the device did not acknowledge in time and says so
-    # with an ack event of `acknowledged: false`; unlike The Things Stack it does not send it again.
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
-        up = nf.CHIRPSTACK["up"].copy()
-        port, payload = b.alert("mortality", seq=2)
-        up.update(fPort=port, data=base64.b64encode(payload).decode())
-        b.webhook_post(client, "/uplinks/chirpstack?event=up", up)
-        bridge.flush_downlinks()
-        nack = nf.CHIRPSTACK["ack"].copy()
-        nack.update(queueItemId="q-1", acknowledged=False)
-        b.webhook_post(client, "/uplinks/chirpstack?event=ack", nack)
-        bridge.flush_downlinks()
-        (downlink,) = bridge.downlinks()
-
-    first, again = network.pushes
-    assert first["payload"] == again["payload"]
-    assert (downlink.command, downlink.state, downlink.attempts) == ("ack_alert", "sent", 2)
 
 
 def _alert_uplink(f_cnt: int) -> dict:

@@ -26,13 +26,8 @@ from lora_bridge.store.tables import Downlink, DownlinkRoute
 from lora_bridge.store.utc import utc_now
 
 
-def by_hand(store_url, network, **settings):
-    return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                          outbox_worker=False, **settings)
-
-
 def test_a_collar_repeating_its_alert_gets_one_ack_while_that_ack_is_on_its_way(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         for f_cnt in (1, 2, 3):
             bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2, time_s=b.T0_S + 60 * f_cnt), f_cnt=f_cnt))
             bridge.flush_downlinks()
@@ -43,7 +38,7 @@ def test_a_collar_repeating_its_alert_gets_one_ack_while_that_ack_is_on_its_way(
 
 
 def test_a_collar_still_repeating_long_after_its_ack_went_gets_it_again(store_url, network):
-    with by_hand(store_url, network, ack_resend_after_s=60) as bridge:
+    with b.pushing_to(network, store_url, ack_resend_after_s=60) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1))
         bridge.flush_downlinks()
         with bridge.db.write() as session:  # the ack went out two hours ago and the collar did not hear it
@@ -55,7 +50,7 @@ def test_a_collar_still_repeating_long_after_its_ack_went_gets_it_again(store_ur
 
 
 def test_a_newer_command_supersedes_a_waiting_one_of_the_same_kind(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
         bridge.queue_command("collar-01", "tracking", {"minutes": 60})
         bridge.queue_command("collar-01", "tracking", {"minutes": 120})
@@ -68,7 +63,7 @@ def test_a_newer_command_supersedes_a_waiting_one_of_the_same_kind(store_url, ne
 
 
 def test_a_newer_command_replaces_the_older_one_still_queued_at_the_network(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=2))
         bridge.queue_command("collar-01", "tracking", {"minutes": 60})
@@ -84,7 +79,7 @@ def test_a_newer_command_replaces_the_older_one_still_queued_at_the_network(stor
 
 
 def test_fair_use_holds_the_eleventh_downlink_of_the_day(store_url, network):
-    with by_hand(store_url, network, downlinks_per_device_per_day=10) as bridge:
+    with b.pushing_to(network, store_url, downlinks_per_device_per_day=10) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
         for n in range(1, 12):  # eleven different settings changes in one day
             bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 600 + 60 * n})
@@ -98,7 +93,7 @@ def test_fair_use_holds_the_eleventh_downlink_of_the_day(store_url, network):
 
 
 def test_a_push_interrupted_by_a_crash_goes_out_after_its_lease_expires(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
         with bridge.db.write() as session:  # a bridge took the lease and died before the push
             row = session.get(Downlink, 1)
@@ -144,7 +139,7 @@ def test_tts_downlink_headers_route_the_ack_without_a_configured_network_server(
 def test_a_header_cannot_send_pushes_to_another_host_than_the_configured_network_server(store_url, network):
     elsewhere = "http://203.0.113.9/api/v3/as/applications/tembo-test/webhooks/x/devices/collar-01/down/push"
     headers = dict(b.HEADERS, **{"X-Downlink-Apikey": "stolen?", "X-Downlink-Push": elsewhere})
-    with by_hand(store_url, network) as bridge, TestClient(create_app(bridge)) as client:
+    with b.pushing_to(network, store_url) as bridge, TestClient(create_app(bridge)) as client:
         client.post("/uplinks/tts", content=b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1), headers=headers)
         bridge.flush_downlinks()
 
@@ -207,7 +202,7 @@ def _wait_for(condition, bridge, timeout_s: float = 30.0) -> bool:
 
 
 def test_downlink_bodies_carry_our_correlation_id(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
         bridge.flush_downlinks()
 
@@ -244,8 +239,7 @@ def test_an_ack_queued_by_an_uplink_is_pushed_when_its_batch_commits_not_at_the_
 
 
 def test_an_ack_queued_before_a_restart_is_pushed_by_the_next_run(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as before:
+    with b.pushing_to(network, store_url) as before:
         before.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=4), f_cnt=1))
         assert [d.state for d in before.downlinks()] == ["queued"]  # stopped before any push
     with open_bridge(store_url, webhook_secret=b.SECRET, network_server_url=network.url,

@@ -127,8 +127,7 @@ def test_a_log_chirpstack_sends_twice_is_one_log_and_a_new_log_is_another(client
 def test_operator_sees_a_queue_invalidation_delivered_again_send_the_collars_ack_once_more_not_twice(store_url, network):
     # The collar rejoined: TTS drops its downlink queue and says so; Tembo sends the ack again. The
     # same report delivered again later (an MQTT redelivery) must not send it a third time.
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+    with b.pushing_to(network, store_url) as bridge, TestClient(create_app(bridge)) as client:
         alert = nf.TTS["uplink_message"].copy()
         port, payload = b.alert("mortality", seq=2, time_s=nf.STATUS_TIME_S)
         alert["uplink_message"].update(f_port=port, f_cnt=3, frm_payload=base64.b64encode(payload).decode())
