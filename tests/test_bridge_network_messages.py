@@ -413,6 +413,17 @@ def test_a_sent_report_of_the_first_round_delivered_after_the_nack_does_not_hide
     assert downlink.network_state == "nacked"
 
 
+def test_a_report_of_an_earlier_round_delivered_after_the_failure_leaves_the_downlink_failed(pushing, network):
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    failed = _report("downlink_failed", pushed, minute=2)
+    b.webhook_post(client, "/uplinks/tts", failed)
+    b.webhook_post(client, "/uplinks/tts", _report("downlink_sent", pushed, minute=1))  # a late webhook retry
+    (downlink,) = bridge.downlinks()
+
+    assert (downlink.state, downlink.network_state) == ("failed", "failed")
+
+
 def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(pushing, network):
     bridge, client = pushing
     _chirpstack_ack_pushed(pushing)
@@ -468,7 +479,7 @@ def _report(key: str, pushed: dict, minute: int) -> dict:
     """A TTS delivery report of the pushed downlink, as TTS sent it `minute` minutes after the docs' example."""
     report = nf.TTS[key].copy()
     report["received_at"] = f"2020-02-17T10:{32 + minute:02d}:24.590413417Z"
-    report[key].update(
+    (report[key]["downlink"] if key == "downlink_failed" else report[key]).update(
         f_port=32,
         frm_payload=base64.b64encode(pushed["payload"]).decode(),
         correlation_ids=[*pushed["correlation_ids"], "as:downlink:01E19B99501X84X6CV471TVSZ1"],

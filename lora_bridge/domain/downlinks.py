@@ -443,8 +443,11 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
 def _moves_on(downlink: Downlink, state: str, at: datetime) -> bool:
     """True when a report of state at `at` tells more than the downlink's last one: it got further, or
     as far again later (sent or nacked once more after a nack: the network sends a nacked downlink
-    again). A report of an earlier round delivered late, or anything after the collar's ack, is not."""
+    again). A report of an earlier round delivered late, or anything after the collar's ack or the
+    network's failure, is not."""
     current = downlink.network_state
+    if current == NETWORK_FAILED:
+        return False
     if current not in _REPORT_RANK or state not in _REPORT_RANK:
         return True
     if _REPORT_RANK[state] != _REPORT_RANK[current]:
