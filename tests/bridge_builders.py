@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -201,6 +201,8 @@ class StandInNetworkServer:
     api_key: str = "NNSXS.TEST-KEY"
     url: str = ""
     refuse: bool = False
+    # Called as each push arrives, before it is answered (a test does what happens meanwhile).
+    on_push: Callable[[], object] | None = None
     pushes: list[dict[str, Any]] = field(default_factory=list)
     operations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -213,6 +215,8 @@ class StandInNetworkServer:
             if self.refuse:
                 return JSONResponse({"code": 14, "message": "unavailable"}, status_code=503)
             body = await request.json()
+            if self.on_push is not None:
+                self.on_push()
             operation = request.url.path.rsplit("/", 1)[-1]
             self.operations.append({
                 "operation": operation,

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sqlite3
 import threading
+import time
 from datetime import timedelta
 
 import bridge_builders as b
@@ -165,6 +167,31 @@ class HungNetworkServer:
 
         return Starlette(routes=[Route("/api/v3/as/applications/{app}/devices/{device}/down/push", push,
                                        methods=["POST"])])
+
+
+def test_operator_whose_store_is_locked_while_an_ack_is_pushed_sees_the_ack_go_out_once(sqlite_url, network):
+    # A backup takes the store's write lock for a second while the network server takes the push:
+    # the outcome could not be written, the downlink stayed `sending`, and once its lease expired it
+    # went out again (the collar got its ack twice, a second downlink of its fair-use day spent).
+    store = sqlite_url.removeprefix("sqlite:///")
+    backup = sqlite3.connect(store, timeout=0.1, check_same_thread=False)
+
+    def lock_the_store_for_a_second() -> None:
+        backup.execute("BEGIN IMMEDIATE")
+        threading.Timer(1.0, backup.rollback).start()
+
+    with b.pushing_to(network, sqlite_url, sqlite_busy_timeout_ms=100, downlink_lease_s=5) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1))
+        network.on_push = lock_the_store_for_a_second
+        accepted = bridge.flush_downlinks()
+        network.on_push = None
+        time.sleep(5)  # the lease has run out
+        again = bridge.flush_downlinks()
+        (downlink,) = bridge.downlinks()
+    backup.close()
+
+    assert (accepted, again, len(network.pushes)) == (1, 0, 1)
+    assert (downlink.state, downlink.attempts) == ("sent", 1)
 
 
 def test_a_hung_network_server_does_not_hold_up_ingest(store_url, port):
