@@ -28,6 +28,7 @@ from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
 
 KEY, KEYS_FOR = fuota.bench_keys()
+HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -92,7 +93,7 @@ class Reserve:
                 self.f_cnt[c.device_id] += 1
                 body = b.tts_uplink((port, payload), device_id=c.device_id, f_cnt=self.f_cnt[c.device_id],
                                     received_at=datetime.fromtimestamp(t_s, UTC))
-                assert self.client.post("/uplinks/tts", content=body, headers=b.HEADERS).status_code == 200
+                assert self.client.post("/uplinks/tts", content=body, headers=HEADERS).status_code == 200
                 self.heard.append((c.device_id, codec.decode(port, payload)))
             c.hal.radio.uplinks.clear()
         self.bridge.process_pending()
@@ -180,7 +181,7 @@ def test_a_collar_asking_the_time_gets_the_correction_to_the_networks_clock(sqli
     request = codec.encode_packet("app_time_req", {"device_time_gps_s": codec.gps_from_unix(int(heard.timestamp()) - 42),
                                                    "ans_required": 1, "token": 5})
     with open_bridge(sqlite_url, network) as bridge, TestClient(create_app(bridge)) as client:
-        reply = client.post("/uplinks/tts", content=b.tts_uplink(request, f_cnt=3, received_at=heard), headers=b.HEADERS)
+        reply = client.post("/uplinks/tts", content=b.tts_uplink(request, f_cnt=3, received_at=heard), headers=HEADERS)
         bridge.process_pending()
         bridge.flush_downlinks()
 
@@ -294,7 +295,7 @@ def test_a_garbled_fragment_status_is_kept_as_a_dead_letter_and_the_delivery_goe
         campaign = start_campaign(bridge, image, version)
         garbled = (201, bytes([codec.tag_of("frag_session_status_ans"), 0x25]))  # cut after one byte
         reply = client.post("/uplinks/tts", content=b.tts_uplink(garbled, device_id="collar-01", f_cnt=2),
-                            headers=b.HEADERS)
+                            headers=HEADERS)
         bridge.process_pending()
         (letter,) = bridge.dead_letters()
         delivery = bridge.campaigns()[0]["delivery"]
