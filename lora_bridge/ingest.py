@@ -13,17 +13,19 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error, store_unavailable
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import DeadLetter, RawUplink
-from lora_bridge.store.utc import utc_now
+from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import PARSERS, Uplink
 
 log = logging.getLogger(__name__)
@@ -257,10 +259,13 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
     return Claim(uplink, first.id)
 
 
-def claim_key(session: Session, raw: RawUplink, key: str) -> RawUplink | None:
+def claim_key(session: Session, raw: RawUplink, key: str, fresh_after: datetime | None = None) -> RawUplink | None:
     """Claim key (one delivered message however often it came: `dedup_key`, a network event's,
     a malformed body's) for raw; the first copy that holds it, or None when raw is the first (or
-    already holds it: a body replayed). Marks nothing: the caller files raw as the copy it is."""
+    already holds it: a body replayed). Marks nothing: the caller files raw as the copy it is.
+    A holder that arrived before fresh_after (a key of content alone, heard again after the network
+    stopped retrying it) is no first copy: raw is a message of its own and takes the key over, so
+    that its own retries find it."""
     if raw.dedup_key == key:
         return None  # replaying a body that already holds its claim
     claimed = session.info.setdefault(CLAIMED_KEYS, {})  # key -> its first copy, in this unit of work
@@ -268,6 +273,9 @@ def claim_key(session: Session, raw: RawUplink, key: str) -> RawUplink | None:
     if first is None and key not in session.info.get(UNCLAIMED_KEYS, ()):
         with session.no_autoflush:  # keys of this unit of work are in `claimed`; the store has the rest
             first = _first_copy(session, key)
+    if first is not None and fresh_after is not None and first.id is not None and as_utc(first.received_at) < fresh_after:
+        _retire_key(session, first, key)
+        first = None
     if first is None:
         if session.get_bind().dialect.name == "sqlite":
             # A SQLite write transaction (BEGIN IMMEDIATE) excludes every other writer until it
@@ -291,6 +299,13 @@ def claim_key(session: Session, raw: RawUplink, key: str) -> RawUplink | None:
 def file_as_copy(raw: RawUplink, first: RawUplink) -> None:
     """Mark raw as a copy of the body first (same message delivered again): nothing of it is applied."""
     bulk.set_values(raw, {"status": STATUS_DUPLICATE, "duplicate_of": first.id})
+
+
+def _retire_key(session: Session, holder: RawUplink, key: str) -> None:
+    """holder keeps a key of its own (key@its id) and leaves key to a later message of equal content."""
+    retired = f"{key}@{holder.id}"
+    session.execute(update(RawUplink).where(RawUplink.id == holder.id).values(dedup_key=retired))
+    set_committed_value(holder, "dedup_key", retired)
 
 
 def _first_copy(session: Session, key: str) -> RawUplink | None:

@@ -35,7 +35,7 @@ import binascii
 import json
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from lora_bridge.errors import MalformedUplink
@@ -169,6 +169,10 @@ class NetworkEvent:
     # What tells this message from every other of its kind and collar, as the network documents it
     # (`message_identity`): the same in a retry, a redelivery, or the other integration's copy.
     identity: str | None = None
+    # When identity is the message's content alone (a TTS body whose field mask left out `received_at`
+    # and `correlation_ids`): an equal body is a copy only within this span of the first one, the
+    # longest a network retries a call; later, it is a message of its own (a collar's second join).
+    copies_within: timedelta | None = None
     lat: float | None = None
     lon: float | None = None
     accuracy_m: float | None = None
@@ -306,7 +310,7 @@ def _read_tts(
         "dev_eui": dev_eui,
         "application_id": application_id,
         "time": time_or_none(message.get("received_at")) or time_or_none(document.get("received_at")),
-        "identity": _tts_message_identity(document),
+        **_tts_message_identity(document),
     }
     if kind == KIND_JOIN:
         return NetworkEvent(**common, detail={"session_key_id": _text(message.get("session_key_id"))})
@@ -340,7 +344,7 @@ def _simulated(key: str, uplink: Uplink, document: dict[str, Any]) -> NetworkEve
         time=uplink.heard_at,
         f_port=uplink.f_port,
         payload=uplink.payload,
-        identity=_tts_message_identity(document),
+        **_tts_message_identity(document),
         detail={"f_cnt": uplink.f_cnt, "f_port": uplink.f_port, "payload_hex": uplink.payload.hex()[:512]},
     )
 
@@ -466,18 +470,26 @@ def _read_chirpstack(
 # ---- which message is which ---------------------------------------------------------------------
 
 
-def _tts_message_identity(document: dict[str, Any]) -> str:
-    """What tells one TTS message from another of its kind and collar: its top-level `received_at`,
-    "the timestamp at which the message has been received by the Application Server" (data-formats),
-    set once per message, so the same in a webhook retry and in the MQTT copy; else its correlation
-    ids; else its whole content."""
+# The Things Stack tries a webhook call 7 times: at once, then after 4 and 8 minutes and four times
+# every 15 minutes, each interval with 15 % jitter (docs: integrations/webhooks/retries): the last
+# try comes at most 72 min x 1.15 = 83 min after the first, each taking up to 10 s.
+TTS_RETRY_SPAN = timedelta(minutes=90)
+
+
+def _tts_message_identity(document: dict[str, Any]) -> dict[str, Any]:
+    """What tells one TTS message from another of its kind and collar (`identity`, `copies_within`):
+    its top-level `received_at`, "the timestamp at which the message has been received by the
+    Application Server" (data-formats), set once per message, so the same in a webhook retry and in
+    the MQTT copy; else its correlation ids; else its whole content, which tells a retry only for as
+    long as TTS retries: a field mask without either (a join of `{}` from a `/join` path) is the same
+    for every join of a collar, and the second join had been taken for a retry of the first."""
     received = time_or_none(document.get("received_at"))
     if received is not None:
-        return f"received_at={received.isoformat()}"
+        return {"identity": f"received_at={received.isoformat()}"}
     correlation = _strings(document.get("correlation_ids"))
     if correlation:
-        return "correlation_ids=" + ",".join(sorted(correlation))
-    return "content=" + _canonical(document)
+        return {"identity": "correlation_ids=" + ",".join(sorted(correlation))}
+    return {"identity": "content=" + _canonical(document), "copies_within": TTS_RETRY_SPAN}
 
 
 # ChirpStack's own ids of an event (integration.proto): `deduplicationId` of the uplink that caused it

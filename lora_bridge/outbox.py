@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import select, update
 
 from lora_bridge.domain import alerts, downlinks
-from lora_bridge.errors import DownlinkError
+from lora_bridge.errors import DownlinkError, is_transient_store_error
 from lora_bridge.network_server import (
     DownlinkTarget,
     MulticastFrame,
@@ -84,10 +85,11 @@ class Outbox:
             if claimed is None:
                 continue  # another worker has it, it went already, it waits for the fair-use window or its server
             target, items, replace = claimed
+            lease_ends = time.monotonic() + self.settings.downlink_lease_s
             try:
                 reference = self.client.send(target, items, replace=replace)
             except DownlinkError as error:
-                self._finish(downlink_id, str(error), None)
+                self._finish(downlink_id, str(error), None, lease_ends)
                 log.warning(
                     "downlink push failed downlink_id=%d device_id=%s: %s",
                     downlink_id,
@@ -97,7 +99,7 @@ class Outbox:
                 )
                 refused.add(_server_of(target))
                 continue
-            self._finish(downlink_id, None, reference)
+            self._finish(downlink_id, None, reference, lease_ends)
             accepted += 1
         if not refused and ids is None:  # nothing refused: the network server takes pushes, so do multicast frames
             accepted += self.flush_multicast(limit)
@@ -181,7 +183,24 @@ class Outbox:
             api_key=route.api_key if route else None,
         )
 
-    def _finish(self, downlink_id: int, error: str | None, reference: str | None) -> None:
+    def _finish(self, downlink_id: int, error: str | None, reference: str | None, lease_ends: float) -> None:
+        """Record how the push went, tried again while the store cannot take it (locked by a backup,
+        full, read-only) and the lease still holds the downlink: an accepted push whose outcome was
+        lost went out again once the lease expired, and the collar got its ack twice."""
+        pause_s = 0.2
+        while True:
+            try:
+                self._record_push(downlink_id, error, reference)
+                return
+            except Exception as failure:
+                if not is_transient_store_error(failure) or time.monotonic() + pause_s >= lease_ends:
+                    raise
+                log.warning("outcome of the push of downlink_id=%d not stored yet (%s); trying again",
+                            downlink_id, str(failure)[:200], extra={"downlink_id": downlink_id})
+                time.sleep(pause_s)
+                pause_s = min(2 * pause_s, 5.0)
+
+    def _record_push(self, downlink_id: int, error: str | None, reference: str | None) -> None:
         with self.db.write() as session:
             downlink = session.get(Downlink, downlink_id)
             if error is None:

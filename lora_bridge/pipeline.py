@@ -303,7 +303,8 @@ def _process_loaded(
 def _record_event(
     session: Session, raw: RawUplink, event: NetworkEvent, existing: DeadLetter | None, max_ahead_s: float
 ) -> IngestResult:
-    first = ingest.claim_key(session, raw, network_events.dedup_key(event, raw.body))
+    fresh_after = as_utc(raw.received_at) - event.copies_within if event.copies_within else None
+    first = ingest.claim_key(session, raw, network_events.dedup_key(event, raw.body), fresh_after)
     if first is not None:
         # The same message delivered again: a retry, a redelivery, the other integration's copy.
         # It was recorded and applied with its first copy; this one is kept as a copy of it.

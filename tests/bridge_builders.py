@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +30,8 @@ T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 T0_S = int(T0.timestamp())
 APPLICATION_ID = "tembo-test"
 SECRET = "test-secret"
+# What a network server's webhook call carries (the secret the operator configured in the webhook).
+HEADERS = {"X-Tembo-Secret": SECRET, "Content-Type": "application/json"}
 # The ranger whose eyes the bridge tests read through: exact live positions.
 RANGER = Viewer("ranger.amani", "ranger")
 
@@ -183,6 +185,13 @@ def fresh_bridge(store_url: str, **settings: Any) -> Iterator[Bridge]:
         bridge.close()
 
 
+def pushing_to(network: Any, store_url: str, **settings: Any) -> Any:
+    """A fresh bridge (fresh_bridge) whose downlinks go to the stand-in network server on
+    `flush_downlinks()` (no outbox thread: each push happens at a known point)."""
+    return fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_worker=False, **settings)
+
+
 @dataclass
 class StandInNetworkServer:
     """Plays The Things Stack's (and ChirpStack's) downlink API; remembers every push it accepted
@@ -192,6 +201,8 @@ class StandInNetworkServer:
     api_key: str = "NNSXS.TEST-KEY"
     url: str = ""
     refuse: bool = False
+    # Called as each push arrives, before it is answered (a test does what happens meanwhile).
+    on_push: Callable[[], object] | None = None
     pushes: list[dict[str, Any]] = field(default_factory=list)
     operations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -204,6 +215,8 @@ class StandInNetworkServer:
             if self.refuse:
                 return JSONResponse({"code": 14, "message": "unavailable"}, status_code=503)
             body = await request.json()
+            if self.on_push is not None:
+                self.on_push()
             operation = request.url.path.rsplit("/", 1)[-1]
             self.operations.append({
                 "operation": operation,
@@ -242,3 +255,11 @@ class StandInNetworkServer:
                   methods=["POST"]),
             Route("/api/devices/{dev_eui}/queue", chirpstack_queue, methods=["POST"]),
         ])
+
+
+def webhook_post(client: Any, url: str, body: dict[str, Any] | bytes) -> dict[str, Any]:
+    """Post a network server's body (a dict as JSON, or bytes) to url; the JSON of its 2xx answer."""
+    content = body if isinstance(body, bytes) else json.dumps(body)
+    reply = client.post(url, content=content, headers=HEADERS)
+    assert 200 <= reply.status_code < 300, reply.text
+    return reply.json()

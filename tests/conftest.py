@@ -8,6 +8,13 @@ Real services shared by a session (started once, on first use, torn down at the 
                       that may restart it (a broker of its own)
     store_url         the bridge suite's store: each test that takes it runs on SQLite AND on
                       PostgreSQL (the second marked `postgres`)
+
+The bridge under test (one fixture each, for every bridge test module):
+    bridge            a fresh bridge on `bridge_store` (store_url: both stores), its outbox pushed
+                      by hand (`flush_downlinks()`); a module whose tests read the same on every
+                      store narrows `bridge_store` to `sqlite_url`
+    client            the bridge's whole HTTP face (webhook and API) in a TestClient
+    network           a stand-in network server (TTS down/push, ChirpStack queue) on a free port
 """
 
 from __future__ import annotations
@@ -17,8 +24,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import bridge_builders as b
 import pytest
+from starlette.testclient import TestClient
 
+from lora_bridge.adapters.api import create_app
+from lora_bridge.server import serve_app_in_thread
 from tembo.local_services import MosquittoServer, PostgresServer, free_port
 
 
@@ -92,3 +103,32 @@ def mqtt_broker(tmp_path):
     """A Mosquitto broker of this test's own, which the test may stop and restart."""
     with MosquittoServer.started(tmp_path / "mosquitto") as broker:
         yield broker
+
+
+@pytest.fixture
+def bridge_store(store_url) -> str:
+    """The store the `bridge` fixture opens: both stores, unless a module narrows it."""
+    return store_url
+
+
+@pytest.fixture
+def bridge(bridge_store):
+    """A fresh bridge on bridge_store; its outbox pushes only on `flush_downlinks()`."""
+    with b.fresh_bridge(bridge_store, outbox_worker=False) as bridge:
+        yield bridge
+
+
+@pytest.fixture
+def client(bridge):
+    """The bridge's webhook and API, as a network server and an operator's tools reach them."""
+    with TestClient(create_app(bridge)) as client:
+        yield client
+
+
+@pytest.fixture
+def network(port):
+    """A stand-in network server on 127.0.0.1:port that records the downlinks pushed to it."""
+    stand_in = b.StandInNetworkServer()
+    with serve_app_in_thread(stand_in.app(), port=port) as running:
+        stand_in.url = running.url
+        yield stand_in

@@ -12,13 +12,10 @@ from starlette.testclient import TestClient
 
 from lora_bridge.adapters.api import create_app
 
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
-
 
 @pytest.fixture
-def bridge(sqlite_url):
-    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
-        yield bridge
+def bridge_store(sqlite_url):  # reading events over the API is the same on both stores
+    return sqlite_url
 
 
 @pytest.fixture
@@ -27,7 +24,7 @@ def client(bridge):
         for fixture in (nf.TTS["join_accept"], nf.TTS["location_solved"], nf.CHIRPSTACK["join"],
                         nf.CHIRPSTACK["status"], nf.CHIRPSTACK["status"]):  # the status came twice
             url = "/uplinks/tts" if fixture.network == "tts" else f"/uplinks/chirpstack?event={fixture.event}"
-            assert client.post(url, content=json.dumps(fixture.body), headers=HEADERS).status_code == 200
+            assert client.post(url, content=json.dumps(fixture.body), headers=b.HEADERS).status_code == 200
         yield client
 
 
@@ -68,7 +65,7 @@ def test_a_researcher_and_a_field_technician_read_a_collars_network_reports_only
     now = bridge.clock().isoformat()
     fresh = {**nf.CHIRPSTACK["status"].body, "time": now, "deduplicationId": "0b2f6a51-27d4-4f3e-9d0c-61a5bd1f0c11",
              "batteryLevel": 12.0}
-    posted = client.post("/uplinks/chirpstack?event=status", content=json.dumps(fresh), headers=HEADERS)
+    posted = client.post("/uplinks/chirpstack?event=status", content=json.dumps(fresh), headers=b.HEADERS)
     assert posted.status_code == 200
 
     def batteries(role: str) -> list[float]:

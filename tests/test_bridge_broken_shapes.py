@@ -18,28 +18,13 @@ import network_fixtures as nf
 import pytest
 from google.protobuf.json_format import ParseDict
 from sqlalchemy import select
-from starlette.testclient import TestClient
 from test_bridge_mqtt import publish_all, publisher, wait_until
 
 from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
-from lora_bridge.adapters.webhook import create_app
 from lora_bridge.chirpstack_protobuf import message_class
 from lora_bridge.store.tables import NetworkEvent, RawUplink
 
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 TOO_LARGE = [2**40, -(2**40), 2**70]
-
-
-@pytest.fixture
-def bridge(store_url):
-    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
-        yield bridge
-
-
-@pytest.fixture
-def client(bridge):
-    with TestClient(create_app(bridge)) as client:
-        yield client
 
 
 def raw_rows(bridge) -> list[tuple]:
@@ -63,8 +48,8 @@ def test_an_uplink_whose_spreading_factor_no_radio_sends_still_brings_its_positi
     chirpstack = nf.CHIRPSTACK["up"].copy()
     chirpstack["txInfo"] = {**chirpstack["txInfo"], "modulation": {"lora": {"spreadingFactor": spreading_factor}}}
 
-    replies = [client.post("/uplinks/tts", content=json.dumps(tts), headers=HEADERS),
-               client.post("/uplinks/chirpstack?event=up", content=json.dumps(chirpstack), headers=HEADERS)]
+    replies = [client.post("/uplinks/tts", content=json.dumps(tts), headers=b.HEADERS),
+               client.post("/uplinks/chirpstack?event=up", content=json.dumps(chirpstack), headers=b.HEADERS)]
 
     assert [(r.status_code, r.json()["status"], r.json()["message"]) for r in replies] == [
         (200, "processed", "status"), (200, "processed", "status")]
@@ -78,7 +63,7 @@ def test_a_delivery_report_whose_port_is_out_of_range_is_still_recorded(client, 
     downlink = body[name]["downlink"] if name == "downlink_failed" else body[name]
     downlink["f_port"] = 2**40
 
-    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=HEADERS)
+    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=b.HEADERS)
 
     assert (reply.status_code, reply.json()["status"], reply.json()["message"]) == (200, "recorded", name)
     assert bridge.dead_letters() == []
@@ -88,7 +73,7 @@ def test_a_delivery_report_whose_port_is_out_of_range_is_still_recorded(client, 
 def test_a_chirpstack_status_with_a_margin_out_of_range_keeps_its_battery_and_drops_the_margin(client, bridge, margin):
     status = nf.CHIRPSTACK["status"].copy() | {"margin": margin}
 
-    reply = client.post("/uplinks/chirpstack?event=status", content=json.dumps(status), headers=HEADERS)
+    reply = client.post("/uplinks/chirpstack?event=status", content=json.dumps(status), headers=b.HEADERS)
 
     assert (reply.status_code, reply.json()["status"]) == (200, "recorded")
     assert events(bridge) == [("status", 75.5, None)]
@@ -99,7 +84,7 @@ def test_a_queue_invalidation_whose_downlinks_are_not_a_list_is_still_recorded(c
     body = nf.TTS["downlink_queue_invalidated"].copy()
     body["downlink_queue_invalidated"]["downlinks"] = downlinks
 
-    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=HEADERS)
+    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=b.HEADERS)
 
     assert (reply.status_code, reply.json()["status"], reply.json()["message"]) == (
         200, "recorded", "downlink_queue_invalidated")
@@ -139,7 +124,7 @@ def test_a_chirpstack_protobuf_event_whose_time_no_clock_writes_is_refused_as_br
     event.time.nanos = 1_311_894_154  # past 999,999,999: a byte flipped on the way
 
     reply = client.post(f"/uplinks/chirpstack?event={name}", content=event.SerializeToString(),
-                        headers={**HEADERS, "Content-Type": "application/octet-stream"})
+                        headers={**b.HEADERS, "Content-Type": "application/octet-stream"})
 
     assert reply.status_code == 400  # broken as sent: the network server may send it again intact
     assert "is not a ChirpStack" in reply.json()["reason"] and "Nanos" in reply.json()["reason"]

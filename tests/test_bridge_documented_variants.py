@@ -21,20 +21,12 @@ from lora_bridge.adapters.webhook import create_app
 from lora_bridge.chirpstack_protobuf import message_class
 from lora_bridge.network_messages import MAX_BODY_BYTES
 
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 PROTOBUF = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/octet-stream"}
 
 
 @pytest.fixture
-def bridge(sqlite_url):
-    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
-        yield bridge
-
-
-@pytest.fixture
-def client(bridge):
-    with TestClient(create_app(bridge)) as client:
-        yield client
+def bridge_store(sqlite_url):  # reading a variant is the same on both stores
+    return sqlite_url
 
 
 def no_tracebacks(caplog) -> list[str]:
@@ -55,9 +47,9 @@ def test_numbers_written_as_text_are_read_as_the_protobuf_json_mapping_allows(cl
     status = nf.CHIRPSTACK["status"].copy() | {"margin": "6", "batteryLevel": "75.5"}
 
     with caplog.at_level(logging.WARNING):
-        tts_reply = client.post("/uplinks/tts", content=json.dumps(tts), headers=HEADERS)
-        chirpstack_reply = client.post("/uplinks/chirpstack?event=up", content=json.dumps(chirpstack), headers=HEADERS)
-        status_reply = client.post("/uplinks/chirpstack?event=status", content=json.dumps(status), headers=HEADERS)
+        tts_reply = client.post("/uplinks/tts", content=json.dumps(tts), headers=b.HEADERS)
+        chirpstack_reply = client.post("/uplinks/chirpstack?event=up", content=json.dumps(chirpstack), headers=b.HEADERS)
+        status_reply = client.post("/uplinks/chirpstack?event=status", content=json.dumps(status), headers=b.HEADERS)
 
     assert [r.status_code for r in (tts_reply, chirpstack_reply, status_reply)] == [200, 200, 200]
     assert [tts_reply.json()["status"], tts_reply.json()["f_cnt"], tts_reply.json()["message"]] == ["processed", 7, "status"]
@@ -79,7 +71,7 @@ def test_a_frame_counter_not_of_ascii_digits_is_a_400_with_its_reason_not_a_cras
     body["uplink_message"]["f_cnt"] = value
 
     with caplog.at_level(logging.WARNING):
-        reply = client.post("/uplinks/tts", content=json.dumps(body), headers=HEADERS)
+        reply = client.post("/uplinks/tts", content=json.dumps(body), headers=b.HEADERS)
 
     assert reply.status_code == 400
     assert "'f_cnt' must be a frame counter" in reply.json()["reason"]
@@ -97,8 +89,8 @@ def test_a_frame_with_a_port_and_no_payload_counts_and_is_no_dead_letter(client,
     chirpstack = nf.CHIRPSTACK["up"].copy()
     del chirpstack["data"]
 
-    answers = [client.post("/uplinks/tts", content=json.dumps(tts), headers=HEADERS).json(),
-               client.post("/uplinks/chirpstack?event=up", content=json.dumps(chirpstack), headers=HEADERS).json()]
+    answers = [client.post("/uplinks/tts", content=json.dumps(tts), headers=b.HEADERS).json(),
+               client.post("/uplinks/chirpstack?event=up", content=json.dumps(chirpstack), headers=b.HEADERS).json()]
 
     assert [(a["status"], a["message"], a["f_cnt"]) for a in answers] == [
         ("processed", "empty_frame", tts["uplink_message"]["f_cnt"]), ("processed", "empty_frame", chirpstack["fCnt"])]
@@ -117,9 +109,9 @@ def test_a_join_whose_message_a_field_mask_left_out_is_read_from_its_webhook_pat
         del holder["received_at"]  # dated at arrival, so the join lies between the two uplinks
     masked_join = {key: value for key, value in nf.TTS["join_accept"].copy().items() if key.endswith("_ids")}
 
-    assert client.post("/uplinks/tts", content=json.dumps(first), headers=HEADERS).json()["status"] == "processed"
-    join = client.post("/uplinks/tts/app1/dev1/join", content=json.dumps(masked_join), headers=HEADERS)
-    again = client.post("/uplinks/tts", content=json.dumps(first), headers=HEADERS)
+    assert client.post("/uplinks/tts", content=json.dumps(first), headers=b.HEADERS).json()["status"] == "processed"
+    join = client.post("/uplinks/tts/app1/dev1/join", content=json.dumps(masked_join), headers=b.HEADERS)
+    again = client.post("/uplinks/tts", content=json.dumps(first), headers=b.HEADERS)
 
     assert join.status_code == 200
     assert (join.json()["status"], join.json()["message"], join.json()["device_id"]) == ("recorded", "join", "dev1")
@@ -141,10 +133,10 @@ def test_a_join_dated_far_ahead_is_dated_at_arrival_so_the_new_sessions_frames_a
     join = nf.TTS["join_accept"].copy()
     join["received_at"] = join["join_accept"]["received_at"] = "9999-01-01T00:00:00Z"
     for f_cnt in (1, 2, 3):
-        assert client.post("/uplinks/tts", content=json.dumps(uplink(f_cnt)), headers=HEADERS).json()["status"] == "processed"
-    assert client.post("/uplinks/tts", content=json.dumps(join), headers=HEADERS).json()["status"] == "recorded"
+        assert client.post("/uplinks/tts", content=json.dumps(uplink(f_cnt)), headers=b.HEADERS).json()["status"] == "processed"
+    assert client.post("/uplinks/tts", content=json.dumps(join), headers=b.HEADERS).json()["status"] == "recorded"
     # The rejoined collar's FCnt 1, the same bytes as the old session's FCnt 1: its new session's first frame.
-    first_after_join = client.post("/uplinks/tts", content=json.dumps(uplink(1)), headers=HEADERS).json()
+    first_after_join = client.post("/uplinks/tts", content=json.dumps(uplink(1)), headers=b.HEADERS).json()
 
     assert first_after_join["status"] == "processed"
     (collar,) = bridge.devices()
@@ -156,14 +148,14 @@ def test_a_join_dated_far_ahead_is_dated_at_arrival_so_the_new_sessions_frames_a
 def test_a_chirpstack_log_with_its_enums_as_integers_is_read_by_their_names(client, bridge):
     # ChirpStack events.html `log` (integration.proto LogEvent): the Protobuf JSON mapping writes enum
     # names, and its parsers take integers too; LogLevel 1 is WARNING, LogCode 5 UPLINK_F_CNT_RESET.
-    client.post("/uplinks/chirpstack?event=up", content=json.dumps(nf.CHIRPSTACK["up"].body), headers=HEADERS)
+    client.post("/uplinks/chirpstack?event=up", content=json.dumps(nf.CHIRPSTACK["up"].body), headers=b.HEADERS)
     reset = nf.CHIRPSTACK["log"].copy() | {"level": 1, "code": 5, "time": "2022-07-18T10:00:00Z"}
     future_code = nf.CHIRPSTACK["log"].copy() | {"level": "ERROR", "code": 99, "time": "2022-07-18T10:00:01Z"}
     again = nf.CHIRPSTACK["up"].copy() | {"time": "2022-07-18T10:00:05Z"}
 
     for body in (reset, future_code):
-        assert client.post("/uplinks/chirpstack?event=log", content=json.dumps(body), headers=HEADERS).status_code == 200
-    answer = client.post("/uplinks/chirpstack?event=up", content=json.dumps(again), headers=HEADERS).json()
+        assert client.post("/uplinks/chirpstack?event=log", content=json.dumps(body), headers=b.HEADERS).status_code == 200
+    answer = client.post("/uplinks/chirpstack?event=up", content=json.dumps(again), headers=b.HEADERS).json()
 
     logs = bridge.network_events(kind="log", viewer=b.RANGER)
     assert [(e["detail"]["level"], e["detail"]["code"]) for e in logs] == [
@@ -185,9 +177,9 @@ def test_a_simulated_uplink_is_recorded_for_the_technician_and_raises_nothing_fo
     following = nf.TTS["uplink_message"].copy()
     following["uplink_message"].update(f_cnt=41, frm_payload=base64.b64encode(b.status(b.T0_S + 60)[1]).decode())
 
-    assert client.post("/uplinks/tts", content=json.dumps(real), headers=HEADERS).json()["status"] == "processed"
-    answer = client.post("/uplinks/tts", content=json.dumps(simulated), headers=HEADERS).json()
-    assert client.post("/uplinks/tts", content=json.dumps(following), headers=HEADERS).json()["status"] == "processed"
+    assert client.post("/uplinks/tts", content=json.dumps(real), headers=b.HEADERS).json()["status"] == "processed"
+    answer = client.post("/uplinks/tts", content=json.dumps(simulated), headers=b.HEADERS).json()
+    assert client.post("/uplinks/tts", content=json.dumps(following), headers=b.HEADERS).json()["status"] == "processed"
 
     assert (answer["status"], answer["message"], answer["device_id"]) == ("recorded", "simulated_uplink", "dev1")
     counts = bridge.counts()
@@ -201,7 +193,7 @@ def test_a_simulated_uplink_is_recorded_for_the_technician_and_raises_nothing_fo
 def test_an_empty_body_is_refused_as_empty_and_starts_no_session(client, bridge):
     # ChirpStack's HTTP integration with Protobuf encoding: an empty body would parse as an UplinkEvent
     # with every field at its default (FCnt 0). No documented event is empty.
-    first = client.post("/uplinks/chirpstack?event=up", content=json.dumps(nf.CHIRPSTACK["up"].body), headers=HEADERS)
+    first = client.post("/uplinks/chirpstack?event=up", content=json.dumps(nf.CHIRPSTACK["up"].body), headers=b.HEADERS)
     empty = client.post("/uplinks/chirpstack?event=up", content=b"", headers=PROTOBUF)
 
     assert first.status_code == 200
@@ -215,7 +207,7 @@ def test_a_body_cut_at_the_webhooks_limit_says_so_in_its_dead_letter(client, bri
     body = nf.TTS["uplink_message"].copy()
     body["uplink_message"]["decoded_payload"] = {"blob": "x" * MAX_BODY_BYTES}
 
-    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=HEADERS)
+    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=b.HEADERS)
 
     assert reply.status_code == 400
     assert reply.json()["reason"].startswith(f"body too large: at least {MAX_BODY_BYTES} bytes")
@@ -259,7 +251,7 @@ def test_a_kind_with_a_long_name_in_the_webhook_path_is_kept_on_either_store(any
     path = "/uplinks/tts/app1/dev1/" + "future-message-kind-of-the-things-stack/with-parts"
     body = {"end_device_ids": nf.TTS_END_DEVICE_IDS, "received_at": "2020-02-17T10:32:24.590413417Z"}
 
-    reply = any_store_client.post(path, content=json.dumps(body), headers=HEADERS)
+    reply = any_store_client.post(path, content=json.dumps(body), headers=b.HEADERS)
 
     assert reply.status_code == 200, reply.text
     assert reply.json()["status"] == "kept"
@@ -294,7 +286,7 @@ def test_a_nul_in_the_kind_named_by_path_or_query_is_kept_on_either_store(any_st
     network = "chirpstack" if "chirpstack" in path else "tts"
     body = nf.CHIRPSTACK["up"].body if network == "chirpstack" else nf.TTS["join_accept"].body
 
-    reply = any_store_client.post(path, content=json.dumps(body), headers=HEADERS)
+    reply = any_store_client.post(path, content=json.dumps(body), headers=b.HEADERS)
 
     assert reply.status_code == 200, reply.text
 
@@ -325,7 +317,7 @@ def test_a_chirpstack_v3_uplink_is_refused_with_a_reason_that_names_the_version(
           "rxInfo": [{"gatewayID": "AwMDAwMDAwM=", "rssi": -57, "loRaSNR": 10}], "adr": True, "fCnt": 10, "fPort": 1,
           "data": nf.status_payload()}
 
-    reply = client.post("/uplinks/chirpstack?event=up", content=json.dumps(v3), headers=HEADERS)
+    reply = client.post("/uplinks/chirpstack?event=up", content=json.dumps(v3), headers=b.HEADERS)
 
     assert reply.status_code == 400
     assert reply.json()["reason"].startswith("a ChirpStack v3 event")

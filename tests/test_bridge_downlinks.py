@@ -10,22 +10,11 @@ import pytest
 
 from collar_firmware import codec
 from lora_bridge.errors import InvalidCommand, UnknownDevice
-from lora_bridge.server import serve_app_in_thread
-
-
-@pytest.fixture
-def network(port):
-    stand_in = b.StandInNetworkServer()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
-        yield stand_in
 
 
 @pytest.fixture
 def bridge(store_url, network):
-    with b.fresh_bridge(
-        store_url, network_server_url=network.url, network_server_api_key=network.api_key, outbox_worker=False
-    ) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         yield bridge
 
 

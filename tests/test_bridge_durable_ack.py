@@ -17,13 +17,12 @@ from starlette.testclient import TestClient
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import RulesTimer
 
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 # Where the journal is applied: a thread of the webhook's process, or a process of its own.
 APPLIERS = pytest.mark.parametrize("applier", ["thread", "process"])
 
 
 def post(client: TestClient, body: bytes):
-    return client.post("/uplinks/tts", content=body, headers=HEADERS)
+    return client.post("/uplinks/tts", content=body, headers=b.HEADERS)
 
 
 def wait_until(check, timeout_s: float = 30.0) -> None:
@@ -259,7 +258,7 @@ def test_a_renamed_chirpstack_collar_is_answered_by_its_deveui_and_the_name_it_i
         def post_chirpstack(device_name: str, f_cnt: int):
             body = b.chirpstack_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=device_name, dev_eui=eui,
                                        f_cnt=f_cnt)
-            return client.post("/uplinks/chirpstack?event=up", content=body, headers=HEADERS)
+            return client.post("/uplinks/chirpstack?event=up", content=body, headers=b.HEADERS)
 
         first = post_chirpstack("collar-a", 1)
         if ack == "durable":

@@ -14,9 +14,6 @@ from starlette.testclient import TestClient
 
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.chirpstack_protobuf import has_message, message_class
-from lora_bridge.server import serve_app_in_thread
-
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 
 TTS_OUTCOMES = {
     "uplink_message": ("processed", "status"),
@@ -45,21 +42,8 @@ CHIRPSTACK_OUTCOMES = {
 
 
 @pytest.fixture
-def bridge(sqlite_url):  # reading the kinds is the same on both stores; the downlink tests below run on both
-    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
-        yield bridge
-
-
-@pytest.fixture
-def client(bridge):
-    with TestClient(create_app(bridge)) as client:
-        yield client
-
-
-def post_json(client: TestClient, url: str, body: dict) -> dict:
-    reply = client.post(url, content=json.dumps(body), headers=HEADERS)
-    assert 200 <= reply.status_code < 300, reply.text
-    return reply.json()
+def bridge_store(sqlite_url):  # reading the kinds is the same on both stores; the downlink tests below run on both
+    return sqlite_url
 
 
 def test_every_documented_message_kind_has_a_fixture():
@@ -70,7 +54,7 @@ def test_every_documented_message_kind_has_a_fixture():
 
 @pytest.mark.parametrize("name", sorted(TTS_OUTCOMES))
 def test_every_tts_message_kind_is_answered_2xx_and_recorded_for_what_it_is(client, bridge, name):
-    answer = post_json(client, "/uplinks/tts", nf.TTS[name].body)
+    answer = b.webhook_post(client, "/uplinks/tts", nf.TTS[name].body)
 
     assert (answer["status"], answer["message"]) == TTS_OUTCOMES[name]
     assert bridge.dead_letters() == []
@@ -85,7 +69,7 @@ def test_every_tts_message_kind_is_answered_2xx_and_recorded_for_what_it_is(clie
 
 @pytest.mark.parametrize("name", sorted(CHIRPSTACK_OUTCOMES))
 def test_every_chirpstack_event_is_answered_2xx_and_recorded_for_what_it_is(client, bridge, name):
-    answer = post_json(client, f"/uplinks/chirpstack?event={name}", nf.CHIRPSTACK[name].body)
+    answer = b.webhook_post(client, f"/uplinks/chirpstack?event={name}", nf.CHIRPSTACK[name].body)
 
     assert (answer["status"], answer["message"]) == CHIRPSTACK_OUTCOMES[name]
     (device,) = bridge.devices()
@@ -124,7 +108,7 @@ def test_broken_protobuf_is_a_400_dead_letter_and_the_next_uplink_still_lands(cl
         content=b"\xff\xff\xff\xff",
         headers={"X-Tembo-Secret": b.SECRET, "Content-Type": "application/octet-stream"},
     )
-    good = post_json(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
+    good = b.webhook_post(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
 
     assert broken.status_code == 400 and "Protobuf" in broken.json()["reason"]
     assert good["status"] == "processed"
@@ -135,7 +119,7 @@ def test_broken_protobuf_is_a_400_dead_letter_and_the_next_uplink_still_lands(cl
 def test_field_masked_uplink_takes_its_collar_from_the_webhook_path(client, bridge):
     masked = {"uplink_message": nf.TTS["uplink_message"].copy()["uplink_message"]}
 
-    answer = post_json(client, "/uplinks/tts/app1/dev1", masked)
+    answer = b.webhook_post(client, "/uplinks/tts/app1/dev1", masked)
 
     assert (answer["status"], answer["device_id"], answer["message"]) == ("processed", "dev1", "status")
     (animal,) = bridge.animals(viewer=b.RANGER)
@@ -149,8 +133,8 @@ def test_a_webhook_naming_the_device_by_its_deveui_path_variable_keeps_one_colla
     masked_message = nf.TTS["uplink_message"].copy()["uplink_message"]
     masked_message.update(f_cnt=2, received_at="2020-02-12T15:25:45Z")
 
-    first = post_json(client, "/uplinks/tts/app1/0004A30B001C0530", full)
-    masked = post_json(client, "/uplinks/tts/app1/0004A30B001C0530", {"uplink_message": masked_message})
+    first = b.webhook_post(client, "/uplinks/tts/app1/0004A30B001C0530", full)
+    masked = b.webhook_post(client, "/uplinks/tts/app1/0004A30B001C0530", {"uplink_message": masked_message})
 
     assert [(a["status"], a["device_id"], a["dev_eui"]) for a in (first, masked)] == [
         ("processed", "dev1", "0004A30B001C0530"), ("processed", "dev1", "0004A30B001C0530")]
@@ -161,21 +145,21 @@ def test_a_webhook_naming_the_device_by_its_deveui_path_variable_keeps_one_colla
 def test_field_masked_uplink_without_path_ids_is_a_clear_400(client, bridge):
     masked = {"uplink_message": nf.TTS["uplink_message"].copy()["uplink_message"]}
 
-    reply = client.post("/uplinks/tts", content=json.dumps(masked), headers=HEADERS)
+    reply = client.post("/uplinks/tts", content=json.dumps(masked), headers=b.HEADERS)
 
     assert reply.status_code == 400 and "device" in reply.json()["reason"]
 
 
 def test_event_named_in_the_webhook_path_reads_the_body_as_that_kind(client, bridge):
-    answer = post_json(client, "/uplinks/tts/app1/dev1/join-accept", nf.TTS["join_accept"].body)
+    answer = b.webhook_post(client, "/uplinks/tts/app1/dev1/join-accept", nf.TTS["join_accept"].body)
 
     assert (answer["status"], answer["message"]) == ("recorded", "join")
 
 
 def test_uplink_without_f_port_keeps_the_collar_alive_and_counts_its_frame(client, bridge):
-    post_json(client, "/uplinks/tts", nf.TTS["uplink_message"].body)
+    b.webhook_post(client, "/uplinks/tts", nf.TTS["uplink_message"].body)
 
-    answer = post_json(client, "/uplinks/tts", nf.TTS["uplink_message_without_f_port"].body)
+    answer = b.webhook_post(client, "/uplinks/tts", nf.TTS["uplink_message_without_f_port"].body)
 
     assert answer["message"] == "mac_commands"
     (device,) = bridge.devices()
@@ -185,7 +169,7 @@ def test_uplink_without_f_port_keeps_the_collar_alive_and_counts_its_frame(clien
 def test_a_kind_the_bridge_does_not_know_is_kept_and_answered_2xx(client, bridge):
     future = {"end_device_ids": nf.TTS_END_DEVICE_IDS, "uplink_teleported": {"f_cnt": 3}}
 
-    replies = [client.post("/uplinks/tts", content=json.dumps(future), headers=HEADERS) for _ in range(2)]
+    replies = [client.post("/uplinks/tts", content=json.dumps(future), headers=b.HEADERS) for _ in range(2)]
 
     assert [r.status_code for r in replies] == [200, 200]
     assert [r.json()["status"] for r in replies] == ["kept", "duplicate"]  # the same body again: one letter
@@ -195,7 +179,7 @@ def test_a_kind_the_bridge_does_not_know_is_kept_and_answered_2xx(client, bridge
 
 
 def test_unknown_chirpstack_event_is_kept_and_answered_2xx(client, bridge):
-    answer = post_json(client, "/uplinks/chirpstack?event=gateway_mesh", {"deviceInfo": nf.CHIRPSTACK_DEVICE_INFO})
+    answer = b.webhook_post(client, "/uplinks/chirpstack?event=gateway_mesh", {"deviceInfo": nf.CHIRPSTACK_DEVICE_INFO})
 
     assert answer["status"] == "kept"
     (letter,) = bridge.dead_letters()
@@ -203,12 +187,12 @@ def test_unknown_chirpstack_event_is_kept_and_answered_2xx(client, bridge):
 
 
 def test_a_renamed_chirpstack_device_stays_one_collar(client, bridge):
-    post_json(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
+    b.webhook_post(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
     renamed = nf.CHIRPSTACK["up"].copy()
     renamed["deviceInfo"] = dict(renamed["deviceInfo"], deviceName="Tembo Kubwa collar")
     renamed["fCnt"] = 5
 
-    answer = post_json(client, "/uplinks/chirpstack?event=up", renamed)
+    answer = b.webhook_post(client, "/uplinks/chirpstack?event=up", renamed)
 
     (device,) = bridge.devices()
     assert answer["device_id"] == device.device_id == "Test device"
@@ -216,11 +200,11 @@ def test_a_renamed_chirpstack_device_stays_one_collar(client, bridge):
 
 
 def test_one_collar_moved_from_the_things_stack_to_chirpstack_stays_one_collar(client, bridge):
-    post_json(client, "/uplinks/tts", nf.TTS["uplink_message"].body)
+    b.webhook_post(client, "/uplinks/tts", nf.TTS["uplink_message"].body)
     moved = nf.CHIRPSTACK["up"].copy()
     moved["deviceInfo"] = dict(moved["deviceInfo"], devEui="0004a30b001c0530", deviceName="elephant-7")
 
-    post_json(client, "/uplinks/chirpstack?event=up", moved)
+    b.webhook_post(client, "/uplinks/chirpstack?event=up", moved)
 
     (device,) = bridge.devices()
     assert (device.device_id, device.network) == ("dev1", "chirpstack")
@@ -232,7 +216,7 @@ def test_two_collars_with_one_name_in_two_applications_stay_two_collars(client, 
     second["end_device_ids"] = dict(second["end_device_ids"], dev_eui="0004A30B001C0531",
                                     application_ids={"application_id": "app2"})
 
-    answers = [post_json(client, "/uplinks/tts", body) for body in (first, second)]
+    answers = [b.webhook_post(client, "/uplinks/tts", body) for body in (first, second)]
 
     assert [a["status"] for a in answers] == ["processed", "processed"]
     assert sorted((d.device_id, d.dev_eui, d.label) for d in bridge.devices()) == [
@@ -242,9 +226,9 @@ def test_two_collars_with_one_name_in_two_applications_stay_two_collars(client, 
 
 
 def test_network_location_and_status_are_stored_for_the_technician(client, bridge):
-    post_json(client, "/uplinks/tts", nf.TTS["location_solved"].body)
-    post_json(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
-    post_json(client, "/uplinks/chirpstack?event=location", nf.CHIRPSTACK["location"].body)
+    b.webhook_post(client, "/uplinks/tts", nf.TTS["location_solved"].body)
+    b.webhook_post(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
+    b.webhook_post(client, "/uplinks/chirpstack?event=location", nf.CHIRPSTACK["location"].body)
 
     location = bridge.network_events(kind="location", viewer=b.RANGER)
     status = bridge.network_events(kind="status", viewer=b.RANGER)
@@ -258,15 +242,15 @@ def test_network_location_and_status_are_stored_for_the_technician(client, bridg
 
 def test_join_starts_a_new_session_and_a_replayed_old_frame_is_still_a_duplicate(client, bridge):
     first = nf.TTS["uplink_message"].copy()
-    post_json(client, "/uplinks/tts", first)
+    b.webhook_post(client, "/uplinks/tts", first)
     join = nf.TTS["join_accept"].copy()
     join["join_accept"]["received_at"] = "2020-02-17T07:49:09.736532315Z"
 
-    post_json(client, "/uplinks/tts", join)
+    b.webhook_post(client, "/uplinks/tts", join)
     after_rejoin = nf.TTS["uplink_message"].copy()
     after_rejoin["uplink_message"]["received_at"] = "2020-02-17T08:00:00Z"
-    same_frame_counter_new_session = post_json(client, "/uplinks/tts", after_rejoin)
-    replayed_old_frame = post_json(client, "/uplinks/tts", first)
+    same_frame_counter_new_session = b.webhook_post(client, "/uplinks/tts", after_rejoin)
+    replayed_old_frame = b.webhook_post(client, "/uplinks/tts", first)
 
     assert same_frame_counter_new_session["status"] == "processed"
     assert replayed_old_frame["status"] == "duplicate"
@@ -285,10 +269,10 @@ def test_a_join_delivered_again_late_starts_no_session_so_a_frame_delivered_agai
         frame["uplink_message"].update(f_cnt=f_cnt, received_at=f"2020-02-17T09:0{f_cnt}:00Z")
         frames.append(frame)
 
-    post_json(client, "/uplinks/tts", rejoin)
-    answers = [post_json(client, "/uplinks/tts", frames[0]), post_json(client, "/uplinks/tts", frames[1])]
-    late = post_json(client, "/uplinks/tts", old_join)
-    answers += [post_json(client, "/uplinks/tts", frames[2]), post_json(client, "/uplinks/tts", frames[1])]
+    b.webhook_post(client, "/uplinks/tts", rejoin)
+    answers = [b.webhook_post(client, "/uplinks/tts", frames[0]), b.webhook_post(client, "/uplinks/tts", frames[1])]
+    late = b.webhook_post(client, "/uplinks/tts", old_join)
+    answers += [b.webhook_post(client, "/uplinks/tts", frames[2]), b.webhook_post(client, "/uplinks/tts", frames[1])]
     (device,) = bridge.devices()
 
     assert late["status"] == "recorded"
@@ -304,10 +288,10 @@ def test_a_chirpstack_reset_log_delivered_again_starts_no_second_session(client,
         frame = nf.CHIRPSTACK["up"].copy() | {"fCnt": f_cnt, "time": f"2022-07-18T{at}Z"}
         frames.append(frame)
 
-    post_json(client, "/uplinks/chirpstack?event=log", reset)
-    answers = [post_json(client, "/uplinks/chirpstack?event=up", frame) for frame in frames]
-    post_json(client, "/uplinks/chirpstack?event=log", reset)  # the same report again (MQTT redelivery)
-    answers.append(post_json(client, "/uplinks/chirpstack?event=up", frames[1]))
+    b.webhook_post(client, "/uplinks/chirpstack?event=log", reset)
+    answers = [b.webhook_post(client, "/uplinks/chirpstack?event=up", frame) for frame in frames]
+    b.webhook_post(client, "/uplinks/chirpstack?event=log", reset)  # the same report again (MQTT redelivery)
+    answers.append(b.webhook_post(client, "/uplinks/chirpstack?event=up", frames[1]))
 
     assert [a["status"] for a in answers] == ["processed", "processed", "duplicate"]
 
@@ -338,92 +322,169 @@ def test_lost_uplinks_per_collar_are_gaps_less_what_the_flash_queue_sent_later(b
 
 
 def test_chirpstack_frame_counter_reset_log_starts_a_new_session(client, bridge):
-    post_json(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
+    b.webhook_post(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
     reset = nf.CHIRPSTACK["log"].copy()
     reset.update(code="UPLINK_F_CNT_RESET", level="WARNING", time="2022-07-18T10:00:00Z")
-    post_json(client, "/uplinks/chirpstack?event=log", reset)
+    b.webhook_post(client, "/uplinks/chirpstack?event=log", reset)
     again = nf.CHIRPSTACK["up"].copy()
     again["time"] = "2022-07-18T10:00:05Z"
 
-    answer = post_json(client, "/uplinks/chirpstack?event=up", again)
+    answer = b.webhook_post(client, "/uplinks/chirpstack?event=up", again)
 
     assert answer["status"] == "processed", "the same frame counter and bytes after a reset are a new frame"
 
 
 @pytest.fixture
-def network(port):
-    stand_in = b.StandInNetworkServer()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
-        yield stand_in
+def pushing(store_url, network):
+    """A bridge that pushes its downlinks to the stand-in network server by hand, on both stores, and its client."""
+    with b.pushing_to(network, store_url) as bridge, TestClient(create_app(bridge)) as client:
+        yield bridge, client
 
 
-def test_downlink_delivery_reports_follow_the_ack_to_the_network_and_the_collar(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
-        post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
-        bridge.flush_downlinks()
-        (pushed,) = network.pushes
-        (downlink,) = bridge.downlinks()
-        assert pushed["correlation_ids"] == [f"tembo:downlink:{downlink.downlink_id}"]
-        states = []
-        for key in ("downlink_queued", "downlink_sent"):
-            report = nf.TTS[key].copy()
-            report[key].update(
-                f_port=32,
-                frm_payload=base64.b64encode(pushed["payload"]).decode(),
-                correlation_ids=[*pushed["correlation_ids"], "as:downlink:01E19B99501X84X6CV471TVSZ1"],
-            )
-            post_json(client, "/uplinks/tts", report)
-            states.append(bridge.downlinks()[0].network_state)
-        ack_port, ack_payload = b.ack("ack_alert", "ok", time_s=nf.STATUS_TIME_S + 60)
-        collar_ack = _alert_uplink(f_cnt=4)
-        collar_ack["uplink_message"].update(f_port=ack_port, frm_payload=base64.b64encode(ack_payload).decode())
-        post_json(client, "/uplinks/tts", collar_ack)
-        (after,) = bridge.downlinks()
+def test_downlink_delivery_reports_follow_the_ack_to_the_network_and_the_collar(pushing, network):
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    (downlink,) = bridge.downlinks()
+    assert pushed["correlation_ids"] == [f"tembo:downlink:{downlink.downlink_id}"]
+    states = []
+    for minute, key in enumerate(("downlink_queued", "downlink_sent")):
+        b.webhook_post(client, "/uplinks/tts", _report(key, pushed, minute))
+        states.append(bridge.downlinks()[0].network_state)
+    ack_port, ack_payload = b.ack("ack_alert", "ok", time_s=nf.STATUS_TIME_S + 60)
+    collar_ack = _alert_uplink(f_cnt=4)
+    collar_ack["uplink_message"].update(f_port=ack_port, frm_payload=base64.b64encode(ack_payload).decode())
+    b.webhook_post(client, "/uplinks/tts", collar_ack)
+    (after,) = bridge.downlinks()
 
     assert states == ["queued", "sent"]
     assert (after.state, after.network_state) == ("acknowledged", "sent")
 
 
-def test_a_failed_downlink_report_lets_the_collar_get_its_ack_again(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
-        post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
-        bridge.flush_downlinks()
-        (pushed,) = network.pushes
-        failed = nf.TTS["downlink_failed"].copy()
-        failed["downlink_failed"]["downlink"].update(
-            f_port=32, frm_payload=base64.b64encode(pushed["payload"]).decode(), correlation_ids=pushed["correlation_ids"]
-        )
-        post_json(client, "/uplinks/tts", failed)
-        post_json(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
-        bridge.flush_downlinks()
-        states = [(d.state, d.network_state) for d in bridge.downlinks()]
+def test_a_failed_downlink_report_lets_the_collar_get_its_ack_again(pushing, network):
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    failed = nf.TTS["downlink_failed"].copy()
+    failed["downlink_failed"]["downlink"].update(
+        f_port=32, frm_payload=base64.b64encode(pushed["payload"]).decode(), correlation_ids=pushed["correlation_ids"]
+    )
+    b.webhook_post(client, "/uplinks/tts", failed)
+    b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
+    bridge.flush_downlinks()
+    states = [(d.state, d.network_state) for d in bridge.downlinks()]
 
     assert states == [("failed", "failed"), ("sent", "queued")]
     assert len(network.pushes) == 2
 
 
-def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
-        up = nf.CHIRPSTACK["up"].copy()
-        port, payload = b.alert("mortality", seq=2)
-        up.update(fPort=port, data=base64.b64encode(payload).decode())
-        post_json(client, "/uplinks/chirpstack?event=up", up)
-        bridge.flush_downlinks()
-        states, answers = [], []
-        for name in ("txack", "ack"):
-            report = nf.CHIRPSTACK[name].copy()
-            report["queueItemId"] = "q-1"  # the id the stand-in's queue answered with
-            answers.append(post_json(client, f"/uplinks/chirpstack?event={name}", report))
-            states.append(bridge.downlinks()[0].network_state)
-        (downlink,) = bridge.downlinks()
+def test_operator_sees_a_nacked_ack_that_the_things_stack_sends_again_reach_the_collar_without_a_second_push(
+        pushing, network):
+    # TTS: a nacked confirmed downlink is put back at the head of the collar's queue by the
+    # Application Server and sent again (devices/concepts/confirmed-downlinks-behavior). Its later
+    # reports had been dropped as "older" than the nack, and the collar's repeat of its alert had
+    # made the bridge push a second ack beside the one TTS was already sending again.
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    states = []
+    for minute, key in enumerate(("downlink_sent", "downlink_nack", None, "downlink_sent", "downlink_ack")):
+        if key is None:
+            b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
+            bridge.flush_downlinks()
+        else:
+            b.webhook_post(client, "/uplinks/tts", _report(key, pushed, minute))
+        states.append([(d.state, d.network_state) for d in bridge.downlinks()])
+
+    assert len(network.pushes) == 1
+    assert states == [
+        [("sent", "sent")],
+        [("sent", "nacked")],
+        [("sent", "nacked")],
+        [("sent", "sent")],
+        [("sent", "acked")],
+    ]
+
+
+def test_a_sent_report_of_the_first_round_delivered_after_the_nack_does_not_hide_the_nack(pushing, network):
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    b.webhook_post(client, "/uplinks/tts", _report("downlink_nack", pushed, minute=2))
+    b.webhook_post(client, "/uplinks/tts", _report("downlink_sent", pushed, minute=1))  # a late webhook retry
+    (downlink,) = bridge.downlinks()
+
+    assert downlink.network_state == "nacked"
+
+
+def test_a_report_of_an_earlier_round_delivered_after_the_failure_leaves_the_downlink_failed(pushing, network):
+    bridge, client = pushing
+    pushed = _tts_ack_pushed(pushing, network)
+    failed = _report("downlink_failed", pushed, minute=2)
+    b.webhook_post(client, "/uplinks/tts", failed)
+    b.webhook_post(client, "/uplinks/tts", _report("downlink_sent", pushed, minute=1))  # a late webhook retry
+    (downlink,) = bridge.downlinks()
+
+    assert (downlink.state, downlink.network_state) == ("failed", "failed")
+
+
+def test_chirpstack_txack_and_ack_move_the_downlink_by_its_queue_item(pushing, network):
+    bridge, client = pushing
+    _chirpstack_ack_pushed(pushing)
+    states, answers = [], []
+    for name in ("txack", "ack"):
+        report = nf.CHIRPSTACK[name].copy()
+        report["queueItemId"] = "q-1"  # the id the stand-in's queue answered with
+        answers.append(b.webhook_post(client, f"/uplinks/chirpstack?event={name}", report))
+        states.append(bridge.downlinks()[0].network_state)
+    (downlink,) = bridge.downlinks()
 
     assert states == ["sent", "acked"]
     # The operator reads in each answer which of Tembo's downlinks the report moved.
     assert [answer["downlink_ids"] for answer in answers] == [[downlink.downlink_id]] * 2
+
+
+def test_operator_sees_an_ack_chirpstack_discarded_unacknowledged_pushed_again(pushing, network):
+    # ChirpStack v4 deletes a confirmed queue item the device did not acknowledge in time and says so
+    # with an ack event of `acknowledged: false`; unlike The Things Stack it does not send it again.
+    bridge, client = pushing
+    _chirpstack_ack_pushed(pushing)
+    nack = nf.CHIRPSTACK["ack"].copy()
+    nack.update(queueItemId="q-1", acknowledged=False)
+    b.webhook_post(client, "/uplinks/chirpstack?event=ack", nack)
+    bridge.flush_downlinks()
+    (downlink,) = bridge.downlinks()
+
+    first, again = network.pushes
+    assert first["payload"] == again["payload"]
+    assert (downlink.command, downlink.state, downlink.attempts) == ("ack_alert", "sent", 2)
+
+
+def _tts_ack_pushed(pushing, network) -> dict:
+    """A collar's alert through TTS, and the ack the bridge pushed for it."""
+    bridge, client = pushing
+    b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=3))
+    bridge.flush_downlinks()
+    (pushed,) = network.pushes
+    return pushed
+
+
+def _chirpstack_ack_pushed(pushing) -> None:
+    """A collar's alert through ChirpStack, and its ack pushed (the stand-in's queue item q-1)."""
+    bridge, client = pushing
+    up = nf.CHIRPSTACK["up"].copy()
+    port, payload = b.alert("mortality", seq=2)
+    up.update(fPort=port, data=base64.b64encode(payload).decode())
+    b.webhook_post(client, "/uplinks/chirpstack?event=up", up)
+    bridge.flush_downlinks()
+
+
+def _report(key: str, pushed: dict, minute: int) -> dict:
+    """A TTS delivery report of the pushed downlink, as TTS sent it `minute` minutes after the docs' example."""
+    report = nf.TTS[key].copy()
+    report["received_at"] = f"2020-02-17T10:{32 + minute:02d}:24.590413417Z"
+    (report[key]["downlink"] if key == "downlink_failed" else report[key]).update(
+        f_port=32,
+        frm_payload=base64.b64encode(pushed["payload"]).decode(),
+        correlation_ids=[*pushed["correlation_ids"], "as:downlink:01E19B99501X84X6CV471TVSZ1"],
+    )
+    return report
 
 
 def _alert_uplink(f_cnt: int) -> dict:
@@ -436,7 +497,7 @@ def _alert_uplink(f_cnt: int) -> dict:
 def test_operator_told_why_a_tts_body_whose_message_is_no_object_is_kept(client, bridge):
     body = nf.TTS["join_accept"].copy() | {"join_accept": None}
 
-    answer = post_json(client, "/uplinks/tts", body)
+    answer = b.webhook_post(client, "/uplinks/tts", body)
 
     assert answer["status"] == "kept"
     assert "its join_accept is null, not an object" in answer["reason"]

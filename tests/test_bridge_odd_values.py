@@ -9,24 +9,13 @@ from datetime import timedelta
 
 import bridge_builders as b
 import pytest
-from starlette.testclient import TestClient
 
-from lora_bridge.adapters.api import create_app
 from lora_bridge.store.utc import utc_now
 
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
-
 
 @pytest.fixture
-def bridge(sqlite_url):  # parsing is the same whatever the store: SQLite only
-    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
-        yield bridge
-
-
-@pytest.fixture
-def client(bridge):
-    with TestClient(create_app(bridge)) as client:
-        yield client
+def bridge_store(sqlite_url):  # parsing is the same whatever the store: SQLite only
+    return sqlite_url
 
 
 def tts_document(**changes) -> dict:
@@ -43,7 +32,7 @@ def tts_document(**changes) -> dict:
 def test_rssi_infinity_and_nan_are_dropped_and_the_device_list_still_answers(client, bridge):
     body = json.dumps(tts_document()).replace('"rssi": -100', '"rssi": Infinity').replace('"snr": 7.5', '"snr": NaN')
 
-    reply = client.post("/uplinks/tts", content=body, headers=HEADERS)
+    reply = client.post("/uplinks/tts", content=body, headers=b.HEADERS)
     devices = client.get("/api/devices", headers=b.api_headers(bridge, "field_technician"))
 
     assert reply.status_code == 200 and reply.json()["status"] == "processed"
@@ -68,7 +57,7 @@ def test_rssi_infinity_and_nan_are_dropped_and_the_device_list_still_answers(cli
     ],
 )
 def test_wrong_typed_optional_fields_never_dead_letter_a_valid_uplink(client, bridge, changes):
-    reply = client.post("/uplinks/tts", content=json.dumps(tts_document(**changes)), headers=HEADERS)
+    reply = client.post("/uplinks/tts", content=json.dumps(tts_document(**changes)), headers=b.HEADERS)
 
     assert reply.status_code == 200 and reply.json()["status"] == "processed"
     assert bridge.dead_letters() == []
@@ -80,7 +69,7 @@ def test_a_reception_time_in_year_9999_is_dated_at_arrival_with_the_original_kep
     body = tts_document(received_at="9999-12-31T23:59:59.999999999Z",
                         uplink_message__received_at="9999-12-31T23:59:59.999999999Z")
 
-    client.post("/uplinks/tts", content=json.dumps(body), headers=HEADERS)
+    client.post("/uplinks/tts", content=json.dumps(body), headers=b.HEADERS)
 
     (device,) = bridge.devices()
     assert before - timedelta(seconds=1) <= device.last_seen <= utc_now() + timedelta(seconds=1)
@@ -95,7 +84,7 @@ def test_a_reception_time_in_year_9999_is_dated_at_arrival_with_the_original_kep
 def test_a_clock_far_ahead_does_not_freeze_last_seen_so_the_offline_rule_still_fires(client, bridge):
     far_future = (utc_now() + timedelta(days=400)).isoformat().replace("+00:00", "Z")
     client.post("/uplinks/tts", content=json.dumps(tts_document(uplink_message__received_at=far_future)),
-                headers=HEADERS)
+                headers=b.HEADERS)
 
     raised = bridge.run_rules(now=utc_now() + timedelta(days=2))
 
@@ -108,7 +97,7 @@ def test_control_characters_in_ids_are_escaped_so_logs_cannot_be_forged(client, 
     body = tts_document(end_device_ids__device_id=name)
 
     with caplog.at_level(logging.INFO):
-        reply = client.post("/uplinks/tts", content=json.dumps(body), headers=HEADERS)
+        reply = client.post("/uplinks/tts", content=json.dumps(body), headers=b.HEADERS)
 
     assert reply.status_code == 200
     (device,) = bridge.devices()
@@ -120,7 +109,7 @@ def test_control_characters_in_ids_are_escaped_so_logs_cannot_be_forged(client, 
 
 def test_a_dev_eui_that_is_not_an_eui_is_refused_with_a_clear_reason(client, bridge):
     reply = client.post("/uplinks/tts", content=json.dumps(tts_document(end_device_ids__dev_eui="70B3\nD57E")),
-                        headers=HEADERS)
+                        headers=b.HEADERS)
 
     assert reply.status_code == 400 and "EUI-64" in reply.json()["reason"]
     (letter,) = bridge.dead_letters()
@@ -130,6 +119,6 @@ def test_a_dev_eui_that_is_not_an_eui_is_refused_with_a_clear_reason(client, bri
 def test_huge_and_deeply_nested_json_is_a_400_not_a_crash(client, bridge):
     nested = b"[" * 100_000 + b"]" * 100_000
 
-    reply = client.post("/uplinks/tts", content=nested[: 200 * 1024], headers=HEADERS)
+    reply = client.post("/uplinks/tts", content=nested[: 200 * 1024], headers=b.HEADERS)
 
     assert reply.status_code == 400

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import sqlite3
 import threading
+import time
 from datetime import timedelta
 
 import bridge_builders as b
@@ -25,24 +27,9 @@ from lora_bridge.service import open_bridge
 from lora_bridge.store.tables import Downlink, DownlinkRoute
 from lora_bridge.store.utc import utc_now
 
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
-
-
-@pytest.fixture
-def network(port):
-    stand_in = b.StandInNetworkServer()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
-        yield stand_in
-
-
-def by_hand(store_url, network, **settings):
-    return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                          outbox_worker=False, **settings)
-
 
 def test_a_collar_repeating_its_alert_gets_one_ack_while_that_ack_is_on_its_way(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         for f_cnt in (1, 2, 3):
             bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2, time_s=b.T0_S + 60 * f_cnt), f_cnt=f_cnt))
             bridge.flush_downlinks()
@@ -53,7 +40,7 @@ def test_a_collar_repeating_its_alert_gets_one_ack_while_that_ack_is_on_its_way(
 
 
 def test_a_collar_still_repeating_long_after_its_ack_went_gets_it_again(store_url, network):
-    with by_hand(store_url, network, ack_resend_after_s=60) as bridge:
+    with b.pushing_to(network, store_url, ack_resend_after_s=60) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1))
         bridge.flush_downlinks()
         with bridge.db.write() as session:  # the ack went out two hours ago and the collar did not hear it
@@ -65,7 +52,7 @@ def test_a_collar_still_repeating_long_after_its_ack_went_gets_it_again(store_ur
 
 
 def test_a_newer_command_supersedes_a_waiting_one_of_the_same_kind(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
         bridge.queue_command("collar-01", "tracking", {"minutes": 60})
         bridge.queue_command("collar-01", "tracking", {"minutes": 120})
@@ -78,7 +65,7 @@ def test_a_newer_command_supersedes_a_waiting_one_of_the_same_kind(store_url, ne
 
 
 def test_a_newer_command_replaces_the_older_one_still_queued_at_the_network(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=2))
         bridge.queue_command("collar-01", "tracking", {"minutes": 60})
@@ -94,7 +81,7 @@ def test_a_newer_command_replaces_the_older_one_still_queued_at_the_network(stor
 
 
 def test_fair_use_holds_the_eleventh_downlink_of_the_day(store_url, network):
-    with by_hand(store_url, network, downlinks_per_device_per_day=10) as bridge:
+    with b.pushing_to(network, store_url, downlinks_per_device_per_day=10) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
         for n in range(1, 12):  # eleven different settings changes in one day
             bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 600 + 60 * n})
@@ -108,7 +95,7 @@ def test_fair_use_holds_the_eleventh_downlink_of_the_day(store_url, network):
 
 
 def test_a_push_interrupted_by_a_crash_goes_out_after_its_lease_expires(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
         with bridge.db.write() as session:  # a bridge took the lease and died before the push
             row = session.get(Downlink, 1)
@@ -133,7 +120,7 @@ def test_without_anywhere_to_push_an_ack_waits_without_spending_its_attempts(sto
 
 def test_tts_downlink_headers_route_the_ack_without_a_configured_network_server(store_url, network, caplog):
     push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-01/down/push"
-    headers = dict(HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
+    headers = dict(b.HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
                                "X-Downlink-Replace": push.replace("/push", "/replace")})
     with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
         with caplog.at_level(logging.DEBUG):
@@ -153,8 +140,8 @@ def test_tts_downlink_headers_route_the_ack_without_a_configured_network_server(
 
 def test_a_header_cannot_send_pushes_to_another_host_than_the_configured_network_server(store_url, network):
     elsewhere = "http://203.0.113.9/api/v3/as/applications/tembo-test/webhooks/x/devices/collar-01/down/push"
-    headers = dict(HEADERS, **{"X-Downlink-Apikey": "stolen?", "X-Downlink-Push": elsewhere})
-    with by_hand(store_url, network) as bridge, TestClient(create_app(bridge)) as client:
+    headers = dict(b.HEADERS, **{"X-Downlink-Apikey": "stolen?", "X-Downlink-Push": elsewhere})
+    with b.pushing_to(network, store_url) as bridge, TestClient(create_app(bridge)) as client:
         client.post("/uplinks/tts", content=b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1), headers=headers)
         bridge.flush_downlinks()
 
@@ -182,13 +169,38 @@ class HungNetworkServer:
                                        methods=["POST"])])
 
 
+def test_operator_whose_store_is_locked_while_an_ack_is_pushed_sees_the_ack_go_out_once(sqlite_url, network):
+    # A backup takes the store's write lock for a second while the network server takes the push:
+    # the outcome could not be written, the downlink stayed `sending`, and once its lease expired it
+    # went out again (the collar got its ack twice, a second downlink of its fair-use day spent).
+    store = sqlite_url.removeprefix("sqlite:///")
+    backup = sqlite3.connect(store, timeout=0.1, check_same_thread=False)
+
+    def lock_the_store_for_a_second() -> None:
+        backup.execute("BEGIN IMMEDIATE")
+        threading.Timer(1.0, backup.rollback).start()
+
+    with b.pushing_to(network, sqlite_url, sqlite_busy_timeout_ms=100, downlink_lease_s=5) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1))
+        network.on_push = lock_the_store_for_a_second
+        accepted = bridge.flush_downlinks()
+        network.on_push = None
+        time.sleep(5)  # the lease has run out
+        again = bridge.flush_downlinks()
+        (downlink,) = bridge.downlinks()
+    backup.close()
+
+    assert (accepted, again, len(network.pushes)) == (1, 0, 1)
+    assert (downlink.state, downlink.attempts) == ("sent", 1)
+
+
 def test_a_hung_network_server_does_not_hold_up_ingest(store_url, port):
     hung = HungNetworkServer()
     with serve_app_in_thread(hung.app(), port=port) as running:
         with b.fresh_bridge(store_url, network_server_url=running.url, network_server_api_key="k",
                             downlink_timeout_s=0.5) as bridge, TestClient(create_app(bridge)) as client:
             answers = [
-                client.post("/uplinks/tts", headers=HEADERS, content=b.tts_uplink(
+                client.post("/uplinks/tts", headers=b.HEADERS, content=b.tts_uplink(
                     b.alert("mortality", seq=n % 8, time_s=b.T0_S + 600 * n), device_id=f"collar-{n:02d}", f_cnt=n))
                 for n in range(1, 9)
             ]
@@ -217,7 +229,7 @@ def _wait_for(condition, bridge, timeout_s: float = 30.0) -> bool:
 
 
 def test_downlink_bodies_carry_our_correlation_id(store_url, network):
-    with by_hand(store_url, network) as bridge:
+    with b.pushing_to(network, store_url) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
         bridge.flush_downlinks()
 
@@ -244,7 +256,7 @@ def test_an_ack_queued_by_an_uplink_is_pushed_when_its_batch_commits_not_at_the_
                         outbox_every_s=3600, webhook_ack=ack) as bridge, TestClient(create_app(bridge)) as client:
         worker = bridge.start_outbox_worker()
         assert _until(lambda: worker.full_flushes == 1), "the first round at start looks at everything"
-        reply = client.post("/uplinks/tts", headers=HEADERS, content=b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
+        reply = client.post("/uplinks/tts", headers=b.HEADERS, content=b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
         assert reply.status_code in (200, 202)
         assert _until(lambda: [(d.seq, d.state) for d in bridge.downlinks()] == [(3, "sent")])
         full_flushes = worker.full_flushes
@@ -254,8 +266,7 @@ def test_an_ack_queued_by_an_uplink_is_pushed_when_its_batch_commits_not_at_the_
 
 
 def test_an_ack_queued_before_a_restart_is_pushed_by_the_next_run(store_url, network):
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as before:
+    with b.pushing_to(network, store_url) as before:
         before.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=4), f_cnt=1))
         assert [d.state for d in before.downlinks()] == ["queued"]  # stopped before any push
     with open_bridge(store_url, webhook_secret=b.SECRET, network_server_url=network.url,
@@ -274,7 +285,7 @@ def test_the_ack_of_the_message_that_brings_the_tts_route_goes_out_without_waiti
     # TTS sends X-Downlink-Push / -Replace / -Apikey with every webhook call (integrations/webhooks/
     # scheduling-downlinks); the first alert after the bridge starts is also the call that brings them.
     push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-01/down/push"
-    headers = dict(HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
+    headers = dict(b.HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
                                "X-Downlink-Replace": push.replace("/push", "/replace")})
     with b.fresh_bridge(store_url, outbox_every_s=3600.0) as bridge, TestClient(create_app(bridge)) as client:
         worker = bridge.start_outbox_worker()
@@ -294,7 +305,7 @@ def test_a_tts_route_whose_key_is_refused_holds_back_only_its_own_applications_d
         body = json.loads(b.tts_uplink(b.alert("mortality", seq=1), device_id=device, f_cnt=1))
         body["end_device_ids"]["application_ids"]["application_id"] = application
         push = f"{network.url}/api/v3/as/applications/{application}/webhooks/tembo/devices/{device}/down/push"
-        headers = dict(HEADERS, **{"X-Downlink-Apikey": key, "X-Downlink-Push": push,
+        headers = dict(b.HEADERS, **{"X-Downlink-Apikey": key, "X-Downlink-Push": push,
                                    "X-Downlink-Replace": push.replace("/push", "/replace")})
         return json.dumps(body).encode(), headers
 

@@ -7,37 +7,19 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 
 import bridge_builders as b
 import network_fixtures as nf
 import pytest
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.api import create_app
-from lora_bridge.server import serve_app_in_thread
+from lora_bridge.store.tables import Device, RawUplink
 
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 TTS_EVENTS = [name for name in nf.TTS if not name.startswith("uplink_")]
 CHIRPSTACK_EVENTS = [name for name in nf.CHIRPSTACK if name != "up"]
-
-
-@pytest.fixture
-def bridge(store_url):
-    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
-        yield bridge
-
-
-@pytest.fixture
-def client(bridge):
-    with TestClient(create_app(bridge)) as client:
-        yield client
-
-
-def post(client: TestClient, url: str, body: dict | bytes) -> dict:
-    content = body if isinstance(body, bytes) else json.dumps(body)
-    reply = client.post(url, content=content, headers=HEADERS)
-    assert 200 <= reply.status_code < 300, reply.text
-    return reply.json()
 
 
 def url_of(fixture: nf.Fixture) -> str:
@@ -54,8 +36,8 @@ def test_operator_finds_a_network_event_delivered_twice_recorded_once(client, br
     network, kind = name
     fixture = (nf.TTS if network == "tts" else nf.CHIRPSTACK)[kind]
 
-    first = post(client, url_of(fixture), fixture.body)
-    again = post(client, url_of(fixture), fixture.body)  # the network server's retry, byte for byte
+    first = b.webhook_post(client, url_of(fixture), fixture.body)
+    again = b.webhook_post(client, url_of(fixture), fixture.body)  # the network server's retry, byte for byte
 
     assert first["status"] == "recorded"
     assert (again["status"], again["message"]) == ("duplicate", first["message"])
@@ -67,7 +49,7 @@ def test_operator_finds_one_join_when_webhook_and_mqtt_both_deliver_it_written_d
     webhook_body = json.dumps(join).encode()
     mqtt_body = json.dumps(join, indent=2, sort_keys=True).encode()  # the same message, other bytes
 
-    post(client, "/uplinks/tts", webhook_body)
+    b.webhook_post(client, "/uplinks/tts", webhook_body)
     again = bridge.ingest_network_message("tts", "join", mqtt_body,
                                           path_ids={"application_id": "app1", "device_id": "dev1"})
 
@@ -86,43 +68,70 @@ def test_operator_keeps_every_distinct_event_of_one_kind(client, bridge):
     location_of_that_uplink = nf.CHIRPSTACK["location"].copy()
     location_of_that_uplink["deduplicationId"] = second_status["deduplicationId"]
 
-    post(client, "/uplinks/tts", nf.TTS["join_accept"].body)
-    post(client, "/uplinks/tts", later_join)
-    post(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
-    post(client, "/uplinks/chirpstack?event=status", second_status)
-    answer = post(client, "/uplinks/chirpstack?event=location", location_of_that_uplink)
+    b.webhook_post(client, "/uplinks/tts", nf.TTS["join_accept"].body)
+    b.webhook_post(client, "/uplinks/tts", later_join)
+    b.webhook_post(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
+    b.webhook_post(client, "/uplinks/chirpstack?event=status", second_status)
+    answer = b.webhook_post(client, "/uplinks/chirpstack?event=location", location_of_that_uplink)
 
     assert answer["status"] == "recorded"
     assert sorted(event["kind"] for event in events_of(bridge)) == ["join", "join", "location", "status", "status"]
+
+
+def test_operator_with_a_field_masked_webhook_sees_the_collars_second_join_a_day_later_start_a_new_session(
+        client, bridge):
+    # A field mask without received_at and correlation_ids: TTS posts `{}` to the webhook's /join path,
+    # the same bytes for every join of the collar. While TTS may still retry the call (90 min) an equal
+    # body is a retry; a day later it is the collar joining again. That join had been answered
+    # `duplicate` and not applied, so the rejoined collar's frame 1 was taken for the old frame 1.
+    frame = {"uplink_message": {"f_port": 1, "f_cnt": 1, "frm_payload": nf.status_payload()}}
+    answers = [b.webhook_post(client, "/uplinks/tts/app1/dev1/join", {})]
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1", frame))
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1/join", {}))  # TTS's retry of the join
+    _a_day_passes(bridge)
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1/join", {}))  # the collar rejoins
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1", frame))  # its new frame 1, the same bytes
+    answers.append(b.webhook_post(client, "/uplinks/tts/app1/dev1/join", {}))  # TTS's retry of the rejoin
+    joins = client.get("/api/network_events?kind=join", headers=b.api_headers(bridge, "admin")).json()
+
+    assert [(a["status"], a["message"]) for a in answers] == [
+        ("recorded", "join"), ("processed", "status"), ("duplicate", "join"),
+        ("recorded", "join"), ("processed", "status"), ("duplicate", "join"),
+    ]
+    assert len(joins) == 2
+    (device,) = bridge.devices()
+    assert (device.uplinks_received, device.uplinks_lost) == (2, 0)
+
+
+def _a_day_passes(bridge) -> None:
+    """What the bridge heard so far, and when it saw the collars, dated a day earlier."""
+    with bridge.db.write() as session:
+        for raw in session.scalars(select(RawUplink)):
+            raw.received_at -= timedelta(days=1)
+        for device in session.scalars(select(Device)):
+            device.joined_at -= timedelta(days=1)
+            device.first_seen -= timedelta(days=1)
+            device.last_seen -= timedelta(days=1)
 
 
 def test_a_log_chirpstack_sends_twice_is_one_log_and_a_new_log_is_another(client, bridge):
     log = nf.CHIRPSTACK["log"].body
     later = nf.CHIRPSTACK["log"].copy() | {"time": "2022-07-18T09:40:00Z"}
 
-    answers = [post(client, "/uplinks/chirpstack?event=log", body)["status"] for body in (log, log, later)]
+    answers = [b.webhook_post(client, "/uplinks/chirpstack?event=log", body)["status"] for body in (log, log, later)]
 
     assert answers == ["recorded", "duplicate", "recorded"]
     assert len(events_of(bridge)) == 2
 
 
-@pytest.fixture
-def network(port):
-    stand_in = b.StandInNetworkServer()
-    with serve_app_in_thread(stand_in.app(), port=port) as running:
-        stand_in.url = running.url
-        yield stand_in
-
-
 def test_operator_sees_a_queue_invalidation_delivered_again_send_the_collars_ack_once_more_not_twice(store_url, network):
     # The collar rejoined: TTS drops its downlink queue and says so; Tembo sends the ack again. The
     # same report delivered again later (an MQTT redelivery) must not send it a third time.
-    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+    with b.pushing_to(network, store_url) as bridge, TestClient(create_app(bridge)) as client:
         alert = nf.TTS["uplink_message"].copy()
         port, payload = b.alert("mortality", seq=2, time_s=nf.STATUS_TIME_S)
         alert["uplink_message"].update(f_port=port, f_cnt=3, frm_payload=base64.b64encode(payload).decode())
-        post(client, "/uplinks/tts", alert)
+        b.webhook_post(client, "/uplinks/tts", alert)
         bridge.flush_downlinks()
         (pushed,) = network.pushes
         invalidated = nf.TTS["downlink_queue_invalidated"].copy()
@@ -131,9 +140,9 @@ def test_operator_sees_a_queue_invalidation_delivered_again_send_the_collars_ack
             "correlation_ids": pushed["correlation_ids"],
         }]
 
-        post(client, "/uplinks/tts", invalidated)
+        b.webhook_post(client, "/uplinks/tts", invalidated)
         bridge.flush_downlinks()
-        again = post(client, "/uplinks/tts", invalidated)
+        again = b.webhook_post(client, "/uplinks/tts", invalidated)
         bridge.flush_downlinks()
         (downlink,) = bridge.downlinks()
 
@@ -150,8 +159,8 @@ def test_operator_finds_one_dead_letter_with_its_tries_when_the_network_server_r
     other["uplink_message"]["f_cnt"] = "a lot"
     body = json.dumps(broken).encode()
 
-    codes = [client.post("/uplinks/tts", content=body, headers=HEADERS).status_code for _ in range(7)]
-    other_code = client.post("/uplinks/tts", content=json.dumps(other), headers=HEADERS).status_code
+    codes = [client.post("/uplinks/tts", content=body, headers=b.HEADERS).status_code for _ in range(7)]
+    other_code = client.post("/uplinks/tts", content=json.dumps(other), headers=b.HEADERS).status_code
     listed = client.get("/api/dead_letters", headers=b.api_headers(bridge, "admin")).json()
 
     assert codes == [400] * 7 and other_code == 400  # still refused: the body is still broken
@@ -222,7 +231,7 @@ def test_operator_keeps_a_gnss_and_a_tdoa_location_chirpstack_solved_from_one_up
     looked_up = nf.CHIRPSTACK["integration"].copy()
     looked_up["object"] = {"accuracy": 8, "latitude": 52.37411}  # the same kind of lookup, another answer
 
-    answers = [post(client, f"/uplinks/chirpstack?event={name}", body)["status"] for name, body in (
+    answers = [b.webhook_post(client, f"/uplinks/chirpstack?event={name}", body)["status"] for name, body in (
         ("location", tdoa), ("location", gnss), ("location", tdoa),
         ("integration", nf.CHIRPSTACK["integration"].body), ("integration", looked_up))]
 
@@ -243,9 +252,9 @@ def test_an_event_chirpstack_sends_as_json_and_as_protobuf_is_recorded_once(clie
         body["location"]["accuracy"] = 13.7  # a 32-bit float in Protobuf: 13.699999809265137
     protobuf = ParseDict(body, message_class(name)(), ignore_unknown_fields=True).SerializeToString()
 
-    post(client, f"/uplinks/chirpstack?event={name}", body)
+    b.webhook_post(client, f"/uplinks/chirpstack?event={name}", body)
     reply = client.post(f"/uplinks/chirpstack?event={name}", content=protobuf,
-                        headers={**HEADERS, "Content-Type": "application/octet-stream"})
+                        headers={**b.HEADERS, "Content-Type": "application/octet-stream"})
 
     assert reply.json()["status"] == "duplicate"
     assert len(events_of(bridge)) == 1
@@ -254,9 +263,9 @@ def test_an_event_chirpstack_sends_as_json_and_as_protobuf_is_recorded_once(clie
 def test_field_technician_still_sees_the_gateway_that_heard_a_collar_after_its_network_reports(client, bridge):
     # ChirpStack reports the collar's battery after an uplink that answered DevStatusReq, and the
     # network confirms the ack downlink it sent: neither was heard by a gateway of its own.
-    post(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
-    post(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
-    post(client, "/uplinks/chirpstack?event=txack", nf.CHIRPSTACK["txack"].body)
+    b.webhook_post(client, "/uplinks/chirpstack?event=up", nf.CHIRPSTACK["up"].body)
+    b.webhook_post(client, "/uplinks/chirpstack?event=status", nf.CHIRPSTACK["status"].body)
+    b.webhook_post(client, "/uplinks/chirpstack?event=txack", nf.CHIRPSTACK["txack"].body)
 
     (health,) = bridge.fleet_health()
 
@@ -292,7 +301,7 @@ def test_operator_keeps_the_reports_of_two_downlinks_queued_at_one_instant(clien
     second = nf.TTS["downlink_queued"].copy()
     second["downlink_queued"].update(f_cnt=2, correlation_ids=["as:downlink:01E19B99501X84X6CV471TVSZ2"])
 
-    answers = [post(client, "/uplinks/tts", body)["status"] for body in (first, second, second)]
+    answers = [b.webhook_post(client, "/uplinks/tts", body)["status"] for body in (first, second, second)]
 
     assert answers == ["recorded", "recorded", "duplicate"]
 
@@ -301,6 +310,6 @@ def test_an_integration_answer_holding_a_number_no_float_holds_is_still_recorded
     answer = nf.CHIRPSTACK["integration"].copy()
     answer["object"] = {"counter": 10**400, "accuracy": 25}
 
-    reply = client.post("/uplinks/chirpstack?event=integration", content=json.dumps(answer), headers=HEADERS)
+    reply = client.post("/uplinks/chirpstack?event=integration", content=json.dumps(answer), headers=b.HEADERS)
 
     assert (reply.status_code, reply.json()["status"]) == (200, "recorded")

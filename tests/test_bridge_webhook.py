@@ -8,20 +8,7 @@ import bridge_builders as b
 import pytest
 from starlette.testclient import TestClient
 
-from lora_bridge.adapters.webhook import create_app
 from lora_bridge.views import AlertView
-
-
-@pytest.fixture
-def bridge(store_url):
-    with b.fresh_bridge(store_url) as bridge:
-        yield bridge
-
-
-@pytest.fixture
-def client(bridge):
-    with TestClient(create_app(bridge)) as client:
-        yield client
 
 
 def post_tts(client: TestClient, body: bytes, secret: str = b.SECRET):

@@ -153,7 +153,7 @@ TIME_RANGE = (
 )
 
 
-def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
+def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
     """Every route of the API with the handler that serves it."""
 
     async def call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -413,7 +413,7 @@ def endpoints(bridge: Bridge, registry: CollectorRegistry) -> list[Endpoint]:
         return JSONResponse(to_jsonable(await call(bridge.fleet_versions)))
 
     async def metrics(request: Request, viewer: Viewer) -> Response:
-        return Response(await call(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(await call(generate_latest, registries.for_viewer(viewer)), media_type=CONTENT_TYPE_LATEST)
 
     a = access
     return [
@@ -522,10 +522,12 @@ def create_app(bridge: Bridge) -> Starlette:
     InsecureSettings when the webhook secret is empty, missing or published without the demo opt-in.
     """
     app = webhook.create_app(bridge)
-    registry = CollectorRegistry()
-    registry.register(BridgeCollector(bridge))
-    requests = Counter("tembo_api_requests", "API requests answered", ["route", "status"], registry=registry)
-    table = endpoints(bridge, registry)
+    registries = Scrapes(live=CollectorRegistry(), delayed=CollectorRegistry())
+    registries.live.register(BridgeCollector(bridge, alert_gauges=True))
+    registries.delayed.register(BridgeCollector(bridge, alert_gauges=False))
+    requests = Counter("tembo_api_requests", "API requests answered", ["route", "status"], registry=registries.live)
+    registries.delayed.register(requests)
+    table = endpoints(bridge, registries)
     for endpoint in table:
         # an id that is no number, or too long to be a row id, is a 404
         path = (endpoint.path.replace("{alert_id}", "{alert_id:row_id}")
@@ -595,11 +597,30 @@ async def _viewer(request: Request, bridge: Bridge) -> Viewer:
     return await run_in_threadpool(bridge.viewer_for_token, secret.strip(), _client(request))
 
 
-class BridgeCollector:
-    """Prometheus collector: the bridge's counts, read from the store at each scrape."""
+# Gauges that say an alert was raised now: only for a role that sees alerts live.
+ALERT_GAUGES = ("alerts", "open_alerts")
 
-    def __init__(self, bridge: Bridge) -> None:
+
+@dataclass(frozen=True)
+class Scrapes:
+    """What `/metrics` answers: every gauge to a role that sees alerts live, and without the alert
+    gauges to a role that sees them late (a field technician: 1 h, 24 h for a high-value animal);
+    a scrape had told it at once that an alert was raised, a day before its alert list would."""
+
+    live: CollectorRegistry
+    delayed: CollectorRegistry
+
+    def for_viewer(self, viewer: Viewer) -> CollectorRegistry:
+        return self.live if viewer.exact_positions else self.delayed
+
+
+class BridgeCollector:
+    """Prometheus collector: the bridge's counts, read from the store at each scrape (with or without
+    the alert gauges, ALERT_GAUGES)."""
+
+    def __init__(self, bridge: Bridge, alert_gauges: bool = True) -> None:
         self.bridge = bridge
+        self.alert_gauges = alert_gauges
 
     def describe(self) -> list[Any]:
         return []  # read the store only when scraped, not when registered
@@ -607,6 +628,8 @@ class BridgeCollector:
     def collect(self) -> Any:
         counts = self.bridge.counts()
         for key, value in sorted(counts.items()):
+            if key in ALERT_GAUGES and not self.alert_gauges:
+                continue
             yield GaugeMetricFamily(f"tembo_{key}", f"Tembo bridge: {key.replace('_', ' ')}", value=float(value))
         yield GaugeMetricFamily("tembo_store_up", "1 when the store answers", value=1.0 if self.bridge.healthy() else 0.0)
 

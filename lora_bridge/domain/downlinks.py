@@ -8,6 +8,16 @@ A downlink's life, in `state` (the outbox) and `network_state` (what the network
       │                  └─ MAX_PUSH_ATTEMPTS refusals: failed
       └── network invalidated its queue (new session): pushed again
     network_state: queued -> sent (transmitted; ChirpStack txack) -> acked | nacked | failed
+                                  ^                                          │
+                                  └──── the network sends it again ──────────┘
+
+A nack is not the end of a downlink: the collar did not confirm it, and The Things Stack's
+Application Server puts it back at the head of the collar's queue and sends it again (docs:
+devices/concepts/confirmed-downlinks-behavior), so its later sent / ack reports still move it and
+Tembo pushes no copy of its own (that would spend a second downlink of the fair-use day on it).
+ChirpStack instead discards a confirmed queue item the collar did not acknowledge in time and
+reports it with `acknowledged: false` ("Device queue-item discarded because of timeout"): that
+downlink goes back to Tembo's queue and is pushed again, within fair use and MAX_PUSH_ATTEMPTS.
 
 Acks of one alert are not repeated while the last one is on its way; a collar still repeating the
 alert after `ack_resend_after_s` (or after the network reported the ack failed) gets it again.
@@ -24,7 +34,8 @@ from sqlalchemy.orm import Session
 
 from lora_bridge.errors import InvalidCommandValues
 from lora_bridge.store.tables import Downlink
-from lora_bridge.store.utc import utc_now
+from lora_bridge.store.utc import as_utc, utc_now
+from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +55,14 @@ NETWORK_ACKED = "acked"
 NETWORK_NACKED = "nacked"
 NETWORK_FAILED = "failed"
 NETWORK_INVALIDATED = "invalidated"
-# Network states after which the collar did not get the downlink.
-NETWORK_UNDELIVERED = (NETWORK_NACKED, NETWORK_FAILED, NETWORK_INVALIDATED)
+# Network states after which the collar did not get the downlink and the network will not send it.
+NETWORK_UNDELIVERED = (NETWORK_FAILED, NETWORK_INVALIDATED)
+# Network states of a downlink that waits in the network's queue (None: pushed, no report yet; nacked:
+# queued again by the network to be sent once more).
+NETWORK_WAITING = (None, NETWORK_QUEUED, NETWORK_NACKED)
+# How far a report says a downlink got: a report never moves it back (reports arrive out of order),
+# except that a nacked downlink goes round again (sent, then acked or nacked once more).
+_REPORT_RANK = {NETWORK_QUEUED: 0, NETWORK_SENT: 1, NETWORK_NACKED: 1, NETWORK_ACKED: 2}
 
 # Commands where a newer one makes an older, not yet delivered one pointless (the same setting).
 ACK_COMMAND = "ack_alert"
@@ -218,7 +235,7 @@ def _supersede_older(session: Session, newer: Downlink) -> None:
         )
     ).all()
     for row in older:
-        if row.state == STATE_SENT and row.network_state not in (None, NETWORK_QUEUED):
+        if row.state == STATE_SENT and row.network_state not in NETWORK_WAITING:
             continue  # already on the air: nothing left to replace
         row.state = STATE_SUPERSEDED
         row.superseded_by = newer.id
@@ -249,7 +266,7 @@ def replaced_at_network(session: Session, downlink: Downlink) -> list[Downlink]:
             Downlink.device_id == downlink.device_id,
             Downlink.state == STATE_SENT,
             Downlink.id != downlink.id,
-            (Downlink.network_state.is_(None)) | (Downlink.network_state == NETWORK_QUEUED),
+            _waiting_at_network(),
         )
         .order_by(Downlink.id)
     ).all()
@@ -402,13 +419,12 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
         KIND_DOWNLINK_NACK: NETWORK_NACKED,
         KIND_DOWNLINK_FAILED: NETWORK_FAILED,
     }[event.kind]
-    order = (NETWORK_QUEUED, NETWORK_SENT, NETWORK_ACKED, NETWORK_NACKED, NETWORK_FAILED)
-    current = downlink.network_state
-    # Reports can arrive out of order (queued after sent): a state never moves backwards.
-    if current in order and state in order and order.index(state) < order.index(current) and state != NETWORK_FAILED:
+    if state != NETWORK_FAILED and not _moves_on(downlink, state, at):
         return downlink
     downlink.network_state = state
     downlink.network_reported_at = at
+    if state == NETWORK_NACKED and event.network == SOURCE_CHIRPSTACK and downlink.state == STATE_SENT:
+        downlink.state = STATE_QUEUED  # ChirpStack discarded it: nobody else sends it again
     if state == NETWORK_FAILED:
         error = event.detail.get("error") or {}
         downlink.last_error = f"network server failed it: {error.get('name') or 'unknown error'}"
@@ -424,6 +440,27 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
     return downlink
 
 
+def _moves_on(downlink: Downlink, state: str, at: datetime) -> bool:
+    """True when a report of state at `at` tells more than the downlink's last one: it got further, or
+    as far again later (sent or nacked once more after a nack: the network sends a nacked downlink
+    again). A report of an earlier round delivered late, or anything after the collar's ack or the
+    network's failure, is not."""
+    current = downlink.network_state
+    if current == NETWORK_FAILED:
+        return False
+    if current not in _REPORT_RANK or state not in _REPORT_RANK:
+        return True
+    if _REPORT_RANK[state] != _REPORT_RANK[current]:
+        return _REPORT_RANK[state] > _REPORT_RANK[current]
+    last = downlink.network_reported_at
+    return last is None or at >= as_utc(last)
+
+
+def _waiting_at_network() -> Any:
+    """The SQL condition of NETWORK_WAITING."""
+    return (Downlink.network_state.is_(None)) | (Downlink.network_state.in_([NETWORK_QUEUED, NETWORK_NACKED]))
+
+
 def _requeue_invalidated(session: Session, device_id: str | None, event: Any, at: datetime) -> Downlink | None:
     """The network dropped its queue for the collar (new session): what Tembo had there goes again."""
     found = (_by_correlation(session, device_id, correlation) for correlation in event.correlation_ids)
@@ -432,7 +469,7 @@ def _requeue_invalidated(session: Session, device_id: str | None, event: Any, at
         rows = list(session.scalars(select(Downlink).where(
             Downlink.device_id == device_id,
             Downlink.state == STATE_SENT,
-            (Downlink.network_state.is_(None)) | (Downlink.network_state == NETWORK_QUEUED),
+            _waiting_at_network(),
         )))
     for row in rows:
         if row.state == STATE_SENT:
