@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 import bridge_builders as b
+import pytest
+from conftest import empty_store
 from sqlalchemy import select
 
 from lora_bridge.bench import synthetic_bodies
@@ -46,15 +48,18 @@ def stored(bridge) -> dict[str, list[str]]:
     return dump
 
 
-def test_the_bench_herd_stores_the_same_rows_one_body_at_a_time_and_through_the_durable_intakes_batches(tmp_path):
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_the_bench_herd_stores_the_same_rows_one_body_at_a_time_and_through_the_durable_intakes_batches(
+        engine, request, tmp_path):
     bodies = synthetic_bodies(collars=20, hours=12)
 
-    with b.fresh_bridge(f"sqlite:///{tmp_path / 'one.db'}") as bridge:
+    with empty_store(engine, request, tmp_path / "one.db") as url, b.fresh_bridge(url) as bridge:
         for body in bodies:
             bridge.ingest_batch([Submission("tts", None, body)])
         one_at_a_time = stored(bridge)
 
-    with b.fresh_bridge(f"sqlite:///{tmp_path / 'durable.db'}", webhook_ack="durable") as bridge:
+    with empty_store(engine, request, tmp_path / "durable.db") as url, \
+            b.fresh_bridge(url, webhook_ack="durable") as bridge:
         intake = bridge.durable_intake()
         answered: list[Submission] = []
         done = threading.Event()
