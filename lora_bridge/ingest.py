@@ -229,8 +229,11 @@ def body_key(raw: RawUplink) -> str:
     return f"body:{network_of(raw.source)}:{digest.hexdigest()[:48]}"
 
 
-def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, session_number: int) -> Claim:
-    """Record what raw holds and claim its dedup key; the first copy's id when another copy has it."""
+def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, session_number: int,
+          first_heard: bool = False) -> Claim:
+    """Record what raw holds and claim its dedup key; the first copy's id when another copy has it.
+    first_heard: the collar was created in this unit of work, so no stored body holds a key of its
+    (collars are never deleted, and a body's key is claimed in the transaction that has its collar)."""
     bulk.set_values(raw, {
         "device_id": device_id,
         "session": session_number,
@@ -244,7 +247,7 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
         "spreading_factor": uplink.spreading_factor,
         "airtime_ms": uplink.airtime_ms,
     })
-    first = claim_key(session, raw, dedup_key(device_id, session_number, uplink))
+    first = claim_key(session, raw, dedup_key(device_id, session_number, uplink), in_store=not first_heard)
     if first is None:
         return Claim(uplink, None)
     _merge_gateways(first, raw)
@@ -259,18 +262,20 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
     return Claim(uplink, first.id)
 
 
-def claim_key(session: Session, raw: RawUplink, key: str, fresh_after: datetime | None = None) -> RawUplink | None:
+def claim_key(session: Session, raw: RawUplink, key: str, fresh_after: datetime | None = None,
+              in_store: bool = True) -> RawUplink | None:
     """Claim key (one delivered message however often it came: `dedup_key`, a network event's,
     a malformed body's) for raw; the first copy that holds it, or None when raw is the first (or
     already holds it: a body replayed). Marks nothing: the caller files raw as the copy it is.
     A holder that arrived before fresh_after (a key of content alone, heard again after the network
     stopped retrying it) is no first copy: raw is a message of its own and takes the key over, so
-    that its own retries find it."""
+    that its own retries find it. in_store False: the store cannot hold the key (only this unit of
+    work's copies are looked at)."""
     if raw.dedup_key == key:
         return None  # replaying a body that already holds its claim
     claimed = session.info.setdefault(CLAIMED_KEYS, {})  # key -> its first copy, in this unit of work
     first = claimed.get(key)
-    if first is None and key not in session.info.get(UNCLAIMED_KEYS, ()):
+    if first is None and in_store and key not in session.info.get(UNCLAIMED_KEYS, ()):
         with session.no_autoflush:  # keys of this unit of work are in `claimed`; the store has the rest
             first = _first_copy(session, key)
     if first is not None and fresh_after is not None and first.id is not None and as_utc(first.received_at) < fresh_after:

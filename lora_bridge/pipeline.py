@@ -381,7 +381,8 @@ def _process_uplink(
     if uplink.device_id != device.device_id:
         uplink = dataclasses.replace(uplink, device_id=device.device_id)
     session_number = devices.session_for_uplink(device, uplink.f_cnt, heard_at)
-    claim = ingest.claim(session, raw, uplink, device.device_id, session_number)
+    claim = ingest.claim(session, raw, uplink, device.device_id, session_number,
+                         first_heard=device.device_id in session.info.get(devices.CREATED, ()))
     if claim.duplicate_of is not None:
         _close_replayed(existing, ingest.STATUS_DUPLICATE)
         return IngestResult(

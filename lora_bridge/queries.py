@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Connection, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from lora_bridge.domain.alerts import OPEN_STATES, STATE_RESOLVED, as_it_stood
@@ -89,16 +89,22 @@ def last_gateway_per_device(session: Session) -> dict[str, str]:
     return found
 
 
-def device_ids_by_eui(session: Session, dev_euis: set[str]) -> dict[str, str]:
+# DevEUI -> device_id of the collars of a set of DevEUIs: a Core statement built once (the durable
+# intake's writer names the collars of every batch it keeps, a few bodies each, in its answers).
+_DEVICE_IDS_BY_EUI = (
+    select(Device.__table__.c.dev_eui, Device.__table__.c.device_id)
+    .where(Device.__table__.c.dev_eui.in_(bindparam("dev_euis", expanding=True)))
+    .order_by(Device.__table__.c.device_id)
+)
+
+
+def device_ids_by_eui(connection: Connection | Session, dev_euis: set[str]) -> dict[str, str]:
     """DevEUI -> the device_id the bridge files that collar under, for the collars it knows (the
     first by device_id, as `devices.resolve_device` picks)."""
     if not dev_euis:
         return {}
     found: dict[str, str] = {}
-    rows = session.execute(
-        select(Device.dev_eui, Device.device_id).where(Device.dev_eui.in_(dev_euis)).order_by(Device.device_id)
-    )
-    for dev_eui, device_id in rows:
+    for dev_eui, device_id in connection.execute(_DEVICE_IDS_BY_EUI, {"dev_euis": sorted(dev_euis)}):
         found.setdefault(dev_eui, device_id)
     return found
 

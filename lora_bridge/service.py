@@ -266,9 +266,9 @@ class Bridge:
 
     def device_ids_by_eui(self, dev_euis: set[str]) -> dict[str, str]:
         """DevEUI -> the device_id each known collar is filed under (devices are their DevEUI; the
-        network's names are labels)."""
-        with self.db.read() as session:
-            return queries.device_ids_by_eui(session, dev_euis)
+        network's names are labels). One Core read on a connection: no ORM session or loading."""
+        with self.db.read_engine.connect() as connection:
+            return queries.device_ids_by_eui(connection, dev_euis)
 
     def durable_intake(self) -> DurableIntake:
         """The writer and applier threads that answer webhook bodies once their raw row is durable and

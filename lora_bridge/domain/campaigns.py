@@ -62,6 +62,8 @@ CAMPAIGN_START_LOCK = 0x74656D626F_0E  # PostgreSQL advisory lock key of campaig
 NO_ANSWER = "no answer"  # a collar's step ended by the delivery's time limits (fuota_delivery.fail_overdue) ...
 NO_RESULT = "no result in"  # ... the reason starts so: a result it sends after all still counts (record_ack)
 SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
+# session.info: whether a campaign was running when this unit of work first asked (`_any_running`)
+ANY_RUNNING = "tembo_campaign_running"
 
 
 class CampaignError(ValueError):
@@ -232,6 +234,7 @@ def create(session: Session, *, name: str, kind: str, version: str, image_sha256
     )
     session.add(campaign)
     session.flush()
+    session.info.pop(ANY_RUNNING, None)
     n_canary = max(1, math.ceil(len(needing) * canary_pct / 100))
     # a canary is a collar that takes the update, one the gates let through now first: a canary held
     # by its battery or link would hold the whole fleet back while telling nothing of the image
@@ -444,6 +447,8 @@ def reconsider_collar(session: Session, device_id: str) -> list[int]:
     """A collar's status was applied (battery, versions): evaluate again every running campaign in which it
     waits or is gated, so a battery that recovered releases it and a version another campaign gave it
     makes it current; return the ids of those campaigns."""
+    if not _any_running(session):
+        return []
     active = list(session.scalars(
         select(UpdateCampaign)
         .join(CampaignCollar, CampaignCollar.campaign_id == UpdateCampaign.id)
@@ -488,6 +493,20 @@ def expire(session: Session, campaign: UpdateCampaign, now: datetime, limit_s: f
     if ended:
         evaluate(session, campaign)
     return ended
+
+
+def _any_running(session: Session) -> bool:
+    """Whether any campaign is running, read once per unit of work (an ingest batch applies the statuses
+    of many collars; with none running, each status skips its read of the collar's campaigns and the
+    flush of the batch so far that read would cause). Within a unit of work only `create` and `steer`
+    (a technician's own) start or resume a campaign, and they forget the answer; evaluating one may
+    only end it."""
+    known = session.info.get(ANY_RUNNING)
+    if known is None:
+        with session.no_autoflush:
+            known = session.scalar(select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE)).limit(1)) is not None
+        session.info[ANY_RUNNING] = known
+    return known
 
 
 def overdue(collar: CampaignCollar) -> bool:
@@ -579,6 +598,7 @@ def steer(session: Session, campaign_id: int, action: str, user: str, now: datet
     if campaign.state not in STEPS[action]:
         raise CampaignError(f"cannot {action} a campaign that is {campaign.state}")
     overriding = action == "resume" and campaign.state == "stopped"  # the fleet goes on despite its canaries
+    session.info.pop(ANY_RUNNING, None)
     if action == "pause":
         campaign.state = "paused"
     elif action == "abort":

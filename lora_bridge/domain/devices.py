@@ -39,6 +39,8 @@ STATUS_FIELDS = (
 # and animals of a batch are read once, not once per uplink.
 DEVICES_BY_EUI = "tembo_devices_by_eui"
 ANIMALS_BY_DEVICE = "tembo_animals_by_device"
+# session.info: the device_ids of the collars this unit of work created (first heard in it)
+CREATED = "tembo_collars_created"
 
 # Deliveries arrive a few frames out of order at most; a counter this far below the last one, heard
 # later, means the collar started a new session (a rejoin whose join message we did not get).
@@ -105,6 +107,7 @@ def resolve_device(
         device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0)
         session.add(device)
         session.flush()
+        session.info.setdefault(CREATED, set()).add(key)
         log.info("new collar heard device_id=%s dev_eui=%s", key, dev_eui, extra={"device_id": key, "dev_eui": dev_eui})
     if dev_eui and device.dev_eui != dev_eui:
         device.dev_eui = dev_eui
