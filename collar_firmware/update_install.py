@@ -41,8 +41,11 @@ CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
 KEY_MODEL_GOOD = "model" + GOOD_SUFFIX  # classifier.load_model's last good copy of "model"
 KEY_GOOD_PREV = "model.good.prev"  # that copy as it was before the install being tried
 COPY_BYTES = 256  # bytes read from flash at a time while hashing or copying (update_slot.COMPOSE_BLOCK too)
+
+
 def _slot():
-    from collar_firmware import update_slot  # loaded with a firmware's install or trial, not for a model
+    """Return update_slot, loaded with a firmware's install or trial (never for a model)."""
+    from collar_firmware import update_slot
 
     return update_slot
 
@@ -82,7 +85,8 @@ class SlotStore:
 
 
 def _copy(read, start, stop, out):
-    """Hand bytes start..stop to out.write (or hash.update), a block at a time."""
+    """Hand bytes start..stop (read(start, stop) gives them) to out, a write or a hash's update,
+    COPY_BYTES at a time."""
     while start < stop:
         k = min(stop, start + COPY_BYTES)
         out(read(start, k))

@@ -138,6 +138,8 @@ def compose(agent, h):
     try:
         while pos < h.payload_len:
             name, kept, end = _record_at(delta, pos, h.payload_len)
+            if out.length > h.bundle_len:  # the slot's flash takes what the header signs, not more
+                raise OSError("the composed bundle runs past the %d bytes signed" % h.bundle_len)
             if not kept:
                 update_install._copy(delta, pos, end, out.write)
             else:

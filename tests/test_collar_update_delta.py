@@ -197,3 +197,17 @@ def test_a_collar_updated_by_the_firmware_before_slot_descriptors_confirms_the_n
                                 release.pack_delta(third, {"risk.mpy"}), KEY, GOLDEN, ("1.1.0", release.pack_bundle(third)))
     assert fuota.run_campaign([collar], delta, 2).results[collar.device_id] == "ok"
     assert slot_bytes(flash, 0) == release.pack_bundle(third)
+
+
+def test_a_signed_delta_that_composes_more_than_its_header_names_stops_writing_the_slot_and_is_refused():
+    """The header signs the bundle's length: a delta whose records would compose more (a release tool's bug,
+    signed all the same) stops writing the inactive slot's flash soon after that length, not at the end."""
+    collar = factory_collar()
+    many = dict(NEXT, **{f"z{i:02d}.mpy": bytes([i]) * 1000 for i in range(40)})
+    image = release.build_image(update_image.KIND_FIRMWARE, "1.1.0", config.HARDWARE_ID,
+                                release.pack_delta(many, set(many) - set(FACTORY)), KEY, GOLDEN,
+                                (config.FW_VERSION, release.pack_bundle(NEXT)))
+    assert fuota.run_campaign([collar], image, 1).results[collar.device_id] == "wrong_base"
+    written = sum(len(v) for k, v in collar.flash.records.items() if k.startswith("s1c"))
+    assert written <= len(release.pack_bundle(NEXT)) + 1000 + 2 * update_slot.COMPOSE_BLOCK
+    assert collar.collar.update.fw_version() == config.FW_VERSION and collar.collar.boots == 1

@@ -160,14 +160,33 @@ def test_a_refusal_reported_only_in_status_fails_the_collar_and_shows_on_the_upd
 
 def test_a_collars_update_ack_heard_by_the_bridge_moves_its_campaign(bridge):
     from collar_firmware import codec
+    from lora_bridge.store.utc import utc_now
 
     campaign = start(bridge, devices=HERD[:2], canary_pct=50)
     canary = next(d for d, (stage, _) in states(campaign).items() if stage == "canary")
-    ack = codec.encode_packet("ack", {"time_s": b.T0_S + 60, "on_port": 201, "cmd": 8, "result": "tampered"})
+    taken_s = int((utc_now() + timedelta(hours=3)).timestamp())  # the collar took the update after its release
+    ack = codec.encode_packet("ack", {"time_s": taken_s, "on_port": 201, "cmd": 8, "result": "tampered"})
     bridge.ingest_tts_uplink(b.tts_uplink(ack, device_id=canary, f_cnt=50))
     bridge.process_pending()
     after = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == canary)
     assert (after["state"], after["reason"]) == ("failed", "tampered")
+
+
+def test_field_technician_sees_a_late_ack_of_an_older_update_leave_a_tracked_campaigns_collar_sending(bridge):
+    """In a campaign the bridge only tracks there is no session to tell which update an ack answers; the ack's
+    own time does: one dated days before the collar was released to this campaign (from its queue, after
+    days out of range) is an older update's, and used to settle this campaign's collar."""
+    from collar_firmware import codec
+    from lora_bridge.store.utc import utc_now
+
+    campaign = start(bridge, devices=HERD[:2], canary_pct=50)
+    canary = next(d for d, (stage, _) in states(campaign).items() if stage == "canary")
+    days_ago_s = int((utc_now() - timedelta(days=3)).timestamp())
+    old_ack = codec.encode_packet("ack", {"time_s": days_ago_s, "on_port": 201, "cmd": 8, "result": "ok"})
+    bridge.ingest_tts_uplink(b.tts_uplink(old_ack, device_id=canary, f_cnt=50))
+    bridge.process_pending()
+    after = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == canary)
+    assert after["state"] == "sending", "the older update's ack settled nothing"
 
 
 def test_collars_that_already_run_the_version_are_left_out_and_every_canary_takes_the_update(bridge):

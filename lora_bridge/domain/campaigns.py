@@ -28,7 +28,7 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -45,7 +45,7 @@ from lora_bridge.store.tables import (
     RawUplink,
     UpdateCampaign,
 )
-from lora_bridge.store.utc import utc_now
+from lora_bridge.store.utc import as_utc, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ REASON_MAX = CampaignCollar.__table__.c.reason.type.length  # a collar's reason,
 CAMPAIGN_START_LOCK = 0x74656D626F_0E  # PostgreSQL advisory lock key of campaign starts ("tembo", 14)
 NO_ANSWER = "no answer"  # a collar's step ended by the delivery's time limits (fuota_delivery.fail_overdue) ...
 NO_RESULT = "no result in"  # ... the reason starts so: a result it sends after all still counts (record_ack)
+ACK_CLOCK_SLACK_S = 600  # how far a collar's clock may lag the bridge's when its ack is dated (`_may_answer`)
 SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
 # session.info: whether a campaign was running when this unit of work first asked (`_any_running`)
 ANY_RUNNING = "tembo_campaign_running"
@@ -515,19 +516,24 @@ def overdue(collar: CampaignCollar) -> bool:
         collar.reason == NO_ANSWER or collar.reason.startswith(NO_RESULT))
 
 
-def _may_answer(session: Session, collar: CampaignCollar) -> bool:
+def _may_answer(session: Session, collar: CampaignCollar, at: datetime | None) -> bool:
     """A port-31 ack names no update: it can be a delivered campaign's result only once the collar opened
     that campaign's fragmentation session (its FragSessionSetupAns came); before, it answers an older
-    update (a late ack from the collar's queue). A campaign that only tracks has no such evidence."""
+    update (a late ack from the collar's queue). In a campaign that only tracks, an ack dated (at, the
+    collar's clock) more than ACK_CLOCK_SLACK_S before the collar was released to it is an older one's."""
     step = session.get(FuotaCollar, (collar.campaign_id, collar.device_id))
-    return step is None or step.setup_answered
+    if step is not None:
+        return step.setup_answered
+    return at is None or collar.updated_at is None or \
+        as_utc(at) >= as_utc(collar.updated_at) - timedelta(seconds=ACK_CLOCK_SLACK_S)
 
 
 def record_ack(session: Session, device_id: str, result: str, late_in: int | None = None,
-               of_image: bool = False) -> list[int]:
+               of_image: bool = False, at: datetime | None = None) -> list[int]:
     """A collar acknowledged an update on port 201 with result: update its active campaigns; return their ids.
     of_image: the result names the campaign's image (a status's kind and version); an ack does not, so it
-    settles a delivered campaign only once the collar opened that campaign's session (`_may_answer`).
+    settles a delivered campaign only once the collar opened that campaign's session, a tracked one when
+    it is not dated (at) before the collar was released to it (`_may_answer`).
     A result that comes after the delivery's time limits failed the collar (`overdue`: its ack or status
     was late, not missing) replaces that failure in the campaign it was failed in, whatever that
     campaign's state now: the collar did answer, and what it answered is what it runs. late_in: that
@@ -541,10 +547,10 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
     ).all()
     if not of_image:
         for collar, campaign in rows:
-            if not _may_answer(session, collar):
-                log.info("device_id=%s ack %s before it opened campaign_id=%d's session: an older update's",
+            if not _may_answer(session, collar, at):
+                log.info("device_id=%s ack %s before it took campaign_id=%d's update: an older update's",
                          device_id, result, campaign.id, extra={"device_id": device_id, "campaign_id": campaign.id})
-        rows = [(collar, campaign) for collar, campaign in rows if _may_answer(session, collar)]
+        rows = [(collar, campaign) for collar, campaign in rows if _may_answer(session, collar, at)]
     if not rows:
         late = session.execute(
             select(CampaignCollar, UpdateCampaign)

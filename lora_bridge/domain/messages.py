@@ -111,7 +111,7 @@ def apply_message(
         )
 
         fuota_delivery.record_result(session, device.device_id, str(fields.get("result")))
-        campaigns.record_ack(session, device.device_id, str(fields.get("result")))
+        campaigns.record_ack(session, device.device_id, str(fields.get("result")), at=time)
     elif uplink.f_port in (codec.port_of("mc_class_c_session_ans"), codec.port_of("frag_session_setup_ans"),
                            codec.port_of("app_time_req")):
         from lora_bridge.domain import fuota_delivery  # set-up answers, fragment status, clock sync
