@@ -266,6 +266,7 @@ def test_a_join_delivered_again_late_starts_no_session_so_a_frame_delivered_agai
     rejoin["join_accept"]["received_at"] = rejoin["received_at"] = "2020-02-17T09:00:00Z"
     old_join = nf.TTS["join_accept"].copy()
     old_join["join_accept"]["received_at"] = old_join["received_at"] = "2020-02-17T07:49:09Z"
+    rejoin["join_accept"]["session_key_id"] = "AXBSH1Pk6Z0G166RlH16Cw=="  # each join, its own session keys
     frames = []
     for f_cnt in (1, 2, 3):
         frame = nf.TTS["uplink_message"].copy()
