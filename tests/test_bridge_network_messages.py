@@ -478,6 +478,22 @@ def test_operator_sees_the_things_stacks_resends_of_a_nacked_ack_spend_the_colla
     assert (settings.command, settings.state) == ("settings", "queued")
 
 
+def test_operator_sees_a_resend_whose_sent_report_was_lost_still_spend_the_collars_fair_use_day(store_url, network):
+    # TTS sent the nacked ack again and the collar acked it, but that round's downlink_sent never
+    # reached the bridge: the ack report after the nack tells the resend went on air all the same.
+    with b.pushing_to(network, store_url, downlinks_per_device_per_day=2) as bridge, \
+            TestClient(create_app(bridge)) as client:
+        pushed = _tts_ack_pushed((bridge, client), network)
+        for minute, key in enumerate(("downlink_sent", "downlink_nack", "downlink_ack")):
+            b.webhook_post(client, "/uplinks/tts", _report(key, pushed, minute))
+        bridge.queue_command(bridge.downlinks()[0].device_id, "settings", {"gnss_interval_s": 900})
+        bridge.flush_downlinks()
+        states = [(d.command, d.state, d.network_state) for d in bridge.downlinks()]
+
+    assert len(network.pushes) == 1
+    assert states == [("ack_alert", "sent", "acked"), ("settings", "queued", None)]
+
+
 def test_operator_sees_an_ack_chirpstack_discarded_and_pushed_again_count_twice_in_fair_use(store_url, network):
     # One downlink row pushed twice (ChirpStack discarded the unacknowledged first one) went on air twice.
     with b.pushing_to(network, store_url, downlinks_per_device_per_day=2) as bridge, \

@@ -448,8 +448,8 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
     }[event.kind]
     if state != NETWORK_FAILED and not _moves_on(downlink, state, at):
         return downlink
-    if state == NETWORK_SENT and downlink.network_state == NETWORK_NACKED:
-        record_transmission(session, downlink, TRANSMISSION_RESEND)  # the network sent it again by itself
+    if _resent(downlink, state):
+        record_transmission(session, downlink, TRANSMISSION_RESEND)
     downlink.network_state = state
     downlink.network_reported_at = at
     if state == NETWORK_NACKED and event.network == SOURCE_CHIRPSTACK and downlink.state == STATE_SENT:
@@ -467,6 +467,15 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
         extra={"device_id": downlink.device_id, "downlink_id": downlink.id, "network_state": state},
     )
     return downlink
+
+
+def _resent(downlink: Downlink, state: str) -> bool:
+    """True when a report of state says the network sent downlink again by itself: any round's report
+    (sent, or acked / nacked when that round's sent report was lost) after a nack of a downlink still
+    with the network (TTS re-queues it; a ChirpStack discard puts it back in Tembo's queue instead,
+    and its push is counted)."""
+    return (downlink.state in (STATE_SENT, STATE_ACKNOWLEDGED) and downlink.network_state == NETWORK_NACKED
+            and state in (NETWORK_SENT, NETWORK_ACKED, NETWORK_NACKED))
 
 
 def _moves_on(downlink: Downlink, state: str, at: datetime) -> bool:
