@@ -313,7 +313,11 @@ def _read_tts(
         **_tts_message_identity(document),
     }
     if kind == KIND_JOIN:
-        return NetworkEvent(**common, detail={"session_key_id": _text(message.get("session_key_id"))})
+        session_key_id = _text(message.get("session_key_id"))
+        if session_key_id:  # one per join (the Join Server's id of the session it derived): the same in a
+            # field-masked webhook body and the whole MQTT copy, whose received_at the mask may leave out
+            common.update(identity=f"session_key_id={session_key_id}", copies_within=None)
+        return NetworkEvent(**common, detail={"session_key_id": session_key_id})
     if kind in DOWNLINK_REPORTS:
         return _tts_downlink_report(common, kind, message)
     if kind == KIND_LOCATION:

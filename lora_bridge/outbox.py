@@ -3,8 +3,10 @@
 `Outbox.flush()` pushes what is queued and due: it first returns downlinks whose push was
 interrupted (an expired `sending` lease: the bridge died mid-push) to the queue, then for each
 downlink takes a lease, checks the collar's fair-use budget (`downlinks_per_device_per_day`, The
-Things Network's ~10 a day; over it the downlink waits until the oldest push of the last 24 h ages
-out), pushes it — with `down/replace` when it supersedes a command still waiting at the network —
+Things Network's ~10 a day, counted over what went on air: each push, from its claim so that one
+whose outcome was lost counts too, and each resend the network made of a nacked downlink; over it
+the downlink waits until the oldest of the last 24 h ages out), pushes it — with `down/replace` when
+it supersedes a command still waiting at the network —
 and records the outcome. `OutboxWorker` runs flushes in a daemon thread, woken at once when ingest
 queues a downlink (with its id: only that one is looked at) and every `outbox_every_s` otherwise
 (a full flush), so a hung network server (short timeouts) slows only the worker, never ingest.
@@ -115,11 +117,11 @@ class Outbox:
                 return None
             if downlink.not_before is not None and downlink.not_before > now:
                 return None
-            count, oldest = downlinks.pushes_today(session, downlink.device_id, now)
+            count, oldest = downlinks.transmissions_today(session, downlink.device_id, now)
             if count >= self.settings.downlinks_per_device_per_day:
                 downlink.not_before = (oldest or now) + timedelta(days=1)
                 log.warning(
-                    "fair-use limit: %d downlinks to device_id=%s in 24 h; downlink_id=%d waits until %s",
+                    "fair-use limit: %d downlinks on air to device_id=%s in 24 h; downlink_id=%d waits until %s",
                     count,
                     downlink.device_id,
                     downlink.id,
@@ -140,6 +142,9 @@ class Outbox:
             ).rowcount
             if taken != 1:
                 return None
+            # Counted when claimed: a push whose outcome is lost (a crash, a store that cannot take it
+            # before the lease runs out) may have gone on air, and goes again once the lease expires.
+            downlinks.record_transmission(session, downlink, downlinks.TRANSMISSION_PUSH, now)
             together = downlinks.replaced_at_network(session, downlink)
             if together:
                 items = [OutgoingDownlink(row.f_port, row.payload, row.correlation_id) for row in together]
@@ -214,6 +219,7 @@ class Outbox:
                 downlink.state = downlinks.STATE_QUEUED
                 downlink.lease_until = None
                 downlinks.mark_push_failed(downlink, error)
+                downlinks.forget_push(session, downlink)
 
     # ---- multicast frames of update deliveries (lora_bridge/domain/fuota_delivery.py) ------------
 

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -342,21 +341,6 @@ def _record_event(
     )
 
 
-def clamp_heard_at(uplink: Uplink, arrival: datetime, max_ahead_s: float) -> tuple[Uplink, datetime | None]:
-    """uplink dated at its arrival when the network's time is too far ahead (year 9999); the original."""
-    if uplink.heard_at is None or uplink.heard_at <= arrival + timedelta(seconds=max_ahead_s):
-        return uplink, None
-    log.warning(
-        "network time %s of device_id=%s f_cnt=%s is ahead of arrival %s: dated at arrival",
-        uplink.heard_at.isoformat(),
-        uplink.device_id,
-        uplink.f_cnt,
-        arrival.isoformat(),
-        extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt},
-    )
-    return dataclasses.replace(uplink, heard_at=arrival), uplink.heard_at
-
-
 def _process_uplink(
     session: Session,
     raw: RawUplink,
@@ -365,11 +349,14 @@ def _process_uplink(
     settings: BridgeSettings,
     existing: DeadLetter | None,
 ) -> IngestResult:
-    arrival = as_utc(raw.received_at)
-    uplink, reported = clamp_heard_at(uplink, arrival, settings.max_clock_ahead_s)
-    if reported is not None:
-        raw.heard_at_reported = reported
-    heard_at = uplink.heard_at or arrival
+    # Dated (and stored, for every reader of heard_at) by the time the bridge uses: the network's,
+    # else the arrival; a disbelieved network time is kept in heard_at_reported.
+    heard_at = network_events.network_time(uplink.heard_at, as_utc(raw.received_at), settings.max_clock_ahead_s,
+                                           what=f"f_cnt={uplink.f_cnt}", device_id=uplink.device_id)
+    if heard_at != uplink.heard_at:
+        if uplink.heard_at is not None:
+            raw.heard_at_reported = uplink.heard_at
+        uplink = dataclasses.replace(uplink, heard_at=heard_at)
     device = devices.resolve_device(
         session,
         dev_eui=uplink.dev_eui,

@@ -3,6 +3,7 @@ and activity, and the audit log of every read of positions."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import bridge_builders as b
@@ -13,6 +14,7 @@ from pyproj import Geod
 from lora_bridge.access import ROLES, Viewer, privacy
 from lora_bridge.access.privacy import coarsen, until, without_places
 from lora_bridge.errors import Forbidden, UnknownAlert
+from lora_bridge.store.utc import utc_now
 from lora_bridge.views import AlertView
 
 GEOD = Geod(ellps="WGS84")
@@ -404,3 +406,22 @@ def test_a_late_role_reads_its_alerts_in_the_order_they_stood_in_at_its_cutoff_n
         assert [(a.alert_type, a.priority) for a in seen] == [("collar_drop", 200), ("geofence_farmland", 200)], (
             "both medium then, the newer first"
         )
+
+
+def test_a_late_role_reads_the_report_of_a_collar_whose_network_gave_no_reception_time(sqlite_url):
+    # Amani's network server sends no received_at (a TTS field mask without it): the bridge dates her
+    # status at its arrival. A day and an hour later, the visitor (24 h late) reads that report as the
+    # ranger did then; it had kept no time at all, and her last report and battery never moved.
+    now = datetime.now(UTC).replace(microsecond=0)
+    with live_bridge(sqlite_url, now=now) as bridge:
+        visitor = Viewer("kiosk", "visitor")
+        status = b.status(time_s=int(now.timestamp()), lat=0.0, lon=0.0, battery_mv=3480)
+        body = json.loads(b.tts_uplink(status, device_id="collar-01", f_cnt=94, dev_eui="70B3D57ED0000001"))
+        del body["received_at"], body["uplink_message"]["received_at"]
+        assert bridge.ingest_tts_uplink(json.dumps(body).encode()).ok
+
+        bridge.clock = lambda: now + timedelta(hours=25)
+        amani = next(a for a in bridge.animals(viewer=visitor) if a.name == "Amani")
+
+        assert amani.battery_mv == 3480
+        assert now - timedelta(minutes=1) <= amani.last_seen <= utc_now()

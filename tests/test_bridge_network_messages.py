@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 
 import bridge_builders as b
 import network_fixtures as nf
@@ -14,6 +15,8 @@ from starlette.testclient import TestClient
 
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.chirpstack_protobuf import has_message, message_class
+from lora_bridge.store.tables import Downlink
+from lora_bridge.store.utc import utc_now
 
 TTS_OUTCOMES = {
     "uplink_message": ("processed", "status"),
@@ -263,6 +266,7 @@ def test_a_join_delivered_again_late_starts_no_session_so_a_frame_delivered_agai
     rejoin["join_accept"]["received_at"] = rejoin["received_at"] = "2020-02-17T09:00:00Z"
     old_join = nf.TTS["join_accept"].copy()
     old_join["join_accept"]["received_at"] = old_join["received_at"] = "2020-02-17T07:49:09Z"
+    rejoin["join_accept"]["session_key_id"] = "AXBSH1Pk6Z0G166RlH16Cw=="  # each join, its own session keys
     frames = []
     for f_cnt in (1, 2, 3):
         frame = nf.TTS["uplink_message"].copy()
@@ -454,6 +458,76 @@ def test_operator_sees_an_ack_chirpstack_discarded_unacknowledged_pushed_again(p
     first, again = network.pushes
     assert first["payload"] == again["payload"]
     assert (downlink.command, downlink.state, downlink.attempts) == ("ack_alert", "sent", 2)
+
+
+def test_operator_sees_the_things_stacks_resends_of_a_nacked_ack_spend_the_collars_fair_use_day(store_url, network):
+    # Fair use counts what goes on air (about ten downlinks a collar a day on The Things Network). A
+    # nacked confirmed downlink is sent again by TTS itself, each resend reported as downlink_sent: the
+    # bridge had counted the one row it pushed, and pushed a settings change past the day's limit.
+    with b.pushing_to(network, store_url, downlinks_per_device_per_day=3) as bridge, \
+            TestClient(create_app(bridge)) as client:
+        pushed = _tts_ack_pushed((bridge, client), network)
+        for minute, key in enumerate(("downlink_sent", "downlink_nack", "downlink_sent", "downlink_nack",
+                                      "downlink_sent", "downlink_sent")):  # the last: a copy of the third round's report
+            b.webhook_post(client, "/uplinks/tts", _report(key, pushed, minute // 2 * 2))
+        bridge.queue_command(bridge.downlinks()[0].device_id, "settings", {"gnss_interval_s": 900})
+        bridge.flush_downlinks()
+        settings = bridge.downlinks()[-1]
+
+    assert len(network.pushes) == 1, "three transmissions of the ack in the day: the settings change waits"
+    assert (settings.command, settings.state) == ("settings", "queued")
+
+
+def test_operator_sees_a_resend_whose_sent_report_was_lost_still_spend_the_collars_fair_use_day(store_url, network):
+    # TTS sent the nacked ack again and the collar acked it, but that round's downlink_sent never
+    # reached the bridge: the ack report after the nack tells the resend went on air all the same.
+    with b.pushing_to(network, store_url, downlinks_per_device_per_day=2) as bridge, \
+            TestClient(create_app(bridge)) as client:
+        pushed = _tts_ack_pushed((bridge, client), network)
+        for minute, key in enumerate(("downlink_sent", "downlink_nack", "downlink_ack")):
+            b.webhook_post(client, "/uplinks/tts", _report(key, pushed, minute))
+        bridge.queue_command(bridge.downlinks()[0].device_id, "settings", {"gnss_interval_s": 900})
+        bridge.flush_downlinks()
+        states = [(d.command, d.state, d.network_state) for d in bridge.downlinks()]
+
+    assert len(network.pushes) == 1
+    assert states == [("ack_alert", "sent", "acked"), ("settings", "queued", None)]
+
+
+def test_operator_sees_an_ack_chirpstack_discarded_and_pushed_again_count_twice_in_fair_use(store_url, network):
+    # One downlink row pushed twice (ChirpStack discarded the unacknowledged first one) went on air twice.
+    with b.pushing_to(network, store_url, downlinks_per_device_per_day=2) as bridge, \
+            TestClient(create_app(bridge)) as client:
+        _chirpstack_ack_pushed((bridge, client))
+        nack = nf.CHIRPSTACK["ack"].copy()
+        nack.update(queueItemId="q-1", acknowledged=False)
+        b.webhook_post(client, "/uplinks/chirpstack?event=ack", nack)
+        bridge.flush_downlinks()
+        bridge.queue_command(bridge.downlinks()[0].device_id, "settings", {"gnss_interval_s": 900})
+        bridge.flush_downlinks()
+        states = [(d.command, d.state) for d in bridge.downlinks()]
+
+    assert len(network.pushes) == 2
+    assert states == [("ack_alert", "sent"), ("settings", "queued")]
+
+
+def test_operator_sees_a_collar_that_keeps_nacking_get_no_second_ack_beside_the_things_stacks_resends(
+        store_url, network):
+    # An hour after its ack went (ack_resend_after_s), the collar still repeats its alert while TTS is
+    # still sending the nacked ack again: the bridge had queued a second ack beside TTS's resends.
+    with b.pushing_to(network, store_url, ack_resend_after_s=60) as bridge, \
+            TestClient(create_app(bridge)) as client:
+        pushed = _tts_ack_pushed((bridge, client), network)
+        for minute, key in enumerate(("downlink_sent", "downlink_nack")):
+            b.webhook_post(client, "/uplinks/tts", _report(key, pushed, minute))
+        with bridge.db.write() as session:
+            session.get(Downlink, bridge.downlinks()[0].downlink_id).sent_at = utc_now() - timedelta(hours=2)
+        b.webhook_post(client, "/uplinks/tts", _alert_uplink(f_cnt=4))  # the collar repeats its alert
+        bridge.flush_downlinks()
+        states = [(d.state, d.network_state) for d in bridge.downlinks()]
+
+    assert len(network.pushes) == 1
+    assert states == [("sent", "nacked")]
 
 
 def _tts_ack_pushed(pushing, network) -> dict:

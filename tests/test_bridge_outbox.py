@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import bridge_builders as b
 import pytest
+from sqlalchemy.exc import OperationalError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -192,6 +193,35 @@ def test_operator_whose_store_is_locked_while_an_ack_is_pushed_sees_the_ack_go_o
 
     assert (accepted, again, len(network.pushes)) == (1, 0, 1)
     assert (downlink.state, downlink.attempts) == ("sent", 1)
+
+
+def test_operator_sees_an_ack_pushed_again_after_its_lease_ran_out_count_twice_in_fair_use(sqlite_url, network):
+    # The network took the ack while a backup held the store's write lock past the push's lease: the
+    # outcome was lost and the ack went out again. Two transmissions of one downlink row; the outbox
+    # had counted the row once and pushed a settings change past the collar's day.
+    store = sqlite_url.removeprefix("sqlite:///")
+    backup = sqlite3.connect(store, timeout=0.1, check_same_thread=False)
+
+    def lock_the_store_past_the_lease() -> None:
+        backup.execute("BEGIN IMMEDIATE")
+        threading.Timer(2.0, backup.rollback).start()
+
+    with b.pushing_to(network, sqlite_url, sqlite_busy_timeout_ms=100, downlink_lease_s=1,
+                      downlinks_per_device_per_day=2) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1))
+        network.on_push = lock_the_store_past_the_lease
+        with pytest.raises(OperationalError):  # the store stayed locked for the whole lease
+            bridge.flush_downlinks()
+        network.on_push = None
+        time.sleep(2.5)  # the lock is gone, the lease has run out
+        bridge.flush_downlinks()
+        bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 900})
+        bridge.flush_downlinks()
+        states = [(d.command, d.state) for d in bridge.downlinks()]
+    backup.close()
+
+    assert len(network.pushes) == 2
+    assert states == [("ack_alert", "sent"), ("settings", "queued")]
 
 
 def test_a_hung_network_server_does_not_hold_up_ingest(store_url, port):

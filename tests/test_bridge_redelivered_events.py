@@ -57,9 +57,25 @@ def test_operator_finds_one_join_when_webhook_and_mqtt_both_deliver_it_written_d
     assert [event["kind"] for event in events_of(bridge)] == ["join"]
 
 
+def test_operator_finds_one_join_when_a_field_masked_webhook_and_mqtt_both_deliver_it(client, bridge):
+    # The webhook's field mask keeps join_accept but not received_at or correlation_ids; the MQTT copy
+    # is whole. Their content differs, and the join had been recorded twice (a second session started
+    # behind the collar's first frames). The Join Server's session key id names the join in both.
+    join = nf.TTS["join_accept"].body
+    masked = {"join_accept": {"session_key_id": join["join_accept"]["session_key_id"]}}
+
+    first = b.webhook_post(client, "/uplinks/tts/app1/dev1/join", masked)
+    again = bridge.ingest_network_message("tts", "join", json.dumps(join).encode(),
+                                          path_ids={"application_id": "app1", "device_id": "dev1"})
+
+    assert (first["status"], again.status) == ("recorded", "duplicate")
+    assert [event["kind"] for event in events_of(bridge)] == ["join"]
+
+
 def test_operator_keeps_every_distinct_event_of_one_kind(client, bridge):
     later_join = nf.TTS["join_accept"].copy()
     later_join["received_at"] = later_join["join_accept"]["received_at"] = "2020-02-17T11:00:00Z"
+    later_join["join_accept"]["session_key_id"] = "AXBSH1Pk6Z0G166RlH16Cw=="  # each join, its own session keys
     second_status = nf.CHIRPSTACK["status"].copy()
     second_status.update(deduplicationId="0f4c2b8e-2a6b-4a57-9a7f-1f0d3c1d9e11", time="2022-07-18T10:34:15Z",
                          batteryLevel=74.0)

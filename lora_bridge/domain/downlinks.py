@@ -14,7 +14,9 @@ A downlink's life, in `state` (the outbox) and `network_state` (what the network
 A nack is not the end of a downlink: the collar did not confirm it, and The Things Stack's
 Application Server puts it back at the head of the collar's queue and sends it again (docs:
 devices/concepts/confirmed-downlinks-behavior), so its later sent / ack reports still move it and
-Tembo pushes no copy of its own (that would spend a second downlink of the fair-use day on it).
+Tembo pushes no copy of its own (that would spend a second downlink of the fair-use day on it),
+however long after `ack_resend_after_s` the collar repeats its alert. Each of those resends is
+counted in the collar's fair-use day (`downlink_transmissions`), as is each push of a row.
 ChirpStack instead discards a confirmed queue item the collar did not acknowledge in time and
 reports it with `acknowledged: false` ("Device queue-item discarded because of timeout"): that
 downlink goes back to Tembo's queue and is pushed again, within fair use and MAX_PUSH_ATTEMPTS.
@@ -33,7 +35,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import InvalidCommandValues
-from lora_bridge.store.tables import Downlink
+from lora_bridge.store.tables import Downlink, DownlinkTransmission
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK
 
@@ -63,6 +65,11 @@ NETWORK_WAITING = (None, NETWORK_QUEUED, NETWORK_NACKED)
 # How far a report says a downlink got: a report never moves it back (reports arrive out of order),
 # except that a nacked downlink goes round again (sent, then acked or nacked once more).
 _REPORT_RANK = {NETWORK_QUEUED: 0, NETWORK_SENT: 1, NETWORK_NACKED: 1, NETWORK_ACKED: 2}
+
+# Why a downlink went on air (DownlinkTransmission.cause): the bridge pushed it, or the network sent
+# a nacked one again by itself (a downlink_sent report after a nack).
+TRANSMISSION_PUSH = "push"
+TRANSMISSION_RESEND = "resend"
 
 # Commands where a newer one makes an older, not yet delivered one pointless (the same setting).
 ACK_COMMAND = "ack_alert"
@@ -218,9 +225,11 @@ def _ack_on_its_way(session: Session, device_id: str, payload: bytes, since: dat
         )
         .order_by(Downlink.id.desc())
     ).first()
-    if latest is None or latest.sent_at is None or latest.sent_at < since:
+    if latest is None or latest.sent_at is None or latest.network_state in NETWORK_UNDELIVERED:
         return None
-    if latest.network_state in NETWORK_UNDELIVERED:
+    if latest.state == STATE_SENT and latest.network_state == NETWORK_NACKED:
+        return latest  # the network is sending it again (TTS re-queues a nacked downlink): on its way, however old
+    if latest.sent_at < since:
         return None
     return latest
 
@@ -299,14 +308,32 @@ def release_expired_leases(session: Session, now: datetime | None = None) -> int
     return int(released or 0)
 
 
-def pushes_today(session: Session, device_id: str, now: datetime) -> tuple[int, datetime | None]:
-    """How many downlinks went to device_id in the 24 hours before now, and the oldest of those times."""
+def transmissions_today(session: Session, device_id: str, now: datetime) -> tuple[int, datetime | None]:
+    """How many downlinks went on air to device_id in the 24 hours before now (the bridge's pushes and
+    the network's own resends, `record_transmission`), and the oldest of those times."""
     count, oldest = session.execute(
-        select(func.count(), func.min(Downlink.sent_at)).where(
-            Downlink.device_id == device_id, Downlink.sent_at.is_not(None), Downlink.sent_at > now - timedelta(days=1)
+        select(func.count(), func.min(DownlinkTransmission.at)).where(
+            DownlinkTransmission.device_id == device_id, DownlinkTransmission.at > now - timedelta(days=1)
         )
     ).one()
     return int(count or 0), oldest
+
+
+def forget_push(session: Session, downlink: Downlink) -> None:
+    """The network server refused the push of downlink that its claim counted: it did not go on air."""
+    newest = session.scalars(
+        select(DownlinkTransmission)
+        .where(DownlinkTransmission.downlink_id == downlink.id, DownlinkTransmission.cause == TRANSMISSION_PUSH)
+        .order_by(DownlinkTransmission.id.desc())
+    ).first()
+    if newest is not None:
+        session.delete(newest)
+
+
+def record_transmission(session: Session, downlink: Downlink, cause: str, at: datetime | None = None) -> None:
+    """One transmission of downlink for its collar's fair-use day (TRANSMISSION_PUSH, TRANSMISSION_RESEND)."""
+    session.add(DownlinkTransmission(device_id=downlink.device_id, downlink_id=downlink.id, at=at or utc_now(),
+                                     cause=cause))
 
 
 def mark_sent(downlink: Downlink, network_ref: str | None = None) -> None:
@@ -421,6 +448,8 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
     }[event.kind]
     if state != NETWORK_FAILED and not _moves_on(downlink, state, at):
         return downlink
+    if _resent(downlink, state):
+        record_transmission(session, downlink, TRANSMISSION_RESEND)
     downlink.network_state = state
     downlink.network_reported_at = at
     if state == NETWORK_NACKED and event.network == SOURCE_CHIRPSTACK and downlink.state == STATE_SENT:
@@ -438,6 +467,15 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
         extra={"device_id": downlink.device_id, "downlink_id": downlink.id, "network_state": state},
     )
     return downlink
+
+
+def _resent(downlink: Downlink, state: str) -> bool:
+    """True when a report of state says the network sent downlink again by itself: any round's report
+    (sent, or acked / nacked when that round's sent report was lost) after a nack of a downlink still
+    with the network (TTS re-queues it; a ChirpStack discard puts it back in Tembo's queue instead,
+    and its push is counted)."""
+    return (downlink.state in (STATE_SENT, STATE_ACKNOWLEDGED) and downlink.network_state == NETWORK_NACKED
+            and state in (NETWORK_SENT, NETWORK_ACKED, NETWORK_NACKED))
 
 
 def _moves_on(downlink: Downlink, state: str, at: datetime) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,24 @@ def dedup_key(event: NetworkEvent, body: bytes) -> str:
     return f"event:{event.network}:{digest[:48]}"
 
 
+def network_time(reported: datetime | None, arrival: datetime, max_ahead_s: float, *, what: str,
+                 device_id: str | None) -> datetime:
+    """The time a network message (an uplink, a join, a report) is dated by: the network's own, or the
+    bridge's arrival time when the network gave none or one more than max_ahead_s (the settings'
+    `max_clock_ahead_s`) ahead of arrival (a gateway clock in year 9999). `what` names the message
+    in the warning."""
+    if reported is None:
+        return arrival
+    if reported <= arrival + timedelta(seconds=max_ahead_s):
+        return reported
+    log.warning(
+        "network time %s of %s of device_id=%s is ahead of arrival %s: dated at arrival",
+        reported.isoformat(), what, device_id, arrival.isoformat(),
+        extra={"device_id": device_id},
+    )
+    return arrival
+
+
 @dataclass
 class Recorded:
     """What recording one network event did."""
@@ -69,16 +87,10 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
         if event.detail.get("reason"):
             reason += f" ({event.detail['reason']})"
         return Recorded(kept_reason=reason)
-    arrival = as_utc(raw.received_at)
-    at = event.time or arrival
-    if at > arrival + timedelta(seconds=max_ahead_s):
-        log.warning(
-            "network time %s of a %s of device_id=%s is ahead of arrival %s: dated at arrival",
-            at.isoformat(), event.kind, event.device_id, arrival.isoformat(),
-            extra={"device_id": event.device_id, "event": event.event},
-        )
-        event = replace(event, detail={**event.detail, "time_reported": at.isoformat()})
-        at = arrival
+    at = network_time(event.time, as_utc(raw.received_at), max_ahead_s,
+                      what=f"a {event.kind}", device_id=event.device_id)
+    if event.time is not None and at != event.time:
+        event = replace(event, detail={**event.detail, "time_reported": event.time.isoformat()})
     device = None
     if event.dev_eui or event.device_id:
         device = devices.resolve_device(

@@ -249,6 +249,20 @@ class Downlink(Base):
     superseded_by: Mapped[int | None] = mapped_column(ForeignKey("downlinks.id"))
 
 
+class DownlinkTransmission(Base):
+    """One downlink on air for a collar's fair-use day: the bridge's push, or the network's own resend
+    of a nacked downlink (The Things Stack sends it again; each resend reported as downlink_sent).
+    Times are the bridge's clock, as the fair-use window is read by."""
+
+    __tablename__ = "downlink_transmissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64))
+    downlink_id: Mapped[int] = mapped_column(ForeignKey("downlinks.id"), index=True)
+    at: Mapped[datetime]
+    cause: Mapped[str] = mapped_column(String(16))
+
+
 class GeographyFeature(Base):
     """One feature of the reserve's own map: boundary, farmland, water, road or gateway."""
 
@@ -382,6 +396,7 @@ class DownlinkRoute(Base):
 Index("ix_raw_uplinks_device_session_fcnt", RawUplink.device_id, RawUplink.session, RawUplink.f_cnt)
 # What a collar had been heard to say by a moment (a role with a delay reads its last report then).
 Index("ix_raw_uplinks_device_heard", RawUplink.device_id, RawUplink.heard_at)
+Index("ix_downlink_transmissions_device_at", DownlinkTransmission.device_id, DownlinkTransmission.at)
 
 
 # Access: accounts, API tokens, sign-in sessions and the audit log (lora_bridge.access) ---------
