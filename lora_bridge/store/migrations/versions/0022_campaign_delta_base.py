@@ -2,7 +2,7 @@
 it (none for the campaigns started before: whole images).
 
 Revision ID: 0022_campaign_delta_base
-Revises: 0020_raw_uplinks_device_heard
+Revises: 0021_downlink_transmissions
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0022_campaign_delta_base"
-down_revision = "0020_raw_uplinks_device_heard"
+down_revision = "0021_downlink_transmissions"
 branch_labels = None
 depends_on = None
 
