@@ -12,7 +12,8 @@ the machine. Here it runs in a child process:
 
 `ApplierProcess` is the webhook process's side: it starts the child (handing it the settings on its
 stdin, secrets left out: it needs none), tells it of each journal commit, reads its reports, and
-starts it again should it die. The child dies with its parent (`PR_SET_PDEATHSIG` on Linux, and the
+starts it again should it die. The child, once its bridge is open, freezes its start-up heap as the
+serving process does (`lora_bridge.start_up_heap`) and says how many objects in its "ready" line. The child dies with its parent (`PR_SET_PDEATHSIG` on Linux, and the
 end of its stdin anywhere); one applier at a time holds the journal's applier lock, so one started
 while an earlier one still finishes its batch waits for it. Nothing is lost or applied twice by a
 kill -9 of either: an entry leaves the journal only after the store's commit that holds its raw row,
@@ -155,7 +156,7 @@ class ApplierProcess:
                     pass
             started = time.monotonic()
             log.info("intake applier process %d started", process.pid)
-            self._read_reports(process.stdout)
+            self._read_reports(process.stdout, process.pid)
             code = process.wait()
             with self._lock:
                 self._process = None
@@ -165,9 +166,11 @@ class ApplierProcess:
             pause = RESTART_MIN_S if time.monotonic() - started > HEALTHY_AFTER_S else min(RESTART_MAX_S, 2 * pause)
             time.sleep(pause)
 
-    def _read_reports(self, stdout: BinaryIO) -> None:
+    def _read_reports(self, stdout: BinaryIO, pid: int) -> None:
         for line in stdout:
-            if line.strip() == b"ready":
+            if line.startswith(b"ready"):  # "ready <objects of its start-up heap frozen>"
+                log.info("intake applier process %d ready, %s objects of its start-up heap frozen (left out of the "
+                         "garbage collector's passes)", pid, line[len(b"ready"):].strip().decode() or "no")
                 self._ready.set()
                 continue
             try:
@@ -238,6 +241,7 @@ def run_child(parent_pid: int) -> int:
     )
     from lora_bridge.intake_journal import IntakeJournal, hold_lock, path_for_store
     from lora_bridge.service import Bridge
+    from lora_bridge.start_up_heap import freeze_start_up_heap
     from lora_bridge.store.database import count_writes
 
     _die_with_parent(parent_pid)
@@ -269,7 +273,9 @@ def run_child(parent_pid: int) -> int:
         work.update(statements=0, commits=0)
         reports.write(json.dumps(message).encode() + b"\n")
 
-    reports.write(b"ready\n")
+    # As the serving process does: what the child holds now lives as long as it does, and the full
+    # collections of its batches would walk it all again (lora_bridge.start_up_heap).
+    reports.write(f"ready {freeze_start_up_heap()}\n".encode())
     # What the journal holds now: an applier killed after the journal's delete and before its report
     # applied entries the webhook process still counts as waiting.
     present, through = journal.snapshot()

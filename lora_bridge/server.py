@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -15,26 +14,9 @@ from lora_bridge.adapters.api import create_app
 from lora_bridge.adapters.mqtt import workers_from_settings
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, load_settings
+from lora_bridge.start_up_heap import freeze_start_up_heap
 
 log = logging.getLogger(__name__)
-
-_HEAP_FROZEN = False
-
-
-def freeze_start_up_heap() -> None:
-    """Leave what the process holds at its first serve (the imported libraries, the first bridge: some
-    175,000 objects) out of the cyclic garbage collector's later passes, once per process. Those objects
-    live as long as the process, yet every full collection walked them all again, ~100 ms of CPU on
-    whichever thread allocated at that moment (the applier, mid-batch). Garbage is collected first; an
-    object frozen here and later left in an unreachable cycle is not freed (reference counting still frees
-    the rest)."""
-    global _HEAP_FROZEN
-    if _HEAP_FROZEN:
-        return
-    _HEAP_FROZEN = True
-    gc.collect()
-    gc.freeze()
-    log.debug("start-up heap frozen: %d objects left out of the collector's passes", gc.get_freeze_count())
 
 
 def build_server(settings: BridgeSettings | None = None, bridge: Bridge | None = None) -> uvicorn.Server:

@@ -5,6 +5,8 @@ store that fails while applying leaves the body for the timer, never a dead lett
 
 from __future__ import annotations
 
+import logging
+import re
 import sqlite3
 import time
 
@@ -273,3 +275,20 @@ def test_a_renamed_chirpstack_collar_is_answered_by_its_deveui_and_the_name_it_i
     assert [(r.json()["dev_eui"], r.json()["device_id"]) for r in (first, renamed)] == [
         ("70B3D57ED0000C01", "collar-a"), ("70B3D57ED0000C01", "collar-a")]
     assert (device.device_id, device.dev_eui) == ("collar-a", "70B3D57ED0000C01")
+
+
+def test_operator_who_gives_the_applier_its_own_process_sees_it_freeze_its_start_up_heap_as_the_webhook_does(
+        sqlite_url, caplog):
+    # The serving process leaves its start-up heap out of the garbage collector's full passes; the
+    # applier process holds the same libraries and its own bridge, and its batches allocate the most.
+    caplog.set_level(logging.INFO, logger="lora_bridge.intake_applier")
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier="process") as bridge, \
+            TestClient(create_app(bridge)) as client:
+        reply = post(client, uplink_body(1))
+        wait_until(lambda: bridge.durable_intake().backlog() == 0)
+        counts = bridge.counts()
+
+    (ready,) = [r.getMessage() for r in caplog.records if "applier process" in r.getMessage() and "ready" in r.getMessage()]
+    frozen = int(re.search(r"ready, (\d+) objects of its start-up heap frozen", ready).group(1))
+    assert frozen > 50_000  # the bridge's libraries and the opened bridge, not a heap frozen before them
+    assert reply.status_code == 202 and counts["uplinks_stored"] == 1
