@@ -142,6 +142,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             if device.dev_eui in euis and device.dev_eui not in known:
                 known[device.dev_eui] = device
         by_id = {device.device_id: device for device in found}
+        if session.get_bind().dialect.name == "sqlite":  # no other writer can file these collars meanwhile
+            session.info[devices.UNSTORED] = (euis - {d.dev_eui for d in found}, labels - set(by_id))
         # Their rule cursors before anything of theirs is written (`rules_cursors`' lock order).
         rules_cursors.lock_cursors(session, by_id)
         animals = session.info.setdefault(devices.ANIMALS_BY_DEVICE, {})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import bridge_builders as b
@@ -25,11 +26,14 @@ WALL_CLOCK = {"received_at", "processed_at", "created_at", "updated_at", "resolv
 SURROGATE = {"id", "position_id"}
 # Tables an applied uplink writes: collars, animals, raw bodies, fixes, behaviour, battery, alerts and
 # their history, downlinks, dead letters, network events, rule cursors.
+# With bodies of several new collars in one batch, applied collar by collar, the ids of animals and
+# raw rows follow the batch's order, not the arrival's
+BY_ARRIVAL = frozenset(SURROGATE | {"animal_id", "raw_uplink_id", "duplicate_of"})
 TABLES = ("devices", "animals", "raw_uplinks", "dead_letters", "positions", "activity_summaries", "battery_readings",
           "alerts", "alert_events", "downlinks", "network_events", "rule_cursors", "notifications")
 
 
-def stored(bridge) -> dict[str, list[str]]:
+def stored(bridge, surrogate: frozenset[str] = frozenset(SURROGATE)) -> dict[str, list[str]]:
     """Every row of TABLES without wall-clock times and surrogate ids; a reference to an alert names
     the alert by its collar, type and start (sorted, so the order of insertion does not count)."""
     with bridge.db.read() as session:
@@ -37,7 +41,7 @@ def stored(bridge) -> dict[str, list[str]]:
         dump: dict[str, list[str]] = {}
         for name in TABLES:
             table = Base.metadata.tables[name]
-            columns = [c for c in table.columns if c.name not in WALL_CLOCK | SURROGATE]
+            columns = [c for c in table.columns if c.name not in WALL_CLOCK | surrogate]
             rows = []
             for row in session.execute(select(*columns)).mappings():
                 values: dict[str, Any] = dict(row)
@@ -83,3 +87,43 @@ def test_the_bench_herd_stores_the_same_rows_one_body_at_a_time_and_through_the_
     assert sum(len(rows) for rows in one_at_a_time.values()) > 2 * len(bodies)
     for name in TABLES:
         assert in_batches[name] == one_at_a_time[name], name
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_collars_first_heard_in_one_batch_are_filed_as_one_body_at_a_time_files_them_names_colliding_or_not(
+        engine, request, tmp_path):
+    # An operator's reserve: collar-01 is known; in one delivery a new collar arrives under a name
+    # that collar-01 holds already (filed under its DevEUI), another new collar is renamed between its
+    # two uplinks, a third comes first with a name and then under another collar's old name, and a
+    # new collar's first uplink is heard twice.
+    known = b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1)
+    later = b.T0 + timedelta(minutes=10)
+    delivery = [
+        b.tts_uplink(b.status(time_s=b.T0_S + 600), device_id="collar-01", f_cnt=1, dev_eui="70B3D57ED0000A01",
+                     received_at=later),
+        b.tts_uplink(b.status(time_s=b.T0_S + 600), device_id="kubwa", f_cnt=1, received_at=later),
+        b.tts_uplink(b.status(time_s=b.T0_S + 660), device_id="kubwa-renamed", f_cnt=2,
+                     dev_eui=b.dev_eui_of("kubwa"), received_at=later + timedelta(minutes=1)),
+        b.tts_uplink(b.status(time_s=b.T0_S + 600), device_id="ndogo", f_cnt=1, received_at=later),
+        b.tts_uplink(b.status(time_s=b.T0_S + 700), device_id="kubwa", f_cnt=2, dev_eui=b.dev_eui_of("ndogo"),
+                     received_at=later + timedelta(minutes=2)),
+        b.tts_uplink(b.alert("poaching_risk", seq=1, lat=-2.51, lon=37.52), device_id="mpya", f_cnt=1,
+                     gateways=("gw-a",), received_at=later),
+        b.tts_uplink(b.alert("poaching_risk", seq=1, lat=-2.51, lon=37.52), device_id="mpya", f_cnt=1,
+                     gateways=("gw-b",), received_at=later),
+    ]
+
+    dumps = []
+    for name, batches in (("one", [[body] for body in delivery]), ("batch", [delivery])):
+        with empty_store(engine, request, tmp_path / f"{name}.db") as url, b.fresh_bridge(url) as bridge:
+            bridge.ingest_batch([Submission("tts", None, known)])
+            for batch in batches:
+                bridge.ingest_batch([Submission("tts", None, body) for body in batch])
+            dumps.append(stored(bridge, BY_ARRIVAL))
+            devices = {d.device_id: d.dev_eui for d in bridge.devices(viewer=b.RANGER)}
+
+    one_at_a_time, in_one_batch = dumps
+    assert devices == {"collar-01": b.dev_eui_of("collar-01"), "70B3D57ED0000A01": "70B3D57ED0000A01",
+                       "kubwa": b.dev_eui_of("kubwa"), "ndogo": b.dev_eui_of("ndogo"), "mpya": b.dev_eui_of("mpya")}
+    for name in TABLES:
+        assert in_one_batch[name] == one_at_a_time[name], name

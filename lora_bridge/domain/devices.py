@@ -41,6 +41,10 @@ DEVICES_BY_EUI = "tembo_devices_by_eui"
 ANIMALS_BY_DEVICE = "tembo_animals_by_device"
 # session.info: the device_ids of the collars this unit of work created (first heard in it)
 CREATED = "tembo_collars_created"
+# session.info: (DevEUIs, device_ids) of a batch's uplinks that no stored collar held when the batch read
+# its collars (`pipeline.read_batch`, SQLite only, whose write transaction excludes every other writer):
+# the collar `resolve_device` looks for under one of them, only this unit of work can have made since.
+UNSTORED = "tembo_collars_unstored"
 
 # Deliveries arrive a few frames out of order at most; a counter this far below the last one, heard
 # later, means the collar started a new session (a rejoin whose join message we did not get).
@@ -85,17 +89,22 @@ def resolve_device(
     """The collar with this DevEUI (else the one under this label), created on first sight."""
     device = None
     known = session.info.setdefault(DEVICES_BY_EUI, {})  # DevEUI -> collar, for this unit of work
+    unstored_euis, unstored_ids = session.info.get(UNSTORED, ((), ()))
     if dev_eui:
         device = known.get(dev_eui)
         if device is None or device.dev_eui != dev_eui:
-            with session.no_autoflush:  # collars are flushed when created; changes of this batch are in `known`
-                device = collar_with_eui(session, dev_eui)
-    if device is None and label:
+            if dev_eui in unstored_euis:
+                device = None
+            else:
+                with session.no_autoflush:  # collars are flushed when created; changes of this batch are in `known`
+                    device = collar_with_eui(session, dev_eui)
+    label_unstored = label in unstored_ids
+    if device is None and label and not label_unstored:
         candidate = session.get(Device, label)
         if candidate is not None and (candidate.dev_eui is None or dev_eui is None or candidate.dev_eui == dev_eui):
             device = candidate
     if device is None:
-        named = session.get(Device, label) if label else None
+        named = session.get(Device, label) if label and not label_unstored else None
         if named is not None and (named.dev_eui is None or dev_eui is None or named.dev_eui == dev_eui):
             # Another worker filed this collar under its label between our two looks (PostgreSQL):
             # the same collar, not a second one under its DevEUI.
@@ -133,6 +142,11 @@ def resolve_device(
         device.session = 0
     if dev_eui:
         known[dev_eui] = device
+    if UNSTORED in session.info:  # what this unit of work made or changed is looked for again, as ever
+        unstored_euis.discard(dev_eui)
+        unstored_euis.discard(device.dev_eui)
+        unstored_ids.discard(label)
+        unstored_ids.discard(device.device_id)
     return device
 
 
@@ -222,7 +236,10 @@ def ensure_animal(session: Session, device: Device) -> Animal:
     """The animal wearing device; a placeholder named after the collar until one is registered."""
     known = session.info.setdefault(ANIMALS_BY_DEVICE, {})  # device id -> animal, for this unit of work
     animal = known.get(device.device_id)
-    if animal is None or animal.device_id != device.device_id:
+    # A collar this unit of work created has no stored animal to read (an animal refers to a stored
+    # collar): only one made here, which `known` holds.
+    first_heard = animal is None and device.device_id in session.info.get(CREATED, ())
+    if not first_heard and (animal is None or animal.device_id != device.device_id):
         with session.no_autoflush:  # animals are flushed when created
             animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
     if animal is None:
