@@ -10,7 +10,8 @@ set-up or a trial boot, so the collar's boot heap pays nothing for them. Then:
   - a model is kept as "model.prev", written as "model" and loaded (its own signature checked
     too); the trial is the golden vector of the image: the classifier must put it in its class;
   - a firmware bundle lies whole in the inactive slot (a delta is first composed there with the
-    running slot's kept modules): the boot record names it as on trial and the collar reboots into
+    running slot's kept modules, a bounded share a wake-up, again from the start after a power cut):
+    the boot record names it as on trial and the collar reboots into
     it; the first wake-up checks the slot holds the whole signed bundle, runs the self-test (the
     sensors answer, the classifier reproduces the golden vector, the radio sends) and confirms or
     rolls back.
@@ -36,10 +37,12 @@ VERIFYING = const(2)
 MODEL_TRIAL = const(3)
 FIRMWARE_TRIAL = const(4)
 SOLVING = const(5)  # every fragment known, the missing ones written a bounded share per wake-up
+COMPOSING = const(6)  # a verified delta's bundle composed into the inactive slot, a bounded share per wake-up
 
 NO_SLOT = const(0xFF)
 BOOT_KEYS = ("boot0", "boot1")
 KEY_TRIAL_HEADER = "trial.hdr"
+KEY_COMPOSE = "upd.compose"  # a verified delta being composed (its fragment size and signed header): a reboot composes it again
 KEY_MODEL_PREV = "model.prev"
 KEY_RESULT = "upd.result"
 _RESULT_FORMAT = "<BBIB"  # kind (codec.UPDATE_KINDS), outcome (codec.UPDATE_OUTCOMES), version u24, reason
@@ -131,6 +134,9 @@ class UpdateAgent:
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
         self.frag_index = 0
+        self.composition = None  # update_slot.Composition of the delta being composed
+        if not self.trial_due and self.storage.read(KEY_COMPOSE):
+            self.state = COMPOSING  # the power went while a verified delta was composed: the step starts it again
 
     # ---- what the loop asks ---------------------------------------------------------
 
@@ -238,7 +244,8 @@ class UpdateAgent:
         if self.trial_due:
             self.trial_due = False
             _installer().firmware_trial(self, now)
-        elif self.state == VERIFYING or self.state == MODEL_TRIAL or self.state == SOLVING:
+        elif self.state == VERIFYING or self.state == MODEL_TRIAL or self.state == SOLVING \
+                or self.state == COMPOSING:
             _installer().step(self, now)
 
     def _result(self, reason, now, kind=0, version=0, acked=False):
@@ -260,6 +267,7 @@ class UpdateAgent:
             _RESULT_FORMAT, self.last_kind, self.last_outcome, self.last_version, self.last_reason)))
         self.state = IDLE
         self.decoder = None
+        self.composition = None
         if acked:
             return
         port, payload = codec.encode_packet("ack", {"time_s": now, "on_port": PORT_FRAGMENTS,

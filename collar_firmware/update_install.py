@@ -25,7 +25,9 @@ import struct
 from collar_firmware import codec, config, records, update_fec, update_image
 from collar_firmware.classifier import GOOD_SUFFIX
 from collar_firmware.update import (
+    COMPOSING,
     IDLE,
+    KEY_COMPOSE,
     KEY_MODEL_PREV,
     KEY_TRIAL_HEADER,
     MODEL_TRIAL,
@@ -104,6 +106,9 @@ def setup(agent, msg, now):
         agent._result("too_large", now)
         return
     agent.storage.write(slot_key(agent._inactive()), b"")  # its fragments go over that slot's firmware
+    agent.composition = None
+    if agent.storage.read(KEY_COMPOSE):
+        agent.storage.write(KEY_COMPOSE, b"")  # and over the fragments a delta being composed reads
     agent.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(agent.storage, agent._inactive()), True)
     agent.image_len = nb_frag * frag_size - msg["padding"]
     agent.frag_index = msg["session"] & 3  # TS004 FragIndex: fragments of another session are not ours
@@ -183,8 +188,10 @@ def _check_image(agent, now):
 
 
 def step(agent, now):
-    """Advance the solve, the signature check or the model's trial by one wake-up."""
-    if agent.state == SOLVING:
+    """Advance the solve, the signature check, a delta's composition or the model's trial by one wake-up."""
+    if agent.state == COMPOSING:
+        _compose(agent, now)
+    elif agent.state == SOLVING:
         if agent.decoder.solve():
             agent.state = VERIFYING
             _check_image(agent, now)
@@ -220,16 +227,45 @@ def _install(agent, now):
         agent.collar.reload_model()
         agent.step(now)
         return
-    slots = _slot()
+    if h.base_version:  # composed from the next wake-up on, as after a reboot: from the record
+        storage.write(KEY_COMPOSE, records.sealed(struct.pack("<H", agent.decoder.frag_size) + agent.signed
+                                                  + h.signature))
+        agent.state = COMPOSING
+        return
+    # the bundle is the payload, where the fragments lie
+    _slot().describe(storage, agent._inactive(), h.version, "f", agent.decoder.frag_size, h.size, h.payload_len,
+                     h.payload_sha256)
+    _trial(agent, h)
+
+
+def _compose(agent, now):
+    """Compose the next share of a verified delta's bundle (update_slot.Composition); once it is whole, name it
+    on trial. The first share reads what to compose from the record the install wrote (KEY_COMPOSE: the
+    fragment size, the signed header and its signature), so after a reboot the composition starts again."""
     try:
-        if h.base_version:
-            slots.compose(agent, h)
-        else:  # the bundle is the payload, where the fragments lie
-            slots.describe(storage, agent._inactive(), h.version, "f", agent.decoder.frag_size, h.size, h.payload_len,
-                      h.payload_sha256)
+        if agent.composition is None:
+            body = records.unsealed(agent.storage.read(KEY_COMPOSE))
+            if body is None:  # torn by a power cut as the install wrote it: the collar runs on its version
+                agent.storage.write(KEY_COMPOSE, b"")
+                agent.state = IDLE
+                return
+            agent.header = h = update_image.parse_header(body[2:])
+            agent.signed = bytes(body[2:2 + h.signed_len])
+            agent.composition = _slot().Composition(agent, h, struct.unpack_from("<H", body)[0])
+        if not agent.composition.step():
+            return
     except update_image.ImageRefused as exc:
+        agent.storage.write(KEY_COMPOSE, b"")
         agent._result(exc.reason, now)
         return
+    agent.storage.write(KEY_COMPOSE, b"")  # a cut before the boot record leaves the version it runs
+    agent.composition = None
+    _trial(agent, agent.header)
+
+
+def _trial(agent, h):
+    """Name the inactive slot, whose bundle is whole and described, on trial, and reboot into it."""
+    storage = agent.storage
     storage.write(KEY_TRIAL_HEADER, records.sealed(agent.signed + h.signature))
     agent.boot.trial_slot = agent._inactive()
     agent.boot.trial_version = h.version

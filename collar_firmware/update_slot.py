@@ -5,7 +5,8 @@ Loaded by update_install with a firmware's install (a delta: with its base check
 boot, never for a model: the signature check that comes before keeps its heap as it was. A slot's
 descriptor ("s<slot>.bundle", sealed: version, which records, offset, length, SHA-256) names its
 bundle: a whole image's is its payload, left where the fragments put it ("f" records); a delta's is
-composed into "c" records of COMPOSE_BLOCK bytes, one block of RAM at a time (docs/updates.md).
+composed into "c" records of COMPOSE_BLOCK bytes, one block of RAM at a time and a bounded share a
+wake-up (Composition, docs/updates.md).
 """
 
 import hashlib
@@ -14,6 +15,7 @@ import struct
 from collar_firmware import records, update_image, update_install
 
 COMPOSE_BLOCK = update_install.COPY_BYTES  # bytes of a composed bundle's flash record: the one block of RAM a delta's install holds
+COMPOSE_BYTES_PER_STEP = 8192  # bundle bytes a wake-up composes (about 23 M fuel, docs/updates.md)
 _SLOT_FORMAT = "<IBHHI32s"  # version u24, series (ord "f" fragments or "c" composed), block bytes, offset, length, SHA-256
 _MAX_RECORD_HEAD = 1 + 127 + 4  # a bundle record's name length, name and size
 
@@ -122,45 +124,77 @@ def base_of(agent, h):
     return base
 
 
-def compose(agent, h):
-    """Write the whole bundle of the delta h into the inactive slot: its new records and the running
-    slot's kept ones, in order, checked against the length and SHA-256 h signs, then the slot's
-    descriptor. ImageRefused("wrong_base") when the base lacks a kept module or the result differs."""
-    base = base_of(agent, h)
-    store, size = agent.decoder.store, agent.decoder.frag_size
+class Composition:
+    """The bundle of a delta h being composed into the inactive slot, COMPOSE_BYTES_PER_STEP bytes a
+    wake-up (step): its new records (read from the slot's fragments, frag_size bytes each) and the running
+    slot's kept ones, in order; then checked against the length and SHA-256 h signs and described.
+    Nothing of it is named bootable before that, so a power cut leaves the running version; the
+    install starts it again from the first byte after the reboot (update_install.step)."""
 
-    def delta(start, stop):
-        return update_install._read(store, size, h.size + start, h.size + stop)
+    def __init__(self, agent, h, frag_size):
+        self.h = h
+        self.base = base_of(agent, h)
+        self.slot = agent._inactive()
+        self.storage = agent.storage
+        self.fragments = update_install.SlotStore(agent.storage, self.slot)
+        self.frag_size = frag_size
+        self.out = _Composer(agent.storage, self.slot)
+        self.pos = 0  # the next record of the delta
+        self.base_pos = 0  # where the search for the next kept record goes on in the base
+        self.read = None  # the record being copied: read(start, stop), from, to
+        self.copy_pos = 0
+        self.copy_end = 0
 
-    slot = agent._inactive()
-    out = _Composer(agent.storage, slot)
-    pos = base_pos = 0
-    try:
-        while pos < h.payload_len:
-            name, kept, end = _record_at(delta, pos, h.payload_len)
-            if out.length > h.bundle_len:  # the slot's flash takes what the header signs, not more
-                raise OSError("the composed bundle runs past the %d bytes signed" % h.bundle_len)
-            if not kept:
-                update_install._copy(delta, pos, end, out.write)
-            else:
-                while True:  # both in name order: the base's records before it are modules the new bundle dropped
-                    if base_pos >= base.length:
-                        raise OSError("the running firmware has no module %s" % name)
-                    base_name, base_kept, base_end = _record_at(base.read, base_pos, base.length)
-                    if base_kept:
-                        raise OSError("the running slot's bundle is itself a delta")
-                    if base_name == name:
-                        update_install._copy(base.read, base_pos, base_end, out.write)
-                        base_pos = base_end
-                        break
-                    base_pos = base_end
-            pos = end
-    except OSError as exc:
-        raise update_image.ImageRefused("wrong_base", str(exc)) from None
-    length, digest = out.close()
-    if length != h.bundle_len or digest != h.bundle_sha256:
-        raise update_image.ImageRefused("wrong_base", "the composed bundle is not the one signed")
-    describe(agent.storage, slot, h.version, "c", COMPOSE_BLOCK, 0, length, digest)
+    def _delta(self, start, stop):
+        return update_install._read(self.fragments, self.frag_size, self.h.size + start, self.h.size + stop)
+
+    def _next_record(self):
+        """Point the copy at the delta's next record, or at the base's record of a kept one."""
+        name, kept, end = _record_at(self._delta, self.pos, self.h.payload_len)
+        if self.out.length > self.h.bundle_len:  # the slot's flash takes what the header signs, not more
+            raise OSError("the composed bundle runs past the %d bytes signed" % self.h.bundle_len)
+        if not kept:
+            self.read, self.copy_pos, self.copy_end = self._delta, self.pos, end
+        else:
+            base = self.base
+            while True:  # both in name order: the base's records before it are modules the new bundle dropped
+                if self.base_pos >= base.length:
+                    raise OSError("the running firmware has no module %s" % name)
+                base_name, base_kept, base_end = _record_at(base.read, self.base_pos, base.length)
+                if base_kept:
+                    raise OSError("the running slot's bundle is itself a delta")
+                start, self.base_pos = self.base_pos, base_end
+                if base_name == name:
+                    self.read, self.copy_pos, self.copy_end = base.read, start, base_end
+                    break
+        self.pos = end
+
+    def step(self):
+        """Compose at most COMPOSE_BYTES_PER_STEP more bytes; return True once the bundle is whole, checked
+        and described. ImageRefused("wrong_base") when the base lacks a kept module or the result differs."""
+        budget = COMPOSE_BYTES_PER_STEP
+        try:
+            while budget:
+                if self.copy_pos >= self.copy_end:
+                    if self.pos >= self.h.payload_len:
+                        return self._close()
+                    self._next_record()
+                    continue
+                k = min(self.copy_end - self.copy_pos, update_install.COPY_BYTES, budget)
+                self.out.write(self.read(self.copy_pos, self.copy_pos + k))
+                self.copy_pos += k
+                budget -= k
+        except OSError as exc:
+            raise update_image.ImageRefused("wrong_base", str(exc)) from None
+        return False
+
+    def _close(self):
+        h = self.h
+        length, digest = self.out.close()
+        if length != h.bundle_len or digest != h.bundle_sha256:
+            raise update_image.ImageRefused("wrong_base", "the composed bundle is not the one signed")
+        describe(self.storage, self.slot, h.version, "c", COMPOSE_BLOCK, 0, length, digest)
+        return True
 
 
 def slot_holds(storage, slot, h):
