@@ -35,7 +35,7 @@ IDLE = const(0)
 RECEIVING = const(1)
 VERIFYING = const(2)
 MODEL_TRIAL = const(3)
-FIRMWARE_TRIAL = const(4)
+FIRMWARE_TRIAL = const(4)  # the slot on trial checked a bounded share per wake-up, then the self-test
 SOLVING = const(5)  # every fragment known, the missing ones written a bounded share per wake-up
 COMPOSING = const(6)  # a verified delta's bundle composed into the inactive slot, a bounded share per wake-up
 
@@ -134,7 +134,7 @@ class UpdateAgent:
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
         self.frag_index = 0
-        self.composition = None  # update_slot.Composition of the delta being composed
+        self.slot_job = None  # update_slot.Composition or SlotCheck, stepped a share per wake-up
         if not self.trial_due and self.storage.read(KEY_COMPOSE):
             self.state = COMPOSING  # the power went while a verified delta was composed: the step starts it again
 
@@ -204,7 +204,8 @@ class UpdateAgent:
             if self.state == RECEIVING:
                 _installer().fragment(self, msg, now)
         elif name == "frag_session_setup":
-            _installer().setup(self, msg, now)
+            if self.state != FIRMWARE_TRIAL:  # its fragments would go over the slot being tried: not answered
+                _installer().setup(self, msg, now)
         elif name == "frag_session_delete":
             _installer().delete(self, msg)
         elif name == "frag_session_status":
@@ -244,8 +245,7 @@ class UpdateAgent:
         if self.trial_due:
             self.trial_due = False
             _installer().firmware_trial(self, now)
-        elif self.state == VERIFYING or self.state == MODEL_TRIAL or self.state == SOLVING \
-                or self.state == COMPOSING:
+        elif self.state != IDLE and self.state != RECEIVING:  # solving, checking, composing, trials
             _installer().step(self, now)
 
     def _result(self, reason, now, kind=0, version=0, acked=False):
@@ -267,7 +267,7 @@ class UpdateAgent:
             _RESULT_FORMAT, self.last_kind, self.last_outcome, self.last_version, self.last_reason)))
         self.state = IDLE
         self.decoder = None
-        self.composition = None
+        self.slot_job = None
         if acked:
             return
         port, payload = codec.encode_packet("ack", {"time_s": now, "on_port": PORT_FRAGMENTS,

@@ -26,6 +26,7 @@ from collar_firmware import codec, config, records, update_fec, update_image
 from collar_firmware.classifier import GOOD_SUFFIX
 from collar_firmware.update import (
     COMPOSING,
+    FIRMWARE_TRIAL,
     IDLE,
     KEY_COMPOSE,
     KEY_MODEL_PREV,
@@ -106,9 +107,8 @@ def setup(agent, msg, now):
         agent._result("too_large", now)
         return
     agent.storage.write(slot_key(agent._inactive()), b"")  # its fragments go over that slot's firmware
-    agent.composition = None
-    if agent.storage.read(KEY_COMPOSE):
-        agent.storage.write(KEY_COMPOSE, b"")  # and over the fragments a delta being composed reads
+    agent.storage.write(KEY_COMPOSE, b"")  # and over the fragments a delta being composed reads
+    agent.slot_job = None
     agent.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(agent.storage, agent._inactive()), True)
     agent.image_len = nb_frag * frag_size - msg["padding"]
     agent.frag_index = msg["session"] & 3  # TS004 FragIndex: fragments of another session are not ours
@@ -188,9 +188,12 @@ def _check_image(agent, now):
 
 
 def step(agent, now):
-    """Advance the solve, the signature check, a delta's composition or the model's trial by one wake-up."""
+    """Advance the solve, the signature check, a delta's composition, the check of a slot on trial or the
+    model's trial by one wake-up."""
     if agent.state == COMPOSING:
         _compose(agent, now)
+    elif agent.state == FIRMWARE_TRIAL:
+        _check_trial(agent, now)
     elif agent.state == SOLVING:
         if agent.decoder.solve():
             agent.state = VERIFYING
@@ -228,8 +231,7 @@ def _install(agent, now):
         agent.step(now)
         return
     if h.base_version:  # composed from the next wake-up on, as after a reboot: from the record
-        storage.write(KEY_COMPOSE, records.sealed(struct.pack("<H", agent.decoder.frag_size) + agent.signed
-                                                  + h.signature))
+        storage.write(KEY_COMPOSE, records.sealed(bytes((agent.decoder.frag_size,)) + agent.signed + h.signature))
         agent.state = COMPOSING
         return
     # the bundle is the payload, where the fragments lie
@@ -241,26 +243,26 @@ def _install(agent, now):
 def _compose(agent, now):
     """Compose the next share of a verified delta's bundle (update_slot.Composition); once it is whole, name it
     on trial. The first share reads what to compose from the record the install wrote (KEY_COMPOSE: the
-    fragment size, the signed header and its signature), so after a reboot the composition starts again."""
+    fragment size, a u8 as update_fec.MAX_FRAG_SIZE allows, the signed header and its signature), so after
+    a reboot the composition starts again; a record torn by a power cut as it was written leaves the
+    collar on its version (refused: truncated)."""
     try:
-        if agent.composition is None:
+        if agent.slot_job is None:
             body = records.unsealed(agent.storage.read(KEY_COMPOSE))
-            if body is None:  # torn by a power cut as the install wrote it: the collar runs on its version
-                agent.storage.write(KEY_COMPOSE, b"")
-                agent.state = IDLE
-                return
-            agent.header = h = update_image.parse_header(body[2:])
-            agent.signed = bytes(body[2:2 + h.signed_len])
-            agent.composition = _slot().Composition(agent, h, struct.unpack_from("<H", body)[0])
-        if not agent.composition.step():
-            return
+            if body is None:
+                raise update_image.ImageRefused("truncated", "")
+            agent.header = h = update_image.parse_header(body[1:])
+            agent.signed = bytes(body[1:1 + h.signed_len])
+            agent.slot_job = _slot().Composition(agent, h, body[0])
+        done = agent.slot_job.step()
     except update_image.ImageRefused as exc:
         agent.storage.write(KEY_COMPOSE, b"")
         agent._result(exc.reason, now)
         return
-    agent.storage.write(KEY_COMPOSE, b"")  # a cut before the boot record leaves the version it runs
-    agent.composition = None
-    _trial(agent, agent.header)
+    if done:
+        agent.storage.write(KEY_COMPOSE, b"")  # a cut before the boot record leaves the version it runs
+        agent.slot_job = None
+        _trial(agent, agent.header)
 
 
 def _trial(agent, h):
@@ -316,22 +318,36 @@ def _rollback_model(agent, reason, now):
 
 
 def firmware_trial(agent, now):
-    """First wake-up of a firmware on trial: self-test, then confirm or roll back."""
-    boot = agent.boot
-    if boot.trial_slot == NO_SLOT:
+    """First wake-up of a firmware on trial: its slot is checked over the next wake-ups (FIRMWARE_TRIAL,
+    update_slot.SlotCheck), then the self-test confirms it or rolls back. A power cut meanwhile leaves
+    the boot record naming the trial: the check starts again after the reboot."""
+    if agent.boot.trial_slot == NO_SLOT:
         return
-    body = records.unsealed(agent.storage.read(KEY_TRIAL_HEADER))
-    agent.header = None
-    trial_version = boot.trial_version
-    ok = False
+    agent.header = agent.slot_job = None
+    agent.state = FIRMWARE_TRIAL
     try:
-        h = update_image.parse_header(body) if body is not None else None
+        h = update_image.parse_header(records.unsealed(agent.storage.read(KEY_TRIAL_HEADER)))
         slots = _slot()
-        if h is not None:
-            slots.adopt(agent.storage, boot.trial_slot, h)  # installed by a firmware before descriptors
-        ok = h is not None and slots.slot_holds(agent.storage, boot.trial_slot, h) and _self_test(agent, h)
+        slots.adopt(agent.storage, agent.boot.trial_slot, h)  # installed by a firmware before descriptors
+        agent.slot_job = slots.SlotCheck(agent.storage, agent.boot.trial_slot, h)
+    except Exception:
+        pass  # no trial header, or a broken one: rolled back below
+    _check_trial(agent, now)
+
+
+def _check_trial(agent, now):
+    """Check the next share of the slot on trial; once it is read, confirm it when it holds the signed
+    bundle and the self-test passes, else roll back to the slot the collar ran."""
+    check = agent.slot_job
+    try:
+        held = check.step()  # no check (None): AttributeError, not held
+        if held is None:
+            return
+        ok = held and _self_test(agent, check.h)
     except Exception:
         ok = False
+    boot = agent.boot
+    trial_version = boot.trial_version
     if ok:
         boot.active_slot = boot.trial_slot
         boot.active_version = boot.trial_version

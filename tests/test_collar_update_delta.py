@@ -246,16 +246,16 @@ def composed_per_wake_up(collar: fuota.FleetCollar, slot: int = 1) -> list[int]:
 
 def test_field_technician_sees_a_large_delta_composed_over_several_wake_ups_each_a_bounded_share():
     """Composing costs about 1,080 fuel a byte (docs/updates.md): a whole bundle in one wake-up held the
-    collar's loop for seconds. Each wake-up now composes at most COMPOSE_BYTES_PER_STEP bytes."""
+    collar's loop for seconds. Each wake-up now composes at most BUNDLE_BYTES_PER_STEP bytes."""
     collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
     bundle_len = len(release.pack_bundle(LARGE_NEXT))
-    assert bundle_len > 3 * update_slot.COMPOSE_BYTES_PER_STEP
+    assert bundle_len > 3 * update_slot.BUNDLE_BYTES_PER_STEP
     per_wake = composed_per_wake_up(collar)
     result = fuota.run_campaign([collar], large_delta_image(), 1)
     assert result.results[collar.device_id] == "ok" and collar.collar.update.fw_version() == "1.1.0"
     composing = [n for n in per_wake if n]
     assert sum(composing) == bundle_len
-    assert max(composing) <= update_slot.COMPOSE_BYTES_PER_STEP, "no wake-up composes more than its share"
+    assert max(composing) <= update_slot.BUNDLE_BYTES_PER_STEP, "no wake-up composes more than its share"
     assert len(composing) >= 4
     assert slot_bytes(collar.flash, 1) == release.pack_bundle(LARGE_NEXT)
 
@@ -267,7 +267,7 @@ def test_field_technician_sees_a_collar_whose_power_failed_mid_compose_finish_th
     collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
     flash = collar.flash
     write = flash.write
-    block = 3 * update_slot.COMPOSE_BYTES_PER_STEP // update_slot.COMPOSE_BLOCK  # a few wake-ups in
+    block = 3 * update_slot.BUNDLE_BYTES_PER_STEP // update_slot.COMPOSE_BLOCK  # a few wake-ups in
 
     def cut(key, data):
         if key == f"s1c{block}":
@@ -287,3 +287,65 @@ def test_field_technician_sees_a_collar_whose_power_failed_mid_compose_finish_th
     assert collar.collar.update.fw_version() == "1.1.0"
     assert slot_bytes(flash, 1) == release.pack_bundle(LARGE_NEXT)
     assert slot_bytes(flash, 0) == release.pack_bundle(LARGE_FACTORY), "the slot it ran from was only read"
+
+
+class _CountingSha256:
+    """hashlib as update_slot sees it, counting the bundle bytes each wake-up hashes (composed or checked)."""
+
+    def __init__(self, per_wake: list[int]) -> None:
+        self.per_wake = per_wake
+
+    def sha256(self):
+        per_wake, digest = self.per_wake, hashlib.sha256()
+
+        class Counting:
+            def update(self, data):
+                if per_wake:
+                    per_wake[-1] += len(data)
+                digest.update(data)
+
+            def digest(self):
+                return digest.digest()
+
+        return Counting()
+
+
+def test_field_technician_sees_the_trial_boot_check_a_large_bundle_a_bounded_share_a_wake_up(monkeypatch):
+    """The first wake-up of a firmware on trial read and hashed its whole slot (a 95 KB bundle: seconds of
+    the nRF52840 in one wake-up, as composing was): the check now reads BUNDLE_BYTES_PER_STEP a wake-up,
+    then the self-test confirms."""
+    collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
+    hashed = composed_per_wake_up(collar, slot=9)  # a wake-up counter only: no slot 9 is written
+    monkeypatch.setattr(update_slot, "hashlib", _CountingSha256(hashed))
+    result = fuota.run_campaign([collar], large_delta_image(), 1)
+    assert result.results[collar.device_id] == "ok" and collar.collar.update.fw_version() == "1.1.0"
+    bundle_len = len(release.pack_bundle(LARGE_NEXT))
+    hashing = [n for n in hashed if n]
+    assert sum(hashing) == 2 * bundle_len, "composed once, checked once"
+    assert max(hashing) <= update_slot.BUNDLE_BYTES_PER_STEP, "no wake-up composes or checks more than its share"
+
+
+def test_field_technician_sees_a_collar_whose_power_failed_while_its_trial_slot_was_checked_confirm_it_after_reboot():
+    """The trial's check now spans wake-ups: a power cut in the middle leaves the boot record naming the slot
+    on trial, and the collar checks it again from the start and confirms it."""
+    collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
+    flash = collar.flash
+    read = flash.read
+    reads = []
+
+    def failing(key):
+        if key.startswith("s1c") and flash.records.get("trial.hdr") and collar.collar.boots == 2:
+            reads.append(key)
+            if len(reads) == 200:  # wake-ups into the check of the slot it booted on trial
+                raise PowerCut("power cut while reading " + key)
+        return read(key)
+
+    flash.read = failing
+    with pytest.raises(PowerCut):
+        fuota.run_campaign([collar], large_delta_image(), 1)
+    flash.read = read
+    collar.acks.clear()
+    collar.collar = Collar(collar.hal, None, KEYS_FOR(flash))
+    assert collar.collar.update.trial_due, "the boot record still names the slot on trial"
+    collar.live_until(collar.hal.clock.now_s() + 3600)
+    assert [a["result"] for a in collar.acks] == ["ok"] and collar.collar.update.fw_version() == "1.1.0"

@@ -355,6 +355,23 @@ def count_composed(prefix):
     flash.write = counting_write
     run._tick = counting_tick
     return per
+def count_hashed(per):
+    # the bundle bytes update_slot hashes (composing or checking a slot) in each wake-up counted by per
+    from collar_firmware import update_slot
+    sha256 = update_slot.hashlib.sha256
+    class Counting:
+        def __init__(self):
+            self.h = sha256()
+        def update(self, data):
+            if per:
+                per[-1] += len(data)
+            self.h.update(data)
+        def digest(self):
+            return self.h.digest()
+    class Hashlib:
+        pass
+    Hashlib.sha256 = Counting
+    update_slot.hashlib = Hashlib
 """
 
 
@@ -369,20 +386,25 @@ def provision_large_factory(collar: GuestCollar) -> None:
                "parts = None")
 
 
-def test_field_technician_sees_the_collar_under_micropython_compose_a_large_delta_a_bounded_share_a_wake_up(collar):
+def test_field_technician_sees_the_collar_under_micropython_compose_and_check_a_large_delta_a_share_a_wake_up(
+        collar):
     provision_large_factory(collar)
     image = release.build_image(1, "1.1.0", config.HARDWARE_ID, release.pack_delta(LARGE_NEXT, {"main.mpy"}), KEY,
                                 release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes()),
                                 (config.FW_VERSION, release.pack_bundle(LARGE_NEXT)))
-    collar.run(_COUNT_COMPOSED + "per_wake = count_composed('s1c')")
+    collar.run(_COUNT_COMPOSED + "per_wake = count_composed('s1c')\nhashed = count_composed('no such record')\n"
+               "count_hashed(hashed)")
     collar.hear(frames_of(image, collar))
     collar.live(6 * 3600)
     assert collar.update_acks() == ["ok"]
     assert collar.value("run.collar.boots, run.collar.update.fw_version()") == "2 1.1.0"
     composing = [int(n) for n in collar.value("[n for n in per_wake if n]").strip("[]").split(",")]
-    step = int(collar.value("update_slot.COMPOSE_BYTES_PER_STEP"))
+    step = int(collar.value("update_slot.BUNDLE_BYTES_PER_STEP"))
     assert sum(composing) == len(release.pack_bundle(LARGE_NEXT)) and len(composing) >= 3
     assert max(composing) <= step, "no wake-up composes more than its share"
+    hashing = [int(n) for n in collar.value("[n for n in hashed if n]").strip("[]").split(",")]
+    assert sum(hashing) == 2 * len(release.pack_bundle(LARGE_NEXT)), "composed, then checked on its trial boot"
+    assert max(hashing) <= step, "no wake-up composes or checks more than its share"
     composed = collar.run("import hashlib\nb = update_slot.slot_bundle(run.hal.storage, 1)\n"
                           "print(b.length, b.sha256.hex(), hashlib.sha256(b.read(0, b.length)).digest().hex())")
     whole = release.pack_bundle(LARGE_NEXT)
