@@ -4,9 +4,11 @@ Loaded by update.UpdateAgent with the first fragmentation set-up or a trial boot
 its code (and update_fec's, update_image's) stays off the collar's heap until an update comes.
 Fragments are rebuilt by update_fec.FecDecoder straight into the inactive slot in flash (records
 "s<slot>f<i>", parity rows "s<slot>p<i>"), in bounded RAM. A complete image (update_image.py) is
-checked for size, hardware and version, its payload against the SHA-256 its header carries, and its
-header signature by trust.Trust (a few steps per wake-up); then a model is installed and tried on
-its golden vector, or a firmware is named on trial in the boot record and the collar reboots.
+checked for size, hardware and version, its payload against the SHA-256 its header carries (a share
+a wake-up, PayloadCheck), and its header signature by trust.Trust (a few steps per wake-up); then a
+model is installed and tried on its golden vector, or a firmware is named on trial in the boot record
+and the collar reboots. What reads many kilobytes (the payload's hash, a delta's composition, the
+check of a slot on trial) is a Stepped walk of at most BYTES_PER_STEP bytes a wake-up.
 
 A slot's firmware is its bundle (update_image.py), found through the slot's sealed descriptor
 (update_slot.py, loaded with a firmware's install or trial only). A whole image's bundle is its
@@ -44,6 +46,7 @@ CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
 KEY_MODEL_GOOD = "model" + GOOD_SUFFIX  # classifier.load_model's last good copy of "model"
 KEY_GOOD_PREV = "model.good.prev"  # that copy as it was before the install being tried
 COPY_BYTES = 256  # bytes read from flash at a time while hashing or copying (update_slot.COMPOSE_BLOCK too)
+BYTES_PER_STEP = 8192  # bytes a wake-up hashes, composes or checks (Stepped; about 17-28 M fuel, docs/updates.md)
 
 
 def _slot():
@@ -87,13 +90,27 @@ class SlotStore:
         return self.storage.read("s%dp%d" % (self.slot, p))
 
 
-def _copy(read, start, stop, out):
-    """Hand bytes start..stop (read(start, stop) gives them) to out, a write or a hash's update,
-    COPY_BYTES at a time."""
-    while start < stop:
-        k = min(stop, start + COPY_BYTES)
-        out(read(start, k))
-        start = k
+class Stepped:
+    """Bytes handed on a bounded share a wake-up (step: at most BYTES_PER_STEP): the record
+    read(pos..end), then whatever _next points at, until _next says the walk is over (True or False)."""
+
+    read = None
+    pos = end = 0
+
+    def step(self):
+        """Hand on the next share; return None while there is more, else what _next ended with."""
+        budget = BYTES_PER_STEP
+        while budget:
+            if self.pos < self.end:
+                k = min(self.end - self.pos, COPY_BYTES, budget)
+                self._take(self.read(self.pos, self.pos + k))
+                self.pos += k
+                budget -= k
+            else:
+                done = self._next()
+                if done is not None:
+                    return done
+        return None
 
 
 def setup(agent, msg, now):
@@ -159,13 +176,24 @@ def _image(agent, start, stop):
     return _read(agent.decoder.store, agent.decoder.frag_size, start, stop)
 
 
-def _payload_sha256(agent, start, stop):
-    h = hashlib.sha256()
-    _copy(lambda a, b: _image(agent, a, b), start, stop, h.update)
-    return h.digest()
+class PayloadCheck(Stepped):
+    """The rebuilt image's payload hashed a share a wake-up (step: True when it has the SHA-256 its header
+    h carries, False when not)."""
+
+    def __init__(self, agent, h):
+        self.h = h
+        self.read = lambda start, stop: _image(agent, start, stop)
+        self.pos = h.size
+        self.end = h.size + h.payload_len
+        self.digest = hashlib.sha256()
+        self._take = self.digest.update
+
+    def _next(self):
+        return self.digest.digest() == self.h.payload_sha256
 
 
 def _check_image(agent, now):
+    """The rebuilt image's header checked; its payload is hashed over the next wake-ups (VERIFYING)."""
     try:
         head = _image(agent, 0, min(agent.image_len, update_image.MAX_HEADER_BYTES))
         h = update_image.parse_header(head)
@@ -175,16 +203,11 @@ def _check_image(agent, now):
         update_image.check(h, agent.image_len, config.HARDWARE_ID, running)
         if h.base_version:
             _slot().base_of(agent, h)  # before the signature's seconds of work: the bundle it is built on is here
-        if _payload_sha256(agent, h.size, h.size + h.payload_len) != h.payload_sha256:
-            raise update_image.ImageRefused("tampered", "payload does not match its SHA-256")
-        if h.key_id not in agent.collar.trust.keys:
-            raise update_image.ImageRefused("unsigned", "signed by key %d, which this collar does not hold"
-                                            % h.key_id)
     except update_image.ImageRefused as exc:
         agent._result(exc.reason, now)
         return
     agent.signed = bytes(head[:h.signed_len])
-    agent.step(now)
+    agent.slot_job = PayloadCheck(agent, h)
 
 
 def step(agent, now):
@@ -201,6 +224,15 @@ def step(agent, now):
     elif agent.state == VERIFYING:
         t = agent.collar.trust
         h = agent.header
+        check = agent.slot_job
+        if check is not None:  # the payload's SHA-256 first, then a key the collar holds, then the signature
+            held = check.step()
+            if held is None:
+                return
+            agent.slot_job = None
+            if not held or h.key_id not in t.keys:
+                agent._result("unsigned" if held else "tampered", now)
+                return
         if t.accept(h.key_id, agent.signed, h.signature):
             _install(agent, now)
         elif t.pending is None:

@@ -15,7 +15,6 @@ import struct
 from collar_firmware import records, update_image, update_install
 
 COMPOSE_BLOCK = update_install.COPY_BYTES  # bytes of a composed bundle's flash record: the one block of RAM a delta's install holds
-BUNDLE_BYTES_PER_STEP = 8192  # bundle bytes a wake-up composes or checks (about 23 M fuel composed, docs/updates.md)
 _SLOT_FORMAT = "<IBHHI32s"  # version u24, series (ord "f" fragments or "c" composed), block bytes, offset, length, SHA-256
 _MAX_RECORD_HEAD = 1 + 127 + 4  # a bundle record's name length, name and size
 
@@ -124,30 +123,7 @@ def base_of(agent, h):
     return base
 
 
-class _Stepped:
-    """Bytes handed on a bounded share a wake-up (step: at most BUNDLE_BYTES_PER_STEP): the record
-    read(pos..end), then whatever _next points at, until _next says the walk is over (True or False)."""
-
-    read = None
-    pos = end = 0
-
-    def step(self):
-        """Hand on the next share; return None while there is more, else what _next ended with."""
-        budget = BUNDLE_BYTES_PER_STEP
-        while budget:
-            if self.pos < self.end:
-                k = min(self.end - self.pos, update_install.COPY_BYTES, budget)
-                self._take(self.read(self.pos, self.pos + k))
-                self.pos += k
-                budget -= k
-            else:
-                done = self._next()
-                if done is not None:
-                    return done
-        return None
-
-
-class Composition(_Stepped):
+class Composition(update_install.Stepped):
     """The bundle of a delta h composed into the inactive slot a share a wake-up: its new records (read from
     the slot's fragments, frag_size bytes each) and the running slot's kept ones, in order; then checked
     against the length and SHA-256 h signs and described. Nothing of it is named bootable before that,
@@ -171,7 +147,7 @@ class Composition(_Stepped):
 
     def step(self):
         try:
-            return _Stepped.step(self)
+            return update_install.Stepped.step(self)
         except OSError as exc:
             raise update_image.ImageRefused("wrong_base", str(exc)) from None
 
@@ -203,7 +179,7 @@ class Composition(_Stepped):
         return None
 
 
-class SlotCheck(_Stepped):
+class SlotCheck(update_install.Stepped):
     """Whether a slot holds the whole bundle the header h signs, read a share a wake-up (step: True or False
     at the end, OSError for a record that is not whole): its descriptor names h's version, length and
     SHA-256, and its records read one by one to the end (none kept: a delta's) hash to that SHA-256."""

@@ -246,16 +246,16 @@ def composed_per_wake_up(collar: fuota.FleetCollar, slot: int = 1) -> list[int]:
 
 def test_field_technician_sees_a_large_delta_composed_over_several_wake_ups_each_a_bounded_share():
     """Composing costs about 1,080 fuel a byte (docs/updates.md): a whole bundle in one wake-up held the
-    collar's loop for seconds. Each wake-up now composes at most BUNDLE_BYTES_PER_STEP bytes."""
+    collar's loop for seconds. Each wake-up now composes at most BYTES_PER_STEP bytes."""
     collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
     bundle_len = len(release.pack_bundle(LARGE_NEXT))
-    assert bundle_len > 3 * update_slot.BUNDLE_BYTES_PER_STEP
+    assert bundle_len > 3 * update_install.BYTES_PER_STEP
     per_wake = composed_per_wake_up(collar)
     result = fuota.run_campaign([collar], large_delta_image(), 1)
     assert result.results[collar.device_id] == "ok" and collar.collar.update.fw_version() == "1.1.0"
     composing = [n for n in per_wake if n]
     assert sum(composing) == bundle_len
-    assert max(composing) <= update_slot.BUNDLE_BYTES_PER_STEP, "no wake-up composes more than its share"
+    assert max(composing) <= update_install.BYTES_PER_STEP, "no wake-up composes more than its share"
     assert len(composing) >= 4
     assert slot_bytes(collar.flash, 1) == release.pack_bundle(LARGE_NEXT)
 
@@ -267,7 +267,7 @@ def test_field_technician_sees_a_collar_whose_power_failed_mid_compose_finish_th
     collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
     flash = collar.flash
     write = flash.write
-    block = 3 * update_slot.BUNDLE_BYTES_PER_STEP // update_slot.COMPOSE_BLOCK  # a few wake-ups in
+    block = 3 * update_install.BYTES_PER_STEP // update_slot.COMPOSE_BLOCK  # a few wake-ups in
 
     def cut(key, data):
         if key == f"s1c{block}":
@@ -312,7 +312,7 @@ class _CountingSha256:
 
 def test_field_technician_sees_the_trial_boot_check_a_large_bundle_a_bounded_share_a_wake_up(monkeypatch):
     """The first wake-up of a firmware on trial read and hashed its whole slot (a 95 KB bundle: seconds of
-    the nRF52840 in one wake-up, as composing was): the check now reads BUNDLE_BYTES_PER_STEP a wake-up,
+    the nRF52840 in one wake-up, as composing was): the check now reads BYTES_PER_STEP a wake-up,
     then the self-test confirms."""
     collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
     hashed = composed_per_wake_up(collar, slot=9)  # a wake-up counter only: no slot 9 is written
@@ -322,7 +322,7 @@ def test_field_technician_sees_the_trial_boot_check_a_large_bundle_a_bounded_sha
     bundle_len = len(release.pack_bundle(LARGE_NEXT))
     hashing = [n for n in hashed if n]
     assert sum(hashing) == 2 * bundle_len, "composed once, checked once"
-    assert max(hashing) <= update_slot.BUNDLE_BYTES_PER_STEP, "no wake-up composes or checks more than its share"
+    assert max(hashing) <= update_install.BYTES_PER_STEP, "no wake-up composes or checks more than its share"
 
 
 def test_field_technician_sees_a_collar_whose_power_failed_while_its_trial_slot_was_checked_confirm_it_after_reboot():
@@ -349,3 +349,31 @@ def test_field_technician_sees_a_collar_whose_power_failed_while_its_trial_slot_
     assert collar.collar.update.trial_due, "the boot record still names the slot on trial"
     collar.live_until(collar.hal.clock.now_s() + 3600)
     assert [a["result"] for a in collar.acks] == ["ok"] and collar.collar.update.fw_version() == "1.1.0"
+
+
+def test_field_technician_sees_a_whole_firmware_image_hashed_a_bounded_share_a_wake_up(monkeypatch):
+    """The payload SHA-256 of a rebuilt image ran in one call: in the frame handler of the fragment that
+    completed it (a whole 95 KB firmware, the first update to this one, is seconds of the nRF52840 while
+    the Class C window is open). The wake-ups after it now hash BYTES_PER_STEP each."""
+    collar = factory_collar(bundle=None)
+    hashed: list[int] = []
+    step, hear = collar.collar.step, collar.hear
+
+    def counting_step():
+        hashed.append(0)
+        return step()
+
+    def counting_hear(port, payload):
+        hashed.append(0)
+        hear(port, payload)
+
+    collar.collar.step = counting_step
+    collar.hear = counting_hear
+    monkeypatch.setattr(update_install, "hashlib", _CountingSha256(hashed))
+    whole = release.pack_bundle(LARGE_NEXT)
+    image = release.build_image(update_image.KIND_FIRMWARE, "1.1.0", config.HARDWARE_ID, whole, KEY, GOLDEN)
+    result = fuota.run_campaign([collar], image, 1)
+    assert result.results[collar.device_id] == "ok" and collar.collar.update.fw_version() == "1.1.0"
+    hashing = [n for n in hashed if n]
+    assert sum(hashing) == len(whole), "the payload hashed once"
+    assert max(hashing) <= update_install.BYTES_PER_STEP, "no frame or wake-up hashes more than its share"

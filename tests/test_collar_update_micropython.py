@@ -399,7 +399,7 @@ def test_field_technician_sees_the_collar_under_micropython_compose_and_check_a_
     assert collar.update_acks() == ["ok"]
     assert collar.value("run.collar.boots, run.collar.update.fw_version()") == "2 1.1.0"
     composing = [int(n) for n in collar.value("[n for n in per_wake if n]").strip("[]").split(",")]
-    step = int(collar.value("update_slot.BUNDLE_BYTES_PER_STEP"))
+    step = int(collar.value("update_slot.update_install.BYTES_PER_STEP"))
     assert sum(composing) == len(release.pack_bundle(LARGE_NEXT)) and len(composing) >= 3
     assert max(composing) <= step, "no wake-up composes more than its share"
     hashing = [int(n) for n in collar.value("[n for n in hashed if n]").strip("[]").split(",")]
