@@ -12,9 +12,9 @@ set-up or a trial boot, so the collar's boot heap pays nothing for them. Then:
   - a firmware bundle lies whole in the inactive slot (a delta is first composed there with the
     running slot's kept modules, a bounded share a wake-up, again from the start after a power cut):
     the boot record names it as on trial and the collar reboots into
-    it; the first wake-up checks the slot holds the whole signed bundle, runs the self-test (the
-    sensors answer, the classifier reproduces the golden vector, the radio sends) and confirms or
-    rolls back.
+    it; the wake-ups after check the slot holds the whole signed bundle (a bounded share each), run
+    the self-test (the sensors answer, the classifier reproduces the golden vector, the radio sends)
+    and confirm or roll back.
 Every outcome is acknowledged on port 31 (`ack` with on_port 201 and an ACK_RESULTS reason),
 and the last one (kind, version, outcome, reason) is kept in flash ("upd.result") and reported in
 every status (version 2), so a lost ack still reaches the bridge.
