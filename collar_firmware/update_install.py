@@ -46,7 +46,7 @@ CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
 KEY_MODEL_GOOD = "model" + GOOD_SUFFIX  # classifier.load_model's last good copy of "model"
 KEY_GOOD_PREV = "model.good.prev"  # that copy as it was before the install being tried
 COPY_BYTES = 256  # bytes read from flash at a time while hashing or copying (update_slot.COMPOSE_BLOCK too)
-BYTES_PER_STEP = 8192  # bytes a wake-up hashes, composes or checks (Stepped; about 17-28 M fuel, docs/updates.md)
+BYTES_PER_STEP = 8192  # bytes a wake-up hashes, composes or checks (Stepped: 17 M fuel a check, 23-28 M composing; docs/updates.md)
 
 
 def _slot():
