@@ -10,10 +10,11 @@ set-up or a trial boot, so the collar's boot heap pays nothing for them. Then:
   - a model is kept as "model.prev", written as "model" and loaded (its own signature checked
     too); the trial is the golden vector of the image: the classifier must put it in its class;
   - a firmware bundle lies whole in the inactive slot (a delta is first composed there with the
-    running slot's kept modules): the boot record names it as on trial and the collar reboots into
-    it; the first wake-up checks the slot holds the whole signed bundle, runs the self-test (the
-    sensors answer, the classifier reproduces the golden vector, the radio sends) and confirms or
-    rolls back.
+    running slot's kept modules, a bounded share a wake-up, again from the start after a power cut):
+    the boot record names it as on trial and the collar reboots into
+    it; the wake-ups after check the slot holds the whole signed bundle (a bounded share each), run
+    the self-test (the sensors answer, the classifier reproduces the golden vector, the radio sends)
+    and confirm or roll back.
 Every outcome is acknowledged on port 31 (`ack` with on_port 201 and an ACK_RESULTS reason),
 and the last one (kind, version, outcome, reason) is kept in flash ("upd.result") and reported in
 every status (version 2), so a lost ack still reaches the bridge.
@@ -34,12 +35,14 @@ IDLE = const(0)
 RECEIVING = const(1)
 VERIFYING = const(2)
 MODEL_TRIAL = const(3)
-FIRMWARE_TRIAL = const(4)
+FIRMWARE_TRIAL = const(4)  # the slot on trial checked a bounded share per wake-up, then the self-test
 SOLVING = const(5)  # every fragment known, the missing ones written a bounded share per wake-up
+COMPOSING = const(6)  # a verified delta's bundle composed into the inactive slot, a bounded share per wake-up
 
 NO_SLOT = const(0xFF)
 BOOT_KEYS = ("boot0", "boot1")
 KEY_TRIAL_HEADER = "trial.hdr"
+KEY_COMPOSE = "upd.compose"  # a verified delta being composed (its fragment size and signed header): a reboot composes it again
 KEY_MODEL_PREV = "model.prev"
 KEY_RESULT = "upd.result"
 _RESULT_FORMAT = "<BBIB"  # kind (codec.UPDATE_KINDS), outcome (codec.UPDATE_OUTCOMES), version u24, reason
@@ -131,6 +134,9 @@ class UpdateAgent:
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
         self.frag_index = 0
+        self.slot_job = None  # update_slot.Composition or SlotCheck, stepped a share per wake-up
+        if not self.trial_due and self.storage.read(KEY_COMPOSE):
+            self.state = COMPOSING  # the power went while a verified delta was composed: the step starts it again
 
     # ---- what the loop asks ---------------------------------------------------------
 
@@ -198,7 +204,8 @@ class UpdateAgent:
             if self.state == RECEIVING:
                 _installer().fragment(self, msg, now)
         elif name == "frag_session_setup":
-            _installer().setup(self, msg, now)
+            if self.state != FIRMWARE_TRIAL:  # its fragments would go over the slot being tried: not answered
+                _installer().setup(self, msg, now)
         elif name == "frag_session_delete":
             _installer().delete(self, msg)
         elif name == "frag_session_status":
@@ -238,7 +245,7 @@ class UpdateAgent:
         if self.trial_due:
             self.trial_due = False
             _installer().firmware_trial(self, now)
-        elif self.state == VERIFYING or self.state == MODEL_TRIAL or self.state == SOLVING:
+        elif self.state != IDLE and self.state != RECEIVING:  # solving, checking, composing, trials
             _installer().step(self, now)
 
     def _result(self, reason, now, kind=0, version=0, acked=False):
@@ -260,6 +267,7 @@ class UpdateAgent:
             _RESULT_FORMAT, self.last_kind, self.last_outcome, self.last_version, self.last_reason)))
         self.state = IDLE
         self.decoder = None
+        self.slot_job = None
         if acked:
             return
         port, payload = codec.encode_packet("ack", {"time_s": now, "on_port": PORT_FRAGMENTS,

@@ -11,7 +11,7 @@ payload is bound through its SHA-256. A whole firmware's payload is its bundle: 
 against one base version: its payload names every module of the new bundle in that order, either a
 whole record or a kept one (name length | KEPT, name: the base's record of that name, byte for
 byte), and its header signs the length and SHA-256 of the bundle the collar composes from it and
-the base it runs (update_slot.compose). A collar that predates deltas refuses format 2 as not
+the base it runs (update_slot.Composition). A collar that predates deltas refuses format 2 as not
 an image it knows, rather than booting a slot of a few modules. The golden vector is the self-test of a trial boot: the
 classifier the collar runs afterwards must put those features in that class. Refusals name an
 ACK_RESULTS entry of the codec: unsigned, tampered, downgrade, wrong_hardware, truncated, too_large,

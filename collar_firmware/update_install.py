@@ -4,9 +4,11 @@ Loaded by update.UpdateAgent with the first fragmentation set-up or a trial boot
 its code (and update_fec's, update_image's) stays off the collar's heap until an update comes.
 Fragments are rebuilt by update_fec.FecDecoder straight into the inactive slot in flash (records
 "s<slot>f<i>", parity rows "s<slot>p<i>"), in bounded RAM. A complete image (update_image.py) is
-checked for size, hardware and version, its payload against the SHA-256 its header carries, and its
-header signature by trust.Trust (a few steps per wake-up); then a model is installed and tried on
-its golden vector, or a firmware is named on trial in the boot record and the collar reboots.
+checked for size, hardware and version, its payload against the SHA-256 its header carries (a share
+a wake-up, PayloadCheck), and its header signature by trust.Trust (a few steps per wake-up); then a
+model is installed and tried on its golden vector, or a firmware is named on trial in the boot record
+and the collar reboots. What reads many kilobytes (the payload's hash, a delta's composition, the
+check of a slot on trial) is a Stepped walk of at most BYTES_PER_STEP bytes a wake-up.
 
 A slot's firmware is its bundle (update_image.py), found through the slot's sealed descriptor
 (update_slot.py, loaded with a firmware's install or trial only). A whole image's bundle is its
@@ -25,7 +27,10 @@ import struct
 from collar_firmware import codec, config, records, update_fec, update_image
 from collar_firmware.classifier import GOOD_SUFFIX
 from collar_firmware.update import (
+    COMPOSING,
+    FIRMWARE_TRIAL,
     IDLE,
+    KEY_COMPOSE,
     KEY_MODEL_PREV,
     KEY_TRIAL_HEADER,
     MODEL_TRIAL,
@@ -41,6 +46,7 @@ CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
 KEY_MODEL_GOOD = "model" + GOOD_SUFFIX  # classifier.load_model's last good copy of "model"
 KEY_GOOD_PREV = "model.good.prev"  # that copy as it was before the install being tried
 COPY_BYTES = 256  # bytes read from flash at a time while hashing or copying (update_slot.COMPOSE_BLOCK too)
+BYTES_PER_STEP = 8192  # bytes a wake-up hashes, composes or checks (Stepped: 17 M fuel a check, 23-28 M composing; docs/updates.md)
 
 
 def _slot():
@@ -84,13 +90,27 @@ class SlotStore:
         return self.storage.read("s%dp%d" % (self.slot, p))
 
 
-def _copy(read, start, stop, out):
-    """Hand bytes start..stop (read(start, stop) gives them) to out, a write or a hash's update,
-    COPY_BYTES at a time."""
-    while start < stop:
-        k = min(stop, start + COPY_BYTES)
-        out(read(start, k))
-        start = k
+class Stepped:
+    """Bytes handed on a bounded share a wake-up (step: at most BYTES_PER_STEP): the record
+    read(pos..end), then whatever _next points at, until _next says the walk is over (True or False)."""
+
+    read = None
+    pos = end = 0
+
+    def step(self):
+        """Hand on the next share; return None while there is more, else what _next ended with."""
+        budget = BYTES_PER_STEP
+        while budget:
+            if self.pos < self.end:
+                k = min(self.end - self.pos, COPY_BYTES, budget)
+                self._take(self.read(self.pos, self.pos + k))
+                self.pos += k
+                budget -= k
+            else:
+                done = self._next()
+                if done is not None:
+                    return done
+        return None
 
 
 def setup(agent, msg, now):
@@ -104,6 +124,8 @@ def setup(agent, msg, now):
         agent._result("too_large", now)
         return
     agent.storage.write(slot_key(agent._inactive()), b"")  # its fragments go over that slot's firmware
+    agent.storage.write(KEY_COMPOSE, b"")  # and over the fragments a delta being composed reads
+    agent.slot_job = None
     agent.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(agent.storage, agent._inactive()), True)
     agent.image_len = nb_frag * frag_size - msg["padding"]
     agent.frag_index = msg["session"] & 3  # TS004 FragIndex: fragments of another session are not ours
@@ -154,13 +176,24 @@ def _image(agent, start, stop):
     return _read(agent.decoder.store, agent.decoder.frag_size, start, stop)
 
 
-def _payload_sha256(agent, start, stop):
-    h = hashlib.sha256()
-    _copy(lambda a, b: _image(agent, a, b), start, stop, h.update)
-    return h.digest()
+class PayloadCheck(Stepped):
+    """The rebuilt image's payload hashed a share a wake-up (step: True when it has the SHA-256 its header
+    h carries, False when not)."""
+
+    def __init__(self, agent, h):
+        self.h = h
+        self.read = lambda start, stop: _image(agent, start, stop)
+        self.pos = h.size
+        self.end = h.size + h.payload_len
+        self.digest = hashlib.sha256()
+        self._take = self.digest.update
+
+    def _next(self):
+        return self.digest.digest() == self.h.payload_sha256
 
 
 def _check_image(agent, now):
+    """The rebuilt image's header checked; its payload is hashed over the next wake-ups (VERIFYING)."""
     try:
         head = _image(agent, 0, min(agent.image_len, update_image.MAX_HEADER_BYTES))
         h = update_image.parse_header(head)
@@ -170,27 +203,36 @@ def _check_image(agent, now):
         update_image.check(h, agent.image_len, config.HARDWARE_ID, running)
         if h.base_version:
             _slot().base_of(agent, h)  # before the signature's seconds of work: the bundle it is built on is here
-        if _payload_sha256(agent, h.size, h.size + h.payload_len) != h.payload_sha256:
-            raise update_image.ImageRefused("tampered", "payload does not match its SHA-256")
-        if h.key_id not in agent.collar.trust.keys:
-            raise update_image.ImageRefused("unsigned", "signed by key %d, which this collar does not hold"
-                                            % h.key_id)
     except update_image.ImageRefused as exc:
         agent._result(exc.reason, now)
         return
     agent.signed = bytes(head[:h.signed_len])
-    agent.step(now)
+    agent.slot_job = PayloadCheck(agent, h)
 
 
 def step(agent, now):
-    """Advance the solve, the signature check or the model's trial by one wake-up."""
-    if agent.state == SOLVING:
+    """Advance the solve, the signature check, a delta's composition, the check of a slot on trial or the
+    model's trial by one wake-up."""
+    if agent.state == COMPOSING:
+        _compose(agent, now)
+    elif agent.state == FIRMWARE_TRIAL:
+        _check_trial(agent, now)
+    elif agent.state == SOLVING:
         if agent.decoder.solve():
             agent.state = VERIFYING
             _check_image(agent, now)
     elif agent.state == VERIFYING:
         t = agent.collar.trust
         h = agent.header
+        check = agent.slot_job
+        if check is not None:  # the payload's SHA-256 first, then a key the collar holds, then the signature
+            held = check.step()
+            if held is None:
+                return
+            agent.slot_job = None
+            if not held or h.key_id not in t.keys:
+                agent._result("unsigned" if held else "tampered", now)
+                return
         if t.accept(h.key_id, agent.signed, h.signature):
             _install(agent, now)
         elif t.pending is None:
@@ -220,16 +262,44 @@ def _install(agent, now):
         agent.collar.reload_model()
         agent.step(now)
         return
-    slots = _slot()
+    if h.base_version:  # composed from the next wake-up on, as after a reboot: from the record
+        storage.write(KEY_COMPOSE, records.sealed(bytes((agent.decoder.frag_size,)) + agent.signed + h.signature))
+        agent.state = COMPOSING
+        return
+    # the bundle is the payload, where the fragments lie
+    _slot().describe(storage, agent._inactive(), h.version, "f", agent.decoder.frag_size, h.size, h.payload_len,
+                     h.payload_sha256)
+    _trial(agent, h)
+
+
+def _compose(agent, now):
+    """Compose the next share of a verified delta's bundle (update_slot.Composition); once it is whole, name it
+    on trial. The first share reads what to compose from the record the install wrote (KEY_COMPOSE: the
+    fragment size, a u8 as update_fec.MAX_FRAG_SIZE allows, the signed header and its signature), so after
+    a reboot the composition starts again; a record torn by a power cut as it was written leaves the
+    collar on its version (refused: truncated)."""
     try:
-        if h.base_version:
-            slots.compose(agent, h)
-        else:  # the bundle is the payload, where the fragments lie
-            slots.describe(storage, agent._inactive(), h.version, "f", agent.decoder.frag_size, h.size, h.payload_len,
-                      h.payload_sha256)
+        if agent.slot_job is None:
+            body = records.unsealed(agent.storage.read(KEY_COMPOSE))
+            if body is None:
+                raise update_image.ImageRefused("truncated", "")
+            agent.header = h = update_image.parse_header(body[1:])
+            agent.signed = bytes(body[1:1 + h.signed_len])
+            agent.slot_job = _slot().Composition(agent, h, body[0])
+        done = agent.slot_job.step()
     except update_image.ImageRefused as exc:
+        agent.storage.write(KEY_COMPOSE, b"")
         agent._result(exc.reason, now)
         return
+    if done:
+        agent.storage.write(KEY_COMPOSE, b"")  # a cut before the boot record leaves the version it runs
+        agent.slot_job = None
+        _trial(agent, agent.header)
+
+
+def _trial(agent, h):
+    """Name the inactive slot, whose bundle is whole and described, on trial, and reboot into it."""
+    storage = agent.storage
     storage.write(KEY_TRIAL_HEADER, records.sealed(agent.signed + h.signature))
     agent.boot.trial_slot = agent._inactive()
     agent.boot.trial_version = h.version
@@ -280,22 +350,36 @@ def _rollback_model(agent, reason, now):
 
 
 def firmware_trial(agent, now):
-    """First wake-up of a firmware on trial: self-test, then confirm or roll back."""
-    boot = agent.boot
-    if boot.trial_slot == NO_SLOT:
+    """First wake-up of a firmware on trial: its slot is checked over the next wake-ups (FIRMWARE_TRIAL,
+    update_slot.SlotCheck), then the self-test confirms it or rolls back. A power cut meanwhile leaves
+    the boot record naming the trial: the check starts again after the reboot."""
+    if agent.boot.trial_slot == NO_SLOT:
         return
-    body = records.unsealed(agent.storage.read(KEY_TRIAL_HEADER))
-    agent.header = None
-    trial_version = boot.trial_version
-    ok = False
+    agent.header = agent.slot_job = None
+    agent.state = FIRMWARE_TRIAL
     try:
-        h = update_image.parse_header(body) if body is not None else None
+        h = update_image.parse_header(records.unsealed(agent.storage.read(KEY_TRIAL_HEADER)))
         slots = _slot()
-        if h is not None:
-            slots.adopt(agent.storage, boot.trial_slot, h)  # installed by a firmware before descriptors
-        ok = h is not None and slots.slot_holds(agent.storage, boot.trial_slot, h) and _self_test(agent, h)
+        slots.adopt(agent.storage, agent.boot.trial_slot, h)  # installed by a firmware before descriptors
+        agent.slot_job = slots.SlotCheck(agent.storage, agent.boot.trial_slot, h)
+    except Exception:
+        pass  # no trial header, or a broken one: rolled back below
+    _check_trial(agent, now)
+
+
+def _check_trial(agent, now):
+    """Check the next share of the slot on trial; once it is read, confirm it when it holds the signed
+    bundle and the self-test passes, else roll back to the slot the collar ran."""
+    check = agent.slot_job
+    try:
+        held = check.step()  # no check (None): AttributeError, not held
+        if held is None:
+            return
+        ok = held and _self_test(agent, check.h)
     except Exception:
         ok = False
+    boot = agent.boot
+    trial_version = boot.trial_version
     if ok:
         boot.active_slot = boot.trial_slot
         boot.active_version = boot.trial_version

@@ -5,7 +5,8 @@ Loaded by update_install with a firmware's install (a delta: with its base check
 boot, never for a model: the signature check that comes before keeps its heap as it was. A slot's
 descriptor ("s<slot>.bundle", sealed: version, which records, offset, length, SHA-256) names its
 bundle: a whole image's is its payload, left where the fragments put it ("f" records); a delta's is
-composed into "c" records of COMPOSE_BLOCK bytes, one block of RAM at a time (docs/updates.md).
+composed into "c" records of COMPOSE_BLOCK bytes, one block of RAM at a time and a bounded share a
+wake-up (Composition, docs/updates.md); a slot on trial is checked a bounded share a wake-up too (SlotCheck).
 """
 
 import hashlib
@@ -122,68 +123,91 @@ def base_of(agent, h):
     return base
 
 
-def compose(agent, h):
-    """Write the whole bundle of the delta h into the inactive slot: its new records and the running
-    slot's kept ones, in order, checked against the length and SHA-256 h signs, then the slot's
-    descriptor. ImageRefused("wrong_base") when the base lacks a kept module or the result differs."""
-    base = base_of(agent, h)
-    store, size = agent.decoder.store, agent.decoder.frag_size
+class Composition(update_install.Stepped):
+    """The bundle of a delta h composed into the inactive slot a share a wake-up: its new records (read from
+    the slot's fragments, frag_size bytes each) and the running slot's kept ones, in order; then checked
+    against the length and SHA-256 h signs and described. Nothing of it is named bootable before that,
+    so a power cut leaves the running version; the install starts it again after the reboot.
+    step raises ImageRefused("wrong_base") when the base lacks a kept module or the result differs."""
 
-    def delta(start, stop):
-        return update_install._read(store, size, h.size + start, h.size + stop)
+    def __init__(self, agent, h, frag_size):
+        self.h = h
+        self.base = base_of(agent, h)
+        self.slot = agent._inactive()
+        self.storage = agent.storage
+        self.fragments = update_install.SlotStore(agent.storage, self.slot)
+        self.frag_size = frag_size
+        self.out = _Composer(agent.storage, self.slot)
+        self._take = self.out.write
+        self.at = 0  # the next record of the delta
+        self.base_at = 0  # where the search for the next kept record goes on in the base
 
-    slot = agent._inactive()
-    out = _Composer(agent.storage, slot)
-    pos = base_pos = 0
-    try:
-        while pos < h.payload_len:
-            name, kept, end = _record_at(delta, pos, h.payload_len)
-            if out.length > h.bundle_len:  # the slot's flash takes what the header signs, not more
-                raise OSError("the composed bundle runs past the %d bytes signed" % h.bundle_len)
-            if not kept:
-                update_install._copy(delta, pos, end, out.write)
-            else:
-                while True:  # both in name order: the base's records before it are modules the new bundle dropped
-                    if base_pos >= base.length:
-                        raise OSError("the running firmware has no module %s" % name)
-                    base_name, base_kept, base_end = _record_at(base.read, base_pos, base.length)
-                    if base_kept:
-                        raise OSError("the running slot's bundle is itself a delta")
-                    if base_name == name:
-                        update_install._copy(base.read, base_pos, base_end, out.write)
-                        base_pos = base_end
-                        break
-                    base_pos = base_end
-            pos = end
-    except OSError as exc:
-        raise update_image.ImageRefused("wrong_base", str(exc)) from None
-    length, digest = out.close()
-    if length != h.bundle_len or digest != h.bundle_sha256:
-        raise update_image.ImageRefused("wrong_base", "the composed bundle is not the one signed")
-    describe(agent.storage, slot, h.version, "c", COMPOSE_BLOCK, 0, length, digest)
+    def _delta(self, start, stop):
+        return update_install._read(self.fragments, self.frag_size, self.h.size + start, self.h.size + stop)
+
+    def step(self):
+        try:
+            return update_install.Stepped.step(self)
+        except OSError as exc:
+            raise update_image.ImageRefused("wrong_base", str(exc)) from None
+
+    def _next(self):
+        """Point the copy at the delta's next record, or at the base's record of a kept one; at the end,
+        check the bundle and describe the slot (True)."""
+        h = self.h
+        if self.at >= h.payload_len:
+            length, digest = self.out.close()
+            if length != h.bundle_len or digest != h.bundle_sha256:
+                raise OSError("not the bundle signed")
+            describe(self.storage, self.slot, h.version, "c", COMPOSE_BLOCK, 0, length, digest)
+            return True
+        name, kept, end = _record_at(self._delta, self.at, h.payload_len)
+        if self.out.length > h.bundle_len:  # the slot's flash takes what the header signs, not more
+            raise OSError("longer than signed")
+        self.read, self.pos, self.end = self._delta, self.at, end
+        base = self.base
+        while kept:  # both in name order: the base's records before it are modules the new bundle dropped
+            if self.base_at >= base.length:
+                raise OSError(name)  # a kept module the running firmware lacks
+            base_name, base_kept, base_end = _record_at(base.read, self.base_at, base.length)
+            if base_kept:
+                raise OSError("base is a delta")
+            if base_name == name:
+                self.read, self.pos, self.end, kept = base.read, self.base_at, base_end, 0
+            self.base_at = base_end
+        self.at = end
+        return None
 
 
-def slot_holds(storage, slot, h):
-    """True when slot holds the whole bundle the header h signs: its descriptor names h's version, length
-    and SHA-256, and its records read one by one to the end and hash to that SHA-256."""
-    b = slot_bundle(storage, slot)
-    if b is None or b.version != h.version or b.length != h.bundle_len or b.sha256 != h.bundle_sha256:
-        return False
-    digest = hashlib.sha256()
-    pos = 0
-    while pos < b.length:
-        _name, kept, end = _record_at(b.read, pos, b.length)
-        if kept:
+class SlotCheck(update_install.Stepped):
+    """Whether a slot holds the whole bundle the header h signs, read a share a wake-up (step: True or False
+    at the end, OSError for a record that is not whole): its descriptor names h's version, length and
+    SHA-256, and its records read one by one to the end (none kept: a delta's) hash to that SHA-256."""
+
+    def __init__(self, storage, slot, h):
+        self.h = h
+        b = slot_bundle(storage, slot)
+        if b is not None and b.version == h.version and b.length == h.bundle_len and b.sha256 == h.bundle_sha256:
+            self.bundle, self.read = b, b.read
+        else:
+            self.bundle = None
+        self.digest = hashlib.sha256()
+        self._take = self.digest.update
+
+    def _next(self):
+        b = self.bundle
+        if b is None:
             return False
-        update_install._copy(b.read, pos, end, digest.update)
-        pos = end
-    return digest.digest() == h.bundle_sha256
+        if self.end >= b.length:
+            return self.digest.digest() == self.h.bundle_sha256
+        _name, kept, self.end = _record_at(b.read, self.pos, b.length)
+        return False if kept else None
 
 
 def adopt(storage, slot, h):
     """Describe a slot on trial that a firmware older than slot descriptors installed: a whole image
     left in its fragment records ("f", each one fragment long), its bundle the payload the trial's
-    signed header h names. slot_holds then checks it as any other; a later delta composes from it."""
+    signed header h names. SlotCheck then checks it as any other; a later delta composes from it."""
     if h.base_version or slot_bundle(storage, slot) is not None:
         return
     first = storage.read("s%df0" % slot)

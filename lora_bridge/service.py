@@ -1896,12 +1896,13 @@ class Bridge:
                 fuota_pause.resumed(session, self.codec, campaign, now)
             return {**campaigns.view(session, campaign), "delivery": fuota_delivery.view(session, campaign_id)}
 
-    def record_update_ack(self, device_id: str, result: str) -> list[int]:
-        """A collar's port-31 ack for port 201 (an ACK_RESULTS name): advance its campaigns."""
-        from lora_bridge.domain import campaigns
+    def record_update_ack(self, device_id: str, result: str, at: datetime) -> list[int]:
+        """A collar's port-31 ack for port 201 (an ACK_RESULTS name) dated at (its `time_s`): taken as the
+        pipeline takes one heard over the air (`update_results.record_ack`); return the campaigns it moved."""
+        from lora_bridge.domain import update_results
 
         with self.db.write() as session:
-            return campaigns.record_ack(session, device_id, result)
+            return update_results.record_ack(session, device_id, result, at)
 
     def evaluate_campaigns(self) -> int:
         """Re-check gates and stages of every active campaign; return how many were looked at."""

@@ -20,6 +20,7 @@ from collar_firmware import config as collar_config
 from collar_firmware import update_image
 from lora_bridge.adapters.api import MAX_IMAGE_BYTES, create_app
 from lora_bridge.domain import campaigns
+from lora_bridge.store.utc import utc_now
 from lora_bridge.updates import keys, release
 from simulator import fuota
 from tembo.cli import main
@@ -82,7 +83,7 @@ def test_field_technician_starts_a_campaign_by_posting_the_signed_image_and_foll
     one = api.get(f"/api/updates/campaigns/{campaign['id']}", headers=auth(api, "admin")).json()
     assert one["collars"] == campaign["collars"] and one["history"][0]["event"] == "created"
     canary = next(c["device_id"] for c in one["collars"] if c["stage"] == "canary")
-    api.bridge.record_update_ack(canary, "ok")
+    api.bridge.record_update_ack(canary, "ok", utc_now())
     after = api.get(f"/api/updates/campaigns/{campaign['id']}", headers=auth(api, "admin")).json()
     assert {c["device_id"]: c["state"] for c in after["collars"]}[canary] == "updated"
     assert after["state"] == "rolling"

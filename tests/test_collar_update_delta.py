@@ -211,3 +211,169 @@ def test_a_signed_delta_that_composes_more_than_its_header_names_stops_writing_t
     written = sum(len(v) for k, v in collar.flash.records.items() if k.startswith("s1c"))
     assert written <= len(release.pack_bundle(NEXT)) + 1000 + 2 * update_slot.COMPOSE_BLOCK
     assert collar.collar.update.fw_version() == config.FW_VERSION and collar.collar.boots == 1
+
+
+# 1.1.0 of a firmware whose kept modules make a bundle of several wake-ups' composition: a delta of one module
+LARGE_FACTORY = {**FACTORY, "classifier.mpy": bytes(range(7, 256)) * 160, "codec.mpy": b"\x0c" * 30000}
+LARGE_NEXT = {**LARGE_FACTORY, "main.mpy": NEXT["main.mpy"]}
+
+
+def large_delta_image() -> bytes:
+    return release.build_image(update_image.KIND_FIRMWARE, "1.1.0", config.HARDWARE_ID,
+                               release.pack_delta(LARGE_NEXT, {"main.mpy"}), KEY, GOLDEN,
+                               (config.FW_VERSION, release.pack_bundle(LARGE_NEXT)))
+
+
+def composed_per_wake_up(collar: fuota.FleetCollar, slot: int = 1) -> list[int]:
+    """Count the bytes of composed bundle ("s<slot>c" records) the collar writes in each of its wake-ups
+    from now on (a wake-up that writes none is not listed)."""
+    per_wake: list[int] = []
+    step, write = collar.collar.step, collar.flash.write
+
+    def counting_step():
+        per_wake.append(0)
+        return step()
+
+    def counting_write(key, data):
+        write(key, data)
+        if key.startswith(f"s{slot}c") and per_wake:
+            per_wake[-1] += len(data)
+
+    collar.collar.step = counting_step
+    collar.flash.write = counting_write
+    return per_wake
+
+
+def test_field_technician_sees_a_large_delta_composed_over_several_wake_ups_each_a_bounded_share():
+    """Composing costs about 1,080 fuel a byte (docs/updates.md): a whole bundle in one wake-up held the
+    collar's loop for seconds. Each wake-up now composes at most BYTES_PER_STEP bytes."""
+    collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
+    bundle_len = len(release.pack_bundle(LARGE_NEXT))
+    assert bundle_len > 3 * update_install.BYTES_PER_STEP
+    per_wake = composed_per_wake_up(collar)
+    result = fuota.run_campaign([collar], large_delta_image(), 1)
+    assert result.results[collar.device_id] == "ok" and collar.collar.update.fw_version() == "1.1.0"
+    composing = [n for n in per_wake if n]
+    assert sum(composing) == bundle_len
+    assert max(composing) <= update_install.BYTES_PER_STEP, "no wake-up composes more than its share"
+    assert len(composing) >= 4
+    assert slot_bytes(collar.flash, 1) == release.pack_bundle(LARGE_NEXT)
+
+
+def test_field_technician_sees_a_collar_whose_power_failed_mid_compose_finish_the_install_after_reboot():
+    """The power goes while the collar composes a verified delta, wake-ups into it: it comes back on the
+    version it ran, then composes again from the start (the delta's fragments and its checked header are in
+    flash) and installs it, without the bridge sending the delta again."""
+    collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
+    flash = collar.flash
+    write = flash.write
+    block = 3 * update_install.BYTES_PER_STEP // update_slot.COMPOSE_BLOCK  # a few wake-ups in
+
+    def cut(key, data):
+        if key == f"s1c{block}":
+            flash.records[key] = bytes(data)[:40]
+            raise PowerCut("power cut while writing " + key)
+        write(key, data)
+
+    flash.write = cut
+    with pytest.raises(PowerCut):
+        fuota.run_campaign([collar], large_delta_image(), 1)
+    flash.write = write
+    collar.collar = Collar(collar.hal, None, KEYS_FOR(flash))
+    assert collar.collar.update.fw_version() == config.FW_VERSION and collar.collar.boots == 1
+    assert update_slot.slot_bundle(flash, 1) is None, "the half-composed slot is never named bootable"
+    collar.live_until(collar.hal.clock.now_s() + 3600)
+    assert [a["result"] for a in collar.acks] == ["ok"]
+    assert collar.collar.update.fw_version() == "1.1.0"
+    assert slot_bytes(flash, 1) == release.pack_bundle(LARGE_NEXT)
+    assert slot_bytes(flash, 0) == release.pack_bundle(LARGE_FACTORY), "the slot it ran from was only read"
+
+
+class _CountingSha256:
+    """hashlib as update_slot sees it, counting the bundle bytes each wake-up hashes (composed or checked)."""
+
+    def __init__(self, per_wake: list[int]) -> None:
+        self.per_wake = per_wake
+
+    def sha256(self):
+        per_wake, digest = self.per_wake, hashlib.sha256()
+
+        class Counting:
+            def update(self, data):
+                if per_wake:
+                    per_wake[-1] += len(data)
+                digest.update(data)
+
+            def digest(self):
+                return digest.digest()
+
+        return Counting()
+
+
+def test_field_technician_sees_the_trial_boot_check_a_large_bundle_a_bounded_share_a_wake_up(monkeypatch):
+    """The first wake-up of a firmware on trial read and hashed its whole slot (a 95 KB bundle: seconds of
+    the nRF52840 in one wake-up, as composing was): the check now reads BYTES_PER_STEP a wake-up,
+    then the self-test confirms."""
+    collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
+    hashed = composed_per_wake_up(collar, slot=9)  # a wake-up counter only: no slot 9 is written
+    monkeypatch.setattr(update_slot, "hashlib", _CountingSha256(hashed))
+    result = fuota.run_campaign([collar], large_delta_image(), 1)
+    assert result.results[collar.device_id] == "ok" and collar.collar.update.fw_version() == "1.1.0"
+    bundle_len = len(release.pack_bundle(LARGE_NEXT))
+    hashing = [n for n in hashed if n]
+    assert sum(hashing) == 2 * bundle_len, "composed once, checked once"
+    assert max(hashing) <= update_install.BYTES_PER_STEP, "no wake-up composes or checks more than its share"
+
+
+def test_field_technician_sees_a_collar_whose_power_failed_while_its_trial_slot_was_checked_confirm_it_after_reboot():
+    """The trial's check now spans wake-ups: a power cut in the middle leaves the boot record naming the slot
+    on trial, and the collar checks it again from the start and confirms it."""
+    collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
+    flash = collar.flash
+    read = flash.read
+    reads = []
+
+    def failing(key):
+        if key.startswith("s1c") and flash.records.get("trial.hdr") and collar.collar.boots == 2:
+            reads.append(key)
+            if len(reads) == 200:  # wake-ups into the check of the slot it booted on trial
+                raise PowerCut("power cut while reading " + key)
+        return read(key)
+
+    flash.read = failing
+    with pytest.raises(PowerCut):
+        fuota.run_campaign([collar], large_delta_image(), 1)
+    flash.read = read
+    collar.acks.clear()
+    collar.collar = Collar(collar.hal, None, KEYS_FOR(flash))
+    assert collar.collar.update.trial_due, "the boot record still names the slot on trial"
+    collar.live_until(collar.hal.clock.now_s() + 3600)
+    assert [a["result"] for a in collar.acks] == ["ok"] and collar.collar.update.fw_version() == "1.1.0"
+
+
+def test_field_technician_sees_a_whole_firmware_image_hashed_a_bounded_share_a_wake_up(monkeypatch):
+    """The payload SHA-256 of a rebuilt image ran in one call: in the frame handler of the fragment that
+    completed it (a whole 95 KB firmware, the first update to this one, is seconds of the nRF52840 while
+    the Class C window is open). The wake-ups after it now hash BYTES_PER_STEP each."""
+    collar = factory_collar(bundle=None)
+    hashed: list[int] = []
+    step, hear = collar.collar.step, collar.hear
+
+    def counting_step():
+        hashed.append(0)
+        return step()
+
+    def counting_hear(port, payload):
+        hashed.append(0)
+        hear(port, payload)
+
+    collar.collar.step = counting_step
+    collar.hear = counting_hear
+    monkeypatch.setattr(update_install, "hashlib", _CountingSha256(hashed))
+    whole = release.pack_bundle(LARGE_NEXT)
+    image = release.build_image(update_image.KIND_FIRMWARE, "1.1.0", config.HARDWARE_ID, whole, KEY, GOLDEN)
+    result = fuota.run_campaign([collar], image, 1)
+    assert result.results[collar.device_id] == "ok" and collar.collar.update.fw_version() == "1.1.0"
+    hashing = [n for n in hashed if n]
+    assert sum(hashing) == len(whole), "the payload hashed once"
+    assert max(hashing) <= update_install.BYTES_PER_STEP, "no frame or wake-up hashes more than its share"

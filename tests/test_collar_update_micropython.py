@@ -5,6 +5,7 @@ signed version."""
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 
@@ -330,3 +331,82 @@ def test_the_collar_under_micropython_refuses_a_delta_against_a_version_it_does_
     assert collar.value("run.collar.boots, run.collar.update.fw_version()") == f"1 {config.FW_VERSION}"
     assert collar.value("run.collar.status_values(run.hal.clock.now_s())['update_reason']") == \
         str(codec.ack_code("wrong_base"))
+
+
+# a factory firmware whose kept modules make a bundle of several wake-ups' composition, and 1.1.0 of it
+LARGE_BUNDLE_MODULES = {"classifier.mpy": bytes(range(7, 256)) * 120, "codec.mpy": b"\x0c" * 20000,
+                        "main.mpy": bytes(range(256)) * 4, "update.mpy": bytes(range(255, -1, -1)) * 4}
+LARGE_NEXT = {**LARGE_BUNDLE_MODULES, "main.mpy": NEXT["main.mpy"]}
+
+_COUNT_COMPOSED = """
+def count_composed(prefix):
+    # the bytes of records whose key starts with prefix the collar writes in each of its wake-ups
+    per = []
+    flash = run.hal.storage
+    write = flash.write
+    tick = run._tick
+    def counting_write(key, data):
+        write(key, data)
+        if key.startswith(prefix) and per:
+            per[-1] += len(data)
+    def counting_tick():
+        per.append(0)
+        tick()
+    flash.write = counting_write
+    run._tick = counting_tick
+    return per
+def count_hashed(per):
+    # the bundle bytes update_slot hashes (composing or checking a slot) in each wake-up counted by per
+    from collar_firmware import update_slot
+    sha256 = update_slot.hashlib.sha256
+    class Counting:
+        def __init__(self):
+            self.h = sha256()
+        def update(self, data):
+            if per:
+                per[-1] += len(data)
+            self.h.update(data)
+        def digest(self):
+            return self.h.digest()
+    class Hashlib:
+        pass
+    Hashlib.sha256 = Counting
+    update_slot.hashlib = Hashlib
+"""
+
+
+def provision_large_factory(collar: GuestCollar) -> None:
+    """Slot 0 holds the bundle of LARGE_BUNDLE_MODULES as config.FW_VERSION (handed in 8 KB at a time)."""
+    bundle = release.pack_bundle(LARGE_BUNDLE_MODULES).hex()
+    collar.run("parts = []")
+    for i in range(0, len(bundle), 16384):
+        collar.run(f"parts.append(bytes.fromhex({bundle[i:i + 16384]!r}))")
+    collar.run("from collar_firmware import update, update_slot\n"
+               f"update_slot.provision(run.hal.storage, 0, update.version_raw({config.FW_VERSION!r}), b''.join(parts))\n"
+               "parts = None")
+
+
+def test_field_technician_sees_the_collar_under_micropython_compose_and_check_a_large_delta_a_share_a_wake_up(
+        collar):
+    provision_large_factory(collar)
+    image = release.build_image(1, "1.1.0", config.HARDWARE_ID, release.pack_delta(LARGE_NEXT, {"main.mpy"}), KEY,
+                                release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes()),
+                                (config.FW_VERSION, release.pack_bundle(LARGE_NEXT)))
+    collar.run(_COUNT_COMPOSED + "per_wake = count_composed('s1c')\nhashed = count_composed('no such record')\n"
+               "count_hashed(hashed)")
+    collar.hear(frames_of(image, collar))
+    collar.live(6 * 3600)
+    assert collar.update_acks() == ["ok"]
+    assert collar.value("run.collar.boots, run.collar.update.fw_version()") == "2 1.1.0"
+    composing = [int(n) for n in collar.value("[n for n in per_wake if n]").strip("[]").split(",")]
+    step = int(collar.value("update_slot.update_install.BYTES_PER_STEP"))
+    assert sum(composing) == len(release.pack_bundle(LARGE_NEXT)) and len(composing) >= 3
+    assert max(composing) <= step, "no wake-up composes more than its share"
+    hashing = [int(n) for n in collar.value("[n for n in hashed if n]").strip("[]").split(",")]
+    assert sum(hashing) == 2 * len(release.pack_bundle(LARGE_NEXT)), "composed, then checked on its trial boot"
+    assert max(hashing) <= step, "no wake-up composes or checks more than its share"
+    composed = collar.run("import hashlib\nb = update_slot.slot_bundle(run.hal.storage, 1)\n"
+                          "print(b.length, b.sha256.hex(), hashlib.sha256(b.read(0, b.length)).digest().hex())")
+    whole = release.pack_bundle(LARGE_NEXT)
+    digest = hashlib.sha256(whole).hexdigest()
+    assert composed == f"{len(whole)} {digest} {digest}", "the slot holds the whole bundle of 1.1.0, byte for byte"

@@ -23,6 +23,7 @@ from lora_bridge.adapters.webhook import create_app
 from lora_bridge.errors import DownlinkError
 from lora_bridge.network_server import MulticastFrame, NetworkServerClient, RouteHint
 from lora_bridge.settings import BridgeSettings
+from lora_bridge.store.utc import utc_now
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
@@ -453,7 +454,7 @@ def test_a_canary_that_took_its_set_up_and_then_went_silent_fails_with_no_answer
         for now in (opens, closes):
             bridge.deliver_updates(now)
             bridge.flush_downlinks()
-        bridge.record_update_ack("collar-02", "ok")
+        bridge.record_update_ack("collar-02", "ok", utc_now())
         # twice the delivery's planned time (the set-up lead, two hours, and the class C window) after its set-up
         deadline = queued_at + timedelta(seconds=2 * (2 * 3600 + window_s))
         bridge.deliver_updates(deadline - timedelta(minutes=1))
@@ -524,7 +525,7 @@ def test_field_technician_sees_a_collar_that_keeps_answering_but_never_rebuilds_
         run = TwoCollarDelivery(bridge, network)
         for now in (run.opens, run.closes):
             run.tick(now)
-        bridge.record_update_ack("collar-02", "ok")
+        bridge.record_update_ack("collar-02", "ok", utc_now())
         # collar-01, behind a hill, hears almost nothing: it answers each status request and sends its own status
         now, ended_at = run.closes, None
         while now < run.closes + timedelta(days=10) and ended_at is None:
@@ -561,7 +562,7 @@ def test_field_technician_who_paused_a_campaign_overnight_does_not_see_its_colla
         run = TwoCollarDelivery(bridge, network, max_canary_failures_pct=40)
         for now in (run.opens, run.closes):
             run.tick(now)
-        bridge.record_update_ack("collar-02", "ok")
+        bridge.record_update_ack("collar-02", "ok", utc_now())
         limit = timedelta(seconds=2 * run.planned_s)  # collar-01 is quiet from its set-up on
         paused_at = run.queued_at + limit / 2
         run.steer("pause", paused_at)
@@ -677,7 +678,7 @@ def test_field_technician_overriding_a_canary_stop_gets_the_fleet_set_up_not_fai
         bridge.ingest_tts_uplink(b.tts_uplink(codec.encode_packet("frag_session_setup_ans", {"status": 0}),
                                               device_id=canary, f_cnt=10))
         bridge.process_pending()  # the canary took its session (an ack before that is an older update's)
-        bridge.record_update_ack(canary, "self_test_failed")  # the technician knows why, and goes on
+        bridge.record_update_ack(canary, "self_test_failed", utc_now())  # the technician knows why, and goes on
         bridge.deliver_updates(opens - timedelta(minutes=100))  # the stop ends the delivery
         stopped = bridge.campaign(campaign["id"])
         bridge.clock = lambda: opens - timedelta(minutes=90)
@@ -705,7 +706,7 @@ def test_field_technician_sees_a_collar_whose_result_came_after_its_time_limit_c
             run.tick(now)
         run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
                                                     {"received_and_index": 40, "missing": 0, "status": 0}), at=run.closes)
-        bridge.record_update_ack("collar-02", "ok")
+        bridge.record_update_ack("collar-02", "ok", utc_now())
         late = run.queued_at + timedelta(seconds=run.planned_s, minutes=10)
         run.tick(late)
         timed_out = run.collar("collar-01")
@@ -839,14 +840,14 @@ def test_a_campaign_that_ends_leaves_alone_what_a_newer_campaign_queued_for_one_
     with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
-        bridge.record_update_ack("collar-02", "tampered")
+        bridge.record_update_ack("collar-02", "tampered", utc_now())
         image, version = model_image()
         second = bridge.create_campaign(
             name="model again for collar-02", kind="model", version=f"0.0.{version}",
             image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
             devices=["collar-02"], canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
         bridge.deliver_updates(run.queued_at + timedelta(minutes=1))  # the second campaign's set-up is queued
-        bridge.record_update_ack("collar-01", "ok")  # the first campaign is done ...
+        bridge.record_update_ack("collar-01", "ok", utc_now())  # the first campaign is done ...
         bridge.deliver_updates(run.queued_at + timedelta(minutes=2))  # ... and its delivery ends
         bridge.flush_downlinks()
         first = bridge.campaign(run.id)

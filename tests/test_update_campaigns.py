@@ -10,6 +10,7 @@ import bridge_builders as b
 import pytest
 
 from lora_bridge.domain.campaigns import CampaignError, canary_order
+from lora_bridge.store.utc import utc_now
 
 HERD = [f"collar-{i:02d}" for i in range(10)]
 WEAK = sorted(HERD, key=canary_order)[-1]  # the last a canary share would pick: its battery is low
@@ -40,7 +41,7 @@ def test_canaries_go_first_and_the_fleet_follows_once_they_answer(bridge):
     assert all(state == "sending" for d, (stage, state) in states(campaign).items() if stage == "canary")
     assert all(state == "waiting" for d, (stage, state) in states(campaign).items() if stage == "fleet")
     for device_id in canaries:
-        bridge.record_update_ack(device_id, "ok")
+        bridge.record_update_ack(device_id, "ok", utc_now())
     campaign = bridge.campaigns()[0]
     assert campaign["state"] == "rolling" and campaign["stage"] == "fleet"
     fleet = states(campaign)
@@ -49,7 +50,7 @@ def test_canaries_go_first_and_the_fleet_follows_once_they_answer(bridge):
     gated = next(c for c in campaign["collars"] if c["device_id"] == WEAK)
     assert gated["reason"] == "battery"
     for device_id in HERD:
-        bridge.record_update_ack(device_id, "ok")
+        bridge.record_update_ack(device_id, "ok", utc_now())
     assert states(bridge.campaigns()[0])[WEAK] == ("fleet", "gated"), "an ack does not lift a gate"
     events = [e["event"] for e in bridge.campaigns()[0]["history"]]
     assert events[0] == "created" and "fleet_stage" in events
@@ -58,7 +59,7 @@ def test_canaries_go_first_and_the_fleet_follows_once_they_answer(bridge):
 def test_a_campaign_stops_itself_when_too_many_canaries_fail(bridge):
     campaign = start(bridge, canary_pct=30, max_canary_failures_pct=20)
     canaries = [d for d, (stage, _) in states(campaign).items() if stage == "canary"]
-    bridge.record_update_ack(canaries[0], "self_test_failed")
+    bridge.record_update_ack(canaries[0], "self_test_failed", utc_now())
     campaign = bridge.campaigns()[0]
     assert campaign["state"] == "stopped"
     assert all(state != "sending" for d, (stage, state) in states(campaign).items() if stage == "fleet")
@@ -160,7 +161,6 @@ def test_a_refusal_reported_only_in_status_fails_the_collar_and_shows_on_the_upd
 
 def test_a_collars_update_ack_heard_by_the_bridge_moves_its_campaign(bridge):
     from collar_firmware import codec
-    from lora_bridge.store.utc import utc_now
 
     campaign = start(bridge, devices=HERD[:2], canary_pct=50)
     canary = next(d for d, (stage, _) in states(campaign).items() if stage == "canary")
@@ -177,7 +177,6 @@ def test_field_technician_sees_a_late_ack_of_an_older_update_leave_a_tracked_cam
     own time does: one dated days before the collar was released to this campaign (from its queue, after
     days out of range) is an older update's, and used to settle this campaign's collar."""
     from collar_firmware import codec
-    from lora_bridge.store.utc import utc_now
 
     campaign = start(bridge, devices=HERD[:2], canary_pct=50)
     canary = next(d for d, (stage, _) in states(campaign).items() if stage == "canary")
@@ -188,6 +187,20 @@ def test_field_technician_sees_a_late_ack_of_an_older_update_leave_a_tracked_cam
     after = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == canary)
     assert after["state"] == "sending", "the older update's ack settled nothing"
 
+
+
+def test_field_technician_sees_an_ack_handed_to_the_bridge_dated_and_taken_as_one_heard_over_the_air(bridge):
+    """The service's entry for a collar's ack (`Bridge.record_update_ack`) takes the ack's own time and does
+    what an ack heard over the air does: until 4 December it took no time, so an older update's ack, days
+    old, settled this tracked campaign's collar as updated (and it left a delivery's collar incomplete)."""
+    campaign = start(bridge, devices=HERD[:2], canary_pct=50)
+    canary = next(d for d, (stage, _) in states(campaign).items() if stage == "canary")
+    assert bridge.record_update_ack(canary, "ok", utc_now() - timedelta(days=3)) == []
+    after = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == canary)
+    assert after["state"] == "sending", "the older update's ack settled nothing"
+    assert bridge.record_update_ack(canary, "ok", utc_now()) == [campaign["id"]]
+    after = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == canary)
+    assert after["state"] == "updated"
 
 def test_collars_that_already_run_the_version_are_left_out_and_every_canary_takes_the_update(bridge):
     wanted = b.SHIPPED_MODEL_VERSION + 1
@@ -205,10 +218,10 @@ def test_collars_that_already_run_the_version_are_left_out_and_every_canary_take
     assert len(canaries) == 2 and not set(canaries) & set(ahead), "2 of the 7 that need it, none that runs it"
     assert campaign["history"][0]["detail"]["current"] == 3
     for device_id in canaries:
-        bridge.record_update_ack(device_id, "ok")
+        bridge.record_update_ack(device_id, "ok", utc_now())
     for device_id in HERD:
         if device_id not in ahead and device_id != WEAK:
-            bridge.record_update_ack(device_id, "ok")
+            bridge.record_update_ack(device_id, "ok", utc_now())
     campaign = bridge.campaigns()[0]
     assert campaign["counts"] == {"current": 3, "updated": 6, "gated": 1}
     assert campaign["state"] == "rolling", "the gated collar is still to come"
@@ -303,7 +316,7 @@ def test_a_campaign_stored_with_a_hand_typed_version_still_moves_on_its_collars_
     with bridge.db.write() as session:  # as the Updates page let a technician type it before
         session.execute(update(UpdateCampaign).values(version="model two"))
     for device_id in HERD[:2]:
-        bridge.record_update_ack(device_id, "ok")
+        bridge.record_update_ack(device_id, "ok", utc_now())
     after = bridge.campaigns()[0]
     assert after["id"] == campaign["id"] and after["counts"] == {"updated": 2} and after["state"] == "done"
 
@@ -449,7 +462,7 @@ def test_field_technician_sends_a_delta_only_to_collars_running_its_base_and_see
     assert len(canaries) == 2 and not set(canaries) & set(behind), "canaries are collars that can take it"
     for device_id in canaries + HERD:
         if device_id not in behind and device_id != WEAK:
-            bridge.record_update_ack(device_id, "ok")
+            bridge.record_update_ack(device_id, "ok", utc_now())
     assert bridge.campaigns()[0]["counts"] == {"skipped": 3, "updated": 6, "gated": 1}
 
 
@@ -462,15 +475,13 @@ def test_a_delta_against_a_version_no_targeted_collar_runs_is_refused_before_any
 def test_field_technician_sees_a_campaign_end_when_a_collar_stays_gated_or_a_tracked_one_never_answers(bridge):
     """Until 4 December a collar whose battery never recovered kept its campaign rolling for ever, and so did a
     collar of a campaign the bridge only tracks (no delivery, so no delivery time limits) that never reported."""
-    from lora_bridge.store.utc import utc_now
-
     campaign = start(bridge, canary_pct=10)
     (canary,) = [d for d, (stage, _) in states(campaign).items() if stage == "canary"]
-    bridge.record_update_ack(canary, "ok")
+    bridge.record_update_ack(canary, "ok", utc_now())
     silent = sorted(d for d in HERD if d not in (canary, WEAK))[0]
     for device_id in HERD:
         if device_id not in (canary, WEAK, silent):
-            bridge.record_update_ack(device_id, "ok")
+            bridge.record_update_ack(device_id, "ok", utc_now())
     bridge.deliver_updates(utc_now() + timedelta(days=13))
     assert bridge.campaigns()[0]["state"] == "rolling", "not before its time"
     bridge.deliver_updates(utc_now() + timedelta(days=14, minutes=5))
@@ -479,7 +490,7 @@ def test_field_technician_sees_a_campaign_end_when_a_collar_stays_gated_or_a_tra
     assert by_collar[WEAK] == ("skipped", "gated 14 d: battery"), "it never got the update: no failure of the image"
     assert by_collar[silent] == ("failed", "no result in 14 d")
     assert ended["state"] == "done" and ended["counts"] == {"updated": 8, "skipped": 1, "failed": 1}
-    bridge.record_update_ack(silent, "ok")  # its result came after all: what it runs counts
+    bridge.record_update_ack(silent, "ok", utc_now())  # its result came after all: what it runs counts
     assert {c["device_id"]: c["state"] for c in bridge.campaigns()[0]["collars"]}[silent] == "updated"
 
 

@@ -18,6 +18,7 @@ from test_update_campaigns import updates_page
 from collar_firmware import blob as collar_blob
 from collar_firmware import config as collar_config
 from collar_firmware import update_image
+from lora_bridge.store.utc import utc_now
 from lora_bridge.updates import keys, release
 from simulator import fuota
 from tembo.cli import main
@@ -226,7 +227,7 @@ def test_a_canary_is_a_collar_the_gates_let_through_so_a_weak_collar_does_not_ho
         (canary,) = [d for d, c in collars.items() if c["stage"] == "canary"]
         assert canary != weak and collars[canary]["state"] == "sending"
         assert (collars[weak]["stage"], collars[weak]["state"], collars[weak]["reason"]) == ("fleet", "waiting", None)
-        bridge.record_update_ack(canary, "ok")
+        bridge.record_update_ack(canary, "ok", utc_now())
         after = {c["device_id"]: c for c in bridge.campaign(campaign["id"])["collars"]}
     assert after[weak]["state"] == "gated" and after[weak]["reason"] == "battery"
     assert all(c["state"] == "sending" for d, c in after.items() if d not in (canary, weak)), "the fleet follows"
@@ -404,7 +405,7 @@ def test_field_technician_resuming_a_campaign_its_canaries_stopped_lets_the_flee
         campaign = bridge.create_campaign(name="model 2", kind="model", version="0.0.2", image_sha256="ab" * 32,
                                           image_bytes=3844, user="tech", canary_pct=25)
         (canary,) = [c["device_id"] for c in campaign["collars"] if c["stage"] == "canary"]
-        bridge.record_update_ack(canary, "self_test_failed")
+        bridge.record_update_ack(canary, "self_test_failed", utc_now())
         assert bridge.campaign(campaign["id"])["state"] == "stopped"
         resumed = bridge.steer_campaign(campaign["id"], "resume", "wanjiru")
         assert (resumed["state"], resumed["stage"]) == ("rolling", "fleet")
@@ -415,7 +416,7 @@ def test_field_technician_resuming_a_campaign_its_canaries_stopped_lets_the_flee
                                ("fleet_stage", {"by": "wanjiru", "overriding_canary_stop": True})]
         for device_id in herd:
             if device_id != canary:
-                bridge.record_update_ack(device_id, "ok")
+                bridge.record_update_ack(device_id, "ok", utc_now())
         assert bridge.campaign(campaign["id"])["state"] == "done"
 
 

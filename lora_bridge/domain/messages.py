@@ -105,13 +105,9 @@ def apply_message(
     elif message == "alert":
         _apply_collar_alert(session, device.device_id, animal.id, fields, time, uplink, raw, codec, settings, applied)
     elif message == "ack" and fields.get("on_port") == codec.port_of("data_fragment"):
-        from lora_bridge.domain import (  # an over-the-air update's outcome (docs/updates.md)
-            campaigns,
-            fuota_delivery,
-        )
+        from lora_bridge.domain import update_results  # an over-the-air update's outcome (docs/updates.md)
 
-        fuota_delivery.record_result(session, device.device_id, str(fields.get("result")))
-        campaigns.record_ack(session, device.device_id, str(fields.get("result")), at=time)
+        update_results.record_ack(session, device.device_id, str(fields.get("result")), time)
     elif uplink.f_port in (codec.port_of("mc_class_c_session_ans"), codec.port_of("frag_session_setup_ans"),
                            codec.port_of("app_time_req")):
         from lora_bridge.domain import fuota_delivery  # set-up answers, fragment status, clock sync

@@ -48,6 +48,17 @@ def record(session: Session, device_id: str, fields: dict[str, Any], time: datet
     return row
 
 
+def record_ack(session: Session, device_id: str, result: str, at: datetime) -> list[int]:
+    """A collar's port-31 ack for port 201 (result: an ACK_RESULTS name) dated at (its `time_s`, the collar's
+    clock, as `messages.message_time` reads it): the delivery whose session it opened is complete, and its
+    campaigns move (`campaigns.record_ack`); return their ids. The one way an ack is taken, heard over the
+    air or handed to the service."""
+    from lora_bridge.domain import fuota_delivery
+
+    fuota_delivery.record_result(session, device_id, result)
+    return campaigns.record_ack(session, device_id, result, at=at)
+
+
 def _settle_campaigns(session: Session, result: UpdateResult) -> None:
     """A collar still 'sending' in a campaign of this very image, or failed there by the delivery's time
     limits (`campaigns.overdue`: its result came late), gets its result, as from an ack."""
