@@ -9,6 +9,8 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import bridge_builders as b
@@ -170,18 +172,27 @@ class HungNetworkServer:
                                        methods=["POST"])])
 
 
+@contextmanager
+def a_backup_locking(sqlite_url: str, seconds: float) -> Iterator[Callable[[], None]]:
+    """A backup beside the bridge: the callable it yields takes the store's write lock for seconds."""
+    backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1, check_same_thread=False)
+
+    def lock() -> None:
+        backup.execute("BEGIN IMMEDIATE")
+        threading.Timer(seconds, backup.rollback).start()
+
+    try:
+        yield lock
+    finally:
+        backup.close()
+
+
 def test_operator_whose_store_is_locked_while_an_ack_is_pushed_sees_the_ack_go_out_once(sqlite_url, network):
     # A backup takes the store's write lock for a second while the network server takes the push:
     # the outcome could not be written, the downlink stayed `sending`, and once its lease expired it
     # went out again (the collar got its ack twice, a second downlink of its fair-use day spent).
-    store = sqlite_url.removeprefix("sqlite:///")
-    backup = sqlite3.connect(store, timeout=0.1, check_same_thread=False)
-
-    def lock_the_store_for_a_second() -> None:
-        backup.execute("BEGIN IMMEDIATE")
-        threading.Timer(1.0, backup.rollback).start()
-
-    with b.pushing_to(network, sqlite_url, sqlite_busy_timeout_ms=100, downlink_lease_s=5) as bridge:
+    with b.pushing_to(network, sqlite_url, sqlite_busy_timeout_ms=100, downlink_lease_s=5) as bridge, \
+            a_backup_locking(sqlite_url, 1.0) as lock_the_store_for_a_second:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1))
         network.on_push = lock_the_store_for_a_second
         accepted = bridge.flush_downlinks()
@@ -189,7 +200,6 @@ def test_operator_whose_store_is_locked_while_an_ack_is_pushed_sees_the_ack_go_o
         time.sleep(5)  # the lease has run out
         again = bridge.flush_downlinks()
         (downlink,) = bridge.downlinks()
-    backup.close()
 
     assert (accepted, again, len(network.pushes)) == (1, 0, 1)
     assert (downlink.state, downlink.attempts) == ("sent", 1)
@@ -199,15 +209,9 @@ def test_operator_sees_an_ack_pushed_again_after_its_lease_ran_out_count_twice_i
     # The network took the ack while a backup held the store's write lock past the push's lease: the
     # outcome was lost and the ack went out again. Two transmissions of one downlink row; the outbox
     # had counted the row once and pushed a settings change past the collar's day.
-    store = sqlite_url.removeprefix("sqlite:///")
-    backup = sqlite3.connect(store, timeout=0.1, check_same_thread=False)
-
-    def lock_the_store_past_the_lease() -> None:
-        backup.execute("BEGIN IMMEDIATE")
-        threading.Timer(2.0, backup.rollback).start()
-
     with b.pushing_to(network, sqlite_url, sqlite_busy_timeout_ms=100, downlink_lease_s=1,
-                      downlinks_per_device_per_day=2) as bridge:
+                      downlinks_per_device_per_day=2) as bridge, \
+            a_backup_locking(sqlite_url, 2.0) as lock_the_store_past_the_lease:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=2), f_cnt=1))
         network.on_push = lock_the_store_past_the_lease
         with pytest.raises(OperationalError):  # the store stayed locked for the whole lease
@@ -218,7 +222,6 @@ def test_operator_sees_an_ack_pushed_again_after_its_lease_ran_out_count_twice_i
         bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 900})
         bridge.flush_downlinks()
         states = [(d.command, d.state) for d in bridge.downlinks()]
-    backup.close()
 
     assert len(network.pushes) == 2
     assert states == [("ack_alert", "sent"), ("settings", "queued")]

@@ -128,21 +128,29 @@ def test_a_slot_damaged_before_its_trial_boot_is_not_confirmed_and_the_collar_ro
     assert collar.collar.update.fw_version() == config.FW_VERSION
 
 
-def test_a_power_cut_while_the_delta_is_composed_leaves_the_old_version_and_the_next_attempt_installs_it():
-    collar = factory_collar()
+def power_cut_while_writing(collar: fuota.FleetCollar, key: str, image: bytes) -> None:
+    """Deliver image to collar until the power fails half-way through writing flash record key."""
     flash = collar.flash
     write = flash.write
 
-    def cut(key, data):
-        if key == "s1c5":
-            flash.records[key] = bytes(data)[:40]
-            raise PowerCut("power cut while writing " + key)
-        write(key, data)
+    def cut(written, data):
+        if written == key:
+            flash.records[written] = bytes(data)[:40]
+            raise PowerCut("power cut while writing " + written)
+        write(written, data)
 
     flash.write = cut
-    with pytest.raises(PowerCut):
-        fuota.run_campaign([collar], delta_image(), 1)
-    flash.write = write
+    try:
+        with pytest.raises(PowerCut):
+            fuota.run_campaign([collar], image, 1)
+    finally:
+        flash.write = write
+
+
+def test_a_power_cut_while_the_delta_is_composed_leaves_the_old_version_and_the_next_attempt_installs_it():
+    collar = factory_collar()
+    flash = collar.flash
+    power_cut_while_writing(collar, "s1c5", delta_image())
     reborn = Collar(collar.hal, None, KEYS_FOR(flash))
     assert reborn.update.fw_version() == config.FW_VERSION and not reborn.update.trial_due
     assert slot_bytes(flash, 0) == release.pack_bundle(FACTORY)
@@ -266,19 +274,8 @@ def test_field_technician_sees_a_collar_whose_power_failed_mid_compose_finish_th
     flash) and installs it, without the bridge sending the delta again."""
     collar = factory_collar(bundle=release.pack_bundle(LARGE_FACTORY))
     flash = collar.flash
-    write = flash.write
     block = 3 * update_install.BYTES_PER_STEP // update_slot.COMPOSE_BLOCK  # a few wake-ups in
-
-    def cut(key, data):
-        if key == f"s1c{block}":
-            flash.records[key] = bytes(data)[:40]
-            raise PowerCut("power cut while writing " + key)
-        write(key, data)
-
-    flash.write = cut
-    with pytest.raises(PowerCut):
-        fuota.run_campaign([collar], large_delta_image(), 1)
-    flash.write = write
+    power_cut_while_writing(collar, f"s1c{block}", large_delta_image())
     collar.collar = Collar(collar.hal, None, KEYS_FOR(flash))
     assert collar.collar.update.fw_version() == config.FW_VERSION and collar.collar.boots == 1
     assert update_slot.slot_bundle(flash, 1) is None, "the half-composed slot is never named bootable"
