@@ -74,9 +74,64 @@ def test_a_technician_pauses_resumes_and_aborts(bridge):
         bridge.steer_campaign(campaign["id"], "pause", "tech")
     assert bridge.steer_campaign(campaign["id"], "resume", "tech")["state"] == "canary"
     assert bridge.steer_campaign(campaign["id"], "abort", "tech")["state"] == "aborted"
-    assert [e["event"] for e in bridge.campaigns()[0]["history"]][-3:] == ["pause", "resume", "abort"]
+    steps = [e["event"] for e in bridge.campaigns()[0]["history"] if e["device_id"] is None]
+    assert steps[-3:] == ["pause", "resume", "abort"]
     with pytest.raises(CampaignError, match="unknown collars"):
         start(bridge, devices=["collar-99"])
+
+
+def status_of_update(version: str, outcome: str = "installed", reason: str = "ok") -> dict:
+    """The last update a collar's status reports: its model version, outcome and reason."""
+    return {"update_kind": "model", "update_outcome": outcome, "update_version": version, "update_reason": reason}
+
+
+def collar_in(campaign, device_id):
+    return next(c for c in campaign["collars"] if c["device_id"] == device_id)
+
+
+def test_field_technician_who_aborts_a_campaign_sees_each_unfinished_collar_end_and_a_later_status_settle_it(bridge):
+    """An abort used to leave its collars 'sending' and 'waiting' for ever, and nothing could settle them:
+    a collar the delivery had reached may have taken the update, so it ends 'unknown' until its status
+    names the image; a collar nothing was sent to is 'skipped'."""
+    campaign = start(bridge, devices=HERD[:4], canary_pct=50)
+    canaries = sorted(d for d, (stage, _) in states(campaign).items() if stage == "canary")
+    fleet = sorted(d for d, (stage, _) in states(campaign).items() if stage == "fleet")
+    aborted = bridge.steer_campaign(campaign["id"], "abort", "tech")
+    assert {d: state for d, (_, state) in states(aborted).items()} == {
+        **{d: "unknown" for d in canaries}, **{d: "skipped" for d in fleet}}
+    assert {c["reason"] for c in aborted["collars"]} == {"campaign aborted"}
+    assert [e["event"] for e in aborted["history"]].count("unknown") == len(canaries)
+
+    # A port-31 ack names no image: it may answer another update, and settles nothing here.
+    assert bridge.record_update_ack(canaries[0], "ok", utc_now()) == []
+    assert collar_in(bridge.campaign(campaign["id"]), canaries[0])["state"] == "unknown"
+
+    # Its next status says it runs the aborted campaign's model: that settles it, with its history.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, update=status_of_update("0.0.2")),
+                                          device_id=canaries[0], f_cnt=40))
+    bridge.process_pending()
+    after = bridge.campaign(campaign["id"])
+    assert (collar_in(after, canaries[0])["state"], collar_in(after, canaries[0])["reason"]) == ("updated", None)
+    assert collar_in(after, canaries[1])["state"] == "unknown", "the other canary has said nothing"
+    settled = [e for e in after["history"] if e["event"] == "updated"]
+    assert [e["device_id"] for e in settled] == [canaries[0]]
+    assert after["state"] == "aborted"
+
+
+def test_field_technician_sees_a_status_about_an_aborted_update_leave_the_collars_new_campaign_alone(bridge):
+    """A collar whose first campaign was aborted joins a newer one; its status still names the first image
+    (it took that one before the abort): that settles the aborted campaign, never the newer one."""
+    first = start(bridge, devices=HERD[:2], canary_pct=100)
+    collar = HERD[0]
+    bridge.steer_campaign(first["id"], "abort", "tech")
+    second = bridge.create_campaign(name="model 3", kind="model", version="0.0.3", image_sha256="cd" * 32,
+                                    image_bytes=3844, user="tech", devices=[collar], canary_pct=100)
+    assert states(second)[collar] == ("canary", "sending")
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, update=status_of_update("0.0.2")),
+                                          device_id=collar, f_cnt=40))
+    bridge.process_pending()
+    assert collar_in(bridge.campaign(first["id"]), collar)["state"] == "updated"
+    assert collar_in(bridge.campaign(second["id"]), collar)["state"] == "sending", "0.0.3 is not what it runs"
 
 
 def test_the_technician_sees_which_collar_runs_which_firmware_and_model(bridge):

@@ -15,8 +15,11 @@ transfer. A firmware delta (`tembo release firmware --base`) is built against on
 whose status says it runs another is left out ("skipped", with both versions), as it would refuse
 the delta (wrong_base) after the whole transfer, and one that has not said what it runs waits
 ("gated"); a campaign none of whose collars runs the base is refused (send the whole image). A
-technician pauses, resumes or aborts; every change is a campaign event. Results arrive
-as the collar's port-31 ack for port 201 (`record_ack`).
+technician pauses, resumes or aborts; every change is a campaign event. An abort ends every collar
+still in the campaign: one nothing was sent to (waiting, gated) is "skipped" (ABORTED), one whose
+delivery had started ("sending") is "unknown" (it may have taken the update or not) until a status
+naming the campaign's image settles it. Results arrive as the collar's port-31 ack for port 201, or
+its status (`record_ack`).
 
 What an update is (kind, version, hardware) is read from the signed image's own header
 (`identify`), the one the collar checks, never typed again by hand.
@@ -52,7 +55,8 @@ log = logging.getLogger(__name__)
 ACTIVE = ("canary", "rolling")
 UNFINISHED = ACTIVE + ("paused", "stopped")  # may still send to its collars (a stopped one may resume)
 ENDED = ("done", "aborted", "stopped")  # its delivery's multicast group is taken down (a stopped one may resume)
-FINAL_COLLAR_STATES = ("updated", "failed", "current", "skipped")
+UNKNOWN = "unknown"  # aborted while its delivery had started: whether it took the update is not known
+FINAL_COLLAR_STATES = ("updated", "failed", "current", "skipped", UNKNOWN)
 NOT_SENT = ("current", "skipped")  # final before anything was sent: the delivery leaves them out
 STEPS = {"pause": ACTIVE, "resume": ("paused", "stopped"), "abort": UNFINISHED}  # a technician's step: from which states
 IMAGE_KINDS = {update_image.KIND_FIRMWARE: "firmware", update_image.KIND_MODEL: "model"}
@@ -61,6 +65,7 @@ REASON_MAX = CampaignCollar.__table__.c.reason.type.length  # a collar's reason,
 CAMPAIGN_START_LOCK = 0x74656D626F_0E  # PostgreSQL advisory lock key of campaign starts ("tembo", 14)
 NO_ANSWER = "no answer"  # a collar's step ended by the delivery's time limits (fuota_delivery.fail_overdue) ...
 NO_RESULT = "no result in"  # ... the reason starts so: a result it sends after all still counts (record_ack)
+ABORTED = "campaign aborted"  # the reason of the collars an abort ended (`steer`)
 ACK_CLOCK_SLACK_S = 600  # how far a collar's clock may lag the bridge's when its ack is dated (`_may_answer`)
 SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
 # session.info: whether a campaign was running when this unit of work first asked (`_any_running`)
@@ -537,9 +542,11 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
     A result that comes after the delivery's time limits failed the collar (`overdue`: its ack or status
     was late, not missing) replaces that failure in the campaign it was failed in, whatever that
     campaign's state now: the collar did answer, and what it answered is what it runs. late_in: that
-    campaign, when the result names its image (a status); else the newest one the collar was failed in."""
+    campaign, when the result names its image (a status; then it settles that campaign only, and also a
+    collar an abort left UNKNOWN there); else the newest one the collar was failed in. An ack never
+    settles an UNKNOWN collar: it names no image, and may answer another update."""
     touched = []
-    rows = session.execute(
+    rows = [] if late_in is not None and of_image else session.execute(
         select(CampaignCollar, UpdateCampaign)
         .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
         .where(CampaignCollar.device_id == device_id, CampaignCollar.state == "sending",
@@ -552,21 +559,23 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
                          device_id, result, campaign.id, extra={"device_id": device_id, "campaign_id": campaign.id})
         rows = [(collar, campaign) for collar, campaign in rows if _may_answer(session, collar, at)]
     if not rows:
+        named = late_in is not None and of_image  # a status naming that campaign's image
         late = session.execute(
             select(CampaignCollar, UpdateCampaign)
             .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
-            .where(CampaignCollar.device_id == device_id, CampaignCollar.state == "failed",
+            .where(CampaignCollar.device_id == device_id,
+                   CampaignCollar.state.in_(("failed", UNKNOWN) if named else ("failed",)),
                    *([UpdateCampaign.id == late_in] if late_in is not None else []))
             .order_by(UpdateCampaign.id.desc()).limit(1)).first()
-        rows = [late] if late is not None and overdue(late[0]) else []
+        rows = [late] if late is not None and (overdue(late[0]) or late[0].state == UNKNOWN) else []
     for collar, campaign in rows:
-        late_for = collar.reason if collar.state == "failed" else None
+        late_for = collar.reason if collar.state in ("failed", UNKNOWN) else None
         collar.state = "updated" if result == "ok" else "failed"
         collar.reason = None if result == "ok" else result
         collar.updated_at = utc_now()
         if late_for:
             _event(session, campaign, collar.state, device_id, result=result, late_after=late_for)
-            log.info("late result from device_id=%s campaign_id=%d: %s (it had been failed: %s)", device_id,
+            log.info("late result from device_id=%s campaign_id=%d: %s (it had been %s)", device_id,
                      campaign.id, result, late_for, extra={"device_id": device_id, "campaign_id": campaign.id})
         else:
             _event(session, campaign, collar.state, device_id, result=result)
@@ -615,6 +624,8 @@ def steer(session: Session, campaign_id: int, action: str, user: str, now: datet
         campaign.state = "rolling" if campaign.stage == "fleet" else "canary"
     campaign.updated_at = now
     _event(session, campaign, action, time=now, by=user)
+    if action == "abort":
+        _end_collars(session, campaign, now)
     if overriding:
         _event(session, campaign, "fleet_stage", time=now, by=user, overriding_canary_stop=True)
         log.warning("campaign resumed past its canaries' stop campaign_id=%d by=%s", campaign.id, user,
@@ -622,6 +633,19 @@ def steer(session: Session, campaign_id: int, action: str, user: str, now: datet
     if action == "resume":
         evaluate(session, campaign)
     return campaign
+
+
+def _end_collars(session: Session, campaign: UpdateCampaign, now: datetime) -> None:
+    """The campaign was aborted: a collar nothing was sent to (waiting, gated) is "skipped", one whose
+    delivery had started ("sending") is UNKNOWN (a status naming the image settles it, `record_ack`);
+    each with reason ABORTED and its event."""
+    for c in session.scalars(select(CampaignCollar).where(CampaignCollar.campaign_id == campaign.id,
+                                                          CampaignCollar.state.not_in(FINAL_COLLAR_STATES))):
+        c.state = UNKNOWN if c.state == "sending" else "skipped"
+        c.reason, c.updated_at = ABORTED, now
+        _event(session, campaign, c.state, c.device_id, reason=ABORTED, time=now)
+    log.info("campaign aborted campaign_id=%d: its unfinished collars ended", campaign.id,
+             extra={"campaign_id": campaign.id})
 
 
 def view(session: Session, campaign: UpdateCampaign) -> dict[str, Any]:

@@ -60,18 +60,21 @@ def record_ack(session: Session, device_id: str, result: str, at: datetime) -> l
 
 
 def _settle_campaigns(session: Session, result: UpdateResult) -> None:
-    """A collar still 'sending' in a campaign of this very image, or failed there by the delivery's time
-    limits (`campaigns.overdue`: its result came late), gets its result, as from an ack."""
+    """A collar still 'sending' in a campaign of this very image, failed there by the delivery's time
+    limits (`campaigns.overdue`: its result came late), or left UNKNOWN there by an abort, gets its
+    result, as from an ack."""
     steps = session.scalars(
         select(CampaignCollar)
         .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
-        .where(CampaignCollar.device_id == result.device_id, CampaignCollar.state.in_(("sending", "failed")),
+        .where(CampaignCollar.device_id == result.device_id,
+               CampaignCollar.state.in_(("sending", "failed", campaigns.UNKNOWN)),
                UpdateCampaign.kind == result.kind, UpdateCampaign.version == result.version)
+        .order_by(CampaignCollar.campaign_id)
     )
     steps = list(steps)
     if any(step.state == "sending" for step in steps):
         campaigns.record_ack(session, result.device_id, result.reason, of_image=True)
-    elif late := [step for step in steps if campaigns.overdue(step)]:
+    elif late := [step for step in steps if campaigns.overdue(step) or step.state == campaigns.UNKNOWN]:
         campaigns.record_ack(session, result.device_id, result.reason, late_in=late[-1].campaign_id, of_image=True)
 
 

@@ -530,7 +530,7 @@ class CampaignCollar(Base):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("update_campaigns.id"), primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
     stage: Mapped[str] = mapped_column(String(16))  # canary | fleet
-    state: Mapped[str] = mapped_column(String(16))  # waiting | gated | sending | updated | failed
+    state: Mapped[str] = mapped_column(String(16))  # waiting | gated | sending | updated | failed | current | skipped | unknown
     reason: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
 
