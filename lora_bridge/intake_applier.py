@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 RESTART_MIN_S = 0.2
 RESTART_MAX_S = 5.0
 HEALTHY_AFTER_S = 10.0
+# After "stop", the child waits this long for its reader thread to see the pipe's end before it ends.
+READER_END_WAIT_S = 1.0
 # The settings the child never needs: it answers nothing and pushes nothing.
 SECRET_FIELDS = ("webhook_secret", "network_server_api_key", "mqtt_password")
 PR_SET_PDEATHSIG = 1
@@ -161,6 +163,8 @@ class ApplierProcess:
             with self._lock:
                 self._process = None
                 if self._stopping:
+                    if code:
+                        log.warning("intake applier process %d ended (exit %s) when asked to stop", process.pid, code)
                     return
             log.error("intake applier process %d ended (exit %s); starting it again", process.pid, code)
             pause = RESTART_MIN_S if time.monotonic() - started > HEALTHY_AFTER_S else min(RESTART_MAX_S, 2 * pause)
@@ -198,7 +202,8 @@ class ParentLink:
         self.stop_asked = False
         self.parent_gone = False
         self._stdin = stdin
-        threading.Thread(target=self._read, name="tembo-applier-parent", daemon=True).start()
+        self.reader = threading.Thread(target=self._read, name="tembo-applier-parent", daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         for line in self._stdin:
@@ -323,6 +328,22 @@ def run_child(parent_pid: int) -> int:
     finally:
         journal.close()
         bridge.close()
+        # The parent closes the pipe right after "stop": once the reader has seen its end, nothing
+        # of this process is left blocked in a read of stdin (see `_end`).
+        link.reader.join(timeout=READER_END_WAIT_S)
+
+
+def _end(code: int) -> None:
+    """End the child with code once everything it says is out. Not by the interpreter's shutdown: a
+    parent that keeps the pipe open after "stop" leaves the reader thread inside a read of stdin,
+    and the shutdown then aborts ("could not acquire lock for <stdin>") instead of exiting."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _submission_of(entry: Any) -> Any:
@@ -333,4 +354,4 @@ def _submission_of(entry: Any) -> Any:
 
 
 if __name__ == "__main__":
-    sys.exit(run_child(int(sys.argv[1])))
+    _end(run_child(int(sys.argv[1])))

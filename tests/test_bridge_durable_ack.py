@@ -6,6 +6,7 @@ store that fails while applying leaves the body for the timer, never a dead lett
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 import time
@@ -219,7 +220,6 @@ def test_a_journal_never_names_two_bodies_alike_even_once_emptied(sqlite_url):
 
 
 def test_an_applier_process_killed_mid_load_is_started_again_and_applies_every_body_once(sqlite_url):
-    import os
     import signal
 
     with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier="process") as bridge, \
@@ -292,3 +292,33 @@ def test_operator_who_gives_the_applier_its_own_process_sees_it_freeze_its_start
     frozen = int(re.search(r"ready, (\d+) objects of its start-up heap frozen", ready).group(1))
     assert frozen > 50_000  # the bridge's libraries and the opened bridge, not a heap frozen before them
     assert reply.status_code == 202 and counts["uplinks_stored"] == 1
+
+
+def test_an_applier_process_asked_to_stop_ends_cleanly_though_its_parent_still_holds_the_pipe(sqlite_url):
+    # The webhook process closes the pipe right after "stop", but not always before the child is done:
+    # a child whose reader thread was still inside a read of stdin then aborted at the interpreter's
+    # shutdown ("Fatal Python error: ... could not acquire lock for <stdin>"), about one stop in six.
+    import json
+    import subprocess
+    import sys
+
+    from lora_bridge.intake_applier import child_settings
+
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge:
+        settings = child_settings(bridge.settings)
+    child = subprocess.Popen([sys.executable, "-m", "lora_bridge.intake_applier", str(os.getpid())],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        child.stdin.write(json.dumps({"settings": settings}).encode() + b"\n")
+        child.stdin.flush()
+        assert child.stdout.readline().startswith(b"ready")
+        child.stdin.write(b"stop\n")
+        child.stdin.flush()  # and the pipe stays open
+        code = child.wait(timeout=120)
+        said = child.stderr.read()
+    finally:
+        child.kill()
+        child.stdin.close()
+
+    assert b"Fatal Python error" not in said, said.decode(errors="replace")
+    assert code == 0
