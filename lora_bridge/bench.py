@@ -54,10 +54,12 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        `_by_part`: PostgreSQL, Mosquitto, load generator;
                                                        `all_`: every part together
     mqtt_machine_busy_share_each_round                 how busy all cores were during each MQTT run
+    sqlite_load_cpu_ms_per_body                        CPU the load process spent per body it posted
+                                                       (it shares the machine's cores with the bridge)
     load_average_*                                     the machine's load average (1, 5, 15 min) as
                                                        the run goes: what the rates were measured under
 
-    python -m lora_bridge.bench drive URL SECRET FILE CONNECTIONS     (the load process)
+    python -m lora_bridge.bench_load URL SECRET_HEADER SECRET FILE CONNECTIONS     (the load process)
     python -m lora_bridge.bench mqtt-worker DATABASE_URL BROKER_URL CLIENT_ID GROUP
 """
 
@@ -239,8 +241,8 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
             applier_started = process_tree_cpu_s(applier_pid)  # the applier's process, when it is one
             threads_started = thread_cpu_s()
             done = subprocess.run(
-                [sys.executable, "-m", "lora_bridge.bench", "drive", server.url, BENCH_SECRET, str(bodies_file),
-                 str(connections)],
+                [sys.executable, "-m", "lora_bridge.bench_load", server.url, SECRET_HEADER, BENCH_SECRET,
+                 str(bodies_file), str(connections)],
                 check=True, capture_output=True, timeout=3600,
             )
             driven = json.loads(done.stdout)
@@ -284,6 +286,8 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         "cpu_ms_per_uplink_by_process": {"webhook": round(1000 * cpu_s / len(bodies), 3),
                                          "applier": round(1000 * applier_cpu_s / len(bodies), 3)},
         "intake_applier": "process" if applier_pid is not None else "thread",
+        # the load process's own CPU per body: it shares the machine's cores with the bridge it measures
+        "load_cpu_ms_per_body": round(1000 * driven["cpu_s"] / len(bodies), 3),
         "batches_fell_back": batches["fell_back"],
         "statements_per_uplink": round(work["statements"] / len(bodies), 2),
         "commits_per_uplink": round(work["commits"] / len(bodies), 3),
@@ -358,48 +362,6 @@ def _latencies_to_applied(driven: dict[str, Any], applied_at: dict[int, float]) 
             ends.append(applied_at[raw_id])
     if ends:
         driven["elapsed_s"] = max(driven["elapsed_s"], max(ends) - driven["started_wall"])
-
-
-def drive(url: str, secret: str, bodies_file: str, connections: int) -> dict[str, Any]:
-    """Post every body of bodies_file to url over `connections` keep-alive connections at once."""
-    import httpx
-
-    bodies = Path(bodies_file).read_bytes().split(b"\n")
-    statuses = [0] * len(bodies)
-    latencies = [0.0] * len(bodies)
-    sent_wall = [0.0] * len(bodies)
-    raw_ids: list[int | None] = [None] * len(bodies)
-    lock = threading.Lock()
-    cursor = iter(range(len(bodies)))
-
-    def connection() -> None:
-        with httpx.Client(base_url=url, timeout=60, headers={SECRET_HEADER: secret}) as client:
-            while True:
-                with lock:
-                    index = next(cursor, None)
-                if index is None:
-                    return
-                sent_wall[index] = time.time()
-                sent = time.perf_counter()
-                try:
-                    reply = client.post("/uplinks/tts", content=bodies[index])
-                    statuses[index] = reply.status_code
-                    if reply.status_code < 300:  # the key the applied batches are reported by
-                        answer = reply.json()
-                        raw_ids[index] = answer.get("intake_id") or answer.get("raw_uplink_id")
-                except httpx.HTTPError:
-                    statuses[index] = 599
-                latencies[index] = 1000 * (time.perf_counter() - sent)
-
-    started_wall = time.time()
-    started = time.perf_counter()
-    threads = [threading.Thread(target=connection) for _ in range(max(1, connections))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return {"elapsed_s": time.perf_counter() - started, "statuses": statuses, "latencies_ms": latencies,
-            "started_wall": started_wall, "sent_wall": sent_wall, "raw_ids": raw_ids}
 
 
 # ---- MQTT workers ------------------------------------------------------------------------------
@@ -600,6 +562,7 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures["cpu_ms_per_uplink_by_process"] = sqlite["cpu_ms_per_uplink_by_process"]
         figures["sqlite_warm_cpu_ms_per_uplink_by_process"] = warm["cpu_ms_per_uplink_by_process"]
         figures["sqlite_intake_applier"] = sqlite["intake_applier"]
+        figures["sqlite_load_cpu_ms_per_body"] = sqlite["load_cpu_ms_per_body"]
         figures["sqlite_warm_cpu_ms_per_uplink_by_thread"] = warm["cpu_ms_per_uplink_by_thread"]
         figures["p50_ms"] = round(sqlite["p50_ms"], 2)
         figures["p99_ms"] = round(sqlite["p99_ms"], 2)
@@ -735,9 +698,6 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
 
 
 def _main(argv: list[str]) -> int:
-    if argv[:1] == ["drive"] and len(argv) == 5:
-        print(json.dumps(drive(argv[1], argv[2], argv[3], int(argv[4]))))
-        return 0
     if argv[:1] == ["mqtt-worker"] and len(argv) in (5, 6):
         mqtt_worker(*argv[1:])
         return 0
