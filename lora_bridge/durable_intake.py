@@ -102,7 +102,7 @@ class DurableIntake:
         self._applier: threading.Thread | None = None
         self._applier_lock_fd: int | None = None
         self._writer = threading.Thread(target=self._write_loop, name="tembo-intake-writer", daemon=True)
-        if self.journal is not None and bridge.settings.intake_applier == "process":
+        if self.journal is not None and bridge.settings.applier_in_process():
             self._unapplied.update(self.journal.ids())
             self._process = ApplierProcess(bridge.settings, self._reported)
             self._process.start()

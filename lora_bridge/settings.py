@@ -137,9 +137,16 @@ class BridgeSettings(BaseSettings):
     # lora_bridge.durable_intake). Either way 2xx only once the body is durable.
     webhook_ack: Literal["applied", "durable"] = "applied"
     # Where a SQLite store's durable intake applies its journal: "thread" (a thread of the webhook's
-    # process) or "process" (a process of its own that the webhook's process starts and supervises,
-    # so applying does not share the answering process's GIL; lora_bridge.intake_applier).
-    intake_applier: Literal["thread", "process"] = "thread"
+    # process), "process" (a process of its own that the webhook's process starts and supervises,
+    # so applying does not share the answering process's GIL; lora_bridge.intake_applier), or "auto":
+    # a process when the machine has two cores or more, else a thread (docs/bridge-scale.md).
+    intake_applier: Literal["auto", "thread", "process"] = "auto"
+
+    def applier_in_process(self) -> bool:
+        """Whether a SQLite store's durable intake applies in a process of its own."""
+        if self.intake_applier == "auto":
+            return (os.cpu_count() or 1) >= 2
+        return self.intake_applier == "process"
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={value!r}" for name, value in self._masked_items())

@@ -147,7 +147,8 @@ class ApplyFault:
 
 
 def test_bodies_kept_while_the_store_fails_to_apply_them_are_applied_by_the_timer_never_dead_lettered(sqlite_url):
-    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+    # The fault is a hook on this process's engine: the applier is a thread of it here.
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier="thread") as bridge, TestClient(create_app(bridge)) as client:
         fault = ApplyFault()
         event.listen(bridge.db.write_engine, "before_cursor_execute", fault)
         answers = [post(client, uplink_body(n)) for n in range(3)]
@@ -322,3 +323,18 @@ def test_an_applier_process_asked_to_stop_ends_cleanly_though_its_parent_still_h
 
     assert b"Fatal Python error" not in said, said.decode(errors="replace")
     assert code == 0
+
+
+@pytest.mark.parametrize(("cores", "in_process"), [(2, True), (8, True), (1, False)])
+def test_operator_who_leaves_the_applier_to_the_bridge_gets_a_process_of_its_own_when_the_machine_has_cores_for_it(
+        sqlite_url, monkeypatch, cores, in_process):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+        reply = post(client, uplink_body(1))
+        wait_until(lambda: bridge.durable_intake().backlog() == 0)
+        applier_pid = bridge.durable_intake().applier_pid()
+        counts = bridge.counts()
+
+    assert bridge.settings.intake_applier == "auto"
+    assert (applier_pid is not None) == in_process
+    assert reply.status_code == 202 and counts["positions"] == 1
