@@ -49,7 +49,9 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
     lost                                               uplinks answered 2xx but not in the store (0)
     workers_speedup                                    two MQTT workers over one (PostgreSQL), the
                                                        collars shared between them (collar_shares);
-                                                       `_each_round`: the same within each round
+                                                       their median rates over `mqtt_rounds` (3)
+                                                       interleaved rounds; `_each_round`: two over
+                                                       one within each round
     mqtt_*cpu_ms_per_uplink*                           the workers' CPU time per uplink (all, each);
                                                        `_by_part`: PostgreSQL, Mosquitto, load generator;
                                                        `all_`: every part together
@@ -523,7 +525,7 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
 
 
 def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, postgres: bool = True,
-                   mqtt: bool = True, mqtt_rounds: int = 1, ack: str = "durable",
+                   mqtt: bool = True, mqtt_rounds: int = 3, ack: str = "durable",
                    applier: str | None = None) -> dict[str, Any]:
     """Every figure of the module docstring, measured in one run on fresh stores in a temporary folder.
     ack: the webhook's `webhook_ack` for the SQLite figures; the other mode is measured too
