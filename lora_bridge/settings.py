@@ -139,13 +139,13 @@ class BridgeSettings(BaseSettings):
     # Where a SQLite store's durable intake applies its journal: "thread" (a thread of the webhook's
     # process), "process" (a process of its own that the webhook's process starts and supervises,
     # so applying does not share the answering process's GIL; lora_bridge.intake_applier), or "auto":
-    # a process when the machine has two cores or more, else a thread (docs/bridge-scale.md).
+    # a process when this process may run on two cores or more, else a thread (docs/bridge-scale.md).
     intake_applier: Literal["auto", "thread", "process"] = "auto"
 
     def applier_in_process(self) -> bool:
         """Whether a SQLite store's durable intake applies in a process of its own."""
         if self.intake_applier == "auto":
-            return (os.cpu_count() or 1) >= 2
+            return usable_cores() >= 2
         return self.intake_applier == "process"
 
     def __repr__(self) -> str:
@@ -259,3 +259,11 @@ def load_settings(toml_path: str | Path | None = None, **overrides: Any) -> Brid
     values = {key: value for key, value in file_values.items() if key not in from_env}
     values.update(overrides)
     return BridgeSettings(**values)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it, a container's
+    pinning included), else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

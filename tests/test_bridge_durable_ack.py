@@ -328,7 +328,9 @@ def test_an_applier_process_asked_to_stop_ends_cleanly_though_its_parent_still_h
 @pytest.mark.parametrize(("cores", "in_process"), [(2, True), (8, True), (1, False)])
 def test_operator_who_leaves_the_applier_to_the_bridge_gets_a_process_of_its_own_when_the_machine_has_cores_for_it(
         sqlite_url, monkeypatch, cores, in_process):
-    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    from lora_bridge import settings
+
+    monkeypatch.setattr(settings, "usable_cores", lambda: cores)
     with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
         reply = post(client, uplink_body(1))
         wait_until(lambda: bridge.durable_intake().backlog() == 0)
