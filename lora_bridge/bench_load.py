@@ -36,6 +36,8 @@ class Load:
     latencies_ms: list[float] = field(default_factory=list)
     sent_wall: list[float] = field(default_factory=list)
     raw_ids: list[int | None] = field(default_factory=list)
+    # (perf_counter at the start, wall-clock time at the start, bodies per second), or None: at once
+    pace: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.bodies)
@@ -43,13 +45,18 @@ class Load:
 
 
 def drive(url: str, secret: str, bodies_file: str, connections: int, path: str = "/uplinks/tts",
-          secret_header: str = "X-Tembo-Secret") -> dict[str, Any]:
+          secret_header: str = "X-Tembo-Secret", rate: float | None = None) -> dict[str, Any]:
     """Post every body of bodies_file (one per line) to url + path over `connections` keep-alive
-    connections at once; each connection takes the next body once its answer is in."""
+    connections at once; each connection takes the next body once its answer is in.
+
+    rate (bodies per second): the network server's pace instead of as fast as answers allow; body i
+    is due i / rate after the start, and its latency runs from when it was due (a body sent late
+    because every connection was still waiting counts that wait, as the network server's would)."""
     load = Load(Path(bodies_file).read_bytes().split(b"\n"))
     started_wall = time.time()
     started = time.perf_counter()
     cpu_started = time.process_time()
+    load.pace = (started, started_wall, rate) if rate else None
     asyncio.run(_drive(url, path, secret_header, secret, load, max(1, connections)))
     return {"elapsed_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
             "statuses": load.statuses, "latencies_ms": load.latencies_ms, "started_wall": started_wall,
@@ -69,8 +76,16 @@ async def _connection(host: str, port: int, head: bytes, load: Load, cursor: Any
     stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     for index in cursor:  # one event loop: the connections share the iterator without a lock
         body = load.bodies[index]
-        load.sent_wall[index] = time.time()
-        sent = time.perf_counter()
+        if load.pace is None:
+            load.sent_wall[index] = time.time()
+            sent = time.perf_counter()
+        else:
+            started, started_wall, rate = load.pace
+            sent = started + index / rate  # when it is due
+            load.sent_wall[index] = started_wall + index / rate
+            wait = sent - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
         try:
             async with asyncio.timeout(TIMEOUT_S):
                 if stream is None:
@@ -149,11 +164,13 @@ async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
 
 
 def _main(argv: list[str]) -> int:
-    if len(argv) != 5:
-        print("python -m lora_bridge.bench_load URL SECRET_HEADER SECRET BODIES_FILE CONNECTIONS", file=sys.stderr)
+    if len(argv) not in (5, 6):
+        print("python -m lora_bridge.bench_load URL SECRET_HEADER SECRET BODIES_FILE CONNECTIONS [RATE]",
+              file=sys.stderr)
         return 2
-    url, secret_header, secret, bodies_file, connections = argv
-    print(json.dumps(drive(url, secret, bodies_file, int(connections), secret_header=secret_header)))
+    url, secret_header, secret, bodies_file, connections = argv[:5]
+    rate = float(argv[5]) if len(argv) == 6 else None
+    print(json.dumps(drive(url, secret, bodies_file, int(connections), secret_header=secret_header, rate=rate)))
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socketserver
 import threading
+import time
 
 import pytest
 
@@ -44,6 +45,7 @@ class _Webhook(socketserver.StreamRequestHandler):
                 headers[name.strip().lower()] = value.strip()
             body = self.rfile.read(int(headers["content-length"]))
             self.server.seen.append((line.split()[1], headers.get("x-tembo-secret"), body))
+            self.server.arrived.append(time.time())
             if body == b'{"n": "dropped"}':
                 return  # the connection ends without an answer
             answer = ANSWERS[body]
@@ -56,7 +58,7 @@ class _Webhook(socketserver.StreamRequestHandler):
 def webhook():
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Webhook)
     server.daemon_threads = True
-    server.connections, server.seen = 0, []
+    server.connections, server.seen, server.arrived = 0, [], []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -87,3 +89,20 @@ def test_bench_load_spreads_the_bodies_over_its_connections_each_posted_once(web
 
     assert said["statuses"] == [202] * 40 and len(webhook.seen) == 40
     assert webhook.connections == 4
+
+
+def test_bench_load_offered_at_a_rate_posts_each_body_when_it_is_due_and_times_it_from_then(webhook, tmp_path):
+    # The network server's pace, not the answers': 20 bodies at 50 per second take about 0.38 s however
+    # quickly the webhook answers, and a body is never posted before it is due.
+    bodies = tmp_path / "bodies.jsonl"
+    bodies.write_bytes(b"\n".join([b'{"n": "plain"}'] * 20))
+
+    said = drive(f"http://127.0.0.1:{webhook.server_address[1]}", "s3cret", str(bodies), connections=2, rate=50.0)
+
+    assert said["statuses"] == [202] * 20
+    due = [said["started_wall"] + i / 50 for i in range(20)]
+    assert said["sent_wall"] == pytest.approx(due, abs=1e-6)
+    # the k-th body to arrive came no sooner than the k-th was due (a millisecond for the clocks' reads)
+    assert all(arrived >= when - 0.001 for arrived, when in zip(sorted(webhook.arrived), due, strict=True))
+    assert said["elapsed_s"] >= 19 / 50
+    assert all(latency > 0 for latency in said["latencies_ms"])
