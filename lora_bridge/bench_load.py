@@ -44,10 +44,12 @@ class Load:
         self.statuses, self.latencies_ms, self.sent_wall, self.raw_ids = [0] * n, [0.0] * n, [0.0] * n, [None] * n
 
 
-def drive(url: str, secret: str, bodies_file: str, connections: int, path: str = "/uplinks/tts",
-          secret_header: str = "X-Tembo-Secret", rate: float | None = None) -> dict[str, Any]:
+def drive(url: str, secret_header: str, secret: str, bodies_file: str, connections: int,
+          path: str = "/uplinks/tts", rate: float | None = None) -> dict[str, Any]:
     """Post every body of bodies_file (one per line) to url + path over `connections` keep-alive
-    connections at once; each connection takes the next body once its answer is in.
+    connections at once, the webhook's secret in the header the caller names (the bridge's
+    `adapters.webhook.SECRET_HEADER`: this module imports nothing of the bridge, to stay light);
+    each connection takes the next body once its answer is in.
 
     rate (bodies per second): the network server's pace instead of as fast as answers allow; body i
     is due i / rate after the start, and its latency runs from when it was due (a body sent late
@@ -170,7 +172,7 @@ def _main(argv: list[str]) -> int:
         return 2
     url, secret_header, secret, bodies_file, connections = argv[:5]
     rate = float(argv[5]) if len(argv) == 6 else None
-    print(json.dumps(drive(url, secret, bodies_file, int(connections), secret_header=secret_header, rate=rate)))
+    print(json.dumps(drive(url, secret_header, secret, bodies_file, int(connections), rate=rate)))
     return 0
 
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from lora_bridge.adapters.webhook import SECRET_HEADER
 from lora_bridge.bench_load import NO_ANSWER, drive
 
 
@@ -44,7 +45,7 @@ class _Webhook(socketserver.StreamRequestHandler):
                 name, _, value = header.decode().partition(":")
                 headers[name.strip().lower()] = value.strip()
             body = self.rfile.read(int(headers["content-length"]))
-            self.server.seen.append((line.split()[1], headers.get("x-tembo-secret"), body))
+            self.server.seen.append((line.split()[1], headers.get(SECRET_HEADER.lower()), body))
             self.server.arrived.append(time.time())
             if body == b'{"n": "dropped"}':
                 return  # the connection ends without an answer
@@ -70,7 +71,7 @@ def test_bench_load_counts_each_answer_as_the_webhook_gave_it_and_reconnects_whe
     bodies = tmp_path / "bodies.jsonl"
     bodies.write_bytes(b"\n".join(json.dumps({"n": n}).encode() for n in names))
 
-    said = drive(f"http://127.0.0.1:{webhook.server_address[1]}", "s3cret", str(bodies), connections=1)
+    said = drive(f"http://127.0.0.1:{webhook.server_address[1]}", SECRET_HEADER, "s3cret", str(bodies), connections=1)
 
     assert said["statuses"] == [202, 202, 200, 202, NO_ANSWER, 400, NO_ANSWER, 202]
     assert said["raw_ids"] == [7, 8, 9, 7, None, None, None, 7]
@@ -85,7 +86,7 @@ def test_bench_load_spreads_the_bodies_over_its_connections_each_posted_once(web
     bodies = tmp_path / "bodies.jsonl"
     bodies.write_bytes(b"\n".join([b'{"n": "plain"}'] * 40))
 
-    said = drive(f"http://127.0.0.1:{webhook.server_address[1]}", "s3cret", str(bodies), connections=4)
+    said = drive(f"http://127.0.0.1:{webhook.server_address[1]}", SECRET_HEADER, "s3cret", str(bodies), connections=4)
 
     assert said["statuses"] == [202] * 40 and len(webhook.seen) == 40
     assert webhook.connections == 4
@@ -97,7 +98,7 @@ def test_bench_load_offered_at_a_rate_posts_each_body_when_it_is_due_and_times_i
     bodies = tmp_path / "bodies.jsonl"
     bodies.write_bytes(b"\n".join([b'{"n": "plain"}'] * 20))
 
-    said = drive(f"http://127.0.0.1:{webhook.server_address[1]}", "s3cret", str(bodies), connections=2, rate=50.0)
+    said = drive(f"http://127.0.0.1:{webhook.server_address[1]}", SECRET_HEADER, "s3cret", str(bodies), connections=2, rate=50.0)
 
     assert said["statuses"] == [202] * 20
     due = [said["started_wall"] + i / 50 for i in range(20)]
