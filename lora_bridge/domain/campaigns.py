@@ -553,11 +553,14 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
                UpdateCampaign.state.in_(ACTIVE + ("paused",)))
     ).all()
     if not of_image:
+        answering = []
         for collar, campaign in rows:
-            if not _may_answer(session, collar, at):
+            if _may_answer(session, collar, at):
+                answering.append((collar, campaign))
+            else:
                 log.info("device_id=%s ack %s before it took campaign_id=%d's update: an older update's",
                          device_id, result, campaign.id, extra={"device_id": device_id, "campaign_id": campaign.id})
-        rows = [(collar, campaign) for collar, campaign in rows if _may_answer(session, collar, at)]
+        rows = answering
     if not rows:
         named = late_in is not None and of_image  # a status naming that campaign's image
         late = session.execute(

@@ -496,7 +496,8 @@ def _moves_on(downlink: Downlink, state: str, at: datetime) -> bool:
 
 def _waiting_at_network() -> Any:
     """The SQL condition of NETWORK_WAITING."""
-    return (Downlink.network_state.is_(None)) | (Downlink.network_state.in_([NETWORK_QUEUED, NETWORK_NACKED]))
+    reported = [state for state in NETWORK_WAITING if state is not None]
+    return (Downlink.network_state.is_(None)) | (Downlink.network_state.in_(reported))
 
 
 def _requeue_invalidated(session: Session, device_id: str | None, event: Any, at: datetime) -> Downlink | None:

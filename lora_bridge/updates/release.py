@@ -33,8 +33,8 @@ DEFAULT_DIGEST_PATH = Path(trust.__file__).with_name(trust.DEFAULT_DIGEST_FILE)
 # collars that run today's firmware (update_image.MAX_PAYLOAD_BYTES): without it, the firmware that
 # composes deltas would reach them neither whole (too_large) nor as a delta (a format they do not know).
 MPY_OPT = "-O3"
-MAX_MODEL_VERSION = 0xFFFF
-COMPOSER_MODULE = "update_slot.mpy"  # a firmware without it cannot compose a delta (it refuses format 2)  # the status message carries a u16 (codec), the image 0.<high>.<low>
+MAX_MODEL_VERSION = 0xFFFF  # the status message carries a u16 (codec), the image 0.<high>.<low>
+COMPOSER_MODULE = "update_slot.mpy"  # a firmware without it cannot compose a delta (it refuses format 2)
 
 
 class ReleaseError(ValueError):
