@@ -32,12 +32,12 @@ class Load:
     """What the connections fill in, one entry per body in the file's order."""
 
     bodies: list[bytes]
-    statuses: list[int] = field(default_factory=list)
-    latencies_ms: list[float] = field(default_factory=list)
-    sent_wall: list[float] = field(default_factory=list)
-    raw_ids: list[int | None] = field(default_factory=list)
     # (perf_counter at the start, wall-clock time at the start, bodies per second), or None: at once
     pace: tuple[float, float, float] | None = None
+    statuses: list[int] = field(init=False)
+    latencies_ms: list[float] = field(init=False)
+    sent_wall: list[float] = field(init=False)
+    raw_ids: list[int | None] = field(init=False)
 
     def __post_init__(self) -> None:
         n = len(self.bodies)
@@ -54,11 +54,11 @@ def drive(url: str, secret_header: str, secret: str, bodies_file: str, connectio
     rate (bodies per second): the network server's pace instead of as fast as answers allow; body i
     is due i / rate after the start, and its latency runs from when it was due (a body sent late
     because every connection was still waiting counts that wait, as the network server's would)."""
-    load = Load(Path(bodies_file).read_bytes().split(b"\n"))
+    bodies = Path(bodies_file).read_bytes().split(b"\n")
     started_wall = time.time()
     started = time.perf_counter()
     cpu_started = time.process_time()
-    load.pace = (started, started_wall, rate) if rate else None
+    load = Load(bodies, (started, started_wall, rate) if rate else None)
     asyncio.run(_drive(url, path, secret_header, secret, load, max(1, connections)))
     return {"elapsed_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu_started,
             "statuses": load.statuses, "latencies_ms": load.latencies_ms, "started_wall": started_wall,
