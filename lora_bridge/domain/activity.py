@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from lora_bridge.store import bulk
 from lora_bridge.store.tables import ActivitySummary
+from lora_bridge.store.utc import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,23 @@ def shares_by_class(shares: list[float], class_names: list[str]) -> dict[str, fl
     return result
 
 
-def latest(session: Session, device_id: str) -> ActivitySummary | None:
-    """The collar's newest activity summary."""
-    return session.scalars(
-        select(ActivitySummary)
-        .where(ActivitySummary.device_id == device_id)
-        .order_by(ActivitySummary.time.desc())
-        .limit(1)
-    ).first()
+def latest(session: Session, device_id: str) -> tuple[datetime, str | None, dict[str, float]] | None:
+    """The collar's newest activity summary as (time, dominant, shares_pct): what a read of the store
+    would see now, the summaries this unit of work queued included, without writing those first."""
+    with session.no_autoflush:  # summaries are only ever queued rows: no pending object can hold one
+        stored = session.execute(
+            select(ActivitySummary.time, ActivitySummary.dominant, ActivitySummary.shares_pct)
+            .where(ActivitySummary.device_id == device_id)
+            .order_by(ActivitySummary.time.desc())
+            .limit(1)
+            .execution_options(**{bulk.QUEUED_READ_APART: True})
+        ).first()
+    newest = (stored[0], stored[1], dict(stored[2] or {})) if stored is not None else None
+    for row in bulk.queued_rows(session, ActivitySummary.__table__):
+        time = as_utc(row["time"])
+        if row["device_id"] == device_id and (newest is None or time > newest[0]):  # an equal time: the stored one stays
+            newest = (time, row["dominant"], dict(row["shares_pct"] or {}))
+    return newest
 
 
 # session.info key: the summaries a unit of work (a batch of uplinks) added, so its later uplinks need

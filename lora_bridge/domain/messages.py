@@ -160,8 +160,8 @@ def _apply_collar_alert(
         "f_cnt": uplink.f_cnt,
         "gateways": [g.gateway_id for g in uplink.gateways],
         "positions": [
-            {"time": p.time.isoformat(), "lat": p.lat, "lon": p.lon}
-            for p in positions.recent_positions(session, device_id, settings.alert_evidence_positions)
+            {"time": fix_time.isoformat(), "lat": lat, "lon": lon}
+            for fix_time, lat, lon in positions.recent_fixes(session, device_id, settings.alert_evidence_positions)
         ],
     }
     latest_activity = _latest_behaviour(session, device_id)
@@ -239,7 +239,8 @@ def _rules_config(path: str | None) -> RulesConfig:
 
 
 def _latest_behaviour(session: Session, device_id: str) -> dict[str, Any] | None:
-    row = activity.latest(session, device_id)
-    if row is None:
+    newest = activity.latest(session, device_id)
+    if newest is None:
         return None
-    return {"time": row.time.isoformat(), "dominant": row.dominant, "shares_pct": dict(row.shares_pct)}
+    time, dominant, shares_pct = newest
+    return {"time": time.isoformat(), "dominant": dominant, "shares_pct": shares_pct}

@@ -6,7 +6,8 @@ stored, so the ingest path does not load or track them: it queues their rows on 
 (executemany, SQLite and PostgreSQL dialects), a row whose key is already stored left as it is.
 
 Queued rows are written before the session next reads their tables or changes anything through a
-statement (so a read in the same unit of work sees them, as it would with the ORM's autoflush), and
+statement (so a read in the same unit of work sees them, as it would with the ORM's autoflush; a read
+marked `QUEUED_READ_APART` adds them itself from `queued_rows`, as a collar alert's evidence does), and
 before it commits: nothing queued is left out of the transaction it was queued in, nor read around.
 A caller about to open a savepoint whose rollback must not take the queued rows with it writes them
 first (`write_queued`): the batch does before its rules.
@@ -34,6 +35,9 @@ NOT_DEFERRED = "tembo_not_deferred"
 FOREIGN_KEYS_DEFERRED = "tembo_foreign_keys_deferred"
 # Execution option of the queued rows' own insert: it needs nothing else in the store first.
 QUEUED_INSERT = "tembo_queued_insert"
+# Execution option of a read that adds the queued rows of its table itself (`queued_rows`), so they
+# need not be written first.
+QUEUED_READ_APART = "tembo_queued_read_apart"
 
 
 def insert_ignoring_conflicts(table: Table, dialect_name: str) -> Insert:
@@ -134,6 +138,11 @@ def queue_row(session: Session, table: Table, row: dict[str, Any]) -> None:
     queued.setdefault(table, []).append(row)
 
 
+def queued_rows(session: Session, table: Table) -> list[dict[str, Any]]:
+    """The rows of table queued in this unit of work and not written yet, in the order they came."""
+    return list(session.info.get(QUEUED_ROWS, {}).get(table, ()))
+
+
 # Per table: what must happen in the unit of work just before its queued rows are inserted (the fixes'
 # collars locked for the rules: `domain.rules_cursors`), registered by the module that queues them.
 _BEFORE_WRITING: dict[Table, list[Callable[[Session, list[dict[str, Any]]], None]]] = {}
@@ -180,7 +189,7 @@ def _before_a_statement(state: Any) -> None:
         return
     if deferred and not state.execution_options.get(NOT_DEFERRED) and tables & info.get(DEFERRED_TABLES, set()):
         add_deferred(state.session)
-    if queued and tables & queued.keys():
+    if queued and tables & queued.keys() and not state.execution_options.get(QUEUED_READ_APART):
         # A read of queued rows needs them, not the objects held back: those (a batch's raw rows) stay
         # back when foreign keys are checked at the commit, so each is still inserted once, in its
         # final state, rather than inserted now and updated by every later change of the batch.
