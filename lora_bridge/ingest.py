@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -46,6 +46,15 @@ MAX_EVENT_CHARS = RawUplink.__table__.c.event.type.length
 # session.info key: dedup keys a batch found no stored copy holding when it began (read in one
 # statement, `pipeline.read_batch`): claiming one of them needs no look-up.
 UNCLAIMED_KEYS = "tembo_unclaimed_dedup_keys"
+# PostgreSQL: dedup keys a batch holds till its transaction ends (`lock_keys`), as session.info key,
+# and the space of their advisory locks (pg_advisory_xact_lock(space, hashtext(key)): the two-number
+# locks, apart from the one-number locks of migrations and campaign starts).
+LOCKED_KEYS = "tembo_locked_dedup_keys"
+DEDUP_LOCK_SPACE = 7301
+_LOCK_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(:space, hashed)) FROM "
+    "(SELECT DISTINCT hashtext(key) AS hashed FROM unnest(CAST(:keys AS text[])) AS key ORDER BY hashed) AS batch_keys"
+)
 
 STAGE_PARSE = "parse"
 STAGE_DECODE = "decode"
@@ -282,9 +291,10 @@ def claim_key(session: Session, raw: RawUplink, key: str, fresh_after: datetime 
         _retire_key(session, first, key)
         first = None
     if first is None:
-        if session.get_bind().dialect.name == "sqlite":
+        if session.get_bind().dialect.name == "sqlite" or key in session.info.get(LOCKED_KEYS, ()):
             # A SQLite write transaction (BEGIN IMMEDIATE) excludes every other writer until it
-            # commits: nobody can claim the key between our look and our write.
+            # commits, and on PostgreSQL a key the batch locked (`lock_keys`) waits for this commit:
+            # nobody can claim the key between our look and our write.
             bulk.set_values(raw, {"dedup_key": key})
         else:
             try:
@@ -299,6 +309,24 @@ def claim_key(session: Session, raw: RawUplink, key: str, fresh_after: datetime 
         return None
     claimed[key] = first  # later copies in this unit of work refer to this object, not a fresh read
     return first
+
+
+def lock_keys(session: Session, keys: set[str]) -> None:
+    """PostgreSQL: hold keys (uplinks' dedup keys, before the batch looks which of them the store
+    holds) till the transaction ends, in one statement, in one order for every worker. Another worker
+    claiming one of them waits for this commit and then finds its first copy, so claiming them here
+    needs no savepoint against a unique violation (three statements an uplink). SQLite's writers
+    are serial anyway."""
+    if not keys or session.get_bind().dialect.name != "postgresql":
+        return
+    session.execute(_LOCK_KEYS, {"space": DEDUP_LOCK_SPACE, "keys": sorted(keys)})
+    session.info.setdefault(LOCKED_KEYS, set()).update(keys)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _locks_released(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the transaction's end, not a savepoint's: its advisory locks are gone
+        session.info.pop(LOCKED_KEYS, None)
 
 
 def file_as_copy(raw: RawUplink, first: RawUplink) -> None:

@@ -155,6 +155,7 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             if device is not None and device.session is not None:
                 keys.add(ingest.dedup_key(device.device_id, device.session, uplink))
         if keys:
+            ingest.lock_keys(session, keys)  # PostgreSQL: what is unclaimed now stays so till the commit
             stored = select(RawUplink.dedup_key).where(RawUplink.dedup_key.in_(keys))
             claimed = set(session.scalars(stored.execution_options(**{bulk.NOT_DEFERRED: True})))
             session.info.setdefault(ingest.UNCLAIMED_KEYS, set()).update(keys - claimed)

@@ -11,8 +11,9 @@ import bridge_builders as b
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, event, select, text
 
+from lora_bridge.group_commit import Submission
 from lora_bridge.store import migrate
 from lora_bridge.store.tables import Base, RawUplink
 from lora_bridge.store.utc import utc_now
@@ -50,6 +51,65 @@ def test_uplinks_heard_by_three_gateways_at_once_keep_all_three_gateways(store_u
     assert errors == []
     assert (counts["uplinks_stored"], counts["duplicates"], counts["positions"]) == (uplinks, 2 * uplinks, uplinks)
     assert heard_by == [gateways] * uplinks
+
+
+def test_copies_of_one_uplink_taken_by_two_workers_at_once_are_one_uplink_with_every_gateway(store_url):
+    uplinks = 16
+    gateways = ("gw-a", "gw-b", "gw-c", "gw-d")
+    with b.fresh_bridge(store_url, outbox_worker=False) as first, b.fresh_bridge(store_url, outbox_worker=False) as second:
+        first.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S - 60), f_cnt=1))  # a collar both know
+        barrier = threading.Barrier(len(gateways))
+        errors: list[BaseException] = []
+
+        def gateway(bridge, gw: str) -> None:
+            try:
+                for n in range(uplinks):
+                    body = b.tts_uplink(b.status(time_s=b.T0_S + 60 * n), f_cnt=n + 2, gateways=(gw,))
+                    barrier.wait(timeout=30)  # the copies of one uplink reach both workers together
+                    bridge.ingest_tts_uplink(body)
+            except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+                errors.append(error)
+                barrier.abort()
+
+        threads = [threading.Thread(target=gateway, args=(bridge, gw))
+                   for bridge, gw in zip((first, second, first, second), gateways, strict=True)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        with first.db.read() as session:
+            firsts = session.scalars(select(RawUplink).where(RawUplink.duplicate_of.is_(None), RawUplink.f_cnt > 1)).all()
+            heard_by = sorted(tuple(sorted(g["gateway_id"] for g in raw.gateways)) for raw in firsts)
+        counts = first.counts()
+
+    assert errors == []
+    assert (counts["uplinks_stored"], counts["duplicates"], counts["positions"]) == (uplinks + 1, 3 * uplinks, uplinks + 1)
+    assert heard_by == [gateways] * uplinks
+
+
+@pytest.mark.postgres
+def test_a_batch_on_postgres_claims_its_uplinks_without_a_savepoint_each(postgres_url):
+    collars = ("collar-01", "collar-02")
+    with b.fresh_bridge(postgres_url, outbox_worker=False) as bridge:
+        bridge.ingest_batch([Submission("tts", None, b.tts_uplink(b.status(time_s=b.T0_S), device_id=c, f_cnt=1))
+                             for c in collars])
+        bodies = [b.tts_uplink(b.status(time_s=b.T0_S + 60 * n), device_id=c, f_cnt=n + 2)
+                  for n in range(10) for c in collars]
+        copy = b.tts_uplink(b.status(time_s=b.T0_S), device_id="collar-01", f_cnt=2, gateways=("gw-south",))
+        savepoints: list[str] = []
+
+        def seen(_connection, _cursor, statement, *_args) -> None:
+            if statement.startswith("SAVEPOINT"):
+                savepoints.append(statement)
+
+        event.listen(bridge.db.write_engine, "before_cursor_execute", seen)
+        results = bridge.ingest_batch([Submission("tts", None, body) for body in [*bodies, copy]])
+        event.remove(bridge.db.write_engine, "before_cursor_execute", seen)
+
+    assert [r.status for r in results] == ["processed"] * len(bodies) + ["duplicate"]
+    # Each collar's rules are judged in a savepoint of their own; the uplinks' keys were locked with
+    # the batch (`ingest.lock_keys`), so claiming them takes none.
+    assert len(savepoints) <= len(collars)
 
 
 def test_migrated_store_has_exactly_the_tables_the_models_describe(store_url):
