@@ -88,7 +88,7 @@ def test_copies_of_one_uplink_taken_by_two_workers_at_once_are_one_uplink_with_e
 
 
 @pytest.mark.postgres
-def test_a_batch_on_postgres_claims_its_uplinks_without_a_savepoint_each(postgres_url):
+def test_a_batch_on_postgres_claims_its_uplinks_without_a_savepoint_each_and_locks_its_collars_once(postgres_url):
     collars = ("collar-01", "collar-02")
     with b.fresh_bridge(postgres_url, outbox_worker=False) as bridge:
         bridge.ingest_batch([Submission("tts", None, b.tts_uplink(b.status(time_s=b.T0_S), device_id=c, f_cnt=1))
@@ -97,10 +97,13 @@ def test_a_batch_on_postgres_claims_its_uplinks_without_a_savepoint_each(postgre
                   for n in range(10) for c in collars]
         copy = b.tts_uplink(b.status(time_s=b.T0_S), device_id="collar-01", f_cnt=2, gateways=("gw-south",))
         savepoints: list[str] = []
+        cursor_locks: list[str] = []
 
         def seen(_connection, _cursor, statement, *_args) -> None:
             if statement.startswith("SAVEPOINT"):
                 savepoints.append(statement)
+            if "FROM rule_cursors" in statement and "FOR UPDATE" in statement:
+                cursor_locks.append(statement)
 
         event.listen(bridge.db.write_engine, "before_cursor_execute", seen)
         results = bridge.ingest_batch([Submission("tts", None, body) for body in [*bodies, copy]])
@@ -110,6 +113,9 @@ def test_a_batch_on_postgres_claims_its_uplinks_without_a_savepoint_each(postgre
     # Each collar's rules are judged in a savepoint of their own; the uplinks' keys were locked with
     # the batch (`ingest.lock_keys`), so claiming them takes none.
     assert len(savepoints) <= len(collars)
+    # Both collars' rule cursors taken once, when the batch read them (`rules_cursors`): not again
+    # before their fixes are written, nor before their rules read.
+    assert len(cursor_locks) == 1
 
 
 def test_migrated_store_has_exactly_the_tables_the_models_describe(store_url):

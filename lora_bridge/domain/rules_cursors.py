@@ -20,6 +20,11 @@ the same way; the timer's rules over many collars' alerts (escalation, corrobora
 the cursors nobody holds (`free_collars`, SKIP LOCKED: never waiting on one while holding others) and
 leave the busy collars' alerts to the next round.
 
+A transaction remembers the cursors it took outside any savepoint (`session.info`, forgotten at
+its end) and does not take them again: the batch took its collars' once, and their rules and fixes
+need not ask again. One taken inside a savepoint is not remembered (a rollback to the savepoint
+releases it).
+
 SQLite has one writer at a time: nothing to take there.
 """
 
@@ -28,24 +33,40 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.store.tables import Alert, Device, RuleCursor
+
+# session.info key: the collars whose cursor rows this transaction holds, taken outside a savepoint.
+HELD = "tembo_cursors_held"
 
 
 def lock_cursors(session: Session, device_ids: Iterable[str]) -> None:
     """Take these collars' cursor rows (created when missing) for this transaction, in sorted order."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    collars = sorted(set(device_ids))
+    held = session.info.get(HELD, ())
+    collars = sorted(set(device_ids) - set(held))
     if not collars:
         return
     _create_missing(session, collars)
-    session.execute(
+    taken = session.scalars(
         select(RuleCursor.device_id).where(RuleCursor.device_id.in_(collars))
         .order_by(RuleCursor.device_id).with_for_update()
-    )
+    ).all()
+    _remember(session, taken)
+
+
+def _remember(session: Session, collars: Iterable[str]) -> None:
+    if not session.in_nested_transaction():
+        session.info.setdefault(HELD, set()).update(collars)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _released(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:  # the transaction's end, not a savepoint's: its row locks are gone
+        session.info.pop(HELD, None)
 
 
 def _create_missing(session: Session, collars: list[str]) -> None:
@@ -60,13 +81,17 @@ def lock_cursor(session: Session, device_id: str) -> None:
     judging one collar at once would both read the old cursor, judge the same fixes and write back
     whichever cursor commits last; and a writer of its fixes still running is waited for. On
     PostgreSQL the second waits here and then reads the cursor (reloaded) the first wrote."""
-    if session.get_bind().dialect.name != "postgresql":
+    if session.get_bind().dialect.name != "postgresql" or device_id in session.info.get(HELD, ()):
+        # Held already: taken by the batch before anything of it read a cursor (the rules read a
+        # collar's only after its lock), so what the rules read next is current.
         return
     _create_missing(session, [device_id])
-    session.execute(
+    found = session.scalars(
         select(RuleCursor).where(RuleCursor.device_id == device_id)
         .with_for_update().execution_options(populate_existing=True)
-    )
+    ).first()
+    if found is not None:
+        _remember(session, [device_id])
 
 
 def lock_cursors_of_fixes(session: Session, rows: list[dict]) -> None:
