@@ -88,7 +88,7 @@ def test_copies_of_one_uplink_taken_by_two_workers_at_once_are_one_uplink_with_e
 
 
 @pytest.mark.postgres
-def test_a_batch_on_postgres_claims_its_uplinks_without_a_savepoint_each_and_locks_its_collars_once(postgres_url):
+def test_a_batch_on_postgres_claims_its_uplinks_without_a_savepoint_each_and_judges_its_collars_together(postgres_url):
     collars = ("collar-01", "collar-02")
     with b.fresh_bridge(postgres_url, outbox_worker=False) as bridge:
         bridge.ingest_batch([Submission("tts", None, b.tts_uplink(b.status(time_s=b.T0_S), device_id=c, f_cnt=1))
@@ -110,9 +110,10 @@ def test_a_batch_on_postgres_claims_its_uplinks_without_a_savepoint_each_and_loc
         event.remove(bridge.db.write_engine, "before_cursor_execute", seen)
 
     assert [r.status for r in results] == ["processed"] * len(bodies) + ["duplicate"]
-    # Each collar's rules are judged in a savepoint of their own; the uplinks' keys were locked with
-    # the batch (`ingest.lock_keys`), so claiming them takes none.
-    assert len(savepoints) <= len(collars)
+    # The batch's collars are judged together in one savepoint (their cursors held since the batch
+    # read them); the uplinks' keys were locked with the batch (`ingest.lock_keys`): claiming them
+    # takes none.
+    assert len(savepoints) == 1
     # Both collars' rule cursors taken once, when the batch read them (`rules_cursors`): not again
     # before their fixes are written, nor before their rules read.
     assert len(cursor_locks) == 1

@@ -47,6 +47,7 @@ from lora_bridge.domain.rules_crossings import (
     judged_on,
     neighbourhood,
 )
+from lora_bridge.domain.rules_cursors import HELD as CURSORS_HELD
 from lora_bridge.domain.rules_cursors import alerts_of_free_collars, lock_cursor
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
@@ -334,13 +335,16 @@ def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[s
     up to READ_AT_ONCE collars are taken together: their rows, cursors and open alerts and the fences'
     fingerprint read in three statements, not two per collar, and all of them judged inside one
     savepoint; only when a collar's rules fail is that rolled back and each collar judged again in a
-    savepoint of its own, as PostgreSQL always does (each collar read in its turn, after its cursor
-    is locked: `rules_cursors.lock_cursor`)."""
+    savepoint of its own (each collar read in its turn, after its cursor is locked:
+    `rules_cursors.lock_cursor`). On PostgreSQL collars are taken together when this transaction holds
+    all their cursors already (an ingest batch took them before anything else of theirs,
+    `rules_cursors.HELD`), else one by one."""
     done: dict[str, Steps] = {}
     collars = list(dict.fromkeys(device_ids))
-    together = session.get_bind().dialect.name == "sqlite"
+    sqlite = session.get_bind().dialect.name == "sqlite"
     for first in range(0, len(collars), READ_AT_ONCE):
         chunk = collars[first:first + READ_AT_ONCE]
+        together = sqlite or set(chunk) <= session.info.get(CURSORS_HELD, set())
         if together and len(chunk) > 1:  # a lone collar: its own two reads are fewer
             session.info[COLLARS_READ] = _read_collars(session, runtime, chunk)
         try:
