@@ -50,12 +50,19 @@ def lock_cursors(session: Session, device_ids: Iterable[str]) -> None:
     collars = sorted(set(device_ids) - set(held))
     if not collars:
         return
-    _create_missing(session, collars)
-    taken = session.scalars(
+    taken = _take(session, collars)
+    missing = [collar for collar in collars if collar not in taken]
+    if missing:  # a collar's first batch: its cursor row is made, then taken
+        _create_missing(session, missing)
+        taken.update(_take(session, missing))
+    _remember(session, taken)
+
+
+def _take(session: Session, collars: list[str]) -> set[str]:
+    return set(session.scalars(
         select(RuleCursor.device_id).where(RuleCursor.device_id.in_(collars))
         .order_by(RuleCursor.device_id).with_for_update()
-    ).all()
-    _remember(session, taken)
+    ))
 
 
 def _remember(session: Session, collars: Iterable[str]) -> None:
@@ -85,11 +92,12 @@ def lock_cursor(session: Session, device_id: str) -> None:
         # Held already: taken by the batch before anything of it read a cursor (the rules read a
         # collar's only after its lock), so what the rules read next is current.
         return
-    _create_missing(session, [device_id])
-    found = session.scalars(
-        select(RuleCursor).where(RuleCursor.device_id == device_id)
-        .with_for_update().execution_options(populate_existing=True)
-    ).first()
+    take = (select(RuleCursor).where(RuleCursor.device_id == device_id)
+            .with_for_update().execution_options(populate_existing=True))
+    found = session.scalars(take).first()
+    if found is None:  # the collar's first judgement: its cursor row is made, then taken
+        _create_missing(session, [device_id])
+        found = session.scalars(take).first()
     if found is not None:
         _remember(session, [device_id])
 
