@@ -8,12 +8,12 @@ from datetime import timedelta
 
 import bridge_builders as b
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from lora_bridge.domain import activity, positions
 from lora_bridge.group_commit import Submission
 from lora_bridge.store import bulk
-from lora_bridge.store.tables import ActivitySummary, Position
+from lora_bridge.store.tables import ActivitySummary, Alert, Position
 
 
 def _queue_fix(session, when, lat, lon=37.5, device_id="collar-01"):
@@ -84,3 +84,35 @@ def test_an_alerts_latest_behaviour_is_the_newest_summary_stored_or_queued_in_it
         assert stored_still_newest == (b.T0 + timedelta(hours=1), "forage", {"forage": 70.0, "rest": 30.0})
         assert queued_newest == (newest[0], newest[1], newest[2])
         assert queued_newest[1] == "walk"
+
+
+def test_a_herd_alerting_in_one_batch_reads_each_collars_alerts_and_downlinks_once_and_writes_the_fixes_once(store_url):
+    herd = [f"collar-{n:02d}" for n in range(8)]
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        _heard(bridge, *(b.tts_uplink(b.status(b.T0_S), device_id=c, f_cnt=1) for c in herd))
+        batch = []
+        for c in herd:  # each collar: a status with a fix, then its alert (its evidence names that fix)
+            batch.append(b.tts_uplink(b.status(b.T0_S + 600, lat=-2.6), device_id=c, f_cnt=2))
+            batch.append(b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 660), device_id=c, f_cnt=3))
+        seen: list[str] = []
+
+        def statement(_connection, _cursor, text, *_args) -> None:
+            seen.append(" ".join(text.split()))
+
+        event.listen(bridge.db.write_engine, "before_cursor_execute", statement)
+        results = bridge.ingest_batch([Submission("tts", None, body) for body in batch])
+        event.remove(bridge.db.write_engine, "before_cursor_execute", statement)
+        with bridge.db.read() as session:
+            evidence = list(session.scalars(select(Alert.evidence).where(Alert.alert_type == "mortality")))
+
+    assert [len(r.alert_ids) for r in results[1::2]] == [1] * len(herd)
+    assert len(evidence) == len(herd)
+    # newest first: the alert's own fix, then the status's of the same batch, then the one stored before
+    assert all([p["lat"] for p in e["positions"][:3]] == pytest.approx([-2.51, -2.6, -2.5], abs=1e-5)
+               for e in evidence)
+    # Per alert one read of the collar's alerts (open, or heard within a second) and one of its
+    # downlinks with the ack's bytes (the batch's own reads name many collars at once); the batch's
+    # fixes in one insert, not one per alert.
+    assert sum("FROM alerts WHERE alerts.device_id = " in s for s in seen) == len(herd)
+    assert sum("FROM downlinks WHERE downlinks.device_id = " in s for s in seen) == len(herd)
+    assert sum(s.startswith("INSERT INTO positions") for s in seen) == 1

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
@@ -200,25 +200,52 @@ def with_occurrence(evidence: dict[str, Any] | None, entry: dict[str, Any]) -> d
     return merged
 
 
+# How far apart the time a collar repeats an alert with and the alert's own may be (whole seconds on
+# the wire, the store's fraction).
+REPEAT_SLACK = timedelta(seconds=1)
+
+
+def open_and_heard_near(session: Session, device_id: str, alert_type: str, time: datetime) -> tuple[Alert | None, list[Alert]]:
+    """In one read, what a collar's alert of this type at `time` needs: the collar's open alert of the
+    type (`open_alert`), and its collar alerts of the type from within REPEAT_SLACK of time, newest
+    first (`closed_collar_alert_repeated`'s candidates)."""
+    key = dedup_key(device_id, alert_type)
+    rows = session.scalars(
+        select(Alert)
+        .where(
+            Alert.device_id == device_id,
+            Alert.alert_type == alert_type,
+            or_(Alert.open_key == key, and_(Alert.source == SOURCE_COLLAR, Alert.time >= time - REPEAT_SLACK,
+                                             Alert.time <= time + REPEAT_SLACK)),
+        )
+        .order_by(Alert.id.desc())
+    ).all()
+    open_now = next((alert for alert in rows if alert.open_key == key), None)
+    near = [alert for alert in rows if alert.source == SOURCE_COLLAR
+            and time - REPEAT_SLACK <= alert.time <= time + REPEAT_SLACK]
+    return open_now, near
+
+
 def closed_collar_alert_repeated(
     session: Session, *, device_id: str, alert_type: str, seq: int, time: datetime,
-    open_now: Alert | None | object = NOT_READ,
+    open_now: Alert | None | object = NOT_READ, near: list[Alert] | None = None,
 ) -> Alert | None:
     """A collar alert the bridge already has and has closed, heard again: the collar repeats an alert
     (the same record: type, seq and time) until the bridge's ack reaches it. The repeat is an
     occurrence of that alert (recorded, not reopened), not a new alert; the alert, or None when this
     is no such repeat. The 3-bit seq wraps after eight alerts, so the alert's time must match too.
-    An open alert is left to raise_alert (it adds the occurrence itself); open_now as raise_alert's."""
+    An open alert is left to raise_alert (it adds the occurrence itself); open_now as raise_alert's,
+    near the candidates when the caller has read them with it (`open_and_heard_near`)."""
     if (open_alert(session, device_id, alert_type) if open_now is NOT_READ else open_now) is not None:
         return None
-    candidates = session.scalars(
+    candidates = near if near is not None else session.scalars(
         select(Alert)
         .where(
             Alert.device_id == device_id,
             Alert.alert_type == alert_type,
             Alert.source == SOURCE_COLLAR,
-            Alert.time >= time - timedelta(seconds=1),
-            Alert.time <= time + timedelta(seconds=1),
+            Alert.time >= time - REPEAT_SLACK,
+            Alert.time <= time + REPEAT_SLACK,
         )
         .order_by(Alert.id.desc())
     )

@@ -174,20 +174,33 @@ def queue_command(
         # mistake, named like any other value the codec cannot carry.
         raise codec.CodecError(f"{command}: a value of the wrong type ({error})"[:300]) from error
     f_port = int(row[1])
-    waiting = session.scalars(
-        select(Downlink).where(
-            Downlink.device_id == device_id,
-            Downlink.f_port == f_port,
-            Downlink.payload == payload,
-            Downlink.state.in_((STATE_QUEUED, STATE_SENDING)),
-        )
-    ).first()
-    if waiting is not None:
-        return waiting
-    if command == ACK_COMMAND:
-        on_its_way = _ack_on_its_way(session, device_id, payload, now - timedelta(seconds=resend_after_s))
+    if command == ACK_COMMAND:  # one read for both looks: the same bytes waiting, or an ack on its way
+        same = session.scalars(
+            select(Downlink).where(
+                Downlink.device_id == device_id,
+                Downlink.payload == payload,
+                Downlink.state.in_((STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_ACKNOWLEDGED)),
+            ).order_by(Downlink.id.desc())
+        ).all()
+        waiting = next((d for d in same if d.f_port == f_port and d.state in (STATE_QUEUED, STATE_SENDING)), None)
+        if waiting is not None:
+            return waiting
+        on_its_way = _ack_on_its_way([d for d in same if d.command == ACK_COMMAND
+                                      and d.state in (STATE_SENT, STATE_ACKNOWLEDGED)],
+                                     now - timedelta(seconds=resend_after_s))
         if on_its_way is not None:
             return on_its_way
+    else:
+        waiting = session.scalars(
+            select(Downlink).where(
+                Downlink.device_id == device_id,
+                Downlink.f_port == f_port,
+                Downlink.payload == payload,
+                Downlink.state.in_((STATE_QUEUED, STATE_SENDING)),
+            )
+        ).first()
+        if waiting is not None:
+            return waiting
     downlink = Downlink(
         device_id=device_id,
         f_port=int(row[1]),
@@ -213,18 +226,10 @@ def queue_command(
     return downlink
 
 
-def _ack_on_its_way(session: Session, device_id: str, payload: bytes, since: datetime) -> Downlink | None:
-    """The latest ack with these bytes pushed since `since` and not reported undelivered."""
-    latest = session.scalars(
-        select(Downlink)
-        .where(
-            Downlink.device_id == device_id,
-            Downlink.command == ACK_COMMAND,
-            Downlink.payload == payload,
-            Downlink.state.in_((STATE_SENT, STATE_ACKNOWLEDGED)),
-        )
-        .order_by(Downlink.id.desc())
-    ).first()
+def _ack_on_its_way(sent: list[Downlink], since: datetime) -> Downlink | None:
+    """Of a collar's acks with the same bytes sent or acknowledged (newest first), the latest if it was
+    pushed since `since` and not reported undelivered."""
+    latest = sent[0] if sent else None
     if latest is None or latest.sent_at is None or latest.network_state in NETWORK_UNDELIVERED:
         return None
     if latest.state == STATE_SENT and latest.network_state == NETWORK_NACKED:

@@ -168,12 +168,14 @@ def _apply_collar_alert(
     if latest_activity:
         evidence["behaviour"] = latest_activity
     # Read once for the three steps below (none of them changes it before raise_alert)
-    open_now = alerts.open_alert(session, device_id, alert_type)
     repeat = None
     if isinstance(seq, int):  # the collar repeats until the ack reaches it: a closed alert stays closed
+        open_now, near = alerts.open_and_heard_near(session, device_id, alert_type, time)
         repeat = alerts.closed_collar_alert_repeated(
-            session, device_id=device_id, alert_type=alert_type, seq=seq, time=time, open_now=open_now
+            session, device_id=device_id, alert_type=alert_type, seq=seq, time=time, open_now=open_now, near=near
         )
+    else:
+        open_now = alerts.open_alert(session, device_id, alert_type)
     if repeat is None and alert_type in rules_visits.VISIT_TYPES and open_now is None:
         repeat, reentry = _resolved_visit(session, device_id, alert_type, time, where, settings)
         if repeat is not None:  # the ranger already resolved this visit's alert, or the last visit's
