@@ -51,6 +51,10 @@ UNCLAIMED_KEYS = "tembo_unclaimed_dedup_keys"
 # locks, apart from the one-number locks of migrations and campaign starts).
 LOCKED_KEYS = "tembo_locked_dedup_keys"
 DEDUP_LOCK_SPACE = 7301
+# A batch with more keys than this claims them with a savepoint each instead: every advisory lock
+# takes a slot of PostgreSQL's shared lock table (max_locks_per_transaction x max_connections, 6,400 by
+# default, for every session at once).
+LOCK_KEYS_AT_MOST = 1024
 _LOCK_KEYS = text(
     "SELECT count(pg_advisory_xact_lock(:space, hashed)) FROM "
     "(SELECT DISTINCT hashtext(key) AS hashed FROM unnest(CAST(:keys AS text[])) AS key ORDER BY hashed) AS batch_keys"
@@ -317,7 +321,7 @@ def lock_keys(session: Session, keys: set[str]) -> None:
     claiming one of them waits for this commit and then finds its first copy, so claiming them here
     needs no savepoint against a unique violation (three statements an uplink). SQLite's writers
     are serial anyway."""
-    if not keys or session.get_bind().dialect.name != "postgresql":
+    if not keys or len(keys) > LOCK_KEYS_AT_MOST or session.get_bind().dialect.name != "postgresql":
         return
     session.execute(_LOCK_KEYS, {"space": DEDUP_LOCK_SPACE, "keys": sorted(keys)})
     session.info.setdefault(LOCKED_KEYS, set()).update(keys)

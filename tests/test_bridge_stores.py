@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, event, select, text
 
+from lora_bridge import ingest
 from lora_bridge.group_commit import Submission
 from lora_bridge.store import migrate
 from lora_bridge.store.tables import Base, RawUplink
@@ -117,6 +118,28 @@ def test_a_batch_on_postgres_claims_its_uplinks_without_a_savepoint_each_and_jud
     # Both collars' rule cursors taken once, when the batch read them (`rules_cursors`): not again
     # before their fixes are written, nor before their rules read.
     assert len(cursor_locks) == 1
+
+
+@pytest.mark.postgres
+def test_a_postgres_batch_with_more_keys_than_it_may_lock_claims_each_in_a_savepoint(postgres_url, monkeypatch):
+    monkeypatch.setattr(ingest, "LOCK_KEYS_AT_MOST", 3)
+    with b.fresh_bridge(postgres_url, outbox_worker=False) as bridge:
+        bridge.ingest_batch([Submission("tts", None, b.tts_uplink(b.status(time_s=b.T0_S), f_cnt=1))])
+        bodies = [b.tts_uplink(b.status(time_s=b.T0_S + 60 * n), f_cnt=n + 2) for n in range(5)]
+        copy = b.tts_uplink(b.status(time_s=b.T0_S), f_cnt=2, gateways=("gw-south",))
+        savepoints: list[str] = []
+
+        def seen(_connection, _cursor, statement, *_args) -> None:
+            if statement.startswith("SAVEPOINT"):
+                savepoints.append(statement)
+
+        event.listen(bridge.db.write_engine, "before_cursor_execute", seen)
+        results = bridge.ingest_batch([Submission("tts", None, body) for body in [*bodies, copy]])
+        event.remove(bridge.db.write_engine, "before_cursor_execute", seen)
+
+    assert [r.status for r in results] == ["processed"] * len(bodies) + ["duplicate"]
+    # No advisory locks taken: a savepoint for each key claimed, and the collar's rules in one more
+    assert len(savepoints) == len(bodies) + 1
 
 
 def test_migrated_store_has_exactly_the_tables_the_models_describe(store_url):
