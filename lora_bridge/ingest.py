@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -25,6 +25,7 @@ from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_s
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import DeadLetter, RawUplink
+from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import PARSERS, Uplink
 
@@ -49,7 +50,7 @@ UNCLAIMED_KEYS = "tembo_unclaimed_dedup_keys"
 # PostgreSQL: dedup keys a batch holds till its transaction ends (`lock_keys`), as session.info key,
 # and the space of their advisory locks (pg_advisory_xact_lock(space, hashtext(key)): the two-number
 # locks, apart from the one-number locks of migrations and campaign starts).
-LOCKED_KEYS = "tembo_locked_dedup_keys"
+LOCKED_KEYS = held_until_transaction_end("tembo_locked_dedup_keys")
 DEDUP_LOCK_SPACE = 7301
 # A batch with more keys than this claims them with a savepoint each instead: every advisory lock
 # takes a slot of PostgreSQL's shared lock table (max_locks_per_transaction x max_connections, 6,400 by
@@ -325,12 +326,6 @@ def lock_keys(session: Session, keys: set[str]) -> None:
         return
     session.execute(_LOCK_KEYS, {"space": DEDUP_LOCK_SPACE, "keys": sorted(keys)})
     session.info.setdefault(LOCKED_KEYS, set()).update(keys)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _locks_released(session: Session, transaction: Any) -> None:
-    if transaction.parent is None:  # the transaction's end, not a savepoint's: its advisory locks are gone
-        session.info.pop(LOCKED_KEYS, None)
 
 
 def file_as_copy(raw: RawUplink, first: RawUplink) -> None:

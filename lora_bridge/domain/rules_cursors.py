@@ -33,13 +33,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.store.tables import Alert, Device, RuleCursor
+from lora_bridge.store.transaction_info import held_until_transaction_end
 
 # session.info key: the collars whose cursor rows this transaction holds, taken outside a savepoint.
-HELD = "tembo_cursors_held"
+HELD = held_until_transaction_end("tembo_cursors_held")
 
 
 def lock_cursors(session: Session, device_ids: Iterable[str]) -> None:
@@ -68,12 +69,6 @@ def _take(session: Session, collars: list[str]) -> set[str]:
 def _remember(session: Session, collars: Iterable[str]) -> None:
     if not session.in_nested_transaction():
         session.info.setdefault(HELD, set()).update(collars)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _released(session: Session, transaction: Any) -> None:
-    if transaction.parent is None:  # the transaction's end, not a savepoint's: its row locks are gone
-        session.info.pop(HELD, None)
 
 
 def _create_missing(session: Session, collars: list[str]) -> None:
