@@ -6,12 +6,10 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.store import bulk
 from lora_bridge.store.tables import ActivitySummary
-from lora_bridge.store.utc import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +27,13 @@ def shares_by_class(shares: list[float], class_names: list[str]) -> dict[str, fl
 
 
 def latest(session: Session, device_id: str) -> tuple[datetime, str | None, dict[str, float]] | None:
-    """The collar's newest activity summary as (time, dominant, shares_pct): what a read of the store
-    would see now, the summaries this unit of work queued included, without writing those first."""
-    with session.no_autoflush:  # summaries are only ever queued rows: no pending object can hold one
-        stored = session.execute(
-            select(ActivitySummary.time, ActivitySummary.dominant, ActivitySummary.shares_pct)
-            .where(ActivitySummary.device_id == device_id)
-            .order_by(ActivitySummary.time.desc())
-            .limit(1)
-            .execution_options(**{bulk.QUEUED_READ_APART: True})
-        ).first()
-    newest = (stored[0], stored[1], dict(stored[2] or {})) if stored is not None else None
-    for row in bulk.queued_rows(session, ActivitySummary.__table__):
-        time = as_utc(row["time"])
-        if row["device_id"] == device_id and (newest is None or time > newest[0]):  # an equal time: the stored one stays
-            newest = (time, row["dominant"], dict(row["shares_pct"] or {}))
-    return newest
+    """The collar's newest activity summary as (time, dominant, shares_pct), the summaries this unit of
+    work queued included without writing them first (`bulk.newest_of_collar`)."""
+    newest = bulk.newest_of_collar(session, ActivitySummary, device_id, ("time", "dominant", "shares_pct"), 1)
+    if not newest:
+        return None
+    time, dominant, shares_pct = newest[0]
+    return time, dominant, dict(shares_pct or {})
 
 
 # session.info key: the summaries a unit of work (a batch of uplinks) added, so its later uplinks need

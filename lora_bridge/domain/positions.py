@@ -5,14 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.decode import degrees
 from lora_bridge.domain.rules_cursors import lock_cursors_of_fixes
 from lora_bridge.store import bulk
 from lora_bridge.store.tables import Position
-from lora_bridge.store.utc import as_utc
 
 MAX_FIXES_PER_MESSAGE = 5
 # A status's fix_age_s saturates here: the fix is older than the counter can say, so its time is unknown.
@@ -87,22 +85,7 @@ def add_position(
 
 
 def recent_fixes(session: Session, device_id: str, limit: int) -> list[tuple[datetime, float, float]]:
-    """The collar's last `limit` fixes, newest first, each (time, lat, lon): what a read of the store
-    would see now, the fixes this unit of work queued included, without writing those first (a batch's
-    fixes stay one insert however many collar alerts in it ask for their evidence)."""
-    if limit <= 0:
-        return []
-    with session.no_autoflush:  # fixes are only ever queued rows: no pending object can hold one
-        stored = session.execute(
-            select(Position.time, Position.lat, Position.lon)
-            .where(Position.device_id == device_id)
-            .order_by(Position.time.desc())
-            .limit(limit)
-            .execution_options(**{bulk.QUEUED_READ_APART: True})
-        ).all()
-    fixes = {time: (time, lat, lon) for time, lat, lon in stored}
-    for row in bulk.queued_rows(session, Position.__table__):
-        time = as_utc(row["time"])
-        if row["device_id"] == device_id and time not in fixes:  # its insert skips a time stored already
-            fixes[time] = (time, row["lat"], row["lon"])
-    return sorted(fixes.values(), key=lambda fix: fix[0], reverse=True)[:limit]
+    """The collar's last `limit` fixes, newest first, each (time, lat, lon), the fixes this unit of work
+    queued included without writing them first (`bulk.newest_of_collar`: a batch's fixes stay one
+    insert however many collar alerts in it ask for their evidence)."""
+    return bulk.newest_of_collar(session, Position, device_id, ("time", "lat", "lon"), limit)

@@ -7,7 +7,8 @@ stored, so the ingest path does not load or track them: it queues their rows on 
 
 Queued rows are written before the session next reads their tables or changes anything through a
 statement (so a read in the same unit of work sees them, as it would with the ORM's autoflush; a read
-marked `QUEUED_READ_APART` adds them itself from `queued_rows`, as a collar alert's evidence does), and
+marked `QUEUED_READ_APART` adds them itself from `queued_rows`, as `newest_of_collar` does for a collar
+alert's evidence), and
 before it commits: nothing queued is left out of the transaction it was queued in, nor read around.
 A caller about to open a savepoint whose rollback must not take the queued rows with it writes them
 first (`write_queued`): the batch does before its rules.
@@ -18,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Table, event, insert, inspect, text
+from sqlalchemy import Table, event, insert, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.sql.dml import Insert
+
+from lora_bridge.store.utc import as_utc
 
 # session.info keys: {table: [row, ...]} queued in this unit of work, in the order they came; and
 # new ORM objects held back until the store needs them (`defer_add`).
@@ -141,6 +144,31 @@ def queue_row(session: Session, table: Table, row: dict[str, Any]) -> None:
 def queued_rows(session: Session, table: Table) -> list[dict[str, Any]]:
     """The rows of table queued in this unit of work and not written yet, in the order they came."""
     return list(session.info.get(QUEUED_ROWS, {}).get(table, ()))
+
+
+def newest_of_collar(session: Session, model: Any, device_id: str, columns: tuple[str, ...],
+                     limit: int) -> list[tuple[Any, ...]]:
+    """The collar's newest `limit` rows of a mapped class keyed by (device_id, time), newest first,
+    each the values of columns (time first): what a read of the store would see now, the rows this
+    unit of work queued included, without writing those first. A queued row at a time already stored
+    is left out, as its insert skips it. (Read through the mapped class: a read the mappers do not
+    name writes every queued row first, `_before_a_statement`.)"""
+    if limit <= 0:
+        return []
+    with session.no_autoflush:  # these tables are written only as queued rows: no pending object holds one
+        stored = session.execute(
+            select(*(getattr(model, name) for name in columns))
+            .where(model.device_id == device_id)
+            .order_by(model.time.desc())
+            .limit(limit)
+            .execution_options(**{QUEUED_READ_APART: True})
+        ).all()
+    rows = {row[0]: tuple(row) for row in stored}
+    for queued in queued_rows(session, model.__table__):
+        time = as_utc(queued["time"])
+        if queued["device_id"] == device_id and time not in rows:
+            rows[time] = (time, *(queued[name] for name in columns[1:]))
+    return sorted(rows.values(), key=lambda row: row[0], reverse=True)[:limit]
 
 
 # Per table: what must happen in the unit of work just before its queued rows are inserted (the fixes'
