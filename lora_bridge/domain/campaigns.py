@@ -546,7 +546,8 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
     collar an abort left UNKNOWN there); else the newest one the collar was failed in. An ack never
     settles an UNKNOWN collar: it names no image, and may answer another update."""
     touched = []
-    rows = [] if late_in is not None and of_image else session.execute(
+    named = late_in is not None and of_image  # a status naming that campaign's image
+    rows = [] if named else session.execute(
         select(CampaignCollar, UpdateCampaign)
         .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
         .where(CampaignCollar.device_id == device_id, CampaignCollar.state == "sending",
@@ -562,7 +563,6 @@ def record_ack(session: Session, device_id: str, result: str, late_in: int | Non
                          device_id, result, campaign.id, extra={"device_id": device_id, "campaign_id": campaign.id})
         rows = answering
     if not rows:
-        named = late_in is not None and of_image  # a status naming that campaign's image
         late = session.execute(
             select(CampaignCollar, UpdateCampaign)
             .join(UpdateCampaign, UpdateCampaign.id == CampaignCollar.campaign_id)
