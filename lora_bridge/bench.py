@@ -31,7 +31,8 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        fresh store: without the process's one-time costs
                                                        (imports, compiling each statement, the first UTM
                                                        zone look-up), what a long-running bridge spends
-    statements_per_uplink, commits_per_uplink          SQL work per uplink in the webhook run (SQLite),
+    statements_per_uplink, commits_per_uplink          SQL work per uplink in the webhook run (SQLite;
+                                                       postgres_statements_per_uplink: PostgreSQL's),
     one_at_a_time_statements_per_uplink, ...           and through the service layer one by one
     store_bytes_per_collar_day                         store growth per collar-day, raw bodies kept, and
     compacted_store_bytes_per_collar_day               once they are past retention and compacted
@@ -622,6 +623,7 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
         figures["postgres_p99_ms"] = round(run["p99_ms"], 2)
         figures["postgres_mean_batch"] = run["mean_batch"]
         figures["postgres_cpu_ms_per_uplink"] = run["cpu_ms_per_uplink"]
+        figures["postgres_statements_per_uplink"] = run["statements_per_uplink"]
         figures["postgres_lost"] = run["lost"]
         figures["postgres_applied_twice"] = run["applied_twice"]
         figures["load_average_after_postgres"] = [round(x, 2) for x in os.getloadavg()]
