@@ -293,9 +293,10 @@ def run_child(parent_pid: int) -> int:
     try:
         while True:
             with link.changed:
-                if not retry and link.committed_id <= last_taken and not link.stop_asked:
+                idle = not retry and link.committed_id <= last_taken and not link.stop_asked
+                if idle:
                     link.changed.wait(timeout=0.5)  # also a look at the journal now and then
-                gather_until = time.monotonic() + GATHER_S
+                gather_until = time.monotonic() + (GATHER_S if idle else 0.0)
                 while (link.committed_id - last_taken + len(retry) < min(MAX_APPLY, MAX_BACKLOG)
                        and not link.stop_asked and link.committed_id > last_taken):
                     left = gather_until - time.monotonic()

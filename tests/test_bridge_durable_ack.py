@@ -340,3 +340,41 @@ def test_operator_who_leaves_the_applier_to_the_bridge_gets_a_process_of_its_own
     assert bridge.settings.intake_applier == "auto"
     assert (applier_pid is not None) == in_process
     assert reply.status_code == 202 and counts["positions"] == 1
+
+
+def test_bodies_that_came_while_a_batch_was_applied_are_taken_at_once_not_after_another_gather(sqlite_url, monkeypatch):
+    """Under load the applier goes from batch to batch: what arrived meanwhile has waited already, so a
+    ranger's alert is not held back a further gathering time (which also left the applier idle)."""
+    import threading
+
+    from lora_bridge import durable_intake
+    from lora_bridge.group_commit import Submission
+
+    applying, release = threading.Event(), threading.Event()
+    real_apply = durable_intake.apply_entries
+
+    def first_batch_held(bridge, journal, taken):
+        if not release.is_set():
+            applying.set()
+            release.wait(timeout=60)
+        return real_apply(bridge, journal, taken)
+
+    monkeypatch.setattr(durable_intake, "apply_entries", first_batch_held)
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier="thread") as bridge:
+        intake = bridge.durable_intake()
+        intake.gather_s = 3600.0  # an idle applier would wait this long for more bodies
+        intake.max_apply = 1  # the first body is a full batch: applied without gathering
+        answered: list[Submission] = []
+        intake.submit(Submission("tts", None, uplink_body(0)), answered.extend)
+        assert applying.wait(timeout=30)
+        intake.max_apply = durable_intake.MAX_APPLY
+        intake.submit(Submission("tts", None, uplink_body(1)), answered.extend)
+        wait_until(lambda: len(answered) == 2)
+        release.set()
+        wait_until(lambda: intake.backlog() == 0)
+        backlog = intake.backlog()
+        counts = bridge.counts()
+
+    assert [s.outcome().status for s in answered] == ["received"] * 2
+    assert backlog == 0
+    assert (intake.batches_applied, counts["uplinks_stored"]) == (2, 2)
