@@ -16,9 +16,10 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -125,6 +126,24 @@ def _keep_raws(session: Session, raws: list[RawUplink]) -> None:
     bulk.defer_add(session, raws)
 
 
+@cache
+def _batch_reads() -> dict[str, Any]:
+    """read_batch's statements, built once (the batch's values bound as expanding parameters): every
+    batch runs them, and building a statement with a literal list of a batch's values cost more than
+    running its cached compilation."""
+    def listed(name: str) -> Any:
+        return bindparam(name, expanding=True)
+
+    return {
+        "collars": select(Device).where(or_(Device.dev_eui.in_(listed("euis")), Device.device_id.in_(listed("labels"))))
+        .order_by(Device.device_id),
+        "animals": select(Animal).where(Animal.device_id.in_(listed("device_ids"))),
+        # a read for keys stored before this unit of work: the batch's own raw rows, held back, need not be added
+        "stored_keys": select(RawUplink.dedup_key).where(RawUplink.dedup_key.in_(listed("keys")))
+        .execution_options(**{bulk.NOT_DEFERRED: True}),
+    }
+
+
 def read_batch(session: Session, uplinks: list[Uplink]) -> None:
     """Read what a batch's uplinks need from the store in three statements, not three per uplink:
     their collars (by DevEUI and name), the animals wearing them, and which of their dedup keys no
@@ -134,9 +153,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
     if not euis and not labels:
         return
     with session.no_autoflush:
-        found = session.scalars(
-            select(Device).where(or_(Device.dev_eui.in_(euis), Device.device_id.in_(labels))).order_by(Device.device_id)
-        ).all()
+        reads = _batch_reads()
+        found = session.scalars(reads["collars"], {"euis": list(euis), "labels": list(labels)}).all()
         known = session.info.setdefault(devices.DEVICES_BY_EUI, {})
         for device in found:  # the first by device_id, as `devices.resolve_device` picks
             if device.dev_eui in euis and device.dev_eui not in known:
@@ -147,7 +165,7 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
         # Their rule cursors before anything of theirs is written (`rules_cursors`' lock order).
         rules_cursors.lock_cursors(session, by_id)
         animals = session.info.setdefault(devices.ANIMALS_BY_DEVICE, {})
-        for animal in session.scalars(select(Animal).where(Animal.device_id.in_(by_id))):
+        for animal in session.scalars(reads["animals"], {"device_ids": list(by_id)}):
             animals.setdefault(animal.device_id, animal)
         keys = set()
         for uplink in uplinks:
@@ -156,8 +174,7 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
                 keys.add(ingest.dedup_key(device.device_id, device.session, uplink))
         if keys:
             ingest.lock_keys(session, keys)  # PostgreSQL: what is unclaimed now stays so till the commit
-            stored = select(RawUplink.dedup_key).where(RawUplink.dedup_key.in_(keys))
-            claimed = set(session.scalars(stored.execution_options(**{bulk.NOT_DEFERRED: True})))
+            claimed = set(session.scalars(reads["stored_keys"], {"keys": list(keys)}))
             session.info.setdefault(ingest.UNCLAIMED_KEYS, set()).update(keys - claimed)
 
 

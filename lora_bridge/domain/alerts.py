@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
@@ -205,21 +206,31 @@ def with_occurrence(evidence: dict[str, Any] | None, entry: dict[str, Any]) -> d
 REPEAT_SLACK = timedelta(seconds=1)
 
 
+@cache
+def _open_and_heard_near_read() -> Any:
+    """open_and_heard_near's read, built once (its values bound at each call): a collar alert runs it,
+    and building the statement (and its cache key) cost more than running its cached compilation."""
+    return (
+        select(Alert)
+        .where(
+            Alert.device_id == bindparam("device_id"),
+            Alert.alert_type == bindparam("alert_type"),
+            or_(Alert.open_key == bindparam("key"),
+                and_(Alert.source == SOURCE_COLLAR, Alert.time >= bindparam("earliest"), Alert.time <= bindparam("latest"))),
+        )
+        .order_by(Alert.id.desc())
+    )
+
+
 def open_and_heard_near(session: Session, device_id: str, alert_type: str, time: datetime) -> tuple[Alert | None, list[Alert]]:
     """In one read, what a collar's alert of this type at `time` needs: the collar's open alert of the
     type (`open_alert`), and its collar alerts of the type from within REPEAT_SLACK of time, newest
     first (`closed_collar_alert_repeated`'s candidates)."""
     key = dedup_key(device_id, alert_type)
-    rows = session.scalars(
-        select(Alert)
-        .where(
-            Alert.device_id == device_id,
-            Alert.alert_type == alert_type,
-            or_(Alert.open_key == key, and_(Alert.source == SOURCE_COLLAR, Alert.time >= time - REPEAT_SLACK,
-                                             Alert.time <= time + REPEAT_SLACK)),
-        )
-        .order_by(Alert.id.desc())
-    ).all()
+    rows = session.scalars(_open_and_heard_near_read(), {
+        "device_id": device_id, "alert_type": alert_type, "key": key,
+        "earliest": time - REPEAT_SLACK, "latest": time + REPEAT_SLACK,
+    }).all()
     open_now = next((alert for alert in rows if alert.open_key == key), None)
     near = [alert for alert in rows if alert.source == SOURCE_COLLAR
             and time - REPEAT_SLACK <= alert.time <= time + REPEAT_SLACK]

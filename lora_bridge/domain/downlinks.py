@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import InvalidCommandValues
@@ -175,13 +176,7 @@ def queue_command(
         raise codec.CodecError(f"{command}: a value of the wrong type ({error})"[:300]) from error
     f_port = int(row[1])
     if command == ACK_COMMAND:  # one read for both looks: the same bytes waiting, or an ack on its way
-        same = session.scalars(
-            select(Downlink).where(
-                Downlink.device_id == device_id,
-                Downlink.payload == payload,
-                Downlink.state.in_((STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_ACKNOWLEDGED)),
-            ).order_by(Downlink.id.desc())
-        ).all()
+        same = session.scalars(_same_bytes_read(), {"device_id": device_id, "payload": payload}).all()
         waiting = next((d for d in same if d.f_port == f_port and d.state in (STATE_QUEUED, STATE_SENDING)), None)
         if waiting is not None:
             return waiting
@@ -224,6 +219,22 @@ def queue_command(
         extra={"device_id": device_id, "command": command, "downlink_id": downlink.id, "alert_id": alert_id},
     )
     return downlink
+
+
+@cache
+def _same_bytes_read() -> Any:
+    """queue_command's read for an ack, built once (its values bound at each call): the collar's
+    downlinks of the same bytes waiting, on their way or acknowledged, newest first. Every collar alert
+    queues an ack, and building the statement cost more than running its cached compilation."""
+    return (
+        select(Downlink)
+        .where(
+            Downlink.device_id == bindparam("device_id"),
+            Downlink.payload == bindparam("payload"),
+            Downlink.state.in_((STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_ACKNOWLEDGED)),
+        )
+        .order_by(Downlink.id.desc())
+    )
 
 
 def _ack_on_its_way(sent: list[Downlink], since: datetime) -> Downlink | None:

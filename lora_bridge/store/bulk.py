@@ -17,9 +17,10 @@ first (`write_queued`): the batch does before its rules.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, event, insert, inspect, select, text
+from sqlalchemy import Table, bindparam, event, insert, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
@@ -156,19 +157,28 @@ def newest_of_collar(session: Session, model: Any, device_id: str, columns: tupl
     if limit <= 0:
         return []
     with session.no_autoflush:  # these tables are written only as queued rows: no pending object holds one
-        stored = session.execute(
-            select(*(getattr(model, name) for name in columns))
-            .where(model.device_id == device_id)
-            .order_by(model.time.desc())
-            .limit(limit)
-            .execution_options(**{QUEUED_READ_APART: True})
-        ).all()
+        stored = session.execute(_newest_of_collar_read(model, columns),
+                                 {"device_id": device_id, "most": limit}).all()
     rows = {row[0]: tuple(row) for row in stored}
     for queued in queued_rows(session, model.__table__):
         time = as_utc(queued["time"])
         if queued["device_id"] == device_id and time not in rows:
             rows[time] = (time, *(queued[name] for name in columns[1:]))
     return sorted(rows.values(), key=lambda row: row[0], reverse=True)[:limit]
+
+
+@cache
+def _newest_of_collar_read(model: Any, columns: tuple[str, ...]) -> Any:
+    """newest_of_collar's read of model's columns, built once (the collar and the count bound at each
+    call): every collar alert reads its evidence so, and building a statement cost more than running
+    its cached compilation."""
+    return (
+        select(*(getattr(model, name) for name in columns))
+        .where(model.device_id == bindparam("device_id"))
+        .order_by(model.time.desc())
+        .limit(bindparam("most"))
+        .execution_options(**{QUEUED_READ_APART: True})
+    )
 
 
 # Per table: what must happen in the unit of work just before its queued rows are inserted (the fixes'
