@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import bridge_builders as b
 import pytest
 from fuota_network import GROUP, StandInTheThingsStack, serve, tts_multicast_end_device
+from sqlalchemy import update
 from starlette.testclient import TestClient
 
 from collar_firmware import codec
@@ -23,6 +24,7 @@ from lora_bridge.adapters.webhook import create_app
 from lora_bridge.errors import DownlinkError
 from lora_bridge.network_server import MulticastFrame, NetworkServerClient, RouteHint
 from lora_bridge.settings import BridgeSettings
+from lora_bridge.store.tables import Downlink
 from lora_bridge.store.utc import utc_now
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
@@ -912,3 +914,34 @@ def test_field_technician_aborting_a_delivery_has_the_collars_in_its_session_tol
     deletes = [p["device"] for p in network.unicast if p["f_port"] == 201 and p["payload"] == bytes.fromhex("0300")]
     assert deletes == ["collar-01"]
     assert [e["detail"]["sessions_deleted"] for e in ended["history"] if e["event"] == "delivery_ended"] == [1]
+
+
+def test_field_technician_aborting_before_anything_went_on_air_sees_those_collars_skipped_not_unknown(sqlite_url, network):
+    """An abort makes a released collar "unknown" (it may have taken the update or not). Once the delivery
+    ends, a collar no frame of it was ever pushed to is "skipped": it runs what it ran, and says why. A
+    collar whose set-up went on air stays "unknown" until a status settles it."""
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge:
+        for f_cnt, name in enumerate(("collar-01", "collar-02"), start=1):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt))
+        campaign = start_campaign(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        bridge.deliver_updates(opens - timedelta(minutes=110))  # both collars' set-ups queued
+        with bridge.db.write() as session:  # collar-02's frames held back (a fair-use day spent, say)
+            session.execute(update(Downlink).where(Downlink.device_id == "collar-02")
+                            .values(not_before=datetime(2100, 1, 1, tzinfo=UTC)))
+        bridge.flush_downlinks()
+        bridge.clock = lambda: opens - timedelta(minutes=100)
+        bridge.steer_campaign(campaign["id"], "abort", "tech")
+        aborted = {c["device_id"]: c["state"] for c in bridge.campaign(campaign["id"])["collars"]}
+        bridge.deliver_updates(opens - timedelta(minutes=99))
+        ended = bridge.campaign(campaign["id"])
+    pushed_to = {p["device"] for p in network.unicast}
+    assert "collar-01" in pushed_to and "collar-02" not in pushed_to
+    assert aborted == {"collar-01": "unknown", "collar-02": "unknown"}
+    states = {c["device_id"]: (c["state"], c["reason"]) for c in ended["collars"]}
+    assert states["collar-01"] == ("unknown", "campaign aborted")
+    assert states["collar-02"] == ("skipped", "campaign aborted before anything was sent to it")
+    told = [e for e in ended["history"] if e["event"] == "skipped"]
+    assert [(e["device_id"], e["detail"]["reason"]) for e in told] == [
+        ("collar-02", "campaign aborted before anything was sent to it")]

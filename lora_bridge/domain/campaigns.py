@@ -18,7 +18,8 @@ the delta (wrong_base) after the whole transfer, and one that has not said what 
 technician pauses, resumes or aborts; every change is a campaign event. An abort ends every collar
 still in the campaign: one nothing was sent to (waiting, gated) is "skipped" (ABORTED), one whose
 delivery had started ("sending") is "unknown" (it may have taken the update or not) until a status
-naming the campaign's image settles it. Results arrive as the collar's port-31 ack for port 201, or
+naming the campaign's image settles it, or until its delivery ends with nothing of it ever pushed
+("skipped" then, `nothing_reached`). Results arrive as the collar's port-31 ack for port 201, or
 its status (`record_ack`).
 
 What an update is (kind, version, hardware) is read from the signed image's own header
@@ -66,6 +67,8 @@ CAMPAIGN_START_LOCK = 0x74656D626F_0E  # PostgreSQL advisory lock key of campaig
 NO_ANSWER = "no answer"  # a collar's step ended by the delivery's time limits (fuota_delivery.fail_overdue) ...
 NO_RESULT = "no result in"  # ... the reason starts so: a result it sends after all still counts (record_ack)
 ABORTED = "campaign aborted"  # the reason of the collars an abort ended (`steer`)
+# the reason of a collar the abort reached before anything of its delivery was sent (`nothing_reached`)
+NOTHING_SENT = "campaign aborted before anything was sent to it"
 ACK_CLOCK_SLACK_S = 600  # how far a collar's clock may lag the bridge's when its ack is dated (`_may_answer`)
 SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
 # session.info: whether a campaign was running when this unit of work first asked (`_any_running`)
@@ -649,6 +652,22 @@ def _end_collars(session: Session, campaign: UpdateCampaign, now: datetime) -> N
         _event(session, campaign, c.state, c.device_id, reason=ABORTED, time=now)
     log.info("campaign aborted campaign_id=%d: its unfinished collars ended", campaign.id,
              extra={"campaign_id": campaign.id})
+
+
+def nothing_reached(session: Session, campaign: UpdateCampaign, device_ids: set[str], now: datetime) -> list[str]:
+    """Collars an abort left UNKNOWN whose delivery put nothing on the air (their set-up still waited
+    in the bridge when the delivery ended: `fuota_delivery`) are "skipped" after all: they run what
+    they ran, and the technician sees why. Those changed, in order."""
+    if not device_ids:
+        return []
+    changed = []
+    for c in session.scalars(select(CampaignCollar).where(
+            CampaignCollar.campaign_id == campaign.id, CampaignCollar.device_id.in_(sorted(device_ids)),
+            CampaignCollar.state == UNKNOWN).order_by(CampaignCollar.device_id)):
+        c.state, c.reason, c.updated_at = "skipped", NOTHING_SENT, now
+        _event(session, campaign, "skipped", c.device_id, reason=NOTHING_SENT, time=now)
+        changed.append(c.device_id)
+    return changed
 
 
 def view(session: Session, campaign: UpdateCampaign) -> dict[str, Any]:

@@ -56,6 +56,7 @@ from lora_bridge.store.tables import (
     CollarMulticastGroup,
     Device,
     Downlink,
+    DownlinkTransmission,
     FuotaCollar,
     FuotaSession,
     MulticastDownlink,
@@ -614,12 +615,14 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
             MulticastDownlink.campaign_id == row.campaign_id, MulticastDownlink.state == downlinks.STATE_QUEUED)):
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
-    never_set_up = set()
+    never_set_up, waiting = set(), set()
     for frame in queued_for_collars(session, row):  # not what another campaign queued for a collar since
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
+        waiting.add(frame.device_id)
         if frame.command == "mc_group_setup":
             never_set_up.add(frame.device_id)
+    campaigns.nothing_reached(session, campaign, _nothing_pushed(session, campaign, waiting), now)
     deleted = 0
     for step in session.scalars(select(FuotaCollar).where(  # they hold an open session: TS004 lets it go
             FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.setup_answered.is_(True),
@@ -651,6 +654,18 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
              ", the network server's group to delete" if row.group_created else "",
              extra={"campaign_id": row.campaign_id})
     return told + deleted
+
+
+def _nothing_pushed(session: Session, campaign: UpdateCampaign, collars: set[str]) -> set[str]:
+    """Of collars, those no frame of this campaign's delivery was ever pushed to (a push interrupted and
+    queued again may have gone on air: it counts as pushed, `downlinks.record_transmission`)."""
+    if not collars:
+        return set()
+    pushed = session.scalars(
+        select(Downlink.device_id).join(DownlinkTransmission, DownlinkTransmission.downlink_id == Downlink.id)
+        .where(Downlink.device_id.in_(sorted(collars)), Downlink.command.in_(DELIVERY_COMMANDS),
+               Downlink.created_at >= campaign.created_at))
+    return collars - set(pushed)
 
 
 def delete_due(session: Session, now: datetime) -> list[tuple[int, str]]:
