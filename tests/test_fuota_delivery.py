@@ -887,17 +887,24 @@ def test_field_technician_sees_a_late_ack_of_an_older_update_leave_the_new_campa
     assert after["collars"][0]["state"] == "updated" and after["state"] == "done", "its own ack, once in the session"
 
 
+def two_collars_set_up(bridge) -> tuple[dict, datetime]:
+    """collar-01 and collar-02 known by their status, a model campaign for both started and their
+    set-ups queued: (the campaign, when its window opens)."""
+    image, version = model_image()
+    for f_cnt, name in enumerate(("collar-01", "collar-02"), start=1):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt))
+    campaign = start_campaign(bridge, image, version)
+    opens = campaign["delivery"]["window_opens"]
+    bridge.deliver_updates(opens - timedelta(minutes=110))
+    return campaign, opens
+
+
 def test_field_technician_aborting_a_delivery_has_the_collars_in_its_session_told_to_delete_it(sqlite_url, network):
     """A collar that took the fragmentation session waits for fragments; once the technician aborts, the bridge
     sends it TS004 FragSessionDeleteReq (port 201, CID 3, FragIndex 0) so it stops waiting; a collar that never
     took the session is not asked. Until 4 December only the multicast group was taken down."""
-    image, version = model_image()
     with open_bridge(sqlite_url, network) as bridge:
-        for f_cnt, name in enumerate(("collar-01", "collar-02"), start=1):
-            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt))
-        campaign = start_campaign(bridge, image, version)
-        opens = campaign["delivery"]["window_opens"]
-        bridge.deliver_updates(opens - timedelta(minutes=110))
+        campaign, opens = two_collars_set_up(bridge)
         bridge.flush_downlinks()
         answer = codec.encode_packet("frag_session_setup_ans", {"status": 0})
         bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id="collar-01", f_cnt=5))
@@ -920,13 +927,8 @@ def test_field_technician_aborting_before_anything_went_on_air_sees_those_collar
     """An abort makes a released collar "unknown" (it may have taken the update or not). Once the delivery
     ends, a collar no frame of it was ever pushed to is "skipped": it runs what it ran, and says why. A
     collar whose set-up went on air stays "unknown" until a status settles it."""
-    image, version = model_image()
     with open_bridge(sqlite_url, network) as bridge:
-        for f_cnt, name in enumerate(("collar-01", "collar-02"), start=1):
-            bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt))
-        campaign = start_campaign(bridge, image, version)
-        opens = campaign["delivery"]["window_opens"]
-        bridge.deliver_updates(opens - timedelta(minutes=110))  # both collars' set-ups queued
+        campaign, opens = two_collars_set_up(bridge)  # both collars' set-ups queued
         with bridge.db.write() as session:  # collar-02's frames held back (a fair-use day spent, say)
             session.execute(update(Downlink).where(Downlink.device_id == "collar-02")
                             .values(not_before=datetime(2100, 1, 1, tzinfo=UTC)))
