@@ -29,6 +29,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import and_, bindparam, or_, select, union
@@ -459,6 +460,20 @@ def _usual_track_read(by_id: bool) -> Any:
     return statement
 
 
+@cache
+def _context_read() -> Any:
+    """The judged fixes just before a track's first (the context its first new segments are judged
+    in), built once: every collar with fewer than CONTEXT_FIXES fixes in its lookback reads them (a
+    collar's first hours, a sparse one), and building the statement cost more than the read."""
+    return (
+        select(Position.id, Position.time, Position.lat, Position.lon)
+        .where(Position.device_id == bindparam("device_id"), Position.time < bindparam("before"),
+               Position.id <= bindparam("highest"))
+        .order_by(Position.time.desc())
+        .limit(bindparam("most"))
+    )
+
+
 def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: timedelta) -> _Track | None:
     """The collar's new fixes and the judged ones around them; None when nothing is new.
 
@@ -525,12 +540,9 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     if before < CONTEXT_FIXES:
         earlier = [
             tuple(r)
-            for r in session.execute(
-                select(*columns)
-                .where(Position.device_id == device_id, Position.time < rows[0][1], Position.id <= highest)
-                .order_by(Position.time.desc())
-                .limit(CONTEXT_FIXES - before)
-            )
+            for r in session.execute(_context_read(), {
+                "device_id": device_id, "before": rows[0][1], "highest": highest, "most": CONTEXT_FIXES - before,
+            })
         ][::-1]
         rows = earlier + rows
     return _Track(rows=rows, new_ids=new_ids, highest_id=highest)
