@@ -200,10 +200,11 @@ def test_a_failed_pack_flat_below_its_levels_keeps_the_collars_rules_running(bri
     # A failed pack reads 3000 mV (below the collar's low and critical levels) day after day; the least-squares
     # line through equal readings comes out with a slope of rounding noise, a hair below zero, so the line
     # "left" those levels some 10^14 days before its first reading (seen in the twin's month: every
-    # evaluation of that collar's rules failed on the date). The noise is pinned here as polyfit gave it.
+    # evaluation of that collar's rules failed on the date). The noise is pinned here as numpy's polyfit gave
+    # it then (the line now comes from the readings' sums, `rules.ReadingSums.line`).
     from lora_bridge.domain import rules
 
-    monkeypatch.setattr(rules.np, "polyfit", lambda days, mv, degree: (-1e-12, 3000.0))
+    monkeypatch.setattr(rules.ReadingSums, "line", lambda sums: (-1e-12, 3000.0))
     for day in range(10):
         message = b.status(time_s=b.T0_S + day * 86400, battery_mv=3000)
         bridge.ingest_tts_uplink(b.tts_uplink(message, f_cnt=day + 1, received_at=T + timedelta(days=day)))

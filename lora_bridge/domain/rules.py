@@ -12,14 +12,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import JSON, DateTime, String, and_, bindparam, cast, column, func, select
+from sqlalchemy.orm import Session, aliased
 
 from collar_firmware import risk
 from collar_firmware.config import BATTERY_CURVE
@@ -27,7 +29,9 @@ from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
 from lora_bridge.domain import alerts
 from lora_bridge.domain.rules_profiles import BatteryProfile, OfflineProfile, RuleProfile
 from lora_bridge.store import bulk
+from lora_bridge.store.days_sql import SECONDS_PER_DAY, days_since
 from lora_bridge.store.tables import Alert, Animal, BatteryReading, Device
+from lora_bridge.store.utc import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -190,32 +194,114 @@ def queue_reading(session: Session, device_id: str, time: datetime, battery_mv: 
                    {"device_id": device_id, "time": time, "battery_mv": int(battery_mv)})
 
 
+@dataclass(frozen=True)
+class ReadingSums:
+    """What the least-squares line through a collar's battery readings of a window needs, summed by the
+    store: x in days since `origin` (the window's start), y in mV."""
+
+    origin: datetime
+    count: int
+    first_day: float  # x of the window's first reading and of its last
+    last_day: float
+    sum_x: float
+    sum_y: float
+    sum_xx: float
+    sum_xy: float
+    latest_mv: int | None  # the collar's latest reading
+
+    def line(self) -> tuple[float, float]:
+        """(slope in mV a day, mV at the origin) of the least-squares line (at least two times)."""
+        n = self.count
+        slope = (n * self.sum_xy - self.sum_x * self.sum_y) / (n * self.sum_xx - self.sum_x ** 2)
+        return slope, (self.sum_y - slope * self.sum_x) / n
+
+
+SUMS_AT_ONCE = 500  # collars whose reading sums one statement reads
+
+
+@cache
+def _sums_read(dialect: str) -> Any:
+    """The reading sums of several collars, each from its own window's start on, in one statement of
+    one form whatever their number: the windows go in as one JSON list ({"d": collar, "s": start}),
+    read as a table (SQLite's json_each, PostgreSQL's json_to_recordset), each window a range of the
+    (collar, time) index; a row a collar. x counts days from `origin`, the earliest window's start."""
+    windows_json = bindparam("windows", type_=String)
+    if dialect == "sqlite":
+        each = func.json_each(windows_json).table_valued("value").alias("windows")
+        collar, start = func.json_extract(each.c.value, "$.d"), func.json_extract(each.c.value, "$.s")
+    elif dialect == "postgresql":
+        each = (func.json_to_recordset(cast(windows_json, JSON))
+                .table_valued(column("d", String), column("s", DateTime(timezone=True)))
+                .render_derived(name="windows", with_types=True))
+        collar, start = each.c.d, each.c.s
+    else:
+        raise NotImplementedError(f"no battery trend read for the {dialect} dialect")
+    x = days_since(BatteryReading.time, bindparam("origin", type_=BatteryReading.time.type))
+    y = BatteryReading.battery_mv
+    newest = aliased(BatteryReading)
+    latest = (select(newest.battery_mv).where(newest.device_id == BatteryReading.device_id)
+              .order_by(newest.time.desc()).limit(1).scalar_subquery())
+    return (
+        select(BatteryReading.device_id, func.count(), func.min(BatteryReading.time), func.max(BatteryReading.time),
+               func.sum(x), func.sum(y), func.sum(x * x), func.sum(x * y), latest)
+        .select_from(each)
+        .join(BatteryReading, and_(BatteryReading.device_id == collar, BatteryReading.time >= start))
+        .group_by(BatteryReading.device_id)
+    )
+
+
+def _window_start(moment: datetime, dialect: str) -> str:
+    """A window's start as the windows' JSON gives it: on SQLite the text the store keeps its times in
+    (UTC, compared as text), on PostgreSQL an ISO time with its offset."""
+    utc = as_utc(moment)
+    if dialect == "sqlite":
+        return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    return utc.isoformat()
+
+
+def reading_sums(session: Session, windows: dict[str, datetime]) -> dict[str, ReadingSums]:
+    """{collar: the sums of its readings from its window's start on} for the collars of windows
+    ({collar: window start}); a collar with no reading there is left out. One row a collar, however
+    many readings its window holds (two weeks of hourly statuses: 336)."""
+    found: dict[str, ReadingSums] = {}
+    dialect = session.get_bind().dialect.name
+    collars = list(windows)
+    for first in range(0, len(collars), SUMS_AT_ONCE):
+        chunk = {device_id: windows[device_id] for device_id in collars[first:first + SUMS_AT_ONCE]}
+        origin = min(chunk.values())
+        listed = json.dumps([{"d": device_id, "s": _window_start(start, dialect)} for device_id, start in chunk.items()])
+        with session.no_autoflush:
+            rows = session.execute(_sums_read(dialect), {"windows": listed, "origin": origin}).all()
+        for device_id, count, first_at, last_at, sum_x, sum_y, sum_xx, sum_xy, latest in rows:
+            if not count or device_id not in chunk:
+                continue
+            found[device_id] = ReadingSums(
+                origin, int(count), (first_at - origin).total_seconds() / SECONDS_PER_DAY,
+                (last_at - origin).total_seconds() / SECONDS_PER_DAY, float(sum_x), float(sum_y), float(sum_xx),
+                float(sum_xy), None if latest is None else int(latest))
+    return found
+
+
 def battery_trend(session: Session, device: Device, now: datetime, profile: BatteryProfile,
-                  readings: list[tuple[datetime, int]] | None = None) -> dict[str, Any] | None:
+                  sums: ReadingSums | None = None) -> dict[str, Any] | None:
     """Slope (mV/day) of the readings of the last window_days and the dates it reaches the collar's
     low, critical and empty levels; None when there are too few readings or too short a span.
-    readings: the collar's stored (time, mV) readings from the window's start on, in time order, when
-    the caller read them already (else they are read here)."""
+    sums: the sums of the collar's readings from the window's start on (`reading_sums`), when the
+    caller read them already (else they are read here)."""
     since = now - timedelta(days=profile.window_days)
-    rows = readings if readings is not None else session.execute(
-        select(BatteryReading.time, BatteryReading.battery_mv)
-        .where(BatteryReading.device_id == device.device_id, BatteryReading.time >= since)
-        .order_by(BatteryReading.time)
-    ).all()
-    if len(rows) < profile.min_readings:
+    if sums is None:
+        sums = reading_sums(session, {device.device_id: since}).get(device.device_id)
+    if sums is None or sums.count < profile.min_readings:
         return None
-    t0 = rows[0][0]
-    days = np.array([(t - t0).total_seconds() / 86400 for t, _ in rows])
-    if days[-1] < profile.min_span_days:
+    if sums.last_day - sums.first_day < profile.min_span_days:
         return None
-    mv = np.array([v for _, v in rows], dtype=float)
-    slope, intercept = np.polyfit(days, mv, 1)
+    slope, intercept = sums.line()
     trend: dict[str, Any] = {
         "rule": "least-squares line through the battery readings of the window",
-        "readings": len(rows),
+        "readings": sums.count,
         "window_days": profile.window_days,
         "slope_mv_per_day": round(float(slope), 2),
-        "latest_mv": int(mv[-1]),
+        "latest_mv": sums.latest_mv,
     }
     for label, level in (
         ("low", low_battery_threshold_mv(device)),
@@ -225,11 +311,13 @@ def battery_trend(session: Session, device: Device, now: datetime, profile: Batt
         trend[f"{label}_mv"] = level
         trend[f"{label}_on"] = None
         if slope < 0:
-            at_day = float((level - intercept) / slope)
+            at_day = float((level - intercept) / slope)  # days since the window's start
             # A nearly flat line reaches the level centuries away (or, for a pack already below it, left
             # it centuries ago): no date rather than a timedelta overflow.
-            if -FORECAST_HORIZON_DAYS <= at_day <= FORECAST_HORIZON_DAYS:
-                trend[f"{label}_on"] = (t0 + timedelta(days=at_day)).isoformat()
+            if -FORECAST_HORIZON_DAYS <= at_day - sums.first_day <= FORECAST_HORIZON_DAYS:
+                # to the second: the store's day counts carry a few microseconds of rounding
+                on = sums.origin + timedelta(seconds=round(at_day * SECONDS_PER_DAY))
+                trend[f"{label}_on"] = on.replace(microsecond=0).isoformat()
     return trend
 
 

@@ -57,7 +57,6 @@ from lora_bridge.store.tables import (
     ActivitySummary,
     Alert,
     Animal,
-    BatteryReading,
     Device,
     Position,
     RuleCursor,
@@ -138,8 +137,8 @@ class _CollarsRead:
     rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
     fence_version: tuple[int, int, str]
     open_alerts: dict[str, list[Alert]]
-    # the stored battery readings of the trend's window, in time order, of each collar with a new status
-    readings: dict[str, list[tuple[datetime, int]]]
+    # the sums of the stored battery readings of the trend's window of each collar with a new status
+    readings: dict[str, rules.ReadingSums]
     # the usual track reads of most of these collars, done in one statement (`_read_tracks`)
     tracks: _TracksRead | None = None
 
@@ -160,11 +159,6 @@ def _collars_reads() -> dict[str, Any]:
         )
         _COLLARS_READS["open_alerts"] = (
             select(Alert).where(Alert.device_id.in_(theirs), Alert.open_key.is_not(None)).order_by(Alert.id)
-        )
-        _COLLARS_READS["readings"] = (
-            select(BatteryReading.device_id, BatteryReading.time, BatteryReading.battery_mv)
-            .where(BatteryReading.device_id.in_(theirs), BatteryReading.time >= bindparam("since"))
-            .order_by(BatteryReading.device_id, BatteryReading.time)
         )
     return _COLLARS_READS
 
@@ -265,9 +259,9 @@ def _lookback(profile: RuleProfile) -> timedelta:
 
 def _read_readings(
     session: Session, runtime: RulesRuntime, rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
-) -> dict[str, list[tuple[datetime, int]]]:
-    """What `rules.battery_trend` reads for each collar whose status is new (its readings from its
-    window's start on), in one statement for all of them."""
+) -> dict[str, rules.ReadingSums]:
+    """What `rules.battery_trend` reads for each collar whose status is new (the sums of its readings
+    from its window's start on), in one statement for all of them: a row a collar, not a row a reading."""
     since: dict[str, datetime] = {}
     for device_id, (device, animal, cursor) in rows.items():
         if device.status_time is None or device.battery_mv is None:
@@ -275,16 +269,7 @@ def _read_readings(
         if cursor is not None and cursor.status_time is not None and device.status_time <= cursor.status_time:
             continue
         since[device_id] = device.status_time - timedelta(days=runtime.profile(device, animal).battery.window_days)
-    if not since:
-        return {}
-    readings: dict[str, list[tuple[datetime, int]]] = {device_id: [] for device_id in since}
-    with session.no_autoflush:
-        for device_id, time, battery_mv in session.execute(
-            _collars_reads()["readings"], {"device_ids": list(since), "since": min(since.values())}
-        ):
-            if time >= since[device_id]:
-                readings[device_id].append((time, battery_mv))
-    return readings
+    return rules.reading_sums(session, since) if since else {}
 
 
 def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
