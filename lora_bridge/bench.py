@@ -57,6 +57,10 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        `_by_part`: PostgreSQL, Mosquitto, load generator;
                                                        `all_`: every part together
     mqtt_machine_busy_share_each_round                 how busy all cores were during each MQTT run
+    sqlite_history_*                                   the headline run on a store that holds the herd's
+                                                       last `sqlite_history_days` days first (applied
+                                                       before the run, not measured): a bridge that has
+                                                       run for weeks (the battery trend's 14-day window)
     sqlite_half_rate_p50_ms, sqlite_half_rate_p99_ms   received -> alerts stored with the same bodies
                                                        offered at a steady half of the rate reached
                                                        (`sqlite_half_rate_offered_per_s`), from when
@@ -89,6 +93,7 @@ from sqlalchemy import func, insert, select
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.bench_waits import BackendWaits
 from lora_bridge.decode import default_codec
+from lora_bridge.group_commit import Submission
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import Bridge, open_bridge
 from lora_bridge.store.database import count_writes
@@ -101,14 +106,15 @@ BENCH_APP = "bench"
 DONE_STATUSES = ("processed", "recorded", "dead_letter", "kept")
 
 
-def synthetic_bodies(collars: int = 20, hours: int = 12) -> list[bytes]:
-    """TTS uplink bodies of `collars` collars over `hours` hours (status + activity per hour, one alert
-    each), in the order a network server delivers a herd's uplinks: hour by hour, the collars of
-    each hour one after the other."""
+def synthetic_bodies(collars: int = 20, hours: int = 12, first_hour: int = 0) -> list[bytes]:
+    """TTS uplink bodies of `collars` collars over `hours` hours from `first_hour` on (status + activity
+    per hour, one alert each in the middle hour), in the order a network server delivers a herd's
+    uplinks: hour by hour, the collars of each hour one after the other. Frame counters go on from
+    those of the bodies of the hours before first_hour (`synthetic_bodies(collars, first_hour)`)."""
     codec = default_codec()
     bodies: list[bytes] = []
-    f_cnts = [0] * collars
-    for h in range(hours):
+    f_cnts = [2 * first_hour + (1 if first_hour else 0)] * collars  # the earlier hours' frames, their alert
+    for h in range(first_hour, first_hour + hours):
         for c in range(collars):
             device_id = f"bench-{c:03d}"
             t_s = START_S + 3600 * h
@@ -120,7 +126,7 @@ def synthetic_bodies(collars: int = 20, hours: int = 12) -> list[bytes]:
                 ("activity", {"time_s": t_s, "interval_min": 60, "model_version": 1, "vedba_mean_mg": 80,
                               "vedba_max_mg": 600, "shares": [40.0, 40.0, 15.0, 5.0]}),
             ]
-            if h == hours // 2:
+            if h == first_hour + hours // 2:
                 messages.append(("alert", {"alert_type": "immobility", "seq": 1, "time_s": t_s,
                                            "lat": -2.5, "lon": 37.5}))
             for name, values in messages:
@@ -196,6 +202,20 @@ def statement_counts(bodies: list[bytes], folder: Path) -> dict[str, float]:
 
 
 _APPLIED = (RawUplink.duplicate_of.is_(None), RawUplink.status.in_(DONE_STATUSES), RawUplink.source != "bench")
+
+
+HISTORY_BATCH = 256  # bodies a transaction when a store is given its herd's history before a run
+
+
+def apply_history(database_url: str, bodies: list[bytes]) -> None:
+    """Give the store at database_url a herd's history: bodies applied in batches in this process
+    (not measured), as a bridge that has run for a while holds them: fixes, battery readings,
+    summaries, raw rows, rule cursors and alerts."""
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
+        for first in range(0, len(bodies), HISTORY_BATCH):
+            results = bridge.ingest_batch([Submission("tts", None, body) for body in bodies[first:first + HISTORY_BATCH]])
+            if any(r.status not in ("processed", "duplicate") for r in results):
+                raise RuntimeError("a body of the herd's history was not applied")
 
 
 def _stored_rows(bridge: Bridge) -> list[tuple[str, int]]:
@@ -533,11 +553,13 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
 
 def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, postgres: bool = True,
                    mqtt: bool = True, mqtt_rounds: int = 3, ack: str = "durable",
-                   applier: str | None = None) -> dict[str, Any]:
+                   applier: str | None = None, history_days: int = 14) -> dict[str, Any]:
     """Every figure of the module docstring, measured in one run on fresh stores in a temporary folder.
     ack: the webhook's `webhook_ack` for the SQLite figures; the other mode is measured too
     (`sqlite_<other>_ack_*`), on its own fresh store, right after. applier: the `intake_applier` of the
-    SQLite durable runs ("thread" or "process"; None: the bridge's default)."""
+    SQLite durable runs ("thread" or "process"; None: the bridge's default). history_days: the headline
+    run again on a store that holds that many days of the herd's history first (`sqlite_history_*`;
+    0: not measured)."""
     bodies = synthetic_bodies(collars, hours)
     figures: dict[str, Any] = {"bodies": len(bodies), "connections": connections,
                                "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
@@ -586,7 +608,20 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures["sqlite_half_rate_p50_ms"] = round(half["p50_ms"], 2)
         figures["sqlite_half_rate_p99_ms"] = round(half["p99_ms"], 2)
         figures["sqlite_half_rate_mean_batch"] = half["mean_batch"]
-        runs = (sqlite, other, warm, half)
+        runs: tuple[dict[str, Any], ...] = (sqlite, other, warm, half)
+        if history_days > 0:
+            # The same hours of the herd after `history_days` days of its history: what a bridge that
+            # has run for weeks pays (the battery trend's window, the tracks' lookback, a longer store).
+            history_url = f"sqlite:///{folder / 'webhook-history.db'}"
+            apply_history(history_url, synthetic_bodies(collars, 24 * history_days))
+            aged = webhook_run(history_url, synthetic_bodies(collars, hours, first_hour=24 * history_days),
+                               connections, folder, ack=ack, applier=applier)
+            figures["sqlite_history_days"] = history_days
+            figures["sqlite_history_uplinks_per_s"] = round(aged["uplinks_per_s"], 1)
+            figures["sqlite_history_p50_ms"] = round(aged["p50_ms"], 2)
+            figures["sqlite_history_p99_ms"] = round(aged["p99_ms"], 2)
+            figures["sqlite_history_cpu_ms_per_uplink_by_process"] = aged["cpu_ms_per_uplink_by_process"]
+            runs += (aged,)
         figures["lost"] = sum(run["lost"] for run in runs)
         figures["applied_twice"] = sum(run["applied_twice"] for run in runs)
         figures["non_2xx"] = sum(run["non_2xx"] for run in runs)

@@ -9,7 +9,8 @@ from lora_bridge.bench import bridge_figures, synthetic_bodies
 
 @pytest.mark.parametrize("applier", ["thread", "process"])
 def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(applier):
-    figures = bridge_figures(collars=2, hours=4, connections=3, postgres=False, mqtt=False, applier=applier)
+    figures = bridge_figures(collars=2, hours=4, connections=3, postgres=False, mqtt=False, applier=applier,
+                             history_days=1)
 
     assert figures["bodies"] == len(synthetic_bodies(2, 4))
     assert (figures["lost"], figures["applied_twice"], figures["non_2xx"]) == (0, 0, 0)
@@ -49,6 +50,27 @@ def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(
     assert "synchronous=FULL" in figures["raw_insert_method"]
     assert figures["raw_insert_one_per_commit_uplinks_per_s"] > 0
     assert figures["store_bytes_per_collar_day"] > 0
+    # the same hours once the store holds a day of the herd's history (counted in lost above too)
+    assert figures["sqlite_history_days"] == 1 and figures["sqlite_history_uplinks_per_s"] > 0
+    assert 0 < figures["sqlite_history_p50_ms"] <= figures["sqlite_history_p99_ms"]
+
+
+def test_the_herd_s_hours_after_its_history_go_on_from_its_frame_counters_and_its_clock():
+    import json
+
+    history, after = synthetic_bodies(2, 24), synthetic_bodies(2, 4, first_hour=24)
+
+    def frames(bodies):
+        return [(json.loads(body)["end_device_ids"]["device_id"], json.loads(body)["uplink_message"]["f_cnt"],
+                 json.loads(body)["received_at"]) for body in bodies]
+
+    last = {device: (f_cnt, at) for device, f_cnt, at in frames(history)}
+    first = {}
+    for device, f_cnt, at in frames(after):
+        first.setdefault(device, (f_cnt, at))
+    assert {device: f_cnt for device, (f_cnt, _) in first.items()} == {
+        device: f_cnt + 1 for device, (f_cnt, _) in last.items()}
+    assert all(first[device][1] > last[device][1] for device in last)
 
 
 @pytest.mark.postgres
