@@ -197,7 +197,7 @@ def queue_reading(session: Session, device_id: str, time: datetime, battery_mv: 
 @dataclass(frozen=True)
 class ReadingSums:
     """What the least-squares line through a collar's battery readings of a window needs, summed by the
-    store: x in days since `origin` (the window's start), y in mV."""
+    store: x in days since `origin` (the earliest window's start of the read that summed it), y in mV."""
 
     origin: datetime
     count: int
@@ -273,7 +273,7 @@ def reading_sums(session: Session, windows: dict[str, datetime]) -> dict[str, Re
         with session.no_autoflush:
             rows = session.execute(_sums_read(dialect), {"windows": listed, "origin": origin}).all()
         for device_id, count, first_at, last_at, sum_x, sum_y, sum_xx, sum_xy, latest in rows:
-            if not count or device_id not in chunk:
+            if not count:
                 continue
             found[device_id] = ReadingSums(
                 origin, int(count), (first_at - origin).total_seconds() / SECONDS_PER_DAY,
