@@ -12,7 +12,9 @@ page JavaScript cannot set an HttpOnly one. So the dashboard runs as a Streamlit
    new session hashed in the bridge store, and keeps the secret in this process under a one-time
    code (`issue`) that lives `HANDOFF_S` seconds.
 2. The next run of the page posts that code from the browser (`handoff_script`); the route
-   (`redeem`) answers with the cookie. The secret itself never reaches page JavaScript.
+   (`redeem`) answers with the cookie. The secret itself never reaches page JavaScript. The same run
+   draws the live map, whose tracks and name tiles are fetched with the cookie: the page's fetches of
+   those routes wait for the post's answer.
 3. On a reload Streamlit hands the cookie to the script as `st.context.cookies[cookie_name(host)]`
    (the cookies of the page's initial request), and the bridge checks the session again on every
    run: signed out, expired, removed, re-passworded or role-changed sessions are refused.
@@ -114,9 +116,17 @@ def same_origin(origin: str | None, host: str | None) -> bool:
     return urlsplit(origin).netloc.lower() == host.lower()
 
 
+# The dashboard's own routes the page's scripts fetch with the cookie (the live map's tracks and name
+# tiles: `track_routes.TRACKS_PATH`, `name_tiles.NAMES_PATH`).
+COOKIE_ROUTES_PREFIX = "/map/"
+
+
 def handoff_script(code: str) -> str:
-    """The page script that posts code to HANDOFF_PATH, so the browser receives the cookie."""
-    return _post_script(HANDOFF_PATH, code)
+    """The page script that posts code to HANDOFF_PATH, so the browser receives the cookie. The same
+    run draws the map, whose tracks and name tiles need that cookie: the page's fetches of
+    COOKIE_ROUTES_PREFIX wait for the post's answer (a late answer, on a loaded phone or a slow link,
+    had them refused with 401 and the map left without tracks until its next refresh)."""
+    return _post_script(HANDOFF_PATH, code, hold=COOKIE_ROUTES_PREFIX)
 
 
 def sign_out_script() -> str:
@@ -124,12 +134,26 @@ def sign_out_script() -> str:
     return _post_script(SIGN_OUT_PATH, "")
 
 
-def _post_script(path: str, body: str) -> str:
-    return (
-        '<span data-tembo-session="' + path.rsplit("/", 1)[-1] + '"></span><script>'
-        f"fetch({json.dumps(path)}, {{method: 'POST', credentials: 'same-origin', cache: 'no-store', "
+def _post_script(path: str, body: str, hold: str | None = None) -> str:
+    """A script posting body to path and marking the page with the outcome; with hold, the page's
+    fetches of same-origin paths starting with hold go out only once the post is answered."""
+    posted = (
+        f"var posted = fetch({json.dumps(path)}, {{method: 'POST', credentials: 'same-origin', cache: 'no-store', "
         f"headers: {{'Content-Type': 'text/plain'}}, body: {json.dumps(body)}}})"
         ".then(function (r) { document.documentElement.dataset.temboSession = r.ok ? "
         + json.dumps(path.rsplit("/", 1)[-1])
-        + " : 'refused'; });</script>"
+        + " : 'refused'; });"
+    )
+    held = "" if hold is None else (
+        "var own = window.fetch;"
+        "window.fetch = function (input, init) {"
+        " var target = new URL(typeof input === 'string' ? input : (input && input.url) || '', location.href);"
+        f" if (target.origin === location.origin && target.pathname.indexOf({json.dumps(hold)}) === 0) {{"
+        "  var go = function () { return own.call(window, input, init); };"
+        "  return posted.then(go, go); }"
+        " return own.call(window, input, init); };"
+    )
+    return (
+        '<span data-tembo-session="' + path.rsplit("/", 1)[-1] + '"></span><script>(function () {'
+        + posted + held + "})();</script>"
     )

@@ -167,3 +167,36 @@ def test_ranger_reads_a_large_herd_by_names_of_alerting_animals_and_tooltips(sql
                     map_showing(page, [palette.STATE_COLOURS["normal"], palette.LABEL_COLOUR]).save(tmp_path / "zoomed.png")
             finally:
                 browser.close()
+
+
+@pytest.mark.browser
+def test_ranger_on_a_slow_link_gets_the_tracks_and_names_the_moment_the_sign_in_cookie_arrives(sqlite_url, port, tmp_path):
+    """The sign-in's cookie comes by a request of the page's own (`session_cookie.handoff_script`) while
+    the same run draws the map, whose tracks and name tiles are fetched with that cookie. When the
+    cookie's answer came late (a loaded phone, a slow link) the tracks were refused (401) and the map
+    stayed without them until the next refresh. Here the answer is held back for two seconds."""
+    with open_bridge(sqlite_url) as bridge:
+        bench.fill_store(bridge, animals=30, days=1, activity_days=0, batch=250)
+        add_accounts(bridge)
+    with serving.running(port, sqlite_url, tmp_path / "dashboard.log", clock="data") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+                map_answers: list = []
+                page.on("response", lambda r: map_answers.append(r) if "/map/" in r.url else None)
+
+                def late_cookie(route):
+                    time.sleep(2.0)  # the browser goes on meanwhile: only this answer waits
+                    route.continue_()
+
+                page.route("**/auth/session", late_cookie)
+                page.goto(base_url)
+                with page.expect_response(lambda r: track_routes.TRACKS_PATH in r.url, timeout=WAIT_MS) as tracks:
+                    sign_in(page, "amina")
+                    page.wait_for_selector("#tembo-map-ready[data-animals='30']", state="attached", timeout=WAIT_MS)
+                assert tracks.value.status == 200
+                page.wait_for_function("document.documentElement.dataset.temboSession === 'session'", timeout=WAIT_MS)
+                assert map_answers and {r.status for r in map_answers} == {200}
+            finally:
+                browser.close()

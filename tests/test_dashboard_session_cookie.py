@@ -87,3 +87,13 @@ def test_sign_out_route_ends_the_session_in_the_store_and_clears_the_cookie(rout
         [ended] = bridge.sessions(viewer=CONSOLE, include_ended=True)
     assert ended.end_reason == "signed_out"
     assert routes.post(session_cookie.SIGN_OUT_PATH).status_code == 204  # without a cookie: nothing to end
+
+
+def test_the_routes_the_sign_in_s_handoff_holds_back_are_the_live_map_s_tracks_and_name_tiles():
+    from ranger_dashboard import name_tiles, session_cookie, track_routes
+
+    prefix = session_cookie.COOKIE_ROUTES_PREFIX
+    assert track_routes.TRACKS_PATH.startswith(prefix) and f"{name_tiles.NAMES_PATH}/".startswith(prefix)
+    script = session_cookie.handoff_script("code")
+    assert prefix in script and session_cookie.HANDOFF_PATH in script
+    assert prefix not in session_cookie.sign_out_script(), "signing out holds nothing back"
