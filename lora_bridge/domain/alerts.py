@@ -239,28 +239,17 @@ def open_and_heard_near(session: Session, device_id: str, alert_type: str, time:
 
 def closed_collar_alert_repeated(
     session: Session, *, device_id: str, alert_type: str, seq: int, time: datetime,
-    open_now: Alert | None | object = NOT_READ, near: list[Alert] | None = None,
+    open_now: Alert | None, near: list[Alert],
 ) -> Alert | None:
     """A collar alert the bridge already has and has closed, heard again: the collar repeats an alert
     (the same record: type, seq and time) until the bridge's ack reaches it. The repeat is an
     occurrence of that alert (recorded, not reopened), not a new alert; the alert, or None when this
     is no such repeat. The 3-bit seq wraps after eight alerts, so the alert's time must match too.
-    An open alert is left to raise_alert (it adds the occurrence itself); open_now as raise_alert's,
-    near the candidates when the caller has read them with it (`open_and_heard_near`)."""
-    if (open_alert(session, device_id, alert_type) if open_now is NOT_READ else open_now) is not None:
+    An open alert is left to raise_alert (it adds the occurrence itself). open_now and near (the
+    candidates) as `open_and_heard_near` reads them."""
+    if open_now is not None:
         return None
-    candidates = near if near is not None else session.scalars(
-        select(Alert)
-        .where(
-            Alert.device_id == device_id,
-            Alert.alert_type == alert_type,
-            Alert.source == SOURCE_COLLAR,
-            Alert.time >= time - REPEAT_SLACK,
-            Alert.time <= time + REPEAT_SLACK,
-        )
-        .order_by(Alert.id.desc())
-    )
-    for alert in candidates:
+    for alert in near:
         evidence = alert.evidence or {}
         if evidence.get("seq") != seq or int(alert.time.timestamp()) != int(time.timestamp()):
             continue
