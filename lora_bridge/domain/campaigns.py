@@ -654,20 +654,17 @@ def _end_collars(session: Session, campaign: UpdateCampaign, now: datetime) -> N
              extra={"campaign_id": campaign.id})
 
 
-def nothing_reached(session: Session, campaign: UpdateCampaign, device_ids: set[str], now: datetime) -> list[str]:
-    """Collars an abort left UNKNOWN whose delivery put nothing on the air (their set-up still waited
-    in the bridge when the delivery ended: `fuota_delivery`) are "skipped" after all: they run what
-    they ran, and the technician sees why. Those changed, in order."""
+def nothing_reached(session: Session, campaign: UpdateCampaign, device_ids: set[str], now: datetime) -> None:
+    """Collars an abort left UNKNOWN to which no frame of their delivery was ever pushed (so
+    `fuota_delivery` finds when the delivery ends) are "skipped" after all: they run what they ran,
+    and the technician sees why."""
     if not device_ids:
-        return []
-    changed = []
+        return
     for c in session.scalars(select(CampaignCollar).where(
             CampaignCollar.campaign_id == campaign.id, CampaignCollar.device_id.in_(sorted(device_ids)),
             CampaignCollar.state == UNKNOWN).order_by(CampaignCollar.device_id)):
         c.state, c.reason, c.updated_at = "skipped", NOTHING_SENT, now
         _event(session, campaign, "skipped", c.device_id, reason=NOTHING_SENT, time=now)
-        changed.append(c.device_id)
-    return changed
 
 
 def view(session: Session, campaign: UpdateCampaign) -> dict[str, Any]:
