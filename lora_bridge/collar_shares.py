@@ -92,10 +92,19 @@ class CollarShare:
     # Lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> CollarShare:
-        """Take this worker's lease (raises StoreUnavailable when the store cannot) and start its thread."""
-        self.renew()
+        """Take this worker's lease (raises StoreUnavailable when the store cannot) and start its thread.
+        It listens before it reads the members: a worker that joins after that read is announced to it,
+        so the two never both apply the same collars until the next renewal."""
+        listener = self._listen()
+        try:
+            self.renew()
+        except Exception:
+            if listener is not None:
+                listener.close()
+            raise
         self.bridge.take_handovers = self.take  # each ingest batch applies this worker's hand-overs too
-        self._thread = threading.Thread(target=self._run, name=f"tembo-share-{self.worker_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(listener,), name=f"tembo-share-{self.worker_id}",
+                                        daemon=True)
         self._thread.start()
         return self
 
@@ -243,9 +252,8 @@ class CollarShare:
             addressed = or_(addressed, CollarHandover.to_worker.not_in(members))
         return addressed
 
-    def _run(self) -> None:
+    def _run(self, listener: Any) -> None:
         renew_every = self.lease_s / 3
-        listener = self._listen()
         members_changed = False
         try:
             while not self._stopping.is_set():
@@ -254,9 +262,9 @@ class CollarShare:
                         self.renew()
                     members_changed = False
                     if self.bridge.ingesting(self.poll_s):
-                        # This worker is ingesting: its next batch takes the hand-overs with its own bodies
-                        # (a member joining meanwhile is read at the next renewal or idle wait).
-                        self._stopping.wait(self.poll_s)
+                        # This worker is ingesting: its next batch takes the hand-overs with its own bodies;
+                        # a member joining or leaving meanwhile is read at once, busy or not.
+                        members_changed = self._idle(listener, self.poll_s)
                     elif self.take_once() == 0:
                         members_changed = self._idle(listener, renew_every)
                 except Exception as error:  # noqa: BLE001 - the store is back later; the lease runs out meanwhile
@@ -290,7 +298,7 @@ class CollarShare:
         """Wait for a hand-over to this worker or a change of members (a notification), the stop, or
         at_most_s; True when a worker took or gave back its lease meanwhile."""
         if listener is None:
-            self._stopping.wait(self.poll_s)
+            self._stopping.wait(min(self.poll_s, at_most_s))
             return False
         wait_s = min(1.0, at_most_s)  # the stop is seen within a second
         return any(note.channel == MEMBERS_CHANNEL for note in listener.notifies(timeout=wait_s, stop_after=1))

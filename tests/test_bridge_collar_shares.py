@@ -151,6 +151,46 @@ def test_two_workers_judging_one_collar_at_once_take_its_rule_cursor_in_turn(pos
     assert not [r for r in caplog.records if "server rules failed" in r.getMessage()]
 
 
+@pytest.mark.postgres
+def test_a_worker_starting_while_another_starts_is_known_to_both_before_any_renewal(postgres_url, monkeypatch):
+    # Leases of ten minutes: a renewal (every third of one) would come long after the wait below,
+    # so only the members' notification can tell the first worker that the second joined.
+    with b.fresh_bridge(postgres_url) as first_bridge, b.fresh_bridge(postgres_url) as second_bridge:
+        first = CollarShare(first_bridge, "g/bridge-1", lease_s=600)
+        second = CollarShare(second_bridge, "g/bridge-2", lease_s=600)
+        listen = CollarShare._listen
+
+        def second_joins_first(share: CollarShare):
+            if share is first:  # the second worker takes its lease while the first is still starting
+                second.start()
+            return listen(share)
+
+        monkeypatch.setattr(CollarShare, "_listen", second_joins_first)
+        first.start()
+        try:
+            agreed_at_start = wait_until(lambda: first.members == second.members == ("g/bridge-1", "g/bridge-2"), 30)
+        finally:
+            second.stop()
+            first.stop()
+
+    assert agreed_at_start
+
+
+@pytest.mark.postgres
+def test_a_worker_busy_ingesting_learns_at_once_that_another_joined(postgres_url, monkeypatch):
+    with b.fresh_bridge(postgres_url) as first_bridge, b.fresh_bridge(postgres_url) as second_bridge:
+        first = CollarShare(first_bridge, "g/bridge-1", lease_s=600).start()
+        monkeypatch.setattr(first_bridge, "ingesting", lambda within_s: True)  # under load, batch after batch
+        second = CollarShare(second_bridge, "g/bridge-2", lease_s=600).start()
+        try:
+            both_known = wait_until(lambda: first.members == ("g/bridge-1", "g/bridge-2"), 30)
+        finally:
+            second.stop()
+            first.stop()
+
+    assert both_known
+
+
 def _start_worker(database_url: str, broker_url: str, client_id: str) -> subprocess.Popen:
     process = subprocess.Popen(
         [sys.executable, "-m", "lora_bridge.bench", "mqtt-worker", database_url, broker_url, client_id, "kill-test"],
