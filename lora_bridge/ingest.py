@@ -59,7 +59,7 @@ LOCK_KEYS_AT_MOST = 1024
 _LOCK_KEYS = text(
     "SELECT count(pg_advisory_xact_lock(:space, hashed)) FROM "
     "(SELECT DISTINCT hashtext(key) AS hashed FROM unnest(CAST(:keys AS text[])) AS key ORDER BY hashed) AS batch_keys"
-)
+).execution_options(**{bulk.TOUCHES_NO_ROWS: True})  # a batch's raw rows held back stay back
 
 STAGE_PARSE = "parse"
 STAGE_DECODE = "decode"
@@ -296,12 +296,15 @@ def claim_key(session: Session, raw: RawUplink, key: str, fresh_after: datetime 
         _retire_key(session, first, key)
         first = None
     if first is None:
-        if session.get_bind().dialect.name == "sqlite" or key in session.info.get(LOCKED_KEYS, ()):
+        if (not in_store or session.get_bind().dialect.name == "sqlite"
+                or key in session.info.get(LOCKED_KEYS, ())):
             # A SQLite write transaction (BEGIN IMMEDIATE) excludes every other writer until it
-            # commits, and on PostgreSQL a key the batch locked (`lock_keys`) waits for this commit:
-            # nobody can claim the key between our look and our write.
+            # commits, on PostgreSQL a key the batch locked (`lock_keys`) waits for this commit, and
+            # a key of a collar this unit of work created needs that collar's row, which another
+            # writer waits for: nobody can claim the key between our look and our write.
             bulk.set_values(raw, {"dedup_key": key})
         else:
+            bulk.add_deferred(session)  # a batch's raw rows held back go in first, outside the savepoint
             try:
                 with session.begin_nested():
                     raw.dedup_key = key

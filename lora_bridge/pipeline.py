@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import bindparam, func, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -108,22 +108,29 @@ def store_and_process_batch(
 
 
 def _keep_raws(session: Session, raws: list[RawUplink]) -> None:
-    """Put a batch's raw rows in its unit of work. On SQLite (whose write transaction excludes every
-    other writer) their ids are taken from the table's end and the rows held back until the batch
-    needs them in the store (`bulk.defer_add`): each is inserted once, in the state the batch left
-    it, all in one statement, in the same transaction as everything else, so acknowledged only once
-    it is durable. On PostgreSQL (claims race with other workers inside savepoints) they are
-    inserted first."""
-    if session.get_bind().dialect.name != "sqlite":
-        session.add_all(raws)
-        session.flush()
-        return
-    bulk.defer_foreign_keys(session)  # rows of the batch refer to raw rows written at its end
-    first_id = int(session.scalar(select(func.max(RawUplink.id))) or 0) + 1
+    """Put a batch's raw rows in its unit of work: their ids taken first, the rows held back until the
+    batch needs them in the store (`bulk.defer_add`), so each is inserted once, in the state the batch
+    left it, all in one statement, in the same transaction as everything else (acknowledged only once
+    it is durable), not inserted and then updated row by row. On SQLite (whose write transaction
+    excludes every other writer) the ids are the table's next ones and foreign keys are checked at
+    the commit; on PostgreSQL they come from the table's sequence in one statement, and the rows go in
+    before anything that refers to them (a dead letter, a claim in a savepoint)."""
     now = utc_now()
-    for offset, raw in enumerate(raws):
-        bulk.set_values(raw, {"id": first_id + offset, "received_at": raw.received_at or now})
+    if session.get_bind().dialect.name == "sqlite":
+        bulk.defer_foreign_keys(session)  # rows of the batch refer to raw rows written at its end
+        first_id = int(session.scalar(select(func.max(RawUplink.id))) or 0) + 1
+        ids = list(range(first_id, first_id + len(raws)))
+    else:
+        ids = list(session.scalars(_NEXT_RAW_IDS, {"count": len(raws)}))
+    for raw_id, raw in zip(ids, raws, strict=True):
+        bulk.set_values(raw, {"id": raw_id, "received_at": raw.received_at or now})
     bulk.defer_add(session, raws)
+
+
+# The next ids of the raw rows' sequence (PostgreSQL), as many as asked, in one statement.
+_NEXT_RAW_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('raw_uplinks', 'id')) FROM generate_series(1, :count)"
+).execution_options(**{bulk.TOUCHES_NO_ROWS: True})
 
 
 @cache

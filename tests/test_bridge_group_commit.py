@@ -3,10 +3,12 @@ and each sender still gets its own answer only once its body is durable."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 
 import bridge_builders as b
+import network_fixtures as nf
 import pytest
 from sqlalchemy import event, func, select
 
@@ -14,7 +16,7 @@ from lora_bridge import pipeline
 from lora_bridge.domain import rules_engine
 from lora_bridge.errors import StoreUnavailable
 from lora_bridge.group_commit import GroupCommit, Submission
-from lora_bridge.store.tables import ActivitySummary, Position, RawUplink
+from lora_bridge.store.tables import ActivitySummary, DeadLetter, Position, RawUplink
 
 
 def up(body: bytes) -> Submission:
@@ -232,9 +234,10 @@ def statements_of(bridge) -> list[str]:
     return said
 
 
-def test_a_batch_writes_each_body_once_in_its_final_state_and_its_fixes_and_summaries_in_one_statement_each(tmp_path):
+def test_a_batch_writes_each_body_once_in_its_final_state_and_its_fixes_and_summaries_in_one_statement_each(store_url):
+    # On PostgreSQL too: the raw rows' ids come from their sequence, the rows go in at the batch's end.
     bodies = herd_hour()
-    with b.fresh_bridge(f"sqlite:///{tmp_path / 'tembo.db'}") as bridge:
+    with b.fresh_bridge(store_url) as bridge:
         said = statements_of(bridge)
 
         results = bridge.ingest_batch([up(body) for body in bodies])
@@ -253,6 +256,32 @@ def test_a_batch_writes_each_body_once_in_its_final_state_and_its_fixes_and_summ
             (r.raw_uplink_id, "processed", r.f_cnt, r.message) for r in results
         ]
         assert all(all(row[4:]) for row in rows)
+
+
+def test_a_batch_of_every_fate_keeps_each_body_once_with_what_refers_to_it(store_url):
+    # An uplink, a body that is no JSON, a payload the codec cannot read, a join and a copy of the
+    # uplink from another gateway in one batch: the dead letters and the copy refer to raw rows the
+    # batch writes once, at its end on SQLite, before what refers to them on PostgreSQL.
+    uplink = b.tts_uplink(b.status(), f_cnt=1)
+    copy = b.tts_uplink(b.status(), f_cnt=1, gateways=("gw-south",))
+    undecodable = b.tts_uplink((2, b"\xff\xff"), f_cnt=2)
+    join = json.dumps(nf.TTS["join_accept"].body).encode()
+    with b.fresh_bridge(store_url) as bridge:
+        said = statements_of(bridge)
+
+        results = bridge.ingest_batch([up(uplink), up(b"{not json"), up(undecodable), up(join), up(copy)])
+
+        assert [r.status for r in results] == ["processed", "dead_letter", "dead_letter", "recorded", "duplicate"]
+        assert sum(s.startswith("INSERT INTO raw_uplinks") for s in said) == 1
+        with bridge.db.read() as session:
+            kept = session.execute(select(RawUplink.id, RawUplink.status, RawUplink.duplicate_of)
+                                   .order_by(RawUplink.id)).all()
+            letters = session.scalars(select(DeadLetter.raw_uplink_id).order_by(DeadLetter.raw_uplink_id)).all()
+            gateways = session.get(RawUplink, results[0].raw_uplink_id).gateways
+    assert [(row.id, row.status) for row in kept] == [(r.raw_uplink_id, r.status) for r in results]
+    assert kept[4].duplicate_of == kept[0].id
+    assert letters == [results[1].raw_uplink_id, results[2].raw_uplink_id]
+    assert len(gateways) == 2 and "gw-south" in {g["gateway_id"] for g in gateways}  # the copy's merged in
 
 
 def test_a_collar_resending_a_fix_and_a_summary_it_already_sent_keeps_the_first_and_loses_nothing_else(store_url):

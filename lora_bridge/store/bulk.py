@@ -39,6 +39,9 @@ NOT_DEFERRED = "tembo_not_deferred"
 FOREIGN_KEYS_DEFERRED = "tembo_foreign_keys_deferred"
 # Execution option of the queued rows' own insert: it needs nothing else in the store first.
 QUEUED_INSERT = "tembo_queued_insert"
+# Execution option of a statement that touches no row of any table (an advisory lock, a sequence's
+# next values): the queued rows and the objects held back stay back.
+TOUCHES_NO_ROWS = "tembo_touches_no_rows"
 # Execution option of a read that adds the queued rows of its table itself (`queued_rows`), so they
 # need not be written first.
 QUEUED_READ_APART = "tembo_queued_read_apart"
@@ -90,16 +93,17 @@ def defer_foreign_keys(session: Session) -> None:
 
 
 def add_deferred(session: Session) -> None:
-    """Write the objects `defer_add` held back, now. When the transaction checks foreign keys at its
-    commit (`defer_foreign_keys`), as one Core insert per table, each object then attached to the
-    session as a stored row (later changes to it are flushed as updates, as ever), without the unit
-    of work's per-object insert; else added and flushed."""
-    deferred = _take_deferred(session)
-    if not deferred:
+    """Write the objects `defer_add` held back, now: one Core insert per table, each object then
+    attached to the session as a stored row (later changes to it are flushed as updates, as ever),
+    without the unit of work's per-object insert. When the transaction checks foreign keys statement
+    by statement, the session's pending objects are flushed first (what the held-back rows may refer
+    to; a flush of a row that refers to them takes them along, `_before_flush`)."""
+    if not session.info.get(DEFERRED_OBJECTS):
         return
     if not session.info.get(FOREIGN_KEYS_DEFERRED):
-        session.add_all(deferred)
         session.flush()
+    deferred = _take_deferred(session)
+    if not deferred:
         return
     by_class: dict[type, list[Any]] = {}
     for obj in deferred:
@@ -219,7 +223,8 @@ def _before_a_statement(state: Any) -> None:
     info = state.session.info
     queued = info.get(QUEUED_ROWS)
     deferred = info.get(DEFERRED_OBJECTS)
-    if (not queued and not deferred) or state.execution_options.get(QUEUED_INSERT):
+    options = state.execution_options
+    if (not queued and not deferred) or options.get(QUEUED_INSERT) or options.get(TOUCHES_NO_ROWS):
         return
     tables = {mapper.local_table for mapper in state.all_mappers} if state.is_select else set()
     if not tables:  # a change, or a read the mappers do not name: everything goes in first
@@ -238,9 +243,19 @@ def _before_a_statement(state: Any) -> None:
 def _before_flush(session: Session, _context: Any, _instances: Any) -> None:
     if session.info.get(FOREIGN_KEYS_DEFERRED):
         return  # what this flush writes may refer to them: checked at the commit, when they are in
-    deferred = _take_deferred(session)
-    if deferred:
-        session.add_all(deferred)  # part of this flush: what it writes may refer to them
+    held = session.info.get(DEFERRED_TABLES)
+    if not held:
+        return
+    # Foreign keys checked statement by statement (PostgreSQL): the objects held back join the first
+    # flush that writes a row which may refer to them; a flush of rows that cannot leaves them back.
+    if any(_refers_to(type(obj)) & held for obj in (*session.new, *session.dirty)):
+        session.add_all(_take_deferred(session) or ())
+
+
+@cache
+def _refers_to(cls: type) -> frozenset[Table]:
+    """The tables a mapped class's rows refer to by foreign key."""
+    return frozenset(key.column.table for key in inspect(cls).local_table.foreign_keys)
 
 
 @event.listens_for(Session, "before_commit")
