@@ -32,7 +32,8 @@ from lora_bridge import ingest
 from lora_bridge.errors import StoreUnavailable, is_transient_store_error, store_unavailable
 from lora_bridge.group_commit import GroupCommit, Submission
 from lora_bridge.network_messages import NETWORKS, event_name_of
-from lora_bridge.pipeline import collar_hint
+from lora_bridge.pipeline import collar_hint, keep_raws
+from lora_bridge.store import bulk
 from lora_bridge.store.tables import BridgeWorker, CollarHandover
 from lora_bridge.store.utc import utc_now
 from lora_bridge.views import IngestResult
@@ -51,7 +52,7 @@ MEMBERS_CHANNEL = "tembo_collar_workers"
 def _notify(session: Session, channel: str) -> None:
     """On PostgreSQL, notify channel's listeners when session commits (nothing elsewhere: polled)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {channel}"))
+        session.execute(text(f"NOTIFY {channel}").execution_options(**{bulk.TOUCHES_NO_ROWS: True}))
 
 
 def owner_of(collar_key: str, members: list[str] | tuple[str, ...]) -> str | None:
@@ -197,13 +198,13 @@ class CollarShare:
                     ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
                     for s in submissions
                 ]
-                session.add_all(raws)
-                session.flush()
+                keep_raws(session, raws)  # ids now; the rows in one insert at the commit
+                handed_at = utc_now()
                 for submission, raw in zip(submissions, raws, strict=True):
                     key = collar_hint(submission)
-                    owner = owner_of(key, members) or self.worker_id
-                    session.add(CollarHandover(raw_uplink_id=raw.id, collar_key=key[:128], to_worker=owner,
-                                               from_worker=self.worker_id))
+                    bulk.queue_row(session, CollarHandover.__table__, {
+                        "raw_uplink_id": raw.id, "collar_key": key[:128], "to_worker": owner_of(key, members) or self.worker_id,
+                        "from_worker": self.worker_id, "handed_at": handed_at})
                 _notify(session, NOTIFY_CHANNEL)  # wakes the owners at commit
         except Exception as error:
             if is_transient_store_error(error):

@@ -76,7 +76,7 @@ def store_and_process_batch(
             ]
             for raw, s in zip(raws, submissions, strict=True):
                 bulk.set_values(raw, {"received_at": s.received_at})  # None: now
-            _keep_raws(session, raws)
+            keep_raws(session, raws)
             # each body parsed once (the durable intake hands in what it read on arrival)
             messages = [s.message if s.message is not None else _read(raw) for s, raw in zip(submissions, raws, strict=True)]
             read_batch(session, [m for m in messages if isinstance(m, Uplink)])
@@ -107,7 +107,7 @@ def store_and_process_batch(
     return [submission for submission in submissions if submission.result is not None]
 
 
-def _keep_raws(session: Session, raws: list[RawUplink]) -> None:
+def keep_raws(session: Session, raws: list[RawUplink]) -> None:
     """Put a batch's raw rows in its unit of work: their ids taken first, the rows held back until the
     batch needs them in the store (`bulk.defer_add`), so each is inserted once, in the state the batch
     left it, all in one statement, in the same transaction as everything else (acknowledged only once
