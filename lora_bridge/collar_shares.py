@@ -8,12 +8,15 @@ the topic names) over their ids, so a worker joining or leaving moves only its o
 
 A message for a collar this worker owns (or one naming no collar) is ingested as usual
 (`Bridge.ingest_network_message`: stored and applied in one transaction). A message for another
-worker's collar is handed over durably: its raw row and a `collar_handovers` row naming the owner are
-committed together (group commit; the MQTT PUBACK leaves after that commit), and the owner applies it
-from the store in its own batches. Handed-over bodies of a worker whose lease ran out (it died) are
-taken by any live worker; every body is applied under its raw row's lock, and one already applied is
-left as it is, so nothing is applied twice. A body still `received` after a crash between taking and
-applying is the timer's (`Bridge.process_pending`).
+worker's collar is handed over durably: a `collar_handovers` row naming the owner and holding the body
+is committed (group commit; the MQTT PUBACK leaves after that commit), and the owner keeps and applies
+it from the store in its own batches as it does its own bodies: its raw row written once, in its final
+state, in the transaction that deletes the hand-over. Handed-over bodies of a worker whose lease ran out
+(it died) are taken by any live worker, and those of workers that all hold no lease become pending raw
+rows for any bridge (`keep_stranded_handovers`, run by `Bridge.process_pending`); a hand-over row is
+taken by one transaction only (row lock, deleted in it), so nothing is applied twice. A batch of
+hand-overs that fails is taken again as raw rows `received` and applied one by one; one still
+`received` after a crash in between is the timer's (`Bridge.process_pending`).
 """
 
 from __future__ import annotations
@@ -25,14 +28,14 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, or_, select, text
+from sqlalchemy import delete, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
 from lora_bridge.errors import StoreUnavailable, is_transient_store_error, store_unavailable
 from lora_bridge.group_commit import GroupCommit, Submission
 from lora_bridge.network_messages import NETWORKS, event_name_of
-from lora_bridge.pipeline import collar_hint, keep_raws
+from lora_bridge.pipeline import collar_hint
 from lora_bridge.store import bulk
 from lora_bridge.store.tables import BridgeWorker, CollarHandover
 from lora_bridge.store.utc import utc_now
@@ -190,21 +193,22 @@ class CollarShare:
         return self._handovers.submit(submission)
 
     def _write_handovers(self, submissions: list[Submission]) -> None:
-        """One transaction: the raw rows of submissions and a hand-over row each, to its collar's owner."""
+        """One transaction, one insert: a hand-over row for each body of submissions, holding the body,
+        to its collar's owner, who writes its raw row when it applies it."""
         members = self.members
+        handed_at = utc_now()
+        rows = []
+        for submission in submissions:
+            key = collar_hint(submission)
+            raw = ingest.raw_row(submission.body, submission.network, event=submission.event,
+                                 content_type=submission.content_type, path_ids=submission.path_ids)
+            rows.append({"collar_key": key[:128], "to_worker": owner_of(key, members) or self.worker_id,
+                         "from_worker": self.worker_id, "handed_at": handed_at, "source": raw.source, "body": raw.body,
+                         "event": raw.event, "content_type": raw.content_type, "path_ids": raw.path_ids,
+                         "received_at": handed_at})
         try:
             with self.bridge.db.write() as session:
-                raws = [
-                    ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
-                    for s in submissions
-                ]
-                keep_raws(session, raws)  # ids now; the rows in one insert at the commit
-                handed_at = utc_now()
-                for submission, raw in zip(submissions, raws, strict=True):
-                    key = collar_hint(submission)
-                    bulk.queue_row(session, CollarHandover.__table__, {
-                        "raw_uplink_id": raw.id, "collar_key": key[:128], "to_worker": owner_of(key, members) or self.worker_id,
-                        "from_worker": self.worker_id, "handed_at": handed_at})
+                session.execute(insert(CollarHandover), rows)
                 _notify(session, NOTIFY_CHANNEL)  # wakes the owners at commit
         except Exception as error:
             if is_transient_store_error(error):
@@ -213,8 +217,8 @@ class CollarShare:
                 submission.error = error
             return
         self.handed_over += len(submissions)
-        for submission, raw in zip(submissions, raws, strict=True):
-            submission.result = IngestResult(status=ingest.STATUS_RECEIVED, raw_uplink_id=raw.id)
+        for submission in submissions:
+            submission.result = IngestResult(status=ingest.STATUS_RECEIVED, raw_uplink_id=None)
 
     # Bodies handed to this worker ------------------------------------------------------------
 
@@ -227,24 +231,15 @@ class CollarShare:
             with self.bridge.db.read() as session:
                 if session.scalar(select(CollarHandover.id).where(self._addressed()).limit(1)) is None:
                     return 0
-        return len(self.bridge.apply_taken(self.take))
+        return len(self.bridge.apply_handed(self.take))
 
-    def take(self, session: Session) -> list[int]:
+    def take(self, session: Session) -> list[Submission]:
         """Inside session's transaction: claim up to MAX_TAKE bodies handed to this worker (or to a
-        worker whose lease ran out), deleting their hand-over rows (a rollback gives them back); their
-        raw ids, collar by collar, like the ingest batches, so two batches lock collars in one order."""
-        rows = session.execute(
-            select(CollarHandover.id, CollarHandover.raw_uplink_id, CollarHandover.collar_key)
-            .where(self._addressed())
-            .order_by(CollarHandover.id)
-            .limit(MAX_TAKE)
-            .with_for_update(skip_locked=True)
-        ).all()
-        if not rows:
-            return []
-        session.execute(delete(CollarHandover).where(CollarHandover.id.in_([row[0] for row in rows])))
-        self.taken += len(rows)  # counted when claimed: a batch rolled back claims them again
-        return [row[1] for row in sorted(rows, key=lambda row: (row[2], row[0]))]
+        worker whose lease ran out), deleting their hand-over rows (a rollback gives them back); the
+        bodies, in the order they were handed over."""
+        handed = take_handovers(session, self._addressed())
+        self.taken += len(handed)  # counted when claimed: a batch rolled back claims them again
+        return handed
 
     def _addressed(self) -> Any:
         members = self.members
@@ -252,6 +247,7 @@ class CollarShare:
         if members:
             addressed = or_(addressed, CollarHandover.to_worker.not_in(members))
         return addressed
+
 
     def _run(self, listener: Any) -> None:
         renew_every = self.lease_s / 3
@@ -306,3 +302,35 @@ class CollarShare:
 
     def _due(self, every_s: float) -> bool:
         return time.monotonic() - self._renewed_at >= every_s
+
+
+def take_handovers(session: Session, addressed: Any, most: int = MAX_TAKE) -> list[Submission]:
+    """Inside session's transaction: claim up to `most` hand-over rows that `addressed` selects (rows
+    another transaction holds are skipped), deleting them (a rollback gives them back); their bodies
+    as submissions, in the order they were handed over."""
+    rows = session.execute(
+        select(CollarHandover).where(addressed).order_by(CollarHandover.id).limit(most).with_for_update(skip_locked=True)
+    ).scalars().all()
+    if not rows:
+        return []
+    session.execute(delete(CollarHandover).where(CollarHandover.id.in_([row.id for row in rows])))
+    return [Submission(row.source, row.event, row.body, content_type=row.content_type, path_ids=row.path_ids,
+                       received_at=row.received_at) for row in rows]
+
+
+def keep_stranded_handovers(db: Any) -> int:
+    """Hand-overs to workers that hold no lease (they stopped or died, and no worker sharing the
+    collars is left to take them) become raw rows `received`, applied as every pending body is
+    (`Bridge.process_pending`); how many. A bridge that shares no collars runs this at its start and
+    by its timer, so nothing handed over waits for a worker that never comes."""
+    now = utc_now()
+    live = select(BridgeWorker.worker_id).where(BridgeWorker.expires_at > now)
+    kept = 0
+    while True:
+        with db.write() as session:
+            handed = take_handovers(session, CollarHandover.to_worker.not_in(live))
+            if handed:
+                ingest.insert_raw_rows(session, handed)
+        kept += len(handed)
+        if len(handed) < MAX_TAKE:
+            return kept

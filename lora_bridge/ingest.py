@@ -94,6 +94,20 @@ def store_raw(
 def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
     """Commit the bodies of submissions (network, event, body, content_type, path_ids) to raw_uplinks
     in one transaction (one multi-row insert, one fsync); their ids in order. StoreUnavailable if it cannot."""
+    try:
+        with db.write() as session:
+            return insert_raw_rows(session, submissions)
+    except Exception as error:
+        if is_transient_store_error(error):
+            log.warning("store cannot take %d bodies now (%s): answered as unavailable", len(submissions),
+                        type(error).__name__, extra={"error": str(error)[:200]})
+            raise store_unavailable(error) from error
+        raise
+
+
+def insert_raw_rows(session: Session, submissions: list[Any]) -> list[int]:
+    """Inside session's transaction: the bodies of submissions as raw rows `received`, in one
+    multi-row INSERT ... RETURNING (SQLAlchemy Core: no unit of work to flush); their ids in order."""
     rows = [
         {"source": s.network, "body": bytes(s.body), "status": STATUS_RECEIVED, "gateways": [], "event": _event(s.event),
          "content_type": (s.content_type or None) and s.content_type[:64],
@@ -101,17 +115,8 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
          "received_at": getattr(s, "received_at", None) or utc_now()}
         for s in submissions
     ]
-    # One multi-row INSERT ... RETURNING (SQLAlchemy Core: no unit of work to flush), ids in order.
     statement = insert(RawUplink).returning(RawUplink.id, sort_by_parameter_order=True)
-    try:
-        with db.write() as session:
-            return list(session.scalars(statement, rows))
-    except Exception as error:
-        if is_transient_store_error(error):
-            log.warning("store cannot take %d bodies now (%s): answered as unavailable", len(submissions),
-                        type(error).__name__, extra={"error": str(error)[:200]})
-            raise store_unavailable(error) from error
-        raise
+    return list(session.scalars(statement, rows))
 
 
 def store_raw_apart(db: Database, submissions: list[Any]) -> list[int | None]:

@@ -70,23 +70,7 @@ def store_and_process_batch(
     """
     try:
         with db.write() as session:
-            raws = [
-                ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
-                for s in submissions
-            ]
-            for raw, s in zip(raws, submissions, strict=True):
-                bulk.set_values(raw, {"received_at": s.received_at})  # None: now
-            keep_raws(session, raws)
-            # each body parsed once (the durable intake hands in what it read on arrival)
-            messages = [s.message if s.message is not None else _read(raw) for s, raw in zip(submissions, raws, strict=True)]
-            read_batch(session, [m for m in messages if isinstance(m, Uplink)])
-            # Collar by collar (each collar's bodies in arrival order): two workers whose batches hold
-            # the same collars lock their rows in the same order, so one waits, neither deadlocks.
-            order = sorted(range(len(raws)), key=lambda i: _collar_of(messages[i], submissions[i]))
-            results: list[IngestResult | None] = [None] * len(raws)
-            for i in order:
-                results[i] = _process_loaded(session, raws[i], codec, settings, None, messages[i])
-            bulk.write_queued(session)  # the batch's fixes and summaries, before the rules' savepoints
+            results, order = keep_and_apply(session, submissions, codec, settings)
             if after is not None:
                 after(session, [results[i] for i in order])
         for submission, result in zip(submissions, results, strict=True):
@@ -105,6 +89,31 @@ def store_and_process_batch(
         if raw_id is not None:
             submission.result = process_raw(db, raw_id, codec, settings)
     return [submission for submission in submissions if submission.result is not None]
+
+
+def keep_and_apply(
+    session: Session, submissions: list[Submission], codec: Any, settings: BridgeSettings
+) -> tuple[list[IngestResult], list[int]]:
+    """Inside session's transaction: keep the bodies of submissions as raw rows (`keep_raws`) and apply
+    each, collar by collar; their results in the submissions' order, and the order they were applied
+    in (indexes). Their fixes and summaries are written before it returns (before any savepoint of
+    the rules)."""
+    raws = [
+        ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
+        for s in submissions
+    ]
+    for raw, s in zip(raws, submissions, strict=True):
+        bulk.set_values(raw, {"received_at": s.received_at})  # None: now
+    keep_raws(session, raws)
+    # each body parsed once (the durable intake hands in what it read on arrival)
+    messages = [s.message if s.message is not None else _read(raw) for s, raw in zip(submissions, raws, strict=True)]
+    read_batch(session, [m for m in messages if isinstance(m, Uplink)])
+    # Collar by collar (each collar's bodies in arrival order): two workers whose batches hold the
+    # same collars lock their rows in the same order, so one waits, neither deadlocks.
+    order = sorted(range(len(raws)), key=lambda i: _collar_of(messages[i], submissions[i]))
+    applied = {i: _process_loaded(session, raws[i], codec, settings, None, messages[i]) for i in order}
+    bulk.write_queued(session)  # the batch's fixes and summaries, before the rules' savepoints
+    return [applied[i] for i in range(len(raws))], order
 
 
 def keep_raws(session: Session, raws: list[RawUplink]) -> None:
@@ -527,6 +536,49 @@ def apply_taken_in(
     ]
     bulk.write_queued(session)
     return results
+
+
+def apply_handed_in(
+    session: Session, take: Callable[[Session], list[Submission]], codec: Any, settings: BridgeSettings
+) -> list[IngestResult]:
+    """Inside session's transaction: the bodies `take(session)` claims (bodies another worker kept and
+    handed to this one, `lora_bridge.collar_shares`), kept and applied as an ingest batch keeps and
+    applies its own (`keep_and_apply`); their results, collar by collar. The caller runs the rules and
+    commits."""
+    handed = take(session)
+    if not handed:
+        return []
+    results, order = keep_and_apply(session, handed, codec, settings)
+    return [results[i] for i in order]
+
+
+def process_handed_batch(
+    db: Database,
+    take: Callable[[Session], list[Submission]],
+    codec: Any,
+    settings: BridgeSettings,
+    after: Callable[[Session, list[IngestResult]], None] | None = None,
+) -> tuple[list[IngestResult], bool]:
+    """Apply handed bodies in ONE transaction (`apply_handed_in`), then `after(session, results)`, one
+    commit. Should that fail, nothing of it was written: the bodies are taken again in a transaction
+    that keeps them as raw rows `received`, then applied one by one (one still `received` after a
+    crash in between is the timer's, `Bridge.process_pending`). Returns the results and whether the
+    batch went one by one."""
+    try:
+        with db.write() as session:
+            results = apply_handed_in(session, take, codec, settings)
+            if after is not None and results:
+                after(session, results)
+        return results, False
+    except Exception as error:  # noqa: BLE001 - every body is still kept; applied one by one below
+        log.info("handed batch fell back to one by one: %s", type(error).__name__, extra={"error": str(error)[:200]})
+    try:
+        with db.write() as session:
+            raw_ids = ingest.insert_raw_rows(session, take(session))
+    except Exception as error:  # noqa: BLE001 - nothing was taken; the next round tries again
+        log.warning("handed bodies not taken (%s); tried again later", type(error).__name__)
+        return [], True
+    return [process_raw(db, raw_id, codec, settings) for raw_id in raw_ids], True
 
 
 def process_taken_batch(

@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 from lora_bridge import ingest, queries
 from lora_bridge.access import accounts, audit, delayed, privacy, roles, throttle
 from lora_bridge.access.roles import Viewer, require
+from lora_bridge.collar_shares import keep_stranded_handovers
 from lora_bridge.decode import default_codec
 from lora_bridge.domain import (
     activity,
@@ -69,8 +70,9 @@ from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
 from lora_bridge.pipeline import (
-    apply_taken_in,
+    apply_handed_in,
     collar_hint,
+    process_handed_batch,
     process_raw,
     process_taken_batch,
     store_and_process_batch,
@@ -146,7 +148,7 @@ class Bridge:
         self._writer_turn = threading.Lock()
         # Set by a worker sharing the collars (`collar_shares.CollarShare`): claims the bodies handed
         # to this worker inside a transaction; each ingest batch applies them with its own bodies.
-        self.take_handovers: Callable[[Any], list[int]] | None = None
+        self.take_handovers: Callable[[Any], list[Submission]] | None = None
         self._taken_downlinks: list[int] = []
         self._batch_started = self._batch_ended = 0.0  # monotonic() of this bridge's last ingest batch
         self._batches_fell_back = 0
@@ -352,15 +354,27 @@ class Bridge:
         a collar whose bodies come both ways is judged once per batch, not once per way. Should the
         batch fail, its hand-overs are left in the store for the next take."""
         take = self.take_handovers
-        taken = apply_taken_in(session, take, self.codec, self.settings) if take is not None else []
+        taken = apply_handed_in(session, take, self.codec, self.settings) if take is not None else []
         self._taken_downlinks = [i for r in taken for i in r.downlink_ids]
         self._rules_of_batch(session, results + taken)
 
     def apply_taken(self, take: Callable[[Any], list[int]]) -> list[IngestResult]:
-        """Apply stored bodies that `take(session)` claims (a worker's hand-overs), in one transaction
-        with the rules once per collar (`pipeline.process_taken_batch`); their results."""
+        """Apply stored bodies that `take(session)` claims (raw ids: the durable intake's on
+        PostgreSQL), in one transaction with the rules once per collar (`pipeline.process_taken_batch`);
+        their results."""
+        return self._apply_apart(process_taken_batch, take)
+
+    def apply_handed(self, take: Callable[[Any], list[Submission]]) -> list[IngestResult]:
+        """Apply the bodies handed to this worker that `take(session)` claims (`collar_shares`), kept
+        and applied like an ingest batch's, in one transaction with the rules once per collar
+        (`pipeline.process_handed_batch`); their results."""
+        return self._apply_apart(process_handed_batch, take)
+
+    def _apply_apart(self, process: Callable[..., tuple[list[IngestResult], bool]], take: Any) -> list[IngestResult]:
+        """A batch of bodies applied outside an ingest batch (`process(db, take, ...)`), then what
+        follows each body: its downlinks pushed; one by one when the batch fell back."""
         with self._writer_turn:  # never at once with this bridge's ingest batch: the same collars' rows
-            results, one_by_one = process_taken_batch(self.db, take, self.codec, self.settings, self._rules_of_batch)
+            results, one_by_one = process(self.db, take, self.codec, self.settings, self._rules_of_batch)
         if one_by_one:
             self._batches_fell_back += 1
             for result in results:
@@ -389,6 +403,10 @@ class Bridge:
         failed while applying them. Run at start and by the bridge's timer; never raises."""
         cutoff = utc_now() - timedelta(seconds=older_than_s)
         try:
+            # bodies handed to a worker sharing the collars that holds no lease any more: pending too
+            kept = keep_stranded_handovers(self.db)
+            if kept:
+                log.info("%d bodies handed to workers that are gone kept as pending bodies", kept)
             with self.db.read() as session:
                 waiting = session.scalars(
                     select(RawUplink.id)

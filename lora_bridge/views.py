@@ -228,7 +228,8 @@ class IngestResult:
     (an unknown kind), dead_letter, or pending (stored; the store failed while applying it)."""
 
     status: str
-    raw_uplink_id: int | None  # None: kept in the durable intake's journal, not yet in raw_uplinks
+    # None: kept in the durable intake's journal or handed to its collar's owner, not yet in raw_uplinks
+    raw_uplink_id: int | None
     device_id: str | None = None
     f_cnt: int | None = None
     message: str | None = None

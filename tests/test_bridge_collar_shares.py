@@ -15,7 +15,7 @@ from datetime import timedelta
 import bridge_builders as b
 import paho.mqtt.client as mqtt
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from test_bridge_mqtt import applied_once, status_uplinks, wait_until
 
 from lora_bridge.collar_shares import CollarShare, owner_of
@@ -66,7 +66,7 @@ def test_a_body_for_another_workers_collar_is_handed_over_and_applied_once_by_it
         again = second.ingest("tts", "up", body, path_ids={"application_id": "tembo", "device_id": collar})
 
     assert (handed.status, first.handed_over) == ("received", 1)
-    assert waiting == {"received": 1, "handovers": 1}
+    assert waiting == {"handovers": 1}  # the body waits in its hand-over; its owner writes its raw row once
     assert again.status == "duplicate"
     assert applied_once(first_bridge) == (1, 1)
     assert _statuses(first_bridge) == {"processed": 1, "duplicate": 1, "handovers": 0}
@@ -124,6 +124,55 @@ def test_bodies_handed_to_a_worker_that_died_are_applied_by_the_worker_left(stor
         taken = first.take_once()
 
     assert taken == 3
+    assert applied_once(first_bridge) == (3, 3)
+    assert _statuses(first_bridge) == {"processed": 3, "handovers": 0}
+
+
+def test_an_owner_writes_a_handed_body_once_in_its_final_state(store_url):
+    collars = [f"collar-{n:02d}" for n in range(20)]
+    with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
+        first = CollarShare(first_bridge, "g/bridge-1")
+        second = CollarShare(second_bridge, "g/bridge-2")
+        for share in (first, second, first):
+            share.renew()
+        collar = _key_owned_by(second, collars)
+        for f_cnt in (1, 2):
+            first.ingest("tts", "up", b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=collar,
+                                                   f_cnt=f_cnt, dev_eui="70B3D57ED0000F04"),
+                         path_ids={"application_id": "tembo", "device_id": collar})
+        said: list[str] = []
+        event.listen(second_bridge.db.write_engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_a: said.append(" ".join(statement.split())))
+        taken = second.take_once()
+
+    assert taken == 2
+    assert sum(s.startswith("INSERT INTO raw_uplinks") for s in said) == 1  # both rows, one statement
+    assert not [s for s in said if s.startswith("UPDATE raw_uplinks")]
+    assert applied_once(first_bridge) == (2, 2)
+    assert _statuses(first_bridge) == {"processed": 2, "handovers": 0}
+
+
+def test_bodies_handed_to_workers_that_are_all_gone_are_applied_by_a_bridge_sharing_no_collars(store_url):
+    collars = [f"collar-{n:02d}" for n in range(20)]
+    with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
+        first = CollarShare(first_bridge, "g/bridge-1")
+        second = CollarShare(second_bridge, "g/bridge-2")
+        for share in (first, second, first):
+            share.renew()
+        collar = _key_owned_by(second, collars)
+        for f_cnt in (1, 2, 3):
+            first.ingest("tts", "up", b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=collar,
+                                                   f_cnt=f_cnt, dev_eui="70B3D57ED0000F05"),
+                         path_ids={"application_id": "tembo", "device_id": collar})
+        first_bridge.process_pending()  # bridge-2 holds its lease: its hand-overs are left to it
+        kept_for_owner = _statuses(first_bridge)
+        # Both workers are gone (their leases run out); the operator runs one bridge that shares nothing.
+        with first_bridge.db.write() as session:
+            session.execute(update(BridgeWorker).values(expires_at=utc_now() - timedelta(seconds=1)))
+        report = first_bridge.process_pending()
+
+    assert kept_for_owner == {"handovers": 3}
+    assert report.processed == 3
     assert applied_once(first_bridge) == (3, 3)
     assert _statuses(first_bridge) == {"processed": 3, "handovers": 0}
 

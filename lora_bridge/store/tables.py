@@ -673,14 +673,21 @@ class BridgeWorker(Base):
 
 
 class CollarHandover(Base):
-    """A stored body handed by the worker that received it to the worker that owns its collar; the
-    owner applies it and deletes the row (any live worker does, once the owner's lease has run out)."""
+    """A body as delivered, kept by the worker that received it and handed to the worker that owns its
+    collar; the owner applies it like a body of its own (its raw row written then, once) and deletes
+    this row in the same transaction (any live worker does, once the owner's lease has run out)."""
 
     __tablename__ = "collar_handovers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    raw_uplink_id: Mapped[int] = mapped_column(ForeignKey("raw_uplinks.id"), unique=True)
     collar_key: Mapped[str] = mapped_column(String(128))
     to_worker: Mapped[str] = mapped_column(String(128), index=True)
     from_worker: Mapped[str] = mapped_column(String(128))
     handed_at: Mapped[datetime] = mapped_column(default=utc_now)
+    # The body as its raw row will hold it (`ingest.raw_row`), and when the bridge first kept it.
+    source: Mapped[str] = mapped_column(String(32))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    event: Mapped[str | None] = mapped_column(String(32))
+    content_type: Mapped[str | None] = mapped_column(String(64))
+    path_ids: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    received_at: Mapped[datetime]
