@@ -323,12 +323,17 @@ def keep_stranded_handovers(db: Any) -> int:
     collars is left to take them) become raw rows `received`, applied as every pending body is
     (`Bridge.process_pending`); how many. A bridge that shares no collars runs this at its start and
     by its timer, so nothing handed over waits for a worker that never comes."""
-    now = utc_now()
-    live = select(BridgeWorker.worker_id).where(BridgeWorker.expires_at > now)
+    live = select(BridgeWorker.worker_id).where(BridgeWorker.expires_at > utc_now())
+    stranded = CollarHandover.to_worker.not_in(live)
+    # A look first: the timer runs this every few seconds, and on SQLite a write transaction would take
+    # the store's one write lock from the applier for nothing.
+    with db.read() as session:
+        if session.scalar(select(CollarHandover.id).where(stranded).limit(1)) is None:
+            return 0
     kept = 0
     while True:
         with db.write() as session:
-            handed = take_handovers(session, CollarHandover.to_worker.not_in(live))
+            handed = take_handovers(session, stranded)
             if handed:
                 ingest.insert_raw_rows(session, handed)
         kept += len(handed)

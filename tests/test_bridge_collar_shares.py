@@ -286,3 +286,14 @@ def test_killing_one_of_two_workers_under_load_loses_nothing_and_applies_nothing
     assert (len(messages) - stored, positions - stored) == (0, 0)  # lost, applied twice
     assert statuses["handovers"] == 0 and "received" not in statuses
     assert sum(s.get("handed_over", 0) for s in said) > 0  # the collars were shared, not all local
+
+
+def test_the_timer_finding_no_bodies_waiting_leaves_the_sqlite_write_lock_to_the_applier(tmp_path):
+    with b.fresh_bridge(f"sqlite:///{tmp_path / 'tembo.db'}") as bridge:
+        said: list[str] = []
+        event.listen(bridge.db.write_engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_a: said.append(statement.strip().upper()))
+        report = bridge.process_pending(older_than_s=30)
+
+    assert report.attempted == 0
+    assert not [s for s in said if s.startswith("BEGIN IMMEDIATE")]
