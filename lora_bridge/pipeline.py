@@ -561,24 +561,10 @@ def process_handed_batch(
 ) -> tuple[list[IngestResult], bool]:
     """Apply handed bodies in ONE transaction (`apply_handed_in`), then `after(session, results)`, one
     commit. Should that fail, nothing of it was written: the bodies are taken again in a transaction
-    that keeps them as raw rows `received`, then applied one by one (one still `received` after a
-    crash in between is the timer's, `Bridge.process_pending`). Returns the results and whether the
-    batch went one by one."""
-    try:
-        with db.write() as session:
-            results = apply_handed_in(session, take, codec, settings)
-            if after is not None and results:
-                after(session, results)
-        return results, False
-    except Exception as error:  # noqa: BLE001 - every body is still kept; applied one by one below
-        log.info("handed batch fell back to one by one: %s", type(error).__name__, extra={"error": str(error)[:200]})
-    try:
-        with db.write() as session:
-            raw_ids = ingest.insert_raw_rows(session, take(session))
-    except Exception as error:  # noqa: BLE001 - nothing was taken; the next round tries again
-        log.warning("handed bodies not taken (%s); tried again later", type(error).__name__)
-        return [], True
-    return [process_raw(db, raw_id, codec, settings) for raw_id in raw_ids], True
+    that keeps them as raw rows `received`, then applied one by one (`_applied_apart`). Returns the
+    results and whether the batch went one by one."""
+    return _applied_apart(db, lambda session: apply_handed_in(session, take, codec, settings),
+                          lambda session: ingest.insert_raw_rows(session, take(session)), codec, settings, after)
 
 
 def process_taken_batch(
@@ -590,20 +576,35 @@ def process_taken_batch(
 ) -> tuple[list[IngestResult], bool]:
     """Apply stored bodies in ONE transaction (`apply_taken_in`), then `after(session, results)`, one
     commit. Should that fail, nothing of it was written, and the bodies are taken in a transaction of
-    their own and applied one by one (one still `received` after a crash in between is the timer's,
-    `Bridge.process_pending`). Returns the results and whether the batch went one by one."""
+    their own and applied one by one (`_applied_apart`). Returns the results and whether the batch
+    went one by one."""
+    return _applied_apart(db, lambda session: apply_taken_in(session, take, codec, settings), take, codec, settings,
+                          after)
+
+
+def _applied_apart(
+    db: Database,
+    apply_in: Callable[[Session], list[IngestResult]],
+    take_raw_ids: Callable[[Session], list[int]],
+    codec: Any,
+    settings: BridgeSettings,
+    after: Callable[[Session, list[IngestResult]], None] | None,
+) -> tuple[list[IngestResult], bool]:
+    """`apply_in(session)` and `after` in one transaction; should that fail, the bodies' raw ids taken
+    in a transaction of their own (`take_raw_ids`) and each applied by itself (`process_raw`; one still
+    `received` after a crash in between is the timer's, `Bridge.process_pending`)."""
     try:
         with db.write() as session:
-            results = apply_taken_in(session, take, codec, settings)
+            results = apply_in(session)
             if after is not None and results:
                 after(session, results)
         return results, False
-    except Exception as error:  # noqa: BLE001 - every body is still stored; applied one by one below
-        log.info("taken batch fell back to one by one: %s", type(error).__name__, extra={"error": str(error)[:200]})
+    except Exception as error:  # noqa: BLE001 - every body is still kept; applied one by one below
+        log.info("batch apart fell back to one by one: %s", type(error).__name__, extra={"error": str(error)[:200]})
     try:
         with db.write() as session:
-            raw_ids = take(session)
+            raw_ids = take_raw_ids(session)
     except Exception as error:  # noqa: BLE001 - nothing was taken; the next round tries again
-        log.warning("stored bodies not taken (%s); tried again later", type(error).__name__)
+        log.warning("bodies not taken (%s); tried again later", type(error).__name__)
         return [], True
     return [process_raw(db, raw_id, codec, settings) for raw_id in raw_ids], True

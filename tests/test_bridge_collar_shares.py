@@ -41,6 +41,25 @@ def _key_owned_by(share: CollarShare, keys: list[str]) -> str:
     return next(key for key in keys if owner_of(key, share.members) == share.worker_id)
 
 
+def _sharing(first_bridge, second_bridge) -> tuple[CollarShare, CollarShare]:
+    """Two workers sharing the collars, each knowing the other (leases taken, members read)."""
+    first = CollarShare(first_bridge, "g/bridge-1")
+    second = CollarShare(second_bridge, "g/bridge-2")
+    for share in (first, second, first):
+        share.renew()
+    return first, second
+
+
+def _hand_statuses(first: CollarShare, owner: CollarShare, f_cnts: tuple[int, ...], dev_eui: str) -> str:
+    """Status uplinks of a collar `owner` owns, received by `first` (so handed over); the collar."""
+    collar = _key_owned_by(owner, [f"collar-{n:02d}" for n in range(20)])
+    for f_cnt in f_cnts:
+        first.ingest("tts", "up", b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=collar,
+                                               f_cnt=f_cnt, dev_eui=dev_eui),
+                     path_ids={"application_id": "tembo", "device_id": collar})
+    return collar
+
+
 def _statuses(bridge) -> dict[str, int]:
     with bridge.db.read() as session:
         rows = session.execute(select(RawUplink.status, func.count()).group_by(RawUplink.status)).all()
@@ -104,17 +123,9 @@ def test_an_owner_busy_ingesting_applies_the_bodies_handed_to_it_in_its_own_batc
 
 
 def test_bodies_handed_to_a_worker_that_died_are_applied_by_the_worker_left(store_url):
-    collars = [f"collar-{n:02d}" for n in range(20)]
     with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
-        first = CollarShare(first_bridge, "g/bridge-1")
-        second = CollarShare(second_bridge, "g/bridge-2")
-        for share in (first, second, first):
-            share.renew()
-        collar = _key_owned_by(second, collars)
-        for f_cnt in (1, 2, 3):
-            first.ingest("tts", "up", b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=collar,
-                                                   f_cnt=f_cnt, dev_eui="70B3D57ED0000F02"),
-                         path_ids={"application_id": "tembo", "device_id": collar})
+        first, second = _sharing(first_bridge, second_bridge)
+        _hand_statuses(first, second, (1, 2, 3), "70B3D57ED0000F02")
         assert first.take_once() == 0  # addressed to a live worker: not taken from it
         # bridge-2 dies: its lease runs out and it never renews it.
         with first_bridge.db.write() as session:
@@ -129,17 +140,9 @@ def test_bodies_handed_to_a_worker_that_died_are_applied_by_the_worker_left(stor
 
 
 def test_an_owner_writes_a_handed_body_once_in_its_final_state(store_url):
-    collars = [f"collar-{n:02d}" for n in range(20)]
     with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
-        first = CollarShare(first_bridge, "g/bridge-1")
-        second = CollarShare(second_bridge, "g/bridge-2")
-        for share in (first, second, first):
-            share.renew()
-        collar = _key_owned_by(second, collars)
-        for f_cnt in (1, 2):
-            first.ingest("tts", "up", b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=collar,
-                                                   f_cnt=f_cnt, dev_eui="70B3D57ED0000F04"),
-                         path_ids={"application_id": "tembo", "device_id": collar})
+        first, second = _sharing(first_bridge, second_bridge)
+        _hand_statuses(first, second, (1, 2), "70B3D57ED0000F04")
         said: list[str] = []
         event.listen(second_bridge.db.write_engine, "before_cursor_execute",
                      lambda _c, _cur, statement, *_a: said.append(" ".join(statement.split())))
@@ -153,17 +156,9 @@ def test_an_owner_writes_a_handed_body_once_in_its_final_state(store_url):
 
 
 def test_bodies_handed_to_workers_that_are_all_gone_are_applied_by_a_bridge_sharing_no_collars(store_url):
-    collars = [f"collar-{n:02d}" for n in range(20)]
     with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
-        first = CollarShare(first_bridge, "g/bridge-1")
-        second = CollarShare(second_bridge, "g/bridge-2")
-        for share in (first, second, first):
-            share.renew()
-        collar = _key_owned_by(second, collars)
-        for f_cnt in (1, 2, 3):
-            first.ingest("tts", "up", b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=collar,
-                                                   f_cnt=f_cnt, dev_eui="70B3D57ED0000F05"),
-                         path_ids={"application_id": "tembo", "device_id": collar})
+        first, second = _sharing(first_bridge, second_bridge)
+        _hand_statuses(first, second, (1, 2, 3), "70B3D57ED0000F05")
         first_bridge.process_pending()  # bridge-2 holds its lease: its hand-overs are left to it
         kept_for_owner = _statuses(first_bridge)
         # Both workers are gone (their leases run out); the operator runs one bridge that shares nothing.
