@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import bridge_builders as b
 import pytest
+from sqlalchemy import event
 
 from lora_bridge.access import Viewer
 from lora_bridge.errors import Forbidden, InvalidTransition, InvalidVerdict, UnknownAlert
@@ -87,6 +88,22 @@ def test_every_repeat_of_an_open_alert_keeps_its_own_evidence(bridge):
     kept = alert.evidence["occurrences"]  # the repeats after the first, each with its seq and uplink
     assert [o["time"] for o in kept] == [(b.T0 + timedelta(minutes=m)).isoformat() for m in (30, 60)]
     assert [o.get("seq") for o in kept] == [2, 3]
+
+
+def test_a_repeat_of_an_open_alert_reads_no_fixes_or_behaviour_for_evidence_it_does_not_keep(bridge):
+    # The first report carries the collar's last fixes and behaviour; a repeat (the collar sends it until
+    # its ack arrives) keeps only its seq and uplink, so nothing is read for it.
+    collar_alert(bridge, "immobility", seq=1, f_cnt=1)
+    said: list[str] = []
+    event.listen(bridge.db.write_engine, "before_cursor_execute",
+                   lambda _c, _cur, statement, *_a: said.append(" ".join(statement.split())))
+    collar_alert(bridge, "immobility", seq=2, f_cnt=2, time_s=b.T0_S + 1800)
+
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    assert alert.occurrences == 2 and "positions" in alert.evidence
+    # the evidence's reads (`positions.recent_fixes`, `activity.latest`), not the rules' own track reads
+    assert not [s for s in said if s.startswith("SELECT positions.time, positions.lat, positions.lon FROM positions")]
+    assert not [s for s in said if s.startswith("SELECT activity_summaries.time, activity_summaries.dominant")]
 
 
 def test_alert_after_resolution_opens_a_new_one(bridge):

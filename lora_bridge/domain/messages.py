@@ -159,14 +159,7 @@ def _apply_collar_alert(
         "raw_uplink_id": raw.id,
         "f_cnt": uplink.f_cnt,
         "gateways": [g.gateway_id for g in uplink.gateways],
-        "positions": [
-            {"time": fix_time.isoformat(), "lat": lat, "lon": lon}
-            for fix_time, lat, lon in positions.recent_fixes(session, device_id, settings.alert_evidence_positions)
-        ],
     }
-    latest_activity = _latest_behaviour(session, device_id)
-    if latest_activity:
-        evidence["behaviour"] = latest_activity
     # Read once for the three steps below (none of them changes it before raise_alert)
     repeat = None
     if isinstance(seq, int):  # the collar repeats until the ack reaches it: a closed alert stays closed
@@ -185,6 +178,16 @@ def _apply_collar_alert(
     if repeat is not None:
         alert = repeat
     else:
+        if open_now is None:
+            # A new alert: the collar's last fixes and behaviour go with it. A repetition (the collar
+            # sends it until its ack arrives) adds an occurrence, which keeps only its seq and raw row.
+            evidence["positions"] = [
+                {"time": fix_time.isoformat(), "lat": lat, "lon": lon}
+                for fix_time, lat, lon in positions.recent_fixes(session, device_id, settings.alert_evidence_positions)
+            ]
+            latest_activity = _latest_behaviour(session, device_id)
+            if latest_activity:
+                evidence["behaviour"] = latest_activity
         alert, _ = alerts.raise_alert(
             session,
             device_id=device_id,
