@@ -200,12 +200,9 @@ class CollarShare:
         rows = []
         for submission in submissions:
             key = collar_hint(submission)
-            raw = ingest.raw_row(submission.body, submission.network, event=submission.event,
-                                 content_type=submission.content_type, path_ids=submission.path_ids)
-            rows.append({"collar_key": key[:128], "to_worker": owner_of(key, members) or self.worker_id,
-                         "from_worker": self.worker_id, "handed_at": handed_at, "source": raw.source, "body": raw.body,
-                         "event": raw.event, "content_type": raw.content_type, "path_ids": raw.path_ids,
-                         "received_at": handed_at})
+            rows.append({**ingest.submitted(submission), "collar_key": key[:128],
+                         "to_worker": owner_of(key, members) or self.worker_id, "from_worker": self.worker_id,
+                         "handed_at": handed_at})
         try:
             with self.bridge.db.write() as session:
                 session.execute(insert(CollarHandover), rows)
@@ -247,7 +244,6 @@ class CollarShare:
         if members:
             addressed = or_(addressed, CollarHandover.to_worker.not_in(members))
         return addressed
-
 
     def _run(self, listener: Any) -> None:
         renew_every = self.lease_s / 3
@@ -314,8 +310,9 @@ def take_handovers(session: Session, addressed: Any, most: int = MAX_TAKE) -> li
     if not rows:
         return []
     session.execute(delete(CollarHandover).where(CollarHandover.id.in_([row.id for row in rows])))
+    # a handed body was first kept when it was handed over
     return [Submission(row.source, row.event, row.body, content_type=row.content_type, path_ids=row.path_ids,
-                       received_at=row.received_at) for row in rows]
+                       received_at=row.handed_at) for row in rows]
 
 
 def keep_stranded_handovers(db: Any) -> int:

@@ -109,9 +109,7 @@ def insert_raw_rows(session: Session, submissions: list[Any]) -> list[int]:
     """Inside session's transaction: the bodies of submissions as raw rows `received`, in one
     multi-row INSERT ... RETURNING (SQLAlchemy Core: no unit of work to flush); their ids in order."""
     rows = [
-        {"source": s.network, "body": bytes(s.body), "status": STATUS_RECEIVED, "gateways": [], "event": _event(s.event),
-         "content_type": (s.content_type or None) and s.content_type[:64],
-         "path_ids": dict(s.path_ids) if s.path_ids else None,
+        {**submitted(s), "status": STATUS_RECEIVED, "gateways": [],
          "received_at": getattr(s, "received_at", None) or utc_now()}
         for s in submissions
     ]
@@ -190,6 +188,31 @@ def _event(event: str | None) -> str | None:
     return event[:MAX_EVENT_CHARS] if event else None
 
 
+def delivered(
+    body: bytes,
+    source: str,
+    *,
+    event: str | None = None,
+    content_type: str | None = None,
+    path_ids: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A delivered body as the store keeps it, in a raw row or a hand-over: its source, bytes, kind's
+    name, content type and path ids, each cut to its column."""
+    return {
+        "source": source,
+        "body": bytes(body),
+        "event": _event(event),
+        "content_type": (content_type or None) and content_type[:64],
+        "path_ids": dict(path_ids) if path_ids else None,
+    }
+
+
+def submitted(submission: Any) -> dict[str, Any]:
+    """`delivered` for a submission (network, event, body, content_type, path_ids)."""
+    return delivered(submission.body, submission.network, event=submission.event,
+                     content_type=submission.content_type, path_ids=submission.path_ids)
+
+
 def raw_row(
     body: bytes,
     source: str,
@@ -200,15 +223,8 @@ def raw_row(
 ) -> RawUplink:
     """A new raw_uplinks row (status received) holding body as delivered."""
     raw = RawUplink()
-    bulk.set_values(raw, {
-        "source": source,
-        "body": bytes(body),
-        "status": STATUS_RECEIVED,
-        "gateways": [],
-        "event": _event(event),
-        "content_type": (content_type or None) and content_type[:64],
-        "path_ids": dict(path_ids) if path_ids else None,
-    })
+    kept = delivered(body, source, event=event, content_type=content_type, path_ids=path_ids)
+    bulk.set_values(raw, {**kept, "status": STATUS_RECEIVED, "gateways": []})
     return raw
 
 

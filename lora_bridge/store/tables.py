@@ -683,11 +683,11 @@ class CollarHandover(Base):
     collar_key: Mapped[str] = mapped_column(String(128))
     to_worker: Mapped[str] = mapped_column(String(128), index=True)
     from_worker: Mapped[str] = mapped_column(String(128))
+    # when the bridge first kept the body: its raw row's received_at
     handed_at: Mapped[datetime] = mapped_column(default=utc_now)
-    # The body as its raw row will hold it (`ingest.raw_row`), and when the bridge first kept it.
+    # The body as its raw row will hold it (`ingest.delivered`).
     source: Mapped[str] = mapped_column(String(32))
     body: Mapped[bytes] = mapped_column(LargeBinary)
     event: Mapped[str | None] = mapped_column(String(32))
     content_type: Mapped[str | None] = mapped_column(String(64))
     path_ids: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    received_at: Mapped[datetime]

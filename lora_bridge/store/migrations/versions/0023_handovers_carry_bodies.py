@@ -20,8 +20,6 @@ down_revision = "0022_campaign_delta_base"
 branch_labels = None
 depends_on = None
 
-UTC_TIME = sa.DateTime(timezone=True)
-
 
 def upgrade() -> None:
     op.execute("DELETE FROM collar_handovers")
@@ -32,7 +30,6 @@ def upgrade() -> None:
         batch.add_column(sa.Column("event", sa.String(length=32), nullable=True))
         batch.add_column(sa.Column("content_type", sa.String(length=64), nullable=True))
         batch.add_column(sa.Column("path_ids", sa.JSON(), nullable=True))
-        batch.add_column(sa.Column("received_at", UTC_TIME, nullable=False))
 
 
 def downgrade() -> None:
@@ -40,11 +37,11 @@ def downgrade() -> None:
     # hand-overs point at raw rows again.
     op.execute(
         "INSERT INTO raw_uplinks (received_at, source, body, status, gateways, event, content_type, path_ids) "
-        "SELECT received_at, source, body, 'received', '[]', event, content_type, path_ids FROM collar_handovers"
+        "SELECT handed_at, source, body, 'received', '[]', event, content_type, path_ids FROM collar_handovers"
     )
     op.execute("DELETE FROM collar_handovers")
     with op.batch_alter_table("collar_handovers") as batch:
-        for name in ("received_at", "path_ids", "content_type", "event", "body", "source"):
+        for name in ("path_ids", "content_type", "event", "body", "source"):
             batch.drop_column(name)
         batch.add_column(sa.Column("raw_uplink_id", sa.Integer(), nullable=False))
         batch.create_foreign_key("fk_collar_handovers_raw_uplink_id", "raw_uplinks", ["raw_uplink_id"], ["id"])
