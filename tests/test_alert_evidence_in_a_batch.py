@@ -10,10 +10,10 @@ import bridge_builders as b
 import pytest
 from sqlalchemy import event, select
 
-from lora_bridge.domain import activity, positions
+from lora_bridge.domain import activity, downlinks, positions
 from lora_bridge.group_commit import Submission
-from lora_bridge.store import bulk
-from lora_bridge.store.tables import ActivitySummary, Alert, Position
+from lora_bridge.store import bulk, ids, unflushed
+from lora_bridge.store.tables import ActivitySummary, Alert, AlertEvent, Downlink, Position
 
 
 def _queue_fix(session, when, lat, lon=37.5, device_id="collar-01"):
@@ -104,6 +104,10 @@ def test_a_herd_alerting_in_one_batch_reads_each_collars_alerts_and_downlinks_on
         event.remove(bridge.db.write_engine, "before_cursor_execute", statement)
         with bridge.db.read() as session:
             evidence = list(session.scalars(select(Alert.evidence).where(Alert.alert_type == "mortality")))
+            collar_of_alert = dict(session.execute(select(Alert.id, Alert.device_id).where(Alert.alert_type == "mortality")).all())
+            acks = session.execute(select(Downlink.id, Downlink.alert_id, Downlink.device_id, Downlink.correlation_id)
+                                   .where(Downlink.command == "ack_alert")).all()
+            queued = session.execute(select(AlertEvent.alert_id, AlertEvent.detail).where(AlertEvent.action == "ack_queued")).all()
 
     assert [len(r.alert_ids) for r in results[1::2]] == [1] * len(herd)
     assert len(evidence) == len(herd)
@@ -116,3 +120,78 @@ def test_a_herd_alerting_in_one_batch_reads_each_collars_alerts_and_downlinks_on
     assert sum("FROM alerts WHERE alerts.device_id = " in s for s in seen) == len(herd)
     assert sum("FROM downlinks WHERE downlinks.device_id = " in s for s in seen) == len(herd)
     assert sum(s.startswith("INSERT INTO positions") for s in seen) == 1
+    # Each alert and its ack added without a flush of their own: the herd's alerts in one insert, their
+    # acks in one, with the ids taken before (the ack's correlation id and the history name them).
+    assert sum(s.startswith("INSERT INTO alerts") for s in seen) == 1
+    assert sum(s.startswith("INSERT INTO downlinks") for s in seen) == 1
+    assert sorted(alert_id for _, alert_id, _, _ in acks) == sorted(collar_of_alert)
+    assert all(collar_of_alert[alert_id] == device_id for _, alert_id, device_id, _ in acks)
+    assert all(correlation == f"{downlinks.CORRELATION_PREFIX}{ack_id}" for ack_id, _, _, correlation in acks)
+    assert {(alert_id, detail["downlink_id"]) for alert_id, detail in queued} == {(a, i) for i, a, _, _ in acks}
+
+
+def test_a_collar_repeating_its_alert_within_one_batch_has_one_alert_and_one_ack(store_url):
+    """The collar sends its alert again before the ack could reach it, and both copies land in one
+    batch: the second finds the first's alert and ack, which the batch has not written yet."""
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        _heard(bridge, b.tts_uplink(b.status(b.T0_S), f_cnt=1))
+        first = b.tts_uplink(b.alert("mortality", seq=2, time_s=b.T0_S + 600), f_cnt=2)
+        again = b.tts_uplink(b.alert("mortality", seq=2, time_s=b.T0_S + 600), f_cnt=3)
+        other = b.tts_uplink(b.alert("low_battery", seq=3, time_s=b.T0_S + 660), f_cnt=4)
+        results = bridge.ingest_batch([Submission("tts", None, body) for body in (first, again, other)])
+        with bridge.db.read() as session:
+            stored = session.execute(select(Alert.id, Alert.alert_type, Alert.occurrences).order_by(Alert.id)).all()
+            acks = session.execute(select(Downlink.id, Downlink.alert_id, Downlink.seq).order_by(Downlink.id)).all()
+
+    assert [(alert_type, occurrences) for _, alert_type, occurrences in stored] == [("mortality", 2), ("low_battery", 1)]
+    assert list(results[0].alert_ids) == list(results[1].alert_ids) == [stored[0][0]]
+    assert [(alert_id, seq) for _, alert_id, seq in acks] == [(stored[0][0], 2), (stored[1][0], 3)]
+    assert list(results[1].downlink_ids) == list(results[0].downlink_ids) == [acks[0][0]]
+
+
+def test_ids_taken_ahead_never_meet_a_downlink_queued_by_a_ranger_between_batches(store_url):
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        _heard(bridge, b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S), f_cnt=1))
+        with bridge.db.write() as session:  # a ranger's command, in a transaction of its own
+            command_id = downlinks.queue_command(session, bridge.codec, device_id="collar-01", command="ack_alert",
+                                                 values={"seq": 5, "alert_type": "mortality"}).id
+        with pytest.raises(RuntimeError), bridge.db.write() as session:  # taken, then rolled back
+            taken = ids.take_id(session, Downlink)
+            raise RuntimeError("the batch failed")
+        _heard(bridge, b.tts_uplink(b.alert("low_battery", seq=2, time_s=b.T0_S + 60), f_cnt=2))
+        with bridge.db.read() as session:
+            stored = session.execute(select(Downlink.id, Downlink.correlation_id).order_by(Downlink.id)).all()
+
+    assert len({ack_id for ack_id, _ in stored}) == len(stored) == 3
+    assert stored[-1][0] > command_id and taken > command_id
+    assert [correlation for _, correlation in stored] == [f"{downlinks.CORRELATION_PREFIX}{i}" for i, _ in stored]
+
+
+def test_a_read_with_the_new_objects_flushes_first_when_a_stored_row_of_its_table_changed(store_url):
+    """An ack the store holds as failed, put back in the queue in this unit of work: the store's answer
+    would miss it, so the read flushes first; new objects alone are added without a flush."""
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        _heard(bridge, b.tts_uplink(b.status(b.T0_S), f_cnt=1))
+        with bridge.db.write() as session:
+            failed = downlinks.queue_command(session, bridge.codec, device_id="collar-01", command="ack_alert",
+                                             values={"seq": 1, "alert_type": "mortality"})
+            failed.state = downlinks.STATE_FAILED
+            failed_id = failed.id
+        flushes: list[int] = []
+        with bridge.db.write() as session:
+            event.listen(session, "before_flush", lambda *_: flushes.append(1))
+            payload = session.get(Downlink, failed_id).payload
+
+            def acks() -> list[int]:
+                found = unflushed.read_with_new(session, downlinks._same_bytes_read(),
+                                                {"device_id": "collar-01", "payload": payload}, Downlink,
+                                                lambda d: d.device_id == "collar-01" and d.payload == payload)
+                return [d.id for d in found]
+
+            assert acks() == []  # failed: not waiting, not on its way
+            again = downlinks.queue_command(session, bridge.codec, device_id="collar-01", command="ack_alert",
+                                            values={"seq": 1, "alert_type": "mortality"})
+            assert acks() == [again.id] and flushes == []
+            session.get(Downlink, failed_id).state = downlinks.STATE_QUEUED
+            found = acks()
+            assert found == [again.id, failed_id] and flushes  # flushed: the store now holds it queued

@@ -17,7 +17,9 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
+from lora_bridge.store.ids import take_id
 from lora_bridge.store.tables import Alert, AlertEvent
+from lora_bridge.store.unflushed import read_with_new
 from lora_bridge.store.utc import utc_now
 from lora_bridge.views import RAISED_AT_KEY, AlertView
 
@@ -148,6 +150,7 @@ def raise_alert(
         )
         return alert, False
     alert = Alert(
+        id=take_id(session, Alert),  # added without a flush: the batch's next one writes it
         device_id=device_id,
         animal_id=animal_id,
         alert_type=alert_type,
@@ -164,7 +167,6 @@ def raise_alert(
         evidence=with_raised_place(evidence, time, lat, lon),
     )
     session.add(alert)
-    session.flush()
     record_event(session, alert, actor, "raised", {"source": source, "time": time.isoformat()})
     log.info(
         "alert raised alert_id=%d device_id=%s type=%s priority=%d source=%s",
@@ -227,10 +229,11 @@ def open_and_heard_near(session: Session, device_id: str, alert_type: str, time:
     type (`open_alert`), and its collar alerts of the type from within REPEAT_SLACK of time, newest
     first (`closed_collar_alert_repeated`'s candidates)."""
     key = dedup_key(device_id, alert_type)
-    rows = session.scalars(_open_and_heard_near_read(), {
+    # The batch's alerts raised before this one are pending, not flushed (`raise_alert`)
+    rows = read_with_new(session, _open_and_heard_near_read(), {
         "device_id": device_id, "alert_type": alert_type, "key": key,
         "earliest": time - REPEAT_SLACK, "latest": time + REPEAT_SLACK,
-    }).all()
+    }, Alert, lambda alert: alert.device_id == device_id and alert.alert_type == alert_type)
     open_now = next((alert for alert in rows if alert.open_key == key), None)
     near = [alert for alert in rows if alert.source == SOURCE_COLLAR
             and time - REPEAT_SLACK <= alert.time <= time + REPEAT_SLACK]

@@ -36,7 +36,9 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import InvalidCommandValues
+from lora_bridge.store.ids import take_id
 from lora_bridge.store.tables import Downlink, DownlinkTransmission
+from lora_bridge.store.unflushed import read_with_new
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK
 
@@ -176,7 +178,9 @@ def queue_command(
         raise codec.CodecError(f"{command}: a value of the wrong type ({error})"[:300]) from error
     f_port = int(row[1])
     if command == ACK_COMMAND:  # one read for both looks: the same bytes waiting, or an ack on its way
-        same = session.scalars(_same_bytes_read(), {"device_id": device_id, "payload": payload}).all()
+        # the acks this batch queued before are pending, not flushed (below)
+        same = read_with_new(session, _same_bytes_read(), {"device_id": device_id, "payload": payload}, Downlink,
+                             lambda d: d.device_id == device_id and d.payload == payload)
         waiting = next((d for d in same if d.f_port == f_port and d.state in (STATE_QUEUED, STATE_SENDING)), None)
         if waiting is not None:
             return waiting
@@ -196,7 +200,9 @@ def queue_command(
         ).first()
         if waiting is not None:
             return waiting
+    downlink_id = take_id(session, Downlink)  # added without a flush: the batch's next one writes it
     downlink = Downlink(
+        id=downlink_id,
         device_id=device_id,
         f_port=int(row[1]),
         payload=payload,
@@ -204,10 +210,9 @@ def queue_command(
         seq=values.get("seq"),
         alert_id=alert_id,
         state=STATE_QUEUED,
+        correlation_id=f"{CORRELATION_PREFIX}{downlink_id}",
     )
     session.add(downlink)
-    session.flush()
-    downlink.correlation_id = f"{CORRELATION_PREFIX}{downlink.id}"
     if f_port == COMMAND_PORT and command != ACK_COMMAND:
         _supersede_older(session, downlink)
     log.info(
