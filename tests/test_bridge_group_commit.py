@@ -16,7 +16,7 @@ from lora_bridge import pipeline
 from lora_bridge.domain import rules_engine
 from lora_bridge.errors import StoreUnavailable
 from lora_bridge.group_commit import GroupCommit, Submission
-from lora_bridge.store.tables import ActivitySummary, DeadLetter, Position, RawUplink
+from lora_bridge.store.tables import ActivitySummary, Alert, Animal, DeadLetter, Device, Position, RawUplink
 
 
 def up(body: bytes) -> Submission:
@@ -256,6 +256,32 @@ def test_a_batch_writes_each_body_once_in_its_final_state_and_its_fixes_and_summ
             (r.raw_uplink_id, "processed", r.f_cnt, r.message) for r in results
         ]
         assert all(all(row[4:]) for row in rows)
+
+
+def test_a_herd_first_heard_in_one_batch_is_filed_with_its_animals_and_first_alerts(store_url):
+    """A new herd's first batch: every collar and the animal wearing it made once, each alert and fix
+    naming them. A SQLite batch checks foreign keys at its commit, so its new collars and animals wait
+    for the batch's one flush (the collars in one insert); PostgreSQL writes each as it is made (rows
+    referring to it may be flushed before it otherwise)."""
+    herd = tuple(f"collar-{n:02d}" for n in range(6))
+    bodies = herd_hour(herd, hours=2)
+    bodies += [b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 4000), device_id=c, f_cnt=9) for c in herd]
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        said = statements_of(bridge)
+
+        results = bridge.ingest_batch([up(body) for body in bodies])
+
+        assert {r.status for r in results} == {"processed"}
+        if store_url.startswith("sqlite"):
+            assert sum(s.startswith("INSERT INTO devices") for s in said) == 1
+        with bridge.db.read() as session:
+            animals = dict(session.execute(select(Animal.device_id, Animal.id)).all())
+            alerts = session.execute(select(Alert.device_id, Alert.animal_id)).all()
+            fixes = session.execute(select(Position.device_id, Position.animal_id).distinct()).all()
+            collars = set(session.scalars(select(Device.device_id)))
+    assert collars == set(herd) and set(animals) == set(herd) and len(set(animals.values())) == len(herd)
+    assert sorted(alerts) == sorted(animals.items())
+    assert sorted(fixes) == sorted(animals.items())
 
 
 def test_a_batch_of_every_fate_keeps_each_body_once_with_what_refers_to_it(store_url):

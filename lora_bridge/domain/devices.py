@@ -15,6 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import MalformedUplink, UnknownDevice
+from lora_bridge.store import bulk
+from lora_bridge.store.ids import take_id
 from lora_bridge.store.tables import Animal, Device
 from lora_bridge.uplink_formats import Uplink, eui_or_none
 
@@ -39,7 +41,8 @@ STATUS_FIELDS = (
 # and animals of a batch are read once, not once per uplink.
 DEVICES_BY_EUI = "tembo_devices_by_eui"
 ANIMALS_BY_DEVICE = "tembo_animals_by_device"
-# session.info: the device_ids of the collars this unit of work created (first heard in it)
+# session.info: {device_id: collar} of the collars this unit of work created (first heard in it), added
+# without a flush (the batch's next one writes them): a later look for one finds it here
 CREATED = "tembo_collars_created"
 # session.info: (DevEUIs, device_ids) of a batch's uplinks that no stored collar held when the batch read
 # its collars (`pipeline.read_batch`, SQLite only, whose write transaction excludes every other writer):
@@ -89,22 +92,26 @@ def resolve_device(
     """The collar with this DevEUI (else the one under this label), created on first sight."""
     device = None
     known = session.info.setdefault(DEVICES_BY_EUI, {})  # DevEUI -> collar, for this unit of work
+    created: dict[str, Device] = session.info.setdefault(CREATED, {})
     unstored_euis, unstored_ids = session.info.get(UNSTORED, ((), ()))
     if dev_eui:
         device = known.get(dev_eui)
         if device is None or device.dev_eui != dev_eui:
-            if dev_eui in unstored_euis:
-                device = None
-            else:
-                with session.no_autoflush:  # collars are flushed when created; changes of this batch are in `known`
+            device = next((d for d in created.values() if d.dev_eui == dev_eui), None)
+            if device is None and dev_eui not in unstored_euis:
+                with session.no_autoflush:  # collars created here are in `created`, changes of this batch in `known`
                     device = collar_with_eui(session, dev_eui)
     label_unstored = label in unstored_ids
+
+    def filed_under(name: str) -> Device | None:
+        return created.get(name) or session.get(Device, name)
+
     if device is None and label and not label_unstored:
-        candidate = session.get(Device, label)
+        candidate = filed_under(label)
         if candidate is not None and (candidate.dev_eui is None or dev_eui is None or candidate.dev_eui == dev_eui):
             device = candidate
     if device is None:
-        named = session.get(Device, label) if label and not label_unstored else None
+        named = filed_under(label) if label and not label_unstored else None
         if named is not None and (named.dev_eui is None or dev_eui is None or named.dev_eui == dev_eui):
             # Another worker filed this collar under its label between our two looks (PostgreSQL):
             # the same collar, not a second one under its DevEUI.
@@ -115,8 +122,8 @@ def resolve_device(
             raise ValueError("a collar needs a DevEUI or a name")
         device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0)
         session.add(device)
-        session.flush()
-        session.info.setdefault(CREATED, set()).add(key)
+        created[key] = device
+        _flush_unless_keys_checked_at_commit(session)
         log.info("new collar heard device_id=%s dev_eui=%s", key, dev_eui, extra={"device_id": key, "dev_eui": dev_eui})
     if dev_eui and device.dev_eui != dev_eui:
         device.dev_eui = dev_eui
@@ -206,7 +213,7 @@ def is_backfilled(message_time: datetime, heard_at: datetime) -> bool:
 
 def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> Device:
     """The collar that sent uplink (created on first sight), updated with what this uplink says of it."""
-    device = session.get(Device, uplink.device_id)
+    device = session.info.get(CREATED, {}).get(uplink.device_id) or session.get(Device, uplink.device_id)
     if device is None or (uplink.dev_eui and device.dev_eui not in (None, uplink.dev_eui)):
         device = resolve_device(
             session,
@@ -232,6 +239,15 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> D
     return device
 
 
+def _flush_unless_keys_checked_at_commit(session: Session) -> None:
+    """Write a new collar or animal now unless the transaction checks foreign keys at its commit (a
+    SQLite batch, `bulk.defer_foreign_keys`): there it waits for the batch's next flush, which writes
+    its new collars together. Elsewhere the rows that refer to it (its alerts, its fixes) may be
+    flushed before it: the unit of work orders tables by relationships, and these have none."""
+    if not session.info.get(bulk.FOREIGN_KEYS_DEFERRED):
+        session.flush()
+
+
 def ensure_animal(session: Session, device: Device) -> Animal:
     """The animal wearing device; a placeholder named after the collar until one is registered."""
     known = session.info.setdefault(ANIMALS_BY_DEVICE, {})  # device id -> animal, for this unit of work
@@ -240,12 +256,13 @@ def ensure_animal(session: Session, device: Device) -> Animal:
     # collar): only one made here, which `known` holds.
     first_heard = animal is None and device.device_id in session.info.get(CREATED, ())
     if not first_heard and (animal is None or animal.device_id != device.device_id):
-        with session.no_autoflush:  # animals are flushed when created
+        with session.no_autoflush:  # animals made in this unit of work are in `known`
             animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
     if animal is None:
-        animal = Animal(name=device.device_id, species=DEFAULT_SPECIES, device_id=device.device_id)
+        animal = Animal(id=take_id(session, Animal), name=device.device_id, species=DEFAULT_SPECIES,
+                        device_id=device.device_id)
         session.add(animal)
-        session.flush()
+        _flush_unless_keys_checked_at_commit(session)
     known[device.device_id] = animal
     return animal
 

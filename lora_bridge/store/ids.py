@@ -6,10 +6,11 @@ cost more than the rest of the alert. With the id taken here the rows stay pendi
 batch's next flush, in one statement per table.
 
 SQLite: the table's largest id plus one, read once per transaction and counted on from there. The
-store's write transactions start with BEGIN IMMEDIATE, so no other writer inserts meanwhile, and a
-table whose rows all take their ids here (alerts, downlinks: `raise_alert` and `queue_command` are
-their only makers) never meets an id SQLite chose itself. That is the id SQLite would have given
-(these tables are not AUTOINCREMENT). PostgreSQL: the table's own sequence, as its default would.
+store's write transactions start with BEGIN IMMEDIATE, so no other writer inserts meanwhile, and once
+a transaction counts a table's ids, every new row of that table it flushes takes its id from the count
+(`_counted_ids_for_the_rest`), so none meets an id SQLite chose itself. That is the id SQLite would
+have given (these tables are not AUTOINCREMENT). PostgreSQL: the table's own sequence, as its default
+would.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session
 
 from lora_bridge.store import bulk
@@ -41,6 +42,18 @@ def take_id(session: Session, model: Any) -> int:
             next_id = int(session.scalar(_largest_id(model)) or 0) + 1
     counters[table.name] = next_id + 1
     return next_id
+
+
+@event.listens_for(Session, "before_flush")
+def _counted_ids_for_the_rest(session: Session, _context: Any, _instances: Any) -> None:
+    """SQLite: a new row without an id, of a table whose ids this transaction counts, takes the next."""
+    counters = session.info.get(NEXT_IDS)
+    if not counters:
+        return
+    for obj in session.new:
+        table = getattr(type(obj), "__table__", None)
+        if table is not None and table.name in counters and obj.id is None:
+            obj.id = take_id(session, type(obj))
 
 
 @cache
