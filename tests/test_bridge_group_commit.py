@@ -274,6 +274,10 @@ def test_a_herd_first_heard_in_one_batch_is_filed_with_its_animals_and_first_ale
         assert {r.status for r in results} == {"processed"}
         if store_url.startswith("sqlite"):
             assert sum(s.startswith("INSERT INTO devices") for s in said) == 1
+        # The rules read the new collars' tracks (every fix of theirs is new) in one statement, not
+        # three a collar (its new fixes, those around them, the judged ones before: none yet).
+        assert not [s for s in said if s.startswith("SELECT positions.id, positions.time, positions.lat, positions.lon FROM")]
+        assert sum(s.startswith("SELECT positions.device_id, positions.id") for s in said) == 1
         with bridge.db.read() as session:
             animals = dict(session.execute(select(Animal.device_id, Animal.id)).all())
             alerts = session.execute(select(Alert.device_id, Alert.animal_id)).all()

@@ -141,6 +141,9 @@ class _CollarsRead:
     readings: dict[str, rules.ReadingSums]
     # the usual track reads of most of these collars, done in one statement (`_read_tracks`)
     tracks: _TracksRead | None = None
+    # every fix of the collars none of whose fixes was judged yet (a new collar), by collar in time
+    # order, read in one statement (`_read_first_tracks`)
+    first_tracks: dict[str, list[tuple[int, datetime, float, float]]] | None = None
 
 
 _COLLARS_READS: dict[str, Any] = {}
@@ -176,6 +179,7 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
             open_alerts.setdefault(alert.device_id, []).append(alert)
     read = _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts, _read_readings(session, runtime, rows))
     read.tracks = _read_tracks(session, runtime, rows)
+    read.first_tracks = _read_first_tracks(session, rows)
     return read
 
 
@@ -250,6 +254,41 @@ def _read_tracks(
     for fixes in by_collar.values():
         fixes.sort(key=lambda r: r[1])  # (device_id, time) is unique: no ties
     return _TracksRead(since, newer_than, by_collar)
+
+
+def _never_judged(cursor: RuleCursor | None) -> bool:
+    """True when none of the collar's fixes has been judged (a new collar, or one with no fix yet)."""
+    return cursor is None or (cursor.position_id is None and cursor.position_time is None)
+
+
+_FIRST_TRACKS_READ: Any = None
+
+
+def _read_first_tracks(
+    session: Session, rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
+) -> dict[str, list[tuple[int, datetime, float, float]]] | None:
+    """Every fix of the collars judged together none of whose fixes was judged yet, in one statement:
+    a new herd's first batch read each collar's the long way, three statements a collar. None when
+    there are none, or more fixes than TRACKS_AT_ONCE_ROWS (each collar reads its own then)."""
+    global _FIRST_TRACKS_READ
+    fresh = [device_id for device_id, (_, _, cursor) in rows.items() if _never_judged(cursor)]
+    if not fresh:
+        return None
+    if _FIRST_TRACKS_READ is None:
+        _FIRST_TRACKS_READ = (
+            select(Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
+            .where(Position.device_id.in_(bindparam("device_ids", expanding=True)))
+            .limit(bindparam("most"))
+        )
+    found = session.execute(_FIRST_TRACKS_READ, {"device_ids": fresh, "most": TRACKS_AT_ONCE_ROWS + 1}).all()
+    if len(found) > TRACKS_AT_ONCE_ROWS:
+        return None
+    by_collar: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in fresh}
+    for device_id, fix_id, time, lat, lon in found:
+        by_collar[device_id].append((fix_id, time, lat, lon))
+    for fixes in by_collar.values():
+        fixes.sort(key=lambda r: r[1])  # (device_id, time) is unique: no ties
+    return by_collar
 
 
 def _lookback(profile: RuleProfile) -> timedelta:
@@ -474,6 +513,12 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
         return cursor_time is None or row[1] > cursor_time
 
     rows: list[tuple[int, datetime, float, float]] | None = None
+    read_first: _CollarsRead | None = session.info.get(COLLARS_READ) if _never_judged(cursor) else None
+    first = read_first.first_tracks.get(device_id) if read_first and read_first.first_tracks is not None else None
+    if first is not None and len(first) < MAX_NEW_FIXES:  # every fix is new, and nothing before them
+        if not first:
+            return None
+        return _Track(rows=first, new_ids=frozenset(r[0] for r in first), highest_id=max(r[0] for r in first))
     if cursor_time is not None:
         since = cursor_time - lookback
         by_id = cursor_id is not None
