@@ -46,7 +46,8 @@ def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(
     assert 0 < figures["sqlite_half_rate_p50_ms"] <= figures["sqlite_half_rate_p99_ms"]
     assert figures["sqlite_load_cpu_ms_per_body"] > 0
     assert 1 <= figures["one_at_a_time_commits_per_uplink"] < 1.5
-    assert figures["statements_per_uplink"] > 3
+    # the applier's statements counted (its process's too): a batch's reads, its inserts, its rules
+    assert figures["statements_per_uplink"] > 1
     assert "synchronous=FULL" in figures["raw_insert_method"]
     assert figures["raw_insert_one_per_commit_uplinks_per_s"] > 0
     assert figures["store_bytes_per_collar_day"] > 0
