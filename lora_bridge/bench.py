@@ -76,7 +76,6 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -99,6 +98,7 @@ from lora_bridge.service import Bridge, open_bridge
 from lora_bridge.store.database import count_writes
 from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
+from lora_bridge.uplink_formats import tts_uplink_body
 
 BENCH_SECRET = "bench-secret"
 START_S = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
@@ -142,18 +142,8 @@ def synthetic_bodies(collars: int = 20, hours: int = 12, first_hour: int = 0) ->
 
 def _tts_body(device_id: str, f_cnt: int, port: int, payload: bytes, t_s: int, gateway: str = "gw-1",
               dev_eui: str | None = None) -> bytes:
-    heard = datetime.fromtimestamp(t_s + 2, UTC).isoformat().replace("+00:00", "Z")
-    ids: dict[str, Any] = {"device_id": device_id, "application_ids": {"application_id": BENCH_APP}}
-    if dev_eui:
-        ids["dev_eui"] = dev_eui
-    return json.dumps({
-        "end_device_ids": ids,
-        "received_at": heard,
-        "uplink_message": {"f_port": port, "f_cnt": f_cnt, "frm_payload": base64.b64encode(payload).decode(),
-                           "rx_metadata": [{"gateway_ids": {"gateway_id": gateway}, "rssi": -110, "snr": 2.0}],
-                           "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 9}}},
-                           "received_at": heard},
-    }).encode()
+    return tts_uplink_body(device_id, dev_eui, BENCH_APP, port, f_cnt, payload,
+                           datetime.fromtimestamp(t_s + 2, UTC), gateway)
 
 
 def _uplink_key(body: bytes) -> tuple[str, int]:

@@ -278,6 +278,8 @@ def run_child(parent_pid: int) -> int:
         work.update(statements=0, commits=0)
         reports.write(json.dumps(message).encode() + b"\n")
 
+    # Its statements compiled before any body waits on them (lora_bridge.warm_up)
+    log.debug("batch path warmed up in %.0f ms", 1000 * bridge.warm_up())
     # As the serving process does: what the child holds now lives as long as it does, and the full
     # collections of its batches would walk it all again (lora_bridge.start_up_heap).
     reports.write(f"ready {freeze_start_up_heap()}\n".encode())

@@ -92,6 +92,24 @@ class Uplink:
         return max(values) if values else None
 
 
+def tts_uplink_body(device_id: str, dev_eui: str | None, application_id: str, f_port: int, f_cnt: int,
+                    payload: bytes, heard_at: datetime, gateway: str = "gw-1") -> bytes:
+    """The body The Things Stack posts for an uplink (`end_device_ids`, `received_at`, `uplink_message`
+    with one gateway's metadata): what the bridge's benches and its warm-up feed the pipeline."""
+    heard = as_utc(heard_at).isoformat().replace("+00:00", "Z")
+    ids: dict[str, Any] = {"device_id": device_id, "application_ids": {"application_id": application_id}}
+    if dev_eui:
+        ids["dev_eui"] = dev_eui
+    return json.dumps({
+        "end_device_ids": ids,
+        "received_at": heard,
+        "uplink_message": {"f_port": f_port, "f_cnt": f_cnt, "frm_payload": base64.b64encode(payload).decode(),
+                           "rx_metadata": [{"gateway_ids": {"gateway_id": gateway}, "rssi": -110, "snr": 2.0}],
+                           "settings": {"data_rate": {"lora": {"bandwidth": 125000, "spreading_factor": 9}}},
+                           "received_at": heard},
+    }).encode()
+
+
 def load_json_object(body: bytes) -> dict[str, Any]:
     """body parsed as a JSON object, or MalformedUplink saying why not."""
     try:

@@ -1,0 +1,87 @@
+"""A bridge's applier warms its batch path up at start: the first uplinks a ranger's herd sends after a
+start are applied as fast as the rest, and the warm-up leaves nothing behind, in the store or the log."""
+
+from __future__ import annotations
+
+import logging
+
+import bridge_builders as b
+from sqlalchemy import event, func, select
+
+from lora_bridge.group_commit import Submission
+from lora_bridge.store.tables import Base
+
+
+def _rows_by_table(bridge) -> dict[str, int]:
+    with bridge.db.read() as session:
+        return {table.name: session.scalar(select(func.count()).select_from(table))
+                for table in Base.metadata.sorted_tables}
+
+
+def _herd_batch() -> list[Submission]:
+    bodies = []
+    for n in range(3):
+        collar = f"collar-{n:02d}"
+        bodies += [b.tts_uplink(b.status(b.T0_S), device_id=collar, f_cnt=1),
+                   b.tts_uplink(b.activity(b.T0_S), device_id=collar, f_cnt=2),
+                   b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 60), device_id=collar, f_cnt=3)]
+    return [Submission("tts", None, body) for body in bodies]
+
+
+def _statements_compiled(bridge, batch: list[Submission]) -> int:
+    """How many statements of the batch the bridge's engine compiled (not found in its cache)."""
+    compiled = []
+
+    def seen(_connection, _cursor, _statement, _parameters, context, _many) -> None:
+        if context is not None and "MISS" in str(getattr(context, "cache_hit", "")):
+            compiled.append(1)
+
+    event.listen(bridge.db.write_engine, "before_cursor_execute", seen)
+    bridge.ingest_batch(batch)
+    event.remove(bridge.db.write_engine, "before_cursor_execute", seen)
+    return len(compiled)
+
+
+def test_a_warmed_up_bridge_compiles_almost_nothing_for_its_first_herd_batch(tmp_path):
+    with b.fresh_bridge(f"sqlite:///{tmp_path / 'cold.db'}", outbox_worker=False) as cold:
+        compiled_cold = _statements_compiled(cold, _herd_batch())
+    with b.fresh_bridge(f"sqlite:///{tmp_path / 'warm.db'}", outbox_worker=False) as warm:
+        took_s = warm.warm_up()
+        compiled_warm = _statements_compiled(warm, _herd_batch())
+
+    assert took_s > 0
+    assert compiled_cold >= 15  # the batch's reads, inserts, the rules' reads and updates
+    assert compiled_warm <= compiled_cold // 4
+
+
+def test_the_warm_up_stores_nothing_and_tells_no_one(store_url, caplog):
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        bridge.ingest_batch(_herd_batch()[:3])  # a collar the store holds already
+        before = _rows_by_table(bridge)
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            bridge.warm_up()
+            logged_during = [r.getMessage() for r in caplog.records]
+        after = _rows_by_table(bridge)
+        results = bridge.ingest_batch(_herd_batch()[3:])  # the store takes batches as before
+
+    assert after == before
+    assert not [m for m in logged_during if "tembo-warm-up" in m or "alert raised" in m]
+    assert {r.status for r in results} == {"processed"}
+    # the warm-up's alert was raised and its ack queued inside it: the sample covers the alert path
+    assert before["alerts"] == 1 and before["downlinks"] == 1
+
+
+def test_a_warm_up_that_fails_is_a_warning_and_the_bridge_applies_its_batches(tmp_path, monkeypatch, caplog):
+    def broken(session, submissions, codec, settings):
+        raise RuntimeError("the sample could not be applied")
+
+    monkeypatch.setattr("lora_bridge.service.keep_and_apply", broken)
+    with b.fresh_bridge(f"sqlite:///{tmp_path / 'tembo.db'}", outbox_worker=False) as bridge:
+        with caplog.at_level(logging.WARNING, logger="lora_bridge"):
+            bridge.warm_up()
+        monkeypatch.undo()
+        results = bridge.ingest_batch(_herd_batch())
+
+    assert any("warm-up of the batch path failed" in r.getMessage() and "RuntimeError" in r.getMessage()
+               for r in caplog.records)
+    assert {r.status for r in results} == {"processed"}
