@@ -58,6 +58,7 @@ def test_the_warm_up_stores_nothing_and_tells_no_one(store_url, caplog):
     with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
         bridge.ingest_batch(_herd_batch()[:3])  # a collar the store holds already
         before = _rows_by_table(bridge)
+        caplog.clear()
         with caplog.at_level(logging.INFO, logger="lora_bridge"):
             bridge.warm_up()
             logged_during = [r.getMessage() for r in caplog.records]
