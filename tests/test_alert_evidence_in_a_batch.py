@@ -195,3 +195,28 @@ def test_a_read_with_the_new_objects_flushes_first_when_a_stored_row_of_its_tabl
             session.get(Downlink, failed_id).state = downlinks.STATE_QUEUED
             found = acks()
             assert found == [again.id, failed_id] and flushes  # flushed: the store now holds it queued
+
+
+def test_a_herd_repeating_its_open_alerts_in_one_batch_updates_them_together(store_url):
+    """Each collar's alert is open already and heard again: the occurrence changes the stored alert,
+    and the next collar's read of its own alerts need not flush that change first."""
+    herd = [f"collar-{n:02d}" for n in range(6)]
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        _heard(bridge, *(b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S), device_id=c, f_cnt=1)
+                         for c in herd))
+        seen: list[str] = []
+
+        def statement(_connection, _cursor, text, *_args) -> None:
+            seen.append(" ".join(text.split()))
+
+        event.listen(bridge.db.write_engine, "before_cursor_execute", statement)
+        bridge.ingest_batch([Submission("tts", None, b.tts_uplink(b.alert("mortality", seq=2, time_s=b.T0_S + 900),
+                                                                    device_id=c, f_cnt=2)) for c in herd])
+        event.remove(bridge.db.write_engine, "before_cursor_execute", statement)
+        with bridge.db.read() as session:
+            occurrences = list(session.scalars(select(Alert.occurrences).order_by(Alert.id)))
+
+    assert occurrences == [2] * len(herd)
+    # the herd's occurrences in one update (the rules' corroboration of the mortalities may add its own)
+    assert sum(s.startswith("UPDATE alerts SET last_time=?, occurrences=?") or
+               s.startswith("UPDATE alerts SET last_time=%(last_time)s") for s in seen) == 1
