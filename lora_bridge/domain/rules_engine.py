@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -246,14 +247,22 @@ def _read_tracks(
     found = session.execute(_tracks_read(), {
         "device_ids": list(taken), "since": since, "newer_than": newer_than, "most": TRACKS_AT_ONCE_ROWS + 1,
     }).all()
+    by_collar = _fixes_by_collar(found, taken)
+    return None if by_collar is None else _TracksRead(since, newer_than, by_collar)
+
+
+def _fixes_by_collar(found: list[Any], device_ids: Iterable[str]) -> dict[str, list[tuple[int, datetime, float, float]]] | None:
+    """Fixes read for several collars, each row (device_id, id, time, lat, lon), by collar in time
+    order (every collar of device_ids, with none when it has none); None when the read was cut at
+    TRACKS_AT_ONCE_ROWS (each collar reads its own then)."""
     if len(found) > TRACKS_AT_ONCE_ROWS:
         return None
-    by_collar: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in taken}
+    by_collar: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in device_ids}
     for device_id, fix_id, time, lat, lon in found:
         by_collar[device_id].append((fix_id, time, lat, lon))
     for fixes in by_collar.values():
         fixes.sort(key=lambda r: r[1])  # (device_id, time) is unique: no ties
-    return _TracksRead(since, newer_than, by_collar)
+    return by_collar
 
 
 def _never_judged(cursor: RuleCursor | None) -> bool:
@@ -281,14 +290,7 @@ def _read_first_tracks(
             .limit(bindparam("most"))
         )
     found = session.execute(_FIRST_TRACKS_READ, {"device_ids": fresh, "most": TRACKS_AT_ONCE_ROWS + 1}).all()
-    if len(found) > TRACKS_AT_ONCE_ROWS:
-        return None
-    by_collar: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in fresh}
-    for device_id, fix_id, time, lat, lon in found:
-        by_collar[device_id].append((fix_id, time, lat, lon))
-    for fixes in by_collar.values():
-        fixes.sort(key=lambda r: r[1])  # (device_id, time) is unique: no ties
-    return by_collar
+    return _fixes_by_collar(found, fresh)
 
 
 def _lookback(profile: RuleProfile) -> timedelta:
