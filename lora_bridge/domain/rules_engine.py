@@ -515,12 +515,12 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
         return cursor_time is None or row[1] > cursor_time
 
     rows: list[tuple[int, datetime, float, float]] | None = None
-    read_first: _CollarsRead | None = session.info.get(COLLARS_READ) if _never_judged(cursor) else None
-    first = read_first.first_tracks.get(device_id) if read_first and read_first.first_tracks is not None else None
-    if first is not None and len(first) < MAX_NEW_FIXES:  # every fix is new, and nothing before them
-        if not first:
-            return None
-        return _Track(rows=first, new_ids=frozenset(r[0] for r in first), highest_id=max(r[0] for r in first))
+    if _never_judged(cursor):  # every fix is new, and none came before them: read with the batch's others
+        batch: _CollarsRead | None = session.info.get(COLLARS_READ)
+        first = batch.first_tracks.get(device_id) if batch is not None and batch.first_tracks is not None else None
+        if first is not None and len(first) < MAX_NEW_FIXES:
+            new_ids = frozenset(r[0] for r in first)
+            return _Track(rows=first, new_ids=new_ids, highest_id=max(new_ids)) if first else None
     if cursor_time is not None:
         since = cursor_time - lookback
         by_id = cursor_id is not None

@@ -3,7 +3,8 @@
 A collar alert opens an alert, queues the ack downlink for it and records both in the alert's history
 (which names the downlink's id); each needed its row's id, and the unit of work's flush that gave it
 cost more than the rest of the alert. With the id taken here the rows stay pending and go in with the
-batch's next flush, in one statement per table.
+batch's next flush, in one statement per table. A new collar's animal takes its id here too, so a
+SQLite batch files a new herd without a flush a collar (`domain.devices.ensure_animal`).
 
 SQLite: the table's largest id plus one, read once per transaction and counted on from there. The
 store's write transactions start with BEGIN IMMEDIATE, so no other writer inserts meanwhile, and once
