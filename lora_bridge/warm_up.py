@@ -3,8 +3,8 @@
 A process's first batch paid what no later one does: SQLAlchemy compiles each statement the first
 time the process runs it (some twenty for a batch: its reads, its inserts, the rules' reads and
 updates), and the first fix of a UTM zone builds its projection. Measured in the applier process of
-`tembo bench bridge`, that first batch took 70 ms where the next ones took 25-30 ms, and every body
-that came meanwhile waited behind it. The intake applier process (`lora_bridge.intake_applier`) runs
+the bridge bench's headline run (`bench.webhook_run`), that first batch took 70 ms where the next ones
+took 25-35 ms, and every body that came meanwhile waited behind it. The intake applier process (`lora_bridge.intake_applier`) runs
 this before it says it is ready, so a bridge that starts and then hears its herd applies the first
 uplinks as fast as the rest.
 
