@@ -99,6 +99,7 @@ from lora_bridge.store.database import count_writes
 from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import tts_uplink_body
+from lora_bridge.warm_up import hourly_messages
 
 BENCH_SECRET = "bench-secret"
 START_S = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
@@ -118,14 +119,7 @@ def synthetic_bodies(collars: int = 20, hours: int = 12, first_hour: int = 0) ->
         for c in range(collars):
             device_id = f"bench-{c:03d}"
             t_s = START_S + 3600 * h
-            messages = [
-                ("status", {"time_s": t_s, "lat": -2.5 + c / 1000, "lon": 37.5 + h / 1000, "fix_age_s": 30,
-                            "battery_mv": 3900, "temperature_c": 30.0, "fw_version": "1.0.0",
-                            "model_version": 1, "uptime_h": h, "reset_cause": "power_on",
-                            "behaviour": "forage", "queue_depth": 0, "errors": 0}),
-                ("activity", {"time_s": t_s, "interval_min": 60, "model_version": 1, "vedba_mean_mg": 80,
-                              "vedba_max_mg": 600, "shares": [40.0, 40.0, 15.0, 5.0]}),
-            ]
+            messages = hourly_messages(t_s, -2.5 + c / 1000, 37.5 + h / 1000, uptime_h=h)
             if h == first_hour + hours // 2:
                 messages.append(("alert", {"alert_type": "immobility", "seq": 1, "time_s": t_s,
                                            "lat": -2.5, "lon": 37.5}))

@@ -44,6 +44,18 @@ class _RolledBack(Exception):
     """Raised inside the warm-up's transaction so the store rolls it back."""
 
 
+def hourly_messages(t_s: int, lat: float, lon: float, uptime_h: int) -> list[tuple[str, dict[str, Any]]]:
+    """What a healthy collar sends each hour, as (codec message, values): a status with a fix and an
+    activity summary (the warm-up's sample, and `tembo bench bridge`'s herd)."""
+    return [
+        ("status", {"time_s": t_s, "lat": lat, "lon": lon, "fix_age_s": 30, "battery_mv": 3900,
+                    "temperature_c": 30.0, "fw_version": "1.0.0", "model_version": 1, "uptime_h": uptime_h,
+                    "reset_cause": "power_on", "behaviour": "forage", "queue_depth": 0, "errors": 0}),
+        ("activity", {"time_s": t_s, "interval_min": 60, "model_version": 1, "vedba_mean_mg": 80,
+                      "vedba_max_mg": 600, "shares": [40.0, 40.0, 15.0, 5.0]}),
+    ]
+
+
 def sample_submissions(codec: Any, now: datetime) -> list[Submission]:
     """For each made-up collar a status with a fix, an activity summary and a collar alert, heard now:
     the message kinds a herd sends every hour, and the one that raises an alert and queues its ack."""
@@ -51,14 +63,8 @@ def sample_submissions(codec: Any, now: datetime) -> list[Submission]:
     submissions = []
     for n, (device_id, dev_eui, alert_type) in enumerate(SAMPLE_COLLARS):
         lat, lon = -2.5 + n / 1000, 37.5
-        messages = [
-            ("status", {"time_s": t_s, "lat": lat, "lon": lon, "fix_age_s": 30, "battery_mv": 3900,
-                        "temperature_c": 30.0, "fw_version": "1.0.0", "model_version": 1, "uptime_h": 1,
-                        "reset_cause": "power_on", "behaviour": "forage", "queue_depth": 0, "errors": 0}),
-            ("activity", {"time_s": t_s, "interval_min": 60, "model_version": 1, "vedba_mean_mg": 80,
-                          "vedba_max_mg": 600, "shares": [40.0, 40.0, 15.0, 5.0]}),
-            ("alert", {"alert_type": alert_type, "seq": 1, "time_s": t_s, "lat": lat, "lon": lon}),
-        ]
+        messages = [*hourly_messages(t_s, lat, lon, uptime_h=1),
+                    ("alert", {"alert_type": alert_type, "seq": 1, "time_s": t_s, "lat": lat, "lon": lon})]
         submissions += [
             Submission("tts", "up", tts_uplink_body(device_id, dev_eui, SAMPLE_APPLICATION_ID, codec.port_of(name),
                                                     f_cnt, codec.encode(name, values), now),
