@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
-from lora_bridge.store.ids import take_id
+from lora_bridge.store.ids import id_where_inserts_go_one_by_one, take_id
 from lora_bridge.store.tables import Alert, AlertEvent
 from lora_bridge.store.unflushed import read_with_new
 from lora_bridge.store.utc import utc_now
@@ -341,7 +341,8 @@ def record_event(
     session: Session, alert: Alert, actor: str, action: str, detail: dict[str, Any] | None = None
 ) -> AlertEvent:
     """Append one step to the alert's history."""
-    event = AlertEvent(alert_id=alert.id, actor=actor, action=action, detail=dict(detail or {}))
+    event = AlertEvent(id=id_where_inserts_go_one_by_one(session, AlertEvent), alert_id=alert.id, actor=actor,
+                       action=action, detail=dict(detail or {}))
     session.add(event)
     return event
 

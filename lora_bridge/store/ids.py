@@ -45,6 +45,17 @@ def take_id(session: Session, model: Any) -> int:
     return next_id
 
 
+def id_where_inserts_go_one_by_one(session: Session, model: Any) -> int | None:
+    """The id for a new row of model's table taken now on SQLite, None on PostgreSQL. SQLite's unit of
+    work inserts each new row that lacks its id in a statement of its own (to read the id back), so a
+    herd's alert histories went in one row a statement; with the id taken they go in one executemany.
+    PostgreSQL's inserts such rows together and hands their ids back, which a sequence read a row
+    would only slow."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    return take_id(session, model)
+
+
 @event.listens_for(Session, "before_flush")
 def _counted_ids_for_the_rest(session: Session, _context: Any, _instances: Any) -> None:
     """SQLite: a new row without an id, of a table whose ids this transaction counts, takes the next."""
