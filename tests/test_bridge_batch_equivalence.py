@@ -12,9 +12,10 @@ from typing import Any
 import bridge_builders as b
 import pytest
 from conftest import empty_store
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from lora_bridge.bench import synthetic_bodies
+from lora_bridge.domain import rules_engine
 from lora_bridge.group_commit import Submission
 from lora_bridge.store.tables import Alert, Base
 
@@ -127,3 +128,69 @@ def test_collars_first_heard_in_one_batch_are_filed_as_one_body_at_a_time_files_
                        "kubwa": b.dev_eui_of("kubwa"), "ndogo": b.dev_eui_of("ndogo"), "mpya": b.dev_eui_of("mpya")}
     for name in TABLES:
         assert in_one_batch[name] == one_at_a_time[name], name
+
+
+def sparse_herd(rounds: int = 12, every_h: int = 6) -> list[list[bytes]]:
+    """A herd whose collars fix every few hours, each round's uplinks one delivery: so few fixes fall in
+    a track's lookback that every judgement also reads the judged fixes before it (its context). A
+    collar standing still (immobility), one walking with a GPS jump (an outlier), one resting then
+    walking off, one walking."""
+    deliveries = []
+    for n in range(rounds):
+        t_s, heard = b.T0_S + 3600 * every_h * n, b.T0 + timedelta(hours=every_h * n, seconds=2)
+        walked = 0.01 * n  # about a kilometre a round
+        fixes = {
+            "still": (-2.5, 37.5),
+            "jumpy": (-2.6 + walked + (0.5 if n == 5 else 0.0), 37.6),
+            "rests-then-walks": (-2.7 + (walked if n > 4 else 0.0), 37.7),
+            "walker": (-2.8, 37.8 + walked),
+        }
+        deliveries.append([
+            b.tts_uplink(b.status(time_s=t_s, lat=lat, lon=lon), device_id=collar, f_cnt=n + 1, received_at=heard)
+            for collar, (lat, lon) in fixes.items()
+        ])
+    return deliveries
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_sparse_herd_judged_a_delivery_at_a_time_reads_its_context_together_and_judges_as_one_by_one(
+        engine, request, tmp_path, monkeypatch):
+    deliveries = sparse_herd()
+    dumps, own_reads, shared_reads = [], {}, {}
+    tracks: dict[str, list[tuple[str, Any]]] = {}  # the fixes each judgement read, its context included
+    read_track = rules_engine._read_track
+
+    def keep_track(session, device_id, *args):
+        track = read_track(session, device_id, *args)
+        tracks[name].append((device_id, track and [(r[1], r[2], r[3]) for r in track.rows]))
+        return track
+
+    monkeypatch.setattr(rules_engine, "_read_track", keep_track)
+    for name, batched in (("one", False), ("batch", True)):
+        tracks[name] = []
+        with empty_store(engine, request, tmp_path / f"{name}.db") as url, b.fresh_bridge(url) as bridge:
+            said: list[str] = []
+            event.listen(bridge.db.write_engine, "before_cursor_execute",
+                         lambda _c, _cur, statement, *_a, said=said: said.append(" ".join(statement.split())))
+            own_reads[name], shared_reads[name] = [], []
+            for delivery in deliveries:
+                said.clear()
+                for batch in ([delivery] if batched else [[body] for body in delivery]):
+                    bridge.ingest_batch([Submission("tts", None, body) for body in batch])
+                own_reads[name].append(sum("positions.time < " in s and "context_" not in s for s in said))
+                shared_reads[name].append(sum("context_0" in s for s in said))
+            dumps.append(stored(bridge, BY_ARRIVAL))
+            alerts = {(a.device_id, a.alert_type) for a in bridge.alerts(viewer=b.RANGER)}
+
+    one_at_a_time, by_delivery = dumps
+    assert ("still", "immobility") in alerts and ("walker", "immobility") not in alerts
+    # One by one, each collar's judgement reads the fixes before its track alone while its lookback
+    # holds fewer than CONTEXT_FIXES; a delivery of the herd reads them all in one statement (its first
+    # needs none: every fix of a new collar is read with the others').
+    needing = [n for n, reads in enumerate(own_reads["one"]) if reads]
+    assert len(needing) > 3 and all(own_reads["one"][n] == 4 for n in needing)
+    assert own_reads["batch"] == [0] * len(deliveries)
+    assert shared_reads["batch"] == [1 if n in needing and n > 0 else 0 for n in range(len(deliveries))]
+    assert sorted(tracks["batch"], key=repr) == sorted(tracks["one"], key=repr)
+    for name in TABLES:
+        assert by_delivery[name] == one_at_a_time[name], name

@@ -27,13 +27,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, union
+from sqlalchemy import and_, bindparam, or_, select, union, union_all
 from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts, geofences, rules, rules_visits
@@ -184,15 +184,21 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
     return read
 
 
+ContextKey = tuple[datetime, int, int]  # a context read's bounds: (before, highest id, how many)
+
+
 @dataclass(frozen=True)
 class _TracksRead:
     """The fixes of several collars that their usual track reads ask for, read in one statement: every
     fix of theirs from `since` on, and every one newer than id `newer_than`; by collar, in time order.
-    A collar whose own lookback and cursor lie within both bounds finds its usual read's answer here."""
+    A collar whose own lookback and cursor lie within both bounds finds its usual read's answer here.
+    And the context reads (`_context_read`) those tracks go on to ask for, read in one more statement:
+    by collar, its read's bounds and the fixes found (in time order)."""
 
     since: datetime
     newer_than: int
     rows: dict[str, list[tuple[int, datetime, float, float]]]
+    contexts: dict[str, tuple[ContextKey, list[tuple[int, datetime, float, float]]]] = field(default_factory=dict)
 
     def track_of(self, device_id: str, since: datetime, newer_than: int) -> list[tuple[int, datetime, float, float]] | None:
         """What `_usual_track_read` answers for one collar (its fixes from since on, or newer than
@@ -248,7 +254,63 @@ def _read_tracks(
         "device_ids": list(taken), "since": since, "newer_than": newer_than, "most": TRACKS_AT_ONCE_ROWS + 1,
     }).all()
     by_collar = _fixes_by_collar(found, taken)
-    return None if by_collar is None else _TracksRead(since, newer_than, by_collar)
+    if by_collar is None:
+        return None
+    read = _TracksRead(since, newer_than, by_collar)
+    wanted: dict[str, ContextKey] = {}
+    for device_id, (collar_since, cursor_id, _) in taken.items():
+        fixes = read.track_of(device_id, collar_since, cursor_id)
+        rows = _rows_of_usual_read(fixes or [], lambda r, c=cursor_id: r[0] > c, collar_since)
+        if rows:
+            context = _shape(rows, lambda r, c=cursor_id: r[0] > c)[2]
+            if context is not None:
+                wanted[device_id] = context
+    read.contexts.update(_read_contexts(session, wanted))
+    return read
+
+
+CONTEXTS_AT_ONCE = 32  # context reads in one statement at most; fewer are padded to a power of two
+
+
+@cache
+def _contexts_read(parts: int) -> Any:
+    """`_context_read` of `parts` collars in one statement (a UNION ALL of each collar's own read, each
+    bound by its own parameters), built once per size."""
+    columns = (Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
+    each = [
+        select(*columns)
+        .where(Position.device_id == bindparam(f"device_{i}"), Position.time < bindparam(f"before_{i}"),
+               Position.id <= bindparam(f"highest_{i}"))
+        .order_by(Position.time.desc())
+        .limit(bindparam(f"most_{i}"))
+        .subquery(f"context_{i}")
+        for i in range(parts)
+    ]
+    return union_all(*(select(*part.c) for part in each)) if parts > 1 else select(*each[0].c)
+
+
+def _read_contexts(
+    session: Session, wanted: dict[str, ContextKey]
+) -> dict[str, tuple[ContextKey, list[tuple[int, datetime, float, float]]]]:
+    """The context reads of several collars (device_id -> its read's bounds) in a statement per
+    CONTEXTS_AT_ONCE: by collar, the bounds and the fixes found, in time order. A collar's first hours,
+    or a collar with a fix every few hours, asks for one at every evaluation."""
+    found: dict[str, tuple[ContextKey, list[tuple[int, datetime, float, float]]]] = {}
+    asked = list(wanted.items())
+    for start in range(0, len(asked), CONTEXTS_AT_ONCE):
+        chunk = asked[start:start + CONTEXTS_AT_ONCE]
+        parts = 1 << (len(chunk) - 1).bit_length()  # a few statement sizes, each compiled once
+        params: dict[str, Any] = {}
+        for i in range(parts):
+            # a padding part names no collar and asks for nothing
+            device_id, (before, highest, most) = chunk[i] if i < len(chunk) else ("", (chunk[0][1][0], 0, 0))
+            params.update({f"device_{i}": device_id, f"before_{i}": before, f"highest_{i}": highest, f"most_{i}": most})
+        fixes = {device_id: [] for device_id, _ in chunk}
+        for device_id, fix_id, time, lat, lon in session.execute(_contexts_read(parts), params):
+            fixes[device_id].append((fix_id, time, lat, lon))
+        for device_id, key in chunk:
+            found[device_id] = (key, sorted(fixes[device_id], key=lambda r: r[1]))
+    return found
 
 
 def _fixes_by_collar(found: list[Any], device_ids: Iterable[str]) -> dict[str, list[tuple[int, datetime, float, float]]] | None:
@@ -534,11 +596,9 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
                     "device_id": device_id, "since": since, "newer_than": cursor_id if by_id else cursor_time,
                 })
             ]
-        new_times = [r[1] for r in found if (r[0] > cursor_id if by_id else r[1] > cursor_time)]
-        if not new_times:
+        rows = _rows_of_usual_read(found, is_new, since)
+        if rows == []:
             return None
-        if len(found) < MAX_READ and min(new_times) >= since:
-            rows = found
     # The statements of the long way and of the context are built only when needed (the usual read
     # above is built once for all evaluations): building a where clause costs more than the read.
     if rows is None:  # the long way: the new fixes by id (so a cut at MAX_NEW_FIXES loses nothing), then around them
@@ -565,19 +625,46 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
                 select(*columns).where(mine, Position.id <= top, Position.time >= start).order_by(Position.time)
             )
         ]
-    highest = max(r[0] for r in rows)
-    new_ids = frozenset(r[0] for r in rows if is_new(r) and r[0] <= highest)
-    first_new = min(r[1] for r in rows if r[0] in new_ids)
-    before = sum(1 for r in rows if r[1] < first_new)
-    if before < CONTEXT_FIXES:
-        earlier = [
-            tuple(r)
-            for r in session.execute(_context_read(), {
-                "device_id": device_id, "before": rows[0][1], "highest": highest, "most": CONTEXT_FIXES - before,
-            })
-        ][::-1]
+    highest, new_ids, context = _shape(rows, is_new)
+    if context is not None:
+        read = session.info.get(COLLARS_READ)
+        done = read.tracks.contexts.get(device_id) if read is not None and read.tracks is not None else None
+        if done is not None and done[0] == context:
+            earlier = done[1]
+        else:
+            before, highest_id, most = context
+            earlier = [
+                tuple(r)
+                for r in session.execute(_context_read(), {
+                    "device_id": device_id, "before": before, "highest": highest_id, "most": most,
+                })
+            ][::-1]
         rows = earlier + rows
     return _Track(rows=rows, new_ids=new_ids, highest_id=highest)
+
+
+def _rows_of_usual_read(
+    found: list[tuple[int, datetime, float, float]], is_new: Callable[[Any], bool], since: datetime
+) -> list[tuple[int, datetime, float, float]] | None:
+    """The track a usual read found: its rows; [] when nothing is new; None when the read cannot hold
+    the track whole (too many fixes, or a back-fill older than the lookback: the long way reads it)."""
+    new_times = [r[1] for r in found if is_new(r)]
+    if not new_times:
+        return []
+    return found if len(found) < MAX_READ and min(new_times) >= since else None
+
+
+def _shape(
+    rows: list[tuple[int, datetime, float, float]], is_new: Callable[[Any], bool]
+) -> tuple[int, frozenset[int], ContextKey | None]:
+    """Of a track's rows: the highest fix id, the new fixes' ids, and the context read the track still
+    needs (its bounds: before its first row, up to its highest id, as many judged fixes as it lacks
+    before its first new one of CONTEXT_FIXES), None when it holds them."""
+    highest = max(r[0] for r in rows)
+    new_ids = frozenset(r[0] for r in rows if is_new(r))
+    first_new = min(r[1] for r in rows if r[0] in new_ids)
+    before = sum(1 for r in rows if r[1] < first_new)
+    return highest, new_ids, ((rows[0][1], highest, CONTEXT_FIXES - before) if before < CONTEXT_FIXES else None)
 
 
 def _pairs(fixes: list[Fix]) -> list[tuple[Fix, Fix]]:
