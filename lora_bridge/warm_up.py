@@ -56,31 +56,38 @@ def hourly_messages(t_s: int, lat: float, lon: float, uptime_h: int) -> list[tup
     ]
 
 
-def sample_submissions(codec: Any, now: datetime) -> list[Submission]:
-    """For each made-up collar a status with a fix, an activity summary and a collar alert, heard now:
-    the message kinds a herd sends every hour, and the one that raises an alert and queues its ack."""
-    t_s = int((now - timedelta(minutes=5)).timestamp())
-    submissions = []
-    for n, (device_id, dev_eui, alert_type) in enumerate(SAMPLE_COLLARS):
-        lat, lon = -2.5 + n / 1000, 37.5
-        messages = [*hourly_messages(t_s, lat, lon, uptime_h=1),
-                    ("alert", {"alert_type": alert_type, "seq": 1, "time_s": t_s, "lat": lat, "lon": lon})]
-        submissions += [
-            Submission("tts", "up", tts_uplink_body(device_id, dev_eui, SAMPLE_APPLICATION_ID, codec.port_of(name),
-                                                    f_cnt, codec.encode(name, values), now),
-                       content_type="application/json")
-            for f_cnt, (name, values) in enumerate(messages, start=1)
-        ]
-    return submissions
+def sample_submissions(codec: Any, now: datetime) -> list[list[Submission]]:
+    """Two batches of the made-up collars, an hour apart: each collar's status with a fix, activity
+    summary (the message kinds a herd sends every hour) and a collar alert (raising it and queueing
+    its ack), then the same an hour later, the alert heard again (an occurrence of the open alert).
+    The second batch's rules judge collars they judged before, as nearly every batch of a running
+    bridge does: their tracks, and the fixes before them, read for several collars at once."""
+    batches: list[list[Submission]] = []
+    for hour, heard in enumerate((now - timedelta(hours=1), now)):
+        t_s = int((heard - timedelta(minutes=5)).timestamp())
+        batch = []
+        for n, (device_id, dev_eui, alert_type) in enumerate(SAMPLE_COLLARS):
+            lat, lon = -2.5 + n / 1000, 37.5
+            messages = [*hourly_messages(t_s, lat, lon, uptime_h=hour + 1),
+                        ("alert", {"alert_type": alert_type, "seq": hour + 1, "time_s": t_s, "lat": lat, "lon": lon})]
+            batch += [
+                Submission("tts", "up", tts_uplink_body(device_id, dev_eui, SAMPLE_APPLICATION_ID, codec.port_of(name),
+                                                        f_cnt, codec.encode(name, values), heard),
+                           content_type="application/json")
+                for f_cnt, (name, values) in enumerate(messages, start=1 + 3 * hour)
+            ]
+        batches.append(batch)
+    return batches
 
 
 def warm_up(db: Database, apply: Callable[[Session, list[Submission]], None], codec: Any) -> float:
-    """apply(session, the sample's submissions) in a write transaction of db that is rolled back; the
-    seconds it took. Never raises: a failure is logged, and the first batch pays its one-time costs."""
+    """apply(session, batch) for each batch of the sample in one write transaction of db that is rolled
+    back; the seconds it took. Never raises: a failure is logged, and the first batch pays its one-time costs."""
     started = perf_counter()
     try:
         with _only_warnings(), db.write() as session:
-            apply(session, sample_submissions(codec, utc_now()))
+            for batch in sample_submissions(codec, utc_now()):
+                apply(session, batch)
             raise _RolledBack
     except _RolledBack:
         pass
