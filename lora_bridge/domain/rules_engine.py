@@ -257,14 +257,16 @@ def _read_tracks(
     if by_collar is None:
         return None
     read = _TracksRead(since, newer_than, by_collar)
+    # The context each of these tracks will ask for (`_read_track`), read now for all of them at once
     wanted: dict[str, ContextKey] = {}
     for device_id, (collar_since, cursor_id, _) in taken.items():
-        fixes = read.track_of(device_id, collar_since, cursor_id)
-        rows = _rows_of_usual_read(fixes or [], lambda r, c=cursor_id: r[0] > c, collar_since)
-        if rows:
-            context = _shape(rows, lambda r, c=cursor_id: r[0] > c)[2]
-            if context is not None:
-                wanted[device_id] = context
+        def is_new(row: Any, cursor_id: int = cursor_id) -> bool:
+            return row[0] > cursor_id
+
+        rows = _rows_of_usual_read(read.track_of(device_id, collar_since, cursor_id) or [], is_new, collar_since)
+        context = _shape(rows, is_new)[2] if rows else None
+        if context is not None:
+            wanted[device_id] = context
     read.contexts.update(_read_contexts(session, wanted))
     return read
 
