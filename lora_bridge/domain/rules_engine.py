@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, union, union_all
+from sqlalchemy import and_, bindparam, or_, select, union
 from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts, geofences, rules, rules_visits
@@ -54,6 +54,7 @@ from lora_bridge.domain.rules_cursors import alerts_of_free_collars, lock_cursor
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
+from lora_bridge.store import parts
 from lora_bridge.store.tables import (
     ActivitySummary,
     Alert,
@@ -271,50 +272,35 @@ def _read_tracks(
     return read
 
 
-# Context reads in one statement; fewer are padded. One size, so it is compiled once: compiling
-# grows with the parts (about half a millisecond a part), and a size first met mid-batch cost the
-# batch that compilation (32 parts: 15 ms).
-CONTEXTS_AT_ONCE = 8
-
-
 @cache
 def _contexts_read() -> Any:
-    """`_context_read` of CONTEXTS_AT_ONCE collars in one statement (a UNION ALL of each collar's own
-    read, each bound by its own parameters), built once."""
+    """`_context_read` of several collars in one statement (`store.parts`), built once."""
     columns = (Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
-    each = [
-        select(*columns)
+    return parts.union_of_parts(
+        lambda i: select(*columns)
         .where(Position.device_id == bindparam(f"device_{i}"), Position.time < bindparam(f"before_{i}"),
                Position.id <= bindparam(f"highest_{i}"))
         .order_by(Position.time.desc())
-        .limit(bindparam(f"most_{i}"))
-        .subquery(f"context_{i}")
-        for i in range(CONTEXTS_AT_ONCE)
-    ]
-    return union_all(*(select(*part.c) for part in each))
+        .limit(bindparam(f"most_{i}")),
+        "context",
+    )
 
 
 def _read_contexts(
     session: Session, wanted: dict[str, ContextKey]
 ) -> dict[str, tuple[ContextKey, list[tuple[int, datetime, float, float]]]]:
-    """The context reads of several collars (device_id -> its read's bounds) in a statement per
-    CONTEXTS_AT_ONCE: by collar, the bounds and the fixes found, in time order. A collar's first hours,
-    or a collar with a fix every few hours, asks for one at every evaluation."""
-    found: dict[str, tuple[ContextKey, list[tuple[int, datetime, float, float]]]] = {}
-    asked = list(wanted.items())
-    for start in range(0, len(asked), CONTEXTS_AT_ONCE):
-        chunk = asked[start:start + CONTEXTS_AT_ONCE]
-        params: dict[str, Any] = {}
-        for i in range(CONTEXTS_AT_ONCE):
-            # a padding part names no collar and asks for nothing
-            device_id, (before, highest, most) = chunk[i] if i < len(chunk) else ("", (chunk[0][1][0], 0, 0))
-            params.update({f"device_{i}": device_id, f"before_{i}": before, f"highest_{i}": highest, f"most_{i}": most})
-        fixes = {device_id: [] for device_id, _ in chunk}
-        for device_id, fix_id, time, lat, lon in session.execute(_contexts_read(), params):
-            fixes[device_id].append((fix_id, time, lat, lon))
-        for device_id, key in chunk:
-            found[device_id] = (key, sorted(fixes[device_id], key=lambda r: r[1]))
-    return found
+    """The context reads of several collars (device_id -> its read's bounds) together (`store.parts`):
+    by collar, the bounds and the fixes found, in time order. A collar's first hours, or a collar
+    with a fix every few hours, asks for one at every evaluation."""
+    if not wanted:
+        return {}
+    asked = [{"device": device_id, "before": before, "highest": highest, "most": most}
+             for device_id, (before, highest, most) in wanted.items()]
+    padding = {"device": "", "before": asked[0]["before"], "highest": 0, "most": 0}
+    fixes: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in wanted}
+    for device_id, fix_id, time, lat, lon in parts.read_in_parts(session, _contexts_read(), asked, padding):
+        fixes[device_id].append((fix_id, time, lat, lon))
+    return {device_id: (key, sorted(fixes[device_id], key=lambda r: r[1])) for device_id, key in wanted.items()}
 
 
 def _fixes_by_collar(found: list[Any], device_ids: Iterable[str]) -> dict[str, list[tuple[int, datetime, float, float]]] | None:
