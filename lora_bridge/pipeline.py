@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from lora_bridge import ingest
 from lora_bridge.decode import decode_payload, message_time
 from lora_bridge.domain import devices, network_events, rules_cursors
-from lora_bridge.domain.messages import apply_message
+from lora_bridge.domain.messages import apply_message, read_ahead_for_collar_alerts
 from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import KIND_UNKNOWN, KIND_UPLINK, NetworkEvent, read_network_message
@@ -107,7 +107,9 @@ def keep_and_apply(
     keep_raws(session, raws)
     # each body parsed once (the durable intake hands in what it read on arrival)
     messages = [s.message if s.message is not None else _read(raw) for s, raw in zip(submissions, raws, strict=True)]
-    read_batch(session, [m for m in messages if isinstance(m, Uplink)])
+    uplinks = [m for m in messages if isinstance(m, Uplink)]
+    read_batch(session, uplinks)
+    read_ahead_for_collar_alerts(session, codec, uplinks, settings)
     # Collar by collar (each collar's bodies in arrival order): two workers whose batches hold the
     # same collars lock their rows in the same order, so one waits, neither deadlocks.
     order = sorted(range(len(raws)), key=lambda i: _collar_of(messages[i], submissions[i]))

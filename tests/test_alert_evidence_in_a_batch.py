@@ -86,7 +86,7 @@ def test_an_alerts_latest_behaviour_is_the_newest_summary_stored_or_queued_in_it
         assert queued_newest[1] == "walk"
 
 
-def test_a_herd_alerting_in_one_batch_reads_each_collars_alerts_and_downlinks_once_and_writes_the_fixes_once(store_url):
+def test_a_herd_alerting_in_one_batch_reads_its_alerts_and_evidence_once_and_writes_the_fixes_once(store_url):
     herd = [f"collar-{n:02d}" for n in range(8)]
     with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
         _heard(bridge, *(b.tts_uplink(b.status(b.T0_S), device_id=c, f_cnt=1) for c in herd))
@@ -114,10 +114,14 @@ def test_a_herd_alerting_in_one_batch_reads_each_collars_alerts_and_downlinks_on
     # newest first: the alert's own fix, then the status's of the same batch, then the one stored before
     assert all([p["lat"] for p in e["positions"][:3]] == pytest.approx([-2.51, -2.6, -2.5], abs=1e-5)
                for e in evidence)
-    # Per alert one read of the collar's alerts (open, or heard within a second) and one of its
-    # downlinks with the ack's bytes (the batch's own reads name many collars at once); the batch's
-    # fixes in one insert, not one per alert.
-    assert sum("FROM alerts WHERE alerts.device_id = " in s for s in seen) == len(herd)
+    # The herd's alerts (open, or heard within a second), last fixes and latest behaviour read once for
+    # all of them before the batch is applied, none per alert; per alert one read of its downlinks
+    # with the ack's bytes; the batch's fixes in one insert, not one per alert.
+    assert sum("FROM alerts WHERE alerts.device_id = " in s for s in seen) == 0
+    assert sum("FROM alerts WHERE alerts.device_id IN" in s and "alerts.source = " in s for s in seen) == 1
+    assert sum(s.startswith(("SELECT newest_0.device_id, newest_0.time, newest_0.lat",
+                             "SELECT newest_0.device_id, newest_0.time, newest_0.dominant")) for s in seen) == 2
+    assert not [s for s in seen if s.startswith(("SELECT positions.time", "SELECT activity_summaries.time"))]
     assert sum("FROM downlinks WHERE downlinks.device_id = " in s for s in seen) == len(herd)
     assert sum(s.startswith("INSERT INTO positions") for s in seen) == 1
     # Each alert and its ack added without a flush of their own: the herd's alerts in one insert, their

@@ -14,6 +14,7 @@ import pytest
 from conftest import empty_store
 from sqlalchemy import event, select
 
+from lora_bridge import pipeline
 from lora_bridge.bench import synthetic_bodies
 from lora_bridge.domain import rules_engine
 from lora_bridge.group_commit import Submission
@@ -194,3 +195,60 @@ def test_a_sparse_herd_judged_a_delivery_at_a_time_reads_its_context_together_an
     assert sorted(tracks["batch"], key=repr) == sorted(tracks["one"], key=repr)
     for name in TABLES:
         assert by_delivery[name] == one_at_a_time[name], name
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_herd_alerting_in_one_delivery_reads_ahead_once_and_files_its_alerts_as_reading_each_alone(
+        engine, request, tmp_path, monkeypatch):
+    # What a herd's collar alerts read (their collars' alerts, last fixes, latest behaviour) is read once
+    # for the delivery before it is applied (`read_ahead_for_collar_alerts`); the delivery leaves the
+    # rows it leaves with each alert reading for itself: a new alert and its repeat in the same
+    # delivery, a repeat of an open alert, a repeat of an alert a ranger has resolved (an occurrence,
+    # not a new alert), a new alert after a resolved one.
+    t1 = b.T0_S + 3600
+    earlier = [
+        b.tts_uplink(b.status(b.T0_S), device_id=c, f_cnt=1) for c in ("kubwa", "ndogo", "mzee", "dada")
+    ] + [
+        b.tts_uplink(b.activity(b.T0_S), device_id="kubwa", f_cnt=2),
+        b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=b.T0_S + 60), device_id="ndogo", f_cnt=2),
+        b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 60), device_id="mzee", f_cnt=2),
+        b.tts_uplink(b.alert("tamper", seq=1, time_s=b.T0_S + 60), device_id="dada", f_cnt=2),
+    ]
+    delivery = [
+        b.tts_uplink(b.status(t1, lat=-2.6), device_id="kubwa", f_cnt=3),
+        b.tts_uplink(b.alert("mortality", seq=2, time_s=t1 + 60), device_id="kubwa", f_cnt=4),
+        b.tts_uplink(b.alert("mortality", seq=2, time_s=t1 + 60), device_id="kubwa", f_cnt=5),
+        b.tts_uplink(b.alert("poaching_risk", seq=2, time_s=t1), device_id="ndogo", f_cnt=3),
+        b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 60), device_id="mzee", f_cnt=3),
+        b.tts_uplink(b.alert("tamper", seq=2, time_s=t1), device_id="dada", f_cnt=3),
+    ]
+    read_ahead = pipeline.read_ahead_for_collar_alerts
+    dumps, said = [], []
+    for name, ahead in (("alone", lambda *_args: None), ("ahead", read_ahead)):
+        monkeypatch.setattr(pipeline, "read_ahead_for_collar_alerts", ahead)
+        with empty_store(engine, request, tmp_path / f"{name}.db") as url, b.fresh_bridge(url) as bridge:
+            for body in earlier:
+                bridge.ingest_batch([Submission("tts", None, body)])
+            for alert in bridge.alerts(viewer=b.RANGER):
+                if alert.device_id in ("mzee", "dada"):
+                    bridge.resolve_alert(alert.alert_id, b.RANGER, "true")
+            seen: list[str] = []
+            event.listen(bridge.db.write_engine, "before_cursor_execute",
+                         lambda _c, _cur, statement, *_a, seen=seen: seen.append(" ".join(statement.split())))
+            bridge.ingest_batch([Submission("tts", None, body) for body in delivery])
+            said.append(seen)
+            dumps.append(stored(bridge))
+            alerts = {(a.device_id, a.alert_type, a.state): a.occurrences for a in bridge.alerts(viewer=b.RANGER)}
+
+    each_alone, read_once = dumps
+    assert alerts[("kubwa", "mortality", "new")] == 2
+    assert alerts[("ndogo", "poaching_risk", "new")] == 2
+    assert alerts[("mzee", "mortality", "resolved")] == 2
+    assert ("dada", "tamper", "resolved") in alerts and ("dada", "tamper", "new") in alerts
+    alone, ahead = said
+    assert sum("FROM alerts WHERE alerts.device_id = " in s for s in alone) == 5
+    assert not [s for s in ahead if "FROM alerts WHERE alerts.device_id = " in s]
+    assert sum("FROM alerts WHERE alerts.device_id IN" in s and "alerts.source = " in s for s in ahead) == 1
+    assert not [s for s in ahead if s.startswith(("SELECT positions.time", "SELECT activity_summaries.time"))]
+    for name in TABLES:
+        assert read_once[name] == each_alone[name], name

@@ -26,10 +26,19 @@ def shares_by_class(shares: list[float], class_names: list[str]) -> dict[str, fl
     return result
 
 
+LATEST_COLUMNS = ("time", "dominant", "shares_pct")
+
+
+def read_latest_ahead(session: Session, device_ids: list[str]) -> None:
+    """The stored newest activity summary of every collar of device_ids read now, together, for their
+    `latest` (`bulk.read_newest_ahead`)."""
+    bulk.read_newest_ahead(session, ActivitySummary, device_ids, LATEST_COLUMNS, 1)
+
+
 def latest(session: Session, device_id: str) -> tuple[datetime, str | None, dict[str, float]] | None:
     """The collar's newest activity summary as (time, dominant, shares_pct), the summaries this unit of
     work queued included without writing them first (`bulk.newest_of_collar`)."""
-    newest = bulk.newest_of_collar(session, ActivitySummary, device_id, ("time", "dominant", "shares_pct"), 1)
+    newest = bulk.newest_of_collar(session, ActivitySummary, device_id, LATEST_COLUMNS, 1)
     if not newest:
         return None
     time, dominant, shares_pct = newest[0]

@@ -8,17 +8,18 @@ of the same type for the same collar adds an occurrence to it instead of a new r
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import and_, bindparam, inspect, or_, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
 from lora_bridge.store.ids import id_where_inserts_go_one_by_one, take_id
 from lora_bridge.store.tables import Alert, AlertEvent
+from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.unflushed import read_with_new
 from lora_bridge.store.utc import utc_now
 from lora_bridge.views import RAISED_AT_KEY, AlertView
@@ -167,6 +168,7 @@ def raise_alert(
         evidence=with_raised_place(evidence, time, lat, lon),
     )
     session.add(alert)
+    _note_raised(session, alert)
     record_event(session, alert, actor, "raised", {"source": source, "time": time.isoformat()})
     log.info(
         "alert raised alert_id=%d device_id=%s type=%s priority=%d source=%s",
@@ -227,17 +229,91 @@ def _open_and_heard_near_read() -> Any:
 def open_and_heard_near(session: Session, device_id: str, alert_type: str, time: datetime) -> tuple[Alert | None, list[Alert]]:
     """In one read, what a collar's alert of this type at `time` needs: the collar's open alert of the
     type (`open_alert`), and its collar alerts of the type from within REPEAT_SLACK of time, newest
-    first (`closed_collar_alert_repeated`'s candidates)."""
+    first (`closed_collar_alert_repeated`'s candidates). From the batch's read ahead
+    (`read_collar_alerts_ahead`) when it covers this collar and time."""
     key = dedup_key(device_id, alert_type)
-    # The batch's alerts raised before this one are pending, not flushed (`raise_alert`)
-    rows = read_with_new(session, _open_and_heard_near_read(), {
-        "device_id": device_id, "alert_type": alert_type, "key": key,
-        "earliest": time - REPEAT_SLACK, "latest": time + REPEAT_SLACK,
-    }, Alert, lambda alert: alert.device_id == device_id and alert.alert_type == alert_type)
+    earliest, latest = time - REPEAT_SLACK, time + REPEAT_SLACK
+    rows = _from_read_ahead(session, device_id, alert_type, key, earliest, latest)
+    if rows is None:
+        # The batch's alerts raised before this one are pending, not flushed (`raise_alert`)
+        rows = read_with_new(session, _open_and_heard_near_read(), {
+            "device_id": device_id, "alert_type": alert_type, "key": key, "earliest": earliest, "latest": latest,
+        }, Alert, lambda alert: alert.device_id == device_id and alert.alert_type == alert_type)
     open_now = next((alert for alert in rows if alert.open_key == key), None)
     near = [alert for alert in rows if alert.source == SOURCE_COLLAR
             and time - REPEAT_SLACK <= alert.time <= time + REPEAT_SLACK]
     return open_now, near
+
+
+@dataclass
+class _AlertsReadAhead:
+    """The alerts of several collars that their collar alerts' reads (`open_and_heard_near`) may
+    select, read in one statement: every open one, and every collar alert from `earliest` to
+    `latest`; by collar, with the alerts raised for them since (`raise_alert` adds them)."""
+
+    collars: frozenset[str]
+    earliest: datetime
+    latest: datetime
+    alerts: dict[str, list[Alert]]
+
+
+# session.info key: the batch's `_AlertsReadAhead`
+ALERTS_READ_AHEAD = held_until_transaction_end("tembo_alerts_read_ahead")
+
+
+@cache
+def _alerts_ahead_read() -> Any:
+    return select(Alert).where(
+        Alert.device_id.in_(bindparam("device_ids", expanding=True)),
+        or_(Alert.open_key.is_not(None),
+            and_(Alert.source == SOURCE_COLLAR, Alert.time >= bindparam("earliest"), Alert.time <= bindparam("latest"))),
+    )
+
+
+def read_collar_alerts_ahead(session: Session, device_ids: list[str], times: list[datetime]) -> None:
+    """Read now, for collar alerts of device_ids at times that the batch will apply, what each one's
+    `open_and_heard_near` selects, in one statement for all: a herd's alerts in one batch read their
+    collars' alerts once, not once an alert.
+
+    The answer stays exact while the batch runs: an alert's collar, type, source and time never
+    change, its open key is only ever cleared (an alert that did not match cannot come to), the
+    alerts read are the session's own objects (every change the batch makes to them is seen), and
+    the alerts raised since are added as they are raised."""
+    if not device_ids or not times:
+        return
+    earliest, latest = min(times) - REPEAT_SLACK, max(times) + REPEAT_SLACK
+    found: dict[str, list[Alert]] = {device_id: [] for device_id in device_ids}
+    for alert in session.scalars(_alerts_ahead_read(), {"device_ids": device_ids, "earliest": earliest,
+                                                        "latest": latest}):
+        found[alert.device_id].append(alert)
+    session.info[ALERTS_READ_AHEAD] = _AlertsReadAhead(frozenset(device_ids), earliest, latest, found)
+
+
+def _from_read_ahead(session: Session, device_id: str, alert_type: str, key: str, earliest: datetime,
+                     latest: datetime) -> list[Alert] | None:
+    """What `_open_and_heard_near_read` and the unit of work's new alerts would give, newest first,
+    from the batch's read ahead; None when it does not cover this collar and time. An alert raised in
+    the batch and not yet flushed counts whatever its time, as `read_with_new` adds it."""
+    ahead: _AlertsReadAhead | None = session.info.get(ALERTS_READ_AHEAD)
+    if ahead is None or device_id not in ahead.collars or earliest < ahead.earliest or latest > ahead.latest:
+        return None
+    new, gone = session.new, session.deleted
+    rows = []
+    for alert in ahead.alerts[device_id]:
+        state = inspect(alert)
+        if alert.alert_type != alert_type or alert in gone or not (state.persistent or state.pending):
+            continue  # another type, or no longer in the store (a savepoint rolled back)
+        if alert in new or alert.open_key == key or (
+                alert.source == SOURCE_COLLAR and earliest <= alert.time <= latest):
+            rows.append(alert)
+    return sorted(rows, key=lambda alert: alert.id, reverse=True)
+
+
+def _note_raised(session: Session, alert: Alert) -> None:
+    """Add a just raised alert to the batch's read ahead of its collar's alerts, if any."""
+    ahead: _AlertsReadAhead | None = session.info.get(ALERTS_READ_AHEAD)
+    if ahead is not None and alert.device_id in ahead.collars:
+        ahead.alerts[alert.device_id].append(alert)
 
 
 def closed_collar_alert_repeated(

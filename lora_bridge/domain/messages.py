@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lora_bridge.decode import degrees, message_time
+from lora_bridge.decode import decode_payload, degrees, message_time
 from lora_bridge.domain import activity, alerts, devices, downlinks, geofences, positions, rules, rules_visits
 from lora_bridge.domain.geofences import FenceIndex
 from lora_bridge.domain.rules_profiles import RulesConfig, load_rules_config
@@ -136,6 +136,38 @@ def _offline_collars(session: Session) -> set[str]:
             ))
         session.info[OFFLINE_COLLARS] = known
     return known
+
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)  # an alert without its own time: dated on arrival, read for itself
+
+
+def read_ahead_for_collar_alerts(session: Session, codec: Any, uplinks: list[Uplink], settings: BridgeSettings) -> None:
+    """Read now what the collar alerts among uplinks (a batch about to be applied) will read: their
+    collars' alerts, last fixes and latest behaviour, a few statements for all of them, not four an
+    alert (a herd alerting at once: its batches were the slowest of all). Only collars the store
+    knows by DevEUI, only alerts that carry their time, only when two collars or more alert: an alert
+    the read ahead does not cover reads for itself, as before."""
+    port = codec.port_of("alert")
+    known = session.info.get(devices.DEVICES_BY_EUI, {})
+    collars: dict[str, None] = {}
+    times: list[datetime] = []
+    for uplink in uplinks:
+        device = known.get(uplink.dev_eui) if uplink.f_port == port and uplink.payload and uplink.dev_eui else None
+        if device is None:
+            continue
+        fields = decode_payload(codec, uplink.f_port, uplink.payload).fields
+        if fields is None or fields.get("message") != "alert":
+            continue
+        time = message_time(fields, _NO_TIME)
+        if time is not _NO_TIME:
+            collars[device.device_id] = None
+            times.append(time)
+    if len(collars) < 2:
+        return
+    alerting = list(collars)
+    alerts.read_collar_alerts_ahead(session, alerting, times)
+    positions.read_recent_fixes_ahead(session, alerting, settings.alert_evidence_positions)
+    activity.read_latest_ahead(session, alerting)
 
 
 def _apply_collar_alert(

@@ -84,8 +84,17 @@ def add_position(
     return True
 
 
+FIX_COLUMNS = ("time", "lat", "lon")
+
+
 def recent_fixes(session: Session, device_id: str, limit: int) -> list[tuple[datetime, float, float]]:
     """The collar's last `limit` fixes, newest first, each (time, lat, lon), the fixes this unit of work
     queued included without writing them first (`bulk.newest_of_collar`: a batch's fixes stay one
     insert however many collar alerts in it ask for their evidence)."""
-    return bulk.newest_of_collar(session, Position, device_id, ("time", "lat", "lon"), limit)
+    return bulk.newest_of_collar(session, Position, device_id, FIX_COLUMNS, limit)
+
+
+def read_recent_fixes_ahead(session: Session, device_ids: list[str], limit: int) -> None:
+    """The stored last `limit` fixes of every collar of device_ids read now, together, for their
+    `recent_fixes` (`bulk.read_newest_ahead`)."""
+    bulk.read_newest_ahead(session, Position, device_ids, FIX_COLUMNS, limit)
