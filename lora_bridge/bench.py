@@ -61,6 +61,12 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        last `sqlite_history_days` days first (applied
                                                        before the run, not measured): a bridge that has
                                                        run for weeks (the battery trend's 14-day window)
+    sparse_batch_cpu_ms_per_uplink, ...                a fleet whose collars fix every 6 h (each
+                                                       judgement also reads the fixes before its track)
+                                                       applied in the bench's process a delivery a batch
+                                                       and one body at a time (the baseline): CPU and
+                                                       statements per uplink of each, and the CPU ratio
+                                                       `sparse_batch_over_one_at_a_time`
     sqlite_half_rate_p50_ms, sqlite_half_rate_p99_ms   received -> alerts stored with the same bodies
                                                        offered at a steady half of the rate reached
                                                        (`sqlite_half_rate_offered_per_s`), from when
@@ -183,6 +189,55 @@ def statement_counts(bodies: list[bytes], folder: Path) -> dict[str, float]:
         "one_at_a_time_statements_per_uplink": round(counts["statements"] / len(bodies), 2),
         "one_at_a_time_commits_per_uplink": round(counts["commits"] / len(bodies), 2),
     }
+
+
+# A collar fixing every 6 h: the rules' lookback (twice the 12 h immobility rule) never holds
+# `rules_engine.CONTEXT_FIXES` fixes, so every judgement of its track also reads the fixes before it.
+SPARSE_EVERY_H = 6
+
+
+def sparse_deliveries(collars: int, rounds: int, every_h: int = SPARSE_EVERY_H) -> list[list[bytes]]:
+    """A fleet whose collars send a status with a fix every `every_h` hours, a round (one delivery)
+    at a time: the collars' TTS uplink bodies of each round."""
+    codec = default_codec()
+    deliveries = []
+    for n in range(rounds):
+        t_s = START_S + 3600 * every_h * n
+        bodies = []
+        for c in range(collars):
+            name, values = hourly_messages(t_s, -2.5 + c / 100 + n / 1000, 37.5, uptime_h=every_h * n)[0]
+            bodies.append(_tts_body(f"sparse-{c:03d}", n + 1, codec.port_of(name), codec.encode(name, values), t_s,
+                                    dev_eui=f"70B3D57ED1{c:06X}"))
+        deliveries.append(bodies)
+    return deliveries
+
+
+def sparse_fleet_figures(folder: Path, collars: int, rounds: int) -> dict[str, Any]:
+    """The fleet of `sparse_deliveries` applied in this process on a fresh store a round a batch (as the
+    durable intake's applier takes a delivery), and on another one body at a time (the in-run
+    baseline): the CPU time and the SQL statements per uplink of each, from the second round on (the
+    first files new collars), and the CPU ratio."""
+    deliveries = sparse_deliveries(collars, rounds)
+    figures: dict[str, Any] = {"sparse_fleet": {"collars": collars, "rounds": rounds, "every_h": SPARSE_EVERY_H}}
+    for name, batched in (("batch", True), ("one_at_a_time", False)):
+        with open_bridge(f"sqlite:///{folder / f'sparse-{name}.db'}", webhook_secret=BENCH_SECRET,
+                         outbox_worker=False) as bridge:
+            bridge.warm_up()
+            cpu_s, counted, counts = 0.0, 0, {"statements": 0}
+            for n, bodies in enumerate(deliveries):
+                if n == 1:  # from the second round on: the first files the new collars
+                    counts = count_writes(bridge.db)
+                started = time.process_time()
+                for batch in ([bodies] if batched else [[body] for body in bodies]):
+                    bridge.ingest_batch([Submission("tts", None, body) for body in batch])
+                if n:
+                    cpu_s += time.process_time() - started
+                    counted += len(bodies)
+        figures[f"sparse_{name}_cpu_ms_per_uplink"] = round(1000 * cpu_s / max(counted, 1), 3)
+        figures[f"sparse_{name}_statements_per_uplink"] = round(counts["statements"] / max(counted, 1), 2)
+    figures["sparse_batch_over_one_at_a_time"] = round(
+        figures["sparse_batch_cpu_ms_per_uplink"] / figures["sparse_one_at_a_time_cpu_ms_per_uplink"], 4)
+    return figures
 
 
 _APPLIED = (RawUplink.duplicate_of.is_(None), RawUplink.status.in_(DONE_STATUSES), RawUplink.source != "bench")
@@ -537,13 +592,15 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
 
 def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, postgres: bool = True,
                    mqtt: bool = True, mqtt_rounds: int = 3, ack: str = "durable",
-                   applier: str | None = None, history_days: int = 14) -> dict[str, Any]:
+                   applier: str | None = None, history_days: int = 14, sparse_collars: int = 64,
+                   sparse_rounds: int = 12) -> dict[str, Any]:
     """Every figure of the module docstring, measured in one run on fresh stores in a temporary folder.
     ack: the webhook's `webhook_ack` for the SQLite figures; the other mode is measured too
     (`sqlite_<other>_ack_*`), on its own fresh store, right after. applier: the `intake_applier` of the
     SQLite durable runs ("thread" or "process"; None: the bridge's default). history_days: the headline
     run again on a store that holds that many days of the herd's history first (`sqlite_history_*`;
-    0: not measured)."""
+    0: not measured). sparse_collars, sparse_rounds: the fleet fixing every few hours of
+    `sparse_fleet_figures` (`sparse_*`; 0 collars: not measured)."""
     bodies = synthetic_bodies(collars, hours)
     figures: dict[str, Any] = {"bodies": len(bodies), "connections": connections,
                                "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
@@ -619,6 +676,8 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
         figures["statements_per_uplink"] = sqlite["statements_per_uplink"]
         figures["commits_per_uplink"] = sqlite["commits_per_uplink"]
         figures.update(statement_counts(bodies, folder))
+        if sparse_collars and sparse_rounds > 1:
+            figures.update(sparse_fleet_figures(folder, sparse_collars, sparse_rounds))
         collar_days = collars * hours / 24
         figures["store_bytes_per_collar_day"] = round(sqlite["store_bytes"] / collar_days)
         figures["compacted_store_bytes_per_collar_day"] = round(sqlite["compacted_store_bytes"] / collar_days)

@@ -10,7 +10,7 @@ from lora_bridge.bench import bridge_figures, synthetic_bodies
 @pytest.mark.parametrize("applier", ["thread", "process"])
 def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(applier):
     figures = bridge_figures(collars=2, hours=4, connections=3, postgres=False, mqtt=False, applier=applier,
-                             history_days=1)
+                             history_days=1, sparse_collars=3, sparse_rounds=3)
 
     assert figures["bodies"] == len(synthetic_bodies(2, 4))
     assert (figures["lost"], figures["applied_twice"], figures["non_2xx"]) == (0, 0, 0)
@@ -54,6 +54,12 @@ def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(
     # the same hours once the store holds a day of the herd's history (counted in lost above too)
     assert figures["sqlite_history_days"] == 1 and figures["sqlite_history_uplinks_per_s"] > 0
     assert 0 < figures["sqlite_history_p50_ms"] <= figures["sqlite_history_p99_ms"]
+    # a fleet fixing every 6 h, a delivery a batch against one body at a time
+    assert figures["sparse_fleet"] == {"collars": 3, "rounds": 3, "every_h": 6}
+    assert 0 < figures["sparse_batch_statements_per_uplink"] < figures["sparse_one_at_a_time_statements_per_uplink"]
+    assert figures["sparse_batch_cpu_ms_per_uplink"] > 0 and figures["sparse_one_at_a_time_cpu_ms_per_uplink"] > 0
+    assert figures["sparse_batch_over_one_at_a_time"] == round(
+        figures["sparse_batch_cpu_ms_per_uplink"] / figures["sparse_one_at_a_time_cpu_ms_per_uplink"], 4)
 
 
 def test_the_herd_s_hours_after_its_history_go_on_from_its_frame_counters_and_its_clock():
