@@ -566,9 +566,11 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
             return row[0] > cursor_id
         return cursor_time is None or row[1] > cursor_time
 
+    # what evaluate_devices read for the collars judged together, this one among them (or None)
+    batch: _CollarsRead | None = session.info.get(COLLARS_READ)
+    tracks = batch.tracks if batch is not None else None
     rows: list[tuple[int, datetime, float, float]] | None = None
     if _never_judged(cursor):  # every fix is new, and none came before them: read with the batch's others
-        batch: _CollarsRead | None = session.info.get(COLLARS_READ)
         first = batch.first_tracks.get(device_id) if batch is not None and batch.first_tracks is not None else None
         if first is not None and len(first) < MAX_NEW_FIXES:
             new_ids = frozenset(r[0] for r in first)
@@ -576,9 +578,7 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     if cursor_time is not None:
         since = cursor_time - lookback
         by_id = cursor_id is not None
-        read: _CollarsRead | None = session.info.get(COLLARS_READ)
-        found = (read.tracks.track_of(device_id, since, cursor_id)
-                 if by_id and read is not None and read.tracks is not None else None)
+        found = tracks.track_of(device_id, since, cursor_id) if by_id and tracks is not None else None
         if found is None:
             found = [
                 tuple(r)
@@ -617,8 +617,7 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
         ]
     highest, new_ids, context = _shape(rows, is_new)
     if context is not None:
-        read = session.info.get(COLLARS_READ)
-        done = read.tracks.contexts.get(device_id) if read is not None and read.tracks is not None else None
+        done = tracks.contexts.get(device_id) if tracks is not None else None
         if done is not None and done[0] == context:
             earlier = done[1]
         else:
