@@ -322,7 +322,14 @@ def _never_judged(cursor: RuleCursor | None) -> bool:
     return cursor is None or (cursor.position_id is None and cursor.position_time is None)
 
 
-_FIRST_TRACKS_READ: Any = None
+@cache
+def _first_tracks_read() -> Any:
+    """`_read_first_tracks`' statement, built once (the collars an expanding parameter)."""
+    return (
+        select(Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
+        .where(Position.device_id.in_(bindparam("device_ids", expanding=True)))
+        .limit(bindparam("most"))
+    )
 
 
 def _read_first_tracks(
@@ -331,17 +338,10 @@ def _read_first_tracks(
     """Every fix of the collars judged together none of whose fixes was judged yet, in one statement:
     a new herd's first batch read each collar's the long way, three statements a collar. None when
     there are none, or more fixes than TRACKS_AT_ONCE_ROWS (each collar reads its own then)."""
-    global _FIRST_TRACKS_READ
     fresh = [device_id for device_id, (_, _, cursor) in rows.items() if _never_judged(cursor)]
     if not fresh:
         return None
-    if _FIRST_TRACKS_READ is None:
-        _FIRST_TRACKS_READ = (
-            select(Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
-            .where(Position.device_id.in_(bindparam("device_ids", expanding=True)))
-            .limit(bindparam("most"))
-        )
-    found = session.execute(_FIRST_TRACKS_READ, {"device_ids": fresh, "most": TRACKS_AT_ONCE_ROWS + 1}).all()
+    found = session.execute(_first_tracks_read(), {"device_ids": fresh, "most": TRACKS_AT_ONCE_ROWS + 1}).all()
     return _fixes_by_collar(found, fresh)
 
 
