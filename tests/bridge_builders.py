@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import event
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -173,6 +174,18 @@ def api_headers(bridge: Bridge, role: str = "ranger") -> dict[str, str]:
 
 
 # ---- running things ---------------------------------------------------------------------------
+
+def statements_of(bridge: Bridge) -> list[str]:
+    """The SQL statements the bridge's write engine runs from now on, each on one line (the list
+    returned fills as they run)."""
+    said: list[str] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        said.append(" ".join(statement.split()))
+
+    event.listen(bridge.db.write_engine, "before_cursor_execute", keep)
+    return said
+
 
 @contextmanager
 def fresh_bridge(store_url: str, **settings: Any) -> Iterator[Bridge]:

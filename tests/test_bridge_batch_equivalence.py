@@ -12,7 +12,7 @@ from typing import Any
 import bridge_builders as b
 import pytest
 from conftest import empty_store
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from lora_bridge import pipeline
 from lora_bridge.bench import synthetic_bodies
@@ -170,9 +170,7 @@ def test_a_sparse_herd_judged_a_delivery_at_a_time_reads_its_context_together_an
     for name, batched in (("one", False), ("batch", True)):
         tracks[name] = []
         with empty_store(engine, request, tmp_path / f"{name}.db") as url, b.fresh_bridge(url) as bridge:
-            said: list[str] = []
-            event.listen(bridge.db.write_engine, "before_cursor_execute",
-                         lambda _c, _cur, statement, *_a, said=said: said.append(" ".join(statement.split())))
+            said = b.statements_of(bridge)
             own_reads[name], shared_reads[name] = [], []
             for delivery in deliveries:
                 said.clear()
@@ -232,9 +230,7 @@ def test_a_herd_alerting_in_one_delivery_reads_ahead_once_and_files_its_alerts_a
             for alert in bridge.alerts(viewer=b.RANGER):
                 if alert.device_id in ("mzee", "dada"):
                     bridge.resolve_alert(alert.alert_id, b.RANGER, "true")
-            seen: list[str] = []
-            event.listen(bridge.db.write_engine, "before_cursor_execute",
-                         lambda _c, _cur, statement, *_a, seen=seen: seen.append(" ".join(statement.split())))
+            seen = b.statements_of(bridge)
             bridge.ingest_batch([Submission("tts", None, body) for body in delivery])
             said.append(seen)
             dumps.append(stored(bridge))

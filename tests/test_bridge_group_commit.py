@@ -224,21 +224,11 @@ def test_writers_of_a_sqlite_store_are_let_in_in_the_order_they_came_so_a_burst_
     assert entered == ["outbox", "next batch"]
 
 
-def statements_of(bridge) -> list[str]:
-    said: list[str] = []
-
-    def keep(_conn, _cursor, statement, *_args) -> None:
-        said.append(" ".join(statement.split()))
-
-    event.listen(bridge.db.write_engine, "before_cursor_execute", keep)
-    return said
-
-
 def test_a_batch_writes_each_body_once_in_its_final_state_and_its_fixes_and_summaries_in_one_statement_each(store_url):
     # On PostgreSQL too: the raw rows' ids come from their sequence, the rows go in at the batch's end.
     bodies = herd_hour()
     with b.fresh_bridge(store_url) as bridge:
-        said = statements_of(bridge)
+        said = b.statements_of(bridge)
 
         results = bridge.ingest_batch([up(body) for body in bodies])
 
@@ -267,7 +257,7 @@ def test_a_herd_first_heard_in_one_batch_is_filed_with_its_animals_and_first_ale
     bodies = herd_hour(herd, hours=2)
     bodies += [b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 4000), device_id=c, f_cnt=9) for c in herd]
     with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
-        said = statements_of(bridge)
+        said = b.statements_of(bridge)
 
         results = bridge.ingest_batch([up(body) for body in bodies])
 
@@ -297,7 +287,7 @@ def test_a_batch_of_every_fate_keeps_each_body_once_with_what_refers_to_it(store
     undecodable = b.tts_uplink((2, b"\xff\xff"), f_cnt=2)
     join = json.dumps(nf.TTS["join_accept"].body).encode()
     with b.fresh_bridge(store_url) as bridge:
-        said = statements_of(bridge)
+        said = b.statements_of(bridge)
 
         results = bridge.ingest_batch([up(uplink), up(b"{not json"), up(undecodable), up(join), up(copy)])
 
