@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import bridge_builders as b
+import numpy as np
 import pytest
 import rules_builders as rb
 from conftest import empty_store
 
 from lora_bridge.access import Viewer
+from lora_bridge.domain import rules_movement
 from lora_bridge.domain.rules_movement import exclude_outliers, immobility
 from lora_bridge.domain.rules_profiles import ImmobilityProfile, RulesConfig, SpeedProfile, load_rules_config
 from lora_bridge.errors import InvalidRequest
@@ -492,3 +495,54 @@ def test_a_status_sent_again_replayed_or_late_keeps_one_reading_at_its_own_time(
         ]
         (collar,) = bridge.devices(["collar-01"])
         assert collar.battery_mv == 3600  # the late status is kept as a reading, not as the collar's latest
+
+
+def _wandering_tracks(count: int, seed: int) -> list[tuple[list[tuple], ImmobilityProfile]]:
+    """Hand-made tracks in the reserve: an animal resting, grazing or walking off, some with a GPS jump,
+    from 2 fixes to more than the walk back takes on plain floats; each with a profile."""
+    rng = random.Random(seed)
+    tracks = []
+    for _ in range(count):
+        n = rng.choice([2, 3, 5, 8, 12, 24, 48, 49, 90])
+        lat0, lon0, spread = rng.uniform(-3.5, -1.0), rng.uniform(35.0, 38.5), rng.choice([0.0002, 0.0008, 0.003])
+        fixes = [
+            (T + timedelta(hours=i), lat0 + rng.gauss(0, spread) + (0.05 if rng.random() < 0.05 else 0.0),
+             lon0 + rng.gauss(0, spread) + (i * 0.001 if rng.random() < 0.3 else 0.0))
+            for i in range(n)
+        ]
+        profile = ImmobilityProfile(radius_m=rng.choice([50.0, 100.0, 200.0]), duration_h=rng.choice([3.0, 12.0]),
+                                    min_share=rng.choice([0.6, 0.8, 1.0]), min_fixes=4)
+        tracks.append((fixes, profile))
+    return tracks
+
+
+def test_immobility_walks_back_on_floats_as_it_does_one_start_at_a_time():
+    judged = still = 0
+    for fixes, profile in _wandering_tracks(400, seed=11):
+        clean = exclude_outliers(fixes, SpeedProfile())
+        xy = rules_movement.project(clean.kept)[0] if len(clean.kept) > 1 else None
+        if xy is not None:
+            assert rules_movement._walk_back(xy, profile.radius_m, profile.min_share) == \
+                rules_movement._walk_back_one_by_one(xy, profile.radius_m, profile.min_share)
+            judged += 1
+        # the cleaning's metres reused give the very same answer as projecting the fixes again
+        assert immobility(clean.kept, profile, clean.metres) == immobility(clean.kept, profile)
+        still += immobility(clean.kept, profile).immobile
+    assert judged > 350 and 0 < still < judged  # both answers were met
+
+
+def test_a_fix_on_the_radius_is_judged_by_the_walk_whose_centres_are_exact_means(monkeypatch):
+    exact_walks = []
+    one_by_one = rules_movement._walk_back_one_by_one
+
+    def spied(*args):
+        exact_walks.append(args)
+        return one_by_one(*args)
+
+    monkeypatch.setattr(rules_movement, "_walk_back_one_by_one", spied)
+    # the newest two fixes 200 m apart: each lies exactly 100 m from their centre
+    xy = np.array([[300_000.0, 9_700_500.0], [305_000.0, 9_705_000.0], [305_200.0, 9_705_000.0]])
+
+    assert rules_movement._walk_back(xy, 100.0, 0.8) == 1  # inside counts "within or on the radius"
+    assert len(exact_walks) == 1
+    assert rules_movement._walk_back(xy, 99.0, 0.8) is None and len(exact_walks) == 1  # clear of it: floats alone

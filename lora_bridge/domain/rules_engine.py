@@ -52,7 +52,7 @@ from lora_bridge.domain.rules_crossings import (
 from lora_bridge.domain.rules_cursors import HELD as CURSORS_HELD
 from lora_bridge.domain.rules_cursors import alerts_of_free_collars, lock_cursor
 from lora_bridge.domain.rules_lifecycle import auto_resolve
-from lora_bridge.domain.rules_movement import Fix, exclude_outliers, immobility, project
+from lora_bridge.domain.rules_movement import CleanTrack, Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
 from lora_bridge.store import parts
 from lora_bridge.store.tables import (
@@ -720,7 +720,7 @@ def _track(
         _check_collar_fence_alerts(session, judge, clean.kept, steps)
     newest = max(everything[-1][0], cursor.position_time or everything[-1][0])
     window_start = newest - lookback
-    _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean.outliers, steps)
+    _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean, steps)
     steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
     cursor.position_id = max(track.highest_id, cursor.position_id or 0)
     cursor.position_time = newest
@@ -944,14 +944,16 @@ def _immobility(
     animal_id: int | None,
     profile: RuleProfile,
     fixes: list[Fix],
-    outliers: list[dict[str, Any]],
+    clean: CleanTrack,
     steps: Steps,
 ) -> None:
-    result = immobility(fixes, profile.immobility)
+    """Raise, grow or close the collar's immobility alert on fixes (the kept fixes of clean, the track
+    cleaned of its outliers, within the lookback)."""
+    result = immobility(fixes, profile.immobility, clean.metres)
     open_alert = steps.open.get(IMMOBILITY)
     if result.immobile:
         evidence = result.evidence(profile.immobility)
-        evidence["excluded_fixes"] = outliers[-5:]
+        evidence["excluded_fixes"] = clean.outliers[-5:]
         if open_alert is not None and open_alert.evidence.get("still_since") == evidence["still_since"]:
             open_alert.evidence = {**open_alert.evidence, **evidence}  # the same stillness, growing
             return

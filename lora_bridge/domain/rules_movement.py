@@ -1,7 +1,9 @@
 """Movement rules over a collar's fixes: GPS outliers (implausible speed) and immobility.
 
 Both work in metres in the UTM zone of the fixes (pyproj), on plain (time, lat, lon) tuples, so a test
-can hand-build a track and check the answer with a ruler.
+can hand-build a track and check the answer with a ruler. A collar's evaluation cleans its track and then
+tests the kept fixes for immobility: the cleaning's projection goes along (`Metres`), so the same fixes
+are not projected twice.
 """
 
 from __future__ import annotations
@@ -26,30 +28,45 @@ def project(fixes: list[Fix]) -> tuple[np.ndarray, CRS]:
     return xy, crs
 
 
-def _projected(fixes: list[Fix]) -> tuple[np.ndarray, CRS, Transformer]:
-    """project, with the transformer back to lon/lat."""
+@dataclass(frozen=True)
+class Metres:
+    """Fixes already projected: the transformer that projected them (lon/lat to one UTM zone's metres)
+    and each fix's (x, y). Fixes whose own zone has that transformer take their metres from here."""
+
+    forward: Transformer
+    xy: dict[Fix, tuple[float, float]]
+
+
+def _projected(fixes: list[Fix], known: Metres | None = None) -> tuple[np.ndarray, CRS, Transformer]:
+    """project, with the transformer back to lon/lat; the metres of known taken when they are the same
+    numbers (the same zone's transformer, every fix in it)."""
     lats = np.array([f[1] for f in fixes], dtype=float)
     lons = np.array([f[2] for f in fixes], dtype=float)
     crs, forward, back = metric_frame(float(lons.mean()), float(lats.mean()))
+    if known is not None and known.forward is forward and all(f in known.xy for f in fixes):
+        return np.array([known.xy[f] for f in fixes], dtype=float), crs, back
     x, y = forward.transform(lons, lats)
     return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]), crs, back
 
 
-def _metres(fixes: list[Fix]) -> list[tuple[float, float]]:
-    """The fixes as (x, y) metres in the UTM zone of their mean (the same numbers as project)."""
+def _metres(fixes: list[Fix]) -> tuple[list[tuple[float, float]], Transformer]:
+    """The fixes as (x, y) metres in the UTM zone of their mean (the same numbers as project), and the
+    transformer that gave them."""
     lats = np.array([f[1] for f in fixes], dtype=float)
     lons = np.array([f[2] for f in fixes], dtype=float)
     forward, _ = metric_transformers(float(lons.mean()), float(lats.mean()))
     x, y = forward.transform(lons, lats)
-    return list(zip(np.asarray(x, dtype=float).tolist(), np.asarray(y, dtype=float).tolist(), strict=True))
+    return list(zip(np.asarray(x, dtype=float).tolist(), np.asarray(y, dtype=float).tolist(), strict=True)), forward
 
 
 @dataclass(frozen=True)
 class CleanTrack:
-    """A track with its GPS outliers set apart: `kept` in time order, `outliers` with the speed that gave them away."""
+    """A track with its GPS outliers set apart: `kept` in time order, `outliers` with the speed that gave
+    them away, and `metres`, the projection the cleaning made (for `immobility` to reuse)."""
 
     kept: list[Fix]
     outliers: list[dict[str, Any]] = field(default_factory=list)
+    metres: Metres | None = None
 
 
 def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
@@ -62,7 +79,7 @@ def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
     ordered = sorted(fixes, key=lambda f: f[0])
     if len(ordered) < 2:
         return CleanTrack(kept=list(ordered))
-    xy = _metres(ordered)
+    xy, forward = _metres(ordered)
     max_mps = profile.max_speed_kmh / 3.6
     kept_idx = [0]
     outliers: list[dict[str, Any]] = []
@@ -85,7 +102,8 @@ def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
         pending = i
     if pending is not None:
         outliers.append(_outlier(ordered[pending], _speed(ordered, xy, kept_idx[-1], pending)))
-    return CleanTrack(kept=[ordered[i] for i in sorted(kept_idx)], outliers=outliers)
+    return CleanTrack(kept=[ordered[i] for i in sorted(kept_idx)], outliers=outliers,
+                      metres=Metres(forward, dict(zip(ordered, xy, strict=True))))
 
 
 def _speed(fixes: list[Fix], xy: list[tuple[float, float]], a: int, b: int) -> float:
@@ -134,35 +152,30 @@ class Immobility:
         }
 
 
-def immobility(fixes: list[Fix], profile: ImmobilityProfile) -> Immobility:
+def immobility(fixes: list[Fix], profile: ImmobilityProfile, known: Metres | None = None) -> Immobility:
     """Is the animal still at the newest fix? Walk back from the newest fix while at least
     profile.min_share of the fixes lie within profile.radius_m of their centre; the animal has been
     still since the oldest fix of that cluster that lies inside the radius; immobile when that is at
-    least profile.duration_h ago (and the cluster has profile.min_fixes fixes)."""
+    least profile.duration_h ago (and the cluster has profile.min_fixes fixes). known: the fixes'
+    metres when a cleaning of the track projected them already (`CleanTrack.metres`)."""
     ordered = sorted(fixes, key=lambda f: f[0])
     none = Immobility(False, None, 0.0, 0.0, 0, len(ordered), 0.0, None, None)
     if len(ordered) < 2:
         return none
-    xy, _, back = _projected(ordered)
+    xy, _, back = _projected(ordered, known)
     newest = len(ordered) - 1
-    best: tuple[int, np.ndarray, np.ndarray] | None = None
-    for start in range(newest - 1, -1, -1):
-        points = xy[start:]
-        centre = points.mean(axis=0)
-        distance = np.hypot(points[:, 0] - centre[0], points[:, 1] - centre[1])
-        inside = distance <= profile.radius_m
-        if inside.mean() < profile.min_share:
-            break
-        best = (start, centre, inside)
-    if best is None:
+    start = _walk_back(xy, profile.radius_m, profile.min_share)
+    if start is None:
         return none
-    start, centre, inside = best
+    points = xy[start:]
+    centre = points.mean(axis=0)
+    distance = np.hypot(points[:, 0] - centre[0], points[:, 1] - centre[1])
+    inside = distance <= profile.radius_m
     first_inside = start + int(np.argmax(inside))
     still_s = (ordered[newest][0] - ordered[first_inside][0]).total_seconds()
     lon, lat = back.transform(float(centre[0]), float(centre[1]))
     cluster = int(inside.sum())
     total = len(inside)
-    distance = np.hypot(xy[start:, 0] - centre[0], xy[start:, 1] - centre[1])
     return Immobility(
         immobile=still_s >= profile.duration_h * 3600 and cluster >= profile.min_fixes,
         still_since=ordered[first_inside][0],
@@ -174,3 +187,51 @@ def immobility(fixes: list[Fix], profile: ImmobilityProfile) -> Immobility:
         centre_lat=float(lat),
         centre_lon=float(lon),
     )
+
+
+# Up to this many fixes the walk back runs on plain floats (a start's centre from the running sums of
+# the fixes after it); past it, on arrays, one start at a time (a step's cost then is in the arithmetic,
+# not in the calls: a collar's usual day of fixes is far below it).
+WALK_ON_FLOATS_FIXES = 48
+# A fix this close to the radius (metres) sends the walk to arrays: there each start's centre is the
+# mean of its fixes, which running sums may miss in the last bits.
+WALK_EXACT_WITHIN_M = 1e-6
+
+
+def _walk_back(xy: np.ndarray, radius_m: float, min_share: float) -> int | None:
+    """The oldest start of immobility's walk back (the fixes from it on hold min_share within radius_m
+    of their centre, and so do those of every later start); None when the newest two fixes do not."""
+    n = len(xy)
+    if n > WALK_ON_FLOATS_FIXES:
+        return _walk_back_one_by_one(xy, radius_m, min_share)
+    xs, ys = xy[:, 0].tolist(), xy[:, 1].tolist()
+    sum_x, sum_y = xs[-1], ys[-1]
+    best: int | None = None
+    for start in range(n - 2, -1, -1):
+        sum_x += xs[start]
+        sum_y += ys[start]
+        count = n - start
+        centre_x, centre_y = sum_x / count, sum_y / count
+        inside = 0
+        for j in range(start, n):
+            distance = math.hypot(xs[j] - centre_x, ys[j] - centre_y)
+            if abs(distance - radius_m) <= WALK_EXACT_WITHIN_M:
+                return _walk_back_one_by_one(xy, radius_m, min_share)
+            inside += distance <= radius_m
+        if inside / count < min_share:
+            break
+        best = start
+    return best
+
+
+def _walk_back_one_by_one(xy: np.ndarray, radius_m: float, min_share: float) -> int | None:
+    """_walk_back, one start at a time, each centre the mean of its fixes."""
+    best: int | None = None
+    for start in range(len(xy) - 2, -1, -1):
+        points = xy[start:]
+        centre = points.mean(axis=0)
+        distance = np.hypot(points[:, 0] - centre[0], points[:, 1] - centre[1])
+        if (distance <= radius_m).mean() < min_share:
+            break
+        best = start
+    return best
