@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, event, insert, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import instance_state, set_committed_value
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql.dml import Insert
 
 from lora_bridge.store import parts
@@ -121,10 +121,10 @@ def add_deferred(session: Session) -> None:
         columns = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
         rows = []
         for obj in objects:
-            values = obj.__dict__
+            values = obj.__dict__  # a new object no session holds: its dict is its state (`set_values`)
             for key, column in columns:
-                if key not in values:  # what the ORM's flush would have filled in (no change history:
-                    set_committed_value(obj, key, _python_default(column))  # the row is stored as it is)
+                if key not in values:  # what the ORM's flush would have filled in
+                    values[key] = _python_default(column)
             rows.append({column.key: values[key] for key, column in columns})
         connection.execute(insert(mapper.local_table), rows)
         for obj in objects:
