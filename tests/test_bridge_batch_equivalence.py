@@ -248,3 +248,38 @@ def test_a_herd_alerting_in_one_delivery_reads_ahead_once_and_files_its_alerts_a
     assert not [s for s in ahead if s.startswith(("SELECT positions.time", "SELECT activity_summaries.time"))]
     for name in TABLES:
         assert read_once[name] == each_alone[name], name
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_herd_batch_judges_its_collars_as_it_read_them_reading_only_their_cursors_again(
+        engine, request, tmp_path, monkeypatch):
+    """The collars and the animals wearing them that a batch read (or made) before applying their
+    uplinks are the ones its rules judge: the rules read only the collars' cursors, and every table
+    holds what it holds when they read the collars again."""
+    herd = synthetic_bodies(collars=6, hours=8)
+    herd += [b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 7 * 3600), device_id=f"bench-00{n}", f_cnt=900)
+             for n in range(2)]
+    batches = [herd[i:i + 24] for i in range(0, len(herd), 24)]
+
+    dumps, joined_reads, cursor_reads = [], [], []
+    for read_again in (False, True):
+        if read_again:
+            monkeypatch.setattr(rules_engine, "_collars_held", lambda _session, _ids: None)
+        name = "again" if read_again else "held"
+        with empty_store(engine, request, tmp_path / f"{name}.db") as url, b.fresh_bridge(url) as bridge:
+            said = b.statements_of(bridge)
+            for batch in batches:
+                results = bridge.ingest_batch([Submission("tts", None, body) for body in batch])
+                assert {r.status for r in results} <= {"processed", "duplicate"}  # a copy from a second gateway
+            dumps.append(stored(bridge))
+        joined_reads.append(sum(s.startswith("SELECT devices.") and "JOIN animals" in s for s in said))
+        # the cursors read whole (PostgreSQL also takes their locks, FOR UPDATE, before anything of theirs is written)
+        cursor_reads.append(sum(s.startswith("SELECT rule_cursors.device_id, rule_cursors.position_id")
+                                and "FOR UPDATE" not in s for s in said))
+
+    assert joined_reads == [0, len(batches)]
+    assert cursor_reads[0] == len(batches)
+    held, read_again = dumps
+    assert len(held["alerts"]) >= 2 and held["rule_cursors"]
+    for name in TABLES:
+        assert held[name] == read_again[name], name

@@ -33,10 +33,11 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, union
+from sqlalchemy import and_, bindparam, inspect, or_, select, union
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
-from lora_bridge.domain import alerts, geofences, rules, rules_visits
+from lora_bridge.domain import alerts, devices, geofences, rules, rules_visits
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
 from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, REST_CLASSES, corroborate
 from lora_bridge.domain.rules_crossings import (
@@ -162,6 +163,7 @@ def _collars_reads() -> dict[str, Any]:
             .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
             .where(Device.device_id.in_(theirs))
         )
+        _COLLARS_READS["cursors"] = select(RuleCursor).where(RuleCursor.device_id.in_(theirs))
         _COLLARS_READS["open_alerts"] = (
             select(Alert).where(Alert.device_id.in_(theirs), Alert.open_key.is_not(None)).order_by(Alert.id)
         )
@@ -170,10 +172,15 @@ def _collars_reads() -> dict[str, Any]:
 
 def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> _CollarsRead:
     reads = _collars_reads()
-    rows = {
-        device.device_id: (device, animal, cursor)
-        for device, animal, cursor in session.execute(reads["collars"], {"device_ids": device_ids})
-    }
+    held = _collars_held(session, device_ids)
+    if held is not None:  # only their cursors are read
+        cursors = {cursor.device_id: cursor for cursor in session.scalars(reads["cursors"], {"device_ids": device_ids})}
+        rows = {device_id: (device, animal, cursors.get(device_id)) for device_id, (device, animal) in held.items()}
+    else:
+        rows = {
+            device.device_id: (device, animal, cursor)
+            for device, animal, cursor in session.execute(reads["collars"], {"device_ids": device_ids})
+        }
     fence_version = geofences.fence_version(session)
     open_alerts: dict[str, list[Alert]] = {}
     with session.no_autoflush:
@@ -183,6 +190,32 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
     read.tracks = _read_tracks(session, runtime, rows)
     read.first_tracks = _read_first_tracks(session, rows)
     return read
+
+
+def _collars_held(session: Session, device_ids: list[str]) -> dict[str, tuple[Device, Animal]] | None:
+    """The collars of device_ids and the animals wearing them as this unit of work holds them already
+    (an ingest batch read them, or made them, before applying their uplinks: `pipeline.read_batch`,
+    `devices.ensure_animal`), stored and current; None when it does not hold every one so (they are
+    read from the store then)."""
+    animals = session.info.get(devices.ANIMALS_BY_DEVICE)
+    if not animals:
+        return None
+    held: dict[str, tuple[Device, Animal]] = {}
+    for device_id in device_ids:
+        device = session.identity_map.get(identity_key(Device, device_id))
+        animal = animals.get(device_id)
+        if (device is None or animal is None or animal.device_id != device_id
+                or not _stored_and_current(device) or not _stored_and_current(animal)):
+            return None
+        held[device_id] = (device, animal)
+    return held
+
+
+def _stored_and_current(obj: Any) -> bool:
+    """obj is a stored row of this session with nothing of it expired (a rolled-back savepoint expires
+    what it touched)."""
+    state = inspect(obj)
+    return state.persistent and not state.expired_attributes
 
 
 ContextKey = tuple[datetime, int, int]  # a context read's bounds: (before, highest id, how many)
