@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 import bridge_builders as b
 import numpy as np
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import column, create_engine, event, insert, select, table
 
 from lora_bridge.domain import rules
 from lora_bridge.domain.rules_profiles import BatteryProfile
+from lora_bridge.store import migrate
 from lora_bridge.store.tables import BatteryReading, Device
+from lora_bridge.store.utc import UTCDateTime
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 
@@ -33,7 +35,7 @@ def herd_with_history(bridge, collars: int, days: int) -> dict[str, list[tuple[d
     with bridge.db.write() as session:
         session.execute(insert(Device.__table__), [{"device_id": d, "reported_settings": {}} for d in readings])
         session.execute(insert(BatteryReading.__table__), [
-            {"device_id": d, "time": t, "battery_mv": mv} for d, rows in readings.items() for t, mv in rows])
+            rules.reading_row(d, t, mv) for d, rows in readings.items() for t, mv in rows])
     return readings
 
 
@@ -111,3 +113,30 @@ def test_a_collar_without_readings_in_its_window_has_no_trend(sqlite_url):
         herd_with_history(bridge, collars=1, days=2)
         with bridge.db.read() as session:
             assert rules.reading_sums(session, {"collar-00": NOW + timedelta(days=1)}) == {}
+
+
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_readings_stored_before_the_upgrade_are_summed_as_the_ones_written_after(engine, request, tmp_path):
+    """A store upgraded with two weeks of readings (some at fractions of a second): each reading gets its
+    seconds since 1970 as the bridge writes them for a new one, and its trend is numpy's line."""
+    url = f"sqlite:///{tmp_path / 'old.db'}" if engine == "sqlite" else request.getfixturevalue("postgres_url")
+    store = create_engine(url)
+    migrate.upgrade(store, "0023_handovers_carry_bodies")
+    rows = [(NOW - timedelta(hours=h, microseconds=250_001 * (h % 3)), 3900 - h // 3) for h in range(14 * 24)]
+    readings = table("battery_readings", column("device_id"), column("time", UTCDateTime()), column("battery_mv"))
+    with store.begin() as connection:
+        connection.execute(insert(Device.__table__), [{"device_id": "collar-00", "reported_settings": {}}])
+        connection.execute(insert(readings), [{"device_id": "collar-00", "time": t, "battery_mv": mv} for t, mv in rows])
+    migrate.upgrade(store)
+    with store.connect() as connection:
+        stored = dict(connection.execute(select(BatteryReading.time, BatteryReading.epoch_s)).all())
+    store.dispose()
+    assert len(stored) == len(rows)
+    assert all(epoch_s == pytest.approx(rules.reading_row("collar-00", t, 0)["epoch_s"], abs=1e-6)
+               for t, epoch_s in stored.items())
+
+    since = NOW - timedelta(days=7)
+    with b.fresh_bridge(url) as bridge, bridge.db.read() as session:
+        sums = rules.reading_sums(session, {"collar-00": since})["collar-00"]
+    count, slope, intercept = numpy_line(rows, since)
+    assert sums.count == count and sums.line()[0] == pytest.approx(slope, rel=1e-9)

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, String, and_, bindparam, cast, column, func, select
+from sqlalchemy import JSON, Float, String, and_, bindparam, cast, column, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from collar_firmware import risk
@@ -29,11 +29,12 @@ from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
 from lora_bridge.domain import alerts
 from lora_bridge.domain.rules_profiles import BatteryProfile, OfflineProfile, RuleProfile
 from lora_bridge.store import bulk
-from lora_bridge.store.days_sql import SECONDS_PER_DAY, days_since
 from lora_bridge.store.tables import Alert, Animal, BatteryReading, Device
 from lora_bridge.store.utc import as_utc
 
 log = logging.getLogger(__name__)
+
+SECONDS_PER_DAY = 86_400
 
 LOW_BATTERY = "low_battery"
 OFFLINE = "offline"
@@ -190,8 +191,13 @@ def queue_reading(session: Session, device_id: str, time: datetime, battery_mv: 
     as it is. Every status's reading is kept, whatever the batch it came in."""
     if battery_mv is None:
         return
-    bulk.queue_row(session, BatteryReading.__table__,
-                   {"device_id": device_id, "time": time, "battery_mv": int(battery_mv)})
+    bulk.queue_row(session, BatteryReading.__table__, reading_row(device_id, time, int(battery_mv)))
+
+
+def reading_row(device_id: str, time: datetime, battery_mv: int) -> dict[str, Any]:
+    """The `battery_readings` row of one reading: its time also as seconds since 1970 (UTC), which the
+    trend's sums read."""
+    return {"device_id": device_id, "time": time, "battery_mv": battery_mv, "epoch_s": as_utc(time).timestamp()}
 
 
 @dataclass(frozen=True)
@@ -222,41 +228,34 @@ SUMS_AT_ONCE = 500  # collars whose reading sums one statement reads
 @cache
 def _sums_read(dialect: str) -> Any:
     """The reading sums of several collars, each from its own window's start on, in one statement of
-    one form whatever their number: the windows go in as one JSON list ({"d": collar, "s": start}),
-    read as a table (SQLite's json_each, PostgreSQL's json_to_recordset), each window a range of the
-    (collar, time) index; a row a collar. x counts days from `origin`, the earliest window's start."""
+    one form whatever their number: the windows go in as one JSON list ({"d": collar, "s": start in
+    seconds since 1970}), read as a table (SQLite's json_each, PostgreSQL's json_to_recordset), each
+    window a range of the (collar, seconds, millivolts) index; a row a collar. x counts days from
+    `origin` (seconds since 1970), the earliest window's start."""
     windows_json = bindparam("windows", type_=String)
     if dialect == "sqlite":
         each = func.json_each(windows_json).table_valued("value").alias("windows")
         collar, start = func.json_extract(each.c.value, "$.d"), func.json_extract(each.c.value, "$.s")
     elif dialect == "postgresql":
         each = (func.json_to_recordset(cast(windows_json, JSON))
-                .table_valued(column("d", String), column("s", DateTime(timezone=True)))
+                .table_valued(column("d", String), column("s", Float))
                 .render_derived(name="windows", with_types=True))
         collar, start = each.c.d, each.c.s
     else:
         raise NotImplementedError(f"no battery trend read for the {dialect} dialect")
-    x = days_since(BatteryReading.time, bindparam("origin", type_=BatteryReading.time.type))
+    seconds = BatteryReading.epoch_s
+    x = (seconds - bindparam("origin", type_=Float)) / literal(float(SECONDS_PER_DAY))
     y = BatteryReading.battery_mv
     newest = aliased(BatteryReading)
     latest = (select(newest.battery_mv).where(newest.device_id == BatteryReading.device_id)
-              .order_by(newest.time.desc()).limit(1).scalar_subquery())
+              .order_by(newest.epoch_s.desc()).limit(1).scalar_subquery())
     return (
-        select(BatteryReading.device_id, func.count(), func.min(BatteryReading.time), func.max(BatteryReading.time),
+        select(BatteryReading.device_id, func.count(), func.min(seconds), func.max(seconds),
                func.sum(x), func.sum(y), func.sum(x * x), func.sum(x * y), latest)
         .select_from(each)
-        .join(BatteryReading, and_(BatteryReading.device_id == collar, BatteryReading.time >= start))
+        .join(BatteryReading, and_(BatteryReading.device_id == collar, seconds >= start))
         .group_by(BatteryReading.device_id)
     )
-
-
-def _window_start(moment: datetime, dialect: str) -> str:
-    """A window's start as the windows' JSON gives it: on SQLite the text the store keeps its times in
-    (UTC, compared as text), on PostgreSQL an ISO time with its offset."""
-    utc = as_utc(moment)
-    if dialect == "sqlite":
-        return utc.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    return utc.isoformat()
 
 
 def reading_sums(session: Session, windows: dict[str, datetime]) -> dict[str, ReadingSums]:
@@ -267,18 +266,18 @@ def reading_sums(session: Session, windows: dict[str, datetime]) -> dict[str, Re
     dialect = session.get_bind().dialect.name
     collars = list(windows)
     for first in range(0, len(collars), SUMS_AT_ONCE):
-        chunk = {device_id: windows[device_id] for device_id in collars[first:first + SUMS_AT_ONCE]}
+        chunk = {device_id: as_utc(windows[device_id]) for device_id in collars[first:first + SUMS_AT_ONCE]}
         origin = min(chunk.values())
-        listed = json.dumps([{"d": device_id, "s": _window_start(start, dialect)} for device_id, start in chunk.items()])
+        origin_s = origin.timestamp()
+        listed = json.dumps([{"d": device_id, "s": start.timestamp()} for device_id, start in chunk.items()])
         with session.no_autoflush:
-            rows = session.execute(_sums_read(dialect), {"windows": listed, "origin": origin}).all()
-        for device_id, count, first_at, last_at, sum_x, sum_y, sum_xx, sum_xy, latest in rows:
+            rows = session.execute(_sums_read(dialect), {"windows": listed, "origin": origin_s}).all()
+        for device_id, count, first_s, last_s, sum_x, sum_y, sum_xx, sum_xy, latest in rows:
             if not count:
                 continue
             found[device_id] = ReadingSums(
-                origin, int(count), (first_at - origin).total_seconds() / SECONDS_PER_DAY,
-                (last_at - origin).total_seconds() / SECONDS_PER_DAY, float(sum_x), float(sum_y), float(sum_xx),
-                float(sum_xy), None if latest is None else int(latest))
+                origin, int(count), (first_s - origin_s) / SECONDS_PER_DAY, (last_s - origin_s) / SECONDS_PER_DAY,
+                float(sum_x), float(sum_y), float(sum_xx), float(sum_xy), None if latest is None else int(latest))
     return found
 
 

@@ -309,6 +309,10 @@ class BatteryReading(Base):
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
     time: Mapped[datetime]
     battery_mv: Mapped[int]
+    # `time` as seconds since 1970-01-01 UTC, written with it (`rules.queue_reading`): the battery trend
+    # sums a collar's readings of two weeks by it (`rules.reading_sums`) from an index, with no stored
+    # time to parse on each reading.
+    epoch_s: Mapped[float]
 
 
 class RuleCursor(Base):
@@ -484,6 +488,8 @@ class AuditEntry(Base):
 
 
 Index("ix_positions_device_time", Position.device_id, Position.time)
+# A collar's readings of a window with what the battery trend sums: its read never leaves this index.
+Index("ix_battery_readings_window", BatteryReading.device_id, BatteryReading.epoch_s, BatteryReading.battery_mv)
 # A collar's fixes newer than its rule cursor (the rules' track read) without walking its whole history.
 Index("ix_positions_device_id", Position.device_id, Position.id)
 Index("ix_alerts_device_type", Alert.device_id, Alert.alert_type)
