@@ -72,8 +72,11 @@ class Outbox:
         routes of another cluster or application) still go. Interrupted pushes go back to the queue in a
         full flush (no ids)."""
         if ids is None:
-            with self.db.write() as session:
-                downlinks.release_expired_leases(session)
+            with self.db.read() as session:
+                interrupted = downlinks.any_push_interrupted(session)
+            if interrupted:
+                with self.db.write() as session:
+                    downlinks.release_expired_leases(session)
             with self.db.read() as session:
                 waiting = [row.id for row in downlinks.queued(session, limit)]
         else:
@@ -229,12 +232,14 @@ class Outbox:
         cycle the delivery spaced them by). A frame whose time passed while the bridge was down is
         moved later together with the rest of its delivery, keeping their spacing."""
         now = self.clock()
-        with self.db.write() as session:
-            session.execute(
-                update(MulticastDownlink)
-                .where(MulticastDownlink.state == downlinks.STATE_SENDING, MulticastDownlink.lease_until < now)
-                .values(state=downlinks.STATE_QUEUED, lease_until=None)
-            )
+        interrupted = (MulticastDownlink.state == downlinks.STATE_SENDING) & (MulticastDownlink.lease_until < now)
+        with self.db.read() as session:  # a pass with no push interrupted takes no write lock
+            any_interrupted = session.scalar(select(MulticastDownlink.id).where(interrupted).limit(1)) is not None
+        if any_interrupted:
+            with self.db.write() as session:
+                session.execute(update(MulticastDownlink).where(interrupted)
+                                .values(state=downlinks.STATE_QUEUED, lease_until=None))
+        with self.db.read() as session:
             waiting = list(session.scalars(
                 select(MulticastDownlink.id).where(MulticastDownlink.state == downlinks.STATE_QUEUED)
                 .order_by(MulticastDownlink.send_at, MulticastDownlink.id).limit(limit)))

@@ -1731,11 +1731,15 @@ class Bridge:
             except ValueError as error:  # deliveries with their own group wait; the others go on
                 log.error("collar key file unusable: %s", error)
         now = now or self.clock()
-        with self.db.write() as session:
-            queued = fuota_delivery.tick(session, self.codec, now, group_keys=group_keys,
-                                         no_answer_factor=self.settings.fuota_no_answer_factor)
-            for campaign in session.scalars(select(UpdateCampaign).where(UpdateCampaign.state.in_(campaigns.ACTIVE))):
-                campaigns.expire(session, campaign, now, self.settings.campaign_collar_days * 86400)
+        queued = 0
+        with self.db.read() as session:  # no campaign to move on: no write lock taken
+            moving = fuota_delivery.anything_to_move(session)
+        if moving:
+            with self.db.write() as session:
+                queued = fuota_delivery.tick(session, self.codec, now, group_keys=group_keys,
+                                             no_answer_factor=self.settings.fuota_no_answer_factor)
+                for campaign in session.scalars(select(UpdateCampaign).where(UpdateCampaign.state.in_(campaigns.ACTIVE))):
+                    campaigns.expire(session, campaign, now, self.settings.campaign_collar_days * 86400)
         self._delete_ended_groups(now)
         return queued
 

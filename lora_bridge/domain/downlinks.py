@@ -316,12 +316,25 @@ def queued(session: Session, limit: int = 100, now: datetime | None = None) -> l
     )
 
 
+def _push_interrupted(now: datetime) -> Any:
+    """A downlink left `sending` past its lease (or with none): its push was interrupted."""
+    return (Downlink.state == STATE_SENDING) & (Downlink.lease_until.is_(None) | (Downlink.lease_until < now))
+
+
+def any_push_interrupted(session: Session, now: datetime | None = None) -> bool:
+    """Whether `release_expired_leases` has anything to queue again: a read, so that the outbox's
+    usual pass, with nothing to release, takes no write lock (a SQLite store's applier in another
+    process then never waits for it)."""
+    now = now or utc_now()
+    return session.scalar(select(Downlink.id).where(_push_interrupted(now)).limit(1)) is not None
+
+
 def release_expired_leases(session: Session, now: datetime | None = None) -> int:
     """Downlinks left `sending` by a bridge that died mid-push go back to the queue; how many."""
     now = now or utc_now()
     released = session.execute(
         update(Downlink)
-        .where(Downlink.state == STATE_SENDING, (Downlink.lease_until.is_(None)) | (Downlink.lease_until < now))
+        .where(_push_interrupted(now))
         .values(state=STATE_QUEUED, lease_until=None, last_error="push interrupted; queued again")
     ).rowcount
     if released:
