@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from lora_bridge.errors import StoreUnavailable
+from lora_bridge.store import write_lock
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import RawUplink
 
@@ -93,7 +94,7 @@ class IntakeJournal:
         try:
             with self._lock:
                 cursor = self._connection.cursor()
-                cursor.execute("BEGIN IMMEDIATE")
+                write_lock.begin_immediate(cursor.execute, BUSY_TIMEOUT_S)
                 try:
                     ids = []
                     for received_at, network, event, content_type, path_ids, body in entries:
@@ -117,7 +118,7 @@ class IntakeJournal:
         if not intake_ids:
             return
         with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
+            write_lock.begin_immediate(self._connection.execute, BUSY_TIMEOUT_S)
             try:
                 self._connection.executemany("DELETE FROM bodies WHERE id = ?", [(i,) for i in intake_ids])
                 self._connection.execute("COMMIT")

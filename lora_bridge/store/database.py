@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from lora_bridge.store import migrate
+from lora_bridge.store import migrate, write_lock
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,10 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str, synchronous: str 
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql(begin)
+        if begin == "BEGIN IMMEDIATE":  # the lock tried every half millisecond (`write_lock`)
+            write_lock.begin_immediate(connection.exec_driver_sql, busy_timeout_ms / 1000)
+        else:
+            connection.exec_driver_sql(begin)
 
     return engine
 
