@@ -111,6 +111,28 @@ def test_a_push_interrupted_by_a_crash_goes_out_after_its_lease_expires(store_ur
     assert len(network.pushes) == 1
 
 
+def test_an_outbox_pass_with_nothing_interrupted_and_no_campaign_takes_no_write_lock(sqlite_url):
+    # The outbox works in the webhook's process while the applier writes the store from its own: a pass
+    # that has nothing to release or move on (the usual one) only reads, so the applier never waits.
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))  # an ack waits, unroutable
+        written = b.statements_of(bridge)
+
+        bridge.deliver_updates()
+        bridge.flush_downlinks()
+        bridge.outbox.flush_multicast()
+
+        assert written == []
+        with bridge.db.write() as session:  # a bridge took the ack's lease and died mid-push
+            row = session.get(Downlink, 1)
+            row.state, row.lease_until = "sending", utc_now() - timedelta(seconds=1)
+        written.clear()
+        bridge.flush_downlinks()
+        (downlink,) = bridge.downlinks()
+
+    assert downlink.state == "queued" and any(s.startswith("UPDATE downlinks SET state") for s in written)
+
+
 def test_without_anywhere_to_push_an_ack_waits_without_spending_its_attempts(store_url):
     with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
