@@ -1,7 +1,8 @@
 """The database handle: one engine, one Session per unit of work, portable between SQLite and PostgreSQL.
 
 SQLite (the embedded default) is opened in WAL mode with a busy timeout, and write units of work
-start with BEGIN IMMEDIATE, because the webhook, the demo and the dashboard use the file at once.
+start with BEGIN IMMEDIATE, because the webhook, the demo and the dashboard use the file at once (the
+lock tried every half millisecond until the busy timeout passes, `store.write_lock`).
 `synchronous=FULL` by default: every commit fsyncs the WAL, so a body answered 2xx survives a power
 cut or a failing disk (with NORMAL, the last commits before a crash of the machine can be lost).
 """
