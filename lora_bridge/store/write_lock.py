@@ -5,8 +5,9 @@ appends; the store's outbox, timer and rangers' writes) and the intake applier's
 the journal's deletes of what a batch applied). SQLite's own wait for a taken lock (the connection's
 busy timeout) sleeps between its tries for 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and 100 ms: a
 writer that finds the lock held for a millisecond may sleep 8, 18, 33 or 78 ms before it takes it.
-Measured in the bridge bench's run at half the rate (`webhook_run`, 5 Dec): the applier's delete of a
-batch's journal entries, behind the webhook's appends of the next bodies, took 9, 19, 34 and 80 ms,
+Timed by hand around the bridge bench's run at half the rate (`webhook_run`, 5 Dec; the bench prints
+only its effect, `sqlite_half_rate_p99_ms`): the applier's delete of a batch's journal entries, behind
+the webhook's appends of the next bodies, took 9, 19, 34 and 80 ms,
 and the bodies waiting on that batch answered late. Here a writer tries `BEGIN IMMEDIATE` itself,
 every POLL_S, with SQLite's wait switched off, until the connection's busy timeout has passed (then it
 fails as SQLite would: "database is locked").
