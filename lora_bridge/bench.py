@@ -574,6 +574,7 @@ def mqtt_worker(database_url: str, broker_url: str, client_id: str, group: str, 
 
     with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
         bridge.process_pending()  # bodies a killed worker stored and did not apply, as `tembo bridge` does
+        bridge.warm_up()  # as `tembo bridge` does before its MQTT workers start (`server.serve`)
         share = CollarShare(bridge, f"{group}/{client_id}")
         worker = MqttIngest(bridge.ingest_network_message, parse_broker_url(broker_url), share_group=group,
                             client_id=client_id, topics=("v3/+/devices/+/up",), threads=bridge.settings.mqtt_threads,

@@ -9,9 +9,12 @@ the topic names) over their ids, so a worker joining or leaving moves only its o
 A message for a collar this worker owns (or one naming no collar) is ingested as usual
 (`Bridge.ingest_network_message`: stored and applied in one transaction). A message for another
 worker's collar is handed over durably: a `collar_handovers` row naming the owner and holding the body
-is committed (group commit; the MQTT PUBACK leaves after that commit), and the owner keeps and applies
-it from the store in its own batches as it does its own bodies: its raw row written once, in its final
-state, in the transaction that deletes the hand-over. Handed-over bodies of a worker whose lease ran out
+is written in the same batch transaction as this worker's own bodies (group commit: one commit for
+both; the MQTT PUBACK leaves after it), and the owner keeps and applies it from the store in its own
+batches as it does its own bodies: its raw row written once, in its final state, in the transaction
+that deletes the hand-over. On PostgreSQL the batch tells the owner by a notification naming it, and
+a worker that is told looks for hand-overs only when it was named (or the members changed, or its
+last look found some): an owner with nothing handed to it reads nothing for them. Handed-over bodies of a worker whose lease ran out
 (it died) are taken by any live worker, and those of workers that all hold no lease become pending raw
 rows for any bridge (`keep_stranded_handovers`, run by `Bridge.process_pending`); a hand-over row is
 taken by one transaction only (row lock, deleted in it), so nothing is applied twice. A batch of
@@ -32,9 +35,8 @@ from sqlalchemy import delete, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
-from lora_bridge.errors import StoreUnavailable, is_transient_store_error, store_unavailable
-from lora_bridge.group_commit import GroupCommit, Submission
-from lora_bridge.network_messages import NETWORKS, event_name_of
+from lora_bridge.errors import StoreUnavailable, is_transient_store_error
+from lora_bridge.group_commit import Submission
 from lora_bridge.pipeline import collar_hint
 from lora_bridge.store import bulk
 from lora_bridge.store.tables import BridgeWorker, CollarHandover
@@ -52,10 +54,15 @@ NOTIFY_CHANNEL = "tembo_collar_handovers"
 MEMBERS_CHANNEL = "tembo_collar_workers"
 
 
-def _notify(session: Session, channel: str) -> None:
-    """On PostgreSQL, notify channel's listeners when session commits (nothing elsewhere: polled)."""
+def _notify(session: Session, channel: str, payloads: tuple[str, ...] = ("",)) -> None:
+    """On PostgreSQL, notify channel's listeners of each payload when session commits (nothing
+    elsewhere: polled)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {channel}").execution_options(**{bulk.TOUCHES_NO_ROWS: True}))
+        for payload in payloads:
+            session.execute(_NOTIFY, {"channel": channel, "payload": payload})
+
+
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)").execution_options(**{bulk.TOUCHES_NO_ROWS: True})
 
 
 def owner_of(collar_key: str, members: list[str] | tuple[str, ...]) -> str | None:
@@ -72,9 +79,11 @@ def owner_of(collar_key: str, members: list[str] | tuple[str, ...]) -> str | Non
 class CollarShare:
     """This worker's share of the collars: its lease, its hand-overs to others, the bodies it takes.
 
-    `ingest` has the signature of `Bridge.ingest_network_message` (what `MqttIngest` calls); `start()`
-    takes the lease and starts the thread that renews it and applies the bodies handed to this worker;
-    `stop()` applies what is left, then gives the lease back so the others take this share at once.
+    `ingest` has the signature of `Bridge.ingest_network_message` (what `MqttIngest` calls): the
+    bridge's batches write this worker's hand-overs (`keep_for_owners`, set as `bridge.hand_over`);
+    `start()` takes the lease and starts the thread that renews it and applies the bodies handed to
+    this worker; `stop()` applies what is left, then gives the lease back so the others take this
+    share at once.
     """
 
     def __init__(self, bridge: Any, worker_id: str, *, lease_s: float = LEASE_S, poll_s: float = POLL_S) -> None:
@@ -83,9 +92,14 @@ class CollarShare:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.members: tuple[str, ...] = ()
-        self.handed_over = 0
         self.taken = 0
-        self._handovers = GroupCommit(self._write_handovers, bridge.settings.ingest_max_batch)
+        bridge.hand_over = self.keep_for_owners  # each ingest batch writes this worker's hand-overs
+        # Set when this worker may have bodies to take: named by a hand-over's notification, the members
+        # changed, or its last take found some. Looked at only while a LISTEN connection would tell it
+        # (`_told`); without one (SQLite, not started, the connection lost) every take looks.
+        self._maybe_handed = threading.Event()
+        self._maybe_handed.set()  # bodies may wait from before this worker started
+        self._told = False
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._renewed_at = 0.0
@@ -107,6 +121,7 @@ class CollarShare:
                 listener.close()
             raise
         self.bridge.take_handovers = self.take  # each ingest batch applies this worker's hand-overs too
+        self._told = listener is not None
         self._thread = threading.Thread(target=self._run, args=(listener,), name=f"tembo-share-{self.worker_id}",
                                         daemon=True)
         self._thread.start()
@@ -119,6 +134,9 @@ class CollarShare:
             self._thread.join()
         if self.bridge.take_handovers == self.take:
             self.bridge.take_handovers = None
+        if self.bridge.hand_over == self.keep_for_owners:
+            self.bridge.hand_over = None  # a body still coming in is applied here
+        self._told = False
         while self.take_once():
             pass
         try:
@@ -157,6 +175,7 @@ class CollarShare:
                 raise StoreUnavailable(f"worker lease not renewed: {str(error)[:200]}") from error
             raise
         if members != self.members:
+            self._maybe_handed.set()  # a worker that left may have left bodies to take
             log.info("workers sharing the collars: %s", ", ".join(members), extra={"worker_id": self.worker_id})
         self.members = members
         return members
@@ -168,6 +187,11 @@ class CollarShare:
         owner = owner_of(collar_key, self.members) if collar_key else None
         return owner is None or owner == self.worker_id
 
+    @property
+    def handed_over(self) -> int:
+        """Bodies this worker's batches handed to other workers so far (committed)."""
+        return self.bridge.ingest_batches()["handed_over"]
+
     def ingest(
         self,
         network: str,
@@ -177,24 +201,29 @@ class CollarShare:
         content_type: str | None = "application/json",
         path_ids: dict[str, str] | None = None,
     ) -> IngestResult:
-        """Like `Bridge.ingest_network_message`; a body of another worker's collar is stored and handed
-        to that worker (status `received`: durable, applied by its owner). Raises StoreUnavailable."""
-        source = network.split(":")[-1]
-        if source not in NETWORKS:
-            raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
-        submission = Submission(
-            network, event_name_of(source, event, body), body, content_type=content_type, path_ids=path_ids
-        )
-        key = collar_hint(submission)
-        if self.owns(key):
-            return self.bridge.ingest_network_message(
-                network, event, body, content_type=content_type, path_ids=path_ids
-            )
-        return self._handovers.submit(submission)
+        """Like `Bridge.ingest_network_message`; a body of another worker's collar is kept for that
+        worker in the same batch (status `received`: durable, applied by its owner). Raises
+        StoreUnavailable."""
+        return self.bridge.submit(self.submission(network, event, body, content_type=content_type, path_ids=path_ids))
 
-    def _write_handovers(self, submissions: list[Submission]) -> None:
-        """One transaction, one insert: a hand-over row for each body of submissions, holding the body,
-        to its collar's owner, who writes its raw row when it applies it."""
+    def submission(
+        self,
+        network: str,
+        event: str | None,
+        body: bytes,
+        *,
+        content_type: str | None = "application/json",
+        path_ids: dict[str, str] | None = None,
+    ) -> Submission:
+        """`Bridge.submission`, marked `for_owner` when another worker owns the body's collar."""
+        submission = self.bridge.submission(network, event, body, content_type=content_type, path_ids=path_ids)
+        submission.for_owner = not self.owns(collar_hint(submission))
+        return submission
+
+    def keep_for_owners(self, session: Session, submissions: list[Submission]) -> None:
+        """Inside session's transaction (an ingest batch's): one insert, a hand-over row for each body of
+        submissions, holding the body, to its collar's owner (who writes its raw row when it applies
+        it); each owner notified by name at the commit."""
         members = self.members
         handed_at = utc_now()
         rows = []
@@ -203,26 +232,17 @@ class CollarShare:
             rows.append({**ingest.submitted(submission), "collar_key": key[:128],
                          "to_worker": owner_of(key, members) or self.worker_id, "from_worker": self.worker_id,
                          "handed_at": handed_at})
-        try:
-            with self.bridge.db.write() as session:
-                session.execute(insert(CollarHandover), rows)
-                _notify(session, NOTIFY_CHANNEL)  # wakes the owners at commit
-        except Exception as error:
-            if is_transient_store_error(error):
-                error = store_unavailable(error)
-            for submission in submissions:
-                submission.error = error
-            return
-        self.handed_over += len(submissions)
-        for submission in submissions:
-            submission.result = IngestResult(status=ingest.STATUS_RECEIVED, raw_uplink_id=None)
+        session.execute(insert(CollarHandover), rows)
+        _notify(session, NOTIFY_CHANNEL, tuple(sorted({row["to_worker"] for row in rows})))
 
     # Bodies handed to this worker ------------------------------------------------------------
 
     def take_once(self) -> int:
         """Apply one batch of the bodies handed to this worker (or to a worker whose lease ran out),
         collar by collar, in one transaction with their rules; how many were taken. (While this
-        worker ingests, its ingest batches take them first: `Bridge._rules_of_batch_and_taken`.)"""
+        worker ingests, its ingest batches take them first: `Bridge._write_batch`.)"""
+        if self._told and not self._maybe_handed.is_set():
+            return 0  # named by no hand-over since the last look
         if self.bridge.db.write_engine.dialect.name == "sqlite":
             # SQLite has one writer at a time: look first, so an idle worker polls without taking it.
             with self.bridge.db.read() as session:
@@ -233,8 +253,16 @@ class CollarShare:
     def take(self, session: Session) -> list[Submission]:
         """Inside session's transaction: claim up to MAX_TAKE bodies handed to this worker (or to a
         worker whose lease ran out), deleting their hand-over rows (a rollback gives them back); the
-        bodies, in the order they were handed over."""
+        bodies, in the order they were handed over. While notifications tell this worker of its
+        hand-overs, it looks only when it may have some."""
+        if self._told and not self._maybe_handed.is_set():
+            return []
+        self._maybe_handed.clear()  # a hand-over committed from here on notifies this worker again
         handed = take_handovers(session, self._addressed())
+        if handed:
+            # More may wait (at most MAX_TAKE a take), or this transaction may roll back and give
+            # them back: the next take looks again.
+            self._maybe_handed.set()
         self.taken += len(handed)  # counted when claimed: a batch rolled back claims them again
         return handed
 
@@ -294,7 +322,15 @@ class CollarShare:
             self._stopping.wait(min(self.poll_s, at_most_s))
             return False
         wait_s = min(1.0, at_most_s)  # the stop is seen within a second
-        return any(note.channel == MEMBERS_CHANNEL for note in listener.notifies(timeout=wait_s, stop_after=1))
+        try:
+            notes = list(listener.notifies(timeout=wait_s, stop_after=1))
+        except Exception:
+            self._told = False  # no longer told of hand-overs: every take looks
+            raise
+        for note in notes:
+            if note.channel == NOTIFY_CHANNEL and note.payload == self.worker_id:
+                self._maybe_handed.set()
+        return any(note.channel == MEMBERS_CHANNEL for note in notes)
 
     def _due(self, every_s: float) -> bool:
         return time.monotonic() - self._renewed_at >= every_s
@@ -304,15 +340,19 @@ def take_handovers(session: Session, addressed: Any, most: int = MAX_TAKE) -> li
     """Inside session's transaction: claim up to `most` hand-over rows that `addressed` selects (rows
     another transaction holds are skipped), deleting them (a rollback gives them back); their bodies
     as submissions, in the order they were handed over."""
-    rows = session.execute(
-        select(CollarHandover).where(addressed).order_by(CollarHandover.id).limit(most).with_for_update(skip_locked=True)
-    ).scalars().all()
-    if not rows:
-        return []
-    session.execute(delete(CollarHandover).where(CollarHandover.id.in_([row.id for row in rows])))
+    claimed = (select(CollarHandover.id).where(addressed).order_by(CollarHandover.id).limit(most)
+               .with_for_update(skip_locked=True).scalar_subquery())
+    rows = sorted(session.execute(
+        delete(CollarHandover).where(CollarHandover.id.in_(claimed)).returning(*_HANDED)
+        .execution_options(synchronize_session=False)
+    ).all())  # one statement: claimed and deleted; in the order they were handed over
     # a handed body was first kept when it was handed over
     return [Submission(row.source, row.event, row.body, content_type=row.content_type, path_ids=row.path_ids,
                        received_at=row.handed_at) for row in rows]
+
+
+_HANDED = (CollarHandover.id, CollarHandover.source, CollarHandover.event, CollarHandover.body,
+           CollarHandover.content_type, CollarHandover.path_ids, CollarHandover.handed_at)
 
 
 def keep_stranded_handovers(db: Any) -> int:

@@ -40,6 +40,9 @@ class Submission:
     received_at: datetime | None = None
     # What the body holds, when it was read already (the durable intake reads each on arrival).
     message: Any = field(default=None, repr=False)
+    # A body of a collar another worker owns (`lora_bridge.collar_shares`): its batch keeps it for that
+    # worker (a hand-over row, in the batch's transaction) instead of applying it.
+    for_owner: bool = False
 
     def outcome(self) -> Any:
         """The result; raises the error the batch met for this body (StoreUnavailable, ...)."""

@@ -57,38 +57,45 @@ def store_and_process_batch(
     codec: Any,
     settings: BridgeSettings,
     after: Callable[[Session, list[IngestResult]], None] | None = None,
-) -> list[Submission]:
-    """Keep and apply a batch of bodies in ONE transaction (one commit, one fsync for all): their raw
-    rows in one multi-row insert, each body applied in turn, then `after(session, results)` (the
-    rules, once per collar of the batch) — then the results are set on the submissions.
+    take: Callable[[Session], list[Submission]] | None = None,
+) -> tuple[bool, list[Submission]]:
+    """Keep and apply a batch of bodies in ONE transaction (one commit, one fsync for all): with the
+    bodies `take(session)` claims first (bodies other workers handed to this one, `collar_shares`:
+    they came earlier), their raw rows in one multi-row insert, each body applied in turn, collar by
+    collar, then `after(session, results)` (the rules, once per collar of the batch, over the taken
+    bodies too, and whatever else the batch writes) — then the results are set on the submissions.
 
-    Should anything fail inside it, nothing of it was written, and the batch goes the two-step way:
-    its raw rows committed alone first (StoreUnavailable set on every submission when even that
-    fails: nothing was kept; a body whose raw row the store refuses gets that error, the others are
-    kept: `ingest.store_raw_apart`), then each body processed by itself (`process_raw`); the
-    submissions that the batch applied that way are returned for the caller's per-body follow-up.
+    Should anything fail inside it, nothing of it was written (not even what `after` wrote; the taken
+    bodies wait for the next take), and the batch goes the two-step way: its raw rows committed alone first (StoreUnavailable set on every
+    submission when even that fails: nothing was kept; a body whose raw row the store refuses gets
+    that error, the others are kept: `ingest.store_raw_apart`), then each body processed by itself
+    (`process_raw`). Returns whether the one transaction committed, and the submissions that the
+    batch applied the two-step way, for the caller's per-body follow-up.
     """
     try:
         with db.write() as session:
-            results, order = keep_and_apply(session, submissions, codec, settings)
+            taken = take(session) if take is not None else []
+            results, order = keep_and_apply(session, taken + submissions, codec, settings)
             if after is not None:
                 after(session, [results[i] for i in order])
-        for submission, result in zip(submissions, results, strict=True):
+        for submission, result in zip(submissions, results[len(taken):], strict=True):
             submission.result = result
-        return []
+        return True, []
     except Exception as error:  # noqa: BLE001 - the two-step path below keeps every body whatever it was
         log.info("batch of %d bodies fell back to store-then-process: %s", len(submissions), type(error).__name__,
                  extra={"error": str(error)[:200]})
+    if not submissions:
+        return False, []
     try:
         raw_ids = ingest.store_raw_apart(db, submissions)
     except StoreUnavailable as error:
         for submission in submissions:
             submission.error = error
-        return []
+        return False, []
     for submission, raw_id in zip(submissions, raw_ids, strict=True):
         if raw_id is not None:
             submission.result = process_raw(db, raw_id, codec, settings)
-    return [submission for submission in submissions if submission.result is not None]
+    return False, [submission for submission in submissions if submission.result is not None]
 
 
 def keep_and_apply(
@@ -98,6 +105,8 @@ def keep_and_apply(
     each, collar by collar; their results in the submissions' order, and the order they were applied
     in (indexes). Their fixes and summaries are written before it returns (before any savepoint of
     the rules)."""
+    if not submissions:
+        return [], []
     raws = [
         ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
         for s in submissions

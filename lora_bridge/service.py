@@ -70,7 +70,6 @@ from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
 from lora_bridge.pipeline import (
-    apply_handed_in,
     collar_hint,
     keep_and_apply,
     process_handed_batch,
@@ -150,7 +149,10 @@ class Bridge:
         # Set by a worker sharing the collars (`collar_shares.CollarShare`): claims the bodies handed
         # to this worker inside a transaction; each ingest batch applies them with its own bodies.
         self.take_handovers: Callable[[Any], list[Submission]] | None = None
-        self._taken_downlinks: list[int] = []
+        # Set by the same share: writes the hand-over rows of bodies of other workers' collars
+        # (`Submission.for_owner`) inside a transaction; each ingest batch writes its own in its own.
+        self.hand_over: Callable[[Any, list[Submission]], None] | None = None
+        self._handed_over = 0
         self._batch_started = self._batch_ended = 0.0  # monotonic() of this bridge's last ingest batch
         self._batches_fell_back = 0
         self._intake: DurableIntake | None = None
@@ -211,14 +213,19 @@ class Bridge:
         parse means the body was not what its kind says) or pending (stored; the store failed
         while applying it, the timer tries again).
         """
-        submission = self.submission(network, event, body, content_type=content_type, path_ids=path_ids)
+        return self.submit(self.submission(network, event, body, content_type=content_type, path_ids=path_ids))
+
+    def submit(self, submission: Submission) -> IngestResult:
+        """Hand submission (`submission()`) to the group commit and wait for its result, as
+        `ingest_network_message` does (a body of another worker's collar, `for_owner`, is kept for
+        that worker in the batch's transaction: `received`). Raises StoreUnavailable."""
         try:
             return self._group_commit.submit(submission)
         except StoreUnavailable:
             raise
         except Exception as error:  # noqa: BLE001 - kept for inspection, never retried in vain
-            return self.keep_failed(network, submission.event, body, error,
-                                    content_type=content_type, path_ids=path_ids)
+            return self.keep_failed(submission.network, submission.event, submission.body, error,
+                                    content_type=submission.content_type, path_ids=submission.path_ids)
 
     def keep_failed(
         self,
@@ -318,26 +325,62 @@ class Bridge:
             "batches": self._group_commit.batches,
             "bodies": self._group_commit.submissions,
             "fell_back": self._batches_fell_back,
+            "handed_over": self._handed_over,
         }
 
     def _write_batch(self, submissions: list[Submission]) -> None:
         """Keep and apply a batch of bodies in one transaction with the rules of its collars
-        (`pipeline.store_and_process_batch`); bodies that went the two-step way get their rules after."""
+        (`pipeline.store_and_process_batch`); bodies that went the two-step way get their rules after.
+        Bodies of other workers' collars (`for_owner`, while a share hands them over) are kept for
+        their owners in the same transaction: one commit for both, not one each."""
+        hand_over = self.hand_over
+        handed = [s for s in submissions if s.for_owner] if hand_over is not None else []
+        own = [s for s in submissions if not s.for_owner] if handed else submissions
+        applied: list[IngestResult] = []
+
+        def after(session: Any, results: list[IngestResult]) -> None:
+            if handed:
+                hand_over(session, handed)
+            self._rules_of_batch(session, results)
+            applied[:] = results  # the bodies taken from other workers' hand-overs too
+
         with self._writer_turn:
-            self._taken_downlinks = []
             self._batch_started = monotonic()
             try:
-                one_by_one = store_and_process_batch(self.db, submissions, self.codec, self.settings,
-                                                     self._rules_of_batch_and_taken)
+                committed, one_by_one = store_and_process_batch(self.db, own, self.codec, self.settings, after,
+                                                                take=self.take_handovers)
             finally:
                 self._batch_ended = monotonic()
+        if handed:
+            self._settle_handed(hand_over, handed, committed)
         if one_by_one:
             self._batches_fell_back += 1
         for submission in one_by_one:
             self._after_processed(submission.result)
-        queued = self._taken_downlinks + [i for s in submissions if s.result is not None for i in s.result.downlink_ids]
+        done = applied if committed else [s.result for s in own if s.result is not None]
+        queued = [i for r in done for i in r.downlink_ids]
         if queued:
             self.wake_outbox(queued)  # committed: the worker pushes just these
+
+    def _settle_handed(self, hand_over: Callable[[Any, list[Submission]], None], handed: list[Submission],
+                       written: bool) -> None:
+        """The outcome of bodies kept for their collars' owners: `received` once their hand-over rows
+        are committed (in their batch's transaction when `written`, else in one of their own now);
+        StoreUnavailable when the store cannot keep them (no acknowledgement: the broker delivers
+        them again), or the error the store gave."""
+        if not written:
+            try:
+                with self.db.write() as session:
+                    hand_over(session, handed)
+            except Exception as error:  # noqa: BLE001 - each caller gets it
+                if is_transient_store_error(error):
+                    error = store_unavailable(error)
+                for submission in handed:
+                    submission.error = error
+                return
+        self._handed_over += len(handed)
+        for submission in handed:
+            submission.result = IngestResult(status=ingest.STATUS_RECEIVED, raw_uplink_id=None)
 
     def _rules_of_batch(self, session: Any, results: list[IngestResult]) -> None:
         """The per-collar rules once per collar of a batch (over all its new rows), then the collar
@@ -357,16 +400,6 @@ class Bridge:
     def ingesting(self, within_s: float) -> bool:
         """True while an ingest batch is being written, or when one ended less than within_s ago."""
         return self._batch_started > self._batch_ended or monotonic() - self._batch_ended < within_s
-
-    def _rules_of_batch_and_taken(self, session: Any, results: list[IngestResult]) -> None:
-        """An ingest batch's last step: the bodies handed to this worker (when it shares the collars)
-        applied in the same transaction, then the rules once per collar over both (`_rules_of_batch`):
-        a collar whose bodies come both ways is judged once per batch, not once per way. Should the
-        batch fail, its hand-overs are left in the store for the next take."""
-        take = self.take_handovers
-        taken = apply_handed_in(session, take, self.codec, self.settings) if take is not None else []
-        self._taken_downlinks = [i for r in taken for i in r.downlink_ids]
-        self._rules_of_batch(session, results + taken)
 
     def apply_taken(self, take: Callable[[Any], list[int]]) -> list[IngestResult]:
         """Apply stored bodies that `take(session)` claims (raw ids: the durable intake's on

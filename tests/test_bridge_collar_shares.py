@@ -112,14 +112,106 @@ def test_an_owner_busy_ingesting_applies_the_bodies_handed_to_it_in_its_own_batc
 
         handed = first.ingest("tts", "up", early, path_ids=ids)
         monkeypatch.setattr(rules_engine, "evaluate_devices", counting)
+        said: list[str] = []
+        event.listen(second_bridge.db.write_engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_a: said.append(" ".join(statement.split())))
         own = second.ingest("tts", "up", later, path_ids=ids)  # an ingest batch of the owner
         monkeypatch.undo()
         left_to_take = second.take_once()
 
     assert (handed.status, own.status, second.taken, left_to_take) == ("received", "processed", 1, 0)
     assert len(judged) == 1 and len(judged[0]) == 1  # the collar judged once, over both bodies
+    # the handed body and the owner's own kept together: their raw rows in one statement
+    assert sum(s.startswith("INSERT INTO raw_uplinks") for s in said) == 1
     assert applied_once(first_bridge) == (2, 2)
     assert _statuses(first_bridge) == {"processed": 2, "handovers": 0}
+
+
+def _own_and_handed(first: CollarShare, second: CollarShare, dev_euis: tuple[str, str]) -> list:
+    """A body of a collar first owns and one of a collar second owns, as first submits them."""
+    collars = [f"collar-{n:02d}" for n in range(20)]
+    bodies = []
+    for owner, dev_eui in zip((first, second), dev_euis, strict=True):
+        collar = _key_owned_by(owner, collars)
+        bodies.append(first.submission("tts", "up", b.tts_uplink(b.status(), device_id=collar, f_cnt=1, dev_eui=dev_eui),
+                                       path_ids={"application_id": "tembo", "device_id": collar}))
+    return bodies
+
+
+def test_a_worker_keeps_bodies_for_other_owners_in_the_transaction_that_applies_its_own(store_url):
+    with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
+        first, second = _sharing(first_bridge, second_bridge)
+        own, handed = _own_and_handed(first, second, ("70B3D57ED0000F06", "70B3D57ED0000F07"))
+        commits: list[int] = []
+        event.listen(first_bridge.db.write_engine, "commit", lambda _connection: commits.append(1))
+        first_bridge.write_batch_now([own, handed])  # one batch, as the group commit forms it under load
+        waiting = _statuses(first_bridge)
+        taken = second.take_once()
+
+    assert (own.outcome().status, handed.outcome().status) == ("processed", "received")
+    assert len(commits) == 1  # the hand-over is durable with the batch: one commit, not one each
+    assert (first.handed_over, taken) == (1, 1)
+    assert waiting == {"processed": 1, "handovers": 1}
+    assert applied_once(first_bridge) == (2, 2)
+    assert _statuses(first_bridge) == {"processed": 2, "handovers": 0}
+
+
+def test_a_batch_that_fails_still_hands_its_bodies_over_and_applies_its_own_one_by_one(store_url, monkeypatch):
+    with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
+        first, second = _sharing(first_bridge, second_bridge)
+        own, handed = _own_and_handed(first, second, ("70B3D57ED0000F08", "70B3D57ED0000F09"))
+        rules_of_batch = first_bridge._rules_of_batch
+        failed: list[int] = []
+
+        def failing_once(session, results):  # a bug in the batch's last step, once
+            if not failed:
+                failed.append(1)
+                raise RuntimeError("rules failed for the whole batch")
+            return rules_of_batch(session, results)
+
+        monkeypatch.setattr(first_bridge, "_rules_of_batch", failing_once)
+        first_bridge.write_batch_now([own, handed])
+        monkeypatch.undo()
+        taken = second.take_once()
+
+    assert (own.outcome().status, handed.outcome().status) == ("processed", "received")
+    assert first_bridge.ingest_batches()["fell_back"] == 1
+    assert (first.handed_over, taken) == (1, 1)
+    assert applied_once(first_bridge) == (2, 2)
+    assert _statuses(first_bridge) == {"processed": 2, "handovers": 0}
+
+
+@pytest.mark.postgres
+def test_an_owner_told_of_its_hand_overs_reads_none_while_no_body_is_handed_to_it(postgres_url):
+    collars = [f"collar-{n:02d}" for n in range(20)]
+    with b.fresh_bridge(postgres_url) as first_bridge, b.fresh_bridge(postgres_url) as second_bridge:
+        first = CollarShare(first_bridge, "g/bridge-1", lease_s=600).start()
+        second = CollarShare(second_bridge, "g/bridge-2", lease_s=600).start()
+        try:
+            assert wait_until(lambda: first.members == second.members == ("g/bridge-1", "g/bridge-2"), 30)
+            own = _key_owned_by(second, collars)
+            ids = {"application_id": "tembo", "device_id": own}
+
+            def status(f_cnt: int) -> bytes:
+                return b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id=own, f_cnt=f_cnt,
+                                    dev_eui="70B3D57ED0000F0A")
+
+            second.ingest("tts", "up", status(1), path_ids=ids)  # its first batch looks, as after any start
+            said: list[str] = []
+            event.listen(second_bridge.db.write_engine, "before_cursor_execute",
+                         lambda _c, _cur, statement, *_a: said.append(" ".join(statement.split())))
+            own_results = [second.ingest("tts", "up", status(f_cnt), path_ids=ids) for f_cnt in range(2, 7)]
+            looked_while_none_handed = [s for s in said if "collar_handovers" in s]
+            handed = first.ingest("tts", "up", status(7), path_ids=ids)  # named in first's notification
+            applied = wait_until(lambda: applied_once(first_bridge) == (7, 7), 60)
+        finally:
+            second.stop()
+            first.stop()
+
+    assert [r.status for r in own_results] == ["processed"] * 5
+    assert looked_while_none_handed == []
+    assert handed.status == "received" and applied
+    assert _statuses(first_bridge) == {"processed": 7, "handovers": 0}
 
 
 def test_bodies_handed_to_a_worker_that_died_are_applied_by_the_worker_left(store_url):

@@ -122,7 +122,7 @@ def test_the_timers_escalation_and_an_ingest_batch_of_the_same_collars_never_dea
                 timer_errors.append(error)
 
         timer = threading.Thread(target=timer_round)
-        rules_of_batch = bridge._rules_of_batch_and_taken
+        rules_of_batch = bridge._rules_of_batch
 
         def rules_after_the_timer_moved(session, results):  # the batch's bodies applied, its rules next
             session.flush()  # what the rules' first read would flush
@@ -133,14 +133,14 @@ def test_the_timers_escalation_and_an_ingest_batch_of_the_same_collars_never_dea
                 time.sleep(0.05)
             rules_of_batch(session, results)
 
-        bridge._rules_of_batch_and_taken = rules_after_the_timer_moved
+        bridge._rules_of_batch = rules_after_the_timer_moved
         batch = [Submission("tts", None, _collar_alert("collar-01", "collar_drop", 2, 12 * 60 + 30),
                             content_type="application/json"),
                  Submission("tts", None, away, content_type="application/json")]
         with caplog.at_level("INFO"):
             results = bridge.ingest_batch(batch)
         timer.join(timeout=60)
-        del bridge._rules_of_batch_and_taken
+        del bridge._rules_of_batch
 
         assert not timer.is_alive() and timer_errors == []
         assert [r.status for r in results] == ["processed", "processed"]
