@@ -31,7 +31,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, text
+from sqlalchemy import bindparam, delete, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
@@ -245,8 +245,9 @@ class CollarShare:
             return 0  # named by no hand-over since the last look
         if self.bridge.db.write_engine.dialect.name == "sqlite":
             # SQLite has one writer at a time: look first, so an idle worker polls without taking it.
+            addressed, values = self._addressed()
             with self.bridge.db.read() as session:
-                if session.scalar(select(CollarHandover.id).where(self._addressed()).limit(1)) is None:
+                if session.scalar(select(CollarHandover.id).where(addressed).limit(1), values) is None:
                     return 0
         return len(self.bridge.apply_handed(self.take))
 
@@ -258,7 +259,8 @@ class CollarShare:
         if self._told and not self._maybe_handed.is_set():
             return []
         self._maybe_handed.clear()  # a hand-over committed from here on notifies this worker again
-        handed = take_handovers(session, self._addressed())
+        addressed, values = self._addressed()
+        handed = take_handovers(session, addressed, values)
         if handed:
             # More may wait (at most MAX_TAKE a take), or this transaction may roll back and give
             # them back: the next take looks again.
@@ -266,12 +268,12 @@ class CollarShare:
         self.taken += len(handed)  # counted when claimed: a batch rolled back claims them again
         return handed
 
-    def _addressed(self) -> Any:
-        members = self.members
-        addressed = CollarHandover.to_worker == self.worker_id
-        if members:
-            addressed = or_(addressed, CollarHandover.to_worker.not_in(members))
-        return addressed
+    def _addressed(self) -> tuple[Any, dict[str, Any]]:
+        """The hand-over rows this worker takes: its own, and those of workers that hold no lease
+        (once it knows the members); a condition built once, and its values."""
+        if self.members:
+            return _ADDRESSED, {"worker_id": self.worker_id, "members": list(self.members)}
+        return _MINE, {"worker_id": self.worker_id}
 
     def _run(self, listener: Any) -> None:
         renew_every = self.lease_s / 3
@@ -336,23 +338,36 @@ class CollarShare:
         return time.monotonic() - self._renewed_at >= every_s
 
 
-def take_handovers(session: Session, addressed: Any, most: int = MAX_TAKE) -> list[Submission]:
-    """Inside session's transaction: claim up to `most` hand-over rows that `addressed` selects (rows
-    another transaction holds are skipped), deleting them (a rollback gives them back); their bodies
-    as submissions, in the order they were handed over."""
-    claimed = (select(CollarHandover.id).where(addressed).order_by(CollarHandover.id).limit(most)
-               .with_for_update(skip_locked=True).scalar_subquery())
-    rows = sorted(session.execute(
-        delete(CollarHandover).where(CollarHandover.id.in_(claimed)).returning(*_HANDED)
-        .execution_options(synchronize_session=False)
-    ).all())  # one statement: claimed and deleted; in the order they were handed over
+def take_handovers(session: Session, addressed: Any, values: dict[str, Any] | None = None,
+                   most: int = MAX_TAKE) -> list[Submission]:
+    """Inside session's transaction: claim up to `most` hand-over rows that `addressed` selects (with
+    values for its parameters; rows another transaction holds are skipped), deleting them in the same
+    statement (a rollback gives them back); their bodies as submissions, in the order they were
+    handed over."""
+    built = [statement for condition, statement in _TAKES if condition is addressed]
+    statement = built[0] if built else _take_statement(addressed)
+    rows = sorted(session.execute(statement, {**(values or {}), "most": most}).all())
     # a handed body was first kept when it was handed over
     return [Submission(row.source, row.event, row.body, content_type=row.content_type, path_ids=row.path_ids,
                        received_at=row.handed_at) for row in rows]
 
 
-_HANDED = (CollarHandover.id, CollarHandover.source, CollarHandover.event, CollarHandover.body,
-           CollarHandover.content_type, CollarHandover.path_ids, CollarHandover.handed_at)
+def _take_statement(addressed: Any) -> Any:
+    """Claim (FOR UPDATE SKIP LOCKED) and delete the first `most` rows addressed selects, returning
+    what take_handovers hands on."""
+    claimed = (select(CollarHandover.id).where(addressed).order_by(CollarHandover.id).limit(bindparam("most"))
+               .with_for_update(skip_locked=True).scalar_subquery())
+    return (delete(CollarHandover).where(CollarHandover.id.in_(claimed))
+            .returning(CollarHandover.id, CollarHandover.source, CollarHandover.event, CollarHandover.body,
+                       CollarHandover.content_type, CollarHandover.path_ids, CollarHandover.handed_at)
+            .execution_options(synchronize_session=False))
+
+
+# What a worker takes, as conditions and statements built once: each batch of a worker sharing the
+# collars may take, and building the statement cost more than running its cached compilation.
+_MINE = CollarHandover.to_worker == bindparam("worker_id")
+_ADDRESSED = or_(_MINE, CollarHandover.to_worker.not_in(bindparam("members", expanding=True)))
+_TAKES = tuple((condition, _take_statement(condition)) for condition in (_MINE, _ADDRESSED))
 
 
 def keep_stranded_handovers(db: Any) -> int:

@@ -40,7 +40,8 @@ STATUS_KEPT = "kept"  # a kind the bridge does not know, kept for inspection
 STATUS_PENDING = "pending"  # stored durably; processing waits for the store (retried by the timer)
 
 # session.info key: the dedup keys claimed in a unit of work (a batch) and their first copies, so a
-# second copy heard in the same batch is filed without looking again.
+# second copy heard in the same batch is filed without looking again; with the first copies stored
+# before it that the batch read at its start (`pipeline.read_batch`).
 CLAIMED_KEYS = "tembo_claimed_dedup_keys"
 # What the raw row keeps of a kind's name (the column's length).
 MAX_EVENT_CHARS = RawUplink.__table__.c.event.type.length

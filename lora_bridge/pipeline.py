@@ -165,16 +165,19 @@ def _batch_reads() -> dict[str, Any]:
         "collars": select(Device).where(or_(Device.dev_eui.in_(listed("euis")), Device.device_id.in_(listed("labels"))))
         .order_by(Device.device_id),
         "animals": select(Animal).where(Animal.device_id.in_(listed("device_ids"))),
-        # a read for keys stored before this unit of work: the batch's own raw rows, held back, need not be added
-        "stored_keys": select(RawUplink.dedup_key).where(RawUplink.dedup_key.in_(listed("keys")))
-        .execution_options(**{bulk.NOT_DEFERRED: True}),
+        # the first copies stored before this unit of work (the batch's own raw rows, held back, need not
+        # be added), locked as `ingest.claim_key` locks one: later copies merge into it one at a time
+        "first_copies": select(RawUplink).where(RawUplink.dedup_key.in_(listed("keys"))).order_by(RawUplink.id)
+        .with_for_update().execution_options(populate_existing=True, **{bulk.NOT_DEFERRED: True}),
     }
 
 
 def read_batch(session: Session, uplinks: list[Uplink]) -> None:
     """Read what a batch's uplinks need from the store in three statements, not three per uplink:
-    their collars (by DevEUI and name), the animals wearing them, and which of their dedup keys no
-    stored copy holds yet (`ingest.claim` skips its look-up for those)."""
+    their collars (by DevEUI and name), the animals wearing them, and the stored first copies of
+    their dedup keys (`ingest.claim` files a later copy against the one read here, and claims a key
+    no stored copy holds without a look-up). A herd's copies heard by two gateways often come in
+    different batches (two workers sharing the collars: one copy handed to its owner)."""
     euis = {u.dev_eui for u in uplinks if u.dev_eui}
     labels = {u.device_id for u in uplinks if u.device_id}
     if not euis and not labels:
@@ -201,8 +204,10 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
                 keys.add(ingest.dedup_key(device.device_id, device.session, uplink))
         if keys:
             ingest.lock_keys(session, keys)  # PostgreSQL: what is unclaimed now stays so till the commit
-            claimed = set(session.scalars(reads["stored_keys"], {"keys": list(keys)}))
-            session.info.setdefault(ingest.UNCLAIMED_KEYS, set()).update(keys - claimed)
+            stored = session.info.setdefault(ingest.CLAIMED_KEYS, {})
+            for first in session.scalars(reads["first_copies"], {"keys": list(keys)}):
+                stored.setdefault(first.dedup_key, first)
+            session.info.setdefault(ingest.UNCLAIMED_KEYS, set()).update(keys - set(stored))
 
 
 def _read(raw: RawUplink) -> Uplink | NetworkEvent | MalformedUplink:

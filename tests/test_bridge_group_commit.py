@@ -97,6 +97,31 @@ def test_two_copies_of_one_uplink_in_one_batch_count_once_with_both_gateways(sto
         assert bridge.counts()["positions"] == 1
 
 
+def test_copies_heard_by_a_second_gateway_in_a_later_batch_join_their_first_copies_read_with_the_batch(store_url):
+    # Two workers sharing the collars: one copy reaches the owner directly, the other handed over, so
+    # the second copies of a herd's uplinks come in a later batch than their first copies.
+    messages = [(collar, f_cnt, b.status(time_s=b.T0_S + 600 * f_cnt))
+                for collar in ("collar-01", "collar-02") for f_cnt in (1, 2)]
+    first_copies = [b.tts_uplink(m, device_id=c, f_cnt=f, gateways=("gw-north",)) for c, f, m in messages]
+    later_copies = [b.tts_uplink(m, device_id=c, f_cnt=f, gateways=("gw-south",)) for c, f, m in messages]
+    with b.fresh_bridge(store_url) as bridge:
+        kept = bridge.ingest_batch([up(body) for body in first_copies])
+        said: list[str] = []
+        event.listen(bridge.db.write_engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_a: said.append(" ".join(statement.split())))
+        copies = bridge.ingest_batch([up(body) for body in later_copies])
+        with bridge.db.read() as session:
+            gateways = [sorted(g["gateway_id"] for g in session.get(RawUplink, r.raw_uplink_id).gateways) for r in kept]
+        positions = bridge.counts()["positions"]
+
+    assert [r.status for r in copies] == ["duplicate"] * 4
+    assert [r.duplicate_of for r in copies] == [r.raw_uplink_id for r in kept]
+    assert gateways == [["gw-north", "gw-south"]] * 4
+    assert positions == 4
+    first_copy_reads = [s for s in said if s.startswith("SELECT raw_uplinks.id") and "WHERE raw_uplinks.dedup_key" in s]
+    assert len(first_copy_reads) == 1  # the batch's first copies in one read, not one read per copy
+
+
 def test_a_collar_that_restarts_its_frame_counter_inside_a_batch_starts_a_session_not_a_duplicate(store_url):
     bodies = [
         b.tts_uplink(b.status(time_s=b.T0_S + n), f_cnt=f_cnt, received_at=b.T0 + b.timedelta(seconds=n))
