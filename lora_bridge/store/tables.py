@@ -306,7 +306,8 @@ class BatteryReading(Base):
     __table_args__ = (UniqueConstraint("device_id", "time", name="uq_battery_device_time"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), index=True)
+    # found by collar through the unique key's index or the window's below, both led by the collar
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
     time: Mapped[datetime]
     battery_mv: Mapped[int]
     # `time` as seconds since 1970-01-01 UTC, written with it (`rules.queue_reading`): the battery trend
