@@ -181,6 +181,19 @@ def test_a_batch_that_fails_still_hands_its_bodies_over_and_applies_its_own_one_
     assert _statuses(first_bridge) == {"processed": 2, "handovers": 0}
 
 
+def test_a_body_for_another_owner_still_waiting_when_its_worker_stops_sharing_is_applied_by_that_worker(store_url):
+    with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:
+        first, second = _sharing(first_bridge, second_bridge)
+        own, handed = _own_and_handed(first, second, ("70B3D57ED0000F0B", "70B3D57ED0000F0C"))
+        first.stop()  # the worker stops sharing (its MQTT client stopping) before the batch is written
+        first_bridge.write_batch_now([own, handed])
+
+    assert (own.outcome().status, handed.outcome().status) == ("processed", "processed")
+    assert (first.handed_over, first_bridge.hand_over) == (0, None)
+    assert applied_once(first_bridge) == (2, 2)
+    assert _statuses(first_bridge) == {"processed": 2, "handovers": 0}
+
+
 @pytest.mark.postgres
 def test_an_owner_told_of_its_hand_overs_reads_none_while_no_body_is_handed_to_it(postgres_url):
     collars = [f"collar-{n:02d}" for n in range(20)]
