@@ -14,12 +14,14 @@ both; the MQTT PUBACK leaves after it), and the owner keeps and applies it from 
 batches as it does its own bodies: its raw row written once, in its final state, in the transaction
 that deletes the hand-over. On PostgreSQL the batch tells the owner by a notification naming it, and
 a worker that is told looks for hand-overs only when it was named (or the members changed, or its
-last look found some): an owner with nothing handed to it reads nothing for them. Handed-over bodies of a worker whose lease ran out
-(it died) are taken by any live worker, and those of workers that all hold no lease become pending raw
-rows for any bridge (`keep_stranded_handovers`, run by `Bridge.process_pending`); a hand-over row is
-taken by one transaction only (row lock, deleted in it), so nothing is applied twice. A batch of
-hand-overs that fails is taken again as raw rows `received` and applied one by one; one still
-`received` after a crash in between is the timer's (`Bridge.process_pending`).
+last look found some): an owner with nothing handed to it reads nothing for them.
+
+Handed-over bodies of a worker whose lease ran out (it died) are taken by any live worker, and those
+of workers that all hold no lease become pending raw rows for any bridge (`keep_stranded_handovers`,
+run by `Bridge.process_pending`); a hand-over row is taken by one transaction only (row lock, deleted
+in it), so nothing is applied twice. A batch of hand-overs that fails is taken again as raw rows
+`received` and applied one by one; one still `received` after a crash in between is the timer's
+(`Bridge.process_pending`).
 """
 
 from __future__ import annotations

@@ -66,11 +66,11 @@ def store_and_process_batch(
     bodies too, and whatever else the batch writes) — then the results are set on the submissions.
 
     Should anything fail inside it, nothing of it was written (not even what `after` wrote; the taken
-    bodies wait for the next take), and the batch goes the two-step way: its raw rows committed alone first (StoreUnavailable set on every
-    submission when even that fails: nothing was kept; a body whose raw row the store refuses gets
-    that error, the others are kept: `ingest.store_raw_apart`), then each body processed by itself
-    (`process_raw`). Returns whether the one transaction committed, and the submissions that the
-    batch applied the two-step way, for the caller's per-body follow-up.
+    bodies wait for the next take), and the batch goes the two-step way: its raw rows committed alone
+    first (StoreUnavailable set on every submission when even that fails: nothing was kept; a body
+    whose raw row the store refuses gets that error, the others are kept: `ingest.store_raw_apart`),
+    then each body processed by itself (`process_raw`). Returns whether the one transaction committed,
+    and the submissions that the batch applied the two-step way, for the caller's per-body follow-up.
     """
     try:
         with db.write() as session:
