@@ -206,19 +206,11 @@ class CollarShare:
         """Like `Bridge.ingest_network_message`; a body of another worker's collar is kept for that
         worker in the same batch (status `received`: durable, applied by its owner). Raises
         StoreUnavailable."""
-        return self.bridge.submit(self.submission(network, event, body, content_type=content_type, path_ids=path_ids))
-
-    def submission(
-        self,
-        network: str,
-        event: str | None,
-        body: bytes,
-        *,
-        content_type: str | None = "application/json",
-        path_ids: dict[str, str] | None = None,
-    ) -> Submission:
-        """`Bridge.submission`, marked `for_owner` when another worker owns the body's collar."""
         submission = self.bridge.submission(network, event, body, content_type=content_type, path_ids=path_ids)
+        return self.bridge.submit(self.mark(submission))
+
+    def mark(self, submission: Submission) -> Submission:
+        """submission (a `Bridge.submission`), marked `for_owner` when another worker owns its collar."""
         submission.for_owner = not self.owns(collar_hint(submission))
         return submission
 

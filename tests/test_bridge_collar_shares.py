@@ -133,8 +133,9 @@ def _own_and_handed(first: CollarShare, second: CollarShare, dev_euis: tuple[str
     bodies = []
     for owner, dev_eui in zip((first, second), dev_euis, strict=True):
         collar = _key_owned_by(owner, collars)
-        bodies.append(first.submission("tts", "up", b.tts_uplink(b.status(), device_id=collar, f_cnt=1, dev_eui=dev_eui),
-                                       path_ids={"application_id": "tembo", "device_id": collar}))
+        body = b.tts_uplink(b.status(), device_id=collar, f_cnt=1, dev_eui=dev_eui)
+        bodies.append(first.mark(first.bridge.submission("tts", "up", body,
+                                                         path_ids={"application_id": "tembo", "device_id": collar})))
     return bodies
 
 
