@@ -71,7 +71,7 @@ ABORTED = "campaign aborted"  # the reason of the collars an abort ended (`steer
 NOTHING_SENT = "campaign aborted before anything was sent to it"
 ACK_CLOCK_SLACK_S = 600  # how far a collar's clock may lag the bridge's when its ack is dated (`_may_answer`)
 SPREADING_FACTORS = range(7, 13)  # LoRa SF7..SF12: the highest a campaign lets collars be on
-# session.info: whether a campaign was running when this unit of work first asked (`_any_running`)
+# session.info: whether a campaign was running when this unit of work first asked (`any_running`)
 ANY_RUNNING = "tembo_campaign_running"
 
 
@@ -456,7 +456,7 @@ def reconsider_collar(session: Session, device_id: str) -> list[int]:
     """A collar's status was applied (battery, versions): evaluate again every running campaign in which it
     waits or is gated, so a battery that recovered releases it and a version another campaign gave it
     makes it current; return the ids of those campaigns."""
-    if not _any_running(session):
+    if not any_running(session):
         return []
     active = list(session.scalars(
         select(UpdateCampaign)
@@ -504,7 +504,7 @@ def expire(session: Session, campaign: UpdateCampaign, now: datetime, limit_s: f
     return ended
 
 
-def _any_running(session: Session) -> bool:
+def any_running(session: Session) -> bool:
     """Whether any campaign is running, read once per unit of work (an ingest batch applies the statuses
     of many collars; with none running, each status skips its read of the collar's campaigns and the
     flush of the batch so far that read would cause). Within a unit of work only `create` and `steer`

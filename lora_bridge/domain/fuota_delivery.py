@@ -183,9 +183,8 @@ def anything_to_move(session: Session) -> bool:
     """Whether `tick` and the campaigns' expiry have anything to do: an active campaign, or a delivery
     not yet ended (its campaign may have ended since). A read: the outbox asks before each flush, and
     with no campaign under way it takes no write lock."""
-    active = select(UpdateCampaign.id).where(UpdateCampaign.state.in_(campaigns.ACTIVE)).limit(1)
     open_delivery = select(FuotaSession.campaign_id).where(FuotaSession.ended_at.is_(None)).limit(1)
-    return session.scalar(active) is not None or session.scalar(open_delivery) is not None
+    return campaigns.any_running(session) or session.scalar(open_delivery) is not None
 
 
 def tick(session: Session, codec: Any, now: datetime | None = None,
