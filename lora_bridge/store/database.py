@@ -116,10 +116,10 @@ def open_database(
     if synchronous.upper() not in SQLITE_SYNCHRONOUS:
         raise ValueError(f"synchronous must be one of {SQLITE_SYNCHRONOUS}, got {synchronous!r}")
     if parsed.get_backend_name() == "sqlite":
-        write_engine = _sqlite_engine(url, busy_timeout_ms, begin="BEGIN IMMEDIATE", synchronous=synchronous)
+        write_engine = _sqlite_engine(url, busy_timeout_ms, writer=True, synchronous=synchronous)
         in_memory = parsed.database in (None, "", ":memory:")
         read_engine = (
-            write_engine if in_memory else _sqlite_engine(url, busy_timeout_ms, begin="BEGIN", synchronous=synchronous)
+            write_engine if in_memory else _sqlite_engine(url, busy_timeout_ms, writer=False, synchronous=synchronous)
         )
     else:
         write_engine = create_engine(url, pool_pre_ping=True)
@@ -140,7 +140,9 @@ def open_database(
     )
 
 
-def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str, synchronous: str = "FULL") -> Engine:
+def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: str = "FULL") -> Engine:
+    """An engine on the SQLite file at url; writer: its transactions take the write lock at their start
+    (`BEGIN IMMEDIATE`, tried every half millisecond: `write_lock`), else they only read (`BEGIN`)."""
     parsed = make_url(url)
     in_memory = parsed.database in (None, "", ":memory:")
     if not in_memory:
@@ -165,10 +167,10 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, begin: str, synchronous: str 
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
-        if begin == "BEGIN IMMEDIATE":  # the lock tried every half millisecond (`write_lock`)
+        if writer:
             write_lock.begin_immediate(connection.exec_driver_sql, busy_timeout_ms / 1000)
         else:
-            connection.exec_driver_sql(begin)
+            connection.exec_driver_sql("BEGIN")
 
     return engine
 
