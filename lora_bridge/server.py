@@ -174,13 +174,16 @@ def serve(settings: BridgeSettings | None = None, bridge: Bridge | None = None) 
     server = build_server(settings, bridge)
     running_bridge: Bridge = server.config.app.state.bridge
     running_bridge.process_pending()
-    # This process's batches (MQTT workers, the webhook's group commit) start without one-time costs
-    # (`lora_bridge.warm_up`); the durable intake's applier process warms itself.
-    log.debug("batch path warmed up in %.0f ms", 1000 * running_bridge.warm_up())
+    mqtt_workers = workers_from_settings(running_bridge, settings)
+    if mqtt_workers or not running_bridge.applies_elsewhere():
+        # This process's batches (MQTT workers, the webhook's group commit, the durable intake's applier
+        # thread) start without one-time costs (`lora_bridge.warm_up`); an applier process warms itself.
+        log.debug("batch path warmed up in %.0f ms", 1000 * running_bridge.warm_up())
     running_bridge.start_outbox_worker()
     rules = RulesTimer(running_bridge, settings.rules_every_s)
     rules.start()
-    mqtt_workers = [worker.start() for worker in workers_from_settings(running_bridge, settings)]
+    for worker in mqtt_workers:
+        worker.start()
     log.info("bridge listening on http://%s:%d", settings.host, settings.port)
     freeze_start_up_heap()
     try:

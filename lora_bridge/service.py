@@ -289,6 +289,11 @@ class Bridge:
                 self._intake = DurableIntake(self, self.settings.ingest_max_batch)
             return self._intake
 
+    def applies_elsewhere(self) -> bool:
+        """Whether the webhook's bodies are applied by the durable intake's applier process, not by
+        this one (which then runs a batch only for an MQTT worker or a body it could not read)."""
+        return self._intake is not None and self._intake.applier_pid() is not None
+
     def write_batch_now(self, submissions: list[Submission]) -> None:
         """Keep and apply submissions as one batch now, in turn with the group commit's other
         batches; sets each one's outcome (result or error)."""
