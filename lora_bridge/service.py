@@ -1777,7 +1777,7 @@ class Bridge:
                 queued = fuota_delivery.tick(session, self.codec, now, group_keys=group_keys,
                                              no_answer_factor=self.settings.fuota_no_answer_factor)
                 for campaign in session.scalars(select(UpdateCampaign).where(UpdateCampaign.state.in_(campaigns.ACTIVE))):
-                    campaigns.expire(session, campaign, now, self.settings.campaign_collar_days * 86400)
+                    campaigns.expire(session, campaign, now, timedelta(days=self.settings.campaign_collar_days).total_seconds())
         self._delete_ended_groups(now)
         return queued
 

@@ -483,7 +483,7 @@ def expire(session: Session, campaign: UpdateCampaign, now: datetime, limit_s: f
         return 0
     tracked = session.get(FuotaSession, campaign.id) is None
     ended = 0
-    days = f"{limit_s / 86400:g} d"
+    days = f"{timedelta(seconds=limit_s) / timedelta(days=1):g} d"
     for c in session.scalars(select(CampaignCollar).where(CampaignCollar.campaign_id == campaign.id,
                                                           CampaignCollar.state.in_(("gated", "sending")))):
         if c.state == "sending" and not tracked or c.updated_at is None:

@@ -530,7 +530,7 @@ def fail_overdue(session: Session, row: FuotaSession, now: datetime, factor: flo
             continue
         since_setup_s = campaigns.running_s(session, row.campaign_id, delivered.setup_queued_at, now)
         by_unicast = delivered.unicast_sent > 0 or delivered.unicast_reason is not None
-        if since_setup_s > limit_s + (delivery.MAX_UNICAST_DAYS * 86400 if by_unicast else 0):
+        if since_setup_s > limit_s + (timedelta(days=delivery.MAX_UNICAST_DAYS).total_seconds() if by_unicast else 0):
             reason, detail = _no_result(delivered, since_setup_s)
             dropped = _drop_queued(session, collar.device_id)
             log.warning("no result from device_id=%s campaign_id=%d after %.1f h of its delivery: %s (%d frames "

@@ -40,8 +40,7 @@ class Metres:
 def _projected(fixes: list[Fix], known: Metres | None = None) -> tuple[np.ndarray, CRS, Transformer]:
     """project, with the transformer back to lon/lat; the metres of known taken when they are the same
     numbers (the same zone's transformer, every fix in it)."""
-    lats = np.array([f[1] for f in fixes], dtype=float)
-    lons = np.array([f[2] for f in fixes], dtype=float)
+    lons, lats = _lon_lat(fixes)
     crs, forward, back = metric_frame(float(lons.mean()), float(lats.mean()))
     if known is not None and known.forward is forward and all(f in known.xy for f in fixes):
         return np.array([known.xy[f] for f in fixes], dtype=float), crs, back
@@ -51,12 +50,16 @@ def _projected(fixes: list[Fix], known: Metres | None = None) -> tuple[np.ndarra
 
 def _metres(fixes: list[Fix]) -> tuple[list[tuple[float, float]], Transformer]:
     """The fixes as (x, y) metres in the UTM zone of their mean (the same numbers as project), and the
-    transformer that gave them."""
-    lats = np.array([f[1] for f in fixes], dtype=float)
-    lons = np.array([f[2] for f in fixes], dtype=float)
+    transformer that gave them: plain floats, for the cleaning's walk from fix to fix."""
+    lons, lats = _lon_lat(fixes)
     forward, _ = metric_transformers(float(lons.mean()), float(lats.mean()))
     x, y = forward.transform(lons, lats)
     return list(zip(np.asarray(x, dtype=float).tolist(), np.asarray(y, dtype=float).tolist(), strict=True)), forward
+
+
+def _lon_lat(fixes: list[Fix]) -> tuple[np.ndarray, np.ndarray]:
+    """The fixes' longitudes and latitudes as two arrays (the order pyproj's lon/lat transformers take)."""
+    return np.array([f[2] for f in fixes], dtype=float), np.array([f[1] for f in fixes], dtype=float)
 
 
 @dataclass(frozen=True)
