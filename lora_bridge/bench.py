@@ -27,6 +27,10 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        and applier (the applier process; 0 as a thread)
     sqlite_intake_applier                              where the SQLite runs applied the journal: "thread"
                                                        or "process"
+    postgres_uplinks_per_s, postgres_p99_ms            the webhook on PostgreSQL answering once applied
+                                                       (ack "applied"); postgres_durable_ack_*: answering
+                                                       once the raw row is committed, the applier as the
+                                                       bridge's default puts it (`_intake_applier`)
     sqlite_warm_*                                      the headline run again in the same process on a
                                                        fresh store: without the process's one-time costs
                                                        (imports, compiling each statement, the first UTM
@@ -720,6 +724,18 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
         figures["postgres_over_raw_insert"] = round(
             figures["postgres_uplinks_per_s"] / figures["postgres_raw_insert_uplinks_per_s"], 4
         )
+        # The webhook answering once the body is kept, as the SQLite runs do: the raw rows committed
+        # by the webhook's process, applied in batches by the durable intake's applier (a process of
+        # its own on a machine of two cores, the default)
+        durable = webhook_run(server.create_database("webhook_durable"), bodies, connections, folder, ack="durable")
+        figures["postgres_durable_ack_uplinks_per_s"] = round(durable["uplinks_per_s"], 1)
+        figures["postgres_durable_ack_p50_ms"] = round(durable["p50_ms"], 2)
+        figures["postgres_durable_ack_p99_ms"] = round(durable["p99_ms"], 2)
+        figures["postgres_durable_ack_mean_batch"] = durable["mean_batch"]
+        figures["postgres_durable_ack_intake_applier"] = durable["intake_applier"]
+        figures["postgres_durable_ack_cpu_ms_per_uplink_by_process"] = durable["cpu_ms_per_uplink_by_process"]
+        figures["postgres_lost"] += durable["lost"]
+        figures["postgres_applied_twice"] += durable["applied_twice"]
         if mqtt:
             figures.update(_mqtt_figures(folder, server, bodies, mqtt_rounds))
     return figures

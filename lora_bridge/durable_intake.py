@@ -13,10 +13,11 @@ server only needs to know that the body is kept. A writer and an applier do the 
   rules once per collar of the batch: journal entries become raw rows and are applied in the same
   transaction (`Bridge.write_batch_now`, the group commit's batch), then leave the journal; raw rows
   of PostgreSQL are applied by id (`Bridge.apply_taken`). The more arrived, the larger the batch and
-  the fewer evaluations per uplink. It is a thread of the webhook's process, or, on a SQLite store
-  with `intake_applier="process"`, a process of its own (`lora_bridge.intake_applier`) that this
-  one starts, tells of each journal commit, hears back from after each applied batch (the bound on
-  the backlog, the downlinks to push), and starts again should it die.
+  the fewer evaluations per uplink. It is a thread of the webhook's process, or, with
+  `intake_applier="process"` (SQLite or PostgreSQL), a process of its own
+  (`lora_bridge.intake_applier`) that this one starts, tells of each commit (the last journal id, or
+  the last raw row's id), hears back from after each applied batch (the bound on the backlog, the
+  downlinks to push), and starts again should it die.
 
 Nothing acknowledged is lost: a journal entry stays until the store holds its raw row, and at start
 the entries left by a crash (kill -9) are applied (those the store already holds are not applied
@@ -35,12 +36,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import func, select
+
 from lora_bridge import ingest
 from lora_bridge.errors import MalformedUplink, StoreUnavailable
 from lora_bridge.group_commit import Submission, write_and_settle
 from lora_bridge.intake_applier import ApplierProcess
 from lora_bridge.intake_journal import IntakeJournal, already_stored, hold_lock
 from lora_bridge.network_messages import event_name_of, read_network_message
+from lora_bridge.store.tables import RawUplink
 from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import Uplink
 from lora_bridge.views import IngestResult
@@ -104,8 +108,10 @@ class DurableIntake:
         self._applier: threading.Thread | None = None
         self._applier_lock_fd: int | None = None
         self._writer = threading.Thread(target=self._write_loop, name="tembo-intake-writer", daemon=True)
-        if self.journal is not None and bridge.settings.applier_in_process():
-            self._unapplied.update(self.journal.ids())
+        postgres = bridge.db.write_engine.dialect.name == "postgresql"
+        if (self.journal is not None or postgres) and bridge.settings.applier_in_process():
+            if self.journal is not None:
+                self._unapplied.update(self.journal.ids())
             self._process = ApplierProcess(bridge.settings, self._reported)
             self._process.start()
         else:
@@ -174,8 +180,10 @@ class DurableIntake:
 
     def _reported(self, report: dict[str, Any]) -> None:
         """A report of the applier process: journal ids that left the journal (applied in a batch, or
-        found in the store already at its start) and the downlinks its batch queued."""
+        found in the store already at its start) or raw rows it applied, those it left to the timer
+        (a batch the store failed: `left`), and the downlinks its batch queued."""
         keys = [int(i) for i in report.get("applied", [])]
+        left = [int(i) for i in report.get("left", [])]
         if "through" in report:
             through, present = int(report["through"]), frozenset(int(i) for i in report["journal_ids"])
             with self._changed:
@@ -184,7 +192,7 @@ class DurableIntake:
                 self._changed.notify_all()
             return
         with self._changed:
-            for key in keys:
+            for key in keys + left:
                 if key in self._unapplied:
                     self._unapplied.discard(key)
                 else:
@@ -392,6 +400,23 @@ def left_in_journal(bridge: Any, journal: IntakeJournal) -> tuple[list[tuple[int
     if waiting or held:
         log.info("intake journal: %d bodies to apply, %d already in the store", len(waiting), len(held))
     return waiting, held
+
+
+def received_rows(bridge: Any, after_id: int = 0, through_id: int | None = None,
+                  most: int | None = None) -> list[int]:
+    """PostgreSQL's durable intake: the ids of raw rows kept and not applied yet (status `received`),
+    after after_id and up to through_id, oldest first, at most `most`."""
+    query = select(RawUplink.id).where(RawUplink.status == STATUS_RECEIVED, RawUplink.id > after_id)
+    if through_id is not None:
+        query = query.where(RawUplink.id <= through_id)
+    with bridge.db.read() as session:
+        return list(session.scalars(query.order_by(RawUplink.id).limit(most)))
+
+
+def newest_raw_id(bridge: Any) -> int:
+    """The id of the newest raw row the store holds (0: none)."""
+    with bridge.db.read() as session:
+        return int(session.scalar(select(func.max(RawUplink.id))) or 0)
 
 
 def apply_entries(bridge: Any, journal: IntakeJournal,

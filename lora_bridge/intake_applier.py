@@ -1,4 +1,4 @@
-"""The durable intake's applier in a process of its own (`intake_applier="process"`, SQLite stores).
+"""The durable intake's applier in a process of its own (`intake_applier="process"`).
 
 The webhook's process answers network servers: HTTP, reading each body, the journal's durable
 commit. Applying the journal (raw rows, decoding, domain rows, the rules) is most of an uplink's CPU;
@@ -232,18 +232,11 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def run_child(parent_pid: int) -> int:
-    """The applier process: apply the journal of the store named by the settings on stdin until the
-    parent says stop (or dies)."""
+    """The applier process: apply what the webhook process keeps for the store named by the settings on
+    stdin (a SQLite store's journal, a PostgreSQL store's raw rows `received`) until the parent says
+    stop (or dies)."""
     from pathlib import Path
 
-    from lora_bridge.durable_intake import (
-        GATHER_S,
-        MAX_APPLY,
-        MAX_BACKLOG,
-        RETRY_S,
-        apply_entries,
-        left_in_journal,
-    )
     from lora_bridge.intake_journal import IntakeJournal, hold_lock, path_for_store
     from lora_bridge.service import Bridge
     from lora_bridge.start_up_heap import freeze_start_up_heap
@@ -259,23 +252,31 @@ def run_child(parent_pid: int) -> int:
     logging.basicConfig(level=int(start.get("log_level", logging.WARNING)),
                         format="%(asctime)s %(levelname)s %(name)s [intake applier] %(message)s")
     journal_path = path_for_store(settings.database_url)
-    if journal_path is None:
-        log.error("the intake applier process needs a SQLite file store")
+    postgres = settings.database_url.startswith("postgresql")
+    if journal_path is None and not postgres:
+        log.error("the intake applier process needs a SQLite file store or a PostgreSQL store")
         return 2
-    hold_lock(Path(f"{journal_path}.applier"))  # the applier before this one has ended (held until exit)
-    journal = IntakeJournal(journal_path, settings.sqlite_synchronous, owner=False)
+    journal = None
+    if journal_path is not None:
+        hold_lock(Path(f"{journal_path}.applier"))  # the applier before this one has ended (held until exit)
+        journal = IntakeJournal(journal_path, settings.sqlite_synchronous, owner=False)
     bridge = Bridge(settings)
     wakes: list[list[int] | None] = []
     bridge.outbox_wakes = wakes.append
     work = count_writes(bridge.db)
     link = ParentLink(stdin)
 
-    def report(applied: list[int], batch: bool) -> None:
+    def report(applied: list[int], batch: bool, left: list[int] | None = None) -> None:
         downlinks = sorted({i for ids in wakes if ids for i in ids})
         message = {"applied": applied, "batch": batch, "committed_at": time.time(), "downlinks": downlinks,
                    "flush_outbox": any(ids is None for ids in wakes), **work}
+        if left:
+            message["left"] = left
         wakes.clear()
         work.update(statements=0, commits=0)
+        reports.write(json.dumps(message).encode() + b"\n")
+
+    def said(message: dict[str, Any]) -> None:
         reports.write(json.dumps(message).encode() + b"\n")
 
     # Its statements compiled before any body waits on them (lora_bridge.warm_up)
@@ -283,57 +284,117 @@ def run_child(parent_pid: int) -> int:
     # As the serving process does: what the child holds now lives as long as it does, and the full
     # collections of its batches would walk it all again (lora_bridge.start_up_heap).
     reports.write(f"ready {freeze_start_up_heap()}\n".encode())
+    try:
+        if journal is not None:
+            return _apply_journal(bridge, journal, link, report, said, wakes)
+        return _apply_received_rows(bridge, link, report, said)
+    finally:
+        if journal is not None:
+            journal.close()
+        bridge.close()
+        # The parent closes the pipe right after "stop": once the reader has seen its end, nothing
+        # of this process is left blocked in a read of stdin (see `_end`).
+        link.reader.join(timeout=READER_END_WAIT_S)
+
+
+Reporter = Callable[..., None]
+
+
+def _gathered(link: ParentLink, last_taken: int, waiting: int) -> tuple[int, bool, bool]:
+    """Wait for work as the applier does: while idle, until the parent tells of a commit (or half a
+    second passes: a look at what is kept now and then); then, having been idle, up to GATHER_S more
+    for a fuller batch. (the last id committed, stop asked, parent gone)."""
+    from lora_bridge.durable_intake import GATHER_S, MAX_APPLY, MAX_BACKLOG
+
+    with link.changed:
+        idle = not waiting and link.committed_id <= last_taken and not link.stop_asked
+        if idle:
+            link.changed.wait(timeout=0.5)
+        gather_until = time.monotonic() + (GATHER_S if idle else 0.0)
+        while (link.committed_id - last_taken + waiting < min(MAX_APPLY, MAX_BACKLOG)
+               and not link.stop_asked and link.committed_id > last_taken):
+            left = gather_until - time.monotonic()
+            if left <= 0:
+                break
+            link.changed.wait(timeout=left)
+        return link.committed_id, link.stop_asked, link.parent_gone
+
+
+def _apply_journal(bridge: Any, journal: Any, link: ParentLink, report: Reporter, said: Reporter,
+                   wakes: list[Any]) -> int:
+    """A SQLite store's journal, applied in batches (`durable_intake.apply_entries`); entries the store
+    could not take are tried again RETRY_S later."""
+    from lora_bridge.durable_intake import MAX_APPLY, RETRY_S, apply_entries, left_in_journal
+
     # What the journal holds now: an applier killed after the journal's delete and before its report
     # applied entries the webhook process still counts as waiting.
     present, through = journal.snapshot()
-    reports.write(json.dumps({"journal_ids": present, "through": through}).encode() + b"\n")
+    said({"journal_ids": present, "through": through})
     waiting, held = left_in_journal(bridge, journal)
     if held:
         report(held, batch=False)
     last_taken = max([i for i, _ in waiting] + held + [0])
     retry = waiting
-    try:
-        while True:
-            with link.changed:
-                idle = not retry and link.committed_id <= last_taken and not link.stop_asked
-                if idle:
-                    link.changed.wait(timeout=0.5)  # also a look at the journal now and then
-                gather_until = time.monotonic() + (GATHER_S if idle else 0.0)
-                while (link.committed_id - last_taken + len(retry) < min(MAX_APPLY, MAX_BACKLOG)
-                       and not link.stop_asked and link.committed_id > last_taken):
-                    left = gather_until - time.monotonic()
-                    if left <= 0:
-                        break
-                    link.changed.wait(timeout=left)
-                stopping, gone = link.stop_asked, link.parent_gone
-            fresh = journal.entries(after_id=last_taken, limit=max(0, MAX_APPLY - len(retry)))
-            taken = retry + [(e.intake_id, _submission_of(e)) for e in fresh]
-            if fresh:
-                last_taken = fresh[-1].intake_id
-            if not taken:
-                if stopping:
-                    return 0
-                continue
-            stored, refused = apply_entries(bridge, journal, taken)
-            if stored or wakes:
-                report(stored, batch=bool(stored))
-            retry = refused
-            if gone:
+    while True:
+        _committed, stopping, gone = _gathered(link, last_taken, len(retry))
+        fresh = journal.entries(after_id=last_taken, limit=max(0, MAX_APPLY - len(retry)))
+        taken = retry + [(e.intake_id, _submission_of(e)) for e in fresh]
+        if fresh:
+            last_taken = fresh[-1].intake_id
+        if not taken:
+            if stopping:
                 return 0
-            if refused:
-                if stopping:
-                    log.warning("%d kept bodies not taken by the store; they wait in the journal for the next start",
-                                len(refused))
-                    return 0
-                log.warning("%d kept bodies not taken by the store now; tried again in %.0f s", len(refused), RETRY_S)
-                with link.changed:
-                    link.changed.wait(timeout=RETRY_S)
-    finally:
-        journal.close()
-        bridge.close()
-        # The parent closes the pipe right after "stop": once the reader has seen its end, nothing
-        # of this process is left blocked in a read of stdin (see `_end`).
-        link.reader.join(timeout=READER_END_WAIT_S)
+            continue
+        stored, refused = apply_entries(bridge, journal, taken)
+        if stored or wakes:
+            report(stored, batch=bool(stored))
+        retry = refused
+        if gone:
+            return 0
+        if refused:
+            if stopping:
+                log.warning("%d kept bodies not taken by the store; they wait in the journal for the next start",
+                            len(refused))
+                return 0
+            log.warning("%d kept bodies not taken by the store now; tried again in %.0f s", len(refused), RETRY_S)
+            with link.changed:
+                link.changed.wait(timeout=RETRY_S)
+
+
+def _apply_received_rows(bridge: Any, link: ParentLink, report: Reporter, said: Reporter) -> int:
+    """A PostgreSQL store's raw rows kept `received` by the webhook process, applied by id in batches
+    (`Bridge.apply_taken`: each row locked, one another applier or the timer applied meanwhile left as
+    it is). A batch the store fails is left `received` for the timer (`Bridge.process_pending`), as the
+    applier thread leaves it, and reported `left` so that the webhook process stops counting it."""
+    from lora_bridge.durable_intake import MAX_APPLY, newest_raw_id, received_rows
+
+    # What is kept and not applied now: rows the webhook process told an applier killed before it
+    # applied them are among these (the first batches), and they are told of as the journal's are.
+    through = newest_raw_id(bridge)
+    waiting = received_rows(bridge, through_id=through)
+    said({"journal_ids": waiting, "through": through})
+    last_taken = through
+    while True:
+        committed, stopping, gone = _gathered(link, last_taken, len(waiting))
+        if committed > last_taken and len(waiting) < MAX_APPLY:
+            room = MAX_APPLY - len(waiting)
+            fresh = received_rows(bridge, after_id=last_taken, through_id=committed, most=room)
+            waiting += fresh
+            last_taken = fresh[-1] if len(fresh) == room else committed
+        taken, waiting = waiting[:MAX_APPLY], waiting[MAX_APPLY:]
+        if not taken:
+            if stopping:
+                return 0
+            continue
+        try:
+            bridge.apply_taken(lambda _session, ids=taken: ids)
+        except Exception:  # noqa: BLE001 - the rows stay `received`: the timer applies them
+            log.exception("a batch of %d stored bodies was not applied; the timer retries them", len(taken))
+            report([], batch=False, left=taken)
+        else:
+            report(taken, batch=True)
+        if gone:
+            return 0
 
 
 def _end(code: int) -> None:

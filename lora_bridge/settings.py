@@ -136,14 +136,15 @@ class BridgeSettings(BaseSettings):
     # or "durable" (202 once the raw body is committed; decoding and rules follow in batches,
     # lora_bridge.durable_intake). Either way 2xx only once the body is durable.
     webhook_ack: Literal["applied", "durable"] = "applied"
-    # Where a SQLite store's durable intake applies its journal: "thread" (a thread of the webhook's
-    # process), "process" (a process of its own that the webhook's process starts and supervises,
-    # so applying does not share the answering process's GIL; lora_bridge.intake_applier), or "auto":
+    # Where the durable intake applies what it kept (a SQLite store's journal, a PostgreSQL store's raw
+    # rows): "thread" (a thread of the webhook's process), "process" (a process of its own that the
+    # webhook's process starts and supervises, so applying does not share the answering process's GIL;
+    # lora_bridge.intake_applier), or "auto":
     # a process when this process may run on two cores or more, else a thread (docs/bridge-scale.md).
     intake_applier: Literal["auto", "thread", "process"] = "auto"
 
     def applier_in_process(self) -> bool:
-        """Whether a SQLite store's durable intake applies in a process of its own."""
+        """Whether the durable intake applies in a process of its own."""
         if self.intake_applier == "auto":
             return usable_cores() >= 2
         return self.intake_applier == "process"
