@@ -640,12 +640,8 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
                            applier=applier, rate=sqlite["uplinks_per_s"] / 2)
         figures["sqlite_webhook_ack"] = ack
         figures["sqlite_uplinks_per_s"] = round(sqlite["uplinks_per_s"], 1)
-        figures[f"sqlite_{other_ack}_ack_uplinks_per_s"] = round(other["uplinks_per_s"], 1)
-        figures[f"sqlite_{other_ack}_ack_p50_ms"] = round(other["p50_ms"], 2)
-        figures[f"sqlite_{other_ack}_ack_p99_ms"] = round(other["p99_ms"], 2)
-        figures[f"sqlite_{other_ack}_ack_cpu_ms_per_uplink"] = other["cpu_ms_per_uplink"]
-        figures[f"sqlite_{other_ack}_ack_mean_batch"] = other["mean_batch"]
-        figures[f"sqlite_{other_ack}_ack_lost"] = other["lost"]
+        figures.update(_run_figures(f"sqlite_{other_ack}_ack_", other, "uplinks_per_s", "p50_ms", "p99_ms",
+                                    "cpu_ms_per_uplink", "mean_batch", "lost"))
         # the answer alone (send -> 2xx) and the rate of answers: what the network server waits on
         figures["sqlite_answers_per_s"] = round(sqlite["answers_per_s"], 1)
         figures["sqlite_answer_p50_ms"] = round(sqlite["answer_p50_ms"], 2)
@@ -704,6 +700,16 @@ def bridge_figures(collars: int = 40, hours: int = 12, connections: int = 8, pos
     return figures
 
 
+def _run_figures(prefix: str, run: dict[str, Any], *names: str) -> dict[str, Any]:
+    """A webhook run's figures `names` under prefix: rates to a tenth, times to a hundredth of a ms."""
+    def shown(name: str) -> Any:
+        if name.endswith("_per_s"):
+            return round(run[name], 1)
+        return round(run[name], 2) if name.endswith("_ms") else run[name]
+
+    return {f"{prefix}{name}": shown(name) for name in names}
+
+
 def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt: bool,
                       mqtt_rounds: int = 1) -> dict[str, Any]:
     from tembo.local_services import PostgresServer
@@ -728,12 +734,8 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt:
         # by the webhook's process, applied in batches by the durable intake's applier (a process of
         # its own on a machine of two cores, the default)
         durable = webhook_run(server.create_database("webhook_durable"), bodies, connections, folder, ack="durable")
-        figures["postgres_durable_ack_uplinks_per_s"] = round(durable["uplinks_per_s"], 1)
-        figures["postgres_durable_ack_p50_ms"] = round(durable["p50_ms"], 2)
-        figures["postgres_durable_ack_p99_ms"] = round(durable["p99_ms"], 2)
-        figures["postgres_durable_ack_mean_batch"] = durable["mean_batch"]
-        figures["postgres_durable_ack_intake_applier"] = durable["intake_applier"]
-        figures["postgres_durable_ack_cpu_ms_per_uplink_by_process"] = durable["cpu_ms_per_uplink_by_process"]
+        figures.update(_run_figures("postgres_durable_ack_", durable, "uplinks_per_s", "p50_ms", "p99_ms",
+                                    "mean_batch", "intake_applier", "cpu_ms_per_uplink_by_process"))
         figures["postgres_lost"] += durable["lost"]
         figures["postgres_applied_twice"] += durable["applied_twice"]
         if mqtt:
