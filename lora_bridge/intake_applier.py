@@ -366,7 +366,7 @@ def _apply_received_rows(bridge: Any, link: ParentLink, report: Reporter, said: 
     (`Bridge.apply_taken`: each row locked, one another applier or the timer applied meanwhile left as
     it is). A batch the store fails is left `received` for the timer (`Bridge.process_pending`), as the
     applier thread leaves it, and reported `left` so that the webhook process stops counting it."""
-    from lora_bridge.durable_intake import MAX_APPLY, newest_raw_id, received_rows
+    from lora_bridge.durable_intake import MAX_APPLY, RETRY_S, newest_raw_id, received_rows
 
     # What is kept and not applied now: rows the webhook process told an applier killed before it
     # applied them are among these (the first batches), and they are told of as the journal's are.
@@ -378,9 +378,19 @@ def _apply_received_rows(bridge: Any, link: ParentLink, report: Reporter, said: 
         committed, stopping, gone = _gathered(link, last_taken, len(waiting))
         if committed > last_taken and len(waiting) < MAX_APPLY:
             room = MAX_APPLY - len(waiting)
-            fresh = received_rows(bridge, after_id=last_taken, through_id=committed, most=room)
+            try:
+                fresh = received_rows(bridge, after_id=last_taken, through_id=committed, most=room)
+                last_taken = fresh[-1] if len(fresh) == room else committed
+            except Exception as error:  # noqa: BLE001 - the rows stay `received`: read again, or at the next start
+                fresh = []
+                if not (stopping or gone):
+                    log.warning("kept rows not read (%s); read again in %.0f s", type(error).__name__, RETRY_S)
+                    with link.changed:
+                        link.changed.wait(timeout=RETRY_S)
+                    continue
+                log.warning("kept rows not read (%s); left for the next start", type(error).__name__)
+                last_taken = committed
             waiting += fresh
-            last_taken = fresh[-1] if len(fresh) == room else committed
         taken, waiting = waiting[:MAX_APPLY], waiting[MAX_APPLY:]
         if not taken:
             if stopping:
