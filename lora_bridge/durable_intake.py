@@ -349,7 +349,7 @@ class DurableIntake:
                 del self._to_apply[: self.max_apply]
                 self._applying = len(taken)
             try:
-                keys = self._apply_journal(taken) if self.journal is not None else self._apply_raw(taken)
+                keys = self._apply_journal(taken) if self.journal is not None else apply_kept_rows(self.bridge, taken)
             finally:
                 with self._changed:
                     self._applying = 0
@@ -360,14 +360,6 @@ class DurableIntake:
             self.batches_applied += 1
             self.applied += len(keys)
             self._tell_listeners(keys, committed_at)
-
-    def _apply_raw(self, raw_ids: list[int]) -> list[int]:
-        try:
-            self.bridge.apply_taken(lambda _session, ids=raw_ids: ids)
-        except Exception:  # noqa: BLE001 - the rows stay `received`: the timer applies them
-            log.exception("a batch of %d stored bodies was not applied; the timer retries them", len(raw_ids))
-            return []
-        return raw_ids
 
     def _apply_journal(self, taken: list[tuple[int, Submission]]) -> list[int]:
         """Raw rows, decoding and rules of journal entries in one transaction, then out of the journal;
@@ -400,6 +392,18 @@ def left_in_journal(bridge: Any, journal: IntakeJournal) -> tuple[list[tuple[int
     if waiting or held:
         log.info("intake journal: %d bodies to apply, %d already in the store", len(waiting), len(held))
     return waiting, held
+
+
+def apply_kept_rows(bridge: Any, raw_ids: list[int]) -> list[int]:
+    """PostgreSQL's durable intake: the raw rows raw_ids applied by id in one batch
+    (`Bridge.apply_taken`, by the applier thread or process); their ids, or none when the batch
+    failed (logged: the rows stay `received` and the timer applies them)."""
+    try:
+        bridge.apply_taken(lambda _session, ids=raw_ids: ids)
+    except Exception:  # noqa: BLE001 - the rows stay `received`: the timer applies them
+        log.exception("a batch of %d stored bodies was not applied; the timer retries them", len(raw_ids))
+        return []
+    return raw_ids
 
 
 def received_rows(bridge: Any, after_id: int = 0, through_id: int | None = None,

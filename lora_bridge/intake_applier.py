@@ -366,7 +366,7 @@ def _apply_received_rows(bridge: Any, link: ParentLink, report: Reporter, said: 
     (`Bridge.apply_taken`: each row locked, one another applier or the timer applied meanwhile left as
     it is). A batch the store fails is left `received` for the timer (`Bridge.process_pending`), as the
     applier thread leaves it, and reported `left` so that the webhook process stops counting it."""
-    from lora_bridge.durable_intake import MAX_APPLY, RETRY_S, newest_raw_id, received_rows
+    from lora_bridge.durable_intake import MAX_APPLY, RETRY_S, apply_kept_rows, newest_raw_id, received_rows
 
     # What is kept and not applied now: rows the webhook process told an applier killed before it
     # applied them are among these (the first batches), and they are told of as the journal's are.
@@ -396,13 +396,10 @@ def _apply_received_rows(bridge: Any, link: ParentLink, report: Reporter, said: 
             if stopping:
                 return 0
             continue
-        try:
-            bridge.apply_taken(lambda _session, ids=taken: ids)
-        except Exception:  # noqa: BLE001 - the rows stay `received`: the timer applies them
-            log.exception("a batch of %d stored bodies was not applied; the timer retries them", len(taken))
-            report([], batch=False, left=taken)
-        else:
+        if apply_kept_rows(bridge, taken):
             report(taken, batch=True)
+        else:
+            report([], batch=False, left=taken)
         if gone:
             return 0
 
