@@ -29,8 +29,8 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        or "process"
     postgres_uplinks_per_s, postgres_p99_ms            the webhook on PostgreSQL answering once applied
                                                        (ack "applied"); postgres_durable_ack_*: answering
-                                                       once the raw row is committed, the applier as the
-                                                       bridge's default puts it (`_intake_applier`)
+                                                       once the raw row is committed, the applier where
+                                                       the bridge's default puts it (`..._intake_applier`)
     sqlite_warm_*                                      the headline run again in the same process on a
                                                        fresh store: without the process's one-time costs
                                                        (imports, compiling each statement, the first UTM
