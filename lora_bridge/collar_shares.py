@@ -239,7 +239,7 @@ class CollarShare:
             return 0  # named by no hand-over since the last look
         if self.bridge.db.write_engine.dialect.name == "sqlite":
             # SQLite has one writer at a time: look first, so an idle worker polls without taking it.
-            addressed, values = self._addressed()
+            addressed, _, values = self._addressed()
             with self.bridge.db.read() as session:
                 if session.scalar(select(CollarHandover.id).where(addressed).limit(1), values) is None:
                     return 0
@@ -253,8 +253,8 @@ class CollarShare:
         if self._told and not self._maybe_handed.is_set():
             return []
         self._maybe_handed.clear()  # a hand-over committed from here on notifies this worker again
-        addressed, values = self._addressed()
-        handed = take_handovers(session, addressed, values)
+        _, taking, values = self._addressed()
+        handed = take_handovers(session, taking, values)
         if handed:
             # More may wait (at most MAX_TAKE a take), or this transaction may roll back and give
             # them back: the next take looks again.
@@ -262,12 +262,13 @@ class CollarShare:
         self.taken += len(handed)  # counted when claimed: a batch rolled back claims them again
         return handed
 
-    def _addressed(self) -> tuple[Any, dict[str, Any]]:
+    def _addressed(self) -> tuple[Any, Any, dict[str, Any]]:
         """The hand-over rows this worker takes: its own, and those of workers that hold no lease
-        (once it knows the members); a condition built once, and its values."""
+        (once it knows the members); the condition and the statement that takes them, both built
+        once, and their values."""
         if self.members:
-            return _ADDRESSED, {"worker_id": self.worker_id, "members": list(self.members)}
-        return _MINE, {"worker_id": self.worker_id}
+            return _ADDRESSED, _TAKE_ADDRESSED, {"worker_id": self.worker_id, "members": list(self.members)}
+        return _MINE, _TAKE_MINE, {"worker_id": self.worker_id}
 
     def _run(self, listener: Any) -> None:
         renew_every = self.lease_s / 3
@@ -332,15 +333,13 @@ class CollarShare:
         return time.monotonic() - self._renewed_at >= every_s
 
 
-def take_handovers(session: Session, addressed: Any, values: dict[str, Any] | None = None,
+def take_handovers(session: Session, taking: Any, values: dict[str, Any] | None = None,
                    most: int = MAX_TAKE) -> list[Submission]:
-    """Inside session's transaction: claim up to `most` hand-over rows that `addressed` selects (with
-    values for its parameters; rows another transaction holds are skipped), deleting them in the same
-    statement (a rollback gives them back); their bodies as submissions, in the order they were
-    handed over."""
-    built = [statement for condition, statement in _TAKES if condition is addressed]
-    statement = built[0] if built else _take_statement(addressed)
-    rows = sorted(session.execute(statement, {**(values or {}), "most": most}).all())
+    """Inside session's transaction: claim up to `most` hand-over rows with `taking` (a
+    `_take_statement`, with values for its condition's parameters; rows another transaction holds
+    are skipped), deleting them in the same statement (a rollback gives them back); their bodies as
+    submissions, in the order they were handed over."""
+    rows = sorted(session.execute(taking, {**(values or {}), "most": most}).all())
     # a handed body was first kept when it was handed over
     return [Submission(row.source, row.event, row.body, content_type=row.content_type, path_ids=row.path_ids,
                        received_at=row.handed_at) for row in rows]
@@ -361,7 +360,8 @@ def _take_statement(addressed: Any) -> Any:
 # collars may take, and building the statement cost more than running its cached compilation.
 _MINE = CollarHandover.to_worker == bindparam("worker_id")
 _ADDRESSED = or_(_MINE, CollarHandover.to_worker.not_in(bindparam("members", expanding=True)))
-_TAKES = tuple((condition, _take_statement(condition)) for condition in (_MINE, _ADDRESSED))
+_TAKE_MINE = _take_statement(_MINE)
+_TAKE_ADDRESSED = _take_statement(_ADDRESSED)
 
 
 def keep_stranded_handovers(db: Any) -> int:
@@ -371,6 +371,7 @@ def keep_stranded_handovers(db: Any) -> int:
     by its timer, so nothing handed over waits for a worker that never comes."""
     live = select(BridgeWorker.worker_id).where(BridgeWorker.expires_at > utc_now())
     stranded = CollarHandover.to_worker.not_in(live)
+    taking = _take_statement(stranded)
     # A look first: the timer runs this every few seconds, and on SQLite a write transaction would take
     # the store's one write lock from the applier for nothing.
     with db.read() as session:
@@ -379,7 +380,7 @@ def keep_stranded_handovers(db: Any) -> int:
     kept = 0
     while True:
         with db.write() as session:
-            handed = take_handovers(session, stranded)
+            handed = take_handovers(session, taking)
             if handed:
                 ingest.insert_raw_rows(session, handed)
         kept += len(handed)
