@@ -61,6 +61,9 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        `_by_part`: PostgreSQL, Mosquitto, load generator;
                                                        `all_`: every part together
     mqtt_machine_busy_share_each_round                 how busy all cores were during each MQTT run
+    mqtt_threads, mqtt_one_worker_by_threads           one worker's threads (and messages in flight,
+                                                       `mqtt_threads`): rate, CPU per uplink and mean
+                                                       batch with fewer, in the same rounds
     sqlite_history_*                                   the headline run on a store that holds the herd's
                                                        last `sqlite_history_days` days first (applied
                                                        before the run, not measured): a bridge that has
@@ -106,6 +109,7 @@ from lora_bridge.decode import default_codec
 from lora_bridge.group_commit import Submission
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import Bridge, open_bridge
+from lora_bridge.settings import MQTT_THREADS
 from lora_bridge.store.database import count_writes
 from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
@@ -249,6 +253,8 @@ _APPLIED = (RawUplink.duplicate_of.is_(None), RawUplink.status.in_(DONE_STATUSES
 
 
 HISTORY_BATCH = 256  # bodies a transaction when a store is given its herd's history before a run
+# One worker's MQTT threads measured beside the default (`mqtt_one_worker_by_threads`)
+FEWER_MQTT_THREADS = (32, 64)
 
 
 def apply_history(database_url: str, bodies: list[bytes]) -> None:
@@ -493,16 +499,18 @@ def _postmaster_pid(server: Any) -> int | None:
 
 
 def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, group: str,
-             collar_shares: bool = True, postgres_pid: int | None = None) -> dict[str, Any]:
+             collar_shares: bool = True, postgres_pid: int | None = None, threads: int | None = None) -> dict[str, Any]:
     """Publish bodies to the broker for `workers` worker processes sharing a subscription (and the
-    collars, unless collar_shares is False: then each applies whatever the broker hands it); rate, lost."""
+    collars, unless collar_shares is False: then each applies whatever the broker hands it); rate, lost.
+    threads: each worker's `mqtt_threads` (None: the default)."""
     import paho.mqtt.client as mqtt
 
+    environment = {**os.environ, "TEMBO_MQTT_THREADS": str(threads)} if threads else None
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "lora_bridge.bench", "mqtt-worker", database_url, broker.url,
              f"{group}-{n}", group] + ([] if collar_shares else ["no-collar-shares"]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=environment,
         )
         for n in range(workers)
     ]
@@ -751,9 +759,13 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
     from tembo.local_services import MosquittoServer
 
     runs: dict[str, list[dict[str, Any]]] = {"one": [], "two": [], "mixed": []}
+    fewer_threads: dict[int, list[dict[str, Any]]] = {threads: [] for threads in FEWER_MQTT_THREADS}
     postgres_pid = _postmaster_pid(server)
     with MosquittoServer.started(folder / "mosquitto") as broker:
         for r in range(max(1, rounds)):
+            for threads, kind_runs in fewer_threads.items():
+                kind_runs.append(mqtt_run(server.create_database(f"mqtt1t{threads}r{r}"), broker, bodies, 1,
+                                          f"bench1t{threads}r{r}", postgres_pid=postgres_pid, threads=threads))
             runs["one"].append(mqtt_run(server.create_database(f"mqtt1r{r}"), broker, bodies, 1, f"bench1r{r}",
                                         postgres_pid=postgres_pid))
             runs["two"].append(mqtt_run(server.create_database(f"mqtt2r{r}"), broker, bodies, 2, f"bench2r{r}",
@@ -819,6 +831,12 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
                                          for kind, kind_runs in runs.items()},
         "mqtt_backend_lock_waits_top": {kind: [run.get("backend_lock_waits_top") for run in kind_runs]
                                         for kind, kind_runs in runs.items()},
+        # One worker with fewer threads (fewer messages in flight): smaller batches, more CPU per uplink
+        "mqtt_threads": MQTT_THREADS,
+        "mqtt_one_worker_by_threads": {
+            str(threads): {name: round(median(run[name] for run in kind_runs), 3)
+                           for name in ("uplinks_per_s", "cpu_ms_per_uplink", "postgres_cpu_ms_per_uplink", "mean_batch")}
+            for threads, kind_runs in fewer_threads.items()},
         "cpu_count": os.cpu_count(),
         "load_average_after_mqtt": [round(x, 2) for x in os.getloadavg()],
     }

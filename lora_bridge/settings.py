@@ -31,6 +31,11 @@ DEMO_WEBHOOK_SECRET = "tembo-demo-secret"
 # Secrets that shipped as defaults once, or are published here: never accepted without the opt-in.
 PUBLISHED_SECRETS = frozenset({DEMO_WEBHOOK_SECRET, "tembo-dev-secret"})
 MIN_SECRET_CHARS = 16
+# Threads an MQTT worker hands messages in with, and so the Receive Maximum it asks of the broker (the
+# messages sent to it before the first is acknowledged): every message in flight has a thread, and
+# the messages waiting together are kept in one batch (group commit). More make larger batches that
+# cost less per uplink (`tembo bench bridge`: `mqtt_one_worker_by_threads`; docs/bridge-scale.md).
+MQTT_THREADS = 128
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +133,8 @@ class BridgeSettings(BaseSettings):
     # Workers of one share group split the collars between them (lora_bridge.collar_shares); without it
     # two workers wait on each other's collar rows and are no faster than one (docs/bridge-scale.md).
     mqtt_collar_shares: bool = True
-    # Threads that hand MQTT messages in at once: together they make the group commit's batches.
-    mqtt_threads: int = Field(default=32, ge=1, le=64)
+    # Threads that hand MQTT messages in at once, and the messages in flight the broker may send.
+    mqtt_threads: int = Field(default=MQTT_THREADS, ge=1, le=1024)
     # At most this many bodies kept and applied in one transaction (lora_bridge.group_commit).
     ingest_max_batch: int = Field(default=256, ge=1, le=10_000)
     # When the webhook answers: "applied" (decoded, stored, rules run: the answer says what happened)

@@ -253,6 +253,39 @@ def test_a_message_not_yet_durable_is_not_acknowledged_and_comes_back_to_the_res
 
 
 @pytest.mark.mqtt
+def test_a_worker_back_to_a_backlog_is_sent_no_more_at_once_than_it_has_threads_and_loses_none(mosquitto, sqlite_url):
+    # The worker asks the broker for no more messages in flight than it has threads to hand them in
+    # (MQTT 5 Receive Maximum): a backlog waits at the broker, not unacknowledged in the worker.
+    broker = parse_broker_url(mosquitto.url)
+    messages = status_uplinks([f"collar-b{n}" for n in range(10)], per_device=1)
+    store_slow = threading.Event()
+    handing_in = []
+    with b.fresh_bridge(sqlite_url) as bridge:
+        def slow_store(*args, **kwargs):
+            handing_in.append(args[2])
+            assert store_slow.wait(60)
+            return bridge.ingest_network_message(*args, **kwargs)
+
+        MqttIngest(slow_store, broker, client_id="bridge-backlog", threads=4).start().stop()  # its session
+        with publisher(mosquitto, client_id="network-backlog") as client:
+            publish_all(client, messages)
+        worker = MqttIngest(slow_store, broker, client_id="bridge-backlog", threads=4).start()
+        try:
+            # The broker sends the session's backlog right after the connection is accepted, ahead of
+            # the answer to the worker's subscription, which start() waits for.
+            four_handed_in = wait_until(lambda: len(handing_in) == 4, 30)
+            received_while_held = worker.received
+            store_slow.set()
+            all_in = wait_until(lambda: applied_once(bridge) == (10, 10) and worker.acknowledged == 10, 60)
+        finally:
+            store_slow.set()
+            worker.stop()
+
+    assert four_handed_in and received_while_held == 4
+    assert all_in and worker.received == 10
+
+
+@pytest.mark.mqtt
 @pytest.mark.postgres
 def test_two_workers_sharing_a_subscription_process_every_uplink_once_on_postgres(mosquitto, postgres_url):
     devices = [f"collar-{i:02d}" for i in range(10)]

@@ -38,6 +38,7 @@ from paho.mqtt.properties import Properties
 
 from lora_bridge.errors import StoreUnavailable
 from lora_bridge.network_messages import MAX_BODY_BYTES
+from lora_bridge.settings import MQTT_THREADS
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,6 @@ JSON = "application/json"
 PROTOBUF = "application/octet-stream"
 QOS = 1
 SESSION_EXPIRY_S = 3600
-# Messages the broker may hand over before the first of them is acknowledged.
-RECEIVE_MAXIMUM = 64
 RETRY_STORE_AFTER_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -156,8 +155,10 @@ class MqttIngest:
 
     ingest: a callable like `Bridge.ingest_network_message` (network, event, body, content_type=...,
     path_ids=...); it returns once the body is durable and raises StoreUnavailable when it is not.
-    threads: messages handed in at once; the bridge keeps those in one batch (group commit), so
-    more threads make larger batches, up to the broker's RECEIVE_MAXIMUM messages in flight.
+    threads: messages handed in at once, each by a thread of its own, and the Receive Maximum asked
+    of the broker: it sends no more before a PUBACK, so no message waits in the worker without a
+    thread. The bridge keeps those handed in together in one batch (group commit): more threads
+    make larger batches.
     share: a `collar_shares.CollarShare` of this worker (several workers on one store): messages go
     through it (a collar another worker owns is handed over); started and stopped with the client.
     keep: where a message whose ingest raised something other than StoreUnavailable (a bug, a value
@@ -174,7 +175,7 @@ class MqttIngest:
         topics: tuple[str, ...] | list[str] = DEFAULT_TOPICS,
         share_group: str | None = None,
         client_id: str | None = None,
-        threads: int = 32,
+        threads: int = MQTT_THREADS,
         share: Any = None,
         keep: Callable[..., Any] | None = None,
     ) -> None:
@@ -188,7 +189,8 @@ class MqttIngest:
         self.acknowledged = 0
         self.ignored = 0
         self.kept = 0
-        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="tembo-mqtt")
+        self.threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="tembo-mqtt")
         self._in_flight: deque[list[Any]] = deque()  # [mid, qos, done] in arrival order
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -225,7 +227,7 @@ class MqttIngest:
             self.share.start()
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
-        properties.ReceiveMaximum = RECEIVE_MAXIMUM
+        properties.ReceiveMaximum = self.threads
         self.client.connect_async(
             self.broker.host, self.broker.port, keepalive=30, clean_start=False, properties=properties
         )
