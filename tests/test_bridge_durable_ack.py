@@ -5,10 +5,12 @@ store that fails while applying leaves the body for the timer, never a dead lett
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sqlite3
+import threading
 import time
 
 import bridge_builders as b
@@ -202,6 +204,54 @@ def test_bodies_a_postgresql_store_fails_to_apply_in_the_applier_process_are_app
     assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (3, 3, 0)
 
 
+def test_a_postgresql_applier_whose_read_of_the_kept_rows_fails_reads_them_again_and_applies_each_once(
+        postgres_url, monkeypatch, caplog):
+    # The applier process's loop, run here in a thread: the webhook process's side is a pipe that says
+    # which raw rows its commits kept; the store fails the first read of them.
+    from sqlalchemy.exc import OperationalError
+
+    from lora_bridge import durable_intake, ingest
+    from lora_bridge.group_commit import Submission
+    from lora_bridge.intake_applier import ParentLink, _apply_received_rows
+
+    reads = []
+    read_rows = durable_intake.received_rows
+
+    def read_that_fails_once_running(*args, **kwargs):
+        reads.append(kwargs)
+        if len(reads) == 2:  # the first read of rows kept after the applier started
+            raise OperationalError("SELECT raw_uplinks.id", {}, Exception("server closed the connection"))
+        return read_rows(*args, **kwargs)
+
+    monkeypatch.setattr(durable_intake, "received_rows", read_that_fails_once_running)
+    reader, writer = os.pipe()
+    applied, said = [], []
+    with b.fresh_bridge(postgres_url) as bridge:
+        link = ParentLink(os.fdopen(reader, "rb"))
+        applier = threading.Thread(target=_apply_received_rows, args=(
+            bridge, link, lambda ids, batch, left=None: applied.append((list(ids), left)),
+            lambda message: said.append(json.loads(json.dumps(message)))))  # sent as the child sends it
+        with caplog.at_level(logging.WARNING, logger="lora_bridge.intake_applier"):
+            applier.start()
+            wait_until(lambda: said)
+            with bridge.db.write() as session:  # what the webhook's writer commits: raw rows `received`
+                kept = ingest.insert_raw_rows(session, [Submission("tts", "up", uplink_body(n), "application/json")
+                                                        for n in range(3)])
+            os.write(writer, f"{max(kept)}\n".encode())
+            wait_until(lambda: bridge.counts()["positions"] == 3)
+            os.write(writer, b"stop\n")
+            os.close(writer)
+            applier.join(30)
+        counts = bridge.counts()
+
+    assert said == [{"journal_ids": [], "through": 0}]
+    assert any("kept rows not read (OperationalError); read again" in r.getMessage() for r in caplog.records)
+    assert len(reads) >= 3, "read again after the failure"
+    assert applied == [(kept, None)]
+    assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (3, 3, 0)
+    assert not applier.is_alive()
+
+
 @APPLIERS
 def test_closing_the_bridge_applies_every_body_it_answered(store_url, applier):
     with b.fresh_bridge(store_url, webhook_ack="durable", intake_applier=applier) as bridge, TestClient(create_app(bridge)) as client:
@@ -380,8 +430,6 @@ def test_operator_who_leaves_the_applier_to_the_bridge_gets_a_process_of_its_own
 def test_bodies_that_came_while_a_batch_was_applied_are_taken_at_once_not_after_another_gather(sqlite_url, monkeypatch):
     """Under load the applier goes from batch to batch: what arrived meanwhile has waited already, so a
     ranger's alert is not held back a further gathering time (which also left the applier idle)."""
-    import threading
-
     from lora_bridge import durable_intake
     from lora_bridge.group_commit import Submission
 
