@@ -228,20 +228,22 @@ def test_a_postgresql_applier_whose_read_of_the_kept_rows_fails_reads_them_again
     applied, said = [], []
     with b.fresh_bridge(postgres_url) as bridge:
         link = ParentLink(os.fdopen(reader, "rb"))
-        applier = threading.Thread(target=_apply_received_rows, args=(
+        applier = threading.Thread(target=_apply_received_rows, daemon=True, args=(
             bridge, link, lambda ids, batch, left=None: applied.append((list(ids), left)),
             lambda message: said.append(json.loads(json.dumps(message)))))  # sent as the child sends it
         with caplog.at_level(logging.WARNING, logger="lora_bridge.intake_applier"):
             applier.start()
-            wait_until(lambda: said)
-            with bridge.db.write() as session:  # what the webhook's writer commits: raw rows `received`
-                kept = ingest.insert_raw_rows(session, [Submission("tts", "up", uplink_body(n), "application/json")
-                                                        for n in range(3)])
-            os.write(writer, f"{max(kept)}\n".encode())
-            wait_until(lambda: bridge.counts()["positions"] == 3)
-            os.write(writer, b"stop\n")
-            os.close(writer)
-            applier.join(30)
+            try:
+                wait_until(lambda: said)
+                with bridge.db.write() as session:  # what the webhook's writer commits: raw rows `received`
+                    kept = ingest.insert_raw_rows(session, [Submission("tts", "up", uplink_body(n), "application/json")
+                                                            for n in range(3)])
+                os.write(writer, f"{max(kept)}\n".encode())
+                wait_until(lambda: bridge.counts()["positions"] == 3)
+            finally:
+                os.write(writer, b"stop\n")  # as the webhook process stops its applier
+                os.close(writer)
+                applier.join(30)
         counts = bridge.counts()
 
     assert said == [{"journal_ids": [], "through": 0}]
