@@ -777,11 +777,15 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
             runs["mixed"].append(mqtt_run(server.create_database(f"mqtt2rr{r}"), broker, bodies, 2, f"bench2rr{r}",
                                           collar_shares=False, postgres_pid=postgres_pid))
 
+    def median_of(kind_runs: list[dict[str, Any]], name: str) -> float:
+        return round(median(run[name] for run in kind_runs), 3)
+
     def med(kind: str, name: str) -> float:
-        return round(median(run[name] for run in runs[kind]), 3)
+        return median_of(runs[kind], name)
 
     one, two, mixed = med("one", "uplinks_per_s"), med("two", "uplinks_per_s"), med("mixed", "uplinks_per_s")
-    everything = [run for kind in runs.values() for run in kind]
+    # every run's lost and applied twice count, the fewer-thread runs' too
+    everything = [run for kind_runs in (*runs.values(), *fewer_threads.values()) for run in kind_runs]
     return {
         "mqtt_rounds": max(1, rounds),
         "mqtt_bodies": len(bodies),
@@ -839,7 +843,7 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         # One worker with fewer threads (fewer messages in flight): smaller batches, more CPU per uplink
         "mqtt_threads": MQTT_THREADS,
         "mqtt_one_worker_by_threads": {
-            str(threads): {name: round(median(run[name] for run in kind_runs), 3)
+            str(threads): {name: median_of(kind_runs, name)
                            for name in ("uplinks_per_s", "cpu_ms_per_uplink", "postgres_cpu_ms_per_uplink", "mean_batch")}
             for threads, kind_runs in fewer_threads.items()},
         "cpu_count": os.cpu_count(),
