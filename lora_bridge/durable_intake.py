@@ -65,6 +65,9 @@ GATHER_S = 0.02
 MAX_BACKLOG = 128
 # After the store could not take a batch from the journal, the applier tries again this much later.
 RETRY_S = 1.0
+# Collars whose device_id the writer remembers for its answers (`DurableIntake._filed_under`): a
+# reserve's fleet many times over; past it the writer forgets them all and reads them again.
+FILED_REMEMBERED = 100_000
 
 Settled = Callable[[list[Submission]], None]
 # listener(keys, committed_at): the keys the webhook answered with (intake_id on a journal, else
@@ -102,6 +105,9 @@ class DurableIntake:
         # The journal as a starting applier process found it: ids up to `through` not in `present` had
         # left it (applied), whether or not their report came.
         self._journal_seen: tuple[int, frozenset[int]] = (0, frozenset())
+        # DevEUI -> the device_id the store files that collar under, for collars the writer named once
+        # (`_filed_under`; the writer thread's alone).
+        self._filed: dict[str, str] = {}
         self._process: ApplierProcess | None = None
         # SQL statements and commits on the store by the applier process (it reports them).
         self.applier_work = {"statements": 0, "commits": 0}
@@ -317,17 +323,28 @@ class DurableIntake:
             self._process.committed(max(ids))
 
     def _filed_under(self, messages: list[Any]) -> dict[str, str | None]:
-        """DevEUI -> the device_id the store files that collar under, for the collars of messages (one
-        read); a collar not known yet is filed under its label, as applying it will. A store that
-        cannot be read names no device_id (the DevEUI still says which collar)."""
+        """DevEUI -> the device_id the store files that collar under, for the collars of messages; a
+        collar not known yet is filed under its label, as applying it will. Read from the store once
+        per collar: a collar, once filed, keeps its device_id and its DevEUI (devices gain a DevEUI
+        they lacked and are never removed: `devices.resolve_device`), so the writer remembers what it
+        read (FILED_REMEMBERED collars at most) and reads only collars it has not named yet. A store
+        that cannot be read names no device_id (the DevEUI still says which collar)."""
         euis = {eui for eui in (getattr(m, "dev_eui", None) for m in messages) if eui}
         if not euis:
             return {}
+        known = {eui: self._filed[eui] for eui in euis if eui in self._filed}
+        unread = euis - known.keys()
+        if not unread:
+            return dict(known)
         try:
-            return dict(self.bridge.device_ids_by_eui(euis))
+            found = dict(self.bridge.device_ids_by_eui(unread))
         except Exception as error:  # noqa: BLE001 - the body is kept; only the answer's name is missing
             log.warning("collars of a kept batch not read (%s): answered by DevEUI only", type(error).__name__)
-            return dict.fromkeys(euis)
+            return {**dict.fromkeys(unread), **known}
+        if len(self._filed) + len(found) > FILED_REMEMBERED:
+            self._filed.clear()
+        self._filed.update(found)
+        return {**known, **found}
 
     # ---- the applier ---------------------------------------------------------------------------
 

@@ -365,6 +365,33 @@ def test_a_renamed_chirpstack_collar_is_answered_by_its_deveui_and_the_name_it_i
     assert (device.device_id, device.dev_eui) == ("collar-a", "70B3D57ED0000C01")
 
 
+def test_a_collar_heard_all_night_is_looked_up_once_for_the_webhooks_answers(sqlite_url):
+    # Each answer names the collar as the store files it; the writer reads that name from the store
+    # until it finds it, then remembers it: a busy collar does not cost a read of the store per request.
+    eui = "70B3D57ED0000C02"
+    lookups: list[str] = []
+
+    def seen(_conn, _cursor, statement, *_args) -> None:
+        if "FROM devices" in statement and "dev_eui IN" in statement:
+            lookups.append(statement)
+
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+        event.listen(bridge.db.read_engine, "before_cursor_execute", seen)
+        answers = []
+        for f_cnt in range(1, 6):
+            body = b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), device_id="mama-collar", f_cnt=f_cnt,
+                                dev_eui=eui)
+            answers.append(post(client, body))
+            wait_until(lambda: bridge.durable_intake().backlog() == 0)
+        event.remove(bridge.db.read_engine, "before_cursor_execute", seen)
+        stored = bridge.counts()["uplinks_stored"]
+
+    assert [(a.status_code, a.json()["device_id"]) for a in answers] == [(202, "mama-collar")] * 5
+    assert stored == 5
+    # the first answer's read finds no collar yet (it is applied after), the second finds it
+    assert len(lookups) == 2
+
+
 def test_operator_who_gives_the_applier_its_own_process_sees_it_freeze_its_start_up_heap_as_the_webhook_does(
         sqlite_url, caplog):
     # The serving process leaves its start-up heap out of the garbage collector's full passes; the
