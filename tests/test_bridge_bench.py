@@ -39,6 +39,12 @@ def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(
     by_process = figures["cpu_ms_per_uplink_by_process"]
     assert figures["cpu_ms_per_uplink"] == pytest.approx(by_process["webhook"] + by_process["applier"], abs=0.002)
     assert (by_process["applier"] > 0) == (applier == "process")
+    # what bounds the rate: the applier process's time on a core and waiting for one (a thread: none)
+    on_cpu, waiting = figures["sqlite_applier_on_cpu_share"], figures["sqlite_applier_waiting_for_cpu_share"]
+    if applier == "process":
+        assert 0 < on_cpu <= 1.05 and 0 <= waiting <= 1.05
+    else:
+        assert (on_cpu, waiting) == (None, None)
     # the headline run again in the same process (its one-time costs paid), counted in lost above
     assert figures["sqlite_warm_uplinks_per_s"] > 0 and figures["sqlite_warm_cpu_ms_per_uplink"] > 0
     # and offered at half the rate it reached, at a steady pace (counted in lost above too)
