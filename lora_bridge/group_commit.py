@@ -43,6 +43,9 @@ class Submission:
     # A body of a collar another worker owns (`lora_bridge.collar_shares`): its batch keeps it for that
     # worker (a hand-over row, in the batch's transaction) instead of applying it.
     for_owner: bool = False
+    # When its sender gives up waiting for the answer (`write_lock.clock()` time; None: it waits), so
+    # its batch waits for the store's write lock no longer than that (`write_lock.answering_by`).
+    answer_by: float | None = None
 
     def outcome(self) -> Any:
         """The result; raises the error the batch met for this body (StoreUnavailable, ...)."""

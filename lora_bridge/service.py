@@ -78,7 +78,7 @@ from lora_bridge.pipeline import (
     store_and_process_batch,
 )
 from lora_bridge.settings import BridgeSettings, load_settings
-from lora_bridge.store import bulk, retention
+from lora_bridge.store import bulk, retention, write_lock
 from lora_bridge.store.database import Database, open_database
 from lora_bridge.store.retention import Compaction
 from lora_bridge.store.tables import (
@@ -349,7 +349,10 @@ class Bridge:
             self._rules_of_batch(session, results)
             applied[:] = results  # the bodies taken from other workers' hand-overs too
 
-        with self._writer_turn:
+        # a webhook's sender gives up on its answer after a while: the batch waits for the write lock
+        # no longer than its first sender does, which then gets its 503 in time
+        answer_by = min((s.answer_by for s in submissions if s.answer_by is not None), default=None)
+        with self._writer_turn, write_lock.answering_by(answer_by):
             self._batch_started = monotonic()
             try:
                 committed, one_by_one = store_and_process_batch(self.db, own, self.codec, self.settings, after,

@@ -29,6 +29,7 @@ from starlette.testclient import TestClient
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import RulesTimer
 from lora_bridge.service import open_bridge
+from lora_bridge.store import write_lock
 
 pytestmark = pytest.mark.slow
 
@@ -158,6 +159,45 @@ def test_a_store_locked_by_another_writer_answers_503_then_takes_the_retry(sqlit
         counts = bridge.counts()
 
     assert locked.status_code == 503 and locked.headers["Retry-After"]
+    assert retried.status_code == 200 and retried.json()["status"] == "processed"
+    assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (1, 1, 0)
+
+
+class WaitingClock:
+    """The write lock's clock and sleep, on a clock that moves only while the bridge waits for the lock
+    (so what the bridge waited is counted exactly, however busy the machine running the test is)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_network_server_gets_its_503_before_it_gives_up_while_another_program_holds_the_store(
+        sqlite_url, monkeypatch):
+    # The Things Stack ends a webhook request after 10 s (docs: integrations/webhooks/retries) and never
+    # sees a later answer. With the store's busy timeout of 10 s the batch waited for the write lock,
+    # then waited again to keep the body alone: 20 s, a 503 nobody received.
+    clock = WaitingClock()
+    monkeypatch.setattr(write_lock, "time", clock)
+    with b.fresh_bridge(sqlite_url, sqlite_busy_timeout_ms=10_000, webhook_answer_within_s=8.0,
+                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1)
+        other.execute("BEGIN IMMEDIATE")  # a backup holds the write lock
+        asked_at = clock.now
+        locked = client.post("/uplinks/tts", content=uplink_body(1), headers=b.HEADERS)
+        waited_s = clock.now - asked_at
+        other.rollback()
+        other.close()
+        retried = client.post("/uplinks/tts", content=uplink_body(1), headers=b.HEADERS)
+        counts = bridge.counts()
+
+    assert locked.status_code == 503 and locked.headers["Retry-After"]
+    assert 7.9 <= waited_s <= 8.01, "the lock waited for until the answer was due, not two busy timeouts"
     assert retried.status_code == 200 and retried.json()["status"] == "processed"
     assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (1, 1, 0)
 

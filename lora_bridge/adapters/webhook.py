@@ -18,11 +18,12 @@ kind the bridge does not know, kept for inspection) / dead letter (undecodable p
 (stored, the store failed while applying it; the bridge's timer applies it later); 400 for a body
 that is not what its kind says (kept as a dead letter with the reason); 401 for a wrong secret (not
 stored); 503 when the store cannot take the body (locked, read-only, full): nothing was kept, so
-the network server must retry. With `TEMBO_WEBHOOK_ACK=durable` a readable body is answered 202
+the network server must retry; it comes within `webhook_answer_within_s` (The Things Stack ends a
+request after 10 s, and tries it once unless its webhook retries are on). With `TEMBO_WEBHOOK_ACK=durable` a readable body is answered 202
 received (with its `intake_id` on SQLite) once it is kept, and applied right after in batches
 (`lora_bridge.durable_intake`); the 400 and the 503 stay as above. Unknown kinds get 2xx on
-purpose: The Things Stack treats any non-2xx as a failed try and retries up to seven times, which
-would only store the same body again.
+purpose: The Things Stack treats any non-2xx as a failed try, which its webhook retries would only
+send again to be stored again.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import MAX_BODY_BYTES
 from lora_bridge.service import Bridge
 from lora_bridge.settings import check_webhook_secret
+from lora_bridge.store import write_lock
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
 from lora_bridge.views import IngestResult
 
@@ -107,9 +109,9 @@ async def _ingest(
         if bridge.settings.webhook_ack == "durable":
             result: IngestResult = await _ingest_durable(bridge, network, event, body, content_type, path_ids)
         else:
-            result = await run_in_threadpool(
-                bridge.ingest_network_message, network, event, body, content_type=content_type, path_ids=path_ids
-            )
+            submission = bridge.submission(network, event, body, content_type=content_type, path_ids=path_ids)
+            submission.answer_by = write_lock.clock() + bridge.settings.webhook_answer_within_s
+            result = await run_in_threadpool(bridge.submit, submission)
     except StoreUnavailable as error:
         return JSONResponse(
             {"status": "unavailable", "reason": str(error)}, status_code=503, headers={"Retry-After": "60"}

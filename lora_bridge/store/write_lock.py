@@ -16,27 +16,52 @@ fails as SQLite would: "database is locked").
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 POLL_S = 0.0005
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_answer = threading.local()  # .by: the monotonic time a writer of this thread must have answered by
+
+
+def clock() -> float:
+    """The clock the waits here are measured on (monotonic seconds)."""
+    return time.monotonic()
+
+
+@contextmanager
+def answering_by(deadline: float | None) -> Iterator[None]:
+    """Within: this thread waits for a write lock until deadline (`clock()` time) at the latest, not
+    the connection's whole busy timeout; None: no such limit. For a sender that gives up on its answer
+    (The Things Stack ends a webhook request after 10 s): it gets "database is locked", its 503, in time."""
+    before = getattr(_answer, "by", None)
+    _answer.by = deadline
+    try:
+        yield
+    finally:
+        _answer.by = before
 
 
 def begin_immediate(execute: Callable[[str], Any], busy_timeout_s: float) -> None:
     """Start a write transaction with `execute` (a connection's or cursor's, raw or SQLAlchemy's),
-    waiting for the write lock up to busy_timeout_s in steps of POLL_S; the connection's busy timeout
-    is busy_timeout_s again afterwards. An error other than a taken lock is raised at once."""
+    waiting for the write lock up to busy_timeout_s (or until this thread's `answering_by` deadline,
+    when sooner; tried once at least) in steps of POLL_S; the connection's busy timeout is
+    busy_timeout_s again afterwards. An error other than a taken lock is raised at once."""
     execute("PRAGMA busy_timeout = 0")
     try:
-        deadline = time.monotonic() + busy_timeout_s
+        deadline = clock() + busy_timeout_s
+        answer_by = getattr(_answer, "by", None)
+        if answer_by is not None:
+            deadline = min(deadline, answer_by)
         while True:
             try:
                 execute("BEGIN IMMEDIATE")
                 return
             except Exception as error:
-                if not is_lock_taken(error) or time.monotonic() >= deadline:
+                if not is_lock_taken(error) or clock() >= deadline:
                     raise
             time.sleep(POLL_S)
     finally:
