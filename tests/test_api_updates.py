@@ -188,6 +188,31 @@ def test_an_image_every_collar_would_refuse_is_refused_with_its_reason_before_an
     assert api.get("/api/updates/campaigns", headers=auth(api, "admin")).json() == []
 
 
+def test_an_image_whose_header_was_changed_after_signing_is_refused_before_hours_of_airtime(
+        api, image, signing_key, tmp_path, monkeypatch):
+    # The version, the hardware id, the golden vector and the key id sit in the signed header, which
+    # the payload's SHA-256 does not cover: a version bumped by hand (to pass a collar's downgrade
+    # check) was sent to the whole fleet, and every collar refused it once all its fragments were in.
+    collar_keys = tmp_path / "release_keys.bin"
+    keys.install_public(signing_key.key_id, signing_key.public_key, path=collar_keys)
+    monkeypatch.setattr(keys, "COLLAR_KEYS_PATH", collar_keys)  # the key file the firmware is built with
+    header = update_image.parse_header(image)
+    bumped = bytearray(image)
+    bumped[len(update_image.MAGIC) + 2] += 1  # the version's first byte (after the format and kind), after signing
+    assert update_image.parse_header(bytes(bumped)).version != header.version
+    other_key = keys.generate(tmp_path / "other.key", signing_key.key_id)  # another key under the same id
+    resigned = release.model_image(retrained(other_key), other_key, collar_config.HARDWARE_ID)
+
+    for body in (bytes(bumped), resigned):
+        answer = start(api, body)
+        assert answer.status_code == 400, answer.text
+        assert f"does not verify with release key {signing_key.key_id}" in answer.json()["error"]
+    assert api.get("/api/updates/campaigns", headers=auth(api, "admin")).json() == []
+    assert start(api, image, device_id="collar-04").status_code == 201, "the image as tembo release signed it"
+    monkeypatch.setattr(keys, "COLLAR_KEYS_PATH", tmp_path / "none.bin")  # a key this bridge's file lacks
+    assert start(api, bytes(bumped), device_id="collar-05").status_code == 201, "left to the collars"
+
+
 def test_a_collar_already_in_a_campaign_is_not_given_a_second_one(api, image):
     first = start(api, image, device_id="collar-05").json()
     answer = start(api, image, device_id="collar-05")

@@ -95,8 +95,9 @@ def identify(image: bytes) -> ImageIdentity:
     """Read an update image's header (`tembo release` wrote it); CampaignError when it is not one, was
     built for hardware other than Tembo's collars, is cut short or longer than its header says, its
     payload is not the one its header's hash signs, or it is unsigned: what every collar would refuse
-    only after the whole transfer is refused before anything is sent. (The signature itself is the
-    collars' to check: which release keys they hold is theirs, `tembo keys show`.)"""
+    only after the whole transfer is refused before anything is sent: also a signature that does not
+    verify with a key of the collars' key file the firmware is built with (a key id that file does not
+    hold is left to the collars: which release keys they hold is theirs, `tembo keys show`)."""
     try:
         header = update_image.parse_header(image)
     except update_image.ImageRefused as refused:
@@ -119,9 +120,39 @@ def identify(image: bytes) -> ImageIdentity:
                             "was changed or damaged after it was signed")
     if header.signature == bytes(64):
         raise CampaignError("the image carries no signature: every collar would refuse it (tembo release signs)")
+    if not _signature_holds(image[:header.signed_len], header.key_id, header.signature):
+        raise CampaignError(f"the image's signature does not verify with release key {header.key_id} of the "
+                            "collars' key file: its header (version, hardware, golden vector, key id) was changed "
+                            "after it was signed, or another key signed it; every collar holding that key would "
+                            "refuse it after the whole transfer")
     return ImageIdentity(IMAGE_KINDS[header.kind], update_image.version_text(header.version), header.hardware_id,
                          header.key_id, len(image),
                          update_image.version_text(header.base_version) if header.base_version else None)
+
+
+def _signature_holds(signed: bytes, key_id: int, signature: bytes) -> bool:
+    """Whether signature is release key key_id's over signed as the collars check it
+    (`collar_firmware.trust.signed_message`), with the public keys the firmware built from this checkout
+    gives its collars (`updates.keys.read_collar_keys`); True for a key id that file does not hold
+    (collars handed another key file keep theirs: `tembo keys show`)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from collar_firmware import trust
+    from lora_bridge.updates import keys
+
+    try:
+        public = keys.read_collar_keys(keys.COLLAR_KEYS_PATH).get(key_id)
+    except (OSError, ValueError) as error:
+        log.warning("the collars' key file was not read (%s): the image's signature is left to the collars", error)
+        return True
+    if public is None:
+        return True
+    try:
+        Ed25519PublicKey.from_public_bytes(public).verify(bytes(signature), trust.signed_message(signed))
+    except InvalidSignature:
+        return False
+    return True
 
 
 def version_number(kind: str, version: str) -> int:
