@@ -868,7 +868,8 @@ class Bridge:
         """Joins, delivery reports, locations, status and logs the network servers sent, oldest first
         (the newest `limit` when given); device_id: the bridge's name of the collar or its DevEUI
         (UnknownDevice when it names none); InvalidRequest for a kind that is none Tembo records.
-        A network location is where the collar is: only roles with exact positions get it (audited)."""
+        A network location is where the collar is, and so may be a service's answer (LoRa Cloud's
+        position solution): only roles with exact positions get them (audited)."""
         require(viewer, roles.READ_DEVICES)
         if kind is not None and kind not in EVENT_KINDS:
             raise InvalidRequest(f"unknown network event kind {kind[:40]!r}; use one of {', '.join(EVENT_KINDS)}")
@@ -878,9 +879,12 @@ class Bridge:
         if not viewer.exact_positions:
             events = self._events_by_cutoff(self._network_events(device_id, kind, None), viewer)
             events = events[-limit:] if limit else events
-            return [{**event, "lat": None, "lon": None, "accuracy_m": None} for event in events]
+            return [{**event, "lat": None, "lon": None, "accuracy_m": None,
+                     "detail": privacy.network_event_detail(event["detail"])} for event in events]
         events = self._network_events(device_id, kind, limit)
-        placed = [event["device_id"] for event in events if event["lat"] is not None]
+        placed = [event["device_id"] for event in events
+                  if event["lat"] is not None
+                  or any(event["detail"].get(key) is not None for key in privacy.SERVICE_ANSWER_KEYS)]
         if placed:
             self._audit_positions(viewer, "network_locations", [], self.clock(), devices=sorted(set(placed)))
         return events

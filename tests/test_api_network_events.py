@@ -75,3 +75,34 @@ def test_a_researcher_and_a_field_technician_read_a_collars_network_reports_only
     assert batteries("ranger") == [75.5, 12.0]
     assert batteries("researcher") == [75.5]
     assert batteries("field_technician") == [75.5]
+
+
+def test_a_researcher_reads_no_exact_place_a_location_service_answered_in_a_network_event(client, bridge):
+    # LoRa Cloud answers through TTS `service_data` and a ChirpStack integration event with its own
+    # shapes: a position solution as `llh` (Semtech's uplink response), a geolocation `object`; and a
+    # ChirpStack txack names the gateway that sent the downlink, which places the collar in its range.
+    service_data = nf.TTS["service_data"].copy()
+    service_data["service_data"]["data"] = {"result": {"deveui": "0004A30B001C0530", "position_solution": {
+        "llh": [-2.4012345, 37.5123456, 1180.0], "accuracy": 12.0, "algorithm_type": "gnssng"}}}
+    for fixture, body in ((nf.TTS["service_data"], service_data), (nf.CHIRPSTACK["integration"], None),
+                          (nf.CHIRPSTACK["txack"], None)):
+        url = "/uplinks/tts" if fixture.network == "tts" else f"/uplinks/chirpstack?event={fixture.event}"
+        posted = client.post(url, content=json.dumps(body or fixture.body), headers=b.HEADERS)
+        assert posted.status_code == 200
+
+    def read(role: str) -> str:
+        answer = client.get("/api/network_events", headers=b.api_headers(bridge, role))
+        assert answer.status_code == 200
+        return answer.text
+
+    for role in ("researcher", "field_technician"):
+        shown = read(role)
+        assert "integration" in shown and "service_data" in shown and "downlink_sent" in shown
+        assert "37.5123456" not in shown and "52.3740364" not in shown and "0016c001f153a14c" not in shown
+    ranger = read("ranger")
+    assert "37.5123456" in ranger and "52.3740364" in ranger
+    admin = b.api_headers(bridge, "admin")
+    answers = client.get("/api/network_events?kind=integration", headers=admin).json()  # no network location
+    seen = client.get("/api/audit?username=admin-tests", headers=admin).json()
+    assert "52.3740364" in json.dumps(answers)
+    assert any(entry["action"] == "network_locations" for entry in seen)  # a view of a place, logged

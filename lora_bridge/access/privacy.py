@@ -57,6 +57,8 @@ _PLACE_KEYS = frozenset(
      # A ranger's note says in words what was found where ("the carcass by the north dam").
      "note"}
 )
+# Where a network event's detail keeps what a third-party service answered (`network_messages`).
+SERVICE_ANSWER_KEYS = frozenset({"data", "object"})
 
 
 @cache
@@ -271,6 +273,14 @@ def without_places(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [without_places(item) for item in value]
     return value
+
+
+def network_event_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
+    """A network event's detail for a role without exact positions: without places and gateways, and
+    without the answer of a third-party service (TTS `service_data`'s `data`, a ChirpStack integration
+    event's `object`), whose shape is the service's own: LoRa Cloud's answer places the collar as
+    `position_solution.llh`, under no key Tembo could strip."""
+    return {key: value for key, value in without_places(detail).items() if key not in SERVICE_ANSWER_KEYS}
 
 
 def _precision(viewer: Viewer, animal_id: str | None, high_value: Mapping[str, bool]) -> Precision:
