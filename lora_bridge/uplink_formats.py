@@ -22,6 +22,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -116,6 +117,9 @@ def load_json_object(body: bytes) -> dict[str, Any]:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise MalformedUplink(f"body is not JSON: {error}") from error
+    except ValueError as error:  # a number of more digits than Python turns into an int (4300 by default)
+        raise MalformedUplink(f"body is not JSON Tembo reads: a number of more than {sys.get_int_max_str_digits()} "
+                              "digits, which no network server writes") from error
     except RecursionError as error:
         raise MalformedUplink("body is not JSON: nested too deeply") from error
     if not isinstance(document, dict):

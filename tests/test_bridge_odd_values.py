@@ -8,6 +8,7 @@ import logging
 from datetime import timedelta
 
 import bridge_builders as b
+import network_fixtures as nf
 import pytest
 
 from lora_bridge.store.utc import utc_now
@@ -122,3 +123,27 @@ def test_huge_and_deeply_nested_json_is_a_400_not_a_crash(client, bridge):
     reply = client.post("/uplinks/tts", content=nested[: 200 * 1024], headers=b.HEADERS)
 
     assert reply.status_code == 400
+
+
+@pytest.mark.parametrize("network", ["tts", "chirpstack"])
+def test_a_number_of_thousands_of_digits_is_a_400_kept_for_inspection_not_a_500_lost(client, bridge, network):
+    # Python turns at most 4300 digits into an int: such a number had raised out of the JSON reader,
+    # a TTS body was answered 500 and never kept (TTS tried it seven times in vain), and a ChirpStack
+    # body was taken for a bug ("processing failed").
+    huge = "1" + "0" * 5000
+    fixture = nf.TTS["uplink_message"] if network == "tts" else nf.CHIRPSTACK["up"]
+    document = fixture.copy()
+    if network == "tts":
+        document["uplink_message"]["f_cnt"] = 123454321
+    else:
+        document["fCnt"] = 123454321
+    body = json.dumps(document).replace("123454321", huge)
+    url = "/uplinks/tts" if network == "tts" else "/uplinks/chirpstack?event=up"
+
+    reply = client.post(url, content=body, headers=b.HEADERS)
+    again = client.post(url, content=body, headers=b.HEADERS)  # a network server retries a non-2xx
+
+    assert reply.status_code == 400 and "more than 4300 digits" in reply.json()["reason"]
+    assert again.status_code == 400
+    (letter,) = bridge.dead_letters()
+    assert letter.stage == "parse" and letter.tries == 2
