@@ -116,6 +116,9 @@ from lora_bridge.views import (
 
 log = logging.getLogger(__name__)
 
+# How often an API token's last use is written (`tembo tokens list` shows it to the minute): not a
+# write, and a wait for the store's write lock, on every API request.
+TOKEN_STAMP_EVERY = timedelta(minutes=1)
 
 
 class Bridge:
@@ -164,6 +167,8 @@ class Bridge:
         self.clock = clock
         # Per thread: the reads of positions an `audit_deferred` block collects instead of logging.
         self._deferred_reads = threading.local()
+        # SHA-256 of an API token -> when its last use was stamped in the store (`_stamp_token_use`).
+        self._token_stamps: dict[str, datetime] = {}
 
     def __repr__(self) -> str:
         return f"Bridge({self.settings!r})"
@@ -1460,8 +1465,8 @@ class Bridge:
             if lock is not None:
                 raise TooManyAttempts(self._locked_message(lock, now), lock.retry_after_s(now))
         try:
-            with self.db.write() as session:
-                return accounts.token_viewer(session, secret, now)
+            with self.db.read() as session:
+                viewer = accounts.token_viewer(session, secret, now)
         except AuthenticationFailed as error:
             if client is not None:
                 with self.db.write() as session:
@@ -1471,6 +1476,27 @@ class Bridge:
                                               until=earned.until.isoformat(), reason=str(error))
                         log.warning("API client locked out", extra={"client": client, "until": earned.until.isoformat()})
             raise
+        self._stamp_token_use(secret, viewer, now)
+        return viewer
+
+    def _stamp_token_use(self, secret: str, viewer: Viewer, now: datetime) -> None:
+        """Stamp a token's last use, at most once a minute, and never at the cost of the answer: while
+        the store takes no write (a backup holds SQLite's write lock, a full disk) the read goes on
+        without it. Every API request had written the stamp, so each answered 500 meanwhile."""
+        key = accounts.digest(secret)
+        last = self._token_stamps.get(key)
+        if last is not None and timedelta(0) <= now - last < TOKEN_STAMP_EVERY:
+            return
+        try:
+            with self.db.write() as session:
+                accounts.stamp_token_use(session, secret, now)
+        except Exception as error:
+            if not is_transient_store_error(error):
+                raise
+            log.warning("API token's last use not stamped: the store takes no write now (%s)", type(error).__name__,
+                        extra={"user": viewer.username})
+            return
+        self._token_stamps[key] = now
 
     def prune_audit_log(self, now: datetime | None = None) -> int:
         """Delete audit lines older than settings.audit_retention_days, sign-in sessions that ended

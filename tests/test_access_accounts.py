@@ -208,3 +208,26 @@ def test_a_ranger_whose_phone_capitalises_her_name_signs_in_and_a_lock_counts_ev
                 bridge.sign_in(spelling, "a wrong guess")
         with pytest.raises(TooManyAttempts):
             bridge.sign_in("amina", "a long ranger password")
+
+
+def test_field_technician_reads_fleet_health_while_a_backup_holds_the_stores_write_lock(sqlite_url):
+    # Every API request wrote its token's last use: while another program held SQLite's write lock
+    # (a backup, `sqlite3 .backup`), /metrics and /api/devices answered 500 after the busy timeout.
+    from starlette.testclient import TestClient
+
+    with b.fresh_bridge(sqlite_url, sqlite_busy_timeout_ms=200) as bridge, TestClient(create_app(bridge)) as client:
+        headers = b.api_headers(bridge, "field_technician")
+        assert client.get("/api/me", headers=headers).status_code == 200  # used once: its last use stamped
+        backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        backup.execute("BEGIN IMMEDIATE")
+        try:
+            bridge.clock = lambda: utc_now() + timedelta(minutes=5)  # a stamp is due again
+            answers = [client.get(route, headers=headers) for route in ("/api/me", "/api/devices", "/metrics")]
+        finally:
+            backup.execute("ROLLBACK")
+            backup.close()
+        later = client.get("/api/me", headers=headers)
+        (token,) = [t for t in bridge.tokens(viewer=CONSOLE) if t.owner == "field-technician-tests"]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
+    assert later.status_code == 200 and token.last_used_at > utc_now() + timedelta(minutes=4)  # stamped once it could

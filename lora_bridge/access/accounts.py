@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from lora_bridge.access import passwords
@@ -388,7 +388,7 @@ def revoke_token(session: Session, token_id: int, now: datetime) -> TokenView:
 
 def token_viewer(session: Session, secret: str, now: datetime) -> Viewer:
     """The viewer an API token acts as; AuthenticationFailed when unknown, revoked or expired, or
-    when its owner is gone or no longer holds the token's role."""
+    when its owner is gone or no longer holds the token's role. Only reads (`stamp_token_use` writes)."""
     if not isinstance(secret, str) or not secret.startswith(TOKEN_PREFIX):
         raise AuthenticationFailed("missing or unknown API token")
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest(secret)))
@@ -401,5 +401,9 @@ def token_viewer(session: Session, secret: str, now: datetime) -> Viewer:
     account = session.get(UserAccount, row.owner)
     if account is None or row.role not in (account.role, VISITOR):
         raise AuthenticationFailed("API token's owner no longer holds its role")
-    row.last_used_at = now
     return Viewer(row.owner, row.role)
+
+
+def stamp_token_use(session: Session, secret: str, now: datetime) -> None:
+    """Note that the API token was used at now (`tembo tokens list` shows its last use)."""
+    session.execute(update(ApiToken).where(ApiToken.token_hash == digest(secret)).values(last_used_at=now))
