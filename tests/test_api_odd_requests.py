@@ -142,3 +142,32 @@ def test_a_nul_character_in_a_parameter_or_body_is_a_400_on_either_store(fence_a
 
     assert reply.status_code == 400, reply.text
     assert "NUL" in reply.json()["error"]
+
+
+def test_a_ranger_asked_to_try_again_later_while_a_backup_holds_the_store_not_shown_a_500(sqlite_url, caplog):
+    # A read of positions writes its audit line first and an acknowledgement writes the alert: while
+    # another program holds SQLite's write lock, neither can be kept, so the answer is a 503 with
+    # Retry-After (the positions are not handed out unlogged); it had been a 500 and a traceback.
+    import sqlite3
+
+    with b.fresh_bridge(sqlite_url, outbox_worker=False, sqlite_busy_timeout_ms=200) as bridge:
+        assert bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1)).ok
+        headers = b.api_headers(bridge, "ranger")
+        with TestClient(create_app(bridge), raise_server_exceptions=False) as client:
+            (animal,) = client.get("/api/animals", headers=headers).json()
+            backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+            backup.execute("BEGIN IMMEDIATE")
+            try:
+                with caplog.at_level(logging.ERROR):
+                    replies = [client.get("/api/positions/latest", headers=headers),
+                               client.post(f"/api/animals/{animal['animal_id']}/high_value", headers=headers,
+                                           json={"high_value": True})]
+            finally:
+                backup.execute("ROLLBACK")
+                backup.close()
+            after = client.get("/api/positions/latest", headers=headers)
+
+    assert [reply.status_code for reply in replies] == [503, 503]
+    assert all(reply.headers["Retry-After"] and "try again" in reply.json()["error"] for reply in replies)
+    assert not [record for record in caplog.records if record.exc_info]
+    assert after.status_code == 200 and len(after.json()["features"]) == 1

@@ -2,7 +2,8 @@
 
 Every data route wants `Authorization: Bearer <token>` (tokens from `tembo tokens create`, stored
 hashed): 401 without a valid token, 403 when the token's role may not use the route, 429 (with
-Retry-After) while the client's address is locked out after repeated bad tokens. The route
+Retry-After) while the client's address is locked out after repeated bad tokens, 503 (with
+Retry-After) while the store cannot keep what the request must write (its audit line, a change). The route
 table below is the one source of the routes, their roles and the OpenAPI schema served at
 `/api/openapi.json`. Location privacy is applied by the service layer, so every answer holds only
 what the token's role may see (coarse and late positions for roles without exact ones), and every
@@ -48,6 +49,7 @@ from lora_bridge.errors import (
     InvalidRequest,
     NotFound,
     TooManyAttempts,
+    is_transient_store_error,
 )
 from lora_bridge.network_messages import EVENT_KINDS
 from lora_bridge.service import Bridge
@@ -63,6 +65,7 @@ DEFAULT_TRACK_POINTS = 500
 MAX_TRACK_POINTS = 10_000
 ALERT_STATES = ("new", "acknowledged", "resolved")
 MAX_IMAGE_BYTES = update_install.MAX_IMAGE_BYTES  # the largest update image a collar takes
+RETRY_AFTER_S = 30  # a 503's Retry-After while the store takes no write
 
 
 class RowIdConvertor(Convertor[int]):
@@ -583,6 +586,19 @@ def _guarded(bridge: Bridge, endpoint: Endpoint, requests: Counter) -> Callable[
         except ClientDisconnect:
             status = 499
             raise
+        except Exception as error:
+            if not is_transient_store_error(error):
+                raise
+            # The store takes no write now (a backup holds SQLite's lock, a full disk, a lost
+            # connection): a read of positions cannot write its audit line, an acknowledgement cannot
+            # be kept. Say so and when to try again; only the type is logged (a store error's text
+            # can carry the statement's parameters).
+            status = 503
+            log.warning("API request refused: the store takes no write now (%s)", type(error).__name__,
+                        extra={"route": endpoint.path, "client": _client(request)})
+            return JSONResponse({"error": "the store is unavailable now (locked by another program, read-only "
+                                          "or full); try again later"}, status_code=503,
+                                headers={"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "private, no-store"})
         finally:
             requests.labels(endpoint.path, str(status)).inc()
 
@@ -669,6 +685,7 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
                 "401": {"description": "No valid API token"},
                 "403": {"description": "The token's role may not use this route"},
                 "429": {"description": "Locked out after repeated bad tokens from this address; see Retry-After"},
+                "503": {"description": "The store is unavailable now (locked, read-only, full); see Retry-After"},
             },
         }
         if endpoint.body is not None:
