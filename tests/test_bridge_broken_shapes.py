@@ -69,6 +69,25 @@ def test_a_delivery_report_whose_port_is_out_of_range_is_still_recorded(client, 
     assert bridge.dead_letters() == []
 
 
+@pytest.mark.parametrize("name", ["downlink_sent", "downlink_ack", "downlink_failed", "downlink_queue_invalidated"])
+@pytest.mark.parametrize("correlation", ["tembo:downlink:²", "tembo:downlink:" + "9" * 20])
+def test_a_delivery_report_with_a_correlation_id_that_only_looks_like_tembos_is_still_recorded(
+        client, bridge, name, correlation):
+    # TTS hands back every correlation id of the message; one that starts like Tembo's own but holds
+    # no row id (a superscript digit, more digits than a 64-bit id) had failed the whole report.
+    body = nf.TTS[name].copy()
+    message = body[name]
+    downlinks = message["downlinks"] if name == "downlink_queue_invalidated" else [
+        message["downlink"] if name == "downlink_failed" else message]
+    for downlink in downlinks:
+        downlink["correlation_ids"] = [*downlink["correlation_ids"], correlation]
+
+    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=b.HEADERS)
+
+    assert (reply.status_code, reply.json()["status"], reply.json()["message"]) == (200, "recorded", name)
+    assert bridge.dead_letters() == []
+
+
 @pytest.mark.parametrize("margin", TOO_LARGE)
 def test_a_chirpstack_status_with_a_margin_out_of_range_keeps_its_battery_and_drops_the_margin(client, bridge, margin):
     status = nf.CHIRPSTACK["status"].copy() | {"margin": margin}

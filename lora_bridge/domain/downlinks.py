@@ -28,6 +28,7 @@ alert after `ack_resend_after_s` (or after the network reported the ack failed) 
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -77,6 +78,10 @@ TRANSMISSION_RESEND = "resend"
 # Commands where a newer one makes an older, not yet delivered one pointless (the same setting).
 ACK_COMMAND = "ack_alert"
 CORRELATION_PREFIX = "tembo:downlink:"
+# Our correlation id as pushed: the prefix and a row id (ASCII digits, at most 18: a 64-bit INTEGER).
+# Another network's id that merely starts so ("tembo:downlink:²", twenty digits) names none of ours;
+# it had failed the whole delivery report (int("²"), an integer SQLite cannot hold).
+CORRELATION_ID = re.compile(re.escape(CORRELATION_PREFIX) + r"([0-9]{1,18})")
 
 # After this many failed pushes a downlink stops being retried and is marked failed.
 MAX_PUSH_ATTEMPTS = 5
@@ -448,9 +453,10 @@ def find_reported(session: Session, device_id: str | None, event: Any) -> Downli
 
 
 def _by_correlation(session: Session, device_id: str | None, correlation: str) -> Downlink | None:
-    if not correlation.startswith(CORRELATION_PREFIX) or not correlation[len(CORRELATION_PREFIX):].isdigit():
+    ours = CORRELATION_ID.fullmatch(correlation)
+    if ours is None:
         return None
-    found = session.get(Downlink, int(correlation[len(CORRELATION_PREFIX):]))
+    found = session.get(Downlink, int(ours.group(1)))
     if found is None or (device_id is not None and found.device_id != device_id):
         return None
     return found
