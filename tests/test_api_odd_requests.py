@@ -59,6 +59,16 @@ def test_an_id_longer_than_any_row_id_is_a_404_like_an_id_that_names_nothing(adm
     assert admin.request(method, path.replace("9999999999999999999", "9"), json={}).status_code == 404
 
 
+def test_a_flag_setting_takes_true_and_a_whole_number_written_with_a_point_is_still_a_whole_number(admin):
+    flag = admin.post("/api/downlinks", json={"device_id": "collar-01", "command": "settings",
+                                              "values": {"confirmed_alerts": True}})
+    minutes = admin.post("/api/downlinks", json={"device_id": "collar-01", "command": "tracking",
+                                                 "values": {"minutes": 30.0}})
+
+    assert (flag.status_code, minutes.status_code) == (201, 201)
+    assert (flag.json()["payload_hex"], minutes.json()["payload_hex"]) == ("0e0101", "041e00")
+
+
 @pytest.mark.parametrize("path", ["/api/downlinks", "/api/alerts/1/resolve", "/api/animals/x/high_value"])
 def test_json_nested_deeper_than_python_recurses_is_a_400(admin, path):
     reply = admin.post(path, content=b"[" * 50_000, headers={"Content-Type": "application/json"})
@@ -74,6 +84,12 @@ def test_json_nested_deeper_than_python_recurses_is_a_400(admin, path):
     ("tracking", {"minutes": None}),
     ("settings", {"gnss_interval_s": "NaN"}),
     ("settings", {"gnss_interval_s": None}),
+    # A boolean or a fraction for a whole number had been cast: `true` set one minute of tracking,
+    # 600.9 went out as 600.
+    ("tracking", {"minutes": True}),
+    ("tracking", {"minutes": 30.5}),
+    ("settings", {"tracking_minutes": True}),
+    ("settings", {"gnss_interval_s": 600.9}),
 ])
 def test_a_command_value_of_the_wrong_type_is_a_400_naming_it_and_nothing_is_queued(admin, command, values):
     reply = admin.post("/api/downlinks", json={"device_id": "collar-01", "command": command, "values": values})

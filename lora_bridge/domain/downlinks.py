@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from lora_bridge.errors import InvalidCommandValues
+from lora_bridge.errors import InvalidCommand, InvalidCommandValues
 from lora_bridge.store.ids import take_id
 from lora_bridge.store.tables import Downlink, DownlinkTransmission
 from lora_bridge.store.unflushed import read_with_new
@@ -78,6 +78,8 @@ TRANSMISSION_RESEND = "resend"
 # Commands where a newer one makes an older, not yet delivered one pointless (the same setting).
 ACK_COMMAND = "ack_alert"
 CORRELATION_PREFIX = "tembo:downlink:"
+# The codec's kinds of a whole number (a field of one of these kinds without a scale).
+WHOLE_NUMBER_KINDS = frozenset({"u8", "u16", "u24", "u32", "i8", "i16", "i24", "i32"})
 # Our correlation id as pushed: the prefix and a row id (ASCII digits, at most 18: a 64-bit INTEGER).
 # Another network's id that merely starts so ("tembo:downlink:²", twenty digits) names none of ours;
 # it had failed the whole delivery report (int("²"), an integer SQLite cannot hold).
@@ -102,9 +104,19 @@ def check_command_values(codec: Any, command: str, values: dict[str, Any]) -> No
         _refuse_names(command, values, required=(), optional=known)
         if not values:
             raise InvalidCommandValues(f"{command} needs at least one setting: {', '.join(known)}")
+        for _id, name, _kind, low, high, _unit in codec.SETTINGS:
+            if name in values:
+                _check_whole_number(command, name, values[name], flag=(low, high) == (0, 1))
         return
     required, optional, lists = _value_names(row[4])
     _refuse_names(command, values, required, optional)
+    for name, kind, arg in row[4]:
+        if kind == "bits":
+            for part, bits, names in arg:
+                if names is None and part in values:
+                    _check_whole_number(command, part, values[part], flag=bits == 1)
+        elif kind in WHOLE_NUMBER_KINDS and arg is None:
+            _check_whole_number(command, name, values[name], flag=False)
     for name, subfields in lists.items():
         items = values.get(name)
         if not isinstance(items, list):
@@ -116,6 +128,14 @@ def check_command_values(codec: Any, command: str, values: dict[str, Any]) -> No
                     raise InvalidCommandValues(f"{command}: {name}[{number}] is an object with "
                                                f"{', '.join(item_required)}, got {type(item).__name__}")
                 _refuse_names(f"{command}: {name}[{number}]", item, item_required, item_optional)
+
+
+def _check_whole_number(command: str, name: str, value: Any, flag: bool) -> None:
+    """Refuse, as a value of the wrong type, a number with a fraction for a whole-number value (the
+    codec's int() had sent `600.9` as 600) and a boolean unless the value is a flag (`true` had set
+    one minute of tracking)."""
+    if isinstance(value, bool) and not flag or isinstance(value, float) and not value.is_integer():
+        raise InvalidCommand(f"{command}: {name}={value!r} is a value of the wrong type: a whole number")
 
 
 def _value_names(fields: Any) -> tuple[list[str], list[str], dict[str, Any]]:
