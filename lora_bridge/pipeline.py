@@ -41,6 +41,8 @@ from lora_bridge.views import IngestResult
 log = logging.getLogger(__name__)
 # The message name of a frame with a port and no payload.
 EMPTY_FRAME = "empty_frame"
+PAYLOAD_LEFT_OUT = ("the uplink came with decoded_payload and without frm_payload, the bytes Tembo decodes: the "
+                    "webhook's field mask leaves out up.uplink_message.frm_payload; add it (this frame cannot be read)")
 
 DONE_STATUSES = (
     ingest.STATUS_PROCESSED,
@@ -430,6 +432,20 @@ def _process_uplink(
             device_id=device.device_id,
             f_cnt=uplink.f_cnt,
             duplicate_of=claim.duplicate_of,
+            dev_eui=device.dev_eui, kind=KIND_UPLINK,
+        )
+    if uplink.payload_left_out:
+        reason = PAYLOAD_LEFT_OUT
+        log.warning("uplink without its payload: the webhook's field mask leaves out frm_payload",
+                    extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt})
+        ingest.dead_letter(session, raw, ingest.STAGE_DECODE, reason, existing)
+        return IngestResult(
+            status=ingest.STATUS_DEAD_LETTER,
+            raw_uplink_id=raw.id,
+            device_id=uplink.device_id,
+            f_cnt=uplink.f_cnt,
+            reason=reason,
+            stage=ingest.STAGE_DECODE,
             dev_eui=device.dev_eui, kind=KIND_UPLINK,
         )
     if uplink.f_port == MAC_PORT or not uplink.payload:

@@ -68,6 +68,9 @@ class Uplink:
     gateways: tuple[GatewayReception, ...] = field(default_factory=tuple)
     spreading_factor: int | None = None
     airtime_ms: float | None = None
+    # No payload came, yet what a payload formatter made of one did (TTS `decoded_payload`): a
+    # webhook's field mask left `frm_payload` out. Not an empty frame: the collar's data is missing.
+    payload_left_out: bool = False
 
     @property
     def identity(self) -> str:
@@ -150,12 +153,14 @@ def tts_uplink_from(
         )
         for meta in list_of_objects(message.get("rx_metadata"))
     )
+    payload = _base64(message, "frm_payload")
     return Uplink(
         source=SOURCE_TTS,
         device_id=device_id,
         f_port=_port(message, "f_port"),
         f_cnt=_counter(message, "f_cnt"),
-        payload=_base64(message, "frm_payload"),
+        payload=payload,
+        payload_left_out=not payload and bool(message.get("decoded_payload") or message.get("normalized_payload")),
         heard_at=time_or_none(message.get("received_at")) or time_or_none(document.get("received_at")),
         dev_eui=dev_eui,
         application_id=application_id,

@@ -145,6 +145,27 @@ def test_a_webhook_naming_the_device_by_its_deveui_path_variable_keeps_one_colla
         ("dev1", "0004A30B001C0530", 2)]  # had been a second collar named after its DevEUI
 
 
+def test_operator_whose_webhook_field_mask_leaves_out_the_payload_sees_a_dead_letter_saying_so(client, bridge):
+    # A field mask of `up.uplink_message.decoded_payload` (and the ids, port, counter): TTS posts what
+    # its payload formatter made of the bytes, not the bytes. A collar's alert had been taken for an
+    # empty frame, answered "processed", and nobody learnt that every report was being dropped.
+    masked = nf.TTS["uplink_message"].copy()
+    del masked["uplink_message"]["frm_payload"]
+
+    answer = b.webhook_post(client, "/uplinks/tts/app1/dev1", masked)
+
+    assert (answer["status"], answer["f_cnt"]) == ("dead_letter", 1)
+    assert "frm_payload" in answer["reason"] and "field mask" in answer["reason"]
+    (letter,) = bridge.dead_letters()
+    assert letter.stage == "decode" and "frm_payload" in letter.reason
+    # A frame that carries no bytes and no decoded payload is still an empty frame, not a dead letter.
+    empty = nf.TTS["uplink_message"].copy()["uplink_message"]
+    for field in ("frm_payload", "decoded_payload"):
+        del empty[field]
+    empty.update(f_cnt=2, received_at="2020-02-12T15:25:45Z")
+    assert b.webhook_post(client, "/uplinks/tts/app1/dev1", {"uplink_message": empty})["message"] == "empty_frame"
+
+
 def test_field_masked_uplink_without_path_ids_is_a_clear_400(client, bridge):
     masked = {"uplink_message": nf.TTS["uplink_message"].copy()["uplink_message"]}
 
