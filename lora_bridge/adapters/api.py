@@ -713,8 +713,16 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
             "operationId": _operation_id(Endpoint("POST", path, None, _never, summary)),
             "tags": ["webhook"],
             "security": secret,
-            "responses": {"200": {"description": "Stored"}, "400": {"description": "Not an uplink (kept)"},
-                          "401": {"description": "Wrong or missing X-Tembo-Secret"}},
+            "responses": {
+                "200": {"description": "Kept and read: processed, duplicate, recorded, kept (a kind Tembo does "
+                                       "not read) or dead_letter (no retry wanted)"},
+                "202": {"description": "Kept, applied later: pending (the store failed while applying it) or, "
+                                       "with TEMBO_WEBHOOK_ACK=durable, received"},
+                "400": {"description": "Not what its kind says (kept as a dead letter with the reason)"},
+                "401": {"description": "Wrong or missing X-Tembo-Secret (nothing kept)"},
+                "503": {"description": "The store cannot take the body now (nothing kept): send it again; "
+                                       "see Retry-After"},
+            },
         }
     paths["/healthz"] = {"get": {"summary": "200 when the store answers (no data)", "operationId": "healthz",
                                  "tags": ["operations"], "security": [], "responses": {"200": {"description": "OK"}}}}
