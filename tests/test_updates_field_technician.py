@@ -459,3 +459,22 @@ def test_field_technician_whose_key_cannot_be_installed_is_refused_before_a_key_
         capsys, ["keys", "generate", str(fifth), "--key-id", "5", "--install", "--collar-keys", str(nowhere)])
     assert not fifth.exists() and not keys.public_path(fifth).exists(), "no key that no collar holds"
     assert keys.read_collar_keys(full).keys() == {1, 2, 3, 4}
+
+
+def test_field_technician_whose_key_file_is_encrypted_with_a_password_is_told_so_not_shown_a_traceback(
+        key_dir, tmp_path, capsys):
+    from cryptography.hazmat.primitives import serialization
+
+    private, collar_keys = key_dir
+    encrypted = tmp_path / "keys" / "release-7-encrypted.key"
+    pem = keys.load(private)._private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                    serialization.BestAvailableEncryption(b"field password"))
+    encrypted.write_bytes(pem)
+    encrypted.chmod(0o600)
+    keys.public_path(encrypted).write_text(keys.public_path(private).read_text())
+    capsys.readouterr()
+    for argv in (["keys", "install", str(encrypted), "--collar-keys", str(collar_keys)],
+                 ["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(encrypted),
+                  "--collar-keys", str(collar_keys), "--out", str(tmp_path / "out")]):
+        assert f"{encrypted}: encrypted with a password" in refused(capsys, argv)
+    assert not (tmp_path / "out").exists()

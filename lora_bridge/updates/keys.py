@@ -116,6 +116,9 @@ def load(private_path: Path) -> SigningKey:
         key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
     except ValueError as exc:
         raise KeyFileError(f"{private_path}: not a PEM private key") from exc
+    except TypeError:  # `cryptography` says so of a key encrypted with a password
+        raise KeyFileError(f"{private_path}: encrypted with a password; a Tembo release key is an unencrypted "
+                           "PKCS#8 PEM file only its owner reads (`tembo keys generate` makes one)") from None
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{private_path}: not an Ed25519 key")
     key_id, public = read_public(public_path(private_path))
