@@ -478,3 +478,15 @@ def test_field_technician_whose_key_file_is_encrypted_with_a_password_is_told_so
                   "--collar-keys", str(collar_keys), "--out", str(tmp_path / "out")]):
         assert f"{encrypted}: encrypted with a password" in refused(capsys, argv)
     assert not (tmp_path / "out").exists()
+
+
+def test_field_technician_whose_base_manifest_lost_a_modules_digest_is_refused_on_one_line(key_dir, tmp_path, capsys):
+    private, collar_keys = key_dir
+    base = tmp_path / "firmware-1.0.0.json"
+    for entry in ("3b02f2d8e45c70e92a0da080c38", None, {"size": 5559}):
+        base.write_text(json.dumps({"kind": "firmware", "version": "1.0.0", "hardware_id": collar_config.HARDWARE_ID,
+                                    "modules": {"blob.mpy": entry, "main.mpy": {"size": 1, "sha256": "00"}}}))
+        assert f"{base}: module 'blob.mpy' has no size and SHA-256" in refused(
+            capsys, ["release", "firmware", "--version", "1.1.0", "--base", str(base), "--key", str(private),
+                     "--collar-keys", str(collar_keys), "--ship-keys", str(collar_keys), "--out", str(tmp_path / "fw")])
+    assert not (tmp_path / "fw").exists()

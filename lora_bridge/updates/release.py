@@ -361,6 +361,11 @@ def base_manifest(base: Path, version: str, hardware_id: str) -> dict:
     if old.get("kind") != "firmware" or not isinstance(old.get("modules"), dict) or not isinstance(
             old.get("version"), str):
         raise ReleaseError(f"{base}: not a firmware manifest tembo release wrote (kind, version and modules)")
+    damaged = sorted(name for name, entry in old["modules"].items()
+                     if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str))
+    if damaged:
+        raise ReleaseError(f"{base}: module {damaged[0]!r} has no size and SHA-256 as tembo release writes them "
+                           "(the manifest is damaged): a delta against it could not say what the collars hold")
     try:
         older = ui.version_raw(old["version"])
     except ValueError as exc:
