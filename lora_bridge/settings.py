@@ -31,6 +31,7 @@ DEMO_WEBHOOK_SECRET = "tembo-demo-secret"
 # Secrets that shipped as defaults once, or are published here: never accepted without the opt-in.
 PUBLISHED_SECRETS = frozenset({DEMO_WEBHOOK_SECRET, "tembo-dev-secret"})
 MIN_SECRET_CHARS = 16
+MULTICAST_ADDR_PATTERN = "^[0-9a-fA-F]{8}$"  # a TS005 McAddr: 8 hex digits, as the bridge and `tembo keys multicast` read it
 # Threads an MQTT worker hands messages in with, and so the Receive Maximum it asks of the broker (the
 # messages sent to it before the first is acknowledged): every message in flight has a thread, and
 # the messages waiting together are kept in one batch (group commit). More make larger batches that
@@ -82,7 +83,7 @@ class BridgeSettings(BaseSettings):
     # and the McAddr of the group each delivery sets up. Unset: the collars' factory group is used.
     # On ChirpStack with no TEMBO_FUOTA_MULTICAST_GROUP the bridge creates the group itself.
     collar_keys_file: str | None = None
-    fuota_multicast_addr: str | None = Field(default=None, pattern="^[0-9a-fA-F]{8}$")
+    fuota_multicast_addr: str | None = Field(default=None, pattern=MULTICAST_ADDR_PATTERN)
     # A collar's downlink loss before any delivery measured it (sizes the first parity).
     fuota_prior_loss: float = Field(default=0.1, ge=0, lt=0.9)
     # A collar that answered its set-up and then says nothing of the update fails ("no answer") this many

@@ -172,19 +172,22 @@ def _cmd_keys_multicast(args: argparse.Namespace) -> int:
     """Print a delivery's multicast group (McAddr, McAppSKey, McNwkSKey) for the technician to enter
     at The Things Stack: printed here once, on the technician's terminal, never logged or stored."""
     import os
+    import re
 
     from lora_bridge.domain.fuota_delivery import group_label
+    from lora_bridge.settings import MULTICAST_ADDR_PATTERN
     from lora_bridge.updates import multicast_keys
 
     keys_file = args.keys_file or os.environ.get("TEMBO_COLLAR_KEYS_FILE")
     mc_addr_hex = args.mc_addr or os.environ.get("TEMBO_FUOTA_MULTICAST_ADDR") or ""
-    try:
-        mc_addr = int(mc_addr_hex, 16)
-        if len(mc_addr_hex) != 8:
-            raise ValueError
-    except ValueError:
-        print("tembo keys multicast: give --mc-addr (8 hex digits, TEMBO_FUOTA_MULTICAST_ADDR)", file=sys.stderr)
+    if not re.fullmatch(MULTICAST_ADDR_PATTERN, mc_addr_hex):  # as the bridge reads it: "0x12345", "1_234567" are not
+        print("tembo keys multicast: give --mc-addr (8 hex digits, TEMBO_FUOTA_MULTICAST_ADDR), "
+              f"not {mc_addr_hex!r}", file=sys.stderr)
         return 2
+    if args.campaign < 1:
+        print(f"tembo keys multicast: --campaign is a campaign's id (1, 2, ...), not {args.campaign}", file=sys.stderr)
+        return 2
+    mc_addr = int(mc_addr_hex, 16)
     try:
         group = multicast_keys.load(keys_file).group(mc_addr, group_label(args.campaign))
     except multicast_keys.CollarKeyError as err:

@@ -193,6 +193,25 @@ def test_a_technician_on_the_things_stack_gets_the_groups_session_keys_once_on_t
         assert cli.main(["keys", "multicast", "--campaign", "3", "--keys-file", str(key_file), "--mc-addr", bad]) == 2
 
 
+def test_technician_typing_an_odd_multicast_address_or_campaign_gets_no_keys_for_a_group_the_bridge_would_not_use(
+        tmp_path, capsys):
+    from pydantic import ValidationError
+
+    from lora_bridge.settings import BridgeSettings
+    from tembo import cli
+
+    key_file = write_key_file(tmp_path, [c.device_id for c in fuota.build_fleet(1, 0.0, 11, KEYS_FOR)])
+    for odd in ("0x0a0b0c", "0a0b_0c0", " a0b0c0d", "+a0b0c0d"):  # int(x, 16) takes each of them
+        with pytest.raises(ValidationError):
+            BridgeSettings(fuota_multicast_addr=odd)
+        assert cli.main(["keys", "multicast", "--campaign", "3", "--keys-file", str(key_file), "--mc-addr", odd]) == 2
+        assert capsys.readouterr().out == "", f"no keys printed for {odd!r}"
+    for campaign in ("0", "-3"):
+        assert cli.main(["keys", "multicast", "--campaign", campaign, "--keys-file", str(key_file),
+                         "--mc-addr", MC_ADDR_HEX]) == 2
+        assert "a campaign's id" in capsys.readouterr().err
+
+
 def test_a_collar_refusing_the_group_or_deleting_it_is_recorded_per_group(sqlite_url, tts, tmp_path):
     fleet = fuota.build_fleet(1, 0.0, 11, KEYS_FOR)
     key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
