@@ -261,12 +261,12 @@ def _cmd_release(args: argparse.Namespace) -> int:
                 print(json.dumps({"installed": str(release.DEFAULT_MODEL_PATH), "key_id": key.key_id}))
                 return 0
             made = release.release_model(blob, key, Path(args.out), collar_keys,
-                                         hardware_id=args.hardware_id or release.HARDWARE_ID)
+                                         hardware_id=release.HARDWARE_ID if args.hardware_id is None else args.hardware_id)
             print(json.dumps({"blob": str(made.blob_path), "manifest": str(made.manifest_path), **made.manifest,
                               "image": str(made.image_path)}))
         else:
             made = release.release_firmware(key, Path(args.out), version=args.version,
-                                            hardware_id=args.hardware_id or release.HARDWARE_ID,
+                                            hardware_id=release.HARDWARE_ID if args.hardware_id is None else args.hardware_id,
                                             base=Path(args.base) if args.base else None,
                                             collar_keys=collar_keys,
                                             ship_keys=Path(args.ship_keys) if args.ship_keys else keys.COLLAR_KEYS_PATH,

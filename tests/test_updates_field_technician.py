@@ -490,3 +490,13 @@ def test_field_technician_whose_base_manifest_lost_a_modules_digest_is_refused_o
             capsys, ["release", "firmware", "--version", "1.1.0", "--base", str(base), "--key", str(private),
                      "--collar-keys", str(collar_keys), "--ship-keys", str(collar_keys), "--out", str(tmp_path / "fw")])
     assert not (tmp_path / "fw").exists()
+
+
+def test_field_technician_whose_hardware_id_variable_came_out_empty_is_refused_not_given_the_default(
+        key_dir, tmp_path, capsys):
+    private, collar_keys = key_dir
+    out = tmp_path / "out"
+    assert "hardware id '' must be 1..32 bytes" in refused(capsys, [
+        "release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private), "--collar-keys", str(collar_keys),
+        "--hardware-id", "", "--out", str(out)])
+    assert not out.exists()
