@@ -231,7 +231,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
             print(json.dumps({"key_id": key.key_id, "public_key": key.public_key.hex(), "private_key": str(key.path),
                               "installed_in": str(collar_keys) if installed else None}))
         else:
-            held = keys.read_collar_keys(collar_keys)
+            held = keys.read_collar_keys(collar_keys, must_exist=bool(args.collar_keys))
             shown = {"collar_keys": {str(k): v.hex() for k, v in sorted(held.items())}}
             if args.private_key:
                 key_id, public = keys.read_public(keys.public_path(Path(args.private_key)))

@@ -500,3 +500,17 @@ def test_field_technician_whose_hardware_id_variable_came_out_empty_is_refused_n
         "release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private), "--collar-keys", str(collar_keys),
         "--hardware-id", "", "--out", str(out)])
     assert not out.exists()
+
+
+def test_field_technician_who_mistypes_the_collar_key_file_is_told_it_does_not_exist_not_that_collars_hold_no_key(
+        key_dir, tmp_path, capsys):
+    private, collar_keys = key_dir
+    typo = tmp_path / "colar_keys.bin"
+    capsys.readouterr()
+    for argv in (["keys", "show", "--collar-keys", str(typo)],
+                 ["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private), "--collar-keys", str(typo),
+                  "--out", str(tmp_path / "out")],
+                 ["release", "firmware", "--version", "1.1.0", "--key", str(private), "--collar-keys", str(collar_keys),
+                  "--ship-keys", str(typo), "--out", str(tmp_path / "out")]):
+        assert f"{typo}: no such collar key file" in refused(capsys, argv)
+    assert not typo.exists() and not (tmp_path / "out").exists()

@@ -127,10 +127,14 @@ def load(private_path: Path) -> SigningKey:
     return SigningKey(key_id, private_path, public, key)
 
 
-def read_collar_keys(path: Path = COLLAR_KEYS_PATH) -> dict[int, bytes]:
-    """Return {key id: public key} of a collar keys file ({} when there is none)."""
+def read_collar_keys(path: Path = COLLAR_KEYS_PATH, must_exist: bool = False) -> dict[int, bytes]:
+    """Return {key id: public key} of a collar keys file ({} when there is none, KeyFileError instead
+    with `must_exist`: a file named as what collars hold, mistyped, is not collars holding no key)."""
     path = Path(path)
     if not path.exists():
+        if must_exist:
+            raise KeyFileError(f"{path}: no such collar key file (the public keys a firmware carries, "
+                               "collar_firmware/release_keys.bin)")
         return {}
     try:
         return trust.parse_keys(path.read_bytes())

@@ -115,7 +115,7 @@ class ModelRelease:
 def held_keys(key: SigningKey, collar_keys: Path) -> dict[int, bytes]:
     """The public keys the collars hold (`collar_keys`), or ReleaseError when `key` is not among
     them: every collar would refuse what it signs."""
-    keys = read_collar_keys(collar_keys)
+    keys = read_collar_keys(collar_keys, must_exist=True)
     if keys.get(key.key_id) != key.public_key:
         raise ReleaseError(f"key {key.key_id} is not in the collars' key file {collar_keys}: they would refuse it "
                            "(`tembo keys generate --install` adds a key to the firmware's file)")
@@ -175,7 +175,7 @@ def install_default_model(blob: bytes, key: SigningKey, collar_keys: Path = COLL
     """Sign the model that ships inside the firmware and pin its digest beside it (the collar loads
     it at boot without a second check because the firmware image that carries it was verified)."""
     signed = sign_model(blob, key)
-    check_model(signed, read_collar_keys(collar_keys))
+    check_model(signed, read_collar_keys(collar_keys, must_exist=True))
     Path(model_path).write_bytes(signed)
     Path(digest_path).write_bytes(trust.receipt(signed_digest(signed), key.key_id, signed[-64:]))
     return signed
@@ -340,7 +340,7 @@ def keys_after(key: SigningKey, ship_keys: Path, retire_key: bool = False) -> di
     it holds none (they could never be updated over the air again) or, unless the technician retires
     the signing key on purpose (`retire_key`: a hand-over to the keys it does hold), when it lacks
     the key signing it (they would refuse every later release signed with it)."""
-    after = read_collar_keys(ship_keys)
+    after = read_collar_keys(ship_keys, must_exist=True)
     if not after:
         raise ReleaseError(f"the firmware would carry no release keys ({ship_keys}): collars that install it "
                            "could never be updated over the air again")
