@@ -514,3 +514,16 @@ def test_field_technician_who_mistypes_the_collar_key_file_is_told_it_does_not_e
                   "--ship-keys", str(typo), "--out", str(tmp_path / "out")]):
         assert f"{typo}: no such collar key file" in refused(capsys, argv)
     assert not typo.exists() and not (tmp_path / "out").exists()
+
+
+def test_field_technician_generating_a_key_inside_the_checkout_is_stopped_before_a_private_key_lands_there(
+        tmp_path, capsys, monkeypatch):
+    assert (keys.SOURCE_TREE / "collar_firmware" / "trust.py").exists(), "the checkout the firmware is built from"
+    checkout = tmp_path / "tembo"  # a stand-in, so that a failing check leaves no key in the real one
+    (checkout / "collar_firmware").mkdir(parents=True)
+    monkeypatch.setattr(keys, "SOURCE_TREE", checkout.resolve())
+    monkeypatch.chdir(checkout)  # the technician's shell in the checkout, as when building firmware
+    for path in (str(checkout / "release-1.key"), "release-1.key", "collar_firmware/release-1.key"):
+        assert "inside the Tembo checkout" in refused(capsys, ["keys", "generate", path, "--key-id", "1"])
+    assert not list(checkout.rglob("*.key*"))
+    assert main(["keys", "generate", str(tmp_path / "release-1.key"), "--key-id", "1"]) == 0, "beside it is fine"

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 PRIVATE_MODE = 0o600
 PUB_PREFIX = "tembo-ed25519"
 COLLAR_KEYS_PATH = Path(trust.__file__).with_name(trust.KEYS_FILE)
+SOURCE_TREE = Path(trust.__file__).resolve().parents[1]  # the checkout the firmware is built from
 
 
 class KeyFileError(ValueError):
@@ -58,6 +59,9 @@ def generate(private_path: Path, key_id: int) -> SigningKey:
     if not 0 <= key_id <= 255:
         raise KeyFileError(f"key id must be 0..255, got {key_id}")
     private_path = Path(private_path)
+    if private_path.resolve().is_relative_to(SOURCE_TREE):
+        raise KeyFileError(f"{private_path} is inside the Tembo checkout {SOURCE_TREE}: a private release key is kept "
+                           "outside it, one `git add` away from being published otherwise (e.g. ~/.tembo/release-1.key)")
     private_path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
