@@ -544,3 +544,14 @@ def test_field_technician_releasing_a_collar_module_mpy_cross_refuses_is_told_wh
     monkeypatch.setattr(release, "mpy_cross", lambda: str(tmp_path / "no-such-mpy-cross"))
     assert "no-such-mpy-cross not found" in refused(capsys, argv)
     assert not (tmp_path / "out").exists()
+
+
+def test_field_technician_pointing_out_at_a_file_is_told_it_is_not_a_folder(key_dir, tmp_path, capsys):
+    private, collar_keys = key_dir
+    notes = tmp_path / "notes.txt"
+    notes.write_text("field notes, not a folder\n")
+    for out in (notes, notes / "releases"):
+        assert f"{out}: the release's folder (--out) is, or lies under, a file" in refused(capsys, [
+            "release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private), "--collar-keys",
+            str(collar_keys), "--out", str(out)])
+    assert notes.read_text() == "field notes, not a folder\n"

@@ -162,6 +162,8 @@ def write_release(files: dict[Path, bytes]) -> None:
     other bytes: a released version is never replaced (collars that run it, and the manifests deltas
     are built against, would no longer match it). The same release written again changes nothing."""
     for path, data in files.items():
+        if any(folder.exists() and not folder.is_dir() for folder in (path.parent, *path.parent.parents)):
+            raise ReleaseError(f"{path.parent}: the release's folder (--out) is, or lies under, a file, not a folder")
         if path.exists() and path.read_bytes() != data:
             raise ReleaseError(f"{path} exists and differs: a released version is never replaced (collars may "
                                "run it, deltas are built against its manifest); release a new version")
