@@ -257,7 +257,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
             else:
                 raise release.ReleaseError("give a blob or --promoted var/models/promoted.json")
             if args.install_default:
-                release.install_default_model(blob, key)
+                release.install_default_model(blob, key, collar_keys)
                 print(json.dumps({"installed": str(release.DEFAULT_MODEL_PATH), "key_id": key.key_id}))
                 return 0
             made = release.release_model(blob, key, Path(args.out), collar_keys,

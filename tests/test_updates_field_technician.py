@@ -555,3 +555,16 @@ def test_field_technician_pointing_out_at_a_file_is_told_it_is_not_a_folder(key_
             "release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private), "--collar-keys",
             str(collar_keys), "--out", str(out)])
     assert notes.read_text() == "field notes, not a folder\n"
+
+
+def test_field_technician_installing_the_shipped_model_is_checked_against_the_key_file_they_named(
+        key_dir, tmp_path, capsys):
+    private, _ = key_dir
+    other = tmp_path / "other-fleet.bin"  # the key file the technician names holds another key, not 7
+    keys.install_public(2, keys.generate(tmp_path / "release-2.key", 2).public_key, other)
+    shipped = release.DEFAULT_MODEL_PATH.read_bytes()
+    capsys.readouterr()
+    reason = refused(capsys, ["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private),
+                              "--collar-keys", str(other), "--install-default"])
+    assert f"key 7 is not in the collars' key file {other}" in reason, reason
+    assert release.DEFAULT_MODEL_PATH.read_bytes() == shipped

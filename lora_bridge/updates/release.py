@@ -177,7 +177,7 @@ def install_default_model(blob: bytes, key: SigningKey, collar_keys: Path = COLL
     """Sign the model that ships inside the firmware and pin its digest beside it (the collar loads
     it at boot without a second check because the firmware image that carries it was verified)."""
     signed = sign_model(blob, key)
-    check_model(signed, read_collar_keys(collar_keys, must_exist=True))
+    check_model(signed, held_keys(key, collar_keys))
     Path(model_path).write_bytes(signed)
     Path(digest_path).write_bytes(trust.receipt(signed_digest(signed), key.key_id, signed[-64:]))
     return signed
