@@ -250,6 +250,8 @@ def _cmd_release(args: argparse.Namespace) -> int:
         key = keys.load(Path(args.key))
         collar_keys = _collar_keys(args)
         if args.kind == "model":
+            if args.promoted and args.blob:  # which did the technician mean? neither is signed for them
+                raise release.ReleaseError(f"give a blob ({args.blob}) or --promoted ({args.promoted}), not both")
             if args.promoted:
                 blob = release.promoted_blob(Path(args.promoted))
             elif args.blob:

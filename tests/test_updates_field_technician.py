@@ -3,6 +3,7 @@ refusal names the file and the reason on one line (exit code 1, no traceback) an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zlib
@@ -568,3 +569,16 @@ def test_field_technician_installing_the_shipped_model_is_checked_against_the_ke
                               "--collar-keys", str(other), "--install-default"])
     assert f"key 7 is not in the collars' key file {other}" in reason, reason
     assert release.DEFAULT_MODEL_PATH.read_bytes() == shipped
+
+
+def test_field_technician_naming_a_blob_and_a_promoted_file_is_asked_which_not_given_the_promoted_one(
+        key_dir, tmp_path, capsys):
+    private, collar_keys = key_dir
+    blob = tmp_path / "retrained.bin"
+    blob.write_bytes(release.DEFAULT_MODEL_PATH.read_bytes())
+    promoted = tmp_path / "promoted.json"
+    promoted.write_text(json.dumps({"format": "tembo-promoted-model/1", "blob": str(release.DEFAULT_MODEL_PATH),
+                                    "blob_sha256": hashlib.sha256(release.DEFAULT_MODEL_PATH.read_bytes()).hexdigest()}))
+    assert "not both" in refused(capsys, ["release", "model", str(blob), "--promoted", str(promoted), "--key",
+                                          str(private), "--collar-keys", str(collar_keys), "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
