@@ -174,6 +174,15 @@ def test_a_collar_missing_from_the_key_file_is_named_and_bad_addresses_refused(t
             ring.group(addr, "campaign-7")
 
 
+def test_technician_who_pasted_a_dev_eui_as_the_console_shows_it_gets_that_collar_its_group_key(tmp_path):
+    spaced = " ".join(EUI_A.upper()[i:i + 2] for i in range(0, 16, 2))  # "70 B3 D5 7E D0 00 00 01"
+    ring = mk.load(key_file(tmp_path, f'multicast_root = "{ROOT.hex()}"\n'
+                                      f'[collars."{spaced}"]\ngen_app_key = "{GEN_APP_KEY_A.hex()}"\n'))
+    group = ring.group(MC_ADDR, "campaign-7")
+    assert ring.knows(EUI_A), "the collar the network server names 70b3d57ed0000001 is the one in the file"
+    assert ring.wrapped_for(EUI_A, group) == mk.wrap_mc_key(spec_ke_key(GEN_APP_KEY_A, 0x00), group.mc_key)
+
+
 def test_keys_never_show_in_reprs_or_logs(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     ring = mk.load(good_file(tmp_path))

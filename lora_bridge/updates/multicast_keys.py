@@ -172,8 +172,9 @@ def load(path: Path | str | None) -> CollarKeyRing:
     if not isinstance(collars, dict) or not collars:
         raise CollarKeyError(f"{path}: no [collars] table")
     ke_keys: dict[str, bytes] = {}
-    for dev_eui, entry in collars.items():
-        where = f"{path}: collar {dev_eui}"
+    for written, entry in collars.items():
+        where = f"{path}: collar {written}"
+        dev_eui = "".join(written.split())  # "70 B3 D5 7E D0 00 00 01", as consoles show it, is that collar
         try:
             valid_eui = len(bytes.fromhex(dev_eui)) == 8
         except ValueError:
