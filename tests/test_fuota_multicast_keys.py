@@ -183,6 +183,13 @@ def test_technician_who_pasted_a_dev_eui_as_the_console_shows_it_gets_that_colla
     assert ring.wrapped_for(EUI_A, group) == mk.wrap_mc_key(spec_ke_key(GEN_APP_KEY_A, 0x00), group.mc_key)
 
 
+def test_technician_whose_key_file_lists_a_collar_twice_is_told_so_not_given_one_key_of_the_two(tmp_path):
+    text = (f'multicast_root = "{ROOT.hex()}"\n[collars.{EUI_A}]\ngen_app_key = "{GEN_APP_KEY_A.hex()}"\n'
+            f'[collars.{EUI_A.upper()}]\ngen_app_key = "{GEN_APP_KEY_B.hex()}"\n')
+    with pytest.raises(mk.CollarKeyError, match=f"collar {EUI_A.upper()}: that DevEUI is listed twice"):
+        mk.load(key_file(tmp_path, text))
+
+
 def test_keys_never_show_in_reprs_or_logs(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
     ring = mk.load(good_file(tmp_path))

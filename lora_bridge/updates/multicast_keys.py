@@ -183,6 +183,8 @@ def load(path: Path | str | None) -> CollarKeyRing:
             raise CollarKeyError(f"{where}: a DevEUI is 16 hex digits")
         if not isinstance(entry, dict) or set(entry) - {"gen_app_key", "app_key"} or len(entry) != 1:
             raise CollarKeyError(f"{where}: give exactly one of gen_app_key (LoRaWAN 1.0.x) or app_key (1.1)")
+        if dev_eui.lower() in ke_keys:  # which of the two keys is the collar's? the bridge cannot tell
+            raise CollarKeyError(f"{where}: that DevEUI is listed twice (written another way); keep one entry")
         ((name, value),) = entry.items()
         ke_keys[dev_eui.lower()] = mc_ke_key(mc_root_key(_key(value, f"{where}: {name}"), name == "app_key"))
     log.info("collar key file loaded path=%s collars=%d", path, len(ke_keys))
