@@ -319,8 +319,9 @@ def _vouch_for_model(agent, blob):
         agent.collar.trust.vouch(blob[end + 1], memoryview(blob)[0:end], bytes(blob[end + 4:]))
 
 
-def _golden_ok(agent, h):
-    model = agent.collar.model
+def _golden_ok(agent, h, model=None):
+    """True when model (default: the one the collar runs) puts h's golden vector in its class."""
+    model = agent.collar.model if model is None else model
     if not h.golden:
         return True
     if not hasattr(model, "predict") or len(h.golden) != model.n_features:
@@ -391,6 +392,18 @@ def _check_trial(agent, now):
     agent._result("ok" if ok else "self_test_failed", now, update_image.KIND_FIRMWARE, trial_version, ok)
 
 
+def _shipped_model(agent):
+    """The model a firmware's golden vector was made with (release.golden_vector): the one it ships, loaded
+    when the collar runs another (a model update's may put that vector in another class: it is no fault
+    of the firmware). Raises ModelError when the firmware's own model does not load."""
+    model = agent.collar.model
+    if getattr(model, "source", None) == "default":
+        return model
+    from collar_firmware import classifier
+
+    return classifier.Model.from_bytes(classifier.read_default_blob(), agent.collar.trust.blob_verifier())
+
+
 def _self_test(agent, h):
     """The sensors answer, the classifier reproduces the golden vector, the radio sends."""
     hal = agent.collar.hal
@@ -398,7 +411,7 @@ def _self_test(agent, h):
         return False
     if hal.power.battery_mv() <= 0:
         return False
-    if not _golden_ok(agent, h):
+    if not _golden_ok(agent, h, _shipped_model(agent)):
         return False
     ack = codec.encode("ack", {"time_s": hal.clock.now_s(), "on_port": PORT_FRAGMENTS,
                                "cmd": CMD_DATA_FRAGMENT, "result": "ok"})

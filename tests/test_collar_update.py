@@ -225,3 +225,33 @@ def test_a_model_that_fails_its_self_test_is_neither_run_nor_kept_as_good_after_
     assert not collar.collar.model_fallback
     reborn = Collar(collar.hal, None, KEYS_FOR(collar.flash))  # and after a reboot
     assert (reborn.model.version, reborn.model_fallback) == (before[0], False)
+
+
+def a_retrained_model(version: int, klass: int) -> bytes:
+    """A signed model (same window, rate and classes as the shipped one) that puts every window in klass."""
+    import numpy as np
+
+    from collar_firmware import features
+    from models import blob_writer
+
+    value = np.zeros((1, 4))
+    value[0, klass] = 1.0
+    tree = blob_writer.TreeArrays(left=np.array([-1]), right=np.array([-1]), feature=np.array([-2]),
+                                  threshold_q=np.array([0]), value=value)
+    meta = blob_writer.ModelMeta(classes=("rest", "forage", "walk", "run"), window_s=10, rate_hz=25,
+                                 scales=(0,) * features.N_FEATURES, model_version=version, name="retrained")
+    return release.sign_model(blob_writer.write_blob([tree], meta), KEY)
+
+
+def test_a_collar_that_took_a_model_update_still_takes_a_firmware_whose_self_test_runs_the_shipped_model():
+    _, klass = release.golden_vector(release.DEFAULT_MODEL_PATH.read_bytes())
+    other = (klass + 1) % 4  # the retrained model puts the firmware's golden vector in another class
+    fleet = one_collar()
+    model = release.model_image(a_retrained_model(2, other), KEY, config.HARDWARE_ID)
+    assert fuota.run_campaign(fleet, model, 1, lambda c: c.collar.model.version == 2).results["collar-000"] == "ok"
+    collar = fleet[0]
+    assert fuota.run_campaign(fleet, firmware_update("1.1.0"), 2).results["collar-000"] == "ok"
+    assert collar.collar.update.fw_version() == "1.1.0" and collar.collar.model.version == 2, "its model runs on"
+    # the check still bites: a golden class the shipped model does not give fails, whatever model runs
+    reason = fuota.run_campaign(fleet, firmware_update("1.2.0", golden_class=other), 3).results["collar-000"]
+    assert reason == "self_test_failed" and collar.collar.update.fw_version() == "1.1.0"
