@@ -65,6 +65,7 @@ def test_a_composed_slot_equals_the_whole_bundle_tembo_release_builds_for_that_v
     whole: the collar that ran 1.0.0 and took the delta holds, byte for byte, the bundle of 1.1.0 whole."""
     key = keys.generate(tmp_path / "k.key", KEY.key_id)  # the id the collar's Trust holds, with this key's half
     held = tmp_path / "collar.bin"
+    held.write_bytes(keys.COLLAR_KEYS_PATH.read_bytes())  # the key the shipped model is signed with, as collars hold
     keys.install_public(key.key_id, key.public_key, held)
     spare = keys.generate(tmp_path / "spare.key", 8)
     after = tmp_path / "after.bin"

@@ -12,6 +12,13 @@ from lora_bridge.updates import keys, planner, release
 from tembo.cli import main
 
 
+def firmware_key_file(path):
+    """A firmware's key file as a deployment keeps it: the repository's (whose key signs the shipped model,
+    which collars running the firmware must load: release.shipped_model_loads), to which tests add keys."""
+    path.write_bytes(keys.COLLAR_KEYS_PATH.read_bytes())
+    return path
+
+
 def test_a_technician_generates_a_key_only_they_can_read_and_collars_learn_its_public_half(tmp_path, capsys):
     private = tmp_path / "keys" / "release-5.key"
     collar_keys = tmp_path / "release_keys.bin"
@@ -45,7 +52,7 @@ def test_a_model_release_is_signed_so_the_collar_verifies_it(tmp_path):
 
 def test_a_firmware_release_compiles_the_collar_for_the_nrf52840_and_a_delta_is_smaller(tmp_path):
     key = keys.generate(tmp_path / "k.key", 6)
-    held = tmp_path / "collar.bin"
+    held = firmware_key_file(tmp_path / "collar.bin")
     keys.install_public(6, key.public_key, held)
     first = release.release_firmware(key, tmp_path, "1.1.0", "tembo-nrf52840-lr1110", collar_keys=held,
                                      ship_keys=held)
@@ -105,8 +112,9 @@ def test_a_firmware_that_would_leave_collars_without_the_signing_key_is_stopped_
     new = keys.generate(tmp_path / "release-8.key", 8)
     held_now = tmp_path / "held-now.bin"  # what the collars in the field hold
     keys.install_public(6, old.public_key, held_now)
-    after = tmp_path / "shipped.bin"  # what the new firmware carries: key 8 alone
+    after = firmware_key_file(tmp_path / "shipped.bin")  # what the new firmware carries: key 8, not 6
     keys.install_public(8, new.public_key, after)
+    model_key = trust.parse_keys(keys.COLLAR_KEYS_PATH.read_bytes())
     with pytest.raises(release.ReleaseError, match="does not hold key 6: collars that install it would refuse"):
         release.release_firmware(old, tmp_path / "a", "1.2.0", collar_keys=held_now, ship_keys=after)
     assert not (tmp_path / "a").exists()
@@ -116,17 +124,17 @@ def test_a_firmware_that_would_leave_collars_without_the_signing_key_is_stopped_
         release.release_firmware(old, tmp_path / "b", "1.2.0", collar_keys=held_now, ship_keys=empty, retire_key=True)
     handed_over = release.release_firmware(old, tmp_path / "c", "1.2.0", collar_keys=held_now, ship_keys=after,
                                            retire_key=True)  # the last release key 6 signs: collars move to key 8
-    assert handed_over.manifest["collar_keys_after"] == [8] and handed_over.manifest["key_id"] == 6
+    assert handed_over.manifest["collar_keys_after"] == sorted({*model_key, 8}) and handed_over.manifest["key_id"] == 6
     assert handed_over.manifest["hardware_id"] == release.HARDWARE_ID
     shipped = bundle_files(handed_over.image_path.read_bytes())
-    assert trust.parse_keys(shipped[trust.KEYS_FILE]) == {8: new.public_key}
+    assert trust.parse_keys(shipped[trust.KEYS_FILE]) == {**model_key, 8: new.public_key}
     assert "main.mpy" in shipped and len(shipped) == len(handed_over.manifest["modules"])
     # From the command line: the technician adds key 6 to the firmware's file and signs without handing over.
     assert main(["keys", "install", str(tmp_path / "release-6.key"), "--collar-keys", str(after)]) == 0
     assert json.loads(capsys.readouterr().out)["installed_in"] == str(after)
     assert main(["release", "firmware", "--version", "1.2.1", "--key", str(tmp_path / "release-6.key"),
                  "--collar-keys", str(held_now), "--ship-keys", str(after), "--out", str(tmp_path / "d")]) == 0
-    assert json.loads(capsys.readouterr().out)["collar_keys_after"] == [6, 8]
+    assert json.loads(capsys.readouterr().out)["collar_keys_after"] == sorted({*model_key, 6, 8})
 
 
 def test_the_planner_keeps_a_ten_percent_loss_update_within_thirty_percent_of_the_minimum():
@@ -166,7 +174,7 @@ def test_field_technician_releasing_against_a_base_that_predates_deltas_gets_a_w
     """The fleet's firmware before 4 December cannot compose a delta (it refuses the format): a delta against
     it would be sent to every collar and refused by each after the whole transfer."""
     key = keys.generate(tmp_path / "k.key", 6)
-    held = tmp_path / "collar.bin"
+    held = firmware_key_file(tmp_path / "collar.bin")
     keys.install_public(6, key.public_key, held)
     first = release.release_firmware(key, tmp_path, "1.1.0", collar_keys=held, ship_keys=held)
     older = json.loads(first.manifest_path.read_text())
@@ -182,3 +190,23 @@ def test_field_technician_releasing_against_a_base_that_predates_deltas_gets_a_w
     assert made.manifest["delta_of"] is None and made.manifest["payload_bytes"] == made.manifest["bundle_bytes"]
     assert made.manifest["whole_because"] == ("the base 1.0.5 predates deltas (no update_slot.mpy): its collars "
                                               "refuse a delta, so this release is whole")
+
+
+def test_field_technician_handing_over_to_a_key_file_without_the_shipped_models_key_is_stopped_before_writing(
+        tmp_path, capsys):
+    """The shipped model is signed with the repository's key 1; a firmware whose key file lacks it boots a
+    model no collar can load (a collar that never took a model update runs it, and the trial tries it), so
+    every collar would roll the firmware back after the whole transfer."""
+    old = keys.generate(tmp_path / "release-6.key", 6)
+    new = keys.generate(tmp_path / "release-8.key", 8)
+    held_now = firmware_key_file(tmp_path / "held-now.bin")
+    keys.install_public(6, old.public_key, held_now)
+    after = tmp_path / "shipped.bin"  # key 8 alone: the shipped model was not signed again with it
+    keys.install_public(8, new.public_key, after)
+    assert main(["release", "firmware", "--version", "1.2.0", "--key", str(tmp_path / "release-6.key"),
+                 "--collar-keys", str(held_now), "--ship-keys", str(after), "--retire-key",
+                 "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"shipped model (default_model.bin) would not load with its key file {after}" in err
+    assert "signature does not verify (key 1)" in err and "--install-default" in err
+    assert not (tmp_path / "out").exists()

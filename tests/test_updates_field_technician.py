@@ -426,7 +426,10 @@ def test_field_technician_releasing_a_firmware_with_nothing_changed_since_its_ba
         key_dir, tmp_path, capsys, api):
     """Until 4 December the delta of an unchanged tree was an empty payload, signed and written: collars would
     have confirmed an update that installs nothing."""
-    private, collar_keys = key_dir
+    private, _ = key_dir
+    collar_keys = tmp_path / "firmware_keys.bin"  # the shipped model's key beside 7, as a deployment's file holds
+    collar_keys.write_bytes(keys.COLLAR_KEYS_PATH.read_bytes())
+    assert main(["keys", "install", str(private), "--collar-keys", str(collar_keys)]) == 0
     out = tmp_path / "releases"
     argv = ["release", "firmware", "--key", str(private), "--collar-keys", str(collar_keys),
             "--ship-keys", str(collar_keys), "--out", str(out)]

@@ -363,6 +363,21 @@ def keys_after(key: SigningKey, ship_keys: Path, retire_key: bool = False) -> di
     return after
 
 
+def shipped_model_loads(files: dict[str, bytes], after: dict[int, bytes], ship_keys: Path) -> None:
+    """ReleaseError unless the model a firmware ships loads as collars running it load it (trust.shipped:
+    the keys it carries, its pinned receipt): they run it when they hold no model update, and the trial
+    self-test runs it; one that does not load rolls every collar back after the whole transfer."""
+    pinned = files.get(trust.DEFAULT_DIGEST_FILE)
+    checker = trust.Trust(after, None, None, (pinned,) if pinned and len(pinned) == 32 else ())
+    try:
+        collar_blob.parse(files["default_model.bin"], lambda scheme, key_id, signed, sig: key_id in checker.keys
+                          and checker.verify_now(key_id, signed, sig))  # a pinned receipt needs the key id held
+    except collar_blob.ModelError as refused:
+        raise ReleaseError(f"the firmware's shipped model ({DEFAULT_MODEL_PATH.name}) would not load with its key file "
+                           f"{ship_keys}: {refused}. Sign it with a key that file holds (`tembo release model "
+                           f"{DEFAULT_MODEL_PATH} --key K --install-default --collar-keys {ship_keys}`)") from None
+
+
 def base_manifest(base: Path, version: str, hardware_id: str) -> dict:
     """The manifest of the firmware the collars run (`--base`), checked: a firmware manifest tembo release
     wrote, for the same hardware, of an older version; ReleaseError saying why not."""
@@ -408,6 +423,7 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
     old = base_manifest(base, version, hardware_id) if base is not None else None
     files = compile_modules()
     files[trust.KEYS_FILE] = Path(ship_keys).read_bytes()
+    shipped_model_loads(files, after, ship_keys)
     modules = {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()}
     full = pack_bundle(files)
     payload, delta_of, whole_because = full, None, None
