@@ -338,3 +338,26 @@ def test_an_integrator_reads_every_answer_the_webhook_gives_in_the_openapi_schem
     assert len(webhook) == 4
     for path in webhook:
         assert set(schema["paths"][path]["post"]["responses"]) == {"200", "202", "400", "401", "503"}, path
+
+
+
+def test_admin_asking_for_every_dead_letter_with_all_true_gets_the_replayed_ones_too(tmp_path):
+    # A script's `?all=true` was read as no: the admin saw only the letters still waiting and took the
+    # replayed one for lost.
+    from test_bridge_kept_failures import REFUSED_COLLAR, accept_every_raw_row, refuse_raw_rows_naming, status_body
+
+    with b.fresh_bridge(f"sqlite:///{tmp_path / 'tembo.db'}") as bridge, TestClient(create_app(bridge)) as client:
+        bridge.add_user("ada", "admin", PASSWORDS["ada"][1], actor=CONSOLE)
+        headers = {"Authorization": f"Bearer {bridge.create_token('ada', 'ops', actor=CONSOLE).secret}"}
+        refuse_raw_rows_naming(bridge, REFUSED_COLLAR)
+        kept = client.post(f"/uplinks/tts/tembo-test/{REFUSED_COLLAR}/up", content=status_body(REFUSED_COLLAR, 1, -2.41),
+                           headers=b.HEADERS)
+        accept_every_raw_row(bridge)
+        bridge.replay_dead_letters()  # fixed and applied: no longer waiting
+        listed = {flag: len(client.get(f"/api/dead_letters?all={flag}", headers=headers).json())
+                  for flag in ("true", "1", "TRUE", "false", "0", "")}
+        odd = client.get("/api/dead_letters?all=maybe", headers=headers)
+
+    assert (kept.status_code, kept.json()["status"]) == (200, "dead_letter")
+    assert listed == {"true": 1, "1": 1, "TRUE": 1, "false": 0, "0": 0, "": 0}
+    assert odd.status_code == 400 and "all is true or false" in odd.json()["error"]

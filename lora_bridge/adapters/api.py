@@ -287,11 +287,9 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
                 raise too_large
             chunks.append(chunk)
         data = b"".join(chunks)
-        replace = request.query_params.get("replace", "false")
-        if replace not in ("true", "false"):
-            raise InvalidRequest("replace is true or false")
+        replace = _flag(request, "replace")
         added = await call(bridge.import_geofences, data, filename, kind=request.query_params.get("kind") or None,
-                           alert_on=request.query_params.get("alert_on") or None, replace=replace == "true",
+                           alert_on=request.query_params.get("alert_on") or None, replace=replace,
                            actor=viewer)
         log.info("geofences imported over the API", extra={"geofence_file": filename, "fences": len(added),
                                                            "user": viewer.username})
@@ -326,7 +324,7 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         return JSONResponse(to_jsonable(events))
 
     async def dead_letters(request: Request, viewer: Viewer) -> Response:
-        views = await call(bridge.dead_letters, request.query_params.get("all") == "1")
+        views = await call(bridge.dead_letters, _flag(request, "all"))
         return JSONResponse(to_jsonable(views))
 
     async def replay(request: Request, viewer: Viewer) -> Response:
@@ -456,7 +454,7 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
                  (Param("filename", description="the file's name; its ending tells the format (.geojson, .gpkg, .zip)"),
                   Param("kind", description="boundary, farmland, village, ... when the file has no kind column"),
                   Param("alert_on", description="enter, exit or both (default from the kind)"),
-                  Param("replace", description="true: the file's fences replace every stored one")),
+                  Param("replace", description="true (or 1): the file's fences replace every stored one")),
                  media_type=GEOJSON, tags=("rules",), created=True,
                  file_body=("application/geo+json", "application/geopackage+sqlite3", "application/zip")),
         Endpoint("DELETE", "/api/geofences/{geofence_id}", a.MANAGE_GEOFENCES, delete_geofence, "Remove one fence",
@@ -472,7 +470,7 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
                   Param("kind", description=", ".join(EVENT_KINDS)),
                   Param("limit", kind="integer", description="the newest this many, default 1000"))),
         Endpoint("GET", "/api/dead_letters", a.MANAGE_DEAD_LETTERS, dead_letters, "Bodies the bridge could not use",
-                 (Param("all", description="1: the replayed ones too"),), tags=("operations",)),
+                 (Param("all", description="true (or 1): the replayed ones too"),), tags=("operations",)),
         Endpoint("POST", "/api/dead_letters/replay", a.MANAGE_DEAD_LETTERS, replay,
                  "Run waiting dead letters through the current codec", tags=("operations",)),
         Endpoint("GET", "/api/audit", a.READ_AUDIT, audit_log, "Who saw which positions, and account changes",
@@ -812,6 +810,21 @@ def _time(request: Request, name: str) -> datetime | None:
         raise InvalidRequest(f"{name}={raw!r} is not an ISO 8601 time (e.g. 2026-03-01T06:00:00Z)") from None
     except OverflowError:  # a time at the calendar's edge whose offset moves it past year 1 or 9999 in UTC
         raise InvalidRequest(f"{name}={raw!r} lies outside the years 1..9999 in UTC") from None
+
+
+FLAG_VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _flag(request: Request, name: str) -> bool:
+    """A yes/no query parameter: true or 1, false or 0 (absent or empty: false); InvalidRequest otherwise,
+    so that a script's `?all=true` is not silently read as no."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return False
+    try:
+        return FLAG_VALUES[raw.lower()]
+    except KeyError:
+        raise InvalidRequest(f"{name} is true or false (1 or 0), got {raw[:40]!r}") from None
 
 
 def _int(request: Request, name: str, default: int | None, low: int, high: int) -> int | None:
