@@ -29,8 +29,9 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        or "process"
     sqlite_applier_on_cpu_share,                       the headline run's applier process (its main
     sqlite_applier_waiting_for_cpu_share               thread, which applies the batches): the share of
-                                                       the run it was on a core, and ready but waiting
-                                                       for one (/proc/<pid>/schedstat); null as a thread
+                                                       the rate's time (first send to last commit) it was
+                                                       on a core, and ready but waiting for one
+                                                       (/proc/<pid>/schedstat); null as a thread
     postgres_uplinks_per_s, postgres_p99_ms            the webhook on PostgreSQL answering once applied
                                                        (ack "applied"); postgres_durable_ack_*: answering
                                                        once the raw row is committed, the applier where
@@ -319,7 +320,7 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
     bodies_file = folder / f"bodies-{time.monotonic_ns()}.jsonl"
     bodies_file.write_bytes(b"\n".join(bodies))
     applied_at: dict[int, float] = {}
-    applier_sched: dict[str, float | None] = {"on_cpu": None, "waiting_for_cpu": None}
+    applier_sched: tuple[int, int] | None = None  # the applier's main thread: ns on a core, ns waiting for one
     options = {"intake_applier": applier} if applier else {}
     with open_bridge(database_url, webhook_secret=BENCH_SECRET, webhook_ack=ack, **options) as bridge:
         work = count_writes(bridge.db)
@@ -332,7 +333,7 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         with serve_app_in_thread(create_app(bridge)) as server:
             cpu_started = time.process_time()  # this process: the bridge; the load is another one
             applier_started = process_tree_cpu_s(applier_pid)  # the applier's process, when it is one
-            applier_sched_started, sched_wall_started = main_thread_schedstat(applier_pid), time.monotonic()
+            applier_sched_started = main_thread_schedstat(applier_pid)
             threads_started = thread_cpu_s()
             done = subprocess.run(
                 [sys.executable, "-m", "lora_bridge.bench_load", server.url, SECRET_HEADER, BENCH_SECRET,
@@ -352,8 +353,7 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
                     raise RuntimeError("the intake applier process was started again during the run: its CPU is not known")
                 applier_cpu_s = process_tree_cpu_s(applier_pid) - applier_started
                 by_thread["applier"] += applier_cpu_s
-                applier_sched = _sched_shares(applier_sched_started, main_thread_schedstat(applier_pid),
-                                              time.monotonic() - sched_wall_started)
+                applier_sched = _sched_spent(applier_sched_started, main_thread_schedstat(applier_pid))
         if ack == "durable":
             _latencies_to_applied(driven, applied_at)
         acked = {_uplink_key(bodies[i]) for i, code in enumerate(driven["statuses"]) if 200 <= code < 300}
@@ -382,10 +382,11 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
         "cpu_ms_per_uplink_by_process": {"webhook": round(1000 * cpu_s / len(bodies), 3),
                                          "applier": round(1000 * applier_cpu_s / len(bodies), 3)},
         "intake_applier": "process" if applier_pid is not None else "thread",
-        # the applier process's main thread (which applies the batches), over the run: the share of the
-        # time it ran on a core, and the share it was ready to run and waited for one (None: a thread)
-        "applier_on_cpu_share": applier_sched["on_cpu"],
-        "applier_waiting_for_cpu_share": applier_sched["waiting_for_cpu"],
+        # the applier process's main thread (which applies the batches) over the rate's time (first send
+        # to last commit; it has nothing to do before): the share of it on a core, and the share it was
+        # ready to run and waited for one (None: a thread)
+        "applier_on_cpu_share": _share(applier_sched, 0, driven["elapsed_s"]),
+        "applier_waiting_for_cpu_share": _share(applier_sched, 1, driven["elapsed_s"]),
         # the load process's own CPU per body: it shares the machine's cores with the bridge it measures
         "load_cpu_ms_per_body": round(1000 * driven["cpu_s"] / len(bodies), 3),
         "batches_fell_back": batches["fell_back"],
@@ -480,13 +481,18 @@ def main_thread_schedstat(pid: int | None) -> tuple[int, int] | None:
     return int(on_cpu), int(waiting)
 
 
-def _sched_shares(started: tuple[int, int] | None, ended: tuple[int, int] | None,
-                  wall_s: float) -> dict[str, float | None]:
-    """The shares of wall_s a thread spent on a core and waiting for one, between two schedstat reads."""
-    if started is None or ended is None or wall_s <= 0:
-        return {"on_cpu": None, "waiting_for_cpu": None}
-    return {"on_cpu": round((ended[0] - started[0]) / 1e9 / wall_s, 3),
-            "waiting_for_cpu": round((ended[1] - started[1]) / 1e9 / wall_s, 3)}
+def _sched_spent(started: tuple[int, int] | None, ended: tuple[int, int] | None) -> tuple[int, int] | None:
+    """The nanoseconds a thread spent on a core and waiting for one between two schedstat reads."""
+    if started is None or ended is None:
+        return None
+    return ended[0] - started[0], ended[1] - started[1]
+
+
+def _share(spent: tuple[int, int] | None, which: int, wall_s: float) -> float | None:
+    """spent[which] (ns) as a share of wall_s; None when not known."""
+    if spent is None or wall_s <= 0:
+        return None
+    return round(spent[which] / 1e9 / wall_s, 3)
 
 
 def process_tree_cpu_s(pid: int | None) -> float:

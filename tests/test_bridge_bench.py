@@ -42,7 +42,7 @@ def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(
     # what bounds the rate: the applier process's time on a core and waiting for one (a thread: none)
     on_cpu, waiting = figures["sqlite_applier_on_cpu_share"], figures["sqlite_applier_waiting_for_cpu_share"]
     if applier == "process":
-        assert 0 < on_cpu <= 1.05 and 0 <= waiting <= 1.05
+        assert on_cpu > 0 and waiting >= 0  # shares of the rate's time (first send to last commit)
     else:
         assert (on_cpu, waiting) == (None, None)
     # the headline run again in the same process (its one-time costs paid), counted in lost above
