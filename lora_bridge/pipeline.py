@@ -129,6 +129,21 @@ def keep_and_apply(
     return [applied[i] for i in range(len(raws))], order
 
 
+def _undecodable(session: Session, raw: RawUplink, existing: Any, uplink: Uplink, device: Any,
+                 reason: str) -> IngestResult:
+    """An uplink whose payload is not there to decode or does not decode: a dead letter (stage decode)."""
+    ingest.dead_letter(session, raw, ingest.STAGE_DECODE, reason, existing)
+    return IngestResult(
+        status=ingest.STATUS_DEAD_LETTER,
+        raw_uplink_id=raw.id,
+        device_id=uplink.device_id,
+        f_cnt=uplink.f_cnt,
+        reason=reason,
+        stage=ingest.STAGE_DECODE,
+        dev_eui=device.dev_eui, kind=KIND_UPLINK,
+    )
+
+
 def keep_raws(session: Session, raws: list[RawUplink]) -> None:
     """Put a batch's raw rows in its unit of work: their ids taken first, the rows held back until the
     batch needs them in the store (`bulk.defer_add`), so each is inserted once, in the state the batch
@@ -438,16 +453,7 @@ def _process_uplink(
         reason = PAYLOAD_LEFT_OUT
         log.warning("uplink without its payload: the webhook's field mask leaves out frm_payload",
                     extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt})
-        ingest.dead_letter(session, raw, ingest.STAGE_DECODE, reason, existing)
-        return IngestResult(
-            status=ingest.STATUS_DEAD_LETTER,
-            raw_uplink_id=raw.id,
-            device_id=uplink.device_id,
-            f_cnt=uplink.f_cnt,
-            reason=reason,
-            stage=ingest.STAGE_DECODE,
-            dev_eui=device.dev_eui, kind=KIND_UPLINK,
-        )
+        return _undecodable(session, raw, existing, uplink, device, reason)
     if uplink.f_port == MAC_PORT or not uplink.payload:
         # MAC commands only (port 0: the network server has used them), or a frame with a port and no
         # payload (LoRaWAN allows it; TTS then leaves frm_payload out, ChirpStack `data`): nothing to
@@ -458,16 +464,7 @@ def _process_uplink(
     decoded = decode_payload(codec, uplink.f_port, uplink.payload)
     if decoded.fields is None:
         reason = decoded.reason or "undecodable"
-        ingest.dead_letter(session, raw, ingest.STAGE_DECODE, reason, existing)
-        return IngestResult(
-            status=ingest.STATUS_DEAD_LETTER,
-            raw_uplink_id=raw.id,
-            device_id=uplink.device_id,
-            f_cnt=uplink.f_cnt,
-            reason=reason,
-            stage=ingest.STAGE_DECODE,
-            dev_eui=device.dev_eui, kind=KIND_UPLINK,
-        )
+        return _undecodable(session, raw, existing, uplink, device, reason)
     bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at), heard_at)})
     applied = apply_message(
         session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings
