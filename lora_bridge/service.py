@@ -119,6 +119,9 @@ log = logging.getLogger(__name__)
 # How often an API token's last use is written (`tembo tokens list` shows it to the minute): not a
 # write, and a wait for the store's write lock, on every API request.
 TOKEN_STAMP_EVERY = timedelta(minutes=1)
+# How long a request waits for the store's write lock to stamp its token, at most (a backup holding
+# the lock for minutes would otherwise hold each request for the store's whole busy timeout).
+TOKEN_STAMP_WAIT_S = 0.2
 
 
 class Bridge:
@@ -1480,22 +1483,23 @@ class Bridge:
         return viewer
 
     def _stamp_token_use(self, secret: str, viewer: Viewer, now: datetime) -> None:
-        """Stamp a token's last use, at most once a minute, and never at the cost of the answer: while
-        the store takes no write (a backup holds SQLite's write lock, a full disk) the read goes on
-        without it. Every API request had written the stamp, so each answered 500 meanwhile."""
+        """Stamp a token's last use, tried at most once a minute, and never at the cost of the answer:
+        while the store takes no write (a backup holds SQLite's write lock, a full disk) the read goes on
+        without it, after TOKEN_STAMP_WAIT_S at most. Every API request had written the stamp, so each
+        answered 500 meanwhile."""
         key = accounts.digest(secret)
         last = self._token_stamps.get(key)
         if last is not None and timedelta(0) <= now - last < TOKEN_STAMP_EVERY:
             return
         try:
-            with self.db.write() as session:
+            with write_lock.answering_by(write_lock.clock() + TOKEN_STAMP_WAIT_S), self.db.write() as session:
                 accounts.stamp_token_use(session, secret, now)
         except Exception as error:
             if not is_transient_store_error(error):
                 raise
             log.warning("API token's last use not stamped: the store takes no write now (%s)", type(error).__name__,
                         extra={"user": viewer.username})
-            return
+        # tried: the next try a minute on, so that a store that takes no write delays no other request
         self._token_stamps[key] = now
 
     def prune_audit_log(self, now: datetime | None = None) -> int:

@@ -215,19 +215,31 @@ def test_field_technician_reads_fleet_health_while_a_backup_holds_the_stores_wri
     # (a backup, `sqlite3 .backup`), /metrics and /api/devices answered 500 after the busy timeout.
     from starlette.testclient import TestClient
 
-    with b.fresh_bridge(sqlite_url, sqlite_busy_timeout_ms=200) as bridge, TestClient(create_app(bridge)) as client:
+    # And each request waited the store's whole busy timeout (10 s) for its stamp: it waits 0.2 s, once
+    # a minute, counted on a clock that moves only while the bridge waits for the lock.
+    from test_bridge_durability import WaitingClock
+
+    from lora_bridge.store import write_lock
+
+    with b.fresh_bridge(sqlite_url) as bridge, TestClient(create_app(bridge)) as client:
         headers = b.api_headers(bridge, "field_technician")
         assert client.get("/api/me", headers=headers).status_code == 200  # used once: its last use stamped
         backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
         backup.execute("BEGIN IMMEDIATE")
+        waits = WaitingClock()
         try:
-            bridge.clock = lambda: utc_now() + timedelta(minutes=5)  # a stamp is due again
-            answers = [client.get(route, headers=headers) for route in ("/api/me", "/api/devices", "/metrics")]
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(write_lock, "time", waits)
+                bridge.clock = lambda: utc_now() + timedelta(minutes=5)  # a stamp is due again
+                answers = [client.get(route, headers=headers) for route in ("/api/me", "/api/devices", "/metrics")]
         finally:
             backup.execute("ROLLBACK")
             backup.close()
+        waited_s = waits.now - WaitingClock().now
+        bridge.clock = lambda: utc_now() + timedelta(minutes=7)  # a minute after the try: due again
         later = client.get("/api/me", headers=headers)
         (token,) = [t for t in bridge.tokens(viewer=CONSOLE) if t.owner == "field-technician-tests"]
 
     assert [answer.status_code for answer in answers] == [200, 200, 200]
-    assert later.status_code == 200 and token.last_used_at > utc_now() + timedelta(minutes=4)  # stamped once it could
+    assert 0.19 <= waited_s <= 0.21, "one try of 0.2 s for the three requests, not 10 s each"
+    assert later.status_code == 200 and token.last_used_at > utc_now() + timedelta(minutes=6)  # stamped once it could
