@@ -344,7 +344,12 @@ def test_an_integrator_reads_every_answer_the_webhook_gives_in_the_openapi_schem
 def test_admin_asking_for_every_dead_letter_with_all_true_gets_the_replayed_ones_too(tmp_path):
     # A script's `?all=true` was read as no: the admin saw only the letters still waiting and took the
     # replayed one for lost.
-    from test_bridge_kept_failures import REFUSED_COLLAR, accept_every_raw_row, refuse_raw_rows_naming, status_body
+    from test_bridge_kept_failures import (
+        REFUSED_COLLAR,
+        accept_every_raw_row,
+        refuse_raw_rows_naming,
+        status_body,
+    )
 
     with b.fresh_bridge(f"sqlite:///{tmp_path / 'tembo.db'}") as bridge, TestClient(create_app(bridge)) as client:
         bridge.add_user("ada", "admin", PASSWORDS["ada"][1], actor=CONSOLE)
