@@ -210,3 +210,24 @@ def test_field_technician_handing_over_to_a_key_file_without_the_shipped_models_
     assert f"shipped model (default_model.bin) would not load with its key file {after}" in err
     assert "signature does not verify (key 1)" in err and "--install-default" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_field_technician_numbering_a_firmware_0_0_0_is_refused_before_anything_is_built(tmp_path):
+    """An image's header reads version 0 as none (a delta's base 0 is a whole image): no collar runs 0.0.0."""
+    key = keys.generate(tmp_path / "k.key", 6)
+    held = firmware_key_file(tmp_path / "collar.bin")
+    keys.install_public(6, key.public_key, held)
+    with pytest.raises(release.ReleaseError, match="0.0.0 is no version a collar can run"):
+        release.release_firmware(key, tmp_path / "out", "0.0.0", collar_keys=held, ship_keys=held)
+    assert not (tmp_path / "out").exists()
+
+
+def test_field_technician_whose_checkout_lost_the_shipped_model_is_told_which_file_not_shown_a_traceback(
+        tmp_path, monkeypatch):
+    key = keys.generate(tmp_path / "k.key", 6)
+    held = firmware_key_file(tmp_path / "collar.bin")
+    keys.install_public(6, key.public_key, held)
+    monkeypatch.setattr(release, "compile_modules", lambda: {"main.mpy": b"M\x06"})  # the modules, no model beside
+    with pytest.raises(release.ReleaseError, match="default_model.bin is missing"):
+        release.release_firmware(key, tmp_path / "out", "1.3.0", collar_keys=held, ship_keys=held)
+    assert not (tmp_path / "out").exists()

@@ -367,6 +367,10 @@ def shipped_model_loads(files: dict[str, bytes], after: dict[int, bytes], ship_k
     """ReleaseError unless the model a firmware ships loads as collars running it load it (trust.shipped:
     the keys it carries, its pinned receipt): they run it when they hold no model update, and the trial
     self-test runs it; one that does not load rolls every collar back after the whole transfer."""
+    if "default_model.bin" not in files:
+        raise ReleaseError(f"the collar's shipped model {DEFAULT_MODEL_PATH} is missing: a firmware ships one (its "
+                           "trial self-test runs it). Restore it from the repository, or sign a promoted model into it "
+                           f"(`tembo release model --promoted P --key K --install-default --collar-keys {ship_keys}`)")
     pinned = files.get(trust.DEFAULT_DIGEST_FILE)
     checker = trust.Trust(after, None, None, (pinned,) if pinned and len(pinned) == 32 else ())
     try:
@@ -415,9 +419,11 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
     from collar_firmware import update_image as ui
 
     try:
-        ui.version_raw(version)
+        raw_version = ui.version_raw(version)
     except ValueError as exc:
         raise ReleaseError(str(exc)) from None
+    if raw_version == 0:  # an image's header reads version 0 as none (a delta's base 0: a whole image)
+        raise ReleaseError("firmware version 0.0.0 is no version a collar can run: start at 0.0.1")
     held_keys(key, collar_keys)
     after = keys_after(key, ship_keys, retire_key)
     old = base_manifest(base, version, hardware_id) if base is not None else None
