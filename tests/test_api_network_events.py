@@ -57,6 +57,8 @@ def test_a_network_location_is_as_exact_as_the_role_may_see_positions(client, br
 
     assert (ranger[0]["lat"], ranger[0]["lon"]) == (37.97155556731436, 23.72678801175413)
     assert researcher.status_code == 200 and researcher.json()[0]["lat"] is None
+    # nor the fix's height, which with the reserve's terrain narrows where the collar is
+    assert ranger[0]["detail"]["altitude_m"] == 10 and "altitude_m" not in researcher.json()[0]["detail"]
 
 
 def test_a_researcher_and_a_field_technician_read_a_collars_network_reports_only_as_late_as_its_fixes(client, bridge):

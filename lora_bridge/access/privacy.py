@@ -52,6 +52,8 @@ COARSE_LABEL = "coarse"
 _PLACE_KEYS = frozenset(
     {"lat", "lon", "latitude", "longitude", "lat_deg", "lon_deg", "geometry", "coordinates", "position",
      "positions", "track", "fixes", "location", "point",
+     # A fix's height: with the reserve's terrain it narrows where the collar is (a hill, a valley floor).
+     "altitude", "altitude_m", "alt",
      # The gateways that heard an uplink place the collar within their range when it was sent.
      "gateways", "gateway", "gateway_id",
      # A ranger's note says in words what was found where ("the carcass by the north dam").
