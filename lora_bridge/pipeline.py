@@ -450,10 +450,9 @@ def _process_uplink(
             dev_eui=device.dev_eui, kind=KIND_UPLINK,
         )
     if uplink.payload_left_out:
-        reason = PAYLOAD_LEFT_OUT
         log.warning("uplink without its payload: the webhook's field mask leaves out frm_payload",
                     extra={"device_id": uplink.device_id, "f_cnt": uplink.f_cnt})
-        return _undecodable(session, raw, existing, uplink, device, reason)
+        return _undecodable(session, raw, existing, uplink, device, PAYLOAD_LEFT_OUT)
     if uplink.f_port == MAC_PORT or not uplink.payload:
         # MAC commands only (port 0: the network server has used them), or a frame with a port and no
         # payload (LoRaWAN allows it; TTS then leaves frm_payload out, ChirpStack `data`): nothing to

@@ -249,6 +249,8 @@ def _cmd_release(args: argparse.Namespace) -> int:
     try:
         key = keys.load(Path(args.key))
         collar_keys = _collar_keys(args)
+        # unset: the collar firmware's own; an empty one (`--hardware-id "$HW"`, HW unset) is refused by the release
+        hardware_id = release.HARDWARE_ID if args.hardware_id is None else args.hardware_id
         if args.kind == "model":
             if args.promoted and args.blob:  # which did the technician mean? neither is signed for them
                 raise release.ReleaseError(f"give a blob ({args.blob}) or --promoted ({args.promoted}), not both")
@@ -262,13 +264,12 @@ def _cmd_release(args: argparse.Namespace) -> int:
                 release.install_default_model(blob, key, collar_keys)
                 print(json.dumps({"installed": str(release.DEFAULT_MODEL_PATH), "key_id": key.key_id}))
                 return 0
-            made = release.release_model(blob, key, Path(args.out), collar_keys,
-                                         hardware_id=release.HARDWARE_ID if args.hardware_id is None else args.hardware_id)
+            made = release.release_model(blob, key, Path(args.out), collar_keys, hardware_id=hardware_id)
             print(json.dumps({"blob": str(made.blob_path), "manifest": str(made.manifest_path), **made.manifest,
                               "image": str(made.image_path)}))
         else:
             made = release.release_firmware(key, Path(args.out), version=args.version,
-                                            hardware_id=release.HARDWARE_ID if args.hardware_id is None else args.hardware_id,
+                                            hardware_id=hardware_id,
                                             base=Path(args.base) if args.base else None,
                                             collar_keys=collar_keys,
                                             ship_keys=Path(args.ship_keys) if args.ship_keys else keys.COLLAR_KEYS_PATH,

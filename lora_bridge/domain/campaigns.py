@@ -131,28 +131,21 @@ def identify(image: bytes) -> ImageIdentity:
 
 
 def _signature_holds(signed: bytes, key_id: int, signature: bytes) -> bool:
-    """Whether signature is release key key_id's over signed as the collars check it
-    (`collar_firmware.trust.signed_message`), with the public keys the firmware built from this checkout
-    gives its collars (`updates.keys.read_collar_keys`); True for a key id that file does not hold
-    (collars handed another key file keep theirs: `tembo keys show`)."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
+    """Whether signature is release key key_id's over signed, checked by the collars' own checker
+    (`collar_firmware.trust.Trust`, as `release.check_model` checks a blob) with the public keys the
+    firmware built from this checkout gives its collars (`updates.keys.read_collar_keys`); True for a
+    key id that file does not hold (collars handed another key file keep theirs: `tembo keys show`)."""
     from collar_firmware import trust
     from lora_bridge.updates import keys
 
     try:
-        public = keys.read_collar_keys(keys.COLLAR_KEYS_PATH).get(key_id)
+        held = keys.read_collar_keys(keys.COLLAR_KEYS_PATH)
     except (OSError, ValueError) as error:
         log.warning("the collars' key file was not read (%s): the image's signature is left to the collars", error)
         return True
-    if public is None:
+    if key_id not in held:
         return True
-    try:
-        Ed25519PublicKey.from_public_bytes(public).verify(bytes(signature), trust.signed_message(signed))
-    except InvalidSignature:
-        return False
-    return True
+    return trust.Trust(held).verify_now(key_id, signed, signature)
 
 
 def version_number(kind: str, version: str) -> int:

@@ -94,11 +94,19 @@ def signed_digest(blob: bytes) -> bytes:
 
 def check_model(blob: bytes, keys: dict[int, bytes]) -> collar_blob.ParsedModel:
     """Parse a signed blob as the collar does and verify its signature with keys; ReleaseError if not."""
-    checker = trust.Trust(keys)
     try:
-        return collar_blob.parse(blob, lambda scheme, key_id, signed, sig: checker.verify_now(key_id, signed, sig))
+        return _parsed_as_collars_load(blob, keys)
     except collar_blob.ModelError as exc:
         raise ReleaseError(f"the collar would refuse this blob: {exc}") from None
+
+
+def _parsed_as_collars_load(blob: bytes, keys: dict[int, bytes], pinned: tuple[bytes, ...] = ()) -> collar_blob.ParsedModel:
+    """A signed blob parsed as the collar does, its signature verified with keys or found among the
+    receipts the firmware pins beside it (for a key id keys hold, as `trust.shipped` loads it);
+    ModelError when a collar would not load it."""
+    checker = trust.Trust(keys, None, None, pinned)
+    return collar_blob.parse(blob, lambda scheme, key_id, signed, sig: key_id in checker.keys
+                             and checker.verify_now(key_id, signed, sig))
 
 
 @dataclass(frozen=True)
@@ -372,10 +380,8 @@ def shipped_model_loads(files: dict[str, bytes], after: dict[int, bytes], ship_k
                            "trial self-test runs it). Restore it from the repository, or sign a promoted model into it "
                            f"(`tembo release model --promoted P --key K --install-default --collar-keys {ship_keys}`)")
     pinned = files.get(trust.DEFAULT_DIGEST_FILE)
-    checker = trust.Trust(after, None, None, (pinned,) if pinned and len(pinned) == 32 else ())
     try:
-        collar_blob.parse(files["default_model.bin"], lambda scheme, key_id, signed, sig: key_id in checker.keys
-                          and checker.verify_now(key_id, signed, sig))  # a pinned receipt needs the key id held
+        _parsed_as_collars_load(files["default_model.bin"], after, (pinned,) if pinned and len(pinned) == 32 else ())
     except collar_blob.ModelError as refused:
         raise ReleaseError(f"the firmware's shipped model ({DEFAULT_MODEL_PATH.name}) would not load with its key file "
                            f"{ship_keys}: {refused}. Sign it with a key that file holds (`tembo release model "
