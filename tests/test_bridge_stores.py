@@ -11,7 +11,7 @@ import bridge_builders as b
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, inspect, select, text
 
 from lora_bridge import ingest
 from lora_bridge.group_commit import Submission
@@ -155,6 +155,33 @@ def test_migrated_store_has_exactly_the_tables_the_models_describe(store_url):
         engine.dispose()
 
     assert differences == []
+
+
+def test_every_uplink_keeps_no_index_up_to_date_twice(store_url):
+    """No table of a migrated store holds two indexes (or an index and a key) on the same columns in
+    the same order: each stored row would update both, and the store would keep its values twice."""
+    engine = create_engine(store_url)
+    try:
+        migrate.upgrade(engine)
+        schema = inspect(engine)
+        twice = []
+        for table in schema.get_table_names():
+            seen: dict[tuple[str, ...], str] = {}
+            primary = schema.get_pk_constraint(table)
+            if primary["constrained_columns"]:
+                seen[tuple(primary["constrained_columns"])] = primary.get("name") or "primary key"
+            keyed = [(c["name"], c["column_names"]) for c in schema.get_unique_constraints(table)]
+            indexed = [(i["name"], i["column_names"]) for i in schema.get_indexes(table)]
+            for name, columns in keyed + indexed:
+                if None in columns:  # an index on an expression
+                    continue
+                if tuple(columns) in seen and seen[tuple(columns)] != name:
+                    twice.append((table, seen[tuple(columns)], name))
+                seen.setdefault(tuple(columns), name)
+    finally:
+        engine.dispose()
+
+    assert twice == []
 
 
 def test_operator_migrates_a_store_from_the_command_line(store_url, capsys):

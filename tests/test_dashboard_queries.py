@@ -55,9 +55,21 @@ def test_latest_position_is_found_through_the_collar_time_index_not_a_scan(sqlit
         plan = " | ".join(
             str(row[-1]) for row in session.connection().exec_driver_sql("EXPLAIN QUERY PLAN " + sql)
         )
-    assert "ix_positions_device_time" in plan, plan
+        collar_time = _index_on(session, "positions", ["device_id", "time"])
+    assert collar_time is not None  # the fixes' unique key (collar, time)
+    assert f"{collar_time} (device_id=?)" in plan, plan
     assert "SCAN positions" not in plan, plan
     bridge.close()
+
+
+def _index_on(session, table: str, columns: list[str]) -> str | None:
+    """The name of table's index on exactly columns, in that order (SQLite), or None."""
+    connection = session.connection()
+    for row in connection.exec_driver_sql(f"PRAGMA index_list({table})"):
+        name = row[1]
+        if [info[2] for info in connection.exec_driver_sql(f"PRAGMA index_info('{name}')")] == columns:
+            return name
+    return None
 
 
 def test_a_long_track_comes_thinned_evenly_keeping_its_first_and_newest_fix(bridge):

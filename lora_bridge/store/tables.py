@@ -488,7 +488,6 @@ class AuditEntry(Base):
     last_at: Mapped[datetime | None]
 
 
-Index("ix_positions_device_time", Position.device_id, Position.time)
 # A collar's readings of a window with what the battery trend sums: its read never leaves this index.
 Index("ix_battery_readings_window", BatteryReading.device_id, BatteryReading.epoch_s, BatteryReading.battery_mv)
 # A collar's fixes newer than its rule cursor (the rules' track read) without walking its whole history.
