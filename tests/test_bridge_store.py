@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import bridge_builders as b
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Column, Integer, MetaData, Table, create_engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -19,6 +19,7 @@ from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import open_bridge
 from lora_bridge.settings import load_settings
 from lora_bridge.store import Base
+from lora_bridge.store.utc import UTCDateTime, as_utc
 
 RESERVE = {
     "type": "FeatureCollection",
@@ -244,3 +245,46 @@ def test_frame_counters_use_all_32_bits(bridge):
 
     assert result.status == "processed" and bridge.devices()[0].last_f_cnt == 2**32 - 1
     assert too_big.malformed and "frame counter" in too_big.reason
+
+
+ODD_TIMES = [
+    datetime(2026, 3, 1, 6, 0, 0, tzinfo=UTC),  # no microseconds: still six digits kept
+    datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=timezone(timedelta(hours=3))),  # an offset: kept as UTC
+    datetime(2026, 12, 31, 23, 59, 59, 999999),  # naive: taken as UTC
+    datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),  # a year of three digits, padded
+    datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+]
+
+
+def test_a_time_is_kept_in_sqlite_exactly_as_before_and_read_back_as_the_same_utc_instant(tmp_path):
+    """Every time a collar's uplink brings is written on SQLite in one step; the text kept is
+    SQLAlchemy's SQLite DATETIME storage format in UTC, as stores written before hold it, and it
+    reads back as the same instant, timezone-aware UTC."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'times.db'}")
+    table = Table("times", MetaData(), Column("id", Integer, primary_key=True), Column("at", UTCDateTime))
+    table.metadata.create_all(engine)
+    usual = sqlite.DATETIME().bind_processor(sqlite.dialect())
+    with engine.begin() as connection:
+        connection.execute(table.insert(), [{"id": i, "at": at} for i, at in enumerate(ODD_TIMES)])
+        connection.execute(table.insert().values(id=len(ODD_TIMES), at=None))
+        kept = [row[0] for row in connection.exec_driver_sql("SELECT at FROM times ORDER BY id")]
+        read = list(connection.execute(select(table.c.at).order_by(table.c.id)).scalars())
+
+    assert kept == [usual(as_utc(at).replace(tzinfo=None)) for at in ODD_TIMES] + [None]
+    assert kept[0] == "2026-03-01 06:00:00.000000" and kept[1] == "2026-03-01 06:00:00.123456"
+    assert read == [as_utc(at) for at in ODD_TIMES] + [None]
+    assert all(at.tzinfo is UTC for at in read[:-1])
+    engine.dispose()
+
+
+def test_a_time_another_program_wrote_with_an_offset_or_without_a_fraction_reads_as_utc(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'times.db'}")
+    table = Table("times", MetaData(), Column("id", Integer, primary_key=True), Column("at", UTCDateTime))
+    table.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO times (id, at) VALUES (1, '2026-03-01 06:00:00'), (2, '2026-03-01T09:00:00+03:00')")
+        read = list(connection.execute(select(table.c.at).order_by(table.c.id)).scalars())
+
+    assert read == [datetime(2026, 3, 1, 6, tzinfo=UTC), datetime(2026, 3, 1, 6, tzinfo=UTC)]
+    engine.dispose()

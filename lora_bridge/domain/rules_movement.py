@@ -68,8 +68,15 @@ class CleanTrack:
     them away, and `metres`, the projection the cleaning made (for `immobility` to reuse)."""
 
     kept: list[Fix]
-    outliers: list[dict[str, Any]] = field(default_factory=list)
+    # Each outlier as (fix, speed in m/s from the fix before it): told as evidence (`outliers`) only
+    # when an alert cites them; every collar's track is cleaned at every batch.
+    outlier_speeds: list[tuple[Fix, float]] = field(default_factory=list)
     metres: Metres | None = None
+
+    @property
+    def outliers(self) -> list[dict[str, Any]]:
+        """The outliers as an alert's evidence tells them: time, place and the speed that gave them away."""
+        return [_outlier(fix, speed_mps) for fix, speed_mps in self.outlier_speeds]
 
 
 def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
@@ -85,14 +92,14 @@ def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
     xy, forward = _metres(ordered)
     max_mps = profile.max_speed_kmh / 3.6
     kept_idx = [0]
-    outliers: list[dict[str, Any]] = []
+    outliers: list[tuple[Fix, float]] = []
     pending: int | None = None  # a too-fast fix waiting for the next one to tell
     for i in range(1, len(ordered)):
         last = kept_idx[-1]
         speed = _speed(ordered, xy, last, i)
         if speed <= max_mps:
             if pending is not None:
-                outliers.append(_outlier(ordered[pending], _speed(ordered, xy, last, pending)))
+                outliers.append((ordered[pending], _speed(ordered, xy, last, pending)))
                 pending = None
             kept_idx.append(i)
             continue
@@ -101,11 +108,11 @@ def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
             pending = None
             continue
         if pending is not None:
-            outliers.append(_outlier(ordered[pending], _speed(ordered, xy, last, pending)))
+            outliers.append((ordered[pending], _speed(ordered, xy, last, pending)))
         pending = i
     if pending is not None:
-        outliers.append(_outlier(ordered[pending], _speed(ordered, xy, kept_idx[-1], pending)))
-    return CleanTrack(kept=[ordered[i] for i in sorted(kept_idx)], outliers=outliers,
+        outliers.append((ordered[pending], _speed(ordered, xy, kept_idx[-1], pending)))
+    return CleanTrack(kept=[ordered[i] for i in sorted(kept_idx)], outlier_speeds=outliers,
                       metres=Metres(forward, dict(zip(ordered, xy, strict=True))))
 
 
