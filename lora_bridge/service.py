@@ -877,7 +877,8 @@ class Bridge:
         (the newest `limit` when given); device_id: the bridge's name of the collar or its DevEUI
         (UnknownDevice when it names none); InvalidRequest for a kind that is none Tembo records.
         A network location is where the collar is, and so may be a service's answer (LoRa Cloud's
-        position solution): only roles with exact positions get them (audited)."""
+        position solution): only roles with exact positions get them (audited), and the bytes of a
+        simulated uplink that carry a place (decoded, the exact fix)."""
         require(viewer, roles.READ_DEVICES)
         if kind is not None and kind not in EVENT_KINDS:
             raise InvalidRequest(f"unknown network event kind {kind[:40]!r}; use one of {', '.join(EVENT_KINDS)}")
@@ -888,7 +889,7 @@ class Bridge:
             events = self._events_by_cutoff(self._network_events(device_id, kind, None), viewer)
             events = events[-limit:] if limit else events
             return [{**event, "lat": None, "lon": None, "accuracy_m": None,
-                     "detail": privacy.network_event_detail(event["detail"])} for event in events]
+                     "detail": privacy.network_event_detail(event["detail"], self.codec)} for event in events]
         events = self._network_events(device_id, kind, limit)
         placed = [event["device_id"] for event in events
                   if event["lat"] is not None

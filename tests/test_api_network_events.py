@@ -3,6 +3,7 @@ logs), read over the HTTP API by the operator and the field technician who look 
 
 from __future__ import annotations
 
+import base64
 import json
 
 import bridge_builders as b
@@ -108,3 +109,31 @@ def test_a_researcher_reads_no_exact_place_a_location_service_answered_in_a_netw
     seen = client.get("/api/audit?username=admin-tests", headers=admin).json()
     assert "52.3740364" in json.dumps(answers)
     assert any(entry["action"] == "network_locations" for entry in seen)  # a view of a place, logged
+
+
+def test_researcher_cannot_decode_a_live_fix_from_a_simulated_uplinks_payload(client, bridge):
+    # The Console's "Simulate uplink" of a collar's status or positions: its bytes are the fix, and the
+    # codec (published, and in the payload formatter) decodes them to the exact place no grid coarsened.
+    # A role without exact positions reads the event without them; an activity summary's bytes, which
+    # place nothing, stay for the technician testing the integration.
+    where = (-2.4012345, 37.5123456)
+    payloads = {"status": b.status(lat=where[0], lon=where[1]), "positions": b.positions(fixes=((0, *where),)),
+                "activity": b.activity()}
+    for second, (port, payload) in enumerate(payloads.values()):
+        simulated = nf.TTS["uplink_message"].copy()
+        simulated.update(simulated=True, received_at=f"2020-02-12T15:16:0{second}Z")
+        simulated["uplink_message"] = {**simulated["uplink_message"], "f_port": port,
+                                       "frm_payload": base64.b64encode(payload).decode()}
+        answer = client.post("/uplinks/tts", content=json.dumps(simulated), headers=b.HEADERS)
+        assert answer.status_code == 200 and answer.json()["status"] == "recorded"
+
+    def payloads_seen(role: str) -> dict[int, str | None]:
+        answer = client.get("/api/network_events?kind=simulated_uplink", headers=b.api_headers(bridge, role))
+        assert answer.status_code == 200
+        return {event["detail"]["f_port"]: event["detail"].get("payload_hex") for event in answer.json()}
+
+    every = {port: payload.hex() for port, payload in payloads.values()}
+    activity_port = payloads["activity"][0]
+    assert payloads_seen("ranger") == every
+    for role in ("researcher", "field_technician"):
+        assert payloads_seen(role) == {port: (hexed if port == activity_port else None) for port, hexed in every.items()}

@@ -32,6 +32,7 @@ from pyproj import Transformer
 
 from lora_bridge.access.delayed import CollarReport
 from lora_bridge.access.roles import Precision, Viewer
+from lora_bridge.decode import decode_payload
 from lora_bridge.domain import alerts as alert_rules
 from lora_bridge.domain.rules_lifecycle import ESCALATED
 from lora_bridge.queries import ACTION_ASSIGNED
@@ -61,6 +62,8 @@ _PLACE_KEYS = frozenset(
 )
 # Where a network event's detail keeps what a third-party service answered (`network_messages`).
 SERVICE_ANSWER_KEYS = frozenset({"data", "object"})
+# Where a simulated uplink's event keeps the bytes the network server was given (`network_messages`).
+PAYLOAD_KEY = "payload_hex"
 
 
 @cache
@@ -277,12 +280,30 @@ def without_places(value: Any) -> Any:
     return value
 
 
-def network_event_detail(detail: Mapping[str, Any]) -> dict[str, Any]:
-    """A network event's detail for a role without exact positions: without places and gateways, and
+def network_event_detail(detail: Mapping[str, Any], codec: Any) -> dict[str, Any]:
+    """A network event's detail for a role without exact positions: without places and gateways,
     without the answer of a third-party service (TTS `service_data`'s `data`, a ChirpStack integration
     event's `object`), whose shape is the service's own: LoRa Cloud's answer places the collar as
-    `position_solution.llh`, under no key Tembo could strip."""
-    return {key: value for key, value in without_places(detail).items() if key not in SERVICE_ANSWER_KEYS}
+    `position_solution.llh`, under no key Tembo could strip; and without the bytes of an uplink the
+    network server simulated (`payload_hex`) when they carry a place (`payload_places`): decoded
+    with the codec, a status, positions or alert payload gives the exact fix no grid coarsened."""
+    shown = {key: value for key, value in without_places(detail).items() if key not in SERVICE_ANSWER_KEYS}
+    if PAYLOAD_KEY in shown and payload_places(codec, detail.get("f_port"), shown[PAYLOAD_KEY]):
+        del shown[PAYLOAD_KEY]
+    return shown
+
+
+def payload_places(codec: Any, f_port: Any, payload_hex: Any) -> bool:
+    """True unless the payload (hex) on f_port decodes, with codec, to a message without a place (an
+    activity summary, an ack): a payload the codec cannot read may hold one as well as not."""
+    if not isinstance(f_port, int) or isinstance(f_port, bool) or not isinstance(payload_hex, str):
+        return True
+    try:
+        payload = bytes.fromhex(payload_hex)
+    except ValueError:
+        return True
+    fields = decode_payload(codec, f_port, payload).fields
+    return fields is None or without_places(fields) != fields
 
 
 def _precision(viewer: Viewer, animal_id: str | None, high_value: Mapping[str, bool]) -> Precision:
