@@ -24,7 +24,7 @@ from time import monotonic
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select, true
 
 from lora_bridge import ingest, queries, warm_up
 from lora_bridge.access import accounts, audit, delayed, privacy, roles, throttle
@@ -1094,14 +1094,20 @@ class Bridge:
 
     # Figures ---------------------------------------------------------------------------------
 
-    def counts(self) -> dict[str, int]:
-        """How much the bridge holds: uplinks_stored (distinct), dead_letter (waiting), animals, ..."""
+    def counts(self, *, live_alerts: bool = True) -> dict[str, int]:
+        """How much the bridge holds: uplinks_stored (distinct), dead_letter (waiting), animals, ...
+
+        live_alerts False: the figures for a role that sees alerts late, without the alert counts and
+        with downlinks_queued and downlinks_sent leaving out the `ack_alert`s that answer collar alerts
+        (each is queued the moment its alert comes in)."""
         with self.db.read() as session:
 
             def count(query: Any) -> int:
                 return int(session.scalar(query) or 0)
 
-            return {
+            # The downlinks a scrape counts: for a role that sees alerts late, not those answering one.
+            shown = true() if live_alerts else and_(Downlink.alert_id.is_(None), Downlink.command != downlinks.ACK_COMMAND)
+            figures = {
                 "uplinks_stored": count(
                     select(func.count()).select_from(RawUplink).where(RawUplink.status != ingest.STATUS_DUPLICATE)
                 ),
@@ -1120,14 +1126,17 @@ class Bridge:
                 ),
                 "devices": count(select(func.count()).select_from(Device)),
                 "downlinks_queued": count(
-                    select(func.count()).select_from(Downlink).where(Downlink.state == downlinks.STATE_QUEUED)
+                    select(func.count()).select_from(Downlink).where(Downlink.state == downlinks.STATE_QUEUED, shown)
                 ),
                 "downlinks_sent": count(
                     select(func.count())
                     .select_from(Downlink)
-                    .where(Downlink.state.in_((downlinks.STATE_SENT, downlinks.STATE_ACKNOWLEDGED)))
+                    .where(Downlink.state.in_((downlinks.STATE_SENT, downlinks.STATE_ACKNOWLEDGED)), shown)
                 ),
             }
+            if not live_alerts:
+                del figures["alerts"], figures["open_alerts"]
+            return figures
 
     def healthy(self) -> bool:
         """True when the store answers."""

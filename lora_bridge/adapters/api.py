@@ -524,11 +524,12 @@ def create_app(bridge: Bridge) -> Starlette:
     """
     app = webhook.create_app(bridge)
     registries = Scrapes(live=CollectorRegistry(), delayed=CollectorRegistry())
-    registries.live.register(BridgeCollector(bridge, alert_gauges=True))
-    registries.delayed.register(BridgeCollector(bridge, alert_gauges=False))
+    registries.live.register(BridgeCollector(bridge, live_alerts=True))
+    registries.delayed.register(BridgeCollector(bridge, live_alerts=False))
     requests = Counter("tembo_api_requests", "API requests answered", ["route", "status"], registry=registries.live)
-    registries.delayed.register(requests)
     table = endpoints(bridge, registries)
+    handling_alerts = frozenset(endpoint.path for endpoint in table if endpoint.permission == access.HANDLE_ALERTS)
+    registries.delayed.register(RequestsWithout(requests, handling_alerts))
     for endpoint in table:
         # an id that is no number, or too long to be a row id, is a 404
         path = (endpoint.path.replace("{alert_id}", "{alert_id:row_id}")
@@ -611,15 +612,14 @@ async def _viewer(request: Request, bridge: Bridge) -> Viewer:
     return await run_in_threadpool(bridge.viewer_for_token, secret.strip(), _client(request))
 
 
-# Gauges that say an alert was raised now: only for a role that sees alerts live.
-ALERT_GAUGES = ("alerts", "open_alerts")
-
-
 @dataclass(frozen=True)
 class Scrapes:
-    """What `/metrics` answers: every gauge to a role that sees alerts live, and without the alert
-    gauges to a role that sees them late (a field technician: 1 h, 24 h for a high-value animal);
-    a scrape had told it at once that an alert was raised, a day before its alert list would."""
+    """What `/metrics` answers: every gauge to a role that sees alerts live, and to a role that sees
+    them late (a field technician: 1 h, 24 h for a high-value animal) no figure that moves when an
+    alert comes in or is handled: no alert gauges, downlink gauges without the `ack_alert`s answering
+    collar alerts (`Bridge.counts`), request counts without the routes only alert handlers call
+    (a ranger's acknowledgement at 03:00). A scrape had told it at once that an alert was raised, a
+    day before its alert list would."""
 
     live: CollectorRegistry
     delayed: CollectorRegistry
@@ -629,23 +629,38 @@ class Scrapes:
 
 
 class BridgeCollector:
-    """Prometheus collector: the bridge's counts, read from the store at each scrape (with or without
-    the alert gauges, ALERT_GAUGES)."""
+    """Prometheus collector: the bridge's counts, read from the store at each scrape (for a role that
+    sees alerts late, live_alerts False: without what an alert moves, `Bridge.counts`)."""
 
-    def __init__(self, bridge: Bridge, alert_gauges: bool = True) -> None:
+    def __init__(self, bridge: Bridge, live_alerts: bool = True) -> None:
         self.bridge = bridge
-        self.alert_gauges = alert_gauges
+        self.live_alerts = live_alerts
 
     def describe(self) -> list[Any]:
         return []  # read the store only when scraped, not when registered
 
     def collect(self) -> Any:
-        counts = self.bridge.counts()
+        counts = self.bridge.counts(live_alerts=self.live_alerts)
         for key, value in sorted(counts.items()):
-            if key in ALERT_GAUGES and not self.alert_gauges:
-                continue
             yield GaugeMetricFamily(f"tembo_{key}", f"Tembo bridge: {key.replace('_', ' ')}", value=float(value))
         yield GaugeMetricFamily("tembo_store_up", "1 when the store answers", value=1.0 if self.bridge.healthy() else 0.0)
+
+
+class RequestsWithout:
+    """Prometheus collector: the API's request counts without the samples of some routes (those only
+    alert handlers call, for a role that sees alerts late)."""
+
+    def __init__(self, requests: Counter, hidden_routes: frozenset[str]) -> None:
+        self.requests = requests
+        self.hidden_routes = hidden_routes
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Any:
+        for family in self.requests.collect():  # a fresh family each scrape: its samples may be cut
+            family.samples = [sample for sample in family.samples if sample.labels.get("route") not in self.hidden_routes]
+            yield family
 
 
 # OpenAPI -------------------------------------------------------------------------------------

@@ -1,0 +1,54 @@
+"""What a field technician's Prometheus scrape tells of alerts: nothing before its alert list does.
+
+A collar's alert is answered at once by an `ack_alert` downlink, and a ranger acknowledges it over
+the API; a technician sees the alert an hour late (a day for a high-value animal), so neither the
+downlink gauges nor the API's request counts may move for it in the technician's scrape."""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+
+import bridge_builders as b
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@pytest.fixture
+def bridge_store(sqlite_url):  # the scrape reads the same counts on both stores
+    return sqlite_url
+
+
+def scrape(client, headers: dict[str, str]) -> dict[str, float]:
+    """Each sample of a /metrics answer: its name and labels -> its value."""
+    answer = client.get("/metrics", headers=headers)
+    assert answer.status_code == 200
+    return {
+        f"{sample.name}{sorted(sample.labels.items())}": sample.value
+        for family in text_string_to_metric_families(answer.text)
+        for sample in family.samples
+    }
+
+
+def test_field_technician_scraping_metrics_does_not_learn_a_poaching_alert_was_just_raised_and_handled(client, bridge):
+    now = bridge.clock().astimezone(UTC).replace(microsecond=0)
+    bridge.register_animal("collar-01", "Tusker", high_value=True)
+    technician, ranger, admin = (b.api_headers(bridge, role) for role in ("field_technician", "ranger", "admin"))
+    heard = client.post("/uplinks/tts", headers=b.HEADERS, content=b.tts_uplink(
+        b.status(int(now.timestamp()) - 120), received_at=now.replace(second=0) - timedelta(minutes=2)))
+    assert heard.json()["status"] == "processed"
+    before = scrape(client, technician)
+
+    raised = client.post("/uplinks/tts", headers=b.HEADERS, content=b.tts_uplink(
+        b.alert("poaching_risk", seq=3, time_s=int(now.timestamp())), f_cnt=2, received_at=now))
+    assert raised.json()["status"] == "processed"
+    (alert,) = client.get("/api/alerts", headers=ranger).json()
+    assert client.post(f"/api/alerts/{alert['alert_id']}/acknowledge", headers=ranger).status_code == 200
+    after = scrape(client, technician)
+
+    assert client.get("/api/alerts", headers=technician).json() == []  # a day before its list shows it
+    assert {name: value for name, value in after.items() if "downlinks" in name or "acknowledge" in name} == {
+        name: value for name, value in before.items() if "downlinks" in name or "acknowledge" in name}
+    assert after["tembo_uplinks_stored[]"] == before["tembo_uplinks_stored[]"] + 1  # the scrape goes on counting
+    seen_by_admin = scrape(client, admin)  # the admin sees alerts live: its gauges count the ack
+    assert seen_by_admin["tembo_downlinks_queued[]"] + seen_by_admin["tembo_downlinks_sent[]"] == 1
+    assert any("acknowledge" in name for name in seen_by_admin)
