@@ -742,11 +742,21 @@ class Bridge:
         self._audit_alerts(viewer, views, now)
         return views
 
-    def alert_verdicts(self) -> dict[str, dict[str, Any]]:
+    def alert_verdicts(self, *, viewer: Viewer | None = None) -> dict[str, dict[str, Any]]:
         """Per alert type: verdict counts, alerts waiting for one, and precision true / (true + false_alarm).
-        The one precision figure: the dashboard and the twin's score both read it."""
+        The one precision figure: the dashboard and the twin's score both read it. For a viewer
+        with a delay, counted over the alerts resolved by their animal's cutoff, as they stood then:
+        a count that rose the minute a ranger resolved a poaching alert raised an hour ago (or
+        Tembo closed a farmland alert as the animal left) told of the alert before its list did."""
+        if viewer is not None:
+            require(viewer, roles.READ_ALERTS)
         with self.db.read() as session:
-            return rules_lifecycle.precision_by_type(session)
+            if viewer is None or viewer.exact_positions:
+                return rules_lifecycle.precision_by_type(session)
+            resolved = self._delayed_alerts(
+                session, viewer, (alerts.STATE_RESOLVED,), delayed.high_value_flags(session), self.clock())
+        by_verdict = Counter((view.alert_type, view.verdict) for view in resolved)
+        return rules_lifecycle.precision_of((kind, verdict, count) for (kind, verdict), count in by_verdict.items())
 
     def run_rules(self, now: datetime | None = None) -> list[int]:
         """Run the time-driven server rules at now (default: the wall clock): catch up collars whose

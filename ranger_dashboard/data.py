@@ -231,9 +231,9 @@ def alerts_awaiting_verdict(url: str, viewer: Viewer) -> list[Any]:
 
 
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
-def alert_verdicts(url: str) -> dict[str, dict[str, Any]]:
-    """Per alert type: verdict counts and precision."""
-    return bridge(url).alert_verdicts()
+def alert_verdicts(url: str, viewer: Viewer) -> dict[str, dict[str, Any]]:
+    """Per alert type: verdict counts and precision, over the alerts viewer may see as they stood."""
+    return bridge(url).alert_verdicts(viewer=viewer)
 
 
 def forget_alerts() -> None:

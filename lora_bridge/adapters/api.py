@@ -264,7 +264,7 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         return JSONResponse(to_jsonable(await call(bridge.alerts_awaiting_verdict, limit, viewer=viewer)))
 
     async def precision(request: Request, viewer: Viewer) -> Response:
-        return JSONResponse(await call(bridge.alert_verdicts))
+        return JSONResponse(await call(bridge.alert_verdicts, viewer=viewer))
 
     async def geography(request: Request, viewer: Viewer) -> Response:
         return JSONResponse(await call(bridge.geography), media_type=GEOJSON)

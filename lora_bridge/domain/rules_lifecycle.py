@@ -19,7 +19,7 @@ acknowledges it in time, and each type's precision from the rangers' verdicts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -171,8 +171,13 @@ def precision_by_type(session: Session) -> dict[str, dict[str, Any]]:
         .where(Alert.state == alerts.STATE_RESOLVED)
         .group_by(Alert.alert_type, Alert.verdict)
     ).all()
+    return precision_of(rows)
+
+
+def precision_of(counts: Iterable[tuple[str, str | None, int]]) -> dict[str, dict[str, Any]]:
+    """`precision_by_type` of resolved alerts counted as (alert type, verdict or None, how many)."""
     result: dict[str, dict[str, Any]] = {}
-    for alert_type, verdict, count in rows:
+    for alert_type, verdict, count in counts:
         entry = result.setdefault(alert_type, {"true": 0, "false_alarm": 0, "unknown": 0})
         if verdict is None:
             entry["unjudged"] = entry.get("unjudged", 0) + int(count)

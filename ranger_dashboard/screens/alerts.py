@@ -284,7 +284,7 @@ if role.handles_alerts and moment is None:
                        "Your verdict counts in the precision below.")
             for alert in awaiting[:QUEUE_CARDS]:
                 verdict_card(alert, viewer.username)
-verdicts = data.alert_verdicts(url)
+verdicts = data.alert_verdicts(url, viewer)
 if verdicts:
     with st.expander("Alert precision from rangers' verdicts"):
         st.dataframe(views.precision_table(verdicts), hide_index=True)

@@ -1,8 +1,9 @@
-"""What a field technician's Prometheus scrape tells of alerts: nothing before its alert list does.
+"""What the figures about alerts tell a role that sees alerts late: nothing before its alert list does.
 
-A collar's alert is answered at once by an `ack_alert` downlink, and a ranger acknowledges it over
-the API; a technician sees the alert an hour late (a day for a high-value animal), so neither the
-downlink gauges nor the API's request counts may move for it in the technician's scrape."""
+A collar's alert is answered at once by an `ack_alert` downlink, and a ranger acknowledges and
+resolves it over the API; a field technician or a researcher sees the alert an hour or more late
+(a day for a high-value animal, three for a visitor), so neither the technician's Prometheus scrape
+nor anyone's alert precision may move for it before then."""
 
 from __future__ import annotations
 
@@ -52,3 +53,32 @@ def test_field_technician_scraping_metrics_does_not_learn_a_poaching_alert_was_j
     seen_by_admin = scrape(client, admin)  # the admin sees alerts live: its gauges count the ack
     assert seen_by_admin["tembo_downlinks_queued[]"] + seen_by_admin["tembo_downlinks_sent[]"] == 1
     assert any("acknowledge" in name for name in seen_by_admin)
+
+
+def test_visitor_kiosk_and_researcher_do_not_learn_from_the_precision_table_of_a_poaching_alert_resolved_just_now(
+        client, bridge):
+    now = bridge.clock().astimezone(UTC).replace(microsecond=0)
+    bridge.register_animal("collar-01", "Tusker", high_value=True)
+    ranger = b.api_headers(bridge, "ranger")
+    raised = client.post("/uplinks/tts", headers=b.HEADERS, content=b.tts_uplink(
+        b.alert("poaching_risk", seq=3, time_s=int(now.timestamp()) - 600), received_at=now - timedelta(minutes=10)))
+    assert raised.json()["status"] == "processed"
+    (alert,) = client.get("/api/alerts", headers=ranger).json()
+    resolved = client.post(f"/api/alerts/{alert['alert_id']}/resolve", headers=ranger,
+                           json={"verdict": "true", "note": "snare found"})
+    assert resolved.status_code == 200
+
+    def precision(role: str) -> dict:
+        answer = client.get("/api/alerts/precision", headers=b.api_headers(bridge, role))
+        assert answer.status_code == 200
+        return answer.json()
+
+    assert precision("ranger")["poaching_risk"]["true"] == 1
+    for role in ("visitor", "researcher", "field_technician"):
+        assert client.get("/api/alerts?state=all", headers=b.api_headers(bridge, role)).json() == []
+        assert precision(role) == {}, f"a {role} read of the poaching alert in the precision table"
+    # Two days on, the researcher's list shows the alert resolved (a day late for a high-value animal),
+    # and its precision counts it; the visitor's, three days late, not yet.
+    bridge.clock = lambda: now + timedelta(days=2)
+    assert precision("researcher")["poaching_risk"] == {"true": 1, "false_alarm": 0, "unknown": 0, "precision": 1.0}
+    assert precision("visitor") == {}
