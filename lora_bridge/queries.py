@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -145,11 +146,32 @@ def animal_views(session: Session) -> list[AnimalView]:
     return views
 
 
-def device_views(session: Session, device_ids: list[str] | None = None) -> list[DeviceView]:
-    """Every collar's health (only `device_ids` when given): radio, battery, versions, errors and
-    frame loss from FCnt gaps (per session: a join restarts the counter), less the messages its
-    flash queue sent again later."""
+@dataclass(frozen=True)
+class FrameCounts:
+    """A collar's uplinks by their frame counters: received, lost (missing from the counters of each
+    session, less those its flash queue sent again later; None before any), the loss in percent, and
+    the back-filled ones."""
+
+    received: int = 0
+    lost: int | None = None
+    loss_pct: float | None = None
+    backfilled: int = 0
+
+    @classmethod
+    def of(cls, received: int, missing: int, backfilled: int) -> FrameCounts:
+        """The counts from uplinks received, frames missing from their counters and back-filled ones."""
+        lost = max(0, missing - backfilled) if received else None
+        loss = round(100.0 * lost / (received + lost), 1) if lost is not None and received + lost else None
+        return cls(received, lost, loss, backfilled)
+
+
+def frame_counts(session: Session, device_ids: list[str] | None = None, heard_until: datetime | None = None
+                 ) -> dict[str, FrameCounts]:
+    """Device id -> its FrameCounts (only `device_ids` when given; only the uplinks heard by
+    `heard_until` when given: what a role with a delay may count), per session (a join restarts the counter)."""
     wanted = [] if device_ids is None else [RawUplink.device_id.in_(device_ids)]
+    if heard_until is not None:
+        wanted.append(RawUplink.heard_at <= heard_until)
     per_session = session.execute(
         select(
             RawUplink.device_id,
@@ -168,15 +190,20 @@ def device_views(session: Session, device_ids: list[str] | None = None) -> list[
         totals[0] += int(received)
         totals[1] += max(0, int(last) - int(first) + 1 - int(distinct))
         totals[2] += int(backfilled or 0)
+    return {device_id: FrameCounts.of(*totals) for device_id, totals in frames.items()}
+
+
+def device_views(session: Session, device_ids: list[str] | None = None) -> list[DeviceView]:
+    """Every collar's health (only `device_ids` when given): radio, battery, versions, errors and
+    frame loss from FCnt gaps (`frame_counts`)."""
+    frames = frame_counts(session, device_ids)
     devices = select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id)
     if device_ids is not None:
         devices = devices.where(Device.device_id.in_(device_ids))
     rows = session.execute(devices.order_by(Device.device_id)).all()
     views = []
     for device, animal in rows:
-        received, missing, backfilled = frames.get(device.device_id, (0, 0, 0))
-        lost = max(0, missing - backfilled) if received else None
-        loss = round(100.0 * lost / (received + lost), 1) if lost is not None and received + lost else None
+        counts = frames.get(device.device_id, FrameCounts())
         views.append(
             DeviceView(
                 device_id=device.device_id,
@@ -198,10 +225,10 @@ def device_views(session: Session, device_ids: list[str] | None = None) -> list[
                 errors=device.errors,
                 flags=dict(device.flags or {}),
                 reported_settings=dict(device.reported_settings or {}),
-                uplinks_received=received,
-                frame_loss_pct=loss,
-                uplinks_lost=lost,
-                uplinks_backfilled=backfilled,
+                uplinks_received=counts.received,
+                frame_loss_pct=counts.loss_pct,
+                uplinks_lost=counts.lost,
+                uplinks_backfilled=counts.backfilled,
                 label=device.label,
             )
         )

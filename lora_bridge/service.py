@@ -563,20 +563,29 @@ class Bridge:
         the collars of `device_ids` when given (one collar's page need not count the whole fleet's
         uplinks). For a viewer without exact positions, each collar as it had been heard by the
         cutoff of its animal (a collar without one: the strictest): its status flags say whether the
-        animal is in farmland or outside the park, its last uplink that it is alive and within a
-        gateway's range."""
+        animal is in farmland or outside the park, its last uplink (and a count of uplinks that rose
+        since the last read) that it is alive and within a gateway's range."""
         if viewer is not None:
             require(viewer, roles.READ_DEVICES)
         with self.db.read() as session:
             views = queries.device_views(session, device_ids)
             if viewer is None or viewer.exact_positions:
                 return views
-            high_value = delayed.high_value_flags(session)
-            reports = delayed.collar_reports_by(session, self._cutoffs(viewer, high_value, self.clock()), self.codec)
-        unknown = delayed.CollarReport(last_seen=None)
+            now = self.clock()
+            cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), now)
+            reports = delayed.collar_reports_by(session, cutoffs, self.codec)
+            cutoff_of = {animal_id: cutoff for cutoff, animal_ids in cutoffs.items() for animal_id in animal_ids}
+            strictest = _earliest_cutoff(viewer, now)
+            by_cutoff: dict[datetime, list[str]] = {}
+            for view in views:
+                by_cutoff.setdefault(cutoff_of.get(view.animal_id or "", strictest), []).append(view.device_id)
+            counts = {device_id: found for cutoff, device_ids_then in by_cutoff.items()
+                      for device_id, found in queries.frame_counts(session, device_ids_then, cutoff).items()}
+        unknown, uncounted = delayed.CollarReport(last_seen=None), queries.FrameCounts()
         return [
             replace(view, **{name: getattr(reports.get(view.animal_id or "", unknown), name)
-                             for name in delayed.REPORTED_DEVICE_FIELDS})
+                             for name in delayed.REPORTED_DEVICE_FIELDS},
+                    **_counted(counts.get(view.device_id, uncounted)))
             for view in views
         ]
 
@@ -2073,6 +2082,12 @@ class Bridge:
             if row is None:
                 raise LookupError(downlink_id)
             return queries.downlink_view(row)
+
+
+def _counted(counts: queries.FrameCounts) -> dict[str, Any]:
+    """A collar view's uplink counts (`DeviceView`) from FrameCounts."""
+    return {"uplinks_received": counts.received, "uplinks_lost": counts.lost, "frame_loss_pct": counts.loss_pct,
+            "uplinks_backfilled": counts.backfilled}
 
 
 def _earliest_cutoff(viewer: Viewer, now: datetime) -> datetime:
