@@ -834,8 +834,10 @@ class Bridge:
     def downlinks(self, state: str | None = None, *, viewer: Viewer | None = None) -> list[DownlinkView]:
         """Downlinks (queued, sending, sent, failed, acknowledged, superseded), oldest first; InvalidRequest
         for a state that is none of these (a typo would otherwise read as "no downlinks"). For a viewer
-        without exact positions, without the acks of alerts it may not see yet: an ack names its
-        alert and the alert's type (a farmland alert acked now says the animal is in the farmland now)."""
+        without exact positions, without the acks of alerts it may not see yet, nor those queued after
+        the alert's cutoff: an ack names its alert and the alert's type, and is queued the moment the
+        collar's alert is heard (a farmland alert acked now, first or repeated, says the animal is in
+        the farmland now)."""
         state = state or None
         if state is not None and state not in downlinks.STATES:
             raise InvalidRequest(f"unknown downlink state {state[:40]!r}; use one of {', '.join(downlinks.STATES)}")
@@ -843,11 +845,17 @@ class Bridge:
             require(viewer, roles.READ_DOWNLINKS)
         with self.db.read() as session:
             views = queries.downlink_views(session, state)
-            if viewer is None or viewer.exact_positions or not any(view.alert_id is not None for view in views):
+            if viewer is None or viewer.exact_positions or not any(_acks_alert(view) for view in views):
                 return views
-            seen = {alert.alert_id for alert in self._delayed_alerts(
-                session, viewer, None, delayed.high_value_flags(session), self.clock())}
-        return [view for view in views if view.alert_id is None or view.alert_id in seen]
+            now = self.clock()
+            high_value = delayed.high_value_flags(session)
+            seen_until = {alert.alert_id: privacy.alert_cutoff(viewer, alert.animal_id, high_value, now)
+                          for alert in self._delayed_alerts(session, viewer, None, high_value, now)}
+        return [
+            view for view in views
+            if not _acks_alert(view)
+            or (view.alert_id in seen_until and as_utc(view.created_at) <= seen_until[view.alert_id])
+        ]
 
     def flush_downlinks(self, limit: int = 100, ids: list[int] | None = None) -> int:
         """Push queued, due downlinks now (only `ids` when given); how many the network accepted.
@@ -2082,6 +2090,11 @@ class Bridge:
             if row is None:
                 raise LookupError(downlink_id)
             return queries.downlink_view(row)
+
+
+def _acks_alert(view: DownlinkView) -> bool:
+    """True for a downlink that answers a collar's alert (its `ack_alert`)."""
+    return view.alert_id is not None or view.command == downlinks.ACK_COMMAND
 
 
 def _counted(counts: queries.FrameCounts) -> dict[str, Any]:

@@ -82,3 +82,29 @@ def test_visitor_kiosk_and_researcher_do_not_learn_from_the_precision_table_of_a
     bridge.clock = lambda: now + timedelta(days=2)
     assert precision("researcher")["poaching_risk"] == {"true": 1, "false_alarm": 0, "unknown": 0, "precision": 1.0}
     assert precision("visitor") == {}
+
+
+def test_field_technician_does_not_learn_from_the_downlink_list_that_a_farmland_alert_repeated_just_now(client, bridge):
+    # Amani's collar reported entering farmland three hours ago: the technician, an hour late, sees
+    # the alert. Her collar repeats it while she stays (a new seq each time), and Tembo answers each
+    # with an ack_alert downlink queued the moment it is heard: listed at once, the repeat's ack had
+    # told the technician that she is in the farmland now.
+    now = bridge.clock().astimezone(UTC).replace(microsecond=0)
+    bridge.register_animal("collar-01", "Amani")
+    technician, ranger = b.api_headers(bridge, "field_technician"), b.api_headers(bridge, "ranger")
+    for f_cnt, seq, heard in ((1, 1, now - timedelta(hours=3)), (2, 2, now - timedelta(minutes=1))):
+        posted = client.post("/uplinks/tts", headers=b.HEADERS, content=b.tts_uplink(
+            b.alert("geofence_farmland", seq=seq, time_s=int(heard.timestamp())), f_cnt=f_cnt, received_at=heard))
+        assert posted.json()["status"] == "processed"
+    (alert,) = client.get("/api/alerts", headers=technician).json()
+    assert alert["alert_type"] == "geofence_farmland" and alert["occurrences"] == 1  # as it stood an hour ago
+
+    def acks(headers: dict[str, str]) -> list[int]:
+        answer = client.get("/api/downlinks", headers=headers)
+        assert answer.status_code == 200
+        return [d["seq"] for d in answer.json() if d["command"] == "ack_alert" and d["alert_id"] == alert["alert_id"]]
+
+    assert acks(ranger) == [1, 2]
+    assert 2 not in acks(technician)
+    bridge.clock = lambda: now + timedelta(hours=2)  # an hour after the repeat, the technician reads its ack
+    assert acks(technician) == [1, 2]
