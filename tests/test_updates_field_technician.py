@@ -585,3 +585,25 @@ def test_field_technician_naming_a_blob_and_a_promoted_file_is_asked_which_not_g
     assert "not both" in refused(capsys, ["release", "model", str(blob), "--promoted", str(promoted), "--key",
                                           str(private), "--collar-keys", str(collar_keys), "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+
+
+def test_field_technician_generating_a_key_under_a_file_is_told_which_file_is_in_the_way(tmp_path, capsys):
+    """Until 5 December `tembo keys generate notes.txt/release-1.key` said only "[Errno 17] File exists", and
+    `--install --collar-keys notes.txt/keys.bin` made the private key, then failed to install it ("Not a
+    directory"): a key no collar holds."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("field notes, not a folder\n")
+    private = notes / "keys" / "release-1.key"
+    reason = refused(capsys, ["keys", "generate", str(private), "--key-id", "1"])
+    assert f"{notes} is a file, not a folder: the private key {private} cannot be written" in reason, reason
+    beside = tmp_path / "release-2.key"
+    collar_keys = notes / "collar_keys.bin"
+    reason = refused(capsys, ["keys", "generate", str(beside), "--key-id", "2", "--install", "--collar-keys",
+                              str(collar_keys)])
+    assert f"{notes} is a file, not a folder: the collar key file {collar_keys}" in reason, reason
+    assert not beside.exists() and not keys.public_path(beside).exists(), "no key that no collar holds"
+    assert main(["keys", "generate", str(beside), "--key-id", "2"]) == 0
+    capsys.readouterr()
+    reason = refused(capsys, ["keys", "install", str(beside), "--collar-keys", str(collar_keys)])
+    assert f"{notes} is a file, not a folder: the collar key file {collar_keys}" in reason, reason
+    assert notes.read_text() == "field notes, not a folder\n"

@@ -54,11 +54,23 @@ def public_path(private_path: Path) -> Path:
     return private_path.with_name(private_path.name + ".pub")
 
 
+def refuse_under_a_file(path: Path, what: str) -> None:
+    """KeyFileError naming the file when one of path's folders is a file, not a folder: nothing can be
+    written at path (the operating system says only "File exists" or "Not a directory")."""
+    for folder in Path(path).parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise KeyFileError(f"{folder} is a file, not a folder: the {what} {path} cannot be written under "
+                                   "it (choose another path)")
+            return
+
+
 def generate(private_path: Path, key_id: int) -> SigningKey:
     """Make a new key pair: the private key file (0600, refused when it exists) and its .pub."""
     if not 0 <= key_id <= 255:
         raise KeyFileError(f"key id must be 0..255, got {key_id}")
     private_path = Path(private_path)
+    refuse_under_a_file(private_path, "private key")
     if private_path.resolve().is_relative_to(SOURCE_TREE):
         raise KeyFileError(f"{private_path} is inside the Tembo checkout {SOURCE_TREE}: a private release key is kept "
                            "outside it, one `git add` away from being published otherwise (e.g. ~/.tembo/release-1.key)")
@@ -163,6 +175,7 @@ def check_installable(key_id: int, path: Path = COLLAR_KEYS_PATH, replace: bool 
     file: another key holds the id (unless `replace`), the file is full, or it cannot be written. Run
     before `generate --install` makes a key, so a refused install leaves no key that no collar holds."""
     path = Path(path)
+    refuse_under_a_file(path, "collar key file")
     if not replace:
         refuse_replacing(key_id, None, path)
     held = read_collar_keys(path)
@@ -176,6 +189,7 @@ def check_installable(key_id: int, path: Path = COLLAR_KEYS_PATH, replace: bool 
 def install_public(key_id: int, public: bytes, path: Path = COLLAR_KEYS_PATH, replace: bool = False) -> dict[int, bytes]:
     """Add a public key to the collar keys file that ships with the firmware; another key under the
     same id is replaced only with `replace` (`refuse_replacing`)."""
+    refuse_under_a_file(Path(path), "collar key file")
     if not replace:
         refuse_replacing(key_id, public, path)
     keys = read_collar_keys(path)
