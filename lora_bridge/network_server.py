@@ -250,10 +250,15 @@ class NetworkServerClient:
         answer = self._post(url, body, {"Grpc-Metadata-Authorization": f"Bearer {self._key()}"},
                             f"multicast frame queued in ChirpStack group {frame.group_id}")
         try:
-            f_cnt = answer.json().get("fCnt")
-        except (ValueError, AttributeError):
-            return None
-        return int(f_cnt) if isinstance(f_cnt, int | str) and str(f_cnt).isdigit() else None
+            said = answer.json()
+        except ValueError:
+            said = None
+        f_cnt = said.get("fCnt") if isinstance(said, dict) else None
+        counter = ascii_uint(f_cnt)
+        if f_cnt is not None and counter is None:  # the frame is queued: nothing may raise now (a retry sends it twice)
+            log.warning("ChirpStack group %s queued the frame and answered fCnt %r, not a frame counter: ignored",
+                        frame.group_id, f_cnt)
+        return counter
 
     def create_chirpstack_multicast_group(self, group: ChirpStackGroup) -> str:
         """Create a ChirpStack v4 multicast group and add its collars and gateways (MulticastGroupService
@@ -422,15 +427,26 @@ def parse_tts_multicast_device(answer: object) -> TtsMulticastDevice:
     current = state.get("current_parameters", {}) if isinstance(state, dict) else None
     if not isinstance(current, dict):
         raise ValueError("mac_state.current_parameters must be an object")
-    frequency = current.get("rx2_frequency", "0")
-    if isinstance(frequency, bool) or not isinstance(frequency, str | int) or not str(frequency).isdigit():
-        raise ValueError(f"rx2_frequency {frequency!r} is not a uint64")
+    frequency = ascii_uint(current.get("rx2_frequency", "0"))
+    if frequency is None:
+        raise ValueError(f"rx2_frequency {current.get('rx2_frequency')!r} is not a uint64")
     rate = current.get("rx2_data_rate_index", 0)
-    if isinstance(rate, str) and rate.startswith("DATA_RATE_") and rate[10:].isdigit():
-        rate = int(rate[10:])
+    if isinstance(rate, str) and rate.startswith("DATA_RATE_"):
+        rate = ascii_uint(rate[10:]) if rate[10:] else None
     if isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= 15:
-        raise ValueError(f"rx2_data_rate_index {rate!r} is not a DataRateIndex")
-    return TtsMulticastDevice(flags["multicast"], flags["supports_class_c"], int(frequency), rate)
+        raise ValueError(f"rx2_data_rate_index {current.get('rx2_data_rate_index')!r} is not a DataRateIndex")
+    return TtsMulticastDevice(flags["multicast"], flags["supports_class_c"], frequency, rate)
+
+
+def ascii_uint(value: object) -> int | None:
+    """A whole number 0 or above from a network server's JSON (a number, or a string of ASCII digits as proto3
+    JSON writes a 64-bit one); None for anything else. `str.isdigit` also passes '²' and '٣', which `int()`
+    then refuses or reads as 3: no network server writes them."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 def _bearer(key: str) -> dict[str, str]:

@@ -369,6 +369,15 @@ def test_a_late_set_up_answer_from_a_collar_already_failed_is_logged_and_ignored
      "is not an end device: rx2_frequency '869.5 MHz' is not a uint64"),
     ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_data_rate_index": "SF9"}}},
      "is not an end device: rx2_data_rate_index 'SF9' is not a DataRateIndex"),
+    # digits that are not ASCII: str.isdigit passes them and int() read them as 869525000 and DR3 (until 5 December)
+    ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_frequency": "٨٦٩٥٢٥٠٠٠",
+                                                                         "rx2_data_rate_index": "DATA_RATE_3"}}},
+     "is not an end device: rx2_frequency '٨٦٩٥٢٥٠٠٠' is not a uint64"),
+    ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_frequency": "869525000",
+                                                                         "rx2_data_rate_index": "DATA_RATE_٣"}}},
+     "is not an end device: rx2_data_rate_index 'DATA_RATE_٣' is not a DataRateIndex"),
+    ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_frequency": "²"}}},
+     "is not an end device: rx2_frequency '²' is not a uint64"),
 ])
 def test_a_tts_multicast_device_that_does_not_send_as_the_plan_does_refuses_the_campaign(sqlite_url, network,
                                                                                         device, says):

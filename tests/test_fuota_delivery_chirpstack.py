@@ -12,9 +12,11 @@ puts it on the air when it was enqueued.
 from __future__ import annotations
 
 import base64
+import logging
 from datetime import UTC, datetime
 
 import bridge_builders as b
+import httpx
 import pytest
 from chirpstack_api.api import multicast_group_pb2
 from fuota_network import CHIRPSTACK_GROUP_ID, StandInChirpStack, serve, technicians_group
@@ -23,6 +25,8 @@ from test_fuota_delivery import HEADERS, KEYS_FOR, Reserve, model_image, start_c
 
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
+from lora_bridge.network_server import MulticastFrame, NetworkServerClient, ascii_uint
+from lora_bridge.settings import BridgeSettings
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
@@ -187,3 +191,29 @@ def test_a_technicians_group_that_does_not_send_as_the_plan_does_refuses_the_cam
             start_campaign(bridge, image, version)
         assert bridge.campaigns() == [], "nothing half made"
     assert chirpstack.unicast == [] and chirpstack.multicast == []
+
+
+@pytest.mark.parametrize("f_cnt", ["²", "٣", "-1", "", {"n": 3}])
+def test_a_chirpstack_answer_whose_frame_counter_is_not_ascii_digits_does_not_make_the_bridge_send_a_fragment_twice(
+        f_cnt, caplog):
+    """ChirpStack queues the frame, then answers with its fCnt. Until 5 December '²' passed `isdigit` and
+    `int()` then raised after the frame was queued: the outbox left it "sending", and once its lease ran out
+    pushed the same fragment again, airtime spent twice."""
+    posted = []
+
+    def chirpstack(request: httpx.Request) -> httpx.Response:
+        posted.append(request.url.path)
+        return httpx.Response(200, json={"fCnt": f_cnt})
+
+    settings = BridgeSettings(network_server_url="http://chirpstack.invalid", network_server_api_key="key")
+    client = NetworkServerClient(settings, httpx.Client(transport=httpx.MockTransport(chirpstack)))
+    frame = MulticastFrame(CHIRPSTACK_GROUP_ID, None, (), 201, b"\x08\x01", datetime(2026, 3, 1, tzinfo=UTC),
+                           network="chirpstack")
+    with caplog.at_level(logging.WARNING, logger="lora_bridge.network_server"):
+        client.send_multicast(frame)  # queued: no error
+    client.close()
+    assert posted == [f"/api/multicast-groups/{CHIRPSTACK_GROUP_ID}/queue"], "queued once"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ChirpStack group {CHIRPSTACK_GROUP_ID} queued the frame and answered fCnt {f_cnt!r}, not a frame counter: "
+        "ignored"]
+    assert ascii_uint("17") == 17 and ascii_uint(17) == 17, "what ChirpStack writes is read"
