@@ -3,11 +3,16 @@ refusal names the file and the reason on one line (exit code 1, no traceback) an
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from datetime import timedelta
+from pathlib import Path
 
 import bridge_builders as b
 import pytest
@@ -607,3 +612,88 @@ def test_field_technician_generating_a_key_under_a_file_is_told_which_file_is_in
     reason = refused(capsys, ["keys", "install", str(beside), "--collar-keys", str(collar_keys)])
     assert f"{notes} is a file, not a folder: the collar key file {collar_keys}" in reason, reason
     assert notes.read_text() == "field notes, not a folder\n"
+
+
+def whole_release(out: Path, made: dict) -> None:
+    """out holds exactly the model release `made` (what `tembo release model` printed), every file as its manifest says."""
+    manifest = json.loads(Path(made["manifest"]).read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted(Path(made[k]).name for k in ("blob", "image", "manifest"))
+    assert hashlib.sha256(Path(made["image"]).read_bytes()).hexdigest() == manifest["image_sha256"]
+    assert hashlib.sha256(Path(made["blob"]).read_bytes()).hexdigest() == manifest["sha256"]
+
+
+def test_technician_never_uploads_a_release_missing_its_manifest_after_an_interruption(
+        key_dir, tmp_path, capsys, monkeypatch):
+    """Until 5 December `write_release` wrote the blob, the image and the manifest one by one under their
+    names: a full disk or Ctrl-C half way left an image without its manifest (or a manifest naming files that
+    were not there) in the folder a technician uploads from."""
+    private, collar_keys = key_dir
+    out = tmp_path / "releases"
+    argv = ["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private), "--collar-keys",
+            str(collar_keys), "--out", str(out)]
+    real_fsync, real_link = os.fsync, os.link
+    synced = []
+
+    def disk_fills_up(fd: int) -> None:
+        synced.append(fd)
+        if len(synced) == 2:  # the blob is written, the image fills the disk
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", disk_fills_up)
+    capsys.readouterr()
+    reason = refused(capsys, argv)
+    assert f"the release could not be written into {out} (No space left on device)" in reason, reason
+    assert not out.exists(), "nothing of it left"
+
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    linked = []
+
+    def ctrl_c_before_the_manifest(src, dst) -> None:
+        if str(dst).endswith(".json"):
+            raise KeyboardInterrupt
+        real_link(src, dst)
+        linked.append(Path(dst).name)
+
+    monkeypatch.setattr(os, "link", ctrl_c_before_the_manifest)
+    assert main(argv) == 130
+    assert sorted(Path(name).suffix for name in linked) == [".bin", ".tmbu"], "it came after the blob and the image"
+    assert not out.exists(), "neither the blob nor the image is left without its manifest"
+
+    monkeypatch.setattr(os, "link", real_link)
+    capsys.readouterr()
+    assert main(argv) == 0, "the same command again writes the whole release"
+    whole_release(out, json.loads(capsys.readouterr().out))
+
+
+def test_a_release_killed_while_its_files_were_put_in_place_is_cleared_by_the_next_release(
+        key_dir, tmp_path, capsys):
+    """A power cut (here kill -9) after the image was put in place and before the manifest: the next release
+    of that version takes the image away, even one signed by another key, instead of stopping at it."""
+    private, collar_keys = key_dir
+    out = tmp_path / "releases"
+    argv = ["release", "model", str(release.DEFAULT_MODEL_PATH), "--collar-keys", str(collar_keys), "--out", str(out)]
+    killed_at_the_manifest = (
+        "import os, signal\n"
+        "real = os.link\n"
+        "def link(src, dst):\n"
+        "    if str(dst).endswith('.json'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    real(src, dst)\n"
+        "os.link = link\n"
+        "from tembo.cli import main\n"
+        f"main({[*argv, '--key', str(private)]!r})\n")
+    root = Path(release.__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", killed_at_the_manifest], cwd=tmp_path, capture_output=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}, timeout=120)
+    assert run.returncode == -9, run.stderr
+    left = {p.name for p in out.iterdir()}
+    assert {"model-1.bin", "model-1.tmbu"} <= left and "model-1.json" not in left, left
+
+    other = tmp_path / "keys" / "release-8.key"
+    assert main(["keys", "generate", str(other), "--key-id", "8", "--install", "--collar-keys", str(collar_keys)]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--key", str(other)]) == 0
+    made = json.loads(capsys.readouterr().out)
+    whole_release(out, made)
+    assert made["key_id"] == 8

@@ -9,9 +9,12 @@ when it is smaller, a delta against the version a collar runs. docs/updates.md h
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
+import os
+import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,19 +168,119 @@ def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path
     return ModelRelease(blob_path, image_path, manifest_path, manifest)
 
 
+STAGING_MARK = ".partial-"  # a release being written: `.<manifest name>.partial-<random>/` beside its files
+
+
 def write_release(files: dict[Path, bytes]) -> None:
-    """Write a release's files; ReleaseError, before anything is written, when one of them exists with
-    other bytes: a released version is never replaced (collars that run it, and the manifests deltas
-    are built against, would no longer match it). The same release written again changes nothing."""
+    """Write a release's files into their folder whole or not at all; the last of `files` is the manifest.
+
+    They are written into a hidden staging folder beside them (`.<manifest>.partial-*`), each fsynced,
+    then linked in under their names, the manifest last, and the folder fsynced: a disk that fills up, an
+    error or Ctrl-C half way removes what this write put there, so the folder never holds an image
+    without its manifest or a manifest naming files that are not there. A write killed while linking (a
+    power cut) leaves its staging folder, by which the next write of that release recognises the files
+    it linked and takes them away first (`_clear_interrupted`). ReleaseError, before anything is written,
+    when a file exists with other bytes: a released version is never replaced (collars that run it, and
+    the manifests deltas are built against, would no longer match it), and a link never replaces a file
+    another write put there meanwhile. The same release written again changes nothing."""
+    import tempfile
+
+    paths = list(files)
+    out_dir, manifest = paths[-1].parent, paths[-1]
+    if any(path.parent != out_dir for path in paths):
+        raise ValueError("a release's files go into one folder")
+    if any(folder.exists() and not folder.is_dir() for folder in (out_dir, *out_dir.parents)):
+        raise ReleaseError(f"{out_dir}: the release's folder (--out) is, or lies under, a file, not a folder")
+    if out_dir.is_dir():
+        _clear_interrupted(out_dir, manifest)
     for path, data in files.items():
-        if any(folder.exists() and not folder.is_dir() for folder in (path.parent, *path.parent.parents)):
-            raise ReleaseError(f"{path.parent}: the release's folder (--out) is, or lies under, a file, not a folder")
         if path.exists() and path.read_bytes() != data:
-            raise ReleaseError(f"{path} exists and differs: a released version is never replaced (collars may "
+            alone = "" if manifest.exists() else (f" (without its manifest {manifest.name}: not written by tembo "
+                                                  "release, which puts the manifest in place last)")
+            raise ReleaseError(f"{path} exists and differs{alone}: a released version is never replaced (collars may "
                                "run it, deltas are built against its manifest); release a new version")
-    for path, data in files.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    if all(path.exists() for path in paths):
+        return  # written before, byte for byte
+    made = [folder for folder in (out_dir, *out_dir.parents) if not folder.exists()]
+    staging = out_dir / "none"  # until the staging folder is made
+    placed: list[Path] = []
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}{STAGING_MARK}", dir=out_dir))
+        for path, data in files.items():
+            with open(staging / path.name, "wb") as staged:
+                staged.write(data)
+                staged.flush()
+                os.fsync(staged.fileno())
+        _fsync_folder(staging)
+        for path in paths:  # the manifest last: the release exists once it is in place
+            if not path.exists():
+                _put_in_place(staging / path.name, path)
+                placed.append(path)
+        _fsync_folder(out_dir)
+    except BaseException as stopped:
+        for path in paths:  # what this write put in place (linked, so still the staged file, or renamed)
+            staged = staging / path.name
+            if path in placed or (staged.exists() and path.exists() and os.path.samefile(staged, path)):
+                path.unlink(missing_ok=True)
+        if staging.name.startswith(f".{manifest.name}{STAGING_MARK}"):
+            shutil.rmtree(staging, ignore_errors=True)
+        for folder in made:  # the folders this write made, innermost first, when nothing else is in them
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        if isinstance(stopped, OSError):
+            raise ReleaseError(f"the release could not be written into {out_dir} "
+                               f"({stopped.strerror or stopped}); nothing of it was left there") from None
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _put_in_place(staged: Path, path: Path) -> None:
+    """Link a staged file in under its name, never over a file there (another write's); a folder whose
+    file system has no hard links (FAT on a memory stick) takes it by rename. ReleaseError when a file
+    with other bytes appeared there meanwhile."""
+    try:
+        os.link(staged, path)
+    except FileExistsError:
+        if path.read_bytes() != staged.read_bytes():
+            raise ReleaseError(f"{path} was written by someone else meanwhile, with other bytes: a released version "
+                               "is never replaced") from None
+    except OSError as no_links:
+        if no_links.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if path.exists():
+            raise ReleaseError(f"{path} was written by someone else meanwhile: a released version is never "
+                               "replaced") from None
+        os.rename(staged, path)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the names a folder holds durable (a file's own fsync does not cover its name)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _clear_interrupted(out_dir: Path, manifest: Path) -> None:
+    """Take away what a write of this release killed half way (a power cut) left: its staging folder, and
+    the files it had linked in under their names (the same file as one staged) unless the manifest was
+    linked too, in which case the release is whole and only the staging folder goes."""
+    for staging in out_dir.glob(f".{manifest.name}{STAGING_MARK}*"):
+        if not staging.is_dir():
+            continue
+        staged = [entry for entry in staging.iterdir() if entry.is_file()]
+        linked = [out_dir / entry.name for entry in staged
+                  if (out_dir / entry.name).exists() and os.path.samefile(entry, out_dir / entry.name)]
+        if manifest not in linked:
+            for path in linked:
+                log.warning("release file %s removed: an interrupted write of %s left it without its manifest",
+                            path, manifest.name)
+                path.unlink()
+        shutil.rmtree(staging)
 
 
 def install_default_model(blob: bytes, key: SigningKey, collar_keys: Path = COLLAR_KEYS_PATH,
