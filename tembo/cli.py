@@ -264,7 +264,8 @@ def _cmd_release(args: argparse.Namespace) -> int:
                 release.install_default_model(blob, key, collar_keys)
                 print(json.dumps({"installed": str(release.DEFAULT_MODEL_PATH), "key_id": key.key_id}))
                 return 0
-            made = release.release_model(blob, key, Path(args.out), collar_keys, hardware_id=hardware_id)
+            made = release.release_model(blob, key, Path(args.out), collar_keys, hardware_id=hardware_id,
+                                         ship_keys=Path(args.ship_keys) if args.ship_keys else keys.COLLAR_KEYS_PATH)
             print(json.dumps({"blob": str(made.blob_path), "manifest": str(made.manifest_path), **made.manifest,
                               "image": str(made.image_path)}))
         else:
@@ -275,6 +276,8 @@ def _cmd_release(args: argparse.Namespace) -> int:
                                             ship_keys=Path(args.ship_keys) if args.ship_keys else keys.COLLAR_KEYS_PATH,
                                             retire_key=args.retire_key)
             print(json.dumps({"image": str(made.image_path), "manifest": str(made.manifest_path), **made.manifest}))
+        for warning in made.warnings:  # written and signed: what to know before sending it
+            print(f"tembo release: warning: {warning}", file=sys.stderr)
     except (OSError, keys.KeyFileError, release.ReleaseError) as err:
         print(f"tembo release: {err}", file=sys.stderr)
         return 1
@@ -419,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     rel_model.add_argument("--promoted", help="the researchers' promoted.json (models registry): its blob, checked")
     rel_model.add_argument("--install-default", action="store_true",
                            help="sign it as the model shipped inside the firmware (and pin its digest)")
+    rel_model.add_argument("--ship-keys", help="the key file the next firmware carries (default: the one in the "
+                                               "repository's collar firmware); a key it lacks is warned of")
     rel_fw = release_sub.add_parser("firmware", help="compile the collar modules with mpy-cross, sign a bundle")
     rel_fw.add_argument("--version", required=True, help="semantic version major.minor.patch")
     rel_fw.add_argument("--ship-keys", help="the key file the new firmware carries, what collars hold after it "

@@ -697,3 +697,71 @@ def test_a_release_killed_while_its_files_were_put_in_place_is_cleared_by_the_ne
     made = json.loads(capsys.readouterr().out)
     whole_release(out, made)
     assert made["key_id"] == 8
+
+
+def test_technician_is_warned_that_a_model_signed_with_a_key_the_next_firmware_retires_stops_loading_after_it(
+        key_dir, tmp_path, capsys):
+    """A hand-over from key 7 to key 8: the model signed with 7 for today's fleet, then the firmware whose key
+    file holds 8 (and the repository's key 1, which signs the shipped model). Until 5 December both were
+    written without a word, and the collars that took the firmware ran its shipped model from then on."""
+    private, now = key_dir
+    after = tmp_path / "after.bin"
+    shipped_key_id, shipped_public = next(iter(keys.read_collar_keys(keys.COLLAR_KEYS_PATH).items()))
+    keys.install_public(shipped_key_id, shipped_public, now)  # today's fleet holds 1 and 7 ...
+    keys.install_public(shipped_key_id, shipped_public, after)  # ... the next firmware 1 and 8
+    new = tmp_path / "keys" / "release-8.key"
+    assert main(["keys", "generate", str(new), "--key-id", "8", "--install", "--collar-keys", str(after)]) == 0
+    capsys.readouterr()
+
+    out = tmp_path / "releases"
+    assert main(["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private), "--collar-keys", str(now),
+                 "--ship-keys", str(after), "--out", str(out)]) == 0
+    said = capsys.readouterr()
+    model_version = json.loads(said.out)["model_version"]
+    assert said.err.startswith(f"tembo release: warning: key 7 signs model {model_version}, but the firmware built "
+                               f"with {after} (key(s) {shipped_key_id}, 8) does not hold it: collars that take that "
+                               "firmware stop loading this model and run the firmware's shipped model"), said.err
+
+    assert main(["release", "firmware", "--version", "1.9.0", "--key", str(private), "--collar-keys", str(now),
+                 "--ship-keys", str(after), "--retire-key", "--out", str(out)]) == 0
+    said = capsys.readouterr()
+    assert json.loads(said.out)["keys_retired"] == [7]
+    assert (f"tembo release: warning: collars that take firmware 1.9.0 no longer hold key(s) 7 (its key file {after} "
+            f"holds {shipped_key_id}, 8): a model update signed with a retired key stops loading on them") in said.err
+
+    assert main(["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(new), "--collar-keys", str(after),
+                 "--ship-keys", str(after), "--out", str(tmp_path / "after-hand-over")]) == 0
+    assert capsys.readouterr().err == "", "a model signed with a key the firmware keeps: no warning"
+
+
+def test_field_technician_sees_a_collar_whose_model_update_stopped_loading_after_a_key_hand_over(sqlite_url):
+    """The collar refuses a stored model whose key its firmware no longer holds and runs its shipped model;
+    its status says so (model_fallback), and the versions the Updates page and the API show say so too:
+    until 5 December the bridge showed only the shipped model's version, as if nothing was wrong."""
+    from collar_helpers import CollarWorld
+    from signing_helpers import collar_trust, sign_blob
+
+    from collar_firmware import codec, trust
+    from ranger_dashboard.screens.updates import versions_frame
+    from simulator.hal_sim import SimFlash
+
+    flash = SimFlash()
+    world = CollarWorld(flash=flash, keys=collar_trust(flash))  # the firmware that holds the test key (9)
+    world.flash.write("model", sign_blob((Path(__file__).parent / "vectors" / "golden_model.bin").read_bytes()))
+    world.collar.reload_model()
+    world.run_for(2 * 3600)
+    assert world.collar.model.version == 7 and world.collar.status_values(world.now_s)["model_fallback"] == 0
+
+    shipped = trust.shipped()
+    world.keys = trust.Trust(shipped.keys, None, flash, shipped.pinned)  # a firmware whose key file lacks 9
+    world.reboot()
+    world.run_for(2 * 3600)
+    status = world.collar.status_values(world.now_s)
+    assert (world.collar.model.version, status["model_fallback"]) == (1, 1), "the shipped model runs, and it says so"
+
+    with b.fresh_bridge(sqlite_url) as bridge:
+        heard = (codec.port_of("status"), codec.encode("status", status))
+        assert bridge.ingest_tts_uplink(b.tts_uplink(heard, device_id="collar-01", f_cnt=1)).ok
+        (collar,) = bridge.fleet_versions()
+    assert (collar["model_version"], collar["model_fallback"]) == (1, True)
+    assert versions_frame([collar])["Model"][0] == "1 (fallback: its model update was refused)"

@@ -715,13 +715,16 @@ def view(session: Session, campaign: UpdateCampaign) -> dict[str, Any]:
 
 
 def fleet_versions(session: Session) -> list[dict[str, Any]]:
-    """Return which collar runs which firmware and model (from their last status), the species of the
-    animal wearing it (the group a campaign may target), with the result
-    of its last over-the-air update ("update": kind, version, outcome, reason, time; None if none)."""
+    """Return which collar runs which firmware and model (from their last status), whether that model is
+    a fallback ("model_fallback": the collar refused its stored model, e.g. one signed with a key a firmware
+    hand-over retired, and runs its last good or shipped one), the species of the animal wearing it (the
+    group a campaign may target), with the result of its last over-the-air update ("update": kind,
+    version, outcome, reason, time; None if none)."""
     from lora_bridge.domain import update_results
 
     results = update_results.latest(session)
     return [{"device_id": d.device_id, "fw_version": d.fw_version, "model_version": d.model_version,
+             "model_fallback": bool((d.flags or {}).get("model_fallback")),
              "battery_mv": d.battery_mv, "last_rssi_dbm": d.last_rssi_dbm, "status_time": d.status_time,
              "species": d.animal.species if d.animal is not None else None,
              "update": results.get(d.device_id)}

@@ -121,6 +121,7 @@ class ModelRelease:
     image_path: Path
     manifest_path: Path
     manifest: dict
+    warnings: tuple[str, ...] = ()  # what the technician should know before sending it (`retired_model_key`)
 
 
 def held_keys(key: SigningKey, collar_keys: Path) -> dict[int, bytes]:
@@ -133,13 +134,30 @@ def held_keys(key: SigningKey, collar_keys: Path) -> dict[int, bytes]:
     return keys
 
 
+def retired_model_key(key: SigningKey, model_version: int, ship_keys: Path) -> str | None:
+    """The warning for a model signed with a key the next firmware (the one built with `ship_keys`) does
+    not hold, None when it holds it: collars that take that firmware refuse the stored model at boot and
+    run the firmware's shipped model instead (their status sets `model_fallback`)."""
+    after = read_collar_keys(ship_keys, must_exist=True)
+    if after.get(key.key_id) == key.public_key:
+        return None
+    held = ", ".join(str(k) for k in sorted(after)) or "none"
+    return (f"key {key.key_id} signs model {model_version}, but the firmware built with {ship_keys} (key(s) {held}) "
+            "does not hold it: collars that take that firmware stop loading this model and run the firmware's "
+            "shipped model (their status sets model_fallback); once they run it, release the model again signed "
+            "with a key that file holds")
+
+
 def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path = COLLAR_KEYS_PATH,
-                  hardware_id: str = HARDWARE_ID) -> ModelRelease:
+                  hardware_id: str = HARDWARE_ID, ship_keys: Path = COLLAR_KEYS_PATH) -> ModelRelease:
     """Sign a promoted model blob and write into out_dir the blob, the update image a campaign sends
-    (`model_image`: the signed blob in a signed image with its golden vector, `.tmbu`) and a manifest."""
+    (`model_image`: the signed blob in a signed image with its golden vector, `.tmbu`) and a manifest.
+    `ship_keys` is the key file of the next firmware (by default the one built from this checkout): a key
+    it lacks is a warning of the release (`retired_model_key`)."""
     signed = sign_model(blob, key)
     keys = held_keys(key, collar_keys)
     parsed = check_model(signed, keys)
+    retired = retired_model_key(key, parsed.model_version, ship_keys)
     image = model_image(signed, key, hardware_id)
     out_dir = Path(out_dir)
     name = f"model-{parsed.model_version}"
@@ -165,7 +183,9 @@ def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path
     write_release({blob_path: signed, image_path: image,
                    manifest_path: (json.dumps(manifest, indent=1) + "\n").encode()})
     log.info("model release written model_version=%d key_id=%d out=%s", parsed.model_version, key.key_id, out_dir)
-    return ModelRelease(blob_path, image_path, manifest_path, manifest)
+    if retired:
+        log.info("model release model_version=%d warned: %s", parsed.model_version, retired)
+    return ModelRelease(blob_path, image_path, manifest_path, manifest, (retired,) if retired else ())
 
 
 STAGING_MARK = ".partial-"  # a release being written: `.<manifest name>.partial-<random>/` beside its files
@@ -455,6 +475,7 @@ class FirmwareRelease:
     image_path: Path
     manifest_path: Path
     manifest: dict
+    warnings: tuple[str, ...] = ()  # what the technician should know before sending it (keys it retires)
 
 
 def keys_after(key: SigningKey, ship_keys: Path, retire_key: bool = False) -> dict[int, bytes]:
@@ -533,8 +554,9 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
         raise ReleaseError(str(exc)) from None
     if raw_version == 0:  # an image's header reads version 0 as none (a delta's base 0: a whole image)
         raise ReleaseError("firmware version 0.0.0 is no version a collar can run: start at 0.0.1")
-    held_keys(key, collar_keys)
+    held_now = held_keys(key, collar_keys)
     after = keys_after(key, ship_keys, retire_key)
+    retired = sorted(k for k in held_now if after.get(k) != held_now[k])
     old = base_manifest(base, version, hardware_id) if base is not None else None
     files = compile_modules()
     files[trust.KEYS_FILE] = Path(ship_keys).read_bytes()
@@ -564,8 +586,15 @@ def release_firmware(key: SigningKey, out_dir: Path, version: str, hardware_id: 
                 "payload_bytes": len(payload),
                 "delta_of": delta_of, **({"whole_because": whole_because} if whole_because else {}),
                 "image_bytes": len(image), "image_sha256": hashlib.sha256(image).hexdigest(),
-                "key_id": key.key_id, "collar_keys_after": sorted(after)}
+                "key_id": key.key_id, "collar_keys_after": sorted(after), "keys_retired": retired}
     manifest_path = out_dir / f"firmware-{version}.json"
     write_release({image_path: image, manifest_path: (json.dumps(manifest, indent=1) + "\n").encode()})
     log.info("firmware release written version=%s bytes=%d delta_of=%s", version, len(image), delta_of)
-    return FirmwareRelease(image_path, manifest_path, manifest)
+    warnings = ()
+    if retired:
+        warnings = (f"collars that take firmware {version} no longer hold key(s) {', '.join(map(str, retired))} "
+                    f"(its key file {ship_keys} holds {', '.join(map(str, sorted(after)))}): a model update signed "
+                    "with a retired key stops loading on them, and they run this firmware's shipped model (their "
+                    "status sets model_fallback) until a model signed with a key they hold is sent",)
+        log.info("firmware release version=%s warned: %s", version, warnings[0])
+    return FirmwareRelease(image_path, manifest_path, manifest, warnings)

@@ -25,7 +25,9 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
     """Return the table of which collar runs which firmware and model, and its last update's result."""
     return pd.DataFrame(
         [{"Collar": v["device_id"], "Firmware": v["fw_version"] or "unknown",
-          "Model": "unknown" if v["model_version"] is None else v["model_version"],
+          "Model": "unknown" if v["model_version"] is None else
+          f"{v['model_version']} (fallback: its model update was refused)" if v.get("model_fallback")
+          else str(v["model_version"]),
           "Last update": last_update(v.get("update")),
           "Battery (mV)": v["battery_mv"], "RSSI (dBm)": v["last_rssi_dbm"]} for v in versions],
         columns=["Collar", "Firmware", "Model", "Last update", "Battery (mV)", "RSSI (dBm)"])
