@@ -45,6 +45,7 @@ from lora_bridge.uplink_formats import (
     SOURCE_TTS,
     Uplink,
     chirpstack_identity,
+    chirpstack_network_scope,
     chirpstack_uplink_from,
     dig,
     escaped_text,
@@ -56,6 +57,7 @@ from lora_bridge.uplink_formats import (
     number_or_none,
     time_or_none,
     tts_identity,
+    tts_network_scope,
     tts_uplink_from,
     whole_number,
 )
@@ -161,6 +163,7 @@ class NetworkEvent:
     device_id: str | None = None
     dev_eui: str | None = None
     application_id: str | None = None
+    network_scope: str | None = None
     time: datetime | None = None
     f_port: int | None = None
     payload: bytes | None = None
@@ -309,6 +312,7 @@ def _read_tts(
         "device_id": device_id,
         "dev_eui": dev_eui,
         "application_id": application_id,
+        "network_scope": tts_network_scope(message, path_ids),
         "time": time_or_none(message.get("received_at")) or time_or_none(document.get("received_at")),
         **_tts_message_identity(document),
     }
@@ -345,6 +349,7 @@ def _simulated(key: str, uplink: Uplink, document: dict[str, Any]) -> NetworkEve
         device_id=uplink.device_id,
         dev_eui=uplink.dev_eui,
         application_id=uplink.application_id,
+        network_scope=uplink.network_scope,
         time=uplink.heard_at,
         f_port=uplink.f_port,
         payload=uplink.payload,
@@ -413,6 +418,7 @@ def _read_chirpstack(
         "device_id": device_id,
         "dev_eui": dev_eui,
         "application_id": application_id,
+        "network_scope": chirpstack_network_scope(document),
         "time": time_or_none(document.get("time")),
         "identity": _chirpstack_event_identity(name, document),
     }

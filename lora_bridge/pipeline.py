@@ -196,7 +196,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
     no stored copy holds without a look-up). A herd's copies heard by two gateways often come in
     different batches (two workers sharing the collars: one copy handed to its owner)."""
     euis = {u.dev_eui for u in uplinks if u.dev_eui}
-    labels = {u.device_id for u in uplinks if u.device_id}
+    labels = {key for u in uplinks if u.device_id for key in devices.collar_keys(u.device_id, u.application_id,
+                                                                                  u.network_scope)}
     if not euis and not labels:
         return
     with session.no_autoflush:
@@ -216,7 +217,9 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             animals.setdefault(animal.device_id, animal)
         keys = set()
         for uplink in uplinks:
-            device = known.get(uplink.dev_eui) if uplink.dev_eui else by_id.get(uplink.device_id)
+            device = known.get(uplink.dev_eui) if uplink.dev_eui else devices.named_collar(
+                by_id.get, uplink.device_id, dev_eui=None, application_id=uplink.application_id,
+                network_scope=uplink.network_scope)
             if device is not None and device.session is not None:
                 keys.add(ingest.dedup_key(device.device_id, device.session, uplink))
         if keys:
@@ -432,6 +435,7 @@ def _process_uplink(
         label=uplink.device_id,
         network=uplink.source,
         application_id=uplink.application_id,
+        network_scope=uplink.network_scope,
         first_seen=heard_at,
     )
     if uplink.device_id != device.device_id:

@@ -10,7 +10,9 @@ What the documentation allows is accepted, whatever it looks like:
 - Optional metadata of the wrong type (`settings.data_rate: null`, `rssi: "strong"`, `Infinity`,
   `NaN`) is dropped, never a reason to lose a valid uplink.
 Identity: a collar is its DevEUI (16 hex digits, upper case); the TTS device id and the ChirpStack
-device name are labels. Labels are escaped (control characters as `\\n`, `\\x1b`, ...), so a name
+device name are labels. A device without a DevEUI (a TTS ABP device of LoRaWAN 1.0.x) is its name
+within its application and network scope (`network_scope`: the tenant, else the cluster): two such
+devices of one name in two applications are two collars. Labels are escaped (control characters as `\\n`, `\\x1b`, ...), so a name
 cannot forge a log line, and cut to 64 characters.
 """
 
@@ -65,6 +67,9 @@ class Uplink:
     heard_at: datetime | None
     dev_eui: str | None = None
     application_id: str | None = None
+    # The tenant (else the cluster) the network names the application in (`tts_network_scope`,
+    # `chirpstack_network_scope`): with the application, the identity of a collar without a DevEUI.
+    network_scope: str | None = None
     gateways: tuple[GatewayReception, ...] = field(default_factory=tuple)
     spreading_factor: int | None = None
     airtime_ms: float | None = None
@@ -74,8 +79,8 @@ class Uplink:
 
     @property
     def identity(self) -> str:
-        """The collar's identity: its DevEUI, or the network's label when no DevEUI was given."""
-        return self.dev_eui or self.device_id
+        """The collar's identity: its DevEUI, else its name within its network scope and application."""
+        return self.dev_eui or f"{self.source}:{self.network_scope or ''}:{self.application_id or ''}/{self.device_id}"
 
     @property
     def dedup_key(self) -> str:
@@ -164,6 +169,7 @@ def tts_uplink_from(
         heard_at=time_or_none(message.get("received_at")) or time_or_none(document.get("received_at")),
         dev_eui=dev_eui,
         application_id=application_id,
+        network_scope=tts_network_scope(message, path_ids),
         gateways=gateways,
         spreading_factor=int_within(lora.get("spreading_factor"), *SPREADING_FACTORS),
         airtime_ms=_duration_ms_or_none(message.get("consumed_airtime")),
@@ -188,6 +194,17 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
         raise MalformedUplink("missing text field 'device_id' (no end_device_ids and no device in the webhook path)")
     application_id = label(dig(ids, "application_ids").get("application_id")) or label(path.get("application_id"))
     return device_id, dev_eui, application_id
+
+
+def tts_network_scope(message: dict[str, Any], path_ids: dict[str, str] | None) -> str | None:
+    """The TTS tenant an application belongs to (an application id is unique only within its tenant):
+    an uplink's `network_ids.tenant_id` (API reference, ApplicationUplink.network_ids), else the
+    MQTT topic's `{application}@{tenant}` (integrations/mqtt); on a deployment without tenants (Open
+    Source), the cluster that names it, `network_ids.cluster_address` or `cluster_id`; None when
+    neither says (a field-masked webhook body, a join)."""
+    network = dig(message, "network_ids")
+    return (label(network.get("tenant_id")) or label((path_ids or {}).get("tenant_id"))
+            or label(network.get("cluster_address")) or label(network.get("cluster_id")))
 
 
 def parse_chirpstack_uplink(body: bytes, path_ids: dict[str, str] | None = None) -> Uplink:
@@ -216,6 +233,7 @@ def chirpstack_uplink_from(document: dict[str, Any], path_ids: dict[str, str] | 
         heard_at=time_or_none(document.get("time")),
         dev_eui=dev_eui,
         application_id=application_id,
+        network_scope=chirpstack_network_scope(document),
         gateways=gateways,
         spreading_factor=int_within(tx_lora.get("spreadingFactor"), *SPREADING_FACTORS),
     )
@@ -237,6 +255,11 @@ def chirpstack_identity(
         raise MalformedUplink("not a ChirpStack event: deviceInfo has neither deviceName nor devEui")
     application_id = label(info.get("applicationId")) or label(path.get("application_id"))
     return device_id, dev_eui, application_id
+
+
+def chirpstack_network_scope(document: dict[str, Any]) -> str | None:
+    """The ChirpStack tenant of an event's device (`deviceInfo.tenantId`), or None."""
+    return label(dig(document, "deviceInfo").get("tenantId"))
 
 
 PARSERS = {SOURCE_TTS: parse_tts_uplink, SOURCE_CHIRPSTACK: parse_chirpstack_uplink}

@@ -41,11 +41,12 @@ TENANT = "kws"
 @pytest.mark.parametrize(
     ("topic", "expected"),
     [
-        ("v3/tembo-north@kws/devices/collar-07/up", ("tts", "up", {"application_id": "tembo-north", "device_id": "collar-07"})),
+        ("v3/tembo-north@kws/devices/collar-07/up",
+         ("tts", "up", {"application_id": "tembo-north", "device_id": "collar-07", "tenant_id": "kws"})),
         ("v3/tembo-north/devices/collar-07/join", ("tts", "join", {"application_id": "tembo-north", "device_id": "collar-07"})),
-        ("v3/a@t/devices/c/down/nack", ("tts", "down/nack", {"application_id": "a", "device_id": "c"})),
-        ("v3/a@t/devices/c/location/solved", ("tts", "location/solved", {"application_id": "a", "device_id": "c"})),
-        ("v3/a@t/devices/c/service/data", ("tts", "service/data", {"application_id": "a", "device_id": "c"})),
+        ("v3/a@t/devices/c/down/nack", ("tts", "down/nack", {"application_id": "a", "device_id": "c", "tenant_id": "t"})),
+        ("v3/a@t/devices/c/location/solved", ("tts", "location/solved", {"application_id": "a", "device_id": "c", "tenant_id": "t"})),
+        ("v3/a@t/devices/c/service/data", ("tts", "service/data", {"application_id": "a", "device_id": "c", "tenant_id": "t"})),
         ("application/0b8e8ae8/device/70B3D57ED0000001/event/txack",
          ("chirpstack", "txack", {"application_id": "0b8e8ae8", "dev_eui": "70b3d57ed0000001"})),
     ],

@@ -89,8 +89,11 @@ def route(topic: str) -> Routed | None:
             event = "/".join(tree[4:])
             if event in TTS_PUBLISHED_BY_US:
                 return None
-            application_id = tree[1].split("@", 1)[0]
-            return Routed(SOURCE_TTS, event, {"application_id": application_id, "device_id": tree[3]})
+            # `{application id}@{tenant id}` on every deployment but Open Source (integrations/mqtt):
+            # the tenant is part of the application's identity
+            application_id, _, tenant_id = tree[1].partition("@")
+            ids = {"application_id": application_id, "device_id": tree[3]}
+            return Routed(SOURCE_TTS, event, ids | {"tenant_id": tenant_id} if tenant_id else ids)
         if part == "application" and len(tree) == 6 and tree[2] == "device" and tree[4] == "event" and tree[5]:
             return Routed(SOURCE_CHIRPSTACK, tree[5], {"application_id": tree[1], "dev_eui": tree[3].lower()})
     return None

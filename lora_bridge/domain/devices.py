@@ -1,13 +1,16 @@
 """Collars and the animals wearing them: who sent this uplink, and what it said about itself.
 
-A collar is its DevEUI. Its `device_id` is the name it was first heard under (the DevEUI when that
-name already belongs to another collar) and stays when the network renames it; the network's
-current name is its `label`. Frame counters are counted per session: a join starts a new one.
+A collar is its DevEUI; one without (a TTS ABP device) is its name within its application and
+network scope (tenant, else cluster). Its `device_id` is the name it was first heard under (when that
+name already belongs to another collar: the DevEUI, else `application/name`, `collar_keys`) and
+stays when the network renames it; the network's current name is its `label`. Frame counters are counted per session: a join starts a new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,6 +52,9 @@ CREATED = "tembo_collars_created"
 # the collar `resolve_device` looks for under one of them, only this unit of work can have made since.
 UNSTORED = "tembo_collars_unstored"
 
+# The longest name a collar is filed under (`devices.device_id`).
+MAX_DEVICE_ID = Device.__table__.c.device_id.type.length
+
 # Deliveries arrive a few frames out of order at most; a counter this far below the last one, heard
 # later, means the collar started a new session (a rejoin whose join message we did not get).
 FCNT_REORDER_WINDOW = 64
@@ -80,6 +86,54 @@ def collar_named(session: Session, name: str) -> Device:
     raise UnknownDevice(f"no collar {name!r} (neither a device id nor a DevEUI the bridge has heard)")
 
 
+def collar_keys(label: str, application_id: str | None, network_scope: str | None) -> tuple[str, ...]:
+    """The names a collar called label may be filed under, in the order they are given out: the
+    label; when that is another collar's (a device of the same name in another application: TTS
+    device ids are unique only within their application), `application/label`; when that is too (the
+    same application id in another tenant or cluster), `application@scope/label`. Each is cut to the
+    column with a digest of the whole when longer."""
+    keys = [label]
+    if application_id:
+        keys.append(_fitted(f"{application_id}/{label}"))
+        if network_scope:
+            keys.append(_fitted(f"{application_id}@{network_scope}/{label}"))
+    return tuple(keys)
+
+
+def _fitted(key: str) -> str:
+    """key, or its head and a digest of the whole when it is longer than a device id may be."""
+    if len(key) <= MAX_DEVICE_ID:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{key[: MAX_DEVICE_ID - 17]}~{digest}"
+
+
+def same_collar(device: Device, *, dev_eui: str | None, application_id: str | None,
+                network_scope: str | None) -> bool:
+    """False when what device is known by contradicts what a message says of its sender: another
+    DevEUI, or another application or network scope (tenant, cluster). A name is a label: a collar
+    without a DevEUI is its name within its application, so the same name in another application is
+    another collar. What either side leaves unsaid (a field-masked body, a collar registered before it
+    was heard) contradicts nothing."""
+    if dev_eui and device.dev_eui and device.dev_eui != dev_eui:
+        return False
+    if application_id and device.application_id and device.application_id != application_id:
+        return False
+    return not (network_scope and device.network_scope and device.network_scope != network_scope)
+
+
+def named_collar(filed_under: Callable[[str], Device | None], label: str, *, dev_eui: str | None,
+                 application_id: str | None, network_scope: str | None) -> Device | None:
+    """The collar filed under one of label's names (`collar_keys`, filed_under looking one up) that is
+    the sender (`same_collar`), else None."""
+    for key in collar_keys(label, application_id, network_scope):
+        candidate = filed_under(key)
+        if candidate is not None and same_collar(candidate, dev_eui=dev_eui, application_id=application_id,
+                                                 network_scope=network_scope):
+            return candidate
+    return None
+
+
 def resolve_device(
     session: Session,
     *,
@@ -87,9 +141,11 @@ def resolve_device(
     label: str | None,
     network: str | None = None,
     application_id: str | None = None,
+    network_scope: str | None = None,
     first_seen: datetime | None = None,
 ) -> Device:
-    """The collar with this DevEUI (else the one under this label), created on first sight."""
+    """The collar with this DevEUI, else the one filed under this label (`collar_keys`) that is the
+    same collar (`same_collar`); created on first sight."""
     device = None
     known = session.info.setdefault(DEVICES_BY_EUI, {})  # DevEUI -> collar, for this unit of work
     created: dict[str, Device] = session.info.setdefault(CREATED, {})
@@ -101,30 +157,38 @@ def resolve_device(
             if device is None and dev_eui not in unstored_euis:
                 with session.no_autoflush:  # collars created here are in `created`, changes of this batch in `known`
                     device = collar_with_eui(session, dev_eui)
-    label_unstored = label in unstored_ids
 
     def filed_under(name: str) -> Device | None:
-        return created.get(name) or session.get(Device, name)
+        return created.get(name) or (None if name in unstored_ids else session.get(Device, name))
 
-    if device is None and label and not label_unstored:
-        candidate = filed_under(label)
-        if candidate is not None and (candidate.dev_eui is None or dev_eui is None or candidate.dev_eui == dev_eui):
-            device = candidate
+    ids = {"dev_eui": dev_eui, "application_id": application_id, "network_scope": network_scope}
+    if device is None and label:
+        device = named_collar(filed_under, label, **ids)
     if device is None:
-        named = filed_under(label) if label and not label_unstored else None
-        if named is not None and (named.dev_eui is None or dev_eui is None or named.dev_eui == dev_eui):
-            # Another worker filed this collar under its label between our two looks (PostgreSQL):
-            # the same collar, not a second one under its DevEUI.
-            device = named
+        # Looked at again: another worker may have filed this collar under one of its names between
+        # our two looks (PostgreSQL): the same collar, not a second one.
+        holders = {key: filed_under(key) for key in collar_keys(label, application_id, network_scope)} if label else {}
+        device = next((held for held in holders.values() if held is not None and same_collar(held, **ids)), None)
     if device is None:
-        key = label if label and named is None else (dev_eui or label)
-        if not key:
+        free = [key for key, held in holders.items() if held is None]
+        if dev_eui:
+            key = label if label and label in free else dev_eui
+        elif free:
+            # The name that says what tells it apart: its tenant when the other collar's application
+            # has the same id (in another tenant), else its application.
+            same_application = any(held is not None and held.application_id == application_id
+                                   for held in holders.values())
+            key = free[-1] if same_application else free[0]
+        elif label:  # every name taken by another collar: one of its own, from all it is known by
+            key = _fitted(f"{network}:{network_scope}:{application_id}/{label}~")
+        else:
             raise ValueError("a collar needs a DevEUI or a name")
         device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0)
         session.add(device)
         created[key] = device
         _flush_unless_keys_checked_at_commit(session)
-        log.info("new collar heard device_id=%s dev_eui=%s", key, dev_eui, extra={"device_id": key, "dev_eui": dev_eui})
+        log.info("new collar heard device_id=%s dev_eui=%s application_id=%s", key, dev_eui, application_id,
+                 extra={"device_id": key, "dev_eui": dev_eui, "application_id": application_id})
     if dev_eui and device.dev_eui != dev_eui:
         device.dev_eui = dev_eui
     if label and device.label != label:
@@ -141,6 +205,8 @@ def resolve_device(
     # the value it holds already.
     if application_id and device.application_id != application_id:
         device.application_id = application_id
+    if network_scope and device.network_scope != network_scope:
+        device.network_scope = network_scope
     if network and device.network != network:
         device.network = network
     if device.first_seen is None:
@@ -214,13 +280,15 @@ def is_backfilled(message_time: datetime, heard_at: datetime) -> bool:
 def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> Device:
     """The collar that sent uplink (created on first sight), updated with what this uplink says of it."""
     device = session.info.get(CREATED, {}).get(uplink.device_id) or session.get(Device, uplink.device_id)
-    if device is None or (uplink.dev_eui and device.dev_eui not in (None, uplink.dev_eui)):
+    if device is None or not same_collar(device, dev_eui=uplink.dev_eui, application_id=uplink.application_id,
+                                         network_scope=uplink.network_scope):
         device = resolve_device(
             session,
             dev_eui=uplink.dev_eui,
             label=uplink.device_id,
             network=uplink.source,
             application_id=uplink.application_id,
+            network_scope=uplink.network_scope,
             first_seen=heard_at,
         )
     if device.first_seen is None:
@@ -229,6 +297,8 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> D
         device.dev_eui = uplink.dev_eui
     if uplink.application_id and device.application_id != uplink.application_id:
         device.application_id = uplink.application_id
+    if uplink.network_scope and device.network_scope != uplink.network_scope:
+        device.network_scope = uplink.network_scope
     if device.network != uplink.source:
         device.network = uplink.source
     if device.last_seen is None or heard_at >= device.last_seen:

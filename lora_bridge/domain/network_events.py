@@ -99,6 +99,7 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
             label=event.device_id,
             network=event.network,
             application_id=event.application_id,
+            network_scope=event.network_scope,
         )
     outcome = Recorded(device_id=device.device_id if device else None)
     raw.device_id = outcome.device_id

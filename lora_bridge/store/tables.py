@@ -96,6 +96,9 @@ class Device(Base):
     device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     dev_eui: Mapped[str | None] = mapped_column(String(16), index=True)
     application_id: Mapped[str | None] = mapped_column(String(64))
+    # The tenant (else the cluster) the network names the application in: with the application, what
+    # tells a collar without a DevEUI from another of its name (`devices.same_collar`).
+    network_scope: Mapped[str | None] = mapped_column(String(64))
     network: Mapped[str | None] = mapped_column(String(16))
     first_seen: Mapped[datetime | None]
     last_seen: Mapped[datetime | None]
