@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.recordings import DataError, Loaded, LoadReport, Recording, unit_factor_mg
+from models.recordings import DataError, Loaded, LoadReport, Recording, check_gravity, unit_factor_mg
 
 RATE_TOLERANCE = 0.02  # bouts whose rates differ by more than 2 % are mixed rates
 GAP_FACTOR = 1.5  # a step longer than 1.5 sample intervals is a gap
@@ -98,7 +98,7 @@ def load_csv(
     factor = unit_factor_mg(units)
     loaded = Loaded([], LoadReport())
     for path in csv_files(paths):
-        loaded.extend(_load_one(path, columns, factor, rate_hz, split_gaps))
+        loaded.extend(_load_one(path, columns, factor, rate_hz, split_gaps, units))
     return loaded
 
 
@@ -127,7 +127,8 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None, split_gaps: bool) -> Loaded:
+def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None, split_gaps: bool,
+              units: str = "g") -> Loaded:
     import pandas as pd
 
     source = str(path)
@@ -199,6 +200,7 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
             source=f"{source}, row {rows[start]}",
             start_s=float(times[start]) if times is not None else 0.0,
         ))
+    check_gravity(recordings, source, factor, units)
     return Loaded(recordings, report)
 
 

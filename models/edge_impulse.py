@@ -22,7 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from models.recordings import DataError, Loaded, LoadReport, Recording, split_label_runs, unit_factor_mg
+from models.recordings import (
+    DataError,
+    Loaded,
+    LoadReport,
+    Recording,
+    check_gravity,
+    split_label_runs,
+    unit_factor_mg,
+)
 
 EMPTY_SIGNATURE = "0" * 64
 DEVICE_TYPE = "TEMBO_COLLAR"
@@ -111,7 +119,8 @@ def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
     if len(units) != 1:
         raise DataError(source, f"the three axes have different units {sorted(map(str, units))}",
                         column="payload.sensors")
-    factor = unit_factor_mg(str(units.pop()), source)
+    unit = str(units.pop())
+    factor = unit_factor_mg(unit, source)
     values = payload["values"]
     try:
         array = np.asarray(values, dtype=np.float64)
@@ -127,6 +136,7 @@ def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
     animal = payload.get("device_name") or None
     recording = Recording(animal, path.name, 1000.0 / float(interval_ms), array[:, axes] * factor,
                           np.full(len(array), label), source, float(protected.get("iat") or 0))
+    check_gravity([recording], source, factor, unit, option="the sensors' units")
     return recording, verified
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from models.csv_source import csv_files
-from models.recordings import DataError, Loaded, LoadReport, Recording, unit_factor_mg
+from models.recordings import DataError, Loaded, LoadReport, Recording, check_gravity, unit_factor_mg
 
 RAW = "eobs:accelerations-raw"
 AXES = "eobs:acceleration-axes"
@@ -49,7 +49,9 @@ def load_movebank(paths: list[str | Path], units: str = "counts:0.0027", zero: f
     offset = (EOBS_ZERO if units.strip().lower().startswith("counts") else 0.0) if zero is None else zero
     loaded = Loaded([], LoadReport())
     for path in csv_files(paths):
-        loaded.extend(_load_one(path, factor, offset, label_column))
+        part = _load_one(path, factor, offset, label_column)
+        check_gravity(part.recordings, str(path), factor, units)
+        loaded.extend(part)
     return loaded
 
 

@@ -26,6 +26,10 @@ UNIT_TO_MG = {
     "m/s²": G_MG / STANDARD_GRAVITY_M_S2,
 }
 UNITS_HELP = "g, mg, m/s2, or counts:G_PER_COUNT (e.g. counts:0.000488 for the LIS2DW12 at 4 g)"
+# An accelerometer on an animal always feels gravity: a bout's mean acceleration reads about 1 g, whatever
+# the animal does. Data whose bouts read far from it is in other units than those given (m/s2 read as g
+# reads 9.8 g), and a model trained on it would see on the collar a world ten times calmer than it learned.
+GRAVITY_RANGE_G = (0.4, 2.5)
 
 
 class DataError(ValueError):
@@ -61,6 +65,26 @@ def unit_factor_mg(units: str, source: str = "--units") -> float:
     if key not in UNIT_TO_MG:
         raise DataError(source, f"unknown unit {text!r}; accepted units: {UNITS_HELP}")
     return UNIT_TO_MG[key]
+
+
+def check_gravity(recordings: list[Recording], source: str, factor_mg: float, units: str,
+                  option: str = "--units") -> None:
+    """Raise DataError when the median bout of one file does not feel about 1 g of gravity in the units given.
+
+    factor_mg is the factor the values were scaled by (units -> milli-g); the message names the units
+    under which the data would read 1 g, if one of g, mg and m/s2 does.
+    """
+    if not recordings:
+        return
+    reads_g = float(np.median([np.linalg.norm(r.samples_mg.mean(axis=0)) for r in recordings if len(r)])) / G_MG
+    low, high = GRAVITY_RANGE_G
+    if low <= reads_g <= high:
+        return
+    fits = [name for name in ("g", "mg", "m/s2") if low <= reads_g * UNIT_TO_MG[name] / factor_mg <= high]
+    hint = (f"read as {fits[0]} it would be {reads_g * UNIT_TO_MG[fits[0]] / factor_mg:.3g} g: give {option} "
+            f"{fits[0]}" if fits else f"check {option} ({UNITS_HELP})")
+    raise DataError(source, f"read as {units!r}, gravity comes out at {reads_g:.3g} g (the median bout's mean "
+                    f"acceleration), where an animal's accelerometer feels about 1 g; {hint}")
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,30 @@ def test_researcher_loads_a_long_csv_with_their_own_column_names_and_units(tmp_p
     assert list(first.labels[:1]) == [herd.recordings[0].labels[0]]
 
 
+def test_researcher_with_acceleration_in_m_per_s2_who_forgets_units_is_told_instead_of_getting_a_ten_g_model(
+        tmp_path):
+    herd = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=5)
+    in_g = write_labelled_csv(herd, tmp_path / "herd_g.csv", NAMES, units="g")
+    in_m_s2 = write_labelled_csv(herd, tmp_path / "herd_m_s2.csv", NAMES, units="m/s2")
+    settings = WindowSettings(window_s=4)
+    as_g = make_windows(load_csv([in_g], Columns.parse(COLUMNS)), settings)
+    as_m_s2 = make_windows(load_csv([in_m_s2], Columns.parse(COLUMNS), units="m/s2"), settings)
+    assert np.array_equal(as_g.features, as_m_s2.features) and np.array_equal(as_g.labels, as_m_s2.labels)
+    with pytest.raises(DataError, match=r"herd_m_s2.csv: read as 'g', gravity comes out at 9.\d+ g.*give --units m/s2"):
+        load_csv([in_m_s2], Columns.parse(COLUMNS))  # the default unit is g
+    with pytest.raises(DataError, match=r"read as 'mg', gravity comes out at 0.00\d+ g.*give --units g"):
+        load([str(in_g)], DataOptions(columns=COLUMNS, units="mg"))
+
+
+def test_edge_impulse_file_whose_sensors_say_m_per_s2_but_hold_g_is_refused(tmp_path):
+    document = json.loads((FIXTURES / "edge_impulse_docs_example.json").read_text())
+    document["payload"]["values"] = [[v / STANDARD_GRAVITY_M_S2 for v in row] for row in document["payload"]["values"]]
+    path = tmp_path / "idle.in_g.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataError, match=r"idle.in_g.json: read as 'm/s2', gravity comes out at 0.09\d* g.*units g"):
+        edge_impulse.load_edge_impulse([path])
+
+
 def test_dataset_toml_names_the_columns_units_and_files(tmp_path):
     (tmp_path / "raw").mkdir()
     _csv(tmp_path / "raw", _rows(40), "day1.csv")
