@@ -7,8 +7,11 @@ sample). The label is not in the payload: Edge Impulse's uploader takes it from 
 (`walk.01.json` is labelled `walk`), and so does Tembo.
 
 A signed file is checked when an HMAC key is given: the signature is HMAC-SHA256 over the file's
-JSON with the signature field set to 64 zeros, the way Edge Impulse's examples sign. Without a key
-the signatures are counted as not verified in the report.
+JSON with the signature field set to 64 zeros, the way Edge Impulse's examples sign. The check hashes
+the file's own bytes with its signature zeroed, never a re-encoding of it: Edge Impulse's Node.js
+example and data forwarder sign `JSON.stringify` (no spaces), its Python example `json.dumps`, and a
+re-encoded file would differ from both in spacing, key order or number spelling. Without a key the
+signatures are counted as not verified in the report.
 """
 
 from __future__ import annotations
@@ -49,6 +52,24 @@ def sign(document: dict, key: bytes) -> str:
     return hmac.new(key, json.dumps(body).encode(), hashlib.sha256).hexdigest()
 
 
+def signed_bytes(raw: bytes, signature: str) -> bytes | None:
+    """Return a file's bytes with its top-level signature value set to 64 zeros (what the signer hashed),
+    or None when the file does not hold that signature as a JSON string."""
+    field = re.compile(rb'"signature"\s*:\s*"' + re.escape(signature.encode()) + rb'"')
+    match = field.search(raw)
+    if match is None:
+        return None
+    value_at = match.end() - 1 - len(signature.encode())
+    return raw[:value_at] + EMPTY_SIGNATURE.encode() + raw[match.end() - 1:]
+
+
+def verify(raw: bytes, signature: str, key: bytes) -> bool:
+    """Return True when signature is the HS256 signature of the file's bytes with the signature zeroed."""
+    body = signed_bytes(raw, signature) if len(signature) == len(EMPTY_SIGNATURE) else None
+    expected = hmac.new(key, body, hashlib.sha256).hexdigest() if body is not None else ""
+    return hmac.compare_digest(expected, signature.lower())
+
+
 def _files(paths: list[str | Path]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
@@ -87,13 +108,18 @@ def load_edge_impulse(paths: list[str | Path], hmac_key: bytes | None = None) ->
 def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
     source = str(path)
     try:
-        document = json.loads(path.read_text())
+        raw = path.read_bytes()
+        document = json.loads(raw)
     except (OSError, ValueError) as err:
         raise DataError(source, f"not JSON: {err}") from None
+    if not isinstance(document, dict):
+        raise DataError(source, "not an Edge Impulse data acquisition file (a JSON object)")
     for key in ("protected", "signature", "payload"):
         if key not in document:
             raise DataError(source, f"missing {key!r}: not an Edge Impulse data acquisition file", column=key)
     protected, payload = document["protected"], document["payload"]
+    if not isinstance(payload, dict):
+        raise DataError(source, "payload must be a JSON object", column="payload")
     if not isinstance(protected, dict) or protected.get("ver") != "v1":
         raise DataError(source, "protected.ver must be 'v1'", column="protected.ver")
     alg = protected.get("alg")
@@ -101,7 +127,7 @@ def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
         raise DataError(source, f"protected.alg {alg!r} is neither 'HS256' nor 'none'", column="protected.alg")
     verified = False
     if alg == "HS256" and hmac_key is not None:
-        if not hmac.compare_digest(sign(document, hmac_key), str(document["signature"])):
+        if not verify(raw, str(document["signature"]), hmac_key):
             raise DataError(source, "signature does not match the HMAC key", column="signature")
         verified = True
     for key in ("device_type", "interval_ms", "sensors", "values"):
@@ -111,7 +137,7 @@ def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
     if not isinstance(interval_ms, int | float) or interval_ms <= 0:
         raise DataError(source, f"interval_ms {interval_ms!r} must be a positive number", column="payload.interval_ms")
     sensors = payload["sensors"]
-    names = [s.get("name") for s in sensors] if isinstance(sensors, list) else []
+    names = [s.get("name") if isinstance(s, dict) else None for s in sensors] if isinstance(sensors, list) else []
     axes = [names.index(n) for n in AXIS_SENSORS if n in names]
     if len(axes) != 3:
         raise DataError(source, f"sensors {names} must include {', '.join(AXIS_SENSORS)}", column="payload.sensors")

@@ -4,6 +4,8 @@ naming file, row and column; anything left out is counted."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import shutil
 from pathlib import Path
@@ -196,6 +198,37 @@ def test_edge_impulse_export_signs_and_import_verifies_and_refuses_a_tampered_fi
     files[0].write_text(json.dumps(document))
     with pytest.raises(DataError, match="signature does not match"):
         edge_impulse.load_edge_impulse([files[0]], hmac_key=b"field-team-key")
+
+
+def _signed_as_edge_impulse_documents(document: dict, key: bytes, encode) -> bytes:
+    """Sign as Edge Impulse's ingestion examples do: encode with 64 zeros as signature, HMAC the bytes,
+    put the signature in and encode again."""
+    document = dict(document, signature="0" * 64)
+    signature = hmac.new(key, encode(document).encode(), hashlib.sha256).hexdigest()
+    return encode(dict(document, signature=signature)).encode()
+
+
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda d: json.dumps(d, separators=(",", ":")),  # Node.js example and data forwarder: JSON.stringify
+        json.dumps,  # Python example: json.dumps
+        lambda d: json.dumps({"payload": d["payload"], "protected": d["protected"], "signature": d["signature"]},
+                             indent=2),  # any encoder that signs the bytes it writes
+    ],
+    ids=["json_stringify", "python_json_dumps", "reordered_and_indented"],
+)
+def test_researcher_verifies_files_signed_the_way_edge_impulse_documents_in_node_and_python(tmp_path, encode):
+    document = json.loads((FIXTURES / "edge_impulse_docs_example.json").read_text())
+    path = tmp_path / "idle.signed.json"
+    path.write_bytes(_signed_as_edge_impulse_documents(document, b"project-hmac-key", encode))
+    loaded = edge_impulse.load_edge_impulse([path], hmac_key=b"project-hmac-key")
+    assert loaded.recordings[0].labels.tolist() == ["idle"] * 4 and not loaded.report.notes
+    with pytest.raises(DataError, match="signature does not match"):
+        edge_impulse.load_edge_impulse([path], hmac_key=b"another-projects-key")
+    path.write_bytes(path.read_bytes().replace(b"-9.83", b"-9.73"))
+    with pytest.raises(DataError, match="signature does not match"):
+        edge_impulse.load_edge_impulse([path], hmac_key=b"project-hmac-key")
 
 
 @pytest.mark.parametrize(
