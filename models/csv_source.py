@@ -21,7 +21,7 @@ Columns may also come from a small TOML dataset file (`load_dataset_file`):
 
 The sampling rate is detected per bout from the time column and checked: bouts at different rates
 (mixed rates), a gap inside a bout, a time that goes backwards, a value that is not a number or a
-missing label stop the load with a `DataError` naming the file, the row (1 = the header) and the column.
+missing label (empty, NA, N/A, NULL, ... as `recordings.MISSING_MARKERS` lists) stop the load with a `DataError` naming the file, the row (1 = the header) and the column.
 """
 
 from __future__ import annotations
@@ -32,7 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-from models.recordings import DataError, Loaded, LoadReport, Recording, check_gravity, unit_factor_mg
+from models.recordings import (
+    DataError,
+    Loaded,
+    LoadReport,
+    Recording,
+    check_gravity,
+    is_missing,
+    unit_factor_mg,
+)
 
 RATE_TOLERANCE = 0.02  # bouts whose rates differ by more than 2 % are mixed rates
 GAP_FACTOR = 1.5  # a step longer than 1.5 sample intervals is a gap
@@ -157,16 +165,17 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
                             f"({int(bad.sum())} such rows)", row=int(rows[i]), column=name)
         samples[:, a] = values * factor
     labels = frame[columns.label].str.strip().to_numpy(dtype=str)
-    empty = (labels == "") | (np.char.lower(labels) == "nan")
+    empty = is_missing(labels)
     if empty.any():
         i = _first_bad(empty)
-        raise DataError(source, f"no label ({int(empty.sum())} such rows)", row=int(rows[i]), column=columns.label)
+        raise DataError(source, f"no label ({str(labels[i])!r}; {int(empty.sum())} such rows): remove or label them",
+                        row=int(rows[i]), column=columns.label)
 
     times = _times(frame, columns.time, source, rows) if columns.time else None
     animal = frame[columns.animal].str.strip().to_numpy(dtype=str) if columns.animal else None
-    if animal is not None and (animal == "").any():
-        i = _first_bad(animal == "")
-        raise DataError(source, "no animal id", row=int(rows[i]), column=columns.animal)
+    if animal is not None and is_missing(animal).any():
+        i = _first_bad(is_missing(animal))
+        raise DataError(source, f"no animal id ({str(animal[i])!r})", row=int(rows[i]), column=columns.animal)
     bout = frame[columns.bout].str.strip().to_numpy(dtype=str) if columns.bout else None
 
     # A bout is a run of rows with the same animal and bout id (in file order).

@@ -19,7 +19,15 @@ from pathlib import Path
 import numpy as np
 
 from models.csv_source import csv_files
-from models.recordings import DataError, Loaded, LoadReport, Recording, check_gravity, unit_factor_mg
+from models.recordings import (
+    DataError,
+    Loaded,
+    LoadReport,
+    Recording,
+    check_gravity,
+    is_missing,
+    unit_factor_mg,
+)
 
 RAW = "eobs:accelerations-raw"
 AXES = "eobs:acceleration-axes"
@@ -91,11 +99,11 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
             raise DataError(source, f"sampling frequency {values[RATE]!r} is not a positive number",
                             row=file_row, column=RATE)
         label = values[label_column].strip()
-        if not label:
+        if is_missing(label):
             report.leave_out("bursts without a label (not annotated)", len(numbers) // 3)
             continue
         samples = (numbers.reshape(-1, 3) - offset) * factor
-        animal = values[ANIMAL].strip() if ANIMAL in frame.columns and values[ANIMAL].strip() else None
+        animal = values[ANIMAL].strip() if ANIMAL in frame.columns and not is_missing(values[ANIMAL].strip()) else None
         event = values[EVENT].strip() if EVENT in frame.columns else str(file_row)
         recordings.append(Recording(animal, f"{path.name}:{event}", rate, samples,
                                     np.full(len(samples), label), f"{source}, row {file_row}",

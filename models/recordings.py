@@ -26,6 +26,9 @@ UNIT_TO_MG = {
     "m/s²": G_MG / STANDARD_GRAVITY_M_S2,
 }
 UNITS_HELP = "g, mg, m/s2, or counts:G_PER_COUNT (e.g. counts:0.000488 for the LIS2DW12 at 4 g)"
+# How spreadsheets, R (write.csv writes NA), pandas and databases spell a missing value: a label or an animal id
+# spelt so is missing, never a behaviour or an animal called "NA".
+MISSING_MARKERS = frozenset({"", "na", "nan", "n/a", "#n/a", "<na>", "null", "none"})
 # An accelerometer on an animal always feels gravity: a bout's mean acceleration reads about 1 g, whatever
 # the animal does. Data whose bouts read far from it is in other units than those given (m/s2 read as g
 # reads 9.8 g), and a model trained on it would see on the collar a world ten times calmer than it learned.
@@ -85,6 +88,11 @@ def check_gravity(recordings: list[Recording], source: str, factor_mg: float, un
             f"{fits[0]}" if fits else f"check {option} ({UNITS_HELP})")
     raise DataError(source, f"read as {units!r}, gravity comes out at {reads_g:.3g} g (the median bout's mean "
                     f"acceleration), where an animal's accelerometer feels about 1 g; {hint}")
+
+
+def is_missing(values: np.ndarray) -> np.ndarray:
+    """Return True where a stripped text value is a missing-value marker (MISSING_MARKERS, any case)."""
+    return np.isin(np.char.lower(np.asarray(values, dtype=str)), list(MISSING_MARKERS))
 
 
 @dataclass(frozen=True)

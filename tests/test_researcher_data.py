@@ -107,6 +107,22 @@ def test_bad_csv_gets_a_message_naming_file_row_and_column(tmp_path, rows, units
     assert expected in str(refused.value)
 
 
+@pytest.mark.parametrize("marker", ["NA", "N/A", "nan", "NULL", "#N/A"])
+def test_researcher_whose_export_spells_missing_labels_na_gets_no_behaviour_or_animal_called_na(tmp_path, marker):
+    labelled = _rows(40)
+    unlabelled = [row.rsplit(",", 1)[0] + f",{marker}" for row in _rows(40, t0=4.0)]
+    with pytest.raises(DataError, match=rf"row 42, column 'behav': no label \('{marker}'; 40 such rows\)"):
+        load_csv([_csv(tmp_path, labelled + unlabelled)], Columns.parse(COLUMNS))
+    unknown_animal = [f"{marker}," + row.split(",", 1)[1] for row in _rows(40, bout="b2")]
+    with pytest.raises(DataError, match=rf"row 42, column 'collar': no animal id \('{marker}'\)"):
+        load_csv([_csv(tmp_path, labelled + unknown_animal)], Columns.parse(COLUMNS))
+    bursts = (FIXTURES / "movebank_eobs_bursts.csv").read_text().replace(",walking,", f",{marker},")
+    (tmp_path / "bursts.csv").write_text(bursts)
+    loaded = load_movebank([tmp_path / "bursts.csv"])
+    assert {label for r in loaded.recordings for label in r.labels} == {"standing"}
+    assert loaded.report.left_out["bursts without a label (not annotated)"] == 3 + 4
+
+
 def test_missing_column_is_named_with_the_columns_the_file_has(tmp_path):
     path = _csv(tmp_path, _rows(5))
     with pytest.raises(DataError, match=r"row 1, column 'behaviour'.*missing column\(s\) \['behaviour'\]") as refused:
