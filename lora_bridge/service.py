@@ -1086,7 +1086,7 @@ class Bridge:
         return outbox.drain(self.db, self.notify_config, self.senders, as_utc(now) if now else None)
 
     def notifications(self, *, viewer: Viewer, state: str | None = None) -> list[NotificationView]:
-        """Outbox rows (pending, sending, sent, failed), oldest first. Their payloads carry exact
+        """Outbox rows (pending, sending, sent, failed, withdrawn), oldest first. Their payloads carry exact
         positions for EarthRanger and the control room's channels, so only admins read them."""
         require(viewer, roles.READ_AUDIT)
         with self.db.read() as session:

@@ -191,10 +191,13 @@ class WebhookReceiver:
 
 @dataclass
 class SmsGateway:
-    """A generic HTTP SMS gateway: bearer token, JSON {"to", "from", "text"}."""
+    """A generic HTTP SMS gateway: bearer token, JSON {"to", "from", "text"}; can refuse the first few
+    (503, the gateway's mobile link down) to force retries."""
 
     token: str
     messages: list[dict[str, Any]] = field(default_factory=list)
+    refuse_first: int = 0
+    refused: int = 0
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/send", self.send, methods=["POST"])])
@@ -205,6 +208,9 @@ class SmsGateway:
         body = json.loads(await request.body())
         if set(body) != {"to", "from", "text"} or not body["to"].startswith("+"):
             return JSONResponse({"error": "bad request"}, status_code=400)
+        if self.refused < self.refuse_first:
+            self.refused += 1
+            return JSONResponse({"error": "no mobile network"}, status_code=503)
         self.messages.append(body)
         return JSONResponse({"id": f"sms-{len(self.messages)}"})
 

@@ -294,3 +294,64 @@ def test_a_list_earthranger_refuses_is_sent_fix_by_fix_so_one_refused_collar_hol
     assert {key[0] for key in stand_in.observations} == {"collar-01"}
     (refused,) = failed
     assert refused.payload["device_id"] == "collar-02" and "HTTP 400" in refused.last_error
+
+
+def test_duty_officer_is_not_told_nobody_answered_an_alert_a_ranger_acknowledged_while_the_sms_waited(
+    sqlite_url, tmp_path, earthranger
+):
+    stand_in, url = earthranger
+    gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1)  # the gateway's mobile link is down at first
+    routes = (
+        '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n'
+        'actions = ["raised", "escalated", "acknowledged"]\n'
+        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    )
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", er_url=url, sms_url=sms.url, routes=routes,
+                                 er_extra="send_positions = false\n")
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.register_animal("collar-01", "Naserian")
+            (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("collar_drop", seq=1), f_cnt=1)).alert_ids
+            assert bridge.flush_notifications(now=wall()).sent == 1  # EarthRanger's event, at 200
+            bridge.run_rules(now=T + timedelta(minutes=61))  # nobody answered a medium alert in 60 min
+            first = bridge.flush_notifications(now=wall())  # EarthRanger patched; the SMS gateway refuses
+            bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))  # Amani takes it meanwhile
+            later = bridge.flush_notifications(now=wall(120))
+            history = [e.action for e in bridge.alert_events(alert_id, viewer=b.RANGER)]
+            withdrawn = bridge.notifications(viewer=ADMIN, state="withdrawn")
+
+    assert (first.sent, first.retried) == (1, 1)
+    assert gateway.messages == []  # the duty officer's phone stays quiet: a ranger has it
+    assert (later.sent, later.withdrawn, later.failed) == (1, 1, 0)  # EarthRanger told of the acknowledgement
+    (sms_row,) = withdrawn
+    assert sms_row.route == "duty-sms" and "acknowledged by ranger.amani" in sms_row.last_error
+    assert "notification_withdrawn" in history
+    (event,) = stand_in.events.values()
+    assert event["state"] == "active" and stand_in.problems == []
+
+
+def test_a_poaching_alert_resolved_while_the_sms_gateway_was_down_wakes_nobody_but_reaches_earthranger(
+    sqlite_url, tmp_path, earthranger
+):
+    stand_in, url = earthranger
+    gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1)
+    routes = (
+        '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "resolved"]\n'
+        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    )
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", er_url=url, sms_url=sms.url, routes=routes,
+                                 er_extra="send_positions = false\n")
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            night_s = int(NIGHT.timestamp())
+            uplink = b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=night_s), f_cnt=1)
+            (alert_id,) = bridge.ingest_tts_uplink(uplink).alert_ids
+            first = bridge.flush_notifications(now=wall())  # EarthRanger's event; the SMS gateway refuses
+            bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "false_alarm", "herd at the dam")
+            later = bridge.flush_notifications(now=wall(120))
+
+    assert (first.sent, first.retried) == (1, 1)
+    assert gateway.messages == []
+    assert (later.sent, later.withdrawn) == (1, 1)
+    (event,) = stand_in.events.values()
+    assert (event["event_type"], event["state"]) == ("tembo_poaching_risk", "resolved")

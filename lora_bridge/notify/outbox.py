@@ -8,6 +8,12 @@ then `failed` (kept, with the last error). A row left `sending` by a process tha
 retried after the lease, carrying the same delivery id (`X-Tembo-Delivery`) so a receiver can drop
 the repeat; a row marked sent is never sent again.
 
+A message that asks someone to act is checked against its alert when its turn comes, not only when it
+was queued (a channel down for an hour holds it that long): an escalation ("nobody answered") of an
+alert a ranger acknowledged or resolved meanwhile, or a "raised" of an alert already resolved, is
+`withdrawn` (kept, with the reason, and an alert event), never sent. EarthRanger's "raised" still goes:
+it creates the event that the later steps patch.
+
 Fixes stay one row each (queued once, retried alone), but a channel that takes many at once (a
 sender with `send_batch`, EarthRanger's list of observations) gets the due ones in batches of its
 `batch_size`: claimed together, sent in one request, marked together. A batch the receiver refuses
@@ -40,6 +46,7 @@ PENDING = "pending"
 SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
+WITHDRAWN = "withdrawn"  # overtaken by the alert's own life before its turn came: never sent
 
 KIND_ALERT = "alert"
 KIND_POSITION = "position"
@@ -66,6 +73,7 @@ class DrainReport:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    withdrawn: int = 0
 
 
 def route_matches(route: Route, alert: Alert, action: str, device: Device | None) -> bool:
@@ -196,7 +204,7 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
             .order_by(Notification.next_attempt_at, Notification.id)
             .limit(limit)
         ))
-    tally = {"sent": 0, "retried": 0, "failed": 0}
+    tally = {"sent": 0, "retried": 0, "failed": 0, "withdrawn": 0}
     blocked: set[str] = set()
     for channel, batched, group in _groups(due, senders):
         if channel in blocked:  # this channel just failed: leave the rest for the next pass
@@ -204,7 +212,7 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
         if batched:
             _send_batch(db, config, senders[channel], group, at, tally, blocked)
             continue
-        row = _claim(db, group[0], at)
+        row = _claim(db, group[0], at, tally)
         if row is not None:
             _send_one(db, config, senders.get(row.channel), row, at, tally, blocked)
     if due:
@@ -313,7 +321,9 @@ def _sent_many(db: Database, notification_ids: list[int]) -> None:
     log.info("notifications sent in one batch", extra={"notifications": len(notification_ids)})
 
 
-def _claim(db: Database, notification_id: int, at: datetime) -> Notification | None:
+def _claim(db: Database, notification_id: int, at: datetime, tally: dict[str, int]) -> Notification | None:
+    """Claim a pending row (pending → sending) to send it now; None when another worker has it, or when
+    its alert has overtaken it (`overtaken_by`: the row is withdrawn instead, counted in tally)."""
     with db.write() as session:
         claimed = session.execute(
             update(Notification)
@@ -323,8 +333,45 @@ def _claim(db: Database, notification_id: int, at: datetime) -> Notification | N
         if claimed != 1:
             return None
         row = session.get(Notification, notification_id)
+        alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
+        reason = overtaken_by(row, alert)
+        if alert is not None and reason is not None:
+            _withdraw(session, row, alert, reason)
+            tally["withdrawn"] += 1
+            return None
         session.expunge(row)
         return row
+
+
+def overtaken_by(row: Notification, alert: Alert | None) -> str | None:
+    """Why this alert step should no longer go out (the alert moved on since it was queued), or None.
+
+    An escalation says nobody answered: not once a ranger acknowledged or resolved the alert. A raise
+    asks someone to look: not once the alert is resolved, except to EarthRanger, whose event the later
+    steps patch (and which keeps the record)."""
+    if alert is None or row.kind != KIND_ALERT:
+        return None
+    action = (row.payload or {}).get("action")
+    if action == "escalated" and alert.state != alerts.STATE_NEW:
+        who = alert.acknowledged_by if alert.state == alerts.STATE_ACKNOWLEDGED else alert.resolved_by
+        return f"the alert was {alert.state} by {who} before this escalation went out"
+    if action == "raised" and alert.state == alerts.STATE_RESOLVED and row.channel != "earthranger":
+        return f"the alert was resolved by {alert.resolved_by} before this went out"
+    return None
+
+
+def _withdraw(session: Session, row: Notification, alert: Alert, reason: str) -> None:
+    row.state = WITHDRAWN
+    row.last_error = reason
+    alerts.record_event(
+        session, alert, alerts.SYSTEM_ACTOR, "notification_withdrawn",
+        {"route": row.route, "channel": row.channel, "to": row.recipient, "notification_id": row.id,
+         "action": (row.payload or {}).get("action"), "reason": reason},
+    )
+    log.info("notification withdrawn notification_id=%d alert_id=%d device_id=%s: %s", row.id, alert.id,
+             alert.device_id, reason,
+             extra={"notification_id": row.id, "alert_id": alert.id, "device_id": alert.device_id,
+                    "channel": row.channel})
 
 
 def _release(db: Database, notification_id: int) -> None:
