@@ -355,3 +355,28 @@ def test_a_poaching_alert_resolved_while_the_sms_gateway_was_down_wakes_nobody_b
     assert (later.sent, later.withdrawn) == (1, 1)
     (event,) = stand_in.events.values()
     assert (event["event_type"], event["state"]) == ("tembo_poaching_risk", "resolved")
+
+
+def test_a_ranger_taken_off_the_duty_sms_gets_no_alert_queued_before_the_restart_that_removed_him(
+    sqlite_url, tmp_path
+):
+    gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1)
+    duty = ('[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = [{phones}]\n'
+            'types = ["poaching_risk"]\n')
+    with serve_app_in_thread(gateway.app()) as sms:
+        before = write_rules(tmp_path / "before.toml", sms_url=sms.url,
+                             routes=duty.format(phones='"+254700000001", "+254700000002"'))
+        with b.fresh_bridge(sqlite_url, rules_path=before) as bridge:
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
+            first = bridge.flush_notifications(now=wall())  # the gateway refuses: both wait
+        # Ranger 2 leaves the reserve: his number comes off the route and the bridge restarts.
+        after = write_rules(tmp_path / "after.toml", sms_url=sms.url,
+                            routes=duty.format(phones='"+254700000001"'))
+        with b.fresh_bridge(sqlite_url, rules_path=after) as bridge:
+            later = bridge.flush_notifications(now=wall(400))
+            withdrawn = bridge.notifications(viewer=ADMIN, state="withdrawn")
+
+    assert (first.sent, first.retried) == (0, 1)
+    assert [m["to"] for m in gateway.messages] == ["+254700000001"]
+    assert (later.sent, later.withdrawn) == (1, 1)
+    assert [(n.recipient, "no longer" in n.last_error) for n in withdrawn] == [("+254700000002", True)]

@@ -12,7 +12,9 @@ A message that asks someone to act is checked against its alert when its turn co
 was queued (a channel down for an hour holds it that long): an escalation ("nobody answered") of an
 alert a ranger acknowledged or resolved meanwhile, or a "raised" of an alert already resolved, is
 `withdrawn` (kept, with the reason, and an alert event), never sent. EarthRanger's "raised" still goes:
-it creates the event that the later steps patch.
+it creates the event that the later steps patch. So is a row whose route, or whose recipient on it,
+the settings no longer name (a ranger taken off the duty SMS, the bridge restarted while his message
+waited): it carries the alert's exact place to someone no longer on duty.
 
 Fixes stay one row each (queued once, retried alone), but a channel that takes many at once (a
 sender with `send_batch`, EarthRanger's list of observations) gets the due ones in batches of its
@@ -212,7 +214,7 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
         if batched:
             _send_batch(db, config, senders[channel], group, at, tally, blocked)
             continue
-        row = _claim(db, group[0], at, tally)
+        row = _claim(db, config, group[0], at, tally)
         if row is not None:
             _send_one(db, config, senders.get(row.channel), row, at, tally, blocked)
     if due:
@@ -321,9 +323,11 @@ def _sent_many(db: Database, notification_ids: list[int]) -> None:
     log.info("notifications sent in one batch", extra={"notifications": len(notification_ids)})
 
 
-def _claim(db: Database, notification_id: int, at: datetime, tally: dict[str, int]) -> Notification | None:
+def _claim(db: Database, config: NotifyConfig, notification_id: int, at: datetime,
+           tally: dict[str, int]) -> Notification | None:
     """Claim a pending row (pending → sending) to send it now; None when another worker has it, or when
-    its alert has overtaken it (`overtaken_by`: the row is withdrawn instead, counted in tally)."""
+    its alert has overtaken it or its route no longer names its recipient (`overtaken_by`,
+    `no_longer_routed`: the row is withdrawn instead, counted in tally)."""
     with db.write() as session:
         claimed = session.execute(
             update(Notification)
@@ -334,13 +338,26 @@ def _claim(db: Database, notification_id: int, at: datetime, tally: dict[str, in
             return None
         row = session.get(Notification, notification_id)
         alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
-        reason = overtaken_by(row, alert)
+        reason = no_longer_routed(config, row) or overtaken_by(row, alert)
         if alert is not None and reason is not None:
             _withdraw(session, row, alert, reason)
             tally["withdrawn"] += 1
             return None
         session.expunge(row)
         return row
+
+
+def no_longer_routed(config: NotifyConfig, row: Notification) -> str | None:
+    """Why an alert row queued under other settings no longer goes out (its route is gone, moved to
+    another channel, or no longer lists its recipient), or None."""
+    if row.kind != KIND_ALERT or row.route is None:
+        return None
+    route = next((r for r in config.routes if r.name == row.route), None)
+    if route is None or route.channel != row.channel:
+        return f"route {row.route!r} is no longer configured for {row.channel}"
+    if row.recipient not in (route.to or [route.channel]):
+        return f"{row.recipient} is no longer a recipient of route {row.route!r}"
+    return None
 
 
 def overtaken_by(row: Notification, alert: Alert | None) -> str | None:
