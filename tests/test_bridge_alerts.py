@@ -10,6 +10,7 @@ from sqlalchemy import event
 
 from lora_bridge.access import Viewer
 from lora_bridge.errors import Forbidden, InvalidTransition, InvalidVerdict, UnknownAlert
+from lora_bridge.store.utc import utc_now
 
 
 @pytest.fixture
@@ -246,3 +247,17 @@ def test_unknown_alert_type_from_a_newer_collar_is_still_stored(bridge):
     (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert result.status == "processed"
     assert (alert.alert_type, alert.priority) == ("unknown_30", 200)
+
+
+def test_a_mortality_alert_from_a_collar_stamping_east_african_time_as_utc_is_escalated_when_nobody_answers(
+    bridge, monkeypatch
+):
+    # The collar's clock was set from a laptop on local time (UTC+3): its alert is dated 3 h ahead.
+    heard = utc_now()
+    (alert_id,) = collar_alert(bridge, "mortality", time_s=int(heard.timestamp()) + 3 * 3600).alert_ids
+    monkeypatch.setattr("lora_bridge.service.utc_now", lambda: heard + timedelta(minutes=11))
+
+    bridge.run_rules()  # the bridge's timer, on the wall clock: nobody answered in 10 minutes
+
+    history = [event.action for event in bridge.alert_events(alert_id, viewer=b.RANGER)]
+    assert "escalated" in history

@@ -107,7 +107,8 @@ def escalate(
     what was escalated.
 
     On the wall clock an alert's waiting starts when the bridge learnt of it (a late-delivered alert
-    is not escalated on arrival); with a given clock (replay, the twin) at the alert's own time."""
+    is not escalated on arrival, one the collar dated ahead is not held back); with a given clock
+    (replay, the twin) at the alert's own time."""
     escalated: list[Escalation] = []
     # The collars' cursors first (the lock order of `rules_cursors`); a collar busy in an ingest batch
     # is escalated at the next round. Its alerts read after, as they are once it is free.
@@ -136,7 +137,9 @@ def escalate(
         level = len(before)
         if minutes is None or level >= profile.max_level:
             continue
-        since = max(alert.time, alert.created_at) if wall_clock else alert.time
+        # On the wall clock from when the bridge learnt of it, whatever the collar's clock says: a
+        # collar dating its alert hours ahead (local time stamped as UTC) had held it back that long.
+        since = alert.created_at if wall_clock else alert.time
         last_due = before[-1].get("due_at") if before else None
         if last_due:
             due = datetime.fromisoformat(last_due) + timedelta(minutes=minutes)
