@@ -730,7 +730,7 @@ class Bridge:
         require(viewer, roles.HANDLE_ALERTS)
         assignee = assignee.strip()
         with self.db.write() as session:
-            alert = alerts.get_alert(session, alert_id)
+            alert = alerts.get_alert(session, alert_id, for_update=True)
             if alert.state not in alerts.OPEN_STATES:
                 raise InvalidTransition(f"alert {alert_id} is {alert.state}; only open alerts are assigned")
             alerts.record_event(session, alert, viewer.username, queries.ACTION_ASSIGNED, {"to": assignee})

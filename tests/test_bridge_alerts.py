@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import bridge_builders as b
@@ -9,6 +11,7 @@ import pytest
 from sqlalchemy import event
 
 from lora_bridge.access import Viewer
+from lora_bridge.domain import alerts
 from lora_bridge.errors import Forbidden, InvalidTransition, InvalidVerdict, UnknownAlert
 from lora_bridge.store.utc import utc_now
 
@@ -261,3 +264,26 @@ def test_a_mortality_alert_from_a_collar_stamping_east_african_time_as_utc_is_es
 
     history = [event.action for event in bridge.alert_events(alert_id, viewer=b.RANGER)]
     assert "escalated" in history
+
+
+@pytest.mark.parametrize("second_step", ["acknowledge", "resolve"])
+def test_two_rangers_phones_taking_one_alert_at_once_get_one_answer_kept_and_the_other_refused(store_url, second_step):
+    with b.fresh_bridge(store_url) as bridge:
+        (alert_id,) = collar_alert(bridge, "poaching_risk").alert_ids
+        baraka = Viewer("ranger.baraka", "ranger")
+        second = {
+            "acknowledge": lambda: bridge.acknowledge_alert(alert_id, baraka),
+            "resolve": lambda: bridge.resolve_alert(alert_id, baraka, "false_alarm"),
+        }[second_step]
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            with bridge.db.write() as session:  # Amani's resolve, in the store's hands, not yet committed
+                alerts.resolve(session, alert_id, "ranger.amani", "true", "tracks of two men at the dam")
+                baraka_tapped = pool.submit(second)  # Baraka's phone, the same moment
+                time.sleep(1.0)  # his step reaches the store while Amani's is still open
+            with pytest.raises(InvalidTransition):
+                baraka_tapped.result(timeout=30)
+        kept = bridge.alert(alert_id, viewer=b.RANGER)
+        history = [event.action for event in bridge.alert_events(alert_id, viewer=b.RANGER)]
+
+    assert (kept.state, kept.verdict, kept.resolved_by) == ("resolved", "true", "ranger.amani")
+    assert history.count("resolved") == 1 and "acknowledged" not in history

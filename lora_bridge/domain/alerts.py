@@ -357,7 +357,7 @@ def last_closed(session: Session, device_id: str, alert_type: str) -> Alert | No
 
 def acknowledge(session: Session, alert_id: int, user: str) -> Alert:
     """new → acknowledged by user."""
-    alert = get_alert(session, alert_id)
+    alert = get_alert(session, alert_id, for_update=True)
     if alert.state != STATE_NEW:
         raise InvalidTransition(f"alert {alert_id} is {alert.state}; only a new alert can be acknowledged")
     alert.state = STATE_ACKNOWLEDGED
@@ -368,11 +368,14 @@ def acknowledge(session: Session, alert_id: int, user: str) -> Alert:
     return alert
 
 
-def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str | None = None) -> Alert:
-    """new/acknowledged → resolved with the ranger's verdict (true, false_alarm, unknown)."""
+def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str | None = None, *,
+            read: Alert | None = None) -> Alert:
+    """new/acknowledged → resolved with the ranger's verdict (true, false_alarm, unknown). read: the
+    alert as the caller has just read it in this unit of work (the ingest path closing an offline
+    alert: no second read); else it is read here under its row lock."""
     if verdict not in VERDICTS:
         raise InvalidVerdict(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
-    alert = get_alert(session, alert_id)
+    alert = read if read is not None else get_alert(session, alert_id, for_update=True)
     if alert.state not in OPEN_STATES and alert.verdict is not None:
         raise InvalidTransition(f"alert {alert_id} is already resolved")
     # An alert Tembo closed itself (the condition cleared) waits for a ranger's verdict: it may take one.
@@ -396,13 +399,15 @@ def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str 
     return alert
 
 
-def get_alert(session: Session, alert_id: int) -> Alert:
-    """The alert with this id, or UnknownAlert."""
+def get_alert(session: Session, alert_id: int, *, for_update: bool = False) -> Alert:
+    """The alert with this id, or UnknownAlert. for_update: read it under its row lock, held to the
+    commit (a ranger's step: two phones taking one alert at once are served one after the other, the
+    second seeing what the first did; SQLite's one writer does that by itself)."""
     try:
         key = int(alert_id)
     except (TypeError, ValueError) as error:
         raise UnknownAlert(f"no alert {alert_id!r}") from error
-    alert = session.get(Alert, key)
+    alert = session.get(Alert, key, with_for_update=True if for_update else None)
     if alert is None:
         raise UnknownAlert(f"no alert {alert_id!r}")
     return alert

@@ -180,7 +180,8 @@ def close_offline(session: Session, device: Device, heard_at: datetime) -> int |
     alert = alerts.open_alert(session, device.device_id, OFFLINE)
     if alert is None or heard_at <= alert.time:
         return None
-    alerts.resolve(session, alert.id, alerts.SYSTEM_ACTOR, "true", note=f"heard again at {heard_at.isoformat()}")
+    alerts.resolve(session, alert.id, alerts.SYSTEM_ACTOR, "true", note=f"heard again at {heard_at.isoformat()}",
+                   read=alert)
     return alert.id
 
 
