@@ -3,16 +3,16 @@
 used `ix_positions_device_time` finds the same rows through the key, and every fix stored kept one more
 index up to date, and one more copy of its collar and time in the store, for nothing.
 
-Revision ID: 0026_positions_collar_time
-Revises: 0025_battery_one_collar_index
+Revision ID: 0027_positions_collar_time
+Revises: 0026_collar_network_scope
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0026_positions_collar_time"
-down_revision = "0025_battery_one_collar_index"
+revision = "0027_positions_collar_time"
+down_revision = "0026_collar_network_scope"
 branch_labels = None
 depends_on = None
 
