@@ -65,22 +65,28 @@ def latest_fix_per_device(session: Session) -> dict[str, tuple[datetime, float, 
     return {device_id: (time, lat, lon) for device_id, time, lat, lon in rows}
 
 
-def last_gateway_per_device(session: Session) -> dict[str, str]:
-    """The gateway that heard each collar's newest uplink best (the strongest RSSI of its copies).
+def last_gateway_per_device(
+    session: Session, device_ids: list[str] | None = None, heard_until: datetime | None = None
+) -> dict[str, str]:
+    """The gateway that heard each collar's newest uplink best (the strongest RSSI of its copies);
+    only the collars of `device_ids` when given, and the newest uplink heard by `heard_until` when
+    given (what a role with a delay may see: a gateway places the collar within its range).
     Only uplinks (they have a frame counter): a network event of the collar (a ChirpStack status, a
     delivery report) came through no gateway, and had hidden the collar's gateway from fleet health
     and from the gateways a firmware update's multicast goes through."""
     newest = aliased(RawUplink)
+    heard = [] if heard_until is None else [newest.heard_at <= heard_until]
     newest_id = (
         select(newest.id)
-        .where(newest.device_id == Device.device_id, newest.duplicate_of.is_(None), newest.f_cnt.is_not(None))
+        .where(newest.device_id == Device.device_id, newest.duplicate_of.is_(None), newest.f_cnt.is_not(None), *heard)
         .order_by(newest.id.desc())
         .limit(1)
         .scalar_subquery()
     )
-    rows = session.execute(
-        select(Device.device_id, RawUplink.gateways).join(RawUplink, RawUplink.id == newest_id)
-    ).all()
+    query = select(Device.device_id, RawUplink.gateways).join(RawUplink, RawUplink.id == newest_id)
+    if device_ids is not None:
+        query = query.where(Device.device_id.in_(device_ids))
+    rows = session.execute(query).all()
     found = {}
     for device_id, gateways in rows:
         heard = [g for g in gateways or [] if isinstance(g, dict) and g.get("gateway_id")]

@@ -571,15 +571,9 @@ class Bridge:
             views = queries.device_views(session, device_ids)
             if viewer is None or viewer.exact_positions:
                 return views
-            now = self.clock()
-            cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), now)
+            cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), self.clock())
             reports = delayed.collar_reports_by(session, cutoffs, self.codec)
-            cutoff_of = {animal_id: cutoff for cutoff, animal_ids in cutoffs.items() for animal_id in animal_ids}
-            strictest = _earliest_cutoff(viewer, now)
-            by_cutoff: dict[datetime, list[str]] = {}
-            for view in views:
-                by_cutoff.setdefault(cutoff_of.get(view.animal_id or "", strictest), []).append(view.device_id)
-            counts = {device_id: found for cutoff, device_ids_then in by_cutoff.items()
+            counts = {device_id: found for cutoff, device_ids_then in self._collar_cutoffs(viewer, views, cutoffs).items()
                       for device_id, found in queries.frame_counts(session, device_ids_then, cutoff).items()}
         unknown, uncounted = delayed.CollarReport(last_seen=None), queries.FrameCounts()
         return [
@@ -588,6 +582,18 @@ class Bridge:
                     **_counted(counts.get(view.device_id, uncounted)))
             for view in views
         ]
+
+    def _collar_cutoffs(
+        self, viewer: Viewer, views: Iterable[DeviceView], cutoffs: dict[datetime, list[str]]
+    ) -> dict[datetime, list[str]]:
+        """Each cutoff of viewer's role -> the device ids of the collars (views) it applies to: that of
+        each collar's animal (`cutoffs`: cutoff -> animal ids), the strictest for a collar without one."""
+        cutoff_of = {animal_id: cutoff for cutoff, animal_ids in cutoffs.items() for animal_id in animal_ids}
+        strictest = _earliest_cutoff(viewer, self.clock())
+        by_cutoff: dict[datetime, list[str]] = {}
+        for view in views:
+            by_cutoff.setdefault(cutoff_of.get(view.animal_id or "", strictest), []).append(view.device_id)
+        return by_cutoff
 
     def latest_positions(self, *, viewer: Viewer) -> list[PositionView]:
         """The newest fix of every animal that viewer may see (for a role with a delay: the newest
@@ -1261,22 +1267,36 @@ class Bridge:
 
     # Fleet health (dashboard) -----------------------------------------------------------------
 
-    def fleet_health(self, now: datetime | None = None) -> list[CollarHealthView]:
+    def fleet_health(self, now: datetime | None = None, *, viewer: Viewer | None = None) -> list[CollarHealthView]:
         """Every collar's health in one read: battery and its trend (the rules' battery trend),
         last uplink against the collar's own reporting interval, radio and gateway of its newest
-        uplink, lost uplinks from FCnt gaps, firmware and model versions."""
+        uplink, lost uplinks from FCnt gaps, firmware and model versions. For a viewer without exact
+        positions each collar as heard by its animal's cutoff (`devices`; `as_of` says when): the
+        gateway that heard it just now places the animal within that gateway's range now."""
         at = as_utc(now) if now else utc_now()
+        if viewer is not None:
+            require(viewer, roles.READ_FLEET)
+        late = viewer is not None and not viewer.exact_positions
+        health = {view.device_id: view for view in self.devices(viewer=viewer if late else None)}
         with self.db.read() as session:
-            health = {view.device_id: view for view in queries.device_views(session)}
-            gateways = queries.last_gateway_per_device(session)
+            if late:
+                cutoffs = self._collar_cutoffs(
+                    viewer, health.values(), self._cutoffs(viewer, delayed.high_value_flags(session), self.clock()))
+                as_of = {device_id: cutoff for cutoff, device_ids in cutoffs.items() for device_id in device_ids}
+                gateways = {device_id: gateway for cutoff, device_ids in cutoffs.items()
+                            for device_id, gateway in queries.last_gateway_per_device(session, device_ids, cutoff).items()}
+            else:
+                as_of, gateways = {}, queries.last_gateway_per_device(session)
             rows = session.execute(
                 select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id)
             ).all()
             views = []
             for device, animal in rows:
                 profile = self.rules_runtime.profile(device, animal)
+                view = health.get(device.device_id)
+                if view is None:  # registered since the collars were read: on the next read
+                    continue
                 trend = rules.battery_trend(session, device, at, profile.battery)
-                view = health[device.device_id]
                 views.append(
                     CollarHealthView(
                         device_id=device.device_id,
@@ -1297,6 +1317,7 @@ class Bridge:
                         fw_version=view.fw_version,
                         model_version=view.model_version,
                         temperature_c=view.temperature_c,
+                        as_of=as_of.get(device.device_id),
                     )
                 )
         return sorted(views, key=lambda v: (v.name or "", v.device_id))

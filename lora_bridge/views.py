@@ -90,6 +90,9 @@ class CollarHealthView:
     fw_version: str | None
     model_version: int | None
     temperature_c: float | None
+    # For a role with a delay, the moment this view stands at (the cutoff of the collar's animal):
+    # its last uplink, radio, gateway, counts and status are as heard by then. None: live.
+    as_of: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -270,9 +270,10 @@ def track_between(url: str, animal_id: str, start: datetime, end: datetime, view
 
 
 @st.cache_data(ttl=30, show_spinner=False)
-def fleet_health(url: str, now: datetime) -> list[Any]:
-    """Every collar's health (`CollarHealthView`) at `now`."""
-    return bridge(url).fleet_health(now)
+def fleet_health(url: str, now: datetime, viewer: Viewer) -> list[Any]:
+    """Every collar's health (`CollarHealthView`) at `now`, as viewer may see it (for a role with a
+    delay, each collar as heard by its animal's cutoff)."""
+    return bridge(url).fleet_health(now, viewer=viewer)
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -389,10 +389,12 @@ COL_EMPTY_ON = "Empty on"
 
 def fleet_health_table(collars: Iterable[Any], now: datetime, low_battery_mv: int = LOW_BATTERY_MV) -> pd.DataFrame:
     """Per collar (`CollarHealthView`): battery and its trend, last uplink against the collar's own
-    interval, radio, lost uplinks, versions; the most urgent first (overdue, then lowest battery)."""
+    interval, radio, lost uplinks, versions; the most urgent first (overdue, then lowest battery).
+    A collar seen as of a role's delay (`as_of`) is due or overdue by then, not by `now`."""
     rows = []
     for c in collars:
-        silent_s = (now - c.last_seen).total_seconds() if c.last_seen is not None else None
+        then = c.as_of or now
+        silent_s = (then - c.last_seen).total_seconds() if c.last_seen is not None else None
         if silent_s is None or silent_s > c.offline_after_s:
             due = "overdue"
         elif silent_s > c.expected_interval_s:

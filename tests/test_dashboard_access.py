@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import bridge_builders as b
 import pytest
 from access_builders import PASSWORDS, exact_places, live_bridge
 from browser_helpers import tracks_on_map
@@ -16,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 import ranger_dashboard
 from lora_bridge.access import Viewer
 from lora_bridge.service import open_bridge
-from ranger_dashboard import launch, login
+from ranger_dashboard import launch, login, views
 from tembo.cli import build_parser
 
 # The herd's "now" for the dashboard, which measures delays on the wall clock.
@@ -227,3 +228,25 @@ def test_admin_sees_a_locked_out_name_on_the_audit_page_and_unlocks_it(live_stor
         assert "intruder" not in {row.key for row in bridge.lockouts(viewer=Viewer("ada", "admin"))}
         unlocked = [e for e in bridge.audit_log(viewer=Viewer("ada", "admin")) if e.action == "unlocked"]
     assert unlocked[0].username == "ada" and unlocked[0].detail["username"] == "intruder"
+
+
+def test_field_technician_reads_on_the_fleet_page_no_gateway_that_heard_a_collar_just_now(tmp_path, monkeypatch):
+    # Tusker (high-value) walked into the farm-edge mast's range two minutes ago: the gateway that heard
+    # his collar places him within its range now. The technician sees his collar as heard by the
+    # delay of its view (24 h for a high-value animal), as on /api/devices: the admin reads it live.
+    url = f"sqlite:///{tmp_path / 'tembo.db'}"
+    heard = WALL_NOW - timedelta(minutes=2)
+    with live_bridge(url, now=WALL_NOW) as bridge:
+        status = b.status(time_s=int(heard.timestamp()), lat=0.0, lon=0.0)
+        assert bridge.ingest_tts_uplink(b.tts_uplink(status, device_id="collar-02", f_cnt=90, received_at=heard,
+                                                     gateways=("gw-farm-edge",), dev_eui="70B3D57ED0000002")).ok
+
+    def tuskers_row(role: str, user: str) -> dict:
+        app = run_app(url, monkeypatch, role, user, page="fleet")
+        table = app.dataframe[0].value  # the fleet table (the versions' follows)
+        return next(row for row in table.to_dict("records") if row[views.COL_NAME] == "Tusker")
+
+    assert tuskers_row("admin", "ada")["Gateway"] == "gw-farm-edge"
+    seen = tuskers_row("field_technician", "tito")
+    assert seen["Gateway"] != "gw-farm-edge"
+    assert seen[views.COL_HEARD].endswith(("h ago", "d ago", "never")), "nor that the collar was heard minutes ago"

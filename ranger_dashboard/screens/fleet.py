@@ -1,19 +1,25 @@
 """Fleet health page (field technicians): every collar's battery and how long it has left, its
 last uplink against its own reporting interval, radio (RSSI, SNR, gateway), lost uplinks, and the
-firmware and model it runs. One service call (`Bridge.fleet_health`) fills the page."""
+firmware and model it runs. One service call (`Bridge.fleet_health`) fills the page, as the
+signed-in role may see it (a field technician: each collar as heard by its animal's cutoff)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from ranger_dashboard import config, data, views
+from ranger_dashboard import config, data, roles, views
 
 options = config.options()
 url = options.database_url
 now = data.now(options)
-collars = data.fleet_health(url, now.replace(second=0, microsecond=0))
+viewer = roles.current_viewer()
+collars = data.fleet_health(url, now.replace(second=0, microsecond=0), viewer)
 
 st.title("Fleet health")
+if not viewer.exact_positions:  # the last uplink's time and gateway say where and that an animal is now
+    st.caption(f"Each collar as heard by the delay of the {viewer.policy.title.lower()} view "
+               f"({viewer.policy.animals.describe()}; high-value animals {viewer.policy.high_value.describe()}): "
+               "its last uplink, radio, gateway and lost uplinks.")
 if not collars:
     st.info("No collar has been heard yet.")
     st.stop()
