@@ -9,7 +9,14 @@ Layout (docs/researchers.md; `tembo release model` reads `promoted.json`):
       promoted.json                  the model marked for roll-out (see `promote`)
 
 Model versions are unique in a registry and above the shipped model's, so the bridge can name an
-activity message's shares from the class list of the model version it carries.
+activity message's shares from the class list of the model version it carries. Two researchers may
+train into one registry at once, and a run may be interrupted anywhere:
+
+    versions/<n>/                    a version handed out (`reserve_version`: an atomic mkdir, so two
+                                     trainings never get the same one; an interrupted run only skips it)
+    versions/<n>/registered/         the version's one registration (an atomic mkdir: a second is refused)
+    staging/                         entries being written; one appears under entries/ by an atomic
+                                     rename only once complete, so no reader sees half an entry
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import getpass
 import hashlib
 import json
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +36,9 @@ from collar_firmware import classifier
 
 DEFAULT_REGISTRY = Path("var") / "models"
 ENTRIES = "entries"
+VERSIONS = "versions"
+STAGING = "staging"
+REGISTERED = "registered"
 PROMOTED = "promoted.json"
 BLOB_NAME = "model.bin"
 ENTRY_NAME = "entry.json"
@@ -61,12 +72,23 @@ class Entry:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write text to path so readers see the old file or the new one, never a mix (a temporary file of
+    its own per writer: two promotions at once must not write into one temporary file)."""
+    tmp = path.parent / f".{path.name}.{_unique()}.tmp"
+    try:
+        with open(tmp, "x") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _unique() -> str:
+    """Return a name part no other writer uses at the same time (process id and a random token)."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def entries(registry: str | Path | None = None) -> list[Entry]:
@@ -94,10 +116,28 @@ def shipped_version() -> int:
     return collar_blob.parse(classifier.read_default_blob()).model_version
 
 
+def _handed_out(registry: str | Path | None) -> list[int]:
+    root = registry_dir(registry) / VERSIONS
+    return [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.exists() else []
+
+
 def next_version(registry: str | Path | None = None) -> int:
-    """Return a model version no registered or shipped model has."""
-    versions = [e.model_version for e in entries(registry)] + [shipped_version()]
+    """Return a model version no registered, handed-out or shipped model has (nothing is reserved)."""
+    versions = [e.model_version for e in entries(registry)] + _handed_out(registry) + [shipped_version()]
     return max(versions) + 1
+
+
+def reserve_version(registry: str | Path | None = None) -> int:
+    """Return a model version handed out to this caller alone, even with other trainings running at once."""
+    root = registry_dir(registry) / VERSIONS
+    root.mkdir(parents=True, exist_ok=True)
+    version = next_version(registry)
+    while True:
+        try:
+            (root / str(version)).mkdir()
+            return version
+        except FileExistsError:
+            version += 1
 
 
 def register(blob: bytes, record: dict, registry: str | Path | None = None, extra_files: dict | None = None) -> Entry:
@@ -106,14 +146,40 @@ def register(blob: bytes, record: dict, registry: str | Path | None = None, extr
     The blob's own model_version and classes are the record's (the collar reads them from the blob).
     """
     parsed = collar_blob.parse(blob)
-    versions = {e.model_version for e in entries(registry)}
-    if parsed.model_version in versions:
-        raise RegistryError(f"model version {parsed.model_version} is already registered")
+    root = registry_dir(registry)
+    already = RegistryError(f"model version {parsed.model_version} is already registered")
+    if parsed.model_version in {e.model_version for e in entries(registry)}:
+        raise already
+    claim = root / VERSIONS / str(parsed.model_version)
+    claim.mkdir(parents=True, exist_ok=True)
+    try:
+        (claim / REGISTERED).mkdir()  # atomic: of two registrations of one version at once, one wins
+    except FileExistsError:
+        raise already from None
     digest = hashlib.sha256(blob).hexdigest()
     model_id = f"v{parsed.model_version}-{digest[:10]}"
-    folder = registry_dir(registry) / ENTRIES / model_id
-    folder.mkdir(parents=True, exist_ok=False)
-    (folder / BLOB_NAME).write_bytes(blob)
+    folder = root / ENTRIES / model_id
+    (root / STAGING).mkdir(parents=True, exist_ok=True)
+    (root / ENTRIES).mkdir(parents=True, exist_ok=True)
+    staged = root / STAGING / f"{model_id}.{_unique()}"
+    try:
+        staged.mkdir()
+        _write_entry(staged, blob, parsed, digest, model_id, record, extra_files)
+        os.rename(staged, folder)  # the entry appears whole, or not at all
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        (claim / REGISTERED).rmdir()  # the version may be registered again
+        raise
+    return Entry(model_id, folder, json.loads((folder / ENTRY_NAME).read_text()))
+
+
+def _write_entry(folder: Path, blob: bytes, parsed, digest: str, model_id: str, record: dict,
+                 extra_files: dict | None) -> None:
+    """Write an entry's blob, extra files and entry.json into folder (fsynced)."""
+    with open(folder / BLOB_NAME, "wb") as f:
+        f.write(blob)
+        f.flush()
+        os.fsync(f.fileno())
     for name, source in (extra_files or {}).items():
         if Path(source).exists():
             shutil.copyfile(source, folder / name)
@@ -132,7 +198,6 @@ def register(blob: bytes, record: dict, registry: str | Path | None = None, extr
         **record,
     }
     _atomic_write(folder / ENTRY_NAME, json.dumps(full, indent=1))
-    return Entry(model_id, folder, full)
 
 
 def promote(model_id: str, registry: str | Path | None = None, note: str = "") -> dict:

@@ -256,7 +256,8 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
         final_search = budget_search(allowed, options.seed).fit(windows.features, truth, groups=folds.groups)
     model = final_search.best_estimator_.named_steps["model"]
     chosen = chosen_of(model)
-    version = model_registry.next_version(registry)
+    # Registered runs hold their version from here on, so a training running at the same time gets another.
+    version = model_registry.reserve_version(registry) if register else model_registry.next_version(registry)
     if chosen["kind"] == "boosted":
         size = f"{model.n_estimators} rounds x {len(windows.classes)} boosted trees of <= {model.max_leaf_nodes} leaves"
     else:

@@ -19,6 +19,7 @@ from collar_firmware import blob as collar_blob
 from collar_firmware import classifier
 from collar_firmware import features as collar_features
 from lora_bridge.access import Viewer
+from lora_bridge.domain import activity
 from models import dataset, registry
 from models.eim import evaluate_eim, export_eim
 from models.estimator import CollarForest
@@ -169,6 +170,12 @@ def _renamed_model(model_version: int) -> bytes:
     return model.to_blob(data.window_s, data.rate_hz, model_version=model_version, name="renamed herd model")
 
 
+def _small_model(model_version: int) -> bytes:
+    data = dataset.simulated(30, seed=4)
+    model = CollarForest(n_estimators=4, max_depth=4, random_state=1).fit(data.features, data.labels)
+    return model.to_blob(data.window_s, data.rate_hz, model_version=model_version, name="small herd model")
+
+
 def test_exported_eim_answers_edge_impulse_runner_with_the_blobs_classes(tmp_path):
     from edge_impulse_linux.runner import ImpulseRunner
 
@@ -310,6 +317,84 @@ def test_registry_refuses_to_promote_what_it_does_not_hold_or_what_changed(tmp_p
     with pytest.raises(collar_blob.ModelError, match="CRC mismatch"):
         registry.promote(entry.model_id, reg)
     assert registry.promoted(reg) is None
+
+
+def test_two_researchers_training_into_one_registry_at_once_both_get_their_model_registered(tmp_path):
+    reg = tmp_path / "registry"
+    first = registry.reserve_version(reg)  # both trainings reach their final model before either registers
+    second = registry.reserve_version(reg)
+    assert first != second and registry.next_version(reg) > max(first, second)
+    registry.register(_renamed_model(second), {"metrics": {"macro_f1": 0.8}}, reg)
+    registry.register(_renamed_model(first), {"metrics": {"macro_f1": 0.9}}, reg)
+    assert sorted(e.model_version for e in registry.entries(reg)) == sorted([first, second])
+    assert registry.reserve_version(reg) > max(first, second)
+
+
+def test_two_registrations_of_one_version_at_once_leave_one_model_of_that_version(tmp_path):
+    import threading
+
+    reg = tmp_path / "registry"
+    version = registry.next_version(reg)
+    blobs = [_renamed_model(version), _small_model(version)]  # one version, two models
+    start, outcomes = threading.Barrier(2), []
+
+    def register(blob: bytes) -> None:
+        start.wait()
+        try:
+            outcomes.append(registry.register(blob, {}, reg).model_id)
+        except registry.RegistryError as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=register, args=(blob,)) for blob in blobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(o.startswith(f"v{version}-") for o in outcomes) == [False, True]
+    assert [e.model_version for e in registry.entries(reg)] == [version]
+    assert len(list(reg.glob(activity.REGISTRY_BLOBS))) == 1  # the bridge names shares from one class list
+
+
+def test_an_interrupted_registration_leaves_no_half_entry_and_registering_again_works(tmp_path, monkeypatch):
+    reg = tmp_path / "registry"
+    blob = _renamed_model(registry.reserve_version(reg))
+    report = tmp_path / "report.html"
+    report.write_text("<html>report</html>")
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry.shutil, "copyfile", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        registry.register(blob, {}, reg, extra_files={"report.html": report})
+    assert registry.entries(reg) == [] and list(reg.glob(activity.REGISTRY_BLOBS)) == []
+    monkeypatch.undo()
+    entry = registry.register(blob, {}, reg, extra_files={"report.html": report})
+    assert (entry.folder / "report.html").read_text() == "<html>report</html>"
+
+
+def test_two_promotions_at_once_never_leave_a_broken_promoted_json(tmp_path):
+    import threading
+
+    reg = tmp_path / "registry"
+    ids = [registry.register(_renamed_model(registry.reserve_version(reg)), {}, reg).model_id for _ in range(2)]
+    start, failures = threading.Barrier(2), []
+
+    def promote(model_id: str) -> None:
+        start.wait()
+        for _ in range(40):
+            try:
+                registry.promote(model_id, reg, note="y" * (4000 if model_id == ids[0] else 1))
+            except Exception as err:  # noqa: BLE001 - any failure of a promotion is what this test looks for
+                failures.append(repr(err))
+
+    threads = [threading.Thread(target=promote, args=(model_id,)) for model_id in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert registry.promoted(reg)["model_id"] in ids
 
 
 def test_a_stork_model_with_five_classes_names_status_and_shares_beyond_the_codecs_four(tmp_path, sqlite_url):
