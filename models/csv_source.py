@@ -45,6 +45,10 @@ from models.recordings import (
 RATE_TOLERANCE = 0.02  # bouts whose rates differ by more than 2 % are mixed rates
 GAP_FACTOR = 1.5  # a step longer than 1.5 sample intervals is a gap
 CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
+# Rates an animal-borne accelerometer logs behaviour at. Outside them the time column is not in seconds: a
+# logger's milliseconds read as seconds give 0.025 Hz for 40 Hz data (and a thousandfold resampling to
+# the collar's rate), a spreadsheet's date serial in days gives hundreds of kHz.
+RATE_RANGE_HZ = (1.0, 5000.0)
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,10 @@ def _split_bout(start, stop, times, rows, source, columns, split_gaps, report) -
 
 def _bout_rates(pieces, times, rate_hz, rows, source, columns, report) -> list[float | None]:
     """Return the rate of every bout (None: too short to tell, left out); refuse mixed or contradicted rates."""
+    low, high = RATE_RANGE_HZ
+    if rate_hz is not None and not low <= rate_hz <= high:
+        raise DataError("--rate", f"{rate_hz:g} Hz is not a rate an accelerometer logs behaviour at "
+                        f"({low:g}-{high:g} Hz); give the data's sampling rate in Hz")
     if times is None:
         return [float(rate_hz)] * len(pieces)
     rates: list[float | None] = []
@@ -269,6 +277,13 @@ def _bout_rates(pieces, times, rate_hz, rows, source, columns, report) -> list[f
     known = [(r, p) for r, p in zip(rates, pieces, strict=True) if r is not None]
     if not known:
         return rates
+    for rate, (start, _stop) in known:
+        if not low <= rate <= high:
+            raise DataError(source, f"the time column steps {1 / rate:.6g} between samples, which as seconds is "
+                            f"{rate:.4g} Hz, not a rate an accelerometer logs behaviour at ({low:g}-{high:g} Hz): "
+                            "give times in seconds or ISO 8601 date-times (milliseconds divided by 1000, a "
+                            "spreadsheet's day serial as a date-time), or leave the time column out and give --rate",
+                            row=int(rows[start]), column=columns.time)
     reference = float(rate_hz) if rate_hz else known[0][0]
     for rate, (start, _stop) in known:
         if abs(rate - reference) > RATE_TOLERANCE * reference:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.csv_source import RATE_RANGE_HZ
 from models.recordings import (
     DataError,
     Loaded,
@@ -134,8 +135,13 @@ def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
         if key not in payload:
             raise DataError(source, f"payload has no {key!r}", column=f"payload.{key}")
     interval_ms = payload["interval_ms"]
-    if not isinstance(interval_ms, int | float) or interval_ms <= 0:
+    if not isinstance(interval_ms, int | float) or isinstance(interval_ms, bool) or interval_ms <= 0:
         raise DataError(source, f"interval_ms {interval_ms!r} must be a positive number", column="payload.interval_ms")
+    low, high = RATE_RANGE_HZ
+    if not low <= 1000.0 / interval_ms <= high:
+        raise DataError(source, f"interval_ms {interval_ms!r} is {1000.0 / interval_ms:.4g} Hz, not a rate an "
+                        f"accelerometer logs behaviour at ({low:g}-{high:g} Hz): interval_ms is milliseconds "
+                        "between samples", column="payload.interval_ms")
     sensors = payload["sensors"]
     names = [s.get("name") if isinstance(s, dict) else None for s in sensors] if isinstance(sensors, list) else []
     axes = [names.index(n) for n in AXIS_SENSORS if n in names]

@@ -147,6 +147,29 @@ def test_gaps_split_bouts_when_asked_and_short_tails_are_counted_not_dropped_sil
     assert sum(left.values()) == 2 * (73 - 50)  # 2.9 s at 25 Hz = 73 samples, one 50-sample window each
 
 
+@pytest.mark.parametrize(
+    ("to_time", "expected"),
+    [
+        (lambda t_s: f"{t_s * 1000:.0f}", r"steps 100 between samples, which as seconds is 0.01 Hz"),  # logger ms
+        (lambda t_s: f"{45000 + t_s / 86400:.9f}", r"steps 1.1\d*e-06 between samples"),  # spreadsheet day serial
+    ],
+    ids=["milliseconds", "spreadsheet-days"],
+)
+def test_researcher_whose_time_column_is_not_in_seconds_is_told_instead_of_windows_of_made_up_samples(
+        tmp_path, to_time, expected):
+    rows = [row.split(",") for row in _rows(60)]
+    path = _csv(tmp_path, [",".join([*row[:2], to_time(float(row[2])), *row[3:]]) for row in rows])
+    with pytest.raises(DataError, match=rf"logger.csv, row 2, column 't_s': the time column {expected}.*seconds"):
+        load_csv([path], Columns.parse(COLUMNS))
+    with pytest.raises(DataError, match=r"--rate: 10000 Hz is not a rate"):
+        load_csv([path], Columns.parse(COLUMNS.replace(",time=t_s", "")), rate_hz=10000)
+    document = json.loads((FIXTURES / "edge_impulse_docs_example.json").read_text())
+    document["payload"]["interval_ms"] = 0.01  # seconds written where Edge Impulse wants milliseconds
+    (tmp_path / "idle.seconds.json").write_text(json.dumps(document))
+    with pytest.raises(DataError, match=r"column 'payload.interval_ms': interval_ms 0.01 is 1e\+05 Hz"):
+        edge_impulse.load_edge_impulse([tmp_path / "idle.seconds.json"])
+
+
 def test_rate_given_on_the_command_line_is_checked_against_the_time_column(tmp_path):
     path = _csv(tmp_path, _rows(20))
     with pytest.raises(DataError, match="the time column says 10 Hz but the rate given is 25 Hz"):
