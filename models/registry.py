@@ -207,6 +207,11 @@ def promote(model_id: str, registry: str | Path | None = None, note: str = "") -
     parsed = collar_blob.parse(blob)  # a blob the collar would refuse is never promoted
     if hashlib.sha256(blob).hexdigest() != entry.record["blob_sha256"]:
         raise RegistryError(f"{entry.blob_path} changed since it was registered")
+    over = over_collar_budget(entry, blob)
+    if over:
+        raise RegistryError(f"{entry.model_id} does not fit the collar's budget ({'; '.join(over)}): collars could "
+                            "not hold or run it. Train within it (without raising --budget-bytes, --budget-heap or "
+                            "--budget-fuel above their defaults) and promote that model")
     promoted = {
         "format": PROMOTED_FORMAT,
         "model_id": entry.model_id,
@@ -225,6 +230,16 @@ def promote(model_id: str, registry: str | Path | None = None, note: str = "") -
     }
     _atomic_write(registry_dir(registry) / PROMOTED, json.dumps(promoted, indent=1))
     return promoted
+
+
+def over_collar_budget(entry: Entry, blob: bytes) -> list[str]:
+    """Return what of a registered model exceeds the collar's own budget (blob bytes and heap from the blob,
+    fuel per window as measured when it was trained), whatever budget the researcher trained it under."""
+    from models import budget as collar_budget
+
+    costs = collar_budget.static_costs(blob)
+    fuel = entry.record.get("budget", {}).get("fuel_per_window")
+    return collar_budget.check({**costs, "fuel_per_window": fuel or 0}, collar_budget.Limits())
 
 
 def promoted(registry: str | Path | None = None) -> dict | None:

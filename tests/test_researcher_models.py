@@ -21,6 +21,7 @@ from collar_firmware import features as collar_features
 from lora_bridge.access import Viewer
 from lora_bridge.domain import activity
 from models import dataset, registry
+from models.budget import Limits
 from models.eim import evaluate_eim, export_eim
 from models.estimator import CollarForest
 from models.field_model import field_scores, predict_blob
@@ -317,6 +318,26 @@ def test_registry_refuses_to_promote_what_it_does_not_hold_or_what_changed(tmp_p
     with pytest.raises(collar_blob.ModelError, match="CRC mismatch"):
         registry.promote(entry.model_id, reg)
     assert registry.promoted(reg) is None
+
+
+def test_a_model_trained_over_the_collars_budget_is_registered_but_never_promoted(tmp_path):
+    reg = tmp_path / "registry"
+    data = dataset.simulated(80, seed=3)
+    hard = np.random.default_rng(0).permutation(np.asarray(data.classes)[data.labels])  # labels trees must memorise
+    big = CollarForest(n_estimators=40, random_state=0).fit(data.features, hard).to_blob(
+        data.window_s, data.rate_hz, model_version=registry.reserve_version(reg))
+    assert len(big) > Limits().blob_bytes  # as if trained with --budget-bytes raised
+    entry = registry.register(big, {"budget": {"fuel_per_window": 1}}, reg)
+    with pytest.raises(registry.RegistryError, match=rf"{entry.model_id} does not fit the collar's budget \(blob "
+                       rf"{len(big)} B > {Limits().blob_bytes} B\)"):
+        registry.promote(entry.model_id, reg)
+    slow = registry.register(_renamed_model(registry.reserve_version(reg)),
+                             {"budget": {"fuel_per_window": Limits().fuel_per_window + 1}}, reg)
+    with pytest.raises(registry.RegistryError, match=r"fuel \d+ > \d+ per window"):
+        registry.promote(slow.model_id, reg)
+    assert registry.promoted(reg) is None
+    fits = registry.register(_renamed_model(registry.reserve_version(reg)), {"budget": {"fuel_per_window": 1}}, reg)
+    assert registry.promote(fits.model_id, reg)["model_id"] == fits.model_id
 
 
 def test_two_researchers_training_into_one_registry_at_once_both_get_their_model_registered(tmp_path):
