@@ -50,10 +50,18 @@ def decode_payload(codec: Any, f_port: int, payload: bytes) -> Decoded:
     return Decoded(fields)
 
 
+# A collar time before this is no time: a real-time clock reset in a brown-out counts from 1970 until
+# the next GNSS fix sets it, and a GPS week rollover puts the date 19.6 years back. Believed, such a
+# message of now read as ancient history: roles that see alerts and fixes late (a visitor kiosk 72 h
+# late) got a poaching alert and the animal's place the minute the collar sent them.
+EARLIEST_COLLAR_TIME_S = 1_577_836_800  # 2020-01-01T00:00:00Z, before any Tembo collar
+
+
 def message_time(fields: dict[str, Any], fallback: datetime) -> datetime:
-    """The message's own time (time_s, Unix seconds UTC), or fallback when the collar had none."""
+    """The message's own time (time_s, Unix seconds UTC), or fallback when the collar had none (0, or a
+    clock that was never set: before EARLIEST_COLLAR_TIME_S)."""
     time_s = fields.get("time_s")
-    if isinstance(time_s, int) and not isinstance(time_s, bool) and time_s > 0:
+    if isinstance(time_s, int) and not isinstance(time_s, bool) and time_s >= EARLIEST_COLLAR_TIME_S:
         return datetime.fromtimestamp(time_s, UTC)
     return fallback
 

@@ -425,3 +425,19 @@ def test_a_late_role_reads_the_report_of_a_collar_whose_network_gave_no_receptio
 
         assert amani.battery_mv == 3480
         assert now - timedelta(minutes=1) <= amani.last_seen <= utc_now()
+
+
+def test_the_visitor_kiosk_does_not_show_a_poaching_alert_of_now_from_a_collar_whose_clock_reset_to_1970(bridge):
+    # Amani's collar lost its clock in a brown-out: its real-time clock counts from 1970 until the next
+    # GNSS fix sets it. Its poaching alert and status of now are dated an hour after midnight, 1 Jan 1970.
+    visitor, ranger = Viewer("kiosk", "visitor"), viewer("amina")
+    for f_cnt, message in ((95, b.alert("poaching_risk", seq=2, time_s=3600, lat=-2.60, lon=37.40)),
+                           (96, b.status(time_s=3660, lat=-2.60, lon=37.40))):
+        body = b.tts_uplink(message, device_id="collar-01", f_cnt=f_cnt, received_at=NOW, dev_eui="70B3D57ED0000001")
+        assert bridge.ingest_tts_uplink(body).ok
+
+    assert "poaching_risk" not in {a.alert_type for a in bridge.alerts(viewer=visitor)}  # 72 h later, not now
+    amani = next(a for a in bridge.animals(viewer=visitor) if a.name == "Amani")
+    assert amani.lat is None or abs(amani.lat - -2.60) > 0.03  # her place of now is not on the kiosk either
+    (poaching,) = [a for a in bridge.alerts(viewer=ranger) if a.alert_type == "poaching_risk"]
+    assert poaching.time == NOW  # the ranger's: dated when the bridge heard it, as a clock-less collar's is
