@@ -6,8 +6,9 @@ per animal (ordinary or high-value, see `roles.Role.precision`):
 - each position snapped to the centre of its cell in a grid of the role's size, laid in the
   equal-area EASE-Grid 2.0 projection (EPSG:6933), so a cell covers grid_m² on the ground at any
   latitude and the same fix always lands on the same centre (nothing to average away);
-- a run of fixes in one cell as one fix; alert evidence without coordinates, geometry or the
-  gateways that heard the collar, and alerts without the ranger's note (words can place exactly);
+- a run of fixes in one cell as one fix; alert evidence without coordinates, geometry, the
+  gateways that heard the collar or a fix's distance past a fence line, and alerts without the
+  ranger's note (words can place exactly);
 - an alert as it stood at the cutoff: an alert keeps being repeated while it is open (a collar
   still in farmland) and moves to its newest occurrence, so its place, last time, count, evidence and
   history leave out every occurrence after the cutoff (they say where the animal is now), and its
@@ -58,7 +59,10 @@ _PLACE_KEYS = frozenset(
      # The gateways that heard an uplink place the collar within their range when it was sent.
      "gateways", "gateway", "gateway_id",
      # A ranger's note says in words what was found where ("the carcass by the north dam").
-     "note"}
+     "note",
+     # How far past a fence line a fix lay, and a crossing's verdict that says it ("a fix 900 m past
+     # the line"): the fences are everyone's to read, so the metres put the fix on a line across its cell.
+     "metres_past_line", "decided"}
 )
 # Where a network event's detail keeps what a third-party service answered (`network_messages`).
 SERVICE_ANSWER_KEYS = frozenset({"data", "object"})
