@@ -3,7 +3,7 @@
 A collar's alert is answered at once by an `ack_alert` downlink, and a ranger acknowledges and
 resolves it over the API; a field technician or a researcher sees the alert an hour or more late
 (a day for a high-value animal, three for a visitor), so neither the technician's Prometheus scrape
-nor anyone's alert precision may move for it before then."""
+and downlink list nor anyone's alert precision may move for it before then."""
 
 from __future__ import annotations
 
