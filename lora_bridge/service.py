@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from time import monotonic
 from typing import Any
 
@@ -1767,7 +1768,7 @@ class Bridge:
         if image is not None:
             if hashlib.sha256(image).hexdigest() != image_sha256 or len(image) != image_bytes:
                 raise campaigns.CampaignError("the image does not match its SHA-256 and size")
-            identity = campaigns.identify(image)
+            identity = campaigns.identify(image, self._release_keys)
             if (identity.kind, identity.version) != (kind, version):
                 raise campaigns.CampaignError(f"the image is {identity.kind} {identity.version}, not {kind} {version}")
         return self._create_campaign(
@@ -1821,13 +1822,18 @@ class Bridge:
         missing). Otherwise campaigns track what collars report."""
         return bool(self.settings.fuota_multicast_group or self.settings.fuota_multicast_addr)
 
-    @staticmethod
-    def update_image_identity(image: bytes) -> Any:
+    def update_image_identity(self, image: bytes) -> Any:
         """What a signed update image is (`campaigns.ImageIdentity`: kind, version, hardware, key),
-        read from its header; ValueError (CampaignError) when it is not one for Tembo's collars."""
+        read from its header; ValueError (CampaignError) when it is not one for Tembo's collars, or its
+        key is not one the collars hold (TEMBO_RELEASE_KEYS_FILE) or its signature does not verify."""
         from lora_bridge.domain import campaigns
 
-        return campaigns.identify(image)
+        return campaigns.identify(image, self._release_keys)
+
+    @property
+    def _release_keys(self) -> Path | None:
+        """The key file of the firmware the collars run (TEMBO_RELEASE_KEYS_FILE); None: the firmware's own."""
+        return Path(self.settings.release_keys_file) if self.settings.release_keys_file else None
 
     def start_campaign(self, image: bytes, *, user: str, name: str | None = None, devices: list[str] | None = None,
                        canary_pct: int = 10, max_canary_failures_pct: int = 20, min_battery_mv: int = 3400,

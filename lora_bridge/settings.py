@@ -83,6 +83,11 @@ class BridgeSettings(BaseSettings):
     # and the McAddr of the group each delivery sets up. Unset: the collars' factory group is used.
     # On ChirpStack with no TEMBO_FUOTA_MULTICAST_GROUP the bridge creates the group itself.
     collar_keys_file: str | None = None
+    # The release keys the collars hold: the key file (`collar_firmware/release_keys.bin` records) of the
+    # firmware they run, which every campaign image's key id and signature are checked against before
+    # anything is sent. None: the file of the firmware built from this checkout. A fleet handed over to
+    # another key file (`tembo release firmware --ship-keys`) points this at that file.
+    release_keys_file: str | None = None
     fuota_multicast_addr: str | None = Field(default=None, pattern=MULTICAST_ADDR_PATTERN)
     # A collar's downlink loss before any delivery measured it (sizes the first parity).
     fuota_prior_loss: float = Field(default=0.1, ge=0, lt=0.9)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -187,15 +189,32 @@ def statements_of(bridge: Bridge) -> list[str]:
     return said
 
 
+def release_keys_file(folder: Path, *signing_keys: Any) -> str:
+    """A collar release key file (TEMBO_RELEASE_KEYS_FILE) in folder holding the keys the firmware ships
+    and signing_keys (`updates.keys.SigningKey`s a test signs images with): what its collars hold."""
+    from lora_bridge.updates import keys
+
+    held = Path(folder) / "collars_release_keys.bin"
+    held.write_bytes(keys.COLLAR_KEYS_PATH.read_bytes())
+    for key in signing_keys:
+        keys.install_public(key.key_id, key.public_key, held, replace=True)
+    return str(held)
+
+
 @contextmanager
-def fresh_bridge(store_url: str, **settings: Any) -> Iterator[Bridge]:
-    """A Bridge on the empty store at store_url (SQLite file or PostgreSQL database of the fixture)."""
+def fresh_bridge(store_url: str, signed_by: tuple[Any, ...] = (), **settings: Any) -> Iterator[Bridge]:
+    """A Bridge on the empty store at store_url (SQLite file or PostgreSQL database of the fixture);
+    signed_by: the release keys its collars hold beside the firmware's (`release_keys_file`), which the
+    images of its campaigns are checked against."""
     settings.setdefault("webhook_secret", SECRET)
-    bridge = open_bridge(store_url, **settings)
-    try:
-        yield bridge
-    finally:
-        bridge.close()
+    with tempfile.TemporaryDirectory(prefix="tembo-release-keys-") as folder:
+        if signed_by:
+            settings["release_keys_file"] = release_keys_file(Path(folder), *signed_by)
+        bridge = open_bridge(store_url, **settings)
+        try:
+            yield bridge
+        finally:
+            bridge.close()
 
 
 def pushing_to(network: Any, store_url: str, **settings: Any) -> Any:

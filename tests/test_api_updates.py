@@ -46,9 +46,10 @@ def retrained(signing_key) -> bytes:
 
 
 @pytest.fixture
-def api(sqlite_url):
-    """A bridge that tracks campaigns (no multicast group), six collars that sent a status, a token per role."""
-    with b.fresh_bridge(sqlite_url) as bridge, TestClient(create_app(bridge)) as client:
+def api(sqlite_url, signing_key):
+    """A bridge that tracks campaigns (no multicast group), six collars that sent a status and hold the test's
+    release key (TEMBO_RELEASE_KEYS_FILE), a token per role."""
+    with b.fresh_bridge(sqlite_url, signed_by=(signing_key,)) as bridge, TestClient(create_app(bridge)) as client:
         for f_cnt, device_id in enumerate(HERD, start=1):
             assert bridge.ingest_tts_uplink(b.tts_uplink(b.status(model_version=1), device_id=device_id,
                                                          f_cnt=f_cnt)).ok
@@ -189,13 +190,10 @@ def test_an_image_every_collar_would_refuse_is_refused_with_its_reason_before_an
 
 
 def test_an_image_whose_header_was_changed_after_signing_is_refused_before_hours_of_airtime(
-        api, image, signing_key, tmp_path, monkeypatch):
+        api, image, signing_key, tmp_path):
     # The version, the hardware id, the golden vector and the key id sit in the signed header, which
     # the payload's SHA-256 does not cover: a version bumped by hand (to pass a collar's downgrade
     # check) was sent to the whole fleet, and every collar refused it once all its fragments were in.
-    collar_keys = tmp_path / "release_keys.bin"
-    keys.install_public(signing_key.key_id, signing_key.public_key, path=collar_keys)
-    monkeypatch.setattr(keys, "COLLAR_KEYS_PATH", collar_keys)  # the key file the firmware is built with
     header = update_image.parse_header(image)
     bumped = bytearray(image)
     bumped[len(update_image.MAGIC) + 2] += 1  # the version's first byte (after the format and kind), after signing
@@ -209,8 +207,34 @@ def test_an_image_whose_header_was_changed_after_signing_is_refused_before_hours
         assert f"does not verify with release key {signing_key.key_id}" in answer.json()["error"]
     assert api.get("/api/updates/campaigns", headers=auth(api, "admin")).json() == []
     assert start(api, image, device_id="collar-04").status_code == 201, "the image as tembo release signed it"
-    monkeypatch.setattr(keys, "COLLAR_KEYS_PATH", tmp_path / "none.bin")  # a key this bridge's file lacks
-    assert start(api, bytes(bumped), device_id="collar-05").status_code == 201, "left to the collars"
+
+
+def test_an_image_signed_with_a_key_the_collars_do_not_hold_is_refused_naming_the_key_and_the_key_file(
+        api, signing_key, tmp_path, monkeypatch):
+    """Until 5 December the bridge checked a signature only when its key file held the image's key id: a header
+    changed after signing under a key id it did not know (or an image signed by a stranger's key) was sent to
+    the whole fleet, hours of airtime, and every collar refused it (a collar takes only its firmware's keys)."""
+    fleet = Path(api.bridge.settings.release_keys_file)
+    stranger = keys.generate(tmp_path / "release-42.key", 42)
+    foreign = release.model_image(retrained(stranger), stranger, collar_config.HARDWARE_ID)
+    tampered = bytearray(foreign)
+    tampered[len(update_image.MAGIC) + 2] += 1  # a version bumped after signing, under that unknown key id
+    for body in (foreign, bytes(tampered)):
+        answer = start(api, body)
+        assert answer.status_code == 400, answer.text
+        assert (f"the image is signed with release key 42, which the collars' release key file {fleet} does not "
+                f"hold (it holds {', '.join(map(str, sorted(keys.read_collar_keys(fleet))))})") in answer.json()["error"]
+        assert "TEMBO_RELEASE_KEYS_FILE" in answer.json()["error"]
+    assert api.get("/api/updates/campaigns", headers=auth(api, "admin")).json() == []
+
+    keys.install_public(42, stranger.public_key, fleet)  # the fleet's firmware carries key 42 after all
+    answer = start(api, bytes(tampered))
+    assert answer.status_code == 400 and "does not verify with release key 42" in answer.json()["error"]
+    assert start(api, foreign, device_id="collar-05").status_code == 201
+
+    fleet.unlink()  # a bridge whose key file is gone sends nothing it cannot check
+    answer = start(api, foreign, device_id="collar-04")
+    assert answer.status_code == 400 and "the collars' release key file cannot be read" in answer.json()["error"]
 
 
 def test_a_collar_already_in_a_campaign_is_not_given_a_second_one(api, image):
@@ -240,7 +264,7 @@ def test_technician_releases_a_retrained_model_and_starts_its_campaign_from_the_
         api, signing_key, tmp_path, capsys):
     private = tmp_path / "release-9.key"
     assert main(["keys", "generate", str(private), "--key-id", "9"]) == 0
-    held = tmp_path / "collar-keys.bin"
+    held = Path(api.bridge.settings.release_keys_file)  # the fleet's key file, as the bridge checks with it
     keys.install_public(9, keys.load(private).public_key, held)
     blob = tmp_path / "retrained.bin"
     blob.write_bytes(release.unsigned_part(retrained(signing_key)))  # a researcher's promoted model

@@ -17,7 +17,7 @@ import pytest
 from chirpstack_api.api import multicast_group_pb2
 from chirpstack_api.common import common_pb2
 from fuota_network import MC_ADDR_HEX, StandInChirpStack, gen_app_key, serve, write_key_file
-from test_fuota_delivery import KEYS_FOR, model_image, start_campaign
+from test_fuota_delivery import KEY, KEYS_FOR, model_image, start_campaign
 
 from collar_firmware import codec
 from lora_bridge.domain import fuota_delivery
@@ -37,7 +37,8 @@ def chirpstack(port):
 
 def open_bridge(store_url, chirpstack, keys):
     return b.fresh_bridge(store_url, network_server_url=chirpstack.url, network_server_api_key=chirpstack.api_key,
-                          outbox_worker=False, collar_keys_file=str(keys), fuota_multicast_addr=MC_ADDR_HEX)
+                          outbox_worker=False, collar_keys_file=str(keys), fuota_multicast_addr=MC_ADDR_HEX,
+                          signed_by=(KEY,))
 
 
 def start_delivery(bridge, names: list[str]) -> dict:
@@ -107,7 +108,7 @@ def test_the_bridge_makes_groups_on_chirpstack_only_and_needs_its_key_file(sqlit
         with pytest.raises(ValueError, match="ChirpStack only"):
             start_campaign(bridge, image, version)
     with b.fresh_bridge(sqlite_url, network_server_url=chirpstack.url, network_server_api_key=chirpstack.api_key,
-                        outbox_worker=False, fuota_multicast_addr=MC_ADDR_HEX) as bridge:
+                        outbox_worker=False, fuota_multicast_addr=MC_ADDR_HEX, signed_by=(KEY,)) as bridge:
         bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
         with pytest.raises(ValueError, match="TEMBO_COLLAR_KEYS_FILE"):
             start_campaign(bridge, image, version)

@@ -21,7 +21,7 @@ import pytest
 from chirpstack_api.api import multicast_group_pb2
 from fuota_network import CHIRPSTACK_GROUP_ID, StandInChirpStack, serve, technicians_group
 from google.protobuf import json_format
-from test_fuota_delivery import HEADERS, KEYS_FOR, Reserve, model_image, start_campaign
+from test_fuota_delivery import HEADERS, KEY, KEYS_FOR, Reserve, model_image, start_campaign
 
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
@@ -76,7 +76,7 @@ def chirpstack(port):
 
 def open_bridge(store_url: str, network: StandInChirpStack):
     return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                          outbox_worker=False, fuota_multicast_group=CHIRPSTACK_GROUP_ID)
+                          outbox_worker=False, fuota_multicast_group=CHIRPSTACK_GROUP_ID, signed_by=(KEY,))
 
 
 def test_a_new_model_reaches_collars_on_chirpstack_through_its_multicast_group_queue(sqlite_url, chirpstack):

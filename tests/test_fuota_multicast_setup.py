@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import bridge_builders as b
 import pytest
 from fuota_network import GROUP, MC_ADDR_HEX, StandInTheThingsStack, gen_app_key, serve, write_key_file
-from test_fuota_delivery import KEYS_FOR, Reserve, model_image, start_campaign
+from test_fuota_delivery import KEY, KEYS_FOR, Reserve, model_image, start_campaign
 
 from collar_firmware import codec
 from lora_bridge.domain import fuota_delivery
@@ -81,7 +81,7 @@ def tts(port):
 def open_bridge(store_url, network, key_file, **extra):
     settings = {"collar_keys_file": str(key_file), "fuota_multicast_addr": MC_ADDR_HEX, **extra}
     return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                          outbox_worker=False, fuota_multicast_group=GROUP, **settings)
+                          outbox_worker=False, fuota_multicast_group=GROUP, signed_by=(KEY,), **settings)
 
 
 def test_the_bridge_sets_up_the_group_itself_and_a_collar_with_another_key_never_opens_it(sqlite_url, tts, tmp_path):

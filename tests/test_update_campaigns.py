@@ -11,14 +11,16 @@ import pytest
 
 from lora_bridge.domain.campaigns import CampaignError, canary_order
 from lora_bridge.store.utc import utc_now
+from simulator import fuota
 
 HERD = [f"collar-{i:02d}" for i in range(10)]
 WEAK = sorted(HERD, key=canary_order)[-1]  # the last a canary share would pick: its battery is low
+KEY, _KEYS_FOR = fuota.bench_keys()  # the release key this module's images are signed with, which its collars hold
 
 
 @pytest.fixture
 def bridge(store_url):
-    with b.fresh_bridge(store_url) as bridge:
+    with b.fresh_bridge(store_url, signed_by=(KEY,)) as bridge:
         for i, device_id in enumerate(HERD):
             battery = 3200 if device_id == WEAK else 3900  # one collar too weak to update
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=battery), device_id=device_id, f_cnt=i + 1))
@@ -303,9 +305,8 @@ def test_an_update_image_says_what_it_is_and_a_technician_cannot_name_it_otherwi
 
     from collar_firmware import config
     from lora_bridge.updates import release
-    from simulator import fuota
 
-    key, _keys_for = fuota.bench_keys()
+    key = KEY
     blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key)
     image = release.model_image(blob, key, config.HARDWARE_ID)
     identity = bridge.update_image_identity(image)
@@ -331,13 +332,14 @@ def test_an_update_image_says_what_it_is_and_a_technician_cannot_name_it_otherwi
     assert bridge.campaigns() == []
 
 
-def test_a_technician_starts_a_campaign_from_the_updates_page_by_uploading_the_signed_image(sqlite_url, monkeypatch):
+def test_a_technician_starts_a_campaign_from_the_updates_page_by_uploading_the_signed_image(sqlite_url, monkeypatch,
+                                                                                            tmp_path):
     from collar_firmware import config
     from lora_bridge.service import open_bridge
     from lora_bridge.updates import release
-    from simulator import fuota
 
     key, _keys_for = fuota.bench_keys()
+    monkeypatch.setenv("TEMBO_RELEASE_KEYS_FILE", b.release_keys_file(tmp_path, key))  # what the collars hold
     blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key)
     image = release.model_image(blob, key, config.HARDWARE_ID)
     bridge = open_bridge(sqlite_url)
@@ -456,13 +458,13 @@ def test_a_technician_updates_the_collars_of_one_species_by_naming_it(bridge):
 
 
 def test_a_technician_starts_a_species_campaign_gated_on_spreading_factor_from_the_updates_page(sqlite_url,
-                                                                                                 monkeypatch):
+                                                                                                 monkeypatch, tmp_path):
     from collar_firmware import config
     from lora_bridge.service import open_bridge
     from lora_bridge.updates import release
-    from simulator import fuota
 
     key, _keys_for = fuota.bench_keys()
+    monkeypatch.setenv("TEMBO_RELEASE_KEYS_FILE", b.release_keys_file(tmp_path, key))  # what the collars hold
     image = release.model_image(fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key), key,
                                 config.HARDWARE_ID)
     with open_bridge(sqlite_url) as bridge:
@@ -495,9 +497,8 @@ def _delta(base: str, version: str) -> bytes:
     """A signed firmware delta of `version` against `base`, as `tembo release firmware --base` makes it."""
     from collar_firmware import config
     from lora_bridge.updates import release
-    from simulator import fuota
 
-    key, _keys_for = fuota.bench_keys()
+    key = KEY
     files = {"main.mpy": b"\x01" * 400, "risk.mpy": b"\x02" * 300}
     return release.build_image(1, version, config.HARDWARE_ID, release.pack_delta(files, {"main.mpy"}), key,
                                ([], 0), (base, release.pack_bundle(files)))
@@ -550,7 +551,7 @@ def test_field_technician_sees_a_campaign_end_when_a_collar_stays_gated_or_a_tra
 
 
 def test_field_technician_sees_on_the_updates_page_that_a_campaign_is_a_delta_and_why_collars_are_skipped(
-        sqlite_url, monkeypatch):
+        sqlite_url, monkeypatch, tmp_path):
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
@@ -558,7 +559,7 @@ def test_field_technician_sees_on_the_updates_page_that_a_campaign_is_a_delta_an
     import ranger_dashboard
     from lora_bridge.service import open_bridge
 
-    bridge = open_bridge(sqlite_url)
+    bridge = open_bridge(sqlite_url, release_keys_file=b.release_keys_file(tmp_path, KEY))
     for i, device_id in enumerate(HERD[:3]):
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(fw_version="1.2.2" if i == 2 else "1.2.3"),
                                               device_id=device_id, f_cnt=i + 1))

@@ -29,6 +29,8 @@ from lora_bridge.updates import keys, release
 from simulator import fuota
 from tembo.cli import main
 
+KEY, _KEYS_FOR = fuota.bench_keys()  # the release key this module's campaign images are signed with, which its collars hold
+
 
 @pytest.fixture
 def key_dir(tmp_path):
@@ -167,7 +169,7 @@ def test_an_image_larger_than_the_collars_update_slot_is_refused_with_both_sizes
 
 
 def test_field_technician_starting_a_campaign_has_the_image_read_once(sqlite_url, port, monkeypatch):
-    key, _keys_for = fuota.bench_keys()
+    key = KEY
     image = release.model_image(fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), key), key,
                                 collar_config.HARDWARE_ID)
     reads = []
@@ -175,7 +177,7 @@ def test_field_technician_starting_a_campaign_has_the_image_read_once(sqlite_url
     monkeypatch.setattr(update_image, "parse_header", lambda data: reads.append(len(data)) or parse(data))
     with serve(StandInTheThingsStack(), port) as network, b.fresh_bridge(
             sqlite_url, network_server_url=network.url, network_server_api_key=network.api_key, outbox_worker=False,
-            fuota_multicast_group=GROUP) as bridge:
+            fuota_multicast_group=GROUP, signed_by=(KEY,)) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
         campaign = bridge.start_campaign(image, user="tech", min_battery_mv=0, min_rssi_dbm=-140.0)
     assert campaign["delivery"]["state"] == "setup", "delivered over the network server"
@@ -196,7 +198,7 @@ def api(sqlite_url):
     from lora_bridge.access.roles import FIELD_TECHNICIAN
     from lora_bridge.adapters.api import create_app
 
-    with b.fresh_bridge(sqlite_url) as bridge, TestClient(create_app(bridge)) as client:
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,)) as bridge, TestClient(create_app(bridge)) as client:
         for f_cnt, device_id in enumerate(["collar-01", "collar-02", "collar-03", "collar-04"], start=1):
             assert bridge.ingest_tts_uplink(b.tts_uplink(b.status(model_version=1), device_id=device_id,
                                                          f_cnt=f_cnt)).ok
@@ -210,7 +212,7 @@ def api(sqlite_url):
 @pytest.mark.parametrize("device_id", ["", ",", " , "])
 def test_field_technicians_script_whose_collar_list_came_out_empty_starts_nothing_rather_than_the_whole_fleet(
         api, device_id):
-    key, _keys_for = fuota.bench_keys()
+    key = KEY
     answer = api.post("/api/updates/campaigns", content=shipped_model_image(key), params={"device_id": device_id})
     assert answer.status_code == 400 and "device_id names no collar" in answer.json()["error"]
     assert api.bridge.campaigns() == [], "nothing started"
@@ -378,9 +380,9 @@ def test_a_waiting_collar_whose_status_shows_the_version_turns_current_without_a
 def test_field_technician_sees_when_the_bridge_only_tracks_a_campaign_and_sends_nothing(sqlite_url, monkeypatch):
     """A campaign started on a bridge without a multicast group shows its collars 'sending': the page says
     that nothing goes on the air for it, and what would make the bridge deliver."""
-    with b.fresh_bridge(sqlite_url) as bridge:
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,)) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
-        key, _keys_for = fuota.bench_keys()
+        key = KEY
         campaign = bridge.start_campaign(shipped_model_image(key), user="wanjiru")
     assert campaign["delivery"] is None and campaign["collars"][0]["state"] == "sending"
     app = updates_page(sqlite_url, monkeypatch)
@@ -392,9 +394,9 @@ def test_a_campaign_name_longer_than_the_store_keeps_is_refused_with_a_reason_no
     """On PostgreSQL a 200-character name made the start fail with a database error (the API answered 500)."""
     from lora_bridge.domain.campaigns import NAME_MAX, CampaignError
 
-    with b.fresh_bridge(store_url) as bridge:
+    with b.fresh_bridge(store_url, signed_by=(KEY,)) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
-        key, _keys_for = fuota.bench_keys()
+        key = KEY
         with pytest.raises(CampaignError, match=f"at most {NAME_MAX} characters, this one has 200"):
             bridge.start_campaign(shipped_model_image(key), user="wanjiru", name="dry season " + "x" * 189)
         assert bridge.campaigns() == []

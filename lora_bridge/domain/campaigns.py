@@ -33,6 +33,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -91,13 +92,14 @@ class ImageIdentity:
     base_version: str | None = None  # a firmware delta's base: only a collar running it can compose it
 
 
-def identify(image: bytes) -> ImageIdentity:
+def identify(image: bytes, release_keys: Path | None = None) -> ImageIdentity:
     """Read an update image's header (`tembo release` wrote it); CampaignError when it is not one, was
     built for hardware other than Tembo's collars, is cut short or longer than its header says, its
     payload is not the one its header's hash signs, or it is unsigned: what every collar would refuse
     only after the whole transfer is refused before anything is sent: also a signature that does not
-    verify with a key of the collars' key file the firmware is built with (a key id that file does not
-    hold is left to the collars: which release keys they hold is theirs, `tembo keys show`)."""
+    verify with a key of the collars' key file (`release_keys`, TEMBO_RELEASE_KEYS_FILE: the key file of
+    the firmware the collars run; None: the one the firmware built from this checkout carries), and a key
+    id that file does not hold (`check_signature`)."""
     try:
         header = update_image.parse_header(image)
     except update_image.ImageRefused as refused:
@@ -120,32 +122,42 @@ def identify(image: bytes) -> ImageIdentity:
                             "was changed or damaged after it was signed")
     if header.signature == bytes(64):
         raise CampaignError("the image carries no signature: every collar would refuse it (tembo release signs)")
-    if not _signature_holds(image[:header.signed_len], header.key_id, header.signature):
-        raise CampaignError(f"the image's signature does not verify with release key {header.key_id} of the "
-                            "collars' key file: its header (version, hardware, golden vector, key id) was changed "
-                            "after it was signed, or another key signed it; every collar holding that key would "
-                            "refuse it after the whole transfer")
+    check_signature(image[:header.signed_len], header.key_id, header.signature, release_keys)
     return ImageIdentity(IMAGE_KINDS[header.kind], update_image.version_text(header.version), header.hardware_id,
                          header.key_id, len(image),
                          update_image.version_text(header.base_version) if header.base_version else None)
 
 
-def _signature_holds(signed: bytes, key_id: int, signature: bytes) -> bool:
-    """Whether signature is release key key_id's over signed, checked by the collars' own checker
-    (`collar_firmware.trust.Trust`, as `release.check_model` checks a blob) with the public keys the
-    firmware built from this checkout gives its collars (`updates.keys.read_collar_keys`); True for a
-    key id that file does not hold (collars handed another key file keep theirs: `tembo keys show`)."""
+def check_signature(signed: bytes, key_id: int, signature: bytes, release_keys: Path | None = None) -> None:
+    """CampaignError unless signature is release key key_id's over signed, checked by the collars' own
+    checker (`collar_firmware.trust.Trust`, as `release.check_model` checks a blob) with the public keys
+    of the collars' key file (`release_keys`; None: the firmware's own, `updates.keys.COLLAR_KEYS_PATH`).
+    A key id that file does not hold is refused too: a collar takes only what a key of its firmware's key
+    file signed (`trust.Trust.accept`), so a key the bridge is not told of is one no collar holds, or the
+    bridge was not told which file the fleet's firmware carries; either way the bridge does not send
+    hours of fragments on the chance. A file that cannot be read is refused likewise."""
     from collar_firmware import trust
     from lora_bridge.updates import keys
 
+    path = Path(release_keys) if release_keys is not None else keys.COLLAR_KEYS_PATH
     try:
-        held = keys.read_collar_keys(keys.COLLAR_KEYS_PATH)
+        held = keys.read_collar_keys(path, must_exist=True)
     except (OSError, ValueError) as error:
-        log.warning("the collars' key file was not read (%s): the image's signature is left to the collars", error)
-        return True
+        raise CampaignError(f"the collars' release key file cannot be read ({error}): the bridge checks every "
+                            "image's signature with the keys the collars hold; set TEMBO_RELEASE_KEYS_FILE to the "
+                            "key file their firmware carries (`tembo keys show --collar-keys FILE`)") from None
     if key_id not in held:
-        return True
-    return trust.Trust(held).verify_now(key_id, signed, signature)
+        ids = ", ".join(str(k) for k in sorted(held)) or "none"
+        raise CampaignError(f"the image is signed with release key {key_id}, which the collars' release key file "
+                            f"{path} does not hold (it holds {ids}): collars take only what a key of their "
+                            "firmware's key file signed, and would refuse it after the whole transfer. Sign it with "
+                            "a key they hold, or, when their firmware carries another key file (a hand-over, `tembo "
+                            "release firmware --ship-keys`), point TEMBO_RELEASE_KEYS_FILE at that file")
+    if not trust.Trust(held).verify_now(key_id, signed, signature):
+        raise CampaignError(f"the image's signature does not verify with release key {key_id} of the collars' key "
+                            f"file {path}: its header (version, hardware, golden vector, key id) was changed after "
+                            "it was signed, or another key signed it; every collar holding that key would refuse it "
+                            "after the whole transfer")
 
 
 def version_number(kind: str, version: str) -> int:
