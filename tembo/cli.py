@@ -251,6 +251,8 @@ def _cmd_release(args: argparse.Namespace) -> int:
         collar_keys = _collar_keys(args)
         # unset: the collar firmware's own; an empty one (`--hardware-id "$HW"`, HW unset) is refused by the release
         hardware_id = release.HARDWARE_ID if args.hardware_id is None else args.hardware_id
+        if not args.out.strip():  # `--out "$OUT"` with OUT unset: not the current folder (a checkout, say)
+            raise release.ReleaseError("--out is empty: name the folder the release goes into (default releases)")
         if args.kind == "model":
             if args.promoted and args.blob:  # which did the technician mean? neither is signed for them
                 raise release.ReleaseError(f"give a blob ({args.blob}) or --promoted ({args.promoted}), not both")

@@ -767,3 +767,20 @@ def test_field_technician_sees_a_collar_whose_model_update_stopped_loading_after
         (collar,) = bridge.fleet_versions()
     assert (collar["model_version"], collar["model_fallback"]) == (1, True)
     assert versions_frame([collar])["Model"][0] == "1 (fallback: its model update was refused)"
+
+
+def test_field_technician_whose_out_variable_came_out_empty_is_refused_not_given_the_current_folder(
+        key_dir, tmp_path, capsys, monkeypatch):
+    """Until 5 December `tembo release model ... --out "$OUT"` with OUT unset wrote the release into the current
+    folder: run from the checkout, beside its README, where `git add` picks it up."""
+    private, collar_keys = key_dir
+    here = tmp_path / "checkout"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    capsys.readouterr()
+    for out in ("", "  "):
+        for argv in (["release", "model", str(release.DEFAULT_MODEL_PATH)], ["release", "firmware", "--version", "1.1.0",
+                                                                              "--ship-keys", str(collar_keys)]):
+            reason = refused(capsys, [*argv, "--key", str(private), "--collar-keys", str(collar_keys), "--out", out])
+            assert reason == "tembo release: --out is empty: name the folder the release goes into (default releases)"
+    assert list(here.iterdir()) == [], "nothing written into the current folder"
