@@ -784,3 +784,27 @@ def test_field_technician_whose_out_variable_came_out_empty_is_refused_not_given
             reason = refused(capsys, [*argv, "--key", str(private), "--collar-keys", str(collar_keys), "--out", out])
             assert reason == "tembo release: --out is empty: name the folder the release goes into (default releases)"
     assert list(here.iterdir()) == [], "nothing written into the current folder"
+
+
+def test_field_technician_naming_the_key_folder_instead_of_the_key_file_is_told_so_not_to_chmod_it(
+        key_dir, tmp_path, capsys):
+    """Until 5 December `--key ~/.tembo` (the folder) was answered "mode 755 lets others read it; chmod 600 it",
+    `keys generate ~/.tembo` "exists: a release key is never overwritten", and `--collar-keys` a folder a traceback's
+    "Is a directory"."""
+    private, collar_keys = key_dir
+    folder = private.parent
+    capsys.readouterr()
+    assert refused(capsys, ["keys", "generate", str(folder), "--key-id", "4"]) == (
+        f"tembo keys: {folder} is a folder: name the key file to make in it (e.g. {folder / 'release-4.key'})")
+    not_a_key = f"{folder} is a folder, not a private key file: name the key file in it"
+    assert not_a_key in refused(capsys, ["keys", "install", str(folder), "--collar-keys", str(collar_keys)])
+    assert not_a_key in refused(capsys, ["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(folder),
+                                         "--collar-keys", str(collar_keys), "--out", str(tmp_path / "out")])
+    not_a_key_file = f"{folder} is a folder, not a collar key file"
+    for argv in (["keys", "show", "--collar-keys", str(folder)],
+                 ["keys", "install", str(private), "--collar-keys", str(folder)],
+                 ["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(private), "--collar-keys",
+                  str(folder), "--out", str(tmp_path / "out")]):
+        assert not_a_key_file in refused(capsys, argv), argv
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["release-7.key", "release-7.key.pub"], "nothing made"

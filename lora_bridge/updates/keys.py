@@ -71,6 +71,9 @@ def generate(private_path: Path, key_id: int) -> SigningKey:
         raise KeyFileError(f"key id must be 0..255, got {key_id}")
     private_path = Path(private_path)
     refuse_under_a_file(private_path, "private key")
+    if private_path.is_dir():
+        raise KeyFileError(f"{private_path} is a folder: name the key file to make in it "
+                           f"(e.g. {private_path / f'release-{key_id}.key'})")
     if private_path.resolve().is_relative_to(SOURCE_TREE):
         raise KeyFileError(f"{private_path} is inside the Tembo checkout {SOURCE_TREE}: a private release key is kept "
                            "outside it, one `git add` away from being published otherwise (e.g. ~/.tembo/release-1.key)")
@@ -127,6 +130,9 @@ def load(private_path: Path) -> SigningKey:
     private_path = Path(private_path)
     if not private_path.exists():
         raise KeyFileError(f"{private_path}: no such key file (make one with `tembo keys generate`)")
+    if private_path.is_dir():  # its mode says nothing of a key: "chmod 600 it" would mislead
+        raise KeyFileError(f"{private_path} is a folder, not a private key file: name the key file in it "
+                           "(`tembo keys generate` wrote e.g. release-1.key)")
     refuse_if_others_may_read(private_path, KeyFileError)
     try:
         key = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
@@ -152,6 +158,9 @@ def read_collar_keys(path: Path = COLLAR_KEYS_PATH, must_exist: bool = False) ->
             raise KeyFileError(f"{path}: no such collar key file (the public keys a firmware carries, "
                                "collar_firmware/release_keys.bin)")
         return {}
+    if path.is_dir():
+        raise KeyFileError(f"{path} is a folder, not a collar key file (the public keys a firmware carries, "
+                           "collar_firmware/release_keys.bin)")
     try:
         return trust.parse_keys(path.read_bytes())
     except ValueError as exc:
