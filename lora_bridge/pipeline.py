@@ -123,7 +123,8 @@ def keep_and_apply(
     read_ahead_for_collar_alerts(session, codec, uplinks, settings)
     # Collar by collar (each collar's bodies in arrival order): two workers whose batches hold the
     # same collars lock their rows in the same order, so one waits, neither deadlocks.
-    order = sorted(range(len(raws)), key=lambda i: _collar_of(messages[i], submissions[i]))
+    keys = _order_keys(messages, submissions)
+    order = sorted(range(len(raws)), key=keys.__getitem__)
     applied = {i: _process_loaded(session, raws[i], codec, settings, None, messages[i]) for i in order}
     bulk.write_queued(session)  # the batch's fixes and summaries, before the rules' savepoints
     return [applied[i] for i in range(len(raws))], order
@@ -240,10 +241,31 @@ def _read(raw: RawUplink) -> Uplink | NetworkEvent | MalformedUplink:
         return error
 
 
-def _collar_of(message: Uplink | NetworkEvent | MalformedUplink, submission: Submission) -> str:
-    if isinstance(message, Uplink):
-        return (message.dev_eui or message.device_id or "").lower()
-    return collar_hint(submission)
+def _order_keys(messages: list[Uplink | NetworkEvent | MalformedUplink], submissions: list[Submission]) -> list[str]:
+    """The key a batch orders each body by (`keep_and_apply`): its collar's DevEUI, the same for every
+    message of one collar whatever its kind, so that a collar's bodies keep their arrival order. A
+    message that names its device without the DevEUI (a TTS `downlink_failed`, a field-masked join)
+    takes the DevEUI another message of the batch gives that device; the topic or path ids had been
+    taken before the body's own DevEUI, and a rejoined collar's first uplink was applied before the
+    join that came ahead of it in the batch, in its old session."""
+    named: dict[tuple[str, str | None, str], str] = {}  # (network, application, device) -> DevEUI
+    for message in messages:
+        if isinstance(message, Uplink | NetworkEvent) and message.dev_eui and message.device_id:
+            named.setdefault(_device_of(message), message.dev_eui)
+    keys = []
+    for message, submission in zip(messages, submissions, strict=True):
+        if isinstance(message, Uplink | NetworkEvent) and (message.dev_eui or message.device_id):
+            eui = message.dev_eui or named.get(_device_of(message))
+            keys.append((eui or message.device_id or "").lower())
+        else:
+            keys.append(collar_hint(submission))
+    return keys
+
+
+def _device_of(message: Uplink | NetworkEvent) -> tuple[str, str | None, str]:
+    """(network, application id, device name) of a message's sender."""
+    network = message.source if isinstance(message, Uplink) else message.network
+    return network, message.application_id, message.device_id or ""
 
 
 def collar_hint(submission: Submission) -> str:

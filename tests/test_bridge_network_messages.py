@@ -13,8 +13,10 @@ import pytest
 from google.protobuf.json_format import ParseDict
 from starlette.testclient import TestClient
 
+from lora_bridge.adapters.mqtt import route
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.chirpstack_protobuf import has_message, message_class
+from lora_bridge.group_commit import Submission
 from lora_bridge.store.tables import Downlink
 from lora_bridge.store.utc import utc_now
 
@@ -278,6 +280,37 @@ def test_join_starts_a_new_session_and_a_replayed_old_frame_is_still_a_duplicate
 
     assert same_frame_counter_new_session["status"] == "processed"
     assert replayed_old_frame["status"] == "duplicate"
+
+
+@pytest.mark.parametrize("join_names", ["device_and_deveui", "device_only"])
+def test_a_rejoined_collars_first_uplink_batched_with_its_join_is_a_copy_when_delivered_again(bridge, join_names):
+    # The Things Stack's MQTT server (integrations/mqtt: v3/{application id}@{tenant id}/devices/{device
+    # id}/join and .../up): the join, then 7 s later frame 0 of the new session, taken in one batch by
+    # a worker (group commit); the topic names the device by its id, the uplink body by its DevEUI.
+    # The collar had sent 20 frames before it rejoined. Its join names the DevEUI as data-formats
+    # shows it, or not (a webhook's field mask of `end_device_ids.device_id` and the application).
+    join_topic, up_topic = route("v3/app1@ttn/devices/dev1/join"), route("v3/app1@ttn/devices/dev1/up")
+    before = nf.TTS["uplink_message"].copy()
+    before["uplink_message"].update(f_cnt=20, received_at="2020-02-17T07:00:00Z")
+    join = nf.TTS["join_accept"].copy()
+    join["join_accept"]["received_at"] = "2020-02-17T07:49:09.736532315Z"
+    if join_names == "device_only":
+        join["end_device_ids"] = {"device_id": "dev1", "application_ids": {"application_id": "app1"}}
+    first_of_session = nf.TTS["uplink_message"].copy()
+    first_of_session["uplink_message"].update(f_cnt=0, received_at="2020-02-17T07:49:16.5Z")
+    first_of_session["received_at"] = "2020-02-17T07:49:16.6Z"
+
+    def submitted(topic, body) -> Submission:
+        return Submission(topic.network, topic.event, json.dumps(body).encode(), path_ids=topic.path_ids)
+
+    bridge.ingest_batch([submitted(up_topic, before)])
+    batch = bridge.ingest_batch([submitted(join_topic, join), submitted(up_topic, first_of_session)])
+    (redelivered,) = bridge.ingest_batch([submitted(up_topic, first_of_session)])  # MQTT QoS 1, again
+    (device,) = bridge.devices()
+
+    assert [r.status for r in batch] == ["recorded", "processed"]
+    assert redelivered.status == "duplicate"  # had been applied twice: frame 0 was filed in the old session
+    assert (device.uplinks_received, device.uplinks_lost) == (2, 0)  # had counted frames 1..19 lost
 
 
 def test_a_join_delivered_again_late_starts_no_session_so_a_frame_delivered_again_is_still_a_copy(client, bridge):
