@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from collar_firmware import blob as collar_blob
-from models.honest import choose_folds, scores
+from models.honest import choose_folds, model_spelling, scores
 from models.recordings import STANDARD_GRAVITY_M_S2, Loaded
 from models.windowing import COLLAR_RATES_HZ, cut_windows
 
@@ -206,19 +206,21 @@ def evaluate_eim(eim_path: str | Path, loaded: Loaded, axes: str = "x,y,z", seed
     finally:
         runner.stop()
     predicted = np.asarray(predicted, dtype=str)
-    classes = tuple(sorted(set(raw.labels.tolist())))
+    spelling = model_spelling(set(raw.labels.tolist()), params.get("labels") or [])
+    truth = np.asarray([spelling.get(label, label) for label in raw.labels.tolist()], dtype=str)
+    classes = tuple(sorted(set(truth.tolist())))
     known = bool(np.all(raw.animals != ""))
     animals = raw.animals if known else np.full(len(predicted), "(all)")
     from models.windowing import Windows, WindowSettings
 
     index = {c: i for i, c in enumerate(classes)}
-    stub = Windows(np.zeros((len(predicted), 1)), np.asarray([index[x] for x in raw.labels]), classes, raw.animals,
+    stub = Windows(np.zeros((len(predicted), 1)), np.asarray([index[x] for x in truth]), classes, raw.animals,
                    raw.bouts, WindowSettings(), raw.report, raw.source_rate_hz)
     folds = choose_folds(stub, seed)
     per_fold = []
     for _train, test in folds.splitter.split(stub.features, stub.labels, folds.groups):
-        per_fold.append(scores(raw.labels[test], predicted[test], classes, animals[test])["macro_f1"])
-    figures = scores(raw.labels, predicted, classes, animals)
+        per_fold.append(scores(truth[test], predicted[test], classes, animals[test])["macro_f1"])
+    figures = scores(truth, predicted, classes, animals)
     return {"eim": str(eim_path), "project": info.get("project"), "labels": params.get("labels"),
             "frequency_hz": rate, "window_samples": n, "collar_rate": int(rate) in COLLAR_RATES_HZ,
             "cv": folds.kind, "folds": folds.n_folds, "per_fold_macro_f1": per_fold, "warning": folds.warning,

@@ -2,7 +2,8 @@
 
 The shipped (or any) blob fixes its window length, sampling rate and classes; the researcher's
 recordings are windowed at those settings, run through the collar's own classifier, and scored
-against the data's labels. A class the data does not have counts as a wrong answer; when the
+against the data's labels (a label the model spells otherwise only in case, "Walk" for "walk", is its
+class). A class the data does not have counts as a wrong answer; when the
 field model shares no class with the data, or the data's bouts are too short for its window, the
 figures say it does not apply, and why.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from collar_firmware import classifier
-from models.honest import scores
+from models.honest import model_spelling, scores
 from models.recordings import DataError, Loaded
 from models.windowing import WindowSettings, make_windows
 
@@ -33,7 +34,8 @@ def field_scores(blob: bytes, loaded: Loaded, axes: str = "x,y,z") -> dict:
     """Return the field model's figures on loaded data, or {"applicable": False, "reason": ...}."""
     model = classifier.Model.from_bytes(blob)
     data_labels = set(loaded.label_counts())
-    common = sorted(set(model.classes) & data_labels)
+    spelling = model_spelling(data_labels, model.classes)
+    common = sorted(set(model.classes) & {spelling.get(label, label) for label in data_labels})
     about = {"model_version": model.version, "classes": list(model.classes),
              "window_s": model.window_s, "rate_hz": model.rate_hz}
     if not common:
@@ -46,8 +48,9 @@ def field_scores(blob: bytes, loaded: Loaded, axes: str = "x,y,z") -> dict:
         windows = make_windows(loaded, settings)
     except DataError as err:
         return {**about, "applicable": False, "reason": f"the data cannot fill its {model.window_s} s windows: {err}"}
-    truth = windows.label_names()
+    truth = np.asarray([spelling.get(label, label) for label in windows.label_names()], dtype=str)
+    classes = tuple(spelling.get(c, c) for c in windows.classes)
     predicted = predict_blob(blob, windows.features)
     animals = windows.animals if windows.animals_known else np.full(len(truth), "(all)")
     return {**about, "applicable": True, "windows": len(truth), "common_classes": common,
-            **scores(truth, predicted, windows.classes, animals)}
+            **({"spelt_as_the_model": spelling} if spelling else {}), **scores(truth, predicted, classes, animals)}

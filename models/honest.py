@@ -47,6 +47,14 @@ def choose_folds(windows: Windows, seed: int = 0) -> Folds:
                  windows.bouts, n, BOUT_WARNING)
 
 
+def model_spelling(data_labels, model_classes) -> dict[str, str]:
+    """Return {data label: the model's class} for labels a model spells otherwise only in case ("Walk" and
+    "walk"), so a model is scored on the behaviour it names, not marked wrong for a capital letter."""
+    by_fold = {str(c).casefold(): str(c) for c in model_classes}
+    return {str(d): by_fold[str(d).casefold()] for d in data_labels
+            if str(d) not in set(map(str, model_classes)) and str(d).casefold() in by_fold}
+
+
 def out_of_fold(estimator, windows: Windows, folds: Folds, n_jobs: int = 1) -> np.ndarray:
     """Return every window's class index predicted by a model that never saw its animal (or bout)."""
     return cross_val_predict(estimator, windows.features, windows.labels, groups=folds.groups,

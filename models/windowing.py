@@ -186,6 +186,12 @@ def cut_windows(loaded: Loaded, rate_hz: float, n_samples: int, step: int, axes:
             labels += [label] * len(cut)
             animals += [run.animal or ""] * len(cut)
             bouts += [recording.bout] * len(cut)
+    spellings: dict[str, str] = {}
+    for label in samples_per_label:
+        other = spellings.setdefault(label.casefold(), label)
+        if other != label:
+            raise DataError(where[label], f"labels {other!r} and {label!r} differ only in case; they would train as "
+                            "two behaviours: spell each behaviour one way", column="label")
     made = Counter(labels)
     empty = [label for label in samples_per_label if made[label] == 0]
     if empty:

@@ -137,6 +137,14 @@ def test_a_label_with_two_samples_is_named_with_where_it_is(tmp_path):
         make_windows(loaded, WindowSettings(window_s=2, rate_hz=25))
 
 
+def test_labels_that_differ_only_in_case_are_refused_rather_than_trained_as_two_behaviours(tmp_path):
+    _csv(tmp_path, _rows(60), "day1.csv")
+    _csv(tmp_path, _rows(60, label="Walk", bout="b2") + _rows(60, t0=7.0, label="rest", bout="b3"), "day2.csv")
+    loaded = load_csv([tmp_path], Columns.parse(COLUMNS))
+    with pytest.raises(DataError, match=r"day2.csv, row 2, column 'label': labels 'walk' and 'Walk' differ only in case"):
+        make_windows(loaded, WindowSettings(window_s=2, rate_hz=25))
+
+
 def test_gaps_split_bouts_when_asked_and_short_tails_are_counted_not_dropped_silently(tmp_path):
     rows = _rows(30) + _rows(30, t0=10.0)  # 3 s, a 7 s gap, 3 s
     loaded = load_csv([_csv(tmp_path, rows)], Columns.parse(COLUMNS), split_gaps=True)

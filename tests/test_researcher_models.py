@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from models.eim import evaluate_eim, export_eim
 from models.estimator import CollarForest
 from models.field_model import field_scores, predict_blob
 from models.honest import choose_folds, out_of_fold, scores
-from models.recordings import LoadReport
+from models.recordings import Loaded, LoadReport
 from models.simulated_source import simulated_recordings, write_labelled_csv
 from models.windowing import Windows, WindowSettings
 from tembo.cli import main
@@ -209,6 +210,18 @@ def test_any_eim_is_scored_on_our_folds_like_the_collar_model(tmp_path):
     assert through_runner["cv"] == "leave_one_animal_out" and len(through_runner["per_fold_macro_f1"]) == 3
     assert through_runner["windows"] == on_collar["windows"] == 3 * 4 * 2
     assert through_runner["macro_f1"] == on_collar["macro_f1"]
+
+
+def test_field_model_and_an_eim_are_scored_on_a_researchers_capitalised_labels_as_on_their_own_spelling(tmp_path):
+    herd = simulated_recordings(n_animals=3, bouts_per_behaviour=1, bout_s=20, seed=6)
+    capitalised = Loaded([replace(r, labels=np.char.capitalize(r.labels)) for r in herd.recordings], herd.report)
+    as_spelt = field_scores(SHIPPED.read_bytes(), herd)
+    on_capitals = field_scores(SHIPPED.read_bytes(), capitalised)
+    assert on_capitals["applicable"] and on_capitals["common_classes"] == as_spelt["common_classes"]
+    assert on_capitals["macro_f1"] == as_spelt["macro_f1"] > 0.5  # not every "Walk" window marked wrong
+    assert on_capitals["spelt_as_the_model"] == {"Rest": "rest", "Forage": "forage", "Walk": "walk", "Run": "run"}
+    eim = export_eim(SHIPPED.read_bytes(), tmp_path / "shipped.eim")
+    assert evaluate_eim(eim, capitalised)["macro_f1"] == as_spelt["macro_f1"]
 
 
 def test_bridge_names_activity_from_the_model_version_the_collar_runs(tmp_path, sqlite_url):
