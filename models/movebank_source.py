@@ -8,8 +8,11 @@ numbers, axes interleaved in the order `eobs:acceleration-axes` gives, e.g. "XYZ
 
 e-obs raw values are unsigned counts around a zero of 2048; give the tag's calibration as units
 `counts:G_PER_COUNT` (and `zero`), or units g / m/s2 when the study stores converted values.
-Rows of other sensors (no burst) are left out and counted; a burst with other axes than X, Y and Z,
-a number that does not parse, or a burst without a label stops the load naming file, row and column.
+Rows of other sensors (no burst), bursts without a label, rows Movebank marks as outliers
+(`visible` false) and, in a file that names its animals, bursts of no animal (Movebank leaves
+`individual-local-identifier` blank before and after a tag's deployment: a tag on a desk, not an
+animal) are left out and counted; a burst with other axes than X, Y and Z or a number that does not
+parse stops the load naming file, row and column.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ ANIMAL = "individual-local-identifier"
 EVENT = "event-id"
 TIME = "timestamp"
 LABEL = "behavioural-classification"
+VISIBLE = "visible"
 EOBS_ZERO = 2048
 
 
@@ -80,6 +84,9 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
         if not raw:
             report.leave_out("Movebank rows without an accelerometer burst (other sensors)", 1)
             continue
+        if VISIBLE in frame.columns and values[VISIBLE].strip().lower() == "false":
+            report.leave_out("bursts Movebank marks as outliers (visible false)", len(raw.split()) // 3)
+            continue
         axes = values[AXES].strip().upper()
         if axes != "XYZ":
             raise DataError(source, f"burst axes {axes!r}: the collar needs X, Y and Z", row=file_row, column=AXES)
@@ -108,8 +115,12 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
         recordings.append(Recording(animal, f"{path.name}:{event}", rate, samples,
                                     np.full(len(samples), label), f"{source}, row {file_row}",
                                     _seconds(values[TIME]) if TIME in frame.columns else 0.0))
-    if recordings and any(r.animal is None for r in recordings) and any(r.animal for r in recordings):
-        report.notes.append(f"{source}: some bursts name no animal")
+    if any(r.animal is None for r in recordings) and any(r.animal for r in recordings):
+        # Before and after deployment Movebank names no individual: the tag was on no animal. Kept, they
+        # would also cost the whole file its leave-one-animal-out evaluation.
+        report.leave_out("bursts of no animal (individual-local-identifier blank: before or after deployment)",
+                         sum(len(r) for r in recordings if r.animal is None))
+        recordings = [r for r in recordings if r.animal is not None]
     return Loaded(recordings, report)
 
 

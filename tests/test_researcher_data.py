@@ -209,6 +209,23 @@ def test_movebank_eobs_bursts_from_the_attribute_names_movebank_documents():
                                       "bursts without a label (not annotated)": 3}
 
 
+def test_movebank_outliers_and_bursts_before_deployment_are_left_out_and_animals_stay_known(tmp_path):
+    lines = (FIXTURES / "movebank_eobs_bursts.csv").read_text().splitlines()
+    burst = lines[1].split(",")  # Storch 1 standing
+    outlier = [*burst[:1], "false", *burst[2:6], "walking", *burst[7:]]
+    outlier[0] = "1005"
+    on_the_desk = [*burst[:6], "standing", burst[7], "", *burst[9:]]
+    on_the_desk[0] = "1006"
+    path = tmp_path / "bursts.csv"
+    path.write_text("\n".join([*lines, ",".join(outlier), ",".join(on_the_desk)]) + "\n")
+    loaded = load_movebank([path])
+    assert [r.animal for r in loaded.recordings] == ["Storch 1", "Storch 2"] and loaded.animals_known
+    assert {label for r in loaded.recordings for label in r.labels} == {"standing", "walking"}
+    assert loaded.report.left_out["bursts Movebank marks as outliers (visible false)"] == 4
+    assert loaded.report.left_out[
+        "bursts of no animal (individual-local-identifier blank: before or after deployment)"] == 4
+
+
 def test_movebank_burst_with_two_axes_is_refused_by_row_and_column(tmp_path):
     text = (FIXTURES / "movebank_eobs_bursts.csv").read_text().replace("2048 2048 2418 2050 2046 2420 2052 2044 2418 "
                                                                        "2048 2048 2416,XYZ", "2048 2048 2418 2050,XY")
