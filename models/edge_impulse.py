@@ -174,11 +174,13 @@ def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
 
 def export_edge_impulse(loaded: Loaded, out_dir: str | Path, hmac_key: bytes | None = None,
                         device_type: str = DEVICE_TYPE) -> list[Path]:
-    """Write one data acquisition file per label run (`LABEL.ANIMAL_BOUT.json`, m/s2); return the paths."""
+    """Write one data acquisition file per label run (`LABEL.ANIMAL_BOUT.json`, m/s2, `_2`, `_3`, ... added to a
+    name another run of this export already has); return the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     per_g = 1.0 / unit_factor_mg(EXPORT_UNITS)
-    written = []
+    written: list[Path] = []
+    used: set[Path] = set()
     for recording in loaded.recordings:
         for run in split_label_runs(recording):
             label = str(run.labels[0])
@@ -196,6 +198,11 @@ def export_edge_impulse(loaded: Loaded, out_dir: str | Path, hmac_key: bytes | N
                 document["signature"] = sign(document, hmac_key)
             stem = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{run.animal or 'animal'}_{run.bout}")
             path = out / f"{label}.{stem}.json"
+            copies = 1
+            while path in used:  # files of the same name in other folders, or names equal once made safe
+                copies += 1
+                path = out / f"{label}.{stem}_{copies}.json"
+            used.add(path)
             path.write_text(json.dumps(document))
             written.append(path)
     return written

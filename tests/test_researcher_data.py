@@ -295,6 +295,18 @@ def test_researcher_verifies_files_signed_the_way_edge_impulse_documents_in_node
         edge_impulse.load_edge_impulse([path], hmac_key=b"project-hmac-key")
 
 
+def test_exporting_days_logged_to_files_of_one_name_to_edge_impulse_keeps_every_day(tmp_path):
+    for day, t0 in (("day1", 0.0), ("day2", 100.0)):
+        (tmp_path / day).mkdir()
+        _csv(tmp_path / day, _rows(40, t0=t0), "collar7.csv")  # same animal, bout id and file name each day
+    days = load_csv([tmp_path / "day1" / "collar7.csv", tmp_path / "day2" / "collar7.csv"], Columns.parse(COLUMNS))
+    files = edge_impulse.export_edge_impulse(days, tmp_path / "studio")
+    assert len(files) == len(set(files)) == 2 and sorted(tmp_path.joinpath("studio").iterdir()) == sorted(files)
+    back = edge_impulse.load_edge_impulse([tmp_path / "studio"])
+    assert len(back.recordings) == 2 and sum(len(r) for r in back.recordings) == 80  # both days, every sample
+    assert {edge_impulse.label_from_name(f) for f in files} == {"walk"}
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
