@@ -495,7 +495,7 @@ def _process_uplink(
         session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings
     )
     result = _done(raw, existing, uplink, decoded.message, tuple(applied.downlink_ids), tuple(applied.alert_ids),
-                   dev_eui=device.dev_eui)
+                   dev_eui=device.dev_eui, closed_alert_ids=tuple(applied.closed_alert_ids))
     return result
 
 
@@ -508,6 +508,7 @@ def _done(
     alert_ids: tuple[int, ...] = (),
     *,
     dev_eui: str | None = None,
+    closed_alert_ids: tuple[int, ...] = (),
 ) -> IngestResult:
     bulk.set_values(raw, {"status": ingest.STATUS_PROCESSED, "message": message, "processed_at": utc_now(), "error": None})
     _close_replayed(existing, ingest.STATUS_PROCESSED)
@@ -527,6 +528,7 @@ def _done(
         alert_ids=alert_ids,
         downlink_ids=downlink_ids,
         dev_eui=dev_eui, kind=KIND_UPLINK,
+        closed_alert_ids=closed_alert_ids,
     )
 
 

@@ -408,7 +408,7 @@ class Bridge:
         judged = rules_engine.evaluate_devices(session, self.rules_runtime, [r.device_id for r in processed])
         for steps in judged.values():
             self._queue_steps(session, steps)
-        raised = [(alert_id, "raised") for r in processed for alert_id in r.alert_ids]
+        raised = [step for r in processed for step in _alert_steps(r)]
         if raised:
             outbox.enqueue_alert_steps(session, self.notify_config, raised)
 
@@ -1118,7 +1118,7 @@ class Bridge:
         if result.status != ingest.STATUS_PROCESSED or not result.device_id:
             return
         self.evaluate_rules(result.device_id)  # first: a collar alert goes out corroborated
-        steps = [(alert_id, "raised") for alert_id in result.alert_ids]
+        steps = _alert_steps(result)
         if steps:
             try:
                 with self.db.write() as session:
@@ -2157,6 +2157,13 @@ def _geofence_view(row: Geofence) -> GeofenceView:
         created_at=row.created_at,
         properties=dict(row.properties or {}),
     )
+
+
+def _alert_steps(result: IngestResult) -> list[tuple[int, str]]:
+    """The alert steps an applied body took, for the outbox: its alerts raised, and those Tembo closed
+    because it cleared their condition (an offline collar heard again: EarthRanger's event resolved)."""
+    return ([(alert_id, "raised") for alert_id in result.alert_ids]
+            + [(alert_id, "auto_resolved") for alert_id in result.closed_alert_ids])
 
 
 def _notification_view(row: Notification) -> NotificationView:

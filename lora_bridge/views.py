@@ -238,7 +238,7 @@ class IngestResult:
     message: str | None = None
     reason: str | None = None
     duplicate_of: int | None = None
-    alert_ids: tuple[int, ...] = ()
+    alert_ids: tuple[int, ...] = ()  # alerts the body raised (or repeated while open)
     downlink_ids: tuple[int, ...] = ()
     stage: str | None = None
     intake_id: int | None = None  # the body's entry in the durable intake's journal
@@ -246,6 +246,8 @@ class IngestResult:
     # What the body was: "uplink", a network event's kind ("join", "downlink_ack", "status", ...,
     # "unknown" for a kind Tembo does not read); None when it could not be read at all.
     kind: str | None = None
+    # Alerts Tembo closed because the body cleared their condition (an offline collar heard again)
+    closed_alert_ids: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -380,3 +380,34 @@ def test_a_ranger_taken_off_the_duty_sms_gets_no_alert_queued_before_the_restart
     assert [m["to"] for m in gateway.messages] == ["+254700000001"]
     assert (later.sent, later.withdrawn) == (1, 1)
     assert [(n.recipient, "no longer" in n.last_error) for n in withdrawn] == [("+254700000002", True)]
+
+
+def test_earthranger_and_the_control_room_hear_that_a_collar_reported_offline_is_heard_again(
+    sqlite_url, tmp_path, earthranger
+):
+    stand_in, url = earthranger
+    receiver = WebhookReceiver(secret=HOOK_SECRET.encode())
+    routes = (
+        '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n'
+        'actions = ["raised", "resolved", "auto_resolved"]\n'
+        '[[notify.routes]]\nname = "control-room"\nchannel = "webhook"\nactions = ["raised", "auto_resolved"]\n'
+    )
+    with serve_app_in_thread(receiver.app()) as hook:
+        rules_path = write_rules(tmp_path / "r.toml", er_url=url, hook_url=hook.url, routes=routes,
+                                 er_extra="send_positions = false\n")
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.register_animal("collar-01", "Naserian")
+            bridge.ingest_tts_uplink(b.tts_uplink(b.settings(status_interval_s=3 * 3600), f_cnt=1, received_at=T))
+            (alert_id,) = bridge.run_rules(now=T + timedelta(hours=6, minutes=16))  # two status reports missed
+            assert bridge.flush_notifications(now=wall()).sent == 2
+            back = T + timedelta(hours=8)  # the mast is up again: the collar's status comes through
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=int(back.timestamp())), f_cnt=2, received_at=back))
+            later = bridge.flush_notifications(now=wall())
+            closed = bridge.alert(alert_id, viewer=b.RANGER)
+
+    assert (closed.state, closed.verdict) == ("resolved", "true")
+    assert later.sent == 2
+    (event,) = stand_in.events.values()
+    assert (event["event_type"], event["state"]) == ("tembo_offline", "resolved") and stand_in.problems == []
+    assert [(d["body"]["alert_type"], d["body"]["action"], d["body"]["state"]) for d in receiver.deliveries] == [
+        ("offline", "raised", "new"), ("offline", "auto_resolved", "resolved")]

@@ -31,7 +31,8 @@ class Applied:
 
     positions: int = 0
     activity_summaries: int = 0
-    alert_ids: list[int] = field(default_factory=list)
+    alert_ids: list[int] = field(default_factory=list)  # raised, or repeated while open
+    closed_alert_ids: list[int] = field(default_factory=list)  # closed by Tembo: the condition cleared
     downlink_ids: list[int] = field(default_factory=list)
 
 
@@ -58,7 +59,7 @@ def apply_message(
     if device.device_id in _offline_collars(session):
         closed = rules.close_offline(session, device, heard_at)
         if closed is not None:
-            applied.alert_ids.append(closed)
+            applied.closed_alert_ids.append(closed)
             _offline_collars(session).discard(device.device_id)
 
     for fix_time, lat, lon in positions.fixes_in_message(fields, time):
