@@ -441,3 +441,23 @@ def test_the_visitor_kiosk_does_not_show_a_poaching_alert_of_now_from_a_collar_w
     assert amani.lat is None or abs(amani.lat - -2.60) > 0.03  # her place of now is not on the kiosk either
     (poaching,) = [a for a in bridge.alerts(viewer=ranger) if a.alert_type == "poaching_risk"]
     assert poaching.time == NOW  # the ranger's: dated when the bridge heard it, as a clock-less collar's is
+
+
+def test_the_visitor_kiosk_reading_an_old_alerts_history_never_learns_the_duty_officers_phone_number(
+    sqlite_url, tmp_path
+):
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[notify.sms]\nurl = "http://127.0.0.1:9/send"\ntoken = "gateway-token"\n'
+                     '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n')
+    with live_bridge(sqlite_url, now=utc_now(), rules_path=str(rules)) as bridge:
+        (drop,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("collar_drop", seq=4), device_id="collar-01",
+                                                        f_cnt=95, dev_eui="70B3D57ED0000001")).alert_ids
+        ranger_saw = bridge.alert_events(drop, viewer=viewer("amina"))
+        later = utc_now() + timedelta(days=4)  # old enough for every role to read
+        bridge.clock = lambda: later
+        seen = {who: bridge.alert_events(drop, viewer=viewer(who)) for who in ("kiosk", "rose", "tito")}
+
+    assert any(e.detail.get("to") == "+254700000001" for e in ranger_saw)  # the control room knows who was told
+    for who, history in seen.items():
+        assert "notification_queued" in [e.action for e in history], who  # that the duty phone was told
+        assert "+254700000001" not in json.dumps([e.detail for e in history]), who  # but not its number

@@ -64,6 +64,10 @@ _PLACE_KEYS = frozenset(
      # the line"): the fences are everyone's to read, so the metres put the fix on a line across its cell.
      "metres_past_line", "decided"}
 )
+# Who an alert step was sent to (a ranger's phone number or e-mail address, in the notification events
+# of an alert's history): the control room's business, not the visitor kiosk's or a researcher's.
+_RECIPIENT_KEYS = frozenset({"to", "recipient"})
+_NOTIFICATION_STEP = "notification_"
 # Where a network event's detail keeps what a third-party service answered (`network_messages`).
 SERVICE_ANSWER_KEYS = frozenset({"data", "object"})
 # Where a simulated uplink's event keeps the bytes the network server was given (`network_messages`).
@@ -251,9 +255,16 @@ def alert_events(
     # sent late) is shown at the report's time: when it was taken says the collar was heard then.
     return [
         replace(event, at=_step_time(event) if seen_until is not None and event.at > seen_until else event.at,
-                detail=without_places(until(event.detail, seen_until)))
+                detail=_without_recipients(event.action, without_places(until(event.detail, seen_until))))
         for event in kept
     ]
+
+
+def _without_recipients(action: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """A notification step's detail without whom it went to (the duty officer's phone number)."""
+    if not action.startswith(_NOTIFICATION_STEP):
+        return detail
+    return {key: value for key, value in detail.items() if key not in _RECIPIENT_KEYS}
 
 
 def _step_time(event: AlertEventView) -> datetime:
