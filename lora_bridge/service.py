@@ -1775,14 +1775,18 @@ class Bridge:
             name=name, kind=kind, version=version, image_sha256=image_sha256, image_bytes=image_bytes, user=user,
             devices=devices, canary_pct=canary_pct, max_canary_failures_pct=max_canary_failures_pct,
             min_battery_mv=min_battery_mv, min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor,
-            species=species, image=image, base_version=identity.base_version if image is not None else None)
+            species=species, image=image, base_version=identity.base_version if image is not None else None,
+            keys_retired=identity.keys_retired if image is not None else ())
 
     def _create_campaign(self, *, name: str, kind: str, version: str, image_sha256: str, image_bytes: int,
                          user: str, devices: list[str] | None, canary_pct: int, max_canary_failures_pct: int,
                          min_battery_mv: int, min_rssi_dbm: float, max_spreading_factor: int,
-                         species: str | None, image: bytes | None, base_version: str | None) -> dict[str, Any]:
+                         species: str | None, image: bytes | None, base_version: str | None,
+                         keys_retired: tuple[int, ...] = ()) -> dict[str, Any]:
         """Create a campaign whose image (when given) was already identified and matched to kind,
-        version, SHA-256 and size by the caller: plan its delivery and record both in one transaction."""
+        version, SHA-256 and size by the caller: plan its delivery and record both in one transaction.
+        keys_retired: release keys the firmware's key file drops (`campaigns.retired_keys`), said in the
+        campaign's history (event `keys_retired`)."""
         from lora_bridge.domain import campaigns, fuota_delivery
 
         mc_addr = int(self.settings.fuota_multicast_addr, 16) if self.settings.fuota_multicast_addr else None
@@ -1801,6 +1805,14 @@ class Bridge:
                 max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=min_battery_mv,
                 min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor, species=species,
                 created_by=user, base_version=base_version)
+            if keys_retired:
+                warning = (f"collars that take this firmware no longer hold release key(s) "
+                           f"{', '.join(map(str, keys_retired))}: a model update those keys signed stops loading on "
+                           "them and they run the firmware's shipped model (status model_fallback) until a model "
+                           "signed with a key they hold is sent; once they run it, point TEMBO_RELEASE_KEYS_FILE at "
+                           "the key file it carries")
+                campaigns.record_event(session, campaign, "keys_retired", keys=list(keys_retired), warning=warning)
+                log.warning("campaign %s: %s", name, warning, extra={"campaign_id": campaign.id})
             if image is not None:
                 row = fuota_delivery.start(session, campaign, image, str(self.settings.fuota_multicast_group or ""),
                                            self.clock(), prior_loss=self.settings.fuota_prior_loss, mc_addr=mc_addr,
@@ -1853,7 +1865,8 @@ class Bridge:
             version=identity.version, image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image),
             user=user, devices=devices, canary_pct=canary_pct, max_canary_failures_pct=max_canary_failures_pct,
             min_battery_mv=min_battery_mv, min_rssi_dbm=min_rssi_dbm, max_spreading_factor=max_spreading_factor,
-            species=species, image=image if self.delivers_updates else None, base_version=identity.base_version)
+            species=species, image=image if self.delivers_updates else None, base_version=identity.base_version,
+            keys_retired=identity.keys_retired)
 
     def deliver_updates(self, now: datetime | None = None) -> int:
         """Move every campaign's delivery on (set-up, multicast fragments, repair rounds, stragglers):

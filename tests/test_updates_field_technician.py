@@ -808,3 +808,33 @@ def test_field_technician_naming_the_key_folder_instead_of_the_key_file_is_told_
         assert not_a_key_file in refused(capsys, argv), argv
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in folder.iterdir()) == ["release-7.key", "release-7.key.pub"], "nothing made"
+
+
+def test_field_technician_starting_a_firmware_that_retires_keys_sees_it_in_the_campaigns_history(
+        key_dir, tmp_path, capsys, api):
+    """A hand-over firmware drops keys the collars hold: model updates those keys signed stop loading on the
+    collars that take it. Until 5 December the campaign started without a word of it."""
+    private, _ = key_dir
+    now = Path(api.bridge.settings.release_keys_file)  # what the fleet holds, as the bridge checks images with it
+    assert main(["keys", "install", str(private), "--collar-keys", str(now)]) == 0
+    after = tmp_path / "after.bin"
+    after.write_bytes(keys.COLLAR_KEYS_PATH.read_bytes())  # the key that signs the shipped model, and 8
+    assert main(["keys", "generate", str(tmp_path / "keys" / "release-8.key"), "--key-id", "8", "--install",
+                 "--collar-keys", str(after)]) == 0
+    out = tmp_path / "releases"
+    common = ["release", "firmware", "--key", str(private), "--collar-keys", str(now), "--out", str(out)]
+    assert main([*common, "--version", "1.9.0", "--ship-keys", str(after), "--retire-key"]) == 0
+    assert main([*common, "--version", "1.9.1", "--ship-keys", str(now)]) == 0
+    capsys.readouterr()
+
+    answer = api.post("/api/updates/campaigns", content=(out / "firmware-1.9.0.tmbu").read_bytes(),
+                      params={"device_id": "collar-01"})
+    assert answer.status_code == 201, answer.text
+    (said,) = [e["detail"] for e in answer.json()["history"] if e["event"] == "keys_retired"]
+    retired = sorted(set(keys.read_collar_keys(now)) - set(keys.read_collar_keys(after)))
+    assert said["keys"] == retired and 7 in retired
+    assert said["warning"].startswith(f"collars that take this firmware no longer hold release key(s) "
+                                      f"{', '.join(map(str, retired))}: a model update those keys signed stops loading")
+    kept = api.post("/api/updates/campaigns", content=(out / "firmware-1.9.1.tmbu").read_bytes(),
+                    params={"device_id": "collar-02"})
+    assert kept.status_code == 201 and not [e for e in kept.json()["history"] if e["event"] == "keys_retired"]

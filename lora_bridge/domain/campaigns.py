@@ -90,6 +90,9 @@ class ImageIdentity:
     key_id: int
     image_bytes: int
     base_version: str | None = None  # a firmware delta's base: only a collar running it can compose it
+    # release keys the collars hold now that a firmware's own key file lacks: collars that take it refuse,
+    # from then on, model updates those keys signed and run its shipped model (`retired_keys`)
+    keys_retired: tuple[int, ...] = ()
 
 
 def identify(image: bytes, release_keys: Path | None = None) -> ImageIdentity:
@@ -122,20 +125,49 @@ def identify(image: bytes, release_keys: Path | None = None) -> ImageIdentity:
                             "was changed or damaged after it was signed")
     if header.signature == bytes(64):
         raise CampaignError("the image carries no signature: every collar would refuse it (tembo release signs)")
-    check_signature(image[:header.signed_len], header.key_id, header.signature, release_keys)
+    held = check_signature(image[:header.signed_len], header.key_id, header.signature, release_keys)
+    retired = retired_keys(held, image[header.size:]) if header.kind == update_image.KIND_FIRMWARE else ()
     return ImageIdentity(IMAGE_KINDS[header.kind], update_image.version_text(header.version), header.hardware_id,
                          header.key_id, len(image),
-                         update_image.version_text(header.base_version) if header.base_version else None)
+                         update_image.version_text(header.base_version) if header.base_version else None, retired)
 
 
-def check_signature(signed: bytes, key_id: int, signature: bytes, release_keys: Path | None = None) -> None:
+def retired_keys(held: dict[int, bytes], payload: bytes) -> tuple[int, ...]:
+    """The ids of the keys in held (what the collars hold now) that the release key file a firmware's
+    payload carries lacks (or holds another key under): collars that take the firmware no longer hold
+    them. () when the payload carries no key file of its own (a delta keeping the base's) or none that
+    reads: `tembo release firmware` checked what it packed."""
+    from collar_firmware import trust
+
+    wanted, pos = trust.KEYS_FILE.encode(), 0
+    while pos < len(payload):
+        length = payload[pos] & ~update_image.KEPT & 0xFF
+        kept = payload[pos] & update_image.KEPT
+        name, pos = payload[pos + 1:pos + 1 + length], pos + 1 + length
+        if kept:
+            continue  # the base's record: nothing of it travels
+        if pos + 4 > len(payload):
+            return ()
+        size = int.from_bytes(payload[pos:pos + 4], "little")
+        data, pos = payload[pos + 4:pos + 4 + size], pos + 4 + size
+        if name == wanted:
+            try:
+                after = trust.parse_keys(data)
+            except ValueError:
+                return ()
+            return tuple(key_id for key_id in sorted(held) if after.get(key_id) != held[key_id])
+    return ()
+
+
+def check_signature(signed: bytes, key_id: int, signature: bytes, release_keys: Path | None = None) -> dict[int, bytes]:
     """CampaignError unless signature is release key key_id's over signed, checked by the collars' own
     checker (`collar_firmware.trust.Trust`, as `release.check_model` checks a blob) with the public keys
     of the collars' key file (`release_keys`; None: the firmware's own, `updates.keys.COLLAR_KEYS_PATH`).
     A key id that file does not hold is refused too: a collar takes only what a key of its firmware's key
     file signed (`trust.Trust.accept`), so a key the bridge is not told of is one no collar holds, or the
     bridge was not told which file the fleet's firmware carries; either way the bridge does not send
-    hours of fragments on the chance. A file that cannot be read is refused likewise."""
+    hours of fragments on the chance. A file that cannot be read is refused likewise. Returns the keys
+    the file holds."""
     from collar_firmware import trust
     from lora_bridge.updates import keys
 
@@ -158,6 +190,7 @@ def check_signature(signed: bytes, key_id: int, signature: bytes, release_keys: 
                             f"file {path}: its header (version, hardware, golden vector, key id) was changed after "
                             "it was signed, or another key signed it; every collar holding that key would refuse it "
                             "after the whole transfer")
+    return held
 
 
 def version_number(kind: str, version: str) -> int:
