@@ -210,6 +210,11 @@ def test_technician_typing_an_odd_multicast_address_or_campaign_gets_no_keys_for
         assert cli.main(["keys", "multicast", "--campaign", campaign, "--keys-file", str(key_file),
                          "--mc-addr", MC_ADDR_HEX]) == 2
         assert "a campaign's id" in capsys.readouterr().err
+    # the folder the key file sits in, named instead of the file: until 5 December "no such collar key file"
+    assert cli.main(["keys", "multicast", "--campaign", "3", "--keys-file", str(key_file.parent),
+                     "--mc-addr", MC_ADDR_HEX]) == 1
+    said = capsys.readouterr()
+    assert said.out == "" and f"{key_file.parent} is a folder, not the collar key file" in said.err
 
 
 def test_a_collar_refusing_the_group_or_deleting_it_is_recorded_per_group(sqlite_url, tts, tmp_path):

@@ -157,6 +157,9 @@ def load(path: Path | str | None) -> CollarKeyRing:
     if not path:
         raise CollarKeyError("no collar key file: set TEMBO_COLLAR_KEYS_FILE to the file the technician provisioned")
     path = Path(path)
+    if path.is_dir():
+        raise CollarKeyError(f"{path} is a folder, not the collar key file (the TOML of multicast_root and the "
+                             "collars' keys the technician provisioned): name the file in it")
     if not path.is_file():
         raise CollarKeyError(f"{path}: no such collar key file")
     refuse_if_others_may_read(path, CollarKeyError)
