@@ -267,7 +267,7 @@ def _cmd_release(args: argparse.Namespace) -> int:
                 print(json.dumps({"installed": str(release.DEFAULT_MODEL_PATH), "key_id": key.key_id}))
                 return 0
             made = release.release_model(blob, key, Path(args.out), collar_keys, hardware_id=hardware_id,
-                                         ship_keys=Path(args.ship_keys) if args.ship_keys else keys.COLLAR_KEYS_PATH)
+                                         ship_keys=Path(args.ship_keys) if args.ship_keys else None)
             print(json.dumps({"blob": str(made.blob_path), "manifest": str(made.manifest_path), **made.manifest,
                               "image": str(made.image_path)}))
         else:

@@ -734,6 +734,11 @@ def test_technician_is_warned_that_a_model_signed_with_a_key_the_next_firmware_r
     assert main(["release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(new), "--collar-keys", str(after),
                  "--ship-keys", str(after), "--out", str(tmp_path / "after-hand-over")]) == 0
     assert capsys.readouterr().err == "", "a model signed with a key the firmware keeps: no warning"
+    typo = tmp_path / "afetr.bin"
+    assert f"{typo}: no such collar key file" in refused(capsys, [
+        "release", "model", str(release.DEFAULT_MODEL_PATH), "--key", str(new), "--collar-keys", str(after),
+        "--ship-keys", str(typo), "--out", str(tmp_path / "typo")])
+    assert not (tmp_path / "typo").exists(), "a mistyped --ship-keys is not a firmware holding no key"
 
 
 def test_field_technician_sees_a_collar_whose_model_update_stopped_loading_after_a_key_hand_over(sqlite_url):

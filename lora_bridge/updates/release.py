@@ -134,11 +134,13 @@ def held_keys(key: SigningKey, collar_keys: Path) -> dict[int, bytes]:
     return keys
 
 
-def retired_model_key(key: SigningKey, model_version: int, ship_keys: Path) -> str | None:
-    """The warning for a model signed with a key the next firmware (the one built with `ship_keys`) does
-    not hold, None when it holds it: collars that take that firmware refuse the stored model at boot and
-    run the firmware's shipped model instead (their status sets `model_fallback`)."""
-    after = read_collar_keys(ship_keys, must_exist=True)
+def retired_model_key(key: SigningKey, model_version: int, ship_keys: Path | None = None) -> str | None:
+    """The warning for a model signed with a key the next firmware (the one built with `ship_keys`; None:
+    this checkout's key file, which may be missing) does not hold, None when it holds it: collars that take
+    that firmware refuse the stored model at boot and run the firmware's shipped model instead (their
+    status sets `model_fallback`). A `ship_keys` named that does not exist is refused (a mistyped path)."""
+    after = read_collar_keys(ship_keys or COLLAR_KEYS_PATH, must_exist=ship_keys is not None)
+    ship_keys = ship_keys or COLLAR_KEYS_PATH
     if after.get(key.key_id) == key.public_key:
         return None
     held = ", ".join(str(k) for k in sorted(after)) or "none"
@@ -149,7 +151,7 @@ def retired_model_key(key: SigningKey, model_version: int, ship_keys: Path) -> s
 
 
 def release_model(blob: bytes, key: SigningKey, out_dir: Path, collar_keys: Path = COLLAR_KEYS_PATH,
-                  hardware_id: str = HARDWARE_ID, ship_keys: Path = COLLAR_KEYS_PATH) -> ModelRelease:
+                  hardware_id: str = HARDWARE_ID, ship_keys: Path | None = None) -> ModelRelease:
     """Sign a promoted model blob and write into out_dir the blob, the update image a campaign sends
     (`model_image`: the signed blob in a signed image with its golden vector, `.tmbu`) and a manifest.
     `ship_keys` is the key file of the next firmware (by default the one built from this checkout): a key
