@@ -257,6 +257,29 @@ def dedup_key(device_id: str, session_number: int, uplink: Uplink) -> str:
     return f"{device_id}:{session_number}:{uplink.f_cnt}:{uplink.f_port}:{digest}"
 
 
+def refile_heard_since(session: Session, device_id: str, previous: int, current: int, since: datetime) -> list[RawUplink]:
+    """The first copies of device_id's frames filed in session `previous` but heard after `since`, when
+    a join or reset dated `since` (come late: a webhook retried, two requests racing) began session
+    `current`: filed in `current` now, their dedup keys with them (in this unit of work's claims
+    too), so a copy delivered again is still a copy. Oldest first."""
+    query = (select(RawUplink)
+             .where(RawUplink.device_id == device_id, RawUplink.session == previous, RawUplink.heard_at > since,
+                    RawUplink.duplicate_of.is_(None), RawUplink.dedup_key.is_not(None))
+             .order_by(RawUplink.heard_at, RawUplink.id))
+    old, new = f"{device_id}:{previous}:", f"{device_id}:{current}:"
+    claimed = session.info.setdefault(CLAIMED_KEYS, {})
+    refiled = []
+    for raw in session.scalars(query):
+        if not raw.dedup_key.startswith(old):
+            continue  # not an uplink's key of that session
+        key = new + raw.dedup_key[len(old):]
+        claimed.pop(raw.dedup_key, None)
+        bulk.set_values(raw, {"session": current, "dedup_key": key})
+        claimed[key] = raw
+        refiled.append(raw)
+    return refiled
+
+
 def body_key(raw: RawUplink) -> str:
     """The key of a body as delivered (network, kind, encoding, path ids and bytes): a body that cannot
     be read has no message to key it by, and the same bytes again are the same delivery tried again."""

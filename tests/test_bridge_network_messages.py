@@ -313,6 +313,50 @@ def test_a_rejoined_collars_first_uplink_batched_with_its_join_is_a_copy_when_de
     assert (device.uplinks_received, device.uplinks_lost) == (2, 0)  # had counted frames 1..19 lost
 
 
+def rejoin_story() -> tuple[dict, dict, list[dict]]:
+    """A collar's frame 20 at 07:00, its join at 07:49:09 (data-formats join_accept), and frames 0 and 1
+    of the new session at 07:49:16 and 07:59:16 (data-formats uplink_message, each its own status)."""
+    before = nf.TTS["uplink_message"].copy()
+    before["uplink_message"].update(f_cnt=20, received_at="2020-02-17T07:00:00Z")
+    join = nf.TTS["join_accept"].copy()
+    join["join_accept"]["received_at"] = "2020-02-17T07:49:09.736532315Z"
+    frames = []
+    for f_cnt, at in ((0, "07:49:16"), (1, "07:59:16")):
+        frame = nf.TTS["uplink_message"].copy()
+        frame["uplink_message"].update(f_cnt=f_cnt, received_at=f"2020-02-17T{at}Z",
+                                       frm_payload=base64.b64encode(b.status(time_s=b.T0_S + f_cnt)[1]).decode())
+        frame["received_at"] = f"2020-02-17T{at}.1Z"
+        frames.append(frame)
+    return before, join, frames
+
+
+def test_a_join_that_came_after_its_collars_first_frame_files_that_frame_in_the_new_session(client, bridge):
+    # The Things Stack posts each message by its own webhook call: the join's call was answered 503
+    # (the store held by a backup) and retried minutes later (integrations/webhooks/retries), after
+    # frame 0 of the session it began had come.
+    before, join, frames = rejoin_story()
+
+    answers = [b.webhook_post(client, "/uplinks/tts", body)["status"]
+               for body in (before, frames[0], join, frames[1], frames[0])]
+    (device,) = bridge.devices()
+
+    assert answers == ["processed", "processed", "recorded", "processed", "duplicate"]  # frame 0 had been applied twice
+    assert (device.uplinks_received, device.uplinks_lost) == (3, 0)  # frames 1..19 had been counted lost
+
+
+def test_a_join_batched_after_its_collars_first_frame_files_that_frame_in_the_new_session(store_url):
+    # The same, frame 0 and the late join taken in one batch (an MQTT worker's group commit).
+    before, join, frames = rejoin_story()
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge:
+        bridge.ingest_batch([Submission("tts", None, json.dumps(before).encode())])
+        batch = bridge.ingest_batch([Submission("tts", None, json.dumps(body).encode()) for body in (frames[0], join)])
+        later = bridge.ingest_batch([Submission("tts", None, json.dumps(body).encode()) for body in frames[::-1]])
+        (device,) = bridge.devices()
+
+    assert [r.status for r in batch + later] == ["processed", "recorded", "processed", "duplicate"]
+    assert (device.uplinks_received, device.uplinks_lost, device.last_f_cnt) == (3, 0, 1)
+
+
 def test_a_join_delivered_again_late_starts_no_session_so_a_frame_delivered_again_is_still_a_copy(client, bridge):
     # The collar rejoined at 09:00 and sent frames 1 and 2; then an older join (07:49, a webhook retry
     # or an MQTT redelivery) arrives, and frame 2 comes again from a second gateway's late path.

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from lora_bridge import ingest
 from lora_bridge.domain import devices, downlinks
 from lora_bridge.network_messages import (
     DOWNLINK_REPORTS,
@@ -25,8 +26,8 @@ from lora_bridge.network_messages import (
     KIND_UNKNOWN,
     NetworkEvent,
 )
+from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.tables import NetworkEvent as NetworkEventRow
-from lora_bridge.store.tables import RawUplink
 from lora_bridge.store.utc import as_utc
 from lora_bridge.uplink_formats import SOURCE_TTS
 
@@ -78,6 +79,19 @@ class Recorded:
     kept_reason: str | None = None
 
 
+def _refile_frames_of_new_session(session: Session, device: Device, at: datetime) -> None:
+    """A join (or reset) at `at` that came after frames the collar sent since: those frames, filed in
+    its previous session, are its new session's (`ingest.refile_heard_since`), and the newest of them
+    is the counter the next frame follows. Left where they were, a copy of one delivered again was
+    applied a second time, and the previous session's counter gap counted them lost."""
+    refiled = ingest.refile_heard_since(session, device.device_id, device.session - 1, device.session, at)
+    if refiled:
+        device.last_f_cnt = refiled[-1].f_cnt
+        log.info("%d frames heard after the join of device_id=%s filed in its session %d", len(refiled),
+                 device.device_id, device.session, extra={"device_id": device.device_id, "session": device.session,
+                                                          "f_cnt": refiled[-1].f_cnt})
+
+
 def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s: float) -> Recorded:
     """Store event (from raw) and apply what it means to the collar and its downlinks. A network time
     more than max_ahead_s (the settings' `max_clock_ahead_s`) ahead of arrival is replaced by the arrival (as an uplink's is): a join dated
@@ -118,11 +132,14 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
         detail={"event": event.event, **event.detail},
     )
     session.add(row)
+    started = False
     if device is not None and event.kind == KIND_JOIN:
-        devices.apply_join(device, at)
+        started = devices.apply_join(device, at)
     elif device is not None and event.kind == KIND_LOG and event.detail.get("code") in FCNT_RESET_LOG_CODES:
-        devices.apply_reset(device, at, reason="network reports a frame-counter reset")
-    elif event.kind in DOWNLINK_REPORTS:
+        started = devices.apply_reset(device, at, reason="network reports a frame-counter reset")
+    if started and device is not None and device.last_seen is not None and device.last_seen > at:
+        _refile_frames_of_new_session(session, device, at)
+    if event.kind in DOWNLINK_REPORTS:
         downlink = downlinks.apply_network_report(session, outcome.device_id, event, at)
         if downlink is not None:
             row.downlink_id = downlink.id
