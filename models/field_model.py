@@ -14,7 +14,7 @@ import numpy as np
 
 from collar_firmware import classifier
 from models.honest import model_spelling, scores
-from models.recordings import DataError, Loaded
+from models.recordings import DataError, Loaded, LoadReport
 from models.windowing import WindowSettings, make_windows
 
 
@@ -54,3 +54,26 @@ def field_scores(blob: bytes, loaded: Loaded, axes: str = "x,y,z") -> dict:
     animals = windows.animals if windows.animals_known else np.full(len(truth), "(all)")
     return {**about, "applicable": True, "windows": len(truth), "common_classes": common,
             **({"spelt_as_the_model": spelling} if spelling else {}), **scores(truth, predicted, classes, animals)}
+
+
+TRAINED_ON = "recordings this model was trained on (an honest score needs data it never saw)"
+
+
+def evaluate_model(blob: bytes, loaded: Loaded, axes: str = "x,y,z", trained_on: set[str] | None = None) -> dict:
+    """Return field_scores of a model on the recordings it was not trained on (trained_on: their digests, from
+    its registry entry); the recordings it was trained on are left out and counted, never scored."""
+    seen = [r for r in loaded.recordings if r.digest() in trained_on] if trained_on else []
+    if not seen:
+        return field_scores(blob, loaded, axes)
+    report = LoadReport()
+    report.merge(loaded.report)
+    report.leave_out(TRAINED_ON, sum(len(r) for r in seen))
+    unseen = Loaded([r for r in loaded.recordings if r.digest() not in trained_on], report)
+    left_out = {"trained_on_recordings": len(seen), "left_out_samples": dict(report.left_out)}
+    if not unseen.recordings:
+        model = classifier.Model.from_bytes(blob)
+        return {"model_version": model.version, "classes": list(model.classes), "applicable": False, **left_out,
+                "reason": f"every recording ({len(seen)}) was in this model's training data: scored on them it "
+                          "would only say how well it remembers; its honest score is the cross-validated one "
+                          "of its training (tembo models list)"}
+    return {**field_scores(blob, unseen, axes), **left_out}

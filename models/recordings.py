@@ -9,6 +9,7 @@ silently. Bad data raises `DataError`, whose message names the file, the row and
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -109,6 +110,14 @@ class Recording:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def digest(self) -> str:
+        """Return a short SHA-256 of the samples, labels and rate: the same recording loaded again has the same
+        digest, so a model's registry entry knows which recordings it was trained on."""
+        h = hashlib.sha256(np.ascontiguousarray(self.samples_mg, dtype=np.float64).tobytes())
+        h.update("\x1f".join(map(str, self.labels)).encode())
+        h.update(repr(round(float(self.rate_hz), 6)).encode())
+        return h.hexdigest()[:16]
 
 
 @dataclass

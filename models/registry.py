@@ -111,6 +111,12 @@ def find(model_id: str, registry: str | Path | None = None) -> Entry:
     return matches[0]
 
 
+def entry_of_blob(blob: bytes, registry: str | Path | None = None) -> Entry | None:
+    """Return the registered entry of exactly this blob, or None."""
+    digest = hashlib.sha256(blob).hexdigest()
+    return next((e for e in entries(registry) if e.record.get("blob_sha256") == digest), None)
+
+
 def shipped_version() -> int:
     """Return the model version of the model shipped with the firmware."""
     return collar_blob.parse(classifier.read_default_blob()).model_version

@@ -323,7 +323,8 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
         step("registry entry")
         entry = model_registry.register(blob, {
             "dataset": {"fingerprint": result["dataset_fingerprint"], "files": result["data"]["files"],
-                        "windows": len(windows), "left_out_samples": result["data"]["left_out_samples"]},
+                        "windows": len(windows), "left_out_samples": result["data"]["left_out_samples"],
+                        "recording_digests": sorted({r.digest() for r in loaded.recordings})},
             "settings": {**result["settings"], "chosen": result["chosen"], "seed": options.seed},
             "metrics": {k: result[k] for k in ("macro_f1", "cv", "folds", "windows", "per_class_f1",
                                                  "baseline_macro_f1", "ratio", "field_macro_f1")},

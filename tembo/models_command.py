@@ -171,15 +171,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         figures = evaluate_eim(args.eim, loaded, axes=args.axes, seed=args.seed)
     else:
         from collar_firmware import classifier
-        from models.field_model import field_scores
+        from models import registry as model_registry
+        from models.field_model import evaluate_model
 
         blob = _blob_of(args.model, args.registry) if args.model else classifier.read_default_blob()
-        figures = field_scores(blob, loaded, args.axes)
+        entry = model_registry.entry_of_blob(blob, args.registry)
+        trained_on = set(entry.record.get("dataset", {}).get("recording_digests", [])) if entry else None
+        figures = evaluate_model(blob, loaded, args.axes, trained_on)
     if args.json:
         print(json.dumps(figures))
     else:
         for key in ("eim", "model_version", "labels", "classes", "cv", "folds", "windows", "macro_f1", "accuracy",
-                    "per_fold_macro_f1", "applicable", "reason", "warning"):
+                    "per_fold_macro_f1", "applicable", "reason", "warning", "trained_on_recordings"):
             if figures.get(key) is not None:
                 print(f"{key:>18}  {figures[key]}")
     return 0

@@ -29,6 +29,7 @@ from models.field_model import field_scores, predict_blob
 from models.honest import choose_folds, out_of_fold, scores
 from models.recordings import Loaded, LoadReport
 from models.simulated_source import simulated_recordings, write_labelled_csv
+from models.sources import DataOptions, load
 from models.windowing import Windows, WindowSettings
 from tembo.cli import main
 
@@ -155,6 +156,35 @@ def test_researcher_trains_from_their_own_csv_on_the_command_line(tmp_path, caps
     promoted = json.loads((reg / "promoted.json").read_text())
     assert promoted["model_version"] == parsed.model_version
     assert hashlib.sha256(Path(promoted["blob"]).read_bytes()).hexdigest() == promoted["blob_sha256"]
+
+
+def test_researcher_evaluating_a_model_on_its_own_training_data_gets_no_in_sample_score(tmp_path, capsys):
+    from models.workflow import TrainOptions, train
+
+    names = {"animal": "tag", "bout": "segment", "time": "t", "x": "x", "y": "y", "z": "z", "label": "behaviour"}
+    columns = ["--columns", ",".join(f"{k}={v}" for k, v in names.items())]
+    season1 = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=21)
+    season2 = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=22)
+    trained_csv = write_labelled_csv(season1, tmp_path / "season1.csv", names)
+    new_csv = write_labelled_csv(season2, tmp_path / "season2.csv", names)
+    reg = tmp_path / "registry"
+    options = TrainOptions(WindowSettings(window_s=4), grid=((4, 4, 1, None, None),), boosted_grid=(),
+                           baseline_trees=10, learning_curve=False)
+    trained = train(load([str(trained_csv)], DataOptions(columns=columns[1])), options, tmp_path / "out", reg)
+
+    assert main(["models", "evaluate", str(trained_csv), *columns, "--model", trained["model_id"],
+                 "--registry", str(reg), "--json"]) == 0
+    on_its_own = json.loads(capsys.readouterr().out)
+    assert on_its_own["applicable"] is False and "macro_f1" not in on_its_own
+    assert on_its_own["trained_on_recordings"] == len(season1.recordings)
+    assert main(["models", "evaluate", str(trained_csv), str(new_csv), *columns,
+                 "--model", str(tmp_path / "out" / "model.bin"), "--registry", str(reg), "--json"]) == 0
+    mixed = json.loads(capsys.readouterr().out)
+    assert mixed["applicable"] and mixed["trained_on_recordings"] == len(season1.recordings)
+    assert mixed["windows"] == 2 * 4 * 3  # season 2 only: animals x behaviours x 4 s windows in 12 s
+    assert main(["models", "evaluate", str(new_csv), *columns, "--model", trained["model_id"],
+                 "--registry", str(reg), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["macro_f1"] == mixed["macro_f1"]
 
 
 def test_bad_data_on_the_command_line_exits_1_with_the_message(tmp_path, capsys):
