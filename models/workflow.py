@@ -34,7 +34,7 @@ from models import registry as model_registry
 from models.boosted import CollarBoost
 from models.c_export import write_c
 from models.estimator import CollarForest
-from models.field_model import field_scores
+from models.field_model import evaluate_model
 from models.honest import Folds, choose_folds, out_of_fold, scores
 from models.recordings import Loaded
 from models.windowing import Windows, WindowSettings, make_windows
@@ -249,7 +249,12 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
     baseline_pred = names[out_of_fold(baseline, windows, folds)]
     step("the model in the field")
     field_blob = options.field_blob if options.field_blob is not None else classifier.read_default_blob()
-    field = field_scores(field_blob, loaded, s.axes)
+    # A field model trained on these recordings (a promoted model installed as the shipped one) would be
+    # scored in-sample against the collar model's out-of-fold figures: it is scored on the others only.
+    field_entry = model_registry.entry_of_blob(field_blob, registry)
+    field = evaluate_model(field_blob, loaded, s.axes,
+                           set(field_entry.record.get("dataset", {}).get("recording_digests", [])) if field_entry
+                           else None)
 
     step("final model on all windows")
     with sklearn.config_context(enable_metadata_routing=True):

@@ -187,6 +187,26 @@ def test_researcher_evaluating_a_model_on_its_own_training_data_gets_no_in_sampl
     assert json.loads(capsys.readouterr().out)["macro_f1"] == mixed["macro_f1"]
 
 
+def test_a_field_model_trained_on_the_same_recordings_is_not_scored_on_them_beside_the_new_model(tmp_path):
+    from models.workflow import TrainOptions, train
+
+    reg = tmp_path / "registry"
+    season1 = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=21)
+    season2 = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=22)
+    options = TrainOptions(WindowSettings(window_s=4), grid=((4, 4, 1, None, None),), boosted_grid=(),
+                           baseline_trees=10, learning_curve=False)
+    first = train(season1, options, tmp_path / "first", reg)
+    in_the_field = replace(options, field_blob=(tmp_path / "first" / "model.bin").read_bytes())  # promoted, shipped
+    again = train(season1, in_the_field, tmp_path / "again", reg)
+    assert again["field_macro_f1"] is None and again["models"]["field"]["applicable"] is False
+    assert again["models"]["field"]["trained_on_recordings"] == len(season1.recordings)
+    both = Loaded(season1.recordings + season2.recordings, season1.report)
+    widened = train(both, in_the_field, tmp_path / "widened", reg)
+    assert widened["models"]["field"]["windows"] == 2 * 4 * 3  # season 2's windows only
+    assert widened["field_macro_f1"] == field_scores(in_the_field.field_blob, season2)["macro_f1"]
+    assert first["model_version"] < again["model_version"] < widened["model_version"]
+
+
 def test_bad_data_on_the_command_line_exits_1_with_the_message(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("ax,ay,az,behaviour\n0.1,0.2,nan,rest\n")
