@@ -3,8 +3,13 @@
 As Edge Impulse documents it: an object with `protected` (`ver` "v1", `alg` "HS256" or "none",
 optional `iat`), `signature` (hex HMAC-SHA256) and `payload` (`device_type` required,
 `device_name` optional, `interval_ms`, `sensors` as [{"name", "units"}], `values` as one list per
-sample). The label is not in the payload: Edge Impulse's uploader takes it from the file name
-(`walk.01.json` is labelled `walk`), and so does Tembo.
+sample). The label is not in the payload. Studio's data export (the "Edge Impulse exporter format")
+keeps it in an `info.labels` JSON file, at the export's root or in its `training/` and `testing/`
+folders: `files` lists each sample's `path` with `label` of `type` "label" (one `label`),
+"multi-label" (`labels` with `startIndex` and `endIndex` in milliseconds) or "unlabeled". Tembo reads
+it as Studio does, so a sample relabelled in Studio keeps its new label, whatever its file is called.
+Without one, the label comes from the file name as Studio's uploader reads it: the leading letters,
+digits, spaces, `-` and `_` (`walk.01.json` and `walk (2).json` are both `walk`).
 
 A signed file is checked when an HMAC key is given: the signature is HMAC-SHA256 over the file's
 JSON with the signature field set to 64 zeros, the way Edge Impulse's examples sign. The check hashes
@@ -39,12 +44,25 @@ from models.recordings import (
 EMPTY_SIGNATURE = "0" * 64
 DEVICE_TYPE = "TEMBO_COLLAR"
 AXIS_SENSORS = ("accX", "accY", "accZ")
+LABELS_FILE = "info.labels"
+EXPORT_FOLDERS = ("training", "testing")  # where Studio's data export puts the samples
+STUDIO_LABEL = re.compile(r"^[a-zA-Z0-9\s\-_]+")  # the label Studio's uploader reads from a file name
+UNLABELED = "Edge Impulse samples marked unlabeled in info.labels"
 EXPORT_UNITS = "m/s2"
 
 
 def is_edge_impulse(path: str | Path) -> bool:
     """Return True for a .json (or .cbor-less JSON) file, the form Tembo reads."""
     return str(path).lower().endswith(".json")
+
+
+def is_edge_impulse_dir(path: str | Path) -> bool:
+    """Return True for a folder of data acquisition JSON files or a Studio data export (info.labels)."""
+    folder = Path(path)
+    names = [q.name.lower() for q in folder.iterdir() if not q.name.startswith(".")]
+    if LABELS_FILE in names or any((folder / f).is_dir() and any((folder / f).glob("*.json")) for f in EXPORT_FOLDERS):
+        return True
+    return bool(names) and all(n.endswith(".json") for n in names)
 
 
 def sign(document: dict, key: bytes) -> str:
@@ -76,6 +94,8 @@ def _files(paths: list[str | Path]) -> list[Path]:
     for path in map(Path, paths):
         if path.is_dir():
             found += sorted(p for p in path.iterdir() if p.suffix.lower() == ".json")
+            for sub in EXPORT_FOLDERS:
+                found += sorted(p for p in (path / sub).glob("*.json")) if (path / sub).is_dir() else []
         elif path.exists():
             found.append(path)
         else:
@@ -86,19 +106,76 @@ def _files(paths: list[str | Path]) -> list[Path]:
 
 
 def label_from_name(path: Path) -> str:
-    """Return the label Edge Impulse's uploader reads from a file name: the part before the first dot."""
-    return path.name.split(".", 1)[0]
+    """Return the label Edge Impulse's uploader reads from a file name: its leading letters, digits, spaces,
+    `-` and `_` (the part before the first dot when it starts otherwise)."""
+    found = STUDIO_LABEL.match(path.name)
+    label = found.group(0).strip() if found else ""
+    return label or path.name.split(".", 1)[0]
+
+
+def studio_labels(files: list[Path]) -> dict[Path, dict]:
+    """Return {sample file: its `label` entry} from the info.labels files beside the samples or one folder up
+    (Studio's data export puts one at its root and may put one in each of training/ and testing/)."""
+    found: dict[Path, dict] = {}
+    folders = {f.parent for f in files} | {f.parent.parent for f in files}
+    for labels_file in sorted(folder / LABELS_FILE for folder in folders if (folder / LABELS_FILE).is_file()):
+        try:
+            listed = json.loads(labels_file.read_text()).get("files", [])
+        except (OSError, ValueError, AttributeError) as err:
+            raise DataError(str(labels_file), f"not an Edge Impulse info.labels file: {err}") from None
+        for item in listed if isinstance(listed, list) else []:
+            if isinstance(item, dict) and isinstance(item.get("path"), str):
+                for candidate in (labels_file.parent / item["path"], labels_file.parent / Path(item["path"]).name):
+                    found.setdefault(candidate.resolve(), {**(item.get("label") or {}), "_from": str(labels_file)})
+    return found
+
+
+def _sample_labels(spec: dict | None, path: Path, n: int, interval_ms: float) -> np.ndarray | None:
+    """Return the label of each of n samples from an info.labels entry (None: marked unlabeled), or from the
+    file name when info.labels does not list the file."""
+    if spec is None:
+        return np.full(n, label_from_name(path))
+    kind, source = spec.get("type"), f"{spec['_from']} for {path.name}"
+    if kind == "unlabeled":
+        return None
+    if kind == "label" and isinstance(spec.get("label"), str) and spec["label"].strip():
+        return np.full(n, spec["label"].strip())
+    if kind == "multi-label" and isinstance(spec.get("labels"), list) and spec["labels"]:
+        at_ms = np.arange(n) * float(interval_ms)
+        labels = np.full(n, "", dtype=object)
+        for part in spec["labels"]:
+            try:
+                inside = (at_ms >= float(part["startIndex"])) & (at_ms <= float(part["endIndex"]))
+                labels[inside] = str(part["label"]).strip()
+            except (KeyError, TypeError, ValueError):
+                raise DataError(source, f"a multi-label part {part!r} needs label, startIndex and endIndex (ms)",
+                                column="label.labels") from None
+        if (labels == "").any():
+            first = int(np.flatnonzero(labels == "")[0])
+            raise DataError(source, f"sample {first} ({at_ms[first]:g} ms) is in no multi-label part",
+                            column="label.labels")
+        return labels.astype(str)
+    raise DataError(source, f"label {spec!r} is not of type label, multi-label or unlabeled", column="label")
 
 
 def load_edge_impulse(paths: list[str | Path], hmac_key: bytes | None = None) -> Loaded:
-    """Return one recording per data acquisition file (label from the file name, animal from device_name)."""
+    """Return one recording per data acquisition file (label from info.labels or the file name, animal from
+    device_name)."""
     loaded = Loaded([], LoadReport())
     unverified = 0
-    for path in _files(paths):
-        recording, verified = _load_one(path, hmac_key)
+    files = _files(paths)
+    listed = studio_labels(files)
+    for path in files:
+        recording, verified = _load_one(path, hmac_key, listed.get(path.resolve()))
+        loaded.report.files.append(str(path))
+        loaded.report.rows += len(recording.samples_mg)
+        unverified += not verified
+        if recording.labels is None:
+            loaded.report.leave_out(UNLABELED, len(recording.samples_mg))
+            continue
         loaded.recordings.append(recording)
         loaded.report.files.append(str(path))
-        loaded.report.rows += len(recording)
+        loaded.report.rows += len(recording.samples_mg)
         unverified += not verified
     if unverified:
         loaded.report.notes.append(f"{unverified} Edge Impulse file(s) with signatures not verified (no HMAC key "
@@ -106,7 +183,7 @@ def load_edge_impulse(paths: list[str | Path], hmac_key: bytes | None = None) ->
     return loaded
 
 
-def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
+def _load_one(path: Path, hmac_key: bytes | None, label_spec: dict | None = None) -> tuple[Recording, bool]:
     source = str(path)
     try:
         raw = path.read_bytes()
@@ -164,10 +241,10 @@ def _load_one(path: Path, hmac_key: bytes | None) -> tuple[Recording, bool]:
     if bad.any():
         raise DataError(source, "a value is not a finite number", row=int(np.flatnonzero(bad)[0]),
                         column="payload.values")
-    label = label_from_name(path)
+    labels = _sample_labels(label_spec, path, len(array), float(interval_ms))
     animal = payload.get("device_name") or None
     recording = Recording(animal, path.name, 1000.0 / float(interval_ms), array[:, axes] * factor,
-                          np.full(len(array), label), source, float(protected.get("iat") or 0))
+                          labels, source, float(protected.get("iat") or 0))
     check_gravity([recording], source, factor, unit, option="the sensors' units")
     return recording, verified
 

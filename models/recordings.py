@@ -80,7 +80,7 @@ def check_gravity(recordings: list[Recording], source: str, factor_mg: float, un
     """
     if not recordings:
         return
-    reads_g = float(np.median([np.linalg.norm(r.samples_mg.mean(axis=0)) for r in recordings if len(r)])) / G_MG
+    reads_g = float(np.median([np.linalg.norm(r.samples_mg.mean(axis=0)) for r in recordings if len(r.samples_mg)])) / G_MG
     low, high = GRAVITY_RANGE_G
     if low <= reads_g <= high:
         return

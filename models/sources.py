@@ -1,7 +1,7 @@
 """One entry to every kind of labelled data Tembo reads, chosen per path (or by `fmt`).
 
 - a `.toml` file: a dataset file (models.csv_source.load_dataset_file)
-- `.json` files or folders of them: Edge Impulse data acquisition format
+- `.json` files, folders of them or a Studio data export (info.labels): Edge Impulse data acquisition format
 - a CSV with Movebank's `eobs:accelerations-raw` column: Movebank accelerometer bursts
 - `simulated` or `simulated:SEED`: the digital twin's labelled output
 - any other CSV (file or folder): long format with the given column names
@@ -40,8 +40,7 @@ def _kind(path: str, fmt: str) -> str:
     if p.suffix.lower() == ".toml":
         return "toml"
     if p.is_dir():
-        names = [q.name.lower() for q in p.iterdir()]
-        if names and all(n.endswith(".json") for n in names if not n.startswith(".")):
+        if edge_impulse.is_edge_impulse_dir(p):
             return "edge-impulse"
         first = next((q for q in sorted(p.iterdir()) if q.name.endswith(csv_source.CSV_SUFFIXES)), None)
         return "movebank" if first is not None and movebank_source.is_movebank(first) else "csv"

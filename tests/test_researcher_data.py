@@ -247,6 +247,37 @@ def test_edge_impulse_example_from_its_documentation_is_read(tmp_path):
     assert "not verified" in loaded.report.notes[0]
 
 
+def test_researcher_brings_a_studio_data_export_and_gets_the_labels_studio_shows(tmp_path):
+    """Studio's export: info.labels at the root lists each sample with the label Studio shows, which is not
+    always the one its file name starts with (a sample relabelled in Studio keeps its name)."""
+    document = (FIXTURES / "edge_impulse_docs_example.json").read_text()  # 4 samples, 10 ms apart
+    for folder, name in (("training", "walk.s1.json"), ("training", "idle.s2.json"), ("testing", "idle.s3.json"),
+                         ("training", "noise.s4.json")):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / name).write_text(document)
+    (tmp_path / "info.labels").write_text(json.dumps({"version": 1, "files": [
+        {"path": "training/walk.s1.json", "name": "walk.s1", "category": "training",
+         "label": {"type": "label", "label": "run"}},  # relabelled in Studio
+        {"path": "training/idle.s2.json", "name": "idle.s2", "category": "training",
+         "label": {"type": "multi-label", "labels": [{"label": "idle", "startIndex": 0, "endIndex": 15},
+                                                     {"label": "walk", "startIndex": 16, "endIndex": 30}]}},
+        {"path": "testing/idle.s3.json", "name": "idle.s3", "category": "testing",
+         "label": {"type": "label", "label": "idle"}},
+        {"path": "training/noise.s4.json", "name": "noise.s4", "category": "training",
+         "label": {"type": "unlabeled"}},
+    ]}))
+    loaded = load([str(tmp_path)])
+    labels = {Path(r.source).name: r.labels.tolist() for r in loaded.recordings}
+    assert labels == {"walk.s1.json": ["run"] * 4, "idle.s2.json": ["idle", "idle", "walk", "walk"],
+                      "idle.s3.json": ["idle"] * 4}
+    assert loaded.report.left_out == {edge_impulse.UNLABELED: 4}
+    assert load([str(tmp_path / "training")]).label_counts() == {"run": 4, "idle": 2, "walk": 2}
+    (tmp_path / "info.labels").unlink()
+    (tmp_path / "training" / "walk (2).json").write_text(document)  # a second download of a walk sample
+    by_name = load([str(tmp_path / "training")]).label_counts()
+    assert by_name == {"walk": 8, "idle": 4, "noise": 4}  # Studio's uploader reads "walk (2).json" as walk
+
+
 def test_edge_impulse_export_signs_and_import_verifies_and_refuses_a_tampered_file(tmp_path):
     herd = simulated_recordings(n_animals=1, bouts_per_behaviour=1, bout_s=4, rate_hz=25, seed=2)
     files = edge_impulse.export_edge_impulse(herd, tmp_path, hmac_key=b"field-team-key")
