@@ -252,18 +252,18 @@ def _load_one(path: Path, hmac_key: bytes | None, label_spec: dict | None = None
 def export_edge_impulse(loaded: Loaded, out_dir: str | Path, hmac_key: bytes | None = None,
                         device_type: str = DEVICE_TYPE) -> list[Path]:
     """Write one data acquisition file per label run (`LABEL.ANIMAL_BOUT.json`, m/s2, `_2`, `_3`, ... added to a
-    name another run of this export already has); return the paths."""
+    name another run of this export already has) and an info.labels naming each file's label exactly, so
+    Studio's uploader and Tembo read every label as it is, whatever characters its file-name rule would drop;
+    return the JSON paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     per_g = 1.0 / unit_factor_mg(EXPORT_UNITS)
     written: list[Path] = []
     used: set[Path] = set()
+    listed: list[dict] = []
     for recording in loaded.recordings:
         for run in split_label_runs(recording):
             label = str(run.labels[0])
-            if "." in label or "/" in label:
-                raise DataError(run.source, f"label {label!r} cannot be an Edge Impulse file-name label "
-                                "(no dots or slashes)")
             payload = {"device_type": device_type, "interval_ms": round(1000.0 / run.rate_hz, 6),
                        "sensors": [{"name": n, "units": EXPORT_UNITS} for n in AXIS_SENSORS],
                        "values": np.round(run.samples_mg * per_g, 5).tolist()}
@@ -274,12 +274,16 @@ def export_edge_impulse(loaded: Loaded, out_dir: str | Path, hmac_key: bytes | N
             if hmac_key:
                 document["signature"] = sign(document, hmac_key)
             stem = re.sub(r"[^A-Za-z0-9_-]+", "_", f"{run.animal or 'animal'}_{run.bout}")
-            path = out / f"{label}.{stem}.json"
+            prefix = re.sub(r"[^A-Za-z0-9 _-]+", "_", label)  # the label where Studio's file-name rule reads it
+            path = out / f"{prefix}.{stem}.json"
             copies = 1
             while path in used:  # files of the same name in other folders, or names equal once made safe
                 copies += 1
-                path = out / f"{label}.{stem}_{copies}.json"
+                path = out / f"{prefix}.{stem}_{copies}.json"
             used.add(path)
             path.write_text(json.dumps(document))
             written.append(path)
+            listed.append({"path": path.name, "name": path.stem, "category": "training",
+                           "label": {"type": "label", "label": label}})
+    (out / LABELS_FILE).write_text(json.dumps({"version": 1, "files": listed}, indent=1))
     return written

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from collar_firmware.hal import lis2dw12
 from models import edge_impulse
 from models.csv_source import Columns, load_csv, load_dataset_file
 from models.movebank_source import load_movebank
-from models.recordings import STANDARD_GRAVITY_M_S2, DataError
+from models.recordings import STANDARD_GRAVITY_M_S2, DataError, Loaded
 from models.simulated_source import simulated_recordings, write_labelled_csv
 from models.sources import DataOptions, load
 from models.windowing import COLLAR_RATES_HZ, WindowSettings, cut_windows, make_windows
@@ -247,6 +248,18 @@ def test_edge_impulse_example_from_its_documentation_is_read(tmp_path):
     assert "not verified" in loaded.report.notes[0]
 
 
+def test_labels_studios_file_name_rule_would_cut_short_travel_whole_in_the_export(tmp_path):
+    herd = simulated_recordings(n_animals=1, bouts_per_behaviour=1, bout_s=4, rate_hz=25, seed=2)
+    spelt = {"rest": "lying (head up)", "forage": "grazing.browsing", "walk": "walk/trot", "run": "run"}
+    renamed = Loaded([replace(r, labels=np.asarray([spelt[v] for v in r.labels])) for r in herd.recordings],
+                     herd.report)
+    files = edge_impulse.export_edge_impulse(renamed, tmp_path / "studio")
+    listed = json.loads((tmp_path / "studio" / "info.labels").read_text())["files"]
+    assert sorted(item["label"]["label"] for item in listed) == sorted(spelt.values())
+    assert sorted(item["path"] for item in listed) == sorted(f.name for f in files)
+    assert load([str(tmp_path / "studio")]).label_counts() == renamed.label_counts()
+
+
 def test_researcher_brings_a_studio_data_export_and_gets_the_labels_studio_shows(tmp_path):
     """Studio's export: info.labels at the root lists each sample with the label Studio shows, which is not
     always the one its file name starts with (a sample relabelled in Studio keeps its name)."""
@@ -332,7 +345,7 @@ def test_exporting_days_logged_to_files_of_one_name_to_edge_impulse_keeps_every_
         _csv(tmp_path / day, _rows(40, t0=t0), "collar7.csv")  # same animal, bout id and file name each day
     days = load_csv([tmp_path / "day1" / "collar7.csv", tmp_path / "day2" / "collar7.csv"], Columns.parse(COLUMNS))
     files = edge_impulse.export_edge_impulse(days, tmp_path / "studio")
-    assert len(files) == len(set(files)) == 2 and sorted(tmp_path.joinpath("studio").iterdir()) == sorted(files)
+    assert len(files) == len(set(files)) == 2 and sorted(tmp_path.joinpath("studio").glob("*.json")) == sorted(files)
     back = edge_impulse.load_edge_impulse([tmp_path / "studio"])
     assert len(back.recordings) == 2 and sum(len(r) for r in back.recordings) == 80  # both days, every sample
     assert {edge_impulse.label_from_name(f) for f in files} == {"walk"}
