@@ -243,6 +243,13 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from models.workflow import check_out_dir
+
+    for target in (args.eim, args.c_header, args.blob):
+        if target:
+            check_out_dir(Path(target).parent)  # never over a file Tembo ships (the signed default model)
+    if args.edge_impulse_dir:
+        check_out_dir(args.edge_impulse_dir)
     done: dict = {}
     if args.data:
         from models.edge_impulse import export_edge_impulse

@@ -207,6 +207,28 @@ def test_a_field_model_trained_on_the_same_recordings_is_not_scored_on_them_besi
     assert first["model_version"] < again["model_version"] < widened["model_version"]
 
 
+def test_exporting_a_model_over_the_shipped_signed_model_is_refused(tmp_path, capsys, monkeypatch):
+    from models import workflow
+
+    with pytest.raises(workflow.OutputError, match="which Tembo ships"):
+        workflow.check_out_dir(SHIPPED.parent)  # the folder of the shipped, signed default model
+    firmware = tmp_path / "collar_firmware"  # a stand-in, so a regression cannot overwrite the real one
+    firmware.mkdir()
+    (firmware / SHIPPED.name).write_bytes(b"signed default model")
+    monkeypatch.setattr(workflow, "SHIPPED_DIRS", (*workflow.SHIPPED_DIRS, firmware))
+    monkeypatch.setattr(workflow, "REPO", tmp_path)
+    reg = tmp_path / "registry"
+    entry = registry.register(_renamed_model(registry.reserve_version(reg)), {}, reg)
+    for option, target in (("--blob", firmware / SHIPPED.name), ("--eim", firmware / "model.eim"),
+                           ("--c", firmware / "model.h"), ("--blob", firmware / "sub" / "model.bin")):
+        assert main(["models", "export", entry.model_id, option, str(target), "--registry", str(reg)]) == 1
+        assert "which Tembo ships" in capsys.readouterr().err
+    assert sorted(p.name for p in firmware.iterdir()) == [SHIPPED.name]
+    assert (firmware / SHIPPED.name).read_bytes() == b"signed default model"
+    assert main(["models", "export", entry.model_id, "--blob", str(tmp_path / "v.bin"), "--registry", str(reg)]) == 0
+    assert (tmp_path / "v.bin").read_bytes() == entry.blob_path.read_bytes()
+
+
 def test_bad_data_on_the_command_line_exits_1_with_the_message(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("ax,ay,az,behaviour\n0.1,0.2,nan,rest\n")
