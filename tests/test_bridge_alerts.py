@@ -287,3 +287,24 @@ def test_two_rangers_phones_taking_one_alert_at_once_get_one_answer_kept_and_the
 
     assert (kept.state, kept.verdict, kept.resolved_by) == ("resolved", "true", "ranger.amani")
     assert history.count("resolved") == 1 and "acknowledged" not in history
+
+
+def test_a_ranger_whose_tap_comes_second_is_told_by_the_api_who_took_the_alert_and_with_what_verdict(bridge):
+    from access_builders import CONSOLE
+    from starlette.testclient import TestClient
+
+    from lora_bridge.adapters.api import create_app
+
+    (alert_id,) = collar_alert(bridge, "poaching_risk").alert_ids
+    bridge.add_user("juma", "ranger", "juma-access-password", actor=CONSOLE)
+    juma = {"Authorization": f"Bearer {bridge.create_token('juma', 'phone', actor=CONSOLE).secret}"}
+    amina = b.api_headers(bridge, "ranger")  # the account "ranger-tests"
+    with TestClient(create_app(bridge)) as api:
+        assert api.post(f"/api/alerts/{alert_id}/acknowledge", headers=amina).status_code == 200
+        second_tap = api.post(f"/api/alerts/{alert_id}/acknowledge", headers=juma)
+        assert api.post(f"/api/alerts/{alert_id}/resolve", headers=amina, json={"verdict": "true"}).status_code == 200
+        other_verdict = api.post(f"/api/alerts/{alert_id}/resolve", headers=juma, json={"verdict": "false_alarm"})
+
+    assert second_tap.status_code == 400 and "acknowledged by ranger-tests" in second_tap.json()["error"]
+    assert other_verdict.status_code == 400
+    assert "resolved by ranger-tests, verdict true" in other_verdict.json()["error"]

@@ -356,10 +356,13 @@ def last_closed(session: Session, device_id: str, alert_type: str) -> Alert | No
 
 
 def acknowledge(session: Session, alert_id: int, user: str) -> Alert:
-    """new → acknowledged by user."""
+    """new → acknowledged by user; an alert no longer new is refused, naming who took it (the second
+    of two rangers tapping at once learns who is on it)."""
     alert = get_alert(session, alert_id, for_update=True)
     if alert.state != STATE_NEW:
-        raise InvalidTransition(f"alert {alert_id} is {alert.state}; only a new alert can be acknowledged")
+        who = alert.acknowledged_by if alert.state == STATE_ACKNOWLEDGED else alert.resolved_by
+        raise InvalidTransition(f"alert {alert_id} is {alert.state}" + (f": {alert.state} by {who}" if who else "")
+                                + "; only a new alert can be acknowledged")
     alert.state = STATE_ACKNOWLEDGED
     alert.acknowledged_at = utc_now()
     alert.acknowledged_by = user
@@ -370,14 +373,16 @@ def acknowledge(session: Session, alert_id: int, user: str) -> Alert:
 
 def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str | None = None, *,
             read: Alert | None = None) -> Alert:
-    """new/acknowledged → resolved with the ranger's verdict (true, false_alarm, unknown). read: the
+    """new/acknowledged → resolved with the ranger's verdict (true, false_alarm, unknown); an alert a
+    ranger resolved already is refused, naming who and the verdict. read: the
     alert as the caller has just read it in this unit of work (the ingest path closing an offline
     alert: no second read); else it is read here under its row lock."""
     if verdict not in VERDICTS:
         raise InvalidVerdict(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
     alert = read if read is not None else get_alert(session, alert_id, for_update=True)
     if alert.state not in OPEN_STATES and alert.verdict is not None:
-        raise InvalidTransition(f"alert {alert_id} is already resolved")
+        raise InvalidTransition(f"alert {alert_id} is already resolved: resolved by {alert.resolved_by}, "
+                                f"verdict {alert.verdict}")
     # An alert Tembo closed itself (the condition cleared) waits for a ranger's verdict: it may take one.
     alert.state = STATE_RESOLVED
     alert.verdict = verdict
