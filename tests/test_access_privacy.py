@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import bridge_builders as b
 import pytest
-from access_builders import NOW, coordinates, exact_places, fix_time, live_bridge, viewer
+from access_builders import CONSOLE, NOW, coordinates, exact_places, fix_time, live_bridge, viewer
 from pyproj import Geod
 
 from lora_bridge.access import ROLES, Viewer, privacy
@@ -461,3 +461,20 @@ def test_the_visitor_kiosk_reading_an_old_alerts_history_never_learns_the_duty_o
     for who, history in seen.items():
         assert "notification_queued" in [e.action for e in history], who  # that the duty phone was told
         assert "+254700000001" not in json.dumps([e.detail for e in history]), who  # but not its number
+
+
+def test_the_visitor_kiosk_does_not_learn_from_the_precision_figures_that_a_ranger_just_judged_a_carcass_true(bridge):
+    from starlette.testclient import TestClient
+
+    from lora_bridge.adapters.api import create_app
+
+    ranger = viewer("amina")
+    mortality = next(a for a in bridge.alerts(viewer=ranger) if a.alert_type == "mortality")  # Tusker, 30 min ago
+    kiosk_token = bridge.create_token("kiosk", "visitor centre screen", actor=CONSOLE).secret
+    with TestClient(create_app(bridge)) as api:
+        before = api.get("/api/alerts/precision", headers={"Authorization": f"Bearer {kiosk_token}"}).json()
+        bridge.resolve_alert(mortality.alert_id, ranger, "true", "carcass found, tusks gone")
+        after = api.get("/api/alerts/precision", headers={"Authorization": f"Bearer {kiosk_token}"}).json()
+
+    assert after == before  # the kiosk reads the judgement 72 hours later, with the alert itself
+    assert bridge.alert_verdicts(viewer=ranger)["mortality"]["true"] == 1  # the control room's own figures
