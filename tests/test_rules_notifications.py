@@ -411,3 +411,42 @@ def test_earthranger_and_the_control_room_hear_that_a_collar_reported_offline_is
     assert (event["event_type"], event["state"]) == ("tembo_offline", "resolved") and stand_in.problems == []
     assert [(d["body"]["alert_type"], d["body"]["action"], d["body"]["state"]) for d in receiver.deliveries] == [
         ("offline", "raised", "new"), ("offline", "auto_resolved", "resolved")]
+
+
+def test_a_poaching_alert_held_as_unconvincing_then_corroborated_wakes_the_duty_officer_before_any_escalation(
+    sqlite_url, tmp_path, monkeypatch
+):
+    from sqlalchemy import select
+
+    from lora_bridge.store.tables import Alert, AlertEvent
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", sms_url=dead, routes=routes)) as bridge:
+        bridge.register_animal("collar-01", "Naserian")
+        start = T - timedelta(minutes=20)  # fixes 20 and 10 minutes before the alert and 5 after: grazing
+        for body in rb.fix_uplinks("collar-01", start, [(0, 305_000, 9_705_000), (10, 305_020, 9_705_000),
+                                                        (25, 305_040, 9_705_000)]):
+            bridge.ingest_tts_uplink(body)
+        lat, lon = rb.lat_lon(305_020, 9_705_000)
+        uplink = b.tts_uplink(b.alert("poaching_risk", seq=1, lat=lat, lon=lon), f_cnt=10)
+        (alert_id,) = bridge.ingest_tts_uplink(uplink).alert_ids
+        assert bridge.alert(alert_id, viewer=b.RANGER).priority == 0  # held: slow on both sides, nobody woken
+        with bridge.db.write() as session:  # half an hour goes by
+            for row in [*session.scalars(select(Alert)), *session.scalars(select(AlertEvent))]:
+                if isinstance(row, Alert):
+                    row.created_at -= timedelta(minutes=30)
+                else:
+                    row.at -= timedelta(minutes=30)
+        for body in rb.fix_uplinks("collar-01", start, [(28, 305_640, 9_705_000)], first_f_cnt=4):
+            bridge.ingest_tts_uplink(body)  # 600 m in 3 minutes: she ran after all
+        assert bridge.alert(alert_id, viewer=b.RANGER).priority == 300
+        in_a_minute = utc_now() + timedelta(minutes=1)
+        monkeypatch.setattr("lora_bridge.service.utc_now", lambda: in_a_minute)
+        bridge.run_rules()  # the timer, on the wall clock
+
+        history = [e.action for e in bridge.alert_events(alert_id, viewer=b.RANGER)]
+        duty = [n.payload["action"] for n in bridge.notifications(viewer=ADMIN) if n.route == "duty-sms"]
+
+    assert "escalated" not in history  # nobody had been told yet: nobody failed to answer
+    assert duty == ["raised"]

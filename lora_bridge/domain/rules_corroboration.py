@@ -26,6 +26,8 @@ from lora_bridge.domain.rules_movement import exclude_outliers, project
 from lora_bridge.domain.rules_profiles import RuleProfile
 from lora_bridge.store.tables import ActivitySummary, Alert, Device, Position
 
+CORROBORATED = "corroborated"  # the alert event of a new confidence (detail: confidence, held)
+
 POACHING = "poaching_risk"
 MORTALITY = "mortality"
 CORROBORATED_TYPES = (POACHING, MORTALITY)
@@ -86,7 +88,7 @@ def corroborate(session: Session, alert: Alert, device: Device, profile: RulePro
     alert.priority = alerts.PRIORITY_INFO if held else max(alert.priority, alerts.priority_for(alert.alert_type))
     if previous.get("confidence") != verdict["confidence"]:
         alerts.record_event(
-            session, alert, alerts.SYSTEM_ACTOR, "corroborated", {"confidence": verdict["confidence"], "held": held}
+            session, alert, alerts.SYSTEM_ACTOR, CORROBORATED, {"confidence": verdict["confidence"], "held": held}
         )
     return verdict
 

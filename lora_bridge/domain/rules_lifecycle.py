@@ -28,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts
+from lora_bridge.domain.rules_corroboration import CORROBORATED
 from lora_bridge.domain.rules_cursors import alerts_of_free_collars
 from lora_bridge.domain.rules_profiles import RuleProfile
 from lora_bridge.store.tables import Alert, AlertEvent, Animal, Device
@@ -107,8 +108,9 @@ def escalate(
     what was escalated.
 
     On the wall clock an alert's waiting starts when the bridge learnt of it (a late-delivered alert
-    is not escalated on arrival, one the collar dated ahead is not held back); with a given clock
-    (replay, the twin) at the alert's own time."""
+    is not escalated on arrival, one the collar dated ahead is not held back), or when corroboration
+    let it go after holding it at priority 0; with a given clock (replay, the twin) at the alert's own
+    time."""
     escalated: list[Escalation] = []
     # The collars' cursors first (the lock order of `rules_cursors`); a collar busy in an ingest batch
     # is escalated at the next round. Its alerts read after, as they are once it is free.
@@ -116,12 +118,18 @@ def escalate(
     if not waiting:
         return escalated
     history: dict[int, list[dict[str, Any]]] = {}
-    for alert_id, detail in session.execute(
-        select(AlertEvent.alert_id, AlertEvent.detail)
-        .where(AlertEvent.alert_id.in_([a.id for a in waiting]), AlertEvent.action == ESCALATED)
+    released: dict[int, datetime | None] = {}  # when an alert held at priority 0 was last let go
+    for alert_id, action, detail, at in session.execute(
+        select(AlertEvent.alert_id, AlertEvent.action, AlertEvent.detail, AlertEvent.at)
+        .where(AlertEvent.alert_id.in_([a.id for a in waiting]), AlertEvent.action.in_((ESCALATED, CORROBORATED)))
         .order_by(AlertEvent.id)
     ):
-        history.setdefault(alert_id, []).append(dict(detail or {}))
+        if action == ESCALATED:
+            history.setdefault(alert_id, []).append(dict(detail or {}))
+        elif (detail or {}).get("held"):
+            released[alert_id] = None
+        elif alert_id in released and released[alert_id] is None:
+            released[alert_id] = at
     devices = {d.device_id: d for d in session.scalars(
         select(Device).where(Device.device_id.in_({a.device_id for a in waiting}))
     )}
@@ -137,9 +145,10 @@ def escalate(
         level = len(before)
         if minutes is None or level >= profile.max_level:
             continue
-        # On the wall clock from when the bridge learnt of it, whatever the collar's clock says: a
-        # collar dating its alert hours ahead (local time stamped as UTC) had held it back that long.
-        since = alert.created_at if wall_clock else alert.time
+        # On the wall clock from when the bridge learnt of it, whatever the collar's clock says (a
+        # collar dating its alert hours ahead, local time stamped as UTC, had held it back that long),
+        # or from when corroboration let it go, if it was held: until then nobody had been told.
+        since = max(alert.created_at, released.get(alert.id) or alert.created_at) if wall_clock else alert.time
         last_due = before[-1].get("due_at") if before else None
         if last_due:
             due = datetime.fromisoformat(last_due) + timedelta(minutes=minutes)
