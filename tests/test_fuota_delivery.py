@@ -243,7 +243,8 @@ def test_a_campaign_image_that_does_not_match_its_hash_or_has_no_group_is_refuse
         with pytest.raises(ValueError, match="SHA-256"):
             bridge.create_campaign(name="x", kind="model", version="0.0.2", image_sha256="00" * 32,
                                    image_bytes=len(image), image=image, user="tech")
-    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), outbox_worker=False) as bridge, pytest.raises(ValueError, match="MULTICAST_GROUP"):
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), outbox_worker=False) as bridge, \
+            pytest.raises(ValueError, match="MULTICAST_GROUP"):
         start_campaign(bridge, image, version)
 
 
@@ -278,7 +279,8 @@ def test_the_bridges_outbox_worker_delivers_on_its_own(sqlite_url, network):
     import time
 
     image, version = model_image()
-    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_every_s=0.2, fuota_multicast_group=GROUP) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
         campaign = start_campaign(bridge, image, version)
@@ -439,7 +441,8 @@ def test_without_a_configured_server_the_tts_device_is_read_where_the_webhook_sa
 def test_a_canary_that_took_its_set_up_and_then_went_silent_fails_with_no_answer_and_stops_the_campaign(
         sqlite_url, network):
     image, version = model_image()
-    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=2) as bridge:
         for name in ("collar-01", "collar-02"):
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=1))
@@ -531,7 +534,8 @@ def test_field_technician_sees_a_collar_that_keeps_answering_but_never_rebuilds_
         sqlite_url, network):
     """Until 4 December only silent collars timed out: a collar heard every few hours (its status, its
     fragment status answers) that never got its image held its campaign open for ever."""
-    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=1) as bridge:
         run = TwoCollarDelivery(bridge, network)
         for now in (run.opens, run.closes):
@@ -568,7 +572,8 @@ def test_field_technician_who_paused_a_campaign_overnight_does_not_see_its_colla
     """Until 4 December the time a campaign spent paused counted toward a collar's silence limit, so a
     collar that had a few quiet hours before the pause failed with "no answer" at the first tick after
     the resume."""
-    with b.fresh_bridge(store_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(store_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=2) as bridge:
         run = TwoCollarDelivery(bridge, network, max_canary_failures_pct=40)
         for now in (run.opens, run.closes):
@@ -600,7 +605,8 @@ def test_field_technician_sees_a_collar_whose_link_degraded_before_its_set_up_he
     from test_update_campaigns import at_spreading_factor
 
     image, version = model_image()
-    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         heard = b.T0 + timedelta(minutes=1)
         for f_cnt, (name, sf) in enumerate([("collar-01", 9), ("collar-02", 9), ("collar-03", 12)], start=1):
@@ -710,7 +716,8 @@ def test_field_technician_sees_a_collar_whose_result_came_after_its_time_limit_c
     """A collar failed by the delivery's time limits whose result then arrives (its ack or status was late,
     not missing) runs the update: until 4 December the campaign kept it failed, as only a collar still
     being sent the image took a result."""
-    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=1) as bridge:
         run = TwoCollarDelivery(bridge, network)
         for now in (run.opens, run.closes):
@@ -737,7 +744,8 @@ def test_field_technician_sees_a_collar_whose_result_came_after_its_time_limit_c
 def test_field_technician_pausing_a_campaign_stops_the_unicast_fragments_the_outbox_still_holds(store_url, network):
     """Until 4 December a pause stopped the bridge from planning more, but the set-ups and stragglers'
     fragments already in the outbox kept going out, for days under fair use."""
-    with b.fresh_bridge(store_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(store_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
         for now in (run.opens, run.closes):
@@ -801,7 +809,8 @@ def test_a_canary_whose_link_degraded_before_its_set_up_is_replaced_so_the_fleet
 def test_field_technician_pausing_before_the_set_ups_left_resumes_with_one_window_per_collar(sqlite_url, network):
     """A pause that held the set-ups and outlasted their window: the resume sends the collars the new window
     only, not the old one as well (which they would answer StartMissed, and be left out of the group)."""
-    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         image, version = model_image()
         bridge.clock = lambda: b.T0 + timedelta(minutes=5)
@@ -828,7 +837,8 @@ def test_field_technician_pausing_before_the_set_ups_left_resumes_with_one_windo
 def test_field_technician_sees_on_the_updates_page_what_a_pause_in_the_window_means(sqlite_url, network, monkeypatch):
     from test_update_campaigns import updates_page
 
-    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
         run.tick(run.opens)
@@ -848,7 +858,8 @@ def test_a_campaign_that_ends_leaves_alone_what_a_newer_campaign_queued_for_one_
     """collar-02 refused the first campaign's image and the technician started a second campaign for it while
     the first went on for collar-01. Until 4 December the first campaign's end dropped every delivery frame
     queued for its collars, the second campaign's set-up for collar-02 among them."""
-    with b.fresh_bridge(store_url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
+    with b.fresh_bridge(store_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
         bridge.record_update_ack("collar-02", "tampered", utc_now())
