@@ -843,3 +843,37 @@ def test_field_technician_starting_a_firmware_that_retires_keys_sees_it_in_the_c
     kept = api.post("/api/updates/campaigns", content=(out / "firmware-1.9.1.tmbu").read_bytes(),
                     params={"device_id": "collar-02"})
     assert kept.status_code == 201 and not [e for e in kept.json()["history"] if e["event"] == "keys_retired"]
+
+
+def test_field_technician_whose_disk_fills_up_while_generating_a_key_can_run_the_same_command_again(
+        tmp_path, capsys, monkeypatch):
+    """Until 5 December a full disk (or Ctrl-C) after the private key file was created left it empty or without
+    its .pub: the same command again said it "exists: a release key is never overwritten", and every release
+    said the key file is not a PEM key or lacks its .pub."""
+    private = tmp_path / "keys" / "release-3.key"
+    argv = ["keys", "generate", str(private), "--key-id", "3"]
+    real_fsync = os.fsync
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    assert "No space left on device" in refused(capsys, argv)
+    assert not private.exists() and not keys.public_path(private).exists()
+
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    real_write_text = Path.write_text
+
+    def ctrl_c_at_the_pub(self: Path, *args, **kwargs):
+        if self.suffix == ".pub":
+            raise KeyboardInterrupt
+        return real_write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", ctrl_c_at_the_pub)
+    assert main(argv) == 130
+    assert not private.exists()
+
+    monkeypatch.setattr(Path, "write_text", real_write_text)
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert keys.load(private).key_id == 3

@@ -85,11 +85,19 @@ def generate(private_path: Path, key_id: int) -> SigningKey:
         fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
     except FileExistsError:
         raise KeyFileError(f"{private_path} exists: a release key is never overwritten") from None
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-    os.chmod(private_path, PRIVATE_MODE)
     public = _raw_public(key.public_key())
-    public_path(private_path).write_text(f"{PUB_PREFIX} {key_id} {public.hex()}\n")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(private_path, PRIVATE_MODE)
+        public_path(private_path).write_text(f"{PUB_PREFIX} {key_id} {public.hex()}\n")
+    except BaseException:
+        # a full disk or Ctrl-C half way: the key this call made (never used) goes, so the same command
+        # works again; left, it "exists" and is never overwritten, yet no .pub says its id
+        private_path.unlink(missing_ok=True)
+        raise
     log.info("release key generated key_id=%d path=%s", key_id, private_path)
     return SigningKey(key_id, private_path, public, key)
 
