@@ -877,3 +877,23 @@ def test_field_technician_whose_disk_fills_up_while_generating_a_key_can_run_the
     capsys.readouterr()
     assert main(argv) == 0
     assert keys.load(private).key_id == 3
+
+
+def test_field_technician_whose_disk_fills_up_while_installing_a_key_keeps_the_key_file_the_collars_hold(
+        key_dir, tmp_path, capsys, monkeypatch):
+    """Until 5 December `tembo keys install` rewrote the collar key file in place: a full disk half way left it cut
+    short, and every release after refused it ("a keys file holds up to 4 records")."""
+    _, collar_keys = key_dir
+    before = collar_keys.read_bytes()
+    other = tmp_path / "release-8.key"
+    assert main(["keys", "generate", str(other), "--key-id", "8"]) == 0
+    capsys.readouterr()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    assert "No space left on device" in refused(capsys, ["keys", "install", str(other), "--collar-keys",
+                                                         str(collar_keys)])
+    assert collar_keys.read_bytes() == before, "the key file the collars hold, as it was"
+    assert sorted(p.name for p in collar_keys.parent.iterdir() if p.name.startswith(".")) == [], "no leftover"

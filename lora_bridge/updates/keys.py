@@ -215,5 +215,20 @@ def install_public(key_id: int, public: bytes, path: Path = COLLAR_KEYS_PATH, re
     keys[key_id] = public
     if len(keys) > trust.MAX_KEYS:
         raise KeyFileError(f"a collar holds at most {trust.MAX_KEYS} keys")
-    Path(path).write_bytes(b"".join(bytes([k]) + keys[k] for k in sorted(keys)))
+    replace_file(Path(path), b"".join(bytes([k]) + keys[k] for k in sorted(keys)))
     return keys
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Put data at path whole or not at all: written beside it, fsynced, then renamed over it. A full disk
+    or Ctrl-C half way leaves the file as it was (a key file cut short would make every release refused)."""
+    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

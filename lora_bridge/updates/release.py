@@ -22,7 +22,7 @@ from pathlib import Path
 from collar_firmware import blob as collar_blob
 from collar_firmware import config as collar_config
 from collar_firmware import trust
-from lora_bridge.updates.keys import COLLAR_KEYS_PATH, SigningKey, read_collar_keys
+from lora_bridge.updates.keys import COLLAR_KEYS_PATH, SigningKey, read_collar_keys, replace_file
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +311,8 @@ def install_default_model(blob: bytes, key: SigningKey, collar_keys: Path = COLL
     it at boot without a second check because the firmware image that carries it was verified)."""
     signed = sign_model(blob, key)
     check_model(signed, held_keys(key, collar_keys))
-    Path(model_path).write_bytes(signed)
-    Path(digest_path).write_bytes(trust.receipt(signed_digest(signed), key.key_id, signed[-64:]))
+    replace_file(Path(model_path), signed)  # each whole or as it was: a model cut short ships no model
+    replace_file(Path(digest_path), trust.receipt(signed_digest(signed), key.key_id, signed[-64:]))
     return signed
 
 
