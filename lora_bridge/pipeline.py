@@ -197,8 +197,10 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
     no stored copy holds without a look-up). A herd's copies heard by two gateways often come in
     different batches (two workers sharing the collars: one copy handed to its owner)."""
     euis = {u.dev_eui for u in uplinks if u.dev_eui}
-    labels = {key for u in uplinks if u.device_id for key in devices.collar_keys(u.device_id, u.application_id,
-                                                                                  u.network_scope)}
+    # a collar without a DevEUI may be filed under its application's name for it (`devices.collar_keys`)
+    labels = {key for u in uplinks if u.device_id
+              for key in ((u.device_id,) if u.dev_eui else devices.collar_keys(u.device_id, u.application_id,
+                                                                                u.network_scope))}
     if not euis and not labels:
         return
     with session.no_autoflush:

@@ -128,6 +128,8 @@ def named_collar(filed_under: Callable[[str], Device | None], label: str, *, dev
     the sender (`same_collar`), else None."""
     for key in collar_keys(label, application_id, network_scope):
         candidate = filed_under(key)
+        if candidate is None and key == label:
+            return None  # a name no collar holds has given out none of its others (collars stay)
         if candidate is not None and same_collar(candidate, dev_eui=dev_eui, application_id=application_id,
                                                  network_scope=network_scope):
             return candidate
@@ -167,7 +169,11 @@ def resolve_device(
     if device is None:
         # Looked at again: another worker may have filed this collar under one of its names between
         # our two looks (PostgreSQL): the same collar, not a second one.
-        holders = {key: filed_under(key) for key in collar_keys(label, application_id, network_scope)} if label else {}
+        holders: dict[str, Device | None] = {}
+        for key in collar_keys(label, application_id, network_scope) if label else ():
+            holders[key] = filed_under(key)
+            if holders[key] is None and key == label:
+                break  # the collar's own name is free: it is filed under it
         device = next((held for held in holders.values() if held is not None and same_collar(held, **ids)), None)
     if device is None:
         free = [key for key, held in holders.items() if held is None]
