@@ -258,12 +258,12 @@ def dedup_key(device_id: str, session_number: int, uplink: Uplink) -> str:
 
 
 def refile_heard_since(session: Session, device_id: str, previous: int, current: int, since: datetime) -> list[RawUplink]:
-    """The first copies of device_id's frames filed in session `previous` but heard after `since`, when
+    """The first copies of device_id's frames filed in session `previous` but heard since `since`, when
     a join or reset dated `since` (come late: a webhook retried, two requests racing) began session
     `current`: filed in `current` now, their dedup keys with them (in this unit of work's claims
     too), so a copy delivered again is still a copy. Oldest first."""
     query = (select(RawUplink)
-             .where(RawUplink.device_id == device_id, RawUplink.session == previous, RawUplink.heard_at > since,
+             .where(RawUplink.device_id == device_id, RawUplink.session == previous, RawUplink.heard_at >= since,
                     RawUplink.duplicate_of.is_(None), RawUplink.dedup_key.is_not(None))
              .order_by(RawUplink.heard_at, RawUplink.id))
     old, new = f"{device_id}:{previous}:", f"{device_id}:{current}:"

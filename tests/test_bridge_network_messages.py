@@ -357,6 +357,23 @@ def test_a_join_batched_after_its_collars_first_frame_files_that_frame_in_the_ne
     assert (device.uplinks_received, device.uplinks_lost, device.last_f_cnt) == (3, 0, 1)
 
 
+def test_a_chirpstack_join_dated_by_the_uplink_it_came_with_files_that_uplink_in_the_new_session(client, bridge):
+    # ChirpStack's JoinEvent "is sent at the first uplink after OTAA" (docs.rs chirpstack_api 4.7.0,
+    # integration::JoinEvent), dated like that uplink by its reception (events.html `join`, `up`):
+    # the `up` event of frame 0 is posted first, then the join, both of one time.
+    before = nf.CHIRPSTACK["up"].copy() | {"fCnt": 20, "time": "2022-07-18T08:00:00Z"}
+    first = nf.CHIRPSTACK["up"].copy() | {"fCnt": 0, "time": "2022-07-18T09:34:15.775023242+00:00",
+                                          "deduplicationId": "c9dbe358-2578-4fb7-b295-66b44edc45a6"}
+    join = nf.CHIRPSTACK["join"].copy()  # deduplicationId c9dbe358-..., time 09:34:15.775023242
+
+    answers = [b.webhook_post(client, f"/uplinks/chirpstack?event={event}", body)["status"]
+               for event, body in (("up", before), ("up", first), ("join", join), ("up", first))]
+    (device,) = bridge.devices()
+
+    assert answers == ["processed", "processed", "recorded", "duplicate"]  # frame 0 had been applied twice
+    assert (device.uplinks_received, device.uplinks_lost) == (2, 0)  # frames 1..19 had been counted lost
+
+
 def test_a_join_delivered_again_late_starts_no_session_so_a_frame_delivered_again_is_still_a_copy(client, bridge):
     # The collar rejoined at 09:00 and sent frames 1 and 2; then an older join (07:49, a webhook retry
     # or an MQTT redelivery) arrives, and frame 2 comes again from a second gateway's late path.

@@ -80,10 +80,12 @@ class Recorded:
 
 
 def _refile_frames_of_new_session(session: Session, device: Device, at: datetime) -> None:
-    """A join (or reset) at `at` that came after frames the collar sent since: those frames, filed in
-    its previous session, are its new session's (`ingest.refile_heard_since`), and the newest of them
-    is the counter the next frame follows. Left where they were, a copy of one delivered again was
-    applied a second time, and the previous session's counter gap counted them lost."""
+    """A join (or reset) at `at` that came after frames the collar sent since (or at that instant: a
+    ChirpStack join may be dated by the uplink that completed it, docs.rs chirpstack_api 4.7 JoinEvent
+    "sent at the first uplink after OTAA"): those frames, filed in its previous session, are its new
+    session's (`ingest.refile_heard_since`), and the newest of them is the counter the next frame
+    follows. Left where they were, a copy of one delivered again was applied a second time, and the
+    previous session's counter gap counted them lost."""
     refiled = ingest.refile_heard_since(session, device.device_id, device.session - 1, device.session, at)
     if refiled:
         device.last_f_cnt = refiled[-1].f_cnt
@@ -137,7 +139,7 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
         started = devices.apply_join(device, at)
     elif device is not None and event.kind == KIND_LOG and event.detail.get("code") in FCNT_RESET_LOG_CODES:
         started = devices.apply_reset(device, at, reason="network reports a frame-counter reset")
-    if started and device is not None and device.last_seen is not None and device.last_seen > at:
+    if started and device is not None and device.last_seen is not None and device.last_seen >= at:
         _refile_frames_of_new_session(session, device, at)
     if event.kind in DOWNLINK_REPORTS:
         downlink = downlinks.apply_network_report(session, outcome.device_id, event, at)
