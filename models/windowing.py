@@ -28,6 +28,10 @@ COLLAR_RATES_HZ = tuple(
     mhz // 1000 for mhz, _code in lis2dw12.ODR_TABLE if mhz % 1000 == 0 and mhz // 1000 <= 400
 )
 DEFAULT_RATE_HZ = int(collar_config.DEFAULTS["accel_rate_hz"])
+# The collar's accelerometer full scale: it reads at most +-range_g (the LIS2DW12 saturates there), so a
+# logger's larger peaks are clipped as the collar would clip them, never learned as values it cannot read.
+COLLAR_RANGES_G = (2, 4, 8, 16)
+DEFAULT_RANGE_G = int(collar_config.DEFAULTS["accel_range_g"])
 MAX_OVERLAP = 0.9  # the blob's overlap_pct tops out at 90
 SAME_RATE = 1e-3  # rates closer than 0.1 % are one rate (time stamps logged to the microsecond or ms)
 
@@ -40,6 +44,7 @@ class WindowSettings:
     overlap: float = 0.0  # share of a window that the next one repeats, 0 <= overlap <= 0.9
     rate_hz: int = 25  # the collar's accelerometer rate (one of COLLAR_RATES_HZ)
     axes: str = "x,y,z"  # the collar's x, y, z from the data's axes, e.g. "-y,x,z"
+    range_g: int = DEFAULT_RANGE_G  # the collar's accelerometer full scale (one of COLLAR_RANGES_G)
 
     def check(self) -> None:
         """Raise DataError naming the bad setting."""
@@ -51,6 +56,9 @@ class WindowSettings:
         if self.n_samples > collar_blob.MAX_WINDOW_SAMPLES:
             raise DataError("--window", f"{self.window_s} s at {self.rate_hz} Hz is {self.n_samples} samples; "
                             f"the collar holds at most {collar_blob.MAX_WINDOW_SAMPLES}")
+        if self.range_g not in COLLAR_RANGES_G:
+            raise DataError("--collar-range", f"{self.range_g} g is not a full scale of the collar's LIS2DW12; "
+                            f"it offers {', '.join(map(str, COLLAR_RANGES_G))} g")
         if not 0 <= self.overlap <= MAX_OVERLAP:
             raise DataError("--overlap", f"overlap is a share of the window from 0 to {MAX_OVERLAP}, got {self.overlap}")
         axis_map(self.axes)
@@ -135,13 +143,17 @@ def resample(samples: np.ndarray, source_rate_hz: float, rate_hz: int) -> np.nda
 
 
 def to_collar_samples(recording: Recording, settings: WindowSettings) -> np.ndarray:
-    """Return the recording as the collar would sample it: (k, 3) int16 milli-g at settings.rate_hz."""
-    return _resampled(recording, settings.rate_hz, settings.axes)
+    """Return the recording as the collar would sample it: (k, 3) int16 milli-g at settings.rate_hz, within
+    its accelerometer's +-range_g."""
+    return _resampled(recording, settings.rate_hz, settings.axes, settings.range_g)
 
 
-def _resampled(recording: Recording, rate_hz: float, axes: str) -> np.ndarray:
+def _resampled(recording: Recording, rate_hz: float, axes: str, range_g: int | None = None) -> np.ndarray:
+    """Return (k, 3) int16 milli-g at rate_hz; with range_g, clipped to what an accelerometer of that full
+    scale reads (-range_g to range_g less one milli-g, as the collar's driver and the simulator do)."""
     xyz = resample(remap_axes(recording.samples_mg, axes), recording.rate_hz, rate_hz)
-    return np.clip(np.rint(xyz), -32768, 32767).astype(np.int16)
+    low, high = (-32768, 32767) if range_g is None else (-1000 * range_g, 1000 * range_g - 1)
+    return np.clip(np.rint(xyz), low, high).astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -156,8 +168,10 @@ class RawWindows:
     source_rate_hz: float
 
 
-def cut_windows(loaded: Loaded, rate_hz: float, n_samples: int, step: int, axes: str = "x,y,z") -> RawWindows:
-    """Return windows of n_samples every step samples at rate_hz; DataError when a label cannot make a window."""
+def cut_windows(loaded: Loaded, rate_hz: float, n_samples: int, step: int, axes: str = "x,y,z",
+                range_g: int | None = None) -> RawWindows:
+    """Return windows of n_samples every step samples at rate_hz (clipped to +-range_g when given, the
+    collar's full scale); DataError when a label cannot make a window."""
     report = LoadReport()
     report.merge(loaded.report)
     if not loaded.recordings:
@@ -171,12 +185,15 @@ def cut_windows(loaded: Loaded, rate_hz: float, n_samples: int, step: int, axes:
     where: dict[str, str] = {}
     samples_per_label: Counter = Counter()
     windows, labels, animals, bouts = [], [], [], []
+    clipped = 0
     for recording in loaded.recordings:
         for run in split_label_runs(recording):
             label = str(run.labels[0])
             where.setdefault(label, run.source)
             samples_per_label[label] += len(run)
-            xyz = _resampled(run, rate_hz, axes)
+            xyz = _resampled(run, rate_hz, axes, range_g)
+            if range_g is not None:
+                clipped += int(np.count_nonzero((xyz <= -1000 * range_g) | (xyz >= 1000 * range_g - 1)))
             cut = twin.windows_from_stream(xyz, n, step)
             used = 0 if len(cut) == 0 else (len(cut) - 1) * step + n
             report.leave_out("tail of a label run shorter than a window (resampled samples)", len(xyz) - used)
@@ -192,6 +209,9 @@ def cut_windows(loaded: Loaded, rate_hz: float, n_samples: int, step: int, axes:
         if other != label:
             raise DataError(where[label], f"labels {other!r} and {label!r} differ only in case; they would train as "
                             "two behaviours: spell each behaviour one way", column="label")
+    if clipped:
+        report.notes.append(f"{clipped} axis value(s) at or beyond the collar's +-{range_g} g full scale, read as "
+                            "its accelerometer would (clipped)")
     made = Counter(labels)
     empty = [label for label in samples_per_label if made[label] == 0]
     if empty:
@@ -209,7 +229,7 @@ def make_windows(loaded: Loaded, settings: WindowSettings, classes: tuple[str, .
     classes fixes the class order (a model's); by default the labels sorted by name.
     """
     settings.check()
-    raw = cut_windows(loaded, settings.rate_hz, settings.n_samples, settings.step, settings.axes)
+    raw = cut_windows(loaded, settings.rate_hz, settings.n_samples, settings.step, settings.axes, settings.range_g)
     made = set(raw.labels.tolist())
     if classes is None:
         classes = tuple(sorted(made))

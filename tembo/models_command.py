@@ -49,6 +49,9 @@ def add_parser(sub) -> None:
     train.add_argument("--overlap", type=float, default=0.0, help="share of a window the next repeats (0-0.9)")
     train.add_argument("--collar-rate", type=int, default=None,
                        help="the collar's accelerometer rate in Hz (one the LIS2DW12 offers; default 25)")
+    train.add_argument("--collar-range", type=int, default=None,
+                       help="the collar's accelerometer full scale in g (2, 4, 8 or 16; default 4): larger "
+                            "values in the data are clipped as the collar would read them")
     train.add_argument("--budget-bytes", type=int, default=None, help="largest blob (default 16384)")
     train.add_argument("--budget-heap", type=int, default=None, help="largest model heap in bytes")
     train.add_argument("--budget-fuel", type=int, default=None, help="most MicroPython fuel per window")
@@ -117,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from models.budget import Limits
-    from models.windowing import DEFAULT_RATE_HZ, WindowSettings
+    from models.windowing import DEFAULT_RANGE_G, DEFAULT_RATE_HZ, WindowSettings
     from models.workflow import TrainOptions, check_out_dir, summary_json, train
 
     check_out_dir(args.out)
@@ -125,7 +128,8 @@ def _train(args: argparse.Namespace) -> int:
     limits = Limits(args.budget_bytes or defaults.blob_bytes, args.budget_heap or defaults.heap_bytes,
                     args.budget_fuel or defaults.fuel_per_window)
     settings = WindowSettings(window_s=args.window, overlap=args.overlap,
-                              rate_hz=args.collar_rate or DEFAULT_RATE_HZ, axes=args.axes)
+                              rate_hz=args.collar_rate or DEFAULT_RATE_HZ, axes=args.axes,
+                              range_g=args.collar_range or DEFAULT_RANGE_G)
     settings.check()
     loaded = _load(args)
     options = TrainOptions(settings=settings, limits=limits, seed=args.seed,

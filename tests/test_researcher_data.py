@@ -192,6 +192,23 @@ def test_collar_rates_are_the_lis2dw12_rates_the_blob_can_hold():
         WindowSettings(rate_hz=10).check()
 
 
+def test_a_16_g_logger_is_trained_on_what_the_collars_4_g_accelerometer_reads(tmp_path):
+    herd = simulated_recordings(n_animals=1, bouts_per_behaviour=1, bout_s=8, rate_hz=25, seed=3)
+    sprint = herd.recordings[0]
+    t = np.arange(len(sprint)) / sprint.rate_hz
+    strides = np.stack([6000 * np.sin(2 * np.pi * 3 * t), 2500 * np.cos(2 * np.pi * 3 * t), 1000 + 0 * t], axis=1)
+    logged = Loaded([replace(sprint, samples_mg=strides, labels=np.full(len(t), "sprint"))], herd.report)
+    on_the_collar = Loaded([replace(logged.recordings[0], samples_mg=np.clip(strides, -4000, 3999))], herd.report)
+    as_logged = make_windows(logged, WindowSettings(window_s=2))
+    as_the_collar_reads = make_windows(on_the_collar, WindowSettings(window_s=2, range_g=16))
+    assert np.array_equal(as_logged.features, as_the_collar_reads.features)  # the collar's default 4 g
+    assert "at or beyond the collar's +-4 g full scale" in " ".join(as_logged.report.notes)
+    at_16_g = make_windows(logged, WindowSettings(window_s=2, range_g=16))  # a fleet set to 16 g
+    assert not np.array_equal(at_16_g.features, as_logged.features) and not at_16_g.report.notes
+    with pytest.raises(DataError, match="--collar-range: 3 g is not a full scale"):
+        WindowSettings(range_g=3).check()
+
+
 def test_ten_hz_data_is_resampled_to_a_collar_rate_with_overlap_and_axes_remapped(tmp_path):
     rows = [f"a1,b1,{i / 10:.2f},{0.1 * (i % 2)},0.5,1.0,walk" for i in range(100)]  # 9.9 s at 10 Hz
     loaded = load_csv([_csv(tmp_path, rows)], Columns.parse(COLUMNS))
