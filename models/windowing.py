@@ -209,6 +209,14 @@ def cut_windows(loaded: Loaded, rate_hz: float, n_samples: int, step: int, axes:
         if other != label:
             raise DataError(where[label], f"labels {other!r} and {label!r} differ only in case; they would train as "
                             "two behaviours: spell each behaviour one way", column="label")
+    animal_spellings: dict[str, tuple[str, str]] = {}
+    for recording in loaded.recordings:
+        if recording.animal:
+            other, _ = animal_spellings.setdefault(recording.animal.casefold(), (recording.animal, recording.source))
+            if other != recording.animal:
+                raise DataError(recording.source, f"animal ids {other!r} and {recording.animal!r} differ only in case: "
+                                "one animal under two ids would sit in training and test of one leave-one-animal-out "
+                                "fold; spell each animal one way", column="animal")
     if clipped:
         report.notes.append(f"{clipped} axis value(s) at or beyond the collar's +-{range_g} g full scale, read as "
                             "its accelerometer would (clipped)")

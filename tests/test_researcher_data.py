@@ -146,6 +146,15 @@ def test_labels_that_differ_only_in_case_are_refused_rather_than_trained_as_two_
         make_windows(loaded, WindowSettings(window_s=2, rate_hz=25))
 
 
+def test_one_animal_under_two_spellings_is_refused_rather_than_held_out_from_itself(tmp_path):
+    _csv(tmp_path, _rows(60, animal="Storch 1"), "season1.csv")
+    _csv(tmp_path, _rows(60, animal="storch 1", label="rest"), "season2.csv")
+    loaded = load_csv([tmp_path], Columns.parse(COLUMNS))
+    with pytest.raises(DataError, match=r"season2.csv, row 2, column 'animal': animal ids 'Storch 1' and 'storch 1' "
+                                        r"differ only in case"):
+        make_windows(loaded, WindowSettings(window_s=2, rate_hz=25))
+
+
 def test_gaps_split_bouts_when_asked_and_short_tails_are_counted_not_dropped_silently(tmp_path):
     rows = _rows(30) + _rows(30, t0=10.0)  # 3 s, a 7 s gap, 3 s
     loaded = load_csv([_csv(tmp_path, rows)], Columns.parse(COLUMNS), split_gaps=True)
