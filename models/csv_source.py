@@ -135,6 +135,21 @@ def load_dataset_file(path: str | Path, overrides: dict | None = None) -> Loaded
     return load_csv(files, columns, **options)
 
 
+def separator(path: Path) -> str:
+    """Return the field separator of a CSV from its header line: ",", or ";" (the CSV of spreadsheets in locales
+    whose decimal mark is a comma) or a tab (loggers' .txt exports) when the header holds those and no comma."""
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+            header = f.readline()
+    except OSError:
+        return ","
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
+    return "," if counts[","] else max(counts, key=counts.get) if max(counts.values()) else ","
+
+
 def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
@@ -145,7 +160,11 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
 
     source = str(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        sep = separator(path)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
+        if sep != ",":  # where commas do not separate fields, a number's comma is its decimal mark ("0,98")
+            for name in {*columns.axes(), columns.time} & set(frame.columns):
+                frame[name] = frame[name].str.replace(",", ".", regex=False)
     except (OSError, ValueError) as err:
         raise DataError(source, f"cannot read as CSV: {err}") from None
     wanted = [c for c in (columns.animal, columns.bout, columns.time, *columns.axes(), columns.label) if c]

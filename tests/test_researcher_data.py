@@ -50,6 +50,24 @@ def test_researcher_loads_a_long_csv_with_their_own_column_names_and_units(tmp_p
     assert list(first.labels[:1]) == [herd.recordings[0].labels[0]]
 
 
+def test_researcher_with_a_spreadsheets_semicolons_and_decimal_commas_or_a_loggers_tabs_loads_the_same_data(tmp_path):
+    herd = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=4, rate_hz=25, seed=5)
+    names = {**NAMES, "label": "behav"}
+    comma = write_labelled_csv(herd, tmp_path / "herd.csv", names)
+    lines = comma.read_text().splitlines()
+    european = tmp_path / "herd_excel.csv"  # Excel where the decimal mark is a comma: ";" between fields
+    european.write_text("\n".join(line.replace(",", ";").replace(".", ",") for line in lines) + "\n")
+    tabs = tmp_path / "herd_logger.txt"
+    tabs.write_text("\n".join(line.replace(",", "\t") for line in lines) + "\n")
+    expected = load_csv([comma], Columns.parse(COLUMNS))
+    for path in (european, tabs):
+        loaded = load_csv([path], Columns.parse(COLUMNS))
+        assert [r.animal for r in loaded.recordings] == [r.animal for r in expected.recordings]
+        assert [r.labels.tolist() for r in loaded.recordings] == [r.labels.tolist() for r in expected.recordings]
+        for got, want in zip(loaded.recordings, expected.recordings, strict=True):
+            assert np.array_equal(got.samples_mg, want.samples_mg) and got.rate_hz == want.rate_hz
+
+
 def test_researcher_with_acceleration_in_m_per_s2_who_forgets_units_is_told_instead_of_getting_a_ten_g_model(
         tmp_path):
     herd = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=5)
