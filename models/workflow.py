@@ -36,7 +36,7 @@ from models.c_export import write_c
 from models.estimator import CollarForest
 from models.field_model import evaluate_model
 from models.honest import Folds, choose_folds, out_of_fold, scores
-from models.recordings import Loaded
+from models.recordings import DataError, Loaded
 from models.windowing import Windows, WindowSettings, make_windows
 
 log = logging.getLogger(__name__)
@@ -175,18 +175,43 @@ def chosen_of(model: CollarForest | CollarBoost) -> dict:
 
 class InnerGroupFolds(GroupKFold):
     """GroupKFold with at most n_splits folds, fewer when the training part holds fewer groups
-    (leave-one-animal-out on three animals leaves two to search on); one group: stratified folds."""
+    (leave-one-animal-out on three animals leaves two to search on), and only folds whose training part
+    holds two behaviours (a small study's rare behaviour may live in one animal or bout); none such, or
+    one group: stratified folds."""
 
     def get_n_splits(self, X=None, y=None, groups=None):
-        return max(2, min(self.n_splits, len(np.unique(groups)))) if groups is not None else self.n_splits
+        if X is None or y is None:
+            return max(2, min(self.n_splits, len(np.unique(groups)))) if groups is not None else self.n_splits
+        return len(self._splits(X, y, groups))
 
     def split(self, X, y=None, groups=None):
-        n_groups = len(np.unique(groups))
-        if n_groups >= 2:
-            return GroupKFold(n_splits=min(self.n_splits, n_groups)).split(X, y, groups)
+        return iter(self._splits(X, y, groups))
+
+    def _splits(self, X, y, groups) -> list[tuple[np.ndarray, np.ndarray]]:
         from sklearn.model_selection import StratifiedKFold
 
-        return StratifiedKFold(n_splits=2).split(X, y)
+        y = np.asarray(y)
+        n_groups = len(np.unique(groups)) if groups is not None else 0
+        if n_groups >= 2:
+            splits = [(tr, te) for tr, te in GroupKFold(n_splits=min(self.n_splits, n_groups)).split(X, y, groups)
+                      if len(np.unique(y[tr])) >= 2]
+            if splits:
+                return splits
+        return list(StratifiedKFold(n_splits=2).split(X, y))
+
+
+def check_folds_train_two_behaviours(windows: Windows, folds: Folds) -> None:
+    """Raise DataError when holding out one fold leaves a single behaviour to train on (a small study whose
+    behaviours each live in one animal or bout), naming what is held out."""
+    truth = windows.label_names()
+    what = "animal" if folds.kind == "leave_one_animal_out" else "bout"
+    for train_rows, test_rows in folds.splitter.split(windows.features, truth, folds.groups):
+        kept = np.unique(truth[train_rows])
+        if len(kept) < 2:
+            held = ", ".join(map(str, np.unique(folds.groups[test_rows])[:3]))
+            raise DataError("data", f"holding out {what} {held} leaves only {str(kept[0])!r} to train on: each fold must "
+                            f"train on two behaviours; add {what}s of the other behaviours (the data has "
+                            f"{len(np.unique(folds.groups))} {what}s)")
 
 
 def budget_search(allowed: list[dict], seed: int) -> GridSearchCV:
@@ -236,6 +261,7 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
     step("windows and collar features")
     windows = make_windows(loaded, s)
     folds = choose_folds(windows, options.seed)
+    check_folds_train_two_behaviours(windows, folds)
     names = np.asarray(windows.classes)
     truth = names[windows.labels]
     animals = windows.animals if windows.animals_known else np.full(len(truth), "(all)")

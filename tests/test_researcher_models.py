@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import warnings
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -227,6 +228,21 @@ def test_exporting_a_model_over_the_shipped_signed_model_is_refused(tmp_path, ca
     assert (firmware / SHIPPED.name).read_bytes() == b"signed default model"
     assert main(["models", "export", entry.model_id, "--blob", str(tmp_path / "v.bin"), "--registry", str(reg)]) == 0
     assert (tmp_path / "v.bin").read_bytes() == entry.blob_path.read_bytes()
+
+
+def test_a_pilot_study_with_few_bouts_is_trained_or_told_which_bout_leaves_one_behaviour(tmp_path, capsys):
+    names = {"animal": "tag", "bout": "segment", "time": "t", "x": "x", "y": "y", "z": "z", "label": "behaviour"}
+    pilot = simulated_recordings(n_animals=1, bouts_per_behaviour=2, bout_s=12, rate_hz=25, seed=8,
+                                 behaviours=("rest", "walk"))  # one stork, two bouts of each behaviour
+    four_bouts = write_labelled_csv(pilot, tmp_path / "pilot.csv", names)
+    columns = ",".join(f"{k}={v}" for k, v in names.items() if k != "animal")
+    args = ["models", "train", "--columns", columns, "--window", "4", "--no-register", "--no-learning-curve", "--json"]
+    assert main([*args, str(four_bouts), "--out", str(tmp_path / "four")]) == 0  # inner folds keep two behaviours
+    assert json.loads(capsys.readouterr().out)["cv"] == "grouped_by_bout"
+    one_each = Loaded([next(r for r in pilot.recordings if r.labels[0] == b) for b in ("rest", "walk")], pilot.report)
+    two_bouts = write_labelled_csv(one_each, tmp_path / "two.csv", names)
+    assert main([*args, str(two_bouts), "--out", str(tmp_path / "two")]) == 1
+    assert re.search(r"holding out bout \S+ leaves only '(rest|walk)' to train on", capsys.readouterr().err)
 
 
 def test_bad_data_on_the_command_line_exits_1_with_the_message(tmp_path, capsys):
