@@ -25,6 +25,7 @@ import getpass
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -96,8 +97,13 @@ def entries(registry: str | Path | None = None) -> list[Entry]:
     root = registry_dir(registry) / ENTRIES
     found = []
     for entry_file in sorted(root.glob(f"*/{ENTRY_NAME}")) if root.exists() else []:
-        record = json.loads(entry_file.read_text())
-        found.append(Entry(record["model_id"], entry_file.parent, record))
+        try:
+            record = json.loads(entry_file.read_text())
+            found.append(Entry(record["model_id"], entry_file.parent, record))
+            int(record["model_version"])
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            raise RegistryError(f"{entry_file}: not a readable registry entry ({type(err).__name__}: {err}); "
+                                "restore it, or move its folder out of the registry") from None
     return sorted(found, key=lambda e: e.model_version)
 
 
@@ -127,9 +133,17 @@ def _handed_out(registry: str | Path | None) -> list[int]:
     return [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.exists() else []
 
 
+def _entry_versions(registry: str | Path | None) -> list[int]:
+    """Return the versions of the entries' folders (v<version>-<sha>), read from their names so that an entry
+    whose entry.json was damaged still holds its version."""
+    root = registry_dir(registry) / ENTRIES
+    named = (re.match(r"v(\d+)-", p.name) for p in root.iterdir()) if root.exists() else ()
+    return [int(m.group(1)) for m in named if m]
+
+
 def next_version(registry: str | Path | None = None) -> int:
     """Return a model version no registered, handed-out or shipped model has (nothing is reserved)."""
-    versions = [e.model_version for e in entries(registry)] + _handed_out(registry) + [shipped_version()]
+    versions = _entry_versions(registry) + _handed_out(registry) + [shipped_version()]
     return max(versions) + 1
 
 
@@ -154,7 +168,7 @@ def register(blob: bytes, record: dict, registry: str | Path | None = None, extr
     parsed = collar_blob.parse(blob)
     root = registry_dir(registry)
     already = RegistryError(f"model version {parsed.model_version} is already registered")
-    if parsed.model_version in {e.model_version for e in entries(registry)}:
+    if parsed.model_version in _entry_versions(registry):
         raise already
     claim = root / VERSIONS / str(parsed.model_version)
     claim.mkdir(parents=True, exist_ok=True)

@@ -441,6 +441,17 @@ def test_a_model_trained_over_the_collars_budget_is_registered_but_never_promote
     assert registry.promote(fits.model_id, reg)["model_id"] == fits.model_id
 
 
+def test_a_damaged_registry_entry_is_named_and_does_not_stop_the_next_training(tmp_path, capsys):
+    reg = tmp_path / "registry"
+    damaged = registry.register(_renamed_model(registry.reserve_version(reg)), {}, reg)
+    (damaged.folder / "entry.json").write_text('{"model_id": "v2-', encoding="utf-8")  # a hand edit gone wrong
+    assert main(["models", "list", "--registry", str(reg)]) == 1
+    assert f"{damaged.folder / 'entry.json'}: not a readable registry entry" in capsys.readouterr().err
+    version = registry.reserve_version(reg)  # the next training still gets a version of its own
+    assert version > damaged.model_version
+    assert registry.register(_renamed_model(version), {}, reg).model_version == version
+
+
 def test_two_researchers_training_into_one_registry_at_once_both_get_their_model_registered(tmp_path):
     reg = tmp_path / "registry"
     first = registry.reserve_version(reg)  # both trainings reach their final model before either registers
