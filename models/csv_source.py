@@ -19,7 +19,8 @@ Columns may also come from a small TOML dataset file (`load_dataset_file`):
     z = "acc_z"
     label = "behaviour"
 
-The sampling rate is detected per bout from the time column and checked: bouts at different rates
+Rows of one (animal, bout) that interleave with others' (logs merged by time) are put together in time
+order. The sampling rate is detected per bout from the time column and checked: bouts at different rates
 (mixed rates), a gap inside a bout, a time that goes backwards, a value that is not a number or a
 missing label (empty, NA, N/A, NULL, ... as `recordings.MISSING_MARKERS` lists) stop the load with a `DataError` naming the file, the row (1 = the header) and the column.
 """
@@ -200,6 +201,16 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
         i = _first_bad(is_missing(animal))
         raise DataError(source, f"no animal id ({str(animal[i])!r})", row=int(rows[i]), column=columns.animal)
     bout = frame[columns.bout].str.strip().to_numpy(dtype=str) if columns.bout else None
+    if times is not None and (animal is not None or bout is not None):
+        # Rows of several animals (or bouts) logged at once and merged by time interleave: each animal's
+        # bout is then put together in time order, instead of being cut into single rows.
+        order = _by_bout_then_time(animal, bout, times)
+        if order is not None:
+            samples, labels, times, rows = samples[order], labels[order], times[order], rows[order]
+            animal = animal[order] if animal is not None else None
+            bout = bout[order] if bout is not None else None
+            report.notes.append(f"{source}: rows of several animals or bouts interleave; each bout was put "
+                                "together in time order")
 
     # A bout is a run of rows with the same animal and bout id (in file order).
     key = np.zeros(len(frame), dtype=bool)
@@ -253,6 +264,19 @@ def _times(frame, column: str, source: str, rows: np.ndarray) -> np.ndarray:
         raise DataError(source, f"{text.iloc[i]!r} is neither seconds nor an ISO 8601 time",
                         row=int(rows[i]), column=column)
     return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
+
+
+def _by_bout_then_time(animal: np.ndarray | None, bout: np.ndarray | None, times: np.ndarray) -> np.ndarray | None:
+    """Return the row order that puts each (animal, bout) together in time order, first seen first, or None
+    when every (animal, bout) already is one run of rows."""
+    parts = [p for p in (animal, bout) if p is not None]
+    keys = parts[0] if len(parts) == 1 else np.char.add(np.char.add(parts[0], "\x1f"), parts[1])
+    _, first, codes = np.unique(keys, return_index=True, return_inverse=True)
+    runs = 1 + int(np.count_nonzero(keys[1:] != keys[:-1]))
+    if runs == len(first):
+        return None
+    rank = np.argsort(np.argsort(first))  # keys numbered in the order the file first shows them
+    return np.lexsort((np.arange(len(keys)), times, rank[codes]))
 
 
 def _split_bout(start, stop, times, rows, source, columns, split_gaps, report) -> list[tuple[int, int]]:

@@ -92,6 +92,22 @@ def test_edge_impulse_file_whose_sensors_say_m_per_s2_but_hold_g_is_refused(tmp_
         edge_impulse.load_edge_impulse([path])
 
 
+def test_animals_logged_at_once_and_merged_by_time_are_trained_on_whole_not_as_single_rows(tmp_path):
+    herd = simulated_recordings(n_animals=3, bouts_per_behaviour=1, bout_s=8, rate_hz=25, seed=5)
+    by_animal = write_labelled_csv(herd, tmp_path / "by_animal.csv", NAMES)
+    header, *rows = by_animal.read_text().splitlines()
+    merged = tmp_path / "merged_by_time.csv"  # the collars' logs merged and sorted by time: rows interleave
+    merged.write_text("\n".join([header, *sorted(rows, key=lambda r: (float(r.split(",")[2]), r))]) + "\n")
+    expected = load_csv([by_animal], Columns.parse(COLUMNS))
+    loaded = load_csv([merged], Columns.parse(COLUMNS))
+    assert not loaded.report.left_out and "put together in time order" in loaded.report.notes[0]
+    per_bout = {r.bout.split(":", 1)[1]: r for r in loaded.recordings}
+    assert sorted(per_bout) == sorted(r.bout.split(":", 1)[1] for r in expected.recordings)
+    for want in expected.recordings:
+        got = per_bout[want.bout.split(":", 1)[1]]
+        assert np.array_equal(got.samples_mg, want.samples_mg) and got.labels.tolist() == want.labels.tolist()
+
+
 def test_dataset_toml_names_the_columns_units_and_files(tmp_path):
     (tmp_path / "raw").mkdir()
     _csv(tmp_path / "raw", _rows(40), "day1.csv")
