@@ -450,3 +450,38 @@ def test_a_poaching_alert_held_as_unconvincing_then_corroborated_wakes_the_duty_
 
     assert "escalated" not in history  # nobody had been told yet: nobody failed to answer
     assert duty == ["raised"]
+
+
+def test_earthranger_shows_a_poaching_alert_corroboration_let_go_as_high_and_the_duty_officer_is_told(
+    sqlite_url, tmp_path, earthranger
+):
+    stand_in, url = earthranger
+    gateway = SmsGateway(token=SMS_TOKEN)
+    routes = ('[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n'
+              '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n')
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", er_url=url, sms_url=sms.url, routes=routes,
+                                 er_extra="send_positions = false\n")
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.register_animal("collar-01", "Naserian")
+            start = T - timedelta(minutes=20)  # grazing slowly before and after the alert: held at 0
+            for body in rb.fix_uplinks("collar-01", start, [(0, 305_000, 9_705_000), (10, 305_020, 9_705_000),
+                                                            (25, 305_040, 9_705_000)]):
+                bridge.ingest_tts_uplink(body)
+            lat, lon = rb.lat_lon(305_020, 9_705_000)
+            (alert_id,) = bridge.ingest_tts_uplink(
+                b.tts_uplink(b.alert("poaching_risk", seq=1, lat=lat, lon=lon), f_cnt=10)).alert_ids
+            assert bridge.flush_notifications(now=wall()).sent == 1  # EarthRanger's event, at INFO
+            for body in rb.fix_uplinks("collar-01", start, [(28, 305_640, 9_705_000)], first_f_cnt=4):
+                bridge.ingest_tts_uplink(body)  # 600 m in 3 minutes: she ran after all
+            bridge.run_rules(now=T + timedelta(minutes=9))
+            bridge.flush_notifications(now=wall())
+            bridge.run_rules(now=T + timedelta(minutes=9, seconds=5))  # the timer's next pass queues nothing more
+            again = bridge.flush_notifications(now=wall())
+            alert = bridge.alert(alert_id, viewer=b.RANGER)
+
+    assert alert.priority == 300
+    (event,) = stand_in.events.values()
+    assert (event["priority"], event["title"]) == (300, "HIGH poaching_risk: Naserian (confidence 0.82)")
+    assert [m["text"].splitlines()[0] for m in gateway.messages] == ["HIGH poaching_risk: Naserian (confidence 0.82)"]
+    assert again.sent == 0 and stand_in.problems == []

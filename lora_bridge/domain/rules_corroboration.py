@@ -70,17 +70,20 @@ def corroborate(session: Session, alert: Alert, device: Device, profile: RulePro
     logit = math.log(p.prior / (1 - p.prior)) + sum(f["weight"] for f in factors)
     confidence = 1 / (1 + math.exp(-logit))
     held = confidence < p.hold_below
+    previous = (alert.evidence or {}).get("corroboration", {})
     verdict = {
         "rule": "corroboration: positions, behaviour, herd and night weighed as log-odds on a prior",
         "confidence": round(confidence, 3),
         "prior": p.prior,
         "hold_below": p.hold_below,
         "held": held,
+        # Held once and let go since: its "raised" at priority 0 woke nobody, the routes hear it again
+        # (`notify.outbox`: EarthRanger's event is raised to the alert's priority).
+        "released": not held and bool(previous.get("held") or previous.get("released")),
         "factors": factors,
         "fixes": len(kept),
         "summaries": len(summaries),
     }
-    previous = (alert.evidence or {}).get("corroboration", {})
     evidence = dict(alert.evidence or {})
     evidence["corroboration"] = verdict
     alert.evidence = evidence

@@ -6,7 +6,8 @@ EarthRanger (its public API, as the EarthRanger client `er-client` and the serve
   `location` {latitude, longitude}, `priority` (0/100/200/300), `state` "new", `event_details`;
   the answer's `data.id` is kept, and a later step of the same alert → `PATCH {url}/activity/event/{id}`
   with the new `state` ("active" when acknowledged, "resolved" when resolved) and `priority` (an
-  escalation raises it one step, and the title with it);
+  escalation raises it one step, and the title with it; an alert corroboration held at 0 when its
+  event was created and has let go since is raised again: `priority` and `title` only);
 - fixes → `POST {url}/sensors/generic/{provider_key}/status` with a JSON list of observations (up to
   `observations_per_post` per request; the API takes one observation or a list, answering 201 when
   any is new and 200 when all were seen before), each with `manufacturer_id`, `source_type`,
@@ -125,7 +126,12 @@ class EarthRangerSender:
             existing = sent_external_id(db, payload["alert_id"], "earthranger")
             if existing is None:
                 return self._create_event(payload)
-            if action == "raised":
+            if action == "raised" and not payload.get("detail", {}).get("released_from_hold"):
+                return existing
+            if action == "raised":  # created at INFO while held: now at the alert's own priority
+                body = {"priority": int(payload["priority"]), "title": title_of(payload)}
+                _post(self.client, "PATCH", f"{self.root}/activity/event/{existing}", json=body,
+                      headers=self._headers())
                 return existing
         event_id = sent_external_id(db, payload["alert_id"], "earthranger")
         if event_id is None:

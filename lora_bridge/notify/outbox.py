@@ -137,6 +137,9 @@ def enqueue_alert_steps(
         animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
         payload = alert_payload(alert, animal, action, (detail or {}).get((alert_id, action)))
         step = f"{action}{payload['detail'].get('level', '')}"
+        if action == "raised" and released_from_hold(alert):
+            step = "raised_released"  # raised again: its first raise was held at priority 0
+            payload["detail"]["released_from_hold"] = True
         for route in config.routes:
             if not route_matches(route, alert, action, device):
                 continue
@@ -150,6 +153,12 @@ def enqueue_alert_steps(
                         {"route": route.name, "channel": route.channel, "to": recipient, "action": action},
                     )
     return queued
+
+
+def released_from_hold(alert: Alert) -> bool:
+    """True for an alert corroboration held at priority 0 and has let go since (`rules_corroboration`)."""
+    corroboration = (alert.evidence or {}).get("corroboration") or {}
+    return bool(corroboration.get("released")) and alert.priority > alerts.PRIORITY_INFO
 
 
 def enqueue_position(session: Session, config: NotifyConfig, device: Device, animal: Animal | None,
