@@ -308,3 +308,20 @@ def test_a_ranger_whose_tap_comes_second_is_told_by_the_api_who_took_the_alert_a
     assert second_tap.status_code == 400 and "acknowledged by ranger-tests" in second_tap.json()["error"]
     assert other_verdict.status_code == 400
     assert "resolved by ranger-tests, verdict true" in other_verdict.json()["error"]
+
+
+def test_an_alert_a_ranger_acknowledges_while_the_timer_escalates_it_is_never_escalated_after_the_acknowledgement(
+    bridge,
+):
+    (alert_id,) = collar_alert(bridge, "mortality").alert_ids
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with bridge.db.write() as session:  # Amina's acknowledgement, in the store's hands, not yet committed
+            alerts.acknowledge(session, alert_id, "ranger.amina")
+            timer = pool.submit(bridge.run_rules, b.T0 + timedelta(minutes=11))  # 11 min unanswered: escalate
+            time.sleep(1.0)  # the timer's pass reaches the alert while her acknowledgement is still open
+        timer.result(timeout=30)
+    history = [event.action for event in bridge.alert_events(alert_id, viewer=b.RANGER)]
+    kept = bridge.alert(alert_id, viewer=b.RANGER)
+
+    assert "escalated" not in history
+    assert (kept.state, kept.priority) == ("acknowledged", 300)

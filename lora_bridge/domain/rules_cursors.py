@@ -115,11 +115,14 @@ def free_collars(session: Session, device_ids: Iterable[str]) -> set[str]:
     ))
 
 
-def alerts_of_free_collars(session: Session, *where: Any) -> list[Alert]:
+def alerts_of_free_collars(session: Session, *where: Any, for_update: bool = False) -> list[Alert]:
     """The alerts matching `where`, of the collars whose cursors this transaction could take without
     waiting (`free_collars`: taken first, in the lock order), in id order. A collar busy in an ingest
-    batch keeps its alerts for the next round of the timer."""
+    batch keeps its alerts for the next round of the timer. for_update: the alerts are read under
+    their row locks, after the cursors (a ranger's step holding one is waited for, and an alert it
+    took out of `where` is not returned: PostgreSQL reads the row again once the lock is free)."""
     free = free_collars(session, session.scalars(select(Alert.device_id).where(*where).distinct()))
     if not free:
         return []
-    return list(session.scalars(select(Alert).where(*where, Alert.device_id.in_(free)).order_by(Alert.id)))
+    read = select(Alert).where(*where, Alert.device_id.in_(free)).order_by(Alert.id)
+    return list(session.scalars(read.with_for_update() if for_update else read))

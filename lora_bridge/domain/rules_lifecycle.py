@@ -114,7 +114,10 @@ def escalate(
     escalated: list[Escalation] = []
     # The collars' cursors first (the lock order of `rules_cursors`); a collar busy in an ingest batch
     # is escalated at the next round. Its alerts read after, as they are once it is free.
-    waiting = alerts_of_free_collars(session, Alert.state == alerts.STATE_NEW, Alert.priority > alerts.PRIORITY_INFO)
+    # Under the alerts' row locks: one a ranger is acknowledging now is escalated only if the
+    # acknowledgement fails, never recorded as escalated after it.
+    waiting = alerts_of_free_collars(session, Alert.state == alerts.STATE_NEW, Alert.priority > alerts.PRIORITY_INFO,
+                                     for_update=True)
     if not waiting:
         return escalated
     history: dict[int, list[dict[str, Any]]] = {}
