@@ -325,3 +325,17 @@ def test_an_alert_a_ranger_acknowledges_while_the_timer_escalates_it_is_never_es
 
     assert "escalated" not in history
     assert (kept.state, kept.priority) == ("acknowledged", 300)
+
+
+def test_a_whole_patrol_report_pasted_as_a_note_on_the_dashboard_is_refused_with_the_limit_as_the_api_does(bridge):
+    from lora_bridge.errors import InvalidRequest
+
+    (alert_id,) = collar_alert(bridge, "mortality").alert_ids
+    report = "Carcass found by the north dam, tusks removed. " * 100  # 4,700 characters
+
+    with pytest.raises(InvalidRequest, match="at most 2000"):
+        bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "true", report)
+
+    assert bridge.alert(alert_id, viewer=b.RANGER).state == "new"  # nothing kept of the refused step
+    bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "true", report[:2000])
+    assert len(bridge.alert(alert_id, viewer=b.RANGER).note) <= 2000

@@ -40,6 +40,7 @@ from lora_bridge.access import roles as access
 from lora_bridge.access.privacy import label
 from lora_bridge.adapters import webhook
 from lora_bridge.domain import geofence_files
+from lora_bridge.domain.alerts import NOTE_MAX_CHARS
 from lora_bridge.domain.campaigns import SPREADING_FACTORS, CampaignError
 from lora_bridge.domain.fuota_delivery import DeliveryRefused
 from lora_bridge.errors import (
@@ -92,7 +93,7 @@ class ResolveBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     verdict: str = Field(description="true, false_alarm or unknown")
-    note: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(default=None, max_length=NOTE_MAX_CHARS)
 
 
 class HighValueBody(BaseModel):

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, inspect, or_, select
 from sqlalchemy.orm import Session
 
-from lora_bridge.errors import InvalidTransition, InvalidVerdict, UnknownAlert
+from lora_bridge.errors import InvalidRequest, InvalidTransition, InvalidVerdict, UnknownAlert
 from lora_bridge.store.ids import id_where_inserts_go_one_by_one, take_id
 from lora_bridge.store.tables import Alert, AlertEvent
 from lora_bridge.store.transaction_info import held_until_transaction_end
@@ -70,6 +70,8 @@ STATE_RESOLVED = "resolved"
 OPEN_STATES = (STATE_NEW, STATE_ACKNOWLEDGED)
 
 VERDICTS = ("true", "false_alarm", "unknown")
+# The longest note a ranger's resolution keeps (the API's body, the dashboard's box and the service alike)
+NOTE_MAX_CHARS = 2000
 
 SOURCE_COLLAR = "collar"
 SOURCE_SERVER = "server"
@@ -379,6 +381,9 @@ def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str 
     alert: no second read); else it is read here under its row lock."""
     if verdict not in VERDICTS:
         raise InvalidVerdict(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
+    note = (note or "").strip()  # a note box left with spaces (a phone's keyboard adds one) is no note
+    if len(note) > NOTE_MAX_CHARS:
+        raise InvalidRequest(f"a note of {len(note)} characters is too long: at most {NOTE_MAX_CHARS}")
     alert = read if read is not None else get_alert(session, alert_id, for_update=True)
     if alert.state not in OPEN_STATES and alert.verdict is not None:
         raise InvalidTransition(f"alert {alert_id} is already resolved: resolved by {alert.resolved_by}, "
@@ -390,7 +395,6 @@ def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str 
     alert.resolved_at = utc_now()
     alert.resolved_by = user
     detail: dict[str, Any] = {"verdict": verdict}
-    note = (note or "").strip()  # a note box left with spaces (a phone's keyboard adds one) is no note
     if note:
         detail["note"] = note
     record_event(session, alert, user, "resolved", detail)

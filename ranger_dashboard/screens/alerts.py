@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import streamlit as st
 
+from lora_bridge.domain.alerts import NOTE_MAX_CHARS
 from lora_bridge.errors import BridgeError
 from lora_bridge.views import AlertView
 from ranger_dashboard import (
@@ -136,7 +137,8 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
                 key=f"verdict-{alert_id}",
                 horizontal=True,
             )
-            note = st.text_input("Note", key=f"note-{alert_id}", placeholder="What you found")
+            note = st.text_input("Note", key=f"note-{alert_id}", placeholder="What you found",
+                                 max_chars=NOTE_MAX_CHARS)
             if st.button(
                 "Resolve",
                 key=f"resolve-{alert_id}",
@@ -168,7 +170,8 @@ def verdict_card(alert: AlertView, ranger: str) -> None:
         )
         verdict = st.radio("Verdict", list(views.VERDICTS), index=None, key=f"closed-verdict-{alert_id}",
                            horizontal=True)
-        note = st.text_input("Note", key=f"closed-note-{alert_id}", placeholder="What you found")
+        note = st.text_input("Note", key=f"closed-note-{alert_id}", placeholder="What you found",
+                             max_chars=NOTE_MAX_CHARS)
         if st.button("Give verdict", key=f"judge-{alert_id}", disabled=not ranger or verdict is None):
             flash(f"Verdict given by {ranger}: {verdict.lower()}.")
             act("give the verdict", alert, data.resolve_alert, url, alert_id, viewer, views.VERDICTS[verdict], note)
