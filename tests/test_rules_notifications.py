@@ -485,3 +485,24 @@ def test_earthranger_shows_a_poaching_alert_corroboration_let_go_as_high_and_the
     assert (event["priority"], event["title"]) == (300, "HIGH poaching_risk: Naserian (confidence 0.82)")
     assert [m["text"].splitlines()[0] for m in gateway.messages] == ["HIGH poaching_risk: Naserian (confidence 0.82)"]
     assert again.sent == 0 and stand_in.problems == []
+
+
+def test_the_duty_officers_sms_goes_at_once_while_a_backlog_of_fixes_waits_for_an_unreachable_earthranger(
+    sqlite_url, tmp_path
+):
+    gateway = SmsGateway(token=SMS_TOKEN)
+    unreachable = f"http://127.0.0.1:{free_port()}"  # the reserve's internet link is down: EarthRanger too
+    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", er_url=unreachable, sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            for n in range(50):  # a night of fixes from the herd, five to an uplink: 250 for EarthRanger
+                device_id = f"collar-{n % 10:02d}"
+                fixes = tuple((60 * k, -2.5 + 0.001 * n, 37.5 + 0.001 * k) for k in range(5))
+                bridge.ingest_tts_uplink(b.tts_uplink(b.positions(time_s=b.T0_S + 300 * n, fixes=fixes),
+                                                      device_id=device_id, f_cnt=n + 1))
+            poaching = b.alert("poaching_risk", seq=1, time_s=int(NIGHT.timestamp()))
+            bridge.ingest_tts_uplink(b.tts_uplink(poaching, device_id="collar-07", f_cnt=99))
+            bridge.flush_notifications(now=wall())  # the timer's first pass after the alert
+
+    assert [m["to"] for m in gateway.messages] == ["+254700000001"]

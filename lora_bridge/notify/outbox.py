@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -209,10 +209,13 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
             .where(Notification.state == SENDING, Notification.next_attempt_at <= at - timedelta(seconds=retry.lease_s))
             .values(state=PENDING)
         )
+        # Alert steps before fixes: they wake rangers, and a backlog of fixes for an unreachable
+        # EarthRanger (the reserve's internet down overnight) must not fill the pass ahead of them.
         due = list(session.execute(
             select(Notification.id, Notification.channel, Notification.kind)
             .where(Notification.state == PENDING, Notification.next_attempt_at <= at)
-            .order_by(Notification.next_attempt_at, Notification.id)
+            .order_by(case((Notification.kind == KIND_ALERT, 0), else_=1), Notification.next_attempt_at,
+                      Notification.id)
             .limit(limit)
         ))
     tally = {"sent": 0, "retried": 0, "failed": 0, "withdrawn": 0}
