@@ -4,6 +4,7 @@ outbox that survives restarts and never sends a message twice."""
 from __future__ import annotations
 
 import email
+import json
 import time
 from datetime import datetime, timedelta
 
@@ -375,11 +376,17 @@ def test_a_ranger_taken_off_the_duty_sms_gets_no_alert_queued_before_the_restart
         with b.fresh_bridge(sqlite_url, rules_path=after) as bridge:
             later = bridge.flush_notifications(now=wall(400))
             withdrawn = bridge.notifications(viewer=ADMIN, state="withdrawn")
+            four_days_on = utc_now() + timedelta(days=4)
+            bridge.clock = lambda: four_days_on  # old enough for the visitor kiosk to read the alert's history
+            (alert,) = bridge.alerts(viewer=b.RANGER)
+            kiosk_history = bridge.alert_events(alert.alert_id, viewer=Viewer("kiosk", "visitor"))
 
     assert (first.sent, first.retried) == (0, 1)
     assert [m["to"] for m in gateway.messages] == ["+254700000001"]
     assert (later.sent, later.withdrawn) == (1, 1)
     assert [(n.recipient, "no longer" in n.last_error) for n in withdrawn] == [("+254700000002", True)]
+    assert "notification_withdrawn" in [e.action for e in kiosk_history]
+    assert "+25470000000" not in json.dumps([e.detail for e in kiosk_history])  # nobody's number, in no field
 
 
 def test_earthranger_and_the_control_room_hear_that_a_collar_reported_offline_is_heard_again(

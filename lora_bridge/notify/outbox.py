@@ -368,7 +368,8 @@ def no_longer_routed(config: NotifyConfig, row: Notification) -> str | None:
     if route is None or route.channel != row.channel:
         return f"route {row.route!r} is no longer configured for {row.channel}"
     if row.recipient not in (route.to or [route.channel]):
-        return f"{row.recipient} is no longer a recipient of route {row.route!r}"
+        # Without the recipient itself: the reason goes into the alert's history, which every role reads
+        return f"the recipient is no longer on route {row.route!r}"
     return None
 
 
