@@ -12,15 +12,18 @@ the well-known demo secret for a local demo, which it then warns about loudly at
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsError as EnvironmentParseError
 from sqlalchemy.engine import make_url
 
 from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
@@ -43,6 +46,18 @@ log = logging.getLogger(__name__)
 
 class InsecureSettings(ValueError):
     """A setting that would leave Tembo open (an empty or published webhook secret, ...)."""
+
+
+class InvalidSettings(ValueError):
+    """Settings Tembo cannot use: a settings file that does not read, a name it does not know, a value of
+    the wrong type or out of range. The message names each setting and where it came from (the
+    command line, a TEMBO_* variable, the TOML file), never a secret's value."""
+
+
+# Settings whose values may hold a password or key: an error about one never shows the value.
+SECRET_SETTINGS = frozenset({
+    "webhook_secret", "network_server_api_key", "mqtt_password", "database_url", "mqtt_url", "mqtt_more_urls",
+})
 
 
 class BridgeSettings(BaseSettings):
@@ -159,6 +174,29 @@ class BridgeSettings(BaseSettings):
     # a process when this process may run on two cores or more, else a thread (docs/bridge-scale.md).
     intake_applier: Literal["auto", "thread", "process"] = "auto"
 
+    @field_validator("mqtt_url")
+    @classmethod
+    def _broker_url_reads(cls, url: str | None) -> str | None:
+        if url:
+            check_broker_url(url)
+        return url
+
+    @field_validator("mqtt_more_urls")
+    @classmethod
+    def _broker_urls_read(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            check_broker_url(url)
+        return urls
+
+    @field_validator("mqtt_share_group")
+    @classmethod
+    def _share_group_is_a_share_name(cls, group: str | None) -> str | None:
+        # MQTT 5 (4.8.2): a ShareName is at least one character and holds no "/", "+" or "#"; the broker
+        # refuses the subscription otherwise, and the worker would wait for it in vain.
+        if group is not None and (not group or any(c in group for c in "/+#")):
+            raise ValueError("an MQTT share group is a name without '/', '+' or '#'")
+        return group
+
     def applier_in_process(self) -> bool:
         """Whether the durable intake applies in a process of its own."""
         if self.intake_applier == "auto":
@@ -260,22 +298,90 @@ def masked_mqtt_url(url: str | None) -> str | None:
     return parts._replace(netloc=netloc).geturl()
 
 
+def check_broker_url(url: str) -> None:
+    """ValueError unless url reads as an MQTT broker: mqtt:// or mqtts:// (tcp://, ssl://), a host, a
+    numeric port if any. The message shows the URL with its password masked."""
+    parts = urlsplit(url)
+    shown = re.sub(r"(//[^/@]*?):[^/@]*@", r"\1:***@", url)  # the password masked, whatever else is wrong
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise ValueError(f"an MQTT broker URL starts with mqtt:// or mqtts://, not {parts.scheme or 'nothing'}:// "
+                         f"({shown})")
+    if not parts.hostname:
+        raise ValueError(f"the MQTT broker URL names no host ({shown})")
+    try:
+        parts.port  # noqa: B018 - urlsplit reads the port only when asked
+    except ValueError:
+        raise ValueError(f"the MQTT broker URL's port is not a number 0..65535 ({shown})") from None
+
+
 def load_settings(toml_path: str | Path | None = None, **overrides: Any) -> BridgeSettings:
     """Settings from overrides, TEMBO_* environment, an optional TOML file, then defaults.
 
-    The TOML file may hold the keys at top level or under a `[bridge]` table.
+    The TOML file may hold the keys at top level or under a `[bridge]` table. InvalidSettings when
+    the file does not read, names a setting that does not exist, or a value does not fit its setting.
     """
     path = toml_path or os.environ.get("TEMBO_CONFIG")
-    file_values: dict[str, Any] = {}
-    if path:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-        file_values = dict(document.get("bridge", document))
+    file_values = _read_settings_file(Path(path)) if path else {}
     from_env = {name for name in BridgeSettings.model_fields if f"TEMBO_{name.upper()}" in os.environ}
     # Environment beats the file: drop file keys that the environment sets.
     values = {key: value for key, value in file_values.items() if key not in from_env}
     values.update(overrides)
-    return BridgeSettings(**values)
+    try:
+        return BridgeSettings(**values)
+    except ValidationError as error:
+        problems = [_problem(item, path, from_env, overrides) for item in error.errors(include_url=False)]
+        raise InvalidSettings("; ".join(problems)) from None
+    except EnvironmentParseError as error:  # a list setting whose variable is not JSON
+        named = re.search(r'field "(\w+)"', str(error))
+        variable = f"TEMBO_{named.group(1).upper()}" if named else "a TEMBO_* variable"
+        raise InvalidSettings(f"{variable} does not read: a list setting is a JSON list, "
+                              'e.g. ["mqtt://host:1883"]') from None
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
+    """The bridge's settings in the TOML file at path: its `[bridge]` table, else its top level."""
+    try:
+        with open(path, "rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as error:
+        raise InvalidSettings(f"the settings file {path} (TEMBO_CONFIG) cannot be read: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidSettings(f"the settings file {path} is not TOML: {error}") from None
+    known = BridgeSettings.model_fields
+    if "bridge" in document:
+        if not isinstance(document["bridge"], dict):
+            raise InvalidSettings(f"{path}: 'bridge' is a table of settings ([bridge]), not a value")
+        outside = sorted(key for key in document if key in known)
+        if outside:  # read from [bridge] only: these had been ignored without a word
+            raise InvalidSettings(f"{path}: {', '.join(outside)} outside the [bridge] table, which holds the "
+                                  "settings when the file has one: move them into it")
+        values = dict(document["bridge"])
+    else:
+        values = dict(document)
+    unknown = [key for key in values if key not in known]
+    if unknown:
+        raise InvalidSettings(f"{path}: " + "; ".join(_unknown_setting(key) for key in unknown))
+    return values
+
+
+def _unknown_setting(name: str) -> str:
+    """What to tell of a setting name that does not exist, with the nearest one that does."""
+    near = difflib.get_close_matches(name.lower(), BridgeSettings.model_fields, n=1)
+    return f"unknown setting {name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+
+
+def _problem(item: Any, path: str | Path | None, from_env: set[str], overrides: dict[str, Any]) -> str:
+    """One validation error as an operator reads it: the setting, where its value came from, what is
+    wrong, and the value unless it may hold a secret."""
+    name = str(item["loc"][0]) if item["loc"] else "settings"
+    if name in overrides:
+        source = "given on the command line"
+    elif name in from_env:
+        source = f"TEMBO_{name.upper()}"
+    else:
+        source = f"in {path}" if path else "default"
+    shown = "" if name in SECRET_SETTINGS else f", got {item['input']!r}"
+    return f"{name} ({source}): {item['msg'].removeprefix('Value error, ')}{shown}"
 
 
 def usable_cores() -> int:

@@ -81,16 +81,12 @@ def _bridge_settings(args: argparse.Namespace, **options: object) -> BridgeSetti
 
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from lora_bridge.server import serve
-    from lora_bridge.settings import InsecureSettings
 
-    try:
-        logins = args.mqtt or [None]
-        serve(_bridge_settings(args, host=args.host, port=args.port, mqtt_url=logins[0],
-                               mqtt_more_urls=logins[1:] or None,
-                               mqtt_share_group=args.mqtt_share_group, mqtt_client_id=args.mqtt_client_id))
-    except InsecureSettings as error:
-        print(f"tembo bridge: refusing to start: {error}", file=sys.stderr)
-        return 2
+    # A configuration mistake (InsecureSettings, InvalidSettings, ...) is told in one line by main().
+    logins = args.mqtt or [None]
+    serve(_bridge_settings(args, host=args.host, port=args.port, mqtt_url=logins[0],
+                           mqtt_more_urls=logins[1:] or None,
+                           mqtt_share_group=args.mqtt_share_group, mqtt_client_id=args.mqtt_client_id))
     return 0
 
 
@@ -453,6 +449,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refusal(error: Exception) -> str | None:
+    """What to tell the operator when error is a configuration mistake (settings that do not read or
+    fit, a store or broker that cannot be used as configured): one line, no traceback; else None."""
+    if "lora_bridge.settings" not in sys.modules:  # no bridge command ran: not ours to explain
+        return None
+    from lora_bridge.settings import InsecureSettings, InvalidSettings
+
+    if isinstance(error, InsecureSettings):
+        return f"refusing to start: {error}"
+    if isinstance(error, InvalidSettings):
+        return f"configuration: {error}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the tembo command."""
     parser = build_parser()
@@ -463,6 +473,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except Exception as error:
+        refused = _refusal(error)
+        if refused is None:
+            raise
+        print(f"tembo {args.command}: {refused}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from paho.mqtt.properties import Properties
 
 from lora_bridge.errors import StoreUnavailable
 from lora_bridge.network_messages import MAX_BODY_BYTES
-from lora_bridge.settings import MQTT_THREADS
+from lora_bridge.settings import MQTT_THREADS, check_broker_url
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
 
 log = logging.getLogger(__name__)
@@ -133,11 +133,8 @@ class BrokerAddress:
 
 def parse_broker_url(url: str, username: str | None = None, password: str | None = None) -> BrokerAddress:
     """mqtt://[user[:password]@]host[:port] (mqtts:// for TLS); username / password given here win."""
+    check_broker_url(url)
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"broker URL must start with mqtt:// or mqtts://, not {parts.scheme or 'nothing'}://")
-    if not parts.hostname:
-        raise ValueError("broker URL names no host")
     tls = parts.scheme in ("mqtts", "ssl")
     return BrokerAddress(
         host=parts.hostname,
