@@ -21,6 +21,9 @@
     │   ├── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
     │   └── InvalidGeofenceFile      a geofence file that does not read, has no CRS or no valid polygon
     ├── DownlinkError                the network server refused or did not answer a downlink push
+    ├── StoreNotOpened               the store named by the database URL cannot be opened as configured
+                                     (a URL that does not read, a kind of database Tembo does not run on,
+                                     no server there, a refused login, no such database, no PostGIS)
     └── StoreUnavailable             the store cannot take a write now (locked, read-only, full, gone):
                                      the webhook answers 503 so the network server retries later
 
@@ -118,6 +121,12 @@ class CollarFenceLimits(InvalidRequest):
 
 class DownlinkError(BridgeError):
     """The network server refused or did not answer a downlink push."""
+
+
+class StoreNotOpened(BridgeError):
+    """The store the database URL names cannot be opened; the message says which part is wrong (the
+    URL shown with its password masked). Its cause is the driver's error: `is_transient_store_error`
+    still tells a store that is only busy (a backup holding SQLite's lock) from a wrong URL."""
 
 
 class StoreUnavailable(BridgeError):

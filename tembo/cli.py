@@ -95,14 +95,19 @@ def _cmd_bridge_migrate(args: argparse.Namespace) -> int:
 
     from lora_bridge.settings import masked_database_url
     from lora_bridge.store import migrate
+    from lora_bridge.store.database import parse_database_url, store_not_opened
 
     settings = _bridge_settings(args)
-    engine = create_engine(settings.database_url)
+    parsed = parse_database_url(settings.database_url)
     try:
-        before = migrate.current_revision(engine)
-        after = migrate.upgrade(engine, args.revision)
-    finally:
-        engine.dispose()
+        engine = create_engine(parsed)
+        try:
+            before = migrate.current_revision(engine)
+            after = migrate.upgrade(engine, args.revision)
+        finally:
+            engine.dispose()
+    except Exception as error:  # told in one line by main(): which part of the URL or server is wrong
+        raise store_not_opened(error, parsed) from error
     print(json.dumps({"database": masked_database_url(settings.database_url), "from": before, "to": after}))
     return 0
 
@@ -123,15 +128,20 @@ def _cmd_bridge_compact(args: argparse.Namespace) -> int:
 def _cmd_bridge_replay(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from lora_bridge.errors import StoreUnavailable, UnknownDeadLetter, is_transient_store_error
+    from lora_bridge.errors import (
+        StoreNotOpened,
+        StoreUnavailable,
+        UnknownDeadLetter,
+        is_transient_store_error,
+    )
     from lora_bridge.service import Bridge
 
     try:
         bridge = Bridge(_bridge_settings(args))
-    except Exception as error:  # a store another program holds (a backup, the bridge's compaction)
+    except StoreNotOpened as error:  # a store another program holds (a backup, the bridge's compaction)
         if not is_transient_store_error(error):
-            raise
-        print(f"tembo bridge replay: store unavailable ({type(error).__name__}): run it again once the store is back",
+            raise  # a wrong URL: told in one line by main()
+        print(f"tembo bridge replay: store unavailable: {error}: run it again once the store is back",
               file=sys.stderr)
         return 2
     with bridge:
@@ -454,8 +464,11 @@ def _refusal(error: Exception) -> str | None:
     fit, a store or broker that cannot be used as configured): one line, no traceback; else None."""
     if "lora_bridge.settings" not in sys.modules:  # no bridge command ran: not ours to explain
         return None
+    from lora_bridge.errors import StoreNotOpened
     from lora_bridge.settings import InsecureSettings, InvalidSettings
 
+    if isinstance(error, StoreNotOpened):
+        return str(error)
     if isinstance(error, InsecureSettings):
         return f"refusing to start: {error}"
     if isinstance(error, InvalidSettings):

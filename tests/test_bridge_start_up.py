@@ -13,13 +13,15 @@ SECRET = "a-long-random-webhook-secret-for-the-reserve"
 
 @pytest.fixture
 def operator_env(monkeypatch, tmp_path):
-    """A shell with a good secret and an embedded store in tmp_path; nothing else of TEMBO_* set."""
+    """A shell with a good secret and an embedded store in tmp_path; nothing else of TEMBO_* set. The
+    settings of each bridge that got as far as listening."""
     for name in ("TEMBO_CONFIG", "TEMBO_PORT", "TEMBO_MQTT_URL", "TEMBO_MQTT_MORE_URLS", "TEMBO_DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("TEMBO_DATABASE_URL", f"sqlite:///{tmp_path / 'reserve.db'}")
     started = []
-    monkeypatch.setattr("lora_bridge.server.serve", lambda settings: started.append(settings))
+    # The whole start runs (settings, store, timers); only the listening is left out.
+    monkeypatch.setattr("uvicorn.Server.run", lambda server: started.append(server.config.app.state.bridge.settings))
     return started
 
 
@@ -84,7 +86,58 @@ def test_a_good_configuration_still_starts_the_bridge(operator_env, tmp_path, mo
     config.write_text('[bridge]\nport = 8900\nmqtt_share_group = "tembo"\n[dashboard]\nrole = "ranger"\n')
     monkeypatch.setenv("TEMBO_CONFIG", str(config))
 
-    assert main(["bridge", "--mqtt", "mqtts://broker.reserve"]) == 0
+    assert main(["bridge", "--port", "0"]) == 0
 
     (settings,) = operator_env
-    assert (settings.port, settings.mqtt_share_group, settings.mqtt_url) == (8900, "tembo", "mqtts://broker.reserve")
+    assert (settings.port, settings.mqtt_share_group) == (0, "tembo")
+
+
+def test_operator_who_mistypes_the_database_url_is_told_which_part_is_wrong(operator_env, capsys, tmp_path):
+    from tembo.local_services import free_port
+
+    err = _refused(capsys, "bridge", "--database-url", "postgres+psycopg//tembo:db-password@db/tembo")
+    assert "does not read as one: write sqlite:///" in err and "db-password" not in err
+
+    err = _refused(capsys, "bridge", "--database-url", "mysql+pymysql://tembo:db-password@db/tembo")
+    assert "names a 'mysql' database; Tembo's store is SQLite or PostgreSQL" in err and "db-password" not in err
+
+    err = _refused(capsys, "bridge", "--database-url", "postgresql+psycopg2://tembo:db-password@db/tembo")
+    assert "its driver 'postgresql+psycopg2' is not installed here" in err
+
+    nobody = free_port()
+    url = f"postgresql+psycopg://tembo:db-password@127.0.0.1:{nobody}/tembo"
+    for command in (["bridge"], ["bridge", "migrate"], ["bridge", "compact"], ["bridge", "replay"]):
+        err = _refused(capsys, *command, "--database-url", url)
+        assert f"no PostgreSQL answers at 127.0.0.1:{nobody}: check the host and port" in err
+        assert "db-password" not in err and "tembo:***@" in err
+
+    (tmp_path / "not-a-store.db").write_text("minutes of the reserve's board meeting\n" * 200)
+    err = _refused(capsys, "bridge", "--database-url", f"sqlite:///{tmp_path / 'not-a-store.db'}")
+    assert "cannot be used as the store (file is not a database)" in err
+    assert operator_env == []
+
+
+@pytest.mark.postgres
+def test_operator_whose_postgresql_lacks_postgis_or_refuses_the_login_is_told_so(
+    operator_env, capsys, postgres_server
+):
+    postgres_server.psql("CREATE ROLE reserve_bridge LOGIN PASSWORD 'reserve-db-password'")
+    postgres_server.psql("CREATE DATABASE reserve_without_postgis OWNER reserve_bridge")
+    try:
+        server = f"127.0.0.1:{postgres_server.port}"
+        bare = f"postgresql+psycopg://reserve_bridge:reserve-db-password@{server}/reserve_without_postgis"
+        for command in (["bridge"], ["bridge", "migrate"]):
+            err = _refused(capsys, *command, "--database-url", bare)
+            assert "PostGIS is not in database 'reserve_without_postgis', and this user may not add it" in err
+            assert "CREATE EXTENSION postgis" in err and "reserve-db-password" not in err
+
+        wrong = f"postgresql+psycopg://reserve_bridge:mistyped-password@{server}/reserve_without_postgis"
+        err = _refused(capsys, "bridge", "--database-url", wrong)
+        assert "the server refused the login of user 'reserve_bridge'" in err and "mistyped-password" not in err
+
+        missing = f"postgresql+psycopg://reserve_bridge:reserve-db-password@{server}/reserve_mistyped"
+        assert "the server has no database 'reserve_mistyped'" in _refused(capsys, "bridge", "--database-url", missing)
+        assert operator_env == []
+    finally:
+        postgres_server.psql("DROP DATABASE reserve_without_postgis WITH (FORCE)")
+        postgres_server.psql("DROP ROLE reserve_bridge")

@@ -10,17 +10,19 @@ cut or a failing disk (with NORMAL, the last commits before a crash of the machi
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from lora_bridge.errors import StoreNotOpened
 from lora_bridge.store import migrate, write_lock
 
 log = logging.getLogger(__name__)
@@ -111,21 +113,33 @@ SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 def open_database(
     url: str, busy_timeout_ms: int = 10_000, create: bool = True, synchronous: str = "FULL"
 ) -> Database:
-    """Open the store at url; by default bring its schema to the newest migration first."""
-    parsed = make_url(url)
+    """Open the store at url; by default bring its schema to the newest migration first.
+
+    StoreNotOpened when it cannot be opened as configured, saying which part of the URL or the
+    server is wrong (`store_not_opened`)."""
+    parsed = parse_database_url(url)
     if synchronous.upper() not in SQLITE_SYNCHRONOUS:
         raise ValueError(f"synchronous must be one of {SQLITE_SYNCHRONOUS}, got {synchronous!r}")
-    if parsed.get_backend_name() == "sqlite":
-        write_engine = _sqlite_engine(url, busy_timeout_ms, writer=True, synchronous=synchronous)
-        in_memory = parsed.database in (None, "", ":memory:")
-        read_engine = (
-            write_engine if in_memory else _sqlite_engine(url, busy_timeout_ms, writer=False, synchronous=synchronous)
-        )
-    else:
-        write_engine = create_engine(url, pool_pre_ping=True)
-        read_engine = write_engine
-    if create:
-        migrate.upgrade(write_engine)
+    engines: list[Engine] = []
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            write_engine = _sqlite_engine(url, busy_timeout_ms, writer=True, synchronous=synchronous)
+            engines.append(write_engine)
+            in_memory = parsed.database in (None, "", ":memory:")
+            read_engine = (
+                write_engine if in_memory else _sqlite_engine(url, busy_timeout_ms, writer=False, synchronous=synchronous)
+            )
+            engines.append(read_engine)
+        else:
+            write_engine = create_engine(url, pool_pre_ping=True)
+            engines.append(write_engine)
+            read_engine = write_engine
+        if create:
+            migrate.upgrade(write_engine)
+    except Exception as error:
+        for engine in set(engines):  # no connection left open to a store that was not opened
+            engine.dispose()
+        raise store_not_opened(error, parsed) from error
     # The ORM's mappers are set up once per process; done here, at start, rather than by the first
     # batch of uplinks, whose answers would wait for it (~0.1 s).
     configure_mappers()
@@ -138,6 +152,55 @@ def open_database(
         _read_sessions=sessionmaker(read_engine, expire_on_commit=False),
         _writers=WriterQueue() if parsed.get_backend_name() == "sqlite" else None,
     )
+
+
+# The URLs Tembo's store runs on, as an operator writes them.
+URL_EXAMPLES = "sqlite:///var/tembo.db (a file) or postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE"
+# What PostgreSQL says (libpq's text: a refused connection has no SQLSTATE) of a refused login, and of a
+# database that does not exist.
+LOGIN_REFUSED = re.compile(r"authentication failed|no password supplied|role \S+ does not exist|no pg_hba.conf entry")
+NO_SUCH_DATABASE = re.compile(r"database \S+ does not exist")
+
+
+def parse_database_url(url: str) -> URL:
+    """The parsed store URL; StoreNotOpened when it does not read or names a database Tembo does not
+    run on (its password masked in the message)."""
+    shown = re.sub(r"(//[^/@]*?):[^/@]*@", r"\1:***@", url)
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError):
+        raise StoreNotOpened(f"the database URL {shown!r} does not read as one: write {URL_EXAMPLES}") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreNotOpened(f"the database URL {parsed.render_as_string(hide_password=True)!r} names a "
+                             f"{parsed.get_backend_name()!r} database; Tembo's store is SQLite or PostgreSQL "
+                             f"with PostGIS: write {URL_EXAMPLES}")
+    return parsed
+
+
+def store_not_opened(error: BaseException, parsed: URL) -> StoreNotOpened:
+    """What went wrong opening the store at parsed, from the driver's error: which part to check."""
+    if isinstance(error, StoreNotOpened):
+        return error
+    shown = parsed.render_as_string(hide_password=True)
+    cause = getattr(error, "orig", None) or error
+    said = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+    if isinstance(error, exc.NoSuchModuleError | ModuleNotFoundError):
+        why = f"its driver {parsed.drivername!r} is not installed here (write {URL_EXAMPLES})"
+    elif parsed.get_backend_name() == "sqlite":
+        why = f"the file {parsed.database!r} cannot be used as the store"
+    elif "postgis" in said.lower() or "postgis" in str(getattr(error, "statement", "")).lower():
+        why = (f"PostGIS is not in database {parsed.database!r}, and this user may not add it: a superuser "
+               f"runs CREATE EXTENSION postgis; in it (the server's postgis package installed)")
+    elif LOGIN_REFUSED.search(said):
+        why = f"the server refused the login of user {parsed.username!r}: check the user name and password"
+    elif NO_SUCH_DATABASE.search(said):
+        why = f"the server has no database {parsed.database!r}: create it (createdb -O {parsed.username} ...)"
+    elif isinstance(error, exc.OperationalError) and "connection" in said.lower():
+        why = (f"no PostgreSQL answers at {parsed.host}:{parsed.port or 5432}: check the host and port, and "
+               "that the server runs and listens there")
+    else:
+        why = "the store refused to open"
+    return StoreNotOpened(f"cannot open the store {shown}: {why} ({said})")
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: str = "FULL") -> Engine:
