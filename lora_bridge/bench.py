@@ -122,7 +122,7 @@ from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import tts_uplink_body
 from lora_bridge.warm_up import hourly_messages
 
-BENCH_SECRET = "bench-secret"
+BENCH_SECRET = "bench-webhook-secret"
 START_S = int(datetime(2026, 3, 1, tzinfo=UTC).timestamp())
 BENCH_APP = "bench"
 DONE_STATUSES = ("processed", "recorded", "dead_letter", "kept")

@@ -69,7 +69,7 @@ def _walks(collars: int, steps: int, seed: int) -> np.ndarray:
 
 
 def _store_with_history(folder: Path, name: str, geojson: bytes, tracks_deg: np.ndarray, history: int) -> Bridge:
-    bridge = open_bridge(f"sqlite:///{folder / name}.db", webhook_secret="bench-secret")
+    bridge = open_bridge(f"sqlite:///{folder / name}.db", webhook_secret="bench-webhook-secret")
     bridge.import_geofences(geojson, "reserve.geojson")
     with bridge.db.write() as session:
         for c in range(tracks_deg.shape[0]):

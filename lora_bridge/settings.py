@@ -6,7 +6,7 @@ which run the embedded mode out of the box: a SQLite file under `./var/`, the we
 127.0.0.1:8000, no network-server downlinks.
 
 No secret has a default that silently works: the webhook refuses to start without
-TEMBO_WEBHOOK_SECRET (see `check_webhook_secret`), unless TEMBO_ALLOW_DEMO_SECRET=1 opts in to
+TEMBO_WEBHOOK_SECRET, or with one shorter than 16 characters (see `check_webhook_secret`), unless TEMBO_ALLOW_DEMO_SECRET=1 opts in to
 the well-known demo secret for a local demo, which it then warns about loudly at every start.
 """
 
@@ -253,8 +253,9 @@ class BridgeSettings(BaseSettings):
 
 
 def check_webhook_secret(settings: BridgeSettings) -> None:
-    """Refuse (InsecureSettings) a webhook secret that is empty, missing or published, unless the
-    demo opt-in is set; warn loudly while a demo or published secret, or a short one, is in use."""
+    """Refuse (InsecureSettings) a webhook secret that is empty, missing, published (unless the demo
+    opt-in is set), shorter than MIN_SECRET_CHARS, or that no HTTP header can carry (surrounding
+    spaces, control characters); warn loudly while the demo secret is in use."""
     secret = settings.webhook_secret_bytes().decode()
     how_to = (
         "set TEMBO_WEBHOOK_SECRET to a long random string (python -c 'import secrets; "
@@ -275,8 +276,17 @@ def check_webhook_secret(settings: BridgeSettings) -> None:
         ):
             log.warning(line)
         return
+    if secret != secret.strip() or any(ord(c) < 0x20 or ord(c) == 0x7F for c in secret):
+        # An HTTP header carries neither (a server strips surrounding spaces): the webhook had started
+        # and answered every uplink 401, a secret read from a Windows-edited file ending in "\r".
+        raise InsecureSettings("the webhook secret begins or ends with a space, or holds a control character "
+                               "(a line end from the file it came from?), which no X-Tembo-Secret header can "
+                               f"carry: every uplink would be refused; {how_to}")
     if len(secret) < MIN_SECRET_CHARS:
-        log.warning("the webhook secret has fewer than %d characters: choose a longer random one", MIN_SECRET_CHARS)
+        # It had only been warned of: a secret of a few characters is guessed in as many requests, and
+        # whoever guesses it injects positions and alerts.
+        raise InsecureSettings(f"the webhook secret has {len(secret)} characters, fewer than {MIN_SECRET_CHARS}: "
+                               f"anyone could guess it; {how_to}")
 
 
 def masked_database_url(url: str) -> str:

@@ -32,7 +32,7 @@ SHIPPED_MODEL_VERSION = Model.from_bytes(read_default_blob()).version
 T0 = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 T0_S = int(T0.timestamp())
 APPLICATION_ID = "tembo-test"
-SECRET = "test-secret"
+SECRET = "test-secret-of-the-reserve"
 # What a network server's webhook call carries (the secret the operator configured in the webhook).
 HEADERS = {"X-Tembo-Secret": SECRET, "Content-Type": "application/json"}
 # The ranger whose eyes the bridge tests read through: exact live positions.

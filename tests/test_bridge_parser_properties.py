@@ -20,7 +20,7 @@ from lora_bridge.network_messages import NetworkEvent, canonical_event, read_net
 from lora_bridge.service import open_bridge
 from lora_bridge.uplink_formats import Uplink, eui_or_none, label, number_or_none, time_or_none
 
-SECRET = "property-secret"
+SECRET = "property-test-secret"
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.integers(10**308, 10**330)  # past any float
     | st.floats() | st.text(max_size=30),

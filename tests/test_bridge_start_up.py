@@ -141,3 +141,35 @@ def test_operator_whose_postgresql_lacks_postgis_or_refuses_the_login_is_told_so
     finally:
         postgres_server.psql("DROP DATABASE reserve_without_postgis WITH (FORCE)")
         postgres_server.psql("DROP ROLE reserve_bridge")
+
+
+def test_operator_whose_webhook_secret_is_short_or_carries_a_line_end_is_refused_before_anything_listens(
+    operator_env, capsys, monkeypatch
+):
+    monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", "kws2026")  # guessed in a few thousand requests at most
+    err = _refused(capsys, "bridge")
+    assert "refusing to start: the webhook secret has 7 characters, fewer than 16" in err and "kws2026" not in err
+
+    # Read from a .env file edited on Windows: no header can carry the "\r", every uplink had been a 401.
+    monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", "a-long-random-webhook-secret\r")
+    assert "holds a control character" in _refused(capsys, "bridge")
+    monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", " a-long-random-webhook-secret")
+    assert "begins or ends with a space" in _refused(capsys, "bridge")
+    assert operator_env == []
+
+
+def test_a_webhook_secret_beyond_ascii_lets_the_network_server_in(tmp_path):
+    import bridge_builders as b
+    from starlette.testclient import TestClient
+
+    from lora_bridge.adapters.api import create_app
+
+    secret = "Ngorongoro-kreter-ñyumbu-2026"  # The Things Stack sends its header value as UTF-8
+    with b.fresh_bridge(f"sqlite:///{tmp_path / 'reserve.db'}", webhook_secret=secret) as bridge:
+        client = TestClient(create_app(bridge))
+        answer = client.post("/uplinks/tts", content=b.tts_uplink(b.status()),
+                             headers={"X-Tembo-Secret": secret.encode()})
+        wrong = client.post("/uplinks/tts", content=b.tts_uplink(b.status()),
+                            headers={"X-Tembo-Secret": secret.replace("ñ", "n").encode()})
+        stored = bridge.counts()["uplinks_stored"]
+    assert (answer.status_code, wrong.status_code, stored) == (200, 401, 1)

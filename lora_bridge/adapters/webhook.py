@@ -213,7 +213,9 @@ async def _read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
 
 
 def _check_secret(request: Request, bridge: Bridge) -> None:
-    given = request.headers.get(SECRET_HEADER, "").encode()
+    # The header's own bytes (Starlette reads headers as Latin-1): a secret with letters beyond ASCII,
+    # sent as UTF-8 as The Things Stack sends it, had never matched, and every uplink was refused.
+    given = request.headers.get(SECRET_HEADER, "").encode("latin-1")
     expected = bridge.settings.webhook_secret_bytes()
     # An empty secret in force accepts nobody (create_app refuses to start with one anyway).
     if not expected or not hmac.compare_digest(given, expected):
