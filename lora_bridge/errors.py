@@ -21,6 +21,8 @@
     │   ├── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
     │   └── InvalidGeofenceFile      a geofence file that does not read, has no CRS or no valid polygon
     ├── DownlinkError                the network server refused or did not answer a downlink push
+    ├── BrokerUnusable               an MQTT broker the bridge cannot use at start: not reachable, the login
+                                     or the subscriptions refused
     ├── StoreNotOpened               the store named by the database URL cannot be opened as configured
                                      (a URL that does not read, a kind of database Tembo does not run on,
                                      no server there, a refused login, no such database, no PostGIS)
@@ -121,6 +123,11 @@ class CollarFenceLimits(InvalidRequest):
 
 class DownlinkError(BridgeError):
     """The network server refused or did not answer a downlink push."""
+
+
+class BrokerUnusable(BridgeError):
+    """An MQTT broker a worker could not start with: not reachable in time, or it refused the login or
+    the subscriptions; the message says which (the password masked)."""
 
 
 class StoreNotOpened(BridgeError):

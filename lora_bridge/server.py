@@ -182,14 +182,16 @@ def serve(settings: BridgeSettings | None = None, bridge: Bridge | None = None) 
     running_bridge.start_outbox_worker()
     rules = RulesTimer(running_bridge, settings.rules_every_s)
     rules.start()
-    for worker in mqtt_workers:
-        worker.start()
-    log.info("bridge listening on http://%s:%d", settings.host, settings.port)
-    freeze_start_up_heap()
+    started: list[Any] = []
     try:
+        for worker in mqtt_workers:  # BrokerUnusable: the bridge stops as it came (timers, store, applier)
+            worker.start()
+            started.append(worker)
+        log.info("bridge listening on http://%s:%d", settings.host, settings.port)
+        freeze_start_up_heap()
         server.run()
     finally:
-        for worker in mqtt_workers:
+        for worker in started:
             worker.stop()
         rules.stop()
         running_bridge.close()

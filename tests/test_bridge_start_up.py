@@ -173,3 +173,32 @@ def test_a_webhook_secret_beyond_ascii_lets_the_network_server_in(tmp_path):
                             headers={"X-Tembo-Secret": secret.replace("ñ", "n").encode()})
         stored = bridge.counts()["uplinks_stored"]
     assert (answer.status_code, wrong.status_code, stored) == (200, 401, 1)
+
+
+@pytest.mark.mqtt
+def test_operator_whose_broker_refuses_the_login_is_told_at_once_and_the_bridge_stops_as_it_came(
+    operator_env, capsys, mosquitto
+):
+    import threading
+
+    wrong = f"mqtt://{mosquitto.username}:mistyped-broker-password@{mosquitto.host}:{mosquitto.port}"
+    err = _refused(capsys, "bridge", "--port", "0", "--mqtt", wrong)
+
+    # Not "not reached within 20 s" after retrying a login that cannot pass, nor a traceback.
+    assert f"the broker refused the login of '{mosquitto.username}': Not authorized" in err
+    assert "mistyped-broker-password" not in err
+    assert operator_env == []  # nothing listened
+    assert not [t for t in threading.enumerate() if t.name in ("tembo-rules", "tembo-outbox")]
+
+
+def test_a_worker_whose_broker_is_not_there_says_what_a_connection_found(tmp_path):
+    from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
+    from lora_bridge.errors import BrokerUnusable
+    from tembo.local_services import free_port
+
+    nobody = free_port()
+    worker = MqttIngest(lambda *args, **kwargs: None, parse_broker_url(f"mqtt://tembo:broker-pw@127.0.0.1:{nobody}"))
+    with pytest.raises(BrokerUnusable) as told:
+        worker.start(timeout_s=0.5)
+    assert f"tembo:***@127.0.0.1:{nobody}" in str(told.value) and "Connection refused" in str(told.value)
+    assert "broker-pw" not in str(told.value)

@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +37,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from lora_bridge.errors import StoreUnavailable
+from lora_bridge.errors import BrokerUnusable, StoreUnavailable
 from lora_bridge.network_messages import MAX_BODY_BYTES
 from lora_bridge.settings import MQTT_THREADS, check_broker_url
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
@@ -65,6 +66,9 @@ PROTOBUF = "application/octet-stream"
 QOS = 1
 SESSION_EXPIRY_S = 3600
 RETRY_STORE_AFTER_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+# CONNACK reason codes (MQTT 5, 3.2.2.2; paho maps MQTT 3.1.1's return codes onto them) that trying again
+# does not mend: a worker starting with one stops at once instead of waiting for a connection in vain.
+LOGIN_REFUSED_CODES = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,8 @@ class MqttIngest:
         self._lock = threading.Lock()
         self._connected = threading.Event()
         self._stopping = threading.Event()
+        # Why the broker will not have this worker (a refused login or subscription), for start().
+        self._refused: str | None = None
         self.client = self._build_client()
 
     def __repr__(self) -> str:
@@ -214,6 +220,7 @@ class MqttIngest:
         client.max_inflight_messages_set(100)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -222,7 +229,9 @@ class MqttIngest:
     # Lifecycle -------------------------------------------------------------------------------
 
     def start(self, timeout_s: float = 20.0) -> MqttIngest:
-        """Connect (in paho's network thread) and return once subscribed; RuntimeError after timeout_s."""
+        """Connect (in paho's network thread) and return once subscribed. BrokerUnusable, once stopped
+        again, as soon as the broker refuses the login or the subscriptions, or when it is not reached
+        within timeout_s (the message says why)."""
         if self.share is not None:
             self.share.start()
         properties = Properties(PacketTypes.CONNECT)
@@ -232,10 +241,24 @@ class MqttIngest:
             self.broker.host, self.broker.port, keepalive=30, clean_start=False, properties=properties
         )
         self.client.loop_start()
-        if not self._connected.wait(timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while not self._connected.wait(0.1):
+            refused = self._refused
+            if refused is None and time.monotonic() < deadline:
+                continue
+            # A refused login had been retried for timeout_s, then ended the bridge with a traceback.
+            why = refused or f"not reached within {timeout_s:.0f} s ({self._unreachable_because()})"
             self.stop()
-            raise RuntimeError(f"no MQTT connection to {self.broker!r} within {timeout_s} s")
+            raise BrokerUnusable(f"MQTT broker {self.broker!r}: {why}")
         return self
+
+    def _unreachable_because(self) -> str:
+        """Why nothing answers at the broker's address, as a fresh TCP connection finds it."""
+        try:
+            with socket.create_connection((self.broker.host, self.broker.port), timeout=2):
+                return "it takes TCP connections but no MQTT session came: is it an MQTT 5 broker, TLS as the URL says?"
+        except OSError as error:
+            return f"{error.strerror or error}: check the host and port, and that the broker runs"
 
     def stop(self) -> None:
         """Finish the messages in hand (acknowledging them), then disconnect."""
@@ -261,6 +284,10 @@ class MqttIngest:
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         if reason_code.is_failure:
             log.error("MQTT connection refused by %r: %s", self.broker, reason_code)
+            if reason_code.value in LOGIN_REFUSED_CODES:
+                self._refused = (f"the broker refused the login of {self.broker.username or 'an anonymous client'!r}:"
+                                 f" {reason_code} (check the user name and password, TEMBO_MQTT_USERNAME /"
+                                 " TEMBO_MQTT_PASSWORD or the URL's)")
             return
         # Subscribing again is harmless when the broker kept the session, and needed when it did not.
         # Connected counts from the broker's SUBACK: a message published before it has no subscriber.
@@ -270,9 +297,15 @@ class MqttIngest:
         refused = [code for code in reason_codes if code.is_failure]
         if refused:
             log.error("MQTT subscription refused by %r: %s", self.broker, refused)
+            self._refused = (f"the broker refused the subscriptions {self.topics}: {', '.join(map(str, refused))} "
+                             "(the user's topic rights, TEMBO_MQTT_TOPICS, a broker without shared subscriptions?)")
             return
         log.info("MQTT connected and subscribed", extra={"broker": repr(self.broker), "topics": self.topics})
         self._connected.set()
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        if not self._stopping.is_set():
+            log.warning("MQTT broker %r not reached; trying again", self.broker, extra={"broker": repr(self.broker)})
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         self._connected.clear()
