@@ -3,7 +3,8 @@
 A collar is its DevEUI; one without (a TTS ABP device) is its name within its application and
 network scope (tenant, else cluster). Its `device_id` is the name it was first heard under (when that
 name already belongs to another collar: the DevEUI, else `application/name`, `collar_keys`) and
-stays when the network renames it; the network's current name is its `label`. Frame counters are counted per session: a join starts a new one.
+stays when the network renames it; the network's current name is its `label`. Frame counters are
+counted per session: a join starts a new one.
 """
 
 from __future__ import annotations
