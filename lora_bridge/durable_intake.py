@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from lora_bridge import ingest
+from lora_bridge.domain import devices
 from lora_bridge.errors import MalformedUplink, StoreUnavailable
 from lora_bridge.group_commit import Submission, write_and_settle
 from lora_bridge.intake_applier import ApplierProcess
@@ -70,6 +71,15 @@ RETRY_S = 1.0
 FILED_REMEMBERED = 100_000
 
 Settled = Callable[[list[Submission]], None]
+
+
+def _named(message: Any) -> tuple[str | None, ...]:
+    """Who a message names as its sender without a DevEUI: (network, application, scope, name)."""
+    network = getattr(message, "source", None) or getattr(message, "network", None)
+    return (network, getattr(message, "application_id", None), getattr(message, "network_scope", None),
+            getattr(message, "device_id", None))
+
+
 # listener(keys, committed_at): the keys the webhook answered with (intake_id on a journal, else
 # raw_uplink_id) of the bodies a batch applied, and the wall-clock time of its commit.
 AppliedListener = Callable[[list[int], float], None]
@@ -108,6 +118,8 @@ class DurableIntake:
         # DevEUI -> the device_id the store files that collar under, for collars the writer named once
         # (`_filed_under`; the writer thread's alone).
         self._filed: dict[str, str] = {}
+        # (network, application, scope, name) -> device_id of collars without a DevEUI (`_filed_by_name`).
+        self._filed_names: dict[tuple[str | None, ...], str] = {}
         self._process: ApplierProcess | None = None
         # SQL statements and commits on the store by the applier process (it reports them).
         self.applier_work = {"statements": 0, "commits": 0}
@@ -295,6 +307,7 @@ class DurableIntake:
         if not kept:
             return
         filed_under = self._filed_under(messages)
+        filed_by_name = self._filed_by_name(messages)
         for submission, message, kept_id in zip(kept, messages, ids, strict=True):
             uplink = message if isinstance(message, Uplink) else None
             dev_eui = getattr(message, "dev_eui", None)
@@ -305,7 +318,7 @@ class DurableIntake:
                 # the name the collar is filed under, as the applied answer gives it (not the network's
                 # label of the moment: a renamed ChirpStack device is still the same collar)
                 device_id=filed_under.get(dev_eui, getattr(message, "device_id", None)) if dev_eui
-                else getattr(message, "device_id", None),
+                else filed_by_name.get(_named(message), getattr(message, "device_id", None)),
                 dev_eui=dev_eui,
                 f_cnt=uplink.f_cnt if uplink else None,
                 message=None if uplink else getattr(message, "kind", None),
@@ -345,6 +358,40 @@ class DurableIntake:
             self._filed.clear()
         self._filed.update(found)
         return {**known, **found}
+
+    def _filed_by_name(self, messages: list[Any]) -> dict[tuple[str | None, ...], str]:
+        """The collars of messages that name their device without a DevEUI (a TTS ABP device, a TTS
+        report): who names it -> the device_id the store files it under, or will once it is applied
+        (a device id is unique only within its application: `devices.named_collar`,
+        `devices.new_collar_key`; the answer had named another application's collar of that name). A
+        collar found is remembered (FILED_REMEMBERED at most), one not yet filed read again; a store
+        that cannot be read names none (the answer gives the network's name)."""
+        wanted = {_named(m) for m in messages if getattr(m, "device_id", None) and not getattr(m, "dev_eui", None)}
+        found = {name: self._filed_names[name] for name in wanted if name in self._filed_names}
+        unread = wanted - found.keys()
+        if not unread:
+            return found
+        keys = {key for _, application, scope, label in unread
+                for key in devices.collar_keys(str(label), application, scope)}
+        try:
+            collars = self.bridge.collars_named(keys)
+        except Exception as error:  # noqa: BLE001 - the body is kept; only the answer's name is missing
+            log.warning("collars of a kept batch not read by name (%s): answered by the network's name",
+                        type(error).__name__)
+            return found
+        for name in unread:
+            network, application, scope, label = name
+            held = devices.named_collar(collars.get, str(label), dev_eui=None, application_id=application,
+                                        network_scope=scope)
+            if held is not None:
+                if len(self._filed_names) >= FILED_REMEMBERED:
+                    self._filed_names.clear()
+                self._filed_names[name] = found[name] = held.device_id
+                continue
+            holders = devices.name_holders(collars.get, str(label), application, scope)
+            found[name] = devices.new_collar_key(holders, label=label, dev_eui=None, network=network,
+                                                 application_id=application, network_scope=scope)
+        return found
 
     # ---- the applier ---------------------------------------------------------------------------
 

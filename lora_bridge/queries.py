@@ -105,6 +105,21 @@ _DEVICE_IDS_BY_EUI = (
 )
 
 
+# The collars filed under a set of names, with what tells collars of one name apart (`devices.same_collar`).
+_COLLARS_BY_NAME = select(
+    Device.__table__.c.device_id, Device.__table__.c.dev_eui, Device.__table__.c.application_id,
+    Device.__table__.c.network_scope,
+).where(Device.__table__.c.device_id.in_(bindparam("names", expanding=True)))
+
+
+def collars_named(connection: Connection | Session, names: set[str]) -> dict[str, Any]:
+    """name -> the collar filed under it (a row with device_id, dev_eui, application_id and
+    network_scope), for the names some collar holds."""
+    if not names:
+        return {}
+    return {row.device_id: row for row in connection.execute(_COLLARS_BY_NAME, {"names": sorted(names)})}
+
+
 def device_ids_by_eui(connection: Connection | Session, dev_euis: set[str]) -> dict[str, str]:
     """DevEUI -> the device_id the bridge files that collar under, for the collars it knows (the
     first by device_id, as `devices.resolve_device` picks)."""

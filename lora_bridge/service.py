@@ -289,6 +289,12 @@ class Bridge:
         with self.db.read_engine.connect() as connection:
             return queries.device_ids_by_eui(connection, dev_euis)
 
+    def collars_named(self, names: set[str]) -> dict[str, Any]:
+        """name -> the collar filed under it (device_id, dev_eui, application_id, network_scope), for
+        the names some collar holds. One Core read on a connection, as `device_ids_by_eui`."""
+        with self.db.read_engine.connect() as connection:
+            return queries.collars_named(connection, names)
+
     def durable_intake(self) -> DurableIntake:
         """The writer and applier threads that answer webhook bodies once their raw row is durable and
         apply them in batches right after (`TEMBO_WEBHOOK_ACK=durable`; lora_bridge.durable_intake);

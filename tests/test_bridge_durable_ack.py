@@ -18,6 +18,7 @@ import pytest
 from bridge_process import uplink_body
 from sqlalchemy import event
 from starlette.testclient import TestClient
+from test_bridge_collar_identity import abp_uplink
 
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.server import RulesTimer
@@ -363,6 +364,22 @@ def test_a_renamed_chirpstack_collar_is_answered_by_its_deveui_and_the_name_it_i
     assert [(r.json()["dev_eui"], r.json()["device_id"]) for r in (first, renamed)] == [
         ("70B3D57ED0000C01", "collar-a"), ("70B3D57ED0000C01", "collar-a")]
     assert (device.device_id, device.dev_eui) == ("collar-a", "70B3D57ED0000C01")
+
+
+def test_two_abp_collars_of_one_name_are_each_answered_by_the_name_they_are_filed_under(store_url):
+    # The Things Stack ABP devices without a DevEUI, both `collar-1`, in two reserves' applications
+    # (data-formats uplink_message without dev_eui): the durable 202 names each collar as the store
+    # files it, as the applied answer does; it had named the southern collar `collar-1`, the northern's.
+    with b.fresh_bridge(store_url, webhook_ack="durable") as bridge, TestClient(create_app(bridge)) as client:
+        answers = []
+        for application, f_cnt in (("park-north", 100), ("park-south", 3), ("park-north", 101), ("park-south", 4)):
+            answers.append(post(client, abp_uplink(application, f_cnt, -2.5)))
+            wait_until(lambda: bridge.durable_intake().backlog() == 0)
+        filed = sorted(d.device_id for d in bridge.devices())
+
+    assert [(a.status_code, a.json()["device_id"], a.json()["dev_eui"]) for a in answers] == [
+        (202, "collar-1", None), (202, "park-south/collar-1", None)] * 2
+    assert filed == ["collar-1", "park-south/collar-1"]
 
 
 def test_a_collar_heard_all_night_is_looked_up_once_for_the_webhooks_answers(sqlite_url):

@@ -137,6 +137,34 @@ def named_collar(filed_under: Callable[[str], Device | None], label: str, *, dev
     return None
 
 
+def name_holders(filed_under: Callable[[str], Device | None], label: str, application_id: str | None,
+                 network_scope: str | None) -> dict[str, Device | None]:
+    """label's names (`collar_keys`) up to the first free one, each with the collar filed under it."""
+    holders: dict[str, Device | None] = {}
+    for key in collar_keys(label, application_id, network_scope):
+        holders[key] = filed_under(key)
+        if holders[key] is None and key == label:
+            break  # the collar's own name is free: it is filed under it
+    return holders
+
+
+def new_collar_key(holders: dict[str, Device | None], *, label: str | None, dev_eui: str | None,
+                   network: str | None, application_id: str | None, network_scope: str | None) -> str:
+    """The name a collar heard for the first time is filed under, given its names' holders
+    (`name_holders`): its label when free; else its DevEUI, or for a collar without one, the name
+    that says what tells it apart (its tenant when the other collar's application has the same id, in
+    another tenant; else its application)."""
+    free = [key for key, held in holders.items() if held is None]
+    if dev_eui:
+        return label if label and label in free else dev_eui
+    if free:
+        same_application = any(held is not None and held.application_id == application_id for held in holders.values())
+        return free[-1] if same_application else free[0]
+    if label:  # every name taken by another collar: one of its own, from all it is known by
+        return _fitted(f"{network}:{network_scope}:{application_id}/{label}~")
+    raise ValueError("a collar needs a DevEUI or a name")
+
+
 def resolve_device(
     session: Session,
     *,
@@ -170,26 +198,11 @@ def resolve_device(
     if device is None:
         # Looked at again: another worker may have filed this collar under one of its names between
         # our two looks (PostgreSQL): the same collar, not a second one.
-        holders: dict[str, Device | None] = {}
-        for key in collar_keys(label, application_id, network_scope) if label else ():
-            holders[key] = filed_under(key)
-            if holders[key] is None and key == label:
-                break  # the collar's own name is free: it is filed under it
+        holders = name_holders(filed_under, label, application_id, network_scope) if label else {}
         device = next((held for held in holders.values() if held is not None and same_collar(held, **ids)), None)
     if device is None:
-        free = [key for key, held in holders.items() if held is None]
-        if dev_eui:
-            key = label if label and label in free else dev_eui
-        elif free:
-            # The name that says what tells it apart: its tenant when the other collar's application
-            # has the same id (in another tenant), else its application.
-            same_application = any(held is not None and held.application_id == application_id
-                                   for held in holders.values())
-            key = free[-1] if same_application else free[0]
-        elif label:  # every name taken by another collar: one of its own, from all it is known by
-            key = _fitted(f"{network}:{network_scope}:{application_id}/{label}~")
-        else:
-            raise ValueError("a collar needs a DevEUI or a name")
+        key = new_collar_key(holders, label=label, dev_eui=dev_eui, network=network, application_id=application_id,
+                             network_scope=network_scope)
         device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0)
         session.add(device)
         created[key] = device
