@@ -338,7 +338,7 @@ def test_an_integrator_reads_every_answer_the_webhook_gives_in_the_openapi_schem
     schema = api.get("/api/openapi.json").json()
     webhook = [path for path in schema["paths"] if path.startswith("/uplinks/")]
 
-    assert len(webhook) == 4
+    assert len(webhook) == 5
     for path in webhook:
         assert set(schema["paths"][path]["post"]["responses"]) == {"200", "202", "400", "401", "503"}, path
 

@@ -168,6 +168,22 @@ def test_operator_whose_webhook_field_mask_leaves_out_the_payload_sees_a_dead_le
     assert b.webhook_post(client, "/uplinks/tts/app1/dev1", {"uplink_message": empty})["message"] == "empty_frame"
 
 
+def test_a_webhook_whose_message_paths_are_appended_to_its_base_url_keeps_every_message(client, bridge):
+    # The Things Stack appends each enabled message's path to the base URL; its creating-webhooks page
+    # shows `/uplinks`, `/join-accept` and `/downlink-ack` (nf.TTS_FIELD_MASK). With the base URL
+    # https://HOST/uplinks/tts each came to /uplinks/tts/<path>: answered 404, kept nowhere, lost.
+    sent = [("/uplinks/tts/uplinks", "uplink_message"), ("/uplinks/tts/join-accept", "join_accept"),
+            ("/uplinks/tts/downlink-ack", "downlink_ack")]
+
+    replies = [client.post(path, content=json.dumps(nf.TTS[name].body), headers=b.HEADERS) for path, name in sent]
+
+    assert [r.status_code for r in replies] == [200, 200, 200]  # had been 404
+    assert [(r.json()["status"], r.json()["message"]) for r in replies] == [
+        ("processed", "status"), ("recorded", "join"), ("recorded", "downlink_ack")]
+    assert [r.json()["device_id"] for r in replies] == ["dev1"] * 3
+    assert [e["kind"] for e in bridge.network_events(viewer=b.RANGER)] == ["join", "downlink_ack"]
+
+
 def test_field_masked_uplink_without_path_ids_is_a_clear_400(client, bridge):
     masked = {"uplink_message": nf.TTS["uplink_message"].copy()["uplink_message"]}
 

@@ -716,6 +716,7 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
     secret = [{"webhookSecret": []}]
     for path, summary in (
         ("/uplinks/tts", "The Things Stack v3 webhook (every message kind)"),
+        ("/uplinks/tts/{event}", "The Things Stack v3 webhook, one message kind per path appended to the base URL"),
         ("/uplinks/tts/{app_id}/{device_id}", "The Things Stack v3 webhook with its path variables"),
         ("/uplinks/tts/{app_id}/{device_id}/{event}", "The Things Stack v3 webhook, one message kind per path"),
         ("/uplinks/chirpstack", "ChirpStack v4 HTTP integration (?event=up, join, ack, txack, status, ...)"),

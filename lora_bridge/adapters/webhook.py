@@ -1,6 +1,8 @@
 """The bridge's webhook (Starlette): network-server messages in.
 
     POST /uplinks/tts          The Things Stack v3 webhook (every message kind), header X-Tembo-Secret
+    POST /uplinks/tts/{event}  the same with a message's path appended to that base URL (`/uplinks`,
+                               `/join-accept`, `/downlink-ack`: TTS's creating-webhooks example)
     POST /uplinks/tts/{app_id}/{device_id}[/{event}]
                                the same with TTS webhook path variables (base URL
                                `.../uplinks/tts/{appID}/{devID}`): a field-masked body names no device
@@ -84,6 +86,9 @@ def create_app(bridge: Bridge) -> Starlette:
     app = Starlette(
         routes=[
             Route("/uplinks/tts", tts_uplink, methods=["POST"]),
+            # The Things Stack appends each enabled message's path to the base URL (creating-webhooks:
+            # `/uplinks`, `/join-accept`, `/downlink-ack`): one segment names the kind, never a device.
+            Route("/uplinks/tts/{event}", tts_uplink, methods=["POST"]),
             Route("/uplinks/tts/{app_id}/{device_id}", tts_uplink, methods=["POST"]),
             Route("/uplinks/tts/{app_id}/{device_id}/{event:path}", tts_uplink, methods=["POST"]),
             Route("/uplinks/chirpstack", chirpstack_uplink, methods=["POST"]),
