@@ -76,4 +76,22 @@ def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
             columns = csv_source.Columns.parse(options.columns)
             loaded.extend(csv_source.load_csv([path], columns, units=options.units or "g",
                                               rate_hz=options.rate_hz, split_gaps=options.split_gaps))
-    return loaded
+    return without_duplicates(loaded)
+
+
+DUPLICATE = "recordings repeated (same samples, labels and rate as one kept: a file given twice, duplicate records)"
+
+
+def without_duplicates(loaded: Loaded) -> Loaded:
+    """Return loaded with each recording once: a copy would sit in training and test of bout-grouped folds
+    (a duplicate Movebank record, a file named twice) and score what the model has already seen."""
+    seen: set[str] = set()
+    kept = []
+    for recording in loaded.recordings:
+        digest = recording.digest()
+        if digest in seen:
+            loaded.report.leave_out(DUPLICATE, len(recording))
+            continue
+        seen.add(digest)
+        kept.append(recording)
+    return Loaded(kept, loaded.report)

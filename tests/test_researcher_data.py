@@ -287,6 +287,22 @@ def test_movebank_outliers_and_bursts_before_deployment_are_left_out_and_animals
         "bursts of no animal (individual-local-identifier blank: before or after deployment)"] == 4
 
 
+def test_a_duplicate_movebank_record_or_a_file_named_twice_is_trained_and_scored_once(tmp_path):
+    from models.sources import DUPLICATE
+
+    lines = (FIXTURES / "movebank_eobs_bursts.csv").read_text().splitlines()
+    again = lines[1].split(",")
+    again[0] = "1099"  # the same burst under another event-id, as duplicate Movebank records come
+    path = tmp_path / "bursts.csv"
+    path.write_text("\n".join([*lines, ",".join(again)]) + "\n")
+    loaded = load([str(path)])
+    assert [r.bout for r in loaded.recordings] == ["bursts.csv:1001", "bursts.csv:1003"]
+    assert loaded.report.left_out[DUPLICATE] == 4
+    day = _csv(tmp_path, _rows(40), "day1.csv")
+    twice = load([str(day), str(tmp_path / "day1.csv")], DataOptions(columns=COLUMNS))
+    assert len(twice.recordings) == 1 and twice.report.left_out[DUPLICATE] == 40
+
+
 def test_movebank_burst_with_two_axes_is_refused_by_row_and_column(tmp_path):
     text = (FIXTURES / "movebank_eobs_bursts.csv").read_text().replace("2048 2048 2418 2050 2046 2420 2052 2044 2418 "
                                                                        "2048 2048 2416,XYZ", "2048 2048 2418 2050,XY")
@@ -346,7 +362,7 @@ def test_researcher_brings_a_studio_data_export_and_gets_the_labels_studio_shows
     assert loaded.report.left_out == {edge_impulse.UNLABELED: 4}
     assert load([str(tmp_path / "training")]).label_counts() == {"run": 4, "idle": 2, "walk": 2}
     (tmp_path / "info.labels").unlink()
-    (tmp_path / "training" / "walk (2).json").write_text(document)  # a second download of a walk sample
+    (tmp_path / "training" / "walk (2).json").write_text(document.replace("-9.81", "-9.80"))  # another walk
     by_name = load([str(tmp_path / "training")]).label_counts()
     assert by_name == {"walk": 8, "idle": 4, "noise": 4}  # Studio's uploader reads "walk (2).json" as walk
 
