@@ -260,6 +260,13 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
 
     step("windows and collar features")
     windows = make_windows(loaded, s)
+    if len(windows.classes) > collar_blob.MAX_CLASSES:
+        counts = np.bincount(windows.labels, minlength=len(windows.classes))
+        fewest = sorted(zip(windows.classes, counts.tolist(), strict=True), key=lambda pair: pair[1])
+        listed = ", ".join(f"{c} ({n})" for c, n in fewest)
+        raise DataError("data", f"{len(windows.classes)} behaviours, but a collar model reports at most "
+                        f"{collar_blob.MAX_CLASSES} (the activity uplink carries one share per behaviour): merge or "
+                        f"leave out some; windows per behaviour, fewest first: {listed}", column="label")
     folds = choose_folds(windows, options.seed)
     check_folds_train_two_behaviours(windows, folds)
     names = np.asarray(windows.classes)

@@ -28,7 +28,7 @@ from models.eim import evaluate_eim, export_eim
 from models.estimator import CollarForest
 from models.field_model import field_scores, predict_blob
 from models.honest import choose_folds, out_of_fold, scores
-from models.recordings import Loaded, LoadReport
+from models.recordings import DataError, Loaded, LoadReport
 from models.simulated_source import simulated_recordings, write_labelled_csv
 from models.sources import DataOptions, load
 from models.windowing import Windows, WindowSettings
@@ -243,6 +243,17 @@ def test_a_pilot_study_with_few_bouts_is_trained_or_told_which_bout_leaves_one_b
     two_bouts = write_labelled_csv(one_each, tmp_path / "two.csv", names)
     assert main([*args, str(two_bouts), "--out", str(tmp_path / "two")]) == 1
     assert re.search(r"holding out bout \S+ leaves only '(rest|walk)' to train on", capsys.readouterr().err)
+
+
+def test_an_ethogram_of_more_behaviours_than_the_collar_reports_is_refused_before_training(tmp_path):
+    from models.workflow import TrainOptions, train
+
+    herd = simulated_recordings(n_animals=3, bouts_per_behaviour=2, bout_s=12, rate_hz=25, seed=1)
+    ethogram = Loaded([replace(r, labels=np.full(len(r), f"behaviour {i % 17:02d}"))
+                       for i, r in enumerate(herd.recordings)], herd.report)  # 17 behaviours
+    with pytest.raises(DataError, match=r"17 behaviours, but a collar model reports at most 16 .*behaviour 16 \(3\)"):
+        train(ethogram, TrainOptions(WindowSettings(window_s=4)), tmp_path / "out", register=False)
+    assert not (tmp_path / "out" / "model.bin").exists()
 
 
 def test_bad_data_on_the_command_line_exits_1_with_the_message(tmp_path, capsys):
