@@ -268,11 +268,34 @@ def promoted(registry: str | Path | None = None) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _scored_alike(first: Entry, other: Entry) -> bool:
+    """True when two models' figures come from the same recordings and the same kind of folds: only then
+    does a higher macro-F1 say which model is better."""
+    data_a, data_b = first.record.get("dataset", {}), other.record.get("dataset", {})
+    if data_a.get("recording_digests") and data_b.get("recording_digests"):
+        same_data = data_a["recording_digests"] == data_b["recording_digests"]
+    else:
+        same_data = data_a.get("fingerprint") is not None and data_a.get("fingerprint") == data_b.get("fingerprint")
+    return same_data and first.record.get("metrics", {}).get("cv") == other.record.get("metrics", {}).get("cv")
+
+
+def not_comparable(rows: list[dict]) -> str | None:
+    """Return a warning when compared models were not scored alike (rows from `compare`), else None."""
+    apart = [row["model_id"] for row in rows[1:] if not row["scored_alike_first"]]
+    if not apart:
+        return None
+    return (f"{', '.join(apart)} not scored on the same recordings with the same folds as {rows[0]['model_id']}: "
+            "their macro-F1 do not say which model is better; train them on the same data to compare")
+
+
 def compare(model_ids: list[str], registry: str | Path | None = None) -> list[dict]:
-    """Return the headline figures of several models side by side."""
+    """Return the headline figures of several models side by side; `scored_alike_first` says whether a model's
+    figures come from the first model's recordings and kind of folds (only then are they comparable)."""
     rows = []
+    first = None
     for model_id in model_ids:
         e = find(model_id, registry)
+        first = first or e
         metrics = e.record.get("metrics", {})
         rows.append({
             "model_id": e.model_id, "model_version": e.model_version, "classes": e.record["classes"],
@@ -281,5 +304,6 @@ def compare(model_ids: list[str], registry: str | Path | None = None) -> list[di
             "blob_bytes": e.record["blob_bytes"], "fuel_per_window": e.record.get("budget", {}).get("fuel_per_window"),
             "dataset_fingerprint": e.record.get("dataset", {}).get("fingerprint"),
             "created_by": e.record["created_by"], "created_at": e.record["created_at"],
+            "scored_alike_first": _scored_alike(first, e),
         })
     return rows

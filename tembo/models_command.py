@@ -233,7 +233,11 @@ def _print_rows(rows: list[dict], as_json: bool) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from models import registry as model_registry
 
-    return _print_rows(model_registry.compare(args.model_ids, args.registry), args.json)
+    rows = model_registry.compare(args.model_ids, args.registry)
+    warning = model_registry.not_comparable(rows)
+    if warning:
+        print(f"tembo models compare: WARNING: {warning}", file=sys.stderr)
+    return _print_rows(rows, args.json)
 
 
 def _promote(args: argparse.Namespace) -> int:

@@ -463,6 +463,28 @@ def test_a_damaged_registry_entry_is_named_and_does_not_stop_the_next_training(t
     assert registry.register(_renamed_model(version), {}, reg).model_version == version
 
 
+def test_comparing_models_scored_on_other_recordings_or_folds_warns_that_a_higher_score_says_nothing(tmp_path,
+                                                                                                    capsys):
+    reg = tmp_path / "registry"
+    storks = {"recording_digests": ["0a1b", "2c3d"], "fingerprint": "f1"}
+
+    def registered(dataset: dict, cv: str, macro_f1: float) -> str:
+        blob = _renamed_model(registry.reserve_version(reg))
+        return registry.register(blob, {"dataset": dataset, "metrics": {"cv": cv, "macro_f1": macro_f1}}, reg).model_id
+
+    first = registered(storks, "leave_one_animal_out", 0.80)
+    same = registered({**storks, "fingerprint": "f2"}, "leave_one_animal_out", 0.84)  # other window, same storks
+    easier = registered({"recording_digests": ["0a1b"], "fingerprint": "f3"}, "leave_one_animal_out", 0.95)
+    by_bout = registered(storks, "grouped_by_bout", 0.97)
+    assert main(["models", "compare", first, same, easier, by_bout, "--registry", str(reg), "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [row["scored_alike_first"] for row in rows] == [True, True, False, False]
+    assert f"{easier}, {by_bout} not scored on the same recordings with the same folds as {first}" in captured.err
+    assert main(["models", "compare", first, same, "--registry", str(reg)]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+
+
 def test_two_researchers_training_into_one_registry_at_once_both_get_their_model_registered(tmp_path):
     reg = tmp_path / "registry"
     first = registry.reserve_version(reg)  # both trainings reach their final model before either registers
