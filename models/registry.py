@@ -117,9 +117,20 @@ def find(model_id: str, registry: str | Path | None = None) -> Entry:
     return matches[0]
 
 
+def unsigned(blob: bytes) -> bytes:
+    """Return a blob as it was before `tembo release model` signed it (signed flag cleared, trailer dropped):
+    the blob the registry holds."""
+    if len(blob) < collar_blob.HEADER_SIZE or not blob[5] & collar_blob.FLAG_SIGNED:
+        return blob
+    body_len = int.from_bytes(blob[8:12], "little")
+    header = bytearray(blob[: collar_blob.HEADER_SIZE])
+    header[5] &= ~collar_blob.FLAG_SIGNED & 0xFF
+    return bytes(header) + blob[collar_blob.HEADER_SIZE : collar_blob.HEADER_SIZE + body_len]
+
+
 def entry_of_blob(blob: bytes, registry: str | Path | None = None) -> Entry | None:
-    """Return the registered entry of exactly this blob, or None."""
-    digest = hashlib.sha256(blob).hexdigest()
+    """Return the registered entry of this blob, signed for release or not, or None."""
+    digest = hashlib.sha256(unsigned(blob)).hexdigest()
     return next((e for e in entries(registry) if e.record.get("blob_sha256") == digest), None)
 
 

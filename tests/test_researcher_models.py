@@ -173,7 +173,11 @@ def test_researcher_evaluating_a_model_on_its_own_training_data_gets_no_in_sampl
                            baseline_trees=10, learning_curve=False)
     trained = train(load([str(trained_csv)], DataOptions(columns=columns[1])), options, tmp_path / "out", reg)
 
-    assert main(["models", "evaluate", str(trained_csv), *columns, "--model", trained["model_id"],
+    from signing_helpers import sign_blob
+
+    released = tmp_path / "released.bin"  # the model as tembo release model signs it for the collars
+    released.write_bytes(sign_blob((tmp_path / "out" / "model.bin").read_bytes()))
+    assert main(["models", "evaluate", str(trained_csv), *columns, "--model", str(released),
                  "--registry", str(reg), "--json"]) == 0
     on_its_own = json.loads(capsys.readouterr().out)
     assert on_its_own["applicable"] is False and "macro_f1" not in on_its_own
@@ -197,7 +201,10 @@ def test_a_field_model_trained_on_the_same_recordings_is_not_scored_on_them_besi
     options = TrainOptions(WindowSettings(window_s=4), grid=((4, 4, 1, None, None),), boosted_grid=(),
                            baseline_trees=10, learning_curve=False)
     first = train(season1, options, tmp_path / "first", reg)
-    in_the_field = replace(options, field_blob=(tmp_path / "first" / "model.bin").read_bytes())  # promoted, shipped
+    from signing_helpers import sign_blob
+
+    released = sign_blob((tmp_path / "first" / "model.bin").read_bytes())  # promoted, signed, installed as shipped
+    in_the_field = replace(options, field_blob=released)
     again = train(season1, in_the_field, tmp_path / "again", reg)
     assert again["field_macro_f1"] is None and again["models"]["field"]["applicable"] is False
     assert again["models"]["field"]["trained_on_recordings"] == len(season1.recordings)
