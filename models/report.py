@@ -170,6 +170,9 @@ def write_report(result: dict, out_dir: str | Path) -> Path:
         "<h2>Left out of the data</h2>",
         _table([[k, v] for k, v in left_out.items()] or [["nothing", 0]], ["reason", "samples"]),
     ]
+    notes = result["data"].get("notes") or []
+    if notes:  # what loading did to the data (clipped values, bouts put together, unverified signatures)
+        parts += ["<h2>Notes on the data</h2>", "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
     for title, png in _plots(data):
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     parts.append("<p>The numbers behind every plot are in figures.json beside this page.</p>")

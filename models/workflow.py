@@ -387,4 +387,5 @@ def summary_json(result: dict) -> dict:
     keys = ("macro_f1", "cv", "folds", "warning", "windows", "classes", "per_class_f1", "baseline_macro_f1",
             "ratio", "field_macro_f1", "blob_bytes", "fuel_per_window", "model_heap_bytes", "model_version",
             "model_id", "kind", "chosen", "over_budget", "out_dir")
-    return {k: result.get(k) for k in keys} | {"left_out_samples": result["data"]["left_out_samples"]}
+    return {k: result.get(k) for k in keys} | {"left_out_samples": result["data"]["left_out_samples"],
+                                                "notes": result["data"].get("notes", [])}

@@ -163,6 +163,8 @@ def _train_text(s: dict) -> str:
         lines.append(f"  OVER BUDGET     {'; '.join(s['over_budget'])}")
     for reason, n in s["left_out_samples"].items():
         lines.append(f"  left out        {n} samples: {reason}")
+    for note in s.get("notes") or []:
+        lines.append(f"  note            {note}")
     lines.append(f"  report          {Path(s['out_dir']) / 'report.html'}")
     return "\n".join(lines)
 

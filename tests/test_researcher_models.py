@@ -6,6 +6,7 @@ that names the new model's classes."""
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import warnings
@@ -261,6 +262,21 @@ def test_an_ethogram_of_more_behaviours_than_the_collar_reports_is_refused_befor
     with pytest.raises(DataError, match=r"17 behaviours, but a collar model reports at most 16 .*behaviour 16 \(3\)"):
         train(ethogram, TrainOptions(WindowSettings(window_s=4)), tmp_path / "out", register=False)
     assert not (tmp_path / "out" / "model.bin").exists()
+
+
+def test_what_loading_did_to_the_data_is_in_the_summary_and_the_report(tmp_path):
+    from models.workflow import TrainOptions, summary_json, train
+    from tembo.models_command import _train_text
+
+    herd = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=21)
+    wild = Loaded([replace(r, samples_mg=r.samples_mg * (3 if r.labels[0] == "run" else 1)) for r in herd.recordings],
+                  herd.report)  # a logger with a wider range than the collar's 4 g
+    options = TrainOptions(WindowSettings(window_s=4), grid=((4, 4, 1, None, None),), boosted_grid=(),
+                           baseline_trees=10, learning_curve=False)
+    result = train(wild, options, tmp_path / "out", register=False)
+    note = next(n for n in result["data"]["notes"] if "full scale" in n)
+    assert note in summary_json(result)["notes"] and f"note            {note}" in _train_text(summary_json(result))
+    assert html.escape(note) in (tmp_path / "out" / "report.html").read_text()
 
 
 def test_bad_data_on_the_command_line_exits_1_with_the_message(tmp_path, capsys):
