@@ -43,8 +43,16 @@ def choose_folds(windows: Windows, seed: int = 0) -> Folds:
     if len(bouts) < 2:
         raise ValueError("evaluation needs windows of at least two animals or two bouts")
     n = min(BOUT_FOLDS, len(bouts))
+    named = windows.animals != ""
+    warning = BOUT_WARNING
+    if named.any() and not named.all():  # say why when animals are named, but not everywhere
+        unnamed = sorted({b.split("#")[0] for b in windows.bouts[~named].tolist()})
+        warning = BOUT_WARNING.replace(
+            "the data names fewer than two animals",
+            f"{int((~named).sum())} of {len(named)} windows name no animal (from {len(unnamed)} bout(s), e.g. "
+            f"{unnamed[0]!r}), so animals cannot be held out")
     return Folds("grouped_by_bout", StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed),
-                 windows.bouts, n, BOUT_WARNING)
+                 windows.bouts, n, warning)
 
 
 def model_spelling(data_labels, model_classes) -> dict[str, str]:

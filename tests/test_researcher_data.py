@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -365,6 +366,21 @@ def test_researcher_brings_a_studio_data_export_and_gets_the_labels_studio_shows
     (tmp_path / "training" / "walk (2).json").write_text(document.replace("-9.81", "-9.80"))  # another walk
     by_name = load([str(tmp_path / "training")]).label_counts()
     assert by_name == {"walk": 8, "idle": 4, "noise": 4}  # Studio's uploader reads "walk (2).json" as walk
+
+
+def test_one_edge_impulse_file_without_device_name_is_named_as_why_animals_cannot_be_held_out(tmp_path):
+    from models.honest import choose_folds
+
+    herd = simulated_recordings(n_animals=3, bouts_per_behaviour=1, bout_s=8, rate_hz=25, seed=2)
+    files = edge_impulse.export_edge_impulse(herd, tmp_path)
+    anonymous = json.loads(files[0].read_text())
+    del anonymous["payload"]["device_name"]  # a sample recorded on a phone in Studio
+    files[0].write_text(json.dumps(anonymous))
+    folds = choose_folds(make_windows(load([str(tmp_path)]), WindowSettings(window_s=4)))
+    assert folds.kind == "grouped_by_bout"
+    assert re.search(rf"^\d+ of \d+ windows name no animal \(from 1 bout\(s\), e.g. '{files[0].name}'\)",
+                     folds.warning)
+    assert "NOT animal-independent" in folds.warning and "fewer than two animals" not in folds.warning
 
 
 def test_edge_impulse_export_signs_and_import_verifies_and_refuses_a_tampered_file(tmp_path):
