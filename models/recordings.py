@@ -84,9 +84,13 @@ def check_gravity(recordings: list[Recording], source: str, factor_mg: float, un
     low, high = GRAVITY_RANGE_G
     if low <= reads_g <= high:
         return
-    fits = [name for name in ("g", "mg", "m/s2") if low <= reads_g * UNIT_TO_MG[name] / factor_mg <= high]
-    hint = (f"read as {fits[0]} it would be {reads_g * UNIT_TO_MG[fits[0]] / factor_mg:.3g} g: give {option} "
-            f"{fits[0]}" if fits else f"check {option} ({UNITS_HELP})")
+    if str(units).strip().lower().startswith("counts"):  # a zero was subtracted: rescaling alone cannot tell
+        hint = (f"check the tag's calibration ({option} counts:G_PER_COUNT and its zero, --zero), or give {option} "
+                "g, mg or m/s2 when the values are already converted")
+    else:
+        fits = [name for name in ("g", "mg", "m/s2") if low <= reads_g * UNIT_TO_MG[name] / factor_mg <= high]
+        hint = (f"read as {fits[0]} it would be {reads_g * UNIT_TO_MG[fits[0]] / factor_mg:.3g} g: give {option} "
+                f"{fits[0]}" if fits else f"check {option} ({UNITS_HELP})")
     raise DataError(source, f"read as {units!r}, gravity comes out at {reads_g:.3g} g (the median bout's mean "
                     f"acceleration), where an animal's accelerometer feels about 1 g; {hint}")
 

@@ -304,6 +304,22 @@ def test_a_duplicate_movebank_record_or_a_file_named_twice_is_trained_and_scored
     assert len(twice.recordings) == 1 and twice.report.left_out[DUPLICATE] == 40
 
 
+def test_a_movebank_study_that_stores_converted_g_read_as_raw_counts_is_told_to_check_calibration(tmp_path):
+    header, *rows = (FIXTURES / "movebank_eobs_bursts.csv").read_text().splitlines()
+    converted = []
+    for row in rows:  # the study stores g, (count - 2048) * 0.0027, in the raw column
+        cells = row.split(",")
+        cells[3] = " ".join(f"{(int(v) - 2048) * 0.0027:.4f}" for v in cells[3].split())
+        converted.append(",".join(cells))
+    path = tmp_path / "converted.csv"
+    path.write_text("\n".join([header, *converted]) + "\n")
+    with pytest.raises(DataError, match=r"read as 'counts:0.0027', gravity comes out at 9.\d+ g .*check the tag's "
+                                        r"calibration \(--units counts:G_PER_COUNT and its zero, --zero\), or give "
+                                        r"--units g, mg or m/s2 when the values are already converted"):
+        load([str(path)])
+    assert load([str(path)], DataOptions(units="g")).label_counts() == {"standing": 4, "walking": 4}
+
+
 def test_movebank_burst_with_two_axes_is_refused_by_row_and_column(tmp_path):
     text = (FIXTURES / "movebank_eobs_bursts.csv").read_text().replace("2048 2048 2418 2050 2046 2420 2052 2044 2418 "
                                                                        "2048 2048 2416,XYZ", "2048 2048 2418 2050,XY")
