@@ -287,7 +287,10 @@ def _split_bout(start, stop, times, rows, source, columns, split_gaps, report) -
     back = dt <= 0
     if back.any():
         i = start + 1 + _first_bad(back)
-        raise DataError(source, f"time does not increase inside a bout ({times[i - 1]!r} then {times[i]!r})",
+        coarse = np.mean(dt == 0) > 0.5 and np.all(np.isclose(times[start:stop] % 1, 0))
+        hint = ("; the time column gives whole seconds to several samples: leave it out (no time= in --columns) "
+                "and give the sampling rate with --rate" if coarse else "")
+        raise DataError(source, f"time does not increase inside a bout ({times[i - 1]!r} then {times[i]!r}){hint}",
                         row=int(rows[i]), column=columns.time)
     step = float(np.median(dt))
     gaps = np.flatnonzero(dt > GAP_FACTOR * step)

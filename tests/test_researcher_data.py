@@ -223,6 +223,17 @@ def test_researcher_whose_time_column_is_not_in_seconds_is_told_instead_of_windo
         edge_impulse.load_edge_impulse([tmp_path / "idle.seconds.json"])
 
 
+def test_a_logger_stamping_whole_seconds_is_told_to_leave_the_time_column_out_and_give_the_rate(tmp_path):
+    rows = [row.split(",") for row in _rows(60)]  # 10 Hz, stamped to the second as some exports are
+    stamped = [",".join([*row[:2], f"2015-06-01T06:00:{int(float(row[2])):02d}Z", *row[3:]]) for row in rows]
+    path = _csv(tmp_path, stamped)
+    with pytest.raises(DataError, match=r"row 3, column 't_s': time does not increase inside a bout .*whole seconds "
+                                        r"to several samples: leave it out .* --rate"):
+        load_csv([path], Columns.parse(COLUMNS))
+    without_time = load_csv([path], Columns.parse(COLUMNS.replace(",time=t_s", "")), rate_hz=10)
+    assert len(without_time.recordings) == 1 and without_time.recordings[0].rate_hz == 10
+
+
 def test_rate_given_on_the_command_line_is_checked_against_the_time_column(tmp_path):
     path = _csv(tmp_path, _rows(20))
     with pytest.raises(DataError, match="the time column says 10 Hz but the rate given is 25 Hz"):
