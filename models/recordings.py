@@ -116,11 +116,12 @@ class Recording:
         return len(self.labels)
 
     def digest(self) -> str:
-        """Return a short SHA-256 of the samples, labels and rate: the same recording loaded again has the same
-        digest, so a model's registry entry knows which recordings it was trained on."""
+        """Return a short SHA-256 of the samples, labels, rate and start time: the same recording loaded again
+        has the same digest, so a model's registry entry knows which recordings it was trained on (and two
+        bouts that only look alike, at other times, never share one)."""
         h = hashlib.sha256(np.ascontiguousarray(self.samples_mg, dtype=np.float64).tobytes())
         h.update("\x1f".join(map(str, self.labels)).encode())
-        h.update(repr(round(float(self.rate_hz), 6)).encode())
+        h.update(repr((round(float(self.rate_hz), 6), round(float(self.start_s), 6))).encode())
         return h.hexdigest()[:16]
 
 

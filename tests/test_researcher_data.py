@@ -313,6 +313,8 @@ def test_a_duplicate_movebank_record_or_a_file_named_twice_is_trained_and_scored
     day = _csv(tmp_path, _rows(40), "day1.csv")
     twice = load([str(day), str(tmp_path / "day1.csv")], DataOptions(columns=COLUMNS))
     assert len(twice.recordings) == 1 and twice.report.left_out[DUPLICATE] == 40
+    still = _csv(tmp_path, _rows(40) + _rows(40, t0=100.0, bout="b2"), "still.csv")  # alike, at other times
+    assert len(load([str(still)], DataOptions(columns=COLUMNS)).recordings) == 2
 
 
 def test_a_movebank_study_that_stores_converted_g_read_as_raw_counts_is_told_to_check_calibration(tmp_path):
