@@ -109,8 +109,12 @@ def entries(registry: str | Path | None = None) -> list[Entry]:
 
 def find(model_id: str, registry: str | Path | None = None) -> Entry:
     """Return the entry whose id (or unique id prefix, or model version) is model_id."""
-    matches = [e for e in entries(registry)
-               if e.model_id == model_id or e.model_id.startswith(model_id) or str(e.model_version) == model_id]
+    every = entries(registry)
+    version = re.fullmatch(r"v?(\d+)", model_id)
+    if version:  # "v2" or "2" is model version 2, never also v20, v21, ...
+        matches = [e for e in every if e.model_version == int(version.group(1))]
+    else:
+        matches = [e for e in every if e.model_id == model_id or e.model_id.startswith(model_id)]
     if len(matches) != 1:
         known = ", ".join(e.model_id for e in entries(registry)) or "none"
         raise RegistryError(f"{'no' if not matches else 'more than one'} model matches {model_id!r}; known: {known}")

@@ -455,6 +455,14 @@ def test_registry_refuses_to_promote_what_it_does_not_hold_or_what_changed(tmp_p
     assert registry.promoted(reg) is None
 
 
+def test_researcher_names_model_v2_and_gets_v2_even_with_v20_and_v21_registered(tmp_path, capsys):
+    reg = tmp_path / "registry"
+    ids = {v: registry.register(_renamed_model(v), {}, reg).model_id for v in (2, 20, 21)}
+    assert main(["models", "promote", "v2", "--registry", str(reg), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_id"] == ids[2]
+    assert registry.find("21", reg).model_id == ids[21] and registry.find(ids[20][:6], reg).model_id == ids[20]
+
+
 def test_a_model_trained_over_the_collars_budget_is_registered_but_never_promoted(tmp_path):
     reg = tmp_path / "registry"
     data = dataset.simulated(80, seed=3)
