@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -198,6 +199,7 @@ class SmsGateway:
     messages: list[dict[str, Any]] = field(default_factory=list)
     refuse_first: int = 0
     refused: int = 0
+    on_send: Callable[[], None] | None = None  # called as a message is taken (a test's hook)
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/send", self.send, methods=["POST"])])
@@ -212,6 +214,8 @@ class SmsGateway:
             self.refused += 1
             return JSONResponse({"error": "no mobile network"}, status_code=503)
         self.messages.append(body)
+        if self.on_send is not None:
+            self.on_send()
         return JSONResponse({"id": f"sms-{len(self.messages)}"})
 
 

@@ -513,3 +513,34 @@ def test_the_duty_officers_sms_goes_at_once_while_a_backlog_of_fixes_waits_for_a
             bridge.flush_notifications(now=wall())  # the timer's first pass after the alert
 
     assert [m["to"] for m in gateway.messages] == ["+254700000001"]
+
+
+def test_the_duty_officer_gets_one_sms_when_a_backup_locks_the_store_just_as_the_gateway_takes_it(
+    sqlite_url, tmp_path
+):
+    import sqlite3
+    import threading
+
+    gateway = SmsGateway(token=SMS_TOKEN)
+    backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1, check_same_thread=False)
+
+    def a_backup_locks_the_store_for_a_second() -> None:
+        backup.execute("BEGIN IMMEDIATE")
+        threading.Timer(1.0, backup.rollback).start()
+
+    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path, sqlite_busy_timeout_ms=100) as bridge:
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=int(NIGHT.timestamp())),
+                                                  f_cnt=1))
+            gateway.on_send = a_backup_locks_the_store_for_a_second
+            first = bridge.flush_notifications(now=wall())
+            gateway.on_send = None
+            time.sleep(1.5)  # the backup is done
+            later = bridge.flush_notifications(now=wall(3600))  # long after the row's lease
+            (row,) = bridge.notifications(viewer=ADMIN)
+    backup.close()
+
+    assert [m["to"] for m in gateway.messages] == ["+254700000001"]
+    assert (first.sent, later.sent, row.state) == (1, 0, "sent")

@@ -25,7 +25,8 @@ outright is sent again row by row at once, so one bad fix holds up no other.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session
 from collar_firmware.risk import is_night
 from lora_bridge.domain import alerts
 from lora_bridge.domain.rules import collar_setting
+from lora_bridge.errors import is_transient_store_error
 from lora_bridge.notify.config import NotifyConfig, Route
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import Alert, Animal, Device, Notification
@@ -272,7 +274,7 @@ def _send_one(db: Database, config: NotifyConfig, sender: Sender | None, row: No
         _failed(db, row, repr(error), True, at, config)
         tally["retried"] += 1
         return
-    _sent(db, row.id, external_id)
+    _kept_within_lease(lambda: _sent(db, row.id, external_id), config, row.id)
     tally["sent"] += 1
 
 
@@ -304,8 +306,27 @@ def _send_batch(db: Database, config: NotifyConfig, sender: Any, ids: list[int],
             _failed(db, row, repr(error), True, at, config)
             tally["retried"] += 1
         return
-    _sent_many(db, [row.id for row in rows])
+    _kept_within_lease(lambda: _sent_many(db, [row.id for row in rows]), config, rows[0].id)
     tally["sent"] += len(rows)
+
+
+def _kept_within_lease(record: Callable[[], None], config: NotifyConfig, notification_id: int) -> None:
+    """Record a delivery the receiver took, tried again while the store cannot take it (a backup holds
+    SQLite's write lock, a full or read-only disk) and the row's lease still holds it: a row left
+    `sending` is sent again once its lease ends, and the duty officer got the SMS twice."""
+    lease_ends = time.monotonic() + config.retry.lease_s
+    pause_s = 0.2
+    while True:
+        try:
+            record()
+            return
+        except Exception as failure:
+            if not is_transient_store_error(failure) or time.monotonic() + pause_s >= lease_ends:
+                raise
+            log.warning("delivery of notification_id=%d not stored yet (%s); trying again", notification_id,
+                        type(failure).__name__, extra={"notification_id": notification_id})
+            time.sleep(pause_s)
+            pause_s = min(2 * pause_s, 5.0)
 
 
 def _claim_many(db: Database, notification_ids: list[int], at: datetime) -> list[Notification]:
