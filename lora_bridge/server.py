@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -165,11 +166,37 @@ class RulesTimer:
                 self.flush_notifications()
 
 
+class _Terminated(BaseException):
+    """SIGTERM came: unwinds `serve` so that its clean-up runs. Uvicorn stops serving on SIGTERM and then
+    raises the signal again, which Python's default handler answered by ending the process on the spot:
+    the MQTT workers kept their collar shares until their leases ran out, and the durable intake's
+    answered bodies stayed in its journal beside the store instead of being applied to it."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise _Terminated
+
+
 def serve(settings: BridgeSettings | None = None, bridge: Bridge | None = None) -> None:
-    """Serve the webhook until interrupted (Ctrl-C stops it cleanly), with the rules on a timer.
+    """Serve the webhook until interrupted, with the rules on a timer. Ctrl-C (SIGINT, then
+    KeyboardInterrupt) and SIGTERM (a service manager's stop; `serve` then returns) stop it cleanly:
+    requests in flight are answered, MQTT workers give their shares back, the durable intake applies
+    what it answered, the applier process ends.
 
     Bodies stored but not processed before a previous stop are processed first.
     """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    try:
+        _serve(settings, bridge)
+    except _Terminated:
+        log.info("bridge stopped on SIGTERM")
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(settings: BridgeSettings | None, bridge: Bridge | None) -> None:
     settings = settings or load_settings()
     server = build_server(settings, bridge)
     running_bridge: Bridge = server.config.app.state.bridge

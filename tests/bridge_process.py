@@ -91,6 +91,12 @@ class BridgeProcess:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=30)
 
+    def terminate(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM (a service manager's stop); its exit code once it ended."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout_s)
+
     def stop(self) -> None:
         """SIGINT (Ctrl-C), then SIGKILL if it does not stop."""
         if self.process is not None and self.process.poll() is None:
