@@ -23,6 +23,8 @@
     ├── DownlinkError                the network server refused or did not answer a downlink push
     ├── BrokerUnusable               an MQTT broker the bridge cannot use at start: not reachable, the login
                                      or the subscriptions refused
+    ├── JournalNotOpened             the durable intake's journal beside a SQLite store is another bridge
+                                     process's, or cannot be opened (also a RuntimeError)
     ├── StoreNotOpened               the store named by the database URL cannot be opened as configured
                                      (a URL that does not read, a kind of database Tembo does not run on,
                                      no server there, a refused login, no such database, no PostGIS)
@@ -128,6 +130,11 @@ class DownlinkError(BridgeError):
 class BrokerUnusable(BridgeError):
     """An MQTT broker a worker could not start with: not reachable in time, or it refused the login or
     the subscriptions; the message says which (the password masked)."""
+
+
+class JournalNotOpened(BridgeError, RuntimeError):
+    """The durable intake's journal of a SQLite store is held by another live bridge process (one
+    answers durably per store), or cannot be opened; the message says which and what to do."""
 
 
 class StoreNotOpened(BridgeError):

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from lora_bridge.errors import StoreUnavailable
+from lora_bridge.errors import JournalNotOpened, StoreUnavailable
 from lora_bridge.store import write_lock
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import RawUplink
@@ -64,13 +64,16 @@ class IntakeJournal:
     """The journal file of one SQLite store (see the module docstring); thread-safe."""
 
     def __init__(self, path: Path, synchronous: str = "FULL", owner: bool = True) -> None:
-        """Open the journal at path; owner: this process writes it (RuntimeError when another live
-        process does), else it only reads and deletes entries (an applier process)."""
+        """Open the journal at path; owner: this process writes it (JournalNotOpened, a RuntimeError, when
+        another live process does), else it only reads and deletes entries (an applier process)."""
         self.path = path
         self._lock = threading.Lock()
         self._owner_fd = hold_lock(Path(f"{path}.owner"), wait=False) if owner else None
         if owner and self._owner_fd is None:
-            raise RuntimeError(f"the intake journal {path} is held by another bridge process")
+            raise JournalNotOpened(
+                f"the intake journal {path} is held by another bridge process: one bridge answers durably "
+                "(TEMBO_WEBHOOK_ACK=durable) per SQLite store; stop the other, answer once applied "
+                "(TEMBO_WEBHOOK_ACK=applied), or run several on PostgreSQL")
         self._connection = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None,
                                            timeout=BUSY_TIMEOUT_S)
         try:
@@ -79,7 +82,7 @@ class IntakeJournal:
             self._connection.execute(SCHEMA)
         except sqlite3.OperationalError as error:
             self.close()
-            raise RuntimeError(f"the intake journal {path} cannot be opened ({error})") from error
+            raise JournalNotOpened(f"the intake journal {path} cannot be opened ({error})") from error
 
     @classmethod
     def for_store(cls, url: str, synchronous: str = "FULL", owner: bool = True) -> IntakeJournal | None:

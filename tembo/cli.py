@@ -464,10 +464,10 @@ def _refusal(error: Exception) -> str | None:
     fit, a store or broker that cannot be used as configured): one line, no traceback; else None."""
     if "lora_bridge.settings" not in sys.modules:  # no bridge command ran: not ours to explain
         return None
-    from lora_bridge.errors import BrokerUnusable, StoreNotOpened
+    from lora_bridge.errors import BrokerUnusable, JournalNotOpened, StoreNotOpened
     from lora_bridge.settings import InsecureSettings, InvalidSettings
 
-    if isinstance(error, StoreNotOpened | BrokerUnusable):
+    if isinstance(error, StoreNotOpened | BrokerUnusable | JournalNotOpened):
         return str(error)
     if isinstance(error, InsecureSettings):
         return f"refusing to start: {error}"

@@ -202,3 +202,19 @@ def test_a_worker_whose_broker_is_not_there_says_what_a_connection_found(tmp_pat
         worker.start(timeout_s=0.5)
     assert f"tembo:***@127.0.0.1:{nobody}" in str(told.value) and "Connection refused" in str(told.value)
     assert "broker-pw" not in str(told.value)
+
+
+def test_operator_who_starts_a_second_durable_bridge_on_one_sqlite_store_is_told_why_it_stops(
+    operator_env, capsys, monkeypatch, tmp_path
+):
+    from lora_bridge.intake_journal import IntakeJournal
+
+    monkeypatch.setenv("TEMBO_WEBHOOK_ACK", "durable")
+    monkeypatch.setenv("TEMBO_INTAKE_APPLIER", "thread")
+    first = IntakeJournal.for_store(f"sqlite:///{tmp_path / 'reserve.db'}")  # the bridge already running
+    try:
+        err = _refused(capsys, "bridge", "--port", "0")
+    finally:
+        first.close()
+    assert "is held by another bridge process: one bridge answers durably" in err
+    assert operator_env == []
