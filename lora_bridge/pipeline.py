@@ -358,6 +358,11 @@ def _process(
     if dead_letter_id is None and raw.status in DONE_STATUSES:
         return _result_of(raw)  # already processed (by another worker, or the timer got there first)
     existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
+    if existing is not None and existing.replayed_at is not None:
+        # Replayed meanwhile by another run (the CLI and the API, two operators: each read the letter
+        # waiting before either applied it; the body's row lock above makes this one wait for the
+        # other's commit). Applied again, a collar alert had been "repeated" and its ack queued twice.
+        return _result_of(raw)
     message = _read(raw)
     if isinstance(message, Uplink):
         read_batch(session, [message])  # read as a batch reads its collars (on PostgreSQL the cursor row first)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bridge_builders as b
 import pytest
+from sqlalchemy import text
 
 from collar_firmware import codec as real_codec
 from lora_bridge.adapters.replay import replay_file
@@ -111,3 +112,46 @@ def test_replayed_file_of_uplinks_fills_the_store(bridge, tmp_path):
     assert (report.attempted, report.processed, report.duplicates, report.still_dead) == (4, 2, 1, 1)
     (alert,) = bridge.open_alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.priority) == ("geofence_farmland", 200)
+
+
+
+class CodecWithoutAlerts(CodecWithoutActivity):
+    """An older codec that did not know the collar's alert messages yet."""
+
+    @staticmethod
+    def decode(port, payload):
+        if 10 <= port <= 19:
+            raise real_codec.CodecError(f"unknown port {port}")
+        return real_codec.decode(port, payload)
+
+
+def test_two_operators_replaying_the_same_dead_letters_at_once_apply_each_uplink_once(bridge, monkeypatch):
+    import lora_bridge.service as service
+
+    bridge.codec = CodecWithoutAlerts()
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality"), f_cnt=2))
+    bridge.codec = real_codec
+    applied = service.process_raw
+    other_ran = []
+
+    def after_the_other_operators_replay(*args, **kwargs):
+        # Both read the letter waiting; the other operator's replay (`tembo bridge replay`, the API's)
+        # applies it first, then this one gets to it.
+        if not other_ran:
+            other_ran.append("replaying")
+            with b.fresh_bridge(bridge.settings.database_url, outbox_worker=False) as other:
+                other_ran[0] = other.replay_dead_letters()
+        return applied(*args, **kwargs)
+
+    monkeypatch.setattr(service, "process_raw", after_the_other_operators_replay)
+    bridge.replay_dead_letters()
+
+    (other,) = other_ran
+    (letter,) = bridge.dead_letters(include_replayed=True)
+    assert (other.processed, letter.replay_result) == (1, "processed")
+    with bridge.db.read() as session:
+        history = session.execute(text("SELECT action FROM alert_events ORDER BY id")).scalars().all()
+    # Applied twice, the collar had "repeated" an alert it sent once, and its ack was queued again.
+    assert history == ["raised", "ack_queued"]
+    assert (bridge.counts()["alerts"], bridge.counts()["downlinks_queued"]) == (1, 1)
