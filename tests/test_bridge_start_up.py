@@ -218,3 +218,23 @@ def test_operator_who_starts_a_second_durable_bridge_on_one_sqlite_store_is_told
         first.close()
     assert "is held by another bridge process: one bridge answers durably" in err
     assert operator_env == []
+
+
+def test_a_bridge_restarted_while_another_program_holds_the_store_starts_and_takes_uplinks_once_it_is_free(tmp_path):
+    import sqlite3
+
+    import bridge_builders as b
+
+    url = f"sqlite:///{tmp_path / 'reserve.db'}"
+    with b.fresh_bridge(url, outbox_worker=False):
+        pass  # the store as the bridge left it, at the newest revision
+    other = sqlite3.connect(tmp_path / "reserve.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another program's long write (a bulk import, a repair)
+    try:
+        # It had refused to start ("database is locked"): a store at the newest revision needs no write.
+        with b.fresh_bridge(url, outbox_worker=False, sqlite_busy_timeout_ms=50) as bridge:
+            other.rollback()
+            answer = bridge.ingest_tts_uplink(b.tts_uplink(b.status()))
+    finally:
+        other.close()
+    assert answer.status == "processed"

@@ -134,7 +134,9 @@ def open_database(
             write_engine = create_engine(url, pool_pre_ping=True)
             engines.append(write_engine)
             read_engine = write_engine
-        if create:
+        # Read first, without the write lock: a store at the newest revision opens while another program
+        # holds SQLite's write lock (the bridge then answers 503 until it is free; it had refused to start).
+        if create and migrate.current_revision(read_engine) != migrate.head_revision():
             migrate.upgrade(write_engine)
     except Exception as error:
         for engine in set(engines):  # no connection left open to a store that was not opened
@@ -186,6 +188,8 @@ def store_not_opened(error: BaseException, parsed: URL) -> StoreNotOpened:
     said = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
     if isinstance(error, exc.NoSuchModuleError | ModuleNotFoundError):
         why = f"its driver {parsed.drivername!r} is not installed here (write {URL_EXAMPLES})"
+    elif parsed.get_backend_name() == "sqlite" and "locked" in said:
+        why = "another program holds its write lock while it must be migrated: run this again once it is done"
     elif parsed.get_backend_name() == "sqlite":
         why = f"the file {parsed.database!r} cannot be used as the store"
     elif "postgis" in said.lower() or "postgis" in str(getattr(error, "statement", "")).lower():
