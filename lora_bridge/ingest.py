@@ -100,10 +100,47 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
             return insert_raw_rows(session, submissions)
     except Exception as error:
         if is_transient_store_error(error):
-            log.warning("store cannot take %d bodies now (%s): answered as unavailable", len(submissions),
-                        type(error).__name__, extra={"error": str(error)[:200]})
+            # Which collars' uplinks the network server must send again: the line had named none.
+            named = uplinks_named(submissions)
+            log.warning("store cannot take %d bodies now (%s): answered as unavailable: %s", len(submissions),
+                        type(error).__name__, named, extra={"error": str(error)[:200], "uplinks": named})
             raise store_unavailable(error) from error
         raise
+
+
+# At most this many bodies are named in a log line (a batch holds up to 256).
+NAMED_IN_A_LINE = 8
+
+
+def uplinks_named(submissions: list[Any], most: int = NAMED_IN_A_LINE) -> str:
+    """The collars and frame counters of submissions for a log line, read cheaply from their path ids
+    and JSON ("collar-01 f_cnt=3, 70b3d57ed0000002 f_cnt=9, ... (+4 more)"); names escaped, so a
+    device name cannot forge a line."""
+    named = [_uplink_named(submission) for submission in submissions[:most]]
+    more = len(submissions) - len(named)
+    return ", ".join(named) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _uplink_named(submission: Any) -> str:
+    ids = dict(getattr(submission, "path_ids", None) or {})
+    f_cnt: Any = None
+    try:
+        document = json.loads(submission.body)
+    except (ValueError, UnicodeDecodeError):
+        document = None
+    if isinstance(document, dict):
+        tts_ids, tts_up = document.get("end_device_ids"), document.get("uplink_message")
+        chirpstack_ids = document.get("deviceInfo")
+        if isinstance(tts_ids, dict):
+            ids.setdefault("dev_eui", tts_ids.get("dev_eui"))
+            ids.setdefault("device_id", tts_ids.get("device_id"))
+        if isinstance(chirpstack_ids, dict):
+            ids.setdefault("dev_eui", chirpstack_ids.get("devEui"))
+            ids.setdefault("device_id", chirpstack_ids.get("deviceName"))
+        f_cnt = tts_up.get("f_cnt") if isinstance(tts_up, dict) else document.get("fCnt")
+    device = str(ids.get("device_id") or ids.get("dev_eui") or "?")[:64]
+    shown = device.encode("unicode_escape").decode("ascii")
+    return f"{shown} f_cnt={f_cnt}" if f_cnt is not None else shown
 
 
 def insert_raw_rows(session: Session, submissions: list[Any]) -> list[int]:

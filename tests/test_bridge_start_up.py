@@ -238,3 +238,24 @@ def test_a_bridge_restarted_while_another_program_holds_the_store_starts_and_tak
     finally:
         other.close()
     assert answer.status == "processed"
+
+
+def test_operator_reading_the_log_of_a_refused_batch_sees_which_collars_uplinks_will_come_again(tmp_path, caplog):
+    import logging
+    import sqlite3
+
+    import bridge_builders as b
+
+    from lora_bridge.errors import StoreUnavailable
+
+    url = f"sqlite:///{tmp_path / 'reserve.db'}"
+    with b.fresh_bridge(url, outbox_worker=False, sqlite_busy_timeout_ms=50) as bridge:
+        other = sqlite3.connect(tmp_path / "reserve.db", isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # the store takes no write now
+        try:
+            with caplog.at_level(logging.WARNING), pytest.raises(StoreUnavailable):
+                bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-07\nforged", f_cnt=12))
+        finally:
+            other.close()
+    (line,) = [r.getMessage() for r in caplog.records if "answered as unavailable" in r.getMessage()]
+    assert "collar-07\\nforged f_cnt=12" in line and "\n" not in line
