@@ -162,12 +162,28 @@ def is_transient_store_error(error: BaseException) -> bool:
         return True
     if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
         return True
+    if _passing_sqlstate(getattr(getattr(error, "orig", None), "sqlstate", None)):
+        return True
     if isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | exc.DisconnectionError):
         return True
     if isinstance(error, sqlite3.OperationalError | OSError):
         return True
     cause = error.__cause__ or error.__context__
     return cause is not None and cause is not error and is_transient_store_error(cause)
+
+
+# PostgreSQL's SQLSTATEs of a store that takes no write now (psycopg raises some of them as InternalError
+# or ProgrammingError): connection exceptions (08), read-only (25006: a standby after a fail-over,
+# default_transaction_read_only), insufficient resources (53: disk full, out of memory, too many
+# connections), an operator's or crash shutdown (57P), a lock not available or a statement cancelled
+# (55P03, 57014), a serialization failure or deadlock (40001, 40P01). A read-only store had been
+# answered 500, and its bodies taken for faults of the data.
+PASSING_SQLSTATE_CLASSES = ("08", "53", "57P")
+PASSING_SQLSTATES = frozenset({"25006", "55P03", "57014", "40001", "40P01"})
+
+
+def _passing_sqlstate(sqlstate: str | None) -> bool:
+    return bool(sqlstate) and (sqlstate in PASSING_SQLSTATES or sqlstate.startswith(PASSING_SQLSTATE_CLASSES))
 
 
 class Forbidden(BridgeError):
