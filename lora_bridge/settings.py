@@ -331,6 +331,7 @@ def load_settings(toml_path: str | Path | None = None, **overrides: Any) -> Brid
     the file does not read, names a setting that does not exist, or a value does not fit its setting.
     """
     path = toml_path or os.environ.get("TEMBO_CONFIG")
+    _refuse_mistyped_variables()
     file_values = _read_settings_file(Path(path)) if path else {}
     from_env = {name for name in BridgeSettings.model_fields if f"TEMBO_{name.upper()}" in os.environ}
     # Environment beats the file: drop file keys that the environment sets.
@@ -346,6 +347,27 @@ def load_settings(toml_path: str | Path | None = None, **overrides: Any) -> Brid
         variable = f"TEMBO_{named.group(1).upper()}" if named else "a TEMBO_* variable"
         raise InvalidSettings(f"{variable} does not read: a list setting is a JSON list, "
                               'e.g. ["mqtt://host:1883"]') from None
+
+
+# TEMBO_* variables that are not bridge settings: other parts of Tembo read them.
+OTHER_VARIABLES = frozenset({
+    "TEMBO_CONFIG", "TEMBO_BENCH_CACHE", "TEMBO_DASHBOARD_CLOCK", "TEMBO_DASHBOARD_REFRESH_S", "TEMBO_DASHBOARD_ROLE",
+})
+
+
+def _refuse_mistyped_variables() -> None:
+    """InvalidSettings for a TEMBO_* variable that is no setting but nearly names one: TEMBO_DATABASE for
+    TEMBO_DATABASE_URL had left the bridge on the embedded SQLite store without a word."""
+    known = {f"TEMBO_{name.upper()}" for name in BridgeSettings.model_fields}
+    mistyped = []
+    for variable in sorted(os.environ):
+        if not variable.startswith("TEMBO_") or variable in known or variable in OTHER_VARIABLES:
+            continue
+        near = difflib.get_close_matches(variable, known, n=1, cutoff=0.8)
+        if near:
+            mistyped.append(f"{variable} is no setting (did you mean {near[0]}?)")
+    if mistyped:
+        raise InvalidSettings("; ".join(mistyped))
 
 
 def _read_settings_file(path: Path) -> dict[str, Any]:

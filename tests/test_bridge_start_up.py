@@ -259,3 +259,17 @@ def test_operator_reading_the_log_of_a_refused_batch_sees_which_collars_uplinks_
             other.close()
     (line,) = [r.getMessage() for r in caplog.records if "answered as unavailable" in r.getMessage()]
     assert "collar-07\\nforged f_cnt=12" in line and "\n" not in line
+
+
+def test_operator_who_misspells_a_variable_is_told_instead_of_running_on_the_embedded_store(
+    operator_env, capsys, monkeypatch
+):
+    monkeypatch.delenv("TEMBO_DATABASE_URL")
+    monkeypatch.setenv("TEMBO_DATABASE", "postgresql+psycopg://tembo:db-password@db.reserve/tembo")
+    err = _refused(capsys, "bridge")
+    assert "TEMBO_DATABASE is no setting (did you mean TEMBO_DATABASE_URL?)" in err and "db-password" not in err
+    monkeypatch.delenv("TEMBO_DATABASE")
+
+    monkeypatch.setenv("TEMBO_WEBHOOK_SECRETS", SECRET)
+    assert "TEMBO_WEBHOOK_SECRETS is no setting (did you mean TEMBO_WEBHOOK_SECRET?)" in _refused(capsys, "bridge")
+    assert operator_env == []
