@@ -273,3 +273,29 @@ def test_operator_who_misspells_a_variable_is_told_instead_of_running_on_the_emb
     monkeypatch.setenv("TEMBO_WEBHOOK_SECRETS", SECRET)
     assert "TEMBO_WEBHOOK_SECRETS is no setting (did you mean TEMBO_WEBHOOK_SECRET?)" in _refused(capsys, "bridge")
     assert operator_env == []
+
+
+@pytest.mark.mqtt
+def test_operator_who_gives_two_workers_one_client_id_is_told_why_they_keep_reconnecting(mosquitto, caplog):
+    import logging
+    import time
+
+    from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url
+
+    broker = parse_broker_url(mosquitto.url)
+    first = MqttIngest(lambda *args, **kwargs: None, broker, client_id="tembo-north")
+    second = MqttIngest(lambda *args, **kwargs: None, broker, client_id="tembo-north")
+    told: list[str] = []
+    with caplog.at_level(logging.WARNING, logger="lora_bridge.adapters.mqtt"):
+        first.start()
+        second.start()
+        try:
+            # The broker keeps only the newest connection of a client id: the two take turns for ever.
+            deadline = time.monotonic() + 60
+            while not told and time.monotonic() < deadline:
+                told = [r.getMessage() for r in caplog.records if "taken over" in r.getMessage()]
+                time.sleep(0.2)
+        finally:
+            second.stop()
+            first.stop()
+    assert told and "give each worker its own --mqtt-client-id" in told[0] and "'tembo-north'" in told[0]

@@ -69,6 +69,12 @@ RETRY_STORE_AFTER_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 # CONNACK reason codes (MQTT 5, 3.2.2.2; paho maps MQTT 3.1.1's return codes onto them) that trying again
 # does not mend: a worker starting with one stops at once instead of waiting for a connection in vain.
 LOGIN_REFUSED_CODES = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
+# A connection the broker ends this soon after it was set up, this many times in a row, is taken over by
+# another client with the same client id (MQTT 3.1.4-3: the broker closes the older one; Mosquitto
+# 2.0 says nothing to it): two workers started with one --mqtt-client-id take turns for ever.
+SHORT_SESSION_S = 10.0
+SESSIONS_TAKEN_OVER = 3
+SESSION_TAKEN_OVER = 0x8E  # the DISCONNECT reason a broker that says why gives
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,9 @@ class MqttIngest:
         self._stopping = threading.Event()
         # Why the broker will not have this worker (a refused login or subscription), for start().
         self._refused: str | None = None
+        # When the current connection was subscribed (monotonic), and how many in a row ended soon after.
+        self._subscribed_at: float | None = None
+        self._short_sessions = 0
         self.client = self._build_client()
 
     def __repr__(self) -> str:
@@ -301,6 +310,7 @@ class MqttIngest:
                              "(the user's topic rights, TEMBO_MQTT_TOPICS, a broker without shared subscriptions?)")
             return
         log.info("MQTT connected and subscribed", extra={"broker": repr(self.broker), "topics": self.topics})
+        self._subscribed_at = time.monotonic()
         self._connected.set()
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
@@ -309,8 +319,20 @@ class MqttIngest:
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason_code: Any, _props: Any) -> None:
         self._connected.clear()
-        if not self._stopping.is_set():
-            log.warning("MQTT connection lost (%s); reconnecting", reason_code, extra={"broker": repr(self.broker)})
+        if self._stopping.is_set():
+            return
+        log.warning("MQTT connection lost (%s); reconnecting", reason_code, extra={"broker": repr(self.broker)})
+        subscribed_at, self._subscribed_at = self._subscribed_at, None
+        if subscribed_at is not None:
+            short = time.monotonic() - subscribed_at < SHORT_SESSION_S
+            self._short_sessions = self._short_sessions + 1 if short else 0
+        if getattr(reason_code, "value", None) == SESSION_TAKEN_OVER or self._short_sessions == SESSIONS_TAKEN_OVER:
+            # It had only said "connection lost (Unspecified error)", over and over, on both workers.
+            log.error("MQTT session of client id %r taken over: %s connections in a row ended within %.0f s; another "
+                      "worker (or client) connects with the same client id and the broker keeps only the newest: "
+                      "give each worker its own --mqtt-client-id (TEMBO_MQTT_CLIENT_ID)",
+                      self.client_id, max(self._short_sessions, 1), SHORT_SESSION_S,
+                      extra={"broker": repr(self.broker), "client_id": self.client_id})
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         if self._stopping.is_set():
