@@ -14,7 +14,7 @@ import uvicorn
 from lora_bridge.adapters.api import create_app
 from lora_bridge.adapters.mqtt import workers_from_settings
 from lora_bridge.service import Bridge
-from lora_bridge.settings import BridgeSettings, load_settings
+from lora_bridge.settings import BridgeSettings, check_webhook_secret, load_settings
 from lora_bridge.start_up_heap import freeze_start_up_heap
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,9 @@ def build_server(settings: BridgeSettings | None = None, bridge: Bridge | None =
     InsecureSettings when the webhook secret is empty, missing or published without the demo opt-in.
     """
     settings = settings or load_settings()
-    bridge = bridge or Bridge(settings)
+    if bridge is None:
+        check_webhook_secret(settings)  # before the store is opened: nothing touched, nothing to close
+        bridge = Bridge(settings)
     config = uvicorn.Config(
         create_app(bridge),
         host=settings.host,

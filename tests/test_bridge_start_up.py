@@ -144,7 +144,7 @@ def test_operator_whose_postgresql_lacks_postgis_or_refuses_the_login_is_told_so
 
 
 def test_operator_whose_webhook_secret_is_short_or_carries_a_line_end_is_refused_before_anything_listens(
-    operator_env, capsys, monkeypatch
+    operator_env, capsys, monkeypatch, tmp_path
 ):
     monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", "kws2026")  # guessed in a few thousand requests at most
     err = _refused(capsys, "bridge")
@@ -156,6 +156,7 @@ def test_operator_whose_webhook_secret_is_short_or_carries_a_line_end_is_refused
     monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", " a-long-random-webhook-secret")
     assert "begins or ends with a space" in _refused(capsys, "bridge")
     assert operator_env == []
+    assert not (tmp_path / "reserve.db").exists()  # refused before the store was opened (or migrated)
 
 
 def test_a_webhook_secret_beyond_ascii_lets_the_network_server_in(tmp_path):
