@@ -480,8 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the tembo command."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    level = logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger().setLevel(level)  # this command's own, whatever a command before it in this process set
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -128,3 +128,18 @@ def test_operator_gives_the_bridge_one_mqtt_login_per_tts_application(monkeypatc
     assert code == 0
     assert (settings.mqtt_url, settings.mqtt_more_urls) == (north, [south])
     assert "NORTHKEY" not in repr(settings) and "SOUTHKEY" not in repr(settings)
+
+
+def test_a_command_run_without_verbose_after_a_verbose_one_in_the_same_process_logs_only_warnings(
+    tmp_path, caplog
+):
+    """`-v` is the command's own: a process that ran `tembo -v ...` before (a script calling main, the
+    test suite) had kept INFO for every later command, whose one-line refusals then came with the
+    store's migration log above them."""
+    assert main(["-v", "bridge", "migrate", "--database-url", f"sqlite:///{tmp_path / 'first.db'}"]) == 0
+    assert "store migrated" in caplog.text  # the verbose run tells it
+    caplog.clear()
+
+    assert main(["bridge", "migrate", "--database-url", f"sqlite:///{tmp_path / 'second.db'}"]) == 0
+
+    assert "store migrated" not in caplog.text
