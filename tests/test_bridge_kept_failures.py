@@ -195,3 +195,28 @@ def test_on_postgres_a_body_the_store_refuses_is_a_dead_letter_answered_200_in_e
     assert replies["collar-f"].status_code == (202 if ack == "durable" else 200)
     assert letter.stage == "apply" and "value refused by the store" in letter.reason
     assert settled
+
+
+def test_a_kept_message_replayed_as_a_copy_of_the_other_integrations_still_lets_old_bodies_be_compacted(sqlite_url):
+    # The webhook and MQTT both deliver (two integrations): MQTT's copy was refused and kept, the
+    # webhook's was applied. Replayed after the fix the kept one is a copy; its dead letter keeps
+    # pointing at it, and compaction had tried to delete the copy, failing on every timer tick since.
+    from datetime import timedelta
+
+    from lora_bridge.store.utc import utc_now
+
+    body = status_body(REFUSED_COLLAR, 1, -2.43)
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        refuse_raw_rows_naming(bridge, REFUSED_COLLAR)
+        kept = bridge.ingest_network_message("tts", "up", body,
+                                             path_ids={"application_id": "tembo-test", "device_id": REFUSED_COLLAR})
+        taken = bridge.ingest_tts_uplink(body)
+        accept_every_raw_row(bridge)
+        replayed = bridge.replay_dead_letters()
+        compacted = bridge.compact_raw_bodies(now=utc_now() + timedelta(days=60))
+        (letter,) = bridge.dead_letters(include_replayed=True)
+        counts = bridge.counts()
+
+    assert (kept.status, taken.status, replayed.duplicates) == ("dead_letter", "processed", 1)
+    assert compacted.bodies_cleared == 2  # both rows kept, bodies cleared: the letter still names its row
+    assert (letter.replay_result, counts["positions"]) == ("duplicate", 1)

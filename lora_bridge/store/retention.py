@@ -8,7 +8,8 @@ the retention time it has done its work:
   evidence point to) and loses only its body;
 - further copies of an uplink heard by other gateways (their gateways are merged into the first
   copy) or of a network event delivered again are deleted; copies of a body that waits as a dead
-  letter (the network server's tries of a refused body) stay, counted as its `tries`;
+  letter (the network server's tries of a refused body) stay, counted as its `tries`; a copy that
+  a dead letter names (replayed as a copy of an uplink applied meanwhile) keeps its row, not its body;
 - dead letters, bodies kept for inspection and bodies not yet processed are never touched.
 
 SQLite reuses the freed pages, so the file stops growing rather than shrinking (VACUUM shrinks it);
@@ -21,10 +22,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import and_, delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
-from lora_bridge.store.tables import RawUplink
+from lora_bridge.store.tables import DeadLetter, RawUplink
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,14 @@ class Compaction:
 def compact_raw_bodies(session: Session, older_than: datetime, batch_rows: int = BATCH_ROWS) -> Compaction:
     """Clear the bodies of applied uplinks received before older_than and delete their further copies
     (at most batch_rows of each per call; call again while it reports work)."""
+    # A copy that a dead letter names (a letter replayed as a copy of the same uplink the other integration
+    # delivered and the bridge applied meanwhile) keeps its row, as the letter's history, and loses its
+    # body: deleting it had failed on the letter's foreign key at every try, and nothing was compacted.
+    lettered = select(DeadLetter.raw_uplink_id).where(DeadLetter.raw_uplink_id.is_not(None))
     applied = select(RawUplink.id).where(
         RawUplink.received_at < older_than,
-        RawUplink.status.in_(APPLIED_STATUSES),
+        or_(RawUplink.status.in_(APPLIED_STATUSES),
+            and_(RawUplink.status == DUPLICATE_STATUS, RawUplink.id.in_(lettered))),
         RawUplink.body != b"",
     ).limit(batch_rows)
     ids = list(session.scalars(applied))
@@ -60,7 +66,7 @@ def compact_raw_bodies(session: Session, older_than: datetime, batch_rows: int =
     waiting = select(RawUplink.id).where(RawUplink.status.in_(WAITING_STATUSES))
     copies = select(RawUplink.id).where(
         RawUplink.received_at < older_than, RawUplink.status == DUPLICATE_STATUS,
-        RawUplink.duplicate_of.not_in(waiting),
+        RawUplink.duplicate_of.not_in(waiting), RawUplink.id.not_in(lettered),
     ).limit(batch_rows)
     copy_ids = list(session.scalars(copies))
     freed = 0
