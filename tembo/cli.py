@@ -99,6 +99,11 @@ def _cmd_bridge_migrate(args: argparse.Namespace) -> int:
 
     settings = _bridge_settings(args)
     parsed = parse_database_url(settings.database_url)
+    known = migrate.revisions()
+    if args.revision != "head" and args.revision not in known:  # it had been blamed on the store
+        print(f"tembo bridge migrate: no revision {args.revision!r}; the revisions are {', '.join(known)} (or head)",
+              file=sys.stderr)
+        return 2
     try:
         engine = create_engine(parsed)
         try:
@@ -109,6 +114,10 @@ def _cmd_bridge_migrate(args: argparse.Namespace) -> int:
     except Exception as error:  # told in one line by main(): which part of the URL or server is wrong
         raise store_not_opened(error, parsed) from error
     print(json.dumps({"database": masked_database_url(settings.database_url), "from": before, "to": after}))
+    if args.revision != "head" and after != args.revision:  # an older one: Alembic's upgrade does nothing
+        print(f"tembo bridge migrate: the store is at {after}, past {args.revision}: migrate only upgrades",
+              file=sys.stderr)
+        return 2
     return 0
 
 

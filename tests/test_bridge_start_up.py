@@ -300,3 +300,19 @@ def test_operator_who_gives_two_workers_one_client_id_is_told_why_they_keep_reco
             second.stop()
             first.stop()
     assert told and "give each worker its own --mqtt-client-id" in told[0] and "'tembo-north'" in told[0]
+
+
+def test_operator_who_names_a_revision_that_is_not_there_is_told_the_revisions(capsys, tmp_path):
+    from lora_bridge.store import migrate
+
+    url = f"sqlite:///{tmp_path / 'reserve.db'}"
+    assert main(["bridge", "migrate", "--database-url", url, "--revision", "0019"]) == 2
+    err = capsys.readouterr().err
+    # It had said the store file "cannot be used as the store".
+    assert "no revision '0019'; the revisions are 0001_baseline" in err and "cannot be used" not in err
+
+    assert main(["bridge", "migrate", "--database-url", url, "--revision", "0010_collar_shares"]) == 0
+    assert main(["bridge", "migrate", "--database-url", url]) == 0
+    assert main(["bridge", "migrate", "--database-url", url, "--revision", "0010_collar_shares"]) == 2
+    assert f"the store is at {migrate.head_revision()}, past 0010_collar_shares: migrate only upgrades" in (
+        capsys.readouterr().err)
