@@ -544,3 +544,24 @@ def test_the_duty_officer_gets_one_sms_when_a_backup_locks_the_store_just_as_the
 
     assert [m["to"] for m in gateway.messages] == ["+254700000001"]
     assert (first.sent, later.sent, row.state) == (1, 0, "sent")
+
+
+def test_a_receiver_whose_url_carries_its_credentials_never_has_them_written_to_the_log(sqlite_url, tmp_path, caplog):
+    import logging
+
+    # The control room's receiver is down; its URL carries a password and a key, as many SMS gateways'.
+    dead = f"http://ops:receiver-password@127.0.0.1:{free_port()}"
+    routes = '[[notify.routes]]\nname = "control-room"\nchannel = "webhook"\n'
+    rules_path = write_rules(tmp_path / "r.toml", hook_url=dead, routes=routes)
+    with_key = (tmp_path / "r.toml").read_text().replace('/hook"', '/hook?api_key=gateway-key"')
+    (tmp_path / "r.toml").write_text(with_key)
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge, caplog.at_level(logging.WARNING):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
+        report = bridge.flush_notifications(now=wall())
+        kept = [n.last_error or "" for n in bridge.notifications(viewer=ADMIN)]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+
+    assert report.retried >= 1 and "notification not delivered" in logged
+    assert "ops:***@127.0.0.1" in logged and "api_key=***" in logged
+    for text in (logged, *kept):
+        assert "receiver-password" not in text and "gateway-key" not in text

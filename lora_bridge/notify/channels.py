@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import smtplib
 import time
 from email.message import EmailMessage
@@ -91,14 +92,23 @@ def text_of(payload: dict[str, Any]) -> str:
 
 
 def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    shown = shown_url(url)
     try:
         response = client.request(method, url, **kwargs)
     except httpx.HTTPError as error:
-        raise DeliveryError(f"{method} {url}: {type(error).__name__}: {error}") from error
+        raise DeliveryError(f"{method} {shown}: {type(error).__name__}: {shown_url(str(error))}") from error
     if response.status_code >= 400:
         retryable = response.status_code in (408, 425, 429) or response.status_code >= 500
-        raise DeliveryError(f"{method} {url}: HTTP {response.status_code} {response.text[:200]}", retryable=retryable)
+        raise DeliveryError(f"{method} {shown}: HTTP {response.status_code} {response.text[:200]}", retryable=retryable)
     return response
+
+
+def shown_url(text: str) -> str:
+    """text with every URL's password and query values masked: a delivery error is logged and kept in the
+    outbox, and a receiver's URL may carry its credentials (`https://user:password@host/`, an SMS
+    gateway's `?api_key=`); they had been written to the log with every failed try."""
+    text = re.sub(r"(://[^/\s:@]*):[^/\s@]*@", r"\1:***@", text)
+    return re.sub(r"([?&][^=&\s#'\"]+)=[^&\s#'\"]*", r"\1=***", text)
 
 
 class EarthRangerSender:
