@@ -144,7 +144,7 @@ def test_operator_whose_postgresql_lacks_postgis_or_refuses_the_login_is_told_so
 
 
 def test_operator_whose_webhook_secret_is_short_or_carries_a_line_end_is_refused_before_anything_listens(
-    operator_env, capsys, monkeypatch, tmp_path
+    operator_env, capsys, monkeypatch
 ):
     monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", "kws2026")  # guessed in a few thousand requests at most
     err = _refused(capsys, "bridge")
@@ -156,7 +156,6 @@ def test_operator_whose_webhook_secret_is_short_or_carries_a_line_end_is_refused
     monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", " a-long-random-webhook-secret")
     assert "begins or ends with a space" in _refused(capsys, "bridge")
     assert operator_env == []
-    assert not (tmp_path / "reserve.db").exists()  # refused before the store was opened (or migrated)
 
 
 def test_a_webhook_secret_beyond_ascii_lets_the_network_server_in(tmp_path):
@@ -316,3 +315,10 @@ def test_operator_who_names_a_revision_that_is_not_there_is_told_the_revisions(c
     assert main(["bridge", "migrate", "--database-url", url, "--revision", "0010_collar_shares"]) == 2
     assert f"the store is at {migrate.head_revision()}, past 0010_collar_shares: migrate only upgrades" in (
         capsys.readouterr().err)
+
+
+def test_a_bridge_refused_for_its_secret_leaves_the_store_untouched(operator_env, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", "short")
+    err = _refused(capsys, "bridge", "--database-url", f"sqlite:///{tmp_path / 'new-reserve.db'}")
+    # The store had been created and migrated first, and only then the secret refused.
+    assert "fewer than 16" in err and not (tmp_path / "new-reserve.db").exists()
