@@ -25,7 +25,7 @@ from time import monotonic
 from typing import Any
 
 import httpx
-from sqlalchemy import and_, func, select, true
+from sqlalchemy import and_, func, select, text, true
 
 from lora_bridge import ingest, queries, warm_up
 from lora_bridge.access import accounts, audit, delayed, privacy, roles, throttle
@@ -1179,14 +1179,23 @@ class Bridge:
             return figures
 
     def healthy(self) -> bool:
-        """True when the store answers."""
+        """True when the store answers and takes writes: a PostgreSQL that is read-only (a standby after a
+        fail-over, default_transaction_read_only) answers every uplink 503, and had been reported healthy."""
         try:
             with self.db.read() as session:
-                session.execute(select(1))
-            return True
-        except Exception:
-            log.exception("store not answering")
+                if session.get_bind().dialect.name == "postgresql":
+                    writable = session.execute(text(
+                        "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'"
+                    )).scalar()
+                else:
+                    writable = session.execute(select(1)).scalar() == 1
+        except Exception as error:  # noqa: BLE001 - a probe's answer; one line, not a traceback per probe
+            log.warning("store not answering (%s: %s)", type(error).__name__, str(error).splitlines()[0][:200]
+                        if str(error) else "")
             return False
+        if not writable:
+            log.warning("store answers but takes no write (read-only)")
+        return bool(writable)
 
     # Retention (scale) ------------------------------------------------------------------------
 

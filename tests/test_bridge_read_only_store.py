@@ -25,12 +25,16 @@ def test_a_store_turned_read_only_answers_503_and_takes_the_uplink_again_once_wr
     with b.fresh_bridge(postgres_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
         _read_only(postgres_server, postgres_url, True)
         refused = client.post("/uplinks/tts", content=body, headers=b.HEADERS)
+        health_read_only = client.get("/healthz")
         _read_only(postgres_server, postgres_url, False)
         again = client.post("/uplinks/tts", content=body, headers=b.HEADERS)
+        health_writable = client.get("/healthz")
         counts = bridge.counts()
         letters = bridge.dead_letters()
 
     # It had been a 500 with a traceback, the body taken for a fault of the data.
     assert (refused.status_code, refused.headers.get("Retry-After") is not None) == (503, True)
     assert (again.status_code, again.json()["status"]) == (200, "processed")
+    # A load balancer's probe had been told "ok" while every uplink was refused.
+    assert (health_read_only.status_code, health_writable.status_code) == (503, 200)
     assert (counts["uplinks_stored"], counts["alerts"], letters) == (1, 1, [])

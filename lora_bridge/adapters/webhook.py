@@ -8,7 +8,7 @@
                                `.../uplinks/tts/{appID}/{devID}`): a field-masked body names no device
     POST /uplinks/chirpstack?event=up|join|ack|txack|status|log|location|integration
                                ChirpStack v4 HTTP integration, JSON or Protobuf (Content-Type)
-    GET  /healthz              200 when the store answers (no data)
+    GET  /healthz              200 when the store answers and takes writes (no data), else 503
 
 The read API (`/api/...`, bearer tokens with roles) lives in `lora_bridge.adapters.api`, whose
 `create_app` serves both. The webhook refuses to start without a proper secret
