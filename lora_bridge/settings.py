@@ -389,7 +389,9 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
                                   "settings when the file has one: move them into it")
         values = dict(document["bridge"])
     else:
-        values = dict(document)
+        # Other tables ([rules], [notify] when TEMBO_RULES_PATH names the same file) are not the bridge's
+        # settings: no setting is a table.
+        values = {key: value for key, value in document.items() if key in known or not isinstance(value, dict)}
     unknown = [key for key in values if key not in known]
     if unknown:
         raise InvalidSettings(f"{path}: " + "; ".join(_unknown_setting(key) for key in unknown))

@@ -85,11 +85,14 @@ def test_a_good_configuration_still_starts_the_bridge(operator_env, tmp_path, mo
     config = tmp_path / "tembo.toml"
     config.write_text('[bridge]\nport = 8900\nmqtt_share_group = "tembo"\n[dashboard]\nrole = "ranger"\n')
     monkeypatch.setenv("TEMBO_CONFIG", str(config))
-
     assert main(["bridge", "--port", "0"]) == 0
 
-    (settings,) = operator_env
-    assert (settings.port, settings.mqtt_share_group) == (0, "tembo")
+    # One file for everything: the settings at its top level beside the rules' and notifications' tables.
+    config.write_text('mqtt_share_group = "north"\n[rules.default.immobility]\nradius_m = 100\n[notify.retry]\nbackoff_s = 60\n')
+    monkeypatch.setenv("TEMBO_RULES_PATH", str(config))
+    assert main(["bridge", "--port", "0"]) == 0
+
+    assert [(s.port, s.mqtt_share_group) for s in operator_env] == [(0, "tembo"), (0, "north")]
 
 
 def test_operator_who_mistypes_the_database_url_is_told_which_part_is_wrong(operator_env, capsys, tmp_path):
