@@ -78,7 +78,7 @@ from lora_bridge.pipeline import (
     process_taken_batch,
     store_and_process_batch,
 )
-from lora_bridge.settings import BridgeSettings, load_settings
+from lora_bridge.settings import BridgeSettings, InvalidSettings, load_settings
 from lora_bridge.store import bulk, retention, write_lock
 from lora_bridge.store.database import Database, open_database
 from lora_bridge.store.retention import Compaction
@@ -125,6 +125,18 @@ TOKEN_STAMP_EVERY = timedelta(minutes=1)
 TOKEN_STAMP_WAIT_S = 0.2
 
 
+def _rules_and_notifications(path: str | None) -> tuple[Any, Any]:
+    """The rule profiles and notification settings of the rules file at path (TEMBO_RULES_PATH);
+    InvalidSettings, in one line, when it does not read or holds what they do not know (it had been
+    a traceback at start)."""
+    try:
+        return load_rules_config(path), load_notify_config(path)
+    except InvalidRequest as error:
+        said = " ".join(line.strip() for line in str(error).splitlines() if line.strip()
+                        and not line.strip().startswith("For further information"))
+        raise InvalidSettings(f"rules_path (TEMBO_RULES_PATH): {said}") from None
+
+
 class Bridge:
     """One handle on the Tembo store and pipeline; safe to share between threads."""
 
@@ -138,12 +150,13 @@ class Bridge:
     ) -> None:
         self.settings = settings or load_settings()
         self.codec = codec if codec is not None else default_codec()
+        # The rules file before the store: a mistake in it stops the bridge in one line, store untouched.
+        rules_config, self.notify_config = _rules_and_notifications(self.settings.rules_path)
         self.db: Database = open_database(
             self.settings.database_url, self.settings.sqlite_busy_timeout_ms, synchronous=self.settings.sqlite_synchronous
         )
         self.network_server = NetworkServerClient(self.settings, http_client)
-        self.rules_runtime = rules_engine.RulesRuntime(load_rules_config(self.settings.rules_path))
-        self.notify_config = load_notify_config(self.settings.rules_path)
+        self.rules_runtime = rules_engine.RulesRuntime(rules_config)
         self._notify_client = http_client or httpx.Client(timeout=self.notify_config.retry.timeout_s)
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
         self.outbox = Outbox(self.db, self.settings, self.network_server, lambda: self.clock())

@@ -325,3 +325,18 @@ def test_a_bridge_refused_for_its_secret_leaves_the_store_untouched(operator_env
     err = _refused(capsys, "bridge", "--database-url", f"sqlite:///{tmp_path / 'new-reserve.db'}")
     # The store had been created and migrated first, and only then the secret refused.
     assert "fewer than 16" in err and not (tmp_path / "new-reserve.db").exists()
+
+
+def test_operator_whose_rules_file_is_wrong_is_told_in_one_line_before_the_store_is_touched(
+    operator_env, capsys, monkeypatch, tmp_path
+):
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[rules.animals.Naserian.immobility]\nradius_mm = 5\n")  # radius_m misspelt
+    monkeypatch.setenv("TEMBO_RULES_PATH", str(rules))
+    store = tmp_path / "new-reserve.db"
+    err = _refused(capsys, "bridge", "--database-url", f"sqlite:///{store}")
+    assert f"rules_path (TEMBO_RULES_PATH): rules file {rules}" in err and "radius_mm" in err
+
+    monkeypatch.setenv("TEMBO_RULES_PATH", str(tmp_path / "missing-rules.toml"))
+    assert "No such file or directory" in _refused(capsys, "bridge", "--database-url", f"sqlite:///{store}")
+    assert not store.exists() and operator_env == []
