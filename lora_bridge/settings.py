@@ -188,6 +188,19 @@ class BridgeSettings(BaseSettings):
             check_broker_url(url)
         return urls
 
+    @field_validator("network_server_url")
+    @classmethod
+    def _network_server_url_reads(cls, url: str | None) -> str | None:
+        # Without a scheme every downlink push had failed later ("unreachable: UnsupportedProtocol"),
+        # and no collar got its alert's ack.
+        if url:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                shown = re.sub(r"(//[^/@]*?):[^/@]*@", r"\1:***@", url)
+                raise ValueError(f"the network server's URL is https://HOST (The Things Stack: "
+                                 f"https://eu1.cloud.thethings.network), not {shown!r}")
+        return url
+
     @field_validator("mqtt_share_group")
     @classmethod
     def _share_group_is_a_share_name(cls, group: str | None) -> str | None:

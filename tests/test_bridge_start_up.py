@@ -340,3 +340,13 @@ def test_operator_whose_rules_file_is_wrong_is_told_in_one_line_before_the_store
     monkeypatch.setenv("TEMBO_RULES_PATH", str(tmp_path / "missing-rules.toml"))
     assert "No such file or directory" in _refused(capsys, "bridge", "--database-url", f"sqlite:///{store}")
     assert not store.exists() and operator_env == []
+
+
+def test_operator_who_gives_the_network_server_without_https_is_told_before_any_ack_is_lost(operator_env, capsys,
+                                                                                             monkeypatch):
+    monkeypatch.setenv("TEMBO_NETWORK_SERVER_URL", "eu1.cloud.thethings.network")
+    err = _refused(capsys, "bridge")
+    assert "network_server_url (TEMBO_NETWORK_SERVER_URL): the network server's URL is https://HOST" in err
+    monkeypatch.setenv("TEMBO_NETWORK_SERVER_URL", "https://eu1.cloud.thethings.network")
+    assert main(["bridge", "--port", "0"]) == 0
+    assert [s.network_server_url for s in operator_env] == ["https://eu1.cloud.thethings.network"]
