@@ -100,9 +100,11 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
             return insert_raw_rows(session, submissions)
     except Exception as error:
         if is_transient_store_error(error):
-            # Which collars' uplinks the network server must send again: the line had named none.
+            # Which collars' uplinks wait: the line had named none. What becomes of them is the caller's to
+            # say (a webhook's 503, an MQTT message left unacknowledged, a durable intake's journal entries
+            # tried again): it had said "answered as unavailable" of bodies already answered 202.
             named = uplinks_named(submissions)
-            log.warning("store cannot take %d bodies now (%s): answered as unavailable: %s", len(submissions),
+            log.warning("store cannot take %d bodies now (%s): %s", len(submissions),
                         type(error).__name__, named, extra={"error": str(error)[:200], "uplinks": named})
             raise store_unavailable(error) from error
         raise

@@ -118,6 +118,7 @@ async def _ingest(
             submission.answer_by = write_lock.clock() + bridge.settings.webhook_answer_within_s
             result = await run_in_threadpool(bridge.submit, submission)
     except StoreUnavailable as error:
+        log.info("webhook answered 503: the store takes no write now", extra={"network": network, "event": event})
         return JSONResponse(
             {"status": "unavailable", "reason": str(error)}, status_code=503, headers={"Retry-After": "60"}
         )
