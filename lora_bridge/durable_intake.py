@@ -45,6 +45,7 @@ from lora_bridge.group_commit import Submission, write_and_settle
 from lora_bridge.intake_applier import ApplierProcess
 from lora_bridge.intake_journal import IntakeJournal, already_stored, hold_lock
 from lora_bridge.network_messages import event_name_of, read_network_message
+from lora_bridge.store import write_lock
 from lora_bridge.store.tables import RawUplink
 from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import Uplink
@@ -241,6 +242,7 @@ class DurableIntake:
         while True:
             with self._changed:
                 while not self._stopping and (not self._incoming or self._held() >= self.max_backlog):
+                    self._answer_overdue()
                     self._changed.wait(timeout=0.5)
                 if not self._incoming:
                     self._changed.notify_all()  # the applier sees the writer is done
@@ -258,6 +260,25 @@ class DurableIntake:
                     by_callback.setdefault(settled, []).append(submission)
                 for settled, settled_submissions in by_callback.items():
                     settled(settled_submissions)
+
+    def _answer_overdue(self) -> None:
+        """Answer StoreUnavailable (503) to the bodies held behind a full backlog past their `answer_by`
+        (call with self._changed held): a store that stays unavailable holds the backlog, and the
+        requests behind it had waited for ever, past The Things Stack's 10 s, unanswered."""
+        if not self._incoming or self._held() < self.max_backlog:
+            return
+        now = write_lock.clock()
+        overdue = [(s, settled) for s, settled in self._incoming if s.answer_by is not None and now >= s.answer_by]
+        if not overdue:
+            return
+        self._incoming = [item for item in self._incoming if item not in overdue]
+        log.warning("%d bodies answered 503: %d kept bodies wait for the store to apply them", len(overdue),
+                    self._held(), extra={"uplinks": ingest.uplinks_named([s for s, _ in overdue])})
+        for submission, settled in overdue:
+            submission.error = StoreUnavailable("the store has not applied the bodies kept before this one; "
+                                                "try again later")
+            submission.done = True
+            settled([submission])
 
     def _write(self, submissions: list[Submission]) -> None:
         kept: list[Submission] = []

@@ -164,8 +164,8 @@ class BridgeSettings(BaseSettings):
     webhook_ack: Literal["applied", "durable"] = "applied"
     # How long a webhook body waits for the store's write lock at most, when another program holds it
     # (a backup), before it is answered 503: The Things Stack ends a request after 10 s (docs:
-    # integrations/webhooks/retries) and never sees an answer that comes later. "applied" only: the
-    # durable intake's journal is the bridge's alone.
+    # integrations/webhooks/retries) and never sees an answer that comes later. "durable": how long a body
+    # waits behind a full backlog of kept bodies the store has not applied (its journal is the bridge's).
     webhook_answer_within_s: float = Field(default=8.0, gt=0, le=60)
     # Where the durable intake applies what it kept (a SQLite store's journal, a PostgreSQL store's raw
     # rows): "thread" (a thread of the webhook's process), "process" (a process of its own that the

@@ -149,6 +149,8 @@ async def _ingest_durable(
     says, its dead letter. Raises StoreUnavailable when the store could not take it."""
     waiters = _Waiters.of(asyncio.get_running_loop())
     submission = Submission(network, event, body, content_type=content_type, path_ids=path_ids)
+    # Held behind a full backlog (a store that applies nothing) it is answered 503 by then, not never.
+    submission.answer_by = write_lock.clock() + bridge.settings.webhook_answer_within_s
     settled = waiters.expect(submission)
     bridge.durable_intake().submit(submission, waiters)
     await settled
