@@ -201,6 +201,23 @@ class BridgeSettings(BaseSettings):
                                  f"https://eu1.cloud.thethings.network), not {shown!r}")
         return url
 
+    @field_validator("mqtt_topics")
+    @classmethod
+    def _topic_filters_read(cls, topics: list[str]) -> list[str]:
+        # MQTT 5 (4.7.1): "#" alone and last, "+" alone in its level. paho refuses any other filter inside
+        # its network thread: the worker had never subscribed, and was reported as a broker not reached.
+        for topic in topics:
+            levels = topic.split("/")
+            bad = (not topic or "\x00" in topic or any(("#" in level and (level != "#" or i != len(levels) - 1))
+                                                        or ("+" in level and level != "+")
+                                                        for i, level in enumerate(levels)))
+            if bad:
+                raise ValueError(f"{topic!r} is no MQTT topic filter: '#' stands alone as the last level, '+' "
+                                 "alone in a level (e.g. v3/+/devices/+/up)")
+        if not topics:
+            raise ValueError("no topic filter: the worker would receive nothing")
+        return topics
+
     @field_validator("mqtt_share_group")
     @classmethod
     def _share_group_is_a_share_name(cls, group: str | None) -> str | None:

@@ -353,3 +353,15 @@ def test_operator_who_gives_the_network_server_without_https_is_told_before_any_
     monkeypatch.setenv("TEMBO_NETWORK_SERVER_URL", "https://eu1.cloud.thethings.network")
     assert main(["bridge", "--port", "0"]) == 0
     assert [s.network_server_url for s in operator_env] == ["https://eu1.cloud.thethings.network"]
+
+
+def test_operator_whose_topic_filter_no_broker_takes_is_told_which_at_start(operator_env, capsys, monkeypatch):
+    monkeypatch.setenv("TEMBO_MQTT_TOPICS", '["v3/#/up", "application/+/device/+/event/up"]')
+    err = _refused(capsys, "bridge", "--mqtt", "mqtt://broker.reserve")
+    # It had been a traceback in the MQTT thread, then "broker not reached within 20 s".
+    assert "mqtt_topics (TEMBO_MQTT_TOPICS): 'v3/#/up' is no MQTT topic filter" in err
+
+    monkeypatch.setenv("TEMBO_MQTT_TOPICS", '["v3/tembo+north/devices/+/up"]')
+    assert "'v3/tembo+north/devices/+/up' is no MQTT topic filter" in _refused(capsys, "bridge", "--mqtt",
+                                                                               "mqtt://broker.reserve")
+    assert operator_env == []
