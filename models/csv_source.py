@@ -27,6 +27,7 @@ missing label (empty, NA, N/A, NULL, ... as `recordings.MISSING_MARKERS` lists) 
 
 from __future__ import annotations
 
+import gzip
 import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -139,7 +140,6 @@ def load_dataset_file(path: str | Path, overrides: dict | None = None) -> Loaded
 def separator(path: Path) -> str:
     """Return the field separator of a CSV from its header line: ",", or ";" (the CSV of spreadsheets in locales
     whose decimal mark is a comma) or a tab (loggers' .txt exports) when the header holds those and no comma."""
-    import gzip
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:

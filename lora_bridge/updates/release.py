@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import struct
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,8 +206,6 @@ def write_release(files: dict[Path, bytes]) -> None:
     when a file exists with other bytes: a released version is never replaced (collars that run it, and
     the manifests deltas are built against, would no longer match it), and a link never replaces a file
     another write put there meanwhile. The same release written again changes nothing."""
-    import tempfile
-
     paths = list(files)
     out_dir, manifest = paths[-1].parent, paths[-1]
     if any(path.parent != out_dir for path in paths):
@@ -402,7 +401,6 @@ def compiled_modules(arch: str = MPY_ARCH, *options: str) -> dict[str, bytes]:
     compiled with mpy-cross -march=arch and options: what a release ships (with MPY_OPT) and what the
     collar's size bounds are checked on (`simulator.micropython_runner.mpy_sizes`)."""
     import subprocess
-    import tempfile
 
     root = Path(collar_blob.__file__).parent
     out: dict[str, bytes] = {}
