@@ -19,6 +19,7 @@ The bridge under test (one fixture each, for every bridge test module):
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +32,26 @@ from starlette.testclient import TestClient
 from lora_bridge.adapters.api import create_app
 from lora_bridge.server import serve_app_in_thread
 from tembo.local_services import MosquittoServer, PostgresServer, free_port
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """Every test leaves logging as it found it: a test that runs the dashboard in this process
+    (`ranger_dashboard.logs.configure` sets the bridge's loggers to INFO, with a handler to stderr)
+    had made later tests' one-line refusals of tembo's CLI come with INFO lines above them. Loggers
+    made during the test go back to no level and no handler of their own."""
+    root = logging.getLogger()
+    root_level = root.level  # its handlers are pytest's own, added and taken away around each phase
+    manager = logging.Logger.manager
+    kept = {name: (logging.getLogger(name).level, list(logging.getLogger(name).handlers))
+            for name in list(manager.loggerDict)}
+    yield
+    root.setLevel(root_level)
+    for name in list(manager.loggerDict):
+        logger = logging.getLogger(name)
+        level, handlers = kept.get(name, (logging.NOTSET, []))
+        logger.setLevel(level)
+        logger.handlers[:] = handlers
 
 
 @pytest.fixture
