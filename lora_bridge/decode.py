@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
@@ -57,13 +57,42 @@ def decode_payload(codec: Any, f_port: int, payload: bytes) -> Decoded:
 EARLIEST_COLLAR_TIME_S = 1_577_836_800  # 2020-01-01T00:00:00Z, before any Tembo collar
 
 
-def message_time(fields: dict[str, Any], fallback: datetime) -> datetime:
-    """The message's own time (time_s, Unix seconds UTC), or fallback when the collar had none (0, or a
-    clock that was never set: before EARLIEST_COLLAR_TIME_S)."""
+# A collar time further ahead of the message's reception than this is no time either. The collar's clock
+# is set from its u-blox M8 GNSS (UTC to well under a second at each fix) and between fixes runs on the
+# nRF52840's 32.768 kHz crystal (±20 ppm: 1.7 s a day, under a minute in a month without a fix); the
+# reception time is the network's (gateways on GPS or NTP, already checked against the bridge's clock).
+# A message cannot be sent after it was heard, so beyond two minutes (a month and more of drift, with
+# room for the network's own error) the collar's clock is wrong (local time stamped as UTC, a clock set
+# from a laptop), not drifting. Believed, a status a day ahead stayed the animal's newest place for that
+# day (a later, true fix was "older") and its alerts were dated in the future.
+MAX_COLLAR_AHEAD_S = 120
+
+
+def collar_time(fields: dict[str, Any]) -> datetime | None:
+    """The time the collar gave the message (time_s, Unix seconds UTC), believed or not; None when it had
+    none (0, or a clock that was never set: before EARLIEST_COLLAR_TIME_S)."""
     time_s = fields.get("time_s")
     if isinstance(time_s, int) and not isinstance(time_s, bool) and time_s >= EARLIEST_COLLAR_TIME_S:
         return datetime.fromtimestamp(time_s, UTC)
-    return fallback
+    return None
+
+
+def collar_time_ahead(fields: dict[str, Any], heard_at: datetime | None) -> datetime | None:
+    """The collar's time of the message when it is more than MAX_COLLAR_AHEAD_S ahead of heard_at (its
+    reception), else None (believed, none, or no reception time to judge it by)."""
+    claimed = collar_time(fields)
+    if claimed is None or heard_at is None or claimed <= heard_at + timedelta(seconds=MAX_COLLAR_AHEAD_S):
+        return None
+    return claimed
+
+
+def message_time(fields: dict[str, Any], fallback: datetime, *, heard_at: datetime | None = None) -> datetime:
+    """The message's own time (time_s, Unix seconds UTC), or fallback when the collar had none (0, or a
+    clock that was never set: before EARLIEST_COLLAR_TIME_S). heard_at: the message's reception; a collar
+    time more than MAX_COLLAR_AHEAD_S ahead of it is not believed and the message is dated heard_at."""
+    if collar_time_ahead(fields, heard_at) is not None and heard_at is not None:
+        return heard_at
+    return collar_time(fields) or fallback
 
 
 def degrees(fields: dict[str, Any], lat_key: str = "lat", lon_key: str = "lon") -> tuple[float, float] | None:

@@ -497,7 +497,7 @@ def _process_uplink(
     if decoded.fields is None:
         reason = decoded.reason or "undecodable"
         return _undecodable(session, raw, existing, uplink, device, reason)
-    bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at), heard_at)})
+    bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at, heard_at=heard_at), heard_at)})
     applied = apply_message(
         session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings
     )

@@ -339,3 +339,35 @@ def test_a_whole_patrol_report_pasted_as_a_note_on_the_dashboard_is_refused_with
     assert bridge.alert(alert_id, viewer=b.RANGER).state == "new"  # nothing kept of the refused step
     bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "true", report[:2000])
     assert len(bridge.alert(alert_id, viewer=b.RANGER).note) <= 2000
+
+
+def test_a_collar_whose_clock_runs_a_day_ahead_neither_holds_the_animals_place_on_the_map_nor_dates_alerts_tomorrow(
+    bridge,
+):
+    # Naserian's collar clock was set a day ahead. At 06:00 it reports her at the dam and raises a
+    # mortality alert, both dated 06:00 tomorrow; at 07:00 the network hears a true fix by the road.
+    a_day_s = 24 * 3600
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + a_day_s, lat=-2.40, lon=37.40), f_cnt=1,
+                                          received_at=b.T0))
+    (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + a_day_s),
+                                                        f_cnt=2, received_at=b.T0)).alert_ids
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3600, lat=-2.50, lon=37.50), f_cnt=3,
+                                          received_at=b.T0 + timedelta(hours=1, seconds=2)))
+
+    (newest,) = bridge.latest_positions(viewer=b.RANGER)
+    alert = bridge.alert(alert_id, viewer=b.RANGER)
+
+    assert newest.time == b.T0 + timedelta(hours=1)  # the true fix by the road, not the dam "tomorrow"
+    assert (round(newest.lat, 3), round(newest.lon, 3)) == (-2.50, 37.50)
+    assert alert.time == b.T0  # dated when the network heard it, not tomorrow
+    assert alert.evidence["collar_time"] == (b.T0 + timedelta(days=1)).isoformat()  # the collar's claim, kept
+
+
+def test_a_collar_clock_a_minute_ahead_of_the_network_is_drift_and_believed(bridge):
+    # A collar a month without a fix drifts under a minute: its own time still dates the alert.
+    (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=b.T0_S + 60), f_cnt=1,
+                                                        received_at=b.T0)).alert_ids
+
+    alert = bridge.alert(alert_id, viewer=b.RANGER)
+
+    assert alert.time == b.T0 + timedelta(seconds=60) and "collar_time" not in alert.evidence

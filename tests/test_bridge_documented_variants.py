@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from datetime import UTC, datetime
 
 import bridge_builders as b
 import network_fixtures as nf
@@ -175,7 +176,12 @@ def test_a_simulated_uplink_is_recorded_for_the_technician_and_raises_nothing_fo
     port, payload = b.alert("mortality")
     simulated["uplink_message"].update(f_port=port, frm_payload=base64.b64encode(payload).decode())
     following = nf.TTS["uplink_message"].copy()
-    following["uplink_message"].update(f_cnt=41, frm_payload=base64.b64encode(b.status(b.T0_S + 60)[1]).decode())
+    # The next real status a minute after the collar's, heard as it is sent (a collar time ahead of its
+    # reception is not believed: dated at reception, it would share the first fix's time).
+    heard = b.rfc3339(datetime.fromtimestamp(nf.STATUS_TIME_S + 62, UTC))
+    following["received_at"] = heard
+    following["uplink_message"].update(f_cnt=41, frm_payload=base64.b64encode(b.status(nf.STATUS_TIME_S + 60)[1]).decode(),
+                                       received_at=heard)
 
     assert client.post("/uplinks/tts", content=json.dumps(real), headers=b.HEADERS).json()["status"] == "processed"
     answer = client.post("/uplinks/tts", content=json.dumps(simulated), headers=b.HEADERS).json()

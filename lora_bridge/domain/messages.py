@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lora_bridge.decode import decode_payload, degrees, message_time
+from lora_bridge.decode import collar_time_ahead, decode_payload, degrees, message_time
 from lora_bridge.domain import activity, alerts, devices, downlinks, geofences, positions, rules, rules_visits
 from lora_bridge.domain.geofences import FenceIndex
 from lora_bridge.domain.rules_profiles import RulesConfig, load_rules_config
@@ -51,8 +51,14 @@ def apply_message(
     device = devices.device_for_uplink(session, uplink, heard_at)
     animal = devices.ensure_animal(session, device)
     message = str(fields.get("message"))
-    time = message_time(fields, heard_at)
+    time = message_time(fields, heard_at, heard_at=heard_at)
     context = {"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message}
+    claimed_ahead = collar_time_ahead(fields, heard_at)
+    if claimed_ahead is not None:
+        # Dated at its reception; the collar's claim stays in its raw row's payload and its alert's evidence.
+        log.warning("collar time %s of %s is ahead of its reception %s: dated at reception",
+                    claimed_ahead.isoformat(), message, heard_at.isoformat(),
+                    extra={**context, "collar_time": claimed_ahead.isoformat()})
 
     # Offline alerts are raised by the timer only, never while a batch is applied: the collars with
     # one open are read once per batch, and an uplink of one of them closes it.
@@ -104,7 +110,8 @@ def apply_message(
         if row is not None and row["dominant"] and (device.status_time is None or interval_end > device.status_time):
             device.behaviour = row["dominant"]
     elif message == "alert":
-        _apply_collar_alert(session, device.device_id, animal.id, fields, time, uplink, raw, codec, settings, applied)
+        _apply_collar_alert(session, device.device_id, animal.id, fields, time, uplink, raw, codec, settings, applied,
+                            claimed_ahead)
     elif message == "ack" and fields.get("on_port") == codec.port_of("data_fragment"):
         from lora_bridge.domain import update_results  # an over-the-air update's outcome (docs/updates.md)
 
@@ -159,7 +166,7 @@ def read_ahead_for_collar_alerts(session: Session, codec: Any, uplinks: list[Upl
         fields = decode_payload(codec, uplink.f_port, uplink.payload).fields
         if fields is None or fields.get("message") != "alert":
             continue
-        time = message_time(fields, _NO_TIME)
+        time = message_time(fields, _NO_TIME, heard_at=uplink.heard_at)
         if time is not _NO_TIME:
             collars[device.device_id] = None
             times.append(time)
@@ -182,6 +189,7 @@ def _apply_collar_alert(
     codec: Any,
     settings: BridgeSettings,
     applied: Applied,
+    claimed_ahead: datetime | None = None,
 ) -> None:
     alert_type = str(fields.get("alert_type", "unknown"))
     seq = fields.get("seq")
@@ -193,6 +201,8 @@ def _apply_collar_alert(
         "f_cnt": uplink.f_cnt,
         "gateways": [g.gateway_id for g in uplink.gateways],
     }
+    if claimed_ahead is not None:  # dated at its reception: what the collar's clock said, for inspection
+        evidence["collar_time"] = claimed_ahead.isoformat()
     # Read once for the three steps below (none of them changes it before raise_alert)
     repeat = None
     if isinstance(seq, int):  # the collar repeats until the ack reaches it: a closed alert stays closed
