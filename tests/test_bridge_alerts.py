@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -371,3 +372,73 @@ def test_a_collar_clock_a_minute_ahead_of_the_network_is_drift_and_believed(brid
     alert = bridge.alert(alert_id, viewer=b.RANGER)
 
     assert alert.time == b.T0 + timedelta(seconds=60) and "collar_time" not in alert.evidence
+
+
+@pytest.fixture
+def postgres_bridge(request, tmp_path):
+    """A bridge on PostgreSQL, whose row locks (not SQLite's one writer) decide who closes an alert first."""
+    from conftest import empty_store
+
+    with empty_store("postgres", request, tmp_path / "unused.db") as url, b.fresh_bridge(url) as bridge:
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        yield bridge
+
+
+def ranger_resolves_between_the_rules_read_and_their_close(monkeypatch, bridge, target, verdict, note):
+    """Patch target (a module attribute the rules call with the alert they read) so that Amani resolves
+    the alert, committed, after the rules read it and before they close it."""
+    module_name, name = target.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    real = getattr(module, name)
+    taps: list[int] = []
+
+    def read_then_amani_taps(session, *args, **kwargs):
+        found = real(session, *args, **kwargs) if name == "open_alert" else args[0]
+        if found is not None and not taps and found.alert_type in ("offline", "low_battery"):
+            taps.append(found.id)
+            bridge.resolve_alert(found.id, Viewer("ranger.amani", "ranger"), verdict, note=note)
+        return found if name == "open_alert" else real(session, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, read_then_amani_taps)
+    return taps
+
+
+@pytest.mark.postgres
+def test_a_rangers_verdict_on_an_offline_alert_stands_when_the_collar_is_heard_the_same_moment(
+    postgres_bridge, monkeypatch
+):
+    bridge = postgres_bridge
+    bridge.ingest_tts_uplink(b.tts_uplink(b.settings(status_interval_s=3 * 3600), f_cnt=1, received_at=b.T0))
+    (alert_id,) = bridge.run_rules(now=b.T0 + timedelta(hours=6, minutes=16))
+    # Amani resolves it from the field ("collar found on the ground"), while the collar's status of
+    # 08:00 is being applied: Tembo's close must not overwrite her verdict.
+    taps = ranger_resolves_between_the_rules_read_and_their_close(
+        monkeypatch, bridge, "lora_bridge.domain.alerts.open_alert", "false_alarm", "collar on the ground, mast fine")
+    bridge.ingest_tts_uplink(
+        b.tts_uplink(b.status(time_s=b.T0_S + 8 * 3600), f_cnt=2, received_at=b.T0 + timedelta(hours=8))
+    )
+
+    kept = bridge.alert(alert_id, viewer=b.RANGER)
+    history = [event.action for event in bridge.alert_events(alert_id, viewer=b.RANGER)]
+    assert taps == [alert_id]
+    assert (kept.state, kept.verdict, kept.resolved_by) == ("resolved", "false_alarm", "ranger.amani")
+    assert history.count("resolved") == 1
+
+
+@pytest.mark.postgres
+def test_a_low_battery_a_ranger_resolves_as_tembo_sees_it_recover_keeps_the_rangers_name_and_verdict(
+    postgres_bridge, monkeypatch
+):
+    bridge = postgres_bridge
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1))
+    (low,) = bridge.open_alerts(viewer=b.RANGER)
+    # A new pack: the status above the collar's level closes it, as Amani resolves it from her phone.
+    taps = ranger_resolves_between_the_rules_read_and_their_close(
+        monkeypatch, bridge, "lora_bridge.domain.rules_engine.auto_resolve", "true", "pack replaced at the dam")
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 3 * 3600, battery_mv=4000), f_cnt=2))
+
+    kept = bridge.alert(low.alert_id, viewer=b.RANGER)
+    history = [event.action for event in bridge.alert_events(low.alert_id, viewer=b.RANGER)]
+    assert taps == [low.alert_id]
+    assert (kept.state, kept.verdict, kept.resolved_by) == ("resolved", "true", "ranger.amani")
+    assert "auto_resolved" not in history and bridge.open_alerts(viewer=b.RANGER) == []

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, inspect, or_, select
+from sqlalchemy import and_, bindparam, inspect, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from lora_bridge.errors import InvalidRequest, InvalidTransition, InvalidVerdict, UnknownAlert
 from lora_bridge.store.ids import id_where_inserts_go_one_by_one, take_id
@@ -373,18 +374,15 @@ def acknowledge(session: Session, alert_id: int, user: str) -> Alert:
     return alert
 
 
-def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str | None = None, *,
-            read: Alert | None = None) -> Alert:
-    """new/acknowledged → resolved with the ranger's verdict (true, false_alarm, unknown); an alert a
-    ranger resolved already is refused, naming who and the verdict. read: the
-    alert as the caller has just read it in this unit of work (the ingest path closing an offline
-    alert: no second read); else it is read here under its row lock."""
+def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str | None = None) -> Alert:
+    """new/acknowledged → resolved with the ranger's verdict (true, false_alarm, unknown), the alert read
+    under its row lock; an alert a ranger resolved already is refused, naming who and the verdict."""
     if verdict not in VERDICTS:
         raise InvalidVerdict(f"verdict {verdict!r} is not one of {', '.join(VERDICTS)}")
     note = (note or "").strip()  # a note box left with spaces (a phone's keyboard adds one) is no note
     if len(note) > NOTE_MAX_CHARS:
         raise InvalidRequest(f"a note of {len(note)} characters is too long: at most {NOTE_MAX_CHARS}")
-    alert = read if read is not None else get_alert(session, alert_id, for_update=True)
+    alert = get_alert(session, alert_id, for_update=True)
     if alert.state not in OPEN_STATES and alert.verdict is not None:
         raise InvalidTransition(f"alert {alert_id} is already resolved: resolved by {alert.resolved_by}, "
                                 f"verdict {alert.verdict}")
@@ -406,6 +404,36 @@ def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str 
         extra={"alert_id": alert.id, "device_id": alert.device_id, "user": user, "verdict": verdict},
     )
     return alert
+
+
+def close_if_still_open(session: Session, alert: Alert, actor: str, verdict: str | None = None) -> bool:
+    """Resolve an alert Tembo's rules read open without its row lock (reading each under its lock would
+    cost the ingest path a round trip per uplink): one UPDATE that holds only while the stored alert is
+    still open, so a ranger's resolution committed meanwhile, or being committed (PostgreSQL waits for
+    the ranger's transaction and reads the row again), is kept. True when closed here; False when a
+    ranger had closed it (the alert then shows what the ranger did). SQLite serialises its writers and
+    gives the same answer."""
+    values: dict[str, Any] = {"state": STATE_RESOLVED, "open_key": None, "resolved_at": utc_now(),
+                              "resolved_by": actor}
+    if verdict is not None:
+        values["verdict"] = verdict
+    if inspect(alert).pending:  # raised in this unit of work: no ranger has seen it yet
+        for name, value in values.items():
+            setattr(alert, name, value)
+        return True
+    closed = session.execute(
+        update(Alert).where(Alert.id == alert.id, Alert.state.in_(OPEN_STATES)).values(**values)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not closed:
+        session.expire(alert, ["state", "open_key", "resolved_at", "resolved_by", "verdict"])
+        log.info("alert alert_id=%d device_id=%s was resolved by %s meanwhile: %s's close not applied", alert.id,
+                 alert.device_id, alert.resolved_by, actor,
+                 extra={"alert_id": alert.id, "device_id": alert.device_id, "resolved_by": alert.resolved_by})
+        return False
+    for name, value in values.items():  # the row says so already: nothing left for the flush to write
+        set_committed_value(alert, name, value)
+    return True
 
 
 def get_alert(session: Session, alert_id: int, *, for_update: bool = False) -> Alert:

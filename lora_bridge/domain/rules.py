@@ -180,8 +180,14 @@ def close_offline(session: Session, device: Device, heard_at: datetime) -> int |
     alert = alerts.open_alert(session, device.device_id, OFFLINE)
     if alert is None or heard_at <= alert.time:
         return None
-    alerts.resolve(session, alert.id, alerts.SYSTEM_ACTOR, "true", note=f"heard again at {heard_at.isoformat()}",
-                   read=alert)
+    # Read without its row lock (once per batch, not a round trip per uplink): a ranger's resolution
+    # committed meanwhile stands, and the collar's being heard is no longer this alert's to record.
+    if not alerts.close_if_still_open(session, alert, alerts.SYSTEM_ACTOR, verdict="true"):
+        return None
+    note = f"heard again at {heard_at.isoformat()}"
+    alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, "resolved", {"verdict": "true", "note": note})
+    log.info("offline alert closed alert_id=%d device_id=%s: %s", alert.id, device.device_id, note,
+             extra={"alert_id": alert.id, "device_id": device.device_id})
     return alert.id
 
 

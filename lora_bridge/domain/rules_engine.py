@@ -502,6 +502,8 @@ def _raise(session: Session, steps: Steps, **kwargs: Any) -> tuple[Alert, bool]:
 
 def _close(session: Session, steps: Steps, alert: Alert, reason: str, at: datetime) -> bool:
     if not auto_resolve(session, alert, reason, at):
+        if alert.state not in alerts.OPEN_STATES:  # a ranger resolved it meanwhile: no longer the open one
+            steps.open.pop(alert.alert_type, None)
         return False
     steps.open.pop(alert.alert_type, None)
     session.flush()

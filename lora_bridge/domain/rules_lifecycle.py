@@ -32,7 +32,6 @@ from lora_bridge.domain.rules_corroboration import CORROBORATED
 from lora_bridge.domain.rules_cursors import alerts_of_free_collars
 from lora_bridge.domain.rules_profiles import RuleProfile
 from lora_bridge.store.tables import Alert, AlertEvent, Animal, Device
-from lora_bridge.store.utc import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +41,13 @@ AUTO_RESOLVED = "auto_resolved"
 
 
 def auto_resolve(session: Session, alert: Alert, reason: str, at: datetime) -> bool:
-    """Close an open alert because its condition cleared (reason, at: when it cleared); False if kept."""
+    """Close an open alert because its condition cleared (reason, at: when it cleared); False if kept,
+    or if a ranger resolved it since the rules read it (read without its row lock: their resolution
+    stands, `alerts.close_if_still_open`)."""
     if alert.state not in alerts.OPEN_STATES or alert.alert_type in NEVER_AUTO_RESOLVED:
         return False
-    alert.state = alerts.STATE_RESOLVED
-    alert.open_key = None
-    alert.resolved_at = utc_now()
-    alert.resolved_by = alerts.SYSTEM_ACTOR
+    if not alerts.close_if_still_open(session, alert, alerts.SYSTEM_ACTOR):
+        return False
     alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, AUTO_RESOLVED, {"reason": reason, "cleared_at": at.isoformat()})
     log.info(
         "alert auto-resolved alert_id=%d device_id=%s: %s",
