@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from lora_bridge import ingest
 from lora_bridge.decode import decode_payload, message_time
 from lora_bridge.domain import devices, network_events, rules_cursors
-from lora_bridge.domain.messages import apply_message, read_ahead_for_collar_alerts
+from lora_bridge.domain.messages import apply_message, close_offline_when_heard, read_ahead_for_collar_alerts
 from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import KIND_UNKNOWN, KIND_UPLINK, NetworkEvent, read_network_message
@@ -432,6 +432,9 @@ def _record_event(
     raw.processed_at = utc_now()
     raw.error = None
     _close_replayed(existing, ingest.STATUS_RECORDED)
+    closed = None
+    if outcome.joined is not None and outcome.joined_at is not None:  # a join request: the collar is alive
+        closed = close_offline_when_heard(session, outcome.joined, outcome.joined_at)
     return IngestResult(
         status=ingest.STATUS_RECORDED,
         raw_uplink_id=raw.id,
@@ -439,6 +442,7 @@ def _record_event(
         message=event.kind,
         downlink_ids=tuple(outcome.downlink_ids),
         dev_eui=event.dev_eui, kind=event.kind,
+        closed_alert_ids=(closed,) if closed is not None else (),
     )
 
 
@@ -490,9 +494,10 @@ def _process_uplink(
         # MAC commands only (port 0: the network server has used them), or a frame with a port and no
         # payload (LoRaWAN allows it; TTS then leaves frm_payload out, ChirpStack `data`): nothing to
         # decode, nothing to replay after a codec fix; the frame still counts and says the collar lives.
-        devices.device_for_uplink(session, uplink, heard_at)
+        heard = devices.device_for_uplink(session, uplink, heard_at)
+        closed = close_offline_when_heard(session, heard, heard_at)
         return _done(raw, existing, uplink, "mac_commands" if uplink.f_port == MAC_PORT else EMPTY_FRAME, (),
-                     dev_eui=device.dev_eui)
+                     dev_eui=device.dev_eui, closed_alert_ids=(closed,) if closed is not None else ())
     decoded = decode_payload(codec, uplink.f_port, uplink.payload)
     if decoded.fields is None:
         reason = decoded.reason or "undecodable"

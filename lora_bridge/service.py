@@ -427,7 +427,8 @@ class Bridge:
         judged = rules_engine.evaluate_devices(session, self.rules_runtime, [r.device_id for r in processed])
         for steps in judged.values():
             self._queue_steps(session, steps)
-        raised = [step for r in processed for step in _alert_steps(r)]
+        # Alerts a recorded network event closed too (a join: the offline collar heard again).
+        raised = [step for r in results if r.device_id for step in _alert_steps(r)]
         if raised:
             outbox.enqueue_alert_steps(session, self.notify_config, raised)
 
@@ -1134,9 +1135,10 @@ class Bridge:
             outbox.enqueue_position(session, self.notify_config, device, wearers[device_id], time, lat, lon)
 
     def _after_processed(self, result: IngestResult) -> None:
-        if result.status != ingest.STATUS_PROCESSED or not result.device_id:
+        if result.status not in (ingest.STATUS_PROCESSED, ingest.STATUS_RECORDED) or not result.device_id:
             return
-        self.evaluate_rules(result.device_id)  # first: a collar alert goes out corroborated
+        if result.status == ingest.STATUS_PROCESSED:
+            self.evaluate_rules(result.device_id)  # first: a collar alert goes out corroborated
         steps = _alert_steps(result)
         if steps:
             try:

@@ -150,6 +150,15 @@ def tts_uplink(message: tuple[int, bytes], *, device_id: str = "collar-01", f_cn
     return json.dumps(document).encode()
 
 
+def tts_join(*, device_id: str = "collar-01", received_at: datetime = T0, dev_eui: str | None = None) -> bytes:
+    """A The Things Stack v3 join-accept webhook body (bytes, as posted): the collar joined at received_at."""
+    document = json.loads(tts_uplink((1, b""), device_id=device_id, received_at=received_at, dev_eui=dev_eui))
+    del document["uplink_message"]
+    document["correlation_ids"] = [f"as:up:{device_id}:join"]
+    document["join_accept"] = {"session_key_id": "AXBSH1Pk6Z0G166RlH16CQ==", "received_at": rfc3339(received_at)}
+    return json.dumps(document).encode()
+
+
 def chirpstack_uplink(message: tuple[int, bytes], *, device_id: str = "collar-01", f_cnt: int = 1,
                       gateways: tuple[str, ...] = ("0016c001ff10a235",), received_at: datetime | None = None,
                       dev_eui: str | None = None) -> bytes:

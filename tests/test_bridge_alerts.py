@@ -442,3 +442,26 @@ def test_a_low_battery_a_ranger_resolves_as_tembo_sees_it_recover_keeps_the_rang
     assert taps == [low.alert_id]
     assert (kept.state, kept.verdict, kept.resolved_by) == ("resolved", "true", "ranger.amani")
     assert "auto_resolved" not in history and bridge.open_alerts(viewer=b.RANGER) == []
+
+
+@pytest.mark.parametrize("first_word", ["join", "mac_commands_only"])
+def test_an_offline_alert_closes_when_the_silent_collar_rejoins_or_sends_a_mac_only_frame(bridge, first_word):
+    # Naserian's collar went silent (a brown-out, a mast down); the first thing the network hears from
+    # it at 08:00 is a join request, or a frame of MAC answers only (port 0): either way it is alive.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.settings(status_interval_s=3 * 3600), f_cnt=1, received_at=b.T0))
+    (alert_id,) = bridge.run_rules(now=b.T0 + timedelta(hours=6, minutes=16))
+    heard = b.T0 + timedelta(hours=8)
+    body = {
+        "join": lambda: b.tts_join(received_at=heard),
+        "mac_commands_only": lambda: b.tts_uplink((0, bytes([0x03, 0x07])), f_cnt=2, received_at=heard),
+    }[first_word]()
+
+    result = bridge.ingest_tts_uplink(body)
+
+    closed = bridge.alert(alert_id, viewer=b.RANGER)
+    assert bridge.open_alerts(viewer=b.RANGER) == []
+    assert (closed.state, closed.verdict, closed.resolved_by) == ("resolved", "true", "tembo")
+    assert result.closed_alert_ids == (alert_id,)  # EarthRanger's event is resolved too (the outbox)
+    assert bridge.run_rules(now=heard + timedelta(minutes=5)) == []  # heard: not offline again
+    (again,) = bridge.run_rules(now=heard + timedelta(hours=6, minutes=16))  # then silent: counted from 08:00
+    assert bridge.alert(again, viewer=b.RANGER).evidence["last_seen"] == heard.isoformat()

@@ -389,8 +389,9 @@ def test_a_ranger_taken_off_the_duty_sms_gets_no_alert_queued_before_the_restart
     assert "+25470000000" not in json.dumps([e.detail for e in kiosk_history])  # nobody's number, in no field
 
 
+@pytest.mark.parametrize("first_frame", ["status", "join", "mac_commands_only"])
 def test_earthranger_and_the_control_room_hear_that_a_collar_reported_offline_is_heard_again(
-    sqlite_url, tmp_path, earthranger
+    sqlite_url, tmp_path, earthranger, first_frame
 ):
     stand_in, url = earthranger
     receiver = WebhookReceiver(secret=HOOK_SECRET.encode())
@@ -407,8 +408,12 @@ def test_earthranger_and_the_control_room_hear_that_a_collar_reported_offline_is
             bridge.ingest_tts_uplink(b.tts_uplink(b.settings(status_interval_s=3 * 3600), f_cnt=1, received_at=T))
             (alert_id,) = bridge.run_rules(now=T + timedelta(hours=6, minutes=16))  # two status reports missed
             assert bridge.flush_notifications(now=wall()).sent == 2
-            back = T + timedelta(hours=8)  # the mast is up again: the collar's status comes through
-            bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=int(back.timestamp())), f_cnt=2, received_at=back))
+            back = T + timedelta(hours=8)  # the mast is up again: the collar's first frame comes through
+            bridge.ingest_tts_uplink({
+                "status": lambda: b.tts_uplink(b.status(time_s=int(back.timestamp())), f_cnt=2, received_at=back),
+                "join": lambda: b.tts_join(received_at=back),  # back from a brown-out, it rejoins first
+                "mac_commands_only": lambda: b.tts_uplink((0, bytes([0x03, 0x07])), f_cnt=2, received_at=back),
+            }[first_frame]())
             later = bridge.flush_notifications(now=wall())
             closed = bridge.alert(alert_id, viewer=b.RANGER)
 

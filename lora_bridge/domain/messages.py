@@ -16,7 +16,7 @@ from lora_bridge.domain import activity, alerts, devices, downlinks, geofences, 
 from lora_bridge.domain.geofences import FenceIndex
 from lora_bridge.domain.rules_profiles import RulesConfig, load_rules_config
 from lora_bridge.settings import BridgeSettings
-from lora_bridge.store.tables import Alert, Animal, RawUplink
+from lora_bridge.store.tables import Alert, Animal, Device, RawUplink
 from lora_bridge.uplink_formats import Uplink
 
 log = logging.getLogger(__name__)
@@ -60,13 +60,9 @@ def apply_message(
                     claimed_ahead.isoformat(), message, heard_at.isoformat(),
                     extra={**context, "collar_time": claimed_ahead.isoformat()})
 
-    # Offline alerts are raised by the timer only, never while a batch is applied: the collars with
-    # one open are read once per batch, and an uplink of one of them closes it.
-    if device.device_id in _offline_collars(session):
-        closed = rules.close_offline(session, device, heard_at)
-        if closed is not None:
-            applied.closed_alert_ids.append(closed)
-            _offline_collars(session).discard(device.device_id)
+    closed = close_offline_when_heard(session, device, heard_at)
+    if closed is not None:
+        applied.closed_alert_ids.append(closed)
 
     for fix_time, lat, lon in positions.fixes_in_message(fields, time):
         applied.positions += positions.add_position(
@@ -133,6 +129,20 @@ def apply_message(
         devices.apply_settings(device, fields)
     log.debug("message applied", extra=context)
     return applied
+
+
+def close_offline_when_heard(session: Session, device: Device, heard_at: datetime) -> int | None:
+    """The collar was heard at heard_at (any frame: a message, a MAC-only or empty frame, a join): close
+    its open offline alert; the alert's id, or None when it had none open.
+
+    Offline alerts are raised by the timer only, never while a batch is applied: the collars with one
+    open are read once per batch (no round trip per uplink), and a frame of one of them closes it."""
+    if device.device_id not in _offline_collars(session):
+        return None
+    closed = rules.close_offline(session, device, heard_at)
+    if closed is not None:
+        _offline_collars(session).discard(device.device_id)
+    return closed
 
 
 def _offline_collars(session: Session) -> set[str]:

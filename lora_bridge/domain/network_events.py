@@ -77,6 +77,8 @@ class Recorded:
     device_id: str | None = None
     downlink_ids: list[int] = field(default_factory=list)
     kept_reason: str | None = None
+    joined: Device | None = None  # the collar whose join this was (heard: its offline alert closes)
+    joined_at: datetime | None = None
 
 
 def _refile_frames_of_new_session(session: Session, device: Device, at: datetime) -> None:
@@ -141,6 +143,12 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
         started = devices.apply_reset(device, at, reason="network reports a frame-counter reset")
     if started and device is not None and device.last_seen is not None and device.last_seen >= at:
         _refile_frames_of_new_session(session, device, at)
+    if device is not None and event.kind == KIND_JOIN:
+        # The collar sent the join request: heard, as by any frame of its own (a rejoin after a brown-out
+        # is often the first thing a silent collar says).
+        if device.last_seen is None or at > device.last_seen:
+            device.last_seen = at
+        outcome.joined, outcome.joined_at = device, at
     if event.kind in DOWNLINK_REPORTS:
         downlink = downlinks.apply_network_report(session, outcome.device_id, event, at)
         if downlink is not None:
