@@ -59,7 +59,7 @@ class Outbox:
         self.clock = clock  # what multicast frames' transmission times are compared with
         self.settings = settings
         self.client = client
-        self._routes_seen: dict[tuple[str, str], tuple[str | None, str | None, str | None]] = {}
+        self._routes_seen: dict[str, tuple[tuple[str, str], str | None, str | None, str | None]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -177,9 +177,7 @@ class Outbox:
         return [downlink_id for downlink_id in downlink_ids if downlink_id in reachable]
 
     def _target(self, session: Any, device: Device) -> DownlinkTarget:
-        route = None
-        if device.application_id and (device.label or device.device_id):
-            route = session.get(DownlinkRoute, (device.application_id, device.label or device.device_id))
+        route = session.get(DownlinkRoute, device.device_id)
         return DownlinkTarget(
             device_id=device.device_id,
             network=device.network,
@@ -313,31 +311,40 @@ class Outbox:
         replace_url: str | None,
         api_key: str | None,
         path_ids: dict[str, str] | None = None,
+        *,
+        device_id: str | None,
     ) -> bool:
-        """Keep where TTS says this collar's downlinks go (from X-Downlink-* headers); True if stored.
+        """Keep where TTS says the collar device_id's downlinks go (from the X-Downlink-* headers of a
+        message of it); True if stored. No collar (a body that names none), no route: the next
+        message brings the headers again.
 
-        The application and device come from the push path
-        (`.../applications/{app}/webhooks/{webhook}/devices/{device}/down/push`), else from path_ids.
+        The route is the collar's, not its application's and name's: two tenants (or clusters) may
+        hold the same application id and device id, each with its own host and API key. The
+        application and device named in the push path
+        (`.../applications/{app}/webhooks/{webhook}/devices/{device}/down/push`, else path_ids) are
+        kept beside it.
         """
         ids = _ids_from_push_url(push_url) or _ids_from_push_url(replace_url)
         if ids is None and path_ids and path_ids.get("application_id") and path_ids.get("device_id"):
             ids = (label(path_ids["application_id"]) or "", label(path_ids["device_id"]) or "")
-        if ids is None or not all(ids):
+        if ids is None or not all(ids) or not device_id:
             return False
-        wanted = (push_url, replace_url, api_key)
+        wanted = (ids, push_url, replace_url, api_key)
         with self._lock:
-            if self._routes_seen.get(ids) == wanted:
+            if self._routes_seen.get(device_id) == wanted:
                 return False  # TTS sends the same headers with every message; write only on change
         with self.db.write() as session:
-            route = session.get(DownlinkRoute, ids)
+            route = session.get(DownlinkRoute, device_id)
             if route is None:
-                route = DownlinkRoute(application_id=ids[0], tts_device_id=ids[1])
+                route = DownlinkRoute(device_id=device_id)
                 session.add(route)
-            route.push_url, route.replace_url, route.api_key = wanted
+            route.application_id, route.tts_device_id = ids
+            route.push_url, route.replace_url, route.api_key = push_url, replace_url, api_key
             route.updated_at = utc_now()
         with self._lock:
-            self._routes_seen[ids] = wanted
-        log.info("downlink route from TTS headers stored", extra={"application_id": ids[0], "device_label": ids[1]})
+            self._routes_seen[device_id] = wanted
+        log.info("downlink route from TTS headers stored",
+                 extra={"device_id": device_id, "application_id": ids[0], "device_label": ids[1]})
         return True
 
 

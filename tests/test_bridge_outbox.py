@@ -29,6 +29,7 @@ from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import open_bridge
 from lora_bridge.store.tables import Downlink, DownlinkRoute
 from lora_bridge.store.utc import utc_now
+from tembo.local_services import free_port
 
 
 def test_a_collar_repeating_its_alert_gets_one_ack_while_that_ack_is_on_its_way(store_url, network):
@@ -153,7 +154,7 @@ def test_tts_downlink_headers_route_the_ack_without_a_configured_network_server(
                                 headers=headers)
             assert bridge.flush_downlinks() == 1
         with bridge.db.read() as session:
-            route = session.get(DownlinkRoute, (b.APPLICATION_ID, "collar-01"))
+            route = session.get(DownlinkRoute, "collar-01")
             shown = repr(route)
 
     assert reply.status_code == 200
@@ -374,3 +375,38 @@ def test_a_tts_route_whose_key_is_refused_holds_back_only_its_own_applications_d
     assert accepted == 1
     assert [(p["application_id"], p["device_id"]) for p in network.pushes] == [("south", "collar-s")]
     assert states == {"collar-n": "queued", "collar-s": "sent"}
+
+
+def test_a_tenants_ack_goes_to_its_own_collar_when_another_tenant_has_the_same_application_and_device(
+        store_url, network):
+    # Two The Things Stack Cloud tenants, KWS and SANParks, both call their application `tembo` and an
+    # ABP collar in it `collar-1` (network_ids.tenant_id tells them apart). Each tenant's webhook sends
+    # its own X-Downlink-* headers: its tenant's host (`{tenant}.eu1.cloud.thethings.industries`, here
+    # two stand-ins) and its tenant's API key.
+    from test_bridge_collar_identity import abp_uplink
+
+    def tenant_call(tenant: str, server: b.StandInNetworkServer, f_cnt: int, port_payload: tuple[int, bytes]):
+        body = json.loads(abp_uplink("tembo", f_cnt, -2.5, tenant_id=tenant))
+        body["uplink_message"]["f_port"], payload = port_payload
+        body["uplink_message"]["frm_payload"] = base64.b64encode(payload).decode()
+        push = f"{server.url}/api/v3/as/applications/tembo/webhooks/tembo/devices/collar-1/down/push"
+        headers = dict(b.HEADERS, **{"X-Downlink-Apikey": server.api_key, "X-Downlink-Push": push,
+                                   "X-Downlink-Replace": push.replace("/push", "/replace")})
+        return json.dumps(body).encode(), headers
+
+    sanparks = b.StandInNetworkServer(api_key="NNSXS.SANPARKS-KEY")
+    network.api_key = "NNSXS.KWS-KEY"
+    with serve_app_in_thread(sanparks.app(), port=free_port()) as running:
+        sanparks.url = running.url
+        with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+            # KWS's collar-1 raises a mortality alert; then SANParks' collar-1 reports its status.
+            body, headers = tenant_call("kws", network, 10, b.alert("mortality", seq=1))
+            kws_alert = client.post("/uplinks/tts", content=body, headers=headers)
+            body, headers = tenant_call("sanparks", sanparks, 3, b.status(lat=-24.0))
+            client.post("/uplinks/tts", content=body, headers=headers)
+            assert bridge.flush_downlinks() == 1
+
+    assert kws_alert.json()["device_id"] == "collar-1"
+    assert [(p["device_id"], p["f_port"]) for p in network.pushes] == [("collar-1", 32)], \
+        "the KWS ranger's ack went to the other tenant's collar"
+    assert sanparks.pushes == []

@@ -305,3 +305,38 @@ def test_a_new_collar_heard_by_several_workers_at_once_is_one_collar(store_url):
 
     assert devices == [("collar-new", "70B3D57ED00000AA")]
     assert (counts["uplinks_stored"], counts["positions"]) == (12, 12)
+
+
+@pytest.mark.parametrize("empty_url", ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)])
+def test_an_upgraded_store_keeps_each_collars_downlink_route_and_gives_a_shared_one_to_its_tenants_collar(
+        empty_url, request):
+    store_url = request.getfixturevalue(empty_url)
+    # Yesterday's store (0027): routes by application and TTS device id. KWS's ABP collar-1 and
+    # SANParks' collar of that name (two tenants, application `tembo` both) shared one route, last
+    # written by SANParks' webhook; collar-07 had a route of its own.
+    engine = create_engine(store_url)
+    kws = "https://kws.eu1.cloud.thethings.industries/api/v3/as/applications/tembo/webhooks/t/devices/collar-1/down/push"
+    sanparks = kws.replace("kws.", "sanparks.")
+    own = "https://eu1.cloud.thethings.network/api/v3/as/applications/park/webhooks/t/devices/collar-07/down/push"
+    try:
+        migrate.upgrade(engine, "0027_positions_collar_time")
+        with engine.begin() as connection:
+            for device_id, application, scope, name in (
+                    ("collar-1", "tembo", "kws", "collar-1"), ("tembo@sanparks/collar-1", "tembo", "sanparks", "collar-1"),
+                    ("collar-07", "park", "eu1.cloud.thethings.network", "collar-07")):
+                connection.execute(text("INSERT INTO devices (device_id, application_id, network_scope, network, "
+                                        "label, flags, reported_settings, session) VALUES (:d, :a, :s, 'tts', :n, "
+                                        "'{}', '{}', 0)"), {"d": device_id, "a": application, "s": scope, "n": name})
+            for application, name, push in (("tembo", "collar-1", sanparks), ("park", "collar-07", own)):
+                connection.execute(text("INSERT INTO downlink_routes (application_id, tts_device_id, push_url, "
+                                        "api_key, updated_at) VALUES (:a, :n, :p, 'NNSXS.K', :t)"),
+                                   {"a": application, "n": name, "p": push, "t": utc_now()})
+        assert migrate.upgrade(engine) == migrate.head_revision()
+        with engine.connect() as connection:
+            routes = dict(connection.execute(text("SELECT device_id, push_url FROM downlink_routes")).all())
+    finally:
+        engine.dispose()
+
+    # The shared route goes to SANParks' collar (its host names the tenant), never to KWS's; KWS's
+    # collar gets its own with its next message.
+    assert routes == {"tembo@sanparks/collar-1": sanparks, "collar-07": own}

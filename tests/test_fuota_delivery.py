@@ -428,7 +428,8 @@ def test_without_a_configured_server_the_tts_device_is_read_where_the_webhook_sa
     push = f"{network.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-07/down/push"
     with b.fresh_bridge(sqlite_url, signed_by=(KEY,), outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         bridge.remember_downlink_route(push, push.replace("/push", "/replace"), network.api_key,
-                                       {"application_id": b.APPLICATION_ID, "device_id": "collar-07"})
+                                       {"application_id": b.APPLICATION_ID, "device_id": "collar-07"},
+                                       device_id="collar-07")
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-07", f_cnt=1))
         first = start_campaign(bridge, image, version)
         bridge.steer_campaign(first["id"], "abort", "tech")  # a collar follows one update at a time

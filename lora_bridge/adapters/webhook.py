@@ -123,7 +123,7 @@ async def _ingest(
             {"status": "unavailable", "reason": str(error)}, status_code=503, headers={"Retry-After": "60"}
         )
     if network == SOURCE_TTS and any(name in request.headers for name in DOWNLINK_HEADERS):
-        await _remember_route(request, bridge, path_ids)
+        await _remember_route(request, bridge, path_ids, result.device_id)
     payload = {
         "status": result.status,
         "raw_uplink_id": result.raw_uplink_id,
@@ -198,10 +198,14 @@ class _Waiters:
                 future.set_result(None)
 
 
-async def _remember_route(request: Request, bridge: Bridge, path_ids: dict[str, str] | None) -> None:
+async def _remember_route(
+    request: Request, bridge: Bridge, path_ids: dict[str, str] | None, device_id: str | None
+) -> None:
+    """Keep the X-Downlink-* headers as the route of device_id, the collar the body was filed under."""
     push, replace, key = (request.headers.get(name) for name in DOWNLINK_HEADERS)
     try:
-        await run_in_threadpool(bridge.remember_downlink_route, push, replace, key, path_ids)
+        await run_in_threadpool(bridge.remember_downlink_route, push, replace, key, path_ids,
+                                device_id=device_id)
     except Exception as error:  # the body is stored already; the route comes again with the next message
         # Only the type: a store error's text can carry the statement's parameters, the key among them.
         log.warning("downlink route from TTS headers not stored: %s", type(error).__name__)

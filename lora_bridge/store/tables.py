@@ -383,12 +383,17 @@ class NetworkEvent(Base):
 
 class DownlinkRoute(Base):
     """Where a TTS collar's downlinks go, as The Things Stack told us with its webhook headers
-    (X-Downlink-Push / X-Downlink-Replace / X-Downlink-Apikey). The key is a secret: never logged."""
+    (X-Downlink-Push / X-Downlink-Replace / X-Downlink-Apikey). The key is a secret: never logged.
+
+    A route is the collar's it was learnt from (device_id, the bridge's name of it; migration 0028):
+    keyed by application and TTS device id, two tenants' `tembo/collar-1` had shared one, and one
+    tenant's acks went to the other's collar."""
 
     __tablename__ = "downlink_routes"
 
-    application_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    tts_device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    application_id: Mapped[str] = mapped_column(String(64))  # the push path's (multicast looks it up)
+    tts_device_id: Mapped[str] = mapped_column(String(64))
     push_url: Mapped[str | None] = mapped_column(Text)
     replace_url: Mapped[str | None] = mapped_column(Text)
     api_key: Mapped[str | None] = mapped_column(Text)
@@ -396,7 +401,8 @@ class DownlinkRoute(Base):
 
     def __repr__(self) -> str:
         return (
-            f"DownlinkRoute(application_id={self.application_id!r}, tts_device_id={self.tts_device_id!r}, "
+            f"DownlinkRoute(device_id={self.device_id!r}, application_id={self.application_id!r}, "
+            f"tts_device_id={self.tts_device_id!r}, "
             f"push_url={self.push_url!r}, api_key=***)"
         )
 
