@@ -3,7 +3,9 @@ documented shape, written from their documentation and clients (not from Tembo's
 
 - EarthRanger (er-server's DRF serializers and er-client's calls): `POST /api/v1.0/activity/events`
   (event_type, time, priority in 0/100/200/300, state new/active/resolved, location {latitude,
-  longitude}) answering 201 {"data": {"id": ...}, "status": {...}}; `PATCH /api/v1.0/activity/event/{id}`;
+  longitude}) answering 201 {"data": {"id": ...}, "status": {...}}; `GET /api/v1.0/activity/events` (event_type,
+  filter JSON with date_range {lower, upper}, include_details, page_size) answering {"data": {"count",
+  "next", "previous", "results"}}; `PATCH /api/v1.0/activity/event/{id}`;
   `POST /api/v1.0/sensors/generic/{provider_key}/status` (SensorPostParameters: location dict with
   lat/lon, recorded_at, manufacturer_id required) with one observation or a JSON list of them (er-server's
   generic sensor handler tests post ten and three hundred in one list, and observations of two sources
@@ -60,6 +62,7 @@ class EarthRangerStandIn:
     def app(self) -> Starlette:
         return Starlette(routes=[
             Route("/api/v1.0/activity/events", self.post_event, methods=["POST"]),
+            Route("/api/v1.0/activity/events", self.list_events, methods=["GET"]),
             Route("/api/v1.0/activity/event/{event_id}", self.patch_event, methods=["PATCH"]),
             Route("/api/v1.0/sensors/generic/{provider_key}/status", self.post_observation, methods=["POST"]),
         ])
@@ -109,6 +112,47 @@ class EarthRangerStandIn:
         self.events[event_id] = dict(body)
         data = {"id": event_id, "serial_number": len(self.events), **body}
         return JSONResponse({"data": data, "status": {"code": 201, "message": "Created"}}, status_code=201)
+
+    async def list_events(self, request: Request) -> JSONResponse:
+        """GET activity/events as er-server lists them: `event_type` (the type's value), `filter` (JSON;
+        `date_range` {lower, upper} on the event's time), `include_details` (event_details only when
+        true), `page_size`; answered {"data": {"count", "next", "previous", "results"}}, newest first."""
+        query = request.query_params
+        self.requests.append({"method": "GET", "path": request.url.path, "query": dict(query)})
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            self.problems.append(f"{request.url.path}: no bearer token")
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        try:
+            wanted = json.loads(query.get("filter", "{}"))
+            page_size = int(query.get("page_size", "25"))
+        except ValueError:
+            self.problems.append(f"events list: bad query {dict(query)}")
+            return JSONResponse({"status": {"code": 400}}, status_code=400)
+        window = wanted.get("date_range", {}) if isinstance(wanted, dict) else {}
+        if not all(_iso(window[end]) for end in ("lower", "upper") if end in window):
+            self.problems.append(f"events list: bad date_range {window}")
+            return JSONResponse({"status": {"code": 400}}, status_code=400)
+
+        def moment(value: str) -> datetime:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+        types = query.getlist("event_type")
+        results = []
+        for event_id, event in reversed(self.events.items()):
+            if types and event["event_type"] not in types:
+                continue
+            if "lower" in window and moment(event["time"]) < moment(window["lower"]):
+                continue
+            if "upper" in window and moment(event["time"]) > moment(window["upper"]):
+                continue
+            shown = {"id": event_id, **event}
+            if query.get("include_details", "").lower() != "true":
+                shown.pop("event_details", None)
+            results.append(shown)
+        page = results[:page_size]
+        more = f"{request.url}&page=2" if len(results) > page_size else None
+        return JSONResponse({"data": {"count": len(results), "next": more, "previous": None, "results": page},
+                             "status": {"code": 200, "message": "OK"}})
 
     async def patch_event(self, request: Request) -> JSONResponse:
         body = await self._body(request)

@@ -570,3 +570,40 @@ def test_a_receiver_whose_url_carries_its_credentials_never_has_them_written_to_
     assert "ops:***@127.0.0.1" in logged and "api_key=***" in logged
     for text in (logged, *kept):
         assert "receiver-password" not in text and "gateway-key" not in text
+
+
+class BridgeDied(BaseException):
+    """The bridge process ending (power cut, OOM kill) at a chosen point: nothing after it runs."""
+
+
+def test_earthranger_shows_one_event_for_a_poaching_alert_when_the_bridge_died_just_after_creating_it(
+    store_url, tmp_path, earthranger, monkeypatch
+):
+    # EarthRanger answered 201 for the poaching alert's event, and the bridge died before it wrote down
+    # that it was sent. After the restart the outbox sends the alert again: the duty officer on
+    # EarthRanger must still see one event for it (and the later steps must move that event).
+    stand_in, url = earthranger
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "acknowledged"]\n'
+    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes)
+    with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+
+        def die(*args, **kwargs):
+            raise BridgeDied
+
+        with monkeypatch.context() as patched:
+            patched.setattr("lora_bridge.notify.outbox._sent", die)
+            with pytest.raises(BridgeDied):
+                bridge.flush_notifications(now=wall())
+    assert len(stand_in.events) == 1  # EarthRanger has it
+
+    with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:  # the restart, past the row's lease
+        bridge.flush_notifications(now=wall(400))
+        bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
+        bridge.flush_notifications(now=wall(400))
+        assert bridge.notifications(viewer=ADMIN, state="pending") == []
+
+    assert stand_in.problems == []
+    (event_id, event), = stand_in.events.items()
+    assert [(r["method"], r["path"]) for r in stand_in.requests].count(("POST", "/api/v1.0/activity/events")) == 1
+    assert (event["event_details"]["tembo_alert_id"], event["state"]) == (alert_id, "active")

@@ -4,7 +4,9 @@ stand-in servers; e-mail goes through smtplib.
 EarthRanger (its public API, as the EarthRanger client `er-client` and the server `er-server` use it):
 - an alert raised → `POST {url}/activity/events` with a JSON event: `event_type`, `title`, `time`,
   `location` {latitude, longitude}, `priority` (0/100/200/300), `state` "new", `event_details`;
-  the answer's `data.id` is kept, and a later step of the same alert → `PATCH {url}/activity/event/{id}`
+  the answer's `data.id` is kept (a row tried before first looks for the event an earlier try
+  created, `GET {url}/activity/events` of that type since the alert's time with `include_details`,
+  by the `tembo_alert_id` and `device_id` in its `event_details`), and a later step of the same alert → `PATCH {url}/activity/event/{id}`
   with the new `state` ("active" when acknowledged, "resolved" when resolved) and `priority` (an
   escalation raises it one step, and the title with it; an alert corroboration held at 0 when its
   event was created and has let go since is raised again: `priority` and `title` only);
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Tembo-Signature"
 DELIVERY_HEADER = "X-Tembo-Delivery"
 PRIORITY_WORDS = {0: "INFO", 100: "LOW", 200: "MEDIUM", 300: "HIGH"}
+# Events of one type since an alert's time read when looking for the event an earlier try created.
+EVENT_LOOKUP_PAGE = 100
 ER_STATES = {"raised": "new", "escalated": "new", "acknowledged": "active", "resolved": "resolved",
              "auto_resolved": "resolved"}
 
@@ -135,6 +139,16 @@ class EarthRangerSender:
         if action in ("raised", "escalated"):
             existing = sent_external_id(db, payload["alert_id"], "earthranger")
             if existing is None:
+                # A row claimed before may have created its event already (EarthRanger's 201 came, and
+                # the bridge died or lost the answer before marking the row sent): find it, never a second.
+                # So may the alert's raise, when its escalation is the first to find no event sent.
+                tried = notification.attempts > 1 or action == "escalated"
+                found = self._event_created_for(payload) if tried else None
+                if found is not None:
+                    log.info("EarthRanger event of alert_id=%s found, created by an earlier try: not created again",
+                             payload["alert_id"], extra={"alert_id": payload["alert_id"],
+                                                         "notification_id": notification.id, "event_id": found})
+                    return found
                 return self._create_event(payload)
             if action == "raised" and not payload.get("detail", {}).get("released_from_hold"):
                 return existing
@@ -154,7 +168,7 @@ class EarthRangerSender:
 
     def _create_event(self, payload: dict[str, Any]) -> str | None:
         event: dict[str, Any] = {
-            "event_type": f"{self.er.event_type_prefix}{payload['alert_type']}",
+            "event_type": self._event_type(payload),
             "title": title_of(payload),
             "time": payload["time"],
             "priority": int(payload["priority"]),
@@ -176,6 +190,38 @@ class EarthRangerSender:
         except ValueError:
             data = {}
         return str(data["id"]) if isinstance(data, dict) and data.get("id") else None
+
+    def _event_created_for(self, payload: dict[str, Any]) -> str | None:
+        """The id of the event Tembo created on EarthRanger for this alert, if any: `GET
+        {url}/activity/events` of the alert's event type since the alert's time (`filter` `date_range`
+        lower), with `include_details`, and the one whose `event_details` name this alert
+        (`tembo_alert_id` and `device_id`, which every event Tembo creates carries). A lookup that fails
+        raises DeliveryError: the row is tried again later rather than create a second event."""
+        params = {
+            "event_type": self._event_type(payload),
+            "filter": json.dumps({"date_range": {"lower": payload["time"]}}),
+            "include_details": "true",
+            "page_size": str(EVENT_LOOKUP_PAGE),
+        }
+        response = _post(self.client, "GET", f"{self.root}/activity/events", params=params, headers=self._headers())
+        try:
+            data = response.json().get("data")
+        except (ValueError, AttributeError):
+            raise DeliveryError("EarthRanger's list of events is not JSON") from None
+        results = data.get("results") if isinstance(data, dict) else data
+        for event in results if isinstance(results, list) else []:
+            details = event.get("event_details") if isinstance(event, dict) else None
+            if (isinstance(details, dict) and details.get("tembo_alert_id") == payload["alert_id"]
+                    and details.get("device_id") == payload["device_id"] and event.get("id")):
+                return str(event["id"])
+        if isinstance(data, dict) and data.get("next"):
+            log.warning("EarthRanger lists more than %d %s events since alert_id=%s: only the first page read",
+                        EVENT_LOOKUP_PAGE, params["event_type"], payload["alert_id"],
+                        extra={"alert_id": payload["alert_id"]})
+        return None
+
+    def _event_type(self, payload: dict[str, Any]) -> str:
+        return f"{self.er.event_type_prefix}{payload['alert_type']}"
 
     @property
     def batch_size(self) -> int:
