@@ -46,7 +46,7 @@ from lora_bridge.intake_applier import ApplierProcess
 from lora_bridge.intake_journal import IntakeJournal, already_stored, hold_lock
 from lora_bridge.network_messages import event_name_of, read_network_message
 from lora_bridge.store import write_lock
-from lora_bridge.store.tables import RawUplink
+from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import Uplink
 from lora_bridge.views import IngestResult
@@ -121,6 +121,9 @@ class DurableIntake:
         self._filed: dict[str, str] = {}
         # (network, application, scope, name) -> device_id of collars without a DevEUI (`_filed_by_name`).
         self._filed_names: dict[tuple[str | None, ...], str] = {}
+        # (network, application, scope, name) -> the device_id answered for a collar not filed yet: the
+        # name it will be filed under is not free for another collar of its name (another tenant's).
+        self._promised: dict[tuple[str | None, ...], str] = {}
         self._process: ApplierProcess | None = None
         # SQL statements and commits on the store by the applier process (it reports them).
         self.applier_work = {"statements": 0, "commits": 0}
@@ -400,18 +403,39 @@ class DurableIntake:
             log.warning("collars of a kept batch not read by name (%s): answered by the network's name",
                         type(error).__name__)
             return found
+        promised_to = {key: name for name, key in self._promised.items()}
+
+        def filed_or_promised(key: str) -> Device | None:
+            """The collar filed under key, else one answered with key and not applied yet."""
+            other = promised_to.get(key)
+            if key in collars or other is None:
+                return collars.get(key)
+            return Device(device_id=key, network=other[0], application_id=other[1], network_scope=other[2],
+                          label=other[3])
+
         for name in unread:
             network, application, scope, label = name
-            held = devices.named_collar(collars.get, str(label), dev_eui=None, application_id=application,
+            held = devices.named_collar(filed_or_promised, str(label), dev_eui=None, application_id=application,
                                         network_scope=scope)
-            if held is not None:
+            if held is not None and collars.get(held.device_id) is held:
+                self._promised.pop(name, None)
                 if len(self._filed_names) >= FILED_REMEMBERED:
                     self._filed_names.clear()
                 self._filed_names[name] = found[name] = held.device_id
                 continue
-            holders = devices.name_holders(collars.get, str(label), application, scope)
+            if held is not None:  # a collar answered before, not applied yet
+                found[name] = held.device_id
+                continue
+            # Two tenants' first bodies of one name kept before either is applied: the second is
+            # filed under its tenant's name (as applying them in order will), not answered as the first.
+            holders = devices.name_holders(filed_or_promised, str(label), application, scope)
             found[name] = devices.new_collar_key(holders, label=label, dev_eui=None, network=network,
                                                  application_id=application, network_scope=scope)
+            if len(self._promised) >= FILED_REMEMBERED:
+                self._promised.clear()
+                promised_to.clear()
+            self._promised[name] = found[name]
+            promised_to[found[name]] = name
         return found
 
     # ---- the applier ---------------------------------------------------------------------------

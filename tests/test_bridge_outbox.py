@@ -377,12 +377,14 @@ def test_a_tts_route_whose_key_is_refused_holds_back_only_its_own_applications_d
     assert states == {"collar-n": "queued", "collar-s": "sent"}
 
 
+@pytest.mark.parametrize("ack", ["applied", "durable"])
 def test_a_tenants_ack_goes_to_its_own_collar_when_another_tenant_has_the_same_application_and_device(
-        store_url, network):
+        store_url, network, ack):
     # Two The Things Stack Cloud tenants, KWS and SANParks, both call their application `tembo` and an
     # ABP collar in it `collar-1` (network_ids.tenant_id tells them apart). Each tenant's webhook sends
     # its own X-Downlink-* headers: its tenant's host (`{tenant}.eu1.cloud.thethings.industries`, here
-    # two stand-ins) and its tenant's API key.
+    # two stand-ins) and its tenant's API key. A durable bridge answers (and keeps the route) before it
+    # applies either body.
     from test_bridge_collar_identity import abp_uplink
 
     def tenant_call(tenant: str, server: b.StandInNetworkServer, f_cnt: int, port_payload: tuple[int, bytes]):
@@ -398,12 +400,16 @@ def test_a_tenants_ack_goes_to_its_own_collar_when_another_tenant_has_the_same_a
     network.api_key = "NNSXS.KWS-KEY"
     with serve_app_in_thread(sanparks.app(), port=free_port()) as running:
         sanparks.url = running.url
-        with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        durable = {"webhook_ack": "durable", "intake_applier": "thread"} if ack == "durable" else {}
+        with b.fresh_bridge(store_url, outbox_worker=False, **durable) as bridge, \
+                TestClient(create_app(bridge)) as client:
             # KWS's collar-1 raises a mortality alert; then SANParks' collar-1 reports its status.
             body, headers = tenant_call("kws", network, 10, b.alert("mortality", seq=1))
             kws_alert = client.post("/uplinks/tts", content=body, headers=headers)
             body, headers = tenant_call("sanparks", sanparks, 3, b.status(lat=-24.0))
             client.post("/uplinks/tts", content=body, headers=headers)
+            if ack == "durable":
+                wait_until(lambda: bridge.durable_intake().backlog() == 0)
             assert bridge.flush_downlinks() == 1
 
     assert kws_alert.json()["device_id"] == "collar-1"
