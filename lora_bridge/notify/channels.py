@@ -5,7 +5,7 @@ EarthRanger (its public API, as the EarthRanger client `er-client` and the serve
 - an alert raised → `POST {url}/activity/events` with a JSON event: `event_type`, `title`, `time`,
   `location` {latitude, longitude}, `priority` (0/100/200/300), `state` "new", `event_details`;
   the answer's `data.id` is kept (a row tried before first looks for the event an earlier try
-  created, `GET {url}/activity/events` of that type since the alert's time with `include_details`,
+  created, `GET {url}/activity/events` since the alert's time with `include_details`,
   by the `tembo_alert_id` and `device_id` in its `event_details`), and a later step of the same alert → `PATCH {url}/activity/event/{id}`
   with the new `state` ("active" when acknowledged, "resolved" when resolved) and `priority` (an
   escalation raises it one step, and the title with it; an alert corroboration held at 0 when its
@@ -193,12 +193,13 @@ class EarthRangerSender:
 
     def _event_created_for(self, payload: dict[str, Any]) -> str | None:
         """The id of the event Tembo created on EarthRanger for this alert, if any: `GET
-        {url}/activity/events` of the alert's event type since the alert's time (`filter` `date_range`
-        lower), with `include_details`, and the one whose `event_details` name this alert
-        (`tembo_alert_id` and `device_id`, which every event Tembo creates carries). A lookup that fails
-        raises DeliveryError: the row is tried again later rather than create a second event."""
+        {url}/activity/events` since the alert's time (`filter` `date_range` lower, the filter EarthRanger's
+        client documents), with `include_details`, and the one whose `event_details` name this alert
+        (`tembo_alert_id` and `device_id`, which every event Tembo creates carries). Not narrowed by event
+        type: a server that took the type's name for an id would refuse every lookup, and so every
+        retried alert. A lookup that fails raises DeliveryError: the row is tried again later rather
+        than create a second event."""
         params = {
-            "event_type": self._event_type(payload),
             "filter": json.dumps({"date_range": {"lower": payload["time"]}}),
             "include_details": "true",
             "page_size": str(EVENT_LOOKUP_PAGE),
@@ -215,8 +216,8 @@ class EarthRangerSender:
                     and details.get("device_id") == payload["device_id"] and event.get("id")):
                 return str(event["id"])
         if isinstance(data, dict) and data.get("next"):
-            log.warning("EarthRanger lists more than %d %s events since alert_id=%s: only the first page read",
-                        EVENT_LOOKUP_PAGE, params["event_type"], payload["alert_id"],
+            log.warning("EarthRanger lists more than %d events since alert_id=%s: only the first page read",
+                        EVENT_LOOKUP_PAGE, payload["alert_id"],
                         extra={"alert_id": payload["alert_id"]})
         return None
 
