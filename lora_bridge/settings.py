@@ -196,7 +196,7 @@ class BridgeSettings(BaseSettings):
         if url:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                shown = re.sub(r"(//[^/@]*?):[^/@]*@", r"\1:***@", url)
+                shown = password_masked(url)
                 raise ValueError(f"the network server's URL is https://HOST (The Things Stack: "
                                  f"https://eu1.cloud.thethings.network), not {shown!r}")
         return url
@@ -319,6 +319,12 @@ def check_webhook_secret(settings: BridgeSettings) -> None:
                                f"anyone could guess it; {how_to}")
 
 
+def password_masked(url: str) -> str:
+    """url with the password of its user part replaced by ***, read as text: it need not parse as a
+    URL (a mistyped one is shown back to the operator in the error that refuses it)."""
+    return re.sub(r"(//[^/@]*?):[^/@]*@", r"\1:***@", url)
+
+
 def masked_database_url(url: str) -> str:
     """The database URL with any password replaced by ***."""
     try:
@@ -342,7 +348,7 @@ def check_broker_url(url: str) -> None:
     """ValueError unless url reads as an MQTT broker: mqtt:// or mqtts:// (tcp://, ssl://), a host, a
     numeric port if any. The message shows the URL with its password masked."""
     parts = urlsplit(url)
-    shown = re.sub(r"(//[^/@]*?):[^/@]*@", r"\1:***@", url)  # the password masked, whatever else is wrong
+    shown = password_masked(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
         raise ValueError(f"an MQTT broker URL starts with mqtt:// or mqtts://, not {parts.scheme or 'nothing'}:// "
                          f"({shown})")

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from lora_bridge.errors import StoreNotOpened
+from lora_bridge.settings import password_masked
 from lora_bridge.store import migrate, write_lock
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ NO_SUCH_DATABASE = re.compile(r"database \S+ does not exist")
 def parse_database_url(url: str) -> URL:
     """The parsed store URL; StoreNotOpened when it does not read or names a database Tembo does not
     run on (its password masked in the message)."""
-    shown = re.sub(r"(//[^/@]*?):[^/@]*@", r"\1:***@", url)
+    shown = password_masked(url)
     try:
         parsed = make_url(url)
     except (exc.ArgumentError, ValueError):
