@@ -34,6 +34,7 @@ from pathlib import Path
 
 from collar_firmware import blob as collar_blob
 from collar_firmware import classifier
+from models.atomic_file import replace_file
 
 DEFAULT_REGISTRY = Path("var") / "models"
 ENTRIES = "entries"
@@ -70,21 +71,6 @@ class Entry:
     @property
     def model_version(self) -> int:
         return int(self.record["model_version"])
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write text to path so readers see the old file or the new one, never a mix (a temporary file of
-    its own per writer: two promotions at once must not write into one temporary file)."""
-    tmp = path.parent / f".{path.name}.{_unique()}.tmp"
-    try:
-        with open(tmp, "x") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _unique() -> str:
@@ -232,7 +218,7 @@ def _write_entry(folder: Path, blob: bytes, parsed, digest: str, model_id: str, 
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         **record,
     }
-    _atomic_write(folder / ENTRY_NAME, json.dumps(full, indent=1))
+    replace_file(folder / ENTRY_NAME, json.dumps(full, indent=1).encode())
 
 
 def promote(model_id: str, registry: str | Path | None = None, note: str = "") -> dict:
@@ -263,7 +249,7 @@ def promote(model_id: str, registry: str | Path | None = None, note: str = "") -
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "note": note,
     }
-    _atomic_write(registry_dir(registry) / PROMOTED, json.dumps(promoted, indent=1))
+    replace_file(registry_dir(registry) / PROMOTED, json.dumps(promoted, indent=1).encode())
     return promoted
 
 

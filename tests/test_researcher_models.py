@@ -624,3 +624,34 @@ def test_a_stork_model_with_five_classes_names_status_and_shares_beyond_the_code
     assert stork.behaviour == "WALK"
     assert summary.shares_pct == dict(zip(classes, [5.0, 5.0, 10.0, 20.0, 60.0], strict=True))
     assert summary.dominant == "WALK"
+
+
+def test_a_researchers_promotion_is_on_disk_under_its_name_before_the_command_returns(tmp_path, monkeypatch):
+    """A power cut just after `tembo models promote` said it was done must not bring back the model promoted
+    before: the new promoted.json is fsynced, renamed over the old one, and then its folder is fsynced (the
+    rename lives in the folder, which a file's own fsync does not cover)."""
+    import os
+
+    reg = tmp_path / "registry"
+    model_ids = [registry.register(_renamed_model(registry.reserve_version(reg)), {}, reg).model_id for _ in range(2)]
+    registry.promote(model_ids[0], reg)
+    happened: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        happened.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(source, target) -> None:
+        real_replace(source, target)
+        happened.append(("replace", str(target)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", rename)
+    registry.promote(model_ids[1], reg)
+    monkeypatch.undo()
+    promoted_json = [target for kind, target in happened if kind == "replace" and target.endswith("promoted.json")]
+    assert len(promoted_json) == 1
+    after = happened[happened.index(("replace", promoted_json[0])):]
+    assert ("fsync", str(Path(promoted_json[0]).parent)) in after, "the folder holding the new name is fsynced"
+    assert registry.promoted(reg)["model_id"] == model_ids[1]

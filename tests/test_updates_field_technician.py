@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import stat
 import struct
 import subprocess
 import sys
@@ -897,3 +898,38 @@ def test_field_technician_whose_disk_fills_up_while_installing_a_key_keeps_the_k
                                                          str(collar_keys)])
     assert collar_keys.read_bytes() == before, "the key file the collars hold, as it was"
     assert sorted(p.name for p in collar_keys.parent.iterdir() if p.name.startswith(".")) == [], "no leftover"
+
+
+def test_field_technician_whose_laptop_dies_before_the_rename_keeps_the_key_file_the_collars_hold(key_dir, tmp_path):
+    """A power cut while `tembo keys install` writes the collar key file (here: the process dies just before the
+    new file is renamed over the old one) leaves the file the collars hold byte for byte as it was, and the same
+    command run again installs the key."""
+    _, collar_keys = key_dir
+    before = collar_keys.read_bytes()
+    other = tmp_path / "release-8.key"
+    assert main(["keys", "generate", str(other), "--key-id", "8"]) == 0
+    dies_at_the_rename = (
+        "import os, sys\n"
+        "from tembo.cli import main\n"
+        "os.replace = lambda *args: os._exit(9)\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    argv = ["keys", "install", str(other), "--collar-keys", str(collar_keys)]
+    died = subprocess.run([sys.executable, "-c", dies_at_the_rename, *argv], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, check=False)
+    assert died.returncode == 9, died.stderr
+    assert collar_keys.read_bytes() == before, "the key file the collars hold, as it was"
+    assert main(argv) == 0
+    assert sorted(keys.read_collar_keys(collar_keys)) == [7, 8]
+
+
+def test_field_technician_who_keeps_the_collar_key_file_0600_still_has_it_0600_after_installing_a_key(
+        key_dir, tmp_path):
+    """The collar key file is replaced whole on every install; the new file takes the old one's mode, so a
+    technician who closed it to other users of the build machine does not find it readable again."""
+    _, collar_keys = key_dir
+    collar_keys.chmod(0o600)
+    other = tmp_path / "release-8.key"
+    assert main(["keys", "generate", str(other), "--key-id", "8"]) == 0
+    assert main(["keys", "install", str(other), "--collar-keys", str(collar_keys)]) == 0
+    assert sorted(keys.read_collar_keys(collar_keys)) == [7, 8]
+    assert stat.S_IMODE(collar_keys.stat().st_mode) == 0o600

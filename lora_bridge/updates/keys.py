@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from collar_firmware import trust
+from models.atomic_file import replace_file
 
 log = logging.getLogger(__name__)
 
@@ -217,18 +218,3 @@ def install_public(key_id: int, public: bytes, path: Path = COLLAR_KEYS_PATH, re
         raise KeyFileError(f"a collar holds at most {trust.MAX_KEYS} keys")
     replace_file(Path(path), b"".join(bytes([k]) + keys[k] for k in sorted(keys)))
     return keys
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Put data at path whole or not at all: written beside it, fsynced, then renamed over it. A full disk
-    or Ctrl-C half way leaves the file as it was (a key file cut short would make every release refused)."""
-    temporary = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise

@@ -23,7 +23,8 @@ from pathlib import Path
 from collar_firmware import blob as collar_blob
 from collar_firmware import config as collar_config
 from collar_firmware import trust
-from lora_bridge.updates.keys import COLLAR_KEYS_PATH, SigningKey, read_collar_keys, replace_file
+from lora_bridge.updates.keys import COLLAR_KEYS_PATH, SigningKey, read_collar_keys
+from models.atomic_file import fsync_folder, replace_file, write_new_file
 
 log = logging.getLogger(__name__)
 
@@ -229,16 +230,13 @@ def write_release(files: dict[Path, bytes]) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{manifest.name}{STAGING_MARK}", dir=out_dir))
         for path, data in files.items():
-            with open(staging / path.name, "wb") as staged:
-                staged.write(data)
-                staged.flush()
-                os.fsync(staged.fileno())
-        _fsync_folder(staging)
+            write_new_file(staging / path.name, data)
+        fsync_folder(staging)
         for path in paths:  # the manifest last: the release exists once it is in place
             if not path.exists():
                 _put_in_place(staging / path.name, path)
                 placed.append(path)
-        _fsync_folder(out_dir)
+        fsync_folder(out_dir)
     except BaseException as stopped:
         for path in paths:  # what this write put in place (linked, so still the staged file, or renamed)
             staged = staging / path.name
@@ -275,15 +273,6 @@ def _put_in_place(staged: Path, path: Path) -> None:
             raise ReleaseError(f"{path} was written by someone else meanwhile: a released version is never "
                                "replaced") from None
         os.rename(staged, path)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the names a folder holds durable (a file's own fsync does not cover its name)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _clear_interrupted(out_dir: Path, manifest: Path) -> None:
