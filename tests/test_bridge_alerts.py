@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 
 import bridge_builders as b
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from lora_bridge.access import Viewer
 from lora_bridge.domain import alerts
@@ -26,6 +27,26 @@ def bridge(store_url):
 
 def collar_alert(bridge, alert_type="mortality", seq=1, f_cnt=1, time_s=b.T0_S):
     return bridge.ingest_tts_uplink(b.tts_uplink(b.alert(alert_type, seq=seq, time_s=time_s), f_cnt=f_cnt))
+
+
+def until_it_waits_for_the_store(bridge, step: Future, within_s: float = 60.0) -> None:
+    """Return once the other thread's step waits for this thread's open write: on SQLite for its turn in the
+    bridge's writer queue, on PostgreSQL for a lock (the alert's row). A step that ends first did not wait for
+    the write it races, which is what these tests look for; so does one still not waiting after within_s."""
+    writers = bridge.db._writers  # the store's queue of this process's SQLite writers; None on PostgreSQL
+    deadline = time.monotonic() + within_s
+    while True:
+        if writers is not None:
+            waits = writers.waiting() > 0
+        else:
+            with bridge.db.read() as session:
+                waits = session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                            "AND wait_event_type = 'Lock'")) > 0
+        if waits:
+            return
+        assert not step.done(), f"the step ended without waiting for the open write: {step.exception()!r}"
+        assert time.monotonic() < deadline, f"the step was not waiting for the store after {within_s} s"
+        threading.Event().wait(0.005)
 
 
 def test_ranger_acknowledges_then_resolves_mortality_alert_with_verdict(bridge):
@@ -280,7 +301,7 @@ def test_two_rangers_phones_taking_one_alert_at_once_get_one_answer_kept_and_the
             with bridge.db.write() as session:  # Amani's resolve, in the store's hands, not yet committed
                 alerts.resolve(session, alert_id, "ranger.amani", "true", "tracks of two men at the dam")
                 baraka_tapped = pool.submit(second)  # Baraka's phone, the same moment
-                time.sleep(1.0)  # his step reaches the store while Amani's is still open
+                until_it_waits_for_the_store(bridge, baraka_tapped)  # his step reaches it while Amani's is open
             with pytest.raises(InvalidTransition):
                 baraka_tapped.result(timeout=30)
         kept = bridge.alert(alert_id, viewer=b.RANGER)
@@ -319,7 +340,7 @@ def test_an_alert_a_ranger_acknowledges_while_the_timer_escalates_it_is_never_es
         with bridge.db.write() as session:  # Amina's acknowledgement, in the store's hands, not yet committed
             alerts.acknowledge(session, alert_id, "ranger.amina")
             timer = pool.submit(bridge.run_rules, b.T0 + timedelta(minutes=11))  # 11 min unanswered: escalate
-            time.sleep(1.0)  # the timer's pass reaches the alert while her acknowledgement is still open
+            until_it_waits_for_the_store(bridge, timer)  # the timer's pass reaches it while hers is still open
         timer.result(timeout=30)
     history = [event.action for event in bridge.alert_events(alert_id, viewer=b.RANGER)]
     kept = bridge.alert(alert_id, viewer=b.RANGER)
