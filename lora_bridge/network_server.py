@@ -35,6 +35,7 @@ import httpx
 from lora_bridge.errors import DownlinkError
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.updates.multicast_keys import GroupKeys
+from lora_bridge.uplink_formats import MAX_F_CNT, UINT64_MAX, int_within
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +255,7 @@ class NetworkServerClient:
         except ValueError:
             said = None
         f_cnt = said.get("fCnt") if isinstance(said, dict) else None
-        counter = ascii_uint(f_cnt)
+        counter = int_within(f_cnt, 0, MAX_F_CNT)
         if f_cnt is not None and counter is None:  # the frame is queued: nothing may raise now (a retry sends it twice)
             log.warning("ChirpStack group %s queued the frame and answered fCnt %r, not a frame counter: ignored",
                         frame.group_id, f_cnt)
@@ -427,26 +428,14 @@ def parse_tts_multicast_device(answer: object) -> TtsMulticastDevice:
     current = state.get("current_parameters", {}) if isinstance(state, dict) else None
     if not isinstance(current, dict):
         raise ValueError("mac_state.current_parameters must be an object")
-    frequency = ascii_uint(current.get("rx2_frequency", "0"))
+    frequency = int_within(current.get("rx2_frequency", "0"), 0, UINT64_MAX)
     if frequency is None:
         raise ValueError(f"rx2_frequency {current.get('rx2_frequency')!r} is not a uint64")
-    rate = current.get("rx2_data_rate_index", 0)
-    if isinstance(rate, str) and rate.startswith("DATA_RATE_"):
-        rate = ascii_uint(rate[10:]) if rate[10:] else None
-    if isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= 15:
+    said = current.get("rx2_data_rate_index", 0)
+    rate = int_within(said[10:] if isinstance(said, str) and said.startswith("DATA_RATE_") else said, 0, 15)
+    if rate is None:
         raise ValueError(f"rx2_data_rate_index {current.get('rx2_data_rate_index')!r} is not a DataRateIndex")
     return TtsMulticastDevice(flags["multicast"], flags["supports_class_c"], frequency, rate)
-
-
-def ascii_uint(value: object) -> int | None:
-    """A whole number 0 or above from a network server's JSON (a number, or a string of ASCII digits as proto3
-    JSON writes a 64-bit one); None for anything else. `str.isdigit` also passes '²' and '٣', which `int()`
-    then refuses or reads as 3: no network server writes them."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
 
 
 def _bearer(key: str) -> dict[str, str]:

@@ -34,6 +34,7 @@ from lora_bridge.errors import MalformedUplink
 from lora_bridge.store.utc import as_utc
 
 MAX_F_CNT = 2**32 - 1
+UINT64_MAX = 2**64 - 1  # a proto3 uint64 (TTS writes it as decimal text: "869525000")
 # LoRa spreading factors a radio sends (SF5 and SF6 on the newer Semtech chips, SF7..SF12 on every one).
 SPREADING_FACTORS = (5, 12)
 MAX_LABEL = 64

@@ -380,6 +380,14 @@ def test_a_late_set_up_answer_from_a_collar_already_failed_is_logged_and_ignored
      "is not an end device: rx2_data_rate_index 'DATA_RATE_٣' is not a DataRateIndex"),
     ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_frequency": "²"}}},
      "is not an end device: rx2_frequency '²' is not a uint64"),
+    # beyond a uint64: no radio's frequency, and more than the Protobuf JSON mapping lets a uint64 hold
+    ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_frequency": str(2**64 + 869525000)}}},
+     f"is not an end device: rx2_frequency '{2**64 + 869525000}' is not a uint64"),
+    ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_frequency": True}}},
+     "is not an end device: rx2_frequency True is not a uint64"),
+    ({**tts_multicast_end_device(), "mac_state": {"current_parameters": {"rx2_frequency": "869525000",
+                                                                         "rx2_data_rate_index": 3.5}}},
+     "is not an end device: rx2_data_rate_index 3.5 is not a DataRateIndex"),
 ])
 def test_a_tts_multicast_device_that_does_not_send_as_the_plan_does_refuses_the_campaign(sqlite_url, network,
                                                                                         device, says):
@@ -394,6 +402,22 @@ def test_a_tts_multicast_device_that_does_not_send_as_the_plan_does_refuses_the_
             start_campaign(bridge, image, version)
         assert bridge.campaigns() == [], "nothing half made"
     assert network.unicast == [] and network.multicast == []
+
+
+@pytest.mark.parametrize(("frequency", "data_rate"), [(869525000.0, "DATA_RATE_3"), ("869525000", 3.0),
+                                                      (869525000, "3")])
+def test_a_tts_multicast_device_whose_rx2_numbers_come_as_the_protobuf_json_mapping_allows_starts_the_campaign(
+        sqlite_url, network, frequency, data_rate):
+    """TTS writes the uint64 RX2 frequency as decimal text and the data rate by its enum name; the Protobuf JSON
+    mapping its API follows also lets a number stand for either, with a zero fraction too (869525000.0, as a
+    proxy that re-encodes JSON writes it). Until 5 December the bridge refused 869525000.0 as "not a uint64"."""
+    image, version = model_image()
+    network.devices[GROUP] = {**tts_multicast_end_device(), "mac_state": {"current_parameters": {
+        "rx2_frequency": frequency, "rx2_data_rate_index": data_rate}}}
+    with open_bridge(sqlite_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-07", f_cnt=1))
+        campaign = start_campaign(bridge, image, version)
+    assert campaign["delivery"]["network_group"]["id"] == GROUP
 
 
 def test_a_tts_multicast_device_sending_as_the_plan_does_is_read_once_with_a_field_mask(sqlite_url, network):
