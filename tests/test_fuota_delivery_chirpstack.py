@@ -193,12 +193,9 @@ def test_a_technicians_group_that_does_not_send_as_the_plan_does_refuses_the_cam
     assert chirpstack.unicast == [] and chirpstack.multicast == []
 
 
-@pytest.mark.parametrize("f_cnt", ["²", "٣", "-1", "", {"n": 3}, True, 17.5, "4294967296", " 17"])
-def test_a_chirpstack_answer_whose_frame_counter_is_not_ascii_digits_does_not_make_the_bridge_send_a_fragment_twice(
-        f_cnt, caplog):
-    """ChirpStack queues the frame, then answers with its fCnt. Until 5 December '²' passed `isdigit` and
-    `int()` then raised after the frame was queued: the outbox left it "sending", and once its lease ran out
-    pushed the same fragment again, airtime spent twice."""
+def multicast_frame_answered(f_cnt: object, caplog) -> tuple[list[str], list[str]]:
+    """Send one multicast frame to a ChirpStack that queues it and answers `{"fCnt": f_cnt}`; return the paths
+    posted to and the warnings the bridge logged."""
     posted = []
 
     def chirpstack(request: httpx.Request) -> httpx.Response:
@@ -212,8 +209,18 @@ def test_a_chirpstack_answer_whose_frame_counter_is_not_ascii_digits_does_not_ma
     with caplog.at_level(logging.WARNING, logger="lora_bridge.network_server"):
         client.send_multicast(frame)  # queued: no error
     client.close()
+    return posted, [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("f_cnt", ["²", "٣", "-1", "", {"n": 3}, True, 17.5, "4294967296", " 17"])
+def test_a_chirpstack_answer_whose_frame_counter_is_not_ascii_digits_does_not_make_the_bridge_send_a_fragment_twice(
+        f_cnt, caplog):
+    """ChirpStack queues the frame, then answers with its fCnt. Until 5 December '²' passed `isdigit` and
+    `int()` then raised after the frame was queued: the outbox left it "sending", and once its lease ran out
+    pushed the same fragment again, airtime spent twice."""
+    posted, warned = multicast_frame_answered(f_cnt, caplog)
     assert posted == [f"/api/multicast-groups/{CHIRPSTACK_GROUP_ID}/queue"], "queued once"
-    assert [r.getMessage() for r in caplog.records] == [
+    assert warned == [
         f"ChirpStack group {CHIRPSTACK_GROUP_ID} queued the frame and answered fCnt {f_cnt!r}, not a frame counter: "
         "ignored"]
 
@@ -225,14 +232,5 @@ def test_a_chirpstack_answer_whose_frame_counter_is_a_whole_number_raises_no_war
     it as decimal text or as a number with a zero fraction (17.0, as a proxy that re-encodes JSON writes it). All
     are a frame counter, read by the bridge's one reading of a network server's whole numbers: the technician
     watching the log is not told ChirpStack answered something that is not one."""
-    def chirpstack(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"fCnt": f_cnt})
-
-    settings = BridgeSettings(network_server_url="http://chirpstack.invalid", network_server_api_key="key")
-    client = NetworkServerClient(settings, httpx.Client(transport=httpx.MockTransport(chirpstack)))
-    frame = MulticastFrame(CHIRPSTACK_GROUP_ID, None, (), 201, b"\x08\x01", datetime(2026, 3, 1, tzinfo=UTC),
-                           network="chirpstack")
-    with caplog.at_level(logging.WARNING, logger="lora_bridge.network_server"):
-        client.send_multicast(frame)
-    client.close()
-    assert [r.getMessage() for r in caplog.records] == []
+    posted, warned = multicast_frame_answered(f_cnt, caplog)
+    assert posted == [f"/api/multicast-groups/{CHIRPSTACK_GROUP_ID}/queue"] and warned == []
