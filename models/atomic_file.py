@@ -36,14 +36,19 @@ def replace_file(path: Path, data: bytes, mode: int | None = None) -> None:
 
 def write_new_file(path: Path, data: bytes, mode: int | None = None) -> None:
     """Write data into a file that must not exist yet (FileExistsError), fsynced before it returns;
-    with mode, exactly that mode, whatever the umask."""
+    with mode, exactly that mode, whatever the umask. A failure half way (a full disk, Ctrl-C) takes the
+    file this call made away again."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else 0o600)
-    with open(fd, "wb") as f:
-        if mode is not None:
-            os.fchmod(f.fileno(), mode)
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
 
 
 def fsync_folder(folder: Path) -> None:

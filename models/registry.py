@@ -34,7 +34,7 @@ from pathlib import Path
 
 from collar_firmware import blob as collar_blob
 from collar_firmware import classifier
-from models.atomic_file import replace_file
+from models.atomic_file import replace_file, write_new_file
 
 DEFAULT_REGISTRY = Path("var") / "models"
 ENTRIES = "entries"
@@ -197,10 +197,7 @@ def register(blob: bytes, record: dict, registry: str | Path | None = None, extr
 def _write_entry(folder: Path, blob: bytes, parsed, digest: str, model_id: str, record: dict,
                  extra_files: dict | None) -> None:
     """Write an entry's blob, extra files and entry.json into folder (fsynced)."""
-    with open(folder / BLOB_NAME, "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
+    write_new_file(folder / BLOB_NAME, blob)
     for name, source in (extra_files or {}).items():
         if Path(source).exists():
             shutil.copyfile(source, folder / name)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from collar_firmware import trust
-from models.atomic_file import replace_file
+from models.atomic_file import replace_file, write_new_file
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +82,12 @@ def generate(private_path: Path, key_id: int) -> SigningKey:
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    try:
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
-    except FileExistsError:
-        raise KeyFileError(f"{private_path} exists: a release key is never overwritten") from None
     public = _raw_public(key.public_key())
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(private_path, PRIVATE_MODE)
+        write_new_file(private_path, pem, PRIVATE_MODE)  # a full disk or Ctrl-C half way leaves no key file
+    except FileExistsError:
+        raise KeyFileError(f"{private_path} exists: a release key is never overwritten") from None
+    try:
         public_path(private_path).write_text(f"{PUB_PREFIX} {key_id} {public.hex()}\n")
     except BaseException:
         # a full disk or Ctrl-C half way: the key this call made (never used) goes, so the same command
