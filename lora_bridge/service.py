@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -588,13 +588,18 @@ class Bridge:
         since the last read) that it is alive and within a gateway's range."""
         if viewer is not None:
             require(viewer, roles.READ_DEVICES)
+        return self._devices_by_cutoff(device_ids, viewer, self.clock())
+
+    def _devices_by_cutoff(self, device_ids: list[str] | None, viewer: Viewer | None, now: datetime) -> list[DeviceView]:
+        """`devices` as viewer sees them with the clock at now (one reading of it for the whole answer)."""
         with self.db.read() as session:
             views = queries.device_views(session, device_ids)
             if viewer is None or viewer.exact_positions:
                 return views
-            cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), self.clock())
+            cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), now)
             reports = delayed.collar_reports_by(session, cutoffs, self.codec)
-            counts = {device_id: found for cutoff, device_ids_then in self._collar_cutoffs(viewer, views, cutoffs).items()
+            by_cutoff = self._collar_cutoffs(viewer, {view.device_id: view.animal_id for view in views}, cutoffs, now)
+            counts = {device_id: found for cutoff, device_ids_then in by_cutoff.items()
                       for device_id, found in queries.frame_counts(session, device_ids_then, cutoff).items()}
         unknown, uncounted = delayed.CollarReport(last_seen=None), queries.FrameCounts()
         return [
@@ -604,16 +609,19 @@ class Bridge:
             for view in views
         ]
 
+    @staticmethod
     def _collar_cutoffs(
-        self, viewer: Viewer, views: Iterable[DeviceView], cutoffs: dict[datetime, list[str]]
+        viewer: Viewer, animal_of: Mapping[str, str | None], cutoffs: dict[datetime, list[str]], now: datetime
     ) -> dict[datetime, list[str]]:
-        """Each cutoff of viewer's role -> the device ids of the collars (views) it applies to: that of
-        each collar's animal (`cutoffs`: cutoff -> animal ids), the strictest for a collar without one."""
+        """Each cutoff of viewer's role -> the device ids of the collars it applies to (`animal_of`: device id ->
+        its animal's id): that of each collar's animal (`cutoffs`: cutoff -> animal ids, `_cutoffs` at now), the
+        strictest at now for a collar without one. The one answer to "up to when may this role see this collar"
+        that the collars' pages, the fleet's health and the network events all read."""
         cutoff_of = {animal_id: cutoff for cutoff, animal_ids in cutoffs.items() for animal_id in animal_ids}
-        strictest = _earliest_cutoff(viewer, self.clock())
+        strictest = _earliest_cutoff(viewer, now)
         by_cutoff: dict[datetime, list[str]] = {}
-        for view in views:
-            by_cutoff.setdefault(cutoff_of.get(view.animal_id or "", strictest), []).append(view.device_id)
+        for device_id, animal_id in animal_of.items():
+            by_cutoff.setdefault(cutoff_of.get(animal_id or "", strictest), []).append(device_id)
         return by_cutoff
 
     def latest_positions(self, *, viewer: Viewer) -> list[PositionView]:
@@ -964,12 +972,11 @@ class Bridge:
         with self.db.read() as session:
             cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), now)
             animal_of = {device: str(animal) for animal, device in session.execute(select(Animal.id, Animal.device_id))}
-        until = {animal: cutoff for cutoff, animals in cutoffs.items() for animal in animals}
-        strictest = _earliest_cutoff(viewer, now)
-        return [
-            event for event in events
-            if event["time"] is not None and as_utc(event["time"]) <= until.get(animal_of.get(event["device_id"]), strictest)
-        ]
+        collars = {event["device_id"] or "": animal_of.get(event["device_id"]) for event in events}  # "": no collar
+        until = {device_id: cutoff for cutoff, device_ids in self._collar_cutoffs(viewer, collars, cutoffs, now).items()
+                 for device_id in device_ids}
+        return [event for event in events
+                if event["time"] is not None and as_utc(event["time"]) <= until[event["device_id"] or ""]]
 
     def _network_events(self, device_id: str | None, kind: str | None, limit: int | None) -> list[dict[str, Any]]:
         with self.db.read() as session:
@@ -1311,11 +1318,15 @@ class Bridge:
         if viewer is not None:
             require(viewer, roles.READ_FLEET)
         late = viewer is not None and not viewer.exact_positions
-        health = {view.device_id: view for view in self.devices(viewer=viewer if late else None)}
+        if late:
+            require(viewer, roles.READ_DEVICES)
+        seen_at = self.clock()  # one reading: the collars, their as_of and their gateways by the same cutoffs
+        health = {view.device_id: view for view in self._devices_by_cutoff(None, viewer if late else None, seen_at)}
         with self.db.read() as session:
             if late:
-                cutoffs = self._collar_cutoffs(
-                    viewer, health.values(), self._cutoffs(viewer, delayed.high_value_flags(session), self.clock()))
+                cutoffs = self._collar_cutoffs(viewer, {device_id: view.animal_id for device_id, view in health.items()},
+                                               self._cutoffs(viewer, delayed.high_value_flags(session), seen_at),
+                                               seen_at)
                 as_of = {device_id: cutoff for cutoff, device_ids in cutoffs.items() for device_id in device_ids}
                 gateways = {device_id: gateway for cutoff, device_ids in cutoffs.items()
                             for device_id, gateway in queries.last_gateway_per_device(session, device_ids, cutoff).items()}
