@@ -2,7 +2,8 @@
 
 Applied inside the service layer to the views it hands out. A role without exact positions gets,
 per animal (ordinary or high-value, see `roles.Role.precision`):
-- only fixes at least the role's delay old (the cutoff), and alerts raised before the cutoff;
+- only fixes at least the role's delay old (the cutoff), and alerts raised before the cutoff on reports
+  before it (a fence crossing is dated before the fixes that confirmed it, `known_at`);
 - each position snapped to the centre of its cell in a grid of the role's size, laid in the
   equal-area EASE-Grid 2.0 projection (EPSG:6933), so a cell covers grid_m² on the ground at any
   latitude and the same fix always lands on the same centre (nothing to average away);
@@ -35,6 +36,7 @@ from lora_bridge.access.delayed import CollarReport
 from lora_bridge.access.roles import Precision, Viewer
 from lora_bridge.decode import decode_payload
 from lora_bridge.domain import alerts as alert_rules
+from lora_bridge.domain import rules_crossings
 from lora_bridge.domain.rules_lifecycle import ESCALATED
 from lora_bridge.queries import ACTION_ASSIGNED
 from lora_bridge.views import (
@@ -212,7 +214,7 @@ def alerts(
     for view in views:
         precision = _precision(viewer, view.animal_id, high_value)
         seen_until = cutoff(precision, now)
-        if view.time > seen_until:
+        if known_at(view) > seen_until:
             continue
         view = alert_rules.as_it_stood(view, seen_until)
         if steps is not None:
@@ -222,6 +224,14 @@ def alerts(
             lat, lon = coarsen(lat, lon, precision.grid_m)
         out.append(replace(view, lat=lat, lon=lon, evidence=without_places(view.evidence), note=None))
     return out
+
+
+def known_at(view: AlertView) -> datetime:
+    """The time of the newest report an alert rests on: its own time, or for a fence crossing (dated
+    at the crossing, interpolated between two fixes) the newest fix that confirmed it. A role with a
+    delay sees the alert once that report is as old as its delay, as it sees the fix itself."""
+    confirmed = rules_crossings.confirmed_at(view.evidence)
+    return max(view.time, confirmed) if confirmed is not None else view.time
 
 
 def _standing_then(view: AlertView, steps: list[AlertEventView], seen_until: datetime) -> AlertView:

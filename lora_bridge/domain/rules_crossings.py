@@ -20,18 +20,25 @@ All of it on plain (time, lat, lon) fixes and a FenceIndex, so a test can check 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from lora_bridge.domain.geofences import ENTER, Crossing, FenceIndex
 from lora_bridge.domain.rules_movement import Fix
 from lora_bridge.domain.rules_profiles import FenceProfile
+from lora_bridge.views import time_of
 
 CONFIRMED = "confirmed"
 PENDING = "pending"
 LONE_FIX = "lone_fix"
 RETURN = "return"
 NO_FIX_PAST = "no_fix_past"
+
+# Where a server crossing alert keeps its verdict's evidence, and where that names the fixes past the line.
+CONFIRMATION_KEY = "confirmation"
+FIXES_PAST_LINE_KEY = "fixes_past_line"
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ class CrossingJudge:
     def _evidence(self, decided: str, past: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "decided": decided,
-            "fixes_past_line": past,
+            FIXES_PAST_LINE_KEY: past,
             "profile": self.profile.model_dump(),
         }
 
@@ -143,3 +150,15 @@ def judged_on(judge: CrossingJudge, track: list[Fix], keys: set[tuple[Fix, Fix]]
         if (track[i], track[i + 1]) in keys:
             out.extend(judge.judge(track, i))
     return out
+
+
+def confirmed_at(evidence: Mapping[str, Any]) -> datetime | None:
+    """When a server crossing alert (its evidence) became known: the time of the newest fix that
+    confirmed it. The alert is dated at the crossing, interpolated between the fixes around it, so
+    earlier, by as long as the collar went unheard: a crossing 49 h back confirmed by a fix of 5 min ago
+    says where the animal is now. None for an alert without a confirmation (a collar's own alert)."""
+    confirmation = evidence.get(CONFIRMATION_KEY) if isinstance(evidence, Mapping) else None
+    fixes = confirmation.get(FIXES_PAST_LINE_KEY) if isinstance(confirmation, Mapping) else None
+    times = [time_of(fix.get("time")) for fix in fixes if isinstance(fix, Mapping)] if isinstance(fixes, list) else []
+    known = [time for time in times if time is not None]
+    return max(known) if known else None

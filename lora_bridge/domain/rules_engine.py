@@ -41,6 +41,7 @@ from lora_bridge.domain import alerts, devices, geofences, rules, rules_visits
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
 from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, REST_CLASSES, corroborate
 from lora_bridge.domain.rules_crossings import (
+    CONFIRMATION_KEY,
     CONFIRMED,
     LONE_FIX,
     NO_FIX_PAST,
@@ -864,7 +865,7 @@ def _on_crossing(
             "track segment intersected with the fence's lines in UTM; time interpolated along the segment; "
             "believed once confirmed by the fixes after it (a second fix past the line, or one far past it)"
         ),
-        "confirmation": judged.evidence,
+        CONFIRMATION_KEY: judged.evidence,
         "fence_id": crossing.fence_id,
         "fence": crossing.fence_name,
         "fence_kind": crossing.fence_kind,

@@ -1,0 +1,54 @@
+"""Fence crossings as the roles with a delay see them: a crossing is dated when the animal crossed the
+line (interpolated along the segment), but it is only known once the fixes after it confirmed it, and
+those can be minutes old while the crossing is days old."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+import rules_builders as rb
+
+from lora_bridge.access import FIELD_TECHNICIAN, RANGER, RESEARCHER, VISITOR, Viewer
+from lora_bridge.errors import UnknownAlert
+
+NOW = b.T0 + timedelta(hours=60)
+EXIT = "geofence_exit"
+
+
+@pytest.fixture
+def bridge(sqlite_url):
+    """Naserian (an ordinary animal) seen inside the park 60 h ago, then nothing until a fix 5 min
+    ago 900 m past the park's fence (far enough to confirm the crossing at once): the crossing lies
+    about 49 h back, where every delayed role may read alerts, but says where she is now."""
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.clock = lambda: NOW
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        rb.park_and_farm(bridge)
+        rb.ingest_track(bridge, [(0, 309_800, 9_702_000), (60 * 60 - 5, 310_900, 9_702_000)])
+        yield bridge
+
+
+def _exits(bridge, who: Viewer) -> list:
+    return [alert for alert in bridge.alerts(viewer=who) if alert.alert_type == EXIT]
+
+
+@pytest.mark.parametrize("role", [RESEARCHER, FIELD_TECHNICIAN, VISITOR])
+def test_a_late_role_learns_an_old_fence_crossing_only_once_the_fix_that_confirmed_it_is_late_enough(bridge, role):
+    (ranger_sees,) = _exits(bridge, Viewer("amina", RANGER))
+    assert ranger_sees.time < NOW - timedelta(hours=48)  # dated at the crossing, as rangers want it
+    late = Viewer("late.reader", role)
+    delay = late.policy.animals.delay
+
+    assert _exits(bridge, late) == [], "the exit tells a late role that she is outside the park now"
+    assert late.policy.animals.delay < timedelta(hours=48)
+    assert [a.animal_id for a in bridge.open_alerts(viewer=late) if a.alert_type == EXIT] == []
+    (animal,) = bridge.animals(viewer=late)
+    assert animal.open_alerts == 0
+    with pytest.raises(UnknownAlert):
+        bridge.alert(ranger_sees.alert_id, viewer=late)
+
+    bridge.clock = lambda: NOW + delay  # the confirming fix is now as old as the role's delay
+    (seen,) = _exits(bridge, late)
+    assert seen.time == ranger_sees.time  # still dated at the crossing
