@@ -2145,12 +2145,37 @@ class Bridge:
                 campaigns.evaluate(session, c)
             return len(active)
 
-    def fleet_versions(self) -> list[dict[str, Any]]:
-        """Which collar runs which firmware and model, with battery and link."""
+    def fleet_versions(self, *, viewer: Viewer | None = None) -> list[dict[str, Any]]:
+        """Which collar runs which firmware and model, with battery and link. For a viewer without
+        exact positions, each collar as it had been heard by the cutoff of its animal, as `devices`
+        shows it: a battery, a link and a status time of minutes ago say the collar is alive and how
+        far it is from a mast now, an update result reported since that it was heard just now."""
         from lora_bridge.domain import campaigns
 
+        if viewer is not None:
+            require(viewer, roles.READ_UPDATES)
         with self.db.read() as session:
-            return campaigns.fleet_versions(session)
+            fleet = campaigns.fleet_versions(session)
+            if viewer is None or viewer.exact_positions:
+                return fleet
+            collars = queries.device_views(session)
+            cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), self.clock())
+            reports = delayed.collar_reports_by(session, cutoffs, self.codec)
+        worn_by = {view.device_id: view.animal_id or "" for view in collars}
+        cutoff_of = {device_id: cutoff for cutoff, device_ids in self._collar_cutoffs(viewer, collars, cutoffs).items()
+                     for device_id in device_ids}
+        unknown = delayed.CollarReport(last_seen=None)
+        shown = []
+        for row in fleet:
+            report, seen_until = reports.get(worn_by.get(row["device_id"], ""), unknown), cutoff_of[row["device_id"]]
+            result = row["update"]
+            shown.append({
+                **row, "fw_version": report.fw_version, "model_version": report.model_version,
+                "model_fallback": bool(report.flags.get("model_fallback")), "battery_mv": report.battery_mv,
+                "last_rssi_dbm": report.last_rssi_dbm, "status_time": report.status_time,
+                "update": result if result is not None and as_utc(result["time"]) <= seen_until else None,
+            })
+        return shown
 
     def _existing_animal_key(self, animal_id: str | int) -> int:
         key = queries.animal_key(animal_id)

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
-from lora_bridge.decode import decode_payload
+from lora_bridge.decode import decode_payload, message_time
 from lora_bridge.domain.devices import STATUS_FIELDS, status_flag_names
 from lora_bridge.ingest import STATUS_PROCESSED
 from lora_bridge.store.tables import ActivitySummary, Animal, Position, RawUplink
@@ -40,10 +40,11 @@ class CollarReport:
     queue_depth: int | None = None
     errors: int | None = None
     flags: dict[str, bool] = field(default_factory=dict)
+    status_time: datetime | None = None  # the collar's time of that status (when it had none: its reception)
 
 
-# What a collar's view (`DeviceView`) takes from its report for a role with a delay: every field.
-REPORTED_DEVICE_FIELDS = tuple(item.name for item in fields(CollarReport))
+# What a collar's view (`DeviceView`) takes from its report for a role with a delay: every field it has.
+REPORTED_DEVICE_FIELDS = tuple(item.name for item in fields(CollarReport) if item.name != "status_time")
 
 
 def high_value_flags(session: Session) -> dict[str, bool]:
@@ -156,6 +157,7 @@ def collar_reports_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]
                 last_snr_db=last.best_snr_db if last else None,
                 fw_version=None if version is None else str(version),
                 flags={name: bool(said[name]) for name in status_flag_names(codec) if name in said},
+                status_time=message_time(said, status.heard_at, heard_at=status.heard_at) if status else None,
                 **{name: said.get(name) for name in _STATUS_VALUES},
             )
     return reports

@@ -412,7 +412,7 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         return steer
 
     async def update_versions(request: Request, viewer: Viewer) -> Response:
-        return JSONResponse(to_jsonable(await call(bridge.fleet_versions)))
+        return JSONResponse(to_jsonable(await call(bridge.fleet_versions, viewer=viewer)))
 
     async def metrics(request: Request, viewer: Viewer) -> Response:
         return Response(await call(generate_latest, registries.for_viewer(viewer)), media_type=CONTENT_TYPE_LATEST)
