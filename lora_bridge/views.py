@@ -140,12 +140,13 @@ class AlertView:
         raised before 3 December kept no place of its own), and its evidence keeps nothing reported
         later."""
         evidence = stillness_until(until(self.evidence, moment), moment)
-        if self.last_time is None or self.last_time <= moment:
-            return replace(self, evidence=evidence)
         kept = self.evidence.get(OCCURRENCES_KEY) if isinstance(self.evidence, Mapping) else None
         entries = [entry for entry in kept if isinstance(entry, Mapping)] if isinstance(kept, list) else []
+        known_later = any(later_than(entry.get(KNOWN_AT_KEY), moment) for entry in entries)
+        if (self.last_time is None or self.last_time <= moment) and not known_later:
+            return replace(self, evidence=evidence)
         earlier = sorted(
-            (entry for entry in entries if time_of(entry.get("time")) and not later_than(entry.get("time"), moment)),
+            (entry for entry in entries if time_of(entry.get("time")) and not _after(entry, moment)),
             key=lambda entry: time_of(entry.get("time")),
         )
         raised = self.evidence.get(RAISED_AT_KEY) if isinstance(self.evidence, Mapping) else None
@@ -304,26 +305,30 @@ class ReplayReport:
 # (lora_bridge.domain.alerts).
 OCCURRENCES_KEY = "occurrences"
 RAISED_AT_KEY = "raised_at"
+# When an occurrence (or a step of an alert's history) dated earlier became known: a fence crossing is
+# dated at the crossing, and known once the fixes after it confirmed it (`rules_crossings.confirmed_at`).
+KNOWN_AT_KEY = "known_at"
 
 
 def until(value: Any, seen_until: datetime | None) -> Any:
-    """A JSON-like value without the mappings that carry a `time` after seen_until (an occurrence,
-    a behaviour summary or a place reported later than the viewer may see)."""
+    """A JSON-like value without the mappings that carry a `time` (or a `known_at`) after seen_until
+    (an occurrence, a behaviour summary or a place reported later than the viewer may see)."""
     if seen_until is None:
         return value
     if isinstance(value, Mapping):
         return {
             key: until(item, seen_until)
             for key, item in value.items()
-            if not (isinstance(item, Mapping) and later_than(item.get("time"), seen_until))
+            if not (isinstance(item, Mapping) and _after(item, seen_until))
         }
     if isinstance(value, list | tuple):
-        return [
-            until(item, seen_until)
-            for item in value
-            if not (isinstance(item, Mapping) and later_than(item.get("time"), seen_until))
-        ]
+        return [until(item, seen_until) for item in value if not (isinstance(item, Mapping) and _after(item, seen_until))]
     return value
+
+
+def _after(entry: Mapping[str, Any], seen_until: datetime) -> bool:
+    """True when an entry (an occurrence, a fix) was reported, or became known, after seen_until."""
+    return later_than(entry.get("time"), seen_until) or later_than(entry.get(KNOWN_AT_KEY), seen_until)
 
 
 # What an immobility alert's evidence counts over every fix of the still spell up to the newest.

@@ -52,3 +52,34 @@ def test_a_late_role_learns_an_old_fence_crossing_only_once_the_fix_that_confirm
     bridge.clock = lambda: NOW + delay  # the confirming fix is now as old as the role's delay
     (seen,) = _exits(bridge, late)
     assert seen.time == ranger_sees.time  # still dated at the crossing
+
+
+def test_a_late_role_does_not_learn_from_a_repeat_of_an_open_alert_that_the_animal_crossed_again_and_is_out_now(
+    sqlite_url,
+):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.clock = lambda: NOW
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        rb.park_and_farm(bridge)
+        start = NOW - timedelta(hours=60)
+        # The collar's own exit alert 59 h ago, left open; she is back inside 57 h ago; then nothing
+        # until a fix 5 min ago 900 m past the fence: a crossing about 27 h back, repeating the open alert.
+        rb.ingest_track(bridge, [(0, 309_000, 9_702_000)], start=start)
+        rb.collar_fence_alert(bridge, EXIT, 60, 310_500, 9_702_000, f_cnt=5, start=start)
+        rb.ingest_track(bridge, [(180, 309_000, 9_702_000)], first_f_cnt=6, start=start)
+        visitor = Viewer("kiosk", VISITOR)
+        (before,) = _exits(bridge, visitor)
+
+        rb.ingest_track(bridge, [(60 * 60 - 5, 310_900, 9_702_000)], first_f_cnt=7, start=start)
+
+        (ranger_sees,) = _exits(bridge, Viewer("amina", RANGER))
+        assert ranger_sees.occurrences == 2 and ranger_sees.last_time < NOW - timedelta(hours=24)
+        (seen,) = _exits(bridge, visitor)
+        assert (seen.occurrences, seen.last_time, seen.lat, seen.lon) == \
+            (before.occurrences, before.last_time, before.lat, before.lon)
+        assert [e.action for e in bridge.alert_events(seen.alert_id, viewer=visitor)] == ["raised"]
+
+        bridge.clock = lambda: NOW + timedelta(hours=24)  # the confirming fix is now as old as the kiosk's delay
+        (later,) = _exits(bridge, visitor)
+        assert (later.occurrences, later.last_time) == (2, ranger_sees.last_time)
+        assert "repeated" in [e.action for e in bridge.alert_events(seen.alert_id, viewer=visitor)]

@@ -40,6 +40,7 @@ from lora_bridge.domain import rules_crossings
 from lora_bridge.domain.rules_lifecycle import ESCALATED
 from lora_bridge.queries import ACTION_ASSIGNED
 from lora_bridge.views import (
+    KNOWN_AT_KEY,
     ActivityView,
     AlertEventView,
     AlertView,
@@ -278,8 +279,11 @@ def _without_recipients(action: str, detail: dict[str, Any]) -> dict[str, Any]:
 
 
 def _step_time(event: AlertEventView) -> datetime:
-    """When a step of an alert's history happened: the time of the report it records, else when it was taken."""
-    return time_of(event.detail.get("time")) or event.at
+    """When a step of an alert's history happened: the time of the report it records (or when that
+    became known, for a fence crossing repeated once fixes after it confirmed it), else when it was taken."""
+    reported = [moment for moment in (time_of(event.detail.get("time")), time_of(event.detail.get(KNOWN_AT_KEY)))
+                if moment is not None]
+    return max(reported) if reported else event.at
 
 
 def activity(

@@ -17,13 +17,14 @@ from sqlalchemy import and_, bindparam, inspect, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from lora_bridge.domain import rules_crossings
 from lora_bridge.errors import InvalidRequest, InvalidTransition, InvalidVerdict, UnknownAlert
 from lora_bridge.store.ids import id_where_inserts_go_one_by_one, take_id
 from lora_bridge.store.tables import Alert, AlertEvent
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.unflushed import read_with_new
 from lora_bridge.store.utc import utc_now
-from lora_bridge.views import RAISED_AT_KEY, AlertView
+from lora_bridge.views import KNOWN_AT_KEY, RAISED_AT_KEY, AlertView
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,10 @@ def raise_alert(
             alert.last_time = time
             if lat is not None and lon is not None:
                 alert.lat, alert.lon = lat, lon
-        alert.evidence = with_occurrence(alert.evidence, _occurrence(time, lat, lon, evidence))
-        record_event(session, alert, actor, "repeated", {"time": time.isoformat()})
+        entry = _occurrence(time, lat, lon, evidence)
+        alert.evidence = with_occurrence(alert.evidence, entry)
+        record_event(session, alert, actor, "repeated",
+                     {"time": time.isoformat(), **{key: entry[key] for key in (KNOWN_AT_KEY,) if key in entry}})
         log.info(
             "alert repeated alert_id=%d device_id=%s type=%s",
             alert.id,
@@ -471,4 +474,7 @@ def _occurrence(
     entry: dict[str, Any] = {"time": time.isoformat(), "lat": lat, "lon": lon}
     if evidence and "seq" in evidence:
         entry["seq"] = evidence["seq"]
+    known = rules_crossings.confirmed_at(evidence or {})
+    if known is not None and known > time:  # a crossing, dated before the fixes that confirmed it
+        entry[KNOWN_AT_KEY] = known.isoformat()
     return entry
