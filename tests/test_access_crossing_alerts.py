@@ -83,3 +83,29 @@ def test_a_late_role_does_not_learn_from_a_repeat_of_an_open_alert_that_the_anim
         (later,) = _exits(bridge, visitor)
         assert (later.occurrences, later.last_time) == (2, ranger_sees.last_time)
         assert "repeated" in [e.action for e in bridge.alert_events(seen.alert_id, viewer=visitor)]
+
+
+def test_a_late_role_does_not_learn_from_the_collars_held_exit_alert_that_its_fix_of_now_is_back_inside(sqlite_url):
+    now = b.T0 + timedelta(hours=10)
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.clock = lambda: now
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        rb.park_and_farm(bridge)
+        start = now - timedelta(hours=8)
+        # The collar's own exit alert 8 h ago from a fix 150 m outside; its next fix, 5 min ago, is back
+        # inside: the bridge holds the alert (one fix past the line, then back) at priority 0.
+        rb.ingest_track(bridge, [(0, 309_500, 9_702_000), (2, 309_700, 9_702_000)], start=start)
+        rb.collar_fence_alert(bridge, EXIT, 4, 310_150, 9_702_000, f_cnt=3, start=start)
+        researcher = Viewer("rose", RESEARCHER)
+        (before,) = _exits(bridge, researcher)
+        rb.ingest_track(bridge, [(8 * 60 - 5, 309_800, 9_702_000)], first_f_cnt=4, start=start)
+
+        (ranger_sees,) = _exits(bridge, Viewer("amina", RANGER))
+        assert (ranger_sees.priority, ranger_sees.evidence["track_check"]["verdict"]) == (0, "lone_fix")
+        (seen,) = _exits(bridge, researcher)
+        assert (seen.priority, seen.evidence) == (before.priority, before.evidence), \
+            "held by a fix of 5 min ago back inside: she is in the park now"
+
+        bridge.clock = lambda: now + timedelta(hours=6)  # the fix back is as old as the researcher's delay
+        (later,) = _exits(bridge, researcher)
+        assert (later.priority, later.evidence["track_check"]["verdict"]) == (0, "lone_fix")

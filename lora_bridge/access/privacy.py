@@ -217,7 +217,10 @@ def alerts(
         seen_until = cutoff(precision, now)
         if known_at(view) > seen_until:
             continue
+        checked_later = _checked_after(view, seen_until)  # read before as_it_stood drops the later fixes
         view = alert_rules.as_it_stood(view, seen_until)
+        if checked_later:
+            view = _unchecked(view)
         if steps is not None:
             view = _standing_then(view, steps.get(view.alert_id, []), seen_until)
         lat, lon = view.lat, view.lon
@@ -233,6 +236,23 @@ def known_at(view: AlertView) -> datetime:
     delay sees the alert once that report is as old as its delay, as it sees the fix itself."""
     confirmed = rules_crossings.confirmed_at(view.evidence)
     return max(view.time, confirmed) if confirmed is not None else view.time
+
+
+def _checked_after(view: AlertView, seen_until: datetime) -> bool:
+    """True when the bridge's verdict on the crossing before a collar's fence alert rests on a fix after
+    seen_until: a fix back inside (held, priority 0) or a second one outside (confirmed) says where the
+    animal is now."""
+    check = view.evidence.get(rules_crossings.TRACK_CHECK_KEY) if isinstance(view.evidence, Mapping) else None
+    decided = rules_crossings.decided_at(check) if isinstance(check, Mapping) else None
+    return decided is not None and decided > seen_until
+
+
+def _unchecked(view: AlertView) -> AlertView:
+    """A collar's fence alert without the bridge's verdict, at the priority it had before the verdict held it."""
+    check = view.evidence.get(rules_crossings.TRACK_CHECK_KEY) or {}
+    evidence = {key: value for key, value in view.evidence.items() if key != rules_crossings.TRACK_CHECK_KEY}
+    priority = alert_rules.priority_for(view.alert_type) if check.get("held") else view.priority
+    return replace(view, evidence=evidence, priority=priority)
 
 
 def _standing_then(view: AlertView, steps: list[AlertEventView], seen_until: datetime) -> AlertView:

@@ -36,9 +36,12 @@ LONE_FIX = "lone_fix"
 RETURN = "return"
 NO_FIX_PAST = "no_fix_past"
 
-# Where a server crossing alert keeps its verdict's evidence, and where that names the fixes past the line.
+# Where a server crossing alert keeps its verdict's evidence, where a collar's own fence alert keeps the
+# verdict on the crossing before it (`rules_engine`), and where a verdict names the fixes it rests on.
 CONFIRMATION_KEY = "confirmation"
+TRACK_CHECK_KEY = "track_check"
 FIXES_PAST_LINE_KEY = "fixes_past_line"
+BACK_AT_KEY = "back_at"
 
 
 @dataclass(frozen=True)
@@ -123,7 +126,7 @@ class CrossingJudge:
         back = track[j]
         evidence = self._evidence(
             f"{len(past)} fix(es) past the line, less than {far_enough:.0f} m past it, then a fix back", past)
-        evidence["back_at"] = {"time": back[0].isoformat(), "lat": back[1], "lon": back[2]}
+        evidence[BACK_AT_KEY] = {"time": back[0].isoformat(), "lat": back[1], "lon": back[2]}
         return JudgedCrossing(crossing, LONE_FIX, evidence)
 
     def _evidence(self, decided: str, past: list[dict[str, Any]]) -> dict[str, Any]:
@@ -158,7 +161,13 @@ def confirmed_at(evidence: Mapping[str, Any]) -> datetime | None:
     earlier, by as long as the collar went unheard: a crossing 49 h back confirmed by a fix of 5 min ago
     says where the animal is now. None for an alert without a confirmation (a collar's own alert)."""
     confirmation = evidence.get(CONFIRMATION_KEY) if isinstance(evidence, Mapping) else None
-    fixes = confirmation.get(FIXES_PAST_LINE_KEY) if isinstance(confirmation, Mapping) else None
-    times = [time_of(fix.get("time")) for fix in fixes if isinstance(fix, Mapping)] if isinstance(fixes, list) else []
-    known = [time for time in times if time is not None]
+    return decided_at(confirmation) if isinstance(confirmation, Mapping) else None
+
+
+def decided_at(verdict: Mapping[str, Any]) -> datetime | None:
+    """The time of the newest fix a crossing's verdict (its evidence) rests on: the fixes past the
+    line and the fix back (None when it names none)."""
+    fixes = verdict.get(FIXES_PAST_LINE_KEY)
+    entries = [*(fixes if isinstance(fixes, list) else []), verdict.get(BACK_AT_KEY)]
+    known = [time for entry in entries if isinstance(entry, Mapping) and (time := time_of(entry.get("time")))]
     return max(known) if known else None

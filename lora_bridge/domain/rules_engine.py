@@ -46,6 +46,7 @@ from lora_bridge.domain.rules_crossings import (
     LONE_FIX,
     NO_FIX_PAST,
     PENDING,
+    TRACK_CHECK_KEY,
     CrossingJudge,
     JudgedCrossing,
     judged_on,
@@ -922,7 +923,7 @@ def _check_collar_fence_alerts(session: Session, judge: CrossingJudge, kept: lis
         alert = steps.open.get(alert_type)
         if alert is None or alert.source != alerts.SOURCE_COLLAR:
             continue
-        if (alert.evidence or {}).get("track_check", {}).get("verdict") in (CONFIRMED, LONE_FIX):
+        if (alert.evidence or {}).get(TRACK_CHECK_KEY, {}).get("verdict") in (CONFIRMED, LONE_FIX):
             continue  # decided once
         found: list[JudgedCrossing] = []
         for i in range(len(kept) - 1):
@@ -944,7 +945,7 @@ def _check_collar_fence_alerts(session: Session, judge: CrossingJudge, kept: lis
         held = judged.verdict == LONE_FIX
         alert.evidence = {
             **alert.evidence,
-            "track_check": {
+            TRACK_CHECK_KEY: {
                 "verdict": judged.verdict,
                 "held": held,
                 "fence": judged.crossing.fence_name,
