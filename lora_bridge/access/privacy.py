@@ -37,6 +37,7 @@ from lora_bridge.access.roles import Precision, Viewer
 from lora_bridge.decode import decode_payload
 from lora_bridge.domain import alerts as alert_rules
 from lora_bridge.domain import rules_crossings
+from lora_bridge.domain.rules_corroboration import CORROBORATED, CORROBORATION_KEY
 from lora_bridge.domain.rules_lifecycle import ESCALATED
 from lora_bridge.queries import ACTION_ASSIGNED
 from lora_bridge.views import (
@@ -195,7 +196,7 @@ def animals(
 
 
 # The steps of an alert's history that change how it stands: who it is assigned to, its priority.
-STANDING_STEPS = (ACTION_ASSIGNED, ESCALATED)
+STANDING_STEPS = (ACTION_ASSIGNED, ESCALATED, CORROBORATED)
 
 
 def alerts(
@@ -256,13 +257,35 @@ def _unchecked(view: AlertView) -> AlertView:
 
 
 def _standing_then(view: AlertView, steps: list[AlertEventView], seen_until: datetime) -> AlertView:
-    """`view` assigned as it was at seen_until, and at the priority it had before the first escalation
-    after it (an escalation says nobody has answered it since)."""
+    """`view` assigned as it was at seen_until, weighed as it was then (`_weighed_then`), and at the
+    priority it had before the first escalation after it (an escalation says nobody has answered it since)."""
+    view = _weighed_then(view, [step for step in steps if step.action == CORROBORATED], seen_until)
     assigned = [step for step in steps if step.action == ACTION_ASSIGNED and step.at <= seen_until]
     later = [step for step in steps if step.action == ESCALATED and step.at > seen_until]
     priority = later[0].detail.get("priority_from", view.priority) if later else view.priority
     return replace(view, assigned_to=(assigned[-1].detail.get("to") or None) if assigned else None,
                    priority=int(priority))
+
+
+def _weighed_then(view: AlertView, weighed: list[AlertEventView], seen_until: datetime) -> AlertView:
+    """A poaching or mortality alert with the bridge's corroboration as it stood at seen_until: its
+    confidence and hold from the last weighing by then, without the witnesses' reasons of a later one,
+    and held (priority 0) or not as it was then. A weighing after the cutoff rests on fixes and
+    behaviour heard after it ("moved 900 m after the alert: alive")."""
+    if not weighed or weighed[-1].at <= seen_until:
+        return view
+    then = [step for step in weighed if step.at <= seen_until]
+    evidence = {key: value for key, value in view.evidence.items() if key != CORROBORATION_KEY}
+    if then:
+        evidence[CORROBORATION_KEY] = {"confidence": then[-1].detail.get("confidence"),
+                                       "held": bool(then[-1].detail.get("held"))}
+    held_then, held_now = bool(then and then[-1].detail.get("held")), bool(weighed[-1].detail.get("held"))
+    priority = view.priority
+    if held_now and not held_then:
+        priority = alert_rules.priority_for(view.alert_type)
+    elif held_then and not held_now:
+        priority = alert_rules.PRIORITY_INFO
+    return replace(view, evidence=evidence, priority=priority)
 
 
 def alert_cutoff(viewer: Viewer, animal_id: str | None, high_value: Mapping[str, bool], now: datetime) -> datetime:

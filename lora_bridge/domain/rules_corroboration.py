@@ -27,6 +27,7 @@ from lora_bridge.domain.rules_profiles import RuleProfile
 from lora_bridge.store.tables import ActivitySummary, Alert, Device, Position
 
 CORROBORATED = "corroborated"  # the alert event of a new confidence (detail: confidence, held)
+CORROBORATION_KEY = "corroboration"  # where the alert's evidence keeps the verdict
 
 POACHING = "poaching_risk"
 MORTALITY = "mortality"
@@ -70,7 +71,7 @@ def corroborate(session: Session, alert: Alert, device: Device, profile: RulePro
     logit = math.log(p.prior / (1 - p.prior)) + sum(f["weight"] for f in factors)
     confidence = 1 / (1 + math.exp(-logit))
     held = confidence < p.hold_below
-    previous = (alert.evidence or {}).get("corroboration", {})
+    previous = (alert.evidence or {}).get(CORROBORATION_KEY, {})
     verdict = {
         "rule": "corroboration: positions, behaviour, herd and night weighed as log-odds on a prior",
         "confidence": round(confidence, 3),
@@ -85,7 +86,7 @@ def corroborate(session: Session, alert: Alert, device: Device, profile: RulePro
         "summaries": len(summaries),
     }
     evidence = dict(alert.evidence or {})
-    evidence["corroboration"] = verdict
+    evidence[CORROBORATION_KEY] = verdict
     alert.evidence = evidence
     # Held: nobody is woken. Otherwise its type's priority, or more once escalated.
     alert.priority = alerts.PRIORITY_INFO if held else max(alert.priority, alerts.priority_for(alert.alert_type))
