@@ -109,3 +109,30 @@ def test_a_late_role_does_not_learn_from_the_collars_held_exit_alert_that_its_fi
         bridge.clock = lambda: now + timedelta(hours=6)  # the fix back is as old as the researcher's delay
         (later,) = _exits(bridge, researcher)
         assert (later.priority, later.evidence["track_check"]["verdict"]) == (0, "lone_fix")
+
+
+def test_a_late_role_counts_the_bridges_crossing_of_a_visit_already_resolved_from_when_its_fixes_confirmed_it(
+    sqlite_url,
+):
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        rb.park_and_farm(bridge)
+        # Into the farm at 08:31 between fixes of 08:30 and 08:32; the collar says so itself at 08:32 and
+        # the ranger resolves it; the fix of 08:34, 400 m in, confirms the bridge's crossing of that visit.
+        rb.ingest_track(bridge, [(0, 311_000, 9_702_000), (30, 311_700, 9_702_000), (32, 312_200, 9_702_000)])
+        rb.collar_fence_alert(bridge, "geofence_farmland", 32, 312_200, 9_702_000, f_cnt=10)
+        (alert,) = bridge.alerts(viewer=Viewer("amina", RANGER))
+        bridge.resolve_alert(alert.alert_id, Viewer("amina", RANGER), "true")
+        rb.ingest_track(bridge, [(34, 312_400, 9_702_000)], first_f_cnt=11)
+        (ranger_sees,) = bridge.alerts(viewer=Viewer("amina", RANGER))
+        assert ranger_sees.occurrences == 2
+
+        researcher = Viewer("rose", RESEARCHER)
+        bridge.clock = lambda: b.T0 + timedelta(hours=6, minutes=33)  # the cutoff: 08:33
+        (seen,) = bridge.alerts(viewer=researcher)
+        assert seen.occurrences == 1, "the crossing is known from the fix of 08:34, after the cutoff"
+        assert [e.action for e in bridge.alert_events(seen.alert_id, viewer=researcher)].count("repeated") == 0
+
+        bridge.clock = lambda: b.T0 + timedelta(hours=6, minutes=35)
+        (later,) = bridge.alerts(viewer=researcher)
+        assert later.occurrences == 2

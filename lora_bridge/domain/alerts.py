@@ -144,10 +144,8 @@ def raise_alert(
             alert.last_time = time
             if lat is not None and lon is not None:
                 alert.lat, alert.lon = lat, lon
-        entry = _occurrence(time, lat, lon, evidence)
-        alert.evidence = with_occurrence(alert.evidence, entry)
-        record_event(session, alert, actor, "repeated",
-                     {"time": time.isoformat(), **{key: entry[key] for key in (KNOWN_AT_KEY,) if key in entry}})
+        alert.evidence = with_occurrence(alert.evidence, _occurrence(time, lat, lon, evidence))
+        record_event(session, alert, actor, "repeated", {"time": time.isoformat(), **known_later(time, evidence)})
         log.info(
             "alert repeated alert_id=%d device_id=%s type=%s",
             alert.id,
@@ -474,7 +472,12 @@ def _occurrence(
     entry: dict[str, Any] = {"time": time.isoformat(), "lat": lat, "lon": lon}
     if evidence and "seq" in evidence:
         entry["seq"] = evidence["seq"]
+    return {**entry, **known_later(time, evidence)}
+
+
+def known_later(time: datetime, evidence: dict[str, Any] | None) -> dict[str, str]:
+    """What an occurrence (and its "repeated" step) dated `time` keeps of when it became known, when
+    that was later: a fence crossing is dated before the fixes that confirmed it (its evidence's
+    `confirmation`); {} otherwise."""
     known = rules_crossings.confirmed_at(evidence or {})
-    if known is not None and known > time:  # a crossing, dated before the fixes that confirmed it
-        entry[KNOWN_AT_KEY] = known.isoformat()
-    return entry
+    return {KNOWN_AT_KEY: known.isoformat()} if known is not None and known > time else {}

@@ -859,7 +859,8 @@ def _on_crossing(
         )
         if resolved is not None:  # the ranger already resolved this visit's alert (the collar's or ours)
             rules_visits.add_to_resolved(session, resolved, time=crossing.time, source=alerts.SOURCE_SERVER,
-                                         actor=alerts.SYSTEM_ACTOR, lat=crossing.lat, lon=crossing.lon)
+                                         actor=alerts.SYSTEM_ACTOR, lat=crossing.lat, lon=crossing.lon,
+                                         evidence={CONFIRMATION_KEY: judged.evidence})
             return
     evidence = {
         "rule": (

@@ -147,9 +147,10 @@ def add_to_resolved(
         entry["raw_uplink_id"] = evidence["raw_uplink_id"]
     if reentry:
         entry["reentry"] = "awaiting the bridge's track"
-    alert.evidence = alerts.with_occurrence(alert.evidence, entry)
+    known = alerts.known_later(time, evidence)  # the bridge's crossing: known once its fixes confirmed it
+    alert.evidence = alerts.with_occurrence(alert.evidence, {**entry, **known})
     detail: dict[str, Any] = {"time": time.isoformat(), "source": source, "while": alert.state,
-                              "same_visit": not reentry}
+                              "same_visit": not reentry, **known}
     if reentry:
         detail["reentry"] = ("a new visit by the collar's word only: raised by the bridge's crossing rule once "
                              "its fixes confirm the entry")
