@@ -2159,10 +2159,12 @@ class Bridge:
             if viewer is None or viewer.exact_positions:
                 return fleet
             collars = queries.device_views(session)
-            cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), self.clock())
+            now = self.clock()
+            cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), now)
             reports = delayed.collar_reports_by(session, cutoffs, self.codec)
         worn_by = {view.device_id: view.animal_id or "" for view in collars}
-        cutoff_of = {device_id: cutoff for cutoff, device_ids in self._collar_cutoffs(viewer, collars, cutoffs).items()
+        cutoff_of = {device_id: cutoff
+                     for cutoff, device_ids in self._collar_cutoffs(viewer, worn_by, cutoffs, now).items()
                      for device_id in device_ids}
         unknown = delayed.CollarReport(last_seen=None)
         shown = []
