@@ -20,6 +20,7 @@ documented shape, written from their documentation and clients (not from Tembo's
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -28,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
@@ -58,6 +60,9 @@ class EarthRangerStandIn:
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     observations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     refuse_sources: set[str] = field(default_factory=set)  # manufacturer ids this site refuses (400)
+    # How `next` names the following page: "page", "cursor", "broken" (not at all) or "missing" (no `next`).
+    page_style: str = "page"
+    link_root: str | None = None  # the root written into `next` (a site behind a proxy: its inside address)
 
     def app(self) -> Starlette:
         return Starlette(routes=[
@@ -116,7 +121,14 @@ class EarthRangerStandIn:
     async def list_events(self, request: Request) -> JSONResponse:
         """GET activity/events as er-server lists them: `event_type` (the type's value), `filter` (JSON;
         `date_range` {lower, upper} on the event's time), `include_details` (event_details only when
-        true), `page_size`; answered {"data": {"count", "next", "previous", "results"}}, newest first."""
+        true), `page_size`; answered {"data": {"count", "next", "previous", "results"}}, newest first.
+
+        Paged as DRF pages a list: `next` is an absolute link to the following page (null on the last),
+        naming it by `page=N` (er-client's fixtures: `...activity/events?filter=...&page=2&page_size=5`)
+        or, with `page_style` "cursor", by an opaque `cursor=` (DRF's cursor paginator, which er-client
+        asks for with `use_cursor=true`); a page past the end is 404 "Invalid page.". `link_root`
+        is the root a site behind a reverse proxy writes into its links (its inside address);
+        `page_style` "broken" is a site whose `next` names no page at all, "missing" one that gives none."""
         query = request.query_params
         self.requests.append({"method": "GET", "path": request.url.path, "query": dict(query)})
         if request.headers.get("authorization") != f"Bearer {self.token}":
@@ -125,6 +137,10 @@ class EarthRangerStandIn:
         try:
             wanted = json.loads(query.get("filter", "{}"))
             page_size = int(query.get("page_size", "25"))
+            if "cursor" in query:
+                start = int(base64.urlsafe_b64decode(query["cursor"]).decode().removeprefix("o="))
+            else:
+                start = (int(query.get("page", "1")) - 1) * page_size
         except ValueError:
             self.problems.append(f"events list: bad query {dict(query)}")
             return JSONResponse({"status": {"code": 400}}, status_code=400)
@@ -149,10 +165,26 @@ class EarthRangerStandIn:
             if query.get("include_details", "").lower() != "true":
                 shown.pop("event_details", None)
             results.append(shown)
-        page = results[:page_size]
-        more = f"{request.url}&page=2" if len(results) > page_size else None
-        return JSONResponse({"data": {"count": len(results), "next": more, "previous": None, "results": page},
+        if start < 0 or (start >= len(results) and start > 0):
+            return JSONResponse({"status": {"code": 404, "detail": "Invalid page."}}, status_code=404)
+        following = start + page_size if start + page_size < len(results) else None
+        earlier = start - page_size if start > 0 else None
+        return JSONResponse({"data": {"count": len(results), "next": self._link(request, following, page_size),
+                                      "previous": self._link(request, earlier, page_size),
+                                      "results": results[start:start + page_size]},
                              "status": {"code": 200, "message": "OK"}})
+
+    def _link(self, request: Request, start: int | None, page_size: int) -> str | None:
+        """The absolute link to the page starting at `start` (None: no such page), as this site writes it."""
+        if start is None or self.page_style == "missing":
+            return None
+        kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("page", "cursor")]
+        if self.page_style == "cursor":
+            kept.append(("cursor", base64.urlsafe_b64encode(f"o={start}".encode()).decode()))
+        elif self.page_style == "page" and start > 0:
+            kept.append(("page", str(start // page_size + 1)))
+        root = (self.link_root or str(request.base_url)).rstrip("/")
+        return f"{root}{request.url.path}?{urlencode(kept)}"
 
     async def patch_event(self, request: Request) -> JSONResponse:
         body = await self._body(request)

@@ -607,3 +607,85 @@ def test_earthranger_shows_one_event_for_a_poaching_alert_when_the_bridge_died_j
     (event_id, event), = stand_in.events.items()
     assert [(r["method"], r["path"]) for r in stand_in.requests].count(("POST", "/api/v1.0/activity/events")) == 1
     assert (event["event_details"]["tembo_alert_id"], event["state"]) == (alert_id, "active")
+
+
+def _die_after_earthranger_creates_the_event(bridge, monkeypatch) -> None:
+    """Send the outbox once, the bridge dying between EarthRanger's 201 and marking the row sent."""
+
+    def die(*args, **kwargs):
+        raise BridgeDied
+
+    with monkeypatch.context() as patched:
+        patched.setattr("lora_bridge.notify.outbox._sent", die)
+        with pytest.raises(BridgeDied):
+            bridge.flush_notifications(now=wall())
+
+
+def _a_busy_night_on_earthranger(stand_in, events: int) -> None:
+    """Events the site's rangers and its other integrations report after the alert, as EarthRanger keeps them."""
+    for minute in range(1, events + 1):
+        stand_in.events[f"ranger-report-{minute}"] = {
+            "event_type": "carcass_rep", "title": "Carcass", "time": (T + timedelta(minutes=minute)).isoformat(),
+            "priority": 200, "state": "new", "event_details": {"species": "elephant"},
+        }
+
+
+@pytest.mark.parametrize("page_style", ["page", "cursor"])
+def test_earthranger_shows_one_event_for_a_retried_poaching_alert_when_a_page_of_events_came_in_since(
+    sqlite_url, tmp_path, earthranger, monkeypatch, page_style
+):
+    # The bridge died after EarthRanger's 201 for the poaching alert's event; by the restart the site's
+    # rangers had reported 150 events since (a busy night: a page and a half of EarthRanger's answer,
+    # newest first), so the alert's event is on the second page. The site sits behind a reverse proxy and
+    # writes its inside address into its `next` links. The duty officer must still see one event.
+    stand_in, url = earthranger
+    stand_in.page_style = page_style
+    stand_in.link_root = "http://er-web.internal:8000"
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "acknowledged"]\n'
+    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes)
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    _a_busy_night_on_earthranger(stand_in, 150)
+
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:  # the restart, past the row's lease
+        bridge.flush_notifications(now=wall(400))
+        bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
+        bridge.flush_notifications(now=wall(400))
+        assert bridge.notifications(viewer=ADMIN, state="pending") == []
+
+    assert stand_in.problems == []
+    ours = [e for e in stand_in.events.values() if e["event_details"].get("tembo_alert_id") == alert_id]
+    assert [e["state"] for e in ours] == ["active"]  # one event, moved by the ranger's acknowledgement
+    pages = [r["query"] for r in stand_in.requests if r["method"] == "GET"]
+    assert len(pages) == 2 and (page_style in pages[1])
+
+
+@pytest.mark.parametrize("page_style", ["broken", "missing"])
+def test_a_retried_poaching_alert_waits_rather_than_doubles_its_earthranger_event_when_the_list_cannot_be_paged(
+    sqlite_url, tmp_path, earthranger, monkeypatch, page_style
+):
+    # As above, but the site's answer cannot be read to its end: its `next` names no page (or it gives
+    # none, though its `count` says 150 events came in since). Tembo cannot tell whether the alert's event
+    # exists: it waits and tries again rather than give the rangers a second one, and finds it once the
+    # site pages properly again.
+    stand_in, url = earthranger
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes)
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    _a_busy_night_on_earthranger(stand_in, 150)
+    stand_in.page_style = page_style
+
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        assert bridge.flush_notifications(now=wall(400)).retried == 1
+        (waiting,) = [n for n in bridge.notifications(viewer=ADMIN, state="pending") if n.alert_id == alert_id]
+        assert "EarthRanger" in waiting.last_error
+        stand_in.page_style = "page"
+        bridge.flush_notifications(now=wall(400 + 130))
+        assert [n.state for n in bridge.notifications(viewer=ADMIN) if n.alert_id == alert_id] == ["sent"]
+
+    ours = [e for e in stand_in.events.values() if e["event_details"].get("tembo_alert_id") == alert_id]
+    assert len(ours) == 1
+    assert [(r["method"], r["path"]) for r in stand_in.requests].count(("POST", "/api/v1.0/activity/events")) == 1

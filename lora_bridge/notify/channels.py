@@ -6,7 +6,8 @@ EarthRanger (its public API, as the EarthRanger client `er-client` and the serve
   `location` {latitude, longitude}, `priority` (0/100/200/300), `state` "new", `event_details`;
   the answer's `data.id` is kept (a row tried before first looks for the event an earlier try
   created, `GET {url}/activity/events` since the alert's time with `include_details`,
-  by the `tembo_alert_id` and `device_id` in its `event_details`), and a later step of the same alert → `PATCH {url}/activity/event/{id}`
+  by the `tembo_alert_id` and `device_id` in its `event_details`, every page of the answer read by
+  the page its `next` names), and a later step of the same alert → `PATCH {url}/activity/event/{id}`
   with the new `state` ("active" when acknowledged, "resolved" when resolved) and `priority` (an
   escalation raises it one step, and the title with it; an alert corroboration held at 0 when its
   event was created and has let go since is raised again: `priority` and `title` only);
@@ -36,6 +37,7 @@ import smtplib
 import time
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -51,6 +53,11 @@ DELIVERY_HEADER = "X-Tembo-Delivery"
 PRIORITY_WORDS = {0: "INFO", 100: "LOW", 200: "MEDIUM", 300: "HIGH"}
 # Events of one type since an alert's time read when looking for the event an earlier try created.
 EVENT_LOOKUP_PAGE = 100
+# Pages of them read at most (5 000 events since the alert's time, far beyond a reserve's hours).
+EVENT_LOOKUP_MAX_PAGES = 50
+# How EarthRanger's `next` link names the following page (DRF's page-number, cursor and limit-offset
+# paginators), in the order er-client looks for them.
+PAGE_KEYS = ("page", "cursor", "offset")
 ER_STATES = {"raised": "new", "escalated": "new", "acknowledged": "active", "resolved": "resolved",
              "auto_resolved": "resolved"}
 
@@ -105,6 +112,20 @@ def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.R
         retryable = response.status_code in (408, 425, 429) or response.status_code >= 500
         raise DeliveryError(f"{method} {shown}: HTTP {response.status_code} {response.text[:200]}", retryable=retryable)
     return response
+
+
+def next_page(link: Any) -> tuple[str, str] | None:
+    """The page EarthRanger's `next` link names, as (`page`, `cursor` or `offset`, its value), or None when
+    it names none. Only the page is taken from the link, as er-client takes it, and asked of the
+    configured root: a site behind a reverse proxy writes its inside address into its links, and the
+    bearer token goes to no other host."""
+    if not isinstance(link, str):
+        return None
+    query = parse_qs(urlsplit(link).query)
+    for key in PAGE_KEYS:
+        if query.get(key) and query[key][0]:
+            return key, query[key][0]
+    return None
 
 
 def shown_url(text: str) -> str:
@@ -197,29 +218,51 @@ class EarthRangerSender:
         client documents), with `include_details`, and the one whose `event_details` name this alert
         (`tembo_alert_id` and `device_id`, which every event Tembo creates carries). Not narrowed by event
         type: a server that took the type's name for an id would refuse every lookup, and so every
-        retried alert. A lookup that fails raises DeliveryError: the row is tried again later rather
-        than create a second event."""
+        retried alert.
+
+        EarthRanger answers a page at a time, newest first, so the event an earlier try created (dated at
+        the alert, the oldest the filter lets in) is on the last page once a busy site has had a page of
+        events since: every page is read, following `next` (`EVENT_LOOKUP_MAX_PAGES` at most). A lookup
+        that fails, or cannot read the list to its end (a `next` that names no page, or a page read
+        before; a page missing though `count` says there are more), raises DeliveryError: the row is
+        tried again later rather than create a second event."""
         params = {
             "filter": json.dumps({"date_range": {"lower": payload["time"]}}),
             "include_details": "true",
             "page_size": str(EVENT_LOOKUP_PAGE),
         }
-        response = _post(self.client, "GET", f"{self.root}/activity/events", params=params, headers=self._headers())
-        try:
-            data = response.json().get("data")
-        except (ValueError, AttributeError):
-            raise DeliveryError("EarthRanger's list of events is not JSON") from None
-        results = data.get("results") if isinstance(data, dict) else data
-        for event in results if isinstance(results, list) else []:
-            details = event.get("event_details") if isinstance(event, dict) else None
-            if (isinstance(details, dict) and details.get("tembo_alert_id") == payload["alert_id"]
-                    and details.get("device_id") == payload["device_id"] and event.get("id")):
-                return str(event["id"])
-        if isinstance(data, dict) and data.get("next"):
-            log.warning("EarthRanger lists more than %d events since alert_id=%s: only the first page read",
-                        EVENT_LOOKUP_PAGE, payload["alert_id"],
-                        extra={"alert_id": payload["alert_id"]})
-        return None
+        read: set[tuple[str, str]] = set()
+        seen = 0
+        for _ in range(EVENT_LOOKUP_MAX_PAGES):
+            response = _post(self.client, "GET", f"{self.root}/activity/events", params=params,
+                             headers=self._headers())
+            try:
+                data = response.json().get("data")
+            except (ValueError, AttributeError):
+                raise DeliveryError("EarthRanger's list of events is not JSON") from None
+            results = data.get("results") if isinstance(data, dict) else data
+            results = results if isinstance(results, list) else []
+            seen += len(results)
+            for event in results:
+                details = event.get("event_details") if isinstance(event, dict) else None
+                if (isinstance(details, dict) and details.get("tembo_alert_id") == payload["alert_id"]
+                        and details.get("device_id") == payload["device_id"] and event.get("id")):
+                    return str(event["id"])
+            following = data.get("next") if isinstance(data, dict) else None
+            if not following:
+                count = data.get("count") if isinstance(data, dict) else None
+                if isinstance(count, int) and count > seen:
+                    raise DeliveryError(f"EarthRanger lists {count} events since alert_id={payload['alert_id']}'s "
+                                        f"time but gave no link past the {seen} read")
+                return None
+            page = next_page(following)
+            if page is None or page in read:
+                raise DeliveryError(f"EarthRanger's link to the next page of events is unusable: "
+                                    f"{shown_url(str(following))[:200]}")
+            read.add(page)
+            params = {**params, page[0]: page[1]}
+        raise DeliveryError(f"EarthRanger lists more than {EVENT_LOOKUP_MAX_PAGES * EVENT_LOOKUP_PAGE} events "
+                            f"since alert_id={payload['alert_id']}'s time: its event not looked for further")
 
     def _event_type(self, payload: dict[str, Any]) -> str:
         return f"{self.er.event_type_prefix}{payload['alert_type']}"
