@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from streamlit.testing.v1 import AppTest
 import ranger_dashboard
 from lora_bridge.access import Viewer
 from lora_bridge.access.privacy import coarsen
-from lora_bridge.service import open_bridge
+from lora_bridge.service import Bridge, open_bridge
 from ranger_dashboard import data, login, map_layers, palette, views
 
 RANGER = Viewer("ranger.amani", "ranger")
@@ -576,3 +577,72 @@ def test_a_live_map_whose_audit_write_fails_shows_no_position_and_logs_no_view_o
         lines = bridge.audit_log(viewer=Viewer("ada", "admin"), username="amina")
     assert not [line for line in lines if line.action == "latest_positions"]  # refused, so never viewed
 
+
+
+def _store_refuses(store_error: bool):
+    """A bridge whose acknowledgements and resolutions are not kept when Amina makes them: Juma's tap on
+    his phone reaches the store a moment before hers (after her screen was drawn), or the store cannot
+    take the write (a backup holding SQLite's lock)."""
+    from sqlalchemy.exc import OperationalError
+
+    acknowledge, resolve = Bridge.acknowledge_alert, Bridge.resolve_alert
+
+    def refused(self):  # noqa: ANN001, ANN202
+        raise OperationalError("BEGIN IMMEDIATE", {}, sqlite3.OperationalError("database is locked"))
+
+    def acknowledged_first(self, alert_id, viewer):  # noqa: ANN001, ANN202
+        if viewer.username == "amina":
+            if store_error:
+                refused(self)
+            acknowledge(self, alert_id, Viewer("juma", "ranger"))
+        return acknowledge(self, alert_id, viewer)
+
+    def resolved_first(self, alert_id, viewer, verdict, note=None):  # noqa: ANN001, ANN202
+        if viewer.username == "amina":
+            if store_error:
+                refused(self)
+            resolve(self, alert_id, Viewer("juma", "ranger"), "true")
+        return resolve(self, alert_id, viewer, verdict, note)
+
+    return {"acknowledge_alert": acknowledged_first, "resolve_alert": resolved_first}
+
+
+@pytest.mark.parametrize("store_error", [False, True], ids=["juma-first", "store-busy"])
+def test_ranger_is_never_told_an_alert_is_hers_when_the_store_did_not_keep_her_acknowledgement(
+    store, monkeypatch, store_error
+):
+    # Amina taps Acknowledge on the mortality alert at night; her tap is not kept (Juma's reached the
+    # store a moment before, or the store could not take the write). Neither then nor at the queue's
+    # next refresh may her phone say the alert is hers: she is told it was not kept, beside the alert.
+    mortality = open_bridge(store).open_alerts(viewer=RANGER)[0]
+    app = open_page("alerts", user="amina")
+    for name, method in _store_refuses(store_error).items():
+        monkeypatch.setattr(Bridge, name, method)
+    app.button(key=f"acknowledge-{mortality.alert_id}").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(e.value.startswith("Could not acknowledge") for e in app.error), [e.value for e in app.error]
+    for _ in range(2):  # after her tap, and at the queue's next refresh
+        assert not [s.value for s in app.success if "acknowledged by amina" in s.value]
+        assert not [m.value for m in app.markdown if "acknowledged by amina" in m.value]
+        app.run()
+    kept = open_bridge(store).alert(mortality.alert_id, viewer=RANGER)
+    assert (kept.state, kept.acknowledged_by) == (("new", None) if store_error else ("acknowledged", "juma"))
+
+
+def test_a_resolution_the_store_did_not_keep_leaves_the_rangers_verdict_and_note_in_her_form(store, monkeypatch):
+    # The store cannot take Amina's resolution: she is told so, and her verdict and note wait in the open
+    # form for her to send again, rather than vanish with a "resolved by amina" the store never kept.
+    low_battery = open_bridge(store).open_alerts(viewer=RANGER)[1]
+    app = open_page("alerts", user="amina")
+    monkeypatch.setattr(Bridge, "resolve_alert", _store_refuses(True)["resolve_alert"])
+    app.button(key=f"open-resolve-{low_battery.alert_id}").click().run()
+    app.radio(key=f"verdict-{low_battery.alert_id}").set_value("True alert").run()
+    app.text_input(key=f"note-{low_battery.alert_id}").input("Collar at 3.3 V, swap it Tuesday").run()
+    app.button(key=f"resolve-{low_battery.alert_id}").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any(e.value.startswith("Could not resolve") for e in app.error)
+    app.run()
+    assert not [s.value for s in app.success if "resolved by amina" in s.value]
+    assert app.radio(key=f"verdict-{low_battery.alert_id}").value == "True alert"
+    assert app.text_input(key=f"note-{low_battery.alert_id}").value == "Collar at 3.3 V, swap it Tuesday"
+    assert open_bridge(store).alert(low_battery.alert_id, viewer=RANGER).state == "new"

@@ -14,12 +14,13 @@ browser lays out unseen (measured in docs/dashboard.md).
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import streamlit as st
 
 from lora_bridge.domain.alerts import NOTE_MAX_CHARS
-from lora_bridge.errors import BridgeError
+from lora_bridge.errors import BridgeError, is_transient_store_error
 from lora_bridge.views import AlertView
 from ranger_dashboard import (
     as_of,
@@ -34,6 +35,8 @@ from ranger_dashboard import (
     selection,
     views,
 )
+
+logger = logging.getLogger(__name__)
 
 FLASH_KEY = "alerts_flash"
 # Alerts drawn as cards with their own buttons (a phone shows two or three a screen); the rest of a
@@ -58,14 +61,35 @@ def flash(message: str) -> None:
     st.session_state[FLASH_KEY] = message
 
 
-def act(action: str, alert: AlertView, call, *args) -> None:  # noqa: ANN001
-    """Run a bridge write for `alert`; the error is shown beside the alert, success after a rerun."""
+def act(action: str, done: str, call, *args, then=None) -> None:  # noqa: ANN001
+    """Run a bridge write; only once the store has kept it say `done` (after the rerun) and run `then`.
+
+    A ranger must never read that an alert is hers when it is not: the second of two rangers tapping at
+    once, or a store that cannot take the write (a backup holding SQLite's lock, a PostgreSQL fail-over),
+    is told beside the alert that nothing was kept, and her verdict and note stay in the open form."""
     try:
         call(*args)
     except BridgeError as error:
         st.error(f"Could not {action}: {error}")
-    else:
-        st.rerun(scope="app")
+        return
+    except Exception as error:
+        if not is_transient_store_error(error):
+            raise
+        logger.warning("alert write not kept: %s", type(error).__name__, extra={"user": viewer.username})
+        st.error(f"Could not {action}: the Tembo store is busy and kept nothing. Try again in a moment.")
+        return
+    flash(done)
+    if then is not None:
+        then()
+    st.rerun(scope="app")
+
+
+def closed(alert_id: int) -> None:
+    """Close alert `alert_id`'s form and let go of it as the chosen alert (it has just been resolved)."""
+    st.session_state[RESOLVING_KEY] = None
+    if st.session_state.get("alert") == str(alert_id):
+        selection.mirror("alert", None)
+        del st.session_state["alert"]
 
 
 def open_form(alert_id: int | None) -> None:
@@ -104,8 +128,7 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
             help="Tell the other rangers you are on it.",
             width="stretch",
         ):
-            flash(f"Alert acknowledged by {ranger}.")
-            act("acknowledge", alert, data.acknowledge_alert, url, alert_id, viewer)
+            act("acknowledge", f"Alert acknowledged by {ranger}.", data.acknowledge_alert, url, alert_id, viewer)
         if buttons[1].button("Evidence", key=f"show-{alert_id}", width="stretch"):
             st.session_state["alert"] = str(alert_id)
             selection.mirror("alert", str(alert_id))
@@ -116,8 +139,7 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
             disabled=not ranger or alert.assigned_to == ranger,
             width="stretch",
         ):
-            flash(f"Alert assigned to {ranger}.")
-            act("assign", alert, data.assign_alert, url, alert_id, ranger, viewer)
+            act("assign", f"Alert assigned to {ranger}.", data.assign_alert, url, alert_id, ranger, viewer)
         resolving = st.session_state.get(RESOLVING_KEY) == alert_id
         buttons[3].button(
             "Close form" if resolving else "Resolve…",
@@ -146,18 +168,14 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
                 disabled=not ranger or verdict is None or not views.can_resolve(alert),
                 help="Close the alert with your verdict.",
             ):
-                flash(f"Alert resolved by {ranger}: {verdict.lower()}.")
-                st.session_state[RESOLVING_KEY] = None
-                if st.session_state.get("alert") == str(alert_id):
-                    selection.mirror("alert", None)
-                    del st.session_state["alert"]
                 act(
-                    "resolve", alert, data.resolve_alert, url, alert_id, viewer, views.VERDICTS[verdict], note
+                    "resolve", f"Alert resolved by {ranger}: {verdict.lower()}.", data.resolve_alert, url,
+                    alert_id, viewer, views.VERDICTS[verdict], note, then=lambda: closed(alert_id),
                 )
             assignee = st.text_input("Hand over to", key=f"assignee-{alert_id}", placeholder="Ranger's name")
             if st.button("Assign", key=f"assign-{alert_id}", disabled=not ranger or not assignee.strip()):
-                flash(f"Alert assigned to {assignee.strip()}.")
-                act("assign", alert, data.assign_alert, url, alert_id, assignee, viewer)
+                act("assign", f"Alert assigned to {assignee.strip()}.", data.assign_alert, url, alert_id, assignee,
+                    viewer)
 
 
 def verdict_card(alert: AlertView, ranger: str) -> None:
@@ -173,8 +191,8 @@ def verdict_card(alert: AlertView, ranger: str) -> None:
         note = st.text_input("Note", key=f"closed-note-{alert_id}", placeholder="What you found",
                              max_chars=NOTE_MAX_CHARS)
         if st.button("Give verdict", key=f"judge-{alert_id}", disabled=not ranger or verdict is None):
-            flash(f"Verdict given by {ranger}: {verdict.lower()}.")
-            act("give the verdict", alert, data.resolve_alert, url, alert_id, viewer, views.VERDICTS[verdict], note)
+            act("give the verdict", f"Verdict given by {ranger}: {verdict.lower()}.", data.resolve_alert, url,
+                alert_id, viewer, views.VERDICTS[verdict], note)
 
 
 @st.fragment(run_every=options.refresh_s)
