@@ -12,7 +12,8 @@ documented shape, written from their documentation and clients (not from Tembo's
   in one list; er-client's post_sensor_observation sends a list as is), answering 201 when any is new,
   or 200 when every one was seen before (same source and second); a list with one bad observation is
   refused whole (400) and none of it kept, as a serializer with many=True refuses; bearer token on
-  every call.
+  every call; while `busy`, every call answered 429 (DRF's throttle) or 503 (maintenance) with a
+  `Retry-After` of seconds or an HTTP-date, as er-client's tests answer them.
 - a webhook receiver that recomputes HMAC-SHA256 over "<t>." + raw body as Tembo's docs describe;
 - an SMS gateway taking {"to", "from", "text"} with a bearer token;
 - an SMTP server (aiosmtpd) that keeps what it receives.
@@ -33,6 +34,8 @@ from urllib.parse import urlencode
 
 from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -62,15 +65,28 @@ class EarthRangerStandIn:
     refuse_sources: set[str] = field(default_factory=set)  # manufacturer ids this site refuses (400)
     # How `next` names the following page: "page", "cursor", "broken" (not at all) or "missing" (no `next`).
     page_style: str = "page"
-    link_root: str | None = None  # the root written into `next` (a site behind a proxy: its inside address)
+    link_root: str | None = None
+    busy: tuple[int, str] | None = None  # (status, Retry-After) every request gets: a throttle, a maintenance  # the root written into `next` (a site behind a proxy: its inside address)
 
     def app(self) -> Starlette:
+        async def when_busy(request: Request, call_next: Any) -> Any:
+            """While `busy`, every request is answered with its status and Retry-After (DRF's throttle
+            answers 429 "Request was throttled. Expected available in N seconds."; a site in maintenance
+            503), and nothing is kept."""
+            if self.busy is None:
+                return await call_next(request)
+            status, retry_after = self.busy
+            self.requests.append({"method": request.method, "path": request.url.path, "busy": status})
+            detail = "Request was throttled." if status == 429 else "Service Unavailable"
+            return JSONResponse({"status": {"code": status, "detail": detail}}, status_code=status,
+                                headers={"Retry-After": retry_after})
+
         return Starlette(routes=[
             Route("/api/v1.0/activity/events", self.post_event, methods=["POST"]),
             Route("/api/v1.0/activity/events", self.list_events, methods=["GET"]),
             Route("/api/v1.0/activity/event/{event_id}", self.patch_event, methods=["PATCH"]),
             Route("/api/v1.0/sensors/generic/{provider_key}/status", self.post_observation, methods=["POST"]),
-        ])
+        ], middleware=[Middleware(BaseHTTPMiddleware, dispatch=when_busy)])
 
     async def _body(self, request: Request) -> dict[str, Any] | None:
         self.requests.append({"method": request.method, "path": request.url.path})

@@ -4,6 +4,7 @@ outbox that survives restarts and never sends a message twice."""
 from __future__ import annotations
 
 import email
+import email.utils
 import json
 import time
 from datetime import datetime, timedelta
@@ -689,3 +690,29 @@ def test_a_retried_poaching_alert_waits_rather_than_doubles_its_earthranger_even
     ours = [e for e in stand_in.events.values() if e["event_details"].get("tembo_alert_id") == alert_id]
     assert len(ours) == 1
     assert [(r["method"], r["path"]) for r in stand_in.requests].count(("POST", "/api/v1.0/activity/events")) == 1
+
+
+@pytest.mark.parametrize("status", [429, 503], ids=["throttled", "maintenance"])
+def test_a_poaching_alert_reaches_earthranger_after_the_hour_earthranger_asked_tembo_to_wait(
+    sqlite_url, tmp_path, earthranger, status
+):
+    # EarthRanger throttles the reserve's account (429, `Retry-After: 3600`) or is in its maintenance hour
+    # (503, `Retry-After` an HTTP-date an hour ahead) when a poaching alert is raised. Tembo waits the hour
+    # it was asked to wait, rather than spend its tries every few minutes and give the alert up (failed)
+    # a quarter of an hour before EarthRanger is back: the duty officer's EarthRanger gets the event.
+    stand_in, url = earthranger
+    an_hour = "3600" if status == 429 else email.utils.format_datetime(utc_now() + timedelta(hours=1), usegmt=True)
+    stand_in.busy = (status, an_hour)
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        for seconds in (0, 61, 200, 500, 1000, 2000):  # the outbox's passes during EarthRanger's hour
+            bridge.flush_notifications(now=wall(seconds))
+        assert [r["busy"] for r in stand_in.requests] == [status]  # asked once, then left alone
+        stand_in.busy = None
+        bridge.flush_notifications(now=wall(3601))
+        assert [n.state for n in bridge.notifications(viewer=ADMIN) if n.alert_id == alert_id] == ["sent"]
+
+    (event,) = stand_in.events.values()
+    assert event["event_details"]["tembo_alert_id"] == alert_id

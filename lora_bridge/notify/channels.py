@@ -35,7 +35,9 @@ import logging
 import re
 import smtplib
 import time
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -110,8 +112,24 @@ def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.R
         raise DeliveryError(f"{method} {shown}: {type(error).__name__}: {shown_url(str(error))}") from error
     if response.status_code >= 400:
         retryable = response.status_code in (408, 425, 429) or response.status_code >= 500
-        raise DeliveryError(f"{method} {shown}: HTTP {response.status_code} {response.text[:200]}", retryable=retryable)
+        raise DeliveryError(f"{method} {shown}: HTTP {response.status_code} {response.text[:200]}", retryable=retryable,
+                            retry_after_s=retry_after_s(response) if retryable else None)
     return response
+
+
+def retry_after_s(response: httpx.Response) -> float | None:
+    """The seconds a receiver's `Retry-After` asks for (RFC 9110: a number of seconds or an HTTP-date),
+    or None when it gives none or one that cannot be read (er-client reads it the same way)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def next_page(link: Any) -> tuple[str, str] | None:

@@ -57,11 +57,13 @@ KIND_POSITION = "position"
 
 
 class DeliveryError(Exception):
-    """A channel could not deliver; retryable unless the receiver refused the message itself."""
+    """A channel could not deliver; retryable unless the receiver refused the message itself.
+    `retry_after_s`: how long the receiver asked to be left alone (its `Retry-After`), or None."""
 
-    def __init__(self, message: str, retryable: bool = True) -> None:
+    def __init__(self, message: str, retryable: bool = True, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class Sender(Protocol):
@@ -262,7 +264,7 @@ def _send_one(db: Database, config: NotifyConfig, sender: Sender | None, row: No
             raise DeliveryError(f"channel {row.channel} is not configured", retryable=False)
         external_id = sender.send(row, db)
     except DeliveryError as error:
-        state = _failed(db, row, str(error), error.retryable, at, config)
+        state = _failed(db, row, str(error), error.retryable, at, config, error.retry_after_s)
         if state == FAILED:
             tally["failed"] += 1
         else:
@@ -296,7 +298,7 @@ def _send_batch(db: Database, config: NotifyConfig, sender: Any, ids: list[int],
                     _release(db, row.id)
             return
         for row in rows:
-            state = _failed(db, row, str(error), True, at, config)
+            state = _failed(db, row, str(error), True, at, config, error.retry_after_s)
             tally["failed" if state == FAILED else "retried"] += 1
         blocked.add(rows[0].channel)
         return
@@ -451,7 +453,12 @@ def _sent(db: Database, notification_id: int, external_id: str | None) -> None:
              extra={"notification_id": notification_id})
 
 
-def _failed(db: Database, row: Notification, error: str, retryable: bool, at: datetime, config: NotifyConfig) -> str:
+def _failed(db: Database, row: Notification, error: str, retryable: bool, at: datetime, config: NotifyConfig,
+            retry_after_s: float | None = None) -> str:
+    """Mark a row not delivered: pending again after the doubled wait, or after the receiver's own
+    `Retry-After` when it asked for longer (capped at backoff_max_s), or failed after max_attempts. A
+    receiver down for an hour's maintenance that says so is not tried every few minutes until the
+    row's attempts are spent and the alert is failed just before it comes back."""
     retry = config.retry
     with db.write() as session:
         stored = session.get(Notification, row.id)
@@ -461,6 +468,8 @@ def _failed(db: Database, row: Notification, error: str, retryable: bool, at: da
         else:
             stored.state = PENDING
             wait = min(retry.backoff_s * 2 ** (stored.attempts - 1), retry.backoff_max_s)
+            if retry_after_s is not None:
+                wait = max(wait, min(retry_after_s, retry.backoff_max_s))
             stored.next_attempt_at = at + timedelta(seconds=wait)
         state = stored.state
     log.warning(
