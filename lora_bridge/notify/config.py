@@ -23,11 +23,13 @@
     hours = "night"            # "any", "night" or "day" (the collar's night, at the alert's place)
 
 Nothing leaves the machine unless configured: a channel without its section is off, and there are no
-default secrets. A route to a channel that is not configured is refused when the file is read.
+default secrets. A route to a channel that is not configured is refused when the file is read, and so
+is an SMS recipient that is not an international (E.164) number or an e-mail recipient without its @.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -37,6 +39,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from lora_bridge.errors import InvalidRequest
 
 CHANNELS = ("earthranger", "webhook", "email", "sms")
+# What a recipient of each addressed channel must look like, checked when the file is read: a duty
+# officer's number typed without its country code ("0700 000 001") had been taken, and the first
+# anyone heard of it was the SMS gateway refusing the poaching alert at night.
+RECIPIENT_FORMS = {
+    "sms": (re.compile(r"\+[1-9][0-9]{6,14}"), "an international number (E.164: + country code and number, "
+                                               "no spaces, e.g. +254700000001)"),
+    "email": (re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+"), "an e-mail address (name@domain)"),
+}
 ALERT_ACTIONS = ("raised", "escalated", "acknowledged", "resolved", "auto_resolved")
 
 
@@ -130,6 +140,10 @@ class NotifyConfig(_Strict):
                 raise ValueError(f"route {route.name!r} uses {route.channel} but [notify.{section}] is not configured")
             if route.channel in ("email", "sms") and not route.to:
                 raise ValueError(f"route {route.name!r} has no recipients (to = [...])")
+            for recipient in route.to if route.channel in ("email", "sms") else ():
+                pattern, form = RECIPIENT_FORMS[route.channel]
+                if not pattern.fullmatch(recipient):
+                    raise ValueError(f"route {route.name!r}: recipient {recipient!r} is not {form}")
             unknown = set(route.actions) - set(ALERT_ACTIONS)
             if unknown:
                 raise ValueError(f"route {route.name!r}: unknown actions {sorted(unknown)}; use {list(ALERT_ACTIONS)}")
