@@ -721,3 +721,29 @@ def test_a_poaching_alert_reaches_earthranger_after_the_hour_earthranger_asked_t
 
     (event,) = stand_in.events.values()
     assert event["event_details"]["tembo_alert_id"] == alert_id
+
+
+def test_the_duty_officers_night_sms_and_mail_give_the_alerts_time_in_the_reserves_own_time(sqlite_url, tmp_path):
+    # A mortality alert at 23:00 UTC wakes the duty officer in an East African reserve: it is two in the
+    # morning there (the collar's local time, the one its night is reckoned by). Her phone must say so,
+    # not leave her to add three hours to a UTC stamp half asleep.
+    gateway = SmsGateway(token=SMS_TOKEN)
+    smtp_port = free_port()
+    routes = (
+        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nhours = "night"\n'
+        '[[notify.routes]]\nname = "warden-mail"\nchannel = "email"\nto = ["warden@reserve.example"]\n'
+    )
+    with serve_app_in_thread(gateway.app()) as sms, SmtpStandIn(smtp_port) as smtp:
+        rules_path = write_rules(tmp_path / "r.toml", smtp_port=smtp_port, sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.register_animal("collar-01", "Naserian")
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=int(NIGHT.timestamp())), f_cnt=1))
+            assert bridge.flush_notifications(now=wall()).sent == 2
+
+    assert NIGHT.isoformat() == "2026-03-01T23:00:00+00:00"
+    (text,) = gateway.messages
+    assert "\nat 2026-03-02 02:00 UTC+03:00 (" in text["text"]
+    (mail,) = smtp.messages
+    body = email.message_from_bytes(mail["data"]).get_payload()
+    assert "\nat 2026-03-02 02:00 UTC+03:00 (" in body
+

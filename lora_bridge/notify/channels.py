@@ -35,7 +35,7 @@ import logging
 import re
 import smtplib
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -98,10 +98,25 @@ def title_of(payload: dict[str, Any]) -> str:
 def text_of(payload: dict[str, Any]) -> str:
     """A short message body (SMS, e-mail)."""
     where = f"{payload['lat']:.5f},{payload['lon']:.5f}" if payload.get("lat") is not None else "position unknown"
-    lines = [title_of(payload), f"at {payload['time']} ({where})", f"alert #{payload['alert_id']} collar {payload['device_id']}"]
+    lines = [title_of(payload), f"at {local_time_of(payload)} ({where})",
+             f"alert #{payload['alert_id']} collar {payload['device_id']}"]
     if payload.get("rule"):
         lines.append(f"rule: {payload['rule']}")
     return "\n".join(lines)
+
+
+def local_time_of(payload: dict[str, Any]) -> str:
+    """The alert's time as a ranger woken at night reads it: in the collar's local time (its
+    `utc_offset_min`, the offset its night is reckoned by), '2026-03-02 02:00 UTC+03:00'; in UTC for a
+    row queued without it. Until 5 December the message gave '2026-03-01T23:00:00+00:00', and a ranger in
+    East Africa had to add three hours in her head to know the alert was two in the morning."""
+    when = datetime.fromisoformat(payload["time"])
+    offset_min = payload.get("utc_offset_min")
+    if not isinstance(offset_min, int) or isinstance(offset_min, bool):
+        return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    local = when.astimezone(timezone(timedelta(minutes=offset_min)))
+    sign, minutes = ("-" if offset_min < 0 else "+"), abs(offset_min)
+    return f"{local:%Y-%m-%d %H:%M} UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:

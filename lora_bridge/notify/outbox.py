@@ -100,8 +100,11 @@ def route_matches(route: Route, alert: Alert, action: str, device: Device | None
     return True
 
 
-def alert_payload(alert: Alert, animal: Animal | None, action: str, detail: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What every channel says about an alert step (a snapshot taken when it was queued)."""
+def alert_payload(alert: Alert, animal: Animal | None, action: str, detail: dict[str, Any] | None = None,
+                  device: Device | None = None) -> dict[str, Any]:
+    """What every channel says about an alert step (a snapshot taken when it was queued). `utc_offset_min`
+    is the collar's local time at the alert's place (the offset its night is reckoned by, None when the
+    collar is unknown): the SMS and e-mail a ranger reads at night give the time in it."""
     corroboration = (alert.evidence or {}).get("corroboration") or {}
     return {
         "alert_id": alert.id,
@@ -120,6 +123,7 @@ def alert_payload(alert: Alert, animal: Animal | None, action: str, detail: dict
         "rule": (alert.evidence or {}).get("rule"),
         "verdict": alert.verdict,
         "detail": dict(detail or {}),
+        "utc_offset_min": collar_setting(device, "utc_offset_min") if device is not None else None,
     }
 
 
@@ -139,7 +143,7 @@ def enqueue_alert_steps(
             continue
         device = session.get(Device, alert.device_id)
         animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
-        payload = alert_payload(alert, animal, action, (detail or {}).get((alert_id, action)))
+        payload = alert_payload(alert, animal, action, (detail or {}).get((alert_id, action)), device)
         step = f"{action}{payload['detail'].get('level', '')}"
         if action == "raised" and released_from_hold(alert):
             step = "raised_released"  # raised again: its first raise was held at priority 0
