@@ -38,10 +38,11 @@ HOOK_SECRET = "hook-secret-for-tests"
 SMS_TOKEN = "sms-gateway-token"
 
 
-def write_rules(path, *, er_url=None, hook_url=None, smtp_port=None, sms_url=None, routes="", er_extra=""):
+def write_rules(path, *, er_url=None, hook_url=None, smtp_port=None, sms_url=None, routes="", er_extra="",
+                er_token=ER_TOKEN):
     parts = []
     if er_url:
-        parts.append(f'[notify.earthranger]\nurl = "{er_url}/api/v1.0"\ntoken = "{ER_TOKEN}"\nprovider_key = "tembo"\n'
+        parts.append(f'[notify.earthranger]\nurl = "{er_url}/api/v1.0"\ntoken = "{er_token}"\nprovider_key = "tembo"\n'
                      + er_extra)
     if hook_url:
         parts.append(f'[notify.webhook]\nurl = "{hook_url}/hook"\nsecret = "{HOOK_SECRET}"\n')
@@ -747,3 +748,27 @@ def test_the_duty_officers_night_sms_and_mail_give_the_alerts_time_in_the_reserv
     body = email.message_from_bytes(mail["data"]).get_payload()
     assert "\nat 2026-03-02 02:00 UTC+03:00 (" in body
 
+
+def test_the_nights_poaching_alerts_reach_earthranger_once_the_expired_token_is_renewed(sqlite_url, tmp_path, earthranger):
+    # The EarthRanger service account's token expired: EarthRanger answers 401 to Tembo. A poaching alert
+    # raised then must wait for the token, not be failed for good at the first 401, so that when the warden
+    # on call renews it (new settings, bridge restarted) while the alert's tries last, the event reaches
+    # EarthRanger.
+    stand_in, url = earthranger
+    stand_in.token = "renewed-service-token"  # EarthRanger no longer takes Tembo's old token
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    expired = write_rules(tmp_path / "expired.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
+    with b.fresh_bridge(sqlite_url, rules_path=expired) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        assert bridge.flush_notifications(now=wall()).failed == 0
+        (waiting,) = bridge.notifications(viewer=ADMIN, state="pending")
+        assert "401" in waiting.last_error and "renew the token" in waiting.last_error
+
+    renewed = write_rules(tmp_path / "renewed.toml", er_url=url, routes=routes, er_token="renewed-service-token",
+                          er_extra="send_positions = false\n")
+    with b.fresh_bridge(sqlite_url, rules_path=renewed) as bridge:
+        bridge.flush_notifications(now=wall(61))
+        assert [n.state for n in bridge.notifications(viewer=ADMIN)] == ["sent"]
+
+    (event,) = stand_in.events.values()
+    assert event["event_details"]["tembo_alert_id"] == alert_id

@@ -60,6 +60,7 @@ EVENT_LOOKUP_MAX_PAGES = 50
 # How EarthRanger's `next` link names the following page (DRF's page-number, cursor and limit-offset
 # paginators), in the order er-client looks for them.
 PAGE_KEYS = ("page", "cursor", "offset")
+CREDENTIALS_REFUSED = (401, 403)
 ER_STATES = {"raised": "new", "escalated": "new", "acknowledged": "active", "resolved": "resolved",
              "auto_resolved": "resolved"}
 
@@ -126,9 +127,15 @@ def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.R
     except httpx.HTTPError as error:
         raise DeliveryError(f"{method} {shown}: {type(error).__name__}: {shown_url(str(error))}") from error
     if response.status_code >= 400:
-        retryable = response.status_code in (408, 425, 429) or response.status_code >= 500
-        raise DeliveryError(f"{method} {shown}: HTTP {response.status_code} {response.text[:200]}", retryable=retryable,
-                            retry_after_s=retry_after_s(response) if retryable else None)
+        # 401 and 403 refuse Tembo's credentials, not the message: a token that expired overnight or an
+        # account whose permissions were changed, which an administrator puts right. The row waits for
+        # that (and stops the channel's pass) rather than fail at once: until 5 December every poaching
+        # alert of the night was failed for good on EarthRanger by its first 401.
+        retryable = response.status_code in (*CREDENTIALS_REFUSED, 408, 425, 429) or response.status_code >= 500
+        why = " (Tembo's credentials were refused: renew the token in the notify settings)" \
+            if response.status_code in CREDENTIALS_REFUSED else ""
+        raise DeliveryError(f"{method} {shown}: HTTP {response.status_code}{why} {response.text[:200]}",
+                            retryable=retryable, retry_after_s=retry_after_s(response) if retryable else None)
     return response
 
 
