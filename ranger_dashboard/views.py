@@ -192,12 +192,36 @@ def style_alert_table(table: pd.DataFrame) -> Any:
 
 
 def alert_history_table(events: Iterable[Any]) -> pd.DataFrame:
-    """An alert's history (`AlertEventView`), oldest first: time, who, what."""
+    """An alert's history (`AlertEventView`), oldest first: time, who, what (`history_step`)."""
     rows = [
-        {COL_TIME: format_time(e.at), "Who": e.actor, "What": e.action.replace("_", " ")}
+        {COL_TIME: format_time(e.at), "Who": e.actor, "What": history_step(e.action, e.detail or {})}
         for e in sorted(events, key=lambda e: e.at)
     ]
     return pd.DataFrame(rows, columns=[COL_TIME, "Who", "What"])
+
+
+def history_step(action: str, detail: Mapping[str, Any]) -> str:
+    """One step of an alert's history in a ranger's words, with what she needs from its detail: over
+    which channel and route a notification went (and to whom, when her role may see it), why one was
+    withdrawn, the verdict and note of a resolution, whom an alert was handed to. Until 5 December the
+    history said only "notification sent" or "notification withdrawn", and a ranger could not tell
+    whether the duty officer's phone had been told, or why not."""
+    words = action.replace("_", " ")
+    if action.startswith("notification_"):
+        channel, route, to = detail.get("channel"), detail.get("route"), detail.get("to")
+        if channel:
+            words += f" · {channel}" + (f" ({route})" if route and route != channel else "")
+        if to and to != channel:
+            words += f" to {to}"
+        if detail.get("reason"):
+            words += f": {detail['reason']}"
+    elif action == "resolved" and detail.get("verdict"):
+        words += f" · {VERDICT_LABELS.get(detail['verdict'], detail['verdict']).lower()}"
+        if detail.get("note"):
+            words += f": {detail['note']}"
+    elif action == "assigned":
+        words += f" to {detail['to']}" if detail.get("to") else " (taken back)"
+    return words
 
 
 def precision_table(verdicts: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -6,11 +6,15 @@ import json
 import logging
 from datetime import UTC, datetime, timedelta
 
+import bridge_builders
 import pytest
 from access_builders import NOW as ACCESS_NOW
 from access_builders import live_bridge
+from notify_standins import SmsGateway
 
 from lora_bridge.access import Viewer
+from lora_bridge.server import serve_app_in_thread
+from lora_bridge.store.utc import utc_now
 from lora_bridge.views import ActivityView, AlertView, AnimalView, PositionView
 from ranger_dashboard import config, launch, logs, map_layers, name_tiles, palette, roles, views
 
@@ -587,3 +591,31 @@ def test_technician_reads_the_fleet_tables_radio_figures_as_numbers_not_six_deci
     assert ">-4.8<" in html and ">2.5<" in html and ">-12<" in html
     assert ">—<" in html and ">None<" not in html, "no trend yet reads as a dash"
     assert table["RSSI (dBm)"].tolist() == [-116.0, -105.4], "the table itself keeps the measured values"
+
+
+def test_ranger_reads_in_an_alerts_history_whether_the_duty_officer_was_told_and_why_not(sqlite_url, tmp_path):
+    # A poaching alert at night: the SMS gateway is down, and Amani resolves the alert as a false alarm
+    # before it is back, so the duty officer's SMS is withdrawn. Opening the alert's history, a ranger
+    # must read over which channel and to whom the message went, and why it never did: not only
+    # "notification queued", "notification withdrawn".
+    gateway = SmsGateway(token="sms-token", refuse_first=1)
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules = tmp_path / "rules.toml"
+        rules.write_text(
+            f'[notify.sms]\nurl = "{sms.url}/send"\ntoken = "sms-token"\n'
+            '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+        )
+        with bridge_builders.fresh_bridge(sqlite_url, rules_path=str(rules)) as bridge:
+            uplink = bridge_builders.tts_uplink(bridge_builders.alert("poaching_risk", seq=1), f_cnt=1)
+            (alert_id,) = bridge.ingest_tts_uplink(uplink).alert_ids
+            bridge.flush_notifications(now=utc_now())  # the gateway refuses: the SMS waits
+            bridge.resolve_alert(alert_id, bridge_builders.RANGER, "false_alarm", "Herd at the dam")
+            bridge.flush_notifications(now=utc_now() + timedelta(seconds=120))
+            history = views.alert_history_table(bridge.alert_events(alert_id, viewer=bridge_builders.RANGER))
+
+    what = list(history["What"])
+    assert gateway.messages == []
+    assert "notification queued · sms (duty-sms) to +254700000001" in what
+    assert "resolved · false alarm: Herd at the dam" in what
+    assert ("notification withdrawn · sms (duty-sms) to +254700000001: "
+            "the alert was resolved by ranger.amani before this went out") in what
