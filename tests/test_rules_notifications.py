@@ -772,3 +772,25 @@ def test_the_nights_poaching_alerts_reach_earthranger_once_the_expired_token_is_
 
     (event,) = stand_in.events.values()
     assert event["event_details"]["tembo_alert_id"] == alert_id
+
+
+def test_the_duty_officers_sms_says_which_ranger_took_the_alert_and_her_verdict(sqlite_url, tmp_path):
+    # The duty officer follows a poaching alert by SMS: raised, then taken, then resolved. "[acknowledged]"
+    # alone does not tell her whom to call; the message names the ranger, and the resolution her verdict.
+    gateway = SmsGateway(token=SMS_TOKEN)
+    routes = ('[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+              'actions = ["raised", "acknowledged", "resolved"]\n')
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+            bridge.flush_notifications(now=wall())
+            bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
+            bridge.flush_notifications(now=wall())
+            bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "false_alarm", "herd at the dam")
+            bridge.flush_notifications(now=wall())
+
+    raised, taken, resolved = (m["text"].split("\n") for m in gateway.messages)
+    assert taken[0].endswith("[acknowledged]") and taken[1] == "taken by ranger.amani"
+    assert resolved[0].endswith("[resolved]") and resolved[1] == "resolved by ranger.amani: false alarm"
+    assert raised[1].startswith("at ")

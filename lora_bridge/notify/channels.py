@@ -101,9 +101,27 @@ def text_of(payload: dict[str, Any]) -> str:
     where = f"{payload['lat']:.5f},{payload['lon']:.5f}" if payload.get("lat") is not None else "position unknown"
     lines = [title_of(payload), f"at {local_time_of(payload)} ({where})",
              f"alert #{payload['alert_id']} collar {payload['device_id']}"]
+    who = who_acted(payload)
+    if who:
+        lines.insert(1, who)
     if payload.get("rule"):
         lines.append(f"rule: {payload['rule']}")
     return "\n".join(lines)
+
+
+def who_acted(payload: dict[str, Any]) -> str | None:
+    """For an acknowledgement or a resolution, who did it (and the verdict): the duty officer told an
+    alert was "[acknowledged]" needs to know which ranger is on it. None for the other steps, and for a
+    row queued without the names."""
+    action = payload.get("action")
+    if action == "acknowledged" and payload.get("acknowledged_by"):
+        return f"taken by {payload['acknowledged_by']}"
+    if action == "resolved" and payload.get("resolved_by"):
+        verdict = str(payload.get("verdict") or "").replace("_", " ")
+        return f"resolved by {payload['resolved_by']}" + (f": {verdict}" if verdict else "")
+    if action == "auto_resolved":
+        return "closed by Tembo: its condition cleared"
+    return None
 
 
 def local_time_of(payload: dict[str, Any]) -> str:

@@ -122,6 +122,8 @@ def alert_payload(alert: Alert, animal: Animal | None, action: str, detail: dict
         "confidence": corroboration.get("confidence"),
         "rule": (alert.evidence or {}).get("rule"),
         "verdict": alert.verdict,
+        "acknowledged_by": alert.acknowledged_by,
+        "resolved_by": alert.resolved_by,
         "detail": dict(detail or {}),
         "utc_offset_min": collar_setting(device, "utc_offset_min") if device is not None else None,
     }
