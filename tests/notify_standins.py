@@ -66,6 +66,7 @@ class EarthRangerStandIn:
     # How `next` names the following page: "page", "cursor", "broken" (not at all) or "missing" (no `next`).
     page_style: str = "page"
     link_root: str | None = None
+    after_page: Callable[[], None] | None = None  # called as a page of events is answered (a test's hook)
     busy: tuple[int, str] | None = None  # (status, Retry-After) every request gets: a throttle, a maintenance  # the root written into `next` (a site behind a proxy: its inside address)
 
     def app(self) -> Starlette:
@@ -185,10 +186,13 @@ class EarthRangerStandIn:
             return JSONResponse({"status": {"code": 404, "detail": "Invalid page."}}, status_code=404)
         following = start + page_size if start + page_size < len(results) else None
         earlier = start - page_size if start > 0 else None
-        return JSONResponse({"data": {"count": len(results), "next": self._link(request, following, page_size),
-                                      "previous": self._link(request, earlier, page_size),
-                                      "results": results[start:start + page_size]},
-                             "status": {"code": 200, "message": "OK"}})
+        answer = JSONResponse({"data": {"count": len(results), "next": self._link(request, following, page_size),
+                                        "previous": self._link(request, earlier, page_size),
+                                        "results": results[start:start + page_size]},
+                               "status": {"code": 200, "message": "OK"}})
+        if self.after_page is not None:
+            self.after_page()
+        return answer
 
     def _link(self, request: Request, start: int | None, page_size: int) -> str | None:
         """The absolute link to the page starting at `start` (None: no such page), as this site writes it."""

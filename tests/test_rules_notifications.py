@@ -794,3 +794,33 @@ def test_the_duty_officers_sms_says_which_ranger_took_the_alert_and_her_verdict(
     assert taken[0].endswith("[acknowledged]") and taken[1] == "taken by ranger.amani"
     assert resolved[0].endswith("[resolved]") and resolved[1] == "resolved by ranger.amani: false alarm"
     assert raised[1].startswith("at ")
+
+
+def test_a_retried_poaching_alert_is_not_given_up_when_earthrangers_list_shrinks_while_it_is_read(
+    sqlite_url, tmp_path, earthranger, monkeypatch
+):
+    # As the bridge reads the second page of EarthRanger's events, an EarthRanger admin purges a training
+    # exercise's 60 reports: the page its `next` named is gone (404 "Invalid page."). The list changed,
+    # not the alert: the row is tried again and finds the event, rather than be failed for good and leave
+    # the event "new" on EarthRanger whatever the rangers do with the alert.
+    stand_in, url = earthranger
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    _a_busy_night_on_earthranger(stand_in, 150)
+
+    def purge_the_exercise() -> None:
+        stand_in.after_page = None
+        for minute in range(1, 61):
+            del stand_in.events[f"ranger-report-{minute}"]
+
+    stand_in.after_page = purge_the_exercise
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        assert bridge.flush_notifications(now=wall(400)).failed == 0
+        bridge.flush_notifications(now=wall(400 + 130))
+        assert [n.state for n in bridge.notifications(viewer=ADMIN)] == ["sent"]
+
+    ours = [e for e in stand_in.events.values() if e["event_details"].get("tembo_alert_id") == alert_id]
+    assert len(ours) == 1

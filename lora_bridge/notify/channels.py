@@ -292,8 +292,15 @@ class EarthRangerSender:
         read: set[tuple[str, str]] = set()
         seen = 0
         for _ in range(EVENT_LOOKUP_MAX_PAGES):
-            response = _post(self.client, "GET", f"{self.root}/activity/events", params=params,
-                             headers=self._headers())
+            try:
+                response = _post(self.client, "GET", f"{self.root}/activity/events", params=params,
+                                 headers=self._headers())
+            except DeliveryError as error:
+                if not read or error.retryable:
+                    raise
+                # A page its own `next` named is gone (404 "Invalid page.": events deleted or merged into
+                # an incident while the list was read): the list changed under the lookup, not the alert.
+                raise DeliveryError(f"EarthRanger's list of events changed while it was read: {error}") from error
             try:
                 data = response.json().get("data")
             except (ValueError, AttributeError):
