@@ -17,7 +17,7 @@ from notify_standins import EarthRangerStandIn, SmsGateway, SmtpStandIn, Webhook
 
 from lora_bridge.access import Viewer
 from lora_bridge.errors import Forbidden, InvalidRequest
-from lora_bridge.notify.channels import sign, verify
+from lora_bridge.notify.channels import SMS_TEXT_CHARS, sign, verify
 from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.server import serve_app_in_thread
@@ -824,3 +824,27 @@ def test_a_retried_poaching_alert_is_not_given_up_when_earthrangers_list_shrinks
 
     ours = [e for e in stand_in.events.values() if e["event_details"].get("tembo_alert_id") == alert_id]
     assert len(ours) == 1
+
+
+def test_the_duty_officers_sms_of_a_collars_mortality_alert_fits_one_text_message(sqlite_url, tmp_path):
+    # A basic phone on a weak network at night may show a two-part SMS as two messages, or one half alone.
+    # The alert (what, which animal, when, where, which collar) fits one message; the e-mail keeps the
+    # rule's note for whoever wants it.
+    gateway = SmsGateway(token=SMS_TOKEN)
+    smtp_port = free_port()
+    routes = ('[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+              '[[notify.routes]]\nname = "warden-mail"\nchannel = "email"\nto = ["warden@reserve.example"]\n')
+    with serve_app_in_thread(gateway.app()) as sms, SmtpStandIn(smtp_port) as smtp:
+        rules_path = write_rules(tmp_path / "r.toml", smtp_port=smtp_port, sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.register_animal("collar-01", "Naserian")
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=int(NIGHT.timestamp())), f_cnt=1))
+            assert bridge.flush_notifications(now=wall()).sent == 2
+
+    (text,) = gateway.messages
+    assert len(text["text"]) <= SMS_TEXT_CHARS, text["text"]
+    first, when, which = text["text"].split("\n")
+    assert first.startswith("HIGH mortality: Naserian") and when.startswith("at 2026-03-02 02:00")
+    assert which == "alert #1 collar collar-01"
+    (mail,) = smtp.messages
+    assert "\nrule: " in email.message_from_bytes(mail["data"]).get_payload()
