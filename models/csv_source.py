@@ -23,6 +23,10 @@ Rows of one (animal, bout) that interleave with others' (logs merged by time) ar
 order. The sampling rate is detected per bout from the time column and checked: bouts at different rates
 (mixed rates), a gap inside a bout, a time that goes backwards, a value that is not a number or a
 missing label (empty, NA, N/A, NULL, ... as `recordings.MISSING_MARKERS` lists) stop the load with a `DataError` naming the file, the row (1 = the header) and the column.
+
+A file is read CHUNK_ROWS rows at a time, the axes as numbers and animal, bout and label as small codes, so a
+night of a herd's 25 Hz logging (hundreds of MB) takes about the memory of what is kept, not of its text
+(`scripts/csv_memory.py` prints the figure).
 """
 
 from __future__ import annotations
@@ -51,6 +55,9 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".txt")
 # logger's milliseconds read as seconds give 0.025 Hz for 40 Hz data (and a thousandfold resampling to
 # the collar's rate), a spreadsheet's date serial in days gives hundreds of kHz.
 RATE_RANGE_HZ = (1.0, 5000.0)
+# Rows read at a time: a night of 25 Hz logging of a herd is tens of millions of rows, and only the numbers and
+# a small code per text cell are kept of each chunk (the text of one chunk is some tens of MB at most).
+CHUNK_ROWS = 100_000
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,164 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+class _Untyped(Exception):
+    """A cell of an axis column that does not read as a finite number: read the file again as text to name it."""
+
+
+class _Codes:
+    """One text column (animal, bout, label) as int32 codes into its stripped values, first seen first, so a
+    night of rows holds four bytes a row instead of a string each."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.parts: list[np.ndarray] = []
+
+    def add(self, column) -> np.ndarray:
+        """Append a chunk's column (read as a pandas category) and return its codes."""
+        names = [str(c).strip() for c in column.cat.categories]
+        lookup = np.array([self.index.setdefault(n, len(self.index)) for n in names], dtype=np.int32)
+        codes = lookup[column.cat.codes.to_numpy()]
+        self.parts.append(codes)
+        return codes
+
+    def values(self) -> np.ndarray:
+        """Return the stripped values, indexed by code."""
+        return np.array(list(self.index), dtype=str)
+
+    def codes(self) -> np.ndarray:
+        """Return the codes of all rows read."""
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.int32)
+
+
+@dataclass
+class _Fault:
+    """The first bad cell of one column (1-based file row, its text, what is wrong) and how many there are."""
+
+    row: int
+    text: str
+    count: int = 0
+
+
+@dataclass
+class _Table:
+    """The columns Tembo keeps of one CSV, read chunk by chunk."""
+
+    samples: np.ndarray  # (n, 3) milli-g
+    times: np.ndarray | None
+    labels: _Codes
+    animal: _Codes | None
+    bout: _Codes | None
+    rows: int
+
+
+def _read_chunks(path: Path, columns: Columns, sep: str, typed: bool):
+    """Yield the file's wanted columns CHUNK_ROWS rows at a time: the axes as float64 when typed (any cell that
+    does not parse raises _Untyped), else as text; animal, bout and label as categories; time as text."""
+    import pandas as pd
+
+    texts = {c: "category" for c in (columns.animal, columns.bout, columns.label) if c}
+    dtype = {**texts, **({c: "float64" for c in columns.axes()} if typed else {c: str for c in columns.axes()})}
+    if columns.time:
+        dtype[columns.time] = str
+    wanted = list(dtype)
+    try:
+        reader = pd.read_csv(path, sep=sep, usecols=wanted, dtype=dtype, keep_default_na=False,
+                             skipinitialspace=True, decimal="," if sep != "," and typed else ".",
+                             chunksize=CHUNK_ROWS)
+        with reader:
+            yield from reader
+    except (ValueError, TypeError) as err:
+        if typed and not isinstance(err, DataError):
+            raise _Untyped from None
+        raise
+
+
+def _read_table(path: Path, columns: Columns, sep: str, factor: float, typed: bool) -> _Table:
+    """Return the file's columns, or raise DataError naming the first bad cell (axes, then label, time, animal)."""
+    import pandas as pd
+
+    source = str(path)
+    faults: dict[str, _Fault] = {}
+    labels, animal = _Codes(), _Codes() if columns.animal else None
+    bout = _Codes() if columns.bout else None
+    samples: list[np.ndarray] = []
+    times: list[np.ndarray] = []
+    time_mode: list[str] = []  # "seconds" or "iso", from the first chunk
+    done = 0
+
+    def fault(column: str, bad: np.ndarray, text) -> None:
+        if not bad.any():
+            return
+        i = _first_bad(bad)
+        found = faults.setdefault(column, _Fault(done + i + 2, str(text(i))))
+        found.count += int(bad.sum())
+
+    for chunk in _read_chunks(path, columns, sep, typed):
+        n = len(chunk)
+        block = np.empty((n, 3), dtype=np.float64)
+        for a, name in enumerate(columns.axes()):
+            if typed:
+                values = chunk[name].to_numpy(dtype=np.float64)
+                if not np.isfinite(values).all():
+                    raise _Untyped
+            else:
+                text = chunk[name].str.strip()
+                if sep != ",":  # where commas do not separate fields, a number's comma is its decimal mark ("0,98")
+                    text = text.str.replace(",", ".", regex=False)
+                values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+                fault(name, ~np.isfinite(values), lambda i, cells=chunk[name]: cells.iloc[i])
+            block[:, a] = values * factor
+        samples.append(block)
+        for kept, name in ((labels, columns.label), (animal, columns.animal)):
+            if kept is not None:  # a label or an animal id spelt as a missing value (NA, N/A, ...) is missing
+                codes, values = kept.add(chunk[name]), kept.values()
+                fault(name, is_missing(values)[codes], lambda i, codes=codes, values=values: values[codes[i]])
+        if bout is not None:
+            bout.add(chunk[columns.bout])
+        if columns.time:
+            seconds, bad = _chunk_times(chunk[columns.time], sep, time_mode)
+            fault(columns.time, bad, lambda i, cells=chunk[columns.time]: cells.iloc[i].strip())
+            times.append(seconds)
+        done += n
+
+    for name in (*columns.axes(), columns.label, columns.time, columns.animal):
+        found = faults.get(name)
+        if found is None:
+            continue
+        if name in columns.axes():
+            raise DataError(source, f"{found.text!r} is not a number ({found.count} such rows)",
+                            row=found.row, column=name)
+        if name == columns.label:
+            raise DataError(source, f"no label ({found.text!r}; {found.count} such rows): remove or label them",
+                            row=found.row, column=name)
+        if name == columns.time:
+            raise DataError(source, f"{found.text!r} is neither seconds nor an ISO 8601 time",
+                            row=found.row, column=name)
+        raise DataError(source, f"no animal id ({found.text!r})", row=found.row, column=name)
+    return _Table(np.concatenate(samples) if samples else np.zeros((0, 3)),
+                  (np.concatenate(times) if times else np.zeros(0)) if columns.time else None,
+                  labels, animal, bout, done)
+
+
+def _chunk_times(column, sep: str, mode: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Return a chunk's times in seconds (numbers as given, ISO 8601 as seconds since the epoch) and where they
+    do not parse; the first chunk decides whether the column is seconds or ISO 8601 (`mode`)."""
+    import pandas as pd
+
+    text = column.str.strip()
+    if sep != ",":
+        text = text.str.replace(",", ".", regex=False)
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    finite = np.isfinite(numbers)
+    if not mode:
+        mode.append("seconds" if finite.all() or finite.any() else "iso")
+    if mode[0] == "seconds":  # a numeric column with a few broken cells: name those
+        return numbers, ~finite
+    stamps = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
+    seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
+    return seconds, stamps.isna().to_numpy()
+
+
 def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None, split_gaps: bool,
               units: str = "g") -> Loaded:
     import pandas as pd
@@ -162,45 +327,34 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
     source = str(path)
     try:
         sep = separator(path)
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, sep=sep)
-        if sep != ",":  # where commas do not separate fields, a number's comma is its decimal mark ("0,98")
-            for name in {*columns.axes(), columns.time} & set(frame.columns):
-                frame[name] = frame[name].str.replace(",", ".", regex=False)
+        header = list(pd.read_csv(path, sep=sep, nrows=0, skipinitialspace=True).columns)
     except (OSError, ValueError) as err:
         raise DataError(source, f"cannot read as CSV: {err}") from None
     wanted = [c for c in (columns.animal, columns.bout, columns.time, *columns.axes(), columns.label) if c]
-    missing = [c for c in wanted if c not in frame.columns]
+    missing = [c for c in wanted if c not in header]
     if missing:
-        raise DataError(source, f"missing column(s) {missing}; the file has {list(frame.columns)} "
+        raise DataError(source, f"missing column(s) {missing}; the file has {header} "
                         "(name yours with --columns role=name,... or a dataset TOML)", row=1, column=missing[0])
-    report = LoadReport(files=[source], rows=len(frame))
-    if len(frame) == 0:
+    try:
+        try:
+            table = _read_table(path, columns, sep, factor, typed=True)
+        except _Untyped:  # read again as text, to name the cell that is not a number
+            table = _read_table(path, columns, sep, factor, typed=False)
+    except (OSError, ValueError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(source, f"cannot read as CSV: {err}") from None
+    report = LoadReport(files=[source], rows=table.rows)
+    if table.rows == 0:
         report.notes.append(f"{source}: no rows")
         return Loaded([], report)
-    rows = np.arange(len(frame)) + 2  # 1-based file rows, the header is row 1
-
-    samples = np.empty((len(frame), 3), dtype=np.float64)
-    for a, name in enumerate(columns.axes()):
-        values = pd.to_numeric(frame[name].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            i = _first_bad(bad)
-            raise DataError(source, f"{frame[name].iloc[i]!r} is not a number "
-                            f"({int(bad.sum())} such rows)", row=int(rows[i]), column=name)
-        samples[:, a] = values * factor
-    labels = frame[columns.label].str.strip().to_numpy(dtype=str)
-    empty = is_missing(labels)
-    if empty.any():
-        i = _first_bad(empty)
-        raise DataError(source, f"no label ({str(labels[i])!r}; {int(empty.sum())} such rows): remove or label them",
-                        row=int(rows[i]), column=columns.label)
-
-    times = _times(frame, columns.time, source, rows) if columns.time else None
-    animal = frame[columns.animal].str.strip().to_numpy(dtype=str) if columns.animal else None
-    if animal is not None and is_missing(animal).any():
-        i = _first_bad(is_missing(animal))
-        raise DataError(source, f"no animal id ({str(animal[i])!r})", row=int(rows[i]), column=columns.animal)
-    bout = frame[columns.bout].str.strip().to_numpy(dtype=str) if columns.bout else None
+    rows = np.arange(table.rows) + 2  # 1-based file rows, the header is row 1
+    samples, times = table.samples, table.times
+    label_values, labels = table.labels.values(), table.labels.codes()
+    animal_values = table.animal.values() if table.animal else None
+    animal = table.animal.codes() if table.animal else None
+    bout_values = table.bout.values() if table.bout else None
+    bout = table.bout.codes() if table.bout else None
     if times is not None and (animal is not None or bout is not None):
         # Rows of several animals (or bouts) logged at once and merged by time interleave: each animal's
         # bout is then put together in time order, instead of being cut into single rows.
@@ -213,14 +367,14 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
                                 "together in time order")
 
     # A bout is a run of rows with the same animal and bout id (in file order).
-    key = np.zeros(len(frame), dtype=bool)
+    key = np.zeros(table.rows, dtype=bool)
     key[0] = True
     if animal is not None:
         key[1:] |= animal[1:] != animal[:-1]
     if bout is not None:
         key[1:] |= bout[1:] != bout[:-1]
     starts = np.flatnonzero(key)
-    stops = np.r_[starts[1:], len(frame)]
+    stops = np.r_[starts[1:], table.rows]
 
     if times is None and rate_hz is None:
         raise DataError(source, "no time column: name it (--columns time=NAME) or give the sampling rate (--rate HZ)")
@@ -233,13 +387,14 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
     for (start, stop), rate in zip(pieces, rates, strict=True):
         if rate is None:
             continue
-        name = bout[start] if bout is not None else f"rows {rows[start]}-{rows[stop - 1]}"
+        who = None if animal_values is None else str(animal_values[animal[start]])
+        name = bout_values[bout[start]] if bout_values is not None else f"rows {rows[start]}-{rows[stop - 1]}"
         recordings.append(Recording(
-            animal=None if animal is None else str(animal[start]),
-            bout=f"{path.name}:{'' if animal is None else animal[start]}:{name}",
+            animal=who,
+            bout=f"{path.name}:{'' if who is None else who}:{name}",
             rate_hz=float(rate),
             samples_mg=samples[start:stop],
-            labels=labels[start:stop],
+            labels=label_values[labels[start:stop]],
             source=f"{source}, row {rows[start]}",
             start_s=float(times[start]) if times is not None else 0.0,
         ))
@@ -247,30 +402,11 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
     return Loaded(recordings, report)
 
 
-def _times(frame, column: str, source: str, rows: np.ndarray) -> np.ndarray:
-    """Return the time column in seconds (numbers as given, ISO 8601 as seconds since the epoch)."""
-    import pandas as pd
-
-    text = frame[column].str.strip()
-    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
-    if np.isfinite(numbers).all():
-        return numbers
-    stamps = pd.to_datetime(text, utc=True, errors="coerce", format="ISO8601")
-    bad = stamps.isna().to_numpy()
-    if bad.any() and np.isfinite(numbers).any():
-        bad = ~np.isfinite(numbers)  # a numeric column with a few broken cells: name those
-    if bad.any():
-        i = _first_bad(bad)
-        raise DataError(source, f"{text.iloc[i]!r} is neither seconds nor an ISO 8601 time",
-                        row=int(rows[i]), column=column)
-    return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
-
-
 def _by_bout_then_time(animal: np.ndarray | None, bout: np.ndarray | None, times: np.ndarray) -> np.ndarray | None:
     """Return the row order that puts each (animal, bout) together in time order, first seen first, or None
-    when every (animal, bout) already is one run of rows."""
-    parts = [p for p in (animal, bout) if p is not None]
-    keys = parts[0] if len(parts) == 1 else np.char.add(np.char.add(parts[0], "\x1f"), parts[1])
+    when every (animal, bout) already is one run of rows (animal and bout as codes, e.g. `_Codes.codes()`)."""
+    parts = [p.astype(np.int64) for p in (animal, bout) if p is not None]
+    keys = parts[0] if len(parts) == 1 else parts[0] * (int(parts[1].max()) + 1) + parts[1]
     _, first, codes = np.unique(keys, return_index=True, return_inverse=True)
     runs = 1 + int(np.count_nonzero(keys[1:] != keys[:-1]))
     if runs == len(first):
