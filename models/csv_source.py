@@ -212,6 +212,20 @@ class _Table:
     rows: int
 
 
+def _decimal_mark(path: Path, sep: str) -> str:
+    """Return the decimal mark to read numbers with: "." where commas separate fields, else "," when the first
+    data line holds a comma (a spreadsheet's "0,98"), else "." (a logger's tab-separated "0.98")."""
+    if sep == ",":
+        return "."
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+            f.readline()
+            return "," if "," in f.readline() else "."
+    except OSError:
+        return "."
+
+
 def _read_chunks(path: Path, columns: Columns, sep: str, typed: bool):
     """Yield the file's wanted columns CHUNK_ROWS rows at a time: the axes as float64 when typed (any cell that
     does not parse raises _Untyped), else as text; animal, bout and label as categories; time as text."""
@@ -224,7 +238,7 @@ def _read_chunks(path: Path, columns: Columns, sep: str, typed: bool):
     wanted = list(dtype)
     try:
         reader = pd.read_csv(path, sep=sep, usecols=wanted, dtype=dtype, keep_default_na=False,
-                             skipinitialspace=True, decimal="," if sep != "," and typed else ".",
+                             skipinitialspace=True, decimal=_decimal_mark(path, sep) if typed else ".",
                              chunksize=CHUNK_ROWS)
         with reader:
             yield from reader
