@@ -113,11 +113,15 @@ def to_geojson(fixes: Sequence[Any], species: Species = None, precision: str | N
 
 
 def to_geopackage(fixes: Sequence[Any], species: Species = None, layer: str = "fixes") -> bytes:
-    """An OGC GeoPackage holding one point layer `layer` in EPSG:4326."""
+    """An OGC GeoPackage holding one point layer `layer` in EPSG:4326, `time_utc` a DATETIME field (UTC)."""
+    frame = fixes_geoframe(fixes, species)
+    # A GeoPackage DATETIME field, not text: a GIS filters and animates the fixes by time (QGIS's temporal
+    # controller offers only date-time fields) and geopandas reads them back as UTC date-times.
+    frame["time_utc"] = pd.to_datetime(frame["time_utc"], utc=True, format="ISO8601").astype("datetime64[ms, UTC]")
     with tempfile.TemporaryDirectory(prefix="tembo-export-") as folder:
         path = Path(folder) / "fixes.gpkg"
         # Point even when empty (an empty layer would otherwise be of an unknown geometry type).
-        fixes_geoframe(fixes, species).to_file(
+        frame.to_file(
             path, layer=layer, driver="GPKG", engine="pyogrio", geometry_type="Point"
         )
         return path.read_bytes()

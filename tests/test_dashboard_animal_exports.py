@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import tempfile
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -152,6 +153,21 @@ def test_a_researchers_empty_geopackage_of_the_last_hours_has_the_layout_of_a_fu
         assert (info["geometry_type"], info["crs"]) == ("Point", "EPSG:4326"), path.name
         assert dict(zip(info["fields"], info["dtypes"], strict=True))["lat"] == "float64", path.name
     assert len(gpd.read_file(empty)) == 0
+
+
+def test_a_researcher_opening_the_geopackage_in_a_gis_filters_the_fixes_by_their_date_and_time(tmp_path):
+    # A fix's time to the millisecond, as the store keeps it; a GIS's time filter (QGIS's temporal controller)
+    # offers only DATETIME fields, and geopandas reads them back as UTC date-times.
+    fixes = [replace(f, time=f.time + timedelta(milliseconds=250)) for f in square_walk()]
+    for path, given in ((tmp_path / "amani.gpkg", fixes), (tmp_path / "none.gpkg", [])):
+        path.write_bytes(exports.to_geopackage(given, None, "positions"))
+        info = pyogrio.read_info(path, layer="positions")
+        assert dict(zip(info["fields"], info["ogr_types"], strict=True))["time_utc"] == "OFTDateTime", path.name
+    frame = gpd.read_file(tmp_path / "amani.gpkg")
+    assert str(frame["time_utc"].dt.tz) == "UTC"
+    assert frame["time_utc"].dt.to_pydatetime().tolist() == [f.time for f in fixes]
+    night = frame[frame["time_utc"] >= "2026-11-20T02:00:00Z"]
+    assert len(night) == 3
 
 
 def test_the_animal_pages_files_carry_the_species_and_say_whether_the_points_are_exact():
