@@ -12,7 +12,8 @@ Rows of other sensors (no burst), bursts without a label, rows Movebank marks as
 (`visible` false) and, in a file that names its animals, bursts of no animal (Movebank leaves
 `individual-local-identifier` blank before and after a tag's deployment: a tag on a desk, not an
 animal) are left out and counted; a burst with other axes than X, Y and Z or a number that does not
-parse stops the load naming file, row and column.
+parse stops the load naming file, row and column. A study's whole download is read a chunk of rows at a
+time and only the columns above, so it loads in about the memory of its annotated bursts.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ TIME = "timestamp"
 LABEL = "behavioural-classification"
 VISIBLE = "visible"
 EOBS_ZERO = 2048
+CHUNK_BURSTS = 10_000  # rows read at a time (a burst's text is a few kB at most)
 
 
 def is_movebank(path: str | Path) -> bool:
@@ -71,50 +73,32 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
     import pandas as pd
 
     source = str(path)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in (RAW, AXES, RATE, label_column) if c not in frame.columns]
+    try:
+        header = list(pd.read_csv(path, nrows=0).columns)
+    except (OSError, ValueError) as err:
+        raise DataError(source, f"cannot read as CSV: {err}") from None
+    missing = [c for c in (RAW, AXES, RATE, label_column) if c not in header]
     if missing:
         raise DataError(source, f"missing Movebank column(s) {missing}", row=1, column=missing[0])
-    report = LoadReport(files=[source], rows=len(frame))
+    # Only the columns read, CHUNK_BURSTS rows at a time: a study's download holds every burst of every tag
+    # (most not annotated) beside columns Tembo does not read.
+    wanted = [c for c in dict.fromkeys((RAW, AXES, RATE, label_column, VISIBLE, ANIMAL, EVENT, TIME)) if c in header]
+    report = LoadReport(files=[source])
     recordings = []
-    for i in range(len(frame)):  # one row per burst: a loop over bursts, not samples
-        values = frame.iloc[i]
-        file_row = i + 2
-        raw = values[RAW].strip()
-        if not raw:
-            report.leave_out("Movebank rows without an accelerometer burst (other sensors)", 1)
-            continue
-        if VISIBLE in frame.columns and values[VISIBLE].strip().lower() == "false":
-            report.leave_out("bursts Movebank marks as outliers (visible false)", len(raw.split()) // 3)
-            continue
-        axes = values[AXES].strip().upper()
-        if axes != "XYZ":
-            raise DataError(source, f"burst axes {axes!r}: the collar needs X, Y and Z", row=file_row, column=AXES)
-        try:
-            numbers = np.array(raw.split(), dtype=np.float64)
-        except ValueError:
-            raise DataError(source, "burst values are not numbers separated by spaces",
-                            row=file_row, column=RAW) from None
-        if len(numbers) % 3:
-            raise DataError(source, f"{len(numbers)} values do not split into X, Y, Z samples",
-                            row=file_row, column=RAW)
-        try:
-            rate = float(values[RATE])
-        except ValueError:
-            rate = float("nan")
-        if not np.isfinite(rate) or rate <= 0:
-            raise DataError(source, f"sampling frequency {values[RATE]!r} is not a positive number",
-                            row=file_row, column=RATE)
-        label = values[label_column].strip()
-        if is_missing(label):
-            report.leave_out("bursts without a label (not annotated)", len(numbers) // 3)
-            continue
-        samples = (numbers.reshape(-1, 3) - offset) * factor
-        animal = values[ANIMAL].strip() if ANIMAL in frame.columns and not is_missing(values[ANIMAL].strip()) else None
-        event = values[EVENT].strip() if EVENT in frame.columns else str(file_row)
-        recordings.append(Recording(animal, f"{path.name}:{event}", rate, samples,
-                                    np.full(len(samples), label), f"{source}, row {file_row}",
-                                    _seconds(values[TIME]) if TIME in frame.columns else 0.0))
+    try:
+        with pd.read_csv(path, dtype=str, keep_default_na=False, usecols=wanted, chunksize=CHUNK_BURSTS) as reader:
+            for chunk in reader:
+                cells = {c: chunk[c].tolist() for c in wanted}
+                for i in range(len(chunk)):  # one row per burst: a loop over bursts, not samples
+                    values = {c: cells[c][i] for c in wanted}
+                    recording = _burst(values, report.rows + i + 2, path, factor, offset, label_column, report)
+                    if recording is not None:
+                        recordings.append(recording)
+                report.rows += len(chunk)
+    except DataError:
+        raise
+    except (OSError, ValueError) as err:  # a broken line (pandas names it) after report.rows good ones
+        raise DataError(source, f"cannot read as CSV: {err}") from None
     if any(r.animal is None for r in recordings) and any(r.animal for r in recordings):
         # Before and after deployment Movebank names no individual: the tag was on no animal. Kept, they
         # would also cost the whole file its leave-one-animal-out evaluation.
@@ -122,6 +106,47 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
                          sum(len(r) for r in recordings if r.animal is None))
         recordings = [r for r in recordings if r.animal is not None]
     return Loaded(recordings, report)
+
+
+def _burst(values: dict[str, str], file_row: int, path: Path, factor: float, offset: float, label_column: str,
+           report: LoadReport) -> Recording | None:
+    """Return the recording of one row's burst, or None when it is left out (counted in report)."""
+    source = str(path)
+    raw = values[RAW].strip()
+    if not raw:
+        report.leave_out("Movebank rows without an accelerometer burst (other sensors)", 1)
+        return None
+    if values.get(VISIBLE, "").strip().lower() == "false":
+        report.leave_out("bursts Movebank marks as outliers (visible false)", len(raw.split()) // 3)
+        return None
+    axes = values[AXES].strip().upper()
+    if axes != "XYZ":
+        raise DataError(source, f"burst axes {axes!r}: the collar needs X, Y and Z", row=file_row, column=AXES)
+    try:
+        numbers = np.array(raw.split(), dtype=np.float64)
+    except ValueError:
+        raise DataError(source, "burst values are not numbers separated by spaces",
+                        row=file_row, column=RAW) from None
+    if len(numbers) % 3:
+        raise DataError(source, f"{len(numbers)} values do not split into X, Y, Z samples",
+                        row=file_row, column=RAW)
+    try:
+        rate = float(values[RATE])
+    except ValueError:
+        rate = float("nan")
+    if not np.isfinite(rate) or rate <= 0:
+        raise DataError(source, f"sampling frequency {values[RATE]!r} is not a positive number",
+                        row=file_row, column=RATE)
+    label = values[label_column].strip()
+    if is_missing(label):
+        report.leave_out("bursts without a label (not annotated)", len(numbers) // 3)
+        return None
+    samples = (numbers.reshape(-1, 3) - offset) * factor
+    animal = values.get(ANIMAL, "").strip()
+    event = values[EVENT].strip() if EVENT in values else str(file_row)
+    return Recording(None if is_missing(animal) else animal, f"{path.name}:{event}", rate, samples,
+                     np.full(len(samples), label), f"{source}, row {file_row}",
+                     _seconds(values[TIME]) if TIME in values else 0.0)
 
 
 def _seconds(text: str) -> float:
