@@ -8,7 +8,7 @@ numbers, axes interleaved in the order `eobs:acceleration-axes` gives, e.g. "XYZ
 
 e-obs raw values are unsigned counts around a zero of 2048; give the tag's calibration as units
 `counts:G_PER_COUNT` (and `zero`), or units g / m/s2 when the study stores converted values.
-Rows of other sensors (no burst), bursts without a label, rows Movebank marks as outliers
+Rows of other sensors (no burst: blank, or `NA` as R's write.csv writes a study read with R), bursts without a label, rows Movebank marks as outliers
 (`visible` false) and, in a file that names its animals, bursts of no animal (Movebank leaves
 `individual-local-identifier` blank before and after a tag's deployment: a tag on a desk, not an
 animal) are left out and counted; a burst with other axes than X, Y and Z or a number that does not
@@ -113,7 +113,7 @@ def _burst(values: dict[str, str], file_row: int, path: Path, factor: float, off
     """Return the recording of one row's burst, or None when it is left out (counted in report)."""
     source = str(path)
     raw = values[RAW].strip()
-    if not raw:
+    if is_missing(raw):  # blank in Movebank's download, NA once the study has passed through R's write.csv
         report.leave_out("Movebank rows without an accelerometer burst (other sensors)", 1)
         return None
     if values.get(VISIBLE, "").strip().lower() == "false":

@@ -4,6 +4,7 @@ naming file, row and column; anything left out is counted."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
 import json
@@ -376,6 +377,23 @@ def test_movebank_outliers_and_bursts_before_deployment_are_left_out_and_animals
     assert loaded.report.left_out["bursts Movebank marks as outliers (visible false)"] == 4
     assert loaded.report.left_out[
         "bursts of no animal (individual-local-identifier blank: before or after deployment)"] == 4
+
+
+def test_a_movebank_study_read_and_written_again_with_r_loads_as_the_download_does(tmp_path):
+    # R's write.csv of the study as read.csv read it: every text quoted, NA in the cells of other sensors' rows
+    # (no burst, axes or frequency on a GPS fix) and of bursts not annotated, TRUE/FALSE for visible.
+    download = load_movebank([FIXTURES / "movebank_eobs_bursts.csv"])
+    lines = []
+    for cells in csv.reader((FIXTURES / "movebank_eobs_bursts.csv").read_text().splitlines()):
+        cells = ["NA" if c == "" else c.upper() if c in ("true", "false") else c for c in cells]
+        lines.append(",".join(c if c == "NA" or c.replace(".", "").isdigit() else f'"{c}"' for c in cells))
+    (tmp_path / "storks_from_r.csv").write_text("\n".join(lines) + "\n")
+    from_r = load([str(tmp_path / "storks_from_r.csv")])
+    assert [(r.animal, r.labels[0], len(r)) for r in from_r.recordings] == [
+        (r.animal, r.labels[0], len(r)) for r in download.recordings]
+    assert all(np.array_equal(a.samples_mg, b.samples_mg) for a, b in zip(from_r.recordings, download.recordings,
+                                                                           strict=True))
+    assert from_r.report.left_out == download.report.left_out
 
 
 def _movebank_download(path: Path, rows: int) -> Path:
