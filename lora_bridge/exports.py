@@ -17,6 +17,7 @@ import json
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,14 @@ def _order(fix: Any) -> tuple:
     return (len(animal), animal, fix.time)
 
 
+def utc_millis(time: datetime, separator: str = "T", zone: str = "Z") -> str:
+    """A fix's time in UTC to the millisecond, always in one width (`2026-11-20T00:00:00.000Z`): a file whose
+    times are written in two shapes (whole seconds and fractions) is not read as date-times by pandas'
+    `parse_dates`, which takes the first row's shape for all."""
+    utc = time.astimezone(UTC)
+    return utc.strftime(f"%Y-%m-%d{separator}%H:%M:%S.") + f"{utc.microsecond // 1000:03d}{zone}"
+
+
 def _species_of(species: Species, animal_id: str) -> str | None:
     if species is None or isinstance(species, str):
         return species
@@ -78,7 +87,7 @@ def fixes_frame(fixes: Sequence[Any], species: Species = None) -> pd.DataFrame:
             "name": p.name,
             "species": _species_of(species, str(p.animal_id)),
             "device_id": p.device_id,
-            "time_utc": p.time.isoformat().replace("+00:00", "Z"),
+            "time_utc": utc_millis(p.time),
             "lat": float(p.lat),
             "lon": float(p.lon),
         }
@@ -134,7 +143,7 @@ def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: s
         {
             "event-id": index,
             "visible": "true",
-            "timestamp": p.time.strftime("%Y-%m-%d %H:%M:%S.") + f"{p.time.microsecond // 1000:03d}",
+            "timestamp": utc_millis(p.time, " ", ""),
             "location-long": f"{float(p.lon):.7f}",
             "location-lat": f"{float(p.lat):.7f}",
             "sensor-type": GPS,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pyogrio
 import pytest
 from shapely.geometry import Point, shape
@@ -107,7 +108,7 @@ def test_day_and_night_use_the_collars_own_night():
 def test_fixes_download_as_csv_geojson_geopackage_and_movebank_csv():
     fixes = square_walk()
     rows = list(csv.DictReader(io.StringIO(exports.to_csv(fixes).decode())))
-    assert [r["time_utc"] for r in rows][:2] == ["2026-11-20T00:00:00Z", "2026-11-20T01:00:00Z"]
+    assert [r["time_utc"] for r in rows][:2] == ["2026-11-20T00:00:00.000Z", "2026-11-20T01:00:00.000Z"]
 
     collection = json.loads(exports.to_geojson(fixes))
     assert collection["type"] == "FeatureCollection" and len(collection["features"]) == 5
@@ -133,6 +134,18 @@ def test_fixes_download_as_csv_geojson_geopackage_and_movebank_csv():
     assert (float(movebank[0]["location-long"]), float(movebank[0]["location-lat"])) == (36.9, 0.3)
     assert movebank[0]["individual-local-identifier"] == "Amani"
     assert movebank[0]["tag-local-identifier"] == "collar-001"
+
+
+def test_a_researcher_reads_the_fixes_csv_with_pandas_and_gets_date_times_whether_or_not_a_fix_fell_on_a_second():
+    # A fix's time is the network's receive time less the fix's age: to the microsecond, and now and then exactly
+    # on a whole second. pandas' parse_dates takes the first row's shape for the whole column.
+    fixes = square_walk()
+    fixes = [fixes[0], *(replace(f, time=f.time + timedelta(microseconds=546286)) for f in fixes[1:])]
+    frame = pd.read_csv(io.BytesIO(exports.to_csv(fixes)), parse_dates=["time_utc"])
+    assert str(frame["time_utc"].dt.tz) == "UTC"
+    assert frame["time_utc"].tolist() == [pd.Timestamp(f.time).floor("ms") for f in fixes]
+    movebank = pd.read_csv(io.BytesIO(exports.to_movebank_csv(fixes)), parse_dates=["timestamp"])
+    assert movebank["timestamp"].tolist() == [pd.Timestamp(f.time.replace(tzinfo=None)).floor("ms") for f in fixes]
 
 
 def test_an_empty_track_downloads_as_files_with_no_rows():
