@@ -4,7 +4,9 @@ Columns as Movebank names them: `eobs:accelerations-raw` (the burst's samples as
 numbers, axes interleaved in the order `eobs:acceleration-axes` gives, e.g. "XYZ"),
 `eobs:acceleration-sampling-frequency-per-axis` (Hz), `timestamp` (UTC, the burst's first sample),
 `individual-local-identifier` (the animal) and `event-id`. Annotated bursts carry their label in
-`behavioural-classification` (another column may be named with --columns label=NAME).
+`behavioural-classification` (another column may be named with --columns label=NAME). The same attributes as
+Movebank's API and R's move2 spell them (`eobs_accelerations_raw`) or R's move (`eobs.accelerations.raw`) are read
+alike.
 
 e-obs raw values are unsigned counts around a zero of 2048; give the tag's calibration as units
 `counts:G_PER_COUNT` (and `zero`), or units g / m/s2 when the study stores converted values.
@@ -18,6 +20,7 @@ time and only the columns above, so it loads in about the memory of its annotate
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,15 +48,39 @@ EOBS_ZERO = 2048
 CHUNK_BURSTS = 10_000  # rows read at a time (a burst's text is a few kB at most)
 
 
+ATTRIBUTES = (RAW, AXES, RATE, LABEL, VISIBLE, ANIMAL, EVENT, TIME)
+
+
+def _key(name: str) -> str:
+    """Return an attribute name without case and punctuation: Movebank's CSV writes `eobs:accelerations-raw`,
+    its API and R's move2 `eobs_accelerations_raw`, R's move `eobs.accelerations.raw`."""
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
+def attribute_columns(header: list[str], label_column: str = LABEL) -> dict[str, str]:
+    """Return {Movebank attribute (or the label column): the file's column of it}, by name as Movebank's CSV
+    spells it, else as its API and R spell it."""
+    by_key: dict[str, str] = {}
+    for name in header:
+        by_key.setdefault(_key(name), name)
+    found = {}
+    for attribute in dict.fromkeys((*ATTRIBUTES, label_column)):
+        if attribute in header:
+            found[attribute] = attribute
+        elif _key(attribute) in by_key:
+            found[attribute] = by_key[_key(attribute)]
+    return found
+
+
 def is_movebank(path: str | Path) -> bool:
     """Return True when a CSV's header holds Movebank's e-obs burst columns."""
     import pandas as pd
 
     try:
-        header = pd.read_csv(path, nrows=0).columns
+        header = list(pd.read_csv(path, nrows=0).columns)
     except (OSError, ValueError):
         return False
-    return RAW in header
+    return RAW in attribute_columns(header)
 
 
 def load_movebank(paths: list[str | Path], units: str = "counts:0.0027", zero: float | None = None,
@@ -77,21 +104,23 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
         header = list(pd.read_csv(path, nrows=0).columns)
     except (OSError, ValueError) as err:
         raise DataError(source, f"cannot read as CSV: {err}") from None
-    missing = [c for c in (RAW, AXES, RATE, label_column) if c not in header]
+    names = attribute_columns(header, label_column)
+    missing = [c for c in (RAW, AXES, RATE, label_column) if c not in names]
     if missing:
         raise DataError(source, f"missing Movebank column(s) {missing}", row=1, column=missing[0])
     # Only the columns read, CHUNK_BURSTS rows at a time: a study's download holds every burst of every tag
     # (most not annotated) beside columns Tembo does not read.
-    wanted = [c for c in dict.fromkeys((RAW, AXES, RATE, label_column, VISIBLE, ANIMAL, EVENT, TIME)) if c in header]
     report = LoadReport(files=[source])
     recordings = []
     try:
-        with pd.read_csv(path, dtype=str, keep_default_na=False, usecols=wanted, chunksize=CHUNK_BURSTS) as reader:
+        with pd.read_csv(path, dtype=str, keep_default_na=False, usecols=list(set(names.values())),
+                         chunksize=CHUNK_BURSTS) as reader:
             for chunk in reader:
-                cells = {c: chunk[c].tolist() for c in wanted}
+                cells = {attribute: chunk[name].tolist() for attribute, name in names.items()}
                 for i in range(len(chunk)):  # one row per burst: a loop over bursts, not samples
-                    values = {c: cells[c][i] for c in wanted}
-                    recording = _burst(values, report.rows + i + 2, path, factor, offset, label_column, report)
+                    values = {attribute: cells[attribute][i] for attribute in names}
+                    recording = _burst(values, names, report.rows + i + 2, path, factor, offset, label_column,
+                                       report)
                     if recording is not None:
                         recordings.append(recording)
                 report.rows += len(chunk)
@@ -108,9 +137,10 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
     return Loaded(recordings, report)
 
 
-def _burst(values: dict[str, str], file_row: int, path: Path, factor: float, offset: float, label_column: str,
-           report: LoadReport) -> Recording | None:
-    """Return the recording of one row's burst, or None when it is left out (counted in report)."""
+def _burst(values: dict[str, str], names: dict[str, str], file_row: int, path: Path, factor: float, offset: float,
+           label_column: str, report: LoadReport) -> Recording | None:
+    """Return the recording of one row's burst (values by Movebank attribute, names: the file's column of each),
+    or None when it is left out (counted in report)."""
     source = str(path)
     raw = values[RAW].strip()
     if is_missing(raw):  # blank in Movebank's download, NA once the study has passed through R's write.csv
@@ -121,22 +151,22 @@ def _burst(values: dict[str, str], file_row: int, path: Path, factor: float, off
         return None
     axes = values[AXES].strip().upper()
     if axes != "XYZ":
-        raise DataError(source, f"burst axes {axes!r}: the collar needs X, Y and Z", row=file_row, column=AXES)
+        raise DataError(source, f"burst axes {axes!r}: the collar needs X, Y and Z", row=file_row, column=names[AXES])
     try:
         numbers = np.array(raw.split(), dtype=np.float64)
     except ValueError:
         raise DataError(source, "burst values are not numbers separated by spaces",
-                        row=file_row, column=RAW) from None
+                        row=file_row, column=names[RAW]) from None
     if len(numbers) % 3:
         raise DataError(source, f"{len(numbers)} values do not split into X, Y, Z samples",
-                        row=file_row, column=RAW)
+                        row=file_row, column=names[RAW])
     try:
         rate = float(values[RATE])
     except ValueError:
         rate = float("nan")
     if not np.isfinite(rate) or rate <= 0:
         raise DataError(source, f"sampling frequency {values[RATE]!r} is not a positive number",
-                        row=file_row, column=RATE)
+                        row=file_row, column=names[RATE])
     label = values[label_column].strip()
     if is_missing(label):
         report.leave_out("bursts without a label (not annotated)", len(numbers) // 3)

@@ -396,6 +396,23 @@ def test_a_movebank_study_read_and_written_again_with_r_loads_as_the_download_do
     assert from_r.report.left_out == download.report.left_out
 
 
+@pytest.mark.parametrize("spell", [lambda name: name.replace(":", "_").replace("-", "_"),  # Movebank's API, move2
+                                   lambda name: name.replace(":", ".").replace("-", ".")],  # R's move, read.csv
+                         ids=["move2-underscores", "move-dots"])
+def test_a_movebank_study_downloaded_with_r_and_its_attribute_names_so_spelt_loads_as_the_download_does(
+        tmp_path, spell):
+    download = load([str(FIXTURES / "movebank_eobs_bursts.csv")])
+    header, *rows = (FIXTURES / "movebank_eobs_bursts.csv").read_text().splitlines()
+    (tmp_path / "storks.csv").write_text("\n".join([",".join(map(spell, header.split(","))), *rows]) + "\n")
+    from_r = load([str(tmp_path / "storks.csv")])
+    assert [(r.animal, r.labels[0], r.rate_hz, r.start_s) for r in from_r.recordings] == [
+        (r.animal, r.labels[0], r.rate_hz, r.start_s) for r in download.recordings]
+    assert from_r.report.left_out == download.report.left_out
+    (tmp_path / "two_axes.csv").write_text((tmp_path / "storks.csv").read_text().replace(",XYZ,", ",XY,", 1))
+    with pytest.raises(DataError, match=rf"row 2, column '{re.escape(spell('eobs:acceleration-axes'))}': burst axes"):
+        load([str(tmp_path / "two_axes.csv")])
+
+
 def _movebank_download(path: Path, rows: int) -> Path:
     """Write a study's Movebank download of e-obs tags: bursts of 40 samples at 10.54 Hz (as in the white stork
     data) among GPS rows and columns Tembo does not read; one in ten of the first 1000 rows' bursts annotated."""
