@@ -175,10 +175,13 @@ class _Codes:
         self.parts: list[np.ndarray] = []
 
     def add(self, column) -> np.ndarray:
-        """Append a chunk's column (read as a pandas category) and return its codes."""
-        names = [str(c).strip() for c in column.cat.categories]
+        """Append a chunk's column (read as text: "007" stays "007") and return its codes."""
+        import pandas as pd
+
+        chunk_codes, uniques = pd.factorize(column)
+        names = [str(c).strip() for c in uniques]
         lookup = np.array([self.index.setdefault(n, len(self.index)) for n in names], dtype=np.int32)
-        codes = lookup[column.cat.codes.to_numpy()]
+        codes = lookup[chunk_codes]
         self.parts.append(codes)
         return codes
 
@@ -228,10 +231,10 @@ def _decimal_mark(path: Path, sep: str) -> str:
 
 def _read_chunks(path: Path, columns: Columns, sep: str, typed: bool):
     """Yield the file's wanted columns CHUNK_ROWS rows at a time: the axes as float64 when typed (any cell that
-    does not parse raises _Untyped), else as text; animal, bout and label as categories; time as text."""
+    does not parse raises _Untyped), else as text; animal, bout, label and time as text."""
     import pandas as pd
 
-    texts = {c: "category" for c in (columns.animal, columns.bout, columns.label) if c}
+    texts = {c: str for c in (columns.animal, columns.bout, columns.label) if c}
     dtype = {**texts, **({c: "float64" for c in columns.axes()} if typed else {c: str for c in columns.axes()})}
     if columns.time:
         dtype[columns.time] = str

@@ -189,6 +189,14 @@ def test_a_file_read_in_chunks_loads_as_one_read_whole_and_names_bad_cells_by_th
         load_csv([tmp_path / "unlabelled.csv"], Columns.parse(COLUMNS), units="m/s2")
 
 
+def test_collars_numbered_with_leading_zeros_keep_their_ids_as_the_researcher_wrote_them(tmp_path):
+    rows = [*_rows(40, animal="007", bout="01"), *_rows(40, animal="7", bout="1", label="rest"),
+            *_rows(40, animal="0042", bout="1.0")]
+    loaded = load_csv([_csv(tmp_path, rows)], Columns.parse(COLUMNS))
+    assert [(r.animal, r.bout.split(":", 1)[1]) for r in loaded.recordings] == [
+        ("007", "007:01"), ("7", "7:1"), ("0042", "0042:1.0")]
+
+
 def test_dataset_toml_names_the_columns_units_and_files(tmp_path):
     (tmp_path / "raw").mkdir()
     _csv(tmp_path / "raw", _rows(40), "day1.csv")
