@@ -196,7 +196,7 @@ class _Codes:
 
 @dataclass
 class _Fault:
-    """The first bad cell of one column (1-based file row, its text, what is wrong) and how many there are."""
+    """The first bad cell of one column (1-based file row and its text) and how many bad cells it has."""
 
     row: int
     text: str
@@ -245,8 +245,8 @@ def _read_chunks(path: Path, columns: Columns, sep: str, typed: bool):
                              chunksize=CHUNK_ROWS)
         with reader:
             yield from reader
-    except (ValueError, TypeError) as err:
-        if typed and not isinstance(err, DataError):
+    except (ValueError, TypeError):
+        if typed:  # pandas names no row of a cell it cannot read as a number
             raise _Untyped from None
         raise
 
