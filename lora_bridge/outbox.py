@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import select, update
 
-from lora_bridge.domain import alerts, downlinks
+from lora_bridge.domain import alerts, downlinks, fuota_delivery
 from lora_bridge.errors import DownlinkError, is_transient_store_error
 from lora_bridge.network_server import (
     DownlinkTarget,
@@ -279,10 +279,13 @@ class Outbox:
             session.refresh(row)
             if row.send_at < now:
                 _later(session, row, now + timedelta(seconds=1) - row.send_at)
-            route = session.scalars(
-                select(DownlinkRoute).where(DownlinkRoute.application_id == (label(row.application_id) or ""),
-                                            DownlinkRoute.push_url.is_not(None))
-            ).first()
+            collars = list(session.scalars(select(FuotaCollar.device_id)
+                                           .where(FuotaCollar.campaign_id == row.campaign_id)))
+            try:
+                route = fuota_delivery.group_route(session, collars, row.application_id)
+            except fuota_delivery.SplitNetwork as split:
+                _refuse_frames(session, row.campaign_id, str(split))
+                return None
             hint = RouteHint(route.push_url, route.api_key) if route is not None and route.push_url else None
             spacing = timedelta(seconds=delivery.spacing_s if delivery is not None else 0.0)
             return MulticastFrame(row.group_id, row.application_id, tuple(row.gateways or ()), row.f_port,
@@ -362,6 +365,19 @@ def _delivery_network(session: Any, campaign_id: int) -> str:
         select(Device.network).join(FuotaCollar, FuotaCollar.device_id == Device.device_id)
         .where(FuotaCollar.campaign_id == campaign_id, Device.network.is_not(None))).first()
     return network or "tts"
+
+
+def _refuse_frames(session: Any, campaign_id: int, reason: str) -> None:
+    """Fail every frame of a delivery still waiting, with the reason kept on each: its collars cannot
+    be one multicast session (fuota_delivery.group_route), so no route of theirs may carry them."""
+    failed = session.execute(
+        update(MulticastDownlink)
+        .where(MulticastDownlink.campaign_id == campaign_id,
+               MulticastDownlink.state.in_((downlinks.STATE_QUEUED, downlinks.STATE_SENDING)))
+        .values(state=downlinks.STATE_FAILED, lease_until=None, last_error=f"not pushed: {reason}")
+    ).rowcount
+    log.error("multicast frames of campaign_id=%d not pushed (%d failed): %s", campaign_id, failed, reason,
+              extra={"campaign_id": campaign_id})
 
 
 def _later(session: Any, frame: MulticastDownlink, delta: timedelta) -> None:

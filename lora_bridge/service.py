@@ -2037,16 +2037,14 @@ class Bridge:
     def _tts_group_problems(self, session: Any, row: Any, frequency_hz: int, dr: int) -> list[str]:
         from sqlalchemy import select
 
-        from lora_bridge.domain import campaigns
+        from lora_bridge.domain import campaigns, fuota_delivery
         from lora_bridge.errors import DownlinkError
         from lora_bridge.network_server import RouteHint
-        from lora_bridge.store.tables import DownlinkRoute
-        from lora_bridge.uplink_formats import label
+        from lora_bridge.store.tables import FuotaCollar
 
-        route = session.scalars(select(DownlinkRoute).where(
-            DownlinkRoute.application_id == (label(row.application_id) or ""), DownlinkRoute.push_url.is_not(None))
-        ).first()
-        hint = RouteHint(route.push_url, route.api_key) if route is not None else None
+        collars = list(session.scalars(select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)))
+        route = fuota_delivery.group_route(session, collars, row.application_id)  # its own collars' network only
+        hint = RouteHint(route.push_url, route.api_key) if route is not None and route.push_url else None
         try:
             device = self.network_server.tts_multicast_device(row.application_id or "", row.group_id, hint)
         except DownlinkError as error:

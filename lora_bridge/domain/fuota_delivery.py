@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -56,6 +57,7 @@ from lora_bridge.store.tables import (
     CollarMulticastGroup,
     Device,
     Downlink,
+    DownlinkRoute,
     DownlinkTransmission,
     FuotaCollar,
     FuotaSession,
@@ -68,6 +70,7 @@ from lora_bridge.updates import delivery, multicast_keys
 from lora_bridge.updates.fec import Fragmented, fragment
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY, CollarLink, PlanRefused, make_plan
+from lora_bridge.uplink_formats import label
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,35 @@ MAX_DELETE_ATTEMPTS = 10
 
 class DeliveryRefused(ValueError):
     """A delivery that cannot start: the plan breaks duty cycle or fair use, or the image cannot travel."""
+
+
+class SplitNetwork(DeliveryRefused):
+    """A delivery's collars are on networks that cannot carry one multicast session: two tenants (or
+    clusters), or downlink routes to two network servers."""
+
+
+def group_route(session: Session, device_ids: list[str], application_id: str | None) -> DownlinkRoute | None:
+    """The downlink route (The Things Stack's X-Downlink-* headers: host and API key) a delivery's group
+    frames go by: the newest of its own collars' routes in the group's application. A route is one
+    collar's (two tenants may both have `elephants/collar-1`), so another tenant's collar of the same
+    application never lends its host or key to this group. None when none of them has brought one yet.
+    SplitNetwork when the collars name two tenants (`network_scope`) or their routes two hosts: a
+    multicast group lives on one network server, and its frames would reach only part of the fleet,
+    or be pushed to another tenant's server with its key."""
+    scopes = sorted(set(session.scalars(select(Device.network_scope).where(
+        Device.device_id.in_(device_ids), Device.network_scope.is_not(None)))))
+    if len(scopes) > 1:
+        raise SplitNetwork(f"the collars belong to {len(scopes)} network tenants ({', '.join(scopes)}): one "
+                           "multicast group cannot reach them; start one campaign per tenant")
+    routes = list(session.scalars(select(DownlinkRoute).where(
+        DownlinkRoute.device_id.in_(device_ids), DownlinkRoute.push_url.is_not(None))
+        .order_by(DownlinkRoute.updated_at.desc(), DownlinkRoute.device_id)))
+    hosts = sorted({urlsplit(route.push_url or "").netloc for route in routes})
+    if len(hosts) > 1:
+        raise SplitNetwork(f"the collars' downlinks go to {len(hosts)} network servers ({', '.join(hosts)}): one "
+                           "multicast group cannot reach them; start one campaign per network server")
+    application = label(application_id) or ""
+    return next((route for route in routes if route.application_id == application), None)
 
 
 def _frags(row: FuotaSession) -> Fragmented:
@@ -139,6 +171,7 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
         raise DeliveryRefused("a delivery goes through one multicast group on one network server (The Things "
                               "Stack or ChirpStack); these collars are on "
                               f"{', '.join(sorted(str(n) for n in networks))}")
+    group_route(session, collars, None)  # SplitNetwork: the collars span tenants or network servers
     if mc_addr is not None:
         if group_keys is None:
             raise DeliveryRefused("a multicast address without the collars' key file: set TEMBO_COLLAR_KEYS_FILE")
