@@ -59,7 +59,8 @@ MAX_DEVICE_ID = Device.__table__.c.device_id.type.length
 # Deliveries arrive a few frames out of order at most; a counter this far below the last one, heard
 # later, means the collar started a new session (a rejoin whose join message we did not get).
 FCNT_REORDER_WINDOW = 64
-# A join within this time of the start of the current session is that session's join.
+# A join within this time of the start of a session the bridge began from a frame-counter reset is
+# that session's join (a session a join began ends at the next join, however soon: a rejoin).
 JOIN_MATCH_WINDOW = timedelta(minutes=10)
 # A message whose own time is this much older than its reception waited in the collar's flash queue.
 BACKFILL_AGE = timedelta(hours=6)
@@ -267,10 +268,13 @@ def start_session(device: Device, at: datetime, reason: str) -> None:
     )
 
 
-def apply_join(device: Device, at: datetime) -> bool:
+def apply_join(device: Device, at: datetime, *, session_joined: bool) -> bool:
     """A join (accept) at `at`; True when it started a new session (not the one already begun, nor
-    an older one)."""
-    if device.joined_at is not None and abs(at - device.joined_at) <= JOIN_MATCH_WINDOW:
+    an older one). session_joined: the collar's current session began with a join the bridge heard;
+    then a later join is a rejoin (a brown-out, a watchdog reset minutes after joining) and begins a
+    new session: taken for the first session's join, the new session's frames were filed in the old
+    one, and a frame of it like one sent before the rejoin (a boot status) dropped as its copy."""
+    if not session_joined and device.joined_at is not None and abs(at - device.joined_at) <= JOIN_MATCH_WINDOW:
         return False  # the reset was already seen from the frame counter; this is its join
     return apply_reset(device, at, reason="join")
 

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
@@ -96,6 +97,16 @@ def _refile_frames_of_new_session(session: Session, device: Device, at: datetime
                                                           "f_cnt": refiled[-1].f_cnt})
 
 
+def _session_began_by_join(session: Session, device: Device) -> bool:
+    """Whether the collar's current session began with a join the bridge recorded (not with a
+    frame-counter reset it saw in the collar's frames)."""
+    if device.joined_at is None:
+        return False
+    began = select(NetworkEventRow.id).where(NetworkEventRow.device_id == device.device_id,
+                                             NetworkEventRow.kind == KIND_JOIN, NetworkEventRow.time == device.joined_at)
+    return session.scalar(began.limit(1)) is not None
+
+
 def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s: float) -> Recorded:
     """Store event (from raw) and apply what it means to the collar and its downlinks. A network time
     more than max_ahead_s (the settings' `max_clock_ahead_s`) ahead of arrival is replaced by the arrival (as an uplink's is): a join dated
@@ -138,7 +149,7 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
     session.add(row)
     started = False
     if device is not None and event.kind == KIND_JOIN:
-        started = devices.apply_join(device, at)
+        started = devices.apply_join(device, at, session_joined=_session_began_by_join(session, device))
     elif device is not None and event.kind == KIND_LOG and event.detail.get("code") in FCNT_RESET_LOG_CODES:
         started = devices.apply_reset(device, at, reason="network reports a frame-counter reset")
     if started and device is not None and device.last_seen is not None and device.last_seen >= at:
