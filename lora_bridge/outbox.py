@@ -7,7 +7,9 @@ Things Network's ~10 a day, counted over what went on air: each push, from its c
 whose outcome was lost counts too, and each resend the network made of a nacked downlink; over it
 the downlink waits until the oldest of the last 24 h ages out), pushes it — with `down/replace` when
 it supersedes a command still waiting at the network —
-and records the outcome. `OutboxWorker` runs flushes in a daemon thread, woken at once when ingest
+and records the outcome. Then the multicast frames of update deliveries, each by the route of its
+delivery's own collars (`fuota_delivery.group_route`); a server (and key) that refused a push in the
+flush gets nothing more in it, other tenants' servers still do. `OutboxWorker` runs flushes in a daemon thread, woken at once when ingest
 queues a downlink (with its id: only that one is looked at) and every `outbox_every_s` otherwise
 (a full flush), so a hung network server (short timeouts) slows only the worker, never ingest.
 """
@@ -106,8 +108,8 @@ class Outbox:
                 continue
             self._finish(downlink_id, None, reference, lease_ends)
             accepted += 1
-        if not refused and ids is None:  # nothing refused: the network server takes pushes, so do multicast frames
-            accepted += self.flush_multicast(limit)
+        if ids is None:  # multicast frames too, but none to a server (and key) that refused in this flush
+            accepted += self.flush_multicast(limit, refused)
         return accepted
 
     def _claim(
@@ -224,11 +226,14 @@ class Outbox:
 
     # ---- multicast frames of update deliveries (lora_bridge/domain/fuota_delivery.py) ------------
 
-    def flush_multicast(self, limit: int = 100) -> int:
+    def flush_multicast(self, limit: int = 100, refused: set[tuple[str | None, ...]] | None = None) -> int:
         """Push queued multicast frames in the order of their transmission time; how many were accepted.
         Frames are not counted against a collar's fair use (they go to the group, within the duty
         cycle the delivery spaced them by). A frame whose time passed while the bridge was down is
-        moved later together with the rest of its delivery, keeping their spacing."""
+        moved later together with the rest of its delivery, keeping their spacing. refused: the
+        servers (and keys, `_server_of`) that refused a push in this flush; their frames wait for the
+        next, while those of other tenants' servers still go."""
+        refused = set() if refused is None else refused
         now = self.clock()
         interrupted = (MulticastDownlink.state == downlinks.STATE_SENDING) & (MulticastDownlink.lease_until < now)
         with self.db.read() as session:  # a pass with no push interrupted takes no write lock
@@ -243,31 +248,48 @@ class Outbox:
                 .order_by(MulticastDownlink.send_at, MulticastDownlink.id).limit(limit)))
         accepted = 0
         for frame_id in waiting:
-            claimed = self._claim_multicast(frame_id)
+            claimed = self._claim_multicast(frame_id, skip=lambda server: server in refused)
             if claimed is None:
                 continue
-            frame, hint = claimed
+            frame, hint, server = claimed
             try:
                 self.client.send_multicast(frame, hint)
             except DownlinkError as error:
                 self._finish_multicast(frame_id, str(error))
                 log.warning("multicast push failed frame_id=%d group=%s: %s", frame_id, frame.group_id, error,
                             extra={"multicast_frame_id": frame_id})
-                break
+                refused.add(server)  # the rest of its server's frames wait for the next flush, in their order
+                continue
             self._finish_multicast(frame_id, None)
             accepted += 1
         return accepted
 
-    def _claim_multicast(self, frame_id: int) -> tuple[MulticastFrame, RouteHint | None] | None:
+    def _claim_multicast(
+        self, frame_id: int, skip: Callable[[tuple[str | None, ...]], bool] | None = None
+    ) -> tuple[MulticastFrame, RouteHint | None, tuple[str | None, ...]] | None:
+        """Lease frame_id for a push: the frame, the route of its delivery's own collars, and the server
+        (and key) it goes to; None when it is not to be pushed now (taken, not due, its server in skip, or
+        refused for good: its collars cannot be one multicast session)."""
         now = self.clock()
         with self.db.write() as session:
             row = session.get(MulticastDownlink, frame_id)
-            if row is None:
+            if row is None or row.state != downlinks.STATE_QUEUED:
                 return None
             delivery = session.get(FuotaSession, row.campaign_id)
             network = _delivery_network(session, row.campaign_id)
             if network == "chirpstack" and row.send_at > now:
                 return None  # ChirpStack sends what it holds at once: a frame goes to it when it is due
+            collars = list(session.scalars(select(FuotaCollar.device_id)
+                                           .where(FuotaCollar.campaign_id == row.campaign_id)))
+            try:
+                route = fuota_delivery.group_route(session, collars, row.application_id)
+            except fuota_delivery.SplitNetwork as split:
+                _refuse_frames(session, row.campaign_id, str(split))
+                return None
+            hint = RouteHint(route.push_url, route.api_key) if route is not None and route.push_url else None
+            server = self._multicast_server(network, hint)
+            if skip is not None and skip(server):
+                return None  # its server refused a push in this flush: it waits for the next, no attempt spent
             taken = session.execute(
                 update(MulticastDownlink)
                 .where(MulticastDownlink.id == frame_id, MulticastDownlink.state == downlinks.STATE_QUEUED)
@@ -279,18 +301,18 @@ class Outbox:
             session.refresh(row)
             if row.send_at < now:
                 _later(session, row, now + timedelta(seconds=1) - row.send_at)
-            collars = list(session.scalars(select(FuotaCollar.device_id)
-                                           .where(FuotaCollar.campaign_id == row.campaign_id)))
-            try:
-                route = fuota_delivery.group_route(session, collars, row.application_id)
-            except fuota_delivery.SplitNetwork as split:
-                _refuse_frames(session, row.campaign_id, str(split))
-                return None
-            hint = RouteHint(route.push_url, route.api_key) if route is not None and route.push_url else None
             spacing = timedelta(seconds=delivery.spacing_s if delivery is not None else 0.0)
             return MulticastFrame(row.group_id, row.application_id, tuple(row.gateways or ()), row.f_port,
                                   row.payload, row.send_at, row.correlation_id, network=network,
-                                  expires_at=row.send_at + spacing if spacing else None), hint
+                                  expires_at=row.send_at + spacing if spacing else None), hint, server
+
+    def _multicast_server(self, network: str, hint: RouteHint | None) -> tuple[str | None, ...]:
+        """Which network server (and key) a delivery's frames go to, as `_server_of` names a unicast
+        push's: the configured one (ChirpStack, or a configured TTS URL), else the host and key of the
+        route of the delivery's collars."""
+        if network == "chirpstack" or self.settings.network_server_url or hint is None:
+            return ("configured",)
+        return ("route", urlsplit(hint.url).netloc, hint.api_key)
 
     def _finish_multicast(self, frame_id: int, error: str | None) -> None:
         with self.db.write() as session:

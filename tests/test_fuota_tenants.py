@@ -32,9 +32,11 @@ KWS = ("kws", "kws-collar-1", "kws-collar-2")
 SANPARKS = ("sanparks", "aardvark-collar")  # its route is stored first: the one an application-wide look-up met
 
 
-def tenant_uplink(network: StandInTheThingsStack, tenant: str, device: str, f_cnt: int) -> tuple[bytes, dict]:
-    """A status uplink of a tenant's collar as that tenant's webhook posts it, with its downlink headers."""
-    body = json.loads(b.tts_uplink(b.status(), device_id=device, f_cnt=f_cnt))
+def tenant_uplink(network: StandInTheThingsStack, tenant: str, device: str, f_cnt: int,
+                  message: tuple[int, bytes] | None = None) -> tuple[bytes, dict]:
+    """An uplink (a status unless message) of a tenant's collar as that tenant's webhook posts it, with its
+    downlink headers."""
+    body = json.loads(b.tts_uplink(message or b.status(), device_id=device, f_cnt=f_cnt))
     body["uplink_message"]["network_ids"] = {"net_id": "000013", "tenant_id": tenant, "cluster_id": "eu1",
                            "cluster_address": "eu1.cloud.thethings.industries"}
     push = f"{network.url}/api/v3/as/applications/{APPLICATION}/webhooks/tembo/devices/{device}/down/push"
@@ -125,3 +127,22 @@ def test_a_delivery_whose_collar_moved_to_another_network_server_keeps_why_its_f
     ((state, reason),) = kept
     assert state == "failed" and "2 network servers" in reason
     assert any("not pushed" in r.getMessage() and "2 network servers" in r.getMessage() for r in caplog.records)
+
+
+def test_kws_update_frames_still_go_while_the_other_reserves_server_refuses_its_key(sqlite_url, reserves):
+    # SANParks revoked the API key its webhook still sends: the ack of its collar's mortality alert is
+    # refused (401) at every flush. KWS's server takes pushes, so KWS's window must go on.
+    kws, sanparks = reserves
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        hear_both(bridge, kws, sanparks)
+        campaign = campaign_for(bridge, list(KWS[1:]))
+        with TestClient(create_app(bridge)) as client:
+            body, headers = tenant_uplink(sanparks, SANPARKS[0], SANPARKS[1], 2, b.alert("mortality", seq=1))
+            assert client.post("/uplinks/tts", content=body, headers=headers).status_code == 200
+        bridge.process_pending()
+        sanparks.api_key = "NNSXS.SANPARKS-NEW-KEY"
+        open_window(bridge, campaign)
+        states = {d.device_id: d.state for d in bridge.downlinks() if d.device_id == SANPARKS[1]}
+
+    assert kws.multicast, "KWS's window frames were held back by SANParks' refused key"
+    assert sanparks.multicast == [] and states == {SANPARKS[1]: "queued"}
