@@ -12,6 +12,7 @@ puts it on the air when it was enqueued.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -170,6 +171,22 @@ def test_a_delivery_to_collars_on_two_network_servers_is_refused_with_its_reason
         with pytest.raises(ValueError, match="one network server"):
             start_campaign(bridge, image, version)
         assert bridge.campaigns() == [], "the campaign is not half made"
+
+
+def test_a_campaign_over_collars_of_two_chirpstack_tenants_is_refused_with_its_reason(sqlite_url, chirpstack):
+    # One ChirpStack serving two reserves as tenants (UplinkEvent deviceInfo.tenantId, a UUID): a
+    # multicast group belongs to one tenant's application and holds only that application's devices.
+    image, version = model_image()
+    tenants = {"collar-07": "5bd5b2e4-0b7e-4a0c-9b7a-6a3c1d1e2f01", "collar-08": "c1f3a9d2-7e4b-4f7a-8c2d-3b9e0a6f5d02"}
+    with open_bridge(sqlite_url, chirpstack) as bridge:
+        for device, tenant in tenants.items():
+            body = json.loads(b.chirpstack_uplink(b.status(), device_id=device, f_cnt=1))
+            body["deviceInfo"]["tenantId"] = tenant
+            bridge.ingest_chirpstack_uplink(json.dumps(body).encode())
+        with pytest.raises(ValueError, match="2 network tenants"):
+            start_campaign(bridge, image, version)
+        assert bridge.campaigns() == [], "the campaign is not half made"
+    assert chirpstack.multicast == []
 
 
 @pytest.mark.parametrize(("change", "says"), [
