@@ -45,8 +45,9 @@ from lora_bridge.store.tables import (
     FuotaCollar,
     FuotaSession,
     MulticastDownlink,
+    RawUplink,
 )
-from lora_bridge.store.utc import utc_now
+from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import label
 
 log = logging.getLogger(__name__)
@@ -338,10 +339,14 @@ class Outbox:
         path_ids: dict[str, str] | None = None,
         *,
         device_id: str | None,
+        raw_uplink_id: int | None = None,
     ) -> bool:
         """Keep where TTS says the collar device_id's downlinks go (from the X-Downlink-* headers of a
         message of it); True if stored. No collar (a body that names none), no route: the next
-        message brings the headers again.
+        message brings the headers again. raw_uplink_id: the stored message that brought them; one
+        heard before the collar's newest (a webhook call its server retried late) does not replace
+        the route its newer messages brought: a collar moved to another network server (or whose
+        webhook key was rotated) had its downlinks pushed back to the old one, where it no longer listens.
 
         The route is the collar's, not its application's and name's: two tenants (or clusters) may
         hold the same application id and device id, each with its own host and API key. The
@@ -363,6 +368,10 @@ class Outbox:
             if route is None:
                 route = DownlinkRoute(device_id=device_id)
                 session.add(route)
+            elif _older_than_collars_newest(session, device_id, raw_uplink_id):
+                log.info("downlink route of an older message of device_id=%s not taken: its newer messages' "
+                         "route stays", device_id, extra={"device_id": device_id, "raw_uplink_id": raw_uplink_id})
+                return False
             route.application_id, route.tts_device_id = ids
             route.push_url, route.replace_url, route.api_key = push_url, replace_url, api_key
             route.updated_at = utc_now()
@@ -371,6 +380,15 @@ class Outbox:
         log.info("downlink route from TTS headers stored",
                  extra={"device_id": device_id, "application_id": ids[0], "device_label": ids[1]})
         return True
+
+
+def _older_than_collars_newest(session: Any, device_id: str, raw_uplink_id: int | None) -> bool:
+    """True when the message raw_uplink_id was heard before the newest message of the collar device_id."""
+    raw = session.get(RawUplink, raw_uplink_id) if raw_uplink_id is not None else None
+    device = session.get(Device, device_id)
+    if raw is None or raw.heard_at is None or device is None or device.last_seen is None:
+        return False
+    return as_utc(raw.heard_at) < as_utc(device.last_seen)
 
 
 def _server_of(target: DownlinkTarget) -> tuple[str | None, ...]:

@@ -923,14 +923,17 @@ class Bridge:
         path_ids: dict[str, str] | None = None,
         *,
         device_id: str | None,
+        raw_uplink_id: int | None = None,
     ) -> bool:
         """Keep the downlink route The Things Stack sends in its webhook headers (X-Downlink-Push,
         X-Downlink-Replace, X-Downlink-Apikey) as the route of the collar device_id whose message
-        brought them (the ingest result's); True when it was new or changed.
+        (raw_uplink_id, when stored) brought them (the ingest result's); True when it was new or
+        changed. A message heard before the collar's newest does not replace its route.
 
         A new route wakes the outbox: the message that brought it was applied first, so the ack it
         queued found no route then and would otherwise wait for the next safety round."""
-        stored = self.outbox.remember_route(push_url, replace_url, api_key, path_ids, device_id=device_id)
+        stored = self.outbox.remember_route(push_url, replace_url, api_key, path_ids, device_id=device_id,
+                                            raw_uplink_id=raw_uplink_id)
         if stored:
             self.wake_outbox()
         return stored

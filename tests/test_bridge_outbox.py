@@ -416,3 +416,32 @@ def test_a_tenants_ack_goes_to_its_own_collar_when_another_tenant_has_the_same_a
     assert [(p["device_id"], p["f_port"]) for p in network.pushes] == [("collar-1", 32)], \
         "the KWS ranger's ack went to the other tenant's collar"
     assert sanparks.pushes == []
+
+
+def test_a_rangers_ack_goes_to_the_collars_new_network_server_when_its_old_one_retries_an_older_message(
+        store_url, network):
+    # A KWS collar moved from the eu1 cluster (`network`) to au1 (a second stand-in, its own key); each
+    # cluster's webhook sends its own X-Downlink-* headers. After the collar's first message through
+    # au1, eu1 retries a webhook call the bridge had not taken (integrations/webhooks: failed calls are
+    # retried): the collar's mortality alert, heard before it moved. Its ack must go where the collar
+    # now listens.
+    def through(server: b.StandInNetworkServer, message: tuple[int, bytes], f_cnt: int, minutes: int):
+        body = b.tts_uplink(message, f_cnt=f_cnt, received_at=b.T0 + timedelta(minutes=minutes))
+        push = f"{server.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-01/down/push"
+        headers = dict(b.HEADERS, **{"X-Downlink-Apikey": server.api_key, "X-Downlink-Push": push,
+                                   "X-Downlink-Replace": push.replace("/push", "/replace")})
+        return body, headers
+
+    au1 = b.StandInNetworkServer(api_key="NNSXS.AU1-KEY")
+    network.api_key = "NNSXS.EU1-KEY"
+    with serve_app_in_thread(au1.app(), port=free_port()) as running:
+        au1.url = running.url
+        with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+            for server, message, f_cnt, minutes in ((network, b.status(), 4, 0), (au1, b.status(lat=-2.6), 1, 30),
+                                                    (network, b.alert("mortality", seq=1), 3, -5)):
+                body, headers = through(server, message, f_cnt, minutes)
+                assert client.post("/uplinks/tts", content=body, headers=headers).status_code == 200
+            assert bridge.flush_downlinks() == 1
+
+    assert [(p["device_id"], p["f_port"]) for p in au1.pushes] == [("collar-01", 32)]
+    assert network.pushes == [], "the ack went to the cluster the collar left"

@@ -123,7 +123,7 @@ async def _ingest(
             {"status": "unavailable", "reason": str(error)}, status_code=503, headers={"Retry-After": "60"}
         )
     if network == SOURCE_TTS and any(name in request.headers for name in DOWNLINK_HEADERS):
-        await _remember_route(request, bridge, path_ids, result.device_id)
+        await _remember_route(request, bridge, path_ids, result.device_id, result.raw_uplink_id)
     payload = {
         "status": result.status,
         "raw_uplink_id": result.raw_uplink_id,
@@ -199,13 +199,15 @@ class _Waiters:
 
 
 async def _remember_route(
-    request: Request, bridge: Bridge, path_ids: dict[str, str] | None, device_id: str | None
+    request: Request, bridge: Bridge, path_ids: dict[str, str] | None, device_id: str | None,
+    raw_uplink_id: int | None,
 ) -> None:
-    """Keep the X-Downlink-* headers as the route of device_id, the collar the body was filed under."""
+    """Keep the X-Downlink-* headers as the route of device_id, the collar the body (raw_uplink_id) was
+    filed under."""
     push, replace, key = (request.headers.get(name) for name in DOWNLINK_HEADERS)
     try:
         await run_in_threadpool(bridge.remember_downlink_route, push, replace, key, path_ids,
-                                device_id=device_id)
+                                device_id=device_id, raw_uplink_id=raw_uplink_id)
     except Exception as error:  # the body is stored already; the route comes again with the next message
         # Only the type: a store error's text can carry the statement's parameters, the key among them.
         log.warning("downlink route from TTS headers not stored: %s", type(error).__name__)
