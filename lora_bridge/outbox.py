@@ -72,23 +72,41 @@ class Outbox:
         """Push queued, due downlinks (only `ids` when given); how many the network server accepted.
         A refused push ends the flush for its network server (down, or refusing that API key): the rest
         bound there stay queued for the next one, while those of other servers and keys (TTS header
-        routes of another cluster or application) still go. Interrupted pushes go back to the queue in a
-        full flush (no ids)."""
+        routes of another cluster or application) still go. A full flush (no ids) first puts interrupted
+        pushes back in the queue, then reads the queue a page of `limit` at a time to its end: a page of
+        one tenant's downlinks held at its refusing server no longer hides the other tenants' behind it."""
         if ids is None:
             with self.db.read() as session:
                 interrupted = downlinks.any_push_interrupted(session)
             if interrupted:
                 with self.db.write() as session:
                     downlinks.release_expired_leases(session)
-            with self.db.read() as session:
-                waiting = [row.id for row in downlinks.queued(session, limit)]
-        else:
-            waiting = list(ids)
-        if not self.settings.network_server_url:
-            waiting = self._routed(waiting)  # the others have nowhere to go yet: no write transaction for them
         accepted = 0
         refused: set[tuple[str | None, ...]] = set()  # the servers (and keys) that refused in this flush
-        for downlink_id in waiting:
+        after_id = 0
+        while True:
+            if ids is None:
+                with self.db.read() as session:
+                    page = [row.id for row in downlinks.queued(session, limit, after_id=after_id)]
+            else:
+                page = list(ids)
+            accepted += self._push_page(page, refused)
+            if ids is not None or len(page) < limit:
+                break
+            after_id = page[-1]
+        if ids is None:  # multicast frames too, but none to a server (and key) that refused in this flush
+            accepted += self.flush_multicast(limit, refused)
+        return accepted
+
+    def _push_page(self, page: list[int], refused: set[tuple[str | None, ...]]) -> int:
+        """Push the downlinks of page that have somewhere to go, none to a server (and key) in refused;
+        add the servers that refuse now to it; how many were accepted."""
+        servers = self._servers(page)  # read without the write lock: which still wait, and where they go
+        accepted = 0
+        for downlink_id in page:
+            server = servers.get(downlink_id)
+            if server is None or server in refused:
+                continue  # nowhere to go yet, or its server refused in this flush: no write transaction for it
             claimed = self._claim(downlink_id, skip=lambda target: _server_of(target) in refused)
             if claimed is None:
                 continue  # another worker has it, it went already, it waits for the fair-use window or its server
@@ -109,8 +127,6 @@ class Outbox:
                 continue
             self._finish(downlink_id, None, reference, lease_ends)
             accepted += 1
-        if ids is None:  # multicast frames too, but none to a server (and key) that refused in this flush
-            accepted += self.flush_multicast(limit, refused)
         return accepted
 
     def _claim(
@@ -157,13 +173,13 @@ class Outbox:
                 return target, items, True
             return target, [OutgoingDownlink(downlink.f_port, downlink.payload, downlink.correlation_id)], False
 
-    def _routed(self, downlink_ids: list[int]) -> list[int]:
-        """Those of downlink_ids still queued that have somewhere to go, in their order: read without
-        the store's write lock, the downlinks with their collars in one statement, each collar's
-        route once."""
+    def _servers(self, downlink_ids: list[int]) -> dict[int, tuple[str | None, ...]]:
+        """downlink id -> the server (and key, `_server_of`) it goes to, for those of downlink_ids still
+        queued that have somewhere to go: read without the store's write lock, the downlinks with their
+        collars in one statement, each collar's route once."""
         if not downlink_ids:
-            return []
-        reachable: set[int] = set()
+            return {}
+        reachable: dict[int, tuple[str | None, ...]] = {}
         with self.db.read() as session:
             rows = session.execute(
                 select(Downlink.id, Device)
@@ -176,8 +192,8 @@ class Outbox:
                 if target is None:
                     target = targets[device.device_id] = self._target(session, device)
                 if self.client.can_reach(target):
-                    reachable.add(downlink_id)
-        return [downlink_id for downlink_id in downlink_ids if downlink_id in reachable]
+                    reachable[downlink_id] = _server_of(target)
+        return reachable
 
     def _target(self, session: Any, device: Device) -> DownlinkTarget:
         route = session.get(DownlinkRoute, device.device_id)

@@ -445,3 +445,34 @@ def test_a_rangers_ack_goes_to_the_collars_new_network_server_when_its_old_one_r
 
     assert [(p["device_id"], p["f_port"]) for p in au1.pushes] == [("collar-01", 32)]
     assert network.pushes == [], "the ack went to the cluster the collar left"
+
+
+def test_kws_acks_go_out_while_more_than_a_page_of_sanparks_downlinks_wait_at_its_refusing_server(store_url, network):
+    # SANParks revoked the key its webhook sends: every push to it is refused (401), so its downlinks stay
+    # queued, oldest first. Behind them a KWS ack whose first push was interrupted (the bridge restarted
+    # mid-push) waits for a full flush. The flush reads the queue a page at a time (here 2 a page, the
+    # bridge's default is 100): SANParks' page must not hide KWS's ack.
+    def alert_through(server: b.StandInNetworkServer, device: str, seq: int, key: str) -> tuple[bytes, dict]:
+        body = b.tts_uplink(b.alert("mortality", seq=seq), device_id=device, f_cnt=seq)
+        push = f"{server.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/{device}/down/push"
+        return body, dict(b.HEADERS, **{"X-Downlink-Apikey": key, "X-Downlink-Push": push,
+                                        "X-Downlink-Replace": push.replace("/push", "/replace")})
+
+    sanparks = b.StandInNetworkServer(api_key="NNSXS.SANPARKS-NEW-KEY")
+    network.api_key = "NNSXS.KWS-KEY"
+    with serve_app_in_thread(sanparks.app(), port=free_port()) as running:
+        sanparks.url = running.url
+        with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+            calls = [alert_through(sanparks, f"sp-collar-{n}", 1, "NNSXS.SANPARKS-REVOKED") for n in range(3)]
+            calls.append(alert_through(network, "kws-collar", 1, network.api_key))
+            for body, headers in calls:
+                assert client.post("/uplinks/tts", content=body, headers=headers).status_code == 200
+            with bridge.db.write() as session:  # KWS's ack was being pushed when the bridge stopped
+                (ack,) = session.query(Downlink).filter(Downlink.device_id == "kws-collar").all()
+                ack.state, ack.lease_until = "sending", utc_now() - timedelta(seconds=1)
+            accepted = bridge.flush_downlinks(limit=2)
+            states = {d.device_id: d.state for d in bridge.downlinks()}
+
+    assert accepted == 1 and [(p["device_id"], p["f_port"]) for p in network.pushes] == [("kws-collar", 32)], \
+        "KWS's ack was hidden behind a page of SANParks' refused downlinks"
+    assert sanparks.pushes == [] and states["sp-collar-0"] == "queued"

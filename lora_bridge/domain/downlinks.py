@@ -328,13 +328,15 @@ def replaced_at_network(session: Session, downlink: Downlink) -> list[Downlink]:
     return [*still_waiting, downlink]
 
 
-def queued(session: Session, limit: int = 100, now: datetime | None = None) -> list[Downlink]:
-    """Downlinks waiting to be pushed and due (not held back by the fair-use limit), oldest first."""
+def queued(session: Session, limit: int = 100, now: datetime | None = None, after_id: int = 0) -> list[Downlink]:
+    """Downlinks waiting to be pushed and due (not held back by the fair-use limit), oldest first; the
+    next page from after_id (the last id of the page before)."""
     now = now or utc_now()
     return list(
         session.scalars(
             select(Downlink)
-            .where(Downlink.state == STATE_QUEUED, (Downlink.not_before.is_(None)) | (Downlink.not_before <= now))
+            .where(Downlink.state == STATE_QUEUED, (Downlink.not_before.is_(None)) | (Downlink.not_before <= now),
+                   Downlink.id > after_id)
             .order_by(Downlink.id)
             .limit(limit)
         )
