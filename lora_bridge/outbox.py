@@ -34,6 +34,7 @@ from lora_bridge.network_server import (
     NetworkServerClient,
     OutgoingDownlink,
     RouteHint,
+    allowed_route,
 )
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.database import Database
@@ -299,7 +300,7 @@ class Outbox:
             collars = list(session.scalars(select(FuotaCollar.device_id)
                                            .where(FuotaCollar.campaign_id == row.campaign_id)))
             try:
-                route = fuota_delivery.group_route(session, collars, row.application_id)
+                route = fuota_delivery.group_route(session, collars, row.application_id, self.usable_route)
             except fuota_delivery.SplitNetwork as split:
                 _refuse_frames(session, row.campaign_id, str(split))
                 return None
@@ -322,6 +323,10 @@ class Outbox:
             return MulticastFrame(row.group_id, row.application_id, tuple(row.gateways or ()), row.f_port,
                                   row.payload, row.send_at, row.correlation_id, network=network,
                                   expires_at=row.send_at + spacing if spacing else None), hint, server
+
+    def usable_route(self, url: str) -> bool:
+        """Whether a push URL from a webhook header may be pushed to (network_server.allowed_route)."""
+        return allowed_route(url, self.settings)
 
     def _multicast_server(self, network: str, hint: RouteHint | None) -> tuple[str | None, ...]:
         """Which network server (and key) a delivery's frames go to, as `_server_of` names a unicast

@@ -1863,7 +1863,7 @@ class Bridge:
             if image is not None:
                 row = fuota_delivery.start(session, campaign, image, str(self.settings.fuota_multicast_group or ""),
                                            self.clock(), prior_loss=self.settings.fuota_prior_loss, mc_addr=mc_addr,
-                                           group_keys=group_keys)
+                                           group_keys=group_keys, route_usable=self.outbox.usable_route)
                 if create_group:
                     row.group_id = self._create_chirpstack_group(session, row, group_keys)
                     row.group_created = True  # the bridge deletes it again when the campaign ends
@@ -2046,7 +2046,8 @@ class Bridge:
         from lora_bridge.store.tables import FuotaCollar
 
         collars = list(session.scalars(select(FuotaCollar.device_id).where(FuotaCollar.campaign_id == row.campaign_id)))
-        route = fuota_delivery.group_route(session, collars, row.application_id)  # its own collars' network only
+        route = fuota_delivery.group_route(session, collars, row.application_id,  # its own collars' network only
+                                           self.outbox.usable_route)
         hint = RouteHint(route.push_url, route.api_key) if route is not None and route.push_url else None
         try:
             device = self.network_server.tts_multicast_device(row.application_id or "", row.group_id, hint)

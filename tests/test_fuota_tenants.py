@@ -146,3 +146,21 @@ def test_kws_update_frames_still_go_while_the_other_reserves_server_refuses_its_
 
     assert kws.multicast, "KWS's window frames were held back by SANParks' refused key"
     assert sanparks.multicast == [] and states == {SANPARKS[1]: "queued"}
+
+
+def test_with_a_configured_server_a_header_to_another_host_does_not_split_the_campaign(sqlite_url, reserves):
+    # KWS's bridge is configured with KWS's server (TEMBO_NETWORK_SERVER_URL): a header naming another
+    # host (SANParks' stand-in by the name `localhost`) is never pushed to, so it neither refuses KWS's
+    # campaign nor routes its frames.
+    kws, sanparks = reserves
+    sanparks.url = sanparks.url.replace("127.0.0.1", "localhost")
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), outbox_worker=False, fuota_multicast_group=GROUP,
+                        network_server_url=kws.url, network_server_api_key=kws.api_key) as bridge:
+        hear_both(bridge, kws, sanparks)
+        with TestClient(create_app(bridge)) as client:
+            body, headers = tenant_uplink(sanparks, KWS[0], KWS[2], 2)
+            assert client.post("/uplinks/tts", content=body, headers=headers).status_code == 200
+        bridge.process_pending()
+        open_window(bridge, campaign_for(bridge, list(KWS[1:])))
+
+    assert kws.multicast and sanparks.multicast == [] and sanparks.reads == []

@@ -41,6 +41,7 @@ the time its campaign was paused; pause and resume are fuota_pause.py's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -104,14 +105,17 @@ class SplitNetwork(DeliveryRefused):
     clusters), or downlink routes to two network servers."""
 
 
-def group_route(session: Session, device_ids: list[str], application_id: str | None) -> DownlinkRoute | None:
+def group_route(session: Session, device_ids: list[str], application_id: str | None,
+                usable: Callable[[str], bool] | None = None) -> DownlinkRoute | None:
     """The downlink route (The Things Stack's X-Downlink-* headers: host and API key) a delivery's group
     frames go by: the newest of its own collars' routes in the group's application. A route is one
     collar's (two tenants may both have `elephants/collar-1`), so another tenant's collar of the same
     application never lends its host or key to this group. None when none of them has brought one yet.
     SplitNetwork when the collars name two tenants (`network_scope`) or their routes two hosts: a
     multicast group lives on one network server, and its frames would reach only part of the fleet,
-    or be pushed to another tenant's server with its key."""
+    or be pushed to another tenant's server with its key. usable: whether a push URL may be used at all
+    (network_server.allowed_route: on the configured server's host when one is configured); the
+    others are never pushed to, so they neither split the collars nor route the group."""
     scopes = sorted(set(session.scalars(select(Device.network_scope).where(
         Device.device_id.in_(device_ids), Device.network_scope.is_not(None)))))
     if len(scopes) > 1:
@@ -120,6 +124,7 @@ def group_route(session: Session, device_ids: list[str], application_id: str | N
     routes = list(session.scalars(select(DownlinkRoute).where(
         DownlinkRoute.device_id.in_(device_ids), DownlinkRoute.push_url.is_not(None))
         .order_by(DownlinkRoute.updated_at.desc(), DownlinkRoute.device_id)))
+    routes = [route for route in routes if usable is None or usable(route.push_url or "")]
     hosts = sorted({urlsplit(route.push_url or "").netloc for route in routes})
     if len(hosts) > 1:
         raise SplitNetwork(f"the collars' downlinks go to {len(hosts)} network servers ({', '.join(hosts)}): one "
@@ -159,10 +164,12 @@ def group_label(campaign_id: int) -> str:
 
 def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: str, now: datetime,
           prior_loss: float = PRIOR_LOSS, lead_s: float = SETUP_LEAD_S, mc_addr: int | None = None,
-          group_keys: multicast_keys.CollarKeyRing | None = None) -> FuotaSession:
+          group_keys: multicast_keys.CollarKeyRing | None = None,
+          route_usable: Callable[[str], bool] | None = None) -> FuotaSession:
     """Plan and record the delivery of image for campaign; DeliveryRefused when it cannot be done.
     mc_addr and group_keys: the bridge sets up the group itself (every collar's root key must be in
-    the key file); without them the collars' factory group is used."""
+    the key file); without them the collars' factory group is used. route_usable: which downlink
+    routes may be pushed to (`group_route`)."""
     collars = list(session.scalars(select(CampaignCollar.device_id).where(
         CampaignCollar.campaign_id == campaign.id,
         CampaignCollar.state.not_in(campaigns.NOT_SENT))))  # not those that run it, nor those off a delta's base
@@ -171,7 +178,7 @@ def start(session: Session, campaign: UpdateCampaign, image: bytes, group_id: st
         raise DeliveryRefused("a delivery goes through one multicast group on one network server (The Things "
                               "Stack or ChirpStack); these collars are on "
                               f"{', '.join(sorted(str(n) for n in networks))}")
-    group_route(session, collars, None)  # SplitNetwork: the collars span tenants or network servers
+    group_route(session, collars, None, route_usable)  # SplitNetwork: the collars span tenants or network servers
     if mc_addr is not None:
         if group_keys is None:
             raise DeliveryRefused("a multicast address without the collars' key file: set TEMBO_COLLAR_KEYS_FILE")
