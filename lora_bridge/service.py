@@ -153,7 +153,8 @@ class Bridge:
         # The rules file before the store: a mistake in it stops the bridge in one line, store untouched.
         rules_config, self.notify_config = _rules_and_notifications(self.settings.rules_path)
         self.db: Database = open_database(
-            self.settings.database_url, self.settings.sqlite_busy_timeout_ms, synchronous=self.settings.sqlite_synchronous
+            self.settings.database_url, self.settings.sqlite_busy_timeout_ms, synchronous=self.settings.sqlite_synchronous,
+            connect_timeout_s=self.settings.database_connect_timeout_s,
         )
         self.network_server = NetworkServerClient(self.settings, http_client)
         self.rules_runtime = rules_engine.RulesRuntime(rules_config)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings import SettingsError as EnvironmentParseError
 from sqlalchemy.engine import make_url
@@ -40,6 +40,10 @@ MULTICAST_ADDR_PATTERN = "^[0-9a-fA-F]{8}$"  # a TS005 McAddr: 8 hex digits, as 
 # the messages waiting together are kept in one batch (group commit). More make larger batches that
 # cost less per uplink (`tembo bench bridge`: `mqtt_one_worker_by_threads`; docs/bridge-scale.md).
 MQTT_THREADS = 128
+# How long a connection to a PostgreSQL store may take to open before the store counts as unavailable
+# (libpq's connect_timeout: whole seconds, 2 at least). Shorter than the webhook's answer time, so a
+# host that drops packets is answered 503 and not left to hang past the network server's 10 s.
+DATABASE_CONNECT_TIMEOUT_S = 5
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,8 @@ class BridgeSettings(BaseSettings):
     sqlite_busy_timeout_ms: int = Field(default=10_000, ge=0)
     # FULL: every commit fsyncs, so a 2xx answer means the body survives a crash of the machine.
     sqlite_synchronous: str = Field(default="FULL", pattern="^(?i:off|normal|full|extra)$")
+    # PostgreSQL: a connection not opened in this many seconds fails (libpq counts whole seconds, 2 at least).
+    database_connect_timeout_s: int = Field(default=DATABASE_CONNECT_TIMEOUT_S, ge=2, le=60)
 
     webhook_secret: SecretStr | None = None
     allow_demo_secret: bool = False  # local demo only: accept the published DEMO_WEBHOOK_SECRET
@@ -226,6 +232,16 @@ class BridgeSettings(BaseSettings):
         if group is not None and (not group or any(c in group for c in "/+#")):
             raise ValueError("an MQTT share group is a name without '/', '+' or '#'")
         return group
+
+    @model_validator(mode="after")
+    def _store_answers_before_the_webhook_is_due(self) -> BridgeSettings:
+        # A connection that may take longer to open than the webhook may take to answer leaves the network
+        # server without its 503: it ends the request (The Things Stack: 10 s) and its retries pile up.
+        if self.database_connect_timeout_s >= self.webhook_answer_within_s:
+            raise ValueError(f"database_connect_timeout_s ({self.database_connect_timeout_s} s) must be shorter "
+                             f"than webhook_answer_within_s ({self.webhook_answer_within_s:g} s), or the network "
+                             "server gives up on a store that does not answer before the webhook says 503")
+        return self
 
     def applier_in_process(self) -> bool:
         """Whether the durable intake applies in a process of its own."""

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, configure_mappers, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from lora_bridge.errors import StoreNotOpened
-from lora_bridge.settings import password_masked
+from lora_bridge.settings import DATABASE_CONNECT_TIMEOUT_S, password_masked
 from lora_bridge.store import migrate, write_lock
 
 log = logging.getLogger(__name__)
@@ -112,9 +112,11 @@ SQLITE_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
 def open_database(
-    url: str, busy_timeout_ms: int = 10_000, create: bool = True, synchronous: str = "FULL"
+    url: str, busy_timeout_ms: int = 10_000, create: bool = True, synchronous: str = "FULL",
+    connect_timeout_s: int = DATABASE_CONNECT_TIMEOUT_S,
 ) -> Database:
-    """Open the store at url; by default bring its schema to the newest migration first.
+    """Open the store at url; by default bring its schema to the newest migration first. A PostgreSQL
+    connection not opened within connect_timeout_s fails (a store that does not answer is unavailable).
 
     StoreNotOpened when it cannot be opened as configured, saying which part of the URL or the
     server is wrong (`store_not_opened`)."""
@@ -132,7 +134,8 @@ def open_database(
             )
             engines.append(read_engine)
         else:
-            write_engine = create_engine(url, pool_pre_ping=True)
+            write_engine = create_engine(url, pool_pre_ping=True,
+                                         connect_args=_postgres_connect_args(parsed, connect_timeout_s))
             engines.append(write_engine)
             read_engine = write_engine
         # Read first, without the write lock: a store at the newest revision opens while another program
@@ -206,6 +209,15 @@ def store_not_opened(error: BaseException, parsed: URL) -> StoreNotOpened:
     else:
         why = "the store refused to open"
     return StoreNotOpened(f"cannot open the store {shown}: {why} ({said})")
+
+
+def _postgres_connect_args(parsed: URL, connect_timeout_s: int) -> dict[str, object]:
+    """libpq's connect_timeout, unless the URL sets its own: without it a connection to a host that drops
+    packets (or a port where nothing answers the start-up) waits for ever, and so does the webhook
+    request behind it, past the network server's patience, while its retries pile up."""
+    if parsed.get_driver_name() not in ("psycopg", "psycopg2") or "connect_timeout" in parsed.query:
+        return {}
+    return {"connect_timeout": int(connect_timeout_s)}
 
 
 def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: str = "FULL") -> Engine:
