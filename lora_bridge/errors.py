@@ -31,12 +31,17 @@
     └── StoreUnavailable             the store cannot take a write now (locked, read-only, full, gone):
                                      the webhook answers 503 so the network server retries later
 
+`store_unavailable(error)` makes one from a driver's error; `error_id()` names an error answered to a
+caller (the webhook's 503), whose details only the log has under that id.
+
 `is_transient_store_error(error)` says whether an exception from the store is one that passes
 (locked, read-only, disk full, I/O error, connection lost) rather than a fault of the data.
 
 A payload that the codec cannot decode is not an exception of the bridge: it is stored as a dead
 letter with the codec's reason, and `Bridge.replay_dead_letters()` tries it again after a codec fix.
 """
+
+import secrets
 
 
 class BridgeError(Exception):
@@ -148,8 +153,23 @@ class StoreUnavailable(BridgeError):
 
 
 def store_unavailable(error: BaseException) -> StoreUnavailable:
-    """The StoreUnavailable that answers for a store error that passes (its text cut to 200 characters)."""
-    return StoreUnavailable(f"store unavailable: {str(error)[:200]}")
+    """The StoreUnavailable that answers for a store error that passes: the driver's own first line, cut
+    to 200 characters, for the log (never the statement nor its parameters, which can carry a collar's
+    key; never an answer to a caller: `error_id` names it there)."""
+    return StoreUnavailable(f"store unavailable: {driver_said(error)[:200]}")
+
+
+def driver_said(error: BaseException) -> str:
+    """The first line of what the database driver said of error (SQLAlchemy's wrapper adds the SQL and
+    its parameters on the lines after it), or the error's type when it said nothing."""
+    cause = getattr(error, "orig", None) or error
+    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+
+
+def error_id() -> str:
+    """A fresh id for one error answered to a caller: the answer carries it instead of the store's words
+    (a file path, a host name, SQL), and the log line with the details carries it too."""
+    return secrets.token_hex(6)
 
 
 def is_transient_store_error(error: BaseException) -> bool:

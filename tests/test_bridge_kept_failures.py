@@ -56,8 +56,9 @@ def test_a_webhook_body_the_store_refuses_is_kept_answered_200_and_replayed_once
 
     # 2xx: The Things Stack would otherwise send the same body seven more times, in vain.
     assert (reply.status_code, reply.json()["status"]) == (200, "dead_letter")
-    assert "value refused by the store" in reply.json()["reason"]
-    assert letter.stage == "apply" and REFUSED_COLLAR in letter.reason  # the ids it came with, as text
+    assert reply.json()["error_id"] and "value refused by the store" not in reply.text  # the store's words: logged
+    assert letter.stage == "apply" and "value refused by the store" in letter.reason
+    assert REFUSED_COLLAR in letter.reason  # the ids it came with, as text
     logged = [r for r in caplog.records if "kept as a dead letter" in r.getMessage()]
     assert [(r.network, r.event, r.device) for r in logged] == [("tts", "uplink_message", REFUSED_COLLAR)]
     assert (report.attempted, report.processed) == (1, 1)

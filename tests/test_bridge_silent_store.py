@@ -140,6 +140,7 @@ def test_network_server_gets_its_503_in_time_while_the_postgresql_host_drops_pac
             counts = bridge.counts()
 
     assert (refused.status_code, "Retry-After" in refused.headers) == (503, True)
+    assert str(host.port) not in refused.text and "127.0.0.1" not in refused.text, "no host of the store told"
     assert health.status_code == 503
     assert (again.status_code, again.json()["status"]) == (200, "processed")
     assert (counts["uplinks_stored"], counts["alerts"]) == (1, 1)

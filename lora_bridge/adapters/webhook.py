@@ -19,8 +19,10 @@ A webhook answers once the body is durable (committed and fsynced) and, normally
 kind the bridge does not know, kept for inspection) / dead letter (undecodable payload); 202 pending
 (stored, the store failed while applying it; the bridge's timer applies it later); 400 for a body
 that is not what its kind says (kept as a dead letter with the reason); 401 for a wrong secret (not
-stored); 503 when the store cannot take the body (locked, read-only, full): nothing was kept, so
-the network server must retry; it comes within `webhook_answer_within_s` (The Things Stack ends a
+stored); 503 when the store cannot take the body (locked, read-only, full, not answering): nothing was
+kept, so the network server must retry (the answer carries an `error_id`, never the store's own words:
+those are logged under it, as are the reasons of a 202 pending and of a dead letter of stage apply);
+it comes within `webhook_answer_within_s` (The Things Stack ends a
 request after 10 s, and tries it once unless its webhook retries are on). With `TEMBO_WEBHOOK_ACK=durable` a readable body is answered 202
 received (with its `intake_id` on SQLite) once it is kept, and applied right after in batches
 (`lora_bridge.durable_intake`); the 400 and the 503 stay as above. Unknown kinds get 2xx on
@@ -40,7 +42,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable
+from lora_bridge import ingest
+from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable, error_id
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import MAX_BODY_BYTES
 from lora_bridge.service import Bridge
@@ -55,6 +58,10 @@ SECRET_HEADER = "X-Tembo-Secret"
 # The Things Stack's downlink route, sent with every webhook call when a downlink API key is set.
 DOWNLINK_HEADERS = ("X-Downlink-Push", "X-Downlink-Replace", "X-Downlink-Apikey")
 STATUS_CODES = {"pending": 202, "received": 202}
+# What a caller is told when the bridge itself failed; the details are logged under the answer's error_id.
+UNAVAILABLE_REASON = "the store cannot take the body now: nothing was kept, send it again later"
+PENDING_REASON = "kept; the store failed while applying it, and the bridge applies it by itself later"
+APPLY_FAILED_REASON = "kept as a dead letter: the bridge could not apply it; an operator replays it after a fix"
 
 
 def create_app(bridge: Bridge) -> Starlette:
@@ -118,10 +125,11 @@ async def _ingest(
             submission.answer_by = write_lock.clock() + bridge.settings.webhook_answer_within_s
             result = await run_in_threadpool(bridge.submit, submission)
     except StoreUnavailable as error:
-        log.info("webhook answered 503: the store takes no write now", extra={"network": network, "event": event})
-        return JSONResponse(
-            {"status": "unavailable", "reason": str(error)}, status_code=503, headers={"Retry-After": "60"}
-        )
+        said = error_id()
+        log.warning("webhook answered 503 error_id=%s network=%s event=%s: the store takes no write now (%s)",
+                    said, network, event, error, extra={"network": network, "event": event, "error_id": said})
+        return JSONResponse({"status": "unavailable", "reason": UNAVAILABLE_REASON, "error_id": said},
+                            status_code=503, headers={"Retry-After": "60"})
     if network == SOURCE_TTS and any(name in request.headers for name in DOWNLINK_HEADERS):
         await _remember_route(request, bridge, path_ids, result.device_id, result.raw_uplink_id)
     payload = {
@@ -132,6 +140,7 @@ async def _ingest(
         "f_cnt": result.f_cnt,
         "message": result.message,
         "reason": result.reason,
+        **_told_by_id(result, network, event),
         # The downlinks the body moved (a delivery report) or queued (an alert's ack).
         "downlink_ids": list(result.downlink_ids),
     }
@@ -139,6 +148,24 @@ async def _ingest(
         payload["intake_id"] = result.intake_id
     status_code = 400 if result.malformed else STATUS_CODES.get(result.status, 200)
     return JSONResponse(payload, status_code=status_code)
+
+
+def _told_by_id(result: IngestResult, network: str, event: str | None) -> dict[str, str]:
+    """For a body the bridge itself failed on (the store failed while applying it, or it is kept as a dead
+    letter of stage apply: a bug, a value the store refused), the reason the caller reads and an
+    error_id; the bridge's reason (the driver's words: paths, host names, SQL and its parameters) goes
+    to the log under that id and stays with the dead letter. Empty for any other answer."""
+    if result.status == ingest.STATUS_PENDING:
+        told = PENDING_REASON
+    elif result.status == ingest.STATUS_DEAD_LETTER and result.stage == ingest.STAGE_APPLY:
+        told = APPLY_FAILED_REASON
+    else:
+        return {}
+    said = error_id()
+    log.warning("webhook answered %s error_id=%s network=%s event=%s raw_uplink_id=%s: %s", result.status, said,
+                network, event, result.raw_uplink_id, (result.reason or "").splitlines()[0][:300] if result.reason else "",
+                extra={"network": network, "event": event, "raw_uplink_id": result.raw_uplink_id, "error_id": said})
+    return {"reason": told, "error_id": said}
 
 
 async def _ingest_durable(
