@@ -19,6 +19,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from lora_bridge.access import VISITOR
+from lora_bridge.errors import StoreNotOpened, is_transient_store_error
 from ranger_dashboard import config, data, login, logs, navigation, palette, roles
 
 logger = logging.getLogger("ranger_dashboard.app")
@@ -50,6 +51,8 @@ try:
     viewer = login.signed_in_viewer(options)
 except Exception as error:  # the store is down or the URL is wrong: say so instead of a traceback
     logger.exception("dashboard cannot read the store", extra={"database_url": data.safe_url(url)})
+    if is_transient_store_error(error) and not isinstance(error, StoreNotOpened):  # busy: plain words, no SQL
+        data.show_store_busy()
     st.error(f"The dashboard cannot read the Tembo store at {data.safe_url(url)}: {error}")
     st.stop()
 if viewer is None:

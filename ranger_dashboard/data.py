@@ -15,12 +15,13 @@ import inspect
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 import streamlit as st
 
 from lora_bridge.access import Viewer
+from lora_bridge.errors import driver_said, is_transient_store_error
 from lora_bridge.service import Bridge, open_bridge
 from lora_bridge.settings import masked_database_url
 from ranger_dashboard.config import DashboardOptions
@@ -50,11 +51,22 @@ def bridge(url: str) -> Bridge:
     return open_bridge(url)
 
 
+# A read that finds the store busy (`audited`, when_busy) ends the run with STORE_BUSY_MESSAGE.
+STOP = object()
+# What a ranger reads instead of a traceback while the store is busy: another program holds SQLite's
+# write lock (a backup, `tembo bridge compact`), or the store is read-only, full or does not answer.
+STORE_BUSY_MESSAGE = ("The Tembo store is busy (another program is writing to it, or it does not answer), so "
+                      "what needs it is not shown now; the page tries again by itself. The alert count "
+                      "beside Alerts is the last one read.")
+
+
 def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """A read of the bridge taking `url` and `viewer`, cached for `ttl` seconds per viewer and
     arguments and kept with the position reads it made (`kept_answers.keep`); each call hands the
     answer out to its viewer, logging those reads again (`kept_answers.hand_out`). The wrapped
-    function's `clear()` drops its cached answers."""
+    function's `clear()` drops its cached answers. While the store is busy (its audit line or the read
+    refused for a reason that passes) the run ends with STORE_BUSY_MESSAGE, or, given `when_busy=`,
+    that value is returned."""
 
     def wrap(read: Callable[..., T]) -> Callable[..., T]:
         signature = inspect.signature(read)
@@ -71,16 +83,34 @@ def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[...,
         cached = st.cache_data(ttl=ttl, show_spinner=False, max_entries=max_entries)(kept)
 
         @functools.wraps(read)
-        def handed(*args: Any, **kwargs: Any) -> T:
+        def handed(*args: Any, when_busy: Any = STOP, **kwargs: Any) -> T:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             every = bound.args  # one cache entry per question, however it was asked
-            return hand_out(bridge(every[url_at]), cached(*every), every[viewer_at])
+            try:
+                return hand_out(bridge(every[url_at]), cached(*every), every[viewer_at])
+            except Exception as error:
+                if not is_transient_store_error(error):
+                    raise
+                # Positions leave only with their audit line, which a busy store cannot take now.
+                logger.warning("dashboard read %s refused: the store is busy (%s: %s)", read.__name__,
+                               type(error).__name__, driver_said(error)[:200],
+                               extra={"database_url": safe_url(every[url_at]), "read": read.__name__})
+                if when_busy is not STOP:
+                    return when_busy
+                show_store_busy()
 
         handed.clear = cached.clear  # type: ignore[attr-defined]
         return handed
 
     return wrap
+
+
+def show_store_busy() -> NoReturn:
+    """Tell the ranger the store is busy, in plain words instead of a traceback, and end this run (or this
+    refresh of a live panel): what the page drew before stays, the next refresh tries again."""
+    st.warning(STORE_BUSY_MESSAGE, icon=":material/hourglass_top:")
+    st.stop()
 
 
 def now(options: DashboardOptions, viewer: Viewer | None = None) -> datetime:
@@ -113,8 +143,12 @@ def reachable(probe_url: str, timeout_s: float = 2.0) -> bool:
 
 
 def nav_alert_count(url: str, viewer: Viewer) -> int:
-    """The open-alert count for the navigation, remembered for `alert_count_changed`."""
-    count = len(open_alerts(url, viewer))
+    """The open-alert count for the navigation, remembered for `alert_count_changed` (while the store is
+    busy, the one remembered last)."""
+    alerts = open_alerts(url, viewer, when_busy=None)
+    if alerts is None:  # the store is busy: the count shown last, the page then says why
+        return int(st.session_state.get(SHOWN_ALERT_COUNT_KEY) or 0)
+    count = len(alerts)
     st.session_state[SHOWN_ALERT_COUNT_KEY] = count
     return count
 

@@ -646,3 +646,29 @@ def test_a_resolution_the_store_did_not_keep_leaves_the_rangers_verdict_and_note
     assert app.radio(key=f"verdict-{low_battery.alert_id}").value == "True alert"
     assert app.text_input(key=f"note-{low_battery.alert_id}").value == "Collar at 3.3 V, swap it Tuesday"
     assert open_bridge(store).alert(low_battery.alert_id, viewer=RANGER).state == "new"
+
+
+def test_ranger_at_night_sees_a_plain_message_not_a_traceback_while_a_backup_holds_the_store(store, monkeypatch):
+    # Positions leave the dashboard only with their audit line; while another program holds SQLite's
+    # write lock (a backup, `tembo bridge compact`) that line waits, and the page had shown the
+    # driver's traceback ("database is locked", its SQL) instead of the map.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
+    app = open_page()
+    backup = sqlite3.connect(store.removeprefix("sqlite:///"))
+    backup.execute("BEGIN IMMEDIATE")
+    told = {}
+    try:
+        for name, script in (("live map", None), ("alerts", "alerts"), ("animals", "animals")):
+            shown = app.switch_page(f"screens/{script}.py").run() if script else app.run()
+            told[name] = ([e.value for e in shown.exception], [w.value for w in shown.warning],
+                          [b.key for b in shown.sidebar.button])
+    finally:
+        backup.rollback()
+        backup.close()
+    back = app.switch_page("screens/live_map.py").run()
+
+    for name, (exceptions, warnings, sidebar_buttons) in told.items():
+        assert exceptions == [], name
+        assert warnings == [data.STORE_BUSY_MESSAGE], name
+        assert "sign_out" in sidebar_buttons, f"{name}: still signed in, the navigation drawn"
+    assert not back.exception and not back.warning and back.get("deck_gl_json_chart"), "the map once it is free"
