@@ -27,10 +27,12 @@ from pathlib import Path
 
 import bridge_builders as b
 import pytest
+from sqlalchemy.engine import make_url
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.api import create_app
 from lora_bridge.server import serve_app_in_thread
+from lora_bridge.settings import DEFAULT_DATABASE_URL
 from tembo.local_services import MosquittoServer, PostgresServer, free_port
 
 
@@ -52,6 +54,26 @@ def logging_as_it_was() -> Iterator[None]:
         level, handlers = kept.get(name, (logging.NOTSET, []))
         logger.setLevel(level)
         logger.handlers[:] = handlers
+
+
+# The store at the settings' default URL, where the suite runs (var/tembo.db in the checkout).
+DEFAULT_STORE = Path(make_url(DEFAULT_DATABASE_URL).database).resolve()
+# Whether it was there before: an operator's demo store may be, and may change while the suite runs.
+_default_store_there = [DEFAULT_STORE.exists()]
+
+
+@pytest.fixture(autouse=True)
+def default_store_not_made(request) -> Iterator[None]:
+    """No test makes the store at the default URL: a test that opened it implicitly (a dashboard page
+    script imported, a bridge without a URL) had left var/tembo.db in the checkout, a store nobody
+    asked for where an operator's embedded store lives. The test that made it fails at its teardown,
+    named (once: the file is there for the tests after it; under xdist, a test of another worker may
+    have made it while this one ran)."""
+    yield
+    if not _default_store_there[0] and DEFAULT_STORE.exists():
+        _default_store_there[0] = True
+        pytest.fail(f"{request.node.nodeid} made the store at the default URL {DEFAULT_DATABASE_URL} "
+                    f"({DEFAULT_STORE}): give it a store of its own (sqlite_url, TEMBO_DATABASE_URL)")
 
 
 @pytest.fixture
