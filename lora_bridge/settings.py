@@ -337,16 +337,21 @@ def check_webhook_secret(settings: BridgeSettings) -> None:
 
 def password_masked(url: str) -> str:
     """url with the password of its user part replaced by ***, read as text: it need not parse as a
-    URL (a mistyped one is shown back to the operator in the error that refuses it)."""
-    return re.sub(r"(//[^/@]*?):[^/@]*@", r"\1:***@", url)
+    URL (a mistyped one is shown back to the operator in the error that refuses it). The password runs
+    to the last '@': one holding '@', '/' or '#' (not percent-encoded) had been shown from that
+    character on."""
+    return re.sub(r"(//[^/:@]*):.*@", r"\1:***@", url)
 
 
 def masked_database_url(url: str) -> str:
     """The database URL with any password replaced by ***."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:
         return "<unparseable database url>"
+    if "@" in (parsed.host or ""):  # a password with an '@' not percent-encoded: its end read as the host
+        return password_masked(url)
+    return parsed.render_as_string(hide_password=True)
 
 
 def masked_mqtt_url(url: str | None) -> str | None:

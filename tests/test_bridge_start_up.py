@@ -120,6 +120,20 @@ def test_operator_who_mistypes_the_database_url_is_told_which_part_is_wrong(oper
     assert operator_env == []
 
 
+def test_operator_whose_database_password_holds_an_at_sign_is_told_to_encode_it_and_sees_none_of_it(
+        operator_env, capsys):
+    # The password ends at its first '@' when read as a URL: the bridge had looked for a PostgreSQL at
+    # "ngorongoro7@db" and printed that rest of the password in its message.
+    for command in (["bridge"], ["bridge", "migrate"]):
+        err = _refused(capsys, *command, "--database-url", "postgresql+psycopg://tembo:kifaru@ngorongoro7@db:5432/tembo")
+        assert "percent-encode the password's special characters (@ as %40" in err
+        assert "ngorongoro7" not in err and "kifaru" not in err and "tembo:***@db:5432/tembo" in err
+    # A URL refused for its scheme is shown back masked to its last '@', whatever the password holds.
+    err = _refused(capsys, "bridge", "--database-url", "postgres+psycopg//tembo:kifaru/ngorongoro7@db/tembo")
+    assert "does not read as one" in err and "ngorongoro7" not in err and "kifaru" not in err
+    assert operator_env == []
+
+
 @pytest.mark.postgres
 def test_operator_whose_postgresql_lacks_postgis_or_refuses_the_login_is_told_so(
     operator_env, capsys, postgres_server

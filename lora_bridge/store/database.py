@@ -176,6 +176,12 @@ def parse_database_url(url: str) -> URL:
         parsed = make_url(url)
     except (exc.ArgumentError, ValueError):
         raise StoreNotOpened(f"the database URL {shown!r} does not read as one: write {URL_EXAMPLES}") from None
+    if "@" in (parsed.host or ""):
+        # The password ends at the first '@': the bridge had gone looking for a host named after the rest
+        # of the password ("no PostgreSQL answers at ssword@db"), and shown that rest in the message.
+        raise StoreNotOpened(f"the database URL {shown!r} holds an '@' before the one that ends the password: "
+                             "percent-encode the password's special characters (@ as %40, % as %25, e.g. "
+                             "python -c 'import urllib.parse; print(urllib.parse.quote(\"PASSWORD\", safe=\"\"))')")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise StoreNotOpened(f"the database URL {parsed.render_as_string(hide_password=True)!r} names a "
                              f"{parsed.get_backend_name()!r} database; Tembo's store is SQLite or PostgreSQL "
