@@ -134,6 +134,26 @@ def test_operator_whose_database_password_holds_an_at_sign_is_told_to_encode_it_
     assert operator_env == []
 
 
+def test_operator_who_rolls_tembo_back_after_an_upgrade_is_told_the_store_is_newer_and_it_is_left_as_it_was(
+        operator_env, capsys, tmp_path):
+    import sqlite3
+
+    from lora_bridge.service import open_bridge
+    from lora_bridge.store import migrate
+
+    store = tmp_path / "reserve.db"
+    open_bridge(f"sqlite:///{store}", webhook_secret=SECRET).close()
+    with sqlite3.connect(store) as newer:  # what a newer Tembo's migration leaves
+        newer.execute("UPDATE alembic_version SET version_num = '0031_fences_by_season'")
+    for command in (["bridge"], ["bridge", "migrate"]):
+        err = _refused(capsys, *command, "--database-url", f"sqlite:///{store}")
+        assert (f"a newer Tembo migrated it to revision '0031_fences_by_season', past this Tembo's newest "
+                f"({migrate.head_revision()}): run that Tembo (or a newer one) on it, or restore") in err
+    with sqlite3.connect(store) as kept:
+        assert kept.execute("SELECT version_num FROM alembic_version").fetchall() == [("0031_fences_by_season",)]
+    assert operator_env == []
+
+
 @pytest.mark.postgres
 def test_operator_whose_postgresql_lacks_postgis_or_refuses_the_login_is_told_so(
     operator_env, capsys, postgres_server

@@ -196,6 +196,11 @@ def store_not_opened(error: BaseException, parsed: URL) -> StoreNotOpened:
     shown = parsed.render_as_string(hide_password=True)
     cause = getattr(error, "orig", None) or error
     said = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:300]
+    if isinstance(error, migrate.StoreFromANewerTembo):
+        why = (f"a newer Tembo migrated it to revision {error.revision!r}, past this Tembo's newest "
+               f"({migrate.head_revision()}): run that Tembo (or a newer one) on it, or restore the store's "
+               "backup from before that upgrade; it was left as it is")
+        return StoreNotOpened(f"cannot open the store {shown}: {why}")
     if isinstance(error, exc.NoSuchModuleError | ModuleNotFoundError):
         why = f"its driver {parsed.drivername!r} is not installed here (write {URL_EXAMPLES})"
     elif parsed.get_backend_name() == "sqlite" and "locked" in said:

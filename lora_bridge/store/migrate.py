@@ -41,6 +41,14 @@ FOREIGN_TABLES = {"spatial_ref_sys", "alembic_version"}
 ADVISORY_LOCK_ID = 0x7E4B0
 
 
+class StoreFromANewerTembo(Exception):
+    """The store is at a revision these migrations do not know: a newer Tembo migrated it."""
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(f"the store is at revision {revision!r}, which this Tembo does not know")
+        self.revision = revision
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic's configuration for the Tembo store (optionally bound to an open connection)."""
     config = Config()
@@ -75,7 +83,8 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
     """Bring the store's schema to revision (default: the newest); returns the revision it is at.
 
     A store made before migrations existed (tables but no alembic_version) is stamped at the
-    baseline first, which describes exactly those tables.
+    baseline first, which describes exactly those tables. StoreFromANewerTembo, the store untouched,
+    when it is at a revision these migrations do not know.
     """
     with engine.begin() as connection:
         if connection.dialect.name == "postgresql":
@@ -84,6 +93,10 @@ def upgrade(engine: Engine, revision: str = "head") -> str:
         before = context.get_current_revision()
         if before == head_revision() and revision == "head":
             return before
+        if before is not None and before not in revisions():
+            # Alembic said only "Can't locate revision": an operator who rolled Tembo back after an
+            # upgrade had been told the file "cannot be used as the store".
+            raise StoreFromANewerTembo(before)
         config = alembic_config(connection)
         if before is None and _has_tembo_tables(connection):
             _adopt_unversioned(connection)
