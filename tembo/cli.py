@@ -95,7 +95,7 @@ def _cmd_bridge_migrate(args: argparse.Namespace) -> int:
 
     from lora_bridge.settings import masked_database_url
     from lora_bridge.store import migrate
-    from lora_bridge.store.database import parse_database_url, store_not_opened
+    from lora_bridge.store.database import parse_database_url, postgres_connect_args, store_not_opened
 
     settings = _bridge_settings(args)
     parsed = parse_database_url(settings.database_url)
@@ -105,7 +105,8 @@ def _cmd_bridge_migrate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        engine = create_engine(parsed)
+        # As the bridge connects: a PostgreSQL host that never answers is told, not waited for.
+        engine = create_engine(parsed, connect_args=postgres_connect_args(parsed, settings.database_connect_timeout_s))
         try:
             before = migrate.current_revision(engine)
             after = migrate.upgrade(engine, args.revision)

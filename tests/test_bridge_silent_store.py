@@ -122,6 +122,24 @@ def test_a_bridge_started_on_a_postgresql_host_that_never_answers_is_refused_ins
     assert f"no PostgreSQL answers at 127.0.0.1:{silent.port}" in str(told) and "db-password" not in str(told)
 
 
+def test_operator_migrating_a_store_on_a_host_that_never_answers_is_told_instead_of_waiting(
+        monkeypatch, capsys):
+    from tembo.cli import main
+
+    monkeypatch.setenv("TEMBO_WEBHOOK_SECRET", b.SECRET)
+    monkeypatch.setenv("TEMBO_DATABASE_CONNECT_TIMEOUT_S", "2")
+    with postgres_host(None) as silent:
+        url = f"postgresql+psycopg://tembo:db-password@127.0.0.1:{silent.port}/tembo"
+        exit_codes: list[int] = []
+        migrating = threading.Thread(target=lambda: exit_codes.append(
+            main(["bridge", "migrate", "--database-url", url])), daemon=True)
+        migrating.start()
+        migrating.join(timeout=NETWORK_SERVER_PATIENCE_S * 3)
+
+    assert exit_codes == [2], "tembo bridge migrate waited on a host that never answers"
+    assert f"no PostgreSQL answers at 127.0.0.1:{silent.port}" in capsys.readouterr().err
+
+
 @pytest.mark.postgres
 def test_network_server_gets_its_503_in_time_while_the_postgresql_host_drops_packets_and_the_retry_is_taken(
         postgres_url):

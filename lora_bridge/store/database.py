@@ -135,7 +135,7 @@ def open_database(
             engines.append(read_engine)
         else:
             write_engine = create_engine(url, pool_pre_ping=True,
-                                         connect_args=_postgres_connect_args(parsed, connect_timeout_s))
+                                         connect_args=postgres_connect_args(parsed, connect_timeout_s))
             engines.append(write_engine)
             read_engine = write_engine
         # Read first, without the write lock: a store at the newest revision opens while another program
@@ -222,7 +222,7 @@ def store_not_opened(error: BaseException, parsed: URL) -> StoreNotOpened:
     return StoreNotOpened(f"cannot open the store {shown}: {why} ({said})")
 
 
-def _postgres_connect_args(parsed: URL, connect_timeout_s: int) -> dict[str, object]:
+def postgres_connect_args(parsed: URL, connect_timeout_s: int) -> dict[str, object]:
     """libpq's connect_timeout, unless the URL sets its own: without it a connection to a host that drops
     packets (or a port where nothing answers the start-up) waits for ever, and so does the webhook
     request behind it, past the network server's patience, while its retries pile up."""
