@@ -154,6 +154,16 @@ def test_operator_who_rolls_tembo_back_after_an_upgrade_is_told_the_store_is_new
     assert operator_env == []
 
 
+def test_operator_who_copies_a_hosting_providers_postgres_url_or_writes_two_slashes_for_sqlite_is_told_the_form(
+        operator_env, capsys):
+    err = _refused(capsys, "bridge", "--database-url", "postgres://tembo:kifaru@db.example.org:5432/tembo")
+    assert "starts with postgres://, a name of PostgreSQL that SQLAlchemy no longer reads: write it " \
+           "postgresql+psycopg://" in err and "kifaru" not in err
+    err = _refused(capsys, "bridge", "migrate", "--database-url", "sqlite://var/tembo.db")
+    assert "reads 'var' as a host: a SQLite URL has three slashes before a relative path (sqlite:///var/tembo.db)" in err
+    assert operator_env == []
+
+
 @pytest.mark.postgres
 def test_operator_whose_postgresql_lacks_postgis_or_refuses_the_login_is_told_so(
     operator_env, capsys, postgres_server

@@ -182,6 +182,15 @@ def parse_database_url(url: str) -> URL:
         raise StoreNotOpened(f"the database URL {shown!r} holds an '@' before the one that ends the password: "
                              "percent-encode the password's special characters (@ as %40, % as %25, e.g. "
                              "python -c 'import urllib.parse; print(urllib.parse.quote(\"PASSWORD\", safe=\"\"))')")
+    if parsed.get_backend_name() == "postgres":  # a hosting provider's DATABASE_URL often reads so
+        raise StoreNotOpened(f"the database URL {parsed.render_as_string(hide_password=True)!r} starts with "
+                             "postgres://, a name of PostgreSQL that SQLAlchemy no longer reads: write it "
+                             "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE")
+    if parsed.get_backend_name() == "sqlite" and parsed.host:
+        # It had been told "the file 'tembo.db' cannot be used as the store": its folder read as a host.
+        raise StoreNotOpened(f"the SQLite URL {shown!r} reads {parsed.host!r} as a host: a SQLite URL has three "
+                             "slashes before a relative path (sqlite:///var/tembo.db), four before an absolute "
+                             "one (sqlite:////srv/tembo/tembo.db)")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise StoreNotOpened(f"the database URL {parsed.render_as_string(hide_password=True)!r} names a "
                              f"{parsed.get_backend_name()!r} database; Tembo's store is SQLite or PostgreSQL "
