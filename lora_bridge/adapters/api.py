@@ -50,6 +50,8 @@ from lora_bridge.errors import (
     InvalidRequest,
     NotFound,
     TooManyAttempts,
+    driver_said,
+    error_id,
     is_transient_store_error,
 )
 from lora_bridge.network_messages import EVENT_KINDS
@@ -591,13 +593,15 @@ def _guarded(bridge: Bridge, endpoint: Endpoint, requests: Counter) -> Callable[
                 raise
             # The store takes no write now (a backup holds SQLite's lock, a full disk, a lost
             # connection): a read of positions cannot write its audit line, an acknowledgement cannot
-            # be kept. Say so and when to try again; only the type is logged (a store error's text
-            # can carry the statement's parameters).
+            # be kept. Say so and when to try again, with an error_id; the driver's first line is logged
+            # under it (never the statement nor its parameters, which can carry a key).
             status = 503
-            log.warning("API request refused: the store takes no write now (%s)", type(error).__name__,
-                        extra={"route": endpoint.path, "client": _client(request)})
+            said = error_id()
+            log.warning("API request refused error_id=%s route=%s: the store takes no write now (%s: %s)", said,
+                        endpoint.path, type(error).__name__, driver_said(error)[:200],
+                        extra={"route": endpoint.path, "client": _client(request), "error_id": said})
             return JSONResponse({"error": "the store is unavailable now (locked by another program, read-only "
-                                          "or full); try again later"}, status_code=503,
+                                          "or full); try again later", "error_id": said}, status_code=503,
                                 headers={"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "private, no-store"})
         finally:
             requests.labels(endpoint.path, str(status)).inc()
@@ -736,7 +740,7 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
                 "400": {"description": "Not what its kind says (kept as a dead letter with the reason)"},
                 "401": {"description": "Wrong or missing X-Tembo-Secret (nothing kept)"},
                 "503": {"description": "The store cannot take the body now (nothing kept): send it again; "
-                                       "see Retry-After"},
+                                       "see Retry-After (its error_id names it in the bridge's log)"},
             },
         }
     paths["/healthz"] = {"get": {"summary": "200 when the store answers (no data)", "operationId": "healthz",
