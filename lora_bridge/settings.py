@@ -237,7 +237,8 @@ class BridgeSettings(BaseSettings):
     def _store_answers_before_the_webhook_is_due(self) -> BridgeSettings:
         # A connection that may take longer to open than the webhook may take to answer leaves the network
         # server without its 503: it ends the request (The Things Stack: 10 s) and its retries pile up.
-        if self.database_connect_timeout_s >= self.webhook_answer_within_s:
+        # A SQLite store opens no connection to wait for: its waits are the busy timeout's, bounded apart.
+        if _names_postgresql(self.database_url) and self.database_connect_timeout_s >= self.webhook_answer_within_s:
             raise ValueError(f"database_connect_timeout_s ({self.database_connect_timeout_s} s) must be shorter "
                              f"than webhook_answer_within_s ({self.webhook_answer_within_s:g} s), or the network "
                              "server gives up on a store that does not answer before the webhook says 503")
@@ -296,6 +297,14 @@ class BridgeSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings)
+
+
+def _names_postgresql(database_url: str) -> bool:
+    """Whether database_url reads as a PostgreSQL store's (one that does not read is refused when opened)."""
+    try:
+        return make_url(database_url).get_backend_name().startswith("postgres")
+    except Exception:  # noqa: BLE001 - any URL that does not read
+        return False
 
 
 def check_webhook_secret(settings: BridgeSettings) -> None:

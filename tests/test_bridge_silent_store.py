@@ -165,6 +165,7 @@ def test_network_server_gets_its_503_in_time_while_the_postgresql_host_drops_pac
 
 
 def test_operator_whose_connect_timeout_outlasts_the_webhooks_answer_is_told_before_anything_starts(monkeypatch):
+    monkeypatch.setenv("TEMBO_DATABASE_URL", "postgresql+psycopg://tembo:db-password@db:5432/tembo")
     monkeypatch.setenv("TEMBO_DATABASE_CONNECT_TIMEOUT_S", "9")
     with pytest.raises(InvalidSettings, match=r"database_connect_timeout_s \(9 s\) must be shorter than "
                                               r"webhook_answer_within_s \(8 s\)"):
@@ -172,3 +173,7 @@ def test_operator_whose_connect_timeout_outlasts_the_webhooks_answer_is_told_bef
     monkeypatch.setenv("TEMBO_DATABASE_CONNECT_TIMEOUT_S", "1")
     with pytest.raises(InvalidSettings, match="TEMBO_DATABASE_CONNECT_TIMEOUT_S"):
         load_settings(webhook_secret=b.SECRET)
+    # An embedded store opens no connection to wait for: a short answer time stands beside the default.
+    monkeypatch.delenv("TEMBO_DATABASE_CONNECT_TIMEOUT_S")
+    monkeypatch.setenv("TEMBO_DATABASE_URL", "sqlite:///var/reserve.db")
+    assert load_settings(webhook_secret=b.SECRET, webhook_answer_within_s=0.5).webhook_answer_within_s == 0.5
