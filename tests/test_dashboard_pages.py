@@ -673,3 +673,35 @@ def test_ranger_at_night_sees_a_plain_message_not_a_traceback_while_a_backup_hol
         assert warnings == [data.STORE_BUSY_MESSAGE], name
         assert "sign_out" in sidebar_buttons, f"{name}: still signed in, the navigation drawn"
     assert not back.exception and not back.warning and back.get("deck_gl_json_chart"), "the map once it is free"
+
+
+def test_field_technician_reads_on_the_updates_page_each_collars_battery_and_link_as_late_as_the_api_gives_them(
+    sqlite_url, monkeypatch
+):
+    # Amani's collar reported 3 h ago (3600 mV) and again 5 min ago from the edge of the mast's range
+    # (3333 mV, -119 dBm). Tito, a field technician, sees collars an hour late on the API; the Updates
+    # page had shown him the status of 5 min ago, which says where the animal is now.
+    bridge = open_bridge(sqlite_url)
+    seed(bridge)
+    amani = HERD[0]
+    now = datetime.now(UTC)
+    for f_cnt, (ago, battery_mv, rssi_dbm) in enumerate(((timedelta(hours=3), 3600, -100.0),
+                                                          (timedelta(minutes=5), 3333, -119.0)), start=900):
+        when = now - ago
+        body = json.loads(tts_uplink(amani.device_id, f_cnt, "status",
+                                     status_values(amani, when, amani.lat, amani.lon, battery_mv), when))
+        for gateway in body["uplink_message"]["rx_metadata"]:
+            gateway["rssi"] = gateway["channel_rssi"] = rssi_dbm
+        assert bridge.ingest_tts_uplink(json.dumps(body).encode()).ok
+    technician = Viewer("tito", "field_technician")
+    (api_view,) = [v for v in bridge.fleet_versions(viewer=technician) if v["device_id"] == amani.device_id]
+    bridge.close()
+    assert (api_view["battery_mv"], api_view["last_rssi_dbm"]) == (3600, -100.0)
+    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", "any")  # the field office's dashboard, every role signs in
+
+    app = open_page("updates", user="tito")
+    table = app.dataframe[0].value
+    (row,) = table[table["Collar"] == amani.device_id].to_dict("records")
+    assert (row["Battery (mV)"], row["RSSI (dBm)"]) == (3600, -100.0), \
+        "the page says what the collar reported 5 min ago: the animal is at the edge of the mast's range now"

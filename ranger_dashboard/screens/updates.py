@@ -137,7 +137,8 @@ may_steer = viewer.may(access.MANAGE_UPDATES)
 
 st.title("Updates")
 st.subheader("Which collar runs what")
-st.dataframe(versions_frame(bridge.fleet_versions()), hide_index=True)
+# as the role may read each collar: a late role's battery and link as of its animal's cutoff, not live
+st.dataframe(versions_frame(bridge.fleet_versions(viewer=viewer)), hide_index=True)
 
 st.subheader("Campaigns")
 campaigns = bridge.campaigns()
@@ -177,7 +178,7 @@ if may_steer:
     with st.form("new-campaign"):
         name = st.text_input("Name")
         image = st.file_uploader("Signed update image (tembo release): its kind and version are read from it")
-        fleet = bridge.fleet_versions()
+        fleet = bridge.fleet_versions(viewer=viewer)
         species = st.selectbox("Species (a group: the collars its animals wear)", [ALL_SPECIES] + species_of(fleet))
         devices = st.multiselect("Collars (none: all, or the species')", [v["device_id"] for v in fleet])
         canary_pct = st.slider("Canaries (%)", 0, 100, 10)
