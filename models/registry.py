@@ -34,7 +34,7 @@ from pathlib import Path
 
 from collar_firmware import blob as collar_blob
 from collar_firmware import classifier
-from models.atomic_file import replace_file, write_new_file
+from models.atomic_file import fsync_folder, replace_file, write_new_file
 
 DEFAULT_REGISTRY = Path("var") / "models"
 ENTRIES = "entries"
@@ -187,6 +187,7 @@ def register(blob: bytes, record: dict, registry: str | Path | None = None, extr
         staged.mkdir()
         _write_entry(staged, blob, parsed, digest, model_id, record, extra_files)
         os.rename(staged, folder)  # the entry appears whole, or not at all
+        fsync_folder(folder.parent)  # and its name survives a power cut once register returns
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         (claim / REGISTERED).rmdir()  # the version may be registered again

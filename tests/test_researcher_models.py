@@ -655,3 +655,30 @@ def test_a_researchers_promotion_is_on_disk_under_its_name_before_the_command_re
     after = happened[happened.index(("replace", promoted_json[0])):]
     assert ("fsync", str(Path(promoted_json[0]).parent)) in after, "the folder holding the new name is fsynced"
     assert registry.promoted(reg)["model_id"] == model_ids[1]
+
+
+def test_a_researchers_registered_model_is_on_disk_under_its_name_before_the_command_returns(tmp_path, monkeypatch):
+    """A power cut just after `tembo models register` said it was done must not lose the entry it named:
+    the staged folder is renamed into the registry's entries, and then that folder is fsynced (the new
+    name lives there)."""
+    import os
+
+    reg = tmp_path / "registry"
+    happened: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        happened.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(source, target) -> None:
+        real_rename(source, target)
+        happened.append(("rename", str(target)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    entry = registry.register(_renamed_model(registry.reserve_version(reg)), {}, reg)
+    monkeypatch.undo()
+    assert ("rename", str(entry.folder)) in happened
+    after = happened[happened.index(("rename", str(entry.folder))):]
+    assert ("fsync", str(entry.folder.parent)) in after, "the folder holding the entry's new name is fsynced"

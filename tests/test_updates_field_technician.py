@@ -933,3 +933,28 @@ def test_field_technician_who_keeps_the_collar_key_file_0600_still_has_it_0600_a
     assert main(["keys", "install", str(other), "--collar-keys", str(collar_keys)]) == 0
     assert sorted(keys.read_collar_keys(collar_keys)) == [7, 8]
     assert stat.S_IMODE(collar_keys.stat().st_mode) == 0o600
+
+
+def test_field_technicians_new_release_key_and_its_public_half_are_on_disk_by_name_when_the_command_returns(
+    tmp_path, monkeypatch
+):
+    """A power cut just after `tembo keys generate` said it was done must not leave the laptop without
+    the key (or its .pub, which says its id): both files are fsynced, and then their folder, where
+    their names live (a file's own fsync does not cover its name)."""
+    happened: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        happened.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    key = keys.generate(tmp_path / "keys" / "release-3.key", 3)
+    monkeypatch.undo()
+    public = keys.public_path(key.path)
+    synced = [target for kind, target in happened if kind == "fsync"]
+    assert str(key.path) in synced, "the key's bytes are on disk"
+    assert any(Path(target).name.lstrip(".").startswith(public.name) for target in synced), "and its .pub's"
+    assert synced[-1] == str(key.path.parent), "then the folder holding both names"
+    assert stat.S_IMODE(public.stat().st_mode) == keys.PUBLIC_MODE
+    assert public.read_text().split()[:2] == [keys.PUB_PREFIX, "3"]

@@ -24,6 +24,7 @@ from models.atomic_file import replace_file, write_new_file
 log = logging.getLogger(__name__)
 
 PRIVATE_MODE = 0o600
+PUBLIC_MODE = 0o644  # a key's public half: anyone may read it (it goes into the collars' keys file)
 PUB_PREFIX = "tembo-ed25519"
 COLLAR_KEYS_PATH = Path(trust.__file__).with_name(trust.KEYS_FILE)
 SOURCE_TREE = Path(trust.__file__).resolve().parents[1]  # the checkout the firmware is built from
@@ -88,7 +89,8 @@ def generate(private_path: Path, key_id: int) -> SigningKey:
     except FileExistsError:
         raise KeyFileError(f"{private_path} exists: a release key is never overwritten") from None
     try:
-        public_path(private_path).write_text(f"{PUB_PREFIX} {key_id} {public.hex()}\n")
+        # fsynced with the folder: the key's name and its .pub's survive a power cut once this returns
+        replace_file(public_path(private_path), f"{PUB_PREFIX} {key_id} {public.hex()}\n".encode(), PUBLIC_MODE)
     except BaseException:
         # a full disk or Ctrl-C half way: the key this call made (never used) goes, so the same command
         # works again; left, it "exists" and is never overwritten, yet no .pub says its id
