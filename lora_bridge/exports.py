@@ -8,7 +8,7 @@ here reads the store. Geometry through geopandas (WGS84, EPSG:4326).
 Movebank CSV uses Movebank's own attribute names and timestamp format (`yyyy-MM-dd HH:mm:ss.SSS`,
 UTC), as in a Movebank download: event-id, visible, timestamp, location-long, location-lat,
 sensor-type, individual-taxon-canonical-name, tag-local-identifier, individual-local-identifier,
-study-name.
+study-name. The event-id is the stored fix's id, so one fix has one event-id in every export.
 """
 
 from __future__ import annotations
@@ -137,11 +137,20 @@ def to_geopackage(fixes: Sequence[Any], species: Species = None, layer: str = "f
 
 
 def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: str = DEFAULT_STUDY) -> bytes:
-    """Movebank CSV: Movebank's attribute names, timestamps in UTC to the millisecond."""
+    """Movebank CSV: Movebank's attribute names, timestamps in UTC to the millisecond.
+
+    A fix's event-id is its stored position's id, the same in every export: Movebank gives each event one
+    unique id, and a researcher who merges two exports (last week's and this week's) and drops rows with an
+    event-id seen before keeps every fix once. ValueError for a fix with no stored id (numbered per file,
+    two files would give one id to two fixes)."""
     ordered = sorted(fixes, key=_order)
+    unstored = next((p for p in ordered if p.position_id is None), None)
+    if unstored is not None:
+        raise ValueError(f"fix of {unstored.name!r} at {utc_millis(unstored.time)} has no stored position id: "
+                         "a Movebank event-id is the stored fix's id")
     rows = [
         {
-            "event-id": index,
+            "event-id": int(p.position_id),
             "visible": "true",
             "timestamp": utc_millis(p.time, " ", ""),
             "location-long": f"{float(p.lon):.7f}",
@@ -152,7 +161,7 @@ def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: s
             "individual-local-identifier": p.name,
             "study-name": study_name,
         }
-        for index, p in enumerate(ordered, start=1)
+        for p in ordered
     ]
     return pd.DataFrame(rows, columns=list(MOVEBANK_COLUMNS)).to_csv(index=False).encode()
 

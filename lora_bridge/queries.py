@@ -261,15 +261,16 @@ def latest_position_views(
 ) -> list[PositionView]:
     """The newest fix (at or before `until` when given) of every animal that has one (only
     `animal_keys` when given), by name (plain rows, no ORM objects)."""
-    query = select(Animal.id, Animal.name, Animal.device_id, Position.time, Position.lat, Position.lon).join(
-        Position, Position.id == newest_position_id(Animal.device_id, until)
-    )
+    query = select(
+        Animal.id, Animal.name, Animal.device_id, Position.time, Position.lat, Position.lon, Position.id
+    ).join(Position, Position.id == newest_position_id(Animal.device_id, until))
     if animal_keys is not None:
         query = query.where(Animal.id.in_(animal_keys))
     rows = session.execute(query.order_by(Animal.name, Animal.id)).all()
     return [
-        PositionView(animal_id=str(key), name=name, device_id=device_id, time=time, lat=lat, lon=lon)
-        for key, name, device_id, time, lat, lon in rows
+        PositionView(animal_id=str(key), name=name, device_id=device_id, time=time, lat=lat, lon=lon,
+                     position_id=position_id)
+        for key, name, device_id, time, lat, lon, position_id in rows
     ]
 
 
@@ -298,7 +299,7 @@ def track_views(
     if max_points is not None and max_points < 1:
         raise ValueError(f"max_points must be at least 1, got {max_points}")
     query = select(
-        Position.animal_id, Animal.name, Position.device_id, Position.time, Position.lat, Position.lon
+        Position.animal_id, Animal.name, Position.device_id, Position.time, Position.lat, Position.lon, Position.id
     ).join(Animal, Position.animal_id == Animal.id)
     if since is not None:
         query = query.where(Position.time >= since)
@@ -319,8 +320,9 @@ def track_views(
             fixes = [fixes[i] for i in evenly_spaced(len(fixes), max_points)]
         animal_id = str(key)
         tracks[animal_id] = [
-            PositionView(animal_id=animal_id, name=name, device_id=device_id, time=time, lat=lat, lon=lon)
-            for _, name, device_id, time, lat, lon in fixes
+            PositionView(animal_id=animal_id, name=name, device_id=device_id, time=time, lat=lat, lon=lon,
+                         position_id=position_id)
+            for _, name, device_id, time, lat, lon, position_id in fixes
         ]
     return tracks
 

@@ -97,7 +97,8 @@ class CollarHealthView:
 
 @dataclass(frozen=True)
 class PositionView:
-    """One fix of one animal."""
+    """One fix of one animal; `position_id` is the stored fix's id (the same in every read and export, so a
+    researcher's Movebank event-id; None for a fix not read from the store)."""
 
     animal_id: str
     name: str
@@ -105,6 +106,7 @@ class PositionView:
     time: datetime
     lat: float
     lon: float
+    position_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import bridge_builders as b
 import geopandas as gpd
+import pandas as pd
 import pytest
 from access_builders import CONSOLE, HERD, NOW, PASSWORDS, coordinates, exact_places, live_bridge, viewer
 from prometheus_client.parser import text_string_to_metric_families
@@ -222,6 +223,27 @@ def test_movebank_export_reads_back_with_the_twins_movebank_reader(api, tmp_path
     newest_s = {name: int(track.time_s.max()) for name, track in tracks.items()}
     assert newest_s["Amani"] <= (NOW - timedelta(hours=6)).timestamp()
     assert newest_s["Tusker"] <= (NOW - timedelta(hours=24)).timestamp(), "high-value: a day late for researchers"
+
+
+def test_a_researcher_merging_two_movebank_exports_of_overlapping_days_keeps_every_fix_once(api):
+    # Two downloads a day apart, overlapping by 12 hours; Movebank gives each event one unique event-id, and a
+    # researcher merging the files drops the rows whose event-id she has already seen.
+    researcher = auth(api, "researcher")
+
+    def export(since_h: int, until_h: int) -> pd.DataFrame:
+        window = {"since": (NOW - timedelta(hours=since_h)).isoformat(),
+                  "until": (NOW - timedelta(hours=until_h)).isoformat()}
+        answer = api.get("/api/exports/movebank.csv", params=window, headers=researcher)
+        assert answer.status_code == 200, answer.text
+        return pd.read_csv(io.StringIO(answer.text), dtype={"individual-local-identifier": str})
+
+    first, second = export(48, 24), export(36, 0)
+    both = pd.concat([first, second])
+    fixes = both.drop_duplicates(["individual-local-identifier", "timestamp"])
+    merged = both.drop_duplicates("event-id")
+    assert len(first) and len(second) and len(fixes) < len(both), "the downloads overlap"
+    assert sorted(zip(merged["individual-local-identifier"], merged["timestamp"], strict=True)) == sorted(
+        zip(fixes["individual-local-identifier"], fixes["timestamp"], strict=True))
 
 
 def test_geojson_and_geopackage_exports_read_back_with_geopandas(api, tmp_path):

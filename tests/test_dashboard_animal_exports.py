@@ -33,7 +33,8 @@ KM_LON = 1 / 111.320
 
 
 def fix(minutes: float, north_km: float, east_km: float) -> PositionView:
-    """A fix of Amani near Laikipia (0.3° N, 36.9° E), `north_km`/`east_km` from the origin."""
+    """A fix of Amani near Laikipia (0.3° N, 36.9° E), `north_km`/`east_km` from the origin, stored as
+    position `minutes + 1`."""
     return PositionView(
         animal_id="1",
         name="Amani",
@@ -41,6 +42,7 @@ def fix(minutes: float, north_km: float, east_km: float) -> PositionView:
         time=T0 + timedelta(minutes=minutes),
         lat=0.3 + north_km * KM_LAT,
         lon=36.9 + east_km * KM_LON,
+        position_id=int(minutes) + 1,
     )
 
 
@@ -134,6 +136,28 @@ def test_fixes_download_as_csv_geojson_geopackage_and_movebank_csv():
     assert (float(movebank[0]["location-long"]), float(movebank[0]["location-lat"])) == (36.9, 0.3)
     assert movebank[0]["individual-local-identifier"] == "Amani"
     assert movebank[0]["tag-local-identifier"] == "collar-001"
+
+
+def test_a_researcher_merging_two_movebank_downloads_and_dropping_repeated_event_ids_keeps_every_fix_once():
+    # Monday's download holds the first three fixes, Wednesday's the last three: the middle fix is in both. Movebank
+    # gives each event one unique event-id, and a researcher merging the files drops rows whose event-id it has seen.
+    walk = square_walk()
+    monday, wednesday = (pd.read_csv(io.BytesIO(exports.to_movebank_csv(part, "Loxodonta africana")))
+                         for part in (walk[:3], walk[2:]))
+    merged = pd.concat([monday, wednesday]).drop_duplicates("event-id")
+    assert merged["timestamp"].tolist() == [utc_millis_movebank(f) for f in walk]
+    assert merged["event-id"].is_unique
+    assert monday["event-id"].iloc[2] == wednesday["event-id"].iloc[0], "one fix, one event-id in every download"
+
+
+def test_a_fix_not_read_from_the_store_has_no_event_id_to_give_a_movebank_file():
+    with pytest.raises(ValueError, match="no stored position id"):
+        exports.to_movebank_csv([replace(square_walk()[0], position_id=None)])
+
+
+def utc_millis_movebank(fix: PositionView) -> str:
+    """A fix's time as Movebank writes it (`yyyy-MM-dd HH:mm:ss.SSS`, UTC)."""
+    return fix.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.") + f"{fix.time.microsecond // 1000:03d}"
 
 
 def test_a_researcher_reads_the_fixes_csv_with_pandas_and_gets_date_times_whether_or_not_a_fix_fell_on_a_second():

@@ -78,6 +78,7 @@ def latest_fixes_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]])
                     time=position.time,
                     lat=position.lat,
                     lon=position.lon,
+                    position_id=position.id,
                 )
             )
     return sorted(views, key=lambda view: view.name)
