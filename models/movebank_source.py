@@ -13,8 +13,8 @@ e-obs raw values are unsigned counts around a zero of 2048; give the tag's calib
 Rows of other sensors (no burst: blank, or `NA` as R's write.csv writes a study read with R), bursts without a label, rows Movebank marks as outliers
 (`visible` false) and, in a file that names its animals, bursts of no animal (Movebank leaves
 `individual-local-identifier` blank before and after a tag's deployment: a tag on a desk, not an
-animal) are left out and counted; a burst with other axes than X, Y and Z or a number that does not
-parse stops the load naming file, row and column. A study's whole download is read a chunk of rows at a
+animal) are left out and counted; a burst with other axes than X, Y and Z, a number or a timestamp that does
+not parse stops the load naming file, row and column. A study's whole download is read a chunk of rows at a
 time and only the columns above, so it loads in about the memory of its annotated bursts.
 """
 
@@ -176,11 +176,17 @@ def _burst(values: dict[str, str], names: dict[str, str], file_row: int, path: P
     event = values[EVENT].strip() if EVENT in values else str(file_row)
     return Recording(None if is_missing(animal) else animal, f"{path.name}:{event}", rate, samples,
                      np.full(len(samples), label), f"{source}, row {file_row}",
-                     _seconds(values[TIME]) if TIME in values else 0.0)
+                     _seconds(values[TIME], source, file_row, names[TIME]) if TIME in values else 0.0)
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, source: str, file_row: int, column: str) -> float:
+    """Return a burst's timestamp (Movebank's `yyyy-MM-dd HH:mm:ss.SSS`, UTC) as seconds since the epoch, or raise
+    DataError naming the row and column: a burst put at 1970 would sort first in the animal's day and carry a
+    wrong time into the recording's digest."""
     import pandas as pd
 
-    stamp = pd.to_datetime(text, utc=True, errors="coerce")
-    return 0.0 if pd.isna(stamp) else float(stamp.timestamp())
+    stamp = pd.to_datetime(text.strip(), utc=True, errors="coerce")
+    if pd.isna(stamp):
+        raise DataError(source, f"timestamp {text!r} is not a date and time (Movebank writes "
+                        "yyyy-MM-dd HH:mm:ss.SSS, UTC)", row=file_row, column=column)
+    return float(stamp.timestamp())

@@ -511,6 +511,18 @@ def test_movebank_burst_with_two_axes_is_refused_by_row_and_column(tmp_path):
         load_movebank([path])
 
 
+def test_a_movebank_burst_whose_timestamp_was_mistyped_is_refused_by_row_and_column_not_put_at_1970(tmp_path):
+    # A researcher corrected a stork's annotated burst by hand and typed 31 June: the burst is not put at the epoch
+    # (first in the stork's day, and a wrong time in the model's registry of what it was trained on).
+    good = load_movebank([FIXTURES / "movebank_eobs_bursts.csv"])
+    assert [r.start_s for r in good.recordings] == [1433138400.0, 1433139000.0]  # 06:00 and 06:10 UTC, 1 June 2015
+    path = tmp_path / "bursts.csv"
+    path.write_text((FIXTURES / "movebank_eobs_bursts.csv").read_text().replace(
+        "1003,true,2015-06-01 06:10:00.000", "1003,true,2015-06-31 06:10:00.000"))
+    with pytest.raises(DataError, match=r"bursts.csv, row 4, column 'timestamp': timestamp '2015-06-31 06:10:00.000'"):
+        load_movebank([path])
+
+
 def test_edge_impulse_example_from_its_documentation_is_read(tmp_path):
     shutil.copyfile(FIXTURES / "edge_impulse_docs_example.json", tmp_path / "idle.docs.json")
     loaded = load([str(tmp_path / "idle.docs.json")])
