@@ -1,7 +1,8 @@
 """Replay of real GPS tracks from Movebank CSV files through Tembo's digital twin.
 
 `read_movebank(path)` reads a Movebank CSV (plain or .gz) into one `Track` per individual: fixes with
-visible == False or no coordinates are dropped, times are UTC Unix seconds, sorted, one fix per second.
+visible == False or no coordinates are dropped, times are UTC Unix seconds, sorted, one fix per second;
+animal and tag ids are kept as the text the study wrote ("007" stays "007").
 `MovebankReplay` plays a track as a collar would experience it: the track's first fix is moved to the
 simulation start, positions between fixes are interpolated linearly, and the behaviour is inferred
 from the speed between fixes. After the last fix the animal stays where it was last seen. A track
@@ -32,6 +33,9 @@ TAG_ID = "tag-local-identifier"
 INDIVIDUAL = "individual-local-identifier"
 STUDY = "study-name"
 REQUIRED_COLUMNS = (TIMESTAMP, LON, LAT, INDIVIDUAL)
+# Identifiers and names, read as the text the study wrote: read as numbers, animal "007" would be 7 (and
+# merge with an animal "7"), and a tag "0042" would be 42.
+TEXT_COLUMNS = (EVENT_ID, TAXON, TAG_ID, INDIVIDUAL, STUDY)
 
 # Speed between fixes (m/s) above which a replayed animal counts as forage / walk / run.
 FORAGE_ABOVE_MPS = 0.02
@@ -73,7 +77,7 @@ class Track:
 
 def read_movebank(path: str | PathLike[str]) -> dict[str, Track]:
     """Read a Movebank CSV (or .csv.gz) into {individual-local-identifier: Track}."""
-    table = pd.read_csv(path, low_memory=False)
+    table = pd.read_csv(path, low_memory=False, dtype=dict.fromkeys(TEXT_COLUMNS, str))
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: not a Movebank CSV, missing columns {missing}")

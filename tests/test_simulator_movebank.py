@@ -38,6 +38,25 @@ def test_movebank_gzipped_csv_reads_the_same(tmp_path):
     assert read_movebank(packed)["Tiny Walker"].time_s.tolist() == read_movebank(FIXTURE)["Tiny Walker"].time_s.tolist()
 
 
+def test_a_twin_replaying_a_study_names_its_elephants_007_07_and_7_as_the_study_does(tmp_path):
+    # A study whose animal and tag ids are written with leading zeros: read as numbers, "007" and "07" would both
+    # be the elephant 7, one track of three animals' fixes under a name the study never used.
+    header, *rows = FIXTURE.read_text().splitlines()
+    walker = [row for row in rows if ",Tiny Walker," in row]
+    study = [header]
+    for individual, tag in (("007", "0042"), ("07", "042"), ("7", "42")):
+        study += [row.replace(",901,Tiny Walker,", f",{tag},{individual},") for row in walker]
+    path = tmp_path / "study.csv"
+    path.write_text("\n".join(study) + "\n")
+
+    tracks = read_movebank(path)
+    assert sorted(tracks) == ["007", "07", "7"]
+    assert {name: track.tag_id for name, track in tracks.items()} == {"007": "0042", "07": "042", "7": "42"}
+    assert [len(track) for track in tracks.values()] == [4, 4, 4]
+    replays = replay_animals(tracks, SIM_START)
+    assert [replay.identity.name for replay in replays] == ["007", "07", "7"]
+
+
 def test_a_file_without_movebank_columns_is_refused(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("time,x,y\n1,2,3\n")
