@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
+from lora_bridge.domain.alerts import type_label
 from ranger_dashboard import palette
 
 # Battery of the reference collar (Li-SOCl2 cells): 3.6 V nominal, flat until nearly empty.
@@ -25,20 +26,6 @@ LOW_BATTERY_MV = int(COLLAR_DEFAULTS["low_battery_mv"])
 SILENT_AFTER = timedelta(hours=6)
 # Verdicts a ranger gives when resolving an alert: label shown -> value stored by the bridge.
 VERDICTS: dict[str, str] = {"True alert": "true", "False alarm": "false_alarm", "Unknown": "unknown"}
-# Alert type names as rangers read them.
-ALERT_TYPE_LABELS: dict[str, str] = {
-    "mortality": "Possible mortality",
-    "immobility": "Immobile",
-    "poaching_risk": "Possible poaching",
-    "geofence_farmland": "Entered farmland",
-    "geofence_exit": "Left the reserve",
-    "collar_drop": "Collar drop",
-    "tamper": "Collar tamper",
-    "low_battery": "Low battery",
-    "offline": "Offline",
-    "speed": "Unusual speed",
-    "test": "Test alert",
-}
 
 # Column names of the tables, imported by tests.
 COL_PRIORITY = "Priority"
@@ -101,9 +88,9 @@ def format_battery(battery_mv: int | None, low_battery_mv: int = LOW_BATTERY_MV)
     return text + " (low)" if battery_mv < low_battery_mv else text
 
 
-def alert_type_label(alert_type: str) -> str:
-    """The ranger's words for an alert type ('mortality' -> 'Possible mortality')."""
-    return ALERT_TYPE_LABELS.get(alert_type, alert_type.replace("_", " ").capitalize())
+# The ranger's words for an alert type: the bridge's one list (`lora_bridge.domain.alerts`), which its
+# SMS, e-mail and EarthRanger titles use too.
+alert_type_label = type_label
 
 
 def alert_label(alert: Any) -> str:

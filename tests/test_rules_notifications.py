@@ -160,9 +160,9 @@ def test_night_routing_sends_high_alerts_by_sms_and_email_and_nothing_low(sqlite
 
     assert (report.sent, report.failed) == (3, 0)
     (text,) = gateway.messages
-    assert text["to"] == "+254700000001" and text["text"].startswith("HIGH mortality: Naserian")
+    assert text["to"] == "+254700000001" and text["text"].startswith("HIGH Possible mortality: Naserian")
     subjects = sorted(email.message_from_bytes(m["data"])["Subject"] for m in smtp.messages)
-    assert subjects == ["[Tembo] HIGH mortality: Naserian (confidence 0.50)", "[Tembo] MEDIUM collar_drop: Naserian"]
+    assert subjects == ["[Tembo] HIGH Possible mortality: Naserian (confidence 0.50)", "[Tembo] MEDIUM Collar drop: Naserian"]
     assert all(m["to"] == ["warden@reserve.example"] for m in smtp.messages)
 
 
@@ -235,7 +235,7 @@ def test_an_unanswered_fence_exit_is_raised_to_high_on_earthranger_and_reaches_t
             bridge.flush_notifications(now=wall())
             assert gateway.messages == []  # medium: not for the duty officer's phone
             (event_id, event), = stand_in.events.items()
-            assert (event["priority"], event["title"]) == (200, "MEDIUM geofence_exit: Naserian")
+            assert (event["priority"], event["title"]) == (200, "MEDIUM Left the reserve: Naserian")
 
             bridge.run_rules(now=alert.time + timedelta(minutes=59))
             assert bridge.alert(alert.alert_id, viewer=b.RANGER).priority == 200
@@ -252,9 +252,9 @@ def test_an_unanswered_fence_exit_is_raised_to_high_on_earthranger_and_reaches_t
     assert [p["path"] for p in patches] == [f"/api/v1.0/activity/event/{event_id}"]
     assert patches[0]["body"]["priority"] == 300 and patches[0]["body"]["state"] == "new"
     assert stand_in.events[event_id]["priority"] == 300
-    assert stand_in.events[event_id]["title"] == "HIGH geofence_exit: Naserian [escalated]"
+    assert stand_in.events[event_id]["title"] == "HIGH Left the reserve: Naserian [escalated]"
     (text,) = gateway.messages
-    assert text["text"].startswith("HIGH geofence_exit: Naserian [escalated]")
+    assert text["text"].startswith("HIGH Left the reserve: Naserian [escalated]")
 
 
 def fixes_of_two_collars(bridge, minutes):
@@ -501,8 +501,8 @@ def test_earthranger_shows_a_poaching_alert_corroboration_let_go_as_high_and_the
 
     assert alert.priority == 300
     (event,) = stand_in.events.values()
-    assert (event["priority"], event["title"]) == (300, "HIGH poaching_risk: Naserian (confidence 0.82)")
-    assert [m["text"].splitlines()[0] for m in gateway.messages] == ["HIGH poaching_risk: Naserian (confidence 0.82)"]
+    assert (event["priority"], event["title"]) == (300, "HIGH Possible poaching: Naserian (confidence 0.82)")
+    assert [m["text"].splitlines()[0] for m in gateway.messages] == ["HIGH Possible poaching: Naserian (confidence 0.82)"]
     assert again.sent == 0 and stand_in.problems == []
 
 
@@ -844,7 +844,24 @@ def test_the_duty_officers_sms_of_a_collars_mortality_alert_fits_one_text_messag
     (text,) = gateway.messages
     assert len(text["text"]) <= SMS_TEXT_CHARS, text["text"]
     first, when, which = text["text"].split("\n")
-    assert first.startswith("HIGH mortality: Naserian") and when.startswith("at 2026-03-02 02:00")
+    assert first.startswith("HIGH Possible mortality: Naserian") and when.startswith("at 2026-03-02 02:00")
     assert which == "alert #1 collar collar-01"
     (mail,) = smtp.messages
     assert "\nrule: " in email.message_from_bytes(mail["data"]).get_payload()
+
+
+def test_every_alert_type_tembo_raises_reads_in_a_rangers_words_on_the_phone_and_the_dashboard():
+    """The collar's types and the server rules' own: none reaches a ranger as its id (`battery_critical`)."""
+    from collar_firmware import codec
+    from lora_bridge.domain import alerts, rules, rules_engine, rules_visits
+    from lora_bridge.notify.channels import title_of
+    from ranger_dashboard import views
+
+    raised = {*codec.ALERT_TYPES, rules.LOW_BATTERY, rules.OFFLINE, rules.BATTERY_FORECAST, rules_engine.IMMOBILITY,
+              rules_visits.GEOFENCE_EXIT, rules_visits.GEOFENCE_ENTER, rules_visits.GEOFENCE_FARMLAND}
+    unlabelled = sorted(raised - set(alerts.ALERT_TYPE_LABELS))
+    assert unlabelled == []
+    for alert_type in sorted(raised):
+        label = alerts.ALERT_TYPE_LABELS[alert_type]
+        title = title_of({"priority": 300, "alert_type": alert_type, "animal": "Naserian", "device_id": "collar-01"})
+        assert title == f"HIGH {label}: Naserian" and views.alert_type_label(alert_type) == label

@@ -59,6 +59,33 @@ PRIORITY_BY_TYPE = {
 
 PRIORITIES = (PRIORITY_INFO, PRIORITY_LOW, PRIORITY_MEDIUM, PRIORITY_HIGH)
 
+# Alert type → the words a ranger reads, on the dashboard and in every SMS, e-mail and EarthRanger title:
+# the one list of them. Every type the bridge raises has one (tests pin it); a type newer than this list
+# (a collar's "unknown_30") reads as its name in words.
+ALERT_TYPE_LABELS: dict[str, str] = {
+    "mortality": "Possible mortality",
+    "immobility": "Immobile",
+    "poaching_risk": "Possible poaching",
+    "geofence_farmland": "Entered farmland",
+    "geofence_exit": "Left the reserve",
+    "geofence_enter": "Entered a fenced area",
+    "collar_drop": "Collar drop",
+    "tamper": "Collar tamper",
+    "low_battery": "Low battery",
+    "battery_critical": "Battery critical",
+    "battery_forecast": "Battery running out soon",
+    "unexpected_reboot": "Collar restarted unexpectedly",
+    "offline": "Offline",
+    "speed": "Unusual speed",
+    "test": "Test alert",
+}
+
+
+def type_label(alert_type: str) -> str:
+    """The ranger's words for an alert type ('mortality' -> 'Possible mortality')."""
+    return ALERT_TYPE_LABELS.get(alert_type, alert_type.replace("_", " ").capitalize())
+
+
 
 def raised_priority(priority: int) -> int:
     """One step up EarthRanger's scale (an escalation), never past high."""

@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from lora_bridge.domain import alerts
 from lora_bridge.notify.config import NotifyConfig
 from lora_bridge.notify.outbox import KIND_POSITION, DeliveryError, sent_external_id
 from lora_bridge.store.database import Database
@@ -89,9 +90,10 @@ def verify(secret: bytes, body: bytes, header: str, now: float | None = None, to
 
 
 def title_of(payload: dict[str, Any]) -> str:
-    """One line: priority, type, animal, confidence."""
+    """One line: priority, type in the ranger's words ('Possible poaching', not `poaching_risk`), animal,
+    confidence."""
     words = PRIORITY_WORDS.get(int(payload.get("priority") or 0), str(payload.get("priority")))
-    text = f"{words} {payload['alert_type']}: {payload.get('animal') or payload['device_id']}"
+    text = f"{words} {alerts.type_label(payload['alert_type'])}: {payload.get('animal') or payload['device_id']}"
     if payload.get("confidence") is not None:
         text += f" (confidence {payload['confidence']:.2f})"
     if payload.get("action") not in (None, "raised"):
