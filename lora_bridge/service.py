@@ -1136,6 +1136,22 @@ class Bridge:
                 query = query.where(Notification.state == state)
             return [_notification_view(row) for row in session.scalars(query)]
 
+    def retry_notifications(self, *, viewer: Viewer, since: datetime | None = None,
+                            channel: str | None = None) -> outbox.RetryReport:
+        """Queue again the failed alert notifications (since, over channel) once their cause is put right:
+        the outbox's dead letters, so it takes the permission to replay those. Rows whose alert moved on
+        are withdrawn instead (`outbox.requeue_failed`); the retry is in the audit log, each row in its
+        alert's history."""
+        require(viewer, roles.MANAGE_DEAD_LETTERS)
+        now = self.clock()
+        with self.db.write() as session:
+            report = outbox.requeue_failed(session, self.notify_config, actor=viewer.username, at=now,
+                                           since=as_utc(since) if since else None, channel=channel)
+            audit.record_change(session, viewer, "notifications_retried", now, channel=channel,
+                                since=since.isoformat() if since else None, requeued=list(report.requeued),
+                                withdrawn=list(report.withdrawn))
+        return report
+
     def _queue_steps(self, session: Any, steps: Any) -> None:
         outbox.enqueue_alert_steps(session, self.notify_config, steps.items, steps.detail)
         er = self.notify_config.earthranger

@@ -8,6 +8,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,6 +168,60 @@ def _cmd_bridge_replay(args: argparse.Namespace) -> int:
             return 2
     print(json.dumps(dataclasses.asdict(report)))
     return 1 if report.still_dead else 0
+
+
+def _since(text: str) -> datetime:
+    """A `--since`: an age ("12h", "2d", "90m") back from now, or an ISO 8601 time (UTC when it names no
+    offset). ValueError names the forms."""
+    from lora_bridge.store.utc import utc_now
+
+    units = {"m": 60, "h": 3600, "d": 86400}
+    text = text.strip()
+    if text[:-1].replace(".", "", 1).isdigit() and text[-1:] in units:
+        return utc_now() - timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--since {text!r}: give an age (12h, 2d, 90m) or a time (2026-12-05T18:00)") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _cmd_notifications(args: argparse.Namespace) -> int:
+    """`tembo notifications list|retry`: the outbox of rangers' notifications, as the console admin."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from lora_bridge.domain.alerts import type_label
+    from lora_bridge.errors import BridgeError
+    from lora_bridge.service import open_bridge
+    from tembo.accounts import console_actor
+
+    actor = console_actor()
+    try:
+        since = _since(args.since) if args.since else None
+    except ValueError as error:
+        print(f"tembo notifications {args.action}: {error}", file=sys.stderr)
+        return 2
+    try:
+        with open_bridge(args.database_url) as bridge:
+            if args.action == "retry":
+                report = bridge.retry_notifications(viewer=actor, since=since, channel=args.channel)
+                print(json.dumps({"requeued": list(report.requeued), "withdrawn": list(report.withdrawn)}))
+                return 0
+            state = "failed" if args.failed else args.state
+            rows = [n for n in bridge.notifications(viewer=actor, state=state)
+                    if (args.channel is None or n.channel == args.channel) and (since is None or n.created_at >= since)]
+    except BridgeError as error:
+        print(f"tembo notifications {args.action}: {error}", file=sys.stderr)
+        return 1
+    table = Table("id", "channel", "to", "alert", "step", "state", "tries", "queued (UTC)", "last error")
+    for n in rows:
+        payload = n.payload
+        what = f"#{n.alert_id} {type_label(payload['alert_type'])}" if n.alert_id is not None else n.kind
+        table.add_row(str(n.notification_id), n.channel, n.recipient, what, str(payload.get("action") or "-"),
+                      n.state, str(n.attempts), f"{n.created_at:%Y-%m-%d %H:%M}", (n.last_error or "-")[:120])
+    (Console() if sys.stdout.isatty() else Console(width=200)).print(table)
+    return 0
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
@@ -460,6 +515,23 @@ def build_parser() -> argparse.ArgumentParser:
     from tembo import accounts
 
     accounts.add_parsers(sub)
+
+    from lora_bridge.notify.config import CHANNELS
+
+    notifications = sub.add_parser("notifications", help="rangers' notifications (SMS, e-mail, EarthRanger, webhook): "
+                                                         "list them, queue failed ones again")
+    notifications_sub = notifications.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listed = notifications_sub.add_parser("list", help="the outbox, oldest first (its rows carry exact positions)")
+    listed.add_argument("--failed", action="store_true", help="only those whose tries ran out or that were refused")
+    listed.add_argument("--state", choices=("pending", "sending", "sent", "failed", "withdrawn"), default=None)
+    retry = notifications_sub.add_parser(
+        "retry", help="queue failed alert notifications again once their cause is put right (a token renewed); "
+                      "those whose alert moved on are withdrawn instead; each is in its alert's history")
+    for p in (listed, retry):
+        p.add_argument("--since", default=None, help="queued since an age (12h, 2d) or a time (2026-12-05T18:00, UTC)")
+        p.add_argument("--channel", choices=CHANNELS, default=None)
+        p.add_argument("--database-url", default=None, help="the store (default: TEMBO_DATABASE_URL or the embedded one)")
+    notifications.set_defaults(func=_cmd_notifications)
 
     bench = sub.add_parser("bench", help="measure: prints one JSON object of figures")
     bench.add_argument("name", help="one of: " + ", ".join(sorted(BENCHES)))

@@ -865,3 +865,72 @@ def test_every_alert_type_tembo_raises_reads_in_a_rangers_words_on_the_phone_and
         label = alerts.ALERT_TYPE_LABELS[alert_type]
         title = title_of({"priority": 300, "alert_type": alert_type, "animal": "Naserian", "device_id": "collar-01"})
         assert title == f"HIGH {label}: Naserian" and views.alert_type_label(alert_type) == label
+
+
+def _fail_every_try(bridge, deadline_passes: int = 60) -> None:
+    """Run the outbox pass after pass, each an hour later, until no row is left to try (every try spent)."""
+    for hour in range(1, deadline_passes):
+        bridge.flush_notifications(now=wall(3600 * hour))
+        if not bridge.notifications(viewer=ADMIN, state="pending"):
+            return
+    raise AssertionError("rows still pending after every pass")
+
+
+def test_the_nights_alerts_failed_on_an_expired_token_reach_earthranger_and_the_duty_officer_once_the_admin_retries(
+    sqlite_url, tmp_path, earthranger, monkeypatch, capsys
+):
+    # EarthRanger's token and the SMS gateway's stayed refused all night: every try of the night's two
+    # poaching alerts was spent and they were failed for good. In the morning a ranger has resolved the
+    # second (a false alarm), the warden renews the tokens and runs `tembo notifications retry`: the first
+    # alert reaches EarthRanger and the duty officer; the second reaches EarthRanger's record, but the duty
+    # officer is not woken for an alert already closed.
+    from tembo.cli import main
+
+    stand_in, url = earthranger
+    stand_in.token = "renewed-service-token"
+    gateway = SmsGateway(token="renewed-sms-token")
+    routes = ('[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+              '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+              'actions = ["raised"]\n')
+    with serve_app_in_thread(gateway.app()) as sms:
+        expired = write_rules(tmp_path / "expired.toml", er_url=url, sms_url=sms.url, routes=routes,
+                              er_extra="send_positions = false\n")
+        with b.fresh_bridge(sqlite_url, rules_path=expired) as bridge:
+            night_s = int(NIGHT.timestamp())
+            (kept,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=night_s),
+                                                            f_cnt=1)).alert_ids
+            (closed,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=night_s),
+                                                              device_id="collar-02", f_cnt=1)).alert_ids
+            _fail_every_try(bridge)
+            assert [n.state for n in bridge.notifications(viewer=ADMIN)] == ["failed"] * 4
+            bridge.resolve_alert(closed, b.RANGER, "false_alarm", "herd at the dam")
+            with pytest.raises(Forbidden):
+                bridge.retry_notifications(viewer=b.RANGER)
+
+        gateway.token = SMS_TOKEN  # the gateway's account paid up
+        renewed = write_rules(tmp_path / "renewed.toml", er_url=url, sms_url=sms.url, routes=routes,
+                              er_token="renewed-service-token", er_extra="send_positions = false\n")
+        monkeypatch.setenv("TEMBO_RULES_PATH", renewed)
+        assert main(["notifications", "list", "--failed", "--database-url", sqlite_url]) == 0
+        listed = capsys.readouterr().out
+        assert "Possible poaching" in listed and "renew the token" in listed
+        assert main(["notifications", "retry", "--since", "2h", "--database-url", sqlite_url]) == 0
+        retried = json.loads(capsys.readouterr().out)
+        assert main(["notifications", "retry", "--since", "last night", "--database-url", sqlite_url]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+
+        with b.fresh_bridge(sqlite_url, rules_path=renewed) as bridge:
+            bridge.flush_notifications(now=wall())
+            states = {(n.alert_id, n.channel): n.state for n in bridge.notifications(viewer=ADMIN)}
+            history = [(e.action, e.actor) for e in bridge.alert_events(kept, viewer=ADMIN)]
+            withdrawn = [e.detail for e in bridge.alert_events(closed, viewer=ADMIN) if e.action == "notification_withdrawn"]
+
+    assert (len(retried["requeued"]), len(retried["withdrawn"])) == (3, 1)
+    assert states == {(kept, "earthranger"): "sent", (kept, "sms"): "sent", (closed, "earthranger"): "sent",
+                      (closed, "sms"): "withdrawn"}
+    assert sorted(e["event_details"]["tembo_alert_id"] for e in stand_in.events.values()) == sorted([kept, closed])
+    (text,) = gateway.messages
+    assert text["text"].startswith("HIGH Possible poaching: ") and f"alert #{kept} " in text["text"]
+    assert sum(1 for action, actor in history
+               if action == "notification_requeued" and actor.startswith("console:")) == 2
+    assert "resolved" in withdrawn[0]["reason"]

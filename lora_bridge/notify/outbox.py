@@ -20,6 +20,10 @@ Fixes stay one row each (queued once, retried alone), but a channel that takes m
 sender with `send_batch`, EarthRanger's list of observations) gets the due ones in batches of its
 `batch_size`: claimed together, sent in one request, marked together. A batch the receiver refuses
 outright is sent again row by row at once, so one bad fix holds up no other.
+
+A row `failed` stays so until an administrator, having put its cause right (EarthRanger's token
+renewed in the morning), queues it again (`requeue_failed`, `tembo notifications retry`): judged then
+as when its turn comes, and recorded in its alert's history under the administrator's name.
 """
 
 from __future__ import annotations
@@ -417,6 +421,61 @@ def overtaken_by(row: Notification, alert: Alert | None) -> str | None:
     if action == "raised" and alert.state == alerts.STATE_RESOLVED and row.channel != "earthranger":
         return f"the alert was resolved by {alert.resolved_by} before this went out"
     return None
+
+
+@dataclass(frozen=True)
+class RetryReport:
+    """What an operator's retry of failed notifications did: the rows queued again, and those withdrawn
+    instead (their alert moved on, or their route no longer names their recipient), by notification id."""
+
+    requeued: tuple[int, ...] = ()
+    withdrawn: tuple[int, ...] = ()
+
+
+def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: datetime,
+                   since: datetime | None = None, channel: str | None = None) -> RetryReport:
+    """Queue again the failed alert notifications (queued at or after `since`, over `channel`), once the
+    operator has put right what failed them: EarthRanger's token that stayed expired all night spent every
+    try of the night's alerts, and they had no way back out. Each is judged as the timer judges a row
+    when its turn comes (`no_longer_routed`, `overtaken_by`): an SMS "raised" of an alert resolved since is
+    withdrawn, never sent as if new, while EarthRanger still gets its event. Every row queued again or
+    withdrawn is an event of its alert, under `actor`.
+
+    A row queued again counts as tried once: its sender looks for what an earlier try may have delivered
+    (EarthRanger's event) before creating it again, and it has max_attempts - 1 tries from now."""
+    query = (select(Notification)
+             .where(Notification.state == FAILED, Notification.kind == KIND_ALERT)
+             .order_by(Notification.id))
+    if since is not None:
+        query = query.where(Notification.created_at >= since)
+    if channel is not None:
+        query = query.where(Notification.channel == channel)
+    requeued: list[int] = []
+    withdrawn: list[int] = []
+    for row in session.scalars(query).all():
+        alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
+        if alert is None:
+            continue
+        reason = no_longer_routed(config, row) or overtaken_by(row, alert)
+        if reason is not None:
+            _withdraw(session, row, alert, reason)
+            withdrawn.append(row.id)
+            continue
+        previous = row.last_error
+        row.state = PENDING
+        row.attempts = 1
+        row.next_attempt_at = at
+        alerts.record_event(
+            session, alert, actor, "notification_requeued",
+            {"route": row.route, "channel": row.channel, "to": row.recipient, "notification_id": row.id,
+             "action": (row.payload or {}).get("action"), "failed_with": (previous or "")[:200]},
+        )
+        requeued.append(row.id)
+        log.info("failed notification queued again notification_id=%d alert_id=%d by %s", row.id, alert.id, actor,
+                 extra={"notification_id": row.id, "alert_id": alert.id, "device_id": alert.device_id,
+                        "channel": row.channel})
+    session.flush()
+    return RetryReport(tuple(requeued), tuple(withdrawn))
 
 
 def _withdraw(session: Session, row: Notification, alert: Alert, reason: str) -> None:
