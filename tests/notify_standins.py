@@ -67,6 +67,9 @@ class EarthRangerStandIn:
     page_style: str = "page"
     link_root: str | None = None
     after_page: Callable[[], None] | None = None  # called as a page of events is answered (a test's hook)
+    # Look-ups of events answered 400 as er-server answers a `filter` it cannot read (ParseError "Invalid
+    # filter expression"): a server whose filter differs from the one Tembo knows, as during an upgrade.
+    refuse_lookups: int = 0
     busy: tuple[int, str] | None = None  # (status, Retry-After) every request gets: a throttle, a maintenance  # the root written into `next` (a site behind a proxy: its inside address)
 
     def app(self) -> Starlette:
@@ -148,6 +151,10 @@ class EarthRangerStandIn:
         `page_style` "broken" is a site whose `next` names no page at all, "missing" one that gives none."""
         query = request.query_params
         self.requests.append({"method": "GET", "path": request.url.path, "query": dict(query)})
+        if self.refuse_lookups > 0:
+            self.refuse_lookups -= 1
+            detail = f"Invalid filter expression. 'filter' = '{query.get('filter')}'"
+            return JSONResponse({"status": {"code": 400, "detail": detail}}, status_code=400)
         if request.headers.get("authorization") != f"Bearer {self.token}":
             self.problems.append(f"{request.url.path}: no bearer token")
             return JSONResponse({"status": {"code": 401}}, status_code=401)

@@ -934,3 +934,33 @@ def test_the_nights_alerts_failed_on_an_expired_token_reach_earthranger_and_the_
     assert sum(1 for action, actor in history
                if action == "notification_requeued" and actor.startswith("console:")) == 2
     assert "resolved" in withdrawn[0]["reason"]
+
+
+def test_a_retried_poaching_alert_waits_when_earthranger_refuses_the_look_up_of_its_event_and_goes_once_it_reads_it(
+    sqlite_url, tmp_path, earthranger, monkeypatch
+):
+    # The bridge died after EarthRanger's 201 for the poaching alert's event. When the row is tried again
+    # EarthRanger (mid-upgrade) answers the look-up of that event 400, "Invalid filter expression": a
+    # refusal of Tembo's look-up, not of the alert. The row waits for a look-up EarthRanger reads, rather
+    # than be failed for good (the warden on EarthRanger never seeing the alert move) or create a second event.
+    stand_in, url = earthranger
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "acknowledged"]\n'
+    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+
+    stand_in.refuse_lookups = 1
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:  # the restart, past the row's lease
+        refused = bridge.flush_notifications(now=wall(400))
+        (waiting,) = bridge.notifications(viewer=ADMIN, state="pending")
+        bridge.flush_notifications(now=wall(400 + 3600))  # the row's next try, past its doubled wait
+        bridge.acknowledge_alert(alert_id, b.RANGER)
+        bridge.flush_notifications(now=wall(400 + 3600))
+        assert bridge.notifications(viewer=ADMIN, state="pending") == []
+
+    assert (refused.retried, refused.failed) == (1, 0)
+    assert "400" in waiting.last_error and "look-up" in waiting.last_error
+    (event,) = stand_in.events.values()
+    assert (event["event_details"]["tembo_alert_id"], event["state"]) == (alert_id, "active")
+    assert stand_in.problems == []

@@ -289,7 +289,8 @@ class EarthRangerSender:
         events since: every page is read, following `next` (`EVENT_LOOKUP_MAX_PAGES` at most). A lookup
         that fails, or cannot read the list to its end (a `next` that names no page, or a page read
         before; a page missing though `count` says there are more), raises DeliveryError: the row is
-        tried again later rather than create a second event."""
+        tried again later rather than create a second event, and so is one EarthRanger refuses (its 400 to
+        a filter it cannot read, which waits for EarthRanger to read it)."""
         params = {
             "filter": json.dumps({"date_range": {"lower": payload["time"]}}),
             "include_details": "true",
@@ -302,11 +303,21 @@ class EarthRangerSender:
                 response = _post(self.client, "GET", f"{self.root}/activity/events", params=params,
                                  headers=self._headers())
             except DeliveryError as error:
-                if not read or error.retryable:
+                if error.retryable:
                     raise
-                # A page its own `next` named is gone (404 "Invalid page.": events deleted or merged into
-                # an incident while the list was read): the list changed under the lookup, not the alert.
-                raise DeliveryError(f"EarthRanger's list of events changed while it was read: {error}") from error
+                if read:
+                    # A page its own `next` named is gone (404 "Invalid page.": events deleted or merged into
+                    # an incident while the list was read): the list changed under the lookup, not the alert.
+                    raise DeliveryError(f"EarthRanger's list of events changed while it was read: {error}") from error
+                # EarthRanger refuses the look-up itself: er-server answers 400 only to a query it cannot
+                # read (ParseError "Invalid filter expression", a bad `updated_since` or `bbox`), never for
+                # a passing reason, so the same look-up is refused until its server reads the filter
+                # Tembo's client documents (an upgrade finished, a proxy put right). That refuses Tembo's
+                # question, not the alert: the row waits for an answer, as for refused credentials, rather
+                # than be failed at once (until 5 December the warden never saw a retried poaching alert
+                # on EarthRanger) or create a second event.
+                raise DeliveryError(f"EarthRanger refused the look-up of the event an earlier try may have "
+                                    f"created (tried again, no second event is created): {error}") from error
             try:
                 data = response.json().get("data")
             except (ValueError, AttributeError):
