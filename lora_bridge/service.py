@@ -67,7 +67,7 @@ from lora_bridge.group_commit import GroupCommit, Submission
 from lora_bridge.network_messages import EVENT_KINDS, NETWORKS, event_name_of
 from lora_bridge.network_server import NetworkServerClient
 from lora_bridge.notify import channels, outbox
-from lora_bridge.notify.config import load_notify_config
+from lora_bridge.notify.config import CHANNELS, load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
 from lora_bridge.pipeline import (
@@ -1143,6 +1143,8 @@ class Bridge:
         are withdrawn instead (`outbox.requeue_failed`); the retry is in the audit log, each row in its
         alert's history."""
         require(viewer, roles.MANAGE_DEAD_LETTERS)
+        if channel is not None and channel not in CHANNELS:
+            raise InvalidRequest(f"no channel {channel!r}; the channels are {', '.join(CHANNELS)}")
         now = self.clock()
         with self.db.write() as session:
             report = outbox.requeue_failed(session, self.notify_config, actor=viewer.username, at=now,

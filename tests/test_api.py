@@ -391,3 +391,24 @@ def test_admin_asking_for_every_dead_letter_with_all_true_gets_the_replayed_ones
     assert (kept.status_code, kept.json()["status"]) == (200, "dead_letter")
     assert listed == {"true": 1, "1": 1, "TRUE": 1, "false": 0, "0": 0, "": 0}
     assert odd.status_code == 400 and "all is true or false" in odd.json()["error"]
+
+
+def test_an_admins_script_queues_failed_notifications_again_over_the_api_and_a_ranger_may_not(tmp_path):
+    # After renewing EarthRanger's token the warden's script asks the bridge to send the night's failed
+    # notifications again; the retry is in the audit log under her name, and only an admin may ask.
+    with b.fresh_bridge(f"sqlite:///{tmp_path / 'tembo.db'}") as bridge, TestClient(create_app(bridge)) as client:
+        bridge.add_user("ada", "admin", PASSWORDS["ada"][1], actor=CONSOLE)
+        bridge.add_user("amina", "ranger", PASSWORDS["amina"][1], actor=CONSOLE)
+        admin = {"Authorization": f"Bearer {bridge.create_token('ada', 'ops', actor=CONSOLE).secret}"}
+        ranger = {"Authorization": f"Bearer {bridge.create_token('amina', 'phone', actor=CONSOLE).secret}"}
+        refused = client.post("/api/notifications/retry", headers=ranger)
+        unknown = client.post("/api/notifications/retry?channel=pager", headers=admin)
+        retried = client.post("/api/notifications/retry?channel=earthranger&since=2026-12-05T00:00:00Z",
+                              headers=admin)
+        audit = client.get("/api/audit?username=ada", headers=admin).json()
+
+    assert refused.status_code == 403
+    assert unknown.status_code == 400 and "earthranger" in unknown.json()["error"]
+    assert (retried.status_code, retried.json()) == (200, {"requeued": [], "withdrawn": []})
+    assert [e["detail"] for e in audit if e["action"] == "notifications_retried"] == [
+        {"channel": "earthranger", "since": "2026-12-05T00:00:00+00:00", "requeued": [], "withdrawn": []}]

@@ -333,6 +333,13 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
     async def replay(request: Request, viewer: Viewer) -> Response:
         return JSONResponse(to_jsonable(await call(bridge.replay_dead_letters)))
 
+    async def retry_notifications(request: Request, viewer: Viewer) -> Response:
+        report = await call(bridge.retry_notifications, viewer=viewer, since=_time(request, "since"),
+                            channel=request.query_params.get("channel") or None)
+        log.info("failed notifications queued again over the API",
+                 extra={"user": viewer.username, "requeued": len(report.requeued), "withdrawn": len(report.withdrawn)})
+        return JSONResponse({"requeued": list(report.requeued), "withdrawn": list(report.withdrawn)})
+
     async def audit_log(request: Request, viewer: Viewer) -> Response:
         entries = await call(
             bridge.audit_log,
@@ -476,6 +483,11 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
                  (Param("all", description="true (or 1): the replayed ones too"),), tags=("operations",)),
         Endpoint("POST", "/api/dead_letters/replay", a.MANAGE_DEAD_LETTERS, replay,
                  "Run waiting dead letters through the current codec", tags=("operations",)),
+        Endpoint("POST", "/api/notifications/retry", a.MANAGE_DEAD_LETTERS, retry_notifications,
+                 "Queue failed alert notifications again once their cause is put right (an expired token renewed); "
+                 "those whose alert moved on are withdrawn instead, each in its alert's history",
+                 (Param("since", description="ISO 8601 time: only those queued since"),
+                  Param("channel", description="earthranger, webhook, email or sms")), tags=("operations",)),
         Endpoint("GET", "/api/audit", a.READ_AUDIT, audit_log, "Who saw which positions, and account changes",
                  (TIME_RANGE[0], Param("username"), Param("limit", kind="integer")), tags=("access",)),
         Endpoint("GET", "/api/exports/movebank.csv", a.EXPORT, movebank, "Fixes as a Movebank CSV", TIME_RANGE,
