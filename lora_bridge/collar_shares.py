@@ -41,6 +41,7 @@ from lora_bridge.errors import StoreUnavailable, is_transient_store_error
 from lora_bridge.group_commit import Submission
 from lora_bridge.pipeline import collar_hint
 from lora_bridge.store import bulk
+from lora_bridge.store.database import postgres_connect_args
 from lora_bridge.store.tables import BridgeWorker, CollarHandover
 from lora_bridge.store.utc import utc_now
 from lora_bridge.views import IngestResult
@@ -296,7 +297,8 @@ class CollarShare:
     def _listen(self) -> Any:
         """On PostgreSQL, a connection of its own that LISTENs for hand-overs (the sender NOTIFYs in its
         transaction, delivered at commit): an idle worker waits on it instead of polling the store.
-        None elsewhere (SQLite: polled every poll_s) or when it cannot connect."""
+        None elsewhere (SQLite: polled every poll_s) or when it cannot connect, within the store's
+        connect timeout (`database_connect_timeout_s`, as every connection of the bridge)."""
         engine = self.bridge.db.write_engine
         if engine.dialect.name != "postgresql":
             return None
@@ -304,7 +306,8 @@ class CollarShare:
             import psycopg
 
             url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-            listener = psycopg.connect(url, autocommit=True)
+            timeout = postgres_connect_args(engine.url, self.bridge.settings.database_connect_timeout_s)
+            listener = psycopg.connect(url, autocommit=True, **timeout)
             listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
             listener.execute(f"LISTEN {MEMBERS_CHANNEL}")
             return listener
