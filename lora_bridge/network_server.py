@@ -108,16 +108,34 @@ class RouteHint:
         return f"RouteHint(url={self.url!r}, api_key={'***' if self.api_key else None})"
 
 
-def allowed_route(url: str | None, settings: BridgeSettings) -> bool:
-    """True when a push URL from a webhook header may be used: http(s), and on the configured
-    network server's host when one is configured (a header cannot send our pushes elsewhere)."""
+# The port a URL of each scheme names when it names none (RFC 9110, 4.2).
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str | None) -> tuple[str, str, int] | None:
+    """The scheme, host and port (the default made explicit) url reaches; None when it is no http(s)
+    URL with a host and a valid port."""
     if not url:
-        return False
+        return None
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname, DEFAULT_PORTS[parts.scheme] if port is None else port
+
+
+def allowed_route(url: str | None, settings: BridgeSettings) -> bool:
+    """True when a push URL from a webhook header may be used: http(s), and on the configured network
+    server (same scheme, host and port) when one is configured: a header naming another port or plain
+    http on the server's host cannot send our pushes, and the configured key with them, elsewhere."""
+    origin = origin_of(url)
+    if origin is None:
         return False
     if settings.network_server_url:
-        return parts.hostname == urlsplit(settings.network_server_url).hostname
+        return origin == origin_of(settings.network_server_url)
     return True
 
 
@@ -192,7 +210,7 @@ class NetworkServerClient:
     def _tts_route(self, target: DownlinkTarget, replace: bool) -> tuple[str, dict[str, str]]:
         route = target.replace_url if replace else target.push_url
         if route and allowed_route(route, self.settings):
-            return route, _bearer(target.api_key or self._key())
+            return route, _bearer(self._route_key(route, target.api_key))
         base, via, headers = self._tts_server()
         if not target.application_id:
             raise DownlinkError(f"collar {target.device_id} has no TTS application id yet")
@@ -211,7 +229,7 @@ class NetworkServerClient:
             return base, f"/webhooks/{quote(webhook, safe='')}" if webhook else "", _bearer(self._key())
         if route_hint is not None and allowed_route(route_hint.url, self.settings):
             base, via = _tts_server_of(route_hint.url)
-            return base, via, _bearer(route_hint.api_key or self._key())
+            return base, via, _bearer(self._route_key(route_hint.url, route_hint.api_key))
         raise DownlinkError("no network server configured (TEMBO_NETWORK_SERVER_URL) and no X-Downlink-Push seen")
 
     def _send_chirpstack(self, target: DownlinkTarget, items: list[OutgoingDownlink], replace: bool) -> str | None:
@@ -370,6 +388,15 @@ class NetworkServerClient:
     def _key(self) -> str:
         key = self.settings.network_server_api_key
         return key.get_secret_value() if key else ""
+
+    def _route_key(self, url: str, header_key: str | None) -> str:
+        """The key a push to url (a webhook header's route) carries: the header's own, else the configured
+        one only when url is on the configured network server (scheme, host and port): never to a host
+        only a header named."""
+        if header_key:
+            return header_key
+        configured = origin_of(self.settings.network_server_url)
+        return self._key() if configured is not None and origin_of(url) == configured else ""
 
     def _post(self, url: str, body: dict[str, object], headers: dict[str, str], done: str,
               device_id: str | None = None) -> httpx.Response:

@@ -25,8 +25,10 @@ from test_bridge_mqtt import wait_until
 
 from collar_firmware import codec
 from lora_bridge.adapters.webhook import create_app
+from lora_bridge.network_server import allowed_route
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import open_bridge
+from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.tables import Downlink, DownlinkRoute
 from lora_bridge.store.utc import utc_now
 from tembo.local_services import free_port
@@ -173,6 +175,64 @@ def test_a_header_cannot_send_pushes_to_another_host_than_the_configured_network
 
     (pushed,) = network.pushes
     assert pushed["device_id"] == "collar-01", "pushed to the configured network server instead"
+
+
+@contextmanager
+def a_listener_on_another_port() -> Iterator[b.StandInNetworkServer]:
+    """A server on the network server's host (127.0.0.1) but another port, that takes any push carrying
+    the configured key (b.StandInNetworkServer's): it records what it is given."""
+    listener = b.StandInNetworkServer()
+    with serve_app_in_thread(listener.app(), port=free_port()) as running:
+        listener.url = running.url
+        yield listener
+
+
+def test_a_header_naming_another_port_of_the_network_servers_host_gets_neither_the_ack_nor_the_api_key(
+        store_url, network):
+    # Only TTS sends X-Downlink-Push, always beside its own X-Downlink-Apikey (integrations/webhooks/
+    # scheduling-downlinks); a call naming a route without a key, on the server's host but another port
+    # (or plain http), had made the bridge carry the configured key there.
+    with a_listener_on_another_port() as listener:
+        elsewhere = (f"{listener.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/x/devices/collar-01"
+                     "/down/push")
+        headers = dict(b.HEADERS, **{"X-Downlink-Push": elsewhere})
+        with b.pushing_to(network, store_url) as bridge, TestClient(create_app(bridge)) as client:
+            client.post("/uplinks/tts", content=b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1), headers=headers)
+            bridge.flush_downlinks()
+
+    assert listener.pushes == [], "the configured API key went to a port only a header named"
+    (pushed,) = network.pushes
+    assert pushed["device_id"] == "collar-01", "the ranger's ack went to the configured network server"
+
+
+def test_without_a_configured_network_server_a_header_route_without_its_own_key_gets_no_configured_key(
+        store_url):
+    # An operator who set TEMBO_NETWORK_SERVER_API_KEY but no URL: the key is for her network server, and
+    # no URL says where that is; a header naming a route without its own key must not be given it.
+    with a_listener_on_another_port() as listener:
+        push = f"{listener.url}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/x/devices/collar-01/down/push"
+        headers = dict(b.HEADERS, **{"X-Downlink-Push": push})
+        with b.fresh_bridge(store_url, outbox_worker=False, network_server_api_key=listener.api_key) as bridge, \
+                TestClient(create_app(bridge)) as client:
+            client.post("/uplinks/tts", content=b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1), headers=headers)
+            bridge.flush_downlinks()
+
+    assert listener.pushes == [], "the configured API key went to a host only a header named"
+
+
+@pytest.mark.parametrize(("route", "own"), [
+    ("https://eu1.cloud.thethings.network:443/api/v3/as/applications/a/webhooks/w/devices/d/down/push", True),
+    ("https://EU1.cloud.thethings.network/api/v3/as/applications/a/webhooks/w/devices/d/down/push", True),
+    ("http://eu1.cloud.thethings.network/api/v3/as/applications/a/webhooks/w/devices/d/down/push", False),
+    ("https://eu1.cloud.thethings.network:8443/api/v3/as/applications/a/webhooks/w/devices/d/down/push", False),
+    ("https://eu1.cloud.thethings.network:99999/api/v3/as/applications/a/devices/d/down/push", False),
+])
+def test_a_tts_route_is_the_configured_servers_only_on_its_scheme_host_and_port(route, own):
+    # TTS names its routes from its public address (`https://eu1.cloud.thethings.network/api/v3/...`),
+    # with or without the default port; only those are the configured server's, and get its key.
+    settings = BridgeSettings(network_server_url="https://eu1.cloud.thethings.network")
+
+    assert allowed_route(route, settings) is own
 
 
 class HungNetworkServer:
