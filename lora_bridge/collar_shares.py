@@ -37,7 +37,7 @@ from sqlalchemy import bindparam, delete, insert, or_, select, text
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
-from lora_bridge.errors import StoreUnavailable, is_transient_store_error
+from lora_bridge.errors import StoreUnavailable, driver_said, is_transient_store_error
 from lora_bridge.group_commit import Submission
 from lora_bridge.pipeline import collar_hint
 from lora_bridge.store import bulk
@@ -175,7 +175,9 @@ class CollarShare:
                 ))
         except Exception as error:
             if is_transient_store_error(error):
-                raise StoreUnavailable(f"worker lease not renewed: {str(error)[:200]}") from error
+                # the driver's first line: its SQL and parameters stay out of the operator's log
+                raise StoreUnavailable(f"lease of worker {self.worker_id} not renewed: {driver_said(error)[:200]}") \
+                    from error
             raise
         if members != self.members:
             self._maybe_handed.set()  # a worker that left may have left bodies to take
@@ -287,8 +289,8 @@ class CollarShare:
                     elif self.take_once() == 0:
                         members_changed = self._idle(listener, renew_every)
                 except Exception as error:  # noqa: BLE001 - the store is back later; the lease runs out meanwhile
-                    log.warning("worker %s: store unavailable (%s); trying again", self.worker_id,
-                                type(error).__name__, extra={"worker_id": self.worker_id})
+                    log.warning("worker %s: store unavailable (%s: %s); trying again", self.worker_id,
+                                type(error).__name__, driver_said(error)[:200], extra={"worker_id": self.worker_id})
                     self._stopping.wait(1.0)
         finally:
             if listener is not None:

@@ -20,14 +20,21 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
 from lora_bridge.decode import decode_payload, message_time
 from lora_bridge.domain import devices, network_events, rules_cursors
 from lora_bridge.domain.messages import apply_message, close_offline_when_heard, read_ahead_for_collar_alerts
-from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error
+from lora_bridge.errors import (
+    MalformedUplink,
+    StoreUnavailable,
+    driver_said,
+    error_id,
+    is_transient_store_error,
+    store_unavailable,
+)
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import KIND_UNKNOWN, KIND_UPLINK, NetworkEvent, read_network_message
 from lora_bridge.settings import BridgeSettings
@@ -96,7 +103,7 @@ def store_and_process_batch(
         return False, []
     for submission, raw_id in zip(submissions, raw_ids, strict=True):
         if raw_id is not None:
-            submission.result = process_raw(db, raw_id, codec, settings)
+            submission.result = process_raw(db, raw_id, codec, settings, submission=submission)
     return False, [submission for submission in submissions if submission.result is not None]
 
 
@@ -298,8 +305,11 @@ def process_raw(
     codec: Any,
     settings: BridgeSettings,
     dead_letter_id: int | None = None,
+    *,
+    submission: Submission | None = None,
 ) -> IngestResult:
-    """Read, dedupe, decode and apply the stored body raw_uplink_id; returns what happened."""
+    """Read, dedupe, decode and apply the stored body raw_uplink_id; returns what happened. submission
+    (the body as it came, when the caller has it) names its collar in a log line the store cannot."""
     for attempt in (1, 2):
         try:
             with db.write() as session:
@@ -307,13 +317,13 @@ def process_raw(
         except IntegrityError as error:
             if attempt == 1:
                 continue  # another worker created the same collar or claim a moment ago: read again
-            return _after_failure(db, raw_uplink_id, dead_letter_id, error)
+            return _after_failure(db, raw_uplink_id, dead_letter_id, error, submission)
         except OperationalError as error:
             if attempt == 1 and _lost_a_race(error):
                 continue  # PostgreSQL chose this transaction to end a deadlock with another worker
-            return _after_failure(db, raw_uplink_id, dead_letter_id, error)
+            return _after_failure(db, raw_uplink_id, dead_letter_id, error, submission)
         except Exception as error:  # noqa: BLE001 - every failure is either retried or kept with its reason
-            return _after_failure(db, raw_uplink_id, dead_letter_id, error)
+            return _after_failure(db, raw_uplink_id, dead_letter_id, error, submission)
     raise AssertionError("unreachable")
 
 
@@ -322,31 +332,50 @@ def _lost_a_race(error: OperationalError) -> bool:
     return getattr(error.orig, "sqlstate", None) in ("40P01", "40001")
 
 
-def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None, error: BaseException) -> IngestResult:
+def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None, error: BaseException,
+                   submission: Submission | None = None) -> IngestResult:
+    """The body raw_uplink_id failed with error: pending when the store takes no write now, else kept as
+    a dead letter. The log (and the result's reason, which the webhook logs) gets the driver's first
+    line, the collar and frame counter and an error_id, never the SQL nor its parameters (a collar's
+    position and ids); the dead letter row keeps the whole error for the admins who inspect it."""
+    said, driver = error_id(), driver_said(error)[:200]
+    named = ingest.uplinks_named([submission]) if submission is not None else "?"
     if is_transient_store_error(error):
-        log.warning(
-            "store unavailable while processing raw_uplink_id=%d; retried later: %s",
-            raw_uplink_id,
-            type(error).__name__,
-            extra={"raw_uplink_id": raw_uplink_id},
-        )
-        return IngestResult(
-            status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id, reason=f"store unavailable: {str(error)[:200]}"
-        )
-    log.exception("body processing failed raw_uplink_id=%d", raw_uplink_id, extra={"raw_uplink_id": raw_uplink_id})
-    reason = f"processing failed: {error!r}"[:1000]
+        log.warning("store unavailable while processing raw_uplink_id=%d %s error_id=%s; retried later: %s",
+                    raw_uplink_id, named, said, driver,
+                    extra={"raw_uplink_id": raw_uplink_id, "uplinks": named, "error_id": said})
+        return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id,
+                            reason=f"{store_unavailable(error)} error_id={said}")
+    told = f"processing failed: {type(error).__name__}: {driver} error_id={said}"
     try:
         with db.write() as session:
             raw = session.get(RawUplink, raw_uplink_id)
+            named = ingest.uplinks_named([raw]) if raw is not None else named
             existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
-            ingest.dead_letter(session, raw, ingest.STAGE_APPLY, reason, existing)
+            letter = ingest.dead_letter(session, raw, ingest.STAGE_APPLY, told, existing)  # logs what it is told
+            raw.error = letter.reason = f"processing failed: {error!r}"[:1000]  # for the admins who inspect it
     except Exception as second:
         if is_transient_store_error(second):
-            return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id, reason=reason)
+            return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id, reason=told)
         raise
+    finally:  # a traceback only when it cannot carry SQL parameters (a bug of the bridge's own code)
+        log.error("body processing failed raw_uplink_id=%d %s error_id=%s: %s", raw_uplink_id, named, said, driver,
+                  exc_info=None if _names_sql(error) else error,
+                  extra={"raw_uplink_id": raw_uplink_id, "uplinks": named, "error_id": said})
     return IngestResult(
-        status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw_uplink_id, reason=reason, stage=ingest.STAGE_APPLY
+        status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw_uplink_id, reason=told, stage=ingest.STAGE_APPLY
     )
+
+
+def _names_sql(error: BaseException | None) -> bool:
+    """Whether error, or an error it was raised from, is a SQLAlchemy statement error: its text (and so
+    its traceback) carries the SQL and its parameters."""
+    seen = 0
+    while error is not None and seen < 16:
+        if isinstance(error, StatementError):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def _process(
