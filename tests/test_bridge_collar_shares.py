@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import event, func, select, update
 from sqlalchemy.engine import make_url
 from test_bridge_mqtt import applied_once, status_uplinks, wait_until
-from test_bridge_silent_store import NETWORK_SERVER_PATIENCE_S, postgres_host
+from test_bridge_silent_store import NETWORK_SERVER_PATIENCE_S, ended_in_time, postgres_host
 
 from lora_bridge.collar_shares import CollarShare, owner_of
 from lora_bridge.domain import rules_engine
@@ -243,23 +243,12 @@ def test_a_worker_sharing_the_collars_started_while_the_postgresql_host_drops_pa
         through_host = upstream.set(port=host.port).render_as_string(hide_password=False)
         with b.fresh_bridge(through_host, outbox_worker=False, database_connect_timeout_s=2) as bridge:
             host.go_dark()
-            outcome: list[BaseException | None] = []
-
-            def start() -> None:
-                try:
-                    CollarShare(bridge, "g/bridge-1").start().stop()
-                    outcome.append(None)
-                except BaseException as error:  # noqa: BLE001 - what the worker is told
-                    outcome.append(error)
-
-            starting = threading.Thread(target=start, daemon=True)
-            starting.start()
-            starting.join(timeout=NETWORK_SERVER_PATIENCE_S * 3)
-            waited = starting.is_alive()
+            ended, told = ended_in_time(lambda: CollarShare(bridge, "g/bridge-1").start().stop(),
+                                        NETWORK_SERVER_PATIENCE_S * 3)
             host.close()  # a start still waiting is let go before the bridge closes
 
-    assert not waited, "the worker's start waited on a host that never answers"
-    assert isinstance(outcome[0], StoreUnavailable), "told the store takes no write now, and tried again later"
+    assert ended, "the worker's start waited on a host that never answers"
+    assert isinstance(told, StoreUnavailable), "told the store takes no write now, and tried again later"
 
 def test_bodies_handed_to_a_worker_that_died_are_applied_by_the_worker_left(store_url):
     with b.fresh_bridge(store_url) as first_bridge, b.fresh_bridge(store_url) as second_bridge:

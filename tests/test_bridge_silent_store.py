@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import bridge_builders as b
@@ -100,24 +100,33 @@ def postgres_host(upstream_port: int | None) -> Iterator[PostgresHost]:
         host.close()
 
 
+def ended_in_time(start: Callable[[], object], within_s: float) -> tuple[bool, BaseException | None]:
+    """Run start in a thread and wait for it at most within_s: whether it ended by then, and what it
+    raised (None when it returned, or is still waiting on the host)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            start()
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - what the caller is told
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=within_s)
+    ended = not thread.is_alive()
+    return ended, outcome[0] if ended else None
+
+
 def test_a_bridge_started_on_a_postgresql_host_that_never_answers_is_refused_instead_of_hanging():
     with postgres_host(None) as silent:
         url = f"postgresql+psycopg://tembo:db-password@127.0.0.1:{silent.port}/tembo"
-        outcome: list[BaseException | None] = []
+        ended, told = ended_in_time(
+            lambda: open_bridge(url, webhook_secret=b.SECRET, database_connect_timeout_s=2).close(),
+            NETWORK_SERVER_PATIENCE_S * 3)
 
-        def start() -> None:
-            try:
-                open_bridge(url, webhook_secret=b.SECRET, database_connect_timeout_s=2).close()
-                outcome.append(None)
-            except BaseException as error:  # noqa: BLE001 - what the operator is told
-                outcome.append(error)
-
-        starting = threading.Thread(target=start, daemon=True)
-        starting.start()
-        starting.join(timeout=NETWORK_SERVER_PATIENCE_S * 3)
-        told = outcome[0] if outcome else None
-
-    assert not starting.is_alive() or outcome, "the start waited on a host that never answers"
+    assert ended, "the start waited on a host that never answers"
     assert isinstance(told, StoreNotOpened)
     assert f"no PostgreSQL answers at 127.0.0.1:{silent.port}" in str(told) and "db-password" not in str(told)
 
