@@ -18,6 +18,7 @@ from chirpstack_api.api import multicast_group_pb2
 from chirpstack_api.common import common_pb2
 from fuota_network import MC_ADDR_HEX, StandInChirpStack, gen_app_key, serve, write_key_file
 from test_fuota_delivery import KEY, KEYS_FOR, model_image, start_campaign
+from test_update_campaigns import updates_page
 
 from collar_firmware import codec
 from lora_bridge.domain import fuota_delivery
@@ -208,11 +209,6 @@ def test_an_ended_campaigns_group_is_deleted_at_chirpstack_and_on_the_collars_ev
 def test_a_technician_sees_why_a_collar_got_unicast_when_the_campaign_closed_and_its_network_group(
         sqlite_url, chirpstack, tmp_path, monkeypatch):
     from datetime import timedelta
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    import ranger_dashboard
 
     names = ["collar-07", "collar-08"]
     keys = write_key_file(tmp_path, names)
@@ -229,9 +225,7 @@ def test_a_technician_sees_why_a_collar_got_unicast_when_the_campaign_closed_and
         bridge.deliver_updates(ended)  # the campaign closes; ChirpStack refuses the group's deletion once
         error = bridge.campaigns()[0]["delivery"]["network_group"]["delete_error"]
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
-    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
-    app = AppTest.from_file(str(page), default_timeout=60).run()
-    assert not app.exception, [e.value for e in app.exception]
+    app = updates_page(sqlite_url, monkeypatch)  # as a field technician sees it
     progress = app.dataframe[1].value
     because = dict(zip(progress["Collar"], progress["Unicast because"], strict=True))
     assert because == {"collar-07": "", "collar-08": "refused the multicast group (McGroupSetupAns IDerror)"}

@@ -17,6 +17,7 @@ import pytest
 from fuota_network import GROUP, StandInTheThingsStack, serve, tts_multicast_end_device
 from sqlalchemy import update
 from starlette.testclient import TestClient
+from test_update_campaigns import updates_page
 
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
@@ -249,12 +250,6 @@ def test_a_campaign_image_that_does_not_match_its_hash_or_has_no_group_is_refuse
 
 
 def test_the_updates_page_shows_how_the_delivery_goes(sqlite_url, network, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    import ranger_dashboard
-
     image, version = model_image()
     with open_bridge(sqlite_url, network) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
@@ -262,9 +257,7 @@ def test_the_updates_page_shows_how_the_delivery_goes(sqlite_url, network, monke
         bridge.clock = lambda: campaign["delivery"]["window_opens"]
         bridge.deliver_updates()
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
-    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
-    app = AppTest.from_file(str(page), default_timeout=60).run()
-    assert not app.exception, [e.value for e in app.exception]
+    app = updates_page(sqlite_url, monkeypatch)  # as a field technician sees it
     line = next(c.value for c in app.caption if c.value.startswith("Delivery:"))
     assert line.startswith("Delivery: window;") and "37 data fragments of 104 B" in line and "SF9" in line
     progress = app.dataframe[1].value

@@ -162,11 +162,6 @@ def updates_page(sqlite_url, monkeypatch):
 
 
 def test_the_updates_page_shows_who_runs_what_and_each_campaigns_progress(sqlite_url, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    import ranger_dashboard
     from lora_bridge.service import open_bridge
 
     bridge = open_bridge(sqlite_url)
@@ -175,23 +170,17 @@ def test_the_updates_page_shows_who_runs_what_and_each_campaigns_progress(sqlite
     campaign = start(bridge, canary_pct=33)  # one canary of three
     bridge.close()
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
-    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
-    app = AppTest.from_file(str(page), default_timeout=60).run()
-    assert not app.exception, [e.value for e in app.exception]
+    app = updates_page(sqlite_url, monkeypatch)  # as a field technician sees it
     assert app.title[0].value == "Updates"
     assert sorted(app.dataframe[0].value["Collar"]) == HERD[:3]
     assert set(app.dataframe[0].value["Firmware"]) == {"1.2.3"}
     assert app.expander[0].label.startswith(f"#{campaign['id']} model 2 — model 0.0.2: canary")
     assert sorted(app.dataframe[1].value["State"]) == ["sending", "waiting", "waiting"]
-    assert not app.button, "a ranger sees campaigns but does not steer them"
+    assert [button.label for button in app.button] == ["Pause", "Abort", "Start"], \
+        "the technician steers the canary campaign (pause, abort) and may start another"
 
 
 def test_a_refusal_reported_only_in_status_fails_the_collar_and_shows_on_the_updates_page(sqlite_url, monkeypatch):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    import ranger_dashboard
     from lora_bridge.service import open_bridge
 
     bridge = open_bridge(sqlite_url)
@@ -209,9 +198,7 @@ def test_a_refusal_reported_only_in_status_fails_the_collar_and_shows_on_the_upd
     assert versions[canary]["update"]["outcome"] == "refused"
     bridge.close()
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
-    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
-    app = AppTest.from_file(str(page), default_timeout=60).run()
-    assert not app.exception, [e.value for e in app.exception]
+    app = updates_page(sqlite_url, monkeypatch)  # as a field technician sees it
     shown = dict(zip(app.dataframe[0].value["Collar"], app.dataframe[0].value["Last update"], strict=True))
     assert shown[canary] == "model 0.0.2: refused (tampered)"
 
@@ -552,11 +539,6 @@ def test_field_technician_sees_a_campaign_end_when_a_collar_stays_gated_or_a_tra
 
 def test_field_technician_sees_on_the_updates_page_that_a_campaign_is_a_delta_and_why_collars_are_skipped(
         sqlite_url, monkeypatch, tmp_path):
-    from pathlib import Path
-
-    from streamlit.testing.v1 import AppTest
-
-    import ranger_dashboard
     from lora_bridge.service import open_bridge
 
     bridge = open_bridge(sqlite_url, release_keys_file=b.release_keys_file(tmp_path, KEY))
@@ -566,9 +548,7 @@ def test_field_technician_sees_on_the_updates_page_that_a_campaign_is_a_delta_an
     campaign = bridge.start_campaign(_delta("1.2.3", "1.3.0"), user="tech", canary_pct=100)
     bridge.close()
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
-    page = Path(ranger_dashboard.__file__).resolve().parent / "screens" / "updates.py"
-    app = AppTest.from_file(str(page), default_timeout=60).run()
-    assert not app.exception, [e.value for e in app.exception]
+    app = updates_page(sqlite_url, monkeypatch)  # as a field technician sees it
     assert app.expander[0].label.startswith(f"#{campaign['id']} firmware 1.3.0 — firmware 1.3.0 (delta against 1.2.3): ")
     rows = app.dataframe[1].value
     assert sorted(rows["State"]) == ["sending", "sending", "skipped"]

@@ -1,0 +1,124 @@
+"""What the Updates page shows of the fleet's versions and the update campaigns, as plain tables and
+lines built from the bridge's answers (`Bridge.fleet_versions`, `Bridge.campaigns`): kept apart from
+the page script (`screens/updates.py`), which runs whole whenever it is imported."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def last_update(result: dict | None) -> str:
+    """Return what a collar's status says of its last update, e.g. "model 0.0.2: refused (tampered)"."""
+    if not result:
+        return ""
+    why = "" if result["reason"] == "ok" else f" ({result['reason'].replace('_', ' ')})"
+    return f"{result['kind']} {result['version']}: {result['outcome'].replace('_', ' ')}{why}"
+
+
+def versions_frame(versions: list[dict]) -> pd.DataFrame:
+    """Return the table of which collar runs which firmware and model, and its last update's result."""
+    return pd.DataFrame(
+        [{"Collar": v["device_id"], "Firmware": v["fw_version"] or "unknown",
+          "Model": "unknown" if v["model_version"] is None else
+          f"{v['model_version']} (fallback: its model update was refused)" if v.get("model_fallback")
+          else str(v["model_version"]),
+          "Last update": last_update(v.get("update")),
+          "Battery (mV)": v["battery_mv"], "RSSI (dBm)": v["last_rssi_dbm"]} for v in versions],
+        columns=["Collar", "Firmware", "Model", "Last update", "Battery (mV)", "RSSI (dBm)"])
+
+
+DELIVERY_COLUMNS = ["Fragments missing", "Loss", "Unicast", "Unicast because"]
+TRACKED_ONLY = ("Tracked only: the bridge sends nothing for this campaign (it was started without a multicast "
+                "group to deliver through: TEMBO_FUOTA_MULTICAST_GROUP, or on ChirpStack TEMBO_FUOTA_MULTICAST_ADDR "
+                "with TEMBO_COLLAR_KEYS_FILE); \"sending\" means the collar's result is awaited from its acks and "
+                "status.")
+
+
+def progress_frame(campaign: dict) -> pd.DataFrame:
+    """Return one campaign's per-collar progress (stage, state, reason; with a delivery, what each
+    collar still misses, the loss it showed, the unicast fragments it got and, when it was left out
+    of the multicast group's window, why it was updated by unicast)."""
+    delivered = (campaign.get("delivery") or {}).get("collars", {})
+    rows = []
+    for c in campaign["collars"]:
+        row = {"Collar": c["device_id"], "Stage": c["stage"], "State": c["state"], "Reason": c["reason"] or ""}
+        if delivered:
+            d = delivered.get(c["device_id"], {})
+            row["Fragments missing"] = "" if d.get("missing") is None else d["missing"]
+            row["Loss"] = "" if d.get("loss") is None else f"{d['loss']:.0%}"
+            row["Unicast"] = d.get("unicast_sent", 0)
+            row["Unicast because"] = d.get("unicast_reason") or ""
+        rows.append(row)
+    columns = ["Collar", "Stage", "State", "Reason"] + (DELIVERY_COLUMNS if delivered else [])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def delivery_line(delivery: dict | None) -> str:
+    """Return one line on how the delivery over the network goes, or "" when the bridge does not deliver."""
+    if not delivery:
+        return ""
+    return (f"Delivery: {delivery['state']}; {delivery['sent']} frames sent "
+            f"({delivery['nb_frag']} data fragments of {delivery['frag_size']} B, up to #{delivery['target_fragment']}),"
+            f" {delivery['airtime_s']:g} s on air at SF{delivery['sf']}, {delivery['rounds']} repair rounds; "
+            f"window opens {delivery['window_opens']:%Y-%m-%d %H:%M} UTC")
+
+
+def pause_line(campaign: dict) -> str:
+    """Return what a pause means for a paused campaign's delivery (from its `delivery_paused` event), or ""."""
+    paused = [e["detail"] for e in campaign["history"] if e["event"] == "delivery_paused"]
+    if campaign["state"] != "paused" or not paused:
+        return ""
+    last = paused[-1]
+    line = f"Paused: nothing goes to the collars until Resume ({last.get('frames_held', 0)} frames held in the outbox)"
+    if "window_closes" not in last:
+        return line + "."
+    closes = pd.Timestamp(last["window_closes"]).tz_convert("UTC")
+    return (f"{line}; {last['fragments_sent']} of {last['fragments_planned']} fragments went out. The collars keep "
+            f"their window open until {closes:%Y-%m-%d %H:%M} UTC and what they hold; Resume goes on from fragment "
+            f"{last['fragments_sent'] + 1}, in a new window once that one has closed.")
+
+
+def network_group_line(delivery: dict | None) -> str:
+    """Return which network server multicast group a delivery goes through, when its campaign ended
+    and what became of the group then, or "" when the bridge does not deliver."""
+    group = (delivery or {}).get("network_group") or {}
+    if not group.get("id"):
+        return ""
+    made = "made by the bridge for this campaign" if group["created"] else "the technician's, set in the bridge"
+    line = f"Network multicast group {group['id']} ({made})"
+    ended = delivery.get("ended_at")
+    if ended is None:
+        return f"{line}; campaign still open"
+    line = f"{line}; campaign ended {ended:%Y-%m-%d %H:%M} UTC"
+    if not group["created"]:
+        return f"{line}, the group is left to the technician"
+    if group["deleted_at"] is not None:
+        return f"{line}, group deleted at the network server {group['deleted_at']:%Y-%m-%d %H:%M} UTC"
+    tries = group["delete_attempts"]
+    if group["delete_error"]:
+        return (f"{line}, group NOT yet deleted at the network server after {tries} "
+                f"{'try' if tries == 1 else 'tries'}: {group['delete_error']}")
+    return f"{line}, group to delete at the network server"
+
+
+ALL_SPECIES = "(every species)"
+
+
+def species_of(fleet: list[dict]) -> list[str]:
+    """Return the species of the animals wearing collars, each once: the groups a campaign may target."""
+    return sorted({v["species"] for v in fleet if v.get("species")})
+
+
+def target_line(campaign: dict) -> str:
+    """Return "; species X" for a campaign aimed at a species' collars, else ""."""
+    species = (campaign.get("target") or {}).get("species")
+    return f"; species {species}" if species else ""
+
+
+def summary(campaign: dict) -> str:
+    """Return a one-line summary of a campaign for its heading (a firmware delta names its base: collars on
+    another version are skipped)."""
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(campaign["counts"].items()))
+    delta = f" (delta against {campaign['base_version']})" if campaign.get("base_version") else ""
+    return (f"#{campaign['id']} {campaign['name']} — {campaign['kind']} {campaign['version']}{delta}: "
+            f"{campaign['state']} ({counts})")
