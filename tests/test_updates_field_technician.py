@@ -750,7 +750,7 @@ def test_field_technician_sees_a_collar_whose_model_update_stopped_loading_after
     from signing_helpers import collar_trust, sign_blob
 
     from collar_firmware import codec, trust
-    from ranger_dashboard.screens.updates import versions_frame
+    from ranger_dashboard.update_tables import versions_frame
     from simulator.hal_sim import SimFlash
 
     flash = SimFlash()
@@ -863,18 +863,19 @@ def test_field_technician_whose_disk_fills_up_while_generating_a_key_can_run_the
     assert not private.exists() and not keys.public_path(private).exists()
 
     monkeypatch.setattr(os, "fsync", real_fsync)
-    real_write_text = Path.write_text
+    real_replace = os.replace
 
-    def ctrl_c_at_the_pub(self: Path, *args, **kwargs):
-        if self.suffix == ".pub":
+    def ctrl_c_at_the_pub(source, target) -> None:  # the .pub is written whole, then renamed into place
+        if str(target).endswith(".pub"):
             raise KeyboardInterrupt
-        return real_write_text(self, *args, **kwargs)
+        real_replace(source, target)
 
-    monkeypatch.setattr(Path, "write_text", ctrl_c_at_the_pub)
+    monkeypatch.setattr(os, "replace", ctrl_c_at_the_pub)
     assert main(argv) == 130
-    assert not private.exists()
+    assert not private.exists() and not keys.public_path(private).exists()
+    assert not list(private.parent.iterdir()), "no half-written .pub is left beside it either"
 
-    monkeypatch.setattr(Path, "write_text", real_write_text)
+    monkeypatch.setattr(os, "replace", real_replace)
     capsys.readouterr()
     assert main(argv) == 0
     assert keys.load(private).key_id == 3
