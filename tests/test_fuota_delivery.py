@@ -20,6 +20,7 @@ from starlette.testclient import TestClient
 from test_update_campaigns import updates_page
 
 from collar_firmware import codec
+from collar_firmware.main import Collar
 from collar_firmware.scheduler import airtime_us
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.errors import DownlinkError
@@ -30,6 +31,7 @@ from lora_bridge.store.utc import utc_now
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
+from simulator.hal_sim import make_hal
 
 KEY, KEYS_FOR = fuota.bench_keys()
 HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
@@ -79,8 +81,8 @@ class Reserve:
                 clock.sleep_until(min(c.collar.step(), t_s))
         for frame in sorted(self.waiting, key=lambda f: f["at"]):  # Class C: heard at their time, or lost
             if frame["at"].timestamp() <= t_s:
-                for c in self.fleet:
-                    if self.rng.random() >= c.loss:
+                for c in self.fleet:  # a modem hears the group only in its Class C window
+                    if self.rng.random() >= c.loss and c.hal.radio.class_c is not None:
                         c.hear(frame["f_port"], frame["payload"])
         self.waiting = [f for f in self.waiting if f["at"].timestamp() > t_s]
         self._uplinks()
@@ -100,6 +102,21 @@ class Reserve:
                 assert self.client.post("/uplinks/tts", content=body, headers=HEADERS).status_code == 200
                 self.heard.append((c.device_id, codec.decode(port, payload)))
             c.hal.radio.uplinks.clear()
+        self.bridge.process_pending()
+
+    def brown_out(self, device_id: str) -> None:
+        """The collar's power dips: its firmware boots again from flash (what RAM held, its fragmentation
+        session and Class C window, is gone; the modem forgets its multicast group), and the modem joins
+        the network again, which The Things Stack reports to the bridge."""
+        c = self.by_name[device_id]
+        now_s = self.now_s()
+        self._uplinks()  # what it said before the dip reached the bridge
+        c.hal = make_hal(now_s, fuota._Walker(now_s), lambda t: (0.57, 37.58), sf=c.sf, flash=c.flash,
+                         reset_cause="brownout")
+        c.collar = Collar(c.hal, None, c.collar.trust)
+        self.f_cnt[device_id] = 0  # a new session: its frame counter starts again
+        join = b.tts_join(device_id=device_id, received_at=datetime.fromtimestamp(now_s, UTC))
+        assert self.client.post("/uplinks/tts", content=join, headers=HEADERS).status_code == 200
         self.bridge.process_pending()
 
     def _route(self) -> None:
@@ -985,3 +1002,82 @@ def test_field_technician_aborting_before_anything_went_on_air_sees_those_collar
     told = [e for e in ended["history"] if e["event"] == "skipped"]
     assert [(e["device_id"], e["detail"]["reason"]) for e in told] == [
         ("collar-02", "campaign aborted before anything was sent to it")]
+
+
+def test_field_technician_sees_a_collar_that_rejoined_before_the_window_set_up_again_and_updated_in_the_window(
+        sqlite_url, network):
+    """A collar that took its set-up and then browned out (its fragmentation session and Class C window
+    lived in RAM) rejoins the network before the window opens. Until 5 December the bridge still counted it
+    in the group: it heard none of the window's fragments, and its campaign waited hours for it. TS004 /
+    TS005 set-ups are per session: the bridge sets it up again, it updates with the others, and its history
+    says it rejoined."""
+    image, version = model_image()
+    fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
+    reserve = Reserve(fleet, network, seed=4)
+    with open_bridge(sqlite_url, network) as bridge:
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)
+        campaign = start_campaign(bridge, image, version)
+        opens = int(campaign["delivery"]["window_opens"].timestamp())
+        reserve.run_until(opens - 5400, step_s=300)  # every collar took its set-up
+        rebooted = fleet[1]
+        assert rebooted.collar.update.receiving(), "it had its fragmentation session"
+        pushed_before = len(network.unicast)
+        reserve.brown_out(rebooted.device_id)
+        assert not rebooted.collar.update.receiving(), "the firmware kept no session across the reset"
+        reserve.run_until(opens - 600, step_s=300)
+        reserve.run_until(opens + 3600)
+        reserve.run_until(reserve.now_s() + 5 * 3600, step_s=600)
+        after = bridge.campaign(campaign["id"])
+
+    again = [codec.decode(p["f_port"], p["payload"], "down")["message"]
+             for p in network.unicast[pushed_before:] if p["device"] == rebooted.device_id
+             and p["f_port"] in (codec.port_of("mc_class_c_session"), codec.port_of("frag_session_setup"))]
+    assert again[:2] == ["mc_class_c_session", "frag_session_setup"], "set up again after its rejoin"
+    assert after["state"] == "done" and after["counts"] == {"updated": 3}, after["delivery"]
+    assert all(c.collar.model.version == version for c in fleet)
+    (rejoined,) = [e for e in after["history"] if e["event"] == "collar_rejoined"]
+    assert rejoined["device_id"] == rebooted.device_id and rejoined["detail"]["delivery_state"] == "setup"
+    assert after["delivery"]["collars"][rebooted.device_id]["unicast_reason"] is None, "it was in the window"
+
+
+def test_field_technician_sees_a_collar_that_rejoined_in_the_window_set_up_again_and_served_by_unicast(
+        sqlite_url, network):
+    """A collar that browns out while the window's fragments are on the air loses its fragmentation session
+    and its Class C window; the network reports its rejoin. Until 5 December the bridge kept counting it in
+    the group: it heard none of the fragments and waited, failed hours later for "no result". Now the bridge
+    sets up a new fragmentation session by unicast (no new window: the others' window goes on), serves it as
+    a straggler, and its state and history say why."""
+    image, version = model_image()
+    fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
+    reserve = Reserve(fleet, network, seed=4)
+    with open_bridge(sqlite_url, network) as bridge:
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)
+        campaign = start_campaign(bridge, image, version)
+        delivery = campaign["delivery"]
+        opens = int(delivery["window_opens"].timestamp())
+        reserve.run_until(opens - 600, step_s=300)
+        reserve.run_until(opens + 90)  # a dozen fragments on the air
+        rebooted = fleet[2]
+        pushed_before = len(network.unicast)
+        reserve.brown_out(rebooted.device_id)
+        during = bridge.campaign(campaign["id"])
+        reserve.run_until(reserve.now_s() + 6 * 3600, step_s=120)  # the window, installs, acks
+        reserve.run_until(reserve.now_s() + 2 * 86400, step_s=1800)  # unicast, within fair use
+        after = bridge.campaign(campaign["id"])
+
+    reason = during["delivery"]["collars"][rebooted.device_id]["unicast_reason"]
+    assert reason.startswith("rejoined the network"), "the technician sees why it left the group"
+    (rejoined,) = [e for e in after["history"] if e["event"] == "collar_rejoined"]
+    assert rejoined["device_id"] == rebooted.device_id and rejoined["detail"]["delivery_state"] == "window"
+    again = [codec.decode(p["f_port"], p["payload"], "down")["message"]
+             for p in network.unicast[pushed_before:] if p["device"] == rebooted.device_id
+             and p["f_port"] in (codec.port_of("mc_class_c_session"), codec.port_of("frag_session_setup"))]
+    assert again[0] == "frag_session_setup" and "mc_class_c_session" not in again, "a new session, by unicast"
+    assert "data_fragment" in again, "served as a straggler"
+    states = {c["device_id"]: c["state"] for c in after["collars"]}
+    assert states == {fleet[0].device_id: "updated", fleet[1].device_id: "updated", rebooted.device_id: "sending"}
+    assert after["delivery"]["collars"][rebooted.device_id]["setup_answered"]
+    update = rebooted.collar.update
+    assert update.receiving() and update.still_needed() < delivery["nb_frag"], "it takes the unicast fragments"

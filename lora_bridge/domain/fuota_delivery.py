@@ -293,14 +293,19 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
         log.warning("set-up of %d collars waits: campaign_id=%d needs the collars' key file (TEMBO_COLLAR_KEYS_FILE)",
                     len(released), row.campaign_id, extra={"campaign_id": row.campaign_id})
         return 0
-    if row.state != SETUP:
+    queued = 0
+    if row.state != SETUP:  # a collar that rejoined since the window opened: a new session by unicast
+        for collar in [c for c in released if c.unicast_reason is not None]:
+            queued += _set_up_rejoined(session, codec, row, collar, now)
+        released = [c for c in released if c.unicast_reason is None]
+        if not released:
+            return queued
         _reopen(row, now)
     group = None
     if row.mc_addr is not None and group_keys is not None:
         group = group_keys.group(row.mc_addr, group_label(row.campaign_id))
         euis = dict(session.execute(select(Device.device_id, Device.dev_eui)
                                     .where(Device.device_id.in_([c.device_id for c in released]))).all())
-    queued = 0
     for collar in released:
         if group is not None:
             try:
@@ -322,6 +327,55 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
     log.info("set-up queued for %d collars campaign_id=%d", len(released), row.campaign_id,
              extra={"campaign_id": row.campaign_id})
     return queued
+
+
+def _set_up_rejoined(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar, now: datetime) -> int:
+    """A collar that rejoined after the delivery's window opened (`apply_rejoin`): a new TS004
+    fragmentation session by unicast, and unicast fragments once it accepts it (a new Class C window
+    for one collar would hold the group's window for the others); return how many frames were queued."""
+    downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
+        "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size,
+        "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding, "descriptor": row.campaign_id})
+    collar.setup_queued_at = now
+    log.info("fragmentation session set up again by unicast device_id=%s campaign_id=%d", collar.device_id,
+             row.campaign_id, extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+    return 1
+
+
+def apply_rejoin(session: Session, device_id: str, at: datetime) -> None:
+    """The collar joined the network again at `at` (a brown-out, a watchdog reset): its firmware keeps
+    neither the fragmentation session nor the Class C window across a reset (collar_firmware/update.py,
+    multicast.py: RAM), and the modem's stack forgets the multicast group. TS004 FragSessionSetupReq and
+    TS005 McGroupSetupReq / McClassCSessionReq hold for the session they were sent in, so for every open
+    delivery that set the collar up before `at` and has no image from it yet: what is still queued of
+    its old set-up is dropped, its group is no longer counted as held, and `tick` sets it up again (in
+    the coming window while the delivery is still in set-up; else a new fragmentation session by unicast,
+    as a straggler). Its campaign's history says so."""
+    found = session.execute(
+        select(FuotaCollar, FuotaSession, CampaignCollar)
+        .join(FuotaSession, FuotaSession.campaign_id == FuotaCollar.campaign_id)
+        .join(CampaignCollar, (CampaignCollar.campaign_id == FuotaCollar.campaign_id)
+              & (CampaignCollar.device_id == FuotaCollar.device_id))
+        .where(FuotaCollar.device_id == device_id, FuotaCollar.complete.is_(False),
+               FuotaCollar.setup_queued_at.is_not(None), FuotaCollar.setup_queued_at < at,
+               FuotaSession.ended_at.is_(None), CampaignCollar.state == "sending")).all()
+    for collar, row, _step in found:
+        dropped = _drop_queued(session, device_id)
+        in_window = row.state != SETUP
+        collar.setup_queued_at = None
+        collar.session_answered = collar.setup_answered = False
+        collar.received = collar.missing = collar.status_fragment = collar.status_at = None
+        if in_window:
+            collar.unicast_reason = f"rejoined the network at {at:%Y-%m-%d %H:%M} UTC, after its window opened"
+        if row.mc_addr is not None:
+            multicast_groups.forget(session, device_id, MC_GROUP, at)
+        campaign = session.get(UpdateCampaign, row.campaign_id)
+        campaigns.record_event(session, campaign, "collar_rejoined", device_id, time=at, delivery_state=row.state,
+                               set_up_again="fragmentation session by unicast" if in_window else "for the window",
+                               frames_dropped=dropped)
+        log.warning("device_id=%s rejoined during the delivery of campaign_id=%d (%s): its set-up is lost, set up "
+                    "again%s", device_id, row.campaign_id, row.state, " by unicast" if in_window else "",
+                    extra={"device_id": device_id, "campaign_id": row.campaign_id})
 
 
 def _reopen(row: FuotaSession, now: datetime) -> None:
@@ -513,7 +567,10 @@ def _close(session: Session, row: FuotaSession, now: datetime) -> None:
         .join(FuotaCollar, (FuotaCollar.campaign_id == CampaignCollar.campaign_id)
               & (FuotaCollar.device_id == CampaignCollar.device_id))
         .where(CampaignCollar.campaign_id == row.campaign_id, CampaignCollar.state == "sending",
-               FuotaCollar.setup_queued_at.is_not(None), FuotaCollar.setup_answered.is_(False)))
+               FuotaCollar.setup_queued_at.is_not(None), FuotaCollar.setup_answered.is_(False),
+               # set up again by unicast after a rejoin (`_set_up_rejoined`): its answer may come after the
+               # window; until then `fail_overdue` bounds its wait
+               ~(FuotaCollar.unicast_reason.is_not(None) & (FuotaCollar.setup_queued_at > row.session_time))))
     campaign = session.get(UpdateCampaign, row.campaign_id)
     for collar in silent:
         # no fragmentation session on the collar: unicast cannot serve it either

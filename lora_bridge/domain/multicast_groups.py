@@ -75,6 +75,16 @@ def queue_delete(session: Session, codec: Any, *, device_id: str, group: int, ca
     return queued.id
 
 
+def forget(session: Session, device_id: str, group: int, at: datetime) -> None:
+    """The collar rejoined the network: its modem's stack no longer holds the group (the set-up was for
+    the session before), whatever it last said; a new McGroupSetupReq defines it again."""
+    row = session.get(CollarMulticastGroup, (device_id, group))
+    if row is not None and row.state in (SETUP_SENT, DEFINED):
+        row.state, row.updated_at = ABSENT, at
+        log.info("multicast group %d of device_id=%s lost with its rejoin", group, device_id,
+                 extra={"device_id": device_id})
+
+
 def request_status(session: Session, codec: Any, device_id: str) -> int:
     """Queue McGroupStatusReq for every group of one collar; return the downlink's id."""
     return downlinks.queue_command(session, codec, device_id=device_id, command="mc_group_status",

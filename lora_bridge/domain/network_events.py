@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
-from lora_bridge.domain import devices, downlinks
+from lora_bridge.domain import devices, downlinks, fuota_delivery
 from lora_bridge.network_messages import (
     DOWNLINK_REPORTS,
     KIND_JOIN,
@@ -154,6 +154,10 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
         started = devices.apply_reset(device, at, reason="network reports a frame-counter reset")
     if started and device is not None and device.last_seen is not None and device.last_seen >= at:
         _refile_frames_of_new_session(session, device, at)
+    if device is not None and (started or event.kind == KIND_JOIN):
+        # A join is a rejoin of its collar (whether or not its frame counter told first): an update's set-up
+        # does not outlive the session it was sent in.
+        fuota_delivery.apply_rejoin(session, device.device_id, at)
     if device is not None and event.kind == KIND_JOIN:
         # The collar sent the join request: heard, as by any frame of its own (a rejoin after a brown-out
         # is often the first thing a silent collar says).
