@@ -283,3 +283,38 @@ def test_a_collar_refusing_the_group_is_left_out_of_the_window_and_updated_by_un
     assert fleet[0].hal.radio.multicast_groups == fleet[1].hal.radio.multicast_groups == {}
     assert "delivery_ended" in [e["event"] for e in campaign["history"]]
     assert tts.refused == []
+
+
+def test_field_technician_sees_the_group_of_a_collar_that_rejoined_counted_lost_and_set_up_again(sqlite_url, tts, tmp_path):
+    """A collar's modem keeps the group's keys in RAM: a brown-out and rejoin before the window loses them.
+    Until 5 December the bridge still showed the group as defined and never sent McGroupSetupReq again: the
+    collar dropped every group frame. Now the group shows absent from the rejoin, it is set up again, and
+    the collar updates in the window with the others."""
+    image, version = model_image()
+    fleet = provisioned_fleet(3)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        reserve = SecuredReserve(fleet, tts, 4, key_file)
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)
+        campaign = start_campaign(bridge, image, version)
+        opens = int(campaign["delivery"]["window_opens"].timestamp())
+        reserve.run_until(opens - 5400, step_s=300)
+        rebooted = fleet[1]
+        held = bridge.multicast_groups(rebooted.device_id)[0]["state"]
+        pushed_before = len(tts.unicast)
+        reserve.brown_out(rebooted.device_id)
+        rebooted.hal.radio.provision(gen_app_key(1))  # the factory's key-encryption key, kept by the modem
+        lost = bridge.multicast_groups(rebooted.device_id)[0]["state"]
+        reserve.run_until(opens - 600, step_s=300)
+        again = bridge.multicast_groups(rebooted.device_id)[0]["state"]
+        reserve.run_until(opens + 3600)
+        reserve.run_until(reserve.now_s() + 5 * 3600, step_s=600)
+        after = bridge.campaign(campaign["id"])
+
+    assert (held, lost, again) == ("defined", "absent", "defined")
+    set_up = [codec.decode(p["f_port"], p["payload"], "down")["message"] for p in tts.unicast[pushed_before:]
+              if p["device"] == rebooted.device_id and p["f_port"] in (200, 201)]
+    assert set_up[:3] == ["mc_group_setup", "mc_class_c_session", "frag_session_setup"]
+    assert rebooted.hal.radio.dropped_multicast == 0 and rebooted.collar.model.version == version
+    assert after["state"] == "done" and after["counts"] == {"updated": 3}
