@@ -164,3 +164,21 @@ def test_with_a_configured_server_a_header_to_another_host_does_not_split_the_ca
         open_window(bridge, campaign_for(bridge, list(KWS[1:])))
 
     assert kws.multicast and sanparks.multicast == [] and sanparks.reads == []
+
+
+def test_kws_collars_whose_routes_spell_kws_server_two_ways_still_get_one_campaign(sqlite_url, reserves):
+    # KWS's two collars brought their routes from two webhook calls that spell KWS's server apart (its
+    # host's case): one server all the same (scheme, host and port), so the campaign is not refused as
+    # split between two network servers, and its frames go to KWS.
+    kws, sanparks = reserves
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        with TestClient(create_app(bridge)) as client:
+            for device, spelt in ((KWS[1], "localhost"), (KWS[2], "LOCALHOST")):
+                body, headers = tenant_uplink(kws, "kws", device, 1)
+                for name in ("X-Downlink-Push", "X-Downlink-Replace"):
+                    headers[name] = headers[name].replace("127.0.0.1", spelt)
+                assert client.post("/uplinks/tts", content=body, headers=headers).status_code == 200
+        bridge.process_pending()
+        open_window(bridge, campaign_for(bridge, list(KWS[1:])))
+
+    assert kws.multicast and sanparks.multicast == []

@@ -44,7 +44,6 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -53,6 +52,7 @@ from collar_firmware import codec as wire
 from collar_firmware.scheduler import airtime_us
 from lora_bridge import queries
 from lora_bridge.domain import campaigns, downlinks, multicast_groups
+from lora_bridge.network_server import origin_of
 from lora_bridge.store.tables import (
     CampaignCollar,
     CollarMulticastGroup,
@@ -114,7 +114,7 @@ def group_route(session: Session, device_ids: list[str], application_id: str | N
     SplitNetwork when the collars name two tenants (`network_scope`) or their routes two hosts: a
     multicast group lives on one network server, and its frames would reach only part of the fleet,
     or be pushed to another tenant's server with its key. usable: whether a push URL may be used at all
-    (network_server.allowed_route: on the configured server's host when one is configured); the
+    (network_server.allowed_route: on the configured server's origin when one is configured); the
     others are never pushed to, so they neither split the collars nor route the group."""
     scopes = sorted(set(session.scalars(select(Device.network_scope).where(
         Device.device_id.in_(device_ids), Device.network_scope.is_not(None)))))
@@ -125,8 +125,10 @@ def group_route(session: Session, device_ids: list[str], application_id: str | N
         DownlinkRoute.device_id.in_(device_ids), DownlinkRoute.push_url.is_not(None))
         .order_by(DownlinkRoute.updated_at.desc(), DownlinkRoute.device_id)))
     routes = [route for route in routes if usable is None or usable(route.push_url or "")]
-    hosts = sorted({urlsplit(route.push_url or "").netloc for route in routes})
-    if len(hosts) > 1:
+    # one server is one origin (scheme, host, port: network_server.origin_of), however its URL is spelt
+    servers = {origin_of(route.push_url) or route.push_url or "" for route in routes}
+    if len(servers) > 1:
+        hosts = sorted(":".join(map(str, server)) if isinstance(server, tuple) else server for server in servers)
         raise SplitNetwork(f"the collars' downlinks go to {len(hosts)} network servers ({', '.join(hosts)}): one "
                            "multicast group cannot reach them; start one campaign per network server")
     application = label(application_id) or ""
