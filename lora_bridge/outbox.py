@@ -334,7 +334,7 @@ class Outbox:
         route of the delivery's collars."""
         if network == "chirpstack" or self.settings.network_server_url or hint is None:
             return ("configured",)
-        return ("route", urlsplit(hint.url).netloc, hint.api_key)
+        return _route_server(hint.url, hint.api_key)
 
     def _finish_multicast(self, frame_id: int, error: str | None) -> None:
         with self.db.write() as session:
@@ -415,8 +415,15 @@ def _older_than_collars_newest(session: Any, device_id: str, raw_uplink_id: int 
 def _server_of(target: DownlinkTarget) -> tuple[str | None, ...]:
     """Which network server (and API key) a push to target goes to: a TTS header route's host and key,
     or the configured network server."""
-    if target.push_url:
-        return ("route", urlsplit(target.push_url).netloc, target.api_key)
+    return _route_server(target.push_url, target.api_key)
+
+
+def _route_server(push_url: str | None, api_key: str | None) -> tuple[str | None, ...]:
+    """The server (and key) a push by a TTS header route goes to, as a unicast push and an update's
+    multicast frames both name it (a refusal holds back the rest of that server's pushes in a flush);
+    the configured network server without a route."""
+    if push_url:
+        return ("route", urlsplit(push_url).netloc, api_key)
     return ("configured",)
 
 
