@@ -447,15 +447,19 @@ def _merge_gateways(first: RawUplink, copy: RawUplink) -> None:
 
 
 def dead_letter(
-    session: Session, raw: RawUplink, stage: str, reason: str, existing: DeadLetter | None = None
+    session: Session, raw: RawUplink, stage: str, reason: str, existing: DeadLetter | None = None,
+    *, told: str | None = None,
 ) -> DeadLetter:
-    """Keep raw as a dead letter (or refresh the one being replayed) and mark raw accordingly."""
+    """Keep raw as a dead letter (or refresh the one being replayed) and mark raw accordingly. told: what
+    the log and a replay's result say of it when reason (kept for the admins who inspect the row) may
+    carry what the log must not (a store error's SQL and parameters); reason itself otherwise."""
+    told = reason if told is None else told
     raw.status = STATUS_KEPT if stage == STAGE_KIND else STATUS_DEAD_LETTER
     raw.error = reason
     if existing is not None:
         existing.reason = reason
         existing.stage = stage
-        existing.replay_result = f"still dead: {reason}"
+        existing.replay_result = f"still dead: {told}"
         letter = existing
     else:
         letter = DeadLetter(raw_uplink_id=raw.id, body=raw.body, reason=reason, stage=stage, source=raw.source)
@@ -465,8 +469,8 @@ def dead_letter(
         raw.device_id,
         raw.f_cnt,
         stage,
-        reason,
-        extra={"raw_uplink_id": raw.id, "device_id": raw.device_id, "f_cnt": raw.f_cnt, "stage": stage, "reason": reason},
+        told,
+        extra={"raw_uplink_id": raw.id, "device_id": raw.device_id, "f_cnt": raw.f_cnt, "stage": stage, "reason": told},
     )
     return letter
 

@@ -352,8 +352,9 @@ def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None,
             raw = session.get(RawUplink, raw_uplink_id)
             named = ingest.uplinks_named([raw]) if raw is not None else named
             existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
-            letter = ingest.dead_letter(session, raw, ingest.STAGE_APPLY, told, existing)  # logs what it is told
-            raw.error = letter.reason = f"processing failed: {error!r}"[:1000]  # for the admins who inspect it
+            # the whole error for the admins who inspect the row; the log gets what the caller is told
+            ingest.dead_letter(session, raw, ingest.STAGE_APPLY, f"processing failed: {error!r}"[:1000], existing,
+                               told=told)
     except Exception as second:
         if is_transient_store_error(second):
             return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id, reason=told)
