@@ -8,7 +8,10 @@ here reads the store. Geometry through geopandas (WGS84, EPSG:4326).
 Movebank CSV uses Movebank's own attribute names and timestamp format (`yyyy-MM-dd HH:mm:ss.SSS`,
 UTC), as in a Movebank download: event-id, visible, timestamp, location-long, location-lat,
 sensor-type, individual-taxon-canonical-name, tag-local-identifier, individual-local-identifier,
-study-name. The event-id is the stored fix's id, so one fix has one event-id in every export.
+animal-nickname, study-name. The event-id is the stored fix's id, so one fix has one event-id in every export.
+The individual-local-identifier is the animal's Tembo id, which Movebank's attribute dictionary asks to be
+unique within the study and which a rename does not change; the name a ranger gives the animal goes in
+`animal-nickname` (the dictionary's "animal nickname", an alternate identifier shown as a display name).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ MOVEBANK_COLUMNS = (
     "individual-taxon-canonical-name",
     "tag-local-identifier",
     "individual-local-identifier",
+    "animal-nickname",
     "study-name",
 )
 MEDIA_TYPES = {
@@ -158,7 +162,10 @@ def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: s
             "sensor-type": GPS,
             "individual-taxon-canonical-name": _species_of(species, str(p.animal_id)) or "",
             "tag-local-identifier": p.device_id,
-            "individual-local-identifier": p.name,
+            # The animal's id, not its name: renaming an animal would split its track into two individuals
+            # in Movebank, and two animals of one name would merge into one.
+            "individual-local-identifier": str(p.animal_id),
+            "animal-nickname": p.name,
             "study-name": study_name,
         }
         for p in ordered

@@ -206,8 +206,10 @@ def test_movebank_csv_export_uses_movebanks_column_names_and_time_format(api):
     assert len(rows) == FIXES
     first = rows[0]
     assert first["timestamp"] == (NOW - timedelta(minutes=10) - timedelta(hours=47)).strftime("%Y-%m-%d %H:%M:%S.000")
-    assert (first["sensor-type"], first["individual-local-identifier"], first["tag-local-identifier"]) == (
+    assert (first["sensor-type"], first["animal-nickname"], first["tag-local-identifier"]) == (
         "gps", "Amani", "collar-01")
+    animals = {a["name"]: str(a["animal_id"]) for a in api.get("/api/animals", headers=auth(api, "ranger")).json()}
+    assert first["individual-local-identifier"] == animals["Amani"], "the animal's id, kept through a rename"
     assert float(first["location-long"]) == pytest.approx(37.5, abs=1e-4)  # the wire's int24 degrees
     assert first["individual-taxon-canonical-name"] == "Loxodonta africana"
 
@@ -217,7 +219,8 @@ def test_movebank_export_reads_back_with_the_twins_movebank_reader(api, tmp_path
 
     path = tmp_path / "export.csv"
     path.write_text(api.get("/api/exports/movebank.csv", headers=auth(api, "researcher")).text)
-    tracks = read_movebank(path)
+    animals = {str(a["animal_id"]): a["name"] for a in api.get("/api/animals", headers=auth(api, "ranger")).json()}
+    tracks = {animals[individual]: track for individual, track in read_movebank(path).items()}
 
     assert set(tracks) == {"Amani", "Tusker"}
     newest_s = {name: int(track.time_s.max()) for name, track in tracks.items()}

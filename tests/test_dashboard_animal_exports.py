@@ -134,8 +134,24 @@ def test_fixes_download_as_csv_geojson_geopackage_and_movebank_csv():
     assert movebank[1]["timestamp"] == "2026-11-20 01:00:00.000"
     assert datetime.strptime(movebank[1]["timestamp"][:19], "%Y-%m-%d %H:%M:%S") == datetime(2026, 11, 20, 1)
     assert (float(movebank[0]["location-long"]), float(movebank[0]["location-lat"])) == (36.9, 0.3)
-    assert movebank[0]["individual-local-identifier"] == "Amani"
+    assert (movebank[0]["individual-local-identifier"], movebank[0]["animal-nickname"]) == ("1", "Amani")
     assert movebank[0]["tag-local-identifier"] == "collar-001"
+
+
+def test_a_renamed_animal_stays_one_individual_in_movebank_and_two_animals_of_one_name_stay_two():
+    # Movebank's attribute dictionary: the animal ID (individual-local-identifier) is unique within the study; the
+    # animal nickname is an alternate identifier, its display name. Amani is renamed "Amani II" halfway, and a
+    # second elephant is also named "Amani II". Read back the way Movebank's R package move2 groups a track.
+    walk = square_walk()
+    renamed = [*walk[:2], *(replace(f, name="Amani II") for f in walk[2:])]
+    namesake = [replace(f, animal_id="2", name="Amani II", device_id="collar-002", position_id=f.position_id + 100)
+                for f in walk]
+    table = pd.read_csv(io.BytesIO(exports.to_movebank_csv(renamed + namesake, "Loxodonta africana")),
+                        dtype={"individual-local-identifier": str})
+    tracks = table.groupby("individual-local-identifier")
+    assert {animal: len(rows) for animal, rows in tracks} == {"1": 5, "2": 5}
+    assert tracks.get_group("1")["animal-nickname"].tolist() == ["Amani", "Amani", "Amani II", "Amani II", "Amani II"]
+    assert set(tracks.get_group("2")["tag-local-identifier"]) == {"collar-002"}
 
 
 def test_a_researcher_merging_two_movebank_downloads_and_dropping_repeated_event_ids_keeps_every_fix_once():
