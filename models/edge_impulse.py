@@ -174,9 +174,6 @@ def load_edge_impulse(paths: list[str | Path], hmac_key: bytes | None = None) ->
             loaded.report.leave_out(UNLABELED, len(recording.samples_mg))
             continue
         loaded.recordings.append(recording)
-        loaded.report.files.append(str(path))
-        loaded.report.rows += len(recording.samples_mg)
-        unverified += not verified
     if unverified:
         loaded.report.notes.append(f"{unverified} Edge Impulse file(s) with signatures not verified (no HMAC key "
                                    "given, or alg none)")

@@ -535,6 +535,16 @@ def test_edge_impulse_example_from_its_documentation_is_read(tmp_path):
     assert "not verified" in loaded.report.notes[0]
 
 
+def test_a_researcher_loading_edge_impulse_files_is_told_each_file_and_sample_once(tmp_path):
+    for name in ("idle.1.json", "idle.2.json"):
+        shutil.copyfile(FIXTURES / "edge_impulse_docs_example.json", tmp_path / name)  # 4 samples each
+    loaded = edge_impulse.load_edge_impulse([tmp_path])
+    assert sorted(Path(f).name for f in loaded.report.files) == ["idle.1.json", "idle.2.json"]
+    assert loaded.report.rows == sum(len(r) for r in loaded.recordings) == 8
+    assert loaded.report.notes == ["2 Edge Impulse file(s) with signatures not verified (no HMAC key given, or "
+                                   "alg none)"]
+
+
 def test_labels_studios_file_name_rule_would_cut_short_travel_whole_in_the_export(tmp_path):
     herd = simulated_recordings(n_animals=1, bouts_per_behaviour=1, bout_s=4, rate_hz=25, seed=2)
     spelt = {"rest": "lying (head up)", "forage": "grazing.browsing", "walk": "walk/trot", "run": "run"}
