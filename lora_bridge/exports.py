@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,11 @@ MEDIA_TYPES = {
 _COLUMN_TYPES = {"animal_id": object, "name": object, "species": object, "device_id": object, "time_utc": object,
                  "lat": "float64", "lon": "float64"}
 GPS = "gps"
+# Decimals of a coordinate in the text files (CSV, Movebank CSV, GeoJSON): 1e-7 degree is about 1 cm, finer than
+# the wire's position (int24 degrees, about 2 m) and than any role's coarsening, so no file loses a place a role
+# may see. Written in fixed notation, one width: a fix by the equator is 0.0000100, not Python's "1e-05".
+COORDINATE_DECIMALS = 7
+COORDINATE_FORMAT = f"%.{COORDINATE_DECIMALS}f"
 DEFAULT_STUDY = "Tembo collars"
 
 Species = str | Mapping[str, str | None] | None
@@ -109,17 +114,20 @@ def fixes_geoframe(fixes: Sequence[Any], species: Species = None) -> gpd.GeoData
 
 
 def to_csv(fixes: Sequence[Any], species: Species = None) -> bytes:
-    """Plain CSV, one fix a row."""
-    return fixes_frame(fixes, species).to_csv(index=False).encode()
+    """Plain CSV, one fix a row, lat and lon in degrees to COORDINATE_DECIMALS decimals in fixed notation."""
+    return fixes_frame(fixes, species).to_csv(index=False, float_format=COORDINATE_FORMAT).encode()
 
 
 def to_geojson(fixes: Sequence[Any], species: Species = None, precision: str | None = None) -> bytes:
     """A GeoJSON FeatureCollection of Point features (RFC 7946: WGS84 longitude, latitude).
 
     `precision` ("exact" or "coarse") travels as a foreign member of the collection, so whoever
-    reads the file knows whether the points are the animals' exact places.
+    reads the file knows whether the points are the animals' exact places. Coordinates (and the lat, lon
+    properties) are rounded to COORDINATE_DECIMALS decimals, as RFC 7946 (11.2) advises against needless digits.
     """
-    document = json.loads(fixes_geoframe(fixes, species).to_json(drop_id=True))
+    rounded = [replace(p, lat=round(float(p.lat), COORDINATE_DECIMALS), lon=round(float(p.lon), COORDINATE_DECIMALS))
+               for p in fixes]
+    document = json.loads(fixes_geoframe(rounded, species).to_json(drop_id=True))
     if precision is not None:
         document["precision"] = precision
     return json.dumps(document).encode()
@@ -157,8 +165,8 @@ def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: s
             "event-id": int(p.position_id),
             "visible": "true",
             "timestamp": utc_millis(p.time, " ", ""),
-            "location-long": f"{float(p.lon):.7f}",
-            "location-lat": f"{float(p.lat):.7f}",
+            "location-long": COORDINATE_FORMAT % float(p.lon),
+            "location-lat": COORDINATE_FORMAT % float(p.lat),
             "sensor-type": GPS,
             "individual-taxon-canonical-name": _species_of(species, str(p.animal_id)) or "",
             "tag-local-identifier": p.device_id,

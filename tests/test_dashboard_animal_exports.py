@@ -166,6 +166,19 @@ def test_a_researcher_merging_two_movebank_downloads_and_dropping_repeated_event
     assert monday["event-id"].iloc[2] == wednesday["event-id"].iloc[0], "one fix, one event-id in every download"
 
 
+def test_a_fix_by_the_equator_is_written_in_fixed_decimals_in_every_text_export():
+    # Python and pandas write 0.00001 as "1e-05" and 0.1 + 0.2 as 0.30000000000000004: one file would hold
+    # coordinates in two notations and widths. Every text export writes 7 decimals (about 1 cm), as Movebank's does.
+    walk = square_walk()
+    fixes = [replace(walk[0], lat=0.00001, lon=0.1 + 0.2), replace(walk[1], lat=-0.0000025, lon=36.12345678912)]
+    rows = list(csv.DictReader(io.StringIO(exports.to_csv(fixes).decode())))
+    assert [(r["lat"], r["lon"]) for r in rows] == [("0.0000100", "0.3000000"), ("-0.0000025", "36.1234568")]
+    movebank = list(csv.DictReader(io.StringIO(exports.to_movebank_csv(fixes).decode())))
+    assert [(r["location-lat"], r["location-long"]) for r in movebank] == [(r["lat"], r["lon"]) for r in rows]
+    features = json.loads(exports.to_geojson(fixes))["features"]
+    assert [f["geometry"]["coordinates"] for f in features] == [[0.3, 0.00001], [36.1234568, -0.0000025]]
+
+
 def test_a_fix_not_read_from_the_store_has_no_event_id_to_give_a_movebank_file():
     with pytest.raises(ValueError, match="no stored position id"):
         exports.to_movebank_csv([replace(square_walk()[0], position_id=None)])
