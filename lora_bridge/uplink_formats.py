@@ -28,6 +28,7 @@ import sys
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from lora_bridge.errors import MalformedUplink
@@ -409,9 +410,16 @@ def int_within(value: Any, low: int, high: int) -> int | None:
 
 def whole_number(value: Any) -> Any:
     """An integer field as the Protobuf JSON mapping allows it: a number, decimal text ("1") or a float
-    without a fraction (1.0) is the int; anything else is returned as it came, for the caller to judge."""
+    without a fraction (1.0) is the int, and so is number text of a whole value ("1e5", "7.0": the protobuf
+    conformance suite's required Int32FieldQuotedExponentialValue); anything else ("7.5") is returned as it
+    came, for the caller to judge."""
     if isinstance(value, str) and _INTEGER.fullmatch(value):
         return int(value)
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        exact = Decimal(value)  # not float: "9007199254740993.0" is that integer, not its float neighbour
+        if exact == exact.to_integral_value() and abs(exact) < 2**64:
+            return int(exact)
+        return value
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)
     return value

@@ -64,6 +64,34 @@ def test_numbers_written_as_text_are_read_as_the_protobuf_json_mapping_allows(cl
     assert no_tracebacks(caplog) == []
 
 
+@pytest.mark.parametrize(("value", "f_cnt"), [("7.0", 7), ("7e0", 7), ("0.7e1", 7), ("1e5", 100000)])
+def test_a_frame_counter_written_as_whole_number_text_is_read_as_protobufs_json_parsers_read_it(client, bridge,
+                                                                                                value, f_cnt):
+    # The protobuf conformance suite's Required.Proto3.JsonInput.Int32FieldQuotedExponentialValue: an integer
+    # field given as {"optionalInt32": "1e5"} is 100000; Go's protojson (TTS, ChirpStack) reads it so.
+    body = nf.TTS["uplink_message"].copy()
+    body["uplink_message"]["f_cnt"] = value
+
+    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=b.HEADERS)
+
+    assert reply.status_code == 200, reply.text
+    assert (reply.json()["status"], reply.json()["f_cnt"]) == ("processed", f_cnt)
+    assert bridge.dead_letters() == []
+
+
+@pytest.mark.parametrize("value", ["7.5", "1e-1", "2e19"])
+def test_a_frame_counter_of_number_text_that_is_not_a_whole_counter_is_a_400_naming_it(client, bridge, value):
+    body = nf.TTS["uplink_message"].copy()
+    body["uplink_message"]["f_cnt"] = value
+
+    reply = client.post("/uplinks/tts", content=json.dumps(body), headers=b.HEADERS)
+
+    assert reply.status_code == 400
+    assert f"'f_cnt' must be a frame counter 0..4294967295, got '{value}'" in reply.json()["reason"]
+    (dead,) = bridge.dead_letters()
+    assert dead.stage == "parse"
+
+
 @pytest.mark.parametrize("value", ["²", "１２", "1_000", "0x10", "-1"])
 def test_a_frame_counter_not_of_ascii_digits_is_a_400_with_its_reason_not_a_crash(client, bridge, caplog, value):
     # TTS data-formats uplink_message whose f_cnt is text, but not a decimal counter ("²".isdigit() is
