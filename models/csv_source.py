@@ -23,6 +23,8 @@ Rows of one (animal, bout) that interleave with others' (logs merged by time) ar
 order. The sampling rate is detected per bout from the time column and checked: bouts at different rates
 (mixed rates), a gap inside a bout, a time that goes backwards, a value that is not a number or a
 missing label (empty, NA, N/A, NULL, ... as `recordings.MISSING_MARKERS` lists) stop the load with a `DataError` naming the file, the row (1 = the header) and the column.
+Blank rows (and a spreadsheet's rows of bare separators) are left out and counted; text is UTF-8 or, after a
+byte-order mark, UTF-16 (a spreadsheet's "Unicode Text"); other text is refused naming its row.
 
 A file is read CHUNK_ROWS rows at a time, the axes as numbers and animal, bout and label as small codes, so a
 night of a herd's 25 Hz logging (hundreds of MB) takes about the memory of what is kept, not of its text
@@ -144,13 +146,39 @@ def load_dataset_file(path: str | Path, overrides: dict | None = None) -> Loaded
     return load_csv(files, columns, **options)
 
 
+def encoding(path: Path) -> str:
+    """Return the text encoding to read a CSV with: UTF-16 when it starts with a UTF-16 byte-order mark (a
+    spreadsheet's "Unicode Text" export), else UTF-8 (a UTF-8 byte-order mark, as Excel's "CSV UTF-8" writes,
+    is dropped from the first column's name)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            start = f.read(2)
+    except OSError:
+        return "utf-8-sig"
+    return "utf-16" if start in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+
+
+def _not_utf8(path: Path) -> DataError:
+    """Return the error naming the first row of a CSV that is not UTF-8 text."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    advice = "save it from the spreadsheet as \"CSV UTF-8\" (a Windows spreadsheet's plain \"CSV\" is in its own code page)"
+    with opener(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                return DataError(str(path), f"not UTF-8 text (byte 0x{line[err.start]:02x}): {advice}", row=number)
+    return DataError(str(path), f"not UTF-8 text: {advice}")
+
+
 def separator(path: Path) -> str:
     """Return the field separator of a CSV from its header line: ",", or ";" (the CSV of spreadsheets in locales
     whose decimal mark is a comma) or a tab (loggers' .txt exports) when the header holds those and no comma."""
 
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+        with opener(path, "rt", encoding=encoding(path), errors="replace") as f:
             header = f.readline()
     except OSError:
         return ","
@@ -212,7 +240,22 @@ class _Table:
     labels: _Codes
     animal: _Codes | None
     bout: _Codes | None
-    rows: int
+    rows: int  # rows kept
+    lines: np.ndarray  # the file row (1 = the header) of each row kept
+    blank: int = 0  # rows left out as blank
+
+
+def _blank_rows(chunk, columns: Columns, typed: bool) -> np.ndarray:
+    """Return where a chunk's row has every wanted cell empty: a blank line, or a spreadsheet's row of bare
+    separators (",,,,": Excel writes them for rows that were once formatted, often at the end)."""
+    blank = np.ones(len(chunk), dtype=bool)
+    for name in chunk.columns:
+        cells = chunk[name]
+        if typed and name in columns.axes():
+            blank &= cells.isna().to_numpy()
+        else:
+            blank &= (cells.str.strip() == "").to_numpy()
+    return blank
 
 
 def _decimal_mark(path: Path, sep: str) -> str:
@@ -222,7 +265,7 @@ def _decimal_mark(path: Path, sep: str) -> str:
         return "."
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+        with opener(path, "rt", encoding=encoding(path), errors="replace") as f:
             f.readline()
             return "," if "," in f.readline() else "."
     except OSError:
@@ -239,10 +282,13 @@ def _read_chunks(path: Path, columns: Columns, sep: str, typed: bool):
     if columns.time:
         dtype[columns.time] = str
     wanted = list(dtype)
+    # Blank lines are read as rows (of empty cells), not skipped: a row's number is then its line in the file,
+    # as the researcher's editor shows it, and `_blank_rows` leaves them out counted.
+    empty_axes = {c: [""] for c in columns.axes()} if typed else None
     try:
-        reader = pd.read_csv(path, sep=sep, usecols=wanted, dtype=dtype, keep_default_na=False,
+        reader = pd.read_csv(path, sep=sep, usecols=wanted, dtype=dtype, keep_default_na=False, na_values=empty_axes,
                              skipinitialspace=True, decimal=_decimal_mark(path, sep) if typed else ".",
-                             chunksize=CHUNK_ROWS)
+                             skip_blank_lines=False, encoding=encoding(path), chunksize=CHUNK_ROWS)
         with reader:
             yield from reader
     except (ValueError, TypeError):
@@ -263,15 +309,24 @@ def _read_table(path: Path, columns: Columns, sep: str, factor: float, typed: bo
     times: list[np.ndarray] = []
     time_mode: list[str] = []  # "seconds" or "iso", from the first chunk
     done = 0
+    kept_lines: list[np.ndarray] = []
+    blank_rows = 0
 
     def fault(column: str, bad: np.ndarray, text) -> None:
         if not bad.any():
             return
         i = _first_bad(bad)
-        found = faults.setdefault(column, _Fault(done + i + 2, str(text(i))))
+        found = faults.setdefault(column, _Fault(int(lines[i]), str(text(i))))
         found.count += int(bad.sum())
 
     for chunk in _read_chunks(path, columns, sep, typed):
+        blank = _blank_rows(chunk, columns, typed)
+        lines = done + 2 + np.flatnonzero(~blank)  # file rows: the header is row 1
+        done += len(chunk)
+        if blank.any():
+            blank_rows += int(blank.sum())
+            chunk = chunk[~blank]
+        kept_lines.append(lines)
         n = len(chunk)
         block = np.empty((n, 3), dtype=np.float64)
         for a, name in enumerate(columns.axes()):
@@ -297,7 +352,6 @@ def _read_table(path: Path, columns: Columns, sep: str, factor: float, typed: bo
             seconds, bad = _chunk_times(chunk[columns.time], sep, time_mode)
             fault(columns.time, bad, lambda i, cells=chunk[columns.time]: cells.iloc[i].strip())
             times.append(seconds)
-        done += n
 
     for name in (*columns.axes(), columns.label, columns.time, columns.animal):
         found = faults.get(name)
@@ -313,9 +367,10 @@ def _read_table(path: Path, columns: Columns, sep: str, factor: float, typed: bo
             raise DataError(source, f"{found.text!r} is neither seconds nor an ISO 8601 time",
                             row=found.row, column=name)
         raise DataError(source, f"no animal id ({found.text!r})", row=found.row, column=name)
+    lines = np.concatenate(kept_lines) if kept_lines else np.zeros(0, dtype=np.int64)
     return _Table(np.concatenate(samples) if samples else np.zeros((0, 3)),
                   (np.concatenate(times) if times else np.zeros(0)) if columns.time else None,
-                  labels, animal, bout, done)
+                  labels, animal, bout, len(lines), lines, blank_rows)
 
 
 def _chunk_times(column, sep: str, mode: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -344,7 +399,9 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
     source = str(path)
     try:
         sep = separator(path)
-        header = list(pd.read_csv(path, sep=sep, nrows=0, skipinitialspace=True).columns)
+        header = list(pd.read_csv(path, sep=sep, nrows=0, skipinitialspace=True, encoding=encoding(path)).columns)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     except (OSError, ValueError) as err:
         raise DataError(source, f"cannot read as CSV: {err}") from None
     wanted = [c for c in (columns.animal, columns.bout, columns.time, *columns.axes(), columns.label) if c]
@@ -357,15 +414,19 @@ def _load_one(path: Path, columns: Columns, factor: float, rate_hz: float | None
             table = _read_table(path, columns, sep, factor, typed=True)
         except _Untyped:  # read again as text, to name the cell that is not a number
             table = _read_table(path, columns, sep, factor, typed=False)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     except (OSError, ValueError) as err:
         if isinstance(err, DataError):
             raise
         raise DataError(source, f"cannot read as CSV: {err}") from None
     report = LoadReport(files=[source], rows=table.rows)
+    if table.blank:
+        report.notes.append(f"{source}: {table.blank} blank row(s) (no value in any column read) left out")
     if table.rows == 0:
         report.notes.append(f"{source}: no rows")
         return Loaded([], report)
-    rows = np.arange(table.rows) + 2  # 1-based file rows, the header is row 1
+    rows = table.lines  # 1-based file rows, the header is row 1
     samples, times = table.samples, table.times
     label_values, labels = table.labels.values(), table.labels.codes()
     animal_values = table.animal.values() if table.animal else None

@@ -70,6 +70,44 @@ def test_researcher_with_a_spreadsheets_semicolons_and_decimal_commas_or_a_logge
             assert np.array_equal(got.samples_mg, want.samples_mg) and got.rate_hz == want.rate_hz
 
 
+def test_a_spreadsheets_blank_rows_are_left_out_counted_and_a_bad_cell_after_them_is_named_by_its_line(tmp_path):
+    # Excel keeps rows that were once formatted as bare separators (",,,,,,"), often at the end; a hand-edited
+    # file has blank lines. Both are left out and counted; a row is still named by its line in the file.
+    header = "collar,seg,t_s,acc_x,acc_y,acc_z,behav"
+    rows = _rows(40)
+    text = "\r\n".join([header, *rows[:20], "", ",,,,,,", *rows[20:], ",,,,,,", " , , ,,,,"]) + "\r\n"
+    path = tmp_path / "edited.csv"
+    path.write_text(text, newline="")
+    loaded = load_csv([path], Columns.parse(COLUMNS))
+    assert [len(r) for r in loaded.recordings] == [40] and loaded.report.rows == 40
+    assert loaded.report.notes == [f"{path}: 4 blank row(s) (no value in any column read) left out"]
+    assert loaded.recordings[0].source == f"{path}, row 2"
+    broken = text.replace(rows[30], rows[30].replace("0.98", "O.98"))  # line 1 + 20 + 2 + 11 = 34
+    path.write_text(broken, newline="")
+    with pytest.raises(DataError, match=r"edited.csv, row 34, column 'acc_z': 'O.98' is not a number"):
+        load_csv([path], Columns.parse(COLUMNS))
+
+
+def test_a_spreadsheets_unicode_text_is_read_and_a_windows_code_page_csv_is_refused_naming_its_row(tmp_path):
+    # Excel's "Unicode Text" is UTF-16 with a byte-order mark, tab-separated; its "CSV UTF-8" has a UTF-8
+    # byte-order mark; its plain "CSV" on Windows is in the code page (cp1252: "é" is the byte 0xe9).
+    lines = ["collar,seg,t_s,acc_x,acc_y,acc_z,behav", *_rows(40, label="marche lente (é)")]
+    expected = load_csv([_csv(tmp_path, lines[1:], "plain.csv")], Columns.parse(COLUMNS))
+    unicode_text = tmp_path / "unicode.txt"
+    unicode_text.write_text("\r\n".join(line.replace(",", "\t") for line in lines) + "\r\n", encoding="utf-16",
+                            newline="")
+    csv_utf8 = tmp_path / "utf8.csv"
+    csv_utf8.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8-sig", newline="")
+    for path in (unicode_text, csv_utf8):
+        loaded = load_csv([path], Columns.parse(COLUMNS))
+        assert [r.labels.tolist() for r in loaded.recordings] == [r.labels.tolist() for r in expected.recordings]
+        assert np.array_equal(loaded.recordings[0].samples_mg, expected.recordings[0].samples_mg)
+    code_page = tmp_path / "windows.csv"
+    code_page.write_text("\r\n".join(lines) + "\r\n", encoding="cp1252", newline="")
+    with pytest.raises(DataError, match=r'windows.csv, row 2: not UTF-8 text \(byte 0xe9\): save it .* "CSV UTF-8"'):
+        load_csv([code_page], Columns.parse(COLUMNS))
+
+
 def test_researcher_with_acceleration_in_m_per_s2_who_forgets_units_is_told_instead_of_getting_a_ten_g_model(
         tmp_path):
     herd = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=5)
