@@ -1,4 +1,4 @@
-"""Edge Impulse data acquisition format (JSON), import and export.
+"""Edge Impulse data acquisition format (JSON or CBOR), import and export.
 
 As Edge Impulse documents it: an object with `protected` (`ver` "v1", `alg` "HS256" or "none",
 optional `iat`), `signature` (hex HMAC-SHA256) and `payload` (`device_type` required,
@@ -17,6 +17,9 @@ the file's own bytes with its signature zeroed, never a re-encoding of it: Edge 
 example and data forwarder sign `JSON.stringify` (no spaces), its Python example `json.dumps`, and a
 re-encoded file would differ from both in spacing, key order or number spelling. Without a key the
 signatures are counted as not verified in the report.
+
+A `.cbor` file is the same document in CBOR (RFC 8949), as Edge Impulse's uploader takes it; its signature is
+checked the same way, over the file's own bytes with the signature's 64 characters set to zeros.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models import cbor_reader
 from models.csv_source import RATE_RANGE_HZ
 from models.recordings import (
     DataError,
@@ -49,20 +53,22 @@ EXPORT_FOLDERS = ("training", "testing")  # where Studio's data export puts the 
 STUDIO_LABEL = re.compile(r"^[a-zA-Z0-9\s\-_]+")  # the label Studio's uploader reads from a file name
 UNLABELED = "Edge Impulse samples marked unlabeled in info.labels"
 EXPORT_UNITS = "m/s2"
+SUFFIXES = (".json", ".cbor")  # the data acquisition format's two encodings
 
 
 def is_edge_impulse(path: str | Path) -> bool:
-    """Return True for a .json (or .cbor-less JSON) file, the form Tembo reads."""
-    return str(path).lower().endswith(".json")
+    """Return True for a .json or .cbor file, the forms of the data acquisition format."""
+    return str(path).lower().endswith(SUFFIXES)
 
 
 def is_edge_impulse_dir(path: str | Path) -> bool:
     """Return True for a folder of data acquisition JSON files or a Studio data export (info.labels)."""
     folder = Path(path)
     names = [q.name.lower() for q in folder.iterdir() if not q.name.startswith(".")]
-    if LABELS_FILE in names or any((folder / f).is_dir() and any((folder / f).glob("*.json")) for f in EXPORT_FOLDERS):
+    if LABELS_FILE in names or any((folder / f).is_dir() and any(map(is_edge_impulse, (folder / f).iterdir()))
+                                   for f in EXPORT_FOLDERS):
         return True
-    return bool(names) and all(n.endswith(".json") for n in names)
+    return bool(names) and all(n.endswith(SUFFIXES) for n in names)
 
 
 def sign(document: dict, key: bytes) -> str:
@@ -71,9 +77,16 @@ def sign(document: dict, key: bytes) -> str:
     return hmac.new(key, json.dumps(body).encode(), hashlib.sha256).hexdigest()
 
 
-def signed_bytes(raw: bytes, signature: str) -> bytes | None:
+def signed_bytes(raw: bytes, signature: str, cbor: bool = False) -> bytes | None:
     """Return a file's bytes with its top-level signature value set to 64 zeros (what the signer hashed),
-    or None when the file does not hold that signature as a JSON string."""
+    or None when the file does not hold that signature as a JSON string (or, cbor, as a CBOR text string
+    after the key "signature")."""
+    if cbor:  # text "signature" (0x69 + 9 bytes), then text of 64 bytes (0x78 0x40 + 64 bytes)
+        field = re.compile(re.escape(b"\x69signature\x78\x40" + signature.encode()))
+        match = field.search(raw)
+        if match is None:
+            return None
+        return raw[:match.end() - len(signature)] + EMPTY_SIGNATURE.encode() + raw[match.end():]
     field = re.compile(rb'"signature"\s*:\s*"' + re.escape(signature.encode()) + rb'"')
     match = field.search(raw)
     if match is None:
@@ -82,9 +95,9 @@ def signed_bytes(raw: bytes, signature: str) -> bytes | None:
     return raw[:value_at] + EMPTY_SIGNATURE.encode() + raw[match.end() - 1:]
 
 
-def verify(raw: bytes, signature: str, key: bytes) -> bool:
+def verify(raw: bytes, signature: str, key: bytes, cbor: bool = False) -> bool:
     """Return True when signature is the HS256 signature of the file's bytes with the signature zeroed."""
-    body = signed_bytes(raw, signature) if len(signature) == len(EMPTY_SIGNATURE) else None
+    body = signed_bytes(raw, signature, cbor) if len(signature) == len(EMPTY_SIGNATURE) else None
     expected = hmac.new(key, body, hashlib.sha256).hexdigest() if body is not None else ""
     return hmac.compare_digest(expected, signature.lower())
 
@@ -93,15 +106,15 @@ def _files(paths: list[str | Path]) -> list[Path]:
     found: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() == ".json")
+            found += sorted(p for p in path.iterdir() if is_edge_impulse(p))
             for sub in EXPORT_FOLDERS:
-                found += sorted(p for p in (path / sub).glob("*.json")) if (path / sub).is_dir() else []
+                found += sorted(p for p in (path / sub).iterdir() if is_edge_impulse(p)) if (path / sub).is_dir() else []
         elif path.exists():
             found.append(path)
         else:
             raise DataError(str(path), "no such file or folder")
     if not found:
-        raise DataError(", ".join(map(str, paths)), "no Edge Impulse JSON files found")
+        raise DataError(", ".join(map(str, paths)), "no Edge Impulse JSON or CBOR files found")
     return found
 
 
@@ -182,11 +195,12 @@ def load_edge_impulse(paths: list[str | Path], hmac_key: bytes | None = None) ->
 
 def _load_one(path: Path, hmac_key: bytes | None, label_spec: dict | None = None) -> tuple[Recording, bool]:
     source = str(path)
+    cbor = path.suffix.lower() == ".cbor"
     try:
         raw = path.read_bytes()
-        document = json.loads(raw)
+        document = cbor_reader.decode(raw) if cbor else json.loads(raw)
     except (OSError, ValueError) as err:
-        raise DataError(source, f"not JSON: {err}") from None
+        raise DataError(source, f"not {'CBOR' if cbor else 'JSON'}: {err}") from None
     if not isinstance(document, dict):
         raise DataError(source, "not an Edge Impulse data acquisition file (a JSON object)")
     for key in ("protected", "signature", "payload"):
@@ -202,7 +216,7 @@ def _load_one(path: Path, hmac_key: bytes | None, label_spec: dict | None = None
         raise DataError(source, f"protected.alg {alg!r} is neither 'HS256' nor 'none'", column="protected.alg")
     verified = False
     if alg == "HS256" and hmac_key is not None:
-        if not verify(raw, str(document["signature"]), hmac_key):
+        if not verify(raw, str(document["signature"]), hmac_key, cbor):
             raise DataError(source, "signature does not match the HMAC key", column="signature")
         verified = True
     for key in ("device_type", "interval_ms", "sensors", "values"):

@@ -1,7 +1,8 @@
 """One entry to every kind of labelled data Tembo reads, chosen per path (or by `fmt`).
 
 - a `.toml` file: a dataset file (models.csv_source.load_dataset_file)
-- `.json` files, folders of them or a Studio data export (info.labels): Edge Impulse data acquisition format
+- `.json` or `.cbor` files, folders of them or a Studio data export (info.labels): Edge Impulse data acquisition
+  format
 - a CSV with Movebank's `eobs:accelerations-raw` column: Movebank accelerometer bursts
 - `simulated` or `simulated:SEED`: the digital twin's labelled output
 - any other CSV (file or folder): long format with the given column names

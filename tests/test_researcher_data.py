@@ -10,6 +10,7 @@ import hmac
 import json
 import re
 import shutil
+import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from collar_firmware.hal import lis2dw12
-from models import edge_impulse
+from models import cbor_reader, edge_impulse
 from models.csv_source import Columns, load_csv, load_dataset_file
 from models.movebank_source import load_movebank
 from models.recordings import STANDARD_GRAVITY_M_S2, DataError, Loaded
@@ -729,3 +730,75 @@ def test_each_source_is_recognised_from_its_path(tmp_path):
     sources = {r.source.split(",")[0] for r in loaded.recordings}
     assert any("movebank" in s for s in sources) and any("idle.a.json" in s for s in sources)
     assert "simulator seed 3" in sources
+
+
+def _cbor(value) -> bytes:
+    """CBOR (RFC 8949) of JSON-like values as a writer such as Edge Impulse's SDKs may encode them: definite
+    lengths, floats as doubles (0xfb), integers in their shortest head."""
+    def head(major: int, n: int) -> bytes:
+        if n < 24:
+            return bytes([major << 5 | n])
+        for info, size in ((24, 1), (25, 2), (26, 4), (27, 8)):
+            if n < 1 << (8 * size):
+                return bytes([major << 5 | info]) + n.to_bytes(size, "big")
+        raise ValueError(n)
+
+    if isinstance(value, bool) or value is None:
+        return {False: b"\xf4", True: b"\xf5", None: b"\xf6"}[value]
+    if isinstance(value, int):
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if isinstance(value, float):
+        return b"\xfb" + struct.pack(">d", value)
+    if isinstance(value, str):
+        return head(3, len(value.encode())) + value.encode()
+    if isinstance(value, list):
+        return head(4, len(value)) + b"".join(map(_cbor, value))
+    return head(5, len(value)) + b"".join(_cbor(k) + _cbor(v) for k, v in value.items())
+
+
+@pytest.mark.parametrize(("hex_item", "value"), [
+    # RFC 8949 Appendix A: examples of encoded CBOR data items
+    ("00", 0), ("1903e8", 1000), ("3903e7", -1000), ("f93c00", 1.0), ("f9c400", -4.0), ("fa47c35000", 100000.0),
+    ("fb3ff199999999999a", 1.1), ("f4", False), ("f6", None), ("6449455446", "IETF"),
+    ("83010203", [1, 2, 3]), ("9f018202039f0405ffff", [1, [2, 3], [4, 5]]),
+    ("a26161016162820203", {"a": 1, "b": [2, 3]}), ("bf6346756ef563416d7421ff", {"Fun": True, "Amt": -2}),
+    ("7f657374726561646d696e67ff", "streaming"), ("c11a514b67b0", 1363896240),
+])
+def test_the_cbor_reader_reads_rfc_8949s_own_examples(hex_item, value):
+    assert cbor_reader.decode(bytes.fromhex(hex_item)) == value
+
+
+def test_researcher_loads_and_verifies_an_edge_impulse_cbor_file_as_the_uploader_takes_it(tmp_path):
+    # Edge Impulse's uploader takes .cbor files in the data acquisition format: the same document in CBOR,
+    # signed with HMAC-SHA256 over its bytes with a signature of 64 zeros.
+    document = json.loads((FIXTURES / "edge_impulse_docs_example.json").read_text())
+    unsigned = _cbor(dict(document, signature="0" * 64))
+    signature = hmac.new(b"project-hmac-key", unsigned, hashlib.sha256).hexdigest()
+    path = tmp_path / "idle.sample1.cbor"
+    path.write_bytes(_cbor(dict(document, signature=signature)))
+
+    loaded = load([str(tmp_path)], DataOptions(hmac_key=b"project-hmac-key"))  # a folder of .cbor files
+    (cbor,) = loaded.recordings
+    assert Path(cbor.source).name == "idle.sample1.cbor" and not loaded.report.notes, "signature verified"
+    assert (cbor.rate_hz, cbor.animal, cbor.labels.tolist()) == (100.0, "ac:87:a3:0a:2d:1b", ["idle"] * 4)
+    assert cbor.samples_mg[0].tolist() == pytest.approx([-9.81 / STANDARD_GRAVITY_M_S2 * 1000,
+                                                         0.03 / STANDARD_GRAVITY_M_S2 * 1000,
+                                                         1.21 / STANDARD_GRAVITY_M_S2 * 1000])
+    with pytest.raises(DataError, match="idle.sample1.cbor, column 'signature': signature does not match"):
+        edge_impulse.load_edge_impulse([path], hmac_key=b"another-projects-key")
+    path.write_bytes(path.read_bytes().replace(struct.pack(">d", -9.83), struct.pack(">d", -9.73)))
+    with pytest.raises(DataError, match="signature does not match"):
+        edge_impulse.load_edge_impulse([path], hmac_key=b"project-hmac-key")
+
+
+@pytest.mark.parametrize(("cut", "expected"), [
+    (lambda raw: raw[:-5], "the file ends inside an item"),
+    (lambda raw: raw + b"\x00", "1 byte\\(s\\) after the data item"),
+    (lambda raw: b"\x1c" + raw, "reserved additional information 28"),
+])
+def test_a_broken_edge_impulse_cbor_file_is_refused_naming_the_file_and_where(tmp_path, cut, expected):
+    document = json.loads((FIXTURES / "edge_impulse_docs_example.json").read_text())
+    path = tmp_path / "walk.1.cbor"
+    path.write_bytes(cut(_cbor(document)))
+    with pytest.raises(DataError, match=rf"walk.1.cbor: not CBOR: CBOR: {expected}"):
+        edge_impulse.load_edge_impulse([path])
