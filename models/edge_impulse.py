@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from models import cbor_reader
-from models.csv_source import RATE_RANGE_HZ
+from models.csv_source import GAP_FACTOR, RATE_RANGE_HZ, csv_files, encoding, separator
 from models.recordings import (
     DataError,
     Loaded,
@@ -258,6 +258,86 @@ def _load_one(path: Path, hmac_key: bytes | None, label_spec: dict | None = None
                           labels, source, float(protected.get("iat") or 0))
     check_gravity([recording], source, factor, unit, option="the sensors' units")
     return recording, verified
+
+
+CSV_TIME = "timestamp"  # Edge Impulse's CSV format: the first column, milliseconds
+CSV_LABEL = "label"  # optional: a label per row; else the file name's, as for JSON
+CSV_UNITS = "m/s2"  # the CSV names no units: Edge Impulse's accelerometers (and its data forwarder) give m/s2
+
+
+def is_edge_impulse_csv(path: str | Path) -> bool:
+    """Return True for a CSV in Edge Impulse's format: first column `timestamp` (ms), then accX, accY, accZ."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        header = [str(c).strip() for c in pd.read_csv(path, sep=separator(path), encoding=encoding(path),
+                                                       nrows=0).columns]
+    except (OSError, ValueError):
+        return False
+    return bool(header) and header[0] == CSV_TIME and all(a in header for a in AXIS_SENSORS)
+
+
+def load_edge_impulse_csv(paths: list[str | Path], units: str = CSV_UNITS) -> Loaded:
+    """Return one recording per CSV in Edge Impulse's format (`timestamp` in milliseconds, accX, accY, accZ,
+    optionally `label`), labelled by its label column or else by its file name as Studio's uploader reads it."""
+    factor = unit_factor_mg(units)
+    loaded = Loaded([], LoadReport())
+    for path in csv_files(paths):
+        recording = _load_csv_one(path, factor)
+        check_gravity([recording], str(path), factor, units)
+        loaded.recordings.append(recording)
+        loaded.report.files.append(str(path))
+        loaded.report.rows += len(recording)
+    return loaded
+
+
+def _load_csv_one(path: Path, factor: float) -> Recording:
+    import pandas as pd
+
+    source = str(path)
+    try:
+        table = pd.read_csv(path, sep=separator(path), encoding=encoding(path), dtype=str, keep_default_na=False,
+                            skipinitialspace=True)
+    except (OSError, ValueError) as err:
+        raise DataError(source, f"cannot read as CSV: {err}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    if table.empty:
+        raise DataError(source, "no samples")
+    decimal_comma = separator(path) != ","
+    numbers = {}
+    for column in (CSV_TIME, *AXIS_SENSORS):
+        text = table[column].str.strip()
+        if decimal_comma:
+            text = text.str.replace(",", ".", regex=False)
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(source, f"{table[column].iloc[i]!r} is not a number", row=i + 2, column=column)
+        numbers[column] = values
+    steps = np.diff(numbers[CSV_TIME])
+    if (steps <= 0).any():
+        i = int(np.flatnonzero(steps <= 0)[0]) + 1
+        raise DataError(source, "timestamp does not increase", row=i + 2, column=CSV_TIME)
+    step_ms = float(np.median(steps)) if len(steps) else float("nan")
+    low, high = RATE_RANGE_HZ
+    if not low <= 1000.0 / step_ms <= high:
+        raise DataError(source, f"timestamps {step_ms:g} apart are {1000.0 / step_ms:.4g} Hz as milliseconds, not a "
+                        f"rate an accelerometer logs behaviour at ({low:g}-{high:g} Hz)", row=2, column=CSV_TIME)
+    gaps = np.flatnonzero(steps > GAP_FACTOR * step_ms)
+    if len(gaps):
+        raise DataError(source, f"gap of {steps[gaps[0]]:g} ms (samples every {step_ms:g} ms): one sample is one "
+                        "stretch of steady sampling", row=int(gaps[0]) + 3, column=CSV_TIME)
+    if CSV_LABEL in table.columns:
+        labels = table[CSV_LABEL].str.strip().to_numpy(dtype=str)
+        missing = np.flatnonzero(labels == "")
+        if len(missing):
+            raise DataError(source, "no label", row=int(missing[0]) + 2, column=CSV_LABEL)
+    else:
+        labels = np.full(len(table), label_from_name(path))
+    samples = np.column_stack([numbers[a] for a in AXIS_SENSORS]) * factor
+    return Recording(None, path.name, 1000.0 / step_ms, samples, labels, f"{source}, row 2")
 
 
 def export_edge_impulse(loaded: Loaded, out_dir: str | Path, hmac_key: bytes | None = None,

@@ -5,6 +5,7 @@
   format
 - a CSV with Movebank's `eobs:accelerations-raw` column: Movebank accelerometer bursts
 - `simulated` or `simulated:SEED`: the digital twin's labelled output
+- a CSV in Edge Impulse's format (`timestamp` in ms, accX, accY, accZ) when no --columns are given
 - any other CSV (file or folder): long format with the given column names
 """
 
@@ -52,6 +53,14 @@ def _kind(path: str, fmt: str) -> str:
     return "csv"
 
 
+def _first_csv_is_edge_impulse(path: str) -> bool:
+    """Return True when the path (or a folder's first CSV) is in Edge Impulse's CSV format."""
+    p = Path(path)
+    if p.is_dir():
+        p = next((q for q in sorted(p.iterdir()) if q.name.endswith(csv_source.CSV_SUFFIXES)), None)
+    return p is not None and p.is_file() and edge_impulse.is_edge_impulse_csv(p)
+
+
 def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
     """Return the recordings of every path, each read in its own format."""
     options = options or DataOptions()
@@ -73,6 +82,8 @@ def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
             columns = csv_source.Columns.parse(options.columns, csv_source.Columns(label=movebank_source.LABEL))
             loaded.extend(movebank_source.load_movebank([path], units=options.units or "counts:0.0027",
                                                         zero=options.zero, label_column=columns.label))
+        elif options.columns is None and _first_csv_is_edge_impulse(str(path)):
+            loaded.extend(edge_impulse.load_edge_impulse_csv([path], units=options.units or edge_impulse.CSV_UNITS))
         else:
             columns = csv_source.Columns.parse(options.columns)
             loaded.extend(csv_source.load_csv([path], columns, units=options.units or "g",

@@ -802,3 +802,49 @@ def test_a_broken_edge_impulse_cbor_file_is_refused_naming_the_file_and_where(tm
     path.write_bytes(cut(_cbor(document)))
     with pytest.raises(DataError, match=rf"walk.1.cbor: not CBOR: CBOR: {expected}"):
         edge_impulse.load_edge_impulse([path])
+
+
+# Edge Impulse's CSV format as its data-collection example documents it: first column the timestamp in
+# milliseconds, one reading per row (github.com/edgeimpulse/example-data-collection-csv, "CSV Format").
+EDGE_IMPULSE_CSV = """timestamp,accX,accY,accZ
+0,4.220828473773600,1.8800472920291100,-16.89228981323240
+16,4.471770735278730,2.0017025177553300,-17.887080018505500
+32,4.31928972478658,2.4953566802978500,-18.926163539013300
+48,4.648792312787470,2.958335718591510,-18.5336641043514
+64,4.773739711926880,2.719663740594690,-18.800019623565700
+80,4.653879991315310,2.6865938301637800,-19.98305510341230
+"""
+
+
+def test_researcher_loads_edge_impulse_csv_samples_labelled_by_file_name_or_label_column(tmp_path):
+    (tmp_path / "wave.01.csv").write_text(EDGE_IMPULSE_CSV)
+    (tmp_path / "wave.02.csv").write_text(EDGE_IMPULSE_CSV.replace("\n0,", "\n1000,").replace("\n16,", "\n1016,")
+                                          .replace("\n32,", "\n1032,").replace("\n48,", "\n1048,")
+                                          .replace("\n64,", "\n1064,").replace("\n80,", "\n1080,")
+                                          .replace("-16.89", "-16.88"))
+    loaded = load([str(tmp_path)])
+    assert [(Path(r.source.split(",")[0]).name, r.rate_hz, r.labels.tolist()) for r in loaded.recordings] == [
+        ("wave.01.csv", 62.5, ["wave"] * 6), ("wave.02.csv", 62.5, ["wave"] * 6)]
+    assert loaded.recordings[0].samples_mg[0].tolist() == pytest.approx(
+        [v / STANDARD_GRAVITY_M_S2 * 1000 for v in (4.220828473773600, 1.8800472920291100, -16.89228981323240)])
+    labelled = tmp_path / "mixed" / "sample.csv"
+    labelled.parent.mkdir()
+    lines = EDGE_IMPULSE_CSV.splitlines()
+    labelled.write_text("\n".join([lines[0] + ",label", *(f"{line},{'idle' if i < 3 else 'wave'}"
+                                                          for i, line in enumerate(lines[1:]))]) + "\n")
+    (recording,) = load([str(labelled)]).recordings
+    assert recording.labels.tolist() == ["idle"] * 3 + ["wave"] * 3
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda text: text.replace("\n32,", "\n12,"), r"row 4, column 'timestamp': timestamp does not increase"),
+    (lambda text: text.replace("4.31928972478658", "4.31.9"), r"row 4, column 'accX': '4.31.9' is not a number"),
+    (lambda text: text.replace("\n80,", "\n800,"), r"row 7, column 'timestamp': gap of 736 ms"),
+    (lambda text: "".join(f"{line.split(',', 1)[0]}000,{line.split(',', 1)[1]}\n" if line[0].isdigit() else line + "\n"
+                          for line in text.splitlines()), r"row 2, column 'timestamp': timestamps 16000 apart"),
+])
+def test_a_broken_edge_impulse_csv_is_refused_naming_its_row_and_column(tmp_path, change, expected):
+    path = tmp_path / "wave.01.csv"
+    path.write_text(change(EDGE_IMPULSE_CSV))
+    with pytest.raises(DataError, match=rf"wave.01.csv, {expected}"):
+        load([str(path)])
