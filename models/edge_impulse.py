@@ -302,6 +302,10 @@ def _load_csv_one(path: Path, factor: float) -> Recording:
     except (OSError, ValueError) as err:
         raise DataError(source, f"cannot read as CSV: {err}") from None
     table.columns = [str(c).strip() for c in table.columns]
+    missing = [c for c in (CSV_TIME, *AXIS_SENSORS) if c not in table.columns]
+    if missing:
+        raise DataError(source, f"missing column(s) {missing} of Edge Impulse's CSV format; the file has "
+                        f"{list(table.columns)}", row=1, column=missing[0])
     if table.empty:
         raise DataError(source, "no samples")
     decimal_comma = separator(path) != ","

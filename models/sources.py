@@ -76,13 +76,13 @@ def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
             loaded.extend(simulated_source.simulated_recordings(seed=seed))
         elif kind == "toml":
             loaded.extend(csv_source.load_dataset_file(path, {"units": options.units, "rate_hz": options.rate_hz}))
-        elif kind == "edge-impulse":
+        elif kind == "edge-impulse" and not _first_csv_is_edge_impulse(str(path)):
             loaded.extend(edge_impulse.load_edge_impulse([path], options.hmac_key))
         elif kind == "movebank":
             columns = csv_source.Columns.parse(options.columns, csv_source.Columns(label=movebank_source.LABEL))
             loaded.extend(movebank_source.load_movebank([path], units=options.units or "counts:0.0027",
                                                         zero=options.zero, label_column=columns.label))
-        elif options.columns is None and _first_csv_is_edge_impulse(str(path)):
+        elif kind == "edge-impulse" or (options.columns is None and _first_csv_is_edge_impulse(str(path))):
             loaded.extend(edge_impulse.load_edge_impulse_csv([path], units=options.units or edge_impulse.CSV_UNITS))
         else:
             columns = csv_source.Columns.parse(options.columns)

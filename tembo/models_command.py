@@ -14,7 +14,7 @@ from pathlib import Path
 
 def _data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", nargs="+", metavar="DATA",
-                        help="CSV files or folders, a dataset .toml, Edge Impulse .json files, Movebank CSV, "
+                        help="CSV files or folders, a dataset .toml, Edge Impulse .json, .cbor or CSV files, Movebank CSV, "
                              "or 'simulated[:SEED]'")
     parser.add_argument("--format", default="auto", dest="fmt",
                         choices=["auto", "csv", "movebank", "edge-impulse", "simulated"])

@@ -848,3 +848,10 @@ def test_a_broken_edge_impulse_csv_is_refused_naming_its_row_and_column(tmp_path
     path.write_text(change(EDGE_IMPULSE_CSV))
     with pytest.raises(DataError, match=rf"wave.01.csv, {expected}"):
         load([str(path)])
+
+
+def test_a_folder_of_edge_impulse_csvs_with_one_of_another_shape_names_that_file_and_its_columns(tmp_path):
+    (tmp_path / "a_wave.csv").write_text(EDGE_IMPULSE_CSV)
+    (tmp_path / "b_wave.csv").write_text(EDGE_IMPULSE_CSV.replace("accZ", "gyrZ"))
+    with pytest.raises(DataError, match=r"b_wave.csv, row 1, column 'accZ': missing column\(s\) \['accZ'\]"):
+        load([str(tmp_path)], DataOptions(fmt="edge-impulse"))
