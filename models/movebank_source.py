@@ -13,7 +13,7 @@ e-obs raw values are unsigned counts around a zero of 2048; give the tag's calib
 Rows of other sensors (no burst: blank, or `NA` as R's write.csv writes a study read with R), bursts without a label, rows Movebank marks as outliers
 (`visible` false) and, in a file that names its animals, bursts of no animal (Movebank leaves
 `individual-local-identifier` blank before and after a tag's deployment: a tag on a desk, not an
-animal) are left out and counted; a burst with other axes than X, Y and Z, a number or a timestamp that does
+animal) and blank rows are left out and counted (rows keep their line numbers); a burst with other axes than X, Y and Z, a number or a timestamp that does
 not parse stops the load naming file, row and column. A study's whole download is read a chunk of rows at a
 time and only the columns above, so it loads in about the memory of its annotated bursts.
 """
@@ -112,13 +112,18 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
     # (most not annotated) beside columns Tembo does not read.
     report = LoadReport(files=[source])
     recordings = []
+    blank = 0
     try:
+        # Blank lines are read as rows and left out here, so a row's number stays its line in the file.
         with pd.read_csv(path, dtype=str, keep_default_na=False, usecols=list(set(names.values())),
-                         chunksize=CHUNK_BURSTS) as reader:
+                         skip_blank_lines=False, chunksize=CHUNK_BURSTS) as reader:
             for chunk in reader:
                 cells = {attribute: chunk[name].tolist() for attribute, name in names.items()}
                 for i in range(len(chunk)):  # one row per burst: a loop over bursts, not samples
                     values = {attribute: cells[attribute][i] for attribute in names}
+                    if not any(v.strip() for v in values.values()):
+                        blank += 1
+                        continue
                     recording = _burst(values, names, report.rows + i + 2, path, factor, offset, label_column,
                                        report)
                     if recording is not None:
@@ -128,6 +133,8 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
         raise
     except (OSError, ValueError) as err:  # a broken line (pandas names it) after report.rows good ones
         raise DataError(source, f"cannot read as CSV: {err}") from None
+    if blank:
+        report.notes.append(f"{source}: {blank} blank row(s) left out")
     if any(r.animal is None for r in recordings) and any(r.animal for r in recordings):
         # Before and after deployment Movebank names no individual: the tag was on no animal. Kept, they
         # would also cost the whole file its leave-one-animal-out evaluation.

@@ -550,6 +550,21 @@ def test_movebank_burst_with_two_axes_is_refused_by_row_and_column(tmp_path):
         load_movebank([path])
 
 
+def test_a_movebank_file_with_blank_lines_names_a_bad_burst_by_its_line_and_counts_the_blank_rows(tmp_path):
+    # A study hand-edited in a text editor (a blank line after the header and one at the end): the burst at line
+    # 5 is named as row 5, where the researcher's editor shows it, and the blank rows are counted.
+    lines = (FIXTURES / "movebank_eobs_bursts.csv").read_text().splitlines()
+    path = tmp_path / "bursts.csv"
+    path.write_text("\n".join([lines[0], "", *lines[1:], ""]) + "\n")
+    kept = load_movebank([path])
+    assert len(kept.recordings) == 2 and kept.report.notes == [f"{path}: 2 blank row(s) left out"]
+    assert "Movebank rows without an accelerometer burst (other sensors)" in kept.report.left_out
+    path.write_text(path.read_text().replace("2048 2048 2418 2050 2046 2420 2052 2044 2418 2048 2048 2416,XYZ",
+                                             "2048 2048 2418 2050,XY"))
+    with pytest.raises(DataError, match=r"row 3, column 'eobs:acceleration-axes': burst axes 'XY'"):
+        load_movebank([path])
+
+
 def test_a_movebank_burst_whose_timestamp_was_mistyped_is_refused_by_row_and_column_not_put_at_1970(tmp_path):
     # A researcher corrected a stork's annotated burst by hand and typed 31 June: the burst is not put at the epoch
     # (first in the stork's day, and a wrong time in the model's registry of what it was trained on).
