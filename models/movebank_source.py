@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.csv_source import csv_files
+from models.csv_source import csv_files, encoding, separator
 from models.recordings import (
     DataError,
     Loaded,
@@ -76,8 +76,9 @@ def is_movebank(path: str | Path) -> bool:
     """Return True when a CSV's header holds Movebank's e-obs burst columns."""
     import pandas as pd
 
+    path = Path(path)
     try:
-        header = list(pd.read_csv(path, nrows=0).columns)
+        header = list(pd.read_csv(path, nrows=0, sep=separator(path), encoding=encoding(path)).columns)
     except (OSError, ValueError):
         return False
     return RAW in attribute_columns(header)
@@ -100,8 +101,9 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
     import pandas as pd
 
     source = str(path)
+    sep, text_encoding = separator(path), encoding(path)
     try:
-        header = list(pd.read_csv(path, nrows=0).columns)
+        header = list(pd.read_csv(path, nrows=0, sep=sep, encoding=text_encoding).columns)
     except (OSError, ValueError) as err:
         raise DataError(source, f"cannot read as CSV: {err}") from None
     names = attribute_columns(header, label_column)
@@ -115,10 +117,14 @@ def _load_one(path: Path, factor: float, offset: float, label_column: str) -> Lo
     blank = 0
     try:
         # Blank lines are read as rows and left out here, so a row's number stays its line in the file.
+        # A study saved again by a spreadsheet whose decimal mark is a comma has ";" between fields and "10,54" Hz.
         with pd.read_csv(path, dtype=str, keep_default_na=False, usecols=list(set(names.values())),
+                         sep=sep, encoding=text_encoding,
                          skip_blank_lines=False, chunksize=CHUNK_BURSTS) as reader:
             for chunk in reader:
                 cells = {attribute: chunk[name].tolist() for attribute, name in names.items()}
+                if sep != ",":  # there a number's comma is its decimal mark
+                    cells[RATE] = [v.replace(",", ".") for v in cells[RATE]]
                 for i in range(len(chunk)):  # one row per burst: a loop over bursts, not samples
                     values = {attribute: cells[attribute][i] for attribute in names}
                     if not any(v.strip() for v in values.values()):

@@ -565,6 +565,21 @@ def test_a_movebank_file_with_blank_lines_names_a_bad_burst_by_its_line_and_coun
         load_movebank([path])
 
 
+def test_a_movebank_study_saved_again_by_a_european_spreadsheet_loads_as_the_download_does(tmp_path):
+    # Excel where the decimal mark is a comma saves "CSV UTF-8" with a byte-order mark, ";" between fields and
+    # the burst rate as "10,54"; the burst's values are whole counts and stay as they were.
+    rows = list(csv.reader((FIXTURES / "movebank_eobs_bursts.csv").read_text().splitlines()))
+    path = tmp_path / "bursts_excel.csv"
+    path.write_text("\r\n".join(";".join(cell.replace(".", ",") if cell == "10.54" else cell for cell in row)
+                                 for row in rows) + "\r\n", encoding="utf-8-sig", newline="")
+    download = load([str(FIXTURES / "movebank_eobs_bursts.csv")])
+    saved_again = load([str(path)])
+    assert [r.rate_hz for r in saved_again.recordings] == [r.rate_hz for r in download.recordings] == [10.54, 10.54]
+    for got, want in zip(saved_again.recordings, download.recordings, strict=True):
+        assert np.array_equal(got.samples_mg, want.samples_mg) and got.labels.tolist() == want.labels.tolist()
+    assert saved_again.report.left_out == download.report.left_out
+
+
 def test_a_movebank_burst_whose_timestamp_was_mistyped_is_refused_by_row_and_column_not_put_at_1970(tmp_path):
     # A researcher corrected a stork's annotated burst by hand and typed 31 June: the burst is not put at the epoch
     # (first in the stork's day, and a wrong time in the model's registry of what it was trained on).
