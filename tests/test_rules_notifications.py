@@ -17,9 +17,10 @@ from notify_standins import EarthRangerStandIn, SmsGateway, SmtpStandIn, Webhook
 
 from lora_bridge.access import Viewer
 from lora_bridge.errors import Forbidden, InvalidRequest
-from lora_bridge.notify.channels import SMS_TEXT_CHARS, sign, verify
+from lora_bridge.notify.channels import sign, verify
 from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
+from lora_bridge.notify.sms_text import fits_one_sms
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.store.utc import utc_now
 
@@ -842,7 +843,7 @@ def test_the_duty_officers_sms_of_a_collars_mortality_alert_fits_one_text_messag
             assert bridge.flush_notifications(now=wall()).sent == 2
 
     (text,) = gateway.messages
-    assert len(text["text"]) <= SMS_TEXT_CHARS, text["text"]
+    assert fits_one_sms(text["text"]), text["text"]
     first, when, which = text["text"].split("\n")
     assert first.startswith("HIGH Possible mortality: Naserian") and when.startswith("at 2026-03-02 02:00")
     assert which == "alert #1 collar collar-01"

@@ -46,6 +46,7 @@ import httpx
 from lora_bridge.domain import alerts
 from lora_bridge.notify.config import NotifyConfig
 from lora_bridge.notify.outbox import KIND_POSITION, DeliveryError, sent_external_id
+from lora_bridge.notify.sms_text import sms_of
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import Notification
 
@@ -62,9 +63,6 @@ EVENT_LOOKUP_MAX_PAGES = 50
 # paginators), in the order er-client looks for them.
 PAGE_KEYS = ("page", "cursor", "offset")
 CREDENTIALS_REFUSED = (401, 403)
-# One text message holds 160 GSM characters; a longer one goes as parts of 153, cut after three.
-SMS_TEXT_CHARS = 160
-SMS_MAX_CHARS = 3 * 153
 ER_STATES = {"raised": "new", "escalated": "new", "acknowledged": "active", "resolved": "resolved",
              "auto_resolved": "resolved"}
 
@@ -92,27 +90,44 @@ def verify(secret: bytes, body: bytes, header: str, now: float | None = None, to
 def title_of(payload: dict[str, Any]) -> str:
     """One line: priority, type in the ranger's words ('Possible poaching', not `poaching_risk`), animal,
     confidence."""
-    words = PRIORITY_WORDS.get(int(payload.get("priority") or 0), str(payload.get("priority")))
-    text = f"{words} {alerts.type_label(payload['alert_type'])}: {payload.get('animal') or payload['device_id']}"
-    if payload.get("confidence") is not None:
-        text += f" (confidence {payload['confidence']:.2f})"
-    if payload.get("action") not in (None, "raised"):
-        text += f" [{payload['action']}]"
-    return text
+    parts = title_parts(payload)
+    return f"{parts['priority']} {parts['label']}: {parts['animal']}{parts['confidence']}{parts['action']}"
 
 
-def text_of(payload: dict[str, Any], with_rule: bool = True) -> str:
-    """A short message body: the e-mail's with the rule's note; the SMS's without it (`with_rule` False),
-    so the alert fits one text message of SMS_TEXT_CHARS."""
-    where = f"{payload['lat']:.5f},{payload['lon']:.5f}" if payload.get("lat") is not None else "position unknown"
-    lines = [title_of(payload), f"at {local_time_of(payload)} ({where})",
-             f"alert #{payload['alert_id']} collar {payload['device_id']}"]
+def title_parts(payload: dict[str, Any]) -> dict[str, str]:
+    """The pieces of title_of: priority word, type label, animal (or collar), " (confidence 0.93)" or "",
+    " [acknowledged]" or "" (the SMS shortens some of them to fit one message)."""
+    action = payload.get("action")
+    return {
+        "priority": PRIORITY_WORDS.get(int(payload.get("priority") or 0), str(payload.get("priority"))),
+        "label": alerts.type_label(payload["alert_type"]),
+        "animal": str(payload.get("animal") or payload["device_id"]),
+        "confidence": f" (confidence {payload['confidence']:.2f})" if payload.get("confidence") is not None else "",
+        "action": f" [{action}]" if action not in (None, "raised") else "",
+    }
+
+
+def text_of(payload: dict[str, Any]) -> str:
+    """The e-mail's body: the title, who acted, when and where, the alert and collar, the rule's note."""
+    lines = [title_of(payload), when_where_of(payload), f"alert #{payload['alert_id']} collar {payload['device_id']}"]
     who = who_acted(payload)
     if who:
         lines.insert(1, who)
-    if with_rule and payload.get("rule"):
+    if payload.get("rule"):
         lines.append(f"rule: {payload['rule']}")
     return "\n".join(lines)
+
+
+def sms_text_of(payload: dict[str, Any]) -> str:
+    """The SMS: what the e-mail says but the rule's note, cut to one text message in its real encoding
+    (`sms_text`), the place and the local time always whole."""
+    return sms_of(payload, title_parts(payload), when_where_of(payload), who_acted(payload))
+
+
+def when_where_of(payload: dict[str, Any]) -> str:
+    """'at 2026-03-02 02:00 UTC+03:00 (-1.23456,36.12345)': the line no message ever cuts."""
+    where = f"{payload['lat']:.5f},{payload['lon']:.5f}" if payload.get("lat") is not None else "position unknown"
+    return f"at {local_time_of(payload)} ({where})"
 
 
 def who_acted(payload: dict[str, Any]) -> str | None:
@@ -417,11 +432,11 @@ class SmsSender:
         return f"SmsSender(url={self.sms.url!r}, token=***)"
 
     def send(self, notification: Notification, db: Database) -> str | None:
-        # Without the rule's note ("decided on the collar (collar_firmware.risk, mortality); see
-        # docs/alerts.md" is for whoever reads the code): with it a collar's mortality alert took two
-        # text messages, and on a weak network at night a phone may show one half alone.
-        text = text_of(notification.payload, with_rule=False)
-        body = {"to": notification.recipient, "from": self.sms.sender, "text": text[:SMS_MAX_CHARS]}
+        # One text message in its real encoding (GSM-7: 160, UCS-2 once a name has an emoji: 70): a long
+        # type or name had made two or three parts, and on a weak network at night a phone may show one
+        # part alone. The rule's note ("decided on the collar ...") is for whoever reads the code.
+        text = sms_text_of(notification.payload)
+        body = {"to": notification.recipient, "from": self.sms.sender, "text": text}
         headers = {"Authorization": f"Bearer {self.sms.token.get_secret_value()}", DELIVERY_HEADER: str(notification.id)}
         response = _post(self.client, "POST", self.sms.url, json=body, headers=headers)
         try:
