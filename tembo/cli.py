@@ -525,8 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     listed.add_argument("--failed", action="store_true", help="only those whose tries ran out or that were refused")
     listed.add_argument("--state", choices=("pending", "sending", "sent", "failed", "withdrawn"), default=None)
     retry = notifications_sub.add_parser(
-        "retry", help="queue failed alert notifications again once their cause is put right (a token renewed); "
-                      "those whose alert moved on are withdrawn instead; each is in its alert's history")
+        "retry", help="queue failed notifications (alert steps, EarthRanger fixes) again, each with a fresh budget of "
+                      "tries, once their cause is put right (a token renewed); those whose alert moved on are "
+                      "withdrawn instead; each is in its alert's history")
     for p in (listed, retry):
         p.add_argument("--since", default=None, help="queued since an age (12h, 2d) or a time (2026-12-05T18:00, UTC)")
         p.add_argument("--channel", choices=CHANNELS, default=None)

@@ -965,3 +965,89 @@ def test_a_retried_poaching_alert_waits_when_earthranger_refuses_the_look_up_of_
     (event,) = stand_in.events.values()
     assert (event["event_details"]["tembo_alert_id"], event["state"]) == (alert_id, "active")
     assert stand_in.problems == []
+
+
+def test_a_requeued_sms_gets_every_try_again_from_its_first_wait_and_its_alert_keeps_the_tries_it_had_spent(
+    sqlite_url, tmp_path
+):
+    # The SMS gateway's mobile link was down all night: the poaching alert's SMS spent its five tries and
+    # failed. The admin requeues it in the morning while the link is still flaky: it gets five tries again,
+    # the second a minute after the first (not two), and its alert's history keeps the night's five tries
+    # and who queued it again.
+    gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1000)
+    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+            _fail_every_try(bridge)
+            tries_at_night = gateway.refused
+            report = bridge.retry_notifications(viewer=ADMIN)
+            first_try = wall()
+            assert bridge.flush_notifications(now=first_try).retried == 1
+            assert bridge.flush_notifications(now=first_try + timedelta(seconds=90)).retried == 1
+            _fail_every_try(bridge)
+            tries_in_the_morning = gateway.refused - tries_at_night
+            (row,) = bridge.notifications(viewer=ADMIN)
+            history = [(e.actor, e.detail) for e in bridge.alert_events(alert_id, viewer=ADMIN)
+                       if e.action == "notification_requeued"]
+
+    assert tries_at_night == 5 and len(report.requeued) == 1
+    assert tries_in_the_morning == 5 and (row.state, row.attempts) == ("failed", 5)
+    ((actor, detail),) = history
+    assert actor == "admin.neema" and detail["tries"] == 5 and "503" in detail["failed_with"]
+
+
+def test_the_nights_fixes_refused_by_earthranger_fill_its_tracks_once_the_admin_retries(
+    sqlite_url, tmp_path, earthranger
+):
+    # EarthRanger refused Tembo's expired token all night: the collars' fixes failed with the alerts. Once
+    # the token is renewed, `retry` sends the fixes too, so the animal's track on EarthRanger has no hole.
+    stand_in, url = earthranger
+    stand_in.token = "renewed-service-token"
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    expired = write_rules(tmp_path / "expired.toml", er_url=url, routes=routes)
+    renewed = write_rules(tmp_path / "renewed.toml", er_url=url, routes=routes, er_token="renewed-service-token")
+    with b.fresh_bridge(sqlite_url, rules_path=expired) as bridge:
+        bridge.register_animal("collar-01", "Naserian")
+        for body in rb.fix_uplinks("collar-01", T, [(0, 305_000, 9_705_000), (10, 305_020, 9_705_000),
+                                                      (20, 305_040, 9_705_010)]):
+            bridge.ingest_tts_uplink(body)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), device_id="collar-01", f_cnt=9))
+        _fail_every_try(bridge)
+        failed = bridge.notifications(viewer=ADMIN, state="failed")
+    with b.fresh_bridge(sqlite_url, rules_path=renewed) as bridge:
+        report = bridge.retry_notifications(viewer=ADMIN, channel="earthranger")
+        drained = bridge.flush_notifications(now=wall())
+        left = [n for n in bridge.notifications(viewer=ADMIN) if n.state != "sent"]
+
+    fixes = [n for n in failed if n.kind == "position"]
+    assert [n.kind for n in failed if n.kind != "position"] == ["alert"] and len(fixes) >= 3
+    assert len(report.requeued) == len(failed) and drained.sent == len(failed) and left == []
+    recorded = {o["recorded_at"] for o in stand_in.observations.values()}
+    assert recorded == {n.payload["time"] for n in fixes}
+
+
+def test_a_requeued_poaching_alert_whose_event_an_earlier_try_created_shows_once_on_earthranger(
+    sqlite_url, tmp_path, earthranger, monkeypatch
+):
+    # The bridge died after EarthRanger's 201 for the poaching alert's event; then the site's token
+    # expired and the row's every try was refused. The admin renews it and retries: the requeued row, on a
+    # fresh budget, still knows it was tried and finds the event rather than create a second one.
+    stand_in, url = earthranger
+    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    first = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
+    with b.fresh_bridge(sqlite_url, rules_path=first) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    stand_in.token = "renewed-service-token"
+    with b.fresh_bridge(sqlite_url, rules_path=first) as bridge:
+        _fail_every_try(bridge)
+    renewed = write_rules(tmp_path / "renewed.toml", er_url=url, routes=routes, er_token="renewed-service-token",
+                          er_extra="send_positions = false\n")
+    with b.fresh_bridge(sqlite_url, rules_path=renewed) as bridge:
+        assert len(bridge.retry_notifications(viewer=ADMIN).requeued) == 1
+        assert bridge.flush_notifications(now=wall()).sent == 1
+
+    ours = [e for e in stand_in.events.values() if e["event_details"].get("tembo_alert_id") == alert_id]
+    assert len(ours) == 1

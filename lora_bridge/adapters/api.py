@@ -484,8 +484,9 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         Endpoint("POST", "/api/dead_letters/replay", a.MANAGE_DEAD_LETTERS, replay,
                  "Run waiting dead letters through the current codec", tags=("operations",)),
         Endpoint("POST", "/api/notifications/retry", a.MANAGE_DEAD_LETTERS, retry_notifications,
-                 "Queue failed alert notifications again once their cause is put right (an expired token renewed); "
-                 "those whose alert moved on are withdrawn instead, each in its alert's history",
+                 "Queue failed notifications (alert steps, EarthRanger fixes) again, each with a fresh budget of tries, once "
+                 "their cause is put right (an expired token renewed); those whose alert moved on are withdrawn "
+                 "instead, each in its alert's history",
                  (Param("since", description="ISO 8601 time: only those queued since"),
                   Param("channel", description="earthranger, webhook, email or sms")), tags=("operations",)),
         Endpoint("GET", "/api/audit", a.READ_AUDIT, audit_log, "Who saw which positions, and account changes",

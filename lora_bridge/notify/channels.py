@@ -45,7 +45,7 @@ import httpx
 
 from lora_bridge.domain import alerts
 from lora_bridge.notify.config import NotifyConfig
-from lora_bridge.notify.outbox import KIND_POSITION, DeliveryError, sent_external_id
+from lora_bridge.notify.outbox import KIND_POSITION, DeliveryError, sent_external_id, was_tried
 from lora_bridge.notify.sms_text import sms_of
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import Notification
@@ -242,7 +242,7 @@ class EarthRangerSender:
                 # A row claimed before may have created its event already (EarthRanger's 201 came, and
                 # the bridge died or lost the answer before marking the row sent): find it, never a second.
                 # So may the alert's raise, when its escalation is the first to find no event sent.
-                tried = notification.attempts > 1 or action == "escalated"
+                tried = was_tried(notification) or action == "escalated"
                 found = self._event_created_for(payload) if tried else None
                 if found is not None:
                     log.info("EarthRanger event of alert_id=%s found, created by an earlier try: not created again",

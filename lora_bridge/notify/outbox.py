@@ -434,17 +434,23 @@ class RetryReport:
 
 def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: datetime,
                    since: datetime | None = None, channel: str | None = None) -> RetryReport:
-    """Queue again the failed alert notifications (queued at or after `since`, over `channel`), once the
-    operator has put right what failed them: EarthRanger's token that stayed expired all night spent every
-    try of the night's alerts, and they had no way back out. Each is judged as the timer judges a row
-    when its turn comes (`no_longer_routed`, `overtaken_by`): an SMS "raised" of an alert resolved since is
-    withdrawn, never sent as if new, while EarthRanger still gets its event. Every row queued again or
-    withdrawn is an event of its alert, under `actor`.
+    """Queue again the failed notifications (queued at or after `since`, over `channel`), once the operator
+    has put right what failed them: EarthRanger's token that stayed expired all night spent every try of
+    the night's alerts and fixes, and they had no way back out. Each alert row is judged as the timer
+    judges a row when its turn comes (`no_longer_routed`, `overtaken_by`): an SMS "raised" of an alert
+    resolved since is withdrawn, never sent as if new, while EarthRanger still gets its event. Every alert
+    row queued again or withdrawn is an event of its alert, under `actor`, with the tries it had spent.
 
-    A row queued again counts as tried once: its sender looks for what an earlier try may have delivered
-    (EarthRanger's event) before creating it again, and it has max_attempts - 1 tries from now."""
+    A fix (an EarthRanger observation) is queued again too while EarthRanger takes positions: until 5
+    December a night of EarthRanger refusing Tembo's token left a hole in the animals' tracks there for
+    good. Without EarthRanger's positions in the settings it is withdrawn instead.
+
+    A row queued again gets a fresh budget: max_attempts tries from now, the first at once and the next
+    after backoff_s (until 5 December it counted as tried once: one try fewer, and its first wait doubled).
+    Its sender still knows it was tried before (`was_tried`) and looks for what an earlier try may have
+    delivered (EarthRanger's event) before creating it again."""
     query = (select(Notification)
-             .where(Notification.state == FAILED, Notification.kind == KIND_ALERT)
+             .where(Notification.state == FAILED, Notification.kind.in_((KIND_ALERT, KIND_POSITION)))
              .order_by(Notification.id))
     if since is not None:
         query = query.where(Notification.created_at >= since)
@@ -453,6 +459,16 @@ def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: da
     requeued: list[int] = []
     withdrawn: list[int] = []
     for row in session.scalars(query).all():
+        if row.kind == KIND_POSITION:
+            reason = positions_not_taken(config, row)
+            if reason is not None:
+                row.state = WITHDRAWN
+                row.last_error = reason
+                withdrawn.append(row.id)
+                continue
+            _requeue(row, at)
+            requeued.append(row.id)
+            continue
         alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
         if alert is None:
             continue
@@ -461,21 +477,43 @@ def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: da
             _withdraw(session, row, alert, reason)
             withdrawn.append(row.id)
             continue
-        previous = row.last_error
-        row.state = PENDING
-        row.attempts = 1
-        row.next_attempt_at = at
+        previous, tries = row.last_error, row.attempts
+        _requeue(row, at)
         alerts.record_event(
             session, alert, actor, "notification_requeued",
             {"route": row.route, "channel": row.channel, "to": row.recipient, "notification_id": row.id,
-             "action": (row.payload or {}).get("action"), "failed_with": (previous or "")[:200]},
+             "action": (row.payload or {}).get("action"), "tries": tries, "failed_with": (previous or "")[:200]},
         )
         requeued.append(row.id)
-        log.info("failed notification queued again notification_id=%d alert_id=%d by %s", row.id, alert.id, actor,
-                 extra={"notification_id": row.id, "alert_id": alert.id, "device_id": alert.device_id,
-                        "channel": row.channel})
+        log.info("failed notification queued again notification_id=%d alert_id=%d after %d tries, by %s", row.id,
+                 alert.id, tries, actor, extra={"notification_id": row.id, "alert_id": alert.id,
+                                                "device_id": alert.device_id, "channel": row.channel})
     session.flush()
+    if len(requeued) + len(withdrawn):
+        log.info("failed notifications queued again by %s", actor,
+                 extra={"requeued": len(requeued), "withdrawn": len(withdrawn), "channel": channel})
     return RetryReport(tuple(requeued), tuple(withdrawn))
+
+
+def _requeue(row: Notification, at: datetime) -> None:
+    """Pending again with a fresh budget of tries, due at `at`; its last error kept until the next try."""
+    row.state = PENDING
+    row.attempts = 0
+    row.next_attempt_at = at
+
+
+def was_tried(notification: Notification) -> bool:
+    """True when an earlier try of this row may have reached its receiver: claimed before in this budget
+    (the process died mid-send), or failed before and queued again (its last error kept)."""
+    return notification.attempts > 1 or notification.last_error is not None
+
+
+def positions_not_taken(config: NotifyConfig, row: Notification) -> str | None:
+    """Why a failed fix is no longer sent (EarthRanger, or its positions, gone from the settings), or None."""
+    er = config.earthranger
+    if row.channel != "earthranger" or er is None or not er.send_positions:
+        return "EarthRanger no longer takes positions in the settings"
+    return None
 
 
 def _withdraw(session: Session, row: Notification, alert: Alert, reason: str) -> None:
