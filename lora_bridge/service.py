@@ -14,6 +14,7 @@ read of positions is written to the audit log before the answer is returned.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -137,6 +138,17 @@ def _rules_and_notifications(path: str | None) -> tuple[Any, Any]:
         raise InvalidSettings(f"rules_path (TEMBO_RULES_PATH): {said}") from None
 
 
+def _file_stamp(path: str | None) -> tuple[int, int, int] | None:
+    """What changes when a file is written or replaced (inode, size, modification time), None without it."""
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns
+
+
 class Bridge:
     """One handle on the Tembo store and pipeline; safe to share between threads."""
 
@@ -160,6 +172,7 @@ class Bridge:
         self.rules_runtime = rules_engine.RulesRuntime(rules_config)
         self._notify_client = http_client or httpx.Client(timeout=self.notify_config.retry.timeout_s)
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
+        self._notify_stamp = _file_stamp(self.settings.rules_path)
         self.outbox = Outbox(self.db, self.settings, self.network_server, lambda: self.clock())
         self._outbox_worker: OutboxWorker | None = None
         # Bodies that arrive together are kept and applied together (lora_bridge.group_commit).
@@ -1121,10 +1134,33 @@ class Bridge:
             return rules.battery_trend(session, device, at, profile.battery)
 
     def flush_notifications(self, now: datetime | None = None) -> DrainReport:
-        """Send what the outbox has due (the timer calls this; ingest never waits on it)."""
+        """Send what the outbox has due (the timer calls this; ingest never waits on it), with the
+        notification settings as the rules file holds them now (`reload_notify_settings`)."""
+        self.reload_notify_settings()
         if not self.senders:
             return DrainReport()
         return outbox.drain(self.db, self.notify_config, self.senders, as_utc(now) if now else None)
+
+    def reload_notify_settings(self) -> bool:
+        """Read the `[notify]` settings again when the rules file changed since they were read (True when
+        they were). The admin who renews EarthRanger's expired token in the morning edits the file and
+        runs `tembo notifications retry`: until 5 December the running bridge went on sending the night's
+        alerts with the token it read at start, and they failed again until someone restarted it. A file
+        that no longer reads keeps the running settings, with an error in the log."""
+        path = self.settings.rules_path
+        stamp = _file_stamp(path)
+        if path is None or stamp == self._notify_stamp:
+            return False
+        self._notify_stamp = stamp
+        try:
+            config = load_notify_config(path)
+        except InvalidRequest as error:
+            log.error("notification settings not read again, the running ones kept: %s", error)
+            return False
+        self.senders = channels.senders_for(config, self._notify_client)
+        self.notify_config = config
+        log.info("notification settings read again from %s", path, extra={"routes": len(config.routes)})
+        return True
 
     def notifications(self, *, viewer: Viewer, state: str | None = None) -> list[NotificationView]:
         """Outbox rows (pending, sending, sent, failed, withdrawn), oldest first. Their payloads carry exact
