@@ -1051,3 +1051,23 @@ def test_a_requeued_poaching_alert_whose_event_an_earlier_try_created_shows_once
 
     ours = [e for e in stand_in.events.values() if e["event_details"].get("tembo_alert_id") == alert_id]
     assert len(ours) == 1
+
+
+def test_duty_officers_numbers_typed_with_spaces_dashes_or_00_each_get_the_alert_once_in_e164(sqlite_url, tmp_path):
+    # The warden copied the duty roster's numbers as people write them; one officer is on it twice, in
+    # two spellings. Each phone gets the alert once, addressed as the gateway expects (E.164); a national
+    # number without its country code is still refused, by the words it was typed with.
+    gateway = SmsGateway(token=SMS_TOKEN)
+    roster = '["+254 700 000 001", "+254-700-000-002", "00255 (0)754 000 003", "+254700000001"]'
+    routes = f'[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = {roster}\n'
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
+            assert bridge.flush_notifications(now=wall()).sent == 3
+        national = write_rules(tmp_path / "n.toml", sms_url=sms.url,
+                               routes='[[notify.routes]]\nname = "d"\nchannel = "sms"\nto = ["0700 000 004"]\n')
+
+    assert sorted(m["to"] for m in gateway.messages) == ["+254700000001", "+254700000002", "+255754000003"]
+    with pytest.raises(InvalidRequest, match="'0700 000 004' is not an international number"):
+        load_notify_config(national)

@@ -24,7 +24,8 @@
 
 Nothing leaves the machine unless configured: a channel without its section is off, and there are no
 default secrets. A route to a channel that is not configured is refused when the file is read, and so
-is an SMS recipient that is not an international (E.164) number or an e-mail recipient without its @.
+is an SMS recipient that is not an international number (E.164; spaces, dashes, a "(0)" and a leading
+00 are taken and dropped) or an e-mail recipient without its @.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -93,8 +94,21 @@ class SmsConfig(_Strict):
     sender: str = "Tembo"
 
 
+def international_number(typed: str) -> str:
+    """A phone number as written by hand in an international form ('+254 700 000 001', '+254-700-000-001',
+    '+254 (0)700 000 001', '00254 700 000 001') as E.164 ('+254700000001'); what is not one (a national
+    number without its country code) is returned as typed, for the settings to refuse by its own words."""
+    compact = re.sub(r"[\s\-./()\u00a0]", "", typed.replace("(0)", ""))
+    if compact.startswith("00"):
+        compact = "+" + compact[2:]
+    return compact if RECIPIENT_FORMS["sms"][0].fullmatch(compact) else typed
+
+
 class Route(_Strict):
-    """Send alert steps of these types, at or above min_priority, in these hours, over one channel."""
+    """Send alert steps of these types, at or above min_priority, in these hours, over one channel.
+
+    SMS recipients are kept in E.164 whatever the spacing they were typed with (`international_number`),
+    each once: the same duty officer typed twice in two spellings gets one message."""
 
     name: str
     channel: Literal["earthranger", "webhook", "email", "sms"]
@@ -104,6 +118,14 @@ class Route(_Strict):
     hours: Literal["any", "night", "day"] = "any"
     actions: list[str] = Field(default_factory=lambda: ["raised", "escalated"])
     escalation_only: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_in_e164(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("channel") == "sms" and isinstance(data.get("to"), list):
+            numbers = [international_number(n) if isinstance(n, str) else n for n in data["to"]]
+            data = {**data, "to": list(dict.fromkeys(numbers))}
+        return data
 
 
 class RetryConfig(_Strict):
