@@ -1071,3 +1071,33 @@ def test_duty_officers_numbers_typed_with_spaces_dashes_or_00_each_get_the_alert
     assert sorted(m["to"] for m in gateway.messages) == ["+254700000001", "+254700000002", "+255754000003"]
     with pytest.raises(InvalidRequest, match="'0700 000 004' is not an international number"):
         load_notify_config(national)
+
+
+def test_the_duty_officer_is_not_told_an_alert_was_closed_when_he_was_never_told_it_was_raised(
+    sqlite_url, tmp_path
+):
+    # The gateway's mobile link dropped as a poaching alert came in; a ranger at the gate closed it as a
+    # false alarm before the link was back. The duty officer hears nothing of it: neither its raise nor its
+    # closing. A second alert, raised once the link was back, reaches him raised and closed.
+    gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1)
+    routes = ('[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+              'actions = ["raised", "resolved", "auto_resolved"]\n')
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            night_s = int(NIGHT.timestamp())
+            (closed,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=night_s),
+                                                              f_cnt=1)).alert_ids
+            assert bridge.flush_notifications(now=wall()).retried == 1
+            bridge.resolve_alert(closed, b.RANGER, "false_alarm", "herd at the dam")
+            quiet = bridge.flush_notifications(now=wall(120))
+            (told,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=night_s),
+                                                            device_id="collar-02", f_cnt=1)).alert_ids
+            bridge.flush_notifications(now=wall(120))
+            bridge.resolve_alert(told, b.RANGER, "true", "snare found")
+            bridge.flush_notifications(now=wall(120))
+
+    assert (quiet.sent, quiet.withdrawn) == (0, 2)
+    assert [(f"alert #{closed} " in m["text"], f"alert #{told}" in m["text"]) for m in gateway.messages] == [
+        (False, True), (False, True)]
+    assert "[resolved]" in gateway.messages[1]["text"]

@@ -12,7 +12,8 @@ A message that asks someone to act is checked against its alert when its turn co
 was queued (a channel down for an hour holds it that long): an escalation ("nobody answered") of an
 alert a ranger acknowledged or resolved meanwhile, or a "raised" of an alert already resolved, is
 `withdrawn` (kept, with the reason, and an alert event), never sent. EarthRanger's "raised" still goes:
-it creates the event that the later steps patch. So is a row whose route, or whose recipient on it,
+it creates the event that the later steps patch. So is the closing of an alert whose raise to the same
+recipient never went out (`never_announced`). So is a row whose route, or whose recipient on it,
 the settings no longer name (a ranger taken off the duty SMS, the bridge restarted while his message
 waited): it carries the alert's exact place to someone no longer on duty.
 
@@ -383,7 +384,7 @@ def _claim(db: Database, config: NotifyConfig, notification_id: int, at: datetim
             return None
         row = session.get(Notification, notification_id)
         alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
-        reason = no_longer_routed(config, row) or overtaken_by(row, alert)
+        reason = no_longer_routed(config, row) or overtaken_by(row, alert) or never_announced(session, row)
         if alert is not None and reason is not None:
             _withdraw(session, row, alert, reason)
             tally["withdrawn"] += 1
@@ -420,6 +421,33 @@ def overtaken_by(row: Notification, alert: Alert | None) -> str | None:
         return f"the alert was {alert.state} by {who} before this escalation went out"
     if action == "raised" and alert.state == alerts.STATE_RESOLVED and row.channel != "earthranger":
         return f"the alert was resolved by {alert.resolved_by} before this went out"
+    return None
+
+
+CLOSING_ACTIONS = ("resolved", "auto_resolved")
+
+
+def never_announced(session: Session, row: Notification) -> str | None:
+    """Why the closing of an alert (resolved, auto_resolved) should not go to this recipient: the alert's
+    raise to the same route and recipient never went out (withdrawn as the alert was closed first, or
+    still waiting to be). A duty officer woken at night by "[auto_resolved] closed by Tembo" of an alert
+    he was never told of had been the outcome of an alert raised and cleared while the gateway was down.
+    EarthRanger still gets it: its event records the alert's whole life. None otherwise."""
+    if row.kind != KIND_ALERT or row.channel == "earthranger" or row.alert_id is None:
+        return None
+    if (row.payload or {}).get("action") not in CLOSING_ACTIONS:
+        return None
+    raises = [
+        state for state, payload in session.execute(
+            select(Notification.state, Notification.payload)
+            .where(Notification.alert_id == row.alert_id, Notification.route == row.route,
+                   Notification.recipient == row.recipient, Notification.kind == KIND_ALERT,
+                   Notification.id != row.id)
+        )
+        if (payload or {}).get("action") == "raised"
+    ]
+    if raises and SENT not in raises:
+        return "the alert's raise never reached this recipient: its closing is not sent either"
     return None
 
 
@@ -472,7 +500,7 @@ def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: da
         alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
         if alert is None:
             continue
-        reason = no_longer_routed(config, row) or overtaken_by(row, alert)
+        reason = no_longer_routed(config, row) or overtaken_by(row, alert) or never_announced(session, row)
         if reason is not None:
             _withdraw(session, row, alert, reason)
             withdrawn.append(row.id)
