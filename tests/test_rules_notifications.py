@@ -191,9 +191,13 @@ def test_alerting_in_the_control_room_does_not_wait_when_every_outside_service_i
          'to = ["+254700000001", "0700 000 002"]\n', "'0700 000 002' is not an international number"),
         ('[notify.smtp]\nhost = "h"\nsender = "a@b"\n[[notify.routes]]\nname = "m"\nchannel = "email"\n'
          'to = ["warden at reserve.example"]\n', "is not an e-mail address"),
+        ('[notify.sms]\nurl = "http://x"\ntoken = "t"\nsender = "Tembo Control Room"\n',
+         "'Tembo Control Room' is neither an alphanumeric sender id"),
+        ('[notify.sms]\nurl = "http://x"\ntoken = "t"\nsender = "Témbo"\n', "'Témbo' is neither"),
     ],
     ids=["route-without-channel", "webhook-without-secret", "email-without-recipients", "unknown-channel",
-         "sms-number-without-country-code", "email-without-its-at"],
+         "sms-number-without-country-code", "email-without-its-at", "sms-sender-too-long-for-a-phone",
+         "sms-sender-with-an-accent"],
 )
 def test_broken_notification_settings_are_refused_with_the_reason(tmp_path, text, says):
     path = tmp_path / "r.toml"

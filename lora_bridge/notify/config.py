@@ -86,14 +86,6 @@ class SmtpConfig(_Strict):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
-class SmsConfig(_Strict):
-    """A generic HTTP SMS gateway: POST {"to", "from", "text"} with a bearer token."""
-
-    url: str
-    token: SecretStr
-    sender: str = "Tembo"
-
-
 def international_number(typed: str) -> str:
     """A phone number as written by hand in an international form ('+254 700 000 001', '+254-700-000-001',
     '+254 (0)700 000 001', '00254 700 000 001') as E.164 ('+254700000001'); what is not one (a national
@@ -102,6 +94,33 @@ def international_number(typed: str) -> str:
     if compact.startswith("00"):
         compact = "+" + compact[2:]
     return compact if RECIPIENT_FORMS["sms"][0].fullmatch(compact) else typed
+
+
+# What a phone network shows as an SMS's sender when it is not an international number: an alphanumeric
+# sender id of 1 to 11 ASCII letters, digits and spaces, at least one letter (Twilio's, Telnyx's documented
+# rules), or a short code of 3 to 8 digits.
+ALPHANUMERIC_SENDER = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}|[0-9]{3,8}")
+
+
+class SmsConfig(_Strict):
+    """A generic HTTP SMS gateway: POST {"to", "from", "text"} with a bearer token. `sender` is an
+    alphanumeric sender id (1 to 11 letters, digits, spaces), a short code or an international number: a longer name
+    ("Tembo Control Room") had been taken, and the gateway refused every alert of the night for it."""
+
+    url: str
+    token: SecretStr
+    sender: str = "Tembo"
+
+    @model_validator(mode="after")
+    def _sender_a_network_shows(self) -> SmsConfig:
+        number = international_number(self.sender)
+        if not (ALPHANUMERIC_SENDER.fullmatch(self.sender) or number.startswith("+")):
+            raise ValueError(f"sms sender {self.sender!r} is neither an alphanumeric sender id (1 to 11 letters, "
+                             "digits and spaces, one letter at least), a short code (3 to 8 digits) nor an "
+                             "international number (+254700000001)")
+        if number != self.sender and number.startswith("+"):
+            object.__setattr__(self, "sender", number)
+        return self
 
 
 class Route(_Strict):
