@@ -194,10 +194,12 @@ def test_alerting_in_the_control_room_does_not_wait_when_every_outside_service_i
         ('[notify.sms]\nurl = "http://x"\ntoken = "t"\nsender = "Tembo Control Room"\n',
          "'Tembo Control Room' is neither an alphanumeric sender id"),
         ('[notify.sms]\nurl = "http://x"\ntoken = "t"\nsender = "Témbo"\n', "'Témbo' is neither"),
+        ('[notify.sms]\nurl = "http://x"\ntoken = "t"\n[[notify.routes]]\nname = "d"\nchannel = "sms"\n'
+         'to = ["+4915100000001"]\ntimezone = "Europe/Bonn"\n', "unknown time zone 'Europe/Bonn'"),
     ],
     ids=["route-without-channel", "webhook-without-secret", "email-without-recipients", "unknown-channel",
          "sms-number-without-country-code", "email-without-its-at", "sms-sender-too-long-for-a-phone",
-         "sms-sender-with-an-accent"],
+         "sms-sender-with-an-accent", "route-in-an-unknown-time-zone"],
 )
 def test_broken_notification_settings_are_refused_with_the_reason(tmp_path, text, says):
     path = tmp_path / "r.toml"
@@ -1105,3 +1107,24 @@ def test_the_duty_officer_is_not_told_an_alert_was_closed_when_he_was_never_told
     assert [(f"alert #{closed} " in m["text"], f"alert #{told}" in m["text"]) for m in gateway.messages] == [
         (False, True), (False, True)]
     assert "[resolved]" in gateway.messages[1]["text"]
+
+
+def test_the_stork_teams_sms_gives_the_hour_its_clocks_show_the_night_summer_time_starts(sqlite_url, tmp_path):
+    # A white stork study in Germany: the team's duty phone gets alerts in Europe/Berlin time. On 29 March
+    # 2026 the clocks go from 02:00 to 03:00: an alert half an hour before reads 01:30, one half an hour
+    # after 03:30 (a fixed offset would have said 02:30, an hour the team's clocks never showed).
+    gateway = SmsGateway(token=SMS_TOKEN)
+    routes = ('[[notify.routes]]\nname = "stork-duty"\nchannel = "sms"\nto = ["+4915100000001"]\n'
+              'timezone = "Europe/Berlin"\n')
+    change = datetime.fromisoformat("2026-03-29T01:00:00+00:00")
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            for n, minutes in enumerate((-30, 30)):
+                at_s = int((change + timedelta(minutes=minutes)).timestamp())
+                bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=at_s),
+                                                      device_id=f"collar-0{n + 1}", f_cnt=1))
+            assert bridge.flush_notifications(now=wall()).sent == 2
+
+    times = sorted(line for m in gateway.messages for line in m["text"].split("\n") if line.startswith("at "))
+    assert [t.split(" (")[0] for t in times] == ["at 2026-03-29 01:30 UTC+01:00", "at 2026-03-29 03:30 UTC+02:00"]

@@ -40,6 +40,7 @@ from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 
@@ -146,17 +147,35 @@ def who_acted(payload: dict[str, Any]) -> str | None:
 
 
 def local_time_of(payload: dict[str, Any]) -> str:
-    """The alert's time as a ranger woken at night reads it: in the collar's local time (its
-    `utc_offset_min`, the offset its night is reckoned by), '2026-03-02 02:00 UTC+03:00'; in UTC for a
-    row queued without it. Until 5 December the message gave '2026-03-01T23:00:00+00:00', and a ranger in
+    """The alert's time as a ranger woken at night reads it: in the route's time zone when it names one
+    (`timezone`, IANA: summer time included, so a message sent the night clocks change gives the hour
+    the recipient's clock shows), else in the collar's local time (its `utc_offset_min`, the offset its
+    night is reckoned by), '2026-03-02 02:00 UTC+03:00'; in UTC for a row queued without either. Until 5 December the message gave '2026-03-01T23:00:00+00:00', and a ranger in
     East Africa had to add three hours in her head to know the alert was two in the morning."""
     when = datetime.fromisoformat(payload["time"])
+    zone = _zone(payload.get("timezone"))
+    if zone is not None:  # the route's own zone: its summer time on the night it changes too
+        local = when.astimezone(zone)
+        offset_min = int((local.utcoffset() or timedelta()).total_seconds() // 60)
+        sign, minutes = ("-" if offset_min < 0 else "+"), abs(offset_min)
+        return f"{local:%Y-%m-%d %H:%M} UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
     offset_min = payload.get("utc_offset_min")
     if not isinstance(offset_min, int) or isinstance(offset_min, bool):
         return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     local = when.astimezone(timezone(timedelta(minutes=offset_min)))
     sign, minutes = ("-" if offset_min < 0 else "+"), abs(offset_min)
     return f"{local:%Y-%m-%d %H:%M} UTC{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _zone(name: Any) -> ZoneInfo | None:
+    """The IANA zone a route names (checked when the settings were read), or None."""
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown time zone %r in a queued notification: the collar's offset is used", name)
+        return None
 
 
 def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:

@@ -21,6 +21,7 @@
     types = ["poaching_risk", "mortality"]
     min_priority = 300
     hours = "night"            # "any", "night" or "day" (the collar's night, at the alert's place)
+    timezone = "Africa/Nairobi"  # optional: the time the messages give (else the collar's own offset)
 
 Nothing leaves the machine unless configured: a channel without its section is off, and there are no
 default secrets. A route to a channel that is not configured is refused when the file is read, and so
@@ -34,6 +35,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
@@ -137,6 +139,19 @@ class Route(_Strict):
     hours: Literal["any", "night", "day"] = "any"
     actions: list[str] = Field(default_factory=lambda: ["raised", "escalated"])
     escalation_only: bool = False
+    # The recipients' own time zone (IANA, "Europe/Berlin"): the SMS and e-mail give the alert's time in
+    # it, summer time and all. None: the collar's local time (its fixed `utc_offset_min`).
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _timezone_known(self) -> Route:
+        if self.timezone is not None:
+            try:
+                ZoneInfo(self.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"route {self.name!r}: unknown time zone {self.timezone!r} "
+                                 "(an IANA name, e.g. Africa/Nairobi or Europe/Berlin)") from None
+        return self
 
     @model_validator(mode="before")
     @classmethod

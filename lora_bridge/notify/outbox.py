@@ -158,9 +158,10 @@ def enqueue_alert_steps(
         for route in config.routes:
             if not route_matches(route, alert, action, device):
                 continue
+            told = {**payload, "timezone": route.timezone} if route.timezone else payload
             for recipient in route.to or [route.channel]:
                 key = f"{route.name}:{recipient}:alert:{alert.id}:{step}"
-                row = _queue(session, key, route.channel, recipient, route.name, KIND_ALERT, payload, alert.id)
+                row = _queue(session, key, route.channel, recipient, route.name, KIND_ALERT, told, alert.id)
                 if row is not None:
                     queued.append(row)
                     alerts.record_event(
