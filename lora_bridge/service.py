@@ -444,7 +444,7 @@ class Bridge:
         # Alerts a recorded network event closed too (a join: the offline collar heard again).
         raised = [step for r in results if r.device_id for step in _alert_steps(r)]
         if raised:
-            outbox.enqueue_alert_steps(session, self.notify_config, raised)
+            outbox.enqueue_alert_steps(session, self._current_notify_config(), raised)
 
     # Workers sharing the collars (lora_bridge.collar_shares) -----------------------------------
 
@@ -760,7 +760,7 @@ class Bridge:
         require(viewer, roles.HANDLE_ALERTS)
         with self.db.write() as session:
             alert = alerts.acknowledge(session, alert_id, viewer.username)
-            outbox.enqueue_alert_steps(session, self.notify_config, [(alert.id, "acknowledged")])
+            outbox.enqueue_alert_steps(session, self._current_notify_config(), [(alert.id, "acknowledged")])
         return self.alert(alert_id, viewer=viewer)
 
     def resolve_alert(self, alert_id: int, viewer: Viewer, verdict: str, note: str | None = None) -> AlertView:
@@ -768,7 +768,7 @@ class Bridge:
         require(viewer, roles.HANDLE_ALERTS)
         with self.db.write() as session:
             alert = alerts.resolve(session, alert_id, viewer.username, verdict, note)
-            outbox.enqueue_alert_steps(session, self.notify_config, [(alert.id, "resolved")])
+            outbox.enqueue_alert_steps(session, self._current_notify_config(), [(alert.id, "resolved")])
         return self.alert(alert_id, viewer=viewer)
 
     def assign_alert(self, alert_id: int, assignee: str, viewer: Viewer) -> AlertView:
@@ -1162,6 +1162,12 @@ class Bridge:
         log.info("notification settings read again from %s", path, extra={"routes": len(config.routes)})
         return True
 
+    def _current_notify_config(self) -> Any:
+        """The notification settings as the rules file holds them now: alert steps are queued by the
+        routes the admin last wrote (an intake applier process queues them, and never works the outbox)."""
+        self.reload_notify_settings()
+        return self.notify_config
+
     def notifications(self, *, viewer: Viewer, state: str | None = None) -> list[NotificationView]:
         """Outbox rows (pending, sending, sent, failed, withdrawn), oldest first. Their payloads carry exact
         positions for EarthRanger and the control room's channels, so only admins read them."""
@@ -1183,7 +1189,7 @@ class Bridge:
             raise InvalidRequest(f"no channel {channel!r}; the channels are {', '.join(CHANNELS)}")
         now = self.clock()
         with self.db.write() as session:
-            report = outbox.requeue_failed(session, self.notify_config, actor=viewer.username, at=now,
+            report = outbox.requeue_failed(session, self._current_notify_config(), actor=viewer.username, at=now,
                                            since=as_utc(since) if since else None, channel=channel)
             audit.record_change(session, viewer, "notifications_retried", now, channel=channel,
                                 since=since.isoformat() if since else None, requeued=list(report.requeued),
@@ -1191,8 +1197,9 @@ class Bridge:
         return report
 
     def _queue_steps(self, session: Any, steps: Any) -> None:
-        outbox.enqueue_alert_steps(session, self.notify_config, steps.items, steps.detail)
-        er = self.notify_config.earthranger
+        config = self._current_notify_config()
+        outbox.enqueue_alert_steps(session, config, steps.items, steps.detail)
+        er = config.earthranger
         if er is None or not er.send_positions:
             return
         wearers: dict[str, Animal | None] = {}
@@ -1200,7 +1207,7 @@ class Bridge:
             device = session.get(Device, device_id)
             if device_id not in wearers:  # once per collar, not once per fix
                 wearers[device_id] = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
-            outbox.enqueue_position(session, self.notify_config, device, wearers[device_id], time, lat, lon)
+            outbox.enqueue_position(session, config, device, wearers[device_id], time, lat, lon)
 
     def _after_processed(self, result: IngestResult) -> None:
         if result.status not in (ingest.STATUS_PROCESSED, ingest.STATUS_RECORDED) or not result.device_id:
@@ -1211,7 +1218,7 @@ class Bridge:
         if steps:
             try:
                 with self.db.write() as session:
-                    outbox.enqueue_alert_steps(session, self.notify_config, steps)
+                    outbox.enqueue_alert_steps(session, self._current_notify_config(), steps)
             except Exception:
                 log.exception("notifications not queued device_id=%s", result.device_id)
 

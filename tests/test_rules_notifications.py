@@ -1128,3 +1128,21 @@ def test_the_stork_teams_sms_gives_the_hour_its_clocks_show_the_night_summer_tim
 
     times = sorted(line for m in gateway.messages for line in m["text"].split("\n") if line.startswith("at "))
     assert [t.split(" (")[0] for t in times] == ["at 2026-03-29 01:30 UTC+01:00", "at 2026-03-29 03:30 UTC+02:00"]
+
+
+def test_a_ranger_the_warden_adds_to_the_duty_sms_gets_the_next_alert_without_a_restart(sqlite_url, tmp_path):
+    # The night shift changes: the warden adds Neema's number to the duty route in the rules file while
+    # the bridge runs. The next alert is queued for her too, by the bridge that had read the file before.
+    gateway = SmsGateway(token=SMS_TOKEN)
+    route = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = [{}]\n'
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = tmp_path / "r.toml"
+        write_rules(rules_path, sms_url=sms.url, routes=route.format('"+254700000001"'))
+        with b.fresh_bridge(sqlite_url, rules_path=str(rules_path)) as bridge:
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
+            write_rules(rules_path, sms_url=sms.url, routes=route.format('"+254700000001", "+254700000002"'))
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), device_id="collar-02", f_cnt=1))
+            queued = [(n.alert_id, n.recipient) for n in bridge.notifications(viewer=ADMIN)]
+            assert bridge.flush_notifications(now=wall()).sent == 3
+
+    assert [recipient for _, recipient in queued] == ["+254700000001", "+254700000001", "+254700000002"]
