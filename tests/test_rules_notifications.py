@@ -1146,3 +1146,23 @@ def test_a_ranger_the_warden_adds_to_the_duty_sms_gets_the_next_alert_without_a_
             assert bridge.flush_notifications(now=wall()).sent == 3
 
     assert [recipient for _, recipient in queued] == ["+254700000001", "+254700000001", "+254700000002"]
+
+
+def test_a_rules_file_broken_by_an_edit_keeps_the_running_bridge_sending_with_the_settings_it_had(
+    sqlite_url, tmp_path, caplog
+):
+    # The warden's edit of the rules file left a typo: the running bridge says so in its log and goes on
+    # with the settings it had, so the night's alerts still reach the duty officer.
+    gateway = SmsGateway(token=SMS_TOKEN)
+    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = tmp_path / "r.toml"
+        write_rules(rules_path, sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=str(rules_path)) as bridge:
+            rules_path.write_text(rules_path.read_text().replace('channel = "sms"', 'chanel = "sms"'))
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
+            assert bridge.flush_notifications(now=wall()).sent == 1
+
+    assert len(gateway.messages) == 1
+    assert any("notification settings not read again" in r.getMessage() and "chanel" in r.getMessage()
+               for r in caplog.records)
