@@ -1180,7 +1180,8 @@ class Bridge:
 
     def retry_notifications(self, *, viewer: Viewer, since: datetime | None = None,
                             channel: str | None = None) -> outbox.RetryReport:
-        """Queue again the failed alert notifications (since, over channel) once their cause is put right:
+        """Queue again the failed notifications, alert steps and fixes (since, over channel), each with a
+        fresh budget of tries, once their cause is put right:
         the outbox's dead letters, so it takes the permission to replay those. Rows whose alert moved on
         are withdrawn instead (`outbox.requeue_failed`); the retry is in the audit log, each row in its
         alert's history."""
