@@ -237,11 +237,18 @@ MESSAGES = (
         ("descriptor", "u32", None),
     )),
     ("frag_session_setup_ans", 201, 2, "up", (("status", "u8", None),)),
-    ("frag_session_status", 201, 1, "down", (("participants", "u8", None),)),
+    # FragSessionStatusReq = FragStatusReqParam (RFU 5 bits | FragIndex 2 bits | Participants);
+    # FragSessionStatusAns = ReceivedAndIndex (FragIndex 15..14 | NbFragReceived 13..0), MissingFrag and
+    # Status (RFU 5 bits | SessionDoesNotExist (bit 2, as TS004 v2.0.0 and the delete answer place it) |
+    # RFU | NotEnoughMatrixMemory): a collar asked about a session it does not hold says so, never "0 missing".
+    ("frag_session_status", 201, 1, "down", (
+        ("param", "bits", (("rfu", 5, None), ("frag_index", 2, None), ("participants", 1, None))),
+    )),
     ("frag_session_status_ans", 201, 1, "up", (
         ("received_and_index", "u16", None),
         ("missing", "u8", None),
-        ("status", "u8", None),
+        ("status", "bits", (("rfu", 5, None), ("session_does_not_exist", 1, None), ("spare", 1, None),
+                            ("not_enough_matrix_memory", 1, None))),
     )),
     # TS004 v1.0.0 (LoRaMac-node LmhpFragmentation.c): FragSessionDeleteReq = Param (RFU 6 bits |
     # FragIndex 2 bits); FragSessionDeleteAns = Status (RFU 5 bits | SessionDoesNotExist | FragIndex 2 bits).

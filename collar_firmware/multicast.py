@@ -8,7 +8,11 @@ and McClassCSessionReq (the window's start in GPS seconds, its timeout 2**TimeOu
 data rate). The collar checks each field against its bounds and answers with the package's error
 bits (MC_ERR_*). A window opens at its start (`Radio.set_class_c`) and closes at its end
 (`Radio.set_class_a`) whatever else happens, so a collar never stays in Class C draining its
-battery; a reboot leaves the modem in Class A. Group 0 is the one provisioned with the collar.
+battery; a reset with a window open puts the modem back in Class A at boot (update_restart.py: a
+processor-only reset leaves the modem listening otherwise). Group 0 is the one provisioned with the
+collar. The groups are kept in flash ("mc.groups") and hold across a processor-only reset (the modem
+keeps their keys); a reset that cut the modem's power too forgets the ones set up over the air
+(`modem_lost_power`), so McGroupStatusAns never names a group the modem can no longer decrypt.
 A radio that cannot do Class C (`Radio.supports_class_c()` False: a modem without multicast) holds
 no group: set-up answers IDerror and a session request McGroupUndefined (TS005 has no bit of its
 own for a device without Class C; an undefined group is what such a device has), so the bridge
@@ -19,6 +23,7 @@ import struct
 
 from collar_firmware import codec, records
 from collar_firmware.compat import const
+from collar_firmware.update import KEY_GROUPS, KEY_WINDOW
 
 # TS005's package identifier and version (PackageVersionAns) and the bits of its answers (kept here,
 # with the only code that sets them, so the loop's RAM does not hold them).
@@ -31,7 +36,6 @@ MC_ERR_FREQ = const(0x08)
 MC_ERR_UNDEFINED = const(0x10)
 MC_ERR_START_MISSED = const(0x20)
 
-KEY_GROUPS = "mc.groups"
 PROVISIONED_GROUPS = const(1)  # bit mask of the groups whose keys the collar left the factory with
 MIN_FREQUENCY_HZ100 = const(8630000)  # EU868: 863-870 MHz, in the 100 Hz steps of DLFrequency
 MAX_FREQUENCY_HZ100 = const(8700000)
@@ -75,6 +79,27 @@ class Multicast:
 
     def _save(self):
         self.storage.write(KEY_GROUPS, records.sealed(bytes([self.defined]) + struct.pack("<IIII", *self.addr)))
+
+    def modem_lost_power(self):
+        """The modem's power went with the collar's (update.MODEM_LOST_RESETS): its stack lost the keys of the
+        groups set up over the air, so they are no longer claimed (McGroupStatusAns says what it can
+        decrypt) and the stack is told to forget them too; a provisioned group never set up again over
+        the air (its address never learnt) stays, its keys being the factory's."""
+        keep = 0
+        for group in range(MC_GROUPS):
+            if self.is_defined(group) and PROVISIONED_GROUPS & (1 << group) and not self.addr[group]:
+                keep |= 1 << group
+        if keep == self.defined:
+            return
+        for group in range(MC_GROUPS):
+            if self.is_defined(group) and not keep & (1 << group):
+                self.addr[group] = 0
+                try:
+                    self.radio.multicast_delete(group)
+                except OSError:
+                    pass  # the stack lost it anyway
+        self.defined = keep
+        self._save()
 
     def is_defined(self, group):
         """Return True when group is a McGroupID the collar holds keys for."""
@@ -181,6 +206,7 @@ class Multicast:
             return ("mc_class_c_session_ans", {"status": status, "time_to_start_s": []})
         if self.open:
             self.radio.set_class_a()  # a new session replaces the open one
+            self.storage.write(KEY_WINDOW, b"")
             self.open = False
         self.group = group
         self.start_s = start
@@ -201,12 +227,14 @@ class Multicast:
         if now >= self.end_s:
             if self.open:
                 self.radio.set_class_a()
+                self.storage.write(KEY_WINDOW, b"")
             self.open = False
             self.start_s = 0
             self.end_s = 0
             self.closed += 1
             return CLOSED
         if not self.open and now >= self.start_s:
+            self.storage.write(KEY_WINDOW, b"\x01")  # before the modem listens: a reset puts it back in Class A
             self.radio.set_class_c(self.frequency_hz, self.data_rate)
             self.open = True
         return 0

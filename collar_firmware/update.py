@@ -45,6 +45,15 @@ KEY_TRIAL_HEADER = "trial.hdr"
 KEY_COMPOSE = "upd.compose"  # a verified delta being composed (its fragment size and signed header): a reboot composes it again
 KEY_MODEL_PREV = "model.prev"
 KEY_RESULT = "upd.result"
+# the TS004 session the collar holds (FragIndex, whole: 1 once every fragment is known, NbFragReceived then),
+# written at its set-up and when its image is whole: a reset while it is open ends it as "truncated" (the
+# fragments' bit set is in RAM only), one after it was whole still answers for it
+KEY_SESSION = "upd.session"
+_SESSION_FORMAT = "<BBH"
+KEY_WINDOW = "mc.window"  # non-empty while a Class C window is open (multicast.py): a reset puts the modem back in Class A
+KEY_GROUPS = "mc.groups"  # the TS005 groups the collar holds (multicast.py)
+# resets that cut the modem's power with the processor's: its stack lost the groups set up over the air
+MODEM_LOST_RESETS = ("power_on", "brownout", "unknown")
 _RESULT_FORMAT = "<BBIB"  # kind (codec.UPDATE_KINDS), outcome (codec.UPDATE_OUTCOMES), version u24, reason
 _BOOT_FORMAT = "<IBIBI"  # seq, active slot, active version, trial slot, trial version
 
@@ -134,9 +143,16 @@ class UpdateAgent:
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
         self.frag_index = 0
+        self.frag_held = False  # a TS004 session of frag_index is set up (and not deleted or abandoned)
+        self.frag_received = 0  # NbFragReceived of that session once its image was whole
         self.slot_job = None  # update_slot.Composition or SlotCheck, stepped a share per wake-up
         if not self.trial_due and self.storage.read(KEY_COMPOSE):
             self.state = COMPOSING  # the power went while a verified delta was composed: the step starts it again
+        lost = collar.reset_cause in MODEM_LOST_RESETS
+        if self.storage.read(KEY_SESSION) or self.storage.read(KEY_WINDOW) or (lost and self.storage.read(KEY_GROUPS)):
+            from collar_firmware import update_restart  # only after a reset that left FUOTA state in flash
+
+            update_restart.after_reset(self, lost)
 
     # ---- what the loop asks ---------------------------------------------------------
 
@@ -209,8 +225,9 @@ class UpdateAgent:
         elif name == "frag_session_delete":
             _installer().delete(self, msg)
         elif name == "frag_session_status":
-            if self.still_needed() or msg["participants"]:  # participants 0: only collars missing fragments answer
-                self._status_answer()
+            # participants 0: only collars missing fragments answer (one without that session misses them all)
+            if msg["participants"] or self.still_needed() or not self._holds(msg["frag_index"]):
+                self._status_answer(msg["frag_index"])
         elif port == PORT_MULTICAST:
             if self.multicast is None:
                 from collar_firmware import multicast
@@ -220,11 +237,21 @@ class UpdateAgent:
         elif self.multicast is not None:
             self.multicast.clock_answer(self.collar.hal.clock, msg, now)  # only a session asks the time
 
-    def _status_answer(self):
+    def _holds(self, index):
+        """Return True when the collar holds the TS004 session of FragIndex index."""
+        return self.frag_held and index == self.frag_index
+
+    def _status_answer(self, index):
+        """FragSessionStatusAns for FragIndex index: what the session holds and misses, or that the
+        collar holds no such session (SessionDoesNotExist, nothing received, nothing counted missing)."""
+        if not self._holds(index):
+            self._answer("frag_session_status_ans", {"received_and_index": index << 14, "missing": 0,
+                                                      "session_does_not_exist": 1})
+            return
         missing = self.still_needed()
-        received = self.decoder.received if self.decoder is not None else 0
-        self._answer("frag_session_status_ans", {"received_and_index": received & 0x3FFF,
-                                                  "missing": missing if missing < 255 else 255, "status": 0})
+        received = self.decoder.received if self.decoder is not None else self.frag_received
+        self._answer("frag_session_status_ans", {"received_and_index": index << 14 | (received & 0x3FFF),
+                                                  "missing": missing if missing < 255 else 255})
 
     def _answer(self, name, values):
         port, payload = codec.encode_packet(name, values)
@@ -236,12 +263,25 @@ class UpdateAgent:
     def session_over(self, now):
         """The Class C window closed: an image still missing fragments is truncated."""
         if self.state == RECEIVING:
+            self.end_session()
             self._result("truncated", now)
+
+    def end_session(self):
+        """The TS004 session is no more (deleted, abandoned, refused): forget it in RAM and in flash."""
+        self.frag_held = False
+        self.storage.write(KEY_SESSION, b"")
+
+    def save_session(self, whole):
+        """Keep the held session in flash (at its set-up, and once its image is whole)."""
+        received = self.decoder.received if self.decoder is not None else 0
+        self.frag_received = received
+        self.storage.write(KEY_SESSION, records.sealed(struct.pack(_SESSION_FORMAT, self.frag_index, whole,
+                                                                   received & 0x3FFF)))
 
     def step(self, now):
         """Advance whatever the update waits for (called once per wake-up)."""
         if self.multicast is not None and self.multicast.step(now) and self.state == RECEIVING:
-            self._status_answer()  # the window closed: the bridge learns what unicast must still bring
+            self._status_answer(self.frag_index)  # the window closed: the bridge learns what unicast must still bring
         if self.trial_due:
             self.trial_due = False
             _installer().firmware_trial(self, now)

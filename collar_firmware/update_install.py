@@ -121,6 +121,7 @@ def setup(agent, msg, now):
     if nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS \
             or frag_size > update_fec.MAX_FRAG_SIZE or msg["padding"] >= frag_size:
         agent._answer("frag_session_setup_ans", {"status": 2})  # TS004: not enough memory
+        agent.end_session()  # a refused set-up leaves the collar without a session
         agent._result("too_large", now)
         return
     agent.storage.write(slot_key(agent._inactive()), b"")  # its fragments go over that slot's firmware
@@ -129,6 +130,8 @@ def setup(agent, msg, now):
     agent.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(agent.storage, agent._inactive()), True)
     agent.image_len = nb_frag * frag_size - msg["padding"]
     agent.frag_index = msg["session"] & 3  # TS004 FragIndex: fragments of another session are not ours
+    agent.frag_held = True
+    agent.save_session(0)  # a reset before the image is whole ends the session (update_restart.py)
     agent.state = RECEIVING
     agent._answer("frag_session_setup_ans", {"status": 0})
 
@@ -137,12 +140,13 @@ def delete(agent, msg):
     """TS004 FragSessionDeleteReq: the open session of that FragIndex is dropped (its image is never checked
     or installed; the slot it wrote holds no descriptor); the answer says whether there was one."""
     index = msg["frag_index"]
-    held = agent.decoder is not None and index == agent.frag_index and (agent.state == RECEIVING
-                                                                         or agent.state == SOLVING)
+    held = agent._holds(index)
     if held:
-        agent.state = IDLE
-        agent.decoder = None
-        agent.header = None
+        agent.end_session()
+        if agent.state == RECEIVING or agent.state == SOLVING:
+            agent.state = IDLE
+            agent.decoder = None
+            agent.header = None
     agent._answer("frag_session_delete_ans", {"frag_index": index, "session_does_not_exist": 0 if held else 1})
 
 
@@ -152,10 +156,16 @@ def fragment(agent, msg, now):
         return
     n = msg["index_and_n"] & 0x3FFF
     if agent.decoder.add(n, bytes(msg["data"])):
-        agent.state = VERIFYING
-        _check_image(agent, now)
+        _whole(agent, now)
     elif agent.decoder.solving:
         agent.state = SOLVING  # every fragment is known: the wake-ups write the missing ones (step)
+
+
+def _whole(agent, now):
+    """Every fragment of the session is in flash: kept so (a reset still answers for it), then checked."""
+    agent.save_session(1)
+    agent.state = VERIFYING
+    _check_image(agent, now)
 
 
 def _read(store, size, start, stop):
@@ -219,8 +229,7 @@ def step(agent, now):
         _check_trial(agent, now)
     elif agent.state == SOLVING:
         if agent.decoder.solve():
-            agent.state = VERIFYING
-            _check_image(agent, now)
+            _whole(agent, now)
     elif agent.state == VERIFYING:
         t = agent.collar.trust
         h = agent.header

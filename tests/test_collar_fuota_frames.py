@@ -152,3 +152,60 @@ def test_field_technician_aborting_a_delivery_releases_a_collar_waiting_for_frag
     c.hear(201, bytes.fromhex("0300"))
     assert sent(c, 201) == ["0304"], "SessionDoesNotExist: nothing left to delete"
     assert c.collar.update.last_result is None, "no update outcome: nothing was installed or refused"
+
+
+def test_a_collar_asked_about_a_session_it_does_not_hold_says_so_and_never_that_nothing_is_missing():
+    """Until 5 December a collar with no session (or another FragIndex's) answered "0 received, 0 missing",
+    which the bridge read as the whole image. TS004 FragStatusReqParam = RFU 5 | FragIndex 2 | Participants;
+    the answer's ReceivedAndIndex carries the FragIndex asked about, and its Status says SessionDoesNotExist
+    (bit 2, as TS004 v2.0.0 and FragSessionDeleteAns place it)."""
+    c = collar()
+    c.hear(201, bytes.fromhex("0101"))  # FragIndex 0, every collar answers: this one holds no session
+    assert sent(c, 201) == ["01" "0000" "00" "04"]
+    c.hear(201, bytes.fromhex("0100"))  # only collars missing fragments: one without the session misses them all
+    assert sent(c, 201) == ["01" "0000" "00" "04"]
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    for n in (1, 2, 3):
+        c.hear(201, fragment(n))
+    sent(c, 201)
+    c.hear(201, bytes.fromhex("0103"))  # FragIndex 1: not the session it holds
+    c.hear(201, bytes.fromhex("0101"))  # FragIndex 0: its own
+    assert sent(c, 201) == ["01" "0040" "00" "04", "01" "0300" "20" "00"]
+    c.hear(201, bytes.fromhex("0300"))  # deleted: it holds no session any more
+    c.hear(201, bytes.fromhex("0101"))
+    assert sent(c, 201) == ["0300", "01" "0000" "00" "04"]
+
+
+def reset(c, cause: str = "watchdog") -> None:
+    """The collar's processor resets (the modem, powered on, keeps listening); the firmware boots from flash."""
+    from collar_firmware.main import Collar
+
+    c.hal.clock.cause = cause
+    c.collar = Collar(c.hal, None, c.collar.trust)
+
+
+def test_a_collar_reset_mid_session_says_at_once_it_lost_the_session_and_never_installs_half_an_image():
+    """A watchdog reset while fragments arrive: which ones it held lived in RAM. The collar says so at once
+    (SessionDoesNotExist: it would not hear the window's status request), takes no fragment of the lost
+    session, reports no update outcome, and a new set-up rebuilds the image whole."""
+    c = collar()
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    for n in range(1, 20):
+        c.hear(201, fragment(n))
+    sent(c, 201)
+    reset(c)
+    assert sent(c, 201) == ["01" "0000" "00" "04"]
+    for n in range(20, 36):
+        c.hear(201, fragment(n))
+    assert not c.collar.update.busy() and c.collar.update.last_result is None
+    reset(c)
+    assert sent(c, 201) == [], "said once"
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    for n in range(1, 36):
+        c.hear(201, fragment(n))
+    slot = update_install.SlotStore(c.hal.storage, c.collar.update._inactive())
+    assert b"".join(bytes(slot.read(i)) for i in range(35))[:len(IMAGE)] == IMAGE
+    sent(c, 201)
+    reset(c)  # after the image was whole: it still answers for the session, nothing missing
+    c.hear(201, bytes.fromhex("0101"))
+    assert sent(c, 201) == ["01" "2300" "00" "00"], "35 received, 0 missing"

@@ -47,7 +47,8 @@ def test_collar_heap_does_not_grow_hour_after_hour_under_micropython():
         assert mp.peak_heap_bytes < 160 * 1024
         # the update path is loaded with the first update frame, never at boot: its code is no heap of the loop's
         loaded = mp.session.run("import sys\nprint(sorted(k for k in sys.modules if k.startswith('collar_firmware.')))")
-        for module in ("update_install", "update_fec", "update_image", "multicast", "ed25519", "sha512"):
+        for module in ("update_install", "update_fec", "update_image", "update_restart", "multicast", "ed25519",
+                       "sha512"):
             assert f"'collar_firmware.{module}'" not in loaded.stdout, module
         assert "'collar_firmware.update'" in loaded.stdout, "the boot record and the last result are read at boot"
 

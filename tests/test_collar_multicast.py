@@ -254,3 +254,62 @@ print(json.dumps({'answers': out, 'radio': radio.log, 'refused': refused}))
     assert result["answers"] == ["000201", "0201", GROUP_STATUS_ANS, "0301", "0305", "0400100e00", "0410", "0404", "0412"]
     assert result["radio"] == [["group", 1, 0x01020304, bytes(range(16)).hex(), 0, 0xFFFF], ["delete", 1],
                                ["c", 869_525_000, 3], ["a"]]
+
+
+def reset(c, cause: str) -> None:
+    """The collar resets: "watchdog" restarts its processor only (the modem keeps its groups and keys, and
+    its Class C listening); "power_on" cuts the modem's power too (its stack forgets the groups set up
+    over the air). The firmware boots again from the same flash."""
+    from collar_firmware.main import Collar
+
+    if cause in ("power_on", "brownout"):
+        c.hal.radio.multicast_groups.clear()
+        c.hal.radio.group_session_keys.clear()
+        c.hal.radio.class_c = None
+    c.hal.clock.cause = cause
+    c.collar = Collar(c.hal, None, c.collar.trust)
+    c.hal.radio.uplinks.clear()
+
+
+def test_a_collar_reset_by_its_watchdog_still_holds_the_group_its_modem_kept():
+    c = collar()
+    c.hear(200, bytes.fromhex(GROUP_SETUP_REQ))
+    answers(c)
+    reset(c, "watchdog")
+    assert 1 in c.hal.radio.multicast_groups, "the modem kept the group"
+    c.hear(200, bytes.fromhex(GROUP_STATUS_REQ))
+    assert answers(c) == [GROUP_STATUS_ANS], "groups 0 and 1, as before the reset"
+
+
+@pytest.mark.parametrize("cause", ["power_on", "brownout"])
+def test_a_collar_whose_modem_lost_power_never_claims_a_group_it_can_no_longer_decrypt(cause):
+    """Until 5 December the groups were read back from flash whatever the reset: after a power cut the
+    collar still answered McGroupStatusAns with the group its modem had lost the keys of, so the bridge
+    counted it in the group while it could decrypt none of the window's fragments."""
+    c = collar()
+    c.hear(200, bytes.fromhex(GROUP_SETUP_REQ))
+    answers(c)
+    reset(c, cause)
+    reset(c, "watchdog")  # a second reset before any port-200 frame: the first one's loss is not forgotten
+    c.hear(200, bytes.fromhex(GROUP_STATUS_REQ))
+    # RFU | NbTotalGroups 1 | AnsGroupMask 0b0001, then group 0 (provisioned at the factory)
+    assert answers(c) == ["01" "11" "00" "00000000"]
+    c.hear(200, bytes.fromhex("04" "01" + CLASS_C_SESSION_REQ[4:]))  # a window for group 1
+    assert answers(c) == ["0411"], "McGroupUndefined: the bridge serves it by unicast"
+    c.hear(200, bytes.fromhex(GROUP_SETUP_REQ))
+    c.hear(200, bytes.fromhex(GROUP_STATUS_REQ))
+    assert answers(c) == ["0201", GROUP_STATUS_ANS], "set up again, held again"
+
+
+def test_a_collar_reset_by_its_watchdog_in_its_window_puts_its_modem_back_in_class_a():
+    """Until 5 December a processor-only reset in a Class C window left the modem listening for a window
+    the firmware had forgotten: nothing closed it, and the battery drained."""
+    c = collar()
+    c.hear(200, bytes.fromhex(CLASS_C_SESSION_REQ))
+    answers(c, until_s=T0 + 3601)
+    assert c.hal.radio.class_c is not None
+    reset(c, "watchdog")
+    assert c.hal.radio.class_c is None, "back to Class A at boot"
+    assert c.hal.radio.class_c_windows[-1][1] == T0 + 3601
+    reset(c, "watchdog")
+    assert len(c.hal.radio.class_c_windows) == 1 and not c.collar.update.busy()

@@ -410,3 +410,21 @@ def test_field_technician_sees_the_collar_under_micropython_compose_and_check_a_
     whole = release.pack_bundle(LARGE_NEXT)
     digest = hashlib.sha256(whole).hexdigest()
     assert composed == f"{len(whole)} {digest} {digest}", "the slot holds the whole bundle of 1.1.0, byte for byte"
+
+
+def test_a_watchdog_reset_under_micropython_mid_session_is_said_at_once_and_a_new_session_installs_whole(collar):
+    """The watchdog resets the processor while fragments arrive (which ones the collar held lived in RAM):
+    it says at once that it holds no session (TS004 SessionDoesNotExist), reports no outcome, and the next
+    set-up's fragments rebuild and install the signed model."""
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
+    image = release.model_image(blob, KEY, config.HARDWARE_ID)
+    collar.hear(frames_of(image, collar, share=0.5))
+    collar.run("run.hal.clock.cause = 'watchdog'\npower_back()")
+    collar.live(600)
+    lost = [m for m in collar.uplinks if m["message"] == "frag_session_status_ans"]
+    assert [(m["session_does_not_exist"], m["missing"]) for m in lost] == [(1, 0)]
+    assert collar.update_acks() == [], "nothing was refused: no outcome"
+    collar.hear(frames_of(image, collar))
+    collar.live(6 * 3600)
+    assert collar.update_acks() == ["ok"]
+    assert collar.value("run.collar.model.version") == str(fuota._version_of(blob))

@@ -119,6 +119,15 @@ class Reserve:
         assert self.client.post("/uplinks/tts", content=join, headers=HEADERS).status_code == 200
         self.bridge.process_pending()
 
+    def watchdog_reset(self, device_id: str) -> None:
+        """The collar's watchdog resets its processor: the firmware boots again from flash (what RAM held,
+        its fragmentation session, is gone) while the modem, powered on, keeps its network session and its
+        multicast group: no rejoin, nothing the network server reports."""
+        c = self.by_name[device_id]
+        self._uplinks()
+        c.hal.clock.cause = "watchdog"
+        c.collar = Collar(c.hal, None, c.collar.trust)
+
     def _route(self) -> None:
         unicast, multicast = self.routed
         for push in self.network.unicast[unicast:]:  # class A: after the collar's next uplink
@@ -1081,3 +1090,47 @@ def test_field_technician_sees_a_collar_that_rejoined_in_the_window_set_up_again
     assert after["delivery"]["collars"][rebooted.device_id]["setup_answered"]
     update = rebooted.collar.update
     assert update.receiving() and update.still_needed() < delivery["nb_frag"], "it takes the unicast fragments"
+
+
+def test_field_technician_sees_a_collar_reset_by_its_watchdog_in_the_window_set_up_again_not_counted_updated(
+        sqlite_url, network):
+    """A collar's watchdog resets its processor while the window's fragments are on the air: its fragmentation
+    session (held in RAM) is gone, but its modem stays joined, so the network reports nothing. Until
+    5 December the collar answered the status request about a session it no longer held with "0 missing",
+    which the bridge took for the whole image: the collar was counted complete and never got the update.
+    Now it answers SessionDoesNotExist (TS004), the bridge sets up a new session by unicast and serves it
+    as a straggler, and the campaign's history says why."""
+    image, version = model_image()
+    fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
+    reserve = Reserve(fleet, network, seed=4)
+    with open_bridge(sqlite_url, network) as bridge:
+        reserve.attach(bridge)
+        reserve.run_until(reserve.now_s() + 60)
+        campaign = start_campaign(bridge, image, version)
+        opens = int(campaign["delivery"]["window_opens"].timestamp())
+        reserve.run_until(opens - 600, step_s=300)
+        reserve.run_until(opens + 90)  # a dozen fragments on the air
+        reset = fleet[2]
+        assert reset.collar.update.receiving()
+        pushed_before = len(network.unicast)
+        reserve.watchdog_reset(reset.device_id)
+        assert reset.hal.radio.class_c is None, "the modem left the window the collar no longer follows"
+        reserve.run_until(reserve.now_s() + 6 * 3600, step_s=120)  # the window, installs, acks
+        during = bridge.campaign(campaign["id"])
+        reserve.run_until(reserve.now_s() + 2 * 86400, step_s=1800)  # unicast, within fair use
+        after = bridge.campaign(campaign["id"])
+
+    answers = [m for d, m in reserve.heard if d == reset.device_id and m["message"] == "frag_session_status_ans"]
+    assert answers and answers[0]["session_does_not_exist"] == 1 and answers[0]["missing"] == 0
+    reason = during["delivery"]["collars"][reset.device_id]["unicast_reason"]
+    assert reason.startswith("its fragmentation session was lost"), reason
+    (lost,) = [e for e in after["history"] if e["event"] == "collar_lost_session"]
+    assert lost["device_id"] == reset.device_id
+    again = [codec.decode(p["f_port"], p["payload"], "down")["message"]
+             for p in network.unicast[pushed_before:] if p["device"] == reset.device_id
+             and p["f_port"] in (codec.port_of("mc_class_c_session"), codec.port_of("frag_session_setup"))]
+    assert again[0] == "frag_session_setup" and "data_fragment" in again, "a new session by unicast, then parity"
+    assert reset.collar.update.receiving(), "its new session gathers the unicast fragments"
+    assert after["delivery"]["collars"][reset.device_id]["complete"] is False, "not counted as holding the image"
+    states = {c["device_id"]: c["state"] for c in after["collars"]}
+    assert states == {fleet[0].device_id: "updated", fleet[1].device_id: "updated", reset.device_id: "sending"}

@@ -380,6 +380,28 @@ def apply_rejoin(session: Session, device_id: str, at: datetime) -> None:
                     extra={"device_id": device_id, "campaign_id": row.campaign_id})
 
 
+def _session_lost(session: Session, row: FuotaSession, collar: FuotaCollar, heard_at: datetime) -> None:
+    """The collar answered a status request with SessionDoesNotExist (TS004 FragSessionStatusAns): it holds
+    no fragmentation session of the delivery (a watchdog reset ended it, which the network does not
+    report as it does a rejoin), so it has not the image, whatever its counts say. As after a rejoin,
+    what is still queued for its old session is dropped and `tick` sets it up again (by unicast once the
+    window opened; its multicast group is untouched: its modem kept it). Its campaign's history says so."""
+    device_id = collar.device_id
+    dropped = _drop_queued(session, device_id)
+    in_window = row.state != SETUP
+    collar.setup_queued_at = None
+    collar.setup_answered = False
+    collar.received = collar.missing = collar.status_fragment = collar.status_at = None
+    if in_window:
+        collar.unicast_reason = "its fragmentation session was lost (FragSessionStatusAns SessionDoesNotExist)"
+    campaign = session.get(UpdateCampaign, row.campaign_id)
+    campaigns.record_event(session, campaign, "collar_lost_session", device_id, time=heard_at,
+                           delivery_state=row.state, frames_dropped=dropped)
+    log.warning("device_id=%s holds no fragmentation session of campaign_id=%d (%s): set up again%s", device_id,
+                row.campaign_id, row.state, " by unicast" if in_window else "",
+                extra={"device_id": device_id, "campaign_id": row.campaign_id})
+
+
 def _reopen(row: FuotaSession, now: datetime) -> None:
     """A new window for collars released after the last one opened; totals stay cumulative."""
     row.state = SETUP
@@ -854,6 +876,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
             collar.missing = row.nb_frag  # a late answer: outside the group, it now has a session for unicast
             if row.state == CLOSED:
                 row.state = STRAGGLERS
+    elif fields.get("session_does_not_exist"):
+        _session_lost(session, row, collar, heard_at)
     else:
         received = int(fields.get("received_and_index") or 0) & 0x3FFF
         collar.received = received
