@@ -228,8 +228,12 @@ MESSAGES = (
         ("status", "u8", None),
         ("time_to_start_s", "list", (1, (("s", "u24", None),))),
     )),
+    # FragSessionSetupReq's FragSession = RFU 2 bits | FragIndex 2 bits | McGroupBitMask 4 bits (LoRaMac-node's
+    # bit fields, LoRa Basics Modem's masks 0x30 and 0x0F); Control = RFU 2 | FragAlgo 3 | BlockAckDelay 3.
+    # FragSessionSetupAns = FragIndex 7..6 | RFU 2 | WrongDescriptor | IndexNotSupported | NotEnoughMemory |
+    # EncodingUnsupported.
     ("frag_session_setup", 201, 2, "down", (
-        ("session", "u8", None),
+        ("frag_session", "bits", (("rfu", 2, None), ("frag_index", 2, None), ("mc_group_bit_mask", 4, None))),
         ("nb_frag", "u16", None),
         ("frag_size", "u8", None),
         ("control", "u8", None),

@@ -118,9 +118,14 @@ def setup(agent, msg, now):
     agent.header = None
     nb_frag = msg["nb_frag"]
     frag_size = msg["frag_size"]
-    if nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS \
+    index = msg["frag_index"]
+    if (msg["control"] >> 3) & 7:  # FragAlgo: only TS004's own parity code is known
+        agent._answer("frag_session_setup_ans", {"status": index << 6 | 1})  # EncodingUnsupported
+        agent.end_session()
+        return
+    if nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS or nb_frag < 1 \
             or frag_size > update_fec.MAX_FRAG_SIZE or msg["padding"] >= frag_size:
-        agent._answer("frag_session_setup_ans", {"status": 2})  # TS004: not enough memory
+        agent._answer("frag_session_setup_ans", {"status": index << 6 | 2})  # TS004: not enough memory
         agent.end_session()  # a refused set-up leaves the collar without a session
         agent._result("too_large", now)
         return
@@ -129,11 +134,11 @@ def setup(agent, msg, now):
     agent.slot_job = None
     agent.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(agent.storage, agent._inactive()), True)
     agent.image_len = nb_frag * frag_size - msg["padding"]
-    agent.frag_index = msg["session"] & 3  # TS004 FragIndex: fragments of another session are not ours
+    agent.frag_index = index  # TS004 FragIndex: fragments of another session are not ours
     agent.frag_held = True
     agent.save_session(0)  # a reset before the image is whole ends the session (update_restart.py)
     agent.state = RECEIVING
-    agent._answer("frag_session_setup_ans", {"status": 0})
+    agent._answer("frag_session_setup_ans", {"status": index << 6})  # FragIndex, no error bit
 
 
 def delete(agent, msg):

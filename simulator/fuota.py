@@ -117,9 +117,9 @@ def _setup_frames(frags: Fragmented, session_s: int, spacing_s: float = 6.8,
         "group": 0, "session_time_gps_s": codec.gps_from_unix(session_s),
         "timeout_log2_s": delivery.window_timeout_log2(frags.nb_frag, spacing_s),
         "frequency_hz100": 8695250, "data_rate": max(0, 12 - sf)})
-    setup = codec.encode_packet("frag_session_setup", {"session": 1 << 2, "nb_frag": frags.nb_frag,
-                                                       "frag_size": frags.frag_size, "control": 0,
-                                                       "padding": frags.padding, "descriptor": 0})
+    setup = codec.encode_packet("frag_session_setup", {"frag_index": 0, "mc_group_bit_mask": 1,  # group 0 carries it
+                                                       "nb_frag": frags.nb_frag, "frag_size": frags.frag_size,
+                                                       "control": 0, "padding": frags.padding, "descriptor": 0})
     return [mc, setup]
 
 

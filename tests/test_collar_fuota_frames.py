@@ -3,11 +3,11 @@
 Frames written from the Fragmented Data Block Transport specification v1.0.0 (TS004) and the
 Application Layer Clock Synchronization specification v1.0.0 (TS003) as LoRaMac-node's
 `LmhpFragmentation.c` and `LmhpClockSync.c` read and write them, little-endian:
-FragSessionSetupReq (CID 2) = FragSession (RFU 2 | McGroupBitMask 4 | FragIndex 2), NbFrag (2),
+FragSessionSetupReq (CID 2) = FragSession (RFU 2 | FragIndex 2 | McGroupBitMask 4), NbFrag (2),
 FragSize (1), Control (1), Padding (1), Descriptor (4); FragSessionSetupAns = StatusBitMask
 (FragIndex 7..6 | WrongDescriptor | IndexNotSupported | NotEnoughMemory (bit 1) | EncodingUnsupported);
 DataFragment (CID 8) = IndexAndN (FragIndex 15..14 | N 13..0) and the data; FragSessionStatusReq
-(CID 1) = RFU 4 | FragIndex 2 | RFU | Participants; FragSessionStatusAns = ReceivedAndIndex (2),
+(CID 1) = RFU 5 | FragIndex 2 | Participants; FragSessionStatusAns = ReceivedAndIndex (2),
 MissingFrag (1), Status (1). AppTimeReq (CID 1, uplink) = DeviceTime (4, GPS seconds) and Param
 (RFU 3 | AnsRequired | TokenReq 4); AppTimeAns = TimeCorrection (4, signed) and Param (RFU 4 | TokenAns 4).
 FragSessionDeleteReq (CID 3) = Param (RFU 6 | FragIndex 2); FragSessionDeleteAns = Status (RFU 5 |
@@ -24,7 +24,7 @@ from simulator import fuota
 T0 = fuota.START_S
 T0_GPS_HEX = "1244ce56"  # 1772323200 - 315964800 + 18 = 1456358418
 IMAGE = bytes(range(256)) * 15 + bytes(4)  # 3,844 bytes, as long as the shipped model's update image
-FRAG_SETUP = "02" "04" "2300" "70" "00" "4c" "01000000"  # group 0 may carry it, FragIndex 0; 35 x 112 B, 76 B padding
+FRAG_SETUP = "02" "01" "2300" "70" "00" "4c" "01000000"  # FragIndex 0, group 0 may carry it; 35 x 112 B, 76 B padding
 CLASS_C_SESSION = "04" "00" "2252ce56" "0b" "d2ad84" "03"  # TS005: group 0 at T0 + 3600, 2**11 s, 869.525 MHz, DR3
 
 
@@ -52,8 +52,8 @@ def fragment(n: int, index: int = 0) -> bytes:
 
 def test_a_fragmentation_session_setup_is_read_field_by_field_and_answered_without_error_bits():
     setup = codec.decode(201, bytes.fromhex(FRAG_SETUP), "down")
-    assert (setup["session"], setup["nb_frag"], setup["frag_size"], setup["padding"], setup["descriptor"]) == \
-        (0x04, 35, 112, 76, 1)
+    assert (setup["frag_index"], setup["mc_group_bit_mask"], setup["nb_frag"], setup["frag_size"], setup["padding"],
+            setup["descriptor"]) == (0, 0b0001, 35, 112, 76, 1)
     c = collar()
     c.hear(201, bytes.fromhex(FRAG_SETUP))
     assert sent(c, 201) == ["0200"]
@@ -63,7 +63,7 @@ def test_a_fragmentation_session_setup_is_read_field_by_field_and_answered_witho
 
 def test_a_session_beyond_the_collars_memory_is_answered_not_enough_memory():
     c = collar()
-    c.hear(201, bytes.fromhex("02" "04" "ffff" "f0" "00" "00" "00000000"))  # 65,535 fragments of 240 B
+    c.hear(201, bytes.fromhex("02" "01" "ffff" "f0" "00" "00" "00000000"))  # 65,535 fragments of 240 B
     assert sent(c, 201)[0] == "0202"
 
 
@@ -209,3 +209,23 @@ def test_a_collar_reset_mid_session_says_at_once_it_lost_the_session_and_never_i
     reset(c)  # after the image was whole: it still answers for the session, nothing missing
     c.hear(201, bytes.fromhex("0101"))
     assert sent(c, 201) == ["01" "2300" "00" "00"], "35 received, 0 missing"
+
+
+def test_a_collar_takes_a_session_set_up_as_the_spec_lays_out_fragsession_whatever_its_index_and_groups():
+    """TS004 FragSession = RFU 2 | FragIndex 2 | McGroupBitMask 4 (LoRaMac-node, LoRa Basics Modem). Until
+    5 December Tembo read FragIndex from the low two bits: a standard FUOTA server's set-up for group 0
+    (McGroupBitMask 0b0001, FragIndex 0) opened session 1 on the collar, whose fragments of session 0
+    were all dropped as another session's."""
+    c = collar()
+    c.hear(201, bytes.fromhex("02" "13" + FRAG_SETUP[4:]))  # FragIndex 1, groups 0 and 1 may carry it
+    assert sent(c, 201) == ["0240"], "FragIndex 1 in bits 7..6, no error bit"
+    for n in range(1, 36):
+        c.hear(201, fragment(n, index=0))  # another session's: not taken
+    assert c.collar.update.receiving()
+    for n in range(1, 36):
+        c.hear(201, fragment(n, index=1))
+    assert not c.collar.update.receiving()
+    slot = update_install.SlotStore(c.hal.storage, c.collar.update._inactive())
+    assert b"".join(bytes(slot.read(i)) for i in range(35))[:len(IMAGE)] == IMAGE
+    c.hear(201, bytes.fromhex("02" "0f" "2300" "70" "08" "4c" "01000000"))  # FragAlgo 1: not TS004's code
+    assert sent(c, 201) == ["0201"], "EncodingUnsupported"

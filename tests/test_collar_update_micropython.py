@@ -208,7 +208,7 @@ def test_the_collar_under_micropython_refuses_a_transfer_cut_short_when_its_wind
 def test_the_collar_under_micropython_refuses_a_session_larger_than_its_slot_before_allocating(collar):
     from collar_firmware import update_fec
 
-    setup = codec.encode_packet("frag_session_setup", {"session": 1 << 2, "nb_frag": update_fec.MAX_FRAGMENTS,
+    setup = codec.encode_packet("frag_session_setup", {"mc_group_bit_mask": 1, "nb_frag": update_fec.MAX_FRAGMENTS,
                                                        "frag_size": update_fec.MAX_FRAG_SIZE, "control": 0,
                                                        "padding": 0, "descriptor": 0})
     collar.hear([setup])

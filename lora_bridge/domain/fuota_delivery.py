@@ -83,7 +83,8 @@ DEFAULT_SF = 9
 MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 SESSION_INDEX = 0  # one fragmentation session per collar at a time
 MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
-MC_GROUP_0 = 1 << 2  # TS004 FragSession: McGroupBitMask (bits 5..2) lets multicast group 0 carry the fragments
+MC_GROUP_BIT_MASK = 1 << MC_GROUP  # TS004 FragSession's McGroupBitMask: the delivery's group may carry the fragments
+SETUP_ERROR_BITS = 0x3F  # FragSessionSetupAns below its FragIndex (bits 7..6): any set is a refusal
 
 SETUP = "setup"
 WINDOW = "window"
@@ -321,8 +322,8 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
             queued += 1
         queue_window(session, codec, row, collar.device_id)
         downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
-            "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size,
-            "control": delivery.BLOCK_ACK_DELAY,
+            "frag_index": SESSION_INDEX, "mc_group_bit_mask": MC_GROUP_BIT_MASK, "nb_frag": row.nb_frag,
+            "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY,
             "padding": row.padding, "descriptor": row.campaign_id})
         collar.setup_queued_at = now
         queued += 2
@@ -336,8 +337,9 @@ def _set_up_rejoined(session: Session, codec: Any, row: FuotaSession, collar: Fu
     fragmentation session by unicast, and unicast fragments once it accepts it (a new Class C window
     for one collar would hold the group's window for the others); return how many frames were queued."""
     downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
-        "session": MC_GROUP_0 | SESSION_INDEX, "nb_frag": row.nb_frag, "frag_size": row.frag_size,
-        "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding, "descriptor": row.campaign_id})
+        "frag_index": SESSION_INDEX, "mc_group_bit_mask": MC_GROUP_BIT_MASK, "nb_frag": row.nb_frag,
+        "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding,
+        "descriptor": row.campaign_id})
     collar.setup_queued_at = now
     log.info("fragmentation session set up again by unicast device_id=%s campaign_id=%d", collar.device_id,
              row.campaign_id, extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
@@ -871,7 +873,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         if errors:
             _exclude(collar, row, f"refused the Class C window (McClassCSessionAns status {errors:#04x})")
     elif message == "frag_session_setup_ans":
-        collar.setup_answered = fields.get("status") == 0
+        status = int(fields.get("status") or 0)
+        collar.setup_answered = status & SETUP_ERROR_BITS == 0 and status >> 6 == SESSION_INDEX
         if collar.setup_answered and collar.unicast_reason is not None and not collar.missing:
             collar.missing = row.nb_frag  # a late answer: outside the group, it now has a session for unicast
             if row.state == CLOSED:
