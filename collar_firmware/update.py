@@ -19,6 +19,9 @@ Every outcome is acknowledged on port 31 (`ack` with on_port 201 and an ACK_RESU
 and the last one (kind, version, outcome, reason) is kept in flash ("upd.result") and reported in
 every status (version 2), so a lost ack still reaches the bridge.
 
+A reset that leaves FUOTA state in flash (an open session, an open Class C window, multicast groups
+after the modem lost power) loads update_restart.py at boot, which puts it right.
+
 The boot record is written twice, alternately ("boot0", "boot1", each sealed with its CRC and a
 sequence number): a power cut at any point leaves one valid record, naming a signed version.
 """
