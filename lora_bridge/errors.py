@@ -1,7 +1,7 @@
 """Every exception the Tembo bridge raises on purpose, in one tree.
 
     BridgeError                      base of everything below
-    ├── UplinkRejected               an uplink body the bridge cannot take (HTTP 400, kept as a dead letter)
+    ├── UplinkRejected               an uplink body the bridge cannot read (kept as a dead letter, HTTP 200)
     │   └── MalformedUplink          not JSON, or JSON without the fields of a TTS / ChirpStack uplink
     ├── AuthenticationFailed         wrong or missing X-Tembo-Secret / API token / password (HTTP 401)
     │   └── TooManyAttempts          locked out after repeated failures, for retry_after_s (HTTP 429)
@@ -31,8 +31,12 @@
     └── StoreUnavailable             the store cannot take a write now (locked, read-only, full, gone):
                                      the webhook answers 503 so the network server retries later
 
-`store_unavailable(error)` makes one from a driver's error; `error_id()` names an error answered to a
-caller (the webhook's 503), whose details only the log has under that id.
+`store_unavailable(error)` makes one from a driver's error, with the `error_id` its log line and the
+webhook's 503 both carry; `error_id()` names an error answered to a caller, whose details only the log
+has under that id. What a log line says of an error comes from `failure_context(error)` (its class, its
+error_id, what the driver said) and a traceback from `redacted(error)`: never `str(error)`, which for
+SQLAlchemy's `StatementError` adds the SQL statement and its parameters (a collar's exact position,
+ids, a raw body) that the operators who read the log must not see.
 
 `is_transient_store_error(error)` says whether an exception from the store is one that passes
 (locked, read-only, disk full, I/O error, connection lost) rather than a fault of the data.
@@ -149,14 +153,19 @@ class StoreNotOpened(BridgeError):
 
 
 class StoreUnavailable(BridgeError):
-    """The store cannot take the body now; nothing was acknowledged, the sender should retry."""
+    """The store cannot take the body now; nothing was acknowledged, the sender should retry. error_id:
+    the id its log line carries (None when made without one), which the answer to the sender repeats."""
+
+    error_id: str | None = None
 
 
-def store_unavailable(error: BaseException) -> StoreUnavailable:
+def store_unavailable(error: BaseException, said: str | None = None) -> StoreUnavailable:
     """The StoreUnavailable that answers for a store error that passes: the driver's own first line, cut
     to 200 characters, for the log (never the statement nor its parameters, which can carry a collar's
-    key; never an answer to a caller: `error_id` names it there)."""
-    return StoreUnavailable(f"store unavailable: {driver_said(error)[:200]}")
+    key; never an answer to a caller: its `error_id`, said or a fresh one, names it there)."""
+    unavailable = StoreUnavailable(f"store unavailable: {driver_said(error)[:200]}")
+    unavailable.error_id = said or getattr(error, "error_id", None) or error_id()
+    return unavailable
 
 
 def driver_said(error: BaseException) -> str:
@@ -166,10 +175,60 @@ def driver_said(error: BaseException) -> str:
     return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
 
 
+def failure_context(error: BaseException, said: str | None = None) -> dict[str, str]:
+    """What a log line (its `extra`, and its message through `said_of`) says of error: its class, an
+    error_id (said, the one error carries, or a fresh one) and what the driver said (`driver_said`, cut
+    to 200 characters); never the SQL statement nor its parameters."""
+    return {
+        "error_class": type(error).__name__,
+        "error_id": said or getattr(error, "error_id", None) or error_id(),
+        "driver_said": driver_said(error)[:200],
+    }
+
+
+def said_of(context: dict[str, str]) -> str:
+    """A `failure_context` for a log line's message: `error_id=... IntegrityError: what the driver said`."""
+    return f"error_id={context['error_id']} {context['error_class']}: {context['driver_said']}"
+
+
+class Redacted(Exception):  # noqa: N818 - it stands in for an error, it is none itself
+    """An error as a log's traceback shows it: its class and what the driver said, with its frames."""
+
+
+# How many errors of a chain (raised from, during the handling of) a traceback shows at most.
+REDACTED_CHAIN = 8
+
+
+def redacted(error: BaseException, _depth: int = 0) -> Redacted:
+    """A stand-in for error to log its traceback with (`exc_info=redacted(error)`): the same frames and
+    chain of causes, each said as `module.Class: what the driver said`, so that no line of it repeats
+    a statement error's SQL and parameters (a traceback's last line is str(error))."""
+    kind = type(error)
+    stand_in = Redacted(f"{kind.__module__}.{kind.__qualname__}: {driver_said(error)[:200]}")
+    stand_in.__traceback__ = error.__traceback__
+    if _depth < REDACTED_CHAIN:
+        if error.__cause__ is not None:
+            stand_in.__cause__ = redacted(error.__cause__, _depth + 1)
+        elif error.__context__ is not None and not error.__suppress_context__:
+            stand_in.__context__ = redacted(error.__context__, _depth + 1)
+    stand_in.__suppress_context__ = error.__suppress_context__
+    return stand_in
+
+
+def error_id_in(reason: str | None) -> str | None:
+    """The error_id a result's reason ends with (`... error_id=0a1b2c3d4e5f`), or None."""
+    head, found, said = (reason or "").rpartition("error_id=")
+    return said if found and len(said) == ERROR_ID_CHARS and all(c in "0123456789abcdef" for c in said) else None
+
+
+# The length of an error_id (6 random bytes as hex).
+ERROR_ID_CHARS = 12
+
+
 def error_id() -> str:
     """A fresh id for one error answered to a caller: the answer carries it instead of the store's words
     (a file path, a host name, SQL), and the log line with the details carries it too."""
-    return secrets.token_hex(6)
+    return secrets.token_hex(ERROR_ID_CHARS // 2)
 
 
 def is_transient_store_error(error: BaseException) -> bool:

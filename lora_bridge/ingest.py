@@ -21,7 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from lora_bridge.errors import MalformedUplink, StoreUnavailable, is_transient_store_error, store_unavailable
+from lora_bridge.errors import (
+    MalformedUplink,
+    StoreUnavailable,
+    failure_context,
+    is_transient_store_error,
+    said_of,
+    store_unavailable,
+)
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import DeadLetter, RawUplink
@@ -86,9 +93,10 @@ def store_raw(
             return raw.id
     except Exception as error:
         if is_transient_store_error(error):
-            log.warning("store cannot take a body now (%s): answered as unavailable", type(error).__name__,
-                        extra={"source": source, "error": str(error)[:200]})
-            raise store_unavailable(error) from error
+            failure = failure_context(error)
+            log.warning("store cannot take a body now %s: answered as unavailable", said_of(failure),
+                        extra={"source": source, **failure})
+            raise store_unavailable(error, failure["error_id"]) from error
         raise
 
 
@@ -103,10 +111,10 @@ def store_raw_many(db: Database, submissions: list[Any]) -> list[int]:
             # Which collars' uplinks wait: the line had named none. What becomes of them is the caller's to
             # say (a webhook's 503, an MQTT message left unacknowledged, a durable intake's journal entries
             # tried again): it had said "answered as unavailable" of bodies already answered 202.
-            named = uplinks_named(submissions)
-            log.warning("store cannot take %d bodies now (%s): %s", len(submissions),
-                        type(error).__name__, named, extra={"error": str(error)[:200], "uplinks": named})
-            raise store_unavailable(error) from error
+            named, failure = uplinks_named(submissions), failure_context(error)
+            log.warning("store cannot take %d bodies now %s: %s", len(submissions), said_of(failure), named,
+                        extra={**failure, "uplinks": named})
+            raise store_unavailable(error, failure["error_id"]) from error
         raise
 
 
@@ -170,8 +178,9 @@ def store_raw_apart(db: Database, submissions: list[Any]) -> list[int | None]:
         if len(submissions) == 1:
             submissions[0].error = error
             return [None]
-        log.warning("store refused a batch of %d raw bodies (%s): each kept alone", len(submissions),
-                    type(error).__name__, extra={"error": str(error)[:200]})
+        failure = failure_context(error)
+        log.warning("store refused a batch of %d raw bodies %s: each kept alone", len(submissions),
+                    said_of(failure), extra=failure)
     ids: list[int | None] = []
     for submission in submissions:
         try:
@@ -217,8 +226,9 @@ def keep_failed(
                 raise store_unavailable(error) from error
             if number == len(attempts):
                 raise
-            log.warning("store refused a failed body's ids (%s): kept without them", type(error).__name__,
-                        extra={"source": source, "error": str(error)[:200]})
+            failure = failure_context(error)
+            log.warning("store refused a failed body's ids %s: kept without them", said_of(failure),
+                        extra={"source": source, **failure})
     raise AssertionError("unreachable")
 
 

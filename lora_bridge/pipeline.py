@@ -32,7 +32,9 @@ from lora_bridge.errors import (
     StoreUnavailable,
     driver_said,
     error_id,
+    failure_context,
     is_transient_store_error,
+    said_of,
     store_unavailable,
 )
 from lora_bridge.group_commit import Submission
@@ -91,8 +93,9 @@ def store_and_process_batch(
             submission.result = result
         return True, []
     except Exception as error:  # noqa: BLE001 - the two-step path below keeps every body whatever it was
-        log.info("batch of %d bodies fell back to store-then-process: %s", len(submissions), type(error).__name__,
-                 extra={"error": str(error)[:200]})
+        failure = failure_context(error)
+        log.info("batch of %d bodies fell back to store-then-process: %s", len(submissions), said_of(failure),
+                 extra=failure)
     if not submissions:
         return False, []
     try:
@@ -698,7 +701,8 @@ def _applied_apart(
                 after(session, results)
         return results, False
     except Exception as error:  # noqa: BLE001 - every body is still kept; applied one by one below
-        log.info("batch apart fell back to one by one: %s", type(error).__name__, extra={"error": str(error)[:200]})
+        failure = failure_context(error)
+        log.info("batch apart fell back to one by one: %s", said_of(failure), extra=failure)
     try:
         with db.write() as session:
             raw_ids = take_raw_ids(session)

@@ -13,6 +13,7 @@ import uvicorn
 
 from lora_bridge.adapters.api import create_app
 from lora_bridge.adapters.mqtt import workers_from_settings
+from lora_bridge.errors import failure_context, redacted, said_of
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, check_webhook_secret, load_settings
 from lora_bridge.start_up_heap import freeze_start_up_heap
@@ -95,7 +96,8 @@ class RulesTimer:
     Every short tick (`notify_every_s`, `retry_every_s`, whichever is shorter) it works the
     notification outbox and processes bodies whose processing met an unavailable store (so they are
     applied by themselves once it is back); every `every_s` it also runs the time-driven rules
-    (offline, escalation, catch-up), compacts old raw bodies and wakes the downlink outbox."""
+    (offline, escalation, catch-up), compacts old raw bodies and wakes the downlink outbox. A failure
+    is logged with its traceback `redacted` (a store error's SQL parameters hold collars' positions)."""
 
     def __init__(
         self,
@@ -119,16 +121,16 @@ class RulesTimer:
         raised: list[int] = []
         try:
             raised = self.bridge.run_rules()
-        except Exception:
-            log.exception("server rules failed")
+        except Exception as error:
+            _log_failure("server rules failed", error)
         try:
             self.bridge.compact_raw_bodies()
-        except Exception:
-            log.exception("raw body compaction failed")
+        except Exception as error:
+            _log_failure("raw body compaction failed", error)
         try:
             self.bridge.prune_audit_log()
-        except Exception:
-            log.exception("audit log pruning failed")
+        except Exception as error:
+            _log_failure("audit log pruning failed", error)
         self.bridge.wake_outbox()
         self.flush_notifications()
         return raised
@@ -137,15 +139,15 @@ class RulesTimer:
         """Send what the notification outbox has due. Errors are logged, not raised."""
         try:
             self.bridge.flush_notifications()
-        except Exception:
-            log.exception("notification outbox failed")
+        except Exception as error:
+            _log_failure("notification outbox failed", error)
 
     def retry_pending(self) -> None:
         """Process bodies stored but not yet applied (a store error came between)."""
         try:
             self.bridge.process_pending(older_than_s=self.bridge.settings.retry_pending_after_s)
-        except Exception:
-            log.exception("pending bodies not processed")
+        except Exception as error:
+            _log_failure("pending bodies not processed", error)
 
     def start(self) -> None:
         """Start the background loop."""
@@ -166,6 +168,12 @@ class RulesTimer:
             else:
                 self.retry_pending()
                 self.flush_notifications()
+
+
+def _log_failure(what: str, error: BaseException) -> None:
+    """Log that what failed with error: its class, error_id and the driver's words, its traceback `redacted`."""
+    failure = failure_context(error)
+    log.error("%s %s", what, said_of(failure), exc_info=redacted(error), extra=failure)
 
 
 class _Terminated(BaseException):

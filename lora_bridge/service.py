@@ -61,7 +61,10 @@ from lora_bridge.errors import (
     UnknownDeadLetter,
     UnknownDevice,
     UnknownGeofence,
+    failure_context,
     is_transient_store_error,
+    redacted,
+    said_of,
     store_unavailable,
 )
 from lora_bridge.group_commit import GroupCommit, Submission
@@ -283,13 +286,17 @@ class Bridge:
             raise store_unavailable(error) from error
         collar = collar_hint(Submission(network, event, body, content_type=content_type, path_ids=path_ids))
         context = {"network": network, "event": event, "device": collar or None}
-        reason = f"ingest failed: {error!r}"[:1000]
+        reason = f"ingest failed: {error!r}"[:1000]  # the whole error, for the admins who inspect the row
         raw_id = ingest.keep_failed(self.db, network, body, reason, event=event, content_type=content_type,
                                     path_ids=path_ids)
-        log.error("ingest failed network=%s event=%s device=%s: kept as a dead letter raw_uplink_id=%d: %r",
-                  network, event, collar or None, raw_id, error, exc_info=error,
-                  extra={**context, "raw_uplink_id": raw_id})
-        return IngestResult(status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw_id, reason=reason,
+        # The log and the caller get the error's class, what the driver said and an error_id; the traceback
+        # its frames (`redacted`): a statement error's text carries its SQL and parameters (a position).
+        failure = failure_context(error)
+        told = f"ingest failed: {failure['error_class']}: {failure['driver_said']} error_id={failure['error_id']}"
+        log.error("ingest failed network=%s event=%s device=%s: kept as a dead letter raw_uplink_id=%d %s",
+                  network, event, collar or None, raw_id, said_of(failure), exc_info=redacted(error),
+                  extra={**context, "raw_uplink_id": raw_id, **failure})
+        return IngestResult(status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw_id, reason=told,
                             stage=ingest.STAGE_APPLY)
 
     def submission(

@@ -5,13 +5,18 @@ whole error there."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 
 import bridge_builders as b
+import network_fixtures as nf
 import pytest
 from sqlalchemy import event, text
+from starlette.testclient import TestClient
 
+from lora_bridge.adapters.api import create_app
+from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url, route
 from lora_bridge.collar_shares import CollarShare
 from lora_bridge.errors import StoreUnavailable
 
@@ -75,3 +80,91 @@ def test_a_worker_whose_lease_the_store_refuses_is_told_the_drivers_words_not_it
 
     assert "readonly database" in told and "g/bridge-1" in told
     assert _sql_in(told) == [], "the lease's SQL went into the operator's log"
+
+
+# A collar's exact position as LoRa Cloud solved it (TTS location_solved), and how the store's statement
+# would show in a log: none of these may reach an operator's log, in a line, its extras or a traceback.
+SOLVED_LATITUDE = "37.971555"
+LEAKS = (SOLVED_LATITUDE, "[SQL", "[parameters", "INSERT INTO")
+
+
+def _all_logged(records: list[logging.LogRecord]) -> str:
+    """Everything a log handler could write of records: the formatted line with its traceback, and every
+    attribute (a JSON handler writes the extras too)."""
+    formatter = logging.Formatter()
+    return "\n".join(f"{formatter.format(record)}\n{vars(record)}" for record in records)
+
+
+def _leaked(records: list[logging.LogRecord]) -> list[str]:
+    logged = _all_logged(records)
+    return [word for word in LEAKS if word in logged]
+
+
+def test_network_server_told_503_and_operator_log_share_an_error_id_without_the_collars_position(
+        sqlite_url, caplog):
+    body = json.dumps(nf.TTS["location_solved"].copy()).encode()
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+
+        @event.listens_for(bridge.db.write_engine, "before_cursor_execute")
+        def locked(conn, cursor, statement, parameters, context, executemany) -> None:  # noqa: ANN001
+            if statement.lstrip().upper().startswith("INSERT INTO RAW_UPLINKS"):
+                raise sqlite3.OperationalError("database is locked")
+
+        with TestClient(create_app(bridge)) as client, caplog.at_level(logging.INFO, logger="lora_bridge"):
+            reply = client.post("/uplinks/tts/location-solved", content=body, headers=b.HEADERS)
+
+    assert reply.status_code == 503
+    said = reply.json()["error_id"]
+    refused = [r for r in caplog.records if r.getMessage().startswith("store cannot take")]
+    assert refused and all(r.error_id == said for r in refused), "the 503's error_id names the line with why"
+    assert {(r.error_class, r.driver_said) for r in refused} == {("OperationalError", "database is locked")}
+    assert _leaked(caplog.records) == [], "the log carried the statement and the collar's solved position"
+
+
+def test_mqtt_message_the_store_refuses_is_logged_with_its_traceback_but_not_the_position_it_held(
+        sqlite_url, caplog):
+    routed = route("v3/reserve-collars@ttn/devices/collar-01/location/solved")
+    body = json.dumps(nf.TTS["location_solved"].copy()).encode()
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+
+        fix = text("INSERT INTO positions (lat) VALUES (:lat)")  # no collar: the store refuses it
+
+        def store_the_fix(network, event_name, body, **_ids) -> None:  # noqa: ANN001
+            with bridge.db.write() as session:
+                session.execute(fix, {"lat": float(SOLVED_LATITUDE)})
+
+        worker = MqttIngest(store_the_fix, parse_broker_url("mqtt://127.0.0.1:1"), keep=bridge.keep_failed)
+        nowhere = MqttIngest(store_the_fix, parse_broker_url("mqtt://127.0.0.1:1"))
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            worker._ingest(routed, body, [1, 0, False])
+            try:
+                store_the_fix("tts", "location/solved", body)
+            except Exception as error:  # noqa: BLE001 - the same refusal, for a worker with nowhere to keep it
+                retried = nowhere._kept(routed, body, error)
+        (letter,) = bridge.dead_letters()
+
+    assert worker.kept == 1 and retried is not None
+    logged = _all_logged(caplog.records)
+    assert _leaked(caplog.records) == [], "a traceback repeated the statement and the collar's position"
+    assert "in store_the_fix" in logged and "NOT NULL constraint failed" in logged, "the traceback still helps"
+    acknowledged = [r for r in caplog.records if "acknowledged once kept" in r.getMessage()]
+    kept_by_bridge = [r for r in caplog.records if r.getMessage().startswith("ingest failed")]
+    assert [r.error_id for r in acknowledged] == [r.error_id for r in kept_by_bridge] != []
+    assert SOLVED_LATITUDE in letter.reason or "NOT NULL" in letter.reason, "the admin finds the error with the letter"
+
+
+def test_a_topic_naming_a_device_with_a_newline_cannot_forge_a_line_of_the_operators_log(caplog):
+    # Any client allowed to publish under the tree chooses the topic's levels; a newline in one had
+    # started a line of its own in the operator's log.
+    forged = "collar-01\nCRITICAL lora_bridge: poaching alert cleared by admin"
+    routed = route(f"v3/reserve-collars@ttn/devices/{forged}/up")
+
+    def refused(*_args, **_ids) -> None:  # noqa: ANN002 - an ingest that fails for the message
+        raise ValueError("the bridge could not read it")
+
+    worker = MqttIngest(refused, parse_broker_url("mqtt://127.0.0.1:1"))
+    with caplog.at_level(logging.INFO, logger="lora_bridge"):
+        worker._kept(routed, b"{}", ValueError("the bridge could not read it"))
+
+    (line,) = [r.getMessage() for r in caplog.records if "nowhere to keep it" in r.getMessage()]
+    assert "\n" not in line and "collar-01\\nCRITICAL" in line

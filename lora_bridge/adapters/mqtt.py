@@ -37,10 +37,17 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from lora_bridge.errors import BrokerUnusable, StoreUnavailable
+from lora_bridge.errors import (
+    BrokerUnusable,
+    StoreUnavailable,
+    error_id_in,
+    failure_context,
+    redacted,
+    said_of,
+)
 from lora_bridge.network_messages import MAX_BODY_BYTES
 from lora_bridge.settings import MQTT_THREADS, check_broker_url
-from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
+from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS, label
 
 log = logging.getLogger(__name__)
 
@@ -391,9 +398,10 @@ class MqttIngest:
                 failure = retry_because
             delay = RETRY_STORE_AFTER_S[min(attempt, len(RETRY_STORE_AFTER_S) - 1)]
             attempt += 1
-            extra = {**_context(routed), "attempt": attempt}
+            said = failure_context(failure)
+            extra = {**_context(routed), "attempt": attempt, **said}
             log.warning("MQTT message not kept network=%s event=%s device=%s; retry in %.1f s: %s",
-                        routed.network, routed.event, extra["device"], delay, failure, extra=extra)
+                        routed.network, extra["event"], extra["device"], delay, said_of(said), extra=extra)
             if self._stopping.wait(delay):
                 return
         self._done(entry)
@@ -401,10 +409,11 @@ class MqttIngest:
     def _kept(self, routed: Routed, body: bytes, error: BaseException) -> BaseException | None:
         """None once body, whose ingest raised error (not StoreUnavailable), is kept by `keep`; else
         why it must be tried again (the store cannot keep it now, or there is no `keep`)."""
-        context = _context(routed)
+        context: dict[str, Any] = {**_context(routed), **failure_context(error)}
         if self.keep is None:
-            log.error("MQTT message not ingested network=%s event=%s device=%s, nowhere to keep it; retried",
-                      routed.network, routed.event, context["device"], exc_info=error, extra=context)
+            log.error("MQTT message not ingested network=%s event=%s device=%s, nowhere to keep it; retried: %s",
+                      routed.network, context["event"], context["device"], said_of(context), exc_info=redacted(error),
+                      extra=context)
             return error
         try:
             result = self.keep(routed.network, routed.event, body, error,
@@ -412,13 +421,17 @@ class MqttIngest:
         except StoreUnavailable as unavailable:
             return unavailable  # ingest is tried again first: the store may be back
         except Exception as refused:  # noqa: BLE001 - the store refused even the bare body: retried, never dropped
-            log.exception("MQTT message neither ingested nor kept network=%s event=%s device=%s; retried",
-                          routed.network, routed.event, context["device"], extra=context)
+            said = failure_context(refused)
+            log.error("MQTT message neither ingested nor kept network=%s event=%s device=%s; retried: %s",
+                      routed.network, context["event"], context["device"], said_of(said), exc_info=redacted(refused),
+                      extra={**context, **said})
             return refused
         self.kept += 1
+        # The error_id of the bridge's own line of it (`Bridge.keep_failed`), when its result names one.
+        context["error_id"] = error_id_in(getattr(result, "reason", None)) or context["error_id"]
         log.warning("MQTT message acknowledged once kept as a dead letter network=%s event=%s device=%s "
-                    "raw_uplink_id=%s: %r", routed.network, routed.event, context["device"],
-                    getattr(result, "raw_uplink_id", None), error, extra=context)
+                    "raw_uplink_id=%s: %s", routed.network, context["event"], context["device"],
+                    getattr(result, "raw_uplink_id", None), said_of(context), extra=context)
         return None
 
     def _done(self, entry: list[Any]) -> None:
@@ -433,9 +446,11 @@ class MqttIngest:
 
 
 def _context(routed: Routed) -> dict[str, str | None]:
-    """The log context of a message: its network, kind and the collar its topic names."""
+    """The log context of a message: its network, kind and the collar its topic names, as labels (control
+    characters escaped, cut: `uplink_formats.label`): a topic's level is any text its publisher chose, and
+    a newline in it had started a forged line of the operator's log."""
     device = routed.path_ids.get("dev_eui") or routed.path_ids.get("device_id")
-    return {"network": routed.network, "event": routed.event, "device": device}
+    return {"network": routed.network, "event": label(routed.event), "device": label(device)}
 
 
 def worker_from_settings(bridge: Any, settings: Any, url: str | None = None, login: int = 0) -> MqttIngest:

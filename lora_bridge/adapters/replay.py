@@ -32,7 +32,7 @@ from typing import Any
 
 from lora_bridge import ingest
 from lora_bridge.adapters.mqtt import RETRY_STORE_AFTER_S, content_type_of, route
-from lora_bridge.errors import StoreUnavailable
+from lora_bridge.errors import StoreUnavailable, failure_context, said_of
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import chirpstack_event_of
 from lora_bridge.service import Bridge
@@ -92,8 +92,9 @@ def _ingest_patiently(bridge: Bridge, batch: list[Submission], taken: int) -> li
                     f"{error}; {taken} lines were taken before it: run the replay again once the store is back "
                     "(the lines taken already are recognised as copies)"
                 ) from error
-            log.warning("store unavailable during a replay after %d lines; trying again in %.1f s", taken, wait_s,
-                        extra={"taken": taken, "error": str(error)[:200]})
+            failure = failure_context(error)
+            log.warning("store unavailable during a replay after %d lines %s; trying again in %.1f s", taken,
+                        said_of(failure), wait_s, extra={"taken": taken, **failure})
             time.sleep(wait_s)
     raise AssertionError("unreachable")
 
