@@ -4,8 +4,8 @@ With `TEMBO_WEBHOOK_ACK=durable` the webhook does not wait for decoding and the 
 server only needs to know that the body is kept. A writer and an applier do the work:
 
 - the writer takes every body waiting (up to `ingest_max_batch`), reads each (a body that is not
-  what its kind says goes the ordinary way, `Bridge.write_batch_now`, and is answered 400 with its
-  dead letter) and commits the others in one transaction (one fsync for all): on a SQLite store to
+  what its kind says goes the ordinary way, `Bridge.write_batch_now`, and is answered with its
+  dead letter, 200) and commits the others in one transaction (one fsync for all): on a SQLite store to
   its journal file (`lora_bridge.intake_journal`), so it never waits for the store's write lock; on
   PostgreSQL as raw rows in the store. Only then are their requests answered `202 received` (a
   journal or store that cannot take them: 503, nothing kept, the network server retries);
@@ -303,7 +303,7 @@ class DurableIntake:
                 message = None
             kept.append(submission)
             messages.append(message)
-        if unreadable:  # kept with its dead letter in one transaction, answered 400 as ever
+        if unreadable:  # kept with its dead letter in one transaction, answered 200 dead_letter as ever
             self.bridge.write_batch_now(unreadable)
         if not kept:
             return

@@ -259,7 +259,7 @@ class IngestResult:
 
     @property
     def malformed(self) -> bool:
-        """True when the body was not an uplink at all (the webhook answers 400)."""
+        """True when the body was not what its kind says at all (kept as a dead letter of stage parse)."""
         return self.status == "dead_letter" and self.stage == "parse"
 
 

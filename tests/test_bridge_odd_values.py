@@ -112,21 +112,21 @@ def test_a_dev_eui_that_is_not_an_eui_is_refused_with_a_clear_reason(client, bri
     reply = client.post("/uplinks/tts", content=json.dumps(tts_document(end_device_ids__dev_eui="70B3\nD57E")),
                         headers=b.HEADERS)
 
-    assert reply.status_code == 400 and "EUI-64" in reply.json()["reason"]
+    assert reply.status_code == 200 and "EUI-64" in reply.json()["reason"]
     (letter,) = bridge.dead_letters()
     assert letter.stage == "parse"
 
 
-def test_huge_and_deeply_nested_json_is_a_400_not_a_crash(client, bridge):
+def test_huge_and_deeply_nested_json_is_a_dead_letter_not_a_crash(client, bridge):
     nested = b"[" * 100_000 + b"]" * 100_000
 
     reply = client.post("/uplinks/tts", content=nested[: 200 * 1024], headers=b.HEADERS)
 
-    assert reply.status_code == 400
+    assert reply.status_code == 200 and reply.json()["stage"] == "parse"
 
 
 @pytest.mark.parametrize("network", ["tts", "chirpstack"])
-def test_a_number_of_thousands_of_digits_is_a_400_kept_for_inspection_not_a_500_lost(client, bridge, network):
+def test_a_number_of_thousands_of_digits_is_kept_for_inspection_not_a_500_lost(client, bridge, network):
     # Python turns at most 4300 digits into an int: such a number had raised out of the JSON reader,
     # a TTS body was answered 500 and never kept (TTS tried it seven times in vain), and a ChirpStack
     # body was taken for a bug ("processing failed").
@@ -141,9 +141,9 @@ def test_a_number_of_thousands_of_digits_is_a_400_kept_for_inspection_not_a_500_
     url = "/uplinks/tts" if network == "tts" else "/uplinks/chirpstack?event=up"
 
     reply = client.post(url, content=body, headers=b.HEADERS)
-    again = client.post(url, content=body, headers=b.HEADERS)  # a network server retries a non-2xx
+    again = client.post(url, content=body, headers=b.HEADERS)  # the same body again (a retry whose first answer was lost)
 
-    assert reply.status_code == 400 and "more than 4300 digits" in reply.json()["reason"]
-    assert again.status_code == 400
+    assert reply.status_code == 200 and "more than 4300 digits" in reply.json()["reason"]
+    assert again.status_code == 200
     (letter,) = bridge.dead_letters()
     assert letter.stage == "parse" and letter.tries == 2

@@ -139,5 +139,5 @@ def test_the_webhook_never_answers_5xx_and_keeps_every_body(posts):
                 statuses.append(reply.status_code)
             counts = bridge.counts()
 
-    assert all(status in (200, 202, 400) for status in statuses)
+    assert all(status in (200, 202) for status in statuses)  # kept, whatever came: no webhook disabled
     assert counts["uplinks_stored"] + counts["duplicates"] == len(posts)

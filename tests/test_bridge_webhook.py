@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import bridge_builders as b
@@ -89,13 +90,13 @@ def test_wrong_or_missing_secret_gets_401_and_nothing_is_stored(client, bridge):
         (b"\xff\xfe\x00binary", "not JSON"),
     ],
 )
-def test_malformed_body_gets_400_and_is_kept_as_dead_letter_with_reason(client, bridge, body, reason_part):
+def test_malformed_body_is_kept_as_dead_letter_with_reason_and_answered_2xx_so_tts_keeps_the_webhook(client, bridge, body, reason_part):
     post_tts(client, b.tts_uplink(b.status(), f_cnt=1))
 
     reply = post_tts(client, body)
     post_tts(client, b.tts_uplink(b.activity(), f_cnt=2))
 
-    assert reply.status_code == 400
+    assert reply.status_code == 200 and reply.json()["status"] == "dead_letter" and reply.json()["stage"] == "parse"
     assert reason_part in reply.json()["reason"]
     (letter,) = bridge.dead_letters()
     assert letter.body == body and letter.stage == "parse" and reason_part in letter.reason
@@ -135,7 +136,7 @@ def test_an_oversized_body_is_cut_kept_as_a_dead_letter_and_the_next_uplink_stil
     huge = b'{"end_device_ids": {"device_id": "collar-01"}, "junk": "' + b"x" * (4 * MAX_BODY_BYTES) + b'"}'
     reply = post_tts(client, huge)
 
-    assert reply.status_code == 400
+    assert reply.status_code == 200 and reply.json()["status"] == "dead_letter"
     (dead,) = bridge.dead_letters()
     assert len(dead.body) == MAX_BODY_BYTES and huge.startswith(dead.body)
     assert post_tts(client, b.tts_uplink(b.status(), f_cnt=1)).status_code == 200
@@ -190,3 +191,24 @@ def test_a_network_server_hanging_up_mid_body_stores_nothing_breaks_nothing_and_
         if ack == "durable":
             bridge.durable_intake().stop()  # what it kept is applied before it stops
         assert bridge.counts()["positions"] == 1
+
+
+def test_one_collar_sending_broken_bodies_never_gets_the_application_webhook_disabled(client, bridge):
+    # The Things Stack counts every non-2xx answer as a failed try of the whole webhook and, past the
+    # deployment's unhealthy-attempts threshold, stops calling it (lorawan-stack PR #4913): every
+    # collar's uplinks would stop. A broken body is kept as a dead letter, so it is answered 2xx.
+    broken = [
+        b"not json at all",
+        json.dumps({"end_device_ids": {"device_id": "collar-99", "dev_eui": "70B3"}, "uplink_message": {}}).encode(),
+        b"",
+    ]
+    tts_answers = [post_tts(client, body).status_code for body in broken * 10]
+    chirpstack_answers = [
+        client.post("/uplinks/chirpstack?event=up", content=body, headers=b.HEADERS).status_code for body in broken
+    ]
+    other_collar = post_tts(client, b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+
+    assert set(tts_answers) == set(chirpstack_answers) == {200}
+    assert other_collar.status_code == 200 and other_collar.json()["status"] == "processed"
+    assert {letter.stage for letter in bridge.dead_letters()} == {"parse"}
+    assert post_tts(client, b.tts_uplink(b.status(), f_cnt=2), secret="wrong").status_code == 401

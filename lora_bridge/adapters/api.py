@@ -747,10 +747,10 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
             "security": secret,
             "responses": {
                 "200": {"description": "Kept and read: processed, duplicate, recorded, kept (a kind Tembo does "
-                                       "not read) or dead_letter (no retry wanted)"},
+                                       "not read) or dead_letter (no retry wanted; stage parse: not what its "
+                                       "kind says, the reason says why)"},
                 "202": {"description": "Kept, applied later: pending (the store failed while applying it) or, "
                                        "with TEMBO_WEBHOOK_ACK=durable, received"},
-                "400": {"description": "Not what its kind says (kept as a dead letter with the reason)"},
                 "401": {"description": "Wrong or missing X-Tembo-Secret (nothing kept)"},
                 "503": {"description": "The store cannot take the body now (nothing kept): send it again; "
                                        "see Retry-After (its error_id names it in the bridge's log)"},

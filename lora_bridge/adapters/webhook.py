@@ -17,17 +17,19 @@ The read API (`/api/...`, bearer tokens with roles) lives in `lora_bridge.adapte
 A webhook answers once the body is durable (committed and fsynced) and, normally, applied:
 200 processed / duplicate / recorded (a join, delivery report, location, status, log) / kept (a
 kind the bridge does not know, kept for inspection) / dead letter (undecodable payload); 202 pending
-(stored, the store failed while applying it; the bridge's timer applies it later); 400 for a body
-that is not what its kind says (kept as a dead letter with the reason); 401 for a wrong secret (not
-stored); 503 when the store cannot take the body (locked, read-only, full, not answering): nothing was
+(stored, the store failed while applying it; the bridge's timer applies it later); 200 dead letter,
+stage parse, for a body that is not what its kind says (kept as a dead letter with the reason: see
+below); 401 for a wrong secret (not stored); 503 when the store cannot take the body (locked, read-only, full, not answering): nothing was
 kept, so the network server must retry (the answer carries an `error_id`, never the store's own words:
 those are logged under it, as are the reasons of a 202 pending and of a dead letter of stage apply);
 it comes within `webhook_answer_within_s` (The Things Stack ends a
 request after 10 s, and tries it once unless its webhook retries are on). With `TEMBO_WEBHOOK_ACK=durable` a readable body is answered 202
 received (with its `intake_id` on SQLite) once it is kept, and applied right after in batches
-(`lora_bridge.durable_intake`); the 400 and the 503 stay as above. Unknown kinds get 2xx on
-purpose: The Things Stack treats any non-2xx as a failed try, which its webhook retries would only
-send again to be stored again.
+(`lora_bridge.durable_intake`); the dead letter and the 503 stay as above. Unknown kinds and broken
+bodies get 2xx on purpose: The Things Stack treats any non-2xx as a failed try, which its webhook
+retries would only send again to be stored again, and counts it against the health of the whole
+webhook, which it disables past a threshold: one collar sending broken bodies would stop every
+collar's uplinks (lora_bridge/README.md, "Why 2xx"). Only what was not kept is answered non-2xx.
 """
 
 from __future__ import annotations
@@ -43,13 +45,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lora_bridge import ingest
-from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable, error_id
+from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable, error_id, error_id_in
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import MAX_BODY_BYTES
 from lora_bridge.service import Bridge
 from lora_bridge.settings import check_webhook_secret
 from lora_bridge.store import write_lock
-from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
+from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS, label
 from lora_bridge.views import IngestResult
 
 log = logging.getLogger(__name__)
@@ -125,9 +127,9 @@ async def _ingest(
             submission.answer_by = write_lock.clock() + bridge.settings.webhook_answer_within_s
             result = await run_in_threadpool(bridge.submit, submission)
     except StoreUnavailable as error:
-        said = error_id()
+        said = error.error_id or error_id()  # the id the line that met the store's error logged it under
         log.warning("webhook answered 503 error_id=%s network=%s event=%s: the store takes no write now (%s)",
-                    said, network, event, error, extra={"network": network, "event": event, "error_id": said})
+                    said, network, label(event), error, extra={"network": network, "event": event, "error_id": said})
         return JSONResponse({"status": "unavailable", "reason": UNAVAILABLE_REASON, "error_id": said},
                             status_code=503, headers={"Retry-After": "60"})
     if network == SOURCE_TTS and any(name in request.headers for name in DOWNLINK_HEADERS):
@@ -140,14 +142,15 @@ async def _ingest(
         "f_cnt": result.f_cnt,
         "message": result.message,
         "reason": result.reason,
+        "stage": result.stage,  # a dead letter's: parse (not what its kind says), decode, apply, kind
         **_told_by_id(result, network, event),
         # The downlinks the body moved (a delivery report) or queued (an alert's ack).
         "downlink_ids": list(result.downlink_ids),
     }
     if result.intake_id is not None:
         payload["intake_id"] = result.intake_id
-    status_code = 400 if result.malformed else STATUS_CODES.get(result.status, 200)
-    return JSONResponse(payload, status_code=status_code)
+    # A broken body (`result.malformed`) is kept as a dead letter: 2xx, never a try TTS counts as failed.
+    return JSONResponse(payload, status_code=STATUS_CODES.get(result.status, 200))
 
 
 def _told_by_id(result: IngestResult, network: str, event: str | None) -> dict[str, str]:
@@ -161,9 +164,9 @@ def _told_by_id(result: IngestResult, network: str, event: str | None) -> dict[s
         told = APPLY_FAILED_REASON
     else:
         return {}
-    said = error_id()
+    said = error_id_in(result.reason) or error_id()  # the id the bridge's own log line of it has
     log.warning("webhook answered %s error_id=%s network=%s event=%s raw_uplink_id=%s: %s", result.status, said,
-                network, event, result.raw_uplink_id, (result.reason or "").splitlines()[0][:300] if result.reason else "",
+                network, label(event), result.raw_uplink_id, (result.reason or "").splitlines()[0][:300] if result.reason else "",
                 extra={"network": network, "event": event, "raw_uplink_id": result.raw_uplink_id, "error_id": said})
     return {"reason": told, "error_id": said}
 
