@@ -82,3 +82,26 @@ def test_a_webhook_whose_port_is_taken_says_so_instead_of_waiting_forever(store_
                 start_in_thread(server)
         finally:
             server.config.app.state.bridge.close()
+
+
+def test_a_sender_trickling_its_body_is_cut_off_and_holds_up_no_collars_uplink(sqlite_url, port):
+    # A slowloris-like client: headers promising a body, then a few bytes and silence. The Things Stack
+    # itself gives up after 10 s, so a body not in by the answer's deadline is nobody's uplink.
+    settings = load_settings(database_url=sqlite_url, webhook_secret=b.SECRET, port=port, webhook_answer_within_s=1)
+    server = build_server(settings)
+    try:
+        with start_in_thread(server), socket.create_connection(("127.0.0.1", port), timeout=60) as slow:
+            slow.sendall(b"POST /uplinks/tts HTTP/1.1\r\nHost: bridge\r\nContent-Type: application/json\r\n"
+                         b"X-Tembo-Secret: " + b.SECRET.encode() + b"\r\nContent-Length: 4096\r\n\r\n{\"end_")
+            other = httpx.post(f"http://127.0.0.1:{port}/uplinks/tts", content=b.tts_uplink(b.status()),
+                               headers={"X-Tembo-Secret": b.SECRET}, timeout=60)
+            answer = b""
+            while chunk := slow.recv(4096):  # the bridge answers and closes; without it this waited for ever
+                answer += chunk
+    finally:
+        server.config.app.state.bridge.close()
+
+    assert other.status_code == 200 and other.json()["status"] == "processed"
+    assert answer.startswith(b"HTTP/1.1 408") and b"nothing was kept" in answer
+    with open_bridge(sqlite_url) as reader:
+        assert reader.counts()["uplinks_stored"] == 1

@@ -19,7 +19,8 @@ A webhook answers once the body is durable (committed and fsynced) and, normally
 kind the bridge does not know, kept for inspection) / dead letter (undecodable payload); 202 pending
 (stored, the store failed while applying it; the bridge's timer applies it later); 200 dead letter,
 stage parse, for a body that is not what its kind says (kept as a dead letter with the reason: see
-below); 401 for a wrong secret (not stored); 503 when the store cannot take the body (locked, read-only, full, not answering): nothing was
+below); 401 for a wrong secret (not stored); 408 for a body that has not arrived within `webhook_answer_within_s` (not stored, the
+connection closed); 503 when the store cannot take the body (locked, read-only, full, not answering): nothing was
 kept, so the network server must retry (the answer carries an `error_id`, never the store's own words:
 those are logged under it, as are the reasons of a 202 pending and of a dead letter of stage apply);
 it comes within `webhook_answer_within_s` (The Things Stack ends a
@@ -63,6 +64,7 @@ STATUS_CODES = {"pending": 202, "received": 202}
 # What a caller is told when the bridge itself failed; the details are logged under the answer's error_id.
 UNAVAILABLE_REASON = "the store cannot take the body now: nothing was kept, send it again later"
 PENDING_REASON = "kept; the store failed while applying it, and the bridge applies it by itself later"
+SLOW_BODY_REASON = "the body did not arrive in time: nothing was kept, send it again"
 APPLY_FAILED_REASON = "kept as a dead letter: the bridge could not apply it; an operator replays it after a fix"
 
 
@@ -115,7 +117,17 @@ async def _ingest(
     request: Request, bridge: Bridge, network: str, event: str | None, path_ids: dict[str, str] | None
 ) -> JSONResponse:
     _check_secret(request, bridge)
-    body, truncated = await _read_capped(request, MAX_BODY_BYTES)
+    try:
+        # A sender whose body has not come by the time the answer is due is no network server (TTS gives
+        # up after 10 s): it had held its connection open for as long as it liked, one more each time.
+        async with asyncio.timeout(bridge.settings.webhook_answer_within_s):
+            body, truncated = await _read_capped(request, MAX_BODY_BYTES)
+    except TimeoutError:
+        log.warning("webhook body not received within %g s; nothing stored, connection closed",
+                    bridge.settings.webhook_answer_within_s,
+                    extra={"network": network, "client": request.client.host if request.client else None})
+        return JSONResponse({"status": "timeout", "reason": SLOW_BODY_REASON}, status_code=408,
+                            headers={"Connection": "close"})
     if truncated:
         log.warning("oversized body truncated", extra={"source": network})
     content_type = request.headers.get("Content-Type", "application/json")
