@@ -40,7 +40,7 @@ from sqlalchemy import func, select
 
 from lora_bridge import ingest
 from lora_bridge.domain import devices
-from lora_bridge.errors import MalformedUplink, StoreUnavailable
+from lora_bridge.errors import MalformedUplink, StoreUnavailable, log_failure
 from lora_bridge.group_commit import Submission, write_and_settle
 from lora_bridge.intake_applier import ApplierProcess
 from lora_bridge.intake_journal import IntakeJournal, already_stored, hold_lock
@@ -236,8 +236,8 @@ class DurableIntake:
         for listener in self._listeners:
             try:
                 listener(keys, committed_at)
-            except Exception:  # noqa: BLE001 - an observer never stops ingest
-                log.exception("an applied-batch listener failed")
+            except Exception as error:  # noqa: BLE001 - an observer never stops ingest
+                log_failure(log, error, "an applied-batch listener failed")
 
     # ---- the writer ----------------------------------------------------------------------------
 
@@ -298,8 +298,8 @@ class DurableIntake:
             except MalformedUplink:
                 unreadable.append(submission)
                 continue
-            except Exception:  # noqa: BLE001 - a reader's bug: kept, and the applier dead-letters it
-                log.exception("body not read on intake; kept for the applier")
+            except Exception as error:  # noqa: BLE001 - a reader's bug: kept, and the applier dead-letters it
+                log_failure(log, error, "body not read on intake; kept for the applier")
                 message = None
             kept.append(submission)
             messages.append(message)
@@ -509,8 +509,8 @@ def apply_kept_rows(bridge: Any, raw_ids: list[int]) -> list[int]:
     failed (logged: the rows stay `received` and the timer applies them)."""
     try:
         bridge.apply_taken(lambda _session, ids=raw_ids: ids)
-    except Exception:  # noqa: BLE001 - the rows stay `received`: the timer applies them
-        log.exception("a batch of %d stored bodies was not applied; the timer retries them", len(raw_ids))
+    except Exception as error:  # noqa: BLE001 - the rows stay `received`: the timer applies them
+        log_failure(log, error, "a batch of %d stored bodies was not applied; the timer retries them", len(raw_ids))
         return []
     return raw_ids
 
@@ -539,8 +539,8 @@ def apply_entries(bridge: Any, journal: IntakeJournal,
     submissions = [submission for _, submission in taken]
     try:
         bridge.write_batch_now(submissions)
-    except Exception:  # noqa: BLE001 - every submission carries its outcome; handled below
-        log.exception("a batch of %d journal entries met an error", len(submissions))
+    except Exception as error:  # noqa: BLE001 - every submission carries its outcome; handled below
+        log_failure(log, error, "a batch of %d journal entries met an error", len(submissions))
     for _intake_id, submission in taken:
         if submission.result is None and submission.error is not None:
             _keep_refused(bridge, submission)
@@ -564,8 +564,8 @@ def _keep_refused(bridge: Any, submission: Submission) -> None:
                                                content_type=submission.content_type, path_ids=submission.path_ids)
     except StoreUnavailable:
         return
-    except Exception:  # noqa: BLE001 - left in the journal: a store refusing even the bare body is looked at
-        log.exception("a journal entry was neither applied nor kept as a dead letter")
+    except Exception as error:  # noqa: BLE001 - left in the journal: a store refusing even the bare body is looked at
+        log_failure(log, error, "a journal entry was neither applied nor kept as a dead letter")
         return
     submission.error = None
 

@@ -45,6 +45,7 @@ A payload that the codec cannot decode is not an exception of the bridge: it is 
 letter with the codec's reason, and `Bridge.replay_dead_letters()` tries it again after a codec fix.
 """
 
+import logging
 import secrets
 
 
@@ -213,6 +214,14 @@ def redacted(error: BaseException, _depth: int = 0) -> Redacted:
             stand_in.__context__ = redacted(error.__context__, _depth + 1)
     stand_in.__suppress_context__ = error.__suppress_context__
     return stand_in
+
+
+def log_failure(logger: logging.Logger, error: BaseException, message: str, *args: object) -> str:
+    """Log message % args at ERROR, followed by error's `failure_context` (class, error_id, the driver's
+    words) and its `redacted` traceback, in place of `logger.exception`; the error_id logged."""
+    failure = failure_context(error)
+    logger.error(f"{message} %s", *args, said_of(failure), exc_info=redacted(error), extra=failure)
+    return failure["error_id"]
 
 
 def error_id_in(reason: str | None) -> str | None:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from lora_bridge.errors import log_failure
+
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 256
@@ -124,7 +126,7 @@ def write_and_settle(write_batch: Callable[[list[Submission]], None], batch: lis
     try:
         write_batch(batch)
     except BaseException as error:  # noqa: BLE001 - handed to every caller of the batch
-        log.exception(failure, len(batch))
+        log_failure(log, error, failure, len(batch))
         for submission in batch:
             if submission.result is None and submission.error is None:
                 submission.error = error

@@ -13,7 +13,7 @@ import uvicorn
 
 from lora_bridge.adapters.api import create_app
 from lora_bridge.adapters.mqtt import workers_from_settings
-from lora_bridge.errors import failure_context, redacted, said_of
+from lora_bridge.errors import log_failure
 from lora_bridge.service import Bridge
 from lora_bridge.settings import BridgeSettings, check_webhook_secret, load_settings
 from lora_bridge.start_up_heap import freeze_start_up_heap
@@ -122,15 +122,15 @@ class RulesTimer:
         try:
             raised = self.bridge.run_rules()
         except Exception as error:
-            _log_failure("server rules failed", error)
+            log_failure(log, error, "server rules failed")
         try:
             self.bridge.compact_raw_bodies()
         except Exception as error:
-            _log_failure("raw body compaction failed", error)
+            log_failure(log, error, "raw body compaction failed")
         try:
             self.bridge.prune_audit_log()
         except Exception as error:
-            _log_failure("audit log pruning failed", error)
+            log_failure(log, error, "audit log pruning failed")
         self.bridge.wake_outbox()
         self.flush_notifications()
         return raised
@@ -140,14 +140,14 @@ class RulesTimer:
         try:
             self.bridge.flush_notifications()
         except Exception as error:
-            _log_failure("notification outbox failed", error)
+            log_failure(log, error, "notification outbox failed")
 
     def retry_pending(self) -> None:
         """Process bodies stored but not yet applied (a store error came between)."""
         try:
             self.bridge.process_pending(older_than_s=self.bridge.settings.retry_pending_after_s)
         except Exception as error:
-            _log_failure("pending bodies not processed", error)
+            log_failure(log, error, "pending bodies not processed")
 
     def start(self) -> None:
         """Start the background loop."""
@@ -168,12 +168,6 @@ class RulesTimer:
             else:
                 self.retry_pending()
                 self.flush_notifications()
-
-
-def _log_failure(what: str, error: BaseException) -> None:
-    """Log that what failed with error: its class, error_id and the driver's words, its traceback `redacted`."""
-    failure = failure_context(error)
-    log.error("%s %s", what, said_of(failure), exc_info=redacted(error), extra=failure)
 
 
 class _Terminated(BaseException):

@@ -19,6 +19,7 @@ from lora_bridge.adapters.api import create_app
 from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url, route
 from lora_bridge.collar_shares import CollarShare
 from lora_bridge.errors import StoreUnavailable
+from lora_bridge.group_commit import Submission, write_and_settle
 
 # What only the store's statement says: the SQL and its parameters (here a collar's position).
 SQL_WORDS = ("[SQL", "[parameters", "INSERT INTO", "-2.5123")
@@ -168,3 +169,22 @@ def test_a_topic_naming_a_device_with_a_newline_cannot_forge_a_line_of_the_opera
 
     (line,) = [r.getMessage() for r in caplog.records if "nowhere to keep it" in r.getMessage()]
     assert "\n" not in line and "collar-01\\nCRITICAL" in line
+
+
+def test_a_group_commit_batch_the_store_refuses_is_logged_without_the_positions_it_held(sqlite_url, caplog):
+    body = json.dumps(nf.TTS["location_solved"].copy()).encode()
+    batch = [Submission("tts", "location_solved", body)]
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        fix = text("INSERT INTO positions (lat) VALUES (:lat)")  # no collar: the store refuses it
+
+        def write_batch(submissions: list[Submission]) -> None:
+            with bridge.db.write() as session:
+                session.execute(fix, {"lat": float(SOLVED_LATITUDE)})
+
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            write_and_settle(write_batch, batch)
+
+    (logged,) = [r for r in caplog.records if "a batch of 1 bodies failed" in r.getMessage()]
+    assert batch[0].error is not None and logged.error_class == "IntegrityError"
+    assert logged.error_id in logged.getMessage() and "NOT NULL constraint failed" in logged.getMessage()
+    assert _leaked(caplog.records) == [], "the batch's traceback quoted the statement and the position"
