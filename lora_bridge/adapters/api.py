@@ -752,6 +752,8 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
                 "202": {"description": "Kept, applied later: pending (the store failed while applying it) or, "
                                        "with TEMBO_WEBHOOK_ACK=durable, received"},
                 "401": {"description": "Wrong or missing X-Tembo-Secret (nothing kept)"},
+                "408": {"description": "The body did not all arrive within the answer's deadline (nothing "
+                                       "kept, the connection closed): send it again"},
                 "503": {"description": "The store cannot take the body now (nothing kept): send it again; "
                                        "see Retry-After (its error_id names it in the bridge's log)"},
             },
