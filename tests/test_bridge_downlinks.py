@@ -152,3 +152,53 @@ def test_a_network_server_outage_leaves_acks_queued_and_the_next_flush_sends_the
 
     assert {d.state for d in bridge.downlinks()} == {"sent"}
     assert len(network.pushes) == 3
+
+
+def chirpstack_join_now(dev_eui: str) -> bytes:
+    """ChirpStack v4's `join` event (integration.proto JoinEvent, tests/network_fixtures.py) of the collar
+    dev_eui, dated now: after what the bridge pushed before it."""
+    import json
+
+    import network_fixtures as nf
+
+    from lora_bridge.store.utc import utc_now
+
+    join = nf.CHIRPSTACK["join"].copy()
+    join["deviceInfo"]["devEui"] = dev_eui.lower()
+    join["time"] = utc_now().isoformat()
+    return json.dumps(join).encode()
+
+
+def test_a_chirpstack_collar_that_rejoins_gets_again_the_ack_chirpstack_flushed_on_its_join(bridge, network):
+    # The ack waits in ChirpStack's device queue (no txack yet: the collar has not opened a receive window);
+    # the collar reboots and joins again. ChirpStack flushes the device's queue on activation (its device
+    # profile's `flush_queue_on_activate`) and tells nobody: the ack would never come. Tembo pushes it again.
+    bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("mortality", seq=1), f_cnt=3))
+    assert bridge.flush_downlinks() == 1
+    joined = bridge.ingest_network_message("chirpstack", "join", chirpstack_join_now(b.dev_eui_of("collar-01")))
+    (waiting,) = bridge.downlinks()
+    assert (waiting.state, waiting.network_state) == ("queued", "invalidated")
+    assert "flushed the collar's queue when it joined" in waiting.last_error
+    assert list(joined.downlink_ids) == [waiting.downlink_id], "the outbox is not woken for it"
+
+    assert bridge.flush_downlinks() == 1
+    (sent,) = bridge.downlinks()
+    assert [codec.decode(32, push["payload"])["alert_type"] for push in network.pushes] == ["mortality", "mortality"]
+    assert (sent.state, sent.network_state, sent.last_error) == ("sent", "queued", None)
+
+
+def test_a_chirpstack_collar_that_rejoins_after_its_ack_went_on_air_does_not_get_it_twice(bridge, network):
+    import json
+
+    import network_fixtures as nf
+
+    bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("mortality", seq=1), f_cnt=3))
+    bridge.flush_downlinks()
+    txack = nf.CHIRPSTACK["txack"].copy()  # ChirpStack sent queue item q-1 (the ack) to the collar
+    txack["deviceInfo"]["devEui"], txack["queueItemId"] = b.dev_eui_of("collar-01").lower(), "q-1"
+    bridge.ingest_network_message("chirpstack", "txack", json.dumps(txack).encode())
+    bridge.ingest_network_message("chirpstack", "join", chirpstack_join_now(b.dev_eui_of("collar-01")))
+
+    assert bridge.flush_downlinks() == 0
+    (sent,) = bridge.downlinks()
+    assert (sent.state, sent.network_state, len(network.pushes)) == ("sent", "sent", 1)

@@ -562,6 +562,30 @@ def _waiting_at_network() -> Any:
     return (Downlink.network_state.is_(None)) | (Downlink.network_state.in_(reported))
 
 
+def requeue_flushed_on_join(session: Session, device_id: str, at: datetime) -> list[Downlink]:
+    """The collar joined its ChirpStack network at `at`: ChirpStack v4 flushes a device's queue when it
+    activates (OTAA join, ABP activation) if its device profile says `flush_queue_on_activate` (the
+    console's default), and reports nothing for the items it dropped: no txack, no ack ever comes for
+    them. What Tembo pushed there before the join and ChirpStack had not sent yet (no txack) goes back
+    to Tembo's queue, with the reason, and is pushed again in the new session; that push never went on
+    air, so it leaves the collar's fair-use day. An update delivery's set-up and fragments of the old
+    session are then dropped by `fuota_delivery.apply_rejoin`, which sets the collar up again."""
+    pushed = session.scalars(select(Downlink).where(
+        Downlink.device_id == device_id, Downlink.state == STATE_SENT, _waiting_at_network(),
+        Downlink.sent_at.is_not(None)).order_by(Downlink.id)).all()
+    rows = [row for row in pushed if as_utc(row.sent_at) <= as_utc(at)]
+    for row in rows:
+        row.state = STATE_QUEUED
+        row.network_state = NETWORK_INVALIDATED
+        row.network_reported_at = at
+        row.last_error = f"ChirpStack flushed the collar's queue when it joined at {as_utc(at):%Y-%m-%d %H:%M:%S} UTC"
+        forget_push(session, row)
+    if rows:
+        log.warning("device_id=%s joined: %d downlinks ChirpStack had not sent yet are pushed again (%s)", device_id,
+                    len(rows), ", ".join(str(row.id) for row in rows), extra={"device_id": device_id})
+    return rows
+
+
 def _requeue_invalidated(session: Session, device_id: str | None, event: Any, at: datetime) -> Downlink | None:
     """The network dropped its queue for the collar (new session): what Tembo had there goes again."""
     found = (_by_correlation(session, device_id, correlation) for correlation in event.correlation_ids)

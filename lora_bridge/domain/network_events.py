@@ -30,7 +30,7 @@ from lora_bridge.network_messages import (
 from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.tables import NetworkEvent as NetworkEventRow
 from lora_bridge.store.utc import as_utc
-from lora_bridge.uplink_formats import SOURCE_TTS
+from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,9 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
         started = devices.apply_reset(device, at, reason="network reports a frame-counter reset")
     if started and device is not None and device.last_seen is not None and device.last_seen >= at:
         _refile_frames_of_new_session(session, device, at)
+    if device is not None and event.kind == KIND_JOIN and event.network == SOURCE_CHIRPSTACK:
+        # ChirpStack flushed the collar's device queue on the join: what waited there goes again.
+        outcome.downlink_ids.extend(row.id for row in downlinks.requeue_flushed_on_join(session, device.device_id, at))
     if device is not None and (started or event.kind == KIND_JOIN):
         # A join is a rejoin of its collar (whether or not its frame counter told first): an update's set-up
         # does not outlive the session it was sent in.
