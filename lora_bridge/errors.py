@@ -134,7 +134,13 @@ class CollarFenceLimits(InvalidRequest):
 
 
 class DownlinkError(BridgeError):
-    """The network server refused or did not answer a downlink push."""
+    """The network server refused or did not answer a downlink push. status: the HTTP status it
+    answered (None: no answer); retry_after_s: how long its `Retry-After` asked to wait (a 429)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class BrokerUnusable(BridgeError):

@@ -27,6 +27,7 @@ import base64
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -108,6 +109,19 @@ class RouteHint:
         return f"RouteHint(url={self.url!r}, api_key={'***' if self.api_key else None})"
 
 
+@dataclass(frozen=True)
+class ServerKey:
+    """A network server as the outbox tells servers apart (`NetworkServerClient.server_of`): its origin
+    and the API key pushes to it carry (a refused key does not hold back another key's pushes); the
+    repr never shows the key."""
+
+    origin: tuple[str, str, int] | None
+    api_key: str
+
+    def __repr__(self) -> str:
+        return f"ServerKey(origin={self.origin!r}, api_key={'***' if self.api_key else None})"
+
+
 # The port a URL of each scheme names when it names none (RFC 9110, 4.2).
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -155,6 +169,16 @@ class NetworkServerClient:
         if self.settings.network_server_url:
             return True
         return target.network != "chirpstack" and allowed_route(target.push_url, self.settings)
+
+    def server_of(self, push_url: str | None = None, api_key: str | None = None) -> ServerKey:
+        """The network server (its origin: scheme, host and port, `origin_of`) and the key a push goes to
+        with, as `send` picks them: push_url (a TTS webhook header's route) and its key (else the
+        configured key on the configured origin) when push_url may be used (`allowed_route`), else the
+        configured server and key. However a URL spells its server (`HTTPS://EU1...`, an explicit
+        `:443`), one server is one key: a refusal holds back all of its pushes, not one spelling's."""
+        if push_url and allowed_route(push_url, self.settings):
+            return ServerKey(origin_of(push_url), self._route_key(push_url, api_key))
+        return ServerKey(origin_of(self.settings.network_server_url), self._key())
 
     def push(self, target: DownlinkTarget, f_port: int, payload: bytes, correlation_id: str | None = None) -> str | None:
         """Send one downlink for target; the network's id for it (ChirpStack) or None; DownlinkError."""
@@ -417,7 +441,9 @@ class NetworkServerClient:
             log.warning("%s (network server answered %d)", meaning, response.status_code, extra=context)
             return response
         if response.status_code >= 300:
-            raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]!r}")
+            raise DownlinkError(f"network server answered {response.status_code}: {response.text[:200]!r}",
+                                status=response.status_code,
+                                retry_after_s=_retry_after_of(response.headers))
         log.info("%s", done, extra=context)
         return response
 
@@ -463,6 +489,36 @@ def parse_tts_multicast_device(answer: object) -> TtsMulticastDevice:
     if rate is None:
         raise ValueError(f"rx2_data_rate_index {current.get('rx2_data_rate_index')!r} is not a DataRateIndex")
     return TtsMulticastDevice(flags["multicast"], flags["supports_class_c"], frequency, rate)
+
+
+# The longest a network server's Retry-After is followed (a day: fair use's own window).
+MAX_RETRY_AFTER_S = 86400.0
+
+
+def _retry_after_of(headers: httpx.Headers) -> float | None:
+    """How long a refusing server asks to wait: The Things Stack's `X-Rate-Limit-Retry` (whole seconds,
+    beside `X-Rate-Limit-Limit`, `-Available` and `-Reset`: lorawan-stack pkg/ratelimit
+    Result.SetHTTPHeaders) when above 0, else the standard `Retry-After`."""
+    tts = retry_after_s(headers.get("X-Rate-Limit-Retry"))
+    return tts if tts else retry_after_s(headers.get("Retry-After"))
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """How many seconds a `Retry-After` header asks to wait (RFC 9110 10.2.3: delay-seconds or an
+    HTTP-date), at most MAX_RETRY_AFTER_S; None when there is none or it is neither."""
+    if not value or not value.strip():
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(int(value[:12])), MAX_RETRY_AFTER_S)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    waited = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(waited, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _bearer(key: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -34,6 +35,7 @@ from lora_bridge.network_server import (
     NetworkServerClient,
     OutgoingDownlink,
     RouteHint,
+    ServerKey,
     allowed_route,
 )
 from lora_bridge.settings import BridgeSettings
@@ -54,13 +56,24 @@ from lora_bridge.uplink_formats import label
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _DeliveryRoute:
+    """Where an update delivery's multicast frames go, read once per outbox pass (`Outbox._delivery_route`)."""
+
+    network: str
+    hint: RouteHint | None
+    server: ServerKey
+    spacing_s: float
+    split: str | None = None  # why its collars cannot be one multicast session: its frames fail with it
+
+
 class Outbox:
     """Pushes queued downlinks through a NetworkServerClient, one lease at a time."""
 
     def __init__(self, db: Database, settings: BridgeSettings, client: NetworkServerClient,
                  clock: Callable[[], datetime] = utc_now) -> None:
         self.db = db
-        self.clock = clock  # what multicast frames' transmission times are compared with
+        self.clock = clock  # what multicast frames' times and the collars' fair-use days are reckoned by
         self.settings = settings
         self.client = client
         self._routes_seen: dict[str, tuple[tuple[str, str], str | None, str | None, str | None]] = {}
@@ -83,12 +96,12 @@ class Outbox:
                 with self.db.write() as session:
                     downlinks.release_expired_leases(session)
         accepted = 0
-        refused: set[tuple[str | None, ...]] = set()  # the servers (and keys) that refused in this flush
+        refused: set[ServerKey] = set()  # the servers (and keys) that refused in this flush
         after_id = 0
         while True:
             if ids is None:
                 with self.db.read() as session:
-                    page = [row.id for row in downlinks.queued(session, limit, after_id=after_id)]
+                    page = [row.id for row in downlinks.queued(session, limit, now=self.clock(), after_id=after_id)]
             else:
                 page = list(ids)
             accepted += self._push_page(page, refused)
@@ -99,7 +112,7 @@ class Outbox:
             accepted += self.flush_multicast(limit, refused)
         return accepted
 
-    def _push_page(self, page: list[int], refused: set[tuple[str | None, ...]]) -> int:
+    def _push_page(self, page: list[int], refused: set[ServerKey]) -> int:
         """Push the downlinks of page that have somewhere to go, none to a server (and key) in refused;
         add the servers that refuse now to it; how many were accepted."""
         servers = self._servers(page)  # read without the write lock: which still wait, and where they go
@@ -108,7 +121,7 @@ class Outbox:
             server = servers.get(downlink_id)
             if server is None or server in refused:
                 continue  # nowhere to go yet, or its server refused in this flush: no write transaction for it
-            claimed = self._claim(downlink_id, skip=lambda target: _server_of(target) in refused)
+            claimed = self._claim(downlink_id, skip=lambda target: self._server_of(target) in refused)
             if claimed is None:
                 continue  # another worker has it, it went already, it waits for the fair-use window or its server
             target, items, replace = claimed
@@ -116,15 +129,18 @@ class Outbox:
             try:
                 reference = self.client.send(target, items, replace=replace)
             except DownlinkError as error:
-                self._finish(downlink_id, str(error), None, lease_ends)
+                wait_s = _rate_limit_wait_s(error)
+                self._finish(downlink_id, str(error), None, lease_ends, wait_s)
                 log.warning(
-                    "downlink push failed downlink_id=%d device_id=%s: %s",
+                    "downlink push failed downlink_id=%d device_id=%s: %s%s",
                     downlink_id,
                     target.device_id,
                     error,
+                    "" if wait_s is None else f" (rate limited: it waits {wait_s:.0f} s, no attempt spent)",
                     extra={"device_id": target.device_id, "downlink_id": downlink_id},
                 )
-                refused.add(_server_of(target))
+                if error.status not in COLLAR_NOT_AT_SERVER:  # the server refuses: its other pushes wait too
+                    refused.add(self._server_of(target))
                 continue
             self._finish(downlink_id, None, reference, lease_ends)
             accepted += 1
@@ -133,12 +149,14 @@ class Outbox:
     def _claim(
         self, downlink_id: int, skip: Callable[[DownlinkTarget], bool] | None = None
     ) -> tuple[DownlinkTarget, list[OutgoingDownlink], bool] | None:
-        now = utc_now()
+        # The collar's fair-use day runs on the bridge's clock, as its update deliveries do: a replay or a
+        # simulated week (the twin) renews each collar's budget every simulated day, not every wall-clock day.
+        now = self.clock()
         with self.db.write() as session:
             downlink = session.get(Downlink, downlink_id)
             if downlink is None or downlink.state != downlinks.STATE_QUEUED:
                 return None
-            if downlink.not_before is not None and downlink.not_before > now:
+            if downlink.not_before is not None and as_utc(downlink.not_before) > now:
                 return None
             count, oldest = downlinks.transmissions_today(session, downlink.device_id, now)
             if count >= self.settings.downlinks_per_device_per_day:
@@ -161,7 +179,8 @@ class Outbox:
             taken = session.execute(
                 update(Downlink)
                 .where(Downlink.id == downlink_id, Downlink.state == downlinks.STATE_QUEUED)
-                .values(state=downlinks.STATE_SENDING, lease_until=now + timedelta(seconds=self.settings.downlink_lease_s))
+                .values(state=downlinks.STATE_SENDING,
+                        lease_until=utc_now() + timedelta(seconds=self.settings.downlink_lease_s))  # wall time
             ).rowcount
             if taken != 1:
                 return None
@@ -174,13 +193,13 @@ class Outbox:
                 return target, items, True
             return target, [OutgoingDownlink(downlink.f_port, downlink.payload, downlink.correlation_id)], False
 
-    def _servers(self, downlink_ids: list[int]) -> dict[int, tuple[str | None, ...]]:
+    def _servers(self, downlink_ids: list[int]) -> dict[int, ServerKey]:
         """downlink id -> the server (and key, `_server_of`) it goes to, for those of downlink_ids still
         queued that have somewhere to go: read without the store's write lock, the downlinks with their
         collars in one statement, each collar's route once."""
         if not downlink_ids:
             return {}
-        reachable: dict[int, tuple[str | None, ...]] = {}
+        reachable: dict[int, ServerKey] = {}
         with self.db.read() as session:
             rows = session.execute(
                 select(Downlink.id, Device)
@@ -193,7 +212,7 @@ class Outbox:
                 if target is None:
                     target = targets[device.device_id] = self._target(session, device)
                 if self.client.can_reach(target):
-                    reachable[downlink_id] = _server_of(target)
+                    reachable[downlink_id] = self._server_of(target)
         return reachable
 
     def _target(self, session: Any, device: Device) -> DownlinkTarget:
@@ -209,14 +228,16 @@ class Outbox:
             api_key=route.api_key if route else None,
         )
 
-    def _finish(self, downlink_id: int, error: str | None, reference: str | None, lease_ends: float) -> None:
+    def _finish(self, downlink_id: int, error: str | None, reference: str | None, lease_ends: float,
+                wait_s: float | None = None) -> None:
         """Record how the push went, tried again while the store cannot take it (locked by a backup,
         full, read-only) and the lease still holds the downlink: an accepted push whose outcome was
-        lost went out again once the lease expired, and the collar got its ack twice."""
+        lost went out again once the lease expired, and the collar got its ack twice. wait_s: the
+        server rate-limited the push (429): the downlink waits that long, no attempt spent."""
         pause_s = 0.2
         while True:
             try:
-                self._record_push(downlink_id, error, reference)
+                self._record_push(downlink_id, error, reference, wait_s)
                 return
             except Exception as failure:
                 if not is_transient_store_error(failure) or time.monotonic() + pause_s >= lease_ends:
@@ -226,7 +247,8 @@ class Outbox:
                 time.sleep(pause_s)
                 pause_s = min(2 * pause_s, 5.0)
 
-    def _record_push(self, downlink_id: int, error: str | None, reference: str | None) -> None:
+    def _record_push(self, downlink_id: int, error: str | None, reference: str | None,
+                     wait_s: float | None = None) -> None:
         with self.db.write() as session:
             downlink = session.get(Downlink, downlink_id)
             if error is None:
@@ -239,12 +261,16 @@ class Outbox:
             else:
                 downlink.state = downlinks.STATE_QUEUED
                 downlink.lease_until = None
-                downlinks.mark_push_failed(downlink, error)
+                if wait_s is None:
+                    downlinks.mark_push_failed(downlink, error)
+                else:  # rate limited: not refused, asked to come back later
+                    downlink.last_error = error
+                    downlink.not_before = self.clock() + timedelta(seconds=wait_s)
                 downlinks.forget_push(session, downlink)
 
     # ---- multicast frames of update deliveries (lora_bridge/domain/fuota_delivery.py) ------------
 
-    def flush_multicast(self, limit: int = 100, refused: set[tuple[str | None, ...]] | None = None) -> int:
+    def flush_multicast(self, limit: int = 100, refused: set[ServerKey] | None = None) -> int:
         """Push queued multicast frames in the order of their transmission time; how many were accepted.
         Frames are not counted against a collar's fair use (they go to the group, within the duty
         cycle the delivery spaced them by). A frame whose time passed while the bridge was down is
@@ -265,15 +291,16 @@ class Outbox:
                 select(MulticastDownlink.id).where(MulticastDownlink.state == downlinks.STATE_QUEUED)
                 .order_by(MulticastDownlink.send_at, MulticastDownlink.id).limit(limit)))
         accepted = 0
+        routes: dict[int, _DeliveryRoute] = {}  # each delivery's route, read once in this pass
         for frame_id in waiting:
-            claimed = self._claim_multicast(frame_id, skip=lambda server: server in refused)
+            claimed = self._claim_multicast(frame_id, skip=lambda server: server in refused, routes=routes)
             if claimed is None:
                 continue
             frame, hint, server = claimed
             try:
                 self.client.send_multicast(frame, hint)
             except DownlinkError as error:
-                self._finish_multicast(frame_id, str(error))
+                self._finish_multicast(frame_id, str(error), counted=_rate_limit_wait_s(error) is None)
                 log.warning("multicast push failed frame_id=%d group=%s: %s", frame_id, frame.group_id, error,
                             extra={"multicast_frame_id": frame_id})
                 refused.add(server)  # the rest of its server's frames wait for the next flush, in their order
@@ -283,29 +310,29 @@ class Outbox:
         return accepted
 
     def _claim_multicast(
-        self, frame_id: int, skip: Callable[[tuple[str | None, ...]], bool] | None = None
-    ) -> tuple[MulticastFrame, RouteHint | None, tuple[str | None, ...]] | None:
+        self, frame_id: int, skip: Callable[[ServerKey], bool] | None = None,
+        routes: dict[int, _DeliveryRoute] | None = None,
+    ) -> tuple[MulticastFrame, RouteHint | None, ServerKey] | None:
         """Lease frame_id for a push: the frame, the route of its delivery's own collars, and the server
         (and key) it goes to; None when it is not to be pushed now (taken, not due, its server in skip, or
-        refused for good: its collars cannot be one multicast session)."""
+        refused for good: its collars cannot be one multicast session). routes: each delivery's route
+        read so far in this pass (`_delivery_route`), so that a pass over a delivery's hundreds of frames
+        reads its collars' routes once, not once a frame."""
         now = self.clock()
+        routes = {} if routes is None else routes
         with self.db.write() as session:
             row = session.get(MulticastDownlink, frame_id)
             if row is None or row.state != downlinks.STATE_QUEUED:
                 return None
-            delivery = session.get(FuotaSession, row.campaign_id)
-            network = _delivery_network(session, row.campaign_id)
+            route = routes.get(row.campaign_id)
+            if route is None:
+                route = routes[row.campaign_id] = self._delivery_route(session, row)
+            if route.split is not None:
+                _refuse_frames(session, row.campaign_id, route.split)
+                return None
+            network, hint, server = route.network, route.hint, route.server
             if network == "chirpstack" and row.send_at > now:
                 return None  # ChirpStack sends what it holds at once: a frame goes to it when it is due
-            collars = list(session.scalars(select(FuotaCollar.device_id)
-                                           .where(FuotaCollar.campaign_id == row.campaign_id)))
-            try:
-                route = fuota_delivery.group_route(session, collars, row.application_id, self.usable_route)
-            except fuota_delivery.SplitNetwork as split:
-                _refuse_frames(session, row.campaign_id, str(split))
-                return None
-            hint = RouteHint(route.push_url, route.api_key) if route is not None and route.push_url else None
-            server = self._multicast_server(network, hint)
             if skip is not None and skip(server):
                 return None  # its server refused a push in this flush: it waits for the next, no attempt spent
             taken = session.execute(
@@ -319,28 +346,53 @@ class Outbox:
             session.refresh(row)
             if row.send_at < now:
                 _later(session, row, now + timedelta(seconds=1) - row.send_at)
-            spacing = timedelta(seconds=delivery.spacing_s if delivery is not None else 0.0)
+            spacing = timedelta(seconds=route.spacing_s)
             return MulticastFrame(row.group_id, row.application_id, tuple(row.gateways or ()), row.f_port,
                                   row.payload, row.send_at, row.correlation_id, network=network,
                                   expires_at=row.send_at + spacing if spacing else None), hint, server
+
+    def _delivery_route(self, session: Any, frame: MulticastDownlink) -> _DeliveryRoute:
+        """Where the frames of frame's delivery go: its collars' network server, the route of its own
+        collars (`fuota_delivery.group_route`) and the server (and key) that names; or why they cannot
+        go at all (the collars span tenants or network servers: SplitNetwork)."""
+        delivery = session.get(FuotaSession, frame.campaign_id)
+        spacing_s = delivery.spacing_s if delivery is not None else 0.0
+        network = _delivery_network(session, frame.campaign_id)
+        collars = list(session.scalars(select(FuotaCollar.device_id)
+                                       .where(FuotaCollar.campaign_id == frame.campaign_id)))
+        try:
+            route = fuota_delivery.group_route(session, collars, frame.application_id, self.usable_route)
+        except fuota_delivery.SplitNetwork as split:
+            return _DeliveryRoute(network, None, self.client.server_of(), spacing_s, split=str(split))
+        hint = RouteHint(route.push_url, route.api_key) if route is not None and route.push_url else None
+        return _DeliveryRoute(network, hint, self._multicast_server(network, hint), spacing_s)
 
     def usable_route(self, url: str) -> bool:
         """Whether a push URL from a webhook header may be pushed to (network_server.allowed_route)."""
         return allowed_route(url, self.settings)
 
-    def _multicast_server(self, network: str, hint: RouteHint | None) -> tuple[str | None, ...]:
-        """Which network server (and key) a delivery's frames go to, as `_server_of` names a unicast
-        push's: the configured one (ChirpStack, or a configured TTS URL), else the host and key of the
-        route of the delivery's collars."""
+    def _multicast_server(self, network: str, hint: RouteHint | None) -> ServerKey:
+        """Which network server (and key) a delivery's frames go to, named as `_server_of` names a unicast
+        push's (`NetworkServerClient.server_of`): the configured one (ChirpStack, or a configured TTS URL,
+        with its key), else the origin and key of the route of the delivery's collars."""
         if network == "chirpstack" or self.settings.network_server_url or hint is None:
-            return ("configured",)
-        return _route_server(hint.url, hint.api_key)
+            return self.client.server_of()
+        return self.client.server_of(hint.url, hint.api_key)
 
-    def _finish_multicast(self, frame_id: int, error: str | None) -> None:
+    def _server_of(self, target: DownlinkTarget) -> ServerKey:
+        """Which network server (and key) a push to target goes to: a TTS header route's origin and key,
+        or the configured network server (always for ChirpStack)."""
+        if target.network == "chirpstack":
+            return self.client.server_of()
+        return self.client.server_of(target.push_url, target.api_key)
+
+    def _finish_multicast(self, frame_id: int, error: str | None, counted: bool = True) -> None:
+        """Record how a frame's push went; counted: whether it spent one of its attempts (a push the
+        server rate-limited did not: the frame waits for the next flush)."""
         with self.db.write() as session:
             row = session.get(MulticastDownlink, frame_id)
             row.lease_until = None
-            row.attempts += 1
+            row.attempts += 1 if counted or error is None else 0
             if error is None:
                 row.state = downlinks.STATE_SENT
                 row.sent_at = utc_now()
@@ -412,19 +464,20 @@ def _older_than_collars_newest(session: Any, device_id: str, raw_uplink_id: int 
     return as_utc(raw.heard_at) < as_utc(device.last_seen)
 
 
-def _server_of(target: DownlinkTarget) -> tuple[str | None, ...]:
-    """Which network server (and API key) a push to target goes to: a TTS header route's host and key,
-    or the configured network server."""
-    return _route_server(target.push_url, target.api_key)
+# What a network server answers when the collar, not the server, is the trouble (TTS: the end device
+# was deleted or renamed, NOT_FOUND): the server's other pushes still go in the flush.
+COLLAR_NOT_AT_SERVER = frozenset({404})
+# How long a push the server rate-limited (429, The Things Stack's ResourceExhausted) waits when the
+# answer has no Retry-After.
+RATE_LIMIT_WAIT_S = 60.0
 
 
-def _route_server(push_url: str | None, api_key: str | None) -> tuple[str | None, ...]:
-    """The server (and key) a push by a TTS header route goes to, as a unicast push and an update's
-    multicast frames both name it (a refusal holds back the rest of that server's pushes in a flush);
-    the configured network server without a route."""
-    if push_url:
-        return ("route", urlsplit(push_url).netloc, api_key)
-    return ("configured",)
+def _rate_limit_wait_s(error: DownlinkError) -> float | None:
+    """How long a push the server answered 429 waits (its Retry-After, else RATE_LIMIT_WAIT_S); None for
+    any other failure (it spends an attempt)."""
+    if error.status != 429:
+        return None
+    return error.retry_after_s if error.retry_after_s is not None else RATE_LIMIT_WAIT_S
 
 
 def _delivery_network(session: Any, campaign_id: int) -> str:

@@ -257,6 +257,12 @@ class StandInNetworkServer:
     refuse: bool = False
     # Called as each push arrives, before it is answered (a test does what happens meanwhile).
     on_push: Callable[[], object] | None = None
+    # TTS device ids deleted from the application: their pushes are answered 404 NOT_FOUND.
+    deleted: set[str] = field(default_factory=set)
+    # How many of the next pushes are answered 429 (TTS's rate_limit_exceeded, ResourceExhausted), with
+    # TTS's rate-limit headers saying to retry after this many seconds.
+    rate_limited: int = 0
+    retry_after_s: int = 0
     pushes: list[dict[str, Any]] = field(default_factory=list)
     operations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -268,6 +274,18 @@ class StandInNetworkServer:
                 return JSONResponse({"code": 16, "message": "unauthenticated"}, status_code=401)
             if self.refuse:
                 return JSONResponse({"code": 14, "message": "unavailable"}, status_code=503)
+            device = request.path_params["device"]
+            if device in self.deleted:  # The Things Stack's error body (code 5: NOT_FOUND)
+                return JSONResponse({"code": 5, "message": f"error:pkg/applicationserver:device_not_found "
+                                     f"(device `{device}` not found)", "details": []}, status_code=404)
+            if self.rate_limited > 0:
+                self.rate_limited -= 1
+                # lorawan-stack pkg/ratelimit: Result.SetHTTPHeaders, errRateLimitExceeded
+                return JSONResponse({"code": 8, "message": "error:pkg/ratelimit:rate_limit_exceeded "
+                                     "(rate limit exceeded)", "details": []}, status_code=429,
+                                    headers={"X-Rate-Limit-Limit": "10", "X-Rate-Limit-Available": "0",
+                                             "X-Rate-Limit-Reset": str(self.retry_after_s),
+                                             "X-Rate-Limit-Retry": str(self.retry_after_s)})
             body = await request.json()
             if self.on_push is not None:
                 self.on_push()

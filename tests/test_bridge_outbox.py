@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import bridge_builders as b
 import pytest
@@ -536,3 +536,84 @@ def test_kws_acks_go_out_while_more_than_a_page_of_sanparks_downlinks_wait_at_it
     assert accepted == 1 and [(p["device_id"], p["f_port"]) for p in network.pushes] == [("kws-collar", 32)], \
         "KWS's ack was hidden behind a page of SANParks' refused downlinks"
     assert sanparks.pushes == [] and states["sp-collar-0"] == "queued"
+
+
+@pytest.mark.parametrize("spelling", ["as configured", "host in capitals"])
+def test_a_network_server_that_is_down_is_tried_once_a_flush_however_its_collars_routes_spell_it(
+        store_url, network, spelling):
+    # The Things Stack is down (503). collar-01 was heard without webhook headers (MQTT): its acks go to
+    # the configured server. collar-02's webhook sent X-Downlink-* headers naming that same server (scheme,
+    # host and port), as written in the header or with the host in other letters. One server that refused
+    # in a flush is not asked again in it, whichever way a collar's route spells it.
+    configured = network.url.replace("127.0.0.1", "localhost")
+    route_server = configured if spelling == "as configured" else configured.replace("localhost", "LocalHost")
+    push = f"{route_server}/api/v3/as/applications/{b.APPLICATION_ID}/webhooks/tembo/devices/collar-02/down/push"
+    headers = dict(b.HEADERS, **{"X-Downlink-Apikey": network.api_key, "X-Downlink-Push": push,
+                               "X-Downlink-Replace": push.replace("/push", "/replace")})
+    network.refuse = True
+    with b.fresh_bridge(store_url, network_server_url=configured, network_server_api_key=network.api_key,
+                        outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), device_id="collar-01", f_cnt=1))
+        reply = client.post("/uplinks/tts", headers=headers,
+                            content=b.tts_uplink(b.alert("mortality", seq=1), device_id="collar-02", f_cnt=1))
+        accepted = bridge.flush_downlinks()
+        tried = {d.device_id: (d.state, d.attempts) for d in bridge.downlinks()}
+
+    assert reply.status_code == 200 and accepted == 0
+    assert tried == {"collar-01": ("queued", 1), "collar-02": ("queued", 0)}, \
+        "the server that refused collar-01's ack was asked again for collar-02's under another spelling"
+
+
+def test_a_collar_deleted_at_the_things_stack_does_not_hold_back_the_other_collars_acks(store_url, network):
+    # A technician deleted collar-gone from the TTS application (retired); its last alert's ack is answered
+    # 404 NOT_FOUND (`device_not_found`). The server itself works: collar-01's ack, queued after it, goes
+    # in the same flush, and the deleted collar's downlink keeps the answer.
+    network.deleted = {"collar-gone"}
+    with b.pushing_to(network, store_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), device_id="collar-gone", f_cnt=1))
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), device_id="collar-01", f_cnt=1))
+        accepted = bridge.flush_downlinks()
+        downlinks = {d.device_id: d for d in bridge.downlinks()}
+
+    assert accepted == 1 and [p["device_id"] for p in network.pushes] == ["collar-01"], \
+        "one deleted collar held back the acks of every other collar of its server"
+    gone = downlinks["collar-gone"]
+    assert (gone.state, gone.attempts) == ("queued", 1) and "404" in gone.last_error
+
+
+def test_a_rate_limited_ack_waits_as_the_things_stack_asks_and_is_never_failed_for_it(store_url, network):
+    # The Things Stack rate-limits downlink queue operations per application (3.35.2: ResourceExhausted,
+    # 429, with X-Rate-Limit-Retry). A burst of alerts meets it: the ack waits the seconds TTS names, spends
+    # no attempt, and however many 429s it meets it is not given up as failed.
+    network.rate_limited, network.retry_after_s = 2 * 5, 120
+    with b.pushing_to(network, store_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+        assert bridge.flush_downlinks() == 0
+        (held,) = bridge.downlinks()
+        assert bridge.flush_downlinks() == 0, "pushed again before the time TTS named"
+        for _ in range(2 * 5 - 1):  # the time passes; TTS still refuses, nine more times
+            with bridge.db.write() as session:
+                session.get(Downlink, held.downlink_id).not_before = utc_now() - timedelta(seconds=1)
+            assert bridge.flush_downlinks() == 0
+        with bridge.db.write() as session:
+            session.get(Downlink, held.downlink_id).not_before = utc_now() - timedelta(seconds=1)
+        accepted = bridge.flush_downlinks()
+        (sent,) = bridge.downlinks()
+
+    assert (held.state, held.attempts) == ("queued", 0) and "429" in held.last_error
+    assert accepted == 1 and (sent.state, sent.attempts) == ("sent", 1)
+    assert len(network.pushes) == 1
+
+
+@pytest.mark.parametrize(("said", "waits_s"), [
+    ("120", 120.0),  # delay-seconds (RFC 9110 10.2.3)
+    ("Sat, 05 Dec 2026 12:02:00 GMT", 120.0),  # an HTTP-date, two minutes after the answer
+    ("Sat, 05 Dec 2026 11:00:00 GMT", 0.0),  # a date already past: no wait
+    ("999999999999999999999", 86400.0),  # at most a day
+    ("-5", None), ("soon", None), ("", None), ("１２０", None), ("Sat, 05 Dec 2026 12:02:00", None),
+])
+def test_a_retry_after_is_read_as_http_writes_it_and_a_broken_one_is_ignored(said, waits_s):
+    from lora_bridge.network_server import retry_after_s
+
+    answered = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    assert retry_after_s(said, now=answered) == waits_s

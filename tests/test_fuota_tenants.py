@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import ExitStack
+from datetime import timedelta
 
 import bridge_builders as b
 import pytest
@@ -182,3 +183,40 @@ def test_kws_collars_whose_routes_spell_kws_server_two_ways_still_get_one_campai
         open_window(bridge, campaign_for(bridge, list(KWS[1:])))
 
     assert kws.multicast and sanparks.multicast == []
+
+
+def test_an_outbox_pass_over_a_window_reads_its_collars_routes_once_not_once_a_frame(sqlite_url, reserves):
+    # A delivery's window is hundreds of frames for many collars; each outbox pass pushes every frame that
+    # is due. Which server and key the group's frames go to (the route of the delivery's own collars)
+    # is the same for all of them in one pass: it is read from the store once a pass, not once a frame.
+    from sqlalchemy import event
+
+    kws, sanparks = reserves
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        hear_both(bridge, kws, sanparks)
+        campaign = campaign_for(bridge, list(KWS[1:]))
+        opens = campaign["delivery"]["window_opens"]
+        bridge.clock = lambda: opens
+        bridge.deliver_updates()
+        bridge.flush_downlinks()  # the set-ups and the window's first frames
+        bridge.clock = lambda: opens + timedelta(minutes=10)
+        bridge.deliver_updates()  # the next frames of the window
+        statements: list[str] = []
+
+        def seen(_conn, _cursor, statement, *_args) -> None:
+            statements.append(statement)
+
+        engines = {bridge.db.write_engine, bridge.db.read_engine}
+        for engine in engines:
+            event.listen(engine, "before_cursor_execute", seen)
+        try:
+            before = len(kws.multicast)
+            bridge.outbox.flush_multicast()
+            pushed = len(kws.multicast) - before
+        finally:
+            for engine in engines:
+                event.remove(engine, "before_cursor_execute", seen)
+
+    route_reads = [s for s in statements if "downlink_routes" in s]
+    assert pushed >= 3, "the pass had too few frames to tell"
+    assert len(route_reads) == 1, f"{len(route_reads)} reads of the collars' routes for {pushed} frames in one pass"
