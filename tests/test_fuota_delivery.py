@@ -1172,3 +1172,40 @@ def test_field_technician_sees_a_straggler_get_its_fragments_by_unicast_every_da
     per_day = bridge.settings.downlinks_per_device_per_day
     assert all(n <= per_day for n in downlinks_a_day), downlinks_a_day  # within fair use, every day
     assert fragments_a_day == [per_day] * 6, fragments_a_day
+
+
+def test_a_straggler_that_lost_part_of_its_unicast_fragments_is_asked_what_it_misses_and_gets_more(
+        sqlite_url, network):
+    """collar-01 answers only when asked (TS004 FragSessionStatusReq): after a batch of unicast fragments
+    it is asked, by unicast, what it still misses, and its answer brings the next batch. Until 5
+    December nobody asked it: a straggler that lost some of its one batch never got more."""
+    status_port = codec.port_of("frag_session_status")
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        bridge.record_update_ack("collar-02", "ok", utc_now())
+
+        def to_straggler() -> list[str]:
+            return [codec.decode(p["f_port"], p["payload"], "down")["message"] for p in network.unicast
+                    if p["device"] == "collar-01" and p["f_port"] == status_port]
+
+        now, batches = run.closes, []
+        for missing in (6, 2):  # it lost part of the first batch, and says so when asked
+            now += timedelta(hours=6)
+            run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
+                                                        {"received_and_index": 20, "missing": missing, "status": 0}),
+                       at=now)
+            before = len(to_straggler())
+            for _ in range(4 * 3):  # the batch goes within fair use, over days if it must
+                run.tick(now)
+                if "frag_session_status" in to_straggler()[before:]:
+                    break
+                now += timedelta(hours=6)
+            batches.append(to_straggler()[before:])
+
+    for batch in batches:
+        assert "frag_session_status" in batch, "the straggler was not asked what it still misses"
+        assert batch[-1] == "frag_session_status" and set(batch[:-1]) == {"data_fragment"}, batch

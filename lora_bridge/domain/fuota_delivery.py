@@ -23,7 +23,8 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
    (participants = 0), with what it still needs; the answers (and the loss each collar's count
    shows) size the next parity; a collar that said nothing is asked again;
 4. stragglers, still missing after the rounds: unicast parity fragments, as many as their
-   answer and loss call for, within fair use (the outbox holds them to 10 a day per collar);
+   answer and loss call for, within fair use (the outbox holds them to 10 a day per collar), each
+   batch followed by a unicast `frag_session_status` (participants = 0) whose answer brings the next;
    a collar outside the group (it refused McGroupSetupReq or the window, or had not accepted its
    set-up when the window opened) is left out of the window's accounting with its reason and
    served by unicast from the start;
@@ -91,7 +92,8 @@ WINDOW = "window"
 REPAIR = "repair"
 STRAGGLERS = "stragglers"
 CLOSED = "closed"
-DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment")
+DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment",
+                     "frag_session_status")  # the last: a straggler asked by unicast what it still misses
 DELETE_RETRY_S = 60  # a refused network server group deletion is tried again after this, doubling
 DELETE_RETRY_MAX_S = 6 * 3600
 MAX_DELETE_ATTEMPTS = 10
@@ -710,6 +712,13 @@ def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
             downlinks.queue_command(session, codec, device_id=collar.device_id, command="data_fragment",
                                     values={"index_and_n": (SESSION_INDEX << 14) | n, "data": list(frags.fragment(n))})
             collar.unicast_sent += 1
+            queued += 1
+        if count > 0:
+            # Then ask it what it still misses (TS004 FragSessionStatusReq, participants 0: only a collar
+            # still missing fragments answers). It answers only when asked, so without this a straggler that
+            # lost some of the batch got nothing more; queued after the batch, it arrives after it.
+            downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_status",
+                                    values={"participants": 0})
             queued += 1
         log.info("straggler device_id=%s: %d unicast parity fragments queued", collar.device_id, max(count, 0),
                  extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
