@@ -13,8 +13,12 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import httpx
@@ -58,6 +62,106 @@ STOP = object()
 STORE_BUSY_MESSAGE = ("The Tembo store is busy (another program is writing to it, or it does not answer), so "
                       "what needs it is not shown now; the page tries again by itself. The alert count "
                       "beside Alerts is the last one read.")
+# Given as `when_busy=`: while the store is busy, the answer last handed to the same viewer for the
+# same question (`LastRead`), its repeat logged in the audit log once the store takes writes again.
+LAST_READ = object()
+# After a read found the store busy, the next reads (of any session) for this long do not wait for
+# the store's busy timeout again, each of them: the page shows what it has at once.
+BUSY_HOLD_S = 5.0
+# Answers remembered for LAST_READ (viewer x question), and views of them owed to the audit log.
+LAST_READS_KEPT = 256
+OWED_KEPT = 10_000
+# Session key: when the oldest answer this run showed from LAST_READ was read (None: all fresh).
+STALE_READ_AT_KEY = "_stale_read_at"
+
+
+@dataclass(frozen=True)
+class LastRead:
+    """An answer handed to its viewer (`kept.viewer`) at `read_at` (UTC), with the reads it logged."""
+
+    kept: Kept[Any]
+    read_at: datetime
+
+
+_last_reads: OrderedDict[tuple[Any, ...], LastRead] = OrderedDict()
+_owed: list[tuple[Any, datetime]] = []  # (PositionsRead, when shown again) not logged yet
+_busy_until = 0.0
+_memory_lock = threading.Lock()
+
+
+def _remember(key: tuple[Any, ...], kept: Kept[Any]) -> None:
+    with _memory_lock:
+        _last_reads[key] = LastRead(kept, datetime.now(UTC))
+        _last_reads.move_to_end(key)
+        while len(_last_reads) > LAST_READS_KEPT:
+            _last_reads.popitem(last=False)
+
+
+def _recall(key: tuple[Any, ...], viewer: Viewer) -> LastRead | None:
+    with _memory_lock:
+        last = _last_reads.get(key)
+    return last if last is not None and last.kept.viewer == viewer else None
+
+
+def _owe(reads: tuple[Any, ...], at: datetime) -> None:
+    """Views of positions shown again while the store took no audit line: logged once it does."""
+    with _memory_lock:
+        _owed.extend((read, at) for read in reads)
+        if len(_owed) > OWED_KEPT:
+            dropped = len(_owed) - OWED_KEPT
+            del _owed[:dropped]
+            logger.warning("dashboard drops %d repeat views owed to the audit log (the store busy for long)", dropped)
+
+
+def pay_owed_views(bridge_: Bridge) -> None:
+    """Log the views shown again from the last read while the store was busy, each at its time; kept
+    for the next try when the store is still busy."""
+    with _memory_lock:
+        owed = list(_owed)
+        _owed.clear()
+    if not owed:
+        return
+    try:
+        for at in sorted({at for _, at in owed}):
+            bridge_.record_reads([read for read, when in owed if when == at], at=at)
+    except Exception as error:
+        if not is_transient_store_error(error):
+            raise
+        with _memory_lock:
+            _owed[:0] = owed
+        return
+    logger.info("dashboard logged %d views shown while the store was busy", len(owed))
+
+
+def _busy_lately() -> bool:
+    return time.monotonic() < _busy_until
+
+
+def _mark_busy() -> None:
+    global _busy_until
+    _busy_until = time.monotonic() + BUSY_HOLD_S
+
+
+class _BusyLately(Exception):
+    """The store was found busy less than BUSY_HOLD_S ago: do not wait for it again now."""
+
+
+def start_stale_watch() -> None:
+    """Forget which answers of the last run came from LAST_READ (call before a panel's reads)."""
+    st.session_state[STALE_READ_AT_KEY] = None
+
+
+def stale_read_at() -> datetime | None:
+    """When the oldest answer this run showed from LAST_READ was read; None when every one was fresh."""
+    return st.session_state.get(STALE_READ_AT_KEY)
+
+
+def _note_stale(read_at: datetime) -> None:
+    try:
+        shown = st.session_state.get(STALE_READ_AT_KEY)
+        st.session_state[STALE_READ_AT_KEY] = read_at if shown is None else min(shown, read_at)
+    except Exception:  # outside a Streamlit run (a bare call in a test): nothing to tell
+        logger.debug("no session to note a stale answer in")
 
 
 def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
@@ -66,7 +170,11 @@ def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[...,
     answer out to its viewer, logging those reads again (`kept_answers.hand_out`). The wrapped
     function's `clear()` drops its cached answers. While the store is busy (its audit line or the read
     refused for a reason that passes) the run ends with STORE_BUSY_MESSAGE, or, given `when_busy=`,
-    that value is returned."""
+    that value is returned; `when_busy=LAST_READ`: the answer last handed to this viewer for the same
+    arguments (a `changed` argument aside), its age in `stale_read_at()`, when there is one.
+
+    Showing a viewer again what it was shown and logged as shown reveals nothing new: the repeat is
+    owed to the audit log and written, at its time, by the next read the store takes."""
 
     def wrap(read: Callable[..., T]) -> Callable[..., T]:
         signature = inspect.signature(read)
@@ -87,18 +195,36 @@ def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[...,
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             every = bound.args  # one cache entry per question, however it was asked
+            bridge_, viewer = bridge(every[url_at]), every[viewer_at]
+            # The question without the store's change counter: what was shown last for it.
+            question = (read.__qualname__, *(a for name, a in zip(names, every, strict=True) if name != "changed"))
             try:
-                return hand_out(bridge(every[url_at]), cached(*every), every[viewer_at])
+                if _busy_lately():
+                    raise _BusyLately(read.__name__)
+                kept = cached(*every)
+                value = hand_out(bridge_, kept, viewer)
             except Exception as error:
-                if not is_transient_store_error(error):
+                if not (isinstance(error, _BusyLately) or is_transient_store_error(error)):
                     raise
-                # Positions leave only with their audit line, which a busy store cannot take now.
-                logger.warning("dashboard read %s refused: the store is busy (%s: %s)", read.__name__,
-                               type(error).__name__, driver_said(error)[:200],
-                               extra={"database_url": safe_url(every[url_at]), "read": read.__name__})
+                if not isinstance(error, _BusyLately):
+                    _mark_busy()
+                    # Positions leave only with their audit line, which a busy store cannot take now.
+                    logger.warning("dashboard read %s refused: the store is busy (%s: %s)", read.__name__,
+                                   type(error).__name__, driver_said(error)[:200],
+                                   extra={"database_url": safe_url(every[url_at]), "read": read.__name__})
+                if when_busy is LAST_READ:
+                    last = _recall(question, viewer)
+                    if last is not None:
+                        _owe(last.kept.reads, bridge_.clock())
+                        _note_stale(last.read_at)
+                        return last.kept.value
+                    show_store_busy()
                 if when_busy is not STOP:
                     return when_busy
                 show_store_busy()
+            _remember(question, kept)
+            pay_owed_views(bridge_)
+            return value
 
         handed.clear = cached.clear  # type: ignore[attr-defined]
         return handed
@@ -113,17 +239,18 @@ def show_store_busy() -> NoReturn:
     st.stop()
 
 
-def now(options: DashboardOptions, viewer: Viewer | None = None) -> datetime:
+def now(options: DashboardOptions, viewer: Viewer | None = None, when_busy: Any = STOP) -> datetime:
     """The dashboard's 'now': the wall clock, or with clock 'data' the newest report in the store
     (as the session's viewer, `roles.current_viewer()`, when none is given); `herd.moment_shown`
-    of a live page."""
+    of a live page. `when_busy` as for `animals`."""
     from ranger_dashboard.herd import moment_shown
 
     if options.clock == "wall":
         return moment_shown(None, options.clock, ())
     from ranger_dashboard.roles import current_viewer
 
-    return moment_shown(None, options.clock, animals(options.database_url, viewer or current_viewer()))
+    herd = animals(options.database_url, viewer or current_viewer(), when_busy=when_busy)
+    return moment_shown(None, options.clock, herd or ())
 
 
 def low_battery_mv(url: str) -> int:
@@ -159,11 +286,11 @@ def alert_count_changed(count: int) -> bool:
     return shown is not None and shown != count
 
 
-def animals(url: str, viewer: Viewer) -> list[Any]:
+def animals(url: str, viewer: Viewer, when_busy: Any = STOP) -> list[Any]:
     """Every collared animal with its latest status (`AnimalView`), as viewer may see it: read again
     once the store has changed (`animals_at`), not on every page load (for 500 animals the read
-    is a good part of a page's run)."""
-    return animals_at(url, viewer, changes(url))
+    is a good part of a page's run). `when_busy` as for `audited` reads."""
+    return animals_at(url, viewer, changes(url), when_busy=when_busy)
 
 
 @audited(QUERY_TTL_S)

@@ -66,6 +66,16 @@ def format_age(then: datetime | None, now: datetime) -> str:
     return f"{int(seconds // 86400)} d ago"
 
 
+def stale_map_message(read_at: datetime, now: datetime, retry_s: float) -> str:
+    """What the live map says while the store is busy and it shows the herd last read at `read_at`."""
+    return (
+        f"**Not live: the Tembo store is busy** (another program, such as a backup, is writing to it). "
+        f"The map shows the positions and alerts last read, at {read_at.astimezone(UTC):%H:%M:%S} UTC "
+        f"({format_age(read_at, now)}); names and tracks return with the store. "
+        f"The page tries again every {retry_s:g} s by itself."
+    )
+
+
 def format_time(when: datetime | None) -> str:
     """'2026-11-25 08:40' in UTC, or an empty string when unknown."""
     if when is None:

@@ -8,7 +8,7 @@ Streamlit fragment); the sidebar controls stay put. Clicking an animal opens its
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
@@ -61,7 +61,8 @@ opened = st.session_state.pop(OPEN_FROM_MAP_KEY, None)
 if opened is not None:
     st.switch_page(navigation.animals_page(), query_params={"animal": opened})
 
-animal_list = sorted(data.animals(url, viewer), key=lambda a: (a.name or "", a.device_id or ""))
+# While the store is busy (a backup holds its write lock) the map shows the herd last read, marked stale.
+animal_list = sorted(data.animals(url, viewer, when_busy=data.LAST_READ), key=lambda a: (a.name or "", a.device_id or ""))
 names = {str(a.animal_id): a.name or a.device_id for a in animal_list}
 focus_options = [NO_FOCUS, *names]
 
@@ -94,7 +95,7 @@ if online:
             "reserve's own geometry only."
         )
 phone = "Mobile" in (st.context.headers.get("User-Agent") or "")
-moment = as_of.control(data.now(options, viewer))
+moment = as_of.control(data.now(options, viewer, when_busy=data.LAST_READ))
 
 
 @st.fragment(run_every=options.refresh_s)
@@ -105,13 +106,17 @@ def live_panel() -> None:
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
     changed = data.changes(url)
-    animals = data.animals_at(url, viewer, changed)
     # The bridge hands out only what the viewer's role may see (coarse and late for some roles),
-    # at the chosen moment: positions then, alerts open then, tracks ending then.
-    alerts = data.alerts_at(url, viewer, moment, changed)
-    if moment is None and data.alert_count_changed(len(alerts)):
+    # at the chosen moment: positions then, alerts open then, tracks ending then. While the store is
+    # busy, what this viewer was shown last, as its role saw it then (`data.LAST_READ`).
+    data.start_stale_watch()
+    animals = data.animals_at(url, viewer, changed, when_busy=data.LAST_READ)
+    alerts = data.alerts_at(url, viewer, moment, changed, when_busy=data.LAST_READ)
+    stale_since = data.stale_read_at()
+    if moment is None and stale_since is None and data.alert_count_changed(len(alerts)):
         st.rerun(scope="app")  # the navigation's alert count is stale: redraw it with the map
-    positions = data.positions_at(url, viewer, moment, changed)
+    positions = data.positions_at(url, viewer, moment, changed, when_busy=data.LAST_READ)
+    stale_since = data.stale_read_at()
     # The herd at the moment shown, composed as the name tiles compose it (`herd.compose`).
     shown = herd.compose(animals, alerts, positions, moment, options.clock)
     now, points = shown.now, shown.points
@@ -119,11 +124,11 @@ def live_panel() -> None:
     until = moment or latest_fix
     # The tracks are fetched by the map after its first frame (`track_routes`), for this window.
     tracks_url = None
-    if until is not None:
+    if until is not None and stale_since is None:
         tracks_url = track_routes.tracks_url(until - timedelta(hours=hours), until, changed)
         # The map asks for its tracks and names as it draws its first frame: have them read now.
         track_routes.warm(data.bridge(url), viewer, tracks_url)
-    if points:
+    if points and stale_since is None:
         name_routes.warm_herd(data.bridge(url), viewer, moment, options.clock)
     rings = map_layers.alert_points(alerts, now, positions) if role.exact_positions else []
 
@@ -139,7 +144,11 @@ def live_panel() -> None:
         fit_px=(width_px, height_px),
         as_of=moment,
         tracks_url=tracks_url,
+        names=stale_since is None,  # the names and tracks routes need the store: back with it
     )
+    if stale_since is not None:
+        st.warning(views.stale_map_message(stale_since, datetime.now(UTC), options.refresh_s),
+                   icon=":material/hourglass_top:")
     as_of.banner(moment, "The map shows the reserve")
     map_column, table_column = st.columns([5, 2])
     with map_column:
@@ -151,7 +160,8 @@ def live_panel() -> None:
             # A new key per focus and per click starts each map with no selection left over.
             key=f"live-map-{focus}-{st.session_state.get(PICKS_KEY, 0)}",
         )
-        markers.ready(markers.MAP_READY_ID, animals=len(points), alerts=len(rings))
+        markers.ready(markers.MAP_READY_ID, animals=len(points), alerts=len(rings),
+                      stale="live" if stale_since is None else stale_since.isoformat())
     picked = map_layers.selected_animal_id(state.selection.objects) if state is not None else None
     if picked is not None:
         st.session_state[OPEN_FROM_MAP_KEY] = picked
