@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import io
 import re
+import sqlite3
 import time
+from urllib.parse import urlsplit
 
 import pytest
-from browser_helpers import running_dashboard, seed, sign_in
+from browser_helpers import ACCOUNTS, RESERVE, running_dashboard, seed, sign_in
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from lora_bridge.access import Viewer
 from lora_bridge.service import open_bridge
-from ranger_dashboard import palette
+from ranger_dashboard import data, markers, navigation, palette, serving
 from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 
 RANGER = Viewer("ranger.amani", "ranger")
@@ -210,3 +212,235 @@ def test_ranger_acknowledges_an_alert_in_chromium_and_the_store_has_it(sqlite_ur
                 assert (alert.state, alert.acknowledged_by) == ("acknowledged", "amina")
             finally:
                 browser.close()
+
+
+@pytest.mark.browser
+def test_ranger_keeps_the_herd_she_last_saw_marked_stale_while_a_backup_holds_the_store(
+    sqlite_url, port, tmp_path, monkeypatch
+):
+    # Amina follows a mortality alert on the live map at night. A backup takes the store's write lock
+    # while she reloads the page: the map had vanished behind "store busy". She keeps the herd she last
+    # saw (same animals, same alert ring), told it is not live, when it was read and when the page
+    # tries again; once the backup ends the map is live again by itself.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "500")
+    bridge = open_bridge(sqlite_url)
+    seed(bridge)
+    bridge.close()
+    live = "#tembo-map-ready[data-animals='3'][data-stale='live']"
+    stale = "#tembo-map-ready[data-animals='3']:not([data-stale='live'])"
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            backup = None
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(base_url)
+                sign_in(page, "amina")
+                rings = page.wait_for_selector(live, state="attached", timeout=WAIT_MS).get_attribute("data-alerts")
+                first = map_image(page, {"mortality ring (Kito)": palette.PRIORITY_COLOURS[300]})
+
+                backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+                backup.execute("BEGIN IMMEDIATE")
+                page.reload()
+                marker = page.wait_for_selector(stale, state="attached", timeout=WAIT_MS)
+                assert marker.get_attribute("data-alerts") == rings, "the alert rings she saw"
+                page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
+                notice = page.get_by_text("Not live: the Tembo store is busy").first
+                notice.wait_for(timeout=WAIT_MS)
+                told = notice.locator("xpath=ancestor::*[@data-testid='stAlertContainer'][1]").inner_text()
+                assert re.search(r"last read, at \d\d:\d\d:\d\d UTC", told), told
+                assert "tries again every 15 s" in told, told
+                assert page.get_by_text(data.STORE_BUSY_MESSAGE).count() == 0
+                wanted = {
+                    "normal (Amani)": palette.STATE_COLOURS["normal"],
+                    "alert (Zawadi, Kito)": palette.STATE_COLOURS["alert"],
+                    "mortality ring (Kito)": palette.PRIORITY_COLOURS[300],
+                }
+                image = map_image(page, wanted)
+                image.save(tmp_path / "stale_map.png")
+                missing = [name for name, rgb in wanted.items() if colour_pixels(image, rgb) == 0]
+                assert not missing, f"not drawn while the store is busy: {missing}"
+                (x0, y0), (x1, y1) = (colour_centre(i, palette.PRIORITY_COLOURS[300]) for i in (first, image))
+                assert abs(x1 - x0) <= 3 and abs(y1 - y0) <= 3, "the ring where she saw it (its name aside)"
+
+                backup.rollback()
+                backup.close()
+                backup = None
+                page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # the panel's own refresh
+                expect(page.get_by_text("Not live: the Tembo store is busy")).to_have_count(0)
+            finally:
+                if backup is not None:
+                    backup.rollback()
+                    backup.close()
+                browser.close()
+
+
+def _outside(url: str) -> bool:
+    """True for a request that would leave the machine (anything but this host, data: and blob:)."""
+    parts = urlsplit(url)
+    return parts.scheme not in ("data", "blob") and parts.hostname not in ("127.0.0.1", "localhost")
+
+
+@pytest.mark.browser
+def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_an_admin_opens(
+    sqlite_url, port, tmp_path
+):
+    # The control room has no internet. Every page an admin may open (the most pages of any role) is
+    # loaded in Chromium with every request of the browser context recorded, the map's tiles, fonts,
+    # scripts and workers included: none may go anywhere but this machine (each is refused on the way,
+    # as the control room's missing uplink would).
+    bridge = open_bridge(sqlite_url)
+    seed(bridge)
+    admin = bridge.viewer_for_session(bridge.sign_in("ada", ACCOUNTS["ada"][1])[1])
+    bridge.close()
+    ready = {
+        "live": f"#{markers.MAP_READY_ID}[data-animals='3']",
+        "alerts": f"#{markers.ALERTS_READY_ID}",
+        "animals": f"#{markers.ANIMAL_READY_ID}",
+    }
+    paths = navigation.page_paths_for(admin)
+    assert {"live", "alerts", "animals", "audit"} <= set(paths)
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                outside: list[str] = []
+                context.on("request", lambda request: outside.append(request.url) if _outside(request.url) else None)
+                context.route(lambda url: _outside(url), lambda route: route.abort("internetdisconnected"))
+                page = context.new_page()
+                page.goto(base_url)
+                sign_in(page, "ada")
+                page.wait_for_selector(ready["live"], state="attached", timeout=WAIT_MS)  # signed in
+                for path in paths:
+                    page.goto(f"{base_url}/{'' if path == 'live' else path}")
+                    if path in ready:
+                        page.wait_for_selector(ready[path], state="attached", timeout=WAIT_MS)
+                    else:
+                        page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=WAIT_MS)
+                    for chart in page.locator("[data-testid='stDeckGlJsonChart']").all():
+                        chart.locator("canvas").first.wait_for(timeout=WAIT_MS)
+                    page.screenshot(path=str(tmp_path / f"offline_{path}.png"), full_page=True)
+                assert outside == [], f"the dashboard reached outside the machine: {sorted(set(outside))}"
+            finally:
+                browser.close()
+
+
+# The WCAG 2 contrast of every piece of text in the page's main area against the background it is
+# drawn on (the first opaque background of it or its ancestors): [contrast, text, colour, background].
+TEXT_CONTRASTS_JS = """
+(root) => {
+  const rgba = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c.length >= 3 && (c.length < 4 || c[3] > 0.9)) return c;
+    }
+    return rgba(getComputedStyle(document.body).backgroundColor);
+  };
+  const found = [];
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const text = node.textContent.trim();
+    const el = node.parentElement;
+    if (!text || !el || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden' || Number(style.opacity) === 0) continue;
+    if (style.fontFamily.includes('Material')) continue;  // an icon, not text
+    const fg = rgba(style.color), bg = background(el);
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    found.push([(hi + 0.05) / (lo + 0.05), text.slice(0, 60), style.color, `rgb(${bg.slice(0, 3)})`]);
+  }
+  return found;
+}
+"""
+SMALL_PHONE = {"width": 360, "height": 740}
+
+
+@pytest.mark.browser
+def test_ranger_reads_the_alerts_at_night_on_a_small_phone(sqlite_url, port, tmp_path):
+    # At night in the bush on a 360 x 740 phone: the page is dark (no white glare), every word of the
+    # alerts stands out from what it is written on (WCAG AA, 4.5:1), nothing runs off the right edge,
+    # and the most urgent alert's card with its Acknowledge button is on the first screen.
+    bridge = open_bridge(sqlite_url)
+    seed(bridge)
+    mortality = bridge.open_alerts(viewer=RANGER)[0]
+    bridge.close()
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                context = browser.new_context(
+                    viewport=SMALL_PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True
+                )
+                page = context.new_page()
+                page.goto(base_url)
+                sign_in(page, "amina")
+                page.wait_for_selector(f"#{markers.MAP_READY_ID}", state="attached", timeout=WAIT_MS)
+                page.goto(f"{base_url}/alerts")
+                page.wait_for_selector(f"#{markers.ALERTS_READY_ID}", state="attached", timeout=WAIT_MS)
+                card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
+                acknowledge = card.get_by_role("button", name="Acknowledge")
+                expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
+                page.screenshot(path=str(tmp_path / "night_phone_alerts.png"))
+                page.screenshot(path=str(tmp_path / "night_phone_alerts_full.png"), full_page=True)
+
+                body = page.evaluate("() => getComputedStyle(document.querySelector('.stApp')).backgroundColor")
+                assert sum(int(v) for v in re.findall(r"\d+", body)[:3]) < 3 * 60, f"a dark page, not {body}"
+                contrasts = page.evaluate(TEXT_CONTRASTS_JS, page.locator("[data-testid='stMain']").element_handle())
+                assert any("mortality" in text.lower() for _, text, _, _ in contrasts), "the alert was read"
+                faint = [c for c in contrasts if c[0] < 4.5]
+                assert not faint, f"text too faint to read at night: {faint[:8]}"
+                width = page.evaluate("() => document.scrollingElement.scrollWidth")
+                assert width <= SMALL_PHONE["width"], f"the page runs {width - SMALL_PHONE['width']} px off the screen"
+                card_box, button_box = card.bounding_box(), acknowledge.bounding_box()
+                assert card_box["x"] >= 0 and card_box["x"] + card_box["width"] <= SMALL_PHONE["width"]
+                assert button_box["y"] + button_box["height"] <= SMALL_PHONE["height"], "Acknowledge on the first screen"
+            finally:
+                browser.close()
+
+
+@pytest.mark.browser
+def test_visitor_kiosk_hands_the_browser_no_exact_position_in_its_page_data_or_map_routes(sqlite_url, port, tmp_path):
+    # A poacher at the visitor centre's screen opens the browser's developer tools: nothing the kiosk
+    # sent (the page, its websocket messages with the map's JSON and tooltips, the names and tracks
+    # routes) holds any exact fix of the herd, nor the exact place of the mortality alert.
+    bridge = open_bridge(sqlite_url)
+    seed(bridge)
+    exact = {
+        value
+        for track in bridge.tracks(viewer=RANGER).values()
+        for fix in track
+        for value in (round(fix.lat, 5), round(fix.lon, 5))
+    }
+    bridge.close()
+    reserve = {round(float(v), 5) for f in RESERVE["features"] for v in re.findall(r"-?\d+\.\d+", str(f["geometry"]))}
+    forbidden = sorted(exact - reserve)
+    assert len(forbidden) > 10
+    received: list[str] = []
+    with serving.running(port, sqlite_url, tmp_path / "dashboard.log", role="visitor") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+
+                def keep_frame(payload: str | bytes) -> None:
+                    received.append(payload.decode("latin-1") if isinstance(payload, bytes) else payload)
+
+                page.on("websocket", lambda socket: socket.on("framereceived", keep_frame))
+                with page.expect_response(lambda r: "/map/tracks.json" in r.url, timeout=WAIT_MS) as tracks:
+                    with page.expect_response(lambda r: "/map/names/" in r.url, timeout=WAIT_MS) as names:
+                        page.goto(base_url)
+                        page.wait_for_selector(f"#{markers.MAP_READY_ID}[data-animals='3']", state="attached",
+                                               timeout=WAIT_MS)
+                received += [tracks.value.text(), names.value.text(), page.content()]
+            finally:
+                browser.close()
+    everything = "\n".join(received)
+    assert '"lat":' in everything, "the map's JSON was among what the kiosk sent"
+    leaked = [v for v in forbidden if re.search(rf"(?<![\d.]){re.escape(repr(v))}(?!\d)", everything)]
+    assert not leaked, f"exact coordinates handed to the visitor kiosk: {leaked}"
