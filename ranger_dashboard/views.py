@@ -76,6 +76,22 @@ def stale_map_message(read_at: datetime, now: datetime, retry_s: float) -> str:
     )
 
 
+UNPLACED_NAMED_UP_TO = 12
+
+
+def unplaced_message(animals: Iterable[Any], points: Iterable[Mapping[str, Any]], exact: bool, as_of: datetime | None) -> str:
+    """What the live map says of the animals it cannot place (a collar with no fix yet, or none the
+    viewer's role may see yet): their names, the first UNPLACED_NAMED_UP_TO of them; '' when none."""
+    placed = {str(p["animal_id"]) for p in points}
+    names = sorted(a.name or a.device_id or str(a.animal_id) for a in animals if str(a.animal_id) not in placed)
+    if not names:
+        return ""
+    why = ("no fix by the moment shown" if as_of else "no fix yet") if exact else "no position your view may show yet"
+    listed = ", ".join(names[:UNPLACED_NAMED_UP_TO])
+    more = f" and {len(names) - UNPLACED_NAMED_UP_TO} more" if len(names) > UNPLACED_NAMED_UP_TO else ""
+    return f"Not on the map ({why}): {listed}{more}."
+
+
 def format_time(when: datetime | None) -> str:
     """'2026-11-25 08:40' in UTC, or an empty string when unknown."""
     if when is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import bridge_builders
 import pytest
@@ -619,3 +620,17 @@ def test_ranger_reads_in_an_alerts_history_whether_the_duty_officer_was_told_and
     assert "resolved · false alarm: Herd at the dam" in what
     assert ("notification withdrawn · sms (duty-sms) to +254700000001: "
             "the alert was resolved by ranger.amani before this went out") in what
+
+
+def test_the_map_names_animals_it_cannot_place_without_saying_more_than_the_role_may_know():
+    animals = [SimpleNamespace(animal_id=i, name=f"Elephant {i:02d}", device_id=f"c{i}") for i in range(1, 16)]
+    placed = [{"animal_id": "1"}]
+    ranger = views.unplaced_message(animals, placed, exact=True, as_of=None)
+    assert ranger.startswith("Not on the map (no fix yet): Elephant 02, Elephant 03")
+    assert ranger.endswith("and 2 more.")  # 14 not placed, 12 named
+    # A delayed role is not told whether a collar has a fix it may not see yet, or none at all.
+    assert views.unplaced_message(animals, placed, exact=False, as_of=None).startswith(
+        "Not on the map (no position your view may show yet): "
+    )
+    everyone = [{"animal_id": str(a.animal_id)} for a in animals]
+    assert views.unplaced_message(animals, everyone, exact=True, as_of=None) == ""

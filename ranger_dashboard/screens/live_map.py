@@ -162,6 +162,9 @@ def live_panel() -> None:
         )
         markers.ready(markers.MAP_READY_ID, animals=len(points), alerts=len(rings),
                       stale="live" if stale_since is None else stale_since.isoformat())
+        unplaced = views.unplaced_message(animals, points, role.exact_positions, moment)
+        if unplaced:  # a collar with no fix yet: counted beside the map, so named under it
+            st.caption(unplaced)
     picked = map_layers.selected_animal_id(state.selection.objects) if state is not None else None
     if picked is not None:
         st.session_state[OPEN_FROM_MAP_KEY] = picked
