@@ -87,6 +87,27 @@ def warm(make: Any, what: str) -> None:
     _warming.submit(run)
 
 
+# Seconds a map route asks the browser to wait while the store is busy (a backup holds its write lock).
+RETRY_AFTER_S = 5
+
+
+def store_busy(error: BaseException, route: str) -> Response | None:
+    """The 503 a map route answers while the store is busy (`error` passes: SQLite's write lock held,
+    the store read-only or gone), with Retry-After; None for any other error. The answer's audit
+    line cannot be written now, so its positions are not handed out (until 5 December a 500)."""
+    from lora_bridge.errors import driver_said, is_transient_store_error
+
+    if not is_transient_store_error(error):
+        return None
+    logger.warning("map route %s refused: the store is busy (%s)", route, driver_said(error)[:200],
+                   extra={"route": route})
+    return JSONResponse(
+        {"error": "the Tembo store is busy (another program is writing to it); try again shortly"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S), "Cache-Control": "private, no-store"},
+    )
+
+
 def viewer_of(request: Request, bridge: Any, dashboard_role: str) -> Viewer | None:
     """Who asks: the kiosk's visitor on a visitor dashboard, else the live sign-in of the request's
     session cookie when its role may use this dashboard; None for anyone else."""
@@ -169,6 +190,11 @@ async def names(request: Request) -> Response:
         found = await run_in_threadpool(names_for, bridge, viewer, z, x, y, dict(request.query_params), options.clock)
     except ValueError as error:  # a broken `at`
         return JSONResponse({"error": str(error)}, status_code=400)
+    except Exception as error:
+        busy = store_busy(error, "names")
+        if busy is None:
+            raise
+        return busy
     return JSONResponse(found, headers={"Cache-Control": "private, no-store"})
 
 

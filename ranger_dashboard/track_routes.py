@@ -105,8 +105,14 @@ async def tracks(request: Request) -> Response:
     except ValueError as error:
         return JSONResponse({"error": str(error)}, status_code=400)
 
-    kept = await run_in_threadpool(body_for, bridge, viewer, since, until)
-    body = await run_in_threadpool(kept_answers.hand_out, bridge, kept, viewer)
+    try:
+        kept = await run_in_threadpool(body_for, bridge, viewer, since, until)
+        body = await run_in_threadpool(kept_answers.hand_out, bridge, kept, viewer)
+    except Exception as error:
+        busy = name_routes.store_busy(error, "tracks")
+        if busy is None:
+            raise
+        return busy
     return Response(body, media_type="application/json", headers={"Cache-Control": "private, no-store"})
 
 
