@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
+from lora_bridge.errors import log_failure
+
 log = logging.getLogger(__name__)
 
 
@@ -43,7 +45,7 @@ def decode_payload(codec: Any, f_port: int, payload: bytes) -> Decoded:
     except codec_error as error:
         return Decoded(None, f"codec rejected port {f_port} payload {payload.hex()}: {error}")
     except Exception as error:  # a codec bug must not lose the uplink: keep it as a dead letter
-        log.exception("codec crashed", extra={"f_port": f_port})
+        log_failure(log, error, "codec crashed", context={"f_port": f_port})
         return Decoded(None, f"codec crashed on port {f_port} payload {payload.hex()}: {error!r}")
     if not isinstance(fields, dict) or "message" not in fields:
         return Decoded(None, f"codec returned {type(fields).__name__} without a message name")

@@ -47,6 +47,7 @@ letter with the codec's reason, and `Bridge.replay_dead_letters()` tries it agai
 
 import logging
 import secrets
+from typing import Any
 
 
 class BridgeError(Exception):
@@ -222,11 +223,13 @@ def redacted(error: BaseException, _depth: int = 0) -> Redacted:
     return stand_in
 
 
-def log_failure(logger: logging.Logger, error: BaseException, message: str, *args: object) -> str:
+def log_failure(logger: logging.Logger, error: BaseException, message: str, *args: object,
+                context: dict[str, Any] | None = None) -> str:
     """Log message % args at ERROR, followed by error's `failure_context` (class, error_id, the driver's
-    words) and its `redacted` traceback, in place of `logger.exception`; the error_id logged."""
+    words) and its `redacted` traceback, in place of `logger.exception`; context (device, f_port, ...)
+    joins the record's fields. The error_id logged is returned."""
     failure = failure_context(error)
-    logger.error(f"{message} %s", *args, said_of(failure), exc_info=redacted(error), extra=failure)
+    logger.error(f"{message} %s", *args, said_of(failure), exc_info=redacted(error), extra={**(context or {}), **failure})
     return failure["error_id"]
 
 

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import select, update
 
 from lora_bridge.domain import alerts, downlinks, fuota_delivery
-from lora_bridge.errors import DownlinkError, is_transient_store_error
+from lora_bridge.errors import DownlinkError, is_transient_store_error, log_failure
 from lora_bridge.network_server import (
     DownlinkTarget,
     MulticastFrame,
@@ -597,6 +597,6 @@ class OutboxWorker:
                     self.full_flushes += 1
                 elif ids:
                     self.outbox.flush(ids=ids)
-            except Exception:
-                log.exception("outbox flush failed")
+            except Exception as error:
+                log_failure(log, error, "outbox flush failed")
             self.flushes += 1

@@ -63,6 +63,7 @@ from lora_bridge.errors import (
     UnknownGeofence,
     failure_context,
     is_transient_store_error,
+    log_failure,
     redacted,
     said_of,
     store_unavailable,
@@ -1109,8 +1110,8 @@ class Bridge:
                 steps = rules_engine.evaluate_device(session, self.rules_runtime, device_id)
                 self._queue_steps(session, steps)
                 return [alert_id for alert_id, _ in steps.items]
-        except Exception:
-            log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
+        except Exception as error:
+            log_failure(log, error, "server rules failed device_id=%s", device_id, context={"device_id": device_id})
             return []
 
     def evaluate_rules_for(self, device_ids: list[str]) -> list[int]:
@@ -1125,8 +1126,8 @@ class Bridge:
                     self._queue_steps(session, steps)
                     changed.extend(alert_id for alert_id, _ in steps.items)
                 return changed
-        except Exception:
-            log.exception("server rules failed for a batch", extra={"devices": len(device_ids)})
+        except Exception as error:
+            log_failure(log, error, "server rules failed for a batch", context={"devices": len(device_ids)})
             return []
 
     def battery_trend(self, device_id: str, now: datetime | None = None) -> dict[str, Any] | None:
@@ -1227,8 +1228,9 @@ class Bridge:
             try:
                 with self.db.write() as session:
                     outbox.enqueue_alert_steps(session, self._current_notify_config(), steps)
-            except Exception:
-                log.exception("notifications not queued device_id=%s", result.device_id)
+            except Exception as error:
+                log_failure(log, error, "notifications not queued device_id=%s", result.device_id,
+                            context={"device_id": result.device_id})
 
     # Figures ---------------------------------------------------------------------------------
 

@@ -188,3 +188,25 @@ def test_a_group_commit_batch_the_store_refuses_is_logged_without_the_positions_
     assert batch[0].error is not None and logged.error_class == "IntegrityError"
     assert logged.error_id in logged.getMessage() and "NOT NULL constraint failed" in logged.getMessage()
     assert _leaked(caplog.records) == [], "the batch's traceback quoted the statement and the position"
+
+
+def test_rules_the_store_refuses_mid_batch_are_logged_with_a_traceback_but_without_the_sql_or_the_fix(
+        sqlite_url, caplog):
+    """The server rules run inside the uplink's batch over the collar's fresh fixes: when the store refuses
+    their writes, the operator's log says which collar, the driver's words and an error_id, and its
+    traceback keeps the frames, not the statement and its parameters."""
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        with bridge.db.write() as session:
+            for when in ("INSERT", "UPDATE"):
+                session.execute(text(f"CREATE TRIGGER refuse_cursor_{when.lower()} BEFORE {when} ON rule_cursors "
+                                     "BEGIN SELECT RAISE(ABORT, 'rules cursor refused by the store'); END"))
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            result = bridge.ingest_network_message("tts", "up", b.tts_uplink(b.status(lat=-2.5123), f_cnt=9),
+                                                   path_ids=ROUTE)
+
+    assert result.status == "processed", "the uplink is kept whatever the rules met"
+    failed = [r for r in caplog.records if "server rules failed" in r.getMessage()]
+    assert failed, "the rules' failure is logged"
+    assert all(r.exc_info and getattr(r, "error_id", None) for r in failed), "with its traceback and error_id"
+    assert any("rules cursor refused by the store" in r.getMessage() for r in failed)
+    assert _sql_in(_all_logged(caplog.records)) == []

@@ -57,6 +57,7 @@ from lora_bridge.domain.rules_cursors import alerts_of_free_collars, lock_cursor
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import CleanTrack, Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
+from lora_bridge.errors import log_failure
 from lora_bridge.store import parts
 from lora_bridge.store.tables import (
     ActivitySummary,
@@ -490,8 +491,8 @@ def _judged_one_by_one(session: Session, runtime: RulesRuntime, collars: list[st
         try:
             with session.begin_nested():
                 done[device_id] = evaluate_device(session, runtime, device_id)
-        except Exception:
-            log.exception("server rules failed device_id=%s", device_id, extra={"device_id": device_id})
+        except Exception as error:
+            log_failure(log, error, "server rules failed device_id=%s", device_id, context={"device_id": device_id})
 
 
 def _raise(session: Session, steps: Steps, **kwargs: Any) -> tuple[Alert, bool]:

@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from collar_firmware.risk import is_night
 from lora_bridge.domain import alerts
 from lora_bridge.domain.rules import collar_setting
-from lora_bridge.errors import is_transient_store_error
+from lora_bridge.errors import is_transient_store_error, log_failure
 from lora_bridge.notify.config import NotifyConfig, Route
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import Alert, Animal, Device, Notification
@@ -284,7 +284,7 @@ def _send_one(db: Database, config: NotifyConfig, sender: Sender | None, row: No
             blocked.add(row.channel)
         return
     except Exception as error:  # a bug in a sender must not stop the others
-        log.exception("notification sender crashed notification_id=%d", row.id)
+        log_failure(log, error, "notification sender crashed notification_id=%d", row.id)
         _failed(db, row, repr(error), True, at, config)
         tally["retried"] += 1
         return
@@ -315,7 +315,7 @@ def _send_batch(db: Database, config: NotifyConfig, sender: Any, ids: list[int],
         blocked.add(rows[0].channel)
         return
     except Exception as error:  # a bug in a sender must not stop the others
-        log.exception("notification sender crashed on a batch of %d", len(rows))
+        log_failure(log, error, "notification sender crashed on a batch of %d", len(rows))
         for row in rows:
             _failed(db, row, repr(error), True, at, config)
             tally["retried"] += 1
