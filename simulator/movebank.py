@@ -32,10 +32,13 @@ TAXON = "individual-taxon-canonical-name"
 TAG_ID = "tag-local-identifier"
 INDIVIDUAL = "individual-local-identifier"
 STUDY = "study-name"
+# Movebank's "animal nickname": a display name beside the individual's id (Tembo's own export writes the
+# animal's Tembo id as the individual and its name here).
+NICKNAME = "animal-nickname"
 REQUIRED_COLUMNS = (TIMESTAMP, LON, LAT, INDIVIDUAL)
 # Identifiers and names, read as the text the study wrote: read as numbers, animal "007" would be 7 (and
 # merge with an animal "7"), and a tag "0042" would be 42.
-TEXT_COLUMNS = (EVENT_ID, TAXON, TAG_ID, INDIVIDUAL, STUDY)
+TEXT_COLUMNS = (EVENT_ID, TAXON, TAG_ID, INDIVIDUAL, STUDY, NICKNAME)
 
 # Speed between fixes (m/s) above which a replayed animal counts as forage / walk / run.
 FORAGE_ABOVE_MPS = 0.02
@@ -45,7 +48,8 @@ RUN_ABOVE_MPS = 2.0
 
 @dataclass(frozen=True)
 class Track:
-    """One individual's fixes: time_s (int64 Unix seconds UTC), lat and lon (degrees) arrays."""
+    """One individual's fixes: time_s (int64 Unix seconds UTC), lat and lon (degrees) arrays; nickname the
+    study's display name for it ("" when it gives none)."""
 
     individual: str
     taxon: str
@@ -53,6 +57,12 @@ class Track:
     time_s: np.ndarray
     lat: np.ndarray
     lon: np.ndarray
+    nickname: str = ""
+
+    @property
+    def name(self) -> str:
+        """What a replay calls the animal: the study's nickname, else its individual id."""
+        return self.nickname or self.individual
 
     def __len__(self) -> int:
         return len(self.time_s)
@@ -102,8 +112,18 @@ def tracks_from_table(table: pd.DataFrame) -> dict[str, Track]:
             time_s=rows["_time_s"].to_numpy(dtype=np.int64),
             lat=rows[LAT].to_numpy(dtype=float),
             lon=rows[LON].to_numpy(dtype=float),
+            nickname=_first_text(rows, NICKNAME),
         )
     return tracks
+
+
+def _first_text(rows: pd.DataFrame, column: str) -> str:
+    """The first non-empty text of column in rows ("" when the study has no such column or leaves it empty)."""
+    if column not in rows:
+        return ""
+    given = rows[column].dropna()
+    given = given[given.str.strip() != ""]
+    return str(given.iloc[0]).strip() if len(given) else ""
 
 
 def moved_track(track: Track, lon: float, lat: float) -> Track:
@@ -113,7 +133,7 @@ def moved_track(track: Track, lon: float, lat: float) -> Track:
     east_scaled = (track.lon - lon0) * np.cos(np.radians(track.lat)) / np.cos(np.radians(lat))
     return Track(
         individual=track.individual, taxon=track.taxon, tag_id=track.tag_id, time_s=track.time_s,
-        lat=lat + north, lon=lon + east_scaled,
+        lat=lat + north, lon=lon + east_scaled, nickname=track.nickname,
     )
 
 
@@ -136,7 +156,7 @@ def replay_animals(
     animals = []
     for k, track in enumerate(ordered):
         i = first_index + k
-        identity = AnimalIdentity(demo_device_id(i), demo_dev_eui(i), track.individual,
+        identity = AnimalIdentity(demo_device_id(i), demo_dev_eui(i), track.name,
                                   species=track.taxon or "Loxodonta africana")
         start_at = None
         if start_in_reserve and reserve is not None:

@@ -57,6 +57,24 @@ def test_a_twin_replaying_a_study_names_its_elephants_007_07_and_7_as_the_study_
     assert [replay.identity.name for replay in replays] == ["007", "07", "7"]
 
 
+def test_a_study_tembo_exported_replays_its_animals_under_their_names_and_keeps_two_of_one_name_apart(tmp_path):
+    # Tembo's Movebank export names the individual by the animal's id and gives its name as Movebank's
+    # animal-nickname; replayed, the animals are called by name, and two animals called alike stay two.
+    header, *rows = FIXTURE.read_text().splitlines()
+    walker = [row for row in rows if ",Tiny Walker," in row]
+    study = [header + ",animal-nickname"]
+    for individual, nickname in (("17", "Tembo"), ("18", "Tembo"), ("19", "")):
+        study += [row.replace(",Tiny Walker,", f",{individual},") + f",{nickname}" for row in walker]
+    path = tmp_path / "tembo-export.csv"
+    path.write_text("\n".join(study) + "\n")
+
+    tracks = read_movebank(path)
+    assert sorted(tracks) == ["17", "18", "19"]
+    replays = replay_animals(tracks, SIM_START)
+    assert [replay.identity.name for replay in replays] == ["Tembo", "Tembo", "19"]
+    assert len({replay.identity.device_id for replay in replays}) == 3
+
+
 def test_a_file_without_movebank_columns_is_refused(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("time,x,y\n1,2,3\n")
