@@ -10,7 +10,7 @@ import bridge_builders as b
 import pytest
 from sqlalchemy import event, select
 
-from lora_bridge.domain import activity, downlinks, positions
+from lora_bridge.domain import activity, downlinks, positions, rules
 from lora_bridge.group_commit import Submission
 from lora_bridge.store import bulk, ids, unflushed
 from lora_bridge.store.tables import ActivitySummary, Alert, AlertEvent, Downlink, Position
@@ -228,3 +228,29 @@ def test_a_herd_repeating_its_open_alerts_in_one_batch_updates_them_together(sto
     # the herd's occurrences in one update (the rules' corroboration of the mortalities may add its own)
     assert sum(s.startswith("UPDATE alerts SET last_time=?, occurrences=?") or
                s.startswith("UPDATE alerts SET last_time=%(last_time)s") for s in seen) == 1
+
+
+def test_the_rules_track_and_battery_reads_see_what_their_batch_queued(store_url):
+    """The rules read fixes and battery readings on the session's connection, past the ORM
+    (`bulk.read_columns`): the batch's queued rows are written first when the read is of their
+    table, as the ORM's read would have done, and stay queued when it is not."""
+    with b.fresh_bridge(store_url) as bridge:
+        _heard(bridge, b.tts_uplink(b.status(b.T0_S, lat=-2.50, battery_mv=3900), f_cnt=1))  # stored: a fix, a reading
+        with bridge.db.write() as session:
+            for hours, lat in ((1, -2.51), (2, -2.52)):
+                _queue_fix(session, b.T0 + timedelta(hours=hours), lat)
+            window = {"collar-01": b.T0 - timedelta(days=1)}
+            stored_sums = rules.reading_sums(session, window)["collar-01"]
+            fixes_queued_after_a_battery_read = len(bulk.queued_rows(session, Position.__table__))
+            track = bulk.read_columns(session, select(Position.time, Position.lat)
+                                      .where(Position.device_id == "collar-01").order_by(Position.time),
+                                      {}, frozenset({Position.__table__}))
+            for hours, millivolts in ((1, 3890), (2, 3880)):
+                rules.queue_reading(session, "collar-01", b.T0 + timedelta(hours=hours), millivolts)
+            sums = rules.reading_sums(session, window)["collar-01"]
+
+        assert (stored_sums.count, stored_sums.latest_mv) == (1, 3900)
+        assert fixes_queued_after_a_battery_read == 2  # a read of readings leaves the fixes queued
+        assert (sums.count, sums.sum_y, sums.latest_mv) == (3, 3900 + 3890 + 3880, 3880)
+        assert [when for when, _ in track] == [b.T0 + timedelta(hours=h) for h in (0, 1, 2)]
+        assert [lat for _, lat in track] == pytest.approx([-2.50, -2.51, -2.52], abs=1e-5)

@@ -34,6 +34,9 @@ from lora_bridge.store.utc import as_utc
 
 log = logging.getLogger(__name__)
 
+# The table the battery window's sums read (`bulk.read_columns`): readings are written only as queued rows.
+_READINGS = frozenset({BatteryReading.__table__})
+
 SECONDS_PER_DAY = 86_400
 
 LOW_BATTERY = "low_battery"
@@ -277,8 +280,7 @@ def reading_sums(session: Session, windows: dict[str, datetime]) -> dict[str, Re
         origin = min(chunk.values())
         origin_s = origin.timestamp()
         listed = json.dumps([{"d": device_id, "s": start.timestamp()} for device_id, start in chunk.items()])
-        with session.no_autoflush:
-            rows = session.execute(_sums_read(dialect), {"windows": listed, "origin": origin_s}).all()
+        rows = bulk.read_columns(session, _sums_read(dialect), {"windows": listed, "origin": origin_s}, _READINGS)
         for device_id, count, first_s, last_s, sum_x, sum_y, sum_xx, sum_xy, latest in rows:
             if not count:
                 continue

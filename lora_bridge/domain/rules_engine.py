@@ -58,7 +58,7 @@ from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import CleanTrack, Fix, exclude_outliers, immobility, project
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
 from lora_bridge.errors import log_failure
-from lora_bridge.store import parts
+from lora_bridge.store import bulk, parts
 from lora_bridge.store.tables import (
     ActivitySummary,
     Alert,
@@ -70,6 +70,9 @@ from lora_bridge.store.tables import (
 from lora_bridge.store.utc import utc_now
 
 log = logging.getLogger(__name__)
+
+# The table the track reads read (`bulk.read_columns`): fixes are written only as queued rows.
+_POSITIONS = frozenset({Position.__table__})
 
 IMMOBILITY = "immobility"
 GEOFENCE_EXIT = rules_visits.GEOFENCE_EXIT
@@ -287,9 +290,9 @@ def _read_tracks(
         return None
     since = min(b[0] for b in taken.values())
     newer_than = min(b[1] for b in taken.values())
-    found = session.execute(_tracks_read(), {
+    found = bulk.read_columns(session, _tracks_read(), {
         "device_ids": list(taken), "since": since, "newer_than": newer_than, "most": TRACKS_AT_ONCE_ROWS + 1,
-    }).all()
+    }, _POSITIONS)
     by_collar = _fixes_by_collar(found, taken)
     if by_collar is None:
         return None
@@ -334,7 +337,8 @@ def _read_contexts(
              for device_id, (before, highest, most) in wanted.items()]
     padding = {"device": "", "before": asked[0]["before"], "highest": 0, "most": 0}
     fixes: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in wanted}
-    for device_id, fix_id, time, lat, lon in parts.read_in_parts(session, _contexts_read(), asked, padding):
+    reader = bulk.connection_to_read(session, _POSITIONS)
+    for device_id, fix_id, time, lat, lon in parts.read_in_parts(reader, _contexts_read(), asked, padding):
         fixes[device_id].append((fix_id, time, lat, lon))
     return {device_id: (key, sorted(fixes[device_id], key=lambda r: r[1])) for device_id, key in wanted.items()}
 
@@ -377,7 +381,8 @@ def _read_first_tracks(
     fresh = [device_id for device_id, (_, _, cursor) in rows.items() if _never_judged(cursor)]
     if not fresh:
         return None
-    found = session.execute(_first_tracks_read(), {"device_ids": fresh, "most": TRACKS_AT_ONCE_ROWS + 1}).all()
+    found = bulk.read_columns(session, _first_tracks_read(), {"device_ids": fresh, "most": TRACKS_AT_ONCE_ROWS + 1},
+                              _POSITIONS)
     return _fixes_by_collar(found, fresh)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, bindparam, event, insert, inspect, select, text
+from sqlalchemy import Connection, Table, bindparam, event, insert, inspect, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
@@ -198,6 +198,28 @@ def read_newest_ahead(session: Session, model: Any, device_ids: list[str], colum
     written = session.info.get(QUEUED_WRITES, 0)
     for device_id, rows in found.items():
         ahead[(model, columns, device_id)] = (limit, written, sorted(rows, key=lambda row: row[0], reverse=True))
+
+
+def connection_to_read(session: Session, tables: frozenset[Table]) -> Connection:
+    """The session's connection, for a read of plain columns of `tables` past the ORM's execution (its
+    result rows, its autoflush), after what the ORM's hook would write first for such a read
+    (`_before_a_statement`): the rows of those tables held back or queued. Only for tables no ORM
+    object of a unit of work holds (written only as queued rows: fixes, battery readings), whose
+    rows the unit of work's flush therefore never writes."""
+    info = session.info
+    if info.get(DEFERRED_OBJECTS) and tables & info.get(DEFERRED_TABLES, set()):
+        add_deferred(session)
+    queued = info.get(QUEUED_ROWS)
+    if queued and tables & queued.keys():
+        write_queued(session, deferred=False)
+    return session.connection()
+
+
+def read_columns(session: Session, statement: Any, params: dict[str, Any], tables: frozenset[Table]) -> list[Any]:
+    """The rows of statement, a read of plain columns of `tables`, as the ORM's execution would answer
+    them, on `connection_to_read`: a batch's rules read every collar's track so, a thousand rows a
+    batch, and the ORM's result rows cost more than the read."""
+    return connection_to_read(session, tables).execute(statement, params).all()
 
 
 @cache
