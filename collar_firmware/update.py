@@ -53,6 +53,10 @@ KEY_RESULT = "upd.result"
 # fragments' bit set is in RAM only), one after it was whole still answers for it
 KEY_SESSION = "upd.session"
 _SESSION_FORMAT = "<BBH"
+# a session that hears neither its set-up nor a fragment of it for this long is over (truncated, acknowledged):
+# the bridge serves a straggler by unicast at most lora_bridge.updates.delivery.MAX_UNICAST_DAYS (7; a test
+# pins the margin), so only a collar whose campaign was dropped (its FragSessionDeleteReq lost) gets there
+SESSION_SILENT_S = const(8 * 86400)
 KEY_WINDOW = "mc.window"  # non-empty while a Class C window is open (multicast.py): a reset puts the modem back in Class A
 KEY_GROUPS = "mc.groups"  # the TS005 groups the collar holds (multicast.py)
 # resets that cut the modem's power with the processor's: its stack lost the groups set up over the air
@@ -148,6 +152,7 @@ class UpdateAgent:
         self.frag_index = 0
         self.frag_held = False  # a TS004 session of frag_index is set up (and not deleted or abandoned)
         self.frag_received = 0  # NbFragReceived of that session once its image was whole
+        self.heard_s = 0  # when the receiving session last heard its set-up or one of its fragments
         self.slot_job = None  # update_slot.Composition or SlotCheck, stepped a share per wake-up
         if not self.trial_due and self.storage.read(KEY_COMPOSE):
             self.state = COMPOSING  # the power went while a verified delta was composed: the step starts it again
@@ -221,10 +226,17 @@ class UpdateAgent:
         name = msg["message"]
         if name == "data_fragment":
             if self.state == RECEIVING:
+                if msg["index_and_n"] >> 14 == self.frag_index:
+                    self.heard_s = now
                 _installer().fragment(self, msg, now)
         elif name == "frag_session_setup":
-            if self.state != FIRMWARE_TRIAL:  # its fragments would go over the slot being tried: not answered
+            if self.state == IDLE or self.state == RECEIVING:
                 _installer().setup(self, msg, now)
+            elif self.state != FIRMWARE_TRIAL:  # its fragments would go over the slot being tried: not answered
+                # a whole image is solved, checked, composed or tried as a model in the slot a new session
+                # would write over: refused with TS004's NotEnoughMemory (bit 1), so the bridge knows the
+                # collar took no session; that image runs to its own outcome, acknowledged as ever
+                self._answer("frag_session_setup_ans", {"status": msg["frag_index"] << 6 | 2})
         elif name == "frag_session_delete":
             _installer().delete(self, msg)
         elif name == "frag_session_status":
@@ -264,7 +276,8 @@ class UpdateAgent:
         return 1 - self.boot.active_slot if self.boot.active_slot in (0, 1) else 1
 
     def session_over(self, now):
-        """The Class C window closed: an image still missing fragments is truncated."""
+        """The session is over (SESSION_SILENT_S without a word of it, or the delivery's end in the simulator):
+        an image still missing fragments is truncated."""
         if self.state == RECEIVING:
             self.end_session()
             self._result("truncated", now)
@@ -285,6 +298,9 @@ class UpdateAgent:
         """Advance whatever the update waits for (called once per wake-up)."""
         if self.multicast is not None and self.multicast.step(now) and self.state == RECEIVING:
             self._status_answer(self.frag_index)  # the window closed: the bridge learns what unicast must still bring
+        if self.state == RECEIVING and now - self.heard_s > SESSION_SILENT_S \
+                and (self.multicast is None or not self.multicast.scheduled()):
+            self.session_over(now)  # abandoned: the decoder's RAM is freed, the bridge hears "truncated"
         if self.trial_due:
             self.trial_due = False
             _installer().firmware_trial(self, now)

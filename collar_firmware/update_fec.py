@@ -8,7 +8,7 @@ power-of-two M drawn modulo M + 1). The bridge encodes with the same function
 
 `FecDecoder` rebuilds in bounded memory: data fragments and parity rows go straight to flash (the
 store); RAM holds one bit per fragment and, per parity row kept (at most MAX_ROWS), a bit set over
-the fragments (a bytearray: no big integers). RAM: M / 8 + rows * (M / 8 + ~40) bytes, plus one
+the fragments (a bytearray: no big integers). RAM: 2 * M / 8 + rows * (M / 8 + ~40) bytes, plus one
 fragment being XORed; flash: one record per fragment and per row. docs/updates.md has figures.
 Runs on MicroPython and CPython.
 """
@@ -89,7 +89,8 @@ class FecDecoder:
         self.have = bytearray((nb_frag + 7) // 8)
         self.missing = nb_frag
         self.rows = {}  # pivot fragment index -> bytearray bit set over fragments (data in flash)
-        self.received = 0
+        self.received = 0  # distinct fragments taken (TS004 NbFragReceived): a repeat of one is not counted
+        self.parity_heard = bytearray((nb_frag + 7) // 8)  # parity fragments nb_frag+1 .. 2*nb_frag heard
         self.dropped_rows = 0
         self.stepped = stepped
         self.solving = False  # every missing fragment is a pivot; solve() writes them
@@ -105,13 +106,13 @@ class FecDecoder:
 
     def add(self, n, data):
         """Take fragment n (1-based; n > nb_frag: parity); return True once the file is complete."""
-        self.received += 1
         m = self.nb_frag
         if len(data) != self.frag_size or n < 1 or self.missing == 0 or self.solving:
             return self.missing == 0
         if n <= m:
             i = n - 1
             if not self.has(i):
+                self.received += 1
                 self.store.write(i, data)
                 self.have[i >> 3] |= 1 << (i & 7)
                 self.missing -= 1
@@ -119,6 +120,12 @@ class FecDecoder:
                 if mask is not None:  # that row lost its pivot: take i out and file it again
                     self._insert(mask, bytearray(self.store.read_row(i)))
         else:
+            k = n - m - 1  # parity fragments 1..nb_frag are told apart (one bit each); later ones always count
+            if k < m:
+                if (self.parity_heard[k >> 3] >> (k & 7)) & 1:
+                    return False
+                self.parity_heard[k >> 3] |= 1 << (k & 7)
+            self.received += 1
             mask = bytearray(len(self.have))
             for j in parity_row(n - m, m):
                 mask[j >> 3] |= 1 << (j & 7)

@@ -136,6 +136,7 @@ def setup(agent, msg, now):
     agent.image_len = nb_frag * frag_size - msg["padding"]
     agent.frag_index = index  # TS004 FragIndex: fragments of another session are not ours
     agent.frag_held = True
+    agent.heard_s = now  # SESSION_SILENT_S counts from here and from each fragment of the session
     agent.save_session(0)  # a reset before the image is whole ends the session (update_restart.py)
     agent.state = RECEIVING
     agent._answer("frag_session_setup_ans", {"status": index << 6})  # FragIndex, no error bit

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from collar_firmware import codec, update_install
+from collar_firmware import codec, update, update_install
+from lora_bridge.updates import delivery
 from simulator import fuota
 
 T0 = fuota.START_S
@@ -78,6 +79,22 @@ def test_the_status_answer_says_what_the_collar_holds_and_still_misses():
     assert sent(c, 201) == ["01" "0300" "20" "00"], "3 received, 32 missing, no error"
     c.hear(201, bytes.fromhex("0100"))  # participants 0: the collars still missing fragments answer
     assert sent(c, 201) == ["01" "0300" "20" "00"]
+
+
+def test_a_fragment_heard_twice_counts_once_in_what_the_collar_says_it_received():
+    """TS004 NbFragReceived counts the session's fragments the collar holds: a data fragment repeated (a
+    unicast repeat, a frame heard in two windows) or a parity fragment repeated is one fragment. Until
+    6 December every frame counted, so the bridge saw fewer losses than the collar had."""
+    c = collar()
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    for n in (1, 2, 3, 2, 3, 3):
+        c.hear(201, fragment(n))
+    parity = bytes([0x08]) + (36).to_bytes(2, "little") + bytes(112)  # parity fragment 1 (N = 36), twice
+    c.hear(201, parity)
+    c.hear(201, parity)
+    sent(c, 201)
+    c.hear(201, bytes.fromhex("0101"))
+    assert sent(c, 201) == ["01" "0400" "1f" "00"], "4 distinct fragments received, 31 still needed"
 
 
 def test_a_collar_holding_the_whole_image_answers_only_a_request_to_every_collar():
@@ -152,6 +169,32 @@ def test_field_technician_aborting_a_delivery_releases_a_collar_waiting_for_frag
     c.hear(201, bytes.fromhex("0300"))
     assert sent(c, 201) == ["0304"], "SessionDoesNotExist: nothing left to delete"
     assert c.collar.update.last_result is None, "no update outcome: nothing was installed or refused"
+
+
+def test_a_collar_whose_campaign_was_dropped_with_its_delete_lost_frees_the_session_after_days_of_silence():
+    """A campaign cancelled mid-delivery whose FragSessionDeleteReq never reached the collar: until 6 December
+    the collar held the session (its decoder's RAM, busy) for ever and said nothing. It now waits longer than
+    the bridge serves any straggler (MAX_UNICAST_DAYS), then ends the session as truncated on port 31."""
+    assert update.SESSION_SILENT_S > delivery.MAX_UNICAST_DAYS * 86400
+    c = collar()
+    c.hear(201, bytes.fromhex(FRAG_SETUP))
+    for n in range(1, 10):
+        c.hear(201, fragment(n))
+    sent(c, 201, 6 * 86400)
+    c.hear(201, fragment(10))  # a unicast fragment on day 6: the silence counts from it
+    sent(c, 201, 7 * 86400)
+    assert c.collar.update.receiving(), "still served within the bridge's unicast days"
+    clock = c.hal.clock
+    end = clock.now_s() + 2 * 86400
+    while clock.now_s() < end:
+        clock.sleep_until(min(c.collar.step(), end))
+    acks = [codec.decode(31, p) for _t, port, p, _c, _h in c.hal.radio.uplinks if port == 31]
+    c.hal.radio.uplinks.clear()
+    assert not c.collar.update.receiving() and not c.collar.update.busy() and c.collar.update.decoder is None
+    assert [(a["on_port"], a["result"]) for a in acks] == [(201, "truncated")]
+    assert c.collar.status_values(c.hal.clock.now_s())["update_reason"] == codec.ack_code("truncated")
+    c.hear(201, bytes.fromhex("0101"))
+    assert sent(c, 201) == ["01" "0000" "00" "04"], "SessionDoesNotExist: the bridge's later status request learns it"
 
 
 def test_a_collar_asked_about_a_session_it_does_not_hold_says_so_and_never_that_nothing_is_missing():

@@ -255,3 +255,28 @@ def test_a_collar_that_took_a_model_update_still_takes_a_firmware_whose_self_tes
     # the check still bites: a golden class the shipped model does not give fails, whatever model runs
     reason = fuota.run_campaign(fleet, firmware_update("1.2.0", golden_class=other), 3).results["collar-000"]
     assert reason == "self_test_failed" and collar.collar.update.fw_version() == "1.1.0"
+
+
+def test_a_set_up_heard_while_a_whole_model_is_checked_is_refused_and_that_model_still_installs():
+    """A second campaign's FragSessionSetupReq reaches a collar whose image is whole and being checked (a share
+    a wake-up). Until 6 December the collar took the new session and silently dropped the checked image: no
+    outcome, nothing for the technician. TS004 FragSessionSetupAns: FragIndex 7..6, NotEnoughMemory bit 1."""
+    image, version = model_update()
+    collar = one_collar()[0]
+    frags = fuota.fragment(image, 112)
+    for port, payload in fuota._setup_frames(frags, collar.hal.clock.now_s()):
+        collar.hear(port, payload)
+    for n in range(1, frags.nb_frag + 1):
+        collar.hear(201, fuota._fragment_frame(frags, n))
+    assert not collar.collar.update.receiving() and collar.collar.update.busy(), "whole, its check not yet done"
+    collar.hal.radio.uplinks.clear()
+    collar.hear(201, bytes.fromhex("02" "11" "2300" "70" "00" "4c" "00000000"))  # FragIndex 1, group 0: 35 x 112 B
+    clock = collar.hal.clock
+    end = clock.now_s() + 3600
+    while collar.collar.update.busy() and clock.now_s() < end:
+        clock.sleep_until(min(collar.collar.step(), end))
+    answers = [p.hex() for _t, port, p, _c, _h in collar.hal.radio.uplinks if port == 201 and p[0] == 2]
+    assert answers == ["0200", "0242"], "the first set-up taken; the second (FragIndex 1) NotEnoughMemory"
+    collar.live_until(clock.now_s() + 600)
+    assert collar.acks[-1]["result"] == "ok", "the checked model ran to its own outcome, acknowledged"
+    assert collar.collar.model.version == version
