@@ -1209,3 +1209,27 @@ def test_a_straggler_that_lost_part_of_its_unicast_fragments_is_asked_what_it_mi
     for batch in batches:
         assert "frag_session_status" in batch, "the straggler was not asked what it still misses"
         assert batch[-1] == "frag_session_status" and set(batch[:-1]) == {"data_fragment"}, batch
+
+
+def test_field_technician_sees_a_collar_that_refused_its_session_while_busy_failed_with_the_reason(sqlite_url, network):
+    """A collar still checking an earlier image answers its FragSessionSetupReq NotEnoughMemory (TS004 status
+    bit 1, its FragIndex above). Until 6 December the bridge only marked it unanswered and, at the window's
+    close, failed it as "no answer to the set-up"."""
+    image, version = model_image()
+    with open_bridge(sqlite_url, network) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
+        campaign = bridge.create_campaign(
+            name="model retrained", kind="model", version=f"0.0.{version}",
+            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
+            canary_pct=0, max_canary_failures_pct=0, min_battery_mv=0, min_rssi_dbm=-140.0)
+        opens = campaign["delivery"]["window_opens"]
+        bridge.deliver_updates(opens - timedelta(minutes=110))
+        bridge.flush_downlinks()
+        bridge.ingest_tts_uplink(b.tts_uplink(codec.encode_packet("frag_session_setup_ans", {"status": 0x02}),
+                                              device_id="collar-01", f_cnt=10))
+        bridge.process_pending()
+        after = bridge.campaign(campaign["id"])
+
+    (collar,) = after["collars"]
+    assert collar["state"] == "failed"
+    assert collar["reason"] == "set-up refused: NotEnoughMemory"

@@ -560,6 +560,26 @@ def _exclude_outside_the_group(session: Session, row: FuotaSession) -> None:
             _exclude(collar, row, "no FragSessionSetupAns before the window opened")
 
 
+# TS004 FragSessionSetupAns StatusBitMask below the FragIndex, as LoRaMac-node's LmhpFragmentation.c sets them
+SETUP_REFUSALS = ((1, "EncodingUnsupported"), (2, "NotEnoughMemory"), (4, "FragSessionIndexNotSupported"),
+                  (8, "WrongDescriptor"))
+SETUP_BUSY_DETAIL = "NotEnoughMemory: the image is too large for the collar, or it is busy with an earlier image"
+
+
+def _refused_setup(session: Session, row: FuotaSession, device_id: str, status: int) -> None:
+    """A collar refused its fragmentation session (a collar checking an earlier image answers NotEnoughMemory):
+    it is failed with the reason its answer gives, not later as "no answer to the set-up"."""
+    collar = session.scalars(select(CampaignCollar).where(CampaignCollar.campaign_id == row.campaign_id,
+                                                          CampaignCollar.device_id == device_id)).first()
+    if collar is None:
+        return
+    bits = ", ".join(name for bit, name in SETUP_REFUSALS if status & bit) or f"status {status:#04x}"
+    log.warning("fragmentation session refused device_id=%s campaign_id=%d: %s", device_id, row.campaign_id, bits,
+                extra={"device_id": device_id, "campaign_id": row.campaign_id})
+    campaigns.fail_collar(session, session.get(UpdateCampaign, row.campaign_id), collar, f"set-up refused: {bits}",
+                          detail=SETUP_BUSY_DETAIL if status & 2 else None)
+
+
 def _refused_group(session: Session, device_id: str, fields: dict[str, Any]) -> None:
     """A collar's McGroupSetupAns with IDerror for the group its open delivery set up: out of the group."""
     if fields.get("message") != "mc_group_setup_ans" or not int(fields.get("status") or 0) & multicast_groups.ERR_BIT \
@@ -884,6 +904,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
     elif message == "frag_session_setup_ans":
         status = int(fields.get("status") or 0)
         collar.setup_answered = status & SETUP_ERROR_BITS == 0 and status >> 6 == SESSION_INDEX
+        if status & SETUP_ERROR_BITS:  # the collar took no session: failed now, with the bits it gave
+            _refused_setup(session, row, device_id, status)
         if collar.setup_answered and collar.unicast_reason is not None and not collar.missing:
             collar.missing = row.nb_frag  # a late answer: outside the group, it now has a session for unicast
             if row.state == CLOSED:
