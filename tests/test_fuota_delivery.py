@@ -1233,3 +1233,38 @@ def test_field_technician_sees_a_collar_that_refused_its_session_while_busy_fail
     (collar,) = after["collars"]
     assert collar["state"] == "failed"
     assert collar["reason"] == "set-up refused: NotEnoughMemory"
+
+
+def test_a_straggler_whose_parity_waits_in_the_network_queue_gets_no_second_batch_when_another_collar_answers(
+        sqlite_url, network):
+    """collar-01 says it misses 6 fragments and gets its unicast parity; the network server takes it into
+    its queue (class A: each waits for one of the collar's uplinks) and reports none of it sent yet. Then
+    collar-02 answers too. Until 5 December the bridge counted only what its own outbox still held, so
+    collar-01's batch waiting at the network was queued a second time, spending its fair-use days on
+    parity it did not need."""
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+
+        def unicast_sent() -> dict[str, int]:
+            collars = bridge.campaign(run.id)["delivery"]["collars"]
+            return {name: collars[name]["unicast_sent"] for name in ("collar-01", "collar-02")}
+
+        first = run.closes + timedelta(hours=1)
+        run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
+                                                    {"received_and_index": 20, "missing": 6, "status": 0}), at=first)
+        run.tick(first)
+        batch = unicast_sent()
+        pushed = sum(1 for p in network.unicast if p["device"] == "collar-01")
+        later = first + timedelta(hours=1)
+        run.uplink("collar-02", codec.encode_packet("frag_session_status_ans",
+                                                    {"received_and_index": 20, "missing": 6, "status": 0}), at=later)
+        run.tick(later)
+        after = unicast_sent()
+
+    assert batch["collar-01"] > 0 and pushed > 0, "collar-01 got its parity"
+    assert after["collar-02"] > 0, "collar-02 got its own"
+    assert after["collar-01"] == batch["collar-01"], "collar-01's batch, still in the network's queue, not queued again"

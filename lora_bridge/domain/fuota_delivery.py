@@ -711,6 +711,26 @@ def _drop_queued(session: Session, device_id: str) -> int:
     return dropped
 
 
+def _in_flight(session: Session, collar: FuotaCollar) -> int:
+    """How many unicast fragments of a collar its last answer could not count, as not on the air yet: held
+    by the outbox (fair use) or being pushed, and those the network server took into its queue and did not
+    report sent (class A: each waits for one of the collar's uplinks). The network's queue is first in,
+    first out: what was pushed before the status request the collar answered went on the air before it."""
+    fragments = (Downlink.device_id == collar.device_id) & (Downlink.command == "data_fragment")
+    held = session.scalar(select(func.count()).select_from(Downlink).where(
+        fragments, Downlink.state.in_((downlinks.STATE_QUEUED, downlinks.STATE_SENDING)))) or 0
+    pushed = fragments & (Downlink.state == downlinks.STATE_SENT) & (Downlink.network_state == downlinks.NETWORK_QUEUED)
+    if collar.status_at is not None:
+        asked = session.scalar(select(func.max(DownlinkTransmission.at)).join(
+            Downlink, Downlink.id == DownlinkTransmission.downlink_id).where(
+            Downlink.device_id == collar.device_id, Downlink.command == "frag_session_status",
+            DownlinkTransmission.at < collar.status_at))
+        if asked is not None:  # pushed after the request it answered
+            pushed = pushed & Downlink.id.in_(select(DownlinkTransmission.downlink_id).where(
+                DownlinkTransmission.device_id == collar.device_id, DownlinkTransmission.at > asked))
+    return int(held) + int(session.scalar(select(func.count()).select_from(Downlink).where(pushed)) or 0)
+
+
 def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
     """Unicast parity to every collar still missing fragments: as many as its answer and loss call for
     (the outbox holds them within fair use); then the delivery is closed."""
@@ -721,10 +741,8 @@ def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
             & (CampaignCollar.device_id == FuotaCollar.device_id)).where(
             FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.missing > 0, FuotaCollar.setup_answered.is_(True),
             FuotaCollar.complete.is_(False), CampaignCollar.state == "sending")):  # not one whose step ended
-        waiting = session.scalar(select(func.count()).select_from(Downlink).where(
-            Downlink.device_id == collar.device_id, Downlink.command == "data_fragment",
-            Downlink.state == downlinks.STATE_QUEUED))  # still held by the outbox (fair use): not sent again
-        count = delivery.needed(collar.missing or 0, collar.loss if collar.loss is not None else PRIOR_LOSS) - waiting
+        count = delivery.needed(collar.missing or 0, collar.loss if collar.loss is not None else PRIOR_LOSS) \
+            - _in_flight(session, collar)
         for _ in range(count):
             n = counter_at(row.target_fragment + 1 + collar.unicast_sent, row.nb_frag)  # parity not multicast
             if n > delivery.MAX_COUNTER:
