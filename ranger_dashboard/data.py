@@ -62,9 +62,21 @@ STOP = object()
 STORE_BUSY_MESSAGE = ("The Tembo store is busy (another program is writing to it, or it does not answer), so "
                       "what needs it is not shown now; the page tries again by itself. The alert count "
                       "beside Alerts is the last one read.")
-# Given as `when_busy=`: while the store is busy, the answer last handed to the same viewer for the
-# same question (`LastRead`), its repeat logged in the audit log once the store takes writes again.
-LAST_READ = object()
+
+
+@dataclass(frozen=True)
+class ShownOn:
+    """Given as `when_busy=`: while the store is busy, the answer last handed to the same viewer for the
+    same question on the same page (`LastRead`), its repeat logged in the audit log once the store takes
+    writes again. Remembered per page: a viewer is shown again only what that page showed them."""
+
+    page: str
+
+
+# The live map's; the Alerts and Animals pages have theirs (`LAST_ALERTS_READ`, `LAST_ANIMALS_READ`).
+LAST_READ = ShownOn("live map")
+LAST_ALERTS_READ = ShownOn("alerts")
+LAST_ANIMALS_READ = ShownOn("animals")
 # After a read found the store busy, the next reads (of any session) for this long do not wait for
 # the store's busy timeout again, each of them: the page shows what it has at once.
 BUSY_HOLD_S = 5.0
@@ -171,8 +183,9 @@ def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[...,
     answer out to its viewer, logging those reads again (`kept_answers.hand_out`). The wrapped
     function's `clear()` drops its cached answers. While the store is busy (its audit line or the read
     refused for a reason that passes) the run ends with STORE_BUSY_MESSAGE, or, given `when_busy=`,
-    that value is returned; `when_busy=LAST_READ`: the answer last handed to this viewer for the same
-    arguments (a `changed` argument aside), its age in `stale_read_at()`, when there is one.
+    that value is returned; `when_busy=LAST_READ` (a `ShownOn` page): the answer last handed to this
+    viewer for the same arguments (a `changed` argument aside) on that page, its age in
+    `stale_read_at()`, when there is one (else STORE_BUSY_MESSAGE).
 
     Showing a viewer again what it was shown and logged as shown reveals nothing new: the repeat is
     owed to the audit log and written, at its time, by the next read the store takes."""
@@ -197,8 +210,9 @@ def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[...,
             bound.apply_defaults()
             every = bound.args  # one cache entry per question, however it was asked
             bridge_, viewer = bridge(every[url_at]), every[viewer_at]
-            # The question without the store's change counter: what was shown last for it.
-            question = (read.__qualname__, *(a for name, a in zip(names, every, strict=True) if name != "changed"))
+            # The question without the store's change counter, on its page: what was shown last for it.
+            question = (when_busy.page if isinstance(when_busy, ShownOn) else None, read.__qualname__,
+                        *(a for name, a in zip(names, every, strict=True) if name != "changed"))
             try:
                 if _busy_lately():
                     raise _BusyLately(read.__name__)
@@ -213,7 +227,7 @@ def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[...,
                     logger.warning("dashboard read %s refused: the store is busy (%s: %s)", read.__name__,
                                    type(error).__name__, driver_said(error)[:200],
                                    extra={"database_url": safe_url(every[url_at]), "read": read.__name__})
-                if when_busy is LAST_READ:
+                if isinstance(when_busy, ShownOn):
                     last = _recall(question, viewer)
                     if last is not None:
                         _owe(last.kept.reads, bridge_.clock())
@@ -223,7 +237,8 @@ def audited(ttl: int, max_entries: int | None = None) -> Callable[[Callable[...,
                 if when_busy is not STOP:
                     return when_busy
                 show_store_busy()
-            _remember(question, kept)
+            if isinstance(when_busy, ShownOn):
+                _remember(question, kept)
             pay_owed_views(bridge_)
             return value
 

@@ -76,6 +76,20 @@ def stale_map_message(read_at: datetime, now: datetime, retry_s: float) -> str:
     )
 
 
+NOT_LIVE_HEADLINE = "Not live: the Tembo store is busy"
+
+
+def stale_page_message(shown: str, waits: str, read_at: datetime, now: datetime, retry_s: float) -> str:
+    """What the Alerts or Animals page says while the store is busy and it shows `shown` (e.g. 'the
+    open alerts') last read at `read_at`; `waits`: what waits for the store (its buttons)."""
+    return (
+        f"**{NOT_LIVE_HEADLINE}** (another program, such as a backup, is writing to it). "
+        f"The page shows {shown} last read, at {read_at.astimezone(UTC):%H:%M:%S} UTC "
+        f"({format_age(read_at, now)}); {waits} wait for the store, so nobody acts on an out-of-date state. "
+        f"The page tries again every {retry_s:g} s by itself."
+    )
+
+
 UNPLACED_NAMED_UP_TO = 12
 
 

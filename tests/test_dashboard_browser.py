@@ -275,6 +275,63 @@ def test_ranger_keeps_the_herd_she_last_saw_marked_stale_while_a_backup_holds_th
                 browser.close()
 
 
+@pytest.mark.browser
+def test_ranger_keeps_her_open_alerts_with_their_buttons_off_while_a_backup_holds_the_store(
+    sqlite_url, port, tmp_path, monkeypatch
+):
+    # Amina works a mortality alert at night on the Alerts page. A backup takes the store's write lock
+    # while she reloads: the queue had vanished behind "store busy". She keeps the alerts she last saw,
+    # told they are not live, when they were read and when the page tries again; Acknowledge cannot be
+    # pressed while they are not live (she could act on an alert someone else already took). Once the
+    # backup ends the queue is live by itself and she can act.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "500")
+    bridge = open_bridge(sqlite_url)
+    seed(bridge)
+    mortality = bridge.open_alerts(viewer=RANGER)[0]
+    bridge.close()
+    live = f"#{markers.ALERTS_READY_ID}[data-alerts='2'][data-stale='live']"
+    stale = f"#{markers.ALERTS_READY_ID}[data-alerts='2']:not([data-stale='live'])"
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            backup = None
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(base_url)
+                sign_in(page, "amina")
+                page.locator("[data-testid='stSidebarNavLink'][href$='/alerts']").click()
+                page.wait_for_selector(live, state="attached", timeout=WAIT_MS)
+                acknowledge = page.locator(f".st-key-alert-card-{mortality.alert_id}").get_by_role(
+                    "button", name="Acknowledge")
+                expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
+
+                backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+                backup.execute("BEGIN IMMEDIATE")
+                page.reload()
+                page.wait_for_selector(stale, state="attached", timeout=WAIT_MS)
+                notice = page.get_by_text("Not live: the Tembo store is busy").first
+                notice.wait_for(timeout=WAIT_MS)
+                told = notice.locator("xpath=ancestor::*[@data-testid='stAlertContainer'][1]").inner_text()
+                assert re.search(r"open alerts last read, at \d\d:\d\d:\d\d UTC", told), told
+                assert "tries again every 15 s" in told, told
+                assert page.get_by_text(data.STORE_BUSY_MESSAGE).count() == 0
+                expect(page.get_by_text("Possible mortality").first).to_be_visible(timeout=WAIT_MS)
+                expect(acknowledge).to_be_disabled(timeout=WAIT_MS)
+                page.screenshot(path=str(tmp_path / "stale_alerts.png"), full_page=True)
+
+                backup.rollback()
+                backup.close()
+                backup = None
+                page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # the queue's own refresh
+                expect(page.get_by_text("Not live: the Tembo store is busy")).to_have_count(0)
+                expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
+            finally:
+                if backup is not None:
+                    backup.rollback()
+                    backup.close()
+                browser.close()
+
+
 def _outside(url: str) -> bool:
     """True for a request that would leave the machine (anything but this host, data: and blob:)."""
     parts = urlsplit(url)

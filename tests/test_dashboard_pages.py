@@ -37,6 +37,14 @@ APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
 TIMEOUT_S = 60
 
 
+@pytest.fixture(autouse=True)
+def no_busy_store_left_by_an_earlier_test(monkeypatch) -> None:
+    """The dashboard's memory of a busy store (its hold, the views it owes) is the server's: each test
+    starts as a fresh server, not within the hold an earlier test's backup left."""
+    monkeypatch.setattr(data, "_busy_until", 0.0)
+    monkeypatch.setattr(data, "_owed", [])
+
+
 @pytest.fixture
 def store(sqlite_url, monkeypatch) -> str:
     """A seeded store the dashboard reads (via TEMBO_DATABASE_URL); its URL."""
@@ -653,7 +661,8 @@ def test_ranger_at_night_sees_a_plain_message_not_a_traceback_while_a_backup_hol
     # Positions leave the dashboard only with their audit line; while another program holds SQLite's
     # write lock (a backup, `tembo bridge compact`) that line waits, and the page had shown the
     # driver's traceback ("database is locked", its SQL) instead of the map. The live map keeps the
-    # herd she last saw, marked not live (below); the Alerts and Animals pages say the store is busy.
+    # herd she last saw, marked not live (below); the Alerts and Animals pages, which she had not opened
+    # before the backup, say the store is busy.
     monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
     monkeypatch.setattr(data, "BUSY_HOLD_S", 0.0)  # the map is live again at the first run after the backup
     app = open_page()
@@ -774,7 +783,7 @@ def test_a_map_shown_again_while_the_store_was_busy_is_in_the_audit_log_once_the
     backup = _held(store)
     try:
         app.run()
-        assert any(w.value.startswith("**Not live") for w in app.warning)
+        assert any(w.value.startswith("**Not live") for w in app.warning), ([w.value for w in app.warning], [e.value for e in app.exception])
     finally:
         backup.rollback()
         backup.close()
@@ -793,3 +802,132 @@ def test_ranger_is_told_which_collared_animal_the_map_cannot_place_yet(store):
     assert set(_animal_dots(app)) == {"Amani", "Zawadi", "Kito"}
     captions = [c.value for c in app.caption]
     assert "Not on the map (no fix yet): Baraka." in captions, captions
+
+
+def _alert_cards(app: AppTest) -> list[str]:
+    """The keys of the alert cards the queue shows, in order."""
+    return [b.key.removeprefix("acknowledge-") for b in app.button if (b.key or "").startswith("acknowledge-")]
+
+
+def test_during_a_backup_the_ranger_keeps_her_open_alerts_not_live_with_every_write_button_off(store, monkeypatch):
+    # Amina is in the middle of a mortality incident at night with the Alerts page open, the Resolve form
+    # of the low-battery alert half filled. A backup takes the store: the page had dropped her queue for
+    # "store busy". She keeps the alerts she last saw, told they are not live and when they were read; no
+    # button that writes can be pressed (each says why), and her half-written note stays in its form.
+    # Once the backup ends the buttons are back.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
+    monkeypatch.setattr(data, "BUSY_HOLD_S", 0.0)
+    mortality, low_battery = open_bridge(store).open_alerts(viewer=RANGER)
+    app = open_page("alerts", user="amina")
+    app.button(key=f"open-resolve-{low_battery.alert_id}").click().run()
+    app.text_input(key=f"note-{low_battery.alert_id}").input("Collar at 3.3 V").run()
+    live = (_alert_cards(app), app.dataframe[0].value.to_dict("records"))
+    writes = [f"acknowledge-{mortality.alert_id}", f"take-{mortality.alert_id}", f"open-resolve-{mortality.alert_id}",
+              f"resolve-{low_battery.alert_id}", f"assign-{low_battery.alert_id}"]
+    assert not app.button(key=f"acknowledge-{mortality.alert_id}").disabled
+    backup = _held(store)
+    try:
+        app.run()
+    finally:
+        backup.rollback()
+        backup.close()
+    assert not app.exception, [e.value for e in app.exception]
+    warnings = [w.value for w in app.warning]
+    assert len(warnings) == 1 and warnings[0].startswith("**Not live: the Tembo store is busy**"), warnings
+    assert "tries again every 15 s" in warnings[0] and " UTC (" in warnings[0], warnings[0]
+    assert (_alert_cards(app), app.dataframe[0].value.to_dict("records")) == live, "the queue she last saw"
+    for key in writes:
+        button = app.button(key=key)
+        assert button.disabled and button.help.startswith("Not live"), key
+    assert app.text_input(key=f"note-{low_battery.alert_id}").value == "Collar at 3.3 V"
+    app.run()
+    assert not app.warning, [w.value for w in app.warning]
+    assert not app.button(key=f"acknowledge-{mortality.alert_id}").disabled, "live again: she can act"
+
+
+def test_during_a_backup_no_viewer_is_handed_alerts_another_was_shown(store, monkeypatch):
+    # The control room's dashboard (every role signs in). Amina (ranger) and Rose (researcher) had the
+    # Alerts page open before the backup; Juma (ranger) had only the live map open. During the backup
+    # each of Amina and Rose keeps her own queue (Rose's positions withheld as before, never Amina's);
+    # Juma, shown no alerts page since the dashboard started, is told the store is busy, no queue.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
+    monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", "any")
+    amina, rose, juma = open_page("alerts", user="amina"), open_page("alerts", user="rose"), open_page(user="juma")
+    seen = {name: app.dataframe[0].value.to_dict("records") for name, app in (("amina", amina), ("rose", rose))}
+    assert seen["amina"] != seen["rose"], "the researcher's alerts hold no position"
+    backup = _held(store)
+    try:
+        amina.run()
+        rose.run()
+        juma.switch_page("screens/alerts.py").run()
+    finally:
+        backup.rollback()
+        backup.close()
+    for app, name in ((amina, "amina"), (rose, "rose")):
+        assert not app.exception, [e.value for e in app.exception]
+        assert any(w.value.startswith("**Not live") for w in app.warning), name
+        assert app.dataframe[0].value.to_dict("records") == seen[name], f"{name} keeps her own role's alerts"
+    assert not juma.exception, [e.value for e in juma.exception]
+    assert [w.value for w in juma.warning] == [data.STORE_BUSY_MESSAGE]
+    assert not juma.dataframe and not _alert_cards(juma), "no alerts made for someone else"
+
+
+def test_during_a_backup_the_animal_page_keeps_what_it_showed_not_live_and_offers_no_download(store, monkeypatch):
+    # Amina has Kito's page open (track, battery, alerts). During a backup she keeps it, marked not live;
+    # the downloads, which would hand out an out-of-date track as current, wait for the store.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
+    monkeypatch.setattr(data, "BUSY_HOLD_S", 0.0)
+    kito = next(a for a in open_bridge(store).animals(viewer=RANGER) if a.name == "Kito")
+    app = open_page("animals", {"animal": str(kito.animal_id)}, user="amina")
+    before = ([m.value for m in app.metric], [d.value.to_dict("records") for d in app.dataframe])
+    downloads = app.get("download_button")
+    assert downloads and not any(d.proto.disabled for d in downloads)
+    backup = _held(store)
+    try:
+        app.run()
+    finally:
+        backup.rollback()
+        backup.close()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [h.value for h in app.header] == ["Kito"]
+    assert any(w.value.startswith("**Not live: the Tembo store is busy**") for w in app.warning)
+    assert ([m.value for m in app.metric], [d.value.to_dict("records") for d in app.dataframe]) == before
+    assert all(d.proto.disabled for d in app.get("download_button"))
+    app.run()
+    assert not app.warning and not any(d.proto.disabled for d in app.get("download_button"))
+
+
+def test_alerts_shown_again_while_the_store_was_busy_are_in_the_audit_log_once_the_backup_ends(store, monkeypatch):
+    # The alerts Amina keeps on her Alerts page during the backup (their places among them) are a view
+    # again: their audit lines wait for the store and are written by the first read after the backup.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
+    monkeypatch.setattr(data, "BUSY_HOLD_S", 0.0)
+    admin = Viewer("ada", "admin")
+
+    def views_of_alerts() -> int:
+        with open_bridge(store) as bridge:
+            return sum(line.repeats for line in bridge.audit_log(viewer=admin, username="amina")
+                       if line.action == "alerts")
+
+    app = open_page("alerts", user="amina")
+    first = views_of_alerts()
+    app.run()
+    before = views_of_alerts()
+    one_run = before - first  # what one showing of the page logs
+    assert one_run > 0
+    backup = _held(store)
+    try:
+        app.run()
+        assert any(w.value.startswith("**Not live") for w in app.warning), [w.value for w in app.warning]
+        during = views_of_alerts()
+        # The queue she was shown again, its places among them (the evidence, needing the store, was not).
+        owed = [read for read, _ in data._owed if read.action == "alerts"]
+    finally:
+        backup.rollback()
+        backup.close()
+    assert during == before, "nothing could be written while the store was held"
+    app.run()
+    assert not app.warning, [w.value for w in app.warning]
+    assert owed and all(read.viewer == Viewer("amina", "ranger") for read in owed)
+    # Her run after the backup logs its own views and, each once, those shown during it.
+    assert views_of_alerts() - during == one_run + len(owed)

@@ -15,7 +15,7 @@ browser lays out unseen (measured in docs/dashboard.md).
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
@@ -48,12 +48,16 @@ RESOLVING_KEY = "_alert_resolving"
 RESOLVED_SHOWN = 50
 # Evidence: the animal's track this long before and after the alert was raised.
 EVIDENCE_WINDOW = timedelta(hours=12)
+# While the store is busy the page shows the alerts this viewer was last shown on it, not live: every
+# button that writes is off, and says why, so nobody acts on an out-of-date state.
+NOT_LIVE_HELP = ("Not live: the Tembo store is busy, so this alert may have changed since it was read. "
+                 "Acknowledge, assign and resolve return with the store.")
 
 options = config.options()
 url = options.database_url
 viewer = roles.current_viewer()
 role = roles.role(viewer.role)
-moment = as_of.control(data.now(options, viewer))
+moment = as_of.control(data.now(options, viewer, when_busy=data.LAST_ALERTS_READ))
 
 
 def flash(message: str) -> None:
@@ -102,8 +106,9 @@ def more_cards(shown: int) -> None:
     st.session_state[CARDS_SHOWN_KEY] = shown + QUEUE_CARDS
 
 
-def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
-    """One alert of the queue with its buttons: acknowledge, resolve with a verdict and a note, assign."""
+def alert_card(alert: AlertView, now, ranger: str, stale: bool = False) -> None:  # noqa: ANN001
+    """One alert of the queue with its buttons: acknowledge, resolve with a verdict and a note, assign;
+    `stale` (the alert as last read while the store is busy): the buttons that write are off."""
     alert_id = alert.alert_id
     colour = palette.priority_badge_colour(alert.priority)
     with st.container(border=True, key=f"alert-card-{alert_id}"):
@@ -120,12 +125,14 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
         if as_of.current() is not None:
             st.caption("This is the alert as it stood then: back to live to act on it.")
             return
+        if stale:
+            st.caption("Not live: acknowledge, assign and resolve wait for the store.")
         buttons = st.columns(4)
         if buttons[0].button(
             "Acknowledge",
             key=f"acknowledge-{alert_id}",
-            disabled=not ranger or not views.can_acknowledge(alert),
-            help="Tell the other rangers you are on it.",
+            disabled=stale or not ranger or not views.can_acknowledge(alert),
+            help=NOT_LIVE_HELP if stale else "Tell the other rangers you are on it.",
             width="stretch",
         ):
             act("acknowledge", f"Alert acknowledged by {ranger}.", data.acknowledge_alert, url, alert_id, viewer)
@@ -136,7 +143,8 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
         if buttons[2].button(
             "Assign to me",
             key=f"take-{alert_id}",
-            disabled=not ranger or alert.assigned_to == ranger,
+            disabled=stale or not ranger or alert.assigned_to == ranger,
+            help=NOT_LIVE_HELP if stale else None,
             width="stretch",
         ):
             act("assign", f"Alert assigned to {ranger}.", data.assign_alert, url, alert_id, ranger, viewer)
@@ -144,8 +152,10 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
         buttons[3].button(
             "Close form" if resolving else "Resolve…",
             key=f"open-resolve-{alert_id}",
-            help="Give a verdict and a note, or hand the alert to another ranger.",
+            help=NOT_LIVE_HELP if stale and not resolving else "Give a verdict and a note, or hand the alert to another ranger.",
             width="stretch",
+            # Off while stale, unless open already: her verdict and note wait in it for the store.
+            disabled=stale and not resolving,
             on_click=open_form,
             args=(None if resolving else alert_id,),
         )
@@ -165,21 +175,22 @@ def alert_card(alert: AlertView, now, ranger: str) -> None:  # noqa: ANN001
                 "Resolve",
                 key=f"resolve-{alert_id}",
                 type="primary",
-                disabled=not ranger or verdict is None or not views.can_resolve(alert),
-                help="Close the alert with your verdict.",
+                disabled=stale or not ranger or verdict is None or not views.can_resolve(alert),
+                help=NOT_LIVE_HELP if stale else "Close the alert with your verdict.",
             ):
                 act(
                     "resolve", f"Alert resolved by {ranger}: {verdict.lower()}.", data.resolve_alert, url,
                     alert_id, viewer, views.VERDICTS[verdict], note, then=lambda: closed(alert_id),
                 )
             assignee = st.text_input("Hand over to", key=f"assignee-{alert_id}", placeholder="Ranger's name")
-            if st.button("Assign", key=f"assign-{alert_id}", disabled=not ranger or not assignee.strip()):
+            if st.button("Assign", key=f"assign-{alert_id}", disabled=stale or not ranger or not assignee.strip(),
+                         help=NOT_LIVE_HELP if stale else None):
                 act("assign", f"Alert assigned to {assignee.strip()}.", data.assign_alert, url, alert_id, assignee,
                     viewer)
 
 
-def verdict_card(alert: AlertView, ranger: str) -> None:
-    """An alert Tembo closed itself, with the ranger's verdict and note to give."""
+def verdict_card(alert: AlertView, ranger: str, stale: bool = False) -> None:
+    """An alert Tembo closed itself, with the ranger's verdict and note to give (not while `stale`)."""
     alert_id = alert.alert_id
     with st.container(border=True, key=f"closed-card-{alert_id}"):
         st.markdown(
@@ -190,7 +201,8 @@ def verdict_card(alert: AlertView, ranger: str) -> None:
                            horizontal=True)
         note = st.text_input("Note", key=f"closed-note-{alert_id}", placeholder="What you found",
                              max_chars=NOTE_MAX_CHARS)
-        if st.button("Give verdict", key=f"judge-{alert_id}", disabled=not ranger or verdict is None):
+        if st.button("Give verdict", key=f"judge-{alert_id}", disabled=stale or not ranger or verdict is None,
+                     help=NOT_LIVE_HELP if stale else None):
             act("give the verdict", f"Verdict given by {ranger}: {verdict.lower()}.", data.resolve_alert, url,
                 alert_id, viewer, views.VERDICTS[verdict], note)
 
@@ -200,11 +212,21 @@ def queue() -> None:
     """The open alerts, most urgent first, redrawn every `options.refresh_s` seconds."""
     login.require_live_sign_in(options)  # a refresh runs only this panel, not app.py's gate
     moment = as_of.current()
-    now = moment or data.now(options, viewer)
-    # Live: the open alerts; at a chosen moment, those open then as they stood then.
-    alerts = views.sort_alerts(data.alerts_at(url, viewer, moment, data.changes(url)))
-    if moment is None and data.alert_count_changed(len(alerts)):
+    # Live: the open alerts; at a chosen moment, those open then as they stood then. While the store
+    # is busy, the ones this page last showed this viewer, as its role saw them (`data.LAST_ALERTS_READ`).
+    data.start_stale_watch()
+    now = moment or data.now(options, viewer, when_busy=data.LAST_ALERTS_READ)
+    alerts = views.sort_alerts(data.alerts_at(url, viewer, moment, data.changes(url),
+                                              when_busy=data.LAST_ALERTS_READ))
+    stale_since = data.stale_read_at()
+    if moment is None and stale_since is None and data.alert_count_changed(len(alerts)):
         st.rerun(scope="app")  # the navigation's count is stale: redraw the page with it
+    if stale_since is not None:
+        shown = "the open alerts" if moment is None else "the alerts open then"
+        st.warning(views.stale_page_message(shown, "acknowledge, assign and resolve", stale_since,
+                                            datetime.now(UTC), options.refresh_s),
+                   icon=":material/hourglass_top:")
+    ready = {"stale": "live" if stale_since is None else stale_since.isoformat()}
     as_of.banner(moment, "The queue shows the alerts open")
     message = st.session_state.pop(FLASH_KEY, None)
     if message:
@@ -214,7 +236,7 @@ def queue() -> None:
         st.info(f"The {role.title.lower()} view shows alerts; rangers acknowledge and resolve them.")
     if not alerts:
         st.info("No open alerts." if moment is None else "No alert was open then.")
-        markers.ready(markers.ALERTS_READY_ID, alerts=0)
+        markers.ready(markers.ALERTS_READY_ID, alerts=0, **ready)
         return
     counts = views.priority_counts(alerts)
     st.caption(
@@ -223,7 +245,7 @@ def queue() -> None:
     )
     shown = int(st.session_state.get(CARDS_SHOWN_KEY, QUEUE_CARDS))
     for alert in alerts[:shown]:
-        alert_card(alert, now, ranger)
+        alert_card(alert, now, ranger, stale=stale_since is not None)
     if len(alerts) > shown:
         st.button(
             f"More alerts as cards ({min(QUEUE_CARDS, len(alerts) - shown)} of {len(alerts) - shown} more)",
@@ -236,12 +258,13 @@ def queue() -> None:
             views.style_alert_table(views.alert_table(alerts, now, show_positions=role.exact_positions)),
             hide_index=True,
         )
-    chosen(alerts, now)
-    markers.ready(markers.ALERTS_READY_ID, alerts=len(alerts))
+    chosen(alerts, now, stale=stale_since is not None)
+    markers.ready(markers.ALERTS_READY_ID, alerts=len(alerts), **ready)
 
 
-def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
-    """The chosen alert's details and evidence: track before and after, behaviour, battery, history."""
+def chosen(alerts: list[AlertView], now, stale: bool = False) -> None:  # noqa: ANN001
+    """The chosen alert's details and evidence: track before and after, behaviour, battery, history
+    (while `stale`, the details as last read only: the rest needs the store)."""
     by_id = {str(a.alert_id): a for a in alerts}
     alert_ids = list(by_id)
     selection.restore("alert", "alert", alert_ids, default=alert_ids[0])
@@ -261,6 +284,8 @@ def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
         f"**State:** {views.state_text(alert)}  \n"
         f"**Raised by:** {alert.source}" + (f" ({alert.occurrences} times)" if alert.occurrences > 1 else "")
     )
+    if stale:
+        st.caption("Not live: the track, the animal's state and the alert's history return with the store.")
     if alert.animal_id is not None:
         links = st.columns(2)
         with links[0]:
@@ -277,10 +302,13 @@ def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
                 icon=":material/pets:",
                 query_params={"animal": str(alert.animal_id)},
             )
-        evidence.alert_evidence(url, alert, role, EVIDENCE_WINDOW, now)
+        if not stale:
+            evidence.alert_evidence(url, alert, role, EVIDENCE_WINDOW, now)
     if role.exact_positions and alert.evidence:
         with st.expander("Evidence the bridge recorded"):
             st.json(alert.evidence, expanded=2)
+    if stale:
+        return
     history = views.alert_history_table(data.alert_events(url, alert.alert_id, viewer))
     if not history.empty:
         st.caption("History")
@@ -289,7 +317,8 @@ def chosen(alerts: list[AlertView], now) -> None:  # noqa: ANN001
 
 queue()
 
-resolved = data.alerts(url, viewer, ("resolved",), None if moment else RESOLVED_SHOWN)
+data.start_stale_watch()  # the lists under the queue: what this page showed last while the store is busy
+resolved = data.alerts(url, viewer, ("resolved",), None if moment else RESOLVED_SHOWN, when_busy=data.LAST_ALERTS_READ)
 if moment is not None:  # resolved by the moment shown
     resolved = [a for a in resolved if a.resolved_at is not None and a.resolved_at <= moment][:RESOLVED_SHOWN]
 with st.expander(f"Resolved alerts ({len(resolved)} most recent)"):
@@ -298,13 +327,13 @@ with st.expander(f"Resolved alerts ({len(resolved)} most recent)"):
     else:
         st.caption("No alert resolved yet.")
 if role.handles_alerts and moment is None:
-    awaiting = data.alerts_awaiting_verdict(url, viewer)
+    awaiting = data.alerts_awaiting_verdict(url, viewer, when_busy=data.LAST_ALERTS_READ)
     if awaiting:
         with st.expander(f"Closed by Tembo, awaiting your verdict ({len(awaiting)})"):
             st.caption("Tembo closed these when their condition cleared; was each one real? "
                        "Your verdict counts in the precision below.")
             for alert in awaiting[:QUEUE_CARDS]:
-                verdict_card(alert, viewer.username)
+                verdict_card(alert, viewer.username, stale=data.stale_read_at() is not None)
 verdicts = data.alert_verdicts(url, viewer)
 if verdicts:
     with st.expander("Alert precision from rangers' verdicts"):

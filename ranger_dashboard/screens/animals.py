@@ -1,10 +1,14 @@
 """Animal page: one collared animal's track, home range (minimum convex polygon and kernel density),
 daily activity budget, day and night activity, speed, battery and temperature, alert history, and
-its fixes to download (CSV, GeoJSON, GeoPackage, Movebank CSV). The herd's table is below."""
+its fixes to download (CSV, GeoJSON, GeoPackage, Movebank CSV). The herd's table is below.
+
+While the store is busy (a backup holds its write lock) the page shows what it last showed this viewer
+for the same animal and days (`data.LAST_ANIMALS_READ`), marked not live, its downloads off, and runs
+again every `refresh_s` seconds until the store answers."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
@@ -15,15 +19,28 @@ from ranger_dashboard import as_of, config, data, map_layers, markers, roles, se
 
 PERIOD_DAYS = (1, 3, 7, 14, 30)
 DEFAULT_PERIOD_DAYS = 7
+# Set by the page's run before its retry fragment, so the fragment's first run (in the page's) does nothing.
+RETRY_ARMED_KEY = "_animal_page_retry_armed"
 
 options = config.options()
 url = options.database_url
 viewer = roles.current_viewer()
 role = roles.role(viewer.role)
-live_now = data.now(options, viewer)
+LAST = data.LAST_ANIMALS_READ  # while the store is busy: what this page showed this viewer last
+data.start_stale_watch()
+not_live = st.container()  # said at the top once the page knows whether anything was stale
+live_now = data.now(options, viewer, when_busy=LAST)
 moment = as_of.control(live_now)
 now = moment or live_now
-animals = sorted(data.animals(url, viewer), key=lambda a: (a.name or "", a.device_id or ""))
+animals = sorted(data.animals(url, viewer, when_busy=LAST), key=lambda a: (a.name or "", a.device_id or ""))
+
+
+@st.fragment(run_every=options.refresh_s)
+def retry_while_stale() -> None:
+    """While the page shows answers last read, run the whole page again every `refresh_s` seconds."""
+    if st.session_state.pop(RETRY_ARMED_KEY, False):
+        return  # the page's own run draws it
+    st.rerun(scope="app")
 
 if not animals:
     selection.mirror("animal", None)
@@ -50,9 +67,9 @@ end = moment or animal.last_seen or now
 since = end - timedelta(days=days)
 # The bridge hands out the track as the viewer's role may see it (coarse and late for some roles).
 if moment is None:
-    fixes = data.animal_track(url, animal.animal_id, since, viewer)
+    fixes = data.animal_track(url, animal.animal_id, since, viewer, when_busy=LAST)
 else:  # the track ending at the moment shown
-    fixes = data.track_between(url, animal.animal_id, since, moment, viewer)
+    fixes = data.track_between(url, animal.animal_id, since, moment, viewer, when_busy=LAST)
 columns = st.columns(6)
 if moment is None:
     columns[0].metric(
@@ -133,7 +150,7 @@ else:
 st.subheader("Alert history")
 history = [
     a
-    for a in data.alerts(url, viewer, None, 500)
+    for a in data.alerts(url, viewer, None, 500, when_busy=LAST)
     if str(a.animal_id) == str(animal.animal_id) and (moment is None or a.time <= moment)
 ]
 if history:
@@ -141,6 +158,7 @@ if history:
 else:
     st.caption("No alerts for this animal.")
 
+stale_since = data.stale_read_at()
 # ------------------------------------------------------------------ downloads
 if fixes and viewer.may(access_roles.EXPORT):  # as the API: rangers, researchers and admins export
     st.subheader("Download the fixes")
@@ -148,10 +166,20 @@ if fixes and viewer.may(access_roles.EXPORT):  # as the API: rangers, researcher
     buttons = st.columns(4)
     # As the API's files: the species in every file, and the GeoJSON says whether the points are exact.
     for button, file in zip(buttons, exports.files(fixes, animal.species, viewer, stem), strict=True):
-        button.download_button(file.label, file.data, file.filename, file.media_type)
+        button.download_button(file.label, file.data, file.filename, file.media_type,
+                               disabled=stale_since is not None,
+                               help="Not live: the Tembo store is busy; downloads return with it."
+                               if stale_since is not None else None)
 
 with st.expander(f"The herd ({len(animals)})"):
     st.dataframe(
         views.animal_table(animals, now, low_battery_mv, show_positions=role.exact_positions), hide_index=True
     )
-markers.ready(markers.ANIMAL_READY_ID, animal=animal.animal_id, fixes=len(fixes))
+if stale_since is not None:
+    not_live.warning(views.stale_page_message("this animal and the herd as", "the downloads", stale_since,
+                                              datetime.now(UTC), options.refresh_s),
+                     icon=":material/hourglass_top:")
+    st.session_state[RETRY_ARMED_KEY] = True
+    retry_while_stale()
+markers.ready(markers.ANIMAL_READY_ID, animal=animal.animal_id, fixes=len(fixes),
+              stale="live" if stale_since is None else stale_since.isoformat())
