@@ -80,8 +80,10 @@ LAST_ANIMALS_READ = ShownOn("animals")
 # After a read found the store busy, the next reads (of any session) for this long do not wait for
 # the store's busy timeout again, each of them: the page shows what it has at once.
 BUSY_HOLD_S = 5.0
-# Answers remembered for LAST_READ (viewer x question: a control room of ten viewers asks about 60;
-# each the newest answer only, a large herd's being a megabyte or two), and views owed to the audit log.
+# Answers remembered for a `ShownOn` page (viewer x page x question: the map asks 3, the Alerts page 3,
+# the Animal page 3 per animal opened; each the newest answer only, a large herd's being a megabyte or
+# two; the least recently shown dropped first, its viewer then told the store is busy), and views owed
+# to the audit log.
 LAST_READS_KEPT = 64
 OWED_KEPT = 10_000
 # Session key: when the oldest answer this run showed from LAST_READ was read (None: all fresh).
