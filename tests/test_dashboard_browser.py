@@ -332,6 +332,50 @@ def test_ranger_keeps_her_open_alerts_with_their_buttons_off_while_a_backup_hold
                 browser.close()
 
 
+@pytest.mark.browser
+def test_the_animal_page_kept_during_a_backup_turns_live_by_itself_once_the_backup_ends(
+    sqlite_url, port, tmp_path, monkeypatch
+):
+    # Amina has an animal's page open when a backup takes the store and she reloads: she keeps the page
+    # she saw, marked not live; the page (which does not refresh itself when live) tries again by itself
+    # and is live once the backup ends, without her reloading.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "500")
+    bridge = open_bridge(sqlite_url)
+    seed(bridge)
+    bridge.close()
+    live = f"#{markers.ANIMAL_READY_ID}[data-stale='live']"
+    stale = f"#{markers.ANIMAL_READY_ID}:not([data-stale='live'])"
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            backup = None
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(base_url)
+                sign_in(page, "amina")
+                page.locator("[data-testid='stSidebarNavLink'][href$='/animals']").click()
+                shown = page.wait_for_selector(live, state="attached", timeout=WAIT_MS).get_attribute("data-animal")
+
+                backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
+                backup.execute("BEGIN IMMEDIATE")
+                page.reload()
+                marker = page.wait_for_selector(stale, state="attached", timeout=WAIT_MS)
+                assert marker.get_attribute("data-animal") == shown, "the animal she was shown"
+                page.get_by_text("Not live: the Tembo store is busy").first.wait_for(timeout=WAIT_MS)
+                assert page.get_by_text(data.STORE_BUSY_MESSAGE).count() == 0
+
+                backup.rollback()
+                backup.close()
+                backup = None
+                page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # no reload: the page's own retry
+                expect(page.get_by_text("Not live: the Tembo store is busy")).to_have_count(0)
+            finally:
+                if backup is not None:
+                    backup.rollback()
+                    backup.close()
+                browser.close()
+
+
 def _outside(url: str) -> bool:
     """True for a request that would leave the machine (anything but this host, data: and blob:)."""
     parts = urlsplit(url)
