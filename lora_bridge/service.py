@@ -14,7 +14,6 @@ read of positions is written to the audit log before the answer is returned.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -46,7 +45,6 @@ from lora_bridge.domain import (
     rules_lifecycle,
 )
 from lora_bridge.domain.geofence_files import far_from_reserve, read_fence_file
-from lora_bridge.domain.rules_profiles import load_rules_config
 from lora_bridge.durable_intake import DurableIntake
 from lora_bridge.errors import (
     AuthenticationFailed,
@@ -72,7 +70,7 @@ from lora_bridge.group_commit import GroupCommit, Submission
 from lora_bridge.network_messages import EVENT_KINDS, NETWORKS, event_name_of
 from lora_bridge.network_server import NetworkServerClient
 from lora_bridge.notify import channels, outbox
-from lora_bridge.notify.config import CHANNELS, load_notify_config
+from lora_bridge.notify.config import CHANNELS
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
 from lora_bridge.pipeline import (
@@ -83,6 +81,7 @@ from lora_bridge.pipeline import (
     process_taken_batch,
     store_and_process_batch,
 )
+from lora_bridge.rules_file import RulesFile, RulesFileWatch, one_line, read_rules_file
 from lora_bridge.settings import BridgeSettings, InvalidSettings, load_settings
 from lora_bridge.store import bulk, retention, write_lock
 from lora_bridge.store.database import Database, open_database
@@ -130,27 +129,14 @@ TOKEN_STAMP_EVERY = timedelta(minutes=1)
 TOKEN_STAMP_WAIT_S = 0.2
 
 
-def _rules_and_notifications(path: str | None) -> tuple[Any, Any]:
+def _rules_file_at_start(path: str | None) -> RulesFile:
     """The rule profiles and notification settings of the rules file at path (TEMBO_RULES_PATH);
     InvalidSettings, in one line, when it does not read or holds what they do not know (it had been
     a traceback at start)."""
     try:
-        return load_rules_config(path), load_notify_config(path)
+        return read_rules_file(path)
     except InvalidRequest as error:
-        said = " ".join(line.strip() for line in str(error).splitlines() if line.strip()
-                        and not line.strip().startswith("For further information"))
-        raise InvalidSettings(f"rules_path (TEMBO_RULES_PATH): {said}") from None
-
-
-def _file_stamp(path: str | None) -> tuple[int, int, int] | None:
-    """What changes when a file is written or replaced (inode, size, modification time), None without it."""
-    if path is None:
-        return None
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_ino, info.st_size, info.st_mtime_ns
+        raise InvalidSettings(f"rules_path (TEMBO_RULES_PATH): {one_line(error)}") from None
 
 
 class Bridge:
@@ -167,16 +153,17 @@ class Bridge:
         self.settings = settings or load_settings()
         self.codec = codec if codec is not None else default_codec()
         # The rules file before the store: a mistake in it stops the bridge in one line, store untouched.
-        rules_config, self.notify_config = _rules_and_notifications(self.settings.rules_path)
+        rules_file = _rules_file_at_start(self.settings.rules_path)
+        self.notify_config = rules_file.notify
         self.db: Database = open_database(
             self.settings.database_url, self.settings.sqlite_busy_timeout_ms, synchronous=self.settings.sqlite_synchronous,
             connect_timeout_s=self.settings.database_connect_timeout_s,
         )
         self.network_server = NetworkServerClient(self.settings, http_client)
-        self.rules_runtime = rules_engine.RulesRuntime(rules_config)
+        self.rules_runtime = rules_engine.RulesRuntime(rules_file.rules)
+        self.rules_file = RulesFileWatch(self.settings.rules_path, rules_file)
         self._notify_client = http_client or httpx.Client(timeout=self.notify_config.retry.timeout_s)
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
-        self._notify_stamp = _file_stamp(self.settings.rules_path)
         self.outbox = Outbox(self.db, self.settings, self.network_server, lambda: self.clock())
         self._outbox_worker: OutboxWorker | None = None
         # Bodies that arrive together are kept and applied together (lora_bridge.group_commit).
@@ -446,7 +433,7 @@ class Bridge:
         to its savepoint and logged: the timer catches it up (`rules_engine.devices_behind`)."""
         bulk.write_queued(session)  # the batch's fixes and summaries, outside the collars' savepoints
         processed = [r for r in results if r.status == ingest.STATUS_PROCESSED and r.device_id]
-        judged = rules_engine.evaluate_devices(session, self.rules_runtime, [r.device_id for r in processed])
+        judged = rules_engine.evaluate_devices(session, self._current_rules(), [r.device_id for r in processed])
         for steps in judged.values():
             self._queue_steps(session, steps)
         # Alerts a recorded network event closed too (a join: the offline collar heard again).
@@ -829,6 +816,7 @@ class Bridge:
         fixes the uplink path did not evaluate, offline per collar, escalation, late corroboration;
         the ids of alerts raised."""
         at = as_utc(now) if now else utc_now()
+        self.reload_rules_file()  # offline and escalation judged by the profiles the file holds now
         with self.db.read() as session:
             behind = rules_engine.devices_behind(session)
         for device_id in behind:
@@ -836,7 +824,7 @@ class Bridge:
         with self.db.write() as session:
             raised = rules.check_offline(session, at, self._profile_of)
             escalated = rules_lifecycle.escalate(session, at, self._profile_of, wall_clock=now is None)
-            rules_engine.refresh_corroboration(session, self.rules_runtime, at)
+            rules_engine.refresh_corroboration(session, self._current_rules(), at)
             steps = rules_engine.Steps()
             for alert_id in raised:
                 steps.add(alert_id, "raised")
@@ -1107,7 +1095,7 @@ class Bridge:
         the ids of alerts raised or changed. Errors are logged, never raised: ingest goes on."""
         try:
             with self.db.write() as session:
-                steps = rules_engine.evaluate_device(session, self.rules_runtime, device_id)
+                steps = rules_engine.evaluate_device(session, self._current_rules(), device_id)
                 self._queue_steps(session, steps)
                 return [alert_id for alert_id, _ in steps.items]
         except Exception as error:
@@ -1120,7 +1108,7 @@ class Bridge:
         changed. A collar whose rules fail is logged and skipped; the others are still judged."""
         try:
             with self.db.write() as session:
-                done = rules_engine.evaluate_devices(session, self.rules_runtime, device_ids)
+                done = rules_engine.evaluate_devices(session, self._current_rules(), device_ids)
                 changed: list[int] = []
                 for steps in done.values():
                     self._queue_steps(session, steps)
@@ -1143,37 +1131,43 @@ class Bridge:
 
     def flush_notifications(self, now: datetime | None = None) -> DrainReport:
         """Send what the outbox has due (the timer calls this; ingest never waits on it), with the
-        notification settings as the rules file holds them now (`reload_notify_settings`)."""
-        self.reload_notify_settings()
+        notification settings as the rules file holds them now (`reload_rules_file`)."""
+        self.reload_rules_file()
         if not self.senders:
             return DrainReport()
         return outbox.drain(self.db, self.notify_config, self.senders, as_utc(now) if now else None)
 
-    def reload_notify_settings(self) -> bool:
-        """Read the `[notify]` settings again when the rules file changed since they were read (True when
-        they were). The admin who renews EarthRanger's expired token in the morning edits the file and
-        runs `tembo notifications retry`: until 5 December the running bridge went on sending the night's
-        alerts with the token it read at start, and they failed again until someone restarted it. A file
-        that no longer reads keeps the running settings, with an error in the log."""
-        path = self.settings.rules_path
-        stamp = _file_stamp(path)
-        if path is None or stamp == self._notify_stamp:
+    def reload_rules_file(self) -> bool:
+        """Read the rules file again when it changed since it was last read, and work by it from now on
+        (True when a new version was applied): its `[notify]` settings for the next alert step and
+        notification sent, its `[rules]` profiles for the next evaluation of new data (alerts already
+        raised stay as they are, never raised again). The admin who renews EarthRanger's expired token
+        in the morning, the warden who tightens the immobility threshold or adds a species' profile,
+        edits the file: until 5 December the running bridge went on with the notify settings it read
+        at start, and with its rule profiles, until someone restarted it. A file that
+        no longer reads keeps the running version, with an error in the log naming the file
+        (`rules_file.RulesFileWatch`)."""
+        reading = self.rules_file.poll()
+        if reading is None:
             return False
-        self._notify_stamp = stamp
-        try:
-            config = load_notify_config(path)
-        except InvalidRequest as error:
-            log.error("notification settings not read again, the running ones kept: %s", error)
-            return False
-        self.senders = channels.senders_for(config, self._notify_client)
-        self.notify_config = config
-        log.info("notification settings read again from %s", path, extra={"routes": len(config.routes)})
+        self.senders = channels.senders_for(reading.notify, self._notify_client)
+        self.notify_config = reading.notify
+        self.rules_runtime.use(reading.rules)
         return True
+
+    def reload_notify_settings(self) -> bool:
+        """`reload_rules_file` (the name it had when only the notify settings were read again)."""
+        return self.reload_rules_file()
+
+    def _current_rules(self) -> rules_engine.RulesRuntime:
+        """The rule profiles as the rules file holds them now (`reload_rules_file`)."""
+        self.reload_rules_file()
+        return self.rules_runtime
 
     def _current_notify_config(self) -> Any:
         """The notification settings as the rules file holds them now: alert steps are queued by the
         routes the admin last wrote (an intake applier process queues them, and never works the outbox)."""
-        self.reload_notify_settings()
+        self.reload_rules_file()
         return self.notify_config
 
     def notifications(self, *, viewer: Viewer, state: str | None = None) -> list[NotificationView]:

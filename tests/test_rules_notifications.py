@@ -1164,5 +1164,5 @@ def test_a_rules_file_broken_by_an_edit_keeps_the_running_bridge_sending_with_th
             assert bridge.flush_notifications(now=wall()).sent == 1
 
     assert len(gateway.messages) == 1
-    assert any("notification settings not read again" in r.getMessage() and "chanel" in r.getMessage()
+    assert any(f"rules file {rules_path} not applied" in r.getMessage() and "chanel" in r.getMessage()
                for r in caplog.records)

@@ -662,6 +662,23 @@ class BridgeCollector:
         for key, value in sorted(counts.items()):
             yield GaugeMetricFamily(f"tembo_{key}", f"Tembo bridge: {key.replace('_', ' ')}", value=float(value))
         yield GaugeMetricFamily("tembo_store_up", "1 when the store answers", value=1.0 if self.bridge.healthy() else 0.0)
+        yield from rules_file_metrics(self.bridge)
+
+
+def rules_file_metrics(bridge: Bridge) -> Any:
+    """The rules file version the bridge works by (its sha256, as `sha256sum` prints it) and whether the
+    file's last change read, looked at now: an edit the bridge refused shows as 0 until it is put right."""
+    watch = bridge.rules_file
+    if watch.path is None:
+        return
+    bridge.reload_rules_file()
+    info = GaugeMetricFamily("tembo_rules_file_info", "The rules file version in force (sha256 of its bytes)",
+                             labels=["sha256"])
+    info.add_metric([watch.in_force.sha256 or ""], 1.0)
+    yield info
+    yield GaugeMetricFamily("tembo_rules_file_last_reload_successful",
+                            "1 when the rules file's last change was applied, 0 when it did not read (see the log)",
+                            value=1.0 if watch.last_read_ok else 0.0)
 
 
 class RequestsWithout:

@@ -102,9 +102,9 @@ class RulesRuntime:
     """Rule profiles and the projected fence index, shared by every evaluation of one bridge."""
 
     def __init__(self, config: RulesConfig) -> None:
-        self.config = config
+        # The rules file version judged by and the profiles built from it, swapped together (`use`).
+        self._version: tuple[RulesConfig, dict[tuple[str | None, ...], RuleProfile]] = (config, {})
         self._fences: FenceIndex | None = None
-        self._profiles: dict[tuple[str | None, ...], RuleProfile] = {}
         self._lock = threading.Lock()
         self.fence_builds = 0
 
@@ -119,16 +119,26 @@ class RulesRuntime:
                 log.info("fence index built", extra={"fences": len(self._fences)})
             return self._fences
 
+    def use(self, config: RulesConfig) -> None:
+        """Judge by config from now on (the rules file changed): the profiles built are built again."""
+        self._version = (config, {})
+
+    @property
+    def config(self) -> RulesConfig:
+        """The rule profiles judged by now."""
+        return self._version[0]
+
     def profile(self, device: Device | None, animal: Animal | None) -> RuleProfile:
-        """The rule profile of the animal wearing device (built once per animal and process)."""
+        """The rule profile of the animal wearing device (built once per animal and rules file version)."""
         if animal is None:
             key: tuple[str | None, ...] = (None, device.device_id if device else None)
         else:
             key = (animal.species, animal.name, str(animal.id), animal.device_id)
-        profile = self._profiles.get(key)
+        config, profiles = self._version  # one version's pair, whatever `use` does meanwhile
+        profile = profiles.get(key)
         if profile is None:
-            profile = self.config.profile_for(key[0], *key[1:])
-            self._profiles[key] = profile
+            profile = config.profile_for(key[0], *key[1:])
+            profiles[key] = profile
         return profile
 
 

@@ -170,6 +170,11 @@ def load_rules_config(path: str | Path | None) -> RulesConfig:
             document = tomllib.load(handle)
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise InvalidRequest(f"rules file {path}: {error}") from error
+    return rules_config_of(document, path)
+
+
+def rules_config_of(document: dict[str, Any], path: str | Path) -> RulesConfig:
+    """RulesConfig from the `[rules]` table of the rules file at path, already read as document."""
     try:
         config = RulesConfig(**document.get("rules", {}))
         for table in [*config.species.values(), *config.animals.values()]:

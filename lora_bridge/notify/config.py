@@ -218,6 +218,14 @@ def load_notify_config(path: str | Path | None) -> NotifyConfig:
     try:
         with open(path, "rb") as handle:
             document = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise InvalidRequest(f"notification settings in {path}: {error}") from error
+    return notify_config_of(document, path)
+
+
+def notify_config_of(document: dict[str, Any], path: str | Path) -> NotifyConfig:
+    """NotifyConfig from the `[notify]` table of the rules file at path, already read as document."""
+    try:
         return NotifyConfig(**document.get("notify", {}))
-    except (OSError, tomllib.TOMLDecodeError, ValidationError, TypeError) as error:
+    except (ValidationError, TypeError) as error:
         raise InvalidRequest(f"notification settings in {path}: {error}") from error

@@ -1,0 +1,91 @@
+"""A warden's edit of the rules file reaches a running bridge: the next uplinks are judged by the profiles
+the file holds now, alerts already raised are not raised again, and an edit that does not read keeps
+the bridge on the version it had, said in its log and in its metrics, without anyone restarting it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import bridge_builders as b
+import httpx
+import rules_builders as rb
+from bridge_process import bridge_process
+from conftest import free_port
+from test_notify_running_bridge import wait_for
+
+SPOT = (305_000, 9_705_000)
+TWELVE_HOURS = '[rules.default.immobility]\nduration_h = 12\n'
+# The warden's edit: an elephant still for 6 h is worth a ranger's visit.
+ELEPHANTS_AFTER_SIX = TWELVE_HOURS + '[rules.species."Loxodonta africana".immobility]\nduration_h = 6\n'
+BROKEN = ELEPHANTS_AFTER_SIX + '[rules.species."Loxodonta africana".speed]\nmax_speed_kmh = -1\n'
+
+
+def still_fixes(device_id: str, minutes: list[int], first_f_cnt: int) -> list[bytes]:
+    """Positions uplinks of a collar still at SPOT (within 20 m), `minutes` after T0."""
+    fixes = [(m, SPOT[0] + (15 if m % 120 else -15), SPOT[1] + 10) for m in minutes]
+    return rb.fix_uplinks(device_id, b.T0, fixes, first_f_cnt)
+
+
+def post_all(url: str, bodies: list[bytes]) -> None:
+    for body in bodies:
+        answer = httpx.post(f"{url}/uplinks/tts", headers=b.HEADERS, content=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+
+def immobility_alerts(store_url: str) -> list[tuple[str, float]]:
+    """(collar, duration_h of the profile it was judged by) of every immobility alert in the store."""
+    from lora_bridge.service import open_bridge
+
+    with open_bridge(store_url, rules_path=None) as bridge:
+        return sorted((a.device_id, a.evidence["profile"]["duration_h"])
+                      for a in bridge.alerts(viewer=b.RANGER) if a.alert_type == "immobility")
+
+
+def metrics(url: str, headers: dict[str, str]) -> str:
+    answer = httpx.get(f"{url}/metrics", headers=headers, timeout=30)
+    assert answer.status_code == 200
+    return answer.text
+
+
+def test_a_warden_tightening_the_immobility_threshold_is_heard_by_the_running_bridge_and_a_broken_edit_is_refused(
+    store_url, tmp_path, monkeypatch, capfd
+):
+    from lora_bridge.service import open_bridge
+
+    rules_path = tmp_path / "rules.toml"
+    rules_path.write_text(TWELVE_HOURS)
+    monkeypatch.setenv("TEMBO_RULES_PATH", str(rules_path))
+    with open_bridge(store_url, rules_path=None) as bridge:
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        bridge.register_animal("collar-02", "Lemayian", sex="male")
+        admin = b.api_headers(bridge, "admin")
+
+    with bridge_process(store_url, free_port()) as running:
+        # Naserian has been still for 8 h: under 12 h, no alert.
+        post_all(running.url, still_fixes("collar-01", list(range(0, 8 * 60 + 1, 60)), first_f_cnt=1))
+        assert immobility_alerts(store_url) == []
+
+        # The warden wants elephants still for 6 h visited, and adds the species' profile to the file.
+        # Naserian's next fix is judged by it: the ranger gets the alert, no restart.
+        rules_path.write_text(ELEPHANTS_AFTER_SIX)
+        post_all(running.url, still_fixes("collar-01", [8 * 60 + 30], first_f_cnt=10))
+        wait_for(lambda: immobility_alerts(store_url), "Naserian's immobility alert under the 6 h profile")
+        assert immobility_alerts(store_url) == [("collar-01", 6.0)]
+        applied = hashlib.sha256(rules_path.read_bytes()).hexdigest()
+        assert f'tembo_rules_file_info{{sha256="{applied}"}} 1.0' in metrics(running.url, admin)
+        assert "tembo_rules_file_last_reload_successful 1.0" in metrics(running.url, admin)
+
+        # A typo in a later edit: the bridge keeps the 6 h profile, and says so in its log and its metrics.
+        rules_path.write_text(BROKEN)
+        post_all(running.url, still_fixes("collar-01", [9 * 60], first_f_cnt=11))
+        post_all(running.url, still_fixes("collar-02", list(range(0, 7 * 60 + 1, 60)), first_f_cnt=1))
+        wait_for(lambda: len(immobility_alerts(store_url)) == 2, "Lemayian's immobility alert under the kept profile")
+        # Naserian's alert was raised once, whatever the edits and fixes since.
+        assert immobility_alerts(store_url) == [("collar-01", 6.0), ("collar-02", 6.0)]
+        scraped = metrics(running.url, admin)
+        assert f'tembo_rules_file_info{{sha256="{applied}"}} 1.0' in scraped
+        assert "tembo_rules_file_last_reload_successful 0.0" in scraped
+
+    logged = capfd.readouterr().err
+    refused = [line for line in logged.splitlines() if "not applied" in line]
+    assert refused and str(rules_path) in refused[0] and "max_speed_kmh" in refused[0], logged[-2000:]
