@@ -162,6 +162,7 @@ class Bridge:
         self.network_server = NetworkServerClient(self.settings, http_client)
         self.rules_runtime = rules_engine.RulesRuntime(rules_file.rules)
         self.rules_file = RulesFileWatch(self.settings.rules_path, rules_file)
+        self._rules_file_turn = threading.Lock()
         self._notify_client = http_client or httpx.Client(timeout=self.notify_config.retry.timeout_s)
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
         self.outbox = Outbox(self.db, self.settings, self.network_server, lambda: self.clock())
@@ -1147,13 +1148,14 @@ class Bridge:
         at start, and with its rule profiles, until someone restarted it. A file that
         no longer reads keeps the running version, with an error in the log naming the file
         (`rules_file.RulesFileWatch`)."""
-        reading = self.rules_file.poll()
-        if reading is None:
-            return False
-        self.senders = channels.senders_for(reading.notify, self._notify_client)
-        self.notify_config = reading.notify
-        self.rules_runtime.use(reading.rules)
-        return True
+        with self._rules_file_turn:  # two edits in quick succession are applied in their order
+            reading = self.rules_file.poll()
+            if reading is None:
+                return False
+            self.senders = channels.senders_for(reading.notify, self._notify_client)
+            self.notify_config = reading.notify
+            self.rules_runtime.use(reading.rules)
+            return True
 
     def reload_notify_settings(self) -> bool:
         """`reload_rules_file` (the name it had when only the notify settings were read again)."""
