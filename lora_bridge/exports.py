@@ -12,6 +12,9 @@ animal-nickname, study-name. The event-id is the stored fix's id, so one fix has
 The individual-local-identifier is the animal's Tembo id, which Movebank's attribute dictionary asks to be
 unique within the study and which a rename does not change; the name a ranger gives the animal goes in
 `animal-nickname` (the dictionary's "animal nickname", an alternate identifier shown as a display name).
+
+The plain CSV is for spreadsheets: a text cell a spreadsheet would run as a formula starts with an apostrophe
+(`spreadsheet_text`). The Movebank CSV keeps every value as it is.
 """
 
 from __future__ import annotations
@@ -60,6 +63,15 @@ GPS = "gps"
 COORDINATE_DECIMALS = 7
 COORDINATE_FORMAT = f"%.{COORDINATE_DECIMALS}f"
 DEFAULT_STUDY = "Tembo collars"
+# OWASP "CSV Injection": a spreadsheet (Excel, LibreOffice Calc) takes a cell starting with one of these as a
+# formula. In the plain CSV, meant for spreadsheets, such a text cell gets a leading apostrophe, which the
+# spreadsheet reads as "this is text" (and shows without it). Not in the Movebank CSV: Movebank stores its
+# values as given (an apostrophe would become part of the animal's nickname there).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TEXT_MARK = "'"
+# RFC 4180's line break between records: the csv writer then quotes a value holding a lone CR (with pandas' "\n"
+# a name with a carriage return went out bare and split its row in two for every CSV reader).
+CSV_LINE_END = "\r\n"
 
 Species = str | Mapping[str, str | None] | None
 
@@ -113,9 +125,22 @@ def fixes_geoframe(fixes: Sequence[Any], species: Species = None) -> gpd.GeoData
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
 
 
+def spreadsheet_text(value: Any) -> Any:
+    """A text cell as a spreadsheet must read it: with TEXT_MARK before a value starting with one of
+    FORMULA_STARTS (`=HYPERLINK(...)` as a name stays text); anything else, numbers included, unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return TEXT_MARK + value
+    return value
+
+
 def to_csv(fixes: Sequence[Any], species: Species = None) -> bytes:
-    """Plain CSV, one fix a row, lat and lon in degrees to COORDINATE_DECIMALS decimals in fixed notation."""
-    return fixes_frame(fixes, species).to_csv(index=False, float_format=COORDINATE_FORMAT).encode()
+    """Plain CSV for spreadsheets, one fix a row, lat and lon in degrees to COORDINATE_DECIMALS decimals in fixed
+    notation; a text cell that a spreadsheet would take for a formula is marked as text (`spreadsheet_text`)."""
+    frame = fixes_frame(fixes, species)
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(spreadsheet_text)
+    return frame.to_csv(index=False, float_format=COORDINATE_FORMAT, lineterminator=CSV_LINE_END).encode()
 
 
 def to_geojson(fixes: Sequence[Any], species: Species = None, precision: str | None = None) -> bytes:
@@ -178,7 +203,7 @@ def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: s
         }
         for p in ordered
     ]
-    return pd.DataFrame(rows, columns=list(MOVEBANK_COLUMNS)).to_csv(index=False).encode()
+    return pd.DataFrame(rows, columns=list(MOVEBANK_COLUMNS)).to_csv(index=False, lineterminator=CSV_LINE_END).encode()
 
 
 @dataclass(frozen=True)

