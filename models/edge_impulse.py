@@ -1,9 +1,10 @@
 """Edge Impulse data acquisition format (JSON or CBOR), import and export.
 
 As Edge Impulse documents it: an object with `protected` (`ver` "v1", `alg` "HS256" or "none",
-optional `iat`), `signature` (hex HMAC-SHA256) and `payload` (`device_type` required,
-`device_name` optional, `interval_ms`, `sensors` as [{"name", "units"}], `values` as one list per
-sample). The label is not in the payload. Studio's data export (the "Edge Impulse exporter format")
+optional `iat`, when the file was made: not read, it is no time of the samples), `signature` (hex
+HMAC-SHA256) and `payload` (`device_type` required, `device_name` optional, `interval_ms`, `sensors` as
+[{"name", "units"}], `values` as one list per sample). The label is not in the payload. Studio's data
+export (the "Edge Impulse exporter format")
 keeps it in an `info.labels` JSON file, at the export's root or in its `training/` and `testing/`
 folders: `files` lists each sample's `path` with `label` of `type` "label" (one `label`),
 "multi-label" (`labels` with `startIndex` and `endIndex` in milliseconds) or "unlabeled". Tembo reads
@@ -254,8 +255,11 @@ def _load_one(path: Path, hmac_key: bytes | None, label_spec: dict | None = None
                         column="payload.values")
     labels = _sample_labels(label_spec, path, len(array), float(interval_ms))
     animal = payload.get("device_name") or None
+    # No start time: the format holds none for its samples. `protected.iat` is when the file was made (signed),
+    # and Studio's export signs each sample anew, so two exports of one project give one sample two iats: as its
+    # start it would keep both copies of the sample. A copy is found by its content: device, interval, values, labels.
     recording = Recording(animal, path.name, 1000.0 / float(interval_ms), array[:, axes] * factor,
-                          labels, source, float(protected.get("iat") or 0))
+                          labels, source)
     check_gravity([recording], source, factor, unit, option="the sensors' units")
     return recording, verified
 

@@ -91,19 +91,24 @@ def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
     return without_duplicates(loaded)
 
 
-DUPLICATE = "recordings repeated (same samples, labels and rate as one kept: a file given twice, duplicate records)"
+DUPLICATE = ("recordings repeated (same animal, samples, labels and rate as one kept: a file given twice, duplicate "
+             "records, one sample in two Edge Impulse exports)")
 
 
 def without_duplicates(loaded: Loaded) -> Loaded:
     """Return loaded with each recording once: a copy would sit in training and test of bout-grouped folds
     (a duplicate Movebank record, a file named twice) and score what the model has already seen."""
-    seen: set[str] = set()
+    seen: set[tuple[str | None, str]] = set()
     kept = []
+    repeated = 0
     for recording in loaded.recordings:
-        digest = recording.digest()
-        if digest in seen:
+        key = (recording.animal, recording.digest())  # the animal (an Edge Impulse device_name) and the content
+        if key in seen:
             loaded.report.leave_out(DUPLICATE, len(recording))
+            repeated += 1
             continue
-        seen.add(digest)
+        seen.add(key)
         kept.append(recording)
+    if repeated:
+        loaded.report.notes.append(f"{repeated} recording(s) repeated another and were left out ({DUPLICATE})")
     return Loaded(kept, loaded.report)

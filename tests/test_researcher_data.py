@@ -885,3 +885,28 @@ def test_a_folder_of_edge_impulse_csvs_with_one_of_another_shape_names_that_file
     (tmp_path / "b_wave.csv").write_text(EDGE_IMPULSE_CSV.replace("accZ", "gyrZ"))
     with pytest.raises(DataError, match=r"b_wave.csv, row 1, column 'accZ': missing column\(s\) \['accZ'\]"):
         load([str(tmp_path)], DataOptions(fmt="edge-impulse"))
+
+
+def test_a_sample_in_two_studio_exports_of_one_project_is_trained_and_scored_once(tmp_path):
+    # Studio signs each sample when it exports it: the same sample comes with another `iat` (when the file was
+    # made, Edge Impulse's docs say) and signature in Monday's export and in Thursday's.
+    from models.sources import DUPLICATE
+
+    key = b"project-hmac-key"
+    document = json.loads((FIXTURES / "edge_impulse_docs_example.json").read_text())
+    for export, iat in (("monday", 1764547200), ("thursday", 1764806400)):
+        signed = dict(document, protected={**document["protected"], "iat": iat})
+        signed["signature"] = edge_impulse.sign(signed, key)
+        (tmp_path / export / "training").mkdir(parents=True)
+        (tmp_path / export / "training" / "idle.s1.json").write_text(json.dumps(signed))
+    other_collar = json.loads(json.dumps(document))
+    other_collar["payload"]["device_name"] = "ac:87:a3:0a:2d:1c"  # the same values logged by another device
+    other_collar["signature"] = edge_impulse.sign(other_collar, key)
+    (tmp_path / "thursday" / "training" / "idle.s2.json").write_text(json.dumps(other_collar))
+
+    loaded = load([str(tmp_path / "monday"), str(tmp_path / "thursday")], DataOptions(hmac_key=key))
+    assert sorted((r.animal, Path(r.source).parent.parent.name) for r in loaded.recordings) == [
+        ("ac:87:a3:0a:2d:1b", "monday"), ("ac:87:a3:0a:2d:1c", "thursday")]
+    assert loaded.report.rows == 12 and loaded.report.left_out == {DUPLICATE: 4}
+    assert f"1 recording(s) repeated another and were left out ({DUPLICATE})" in loaded.report.notes
+    assert loaded.report.as_dict()["left_out_samples"] == {DUPLICATE: 4}
