@@ -84,7 +84,7 @@ def test_the_status_answer_says_what_the_collar_holds_and_still_misses():
 def test_a_fragment_heard_twice_counts_once_in_what_the_collar_says_it_received():
     """TS004 NbFragReceived counts the session's fragments the collar holds: a data fragment repeated (a
     unicast repeat, a frame heard in two windows) or a parity fragment repeated is one fragment. Until
-    6 December every frame counted, so the bridge saw fewer losses than the collar had."""
+    5 December every frame counted, so the bridge saw fewer losses than the collar had."""
     c = collar()
     c.hear(201, bytes.fromhex(FRAG_SETUP))
     for n in (1, 2, 3, 2, 3, 3):
@@ -172,7 +172,7 @@ def test_field_technician_aborting_a_delivery_releases_a_collar_waiting_for_frag
 
 
 def test_a_collar_whose_campaign_was_dropped_with_its_delete_lost_frees_the_session_after_days_of_silence():
-    """A campaign cancelled mid-delivery whose FragSessionDeleteReq never reached the collar: until 6 December
+    """A campaign cancelled mid-delivery whose FragSessionDeleteReq never reached the collar: until 5 December
     the collar held the session (its decoder's RAM, busy) for ever and said nothing. It now waits longer than
     the bridge serves any straggler (MAX_UNICAST_DAYS), then ends the session as truncated on port 31."""
     assert update.SESSION_SILENT_S > delivery.MAX_UNICAST_DAYS * 86400

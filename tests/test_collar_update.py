@@ -259,7 +259,7 @@ def test_a_collar_that_took_a_model_update_still_takes_a_firmware_whose_self_tes
 
 def test_a_set_up_heard_while_a_whole_model_is_checked_is_refused_and_that_model_still_installs():
     """A second campaign's FragSessionSetupReq reaches a collar whose image is whole and being checked (a share
-    a wake-up). Until 6 December the collar took the new session and silently dropped the checked image: no
+    a wake-up). Until 5 December the collar took the new session and silently dropped the checked image: no
     outcome, nothing for the technician. TS004 FragSessionSetupAns: FragIndex 7..6, NotEnoughMemory bit 1."""
     image, version = model_update()
     collar = one_collar()[0]

@@ -1213,7 +1213,7 @@ def test_a_straggler_that_lost_part_of_its_unicast_fragments_is_asked_what_it_mi
 
 def test_field_technician_sees_a_collar_that_refused_its_session_while_busy_failed_with_the_reason(sqlite_url, network):
     """A collar still checking an earlier image answers its FragSessionSetupReq NotEnoughMemory (TS004 status
-    bit 1, its FragIndex above). Until 6 December the bridge only marked it unanswered and, at the window's
+    bit 1, its FragIndex above). Until 5 December the bridge only marked it unanswered and, at the window's
     close, failed it as "no answer to the set-up"."""
     image, version = model_image()
     with open_bridge(sqlite_url, network) as bridge:
