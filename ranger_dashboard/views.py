@@ -66,17 +66,18 @@ def format_age(then: datetime | None, now: datetime) -> str:
     return f"{int(seconds // 86400)} d ago"
 
 
+# What every page shows above what it last read while the store is busy (the map, Alerts, Animals).
+NOT_LIVE_HEADLINE = "Not live: the Tembo store is busy"
+
+
 def stale_map_message(read_at: datetime, now: datetime, retry_s: float) -> str:
     """What the live map says while the store is busy and it shows the herd last read at `read_at`."""
     return (
-        f"**Not live: the Tembo store is busy** (another program, such as a backup, is writing to it). "
+        f"**{NOT_LIVE_HEADLINE}** (another program, such as a backup, is writing to it). "
         f"The map shows the positions and alerts last read, at {read_at.astimezone(UTC):%H:%M:%S} UTC "
         f"({format_age(read_at, now)}); names and tracks return with the store. "
         f"The page tries again every {retry_s:g} s by itself."
     )
-
-
-NOT_LIVE_HEADLINE = "Not live: the Tembo store is busy"
 
 
 def stale_page_message(shown: str, waits: str, read_at: datetime, now: datetime, retry_s: float) -> str:

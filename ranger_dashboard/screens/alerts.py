@@ -50,7 +50,7 @@ RESOLVED_SHOWN = 50
 EVIDENCE_WINDOW = timedelta(hours=12)
 # While the store is busy the page shows the alerts this viewer was last shown on it, not live: every
 # button that writes is off, and says why, so nobody acts on an out-of-date state.
-NOT_LIVE_HELP = ("Not live: the Tembo store is busy, so this alert may have changed since it was read. "
+NOT_LIVE_HELP = (f"{views.NOT_LIVE_HEADLINE}, so this alert may have changed since it was read. "
                  "Acknowledge, assign and resolve return with the store.")
 
 options = config.options()

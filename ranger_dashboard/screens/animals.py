@@ -168,7 +168,7 @@ if fixes and viewer.may(access_roles.EXPORT):  # as the API: rangers, researcher
     for button, file in zip(buttons, exports.files(fixes, animal.species, viewer, stem), strict=True):
         button.download_button(file.label, file.data, file.filename, file.media_type,
                                disabled=stale_since is not None,
-                               help="Not live: the Tembo store is busy; downloads return with it."
+                               help=f"{views.NOT_LIVE_HEADLINE}; downloads return with it."
                                if stale_since is not None else None)
 
 with st.expander(f"The herd ({len(animals)})"):
