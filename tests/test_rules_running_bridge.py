@@ -89,3 +89,25 @@ def test_a_warden_tightening_the_immobility_threshold_is_heard_by_the_running_br
     logged = capfd.readouterr().err
     refused = [line for line in logged.splitlines() if "not applied" in line]
     assert refused and str(rules_path) in refused[0] and "max_speed_kmh" in refused[0], logged[-2000:]
+
+
+def test_a_collars_fence_report_is_judged_by_the_rules_file_as_the_warden_edited_it_not_as_first_read(tmp_path):
+    """A collar's own fence alert is judged against the ranger's resolved visit by the species' fence
+    profile (`rejoin_min`: back over the line for less is the same visit). The warden widens it for
+    elephants while the bridge runs: the next report is judged by the new minutes; an edit that does not
+    read keeps the version in force."""
+    from lora_bridge.domain import messages
+
+    rules_path = tmp_path / "rules.toml"
+    rules_path.write_text('[rules.default.fences]\nrejoin_min = 10\n')
+    path = str(rules_path)
+
+    def elephant_rejoin_min() -> float:
+        return messages._rules_config(path).profile_for("Loxodonta africana").fences.rejoin_min
+
+    assert elephant_rejoin_min() == 10
+    rules_path.write_text('[rules.default.fences]\nrejoin_min = 10\n'
+                          '[rules.species."Loxodonta africana".fences]\nrejoin_min = 45\n')
+    assert elephant_rejoin_min() == 45, "the warden's edit is heard without a restart"
+    rules_path.write_text('[rules.default.fences]\nrejoin_min = -3\n')
+    assert elephant_rejoin_min() == 45, "an edit that does not read keeps the version in force"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -14,7 +14,8 @@ from sqlalchemy.orm import Session
 from lora_bridge.decode import collar_time_ahead, decode_payload, degrees, message_time
 from lora_bridge.domain import activity, alerts, devices, downlinks, geofences, positions, rules, rules_visits
 from lora_bridge.domain.geofences import FenceIndex
-from lora_bridge.domain.rules_profiles import RulesConfig, load_rules_config
+from lora_bridge.domain.rules_profiles import RulesConfig
+from lora_bridge.rules_file import RulesFileWatch, read_rules_file
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.tables import Alert, Animal, Device, RawUplink
 from lora_bridge.uplink_formats import Uplink
@@ -291,9 +292,25 @@ def _resolved_visit(session: Session, device_id: str, alert_type: str, time: dat
     return rules_visits.collar_report_of(session, fences, profile.fences, device_id, alert_type, time, where)
 
 
-@lru_cache(maxsize=8)
+# The rules files this process judges collars' fence reports by (one per path; a bridge has one).
+_RULES_FILES: dict[str | None, RulesFileWatch] = {}
+_RULES_FILES_KEPT = 8
+_RULES_FILES_LOCK = threading.Lock()
+
+
 def _rules_config(path: str | None) -> RulesConfig:
-    return load_rules_config(path)
+    """The rule profiles as the rules file at path holds them now: read again when the file changes, as
+    the running bridge's rules are (`Bridge.reload_rules_file`); an edit that does not read keeps the
+    version this process had. Until 5 December a collar's fence report was judged by the file as this
+    process first read it, whatever the warden changed since."""
+    with _RULES_FILES_LOCK:
+        watch = _RULES_FILES.get(path)
+        if watch is None:
+            if len(_RULES_FILES) >= _RULES_FILES_KEPT:
+                _RULES_FILES.pop(next(iter(_RULES_FILES)))
+            watch = _RULES_FILES[path] = RulesFileWatch(path, read_rules_file(path))
+    watch.poll()
+    return watch.in_force.rules
 
 
 def _latest_behaviour(session: Session, device_id: str) -> dict[str, Any] | None:
