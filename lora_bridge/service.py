@@ -2330,6 +2330,7 @@ def _notification_view(row: Notification) -> NotificationView:
         alert_id=row.alert_id,
         state=row.state,
         attempts=row.attempts,
+        tries_total=row.tries_total,
         created_at=row.created_at,
         next_attempt_at=row.next_attempt_at,
         sent_at=row.sent_at,

@@ -415,9 +415,10 @@ class NotificationView:
     kind: str
     alert_id: int | None
     state: str
-    attempts: int
+    attempts: int  # tries in its current round (an administrator's retry starts a new one)
     created_at: datetime
     next_attempt_at: datetime
     sent_at: datetime | None
     last_error: str | None
     payload: dict[str, Any] = field(default_factory=dict)
+    tries_total: int = 0  # every try in all its rounds

@@ -214,12 +214,12 @@ def _cmd_notifications(args: argparse.Namespace) -> int:
     except BridgeError as error:
         print(f"tembo notifications {args.action}: {error}", file=sys.stderr)
         return 1
-    table = Table("id", "channel", "to", "alert", "step", "state", "tries", "queued (UTC)", "last error")
+    table = Table("id", "channel", "to", "alert", "step", "state", "tries (in all)", "queued (UTC)", "last error")
     for n in rows:
         payload = n.payload
         what = f"#{n.alert_id} {type_label(payload['alert_type'])}" if n.alert_id is not None else n.kind
         table.add_row(str(n.notification_id), n.channel, n.recipient, what, str(payload.get("action") or "-"),
-                      n.state, str(n.attempts), f"{n.created_at:%Y-%m-%d %H:%M}", (n.last_error or "-")[:120])
+                      n.state, f"{n.attempts} ({n.tries_total})", f"{n.created_at:%Y-%m-%d %H:%M}", (n.last_error or "-")[:120])
     (Console() if sys.stdout.isatty() else Console(width=200)).print(table)
     return 0
 

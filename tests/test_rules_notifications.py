@@ -1166,3 +1166,40 @@ def test_a_rules_file_broken_by_an_edit_keeps_the_running_bridge_sending_with_th
     assert len(gateway.messages) == 1
     assert any(f"rules file {rules_path} not applied" in r.getMessage() and "chanel" in r.getMessage()
                for r in caplog.records)
+
+
+def test_an_sms_whose_every_send_the_bridge_dies_in_stops_after_its_tries_and_shows_every_try_after_a_retry(
+    sqlite_url, tmp_path, monkeypatch
+):
+    # The SMS gateway takes the poaching alert's text, and each time the bridge dies before it writes that
+    # down (a sender that brings the process down with it). After each restart the row is tried again: five
+    # tries in its round, then it is failed with the reason, not tried at every start for ever. The admin
+    # retries it in the morning: a new round of tries, and the outbox still shows every try it was given.
+    gateway = SmsGateway(token=SMS_TOKEN)
+    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+
+    def die(*args, **kwargs):
+        raise BridgeDied
+
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
+        for restart in range(1, 9):  # each start, past the last try's lease
+            with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge, monkeypatch.context() as patched:
+                patched.setattr("lora_bridge.notify.outbox._sent", die)
+                try:
+                    bridge.flush_notifications(now=wall(400 * restart))
+                except BridgeDied:
+                    pass
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            bridge.flush_notifications(now=wall(400 * 9))
+            (night,) = bridge.notifications(viewer=ADMIN)
+            bridge.retry_notifications(viewer=ADMIN)
+            bridge.flush_notifications(now=wall(400 * 10))  # the gateway takes it, and the bridge lives
+            (morning,) = bridge.notifications(viewer=ADMIN)
+
+    assert len(gateway.messages) == 6  # five in the night's round, one in the morning's
+    assert (night.state, night.attempts, night.tries_total) == ("failed", 5, 5)
+    assert "cut short" in night.last_error
+    assert (morning.state, morning.attempts, morning.tries_total) == ("sent", 1, 6)

@@ -6,7 +6,9 @@ The timer claims a due row (pending → sending, one UPDATE, so two workers neve
 sends it, and marks it sent; a failure goes back to pending with a doubled wait, until max_attempts,
 then `failed` (kept, with the last error). A row left `sending` by a process that died mid-send is
 retried after the lease, carrying the same delivery id (`X-Tembo-Delivery`) so a receiver can drop
-the repeat; a row marked sent is never sent again.
+the repeat, unless that try was the last of its round: it is failed then. A row marked sent is never
+sent again. Each row counts the tries of its round (`attempts`, bounded by max_attempts) and every try
+it was ever given (`tries_total`), which an administrator's retry does not reset.
 
 A message that asks someone to act is checked against its alert when its turn comes, not only when it
 was queued (a channel down for an hour holds it that long): an escalation ("nobody answered") of an
@@ -56,6 +58,9 @@ SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
 WITHDRAWN = "withdrawn"  # overtaken by the alert's own life before its turn came: never sent
+
+# Why a row is failed whose last try of its round the process did not live to finish.
+INTERRUPTED_LAST_TRY = "its last try was cut short (the bridge stopped while sending it): every try of its round spent"
 
 KIND_ALERT = "alert"
 KIND_POSITION = "position"
@@ -220,11 +225,7 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
     at = now or utc_now()
     retry = config.retry
     with db.write() as session:
-        session.execute(
-            update(Notification)
-            .where(Notification.state == SENDING, Notification.next_attempt_at <= at - timedelta(seconds=retry.lease_s))
-            .values(state=PENDING)
-        )
+        _end_interrupted_tries(session, retry.max_attempts, at - timedelta(seconds=retry.lease_s))
         # Alert steps before fixes: they wake rangers, and a backlog of fixes for an unreachable
         # EarthRanger (the reserve's internet down overnight) must not fill the pass ahead of them.
         due = list(session.execute(
@@ -248,6 +249,20 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
     if due:
         log.info("outbox drained", extra=dict(tally))
     return DrainReport(**tally)
+
+
+def _end_interrupted_tries(session: Session, max_attempts: int, lease_ended: datetime) -> None:
+    """Rows left `sending` past their lease (the process stopped mid-send) are pending again, except a row
+    whose round of tries is spent: it is failed, with the reason, as one whose last try was refused would
+    be. Until 6 December every restart mid-send gave such a row another try, beyond max_attempts and
+    without end (a sender that brings the bridge down with it was tried at every start)."""
+    interrupted = (Notification.state == SENDING) & (Notification.next_attempt_at <= lease_ended)
+    session.execute(
+        update(Notification)
+        .where(interrupted, Notification.attempts >= max_attempts)
+        .values(state=FAILED, last_error=INTERRUPTED_LAST_TRY)
+    )
+    session.execute(update(Notification).where(interrupted).values(state=PENDING))
 
 
 def _groups(due: list[Any], senders: dict[str, Sender]) -> list[tuple[str, bool, list[int]]]:
@@ -349,7 +364,8 @@ def _claim_many(db: Database, notification_ids: list[int], at: datetime) -> list
         claimed = list(session.scalars(
             update(Notification)
             .where(Notification.id.in_(notification_ids), Notification.state == PENDING)
-            .values(state=SENDING, attempts=Notification.attempts + 1, next_attempt_at=at)
+            .values(state=SENDING, attempts=Notification.attempts + 1, tries_total=Notification.tries_total + 1,
+                    next_attempt_at=at)
             .returning(Notification.id)
         ))
         rows = list(session.scalars(
@@ -379,7 +395,8 @@ def _claim(db: Database, config: NotifyConfig, notification_id: int, at: datetim
         claimed = session.execute(
             update(Notification)
             .where(Notification.id == notification_id, Notification.state == PENDING)
-            .values(state=SENDING, attempts=Notification.attempts + 1, next_attempt_at=at)
+            .values(state=SENDING, attempts=Notification.attempts + 1, tries_total=Notification.tries_total + 1,
+                    next_attempt_at=at)
         ).rowcount
         if claimed != 1:
             return None
@@ -506,16 +523,17 @@ def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: da
             _withdraw(session, row, alert, reason)
             withdrawn.append(row.id)
             continue
-        previous, tries = row.last_error, row.attempts
+        previous, tries, tries_total = row.last_error, row.attempts, row.tries_total
         _requeue(row, at)
         alerts.record_event(
             session, alert, actor, "notification_requeued",
             {"route": row.route, "channel": row.channel, "to": row.recipient, "notification_id": row.id,
-             "action": (row.payload or {}).get("action"), "tries": tries, "failed_with": (previous or "")[:200]},
+             "action": (row.payload or {}).get("action"), "tries": tries, "tries_total": tries_total,
+             "failed_with": (previous or "")[:200]},
         )
         requeued.append(row.id)
-        log.info("failed notification queued again notification_id=%d alert_id=%d after %d tries, by %s", row.id,
-                 alert.id, tries, actor, extra={"notification_id": row.id, "alert_id": alert.id,
+        log.info("failed notification queued again notification_id=%d alert_id=%d after %d tries (%d in all), by %s",
+                 row.id, alert.id, tries, tries_total, actor, extra={"notification_id": row.id, "alert_id": alert.id,
                                                 "device_id": alert.device_id, "channel": row.channel})
     session.flush()
     if len(requeued) + len(withdrawn):
@@ -525,7 +543,8 @@ def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: da
 
 
 def _requeue(row: Notification, at: datetime) -> None:
-    """Pending again with a fresh budget of tries, due at `at`; its last error kept until the next try."""
+    """Pending again with a fresh round of tries, due at `at`; its last error, and its tries in all
+    (`tries_total`), kept."""
     row.state = PENDING
     row.attempts = 0
     row.next_attempt_at = at
@@ -564,7 +583,7 @@ def _release(db: Database, notification_id: int) -> None:
         session.execute(
             update(Notification)
             .where(Notification.id == notification_id, Notification.state == SENDING)
-            .values(state=PENDING, attempts=Notification.attempts - 1)
+            .values(state=PENDING, attempts=Notification.attempts - 1, tries_total=Notification.tries_total - 1)
         )
 
 
@@ -605,8 +624,8 @@ def _failed(db: Database, row: Notification, error: str, retryable: bool, at: da
             stored.next_attempt_at = at + timedelta(seconds=wait)
         state = stored.state
     log.warning(
-        "notification not delivered notification_id=%d channel=%s attempt=%d: %s",
-        row.id, row.channel, row.attempts, error,
+        "notification not delivered notification_id=%d channel=%s attempt=%d (%d in all): %s",
+        row.id, row.channel, row.attempts, row.tries_total, error,
         extra={"notification_id": row.id, "channel": row.channel, "alert_id": row.alert_id},
     )
     return state
