@@ -90,6 +90,11 @@ class BridgeSettings(BaseSettings):
     downlink_timeout_s: float = Field(default=3.0, gt=0)
     # The Things Network's fair-use policy: about 10 downlinks per device per day.
     downlinks_per_device_per_day: int = Field(default=10, ge=1)
+    # A pushed command or setting with no word of its delivery (no port-31 ack from the collar, nothing
+    # from the network server but queued / sent) is `unconfirmed` after this many uplinks of the collar
+    # since its push, or after one uplink and downlink_unconfirmed_after_s (domain/downlinks.mark_unconfirmed).
+    downlink_unconfirmed_after_uplinks: int = Field(default=3, ge=1)
+    downlink_unconfirmed_after_s: float = Field(default=86400.0, gt=0)
     # A push holds its downlink this long; a bridge that dies mid-push leaves it to expire.
     downlink_lease_s: float = Field(default=60.0, gt=0)
     # Push downlinks from a background thread started on first need (False: only flush_downlinks()).

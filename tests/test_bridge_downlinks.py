@@ -202,3 +202,64 @@ def test_a_chirpstack_collar_that_rejoins_after_its_ack_went_on_air_does_not_get
     assert bridge.flush_downlinks() == 0
     (sent,) = bridge.downlinks()
     assert (sent.state, sent.network_state, len(network.pushes)) == ("sent", "sent", 1)
+
+
+def test_a_rangers_ack_the_network_never_reports_on_is_shown_unconfirmed_and_goes_again_until_the_collar_confirms(
+    bridge, network
+):
+    # The Things Stack's webhook here has no downlink event messages enabled (they are optional: docs,
+    # integrations/other-integrations/pubsub/message-types): the ack of the mortality alert is pushed and
+    # nothing is ever said of it. The collar is class A: each of its uplinks opens the receive windows the
+    # ack goes in, and it answers a downlink on port 31 in a later one. Three uplinks and no answer: the
+    # ack is not shown delivered any more but unconfirmed, with why, and it goes again; the collar's
+    # answer to it settles both.
+    (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
+    assert bridge.flush_downlinks() == 1
+    for f_cnt in (2, 3):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    assert bridge.flush_downlinks() == 0
+    assert [d.state for d in bridge.downlinks()] == ["sent"], "two uplinks: it may still be on its way"
+
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 2400), f_cnt=4))
+    assert bridge.flush_downlinks() == 1
+    first, again = bridge.downlinks()
+    assert (first.state, again.state, again.alert_id) == ("unconfirmed", "sent", alert_id)
+    assert "no port-31 ack from the collar in 3 uplinks" in first.last_error
+    assert f"pushed again as downlink {again.downlink_id}" in first.last_error
+    assert [p["payload"] for p in network.pushes] == [codec.encode("ack_alert", {"alert_type": "mortality",
+                                                                                  "seq": 3})] * 2
+    unconfirmed = [e.detail for e in bridge.alert_events(alert_id, viewer=b.RANGER) if e.action == "ack_unconfirmed"]
+    assert [(d["downlink_id"], d["resent_as"]) for d in unconfirmed] == [(first.downlink_id, again.downlink_id)]
+
+    bridge.ingest_tts_uplink(b.tts_uplink(b.ack("ack_alert", "ok", time_s=b.T0_S + 3000), f_cnt=5))
+    for f_cnt in (6, 7, 8):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    assert bridge.flush_downlinks() == 0
+    assert [d.state for d in bridge.downlinks()] == ["acknowledged", "acknowledged"]
+    assert len(network.pushes) == 2
+
+
+def test_a_reboot_the_network_never_reports_on_is_shown_unconfirmed_and_not_sent_again(bridge, network):
+    # A reboot twice is not a reboot once: unconfirmed, the technician sees why, and the bridge does not
+    # send it again by itself.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+    bridge.queue_command("collar-01", "reboot", {})
+    assert bridge.flush_downlinks() == 1
+    for f_cnt in (2, 3, 4):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+
+    assert bridge.flush_downlinks() == 0
+    (reboot,) = bridge.downlinks()
+    assert reboot.state == "unconfirmed"
+    assert "not sent again (not a command that may go twice)" in reboot.last_error
+    assert len(network.pushes) == 1
+
+
+def test_a_collar_that_sends_nothing_after_its_ack_was_pushed_keeps_it_waiting_at_the_network(bridge, network):
+    # No uplink, no receive window: a class A collar cannot have had it yet. It is not unconfirmed.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
+    bridge.flush_downlinks()
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600), f_cnt=1, device_id="collar-02"))
+
+    assert bridge.flush_downlinks() == 0
+    assert [d.state for d in bridge.downlinks()] == ["sent"]

@@ -36,9 +36,10 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from collar_firmware import codec as wire
 from lora_bridge.errors import InvalidCommand, InvalidCommandValues
 from lora_bridge.store.ids import take_id
-from lora_bridge.store.tables import Downlink, DownlinkTransmission
+from lora_bridge.store.tables import Downlink, DownlinkTransmission, RawUplink
 from lora_bridge.store.unflushed import read_with_new
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK
@@ -53,7 +54,12 @@ STATE_SENT = "sent"
 STATE_FAILED = "failed"
 STATE_ACKNOWLEDGED = "acknowledged"
 STATE_SUPERSEDED = "superseded"
-STATES = (STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_FAILED, STATE_ACKNOWLEDGED, STATE_SUPERSEDED)
+# Pushed, and the collar has since sent `after_uplinks` uplinks (each opens the receive windows a
+# class A downlink is delivered in) without its port-31 ack, while the network server reported no
+# delivery: not known to be lost (a network without downlink events never says), not known delivered.
+STATE_UNCONFIRMED = "unconfirmed"
+STATES = (STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_FAILED, STATE_ACKNOWLEDGED, STATE_SUPERSEDED,
+          STATE_UNCONFIRMED)
 
 NETWORK_QUEUED = "queued"
 NETWORK_SENT = "sent"
@@ -87,6 +93,20 @@ CORRELATION_ID = re.compile(re.escape(CORRELATION_PREFIX) + r"([0-9]{1,18})")
 
 # After this many failed pushes a downlink stops being retried and is marked failed.
 MAX_PUSH_ATTEMPTS = 5
+# The downlinks the collar answers with a port-31 ack (collar_firmware/downlink.py): commands, settings.
+COLLAR_ACKED_PORTS = (COMMAND_PORT, wire.SETTINGS_PORT)
+# Network states of a pushed downlink that say nothing of its delivery to the collar: no report, or
+# queued / sent on air (the collar's own ack is still owed). acked: the collar's radio confirmed it;
+# nacked: The Things Stack is sending it again.
+NETWORK_SILENT = (None, NETWORK_QUEUED, NETWORK_SENT)
+# Commands pushed again when unconfirmed: sent twice, they do what they do once (an ack tells the collar
+# to stop repeating an alert). Any other command (a reboot, a tracking burst) waits for the ranger's word.
+RESEND_WHEN_UNCONFIRMED = frozenset({ACK_COMMAND})
+# How many unconfirmed pushes of the same bytes are followed by another one: within fair use, and not for
+# ever for a collar that hears no downlink at all (its own repeat of the alert still queues an ack).
+MAX_UNCONFIRMED_RESENDS = 3
+# An unconfirmed downlink pushed longer ago than this is not sent again.
+RESEND_WITHIN = timedelta(days=1)
 
 
 def check_command_values(codec: Any, command: str, values: dict[str, Any]) -> None:
@@ -432,7 +452,8 @@ def apply_collar_ack(session: Session, codec: Any, device_id: str, fields: dict[
     on_port = fields.get("on_port", COMMAND_PORT)
     command = command_name(codec, on_port if isinstance(on_port, int) else COMMAND_PORT, fields.get("cmd"))
     query = select(Downlink).where(
-        Downlink.device_id == device_id, Downlink.state.in_((STATE_SENT, STATE_QUEUED, STATE_SENDING))
+        Downlink.device_id == device_id,
+        Downlink.state.in_((STATE_SENT, STATE_UNCONFIRMED, STATE_QUEUED, STATE_SENDING)),
     )
     if command is not None:
         query = query.where(Downlink.command == command)
@@ -446,7 +467,103 @@ def apply_collar_ack(session: Session, codec: Any, device_id: str, fields: dict[
     downlink.acked_at = utc_now()
     result = fields.get("result")
     downlink.ack_result = str(result) if result is not None else None
+    if downlink.command == ACK_COMMAND:
+        _settle_copies(session, downlink)
     return downlink
+
+
+def _settle_copies(session: Session, acked: Downlink) -> None:
+    """The collar confirmed an alert's ack: the other copies of it (the same bytes, pushed again when one
+    was unconfirmed, `mark_unconfirmed`) are settled by that: a waiting copy is superseded (not pushed),
+    one pushed or unconfirmed is acknowledged with it (it is not sent again)."""
+    for row in session.scalars(select(Downlink).where(
+            Downlink.device_id == acked.device_id, Downlink.command == ACK_COMMAND, Downlink.id != acked.id,
+            Downlink.payload == acked.payload, Downlink.state.in_((STATE_QUEUED, STATE_SENT, STATE_UNCONFIRMED)))):
+        if row.state == STATE_QUEUED:
+            row.state = STATE_SUPERSEDED
+            row.superseded_by = acked.id
+        else:
+            row.state = STATE_ACKNOWLEDGED
+            row.acked_at = acked.acked_at
+            row.ack_result = acked.ack_result
+
+
+def mark_unconfirmed(session: Session, *, after_uplinks: int, after_s: float,
+                     now: datetime) -> list[tuple[Downlink, Downlink | None]]:
+    """Pushed commands and settings that no word of delivery followed become STATE_UNCONFIRMED, the
+    reason in `last_error`; returned with the copy queued when it is sent again (RESEND_WHEN_UNCONFIRMED).
+
+    A class A downlink goes in the receive windows after one of the collar's uplinks, and the collar
+    answers it on port 31 in a later one. Some networks never report a downlink's delivery (ChirpStack
+    set-ups, The Things Stack without the downlink event messages enabled): such a downlink stayed
+    `sent` for ever, an alert's ack looked delivered while the collar went on repeating its alert. Now
+    one counts as unconfirmed once the collar has sent `after_uplinks` uplinks since its push, or at
+    least one and `after_s` went by, without its ack while the network said nothing of it reaching the
+    collar (no report, or queued / sent on air). No uplink, no receive window: a silent collar's
+    downlinks still wait. It is not failed: it may yet have arrived (a lost ack uplink), and a late
+    port-31 ack still marks it acknowledged."""
+    marked: list[tuple[Downlink, Downlink | None]] = []
+    for row, heard in unconfirmed_due(session, after_uplinks=after_uplinks, after_s=after_s, now=now):
+        sent_at = as_utc(row.sent_at)
+        said = "nothing" if row.network_state in (None, NETWORK_QUEUED) else "it went on air"
+        row.state = STATE_UNCONFIRMED
+        row.last_error = (f"unconfirmed: no port-31 ack from the collar in {heard} uplinks since it was pushed at "
+                          f"{sent_at:%Y-%m-%d %H:%M:%S} UTC; the network server said {said}")
+        copy = _resend(session, row, now)
+        row.last_error += (f"; pushed again as downlink {copy.id}" if copy is not None
+                           else f"; not sent again ({_why_not_resent(session, row, now)})")
+        log.warning("downlink unconfirmed downlink_id=%d device_id=%s command=%s: %s", row.id, row.device_id,
+                    row.command, row.last_error, extra={"device_id": row.device_id, "downlink_id": row.id})
+        marked.append((row, copy))
+    return marked
+
+
+def unconfirmed_due(session: Session, *, after_uplinks: int, after_s: float,
+                    now: datetime) -> list[tuple[Downlink, int]]:
+    """The pushed downlinks `mark_unconfirmed` gives up waiting on, each with how many uplinks the collar
+    sent since its push: a read, so that the outbox's usual pass with none takes no write lock."""
+    rows = session.scalars(select(Downlink).where(
+        Downlink.state == STATE_SENT, Downlink.f_port.in_(COLLAR_ACKED_PORTS), Downlink.sent_at.is_not(None),
+        (Downlink.network_state.is_(None)) | (Downlink.network_state.in_([s for s in NETWORK_SILENT if s])),
+    ).order_by(Downlink.id)).all()
+    due = []
+    for row in rows:
+        sent_at = as_utc(row.sent_at)
+        heard = session.scalar(select(func.count(RawUplink.id)).where(
+            RawUplink.device_id == row.device_id, RawUplink.received_at > sent_at,
+            RawUplink.duplicate_of.is_(None), RawUplink.f_cnt.is_not(None))) or 0
+        if heard >= after_uplinks or heard and now - sent_at >= timedelta(seconds=after_s):
+            due.append((row, heard))
+    return due
+
+
+def _why_not_resent(session: Session, row: Downlink, now: datetime) -> str | None:
+    """Why an unconfirmed row is not pushed again, or None when it is: a command that may not go twice,
+    one pushed more than RESEND_WITHIN ago (the collar has long stopped waiting for it; a store upgraded
+    with months of unreported acks sends none of them again), or the same bytes unconfirmed
+    MAX_UNCONFIRMED_RESENDS times already."""
+    if row.command not in RESEND_WHEN_UNCONFIRMED:
+        return "not a command that may go twice"
+    if now - as_utc(row.sent_at) > RESEND_WITHIN:
+        return f"pushed more than {RESEND_WITHIN.days} day ago"
+    unconfirmed = session.scalar(select(func.count(Downlink.id)).where(
+        Downlink.device_id == row.device_id, Downlink.payload == row.payload,
+        Downlink.state == STATE_UNCONFIRMED)) or 0
+    if unconfirmed > MAX_UNCONFIRMED_RESENDS:  # this row counts itself
+        return f"unconfirmed {MAX_UNCONFIRMED_RESENDS} times already"
+    return None
+
+
+def _resend(session: Session, row: Downlink, now: datetime) -> Downlink | None:
+    """A queued copy of the unconfirmed row (its bytes, alert and seq), unless `_why_not_resent`."""
+    if _why_not_resent(session, row, now) is not None:
+        return None
+    copy_id = take_id(session, Downlink)
+    copy = Downlink(id=copy_id, device_id=row.device_id, f_port=row.f_port, payload=row.payload,
+                    command=row.command, seq=row.seq, alert_id=row.alert_id, state=STATE_QUEUED,
+                    correlation_id=f"{CORRELATION_PREFIX}{copy_id}")
+    session.add(copy)
+    return copy
 
 
 def find_reported(session: Session, device_id: str | None, event: Any) -> Downlink | None:
