@@ -7,6 +7,8 @@ A downlink's life, in `state` (the outbox) and `network_state` (what the network
       │    superseded    │ (a newer command of the same kind)
       │                  └─ MAX_PUSH_ATTEMPTS refusals: failed
       └── network invalidated its queue (new session): pushed again
+    sent ──N uplinks of the collar, no port-31 ack, no delivery report──> unconfirmed ──late ack──> acknowledged
+                                        (an alert's ack: a copy queued again, `mark_unconfirmed`)
     network_state: queued -> sent (transmitted; ChirpStack txack) -> acked | nacked | failed
                                   ^                                          │
                                   └──── the network sends it again ──────────┘
