@@ -1268,3 +1268,38 @@ def test_a_straggler_whose_parity_waits_in_the_network_queue_gets_no_second_batc
     assert batch["collar-01"] > 0 and pushed > 0, "collar-01 got its parity"
     assert after["collar-02"] > 0, "collar-02 got its own"
     assert after["collar-01"] == batch["collar-01"], "collar-01's batch, still in the network's queue, not queued again"
+
+
+def test_a_straggler_that_falls_silent_is_failed_and_leaves_no_fragment_shown_on_its_way(sqlite_url, network):
+    """collar-01 missed the window and is served by unicast; after its first day of fragments it falls
+    silent (its collar slipped off). Its step is failed in time, and the fragments and status requests
+    the network server took and never reported on are no longer shown `sent` to it for ever: they are
+    dropped with the reason, which says they may still be in the network server's queue."""
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        for now in (run.opens, run.closes):
+            run.tick(now)
+        bridge.record_update_ack("collar-02", "ok", utc_now())
+        now = run.closes
+        for _ in range(4):  # its first day: it says each time it still misses 31 fragments
+            now += timedelta(hours=6)
+            run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
+                                                        {"received_and_index": 3, "missing": 31, "status": 0}),
+                       at=now)
+            run.tick(now)
+        pushed = [d for d in bridge.downlinks() if d.device_id == "collar-01" and d.state == "sent"
+                  and d.command in ("data_fragment", "frag_session_status")]
+        for _ in range(40):  # then nothing from it, day after day
+            now += timedelta(hours=6)
+            run.tick(now)
+        straggler = next(c for c in bridge.campaigns()[0]["collars"] if c["device_id"] == "collar-01")
+        after = {d.downlink_id: d for d in bridge.downlinks()}
+
+    assert pushed, "its fragments went to the network server"
+    assert straggler["state"] == "failed"
+    left = [after[d.downlink_id] for d in pushed]
+    assert {d.state for d in left} == {"superseded"}
+    assert all(f"its update step ended ({straggler['reason']})" in d.last_error
+               and "network server's queue" in d.last_error for d in left)

@@ -647,6 +647,11 @@ def fail_overdue(session: Session, row: FuotaSession, now: datetime, factor: flo
       image or never says how its install went would otherwise hold its campaign open for ever.
       What is still queued for it is dropped.
 
+    Either way what its delivery pushed to the network server and no report followed (no `sent` on air:
+    a network without downlink events never says, and a class A collar that is not heard is given
+    nothing) is dropped too, the reason on each (`_drop_pushed`): until 6 December those fragments and
+    status requests were shown `sent` for ever to a collar whose step had long failed.
+
     The campaign counts it like any failed collar: an overdue canary stops a campaign as a refusing
     one does, and a campaign whose last collar is overdue is done."""
     limit_s = factor * planned_s(row)
@@ -667,9 +672,10 @@ def fail_overdue(session: Session, row: FuotaSession, now: datetime, factor: flo
         if delivered.setup_answered and campaigns.running_s(session, row.campaign_id, quiet_since, now) > limit_s \
                 and not session.scalar(select(func.count()).select_from(Downlink).where(
                     Downlink.device_id == collar.device_id, Downlink.state == downlinks.STATE_QUEUED)):
-            log.warning("no answer from device_id=%s campaign_id=%d: silent for %.1f h since its set-up",
-                        collar.device_id, row.campaign_id, limit_s / 3600,
-                        extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+            pushed = _drop_pushed(session, collar.device_id, NO_ANSWER)
+            log.warning("no answer from device_id=%s campaign_id=%d: silent for %.1f h since its set-up (%d frames "
+                        "pushed and never reported dropped)", collar.device_id, row.campaign_id, limit_s / 3600,
+                        pushed, extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
             campaigns.fail_collar(session, campaign, collar, NO_ANSWER)
             failed.append(collar.device_id)
             continue
@@ -678,9 +684,10 @@ def fail_overdue(session: Session, row: FuotaSession, now: datetime, factor: flo
         if since_setup_s > limit_s + (timedelta(days=delivery.MAX_UNICAST_DAYS).total_seconds() if by_unicast else 0):
             reason, detail = _no_result(delivered, since_setup_s)
             dropped = _drop_queued(session, collar.device_id)
+            pushed = _drop_pushed(session, collar.device_id, reason)
             log.warning("no result from device_id=%s campaign_id=%d after %.1f h of its delivery: %s (%d frames "
-                        "dropped)", collar.device_id, row.campaign_id, since_setup_s / 3600, detail, dropped,
-                        extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+                        "dropped, %d more pushed and never reported)", collar.device_id, row.campaign_id,
+                        since_setup_s / 3600, detail, dropped, pushed, extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
             campaigns.fail_collar(session, campaign, collar, reason, detail=detail)
             failed.append(collar.device_id)
     return failed
@@ -707,6 +714,22 @@ def _drop_queued(session: Session, device_id: str) -> int:
             Downlink.device_id == device_id, Downlink.command.in_(DELIVERY_COMMANDS),
             Downlink.state == downlinks.STATE_QUEUED)):
         frame.state = downlinks.STATE_SUPERSEDED
+        dropped += 1
+    return dropped
+
+
+def _drop_pushed(session: Session, device_id: str, reason: str) -> int:
+    """Drop what a collar's delivery pushed to the network server with no report of it going on air (set-up,
+    unicast fragments, status requests), its step having ended for reason; return how many. The network
+    may still hold it in its queue, and each says so."""
+    dropped = 0
+    for frame in session.scalars(select(Downlink).where(
+            Downlink.device_id == device_id, Downlink.command.in_(DELIVERY_COMMANDS),
+            Downlink.state == downlinks.STATE_SENT,
+            Downlink.network_state.is_(None) | Downlink.network_state.in_((downlinks.NETWORK_QUEUED,)))):
+        frame.state = downlinks.STATE_SUPERSEDED
+        frame.last_error = (f"its update step ended ({reason}): dropped; no report of it going on air, it may still "
+                            "be in the network server's queue")[:2000]
         dropped += 1
     return dropped
 
