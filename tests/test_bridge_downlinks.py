@@ -263,3 +263,33 @@ def test_a_collar_that_sends_nothing_after_its_ack_was_pushed_keeps_it_waiting_a
 
     assert bridge.flush_downlinks() == 0
     assert [d.state for d in bridge.downlinks()] == ["sent"]
+
+
+def test_a_collar_that_hears_no_downlink_at_all_gets_its_ack_again_three_times_not_all_its_fair_use(bridge, network):
+    # Its receiver is broken: every copy of the ack goes unconfirmed. After three copies the bridge stops
+    # sending more on its own, and says so; the rest of the collar's fair-use day stays for other commands.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
+    bridge.flush_downlinks()
+    f_cnt = 1
+    for _round in range(5):
+        for _ in range(3):
+            f_cnt += 1
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+        bridge.flush_downlinks()
+
+    rows = bridge.downlinks()
+    assert len(network.pushes) == 4 and [d.state for d in rows] == ["unconfirmed"] * 4
+    assert "not sent again (unconfirmed 3 times already)" in rows[-1].last_error
+
+
+def test_a_collar_heard_once_since_its_ack_was_pushed_has_it_unconfirmed_after_the_time_bound(store_url, network):
+    # A collar that sends rarely: one uplink since the push and the time bound passed (set short here)
+    with b.pushing_to(network, store_url, downlink_unconfirmed_after_s=0.001) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
+        bridge.flush_downlinks()
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600), f_cnt=2))
+        bridge.flush_downlinks()
+        rows = bridge.downlinks()
+
+    assert [d.state for d in rows] == ["unconfirmed", "sent"]
+    assert "in 1 uplink since it was pushed" in rows[0].last_error

@@ -509,7 +509,7 @@ def mark_unconfirmed(session: Session, *, after_uplinks: int, after_s: float,
         sent_at = as_utc(row.sent_at)
         said = "nothing" if row.network_state in (None, NETWORK_QUEUED) else "it went on air"
         row.state = STATE_UNCONFIRMED
-        row.last_error = (f"unconfirmed: no port-31 ack from the collar in {heard} uplinks since it was pushed at "
+        row.last_error = (f"unconfirmed: no port-31 ack from the collar in {heard} uplink{'' if heard == 1 else 's'} since it was pushed at "
                           f"{sent_at:%Y-%m-%d %H:%M:%S} UTC; the network server said {said}")
         copy = _resend(session, row, now)
         row.last_error += (f"; pushed again as downlink {copy.id}" if copy is not None
