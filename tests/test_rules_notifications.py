@@ -999,9 +999,10 @@ def test_a_requeued_sms_gets_every_try_again_from_its_first_wait_and_its_alert_k
                        if e.action == "notification_requeued"]
 
     assert tries_at_night == 5 and len(report.requeued) == 1
-    assert tries_in_the_morning == 5 and (row.state, row.attempts) == ("failed", 5)
+    assert tries_in_the_morning == 5 and (row.state, row.attempts, row.tries_total) == ("failed", 5, 10)
     ((actor, detail),) = history
     assert actor == "admin.neema" and detail["tries"] == 5 and "503" in detail["failed_with"]
+    assert detail["tries_total"] == 5
 
 
 def test_the_nights_fixes_refused_by_earthranger_fill_its_tracks_once_the_admin_retries(
