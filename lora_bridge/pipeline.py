@@ -39,6 +39,7 @@ from lora_bridge.errors import (
 )
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import KIND_UNKNOWN, KIND_UPLINK, NetworkEvent, read_network_message
+from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
@@ -69,6 +70,8 @@ def store_and_process_batch(
     settings: BridgeSettings,
     after: Callable[[Session, list[IngestResult]], None] | None = None,
     take: Callable[[Session], list[Submission]] | None = None,
+    *,
+    rules_file: RulesFileWatch,
 ) -> tuple[bool, list[Submission]]:
     """Keep and apply a batch of bodies in ONE transaction (one commit, one fsync for all): with the
     bodies `take(session)` claims first (bodies other workers handed to this one, `collar_shares`:
@@ -86,7 +89,7 @@ def store_and_process_batch(
     try:
         with db.write() as session:
             taken = take(session) if take is not None else []
-            results, order = keep_and_apply(session, taken + submissions, codec, settings)
+            results, order = keep_and_apply(session, taken + submissions, codec, settings, rules_file=rules_file)
             if after is not None:
                 after(session, [results[i] for i in order])
         for submission, result in zip(submissions, results[len(taken):], strict=True):
@@ -106,12 +109,12 @@ def store_and_process_batch(
         return False, []
     for submission, raw_id in zip(submissions, raw_ids, strict=True):
         if raw_id is not None:
-            submission.result = process_raw(db, raw_id, codec, settings, submission=submission)
+            submission.result = process_raw(db, raw_id, codec, settings, submission=submission, rules_file=rules_file)
     return False, [submission for submission in submissions if submission.result is not None]
 
 
 def keep_and_apply(
-    session: Session, submissions: list[Submission], codec: Any, settings: BridgeSettings
+    session: Session, submissions: list[Submission], codec: Any, settings: BridgeSettings, *, rules_file: RulesFileWatch
 ) -> tuple[list[IngestResult], list[int]]:
     """Inside session's transaction: keep the bodies of submissions as raw rows (`keep_raws`) and apply
     each, collar by collar; their results in the submissions' order, and the order they were applied
@@ -135,7 +138,7 @@ def keep_and_apply(
     # same collars lock their rows in the same order, so one waits, neither deadlocks.
     keys = _order_keys(messages, submissions)
     order = sorted(range(len(raws)), key=keys.__getitem__)
-    applied = {i: _process_loaded(session, raws[i], codec, settings, None, messages[i]) for i in order}
+    applied = {i: _process_loaded(session, raws[i], codec, settings, rules_file, None, messages[i]) for i in order}
     bulk.write_queued(session)  # the batch's fixes and summaries, before the rules' savepoints
     return [applied[i] for i in range(len(raws))], order
 
@@ -310,13 +313,15 @@ def process_raw(
     dead_letter_id: int | None = None,
     *,
     submission: Submission | None = None,
+    rules_file: RulesFileWatch,
 ) -> IngestResult:
     """Read, dedupe, decode and apply the stored body raw_uplink_id; returns what happened. submission
-    (the body as it came, when the caller has it) names its collar in a log line the store cannot."""
+    (the body as it came, when the caller has it) names its collar in a log line the store cannot;
+    rules_file: the rules file the bridge works by (`Bridge.rules_file`)."""
     for attempt in (1, 2):
         try:
             with db.write() as session:
-                return _process(session, raw_uplink_id, codec, settings, dead_letter_id)
+                return _process(session, raw_uplink_id, codec, settings, rules_file, dead_letter_id)
         except IntegrityError as error:
             if attempt == 1:
                 continue  # another worker created the same collar or claim a moment ago: read again
@@ -383,7 +388,8 @@ def _names_sql(error: BaseException | None) -> bool:
 
 
 def _process(
-    session: Session, raw_uplink_id: int, codec: Any, settings: BridgeSettings, dead_letter_id: int | None
+    session: Session, raw_uplink_id: int, codec: Any, settings: BridgeSettings, rules_file: RulesFileWatch,
+    dead_letter_id: int | None,
 ) -> IngestResult:
     raw = session.get(RawUplink, raw_uplink_id, with_for_update=True)
     if raw is None:
@@ -399,7 +405,7 @@ def _process(
     message = _read(raw)
     if isinstance(message, Uplink):
         read_batch(session, [message])  # read as a batch reads its collars (on PostgreSQL the cursor row first)
-    return _process_loaded(session, raw, codec, settings, existing, message)
+    return _process_loaded(session, raw, codec, settings, rules_file, existing, message)
 
 
 def _process_loaded(
@@ -407,6 +413,7 @@ def _process_loaded(
     raw: RawUplink,
     codec: Any,
     settings: BridgeSettings,
+    rules_file: RulesFileWatch,
     existing: DeadLetter | None,
     message: Uplink | NetworkEvent | MalformedUplink | None = None,
 ) -> IngestResult:
@@ -430,7 +437,7 @@ def _process_loaded(
         )
     if isinstance(message, NetworkEvent):
         return _record_event(session, raw, message, existing, settings.max_clock_ahead_s)
-    return _process_uplink(session, raw, message, codec, settings, existing)
+    return _process_uplink(session, raw, message, codec, settings, rules_file, existing)
 
 
 def _record_event(
@@ -485,6 +492,7 @@ def _process_uplink(
     uplink: Uplink,
     codec: Any,
     settings: BridgeSettings,
+    rules_file: RulesFileWatch,
     existing: DeadLetter | None,
 ) -> IngestResult:
     # Dated (and stored, for every reader of heard_at) by the time the bridge uses: the network's,
@@ -537,7 +545,8 @@ def _process_uplink(
         return _undecodable(session, raw, existing, uplink, device, reason)
     bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at, heard_at=heard_at), heard_at)})
     applied = apply_message(
-        session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings
+        session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings,
+        rules_file=rules_file,
     )
     result = _done(raw, existing, uplink, decoded.message, tuple(applied.downlink_ids), tuple(applied.alert_ids),
                    dev_eui=device.dev_eui, closed_alert_ids=tuple(applied.closed_alert_ids))
@@ -614,7 +623,8 @@ def _close_replayed(letter: DeadLetter | None, result: str) -> None:
 
 
 def apply_taken_in(
-    session: Session, take: Callable[[Session], list[int]], codec: Any, settings: BridgeSettings
+    session: Session, take: Callable[[Session], list[int]], codec: Any, settings: BridgeSettings, *,
+    rules_file: RulesFileWatch,
 ) -> list[IngestResult]:
     """Inside session's transaction: the stored bodies `take(session)` claims (raw ids, in collar
     order), each locked and applied (a body some other worker or the timer applied meanwhile is left
@@ -632,7 +642,7 @@ def apply_taken_in(
     read_batch(session, [m for m in messages.values() if isinstance(m, Uplink)])
     results = [
         _result_of(raws[raw_id]) if raw_id not in messages
-        else _process_loaded(session, raws[raw_id], codec, settings, None, messages[raw_id])
+        else _process_loaded(session, raws[raw_id], codec, settings, rules_file, None, messages[raw_id])
         for raw_id in raw_ids
     ]
     bulk.write_queued(session)
@@ -640,7 +650,8 @@ def apply_taken_in(
 
 
 def apply_handed_in(
-    session: Session, take: Callable[[Session], list[Submission]], codec: Any, settings: BridgeSettings
+    session: Session, take: Callable[[Session], list[Submission]], codec: Any, settings: BridgeSettings, *,
+    rules_file: RulesFileWatch,
 ) -> list[IngestResult]:
     """Inside session's transaction: the bodies `take(session)` claims (bodies another worker kept and
     handed to this one, `lora_bridge.collar_shares`), kept and applied as an ingest batch keeps and
@@ -649,7 +660,7 @@ def apply_handed_in(
     handed = take(session)
     if not handed:
         return []
-    results, order = keep_and_apply(session, handed, codec, settings)
+    results, order = keep_and_apply(session, handed, codec, settings, rules_file=rules_file)
     return [results[i] for i in order]
 
 
@@ -659,13 +670,16 @@ def process_handed_batch(
     codec: Any,
     settings: BridgeSettings,
     after: Callable[[Session, list[IngestResult]], None] | None = None,
+    *,
+    rules_file: RulesFileWatch,
 ) -> tuple[list[IngestResult], bool]:
     """Apply handed bodies in ONE transaction (`apply_handed_in`), then `after(session, results)`, one
     commit. Should that fail, nothing of it was written: the bodies are taken again in a transaction
     that keeps them as raw rows `received`, then applied one by one (`_applied_apart`). Returns the
     results and whether the batch went one by one."""
-    return _applied_apart(db, lambda session: apply_handed_in(session, take, codec, settings),
-                          lambda session: ingest.insert_raw_rows(session, take(session)), codec, settings, after)
+    return _applied_apart(db, lambda session: apply_handed_in(session, take, codec, settings, rules_file=rules_file),
+                          lambda session: ingest.insert_raw_rows(session, take(session)), codec, settings, after,
+                          rules_file)
 
 
 def process_taken_batch(
@@ -674,13 +688,15 @@ def process_taken_batch(
     codec: Any,
     settings: BridgeSettings,
     after: Callable[[Session, list[IngestResult]], None] | None = None,
+    *,
+    rules_file: RulesFileWatch,
 ) -> tuple[list[IngestResult], bool]:
     """Apply stored bodies in ONE transaction (`apply_taken_in`), then `after(session, results)`, one
     commit. Should that fail, nothing of it was written, and the bodies are taken in a transaction of
     their own and applied one by one (`_applied_apart`). Returns the results and whether the batch
     went one by one."""
-    return _applied_apart(db, lambda session: apply_taken_in(session, take, codec, settings), take, codec, settings,
-                          after)
+    return _applied_apart(db, lambda session: apply_taken_in(session, take, codec, settings, rules_file=rules_file),
+                          take, codec, settings, after, rules_file)
 
 
 def _applied_apart(
@@ -690,6 +706,7 @@ def _applied_apart(
     codec: Any,
     settings: BridgeSettings,
     after: Callable[[Session, list[IngestResult]], None] | None,
+    rules_file: RulesFileWatch,
 ) -> tuple[list[IngestResult], bool]:
     """`apply_in(session)` and `after` in one transaction; should that fail, the bodies' raw ids taken
     in a transaction of their own (`take_raw_ids`) and each applied by itself (`process_raw`; one still
@@ -709,4 +726,4 @@ def _applied_apart(
     except Exception as error:  # noqa: BLE001 - nothing was taken; the next round tries again
         log.warning("bodies not taken (%s); tried again later", type(error).__name__)
         return [], True
-    return [process_raw(db, raw_id, codec, settings) for raw_id in raw_ids], True
+    return [process_raw(db, raw_id, codec, settings, rules_file=rules_file) for raw_id in raw_ids], True

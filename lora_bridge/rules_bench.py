@@ -146,7 +146,7 @@ def run(collars: int = 500, fences: int = 20, rounds: int = 2, history: int = 24
             for n, body in enumerate(bodies, start=1):
                 t0 = time.perf_counter()
                 raw_id = ingest.store_raw(off.db, body, "tts")
-                waiting.append(process_raw(off.db, raw_id, off.codec, off.settings).device_id)
+                waiting.append(process_raw(off.db, raw_id, off.codec, off.settings, rules_file=off.rules_file).device_id)
                 ingest_off_ms.append((time.perf_counter() - t0) * 1000)
                 if len(waiting) == batch or n == len(bodies):
                     t0 = time.perf_counter()
@@ -156,7 +156,7 @@ def run(collars: int = 500, fences: int = 20, rounds: int = 2, history: int = 24
 
                 t0 = time.perf_counter()
                 raw_id = ingest.store_raw(on.db, body, "tts")
-                result = process_raw(on.db, raw_id, on.codec, on.settings)
+                result = process_raw(on.db, raw_id, on.codec, on.settings, rules_file=on.rules_file)
                 before = statements[0]
                 t1, cpu = time.perf_counter(), time.process_time()
                 on.evaluate_rules(result.device_id)

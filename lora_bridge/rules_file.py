@@ -5,6 +5,11 @@ changes, so a warden's edit applies without a restart.
 The file is applied whole or not at all: an edit that does not read (bad TOML, a misspelt key, a value
 out of range, in either table) keeps the bridge on the version it had, with an error in the log naming
 the file and the problem. `RulesFileWatch.in_force` says which version (its sha256) the bridge works by.
+
+A bridge has one watch of its file (`Bridge.rules_file`): its rules, its notifications, the applier that
+judges a collar's own fence report (`pipeline` -> `messages.apply_message`) and /metrics all read the
+version that watch holds, so the file is read once per change and its reload logged once. A caller
+without a bridge (a test, a bench) makes its own watch (`RulesFileWatch.of`) and passes it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 import os
 import threading
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,19 +72,35 @@ def one_line(error: Exception) -> str:
 
 
 class RulesFileWatch:
-    """The version of the rules file in force, and whether the file's last change read; thread-safe."""
+    """The version of the rules file in force, and whether the file's last change read; thread-safe.
+    on_change(reading) is called with each new version as it is applied, in the order the edits were
+    read (the bridge swaps its rule profiles and notification channels there)."""
 
-    def __init__(self, path: str | None, first: RulesFile) -> None:
+    def __init__(self, path: str | None, first: RulesFile,
+                 on_change: Callable[[RulesFile], None] | None = None) -> None:
         self.path = path
         self.in_force = first
         self.last_read_ok = True
         self.last_error: str | None = None
+        self.on_change = on_change
         self._stamp = file_stamp(path)
         self._lock = threading.Lock()
 
+    @classmethod
+    def of(cls, path: str | None) -> RulesFileWatch:
+        """A watch of the rules file at path, read now (InvalidRequest when it does not read): for a
+        caller that applies uplinks without a bridge, which has its own (`Bridge.rules_file`)."""
+        return cls(path, read_rules_file(path))
+
+    def current(self) -> RulesFile:
+        """The version in force now: the file looked at first (`poll`), read again only if it changed."""
+        self.poll()
+        return self.in_force
+
     def poll(self) -> RulesFile | None:
         """The file's new version when it changed since it was last looked at and reads (None otherwise:
-        unchanged, changed to the same bytes, or broken; a broken one is logged once per change)."""
+        unchanged, changed to the same bytes, or broken; a broken one is logged once per change); each
+        new version is handed to on_change before any other caller can see it in force."""
         if self.path is None:
             return None
         with self._lock:
@@ -96,7 +118,9 @@ class RulesFileWatch:
             self.last_read_ok, self.last_error = True, None
             if reading.sha256 == self.in_force.sha256:
                 return None
+            if self.on_change is not None:
+                self.on_change(reading)
             self.in_force = reading
             log.info("rules file %s applied (sha256 %s): rule profiles and notification settings from "
-                        "the next evaluation", self.path, reading.sha256)
+                     "the next evaluation", self.path, reading.sha256)
             return reading

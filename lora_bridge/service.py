@@ -161,8 +161,9 @@ class Bridge:
         )
         self.network_server = NetworkServerClient(self.settings, http_client)
         self.rules_runtime = rules_engine.RulesRuntime(rules_file.rules)
-        self.rules_file = RulesFileWatch(self.settings.rules_path, rules_file)
-        self._rules_file_turn = threading.Lock()
+        # The one watch of the rules file: the applier (`pipeline`), the rules, the notifications and
+        # /metrics all work by the version it holds (`_use_rules_file` swaps in each new one).
+        self.rules_file = RulesFileWatch(self.settings.rules_path, rules_file, on_change=self._use_rules_file)
         self._notify_client = http_client or httpx.Client(timeout=self.notify_config.retry.timeout_s)
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
         self.outbox = Outbox(self.db, self.settings, self.network_server, lambda: self.clock())
@@ -356,7 +357,7 @@ class Bridge:
         """A batch's path run once on made-up collars' bodies and rolled back, so this process's first
         batch does not pay its one-time costs (`lora_bridge.warm_up`); the seconds it took."""
         def apply(session: Any, submissions: list[Submission]) -> None:
-            results, order = keep_and_apply(session, submissions, self.codec, self.settings)
+            results, order = keep_and_apply(session, submissions, self.codec, self.settings, rules_file=self.rules_file)
             self._rules_of_batch(session, [results[i] for i in order])
 
         return warm_up.warm_up(self.db, apply, self.codec)
@@ -394,7 +395,7 @@ class Bridge:
             self._batch_started = monotonic()
             try:
                 committed, one_by_one = store_and_process_batch(self.db, own, self.codec, self.settings, after,
-                                                                take=self.take_handovers)
+                                                                take=self.take_handovers, rules_file=self.rules_file)
             finally:
                 self._batch_ended = monotonic()
         if handed:
@@ -464,7 +465,8 @@ class Bridge:
         """A batch of bodies applied outside an ingest batch (`process(db, take, ...)`), then what
         follows each body: its downlinks pushed; one by one when the batch fell back."""
         with self._writer_turn:  # never at once with this bridge's ingest batch: the same collars' rows
-            results, one_by_one = process(self.db, take, self.codec, self.settings, self._rules_of_batch)
+            results, one_by_one = process(self.db, take, self.codec, self.settings, self._rules_of_batch,
+                                          rules_file=self.rules_file)
         if one_by_one:
             self._batches_fell_back += 1
             for result in results:
@@ -508,7 +510,7 @@ class Bridge:
             return ReplayReport(attempted=0, processed=0, duplicates=0, still_dead=0)
         results = []
         for raw_id in waiting:
-            result = process_raw(self.db, raw_id, self.codec, self.settings)
+            result = process_raw(self.db, raw_id, self.codec, self.settings, rules_file=self.rules_file)
             self._after_processed(result)
             results.append(result)
             if result.status == ingest.STATUS_PENDING:
@@ -533,7 +535,8 @@ class Bridge:
             missing = sorted(set(ids) - found)
             raise UnknownDeadLetter(f"no waiting dead letter with id {missing}")
         report = ReplayReport.tally(
-            process_raw(self.db, raw_uplink_id, self.codec, self.settings, dead_letter_id=letter_id)
+            process_raw(self.db, raw_uplink_id, self.codec, self.settings, dead_letter_id=letter_id,
+                        rules_file=self.rules_file)
             for letter_id, raw_uplink_id in letters
         )
         log.info("dead letters replayed", extra={"attempted": report.attempted, "processed": report.processed})
@@ -1147,15 +1150,16 @@ class Bridge:
         edits the file: until 5 December the running bridge went on with the notify settings it read
         at start, and with its rule profiles, until someone restarted it. A file that
         no longer reads keeps the running version, with an error in the log naming the file
-        (`rules_file.RulesFileWatch`)."""
-        with self._rules_file_turn:  # two edits in quick succession are applied in their order
-            reading = self.rules_file.poll()
-            if reading is None:
-                return False
-            self.senders = channels.senders_for(reading.notify, self._notify_client)
-            self.notify_config = reading.notify
-            self.rules_runtime.use(reading.rules)
-            return True
+        (`rules_file.RulesFileWatch`). The applier of uplinks looks at the same watch
+        (`pipeline`, `rules_file=self.rules_file`): whoever looks first after an edit reads it, once."""
+        return self.rules_file.poll() is not None
+
+    def _use_rules_file(self, reading: RulesFile) -> None:
+        """Work by a new version of the rules file (`RulesFileWatch.on_change`, called under the
+        watch's lock: two edits in quick succession are applied in their order)."""
+        self.senders = channels.senders_for(reading.notify, self._notify_client)
+        self.notify_config = reading.notify
+        self.rules_runtime.use(reading.rules)
 
     def reload_notify_settings(self) -> bool:
         """`reload_rules_file` (the name it had when only the notify settings were read again)."""

@@ -88,7 +88,7 @@ def test_the_warm_up_stores_nothing_and_tells_no_one(store_url, caplog):
 
 
 def test_a_warm_up_that_fails_is_a_warning_and_the_bridge_applies_its_batches(tmp_path, monkeypatch, caplog):
-    def broken(session, submissions, codec, settings):
+    def broken(session, submissions, codec, settings, *, rules_file):
         raise RuntimeError("the sample could not be applied")
 
     monkeypatch.setattr("lora_bridge.service.keep_and_apply", broken)

@@ -304,7 +304,8 @@ def test_rules_run_once_per_collar_after_a_batch_judge_every_fix_of_the_batch(br
     bodies = [*rb.fix_uplinks("collar-01", T, [(0, 308_000, 9_702_000), (60, 311_000, 9_702_000)]),
               *rb.fix_uplinks("collar-02", T, [(0, 311_000, 9_703_000), (60, 313_000, 9_703_000)]),
               *rb.fix_uplinks("collar-03", T, [(0, 308_000, 9_703_000), (60, 312_500, 9_703_000)])]
-    devices = [process_raw(bridge.db, ingest.store_raw(bridge.db, body, "tts"), bridge.codec, bridge.settings).device_id
+    devices = [process_raw(bridge.db, ingest.store_raw(bridge.db, body, "tts"), bridge.codec, bridge.settings,
+                           rules_file=bridge.rules_file).device_id
                for body in bodies]
     judge = rules_engine._battery
 

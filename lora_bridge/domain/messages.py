@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,8 +13,7 @@ from sqlalchemy.orm import Session
 from lora_bridge.decode import collar_time_ahead, decode_payload, degrees, message_time
 from lora_bridge.domain import activity, alerts, devices, downlinks, geofences, positions, rules, rules_visits
 from lora_bridge.domain.geofences import FenceIndex
-from lora_bridge.domain.rules_profiles import RulesConfig
-from lora_bridge.rules_file import RulesFileWatch, read_rules_file
+from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store.tables import Alert, Animal, Device, RawUplink
 from lora_bridge.uplink_formats import Uplink
@@ -46,8 +44,11 @@ def apply_message(
     heard_at: datetime,
     codec: Any,
     settings: BridgeSettings,
+    rules_file: RulesFileWatch,
 ) -> Applied:
-    """Turn a decoded message into device state, positions, activity, alerts and downlinks."""
+    """Turn a decoded message into device state, positions, activity, alerts and downlinks; rules_file: the
+    rules file the bridge works by (`Bridge.rules_file`), whose fence profiles judge a collar's own fence
+    report."""
     applied = Applied()
     device = devices.device_for_uplink(session, uplink, heard_at)
     animal = devices.ensure_animal(session, device)
@@ -107,8 +108,8 @@ def apply_message(
         if row is not None and row["dominant"] and (device.status_time is None or interval_end > device.status_time):
             device.behaviour = row["dominant"]
     elif message == "alert":
-        _apply_collar_alert(session, device.device_id, animal.id, fields, time, uplink, raw, codec, settings, applied,
-                            claimed_ahead)
+        _apply_collar_alert(session, device.device_id, animal.id, fields, time, uplink, raw, codec, settings,
+                            rules_file, applied, claimed_ahead)
     elif message == "ack" and fields.get("on_port") == codec.port_of("data_fragment"):
         from lora_bridge.domain import update_results  # an over-the-air update's outcome (docs/updates.md)
 
@@ -199,6 +200,7 @@ def _apply_collar_alert(
     raw: RawUplink,
     codec: Any,
     settings: BridgeSettings,
+    rules_file: RulesFileWatch,
     applied: Applied,
     claimed_ahead: datetime | None = None,
 ) -> None:
@@ -224,7 +226,7 @@ def _apply_collar_alert(
     else:
         open_now = alerts.open_alert(session, device_id, alert_type)
     if repeat is None and alert_type in rules_visits.VISIT_TYPES and open_now is None:
-        repeat, reentry = _resolved_visit(session, device_id, alert_type, time, where, settings)
+        repeat, reentry = _resolved_visit(session, device_id, alert_type, time, where, rules_file)
         if repeat is not None:  # the ranger already resolved this visit's alert, or the last visit's
             rules_visits.add_to_resolved(session, repeat, time=time, source=alerts.SOURCE_COLLAR, actor=device_id,
                                          lat=where[0] if where else None, lon=where[1] if where else None,
@@ -278,39 +280,21 @@ def _apply_collar_alert(
 
 
 def _resolved_visit(session: Session, device_id: str, alert_type: str, time: datetime,
-                    where: tuple[float, float] | None, settings: BridgeSettings) -> tuple[Alert | None, bool]:
+                    where: tuple[float, float] | None, rules_file: RulesFileWatch) -> tuple[Alert | None, bool]:
     """(resolved alert, reentry) for a collar's fence alert when the ranger resolved the alert of its visit
     already (reentry False), or of the visit before it, a new visit left to the bridge's track to confirm
     (reentry True); (None, False): raise it. Read only when a resolved alert of the type exists and no
-    alert of it is open (rules_visits; the caller has seen none open)."""
+    alert of it is open (rules_visits; the caller has seen none open). The fence profile is the one the
+    rules file holds now, as the bridge's watch of it has it (rules_file: the one /metrics reports): until 6
+    December this process kept a second watch of the file of its own, which read each edit and logged
+    its reload a second time, and could judge by another version than the one /metrics showed."""
     if alerts.last_closed(session, device_id, alert_type) is None:
         return None, False
     animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
-    profile = _rules_config(settings.rules_path).profile_for(
+    profile = rules_file.current().rules.profile_for(
         animal.species if animal else None, *((animal.name, str(animal.id)) if animal else ()), device_id)
     fences = FenceIndex(geofences.all_fences(session))
     return rules_visits.collar_report_of(session, fences, profile.fences, device_id, alert_type, time, where)
-
-
-# The rules files this process judges collars' fence reports by (one per path; a bridge has one).
-_RULES_FILES: dict[str | None, RulesFileWatch] = {}
-_RULES_FILES_KEPT = 8
-_RULES_FILES_LOCK = threading.Lock()
-
-
-def _rules_config(path: str | None) -> RulesConfig:
-    """The rule profiles as the rules file at path holds them now: read again when the file changes, as
-    the running bridge's rules are (`Bridge.reload_rules_file`); an edit that does not read keeps the
-    version this process had. Until 5 December a collar's fence report was judged by the file as this
-    process first read it, whatever the warden changed since."""
-    with _RULES_FILES_LOCK:
-        watch = _RULES_FILES.get(path)
-        if watch is None:
-            if len(_RULES_FILES) >= _RULES_FILES_KEPT:
-                _RULES_FILES.pop(next(iter(_RULES_FILES)))
-            watch = _RULES_FILES[path] = RulesFileWatch(path, read_rules_file(path))
-    watch.poll()
-    return watch.in_force.rules
 
 
 def _latest_behaviour(session: Session, device_id: str) -> dict[str, Any] | None:
