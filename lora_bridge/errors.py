@@ -224,12 +224,14 @@ def redacted(error: BaseException, _depth: int = 0) -> Redacted:
 
 
 def log_failure(logger: logging.Logger, error: BaseException, message: str, *args: object,
-                context: dict[str, Any] | None = None) -> str:
+                context: dict[str, Any] | None = None, said: str | None = None) -> str:
     """Log message % args at ERROR, followed by error's `failure_context` (class, error_id, the driver's
     words) and its `redacted` traceback, in place of `logger.exception`; context (device, f_port, ...)
-    joins the record's fields. The error_id logged is returned."""
-    failure = failure_context(error)
-    logger.error(f"{message} %s", *args, said_of(failure), exc_info=redacted(error), extra={**(context or {}), **failure})
+    joins the record's fields; said: the error_id already told to a caller (else error's, or a fresh
+    one). The error_id logged is returned."""
+    failure = failure_context(error, said)
+    logger.error(f"{message} %s", *args, said_of(failure), exc_info=redacted(error),
+                 extra={**(context or {}), **failure}, stacklevel=2)  # the line of the caller's failure
     return failure["error_id"]
 
 

@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
@@ -30,10 +30,10 @@ from lora_bridge.domain.messages import apply_message, close_offline_when_heard,
 from lora_bridge.errors import (
     MalformedUplink,
     StoreUnavailable,
-    driver_said,
     error_id,
     failure_context,
     is_transient_store_error,
+    log_failure,
     said_of,
     store_unavailable,
 )
@@ -345,13 +345,17 @@ def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None,
     """The body raw_uplink_id failed with error: pending when the store takes no write now, else kept as
     a dead letter. The log (and the result's reason, which the webhook logs) gets the driver's first
     line, the collar and frame counter and an error_id, never the SQL nor its parameters (a collar's
-    position and ids); the dead letter row keeps the whole error for the admins who inspect it."""
-    said, driver = error_id(), driver_said(error)[:200]
+    position and ids); a dead letter's line has the traceback too, redacted (`errors.log_failure`: its
+    frames, each error said by its class and the driver's first line). Until 6 December it had no
+    traceback when the error came from a statement, and the operator could not tell where it came
+    from. The dead letter row keeps the whole error for the admins who inspect it."""
+    failure = failure_context(error, error_id())
+    said, driver = failure["error_id"], failure["driver_said"]
     named = ingest.uplinks_named([submission]) if submission is not None else "?"
     if is_transient_store_error(error):
-        log.warning("store unavailable while processing raw_uplink_id=%d %s error_id=%s; retried later: %s",
-                    raw_uplink_id, named, said, driver,
-                    extra={"raw_uplink_id": raw_uplink_id, "uplinks": named, "error_id": said})
+        log.warning("store unavailable while processing raw_uplink_id=%d %s; retried later: %s",
+                    raw_uplink_id, named, said_of(failure),
+                    extra={"raw_uplink_id": raw_uplink_id, "uplinks": named, **failure})
         return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id,
                             reason=f"{store_unavailable(error)} error_id={said}")
     told = f"processing failed: {type(error).__name__}: {driver} error_id={said}"
@@ -367,24 +371,12 @@ def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None,
         if is_transient_store_error(second):
             return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id, reason=told)
         raise
-    finally:  # a traceback only when it cannot carry SQL parameters (a bug of the bridge's own code)
-        log.error("body processing failed raw_uplink_id=%d %s error_id=%s: %s", raw_uplink_id, named, said, driver,
-                  exc_info=None if _names_sql(error) else error,
-                  extra={"raw_uplink_id": raw_uplink_id, "uplinks": named, "error_id": said})
+    finally:
+        log_failure(log, error, "body processing failed raw_uplink_id=%d %s:", raw_uplink_id, named,
+                    context={"raw_uplink_id": raw_uplink_id, "uplinks": named}, said=said)
     return IngestResult(
         status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw_uplink_id, reason=told, stage=ingest.STAGE_APPLY
     )
-
-
-def _names_sql(error: BaseException | None) -> bool:
-    """Whether error, or an error it was raised from, is a SQLAlchemy statement error: its text (and so
-    its traceback) carries the SQL and its parameters."""
-    seen = 0
-    while error is not None and seen < 16:
-        if isinstance(error, StatementError):
-            return True
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return False
 
 
 def _process(

@@ -210,3 +210,28 @@ def test_rules_the_store_refuses_mid_batch_are_logged_with_a_traceback_but_witho
     assert all(r.exc_info and getattr(r, "error_id", None) for r in failed), "with its traceback and error_id"
     assert any("rules cursor refused by the store" in r.getMessage() for r in failed)
     assert _sql_in(_all_logged(caplog.records)) == []
+
+
+def test_a_body_the_store_refuses_is_logged_with_a_traceback_to_where_it_failed_but_not_its_statement(
+        sqlite_url, caplog):
+    """The dead letter's line says where the failure came from (the frames down to the statement the
+    store refused), each error said by its class and the driver's words; never the statement, its
+    parameters nor the collar's position."""
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        with bridge.db.write() as session:
+            session.execute(text("CREATE TRIGGER refuse_positions BEFORE INSERT ON positions "
+                                 "BEGIN SELECT RAISE(ABORT, 'value refused by the store'); END"))
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            result = bridge.ingest_network_message("tts", "up", b.tts_uplink(b.status(lat=-2.5123), f_cnt=6),
+                                                   path_ids=ROUTE)
+
+    assert result.status == "dead_letter"
+    error_id = result.reason.rsplit("error_id=", 1)[1]
+    (failed,) = [r for r in caplog.records if r.getMessage().startswith("body processing failed")]
+    assert (failed.error_id, failed.error_class) == (error_id, "IntegrityError")
+    assert failed.exc_info is not None, "the operator gets the traceback of the failure"
+    line = logging.Formatter().format(failed)
+    assert "Traceback" in line and "in process_raw" in line and "in write_queued" in line, \
+        "its frames name the functions it failed in: the body's processing, down to the write the store refused"
+    assert "value refused by the store" in line and "collar-01 f_cnt=6" in line
+    assert _sql_in(_all_logged(caplog.records)) == [], "the traceback repeated the statement and the position"
