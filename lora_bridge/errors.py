@@ -36,7 +36,8 @@ webhook's 503 both carry; `error_id()` names an error answered to a caller, whos
 has under that id. What a log line says of an error comes from `failure_context(error)` (its class, its
 error_id, what the driver said) and a traceback from `redacted(error)`: never `str(error)`, which for
 SQLAlchemy's `StatementError` adds the SQL statement and its parameters (a collar's exact position,
-ids, a raw body) that the operators who read the log must not see.
+ids, a raw body) that the operators who read the log must not see; what PostgreSQL said is its primary
+message with its SQLSTATE and without the values of the row it can quote (`postgres_said`).
 
 `is_transient_store_error(error)` says whether an exception from the store is one that passes
 (locked, read-only, disk full, I/O error, connection lost) rather than a fault of the data.
@@ -46,6 +47,7 @@ letter with the codec's reason, and `Bridge.replay_dead_letters()` tries it agai
 """
 
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -178,9 +180,51 @@ def store_unavailable(error: BaseException, said: str | None = None) -> StoreUna
 
 def driver_said(error: BaseException) -> str:
     """The first line of what the database driver said of error (SQLAlchemy's wrapper adds the SQL and
-    its parameters on the lines after it), or the error's type when it said nothing."""
+    its parameters on the lines after it), or the error's type when it said nothing. PostgreSQL's is
+    said without the values of the row it quotes (`postgres_said`)."""
     cause = getattr(error, "orig", None) or error
-    return (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    said = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    sqlstate, diag = getattr(cause, "sqlstate", None), getattr(cause, "diag", None)
+    if sqlstate and diag is not None:
+        return postgres_said(diag, said, sqlstate)
+    return said
+
+
+# A double-quoted word of a PostgreSQL message (a name, or a value of the row), or a number.
+_QUOTED_OR_NUMBER = re.compile(r'"((?:[^"]|"")*)"|(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w])')
+# What a value of the row is said as.
+LEFT_OUT = "…"
+# SQLSTATE classes whose primary message quotes only what the schema and the server are made of (a
+# table or column that does not exist, a lock, a connection, a login, a full disk): said as written.
+# Every other class (22 data exception, 23 integrity, P0 a trigger's RAISE, XX PostGIS, ...) can quote
+# the row.
+SCHEMA_ONLY_CLASSES = ("08", "28", "3D", "3F", "42", "53", "55", "57")
+
+
+def postgres_said(diag: Any, said: str, sqlstate: str) -> str:
+    """PostgreSQL's primary message (psycopg's `diag.message_primary`, else the first line said) with
+    its SQLSTATE, and without the values of the row it can quote: the server's primary message quotes a
+    value that does not read as its column's type (`invalid input syntax for type double precision:
+    "-2.5123"`, 22P02; `value "..." is out of range for type integer`, `"..." is out of range for type
+    real`, 22003; `date/time field value out of range: "..."`, 22008), where its DETAIL (`Key (lat,
+    lon)=(...) already exists`, `Failing row contains (...)`) and HINT (PostGIS: the WKT up to the
+    parse error) hold the row on lines of their own. Every quoted word other than a name the server
+    gave (schema, table, column, type, constraint) and every number is said as `…`:
+    `invalid input syntax for type double precision: "…" (SQLSTATE 22P02)`; `duplicate key value
+    violates unique constraint "uq_position_device_time" (SQLSTATE 23505)`. A class that names only the
+    schema (`SCHEMA_ONLY_CLASSES`: `relation "positions" does not exist`) is said as written."""
+    if sqlstate.startswith(SCHEMA_ONLY_CLASSES):
+        return f"{said} (SQLSTATE {sqlstate})"
+    names = {getattr(diag, field, None) for field in
+             ("schema_name", "table_name", "column_name", "datatype_name", "constraint_name")} - {None, ""}
+    primary = (getattr(diag, "message_primary", None) or said).strip().splitlines()[0]
+
+    def named_or_left_out(found: re.Match[str]) -> str:
+        if found.group(1) is None:
+            return LEFT_OUT
+        return found.group(0) if found.group(1).replace('""', '"') in names else f'"{LEFT_OUT}"'
+
+    return f"{_QUOTED_OR_NUMBER.sub(named_or_left_out, primary)} (SQLSTATE {sqlstate})"
 
 
 def failure_context(error: BaseException, said: str | None = None) -> dict[str, str]:

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from lora_bridge.adapters.api import create_app
 from lora_bridge.adapters.mqtt import MqttIngest, parse_broker_url, route
 from lora_bridge.collar_shares import CollarShare
-from lora_bridge.errors import StoreUnavailable
+from lora_bridge.errors import LEFT_OUT, StoreUnavailable
 from lora_bridge.group_commit import Submission, write_and_settle
 
 # What only the store's statement says: the SQL and its parameters (here a collar's position).
@@ -235,3 +235,54 @@ def test_a_body_the_store_refuses_is_logged_with_a_traceback_to_where_it_failed_
         "its frames name the functions it failed in: the body's processing, down to the write the store refused"
     assert "value refused by the store" in line and "collar-01 f_cnt=6" in line
     assert _sql_in(_all_logged(caplog.records)) == [], "the traceback repeated the statement and the position"
+
+
+# A store a reserve's GIS technician changed: a trigger mirroring each fix into a grid of their own, or a
+# check that fixes lie north of the reserve's southern edge. PostgreSQL itself refuses the bridge's fix,
+# and its error quotes the fix's coordinates in its first line (22P02: `invalid input syntax for type
+# double precision: "-2.5123 37.9716"`) or in its DETAIL (23514: `Failing row contains (...)`).
+REFUSED_LAT, REFUSED_LON = -2.5123, 37.9716
+COORDINATES = ("2.512", "37.97")
+GRID_MIRROR = """
+CREATE FUNCTION mirror_fix_to_grid() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM (NEW.lat::text || ' ' || NEW.lon::text)::double precision;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER mirror_fix_to_grid BEFORE INSERT ON positions FOR EACH ROW EXECUTE FUNCTION mirror_fix_to_grid();
+"""
+FIXES_IN_THE_RESERVE = "ALTER TABLE positions ADD CONSTRAINT fix_in_the_reserve CHECK (lat > -2.4) NOT VALID"
+# The grid's table not made yet: a message that names only the schema is said as PostgreSQL wrote it.
+GRID_NOT_MADE = GRID_MIRROR.replace("PERFORM (NEW.lat::text || ' ' || NEW.lon::text)::double precision;",
+                                    "INSERT INTO reserve_grid VALUES (NEW.lat, NEW.lon);")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("store_change", "said"), [
+    (GRID_MIRROR, f'invalid input syntax for type double precision: "{LEFT_OUT}" (SQLSTATE 22P02)'),
+    (FIXES_IN_THE_RESERVE,
+     "new row for relation \"positions\" violates check constraint \"fix_in_the_reserve\" (SQLSTATE 23514)"),
+    (GRID_NOT_MADE, "relation \"reserve_grid\" does not exist (SQLSTATE 42P01)"),
+])
+def test_postgresql_refusing_a_fix_is_logged_by_its_sqlstate_and_constraint_never_by_the_coordinates_it_quotes(
+        request, tmp_path, caplog, store_change, said):
+    from conftest import empty_store
+
+    fix = b.tts_uplink(b.status(lat=REFUSED_LAT, lon=REFUSED_LON), f_cnt=1)
+    with empty_store("postgres", request, tmp_path / "unused.db") as url, \
+            b.fresh_bridge(url, outbox_worker=False) as bridge:
+        with bridge.db.write() as session:
+            session.execute(text(store_change))
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            refused = bridge.ingest_network_message("tts", "up", fix, path_ids=ROUTE)
+        (letter,) = bridge.dead_letters()
+
+    logged = _all_logged(caplog.records)
+    assert [c for c in COORDINATES if c in logged] == [], "the log quoted the collar's coordinates"
+    assert [c for c in COORDINATES if c in refused.reason] == [], "the webhook's log quotes the result's reason"
+    assert _sql_in(logged) == []
+    assert refused.status == "dead_letter" and said in refused.reason
+    (failed,) = [r for r in caplog.records if getattr(r, "error_id", None) == refused.reason.rsplit("=", 1)[1]
+                 and r.getMessage().startswith("body processing failed")]
+    assert failed.driver_said == said and failed.exc_info is not None
+    assert said.split(" (SQLSTATE")[0].split(f'"{LEFT_OUT}"')[0] in letter.reason, "the admin finds the error there"
