@@ -62,11 +62,18 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        their median rates over `mqtt_rounds` (3)
                                                        interleaved rounds of `mqtt_bodies` (the herd's
                                                        48 hours); `_each_round`: two over one within
-                                                       each round
+                                                       each round; `_cpu_ceiling`: at most, every core
+                                                       busy at the CPU per uplink of every part of the
+                                                       two-worker runs (diagnostic, not the goal)
     mqtt_*cpu_ms_per_uplink*                           the workers' CPU time per uplink (all, each);
                                                        `_by_part`: PostgreSQL, Mosquitto, load generator;
                                                        `all_`: every part together
-    mqtt_machine_busy_share_each_round                 how busy all cores were during each MQTT run
+    mqtt_machine_busy_share_each_round                 how busy all cores were during each MQTT run;
+    mqtt_other_work_share_each_round                   of it, other programs' work (none of the run's)
+    mqtt_worker_on_cpu_share_each_round, ...           each worker's share of the run on a core, and
+                                                       ready but waiting for one (`_waiting_for_`);
+                                                       PostgreSQL's (`mqtt_postgres_*`); the backends'
+                                                       seconds waiting on a lock (`mqtt_backend_lock_wait_s`)
     mqtt_threads, mqtt_one_worker_by_threads           one worker's threads (and messages in flight,
                                                        `mqtt_threads`): rate, CPU per uplink and mean
                                                        batch with fewer, in the same rounds
@@ -495,6 +502,40 @@ def _share(spent: tuple[int, int] | None, which: int, wall_s: float) -> float | 
     return round(spent[which] / 1e9 / wall_s, 3)
 
 
+def process_schedstat(pid: int | None, children: bool = False) -> tuple[int, int] | None:
+    """(nanoseconds on a core, nanoseconds ready and waiting for one) of every thread of pid so far, from
+    /proc/<pid>/task/*/schedstat; with children, of its live child processes' threads too (a PostgreSQL
+    postmaster's backends). None when pid is None or gone. Threads that end in between are not seen."""
+    if pid is None:
+        return None
+    pids = [pid]
+    if children:
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != pid:
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        text = stat.read()
+                except OSError:
+                    continue
+                if int(text[text.rindex(")") + 2:].split()[1]) == pid:
+                    pids.append(int(entry))
+    on_cpu = waiting = 0
+    found = False
+    for of in pids:
+        try:
+            tasks = os.listdir(f"/proc/{of}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{of}/task/{task}/schedstat") as stat:
+                    ran, waited, *_ = stat.read().split()
+            except (OSError, ValueError):
+                continue
+            on_cpu, waiting, found = on_cpu + int(ran), waiting + int(waited), True
+    return (on_cpu, waiting) if found else None
+
+
 def process_tree_cpu_s(pid: int | None) -> float:
     """CPU seconds (user + system) of pid, of its children it has reaped, and of its live children: a
     PostgreSQL server's postmaster and its backends (a backend that exits is reaped by the
@@ -572,6 +613,8 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             waits = BackendWaits(database_url).start() if database_url.startswith("postgresql") else None
             cpu_before = (process_tree_cpu_s(postgres_pid), process_tree_cpu_s(broker_pid), time.process_time(),
                           machine_cpu_jiffies())
+            sched_before = ([process_schedstat(process.pid) for process in processes],
+                            process_schedstat(postgres_pid, children=True))
             started = time.perf_counter()
             infos = []
             for topic, body in zip(topics, bodies, strict=True):
@@ -591,6 +634,8 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             elapsed = time.perf_counter() - started
             busy, total = machine_cpu_jiffies()
             cpu_after = (process_tree_cpu_s(postgres_pid), process_tree_cpu_s(broker_pid), time.process_time())
+            sched_after = ([process_schedstat(process.pid) for process in processes],
+                           process_schedstat(postgres_pid, children=True))
             if waits is not None:
                 waits.stop()
             client.disconnect()
@@ -625,6 +670,20 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             "broker_cpu_ms_per_uplink": round(1000 * (cpu_after[1] - cpu_before[1]) / len(bodies), 3),
             "load_generator_cpu_ms_per_uplink": round(1000 * (cpu_after[2] - cpu_before[2]) / len(bodies), 3),
             "machine_busy_share": round((busy - cpu_before[3][0]) / max(1, total - cpu_before[3][1]), 3),
+            # of it, the cores' share that none of the run's parts took (other programs on the machine):
+            # near 0, the run had the machine to itself
+            "other_work_share": round(
+                (busy - cpu_before[3][0]) / max(1, total - cpu_before[3][1])
+                - (batched["cpu_s"] + sum(after - before for after, before in zip(cpu_after, cpu_before[:3], strict=True)))
+                / elapsed / (os.cpu_count() or 1), 3),
+            # each worker process (all its threads) over the run's time: the cores' worth it ran, and the
+            # cores' worth it was ready but waited for a core (the machine's other work, the other worker);
+            # the same for PostgreSQL's server and backends
+            **{f"{name}_{what}": [_share(spent, which, elapsed) for spent in (
+                [_sched_spent(a, b) for a, b in zip(sched_before[0], sched_after[0], strict=True)])]
+               for name, what, which in (("worker", "on_cpu_share", 0), ("worker", "waiting_for_cpu_share", 1))},
+            **{f"postgres_{what}": _share(_sched_spent(sched_before[1], sched_after[1]), which, elapsed)
+               for what, which in (("on_cpu_share", 0), ("waiting_for_cpu_share", 1))},
             # what the workers' PostgreSQL backends were doing, sampled (running, or waiting on a lock)
             **(waits.figures() if waits is not None else {}),
             "elapsed_s": round(elapsed, 3)}
@@ -798,6 +857,12 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt_
     return figures
 
 
+def _all_cpu_ms_per_uplink(run: dict[str, Any]) -> float:
+    """An MQTT run's CPU per uplink of every part: the workers, PostgreSQL, the broker, the publisher."""
+    return (run["cpu_ms_per_uplink"] + run["postgres_cpu_ms_per_uplink"] + run["broker_cpu_ms_per_uplink"]
+            + run["load_generator_cpu_ms_per_uplink"])
+
+
 def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -> dict[str, Any]:
     """One worker, two workers sharing the collars, and two without (each applying whatever the broker
     hands it), interleaved `rounds` times so the machine's load drifts over all three alike; medians."""
@@ -837,6 +902,12 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         "workers_speedup": round(two / one, 2),
         "mqtt_two_workers_no_collar_shares_uplinks_per_s": round(mixed, 1),
         "workers_speedup_no_collar_shares": round(mixed / one, 2),
+        # what two workers could reach at most on this machine's cores: every core busy with their work,
+        # PostgreSQL's, the broker's and the publisher's, at the CPU per uplink they spent (medians), over
+        # one worker's rate. workers_speedup well under it: the code or waits hold them back; near it:
+        # the cores do (the publisher and the broker share them here; a network server would not)
+        "workers_speedup_cpu_ceiling": round(
+            1000 * (os.cpu_count() or 1) / median(_all_cpu_ms_per_uplink(run) for run in runs["two"]) / one, 2),
         "mqtt_uplinks_per_s_each_round": {kind: [round(run["uplinks_per_s"], 1) for run in kind_runs]
                                           for kind, kind_runs in runs.items()},
         # two over one within each round (the rounds interleave, so a round's pair shares the machine's
@@ -862,9 +933,7 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
             run["cpu_ms_per_uplink_per_worker"] for run in runs["mixed"]],
         # every part's CPU per uplink (workers + PostgreSQL + Mosquitto + the load generator), medians:
         # what the machine spends per uplink in each configuration, whatever its other load
-        **{f"{prefix}all_cpu_ms_per_uplink": round(median(
-            run["cpu_ms_per_uplink"] + run["postgres_cpu_ms_per_uplink"] + run["broker_cpu_ms_per_uplink"]
-            + run["load_generator_cpu_ms_per_uplink"] for run in runs[kind]), 3)
+        **{f"{prefix}all_cpu_ms_per_uplink": round(median(_all_cpu_ms_per_uplink(run) for run in runs[kind]), 3)
            for kind, prefix in (("one", "mqtt_"), ("two", "mqtt_two_workers_"),
                                 ("mixed", "mqtt_two_workers_no_collar_shares_"))},
         "mqtt_cpu_ms_per_uplink_by_part": {kind: {part: med(kind, f"{part}_cpu_ms_per_uplink")
@@ -874,11 +943,30 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         # rates are bounded by CPU, not by waits the second worker could overlap
         "mqtt_machine_busy_share_each_round": {kind: [run["machine_busy_share"] for run in kind_runs]
                                                for kind, kind_runs in runs.items()},
+        # of it, what other programs took (the cores' share none of the run's parts used): the ceiling
+        # above and the speedup hold for this machine only when it is near 0
+        "mqtt_other_work_share_each_round": {kind: [run["other_work_share"] for run in kind_runs]
+                                             for kind, kind_runs in runs.items()},
         # the workers' backends, sampled every 10 ms: the share of active samples waiting on a
         # heavyweight lock (a row, an advisory lock, a table: contention of the code), by state, and the
         # statements seen waiting most (each run)
         "mqtt_backend_lock_wait_share_each_round": {kind: [run.get("backend_lock_wait_share") for run in kind_runs]
                                                     for kind, kind_runs in runs.items()},
+        # backend-seconds spent waiting on such a lock (each lock sample stands for the time between
+        # samples), each run
+        "mqtt_backend_lock_wait_s_each_round": {kind: [run.get("backend_lock_wait_s") for run in kind_runs]
+                                                for kind, kind_runs in runs.items()},
+        # each worker process's share of the run's time on a core, and ready but waiting for one (all
+        # its threads; /proc/<pid>/task/*/schedstat); PostgreSQL's server and backends alike: a worker
+        # both little on a core and little waiting for one waits on something else (its store, the broker)
+        "mqtt_worker_on_cpu_share_each_round": {kind: [run["worker_on_cpu_share"] for run in kind_runs]
+                                                for kind, kind_runs in runs.items()},
+        "mqtt_worker_waiting_for_cpu_share_each_round": {
+            kind: [run["worker_waiting_for_cpu_share"] for run in kind_runs] for kind, kind_runs in runs.items()},
+        "mqtt_postgres_on_cpu_share_each_round": {kind: [run["postgres_on_cpu_share"] for run in kind_runs]
+                                                  for kind, kind_runs in runs.items()},
+        "mqtt_postgres_waiting_for_cpu_share_each_round": {
+            kind: [run["postgres_waiting_for_cpu_share"] for run in kind_runs] for kind, kind_runs in runs.items()},
         "mqtt_backend_active_by_state": {kind: [run.get("backend_active_by_state") for run in kind_runs]
                                          for kind, kind_runs in runs.items()},
         "mqtt_backend_lock_waits_top": {kind: [run.get("backend_lock_waits_top") for run in kind_runs]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -37,6 +38,7 @@ class BackendWaits:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-backend-waits", daemon=True)
         self.samples = 0
+        self._sampled_s = 0.0  # from the first sample to the last
         self.states: Counter[str] = Counter()
         self.waiting_statements: Counter[str] = Counter()
 
@@ -52,10 +54,14 @@ class BackendWaits:
     def _run(self) -> None:
         try:
             with self._engine.connect() as connection:
+                first = None
                 while not self._stop.wait(self._every_s):
                     rows = connection.execute(_SAMPLE).all()
                     connection.rollback()  # each sample its own snapshot of pg_stat_activity
                     self.samples += 1
+                    now = time.monotonic()
+                    first = now if first is None else first
+                    self._sampled_s = now - first
                     for state, wait_type, wait_event, query in rows:
                         if state != "active":
                             continue
@@ -68,13 +74,16 @@ class BackendWaits:
             log.warning("backend wait sampling stopped: %s", error)
 
     def figures(self) -> dict[str, Any]:
-        """Active backend samples by state, the share of them waiting on a heavyweight lock, and the
-        statements most often seen waiting on one."""
+        """Active backend samples by state, the share of them waiting on a heavyweight lock, the time
+        the backends spent waiting on one (backend-seconds: each such sample stands for the time between
+        samples), and the statements most often seen waiting on one."""
         active = sum(self.states.values())
         locked = sum(n for kind, n in self.states.items() if kind.startswith("lock:"))
+        every_s = self._sampled_s / (self.samples - 1) if self.samples > 1 else self._every_s
         return {
             "backend_samples": self.samples,
             "backend_active_by_state": dict(self.states.most_common()),
             "backend_lock_wait_share": round(locked / active, 3) if active else 0.0,
+            "backend_lock_wait_s": round(locked * every_s, 3),
             "backend_lock_waits_top": [f"{n} {query}" for query, n in self.waiting_statements.most_common(3)],
         }

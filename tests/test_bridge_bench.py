@@ -113,18 +113,25 @@ def test_the_bench_sees_a_backend_waiting_on_a_row_another_worker_holds(postgres
     assert figures["backend_samples"] > 10
     assert figures["backend_active_by_state"].get("lock:transactionid", 0) > 5
     assert figures["backend_lock_wait_share"] > 0.5
+    assert figures["backend_lock_wait_s"] > 0
     assert "UPDATE collars SET seen = 2 WHERE id = 1" in figures["backend_lock_waits_top"][0]
 
 
 @pytest.mark.mqtt
 @pytest.mark.postgres
-def test_the_mqtt_bench_counts_every_uplink_once_and_says_what_the_workers_backends_did(mosquitto, postgres_url):
-    from lora_bridge.bench import mqtt_run
+def test_the_mqtt_bench_counts_every_uplink_once_and_says_what_the_workers_backends_did(mosquitto, postgres_server,
+                                                                                        postgres_url):
+    from lora_bridge.bench import _postmaster_pid, mqtt_run
 
     bodies = synthetic_bodies(2, 3)
-    run = mqtt_run(postgres_url, mosquitto, bodies, 2, "bench-test")
+    run = mqtt_run(postgres_url, mosquitto, bodies, 2, "bench-test", postgres_pid=_postmaster_pid(postgres_server))
 
     assert (run["lost"], run["applied_twice"]) == (0, 0)
     assert run["uplinks_per_s"] > 0 and len(run["cpu_ms_per_uplink_per_worker"]) == 2
     assert run["backend_samples"] > 0
     assert 0.0 <= run["backend_lock_wait_share"] <= 1.0
+    # each worker's time on a core and waiting for one, PostgreSQL's, read from the kernel's schedstat
+    assert len(run["worker_on_cpu_share"]) == 2 and all(share > 0 for share in run["worker_on_cpu_share"])
+    assert all(share >= 0 for share in run["worker_waiting_for_cpu_share"])
+    assert run["postgres_on_cpu_share"] > 0
+    assert run["other_work_share"] <= run["machine_busy_share"]
