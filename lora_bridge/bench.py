@@ -643,7 +643,8 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
     finally:
         for process in processes:
             process.stdin.close()
-        batched = {"batches": 0, "bodies": 0, "fell_back": 0, "handed_over": 0, "taken": 0, "cpu_s": 0.0}
+        batched = {"batches": 0, "bodies": 0, "fell_back": 0, "handed_over": 0, "taken": 0, "apart_batches": 0,
+                   "apart_bodies": 0, "cpu_s": 0.0}
         cpu_per_worker: list[float] = []
         for process in processes:
             try:
@@ -660,6 +661,10 @@ def mqtt_run(database_url: str, broker: Any, bodies: list[bytes], workers: int, 
             "mean_batch": round(batched["bodies"] / max(1, batched["batches"]), 2),
             "batches_fell_back": batched["fell_back"],
             "handed_over": batched["handed_over"],
+            # hand-overs a worker's share applied apart from its ingest batches (idle 50 ms): each such
+            # batch a commit and its collars' rules of its own
+            "taken": batched["taken"], "apart_batches": batched["apart_batches"],
+            "apart_bodies": batched["apart_bodies"],
             # CPU time of all workers per uplink, and each worker's CPU time per uplink of the run
             "cpu_ms_per_uplink": round(1000 * batched["cpu_s"] / len(bodies), 3),
             "cpu_ms_per_uplink_per_worker": [round(1000 * c / len(bodies), 3) for c in cpu_per_worker],
@@ -924,6 +929,9 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         "mqtt_two_workers_no_collar_shares_batches_fell_back": sum(run["batches_fell_back"] for run in runs["mixed"]),
         # bodies a worker received for the other worker's collars and handed over through the store
         "mqtt_two_workers_handed_over": sum(run["handed_over"] for run in runs["two"]),
+        # of them, those applied in batches of their own (the owner idle), and those batches
+        "mqtt_two_workers_taken_apart": sum(run["apart_bodies"] for run in runs["two"]),
+        "mqtt_two_workers_batches_apart": sum(run["apart_batches"] for run in runs["two"]),
         # CPU time of the worker processes per uplink (all workers; each worker's, over all uplinks)
         "mqtt_cpu_ms_per_uplink": med("one", "cpu_ms_per_uplink"),
         "mqtt_two_workers_cpu_ms_per_uplink": med("two", "cpu_ms_per_uplink"),

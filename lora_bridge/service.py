@@ -182,6 +182,9 @@ class Bridge:
         self._handed_over = 0
         self._batch_started = self._batch_ended = 0.0  # monotonic() of this bridge's last ingest batch
         self._batches_fell_back = 0
+        # Batches applied outside an ingest batch (`_apply_apart`: hand-overs an idle share took) and
+        # their bodies
+        self._apart_batches = self._apart_bodies = 0
         self._intake: DurableIntake | None = None
         self._intake_lock = threading.Lock()
         # Set in an intake applier process (lora_bridge.intake_applier): the downlinks its batches
@@ -364,12 +367,16 @@ class Bridge:
 
     def ingest_batches(self) -> dict[str, int]:
         """How ingest batched so far: batches written, the bodies they held, and the batches that went
-        the two-step way (a race with another worker, a bug in one body, the store failing)."""
+        the two-step way (a race with another worker, a bug in one body, the store failing); the
+        batches applied apart from ingest and their bodies (`apart_batches`, `apart_bodies`: taken
+        hand-overs or stored bodies, each such batch a commit and a judgement of its collars of its own)."""
         return {
             "batches": self._group_commit.batches,
             "bodies": self._group_commit.submissions,
             "fell_back": self._batches_fell_back,
             "handed_over": self._handed_over,
+            "apart_batches": self._apart_batches,
+            "apart_bodies": self._apart_bodies,
         }
 
     def _write_batch(self, submissions: list[Submission]) -> None:
@@ -467,6 +474,9 @@ class Bridge:
         with self._writer_turn:  # never at once with this bridge's ingest batch: the same collars' rows
             results, one_by_one = process(self.db, take, self.codec, self.settings, self._rules_of_batch,
                                           rules_file=self.rules_file)
+        if results:
+            self._apart_batches += 1
+            self._apart_bodies += len(results)
         if one_by_one:
             self._batches_fell_back += 1
             for result in results:

@@ -84,11 +84,14 @@ def test_a_body_for_another_workers_collar_is_handed_over_and_applied_once_by_it
         waiting = _statuses(first_bridge)
         assert second.take_once() == 1
         assert second.take_once() == 0
+        # the idle owner applied it in a batch of its own, as the bench counts it
+        apart = {k: v for k, v in second_bridge.ingest_batches().items() if k.startswith("apart_")}
         # The same body delivered again (the broker's redelivery after a lost PUBACK) is a duplicate.
         again = second.ingest("tts", "up", body, path_ids={"application_id": "tembo", "device_id": collar})
 
     assert (handed.status, first.handed_over) == ("received", 1)
     assert waiting == {"handovers": 1}  # the body waits in its hand-over; its owner writes its raw row once
+    assert apart == {"apart_batches": 1, "apart_bodies": 1}
     assert again.status == "duplicate"
     assert applied_once(first_bridge) == (1, 1)
     assert _statuses(first_bridge) == {"processed": 1, "duplicate": 1, "handovers": 0}
@@ -121,8 +124,10 @@ def test_an_owner_busy_ingesting_applies_the_bodies_handed_to_it_in_its_own_batc
         own = second.ingest("tts", "up", later, path_ids=ids)  # an ingest batch of the owner
         monkeypatch.undo()
         left_to_take = second.take_once()
+        apart = second_bridge.ingest_batches()["apart_bodies"]
 
     assert (handed.status, own.status, second.taken, left_to_take) == ("received", "processed", 1, 0)
+    assert apart == 0  # none applied in a batch of its own
     assert len(judged) == 1 and len(judged[0]) == 1  # the collar judged once, over both bodies
     # the handed body and the owner's own kept together: their raw rows in one statement
     assert sum(s.startswith("INSERT INTO raw_uplinks") for s in said) == 1
