@@ -64,14 +64,16 @@ on PostgreSQL. Every figure is compared with a baseline measured in the same run
                                                        48 hours); `_each_round`: two over one within
                                                        each round; `_cpu_ceiling`: at most, every core
                                                        busy at the CPU per uplink of every part of the
-                                                       two-worker runs (diagnostic, not the goal)
+                                                       two-worker runs (diagnostic, not the goal; none
+                                                       when other programs took over 0.15 of the machine)
     mqtt_*cpu_ms_per_uplink*                           the workers' CPU time per uplink (all, each);
                                                        `_by_part`: PostgreSQL, Mosquitto, load generator;
                                                        `all_`: every part together
     mqtt_machine_busy_share_each_round                 how busy all cores were during each MQTT run;
     mqtt_other_work_share_each_round                   of it, other programs' work (none of the run's)
     mqtt_worker_on_cpu_share_each_round, ...           each worker's share of the run on a core, and
-                                                       ready but waiting for one (`_waiting_for_`);
+                                                       ready but waiting for one (`_waiting_for_`, its
+                                                       threads summed: above 1, several at once);
                                                        PostgreSQL's (`mqtt_postgres_*`); the backends'
                                                        seconds waiting on a lock (`mqtt_backend_lock_wait_s`)
     mqtt_threads, mqtt_one_worker_by_threads           one worker's threads (and messages in flight,
@@ -862,10 +864,26 @@ def _postgres_figures(folder: Path, bodies: list[bytes], connections: int, mqtt_
     return figures
 
 
+# The share of the machine other programs may take in the MQTT runs for `workers_speedup_cpu_ceiling`
+OTHER_WORK_AT_MOST = 0.15
+
+
 def _all_cpu_ms_per_uplink(run: dict[str, Any]) -> float:
     """An MQTT run's CPU per uplink of every part: the workers, PostgreSQL, the broker, the publisher."""
     return (run["cpu_ms_per_uplink"] + run["postgres_cpu_ms_per_uplink"] + run["broker_cpu_ms_per_uplink"]
             + run["load_generator_cpu_ms_per_uplink"])
+
+
+def speedup_cpu_ceiling(one_runs: list[dict[str, Any]], two_runs: list[dict[str, Any]], cores: int) -> float | None:
+    """The most two workers could do over one on `cores` cores: every core busy at the median CPU per
+    uplink of every part of the two-worker runs, over the one-worker runs' median rate. None when other
+    programs took more than OTHER_WORK_AT_MOST of the machine in any of those runs."""
+    from statistics import median
+
+    if max(run["other_work_share"] for run in (*one_runs, *two_runs)) > OTHER_WORK_AT_MOST:
+        return None
+    one = median(run["uplinks_per_s"] for run in one_runs)
+    return round(1000 * cores / median(_all_cpu_ms_per_uplink(run) for run in two_runs) / one, 2)
 
 
 def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -> dict[str, Any]:
@@ -910,9 +928,10 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         # what two workers could reach at most on this machine's cores: every core busy with their work,
         # PostgreSQL's, the broker's and the publisher's, at the CPU per uplink they spent (medians), over
         # one worker's rate. workers_speedup well under it: the code or waits hold them back; near it:
-        # the cores do (the publisher and the broker share them here; a network server would not)
-        "workers_speedup_cpu_ceiling": round(
-            1000 * (os.cpu_count() or 1) / median(_all_cpu_ms_per_uplink(run) for run in runs["two"]) / one, 2),
+        # the cores do (the publisher and the broker share them here; a network server would not).
+        # None when other programs took more than OTHER_WORK_AT_MOST of the machine in a one- or
+        # two-worker run: one worker's rate then says nothing of what the cores allow
+        "workers_speedup_cpu_ceiling": speedup_cpu_ceiling(runs["one"], runs["two"], os.cpu_count() or 1),
         "mqtt_uplinks_per_s_each_round": {kind: [round(run["uplinks_per_s"], 1) for run in kind_runs]
                                           for kind, kind_runs in runs.items()},
         # two over one within each round (the rounds interleave, so a round's pair shares the machine's
@@ -965,8 +984,9 @@ def _mqtt_figures(folder: Path, server: Any, bodies: list[bytes], rounds: int) -
         "mqtt_backend_lock_wait_s_each_round": {kind: [run.get("backend_lock_wait_s") for run in kind_runs]
                                                 for kind, kind_runs in runs.items()},
         # each worker process's share of the run's time on a core, and ready but waiting for one (all
-        # its threads; /proc/<pid>/task/*/schedstat); PostgreSQL's server and backends alike: a worker
-        # both little on a core and little waiting for one waits on something else (its store, the broker)
+        # its threads, summed: several threads ready at once make the waiting share pass 1;
+        # /proc/<pid>/task/*/schedstat); PostgreSQL's server and backends alike: a worker both little on
+        # a core and little waiting for one waits on something else (its store, the broker)
         "mqtt_worker_on_cpu_share_each_round": {kind: [run["worker_on_cpu_share"] for run in kind_runs]
                                                 for kind, kind_runs in runs.items()},
         "mqtt_worker_waiting_for_cpu_share_each_round": {

@@ -135,3 +135,19 @@ def test_the_mqtt_bench_counts_every_uplink_once_and_says_what_the_workers_backe
     assert all(share >= 0 for share in run["worker_waiting_for_cpu_share"])
     assert run["postgres_on_cpu_share"] > 0
     assert run["other_work_share"] <= run["machine_busy_share"]
+
+
+def test_the_bench_says_what_two_workers_could_reach_on_its_cores_only_when_it_had_them():
+    from lora_bridge.bench import speedup_cpu_ceiling
+
+    def run(rate: float, other: float) -> dict:
+        # the CPU of every part per uplink: workers 0.9, PostgreSQL 0.25, broker 0.03, publisher 0.07 ms
+        return {"uplinks_per_s": rate, "other_work_share": other, "cpu_ms_per_uplink": 0.9,
+                "postgres_cpu_ms_per_uplink": 0.25, "broker_cpu_ms_per_uplink": 0.03,
+                "load_generator_cpu_ms_per_uplink": 0.07}
+
+    quiet = speedup_cpu_ceiling([run(1000.0, 0.05)], [run(1400.0, 0.06)], cores=2)
+    shared = speedup_cpu_ceiling([run(300.0, 0.8)], [run(350.0, 0.05)], cores=2)
+
+    assert quiet == 1.6  # two cores at 1.25 ms an uplink: 1,600 a second, over one worker's 1,000
+    assert shared is None  # other programs held the machine in the one-worker run
