@@ -17,7 +17,7 @@ import pytest
 from chirpstack_api.api import multicast_group_pb2
 from chirpstack_api.common import common_pb2
 from fuota_network import MC_ADDR_HEX, StandInChirpStack, gen_app_key, serve, write_key_file
-from test_fuota_delivery import KEY, KEYS_FOR, model_image, start_campaign
+from fuota_twin import KEY, KEYS_FOR, model_image, start_campaign
 from test_update_campaigns import updates_page
 
 from collar_firmware import codec

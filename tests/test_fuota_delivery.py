@@ -9,18 +9,26 @@ documentation shows (tests/fuota_network.py: the downlink push, and `class_b_c` 
 from __future__ import annotations
 
 import hashlib
-import random
 from datetime import UTC, datetime, timedelta
 
 import bridge_builders as b
 import pytest
 from fuota_network import GROUP, StandInTheThingsStack, serve, tts_multicast_end_device
+from fuota_twin import (
+    HEADERS,
+    KEY,
+    KEYS_FOR,
+    Reserve,
+    model_image,
+    one_collar_campaign,
+    open_bridge,
+    start_campaign,
+)
 from sqlalchemy import update
 from starlette.testclient import TestClient
 from test_update_campaigns import updates_page
 
 from collar_firmware import codec
-from collar_firmware.main import Collar
 from collar_firmware.scheduler import airtime_us
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.errors import DownlinkError
@@ -31,10 +39,6 @@ from lora_bridge.store.utc import utc_now
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
-from simulator.hal_sim import make_hal
-
-KEY, KEYS_FOR = fuota.bench_keys()
-HEADERS = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
 
 
 @pytest.fixture
@@ -43,122 +47,13 @@ def network(port):
         yield stand_in
 
 
-def open_bridge(store_url: str, network: StandInTheThingsStack):
-    return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                          outbox_worker=False, fuota_multicast_group=GROUP, signed_by=(KEY,))
-
-
-class Reserve:
-    """The collars, the bridge's webhook and the network server between them, on one simulated clock."""
-
-    def __init__(self, fleet: list[fuota.FleetCollar], network: StandInTheThingsStack, seed: int) -> None:
-        self.fleet = fleet
-        self.by_name = {c.device_id: c for c in fleet}
-        self.network = network
-        self.rng = random.Random(seed)
-        self.f_cnt = {c.device_id: 0 for c in fleet}
-        self.routed = (0, 0)  # unicast and multicast pushes already handed on
-        self.waiting: list[dict] = []  # multicast frames not yet on the air
-        self.heard: list[tuple[str, dict]] = []  # every uplink the bridge got, decoded
-        self.bridge = None
-        self.client = None
-
-    def attach(self, bridge) -> None:
-        self.bridge = bridge
-        self.client = TestClient(create_app(bridge))
-
-    def now_s(self) -> int:
-        return self.fleet[0].hal.clock.now_s()
-
-    def run_until(self, t_s: int, step_s: int = 30) -> None:
-        while self.now_s() < t_s:
-            self._advance(min(t_s, self.now_s() + step_s))
-
-    def _advance(self, t_s: int) -> None:
-        for c in self.fleet:
-            clock = c.hal.clock
-            while clock.now_s() < t_s:
-                clock.sleep_until(min(c.collar.step(), t_s))
-        for frame in sorted(self.waiting, key=lambda f: f["at"]):  # Class C: heard at their time, or lost
-            if frame["at"].timestamp() <= t_s:
-                for c in self.fleet:  # a modem hears the group only in its Class C window
-                    if self.rng.random() >= c.loss and c.hal.radio.class_c is not None:
-                        c.hear(frame["f_port"], frame["payload"])
-        self.waiting = [f for f in self.waiting if f["at"].timestamp() > t_s]
-        self._uplinks()
-        self.bridge.clock = lambda: datetime.fromtimestamp(t_s, UTC)
-        self.bridge.deliver_updates()
-        self.bridge.flush_downlinks()
-        self._route()
-
-    def _uplinks(self) -> None:
-        for c in self.fleet:
-            for t_s, port, payload, _confirmed, heard in c.hal.radio.uplinks:
-                if not heard:
-                    continue
-                self.f_cnt[c.device_id] += 1
-                body = b.tts_uplink((port, payload), device_id=c.device_id, f_cnt=self.f_cnt[c.device_id],
-                                    received_at=datetime.fromtimestamp(t_s, UTC))
-                assert self.client.post("/uplinks/tts", content=body, headers=HEADERS).status_code == 200
-                self.heard.append((c.device_id, codec.decode(port, payload)))
-            c.hal.radio.uplinks.clear()
-        self.bridge.process_pending()
-
-    def brown_out(self, device_id: str) -> None:
-        """The collar's power dips: its firmware boots again from flash (what RAM held, its fragmentation
-        session and Class C window, is gone; the modem forgets its multicast group), and the modem joins
-        the network again, which The Things Stack reports to the bridge."""
-        c = self.by_name[device_id]
-        now_s = self.now_s()
-        self._uplinks()  # what it said before the dip reached the bridge
-        c.hal = make_hal(now_s, fuota._Walker(now_s), lambda t: (0.57, 37.58), sf=c.sf, flash=c.flash,
-                         reset_cause="brownout")
-        c.collar = Collar(c.hal, None, c.collar.trust)
-        self.f_cnt[device_id] = 0  # a new session: its frame counter starts again
-        join = b.tts_join(device_id=device_id, received_at=datetime.fromtimestamp(now_s, UTC))
-        assert self.client.post("/uplinks/tts", content=join, headers=HEADERS).status_code == 200
-        self.bridge.process_pending()
-
-    def watchdog_reset(self, device_id: str) -> None:
-        """The collar's watchdog resets its processor: the firmware boots again from flash (what RAM held,
-        its fragmentation session, is gone) while the modem, powered on, keeps its network session and its
-        multicast group: no rejoin, nothing the network server reports."""
-        c = self.by_name[device_id]
-        self._uplinks()
-        c.hal.clock.cause = "watchdog"
-        c.collar = Collar(c.hal, None, c.collar.trust)
-
-    def _route(self) -> None:
-        unicast, multicast = self.routed
-        for push in self.network.unicast[unicast:]:  # class A: after the collar's next uplink
-            self.by_name[push["device"]].hal.radio.push_downlink(push["f_port"], push["payload"])
-        self.waiting.extend(self.network.multicast[multicast:])
-        self.routed = (len(self.network.unicast), len(self.network.multicast))
-
-
-def model_image() -> tuple[bytes, int]:
-    from collar_firmware import config
-    from lora_bridge.updates import release
-
-    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
-    return release.model_image(blob, KEY, config.HARDWARE_ID), fuota._version_of(blob)
-
-
-def start_campaign(bridge, image: bytes, version: int) -> dict:
-    return bridge.create_campaign(
-        name="model retrained", kind="model", version=f"0.0.{version}", image_sha256=hashlib.sha256(image).hexdigest(),
-        image_bytes=len(image), image=image, user="tech", canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
-
-
 def test_a_new_model_reaches_every_collar_through_the_bridge_and_resumes_after_a_restart(sqlite_url, network):
     image, version = model_image()
     fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
     fleet[2].loss = 0.35  # one collar in a valley hears much less than the bridge expects
     reserve = Reserve(fleet, network, seed=4)
     with open_bridge(sqlite_url, network) as bridge:
-        reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 60)  # the collars' boot status: the bridge knows them
-        campaign = start_campaign(bridge, image, version)
+        campaign = reserve.start(bridge, image, version)  # after the collars' boot status: the bridge knows them
         delivery = campaign["delivery"]
         assert delivery["state"] == "setup" and delivery["nb_frag"] * delivery["frag_size"] >= len(image)
         opens = delivery["window_opens"]
@@ -223,11 +118,8 @@ def test_a_collar_asking_the_time_gets_the_correction_to_the_networks_clock(sqli
 
 
 def test_a_refused_or_unroutable_multicast_waits_and_goes_when_the_network_takes_it(sqlite_url, network):
-    image, version = model_image()
     with open_bridge(sqlite_url, network) as bridge:
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
-        campaign = start_campaign(bridge, image, version)
-        opens = campaign["delivery"]["window_opens"]
+        _, opens = one_collar_campaign(bridge)
         bridge.clock = lambda: opens
         bridge.deliver_updates()
         network.refuse_next = 1
@@ -241,11 +133,8 @@ def test_a_refused_or_unroutable_multicast_waits_and_goes_when_the_network_takes
 
 
 def test_the_bridge_stops_multicasting_when_the_collars_close_their_class_c_window(sqlite_url, network):
-    image, version = model_image()
     with open_bridge(sqlite_url, network) as bridge:
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
-        campaign = start_campaign(bridge, image, version)
-        opens = campaign["delivery"]["window_opens"]
+        _, opens = one_collar_campaign(bridge)
         bridge.clock = lambda: opens
         bridge.deliver_updates()
         bridge.flush_downlinks()
@@ -276,11 +165,9 @@ def test_a_campaign_image_that_does_not_match_its_hash_or_has_no_group_is_refuse
 
 
 def test_the_updates_page_shows_how_the_delivery_goes(sqlite_url, network, monkeypatch):
-    image, version = model_image()
     with open_bridge(sqlite_url, network) as bridge:
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
-        campaign = start_campaign(bridge, image, version)
-        bridge.clock = lambda: campaign["delivery"]["window_opens"]
+        _, opens = one_collar_campaign(bridge)
+        bridge.clock = lambda: opens
         bridge.deliver_updates()
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
     app = updates_page(sqlite_url, monkeypatch)  # as a field technician sees it
@@ -696,9 +583,7 @@ def test_field_technician_pausing_in_the_middle_of_the_window_resumes_into_a_new
     fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
     reserve = Reserve(fleet, network, seed=4)
     with open_bridge(sqlite_url, network) as bridge:
-        reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 60)
-        campaign = start_campaign(bridge, image, version)
+        campaign = reserve.start(bridge, image, version)
         opens = campaign["delivery"]["window_opens"]
         reserve.run_until(int(opens.timestamp()) - 600, step_s=600)
         reserve.run_until(int(opens.timestamp()) + 90)  # a dozen fragments on the air
@@ -1027,9 +912,7 @@ def test_field_technician_sees_a_collar_that_rejoined_before_the_window_set_up_a
     fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
     reserve = Reserve(fleet, network, seed=4)
     with open_bridge(sqlite_url, network) as bridge:
-        reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 60)
-        campaign = start_campaign(bridge, image, version)
+        campaign = reserve.start(bridge, image, version)
         opens = int(campaign["delivery"]["window_opens"].timestamp())
         reserve.run_until(opens - 5400, step_s=300)  # every collar took its set-up
         rebooted = fleet[1]
@@ -1064,9 +947,7 @@ def test_field_technician_sees_a_collar_that_rejoined_in_the_window_set_up_again
     fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
     reserve = Reserve(fleet, network, seed=4)
     with open_bridge(sqlite_url, network) as bridge:
-        reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 60)
-        campaign = start_campaign(bridge, image, version)
+        campaign = reserve.start(bridge, image, version)
         delivery = campaign["delivery"]
         opens = int(delivery["window_opens"].timestamp())
         reserve.run_until(opens - 600, step_s=300)
@@ -1107,9 +988,7 @@ def test_field_technician_sees_a_collar_reset_by_its_watchdog_in_the_window_set_
     fleet = fuota.build_fleet(3, 0.1, 11, KEYS_FOR)
     reserve = Reserve(fleet, network, seed=4)
     with open_bridge(sqlite_url, network) as bridge:
-        reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 60)
-        campaign = start_campaign(bridge, image, version)
+        campaign = reserve.start(bridge, image, version)
         opens = int(campaign["delivery"]["window_opens"].timestamp())
         reserve.run_until(opens - 600, step_s=300)
         reserve.run_until(opens + 90)  # a dozen fragments on the air

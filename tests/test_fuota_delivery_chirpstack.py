@@ -21,8 +21,8 @@ import httpx
 import pytest
 from chirpstack_api.api import multicast_group_pb2
 from fuota_network import CHIRPSTACK_GROUP_ID, StandInChirpStack, serve, technicians_group
+from fuota_twin import HEADERS, KEYS_FOR, Reserve, model_image, open_bridge, start_campaign
 from google.protobuf import json_format
-from test_fuota_delivery import HEADERS, KEY, KEYS_FOR, Reserve, model_image, start_campaign
 
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
@@ -75,25 +75,14 @@ def chirpstack(port):
         yield stand_in
 
 
-def open_bridge(store_url: str, network: StandInChirpStack):
-    return b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
-                          outbox_worker=False, fuota_multicast_group=CHIRPSTACK_GROUP_ID, signed_by=(KEY,))
-
-
 def test_a_new_model_reaches_collars_on_chirpstack_through_its_multicast_group_queue(sqlite_url, chirpstack):
     image, version = model_image()
     fleet = fuota.build_fleet(3, 0.1, 12, KEYS_FOR)
     reserve = ChirpStackReserve(fleet, chirpstack, seed=5)
-    with open_bridge(sqlite_url, chirpstack) as bridge:
-        reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 60)
-        campaign = start_campaign(bridge, image, version)
+    with open_bridge(sqlite_url, chirpstack, CHIRPSTACK_GROUP_ID) as bridge:
+        campaign = reserve.start(bridge, image, version)
         delivery = campaign["delivery"]
-        opens = int(delivery["window_opens"].timestamp())
-        reserve.run_until(opens - 600, step_s=600)
-        reserve.run_until(opens + 900, step_s=5)  # the window: the bridge's worker flushes every few seconds
-        reserve.run_until(opens + 3600, step_s=20)  # status windows and repair rounds
-        reserve.run_until(reserve.now_s() + 5 * 3600, step_s=600)
+        reserve.through_delivery(campaign, window_step_s=5)  # the bridge's worker flushes every few seconds
         campaign = bridge.campaigns()[0]
 
     assert chirpstack.refused == [], "every request had the shape ChirpStack's proto documents"
@@ -118,7 +107,7 @@ def test_a_new_model_reaches_collars_on_chirpstack_through_its_multicast_group_q
 
 def test_the_multicast_request_is_chirpstacks_enqueue_request_and_a_refusal_keeps_the_frame(sqlite_url, chirpstack):
     image, version = model_image()
-    with open_bridge(sqlite_url, chirpstack) as bridge:
+    with open_bridge(sqlite_url, chirpstack, CHIRPSTACK_GROUP_ID) as bridge:
         bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
         campaign = start_campaign(bridge, image, version)
         opens = campaign["delivery"]["window_opens"]
@@ -165,7 +154,7 @@ def test_the_stand_in_refuses_what_chirpstack_would(chirpstack, body, why):
 
 def test_a_delivery_to_collars_on_two_network_servers_is_refused_with_its_reason(sqlite_url, chirpstack):
     image, version = model_image()
-    with open_bridge(sqlite_url, chirpstack) as bridge:
+    with open_bridge(sqlite_url, chirpstack, CHIRPSTACK_GROUP_ID) as bridge:
         bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
         with pytest.raises(ValueError, match="one network server"):
@@ -178,7 +167,7 @@ def test_a_campaign_over_collars_of_two_chirpstack_tenants_is_refused_with_its_r
     # multicast group belongs to one tenant's application and holds only that application's devices.
     image, version = model_image()
     tenants = {"collar-07": "5bd5b2e4-0b7e-4a0c-9b7a-6a3c1d1e2f01", "collar-08": "c1f3a9d2-7e4b-4f7a-8c2d-3b9e0a6f5d02"}
-    with open_bridge(sqlite_url, chirpstack) as bridge:
+    with open_bridge(sqlite_url, chirpstack, CHIRPSTACK_GROUP_ID) as bridge:
         for device, tenant in tenants.items():
             body = json.loads(b.chirpstack_uplink(b.status(), device_id=device, f_cnt=1))
             body["deviceInfo"]["tenantId"] = tenant
@@ -202,7 +191,7 @@ def test_a_technicians_group_that_does_not_send_as_the_plan_does_refuses_the_cam
         setattr(chirpstack.group, field, value)
     if not change:
         chirpstack.groups.clear()
-    with open_bridge(sqlite_url, chirpstack) as bridge:
+    with open_bridge(sqlite_url, chirpstack, CHIRPSTACK_GROUP_ID) as bridge:
         bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), device_id="collar-07", f_cnt=1))
         with pytest.raises(ValueError, match=says):
             start_campaign(bridge, image, version)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import bridge_builders as b
 import pytest
 from fuota_network import GROUP, MC_ADDR_HEX, StandInTheThingsStack, gen_app_key, serve, write_key_file
-from test_fuota_delivery import KEY, KEYS_FOR, Reserve, model_image, start_campaign
+from fuota_twin import KEY, KEYS_FOR, Reserve, model_image, start_campaign
 
 from collar_firmware import codec
 from lora_bridge.domain import fuota_delivery
@@ -91,9 +91,7 @@ def test_the_bridge_sets_up_the_group_itself_and_a_collar_with_another_key_never
     key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
     with open_bridge(sqlite_url, tts, key_file) as bridge:
         reserve = SecuredReserve(fleet, tts, 4, key_file)
-        reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 60)
-        campaign = start_campaign(bridge, image, version)
+        campaign = reserve.start(bridge, image, version)
         opens = campaign["delivery"]["window_opens"]
         reserve.run_until(int(opens.timestamp()) - 600, step_s=600)
         groups_before = {c.device_id: bridge.multicast_groups(c.device_id) for c in fleet}
@@ -247,9 +245,7 @@ def test_a_collar_refusing_the_group_is_left_out_of_the_window_and_updated_by_un
     key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
     with open_bridge(sqlite_url, tts, key_file, downlinks_per_device_per_day=100) as bridge:  # a day is slow to run
         reserve = SecuredReserve(fleet, tts, 4, key_file)
-        reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 60)
-        campaign = start_campaign(bridge, image, version)
+        campaign = reserve.start(bridge, image, version)
         opens = int(campaign["delivery"]["window_opens"].timestamp())
         reserve.run_until(opens + 1800)
         during = bridge.campaigns()[0]["delivery"]
@@ -298,9 +294,7 @@ def test_field_technician_sees_the_group_of_a_collar_that_rejoined_counted_lost_
     key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
     with open_bridge(sqlite_url, tts, key_file) as bridge:
         reserve = SecuredReserve(fleet, tts, 4, key_file)
-        reserve.attach(bridge)
-        reserve.run_until(reserve.now_s() + 60)
-        campaign = start_campaign(bridge, image, version)
+        campaign = reserve.start(bridge, image, version)
         opens = int(campaign["delivery"]["window_opens"].timestamp())
         reserve.run_until(opens - 5400, step_s=300)
         rebooted = fleet[1]

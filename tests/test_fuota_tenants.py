@@ -20,9 +20,9 @@ from datetime import timedelta
 import bridge_builders as b
 import pytest
 from fuota_network import GROUP, StandInTheThingsStack, serve
+from fuota_twin import KEY, model_image
 from sqlalchemy import select
 from starlette.testclient import TestClient
-from test_fuota_delivery import KEY, model_image
 
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.store.tables import MulticastDownlink
