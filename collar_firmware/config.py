@@ -6,7 +6,7 @@ from where a downlink on port 3 changes them. Units are in the names.
 
 from collar_firmware.compat import const
 
-FW_VERSION = "1.0.0"  # of the factory image; a collar updated over the air reports its boot record's
+FW_VERSION = "1.0.1"  # of the factory image; a collar updated over the air reports its boot record's
 HARDWARE_ID = "tembo-nrf52840-lr1110"  # update images built for other hardware are refused
 
 # Bounds of what the collar holds in RAM and flash (named, so tests and docs can quote them).

@@ -9,7 +9,8 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
    its own McAddr (the technician's key file is configured), TS005 `mc_group_setup` with the group's
    McKey wrapped for that collar (lora_bridge/domain/multicast_groups.py), then TS005
    `mc_class_c_session` (the window's GPS time, its timeout from the plan, frequency, data rate) and TS004
-   `frag_session_setup`, to every collar the campaign releases (canaries first, then the fleet);
+   `frag_session_setup` (its FragSession byte laid out for the firmware the collar reports,
+   lora_bridge/updates/setup_layouts.py), to every collar the campaign releases (canaries first, then the fleet);
    the collar answers both and asks the time (TS003 `app_time_req`, answered by `apply_uplink`
    with an `app_time_ans` correction), so every collar opens its window at the same time;
 2. the window: `data_fragment` frames to the multicast group (`multicast_downlinks`, pushed with
@@ -68,7 +69,7 @@ from lora_bridge.store.tables import (
     UpdateCampaign,
 )
 from lora_bridge.store.utc import utc_now
-from lora_bridge.updates import delivery, multicast_keys
+from lora_bridge.updates import delivery, multicast_keys, setup_layouts
 from lora_bridge.updates.fec import Fragmented, fragment
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY, CollarLink, PlanRefused, make_plan
@@ -323,10 +324,7 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
                 continue  # it stays unreleased until its key is in the file
             queued += 1
         queue_window(session, codec, row, collar.device_id)
-        downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
-            "frag_index": SESSION_INDEX, "mc_group_bit_mask": MC_GROUP_BIT_MASK, "nb_frag": row.nb_frag,
-            "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY,
-            "padding": row.padding, "descriptor": row.campaign_id})
+        _queue_frag_setup(session, codec, row, collar.device_id, campaign, now)
         collar.setup_queued_at = now
         queued += 2
     log.info("set-up queued for %d collars campaign_id=%d", len(released), row.campaign_id,
@@ -334,14 +332,32 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
     return queued
 
 
+def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id: str, campaign: UpdateCampaign,
+                      now: datetime) -> None:
+    """Queue the collar's TS004 FragSessionSetupReq, its FragSession byte laid out as the firmware the
+    collar last reported reads it (updates/setup_layouts.py); a collar set up in another layout than
+    TS004's has its campaign's history say which and why."""
+    fw_version = session.scalar(select(Device.fw_version).where(Device.device_id == device_id))
+    layout = setup_layouts.layout_for(fw_version)
+    downlinks.queue_command(session, codec, device_id=device_id, command="frag_session_setup", values={
+        **setup_layouts.setup_values(fw_version, SESSION_INDEX, MC_GROUP_BIT_MASK), "nb_frag": row.nb_frag,
+        "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding,
+        "descriptor": row.campaign_id})
+    if layout is not setup_layouts.TS004:
+        runs = f"runs firmware {fw_version}" if fw_version else "has not reported its firmware yet"
+        campaigns.record_event(session, campaign, "collar_setup_layout", device_id, time=now,
+                               fw_version=fw_version, layout=layout.describe(),
+                               why=f"the collar {runs}, which reads FragSessionSetupReq as {layout.name} does")
+        log.info("frag_session_setup for device_id=%s laid out as %s reads it (fw_version=%s) campaign_id=%d",
+                 device_id, layout.name, fw_version, row.campaign_id,
+                 extra={"device_id": device_id, "campaign_id": row.campaign_id})
+
+
 def _set_up_rejoined(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar, now: datetime) -> int:
     """A collar that rejoined after the delivery's window opened (`apply_rejoin`): a new TS004
     fragmentation session by unicast, and unicast fragments once it accepts it (a new Class C window
     for one collar would hold the group's window for the others); return how many frames were queued."""
-    downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_setup", values={
-        "frag_index": SESSION_INDEX, "mc_group_bit_mask": MC_GROUP_BIT_MASK, "nb_frag": row.nb_frag,
-        "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding,
-        "descriptor": row.campaign_id})
+    _queue_frag_setup(session, codec, row, collar.device_id, session.get(UpdateCampaign, row.campaign_id), now)
     collar.setup_queued_at = now
     log.info("fragmentation session set up again by unicast device_id=%s campaign_id=%d", collar.device_id,
              row.campaign_id, extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})

@@ -1,0 +1,121 @@
+"""A field technician's reserve where half the collars still run firmware 1.0.0 gets its update to all.
+
+Until 5 December (f9724fa) Tembo's collars read FragSessionSetupReq's FragSession byte with FragIndex in
+bits 1..0 and McGroupBitMask in bits 5..2; from 1.0.1 they read it as TS004 lays it out (FragIndex 5..4,
+McGroupBitMask 3..0). The collars in the field run 1.0.0: given TS004's byte for FragIndex 0 and group 0
+(0x01) they open session 1 and drop every fragment of session 0. The bridge encodes each collar's set-up
+for the firmware it reports (lora_bridge/updates/setup_layouts.py).
+
+The collars of 1.0.0 here run the real firmware of today with the set-up reading of 1.0.0: the collar
+codec and `update_install.setup` as they were at 1b6ed97 (the parent of f9724fa), read from the git
+history at test time and run in their own module objects.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import types
+from pathlib import Path
+
+import pytest
+from fuota_network import StandInTheThingsStack, serve
+from fuota_twin import KEYS_FOR, Reserve, model_image, open_bridge
+
+from collar_firmware import codec, config, update
+from lora_bridge.updates import setup_layouts
+from simulator import fuota
+
+BEFORE_TS004 = "1b6ed974583cac769a8caa7b4d8ac0aef9b5e93d"  # the last collar firmware reading the byte as 1.0.0 did
+ROOT = Path(__file__).resolve().parents[1]
+SETUP_TAG = codec.tag_of("frag_session_setup")
+
+
+@pytest.fixture
+def network(port):
+    with serve(StandInTheThingsStack(), port) as stand_in:
+        yield stand_in
+
+
+def firmware_1_0_0_module(name: str) -> types.ModuleType:
+    """The collar module `name` as firmware 1.0.0 has it, from the project's history."""
+    where = f"{BEFORE_TS004}:collar_firmware/{name}.py"
+    shown = subprocess.run(["git", "show", where], cwd=ROOT, capture_output=True, text=True, check=False)
+    if shown.returncode != 0:
+        pytest.fail(f"firmware 1.0.0's {name}.py is read from the git history ({where}): {shown.stderr.strip()}")
+    module = types.ModuleType(f"firmware_1_0_0_{name}")
+    exec(compile(shown.stdout, where, "exec"), module.__dict__)  # noqa: S102 - the project's own history
+    return module
+
+
+def runs_firmware_1_0_0(collar: fuota.FleetCollar, old_codec: types.ModuleType,
+                        old_install: types.ModuleType) -> None:
+    """The collar reports 1.0.0 (its boot record's version) and reads FragSessionSetupReq as 1.0.0 did."""
+    agent = collar.collar.update
+    agent.boot.active_version = update.version_raw("1.0.0")
+    handle = agent.handle
+
+    def handle_as_1_0_0(port: int, payload: bytes, now: int) -> None:
+        if port == codec.port_of("frag_session_setup") and payload[:1] == bytes([SETUP_TAG]) \
+                and agent.state in (update.IDLE, update.RECEIVING):
+            old_install.setup(agent, old_codec.decode(port, payload, "down"), now)
+            agent.heard_s = now  # 1.0.0 had no silent-session timer; today's must not end its session at once
+        else:
+            handle(port, payload, now)
+
+    agent.handle = handle_as_1_0_0
+
+
+def test_the_set_up_layout_follows_the_firmware_each_collar_reports():
+    assert setup_layouts.layout_for(config.FW_VERSION) is setup_layouts.TS004, "today's firmware reads TS004"
+    assert setup_layouts.layout_for("1.0.0") is setup_layouts.TEMBO_1_0
+    assert setup_layouts.layout_for("2.3.0") is setup_layouts.TS004
+    # TS004 FragSession for FragIndex 0 and group 0: 0x01; as 1.0.0 reads it: 0x04
+    assert setup_layouts.TS004.frag_session(0, 1) == 0x01 and setup_layouts.TEMBO_1_0.frag_session(0, 1) == 0x04
+    assert setup_layouts.TS004.frag_session(2, 0b0101) == 0x25, "LoRaMac-node: FragIndex 5..4, McGroupBitMask 3..0"
+    for broken in (None, "", "1.0", "v1.0.0", "1.0.256"):  # not reported, or not a version: the oldest layout
+        assert setup_layouts.layout_for(broken) is setup_layouts.TEMBO_1_0
+    with pytest.raises(ValueError):
+        setup_layouts.TS004.frag_session(4, 1)
+    with pytest.raises(ValueError):
+        setup_layouts.TS004.frag_session(0, 16)
+
+
+def test_firmware_1_0_0_reads_todays_ts004_set_up_as_another_session():
+    """What made the reserve's collars unreachable: 1.0.0 takes FragIndex 1 from TS004's 0x01."""
+    old_codec = firmware_1_0_0_module("codec")
+    ts004 = codec.encode("frag_session_setup", {"frag_index": 0, "mc_group_bit_mask": 1, "nb_frag": 10,
+                                                "frag_size": 50, "control": 0, "padding": 0, "descriptor": 1})
+    assert old_codec.decode(201, ts004, "down")["session"] & 3 == 1
+    as_1_0_0 = codec.encode("frag_session_setup", {**setup_layouts.setup_values("1.0.0", 0, 1), "nb_frag": 10,
+                                                   "frag_size": 50, "control": 0, "padding": 0, "descriptor": 1})
+    assert old_codec.decode(201, as_1_0_0, "down")["session"] == 0x04, "FragIndex 0, group 0 in bits 5..2"
+    assert codec.decode(201, as_1_0_0, "down")["frag_index"] == 0, "today's firmware reads FragIndex 0 in it too"
+
+
+def test_field_technician_updates_a_reserve_half_on_firmware_1_0_0_half_on_todays(sqlite_url, network):
+    image, version = model_image()
+    old_codec, old_install = firmware_1_0_0_module("codec"), firmware_1_0_0_module("update_install")
+    fleet = fuota.build_fleet(4, 0.05, 21, KEYS_FOR)
+    old, new = fleet[:2], fleet[2:]
+    for c in old:
+        runs_firmware_1_0_0(c, old_codec, old_install)
+    reserve = Reserve(fleet, network, seed=7)
+    with open_bridge(sqlite_url, network) as bridge:
+        campaign = reserve.start(bridge, image, version)
+        reported = {v["device_id"]: v["fw_version"] for v in bridge.fleet_versions()}
+        reserve.through_delivery(campaign)
+        after = bridge.campaign(campaign["id"])
+
+    assert reported == {**{c.device_id: "1.0.0" for c in old}, **{c.device_id: config.FW_VERSION for c in new}}
+    assert after["state"] == "done" and after["counts"] == {"updated": 4}, after["delivery"]
+    assert all(c.collar.model.version == version for c in fleet), "every collar installed the model"
+    # each collar's set-up laid out as its firmware reads it; one group carried the fragments to all
+    frag_session = {p["device"]: p["payload"][1] for p in network.unicast
+                    if p["f_port"] == codec.port_of("frag_session_setup") and p["payload"][0] == SETUP_TAG}
+    assert frag_session == {**{c.device_id: 0x04 for c in old}, **{c.device_id: 0x01 for c in new}}
+    assert all(after["delivery"]["collars"][c.device_id]["unicast_reason"] is None for c in fleet), "all in the group"
+    # the technician reads why the older collars got another set-up
+    said = {e["device_id"]: e["detail"] for e in after["history"] if e["event"] == "collar_setup_layout"}
+    assert set(said) == {c.device_id for c in old}
+    assert all(d["fw_version"] == "1.0.0" and "FragIndex in bits 1..0" in d["layout"] and "1.0.0" in d["why"]
+               for d in said.values())
