@@ -49,6 +49,7 @@ from lora_bridge.store.tables import (
     FuotaCollar,
     RawUplink,
     UpdateCampaign,
+    UpdateResult,
 )
 from lora_bridge.store.utc import as_utc, utc_now
 
@@ -421,10 +422,35 @@ def _off_base(base_version: str, device: Device | None) -> str | None:
     return f"runs firmware {device.fw_version}; delta needs {base_version}"
 
 
+def _on_trial(session: Session, campaign: UpdateCampaign, device: Device) -> str | None:
+    """Why a collar may be in the trial boot of an earlier campaign's firmware (None: it is not): the last
+    delivery it took part in before this campaign was a firmware's, it rebuilt that image (its delivery
+    complete), was left failed or unknown there (time limits, an abort) and has reported neither running
+    that version nor how its install ended. A collar on trial answers no FragSessionSetupReq (its fragments
+    would go over the slot it tries: collar_firmware/update.py), so a set-up sent then is lost; it waits for
+    the trial's confirm or rollback, which its next status carries."""
+    last = session.execute(
+        select(UpdateCampaign.kind, UpdateCampaign.version, FuotaCollar.complete, CampaignCollar.state)
+        .join(FuotaCollar, FuotaCollar.campaign_id == UpdateCampaign.id)
+        .join(CampaignCollar, (CampaignCollar.campaign_id == UpdateCampaign.id)
+              & (CampaignCollar.device_id == FuotaCollar.device_id))
+        .where(FuotaCollar.device_id == device.device_id, UpdateCampaign.id != campaign.id)
+        .order_by(UpdateCampaign.id.desc()).limit(1)).first()
+    if last is None or last.kind != "firmware" or not last.complete or last.state not in ("failed", UNKNOWN) \
+            or device.fw_version == last.version:
+        return None
+    result = session.get(UpdateResult, device.device_id)
+    if result is not None and (result.kind, result.version) == ("firmware", last.version):
+        return None
+    return f"firmware {last.version} on trial: waits for its report"  # a collar's reason: REASON_MAX
+
+
 def _gate(session: Session, campaign: UpdateCampaign, device: Device | None) -> str | None:
     """Return why a collar may not be sent the update now, or None."""
     if device is None:
         return "unknown collar"
+    if trial := _on_trial(session, campaign, device):
+        return trial
     if campaign.base_version is not None and not device.fw_version:
         return "firmware not reported yet (a delta needs its base)"
     if device.battery_mv is None or device.battery_mv < campaign.min_battery_mv:
