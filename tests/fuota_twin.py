@@ -79,9 +79,7 @@ class Reserve:
                 clock.sleep_until(min(c.collar.step(), t_s))
         for frame in sorted(self.waiting, key=lambda f: f["at"]):  # Class C: heard at their time, or lost
             if frame["at"].timestamp() <= t_s:
-                for c in self.fleet:  # a modem hears the group only in its Class C window
-                    if self.rng.random() >= c.loss and c.hal.radio.class_c is not None:
-                        c.hear(frame["f_port"], frame["payload"])
+                self._on_air(frame)
         self.waiting = [f for f in self.waiting if f["at"].timestamp() > t_s]
         self._uplinks()
         self.bridge.clock = lambda: datetime.fromtimestamp(t_s, UTC)
@@ -89,15 +87,25 @@ class Reserve:
         self.bridge.flush_downlinks()
         self._route()
 
+    def _on_air(self, frame: dict) -> None:
+        """A multicast frame goes on the air: each collar hears it unless lost."""
+        for c in self.fleet:  # a modem hears the group only in its Class C window
+            if self.rng.random() >= c.loss and c.hal.radio.class_c is not None:
+                c.hear(frame["f_port"], frame["payload"])
+
+    def _post_uplink(self, device_id: str, message: tuple[int, bytes], f_cnt: int, received_at: datetime) -> None:
+        """The network server hands the bridge's webhook one uplink (The Things Stack's)."""
+        body = b.tts_uplink(message, device_id=device_id, f_cnt=f_cnt, received_at=received_at)
+        assert self.client.post("/uplinks/tts", content=body, headers=HEADERS).status_code == 200
+
     def _uplinks(self) -> None:
         for c in self.fleet:
             for t_s, port, payload, _confirmed, heard in c.hal.radio.uplinks:
                 if not heard:
                     continue
                 self.f_cnt[c.device_id] += 1
-                body = b.tts_uplink((port, payload), device_id=c.device_id, f_cnt=self.f_cnt[c.device_id],
-                                    received_at=datetime.fromtimestamp(t_s, UTC))
-                assert self.client.post("/uplinks/tts", content=body, headers=HEADERS).status_code == 200
+                self._post_uplink(c.device_id, (port, payload), self.f_cnt[c.device_id],
+                                  datetime.fromtimestamp(t_s, UTC))
                 self.heard.append((c.device_id, codec.decode(port, payload)))
             c.hal.radio.uplinks.clear()
         self.bridge.process_pending()

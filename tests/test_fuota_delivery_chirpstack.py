@@ -45,19 +45,9 @@ class ChirpStackReserve(Reserve):
         self.now_at = t_s
         super()._advance(t_s)
 
-    def _uplinks(self) -> None:
-        for c in self.fleet:
-            for t_s, port, payload, _confirmed, heard in c.hal.radio.uplinks:
-                if not heard:
-                    continue
-                self.f_cnt[c.device_id] += 1
-                body = b.chirpstack_uplink((port, payload), device_id=c.device_id, f_cnt=self.f_cnt[c.device_id],
-                                           received_at=datetime.fromtimestamp(t_s, UTC))
-                assert self.client.post("/uplinks/chirpstack?event=up", content=body,
-                                        headers=HEADERS).status_code == 200
-                self.heard.append((c.device_id, codec.decode(port, payload)))
-            c.hal.radio.uplinks.clear()
-        self.bridge.process_pending()
+    def _post_uplink(self, device_id: str, message: tuple[int, bytes], f_cnt: int, received_at: datetime) -> None:
+        body = b.chirpstack_uplink(message, device_id=device_id, f_cnt=f_cnt, received_at=received_at)
+        assert self.client.post("/uplinks/chirpstack?event=up", content=body, headers=HEADERS).status_code == 200
 
     def _route(self) -> None:
         unicast, multicast = self.routed

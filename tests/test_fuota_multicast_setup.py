@@ -13,7 +13,6 @@ group's McAppSKey / McNwkSKey, as the network server holding the group's keys do
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
 
 import bridge_builders as b
 import pytest
@@ -49,27 +48,15 @@ class SecuredReserve(Reserve):
         campaign_id = self.bridge.campaigns()[0]["id"]
         return multicast_keys.load(self.key_file).group(int(MC_ADDR_HEX, 16), fuota_delivery.group_label(campaign_id))
 
-    def _advance(self, t_s: int) -> None:
+    def _on_air(self, frame: dict) -> None:
+        self.f_cnt_mc += 1
+        keys = self.group_keys()
+        phy = secure_downlink(keys.mc_addr, self.f_cnt_mc, frame["f_port"], frame["payload"],
+                              keys.app_s_key, keys.nwk_s_key)
         for c in self.fleet:
-            clock = c.hal.clock
-            while clock.now_s() < t_s:
-                clock.sleep_until(min(c.collar.step(), t_s))
-        for frame in sorted(self.waiting, key=lambda f: f["at"]):
-            if frame["at"].timestamp() <= t_s:
-                self.f_cnt_mc += 1
-                keys = self.group_keys()
-                phy = secure_downlink(keys.mc_addr, self.f_cnt_mc, frame["f_port"], frame["payload"],
-                                      keys.app_s_key, keys.nwk_s_key)
-                for c in self.fleet:
-                    heard = c.hal.radio.hear_multicast(phy, self.f_cnt_mc)
-                    if heard is not None:
-                        c.hear(*heard)
-        self.waiting = [f for f in self.waiting if f["at"].timestamp() > t_s]
-        self._uplinks()
-        self.bridge.clock = lambda: datetime.fromtimestamp(t_s, UTC)
-        self.bridge.deliver_updates()
-        self.bridge.flush_downlinks()
-        self._route()
+            heard = c.hal.radio.hear_multicast(phy, self.f_cnt_mc)
+            if heard is not None:
+                c.hear(*heard)
 
 
 @pytest.fixture
