@@ -8,7 +8,9 @@ export (the "Edge Impulse exporter format")
 keeps it in an `info.labels` JSON file, at the export's root or in its `training/` and `testing/`
 folders: `files` lists each sample's `path` with `label` of `type` "label" (one `label`),
 "multi-label" (`labels` with `startIndex` and `endIndex` in milliseconds) or "unlabeled". Tembo reads
-it as Studio does, so a sample relabelled in Studio keeps its new label, whatever its file is called.
+it as Studio does, so a sample relabelled in Studio keeps its new label, whatever its file is called. A sample
+is known by its content (`sample_id`), so one sample in two exports under two labels is trained on once, under
+the later export's label (`models.sources.without_duplicates`).
 Without one, the label comes from the file name as Studio's uploader reads it: the leading letters,
 digits, spaces, `-` and `_` (`walk.01.json` and `walk (2).json` are both `walk`).
 
@@ -144,6 +146,17 @@ def studio_labels(files: list[Path]) -> dict[Path, dict]:
     return found
 
 
+def sample_id(animal: str | None, rate_hz: float, samples_mg: np.ndarray) -> str:
+    """Return what identifies an Edge Impulse sample from one export to the next: its content (device, rate,
+    values). Not its file name, which Studio's export starts with the label; not its signature or `iat`, made
+    anew by each export; not info.labels' `name`, which "does not have to match the file name". Edge Impulse
+    itself finds a sample already in a dataset by the hash of its data (the ingestion API's
+    x-disallow-duplicates), and the label is no part of the data."""
+    h = hashlib.sha256(np.ascontiguousarray(samples_mg, dtype=np.float64).tobytes())
+    h.update(repr((animal, round(float(rate_hz), 6))).encode())
+    return h.hexdigest()[:16]
+
+
 def _sample_labels(spec: dict | None, path: Path, n: int, interval_ms: float) -> np.ndarray | None:
     """Return the label of each of n samples from an info.labels entry (None: marked unlabeled), or from the
     file name when info.labels does not list the file."""
@@ -257,9 +270,13 @@ def _load_one(path: Path, hmac_key: bytes | None, label_spec: dict | None = None
     animal = payload.get("device_name") or None
     # No start time: the format holds none for its samples. `protected.iat` is when the file was made (signed),
     # and Studio's export signs each sample anew, so two exports of one project give one sample two iats: as its
-    # start it would keep both copies of the sample. A copy is found by its content: device, interval, values, labels.
-    recording = Recording(animal, path.name, 1000.0 / float(interval_ms), array[:, axes] * factor,
-                          labels, source)
+    # start it would keep both copies of the sample. The sample is its content (sample_id); iat says which of two
+    # exports of it is the later one, whose label wins.
+    iat = protected.get("iat")
+    labelled_at = float(iat) if isinstance(iat, int | float) and not isinstance(iat, bool) else None
+    rate_hz, samples = 1000.0 / float(interval_ms), array[:, axes] * factor
+    recording = Recording(animal, path.name, rate_hz, samples, labels, source,
+                          sample_id=sample_id(animal, rate_hz, samples), labelled_at=labelled_at)
     check_gravity([recording], source, factor, unit, option="the sensors' units")
     return recording, verified
 
@@ -345,7 +362,8 @@ def _load_csv_one(path: Path, factor: float) -> Recording:
     else:
         labels = np.full(len(table), label_from_name(path))
     samples = np.column_stack([numbers[a] for a in AXIS_SENSORS]) * factor
-    return Recording(None, path.name, 1000.0 / step_ms, samples, labels, f"{source}, row 2")
+    return Recording(None, path.name, 1000.0 / step_ms, samples, labels, f"{source}, row 2",
+                     sample_id=sample_id(None, 1000.0 / step_ms, samples))
 
 
 def export_edge_impulse(loaded: Loaded, out_dir: str | Path, hmac_key: bytes | None = None,

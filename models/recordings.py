@@ -111,6 +111,11 @@ class Recording:
     labels: np.ndarray  # str per sample
     source: str  # file (and first row) it came from, for messages
     start_s: float = 0.0  # time of the first sample, seconds since the epoch when the data has clock time
+    # A sample of a labelling tool, whose label can change there while its data stays: the tool's identity of the
+    # sample (Edge Impulse: its content, see models.edge_impulse.sample_id) and when the tool wrote this label out
+    # (Edge Impulse: protected.iat). Two recordings of one sample_id are one sample: the latest label wins.
+    sample_id: str | None = None
+    labelled_at: float | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -14,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from models import csv_source, edge_impulse, movebank_source, simulated_source
-from models.recordings import DataError, Loaded, LoadReport
+from models.recordings import DataError, Loaded, LoadReport, Recording
 
 FORMATS = ("auto", "csv", "movebank", "edge-impulse", "simulated")
 
@@ -69,7 +71,9 @@ def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
     if not paths:
         raise DataError("DATA", "give at least one file, folder, dataset TOML or 'simulated'")
     loaded = Loaded([], LoadReport())
-    for path in paths:
+    origins: list[int] = []  # the DATA path (one Edge Impulse export) each recording came from
+    for number, path in enumerate(paths):
+        origins += [number - 1] * (len(loaded.recordings) - len(origins))  # the path before this one
         kind = _kind(str(path), options.fmt)
         if kind == "simulated":
             seed = int(str(path).partition(":")[2] or 0)
@@ -88,27 +92,72 @@ def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
             columns = csv_source.Columns.parse(options.columns)
             loaded.extend(csv_source.load_csv([path], columns, units=options.units or "g",
                                               rate_hz=options.rate_hz, split_gaps=options.split_gaps))
-    return without_duplicates(loaded)
+    origins += [len(paths) - 1] * (len(loaded.recordings) - len(origins))
+    return without_duplicates(loaded, origins)
 
 
 DUPLICATE = ("recordings repeated (same animal, samples, labels and rate as one kept: a file given twice, duplicate "
              "records, one sample in two Edge Impulse exports)")
+RELABELLED = ("earlier labels of samples relabelled since (an Edge Impulse sample in two exports under two labels: "
+              "the latest export's label kept)")
+RELABEL_EXAMPLES = 3  # relabelled samples named in the note
 
 
-def without_duplicates(loaded: Loaded) -> Loaded:
+def _label_text(labels) -> str:
+    """Return a sample's labels as a researcher reads them: `walk`, or `idle+walk` for a multi-label sample."""
+    return "+".join(dict.fromkeys(map(str, labels)))
+
+
+def _is_later(new: Recording, old: Recording) -> bool:
+    """Return True when new holds the later label of one sample: the later `labelled_at` (an Edge Impulse export's
+    iat) when both have one and they differ, else the one given later."""
+    if new.labelled_at is not None and old.labelled_at is not None and new.labelled_at != old.labelled_at:
+        return new.labelled_at > old.labelled_at
+    return True
+
+
+def without_duplicates(loaded: Loaded, origins: list[int] | None = None) -> Loaded:
     """Return loaded with each recording once: a copy would sit in training and test of bout-grouped folds
-    (a duplicate Movebank record, a file named twice) and score what the model has already seen."""
+    (a duplicate Movebank record, a file named twice) and score what the model has already seen. A labelling
+    tool's sample met under two labels in two exports (origins: the export of each recording; relabelled in Edge
+    Impulse Studio between them) is kept once, under its latest label, and the report says how many samples were
+    relabelled. Two samples of one content under two labels in one export are two samples, both kept."""
+    origins = origins if origins is not None else [0] * len(loaded.recordings)
     seen: set[tuple[str | None, str]] = set()
-    kept = []
+    samples: dict[str, int] = {}  # sample_id -> its place in kept
+    came_from: list[int] = []  # the origin of each kept recording
+    kept: list[Recording] = []
     repeated = 0
-    for recording in loaded.recordings:
+    relabelled: dict[str, str] = {}  # sample_id -> the label it was first met under and lost
+    for recording, origin in zip(loaded.recordings, origins, strict=True):
         key = (recording.animal, recording.digest())  # the animal (an Edge Impulse device_name) and the content
+        at = samples.get(recording.sample_id) if recording.sample_id is not None else None
+        if at is not None and (np.array_equal(kept[at].labels, recording.labels) or came_from[at] != origin):
+            old = kept[at]
+            if np.array_equal(old.labels, recording.labels):  # the same sample under the same label: the first kept
+                loaded.report.leave_out(DUPLICATE, len(recording))
+                repeated += 1
+                continue
+            earlier = old if _is_later(recording, old) else recording
+            loaded.report.leave_out(RELABELLED, len(earlier))
+            relabelled.setdefault(recording.sample_id, _label_text(earlier.labels))
+            kept[at], came_from[at] = (recording, origin) if earlier is old else (old, came_from[at])
+            continue
         if key in seen:
             loaded.report.leave_out(DUPLICATE, len(recording))
             repeated += 1
             continue
         seen.add(key)
+        if recording.sample_id is not None:
+            samples.setdefault(recording.sample_id, len(kept))
         kept.append(recording)
+        came_from.append(origin)
     if repeated:
         loaded.report.notes.append(f"{repeated} recording(s) repeated another and were left out ({DUPLICATE})")
+    if relabelled:
+        examples = "; ".join(f"{Path(kept[samples[i]].source).name}: {was} -> {_label_text(kept[samples[i]].labels)}"
+                             for i, was in list(relabelled.items())[:RELABEL_EXAMPLES])
+        more = f"; and {len(relabelled) - RELABEL_EXAMPLES} more" if len(relabelled) > RELABEL_EXAMPLES else ""
+        loaded.report.notes.append(f"{len(relabelled)} sample(s) relabelled since an earlier Edge Impulse export, "
+                                   f"trained on under their latest label only ({examples}{more})")
     return Loaded(kept, loaded.report)

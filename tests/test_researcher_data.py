@@ -910,3 +910,66 @@ def test_a_sample_in_two_studio_exports_of_one_project_is_trained_and_scored_onc
     assert loaded.report.rows == 12 and loaded.report.left_out == {DUPLICATE: 4}
     assert f"1 recording(s) repeated another and were left out ({DUPLICATE})" in loaded.report.notes
     assert loaded.report.as_dict()["left_out_samples"] == {DUPLICATE: 4}
+
+
+def _studio_export(folder: Path, iat: int | None, samples: dict[str, tuple[str, str, dict]]) -> None:
+    """Write a Studio data export as Edge Impulse documents it: training/ and testing/ folders of data acquisition
+    files and an info.labels at the root listing each file's `path`, `name`, `category` and `label`.
+    samples: file name -> (category, values changed from the docs example as (old, new) text, label entry)."""
+    document = (FIXTURES / "edge_impulse_docs_example.json").read_text()  # 4 samples, 10 ms apart
+    listed = []
+    for name, (category, (old, new), label) in samples.items():
+        sample = json.loads(document.replace(old, new))
+        if iat is None:
+            del sample["protected"]["iat"]
+        else:
+            sample["protected"]["iat"] = iat  # the export signs each sample anew
+        sample["signature"] = edge_impulse.sign(sample, b"project-hmac-key")
+        (folder / category).mkdir(parents=True, exist_ok=True)
+        (folder / category / name).write_text(json.dumps(sample))
+        listed.append({"path": f"{category}/{name}", "name": name.rsplit(".", 1)[0], "category": category,
+                       "label": label})
+    (folder / "info.labels").write_text(json.dumps({"version": 1, "files": listed}))
+
+
+def test_a_sample_relabelled_in_studio_between_two_exports_is_trained_on_under_its_new_label_only(tmp_path):
+    from models.sources import DUPLICATE, RELABELLED
+
+    walk, idle = {"type": "label", "label": "walk"}, {"type": "label", "label": "idle"}
+    _studio_export(tmp_path / "november", 1761955200, {
+        "walk.s1.json": ("training", ("-9.81", "-9.81"), walk),  # the sample the researcher will relabel
+        "idle.s2.json": ("training", ("-9.81", "-9.70"), idle),  # the same in both exports
+        "walk.s3.json": ("testing", ("-9.81", "-9.60"), walk),   # split in two parts later
+    })
+    _studio_export(tmp_path / "december", 1764547200, {
+        "run.s1.json": ("training", ("-9.81", "-9.81"), {"type": "label", "label": "run"}),  # Studio: walk -> run
+        "idle.s2.json": ("training", ("-9.81", "-9.70"), idle),
+        "walk.s3.json": ("testing", ("-9.81", "-9.60"),
+                         {"type": "multi-label", "labels": [{"label": "walk", "startIndex": 0, "endIndex": 15},
+                                                            {"label": "run", "startIndex": 16, "endIndex": 30}]}),
+        "run.s4.json": ("training", ("-9.81", "-9.50"), {"type": "label", "label": "run"}),  # new since November
+    })
+
+    for order in (["november", "december"], ["december", "november"]):  # the later export wins, given first or not
+        loaded = load([str(tmp_path / folder) for folder in order], DataOptions(hmac_key=b"project-hmac-key"))
+        by_file = {(Path(r.source).parent.parent.name, Path(r.source).name): r.labels.tolist()
+                   for r in loaded.recordings}
+        assert by_file == {("december", "run.s1.json"): ["run"] * 4,
+                           (order[0], "idle.s2.json"): ["idle"] * 4,  # the same label: the copy given first
+                           ("december", "walk.s3.json"): ["walk", "walk", "run", "run"],
+                           ("december", "run.s4.json"): ["run"] * 4}
+        assert loaded.label_counts() == {"run": 10, "idle": 4, "walk": 2}
+        assert loaded.report.rows == 28 and loaded.report.left_out == {RELABELLED: 8, DUPLICATE: 4}
+        assert ("2 sample(s) relabelled since an earlier Edge Impulse export, trained on under their latest label "
+                "only (run.s1.json: walk -> run; walk.s3.json: walk -> walk+run)") in loaded.report.notes
+
+
+def test_two_exports_without_iat_keep_the_label_of_the_export_given_last(tmp_path):
+    from models.sources import RELABELLED
+
+    for export, label in (("first", "walk"), ("second", "run")):
+        _studio_export(tmp_path / export, None, {"s1.json": ("training", ("-9.81", "-9.81"),
+                                                             {"type": "label", "label": label})})
+    loaded = load([str(tmp_path / "first"), str(tmp_path / "second")])
+    assert loaded.label_counts() == {"run": 4} and loaded.report.left_out == {RELABELLED: 4}
+    assert "1 sample(s) relabelled" in loaded.report.notes[-1] and "s1.json: walk -> run" in loaded.report.notes[-1]
