@@ -2,7 +2,10 @@
 
 `read_movebank(path)` reads a Movebank CSV (plain or .gz) into one `Track` per individual: fixes with
 visible == False or no coordinates are dropped, times are UTC Unix seconds, sorted, one fix per second;
-animal and tag ids are kept as the text the study wrote ("007" stays "007").
+animal and tag ids are kept as the text the study wrote ("007" stays "007"). The file may be a study saved again
+by a spreadsheet (";" and decimal commas, a byte-order mark) or read through Movebank's API or R (`location_long`);
+a time or coordinate that does not parse is refused naming its row; only the columns a replay reads are read, a
+chunk of rows at a time.
 `MovebankReplay` plays a track as a collar would experience it: the track's first fix is moved to the
 simulation start, positions between fixes are interpolated linearly, and the behaviour is inferred
 from the speed between fixes. After the last fix the animal stays where it was last seen. A track
@@ -12,6 +15,8 @@ fix lands on a point of the reserve (`start_at`). `replay_animals` wears a colla
 
 from __future__ import annotations
 
+import gzip
+import re
 from dataclasses import dataclass
 from os import PathLike
 
@@ -39,6 +44,10 @@ REQUIRED_COLUMNS = (TIMESTAMP, LON, LAT, INDIVIDUAL)
 # Identifiers and names, read as the text the study wrote: read as numbers, animal "007" would be 7 (and
 # merge with an animal "7"), and a tag "0042" would be 42.
 TEXT_COLUMNS = (EVENT_ID, TAXON, TAG_ID, INDIVIDUAL, STUDY, NICKNAME)
+READ_COLUMNS = (*REQUIRED_COLUMNS, VISIBLE, TAXON, TAG_ID, NICKNAME)  # all a replay reads of a study's download
+# How Movebank (empty), R's write.csv (NA) and pandas spell a value that is not there.
+MISSING = frozenset({"", "na", "nan", "null", "<na>"})
+CHUNK_ROWS = 100_000  # rows read at a time
 
 # Speed between fixes (m/s) above which a replayed animal counts as forage / walk / run.
 FORAGE_ABOVE_MPS = 0.02
@@ -85,30 +94,97 @@ class Track:
         return d / float(self.time_s[i + 1] - self.time_s[i])
 
 
+def _key(name: str) -> str:
+    """An attribute name without case and punctuation: Movebank's CSV writes `location-long`, its REST API and
+    R's move2 `location_long`, R's move `location.long`."""
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
+def _separator(path: str | PathLike[str]) -> str:
+    """The field separator from the header line: "," as Movebank writes, or ";" (a spreadsheet in a locale whose
+    decimal mark is a comma saved the study again) or a tab when the header holds those and no comma."""
+    opener = gzip.open if str(path).lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+        header = f.readline()
+    counts = {sep: header.count(sep) for sep in (",", ";", "\t")}
+    return "," if counts[","] or not max(counts.values()) else max(counts, key=counts.get)
+
+
+def _numbers(text: pd.Series, decimal_comma: bool, path: object, column: str, rows: pd.Index) -> np.ndarray:
+    """The column's numbers (NaN where empty or NA); ValueError naming the file, line and column of any other
+    text that is not a number."""
+    given = text.str.strip()
+    missing = given.str.lower().isin(MISSING)
+    if decimal_comma:
+        given = given.str.replace(",", ".", regex=False)
+    values = pd.to_numeric(given.where(~missing), errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~missing.to_numpy() & ~np.isfinite(values))
+    if len(bad):
+        raise ValueError(f"{path}, row {rows[bad[0]] + 2}, column {column!r}: {text.iloc[bad[0]]!r} is not a number")
+    return values
+
+
+def _fixes(chunk: pd.DataFrame, path: object, decimal_comma: bool) -> pd.DataFrame:
+    """The visible fixes with coordinates of a chunk of rows: Unix seconds, lat, lon and the text columns."""
+    chunk = chunk.loc[~(chunk == "").all(axis=1)]  # blank lines (read as rows, so rows keep their line numbers)
+    keep = np.ones(len(chunk), dtype=bool)
+    if VISIBLE in chunk.columns:
+        keep &= chunk[VISIBLE].str.strip().str.lower().isin(("true", "1")).to_numpy()
+    lon = _numbers(chunk[LON], decimal_comma, path, LON, chunk.index)
+    lat = _numbers(chunk[LAT], decimal_comma, path, LAT, chunk.index)
+    keep &= np.isfinite(lon) & np.isfinite(lat)  # Movebank keeps events without a location (no fix)
+    outside = np.flatnonzero(keep & ((np.abs(lat) > 90) | (np.abs(lon) > 180)))
+    if len(outside):
+        i = outside[0]
+        raise ValueError(f"{path}, row {chunk.index[i] + 2}: location ({lon[i]}, {lat[i]}) is not a longitude "
+                         "and latitude in degrees")
+    fixes = chunk.loc[keep].copy()
+    fixes[LON], fixes[LAT] = lon[keep], lat[keep]
+    stamps = pd.to_datetime(fixes[TIMESTAMP].str.strip(), utc=True, format="ISO8601", errors="coerce")
+    bad = np.flatnonzero(stamps.isna().to_numpy())
+    if len(bad):
+        raise ValueError(f"{path}, row {fixes.index[bad[0]] + 2}, column {TIMESTAMP!r}: "
+                         f"{fixes[TIMESTAMP].iloc[bad[0]]!r} is not a time as Movebank writes it "
+                         "(yyyy-MM-dd HH:mm:ss.SSS, UTC)")
+    fixes["_time_s"] = ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
+    return fixes.drop(columns=[c for c in (TIMESTAMP, VISIBLE) if c in fixes.columns])
+
+
 def read_movebank(path: str | PathLike[str]) -> dict[str, Track]:
-    """Read a Movebank CSV (or .csv.gz) into {individual-local-identifier: Track}."""
-    table = pd.read_csv(path, low_memory=False, dtype=dict.fromkeys(TEXT_COLUMNS, str))
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    """Read a Movebank CSV (or .csv.gz) into {individual-local-identifier: Track}.
+
+    Movebank's attribute names, or as its REST API and R spell them (`location_long`, `location.long`); commas
+    between fields, or semicolons and decimal commas as a spreadsheet saves a study again; a UTF-8 byte-order mark.
+    Only the columns read, CHUNK_ROWS rows at a time: a study's download holds every sensor's events (acceleration
+    bursts without a location among them) beside columns a replay does not read. A time or coordinate that does
+    not parse is a ValueError naming the file, the row (1 = the header) and the column."""
+    sep = _separator(path)
+    header = list(pd.read_csv(path, nrows=0, sep=sep).columns)
+    by_key: dict[str, str] = {}
+    for name in header:
+        by_key.setdefault(_key(name), name)
+    names = {a: a if a in header else by_key[_key(a)] for a in READ_COLUMNS if a in header or _key(a) in by_key}
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
-        raise ValueError(f"{path}: not a Movebank CSV, missing columns {missing}")
-    return tracks_from_table(table)
+        raise ValueError(f"{path}: not a Movebank CSV, missing columns {missing}; the file has {header}")
+    chunks = pd.read_csv(path, sep=sep, usecols=list(names.values()), dtype=str, keep_default_na=False,
+                         skip_blank_lines=False, chunksize=CHUNK_ROWS)
+    renamed = {column: attribute for attribute, column in names.items()}
+    parts = [_fixes(chunk.rename(columns=renamed), path, sep != ",") for chunk in chunks]
+    return tracks_from_table(pd.concat(parts) if parts else pd.DataFrame(columns=[*names, "_time_s"]))
 
 
 def tracks_from_table(table: pd.DataFrame) -> dict[str, Track]:
-    """Split a Movebank table into per-individual Tracks (drops invisible and coordinate-less fixes)."""
-    keep = table[LON].notna() & table[LAT].notna()
-    if VISIBLE in table.columns:
-        keep &= table[VISIBLE].astype(str).str.lower().isin(("true", "1"))
-    table = table.loc[keep].copy()
-    stamps = pd.to_datetime(table[TIMESTAMP], utc=True, format="mixed")
-    table["_time_s"] = (stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    """Split a table of fixes (`_fixes`: Unix seconds in `_time_s`) into per-individual Tracks, sorted by time,
+    one fix a second; events of no individual (a tag before or after its deployment) are no animal's."""
+    table = table.loc[~table[INDIVIDUAL].str.strip().str.lower().isin(MISSING)]
     tracks = {}
     for individual, rows in table.groupby(INDIVIDUAL, sort=True):
-        rows = rows.sort_values("_time_s").drop_duplicates("_time_s", keep="first")
+        rows = rows.sort_values("_time_s", kind="stable").drop_duplicates("_time_s", keep="first")
         tracks[str(individual)] = Track(
             individual=str(individual),
-            taxon=str(rows[TAXON].iloc[0]) if TAXON in rows else "",
-            tag_id=str(rows[TAG_ID].iloc[0]) if TAG_ID in rows else "",
+            taxon=_first_text(rows, TAXON),
+            tag_id=_first_text(rows, TAG_ID),
             time_s=rows["_time_s"].to_numpy(dtype=np.int64),
             lat=rows[LAT].to_numpy(dtype=float),
             lon=rows[LON].to_numpy(dtype=float),

@@ -6,6 +6,7 @@ import gzip
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simulator.animals import AnimalIdentity
@@ -123,3 +124,108 @@ def test_a_track_from_elsewhere_moves_into_the_reserve_keeping_its_shape():
 def test_centring_needs_a_reserve():
     with pytest.raises(ValueError, match="reserve"):
         replay_animals(read_movebank(FIXTURE), SIM_START, start_in_reserve=True)
+
+
+def _tracks_as_read(tracks) -> dict:
+    return {name: (t.time_s.tolist(), t.lat.tolist(), t.lon.tolist(), t.taxon, t.tag_id) for name, t in tracks.items()}
+
+
+def test_a_study_saved_again_by_a_european_spreadsheet_replays_as_the_download_does(tmp_path):
+    # Excel in a locale whose decimal mark is a comma saves ";" between fields, "37,58" and, as "CSV UTF-8", a
+    # byte-order mark; a name holding the separator comes quoted; times lose their milliseconds on some rows.
+    header, *rows = FIXTURE.read_text().splitlines()
+    saved = [header.replace(",", ";")]
+    for row in rows:
+        cells = row.split(",")
+        cells[3], cells[4] = cells[3].replace(".", ","), cells[4].replace(".", ",")
+        cells[2] = cells[2].replace(":00.000", ":00") if cells[0] in ("2", "6") else cells[2]
+        cells[9] = '"Tiny; the Walker"' if cells[9] == "Tiny Walker" else cells[9]
+        saved.append(";".join(cells))
+    path = tmp_path / "study.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + ("\r\n".join(saved) + "\r\n").encode())
+
+    tracks = _tracks_as_read(read_movebank(path))
+    download = _tracks_as_read(read_movebank(FIXTURE))
+    assert tracks == {"Tiny; the Walker" if k == "Tiny Walker" else k: v for k, v in download.items()}
+
+
+def test_a_study_read_through_movebanks_api_or_r_replays_as_the_download_does(tmp_path):
+    # Movebank's REST API and R's move2 write the attributes with underscores, R's move with dots.
+    text = FIXTURE.read_text()
+    header, body = text.split("\n", 1)
+    for mark in ("_", "."):
+        path = tmp_path / f"study{mark}csv"
+        path.write_text(header.replace("-", mark) + "\n" + body.replace(",True,", ",TRUE,").replace(",False,",
+                                                                                                  ",FALSE,"))
+        assert _tracks_as_read(read_movebank(path)) == _tracks_as_read(read_movebank(FIXTURE))
+
+
+@pytest.mark.parametrize(("event", "old", "new", "expected"), [
+    ("6", "2014-01-23 13:00:00.000", "2014-01-32 13:00:00.000",
+     r"row 8, column 'timestamp': '2014-01-32 13:00:00.000' is not a time as Movebank writes it"),
+    ("6", "2014-01-23 13:00:00.000", "", r"row 8, column 'timestamp': '' is not a time"),
+    ("6", "0.5780938", "0.5780938x", r"row 8, column 'location-lat': '0.5780938x' is not a number"),
+    ("6", "37.5801000", "237.5801000", r"row 8: location \(237.5801, 0.5780938\) is not a longitude and latitude"),
+])
+def test_a_study_whose_time_or_place_does_not_parse_is_refused_naming_its_row(tmp_path, monkeypatch, event, old,
+                                                                              new, expected):
+    # Read a few rows at a time, with a blank line before it: the row is still the line of the file.
+    from simulator import movebank
+
+    monkeypatch.setattr(movebank, "CHUNK_ROWS", 2)
+    header, *rows = FIXTURE.read_text().splitlines()
+    rows = [row.replace(old, new) if row.startswith(f"{event},") else row for row in rows]
+    path = tmp_path / "study.csv"
+    path.write_text("\n".join([header, *rows[:4], "", *rows[4:]]) + "\n")
+    with pytest.raises(ValueError, match=rf"study.csv, {expected}"):
+        read_movebank(path)
+
+
+def _study_download(path: Path, bursts_per_fix: int) -> Path:
+    """A study's whole Movebank download: hourly GPS fixes of two elephants, each followed by e-obs acceleration
+    bursts (no location, a long eobs:accelerations-raw text) and columns a replay does not read."""
+    lines = ["event-id,visible,timestamp,location-long,location-lat,eobs:accelerations-raw,"
+             "eobs:acceleration-sampling-frequency-per-axis,sensor-type,individual-taxon-canonical-name,"
+             "tag-local-identifier,individual-local-identifier,study-name"]
+    rng = np.random.default_rng(3)
+    event = 0
+    for hour in range(300):
+        for tag, animal in ((901, "Tiny Walker"), (902, "Tiny Sleeper")):
+            stamp = f"2014-{1 + hour // 720:02d}-{1 + hour // 24 % 30:02d} {hour % 24:02d}:00:00.000"
+            event += 1
+            lines.append(f"{event},true,{stamp},{37.58 + hour * 1e-4:.7f},0.5700000,,,gps,Loxodonta africana,{tag},"
+                         f"{animal},Study")
+            for _ in range(bursts_per_fix):
+                raw = " ".join(map(str, rng.integers(1800, 2400, 600)))  # 200 samples of X, Y and Z
+                event += 1
+                lines.append(f"{event},true,{stamp},,,{raw},10.54,acceleration,Loxodonta africana,{tag},{animal},"
+                             "Study")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_studys_whole_download_replays_in_about_the_memory_of_its_fixes(tmp_path, monkeypatch):
+    import tracemalloc
+
+    import pyarrow as pa
+
+    from simulator import movebank
+
+    monkeypatch.setattr(movebank, "CHUNK_ROWS", 500)
+    fixes_only = _study_download(tmp_path / "gps.csv", bursts_per_fix=0)
+    whole = _study_download(tmp_path / "study.csv", bursts_per_fix=5)  # the bursts: 99 % of the file's text
+    read_movebank(fixes_only)  # once before measuring, so what pandas imports on its first read is not counted
+    peaks, read = [], []
+    default_pool = pa.default_memory_pool()
+    for path in (fixes_only, whole):
+        pool = pa.proxy_memory_pool(default_pool)  # pandas keeps text in Arrow memory, which tracemalloc does not see
+        pa.set_memory_pool(pool)
+        tracemalloc.start()
+        try:
+            read.append(_tracks_as_read(read_movebank(path)))
+            peaks.append(tracemalloc.get_traced_memory()[1] + pool.max_memory())
+        finally:
+            tracemalloc.stop()
+            pa.set_memory_pool(default_pool)
+    assert read[0] == read[1] and [len(times) for times, *_ in read[1].values()] == [300, 300]
+    assert peaks[1] < 2 * peaks[0]
