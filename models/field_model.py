@@ -14,7 +14,7 @@ import numpy as np
 
 from collar_firmware import classifier
 from models.honest import model_spelling, scores
-from models.recordings import DataError, Loaded, LoadReport
+from models.recordings import DataError, Loaded, LoadReport, Recording
 from models.windowing import WindowSettings, make_windows
 
 
@@ -59,16 +59,31 @@ def field_scores(blob: bytes, loaded: Loaded, axes: str = "x,y,z") -> dict:
 TRAINED_ON = "recordings this model was trained on (an honest score needs data it never saw)"
 
 
+def trained_on(record: dict | None) -> set[str] | None:
+    """Return what a registry entry's record says its model was trained on: each recording's digest and, from
+    models registered since it was written, its content digest (its data whatever its labels); None without an
+    entry."""
+    if record is None:
+        return None
+    dataset = record.get("dataset", {})
+    return set(dataset.get("recording_digests", [])) | set(dataset.get("recording_contents", []))
+
+
+def _seen(recording: Recording, trained_on: set[str]) -> bool:
+    return recording.digest() in trained_on or recording.content_digest() in trained_on
+
+
 def evaluate_model(blob: bytes, loaded: Loaded, axes: str = "x,y,z", trained_on: set[str] | None = None) -> dict:
-    """Return field_scores of a model on the recordings it was not trained on (trained_on: their digests, from
-    its registry entry); the recordings it was trained on are left out and counted, never scored."""
-    seen = [r for r in loaded.recordings if r.digest() in trained_on] if trained_on else []
+    """Return field_scores of a model on the recordings it was not trained on (trained_on: their digests or
+    content digests, from its registry entry: `trained_on`); the recordings it was trained on, relabelled since or
+    not, are left out and counted, never scored."""
+    seen = [r for r in loaded.recordings if _seen(r, trained_on)] if trained_on else []
     if not seen:
         return field_scores(blob, loaded, axes)
     report = LoadReport()
     report.merge(loaded.report)
     report.leave_out(TRAINED_ON, sum(len(r) for r in seen))
-    unseen = Loaded([r for r in loaded.recordings if r.digest() not in trained_on], report)
+    unseen = Loaded([r for r in loaded.recordings if not _seen(r, trained_on)], report)
     left_out = {"trained_on_recordings": len(seen), "left_out_samples": dict(report.left_out)}
     if not unseen.recordings:
         model = classifier.Model.from_bytes(blob)

@@ -124,8 +124,18 @@ class Recording:
         """Return a short SHA-256 of the samples, labels, rate and start time: the same recording loaded again
         has the same digest, so a model's registry entry knows which recordings it was trained on (and two
         bouts that only look alike, at other times, never share one)."""
+        return self._hash(with_labels=True)
+
+    def content_digest(self) -> str:
+        """Return a short SHA-256 of the samples, rate and start time, not the labels: the data a model learnt
+        from, which stays the data it has seen when a label is changed afterwards (a sample relabelled in Edge
+        Impulse Studio)."""
+        return self._hash(with_labels=False)
+
+    def _hash(self, with_labels: bool) -> str:
         h = hashlib.sha256(np.ascontiguousarray(self.samples_mg, dtype=np.float64).tobytes())
-        h.update("\x1f".join(map(str, self.labels)).encode())
+        if with_labels:
+            h.update("\x1f".join(map(str, self.labels)).encode())
         h.update(repr((round(float(self.rate_hz), 6), round(float(self.start_s), 6))).encode())
         return h.hexdigest()[:16]
 

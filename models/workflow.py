@@ -34,7 +34,7 @@ from models import registry as model_registry
 from models.boosted import CollarBoost
 from models.c_export import write_c
 from models.estimator import CollarForest
-from models.field_model import evaluate_model
+from models.field_model import evaluate_model, trained_on
 from models.honest import Folds, choose_folds, out_of_fold, scores
 from models.recordings import DataError, Loaded
 from models.windowing import Windows, WindowSettings, make_windows
@@ -285,9 +285,7 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
     # A field model trained on these recordings (a promoted model installed as the shipped one) would be
     # scored in-sample against the collar model's out-of-fold figures: it is scored on the others only.
     field_entry = model_registry.entry_of_blob(field_blob, registry)
-    field = evaluate_model(field_blob, loaded, s.axes,
-                           set(field_entry.record.get("dataset", {}).get("recording_digests", [])) if field_entry
-                           else None)
+    field = evaluate_model(field_blob, loaded, s.axes, trained_on(field_entry.record if field_entry else None))
 
     step("final model on all windows")
     with sklearn.config_context(enable_metadata_routing=True):
@@ -362,7 +360,8 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
         entry = model_registry.register(blob, {
             "dataset": {"fingerprint": result["dataset_fingerprint"], "files": result["data"]["files"],
                         "windows": len(windows), "left_out_samples": result["data"]["left_out_samples"],
-                        "recording_digests": sorted({r.digest() for r in loaded.recordings})},
+                        "recording_digests": sorted({r.digest() for r in loaded.recordings}),
+                        "recording_contents": sorted({r.content_digest() for r in loaded.recordings})},
             "settings": {**result["settings"], "chosen": result["chosen"], "seed": options.seed},
             "metrics": {k: result[k] for k in ("macro_f1", "cv", "folds", "windows", "per_class_f1",
                                                  "baseline_macro_f1", "ratio", "field_macro_f1")},

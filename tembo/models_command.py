@@ -178,12 +178,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         from collar_firmware import classifier
         from models import registry as model_registry
-        from models.field_model import evaluate_model
+        from models.field_model import evaluate_model, trained_on
 
         blob = _blob_of(args.model, args.registry) if args.model else classifier.read_default_blob()
         entry = model_registry.entry_of_blob(blob, args.registry)
-        trained_on = set(entry.record.get("dataset", {}).get("recording_digests", [])) if entry else None
-        figures = evaluate_model(blob, loaded, args.axes, trained_on)
+        figures = evaluate_model(blob, loaded, args.axes, trained_on(entry.record if entry else None))
     if args.json:
         print(json.dumps(figures))
     else:

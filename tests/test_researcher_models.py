@@ -193,6 +193,40 @@ def test_researcher_evaluating_a_model_on_its_own_training_data_gets_no_in_sampl
     assert json.loads(capsys.readouterr().out)["macro_f1"] == mixed["macro_f1"]
 
 
+def test_a_sample_relabelled_in_studio_since_a_model_was_trained_on_it_is_still_not_scored_in_sample(tmp_path,
+                                                                                                       capsys):
+    # The model learnt November's export; in December the researcher relabels one of its samples in Studio and
+    # evaluates the model on December's export: that sample's data is still data the model has seen.
+    from models import edge_impulse
+    from models.workflow import TrainOptions, train
+
+    reg = tmp_path / "registry"
+    season1 = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=21)
+    season2 = simulated_recordings(n_animals=2, bouts_per_behaviour=1, bout_s=12, rate_hz=25, seed=22)
+    november = edge_impulse.export_edge_impulse(season1, tmp_path / "november")
+    options = TrainOptions(WindowSettings(window_s=4), grid=((4, 4, 1, None, None),), boosted_grid=(),
+                           baseline_trees=10, learning_curve=False)
+    trained = train(load([str(tmp_path / "november")]), options, tmp_path / "out", reg)
+
+    december = tmp_path / "december"
+    edge_impulse.export_edge_impulse(season2, december)
+    listed = json.loads((december / "info.labels").read_text())
+    for path in november:  # Studio exports every sample again, one of them under its new label
+        (december / f"n_{path.name}").write_text(path.read_text())
+        listed["files"].append({"path": f"n_{path.name}", "name": path.stem, "category": "training",
+                                "label": {"type": "label", "label": path.name.split(".")[0]}})
+    relabelled = next(item for item in listed["files"] if item["path"] == f"n_{november[0].name}")
+    relabelled["label"]["label"] = next(c for c in ("rest", "forage", "walk", "run")
+                                        if c != relabelled["label"]["label"])
+    (december / "info.labels").write_text(json.dumps(listed))
+
+    assert main(["models", "evaluate", str(december), "--model", trained["model_id"], "--registry", str(reg),
+                 "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["trained_on_recordings"] == len(november)  # the relabelled sample among them
+    assert figures["windows"] == 2 * 4 * 3  # December's new samples only: animals x behaviours x 4 s windows in 12 s
+
+
 def test_a_field_model_trained_on_the_same_recordings_is_not_scored_on_them_beside_the_new_model(tmp_path):
     from models.workflow import TrainOptions, train
 
