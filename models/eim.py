@@ -219,7 +219,11 @@ def evaluate_eim(eim_path: str | Path, loaded: Loaded, axes: str = "x,y,z", seed
     folds = choose_folds(stub, seed)
     per_fold = []
     for _train, test in folds.splitter.split(stub.features, stub.labels, folds.groups):
-        per_fold.append(scores(truth[test], predicted[test], classes, animals[test])["macro_f1"])
+        # A fold is scored on the classes it holds or predicts: an animal that never ran has no "run" window, and
+        # an F1 of 0 for a class with nothing to find and nothing found would be no failure of the model there.
+        in_fold = set(truth[test].tolist()) | set(predicted[test].tolist())
+        fold_classes = tuple(c for c in classes if c in in_fold)
+        per_fold.append(scores(truth[test], predicted[test], fold_classes, animals[test])["macro_f1"])
     figures = scores(truth, predicted, classes, animals)
     return {"eim": str(eim_path), "project": info.get("project"), "labels": params.get("labels"),
             "frequency_hz": rate, "window_samples": n, "collar_rate": int(rate) in COLLAR_RATES_HZ,

@@ -368,6 +368,27 @@ def test_any_eim_is_scored_on_our_folds_like_the_collar_model(tmp_path):
     assert through_runner["macro_f1"] == on_collar["macro_f1"]
 
 
+def test_an_eims_fold_of_an_animal_that_never_ran_is_scored_on_what_it_did_not_on_a_class_it_lacks(tmp_path):
+    # A calf seen resting, foraging and walking but never running: its held-out fold has no "run" window, and
+    # a class with no window and no prediction in the fold is no failure of the model there.
+    from sklearn.metrics import f1_score
+
+    from models.windowing import make_windows
+
+    eim = export_eim(SHIPPED.read_bytes(), tmp_path / "shipped.eim")
+    herd = simulated_recordings(n_animals=3, bouts_per_behaviour=1, bout_s=20, seed=6)
+    calf = [r for r in herd.recordings if r.animal == "animal-03" and r.labels[0] != "run"]
+    study = Loaded([r for r in herd.recordings if r.animal != "animal-03"] + calf, herd.report)
+    figures = evaluate_eim(eim, study)
+    assert figures["cv"] == "leave_one_animal_out" and len(figures["per_fold_macro_f1"]) == 3
+
+    model = classifier.Model.from_bytes(SHIPPED.read_bytes())
+    windows = make_windows(Loaded(calf, herd.report), WindowSettings(window_s=model.window_s, rate_hz=model.rate_hz))
+    truth, predicted = windows.label_names(), predict_blob(SHIPPED.read_bytes(), windows.features)
+    assert "run" not in set(truth)
+    assert figures["per_fold_macro_f1"][2] == round(float(f1_score(truth, predicted, average="macro")), 4)
+
+
 def test_field_model_and_an_eim_are_scored_on_a_researchers_capitalised_labels_as_on_their_own_spelling(tmp_path):
     herd = simulated_recordings(n_animals=3, bouts_per_behaviour=1, bout_s=20, seed=6)
     capitalised = Loaded([replace(r, labels=np.char.capitalize(r.labels)) for r in herd.recordings], herd.report)
