@@ -129,10 +129,11 @@ def label_from_name(path: Path) -> str:
     return label or path.name.split(".", 1)[0]
 
 
-def studio_labels(files: list[Path]) -> dict[Path, dict]:
-    """Return {sample file: its `label` entry} from the info.labels files beside the samples or one folder up
+def listed_samples(files: list[Path]) -> list[tuple[str, tuple[Path, Path], dict]]:
+    """Return (the sample's `path` in info.labels, the sample file it means: its path from there or, failing that, its name beside
+    it, the `label` entry) for every sample the info.labels files beside the samples or one folder up list
     (Studio's data export puts one at its root and may put one in each of training/ and testing/)."""
-    found: dict[Path, dict] = {}
+    listed_ones = []
     folders = {f.parent for f in files} | {f.parent.parent for f in files}
     for labels_file in sorted(folder / LABELS_FILE for folder in folders if (folder / LABELS_FILE).is_file()):
         try:
@@ -141,9 +142,30 @@ def studio_labels(files: list[Path]) -> dict[Path, dict]:
             raise DataError(str(labels_file), f"not an Edge Impulse info.labels file: {err}") from None
         for item in listed if isinstance(listed, list) else []:
             if isinstance(item, dict) and isinstance(item.get("path"), str):
-                for candidate in (labels_file.parent / item["path"], labels_file.parent / Path(item["path"]).name):
-                    found.setdefault(candidate.resolve(), {**(item.get("label") or {}), "_from": str(labels_file)})
+                candidates = (labels_file.parent / item["path"], labels_file.parent / Path(item["path"]).name)
+                listed_ones.append((item["path"], candidates, {**(item.get("label") or {}), "_from": str(labels_file)}))
+    return listed_ones
+
+
+def studio_labels(files: list[Path]) -> dict[Path, dict]:
+    """Return {sample file: its `label` entry} from the info.labels files beside the samples or one folder up."""
+    found: dict[Path, dict] = {}
+    for _path, candidates, spec in listed_samples(files):
+        for candidate in candidates:
+            found.setdefault(candidate.resolve(), spec)
     return found
+
+
+def missing_samples(paths: list[str | Path], files: list[Path]) -> list[str]:
+    """Return the samples an info.labels lists in the folders given (and their training/ and testing/) that are
+    not there (an export unzipped in part), each as its path in info.labels, once."""
+    have = {f.resolve() for f in files}
+    folders = {(Path(p) / sub).resolve() for p in paths if Path(p).is_dir() for sub in ("", *EXPORT_FOLDERS)}
+    missing: dict[Path, str] = {}
+    for path, candidates, _spec in listed_samples(files):
+        if not any(c.resolve() in have for c in candidates) and candidates[0].parent.resolve() in folders:
+            missing.setdefault(candidates[0].resolve(), path)
+    return list(missing.values())
 
 
 def sample_id(animal: str | None, rate_hz: float, samples_mg: np.ndarray) -> str:
@@ -204,6 +226,10 @@ def load_edge_impulse(paths: list[str | Path], hmac_key: bytes | None = None) ->
     if unverified:
         loaded.report.notes.append(f"{unverified} Edge Impulse file(s) with signatures not verified (no HMAC key "
                                    "given, or alg none)")
+    missing = missing_samples(paths, files)
+    if missing:
+        loaded.report.notes.append(f"{len(missing)} sample(s) listed in info.labels are not in the export (e.g. "
+                                   f"{', '.join(missing[:3])}): an export unzipped in part? Not trained on")
     return loaded
 
 

@@ -973,3 +973,23 @@ def test_two_exports_without_iat_keep_the_label_of_the_export_given_last(tmp_pat
     loaded = load([str(tmp_path / "first"), str(tmp_path / "second")])
     assert loaded.label_counts() == {"run": 4} and loaded.report.left_out == {RELABELLED: 4}
     assert "1 sample(s) relabelled" in loaded.report.notes[-1] and "s1.json: walk -> run" in loaded.report.notes[-1]
+
+
+def test_a_studio_export_unzipped_in_part_tells_the_researcher_which_listed_samples_are_missing(tmp_path):
+    idle, walk = {"type": "label", "label": "idle"}, {"type": "label", "label": "walk"}
+    _studio_export(tmp_path / "export", 1764547200, {
+        "idle.s1.json": ("training", ("-9.81", "-9.81"), idle),
+        "walk.s2.json": ("training", ("-9.81", "-9.70"), walk),
+        "walk.s3.json": ("testing", ("-9.81", "-9.60"), walk),
+    })
+    (tmp_path / "export" / "training" / "walk.s2.json").unlink()  # the unzip stopped short
+    loaded = load([str(tmp_path / "export")])
+    assert loaded.label_counts() == {"idle": 4, "walk": 4}
+    assert ("1 sample(s) listed in info.labels are not in the export (e.g. training/walk.s2.json): an export "
+            "unzipped in part? Not trained on") in loaded.report.notes
+    # Only the samples of the folders given are missed: a researcher training on testing/ alone, or on one file
+    # of training/, is told nothing of the others the root info.labels lists.
+    assert not any("not in the export" in note for note in load([str(tmp_path / "export" / "testing")]).report.notes)
+    one_file = load([str(tmp_path / "export" / "training" / "idle.s1.json")])
+    assert one_file.label_counts() == {"idle": 4}
+    assert not any("not in the export" in note for note in one_file.report.notes)
