@@ -10,12 +10,14 @@ chunk of rows at a time.
 simulation start, positions between fixes are interpolated linearly, and the behaviour is inferred
 from the speed between fixes. After the last fix the animal stays where it was last seen. A track
 from elsewhere (Salif Keita ranged in Mali) can be moved, shape and speed intact, so that its first
-fix lands on a point of the reserve (`start_at`). `replay_animals` wears a collar on each track.
+fix lands on a point of the reserve (`start_at`). `replay_animals` wears a collar on each track of two fixes or
+more (a shorter one, a tag that failed, is logged and left out).
 """
 
 from __future__ import annotations
 
 import gzip
+import logging
 import re
 from dataclasses import dataclass
 from os import PathLike
@@ -26,6 +28,8 @@ import pandas as pd
 from collar_firmware.codec import BEHAVIOURS
 from simulator.animals import AnimalIdentity, AnimalState, demo_dev_eui, demo_device_id
 from simulator.reserve import Reserve, distance_m
+
+log = logging.getLogger(__name__)
 
 # Movebank CSV columns Tembo reads.
 EVENT_ID = "event-id"
@@ -221,14 +225,21 @@ def replay_animals(
     first_index: int = 0,
     spacing_m: float = 3000.0,
 ) -> list[MovebankReplay]:
-    """One MovebankReplay per track, with demo device ids from first_index (tracks sorted by individual).
+    """One MovebankReplay per track of two fixes or more (a shorter one is logged and left out), with demo device
+    ids from first_index (tracks sorted by individual).
 
     start_in_reserve moves each track so it starts near the reserve's centre (needs reserve), the
     animals spaced spacing_m apart from west to east.
     """
     if start_in_reserve and reserve is None:
         raise ValueError("start_in_reserve needs a reserve")
-    ordered = sorted(tracks.values() if isinstance(tracks, dict) else tracks, key=lambda t: t.individual)
+    ordered = []
+    for track in sorted(tracks.values() if isinstance(tracks, dict) else tracks, key=lambda t: t.individual):
+        if len(track) < 2:  # a tag that failed after its first fix: the study's other animals still replay
+            log.warning("movebank track too short to replay, left out",
+                        extra={"individual": track.individual, "tag": track.tag_id, "fixes": len(track)})
+            continue
+        ordered.append(track)
     animals = []
     for k, track in enumerate(ordered):
         i = first_index + k

@@ -229,3 +229,15 @@ def test_a_studys_whole_download_replays_in_about_the_memory_of_its_fixes(tmp_pa
             pa.set_memory_pool(default_pool)
     assert read[0] == read[1] and [len(times) for times, *_ in read[1].values()] == [300, 300]
     assert peaks[1] < 2 * peaks[0]
+
+
+def test_a_study_with_a_tag_that_failed_after_its_first_fix_replays_its_other_animals(tmp_path, caplog):
+    header, *rows = FIXTURE.read_text().splitlines()
+    failed = next(row for row in rows if ",Tiny Sleeper," in row).replace("902,Tiny Sleeper", "903,Tiny Dropout")
+    path = tmp_path / "study.csv"
+    path.write_text("\n".join([header, *rows, failed]) + "\n")
+    with caplog.at_level("WARNING", logger="simulator.movebank"):
+        replays = replay_animals(read_movebank(path), SIM_START, demo_reserve(), start_in_reserve=True)
+    assert [replay.identity.name for replay in replays] == ["Tiny Sleeper", "Tiny Walker"]
+    dropped = [r for r in caplog.records if r.getMessage() == "movebank track too short to replay, left out"]
+    assert [(r.individual, r.tag, r.fixes) for r in dropped] == [("Tiny Dropout", "903", 1)]
