@@ -32,6 +32,7 @@ import hmac
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,7 @@ def load_edge_impulse(paths: list[str | Path], hmac_key: bytes | None = None) ->
         unverified += not verified
         if recording.labels is None:
             loaded.report.leave_out(UNLABELED, len(recording.samples_mg))
+            loaded.withdrawn.append(replace(recording, labels=np.full(len(recording.samples_mg), "")))
             continue
         loaded.recordings.append(recording)
     if unverified:

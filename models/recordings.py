@@ -173,10 +173,14 @@ class Loaded:
 
     recordings: list[Recording]
     report: LoadReport
+    # Samples a labelling tool marks unlabeled (Edge Impulse's info.labels): never trained on (counted as left out
+    # in the report), but one withdraws the label an earlier export gave the same sample (sample_id).
+    withdrawn: list[Recording] = field(default_factory=list)
 
     def extend(self, other: Loaded) -> None:
-        """Append another source's recordings and report."""
+        """Append another source's recordings, withdrawn samples and report."""
         self.recordings += other.recordings
+        self.withdrawn += other.withdrawn
         self.report.merge(other.report)
 
     @property

@@ -72,8 +72,10 @@ def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
         raise DataError("DATA", "give at least one file, folder, dataset TOML or 'simulated'")
     loaded = Loaded([], LoadReport())
     origins: list[int] = []  # the DATA path (one Edge Impulse export) each recording came from
+    withdrawn_origins: list[int] = []  # and each sample marked unlabeled
     for number, path in enumerate(paths):
         origins += [number - 1] * (len(loaded.recordings) - len(origins))  # the path before this one
+        withdrawn_origins += [number - 1] * (len(loaded.withdrawn) - len(withdrawn_origins))
         kind = _kind(str(path), options.fmt)
         if kind == "simulated":
             seed = int(str(path).partition(":")[2] or 0)
@@ -93,7 +95,8 @@ def load(paths: list[str], options: DataOptions | None = None) -> Loaded:
             loaded.extend(csv_source.load_csv([path], columns, units=options.units or "g",
                                               rate_hz=options.rate_hz, split_gaps=options.split_gaps))
     origins += [len(paths) - 1] * (len(loaded.recordings) - len(origins))
-    return without_duplicates(loaded, origins)
+    withdrawn_origins += [len(paths) - 1] * (len(loaded.withdrawn) - len(withdrawn_origins))
+    return without_duplicates(loaded, origins, withdrawn_origins)
 
 
 DUPLICATE = ("recordings repeated (same animal, samples, labels and rate as one kept: a file given twice, duplicate "
@@ -108,21 +111,24 @@ def _label_text(labels) -> str:
     return "+".join(dict.fromkeys(map(str, labels)))
 
 
-def _is_later(new: Recording, old: Recording) -> bool:
+def _is_later(new: Recording, old: Recording, new_origin: int = 0, old_origin: int = 0) -> bool:
     """Return True when new holds the later label of one sample: the later `labelled_at` (an Edge Impulse export's
-    iat) when both have one and they differ, else the one given later."""
+    iat) when both have one and they differ, else the one given later (origins: the DATA paths they came from)."""
     if new.labelled_at is not None and old.labelled_at is not None and new.labelled_at != old.labelled_at:
         return new.labelled_at > old.labelled_at
-    return True
+    return new_origin >= old_origin
 
 
-def without_duplicates(loaded: Loaded, origins: list[int] | None = None) -> Loaded:
+def without_duplicates(loaded: Loaded, origins: list[int] | None = None,
+                       withdrawn_origins: list[int] | None = None) -> Loaded:
     """Return loaded with each recording once: a copy would sit in training and test of bout-grouped folds
     (a duplicate Movebank record, a file named twice) and score what the model has already seen. A labelling
     tool's sample met under two labels in two exports (origins: the export of each recording; relabelled in Edge
     Impulse Studio between them) is kept once, under its latest label, and the report says how many samples were
-    relabelled. Two samples of one content under two labels in one export are two samples, both kept."""
+    relabelled; marked unlabeled in the later export (loaded.withdrawn, from withdrawn_origins), it is not trained
+    on. Two samples of one content under two labels in one export are two samples, both kept."""
     origins = origins if origins is not None else [0] * len(loaded.recordings)
+    withdrawn_origins = withdrawn_origins if withdrawn_origins is not None else [0] * len(loaded.withdrawn)
     seen: set[tuple[str | None, str]] = set()
     samples: dict[str, int] = {}  # sample_id -> its place in kept
     came_from: list[int] = []  # the origin of each kept recording
@@ -152,11 +158,22 @@ def without_duplicates(loaded: Loaded, origins: list[int] | None = None) -> Load
             samples.setdefault(recording.sample_id, len(kept))
         kept.append(recording)
         came_from.append(origin)
+    now = {i: (Path(kept[at].source).name, _label_text(kept[at].labels)) for i, at in samples.items()}
+    gone: set[int] = set()
+    for sample, origin in zip(loaded.withdrawn, withdrawn_origins, strict=True):
+        at = samples.get(sample.sample_id)
+        if at is None or at in gone or came_from[at] == origin or not _is_later(sample, kept[at], origin,
+                                                                                  came_from[at]):
+            continue
+        loaded.report.leave_out(RELABELLED, len(kept[at]))
+        relabelled.setdefault(sample.sample_id, _label_text(kept[at].labels))
+        now[sample.sample_id] = (Path(sample.source).name, "unlabeled")
+        gone.add(at)
+    kept = [recording for at, recording in enumerate(kept) if at not in gone]
     if repeated:
         loaded.report.notes.append(f"{repeated} recording(s) repeated another and were left out ({DUPLICATE})")
     if relabelled:
-        examples = "; ".join(f"{Path(kept[samples[i]].source).name}: {was} -> {_label_text(kept[samples[i]].labels)}"
-                             for i, was in list(relabelled.items())[:RELABEL_EXAMPLES])
+        examples = "; ".join(f"{now[i][0]}: {was} -> {now[i][1]}" for i, was in list(relabelled.items())[:RELABEL_EXAMPLES])
         more = f"; and {len(relabelled) - RELABEL_EXAMPLES} more" if len(relabelled) > RELABEL_EXAMPLES else ""
         loaded.report.notes.append(f"{len(relabelled)} sample(s) relabelled since an earlier Edge Impulse export, "
                                    f"trained on under their latest label only ({examples}{more})")

@@ -940,6 +940,7 @@ def test_a_sample_relabelled_in_studio_between_two_exports_is_trained_on_under_i
         "walk.s1.json": ("training", ("-9.81", "-9.81"), walk),  # the sample the researcher will relabel
         "idle.s2.json": ("training", ("-9.81", "-9.70"), idle),  # the same in both exports
         "walk.s3.json": ("testing", ("-9.81", "-9.60"), walk),   # split in two parts later
+        "idle.s5.json": ("training", ("-9.81", "-9.40"), idle),  # found to be noise later
     })
     _studio_export(tmp_path / "december", 1764547200, {
         "run.s1.json": ("training", ("-9.81", "-9.81"), {"type": "label", "label": "run"}),  # Studio: walk -> run
@@ -948,6 +949,7 @@ def test_a_sample_relabelled_in_studio_between_two_exports_is_trained_on_under_i
                          {"type": "multi-label", "labels": [{"label": "walk", "startIndex": 0, "endIndex": 15},
                                                             {"label": "run", "startIndex": 16, "endIndex": 30}]}),
         "run.s4.json": ("training", ("-9.81", "-9.50"), {"type": "label", "label": "run"}),  # new since November
+        "idle.s5.json": ("training", ("-9.81", "-9.40"), {"type": "unlabeled"}),  # withdrawn from training
     })
 
     for order in (["november", "december"], ["december", "november"]):  # the later export wins, given first or not
@@ -959,9 +961,11 @@ def test_a_sample_relabelled_in_studio_between_two_exports_is_trained_on_under_i
                            ("december", "walk.s3.json"): ["walk", "walk", "run", "run"],
                            ("december", "run.s4.json"): ["run"] * 4}
         assert loaded.label_counts() == {"run": 10, "idle": 4, "walk": 2}
-        assert loaded.report.rows == 28 and loaded.report.left_out == {RELABELLED: 8, DUPLICATE: 4}
-        assert ("2 sample(s) relabelled since an earlier Edge Impulse export, trained on under their latest label "
-                "only (run.s1.json: walk -> run; walk.s3.json: walk -> walk+run)") in loaded.report.notes
+        assert loaded.report.rows == 36 and loaded.report.left_out == {RELABELLED: 12, DUPLICATE: 4,
+                                                                        edge_impulse.UNLABELED: 4}
+        assert ("3 sample(s) relabelled since an earlier Edge Impulse export, trained on under their latest label "
+                "only (run.s1.json: walk -> run; walk.s3.json: walk -> walk+run; idle.s5.json: idle -> unlabeled)"
+                ) in loaded.report.notes
 
 
 def test_two_exports_without_iat_keep_the_label_of_the_export_given_last(tmp_path):
