@@ -226,6 +226,11 @@ def promote(model_id: str, registry: str | Path | None = None, note: str = "") -
     parsed = collar_blob.parse(blob)  # a blob the collar would refuse is never promoted
     if hashlib.sha256(blob).hexdigest() != entry.record["blob_sha256"]:
         raise RegistryError(f"{entry.blob_path} changed since it was registered")
+    fuel = entry.record.get("budget", {}).get("fuel_per_window")
+    if not isinstance(fuel, int) or isinstance(fuel, bool) or fuel <= 0:
+        raise RegistryError(f"{entry.model_id} has no fuel per window measured in its entry (it was registered without "
+                            "being trained by tembo models train): whether collars can run it between two windows "
+                            "is unknown. Train it with tembo models train, which measures it, and promote that model")
     over = over_collar_budget(entry, blob)
     if over:
         raise RegistryError(f"{entry.model_id} does not fit the collar's budget ({'; '.join(over)}): collars could "

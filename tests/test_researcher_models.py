@@ -512,7 +512,8 @@ def test_registry_refuses_to_promote_what_it_does_not_hold_or_what_changed(tmp_p
 
 def test_researcher_names_model_v2_and_gets_v2_even_with_v20_and_v21_registered(tmp_path, capsys):
     reg = tmp_path / "registry"
-    ids = {v: registry.register(_renamed_model(v), {}, reg).model_id for v in (2, 20, 21)}
+    ids = {v: registry.register(_renamed_model(v), {"budget": {"fuel_per_window": 1}}, reg).model_id
+           for v in (2, 20, 21)}
     assert main(["models", "promote", "v2", "--registry", str(reg), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["model_id"] == ids[2]
     assert registry.find("21", reg).model_id == ids[21] and registry.find(ids[20][:6], reg).model_id == ids[20]
@@ -533,6 +534,10 @@ def test_a_model_trained_over_the_collars_budget_is_registered_but_never_promote
                              {"budget": {"fuel_per_window": Limits().fuel_per_window + 1}}, reg)
     with pytest.raises(registry.RegistryError, match=r"fuel \d+ > \d+ per window"):
         registry.promote(slow.model_id, reg)
+    assert registry.promoted(reg) is None
+    unmeasured = registry.register(_renamed_model(registry.reserve_version(reg)), {}, reg)  # not trained by Tembo
+    with pytest.raises(registry.RegistryError, match=rf"{unmeasured.model_id} has no fuel per window measured"):
+        registry.promote(unmeasured.model_id, reg)
     assert registry.promoted(reg) is None
     fits = registry.register(_renamed_model(registry.reserve_version(reg)), {"budget": {"fuel_per_window": 1}}, reg)
     assert registry.promote(fits.model_id, reg)["model_id"] == fits.model_id
@@ -629,7 +634,8 @@ def test_two_promotions_at_once_never_leave_a_broken_promoted_json(tmp_path):
     import threading
 
     reg = tmp_path / "registry"
-    ids = [registry.register(_renamed_model(registry.reserve_version(reg)), {}, reg).model_id for _ in range(2)]
+    ids = [registry.register(_renamed_model(registry.reserve_version(reg)), {"budget": {"fuel_per_window": 1}},
+                             reg).model_id for _ in range(2)]
     start, failures = threading.Barrier(2), []
 
     def promote(model_id: str) -> None:
