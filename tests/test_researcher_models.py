@@ -694,7 +694,8 @@ def test_a_researchers_promotion_is_on_disk_under_its_name_before_the_command_re
     import os
 
     reg = tmp_path / "registry"
-    model_ids = [registry.register(_renamed_model(registry.reserve_version(reg)), {}, reg).model_id for _ in range(2)]
+    model_ids = [registry.register(_renamed_model(registry.reserve_version(reg)), {"budget": {"fuel_per_window": 1}},
+                                   reg).model_id for _ in range(2)]
     registry.promote(model_ids[0], reg)
     happened: list[tuple[str, str]] = []
     real_fsync, real_replace = os.fsync, os.replace
