@@ -231,7 +231,8 @@ def alert_history_table(events: Iterable[Any]) -> pd.DataFrame:
 def history_step(action: str, detail: Mapping[str, Any]) -> str:
     """One step of an alert's history in a ranger's words, with what she needs from its detail: over
     which channel and route a notification went (and to whom, when her role may see it), why one was
-    withdrawn, the verdict and note of a resolution, whom an alert was handed to. Until 5 December the
+    withdrawn, the verdict and note of a resolution, whom an alert was handed to, why the collar's ack
+    counts as unconfirmed and whether it went again. Until 5 December the
     history said only "notification sent" or "notification withdrawn", and a ranger could not tell
     whether the duty officer's phone had been told, or why not."""
     words = action.replace("_", " ")
@@ -249,6 +250,8 @@ def history_step(action: str, detail: Mapping[str, Any]) -> str:
             words += f": {detail['note']}"
     elif action == "assigned":
         words += f" to {detail['to']}" if detail.get("to") else " (taken back)"
+    elif action == "ack_unconfirmed" and detail.get("reason"):
+        words += f": {str(detail['reason']).removeprefix('unconfirmed: ')}"
     return words
 
 

@@ -622,6 +622,29 @@ def test_ranger_reads_in_an_alerts_history_whether_the_duty_officer_was_told_and
             "the alert was resolved by ranger.amani before this went out") in what
 
 
+def test_ranger_reads_in_an_alerts_history_why_the_collars_ack_is_unconfirmed_and_that_it_went_again(
+    sqlite_url, network
+):
+    # A mortality alert on a network that never reports its downlinks: the collar sends three more
+    # uplinks and no port-31 ack. The history must tell the ranger why the ack counts as unconfirmed
+    # and that it was sent again, not only "ack unconfirmed".
+    b = bridge_builders
+    with b.pushing_to(network, sqlite_url) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
+        assert bridge.flush_downlinks() == 1
+        for f_cnt in (2, 3, 4):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+        assert bridge.flush_downlinks() == 1
+        first, again = bridge.downlinks()
+        history = views.alert_history_table(bridge.alert_events(alert_id, viewer=b.RANGER))
+
+    (step,) = [w for w in history["What"] if w.startswith("ack unconfirmed")]
+    assert step.startswith("ack unconfirmed: no port-31 ack from the collar in 3 uplinks since it was pushed at ")
+    assert "the network server said nothing" in step
+    assert step.endswith(f"pushed again as downlink {again.downlink_id}")
+    assert "unconfirmed: unconfirmed" not in step
+
+
 def test_the_map_names_animals_it_cannot_place_without_saying_more_than_the_role_may_know():
     animals = [SimpleNamespace(animal_id=i, name=f"Elephant {i:02d}", device_id=f"c{i}") for i in range(1, 16)]
     placed = [{"animal_id": "1"}]
