@@ -458,12 +458,17 @@ def _merge_gateways(first: RawUplink, copy: RawUplink) -> None:
 
 def dead_letter(
     session: Session, raw: RawUplink, stage: str, reason: str, existing: DeadLetter | None = None,
-    *, told: str | None = None,
+    *, told: str | None = None, device_id: str | None = None, f_cnt: int | None = None,
 ) -> DeadLetter:
     """Keep raw as a dead letter (or refresh the one being replayed) and mark raw accordingly. told: what
     the log and a replay's result say of it when reason (kept for the admins who inspect the row) may
-    carry what the log must not (a store error's SQL and parameters); reason itself otherwise."""
+    carry what the log must not (a store error's SQL and parameters); reason itself otherwise.
+    device_id, f_cnt: what was read of the body, for the log line when raw holds none (a body that failed
+    at apply: its transaction, which stamped them on raw, was rolled back; until 6 December that line
+    said "device_id=None f_cnt=None")."""
     told = reason if told is None else told
+    device_id = raw.device_id if raw.device_id is not None else device_id
+    f_cnt = raw.f_cnt if raw.f_cnt is not None else f_cnt
     raw.status = STATUS_KEPT if stage == STAGE_KIND else STATUS_DEAD_LETTER
     raw.error = reason
     if existing is not None:
@@ -476,11 +481,11 @@ def dead_letter(
         session.add(letter)
     log.warning(
         "dead letter device_id=%s f_cnt=%s stage=%s: %s",
-        raw.device_id,
-        raw.f_cnt,
+        device_id,
+        f_cnt,
         stage,
         told,
-        extra={"raw_uplink_id": raw.id, "device_id": raw.device_id, "f_cnt": raw.f_cnt, "stage": stage, "reason": told},
+        extra={"raw_uplink_id": raw.id, "device_id": device_id, "f_cnt": f_cnt, "stage": stage, "reason": told},
     )
     return letter
 

@@ -256,6 +256,17 @@ def _read(raw: RawUplink) -> Uplink | NetworkEvent | MalformedUplink:
         return error
 
 
+def _ids_read(raw: RawUplink) -> tuple[str | None, int | None]:
+    """The device id and frame counter raw's body names, for the log line of its dead letter; (None, None)
+    when it names none or cannot be read (the failure being kept may be the reader's own: it is kept all
+    the same)."""
+    try:
+        message = _read(raw)
+    except Exception:  # noqa: BLE001 - naming the collar must never stop the body being kept
+        return None, None
+    return getattr(message, "device_id", None), getattr(message, "f_cnt", None)
+
+
 def _order_keys(messages: list[Uplink | NetworkEvent | MalformedUplink], submissions: list[Submission]) -> list[str]:
     """The key a batch orders each body by (`keep_and_apply`): its collar's DevEUI, the same for every
     message of one collar whatever its kind, so that a collar's bodies keep their arrival order. A
@@ -364,9 +375,11 @@ def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None,
             raw = session.get(RawUplink, raw_uplink_id)
             named = ingest.uplinks_named([raw]) if raw is not None else named
             existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
-            # the whole error for the admins who inspect the row; the log gets what the caller is told
+            # the whole error for the admins who inspect the row; the log gets what the caller is told,
+            # with the collar and frame counter read of the body (the failed apply rolled them back on raw)
+            device_id, f_cnt = _ids_read(raw)
             ingest.dead_letter(session, raw, ingest.STAGE_APPLY, f"processing failed: {error!r}"[:1000], existing,
-                               told=told)
+                               told=told, device_id=device_id, f_cnt=f_cnt)
     except Exception as second:
         if is_transient_store_error(second):
             return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id, reason=told)

@@ -48,6 +48,26 @@ def test_operator_reads_which_collar_the_store_refused_under_an_error_id_without
     assert "value refused by the store" in letter.reason, "the admin finds the whole error with the dead letter"
 
 
+def test_operators_dead_letter_line_names_the_collar_and_frame_counter_of_a_body_that_failed_at_apply(
+    sqlite_url, caplog
+):
+    # The body was read (collar-01, frame 6) before the store refused its position: the dead letter line
+    # and its record name both, not "device_id=None f_cnt=None", and still no position nor SQL.
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        with bridge.db.write() as session:
+            session.execute(text("CREATE TRIGGER refuse_positions BEFORE INSERT ON positions "
+                                 "BEGIN SELECT RAISE(ABORT, 'value refused by the store'); END"))
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            result = bridge.ingest_network_message("tts", "up", b.tts_uplink(b.status(lat=-2.5123), f_cnt=6),
+                                                   path_ids=ROUTE)
+
+    assert (result.status, result.stage) == ("dead_letter", "apply")
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("dead letter ")]
+    assert (line.device_id, line.f_cnt, line.stage) == ("collar-01", 6, "apply")
+    assert line.getMessage().startswith("dead letter device_id=collar-01 f_cnt=6 stage=apply: ")
+    assert _sql_in(line.getMessage()) == [] and _sql_in(str(line.reason)) == []
+
+
 def test_operator_reads_why_a_body_waits_for_a_full_disk_without_the_sql_that_found_it_full(sqlite_url, caplog):
     with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
 
