@@ -70,25 +70,23 @@ def format_age(then: datetime | None, now: datetime) -> str:
 NOT_LIVE_HEADLINE = "Not live: the Tembo store is busy"
 
 
-def stale_map_message(read_at: datetime, now: datetime, retry_s: float) -> str:
-    """What the live map says while the store is busy and it shows the herd last read at `read_at`."""
+def not_live_message(shows: str, meanwhile: str, read_at: datetime, now: datetime, retry_s: float) -> str:
+    """What a page says while the store is busy and it shows what it last read at `read_at`: `shows`,
+    the sentence's start ('The map shows the positions and alerts'), `meanwhile`, what waits for the
+    store ('names and tracks return with the store')."""
     return (
         f"**{NOT_LIVE_HEADLINE}** (another program, such as a backup, is writing to it). "
-        f"The map shows the positions and alerts last read, at {read_at.astimezone(UTC):%H:%M:%S} UTC "
-        f"({format_age(read_at, now)}); names and tracks return with the store. "
-        f"The page tries again every {retry_s:g} s by itself."
+        f"{shows} last read, at {read_at.astimezone(UTC):%H:%M:%S} UTC ({format_age(read_at, now)}); "
+        f"{meanwhile}. The page tries again every {retry_s:g} s by itself."
     )
 
 
 def stale_page_message(shown: str, waits: str, read_at: datetime, now: datetime, retry_s: float) -> str:
     """What the Alerts or Animals page says while the store is busy and it shows `shown` (e.g. 'the
     open alerts') last read at `read_at`; `waits`: what waits for the store (its buttons)."""
-    return (
-        f"**{NOT_LIVE_HEADLINE}** (another program, such as a backup, is writing to it). "
-        f"The page shows {shown} last read, at {read_at.astimezone(UTC):%H:%M:%S} UTC "
-        f"({format_age(read_at, now)}); {waits} wait for the store, so nobody acts on an out-of-date state. "
-        f"The page tries again every {retry_s:g} s by itself."
-    )
+    return not_live_message(f"The page shows {shown}",
+                            f"{waits} wait for the store, so nobody acts on an out-of-date state",
+                            read_at, now, retry_s)
 
 
 UNPLACED_NAMED_UP_TO = 12

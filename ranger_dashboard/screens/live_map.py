@@ -147,7 +147,9 @@ def live_panel() -> None:
         names=stale_since is None,  # the names and tracks routes need the store: back with it
     )
     if stale_since is not None:
-        st.warning(views.stale_map_message(stale_since, datetime.now(UTC), options.refresh_s),
+        st.warning(views.not_live_message("The map shows the positions and alerts",
+                                          "names and tracks return with the store", stale_since,
+                                          datetime.now(UTC), options.refresh_s),
                    icon=":material/hourglass_top:")
     as_of.banner(moment, "The map shows the reserve")
     map_column, table_column = st.columns([5, 2])
