@@ -7,7 +7,9 @@ codec, and the reserve geometry is loaded as GeoJSON.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -212,6 +214,19 @@ def running_dashboard(port: int, database_url: str, log_path: Path, timeout_s: f
     """The dashboard on `port` over `database_url`, started and stopped by the dashboard's own
     `serving.running` (the one that waits for Streamlit's health check); yields its base URL."""
     return serving.running(port, database_url, log_path, timeout_s)
+
+
+@contextmanager
+def backup_holds_the_store(database_url: str) -> Iterator[sqlite3.Connection]:
+    """Another program (a backup, `tembo bridge compact`) holding the SQLite store's write lock
+    (`BEGIN IMMEDIATE`) for the `with` block; the lock is let go when the block ends, however it ends."""
+    backup = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    try:
+        backup.execute("BEGIN IMMEDIATE")
+        yield backup
+    finally:
+        backup.rollback()
+        backup.close()
 
 
 def names_on_map(database_url: str, viewer, spec: dict) -> set[str]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import re
-import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from browser_helpers import ACCOUNTS, RESERVE, running_dashboard, seed, sign_in
+from browser_helpers import ACCOUNTS, RESERVE, backup_holds_the_store, running_dashboard, seed, sign_in
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -19,6 +21,7 @@ from lora_bridge.access import Viewer
 from lora_bridge.service import open_bridge
 from ranger_dashboard import data, markers, navigation, palette, serving
 from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
+from ranger_dashboard.views import NOT_LIVE_HEADLINE
 
 RANGER = Viewer("ranger.amani", "ranger")
 
@@ -214,6 +217,31 @@ def test_ranger_acknowledges_an_alert_in_chromium_and_the_store_has_it(sqlite_ur
                 browser.close()
 
 
+@contextmanager
+def page_of_amina_during_backups(sqlite_url: str, port: int, tmp_path: Path, monkeypatch) -> Iterator[Page]:
+    """Amina signed in at a desk on the dashboard over the seeded store, whose waits for a busy store
+    are short (500 ms), for tests in which a backup (`backup_holds_the_store`) takes it."""
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "500")
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                page.goto(base_url)
+                sign_in(page, "amina")
+                yield page
+            finally:
+                browser.close()
+
+
+def not_live_notice(page: Page) -> str:
+    """The whole "Not live" notice the page shows, once it shows one."""
+    notice = page.get_by_text(NOT_LIVE_HEADLINE).first
+    notice.wait_for(timeout=WAIT_MS)
+    assert page.get_by_text(data.STORE_BUSY_MESSAGE).count() == 0
+    return notice.locator("xpath=ancestor::*[@data-testid='stAlertContainer'][1]").inner_text()
+
+
 @pytest.mark.browser
 def test_ranger_keeps_the_herd_she_last_saw_marked_stale_while_a_backup_holds_the_store(
     sqlite_url, port, tmp_path, monkeypatch
@@ -222,57 +250,36 @@ def test_ranger_keeps_the_herd_she_last_saw_marked_stale_while_a_backup_holds_th
     # while she reloads the page: the map had vanished behind "store busy". She keeps the herd she last
     # saw (same animals, same alert ring), told it is not live, when it was read and when the page
     # tries again; once the backup ends the map is live again by itself.
-    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "500")
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
-    bridge.close()
+    with open_bridge(sqlite_url) as bridge:
+        seed(bridge)
     live = "#tembo-map-ready[data-animals='3'][data-stale='live']"
     stale = "#tembo-map-ready[data-animals='3']:not([data-stale='live'])"
-    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            backup = None
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(base_url)
-                sign_in(page, "amina")
-                rings = page.wait_for_selector(live, state="attached", timeout=WAIT_MS).get_attribute("data-alerts")
-                first = map_image(page, {"mortality ring (Kito)": palette.PRIORITY_COLOURS[300]})
+    with page_of_amina_during_backups(sqlite_url, port, tmp_path, monkeypatch) as page:
+        rings = page.wait_for_selector(live, state="attached", timeout=WAIT_MS).get_attribute("data-alerts")
+        first = map_image(page, {"mortality ring (Kito)": palette.PRIORITY_COLOURS[300]})
 
-                backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
-                backup.execute("BEGIN IMMEDIATE")
-                page.reload()
-                marker = page.wait_for_selector(stale, state="attached", timeout=WAIT_MS)
-                assert marker.get_attribute("data-alerts") == rings, "the alert rings she saw"
-                page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
-                notice = page.get_by_text("Not live: the Tembo store is busy").first
-                notice.wait_for(timeout=WAIT_MS)
-                told = notice.locator("xpath=ancestor::*[@data-testid='stAlertContainer'][1]").inner_text()
-                assert re.search(r"last read, at \d\d:\d\d:\d\d UTC", told), told
-                assert "tries again every 15 s" in told, told
-                assert page.get_by_text(data.STORE_BUSY_MESSAGE).count() == 0
-                wanted = {
-                    "normal (Amani)": palette.STATE_COLOURS["normal"],
-                    "alert (Zawadi, Kito)": palette.STATE_COLOURS["alert"],
-                    "mortality ring (Kito)": palette.PRIORITY_COLOURS[300],
-                }
-                image = map_image(page, wanted)
-                image.save(tmp_path / "stale_map.png")
-                missing = [name for name, rgb in wanted.items() if colour_pixels(image, rgb) == 0]
-                assert not missing, f"not drawn while the store is busy: {missing}"
-                (x0, y0), (x1, y1) = (colour_centre(i, palette.PRIORITY_COLOURS[300]) for i in (first, image))
-                assert abs(x1 - x0) <= 3 and abs(y1 - y0) <= 3, "the ring where she saw it (its name aside)"
+        with backup_holds_the_store(sqlite_url):
+            page.reload()
+            marker = page.wait_for_selector(stale, state="attached", timeout=WAIT_MS)
+            assert marker.get_attribute("data-alerts") == rings, "the alert rings she saw"
+            page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
+            told = not_live_notice(page)
+            assert re.search(r"last read, at \d\d:\d\d:\d\d UTC", told), told
+            assert "tries again every 15 s" in told, told
+            wanted = {
+                "normal (Amani)": palette.STATE_COLOURS["normal"],
+                "alert (Zawadi, Kito)": palette.STATE_COLOURS["alert"],
+                "mortality ring (Kito)": palette.PRIORITY_COLOURS[300],
+            }
+            image = map_image(page, wanted)
+            image.save(tmp_path / "stale_map.png")
+            missing = [name for name, rgb in wanted.items() if colour_pixels(image, rgb) == 0]
+            assert not missing, f"not drawn while the store is busy: {missing}"
+            (x0, y0), (x1, y1) = (colour_centre(i, palette.PRIORITY_COLOURS[300]) for i in (first, image))
+            assert abs(x1 - x0) <= 3 and abs(y1 - y0) <= 3, "the ring where she saw it (its name aside)"
 
-                backup.rollback()
-                backup.close()
-                backup = None
-                page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # the panel's own refresh
-                expect(page.get_by_text("Not live: the Tembo store is busy")).to_have_count(0)
-            finally:
-                if backup is not None:
-                    backup.rollback()
-                    backup.close()
-                browser.close()
+        page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # the panel's own refresh
+        expect(page.get_by_text(NOT_LIVE_HEADLINE)).to_have_count(0)
 
 
 @pytest.mark.browser
@@ -284,52 +291,31 @@ def test_ranger_keeps_her_open_alerts_with_their_buttons_off_while_a_backup_hold
     # told they are not live, when they were read and when the page tries again; Acknowledge cannot be
     # pressed while they are not live (she could act on an alert someone else already took). Once the
     # backup ends the queue is live by itself and she can act.
-    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "500")
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
-    mortality = bridge.open_alerts(viewer=RANGER)[0]
-    bridge.close()
+    with open_bridge(sqlite_url) as bridge:
+        seed(bridge)
+        mortality = bridge.open_alerts(viewer=RANGER)[0]
     live = f"#{markers.ALERTS_READY_ID}[data-alerts='2'][data-stale='live']"
     stale = f"#{markers.ALERTS_READY_ID}[data-alerts='2']:not([data-stale='live'])"
-    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            backup = None
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(base_url)
-                sign_in(page, "amina")
-                page.locator("[data-testid='stSidebarNavLink'][href$='/alerts']").click()
-                page.wait_for_selector(live, state="attached", timeout=WAIT_MS)
-                acknowledge = page.locator(f".st-key-alert-card-{mortality.alert_id}").get_by_role(
-                    "button", name="Acknowledge")
-                expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
+    with page_of_amina_during_backups(sqlite_url, port, tmp_path, monkeypatch) as page:
+        page.locator("[data-testid='stSidebarNavLink'][href$='/alerts']").click()
+        page.wait_for_selector(live, state="attached", timeout=WAIT_MS)
+        acknowledge = page.locator(f".st-key-alert-card-{mortality.alert_id}").get_by_role(
+            "button", name="Acknowledge")
+        expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
 
-                backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
-                backup.execute("BEGIN IMMEDIATE")
-                page.reload()
-                page.wait_for_selector(stale, state="attached", timeout=WAIT_MS)
-                notice = page.get_by_text("Not live: the Tembo store is busy").first
-                notice.wait_for(timeout=WAIT_MS)
-                told = notice.locator("xpath=ancestor::*[@data-testid='stAlertContainer'][1]").inner_text()
-                assert re.search(r"open alerts last read, at \d\d:\d\d:\d\d UTC", told), told
-                assert "tries again every 15 s" in told, told
-                assert page.get_by_text(data.STORE_BUSY_MESSAGE).count() == 0
-                expect(page.get_by_text("Possible mortality").first).to_be_visible(timeout=WAIT_MS)
-                expect(acknowledge).to_be_disabled(timeout=WAIT_MS)
-                page.screenshot(path=str(tmp_path / "stale_alerts.png"), full_page=True)
+        with backup_holds_the_store(sqlite_url):
+            page.reload()
+            page.wait_for_selector(stale, state="attached", timeout=WAIT_MS)
+            told = not_live_notice(page)
+            assert re.search(r"open alerts last read, at \d\d:\d\d:\d\d UTC", told), told
+            assert "tries again every 15 s" in told, told
+            expect(page.get_by_text("Possible mortality").first).to_be_visible(timeout=WAIT_MS)
+            expect(acknowledge).to_be_disabled(timeout=WAIT_MS)
+            page.screenshot(path=str(tmp_path / "stale_alerts.png"), full_page=True)
 
-                backup.rollback()
-                backup.close()
-                backup = None
-                page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # the queue's own refresh
-                expect(page.get_by_text("Not live: the Tembo store is busy")).to_have_count(0)
-                expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
-            finally:
-                if backup is not None:
-                    backup.rollback()
-                    backup.close()
-                browser.close()
+        page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # the queue's own refresh
+        expect(page.get_by_text(NOT_LIVE_HEADLINE)).to_have_count(0)
+        expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
 
 
 @pytest.mark.browser
@@ -339,41 +325,22 @@ def test_the_animal_page_kept_during_a_backup_turns_live_by_itself_once_the_back
     # Amina has an animal's page open when a backup takes the store and she reloads: she keeps the page
     # she saw, marked not live; the page (which does not refresh itself when live) tries again by itself
     # and is live once the backup ends, without her reloading.
-    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "500")
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
-    bridge.close()
+    with open_bridge(sqlite_url) as bridge:
+        seed(bridge)
     live = f"#{markers.ANIMAL_READY_ID}[data-stale='live']"
     stale = f"#{markers.ANIMAL_READY_ID}:not([data-stale='live'])"
-    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            backup = None
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(base_url)
-                sign_in(page, "amina")
-                page.locator("[data-testid='stSidebarNavLink'][href$='/animals']").click()
-                shown = page.wait_for_selector(live, state="attached", timeout=WAIT_MS).get_attribute("data-animal")
+    with page_of_amina_during_backups(sqlite_url, port, tmp_path, monkeypatch) as page:
+        page.locator("[data-testid='stSidebarNavLink'][href$='/animals']").click()
+        shown = page.wait_for_selector(live, state="attached", timeout=WAIT_MS).get_attribute("data-animal")
 
-                backup = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))
-                backup.execute("BEGIN IMMEDIATE")
-                page.reload()
-                marker = page.wait_for_selector(stale, state="attached", timeout=WAIT_MS)
-                assert marker.get_attribute("data-animal") == shown, "the animal she was shown"
-                page.get_by_text("Not live: the Tembo store is busy").first.wait_for(timeout=WAIT_MS)
-                assert page.get_by_text(data.STORE_BUSY_MESSAGE).count() == 0
+        with backup_holds_the_store(sqlite_url):
+            page.reload()
+            marker = page.wait_for_selector(stale, state="attached", timeout=WAIT_MS)
+            assert marker.get_attribute("data-animal") == shown, "the animal she was shown"
+            not_live_notice(page)
 
-                backup.rollback()
-                backup.close()
-                backup = None
-                page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # no reload: the page's own retry
-                expect(page.get_by_text("Not live: the Tembo store is busy")).to_have_count(0)
-            finally:
-                if backup is not None:
-                    backup.rollback()
-                    backup.close()
-                browser.close()
+        page.wait_for_selector(live, state="attached", timeout=WAIT_MS)  # no reload: the page's own retry
+        expect(page.get_by_text(NOT_LIVE_HEADLINE)).to_have_count(0)
 
 
 def _outside(url: str) -> bool:

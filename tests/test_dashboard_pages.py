@@ -17,6 +17,7 @@ from browser_helpers import (
     RESERVE,
     SEED_END,
     add_accounts,
+    backup_holds_the_store,
     names_on_map,
     seed,
     status_values,
@@ -666,17 +667,12 @@ def test_ranger_at_night_sees_a_plain_message_not_a_traceback_while_a_backup_hol
     monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
     monkeypatch.setattr(data, "BUSY_HOLD_S", 0.0)  # the map is live again at the first run after the backup
     app = open_page()
-    backup = sqlite3.connect(store.removeprefix("sqlite:///"))
-    backup.execute("BEGIN IMMEDIATE")
     told = {}
-    try:
+    with backup_holds_the_store(store):
         for name, script in (("live map", None), ("alerts", "alerts"), ("animals", "animals")):
             shown = app.switch_page(f"screens/{script}.py").run() if script else app.run()
             told[name] = ([e.value for e in shown.exception], [w.value for w in shown.warning],
                           [b.key for b in shown.sidebar.button])
-    finally:
-        backup.rollback()
-        backup.close()
     back = app.switch_page("screens/live_map.py").run()
 
     for name, (exceptions, warnings, sidebar_buttons) in told.items():
@@ -721,11 +717,12 @@ def test_field_technician_reads_on_the_updates_page_each_collars_battery_and_lin
         "the page says what the collar reported 5 min ago: the animal is at the edge of the mast's range now"
 
 
-def _held(store: str) -> sqlite3.Connection:
-    """A connection of another program (a backup) holding the SQLite store's write lock."""
-    backup = sqlite3.connect(store.removeprefix("sqlite:///"))
-    backup.execute("BEGIN IMMEDIATE")
-    return backup
+def views_in_audit_log(store: str, username: str, action: str) -> int:
+    """How many views of `action` ('latest_positions', 'alerts') the audit log holds for `username`,
+    each line's repeats counted, as an admin reads it."""
+    with open_bridge(store) as bridge:
+        return sum(line.repeats for line in bridge.audit_log(viewer=Viewer("ada", "admin"), username=username)
+                   if line.action == action)
 
 
 def _animal_dots(app: AppTest) -> dict[str, tuple[float, float]]:
@@ -747,14 +744,10 @@ def test_while_a_backup_holds_the_store_each_viewer_keeps_only_the_map_its_own_r
     assert seen["amina"] != seen["rose"], "the researcher's map is coarse and late"
     juma = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
     juma.session_state[login.SESSION_KEY] = signed_in("juma")
-    backup = _held(store)
-    try:
+    with backup_holds_the_store(store):
         ranger.run()
         researcher.run()
         juma.run()
-    finally:
-        backup.rollback()
-        backup.close()
     for app, username in ((ranger, "amina"), (researcher, "rose")):
         assert not app.exception, [e.value for e in app.exception]
         assert any(w.value.startswith("**Not live: the Tembo store is busy**") for w in app.warning), username
@@ -771,26 +764,16 @@ def test_a_map_shown_again_while_the_store_was_busy_is_in_the_audit_log_once_the
     # dashboard's next read once the backup ends.
     monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
     monkeypatch.setattr(data, "BUSY_HOLD_S", 0.0)
-    admin = Viewer("ada", "admin")
-
-    def views_of_amina() -> int:
-        with open_bridge(store) as bridge:
-            return sum(line.repeats for line in bridge.audit_log(viewer=admin, username="amina")
-                       if line.action == "latest_positions")
 
     app = open_page(user="amina")
-    before = views_of_amina()
-    backup = _held(store)
-    try:
+    before = views_in_audit_log(store, "amina", "latest_positions")
+    with backup_holds_the_store(store):
         app.run()
         assert any(w.value.startswith("**Not live") for w in app.warning), ([w.value for w in app.warning], [e.value for e in app.exception])
-    finally:
-        backup.rollback()
-        backup.close()
     app.run()
     assert not app.warning, [w.value for w in app.warning]
     # Her run after the backup: the view shown during it and (at least) this run's own.
-    assert views_of_amina() >= before + 2
+    assert views_in_audit_log(store, "amina", "latest_positions") >= before + 2
 
 
 def test_ranger_is_told_which_collared_animal_the_map_cannot_place_yet(store):
@@ -825,12 +808,8 @@ def test_during_a_backup_the_ranger_keeps_her_open_alerts_not_live_with_every_wr
     writes = [f"acknowledge-{mortality.alert_id}", f"take-{mortality.alert_id}", f"open-resolve-{mortality.alert_id}",
               f"resolve-{low_battery.alert_id}", f"assign-{low_battery.alert_id}"]
     assert not app.button(key=f"acknowledge-{mortality.alert_id}").disabled
-    backup = _held(store)
-    try:
+    with backup_holds_the_store(store):
         app.run()
-    finally:
-        backup.rollback()
-        backup.close()
     assert not app.exception, [e.value for e in app.exception]
     warnings = [w.value for w in app.warning]
     assert len(warnings) == 1 and warnings[0].startswith("**Not live: the Tembo store is busy**"), warnings
@@ -855,14 +834,10 @@ def test_during_a_backup_no_viewer_is_handed_alerts_another_was_shown(store, mon
     amina, rose, juma = open_page("alerts", user="amina"), open_page("alerts", user="rose"), open_page(user="juma")
     seen = {name: app.dataframe[0].value.to_dict("records") for name, app in (("amina", amina), ("rose", rose))}
     assert seen["amina"] != seen["rose"], "the researcher's alerts hold no position"
-    backup = _held(store)
-    try:
+    with backup_holds_the_store(store):
         amina.run()
         rose.run()
         juma.switch_page("screens/alerts.py").run()
-    finally:
-        backup.rollback()
-        backup.close()
     for app, name in ((amina, "amina"), (rose, "rose")):
         assert not app.exception, [e.value for e in app.exception]
         assert any(w.value.startswith("**Not live") for w in app.warning), name
@@ -882,12 +857,8 @@ def test_during_a_backup_the_animal_page_keeps_what_it_showed_not_live_and_offer
     before = ([m.value for m in app.metric], [d.value.to_dict("records") for d in app.dataframe])
     downloads = app.get("download_button")
     assert downloads and not any(d.proto.disabled for d in downloads)
-    backup = _held(store)
-    try:
+    with backup_holds_the_store(store):
         app.run()
-    finally:
-        backup.rollback()
-        backup.close()
     assert not app.exception, [e.value for e in app.exception]
     assert [h.value for h in app.header] == ["Kito"]
     assert any(w.value.startswith("**Not live: the Tembo store is busy**") for w in app.warning)
@@ -902,32 +873,22 @@ def test_alerts_shown_again_while_the_store_was_busy_are_in_the_audit_log_once_t
     # again: their audit lines wait for the store and are written by the first read after the backup.
     monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
     monkeypatch.setattr(data, "BUSY_HOLD_S", 0.0)
-    admin = Viewer("ada", "admin")
-
-    def views_of_alerts() -> int:
-        with open_bridge(store) as bridge:
-            return sum(line.repeats for line in bridge.audit_log(viewer=admin, username="amina")
-                       if line.action == "alerts")
 
     app = open_page("alerts", user="amina")
-    first = views_of_alerts()
+    first = views_in_audit_log(store, "amina", "alerts")
     app.run()
-    before = views_of_alerts()
+    before = views_in_audit_log(store, "amina", "alerts")
     one_run = before - first  # what one showing of the page logs
     assert one_run > 0
-    backup = _held(store)
-    try:
+    with backup_holds_the_store(store):
         app.run()
         assert any(w.value.startswith("**Not live") for w in app.warning), [w.value for w in app.warning]
-        during = views_of_alerts()
+        during = views_in_audit_log(store, "amina", "alerts")
         # The queue she was shown again, its places among them (the evidence, needing the store, was not).
         owed = [read for read, _ in data._owed if read.action == "alerts"]
-    finally:
-        backup.rollback()
-        backup.close()
     assert during == before, "nothing could be written while the store was held"
     app.run()
     assert not app.warning, [w.value for w in app.warning]
     assert owed and all(read.viewer == Viewer("amina", "ranger") for read in owed)
     # Her run after the backup logs its own views and, each once, those shown during it.
-    assert views_of_alerts() - during == one_run + len(owed)
+    assert views_in_audit_log(store, "amina", "alerts") - during == one_run + len(owed)

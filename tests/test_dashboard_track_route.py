@@ -9,6 +9,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+from browser_helpers import backup_holds_the_store
 from dashboard_route_helpers import filled_store, route_client
 from starlette.testclient import TestClient
 
@@ -114,22 +115,15 @@ def test_while_a_backup_holds_the_store_the_maps_tracks_and_names_say_busy_and_w
     # The map asks for its tracks and names while a backup holds the store's write lock: their audit
     # line cannot be written, so no positions leave; the browser is told the store is busy and when to
     # ask again (they had answered 500, a fault of the dashboard's).
-    import sqlite3
-
     from ranger_dashboard import name_routes, name_tiles
 
     url, ranger_secret, _ = filled
     monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
     routes_client = route_client(url, "ranger", track_routes.routes() + name_routes.routes(), monkeypatch)
-    backup = sqlite3.connect(url.removeprefix("sqlite:///"))
-    backup.execute("BEGIN IMMEDIATE")
-    try:
+    with backup_holds_the_store(url):
         tracks = get(routes_client, ranger_secret)
         headers = {"cookie": f"{session_cookie.cookie_name('127.0.0.1:8501')}={ranger_secret}"}
         names = routes_client.get(f"{name_tiles.NAMES_PATH}/1/1/1.json", headers=headers)
-    finally:
-        backup.rollback()
-        backup.close()
     for answer in (tracks, names):
         assert answer.status_code == 503, answer.text
         assert answer.headers["retry-after"] == str(name_routes.RETRY_AFTER_S)
