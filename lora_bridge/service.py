@@ -124,8 +124,9 @@ log = logging.getLogger(__name__)
 # How often an API token's last use is written (`tembo tokens list` shows it to the minute): not a
 # write, and a wait for the store's write lock, on every API request.
 TOKEN_STAMP_EVERY = timedelta(minutes=1)
-# How long a request waits for the store's write lock to stamp its token, at most (a backup holding
-# the lock for minutes would otherwise hold each request for the store's whole busy timeout).
+# How long a request (or a dashboard page's sign-in check) waits for the store's write lock to stamp
+# its token's (its sign-in's) last use, at most (a backup holding the lock for minutes would otherwise
+# hold each request for the store's whole busy timeout).
 TOKEN_STAMP_WAIT_S = 0.2
 
 
@@ -1551,8 +1552,8 @@ class Bridge:
         with self.db.read() as session:
             viewer, due = accounts.session_viewer(session, secret, now)
         if due:  # a write at most once a minute per session, not on every run of a page
-            with self.db.write() as session:
-                accounts.touch_session(session, secret, now)
+            self._stamp_last_use("sign-in's last use", viewer,
+                                 lambda session: accounts.touch_session(session, secret, now))
         return viewer
 
     def session_expiry(self, secret: str) -> datetime | None:
@@ -1679,16 +1680,25 @@ class Bridge:
         last = self._token_stamps.get(key)
         if last is not None and timedelta(0) <= now - last < TOKEN_STAMP_EVERY:
             return
+        self._stamp_last_use("API token's last use", viewer,
+                             lambda session: accounts.stamp_token_use(session, secret, now))
+        # tried: the next try a minute on, so that a store that takes no write delays no other request
+        self._token_stamps[key] = now
+
+    def _stamp_last_use(self, what: str, viewer: Viewer, stamp: Callable[[Any], None]) -> None:
+        """Write `what` (a sign-in's or an API token's last use) with `stamp(session)`, never at the cost
+        of the answer it goes with: while the store takes no write (a backup holds SQLite's write lock, a
+        full disk) the read goes on without it, after TOKEN_STAMP_WAIT_S at most. Until 6 December a
+        dashboard sign-in older than a minute failed on it, so a ranger's page kept during a backup
+        said "store busy" instead of the herd she last saw."""
         try:
             with write_lock.answering_by(write_lock.clock() + TOKEN_STAMP_WAIT_S), self.db.write() as session:
-                accounts.stamp_token_use(session, secret, now)
+                stamp(session)
         except Exception as error:
             if not is_transient_store_error(error):
                 raise
-            log.warning("API token's last use not stamped: the store takes no write now (%s)", type(error).__name__,
+            log.warning("%s not stamped: the store takes no write now (%s)", what, type(error).__name__,
                         extra={"user": viewer.username})
-        # tried: the next try a minute on, so that a store that takes no write delays no other request
-        self._token_stamps[key] = now
 
     def prune_audit_log(self, now: datetime | None = None) -> int:
         """Delete audit lines older than settings.audit_retention_days, sign-in sessions that ended

@@ -27,9 +27,10 @@ from browser_helpers import (
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
-from lora_bridge.access import Viewer
+from lora_bridge.access import Viewer, accounts
 from lora_bridge.access.privacy import coarsen
 from lora_bridge.service import Bridge, open_bridge
+from lora_bridge.store.utc import utc_now
 from ranger_dashboard import data, login, map_layers, palette, views
 
 RANGER = Viewer("ranger.amani", "ranger")
@@ -754,6 +755,27 @@ def test_while_a_backup_holds_the_store_each_viewer_keeps_only_the_map_its_own_r
         assert _animal_dots(app) == seen[username], f"{username} keeps the map her own role was shown"
     assert not juma.exception and not juma.get("deck_gl_json_chart"), "no map made for someone else"
     assert [w.value for w in juma.warning] == [data.STORE_BUSY_MESSAGE]
+
+
+def test_a_ranger_signed_in_for_more_than_a_minute_keeps_her_map_not_live_while_a_backup_holds_the_store(
+    store, monkeypatch
+):
+    # Amina signed in at the start of her shift; the dashboard notes her sign-in's last use, a write, at
+    # most once a minute. Five minutes on a backup takes the store's write lock: that note could not be
+    # written and the gate failed on it, so she was told "store busy" in place of the herd she last saw
+    # (a page was kept during a backup only in the first minute after a sign-in).
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
+    app = open_page(user="amina")
+    seen = _animal_dots(app)
+    with open_bridge(store) as bridge, bridge.db.write() as session:
+        accounts.touch_session(session, app.session_state[login.SESSION_KEY], utc_now() - timedelta(minutes=5))
+    with backup_holds_the_store(store):
+        app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [w.value.startswith(f"**{views.NOT_LIVE_HEADLINE}**") for w in app.warning] == [True], \
+        [w.value for w in app.warning]
+    assert _animal_dots(app) == seen, "the herd she last saw"
+    assert "sign_out" in [b.key for b in app.sidebar.button], "still signed in"
 
 
 def test_a_map_shown_again_while_the_store_was_busy_is_in_the_audit_log_once_the_backup_ends(
