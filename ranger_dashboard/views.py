@@ -112,6 +112,12 @@ def format_time(when: datetime | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def format_time_utc(when: datetime | None) -> str:
+    """'2026-11-25 08:40 UTC' (`format_time` with its zone, for text that stands without a column
+    heading saying UTC), or an empty string when unknown."""
+    return f"{format_time(when)} UTC" if when is not None else ""
+
+
 def format_position(lat: float | None, lon: float | None) -> str:
     """'-2.33412, 34.83371' (about 1 m), or an empty string when there is no fix."""
     if lat is None or lon is None:
@@ -133,10 +139,10 @@ alert_type_label = type_label
 
 
 def alert_label(alert: Any) -> str:
-    """One line naming an alert in a select box: 'HIGH · Possible mortality · Tembo · 2026-11-25 08:40 · new'."""
+    """One line naming an alert in a select box: 'HIGH · Possible mortality · Tembo · 2026-11-25 08:40 UTC · new'."""
     return (
         f"{palette.priority_label(alert.priority).upper()} · {alert_type_label(alert.alert_type)} · "
-        f"{alert.name or alert.device_id} · {format_time(alert.time)} · {alert.state}"
+        f"{alert.name or alert.device_id} · {format_time_utc(alert.time)} · {alert.state}"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -261,6 +262,18 @@ def test_a_long_queue_shows_its_most_urgent_alerts_as_cards_and_every_alert_in_i
     app.button(key="more-alert-cards").click().run()
     more = [b.key.removeprefix("acknowledge-") for b in app.button if b.key and b.key.startswith("acknowledge-")]
     assert more == [str(a.alert_id) for a in queue[: 2 * len(cards)]]
+
+
+def test_every_time_a_ranger_reads_on_the_alerts_and_animal_pages_says_it_is_utc(store):
+    # The control room keeps East Africa Time (UTC+3); the dashboard shows UTC. The alert picker said
+    # "Kito · 2026-11-20 18:00 · new" and the animal's "Last seen" tooltip "2026-11-20 18:00", with no
+    # zone where every table heading and the alert's details say UTC: read as local time, 3 h off.
+    alerts = open_page("alerts")
+    labels = alerts.selectbox(key="alert").options
+    assert len(labels) == 2 and all(re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d UTC · ", label) for label in labels), labels
+    animal = open_page("animals")
+    (last_seen,) = [m for m in animal.metric if m.label == "Last seen"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", last_seen.help), last_seen.help
 
 
 def test_ranger_gives_a_verdict_on_an_alert_tembo_closed_itself(store):

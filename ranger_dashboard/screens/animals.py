@@ -73,11 +73,11 @@ else:  # the track ending at the moment shown
 columns = st.columns(6)
 if moment is None:
     columns[0].metric(
-        "Last seen", views.format_age(animal.last_seen, now), help=views.format_time(animal.last_seen)
+        "Last seen", views.format_age(animal.last_seen, now), help=views.format_time_utc(animal.last_seen) or None
     )
 else:
     last_fix = fixes[-1].time if fixes else None
-    columns[0].metric("Last fix then", views.format_age(last_fix, moment), help=views.format_time(last_fix))
+    columns[0].metric("Last fix then", views.format_age(last_fix, moment), help=views.format_time_utc(last_fix) or None)
 columns[1].metric("Battery", views.format_battery(animal.battery_mv, low_battery_mv) or "unknown")
 columns[2].metric(
     "Temperature", "unknown" if animal.temperature_c is None else f"{animal.temperature_c:.1f} °C"
