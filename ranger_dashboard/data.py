@@ -129,22 +129,23 @@ def _owe(reads: tuple[Any, ...], at: datetime) -> None:
 
 
 def pay_owed_views(bridge_: Bridge) -> None:
-    """Log the views shown again from the last read while the store was busy, each at its time; kept
-    for the next try when the store is still busy."""
+    """Log the views shown again from the last read while the store was busy, each at its time; those
+    not yet written kept for the next try when the store is busy again (until 6 December the ones
+    already written were kept too when a backup began between two moments, and logged twice)."""
     with _memory_lock:
         owed = list(_owed)
         _owed.clear()
     if not owed:
         return
-    try:
-        for at in sorted({at for _, at in owed}):
+    for at in sorted({at for _, at in owed}):  # each moment its own write: one kept is never owed again
+        try:
             bridge_.record_reads([read for read, when in owed if when == at], at=at)
-    except Exception as error:
-        if not is_transient_store_error(error):
-            raise
-        with _memory_lock:
-            _owed[:0] = owed
-        return
+        except Exception as error:
+            if not is_transient_store_error(error):
+                raise
+            with _memory_lock:  # the views of this moment on, in front of any owed meanwhile
+                _owed[:0] = [(read, when) for read, when in owed if when >= at]
+            return
     logger.info("dashboard logged %d views shown while the store was busy", len(owed))
 
 

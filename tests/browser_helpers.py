@@ -220,7 +220,7 @@ def running_dashboard(port: int, database_url: str, log_path: Path, timeout_s: f
 def backup_holds_the_store(database_url: str) -> Iterator[sqlite3.Connection]:
     """Another program (a backup, `tembo bridge compact`) holding the SQLite store's write lock
     (`BEGIN IMMEDIATE`) for the `with` block; the lock is let go when the block ends, however it ends."""
-    backup = sqlite3.connect(database_url.removeprefix("sqlite:///"))
+    backup = sqlite3.connect(database_url.removeprefix("sqlite:///"), check_same_thread=False)  # taken where it is due
     try:
         backup.execute("BEGIN IMMEDIATE")
         yield backup

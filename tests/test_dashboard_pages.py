@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sqlite3
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -927,3 +928,39 @@ def test_alerts_shown_again_while_the_store_was_busy_are_in_the_audit_log_once_t
     assert owed and all(read.viewer == Viewer("amina", "ranger") for read in owed)
     # Her run after the backup logs its own views and, each once, those shown during it.
     assert views_in_audit_log(store, "amina", "alerts") - during == one_run + len(owed)
+
+
+def test_views_owed_to_the_audit_log_are_each_written_once_when_a_second_backup_begins_while_they_are_written(
+    store, monkeypatch
+):
+    # Amina kept her map through a backup: the views it showed her again are owed to the audit log, each
+    # at its moment, written once the backup ends. A second backup took the store while they were being
+    # written: those already written were kept as owed all the same and written again after it, so the
+    # admin read that Amina had seen the herd's places more often than she had.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
+    monkeypatch.setattr(data, "BUSY_HOLD_S", 0.0)
+    app = open_page(user="amina")
+    with backup_holds_the_store(store):
+        app.run()
+        app.run()
+    moments = sorted({at for _, at in data._owed})
+    assert len(moments) >= 2, "views owed at two moments"
+    written: list[datetime] = []
+    second_backup = ExitStack()
+    record_reads = Bridge.record_reads
+
+    def backup_begins_after_the_first_moment(self, reads, at=None):  # noqa: ANN001, ANN202
+        record_reads(self, reads, at=at)
+        if at is not None:
+            written.append(at)
+            if written == [moments[0]]:  # the first moment's views, written the first time
+                second_backup.enter_context(backup_holds_the_store(store))
+
+    monkeypatch.setattr(Bridge, "record_reads", backup_begins_after_the_first_moment)
+    with second_backup:
+        app.run()
+    assert moments[1] not in written and data._owed, "the second backup held the rest"
+    app.run()
+    assert not data._owed, "every owed view written once the second backup ended"
+    assert sorted(written) == sorted(set(written)), "no moment's views written twice"
+    assert set(moments) <= set(written)
