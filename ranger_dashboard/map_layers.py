@@ -25,7 +25,7 @@ import pydeck as pdk
 from pydeck.bindings.json_tools import default_serialize
 
 from ranger_dashboard import palette
-from ranger_dashboard.views import alert_type_label, format_age
+from ranger_dashboard.views import alert_type_label, format_age, name_of
 
 # Streamlit passes this to its map component to mean "no base map": no online tiles are fetched.
 NO_BASE_MAP = "__MAP_STYLE__"
@@ -84,7 +84,7 @@ def animal_points(
                 "colour": palette.state_colour(state),
                 # Labels that collide give way to the higher priority: alerts first.
                 "priority": palette.ANIMAL_STATES.index(state) if state != "normal" else 0,
-                "tooltip": f"{p.name or p.device_id} · {palette.STATE_LABELS[state]} · "
+                "tooltip": f"{name_of(p)} · {palette.STATE_LABELS[state]} · "
                 f"{behaviour or 'unknown'} · {format_age(p.time, now)}",
             }
         )
@@ -106,7 +106,7 @@ def track_paths(tracks: Mapping[Any, Sequence[Any]]) -> list[dict[str, Any]]:
                 "name": fixes[-1].name or fixes[-1].device_id,
                 "path": [[_rounded(p.lon), _rounded(p.lat)] for p in fixes],
                 "colour": palette.track_colour(index),
-                "tooltip": f"{fixes[-1].name or fixes[-1].device_id} · track of {len(fixes)} fixes",
+                "tooltip": f"{name_of(fixes[-1])} · track of {len(fixes)} fixes",
             }
         )
     return paths
@@ -153,7 +153,7 @@ def alert_points(alerts: Iterable[Any], now: datetime, positions: Iterable[Any] 
                 "lon": _rounded(lon),
                 "priority": int(a.priority),
                 "colour": palette.priority_colour(a.priority),
-                "tooltip": f"{alert_type_label(a.alert_type)} · {a.name or a.device_id} · {format_age(a.time, now)}",
+                "tooltip": f"{alert_type_label(a.alert_type)} · {name_of(a)} · {format_age(a.time, now)}",
             }
         )
     return sorted(points, key=lambda r: (r["priority"], r["alert_id"]))

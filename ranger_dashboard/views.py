@@ -9,6 +9,7 @@ times are timezone-aware UTC. The map's layers are in `map_layers`, what a role 
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,13 +97,34 @@ def unplaced_message(animals: Iterable[Any], points: Iterable[Mapping[str, Any]]
     """What the live map says of the animals it cannot place (a collar with no fix yet, or none the
     viewer's role may see yet): their names, the first UNPLACED_NAMED_UP_TO of them; '' when none."""
     placed = {str(p["animal_id"]) for p in points}
-    names = sorted(a.name or a.device_id or str(a.animal_id) for a in animals if str(a.animal_id) not in placed)
+    names = [isolated(name) for name in sorted(a.name or a.device_id or str(a.animal_id) for a in animals
+                                               if str(a.animal_id) not in placed)]
     if not names:
         return ""
     why = ("no fix by the moment shown" if as_of else "no fix yet") if exact else "no position your view may show yet"
     listed = ", ".join(names[:UNPLACED_NAMED_UP_TO])
     more = f" and {len(names) - UNPLACED_NAMED_UP_TO} more" if len(names) > UNPLACED_NAMED_UP_TO else ""
     return f"Not on the map ({why}): {listed}{more}."
+
+
+# Unicode's "first strong isolate" and "pop directional isolate": the text between them is laid out
+# on its own, whichever way it reads.
+FIRST_STRONG_ISOLATE, POP_ISOLATE = "\u2068", "\u2069"
+
+
+def isolated(name: str) -> str:
+    """`name` (an animal's, typed by a person) set apart from the words around it when it holds
+    right-to-left letters (Arabic, Hebrew): otherwise the browser lays out what follows it with it,
+    and 'نجمة · 15 d ago' reads '15 · نجمة d ago'. Other names as they are."""
+    if any(unicodedata.bidirectional(letter) in ("R", "AL") for letter in name):
+        return f"{FIRST_STRONG_ISOLATE}{name}{POP_ISOLATE}"
+    return name
+
+
+def name_of(item: Any) -> str:
+    """How a line of text names an animal (`AnimalView`, `AlertView`, `PositionView`): its name, else
+    its collar, `isolated`."""
+    return isolated(str(item.name or item.device_id or ""))
 
 
 def format_time(when: datetime | None) -> str:
@@ -142,7 +164,7 @@ def alert_label(alert: Any) -> str:
     """One line naming an alert in a select box: 'HIGH · Possible mortality · Tembo · 2026-11-25 08:40 UTC · new'."""
     return (
         f"{palette.priority_label(alert.priority).upper()} · {alert_type_label(alert.alert_type)} · "
-        f"{alert.name or alert.device_id} · {format_time_utc(alert.time)} · {alert.state}"
+        f"{name_of(alert)} · {format_time_utc(alert.time)} · {alert.state}"
     )
 
 

@@ -472,6 +472,64 @@ def test_ranger_reads_the_alerts_at_night_on_a_small_phone(sqlite_url, port, tmp
                 browser.close()
 
 
+# Where a name and the age after it are drawn in the first element under `root` holding both:
+# [name's left, name's right, name's top, age's left, age's top] (the age: the number of '· 15 d ago').
+NAME_AND_AGE_BOXES_JS = """
+([root, name]) => {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const text = node.textContent, at = text.indexOf(name);
+    const age = /· (\\d+) (min|h|d) ago/.exec(text);
+    if (at < 0 || !age) continue;
+    const box = (start, end) => { const r = document.createRange(); r.setStart(node, start); r.setEnd(node, end);
+                                  return r.getBoundingClientRect(); };
+    const named = box(at, at + name.length), number = box(age.index + 2, age.index + 2 + age[1].length);
+    return [named.left, named.right, named.top, number.left, number.top];
+  }
+  return null;
+}
+"""
+ARABIC_NAME = "نجمة"  # Najma, "star"
+
+
+@pytest.mark.browser
+def test_ranger_reads_the_age_of_an_alert_on_an_animal_with_an_arabic_name_after_its_name_on_a_small_phone(
+    sqlite_url, port, tmp_path
+):
+    # A reserve names its elephants in Arabic. On Amina's 360 px phone the mortality card of Najma read
+    # "Possible mortality · 15 · نجمة d ago": the browser laid the age out with the right-to-left name,
+    # so the number stood before it. The name is set apart from the words around it: the age follows it.
+    with open_bridge(sqlite_url) as bridge:
+        seed(bridge)
+        bridge.register_animal("collar-003", ARABIC_NAME)  # Kito, whose collar raised the mortality alert
+        mortality = bridge.open_alerts(viewer=RANGER)[0]
+    assert mortality.name == ARABIC_NAME
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                context = browser.new_context(
+                    viewport=SMALL_PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True
+                )
+                page = context.new_page()
+                page.goto(base_url)
+                sign_in(page, "amina")
+                page.wait_for_selector(f"#{markers.MAP_READY_ID}", state="attached", timeout=WAIT_MS)
+                page.goto(f"{base_url}/alerts")
+                card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
+                card.get_by_role("button", name="Acknowledge").wait_for(timeout=WAIT_MS)
+                page.screenshot(path=str(tmp_path / "arabic_name_alerts.png"))
+                boxes = page.evaluate(NAME_AND_AGE_BOXES_JS, [card.element_handle(), ARABIC_NAME])
+                assert boxes is not None, "the card names the animal and says how long ago"
+                name_left, name_right, name_top, age_left, age_top = boxes
+                same_line = abs(age_top - name_top) < 4
+                assert (same_line and age_left >= name_right) or age_top > name_top, (
+                    f"the age is drawn before the name: name {name_left:.0f}-{name_right:.0f}, age at {age_left:.0f}"
+                )
+            finally:
+                browser.close()
+
+
 @pytest.mark.browser
 def test_visitor_kiosk_hands_the_browser_no_exact_position_in_its_page_data_or_map_routes(sqlite_url, port, tmp_path):
     # A poacher at the visitor centre's screen opens the browser's developer tools: nothing the kiosk

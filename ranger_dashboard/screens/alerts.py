@@ -114,7 +114,7 @@ def alert_card(alert: AlertView, now, ranger: str, stale: bool = False) -> None:
     with st.container(border=True, key=f"alert-card-{alert_id}"):
         st.markdown(
             f":{colour}[**{palette.priority_label(alert.priority).upper()}**] · "
-            f"**{views.alert_type_label(alert.alert_type)}** · {alert.name or alert.device_id} · "
+            f"**{views.alert_type_label(alert.alert_type)}** · {views.name_of(alert)} · "
             f"{views.format_age(alert.time, now)}  \n"
             f"{views.state_text(alert)}"
             + (f" · assigned to **{alert.assigned_to}**" if alert.assigned_to else "")
@@ -194,7 +194,7 @@ def verdict_card(alert: AlertView, ranger: str, stale: bool = False) -> None:
     alert_id = alert.alert_id
     with st.container(border=True, key=f"closed-card-{alert_id}"):
         st.markdown(
-            f"**{views.alert_type_label(alert.alert_type)}** · {alert.name or alert.device_id} · "
+            f"**{views.alert_type_label(alert.alert_type)}** · {views.name_of(alert)} · "
             f"raised {views.format_time(alert.time)} UTC · closed {views.format_time(alert.resolved_at)} UTC"
         )
         verdict = st.radio("Verdict", list(views.VERDICTS), index=None, key=f"closed-verdict-{alert_id}",
@@ -277,7 +277,7 @@ def chosen(alerts: list[AlertView], now, stale: bool = False) -> None:  # noqa: 
     st.markdown(f"#### {views.alert_type_label(alert.alert_type)}")
     position = views.format_position(alert.lat, alert.lon) if role.exact_positions else None
     st.markdown(
-        f"**Animal:** {alert.name or alert.device_id} (collar {alert.device_id})  \n"
+        f"**Animal:** {views.name_of(alert)} (collar {alert.device_id})  \n"
         f"**Raised:** {views.format_time(alert.time)} UTC, {views.format_age(alert.time, now)}  \n"
         f"**Position when raised:** {position or f'withheld from the {role.title.lower()} view'}  \n"
         f"**Priority:** {alert.priority} ({palette.priority_label(alert.priority)})  \n"
