@@ -80,10 +80,11 @@ LAST_ANIMALS_READ = ShownOn("animals")
 # After a read found the store busy, the next reads (of any session) for this long do not wait for
 # the store's busy timeout again, each of them: the page shows what it has at once.
 BUSY_HOLD_S = 5.0
-# Answers remembered for a `ShownOn` page (viewer x page x question: the map asks 3, the Alerts page 3,
+# Answers remembered for each `ShownOn` page (viewer x question: the map asks 3, the Alerts page 3,
 # the Animal page 3 per animal opened; each the newest answer only, a large herd's being a megabyte or
-# two; the least recently shown dropped first, its viewer then told the store is busy), and views owed
-# to the audit log.
+# two; the least recently shown of that page dropped first, its viewer then told the store is busy),
+# and views owed to the audit log. Each page keeps its own: until 6 December a ranger opening animal
+# after animal pushed the other rangers' live maps out, and during a backup they were told "store busy".
 LAST_READS_KEPT = 64
 OWED_KEPT = 10_000
 # Session key: when the oldest answer this run showed from LAST_READ was read (None: all fresh).
@@ -98,7 +99,7 @@ class LastRead:
     read_at: datetime
 
 
-_last_reads: OrderedDict[tuple[Any, ...], LastRead] = OrderedDict()
+_last_reads: dict[Any, OrderedDict[tuple[Any, ...], LastRead]] = {}  # by page (a question's first part)
 _owed: list[tuple[Any, datetime]] = []  # (PositionsRead, when shown again) not logged yet
 _busy_until = 0.0
 _memory_lock = threading.Lock()
@@ -106,15 +107,16 @@ _memory_lock = threading.Lock()
 
 def _remember(key: tuple[Any, ...], kept: Kept[Any]) -> None:
     with _memory_lock:
-        _last_reads[key] = LastRead(kept, datetime.now(UTC))
-        _last_reads.move_to_end(key)
-        while len(_last_reads) > LAST_READS_KEPT:
-            _last_reads.popitem(last=False)
+        shown = _last_reads.setdefault(key[0], OrderedDict())
+        shown[key] = LastRead(kept, datetime.now(UTC))
+        shown.move_to_end(key)
+        while len(shown) > LAST_READS_KEPT:
+            shown.popitem(last=False)
 
 
 def _recall(key: tuple[Any, ...], viewer: Viewer) -> LastRead | None:
     with _memory_lock:
-        last = _last_reads.get(key)
+        last = _last_reads.get(key[0], {}).get(key)
     return last if last is not None and last.kept.viewer == viewer else None
 
 

@@ -792,6 +792,32 @@ def test_a_ranger_signed_in_for_more_than_a_minute_keeps_her_map_not_live_while_
     assert "sign_out" in [b.key for b in app.sidebar.button], "still signed in"
 
 
+def test_a_ranger_opening_animal_after_animal_does_not_push_another_rangers_map_out_of_what_a_backup_keeps(
+    store, monkeypatch
+):
+    # The control room's dashboard keeps, for a backup, the last answers each page showed each viewer, a
+    # bounded number of them (LAST_READS_KEPT). Juma goes through the herd animal by animal while Amina
+    # watches the live map; then a backup takes the store. Juma's animal pages had pushed Amina's map out
+    # of what was kept, and she was told "store busy" in place of the herd she was watching.
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
+    monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", "any")
+    data._last_reads.clear()
+    juma, amina = open_page(user="juma"), open_page(user="amina")
+    monkeypatch.setattr(data, "LAST_READS_KEPT", 6)  # the two live maps' answers, and no more
+    seen = _animal_dots(amina)
+    for animal in open_bridge(store).animals(viewer=RANGER):
+        juma.switch_page("screens/animals.py")
+        juma.query_params["animal"] = str(animal.animal_id)
+        juma.run()
+        assert [h.value for h in juma.header] == [animal.name], "Juma reads each animal's page"
+    with backup_holds_the_store(store):
+        amina.run()
+    assert not amina.exception, [e.value for e in amina.exception]
+    assert [w.value.startswith(f"**{views.NOT_LIVE_HEADLINE}**") for w in amina.warning] == [True], \
+        [w.value for w in amina.warning]
+    assert _animal_dots(amina) == seen, "the herd she was watching"
+
+
 def test_a_map_shown_again_while_the_store_was_busy_is_in_the_audit_log_once_the_backup_ends(
     store, monkeypatch
 ):
