@@ -429,15 +429,9 @@ TEXT_CONTRASTS_JS = """
 SMALL_PHONE = {"width": 360, "height": 740}
 
 
-@pytest.mark.browser
-def test_ranger_reads_the_alerts_at_night_on_a_small_phone(sqlite_url, port, tmp_path):
-    # At night in the bush on a 360 x 740 phone: the page is dark (no white glare), every word of the
-    # alerts stands out from what it is written on (WCAG AA, 4.5:1), nothing runs off the right edge,
-    # and the most urgent alert's card with its Acknowledge button is on the first screen.
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
-    mortality = bridge.open_alerts(viewer=RANGER)[0]
-    bridge.close()
+@contextmanager
+def alerts_on_a_small_phone(sqlite_url: str, port: int, tmp_path: Path) -> Iterator[Page]:
+    """Amina's Alerts page on a 360 x 740 phone, signed in on the dashboard over the seeded store."""
     with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -451,25 +445,37 @@ def test_ranger_reads_the_alerts_at_night_on_a_small_phone(sqlite_url, port, tmp
                 page.wait_for_selector(f"#{markers.MAP_READY_ID}", state="attached", timeout=WAIT_MS)
                 page.goto(f"{base_url}/alerts")
                 page.wait_for_selector(f"#{markers.ALERTS_READY_ID}", state="attached", timeout=WAIT_MS)
-                card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
-                acknowledge = card.get_by_role("button", name="Acknowledge")
-                expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
-                page.screenshot(path=str(tmp_path / "night_phone_alerts.png"))
-                page.screenshot(path=str(tmp_path / "night_phone_alerts_full.png"), full_page=True)
-
-                body = page.evaluate("() => getComputedStyle(document.querySelector('.stApp')).backgroundColor")
-                assert sum(int(v) for v in re.findall(r"\d+", body)[:3]) < 3 * 60, f"a dark page, not {body}"
-                contrasts = page.evaluate(TEXT_CONTRASTS_JS, page.locator("[data-testid='stMain']").element_handle())
-                assert any("mortality" in text.lower() for _, text, _, _ in contrasts), "the alert was read"
-                faint = [c for c in contrasts if c[0] < 4.5]
-                assert not faint, f"text too faint to read at night: {faint[:8]}"
-                width = page.evaluate("() => document.scrollingElement.scrollWidth")
-                assert width <= SMALL_PHONE["width"], f"the page runs {width - SMALL_PHONE['width']} px off the screen"
-                card_box, button_box = card.bounding_box(), acknowledge.bounding_box()
-                assert card_box["x"] >= 0 and card_box["x"] + card_box["width"] <= SMALL_PHONE["width"]
-                assert button_box["y"] + button_box["height"] <= SMALL_PHONE["height"], "Acknowledge on the first screen"
+                yield page
             finally:
                 browser.close()
+
+
+@pytest.mark.browser
+def test_ranger_reads_the_alerts_at_night_on_a_small_phone(sqlite_url, port, tmp_path):
+    # At night in the bush on a 360 x 740 phone: the page is dark (no white glare), every word of the
+    # alerts stands out from what it is written on (WCAG AA, 4.5:1), nothing runs off the right edge,
+    # and the most urgent alert's card with its Acknowledge button is on the first screen.
+    with open_bridge(sqlite_url) as bridge:
+        seed(bridge)
+        mortality = bridge.open_alerts(viewer=RANGER)[0]
+    with alerts_on_a_small_phone(sqlite_url, port, tmp_path) as page:
+        card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
+        acknowledge = card.get_by_role("button", name="Acknowledge")
+        expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
+        page.screenshot(path=str(tmp_path / "night_phone_alerts.png"))
+        page.screenshot(path=str(tmp_path / "night_phone_alerts_full.png"), full_page=True)
+
+        body = page.evaluate("() => getComputedStyle(document.querySelector('.stApp')).backgroundColor")
+        assert sum(int(v) for v in re.findall(r"\d+", body)[:3]) < 3 * 60, f"a dark page, not {body}"
+        contrasts = page.evaluate(TEXT_CONTRASTS_JS, page.locator("[data-testid='stMain']").element_handle())
+        assert any("mortality" in text.lower() for _, text, _, _ in contrasts), "the alert was read"
+        faint = [c for c in contrasts if c[0] < 4.5]
+        assert not faint, f"text too faint to read at night: {faint[:8]}"
+        width = page.evaluate("() => document.scrollingElement.scrollWidth")
+        assert width <= SMALL_PHONE["width"], f"the page runs {width - SMALL_PHONE['width']} px off the screen"
+        card_box, button_box = card.bounding_box(), acknowledge.bounding_box()
+        assert card_box["x"] >= 0 and card_box["x"] + card_box["width"] <= SMALL_PHONE["width"]
+        assert button_box["y"] + button_box["height"] <= SMALL_PHONE["height"], "Acknowledge on the first screen"
 
 
 # Where a name and the age after it are drawn in the first element under `root` holding both:
@@ -504,30 +510,17 @@ def test_ranger_reads_the_age_of_an_alert_on_an_animal_with_an_arabic_name_after
         bridge.register_animal("collar-003", ARABIC_NAME)  # Kito, whose collar raised the mortality alert
         mortality = bridge.open_alerts(viewer=RANGER)[0]
     assert mortality.name == ARABIC_NAME
-    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = browser.new_context(
-                    viewport=SMALL_PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True
-                )
-                page = context.new_page()
-                page.goto(base_url)
-                sign_in(page, "amina")
-                page.wait_for_selector(f"#{markers.MAP_READY_ID}", state="attached", timeout=WAIT_MS)
-                page.goto(f"{base_url}/alerts")
-                card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
-                card.get_by_role("button", name="Acknowledge").wait_for(timeout=WAIT_MS)
-                page.screenshot(path=str(tmp_path / "arabic_name_alerts.png"))
-                boxes = page.evaluate(NAME_AND_AGE_BOXES_JS, [card.element_handle(), ARABIC_NAME])
-                assert boxes is not None, "the card names the animal and says how long ago"
-                name_left, name_right, name_top, age_left, age_top = boxes
-                same_line = abs(age_top - name_top) < 4
-                assert (same_line and age_left >= name_right) or age_top > name_top, (
-                    f"the age is drawn before the name: name {name_left:.0f}-{name_right:.0f}, age at {age_left:.0f}"
-                )
-            finally:
-                browser.close()
+    with alerts_on_a_small_phone(sqlite_url, port, tmp_path) as page:
+        card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
+        card.get_by_role("button", name="Acknowledge").wait_for(timeout=WAIT_MS)
+        page.screenshot(path=str(tmp_path / "arabic_name_alerts.png"))
+        boxes = page.evaluate(NAME_AND_AGE_BOXES_JS, [card.element_handle(), ARABIC_NAME])
+    assert boxes is not None, "the card names the animal and says how long ago"
+    name_left, name_right, name_top, age_left, age_top = boxes
+    same_line = abs(age_top - name_top) < 4
+    assert (same_line and age_left >= name_right) or age_top > name_top, (
+        f"the age is drawn before the name: name {name_left:.0f}-{name_right:.0f}, age at {age_left:.0f}"
+    )
 
 
 @pytest.mark.browser
