@@ -293,3 +293,114 @@ def test_a_collar_heard_once_since_its_ack_was_pushed_has_it_unconfirmed_after_t
 
     assert [d.state for d in rows] == ["unconfirmed", "sent"]
     assert "in 1 uplink since it was pushed" in rows[0].last_error
+
+
+def tts_report(kind: str, pushed: dict) -> bytes:
+    """The Things Stack's `kind` message (downlink_ack, downlink_nack; Data Formats, tests/network_fixtures.py)
+    of the downlink the bridge pushed: its port, bytes and correlation ids as the network echoes them."""
+    import base64
+    import json
+
+    import network_fixtures as nf
+
+    report = nf.TTS[kind].copy()
+    report["end_device_ids"].update(device_id="collar-01", application_ids={"application_id": b.APPLICATION_ID},
+                                    dev_eui=b.dev_eui_of("collar-01"))
+    report[kind].update(f_port=pushed["f_port"], frm_payload=base64.b64encode(pushed["payload"]).decode(),
+                        correlation_ids=list(pushed["correlation_ids"]))
+    return json.dumps(report).encode()
+
+
+def chirpstack_ack(dev_eui: str, queue_item_id: str, acknowledged: bool) -> bytes:
+    """ChirpStack v4's `ack` event (integration.proto AckEvent, tests/network_fixtures.py) of a queue item."""
+    import json
+
+    import network_fixtures as nf
+
+    ack = nf.CHIRPSTACK["ack"].copy()
+    ack["deviceInfo"]["devEui"], ack["queueItemId"] = dev_eui.lower(), queue_item_id
+    if acknowledged:
+        ack["acknowledged"] = True
+    else:
+        ack.pop("acknowledged")  # proto3 JSON leaves false out
+    return json.dumps(ack).encode()
+
+
+def test_a_reboot_shown_unconfirmed_reads_delivered_when_the_things_stack_reports_its_ack_late(bridge, network):
+    # The downlink_ack of the reboot comes after the collar's third uplink (a webhook retried late): the
+    # collar's radio confirmed it, so the technician sees it delivered, as a `sent` reboot with that
+    # report, not unconfirmed with a reason that no longer holds; more uplinks do not undo it.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+    bridge.queue_command("collar-01", "reboot", {})
+    bridge.flush_downlinks()
+    for f_cnt in (2, 3, 4):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    bridge.flush_downlinks()
+    assert [d.state for d in bridge.downlinks()] == ["unconfirmed"]
+
+    bridge.ingest_network_message("tts", "downlink_ack", tts_report("downlink_ack", network.pushes[0]))
+    for f_cnt in (5, 6, 7):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    assert bridge.flush_downlinks() == 0
+    (reboot,) = bridge.downlinks()
+    assert (reboot.state, reboot.network_state, reboot.last_error) == ("sent", "acked", None)
+    assert len(network.pushes) == 1
+
+
+def test_an_unconfirmed_ack_chirpstack_reports_acknowledged_late_reads_delivered_and_a_late_nack_keeps_it_unconfirmed(
+    bridge, network
+):
+    # ChirpStack's `ack` event says whether the collar acknowledged a confirmed queue item. The first
+    # ack of the alert went unconfirmed and went again; ChirpStack then reports the first acknowledged
+    # (delivered: `sent` with network state acked) and the copy not acknowledged in time (a nack: it
+    # stays as it was, and ChirpStack's discard puts it back in Tembo's queue as for any sent row).
+    dev_eui = b.dev_eui_of("collar-01")
+    bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("mortality", seq=1), f_cnt=1))
+    bridge.flush_downlinks()
+    for f_cnt in (2, 3, 4):
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    assert bridge.flush_downlinks() == 1
+    first, again = bridge.downlinks()
+    assert (first.state, again.state) == ("unconfirmed", "sent")
+
+    bridge.ingest_network_message("chirpstack", "ack", chirpstack_ack(dev_eui, "q-1", acknowledged=True))
+    bridge.ingest_network_message("chirpstack", "ack", chirpstack_ack(dev_eui, "q-2", acknowledged=False))
+    first, again = bridge.downlinks()
+    assert (first.state, first.network_state, first.last_error) == ("sent", "acked", None)
+    assert (again.state, again.network_state) == ("queued", "nacked")
+
+
+def test_a_late_nack_of_an_unconfirmed_reboot_leaves_it_unconfirmed(bridge, network):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+    bridge.queue_command("collar-01", "reboot", {})
+    bridge.flush_downlinks()
+    for f_cnt in (2, 3, 4):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    bridge.flush_downlinks()
+
+    bridge.ingest_network_message("tts", "downlink_nack", tts_report("downlink_nack", network.pushes[0]))
+    (reboot,) = bridge.downlinks()
+    assert (reboot.state, reboot.network_state) == ("unconfirmed", "nacked")
+    assert "not sent again (not a command that may go twice)" in reboot.last_error
+
+
+def test_an_alerts_ack_reported_acked_late_is_not_pushed_again_by_its_waiting_copy(bridge, network):
+    # The ack went unconfirmed while the network server refused pushes, so its copy waits in Tembo's
+    # queue; then The Things Stack's late downlink_ack says the collar got the first. The copy is
+    # superseded by it and does not spend another downlink of the collar's fair-use day.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
+    bridge.flush_downlinks()
+    for f_cnt in (2, 3, 4):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    network.refuse = True
+    bridge.flush_downlinks()
+    first, copy = bridge.downlinks()
+    assert (first.state, copy.state) == ("unconfirmed", "queued")
+
+    bridge.ingest_network_message("tts", "downlink_ack", tts_report("downlink_ack", network.pushes[0]))
+    network.refuse = False
+    assert bridge.flush_downlinks() == 0
+    first, copy = bridge.downlinks()
+    assert (first.state, first.network_state) == ("sent", "acked")
+    assert (copy.state, copy.superseded_by) == ("superseded", first.downlink_id)
+    assert len(network.pushes) == 1

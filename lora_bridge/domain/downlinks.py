@@ -8,6 +8,7 @@ A downlink's life, in `state` (the outbox) and `network_state` (what the network
       │                  └─ MAX_PUSH_ATTEMPTS refusals: failed
       └── network invalidated its queue (new session): pushed again
     sent ──N uplinks of the collar, no port-31 ack, no delivery report──> unconfirmed ──late ack──> acknowledged
+                                                                      └─ the network's late acked: sent
                                         (an alert's ack: a copy queued again, `mark_unconfirmed`)
     network_state: queued -> sent (transmitted; ChirpStack txack) -> acked | nacked | failed
                                   ^                                          │
@@ -635,6 +636,8 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
     downlink.network_reported_at = at
     if state == NETWORK_NACKED and event.network == SOURCE_CHIRPSTACK and downlink.state == STATE_SENT:
         downlink.state = STATE_QUEUED  # ChirpStack discarded it: nobody else sends it again
+    if state == NETWORK_ACKED and downlink.state == STATE_UNCONFIRMED:
+        _delivered_late(session, downlink)
     if state == NETWORK_FAILED:
         error = event.detail.get("error") or {}
         downlink.last_error = f"network server failed it: {error.get('name') or 'unknown error'}"
@@ -648,6 +651,20 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
         extra={"device_id": downlink.device_id, "downlink_id": downlink.id, "network_state": state},
     )
     return downlink
+
+
+def _delivered_late(session: Session, downlink: Downlink) -> None:
+    """The network reported an unconfirmed downlink acked: the collar's radio confirmed it got it. It
+    reads as a `sent` row with that report does (delivered, the collar's port-31 ack still to come),
+    not unconfirmed; a copy of it still waiting in Tembo's queue (an alert's ack queued again,
+    `mark_unconfirmed`) is superseded by it, not pushed."""
+    downlink.state = STATE_SENT
+    downlink.last_error = None
+    for copy in session.scalars(select(Downlink).where(
+            Downlink.device_id == downlink.device_id, Downlink.command == ACK_COMMAND,
+            Downlink.payload == downlink.payload, Downlink.id != downlink.id, Downlink.state == STATE_QUEUED)):
+        copy.state = STATE_SUPERSEDED
+        copy.superseded_by = downlink.id
 
 
 def _resent(downlink: Downlink, state: str) -> bool:
