@@ -404,3 +404,93 @@ def test_an_alerts_ack_reported_acked_late_is_not_pushed_again_by_its_waiting_co
     assert (first.state, first.network_state) == ("sent", "acked")
     assert (copy.state, copy.superseded_by) == ("superseded", first.downlink_id)
     assert len(network.pushes) == 1
+
+
+def unconfirmed_chirpstack_reboot(bridge) -> None:
+    """A ChirpStack collar's reboot pushed and left unconfirmed: three uplinks since, no txack, no answer."""
+    bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), f_cnt=1))
+    bridge.queue_command("collar-01", "reboot", {})
+    bridge.flush_downlinks()
+    for f_cnt in (2, 3, 4):
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    bridge.flush_downlinks()
+    assert [d.state for d in bridge.downlinks()] == ["unconfirmed"]
+
+
+def test_an_unconfirmed_reboot_chirpstack_flushed_on_the_collars_join_goes_again_in_the_new_session(bridge, network):
+    # ChirpStack never sent the reboot (no txack): it waited in the device queue, and the collar's
+    # silence was the network's. The join flushes that queue; like a `sent` row it goes back to Tembo's
+    # queue and is pushed again, and the technician reads why.
+    unconfirmed_chirpstack_reboot(bridge)
+    joined = bridge.ingest_network_message("chirpstack", "join", chirpstack_join_now(b.dev_eui_of("collar-01")))
+    (reboot,) = bridge.downlinks()
+    assert (reboot.state, reboot.network_state) == ("queued", "invalidated")
+    assert "flushed the collar's queue when it joined" in reboot.last_error
+    assert "it was unconfirmed, and goes again in the new session" in reboot.last_error
+    assert list(joined.downlink_ids) == [reboot.downlink_id]
+
+    assert bridge.flush_downlinks() == 1
+    assert [codec.decode(32, push["payload"])["message"] for push in network.pushes] == ["reboot", "reboot"]
+    assert bridge.downlinks()[0].state == "sent"
+
+
+def test_an_unconfirmed_ack_flushed_on_the_collars_join_goes_again_once_by_its_copy(bridge, network):
+    # The ack went unconfirmed and its copy was pushed; ChirpStack flushes both on the join. The copy
+    # goes again in the new session, the first one not beside it: one ack, not two.
+    bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("mortality", seq=1), f_cnt=1))
+    bridge.flush_downlinks()
+    for f_cnt in (2, 3, 4):
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    bridge.flush_downlinks()
+    bridge.ingest_network_message("chirpstack", "join", chirpstack_join_now(b.dev_eui_of("collar-01")))
+
+    first, copy = bridge.downlinks()
+    assert (first.state, first.network_state, copy.state) == ("unconfirmed", "invalidated", "queued")
+    assert f"its copy, downlink {copy.downlink_id}, goes instead" in first.last_error
+    assert bridge.flush_downlinks() == 1
+    assert len(network.pushes) == 3
+
+
+def test_an_unconfirmed_reboot_that_went_on_air_is_not_sent_again_when_the_things_stack_invalidates_its_queue(
+    bridge, network
+):
+    # The Things Stack nacked the reboot late (it went on air; the collar may have it, its answer lost) and
+    # then dropped the collar's queue at a new session (downlink_queue_invalidated, naming it). A reboot
+    # twice is not a reboot once: it is not sent again by itself, and the technician reads why.
+    import json
+
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+    bridge.queue_command("collar-01", "reboot", {})
+    bridge.flush_downlinks()
+    for f_cnt in (2, 3, 4):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    bridge.flush_downlinks()
+    bridge.ingest_network_message("tts", "downlink_nack", tts_report("downlink_nack", network.pushes[0]))
+    invalidated = json.loads(tts_report("downlink_sent", network.pushes[0]))
+    invalidated["downlink_queue_invalidated"] = {"downlinks": [invalidated.pop("downlink_sent")], "last_f_cnt_down": 1}
+    bridge.ingest_network_message("tts", "downlink_queue_invalidated", json.dumps(invalidated).encode())
+
+    assert bridge.flush_downlinks() == 0
+    (reboot,) = bridge.downlinks()
+    assert (reboot.state, reboot.network_state) == ("unconfirmed", "invalidated")
+    assert "invalidated the collar's downlink queue" in reboot.last_error
+    assert "not sent again (it went on air once" in reboot.last_error
+    assert len(network.pushes) == 1
+
+
+def test_an_unconfirmed_reboot_the_things_stack_never_sent_goes_again_when_it_invalidates_its_queue(bridge, network):
+    import json
+
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+    bridge.queue_command("collar-01", "reboot", {})
+    bridge.flush_downlinks()
+    for f_cnt in (2, 3, 4):
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    bridge.flush_downlinks()
+    invalidated = json.loads(tts_report("downlink_sent", network.pushes[0]))
+    invalidated["downlink_queue_invalidated"] = {"downlinks": [invalidated.pop("downlink_sent")], "last_f_cnt_down": 1}
+    bridge.ingest_network_message("tts", "downlink_queue_invalidated", json.dumps(invalidated).encode())
+
+    assert bridge.flush_downlinks() == 1
+    (reboot,) = bridge.downlinks()
+    assert (reboot.state, len(network.pushes)) == ("sent", 2)

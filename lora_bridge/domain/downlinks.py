@@ -6,7 +6,8 @@ A downlink's life, in `state` (the outbox) and `network_state` (what the network
       ^   \\            │ lease expired (crash mid-push) / refused: back to queued
       │    superseded    │ (a newer command of the same kind)
       │                  └─ MAX_PUSH_ATTEMPTS refusals: failed
-      └── network invalidated its queue (new session): pushed again
+      └── network invalidated its queue (new session): pushed again (a sent row; an unconfirmed one
+          the network still held, unless its copy goes or it may not go twice after a nack)
     sent ──N uplinks of the collar, no port-31 ack, no delivery report──> unconfirmed ──late ack──> acknowledged
                                                                       └─ the network's late acked: sent
                                         (an alert's ack: a copy queued again, `mark_unconfirmed`)
@@ -707,14 +708,11 @@ def requeue_flushed_on_join(session: Session, device_id: str, at: datetime) -> l
     air, so it leaves the collar's fair-use day. An update delivery's set-up and fragments of the old
     session are then dropped by `fuota_delivery.apply_rejoin`, which sets the collar up again."""
     pushed = session.scalars(select(Downlink).where(
-        Downlink.device_id == device_id, Downlink.state == STATE_SENT, _waiting_at_network(),
+        Downlink.device_id == device_id, Downlink.state.in_((STATE_SENT, STATE_UNCONFIRMED)), _waiting_at_network(),
         Downlink.sent_at.is_not(None)).order_by(Downlink.id)).all()
-    rows = [row for row in pushed if as_utc(row.sent_at) <= as_utc(at)]
+    flushed = f"ChirpStack flushed the collar's queue when it joined at {as_utc(at):%Y-%m-%d %H:%M:%S} UTC"
+    rows = [row for row in pushed if as_utc(row.sent_at) <= as_utc(at) and _requeue_flushed(session, row, at, flushed)]
     for row in rows:
-        row.state = STATE_QUEUED
-        row.network_state = NETWORK_INVALIDATED
-        row.network_reported_at = at
-        row.last_error = f"ChirpStack flushed the collar's queue when it joined at {as_utc(at):%Y-%m-%d %H:%M:%S} UTC"
         forget_push(session, row)
     if rows:
         log.warning("device_id=%s joined: %d downlinks ChirpStack had not sent yet are pushed again (%s)", device_id,
@@ -729,12 +727,52 @@ def _requeue_invalidated(session: Session, device_id: str | None, event: Any, at
     if not rows and device_id is not None:
         rows = list(session.scalars(select(Downlink).where(
             Downlink.device_id == device_id,
-            Downlink.state == STATE_SENT,
+            Downlink.state.in_((STATE_SENT, STATE_UNCONFIRMED)),
             _waiting_at_network(),
-        )))
+        ).order_by(Downlink.id)))
     for row in rows:
         if row.state == STATE_SENT:
             row.state = STATE_QUEUED
             row.network_state = NETWORK_INVALIDATED
             row.network_reported_at = at
+        elif row.state == STATE_UNCONFIRMED and row.network_state in NETWORK_WAITING:
+            _requeue_flushed(session, row, at, "The Things Stack invalidated the collar's downlink queue "
+                                               f"at {as_utc(at):%Y-%m-%d %H:%M:%S} UTC")
     return rows[0] if rows else None
+
+
+def _requeue_flushed(session: Session, row: Downlink, at: datetime, flushed: str) -> bool:
+    """The network dropped row from the collar's queue at a new session (`requeue_flushed_on_join`,
+    `_requeue_invalidated`); True when it goes back to Tembo's queue. A `sent` row does, with the
+    reason: the network never put it on air. So does an unconfirmed one (it waited there, no report of
+    it going on air: the collar's silence was the network's), except an alert's ack whose copy
+    (`mark_unconfirmed`) is waiting or pushed (that copy goes, once), and a command that may not go
+    twice after the network sent it once (nacked: the collar may have it, its answer lost), left to the
+    technician as when it went unconfirmed. Either way `network_state` is invalidated and the technician
+    reads in `last_error` what became of it."""
+    was, on_air = row.state, row.network_state == NETWORK_NACKED
+    row.network_state = NETWORK_INVALIDATED
+    row.network_reported_at = at
+    if was == STATE_UNCONFIRMED:
+        copy = _waiting_copy(session, row)
+        if copy is not None:
+            row.last_error = f"{row.last_error}; {flushed}: its copy, downlink {copy.id}, goes instead"
+            return False
+        if on_air and row.command not in RESEND_WHEN_UNCONFIRMED:
+            row.last_error = (f"{row.last_error}; {flushed}: not sent again (it went on air once and is not a "
+                              "command that may go twice)")
+            return False
+    row.state = STATE_QUEUED
+    row.last_error = flushed + ("; it was unconfirmed, and goes again in the new session" if was == STATE_UNCONFIRMED
+                                else "")
+    return True
+
+
+def _waiting_copy(session: Session, row: Downlink) -> Downlink | None:
+    """A later copy of an alert's ack row (the same bytes) still to be pushed or on its way."""
+    if row.command != ACK_COMMAND:
+        return None
+    return session.scalars(select(Downlink).where(
+        Downlink.device_id == row.device_id, Downlink.command == ACK_COMMAND, Downlink.payload == row.payload,
+        Downlink.id > row.id, Downlink.state.in_((STATE_QUEUED, STATE_SENDING, STATE_SENT)),
+    ).order_by(Downlink.id)).first()
