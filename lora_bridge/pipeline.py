@@ -42,8 +42,9 @@ from lora_bridge.network_messages import KIND_UNKNOWN, KIND_UPLINK, NetworkEvent
 from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
+from lora_bridge.store.changed_rows import update_by_core
 from lora_bridge.store.database import Database
-from lora_bridge.store.tables import Animal, DeadLetter, Device, RawUplink
+from lora_bridge.store.tables import Animal, DeadLetter, Device, RawUplink, RuleCursor
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import MAC_PORT, Uplink
 from lora_bridge.views import IngestResult
@@ -113,6 +114,11 @@ def store_and_process_batch(
     return False, [submission for submission in submissions if submission.result is not None]
 
 
+# What a batch changes in every collar it hears: the collars' rows and their rules' cursors, written by
+# Core UPDATEs at its flushes, not object by object by the unit of work (`store.changed_rows`).
+BATCH_CORE_UPDATED = (Device, RuleCursor)
+
+
 def keep_and_apply(
     session: Session, submissions: list[Submission], codec: Any, settings: BridgeSettings, *, rules_file: RulesFileWatch
 ) -> tuple[list[IngestResult], list[int]]:
@@ -122,6 +128,7 @@ def keep_and_apply(
     the rules)."""
     if not submissions:
         return [], []
+    update_by_core(session, *BATCH_CORE_UPDATED)
     raws = [
         ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
         for s in submissions
@@ -639,6 +646,7 @@ def apply_taken_in(
     raw_ids = take(session)
     if not raw_ids:
         return []
+    update_by_core(session, *BATCH_CORE_UPDATED)
     # Every taken row locked in one statement (not one per body).
     raws = {raw.id: raw for raw in session.scalars(
         select(RawUplink).where(RawUplink.id.in_(raw_ids)).order_by(RawUplink.id).with_for_update()
