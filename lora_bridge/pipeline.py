@@ -146,7 +146,9 @@ def keep_and_apply(
     keys = _order_keys(messages, submissions)
     order = sorted(range(len(raws)), key=keys.__getitem__)
     applied = {i: _process_loaded(session, raws[i], codec, settings, rules_file, None, messages[i]) for i in order}
-    bulk.write_queued(session)  # the batch's fixes and summaries, before the rules' savepoints
+    # the batch's fixes and summaries, before the rules' savepoints; its raw rows, when still held
+    # back, inserted as they are now and left out of the session: nothing changes them after this
+    bulk.write_queued(session, attach=False)
     return [applied[i] for i in range(len(raws))], order
 
 

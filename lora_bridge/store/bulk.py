@@ -95,12 +95,15 @@ def defer_foreign_keys(session: Session) -> None:
     session.info[FOREIGN_KEYS_DEFERRED] = True
 
 
-def add_deferred(session: Session) -> None:
+def add_deferred(session: Session, attach: bool = True) -> None:
     """Write the objects `defer_add` held back, now: one Core insert per table, each object then
     attached to the session as a stored row (later changes to it are flushed as updates, as ever),
     without the unit of work's per-object insert. When the transaction checks foreign keys statement
     by statement, the session's pending objects are flushed first (what the held-back rows may refer
-    to; a flush of a row that refers to them takes them along, `_before_flush`)."""
+    to; a flush of a row that refers to them takes them along, `_before_flush`). attach False: the
+    objects are left out of the session, for a caller that changes none of them afterwards (a batch
+    whose bodies are all applied): attaching a batch's raw rows cost more than inserting them, and a
+    read of their table in the transaction loads what the store holds."""
     if not session.info.get(DEFERRED_OBJECTS):
         return
     if not session.info.get(FOREIGN_KEYS_DEFERRED):
@@ -127,6 +130,8 @@ def add_deferred(session: Session) -> None:
                     values[key] = _python_default(column)
             rows.append({column.key: values[key] for key, column in columns})
         connection.execute(insert(mapper.local_table), rows)
+        if not attach:
+            continue
         for obj in objects:
             make_transient_to_detached(obj)  # its attributes are now what the store holds
             session.add(obj)
@@ -260,12 +265,13 @@ def before_writing(table: Table, hook: Callable[[Session, list[dict[str, Any]]],
         hooks.append(hook)
 
 
-def write_queued(session: Session, deferred: bool = True) -> int:
+def write_queued(session: Session, deferred: bool = True, attach: bool = True) -> int:
     """Write every queued row now (one executemany per table); how many rows were written or skipped.
     deferred: the objects `defer_add` holds back go in first (rows the queued ones may refer to);
-    False only where the transaction checks foreign keys at its commit, so they can wait."""
+    False only where the transaction checks foreign keys at its commit, so they can wait. attach:
+    those objects are attached to the session once written (`add_deferred`)."""
     if deferred or not session.info.get(FOREIGN_KEYS_DEFERRED):
-        add_deferred(session)
+        add_deferred(session, attach=attach)
     queued = session.info.pop(QUEUED_ROWS, None)
     if not queued:
         return 0
