@@ -545,8 +545,10 @@ def apply_entries(bridge: Any, journal: IntakeJournal,
         if submission.result is None and submission.error is not None:
             _keep_refused(bridge, submission)
     stored = [intake_id for intake_id, s in taken if s.result is not None and s.error is None]
+    # what this process read of a body (the writer on its arrival, or the batch) goes with its retry:
+    # a message is never changed by applying it (frozen), and a body is read once per process
     refused = [(intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids,
-                                      received_at=s.received_at))
+                                      received_at=s.received_at, message=s.message))
                for intake_id, s in taken if not (s.result is not None and s.error is None)]
     journal.remove(stored)
     return stored, refused

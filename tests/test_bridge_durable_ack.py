@@ -508,3 +508,42 @@ def test_bodies_that_came_while_a_batch_was_applied_are_taken_at_once_not_after_
     assert [s.outcome().status for s in answered] == ["received"] * 2
     assert backlog == 0
     assert (intake.batches_applied, counts["uplinks_stored"]) == (2, 2)
+
+
+def test_a_body_the_store_could_not_take_at_first_is_applied_from_what_the_webhook_read_not_read_again(
+        sqlite_url, monkeypatch):
+    # The applier a thread of the webhook's process: each body is read once there, on arrival (its
+    # answer names the collar), and its batch applies that reading; a batch the store did not take is
+    # tried again with it too, instead of every body being read again in the applier's busiest moments.
+    from lora_bridge import durable_intake, pipeline
+
+    reads: dict[bytes, int] = {}
+
+    def counted(read):
+        def read_counted(network, event, body, **kwargs):
+            reads[body] = reads.get(body, 0) + 1
+            return read(network, event, body, **kwargs)
+        return read_counted
+
+    monkeypatch.setattr(durable_intake, "read_network_message", counted(durable_intake.read_network_message))
+    monkeypatch.setattr(pipeline, "read_network_message", counted(pipeline.read_network_message))
+    bodies = [uplink_body(n) for n in range(1, 4)]
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier="thread") as bridge, \
+            TestClient(create_app(bridge)) as client:
+        write_batch_now, turned_away = bridge.write_batch_now, []
+
+        def store_busy_once(submissions):
+            if not turned_away:
+                turned_away.append(len(submissions))
+                raise durable_intake.StoreUnavailable("the store is busy")
+            write_batch_now(submissions)
+
+        monkeypatch.setattr(bridge, "write_batch_now", store_busy_once)
+        answers = [post(client, body) for body in bodies]
+        wait_until(lambda: bridge.counts()["positions"] >= len(bodies))
+        counts = bridge.counts()
+
+    assert [a.status_code for a in answers] == [202] * len(bodies)
+    assert turned_away, "the applier's first batch met a busy store"
+    assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (len(bodies), len(bodies), 0)
+    assert reads == dict.fromkeys(bodies, 1)
