@@ -283,8 +283,8 @@ def _read_tts(
     if is_protobuf(content_type):
         return _unknown(SOURCE_TTS, named or "unknown", {"reason": "TTS Protobuf webhook format is not read; use JSON"})
     document = _tts_document(body)
-    keys = [key for key in TTS_MESSAGE_KEYS if isinstance(document.get(key), dict)]
-    key = keys[0] if keys else None
+    # the first message key holding an object (an uplink's is the first looked at)
+    key = next((key for key in TTS_MESSAGE_KEYS if isinstance(document.get(key), dict)), None)
     message: dict[str, Any] = document[key] if key is not None else {}
     if key is None:
         if named in TTS_MESSAGE_KEYS and named not in document:

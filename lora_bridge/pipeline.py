@@ -549,7 +549,7 @@ def _process_uplink(
         # MAC commands only (port 0: the network server has used them), or a frame with a port and no
         # payload (LoRaWAN allows it; TTS then leaves frm_payload out, ChirpStack `data`): nothing to
         # decode, nothing to replay after a codec fix; the frame still counts and says the collar lives.
-        heard = devices.device_for_uplink(session, uplink, heard_at)
+        heard = devices.device_for_uplink(session, uplink, heard_at, device)
         closed = close_offline_when_heard(session, heard, heard_at)
         return _done(raw, existing, uplink, "mac_commands" if uplink.f_port == MAC_PORT else EMPTY_FRAME, (),
                      dev_eui=device.dev_eui, closed_alert_ids=(closed,) if closed is not None else ())
@@ -560,7 +560,7 @@ def _process_uplink(
     bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at, heard_at=heard_at), heard_at)})
     applied = apply_message(
         session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings,
-        rules_file=rules_file,
+        rules_file=rules_file, device=device,
     )
     result = _done(raw, existing, uplink, decoded.message, tuple(applied.downlink_ids), tuple(applied.alert_ids),
                    dev_eui=device.dev_eui, closed_alert_ids=tuple(applied.closed_alert_ids))

@@ -46,6 +46,8 @@ MAC_PORT = 0
 # Numbers written as text, as the Protobuf JSON mapping allows (at most 20 digits: a uint64).
 _INTEGER = re.compile(r"-?[0-9]{1,20}")
 _DECIMAL = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?")
+# The digits of an EUI-64 as the networks write it (either case).
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
 @dataclass(frozen=True)
@@ -290,8 +292,8 @@ def label(value: Any) -> str | None:
 
 def escaped_text(value: Any, limit: int) -> str | None:
     """Text (or an integer) from the network with control characters escaped, cut to limit chars."""
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        return None
+    if type(value) is not str and (isinstance(value, bool) or not isinstance(value, str | int)):
+        return None  # (text, the usual value, is not asked about twice: every label of every body passes here)
     text = str(value)[: limit * 2].strip()
     if not text:
         return None
@@ -312,7 +314,7 @@ def _escape(ch: str) -> str:
 
 def _is_eui(value: Any) -> bool:
     """True for 16 hex digits exactly (an EUI-64 as The Things Stack writes it in paths)."""
-    return isinstance(value, str) and len(value) == 16 and all(c in "0123456789abcdefABCDEF" for c in value)
+    return isinstance(value, str) and len(value) == 16 and _HEX_DIGITS.issuperset(value)
 
 
 def eui_or_none(value: Any, key: str) -> str | None:
@@ -320,7 +322,7 @@ def eui_or_none(value: Any, key: str) -> str | None:
     if value is None or value == "":
         return None
     text = value.strip().replace("-", "").replace(":", "") if isinstance(value, str) else None
-    if text is None or len(text) != 16 or any(c not in "0123456789abcdefABCDEF" for c in text):
+    if text is None or len(text) != 16 or not _HEX_DIGITS.issuperset(text):
         raise MalformedUplink(f"{key!r} must be an EUI-64 of 16 hex digits, got {value!r}"[:200])
     return text.upper()
 

@@ -301,9 +301,12 @@ def is_backfilled(message_time: datetime, heard_at: datetime) -> bool:
     return heard_at - message_time > BACKFILL_AGE
 
 
-def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime) -> Device:
-    """The collar that sent uplink (created on first sight), updated with what this uplink says of it."""
-    device = session.info.get(CREATED, {}).get(uplink.device_id) or session.get(Device, uplink.device_id)
+def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, resolved: Device | None = None) -> Device:
+    """The collar that sent uplink (created on first sight), updated with what this uplink says of it.
+    resolved: the collar `resolve_device` just gave for uplink (filed under uplink.device_id), which
+    is what looking it up by that id finds, so it is not looked up again (a batch's every uplink)."""
+    device = resolved if resolved is not None and resolved.device_id == uplink.device_id else (
+        session.info.get(CREATED, {}).get(uplink.device_id) or session.get(Device, uplink.device_id))
     if device is None or not same_collar(device, dev_eui=uplink.dev_eui, application_id=uplink.application_id,
                                          network_scope=uplink.network_scope):
         device = resolve_device(

@@ -45,12 +45,13 @@ def apply_message(
     codec: Any,
     settings: BridgeSettings,
     rules_file: RulesFileWatch,
+    device: Device | None = None,
 ) -> Applied:
     """Turn a decoded message into device state, positions, activity, alerts and downlinks; rules_file: the
     rules file the bridge works by (`Bridge.rules_file`), whose fence profiles judge a collar's own fence
-    report."""
+    report. device: the collar `devices.resolve_device` gave for uplink, when the caller has it."""
     applied = Applied()
-    device = devices.device_for_uplink(session, uplink, heard_at)
+    device = devices.device_for_uplink(session, uplink, heard_at, device)
     animal = devices.ensure_animal(session, device)
     message = str(fields.get("message"))
     time = message_time(fields, heard_at, heard_at=heard_at)

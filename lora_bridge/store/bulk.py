@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, event, insert, inspect, select, text
@@ -121,20 +122,42 @@ def add_deferred(session: Session, attach: bool = True) -> None:
             session.add_all(objects)
             session.flush()
             continue
-        columns = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
+        attributes, column_of, read_row = _insert_shape(mapper)
         rows = []
         for obj in objects:
             values = obj.__dict__  # a new object no session holds: its dict is its state (`set_values`)
-            for key, column in columns:
-                if key not in values:  # what the ORM's flush would have filled in
-                    values[key] = _python_default(column)
-            rows.append({column.key: values[key] for key, column in columns})
+            for key in attributes - values.keys():  # what the ORM's flush would have filled in
+                values[key] = _python_default(column_of[key])
+            rows.append(read_row(values))
         connection.execute(insert(mapper.local_table), rows)
         if not attach:
             continue
         for obj in objects:
             make_transient_to_detached(obj)  # its attributes are now what the store holds
             session.add(obj)
+
+
+@cache
+def _insert_shape(mapper: Any) -> tuple[frozenset[str], dict[str, Any], Callable[[dict[str, Any]], dict[str, Any]]]:
+    """What `add_deferred` reads of a mapped class: its column attributes, the column of each, and
+    a function from an object's values to the row its insert binds (column key -> value), in C
+    (`operator.itemgetter`) rather than a Python loop over every column of every object."""
+    pairs = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
+    column_of = dict(pairs)
+    column_keys = tuple(column.key for _, column in pairs)
+    if len(pairs) == 1:
+        (key, column), = pairs
+
+        def read_one(values: dict[str, Any]) -> dict[str, Any]:
+            return {column.key: values[key]}
+
+        return frozenset(column_of), column_of, read_one
+    getter = itemgetter(*(key for key, _ in pairs))
+
+    def read_row(values: dict[str, Any]) -> dict[str, Any]:
+        return dict(zip(column_keys, getter(values), strict=True))
+
+    return frozenset(column_of), column_of, read_row
 
 
 def _python_default(column: Any) -> Any:
