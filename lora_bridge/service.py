@@ -1863,8 +1863,11 @@ class Bridge:
 
     def change_counter(self) -> tuple[Any, ...]:
         """A value that changes whenever what the dashboard's pages show may have changed: new
-        positions, activity, alerts or alert events, animals registered or flagged, collars heard.
-        Cheap (newest ids and one small aggregate), for caching reads between changes."""
+        positions, activity, alerts or alert events, animals registered, renamed, given another
+        species or collar, or flagged, collars heard. Cheap (newest ids and one read of the small
+        animals table), for caching reads between changes."""
+        import hashlib
+
         with self.db.read() as session:
             newest = tuple(
                 session.execute(
@@ -1873,16 +1876,22 @@ class Bridge:
                         select(func.max(ActivitySummary.id)).scalar_subquery(),
                         select(func.max(Alert.id)).scalar_subquery(),
                         select(func.max(AlertEvent.id)).scalar_subquery(),
-                        select(func.count(Animal.id)).scalar_subquery(),
                         select(func.max(Device.last_seen)).scalar_subquery(),
                     )
                 ).one()
             )
-            # The high-value animals themselves, not a sum of their ids: moving the flag from two
-            # animals to one whose id is their sum changes how coarsely roles without exact
-            # positions see it, and must change the counter (a kept answer would be too fine).
-            flagged = tuple(session.scalars(select(Animal.id).where(Animal.high_value.is_(True)).order_by(Animal.id)))
-        return (*newest, flagged)
+            herd = session.execute(
+                select(Animal.id, Animal.name, Animal.species, Animal.device_id, Animal.high_value).order_by(Animal.id)
+            ).all()
+        # Who each animal is and which collar it wears, not only how many there are: a renamed animal
+        # or a collar moved to another after a swap must show at the ranger's next rerun, not a
+        # minute later (a mortality alert naming the wrong animal sends rangers to the wrong one).
+        who = hashlib.blake2b(repr([tuple(row[:4]) for row in herd]).encode(), digest_size=16).hexdigest()
+        # The high-value animals themselves, not a sum of their ids: moving the flag from two
+        # animals to one whose id is their sum changes how coarsely roles without exact
+        # positions see it, and must change the counter (a kept answer would be too fine).
+        flagged = tuple(row.id for row in herd if row.high_value)
+        return (*newest, who, flagged)
 
     # Helpers ---------------------------------------------------------------------------------
 

@@ -229,10 +229,11 @@ def backup_holds_the_store(database_url: str) -> Iterator[sqlite3.Connection]:
         backup.close()
 
 
-def names_on_map(database_url: str, viewer, spec: dict) -> set[str]:
+def names_on_map(database_url: str, viewer, spec: dict, fresh: bool = True) -> set[str]:
     """The names the live map of deck `spec` shows at its first view, as `viewer`: the tiles of its
     names layer (`ranger_dashboard.name_tiles`) at the zoom it opens on, over its animals, answered
-    by the names route's own function as the browser would fetch them."""
+    by the names route's own function as the browser would fetch them (from a server just started
+    when `fresh`, else one that kept the herds it read before)."""
     from urllib.parse import parse_qs, urlsplit
 
     from lora_bridge.service import open_bridge
@@ -243,7 +244,8 @@ def names_on_map(database_url: str, viewer, spec: dict) -> set[str]:
     zoom = round(spec["initialViewState"]["zoom"])
     animals = next(item for item in spec["layers"] if item["id"] == "animals")["data"]
     tiles = {name_tiles.tile_of(a["lat"], a["lon"], zoom) for a in animals}
-    name_routes._cache.clear()
+    if fresh:
+        name_routes._cache.clear()
     with open_bridge(database_url) as bridge:
         return {
             feature["properties"]["name"]

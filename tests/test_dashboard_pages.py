@@ -176,6 +176,32 @@ def test_ranger_sees_open_alerts_most_urgent_first_each_with_its_buttons(store):
     assert app.selectbox(key="alert").value == str(mortality.alert_id)
 
 
+def test_after_a_collar_swap_the_ranger_sees_the_collars_new_animal_at_the_next_rerun_everywhere(store):
+    # Kito's collar, which raised the mortality alert, now wears a buffalo the ranger names Baraka.
+    # The rangers' pages, read a moment ago, must name Baraka at their next rerun, not a minute
+    # later: an alert naming the wrong animal sends a team after the wrong one.
+    amina = Viewer("amina", "ranger")
+    kito = next(a for a in open_bridge(store).animals(viewer=RANGER) if a.name == "Kito")
+    live_map = open_page()
+    alerts_page = open_page("alerts")
+    animal_page = open_page("animals", query={"animal": kito.animal_id})
+    assert "Kito" in names_on_map(store, amina, deck_spec(live_map))
+    assert list(alerts_page.dataframe[0].value[views.COL_ANIMAL]) == ["Kito", "Zawadi"]
+    assert animal_page.header[0].value == "Kito"
+
+    with open_bridge(store) as bridge:
+        bridge.register_animal("collar-003", "Baraka", species="Syncerus caffer")
+
+    live_map.run()
+    assert list(live_map.dataframe[0].value[views.COL_NAME]) == ["Amani", "Baraka", "Zawadi"]
+    assert names_on_map(store, amina, deck_spec(live_map), fresh=False) == {"Amani", "Baraka", "Zawadi"}
+    alerts_page.run()
+    assert list(alerts_page.dataframe[0].value[views.COL_ANIMAL]) == ["Baraka", "Zawadi"]
+    animal_page.run()
+    assert animal_page.header[0].value == "Baraka"
+    assert any(c.value.startswith("Syncerus caffer · collar collar-003") for c in animal_page.caption)
+
+
 def test_nobody_sees_the_herd_before_signing_in(store):
     app = open_page(user=None)
     assert [t.value for t in app.title] == ["Tembo"]
