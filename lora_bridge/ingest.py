@@ -203,12 +203,16 @@ def keep_failed(
     event: str | None = None,
     content_type: str | None = None,
     path_ids: dict[str, Any] | None = None,
+    device_id: str | None = None,
+    f_cnt: int | None = None,
 ) -> int:
     """Commit body whose ingest failed for a reason that does not pass (a bug, a value the store
     refuses) as a raw row with its dead letter (stage apply), as a body that fails while applied is
     kept: `Bridge.replay_dead_letters` runs it again after a fix. Its raw row's id; StoreUnavailable
     when the store cannot take it now. Should the store refuse the row's topic or path values
-    themselves, the body is kept without them, their text in the reason."""
+    themselves, the body is kept without them, their text in the reason. device_id, f_cnt: the
+    collar and frame counter the body names, for the dead letter's log line (the raw row, written
+    fresh here, holds neither)."""
     attempts = [(event, content_type, path_ids, reason)]
     if event or content_type or path_ids:
         named = f"{reason} [not stored with the body: event={event!r} path_ids={path_ids!r}]"
@@ -219,7 +223,7 @@ def keep_failed(
                 raw = raw_row(body, source, event=kind, content_type=encoding, path_ids=ids)
                 session.add(raw)
                 session.flush()
-                dead_letter(session, raw, STAGE_APPLY, why)
+                dead_letter(session, raw, STAGE_APPLY, why, device_id=device_id, f_cnt=f_cnt)
                 return raw.id
         except Exception as error:
             if is_transient_store_error(error):

@@ -266,11 +266,19 @@ def _read(raw: RawUplink) -> Uplink | NetworkEvent | MalformedUplink:
 
 
 def _ids_read(raw: RawUplink) -> tuple[str | None, int | None]:
-    """The device id and frame counter raw's body names, for the log line of its dead letter; (None, None)
+    """The device id and frame counter raw's body names, for the log line of its dead letter (`ids_named`)."""
+    return ids_named(ingest.network_of(raw.source), raw.event, raw.body, raw.content_type, raw.path_ids)
+
+
+def ids_named(network: str, event: str | None, body: bytes, content_type: str | None,
+              path_ids: dict[str, Any] | None) -> tuple[str | None, int | None]:
+    """The device id and frame counter a body names, for the log line of its dead letter; (None, None)
     when it names none or cannot be read (the failure being kept may be the reader's own: it is kept all
     the same)."""
     try:
-        message = _read(raw)
+        message = read_network_message(network, event, body, content_type=content_type, path_ids=path_ids)
+    except MalformedUplink as error:
+        message = error
     except Exception:  # noqa: BLE001 - naming the collar must never stop the body being kept
         return None, None
     return getattr(message, "device_id", None), getattr(message, "f_cnt", None)

@@ -75,6 +75,7 @@ from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
 from lora_bridge.pipeline import (
     collar_hint,
+    ids_named,
     keep_and_apply,
     process_handed_batch,
     process_raw,
@@ -281,8 +282,11 @@ class Bridge:
         collar = collar_hint(Submission(network, event, body, content_type=content_type, path_ids=path_ids))
         context = {"network": network, "event": event, "device": collar or None}
         reason = f"ingest failed: {error!r}"[:1000]  # the whole error, for the admins who inspect the row
+        # The dead letter's line names the collar and frame counter the body gives (its raw row is
+        # new and holds neither), else the collar the topic or ids name, as the line below does.
+        device_id, f_cnt = ids_named(network, event, body, content_type, path_ids)
         raw_id = ingest.keep_failed(self.db, network, body, reason, event=event, content_type=content_type,
-                                    path_ids=path_ids)
+                                    path_ids=path_ids, device_id=device_id or collar or None, f_cnt=f_cnt)
         # The log and the caller get the error's class, what the driver said and an error_id; the traceback
         # its frames (`redacted`): a statement error's text carries its SQL and parameters (a position).
         failure = failure_context(error)

@@ -68,6 +68,32 @@ def test_operators_dead_letter_line_names_the_collar_and_frame_counter_of_a_body
     assert _sql_in(line.getMessage()) == [] and _sql_in(str(line.reason)) == []
 
 
+def test_operators_dead_letter_line_names_the_collar_and_frame_counter_of_a_body_kept_before_it_was_stored(
+    sqlite_url, caplog
+):
+    # A bug in the bridge hits collar-01's frame 6 as the MQTT worker hands it in, before anything is stored:
+    # the bridge keeps the body as a dead letter, and that line names the collar and frame counter, as the
+    # "ingest failed" line after it names the collar, not "device_id=None f_cnt=None".
+    routed = route(f"v3/{b.APPLICATION_ID}@ttn/devices/collar-01/up")
+    body = b.tts_uplink(b.status(lat=-2.5123), f_cnt=6)
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        def ingest_with_a_bug(network, event, body, **kwargs) -> None:  # noqa: ANN001
+            raise KeyError("rx_metadata")
+
+        worker = MqttIngest(ingest_with_a_bug, parse_broker_url("mqtt://127.0.0.1:1"), keep=bridge.keep_failed)
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            worker._ingest(routed, body, [1, 0, False])
+        (letter,) = bridge.dead_letters()
+
+    assert worker.kept == 1 and "KeyError('rx_metadata')" in letter.reason
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("dead letter ")]
+    assert (line.device_id, line.f_cnt, line.stage) == ("collar-01", 6, "apply")
+    assert line.getMessage().startswith("dead letter device_id=collar-01 f_cnt=6 stage=apply: ")
+    (failed,) = [r for r in caplog.records if r.getMessage().startswith("ingest failed")]
+    assert failed.device == line.device_id, "both lines name the same collar"
+    assert _sql_in(_all_logged(caplog.records)) == [], "no line carried the collar's position"
+
+
 def test_operator_reads_why_a_body_waits_for_a_full_disk_without_the_sql_that_found_it_full(sqlite_url, caplog):
     with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
 
