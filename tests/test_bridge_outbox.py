@@ -617,3 +617,45 @@ def test_a_retry_after_is_read_as_http_writes_it_and_a_broken_one_is_ignored(sai
 
     answered = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
     assert retry_after_s(said, now=answered) == waits_s
+
+
+def _tts_queue_invalidated(pushes: list[dict]) -> bytes:
+    """The Things Stack's `downlink_queue_invalidated` (Data Formats; tests/network_fixtures.py) for collar-01,
+    naming the downlinks `pushes` as the network echoes them: port, bytes, correlation ids."""
+    import network_fixtures as nf
+
+    report = nf.TTS["downlink_queue_invalidated"].copy()
+    report["end_device_ids"].update(device_id="collar-01", application_ids={"application_id": b.APPLICATION_ID},
+                                    dev_eui=b.dev_eui_of("collar-01"))
+    template = report["downlink_queue_invalidated"]["downlinks"][0]
+    report["downlink_queue_invalidated"]["downlinks"] = [
+        dict(template, f_port=push["f_port"], frm_payload=base64.b64encode(push["payload"]).decode(),
+             correlation_ids=list(push["correlation_ids"]))
+        for push in pushes
+    ]
+    return json.dumps(report).encode()
+
+
+def test_every_command_the_things_stack_dropped_at_a_new_session_goes_again_without_waiting_for_a_safety_round(
+        store_url, network):
+    # A technician sent collar-01 a settings change and a reboot; both sit in The Things Stack's
+    # queue when the collar starts a new session and TTS drops them (downlink_queue_invalidated, naming
+    # both). Each goes again at once in the new session, not only the first with the other an hour later.
+    with b.fresh_bridge(store_url, network_server_url=network.url, network_server_api_key=network.api_key,
+                        outbox_every_s=3600) as bridge, TestClient(create_app(bridge)) as client:
+        worker = bridge.start_outbox_worker()
+        assert _until(lambda: worker.full_flushes == 1), "the first round at start looks at everything"
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+        bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 1800})
+        bridge.queue_command("collar-01", "reboot", {})
+        assert _until(lambda: len(network.pushes) == 2 and [d.state for d in bridge.downlinks()] == ["sent", "sent"])
+        dropped = list(network.pushes)
+        reply = client.post("/uplinks/tts", headers=b.HEADERS, content=_tts_queue_invalidated(dropped))
+        assert reply.status_code in (200, 202)
+        again = _until(lambda: len(network.pushes) == 4 and [d.state for d in bridge.downlinks()] == ["sent", "sent"],
+                       timeout_s=20)
+        full_flushes = worker.full_flushes
+
+    assert again, "a command the network dropped waited for the hourly safety round"
+    assert sorted(p["payload"] for p in network.pushes[2:]) == sorted(p["payload"] for p in dropped)
+    assert full_flushes == 1, "pushed again by the wake with their ids, not by a scan of the queue"

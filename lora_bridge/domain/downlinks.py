@@ -605,8 +605,10 @@ def _by_correlation(session: Session, device_id: str | None, correlation: str) -
     return found
 
 
-def apply_network_report(session: Session, device_id: str | None, event: Any, at: datetime) -> Downlink | None:
-    """Move the reported downlink's network state (queued, sent, acked, nacked, failed, invalidated)."""
+def apply_network_report(session: Session, device_id: str | None, event: Any, at: datetime) -> list[Downlink]:
+    """Move the reported downlink's network state (queued, sent, acked, nacked, failed, invalidated): the
+    downlinks the report names, the one it reports first (none: a downlink Tembo did not send). An
+    invalidation names every downlink the network dropped, each back in Tembo's queue to be woken."""
     from lora_bridge.network_messages import (
         KIND_DOWNLINK_ACK,
         KIND_DOWNLINK_FAILED,
@@ -621,7 +623,7 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
     downlink = find_reported(session, device_id, event)
     if downlink is None:
         log.info("delivery report for a downlink Tembo did not send", extra={"device_id": device_id, "event": event.event})
-        return None
+        return []
     state = {
         KIND_DOWNLINK_QUEUED: NETWORK_QUEUED,
         KIND_DOWNLINK_SENT: NETWORK_SENT,
@@ -630,7 +632,7 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
         KIND_DOWNLINK_FAILED: NETWORK_FAILED,
     }[event.kind]
     if state != NETWORK_FAILED and not _moves_on(downlink, state, at):
-        return downlink
+        return [downlink]
     if _resent(downlink, state):
         record_transmission(session, downlink, TRANSMISSION_RESEND)
     downlink.network_state = state
@@ -651,7 +653,7 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
         downlink.device_id,
         extra={"device_id": downlink.device_id, "downlink_id": downlink.id, "network_state": state},
     )
-    return downlink
+    return [downlink]
 
 
 def _delivered_late(session: Session, downlink: Downlink) -> None:
@@ -720,8 +722,10 @@ def requeue_flushed_on_join(session: Session, device_id: str, at: datetime) -> l
     return rows
 
 
-def _requeue_invalidated(session: Session, device_id: str | None, event: Any, at: datetime) -> Downlink | None:
-    """The network dropped its queue for the collar (new session): what Tembo had there goes again."""
+def _requeue_invalidated(session: Session, device_id: str | None, event: Any, at: datetime) -> list[Downlink]:
+    """The network dropped its queue for the collar (new session): what Tembo had there goes again. Every
+    downlink the report names (or, naming none of Tembo's, every one waiting there), by id: each is woken
+    in the outbox, not only the first (until 6 December the others waited for the next full flush)."""
     found = (_by_correlation(session, device_id, correlation) for correlation in event.correlation_ids)
     rows = [row for row in found if row is not None]
     if not rows and device_id is not None:
@@ -738,7 +742,7 @@ def _requeue_invalidated(session: Session, device_id: str | None, event: Any, at
         elif row.state == STATE_UNCONFIRMED and row.network_state in NETWORK_WAITING:
             _requeue_flushed(session, row, at, "The Things Stack invalidated the collar's downlink queue "
                                                f"at {as_utc(at):%Y-%m-%d %H:%M:%S} UTC")
-    return rows[0] if rows else None
+    return rows
 
 
 def _requeue_flushed(session: Session, row: Downlink, at: datetime, flushed: str) -> bool:

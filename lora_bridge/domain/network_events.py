@@ -168,10 +168,10 @@ def record(session: Session, raw: RawUplink, event: NetworkEvent, *, max_ahead_s
             device.last_seen = at
         outcome.joined, outcome.joined_at = device, at
     if event.kind in DOWNLINK_REPORTS:
-        downlink = downlinks.apply_network_report(session, outcome.device_id, event, at)
-        if downlink is not None:
-            row.downlink_id = downlink.id
-            outcome.downlink_ids.append(downlink.id)
+        reported = downlinks.apply_network_report(session, outcome.device_id, event, at)
+        if reported:
+            row.downlink_id = reported[0].id
+            outcome.downlink_ids.extend(downlink.id for downlink in reported)
     log.info(
         "network event %s device_id=%s",
         event.kind,
