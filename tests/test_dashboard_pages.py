@@ -202,6 +202,28 @@ def test_after_a_collar_swap_the_ranger_sees_the_collars_new_animal_at_the_next_
     assert any(c.value.startswith("Syncerus caffer · collar collar-003") for c in animal_page.caption)
 
 
+def test_after_two_collars_are_swapped_between_animals_the_animal_page_names_each_ones_new_collar_at_the_next_rerun(
+        store):
+    # Kito's and Amani's collars were swapped in the field and the store moved them (no animal added or
+    # flagged, no collar heard since): Kito's page names collar-001 at its next rerun, not a minute later.
+    from sqlalchemy import update
+
+    from lora_bridge.store.tables import Animal
+
+    kito = next(a for a in open_bridge(store).animals(viewer=RANGER) if a.name == "Kito")
+    animal_page = open_page("animals", query={"animal": kito.animal_id})
+    assert any(c.value.endswith("· collar collar-003") for c in animal_page.caption)
+
+    with open_bridge(store) as bridge, bridge.db.write() as session:
+        session.execute(update(Animal).where(Animal.name == "Amani").values(device_id=None))
+        session.execute(update(Animal).where(Animal.name == "Kito").values(device_id="collar-001"))
+        session.execute(update(Animal).where(Animal.name == "Amani").values(device_id="collar-003"))
+
+    animal_page.run()
+    assert animal_page.header[0].value == "Kito"
+    assert any(c.value.endswith("· collar collar-001") for c in animal_page.caption)
+
+
 def test_nobody_sees_the_herd_before_signing_in(store):
     app = open_page(user=None)
     assert [t.value for t in app.title] == ["Tembo"]
