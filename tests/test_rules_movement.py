@@ -546,3 +546,40 @@ def test_a_fix_on_the_radius_is_judged_by_the_walk_whose_centres_are_exact_means
     assert rules_movement._walk_back(xy, 100.0, 0.8) == 1  # inside counts "within or on the radius"
     assert len(exact_walks) == 1
     assert rules_movement._walk_back(xy, 99.0, 0.8) is None and len(exact_walks) == 1  # clear of it: floats alone
+
+
+def _herd_tracks_with_the_fixes_judged_before(count: int, seed: int) -> list[tuple[list[tuple], list[tuple]]]:
+    """A herd's tracks as the rules read them at a batch: (every fix, the fixes judged before it). Fixes
+    every 15 to 60 minutes with GPS jumps of kilometres (outliers, some rehabilitated by the fix after),
+    some near the 36.5 degree edge between two UTM zones' cells, and now and then a back-filled fix older
+    than some judged ones."""
+    rng = random.Random(seed)
+    tracks = []
+    for _ in range(count):
+        n = rng.choice([3, 5, 12, 25, 26, 49, 90])
+        lat, lon = rng.uniform(-3.5, -1.0), rng.choice([rng.uniform(35.0, 38.5), 36.5 + rng.uniform(-0.002, 0.002)])
+        at, fixes = T, []
+        for _ in range(n):
+            at += timedelta(minutes=rng.choice([0, 15, 30, 60]))
+            lat, lon = lat + rng.gauss(0, 0.002), lon + rng.gauss(0, 0.002)
+            jump = rng.choice([0.03, 0.1]) if rng.random() < 0.08 else 0.0
+            fixes.append((at, lat + jump, lon - jump))
+        fixes = list({f[0]: f for f in fixes}.values())  # one fix a time, as the store keeps them
+        new = rng.choice([1, 1, 2, 3])
+        judged = fixes[:-new] if rng.random() < 0.8 else [f for i, f in enumerate(fixes) if i != len(fixes) // 2]
+        rng.shuffle(judged)
+        tracks.append((fixes, judged))
+    return tracks
+
+
+def test_a_track_and_the_track_as_judged_before_clean_in_one_walk_as_they_clean_apart():
+    outliers = other_zone = back_filled = 0
+    for fixes, judged in _herd_tracks_with_the_fixes_judged_before(600, seed=17):
+        apart = (exclude_outliers(fixes, SpeedProfile()), exclude_outliers(judged, SpeedProfile()))
+
+        assert rules_movement.exclude_outliers_of_both(fixes, judged, SpeedProfile()) == apart
+        outliers += bool(apart[0].outlier_speeds and apart[1].outlier_speeds)
+        if apart[0].metres and apart[1].metres:
+            other_zone += apart[0].metres.forward is not apart[1].metres.forward
+        back_filled += sorted(judged) != sorted(fixes)[:len(judged)]
+    assert outliers > 50 and other_zone >= 5 and back_filled > 50  # every way of the walk was met

@@ -55,7 +55,14 @@ from lora_bridge.domain.rules_crossings import (
 from lora_bridge.domain.rules_cursors import HELD as CURSORS_HELD
 from lora_bridge.domain.rules_cursors import alerts_of_free_collars, lock_cursor
 from lora_bridge.domain.rules_lifecycle import auto_resolve
-from lora_bridge.domain.rules_movement import CleanTrack, Fix, exclude_outliers, immobility, project
+from lora_bridge.domain.rules_movement import (
+    CleanTrack,
+    Fix,
+    exclude_outliers,
+    exclude_outliers_of_both,
+    immobility,
+    project,
+)
 from lora_bridge.domain.rules_profiles import FenceProfile, RuleProfile, RulesConfig
 from lora_bridge.errors import log_failure
 from lora_bridge.store import bulk, parts
@@ -730,10 +737,12 @@ def _track(
     judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in track.rows if i not in track.new_ids]
     everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in track.rows]
     new_times = {t for i, t, _, _ in track.rows if i in track.new_ids}
-    clean = exclude_outliers(everything, profile.speed)
     fences = runtime.fence_index(session, fence_version)
+    if len(fences):  # the track as judged too: only the fences need it
+        clean, before = exclude_outliers_of_both(everything, judged, profile.speed)
+    else:
+        clean = exclude_outliers(everything, profile.speed)
     if len(fences) and clean.kept:
-        before = exclude_outliers(judged, profile.speed)  # the track as judged: only the fences need it
         # Only the segments that differ between the track as judged and the track now can cross
         # anything new: a new fix at the end adds one; a back-filled one splits one in two.
         # A crossing is believed once fixes after it confirm it (rules_crossings), so a segment's verdict

@@ -3,7 +3,8 @@
 Both work in metres in the UTM zone of the fixes (pyproj), on plain (time, lat, lon) tuples, so a test
 can hand-build a track and check the answer with a ruler. A collar's evaluation cleans its track and then
 tests the kept fixes for immobility: the cleaning's projection goes along (`Metres`), so the same fixes
-are not projected twice.
+are not projected twice. With fences, the track as judged before the new fixes is cleaned too: from the
+same walk over the same metres (`exclude_outliers_of_both`), not a second projection and walk.
 """
 
 from __future__ import annotations
@@ -90,26 +91,65 @@ def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
     if len(ordered) < 2:
         return CleanTrack(kept=list(ordered))
     xy, forward = _metres(ordered)
+    return _cleaned(ordered, xy, forward, profile, len(ordered))[0]
+
+
+def exclude_outliers_of_both(fixes: list[Fix], older: list[Fix], profile: SpeedProfile) -> tuple[CleanTrack, CleanTrack]:
+    """(exclude_outliers(fixes), exclude_outliers(older)) for older, some of the fixes: a collar's
+    track now and the track as it was judged before its new fixes. When older are the oldest of the
+    fixes and their mean lies in the same UTM zone (a collar's new fixes came after the ones judged,
+    as they nearly always do), the cleaning of older is the same walk stopped at its newest fix, on
+    the same metres: taken from the one walk over fixes, not projected and walked again."""
+    ordered = sorted(fixes, key=lambda f: f[0])
+    if len(ordered) < 2 or len(older) < 2:
+        return exclude_outliers(fixes, profile), exclude_outliers(older, profile)
+    xy, forward = _metres(ordered)
+    count = len(older)
+    older_ordered = sorted(older, key=lambda f: f[0])
+    lons, lats = _lon_lat(older_ordered)
+    if ordered[:count] != older_ordered or metric_transformers(float(lons.mean()), float(lats.mean()))[0] is not forward:
+        return _cleaned(ordered, xy, forward, profile, len(ordered))[0], exclude_outliers(older, profile)
+    return _cleaned(ordered, xy, forward, profile, count)
+
+
+def _cleaned(
+    ordered: list[Fix], xy: list[tuple[float, float]], forward: Transformer, profile: SpeedProfile, stop_at: int
+) -> tuple[CleanTrack, CleanTrack]:
+    """exclude_outliers' walk over ordered (at least two fixes, in time order, xy their metres by
+    forward): the track cleaned, and the track of its first stop_at fixes (2 <= stop_at <= all of them)
+    cleaned, the walk's state at stop_at's newest fix ended as the walk ends (the first when stop_at
+    is all of them)."""
     max_mps = profile.max_speed_kmh / 3.6
     kept_idx = [0]
     outliers: list[tuple[Fix, float]] = []
     pending: int | None = None  # a too-fast fix waiting for the next one to tell
+    stopped: CleanTrack | None = None
     for i in range(1, len(ordered)):
         last = kept_idx[-1]
-        speed = _speed(ordered, xy, last, i)
-        if speed <= max_mps:
+        if _speed(ordered, xy, last, i) <= max_mps:
             if pending is not None:
                 outliers.append((ordered[pending], _speed(ordered, xy, last, pending)))
                 pending = None
             kept_idx.append(i)
-            continue
-        if pending is not None and _speed(ordered, xy, pending, i) <= max_mps:
+        elif pending is not None and _speed(ordered, xy, pending, i) <= max_mps:
             kept_idx.extend([pending, i])  # two fixes agree: the animal is there
             pending = None
-            continue
-        if pending is not None:
-            outliers.append((ordered[pending], _speed(ordered, xy, last, pending)))
-        pending = i
+        else:
+            if pending is not None:
+                outliers.append((ordered[pending], _speed(ordered, xy, last, pending)))
+            pending = i
+        if i == stop_at - 1 and stop_at < len(ordered):
+            stopped = _ended(ordered[:stop_at], xy[:stop_at], forward, kept_idx, outliers, pending)
+    clean = _ended(ordered, xy, forward, kept_idx, outliers, pending)
+    return clean, stopped if stopped is not None else clean
+
+
+def _ended(
+    ordered: list[Fix], xy: list[tuple[float, float]], forward: Transformer, kept_idx: list[int],
+    outliers: list[tuple[Fix, float]], pending: int | None,
+) -> CleanTrack:
+    """The cleaned track of the walk's state after ordered's newest fix: a fix still pending is an outlier."""
+    outliers = list(outliers)
     if pending is not None:
         outliers.append((ordered[pending], _speed(ordered, xy, kept_idx[-1], pending)))
     return CleanTrack(kept=[ordered[i] for i in sorted(kept_idx)], outlier_speeds=outliers,
