@@ -204,6 +204,17 @@ def test_a_chirpstack_collar_that_rejoins_after_its_ack_went_on_air_does_not_get
     assert (sent.state, sent.network_state, len(network.pushes)) == ("sent", "sent", 1)
 
 
+def collar_reports_status(bridge, *f_cnts: int, network: str = "tts") -> None:
+    """The collar sends a status uplink with each frame counter, ten minutes apart, through The Things
+    Stack or ChirpStack: the uplinks after which an unheard downlink counts as unconfirmed."""
+    for f_cnt in f_cnts:
+        status = b.status(time_s=b.T0_S + 600 * f_cnt)
+        if network == "chirpstack":
+            bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(status, f_cnt=f_cnt))
+        else:
+            bridge.ingest_tts_uplink(b.tts_uplink(status, f_cnt=f_cnt))
+
+
 def test_a_rangers_ack_the_network_never_reports_on_is_shown_unconfirmed_and_goes_again_until_the_collar_confirms(
     bridge, network
 ):
@@ -215,8 +226,7 @@ def test_a_rangers_ack_the_network_never_reports_on_is_shown_unconfirmed_and_goe
     # answer to it settles both.
     (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
     assert bridge.flush_downlinks() == 1
-    for f_cnt in (2, 3):
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3)
     assert bridge.flush_downlinks() == 0
     assert [d.state for d in bridge.downlinks()] == ["sent"], "two uplinks: it may still be on its way"
 
@@ -232,8 +242,7 @@ def test_a_rangers_ack_the_network_never_reports_on_is_shown_unconfirmed_and_goe
     assert [(d["downlink_id"], d["resent_as"]) for d in unconfirmed] == [(first.downlink_id, again.downlink_id)]
 
     bridge.ingest_tts_uplink(b.tts_uplink(b.ack("ack_alert", "ok", time_s=b.T0_S + 3000), f_cnt=5))
-    for f_cnt in (6, 7, 8):
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 6, 7, 8)
     assert bridge.flush_downlinks() == 0
     assert [d.state for d in bridge.downlinks()] == ["acknowledged", "acknowledged"]
     assert len(network.pushes) == 2
@@ -245,8 +254,7 @@ def test_a_reboot_the_network_never_reports_on_is_shown_unconfirmed_and_not_sent
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
     bridge.queue_command("collar-01", "reboot", {})
     assert bridge.flush_downlinks() == 1
-    for f_cnt in (2, 3, 4):
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3, 4)
 
     assert bridge.flush_downlinks() == 0
     (reboot,) = bridge.downlinks()
@@ -333,14 +341,12 @@ def test_a_reboot_shown_unconfirmed_reads_delivered_when_the_things_stack_report
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
     bridge.queue_command("collar-01", "reboot", {})
     bridge.flush_downlinks()
-    for f_cnt in (2, 3, 4):
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3, 4)
     bridge.flush_downlinks()
     assert [d.state for d in bridge.downlinks()] == ["unconfirmed"]
 
     bridge.ingest_network_message("tts", "downlink_ack", tts_report("downlink_ack", network.pushes[0]))
-    for f_cnt in (5, 6, 7):
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 5, 6, 7)
     assert bridge.flush_downlinks() == 0
     (reboot,) = bridge.downlinks()
     assert (reboot.state, reboot.network_state, reboot.last_error) == ("sent", "acked", None)
@@ -357,8 +363,7 @@ def test_an_unconfirmed_ack_chirpstack_reports_acknowledged_late_reads_delivered
     dev_eui = b.dev_eui_of("collar-01")
     bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("mortality", seq=1), f_cnt=1))
     bridge.flush_downlinks()
-    for f_cnt in (2, 3, 4):
-        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3, 4, network="chirpstack")
     assert bridge.flush_downlinks() == 1
     first, again = bridge.downlinks()
     assert (first.state, again.state) == ("unconfirmed", "sent")
@@ -374,8 +379,7 @@ def test_a_late_nack_of_an_unconfirmed_reboot_leaves_it_unconfirmed(bridge, netw
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
     bridge.queue_command("collar-01", "reboot", {})
     bridge.flush_downlinks()
-    for f_cnt in (2, 3, 4):
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3, 4)
     bridge.flush_downlinks()
 
     bridge.ingest_network_message("tts", "downlink_nack", tts_report("downlink_nack", network.pushes[0]))
@@ -390,8 +394,7 @@ def test_an_alerts_ack_reported_acked_late_is_not_pushed_again_by_its_waiting_co
     # superseded by it and does not spend another downlink of the collar's fair-use day.
     bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
     bridge.flush_downlinks()
-    for f_cnt in (2, 3, 4):
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3, 4)
     network.refuse = True
     bridge.flush_downlinks()
     first, copy = bridge.downlinks()
@@ -411,8 +414,7 @@ def unconfirmed_chirpstack_reboot(bridge) -> None:
     bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), f_cnt=1))
     bridge.queue_command("collar-01", "reboot", {})
     bridge.flush_downlinks()
-    for f_cnt in (2, 3, 4):
-        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3, 4, network="chirpstack")
     bridge.flush_downlinks()
     assert [d.state for d in bridge.downlinks()] == ["unconfirmed"]
 
@@ -439,8 +441,7 @@ def test_an_unconfirmed_ack_flushed_on_the_collars_join_goes_again_once_by_its_c
     # goes again in the new session, the first one not beside it: one ack, not two.
     bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("mortality", seq=1), f_cnt=1))
     bridge.flush_downlinks()
-    for f_cnt in (2, 3, 4):
-        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3, 4, network="chirpstack")
     bridge.flush_downlinks()
     bridge.ingest_network_message("chirpstack", "join", chirpstack_join_now(b.dev_eui_of("collar-01")))
 
@@ -462,8 +463,7 @@ def test_an_unconfirmed_reboot_that_went_on_air_is_not_sent_again_when_the_thing
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
     bridge.queue_command("collar-01", "reboot", {})
     bridge.flush_downlinks()
-    for f_cnt in (2, 3, 4):
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3, 4)
     bridge.flush_downlinks()
     bridge.ingest_network_message("tts", "downlink_nack", tts_report("downlink_nack", network.pushes[0]))
     invalidated = json.loads(tts_report("downlink_sent", network.pushes[0]))
@@ -484,8 +484,7 @@ def test_an_unconfirmed_reboot_the_things_stack_never_sent_goes_again_when_it_in
     bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
     bridge.queue_command("collar-01", "reboot", {})
     bridge.flush_downlinks()
-    for f_cnt in (2, 3, 4):
-        bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+    collar_reports_status(bridge, 2, 3, 4)
     bridge.flush_downlinks()
     invalidated = json.loads(tts_report("downlink_sent", network.pushes[0]))
     invalidated["downlink_queue_invalidated"] = {"downlinks": [invalidated.pop("downlink_sent")], "last_f_cnt_down": 1}
