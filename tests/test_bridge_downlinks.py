@@ -215,6 +215,19 @@ def collar_reports_status(bridge, *f_cnts: int, network: str = "tts") -> None:
             bridge.ingest_tts_uplink(b.tts_uplink(status, f_cnt=f_cnt))
 
 
+def reboot_goes_unconfirmed(bridge, network: str = "tts") -> None:
+    """A technician's reboot of collar-01 is pushed after its first uplink, and the collar sends three
+    more with no port-31 ack and no report from the network: the reboot then reads unconfirmed."""
+    if network == "chirpstack":
+        bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), f_cnt=1))
+    else:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
+    bridge.queue_command("collar-01", "reboot", {})
+    bridge.flush_downlinks()
+    collar_reports_status(bridge, 2, 3, 4, network=network)
+    bridge.flush_downlinks()
+
+
 def test_a_rangers_ack_the_network_never_reports_on_is_shown_unconfirmed_and_goes_again_until_the_collar_confirms(
     bridge, network
 ):
@@ -338,11 +351,7 @@ def test_a_reboot_shown_unconfirmed_reads_delivered_when_the_things_stack_report
     # The downlink_ack of the reboot comes after the collar's third uplink (a webhook retried late): the
     # collar's radio confirmed it, so the technician sees it delivered, as a `sent` reboot with that
     # report, not unconfirmed with a reason that no longer holds; more uplinks do not undo it.
-    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
-    bridge.queue_command("collar-01", "reboot", {})
-    bridge.flush_downlinks()
-    collar_reports_status(bridge, 2, 3, 4)
-    bridge.flush_downlinks()
+    reboot_goes_unconfirmed(bridge)
     assert [d.state for d in bridge.downlinks()] == ["unconfirmed"]
 
     bridge.ingest_network_message("tts", "downlink_ack", tts_report("downlink_ack", network.pushes[0]))
@@ -376,11 +385,7 @@ def test_an_unconfirmed_ack_chirpstack_reports_acknowledged_late_reads_delivered
 
 
 def test_a_late_nack_of_an_unconfirmed_reboot_leaves_it_unconfirmed(bridge, network):
-    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
-    bridge.queue_command("collar-01", "reboot", {})
-    bridge.flush_downlinks()
-    collar_reports_status(bridge, 2, 3, 4)
-    bridge.flush_downlinks()
+    reboot_goes_unconfirmed(bridge)
 
     bridge.ingest_network_message("tts", "downlink_nack", tts_report("downlink_nack", network.pushes[0]))
     (reboot,) = bridge.downlinks()
@@ -411,11 +416,7 @@ def test_an_alerts_ack_reported_acked_late_is_not_pushed_again_by_its_waiting_co
 
 def unconfirmed_chirpstack_reboot(bridge) -> None:
     """A ChirpStack collar's reboot pushed and left unconfirmed: three uplinks since, no txack, no answer."""
-    bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(), f_cnt=1))
-    bridge.queue_command("collar-01", "reboot", {})
-    bridge.flush_downlinks()
-    collar_reports_status(bridge, 2, 3, 4, network="chirpstack")
-    bridge.flush_downlinks()
+    reboot_goes_unconfirmed(bridge, network="chirpstack")
     assert [d.state for d in bridge.downlinks()] == ["unconfirmed"]
 
 
@@ -460,11 +461,7 @@ def test_an_unconfirmed_reboot_that_went_on_air_is_not_sent_again_when_the_thing
     # twice is not a reboot once: it is not sent again by itself, and the technician reads why.
     import json
 
-    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
-    bridge.queue_command("collar-01", "reboot", {})
-    bridge.flush_downlinks()
-    collar_reports_status(bridge, 2, 3, 4)
-    bridge.flush_downlinks()
+    reboot_goes_unconfirmed(bridge)
     bridge.ingest_network_message("tts", "downlink_nack", tts_report("downlink_nack", network.pushes[0]))
     invalidated = json.loads(tts_report("downlink_sent", network.pushes[0]))
     invalidated["downlink_queue_invalidated"] = {"downlinks": [invalidated.pop("downlink_sent")], "last_f_cnt_down": 1}
@@ -481,11 +478,7 @@ def test_an_unconfirmed_reboot_that_went_on_air_is_not_sent_again_when_the_thing
 def test_an_unconfirmed_reboot_the_things_stack_never_sent_goes_again_when_it_invalidates_its_queue(bridge, network):
     import json
 
-    bridge.ingest_tts_uplink(b.tts_uplink(b.status(), f_cnt=1))
-    bridge.queue_command("collar-01", "reboot", {})
-    bridge.flush_downlinks()
-    collar_reports_status(bridge, 2, 3, 4)
-    bridge.flush_downlinks()
+    reboot_goes_unconfirmed(bridge)
     invalidated = json.loads(tts_report("downlink_sent", network.pushes[0]))
     invalidated["downlink_queue_invalidated"] = {"downlinks": [invalidated.pop("downlink_sent")], "last_f_cnt_down": 1}
     bridge.ingest_network_message("tts", "downlink_queue_invalidated", json.dumps(invalidated).encode())
