@@ -30,14 +30,20 @@ def _sql_in(said: str) -> list[str]:
     return [word for word in SQL_WORDS if word in said]
 
 
+def fix_the_store_refuses(bridge, caplog):
+    """collar-01's fix at -2.5123 (frame 6) through The Things Stack's webhook, into a store whose trigger
+    refuses every position, with the bridge's log caught; the ingest's result."""
+    with bridge.db.write() as session:
+        session.execute(text("CREATE TRIGGER refuse_positions BEFORE INSERT ON positions "
+                             "BEGIN SELECT RAISE(ABORT, 'value refused by the store'); END"))
+    with caplog.at_level(logging.INFO, logger="lora_bridge"):
+        return bridge.ingest_network_message("tts", "up", b.tts_uplink(b.status(lat=-2.5123), f_cnt=6),
+                                             path_ids=ROUTE)
+
+
 def test_operator_reads_which_collar_the_store_refused_under_an_error_id_without_its_position(sqlite_url, caplog):
     with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
-        with bridge.db.write() as session:
-            session.execute(text("CREATE TRIGGER refuse_positions BEFORE INSERT ON positions "
-                                 "BEGIN SELECT RAISE(ABORT, 'value refused by the store'); END"))
-        with caplog.at_level(logging.INFO, logger="lora_bridge"):
-            result = bridge.ingest_network_message("tts", "up", b.tts_uplink(b.status(lat=-2.5123), f_cnt=6),
-                                                   path_ids=ROUTE)
+        result = fix_the_store_refuses(bridge, caplog)
         (letter,) = bridge.dead_letters()
 
     assert result.status == "dead_letter"
@@ -54,12 +60,7 @@ def test_operators_dead_letter_line_names_the_collar_and_frame_counter_of_a_body
     # The body was read (collar-01, frame 6) before the store refused its position: the dead letter line
     # and its record name both, not "device_id=None f_cnt=None", and still no position nor SQL.
     with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
-        with bridge.db.write() as session:
-            session.execute(text("CREATE TRIGGER refuse_positions BEFORE INSERT ON positions "
-                                 "BEGIN SELECT RAISE(ABORT, 'value refused by the store'); END"))
-        with caplog.at_level(logging.INFO, logger="lora_bridge"):
-            result = bridge.ingest_network_message("tts", "up", b.tts_uplink(b.status(lat=-2.5123), f_cnt=6),
-                                                   path_ids=ROUTE)
+        result = fix_the_store_refuses(bridge, caplog)
 
     assert (result.status, result.stage) == ("dead_letter", "apply")
     (line,) = [r for r in caplog.records if r.getMessage().startswith("dead letter ")]
@@ -264,12 +265,7 @@ def test_a_body_the_store_refuses_is_logged_with_a_traceback_to_where_it_failed_
     store refused), each error said by its class and the driver's words; never the statement, its
     parameters nor the collar's position."""
     with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
-        with bridge.db.write() as session:
-            session.execute(text("CREATE TRIGGER refuse_positions BEFORE INSERT ON positions "
-                                 "BEGIN SELECT RAISE(ABORT, 'value refused by the store'); END"))
-        with caplog.at_level(logging.INFO, logger="lora_bridge"):
-            result = bridge.ingest_network_message("tts", "up", b.tts_uplink(b.status(lat=-2.5123), f_cnt=6),
-                                                   path_ids=ROUTE)
+        result = fix_the_store_refuses(bridge, caplog)
 
     assert result.status == "dead_letter"
     error_id = result.reason.rsplit("error_id=", 1)[1]
