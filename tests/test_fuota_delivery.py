@@ -453,6 +453,14 @@ class TwoCollarDelivery:
         self.bridge.deliver_updates(now)
         self.bridge.flush_downlinks()
 
+    def window_passes(self, updated: tuple[str, ...] = ()) -> None:
+        """The class C window opens and closes on the bridge's clock; the collars named then say their
+        update went well."""
+        for now in (self.opens, self.closes):
+            self.tick(now)
+        for name in updated:
+            self.bridge.record_update_ack(name, "ok", utc_now())
+
     def steer(self, action: str, now: datetime) -> None:
         self.bridge.clock = lambda: now
         self.bridge.steer_campaign(self.id, action, "tech")
@@ -469,9 +477,7 @@ def test_field_technician_sees_a_collar_that_keeps_answering_but_never_rebuilds_
                         network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=1) as bridge:
         run = TwoCollarDelivery(bridge, network)
-        for now in (run.opens, run.closes):
-            run.tick(now)
-        bridge.record_update_ack("collar-02", "ok", utc_now())
+        run.window_passes(updated=("collar-02",))
         # collar-01, behind a hill, hears almost nothing: it answers each status request and sends its own status
         now, ended_at = run.closes, None
         while now < run.closes + timedelta(days=10) and ended_at is None:
@@ -510,9 +516,7 @@ def test_field_technician_who_paused_a_campaign_overnight_does_not_see_its_colla
                         network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=2) as bridge:
         run = TwoCollarDelivery(bridge, network, max_canary_failures_pct=40)
-        for now in (run.opens, run.closes):
-            run.tick(now)
-        bridge.record_update_ack("collar-02", "ok", utc_now())
+        run.window_passes(updated=("collar-02",))
         limit = timedelta(seconds=2 * run.planned_s)  # collar-01 is quiet from its set-up on
         paused_at = run.queued_at + limit / 2
         run.steer("pause", paused_at)
@@ -652,8 +656,7 @@ def test_field_technician_sees_a_collar_whose_result_came_after_its_time_limit_c
                         network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=1) as bridge:
         run = TwoCollarDelivery(bridge, network)
-        for now in (run.opens, run.closes):
-            run.tick(now)
+        run.window_passes()
         run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
                                                     {"received_and_index": 40, "missing": 0, "status": 0}), at=run.closes)
         bridge.record_update_ack("collar-02", "ok", utc_now())
@@ -680,8 +683,7 @@ def test_field_technician_pausing_a_campaign_stops_the_unicast_fragments_the_out
                         network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
-        for now in (run.opens, run.closes):
-            run.tick(now)
+        run.window_passes()
         run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",  # a straggler after the window
                                                     {"received_and_index": 30, "missing": 6, "status": 0}), at=run.closes)
         bridge.deliver_updates(run.closes + timedelta(minutes=1))  # its unicast parity is queued ...
@@ -1029,9 +1031,7 @@ def test_field_technician_sees_a_straggler_get_its_fragments_by_unicast_every_da
                         network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
-        for now in (run.opens, run.closes):
-            run.tick(now)
-        bridge.record_update_ack("collar-02", "ok", utc_now())
+        run.window_passes(updated=("collar-02",))
 
         def to_straggler(port: int | None = None) -> int:
             return sum(1 for p in network.unicast if p["device"] == "collar-01" and port in (None, p["f_port"]))
@@ -1063,9 +1063,7 @@ def test_a_straggler_that_lost_part_of_its_unicast_fragments_is_asked_what_it_mi
                         network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
-        for now in (run.opens, run.closes):
-            run.tick(now)
-        bridge.record_update_ack("collar-02", "ok", utc_now())
+        run.window_passes(updated=("collar-02",))
 
         def to_straggler() -> list[str]:
             return [codec.decode(p["f_port"], p["payload"], "down")["message"] for p in network.unicast
@@ -1125,8 +1123,7 @@ def test_a_straggler_whose_parity_waits_in_the_network_queue_gets_no_second_batc
                         network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
-        for now in (run.opens, run.closes):
-            run.tick(now)
+        run.window_passes()
 
         def unicast_sent() -> dict[str, int]:
             collars = bridge.campaign(run.id)["delivery"]["collars"]
@@ -1158,9 +1155,7 @@ def test_a_straggler_that_falls_silent_is_failed_and_leaves_no_fragment_shown_on
                         network_server_api_key=network.api_key,
                         outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
         run = TwoCollarDelivery(bridge, network)
-        for now in (run.opens, run.closes):
-            run.tick(now)
-        bridge.record_update_ack("collar-02", "ok", utc_now())
+        run.window_passes(updated=("collar-02",))
         now = run.closes
         for _ in range(4):  # its first day: it says each time it still misses 31 fragments
             now += timedelta(hours=6)
