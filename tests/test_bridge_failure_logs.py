@@ -140,7 +140,17 @@ def _all_logged(records: list[logging.LogRecord]) -> str:
     """Everything a log handler could write of records: the formatted line with its traceback, and every
     attribute (a JSON handler writes the extras too)."""
     formatter = logging.Formatter()
-    return "\n".join(f"{formatter.format(record)}\n{vars(record)}" for record in records)
+    return "\n".join(f"{formatter.format(record)}\n{_written_of(record)}" for record in records)
+
+
+# When a record was made: the clock's numbers, not the bridge's words (a `created` of 1765000037.97...
+# would read as a coordinate to the checks below).
+_CLOCK_ATTRIBUTES = ("created", "msecs", "relativeCreated")
+
+
+def _written_of(record: logging.LogRecord) -> dict:
+    """A record's attributes but the clock's (`_CLOCK_ATTRIBUTES`)."""
+    return {name: value for name, value in vars(record).items() if name not in _CLOCK_ATTRIBUTES}
 
 
 def _leaked(records: list[logging.LogRecord]) -> list[str]:
