@@ -19,7 +19,8 @@
     │   ├── InvalidCommand           a downlink command or value the codec cannot encode
     │   │   └── InvalidCommandValues a value name the command's codec row does not know, or lacks (HTTP 422)
     │   ├── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
-    │   └── InvalidGeofenceFile      a geofence file that does not read, has no CRS or no valid polygon
+    │   ├── InvalidGeofenceFile      a geofence file that does not read, has no CRS or no valid polygon
+    │   └── ExportTooLarge           an export its format cannot hold (a Shapefile part past 2 GB)
     ├── DownlinkError                the network server refused or did not answer a downlink push
     ├── BrokerUnusable               an MQTT broker the bridge cannot use at start: not reachable, the login
                                      or the subscriptions refused
@@ -130,6 +131,11 @@ class UnknownGeofence(NotFound):
 
 class InvalidGeofenceFile(InvalidRequest):
     """A geofence file that does not read, has no CRS, or holds no valid polygon; the message says which."""
+
+
+class ExportTooLarge(InvalidRequest):
+    """Fixes more than an export's format can hold (a Shapefile's .shp or .dbf past 2 GB); the message says
+    how large it would be and how to ask for less."""
 
 
 class CollarFenceLimits(InvalidRequest):

@@ -1,4 +1,4 @@
-"""Fixes as files others read: CSV, GeoJSON, GeoPackage and Movebank CSV.
+"""Fixes as files others read: CSV, GeoJSON, GeoPackage, zipped ESRI Shapefile and Movebank CSV.
 
 One writer for the animal page's download buttons and the HTTP API's herd exports, so both give
 the same files. Plain functions over the service layer's `PositionView`s, already filtered for
@@ -15,12 +15,23 @@ unique within the study and which a rename does not change; the name a ranger gi
 
 The plain CSV is for spreadsheets: a text cell a spreadsheet would run as a formula starts with an apostrophe
 (`spreadsheet_text`). The Movebank CSV keeps every value as it is.
+
+The Shapefile (for park GIS staff on QGIS or ArcGIS) is the GeoPackage's point layer within the limits of the
+format (ESRI's Shapefile Technical Description, GDAL's "ESRI Shapefile / DBF" driver), each met on purpose and
+said in the zip's README.txt: field names of at most 10 characters (`shapefile_field_names`), no date-time
+field (`time_utc` is ISO 8601 text in UTC), text of at most 254 bytes a value (a longer one is cut at a
+character and listed), one geometry type a file (points), 2 GB a part (a larger export is refused before it is
+written, `ExportTooLarge`), text in UTF-8 (the .cpg says so, so animal names in any script survive).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import re
 import tempfile
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -32,6 +43,9 @@ import pandas as pd
 from shapely.geometry import Point
 
 from lora_bridge.access import Viewer, privacy, require, roles
+from lora_bridge.errors import ExportTooLarge
+
+log = logging.getLogger(__name__)
 
 WGS84 = "EPSG:4326"
 COLUMNS = ("animal_id", "name", "species", "device_id", "time_utc", "lat", "lon")
@@ -52,6 +66,8 @@ MEDIA_TYPES = {
     "csv": "text/csv",
     "geojson": "application/geo+json",
     "gpkg": "application/geopackage+sqlite3",
+    # A zip, as GIS tools hand Shapefiles around: no registered media type names a zipped Shapefile.
+    "shp.zip": "application/zip",
     "movebank.csv": "text/csv",
 }
 _COLUMN_TYPES = {"animal_id": object, "name": object, "species": object, "device_id": object, "time_utc": object,
@@ -72,6 +88,27 @@ TEXT_MARK = "'"
 # RFC 4180's line break between records: the csv writer then quotes a value holding a lone CR (with pandas' "\n"
 # a name with a carriage return went out bare and split its row in two for every CSV reader).
 CSV_LINE_END = "\r\n"
+
+# The ESRI Shapefile's limits (ESRI Shapefile Technical Description, July 1998; the dBASE table it keeps its
+# attributes in; GDAL's ESRI Shapefile driver, which writes it).
+SHAPEFILE_DRIVER = "ESRI Shapefile"
+SHAPEFILE_FIELD_NAME_MAX = 10  # characters of a dBASE field name
+DBF_TEXT_MAX_BYTES = 254  # bytes of a dBASE character field's value
+# 2 GB a part: the offsets of the .shx and the sizes in the headers are 32-bit, and ArcGIS reads no .shp or .dbf
+# past 2 GB (GDAL's 2GB_LIMIT option). An export past it is refused before it is written.
+SHAPEFILE_PART_MAX_BYTES = 2**31 - 1
+SHAPEFILE_ENCODING = "UTF-8"  # written into the .cpg, which QGIS and ArcGIS read the .dbf's text by
+# How GDAL writes a float64 column in a .dbf: N(24,15), a number as text 24 characters wide with 15 decimals,
+# which holds a degree of latitude or longitude to 1e-15 (the .shp's geometry holds the same as doubles).
+DBF_REAL_WIDTH, DBF_REAL_DECIMALS = 24, 15
+SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+SHAPEFILE_README = "README.txt"
+# The sizes the Technical Description gives: a 100-byte header in the .shp and .shx; a point record of an
+# 8-byte record header and a 20-byte content (shape type, x, y); an 8-byte index record (offset, length).
+_SHP_HEADER_BYTES, _SHP_POINT_RECORD_BYTES, _SHX_RECORD_BYTES = 100, 28, 8
+# A .dbf: a 32-byte header, 32 bytes for each field, a header terminator, one deleted-flag byte before each
+# record, and an end-of-file marker.
+_DBF_HEADER_BYTES, _DBF_FIELD_BYTES = 32, 32
 
 Species = str | Mapping[str, str | None] | None
 
@@ -173,6 +210,126 @@ def to_geopackage(fixes: Sequence[Any], species: Species = None, layer: str = "f
         return path.read_bytes()
 
 
+def shapefile_field_names(columns: Sequence[str]) -> dict[str, str]:
+    """Each column's name as a Shapefile field: ASCII letters, digits and underscores, at most
+    SHAPEFILE_FIELD_NAME_MAX characters (a longer name is cut), a name taken before (dBASE ignores case)
+    ending in `_2`, `_3`... The same columns in the same order always get the same names."""
+    names: dict[str, str] = {}
+    for column in columns:
+        stem = re.sub(r"[^0-9A-Za-z_]", "_", column)[:SHAPEFILE_FIELD_NAME_MAX] or "field"
+        name, number = stem, 1
+        while name.lower() in {taken.lower() for taken in names.values()}:
+            number += 1
+            suffix = f"_{number}"
+            name = stem[:SHAPEFILE_FIELD_NAME_MAX - len(suffix)] + suffix
+        names[column] = name
+    return names
+
+
+def _dbf_text(value: Any) -> Any:
+    """A text value cut, at a character, to what a dBASE character field holds (DBF_TEXT_MAX_BYTES in UTF-8)."""
+    if not isinstance(value, str):
+        return value
+    return value.encode()[:DBF_TEXT_MAX_BYTES].decode(errors="ignore")
+
+
+def _text_bytes(values: pd.Series) -> int:
+    return max((len(v.encode()) for v in values if isinstance(v, str)), default=0)
+
+
+def shapefile_part_bytes(frame: pd.DataFrame) -> dict[str, int]:
+    """The bytes of the .shp, .shx and .dbf that `to_shapefile` writes for `frame` (one point a row, its text
+    columns as wide as their longest value in UTF-8, at least 1; its numbers DBF_REAL_WIDTH wide), from the
+    sizes the format gives, so a too large export is refused before anything is written."""
+    rows = len(frame)
+    widths = [DBF_REAL_WIDTH if pd.api.types.is_float_dtype(frame[c]) else max(1, _text_bytes(frame[c]))
+              for c in frame.columns]
+    return {
+        ".shp": _SHP_HEADER_BYTES + _SHP_POINT_RECORD_BYTES * rows,
+        ".shx": _SHP_HEADER_BYTES + _SHX_RECORD_BYTES * rows,
+        ".dbf": _DBF_HEADER_BYTES + _DBF_FIELD_BYTES * len(widths) + 1 + rows * (1 + sum(widths)) + 1,
+    }
+
+
+def _refuse_past_limit(sizes: Mapping[str, int], fixes: int, limit: int) -> None:
+    over = {part: size for part, size in sizes.items() if size > limit}
+    if over:
+        parts = ", ".join(f"its {part} {size / 1e9:.2f} GB" for part, size in over.items())
+        raise ExportTooLarge(
+            f"{fixes} fixes make a Shapefile larger than the format holds ({parts}; at most {limit / 1e9:.2f} GB a "
+            "file): export fewer days (since, until) or one animal (animal_id), or take the GeoPackage")
+
+
+def _shapefile_readme(layer: str, frame: pd.DataFrame, fields: Mapping[str, str], precision: str | None,
+                      cut: Sequence[tuple[str, str]]) -> str:
+    """The zip's README.txt: what the files are, each field's full column name and type, what was cut."""
+    kinds = {column: (f"number N({DBF_REAL_WIDTH},{DBF_REAL_DECIMALS}), degrees"
+                      if pd.api.types.is_float_dtype(frame[column]) else "text")
+             for column in frame.columns}
+    kinds["time_utc"] = "text, ISO 8601 in UTC to the millisecond (e.g. 2026-11-20T00:00:00.000Z)"
+    lines = [
+        "Tembo collar fixes as an ESRI Shapefile",
+        "",
+        f"Files: {', '.join(layer + part for part in SHAPEFILE_PARTS)}",
+        f"Geometry: one point a fix; fixes: {len(frame)}, animals: {frame['animal_id'].nunique()}"
+        + (" (no fix in the time asked for: an empty layer)" if frame.empty else ""),
+        "Coordinates: WGS 84 (EPSG:4326), longitude and latitude in degrees (the .prj)",
+        f"Text encoding: {SHAPEFILE_ENCODING} (the .cpg)",
+    ]
+    if precision is not None:
+        lines.append(f"Positions: {precision}" + (
+            "" if precision == privacy.EXACT_LABEL else
+            " (each fix at the centre of its grid cell, and late, as the exporting account's role sees them)"))
+    lines += [
+        "",
+        f"A Shapefile's field names have at most {SHAPEFILE_FIELD_NAME_MAX} characters and it has no date-time",
+        "field. Its fields, with the full column names of Tembo's other exports (CSV, GeoJSON, GeoPackage):",
+        "",
+        f"{'field':<{SHAPEFILE_FIELD_NAME_MAX}}  {'column':<{SHAPEFILE_FIELD_NAME_MAX}}  type",
+        *(f"{field:<{SHAPEFILE_FIELD_NAME_MAX}}  {column:<{SHAPEFILE_FIELD_NAME_MAX}}  {kinds[column]}"
+          for column, field in fields.items()),
+    ]
+    if cut:
+        lines += ["", f"Text values longer than a field holds ({DBF_TEXT_MAX_BYTES} bytes in UTF-8), cut at a "
+                  "character; the other exports carry them whole:"]
+        lines += [f"{column}: {value}" for column, value in cut]
+    return "\n".join(lines) + "\n"
+
+
+def to_shapefile(fixes: Sequence[Any], species: Species = None, precision: str | None = None, layer: str = "fixes",
+                 max_part_bytes: int = SHAPEFILE_PART_MAX_BYTES) -> bytes:
+    """A zip of an ESRI Shapefile of the fixes as points in WGS84 (`layer`.shp, .shx, .dbf, .prj, .cpg in
+    UTF-8) and README.txt, which maps each field to its full column name, says whether the points are exact
+    (`precision`) and lists any value cut to fit. ExportTooLarge when a part would pass `max_part_bytes`."""
+    frame = fixes_geoframe(fixes, species)
+    stem = re.sub(r"[^0-9A-Za-z_-]+", "_", layer).strip("_") or "fixes"
+    cut = sorted({(column, value) for column in frame.columns if frame[column].dtype == object
+                  for value in frame[column] if isinstance(value, str) and _dbf_text(value) != value})
+    for column in {column for column, _ in cut}:
+        frame[column] = frame[column].map(_dbf_text)
+    if cut:
+        log.info("text cut to fit a Shapefile", extra={"layer": stem, "values": len(cut)})
+    _refuse_past_limit(shapefile_part_bytes(frame.drop(columns="geometry")), len(frame), max_part_bytes)
+    fields = shapefile_field_names([c for c in frame.columns if c != "geometry"])
+    with tempfile.TemporaryDirectory(prefix="tembo-export-") as folder:
+        path = Path(folder) / f"{stem}.shp"
+        # Point even when empty (shape type 1 in the header); UTF-8 text with its .cpg; each text field as wide as
+        # its longest value (RESIZE), so the parts are no larger than they need to be.
+        frame.rename(columns=fields).to_file(
+            path, driver=SHAPEFILE_DRIVER, engine="pyogrio", geometry_type="Point", encoding=SHAPEFILE_ENCODING,
+            layer_options={"RESIZE": "YES"},
+        )
+        _refuse_past_limit({part: path.with_suffix(part).stat().st_size for part in (".shp", ".shx", ".dbf")},
+                           len(frame), max_part_bytes)
+        readme = _shapefile_readme(stem, frame.drop(columns="geometry"), fields, precision, cut)
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for part in SHAPEFILE_PARTS:
+                archive.write(path.with_suffix(part), f"{stem}{part}")
+            archive.writestr(SHAPEFILE_README, readme)
+        return buffer.getvalue()
+
+
 def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: str = DEFAULT_STUDY) -> bytes:
     """Movebank CSV: Movebank's attribute names, timestamps in UTC to the millisecond.
 
@@ -217,9 +374,9 @@ class ExportFile:
 
 
 def files(fixes: Sequence[Any], species: Species, viewer: Viewer, stem: str) -> list[ExportFile]:
-    """The fixes (already as viewer may see them) as the four files the animal page offers (CSV,
-    GeoJSON, GeoPackage, Movebank CSV), each with the species and the GeoJSON saying whether the
-    points are exact, as the API's are. Forbidden unless viewer's role may export, as on the API
+    """The fixes (already as viewer may see them) as the five files the animal page offers (CSV,
+    GeoJSON, GeoPackage, zipped Shapefile, Movebank CSV), each with the species and the GeoJSON and the
+    Shapefile's README saying whether the points are exact, as the API's are. Forbidden unless viewer's role may export, as on the API
     (rangers, researchers, admins: not the visitor kiosk, not field technicians)."""
     require(viewer, roles.EXPORT)
     precision = privacy.label(viewer)
@@ -227,6 +384,8 @@ def files(fixes: Sequence[Any], species: Species, viewer: Viewer, stem: str) -> 
         ExportFile("CSV", to_csv(fixes, species), f"{stem}.csv", MEDIA_TYPES["csv"]),
         ExportFile("GeoJSON", to_geojson(fixes, species, precision), f"{stem}.geojson", MEDIA_TYPES["geojson"]),
         ExportFile("GeoPackage", to_geopackage(fixes, species), f"{stem}.gpkg", MEDIA_TYPES["gpkg"]),
+        ExportFile("Shapefile", to_shapefile(fixes, species, precision, stem), f"{stem}.shp.zip",
+                   MEDIA_TYPES["shp.zip"]),
         ExportFile("Movebank CSV", to_movebank_csv(fixes, species), f"{stem}_movebank.csv",
                    MEDIA_TYPES["movebank.csv"]),
     ]
