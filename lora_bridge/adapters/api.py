@@ -369,6 +369,12 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         data = await call(exports.to_geopackage, fixes, species, "positions")
         return Response(data, media_type=exports.MEDIA_TYPES["gpkg"], headers=_attachment("tembo-positions.gpkg"))
 
+    async def export_shapefile(request: Request, viewer: Viewer) -> Response:
+        fixes, species = await _export_data(request, viewer)
+        data = await call(exports.to_shapefile, fixes, species, label(viewer), "positions")
+        return Response(data, media_type=exports.MEDIA_TYPES["shp.zip"],
+                        headers=_attachment("tembo-positions.shp.zip"))
+
     async def campaigns(request: Request, viewer: Viewer) -> Response:
         return JSONResponse(to_jsonable(await call(bridge.campaigns)))
 
@@ -497,6 +503,10 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
                  TIME_RANGE, media_type=GEOJSON, tags=("exports",)),
         Endpoint("GET", "/api/exports/positions.gpkg", a.EXPORT, export_geopackage, "Fixes as a GeoPackage",
                  TIME_RANGE, media_type="application/geopackage+sqlite3", tags=("exports",)),
+        Endpoint("GET", "/api/exports/positions.shp.zip", a.EXPORT, export_shapefile,
+                 "Fixes as a zipped ESRI Shapefile (points in WGS 84, UTF-8, README.txt naming each field); "
+                 "400 past the format's 2 GB a file", TIME_RANGE, media_type=exports.MEDIA_TYPES["shp.zip"],
+                 tags=("exports",)),
         Endpoint("GET", "/api/updates/versions", a.READ_UPDATES, update_versions,
                  "Which collar runs which firmware and model, its battery and link, and its last update's outcome",
                  tags=("updates",)),

@@ -163,9 +163,10 @@ stale_since = data.stale_read_at()
 if fixes and viewer.may(access_roles.EXPORT):  # as the API: rangers, researchers and admins export
     st.subheader("Download the fixes")
     stem = f"{(animal.name or animal.device_id).replace(' ', '_')}_{days}d"
-    buttons = st.columns(4)
-    # As the API's files: the species in every file, and the GeoJSON says whether the points are exact.
-    for button, file in zip(buttons, exports.files(fixes, animal.species, viewer, stem), strict=True):
+    files = exports.files(fixes, animal.species, viewer, stem)
+    # As the API's files: the species in every file, and the GeoJSON and the Shapefile's README say whether the
+    # points are exact.
+    for button, file in zip(st.columns(len(files)), files, strict=True):
         button.download_button(file.label, file.data, file.filename, file.media_type,
                                disabled=stale_since is not None,
                                help=f"{views.NOT_LIVE_HEADLINE}; downloads return with it."
