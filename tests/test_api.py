@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import zipfile
 from datetime import timedelta
 
 import bridge_builders as b
@@ -265,6 +266,36 @@ def test_geojson_and_geopackage_exports_read_back_with_geopandas(api, tmp_path):
     assert document["precision"] == "exact", "the file says whether its points are the animals' exact places"
     assert document["features"][0]["properties"]["species"] == "Loxodonta africana"
     assert document["features"][0]["geometry"]["coordinates"] == pytest.approx([37.5, -2.5], abs=1e-4)
+
+
+def test_park_gis_staff_download_the_fixes_as_a_zipped_shapefile_as_exact_as_their_role_sees_them(api, tmp_path):
+    exact = exact_places(api.bridge)
+    places = {}
+    for role in ("ranger", "researcher"):
+        answer = api.get("/api/exports/positions.shp.zip", headers=auth(api, role))
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "application/zip"
+        assert 'filename="tembo-positions.shp.zip"' in answer.headers["content-disposition"]
+        path = tmp_path / f"{role}.shp.zip"
+        path.write_bytes(answer.content)
+        frame = gpd.read_file(path)
+        assert frame.crs.to_epsg() == 4326 and set(frame["name"]) == {"Amani", "Tusker"}
+        gpkg = tmp_path / f"{role}.gpkg"
+        gpkg.write_bytes(api.get("/api/exports/positions.gpkg", headers=auth(api, role)).content)
+        assert [(p.x, p.y) for p in frame.geometry] == [(p.x, p.y) for p in gpd.read_file(gpkg).geometry], (
+            "the Shapefile holds the GeoPackage's points")
+        with zipfile.ZipFile(path) as archive:
+            assert f"Positions: {'exact' if role == 'ranger' else 'coarse'}" in archive.read("README.txt").decode()
+        places[role] = {(round(p.y, 5), round(p.x, 5)) for p in frame.geometry}
+    assert len(places["ranger"]) == FIXES and places["ranger"] <= exact
+    assert places["researcher"] and not places["researcher"] & exact, "a researcher's fixes are coarsened"
+
+    empty = api.get("/api/exports/positions.shp.zip", params={"since": (NOW - timedelta(hours=3)).isoformat()},
+                    headers=auth(api, "researcher"))
+    (tmp_path / "empty.shp.zip").write_bytes(empty.content)
+    assert empty.status_code == 200 and len(gpd.read_file(tmp_path / "empty.shp.zip")) == 0, (
+        "6 hours late: no fix of the last 3 hours, an empty layer")
+    assert api.get("/api/exports/positions.shp.zip", headers=auth(api, "field_technician")).status_code == 403
 
 
 def test_prometheus_metrics_want_a_token_and_speak_the_text_format(api):
