@@ -392,7 +392,7 @@ def test_park_gis_staff_open_the_zipped_shapefile_and_find_each_fix_a_point_in_w
 def test_an_animal_named_in_amharic_keeps_its_name_in_the_shapefile_and_a_name_too_long_for_a_dbf_is_cut_whole(
         tmp_path):
     # A dBASE text field holds 254 bytes; an animal's name may be 128 characters, 384 bytes in Ge'ez script (3 bytes
-    # a character in UTF-8). GDAL would cut it inside a character; Tembo cuts it at one and says so.
+    # a character in UTF-8). GDAL cuts it with a warning in the bridge's log only; Tembo says so in the zip.
     walk = square_walk()
     long_name = "ሰ" * 128
     fixes = [replace(walk[0], name="Ñyota ንጉሥ"), replace(walk[1], animal_id="2", name=long_name, position_id=50)]
