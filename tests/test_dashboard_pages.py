@@ -376,7 +376,8 @@ def test_ranger_sees_battery_behaviour_versions_and_activity_per_animal(store):
     assert any(m.value.startswith("**Speed:** median") for m in app.markdown)
     night = next(d.value for d in app.dataframe if "VeDBA mean (mg)" in d.value.columns)
     assert set(night.index) <= {"day", "night"}
-    assert [b.label for b in app.get("download_button")] == ["CSV", "GeoJSON", "GeoPackage", "Movebank CSV"]
+    assert [b.label for b in app.get("download_button")] == ["CSV", "GeoJSON", "GeoPackage", "Shapefile",
+                                                          "Movebank CSV"]
     maps = [json.loads(chart.proto.json) for chart in app.get("deck_gl_json_chart")]
     assert {"home-range-kde", "home-range-mcp", "track"} <= {layer["id"] for layer in maps[0]["layers"]}
 
