@@ -50,6 +50,7 @@ letter with the codec's reason, and `Bridge.replay_dead_letters()` tries it agai
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 
@@ -185,21 +186,67 @@ def store_unavailable(error: BaseException, said: str | None = None) -> StoreUna
 
 
 def driver_said(error: BaseException) -> str:
-    """The first line of what the database driver said of error (SQLAlchemy's wrapper adds the SQL and
-    its parameters on the lines after it), or the error's type when it said nothing. PostgreSQL's is
-    said without the values of the row it quotes (`postgres_said`)."""
+    """The first line of what the database driver (or whatever raised error) said of it (SQLAlchemy's
+    wrapper adds the SQL and its parameters on the lines after it), or the error's type when it said
+    nothing; without the values it can quote. PostgreSQL's is said by its SQLSTATE (`postgres_said`);
+    an error of the bridge's own that never quotes a value (`SAID_AS_WRITTEN`: a URL with its password
+    masked, a journal's path) as written; any other (SQLite's, Python's `ValueError: could not convert
+    string to float: '-2.5123'`, a `KeyError`, JSON's, the network readers' `MalformedUplink` that quotes
+    the wrong value on purpose for its dead letter) without its values (`without_values`)."""
     cause = getattr(error, "orig", None) or error
     said = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
     sqlstate, diag = getattr(cause, "sqlstate", None), getattr(cause, "diag", None)
     if sqlstate and diag is not None:
         return postgres_said(diag, said, sqlstate)
-    return said
+    if isinstance(cause, SAID_AS_WRITTEN):
+        return said
+    return without_values(said)
 
 
-# A double-quoted word of a PostgreSQL message (a name, or a value of the row), or a number.
-_QUOTED_OR_NUMBER = re.compile(r'"((?:[^"]|"")*)"|(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w])')
-# What a value of the row is said as.
+# What can be a value in an error's first line: a double-quoted word (PostgreSQL's: a name or a value of
+# the row; a Python repr of text that holds a '), a single-quoted word (a Python repr), a number, a run of
+# hex digits (a payload, a key). A range of the bridge's own bounds (`0..255`) is matched to be kept.
+_VALUE = re.compile(
+    r'"((?:[^"]|"")*)"'
+    r"|(?<!\w)'((?:[^'\\]|\\.)*)'(?!\w)"
+    r"|(?<![\w.])(\d+\.\.\d+)(?![\w.])"
+    r"|(?<![\w.])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w)"
+    r"|(?<![\w.])(?=[0-9A-Fa-f]*\d)[0-9A-Fa-f]{4,}(?!\w)"
+)
+# A quoted word said as written outside PostgreSQL's messages: a name (a table or column, a field of a
+# body: 'rx_metadata', 'fCnt', 'positions.lat'), made of letters, underscores and dots, or a mark of
+# syntax (JSON's `Expecting ',' delimiter`); a coordinate, a frame's bytes in hex, a key all hold a digit.
+_A_NAME = re.compile(r"[A-Za-z_][A-Za-z_.]{0,63}|[^\w\s]{1,3}")
+# What a value is said as.
 LEFT_OUT = "…"
+
+
+def a_name(word: str) -> bool:
+    """Whether a quoted word reads as a name, not a value (`_A_NAME`)."""
+    return _A_NAME.fullmatch(word) is not None
+
+
+def without_values(said: str, is_name: Callable[[str], bool] = a_name) -> str:
+    """said (an error's first line, a dead letter's reason) with every value it can quote said as `…`:
+    a quoted word that is_name does not take (by default: one that is not a name, `a_name`), a number,
+    a run of hex digits; the words around, the names and the bridge's own bounds (`0..255`) kept.
+    `could not convert string to float: '-2.5123'` is said `could not convert string to float: '…'`;
+    `'f_cnt' must be a frame counter 0..4294967295, got 37.971555` is said `'f_cnt' must be a frame
+    counter 0..4294967295, got …`."""
+
+    def name_or_left_out(found: re.Match[str]) -> str:
+        double, single, bounds = found.group(1), found.group(2), found.group(3)
+        if bounds is not None:
+            return bounds
+        if double is not None:
+            return found.group(0) if is_name(double.replace('""', '"')) else f'"{LEFT_OUT}"'
+        if single is not None:
+            return found.group(0) if is_name(single) else f"'{LEFT_OUT}'"
+        return LEFT_OUT
+
+    return _VALUE.sub(name_or_left_out, said)
+
+
 # SQLSTATE classes whose primary message quotes only what the schema and the server are made of (a
 # table or column that does not exist, a lock, a connection, a login, a full disk): said as written.
 # Every other class (22 data exception, 23 integrity, P0 a trigger's RAISE, XX PostGIS, ...) can quote
@@ -224,13 +271,7 @@ def postgres_said(diag: Any, said: str, sqlstate: str) -> str:
     names = {getattr(diag, field, None) for field in
              ("schema_name", "table_name", "column_name", "datatype_name", "constraint_name")} - {None, ""}
     primary = (getattr(diag, "message_primary", None) or said).strip().splitlines()[0]
-
-    def named_or_left_out(found: re.Match[str]) -> str:
-        if found.group(1) is None:
-            return LEFT_OUT
-        return found.group(0) if found.group(1).replace('""', '"') in names else f'"{LEFT_OUT}"'
-
-    return f"{_QUOTED_OR_NUMBER.sub(named_or_left_out, primary)} (SQLSTATE {sqlstate})"
+    return f"{without_values(primary, names.__contains__)} (SQLSTATE {sqlstate})"
 
 
 def failure_context(error: BaseException, said: str | None = None) -> dict[str, str]:
@@ -341,3 +382,11 @@ class Forbidden(BridgeError):
 
 class UnknownAccount(NotFound):
     """No account, API token or sign-in session with this name or id."""
+
+
+# Errors of the bridge's own whose message never quotes a value of a body or a row (a database URL with
+# its password masked, a journal's path, a broker's address, an id that names nothing; StoreUnavailable:
+# the driver's words said already without their values): `driver_said` says them as written.
+SAID_AS_WRITTEN: tuple[type[BaseException], ...] = (
+    StoreUnavailable, StoreNotOpened, JournalNotOpened, BrokerUnusable, AuthenticationFailed, Forbidden, NotFound,
+)

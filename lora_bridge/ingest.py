@@ -28,6 +28,7 @@ from lora_bridge.errors import (
     is_transient_store_error,
     said_of,
     store_unavailable,
+    without_values,
 )
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
@@ -205,6 +206,7 @@ def keep_failed(
     path_ids: dict[str, Any] | None = None,
     device_id: str | None = None,
     f_cnt: int | None = None,
+    told: str | None = None,
 ) -> int:
     """Commit body whose ingest failed for a reason that does not pass (a bug, a value the store
     refuses) as a raw row with its dead letter (stage apply), as a body that fails while applied is
@@ -212,7 +214,7 @@ def keep_failed(
     when the store cannot take it now. Should the store refuse the row's topic or path values
     themselves, the body is kept without them, their text in the reason. device_id, f_cnt: the
     collar and frame counter the body names, for the dead letter's log line (the raw row, written
-    fresh here, holds neither)."""
+    fresh here, holds neither); told: what that line says of the failure (`dead_letter`)."""
     attempts = [(event, content_type, path_ids, reason)]
     if event or content_type or path_ids:
         named = f"{reason} [not stored with the body: event={event!r} path_ids={path_ids!r}]"
@@ -223,7 +225,7 @@ def keep_failed(
                 raw = raw_row(body, source, event=kind, content_type=encoding, path_ids=ids)
                 session.add(raw)
                 session.flush()
-                dead_letter(session, raw, STAGE_APPLY, why, device_id=device_id, f_cnt=f_cnt)
+                dead_letter(session, raw, STAGE_APPLY, why, device_id=device_id, f_cnt=f_cnt, told=told)
                 return raw.id
         except Exception as error:
             if is_transient_store_error(error):
@@ -466,10 +468,14 @@ def dead_letter(
 ) -> DeadLetter:
     """Keep raw as a dead letter (or refresh the one being replayed) and mark raw accordingly. told: what
     the log and a replay's result say of it when reason (kept for the admins who inspect the row) may
-    carry what the log must not (a store error's SQL and parameters); reason itself otherwise.
+    carry what the log must not (a store error's SQL and parameters); reason itself otherwise, for the
+    log without the values it quotes (`errors.without_values`: a reader's `'f_cnt' must be a frame
+    counter 0..4294967295, got …`, the codec's `payload …`; until 6 December the log line had the wrong
+    value, a coordinate sent in the wrong field, and the frame's bytes in hex).
     device_id, f_cnt: what was read of the body, for the log line when raw holds none (a body that failed
     at apply: its transaction, which stamped them on raw, was rolled back; until 6 December that line
     said "device_id=None f_cnt=None")."""
+    logged = without_values(reason) if told is None else told
     told = reason if told is None else told
     device_id = raw.device_id if raw.device_id is not None else device_id
     f_cnt = raw.f_cnt if raw.f_cnt is not None else f_cnt
@@ -488,8 +494,8 @@ def dead_letter(
         device_id,
         f_cnt,
         stage,
-        told,
-        extra={"raw_uplink_id": raw.id, "device_id": device_id, "f_cnt": f_cnt, "stage": stage, "reason": told},
+        logged,
+        extra={"raw_uplink_id": raw.id, "device_id": device_id, "f_cnt": f_cnt, "stage": stage, "reason": logged},
     )
     return letter
 

@@ -45,6 +45,7 @@ from typing import Any, BinaryIO
 
 from pydantic import SecretStr
 
+from lora_bridge.errors import log_failure
 from lora_bridge.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
@@ -184,8 +185,8 @@ class ApplierProcess:
                 continue
             try:
                 self._on_report(report)
-            except Exception:  # noqa: BLE001 - a report's consumer never stops the supervision
-                log.exception("an intake applier report was not handled")
+            except Exception as error:  # noqa: BLE001 - a report's consumer never stops the supervision
+                log_failure(log, error, "an intake applier report was not handled")
 
 
 # ---- the child ---------------------------------------------------------------------------------

@@ -282,15 +282,17 @@ class Bridge:
         collar = collar_hint(Submission(network, event, body, content_type=content_type, path_ids=path_ids))
         context = {"network": network, "event": event, "device": collar or None}
         reason = f"ingest failed: {error!r}"[:1000]  # the whole error, for the admins who inspect the row
+        # The log and the caller get the error's class, what the driver said (without the values it
+        # quotes) and an error_id; the traceback its frames (`redacted`): a statement error's text carries
+        # its SQL and parameters, a reader's `ValueError` the value it could not read (a position).
+        failure = failure_context(error)
+        told = f"ingest failed: {failure['error_class']}: {failure['driver_said']} error_id={failure['error_id']}"
         # The dead letter's line names the collar and frame counter the body gives (its raw row is
         # new and holds neither), else the collar the topic or ids name, as the line below does.
         device_id, f_cnt = ids_named(network, event, body, content_type, path_ids)
         raw_id = ingest.keep_failed(self.db, network, body, reason, event=event, content_type=content_type,
-                                    path_ids=path_ids, device_id=device_id or collar or None, f_cnt=f_cnt)
-        # The log and the caller get the error's class, what the driver said and an error_id; the traceback
-        # its frames (`redacted`): a statement error's text carries its SQL and parameters (a position).
-        failure = failure_context(error)
-        told = f"ingest failed: {failure['error_class']}: {failure['driver_said']} error_id={failure['error_id']}"
+                                    path_ids=path_ids, device_id=device_id or collar or None, f_cnt=f_cnt,
+                                    told=told)
         log.error("ingest failed network=%s event=%s device=%s: kept as a dead letter raw_uplink_id=%d %s",
                   network, event, collar or None, raw_id, said_of(failure), exc_info=redacted(error),
                   extra={**context, "raw_uplink_id": raw_id, **failure})
