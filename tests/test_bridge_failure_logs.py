@@ -338,3 +338,110 @@ def test_postgresql_refusing_a_fix_is_logged_by_its_sqlstate_and_constraint_neve
                  and r.getMessage().startswith("body processing failed")]
     assert failed.driver_said == said and failed.exc_info is not None
     assert said.split(" (SQLSTATE")[0].split(f'"{LEFT_OUT}"')[0] in letter.reason, "the admin finds the error there"
+
+
+# A fix's latitude where the body holds another value, or written as a ranger would (with its hemisphere):
+# the reader refuses it, or a reader's bug trips on it. The dead letter keeps it for the admins who inspect
+# it; the operator's log says where and why, never the value (a ValueError's first line quotes it).
+LATITUDE_TEXT = f"{SOLVED_LATITUDE} N"
+LATITUDE_DIGITS = (SOLVED_LATITUDE[:5], SOLVED_LATITUDE[-6:])  # "37.97", "971555"
+
+
+def _digits_logged(records: list[logging.LogRecord]) -> list[str]:
+    logged = _all_logged(records)
+    return [digits for digits in LATITUDE_DIGITS if digits in logged]
+
+
+def _latitude_as_frame_counter(network: str) -> bytes:
+    """collar-01's uplink with the fix's latitude, as text, where its frame counter goes."""
+    document = json.loads(b.tts_uplink(b.status()) if network == "tts" else b.chirpstack_uplink(b.status()))
+    if network == "tts":
+        document["uplink_message"]["f_cnt"] = SOLVED_LATITUDE
+    else:
+        document["fCnt"] = SOLVED_LATITUDE
+    return json.dumps(document).encode()
+
+
+def _located_as_text() -> bytes:
+    """LoRa Cloud's solved location of collar-01 (TTS location_solved), its latitude written with its hemisphere."""
+    document = json.loads(json.dumps(nf.TTS["location_solved"].copy()))
+    document["location_solved"]["location"]["latitude"] = LATITUDE_TEXT
+    return json.dumps(document).encode()
+
+
+def _tripping_reader(monkeypatch) -> None:
+    """A reader of solved locations that takes the latitude for a number (`float`), as a regression would."""
+    from lora_bridge import network_messages
+
+    monkeypatch.setattr(network_messages, "_latitude", float)
+
+
+@pytest.mark.parametrize(("network", "webhook_ack"), [("tts", "applied"), ("chirpstack", "applied"),
+                                                      ("tts", "durable")])
+def test_a_latitude_posted_as_the_frame_counter_stays_with_its_dead_letter_and_out_of_the_operators_log(
+        sqlite_url, caplog, network, webhook_ack):
+    path = "/uplinks/tts/up" if network == "tts" else "/uplinks/chirpstack?event=up"
+    with b.fresh_bridge(sqlite_url, outbox_worker=False, webhook_ack=webhook_ack) as bridge, \
+            TestClient(create_app(bridge)) as client, caplog.at_level(logging.INFO, logger="lora_bridge"):
+        reply = client.post(path, content=_latitude_as_frame_counter(network), headers=b.HEADERS)
+        (letter,) = bridge.dead_letters()
+
+    assert reply.status_code in (200, 202) and letter.stage == "parse"
+    assert f"got '{SOLVED_LATITUDE}'" in letter.reason, "the admin finds the value the reader refused"
+    assert _digits_logged(caplog.records) == [], "the operator's log quoted the collar's latitude"
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter ")]
+    assert f"must be a frame counter 0..4294967295, got '{LEFT_OUT}'" in line, "the log still says what was wrong"
+
+
+def test_a_webhook_body_a_readers_bug_trips_on_is_logged_without_the_latitude_it_could_not_read(
+        sqlite_url, caplog, monkeypatch):
+    _tripping_reader(monkeypatch)
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client, \
+            caplog.at_level(logging.INFO, logger="lora_bridge"):
+        reply = client.post("/uplinks/tts/location-solved", content=_located_as_text(), headers=b.HEADERS)
+        (letter,) = bridge.dead_letters()
+
+    assert reply.status_code == 200 and reply.json()["status"] == "dead_letter"
+    assert f"could not convert string to float: '{LATITUDE_TEXT}'" in letter.reason, "the letter keeps the value"
+    assert _digits_logged(caplog.records) == [], "a ValueError's first line put the latitude in the log"
+    (failed,) = [r for r in caplog.records if r.getMessage().startswith("body processing failed")]
+    assert failed.driver_said == f"could not convert string to float: '{LEFT_OUT}'" and failed.exc_info is not None
+    assert "in read_network_message" in logging.Formatter().format(failed), "its traceback says where it failed"
+
+
+def test_an_mqtt_message_a_readers_bug_trips_on_is_kept_and_acknowledged_without_logging_its_latitude(
+        sqlite_url, caplog, monkeypatch):
+    from lora_bridge.network_messages import read_network_message
+
+    _tripping_reader(monkeypatch)
+    routed = route("v3/reserve-collars@ttn/devices/collar-01/location/solved")
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        read_first = MqttIngest(read_network_message, parse_broker_url("mqtt://127.0.0.1:1"), keep=bridge.keep_failed)
+        applied = MqttIngest(bridge.ingest_network_message, parse_broker_url("mqtt://127.0.0.1:1"))
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            read_first._ingest(routed, _located_as_text(), [1, 0, False])
+            applied._ingest(routed, _located_as_text(), [2, 0, False])
+        letters = bridge.dead_letters()
+
+    assert read_first.kept == 1 and len(letters) == 2
+    assert all(f"could not convert string to float: '{LATITUDE_TEXT}'" in letter.reason for letter in letters)
+    assert _digits_logged(caplog.records) == [], "the MQTT worker's lines or the bridge's quoted the latitude"
+    (acknowledged,) = [r for r in caplog.records if "acknowledged once kept" in r.getMessage()]
+    assert f"ValueError: could not convert string to float: '{LEFT_OUT}'" in acknowledged.getMessage()
+
+
+def test_a_frame_the_codec_rejects_is_logged_without_its_bytes_which_hold_the_fix(sqlite_url, caplog):
+    # A status frame cut short on the air: the codec refuses it. Its bytes (the fix at -2.5123, 37.9716 among
+    # them) stay with the dead letter for a codec fix and a replay, not in the operator's log.
+    port, frame = b.status(lat=REFUSED_LAT, lon=REFUSED_LON)
+    cut = frame[:-1]
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, caplog.at_level(logging.INFO, logger="lora_bridge"):
+        result = bridge.ingest_network_message("tts", "up", b.tts_uplink((port, cut), f_cnt=3), path_ids=ROUTE)
+        (letter,) = bridge.dead_letters()
+
+    assert (result.status, result.stage) == ("dead_letter", "decode") and cut.hex() in letter.reason
+    logged = _all_logged(caplog.records)
+    assert cut.hex()[:8] not in logged and cut.hex()[-8:] not in logged, "the log carried the frame's bytes"
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter ")]
+    assert line.startswith("dead letter device_id=collar-01 f_cnt=3 stage=decode: codec rejected port ")
+    assert f"payload {LEFT_OUT}: status: " in line, "the log still says the codec refused a status frame"
