@@ -38,7 +38,10 @@ has under that id. What a log line says of an error comes from `failure_context(
 error_id, what the driver said) and a traceback from `redacted(error)`: never `str(error)`, which for
 SQLAlchemy's `StatementError` adds the SQL statement and its parameters (a collar's exact position,
 ids, a raw body) that the operators who read the log must not see; what PostgreSQL said is its primary
-message with its SQLSTATE and without the values of the row it can quote (`postgres_said`).
+message with its SQLSTATE and without the values of the row it can quote (`postgres_said`), what any
+other error said is its first line without the values it can quote (`without_values`: a `ValueError`
+quoting a latitude it could not read, a reader's `got '...'`), but for the bridge's own errors that quote
+none (`SAID_AS_WRITTEN`). A dead letter keeps its whole reason; its log line says it `without_values`.
 
 `is_transient_store_error(error)` says whether an exception from the store is one that passes
 (locked, read-only, disk full, I/O error, connection lost) rather than a fault of the data.
