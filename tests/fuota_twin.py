@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import random
 from datetime import UTC, datetime
+from typing import Any
 
 import bridge_builders as b
 from fuota_network import GROUP, StandInTheThingsStack
@@ -150,10 +151,18 @@ def model_image() -> tuple[bytes, int]:
     return release.model_image(blob, KEY, config.HARDWARE_ID), fuota._version_of(blob)
 
 
-def start_campaign(bridge, image: bytes, version: int) -> dict:
+def start_campaign(bridge, image: bytes, version: int, *, canary_pct: int = 100,
+                   max_canary_failures_pct: int | None = None, **options: Any) -> dict:
+    """The field technician starts the campaign of the model `image` (`version`) with the battery and
+    RSSI gates open: `canary_pct` of the collars first, stopped above `max_canary_failures_pct` of them
+    failing (None: the bridge's default); `options` are more of create_campaign's (devices,
+    max_spreading_factor, name)."""
+    options = {"name": "model retrained", **options}
+    if max_canary_failures_pct is not None:
+        options["max_canary_failures_pct"] = max_canary_failures_pct
     return bridge.create_campaign(
-        name="model retrained", kind="model", version=f"0.0.{version}", image_sha256=hashlib.sha256(image).hexdigest(),
-        image_bytes=len(image), image=image, user="tech", canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+        kind="model", version=f"0.0.{version}", image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image),
+        image=image, user="tech", canary_pct=canary_pct, min_battery_mv=0, min_rssi_dbm=-140.0, **options)
 
 
 def one_collar_campaign(bridge) -> tuple[dict, datetime]:

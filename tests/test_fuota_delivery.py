@@ -8,7 +8,6 @@ documentation shows (tests/fuota_network.py: the downlink push, and `class_b_c` 
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
 
 import bridge_builders as b
@@ -223,10 +222,7 @@ def test_a_late_set_up_answer_from_a_collar_already_failed_is_logged_and_ignored
     with open_bridge(sqlite_url, network) as bridge:
         for name in ("collar-01", "collar-02"):
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=1))
-        campaign = bridge.create_campaign(
-            name="model retrained", kind="model", version=f"0.0.{version}",
-            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
-            canary_pct=100, max_canary_failures_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+        campaign = start_campaign(bridge, image, version, max_canary_failures_pct=100)
         opens = campaign["delivery"]["window_opens"]
         bridge.deliver_updates(opens - timedelta(seconds=300))
         bridge.flush_downlinks()
@@ -377,10 +373,7 @@ def test_a_canary_that_took_its_set_up_and_then_went_silent_fails_with_no_answer
                         outbox_worker=False, fuota_multicast_group=GROUP, fuota_no_answer_factor=2) as bridge:
         for name in ("collar-01", "collar-02"):
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=1))
-        campaign = bridge.create_campaign(
-            name="model retrained", kind="model", version=f"0.0.{version}",
-            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
-            canary_pct=100, max_canary_failures_pct=40, min_battery_mv=0, min_rssi_dbm=-140.0)
+        campaign = start_campaign(bridge, image, version, max_canary_failures_pct=40)
         opens = campaign["delivery"]["window_opens"]
         queued_at = opens - timedelta(seconds=300)
         bridge.deliver_updates(queued_at)
@@ -426,10 +419,7 @@ class TwoCollarDelivery:
         bridge.clock = lambda: b.T0 + timedelta(minutes=5)  # in the past: the network's times are taken as heard
         for name in ("collar-01", "collar-02"):
             self.uplink(name, b.status())
-        campaign = bridge.create_campaign(
-            name="model retrained", kind="model", version=f"0.0.{version}",
-            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
-            canary_pct=100, max_canary_failures_pct=max_canary_failures_pct, min_battery_mv=0, min_rssi_dbm=-140.0)
+        campaign = start_campaign(bridge, image, version, max_canary_failures_pct=max_canary_failures_pct)
         self.id = campaign["id"]
         self.opens = campaign["delivery"]["window_opens"]
         self.queued_at = self.opens - timedelta(seconds=300)
@@ -551,10 +541,7 @@ def test_field_technician_sees_a_collar_whose_link_degraded_before_its_set_up_he
             bridge.ingest_tts_uplink(at_spreading_factor(
                 b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt, received_at=heard), sf))
         bridge.process_pending()
-        campaign = bridge.create_campaign(
-            name="model retrained", kind="model", version=f"0.0.{version}",
-            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
-            canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0, max_spreading_factor=9)
+        campaign = start_campaign(bridge, image, version, max_spreading_factor=9)
         opens = campaign["delivery"]["window_opens"]
         # collar-02 walks into a valley: its next uplinks come at SF11, before its set-up goes
         bridge.ingest_tts_uplink(at_spreading_factor(
@@ -619,10 +606,7 @@ def test_field_technician_overriding_a_canary_stop_gets_the_fleet_set_up_not_fai
     with open_bridge(sqlite_url, network) as bridge:
         for f_cnt, name in enumerate(herd, start=1):
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt))
-        campaign = bridge.create_campaign(
-            name="model retrained", kind="model", version=f"0.0.{version}",
-            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
-            canary_pct=30, max_canary_failures_pct=0, min_battery_mv=0, min_rssi_dbm=-140.0)
+        campaign = start_campaign(bridge, image, version, canary_pct=30, max_canary_failures_pct=0)
         (canary,) = [c["device_id"] for c in campaign["collars"] if c["stage"] == "canary"]
         fleet = sorted(set(herd) - {canary})
         opens = campaign["delivery"]["window_opens"]
@@ -716,10 +700,7 @@ def test_a_canary_whose_link_degraded_before_its_set_up_is_replaced_so_the_fleet
         heard = b.T0 + timedelta(minutes=1)
         for f_cnt, name in enumerate(herd, start=1):
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=f_cnt, received_at=heard))
-        campaign = bridge.create_campaign(
-            name="model retrained", kind="model", version=f"0.0.{version}",
-            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
-            canary_pct=25, min_battery_mv=0, min_rssi_dbm=-140.0, max_spreading_factor=9)
+        campaign = start_campaign(bridge, image, version, canary_pct=25, max_spreading_factor=9)
         (first,) = [c["device_id"] for c in campaign["collars"] if c["stage"] == "canary"]
         bridge.ingest_tts_uplink(at_spreading_factor(
             b.tts_uplink(b.status(), device_id=first, f_cnt=10, received_at=heard + timedelta(hours=1)), 11))
@@ -749,10 +730,7 @@ def test_field_technician_pausing_before_the_set_ups_left_resumes_with_one_windo
         image, version = model_image()
         bridge.clock = lambda: b.T0 + timedelta(minutes=5)
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
-        campaign = bridge.create_campaign(
-            name="model retrained", kind="model", version=f"0.0.{version}",
-            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
-            canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+        campaign = start_campaign(bridge, image, version)
         opens = campaign["delivery"]["window_opens"]
         bridge.deliver_updates(opens - timedelta(minutes=110))  # the set-up is queued ...
         bridge.clock = lambda: opens - timedelta(minutes=109)
@@ -798,10 +776,7 @@ def test_a_campaign_that_ends_leaves_alone_what_a_newer_campaign_queued_for_one_
         run = TwoCollarDelivery(bridge, network)
         bridge.record_update_ack("collar-02", "tampered", utc_now())
         image, version = model_image()
-        second = bridge.create_campaign(
-            name="model again for collar-02", kind="model", version=f"0.0.{version}",
-            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
-            devices=["collar-02"], canary_pct=100, min_battery_mv=0, min_rssi_dbm=-140.0)
+        second = start_campaign(bridge, image, version, name="model again for collar-02", devices=["collar-02"])
         bridge.deliver_updates(run.queued_at + timedelta(minutes=1))  # the second campaign's set-up is queued
         bridge.record_update_ack("collar-01", "ok", utc_now())  # the first campaign is done ...
         bridge.deliver_updates(run.queued_at + timedelta(minutes=2))  # ... and its delivery ends
@@ -1095,10 +1070,7 @@ def test_field_technician_sees_a_collar_that_refused_its_session_while_busy_fail
     image, version = model_image()
     with open_bridge(sqlite_url, network) as bridge:
         bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id="collar-01", f_cnt=1))
-        campaign = bridge.create_campaign(
-            name="model retrained", kind="model", version=f"0.0.{version}",
-            image_sha256=hashlib.sha256(image).hexdigest(), image_bytes=len(image), image=image, user="tech",
-            canary_pct=0, max_canary_failures_pct=0, min_battery_mv=0, min_rssi_dbm=-140.0)
+        campaign = start_campaign(bridge, image, version, canary_pct=0, max_canary_failures_pct=0)
         opens = campaign["delivery"]["window_opens"]
         bridge.deliver_updates(opens - timedelta(minutes=110))
         bridge.flush_downlinks()

@@ -12,7 +12,6 @@ with `class_b_c` gateways and an absolute time (…/class-c/).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from contextlib import ExitStack
 from datetime import timedelta
@@ -20,7 +19,7 @@ from datetime import timedelta
 import bridge_builders as b
 import pytest
 from fuota_network import GROUP, StandInTheThingsStack, serve
-from fuota_twin import KEY, model_image
+from fuota_twin import KEY, model_image, start_campaign
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -69,10 +68,7 @@ def hear_both(bridge, kws: StandInTheThingsStack, sanparks: StandInTheThingsStac
 
 def campaign_for(bridge, devices: list[str]) -> dict:
     image, version = model_image()
-    return bridge.create_campaign(
-        name="model retrained", kind="model", version=f"0.0.{version}", image_sha256=hashlib.sha256(image).hexdigest(),
-        image_bytes=len(image), image=image, user="tech", devices=devices, canary_pct=100, min_battery_mv=0,
-        min_rssi_dbm=-140.0)
+    return start_campaign(bridge, image, version, devices=devices)
 
 
 def open_window(bridge, campaign: dict) -> None:
