@@ -22,12 +22,15 @@ from fuota_network import StandInTheThingsStack, serve
 from fuota_twin import KEYS_FOR, Reserve, model_image, open_bridge
 
 from collar_firmware import codec, config, update
-from lora_bridge.updates import setup_layouts
+from lora_bridge.domain.fuota_delivery import MC_GROUP_BIT_MASK
+from lora_bridge.updates import delivery, setup_layouts
+from lora_bridge.updates.fec import fragment
 from simulator import fuota
 
 BEFORE_TS004 = "1b6ed974583cac769a8caa7b4d8ac0aef9b5e93d"  # the last collar firmware reading the byte as 1.0.0 did
 ROOT = Path(__file__).resolve().parents[1]
 SETUP_TAG = codec.tag_of("frag_session_setup")
+SETUP_PORT, FRAGMENT_PORT = codec.port_of("frag_session_setup"), codec.port_of("data_fragment")
 
 
 @pytest.fixture
@@ -72,8 +75,8 @@ def test_the_set_up_layout_follows_the_firmware_each_collar_reports():
     # TS004 FragSession for FragIndex 0 and group 0: 0x01; as 1.0.0 reads it: 0x04
     assert setup_layouts.TS004.frag_session(0, 1) == 0x01 and setup_layouts.TEMBO_1_0.frag_session(0, 1) == 0x04
     assert setup_layouts.TS004.frag_session(2, 0b0101) == 0x25, "LoRaMac-node: FragIndex 5..4, McGroupBitMask 3..0"
-    for broken in (None, "", "1.0", "v1.0.0", "1.0.256"):  # not reported, or not a version: the oldest layout
-        assert setup_layouts.layout_for(broken) is setup_layouts.TEMBO_1_0
+    for broken in (None, "", "1.0", "v1.0.0", "1.0.256"):  # not reported, or not a version: both firmwares' byte
+        assert setup_layouts.layout_for(broken) is setup_layouts.EITHER
     with pytest.raises(ValueError):
         setup_layouts.TS004.frag_session(4, 1)
     with pytest.raises(ValueError):
@@ -90,6 +93,40 @@ def test_firmware_1_0_0_reads_todays_ts004_set_up_as_another_session():
                                                    "frag_size": 50, "control": 0, "padding": 0, "descriptor": 1})
     assert old_codec.decode(201, as_1_0_0, "down")["session"] == 0x04, "FragIndex 0, group 0 in bits 5..2"
     assert codec.decode(201, as_1_0_0, "down")["frag_index"] == 0, "today's firmware reads FragIndex 0 in it too"
+
+
+@pytest.mark.parametrize("frag_index", range(4))
+def test_a_collar_whose_firmware_the_bridge_has_not_heard_rebuilds_its_session_on_1_0_0_and_on_todays(frag_index):
+    """The bridge sets up a collar that has not reported its firmware with one FragSession byte: a collar
+    on 1.0.0 and one on today's firmware both open the session of that FragIndex, drop the fragments of
+    another session sent beside it, rebuild the model and install it."""
+    image, version = model_image()
+    on_1_0_0, on_todays = fleet = fuota.build_fleet(2, 0.0, 31, KEYS_FOR)
+    runs_firmware_1_0_0(on_1_0_0, firmware_1_0_0_module("codec"), firmware_1_0_0_module("update_install"))
+    frags = fragment(image, 50)
+    setup = codec.encode("frag_session_setup", {
+        **setup_layouts.setup_values(None, frag_index, MC_GROUP_BIT_MASK), "nb_frag": frags.nb_frag,
+        "frag_size": frags.frag_size, "control": delivery.BLOCK_ACK_DELAY, "padding": frags.padding,
+        "descriptor": 1})
+    another = (frag_index + 1) % 4
+    for collar in fleet:
+        collar.hear(SETUP_PORT, setup)
+        for n in range(1, frags.nb_frag + 1):
+            collar.hear(FRAGMENT_PORT, codec.encode("data_fragment", {"index_and_n": another << 14 | n,
+                                                                      "data": [0xA5] * frags.frag_size}))
+            collar.hear(FRAGMENT_PORT, codec.encode("data_fragment", {"index_and_n": frag_index << 14 | n,
+                                                                      "data": list(frags.fragment(n))}))
+        clock, until = collar.hal.clock, collar.hal.clock.now_s() + 3 * 3600
+        while clock.now_s() < until:  # the collar lives: it answers, checks and installs (its uplinks kept)
+            clock.sleep_until(min(collar.collar.step(), until))
+
+    assert on_1_0_0.collar.update.frag_index == on_todays.collar.update.frag_index == frag_index
+    assert [c.collar.model.version for c in fleet] == [version, version], "both rebuilt and installed the model"
+    answers = {c.device_id: [codec.decode(port, payload)["status"] for _s, port, payload, _c, _h in c.hal.radio.uplinks
+                             if port == SETUP_PORT and payload[0] == codec.tag_of("frag_session_setup_ans")]
+               for c in fleet}
+    # today's answer names the FragIndex it took; 1.0.0's answer has none (status 0 whatever it took)
+    assert answers == {on_1_0_0.device_id: [0], on_todays.device_id: [frag_index << 6]}
 
 
 def test_field_technician_updates_a_reserve_half_on_firmware_1_0_0_half_on_todays(sqlite_url, network):

@@ -344,10 +344,13 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
         "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding,
         "descriptor": row.campaign_id})
     if layout is not setup_layouts.TS004:
-        runs = f"runs firmware {fw_version}" if fw_version else "has not reported its firmware yet"
+        if layout is setup_layouts.EITHER:
+            why = ("the collar has not reported a firmware version the bridge reads: its set-up names the same "
+                   "FragIndex to firmware 1.0.0 and to firmware from 1.0.1")
+        else:
+            why = f"the collar runs firmware {fw_version}, which reads FragSessionSetupReq as {layout.name} does"
         campaigns.record_event(session, campaign, "collar_setup_layout", device_id, time=now,
-                               fw_version=fw_version, layout=layout.describe(),
-                               why=f"the collar {runs}, which reads FragSessionSetupReq as {layout.name} does")
+                               fw_version=fw_version, layout=layout.describe(), why=why)
         log.info("frag_session_setup for device_id=%s laid out as %s reads it (fw_version=%s) campaign_id=%d",
                  device_id, layout.name, fw_version, row.campaign_id,
                  extra={"device_id": device_id, "campaign_id": row.campaign_id})

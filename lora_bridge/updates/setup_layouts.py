@@ -8,9 +8,14 @@ collar reports running (its status uplinks' fw_version, kept on the device); eve
 delivery is alike for both (the DataFragment's FragIndex in bits 15..14, the answers' error bits), so
 one multicast group carries the fragments to collars of either layout.
 
-A collar whose firmware the bridge has not heard yet is set up in the oldest layout: Tembo's firmware
-from 1.0.1 takes the FragIndex from bits 5..4 of that byte too (0 for 0x04) and, like 1.0.0, does not
-read the group mask (it hears its fragments on the group the delivery set it up in).
+A collar whose firmware the bridge has not heard yet gets a byte that both read alike (EITHER): its
+FragIndex in bits 5..4 and in bits 1..0, group 0's bit in bit 2 (0x04 for FragIndex 0, 0x15 for 1, 0x26
+for 2, 0x37 for 3). Neither firmware reads the group mask (each hears its fragments on the group the
+delivery set it up in), so bits 5..2, 1.0.0's mask, may carry TS004's FragIndex; read as TS004, the
+mask holds group 0's bit only for an odd FragIndex, and 1.0.0's can name groups 0 and 1 only. (The old
+layout alone is right for FragIndex 0 only: 1.0.1 reads 0x05, FragIndex 1 as 1.0.0 has it, as 0.)
+1.0.0's FragSessionSetupAns carries no FragIndex (status 0 whatever it took), so an answer read as
+FragIndex 0 is all a collar on 1.0.0 can give.
 """
 
 from __future__ import annotations
@@ -23,26 +28,35 @@ from collar_firmware.update import version_raw
 
 @dataclass(frozen=True)
 class SetupLayout:
-    """Where one firmware reads FragIndex and McGroupBitMask in FragSessionSetupReq's FragSession byte."""
+    """Where firmware reads FragIndex and McGroupBitMask in FragSessionSetupReq's FragSession byte: the
+    FragIndex is written at every one of index_shifts, the mask's low mask_bits bits at mask_shift."""
 
     name: str
-    index_shift: int
+    index_shifts: tuple[int, ...]
     mask_shift: int
+    mask_bits: int = 4
 
     def frag_session(self, frag_index: int, mc_group_bit_mask: int) -> int:
         """Return the FragSession byte that tells this firmware the session and its groups."""
-        if not 0 <= frag_index <= 3 or not 0 <= mc_group_bit_mask <= 15:
-            raise ValueError(f"FragIndex {frag_index} / McGroupBitMask {mc_group_bit_mask} out of range")
-        return (frag_index << self.index_shift | mc_group_bit_mask << self.mask_shift) & 0xFF
+        if not 0 <= frag_index <= 3 or not 0 <= mc_group_bit_mask < 1 << self.mask_bits:
+            raise ValueError(f"FragIndex {frag_index} / McGroupBitMask {mc_group_bit_mask} out of range for "
+                             f"{self.describe()}")
+        byte = mc_group_bit_mask << self.mask_shift
+        for shift in self.index_shifts:
+            byte |= frag_index << shift
+        return byte & 0xFF
 
     def describe(self) -> str:
         """A technician's words for the layout."""
-        return (f"{self.name} (FragIndex in bits {self.index_shift + 1}..{self.index_shift}, "
-                f"McGroupBitMask in bits {self.mask_shift + 3}..{self.mask_shift})")
+        index = " and ".join(f"{shift + 1}..{shift}" for shift in self.index_shifts)
+        return (f"{self.name} (FragIndex in bits {index}, "
+                f"McGroupBitMask in bits {self.mask_shift + self.mask_bits - 1}..{self.mask_shift})")
 
 
-TS004 = SetupLayout("TS004", index_shift=4, mask_shift=0)
-TEMBO_1_0 = SetupLayout("Tembo 1.0.0", index_shift=0, mask_shift=2)
+TS004 = SetupLayout("TS004", index_shifts=(4,), mask_shift=0)
+TEMBO_1_0 = SetupLayout("Tembo 1.0.0", index_shifts=(0,), mask_shift=2)
+# a firmware not heard yet: TS004's FragIndex where 1.0.0's mask reads groups 2 and 3, so groups 0..1 only
+EITHER = SetupLayout("TS004 and Tembo 1.0.0 alike", index_shifts=(4, 0), mask_shift=2, mask_bits=2)
 
 # (first firmware version that reads it, layout), newest first; the last entry covers every older one
 LAYOUTS: tuple[tuple[str, SetupLayout], ...] = (
@@ -52,16 +66,14 @@ LAYOUTS: tuple[tuple[str, SetupLayout], ...] = (
 
 
 def layout_for(fw_version: str | None) -> SetupLayout:
-    """Return the layout the firmware `fw_version` reads (None or unreadable: the oldest, see above)."""
+    """Return the layout the firmware `fw_version` reads (None or unreadable: EITHER, see above)."""
     try:
         running = version_raw(fw_version) if fw_version else None
     except ValueError:
         running = None
-    if running is not None:
-        for since, layout in LAYOUTS:
-            if running >= version_raw(since):
-                return layout
-    return LAYOUTS[-1][1]
+    if running is None:
+        return EITHER
+    return next(layout for since, layout in LAYOUTS if running >= version_raw(since))
 
 
 def setup_values(fw_version: str | None, frag_index: int, mc_group_bit_mask: int) -> dict[str, int]:
