@@ -37,6 +37,22 @@ def wait_until(check, timeout_s: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def applier_meets_the_lock(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str],
+                           timeout_s: float = 60.0) -> None:
+    """Wait until the applier says the store did not take the bodies it tried to apply (another writer
+    holds the lock): in a log record of this process (a thread of it), or on the stderr an applier
+    process shares with it."""
+    said = "kept bodies not taken by the store now"
+    stderr: list[str] = []
+
+    def heard() -> bool:
+        stderr.append(capfd.readouterr().err)
+        return any(said in r.getMessage() for r in caplog.records) or said in "".join(stderr)
+
+    wait_until(heard, timeout_s)
+    assert heard(), f"the applier did not say {said!r} within {timeout_s:.0f} s"
+
+
 def counts_once_the_timer_applied(bridge, positions: int) -> dict:
     """Run the bridge's timer (its retry of kept bodies every 50 ms) until the store holds `positions`
     fixes; the store's counts then."""
@@ -96,14 +112,16 @@ def test_a_body_that_is_no_uplink_gets_its_dead_letter_and_a_2xx_as_without_dura
 
 
 @APPLIERS
-def test_a_store_locked_by_another_writer_still_keeps_the_body_and_applies_it_once_the_lock_goes(sqlite_url, applier):
-    with b.fresh_bridge(sqlite_url, webhook_ack="durable", sqlite_busy_timeout_ms=100,
-                        intake_applier=applier) as bridge, \
+def test_a_store_locked_by_another_writer_still_keeps_the_body_and_applies_it_once_the_lock_goes(
+        sqlite_url, applier, caplog, capfd):
+    with caplog.at_level(logging.WARNING, logger="lora_bridge.durable_intake"), \
+            b.fresh_bridge(sqlite_url, webhook_ack="durable", sqlite_busy_timeout_ms=100,
+                           intake_applier=applier) as bridge, \
             TestClient(create_app(bridge)) as client:
         other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=0.1)
         other.execute("BEGIN IMMEDIATE")  # another program holds the store's write lock
         kept = post(client, uplink_body(1))
-        time.sleep(0.3)  # the applier meets the lock meanwhile
+        applier_meets_the_lock(caplog, capfd)
         held_back = bridge.counts()["positions"]
         other.rollback()
         other.close()
@@ -268,10 +286,13 @@ def test_closing_the_bridge_applies_every_body_it_answered(store_url, applier):
 
 
 @APPLIERS
-def test_while_the_store_cannot_keep_up_the_bridge_holds_answers_instead_of_growing_its_backlog(sqlite_url, applier):
+def test_while_the_store_cannot_keep_up_the_bridge_holds_answers_instead_of_growing_its_backlog(
+        sqlite_url, applier, caplog, capfd):
     from lora_bridge.group_commit import Submission
 
-    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier=applier) as bridge:
+    with caplog.at_level(logging.WARNING, logger="lora_bridge.durable_intake"), \
+            b.fresh_bridge(sqlite_url, webhook_ack="durable", sqlite_busy_timeout_ms=100,
+                           intake_applier=applier) as bridge:
         intake = bridge.durable_intake()
         intake.max_backlog = 2
         other = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), timeout=1)
@@ -280,7 +301,7 @@ def test_while_the_store_cannot_keep_up_the_bridge_holds_answers_instead_of_grow
         for n in range(5):
             intake.submit(Submission("tts", None, uplink_body(n)), answered.extend)
         wait_until(lambda: len(answered) >= 2, timeout_s=5)
-        time.sleep(0.3)
+        applier_meets_the_lock(caplog, capfd)  # the two kept wait: the writer holds the other three
         held = len(answered)
         other.rollback()
         other.close()
