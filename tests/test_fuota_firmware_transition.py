@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import subprocess
 import types
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fuota_network import StandInTheThingsStack, serve
-from fuota_twin import KEYS_FOR, Reserve, model_image, open_bridge
+from fuota_twin import KEYS_FOR, Reserve, model_image, one_collar_campaign, open_bridge
+from sqlalchemy import update as sql_update
 
 from collar_firmware import codec, config, update
 from lora_bridge.domain.fuota_delivery import MC_GROUP_BIT_MASK
+from lora_bridge.store.tables import Device
 from lora_bridge.updates import delivery, setup_layouts
 from lora_bridge.updates.fec import fragment
 from simulator import fuota
@@ -127,6 +130,27 @@ def test_a_collar_whose_firmware_the_bridge_has_not_heard_rebuilds_its_session_o
                for c in fleet}
     # today's answer names the FragIndex it took; 1.0.0's answer has none (status 0 whatever it took)
     assert answers == {on_1_0_0.device_id: [0], on_todays.device_id: [frag_index << 6]}
+
+
+def test_field_technician_reads_why_a_collar_of_firmware_unknown_to_the_bridge_got_the_set_up_both_read(
+        sqlite_url, network):
+    """The bridge's guard for a collar it holds no firmware version of (every status names one, so a
+    store row without it is the case): its set-up is the byte both firmwares read, and the campaign's
+    history says why."""
+    with open_bridge(sqlite_url, network) as bridge:
+        campaign, opens = one_collar_campaign(bridge)
+        with bridge.db.write() as session:
+            session.execute(sql_update(Device).where(Device.device_id == "collar-01").values(fw_version=None))
+        bridge.deliver_updates(opens - timedelta(seconds=300))
+        bridge.flush_downlinks()
+        history = bridge.campaign(campaign["id"])["history"]
+
+    (set_up,) = [p["payload"] for p in network.unicast
+                 if p["f_port"] == SETUP_PORT and p["payload"][0] == SETUP_TAG]
+    assert set_up[1] == 0x04, "FragIndex 0 in bits 5..4 and 1..0, group 0's bit in bit 2"
+    (said,) = [e["detail"] for e in history if e["event"] == "collar_setup_layout"]
+    assert said["fw_version"] is None and "FragIndex in bits 5..4 and 1..0" in said["layout"]
+    assert "1.0.0" in said["why"] and "1.0.1" in said["why"]
 
 
 def test_field_technician_updates_a_reserve_half_on_firmware_1_0_0_half_on_todays(sqlite_url, network):
