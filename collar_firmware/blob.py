@@ -10,6 +10,7 @@ Format version 1 holds a forest (each leaf: n_classes u16 votes); version 2 hold
 """
 
 import struct
+import sys
 from array import array
 
 from collar_firmware import features
@@ -121,6 +122,9 @@ class ParsedModel:
         self.base = None  # v2: array('i') per class, the score before any tree
         self.signature = None  # (scheme, key_id, bytes) when the blob carries one
         self.body_len = 0  # bytes of records, the bound of every capacity META declares
+        self.n_trees = 0  # the capacity META declares, each array's length checked against it
+        self.n_nodes = 0
+        self.n_leaves = 0
 
 
 def parse(data, verifier=None):
@@ -193,7 +197,8 @@ def _parse_records(model, data, pos, end):
     while pos < end:
         if end - pos < 3:
             raise ModelError("truncated record header at offset %d" % pos)
-        tag, length = struct.unpack_from("<BH", data, pos)
+        tag = data[pos]
+        length = data[pos + 1] | (data[pos + 2] << 8)
         pos += 3
         if pos + length > end:
             raise ModelError("truncated: record %d needs %d bytes at offset %d" % (tag, length, pos))
@@ -274,18 +279,9 @@ def _read_record(model, tag, data, pos, length):
         if model.leaf_scale == 0:
             raise ModelError("leaf scale is zero")
         model.classes = [None] * n_classes
-        model.roots = array("h", bytes(2 * n_trees))
-        model.feature = array("B", bytes(n_nodes))
-        model.threshold = array("h", bytes(2 * n_nodes))
-        model.left = array("h", bytes(2 * n_nodes))
-        model.right = array("h", bytes(2 * n_nodes))
-        if boosted:
-            model.leaves = array("h", bytes(2 * n_leaves))
-            model.tree_class = array("B", bytes(n_trees))
-            model.base = array("i", bytes(4 * n_classes))
-        else:
-            model.leaves = array("H", bytes(2 * n_leaves * n_classes))
-        model.scales = array("b", bytes(model.n_features))
+        model.n_trees = n_trees
+        model.n_nodes = n_nodes
+        model.n_leaves = n_leaves
     elif tag == REC_CLASSES:
         names = model.classes
         stop = pos + length
@@ -300,42 +296,43 @@ def _read_record(model, tag, data, pos, length):
         model.classes = tuple(names)
     elif tag == REC_SCALES:
         _expect(tag, length, model.n_features)
+        model.scales = _array_of("b", data, pos, length)
         for f in range(model.n_features):
-            e = _i8(data[pos + f])
+            e = model.scales[f]
             if e < -15 or e > 15:
                 raise ModelError("feature %d scale exponent %d out of range" % (f, e))
-            model.scales[f] = e
     elif tag == REC_ROOTS:
-        _expect(tag, length, 2 * len(model.roots))
-        _fill16(model.roots, data, pos, 2, True)
+        _expect(tag, length, 2 * model.n_trees)
+        model.roots = _array_of("h", data, pos, length)
     elif tag == REC_NODES:
-        _expect(tag, length, NODE_SIZE * len(model.feature))
-        for i in range(len(model.feature)):
+        n = model.n_nodes
+        _expect(tag, length, NODE_SIZE * n)
+        # each array takes its size from the record's own bytes and is then overwritten: a node's
+        # fields are interleaved, and sizing from a zero-filled bytes(2 * n) left one more copy behind
+        model.feature = _array_of("B", data, pos, n)
+        for i in range(n):
             model.feature[i] = data[pos + NODE_SIZE * i]
-        _fill16(model.threshold, data, pos + 1, NODE_SIZE, True)
-        _fill16(model.left, data, pos + 3, NODE_SIZE, True)
-        _fill16(model.right, data, pos + 5, NODE_SIZE, True)
+        model.threshold = _fill16(_array_of("h", data, pos, 2 * n), data, pos + 1, NODE_SIZE)
+        model.left = _fill16(_array_of("h", data, pos, 2 * n), data, pos + 3, NODE_SIZE)
+        model.right = _fill16(_array_of("h", data, pos, 2 * n), data, pos + 5, NODE_SIZE)
     elif tag == REC_LEAVES:
-        _expect(tag, length, 2 * len(model.leaves))
-        _fill16(model.leaves, data, pos, 2, model.format_version == FORMAT_BOOSTED)
+        boosted = model.format_version == FORMAT_BOOSTED
+        _expect(tag, length, 2 * model.n_leaves * (1 if boosted else len(model.classes)))
+        model.leaves = _array_of("h" if boosted else "H", data, pos, length)
     elif tag == REC_TREE_CLASS:
-        _expect(tag, length, len(model.tree_class))
+        _expect(tag, length, model.n_trees)
+        model.tree_class = _array_of("B", data, pos, length)
         n_classes = len(model.classes)
-        for t in range(len(model.tree_class)):
-            c = data[pos + t]
-            if c >= n_classes:
-                raise ModelError("tree %d scores class %d of %d" % (t, c, n_classes))
-            model.tree_class[t] = c
+        for t in range(model.n_trees):
+            if model.tree_class[t] >= n_classes:
+                raise ModelError("tree %d scores class %d of %d" % (t, model.tree_class[t], n_classes))
     elif tag == REC_BASE:
-        _expect(tag, length, 4 * len(model.base))
+        _expect(tag, length, 4 * len(model.classes))
+        model.base = _array_of("i", data, pos, length)
         for c in range(len(model.base)):
-            p = pos + 4 * c
-            v = data[p] | (data[p + 1] << 8) | (data[p + 2] << 16) | ((data[p + 3] & 0x7F) << 24)
-            if data[p + 3] & 0x80:
-                v -= 0x80000000
+            v = model.base[c]
             if v < -BASE_BOUND or v > BASE_BOUND:
                 raise ModelError("class %d base score %d outside +-%d" % (c, v, BASE_BOUND))
-            model.base[c] = v
     elif tag == REC_NAME:
         model.name = _text(tag, data, pos, pos + length)
 
@@ -348,19 +345,33 @@ def _text(tag, data, start, stop):
         raise ModelError("record %d: text at offset %d is not UTF-8" % (tag, start)) from None
 
 
-def _i8(byte):
-    """Return a byte as a signed 8-bit integer."""
-    return byte - 256 if byte > 127 else byte
+def _array_of(typecode, data, pos, length):
+    """Return an array of typecode holding the little-endian bytes data[pos:pos + length], copied once.
+
+    No sliced or zero-filled temporary: while a model loads, the collar's heap holds the blob and the
+    arrays read from it, nothing more. MicroPython extends an array by the bytes of any buffer (its
+    ports here, ARM and wasm, are little-endian); CPython reads them with frombytes.
+    """
+    target = array(typecode)
+    view = memoryview(data)[pos : pos + length]
+    if hasattr(target, "frombytes"):
+        target.frombytes(view)
+        if sys.byteorder != "little":
+            target.byteswap()
+    else:
+        target.extend(view)
+    return target
 
 
-def _fill16(target, data, pos, stride, signed):
-    """Fill target with little-endian 16-bit integers read every `stride` bytes from pos (no garbage)."""
+def _fill16(target, data, pos, stride):
+    """Fill target (array('h')) with little-endian int16 read every `stride` bytes from pos (no garbage); return it."""
     for i in range(len(target)):
         p = pos + stride * i
         v = data[p] | (data[p + 1] << 8)
-        if signed and v > 32767:
+        if v > 32767:
             v -= 65536
         target[i] = v
+    return target
 
 
 def _check_trees(model):

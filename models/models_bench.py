@@ -2,7 +2,8 @@
 
 On the white stork bouts in ../shared/data (when present; a generated set otherwise, and the figures
 say which): the collar model's macro-F1 and an unconstrained 300-tree random forest's on the same
-windows and folds (`ratio` = collar / forest), the collar blob's bytes and MicroPython fuel per window;
+windows and folds (`ratio` = collar / forest), the collar blob's bytes, MicroPython fuel per window and the
+heap of loading it under MicroPython (`load_heap_bytes`, against `heap_bound_bytes`);
 and how fast the collar model trains on a synthetic set of one million windows.
 """
 
@@ -88,6 +89,9 @@ def run(seed: int = 0, windows: int = MILLION) -> dict:
         "blob_bytes": result["blob_bytes"],
         "blob_budget_bytes": result["limits"]["blob_bytes"],
         "fuel_per_window": result["fuel_per_window"],
+        "load_heap_bytes": result["budget"]["load_heap_bytes"],
+        "resident_heap_bytes": result["budget"]["resident_heap_bytes"],
+        "heap_bound_bytes": result["limits"]["heap_bytes"],
         "kind": result["kind"],
         "fold_kinds": [c["kind"] for c in result["fold_choices"]],
         "chosen": result["chosen"],

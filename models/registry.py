@@ -257,11 +257,12 @@ def promote(model_id: str, registry: str | Path | None = None, note: str = "") -
 
 
 def over_collar_budget(entry: Entry, blob: bytes) -> list[str]:
-    """Return what of a registered model exceeds the collar's own budget (blob bytes and heap from the blob,
-    fuel per window as measured when it was trained), whatever budget the researcher trained it under."""
+    """Return what of a registered model exceeds the collar's own budget (blob bytes from the blob, heap measured
+    now by loading the blob under MicroPython, fuel per window as measured when it was trained), whatever budget
+    the researcher trained it under."""
     from models import budget as collar_budget
 
-    costs = collar_budget.static_costs(blob)
+    costs = {**collar_budget.static_costs(blob), **collar_budget.measure_heap(blob)}
     fuel = entry.record.get("budget", {}).get("fuel_per_window")
     return collar_budget.check({**costs, "fuel_per_window": fuel or 0}, collar_budget.Limits())
 

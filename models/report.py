@@ -36,7 +36,7 @@ def figures(result: dict) -> dict:
                                           if m.get("time_budget_error_min_per_day")},
         "feature_importance": result["feature_importance"],
         "budget_use": {"blob_bytes": [budget["blob_bytes"], limits["blob_bytes"]],
-                       "heap_bytes": [budget["ram_bytes"], limits["heap_bytes"]],
+                       "heap_bytes": [budget["load_heap_bytes"], limits["heap_bytes"]],
                        "fuel_per_window": [budget["fuel_per_window"], limits["fuel_per_window"]]},
         "learning_curve": result["learning_curve"],
         "search": result["search"],

@@ -134,8 +134,9 @@ def candidates(windows: Windows, options: TrainOptions,
                window: np.ndarray | None = None) -> tuple[list[dict], list[dict]]:
     """Return (parameter grids within the budget, every candidate's size and costs) on all windows.
 
-    Blob bytes and heap are checked for every candidate; with a representative collar window, fuel per
-    window too (measured under MicroPython), so forests and boosted trees compete under one budget.
+    Blob bytes and the reader's arrays (a lower bound of the heap) are checked for every candidate; with a
+    representative collar window, the heap of loading it and the fuel per window too (both measured under
+    MicroPython), so forests and boosted trees compete under one budget.
     """
     s = windows.settings
     limits = options.limits
@@ -149,12 +150,14 @@ def candidates(windows: Windows, options: TrainOptions,
         blobs.append(blob if fits else None)
     if window is not None:
         measured = [i for i, b in enumerate(blobs) if b is not None]
-        for i, fuel in zip(measured, collar_budget.measure_predict_fuels([blobs[i] for i in measured], window,
-                                                                         s.rate_hz), strict=True):
-            sizes[i]["fuel_per_window"] = fuel
-            sizes[i]["fits"] = fuel <= limits.fuel_per_window
+        for i, cost in zip(measured, collar_budget.measure_candidates([blobs[i] for i in measured], window,
+                                                                      s.rate_hz), strict=True):
+            sizes[i].update(cost)
+            sizes[i]["fits"] = (cost["fuel_per_window"] <= limits.fuel_per_window
+                                and cost["load_heap_bytes"] <= limits.heap_bytes)
     allowed = [{"model": [make_model({k: v for k, v in row.items()
-                                      if k not in ("blob_bytes", "ram_bytes", "fits", "fuel_per_window")},
+                                      if k not in ("blob_bytes", "ram_bytes", "fits", "fuel_per_window",
+                                                   "load_heap_bytes")},
                                      options.seed)]} for row in sizes if row["fits"]]
     if not allowed:
         smallest = min(sizes, key=lambda c: c["blob_bytes"])
@@ -329,7 +332,7 @@ def train(loaded: Loaded, options: TrainOptions, out_dir: str | Path, registry: 
         "field_macro_f1": field.get("macro_f1"),
         "blob_bytes": costs["blob_bytes"],
         "fuel_per_window": costs["fuel_per_window"],
-        "model_heap_bytes": costs["ram_bytes"],
+        "model_heap_bytes": costs["load_heap_bytes"],
         "model_version": version,
         "chosen": chosen,
         "kind": chosen["kind"],

