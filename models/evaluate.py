@@ -74,7 +74,8 @@ class Budget:
     nodes: int
     leaves: int
     max_depth: int
-    ram_bytes: int  # the reader's arrays: nodes, leaves, roots, scales, quantised features, votes
+    ram_bytes: int  # the reader's arrays: nodes, leaves, roots, scales, quantised features, votes (a lower bound:
+    # the heap the collar spends is measured under MicroPython, models.budget.measure_heap)
 
 
 def budget(data: bytes) -> Budget:
