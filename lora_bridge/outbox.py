@@ -92,12 +92,13 @@ class Outbox:
         if ids is None:
             with self.db.read() as session:
                 interrupted = downlinks.any_push_interrupted(session)
-                unconfirmed = bool(downlinks.unconfirmed_due(session, **self._unconfirmed_after()))
+                due = downlinks.unconfirmed_due(session, **self._unconfirmed_after())
             if interrupted:
                 with self.db.write() as session:
                     downlinks.release_expired_leases(session)
-            if unconfirmed:
-                self._mark_unconfirmed()
+            if due:  # read once; each is checked again under the write (`downlinks.mark_unconfirmed`)
+                with self.db.write() as session:
+                    downlinks.mark_unconfirmed(session, due, now=utc_now())
         accepted = 0
         refused: set[ServerKey] = set()  # the servers (and keys) that refused in this flush
         after_id = 0
@@ -120,17 +121,6 @@ class Outbox:
         wall clock its push and the collar's uplinks are stamped with (`sent_at`, `received_at`)."""
         return {"after_uplinks": self.settings.downlink_unconfirmed_after_uplinks,
                 "after_s": self.settings.downlink_unconfirmed_after_s, "now": utc_now()}
-
-    def _mark_unconfirmed(self) -> None:
-        """Mark unconfirmed what no word of delivery followed (`downlinks.mark_unconfirmed`); an alert's
-        unconfirmed ack is an event of its alert, with the reason and the copy pushed again, if any."""
-        with self.db.write() as session:
-            for row, copy in downlinks.mark_unconfirmed(session, **self._unconfirmed_after()):
-                alert = session.get(Alert, row.alert_id) if row.alert_id is not None else None
-                if alert is not None:
-                    alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, "ack_unconfirmed",
-                                        {"seq": row.seq, "downlink_id": row.id, "reason": row.last_error,
-                                         "resent_as": copy.id if copy is not None else None})
 
     def _push_page(self, page: list[int], refused: set[ServerKey]) -> int:
         """Push the downlinks of page that have somewhere to go, none to a server (and key) in refused;

@@ -254,11 +254,17 @@ def alert_history_table(events: Iterable[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[COL_TIME, "Who", "What"])
 
 
+# The steps of a collar's ack whose detail says why in a ranger's words (`downlinks._tell_alert`): not
+# confirmed by the collar, then delivered after all (the network's late report) or sent again at a rejoin.
+ACK_STEPS_WITH_REASON = frozenset({"ack_unconfirmed", "ack_delivered", "ack_requeued"})
+
+
 def history_step(action: str, detail: Mapping[str, Any]) -> str:
     """One step of an alert's history in a ranger's words, with what she needs from its detail: over
     which channel and route a notification went (and to whom, when her role may see it), why one was
     withdrawn, the verdict and note of a resolution, whom an alert was handed to, why the collar's ack
-    counts as unconfirmed and whether it went again. Until 5 December the
+    counts as unconfirmed and whether it went again, or that it was delivered or sent again after all
+    (never the technician's detail, `technical`: the downlink's ports and network reports). Until 5 December the
     history said only "notification sent" or "notification withdrawn", and a ranger could not tell
     whether the duty officer's phone had been told, or why not."""
     words = action.replace("_", " ")
@@ -276,7 +282,8 @@ def history_step(action: str, detail: Mapping[str, Any]) -> str:
             words += f": {detail['note']}"
     elif action == "assigned":
         words += f" to {detail['to']}" if detail.get("to") else " (taken back)"
-    elif action == "ack_unconfirmed" and detail.get("reason"):
+    elif action in ACK_STEPS_WITH_REASON and detail.get("reason"):
+        # in plain words since 6 December; a step stored before says the technician's reason
         words += f": {str(detail['reason']).removeprefix('unconfirmed: ')}"
     return words
 

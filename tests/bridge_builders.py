@@ -197,6 +197,19 @@ def api_headers(bridge: Bridge, role: str = "ranger") -> dict[str, str]:
     return {"Authorization": f"Bearer {bridge.create_token(owner, 'tests', actor=console).secret}"}
 
 
+def chirpstack_ack(dev_eui: str, queue_item_id: str, acknowledged: bool) -> bytes:
+    """ChirpStack v4's `ack` event (integration.proto AckEvent, tests/network_fixtures.py) of a queue item."""
+    import network_fixtures as nf
+
+    ack = nf.CHIRPSTACK["ack"].copy()
+    ack["deviceInfo"]["devEui"], ack["queueItemId"] = dev_eui.lower(), queue_item_id
+    if acknowledged:
+        ack["acknowledged"] = True
+    else:
+        ack.pop("acknowledged")  # proto3 JSON leaves false out
+    return json.dumps(ack).encode()
+
+
 # ---- running things ---------------------------------------------------------------------------
 
 def statements_of(bridge: Bridge) -> list[str]:

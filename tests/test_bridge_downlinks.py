@@ -316,6 +316,63 @@ def test_a_collar_heard_once_since_its_ack_was_pushed_has_it_unconfirmed_after_t
     assert "in 1 uplink since it was pushed" in rows[0].last_error
 
 
+def uplink_counts_of(bridge) -> list[str]:
+    """The statements counting a collar's uplinks since a push (`downlinks.unconfirmed_due`) that the
+    bridge's store runs from now on, on its read and write engines (the list fills as they run)."""
+    from sqlalchemy import event
+
+    said: list[str] = []
+
+    def keep(_conn, _cursor, statement: str, *_args) -> None:
+        if "count(raw_uplinks.id)" in statement:
+            said.append(statement)
+
+    for engine in {id(e): e for e in (bridge.db.read_engine, bridge.db.write_engine)}.values():
+        event.listen(engine, "before_cursor_execute", keep)
+    return said
+
+
+def test_an_outbox_pass_counts_each_waiting_ack_s_uplinks_once_not_again_to_mark_it(bridge, network):
+    # The outbox reads which pushed downlinks are due to go unconfirmed without the write lock (a pass
+    # with none due takes none), then marks them under it: the uplinks of each were counted in both.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1))
+    bridge.queue_command("collar-01", "tracking", {"minutes": 60})
+    assert bridge.flush_downlinks() == 2
+    collar_reports_status(bridge, 2, 3, 4)
+
+    counts = uplink_counts_of(bridge)
+    assert bridge.flush_downlinks() == 1
+    assert [d.state for d in bridge.downlinks()] == ["unconfirmed", "unconfirmed", "sent"]
+    assert len(counts) == 2, "one count for each of the two pushed downlinks, in one read"
+
+
+def test_a_collar_ack_that_arrives_while_the_outbox_reads_what_is_due_keeps_its_downlink_acknowledged(
+    bridge, network, monkeypatch
+):
+    # The collar's port-31 ack of the alert's ack is stored just after the outbox read it as due to go
+    # unconfirmed, before the outbox marks it: it is acknowledged, no copy goes, and the alert's history
+    # does not say unconfirmed.
+    from lora_bridge.domain import downlinks
+
+    (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
+    bridge.flush_downlinks()
+    collar_reports_status(bridge, 2, 3, 4)
+    read = downlinks.unconfirmed_due
+
+    def read_then_the_ack_arrives(session, **when):
+        due = read(session, **when)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.ack("ack_alert", "ok", time_s=b.T0_S + 3000), f_cnt=5))
+        return due
+
+    monkeypatch.setattr(downlinks, "unconfirmed_due", read_then_the_ack_arrives)
+    assert bridge.flush_downlinks() == 0
+
+    (ack,) = bridge.downlinks()
+    assert ack.state == "acknowledged" and len(network.pushes) == 1
+    actions = [e.action for e in bridge.alert_events(alert_id, viewer=b.RANGER)]
+    assert "ack_unconfirmed" not in actions and actions[-1] == "collar_confirmed_ack"
+
+
 def tts_report(kind: str, pushed: dict) -> bytes:
     """The Things Stack's `kind` message (downlink_ack, downlink_nack; Data Formats, tests/network_fixtures.py)
     of the downlink the bridge pushed: its port, bytes and correlation ids as the network echoes them."""
@@ -330,21 +387,6 @@ def tts_report(kind: str, pushed: dict) -> bytes:
     report[kind].update(f_port=pushed["f_port"], frm_payload=base64.b64encode(pushed["payload"]).decode(),
                         correlation_ids=list(pushed["correlation_ids"]))
     return json.dumps(report).encode()
-
-
-def chirpstack_ack(dev_eui: str, queue_item_id: str, acknowledged: bool) -> bytes:
-    """ChirpStack v4's `ack` event (integration.proto AckEvent, tests/network_fixtures.py) of a queue item."""
-    import json
-
-    import network_fixtures as nf
-
-    ack = nf.CHIRPSTACK["ack"].copy()
-    ack["deviceInfo"]["devEui"], ack["queueItemId"] = dev_eui.lower(), queue_item_id
-    if acknowledged:
-        ack["acknowledged"] = True
-    else:
-        ack.pop("acknowledged")  # proto3 JSON leaves false out
-    return json.dumps(ack).encode()
 
 
 def test_a_reboot_shown_unconfirmed_reads_delivered_when_the_things_stack_reports_its_ack_late(bridge, network):
@@ -377,20 +419,81 @@ def test_an_unconfirmed_ack_chirpstack_reports_acknowledged_late_reads_delivered
     first, again = bridge.downlinks()
     assert (first.state, again.state) == ("unconfirmed", "sent")
 
-    bridge.ingest_network_message("chirpstack", "ack", chirpstack_ack(dev_eui, "q-1", acknowledged=True))
-    bridge.ingest_network_message("chirpstack", "ack", chirpstack_ack(dev_eui, "q-2", acknowledged=False))
+    bridge.ingest_network_message("chirpstack", "ack", b.chirpstack_ack(dev_eui, "q-1", acknowledged=True))
+    bridge.ingest_network_message("chirpstack", "ack", b.chirpstack_ack(dev_eui, "q-2", acknowledged=False))
     first, again = bridge.downlinks()
     assert (first.state, first.network_state, first.last_error) == ("sent", "acked", None)
     assert (again.state, again.network_state) == ("queued", "nacked")
 
 
-def test_a_late_nack_of_an_unconfirmed_reboot_leaves_it_unconfirmed(bridge, network):
+def test_a_late_nack_of_an_unconfirmed_reboot_leaves_it_unconfirmed_and_tells_the_technician_the_network_resends_it(
+    bridge, network
+):
+    # The Things Stack's downlink_nack: the reboot went on air and the collar's radio did not acknowledge
+    # it; TTS puts it back in the collar's queue and sends it again by itself. The technician reads that,
+    # not "the network server said nothing" beside a nacked network state; its later ack reads delivered.
     reboot_goes_unconfirmed(bridge)
 
     bridge.ingest_network_message("tts", "downlink_nack", tts_report("downlink_nack", network.pushes[0]))
     (reboot,) = bridge.downlinks()
     assert (reboot.state, reboot.network_state) == ("unconfirmed", "nacked")
-    assert "not sent again (not a command that may go twice)" in reboot.last_error
+    assert "said nothing" not in reboot.last_error
+    assert "reported at " in reboot.last_error
+    assert "did not acknowledge it (downlink_nack): it went on air, and The Things Stack sends it again by itself" \
+        in reboot.last_error
+    assert reboot.last_error.startswith("unconfirmed: no port-31 ack from the collar in 3 uplinks")
+    assert reboot.last_error.endswith("not sent again (not a command that may go twice)")
+
+    bridge.ingest_network_message("tts", "downlink_nack", tts_report("downlink_nack", network.pushes[0]))
+    assert bridge.downlinks()[0].last_error.count("did not acknowledge") == 1, "a second nack says it once"
+    bridge.ingest_network_message("tts", "downlink_ack", tts_report("downlink_ack", network.pushes[0]))
+    (reboot,) = bridge.downlinks()
+    assert (reboot.state, reboot.network_state, reboot.last_error) == ("sent", "acked", None)
+    assert len(network.pushes) == 1
+
+
+def test_an_unconfirmed_reboot_chirpstack_reports_not_acknowledged_says_it_was_dropped_and_a_rejoin_does_not_resend_it(
+    bridge, network
+):
+    # ChirpStack's `ack` event with `acknowledged` false (proto3 JSON leaves it out): the confirmed queue
+    # item went on air and timed out without the collar's acknowledgement, and ChirpStack dropped it. The
+    # reboot stays unconfirmed for the technician (the collar may have it, its answer lost; a reboot
+    # twice is not a reboot once), and its reason says what ChirpStack reported. ChirpStack holds it no
+    # more, so the collar's next join flushes nothing of it: it is not pushed again by the join either.
+    unconfirmed_chirpstack_reboot(bridge)
+    dev_eui = b.dev_eui_of("collar-01")
+
+    bridge.ingest_network_message("chirpstack", "ack", b.chirpstack_ack(dev_eui, "q-1", acknowledged=False))
+    (reboot,) = bridge.downlinks()
+    assert (reboot.state, reboot.network_state) == ("unconfirmed", "nacked")
+    assert "said nothing" not in reboot.last_error
+    assert "did not acknowledge it in time (ChirpStack ack, acknowledged false): it went on air and ChirpStack " \
+        "dropped it from the queue" in reboot.last_error
+    assert reboot.last_error.endswith("not sent again (not a command that may go twice)")
+
+    joined = bridge.ingest_network_message("chirpstack", "join", chirpstack_join_now(dev_eui))
+    assert bridge.flush_downlinks() == 0
+    (after,) = bridge.downlinks()
+    assert (after.state, after.network_state, after.last_error) == ("unconfirmed", "nacked", reboot.last_error)
+    assert list(joined.downlink_ids) == [] and len(network.pushes) == 1
+
+
+def test_an_unconfirmed_ack_chirpstack_reports_not_acknowledged_keeps_its_copy_going_and_says_why(bridge, network):
+    # The first ack of the alert went unconfirmed and its copy was pushed; ChirpStack then reports the
+    # first not acknowledged. The copy is the one that goes: no third push, and the first says both.
+    dev_eui = b.dev_eui_of("collar-01")
+    bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("mortality", seq=1), f_cnt=1))
+    bridge.flush_downlinks()
+    collar_reports_status(bridge, 2, 3, 4, network="chirpstack")
+    assert bridge.flush_downlinks() == 1
+
+    bridge.ingest_network_message("chirpstack", "ack", b.chirpstack_ack(dev_eui, "q-1", acknowledged=False))
+    assert bridge.flush_downlinks() == 0
+    first, again = bridge.downlinks()
+    assert (first.state, first.network_state, again.state) == ("unconfirmed", "nacked", "sent")
+    assert "ChirpStack dropped it from the queue" in first.last_error
+    assert first.last_error.endswith(f"pushed again as downlink {again.downlink_id}")
+    assert len(network.pushes) == 2
 
 
 def test_an_alerts_ack_reported_acked_late_is_not_pushed_again_by_its_waiting_copy(bridge, network):
@@ -412,6 +515,58 @@ def test_an_alerts_ack_reported_acked_late_is_not_pushed_again_by_its_waiting_co
     assert (first.state, first.network_state) == ("sent", "acked")
     assert (copy.state, copy.superseded_by) == ("superseded", first.downlink_id)
     assert len(network.pushes) == 1
+
+
+def ack_steps(bridge, alert_id: int) -> list[tuple[str, str | None]]:
+    """The steps of the alert's history about the collar's ack after it was sent, with their reasons."""
+    return [(e.action, e.detail.get("reason")) for e in bridge.alert_events(alert_id, viewer=b.RANGER)
+            if e.action in ("ack_unconfirmed", "ack_delivered", "ack_requeued")]
+
+
+def test_an_alerts_history_that_said_its_ack_unconfirmed_says_it_was_delivered_when_the_network_reports_it_late(
+    bridge, network
+):
+    # The ranger read "unconfirmed" in the alert's history; The Things Stack's downlink_ack then comes late:
+    # the collar got it. The history says so too, in her words, not only the downlink's state.
+    (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
+    bridge.flush_downlinks()
+    collar_reports_status(bridge, 2, 3, 4)
+    bridge.flush_downlinks()
+
+    bridge.ingest_network_message("tts", "downlink_ack", tts_report("downlink_ack", network.pushes[0]))
+    steps = ack_steps(bridge, alert_id)
+    assert [action for action, _ in steps] == ["ack_unconfirmed", "ack_delivered"]
+    assert steps[1][1] == "The network now reports that the collar did hear that its alert arrived."
+    (delivered,) = [e.detail for e in bridge.alert_events(alert_id, viewer=b.RANGER) if e.action == "ack_delivered"]
+    assert (delivered["downlink_id"], delivered["network_state"]) == (bridge.downlinks()[0].downlink_id, "acked")
+
+
+def test_an_alerts_ack_unconfirmed_four_times_goes_once_more_when_the_collar_rejoins_and_its_history_says_so(
+    bridge, network
+):
+    # The collar heard none of four acks (the bridge stopped sending copies); then it joins its ChirpStack
+    # network again, which flushes its queue on the join. The ack goes once in the new session, not once
+    # for each unconfirmed copy, and the alert's history, which said "unconfirmed", says it goes again.
+    dev_eui = b.dev_eui_of("collar-01")
+    (alert_id,) = bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
+    bridge.flush_downlinks()
+    for first in (2, 5, 8, 11):
+        collar_reports_status(bridge, first, first + 1, first + 2, network="chirpstack")
+        bridge.flush_downlinks()
+    assert [d.state for d in bridge.downlinks()] == ["unconfirmed"] * 4 and len(network.pushes) == 4
+
+    joined = bridge.ingest_network_message("chirpstack", "join", chirpstack_join_now(dev_eui))
+    rows = bridge.downlinks()
+    (again,) = [d for d in rows if d.state == "queued"]
+    assert list(joined.downlink_ids) == [again.downlink_id]
+    assert all(f"its copy, downlink {again.downlink_id}, goes instead" in d.last_error for d in rows if d != again)
+    assert bridge.flush_downlinks() == 1 and len(network.pushes) == 5
+
+    steps = ack_steps(bridge, alert_id)
+    assert [action for action, _ in steps] == ["ack_unconfirmed"] * 4 + ["ack_requeued"]
+    assert steps[-1][1] == ("The collar reconnected to the network, which dropped the message telling it its "
+                            "alert arrived; Tembo is sending it again.")
+    assert "it was sent 4 times, and the collar may not be hearing the network" in steps[-2][1]
 
 
 def unconfirmed_chirpstack_reboot(bridge) -> None:

@@ -626,8 +626,9 @@ def test_ranger_reads_in_an_alerts_history_why_the_collars_ack_is_unconfirmed_an
     sqlite_url, network
 ):
     # A mortality alert on a network that never reports its downlinks: the collar sends three more
-    # uplinks and no port-31 ack. The history must tell the ranger why the ack counts as unconfirmed
-    # and that it was sent again, not only "ack unconfirmed".
+    # uplinks and no port-31 ack. The history must tell the ranger, at night on her phone, that the collar
+    # has not confirmed hearing that its alert arrived and that Tembo tells it again: in her words, not
+    # the technician's ports, uplinks and downlink numbers, which stay in the step's detail.
     b = bridge_builders
     with b.pushing_to(network, sqlite_url) as bridge:
         (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
@@ -636,13 +637,39 @@ def test_ranger_reads_in_an_alerts_history_why_the_collars_ack_is_unconfirmed_an
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
         assert bridge.flush_downlinks() == 1
         first, again = bridge.downlinks()
-        history = views.alert_history_table(bridge.alert_events(alert_id, viewer=b.RANGER))
+        events = bridge.alert_events(alert_id, viewer=b.RANGER)
+        history = views.alert_history_table(events)
 
     (step,) = [w for w in history["What"] if w.startswith("ack unconfirmed")]
-    assert step.startswith("ack unconfirmed: no port-31 ack from the collar in 3 uplinks since it was pushed at ")
-    assert "the network server said nothing" in step
-    assert step.endswith(f"pushed again as downlink {again.downlink_id}")
-    assert "unconfirmed: unconfirmed" not in step
+    assert step == ("ack unconfirmed: Tembo told the collar its alert arrived, but the collar has not confirmed "
+                    "hearing it in the 3 messages it has sent since. Tembo is telling it again.")
+    for jargon in ("port-31", "uplink", "downlink", "network server", "UTC"):
+        assert jargon not in step
+    (detail,) = [e.detail for e in events if e.action == "ack_unconfirmed"]
+    assert detail["technical"] == first.last_error
+    assert detail["technical"].startswith("unconfirmed: no port-31 ack from the collar in 3 uplinks since it was pushed")
+    assert detail["technical"].endswith(f"pushed again as downlink {again.downlink_id}")
+
+
+def test_ranger_reads_in_an_alerts_history_that_an_unconfirmed_ack_reached_the_collar_after_all(sqlite_url, network):
+    # ChirpStack's `ack` event with `acknowledged: true` for the first ack comes after it went unconfirmed:
+    # the history that said "unconfirmed" goes on to say the collar heard it.
+    b = bridge_builders
+    with b.pushing_to(network, sqlite_url) as bridge:
+        uplink = b.chirpstack_uplink(b.alert("mortality", seq=1), f_cnt=1)
+        (alert_id,) = bridge.ingest_chirpstack_uplink(uplink).alert_ids
+        bridge.flush_downlinks()
+        for f_cnt in (2, 3, 4):
+            bridge.ingest_chirpstack_uplink(b.chirpstack_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+        bridge.flush_downlinks()
+        ack = b.chirpstack_ack(b.dev_eui_of("collar-01"), "q-1", acknowledged=True)
+        bridge.ingest_network_message("chirpstack", "ack", ack)
+        history = views.alert_history_table(bridge.alert_events(alert_id, viewer=b.RANGER))
+
+    what = list(history["What"])
+    said = [w for w in what if w.startswith(("ack unconfirmed", "ack delivered"))]
+    assert [w.split(":")[0] for w in said] == ["ack unconfirmed", "ack delivered"]
+    assert said[1] == "ack delivered: The network now reports that the collar did hear that its alert arrived."
 
 
 def test_the_map_names_animals_it_cannot_place_without_saying_more_than_the_role_may_know():

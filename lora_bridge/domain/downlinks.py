@@ -9,7 +9,8 @@ A downlink's life, in `state` (the outbox) and `network_state` (what the network
       └── network invalidated its queue (new session): pushed again (a sent row; an unconfirmed one
           the network still held, unless its copy goes or it may not go twice after a nack)
     sent ──N uplinks of the collar, no port-31 ack, no delivery report──> unconfirmed ──late ack──> acknowledged
-                                                                      └─ the network's late acked: sent
+                                                                      ├─ the network's late acked: sent
+                                                                      └─ its late nack: stays, reason says it
                                         (an alert's ack: a copy queued again, `mark_unconfirmed`)
     network_state: queued -> sent (transmitted; ChirpStack txack) -> acked | nacked | failed
                                   ^                                          │
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -43,7 +45,7 @@ from sqlalchemy.orm import Session
 from collar_firmware import codec as wire
 from lora_bridge.errors import InvalidCommand, InvalidCommandValues
 from lora_bridge.store.ids import take_id
-from lora_bridge.store.tables import Downlink, DownlinkTransmission, RawUplink
+from lora_bridge.store.tables import Alert, Downlink, DownlinkTransmission, RawUplink
 from lora_bridge.store.unflushed import read_with_new
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK
@@ -492,10 +494,31 @@ def _settle_copies(session: Session, acked: Downlink) -> None:
             row.ack_result = acked.ack_result
 
 
-def mark_unconfirmed(session: Session, *, after_uplinks: int, after_s: float,
-                     now: datetime) -> list[tuple[Downlink, Downlink | None]]:
+@dataclass(frozen=True)
+class Due:
+    """A pushed downlink `mark_unconfirmed` gives up waiting on, as read by `unconfirmed_due`: its id, its
+    push time as stored, and how many uplinks the collar sent since."""
+
+    downlink_id: int
+    sent_at: datetime
+    heard: int
+
+
+@dataclass(frozen=True)
+class Unconfirmed:
+    """A downlink `mark_unconfirmed` marked: the row, the copy queued when it goes again, and what its
+    alert's history says of it (`ranger_words`, for an alert's ack)."""
+
+    row: Downlink
+    copy: Downlink | None
+    ranger_words: str
+
+
+def mark_unconfirmed(session: Session, due: list[Due], *, now: datetime) -> list[Unconfirmed]:
     """Pushed commands and settings that no word of delivery followed become STATE_UNCONFIRMED, the
-    reason in `last_error`; returned with the copy queued when it is sent again (RESEND_WHEN_UNCONFIRMED).
+    technician's reason in `last_error`; returned with the copy queued when it is sent again
+    (RESEND_WHEN_UNCONFIRMED). An alert's ack adds `ack_unconfirmed` to its alert's history, in words a
+    ranger reads on a phone (`_ranger_unconfirmed`), the technician's reason beside them.
 
     A class A downlink goes in the receive windows after one of the collar's uplinks, and the collar
     answers it on port 31 in a later one. Some networks never report a downlink's delivery (ChirpStack
@@ -505,63 +528,119 @@ def mark_unconfirmed(session: Session, *, after_uplinks: int, after_s: float,
     least one and `after_s` went by, without its ack while the network said nothing of it reaching the
     collar (no report, or queued / sent on air). No uplink, no receive window: a silent collar's
     downlinks still wait. It is not failed: it may yet have arrived (a lost ack uplink), and a late
-    port-31 ack still marks it acknowledged."""
-    marked: list[tuple[Downlink, Downlink | None]] = []
-    for row, heard in unconfirmed_due(session, after_uplinks=after_uplinks, after_s=after_s, now=now):
+    port-31 ack still marks it acknowledged.
+
+    due: what `unconfirmed_due` read before this write (the outbox's usual pass, with none due, takes
+    no write lock). Each row is read again here, locked, and marked only while it is still `sent` with no
+    word of its delivery and the same push: one whose ack, delivery report or new push came in between
+    is left as it is. Its uplinks are not counted again: they only grow, so it is still due."""
+    read = {entry.downlink_id: entry for entry in due}
+    if not read:
+        return []
+    rows = session.scalars(select(Downlink).where(Downlink.id.in_(list(read)), _awaiting_word())
+                           .order_by(Downlink.id).with_for_update()).all()
+    marked: list[Unconfirmed] = []
+    for row in rows:
+        entry = read[row.id]
+        if row.sent_at != entry.sent_at:
+            continue  # pushed again since it was read: its uplinks are counted from the new push
+        heard = entry.heard
         sent_at = as_utc(row.sent_at)
         said = "nothing" if row.network_state in (None, NETWORK_QUEUED) else "it went on air"
         row.state = STATE_UNCONFIRMED
         row.last_error = (f"unconfirmed: no port-31 ack from the collar in {heard} uplink{'' if heard == 1 else 's'} since it was pushed at "
                           f"{sent_at:%Y-%m-%d %H:%M:%S} UTC; the network server said {said}")
-        copy = _resend(session, row, now)
-        row.last_error += (f"; pushed again as downlink {copy.id}" if copy is not None
-                           else f"; not sent again ({_why_not_resent(session, row, now)})")
+        why_not = _why_not_resent(session, row, now)
+        copy = _resend(session, row) if why_not is None else None
+        row.last_error += f"; pushed again as downlink {copy.id}" if copy is not None else f"; not sent again ({why_not[0]})"
+        words = _ranger_unconfirmed(heard, why_not)
+        _tell_alert(session, row, "ack_unconfirmed", words,
+                    resent_as=copy.id if copy is not None else None)
         log.warning("downlink unconfirmed downlink_id=%d device_id=%s command=%s: %s", row.id, row.device_id,
                     row.command, row.last_error, extra={"device_id": row.device_id, "downlink_id": row.id})
-        marked.append((row, copy))
+        marked.append(Unconfirmed(row, copy, words))
     return marked
 
 
-def unconfirmed_due(session: Session, *, after_uplinks: int, after_s: float,
-                    now: datetime) -> list[tuple[Downlink, int]]:
+def _awaiting_word() -> Any:
+    """The SQL condition of a pushed command or setting still `sent` with no word of its delivery: no
+    port-31 ack, and nothing from the network beyond queued or sent on air (NETWORK_SILENT)."""
+    silent = [state for state in NETWORK_SILENT if state is not None]
+    return ((Downlink.state == STATE_SENT) & Downlink.f_port.in_(COLLAR_ACKED_PORTS) & Downlink.sent_at.is_not(None)
+            & (Downlink.network_state.is_(None) | Downlink.network_state.in_(silent)))
+
+
+def unconfirmed_due(session: Session, *, after_uplinks: int, after_s: float, now: datetime) -> list[Due]:
     """The pushed downlinks `mark_unconfirmed` gives up waiting on, each with how many uplinks the collar
     sent since its push: a read, so that the outbox's usual pass with none takes no write lock."""
-    rows = session.scalars(select(Downlink).where(
-        Downlink.state == STATE_SENT, Downlink.f_port.in_(COLLAR_ACKED_PORTS), Downlink.sent_at.is_not(None),
-        (Downlink.network_state.is_(None)) | (Downlink.network_state.in_([s for s in NETWORK_SILENT if s])),
-    ).order_by(Downlink.id)).all()
+    rows = session.execute(select(Downlink.id, Downlink.device_id, Downlink.sent_at).where(_awaiting_word())
+                           .order_by(Downlink.id)).all()
     due = []
-    for row in rows:
-        sent_at = as_utc(row.sent_at)
+    for downlink_id, device_id, stored_sent_at in rows:
+        sent_at = as_utc(stored_sent_at)
         heard = session.scalar(select(func.count(RawUplink.id)).where(
-            RawUplink.device_id == row.device_id, RawUplink.received_at > sent_at,
+            RawUplink.device_id == device_id, RawUplink.received_at > sent_at,
             RawUplink.duplicate_of.is_(None), RawUplink.f_cnt.is_not(None))) or 0
         if heard >= after_uplinks or heard and now - sent_at >= timedelta(seconds=after_s):
-            due.append((row, heard))
+            due.append(Due(downlink_id, stored_sent_at, heard))
     return due
 
 
-def _why_not_resent(session: Session, row: Downlink, now: datetime) -> str | None:
-    """Why an unconfirmed row is not pushed again, or None when it is: a command that may not go twice,
-    one pushed more than RESEND_WITHIN ago (the collar has long stopped waiting for it; a store upgraded
-    with months of unreported acks sends none of them again), or the same bytes unconfirmed
-    MAX_UNCONFIRMED_RESENDS times already."""
+# What a ranger reads of an alert's ack in its history (`ack_unconfirmed`, `ack_delivered`,
+# `ack_requeued`): the collar repeats its alert until it hears Tembo's ack, "its alert arrived".
+# The technician's detail (ports, uplinks, the network's reports) is the downlink's `last_error`, kept
+# beside them in the step's detail (`technical`) and listed by GET /api/downlinks.
+RANGER_DELIVERED_LATE = "The network now reports that the collar did hear that its alert arrived."
+RANGER_REQUEUED = ("The collar reconnected to the network, which dropped the message telling it its alert "
+                   "arrived; Tembo is sending it again.")
+
+
+def _ranger_unconfirmed(heard: int, why_not: tuple[str, str] | None) -> str:
+    """`ack_unconfirmed` in a ranger's words: the collar has not confirmed hearing that its alert arrived,
+    and whether Tembo tells it again (why_not None: it does, `_why_not_resent`)."""
+    said = (f"Tembo told the collar its alert arrived, but the collar has not confirmed hearing it in "
+            f"{'the message' if heard == 1 else f'the {heard} messages'} it has sent since.")
+    if why_not is None:
+        return f"{said} Tembo is telling it again."
+    return f"{said} Tembo is not telling it again: {why_not[1]}."
+
+
+def _tell_alert(session: Session, row: Downlink, action: str, words: str, **detail: Any) -> None:
+    """Add action to the history of row's alert (none: nothing), with the ranger's words as its reason
+    and the technician's (`last_error`) beside them."""
+    if row.alert_id is None:
+        return
+    from lora_bridge.domain import alerts
+
+    alert = session.get(Alert, row.alert_id)
+    if alert is None:
+        return
+    alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, action,
+                        {"seq": row.seq, "downlink_id": row.id, "reason": words, "technical": row.last_error,
+                         **detail})
+
+
+def _why_not_resent(session: Session, row: Downlink, now: datetime) -> tuple[str, str] | None:
+    """Why an unconfirmed row is not pushed again, for the technician and in a ranger's words, or None
+    when it is: a command that may not go twice, one pushed more than RESEND_WITHIN ago (the collar has
+    long stopped waiting for it; a store upgraded with months of unreported acks sends none of them
+    again), or the same bytes unconfirmed MAX_UNCONFIRMED_RESENDS times already."""
     if row.command not in RESEND_WHEN_UNCONFIRMED:
-        return "not a command that may go twice"
+        return "not a command that may go twice", "a command like this is repeated only by a technician"
     if now - as_utc(row.sent_at) > RESEND_WITHIN:
-        return f"pushed more than {RESEND_WITHIN.days} day ago"
+        return f"pushed more than {RESEND_WITHIN.days} day ago", "it was first sent more than a day ago"
     unconfirmed = session.scalar(select(func.count(Downlink.id)).where(
         Downlink.device_id == row.device_id, Downlink.payload == row.payload,
         Downlink.state == STATE_UNCONFIRMED)) or 0
     if unconfirmed > MAX_UNCONFIRMED_RESENDS:  # this row counts itself
-        return f"unconfirmed {MAX_UNCONFIRMED_RESENDS} times already"
+        return (f"unconfirmed {MAX_UNCONFIRMED_RESENDS} times already",
+                f"it was sent {MAX_UNCONFIRMED_RESENDS + 1} times, and the collar may not be hearing the network")
     return None
 
 
-def _resend(session: Session, row: Downlink, now: datetime) -> Downlink | None:
-    """A queued copy of the unconfirmed row (its bytes, alert and seq), unless `_why_not_resent`."""
-    if _why_not_resent(session, row, now) is not None:
-        return None
+def _resend(session: Session, row: Downlink) -> Downlink | None:
+    """A queued copy of the unconfirmed row (its bytes, alert and seq); `mark_unconfirmed` makes one
+    when `_why_not_resent` has no reason against it."""
     copy_id = take_id(session, Downlink)
     copy = Downlink(id=copy_id, device_id=row.device_id, f_port=row.f_port, payload=row.payload,
                     command=row.command, seq=row.seq, alert_id=row.alert_id, state=STATE_QUEUED,
@@ -641,6 +720,8 @@ def apply_network_report(session: Session, device_id: str | None, event: Any, at
         downlink.state = STATE_QUEUED  # ChirpStack discarded it: nobody else sends it again
     if state == NETWORK_ACKED and downlink.state == STATE_UNCONFIRMED:
         _delivered_late(session, downlink)
+    if state == NETWORK_NACKED and downlink.state == STATE_UNCONFIRMED:
+        _nacked_while_unconfirmed(downlink, event.network, at)
     if state == NETWORK_FAILED:
         error = event.detail.get("error") or {}
         downlink.last_error = f"network server failed it: {error.get('name') or 'unknown error'}"
@@ -668,6 +749,33 @@ def _delivered_late(session: Session, downlink: Downlink) -> None:
             Downlink.payload == downlink.payload, Downlink.id != downlink.id, Downlink.state == STATE_QUEUED)):
         copy.state = STATE_SUPERSEDED
         copy.superseded_by = downlink.id
+    # Its alert's history said it unconfirmed: it says now that the collar got it after all.
+    _tell_alert(session, downlink, "ack_delivered", RANGER_DELIVERED_LATE, network_state=NETWORK_ACKED)
+
+
+# The part of an unconfirmed downlink's reason that says what the network reported of it
+# (`mark_unconfirmed`), replaced by a later nack (`_nacked_while_unconfirmed`).
+_NETWORK_SAID = re.compile(r"the network server (?:said|reported) [^;]*")
+
+
+def _nacked_while_unconfirmed(downlink: Downlink, network: str, at: datetime) -> None:
+    """The network reports an unconfirmed downlink nacked: it went on air and the collar's radio did not
+    acknowledge it (The Things Stack's downlink_nack; ChirpStack's `ack` with `acknowledged: false`, the
+    queue item timed out). It stays unconfirmed, since the collar may have it with its answer lost, and
+    is not pushed again by this report: an alert's ack copy already goes (or the bridge stopped sending
+    copies, with why), and a command that may not go twice waits for the technician. Its reason now says
+    what the network reported, instead of "said nothing": The Things Stack sends it again by itself (a
+    later ack makes it delivered, `_delivered_late`); ChirpStack dropped it from the collar's queue."""
+    when = f"{as_utc(at):%Y-%m-%d %H:%M:%S} UTC"
+    if network == SOURCE_CHIRPSTACK:
+        reported = (f"the network server reported at {when} that the collar did not acknowledge it in time "
+                    "(ChirpStack ack, acknowledged false): it went on air and ChirpStack dropped it from the queue")
+    else:
+        reported = (f"the network server reported at {when} that the collar did not acknowledge it "
+                    "(downlink_nack): it went on air, and The Things Stack sends it again by itself")
+    error = downlink.last_error or ""
+    downlink.last_error = (_NETWORK_SAID.sub(lambda _m: reported, error, count=1) if _NETWORK_SAID.search(error)
+                           else f"{error}; {reported}" if error else reported)
 
 
 def _resent(downlink: Downlink, state: str) -> bool:
@@ -710,7 +818,9 @@ def requeue_flushed_on_join(session: Session, device_id: str, at: datetime) -> l
     air, so it leaves the collar's fair-use day. An update delivery's set-up and fragments of the old
     session are then dropped by `fuota_delivery.apply_rejoin`, which sets the collar up again."""
     pushed = session.scalars(select(Downlink).where(
-        Downlink.device_id == device_id, Downlink.state.in_((STATE_SENT, STATE_UNCONFIRMED)), _waiting_at_network(),
+        Downlink.device_id == device_id, Downlink.state.in_((STATE_SENT, STATE_UNCONFIRMED)),
+        # ChirpStack holds no nacked item: it dropped it when it reported it (`_nacked_while_unconfirmed`)
+        Downlink.network_state.is_(None) | (Downlink.network_state == NETWORK_QUEUED),
         Downlink.sent_at.is_not(None)).order_by(Downlink.id)).all()
     flushed = f"ChirpStack flushed the collar's queue when it joined at {as_utc(at):%Y-%m-%d %H:%M:%S} UTC"
     rows = [row for row in pushed if as_utc(row.sent_at) <= as_utc(at) and _requeue_flushed(session, row, at, flushed)]
@@ -769,14 +879,18 @@ def _requeue_flushed(session: Session, row: Downlink, at: datetime, flushed: str
     row.state = STATE_QUEUED
     row.last_error = flushed + ("; it was unconfirmed, and goes again in the new session" if was == STATE_UNCONFIRMED
                                 else "")
+    if was == STATE_UNCONFIRMED:  # its alert's history said it unconfirmed: it says now that it goes again
+        _tell_alert(session, row, "ack_requeued", RANGER_REQUEUED, network_state=NETWORK_INVALIDATED)
     return True
 
 
 def _waiting_copy(session: Session, row: Downlink) -> Downlink | None:
-    """A later copy of an alert's ack row (the same bytes) still to be pushed or on its way."""
+    """Another copy of an alert's ack row (the same bytes) still to be pushed or on its way: a later one
+    (`mark_unconfirmed`), or one a rejoin just put back in the queue (`_requeue_flushed`: of an ack
+    unconfirmed four times, one goes again, not all four)."""
     if row.command != ACK_COMMAND:
         return None
     return session.scalars(select(Downlink).where(
         Downlink.device_id == row.device_id, Downlink.command == ACK_COMMAND, Downlink.payload == row.payload,
-        Downlink.id > row.id, Downlink.state.in_((STATE_QUEUED, STATE_SENDING, STATE_SENT)),
+        Downlink.id != row.id, Downlink.state.in_((STATE_QUEUED, STATE_SENDING, STATE_SENT)),
     ).order_by(Downlink.id)).first()
