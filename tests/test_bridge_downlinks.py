@@ -357,11 +357,12 @@ def test_a_collar_ack_that_arrives_while_the_outbox_reads_what_is_due_keeps_its_
     (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
     bridge.flush_downlinks()
     collar_reports_status(bridge, 2, 3, 4)
-    read = downlinks.unconfirmed_due
+    read, arrived = downlinks.unconfirmed_due, []
 
     def read_then_the_ack_arrives(session, **when):
         due = read(session, **when)
-        bridge.ingest_tts_uplink(b.tts_uplink(b.ack("ack_alert", "ok", time_s=b.T0_S + 3000), f_cnt=5))
+        if not arrived:  # once, after the first read
+            arrived.append(bridge.ingest_tts_uplink(b.tts_uplink(b.ack("ack_alert", "ok", time_s=b.T0_S + 3000), f_cnt=5)))
         return due
 
     monkeypatch.setattr(downlinks, "unconfirmed_due", read_then_the_ack_arrives)
