@@ -43,6 +43,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from collar_firmware import codec as wire
+from lora_bridge.domain import alerts
 from lora_bridge.errors import InvalidCommand, InvalidCommandValues
 from lora_bridge.store.ids import take_id
 from lora_bridge.store.tables import Alert, Downlink, DownlinkTransmission, RawUplink
@@ -504,17 +505,7 @@ class Due:
     heard: int
 
 
-@dataclass(frozen=True)
-class Unconfirmed:
-    """A downlink `mark_unconfirmed` marked: the row, the copy queued when it goes again, and what its
-    alert's history says of it (`ranger_words`, for an alert's ack)."""
-
-    row: Downlink
-    copy: Downlink | None
-    ranger_words: str
-
-
-def mark_unconfirmed(session: Session, due: list[Due], *, now: datetime) -> list[Unconfirmed]:
+def mark_unconfirmed(session: Session, due: list[Due], *, now: datetime) -> list[tuple[Downlink, Downlink | None]]:
     """Pushed commands and settings that no word of delivery followed become STATE_UNCONFIRMED, the
     technician's reason in `last_error`; returned with the copy queued when it is sent again
     (RESEND_WHEN_UNCONFIRMED). An alert's ack adds `ack_unconfirmed` to its alert's history, in words a
@@ -539,7 +530,7 @@ def mark_unconfirmed(session: Session, due: list[Due], *, now: datetime) -> list
         return []
     rows = session.scalars(select(Downlink).where(Downlink.id.in_(list(read)), _awaiting_word())
                            .order_by(Downlink.id).with_for_update()).all()
-    marked: list[Unconfirmed] = []
+    marked: list[tuple[Downlink, Downlink | None]] = []
     for row in rows:
         entry = read[row.id]
         if row.sent_at != entry.sent_at:
@@ -551,14 +542,17 @@ def mark_unconfirmed(session: Session, due: list[Due], *, now: datetime) -> list
         row.last_error = (f"unconfirmed: no port-31 ack from the collar in {heard} uplink{'' if heard == 1 else 's'} since it was pushed at "
                           f"{sent_at:%Y-%m-%d %H:%M:%S} UTC; the network server said {said}")
         why_not = _why_not_resent(session, row, now)
-        copy = _resend(session, row) if why_not is None else None
-        row.last_error += f"; pushed again as downlink {copy.id}" if copy is not None else f"; not sent again ({why_not[0]})"
-        words = _ranger_unconfirmed(heard, why_not)
-        _tell_alert(session, row, "ack_unconfirmed", words,
+        copy = None
+        if why_not is None:
+            copy = _resend(session, row)
+            row.last_error += f"; pushed again as downlink {copy.id}"
+        else:
+            row.last_error += f"; not sent again ({why_not[0]})"
+        _tell_alert(session, row, "ack_unconfirmed", _ranger_unconfirmed(heard, why_not),
                     resent_as=copy.id if copy is not None else None)
         log.warning("downlink unconfirmed downlink_id=%d device_id=%s command=%s: %s", row.id, row.device_id,
                     row.command, row.last_error, extra={"device_id": row.device_id, "downlink_id": row.id})
-        marked.append(Unconfirmed(row, copy, words))
+        marked.append((row, copy))
     return marked
 
 
@@ -610,8 +604,6 @@ def _tell_alert(session: Session, row: Downlink, action: str, words: str, **deta
     and the technician's (`last_error`) beside them."""
     if row.alert_id is None:
         return
-    from lora_bridge.domain import alerts
-
     alert = session.get(Alert, row.alert_id)
     if alert is None:
         return
@@ -638,7 +630,7 @@ def _why_not_resent(session: Session, row: Downlink, now: datetime) -> tuple[str
     return None
 
 
-def _resend(session: Session, row: Downlink) -> Downlink | None:
+def _resend(session: Session, row: Downlink) -> Downlink:
     """A queued copy of the unconfirmed row (its bytes, alert and seq); `mark_unconfirmed` makes one
     when `_why_not_resent` has no reason against it."""
     copy_id = take_id(session, Downlink)
