@@ -453,6 +453,21 @@ def test_a_late_nack_of_an_unconfirmed_reboot_leaves_it_unconfirmed_and_tells_th
     assert len(network.pushes) == 1
 
 
+def test_the_things_stacks_resend_of_an_unconfirmed_reboot_it_nacked_spends_the_collars_fair_use_day(store_url, network):
+    # After its late downlink_nack The Things Stack sends the unconfirmed reboot again by itself and says
+    # so (downlink_sent): that went on air too. With two downlinks a day, a settings change then waits.
+    with b.pushing_to(network, store_url, downlinks_per_device_per_day=2) as bridge:
+        reboot_goes_unconfirmed(bridge)
+        for kind in ("downlink_nack", "downlink_sent"):
+            bridge.ingest_network_message("tts", kind, tts_report(kind, network.pushes[0]))
+        bridge.queue_command("collar-01", "settings", {"gnss_interval_s": 900})
+        assert bridge.flush_downlinks() == 0
+        states = [(d.command, d.state, d.network_state) for d in bridge.downlinks()]
+
+    assert states == [("reboot", "unconfirmed", "sent"), ("settings", "queued", None)]
+    assert len(network.pushes) == 1
+
+
 def test_an_unconfirmed_reboot_chirpstack_reports_not_acknowledged_says_it_was_dropped_and_a_rejoin_does_not_resend_it(
     bridge, network
 ):

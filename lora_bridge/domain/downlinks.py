@@ -773,9 +773,10 @@ def _nacked_while_unconfirmed(downlink: Downlink, network: str, at: datetime) ->
 def _resent(downlink: Downlink, state: str) -> bool:
     """True when a report of state says the network sent downlink again by itself: any round's report
     (sent, or acked / nacked when that round's sent report was lost) after a nack of a downlink still
-    with the network (TTS re-queues it; a ChirpStack discard puts it back in Tembo's queue instead,
-    and its push is counted)."""
-    return (downlink.state in (STATE_SENT, STATE_ACKNOWLEDGED) and downlink.network_state == NETWORK_NACKED
+    with the network, unconfirmed ones too (TTS re-queues it; a ChirpStack discard puts a sent one back
+    in Tembo's queue instead, and its push is counted, and leaves an unconfirmed one dropped)."""
+    return (downlink.state in (STATE_SENT, STATE_ACKNOWLEDGED, STATE_UNCONFIRMED)
+            and downlink.network_state == NETWORK_NACKED
             and state in (NETWORK_SENT, NETWORK_ACKED, NETWORK_NACKED))
 
 
