@@ -20,7 +20,11 @@
     │   │   └── InvalidCommandValues a value name the command's codec row does not know, or lacks (HTTP 422)
     │   ├── InvalidGeography         load_geography with something that is not a Tembo FeatureCollection
     │   ├── InvalidGeofenceFile      a geofence file that does not read, has no CRS or no valid polygon
-    │   └── ExportTooLarge           an export its format cannot hold (a Shapefile part past 2 GB)
+    │   ├── ExportTooLarge           an export its format cannot hold (a Shapefile part past 2 GB)
+    │   └── InvalidHerdChange        an animal's name or species left empty, an unknown sex, a fitting
+    │                                time in the future or before the collar's current fitting
+    ├── Conflict                     a change the store's present state refuses (HTTP 409)
+    │   └── CollarWornByAnother      fit_collar with a collar another animal wears, without move
     ├── DownlinkError                the network server refused or did not answer a downlink push
     ├── BrokerUnusable               an MQTT broker the bridge cannot use at start: not reachable, the login
                                      or the subscriptions refused
@@ -107,6 +111,23 @@ class UnknownDeadLetter(NotFound):
 
 class InvalidRequest(BridgeError, ValueError):
     """A well-formed call with a value the bridge does not accept."""
+
+
+class InvalidHerdChange(InvalidRequest):
+    """An animal's name or species left empty, a sex other than female / male / unknown, or a collar
+    fitted at a time in the future or before its current fitting began."""
+
+
+class Conflict(BridgeError):
+    """A change the store's present state refuses (HTTP 409)."""
+
+
+class CollarWornByAnother(Conflict):
+    """The collar to fit is worn by another animal; moving it from that animal must be asked for."""
+
+    def __init__(self, message: str, wearer_id: int) -> None:
+        super().__init__(message)
+        self.wearer_id = wearer_id
 
 
 class InvalidVerdict(InvalidRequest):

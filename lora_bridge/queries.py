@@ -41,28 +41,32 @@ def animal_key(animal_id: str | int) -> int | None:
         return None
 
 
-def newest_position_id(device_id: Any, until: datetime | None = None) -> Any:
+def newest_position_id(device_id: Any, until: datetime | None = None, animal_id: Any = None) -> Any:
     """A correlated scalar subquery: the id of the newest fix of collar `device_id` (a column), at
-    or before `until` when given.
+    or before `until` when given, filed under `animal_id` (a column) when given: a collar moved from
+    one animal to another (`herd.fit_collar`) leaves its older fixes to the animal that wore it.
 
     Answered from the (device_id, time) index, one short index probe per collar, instead of
     grouping every stored position.
     """
     newest = aliased(Position)
     query = select(newest.id).where(newest.device_id == device_id)
+    if animal_id is not None:
+        query = query.where(newest.animal_id == animal_id)
     if until is not None:
         query = query.where(newest.time <= until)
     return query.order_by(newest.time.desc()).limit(1).scalar_subquery()
 
 
-def latest_fix_per_device(session: Session) -> dict[str, tuple[datetime, float, float]]:
-    """Each collar's newest fix as (time, lat, lon), by device id."""
+def latest_fix_per_animal(session: Session) -> dict[int, tuple[datetime, float, float]]:
+    """Each collared animal's newest fix of the collar it wears as (time, lat, lon), by animal id (a
+    collar fitted to it after another animal wore it: only the fixes since, which are its own)."""
     rows = session.execute(
-        select(Position.device_id, Position.time, Position.lat, Position.lon).join(
-            Device, Position.id == newest_position_id(Device.device_id)
+        select(Animal.id, Position.time, Position.lat, Position.lon).join(
+            Position, Position.id == newest_position_id(Animal.device_id, animal_id=Animal.id)
         )
     ).all()
-    return {device_id: (time, lat, lon) for device_id, time, lat, lon in rows}
+    return {key: (time, lat, lon) for key, time, lat, lon in rows}
 
 
 def last_gateway_per_device(
@@ -133,7 +137,7 @@ def device_ids_by_eui(connection: Connection | Session, dev_euis: set[str]) -> d
 
 def animal_views(session: Session) -> list[AnimalView]:
     """Every animal with its collar's latest state, ordered by name."""
-    fixes = latest_fix_per_device(session)
+    fixes = latest_fix_per_animal(session)
     open_counts = dict(
         session.execute(
             select(Alert.animal_id, func.count()).where(Alert.state.in_(OPEN_STATES)).group_by(Alert.animal_id)
@@ -144,7 +148,7 @@ def animal_views(session: Session) -> list[AnimalView]:
     ).all()
     views = []
     for animal, device in rows:
-        fix = fixes.get(animal.device_id) if animal.device_id else None
+        fix = fixes.get(animal.id)
         views.append(
             AnimalView(
                 animal_id=str(animal.id),
@@ -162,6 +166,7 @@ def animal_views(session: Session) -> list[AnimalView]:
                 position_time=fix[0] if fix else None,
                 temperature_c=device.temperature_c if device else None,
                 open_alerts=int(open_counts.get(animal.id, 0)),
+                collar_fitted_at=animal.collar_fitted_at,
             )
         )
     return views
@@ -263,7 +268,7 @@ def latest_position_views(
     `animal_keys` when given), by name (plain rows, no ORM objects)."""
     query = select(
         Animal.id, Animal.name, Animal.device_id, Position.time, Position.lat, Position.lon, Position.id
-    ).join(Position, Position.id == newest_position_id(Animal.device_id, until))
+    ).join(Position, Position.id == newest_position_id(Animal.device_id, until, Animal.id))
     if animal_keys is not None:
         query = query.where(Animal.id.in_(animal_keys))
     rows = session.execute(query.order_by(Animal.name, Animal.id)).all()

@@ -40,6 +40,7 @@ from lora_bridge.domain import (
     downlinks,
     geofences,
     geography,
+    herd,
     rules,
     rules_engine,
     rules_lifecycle,
@@ -49,6 +50,7 @@ from lora_bridge.durable_intake import DurableIntake
 from lora_bridge.errors import (
     AuthenticationFailed,
     InvalidCommand,
+    InvalidHerdChange,
     InvalidRequest,
     InvalidTransition,
     StoreUnavailable,
@@ -722,6 +724,60 @@ class Bridge:
             audit.record_change(session, viewer, "animal_flagged", now, animal_id=str(key), high_value=bool(high_value))
         log.info("animal high-value flag set", extra={"animal_id": key, "high_value": bool(high_value)})
         return next(view for view in self.animals(viewer=viewer) if view.animal_id == str(key))
+
+    # The herd register (docs/access.md, "The herd register") -----------------------------------
+
+    def rename_animal(self, animal_id: str | int, *, viewer: Viewer, name: str | None = None,
+                      species: str | None = None, sex: str | None = None) -> AnimalView:
+        """Give an animal another name, species or sex (each when given; InvalidHerdChange for an
+        empty name or species, or a sex other than female, male, unknown). Field technicians and
+        admins may; the change is in the audit log with who made it and what the animal was called."""
+        require(viewer, roles.MANAGE_HERD)
+        key = self._existing_animal_key(animal_id)
+        now = self.clock()
+        with self.db.write() as session:
+            animal = session.get(Animal, key)
+            changed = herd.rename(session, animal, name=name, species=species, sex=sex)
+            if changed:
+                audit.record_change(session, viewer, "animal_renamed", now, animal_id=str(key),
+                                    **{field: {"was": was, "now": value} for field, (was, value) in changed.items()})
+        log.info("animal record changed animal_id=%s by %s: %s", key, viewer.username, sorted(changed),
+                 extra={"animal_id": key, "username": viewer.username})
+        return self._animal_view(key)
+
+    def fit_collar(self, animal_id: str | int, collar: str, *, viewer: Viewer, move: bool = False,
+                   fitted_at: datetime | None = None) -> AnimalView:
+        """Fit collar (a device id or DevEUI; one never heard is registered) to an animal at fitted_at
+        (default now). The animal's previous collar comes off; a collar another animal wears is taken
+        from it only with move (else CollarWornByAnother). What each collar reported before stays with
+        the animal that wore it; a message dated before the fitting heard later is filed under that
+        animal too. Field technicians and admins may; logged in the audit log."""
+        require(viewer, roles.MANAGE_HERD)
+        key = self._existing_animal_key(animal_id)
+        now = self.clock()
+        at = as_utc(fitted_at) if fitted_at is not None else now
+        if at > now:
+            raise InvalidHerdChange(f"a collar cannot be fitted in the future ({at.isoformat()})")
+        with self.db.write() as session:
+            fitting = herd.fit_collar(session, session.get(Animal, key), collar, at, move=move)
+            audit.record_change(session, viewer, "collar_fitted", now, animal_id=str(key), device_id=fitting.device_id,
+                                fitted_at=at.isoformat(), previous_collar=fitting.previous_collar,
+                                taken_from=None if fitting.taken_from is None else str(fitting.taken_from),
+                                refiled=fitting.refiled)
+        return self._animal_view(key)
+
+    def collar_history(self, animal_id: str | int, *, viewer: Viewer) -> list[dict[str, Any]]:
+        """The collars an animal wore, oldest first, the one it wears now last: device_id, fitted_at
+        (None: since it was registered) and removed_at (None: still on)."""
+        require(viewer, roles.READ_DEVICES)
+        key = self._existing_animal_key(animal_id)
+        with self.db.read() as session:
+            animal = session.get(Animal, key)
+            worn = [{"device_id": f.device_id, "fitted_at": f.fitted_at, "removed_at": f.removed_at}
+                    for f in herd.fittings_of(session, key)]
+            if animal.device_id is not None:
+                worn.append({"device_id": animal.device_id, "fitted_at": animal.collar_fitted_at, "removed_at": None})
+        return worn
 
     # Alerts ----------------------------------------------------------------------------------
 

@@ -34,6 +34,8 @@ class AnimalView:
     # For a role with a delay, the moment this view stands at (the role's cutoff for this animal):
     # its last_seen, battery and position are as of then. None: live.
     as_of: datetime | None = None
+    # When the collar it wears was fitted (None: worn since it was registered).
+    collar_fitted_at: datetime | None = None
 
 
 @dataclass(frozen=True)

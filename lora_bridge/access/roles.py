@@ -26,6 +26,7 @@ READ_ANIMALS = "read_animals"  # animals, latest positions, tracks, activity (th
 READ_ALERTS = "read_alerts"  # alerts and their history (delayed and coarsened like positions)
 HANDLE_ALERTS = "handle_alerts"  # acknowledge, resolve with a verdict
 FLAG_ANIMALS = "flag_animals"  # mark an animal high-value
+MANAGE_HERD = "manage_herd"  # rename an animal, correct its species or sex, fit or move a collar
 READ_DEVICES = "read_devices"  # collar health, versions, radio
 READ_DOWNLINKS = "read_downlinks"
 QUEUE_DOWNLINKS = "queue_downlinks"  # commands and settings for collars
@@ -140,7 +141,8 @@ ROLES: dict[str, Role] = {
         animals=Precision(grid_m=1_000, delay=timedelta(hours=1)),
         high_value=Precision(grid_m=5_000, delay=timedelta(hours=24)),
         permissions=_EVERYONE
-        | {READ_DEVICES, READ_DOWNLINKS, QUEUE_DOWNLINKS, READ_UPDATES, MANAGE_UPDATES, READ_FLEET, READ_METRICS},
+        | {READ_DEVICES, READ_DOWNLINKS, QUEUE_DOWNLINKS, READ_UPDATES, MANAGE_UPDATES, READ_FLEET, READ_METRICS,
+           MANAGE_HERD},
     ),
     ADMIN: Role(
         ADMIN,
@@ -151,6 +153,7 @@ ROLES: dict[str, Role] = {
         | {
             HANDLE_ALERTS,
             FLAG_ANIMALS,
+            MANAGE_HERD,
             READ_DEVICES,
             READ_DOWNLINKS,
             QUEUE_DOWNLINKS,

@@ -45,6 +45,7 @@ from lora_bridge.domain.campaigns import SPREADING_FACTORS, CampaignError
 from lora_bridge.domain.fuota_delivery import DeliveryRefused
 from lora_bridge.errors import (
     AuthenticationFailed,
+    Conflict,
     Forbidden,
     InvalidCommandValues,
     InvalidRequest,
@@ -103,6 +104,24 @@ class HighValueBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     high_value: bool
+
+
+class AnimalRecordBody(BaseModel):
+    """What a field technician corrects of an animal: each field given changes, the others stay."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, description="the rangers' name for the animal; not empty")
+    species: str | None = Field(default=None, description="scientific name, e.g. Loxodonta africana")
+    sex: str | None = Field(default=None, description="female, male or unknown")
+
+
+class CollarFittingBody(BaseModel):
+    """A collar fitted to an animal (a swap, or a collar moved from another animal)."""
+
+    model_config = ConfigDict(extra="forbid")
+    device_id: str = Field(description="the collar's device id or DevEUI; a collar never heard is registered")
+    move: bool = Field(default=False, description="take the collar from the animal that wears it (else 409)")
+    fitted_at: datetime | None = Field(default=None, description="when the collar went on (ISO 8601); default now")
 
 
 class DownlinkBody(BaseModel):
@@ -183,6 +202,21 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         body = await _body(request, HighValueBody)
         view = await call(bridge.set_high_value, request.path_params["animal_id"], body.high_value, viewer=viewer)
         return JSONResponse(to_jsonable(view))
+
+    async def change_animal(request: Request, viewer: Viewer) -> Response:
+        body = await _body(request, AnimalRecordBody)
+        view = await call(bridge.rename_animal, request.path_params["animal_id"], viewer=viewer, name=body.name,
+                          species=body.species, sex=body.sex)
+        return JSONResponse(to_jsonable(view))
+
+    async def fit_collar(request: Request, viewer: Viewer) -> Response:
+        body = await _body(request, CollarFittingBody)
+        view = await call(bridge.fit_collar, request.path_params["animal_id"], body.device_id, viewer=viewer,
+                          move=body.move, fitted_at=body.fitted_at)
+        return JSONResponse(to_jsonable(view))
+
+    async def collars_worn(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(to_jsonable(await call(bridge.collar_history, request.path_params["animal_id"], viewer=viewer)))
 
     async def activity(request: Request, viewer: Viewer) -> Response:
         since = _time(request, "since")
@@ -438,6 +472,15 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         Endpoint("GET", "/api/animals", a.READ_ANIMALS, animals, "Every animal with its latest state, as the role sees it"),
         Endpoint("POST", "/api/animals/{animal_id}/high_value", a.FLAG_ANIMALS, flag_animal,
                  "Flag or unflag an animal as high-value", (Param("animal_id", "path"),), HighValueBody),
+        Endpoint("PATCH", "/api/animals/{animal_id}", a.MANAGE_HERD, change_animal,
+                 "Rename an animal, or correct its species or sex", (Param("animal_id", "path"),), AnimalRecordBody,
+                 tags=("herd",)),
+        Endpoint("POST", "/api/animals/{animal_id}/collar", a.MANAGE_HERD, fit_collar,
+                 "Fit a collar to an animal (a swap, or a collar moved from another animal: move)",
+                 (Param("animal_id", "path"),), CollarFittingBody, tags=("herd",)),
+        Endpoint("GET", "/api/animals/{animal_id}/collars", a.READ_DEVICES, collars_worn,
+                 "The collars an animal wore, oldest first, with when each went on and came off",
+                 (Param("animal_id", "path"),), tags=("herd",)),
         Endpoint("GET", "/api/animals/{animal_id}/activity", a.READ_ANIMALS, activity,
                  "An animal's behaviour shares per interval", (Param("animal_id", "path"), TIME_RANGE[0])),
         Endpoint("GET", "/api/devices", a.READ_DEVICES, devices, "Every collar's health, radio and versions"),
@@ -571,6 +614,7 @@ def create_app(bridge: Bridge) -> Starlette:
     app.add_exception_handler(InvalidRequest, _bad_request)
     app.add_exception_handler(InvalidCommandValues, _unprocessable)
     app.add_exception_handler(NotFound, _not_found)
+    app.add_exception_handler(Conflict, _conflict)
     app.state.endpoints = table
     return app
 
@@ -601,6 +645,9 @@ def _guarded(bridge: Bridge, endpoint: Endpoint, requests: Counter) -> Callable[
             raise
         except NotFound:
             status = 404
+            raise
+        except Conflict:
+            status = 409
             raise
         except InvalidCommandValues:
             status = 422
@@ -742,6 +789,9 @@ def openapi(table: list[Endpoint]) -> dict[str, Any]:
                    if endpoint.body is DownlinkBody else {}),
                 "401": {"description": "No valid API token"},
                 "403": {"description": "The token's role may not use this route"},
+                **({"404": {"description": "No animal with this id"}} if "{animal_id}" in endpoint.path else {}),
+                **({"409": {"description": "Another animal wears the collar; say move to take it from it"}}
+                   if endpoint.body is CollarFittingBody else {}),
                 "429": {"description": "Locked out after repeated bad tokens from this address; see Retry-After"},
                 "503": {"description": "The store is unavailable now (locked, read-only, full); see Retry-After"},
             },
@@ -988,3 +1038,7 @@ async def _unprocessable(request: Request, error: Exception) -> JSONResponse:
 
 async def _not_found(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": str(error)}, status_code=404)
+
+
+async def _conflict(request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=409)

@@ -11,7 +11,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.decode import collar_time_ahead, decode_payload, degrees, message_time
-from lora_bridge.domain import activity, alerts, devices, downlinks, geofences, positions, rules, rules_visits
+from lora_bridge.domain import (
+    activity,
+    alerts,
+    devices,
+    downlinks,
+    geofences,
+    herd,
+    positions,
+    rules,
+    rules_visits,
+)
 from lora_bridge.domain.geofences import FenceIndex
 from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
@@ -52,9 +62,11 @@ def apply_message(
     report. device: the collar `devices.resolve_device` gave for uplink, when the caller has it."""
     applied = Applied()
     device = devices.device_for_uplink(session, uplink, heard_at, device)
-    animal = devices.ensure_animal(session, device)
     message = str(fields.get("message"))
     time = message_time(fields, heard_at, heard_at=heard_at)
+    # A message dated before the collar's current fitting (a backlog heard after a swap) is of the
+    # animal that wore it then.
+    animal = herd.wearer_at(session, device.device_id, devices.ensure_animal(session, device), time)
     context = {"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message}
     claimed_ahead = collar_time_ahead(fields, heard_at)
     if claimed_ahead is not None:

@@ -140,8 +140,25 @@ class Animal(Base):
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     # High-value animals (a rhino, a tusker) are shown coarser and later to roles without exact positions.
     high_value: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # When the collar it wears now was fitted (`herd.fit_collar`); None: worn since it was registered.
+    # A message of that collar dated before it is of the animal that wore the collar then.
+    collar_fitted_at: Mapped[datetime | None]
 
     device: Mapped[Device | None] = relationship(back_populates="animal")
+
+
+class CollarFitting(Base):
+    """A collar an animal wore and no longer wears (a swap, a collar moved to another animal): whose
+    fixes, activity and alerts a message of that collar dated within [fitted_at, removed_at) are. The
+    collar an animal wears now is `Animal.device_id` (since `Animal.collar_fitted_at`)."""
+
+    __tablename__ = "collar_fittings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    animal_id: Mapped[int] = mapped_column(ForeignKey("animals.id"), index=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"))
+    fitted_at: Mapped[datetime | None]  # None: worn since the animal was registered
+    removed_at: Mapped[datetime]
 
 
 class Position(Base):
@@ -506,6 +523,8 @@ Index("ix_positions_device_id", Position.device_id, Position.id)
 Index("ix_alerts_device_type", Alert.device_id, Alert.alert_type)
 # One animal's summaries of the days its page shows (`queries.activity_views`), in time order.
 Index("ix_activity_animal_time", ActivitySummary.animal_id, ActivitySummary.time)
+# Who wore a collar when one of its messages was dated (`herd.wearer_at`).
+Index("ix_collar_fittings_device_removed", CollarFitting.device_id, CollarFitting.removed_at)
 
 
 # ---- Over-the-air update campaigns (docs/updates.md) -------------------------------------------

@@ -1,0 +1,180 @@
+"""The herd register: who an animal is (name, species, sex) and which collar it wears since when.
+
+A collar moves between animals (a swap after a failed collar, a collar refitted to another elephant).
+What a collar reported while an animal wore it stays that animal's: each fix, activity summary and
+alert keeps the animal it was filed under, and a message of a collar dated before its current fitting
+(a store-and-forward backlog heard after the swap) is filed under the animal that wore it then
+(`wearer_at`). The collar an animal wears now is `Animal.device_id` (fitted at
+`Animal.collar_fitted_at`); each collar it wore before is a `CollarFitting`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from lora_bridge.domain import devices
+from lora_bridge.errors import CollarWornByAnother, InvalidHerdChange, UnknownDevice
+from lora_bridge.store.tables import ActivitySummary, Alert, Animal, CollarFitting, Device, Position
+
+log = logging.getLogger(__name__)
+
+SEXES = ("female", "male", "unknown")
+MAX_NAME = Animal.__table__.c.name.type.length
+MAX_SPECIES = Animal.__table__.c.species.type.length
+
+
+@dataclass(frozen=True)
+class Fitting:
+    """What fitting a collar changed: the collar the animal wore before (None: none, or this one), the
+    animal the collar was taken from (None: nobody wore it), and the records of the collar dated
+    since the fitting that were filed under another animal and are now the fitted animal's."""
+
+    device_id: str
+    previous_collar: str | None
+    taken_from: int | None
+    refiled: int
+
+
+def checked_text(value: str, what: str, longest: int) -> str:
+    """value without surrounding blanks; InvalidHerdChange when nothing is left or it is too long."""
+    text = (value or "").strip()
+    if not text:
+        raise InvalidHerdChange(f"an animal's {what} cannot be empty")
+    if len(text) > longest:
+        raise InvalidHerdChange(f"an animal's {what} is at most {longest} characters, got {len(text)}")
+    return text
+
+
+def checked_sex(sex: str | None) -> str | None:
+    """sex in lower case (None stays None); InvalidHerdChange unless it is one of SEXES."""
+    if sex is None:
+        return None
+    value = sex.strip().lower()
+    if value not in SEXES:
+        raise InvalidHerdChange(f"sex is one of {', '.join(SEXES)}, got {sex[:20]!r}")
+    return value
+
+
+def rename(session: Session, animal: Animal, *, name: str | None = None, species: str | None = None,
+           sex: str | None = None) -> dict[str, tuple[str | None, str | None]]:
+    """Give animal a new name, species or sex (each when given); what changed, as (was, now)."""
+    wanted = {}
+    if name is not None:
+        wanted["name"] = checked_text(name, "name", MAX_NAME)
+    if species is not None:
+        wanted["species"] = checked_text(species, "species", MAX_SPECIES)
+    if sex is not None:
+        wanted["sex"] = checked_sex(sex)
+    changed = {}
+    for field, value in wanted.items():
+        was = getattr(animal, field)
+        if was != value:
+            setattr(animal, field, value)
+            changed[field] = (was, value)
+    return changed
+
+
+def fit_collar(session: Session, animal: Animal, collar: str, at: datetime, *, move: bool = False) -> Fitting:
+    """Fit the collar named collar (a device id or DevEUI; a collar never heard is registered) to animal
+    at `at`. The animal's previous collar comes off; a collar another animal wears is taken from it only
+    with move (else CollarWornByAnother). Records of the collar dated at or after `at` filed under
+    another animal (a fitting logged after the collar was already on) become this animal's."""
+    device = _collar_or_new(session, collar)
+    if animal.device_id == device.device_id:
+        return Fitting(device.device_id, None, None, 0)
+    wearer = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
+    if wearer is not None and not move:
+        raise CollarWornByAnother(
+            f"collar {device.device_id} is worn by {wearer.name} (animal {wearer.id}): say move to take it "
+            f"from {wearer.name}", wearer.id)
+    for worn_by in (wearer, animal):
+        if worn_by is not None and worn_by.collar_fitted_at is not None and at < worn_by.collar_fitted_at:
+            raise InvalidHerdChange(
+                f"{worn_by.name} wears collar {worn_by.device_id} since {worn_by.collar_fitted_at.isoformat()}: "
+                f"a fitting at {at.isoformat()} would come before it")
+    previous = animal.device_id
+    for worn_by in (wearer, animal):
+        if worn_by is not None and worn_by.device_id is not None:
+            take_off(session, worn_by, at)
+    session.flush()  # one collar, one wearer (animals.device_id is unique): off before it goes on
+    animal.device_id = device.device_id
+    animal.collar_fitted_at = at
+    refiled = _refile_since(session, device.device_id, animal.id, at)
+    session.info.get(devices.ANIMALS_BY_DEVICE, {}).pop(device.device_id, None)
+    log.info("collar fitted device_id=%s animal_id=%s", device.device_id, animal.id,
+             extra={"device_id": device.device_id, "animal_id": animal.id, "previous_collar": previous,
+                    "taken_from": wearer.id if wearer is not None else None, "refiled": refiled})
+    return Fitting(device.device_id, previous, wearer.id if wearer is not None else None, refiled)
+
+
+def take_off(session: Session, animal: Animal, at: datetime) -> None:
+    """animal's collar comes off at `at`: kept as a fitting it wore, and the animal wears none."""
+    session.add(CollarFitting(animal_id=animal.id, device_id=animal.device_id, fitted_at=animal.collar_fitted_at,
+                              removed_at=at))
+    session.info.get(devices.ANIMALS_BY_DEVICE, {}).pop(animal.device_id, None)
+    animal.device_id = None
+    animal.collar_fitted_at = None
+
+
+def wearer_at(session: Session, device_id: str, current: Animal, time: datetime) -> Animal:
+    """The animal that wore collar device_id at `time`: current (the one wearing it now) unless time is
+    before current's fitting and another animal wore the collar then. Dated before every fitting known
+    of the collar (a collar clock set wrong): current."""
+    fitted_at = current.collar_fitted_at
+    if fitted_at is None or time >= fitted_at:
+        return current  # the common case: no read
+    earlier = session.scalars(
+        select(CollarFitting.animal_id)
+        .where(CollarFitting.device_id == device_id, CollarFitting.removed_at > time)
+        .where((CollarFitting.fitted_at.is_(None)) | (CollarFitting.fitted_at <= time))
+        .order_by(CollarFitting.removed_at)
+        .limit(1)
+    ).first()
+    if earlier is None:
+        return current
+    animal = session.get(Animal, earlier)
+    return animal if animal is not None else current
+
+
+def fittings_of(session: Session, animal_id: int) -> list[CollarFitting]:
+    """The collars animal_id wore before its current one, oldest first."""
+    return list(session.scalars(select(CollarFitting).where(CollarFitting.animal_id == animal_id)
+                                .order_by(CollarFitting.removed_at)))
+
+
+def _collar_or_new(session: Session, collar: str) -> Device:
+    """The collar filed under collar (or with that DevEUI); a new collar record when none is."""
+    name = (collar or "").strip()
+    if not name:
+        raise InvalidHerdChange("name the collar to fit (its device id or DevEUI)")
+    try:
+        return devices.collar_named(session, name)
+    except UnknownDevice:
+        if len(name) > devices.MAX_DEVICE_ID:
+            raise InvalidHerdChange(f"a collar's device id is at most {devices.MAX_DEVICE_ID} characters") from None
+    device = Device(device_id=name, reported_settings={})
+    session.add(device)
+    session.flush()
+    log.info("collar registered before it was heard device_id=%s", name, extra={"device_id": name})
+    return device
+
+
+def _refile_since(session: Session, device_id: str, animal_id: int, at: datetime) -> int:
+    """File the collar's fixes, summaries and alerts dated at or after `at` under animal_id; how many
+    were filed under another animal."""
+    refiled = 0
+    for table in (Position, ActivitySummary, Alert):
+        result = session.execute(
+            update(table)
+            .where(table.device_id == device_id, table.time >= at)
+            .where((table.animal_id.is_(None)) | (table.animal_id != animal_id))
+            .values(animal_id=animal_id)
+            .execution_options(synchronize_session=False)
+        )
+        refiled += result.rowcount or 0
+    return refiled
