@@ -1,0 +1,181 @@
+"""The herd register over the API: a field technician renames an animal, corrects its species or sex,
+fits a new collar after a swap or moves a collar to another elephant; what each collar reported stays
+with the animal that wore it then (its track, its alerts, a backlog heard after the swap); rangers and
+visitors read the herd but may not change it; every change is in the audit log with who made it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+from access_builders import CONSOLE, NOW, PASSWORDS, live_bridge
+from starlette.testclient import TestClient
+
+from lora_bridge.adapters.api import create_app
+
+# Amani's newest fix is ten minutes before NOW (access_builders); the technician moves her collar
+# to Kito five minutes before NOW.
+MOVED_AT = NOW - timedelta(minutes=5)
+HERD_FIXES = 48 + 1  # Amani's hourly fixes and the one her fence alert carries
+
+
+@pytest.fixture
+def api(store_url):
+    """A client of the API over the live herd (Amani on collar-01, Tusker on collar-02) and Kito, a
+    young bull registered on a spare collar never heard, with a token per role."""
+    with live_bridge(store_url) as bridge, TestClient(create_app(bridge)) as client:
+        client.headers_of = {
+            role: {"Authorization": f"Bearer {bridge.create_token(username, 'tests', actor=CONSOLE).secret}"}
+            for username, (role, _) in PASSWORDS.items()
+        }
+        client.bridge = bridge
+        client.kito = bridge.register_animal("collar-03", "Kito", sex="male").animal_id
+        yield client
+
+
+def animal_named(api, name: str) -> dict:
+    herd = api.get("/api/animals", headers=api.headers_of["ranger"])
+    assert herd.status_code == 200
+    return next(animal for animal in herd.json() if animal["name"] == name)
+
+
+def fixes_of(api, animal_id: str) -> list[dict]:
+    answer = api.get(f"/api/positions?animal_id={animal_id}", headers=api.headers_of["ranger"])
+    assert answer.status_code == 200
+    return [feature["properties"] for feature in answer.json()["features"]]
+
+
+def collar_01_reports(api, fix_at, heard_at, f_cnt: int, lat: float = -2.6, lon: float = 37.6) -> None:
+    """collar-01 sends one fix dated fix_at, heard at heard_at."""
+    message = b.positions(time_s=int(fix_at.timestamp()), fixes=((0, lat, lon),))
+    body = b.tts_uplink(message, device_id="collar-01", f_cnt=f_cnt, received_at=heard_at, dev_eui="70B3D57ED0000001")
+    assert api.bridge.ingest_tts_uplink(body).ok
+
+
+def move_collar_01_to_kito(api, **body) -> object:
+    return api.post(f"/api/animals/{api.kito}/collar", headers=api.headers_of["field_technician"],
+                    json={"device_id": "collar-01", "move": True, "fitted_at": MOVED_AT.isoformat(), **body})
+
+
+def test_field_technician_moves_a_collar_to_another_elephant_and_the_old_track_stays_with_the_first(api):
+    amani = animal_named(api, "Amani")
+    fence_alert = next(a for a in api.get("/api/alerts?state=all", headers=api.headers_of["ranger"]).json()
+                       if a["alert_type"] == "geofence_farmland")
+    assert fence_alert["animal_id"] == amani["animal_id"]
+
+    moved = move_collar_01_to_kito(api)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["device_id"] == "collar-01" and moved.json()["name"] == "Kito"
+
+    # Kito shows no place until his collar reports: Amani's last fix is not his.
+    assert animal_named(api, "Kito")["lat"] is None
+    assert animal_named(api, "Amani")["device_id"] is None
+    collar_01_reports(api, NOW - timedelta(minutes=2), NOW - timedelta(minutes=1), f_cnt=100)
+
+    kito = animal_named(api, "Kito")
+    assert (kito["lat"], kito["lon"]) == (pytest.approx(-2.6, abs=1e-4), pytest.approx(37.6, abs=1e-4))
+    assert [fix["time"] for fix in fixes_of(api, api.kito)] == [(NOW - timedelta(minutes=2)).isoformat()]
+    amanis = fixes_of(api, amani["animal_id"])
+    assert len(amanis) == HERD_FIXES and {fix["device_id"] for fix in amanis} == {"collar-01"}
+    assert max(fix["time"] for fix in amanis) == (NOW - timedelta(minutes=10)).isoformat()
+    alert = api.get(f"/api/alerts/{fence_alert['alert_id']}", headers=api.headers_of["ranger"]).json()
+    assert (alert["animal_id"], alert["name"]) == (amani["animal_id"], "Amani")
+    # Kito's spare collar came off him; what he wore is his collar history.
+    worn = api.get(f"/api/animals/{api.kito}/collars", headers=api.headers_of["ranger"]).json()
+    assert [(w["device_id"], w["removed_at"]) for w in worn] == [("collar-03", MOVED_AT.isoformat()),
+                                                                 ("collar-01", None)]
+
+
+def test_a_backlog_from_before_the_move_heard_after_it_stays_with_the_elephant_that_wore_the_collar(api):
+    amani = animal_named(api, "Amani")
+    assert move_collar_01_to_kito(api).status_code == 200
+
+    # The collar's flash queue sends a fix from when Amani still wore it, heard after the move.
+    collar_01_reports(api, NOW - timedelta(minutes=7), NOW - timedelta(minutes=1), f_cnt=100, lat=-2.45)
+
+    assert fixes_of(api, api.kito) == []
+    amanis = fixes_of(api, amani["animal_id"])
+    assert len(amanis) == HERD_FIXES + 1
+    assert max(fix["time"] for fix in amanis) == (NOW - timedelta(minutes=7)).isoformat()
+
+
+def test_a_move_logged_after_the_collar_went_on_gives_the_new_elephant_the_fixes_since(api):
+    amani = animal_named(api, "Amani")
+    # The collar went on Kito at MOVED_AT and reported from him before the technician logged it.
+    collar_01_reports(api, NOW - timedelta(minutes=2), NOW - timedelta(minutes=1), f_cnt=100)
+    assert len(fixes_of(api, amani["animal_id"])) == HERD_FIXES + 1
+
+    assert move_collar_01_to_kito(api).status_code == 200
+
+    assert [fix["time"] for fix in fixes_of(api, api.kito)] == [(NOW - timedelta(minutes=2)).isoformat()]
+    assert len(fixes_of(api, amani["animal_id"])) == HERD_FIXES
+
+
+def test_a_collar_another_elephant_wears_is_not_taken_without_saying_move(api):
+    technician = api.headers_of["field_technician"]
+    refused = api.post(f"/api/animals/{api.kito}/collar", headers=technician, json={"device_id": "collar-01"})
+
+    assert refused.status_code == 409
+    assert "Amani" in refused.json()["error"] and "move" in refused.json()["error"]
+    assert animal_named(api, "Amani")["device_id"] == "collar-01"
+    assert animal_named(api, "Kito")["device_id"] == "collar-03"
+    unknown = api.post("/api/animals/999/collar", headers=technician, json={"device_id": "collar-01"})
+    assert unknown.status_code == 404
+    future = api.post(f"/api/animals/{api.kito}/collar", headers=technician,
+                      json={"device_id": "collar-09", "fitted_at": (NOW + timedelta(hours=1)).isoformat()})
+    assert future.status_code == 400 and "future" in future.json()["error"]
+
+
+def test_field_technician_fits_a_new_collar_after_a_swap_and_the_old_one_keeps_its_history(api):
+    amani = animal_named(api, "Amani")
+    technician = api.headers_of["field_technician"]
+
+    fitted = api.post(f"/api/animals/{amani['animal_id']}/collar", headers=technician,
+                      json={"device_id": "collar-11", "fitted_at": MOVED_AT.isoformat()})
+
+    assert fitted.status_code == 200 and fitted.json()["device_id"] == "collar-11"
+    devices = {d["device_id"]: d for d in api.get("/api/devices", headers=api.headers_of["ranger"]).json()}
+    assert devices["collar-11"]["name"] == "Amani"
+    assert len(fixes_of(api, amani["animal_id"])) == HERD_FIXES
+    worn = api.get(f"/api/animals/{amani['animal_id']}/collars", headers=api.headers_of["ranger"]).json()
+    assert [w["device_id"] for w in worn] == ["collar-01", "collar-11"]
+
+
+def test_field_technician_renames_an_elephant_and_corrects_its_sex_and_the_audit_log_says_who(api):
+    amani = animal_named(api, "Amani")
+
+    changed = api.patch(f"/api/animals/{amani['animal_id']}", headers=api.headers_of["field_technician"],
+                        json={"name": "  Amani II ", "sex": "Female", "species": "Loxodonta cyclotis"})
+
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["name"], changed.json()["sex"], changed.json()["species"]) == (
+        "Amani II", "female", "Loxodonta cyclotis")
+    assert animal_named(api, "Amani II")["device_id"] == "collar-01"
+    audit = api.get("/api/audit", headers=api.headers_of["admin"]).json()
+    renamed = next(entry for entry in audit if entry["action"] == "animal_renamed")
+    assert (renamed["username"], renamed["role"]) == ("tito", "field_technician")
+    assert renamed["detail"]["name"] == {"was": "Amani", "now": "Amani II"}
+
+
+@pytest.mark.parametrize("body, said", [({"name": "   "}, "name cannot be empty"), ({"species": ""}, "species"),
+                                        ({"sex": "bull"}, "female, male, unknown"), ({"nick": "A"}, "nick")])
+def test_an_empty_name_or_an_unknown_sex_is_refused_and_the_elephant_keeps_its_record(api, body, said):
+    amani = animal_named(api, "Amani")
+
+    refused = api.patch(f"/api/animals/{amani['animal_id']}", headers=api.headers_of["admin"], json=body)
+
+    assert refused.status_code == 400 and said in refused.json()["error"]
+    assert animal_named(api, "Amani") == amani
+
+
+def test_rangers_and_visitors_read_the_herd_but_may_not_change_it_and_no_token_changes_nothing(api):
+    amani = animal_named(api, "Amani")
+    for role in ("ranger", "researcher", "visitor"):
+        renamed = api.patch(f"/api/animals/{amani['animal_id']}", headers=api.headers_of[role], json={"name": "X"})
+        fitted = api.post(f"/api/animals/{api.kito}/collar", headers=api.headers_of[role],
+                          json={"device_id": "collar-01", "move": True})
+        assert (renamed.status_code, fitted.status_code) == (403, 403), role
+    assert api.patch(f"/api/animals/{amani['animal_id']}", json={"name": "X"}).status_code == 401
+    assert api.post(f"/api/animals/{api.kito}/collar", json={"device_id": "collar-01", "move": True}).status_code == 401
+    assert animal_named(api, "Amani")["name"] == "Amani" and animal_named(api, "Amani")["device_id"] == "collar-01"
