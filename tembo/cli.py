@@ -512,9 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
                                              "it ships); the release key must be in it")
     release.set_defaults(func=_cmd_release)
 
-    from tembo import accounts
+    from tembo import accounts, herd
 
     accounts.add_parsers(sub)
+    herd.add_parsers(sub)
 
     from lora_bridge.notify.config import CHANNELS
 

@@ -13,6 +13,7 @@ from access_builders import CONSOLE, NOW, PASSWORDS, live_bridge
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.api import create_app
+from lora_bridge.service import open_bridge
 
 # Amani's newest fix is ten minutes before NOW (access_builders); the technician moves her collar
 # to Kito five minutes before NOW.
@@ -179,3 +180,31 @@ def test_rangers_and_visitors_read_the_herd_but_may_not_change_it_and_no_token_c
     assert api.patch(f"/api/animals/{amani['animal_id']}", json={"name": "X"}).status_code == 401
     assert api.post(f"/api/animals/{api.kito}/collar", json={"device_id": "collar-01", "move": True}).status_code == 401
     assert animal_named(api, "Amani")["name"] == "Amani" and animal_named(api, "Amani")["device_id"] == "collar-01"
+
+
+def test_field_technician_lists_the_herd_moves_a_collar_and_renames_from_the_command_line(sqlite_url, capsys):
+    from tembo.cli import main
+
+    with live_bridge(sqlite_url) as bridge:
+        kito = bridge.register_animal("collar-03", "Kito").animal_id
+    store = ["--database-url", sqlite_url]
+
+    assert main(["animals", "fit", "Kito", "collar-01", *store]) == 1
+    assert "worn by Amani" in capsys.readouterr().err
+    assert main(["animals", "fit", "Kito", "collar-01", "--move", "--at", "2026-06-01T11:55", *store]) == 0
+    assert "Kito (animal " in capsys.readouterr().out
+    assert main(["animals", "rename", kito, "--name", "Kito the younger", "--sex", "male", *store]) == 0
+    assert main(["animals", "rename", "Amani", "--name", " ", *store]) == 1
+    assert "name cannot be empty" in capsys.readouterr().err
+    assert main(["animals", "list", *store]) == 0
+    listed = capsys.readouterr().out
+    assert main(["animals", "collars", kito, *store]) == 0
+    collars = capsys.readouterr().out
+
+    assert any("Kito the younger" in line and "collar-01" in line and "2026-06-01 11:55" in line
+               for line in listed.splitlines())
+    assert any("Amani" in line and "collar-01" not in line for line in listed.splitlines())
+    assert [line.split()[1] for line in collars.splitlines() if "collar-" in line] == ["collar-03", "collar-01"]
+    with open_bridge(sqlite_url) as bridge:
+        changes = [e for e in bridge.audit_log(viewer=CONSOLE) if e.action in ("collar_fitted", "animal_renamed")]
+    assert len(changes) == 2 and all(e.username.startswith("console:") for e in changes)
