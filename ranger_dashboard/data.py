@@ -307,11 +307,12 @@ def alert_count_changed(count: int) -> bool:
     return shown is not None and shown != count
 
 
-def animals(url: str, viewer: Viewer, when_busy: Any = STOP) -> list[Any]:
+def animals(url: str, viewer: Viewer, when_busy: Any = STOP, changed: tuple[Any, ...] | None = None) -> list[Any]:
     """Every collared animal with its latest status (`AnimalView`), as viewer may see it: read again
     once the store has changed (`animals_at`), not on every page load (for 500 animals the read
-    is a good part of a page's run). `when_busy` as for `audited` reads."""
-    return animals_at(url, viewer, changes(url), when_busy=when_busy)
+    is a good part of a page's run). `when_busy` as for `audited` reads; changed: the store's change
+    counter this page run read already (`changes`), else read here."""
+    return animals_at(url, viewer, changes(url) if changed is None else changed, when_busy=when_busy)
 
 
 @audited(QUERY_TTL_S)
@@ -329,7 +330,8 @@ MOMENT_TTL_S = 60
 
 
 def changes(url: str) -> tuple[Any, ...]:
-    """The store's change counter: equal values, nothing the pages show has changed."""
+    """The store's change counter: equal values, nothing the pages show has changed. It reads the
+    whole (small) animals table: a page run reads it once and hands the value to what it calls."""
     return bridge(url).change_counter()
 
 

@@ -156,22 +156,23 @@ def names_for(
 
 
 def herd_for(
-    bridge: Any, viewer: Viewer, query: dict[str, str], clock: str
+    bridge: Any, viewer: Viewer, query: dict[str, str], clock: str, changed: tuple[Any, ...] | None = None
 ) -> tuple[tuple[Any, ...], kept_answers.Kept[list[dict[str, Any]]]]:
     """The herd the name tiles of a names URL's `query` place (`herd_points` at its moment `at`),
     read once per viewer, moment and change of the store, not yet logged: (its cache key, the herd
-    kept for `viewer`)."""
+    kept for `viewer`). changed: the store's change counter as the caller read it, else read here."""
     as_of = datetime.fromisoformat(query["at"]) if query.get("at") else None
-    herd_key = ("herd", viewer, as_of, bridge.change_counter())
+    herd_key = ("herd", viewer, as_of, bridge.change_counter() if changed is None else changed)
     return herd_key, cached(herd_key, lambda: kept_answers.keep(bridge, viewer, lambda: herd_points(bridge, viewer, as_of, clock)))
 
 
-def warm_herd(bridge: Any, viewer: Viewer, as_of: datetime | None, clock: str) -> None:
+def warm_herd(bridge: Any, viewer: Viewer, as_of: datetime | None, clock: str,
+              changed: tuple[Any, ...] | None = None) -> None:
     """Have the herd the name tiles of the live map at `as_of` (None: live) place read while the
     browser loads the map (`warm`), as the tiles' `at` will name it; logged only once a tile is
     handed out."""
     query = {"at": as_of.isoformat()} if as_of else {}
-    warm(lambda: herd_for(bridge, viewer, query, clock), "names")
+    warm(lambda: herd_for(bridge, viewer, query, clock, changed), "names")
 
 
 async def names(request: Request) -> Response:

@@ -70,25 +70,28 @@ def segments_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime, 
     return map_layers.track_segments(map_layers.track_paths(tracks))
 
 
-def body_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime) -> kept_answers.Kept[bytes]:
+def body_for(bridge: Any, viewer: Viewer, since: datetime, until: datetime,
+             changed: tuple[Any, ...] | None = None) -> kept_answers.Kept[bytes]:
     """The route's JSON answer for `viewer` and the window, made once per change of the store and
-    kept a while for `viewer` (`name_routes.cached`), not yet logged (`kept_answers.hand_out`)."""
+    kept a while for `viewer` (`name_routes.cached`), not yet logged (`kept_answers.hand_out`).
+    changed: the store's change counter as the caller read it (a page run), else read here."""
     from ranger_dashboard import data
 
     def answer() -> bytes:
         segments = segments_for(bridge, viewer, since, until, data.TRACK_MAX_POINTS)
         return json.dumps(segments, separators=(",", ":")).encode()
 
-    key = ("tracks", viewer, since, until, bridge.change_counter())
+    key = ("tracks", viewer, since, until, bridge.change_counter() if changed is None else changed)
     return name_routes.cached(key, lambda: kept_answers.keep(bridge, viewer, answer))
 
 
-def warm(bridge: Any, viewer: Viewer, url: str) -> None:
+def warm(bridge: Any, viewer: Viewer, url: str, changed: tuple[Any, ...] | None = None) -> None:
     """Have the answer to the map's tracks `url` (`tracks_url`) made while the browser still loads
     the map, so the map's fetch of it, a second or so later, finds it ready (`name_routes.warm`);
-    logged in the audit log only when the browser fetches it."""
+    logged in the audit log only when the browser fetches it. changed: the store's change counter
+    the page run read (`data.changes`), so the run reads it once."""
     since, until = window(dict(parse_qsl(urlsplit(url).query)))
-    name_routes.warm(lambda: body_for(bridge, viewer, since, until), "tracks")
+    name_routes.warm(lambda: body_for(bridge, viewer, since, until, changed), "tracks")
 
 
 async def tracks(request: Request) -> Response:

@@ -605,6 +605,24 @@ def test_live_map_has_its_tracks_and_names_read_while_the_browser_is_still_loadi
     assert herd.viewer == amina and {p["name"] for p in herd.value} == {"Amani", "Kito", "Zawadi"}
 
 
+def test_a_live_map_run_reads_the_herds_change_counter_once_for_its_panel_and_the_reads_ahead(store, monkeypatch):
+    from ranger_dashboard import name_routes
+
+    reads = []
+    counter = Bridge.change_counter
+
+    def counted(bridge):
+        reads.append(1)
+        return counter(bridge)
+
+    monkeypatch.setattr(Bridge, "change_counter", counted)
+    name_routes._cache.clear()
+    app = open_page()
+    name_routes._warming.submit(lambda: None).result(timeout=TIMEOUT_S)  # the tracks and names read ahead
+    assert len(reads) == 1  # the whole animals table, read once for the page, its panel and the reads ahead
+    assert layer(deck_spec(app), "tracks")["data"] and {p["name"] for p in layer(deck_spec(app), "animals")["data"]}
+
+
 def test_every_hand_out_of_a_live_map_run_is_in_the_admins_audit_log(store, monkeypatch):
     from collections import Counter
 

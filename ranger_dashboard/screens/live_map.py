@@ -62,7 +62,10 @@ if opened is not None:
     st.switch_page(navigation.animals_page(), query_params={"animal": opened})
 
 # While the store is busy (a backup holds its write lock) the map shows the herd last read, marked stale.
-animal_list = sorted(data.animals(url, viewer, when_busy=data.LAST_READ), key=lambda a: (a.name or "", a.device_id or ""))
+# The store's change counter, read once for this run: the panel's first draw uses it too (`live_panel`).
+changed_this_run = [data.changes(url)]
+animal_list = sorted(data.animals(url, viewer, when_busy=data.LAST_READ, changed=changed_this_run[0]),
+                     key=lambda a: (a.name or "", a.device_id or ""))
 names = {str(a.animal_id): a.name or a.device_id for a in animal_list}
 focus_options = [NO_FOCUS, *names]
 
@@ -105,7 +108,8 @@ def live_panel() -> None:
     moment = as_of.current()
     focus = st.session_state.get("focus", NO_FOCUS)
     hours = int(st.session_state.get("track_hours", DEFAULT_TRACK_HOURS))
-    changed = data.changes(url)
+    # Drawn within the page's run: the counter it read; a refresh of the panel alone reads it anew.
+    changed = changed_this_run.pop() if changed_this_run else data.changes(url)
     # The bridge hands out only what the viewer's role may see (coarse and late for some roles),
     # at the chosen moment: positions then, alerts open then, tracks ending then. While the store is
     # busy, what this viewer was shown last, as its role saw it then (`data.LAST_READ`).
@@ -127,9 +131,9 @@ def live_panel() -> None:
     if until is not None and stale_since is None:
         tracks_url = track_routes.tracks_url(until - timedelta(hours=hours), until, changed)
         # The map asks for its tracks and names as it draws its first frame: have them read now.
-        track_routes.warm(data.bridge(url), viewer, tracks_url)
+        track_routes.warm(data.bridge(url), viewer, tracks_url, changed)
     if points and stale_since is None:
-        name_routes.warm_herd(data.bridge(url), viewer, moment, options.clock)
+        name_routes.warm_herd(data.bridge(url), viewer, moment, options.clock, changed)
     rings = map_layers.alert_points(alerts, now, positions) if role.exact_positions else []
 
     low_battery_mv = data.low_battery_mv(url)
