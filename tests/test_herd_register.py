@@ -71,6 +71,8 @@ def test_field_technician_moves_a_collar_to_another_elephant_and_the_old_track_s
 
     # Kito shows no place until his collar reports: Amani's last fix is not his.
     assert animal_named(api, "Kito")["lat"] is None
+    latest = api.get("/api/positions/latest", headers=api.headers_of["ranger"]).json()["features"]
+    assert "Kito" not in {feature["properties"]["name"] for feature in latest}
     assert animal_named(api, "Amani")["device_id"] is None
     collar_01_reports(api, NOW - timedelta(minutes=2), NOW - timedelta(minutes=1), f_cnt=100)
 
