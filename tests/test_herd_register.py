@@ -210,3 +210,40 @@ def test_field_technician_lists_the_herd_moves_a_collar_and_renames_from_the_com
     with open_bridge(sqlite_url) as bridge:
         changes = [e for e in bridge.audit_log(viewer=CONSOLE) if e.action in ("collar_fitted", "animal_renamed")]
     assert len(changes) == 2 and all(e.username.startswith("console:") for e in changes)
+
+
+@pytest.mark.parametrize("empty_url", ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)])
+def test_an_upgraded_store_keeps_each_elephant_on_its_collar_and_a_technician_moves_one(empty_url, request):
+    from sqlalchemy import create_engine, text
+
+    from lora_bridge.access import Viewer
+    from lora_bridge.store import migrate
+
+    store_url = request.getfixturevalue(empty_url)
+    # Yesterday's store (0029): Amani on collar-01 with a fix, Kito on collar-03.
+    engine = create_engine(store_url)
+    try:
+        migrate.upgrade(engine, "0029_notification_tries_total")
+        with engine.begin() as connection:
+            for device_id in ("collar-01", "collar-03"):
+                connection.execute(text("INSERT INTO devices (device_id, flags, reported_settings, session) "
+                                        "VALUES (:d, '{}', '{}', 0)"), {"d": device_id})
+            for key, name, device_id in ((1, "Amani", "collar-01"), (2, "Kito", "collar-03")):
+                connection.execute(text("INSERT INTO animals (id, name, species, device_id, created_at, high_value) "
+                                        "VALUES (:i, :n, 'Loxodonta africana', :d, :t, false)"),
+                                   {"i": key, "n": name, "d": device_id, "t": NOW - timedelta(days=30)})
+            connection.execute(text("INSERT INTO positions (id, device_id, animal_id, time, lat, lon, message) "
+                                    "VALUES (1, 'collar-01', 1, :t, -2.5, 37.5, 'status')"), {"t": NOW - timedelta(days=1)})
+        assert migrate.upgrade(engine) == migrate.head_revision()
+    finally:
+        engine.dispose()
+
+    technician = Viewer("tito", "field_technician")
+    with open_bridge(store_url) as bridge:
+        bridge.clock = lambda: NOW
+        assert [w["fitted_at"] for w in bridge.collar_history("1", viewer=technician)] == [None]
+        kito = bridge.fit_collar("2", "collar-01", viewer=technician, move=True, fitted_at=NOW - timedelta(hours=1))
+        tracks = bridge.tracks(viewer=Viewer("amina", "ranger"))
+
+    assert kito.device_id == "collar-01"
+    assert [(p.animal_id, p.device_id) for p in tracks["1"]] == [("1", "collar-01")] and "2" not in tracks
