@@ -138,9 +138,16 @@ def test_field_technician_fits_a_new_collar_after_a_swap_and_the_old_one_keeps_i
                       json={"device_id": "collar-11", "fitted_at": MOVED_AT.isoformat()})
 
     assert fitted.status_code == 200 and fitted.json()["device_id"] == "collar-11"
+    # The old collar, lying in the workshop, sends its backlog: a fix from Amani and a test fix since.
+    collar_01_reports(api, NOW - timedelta(minutes=7), NOW - timedelta(minutes=1), f_cnt=100, lat=-2.45)
+    collar_01_reports(api, NOW - timedelta(minutes=2), NOW - timedelta(minutes=1), f_cnt=101, lat=-1.0)
     devices = {d["device_id"]: d for d in api.get("/api/devices", headers=api.headers_of["ranger"]).json()}
     assert devices["collar-11"]["name"] == "Amani"
-    assert len(fixes_of(api, amani["animal_id"])) == HERD_FIXES
+    amanis = fixes_of(api, amani["animal_id"])
+    assert len(amanis) == HERD_FIXES + 1 and max(fix["time"] for fix in amanis) == (NOW - timedelta(minutes=7)).isoformat()
+    assert animal_named(api, "Amani")["lat"] is None  # her new collar has not reported yet
+    workshop = animal_named(api, "collar-01")  # the old collar, on no animal: named after itself
+    assert [fix["time"] for fix in fixes_of(api, workshop["animal_id"])] == [(NOW - timedelta(minutes=2)).isoformat()]
     worn = api.get(f"/api/animals/{amani['animal_id']}/collars", headers=api.headers_of["ranger"]).json()
     assert [w["device_id"] for w in worn] == ["collar-01", "collar-11"]
 

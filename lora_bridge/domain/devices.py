@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from lora_bridge.errors import MalformedUplink, UnknownDevice
 from lora_bridge.store import bulk
 from lora_bridge.store.ids import take_id
-from lora_bridge.store.tables import Animal, Device
+from lora_bridge.store.tables import Animal, CollarFitting, Device
 from lora_bridge.uplink_formats import Uplink, eui_or_none
 
 log = logging.getLogger(__name__)
@@ -356,8 +356,13 @@ def ensure_animal(session: Session, device: Device) -> Animal:
         with session.no_autoflush:  # animals made in this unit of work are in `known`
             animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
     if animal is None:
+        # A collar taken off an animal (`herd.take_off`) is worn by this placeholder since it came off:
+        # a message dated before that is of the animal that wore it (`herd.wearer_at`).
+        came_off = None if first_heard else session.scalar(
+            select(CollarFitting.removed_at).where(CollarFitting.device_id == device.device_id)
+            .order_by(CollarFitting.removed_at.desc()).limit(1))
         animal = Animal(id=take_id(session, Animal), name=device.device_id, species=DEFAULT_SPECIES,
-                        device_id=device.device_id)
+                        device_id=device.device_id, collar_fitted_at=came_off)
         session.add(animal)
         _flush_unless_keys_checked_at_commit(session)
     known[device.device_id] = animal
