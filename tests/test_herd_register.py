@@ -90,6 +90,24 @@ def test_field_technician_moves_a_collar_to_another_elephant_and_the_old_track_s
                                                                  ("collar-01", None)]
 
 
+def test_a_fence_alert_the_moved_collar_raises_on_the_new_elephant_is_his_own_not_a_repeat_of_the_first(api):
+    ranger = api.headers_of["ranger"]
+    amanis = next(a for a in api.get("/api/alerts?state=all", headers=ranger).json()
+                  if a["alert_type"] == "geofence_farmland")
+    assert amanis["state"] == "new"
+    assert move_collar_01_to_kito(api).status_code == 200
+
+    alert = b.alert("geofence_farmland", seq=2, time_s=int((NOW - timedelta(minutes=2)).timestamp()), lat=-2.6, lon=37.6)
+    body = b.tts_uplink(alert, device_id="collar-01", f_cnt=100, received_at=NOW - timedelta(minutes=1),
+                        dev_eui="70B3D57ED0000001")
+    assert api.bridge.ingest_tts_uplink(body).ok
+
+    fence = [a for a in api.get("/api/alerts?state=all", headers=ranger).json() if a["alert_type"] == "geofence_farmland"]
+    assert sorted((a["name"], a["occurrences"], a["state"]) for a in fence) == [("Amani", 1, "new"), ("Kito", 1, "new")]
+    resolved = api.post(f"/api/alerts/{amanis['alert_id']}/resolve", headers=ranger, json={"verdict": "true"})
+    assert resolved.status_code == 200 and resolved.json()["state"] == "resolved"
+
+
 def test_a_backlog_from_before_the_move_heard_after_it_stays_with_the_elephant_that_wore_the_collar(api):
     amani = animal_named(api, "Amani")
     assert move_collar_01_to_kito(api).status_code == 200

@@ -105,6 +105,7 @@ def fit_collar(session: Session, animal: Animal, collar: str, at: datetime, *, m
     animal.device_id = device.device_id
     animal.collar_fitted_at = at
     refiled = _refile_since(session, device.device_id, animal.id, at)
+    _keep_open_alerts_apart(session, device.device_id, at)
     session.info.get(devices.ANIMALS_BY_DEVICE, {}).pop(device.device_id, None)
     log.info("collar fitted device_id=%s animal_id=%s", device.device_id, animal.id,
              extra={"device_id": device.device_id, "animal_id": animal.id, "previous_collar": previous,
@@ -178,3 +179,15 @@ def _refile_since(session: Session, device_id: str, animal_id: int, at: datetime
         )
         refiled += result.rowcount or 0
     return refiled
+
+
+def _keep_open_alerts_apart(session: Session, device_id: str, at: datetime) -> None:
+    """The collar's alerts still open from before `at` stay open for the animal that wore it (a ranger
+    resolves them), but are no longer the collar's open alert of their type (`alerts.dedup_key`): an
+    alert the collar raises on its new wearer is that animal's own, not a repeat of the other's."""
+    session.execute(
+        update(Alert)
+        .where(Alert.device_id == device_id, Alert.open_key.is_not(None), Alert.time < at)
+        .values(open_key=Alert.open_key + f"~worn-until-{at:%Y%m%dT%H%M%S}")
+        .execution_options(synchronize_session=False)
+    )
