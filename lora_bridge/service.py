@@ -112,6 +112,7 @@ from lora_bridge.views import (
     AlertView,
     AnimalView,
     CollarHealthView,
+    CollarWornView,
     DeadLetterView,
     DeviceView,
     DownlinkView,
@@ -766,17 +767,15 @@ class Bridge:
                                 refiled=fitting.refiled)
         return self._animal_view(key)
 
-    def collar_history(self, animal_id: str | int, *, viewer: Viewer) -> list[dict[str, Any]]:
-        """The collars an animal wore, oldest first, the one it wears now last: device_id, fitted_at
-        (None: since it was registered) and removed_at (None: still on)."""
+    def collar_history(self, animal_id: str | int, *, viewer: Viewer) -> list[CollarWornView]:
+        """The collars an animal wore, oldest first, the one it wears now last."""
         require(viewer, roles.READ_DEVICES)
         key = self._existing_animal_key(animal_id)
         with self.db.read() as session:
             animal = session.get(Animal, key)
-            worn = [{"device_id": f.device_id, "fitted_at": f.fitted_at, "removed_at": f.removed_at}
-                    for f in herd.fittings_of(session, key)]
+            worn = [CollarWornView(f.device_id, f.fitted_at, f.removed_at) for f in herd.fittings_of(session, key)]
             if animal.device_id is not None:
-                worn.append({"device_id": animal.device_id, "fitted_at": animal.collar_fitted_at, "removed_at": None})
+                worn.append(CollarWornView(animal.device_id, animal.collar_fitted_at, None))
         return worn
 
     # Alerts ----------------------------------------------------------------------------------

@@ -39,6 +39,16 @@ class AnimalView:
 
 
 @dataclass(frozen=True)
+class CollarWornView:
+    """A collar an animal wore (removed_at None: wears it now) since fitted_at (None: since it was
+    registered, before fittings were kept)."""
+
+    device_id: str
+    fitted_at: datetime | None
+    removed_at: datetime | None
+
+
+@dataclass(frozen=True)
 class DeviceView:
     """A collar's health as a field technician sees it."""
 

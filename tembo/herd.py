@@ -74,8 +74,8 @@ def run_animals(args: argparse.Namespace) -> int:
             elif args.action == "collars":
                 table = Table("collar", "fitted (UTC)", "removed (UTC)")
                 for worn in bridge.collar_history(animal_id(bridge, actor, args.animal), viewer=actor):
-                    table.add_row(worn["device_id"], _time(worn["fitted_at"]) if worn["fitted_at"] else "registered",
-                                  _time(worn["removed_at"]) if worn["removed_at"] else "still on")
+                    table.add_row(worn.device_id, _time(worn.fitted_at) if worn.fitted_at else "registered",
+                                  _time(worn.removed_at) if worn.removed_at else "still on")
                 _console().print(table)
     except (BridgeError, ValueError) as error:
         print(f"tembo animals {args.action}: {error}", file=sys.stderr)

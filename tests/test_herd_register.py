@@ -266,7 +266,7 @@ def test_an_upgraded_store_keeps_each_elephant_on_its_collar_and_a_technician_mo
     technician = Viewer("tito", "field_technician")
     with open_bridge(store_url) as bridge:
         bridge.clock = lambda: NOW
-        assert [w["fitted_at"] for w in bridge.collar_history("1", viewer=technician)] == [None]
+        assert [w.fitted_at for w in bridge.collar_history("1", viewer=technician)] == [None]
         kito = bridge.fit_collar("2", "collar-01", viewer=technician, move=True, fitted_at=NOW - timedelta(hours=1))
         tracks = bridge.tracks(viewer=Viewer("amina", "ranger"))
 
