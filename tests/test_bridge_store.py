@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import bridge_builders as b
 import httpx
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, create_engine, select, text
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam, create_engine, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.types import TypeDecorator
 
 from lora_bridge.adapters.webhook import create_app
 from lora_bridge.errors import InvalidGeography, UnknownAnimal
@@ -19,7 +24,7 @@ from lora_bridge.server import serve_app_in_thread
 from lora_bridge.service import open_bridge
 from lora_bridge.settings import load_settings
 from lora_bridge.store import Base
-from lora_bridge.store.utc import UTCDateTime, as_utc
+from lora_bridge.store.utc import UTCDateTime, as_utc, sqlite_text
 
 RESERVE = {
     "type": "FeatureCollection",
@@ -287,4 +292,107 @@ def test_a_time_another_program_wrote_with_an_offset_or_without_a_fraction_reads
         read = list(connection.execute(select(table.c.at).order_by(table.c.id)).scalars())
 
     assert read == [datetime(2026, 3, 1, 6, tzinfo=UTC), datetime(2026, 3, 1, 6, tzinfo=UTC)]
+    engine.dispose()
+
+
+def _two_step_read(dialect) -> Any:
+    """How a UTCDateTime was read before SQLite's text was read in one step: SQLAlchemy's reading of the
+    dialect's DATETIME, then UTCDateTime.process_result_value."""
+    return TypeDecorator.result_processor(UTCDateTime().dialect_impl(dialect), dialect, None)
+
+
+def _what_reading_gives(read, text: str | None) -> tuple[Any, ...]:
+    try:
+        value = read(text)
+    except Exception as error:  # the same refusal both ways
+        return ("refused", type(error))
+    return ("read", value, None if value is None else (value.tzinfo is UTC, value.fold))
+
+
+OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda minutes: timezone(timedelta(minutes=minutes)))
+INSTANTS = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30))
+# Every text a time column of a SQLite store may hold: the bridge's own writes, SQLAlchemy's, a date
+# alone, and what another program (sqlite3's CLI, a script, a spreadsheet's import) might have written.
+STORED_TIMES = st.one_of(
+    st.builds(lambda at: sqlite_text(at), INSTANTS),
+    st.builds(lambda at, tz: sqlite_text(at.replace(tzinfo=tz)), INSTANTS, OFFSETS),
+    st.builds(lambda at: sqlite.DATETIME().bind_processor(sqlite.dialect())(at), INSTANTS),
+    st.builds(lambda at, spec, sep: at.isoformat(sep, spec),
+              INSTANTS, st.sampled_from(["hours", "minutes", "seconds", "milliseconds", "microseconds"]),
+              st.sampled_from([" ", "T"])),
+    st.builds(lambda at, tz: at.replace(tzinfo=tz).isoformat(" "), INSTANTS, OFFSETS | st.just(UTC)),
+    st.builds(lambda at: at.isoformat("T", "seconds") + "Z", INSTANTS),
+    st.builds(lambda at: at.date().isoformat(), INSTANTS),
+    st.builds(lambda at: at.strftime("%Y%m%dT%H%M%S"), st.datetimes(min_value=datetime(1000, 1, 1))),
+    st.sampled_from(["2026-03-01 06:00:00.1234", "2026-03-01 24:00:00", "yesterday", "", "2026-02-30 01:00:00"]),
+)
+
+
+@settings(max_examples=3_000, deadline=None)
+@given(text=STORED_TIMES | st.none())
+def test_every_time_a_sqlite_store_may_hold_reads_back_as_it_did_before_the_one_step_read(text):
+    """Times are read from SQLite's text in one step now (the rules read about a thousand a batch); a
+    researcher's store written by any version of the bridge, or touched by another program, reads back
+    the same instants, aware UTC, and refuses the same texts."""
+    dialect = sqlite.dialect()
+    one_step = UTCDateTime().dialect_impl(dialect).result_processor(dialect, None)
+
+    assert _what_reading_gives(one_step, text) == _what_reading_gives(_two_step_read(dialect), text)
+
+
+def test_a_store_s_times_read_through_sqlalchemy_are_the_two_step_reads_of_the_text_kept(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'times.db'}")
+    table = Table("times", MetaData(), Column("id", Integer, primary_key=True), Column("at", UTCDateTime))
+    table.metadata.create_all(engine)
+    two_steps = _two_step_read(sqlite.dialect())
+
+    @settings(max_examples=200, deadline=None)
+    @given(texts=st.lists(STORED_TIMES.filter(lambda text: _what_reading_gives(two_steps, text)[0] == "read")
+                          | st.none(), max_size=30))
+    def reads_as_before(texts):
+        with engine.begin() as connection:
+            connection.execute(table.delete())
+            for i, text in enumerate(texts):  # the text as it is, as another program writes it
+                connection.exec_driver_sql("INSERT INTO times (id, at) VALUES (?, ?)", (i, text))
+            read = list(connection.execute(select(table.c.at).order_by(table.c.id)).scalars())
+
+        assert [_what_reading_gives(lambda at: at, at) for at in read] == [
+            _what_reading_gives(two_steps, text) for text in texts]
+
+    reads_as_before()
+    engine.dispose()
+
+
+def test_the_rules_reading_a_herds_fixes_from_sqlite_convert_each_time_in_one_python_call(tmp_path):
+    """The rules of a batch read about a thousand times from SQLite; each is one Python call now (the
+    parse and the zone in one C call), not SQLAlchemy's parse and then the zone added in a second
+    call. Counted, not timed: the calls of reading 3,000 rows less those of reading 1,000."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'times.db'}")
+    table = Table("times", MetaData(), Column("id", Integer, primary_key=True), Column("at", UTCDateTime))
+    table.metadata.create_all(engine)
+    start = datetime(2026, 3, 1, tzinfo=UTC)
+    with engine.begin() as connection:
+        connection.execute(table.insert(), [{"id": i, "at": start + timedelta(minutes=i)} for i in range(3_000)])
+        read = select(table.c.at).where(table.c.id < bindparam("rows"))
+        connection.execute(read, {"rows": 1}).all()  # compiled once before counting
+
+        def python_calls(rows: int) -> tuple[int, list[datetime]]:
+            calls = 0
+
+            def count(frame: Any, event: str, arg: Any) -> None:
+                nonlocal calls
+                calls += event == "call"
+
+            sys.setprofile(count)
+            try:
+                rows_read = connection.execute(read, {"rows": rows}).all()
+            finally:
+                sys.setprofile(None)
+            return calls, [at for (at,) in rows_read]
+
+        few, _ = python_calls(1_000)
+        many, times = python_calls(3_000)
+
+    assert times == [start + timedelta(minutes=i) for i in range(3_000)] and all(t.tzinfo is UTC for t in times)
+    assert (many - few) / 2_000 < 1.5  # about one: the one-step read; 2 and more when two steps
     engine.dispose()
