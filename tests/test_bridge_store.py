@@ -396,3 +396,15 @@ def test_the_rules_reading_a_herds_fixes_from_sqlite_convert_each_time_in_one_py
     assert times == [start + timedelta(minutes=i) for i in range(3_000)] and all(t.tzinfo is UTC for t in times)
     assert (many - few) / 2_000 < 1.5  # about one: the one-step read; 2 and more when two steps
     engine.dispose()
+
+
+@settings(max_examples=2_000, deadline=None)
+@given(at=st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)),
+       zone=st.none() | st.just(UTC) | OFFSETS)
+def test_every_time_an_uplink_brings_is_kept_in_sqlite_as_sqlalchemy_kept_it(at, zone):
+    """The text a time is kept as on SQLite is formatted from its fields now; it is the text SQLAlchemy's
+    SQLite DATETIME writes for the same UTC instant, so stores written before and after read alike."""
+    at = at.replace(tzinfo=zone)
+    usual = sqlite.DATETIME().bind_processor(sqlite.dialect())
+
+    assert sqlite_text(at) == usual(as_utc(at).replace(tzinfo=None))

@@ -86,9 +86,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def sqlite_text(value: datetime) -> str:
     """value (naive: UTC) as SQLite keeps it: UTC text in SQLAlchemy's SQLite DATETIME storage format,
-    'YYYY-MM-DD HH:MM:SS.ffffff'."""
-    if value.tzinfo is UTC:  # most times: the text without its "+00:00"
-        return value.isoformat(" ", "microseconds")[:26]
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.isoformat(" ", "microseconds")
+    'YYYY-MM-DD HH:MM:SS.ffffff'. Formatted from its fields: an aware time's `isoformat` asks its zone
+    for the offset and `replace(tzinfo=None)` builds a new datetime, each costlier than the formatting."""
+    if value.tzinfo is not UTC and value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return _SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute, value.second,
+                           value.microsecond)
+
+
+_SQLITE_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's SQLite DATETIME storage format
