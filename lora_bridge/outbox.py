@@ -266,7 +266,7 @@ class Outbox:
                 if downlink.alert_id is not None:
                     alert = session.get(Alert, downlink.alert_id)
                     alerts.record_event(
-                        session, alert, alerts.SYSTEM_ACTOR, "ack_sent", {"seq": downlink.seq, "downlink_id": downlink.id}
+                        session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_ACK_SENT, {"seq": downlink.seq, "downlink_id": downlink.id}
                     )
             else:
                 downlink.state = downlinks.STATE_QUEUED

@@ -9,7 +9,13 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from lora_bridge.domain.alerts import OPEN_STATES, STATE_RESOLVED, as_it_stood
+from lora_bridge.domain.alerts import (
+    ACTION_ASSIGNED,
+    ACTION_RESOLVED,
+    OPEN_STATES,
+    STATE_RESOLVED,
+    as_it_stood,
+)
 from lora_bridge.store.tables import (
     ActivitySummary,
     Alert,
@@ -330,10 +336,6 @@ def track_views(
             for _, name, device_id, time, lat, lon, position_id in fixes
         ]
     return tracks
-
-
-ACTION_ASSIGNED = "assigned"
-ACTION_RESOLVED = "resolved"
 
 
 def alert_view(

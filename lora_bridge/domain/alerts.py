@@ -107,6 +107,36 @@ SOURCE_SERVER = "server"
 
 SYSTEM_ACTOR = "tembo"
 
+# Every step the bridge records in an alert's history (`AlertEvent.action`, `record_event` refuses any
+# other): the one list the dashboard's wording of each step is checked against (docs/alerts.md).
+ACTION_RAISED = "raised"
+ACTION_REPEATED = "repeated"
+ACTION_CORROBORATED = "corroborated"  # detail: confidence, held
+ACTION_TRACK_CHECKED = "track_checked"  # a collar's fence alert judged by the track (detail: verdict, held)
+ACTION_CROSSING_REFINED = "crossing_refined"  # a fence crossing re-dated by later fixes (detail: from, to, fence)
+ACTION_ESCALATED = "escalated"
+ACTION_ACKNOWLEDGED = "acknowledged"
+ACTION_ASSIGNED = "assigned"  # detail: to ('' when the assignment is taken back)
+ACTION_RESOLVED = "resolved"  # detail: verdict, note
+ACTION_AUTO_RESOLVED = "auto_resolved"  # its condition cleared (detail: reason, cleared_at)
+ACTION_NOTIFICATION_QUEUED = "notification_queued"
+ACTION_NOTIFICATION_SENT = "notification_sent"
+ACTION_NOTIFICATION_WITHDRAWN = "notification_withdrawn"
+ACTION_NOTIFICATION_REQUEUED = "notification_requeued"
+ACTION_ACK_QUEUED = "ack_queued"  # Tembo's ack of the collar's alert, queued for the collar
+ACTION_ACK_SENT = "ack_sent"
+ACTION_ACK_UNCONFIRMED = "ack_unconfirmed"
+ACTION_ACK_DELIVERED = "ack_delivered"
+ACTION_ACK_REQUEUED = "ack_requeued"
+ACTION_COLLAR_CONFIRMED_ACK = "collar_confirmed_ack"
+ACTIONS = (
+    ACTION_RAISED, ACTION_REPEATED, ACTION_CORROBORATED, ACTION_TRACK_CHECKED, ACTION_CROSSING_REFINED,
+    ACTION_ESCALATED, ACTION_ACKNOWLEDGED, ACTION_ASSIGNED, ACTION_RESOLVED, ACTION_AUTO_RESOLVED,
+    ACTION_NOTIFICATION_QUEUED, ACTION_NOTIFICATION_SENT, ACTION_NOTIFICATION_WITHDRAWN, ACTION_NOTIFICATION_REQUEUED,
+    ACTION_ACK_QUEUED, ACTION_ACK_SENT, ACTION_ACK_UNCONFIRMED, ACTION_ACK_DELIVERED, ACTION_ACK_REQUEUED,
+    ACTION_COLLAR_CONFIRMED_ACK,
+)
+
 
 def as_it_stood(view: AlertView, moment: datetime) -> AlertView:
     """The alert as it stood at `moment` (raised by then): its place, count and evidence as of then
@@ -172,7 +202,7 @@ def raise_alert(
             if lat is not None and lon is not None:
                 alert.lat, alert.lon = lat, lon
         alert.evidence = with_occurrence(alert.evidence, _occurrence(time, lat, lon, evidence))
-        record_event(session, alert, actor, "repeated", {"time": time.isoformat(), **known_later(time, evidence)})
+        record_event(session, alert, actor, ACTION_REPEATED, {"time": time.isoformat(), **known_later(time, evidence)})
         log.info(
             "alert repeated alert_id=%d device_id=%s type=%s",
             alert.id,
@@ -200,7 +230,7 @@ def raise_alert(
     )
     session.add(alert)
     _note_raised(session, alert)
-    record_event(session, alert, actor, "raised", {"source": source, "time": time.isoformat()})
+    record_event(session, alert, actor, ACTION_RAISED, {"source": source, "time": time.isoformat()})
     log.info(
         "alert raised alert_id=%d device_id=%s type=%s priority=%d source=%s",
         alert.id,
@@ -365,7 +395,7 @@ def closed_collar_alert_repeated(
             continue
         alert.occurrences += 1
         alert.evidence = with_occurrence(evidence, _occurrence(time, None, None, {"seq": seq}))
-        record_event(session, alert, device_id, "repeated", {"time": time.isoformat(), "seq": seq, "while": alert.state})
+        record_event(session, alert, device_id, ACTION_REPEATED, {"time": time.isoformat(), "seq": seq, "while": alert.state})
         log.info(
             "collar repeated a closed alert alert_id=%d device_id=%s type=%s seq=%d",
             alert.id, device_id, alert_type, seq,
@@ -397,7 +427,7 @@ def acknowledge(session: Session, alert_id: int, user: str) -> Alert:
     alert.state = STATE_ACKNOWLEDGED
     alert.acknowledged_at = utc_now()
     alert.acknowledged_by = user
-    record_event(session, alert, user, "acknowledged")
+    record_event(session, alert, user, ACTION_ACKNOWLEDGED)
     log.info("alert acknowledged alert_id=%d by %s", alert.id, user, extra={"alert_id": alert.id, "device_id": alert.device_id, "user": user})
     return alert
 
@@ -423,7 +453,7 @@ def resolve(session: Session, alert_id: int, user: str, verdict: str, note: str 
     detail: dict[str, Any] = {"verdict": verdict}
     if note:
         detail["note"] = note
-    record_event(session, alert, user, "resolved", detail)
+    record_event(session, alert, user, ACTION_RESOLVED, detail)
     log.info(
         "alert resolved alert_id=%d by %s verdict=%s",
         alert.id,
@@ -486,7 +516,9 @@ def open_alert(session: Session, device_id: str, alert_type: str) -> Alert | Non
 def record_event(
     session: Session, alert: Alert, actor: str, action: str, detail: dict[str, Any] | None = None
 ) -> AlertEvent:
-    """Append one step to the alert's history."""
+    """Append one step to the alert's history; ValueError for an action not in ACTIONS."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown alert history step {action!r}: add it to alerts.ACTIONS")
     event = AlertEvent(id=id_where_inserts_go_one_by_one(session, AlertEvent), alert_id=alert.id, actor=actor,
                        action=action, detail=dict(detail or {}))
     session.add(event)

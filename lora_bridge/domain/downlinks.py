@@ -548,7 +548,7 @@ def mark_unconfirmed(session: Session, due: list[Due], *, now: datetime) -> list
             row.last_error += f"; pushed again as downlink {copy.id}"
         else:
             row.last_error += f"; not sent again ({why_not[0]})"
-        _tell_alert(session, row, "ack_unconfirmed", _ranger_unconfirmed(heard, why_not),
+        _tell_alert(session, row, alerts.ACTION_ACK_UNCONFIRMED, _ranger_unconfirmed(heard, why_not),
                     resent_as=copy.id if copy is not None else None)
         log.warning("downlink unconfirmed downlink_id=%d device_id=%s command=%s: %s", row.id, row.device_id,
                     row.command, row.last_error, extra={"device_id": row.device_id, "downlink_id": row.id})
@@ -742,7 +742,7 @@ def _delivered_late(session: Session, downlink: Downlink) -> None:
         copy.state = STATE_SUPERSEDED
         copy.superseded_by = downlink.id
     # Its alert's history said it unconfirmed: it says now that the collar got it after all.
-    _tell_alert(session, downlink, "ack_delivered", RANGER_DELIVERED_LATE, network_state=NETWORK_ACKED)
+    _tell_alert(session, downlink, alerts.ACTION_ACK_DELIVERED, RANGER_DELIVERED_LATE, network_state=NETWORK_ACKED)
 
 
 # The part of an unconfirmed downlink's reason that says what the network reported of it
@@ -873,7 +873,7 @@ def _requeue_flushed(session: Session, row: Downlink, at: datetime, flushed: str
     row.last_error = flushed + ("; it was unconfirmed, and goes again in the new session" if was == STATE_UNCONFIRMED
                                 else "")
     if was == STATE_UNCONFIRMED:  # its alert's history said it unconfirmed: it says now that it goes again
-        _tell_alert(session, row, "ack_requeued", RANGER_REQUEUED, network_state=NETWORK_INVALIDATED)
+        _tell_alert(session, row, alerts.ACTION_ACK_REQUEUED, RANGER_REQUEUED, network_state=NETWORK_INVALIDATED)
     return True
 
 

@@ -138,7 +138,7 @@ def apply_message(
             alert = session.get(Alert, acked.alert_id)
             if alert is not None:
                 alerts.record_event(
-                    session, alert, device.device_id, "collar_confirmed_ack", {"seq": acked.seq, "result": acked.ack_result}
+                    session, alert, device.device_id, alerts.ACTION_COLLAR_CONFIRMED_ACK, {"seq": acked.seq, "result": acked.ack_result}
                 )
     elif message == "settings":
         devices.apply_settings(device, fields)
@@ -289,7 +289,7 @@ def _apply_collar_alert(
             resend_after_s=settings.ack_resend_after_s,
         )
         applied.downlink_ids.append(downlink.id)
-        alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, "ack_queued", {"seq": seq, "downlink_id": downlink.id})
+        alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_ACK_QUEUED, {"seq": seq, "downlink_id": downlink.id})
 
 
 def _resolved_visit(session: Session, device_id: str, alert_type: str, time: datetime,

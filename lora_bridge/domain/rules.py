@@ -188,7 +188,7 @@ def close_offline(session: Session, device: Device, heard_at: datetime) -> int |
     if not alerts.close_if_still_open(session, alert, alerts.SYSTEM_ACTOR, verdict="true"):
         return None
     note = f"heard again at {heard_at.isoformat()}"
-    alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, "resolved", {"verdict": "true", "note": note})
+    alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_RESOLVED, {"verdict": "true", "note": note})
     log.info("offline alert closed alert_id=%d device_id=%s: %s", alert.id, device.device_id, note,
              extra={"alert_id": alert.id, "device_id": device.device_id})
     return alert.id

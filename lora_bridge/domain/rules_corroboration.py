@@ -26,7 +26,7 @@ from lora_bridge.domain.rules_movement import exclude_outliers, project
 from lora_bridge.domain.rules_profiles import RuleProfile
 from lora_bridge.store.tables import ActivitySummary, Alert, Device, Position
 
-CORROBORATED = "corroborated"  # the alert event of a new confidence (detail: confidence, held)
+CORROBORATED = alerts.ACTION_CORROBORATED  # the alert event of a new confidence (detail: confidence, held)
 CORROBORATION_KEY = "corroboration"  # where the alert's evidence keeps the verdict
 
 POACHING = "poaching_risk"

@@ -839,7 +839,7 @@ def _refine_crossing(session: Session, old: Crossing, new: Crossing, steps: Step
     if alert.last_time == old.time:
         alert.last_time = new.time
     alerts.record_event(
-        session, alert, alerts.SYSTEM_ACTOR, "crossing_refined",
+        session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_CROSSING_REFINED,
         {"from": old.time.isoformat(), "to": new.time.isoformat(), "fence": new.fence_name},
     )
     log.info(
@@ -981,7 +981,7 @@ def _check_collar_fence_alerts(session: Session, judge: CrossingJudge, kept: lis
         }
         if held:
             alert.priority = alerts.PRIORITY_INFO
-        alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, "track_checked", {"verdict": judged.verdict, "held": held})
+        alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_TRACK_CHECKED, {"verdict": judged.verdict, "held": held})
         log.info(
             "collar fence alert checked by the track alert_id=%s device_id=%s verdict=%s",
             alert.id, alert.device_id, judged.verdict, extra={"alert_id": alert.id, "device_id": alert.device_id},

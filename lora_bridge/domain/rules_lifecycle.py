@@ -36,8 +36,8 @@ from lora_bridge.store.tables import Alert, AlertEvent, Animal, Device
 log = logging.getLogger(__name__)
 
 NEVER_AUTO_RESOLVED = ("poaching_risk", "mortality", "tamper")
-ESCALATED = "escalated"
-AUTO_RESOLVED = "auto_resolved"
+ESCALATED = alerts.ACTION_ESCALATED
+AUTO_RESOLVED = alerts.ACTION_AUTO_RESOLVED
 
 
 def auto_resolve(session: Session, alert: Alert, reason: str, at: datetime) -> bool:

@@ -156,7 +156,7 @@ def add_to_resolved(
                              "its fixes confirm the entry")
         if lat is not None and lon is not None:
             detail["lat"], detail["lon"] = lat, lon
-    alerts.record_event(session, alert, actor, "repeated", detail)
+    alerts.record_event(session, alert, actor, alerts.ACTION_REPEATED, detail)
     log.info(
         "fence alert of a visit already resolved alert_id=%d device_id=%s type=%s source=%s%s",
         alert.id, alert.device_id, alert.alert_type, source,

@@ -170,7 +170,7 @@ def enqueue_alert_steps(
                 if row is not None:
                     queued.append(row)
                     alerts.record_event(
-                        session, alert, alerts.SYSTEM_ACTOR, "notification_queued",
+                        session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_NOTIFICATION_QUEUED,
                         {"route": route.name, "channel": route.channel, "to": recipient, "action": action},
                     )
     return queued
@@ -526,7 +526,7 @@ def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: da
         previous, tries, tries_total = row.last_error, row.attempts, row.tries_total
         _requeue(row, at)
         alerts.record_event(
-            session, alert, actor, "notification_requeued",
+            session, alert, actor, alerts.ACTION_NOTIFICATION_REQUEUED,
             {"route": row.route, "channel": row.channel, "to": row.recipient, "notification_id": row.id,
              "action": (row.payload or {}).get("action"), "tries": tries, "tries_total": tries_total,
              "failed_with": (previous or "")[:200]},
@@ -568,7 +568,7 @@ def _withdraw(session: Session, row: Notification, alert: Alert, reason: str) ->
     row.state = WITHDRAWN
     row.last_error = reason
     alerts.record_event(
-        session, alert, alerts.SYSTEM_ACTOR, "notification_withdrawn",
+        session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_NOTIFICATION_WITHDRAWN,
         {"route": row.route, "channel": row.channel, "to": row.recipient, "notification_id": row.id,
          "action": (row.payload or {}).get("action"), "reason": reason},
     )
@@ -597,7 +597,7 @@ def _sent(db: Database, notification_id: int, external_id: str | None) -> None:
         if row.alert_id is not None:
             alert = session.get(Alert, row.alert_id)
             alerts.record_event(
-                session, alert, alerts.SYSTEM_ACTOR, "notification_sent",
+                session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_NOTIFICATION_SENT,
                 {"route": row.route, "channel": row.channel, "to": row.recipient, "notification_id": row.id},
             )
     log.info("notification sent notification_id=%d channel=%s", notification_id, external_id or "",
