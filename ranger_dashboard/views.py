@@ -9,16 +9,24 @@ times are timezone-aware UTC. The map's layers are in `map_layers`, what a role 
 
 from __future__ import annotations
 
+import logging
+import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from collar_firmware.config import DEFAULTS as COLLAR_DEFAULTS
-from lora_bridge.domain.alerts import type_label
+from lora_bridge.access import roles as access_roles
+from lora_bridge.domain import alerts as alert_steps
+from lora_bridge.domain import downlinks, rules_crossings
+from lora_bridge.domain.alerts import SOURCE_COLLAR, SOURCE_SERVER, STATE_RESOLVED, SYSTEM_ACTOR, type_label
+from lora_bridge.views import time_of
 from ranger_dashboard import palette
+
+log = logging.getLogger(__name__)
 
 # Battery of the reference collar (Li-SOCl2 cells): 3.6 V nominal, flat until nearly empty.
 # The pages pass the bridge's low_battery_mv; the default is the collar's own, the one source.
@@ -245,47 +253,215 @@ def style_alert_table(table: pd.DataFrame) -> Any:
     )
 
 
-def alert_history_table(events: Iterable[Any]) -> pd.DataFrame:
-    """An alert's history (`AlertEventView`), oldest first: time, who, what (`history_step`)."""
-    rows = [
-        {COL_TIME: format_time(e.at), "Who": e.actor, "What": history_step(e.action, e.detail or {})}
-        for e in sorted(events, key=lambda e: e.at)
-    ]
-    return pd.DataFrame(rows, columns=[COL_TIME, "Who", "What"])
+COL_WHO = "Who"
+COL_WHAT = "What"
+COL_TECHNICAL = "Technical detail"
+# Who reads the technician's side of an alert's history (ports, network reports, a gateway's error, ids):
+# the roles that send collars commands (field technicians, admins); a ranger reads only the sentence.
+TECHNICAL_DETAIL_PERMISSION = access_roles.QUEUE_DOWNLINKS
 
 
-# The steps of a collar's ack whose detail says why in a ranger's words (`downlinks._tell_alert`): not
-# confirmed by the collar, then delivered after all (the network's late report) or sent again at a rejoin.
-ACK_STEPS_WITH_REASON = frozenset({"ack_unconfirmed", "ack_delivered", "ack_requeued"})
+def alert_history_table(events: Iterable[Any], technical: bool = False) -> pd.DataFrame:
+    """An alert's history (`AlertEventView`), oldest first: time (UTC), who, what in a ranger's words
+    (`history_step`), and for a technician's role (`technical`, TECHNICAL_DETAIL_PERMISSION) the
+    technical detail beside it (`history_technical`)."""
+    columns = [COL_TIME, COL_WHO, COL_WHAT] + ([COL_TECHNICAL] if technical else [])
+    rows = []
+    for e in sorted(events, key=lambda e: e.at):
+        row = {COL_TIME: format_time(e.at), COL_WHO: e.actor, COL_WHAT: history_step(e.action, e.detail or {}, e.actor)}
+        if technical:
+            row[COL_TECHNICAL] = history_technical(e.action, e.detail or {})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=columns)
 
 
-def history_step(action: str, detail: Mapping[str, Any]) -> str:
-    """One step of an alert's history in a ranger's words, with what she needs from its detail: over
-    which channel and route a notification went (and to whom, when her role may see it), why one was
-    withdrawn, the verdict and note of a resolution, whom an alert was handed to, why the collar's ack
-    counts as unconfirmed and whether it went again, or that it was delivered or sent again after all
-    (never the technician's detail, `technical`: the downlink's ports and network reports). Until 5 December the
-    history said only "notification sent" or "notification withdrawn", and a ranger could not tell
-    whether the duty officer's phone had been told, or why not."""
-    words = action.replace("_", " ")
-    if action.startswith("notification_"):
-        channel, route, to = detail.get("channel"), detail.get("route"), detail.get("to")
-        if channel:
-            words += f" · {channel}" + (f" ({route})" if route and route != channel else "")
-        if to and to != channel:
-            words += f" to {to}"
-        if detail.get("reason"):
-            words += f": {detail['reason']}"
-    elif action == "resolved" and detail.get("verdict"):
-        words += f" · {VERDICT_LABELS.get(detail['verdict'], detail['verdict']).lower()}"
-        if detail.get("note"):
-            words += f": {detail['note']}"
-    elif action == "assigned":
-        words += f" to {detail['to']}" if detail.get("to") else " (taken back)"
-    elif action in ACK_STEPS_WITH_REASON and detail.get("reason"):
-        # in plain words since 6 December; a step stored before says the technician's reason
-        words += f": {str(detail['reason']).removeprefix('unconfirmed: ')}"
+def history_step(action: str, detail: Mapping[str, Any], actor: str = "") -> str:
+    """One step of an alert's history as a short sentence a ranger reads on her phone at night
+    (HISTORY_WORDINGS, one per step the bridge records, `alerts.ACTIONS`), never the technician's detail
+    (`history_technical`); a step this dashboard has no wording for reads as its name, not an error.
+    Until 6 December the history showed each step's name ("ack unconfirmed", "notification queued · sms")."""
+    wording = HISTORY_WORDINGS.get(action)
+    if wording is None:
+        log.warning("alert history step without a wording action=%s", action, extra={"action": action})
+        return f"{str(action).replace('_', ' ').strip().capitalize() or 'A step'} (no description yet)."
+    return wording(actor, detail)
+
+
+def history_technical(action: str, detail: Mapping[str, Any]) -> str:
+    """The technician's side of one step of an alert's history: the downlink's reason (`technical`, or
+    the whole `reason` of a step stored before 6 December), a notification's last error, then the
+    ids and states it names; '' when it has none."""
+    parts = [str(detail[key]) for key in ("technical", "failed_with") if detail.get(key)]
+    if not parts and _legacy_ack_reason(action, detail):
+        parts.append(str(detail["reason"]))
+    parts += [f"{label} {detail[key]}" for key, label in TECHNICAL_FIELDS if detail.get(key) not in (None, "")]
+    return "; ".join(parts)
+
+
+# The detail of a step a technician reads after its reason (`history_technical`), with its label.
+TECHNICAL_FIELDS = (("downlink_id", "downlink"), ("resent_as", "sent again as downlink"), ("seq", "seq"),
+                    ("result", "collar's ack result"), ("network_state", "network state"),
+                    ("notification_id", "notification"), ("tries", "tries this round"), ("tries_total", "tries in all"))
+
+# Until 6 December an `ack_unconfirmed` step's reason was the technician's ("unconfirmed: no port-31 ack
+# from the collar in 3 uplinks since it was pushed at ...; pushed again as downlink 12").
+LEGACY_ACK_REASON_PREFIX = "unconfirmed: "
+_LEGACY_HEARD = re.compile(r"in (\d+) uplinks? since")
+
+
+def _legacy_ack_reason(action: str, detail: Mapping[str, Any]) -> bool:
+    """True for an ack step stored before 6 December, its reason in the technician's words."""
+    return action in ACK_STEPS and str(detail.get("reason") or "").startswith(LEGACY_ACK_REASON_PREFIX)
+
+
+def _by(actor: str) -> str:
+    """Who took a step, for a sentence: Tembo itself, or the person's login."""
+    return "Tembo" if actor in (SYSTEM_ACTOR, "") else actor
+
+
+def _ack_step(fallback: str) -> Callable[[str, Mapping[str, Any]], str]:
+    """The wording of an ack step: the ranger's words the bridge stored as its reason, else `fallback`."""
+    def wording(actor: str, detail: Mapping[str, Any]) -> str:
+        reason = detail.get("reason")
+        return str(reason) if reason and not str(reason).startswith(LEGACY_ACK_REASON_PREFIX) else fallback
+    return wording
+
+
+def _ack_unconfirmed(actor: str, detail: Mapping[str, Any]) -> str:
+    reason = str(detail.get("reason") or "")
+    if reason and not reason.startswith(LEGACY_ACK_REASON_PREFIX):
+        return reason
+    heard = _LEGACY_HEARD.search(reason)  # a step stored before 6 December: its words made again
+    resent = detail.get("resent_as") is not None or "pushed again" in reason
+    return downlinks.ranger_unconfirmed(int(heard.group(1)) if heard else None, None if resent else "")
+
+
+def _message(detail: Mapping[str, Any]) -> str:
+    """A notification as a ranger names it: 'SMS to +254700000001 (duty-sms)'; without whom it went to
+    for a role that may not see it (`privacy`)."""
+    channel, route, to = detail.get("channel"), detail.get("route"), detail.get("to")
+    words = CHANNEL_WORDS.get(str(channel), f"Message by {channel}" if channel else "Message")
+    if to and to != channel:
+        words += f" to {to}"
+    if route and route != channel:
+        words += f" ({route})"
     return words
+
+
+CHANNEL_WORDS = {"sms": "SMS", "email": "Email", "webhook": "Webhook message", "earthranger": "EarthRanger event"}
+VERDICT_WORDS = {"true": "a true alert", "false_alarm": "a false alarm", "unknown": "outcome unknown"}
+
+
+def _raised(actor: str, detail: Mapping[str, Any]) -> str:
+    return "The collar raised the alert." if detail.get("source") == SOURCE_COLLAR else "Tembo raised the alert."
+
+
+def _repeated(actor: str, detail: Mapping[str, Any]) -> str:
+    server = detail.get("source") == SOURCE_SERVER or actor == SYSTEM_ACTOR
+    words = "Tembo saw it again in the collar's positions" if server else "The collar reported it again"
+    if detail.get("while") == STATE_RESOLVED:
+        words += " after the alert was resolved"
+    if detail.get("reentry"):
+        words += "; a new visit, to be confirmed by the collar's positions"
+    return words + "."
+
+
+def _corroborated(actor: str, detail: Mapping[str, Any]) -> str:
+    confidence = detail.get("confidence")
+    words = "Tembo weighed the positions, behaviour, herd and time of night"
+    if isinstance(confidence, int | float):
+        words += f": {confidence:.0%} likely to be real"
+    if detail.get("held"):
+        return words + "; held back from waking anyone until more confirms it."
+    return words + "."
+
+
+def _track_checked(actor: str, detail: Mapping[str, Any]) -> str:
+    verdict = detail.get("verdict")
+    if verdict == rules_crossings.CONFIRMED:
+        return "The collar's positions confirm the fence crossing."
+    if verdict == rules_crossings.LONE_FIX or detail.get("held"):
+        return "Only one of the collar's positions is past the fence: held at info priority until more confirm it."
+    return f"Checked against the collar's positions: {str(verdict or 'no verdict').replace('_', ' ')}."
+
+
+def _crossing_refined(actor: str, detail: Mapping[str, Any]) -> str:
+    fence = f" of {detail['fence']}" if detail.get("fence") else ""
+    was, now = format_time_utc(time_of(detail.get("from"))), format_time_utc(time_of(detail.get("to")))
+    if not (was and now):
+        return f"The time of the fence crossing{fence} was corrected by later positions."
+    return f"The time of the fence crossing{fence} was corrected by later positions: {now}, not {was}."
+
+
+def _escalated(actor: str, detail: Mapping[str, Any]) -> str:
+    minutes = detail.get("unacknowledged_min")
+    words = f"Nobody acknowledged it in {minutes:g} minutes" if isinstance(minutes, int | float) else (
+        "Nobody acknowledged it in time")
+    if detail.get("top_of_scale"):
+        return words + ": escalated, already at the highest priority."
+    if not isinstance(detail.get("priority_to"), int):
+        return words + ": escalated."
+    return words + f": raised to {palette.priority_label(int(detail['priority_to']))} priority."
+
+
+def _resolved(actor: str, detail: Mapping[str, Any]) -> str:
+    note = str(detail.get("note") or "")
+    if actor == SYSTEM_ACTOR:
+        return f"Tembo closed it: {note}." if note else "Tembo closed it."
+    verdict = VERDICT_WORDS.get(str(detail.get("verdict")), str(detail.get("verdict") or "").replace("_", " "))
+    words = f"Resolved by {_by(actor)}" + (f": {verdict}" if verdict else "")
+    return words + (f' ("{note}").' if note else ".")
+
+
+def _auto_resolved(actor: str, detail: Mapping[str, Any]) -> str:
+    reason = detail.get("reason")
+    return f"Tembo closed it, the condition cleared: {reason}." if reason else "Tembo closed it, the condition cleared."
+
+
+def _assigned(actor: str, detail: Mapping[str, Any]) -> str:
+    to = detail.get("to")
+    return f"Assigned to {to} by {_by(actor)}." if to else f"Assignment taken back by {_by(actor)}."
+
+
+def _withdrawn(actor: str, detail: Mapping[str, Any]) -> str:
+    reason = detail.get("reason")
+    return f"{_message(detail)} not sent" + (f": {reason}." if reason else ".")
+
+
+def _collar_confirmed(actor: str, detail: Mapping[str, Any]) -> str:
+    result = detail.get("result")
+    if result in (None, "", "ok"):
+        return "The collar confirmed it heard that the alert arrived."
+    return f"The collar heard that the alert arrived but answered: {str(result).replace('_', ' ')}."
+
+
+# One short sentence for every step the bridge records in an alert's history (`alerts.ACTIONS`; a test
+# fails when one has none): what a ranger reads in the "What" column, from the step's actor and detail.
+HISTORY_WORDINGS: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
+    alert_steps.ACTION_RAISED: _raised,
+    alert_steps.ACTION_REPEATED: _repeated,
+    alert_steps.ACTION_CORROBORATED: _corroborated,
+    alert_steps.ACTION_TRACK_CHECKED: _track_checked,
+    alert_steps.ACTION_CROSSING_REFINED: _crossing_refined,
+    alert_steps.ACTION_ESCALATED: _escalated,
+    alert_steps.ACTION_ACKNOWLEDGED: lambda actor, detail: f"Acknowledged by {_by(actor)}.",
+    alert_steps.ACTION_ASSIGNED: _assigned,
+    alert_steps.ACTION_RESOLVED: _resolved,
+    alert_steps.ACTION_AUTO_RESOLVED: _auto_resolved,
+    alert_steps.ACTION_NOTIFICATION_QUEUED: lambda actor, detail: f"{_message(detail)} waiting to go out.",
+    alert_steps.ACTION_NOTIFICATION_SENT: lambda actor, detail: f"{_message(detail)} sent.",
+    alert_steps.ACTION_NOTIFICATION_WITHDRAWN: _withdrawn,
+    alert_steps.ACTION_NOTIFICATION_REQUEUED: lambda actor, detail: f"{_message(detail)} failed, will retry "
+                                                               f"(asked by {_by(actor)}).",
+    alert_steps.ACTION_ACK_QUEUED: lambda actor, detail: "Tembo will tell the collar that its alert arrived.",
+    alert_steps.ACTION_ACK_SENT: lambda actor, detail: "Tembo's message that the alert arrived went out to the collar.",
+    alert_steps.ACTION_ACK_UNCONFIRMED: _ack_unconfirmed,
+    alert_steps.ACTION_ACK_DELIVERED: _ack_step(downlinks.RANGER_DELIVERED_LATE),
+    alert_steps.ACTION_ACK_REQUEUED: _ack_step(downlinks.RANGER_REQUEUED),
+    alert_steps.ACTION_COLLAR_CONFIRMED_ACK: _collar_confirmed,
+}
+# The ack steps whose reason the bridge stores in a ranger's words (`downlinks._tell_alert`).
+ACK_STEPS = frozenset({alert_steps.ACTION_ACK_UNCONFIRMED, alert_steps.ACTION_ACK_DELIVERED, alert_steps.ACTION_ACK_REQUEUED})
 
 
 def precision_table(verdicts: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -509,7 +509,7 @@ def mark_unconfirmed(session: Session, due: list[Due], *, now: datetime) -> list
     """Pushed commands and settings that no word of delivery followed become STATE_UNCONFIRMED, the
     technician's reason in `last_error`; returned with the copy queued when it is sent again
     (RESEND_WHEN_UNCONFIRMED). An alert's ack adds `ack_unconfirmed` to its alert's history, in words a
-    ranger reads on a phone (`_ranger_unconfirmed`), the technician's reason beside them.
+    ranger reads on a phone (`ranger_unconfirmed`), the technician's reason beside them.
 
     A class A downlink goes in the receive windows after one of the collar's uplinks, and the collar
     answers it on port 31 in a later one. Some networks never report a downlink's delivery (ChirpStack
@@ -548,7 +548,7 @@ def mark_unconfirmed(session: Session, due: list[Due], *, now: datetime) -> list
             row.last_error += f"; pushed again as downlink {copy.id}"
         else:
             row.last_error += f"; not sent again ({why_not[0]})"
-        _tell_alert(session, row, alerts.ACTION_ACK_UNCONFIRMED, _ranger_unconfirmed(heard, why_not),
+        _tell_alert(session, row, alerts.ACTION_ACK_UNCONFIRMED, ranger_unconfirmed(heard, why_not[1] if why_not else None),
                     resent_as=copy.id if copy is not None else None)
         log.warning("downlink unconfirmed downlink_id=%d device_id=%s command=%s: %s", row.id, row.device_id,
                     row.command, row.last_error, extra={"device_id": row.device_id, "downlink_id": row.id})
@@ -589,14 +589,16 @@ RANGER_REQUEUED = ("The collar reconnected to the network, which dropped the mes
                    "arrived; Tembo is sending it again.")
 
 
-def _ranger_unconfirmed(heard: int, why_not: tuple[str, str] | None) -> str:
-    """`ack_unconfirmed` in a ranger's words: the collar has not confirmed hearing that its alert arrived,
-    and whether Tembo tells it again (why_not None: it does, `_why_not_resent`)."""
-    said = (f"Tembo told the collar its alert arrived, but the collar has not confirmed hearing it in "
-            f"{'the message' if heard == 1 else f'the {heard} messages'} it has sent since.")
+def ranger_unconfirmed(heard: int | None, why_not: str | None) -> str:
+    """`ack_unconfirmed` in a ranger's words: the collar has not confirmed hearing that its alert arrived
+    (in how many of its messages since, when known: None for a step stored before 6 December, which the
+    dashboard words again), and whether Tembo tells it again (why_not None: it does, `_why_not_resent`;
+    '' when it does not, for no reason in her words)."""
+    since = "" if heard is None else f" in {'the message' if heard == 1 else f'the {heard} messages'} it has sent since"
+    said = f"Tembo told the collar its alert arrived, but the collar has not confirmed hearing it{since}."
     if why_not is None:
         return f"{said} Tembo is telling it again."
-    return f"{said} Tembo is not telling it again: {why_not[1]}."
+    return f"{said} Tembo is not telling it again" + (f": {why_not}." if why_not else ".")
 
 
 def _tell_alert(session: Session, row: Downlink, action: str, words: str, **detail: Any) -> None:

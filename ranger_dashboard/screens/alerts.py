@@ -309,7 +309,9 @@ def chosen(alerts: list[AlertView], now, stale: bool = False) -> None:  # noqa: 
             st.json(alert.evidence, expanded=2)
     if stale:
         return
-    history = views.alert_history_table(data.alert_events(url, alert.alert_id, viewer))
+    # a technician's role reads the technical side of each step beside the ranger's sentence
+    history = views.alert_history_table(data.alert_events(url, alert.alert_id, viewer),
+                                        technical=role.may(views.TECHNICAL_DETAIL_PERMISSION))
     if not history.empty:
         st.caption("History")
         st.dataframe(history, hide_index=True)
