@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import bridge_builders
@@ -597,8 +597,8 @@ def test_technician_reads_the_fleet_tables_radio_figures_as_numbers_not_six_deci
 def test_ranger_reads_in_an_alerts_history_whether_the_duty_officer_was_told_and_why_not(sqlite_url, tmp_path):
     # A poaching alert at night: the SMS gateway is down, and Amani resolves the alert as a false alarm
     # before it is back, so the duty officer's SMS is withdrawn. Opening the alert's history, a ranger
-    # must read over which channel and to whom the message went, and why it never did: not only
-    # "notification queued", "notification withdrawn".
+    # must read over which channel and to whom the message went, and why it never did, in sentences:
+    # not "notification queued", "notification withdrawn".
     gateway = SmsGateway(token="sms-token", refuse_first=1)
     with serve_app_in_thread(gateway.app()) as sms:
         rules = tmp_path / "rules.toml"
@@ -616,10 +616,11 @@ def test_ranger_reads_in_an_alerts_history_whether_the_duty_officer_was_told_and
 
     what = list(history["What"])
     assert gateway.messages == []
-    assert "notification queued · sms (duty-sms) to +254700000001" in what
-    assert "resolved · false alarm: Herd at the dam" in what
-    assert ("notification withdrawn · sms (duty-sms) to +254700000001: "
-            "the alert was resolved by ranger.amani before this went out") in what
+    assert what[0] == "The collar raised the alert."
+    assert "SMS to +254700000001 (duty-sms) waiting to go out." in what
+    assert 'Resolved by ranger.amani: a false alarm ("Herd at the dam").' in what
+    assert ("SMS to +254700000001 (duty-sms) not sent: "
+            "the alert was resolved by ranger.amani before this went out.") in what
 
 
 def test_ranger_reads_in_an_alerts_history_why_the_collars_ack_is_unconfirmed_and_that_it_went_again(
@@ -640,8 +641,8 @@ def test_ranger_reads_in_an_alerts_history_why_the_collars_ack_is_unconfirmed_an
         events = bridge.alert_events(alert_id, viewer=b.RANGER)
         history = views.alert_history_table(events)
 
-    (step,) = [w for w in history["What"] if w.startswith("ack unconfirmed")]
-    assert step == ("ack unconfirmed: Tembo told the collar its alert arrived, but the collar has not confirmed "
+    (step,) = [w for w in history["What"] if "has not confirmed" in w]
+    assert step == ("Tembo told the collar its alert arrived, but the collar has not confirmed "
                     "hearing it in the 3 messages it has sent since. Tembo is telling it again.")
     for jargon in ("port-31", "uplink", "downlink", "network server", "UTC"):
         assert jargon not in step
@@ -667,9 +668,10 @@ def test_ranger_reads_in_an_alerts_history_that_an_unconfirmed_ack_reached_the_c
         history = views.alert_history_table(bridge.alert_events(alert_id, viewer=b.RANGER))
 
     what = list(history["What"])
-    said = [w for w in what if w.startswith(("ack unconfirmed", "ack delivered"))]
-    assert [w.split(":")[0] for w in said] == ["ack unconfirmed", "ack delivered"]
-    assert said[1] == "ack delivered: The network now reports that the collar did hear that its alert arrived."
+    unconfirmed = [i for i, w in enumerate(what) if w.startswith("Tembo told the collar its alert arrived, but")]
+    delivered = what.index("The network now reports that the collar did hear that its alert arrived.")
+    assert unconfirmed and unconfirmed[0] < delivered, what
+    assert not any(w.startswith("ack ") or "_" in w for w in what), "no step reads as its technical name"
 
 
 def test_the_map_names_animals_it_cannot_place_without_saying_more_than_the_role_may_know():
@@ -684,3 +686,101 @@ def test_the_map_names_animals_it_cannot_place_without_saying_more_than_the_role
     )
     everyone = [{"animal_id": str(a.animal_id)} for a in animals]
     assert views.unplaced_message(animals, everyone, exact=True, as_of=None) == ""
+
+
+def test_every_step_the_bridge_can_record_reads_as_a_ranger_sentence(sqlite_url):
+    # The bridge names every step it records once (`alerts.ACTIONS`, and refuses to record any other): a
+    # step added there without a wording here fails this test, before a ranger reads "ack requeued".
+    from lora_bridge.domain import alerts
+
+    missing = [action for action in alerts.ACTIONS if action not in views.HISTORY_WORDINGS]
+    assert missing == [], f"steps of an alert's history with no wording: {missing}"
+    for action in alerts.ACTIONS:  # even with no detail (a step stored before its detail grew)
+        sentence = views.history_step(action, {}, "ranger.amani")
+        assert sentence[0].isupper() and sentence.endswith("."), (action, sentence)
+        assert "_" not in sentence, (action, sentence)
+        assert "_" not in action or action.replace("_", " ") not in sentence.lower(), (action, sentence)
+    with bridge_builders.fresh_bridge(sqlite_url) as bridge, bridge.db.write() as session:
+        (alert_id,) = bridge.ingest_tts_uplink(bridge_builders.tts_uplink(bridge_builders.alert("mortality"))).alert_ids
+        with pytest.raises(ValueError, match="collar_sang"):
+            alerts.record_event(session, alerts.get_alert(session, alert_id), alerts.SYSTEM_ACTOR, "collar_sang")
+
+
+def test_ranger_reads_who_took_an_alert_and_that_the_collar_heard_it_arrived(sqlite_url, network):
+    # Amani hands a mortality alert to Baraka; the collar later confirms it heard Tembo's ack. Each step
+    # reads as a sentence with the names in it, never "assigned", "collar confirmed ack".
+    b = bridge_builders
+    with b.pushing_to(network, sqlite_url) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
+        bridge.flush_downlinks()
+        bridge.assign_alert(alert_id, "ranger.baraka", b.RANGER)
+        bridge.acknowledge_alert(alert_id, b.RANGER)
+        bridge.ingest_tts_uplink(b.tts_uplink(b.ack("ack_alert", "ok", time_s=b.T0_S + 600), f_cnt=2))
+        bridge.assign_alert(alert_id, "", b.RANGER)
+        history = views.alert_history_table(bridge.alert_events(alert_id, viewer=b.RANGER))
+
+    what = list(history["What"])
+    assert what[0] == "The collar raised the alert."
+    assert {"Tembo will tell the collar that its alert arrived.",
+            "Tembo's message that the alert arrived went out to the collar."} <= set(what)
+    assert "Assigned to ranger.baraka by ranger.amani." in what
+    assert "Acknowledged by ranger.amani." in what
+    assert "The collar confirmed it heard that the alert arrived." in what
+    assert what[-1] == "Assignment taken back by ranger.amani."
+    assert list(history.columns) == [views.COL_TIME, "Who", "What"], "a ranger's table has no technical column"
+
+
+def test_a_step_the_dashboard_does_not_know_reads_as_its_name_instead_of_breaking_the_history():
+    events = [SimpleNamespace(at=NOW, actor="tembo", action="collar_sang", detail={"pitch": "high"}),
+              SimpleNamespace(at=NOW - timedelta(minutes=5), actor="tembo", action="raised", detail=None)]
+    history = views.alert_history_table(events)
+    assert list(history["What"]) == ["Tembo raised the alert.", "Collar sang (no description yet)."]
+
+
+def test_ranger_reads_an_unconfirmed_ack_stored_before_the_plain_words_and_a_technician_its_reason():
+    # Stored before 6 December: the reason in the technician's words ("unconfirmed: no port-31 ack ..."),
+    # no `technical`. The ranger reads it like a new one; the technician reads the old reason beside it.
+    # The table's times stay UTC whatever zone the step carries.
+    old = ("unconfirmed: no port-31 ack from the collar in 3 uplinks since it was pushed at 2026-11-25 08:40:00 UTC; "
+           "the network server said nothing")
+    eat = datetime(2026, 11, 25, 12, 10, tzinfo=UTC).astimezone(timezone(timedelta(hours=3)))
+    events = [
+        SimpleNamespace(at=eat, actor="tembo", action="ack_unconfirmed",
+                        detail={"seq": 3, "downlink_id": 11, "reason": f"{old}; pushed again as downlink 12",
+                                "resent_as": 12}),
+        SimpleNamespace(at=eat + timedelta(minutes=30), actor="tembo", action="ack_unconfirmed",
+                        detail={"seq": 3, "downlink_id": 12, "reason": f"{old}; not sent again (fair use)",
+                                "resent_as": None}),
+    ]
+    ranger = views.alert_history_table(events)
+    said = ("Tembo told the collar its alert arrived, but the collar has not confirmed hearing it in the 3 messages "
+            "it has sent since.")
+    assert list(ranger["What"]) == [f"{said} Tembo is telling it again.", f"{said} Tembo is not telling it again."]
+    assert list(ranger[views.COL_TIME]) == ["2026-11-25 12:10", "2026-11-25 12:40"]
+    assert "port-31" not in " ".join(ranger.astype(str).to_numpy().ravel())
+
+    technician = views.alert_history_table(events, technical=True)
+    assert list(technician["What"]) == list(ranger["What"])
+    first = technician[views.COL_TECHNICAL][0]
+    assert first.startswith(f"{old}; pushed again as downlink 12") and "downlink 11" in first
+
+
+def test_only_a_technicians_role_reads_the_technical_side_of_an_alerts_history(sqlite_url, network):
+    # The field technician and the admin, who send collars commands, read the downlink's reason beside the
+    # ranger's sentence; the ranger, the researcher and the visitor centre read the sentence only.
+    b = bridge_builders
+    with b.pushing_to(network, sqlite_url) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=3), f_cnt=1)).alert_ids
+        bridge.flush_downlinks()
+        for f_cnt in (2, 3, 4):
+            bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=b.T0_S + 600 * f_cnt), f_cnt=f_cnt))
+        bridge.flush_downlinks()
+        first, _ = bridge.downlinks()
+        events = bridge.alert_events(alert_id, viewer=b.RANGER)
+
+    readers = {name for name, role in roles.ROLES.items() if role.may(views.TECHNICAL_DETAIL_PERMISSION)}
+    assert readers == {"field_technician", "admin"}
+    technician = views.alert_history_table(events, technical=True)
+    (row,) = technician[technician["What"].str.contains("has not confirmed")].to_dict("records")
+    assert row[views.COL_TECHNICAL].startswith(first.last_error)
+    assert "has not confirmed" not in row[views.COL_TECHNICAL]
