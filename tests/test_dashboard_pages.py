@@ -357,6 +357,9 @@ def test_alert_link_opens_that_alert_with_its_history(store):
     assert app.selectbox(key="alert").value == str(low_battery.alert_id)
     assert any(m.value == "#### Low battery" for m in app.markdown)
     assert any("acknowledged by juma" in m.value for m in app.markdown)
+    history = app.dataframe[-1].value  # the history, under the alert: in sentences, no technical column for a ranger
+    assert list(history.columns) == [views.COL_TIME, views.COL_WHO, views.COL_WHAT]
+    assert "Acknowledged by juma." in list(history[views.COL_WHAT])
 
 
 def test_ranger_sees_battery_behaviour_versions_and_activity_per_animal(store):
