@@ -405,15 +405,16 @@ def closed_collar_alert_repeated(
     return None
 
 
-def last_closed(session: Session, device_id: str, alert_type: str) -> Alert | None:
+def last_closed(session: Session, device_id: str, alert_type: str, since: datetime | None = None) -> Alert | None:
     """The collar's most recent resolved alert of this type (a server rule asks before raising the same
-    condition again: a ranger who resolved it while it lasts is not told again until it clears)."""
-    return session.scalars(
-        select(Alert)
-        .where(Alert.device_id == device_id, Alert.alert_type == alert_type, Alert.state == STATE_RESOLVED)
-        .order_by(Alert.id.desc())
-        .limit(1)
-    ).first()
+    condition again: a ranger who resolved it while it lasts is not told again until it clears).
+    since: the wearer's fitting (`Animal.collar_fitted_at`): an alert dated before it was another
+    animal's (`herd.fit_collar` files by that time), not this one's condition."""
+    query = select(Alert).where(Alert.device_id == device_id, Alert.alert_type == alert_type,
+                                Alert.state == STATE_RESOLVED)
+    if since is not None:
+        query = query.where(Alert.time >= since)
+    return session.scalars(query.order_by(Alert.id.desc()).limit(1)).first()
 
 
 def acknowledge(session: Session, alert_id: int, user: str) -> Alert:

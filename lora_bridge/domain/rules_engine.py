@@ -456,9 +456,12 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
         open_alerts = read.open_alerts.get(device_id, []) if read is not None else session.scalars(
             select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None))
         )
-        steps.open = {alert.alert_type: alert for alert in open_alerts}
+        # The collar's open alert of each type: one a previous wearer left open (`herd.fit_collar` gave
+        # it a key of its own) stays that animal's, for a ranger to resolve; it is not this wearer's.
+        steps.open = {alert.alert_type: alert for alert in open_alerts
+                      if alert.open_key == alerts.dedup_key(device_id, alert.alert_type)}
         _battery(session, device, animal_id, profile, cursor, steps)
-        _track(session, runtime, fence_version, device, animal_id, profile, cursor, steps)
+        _track(session, runtime, fence_version, device, animal, profile, cursor, steps)
         _corroborate(session, device, profile, steps)
     cursor.evaluated_at = utc_now()
     return steps
@@ -725,18 +728,31 @@ def _track(
     runtime: RulesRuntime,
     fence_version: tuple[int, int, str],
     device: Device,
-    animal_id: int | None,
+    animal: Animal | None,
     profile: RuleProfile,
     cursor: RuleCursor,
     steps: Steps,
 ) -> None:
+    """Judge the collar's track (fences, immobility) on the fixes of the animal wearing it now: only
+    those since its fitting (`Animal.collar_fitted_at`). A track never spans two wearers: no stillness,
+    crossing or speed is judged between the last fix on one animal and the first on the next, and a
+    previous wearer's backlog heard after the fitting (`herd.wearer_at` files it under that animal) is
+    not judged at all. The cursor moves past it all the same. No read more: the animal is read with
+    the collar."""
+    animal_id = animal.id if animal else None
     lookback = _lookback(profile)
     track = _read_track(session, device.device_id, cursor, lookback)
     if track is None:
         return
-    judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in track.rows if i not in track.new_ids]
-    everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in track.rows]
-    new_times = {t for i, t, _, _ in track.rows if i in track.new_ids}
+    newest = max(track.rows[-1][1], cursor.position_time or track.rows[-1][1])
+    worn = _worn_since(track.rows, animal.collar_fitted_at if animal else None)
+    if not any(r[0] in track.new_ids for r in worn):  # nothing new of this wearer's: a previous one's backlog
+        cursor.position_id = max(track.highest_id, cursor.position_id or 0)
+        cursor.position_time = newest
+        return
+    judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in worn if i not in track.new_ids]
+    everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in worn]
+    new_times = {t for i, t, _, _ in worn if i in track.new_ids}
     fences = runtime.fence_index(session, fence_version)
     if len(fences):  # the track as judged too: only the fences need it
         clean, before = exclude_outliers_of_both(everything, judged, profile.speed)
@@ -760,7 +776,7 @@ def _track(
         fresh, again, disputed = match_crossings(added, removed)
         for crossing in fresh:
             _on_crossing(session, fences, device, animal_id, confirmed_now[crossing], clean.outliers, steps,
-                         profile.fences)
+                         profile.fences, animal.collar_fitted_at if animal else None)
         for old, new in again:
             _refine_crossing(session, old, new, steps)
         for old in disputed:  # an alert raised for it was closed when the animal came back: the ranger judges it
@@ -780,12 +796,23 @@ def _track(
                 )
         _clear_geofence_alerts(session, judge, device, clean.kept, steps)
         _check_collar_fence_alerts(session, judge, clean.kept, steps)
-    newest = max(everything[-1][0], cursor.position_time or everything[-1][0])
     window_start = newest - lookback
-    _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean, steps)
+    fitted_at = animal.collar_fitted_at if animal else None
+    _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean, steps,
+                fitted_at)
     steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
     cursor.position_id = max(track.highest_id, cursor.position_id or 0)
     cursor.position_time = newest
+
+
+def _worn_since(
+    rows: list[tuple[int, datetime, float, float]], fitted_at: datetime | None
+) -> list[tuple[int, datetime, float, float]]:
+    """The fixes of rows (in time order) taken since fitted_at, when the collar's wearer was fitted
+    with it: rows themselves for a collar never moved (fitted_at None, or before them all)."""
+    if fitted_at is None or not rows or rows[0][1] >= fitted_at:
+        return rows
+    return [r for r in rows if r[1] >= fitted_at]
 
 
 def match_crossings(
@@ -865,6 +892,7 @@ def _on_crossing(
     outliers: list[dict[str, Any]],
     steps: Steps,
     profile: FenceProfile,
+    fitted_at: datetime | None,
 ) -> None:
     crossing = judged.crossing
     fence = fences.fence(crossing.fence_id)
@@ -880,7 +908,7 @@ def _on_crossing(
         return
     if alert_type not in steps.open:
         resolved = rules_visits.resolved_alert_of_visit(
-            session, fences, profile, device.device_id, alert_type, crossing.time
+            session, fences, profile, device.device_id, alert_type, crossing.time, since=fitted_at
         )
         if resolved is not None:  # the ranger already resolved this visit's alert (the collar's or ours)
             rules_visits.add_to_resolved(session, resolved, time=crossing.time, source=alerts.SOURCE_SERVER,
@@ -1009,9 +1037,10 @@ def _immobility(
     fixes: list[Fix],
     clean: CleanTrack,
     steps: Steps,
+    fitted_at: datetime | None = None,
 ) -> None:
     """Raise, grow or close the collar's immobility alert on fixes (the kept fixes of clean, the track
-    cleaned of its outliers, within the lookback)."""
+    cleaned of its outliers, within the lookback; all since the wearer's fitting, fitted_at)."""
     result = immobility(fixes, profile.immobility, clean.metres)
     open_alert = steps.open.get(IMMOBILITY)
     if result.immobile:
@@ -1020,7 +1049,7 @@ def _immobility(
         if open_alert is not None and open_alert.evidence.get("still_since") == evidence["still_since"]:
             open_alert.evidence = {**open_alert.evidence, **evidence}  # the same stillness, growing
             return
-        if open_alert is None and _still_where_closed(session, device, profile):
+        if open_alert is None and _still_where_closed(session, device, profile, fitted_at):
             return
         activity = _activity_while_still(session, device.device_id, result.still_since, fixes[-1][0])
         evidence["activity"] = activity
@@ -1080,12 +1109,12 @@ def _active_in_place(activity: dict[str, Any], still_s: float, profile: RuleProf
     return bool(covered and activity["active_share"] is not None and activity["active_share"] > p.max_active_share)
 
 
-def _still_where_closed(session: Session, device: Device, profile: RuleProfile) -> bool:
+def _still_where_closed(session: Session, device: Device, profile: RuleProfile, fitted_at: datetime | None) -> bool:
     """The collar's last immobility alert was closed (a ranger went to look) and the animal has not
     left that spot since: no `confirm_fixes` plausible fixes in a row after the alert farther than twice
-    the radius from its centre.
+    the radius from its centre. One raised before the wearer's fitting (fitted_at) was another animal's.
     The same stillness, not a new one. (Read only when a stillness is found with no alert open.)"""
-    closed = alerts.last_closed(session, device.device_id, IMMOBILITY)
+    closed = alerts.last_closed(session, device.device_id, IMMOBILITY, since=fitted_at)
     if closed is None or closed.lat is None or closed.lon is None:
         return False
     since = [

@@ -1,0 +1,98 @@
+"""The server rules after a field technician moves a collar to another elephant: each rule judges the
+new wearer on his own fixes since the fitting, never on what the collar saw on the animal before (a
+stillness in the workshop, the old wearer's side of a fence, the old wearer's last fix), and a backlog
+of the old wearer heard after the swap raises nothing on the new one. On SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import bridge_builders as b
+import pytest
+import rules_builders as rb
+
+from lora_bridge.access import Viewer
+
+T = b.T0
+TECHNICIAN = Viewer("juma", "field_technician")
+WORKSHOP = (302_000, 9_702_000)  # inside the park, away from its fenced plot
+
+
+@pytest.fixture
+def bridge(store_url):
+    """Naserian on collar-01; Kito, a young bull, registered on a spare collar never heard."""
+    with b.fresh_bridge(store_url) as bridge:
+        bridge.clock = lambda: T + timedelta(days=2)
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        bridge.kito = bridge.register_animal("collar-02", "Kito", sex="male").animal_id
+        yield bridge
+
+
+def move_collar_01_to_kito(bridge, minutes: float) -> None:
+    bridge.fit_collar(bridge.kito, "collar-01", viewer=TECHNICIAN, move=True,
+                      fitted_at=T + timedelta(minutes=minutes))
+
+
+def still_at(x: float, y: float, from_min: int, to_min: int) -> list[tuple[float, float, float]]:
+    """A fix every hour from from_min to to_min (minutes after T), within 20 m of (x, y)."""
+    return [(m, x + (15 if m % 120 else -15), y + 10) for m in range(from_min, to_min + 1, 60)]
+
+
+def test_a_collar_lying_still_in_the_workshop_then_fitted_to_a_new_elephant_raises_no_mortality_for_him(bridge):
+    # Off Naserian, collar-01 lies on the workshop bench for 8 h (still, still filed under her) ...
+    rb.ingest_track(bridge, still_at(*WORKSHOP, 0, 8 * 60))
+    # ... is fitted to Kito at 08:30, who dozes by the workshop for 4 h: 13 h of stillness for the
+    # collar, 4 h for him.
+    move_collar_01_to_kito(bridge, 8 * 60 + 30)
+    rb.ingest_track(bridge, still_at(*WORKSHOP, 9 * 60, 13 * 60), first_f_cnt=100)
+
+    assert bridge.alerts(viewer=b.RANGER) == []
+
+    # Still 12 h on Kito himself: that is his immobility, counted from his first fix.
+    rb.ingest_track(bridge, still_at(*WORKSHOP, 14 * 60, 21 * 60 + 1), first_f_cnt=200)
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (alert.alert_type, alert.animal_id) == ("immobility", bridge.kito)
+    assert alert.evidence["still_since"] == (T + timedelta(hours=9)).isoformat()
+
+
+def test_the_first_fix_on_the_new_elephant_is_no_teleport_from_the_old_ones_last(bridge):
+    rb.park_and_farm(bridge)
+    # Naserian's last fixes inside the park; the collar is fitted to Kito 30 km west, outside it.
+    rb.ingest_track(bridge, [(0, *WORKSHOP), (60, WORKSHOP[0] + 500, WORKSHOP[1]), (120, *WORKSHOP)])
+    move_collar_01_to_kito(bridge, 150)
+    rb.ingest_track(bridge, [(180, 272_000, 9_702_000), (240, 272_300, 9_702_000), (300, 272_600, 9_702_000)],
+                    first_f_cnt=100)
+
+    assert bridge.alerts(viewer=b.RANGER) == []  # no 30 km/h leap out of the park at 02:15
+
+
+
+def test_fence_state_of_the_first_elephant_does_not_decide_the_new_wearers_entry_alert(bridge):
+    rb.park_and_farm(bridge)
+    # Naserian grazes between the park and the farms (x 310-312 km), outside both ...
+    rb.ingest_track(bridge, [(0, 311_000, 9_705_000), (60, 311_200, 9_705_000), (120, 311_000, 9_705_100)])
+    # ... and the collar goes on Kito, who was darted in the farmland (x 312-314 km) and stays there.
+    move_collar_01_to_kito(bridge, 150)
+    rb.ingest_track(bridge, [(180 + 60 * i, 313_000 + 100 * i, 9_705_000) for i in range(4)], first_f_cnt=100)
+
+    assert bridge.alerts(viewer=b.RANGER) == []  # nobody saw Kito enter the farms
+
+    # Kito leaves the farms and comes back: that entry is his.
+    rb.ingest_track(bridge, [(420, 311_000, 9_705_000), (480, 311_000, 9_705_200), (540, 313_000, 9_705_000),
+                             (600, 313_100, 9_705_000)], first_f_cnt=200)
+    (alert,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (alert.alert_type, alert.animal_id) == ("geofence_farmland", bridge.kito)
+
+
+def test_the_old_wearers_backlog_heard_after_the_swap_raises_nothing_on_the_new_elephant(bridge):
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, *WORKSHOP), (60, WORKSHOP[0] + 300, WORKSHOP[1])])
+    move_collar_01_to_kito(bridge, 180)
+    rb.ingest_track(bridge, [(180 + 60 * i, 303_000 + 200 * i, 9_702_000) for i in range(3)], first_f_cnt=100)
+    # Naserian's flash, heard after the swap: at 01:30 and 02:00 she was 5 km out of the park.
+    rb.ingest_track(bridge, [(90, 297_000, 9_702_000), (120, 297_200, 9_702_000)], first_f_cnt=200)
+
+    assert [a for a in bridge.alerts(viewer=b.RANGER) if a.animal_id == bridge.kito] == []
+    track = bridge.tracks(viewer=b.RANGER)
+    naserian = next(key for key, fixes in track.items() if key != bridge.kito)
+    assert len(track[naserian]) == 4 and len(track[bridge.kito]) == 3  # her backlog stays hers
