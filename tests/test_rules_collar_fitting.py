@@ -96,3 +96,32 @@ def test_the_old_wearers_backlog_heard_after_the_swap_raises_nothing_on_the_new_
     track = bridge.tracks(viewer=b.RANGER)
     naserian = next(key for key, fixes in track.items() if key != bridge.kito)
     assert len(track[naserian]) == 4 and len(track[bridge.kito]) == 3  # her backlog stays hers
+
+
+def test_naserians_open_mortality_alert_stays_hers_and_kitos_stillness_raises_his_own(bridge):
+    # Naserian's collar lies still for 13 h: her immobility alert, not yet answered.
+    rb.ingest_track(bridge, still_at(*WORKSHOP, 0, 13 * 60))
+    (hers,) = bridge.open_alerts(viewer=b.RANGER)
+    # The technician takes the collar and fits it to Kito, who walks off east, then stands 12 h.
+    move_collar_01_to_kito(bridge, 13 * 60 + 30)
+    walk = [(14 * 60 + 60 * i, WORKSHOP[0] + 1_500 * i, WORKSHOP[1]) for i in range(1, 4)]
+    rb.ingest_track(bridge, walk, first_f_cnt=100)
+
+    assert [(a.alert_id, a.state) for a in bridge.alerts(viewer=b.RANGER)] == [(hers.alert_id, "new")]  # his walk closes nothing of hers
+
+    rb.ingest_track(bridge, still_at(WORKSHOP[0] + 4_500, WORKSHOP[1], 18 * 60, 30 * 60 + 1), first_f_cnt=200)
+    his = [a for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_id != hers.alert_id]
+    assert [(a.alert_type, a.animal_id, a.occurrences) for a in his] == [("immobility", bridge.kito, 1)]
+    assert next(a for a in bridge.alerts(viewer=b.RANGER) if a.alert_id == hers.alert_id).occurrences == 1
+
+
+def test_a_stillness_the_ranger_resolved_for_naserian_does_not_silence_kitos_on_the_same_spot(bridge):
+    rb.ingest_track(bridge, still_at(*WORKSHOP, 0, 13 * 60))
+    (hers,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(hers.alert_id, Viewer("ranger.amani", "ranger"), "true", note="collar slipped off")
+    # Refitted to Kito at the same boma, where he lies down for 12 h.
+    move_collar_01_to_kito(bridge, 13 * 60 + 30)
+    rb.ingest_track(bridge, still_at(*WORKSHOP, 14 * 60, 26 * 60 + 1), first_f_cnt=100)
+
+    (his,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (his.alert_type, his.animal_id) == ("immobility", bridge.kito)
