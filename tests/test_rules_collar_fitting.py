@@ -125,3 +125,17 @@ def test_a_stillness_the_ranger_resolved_for_naserian_does_not_silence_kitos_on_
 
     (his,) = bridge.open_alerts(viewer=b.RANGER)
     assert (his.alert_type, his.animal_id) == ("immobility", bridge.kito)
+
+
+def test_a_low_battery_the_ranger_resolved_for_naserian_is_still_told_to_kitos_team(bridge):
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=3250), f_cnt=1, received_at=T))
+    (hers,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(hers.alert_id, Viewer("ranger.amani", "ranger"), "true", note="collar comes off today")
+    # The collar goes on Kito with the same tired pack.
+    move_collar_01_to_kito(bridge, 120)
+    at = T + timedelta(hours=3)
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=int(at.timestamp()), battery_mv=3240), f_cnt=2,
+                                          received_at=at))
+
+    (his,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (his.alert_type, his.animal_id) == ("low_battery", bridge.kito)

@@ -103,7 +103,8 @@ def apply_message(
         campaigns.reconsider_collar(session, device.device_id)
         if "behaviour" in fields and device.status_time == time:
             device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
-        alert_id = rules.check_battery(session, device, animal.id, time)
+        fitted_at = animal.collar_fitted_at if animal.device_id == device.device_id else None
+        alert_id = rules.check_battery(session, device, animal.id, time, fitted_at)
         if alert_id is not None:
             applied.alert_ids.append(alert_id)
     elif message == "activity":

@@ -69,13 +69,16 @@ def offline_after_s(device: Device, profile: OfflineProfile) -> int:
     return int(profile.missed_reports * expected_interval_s(device) + profile.grace_min * 60)
 
 
-def check_battery(session: Session, device: Device, animal_id: int | None, time: datetime) -> int | None:
-    """Raise low_battery when the collar's last battery reading is under its own threshold; the alert id."""
+def check_battery(session: Session, device: Device, animal_id: int | None, time: datetime,
+                  fitted_at: datetime | None = None) -> int | None:
+    """Raise low_battery when the collar's last battery reading is under its own threshold; the alert id.
+    fitted_at: when the animal wearing it was fitted with it (a low battery a ranger resolved before
+    was another animal's, and does not keep this one's quiet)."""
     threshold_mv = low_battery_threshold_mv(device)
     if device.battery_mv is None or device.battery_mv >= threshold_mv:
         return None
     if alerts.open_alert(session, device.device_id, LOW_BATTERY) is None and _still_low_since_closed(
-        session, device, LOW_BATTERY
+        session, device, LOW_BATTERY, fitted_at
     ):
         return None
     alert, _ = alerts.raise_alert(
@@ -94,11 +97,12 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
     return alert.id
 
 
-def _still_low_since_closed(session: Session, device: Device, alert_type: str) -> bool:
-    """The collar's last alert of this type (low_battery, battery_forecast) was closed while the battery
-    did not recover since (no reading above, by the collar's hysteresis, the collar's low level for
-    low_battery or the last reading the forecast saw, as a new pack gives): the same condition."""
-    closed = alerts.last_closed(session, device.device_id, alert_type)
+def _still_low_since_closed(session: Session, device: Device, alert_type: str, fitted_at: datetime | None) -> bool:
+    """The collar's last alert of this type (low_battery, battery_forecast) since its wearer's fitting
+    (fitted_at) was closed while the battery did not recover since (no reading above, by the collar's
+    hysteresis, the collar's low level for low_battery or the last reading the forecast saw, as a new
+    pack gives): the same condition."""
+    closed = alerts.last_closed(session, device.device_id, alert_type, since=fitted_at)
     if closed is None:
         return False
     if alert_type == BATTERY_FORECAST:
@@ -337,10 +341,11 @@ def check_battery_forecast(
     profile: BatteryProfile,
     trend: dict[str, Any] | None = None,
     open_now: Alert | None | object = alerts.NOT_READ,
+    fitted_at: datetime | None = None,
 ) -> int | None:
     """Raise battery_forecast when the trend (read here unless given) reaches the collar's critical
     level within warn_days. open_now: the collar's open battery_forecast (or None) when the caller
-    holds it already (else it is read here)."""
+    holds it already (else it is read here). fitted_at: the wearer's fitting (`check_battery`)."""
     trend = trend if trend is not None else battery_trend(session, device, now, profile)
     if trend is None or trend["critical_on"] is None:
         return None
@@ -349,7 +354,7 @@ def check_battery_forecast(
         return None
     if open_now is alerts.NOT_READ:
         open_now = alerts.open_alert(session, device.device_id, BATTERY_FORECAST)
-    if open_now is None and _still_low_since_closed(session, device, BATTERY_FORECAST):
+    if open_now is None and _still_low_since_closed(session, device, BATTERY_FORECAST, fitted_at):
         return None
     alert, _ = alerts.raise_alert(
         session,

@@ -447,7 +447,6 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
         device, animal, cursor = row[0], row[1], row[2]
         fence_version = geofences.fence_version_from(*row[3:])
         read = None
-    animal_id = animal.id if animal else None
     profile = runtime.profile(device, animal)
     if cursor is None:
         cursor = RuleCursor(device_id=device_id)
@@ -460,7 +459,7 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
         # it a key of its own) stays that animal's, for a ranger to resolve; it is not this wearer's.
         steps.open = {alert.alert_type: alert for alert in open_alerts
                       if alert.open_key == alerts.dedup_key(device_id, alert.alert_type)}
-        _battery(session, device, animal_id, profile, cursor, steps)
+        _battery(session, device, animal, profile, cursor, steps)
         _track(session, runtime, fence_version, device, animal, profile, cursor, steps)
         _corroborate(session, device, profile, steps)
     cursor.evaluated_at = utc_now()
@@ -540,10 +539,13 @@ def _close(session: Session, steps: Steps, alert: Alert, reason: str, at: dateti
 
 
 def _battery(
-    session: Session, device: Device, animal_id: int | None, profile: RuleProfile, cursor: RuleCursor, steps: Steps
+    session: Session, device: Device, animal: Animal | None, profile: RuleProfile, cursor: RuleCursor, steps: Steps
 ) -> None:
     """Judge the collar's latest status once: the trend through the window's readings (every status's,
-    kept as each was applied: `rules.queue_reading`), the forecast, low battery's recovery."""
+    kept as each was applied: `rules.queue_reading`), the forecast, low battery's recovery. The trend
+    is the collar's pack, whoever wears it; a forecast a ranger resolved before the wearer's fitting was
+    another animal's and keeps none of this one's quiet."""
+    animal_id = animal.id if animal else None
     if device.status_time is None or (cursor.status_time is not None and device.status_time <= cursor.status_time):
         return
     cursor.status_time = device.status_time
@@ -554,7 +556,7 @@ def _battery(
     trend = rules.battery_trend(session, device, device.status_time, profile.battery, readings)
     forecast = rules.check_battery_forecast(
         session, device, animal_id, device.status_time, profile.battery, trend=trend,
-        open_now=steps.open.get(rules.BATTERY_FORECAST),
+        open_now=steps.open.get(rules.BATTERY_FORECAST), fitted_at=animal.collar_fitted_at if animal else None,
     ) if trend is not None else None
     if forecast is not None:
         steps.add(forecast, "raised")
