@@ -139,3 +139,16 @@ def test_a_low_battery_the_ranger_resolved_for_naserian_is_still_told_to_kitos_t
 
     (his,) = bridge.open_alerts(viewer=b.RANGER)
     assert (his.alert_type, his.animal_id) == ("low_battery", bridge.kito)
+
+
+def test_a_silent_collar_moved_to_kito_is_reported_offline_on_him_too(bridge):
+    rb.ingest_track(bridge, [(0, *WORKSHOP)])
+    bridge.run_rules(now=T + timedelta(days=1))
+    (hers,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (hers.alert_type, hers.animal_id) != ("offline", bridge.kito) and hers.alert_type == "offline"
+    # Still silent, the collar is fitted to Kito (a technician trusts it); the timer runs again.
+    move_collar_01_to_kito(bridge, 25 * 60)
+    bridge.run_rules(now=T + timedelta(days=1, hours=2))
+
+    offline = [(a.alert_type, a.animal_id) for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_id != hers.alert_id]
+    assert offline == [("offline", bridge.kito)]

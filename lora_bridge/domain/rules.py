@@ -133,11 +133,15 @@ def check_offline(
     animals: dict[str, Animal] = {}
     for animal in session.scalars(select(Animal).where(Animal.device_id.is_not(None)).order_by(Animal.id.desc())):
         animals[animal.device_id] = animal  # the oldest animal of a collar wins, as elsewhere
-    already = set(
-        session.scalars(
-            select(Alert.device_id).where(Alert.alert_type == OFFLINE, Alert.open_key.is_not(None))
+    # A collar's open offline alert; one a previous wearer left open (`herd.fit_collar` gave it a key of
+    # its own) is that animal's and does not stand for the animal wearing the collar now.
+    already = {
+        device_id
+        for device_id, open_key in session.execute(
+            select(Alert.device_id, Alert.open_key).where(Alert.alert_type == OFFLINE, Alert.open_key.is_not(None))
         )
-    )
+        if open_key == alerts.dedup_key(device_id, OFFLINE)
+    }
     silent = {
         d.device_id: d.last_seen
         for d in heard
