@@ -152,3 +152,4 @@ def test_a_silent_collar_moved_to_kito_is_reported_offline_on_him_too(bridge):
 
     offline = [(a.alert_type, a.animal_id) for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_id != hers.alert_id]
     assert offline == [("offline", bridge.kito)]
+
