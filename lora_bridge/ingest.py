@@ -30,6 +30,7 @@ from lora_bridge.errors import (
     store_unavailable,
     without_values,
 )
+from lora_bridge.network_messages import CollarNamed, collar_named
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import DeadLetter, RawUplink
@@ -204,28 +205,28 @@ def keep_failed(
     event: str | None = None,
     content_type: str | None = None,
     path_ids: dict[str, Any] | None = None,
-    device_id: str | None = None,
-    f_cnt: int | None = None,
+    named: CollarNamed | None = None,
     told: str | None = None,
 ) -> int:
     """Commit body whose ingest failed for a reason that does not pass (a bug, a value the store
     refuses) as a raw row with its dead letter (stage apply), as a body that fails while applied is
     kept: `Bridge.replay_dead_letters` runs it again after a fix. Its raw row's id; StoreUnavailable
     when the store cannot take it now. Should the store refuse the row's topic or path values
-    themselves, the body is kept without them, their text in the reason. device_id, f_cnt: the
-    collar and frame counter the body names, for the dead letter's log line (the raw row, written
-    fresh here, holds neither); told: what that line says of the failure (`dead_letter`)."""
+    themselves, the body is kept without them, their text in the reason. named: the collar the body
+    names with its topic or path ids (`collar_named`), for the dead letter's log line (the raw row,
+    written fresh here, holds no collar, and may have to be kept without its ids); told: what that
+    line says of the failure (`dead_letter`)."""
     attempts = [(event, content_type, path_ids, reason)]
     if event or content_type or path_ids:
-        named = f"{reason} [not stored with the body: event={event!r} path_ids={path_ids!r}]"
-        attempts.append((None, None, None, named[:1000]))
+        said = f"{reason} [not stored with the body: event={event!r} path_ids={path_ids!r}]"
+        attempts.append((None, None, None, said[:1000]))
     for number, (kind, encoding, ids, why) in enumerate(attempts, start=1):
         try:
             with db.write() as session:
                 raw = raw_row(body, source, event=kind, content_type=encoding, path_ids=ids)
                 session.add(raw)
                 session.flush()
-                dead_letter(session, raw, STAGE_APPLY, why, device_id=device_id, f_cnt=f_cnt, told=told)
+                dead_letter(session, raw, STAGE_APPLY, why, named=named, told=told)
                 return raw.id
         except Exception as error:
             if is_transient_store_error(error):
@@ -464,7 +465,7 @@ def _merge_gateways(first: RawUplink, copy: RawUplink) -> None:
 
 def dead_letter(
     session: Session, raw: RawUplink, stage: str, reason: str, existing: DeadLetter | None = None,
-    *, told: str | None = None, device_id: str | None = None, f_cnt: int | None = None,
+    *, told: str | None = None, named: CollarNamed | None = None,
 ) -> DeadLetter:
     """Keep raw as a dead letter (or refresh the one being replayed) and mark raw accordingly. told: what
     the log and a replay's result say of it when reason (kept for the admins who inspect the row) may
@@ -472,13 +473,20 @@ def dead_letter(
     log without the values it quotes (`errors.without_values`: a reader's `'f_cnt' must be a frame
     counter 0..4294967295, got …`, the codec's `payload …`; until 6 December the log line had the wrong
     value, a coordinate sent in the wrong field, and the frame's bytes in hex).
-    device_id, f_cnt: what was read of the body, for the log line when raw holds none (a body that failed
-    at apply: its transaction, which stamped them on raw, was rolled back; until 6 December that line
-    said "device_id=None f_cnt=None")."""
+    The line names the collar whenever the body does, whatever its kind and stage: raw's collar and
+    frame counter when it holds them, else what named (the caller's `collar_named` of the body as
+    delivered) or raw's body, topic and path ids name (`collar_named`): its device id, its DevEUI when
+    known, and an uplink's frame counter (a line of a message without one says none). Until 6 December
+    it said "device_id=None f_cnt=None" of a body that failed at apply, did not read (a
+    `location_solved` whose topic and `end_device_ids` named the collar) or was of a kind kept."""
     logged = without_values(reason) if told is None else told
     told = reason if told is None else told
-    device_id = raw.device_id if raw.device_id is not None else device_id
-    f_cnt = raw.f_cnt if raw.f_cnt is not None else f_cnt
+    if named is None:
+        named = collar_named(network_of(raw.source), raw.event, raw.body, content_type=raw.content_type,
+                             path_ids=raw.path_ids)
+    device_id = raw.device_id if raw.device_id is not None else named.device_id
+    f_cnt = raw.f_cnt if raw.f_cnt is not None else named.f_cnt
+    dev_eui = named.dev_eui
     raw.status = STATUS_KEPT if stage == STAGE_KIND else STATUS_DEAD_LETTER
     raw.error = reason
     if existing is not None:
@@ -489,13 +497,15 @@ def dead_letter(
     else:
         letter = DeadLetter(raw_uplink_id=raw.id, body=raw.body, reason=reason, stage=stage, source=raw.source)
         session.add(letter)
+    collar = f"device_id={device_id}" + (f" dev_eui={dev_eui}" if dev_eui else "")
+    collar += f" f_cnt={f_cnt}" if f_cnt is not None else ""
     log.warning(
-        "dead letter device_id=%s f_cnt=%s stage=%s: %s",
-        device_id,
-        f_cnt,
+        "dead letter %s stage=%s: %s",
+        collar,
         stage,
         logged,
-        extra={"raw_uplink_id": raw.id, "device_id": device_id, "f_cnt": f_cnt, "stage": stage, "reason": logged},
+        extra={"raw_uplink_id": raw.id, "device_id": device_id, "dev_eui": dev_eui, "f_cnt": f_cnt,
+               "stage": stage, "reason": logged},
     )
     return letter
 

@@ -49,6 +49,7 @@ from lora_bridge.uplink_formats import (
     chirpstack_uplink_from,
     dig,
     escaped_text,
+    eui_or_none,
     int_or_none,
     int_within,
     label,
@@ -271,6 +272,77 @@ def _tts_document(body: bytes) -> dict[str, Any]:
     if last is not None and last[0] is body:
         return last[1]
     return load_json_object(body)
+
+
+@dataclass(frozen=True)
+class CollarNamed:
+    """The collar a body names, for a log line about the body: its device id (a label), its DevEUI,
+    and the frame counter of an uplink (None for every other kind, and where a body names none)."""
+
+    device_id: str | None = None
+    dev_eui: str | None = None
+    f_cnt: int | None = None
+
+
+def collar_named(
+    network: str,
+    event: str | None,
+    body: bytes,
+    *,
+    content_type: str | None = "application/json",
+    path_ids: dict[str, Any] | None = None,
+) -> CollarNamed:
+    """The collar body names, whatever becomes of it: as read (`read_network_message`), else (a body
+    that does not read, a kind the bridge does not read, a reader's bug) what its topic or path ids
+    and its JSON's ids say (TTS `end_device_ids`, ChirpStack `deviceInfo`), read tolerantly: labels
+    escaped, a DevEUI only as 16 hex digits, a frame counter only an uplink's and only within
+    0..MAX_F_CNT (a value in its place stays out of the log). Never raises: naming the collar must
+    never stop the body being kept. Until 6 December the dead letter of a `location_solved` or a join
+    that did not read was logged "device_id=None" though its topic and its ids named the collar."""
+    try:
+        message = read_network_message(network, event, body, content_type=content_type, path_ids=path_ids)
+    except Exception:  # noqa: BLE001 - a body that does not read (or a reader's bug) still names its collar
+        message = None
+    if isinstance(message, Uplink):
+        return CollarNamed(message.device_id, message.dev_eui, message.f_cnt)
+    if isinstance(message, NetworkEvent) and message.device_id:
+        f_cnt = message.detail.get("f_cnt") if message.kind == KIND_SIMULATED else None
+        return CollarNamed(message.device_id, message.dev_eui, f_cnt)
+    return _collar_named_tolerantly(network, event, body, content_type, path_ids or {})
+
+
+def _collar_named_tolerantly(
+    network: str, event: str | None, body: bytes, content_type: str | None, path_ids: dict[str, Any]
+) -> CollarNamed:
+    """`collar_named` of a body the readers refused: its path ids and JSON ids, each taken only if it reads."""
+    document: dict[str, Any] = {}
+    if not is_protobuf(content_type):
+        try:
+            document = load_json_object(body)
+        except (MalformedUplink, ValueError):
+            pass
+    if network == SOURCE_TTS:
+        ids = dig(document, "end_device_ids")
+        device_id, dev_eui = label(ids.get("device_id")), _eui_or_none(ids.get("dev_eui"))
+        uplink = next((document[key] for key in TTS_MESSAGE_KEYS
+                       if TTS_MESSAGE_KEYS[key] == KIND_UPLINK and isinstance(document.get(key), dict)), {})
+        f_cnt = int_within(uplink.get("f_cnt"), 0, MAX_F_CNT)
+    else:
+        info = dig(document, "deviceInfo")
+        device_id, dev_eui = label(info.get("deviceName")), _eui_or_none(info.get("devEui"))
+        is_up = (canonical_event(SOURCE_CHIRPSTACK, event) or "up") == "up"
+        f_cnt = int_within(document.get("fCnt"), 0, MAX_F_CNT) if is_up else None
+    dev_eui = dev_eui or _eui_or_none(path_ids.get("dev_eui"))
+    device_id = device_id or label(path_ids.get("device_id")) or dev_eui
+    return CollarNamed(device_id, dev_eui, f_cnt)
+
+
+def _eui_or_none(value: Any) -> str | None:
+    """A DevEUI as 16 upper-case hex digits (`eui_or_none`), None for anything else."""
+    try:
+        return eui_or_none(value, "dev_eui")
+    except MalformedUplink:
+        return None
 
 
 # ---- The Things Stack ---------------------------------------------------------------------------

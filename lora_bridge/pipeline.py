@@ -38,7 +38,13 @@ from lora_bridge.errors import (
     store_unavailable,
 )
 from lora_bridge.group_commit import Submission
-from lora_bridge.network_messages import KIND_UNKNOWN, KIND_UPLINK, NetworkEvent, read_network_message
+from lora_bridge.network_messages import (
+    KIND_UNKNOWN,
+    KIND_UPLINK,
+    CollarNamed,
+    NetworkEvent,
+    read_network_message,
+)
 from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
@@ -155,7 +161,8 @@ def keep_and_apply(
 def _undecodable(session: Session, raw: RawUplink, existing: Any, uplink: Uplink, device: Any,
                  reason: str) -> IngestResult:
     """An uplink whose payload is not there to decode or does not decode: a dead letter (stage decode)."""
-    ingest.dead_letter(session, raw, ingest.STAGE_DECODE, reason, existing)
+    named = CollarNamed(uplink.device_id, device.dev_eui or uplink.dev_eui, uplink.f_cnt)
+    ingest.dead_letter(session, raw, ingest.STAGE_DECODE, reason, existing, named=named)
     return IngestResult(
         status=ingest.STATUS_DEAD_LETTER,
         raw_uplink_id=raw.id,
@@ -263,25 +270,6 @@ def _read(raw: RawUplink) -> Uplink | NetworkEvent | MalformedUplink:
         )
     except MalformedUplink as error:
         return error
-
-
-def _ids_read(raw: RawUplink) -> tuple[str | None, int | None]:
-    """The device id and frame counter raw's body names, for the log line of its dead letter (`ids_named`)."""
-    return ids_named(ingest.network_of(raw.source), raw.event, raw.body, raw.content_type, raw.path_ids)
-
-
-def ids_named(network: str, event: str | None, body: bytes, content_type: str | None,
-              path_ids: dict[str, Any] | None) -> tuple[str | None, int | None]:
-    """The device id and frame counter a body names, for the log line of its dead letter; (None, None)
-    when it names none or cannot be read (the failure being kept may be the reader's own: it is kept all
-    the same)."""
-    try:
-        message = read_network_message(network, event, body, content_type=content_type, path_ids=path_ids)
-    except MalformedUplink as error:
-        message = error
-    except Exception:  # noqa: BLE001 - naming the collar must never stop the body being kept
-        return None, None
-    return getattr(message, "device_id", None), getattr(message, "f_cnt", None)
 
 
 def _order_keys(messages: list[Uplink | NetworkEvent | MalformedUplink], submissions: list[Submission]) -> list[str]:
@@ -394,9 +382,8 @@ def _after_failure(db: Database, raw_uplink_id: int, dead_letter_id: int | None,
             existing = session.get(DeadLetter, dead_letter_id) if dead_letter_id else None
             # the whole error for the admins who inspect the row; the log gets what the caller is told,
             # with the collar and frame counter read of the body (the failed apply rolled them back on raw)
-            device_id, f_cnt = _ids_read(raw)
             ingest.dead_letter(session, raw, ingest.STAGE_APPLY, f"processing failed: {error!r}"[:1000], existing,
-                               told=told, device_id=device_id, f_cnt=f_cnt)
+                               told=told)
     except Exception as second:
         if is_transient_store_error(second):
             return IngestResult(status=ingest.STATUS_PENDING, raw_uplink_id=raw_uplink_id, reason=told)

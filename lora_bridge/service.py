@@ -69,15 +69,13 @@ from lora_bridge.errors import (
     store_unavailable,
 )
 from lora_bridge.group_commit import GroupCommit, Submission
-from lora_bridge.network_messages import EVENT_KINDS, NETWORKS, event_name_of
+from lora_bridge.network_messages import EVENT_KINDS, NETWORKS, collar_named, event_name_of
 from lora_bridge.network_server import NetworkServerClient
 from lora_bridge.notify import channels, outbox
 from lora_bridge.notify.config import CHANNELS
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.outbox import Outbox, OutboxWorker
 from lora_bridge.pipeline import (
-    collar_hint,
-    ids_named,
     keep_and_apply,
     process_handed_batch,
     process_raw,
@@ -282,22 +280,20 @@ class Bridge:
         (nothing kept: webhook 503, MQTT no PUBACK)."""
         if is_transient_store_error(error):
             raise store_unavailable(error) from error
-        collar = collar_hint(Submission(network, event, body, content_type=content_type, path_ids=path_ids))
-        context = {"network": network, "event": event, "device": collar or None}
+        # The collar (and an uplink's frame counter) the body, its topic or its ids name: its raw row is
+        # new and holds none. Both lines below name it (escaped: a device name cannot forge a line).
+        named = collar_named(network, event, body, content_type=content_type, path_ids=path_ids)
+        context = {"network": network, "event": event, "device": named.device_id, "dev_eui": named.dev_eui}
         reason = f"ingest failed: {error!r}"[:1000]  # the whole error, for the admins who inspect the row
         # The log and the caller get the error's class, what the driver said (without the values it
         # quotes) and an error_id; the traceback its frames (`redacted`): a statement error's text carries
         # its SQL and parameters, a reader's `ValueError` the value it could not read (a position).
         failure = failure_context(error)
         told = f"ingest failed: {failure['error_class']}: {failure['driver_said']} error_id={failure['error_id']}"
-        # The dead letter's line names the collar and frame counter the body gives (its raw row is
-        # new and holds neither), else the collar the topic or ids name, as the line below does.
-        device_id, f_cnt = ids_named(network, event, body, content_type, path_ids)
         raw_id = ingest.keep_failed(self.db, network, body, reason, event=event, content_type=content_type,
-                                    path_ids=path_ids, device_id=device_id or collar or None, f_cnt=f_cnt,
-                                    told=told)
+                                    path_ids=path_ids, named=named, told=told)
         log.error("ingest failed network=%s event=%s device=%s: kept as a dead letter raw_uplink_id=%d %s",
-                  network, event, collar or None, raw_id, said_of(failure), exc_info=redacted(error),
+                  network, event, named.device_id, raw_id, said_of(failure), exc_info=redacted(error),
                   extra={**context, "raw_uplink_id": raw_id, **failure})
         return IngestResult(status=ingest.STATUS_DEAD_LETTER, raw_uplink_id=raw_id, reason=told,
                             stage=ingest.STAGE_APPLY)

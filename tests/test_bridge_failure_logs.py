@@ -24,6 +24,7 @@ from lora_bridge.group_commit import Submission, write_and_settle
 # What only the store's statement says: the SQL and its parameters (here a collar's position).
 SQL_WORDS = ("[SQL", "[parameters", "INSERT INTO", "-2.5123")
 ROUTE = {"application_id": b.APPLICATION_ID, "device_id": "collar-01"}
+COLLAR_01_EUI = b.dev_eui_of("collar-01")
 
 
 def _sql_in(said: str) -> list[str]:
@@ -65,7 +66,7 @@ def test_operators_dead_letter_line_names_the_collar_and_frame_counter_of_a_body
     assert (result.status, result.stage) == ("dead_letter", "apply")
     (line,) = [r for r in caplog.records if r.getMessage().startswith("dead letter ")]
     assert (line.device_id, line.f_cnt, line.stage) == ("collar-01", 6, "apply")
-    assert line.getMessage().startswith("dead letter device_id=collar-01 f_cnt=6 stage=apply: ")
+    assert line.getMessage().startswith(f"dead letter device_id=collar-01 dev_eui={COLLAR_01_EUI} f_cnt=6 stage=apply: ")
     assert _sql_in(line.getMessage()) == [] and _sql_in(str(line.reason)) == []
 
 
@@ -89,7 +90,7 @@ def test_operators_dead_letter_line_names_the_collar_and_frame_counter_of_a_body
     assert worker.kept == 1 and "KeyError('rx_metadata')" in letter.reason
     (line,) = [r for r in caplog.records if r.getMessage().startswith("dead letter ")]
     assert (line.device_id, line.f_cnt, line.stage) == ("collar-01", 6, "apply")
-    assert line.getMessage().startswith("dead letter device_id=collar-01 f_cnt=6 stage=apply: ")
+    assert line.getMessage().startswith(f"dead letter device_id=collar-01 dev_eui={COLLAR_01_EUI} f_cnt=6 stage=apply: ")
     (failed,) = [r for r in caplog.records if r.getMessage().startswith("ingest failed")]
     assert failed.device == line.device_id, "both lines name the same collar"
     assert _sql_in(_all_logged(caplog.records)) == [], "no line carried the collar's position"
@@ -443,5 +444,139 @@ def test_a_frame_the_codec_rejects_is_logged_without_its_bytes_which_hold_the_fi
     logged = _all_logged(caplog.records)
     assert cut.hex()[:8] not in logged and cut.hex()[-8:] not in logged, "the log carried the frame's bytes"
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dead letter ")]
-    assert line.startswith("dead letter device_id=collar-01 f_cnt=3 stage=decode: codec rejected port ")
+    assert line.startswith(f"dead letter device_id=collar-01 dev_eui={COLLAR_01_EUI} f_cnt=3 stage=decode: "
+                           "codec rejected port ")
     assert f"payload {LEFT_OUT}: status: " in line, "the log still says the codec refused a status frame"
+
+
+# ---- which collar a dead letter's line names -----------------------------------------------------------
+# Bodies of every kind, in the shapes The Things Stack and ChirpStack document (`network_fixtures`), each
+# broken one way a network server or a broker can break it, delivered as they come (a webhook path, an MQTT
+# topic). Each names its collar in its topic or its ids, so its dead letter's line names it too: the device
+# id, the DevEUI when the body or topic gives one, and a frame counter only where the message has one (an
+# uplink's). Until 6 December a `location_solved` that did not read was logged "device_id=None f_cnt=None".
+TTS_TOPIC = "v3/reserve-collars@ttn/devices/collar-01/"
+CHIRPSTACK_TOPIC = "application/17c82e96-be03-4f38-aef3-f83d48582d97/device/0101010101010101/event/"
+TTS_EUI, CHIRPSTACK_EUI = nf.TTS_END_DEVICE_IDS["dev_eui"], nf.CHIRPSTACK_DEVICE_INFO["devEui"]
+
+
+def _documented(fixture: nf.Fixture, change=lambda document: None) -> bytes:  # noqa: ANN001
+    """fixture's documented body with change made to it, as JSON."""
+    document = fixture.copy()
+    change(document)
+    return json.dumps(document).encode()
+
+
+def _cut_short(fixture: nf.Fixture) -> bytes:
+    """fixture's body cut off mid-way, as a broker that lost the end of a message hands it on."""
+    whole = json.dumps(fixture.body).encode()
+    return whole[: len(whole) // 2]
+
+
+COLLAR_NAMED = {  # case: (how it comes, where, body, (device_id, dev_eui, f_cnt, stage))
+    "tts location_solved cut short, MQTT topic names the collar": (
+        "mqtt", TTS_TOPIC + "location/solved", _cut_short(nf.TTS["location_solved"]),
+        ("collar-01", None, None, "parse")),
+    "tts location_solved whose message is null, webhook": (
+        "webhook", "/uplinks/tts/location-solved",
+        _documented(nf.TTS["location_solved"], lambda d: d.update(location_solved=None)),
+        ("dev1", TTS_EUI, None, "kind")),
+    "tts location_solved whose DevEUI is garbled, MQTT": (
+        "mqtt", TTS_TOPIC + "location/solved",
+        _documented(nf.TTS["location_solved"], lambda d: d["end_device_ids"].update(dev_eui="0004A30B-not-hex")),
+        ("dev1", None, None, "parse")),
+    "tts join_accept cut short, MQTT": (
+        "mqtt", TTS_TOPIC + "join", _cut_short(nf.TTS["join_accept"]), ("collar-01", None, None, "parse")),
+    "tts downlink_ack whose message is text, webhook": (
+        "webhook", "/uplinks/tts/down-ack",
+        _documented(nf.TTS["downlink_ack"], lambda d: d.update(downlink_ack="acknowledged")),
+        ("dev1", TTS_EUI, None, "kind")),
+    "tts downlink_failed whose message is null (its ids have no DevEUI), MQTT": (
+        "mqtt", TTS_TOPIC + "down/failed",
+        _documented(nf.TTS["downlink_failed"], lambda d: d.update(downlink_failed=None)),
+        ("dev1", None, None, "kind")),
+    "tts uplink whose port is text, webhook": (
+        "webhook", "/uplinks/tts/up",
+        _documented(nf.TTS["uplink_message"], lambda d: d["uplink_message"].update(f_port="one")),
+        ("dev1", TTS_EUI, 1, "parse")),
+    "chirpstack up whose data is not base64, HTTP": (
+        "webhook", "/uplinks/chirpstack?event=up",
+        _documented(nf.CHIRPSTACK["up"], lambda d: d.update(data="not base64!")),
+        ("Test device", CHIRPSTACK_EUI, 4, "parse")),
+    "chirpstack join cut short, MQTT topic names the DevEUI": (
+        "mqtt", CHIRPSTACK_TOPIC + "join", _cut_short(nf.CHIRPSTACK["join"]),
+        (CHIRPSTACK_EUI, CHIRPSTACK_EUI, None, "parse")),
+    "chirpstack location whose DevEUI is garbled, HTTP": (
+        "webhook", "/uplinks/chirpstack?event=location",
+        _documented(nf.CHIRPSTACK["location"], lambda d: d["deviceInfo"].update(devEui="01-not-an-eui")),
+        ("Test device", None, None, "parse")),
+    "chirpstack ack cut short, MQTT": (
+        "mqtt", CHIRPSTACK_TOPIC + "ack", _cut_short(nf.CHIRPSTACK["ack"]),
+        (CHIRPSTACK_EUI, CHIRPSTACK_EUI, None, "parse")),
+}
+
+
+def _dead_letter_line(caplog) -> logging.LogRecord:  # noqa: ANN001
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("dead letter ")]
+    return line
+
+
+def _said_of_collar(device_id: str, dev_eui: str | None, f_cnt: int | None, stage: str) -> str:
+    """How a dead letter's line begins for that collar."""
+    return (f"dead letter device_id={device_id}" + (f" dev_eui={dev_eui}" if dev_eui else "")
+            + (f" f_cnt={f_cnt}" if f_cnt is not None else "") + f" stage={stage}: ")
+
+
+@pytest.mark.parametrize("case", list(COLLAR_NAMED))
+def test_operators_dead_letter_line_names_the_collar_a_message_of_any_kind_names(store_url, caplog, case):
+    how, where, body, (device_id, dev_eui, f_cnt, stage) = COLLAR_NAMED[case]
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge, caplog.at_level(logging.INFO, logger="lora_bridge"):
+        if how == "mqtt":
+            MqttIngest(bridge.ingest_network_message, parse_broker_url("mqtt://127.0.0.1:1"))._ingest(
+                route(where), body, [1, 0, False])
+        else:
+            with TestClient(create_app(bridge)) as client:
+                assert client.post(where, content=body, headers=b.HEADERS).status_code == 200
+        (letter,) = bridge.dead_letters()
+
+    line = _dead_letter_line(caplog)
+    assert letter.stage == stage
+    assert (line.device_id, line.dev_eui, line.f_cnt, line.stage) == (device_id, dev_eui, f_cnt, stage)
+    assert line.getMessage().startswith(_said_of_collar(device_id, dev_eui, f_cnt, stage))
+
+
+def test_a_location_solved_a_readers_bug_trips_on_is_logged_under_its_collar_without_its_latitude(
+        store_url, caplog, monkeypatch):
+    # LoRa Cloud's solved location of the documented collar (dev1), its latitude written with its hemisphere:
+    # a reader's bug trips on it while the body is applied. The dead letter's line names the collar the
+    # body's end_device_ids give, its DevEUI too, and no frame counter (a location has none).
+    _tripping_reader(monkeypatch)
+    with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client, \
+            caplog.at_level(logging.INFO, logger="lora_bridge"):
+        reply = client.post("/uplinks/tts/location-solved", content=_located_as_text(), headers=b.HEADERS)
+
+    assert reply.json()["status"] == "dead_letter"
+    line = _dead_letter_line(caplog)
+    assert (line.device_id, line.dev_eui, line.f_cnt, line.stage) == ("dev1", TTS_EUI, None, "apply")
+    assert line.getMessage().startswith(f"dead letter device_id=dev1 dev_eui={TTS_EUI} stage=apply: ")
+    assert _digits_logged(caplog.records) == [], "naming the collar put the latitude in the log"
+
+
+def test_an_mqtt_location_solved_kept_after_a_bug_names_the_collar_of_its_topic_and_ids(sqlite_url, caplog):
+    # A bug of the bridge hits a solved location as the MQTT worker hands it in, before anything is stored:
+    # the bridge keeps it as a dead letter whose line names the collar, as the "ingest failed" line does.
+    routed = route("v3/app1@ttn/devices/dev1/location/solved")
+    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge:
+        def ingest_with_a_bug(network, event, body, **kwargs) -> None:  # noqa: ANN001
+            raise KeyError("location")
+
+        worker = MqttIngest(ingest_with_a_bug, parse_broker_url("mqtt://127.0.0.1:1"), keep=bridge.keep_failed)
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            worker._ingest(routed, _documented(nf.TTS["location_solved"]), [1, 0, False])
+
+    assert worker.kept == 1
+    line = _dead_letter_line(caplog)
+    assert (line.device_id, line.dev_eui, line.f_cnt, line.stage) == ("dev1", TTS_EUI, None, "apply")
+    (failed,) = [r for r in caplog.records if r.getMessage().startswith("ingest failed")]
+    assert (failed.device, failed.dev_eui) == ("dev1", TTS_EUI), "both lines name the same collar"
+    assert _leaked(caplog.records) == [], "no line carried the solved position"
