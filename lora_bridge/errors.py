@@ -224,7 +224,16 @@ def driver_said(error: BaseException) -> str:
         return postgres_said(diag, said, sqlstate)
     if isinstance(cause, SAID_AS_WRITTEN):
         return said
-    return without_values(said)
+    return without_values(said) + _http_status_of(cause)
+
+
+def _http_status_of(error: BaseException) -> str:
+    """" (HTTP 429)" for a `DownlinkError` the network server answered, from its `status` (its text quotes the
+    server's answer, which `without_values` masks with the status in it), else "". Until 6 December a
+    refused push was logged `network server answered …: '…'`, and the operator could not tell a 429
+    from a 404."""
+    status = getattr(error, "status", None) if isinstance(error, DownlinkError) else None
+    return f" (HTTP {status})" if isinstance(status, int) and not isinstance(status, bool) else ""
 
 
 # What can be a value in an error's first line: a double-quoted word (PostgreSQL's: a name or a value of

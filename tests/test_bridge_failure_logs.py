@@ -580,3 +580,22 @@ def test_an_mqtt_location_solved_kept_after_a_bug_names_the_collar_of_its_topic_
     (failed,) = [r for r in caplog.records if r.getMessage().startswith("ingest failed")]
     assert (failed.device, failed.dev_eui) == ("dev1", TTS_EUI), "both lines name the same collar"
     assert _leaked(caplog.records) == [], "no line carried the solved position"
+
+
+@pytest.mark.parametrize("status", [404, 429, 503])
+def test_operator_reads_the_http_status_of_a_refused_push_but_not_the_network_servers_answer(caplog, status):
+    # A push the network server refused, as the bridge's client raises it: its text quotes the server's
+    # answer (which can name a collar's DevEUI and session), so the log masks that text; the HTTP status,
+    # said from the error's own attribute, tells the operator a 429 (wait) from a 404 (the collar is gone).
+    from lora_bridge.errors import DownlinkError, log_failure
+
+    answer = '{"code": 5, "message": "end device 70B3D57ED0000001 not found in session AXBSp8v2"}'
+    refused = DownlinkError(f"network server answered {status}: {answer[:200]!r}", status=status)
+    with caplog.at_level(logging.INFO, logger="lora_bridge"):
+        log_failure(logging.getLogger("lora_bridge.outbox"), refused, "downlink push failed device_id=%s:",
+                    "collar-01")
+
+    (line,) = caplog.records
+    assert line.driver_said.endswith(f" (HTTP {status})") and f"(HTTP {status})" in line.getMessage()
+    assert "70B3D57ED0000001" not in _all_logged(caplog.records), "the server's answer text reached the log"
+    assert "AXBSp8v2" not in _all_logged(caplog.records)
