@@ -31,6 +31,7 @@ import json
 import logging
 import re
 import tempfile
+import unicodedata
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -296,13 +297,25 @@ def _shapefile_readme(layer: str, frame: pd.DataFrame, fields: Mapping[str, str]
     return "\n".join(lines) + "\n"
 
 
+def latin_name(name: str | None, fallback: str) -> str:
+    """name as a Shapefile part's file name can carry it everywhere (ASCII letters, digits, `_`, `-`):
+    transliterated, its accents dropped (Unicode NFKD without the combining marks: "Ñyota" is "Nyota",
+    "Zoë" "Zoe"), any other character a `_`; fallback (a stable readable stem, e.g. the animal's id) when
+    that leaves no Latin letter (a Ge'ez or Arabic name). Until 6 December only the ASCII characters
+    were kept: "Ñyota"'s parts were `yota_7d.shp`, an Amharic name's `_7d.shp`."""
+    decomposed = unicodedata.normalize("NFKD", name or "")
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    stem = re.sub(r"[^0-9A-Za-z_-]+", "_", plain).strip("_-")
+    return stem if re.search(r"[A-Za-z]", stem) else fallback
+
+
 def to_shapefile(fixes: Sequence[Any], species: Species = None, precision: str | None = None, layer: str = "fixes",
                  max_part_bytes: int = SHAPEFILE_PART_MAX_BYTES) -> bytes:
     """A zip of an ESRI Shapefile of the fixes as points in WGS84 (`layer`.shp, .shx, .dbf, .prj, .cpg in
     UTF-8) and README.txt, which maps each field to its full column name, says whether the points are exact
     (`precision`) and lists any value cut to fit. ExportTooLarge when a part would pass `max_part_bytes`."""
     frame = fixes_geoframe(fixes, species)
-    stem = re.sub(r"[^0-9A-Za-z_-]+", "_", layer).strip("_") or "fixes"
+    stem = latin_name(layer, "fixes")
     cut = sorted({(column, value) for column in frame.columns if frame[column].dtype == object
                   for value in frame[column] if isinstance(value, str) and _dbf_text(value) != value})
     for column in {column for column, _ in cut}:
@@ -373,10 +386,12 @@ class ExportFile:
     media_type: str
 
 
-def files(fixes: Sequence[Any], species: Species, viewer: Viewer, stem: str) -> list[ExportFile]:
+def files(fixes: Sequence[Any], species: Species, viewer: Viewer, stem: str,
+          layer: str | None = None) -> list[ExportFile]:
     """The fixes (already as viewer may see them) as the five files the animal page offers (CSV,
-    GeoJSON, GeoPackage, zipped Shapefile, Movebank CSV), each with the species and the GeoJSON and the
-    Shapefile's README saying whether the points are exact, as the API's are. Forbidden unless viewer's role may export, as on the API
+    GeoJSON, GeoPackage, zipped Shapefile, Movebank CSV), each named stem (the animal's full name), with
+    the species and the GeoJSON and the Shapefile's README saying whether the points are exact, as the
+    API's are. layer: the stem of the Shapefile's parts inside its zip (`latin_name`), stem by default. Forbidden unless viewer's role may export, as on the API
     (rangers, researchers, admins: not the visitor kiosk, not field technicians)."""
     require(viewer, roles.EXPORT)
     precision = privacy.label(viewer)
@@ -384,7 +399,7 @@ def files(fixes: Sequence[Any], species: Species, viewer: Viewer, stem: str) -> 
         ExportFile("CSV", to_csv(fixes, species), f"{stem}.csv", MEDIA_TYPES["csv"]),
         ExportFile("GeoJSON", to_geojson(fixes, species, precision), f"{stem}.geojson", MEDIA_TYPES["geojson"]),
         ExportFile("GeoPackage", to_geopackage(fixes, species), f"{stem}.gpkg", MEDIA_TYPES["gpkg"]),
-        ExportFile("Shapefile", to_shapefile(fixes, species, precision, stem), f"{stem}.shp.zip",
+        ExportFile("Shapefile", to_shapefile(fixes, species, precision, layer or stem), f"{stem}.shp.zip",
                    MEDIA_TYPES["shp.zip"]),
         ExportFile("Movebank CSV", to_movebank_csv(fixes, species), f"{stem}_movebank.csv",
                    MEDIA_TYPES["movebank.csv"]),

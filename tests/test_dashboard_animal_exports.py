@@ -448,3 +448,31 @@ def test_long_column_names_become_distinct_readable_shapefile_fields_of_ten_char
     assert fields["individual-local-identifier"] == "individu_2"
     assert exports.shapefile_field_names(exports.MOVEBANK_COLUMNS) == fields, "the same names every time"
     assert exports.shapefile_field_names(exports.COLUMNS) == {c: c for c in exports.COLUMNS}
+
+
+@pytest.mark.parametrize(("name", "animal_id", "parts_named"), [
+    ("Ñyota", 7, "Nyota_7d"),  # Swahili names written with a tilde: transliterated, not cut to "yota"
+    ("Zoë Mkubwa", 8, "Zoe_Mkubwa_7d"),
+    ("ንጉሥ", 9, "animal_9_7d"),  # an Amharic name in Ge'ez: no Latin letter to keep, so the animal's id
+    ("نمر", 10, "animal_10_7d"),  # an Arabic one
+])
+def test_park_gis_staff_unzip_a_shapefile_whose_parts_are_named_after_the_animal_in_latin_letters(
+        tmp_path, name, animal_id, parts_named):
+    researcher = Viewer("rose", "researcher")
+    stem = f"{name.replace(' ', '_')}_7d"
+    layer = f"{exports.latin_name(name, f'animal_{animal_id}')}_7d"
+    files = {f.label: f for f in exports.files(square_walk(), "Panthera leo", researcher, stem, layer)}
+
+    assert files["Shapefile"].filename == f"{stem}.shp.zip", "the download keeps the animal's full name"
+    with zipfile.ZipFile(io.BytesIO(files["Shapefile"].data)) as archive:
+        names = sorted(archive.namelist())
+    assert names == sorted([*(f"{parts_named}{part}" for part in (".cpg", ".dbf", ".prj", ".shp", ".shx")),
+                            "README.txt"])
+    (tmp_path / files["Shapefile"].filename).write_bytes(files["Shapefile"].data)
+    assert len(gpd.read_file(tmp_path / files["Shapefile"].filename)) == len(square_walk())
+
+
+def test_a_shapefile_asked_for_by_a_name_with_accents_alone_is_transliterated_too():
+    data = exports.to_shapefile(square_walk(), "Panthera leo", layer="Ñyota_7d")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert "Nyota_7d.shp" in archive.namelist() and "yota_7d.shp" not in archive.namelist()

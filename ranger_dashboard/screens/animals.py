@@ -163,7 +163,9 @@ stale_since = data.stale_read_at()
 if fixes and viewer.may(access_roles.EXPORT):  # as the API: rangers, researchers and admins export
     st.subheader("Download the fixes")
     stem = f"{(animal.name or animal.device_id).replace(' ', '_')}_{days}d"
-    files = exports.files(fixes, animal.species, viewer, stem)
+    # the Shapefile's parts inside its zip: the name transliterated, the animal's id for a name in no Latin letters
+    layer = f"{exports.latin_name(animal.name or animal.device_id, f'animal_{animal.animal_id}')}_{days}d"
+    files = exports.files(fixes, animal.species, viewer, stem, layer)
     # As the API's files: the species in every file, and the GeoJSON and the Shapefile's README say whether the
     # points are exact.
     for button, file in zip(st.columns(len(files)), files, strict=True):
