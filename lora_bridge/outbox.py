@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import select, update
 
 from lora_bridge.domain import alerts, downlinks, fuota_delivery
-from lora_bridge.errors import DownlinkError, is_transient_store_error, log_failure
+from lora_bridge.errors import DownlinkError, driver_said, is_transient_store_error, log_failure
 from lora_bridge.network_server import (
     DownlinkTarget,
     MulticastFrame,
@@ -145,7 +145,7 @@ class Outbox:
                     "downlink push failed downlink_id=%d device_id=%s: %s%s",
                     downlink_id,
                     target.device_id,
-                    error,
+                    driver_said(error),  # the server's answer text masked (it can name the collar's session), its status said
                     "" if wait_s is None else f" (rate limited: it waits {wait_s:.0f} s, no attempt spent)",
                     extra={"device_id": target.device_id, "downlink_id": downlink_id},
                 )
@@ -311,7 +311,7 @@ class Outbox:
                 self.client.send_multicast(frame, hint)
             except DownlinkError as error:
                 self._finish_multicast(frame_id, str(error), counted=_rate_limit_wait_s(error) is None)
-                log.warning("multicast push failed frame_id=%d group=%s: %s", frame_id, frame.group_id, error,
+                log.warning("multicast push failed frame_id=%d group=%s: %s", frame_id, frame.group_id, driver_said(error),
                             extra={"multicast_frame_id": frame_id})
                 refused.add(server)  # the rest of its server's frames wait for the next flush, in their order
                 continue

@@ -583,19 +583,26 @@ def test_an_mqtt_location_solved_kept_after_a_bug_names_the_collar_of_its_topic_
 
 
 @pytest.mark.parametrize("status", [404, 429, 503])
-def test_operator_reads_the_http_status_of_a_refused_push_but_not_the_network_servers_answer(caplog, status):
-    # A push the network server refused, as the bridge's client raises it: its text quotes the server's
-    # answer (which can name a collar's DevEUI and session), so the log masks that text; the HTTP status,
-    # said from the error's own attribute, tells the operator a 429 (wait) from a 404 (the collar is gone).
-    from lora_bridge.errors import DownlinkError, log_failure
+def test_operator_reads_the_http_status_of_a_refused_push_but_not_the_network_servers_answer(
+        store_url, network, caplog, status):
+    # A push the network server refuses, through the outbox: the refusal's text quotes the server's answer
+    # (The Things Stack's error body, which can name the collar's session), so the outbox's line masks that
+    # text; the HTTP status, said from the error's own attribute, tells the operator a 429 (wait) from a
+    # 404 (the collar is gone from the application) and a 503 (the server is down).
+    if status == 404:
+        network.deleted.add("collar-01")
+    elif status == 429:
+        network.rate_limited, network.retry_after_s = 1, 60
+    else:
+        network.refuse = True
+    with b.pushing_to(network, store_url) as bridge:
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1), f_cnt=1))
+        with caplog.at_level(logging.INFO, logger="lora_bridge"):
+            assert bridge.flush_downlinks() == 0
+        (held,) = bridge.downlinks()
 
-    answer = '{"code": 5, "message": "end device 70B3D57ED0000001 not found in session AXBSp8v2"}'
-    refused = DownlinkError(f"network server answered {status}: {answer[:200]!r}", status=status)
-    with caplog.at_level(logging.INFO, logger="lora_bridge"):
-        log_failure(logging.getLogger("lora_bridge.outbox"), refused, "downlink push failed device_id=%s:",
-                    "collar-01")
-
-    (line,) = caplog.records
-    assert line.driver_said.endswith(f" (HTTP {status})") and f"(HTTP {status})" in line.getMessage()
-    assert "70B3D57ED0000001" not in _all_logged(caplog.records), "the server's answer text reached the log"
-    assert "AXBSp8v2" not in _all_logged(caplog.records)
+    (line,) = [r for r in caplog.records if r.getMessage().startswith("downlink push failed")]
+    assert f"(HTTP {status})" in line.getMessage()
+    assert str(status) in held.last_error, "the downlink itself keeps the server's whole answer"
+    for answered in ("device_not_found", "rate_limit_exceeded", "unavailable"):
+        assert answered not in _all_logged(caplog.records), "the server's answer text reached the log"
