@@ -742,12 +742,13 @@ def _track(
     not judged at all. The cursor moves past it all the same. No read more: the animal is read with
     the collar."""
     animal_id = animal.id if animal else None
+    fitted_at = animal.collar_fitted_at if animal else None
     lookback = _lookback(profile)
     track = _read_track(session, device.device_id, cursor, lookback)
     if track is None:
         return
     newest = max(track.rows[-1][1], cursor.position_time or track.rows[-1][1])
-    worn = _worn_since(track.rows, animal.collar_fitted_at if animal else None)
+    worn = _worn_since(track.rows, fitted_at)
     if not any(r[0] in track.new_ids for r in worn):  # nothing new of this wearer's: a previous one's backlog
         cursor.position_id = max(track.highest_id, cursor.position_id or 0)
         cursor.position_time = newest
@@ -778,7 +779,7 @@ def _track(
         fresh, again, disputed = match_crossings(added, removed)
         for crossing in fresh:
             _on_crossing(session, fences, device, animal_id, confirmed_now[crossing], clean.outliers, steps,
-                         profile.fences, animal.collar_fitted_at if animal else None)
+                         profile.fences, fitted_at)
         for old, new in again:
             _refine_crossing(session, old, new, steps)
         for old in disputed:  # an alert raised for it was closed when the animal came back: the ranger judges it
@@ -799,7 +800,6 @@ def _track(
         _clear_geofence_alerts(session, judge, device, clean.kept, steps)
         _check_collar_fence_alerts(session, judge, clean.kept, steps)
     window_start = newest - lookback
-    fitted_at = animal.collar_fitted_at if animal else None
     _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean, steps,
                 fitted_at)
     steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
