@@ -532,10 +532,11 @@ def newest_raw_id(bridge: Any) -> int:
         return int(session.scalar(select(func.max(RawUplink.id))) or 0)
 
 
-def apply_entries(bridge: Any, journal: IntakeJournal,
-                  taken: list[tuple[int, Submission]]) -> tuple[list[int], list[tuple[int, Submission]]]:
+def apply_entries(bridge: Any, journal: IntakeJournal, taken: list[tuple[int, Submission]],
+                  remove: bool = True) -> tuple[list[int], list[tuple[int, Submission]]]:
     """Apply journal entries (id, submission) in one transaction with their rules, then delete those the
-    store took from the journal: (their ids, the others as fresh submissions to try again)."""
+    store took from the journal: (their ids, the others as fresh submissions to try again). remove
+    False: the caller lets them go once the store's commit is on disk (`lora_bridge.journal_release`)."""
     submissions = [submission for _, submission in taken]
     try:
         bridge.write_batch_now(submissions)
@@ -550,7 +551,8 @@ def apply_entries(bridge: Any, journal: IntakeJournal,
     refused = [(intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids,
                                       received_at=s.received_at, message=s.message))
                for intake_id, s in taken if not (s.result is not None and s.error is None)]
-    journal.remove(stored)
+    if remove:
+        journal.remove(stored)
     return stored, refused
 
 

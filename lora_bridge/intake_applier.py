@@ -46,6 +46,7 @@ from typing import Any, BinaryIO
 from pydantic import SecretStr
 
 from lora_bridge.errors import log_failure
+from lora_bridge.journal_release import Committed, JournalRelease, releases_after_sync, sync_wal
 from lora_bridge.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,13 @@ def run_child(parent_pid: int) -> int:
     stop (or dies)."""
     from pathlib import Path
 
-    from lora_bridge.intake_journal import IntakeJournal, hold_lock, path_for_store
+    from lora_bridge.intake_journal import (
+        SUFFIX,
+        IntakeJournal,
+        hold_lock,
+        path_for_store,
+        store_journal_mode,
+    )
     from lora_bridge.service import Bridge
     from lora_bridge.start_up_heap import freeze_start_up_heap
     from lora_bridge.store.database import count_writes
@@ -258,38 +265,63 @@ def run_child(parent_pid: int) -> int:
         log.error("the intake applier process needs a SQLite file store or a PostgreSQL store")
         return 2
     journal = None
+    store_path = None
     if journal_path is not None:
         hold_lock(Path(f"{journal_path}.applier"))  # the applier before this one has ended (held until exit)
+        store_path = Path(str(journal_path)[: -len(SUFFIX)])
+        if releases_after_sync(settings.sqlite_synchronous, store_journal_mode(store_path)):
+            # commits reach the disk by the release's fsync, before their entries leave the journal;
+            # the journal's deletes need none (lora_bridge.journal_release)
+            settings = settings.model_copy(update={"sqlite_synchronous": "NORMAL"})
+        else:
+            store_path = None
         journal = IntakeJournal(journal_path, settings.sqlite_synchronous, owner=False)
     bridge = Bridge(settings)
     wakes: list[list[int] | None] = []
     bridge.outbox_wakes = wakes.append
     work = count_writes(bridge.db)
     link = ParentLink(stdin)
+    writing = threading.Lock()  # reports come from the main thread and the release thread
 
-    def report(applied: list[int], batch: bool, left: list[int] | None = None) -> None:
+    def write(message: dict[str, Any]) -> None:
+        with writing:
+            reports.write(json.dumps(message).encode() + b"\n")
+
+    def taken_report(applied: list[int], batch: bool, left: list[int] | None = None) -> Committed:
+        """What a report says of the work done since the last one, taken now; sent once released."""
         downlinks = sorted({i for ids in wakes if ids for i in ids})
-        message = {"applied": applied, "batch": batch, "committed_at": time.time(), "downlinks": downlinks,
+        message = {"applied": applied, "batch": batch, "downlinks": downlinks,
                    "flush_outbox": any(ids is None for ids in wakes), **work}
         if left:
             message["left"] = left
         wakes.clear()
         work.update(statements=0, commits=0)
-        reports.write(json.dumps(message).encode() + b"\n")
+        return Committed(applied, message)
+
+    def send(batch: Committed) -> None:
+        write({**batch.report, "committed_at": time.time()})
+
+    def report(applied: list[int], batch: bool, left: list[int] | None = None) -> None:
+        send(taken_report(applied, batch, left))
 
     def said(message: dict[str, Any]) -> None:
-        reports.write(json.dumps(message).encode() + b"\n")
+        write(message)
 
     # Its statements compiled before any body waits on them (lora_bridge.warm_up)
     log.debug("batch path warmed up in %.0f ms", 1000 * bridge.warm_up())
     # As the serving process does: what the child holds now lives as long as it does, and the full
     # collections of its batches would walk it all again (lora_bridge.start_up_heap).
     reports.write(f"ready {freeze_start_up_heap()}\n".encode())
+    release = None
     try:
         if journal is not None:
-            return _apply_journal(bridge, journal, link, report, said, wakes)
+            sync = (lambda: sync_wal(store_path)) if store_path is not None else None
+            release = JournalRelease(sync, journal.remove, send)
+            return _apply_journal(bridge, journal, link, release, taken_report, said, wakes)
         return _apply_received_rows(bridge, link, report, said)
     finally:
+        if release is not None:
+            release.close()
         if journal is not None:
             journal.close()
         bridge.close()
@@ -321,19 +353,22 @@ def _gathered(link: ParentLink, last_taken: int, waiting: int) -> tuple[int, boo
         return link.committed_id, link.stop_asked, link.parent_gone
 
 
-def _apply_journal(bridge: Any, journal: Any, link: ParentLink, report: Reporter, said: Reporter,
-                   wakes: list[Any]) -> int:
-    """A SQLite store's journal, applied in batches (`durable_intake.apply_entries`); entries the store
-    could not take are tried again RETRY_S later."""
+def _apply_journal(bridge: Any, journal: Any, link: ParentLink, release: JournalRelease,
+                   taken_report: Callable[..., Committed], said: Reporter, wakes: list[Any]) -> int:
+    """A SQLite store's journal, applied in batches (`durable_intake.apply_entries`), each batch's
+    entries let go by release once the store's commit is on disk; entries the store could not take are
+    tried again RETRY_S later."""
     from lora_bridge.durable_intake import MAX_APPLY, RETRY_S, apply_entries, left_in_journal
 
     # What the journal holds now: an applier killed after the journal's delete and before its report
     # applied entries the webhook process still counts as waiting.
     present, through = journal.snapshot()
     said({"journal_ids": present, "through": through})
+    # the store's commits of the applier before this one on disk before their entries may leave
+    release.sync_now()
     waiting, held = left_in_journal(bridge, journal)
     if held:
-        report(held, batch=False)
+        release.committed(Committed([], taken_report(held, batch=False).report))
     last_taken = max([i for i, _ in waiting] + held + [0])
     retry = waiting
     while True:
@@ -346,9 +381,10 @@ def _apply_journal(bridge: Any, journal: Any, link: ParentLink, report: Reporter
             if stopping:
                 return 0
             continue
-        stored, refused = apply_entries(bridge, journal, taken)
+        stored, refused = apply_entries(bridge, journal, taken, remove=not release.asynchronous)
         if stored or wakes:
-            report(stored, batch=bool(stored))
+            batch = taken_report(stored, batch=bool(stored))
+            release.committed(batch if release.asynchronous else Committed([], batch.report))
         retry = refused
         if gone:
             return 0

@@ -180,6 +180,22 @@ def path_for_store(url: str) -> Path | None:
     return Path(parsed.database + SUFFIX)
 
 
+def store_journal_mode(store_path: Path) -> str:
+    """The journal mode the SQLite store at store_path keeps ("wal" once a bridge opened it: SQLite keeps
+    WAL mode in the file); "" when the file cannot be read so."""
+    try:
+        connection = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error:
+        return ""
+    try:
+        row = connection.execute("PRAGMA journal_mode").fetchone()
+    except sqlite3.Error:
+        return ""
+    finally:
+        connection.close()
+    return str(row[0]).lower() if row else ""
+
+
 def hold_lock(path: Path, wait: bool = True) -> int | None:
     """An exclusive `flock` on path (created if missing), held until its descriptor is closed or the
     process dies; wait: block until it is free, else None when another process holds it."""
