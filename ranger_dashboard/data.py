@@ -503,3 +503,40 @@ def send_fences_to_collars(url: str, geofence_ids: list[int], viewer: Viewer) ->
 def model_versions(url: str) -> list[dict[str, Any]]:
     """The activity models the bridge knows, their classes and how many collars run each."""
     return bridge(url).model_versions()
+
+
+# ---------------------------------------------------------------- the herd register
+
+
+@st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
+def collar_history(url: str, animal_id: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[Any]:
+    """The collars an animal wore (`CollarWornView`), oldest first, the one it wears now last; read
+    again once the store changed (`changes`)."""
+    return bridge(url).collar_history(animal_id, viewer=viewer)
+
+
+def forget_herd() -> None:
+    """Drop every cached answer naming animals and their collars (after a change to the register: a
+    sex corrected does not move the store's change counter)."""
+    for cached in (animals_at, animal, collar_history):
+        cached.clear()
+
+
+def rename_animal(url: str, animal_id: str, viewer: Viewer, *, name: str | None = None,
+                  species: str | None = None, sex: str | None = None) -> Any:
+    """Rename an animal or correct its species or sex (each when given) in the viewer's name (the
+    bridge checks the role and the values, and keeps the change in its audit log); its `AnimalView`."""
+    view = bridge(url).rename_animal(animal_id, viewer=viewer, name=name, species=species, sex=sex)
+    logger.info("animal record changed", extra={"animal_id": animal_id, "user": viewer.username})
+    forget_herd()
+    return view
+
+
+def fit_collar(url: str, animal_id: str, collar: str, viewer: Viewer, *, move: bool = False,
+               fitted_at: datetime | None = None) -> Any:
+    """Fit `collar` (device id or DevEUI) to an animal at `fitted_at` (None: now) in the viewer's name,
+    taking it from another animal only with `move`; the animal's `AnimalView` after it."""
+    view = bridge(url).fit_collar(animal_id, collar, viewer=viewer, move=move, fitted_at=fitted_at)
+    logger.info("collar fitted", extra={"animal_id": animal_id, "device_id": view.device_id, "user": viewer.username})
+    forget_herd()
+    return view

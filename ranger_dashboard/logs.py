@@ -14,6 +14,7 @@ CONTEXT_FIELDS = (
     "animals",
     "focus",
     "alert_id",
+    "animal_id",
     "verdict",
     "database_url",
     "device_id",

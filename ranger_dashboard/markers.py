@@ -8,6 +8,7 @@ import streamlit as st
 MAP_READY_ID = "tembo-map-ready"
 ALERTS_READY_ID = "tembo-alerts-ready"
 ANIMAL_READY_ID = "tembo-animal-ready"
+HERD_READY_ID = "tembo-herd-ready"
 
 
 def ready(marker_id: str, **counts: object) -> None:

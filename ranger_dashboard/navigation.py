@@ -49,6 +49,9 @@ def audit_page() -> st.Page:
 # Pages other rooms add; each shows only once its script exists, for the roles that may use it.
 OPTIONAL_PAGES = (
     # (script, title, icon, url path, permission)
+    # The herd register: who wears which collar since when (every role that reads collars); its forms
+    # to rename an animal and fit or move a collar only for roles that may change it (manage_herd).
+    ("herd.py", "Herd register", ":material/badge:", "herd", access.READ_DEVICES),
     ("fleet.py", "Fleet health", ":material/battery_charging_full:", "fleet", access.READ_FLEET),
     ("updates.py", "Updates", ":material/system_update:", "updates", access.READ_UPDATES),
     ("models.py", "Models", ":material/model_training:", "models", access.READ_MODELS),

@@ -1,0 +1,168 @@
+"""Herd register page: every animal with its species, sex, the collar it wears and since when; one
+animal's collar history; and, for roles that may change the register (field technicians and admins,
+`manage_herd`), a form to rename the animal or correct its species or sex and one to fit a collar
+(a swap, or a collar moved from another animal). Everyone else reads the register.
+
+Reads and writes go through `data` (the bridge's service layer) in the signed-in viewer's name: the
+bridge checks the role and the values and keeps each change in its audit log. A change runs in its
+button's callback, before the page reads the register again, so the table shows it at once; what the
+bridge said (done, or why not) is shown under the form that asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import streamlit as st
+
+from lora_bridge.access import roles as access
+from lora_bridge.errors import is_transient_store_error
+from ranger_dashboard import config, data, herd_register, markers, navigation, roles, selection, views
+
+OUTCOME_KEY = "_herd_outcome"  # (form, animal id, herd_register.Outcome) said once under that form
+RENAME, FIT = "rename", "fit"
+NOW, EARLIER = "Now", "Earlier (UTC)"  # when the collar went on
+
+options = config.options()
+url = options.database_url
+viewer = roles.current_viewer()
+may_edit = viewer.may(access.MANAGE_HERD)
+
+
+def read(call: Callable[..., Any], *args: Any) -> Any:
+    """call(*args), or the store-busy message (and the end of this run) while the store is busy."""
+    try:
+        return call(*args)
+    except Exception as error:
+        if not is_transient_store_error(error):
+            raise
+        data.show_store_busy()
+
+
+def keys_of(animal_id: str) -> dict[str, str]:
+    """The widget keys of one animal's forms (their own, so choosing another animal starts afresh)."""
+    names = ("name", "species", "sex", "collar", "move", "when", "day", "time")
+    return {name: f"herd_{name}_{animal_id}" for name in names}
+
+
+def said(form: str, animal_id: str, outcome: herd_register.Outcome, clear: tuple[str, ...]) -> None:
+    """Keep `outcome` to say under `form`; once the register changed, forget the form's `clear` fields
+    so they show the register's new values."""
+    st.session_state[OUTCOME_KEY] = (form, animal_id, outcome)
+    if outcome.ok:
+        for key in clear:
+            st.session_state.pop(key, None)
+
+
+def rename(animal: Any) -> None:
+    """The rename form's callback: send what it says to the bridge."""
+    keys = keys_of(animal.animal_id)
+    state = st.session_state
+    outcome = herd_register.rename(url, animal, viewer, state.get(keys["name"], ""), state.get(keys["species"], ""),
+                                   state.get(keys["sex"]))
+    said(RENAME, animal.animal_id, outcome, (keys["name"], keys["species"], keys["sex"]))
+
+
+def fit(animal: Any, herd: list[Any]) -> None:
+    """The fitting form's callback: fit the collar it names, now or at the time it says."""
+    keys = keys_of(animal.animal_id)
+    state = st.session_state
+    try:
+        at = herd_register.fitting_time(state.get(keys["when"]) == EARLIER, state.get(keys["day"]), state.get(keys["time"]))
+    except ValueError as error:
+        outcome = herd_register.Outcome("error", f"Collar not fitted to {views.isolated(animal.name)}: {error}.")
+    else:
+        outcome = herd_register.fit(url, animal, viewer, state.get(keys["collar"], ""), bool(state.get(keys["move"])),
+                                    at, herd)
+    said(FIT, animal.animal_id, outcome, (keys["collar"], keys["move"], keys["when"], keys["day"], keys["time"]))
+
+
+def show_outcome(form: str, animal_id: str) -> None:
+    """Say, once, what became of the last change asked with `form` for this animal."""
+    kept = st.session_state.get(OUTCOME_KEY)
+    if kept is None or kept[:2] != (form, animal_id):
+        return
+    outcome = st.session_state.pop(OUTCOME_KEY)[2]
+    show = {"success": st.success, "info": st.info}.get(outcome.kind, st.error)
+    show(outcome.message, icon={"success": ":material/check_circle:", "info": ":material/info:"}.get(
+        outcome.kind, ":material/error:"))
+
+
+st.title("Herd register")
+if may_edit:
+    st.caption("Who each animal is and which collar it wears since when. Renaming an animal keeps its id, "
+               "track and alerts; a collar fitted or moved keeps what it reported with the animal that wore it "
+               "then. Every change is in the audit log under your name.")
+else:
+    st.caption(f"Who each animal is and which collar it wears since when. You read the register as "
+               f"{viewer.policy.title.lower()}; field technicians and admins rename animals and fit or move "
+               "collars.")
+
+changed = read(data.changes, url)
+animals = herd_register.in_register_order(data.animals(url, viewer, changed=changed))
+if not animals:
+    st.info("No animal in the register yet: a collar heard for the first time, or `tembo animals` on the "
+            "store's machine, registers one.")
+    markers.ready(markers.HERD_READY_ID, animals=0, editable=str(may_edit).lower())
+    st.stop()
+
+count = herd_register.counts(animals)
+columns = st.columns(3)
+columns[0].metric("Animals", count["animals"])
+columns[1].metric("Wearing a collar", count["wearing"])
+columns[2].metric("Without a collar", count["without"], help="Registered, but wearing no collar now")
+st.dataframe(herd_register.register_table(animals), hide_index=True, key="herd_table")
+
+by_id = {str(a.animal_id): a for a in animals}
+ids = list(by_id)
+selection.restore("herd_animal", "animal", ids, default=ids[0])
+st.selectbox("Animal", ids, key="herd_animal", format_func=lambda animal_id: herd_register.label(by_id[animal_id]))
+animal = by_id[st.session_state["herd_animal"]]
+selection.mirror("animal", animal.animal_id)
+keys = keys_of(animal.animal_id)
+
+st.header(views.isolated(animal.name))
+st.markdown(f"{animal.species} · {animal.sex or herd_register.SEX_UNKNOWN} · "
+            + (f"collar **{animal.device_id}** ({herd_register.fitted_since(animal)})" if animal.device_id
+               else "no collar fitted"))
+st.page_link(navigation.animals_page(), label="Open the animal's page", icon=":material/pets:",
+             query_params={"animal": str(animal.animal_id)})
+
+st.subheader("Collars worn")
+worn = read(data.collar_history, url, animal.animal_id, viewer, changed)
+if worn:
+    st.dataframe(herd_register.history_table(worn), hide_index=True, key="herd_history")
+else:
+    st.caption("No collar fitted to this animal yet.")
+
+if may_edit:
+    st.subheader("Rename or correct")
+    with st.form(f"herd_rename_{animal.animal_id}", border=True):
+        st.text_input("Name", value=animal.name, key=keys["name"], max_chars=herd_register.MAX_NAME)
+        st.text_input("Species", value=animal.species, key=keys["species"], max_chars=herd_register.MAX_SPECIES,
+                      help="The scientific name, e.g. Loxodonta africana")
+        sexes = herd_register.sex_choices(animal.sex)
+        st.selectbox("Sex", sexes, index=sexes.index(animal.sex) if animal.sex in sexes else 0, key=keys["sex"])
+        st.form_submit_button("Save", type="primary", icon=":material/save:", on_click=rename, args=(animal,),
+                              key=f"herd_save_{animal.animal_id}")
+    show_outcome(RENAME, animal.animal_id)
+
+    st.subheader("Fit or move a collar")
+    st.caption("The collar the animal wears now comes off. A collar another animal wears moves only when you "
+               "say so; that animal then wears none and keeps its track and alerts.")
+    st.text_input("Collar", key=keys["collar"], placeholder="device id or DevEUI, e.g. collar-004",
+                  help="A collar Tembo has never heard is registered as a new collar.")
+    st.checkbox("Take it from the animal wearing it", key=keys["move"])
+    when = st.radio("Went on", (NOW, EARLIER), key=keys["when"], horizontal=True)
+    if when == EARLIER:
+        wall = datetime.now(UTC)
+        moment = st.columns(2)
+        moment[0].date_input("Day (UTC)", value=wall.date(), max_value=wall.date(), key=keys["day"])
+        moment[1].time_input("Time (UTC)", value=wall.time().replace(second=0, microsecond=0), step=60,
+                             key=keys["time"])
+    st.button("Fit collar", type="primary", icon=":material/sensors:", on_click=fit, args=(animal, animals),
+              key=f"herd_fit_{animal.animal_id}")
+    show_outcome(FIT, animal.animal_id)
+markers.ready(markers.HERD_READY_ID, animals=len(animals), animal=animal.animal_id, editable=str(may_edit).lower())
