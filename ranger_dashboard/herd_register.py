@@ -34,7 +34,8 @@ COL_SEX = "Sex"
 COL_FITTED = "Fitted since (UTC)"
 COL_ON = "On (UTC)"
 COL_OFF = "Off (UTC)"
-REGISTER_COLUMNS = [COL_NAME, COL_SPECIES, COL_SEX, COL_COLLAR, COL_FITTED, COL_ID]
+# The collar and since when next to the name: a phone shows the first three columns without scrolling.
+REGISTER_COLUMNS = [COL_NAME, COL_COLLAR, COL_FITTED, COL_SPECIES, COL_SEX, COL_ID]
 HISTORY_COLUMNS = [COL_COLLAR, COL_ON, COL_OFF]
 
 # What the tables say where the register has no value.
@@ -84,6 +85,18 @@ def fitted_since(animal: Any) -> str:
     return format_time(animal.collar_fitted_at) if animal.collar_fitted_at is not None else SINCE_REGISTERED
 
 
+def summary_line(animal: Any) -> str:
+    """One animal in a line: 'Loxodonta africana · female · collar **collar-001** since 2026-11-20 07:30
+    UTC' ('sex not recorded', 'since registered', 'no collar fitted')."""
+    if animal.device_id is None:
+        collar = "no collar fitted"
+    elif animal.collar_fitted_at is None:
+        collar = f"collar **{animal.device_id}** {SINCE_REGISTERED}"
+    else:
+        collar = f"collar **{animal.device_id}** since {format_time(animal.collar_fitted_at)} UTC"
+    return f"{animal.species} · {animal.sex or 'sex ' + SEX_UNKNOWN} · {collar}"
+
+
 def register_table(animals: Iterable[Any]) -> pd.DataFrame:
     """The register: per animal its name, species, sex, the collar it wears and since when, its id."""
     rows = [
@@ -118,6 +131,14 @@ def counts(animals: Sequence[Any]) -> dict[str, int]:
     """How many animals the register holds, and how many wear a collar and how many none."""
     wearing = sum(1 for animal in animals if animal.device_id is not None)
     return {"animals": len(animals), "wearing": wearing, "without": len(animals) - wearing}
+
+
+def counts_line(animals: Sequence[Any]) -> str:
+    """'**3** animals · **2** wearing a collar · **1** without one'."""
+    count = counts(animals)
+    noun = "animal" if count["animals"] == 1 else "animals"
+    return (f"**{count['animals']}** {noun} · **{count['wearing']}** wearing a collar · "
+            f"**{count['without']}** without one")
 
 
 def sex_choices(current: str | None) -> list[str]:

@@ -268,3 +268,45 @@ def tracks_on_map(database_url: str, viewer, spec: dict) -> list[dict]:
     since, until = track_routes.window({key: values[0] for key, values in parse_qs(urlsplit(layer["data"]).query).items()})
     with open_bridge(database_url) as bridge:
         return track_routes.segments_for(bridge, viewer, since, until, data.TRACK_MAX_POINTS)
+
+
+# A phone's browser, as the dashboard's phone tests open it.
+PHONE_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
+)
+
+# The WCAG 2 contrast of every piece of text in the page's main area against the background it is
+# drawn on (the first opaque background of it or its ancestors): [contrast, text, colour, background].
+TEXT_CONTRASTS_JS = """
+(root) => {
+  const rgba = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c.length >= 3 && (c.length < 4 || c[3] > 0.9)) return c;
+    }
+    return rgba(getComputedStyle(document.body).backgroundColor);
+  };
+  const found = [];
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const text = node.textContent.trim();
+    const el = node.parentElement;
+    if (!text || !el || !el.getClientRects().length) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === 'hidden' || Number(style.opacity) === 0) continue;
+    if (style.fontFamily.includes('Material')) continue;  // an icon, not text
+    const fg = rgba(style.color), bg = background(el);
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    found.push([(hi + 0.05) / (lo + 0.05), text.slice(0, 60), style.color, `rgb(${bg.slice(0, 3)})`]);
+  }
+  return found;
+}
+"""
+# The smallest phone the dashboard is checked on.
+SMALL_PHONE = {"width": 360, "height": 740}

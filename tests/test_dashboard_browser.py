@@ -12,7 +12,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from browser_helpers import ACCOUNTS, RESERVE, backup_holds_the_store, running_dashboard, seed, sign_in
+from browser_helpers import (
+    ACCOUNTS,
+    PHONE_AGENT,
+    RESERVE,
+    SMALL_PHONE,
+    TEXT_CONTRASTS_JS,
+    backup_holds_the_store,
+    running_dashboard,
+    seed,
+    sign_in,
+)
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -148,10 +158,6 @@ def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite
 
 
 PHONE = {"width": 390, "height": 844}
-PHONE_AGENT = (
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1"
-)
 
 
 @pytest.mark.browser
@@ -392,41 +398,6 @@ def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_
                 assert outside == [], f"the dashboard reached outside the machine: {sorted(set(outside))}"
             finally:
                 browser.close()
-
-
-# The WCAG 2 contrast of every piece of text in the page's main area against the background it is
-# drawn on (the first opaque background of it or its ancestors): [contrast, text, colour, background].
-TEXT_CONTRASTS_JS = """
-(root) => {
-  const rgba = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
-  const lum = ([r, g, b]) => {
-    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
-    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
-  };
-  const background = (el) => {
-    for (let e = el; e; e = e.parentElement) {
-      const c = rgba(getComputedStyle(e).backgroundColor);
-      if (c.length >= 3 && (c.length < 4 || c[3] > 0.9)) return c;
-    }
-    return rgba(getComputedStyle(document.body).backgroundColor);
-  };
-  const found = [];
-  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    const text = node.textContent.trim();
-    const el = node.parentElement;
-    if (!text || !el || !el.getClientRects().length) continue;
-    const style = getComputedStyle(el);
-    if (style.visibility === 'hidden' || Number(style.opacity) === 0) continue;
-    if (style.fontFamily.includes('Material')) continue;  // an icon, not text
-    const fg = rgba(style.color), bg = background(el);
-    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
-    found.push([(hi + 0.05) / (lo + 0.05), text.slice(0, 60), style.color, `rgb(${bg.slice(0, 3)})`]);
-  }
-  return found;
-}
-"""
-SMALL_PHONE = {"width": 360, "height": 740}
 
 
 @contextmanager

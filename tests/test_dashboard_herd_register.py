@@ -48,8 +48,8 @@ def test_control_room_reads_each_animals_collar_and_since_when_in_name_order():
     ]
     table = herd_register.register_table(herd)
 
-    assert list(table.columns) == [views.COL_NAME, views.COL_SPECIES, herd_register.COL_SEX, views.COL_COLLAR,
-                                   herd_register.COL_FITTED, herd_register.COL_ID]
+    assert list(table.columns) == [views.COL_NAME, views.COL_COLLAR, herd_register.COL_FITTED,
+                                   views.COL_SPECIES, herd_register.COL_SEX, herd_register.COL_ID]
     assert table.to_dict("records") == [
         {"Name": "amani", "Species": "Loxodonta africana", "Sex": "not recorded", "Collar": "collar-001",
          "Fitted since (UTC)": "since registered", "Id": "3"},
@@ -59,6 +59,16 @@ def test_control_room_reads_each_animals_collar_and_since_when_in_name_order():
          "Fitted since (UTC)": "2026-11-20 07:30", "Id": "12"},
     ]
     assert herd_register.counts(herd) == {"animals": 3, "wearing": 2, "without": 1}
+    assert herd_register.counts_line(herd) == "**3** animals · **2** wearing a collar · **1** without one"
+    assert herd_register.counts_line(herd[:1]).startswith("**1** animal · ")
+
+
+def test_one_animal_reads_in_a_line_with_its_sex_and_collar_said_in_words():
+    assert herd_register.summary_line(animal("12", "Zawadi", "collar-002", FITTED, sex="female")) == (
+        "Loxodonta africana · female · collar **collar-002** since 2026-11-20 07:30 UTC")
+    assert herd_register.summary_line(animal("3", "Amani", "collar-001")) == (
+        "Loxodonta africana · sex not recorded · collar **collar-001** since registered")
+    assert herd_register.summary_line(animal("7", "Kito", None, sex="male")).endswith(" · male · no collar fitted")
 
 
 def test_two_animals_of_one_name_are_listed_apart_by_their_ids_in_number_order():
@@ -257,7 +267,7 @@ def test_ranger_reads_the_register_and_a_collar_history_but_finds_no_form_to_cha
     register = app.dataframe[0].value
     assert list(register["Name"]) == ["Amani", "Kito", "Zawadi"]
     assert list(register["Collar"]) == ["collar-001", "collar-003", "collar-002"]
-    assert {m.label: m.value for m in app.metric} == {"Animals": "3", "Wearing a collar": "3", "Without a collar": "0"}
+    assert "**3** animals · **3** wearing a collar · **0** without one" in [m.value for m in app.markdown]
     history = app.dataframe[1].value
     assert history.to_dict("records") == [{"Collar": "collar-001", "On (UTC)": "since registered",
                                            "Off (UTC)": "still on"}]
@@ -303,4 +313,6 @@ def test_admin_renames_kito_and_moves_zawadis_collar_to_him_on_the_page(store):
     assert register.loc["Zawadi", "Collar"] == "none fitted"
     assert app.dataframe[1].value["Collar"].tolist() == ["collar-002", "collar-003"]
     assert app.text_input(key=f"herd_collar_{kito.animal_id}").value == "", "the form starts afresh"
-    assert {m.label: m.value for m in app.metric}["Without a collar"] == "1"
+    assert "**3** animals · **2** wearing a collar · **1** without one" in [m.value for m in app.markdown]
+    assert app.checkbox(key=f"herd_move_{kito.animal_id}").value is False
+    assert app.radio(key=f"herd_when_{kito.animal_id}").value == "Now"
