@@ -179,6 +179,8 @@ def test_each_role_sees_the_pages_it_may_use():
     assert paths("ranger")[:3] == ["live", "alerts", "animals"] and "audit" not in paths("ranger")
     assert paths("admin")[-1] == "audit"
     assert "audit" not in paths("field_technician") and "audit" not in paths("researcher")
+    # The herd register for every role that reads collars; the visitor kiosk (above) has none.
+    assert all("herd" in paths(role) for role in ("ranger", "researcher", "field_technician", "admin"))
 
 
 def test_the_launcher_passes_the_role_it_is_given_or_the_environments(monkeypatch):

@@ -26,7 +26,7 @@ from ranger_dashboard import fence_upload, login, navigation, roles, views
 APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
 TIMEOUT_S = 60
 AMINA = Viewer("amina", "ranger")
-PAGES = ("live_map", "alerts", "animals", "fleet", "geofences", "models", "updates")
+PAGES = ("live_map", "alerts", "animals", "fleet", "geofences", "models", "updates", "herd")
 
 
 @pytest.fixture

@@ -316,3 +316,15 @@ def test_admin_renames_kito_and_moves_zawadis_collar_to_him_on_the_page(store):
     assert "**3** animals · **2** wearing a collar · **1** without one" in [m.value for m in app.markdown]
     assert app.checkbox(key=f"herd_move_{kito.animal_id}").value is False
     assert app.radio(key=f"herd_when_{kito.animal_id}").value == "Now"
+
+
+def test_a_ranger_opening_the_register_while_a_backup_holds_the_store_is_told_so_in_plain_words(store, monkeypatch):
+    monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
+    data.bridge.clear()  # opened again with the short wait
+    app = open_herd_page("amina")
+    with backup_holds_the_store(store):  # the view of the herd cannot be logged in the audit log now
+        app.run()
+    data.bridge.clear()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [w.value for w in app.warning] == [data.STORE_BUSY_MESSAGE]
+    assert not app.dataframe
