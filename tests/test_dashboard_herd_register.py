@@ -317,6 +317,16 @@ def test_admin_renames_kito_and_moves_zawadis_collar_to_him_on_the_page(store):
     assert app.checkbox(key=f"herd_move_{kito.animal_id}").value is False
     assert app.radio(key=f"herd_when_{kito.animal_id}").value == "Now"
 
+    # Moving Amani's collar to Kito too, then choosing another animal: nothing said of Kito shows there.
+    app.checkbox(key=f"herd_move_{kito.animal_id}").check()
+    app.text_input(key=f"herd_collar_{kito.animal_id}").input("collar-001")
+    app.button(key=f"herd_fit_{kito.animal_id}").click().run()
+    assert len(app.error) == 0 and len(app.success) == 1
+    app.selectbox(key="herd_animal").set_value(herd_of(store)["Zawadi"].animal_id).run()
+    assert app.header[0].value == "Zawadi" and not app.success and not app.error
+    app.selectbox(key="herd_animal").set_value(kito.animal_id).run()
+    assert not app.success, "said once"
+
 
 def test_a_ranger_opening_the_register_while_a_backup_holds_the_store_is_told_so_in_plain_words(store, monkeypatch):
     monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")

@@ -122,6 +122,8 @@ st.selectbox("Animal", ids, key="herd_animal", format_func=lambda animal_id: her
 animal = by_id[st.session_state["herd_animal"]]
 selection.mirror("animal", animal.animal_id)
 keys = keys_of(animal.animal_id)
+if (st.session_state.get(OUTCOME_KEY) or (None, animal.animal_id))[1] != animal.animal_id:
+    del st.session_state[OUTCOME_KEY]  # said of another animal, which is no longer shown
 
 st.header(views.isolated(animal.name))
 st.markdown(herd_register.summary_line(animal))
