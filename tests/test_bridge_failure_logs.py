@@ -364,7 +364,7 @@ def _latitude_as_frame_counter(network: str) -> bytes:
 
 
 def _located_as_text() -> bytes:
-    """LoRa Cloud's solved location of collar-01 (TTS location_solved), its latitude written with its hemisphere."""
+    """LoRa Cloud's solved location of dev1 (TTS location_solved), its latitude written with its hemisphere."""
     document = json.loads(json.dumps(nf.TTS["location_solved"].copy()))
     document["location_solved"]["location"]["latitude"] = LATITUDE_TEXT
     return json.dumps(document).encode()
@@ -375,6 +375,17 @@ def _tripping_reader(monkeypatch) -> None:
     from lora_bridge import network_messages
 
     monkeypatch.setattr(network_messages, "_latitude", float)
+
+
+def _post_a_location_a_readers_bug_trips_on(url, caplog, monkeypatch):
+    """LoRa Cloud's solved location of dev1, its latitude written with its hemisphere, posted to The Things
+    Stack's webhook of a fresh bridge whose reader trips on it (`_tripping_reader`), with the bridge's log
+    caught: the webhook's reply and the dead letters the bridge kept."""
+    _tripping_reader(monkeypatch)
+    with b.fresh_bridge(url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client, \
+            caplog.at_level(logging.INFO, logger="lora_bridge"):
+        reply = client.post("/uplinks/tts/location-solved", content=_located_as_text(), headers=b.HEADERS)
+        return reply, bridge.dead_letters()
 
 
 @pytest.mark.parametrize(("network", "webhook_ack"), [("tts", "applied"), ("chirpstack", "applied"),
@@ -396,11 +407,7 @@ def test_a_latitude_posted_as_the_frame_counter_stays_with_its_dead_letter_and_o
 
 def test_a_webhook_body_a_readers_bug_trips_on_is_logged_without_the_latitude_it_could_not_read(
         sqlite_url, caplog, monkeypatch):
-    _tripping_reader(monkeypatch)
-    with b.fresh_bridge(sqlite_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client, \
-            caplog.at_level(logging.INFO, logger="lora_bridge"):
-        reply = client.post("/uplinks/tts/location-solved", content=_located_as_text(), headers=b.HEADERS)
-        (letter,) = bridge.dead_letters()
+    reply, (letter,) = _post_a_location_a_readers_bug_trips_on(sqlite_url, caplog, monkeypatch)
 
     assert reply.status_code == 200 and reply.json()["status"] == "dead_letter"
     assert f"could not convert string to float: '{LATITUDE_TEXT}'" in letter.reason, "the letter keeps the value"
@@ -550,12 +557,9 @@ def test_a_location_solved_a_readers_bug_trips_on_is_logged_under_its_collar_wit
     # LoRa Cloud's solved location of the documented collar (dev1), its latitude written with its hemisphere:
     # a reader's bug trips on it while the body is applied. The dead letter's line names the collar the
     # body's end_device_ids give, its DevEUI too, and no frame counter (a location has none).
-    _tripping_reader(monkeypatch)
-    with b.fresh_bridge(store_url, outbox_worker=False) as bridge, TestClient(create_app(bridge)) as client, \
-            caplog.at_level(logging.INFO, logger="lora_bridge"):
-        reply = client.post("/uplinks/tts/location-solved", content=_located_as_text(), headers=b.HEADERS)
+    reply, (letter,) = _post_a_location_a_readers_bug_trips_on(store_url, caplog, monkeypatch)
 
-    assert reply.json()["status"] == "dead_letter"
+    assert reply.json()["status"] == "dead_letter" and letter.stage == "apply"
     line = _dead_letter_line(caplog)
     assert (line.device_id, line.dev_eui, line.f_cnt, line.stage) == ("dev1", TTS_EUI, None, "apply")
     assert line.getMessage().startswith(f"dead letter device_id=dev1 dev_eui={TTS_EUI} stage=apply: ")
