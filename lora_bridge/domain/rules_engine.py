@@ -739,20 +739,37 @@ def _track(
     those since its fitting (`Animal.collar_fitted_at`). A track never spans two wearers: no stillness,
     crossing or speed is judged between the last fix on one animal and the first on the next, and a
     previous wearer's backlog heard after the fitting (`herd.wearer_at` files it under that animal) is
-    not judged at all. The cursor moves past it all the same. No read more: the animal is read with
-    the collar."""
-    animal_id = animal.id if animal else None
-    fitted_at = animal.collar_fitted_at if animal else None
+    not judged at all. The cursor moves past it all the same, here only, once the track is judged (a
+    judgement that fails leaves it where it was). No read more: the animal is read with the collar."""
     lookback = _lookback(profile)
     track = _read_track(session, device.device_id, cursor, lookback)
     if track is None:
         return
     newest = max(track.rows[-1][1], cursor.position_time or track.rows[-1][1])
-    worn = _worn_since(track.rows, fitted_at)
-    if not any(r[0] in track.new_ids for r in worn):  # nothing new of this wearer's: a previous one's backlog
-        cursor.position_id = max(track.highest_id, cursor.position_id or 0)
-        cursor.position_time = newest
-        return
+    worn = _worn_since(track.rows, animal.collar_fitted_at if animal else None)
+    if any(r[0] in track.new_ids for r in worn):  # else nothing new of this wearer's: a previous one's backlog
+        _judge_worn(session, runtime, fence_version, device, animal, profile, track, worn, newest - lookback, steps)
+    cursor.position_id = max(track.highest_id, cursor.position_id or 0)
+    cursor.position_time = newest
+
+
+def _judge_worn(
+    session: Session,
+    runtime: RulesRuntime,
+    fence_version: tuple[int, int, str],
+    device: Device,
+    animal: Animal | None,
+    profile: RuleProfile,
+    track: _Track,
+    worn: list[tuple[int, datetime, float, float]],
+    window_start: datetime,
+    steps: Steps,
+) -> None:
+    """Judge the fixes of a track its wearer wore (`worn`, some of them new): fence crossings and their
+    clearing, the collar's own fence alerts, immobility over the fixes since window_start; the new
+    clean fixes go to steps."""
+    animal_id = animal.id if animal else None
+    fitted_at = animal.collar_fitted_at if animal else None
     judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in worn if i not in track.new_ids]
     everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in worn]
     new_times = {t for i, t, _, _ in worn if i in track.new_ids}
@@ -799,12 +816,9 @@ def _track(
                 )
         _clear_geofence_alerts(session, judge, device, clean.kept, steps)
         _check_collar_fence_alerts(session, judge, clean.kept, steps)
-    window_start = newest - lookback
     _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean, steps,
                 fitted_at)
     steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
-    cursor.position_id = max(track.highest_id, cursor.position_id or 0)
-    cursor.position_time = newest
 
 
 def _worn_since(
