@@ -414,8 +414,23 @@ def _resolved(actor: str, detail: Mapping[str, Any]) -> str:
 
 
 def _auto_resolved(actor: str, detail: Mapping[str, Any]) -> str:
-    reason = detail.get("reason")
-    return f"Tembo closed it, the condition cleared: {reason}." if reason else "Tembo closed it, the condition cleared."
+    """'Tembo closed it, the condition cleared at 2026-11-25 08:40 UTC: back inside the fence.' The time
+    is the step's `cleared_at`, said as every time of the dashboard is (`format_time_utc`)."""
+    when = format_time_utc(time_of(detail.get("cleared_at")))
+    cleared = "Tembo closed it, the condition cleared" + (f" at {when}" if when else "")
+    reason = _cleared_words(str(detail.get("reason") or ""))
+    return f"{cleared}: {reason}." if reason else f"{cleared}."
+
+
+# Until 6 December a fence's or a stillness's reason ended with the time it cleared, raw ("moving again at
+# 2026-11-25T08:40:00+00:00"): the same moment as the step's `cleared_at`, which the sentence now says.
+_LEGACY_CLEARED_AT = re.compile(r" at (\S+)$")
+
+
+def _cleared_words(reason: str) -> str:
+    """What cleared, in the bridge's words, without the raw time a step stored before 6 December ends with."""
+    legacy = _LEGACY_CLEARED_AT.search(reason)
+    return reason[: legacy.start()] if legacy and time_of(legacy.group(1)) is not None else reason
 
 
 def _assigned(actor: str, detail: Mapping[str, Any]) -> str:

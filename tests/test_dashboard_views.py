@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import bridge_builders
 import pytest
+import rules_builders
 from access_builders import NOW as ACCESS_NOW
 from access_builders import live_bridge
 from notify_standins import SmsGateway
@@ -735,6 +736,43 @@ def test_a_step_the_dashboard_does_not_know_reads_as_its_name_instead_of_breakin
               SimpleNamespace(at=NOW - timedelta(minutes=5), actor="tembo", action="raised", detail=None)]
     history = views.alert_history_table(events)
     assert list(history["What"]) == ["Tembo raised the alert.", "Collar sang (no description yet)."]
+
+
+def test_ranger_reads_when_tembo_closed_an_alert_in_the_words_the_dashboard_says_every_time(sqlite_url):
+    # Naserian is 1 km out of the park at 07:00 UTC (raised), back inside at 08:00 and still inside at 09:00:
+    # her 09:00 fix confirms it and Tembo closes the exit alert itself. The history says when, as every time
+    # of the dashboard reads (`format_time_utc`), never the stored ISO time.
+    with bridge_builders.fresh_bridge(sqlite_url) as bridge:
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        rules_builders.park_and_farm(bridge)
+        rules_builders.ingest_track(bridge, [(0, 309_000, 9_702_000), (60, 311_000, 9_702_000),
+                                             (120, 309_500, 9_702_000), (180, 309_300, 9_702_000)])
+        (alert,) = bridge.alerts(viewer=bridge_builders.RANGER)
+        events = bridge.alert_events(alert.alert_id, viewer=bridge_builders.RANGER)
+
+    back = bridge_builders.T0 + timedelta(minutes=180)
+    (closing,) = [e for e in events if e.action == "auto_resolved"]
+    assert closing.detail["cleared_at"] == back.isoformat()
+    what = list(views.alert_history_table(events)["What"])
+    assert what[-1] == "Tembo closed it, the condition cleared at 2026-03-01 09:00 UTC: back inside the fence."
+    assert not any(back.isoformat() in w or "+00:00" in w for w in what), what
+
+
+def test_ranger_reads_a_closing_stored_before_its_time_was_kept_apart_without_the_raw_time():
+    # Stored before 6 December: the reason ended with the time it cleared, raw; `cleared_at` says the same
+    # moment. A reason with no time of its own ("battery back at 3360 mV") keeps every word.
+    at = "2026-11-25T08:40:00+00:00"
+    steps = {
+        "moving again at " + at: "Tembo closed it, the condition cleared at 2026-11-25 08:40 UTC: moving again.",
+        "battery back at 3360 mV": "Tembo closed it, the condition cleared at 2026-11-25 08:40 UTC: battery back at 3360 mV.",
+    }
+    for reason, said in steps.items():
+        assert views.history_step("auto_resolved", {"reason": reason, "cleared_at": at}, "tembo") == said
+    assert views.history_step("auto_resolved", {}, "tembo") == "Tembo closed it, the condition cleared."
+    # A time stored in another zone is said in UTC, as the history's own column is.
+    eat = {"reason": "out of the fence again", "cleared_at": "2026-11-25T11:40:00+03:00"}
+    assert views.history_step("auto_resolved", eat, "tembo") == (
+        "Tembo closed it, the condition cleared at 2026-11-25 08:40 UTC: out of the fence again.")
 
 
 def test_ranger_reads_an_unconfirmed_ack_stored_before_the_plain_words_and_a_technician_its_reason():

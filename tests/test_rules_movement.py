@@ -132,7 +132,8 @@ def test_immobility_closes_itself_when_the_animal_walks_away(bridge):
     (alert,) = bridge.alerts(viewer=b.RANGER)
     assert (alert.alert_type, alert.state, alert.verdict) == ("immobility", "resolved", None)
     (closing,) = [e for e in bridge.alert_events(alert.alert_id, viewer=b.RANGER) if e.action == "auto_resolved"]
-    assert closing.detail["reason"].startswith("moving again")
+    assert closing.detail["reason"] == "moving again"
+    assert closing.detail["cleared_at"] == (T + timedelta(minutes=13 * 60)).isoformat(), "the fix 1.5 km away"
 
 
 def test_an_outlier_fix_inside_a_still_period_does_not_break_it():

@@ -978,7 +978,7 @@ def _clear_geofence_alerts(session: Session, judge: CrossingJudge, device: Devic
         if not all(_back_on_side(judge, fid, recent, want_inside, need, far_enough) for fid in fence_ids):
             continue
         where = "back inside the fence" if want_inside else "out of the fence again"
-        _close(session, steps, alert, f"{where} at {latest[0].isoformat()}", latest[0])
+        _close(session, steps, alert, where, latest[0])
 
 
 COLLAR_FENCE_ALERTS = {GEOFENCE_EXIT: EXIT, GEOFENCE_FARMLAND: ENTER}  # a collar's fence alert: the crossing it saw
@@ -1096,7 +1096,7 @@ def _immobility(
             open_alert.evidence.get("still_since") not in (None, result.still_since.isoformat())
         )
         if moved:
-            _close(session, steps, open_alert, f"moving again at {fixes[-1][0].isoformat()}", fixes[-1][0])
+            _close(session, steps, open_alert, "moving again", fixes[-1][0])
 
 
 def _activity_while_still(session: Session, device_id: str, since: datetime | None, until: datetime) -> dict[str, Any]:

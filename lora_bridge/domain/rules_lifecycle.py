@@ -41,18 +41,20 @@ AUTO_RESOLVED = alerts.ACTION_AUTO_RESOLVED
 
 
 def auto_resolve(session: Session, alert: Alert, reason: str, at: datetime) -> bool:
-    """Close an open alert because its condition cleared (reason, at: when it cleared); False if kept,
-    or if a ranger resolved it since the rules read it (read without its row lock: their resolution
-    stands, `alerts.close_if_still_open`)."""
+    """Close an open alert because its condition cleared (reason: what cleared, in words without a time;
+    at: when it cleared, kept as the step's `cleared_at` for the dashboard to say in its own words);
+    False if kept, or if a ranger resolved it since the rules read it (read without its row lock: their
+    resolution stands, `alerts.close_if_still_open`)."""
     if alert.state not in alerts.OPEN_STATES or alert.alert_type in NEVER_AUTO_RESOLVED:
         return False
     if not alerts.close_if_still_open(session, alert, alerts.SYSTEM_ACTOR):
         return False
     alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, AUTO_RESOLVED, {"reason": reason, "cleared_at": at.isoformat()})
     log.info(
-        "alert auto-resolved alert_id=%d device_id=%s: %s",
+        "alert auto-resolved alert_id=%d device_id=%s cleared_at=%s: %s",
         alert.id,
         alert.device_id,
+        at.isoformat(),
         reason,
         extra={"alert_id": alert.id, "device_id": alert.device_id, "reason": reason},
     )
