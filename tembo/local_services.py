@@ -22,10 +22,10 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 TEMPLATE_DATABASE = "tembo_postgis_template"
 
@@ -48,6 +48,20 @@ def wait_for_port(host: str, port: int, timeout_s: float = 20.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"nothing listens on {host}:{port} after {timeout_s} s") from None
             time.sleep(0.05)
+
+
+_Server = TypeVar("_Server", "PostgresServer", "MosquittoServer")
+
+
+@contextmanager
+def _running(server: _Server) -> Iterator[_Server]:
+    """server started; on exit (or when it fails to start) stopped, and its folder removed."""
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 def _postgres_bin() -> Path:
@@ -150,16 +164,9 @@ class PostgresServer:
         self._admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     @classmethod
-    @contextmanager
-    def started(cls, folder: Path, durable: bool = False) -> Iterator[PostgresServer]:
+    def started(cls, folder: Path, durable: bool = False) -> AbstractContextManager[PostgresServer]:
         """A running server in folder, stopped and removed on exit."""
-        server = cls(folder=folder, port=free_port(), password=secrets.token_urlsafe(16), durable=durable)
-        try:
-            server.start()
-            yield server
-        finally:
-            server.stop()
-            shutil.rmtree(folder, ignore_errors=True)
+        return _running(cls(folder=folder, port=free_port(), password=secrets.token_urlsafe(16), durable=durable))
 
 
 @dataclass
@@ -235,13 +242,6 @@ class MosquittoServer:
         self.start()
 
     @classmethod
-    @contextmanager
-    def started(cls, folder: Path) -> Iterator[MosquittoServer]:
+    def started(cls, folder: Path) -> AbstractContextManager[MosquittoServer]:
         """A running broker in folder, stopped and removed on exit."""
-        broker = cls(folder=folder, port=free_port())
-        try:
-            broker.start()
-            yield broker
-        finally:
-            broker.stop()
-            shutil.rmtree(folder, ignore_errors=True)
+        return _running(cls(folder=folder, port=free_port()))
