@@ -14,8 +14,9 @@ from conftest import empty_store
 from lora_bridge.access import Viewer
 from lora_bridge.domain import rules_movement
 from lora_bridge.domain.rules_movement import exclude_outliers, immobility
-from lora_bridge.domain.rules_profiles import ImmobilityProfile, RulesConfig, SpeedProfile, load_rules_config
+from lora_bridge.domain.rules_profiles import ImmobilityProfile, RulesConfig, SpeedProfile
 from lora_bridge.errors import InvalidRequest
+from lora_bridge.rules_file import read_rules_file
 
 T = b.T0
 SPOT = (305_000, 9_705_000)
@@ -357,7 +358,7 @@ def test_thresholds_differ_per_species_and_per_animal_from_one_file(tmp_path):
         '[rules.species."Giraffa camelopardalis".speed]\nmax_speed_kmh = 30\n'
         '[rules.animals.Naserian.immobility]\nduration_h = 8\n'
     )
-    config = load_rules_config(path)
+    config = read_rules_file(str(path)).rules
 
     assert config.profile_for("Loxodonta africana", "Naserian").immobility.duration_h == 8
     assert config.profile_for("Loxodonta africana", "Naserian").immobility.radius_m == 80
@@ -377,7 +378,7 @@ def test_a_broken_rules_file_is_refused_naming_the_problem(tmp_path, text):
     path.write_text(text)
 
     with pytest.raises(InvalidRequest, match="rules file"):
-        load_rules_config(path)
+        read_rules_file(str(path))
 
 
 def test_rules_bench_reports_rule_cost_per_uplink_against_the_same_uplinks_with_rules_off():

@@ -18,9 +18,9 @@ from notify_standins import EarthRangerStandIn, SmsGateway, SmtpStandIn, Webhook
 from lora_bridge.access import Viewer
 from lora_bridge.errors import Forbidden, InvalidRequest
 from lora_bridge.notify.channels import sign, verify
-from lora_bridge.notify.config import load_notify_config
 from lora_bridge.notify.outbox import DrainReport
 from lora_bridge.notify.sms_text import fits_one_sms
+from lora_bridge.rules_file import read_rules_file
 from lora_bridge.server import serve_app_in_thread
 from lora_bridge.store.utc import utc_now
 
@@ -206,7 +206,7 @@ def test_broken_notification_settings_are_refused_with_the_reason(tmp_path, text
     path.write_text(text)
 
     with pytest.raises(InvalidRequest, match=says):
-        load_notify_config(path)
+        read_rules_file(str(path))
 
 
 def test_nothing_leaves_the_machine_without_notification_settings(sqlite_url):
@@ -1077,7 +1077,7 @@ def test_duty_officers_numbers_typed_with_spaces_dashes_or_00_each_get_the_alert
 
     assert sorted(m["to"] for m in gateway.messages) == ["+254700000001", "+254700000002", "+255754000003"]
     with pytest.raises(InvalidRequest, match="'0700 000 004' is not an international number"):
-        load_notify_config(national)
+        read_rules_file(str(national))
 
 
 def test_the_duty_officer_is_not_told_an_alert_was_closed_when_he_was_never_told_it_was_raised(

@@ -15,7 +15,6 @@ Each default names where it comes from, so a ranger reading an alert's evidence 
 
 from __future__ import annotations
 
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -156,21 +155,6 @@ class RulesConfig(_Strict):
                 merged = _deep_merge(merged, self.animals[name])
                 break
         return _cached_profile(_freeze(merged))
-
-
-def load_rules_config(path: str | Path | None) -> RulesConfig:
-    """RulesConfig from the `[rules]` table of a TOML file (defaults when path is None).
-
-    InvalidRequest names the file and the bad key when the file does not read or a value is out of range.
-    """
-    if path is None:
-        return RulesConfig()
-    try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise InvalidRequest(f"rules file {path}: {error}") from error
-    return rules_config_of(document, path)
 
 
 def rules_config_of(document: dict[str, Any], path: str | Path) -> RulesConfig:

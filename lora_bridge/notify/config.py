@@ -32,7 +32,6 @@ is an SMS recipient that is not an international number (E.164; spaces, dashes, 
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -209,18 +208,6 @@ class NotifyConfig(_Strict):
     def active(self) -> bool:
         """True when anything at all is configured to leave the machine."""
         return bool(self.routes) or bool(self.earthranger and self.earthranger.send_positions)
-
-
-def load_notify_config(path: str | Path | None) -> NotifyConfig:
-    """NotifyConfig from the `[notify]` table of a TOML file (nothing configured when path is None)."""
-    if path is None:
-        return NotifyConfig()
-    try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise InvalidRequest(f"notification settings in {path}: {error}") from error
-    return notify_config_of(document, path)
 
 
 def notify_config_of(document: dict[str, Any], path: str | Path) -> NotifyConfig:
