@@ -748,31 +748,25 @@ def _track(
     newest = max(track.rows[-1][1], cursor.position_time or track.rows[-1][1])
     worn = _worn_since(track.rows, animal.collar_fitted_at if animal else None)
     if any(r[0] in track.new_ids for r in worn):  # else nothing new of this wearer's: a previous one's backlog
-        _judge_worn(session, runtime, fence_version, device, animal, profile, track, worn, newest - lookback, steps)
+        _judge_worn(session, runtime, fence_version, device, animal, profile, worn, track.new_ids, newest - lookback,
+                    steps)
     cursor.position_id = max(track.highest_id, cursor.position_id or 0)
     cursor.position_time = newest
 
 
 def _judge_worn(
-    session: Session,
-    runtime: RulesRuntime,
-    fence_version: tuple[int, int, str],
-    device: Device,
-    animal: Animal | None,
-    profile: RuleProfile,
-    track: _Track,
-    worn: list[tuple[int, datetime, float, float]],
-    window_start: datetime,
-    steps: Steps,
+    session: Session, runtime: RulesRuntime, fence_version: tuple[int, int, str], device: Device,
+    animal: Animal | None, profile: RuleProfile, worn: list[tuple[int, datetime, float, float]],
+    new_ids: frozenset[int], window_start: datetime, steps: Steps,
 ) -> None:
-    """Judge the fixes of a track its wearer wore (`worn`, some of them new): fence crossings and their
-    clearing, the collar's own fence alerts, immobility over the fixes since window_start; the new
-    clean fixes go to steps."""
+    """Judge the fixes of a track its wearer wore (`worn`; those of new_ids not judged before): fence
+    crossings and their clearing, the collar's own fence alerts, immobility over the fixes since
+    window_start; the new clean fixes go to steps."""
     animal_id = animal.id if animal else None
     fitted_at = animal.collar_fitted_at if animal else None
-    judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in worn if i not in track.new_ids]
+    judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in worn if i not in new_ids]
     everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in worn]
-    new_times = {t for i, t, _, _ in worn if i in track.new_ids}
+    new_times = {t for i, t, _, _ in worn if i in new_ids}
     fences = runtime.fence_index(session, fence_version)
     if len(fences):  # the track as judged too: only the fences need it
         clean, before = exclude_outliers_of_both(everything, judged, profile.speed)
