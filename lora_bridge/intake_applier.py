@@ -7,8 +7,10 @@ the machine. Here it runs in a child process:
 
     webhook process                                 applier process (python -m lora_bridge.intake_applier)
       writer: journal commit ---- "<last id>" --->    gathers what was committed (20 ms, up to 512),
-                                                      applies it in one store transaction, deletes it
-      backlog bound, outbox, listeners <- report --   from the journal, reports the ids and downlinks
+                                                      applies it in one store transaction (no fsync);
+                                                      a release thread fsyncs the store's WAL, deletes
+      backlog bound, outbox, listeners <- report --   it from the journal, reports the ids and downlinks
+                                                      (lora_bridge.journal_release)
 
 `ApplierProcess` is the webhook process's side: it starts the child (handing it the settings on its
 stdin, secrets left out: it needs none), tells it of each journal commit, reads its reports, and
@@ -239,8 +241,9 @@ def run_child(parent_pid: int) -> int:
     stop (or dies)."""
     from pathlib import Path
 
+    from sqlalchemy.engine import make_url
+
     from lora_bridge.intake_journal import (
-        SUFFIX,
         IntakeJournal,
         hold_lock,
         path_for_store,
@@ -268,7 +271,7 @@ def run_child(parent_pid: int) -> int:
     store_path = None
     if journal_path is not None:
         hold_lock(Path(f"{journal_path}.applier"))  # the applier before this one has ended (held until exit)
-        store_path = Path(str(journal_path)[: -len(SUFFIX)])
+        store_path = Path(str(make_url(settings.database_url).database))
         if releases_after_sync(settings.sqlite_synchronous, store_journal_mode(store_path)):
             # commits reach the disk by the release's fsync, before their entries leave the journal;
             # the journal's deletes need none (lora_bridge.journal_release)

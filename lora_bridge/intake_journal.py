@@ -4,7 +4,8 @@ the transactions applying earlier bodies hold (SQLite lets one writer in at a ti
 
 A body is answered 2xx once its journal row is committed (WAL, the store's `synchronous`, FULL by
 default: fsynced). The applier moves journal rows into the store (raw row, decoding, rules, in one
-transaction), then deletes them from the journal. A crash between those two commits leaves rows the
+transaction), then deletes them from the journal (the applier process: once that transaction is on
+disk, `lora_bridge.journal_release`). A crash between those two commits leaves rows the
 store already holds: when an applier starts, each journal row is looked up in the store by its arrival
 time and body before it is applied, so none is applied twice.
 
