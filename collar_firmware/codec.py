@@ -228,6 +228,11 @@ MESSAGES = (
         ("status", "u8", None),
         ("time_to_start_s", "list", (1, (("s", "u24", None),))),
     )),
+    # TS004 PackageVersionReq (CID 0, no payload) and PackageVersionAns = PackageIdentifier (3: fragmented data
+    # block transport) | PackageVersion (1: the collar speaks v1.0.0's layouts, which v2.0.0 says it is not
+    # compatible with). It names no number of sessions: the collar's bound answers in FragSessionSetupAns.
+    ("frag_package_version", 201, 0, "down", ()),
+    ("frag_package_version_ans", 201, 0, "up", (("package_id", "u8", None), ("package_version", "u8", None))),
     # FragSessionSetupReq's FragSession = RFU 2 bits | FragIndex 2 bits | McGroupBitMask 4 bits (LoRaMac-node's
     # bit fields, LoRa Basics Modem's masks 0x30 and 0x0F); Control = RFU 2 | FragAlgo 3 | BlockAckDelay 3.
     # FragSessionSetupAns = FragIndex 7..6 | RFU 2 | WrongDescriptor | IndexNotSupported | NotEnoughMemory |

@@ -34,6 +34,10 @@ from collar_firmware.compat import const
 PORT_MULTICAST = codec.port_of("mc_class_c_session")
 PORT_FRAGMENTS = codec.port_of("frag_session_setup")
 
+# TS004's PackageVersionAns: the fragmented data block transport package (3), its v1.0.0 layouts (1)
+FRAG_PACKAGE_ID = const(3)
+FRAG_PACKAGE_VERSION = const(1)
+
 IDLE = const(0)
 RECEIVING = const(1)
 VERIFYING = const(2)
@@ -230,13 +234,19 @@ class UpdateAgent:
                     self.heard_s = now
                 _installer().fragment(self, msg, now)
         elif name == "frag_session_setup":
-            if self.state == IDLE or self.state == RECEIVING:
+            # one session at a time (its fragments fill the one inactive slot), of any FragIndex 0..3: the same
+            # index set up again while its fragments arrive replaces it (TS004 v2.0.0 3.3: stopped, its context cleared, set up anew)
+            if self.state == IDLE or (self.state == RECEIVING and msg["frag_index"] == self.frag_index):
                 _installer().setup(self, msg, now)
             elif self.state != FIRMWARE_TRIAL:  # its fragments would go over the slot being tried: not answered
-                # a whole image is solved, checked, composed or tried as a model in the slot a new session
-                # would write over: refused with TS004's NotEnoughMemory (bit 1), so the bridge knows the
-                # collar took no session; that image runs to its own outcome, acknowledged as ever
+                # another index while a session fills the slot, or a whole image solved, checked, composed or
+                # tried as a model in the slot a new session would write over: refused with TS004's
+                # NotEnoughMemory (bit 1) under the FragIndex asked for, so the bridge knows the collar took no
+                # session; the one it holds goes on to its own outcome, acknowledged as ever
                 self._answer("frag_session_setup_ans", {"status": msg["frag_index"] << 6 | 2})
+        elif name == "frag_package_version":
+            self._answer("frag_package_version_ans", {"package_id": FRAG_PACKAGE_ID,
+                                                      "package_version": FRAG_PACKAGE_VERSION})
         elif name == "frag_session_delete":
             _installer().delete(self, msg)
         elif name == "frag_session_status":

@@ -272,3 +272,121 @@ def test_a_collar_takes_a_session_set_up_as_the_spec_lays_out_fragsession_whatev
     assert b"".join(bytes(slot.read(i)) for i in range(35))[:len(IMAGE)] == IMAGE
     c.hear(201, bytes.fromhex("02" "0f" "2300" "70" "08" "4c" "01000000"))  # FragAlgo 1: not TS004's code
     assert sent(c, 201) == ["0201"], "EncodingUnsupported"
+
+
+# Every FragIndex, byte for byte as TS004 lays the fields out (v1.0.0 3.2-3.5 and v2.0.0 3.2-3.4, 3.6 alike):
+# FragSession = RFU 7..6 | FragIndex 5..4 | McGroupBitMask 3..0; FragStatusReqParam = RFU 7..3 | FragIndex
+# 2..1 | Participants 0; FragSessionDeleteReq Param = RFU 7..2 | FragIndex 1..0; Index&N = FragIndex 15..14 |
+# N 13..0; FragSessionSetupAns = FragIndex 7..6 | ... | NotEnoughMemory 1 | ...; FragSessionDeleteAns =
+# RFU 7..3 | SessionDoesNotExist 2 | FragIndex 1..0.
+def setup_frame(index: int, groups: int = 0b0001) -> bytes:
+    return bytes([0x02, index << 4 | groups]) + bytes.fromhex(FRAG_SETUP[4:])
+
+
+def status_request(index: int, participants: int) -> bytes:
+    return bytes([0x01, index << 1 | participants])
+
+
+def status_answer(index: int, received: int, missing: int, status: int = 0) -> str:
+    return "01" + (index << 14 | received).to_bytes(2, "little").hex() + f"{missing:02x}{status:02x}"
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_field_technician_reaches_a_collar_on_any_fragindex_set_up_status_fragments_and_delete(index):
+    """A FUOTA server may run its session on any FragIndex 0..3: the collar answers each request under the
+    FragIndex asked, takes only that session's fragments and deletes only that session."""
+    others = [i for i in range(4) if i != index]
+    c = collar()
+    c.hear(201, setup_frame(index))
+    assert sent(c, 201) == [f"02{index << 6:02x}"], "FragIndex in 7..6, no error bit"
+    for n in range(1, 11):
+        for other in others:
+            c.hear(201, fragment(n, index=other))  # another session's fragments: dropped
+        c.hear(201, fragment(n, index=index))
+    c.hear(201, status_request(index, 1))
+    for other in others:
+        c.hear(201, status_request(other, 0))
+    assert sent(c, 201) == [status_answer(index, 10, 25)] + [status_answer(o, 0, 0, 0x04) for o in others]
+    for other in others:
+        c.hear(201, bytes([0x03, other]))
+    c.hear(201, bytes([0x03, index]))
+    assert sent(c, 201) == [f"03{other | 0x04:02x}" for other in others] + [f"03{index:02x}"]
+    assert not c.collar.update.receiving()
+
+
+@pytest.mark.parametrize(("held", "asked"), [(0, 1), (1, 0), (2, 3), (3, 2), (3, 0)])
+def test_a_collar_filling_its_one_session_refuses_another_fragindex_and_rebuilds_the_one_it_holds(held, asked):
+    """The collar holds one session at a time (its fragments fill the inactive slot). Until 6 December a
+    set-up of another FragIndex silently replaced the session being received: the bridge of the first
+    heard nothing, and its fragments were dropped. Now the second is refused NotEnoughMemory under its
+    own FragIndex, and the first goes on to the whole image."""
+    c = collar()
+    c.hear(201, setup_frame(held))
+    for n in range(1, 20):
+        c.hear(201, fragment(n, index=held))
+    c.hear(201, setup_frame(asked, groups=0b1111))
+    assert sent(c, 201) == [f"02{held << 6:02x}", f"02{asked << 6 | 0x02:02x}"]
+    for n in range(20, 36):
+        c.hear(201, fragment(n, index=asked))  # the refused session's fragments: dropped
+    assert c.collar.update.receiving() and c.collar.update.frag_index == held
+    for n in range(20, 36):
+        c.hear(201, fragment(n, index=held))
+    slot = update_install.SlotStore(c.hal.storage, c.collar.update._inactive())
+    assert b"".join(bytes(slot.read(i)) for i in range(35))[:len(IMAGE)] == IMAGE
+    c.hear(201, status_request(held, 1))
+    c.hear(201, status_request(asked, 1))
+    assert sent(c, 201) == [status_answer(held, 35, 0), status_answer(asked, 0, 0, 0x04)]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_a_session_set_up_again_on_its_own_fragindex_starts_over(index):
+    """TS004 v2.0.0 3.3: a set-up of a FragIndex already in use, accepted, stops that session and clears its
+    context (v1.0.0 3.3 asks the server to delete it first; a repeated set-up is taken the same way)."""
+    c = collar()
+    c.hear(201, setup_frame(index))
+    for n in range(1, 8):
+        c.hear(201, fragment(n, index=index))
+    c.hear(201, setup_frame(index))
+    c.hear(201, status_request(index, 1))
+    assert sent(c, 201) == [f"02{index << 6:02x}"] * 2 + [status_answer(index, 0, 35)]
+
+
+def test_the_collar_declares_ts004_v1_in_its_fragmentation_package_version():
+    """TS004 3.1: PackageVersionReq (CID 0, no payload) is answered PackageIdentifier 3, PackageVersion 1."""
+    c = collar()
+    c.hear(201, bytes.fromhex("00"))
+    assert sent(c, 201) == ["000301"]
+
+
+@pytest.mark.parametrize(("frame", "why"), [
+    ("02" "31" "2300" "70" "00" "4c" "010000", "FragSessionSetupReq of FragIndex 3 one byte short"),
+    ("02" "31" "2300" "70" "00" "4c" "01000000" "0100" "01020304", "FragSessionSetupReq of TS004 v2.0.0 (16 bytes)"),
+    ("03", "FragSessionDeleteReq without its parameter"),
+    ("03" "02" "00", "FragSessionDeleteReq one byte long"),
+    ("01" "07" "00", "FragSessionStatusReq one byte long"),
+    ("08" "c0", "DataFragment of FragIndex 3 with half its Index&N"),
+    ("00" "00", "PackageVersionReq with a payload"),
+    ("04" "03", "FragDataBlockReceivedAns: v2.0.0 only, the collar never asks"),
+    ("05", "an unknown command id"),
+])
+def test_a_broken_fragmentation_frame_of_any_fragindex_is_refused_and_leaves_the_session_as_it_was(frame, why):
+    c = collar()
+    c.hear(201, setup_frame(3))
+    for n in range(1, 6):
+        c.hear(201, fragment(n, index=3))
+    sent(c, 201)
+    errors = c.collar.error_total()
+    c.hear(201, bytes.fromhex(frame))
+    assert c.collar.error_total() == errors + 1, why
+    c.hear(201, status_request(3, 1))
+    assert sent(c, 201) == [status_answer(3, 5, 30)], why
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_rfu_bits_of_a_request_are_ignored_and_never_change_the_fragindex(index):
+    """TS004: RFU bits are sent as 0 and ignored on receive."""
+    c = collar()
+    c.hear(201, bytes([0x02, 0xC0 | index << 4 | 1]) + bytes.fromhex(FRAG_SETUP[4:]))
+    c.hear(201, bytes([0x01, 0xF8 | index << 1 | 1]))
+    c.hear(201, bytes([0x03, 0xFC | index]))
+    assert sent(c, 201) == [f"02{index << 6:02x}", status_answer(index, 0, 35), f"03{index:02x}"]
