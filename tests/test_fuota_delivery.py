@@ -1149,3 +1149,63 @@ def test_a_straggler_that_falls_silent_is_failed_and_leaves_no_fragment_shown_on
     assert {d.state for d in left} == {"superseded"}
     assert all(f"its update step ended ({straggler['reason']})" in d.last_error
                and "network server's queue" in d.last_error for d in left)
+
+
+@pytest.mark.parametrize("frag_index", range(4))
+def test_the_bridge_takes_only_the_answers_about_its_deliverys_fragindex(sqlite_url, network, monkeypatch, frag_index):
+    """Answers written from TS004 v1.0.0's layouts: FragSessionSetupAns = StatusBitMask (FragIndex 7..6 | ... |
+    NotEnoughMemory 1 | ...), FragSessionStatusAns = Received&index (FragIndex 15..14 | NbFragReceived,
+    little-endian) | MissingFrag | Status, FragSessionDeleteAns = RFU 7..3 | SessionDoesNotExist 2 | FragIndex
+    1..0, PackageVersionAns = 3 | 1. A collar's answers about another FragIndex leave its delivery as it was;
+    those about the delivery's own move it; every one is understood, none is a dead letter."""
+    from lora_bridge.domain import fuota_delivery
+
+    monkeypatch.setattr(fuota_delivery, "SESSION_INDEX", frag_index)
+    others = [i for i in range(4) if i != frag_index]
+
+    def hear(bridge, payloads: list[bytes]) -> dict:
+        for payload in payloads:
+            hear.f_cnt += 1
+            bridge.ingest_tts_uplink(b.tts_uplink((201, payload), device_id="collar-01", f_cnt=hear.f_cnt))
+        bridge.process_pending()
+        return bridge.campaigns()[0]["delivery"]["collars"]["collar-01"]
+
+    hear.f_cnt = 10
+    with open_bridge(sqlite_url, network) as bridge:
+        two_collars_set_up(bridge)
+        bridge.flush_downlinks()
+        (setup,) = [p["payload"] for p in network.unicast if p["device"] == "collar-01" and p["f_port"] == 201]
+        assert setup[:2] == bytes([0x02, frag_index << 4 | 0b0001]), "FragIndex 5..4, group 0 may carry it"
+        before = hear(bridge, [bytes([0x02, i << 6]) for i in others] + [bytes([0x02, i << 6 | 0x02]) for i in others])
+        taken = hear(bridge, [bytes([0x02, frag_index << 6])])
+        asked_others = hear(bridge, [b"\x01" + (i << 14 | 5).to_bytes(2, "little") + b"\x07\x00" for i in others]
+                            + [b"\x01" + (i << 14).to_bytes(2, "little") + b"\x00\x04" for i in others])
+        counted = hear(bridge, [b"\x01" + (frag_index << 14 | 5).to_bytes(2, "little") + b"\x07\x00"])
+        hear(bridge, [b"\x00\x03\x01"] + [bytes([0x03, i]) for i in range(4)] + [bytes([0x03, 0x04 | frag_index])])
+        letters = bridge.dead_letters()
+        state = bridge.campaigns()[0]
+
+    assert (before["setup_answered"], before["missing"]) == (False, None), "answers about other sessions"
+    assert taken["setup_answered"] is True
+    assert (asked_others["setup_answered"], asked_others["missing"]) == (True, None), "not its session, not lost"
+    assert counted["missing"] == 7
+    assert letters == [] and next(c for c in state["collars"] if c["device_id"] == "collar-01")["state"] != "failed"
+
+
+def test_a_collar_refusing_its_session_under_the_deliverys_fragindex_is_failed_with_the_bits_it_gave(
+        sqlite_url, network, monkeypatch):
+    """TS004 FragSessionSetupAns bit 2 (FragIndex unsupported) under the delivery's FragIndex: the collar took
+    no session and fails with that reason; the same refusal under another FragIndex is not about it."""
+    from lora_bridge.domain import fuota_delivery
+
+    monkeypatch.setattr(fuota_delivery, "SESSION_INDEX", 3)
+    with open_bridge(sqlite_url, network) as bridge:
+        two_collars_set_up(bridge)
+        for f_cnt, (device, payload) in enumerate([("collar-01", b"\x02\x84"), ("collar-02", b"\x02\xc4")], start=10):
+            bridge.ingest_tts_uplink(b.tts_uplink((201, payload), device_id=device, f_cnt=f_cnt))
+        bridge.process_pending()
+        collars = {c["device_id"]: c for c in bridge.campaigns()[0]["collars"]}
+
+    assert collars["collar-01"]["state"] != "failed", "a refusal of FragIndex 2 is not about session 3"
+    assert (collars["collar-02"]["state"], collars["collar-02"]["reason"]) == \
+        ("failed", "set-up refused: FragSessionIndexNotSupported")

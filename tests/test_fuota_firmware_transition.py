@@ -86,6 +86,22 @@ def test_the_set_up_layout_follows_the_firmware_each_collar_reports():
         setup_layouts.TS004.frag_session(0, 16)
 
 
+@pytest.mark.parametrize("frag_index", range(4))
+def test_a_set_up_answer_is_read_as_the_collars_firmware_writes_its_fragindex(frag_index):
+    """TS004 FragSessionSetupAns StatusBitMask bits 7..6 are the FragIndex set up; firmware 1.0.0 wrote 0 there
+    whatever it took; a collar whose firmware the bridge has not heard may be either."""
+    today, refused = frag_index << 6, frag_index << 6 | 0x02  # no error bit; NotEnoughMemory
+    for status in (today, refused):
+        assert setup_layouts.answers_set_up(config.FW_VERSION, frag_index, status)
+        assert setup_layouts.answers_set_up(None, frag_index, status)
+    assert setup_layouts.answers_set_up("1.0.0", frag_index, 0x00) and setup_layouts.answers_set_up(None, frag_index, 0)
+    assert setup_layouts.answers_set_up(config.FW_VERSION, frag_index, 0x00) == (frag_index == 0)
+    assert setup_layouts.answers_set_up("1.0.0", frag_index, today) == (frag_index == 0)
+    for other in set(range(4)) - {frag_index, 0}:
+        assert not setup_layouts.answers_set_up(config.FW_VERSION, frag_index, other << 6)
+        assert not setup_layouts.answers_set_up(None, frag_index, other << 6 | 0x04)
+
+
 def test_firmware_1_0_0_reads_todays_ts004_set_up_as_another_session():
     """What made the reserve's collars unreachable: 1.0.0 takes FragIndex 1 from TS004's 0x01."""
     old_codec = firmware_1_0_0_module("codec")
@@ -180,3 +196,36 @@ def test_field_technician_updates_a_reserve_half_on_firmware_1_0_0_half_on_today
     assert set(said) == {c.device_id for c in old}
     assert all(d["fw_version"] == "1.0.0" and "FragIndex in bits 1..0" in d["layout"] and "1.0.0" in d["why"]
                for d in said.values())
+
+
+@pytest.mark.parametrize("frag_index", range(4))
+def test_field_technician_updates_a_reserve_on_1_0_0_and_todays_firmware_whatever_fragindex_the_delivery_uses(
+        sqlite_url, network, monkeypatch, frag_index):
+    """The delivery's session may have any FragIndex 0..3: its set-up, fragments (Index&N bits 15..14) and status
+    requests (bits 2..1) carry it, and each collar's answers are read as its firmware writes them. Firmware
+    1.0.0 answers FragSessionSetupAns with bits 7..6 at 0 whatever it took: until 6 December the bridge read
+    that as another session's answer for any FragIndex but 0, and left the collar out of the window."""
+    from lora_bridge.domain import fuota_delivery
+
+    monkeypatch.setattr(fuota_delivery, "SESSION_INDEX", frag_index)
+    image, version = model_image()
+    old, new = fleet = fuota.build_fleet(2, 0.0, 23, KEYS_FOR)
+    runs_firmware_1_0_0(old, firmware_1_0_0_module("codec"), firmware_1_0_0_module("update_install"))
+    reserve = Reserve(fleet, network, seed=3)
+    with open_bridge(sqlite_url, network) as bridge:
+        campaign = reserve.start(bridge, image, version)
+        reserve.through_delivery(campaign)
+        after = bridge.campaign(campaign["id"])
+
+    assert after["state"] == "done" and after["counts"] == {"updated": 2}, after["delivery"]
+    assert all(after["delivery"]["collars"][c.device_id]["unicast_reason"] is None for c in fleet), "all in the group"
+    assert [c.collar.update.frag_index for c in fleet] == [frag_index, frag_index]
+    frag_session = {p["device"]: p["payload"][1] for p in network.unicast
+                    if p["f_port"] == SETUP_PORT and p["payload"][0] == SETUP_TAG}
+    assert frag_session == {old.device_id: 1 << 2 | frag_index, new.device_id: frag_index << 4 | 1}
+    fragments = [f["payload"] for f in network.multicast if f["payload"][0] == codec.tag_of("data_fragment")]
+    assert fragments and {f[2] >> 6 for f in fragments} == {frag_index}, "Index&N's FragIndex, little-endian"
+    status_requests = [f["payload"] for f in network.multicast if f["payload"][0] == codec.tag_of("frag_session_status")]
+    assert status_requests and {r[1] >> 1 & 3 for r in status_requests} == {frag_index}
+    answers = {d: m["status"] for d, m in reserve.heard if m["message"] == "frag_session_setup_ans"}
+    assert answers == {old.device_id: 0, new.device_id: frag_index << 6}

@@ -83,7 +83,13 @@ PRIOR_LOSS = 0.1  # a collar's downlink loss before any delivery measured it
 NO_ANSWER = campaigns.NO_ANSWER
 DEFAULT_SF = 9
 MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
-SESSION_INDEX = 0  # one fragmentation session per collar at a time
+# the FragIndex of every delivery's session: a collar holds one session at a time, and a set-up of the
+# index it holds replaces a session a lost FragSessionDeleteReq left behind, where another index would be
+# refused NotEnoughMemory until that session fell silent (collar_firmware/update.py); answers are matched
+# to it whatever its value (setup_layouts.answers_set_up, the status answer's FragIndex)
+SESSION_INDEX = 0
+FRAG_PACKAGE_ID = 3  # TS004 PackageVersionAns: the fragmented data block transport package
+FRAG_PACKAGE_VERSION = 1  # the v1.0.0 layouts the bridge writes and reads
 MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
 MC_GROUP_BIT_MASK = 1 << MC_GROUP  # TS004 FragSession's McGroupBitMask: the delivery's group may carry the fragments
 SETUP_ERROR_BITS = 0x3F  # FragSessionSetupAns below its FragIndex (bits 7..6): any set is a refusal
@@ -504,8 +510,8 @@ def _multicast(session: Session, codec: Any, row: FuotaSession, now: datetime) -
             return queued
         at = max(row.next_at, now)
         _queue_multicast(session, row, "frag_session_status", codec.port_of("frag_session_status"),
-                         codec.encode("frag_session_status",
-                                      {"participants": delivery.status_participants(row.status_rounds)}), at)
+                         codec.encode("frag_session_status", {"frag_index": SESSION_INDEX,
+                                      "participants": delivery.status_participants(row.status_rounds)}), at)
         row.status_asked_at = at
         row.state = REPAIR
         return queued + 1
@@ -798,7 +804,7 @@ def _stragglers(session: Session, codec: Any, row: FuotaSession) -> int:
             # still missing fragments answers). It answers only when asked, so without this a straggler that
             # lost some of the batch got nothing more; queued after the batch, it arrives after it.
             downlinks.queue_command(session, codec, device_id=collar.device_id, command="frag_session_status",
-                                    values={"participants": 0})
+                                    values={"frag_index": SESSION_INDEX, "participants": 0})
             queued += 1
         log.info("straggler device_id=%s: %d unicast parity fragments queued", collar.device_id, max(count, 0),
                  extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
@@ -939,8 +945,12 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         _refused_group(session, device_id, fields)
         return []
     if message == "frag_session_delete_ans":
-        log.info("fragmentation session %s device_id=%s", "absent" if fields.get("session_does_not_exist")
-                 else "deleted", device_id, extra={"device_id": device_id})
+        log.info("fragmentation session FragIndex %d %s device_id=%s", int(fields.get("frag_index") or 0),
+                 "absent" if fields.get("session_does_not_exist") else "deleted", device_id,
+                 extra={"device_id": device_id})
+        return []
+    if message == "frag_package_version_ans":
+        _package_version(device_id, fields)
         return []
     if message not in ("mc_class_c_session_ans", "frag_session_setup_ans", "frag_session_status_ans"):
         return []
@@ -963,13 +973,22 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
             _exclude(collar, row, f"refused the Class C window (McClassCSessionAns status {errors:#04x})")
     elif message == "frag_session_setup_ans":
         status = int(fields.get("status") or 0)
-        collar.setup_answered = status & SETUP_ERROR_BITS == 0 and status >> 6 == SESSION_INDEX
+        fw_version = session.scalar(select(Device.fw_version).where(Device.device_id == device_id))
+        if not setup_layouts.answers_set_up(fw_version, SESSION_INDEX, status):
+            log.warning("FragSessionSetupAns device_id=%s names FragIndex %d, not the delivery's %d: not its answer",
+                        device_id, status >> 6, SESSION_INDEX, extra={"device_id": device_id})
+            return []
+        collar.setup_answered = status & SETUP_ERROR_BITS == 0
         if status & SETUP_ERROR_BITS:  # the collar took no session: failed now, with the bits it gave
             _refused_setup(session, row, device_id, status)
         if collar.setup_answered and collar.unicast_reason is not None and not collar.missing:
             collar.missing = row.nb_frag  # a late answer: outside the group, it now has a session for unicast
             if row.state == CLOSED:
                 row.state = STRAGGLERS
+    elif int(fields.get("received_and_index") or 0) >> 14 != SESSION_INDEX:
+        log.warning("FragSessionStatusAns device_id=%s about FragIndex %d, not the delivery's %d: not its answer",
+                    device_id, int(fields.get("received_and_index") or 0) >> 14, SESSION_INDEX,
+                    extra={"device_id": device_id})
     elif fields.get("session_does_not_exist"):
         _session_lost(session, row, collar, heard_at)
     else:
@@ -984,6 +1003,18 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         if row.state == CLOSED and collar.missing:  # answered after the rounds: a straggler, by unicast
             row.state = STRAGGLERS
     return []
+
+
+def _package_version(device_id: str, fields: dict[str, Any]) -> None:
+    """A collar's TS004 PackageVersionAns: the bridge speaks the fragmentation package's v1.0.0 layouts (its
+    PackageVersion 1); v2.0.0 says it is not compatible with v1.0.0, so a collar naming another is told apart."""
+    package, version = int(fields.get("package_id") or 0), int(fields.get("package_version") or 0)
+    if (package, version) == (FRAG_PACKAGE_ID, FRAG_PACKAGE_VERSION):
+        log.info("device_id=%s speaks TS004 v1.0.0 fragmentation", device_id, extra={"device_id": device_id})
+    else:
+        log.warning("device_id=%s answers fragmentation package %d version %d: the bridge speaks package %d "
+                    "version %d only", device_id, package, version, FRAG_PACKAGE_ID, FRAG_PACKAGE_VERSION,
+                    extra={"device_id": device_id})
 
 
 def record_result(session: Session, device_id: str, result: str) -> None:

@@ -15,7 +15,10 @@ delivery set it up in), so bits 5..2, 1.0.0's mask, may carry TS004's FragIndex;
 mask holds group 0's bit only for an odd FragIndex, and 1.0.0's can name groups 0 and 1 only. (The old
 layout alone is right for FragIndex 0 only: 1.0.1 reads 0x05, FragIndex 1 as 1.0.0 has it, as 0.)
 1.0.0's FragSessionSetupAns carries no FragIndex (status 0 whatever it took), so an answer read as
-FragIndex 0 is all a collar on 1.0.0 can give.
+FragIndex 0 is all a collar on 1.0.0 can give: `answers_set_up` takes it as the answer to a set-up of
+any FragIndex, and a TS004 firmware's only under the FragIndex set up (TS004 v1.0.0 3.2, v2.0.0 3.3 Table
+14: StatusBitMask bits 7..6 are the FragIndex). FragSessionStatusAns (Received&index bits 15..14) and
+FragSessionDeleteAns (Status bits 1..0) name the FragIndex asked about in every firmware.
 """
 
 from __future__ import annotations
@@ -29,12 +32,21 @@ from collar_firmware.update import version_raw
 @dataclass(frozen=True)
 class SetupLayout:
     """Where firmware reads FragIndex and McGroupBitMask in FragSessionSetupReq's FragSession byte: the
-    FragIndex is written at every one of index_shifts, the mask's low mask_bits bits at mask_shift."""
+    FragIndex is written at every one of index_shifts, the mask's low mask_bits bits at mask_shift;
+    answered_indexes(i): the FragIndex values (bits 7..6) its FragSessionSetupAns to a set-up of i can carry."""
 
     name: str
     index_shifts: tuple[int, ...]
     mask_shift: int
     mask_bits: int = 4
+    names_index_in_answer: bool = True  # False: the answer's bits 7..6 are 0 whatever was set up
+    may_not_name_index: bool = False  # a firmware of either kind: the answer may carry the FragIndex or 0
+
+    def answered_indexes(self, frag_index: int) -> tuple[int, ...]:
+        """Return the FragIndex values a FragSessionSetupAns to a set-up of `frag_index` carries."""
+        if not self.names_index_in_answer:
+            return (0,)
+        return (frag_index, 0) if self.may_not_name_index else (frag_index,)
 
     def frag_session(self, frag_index: int, mc_group_bit_mask: int) -> int:
         """Return the FragSession byte that tells this firmware the session and its groups."""
@@ -54,9 +66,10 @@ class SetupLayout:
 
 
 TS004 = SetupLayout("TS004", index_shifts=(4,), mask_shift=0)
-TEMBO_1_0 = SetupLayout("Tembo 1.0.0", index_shifts=(0,), mask_shift=2)
+TEMBO_1_0 = SetupLayout("Tembo 1.0.0", index_shifts=(0,), mask_shift=2, names_index_in_answer=False)
 # a firmware not heard yet: TS004's FragIndex where 1.0.0's mask reads groups 2 and 3, so groups 0..1 only
-EITHER = SetupLayout("TS004 and Tembo 1.0.0 alike", index_shifts=(4, 0), mask_shift=2, mask_bits=2)
+EITHER = SetupLayout("TS004 and Tembo 1.0.0 alike", index_shifts=(4, 0), mask_shift=2, mask_bits=2,
+                     may_not_name_index=True)
 
 # (first firmware version that reads it, layout), newest first; the last entry covers every older one
 LAYOUTS: tuple[tuple[str, SetupLayout], ...] = (
@@ -87,3 +100,9 @@ def setup_values(fw_version: str | None, frag_index: int, mc_group_bit_mask: int
         shift -= width
         values[bit_name] = byte >> shift & ((1 << width) - 1)
     return values
+
+
+def answers_set_up(fw_version: str | None, frag_index: int, status: int) -> bool:
+    """Return True when FragSessionSetupAns `status` from a collar running `fw_version` answers the set-up of
+    FragIndex `frag_index` (its bits 7..6 as that firmware writes them), False when it is about another."""
+    return status >> 6 & 3 in layout_for(fw_version).answered_indexes(frag_index)
