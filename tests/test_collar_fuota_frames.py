@@ -390,3 +390,23 @@ def test_rfu_bits_of_a_request_are_ignored_and_never_change_the_fragindex(index)
     c.hear(201, bytes([0x01, 0xF8 | index << 1 | 1]))
     c.hear(201, bytes([0x03, 0xFC | index]))
     assert sent(c, 201) == [f"02{index << 6:02x}", status_answer(index, 0, 35), f"03{index:02x}"]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_a_collar_reset_mid_session_says_so_under_the_fragindex_of_the_session_it_lost(index):
+    """The session kept in flash names its FragIndex: after a watchdog reset the collar's unasked
+    SessionDoesNotExist carries it, and after its image was whole it still answers for that index."""
+    c = collar()
+    c.hear(201, setup_frame(index))
+    for n in range(1, 20):
+        c.hear(201, fragment(n, index=index))
+    sent(c, 201)
+    reset(c)
+    assert sent(c, 201) == [status_answer(index, 0, 0, 0x04)]
+    c.hear(201, setup_frame(index))
+    for n in range(1, 36):
+        c.hear(201, fragment(n, index=index))
+    sent(c, 201)
+    reset(c)
+    c.hear(201, status_request(index, 1))
+    assert sent(c, 201) == [status_answer(index, 35, 0)]
