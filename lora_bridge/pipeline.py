@@ -481,7 +481,7 @@ def _record_event(
     raw.processed_at = utc_now()
     raw.error = None
     _close_replayed(existing, ingest.STATUS_RECORDED)
-    closed = None
+    closed: list[int] = []
     if outcome.joined is not None and outcome.joined_at is not None:  # a join request: the collar is alive
         closed = close_offline_when_heard(session, outcome.joined, outcome.joined_at)
     return IngestResult(
@@ -491,7 +491,7 @@ def _record_event(
         message=event.kind,
         downlink_ids=tuple(outcome.downlink_ids),
         dev_eui=event.dev_eui, kind=event.kind,
-        closed_alert_ids=(closed,) if closed is not None else (),
+        closed_alert_ids=tuple(closed),
     )
 
 
@@ -547,7 +547,7 @@ def _process_uplink(
         heard = devices.device_for_uplink(session, uplink, heard_at, device)
         closed = close_offline_when_heard(session, heard, heard_at)
         return _done(raw, existing, uplink, "mac_commands" if uplink.f_port == MAC_PORT else EMPTY_FRAME, (),
-                     dev_eui=device.dev_eui, closed_alert_ids=(closed,) if closed is not None else ())
+                     dev_eui=device.dev_eui, closed_alert_ids=tuple(closed))
     decoded = decode_payload(codec, uplink.f_port, uplink.payload)
     if decoded.fields is None:
         reason = decoded.reason or "undecodable"

@@ -153,3 +153,103 @@ def test_a_silent_collar_moved_to_kito_is_reported_offline_on_him_too(bridge):
     offline = [(a.alert_type, a.animal_id) for a in bridge.open_alerts(viewer=b.RANGER) if a.alert_id != hers.alert_id]
     assert offline == [("offline", bridge.kito)]
 
+
+
+def collar_alert(bridge, alert_type: str, minutes: float, x: float, y: float, f_cnt: int, seq: int,
+                 heard_min: float | None = None) -> None:
+    """The collar's own alert raised `minutes` after T at (x, y), heard `heard_min` after T (default: then)."""
+    at, heard = T + timedelta(minutes=minutes), T + timedelta(minutes=heard_min if heard_min is not None else minutes)
+    lat, lon = rb.lat_lon(x, y)
+    bridge.ingest_tts_uplink(b.tts_uplink(b.alert(alert_type, seq=seq, time_s=int(at.timestamp()), lat=lat, lon=lon),
+                                          f_cnt=f_cnt, received_at=heard))
+
+
+def naserian(bridge) -> str:
+    return next(a.animal_id for a in bridge.animals(viewer=b.RANGER) if a.name == "Naserian")
+
+
+KITO_GROUND = (WORKSHOP[0] + 3_000, WORKSHOP[1])  # where Kito roams after the fitting, 3 km east
+
+
+def test_naserians_mortality_alert_from_the_collars_flash_heard_after_the_swap_is_hers_not_grown_onto_kitos(bridge):
+    rb.ingest_track(bridge, [(0, *WORKSHOP), (60, *WORKSHOP)])
+    move_collar_01_to_kito(bridge, 180)
+    rb.ingest_track(bridge, [(200 + 30 * i, *KITO_GROUND) for i in range(4)], first_f_cnt=100)
+    collar_alert(bridge, "mortality", 300, *KITO_GROUND, f_cnt=110, seq=2)
+    (his,) = bridge.open_alerts(viewer=b.RANGER)
+    # The collar's flash still held Naserian's mortality alert of 01:30, sent at 05:30 from Kito's neck.
+    collar_alert(bridge, "mortality", 90, *WORKSHOP, f_cnt=111, seq=1, heard_min=330)
+
+    by_animal = {a.animal_id: a for a in bridge.open_alerts(viewer=b.RANGER)}
+    assert set(by_animal) == {bridge.kito, naserian(bridge)}
+    assert (by_animal[bridge.kito].alert_id, by_animal[bridge.kito].occurrences) == (his.alert_id, 1)
+    hers = by_animal[naserian(bridge)]
+    assert (hers.alert_type, hers.time) == ("mortality", T + timedelta(minutes=90))
+    # Her evidence is her own last fixes (the alert's own among them), none of Kito's from after the swap.
+    evidence_times = [p["time"] for p in hers.evidence["positions"]]
+    assert evidence_times == [(T + timedelta(minutes=m)).isoformat() for m in (90, 60, 0)]
+
+
+def test_kitos_own_mortality_alert_is_raised_for_him_after_naserians_backlog_alert_was_heard(bridge):
+    rb.ingest_track(bridge, [(0, *WORKSHOP)])
+    move_collar_01_to_kito(bridge, 180)
+    collar_alert(bridge, "mortality", 90, *WORKSHOP, f_cnt=100, seq=1, heard_min=200)  # her backlog first
+    collar_alert(bridge, "mortality", 300, *KITO_GROUND, f_cnt=101, seq=2)
+
+    alerts = bridge.open_alerts(viewer=b.RANGER)
+    assert sorted((a.animal_id, a.occurrences) for a in alerts) == sorted([(bridge.kito, 1), (naserian(bridge), 1)])
+
+
+def test_a_low_battery_in_naserians_backlog_does_not_hide_kitos_low_battery_in_her_alert(bridge):
+    move_collar_01_to_kito(bridge, 120)
+    before, after = T + timedelta(minutes=60), T + timedelta(hours=4)
+    # A status from the collar's flash, of 01:00 (still on Naserian), heard at 03:00 on Kito ...
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=int(before.timestamp()), battery_mv=3250), f_cnt=1,
+                                          received_at=T + timedelta(hours=3)))
+    # ... then his own, as low.
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=int(after.timestamp()), battery_mv=3240), f_cnt=2,
+                                          received_at=after))
+
+    assert [(a.alert_type, a.animal_id) for a in bridge.open_alerts(viewer=b.RANGER)] == [("low_battery", bridge.kito)]
+
+
+def test_a_farmland_visit_the_ranger_resolved_for_naserian_does_not_swallow_kitos_collar_report(bridge):
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, 311_000, 9_705_000), (30, 313_000, 9_705_000)])
+    rb.collar_fence_alert(bridge, "geofence_farmland", 30, 313_000, 9_705_000, f_cnt=10)
+    (hers,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(hers.alert_id, Viewer("ranger.amani", "ranger"), "true", note="chased back")
+    # Two hours later the collar goes on Kito, who walks into the same farms an hour after.
+    move_collar_01_to_kito(bridge, 150)
+    rb.collar_fence_alert(bridge, "geofence_farmland", 210, 313_200, 9_705_000, f_cnt=20, seq=2)
+
+    (his,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (his.alert_type, his.animal_id) == ("geofence_farmland", bridge.kito)
+
+
+def test_an_offline_alert_the_ranger_resolved_for_naserian_does_not_keep_kitos_silent_collar_quiet(bridge):
+    rb.ingest_track(bridge, [(0, *WORKSHOP)])
+    bridge.run_rules(now=T + timedelta(days=1))
+    (hers,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(hers.alert_id, Viewer("ranger.amani", "ranger"), "true", note="collar comes off")
+    # The collar, still silent, goes on Kito; the timer runs twice.
+    move_collar_01_to_kito(bridge, 25 * 60)
+    bridge.run_rules(now=T + timedelta(days=1, hours=2))
+    bridge.run_rules(now=T + timedelta(days=1, hours=3))
+
+    assert [(a.alert_type, a.animal_id) for a in bridge.open_alerts(viewer=b.RANGER)] == [("offline", bridge.kito)]
+
+
+def test_a_silent_collar_heard_again_on_kito_closes_both_offline_alerts_and_raises_no_new_one(bridge):
+    rb.ingest_track(bridge, [(0, *WORKSHOP)])
+    bridge.run_rules(now=T + timedelta(days=1))
+    move_collar_01_to_kito(bridge, 25 * 60)
+    bridge.run_rules(now=T + timedelta(days=1, hours=2))
+    assert len(bridge.open_alerts(viewer=b.RANGER)) == 2
+    # The collar speaks again from Kito's neck: it was silent, not dead, on either animal.
+    rb.ingest_track(bridge, [(26 * 60 + 60 * i, *KITO_GROUND) for i in range(3)], first_f_cnt=100)
+    bridge.run_rules(now=T + timedelta(days=1, hours=5))
+
+    assert bridge.open_alerts(viewer=b.RANGER) == []
+    closed = [(a.animal_id, a.verdict) for a in bridge.alerts(viewer=b.RANGER)]
+    assert sorted(closed) == sorted([(naserian(bridge), "true"), (bridge.kito, "true")])

@@ -45,6 +45,17 @@ def latest(session: Session, device_id: str) -> tuple[datetime, str | None, dict
     return time, dominant, dict(shares_pct or {})
 
 
+def latest_worn_by(session: Session, device_id: str, animal_id: int,
+                   until: datetime) -> tuple[datetime, str | None, dict[str, float]] | None:
+    """As `latest`, of the collar's summaries filed under animal_id that started at or before until
+    (a previous wearer's backlog alert: her behaviour, not the new wearer's)."""
+    newest = bulk.newest_of_wearer(session, ActivitySummary, device_id, animal_id, until, LATEST_COLUMNS, 1)
+    if not newest:
+        return None
+    time, dominant, shares_pct = newest[0]
+    return time, dominant, dict(shares_pct or {})
+
+
 # session.info key: the summaries a unit of work (a batch of uplinks) added, so its later uplinks need
 # not flush them to see them.
 SUMMARIES_ADDED = "tembo_summaries_added"

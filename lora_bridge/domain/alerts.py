@@ -191,10 +191,13 @@ def raise_alert(
     evidence: dict[str, Any] | None = None,
     actor: str = SYSTEM_ACTOR,
     open_now: Alert | None | object = NOT_READ,
+    key: str | None = None,
 ) -> tuple[Alert, bool]:
     """Open an alert, or add an occurrence to the open one with the same key; returns (alert, is_new).
-    open_now: the open alert of that key (or None) when the caller has just read it (`open_alert`)."""
-    alert = open_alert(session, device_id, alert_type) if open_now is NOT_READ else open_now
+    open_now: the open alert of that key (or None) when the caller has just read it (`open_alert`).
+    key: the open key (default the collar's, `dedup_key`); a previous wearer's backlog is raised under
+    one of its own (`herd.open_key_of`), apart from the alerts of the animal wearing the collar now."""
+    alert = open_alert(session, device_id, alert_type, key) if open_now is NOT_READ else open_now
     if alert is not None:
         alert.occurrences += 1
         if time > alert.last_time:
@@ -220,7 +223,7 @@ def raise_alert(
         state=STATE_NEW,
         source=source,
         dedup_key=dedup_key(device_id, alert_type),
-        open_key=dedup_key(device_id, alert_type),
+        open_key=key or dedup_key(device_id, alert_type),
         time=time,
         last_time=time,
         occurrences=1,
@@ -287,12 +290,14 @@ def _open_and_heard_near_read() -> Any:
     )
 
 
-def open_and_heard_near(session: Session, device_id: str, alert_type: str, time: datetime) -> tuple[Alert | None, list[Alert]]:
+def open_and_heard_near(session: Session, device_id: str, alert_type: str, time: datetime,
+                        key: str | None = None) -> tuple[Alert | None, list[Alert]]:
     """In one read, what a collar's alert of this type at `time` needs: the collar's open alert of the
     type (`open_alert`), and its collar alerts of the type from within REPEAT_SLACK of time, newest
     first (`closed_collar_alert_repeated`'s candidates). From the batch's read ahead
-    (`read_collar_alerts_ahead`) when it covers this collar and time."""
-    key = dedup_key(device_id, alert_type)
+    (`read_collar_alerts_ahead`) when it covers this collar and time. key: the open key looked for
+    (default the collar's; a previous wearer's backlog: `herd.open_key_of`)."""
+    key = key or dedup_key(device_id, alert_type)
     earliest, latest = time - REPEAT_SLACK, time + REPEAT_SLACK
     rows = _from_read_ahead(session, device_id, alert_type, key, earliest, latest)
     if rows is None:
@@ -509,9 +514,10 @@ def get_alert(session: Session, alert_id: int, *, for_update: bool = False) -> A
     return alert
 
 
-def open_alert(session: Session, device_id: str, alert_type: str) -> Alert | None:
-    """The open alert of this type for this collar, if any."""
-    return session.scalars(select(Alert).where(Alert.open_key == dedup_key(device_id, alert_type))).first()
+def open_alert(session: Session, device_id: str, alert_type: str, key: str | None = None) -> Alert | None:
+    """The open alert of this type for this collar, if any (key: another open key than the collar's,
+    `raise_alert`)."""
+    return session.scalars(select(Alert).where(Alert.open_key == (key or dedup_key(device_id, alert_type)))).first()
 
 
 def record_event(

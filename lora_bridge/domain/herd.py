@@ -17,9 +17,10 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from lora_bridge.domain import devices
+from lora_bridge.domain import alerts, devices
 from lora_bridge.errors import CollarWornByAnother, InvalidHerdChange, UnknownDevice
 from lora_bridge.store.tables import ActivitySummary, Alert, Animal, CollarFitting, Device, Position
+from lora_bridge.store.utc import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -122,24 +123,52 @@ def take_off(session: Session, animal: Animal, at: datetime) -> None:
     animal.collar_fitted_at = None
 
 
-def wearer_at(session: Session, device_id: str, current: Animal, time: datetime) -> Animal:
-    """The animal that wore collar device_id at `time`: current (the one wearing it now) unless time is
-    before current's fitting and another animal wore the collar then. Dated before every fitting known
-    of the collar (a collar clock set wrong): current."""
+@dataclass(frozen=True)
+class Wearing:
+    """Who wore a collar when one of its messages was dated: the animal, and when the collar came off it
+    (None: it wears the collar now). A message of a previous wearer (`until` set) is that animal's
+    backlog, heard after the collar was moved: judged for her, never for the animal wearing it now."""
+
+    animal: Animal
+    until: datetime | None = None
+
+
+def wearing_at(session: Session, device_id: str, current: Animal, time: datetime) -> Wearing:
+    """Who wore collar device_id at `time`: current (the one wearing it now) unless time is before
+    current's fitting and another animal wore the collar then (with the time it came off her). Dated
+    before every fitting known of the collar (a collar clock set wrong): current."""
     fitted_at = current.collar_fitted_at
     if fitted_at is None or time >= fitted_at:
-        return current  # the common case: no read
-    earlier = session.scalars(
-        select(CollarFitting.animal_id)
+        return Wearing(current)  # the common case: no read
+    earlier = session.execute(
+        select(CollarFitting.animal_id, CollarFitting.removed_at)
         .where(CollarFitting.device_id == device_id, CollarFitting.removed_at > time)
         .where((CollarFitting.fitted_at.is_(None)) | (CollarFitting.fitted_at <= time))
         .order_by(CollarFitting.removed_at)
         .limit(1)
     ).first()
-    if earlier is None:
-        return current
-    animal = session.get(Animal, earlier)
-    return animal if animal is not None else current
+    animal = session.get(Animal, earlier.animal_id) if earlier is not None else None
+    if animal is None or animal.id == current.id:
+        return Wearing(current)
+    return Wearing(animal, as_utc(earlier.removed_at))
+
+
+def wearer_at(session: Session, device_id: str, current: Animal, time: datetime) -> Animal:
+    """The animal that wore collar device_id at `time` (`wearing_at`)."""
+    return wearing_at(session, device_id, current, time).animal
+
+
+def worn_until_suffix(until: datetime) -> str:
+    """What a previous wearer's open alerts carry after their collar's open key (`alerts.dedup_key`):
+    the alert stays open for her, apart from the alerts the collar raises on its new wearer."""
+    return f"~worn-until-{as_utc(until):%Y%m%dT%H%M%S}"
+
+
+def open_key_of(device_id: str, alert_type: str, until: datetime | None) -> str:
+    """The open key of an alert of the collar for the animal it was worn by until `until` (None: the
+    animal wearing it now, the collar's own key)."""
+    key = alerts.dedup_key(device_id, alert_type)
+    return key if until is None else key + worn_until_suffix(until)
 
 
 def fittings_of(session: Session, animal_id: int) -> list[CollarFitting]:
@@ -188,6 +217,6 @@ def _keep_open_alerts_apart(session: Session, device_id: str, at: datetime) -> N
     session.execute(
         update(Alert)
         .where(Alert.device_id == device_id, Alert.open_key.is_not(None), Alert.time < at)
-        .values(open_key=Alert.open_key + f"~worn-until-{at:%Y%m%dT%H%M%S}")
+        .values(open_key=Alert.open_key + worn_until_suffix(at))
         .execution_options(synchronize_session=False)
     )

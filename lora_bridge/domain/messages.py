@@ -65,8 +65,9 @@ def apply_message(
     message = str(fields.get("message"))
     time = message_time(fields, heard_at, heard_at=heard_at)
     # A message dated before the collar's current fitting (a backlog heard after a swap) is of the
-    # animal that wore it then.
-    animal = herd.wearer_at(session, device.device_id, devices.ensure_animal(session, device), time)
+    # animal that wore it then (wearing.until set): filed and judged for her, never for the new wearer.
+    wearing = herd.wearing_at(session, device.device_id, devices.ensure_animal(session, device), time)
+    animal = wearing.animal
     context = {"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message}
     claimed_ahead = collar_time_ahead(fields, heard_at)
     if claimed_ahead is not None:
@@ -75,9 +76,7 @@ def apply_message(
                     claimed_ahead.isoformat(), message, heard_at.isoformat(),
                     extra={**context, "collar_time": claimed_ahead.isoformat()})
 
-    closed = close_offline_when_heard(session, device, heard_at)
-    if closed is not None:
-        applied.closed_alert_ids.append(closed)
+    applied.closed_alert_ids.extend(close_offline_when_heard(session, device, heard_at))
 
     for fix_time, lat, lon in positions.fixes_in_message(fields, time):
         applied.positions += positions.add_position(
@@ -103,8 +102,10 @@ def apply_message(
         campaigns.reconsider_collar(session, device.device_id)
         if "behaviour" in fields and device.status_time == time:
             device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
-        fitted_at = animal.collar_fitted_at if animal.device_id == device.device_id else None
-        alert_id = rules.check_battery(session, device, animal.id, time, fitted_at)
+        # The pack is judged on the wearer's own statuses: a previous wearer's backlog reading joins the
+        # trend (above) but raises no low battery, on her (she wears the collar no more) nor on him.
+        alert_id = rules.check_battery(session, device, animal.id, time, animal.collar_fitted_at) \
+            if wearing.until is None else None
         if alert_id is not None:
             applied.alert_ids.append(alert_id)
     elif message == "activity":
@@ -122,7 +123,7 @@ def apply_message(
         if row is not None and row["dominant"] and (device.status_time is None or interval_end > device.status_time):
             device.behaviour = row["dominant"]
     elif message == "alert":
-        _apply_collar_alert(session, device.device_id, animal.id, fields, time, uplink, raw, codec, settings,
+        _apply_collar_alert(session, device.device_id, wearing, fields, time, uplink, raw, codec, settings,
                             rules_file, applied, claimed_ahead)
     elif message == "ack" and fields.get("on_port") == codec.port_of("data_fragment"):
         from lora_bridge.domain import update_results  # an over-the-air update's outcome (docs/updates.md)
@@ -147,16 +148,16 @@ def apply_message(
     return applied
 
 
-def close_offline_when_heard(session: Session, device: Device, heard_at: datetime) -> int | None:
+def close_offline_when_heard(session: Session, device: Device, heard_at: datetime) -> list[int]:
     """The collar was heard at heard_at (any frame: a message, a MAC-only or empty frame, a join): close
-    its open offline alert; the alert's id, or None when it had none open.
+    its open offline alerts (`rules.close_offline`); their ids.
 
     Offline alerts are raised by the timer only, never while a batch is applied: the collars with one
     open are read once per batch (no round trip per uplink), and a frame of one of them closes it."""
     if device.device_id not in _offline_collars(session):
-        return None
+        return []
     closed = rules.close_offline(session, device, heard_at)
-    if closed is not None:
+    if closed:
         _offline_collars(session).discard(device.device_id)
     return closed
 
@@ -207,7 +208,7 @@ def read_ahead_for_collar_alerts(session: Session, codec: Any, uplinks: list[Upl
 def _apply_collar_alert(
     session: Session,
     device_id: str,
-    animal_id: int,
+    wearing: herd.Wearing,
     fields: dict[str, Any],
     time: datetime,
     uplink: Uplink,
@@ -218,7 +219,12 @@ def _apply_collar_alert(
     applied: Applied,
     claimed_ahead: datetime | None = None,
 ) -> None:
+    """Raise (or repeat) the collar's own alert for the animal that wore it at the alert's time, and queue
+    its ack. A previous wearer's backlog (`wearing.until` set) is hers alone: its own open key, her fixes
+    and behaviour as its evidence, apart from the alerts of the animal wearing the collar now."""
+    animal = wearing.animal
     alert_type = str(fields.get("alert_type", "unknown"))
+    key = herd.open_key_of(device_id, alert_type, wearing.until)
     seq = fields.get("seq")
     where = degrees(fields)
     evidence: dict[str, Any] = {
@@ -233,14 +239,14 @@ def _apply_collar_alert(
     # Read once for the three steps below (none of them changes it before raise_alert)
     repeat = None
     if isinstance(seq, int):  # the collar repeats until the ack reaches it: a closed alert stays closed
-        open_now, near = alerts.open_and_heard_near(session, device_id, alert_type, time)
+        open_now, near = alerts.open_and_heard_near(session, device_id, alert_type, time, key)
         repeat = alerts.closed_collar_alert_repeated(
             session, device_id=device_id, alert_type=alert_type, seq=seq, time=time, open_now=open_now, near=near
         )
     else:
-        open_now = alerts.open_alert(session, device_id, alert_type)
-    if repeat is None and alert_type in rules_visits.VISIT_TYPES and open_now is None:
-        repeat, reentry = _resolved_visit(session, device_id, alert_type, time, where, rules_file)
+        open_now = alerts.open_alert(session, device_id, alert_type, key)
+    if repeat is None and alert_type in rules_visits.VISIT_TYPES and open_now is None and wearing.until is None:
+        repeat, reentry = _resolved_visit(session, device_id, animal, alert_type, time, where, rules_file)
         if repeat is not None:  # the ranger already resolved this visit's alert, or the last visit's
             rules_visits.add_to_resolved(session, repeat, time=time, source=alerts.SOURCE_COLLAR, actor=device_id,
                                          lat=where[0] if where else None, lon=where[1] if where else None,
@@ -251,17 +257,18 @@ def _apply_collar_alert(
         if open_now is None:
             # A new alert: the collar's last fixes and behaviour go with it. A repetition (the collar
             # sends it until its ack arrives) adds an occurrence, which keeps only its seq and raw row.
-            evidence["positions"] = [
-                {"time": fix_time.isoformat(), "lat": lat, "lon": lon}
-                for fix_time, lat, lon in positions.recent_fixes(session, device_id, settings.alert_evidence_positions)
-            ]
-            latest_activity = _latest_behaviour(session, device_id)
+            limit = settings.alert_evidence_positions
+            fixes = positions.recent_fixes(session, device_id, limit) if wearing.until is None else \
+                positions.fixes_worn_by(session, device_id, animal.id, time, limit)
+            evidence["positions"] = [{"time": fix_time.isoformat(), "lat": lat, "lon": lon}
+                                     for fix_time, lat, lon in fixes]
+            latest_activity = _latest_behaviour(session, device_id, animal.id, time if wearing.until else None)
             if latest_activity:
                 evidence["behaviour"] = latest_activity
         alert, _ = alerts.raise_alert(
             session,
             device_id=device_id,
-            animal_id=animal_id,
+            animal_id=animal.id,
             alert_type=alert_type,
             source=alerts.SOURCE_COLLAR,
             time=time,
@@ -270,6 +277,7 @@ def _apply_collar_alert(
             evidence=evidence,
             actor=device_id,
             open_now=open_now,
+            key=key,
         )
         applied.alert_ids.append(alert.id)
     if isinstance(seq, int):
@@ -293,7 +301,7 @@ def _apply_collar_alert(
         alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_ACK_QUEUED, {"seq": seq, "downlink_id": downlink.id})
 
 
-def _resolved_visit(session: Session, device_id: str, alert_type: str, time: datetime,
+def _resolved_visit(session: Session, device_id: str, animal: Animal, alert_type: str, time: datetime,
                     where: tuple[float, float] | None, rules_file: RulesFileWatch) -> tuple[Alert | None, bool]:
     """(resolved alert, reentry) for a collar's fence alert when the ranger resolved the alert of its visit
     already (reentry False), or of the visit before it, a new visit left to the bridge's track to confirm
@@ -301,18 +309,21 @@ def _resolved_visit(session: Session, device_id: str, alert_type: str, time: dat
     alert of it is open (rules_visits; the caller has seen none open). The fence profile is the one the
     rules file holds now, as the bridge's watch of it has it (rules_file: the one /metrics reports): until 6
     December this process kept a second watch of the file of its own, which read each edit and logged
-    its reload a second time, and could judge by another version than the one /metrics showed."""
-    if alerts.last_closed(session, device_id, alert_type) is None:
+    its reload a second time, and could judge by another version than the one /metrics showed. animal: the
+    collar's wearer; a visit resolved before its fitting was another animal's and swallows none of its reports."""
+    since = animal.collar_fitted_at
+    if alerts.last_closed(session, device_id, alert_type, since) is None:
         return None, False
-    animal = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
-    profile = rules_file.current().rules.profile_for(
-        animal.species if animal else None, *((animal.name, str(animal.id)) if animal else ()), device_id)
+    profile = rules_file.current().rules.profile_for(animal.species, animal.name, str(animal.id), device_id)
     fences = FenceIndex(geofences.all_fences(session))
-    return rules_visits.collar_report_of(session, fences, profile.fences, device_id, alert_type, time, where)
+    return rules_visits.collar_report_of(session, fences, profile.fences, device_id, alert_type, time, where, since)
 
 
-def _latest_behaviour(session: Session, device_id: str) -> dict[str, Any] | None:
-    newest = activity.latest(session, device_id)
+def _latest_behaviour(session: Session, device_id: str, animal_id: int,
+                      until: datetime | None) -> dict[str, Any] | None:
+    """The collar's newest behaviour; until set: that of animal_id by then (a previous wearer's backlog)."""
+    newest = activity.latest(session, device_id) if until is None else \
+        activity.latest_worn_by(session, device_id, animal_id, until)
     if newest is None:
         return None
     time, dominant, shares_pct = newest

@@ -94,6 +94,13 @@ def recent_fixes(session: Session, device_id: str, limit: int) -> list[tuple[dat
     return bulk.newest_of_collar(session, Position, device_id, FIX_COLUMNS, limit)
 
 
+def fixes_worn_by(session: Session, device_id: str, animal_id: int, until: datetime,
+                  limit: int) -> list[tuple[datetime, float, float]]:
+    """The last `limit` fixes of the collar filed under animal_id at or before until, newest first
+    (`bulk.newest_of_wearer`): the evidence of a previous wearer's backlog alert is hers alone."""
+    return bulk.newest_of_wearer(session, Position, device_id, animal_id, until, FIX_COLUMNS, limit)
+
+
 def read_recent_fixes_ahead(session: Session, device_ids: list[str], limit: int) -> None:
     """The stored last `limit` fixes of every collar of device_ids read now, together, for their
     `recent_fixes` (`bulk.read_newest_ahead`)."""

@@ -148,16 +148,20 @@ def check_offline(
         if d.device_id not in already
         and (now - d.last_seen).total_seconds() > offline_after_s(d, profile_of(d, animals.get(d.device_id)).offline)
     }
-    if silent:  # a silence a ranger already closed (the collar not heard since) is not raised again
-        for device_id, evidence in session.execute(
-            select(Alert.device_id, Alert.evidence).where(
+    if silent:  # a silence a ranger already closed (the collar not heard since) is not raised again, unless
+        # it was closed before the wearer's fitting: that was another animal's alert, not this one's.
+        for device_id, evidence, closed_raised_at in session.execute(
+            select(Alert.device_id, Alert.evidence, Alert.time).where(
                 Alert.alert_type == OFFLINE,
                 Alert.state == alerts.STATE_RESOLVED,
                 Alert.device_id.in_(silent),
                 Alert.time >= min(silent.values()),
             )
         ):
-            if (evidence or {}).get("last_seen") == silent[device_id].isoformat():
+            wearer = animals.get(device_id)
+            fitted_at = wearer.collar_fitted_at if wearer is not None else None
+            if (evidence or {}).get("last_seen") == silent[device_id].isoformat() and (
+                    fitted_at is None or as_utc(closed_raised_at) >= fitted_at):
                 already.add(device_id)
     with session.no_autoflush:
         for device in heard:
@@ -186,20 +190,27 @@ def check_offline(
     return raised
 
 
-def close_offline(session: Session, device: Device, heard_at: datetime) -> int | None:
-    """The collar was heard again: resolve its open offline alert; the alert id."""
-    alert = alerts.open_alert(session, device.device_id, OFFLINE)
-    if alert is None or heard_at <= alert.time:
-        return None
-    # Read without its row lock (once per batch, not a round trip per uplink): a ranger's resolution
-    # committed meanwhile stands, and the collar's being heard is no longer this alert's to record.
-    if not alerts.close_if_still_open(session, alert, alerts.SYSTEM_ACTOR, verdict="true"):
-        return None
-    note = f"heard again at {heard_at.isoformat()}"
-    alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_RESOLVED, {"verdict": "true", "note": note})
-    log.info("offline alert closed alert_id=%d device_id=%s: %s", alert.id, device.device_id, note,
-             extra={"alert_id": alert.id, "device_id": device.device_id})
-    return alert.id
+def close_offline(session: Session, device: Device, heard_at: datetime) -> list[int]:
+    """The collar was heard again: resolve its open offline alerts raised before heard_at; their ids.
+    One a previous wearer left open (the collar moved while silent, `herd.fit_collar`) is closed too:
+    the collar was silent on her, not dead, and what it says now is that it lives."""
+    closed: list[int] = []
+    for alert in session.scalars(select(Alert).where(Alert.device_id == device.device_id, Alert.alert_type == OFFLINE,
+                                                     Alert.open_key.is_not(None)).order_by(Alert.id)):
+        if heard_at <= alert.time:
+            continue
+        # Read without its row lock (once per batch, not a round trip per uplink): a ranger's resolution
+        # committed meanwhile stands, and the collar's being heard is no longer this alert's to record.
+        if not alerts.close_if_still_open(session, alert, alerts.SYSTEM_ACTOR, verdict="true"):
+            continue
+        note = f"heard again at {heard_at.isoformat()}"
+        alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_RESOLVED,
+                            {"verdict": "true", "note": note})
+        log.info("offline alert closed alert_id=%d device_id=%s animal_id=%s: %s", alert.id, device.device_id,
+                 alert.animal_id, note, extra={"alert_id": alert.id, "device_id": device.device_id,
+                                               "animal_id": alert.animal_id})
+        closed.append(alert.id)
+    return closed
 
 
 def queue_reading(session: Session, device_id: str, time: datetime, battery_mv: Any) -> None:

@@ -17,6 +17,7 @@ first (`write_queued`): the batch does before its rules.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from functools import cache
 from operator import itemgetter
 from typing import Any
@@ -204,6 +205,28 @@ def newest_of_collar(session: Session, model: Any, device_id: str, columns: tupl
     for queued in queued_rows(session, model.__table__):
         time = as_utc(queued["time"])
         if queued["device_id"] == device_id and time not in rows:
+            rows[time] = (time, *(queued[name] for name in columns[1:]))
+    return sorted(rows.values(), key=lambda row: row[0], reverse=True)[:limit]
+
+
+def newest_of_wearer(session: Session, model: Any, device_id: str, animal_id: int, until: datetime,
+                     columns: tuple[str, ...], limit: int) -> list[tuple[Any, ...]]:
+    """As `newest_of_collar`, only the rows of the collar filed under animal_id and dated at or before
+    until: a previous wearer's backlog alert's evidence (her fixes, her behaviour before it), none of
+    the animal wearing the collar now. Read for such an alert alone, so not from a read ahead."""
+    if limit <= 0:
+        return []
+    stored = session.connection().execute(
+        select(*(getattr(model, name) for name in columns))
+        .where(model.device_id == device_id, model.animal_id == animal_id, model.time <= until)
+        .order_by(model.time.desc())
+        .limit(limit)
+    ).all()
+    rows = {as_utc(row[0]): (as_utc(row[0]), *row[1:]) for row in stored}
+    for queued in queued_rows(session, model.__table__):
+        time = as_utc(queued["time"])
+        if (queued["device_id"], queued.get("animal_id")) == (device_id, animal_id) and time <= until \
+                and time not in rows:
             rows[time] = (time, *(queued[name] for name in columns[1:]))
     return sorted(rows.values(), key=lambda row: row[0], reverse=True)[:limit]
 
