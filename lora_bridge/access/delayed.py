@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -16,6 +16,7 @@ from lora_bridge.decode import decode_payload, message_time
 from lora_bridge.domain.devices import STATUS_FIELDS, status_flag_names
 from lora_bridge.ingest import STATUS_PROCESSED
 from lora_bridge.store.tables import ActivitySummary, Animal, Position, RawUplink
+from lora_bridge.store.utc import as_utc
 from lora_bridge.views import PositionView
 
 STATUS_MESSAGE = "status"  # the codec's name of a collar's status (battery, temperature, versions)
@@ -131,11 +132,14 @@ def collar_reports_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]
     """For each cutoff, what each of its animal ids' collar had been heard to report by it (animal id
     -> report): its newest uplink heard by then, and its newest status heard by then. A collar's last
     report, battery, temperature and flags are as telling as its fix: a role with a delay reads them
-    as late as its fixes."""
+    as late as its fixes. Only what the collar said on this animal: an uplink heard before its fitting
+    (`Animal.collar_fitted_at`), or a status dated before it (a previous wearer's backlog heard after
+    the swap), was another animal's, and says nothing of when this one was last heard or where it is."""
     reports: dict[str, CollarReport] = {}
     for cutoff, animal_ids in cutoffs.items():
         rows = session.execute(
-            select(Animal.id, _newest_heard(cutoff), _newest_heard(cutoff, RawUplink.message == STATUS_MESSAGE))
+            select(Animal.id, Animal.collar_fitted_at, _newest_heard(cutoff),
+                   _newest_heard(cutoff, RawUplink.message == STATUS_MESSAGE))
             .where(Animal.id.in_([int(a) for a in animal_ids]), Animal.device_id.is_not(None))
         ).all()
         uplinks = {
@@ -143,13 +147,16 @@ def collar_reports_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]
             for row in session.execute(
                 select(RawUplink.id, RawUplink.heard_at, RawUplink.f_cnt, RawUplink.best_rssi_dbm,
                        RawUplink.best_snr_db, RawUplink.f_port, RawUplink.payload)
-                .where(RawUplink.id.in_({raw_id for row in rows for raw_id in row[1:] if raw_id is not None}))
+                .where(RawUplink.id.in_({raw_id for row in rows for raw_id in row[2:] if raw_id is not None}))
             ).all()
         }
-        for key, last_id, status_id in rows:
+        for key, fitted_at, last_id, status_id in rows:
             last, status = uplinks.get(last_id), uplinks.get(status_id)
             said = (decode_payload(codec, status.f_port, status.payload).fields if status and status.payload
                     and status.f_port is not None else None) or {}
+            if status is not None and fitted_at is not None and \
+                    message_time(said, status.heard_at, heard_at=status.heard_at) < as_utc(fitted_at):
+                status, said = None, {}  # the previous wearer's backlog status: nothing of this animal's
             version = said.get("fw_version")
             reports[str(key)] = CollarReport(
                 last_seen=last.heard_at if last else None,
@@ -165,11 +172,13 @@ def collar_reports_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]
 
 
 def _newest_heard(cutoff: datetime, *where: Any) -> Any:
-    """The id of the animal's collar's newest uplink (that also meets `where`) heard by cutoff, as a
-    subquery of a select over animals (one seek in the index of uplinks by collar and time)."""
+    """The id of the animal's collar's newest uplink (that also meets `where`) heard by cutoff and since
+    the animal's fitting, as a subquery of a select over animals (one seek in the index of uplinks by
+    collar and time)."""
     return (
         select(RawUplink.id)
         .where(RawUplink.device_id == Animal.device_id, RawUplink.heard_at <= cutoff,
+               or_(Animal.collar_fitted_at.is_(None), RawUplink.heard_at >= Animal.collar_fitted_at),
                RawUplink.status == STATUS_PROCESSED, *where)
         .order_by(RawUplink.heard_at.desc())
         .limit(1)
