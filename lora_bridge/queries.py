@@ -161,7 +161,7 @@ def animal_views(session: Session) -> list[AnimalView]:
                 name=animal.name,
                 species=animal.species,
                 device_id=animal.device_id,
-                last_seen=device.last_seen if device else None,
+                last_seen=_heard_on(device, animal),
                 lat=fix[1] if fix else None,
                 lon=fix[2] if fix else None,
                 battery_mv=device.battery_mv if device else None,
@@ -176,6 +176,15 @@ def animal_views(session: Session) -> list[AnimalView]:
             )
         )
     return views
+
+
+def _heard_on(device: Device | None, animal: Animal) -> datetime | None:
+    """When the collar was last heard on animal: its last_seen, unless that was before the animal's
+    fitting (the collar last heard on the animal that wore it before)."""
+    if device is None or device.last_seen is None:
+        return None
+    fitted_at = animal.collar_fitted_at
+    return device.last_seen if fitted_at is None or device.last_seen >= fitted_at else None
 
 
 @dataclass(frozen=True)

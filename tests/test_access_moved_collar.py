@@ -63,3 +63,20 @@ def test_once_past_the_cutoff_kito_reads_his_own_report(bridge):
     assert (kito.last_seen, kito.battery_mv) == (T + timedelta(hours=29), 3700)
     (collar,) = bridge.devices(["collar-01"], viewer=RESEARCHER)
     assert collar.flags.get("outside_park") is False
+
+
+
+def test_a_ranger_does_not_read_the_collars_last_report_on_naserian_as_kitos_last_seen(store_url):
+    with b.fresh_bridge(store_url) as bridge:
+        bridge.clock = lambda: T + timedelta(hours=21)
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        kito = bridge.register_animal("collar-02", "Kito", sex="male").animal_id
+        heard_status(bridge, T + timedelta(hours=2), 1, 3900)
+        bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, move=True, fitted_at=T + timedelta(hours=20))
+        # An hour after the fitting the collar has not been heard on Kito yet.
+        seen = next(a for a in bridge.animals(viewer=b.RANGER) if a.animal_id == kito)
+        assert (seen.last_seen, seen.lat) == (None, None)
+
+        heard_status(bridge, T + timedelta(hours=20, minutes=30), 2, 3890)
+        seen = next(a for a in bridge.animals(viewer=b.RANGER) if a.animal_id == kito)
+        assert seen.last_seen == T + timedelta(hours=20, minutes=30)
