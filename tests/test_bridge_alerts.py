@@ -434,7 +434,8 @@ def test_a_rangers_verdict_on_an_offline_alert_stands_when_the_collar_is_heard_t
     # Amani resolves it from the field ("collar found on the ground"), while the collar's status of
     # 08:00 is being applied: Tembo's close must not overwrite her verdict.
     taps = ranger_resolves_between_the_rules_read_and_their_close(
-        monkeypatch, bridge, "lora_bridge.domain.alerts.open_alert", "false_alarm", "collar on the ground, mast fine")
+        monkeypatch, bridge, "lora_bridge.domain.alerts.close_if_still_open", "false_alarm",
+        "collar on the ground, mast fine")
     bridge.ingest_tts_uplink(
         b.tts_uplink(b.status(time_s=b.T0_S + 8 * 3600), f_cnt=2, received_at=b.T0 + timedelta(hours=8))
     )
