@@ -253,3 +253,19 @@ def test_a_silent_collar_heard_again_on_kito_closes_both_offline_alerts_and_rais
     assert bridge.open_alerts(viewer=b.RANGER) == []
     closed = [(a.animal_id, a.verdict) for a in bridge.alerts(viewer=b.RANGER)]
     assert sorted(closed) == sorted([(naserian(bridge), "true"), (bridge.kito, "true")])
+
+
+def test_naserians_exit_from_the_park_in_the_collars_flash_is_raised_for_her_once_heard_after_the_swap(bridge):
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, *WORKSHOP), (60, WORKSHOP[0] + 300, WORKSHOP[1])])
+    move_collar_01_to_kito(bridge, 180)
+    rb.ingest_track(bridge, [(180 + 60 * i, 303_000 + 200 * i, 9_702_000) for i in range(3)], first_f_cnt=100)
+    # Naserian's flash, heard after the swap: at 01:30 and 02:00 she was 5 km out of the park, to the west.
+    rb.ingest_track(bridge, [(90, 297_000, 9_702_000), (120, 297_200, 9_702_000)], first_f_cnt=200)
+
+    (exit_alert,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (exit_alert.alert_type, exit_alert.animal_id) == ("geofence_exit", naserian(bridge))
+    assert T + timedelta(minutes=60) < exit_alert.time < T + timedelta(minutes=90)
+    # Kito walks on inside the park: nothing of his grows or closes her alert.
+    rb.ingest_track(bridge, [(420 + 60 * i, 304_000 + 200 * i, 9_702_000) for i in range(3)], first_f_cnt=300)
+    assert [(a.alert_id, a.occurrences) for a in bridge.open_alerts(viewer=b.RANGER)] == [(exit_alert.alert_id, 1)]

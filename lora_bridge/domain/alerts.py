@@ -410,15 +410,19 @@ def closed_collar_alert_repeated(
     return None
 
 
-def last_closed(session: Session, device_id: str, alert_type: str, since: datetime | None = None) -> Alert | None:
+def last_closed(session: Session, device_id: str, alert_type: str, since: datetime | None = None,
+                until: datetime | None = None) -> Alert | None:
     """The collar's most recent resolved alert of this type (a server rule asks before raising the same
     condition again: a ranger who resolved it while it lasts is not told again until it clears).
     since: the wearer's fitting (`Animal.collar_fitted_at`): an alert dated before it was another
-    animal's (`herd.fit_collar` files by that time), not this one's condition."""
+    animal's (`herd.fit_collar` files by that time), not this one's condition. until: when the collar
+    came off a previous wearer judged for her backlog: an alert dated since was the next animal's."""
     query = select(Alert).where(Alert.device_id == device_id, Alert.alert_type == alert_type,
                                 Alert.state == STATE_RESOLVED)
     if since is not None:
         query = query.where(Alert.time >= since)
+    if until is not None:
+        query = query.where(Alert.time < until)
     return session.scalars(query.order_by(Alert.id.desc()).limit(1)).first()
 
 

@@ -131,6 +131,7 @@ class Wearing:
 
     animal: Animal
     until: datetime | None = None
+    since: datetime | None = None  # when a previous wearer was fitted with it (None: since registered)
 
 
 def wearing_at(session: Session, device_id: str, current: Animal, time: datetime) -> Wearing:
@@ -141,7 +142,7 @@ def wearing_at(session: Session, device_id: str, current: Animal, time: datetime
     if fitted_at is None or time >= fitted_at:
         return Wearing(current)  # the common case: no read
     earlier = session.execute(
-        select(CollarFitting.animal_id, CollarFitting.removed_at)
+        select(CollarFitting.animal_id, CollarFitting.removed_at, CollarFitting.fitted_at)
         .where(CollarFitting.device_id == device_id, CollarFitting.removed_at > time)
         .where((CollarFitting.fitted_at.is_(None)) | (CollarFitting.fitted_at <= time))
         .order_by(CollarFitting.removed_at)
@@ -150,7 +151,7 @@ def wearing_at(session: Session, device_id: str, current: Animal, time: datetime
     animal = session.get(Animal, earlier.animal_id) if earlier is not None else None
     if animal is None or animal.id == current.id:
         return Wearing(current)
-    return Wearing(animal, as_utc(earlier.removed_at))
+    return Wearing(animal, as_utc(earlier.removed_at), as_utc(earlier.fitted_at) if earlier.fitted_at else None)
 
 
 def wearer_at(session: Session, device_id: str, current: Animal, time: datetime) -> Animal:

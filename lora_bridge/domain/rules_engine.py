@@ -37,7 +37,7 @@ from sqlalchemy import and_, bindparam, inspect, or_, select, union
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
 
-from lora_bridge.domain import alerts, devices, geofences, rules, rules_visits
+from lora_bridge.domain import alerts, devices, geofences, herd, rules, rules_visits
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
 from lora_bridge.domain.rules_corroboration import CORROBORATED_TYPES, REST_CLASSES, corroborate
 from lora_bridge.domain.rules_crossings import (
@@ -99,6 +99,10 @@ class Steps:
     detail: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # per (alert id, action)
     fixes: list[tuple[str, datetime, float, float]] = field(default_factory=list)  # new plausible fixes
     open: dict[str, Alert] = field(default_factory=dict)  # the collar's open alerts by type, read once
+    # Every open alert of the collar, a previous wearer's too (read once; her backlog is judged on hers)
+    all_open: list[Alert] = field(default_factory=list)
+    # Judging a previous wearer's backlog: when the collar came off her (her alerts' open key, `herd.open_key_of`)
+    worn_until: datetime | None = None
 
     def add(self, alert_id: int | None, action: str) -> None:
         if alert_id is not None and (alert_id, action) not in self.items:
@@ -457,7 +461,8 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
         )
         # The collar's open alert of each type: one a previous wearer left open (`herd.fit_collar` gave
         # it a key of its own) stays that animal's, for a ranger to resolve; it is not this wearer's.
-        steps.open = {alert.alert_type: alert for alert in open_alerts
+        steps.all_open = list(open_alerts)
+        steps.open = {alert.alert_type: alert for alert in steps.all_open
                       if alert.open_key == alerts.dedup_key(device_id, alert.alert_type)}
         _battery(session, device, animal, profile, cursor, steps)
         _track(session, runtime, fence_version, device, animal, profile, cursor, steps)
@@ -522,7 +527,8 @@ def _judged_one_by_one(session: Session, runtime: RulesRuntime, collars: list[st
 def _raise(session: Session, steps: Steps, **kwargs: Any) -> tuple[Alert, bool]:
     # The collar's open alert of the type is in steps.open (read with the collar, kept up to date by
     # _raise and _close): raise_alert need not read it again.
-    alert, is_new = alerts.raise_alert(session, open_now=steps.open.get(kwargs["alert_type"]), **kwargs)
+    key = herd.open_key_of(kwargs["device_id"], kwargs["alert_type"], steps.worn_until)
+    alert, is_new = alerts.raise_alert(session, open_now=steps.open.get(kwargs["alert_type"]), key=key, **kwargs)
     steps.open[alert.alert_type] = alert
     return alert, is_new
 
@@ -737,16 +743,20 @@ def _track(
 ) -> None:
     """Judge the collar's track (fences, immobility) on the fixes of the animal wearing it now: only
     those since its fitting (`Animal.collar_fitted_at`). A track never spans two wearers: no stillness,
-    crossing or speed is judged between the last fix on one animal and the first on the next, and a
+    crossing or speed is judged between the last fix on one animal and the first on the next. A
     previous wearer's backlog heard after the fitting (`herd.wearer_at` files it under that animal) is
-    not judged at all. The cursor moves past it all the same, here only, once the track is judged (a
-    judgement that fails leaves it where it was). No read more: the animal is read with the collar."""
+    judged for her fences alone (`_judge_backlog`). The cursor moves past it all, here only, once the
+    track is judged (a judgement that fails leaves it where it was). No read more for a collar never
+    moved: the animal is read with the collar."""
+    fitted_at = animal.collar_fitted_at if animal else None
     lookback = _lookback(profile)
     track = _read_track(session, device.device_id, cursor, lookback)
     if track is None:
         return
     newest = max(track.rows[-1][1], cursor.position_time or track.rows[-1][1])
-    worn = _worn_since(track.rows, animal.collar_fitted_at if animal else None)
+    worn = _worn_since(track.rows, fitted_at)
+    if animal is not None and len(worn) < len(track.rows):
+        _judge_backlog(session, runtime, fence_version, device, animal, track, steps)
     if any(r[0] in track.new_ids for r in worn):  # else nothing new of this wearer's: a previous one's backlog
         _judge_worn(session, runtime, fence_version, device, animal, profile, worn, track.new_ids, newest - lookback,
                     steps)
@@ -759,60 +769,121 @@ def _judge_worn(
     animal: Animal | None, profile: RuleProfile, worn: list[tuple[int, datetime, float, float]],
     new_ids: frozenset[int], window_start: datetime, steps: Steps,
 ) -> None:
-    """Judge the fixes of a track its wearer wore (`worn`; those of new_ids not judged before): fence
-    crossings and their clearing, the collar's own fence alerts, immobility over the fixes since
-    window_start; the new clean fixes go to steps."""
+    """Judge the fixes of a track its wearer wore (`worn`; those of new_ids not judged before): the fences
+    (`_judge_fences`), immobility over the fixes since window_start; the new clean fixes go to steps."""
     animal_id = animal.id if animal else None
     fitted_at = animal.collar_fitted_at if animal else None
-    judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in worn if i not in new_ids]
-    everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in worn]
     new_times = {t for i, t, _, _ in worn if i in new_ids}
     fences = runtime.fence_index(session, fence_version)
-    if len(fences):  # the track as judged too: only the fences need it
-        clean, before = exclude_outliers_of_both(everything, judged, profile.speed)
-    else:
-        clean = exclude_outliers(everything, profile.speed)
-    if len(fences) and clean.kept:
-        # Only the segments that differ between the track as judged and the track now can cross
-        # anything new: a new fix at the end adds one; a back-filled one splits one in two.
-        # A crossing is believed once fixes after it confirm it (rules_crossings), so a segment's verdict
-        # can change while the fixes after it arrive: its neighbours are judged again with it.
-        old_segments, new_segments = _pairs(before.kept), _pairs(clean.kept)
-        old_set, new_set = set(old_segments), set(new_segments)
-        reach = profile.fences.confirm_fixes + 1
-        keys = neighbourhood(new_segments, new_set - old_set, reach) | neighbourhood(old_segments, old_set - new_set, reach)
-        judge = CrossingJudge(fences, profile.fences)
-        now_judged = judged_on(judge, clean.kept, keys)
-        was_judged = judged_on(judge, before.kept, keys)
-        confirmed_now = {j.crossing: j for j in now_judged if j.verdict == CONFIRMED}
-        added = list(confirmed_now)
-        removed = [j.crossing for j in was_judged if j.verdict == CONFIRMED]
-        fresh, again, disputed = match_crossings(added, removed)
-        for crossing in fresh:
-            _on_crossing(session, fences, device, animal_id, confirmed_now[crossing], clean.outliers, steps,
-                         profile.fences, fitted_at)
-        for old, new in again:
-            _refine_crossing(session, old, new, steps)
-        for old in disputed:  # an alert raised for it was closed when the animal came back: the ranger judges it
-            log.info(
-                "back-filled fixes show no crossing device_id=%s fence=%s at=%s",
-                device.device_id, old.fence_name, old.time.isoformat(),
-                extra={"device_id": device.device_id, "fence_id": old.fence_id},
-            )
-        was = {(j.crossing, j.verdict) for j in was_judged}
-        for j in now_judged:
-            if j.verdict in (LONE_FIX, NO_FIX_PAST) and (j.crossing, j.verdict) not in was:
-                log.info(
-                    "fence crossing not confirmed device_id=%s fence=%s direction=%s at=%s: %s",
-                    device.device_id, j.crossing.fence_name, j.crossing.direction, j.crossing.time.isoformat(),
-                    j.evidence.get("decided"),
-                    extra={"device_id": device.device_id, "fence_id": j.crossing.fence_id, "evidence": j.evidence},
-                )
-        _clear_geofence_alerts(session, judge, device, clean.kept, steps)
-        _check_collar_fence_alerts(session, judge, clean.kept, steps)
+    clean = _judge_fences(session, fences, device, animal_id, profile, worn, new_ids, steps, fitted_at)
     _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean, steps,
                 fitted_at)
     steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
+
+
+def _judge_fences(
+    session: Session,
+    fences: FenceIndex,
+    device: Device,
+    animal_id: int | None,
+    profile: RuleProfile,
+    worn: list[tuple[int, datetime, float, float]],
+    new_ids: frozenset[int],
+    steps: Steps,
+    fitted_at: datetime | None,
+    until: datetime | None = None,
+) -> CleanTrack:
+    """Judge one wearer's fixes of the track (worn, in time order; new_ids: those not judged before)
+    against the fences: crossings raised or refined, geofence alerts closed once back, the collar's own
+    fence alerts checked. fitted_at / until: the wearer's time with the collar (until: a previous
+    wearer's). The track cleaned of its GPS outliers."""
+    judged: list[Fix] = [(t, lat, lon) for i, t, lat, lon in worn if i not in new_ids]
+    everything: list[Fix] = [(t, lat, lon) for _, t, lat, lon in worn]
+    if len(fences):  # the track as judged too: only the fences need it
+        clean, before = exclude_outliers_of_both(everything, judged, profile.speed)
+    else:
+        return exclude_outliers(everything, profile.speed)
+    if not clean.kept:
+        return clean
+    # Only the segments that differ between the track as judged and the track now can cross
+    # anything new: a new fix at the end adds one; a back-filled one splits one in two.
+    # A crossing is believed once fixes after it confirm it (rules_crossings), so a segment's verdict
+    # can change while the fixes after it arrive: its neighbours are judged again with it.
+    old_segments, new_segments = _pairs(before.kept), _pairs(clean.kept)
+    old_set, new_set = set(old_segments), set(new_segments)
+    reach = profile.fences.confirm_fixes + 1
+    keys = neighbourhood(new_segments, new_set - old_set, reach) | neighbourhood(old_segments, old_set - new_set, reach)
+    judge = CrossingJudge(fences, profile.fences)
+    now_judged = judged_on(judge, clean.kept, keys)
+    was_judged = judged_on(judge, before.kept, keys)
+    confirmed_now = {j.crossing: j for j in now_judged if j.verdict == CONFIRMED}
+    added = list(confirmed_now)
+    removed = [j.crossing for j in was_judged if j.verdict == CONFIRMED]
+    fresh, again, disputed = match_crossings(added, removed)
+    for crossing in fresh:
+        _on_crossing(session, fences, device, animal_id, confirmed_now[crossing], clean.outliers, steps,
+                     profile.fences, fitted_at, until)
+    for old, new in again:
+        _refine_crossing(session, old, new, steps)
+    for old in disputed:  # an alert raised for it was closed when the animal came back: the ranger judges it
+        log.info(
+            "back-filled fixes show no crossing device_id=%s fence=%s at=%s",
+            device.device_id, old.fence_name, old.time.isoformat(),
+            extra={"device_id": device.device_id, "fence_id": old.fence_id},
+        )
+    was = {(j.crossing, j.verdict) for j in was_judged}
+    for j in now_judged:
+        if j.verdict in (LONE_FIX, NO_FIX_PAST) and (j.crossing, j.verdict) not in was:
+            log.info(
+                "fence crossing not confirmed device_id=%s fence=%s direction=%s at=%s: %s",
+                device.device_id, j.crossing.fence_name, j.crossing.direction, j.crossing.time.isoformat(),
+                j.evidence.get("decided"),
+                extra={"device_id": device.device_id, "fence_id": j.crossing.fence_id, "evidence": j.evidence},
+            )
+    _clear_geofence_alerts(session, judge, device, clean.kept, steps)
+    _check_collar_fence_alerts(session, judge, clean.kept, steps)
+    return clean
+
+
+def _judge_backlog(
+    session: Session,
+    runtime: RulesRuntime,
+    fence_version: tuple[int, int, str],
+    device: Device,
+    animal: Animal,
+    track: _Track,
+    steps: Steps,
+) -> None:
+    """Judge the new fixes of track dated before animal's fitting (a previous wearer's backlog, heard
+    after the collar was moved) for the animal that wore the collar then, on her own fixes of the track
+    only, against the fences: her crossings are raised for her under her own open key
+    (`herd.open_key_of`), apart from the alerts of the animal wearing the collar now, and grow or close
+    only hers. Her stillness is not judged (the track read holds too little of her time to time it)."""
+    behind = [r for r in track.rows if animal.collar_fitted_at is not None and r[1] < animal.collar_fitted_at]
+    waiting = [r for r in behind if r[0] in track.new_ids]
+    if not waiting:  # only judged fixes of hers around the new ones of the animal wearing the collar now
+        return
+    fences = runtime.fence_index(session, fence_version)
+    while waiting and len(fences):
+        wearing = herd.wearing_at(session, device.device_id, animal, waiting[0][1])
+        if wearing.until is None:  # dated before every fitting known of the collar: nobody to judge it for
+            return
+        hers = [r for r in behind if r[1] < wearing.until and (wearing.since is None or r[1] >= wearing.since)]
+        her_steps = Steps(worn_until=wearing.until)
+        her_steps.open = {alert.alert_type: alert for alert in steps.all_open
+                          if alert.open_key == herd.open_key_of(device.device_id, alert.alert_type, wearing.until)}
+        _judge_fences(session, fences, device, wearing.animal.id, runtime.profile(device, wearing.animal), hers,
+                      track.new_ids, her_steps, wearing.since, wearing.until)
+        for item in her_steps.items:
+            steps.add(*item)
+        steps.detail.update(her_steps.detail)
+        steps.all_open.extend(alert for alert in her_steps.open.values() if alert not in steps.all_open)
+        log.info("backlog of a previous wearer judged device_id=%s animal_id=%s fixes=%d", device.device_id,
+                 wearing.animal.id, len(hers), extra={"device_id": device.device_id, "animal_id": wearing.animal.id})
+        taken = {r[0] for r in hers}
+        waiting = [r for r in waiting if r[0] not in taken]
+        if not taken:
+            return
 
 
 def _worn_since(
@@ -903,6 +974,7 @@ def _on_crossing(
     steps: Steps,
     profile: FenceProfile,
     fitted_at: datetime | None,
+    until: datetime | None = None,
 ) -> None:
     crossing = judged.crossing
     fence = fences.fence(crossing.fence_id)
@@ -918,7 +990,7 @@ def _on_crossing(
         return
     if alert_type not in steps.open:
         resolved = rules_visits.resolved_alert_of_visit(
-            session, fences, profile, device.device_id, alert_type, crossing.time, since=fitted_at
+            session, fences, profile, device.device_id, alert_type, crossing.time, since=fitted_at, until=until
         )
         if resolved is not None:  # the ranger already resolved this visit's alert (the collar's or ours)
             rules_visits.add_to_resolved(session, resolved, time=crossing.time, source=alerts.SOURCE_SERVER,

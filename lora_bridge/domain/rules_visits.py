@@ -81,25 +81,26 @@ def visit_ended(fixes: list[Fix], away: Callable[[float, float], bool], until: d
 
 def resolved_alert_of_visit(
     session: Session, fences: FenceIndex, profile: FenceProfile, device_id: str, alert_type: str, time: datetime,
-    since: datetime | None = None,
+    since: datetime | None = None, until: datetime | None = None,
 ) -> Alert | None:
     """The resolved fence alert of this collar and type whose visit a report at `time` belongs to (the
     animal not back on its own side for rejoin_min between the two), or None: the report is a new alert.
-    since: the wearer's fitting; an alert before it was another animal's visit."""
-    closed, same_visit = last_visit(session, fences, profile, device_id, alert_type, time, since)
+    since: the wearer's fitting; an alert before it was another animal's visit; until: when the collar
+    came off the wearer (a previous wearer's backlog): an alert since was the next animal's."""
+    closed, same_visit = last_visit(session, fences, profile, device_id, alert_type, time, since, until)
     return closed if same_visit else None
 
 
 def last_visit(
     session: Session, fences: FenceIndex, profile: FenceProfile, device_id: str, alert_type: str, time: datetime,
-    since: datetime | None = None,
+    since: datetime | None = None, until: datetime | None = None,
 ) -> tuple[Alert | None, bool]:
     """The collar's last resolved fence alert of this type within VISIT_MAX of a report at `time`, and
     whether the report belongs to its visit: (None, False) when there is none (or no fences to judge by),
     (alert, True) for the same visit, (alert, False) for a new visit after it."""
     if alert_type not in VISIT_TYPES or not len(fences):
         return None, False
-    closed = alerts.last_closed(session, device_id, alert_type, since)
+    closed = alerts.last_closed(session, device_id, alert_type, since, until)
     if closed is None or time - closed.last_time > VISIT_MAX or closed.time - time > VISIT_MAX:
         return None, False
     start, end = min(closed.time, time), max(closed.time, time)
