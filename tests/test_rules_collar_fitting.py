@@ -269,3 +269,18 @@ def test_naserians_exit_from_the_park_in_the_collars_flash_is_raised_for_her_onc
     # Kito walks on inside the park: nothing of his grows or closes her alert.
     rb.ingest_track(bridge, [(420 + 60 * i, 304_000 + 200 * i, 9_702_000) for i in range(3)], first_f_cnt=300)
     assert [(a.alert_id, a.occurrences) for a in bridge.open_alerts(viewer=b.RANGER)] == [(exit_alert.alert_id, 1)]
+
+
+def test_naserians_farmland_report_from_the_collars_flash_joins_the_visit_the_ranger_resolved_for_her(bridge):
+    rb.park_and_farm(bridge)
+    rb.ingest_track(bridge, [(0, 311_000, 9_705_000), (30, 313_000, 9_705_000)])
+    rb.collar_fence_alert(bridge, "geofence_farmland", 30, 313_000, 9_705_000, f_cnt=10)
+    (hers,) = bridge.open_alerts(viewer=b.RANGER)
+    bridge.resolve_alert(hers.alert_id, Viewer("ranger.amani", "ranger"), "true", note="chased back")
+    move_collar_01_to_kito(bridge, 150)
+    # Her flash repeats the farm report of 01:00, still in the same field, heard at 03:20 on Kito's neck.
+    collar_alert(bridge, "geofence_farmland", 60, 313_100, 9_705_000, f_cnt=20, seq=2, heard_min=200)
+
+    assert bridge.open_alerts(viewer=b.RANGER) == []
+    (kept,) = bridge.alerts(viewer=b.RANGER)
+    assert (kept.alert_id, kept.animal_id, kept.state) == (hers.alert_id, naserian(bridge), "resolved")

@@ -25,7 +25,7 @@ from lora_bridge.domain import (
 from lora_bridge.domain.geofences import FenceIndex
 from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
-from lora_bridge.store.tables import Alert, Animal, Device, RawUplink
+from lora_bridge.store.tables import Alert, Device, RawUplink
 from lora_bridge.uplink_formats import Uplink
 
 log = logging.getLogger(__name__)
@@ -245,8 +245,8 @@ def _apply_collar_alert(
         )
     else:
         open_now = alerts.open_alert(session, device_id, alert_type, key)
-    if repeat is None and alert_type in rules_visits.VISIT_TYPES and open_now is None and wearing.until is None:
-        repeat, reentry = _resolved_visit(session, device_id, animal, alert_type, time, where, rules_file)
+    if repeat is None and alert_type in rules_visits.VISIT_TYPES and open_now is None:
+        repeat, reentry = _resolved_visit(session, device_id, wearing, alert_type, time, where, rules_file)
         if repeat is not None:  # the ranger already resolved this visit's alert, or the last visit's
             rules_visits.add_to_resolved(session, repeat, time=time, source=alerts.SOURCE_COLLAR, actor=device_id,
                                          lat=where[0] if where else None, lon=where[1] if where else None,
@@ -301,7 +301,7 @@ def _apply_collar_alert(
         alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_ACK_QUEUED, {"seq": seq, "downlink_id": downlink.id})
 
 
-def _resolved_visit(session: Session, device_id: str, animal: Animal, alert_type: str, time: datetime,
+def _resolved_visit(session: Session, device_id: str, wearing: herd.Wearing, alert_type: str, time: datetime,
                     where: tuple[float, float] | None, rules_file: RulesFileWatch) -> tuple[Alert | None, bool]:
     """(resolved alert, reentry) for a collar's fence alert when the ranger resolved the alert of its visit
     already (reentry False), or of the visit before it, a new visit left to the bridge's track to confirm
@@ -309,14 +309,18 @@ def _resolved_visit(session: Session, device_id: str, animal: Animal, alert_type
     alert of it is open (rules_visits; the caller has seen none open). The fence profile is the one the
     rules file holds now, as the bridge's watch of it has it (rules_file: the one /metrics reports): until 6
     December this process kept a second watch of the file of its own, which read each edit and logged
-    its reload a second time, and could judge by another version than the one /metrics showed. animal: the
-    collar's wearer; a visit resolved before its fitting was another animal's and swallows none of its reports."""
-    since = animal.collar_fitted_at
-    if alerts.last_closed(session, device_id, alert_type, since) is None:
+    its reload a second time, and could judge by another version than the one /metrics showed. wearing: who
+    wore the collar at `time`; a visit resolved outside that animal's time with the collar (before its
+    fitting, or after the collar came off a previous wearer) was another animal's and swallows none of
+    its reports."""
+    animal = wearing.animal
+    since = wearing.since if wearing.until is not None else animal.collar_fitted_at
+    if alerts.last_closed(session, device_id, alert_type, since, wearing.until) is None:
         return None, False
     profile = rules_file.current().rules.profile_for(animal.species, animal.name, str(animal.id), device_id)
     fences = FenceIndex(geofences.all_fences(session))
-    return rules_visits.collar_report_of(session, fences, profile.fences, device_id, alert_type, time, where, since)
+    return rules_visits.collar_report_of(session, fences, profile.fences, device_id, alert_type, time, where, since,
+                                         wearing.until)
 
 
 def _latest_behaviour(session: Session, device_id: str, animal_id: int,

@@ -119,13 +119,13 @@ def last_visit(
 
 def collar_report_of(
     session: Session, fences: FenceIndex, profile: FenceProfile, device_id: str, alert_type: str, time: datetime,
-    where: tuple[float, float] | None, since: datetime | None = None,
+    where: tuple[float, float] | None, since: datetime | None = None, until: datetime | None = None,
 ) -> tuple[Alert | None, bool]:
     """Where a collar's fence report at `time` and `where` goes: (resolved alert, False) when it is of that
     alert's visit; (resolved alert, True) when it is a new visit after it (within VISIT_MAX) that the
     bridge's own fences can confirm (`where` on the far side of them): it waits for the bridge's crossing
-    rule; (None, False): raise it as sent. since: the wearer's fitting (`last_visit`)."""
-    closed, same_visit = last_visit(session, fences, profile, device_id, alert_type, time, since)
+    rule; (None, False): raise it as sent. since, until: the wearer's time with the collar (`last_visit`)."""
+    closed, same_visit = last_visit(session, fences, profile, device_id, alert_type, time, since, until)
     if closed is None:
         return None, False
     if same_visit:
