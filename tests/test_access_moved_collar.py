@@ -80,3 +80,22 @@ def test_a_ranger_does_not_read_the_collars_last_report_on_naserian_as_kitos_las
         heard_status(bridge, T + timedelta(hours=20, minutes=30), 2, 3890)
         seen = next(a for a in bridge.animals(viewer=b.RANGER) if a.animal_id == kito)
         assert seen.last_seen == T + timedelta(hours=20, minutes=30)
+
+
+
+def test_kitos_own_status_stands_when_naserians_backlog_status_is_heard_after_it(store_url):
+    with b.fresh_bridge(store_url) as bridge:
+        bridge.clock = lambda: NOW  # the researcher's cutoff: 24 h
+        bridge.register_animal("collar-01", "Naserian", sex="female")
+        kito = bridge.register_animal("collar-02", "Kito", sex="male").animal_id
+        heard_status(bridge, T + timedelta(hours=2), 1, 3900, outside_park=True)
+        bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, move=True, fitted_at=T + timedelta(hours=20))
+        heard_status(bridge, T + timedelta(hours=21), 2, 3800)  # Kito's own, in the park
+        # At 22 h the collar sends, from Kito's neck, a status of 10 h it kept in flash: Naserian's, out of the park.
+        backlog = b.status(time_s=int((T + timedelta(hours=10)).timestamp()), battery_mv=3950,
+                           flags={"outside_park": True})
+        assert bridge.ingest_tts_uplink(b.tts_uplink(backlog, f_cnt=3, received_at=T + timedelta(hours=22))).ok
+
+        seen = next(a for a in bridge.animals(viewer=RESEARCHER) if a.animal_id == kito)
+        (collar,) = bridge.devices(["collar-01"], viewer=RESEARCHER)
+    assert (seen.battery_mv, collar.battery_mv, collar.flags.get("outside_park")) == (3800, 3800, False)

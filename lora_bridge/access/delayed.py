@@ -138,7 +138,7 @@ def collar_reports_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]
     reports: dict[str, CollarReport] = {}
     for cutoff, animal_ids in cutoffs.items():
         rows = session.execute(
-            select(Animal.id, Animal.collar_fitted_at, _newest_heard(cutoff),
+            select(Animal.id, Animal.device_id, Animal.collar_fitted_at, _newest_heard(cutoff),
                    _newest_heard(cutoff, RawUplink.message == STATUS_MESSAGE))
             .where(Animal.id.in_([int(a) for a in animal_ids]), Animal.device_id.is_not(None))
         ).all()
@@ -147,16 +147,16 @@ def collar_reports_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]
             for row in session.execute(
                 select(RawUplink.id, RawUplink.heard_at, RawUplink.f_cnt, RawUplink.best_rssi_dbm,
                        RawUplink.best_snr_db, RawUplink.f_port, RawUplink.payload)
-                .where(RawUplink.id.in_({raw_id for row in rows for raw_id in row[2:] if raw_id is not None}))
+                .where(RawUplink.id.in_({raw_id for row in rows for raw_id in row[3:] if raw_id is not None}))
             ).all()
         }
-        for key, fitted_at, last_id, status_id in rows:
+        for key, device_id, fitted_at, last_id, status_id in rows:
             last, status = uplinks.get(last_id), uplinks.get(status_id)
-            said = (decode_payload(codec, status.f_port, status.payload).fields if status and status.payload
-                    and status.f_port is not None else None) or {}
+            said = _said(codec, status)
             if status is not None and fitted_at is not None and \
                     message_time(said, status.heard_at, heard_at=status.heard_at) < as_utc(fitted_at):
-                status, said = None, {}  # the previous wearer's backlog status: nothing of this animal's
+                # the previous wearer's backlog status, heard since the fitting: this animal's own is older
+                status, said = _own_status(session, codec, device_id, as_utc(fitted_at), cutoff)
             version = said.get("fw_version")
             reports[str(key)] = CollarReport(
                 last_seen=last.heard_at if last else None,
@@ -169,6 +169,34 @@ def collar_reports_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]
                 **{name: said.get(name) for name in _STATUS_VALUES},
             )
     return reports
+
+
+def _said(codec: Any, status: Any) -> dict[str, Any]:
+    """What a status uplink's payload says (empty for none)."""
+    if status is None or not status.payload or status.f_port is None:
+        return {}
+    return decode_payload(codec, status.f_port, status.payload).fields or {}
+
+
+OWN_STATUSES_READ = 20  # statuses heard since a fitting looked through for the animal's own, newest first
+
+
+def _own_status(session: Session, codec: Any, device_id: str, fitted_at: datetime,
+                cutoff: datetime) -> tuple[Any, dict[str, Any]]:
+    """The newest status of collar device_id heard from fitted_at to cutoff and dated since fitted_at
+    (not a previous wearer's backlog), and what it says; (None, {}) when none of the newest
+    OWN_STATUSES_READ is. Read only when the newest one heard was such a backlog."""
+    for status in session.execute(
+        select(RawUplink.id, RawUplink.heard_at, RawUplink.f_port, RawUplink.payload)
+        .where(RawUplink.device_id == device_id, RawUplink.heard_at >= fitted_at, RawUplink.heard_at <= cutoff,
+               RawUplink.status == STATUS_PROCESSED, RawUplink.message == STATUS_MESSAGE)
+        .order_by(RawUplink.heard_at.desc())
+        .limit(OWN_STATUSES_READ)
+    ).all():
+        said = _said(codec, status)
+        if message_time(said, status.heard_at, heard_at=status.heard_at) >= fitted_at:
+            return status, said
+    return None, {}
 
 
 def _newest_heard(cutoff: datetime, *where: Any) -> Any:
