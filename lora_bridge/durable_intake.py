@@ -482,6 +482,7 @@ class DurableIntake:
             log.warning("%d kept bodies not taken by the store now; tried again in %.0f s", len(refused), RETRY_S)
             with self._changed:
                 self._to_apply[:0] = refused
+                self._applying = 0  # counted once: waiting again, no longer being applied
                 self._changed.wait(timeout=RETRY_S)
         return stored
 

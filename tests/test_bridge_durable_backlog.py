@@ -5,8 +5,10 @@ Things Stack's 10 s."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+import time
 
 import bridge_builders as b
 from starlette.testclient import TestClient
@@ -41,3 +43,35 @@ def test_requests_behind_a_full_backlog_are_answered_503_while_the_store_applies
     assert set(kept) == {202}
     assert answered_in_time and behind == [503]
     assert again == 202  # the network server's retry, once the store is back
+
+
+
+def test_bodies_the_locked_store_sent_back_count_once_in_the_backlog_while_they_wait_to_be_tried_again(
+        tmp_path, caplog):
+    path = tmp_path / "reserve.db"
+    caplog.set_level(logging.WARNING, logger="lora_bridge.durable_intake")
+    with b.fresh_bridge(f"sqlite:///{path}", webhook_ack="durable", intake_applier="thread", outbox_worker=False,
+                        sqlite_busy_timeout_ms=50, webhook_answer_within_s=0.5) as bridge:
+        with TestClient(create_app(bridge)) as client:
+            other = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+            other.execute("BEGIN IMMEDIATE")  # another program holds the store: nothing is applied
+            try:
+                codes = [client.post("/uplinks/tts", content=b.tts_uplink(b.status(time_s=b.T0_S + n), f_cnt=n),
+                                     headers=b.HEADERS).status_code for n in range(1, 6)]
+                deadline = time.monotonic() + 30
+                while "not taken by the store now" not in caplog.text and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                sent_back = "not taken by the store now" in caplog.text
+                # the applier took them, the store sent them back: they wait RETRY_S for their next try,
+                # counted as the network server's further requests meet them all that while
+                seen: set[int] = set()
+                looked_until = time.monotonic() + 0.3
+                while time.monotonic() < looked_until:
+                    seen.add(bridge.durable_intake().backlog())
+                    time.sleep(0.005)
+            finally:
+                other.rollback()
+                other.close()
+    assert codes == [202] * 5
+    assert sent_back
+    assert seen == {5}  # never the 5 kept and the same 5 again as being applied
