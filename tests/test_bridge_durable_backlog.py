@@ -38,6 +38,10 @@ def test_requests_behind_a_full_backlog_are_answered_503_while_the_store_applies
                 other.rollback()
                 other.close()
             poster.join(timeout=30)
+            # the network server's retry comes a while later: by then the store applied the backlog
+            deadline = time.monotonic() + 60
+            while bridge.durable_intake().backlog() >= MAX_BACKLOG and time.monotonic() < deadline:
+                time.sleep(0.02)
             again = client.post("/uplinks/tts", content=late, headers=b.HEADERS).status_code
 
     assert set(kept) == {202}
