@@ -33,10 +33,10 @@ def favicon() -> Image.Image:
     draw.ellipse(
         (2, 2, 62, 62),
         fill=palette.THEME["secondaryBackgroundColor"],
-        outline=palette.THEME["primaryColor"],
+        outline=palette.ACCENT,
         width=5,
     )
-    draw.ellipse((22, 22, 42, 42), fill=palette.THEME["primaryColor"])
+    draw.ellipse((22, 22, 42, 42), fill=palette.ACCENT)
     return image
 
 

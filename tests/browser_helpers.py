@@ -308,5 +308,19 @@ TEXT_CONTRASTS_JS = """
   return found;
 }
 """
+# Streamlit's primary buttons ("Sign in", "Import", "Resolve", "Save"), in a form or not.
+PRIMARY_BUTTONS = "[data-testid='stBaseButton-primary'], [data-testid='stBaseButton-primaryFormSubmit']"
+
+
+def primary_button_contrasts(page) -> list[list]:
+    """Every word on each primary button shown on page, as TEXT_CONTRASTS_JS gives it: [contrast with the
+    button it is written on, text, colour, background]."""
+    found = []
+    for button in page.locator(PRIMARY_BUTTONS).all():
+        if button.is_visible():
+            found.extend(page.evaluate(TEXT_CONTRASTS_JS, button.element_handle()))
+    return found
+
+
 # The smallest phone the dashboard is checked on.
 SMALL_PHONE = {"width": 360, "height": 740}

@@ -19,6 +19,7 @@ from browser_helpers import (
     SMALL_PHONE,
     TEXT_CONTRASTS_JS,
     backup_holds_the_store,
+    primary_button_contrasts,
     running_dashboard,
     seed,
     sign_in,
@@ -362,7 +363,8 @@ def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_
     # The control room has no internet. Every page an admin may open (the most pages of any role) is
     # loaded in Chromium with every request of the browser context recorded, the map's tiles, fonts,
     # scripts and workers included: none may go anywhere but this machine (each is refused on the way,
-    # as the control room's missing uplink would).
+    # as the control room's missing uplink would). And at night every primary button on them ("Sign in",
+    # "Import", "Save") reads at WCAG AA's 4.5:1, as the rest of their words do.
     bridge = open_bridge(sqlite_url)
     seed(bridge)
     admin = bridge.viewer_for_session(bridge.sign_in("ada", ACCOUNTS["ada"][1])[1])
@@ -384,6 +386,8 @@ def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_
                 context.route(lambda url: _outside(url), lambda route: route.abort("internetdisconnected"))
                 page = context.new_page()
                 page.goto(base_url)
+                page.get_by_role("button", name="Sign in").wait_for(timeout=WAIT_MS)
+                buttons = {"login": primary_button_contrasts(page)}
                 sign_in(page, "ada")
                 page.wait_for_selector(ready["live"], state="attached", timeout=WAIT_MS)  # signed in
                 for path in paths:
@@ -395,7 +399,12 @@ def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_
                     for chart in page.locator("[data-testid='stDeckGlJsonChart']").all():
                         chart.locator("canvas").first.wait_for(timeout=WAIT_MS)
                     page.screenshot(path=str(tmp_path / f"offline_{path}.png"), full_page=True)
+                    buttons[path] = primary_button_contrasts(page)
                 assert outside == [], f"the dashboard reached outside the machine: {sorted(set(outside))}"
+                read = {text for found in buttons.values() for _, text, _, _ in found}
+                assert {"Sign in", "Import", "Save"} <= read, f"primary buttons read: {sorted(read)}"
+                faint = {path: [c for c in found if c[0] < 4.5] for path, found in buttons.items()}
+                assert not any(faint.values()), f"primary buttons too faint to read at night: {faint}"
             finally:
                 browser.close()
 
@@ -447,6 +456,16 @@ def test_ranger_reads_the_alerts_at_night_on_a_small_phone(sqlite_url, port, tmp
         card_box, button_box = card.bounding_box(), acknowledge.bounding_box()
         assert card_box["x"] >= 0 and card_box["x"] + card_box["width"] <= SMALL_PHONE["width"]
         assert button_box["y"] + button_box["height"] <= SMALL_PHONE["height"], "Acknowledge on the first screen"
+
+        # She opens the resolve form and gives her verdict: the Resolve button reads at 4.5:1 too.
+        card.get_by_role("button", name="Resolve…").click()
+        card.get_by_text("True alert", exact=True).click()
+        resolve = card.get_by_role("button", name="Resolve", exact=True)
+        expect(resolve).to_be_enabled(timeout=WAIT_MS)
+        contrasts = primary_button_contrasts(page)
+        assert any(text == "Resolve" for _, text, _, _ in contrasts), f"Resolve not read: {contrasts}"
+        faint = [c for c in contrasts if c[0] < 4.5]
+        assert not faint, f"a primary button too faint to read at night: {faint}"
 
 
 # Where a name and the age after it are drawn in the first element under `root` holding both:
