@@ -115,6 +115,7 @@ from lora_bridge.views import (
     DeviceView,
     DownlinkView,
     GeofenceView,
+    HerdEntryView,
     IngestResult,
     NotificationView,
     PositionView,
@@ -761,6 +762,33 @@ class Bridge:
                                 fitted_at=at.isoformat(), previous_collar=fitting.previous_collar,
                                 taken_from=None if fitting.taken_from is None else str(fitting.taken_from),
                                 refiled=fitting.refiled)
+        return self._animal_view(key)
+
+    def herd_register(self, *, viewer: Viewer) -> list[HerdEntryView]:
+        """Every animal with its species, sex and the collar it wears since when, by name: no position nor
+        anything its collar reported, so nothing is logged as a view of positions. Roles that read
+        collars may (as `collar_history`)."""
+        require(viewer, roles.READ_DEVICES)
+        with self.db.read() as session:
+            rows = session.execute(select(Animal).order_by(Animal.name, Animal.id)).scalars().all()
+            return [HerdEntryView(str(a.id), a.name, a.species, a.sex, a.device_id, a.collar_fitted_at) for a in rows]
+
+    def take_off_collar(self, animal_id: str | int, *, viewer: Viewer, removed_at: datetime | None = None) -> AnimalView:
+        """Take an animal's collar off at removed_at (default now) without fitting another: the animal
+        wears none, and the collar is worn by nobody until it is fitted again, so what it reports from
+        then on raises no alert of an animal (`herd.take_off`). InvalidHerdChange when the animal wears no
+        collar, or removed_at lies in the future or before the collar went on. Field technicians and
+        admins may; logged in the audit log."""
+        require(viewer, roles.MANAGE_HERD)
+        key = self._existing_animal_key(animal_id)
+        now = self.clock()
+        at = as_utc(removed_at) if removed_at is not None else now
+        if at > now:
+            raise InvalidHerdChange(f"a collar cannot be taken off in the future ({at.isoformat()})")
+        with self.db.write() as session:
+            taken = herd.take_off_collar(session, session.get(Animal, key), at)
+            audit.record_change(session, viewer, "collar_taken_off", now, animal_id=str(key),
+                                device_id=taken.device_id, removed_at=at.isoformat(), refiled=taken.refiled)
         return self._animal_view(key)
 
     def collar_history(self, animal_id: str | int, *, viewer: Viewer) -> list[CollarWornView]:

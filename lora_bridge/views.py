@@ -39,6 +39,19 @@ class AnimalView:
 
 
 @dataclass(frozen=True)
+class HerdEntryView:
+    """An animal as the herd register holds it: who it is and the collar it wears since when
+    (collar_fitted_at None: since it was registered), never where it is or what its collar reported."""
+
+    animal_id: str
+    name: str
+    species: str
+    sex: str | None
+    device_id: str | None
+    collar_fitted_at: datetime | None
+
+
+@dataclass(frozen=True)
 class CollarWornView:
     """A collar an animal wore (removed_at None: wears it now) since fitted_at (None: since it was
     registered, before fittings were kept)."""

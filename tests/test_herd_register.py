@@ -272,3 +272,120 @@ def test_an_upgraded_store_keeps_each_elephant_on_its_collar_and_a_technician_mo
 
     assert kito.device_id == "collar-01"
     assert [(p.animal_id, p.device_id) for p in tracks["1"]] == [("1", "collar-01")] and "2" not in tracks
+
+
+# ---------------------------------------------------------------- a collar taken off with none fitted
+
+
+def take_off_amanis_collar(api, role: str = "field_technician", animal_id: str | None = None, **query) -> object:
+    animal_id = animal_id or animal_named(api, "Amani")["animal_id"]
+    return api.delete(f"/api/animals/{animal_id}/collar", headers=api.headers_of[role], params=query)
+
+
+def test_field_technician_takes_amanis_collar_off_and_its_fixes_since_are_no_longer_hers(api):
+    amani = animal_named(api, "Amani")
+    off_at = NOW - timedelta(minutes=5)
+    # The collar came off at 11:55 and reported from the workshop bench before the technician logged it.
+    collar_01_reports(api, NOW - timedelta(minutes=2), NOW - timedelta(minutes=1), f_cnt=100, lat=-1.0)
+
+    taken = take_off_amanis_collar(api, removed_at=off_at.isoformat())
+
+    assert taken.status_code == 200, taken.text
+    assert (taken.json()["name"], taken.json()["device_id"]) == ("Amani", None)
+    herd = {a["name"]: a for a in api.get("/api/herd", headers=api.headers_of["ranger"]).json()}
+    assert herd["Amani"]["device_id"] is None and "lat" not in herd["Amani"]
+    assert herd["collar-01"]["device_id"] == "collar-01"  # the bench's fix is the collar's, on nobody
+    amanis = fixes_of(api, amani["animal_id"])
+    assert len(amanis) == HERD_FIXES and max(f["time"] for f in amanis) == (NOW - timedelta(minutes=10)).isoformat()
+    worn = api.get(f"/api/animals/{amani['animal_id']}/collars", headers=api.headers_of["ranger"]).json()
+    assert [(w["device_id"], w["removed_at"]) for w in worn] == [("collar-01", off_at.isoformat())]
+    audit = api.get("/api/audit", headers=api.headers_of["admin"]).json()
+    entry = next(e for e in audit if e["action"] == "collar_taken_off")
+    assert (entry["username"], entry["detail"]["device_id"], entry["detail"]["refiled"]) == ("tito", "collar-01", 1)
+
+
+def test_a_collar_taken_off_is_refused_for_an_animal_without_one_a_wrong_time_or_an_unknown_animal(api):
+    technician = api.headers_of["field_technician"]
+    assert move_collar_01_to_kito(api).status_code == 200  # Amani wears none now; Kito since MOVED_AT
+    kito = api.kito
+
+    bare = take_off_amanis_collar(api)
+    before = take_off_amanis_collar(api, animal_id=kito, removed_at=(MOVED_AT - timedelta(minutes=1)).isoformat())
+    future = take_off_amanis_collar(api, animal_id=kito, removed_at=(NOW + timedelta(hours=1)).isoformat())
+    garbled = take_off_amanis_collar(api, animal_id=kito, removed_at="yesterday")
+    unknown = api.delete("/api/animals/999/collar", headers=technician)
+
+    assert (bare.status_code, bare.json()["error"]) == (400, "Amani wears no collar to take off")
+    assert before.status_code == 400 and "before it went on" in before.json()["error"]
+    assert future.status_code == 400 and "future" in future.json()["error"]
+    assert garbled.status_code == 400 and "ISO 8601" in garbled.json()["error"]
+    assert unknown.status_code == 404
+    assert animal_named(api, "Kito")["device_id"] == "collar-01"
+    audit = api.get("/api/audit", headers=api.headers_of["admin"]).json()
+    assert not [e for e in audit if e["action"] == "collar_taken_off"]
+
+
+def test_rangers_researchers_and_visitors_may_not_take_a_collar_off_nor_may_anyone_without_a_token(api):
+    for role in ("ranger", "researcher", "visitor"):
+        assert take_off_amanis_collar(api, role=role).status_code == 403, role
+    amani = animal_named(api, "Amani")
+    assert api.delete(f"/api/animals/{amani['animal_id']}/collar").status_code == 401
+    assert animal_named(api, "Amani")["device_id"] == "collar-01"
+    assert take_off_amanis_collar(api, role="admin").status_code == 200
+
+
+def test_a_collar_taken_off_and_driven_out_of_the_park_in_the_workshop_truck_raises_no_alert(sqlite_url):
+    import rules_builders as rb
+
+    from lora_bridge.access import Viewer
+
+    technician = Viewer("tito", "field_technician")
+    with b.fresh_bridge(sqlite_url) as bridge:
+        naserian = bridge.register_animal("collar-01", "Naserian", sex="female").animal_id
+        bridge.register_animal("collar-02", "Lekishon", sex="male")
+        rb.park_and_farm(bridge)
+        bridge.take_off_collar(naserian, viewer=technician, removed_at=b.T0 - timedelta(minutes=1))
+        # Her collar, on nobody, rides the road out of the park and through the farms; Lekishon walks it.
+        out_and_in = [(0, 309_000, 9_702_000), (60, 313_000, 9_702_000)]
+        rb.ingest_track(bridge, out_and_in, device_id="collar-01")
+        rb.ingest_track(bridge, out_and_in, device_id="collar-02")
+
+        raised = {(a.name, a.alert_type) for a in bridge.alerts(viewer=b.RANGER)}
+        assert raised == {("Lekishon", "geofence_exit"), ("Lekishon", "geofence_farmland")}
+
+        # Fitted to Naserian again (the collar's placeholder holds it, nobody wears it: no move needed),
+        # she walks out of the park: hers again, so her crossings are alerts.
+        refit = bridge.fit_collar(naserian, "collar-01", viewer=technician, fitted_at=b.T0 + timedelta(hours=2))
+        assert refit.device_id == "collar-01"
+        rb.ingest_track(bridge, [(180, 309_000, 9_702_000), (240, 313_000, 9_702_000)], device_id="collar-01",
+                        first_f_cnt=10)
+        raised = {(a.name, a.alert_type) for a in bridge.alerts(viewer=b.RANGER)}
+    assert ("Naserian", "geofence_exit") in raised and ("Naserian", "geofence_farmland") in raised
+    assert not {name for name, _ in raised} - {"Naserian", "Lekishon"}, "no alert of the collar on nobody"
+
+
+def test_field_technician_takes_a_collar_off_from_the_command_line_and_is_told_why_not_when_she_cannot(
+    sqlite_url, capsys
+):
+    from tembo.cli import main
+
+    with live_bridge(sqlite_url):
+        pass
+    store = ["--database-url", sqlite_url]
+
+    assert main(["animals", "take-off", "Amani", "--at", "2026-06-01T11:55", *store]) == 0
+    assert "Amani (animal " in (said := capsys.readouterr().out) and "collar collar-01 came off at 2026-06-01 11:55" in said
+    assert main(["animals", "take-off", "Amani", *store]) == 1
+    assert "Amani wears no collar to take off" in capsys.readouterr().err
+    assert main(["animals", "take-off", "Tusker", "--at", "2999-01-01T00:00", *store]) == 1
+    assert "future" in capsys.readouterr().err
+    assert main(["animals", "take-off", "Tusker", "--at", "soon", *store]) == 1
+    assert "not an ISO 8601 time" in capsys.readouterr().err
+    assert main(["animals", "take-off", "Nobody", *store]) == 1
+    assert "no animal called 'Nobody'" in capsys.readouterr().err
+    assert main(["animals", "take-off", "999", *store]) == 1
+    assert "no animal" in capsys.readouterr().err
+    with open_bridge(sqlite_url) as bridge:
+        (entry,) = [e for e in bridge.audit_log(viewer=CONSOLE) if e.action == "collar_taken_off"]
+        herd = {a.name: a.device_id for a in bridge.herd_register(viewer=CONSOLE)}
+    assert entry.username.startswith("console:") and herd["Amani"] is None and herd["Tusker"] == "collar-02"

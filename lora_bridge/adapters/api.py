@@ -215,6 +215,14 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
                           move=body.move, fitted_at=body.fitted_at)
         return JSONResponse(to_jsonable(view))
 
+    async def take_off_collar(request: Request, viewer: Viewer) -> Response:
+        view = await call(bridge.take_off_collar, request.path_params["animal_id"], viewer=viewer,
+                          removed_at=_time(request, "removed_at"))
+        return JSONResponse(to_jsonable(view))
+
+    async def herd_register(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(to_jsonable(await call(bridge.herd_register, viewer=viewer)))
+
     async def collars_worn(request: Request, viewer: Viewer) -> Response:
         return JSONResponse(to_jsonable(await call(bridge.collar_history, request.path_params["animal_id"], viewer=viewer)))
 
@@ -478,6 +486,13 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         Endpoint("POST", "/api/animals/{animal_id}/collar", a.MANAGE_HERD, fit_collar,
                  "Fit a collar to an animal (a swap, or a collar moved from another animal: move)",
                  (Param("animal_id", "path"),), CollarFittingBody, tags=("herd",)),
+        Endpoint("DELETE", "/api/animals/{animal_id}/collar", a.MANAGE_HERD, take_off_collar,
+                 "Take an animal's collar off without fitting another: nobody wears it until it is fitted again",
+                 (Param("animal_id", "path"),
+                  Param("removed_at", description="when the collar came off (ISO 8601); default now")), tags=("herd",)),
+        Endpoint("GET", "/api/herd", a.READ_DEVICES, herd_register,
+                 "The herd register: each animal's name, species, sex and the collar it wears since when (no "
+                 "positions)", tags=("herd",)),
         Endpoint("GET", "/api/animals/{animal_id}/collars", a.READ_DEVICES, collars_worn,
                  "The collars an animal wore, oldest first, with when each went on and came off",
                  (Param("animal_id", "path"),), tags=("herd",)),

@@ -379,6 +379,7 @@ def register_animal(
         session.add(device)
         session.flush()
     animal = ensure_animal(session, device)
+    device.taken_off_at = None  # an animal registered on a collar taken off wears it again
     animal.name = name
     animal.species = species
     animal.sex = sex

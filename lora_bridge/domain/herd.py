@@ -83,13 +83,15 @@ def rename(session: Session, animal: Animal, *, name: str | None = None, species
 def fit_collar(session: Session, animal: Animal, collar: str, at: datetime, *, move: bool = False) -> Fitting:
     """Fit the collar named collar (a device id or DevEUI; a collar never heard is registered) to animal
     at `at`. The animal's previous collar comes off; a collar another animal wears is taken from it only
-    with move (else CollarWornByAnother). Records of the collar dated at or after `at` filed under
-    another animal (a fitting logged after the collar was already on) become this animal's."""
+    with move (else CollarWornByAnother), one taken off and worn by nobody (`take_off_collar`) without.
+    Records of the collar dated at or after `at` filed under another animal (a fitting logged after the
+    collar was already on) become this animal's."""
     device = _collar_or_new(session, collar)
     if animal.device_id == device.device_id:
         return Fitting(device.device_id, None, None, 0)
     wearer = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
-    if wearer is not None and not move:
+    # A collar taken off and heard since is held by its placeholder (`devices.ensure_animal`): nobody.
+    if wearer is not None and not move and device.taken_off_at is None:
         raise CollarWornByAnother(
             f"collar {device.device_id} is worn by {wearer.name} (animal {wearer.id}): say move to take it "
             f"from {wearer.name}", wearer.id)
@@ -105,6 +107,7 @@ def fit_collar(session: Session, animal: Animal, collar: str, at: datetime, *, m
     session.flush()  # one collar, one wearer (animals.device_id is unique): off before it goes on
     animal.device_id = device.device_id
     animal.collar_fitted_at = at
+    device.taken_off_at = None  # worn again
     refiled = _refile_since(session, device.device_id, animal.id, at)
     _keep_open_alerts_apart(session, device.device_id, at)
     session.info.get(devices.ANIMALS_BY_DEVICE, {}).pop(device.device_id, None)
@@ -114,11 +117,49 @@ def fit_collar(session: Session, animal: Animal, collar: str, at: datetime, *, m
     return Fitting(device.device_id, previous, wearer.id if wearer is not None else None, refiled)
 
 
+@dataclass(frozen=True)
+class TakenOff:
+    """What taking a collar off changed: the collar, now worn by nobody, and how many of its records dated
+    since it came off were filed under the animal (a take-off logged late) and are no longer its."""
+
+    device_id: str
+    refiled: int
+
+
+def take_off_collar(session: Session, animal: Animal, at: datetime) -> TakenOff:
+    """Take animal's collar off at `at` with no other fitted: the animal wears none, and the collar is worn
+    by nobody from `at` until it is fitted again (its fixes raise no animal's alert: `rules_engine`).
+    InvalidHerdChange when the animal wears no collar, or `at` comes before the collar went on. Records of
+    the collar dated at or after `at` filed under the animal leave it, for the collar's placeholder (the
+    one `devices.ensure_animal` makes for a collar nobody wears)."""
+    if animal.device_id is None:
+        raise InvalidHerdChange(f"{animal.name} wears no collar to take off")
+    device_id = animal.device_id
+    if animal.collar_fitted_at is not None and at < animal.collar_fitted_at:
+        raise InvalidHerdChange(
+            f"{animal.name} wears collar {device_id} since {animal.collar_fitted_at.isoformat()}: it cannot come "
+            f"off at {at.isoformat()}, before it went on")
+    take_off(session, animal, at)
+    session.flush()  # the animal no longer wears it: a placeholder may take the collar
+    refiled = 0
+    if _records_since(session, device_id, at):
+        placeholder = devices.ensure_animal(session, session.get(Device, device_id))
+        refiled = _refile_since(session, device_id, placeholder.id, at)
+    log.info("collar taken off device_id=%s animal_id=%s", device_id, animal.id,
+             extra={"device_id": device_id, "animal_id": animal.id, "removed_at": at.isoformat(),
+                    "refiled": refiled})
+    return TakenOff(device_id, refiled)
+
+
 def take_off(session: Session, animal: Animal, at: datetime) -> None:
-    """animal's collar comes off at `at`: kept as a fitting it wore, and the animal wears none."""
+    """animal's collar comes off at `at`: kept as a fitting it wore, and the animal wears none. The collar
+    is worn by nobody since `at` until a fitting puts it on an animal again (`Device.taken_off_at`)."""
     session.add(CollarFitting(animal_id=animal.id, device_id=animal.device_id, fitted_at=animal.collar_fitted_at,
                               removed_at=at))
     session.info.get(devices.ANIMALS_BY_DEVICE, {}).pop(animal.device_id, None)
+    collar = session.get(Device, animal.device_id)
+    if collar is not None:
+        collar.taken_off_at = at
     animal.device_id = None
     animal.collar_fitted_at = None
 
@@ -193,6 +234,12 @@ def _collar_or_new(session: Session, collar: str) -> Device:
     session.flush()
     log.info("collar registered before it was heard device_id=%s", name, extra={"device_id": name})
     return device
+
+
+def _records_since(session: Session, device_id: str, at: datetime) -> bool:
+    """True when the collar has a fix, summary or alert dated at or after `at`."""
+    return any(session.scalar(select(table.id).where(table.device_id == device_id, table.time >= at).limit(1))
+               is not None for table in (Position, ActivitySummary, Alert))
 
 
 def _refile_since(session: Session, device_id: str, animal_id: int, at: datetime) -> int:

@@ -745,9 +745,10 @@ def _track(
     those since its fitting (`Animal.collar_fitted_at`). A track never spans two wearers: no stillness,
     crossing or speed is judged between the last fix on one animal and the first on the next. A
     previous wearer's backlog heard after the fitting (`herd.wearer_at` files it under that animal) is
-    judged for her fences alone (`_judge_backlog`). The cursor moves past it all, here only, once the
-    track is judged (a judgement that fails leaves it where it was). No read more for a collar never
-    moved: the animal is read with the collar."""
+    judged for her fences alone (`_judge_backlog`). A collar worn by nobody (taken off with no other
+    fitted, `Device.taken_off_at`: lying in the workshop, its stillness is no animal's) is not judged.
+    The cursor moves past it all, here only, once the track is judged (a judgement that fails leaves it
+    where it was). No read more for a collar never moved: the animal is read with the collar."""
     fitted_at = animal.collar_fitted_at if animal else None
     lookback = _lookback(profile)
     track = _read_track(session, device.device_id, cursor, lookback)
@@ -757,7 +758,8 @@ def _track(
     worn = _worn_since(track.rows, fitted_at)
     if animal is not None and len(worn) < len(track.rows):
         _judge_backlog(session, runtime, fence_version, device, animal, track, steps)
-    if any(r[0] in track.new_ids for r in worn):  # else nothing new of this wearer's: a previous one's backlog
+    # Else nothing new of this wearer's (a previous one's backlog), or nobody wears the collar.
+    if device.taken_off_at is None and any(r[0] in track.new_ids for r in worn):
         _judge_worn(session, runtime, fence_version, device, animal, profile, worn, track.new_ids, newest - lookback,
                     steps)
     cursor.position_id = max(track.highest_id, cursor.position_id or 0)

@@ -123,6 +123,9 @@ class Device(Base):
     session: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     joined_at: Mapped[datetime | None]
     newest_message_time: Mapped[datetime | None]
+    # When the collar was taken off its animal with no other fitted (`herd.take_off_collar`); None while an
+    # animal wears it. Until it is fitted again it is worn by nobody: its fixes raise no animal's alert.
+    taken_off_at: Mapped[datetime | None]
 
     animal: Mapped[Animal | None] = relationship(back_populates="device", uselist=False)
 
