@@ -508,6 +508,14 @@ def model_versions(url: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------- the herd register
 
 
+@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False)
+def herd_register(url: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[Any]:
+    """Every animal with its species, sex and the collar it wears since when (`HerdEntryView`), without
+    positions: nothing to log as a view of them, so a backup holding the store does not keep the register
+    from the page. Read again once the store changed (`changes`) or the register did (`forget_herd`)."""
+    return bridge(url).herd_register(viewer=viewer)
+
+
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def collar_history(url: str, animal_id: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[Any]:
     """The collars an animal wore (`CollarWornView`), oldest first, the one it wears now last; read
@@ -518,7 +526,7 @@ def collar_history(url: str, animal_id: str, viewer: Viewer, changed: tuple[Any,
 def forget_herd() -> None:
     """Drop every cached answer naming animals and their collars (after a change to the register: a
     sex corrected does not move the store's change counter)."""
-    for cached in (animals_at, animal, collar_history):
+    for cached in (animals_at, animal, herd_register, collar_history):
         cached.clear()
 
 
@@ -538,5 +546,14 @@ def fit_collar(url: str, animal_id: str, collar: str, viewer: Viewer, *, move: b
     taking it from another animal only with `move`; the animal's `AnimalView` after it."""
     view = bridge(url).fit_collar(animal_id, collar, viewer=viewer, move=move, fitted_at=fitted_at)
     logger.info("collar fitted", extra={"animal_id": animal_id, "device_id": view.device_id, "user": viewer.username})
+    forget_herd()
+    return view
+
+
+def take_off_collar(url: str, animal_id: str, viewer: Viewer, *, removed_at: datetime | None = None) -> Any:
+    """Take an animal's collar off at `removed_at` (None: now) without fitting another, in the viewer's name;
+    the animal's `AnimalView` after it (it wears none)."""
+    view = bridge(url).take_off_collar(animal_id, viewer=viewer, removed_at=removed_at)
+    logger.info("collar taken off", extra={"animal_id": animal_id, "user": viewer.username})
     forget_herd()
     return view

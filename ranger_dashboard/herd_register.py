@@ -1,10 +1,10 @@
 """What the Herd register page (`screens/herd.py`) shows and says: the register as a table, the
-collars one animal wore, and the sentence a field technician or admin reads after renaming an animal
-or fitting a collar (done, or the bridge's reason why not). Plain functions over the bridge's views
-(`AnimalView`, `CollarWornView`), so tests call them without Streamlit; the page script runs whole
+collars one animal wore, and the sentence a field technician or admin reads after renaming an animal,
+fitting a collar or taking one off (done, or the bridge's reason why not). Plain functions over the bridge's views
+(`HerdEntryView`, `AnimalView`, `CollarWornView`), so tests call them without Streamlit; the page script runs whole
 whenever it is imported.
 
-The changes themselves go through `data.rename_animal` and `data.fit_collar`, in the signed-in
+The changes themselves go through `data.rename_animal`, `data.fit_collar` and `data.take_off_collar`, in the signed-in
 viewer's name: the bridge checks the role (`manage_herd`), the values (`herd.checked_text`,
 `checked_sex`, the fitting time) and keeps the change in its audit log.
 """
@@ -146,13 +146,13 @@ def sex_choices(current: str | None) -> list[str]:
     return list(SEXES) if current in SEXES else [LEAVE_SEX, *SEXES]
 
 
-def fitting_time(earlier: bool, day: date | None, at: time | None) -> datetime | None:
-    """When the collar went on, in UTC: None (now) unless `earlier`, then `day` at `at` (midnight when
-    no time is given). ValueError when `earlier` is said without a day."""
+def fitting_time(earlier: bool, day: date | None, at: time | None, happened: str = "went on") -> datetime | None:
+    """When the collar went on (or came off: `happened`), in UTC: None (now) unless `earlier`, then `day`
+    at `at` (midnight when no time is given). ValueError when `earlier` is said without a day."""
     if not earlier:
         return None
     if day is None:
-        raise ValueError("say the day the collar went on, or choose Now")
+        raise ValueError(f"say the day the collar {happened}, or choose Now")
     return datetime.combine(day, at or time(0, 0), tzinfo=UTC)
 
 
@@ -243,3 +243,21 @@ def fit(url: str, animal: Any, viewer: Viewer, collar: str, move: bool, fitted_a
         sentence += (f" Tembo has not heard collar {after.device_id} yet: it was registered as a new collar "
                      "(check the id if it should have reported).")
     return Outcome("success", sentence)
+
+
+def take_off(url: str, animal: Any, viewer: Viewer, removed_at: datetime | None) -> Outcome:
+    """Take `animal`'s collar off at `removed_at` (None: now) without fitting another, in viewer's name.
+    The sentence says which collar came off when, that nobody wears it now and that the animal keeps what
+    it reported; or the bridge's reason (no collar on, a time in the future or before the fitting)."""
+    action = f"Collar not taken off {isolated(animal.name)}"
+    try:
+        after = data.take_off_collar(url, animal.animal_id, viewer, removed_at=removed_at)
+    except Exception as error:
+        if not (isinstance(error, BridgeError) or is_transient_store_error(error)):
+            raise
+        return _refused(action, error, viewer, animal)
+    when = f"at {format_time(removed_at)} UTC" if removed_at is not None else "now"
+    collar = f"collar {animal.device_id}" if animal.device_id is not None else "its collar"
+    return Outcome("success", f"{_sentence(f'{collar} came off {isolated(after.name)} {when}')} Nobody wears it "
+                              f"until it is fitted again, so what it reports raises no alert of an animal; "
+                              f"{isolated(after.name)} keeps its track and alerts.")

@@ -9,6 +9,7 @@ and over a seeded SQLite store through the bridge; the page itself runs in Strea
 from __future__ import annotations
 
 import os
+from dataclasses import replace as dataclasses_replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -108,6 +109,8 @@ def test_a_collar_fitted_now_or_at_a_day_and_time_in_utc():
     assert herd_register.fitting_time(True, date(2026, 12, 1), None) == datetime(2026, 12, 1, tzinfo=UTC)
     with pytest.raises(ValueError, match="say the day the collar went on"):
         herd_register.fitting_time(True, None, time(9, 15))
+    with pytest.raises(ValueError, match="say the day the collar came off"):
+        herd_register.fitting_time(True, None, time(9, 15), happened="came off")
 
 
 # ---------------------------------------------------------------- changes, through the bridge
@@ -222,6 +225,46 @@ def test_a_fitting_in_the_future_or_before_the_collars_current_fitting_is_refuse
     assert herd_of(store)["Amani"].device_id == "collar-009"
 
 
+def test_technician_takes_zawadis_collar_off_and_is_told_nobody_wears_it_now(store):
+    zawadi = herd_of(store)["Zawadi"]
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
+
+    outcome = herd_register.take_off(store, zawadi, TITO, an_hour_ago)
+
+    assert outcome.kind == "success", outcome.message
+    assert outcome.message == (f"Collar collar-002 came off Zawadi at {an_hour_ago:%Y-%m-%d %H:%M} UTC. Nobody wears "
+                               "it until it is fitted again, so what it reports raises no alert of an animal; Zawadi "
+                               "keeps its track and alerts.")
+    assert herd_of(store)["Zawadi"].device_id is None
+    (logged,) = changes_logged(store, "collar_taken_off")
+    assert (logged.username, logged.detail["device_id"]) == ("tito", "collar-002")
+
+
+def test_a_collar_taken_off_too_early_in_the_future_twice_or_by_a_ranger_is_refused_with_the_reason(store):
+    zawadi = herd_of(store)["Zawadi"]
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+
+    future = herd_register.take_off(store, zawadi, TITO, tomorrow)
+    by_a_ranger = herd_register.take_off(store, zawadi, AMINA, None)
+    assert future.message.startswith("Collar not taken off Zawadi: A collar cannot be taken off in the future (")
+    assert by_a_ranger.message == f"Collar not taken off Zawadi: {herd_register._sentence(herd_register.NOT_ALLOWED)}"
+    assert herd_of(store)["Zawadi"].device_id == "collar-002"
+
+    fitted = herd_register.fit(store, zawadi, TITO, "collar-009", False, datetime.now(UTC) - timedelta(hours=1),
+                               list(herd_of(store).values()))
+    assert fitted.ok, fitted.message
+    zawadi = herd_of(store)["Zawadi"]
+    early = herd_register.take_off(store, zawadi, TITO, datetime.now(UTC) - timedelta(days=1))
+    assert early.kind == "error" and "it cannot come off at" in early.message and "before it went on." in early.message
+    assert herd_register.take_off(store, zawadi, TITO, None).ok
+    twice = herd_register.take_off(store, zawadi, TITO, None)  # a second tap on a page not yet redrawn
+    assert twice.message == "Collar not taken off Zawadi: Zawadi wears no collar to take off."
+    gone = herd_register.take_off(store, dataclasses_replace(zawadi, animal_id="999"), TITO,
+                                  None)
+    assert gone.message == "Collar not taken off Zawadi: Animal 999 is no longer in the register (reload the page)."
+    assert [c.action for c in changes_logged(store, "collar_taken_off")] == ["collar_taken_off"]
+
+
 def test_a_collar_never_heard_is_fitted_with_a_word_to_check_its_id(store):
     herd = list(herd_of(store).values())
     amani = next(a for a in herd if a.name == "Amani")
@@ -328,13 +371,66 @@ def test_admin_renames_kito_and_moves_zawadis_collar_to_him_on_the_page(store):
     assert not app.success, "said once"
 
 
-def test_a_ranger_opening_the_register_while_a_backup_holds_the_store_is_told_so_in_plain_words(store, monkeypatch):
+def herd_positions_viewed(url: str, username: str) -> int:
+    """How many views of the herd's positions the audit log holds for username (each repeat counted). The
+    alert count beside Alerts, read on every page, logs the alerts' places: not counted."""
+    with open_bridge(url) as bridge:
+        return sum(entry.repeats for entry in bridge.audit_log(viewer=ADA)
+                   if entry.username == username and entry.precision is not None and entry.action != "alerts")
+
+
+def test_a_ranger_opening_the_register_logs_no_view_of_where_the_animals_are(store):
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
+    with open_bridge(store) as bridge:
+        app.session_state[login.SESSION_KEY] = bridge.sign_in("amina", ACCOUNTS["amina"][1])[1]
+    app.run()  # the live map: a view of the herd's positions, logged
+    seen_on_the_map = herd_positions_viewed(store, "amina")
+    assert seen_on_the_map > 0
+
+    app.switch_page("screens/herd.py").run()
+    app.selectbox(key="herd_animal").set_value(herd_of(store)["Zawadi"].animal_id).run()
+    app.run()
+
+    assert not app.exception, [e.value for e in app.exception]
+    assert list(app.dataframe[0].value["Name"]) == ["Amani", "Kito", "Zawadi"]
+    assert herd_positions_viewed(store, "amina") == seen_on_the_map
+
+
+def test_a_ranger_opening_the_register_while_a_backup_holds_the_store_reads_it_all_the_same(store, monkeypatch):
     monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "200")
     data.bridge.clear()  # opened again with the short wait
     app = open_herd_page("amina")
-    with backup_holds_the_store(store):  # the view of the herd cannot be logged in the audit log now
+    data.forget_herd()  # nothing kept: the register is read while the backup holds the store
+    with backup_holds_the_store(store):  # no view of positions to log: the register is only read
         app.run()
     data.bridge.clear()
     assert not app.exception, [e.value for e in app.exception]
-    assert [w.value for w in app.warning] == [data.STORE_BUSY_MESSAGE]
-    assert not app.dataframe
+    assert data.STORE_BUSY_MESSAGE not in [w.value for w in app.warning]
+    assert list(app.dataframe[0].value["Collar"]) == ["collar-001", "collar-003", "collar-002"]
+
+
+def test_admin_takes_zawadis_collar_off_on_the_page_and_the_register_shows_her_without_one(store):
+    app = open_herd_page("ada")
+    zawadi = herd_of(store)["Zawadi"]
+    app.selectbox(key="herd_animal").set_value(zawadi.animal_id).run()
+    assert "Collar collar-002 comes off with no other fitted" in " ".join(c.value for c in app.caption)
+
+    # "Earlier" without a day (the field emptied) is said, not sent.
+    app.radio(key=f"herd_off_when_{zawadi.animal_id}").set_value("Earlier (UTC)").run()
+    app.date_input(key=f"herd_off_day_{zawadi.animal_id}").set_value(None)
+    app.button(key=f"herd_take_off_{zawadi.animal_id}").click().run()
+    assert [e.value for e in app.error] == [
+        "Collar not taken off Zawadi: say the day the collar came off, or choose Now."]
+    assert herd_of(store)["Zawadi"].device_id == "collar-002"
+
+    app.radio(key=f"herd_off_when_{zawadi.animal_id}").set_value("Now").run()
+    app.button(key=f"herd_take_off_{zawadi.animal_id}").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    (done,) = [s.value for s in app.success]
+    assert done.startswith("Collar collar-002 came off Zawadi now. Nobody wears it until it is fitted again")
+    register = app.dataframe[0].value.set_index("Name")
+    assert register.loc["Zawadi", "Collar"] == "none fitted", "the register shows it at once"
+    assert "Loxodonta africana · sex not recorded · no collar fitted" in [
+        m.value for m in app.markdown]
+    assert f"herd_take_off_{zawadi.animal_id}" not in [b.key for b in app.button], "nothing left to take off"
+    assert app.dataframe[1].value["Off (UTC)"].tolist()[0] != "still on"

@@ -1,7 +1,9 @@
 """Herd register page: every animal with its species, sex, the collar it wears and since when; one
 animal's collar history; and, for roles that may change the register (field technicians and admins,
-`manage_herd`), a form to rename the animal or correct its species or sex and one to fit a collar
-(a swap, or a collar moved from another animal). Everyone else reads the register.
+`manage_herd`), a form to rename the animal or correct its species or sex, one to fit a collar
+(a swap, or a collar moved from another animal) and one to take its collar off with no other fitted.
+Everyone else reads the register. The register is read without positions (`data.herd_register`): opening
+it is no view of where the animals are, and a backup holding the store does not hide it.
 
 Reads and writes go through `data` (the bridge's service layer) in the signed-in viewer's name: the
 bridge checks the role and the values and keeps each change in its audit log. A change runs in its
@@ -22,8 +24,8 @@ from lora_bridge.errors import is_transient_store_error
 from ranger_dashboard import config, data, herd_register, markers, navigation, roles, selection, views
 
 OUTCOME_KEY = "_herd_outcome"  # (form, animal id, herd_register.Outcome) said once under that form
-RENAME, FIT = "rename", "fit"
-NOW, EARLIER = "Now", "Earlier (UTC)"  # when the collar went on
+RENAME, FIT, TAKE_OFF = "rename", "fit", "take_off"
+NOW, EARLIER = "Now", "Earlier (UTC)"  # when the collar went on, or came off
 
 options = config.options()
 url = options.database_url
@@ -43,7 +45,7 @@ def read(call: Callable[..., Any], *args: Any) -> Any:
 
 def keys_of(animal_id: str) -> dict[str, str]:
     """The widget keys of one animal's forms (their own, so choosing another animal starts afresh)."""
-    names = ("name", "species", "sex", "collar", "move", "when", "day", "time")
+    names = ("name", "species", "sex", "collar", "move", "when", "day", "time", "off_when", "off_day", "off_time")
     return {name: f"herd_{name}_{animal_id}" for name in names}
 
 
@@ -80,6 +82,31 @@ def fit(animal: Any, herd: list[Any]) -> None:
     said(FIT, animal.animal_id, outcome, {keys["collar"]: "", keys["move"]: False, keys["when"]: NOW})
 
 
+def take_off(animal: Any) -> None:
+    """The take-off form's callback: take the animal's collar off, now or at the time it says."""
+    keys = keys_of(animal.animal_id)
+    state = st.session_state
+    try:
+        at = herd_register.fitting_time(state.get(keys["off_when"]) == EARLIER, state.get(keys["off_day"]),
+                                        state.get(keys["off_time"]), happened="came off")
+    except ValueError as error:
+        outcome = herd_register.Outcome("error", f"Collar not taken off {views.isolated(animal.name)}: {error}.")
+    else:
+        outcome = herd_register.take_off(url, animal, viewer, at)
+    said(TAKE_OFF, animal.animal_id, outcome, {keys["off_when"]: NOW})
+
+
+def when_it_happened(label: str, keys: dict[str, str], prefix: str = "") -> None:
+    """Now or earlier (a day and a time in UTC, neither in the future) for the form whose keys are given."""
+    when = st.radio(label, (NOW, EARLIER), key=keys[f"{prefix}when"], horizontal=True)
+    if when == EARLIER:
+        wall = datetime.now(UTC)
+        moment = st.columns(2)
+        moment[0].date_input("Day (UTC)", value=wall.date(), max_value=wall.date(), key=keys[f"{prefix}day"])
+        moment[1].time_input("Time (UTC)", value=wall.time().replace(second=0, microsecond=0), step=60,
+                             key=keys[f"{prefix}time"])
+
+
 def show_outcome(form: str, animal_id: str) -> None:
     """Say, once, what became of the last change asked with `form` for this animal."""
     kept = st.session_state.get(OUTCOME_KEY)
@@ -102,7 +129,7 @@ else:
                "collars.")
 
 changed = read(data.changes, url)
-animals = herd_register.in_register_order(data.animals(url, viewer, changed=changed))
+animals = herd_register.in_register_order(read(data.herd_register, url, viewer, changed))
 if not animals:
     st.info("No animal in the register yet: a collar heard for the first time, or `tembo animals` on the "
             "store's machine, registers one.")
@@ -145,8 +172,7 @@ if may_edit:
                       help="The scientific name, e.g. Loxodonta africana")
         sexes = herd_register.sex_choices(animal.sex)
         st.selectbox("Sex", sexes, index=sexes.index(animal.sex) if animal.sex in sexes else 0, key=keys["sex"])
-        # Not type="primary": white on the night theme's amber reads at 2.3:1, under WCAG AA's 4.5:1.
-        st.form_submit_button("Save", icon=":material/save:", on_click=rename, args=(animal,),
+        st.form_submit_button("Save", type="primary", icon=":material/save:", on_click=rename, args=(animal,),
                               key=f"herd_save_{animal.animal_id}")
     show_outcome(RENAME, animal.animal_id)
 
@@ -156,14 +182,19 @@ if may_edit:
     st.text_input("Collar", key=keys["collar"], placeholder="device id or DevEUI, e.g. collar-004",
                   help="A collar Tembo has never heard is registered as a new collar.")
     st.checkbox("Take it from the animal wearing it", key=keys["move"])
-    when = st.radio("Went on", (NOW, EARLIER), key=keys["when"], horizontal=True)
-    if when == EARLIER:
-        wall = datetime.now(UTC)
-        moment = st.columns(2)
-        moment[0].date_input("Day (UTC)", value=wall.date(), max_value=wall.date(), key=keys["day"])
-        moment[1].time_input("Time (UTC)", value=wall.time().replace(second=0, microsecond=0), step=60,
-                             key=keys["time"])
+    when_it_happened("Went on", keys)
     st.button("Fit collar", icon=":material/sensors:", on_click=fit, args=(animal, animals),
               key=f"herd_fit_{animal.animal_id}")
     show_outcome(FIT, animal.animal_id)
+
+    if animal.device_id is not None or (st.session_state.get(OUTCOME_KEY) or ("",))[0] == TAKE_OFF:
+        st.subheader("Take the collar off")
+        if animal.device_id is not None:
+            st.caption(f"Collar {animal.device_id} comes off with no other fitted: nobody wears it until it is "
+                       "fitted again, and what it reports from then on raises no alert of an animal. "
+                       f"{views.isolated(animal.name)} keeps its track and alerts.")
+            when_it_happened("Came off", keys, prefix="off_")
+            st.button("Take collar off", icon=":material/link_off:", on_click=take_off, args=(animal,),
+                      key=f"herd_take_off_{animal.animal_id}")
+        show_outcome(TAKE_OFF, animal.animal_id)
 markers.ready(markers.HERD_READY_ID, animals=len(animals), animal=animal.animal_id, editable=str(may_edit).lower())
