@@ -239,7 +239,8 @@ def fit(url: str, animal: Any, viewer: Viewer, collar: str, move: bool, fitted_a
     if animal.device_id is not None:
         said.append(f"collar {animal.device_id} came off")
     sentence = _sentence("; ".join(said))
-    if after.last_seen is None:
+    # a collar taken from another animal was known; its last report was on that animal, not this one
+    if taken_from is None and after.last_seen is None:
         sentence += (f" Tembo has not heard collar {after.device_id} yet: it was registered as a new collar "
                      "(check the id if it should have reported).")
     return Outcome("success", sentence)
