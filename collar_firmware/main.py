@@ -560,9 +560,10 @@ class Collar:
         """Queue an answer (port 31 ack or a FUOTA answer) to send at the next chance."""
         self.queue.put(scheduler.PRIO_ACK, port, payload, False)
 
-    def fuota_downlink(self, port, payload):
-        """Take a FUOTA frame heard in a Class C window (the modem listens between wake-ups)."""
-        if not self.update.take(port, payload, self._now(self.now_s)):
+    def fuota_downlink(self, port, payload, group=None):
+        """Take a FUOTA frame heard in a Class C window (the modem listens between wake-ups) on multicast group
+        0..3, or on the collar's own address (None): the modem says which."""
+        if not self.update.take(port, payload, self._now(self.now_s), group):
             self._count(ERR_DOWNLINK)
 
     def request_status(self):

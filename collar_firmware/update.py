@@ -154,6 +154,8 @@ class UpdateAgent:
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
         self.frag_index = 0
+        self.frag_groups = 0  # McGroupBitMask of the held session: the multicast groups that may feed it
+        self.answers = None  # bytearray gathering a port-201 frame's answers for one uplink (None: between frames)
         self.frag_held = False  # a TS004 session of frag_index is set up (and not deleted or abandoned)
         self.frag_received = 0  # NbFragReceived of that session once its image was whole
         self.heard_s = 0  # when the receiving session last heard its set-up or one of its fragments
@@ -210,26 +212,59 @@ class UpdateAgent:
 
     # ---- downlinks ------------------------------------------------------------------
 
-    def take(self, port, payload, now):
+    def take(self, port, payload, now, group=None):
         """Take a frame heard on a FUOTA port, in a wake-up's receive window or in a Class C window
-        (a board with a receiver of its own, hal.fuota, gets it instead). Return False when the frame
+        (a board with a receiver of its own, hal.fuota, gets it instead); group is the McGroupID 0..3 the
+        modem heard it on, None for the collar's own address (unicast). Return False when the frame
         was refused (broken, or not for the session): the loop counts a downlink error and goes on."""
         try:
             receiver = self.collar.hal.fuota
             if receiver is not None:
                 receiver.handle(port, payload)
             else:
-                self.handle(port, bytes(payload), now)
+                self.handle(port, bytes(payload), now, group)
         except Exception:
             return False
         return True
 
-    def handle(self, port, payload, now):
-        """Take one FUOTA downlink; answers go to the collar's queue."""
+    def handle(self, port, payload, now, group=None):
+        """Take one FUOTA downlink heard on group (None: unicast); answers go to the collar's queue. A port-201
+        frame may carry several commands (TS004 v1.0.0 3: "a message MAY carry more than one command", a
+        DataFragment only alone or last): each is taken in turn and their answers leave in one uplink of at most
+        codec.MAX_UPLINK_BYTES (an answer past it is left out, as LoRa Basics Modem does). An unknown command id
+        or a command cut short ends the parse (what follows cannot be located): the commands before it are
+        done and answered, and the frame counts as refused (CodecError)."""
+        if port != PORT_FRAGMENTS:
+            self._command(port, payload, now, group)
+            return
+        self.answers = bytearray()
+        try:
+            pos = 0
+            end = len(payload)
+            while pos < end:
+                size = codec.command_size(port, payload[pos])
+                if size < 0 or pos + size > end:
+                    raise codec.CodecError("port 201: command %d unknown or cut short" % payload[pos])
+                stop = pos + size if size else end
+                self._command(port, payload[pos:stop] if pos or stop < end else payload, now, group)
+                pos = stop
+        finally:
+            answers = self.answers
+            self.answers = None
+            if answers:
+                self.collar.queue_ack(PORT_FRAGMENTS, bytes(answers))
+
+    def _command(self, port, payload, now, group):
+        """Take one FUOTA command heard on group (None: unicast)."""
         msg = codec.decode(port, payload, "down")
         name = msg["message"]
+        if group is not None and port == PORT_FRAGMENTS and name != "data_fragment" \
+                and name != "frag_session_status":
+            return  # TS004: only FragSessionStatusReq and DataFragment may come multicast; the rest is unicast only
         if name == "data_fragment":
-            if self.state == RECEIVING:
+            # TS004 v1.0.0: a fragment heard on a multicast group its session's McGroupBitMask does not enable
+            # "SHALL be silently dropped"; unicast always feeds the session
+            if self.state == RECEIVING and (group is None or self.frag_groups >> group & 1):
                 if msg["index_and_n"] >> 14 == self.frag_index:
                     self.heard_s = now
                 _installer().fragment(self, msg, now)
@@ -280,7 +315,11 @@ class UpdateAgent:
 
     def _answer(self, name, values):
         port, payload = codec.encode_packet(name, values)
-        self.collar.queue_ack(port, payload)
+        answers = self.answers
+        if answers is None or port != PORT_FRAGMENTS:
+            self.collar.queue_ack(port, payload)
+        elif len(answers) + len(payload) <= codec.MAX_UPLINK_BYTES:
+            answers.extend(payload)  # one uplink for the frame's answers
 
     def _inactive(self):
         return 1 - self.boot.active_slot if self.boot.active_slot in (0, 1) else 1

@@ -135,6 +135,7 @@ def setup(agent, msg, now):
     agent.decoder = update_fec.FecDecoder(nb_frag, frag_size, SlotStore(agent.storage, agent._inactive()), True)
     agent.image_len = nb_frag * frag_size - msg["padding"]
     agent.frag_index = index  # TS004 FragIndex: fragments of another session are not ours
+    agent.frag_groups = msg["mc_group_bit_mask"]  # the multicast groups that may feed it (unicast always may)
     agent.frag_held = True
     agent.heard_s = now  # SESSION_SILENT_S counts from here and from each fragment of the session
     agent.save_session(0)  # a reset before the image is whole ends the session (update_restart.py)

@@ -35,6 +35,7 @@ from simulator.scripted import synth_window
 
 log = logging.getLogger(__name__)
 
+MC_GROUP = 0  # the TS005 group the campaign opens its window for, and its fragmentation session names
 START_S = 1772323200  # 2026-03-01 00:00 UTC
 SESSION_LEAD_S = 600  # the Class C window opens this long after the set-up
 SETTLE_S = 60 * 60  # collars live this long after the window (signature check, install, trial, confirm)
@@ -83,9 +84,9 @@ class FleetCollar:
                 self.status_answers += 1
         radio.uplinks.clear()
 
-    def hear(self, port: int, payload: bytes) -> None:
-        """A FUOTA frame reaches the collar's modem."""
-        self.collar.fuota_downlink(port, payload)
+    def hear(self, port: int, payload: bytes, group: int | None = None) -> None:
+        """A FUOTA frame reaches the collar's modem on multicast group 0..3, or on its own address (None)."""
+        self.collar.fuota_downlink(port, payload, group)
 
 
 def build_fleet(n: int, loss: float, seed: int, keys_for=None, sf: int = 9,
@@ -114,10 +115,10 @@ def _setup_frames(frags: Fragmented, session_s: int, spacing_s: float = 6.8,
     """The unicast set-up of one collar: its Class C window (TS005, GPS time, a timeout that leaves
     room for the repair rounds) and the fragmentation session (TS004)."""
     mc = codec.encode_packet("mc_class_c_session", {
-        "group": 0, "session_time_gps_s": codec.gps_from_unix(session_s),
+        "group": MC_GROUP, "session_time_gps_s": codec.gps_from_unix(session_s),
         "timeout_log2_s": delivery.window_timeout_log2(frags.nb_frag, spacing_s),
         "frequency_hz100": 8695250, "data_rate": max(0, 12 - sf)})
-    setup = codec.encode_packet("frag_session_setup", {"frag_index": 0, "mc_group_bit_mask": 1,  # group 0 carries it
+    setup = codec.encode_packet("frag_session_setup", {"frag_index": 0, "mc_group_bit_mask": 1 << MC_GROUP,  # that group carries it
                                                        "nb_frag": frags.nb_frag, "frag_size": frags.frag_size,
                                                        "control": 0, "padding": frags.padding, "descriptor": 0})
     return [mc, setup]
@@ -194,7 +195,7 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
                     heard[c.device_id] = heard.get(c.device_id, 0) + 1
                     if heard[c.device_id] == plan.nb_frag:
                         m_heard[c.device_id] = t + airtime_s
-                c.hear(port, frame)
+                c.hear(port, frame, MC_GROUP)  # the window's frames go to the group the set-up named
                 if receiving and not c.collar.update.receiving():
                     completed.setdefault(c.device_id, t + airtime_s)
         progress.sent += 1

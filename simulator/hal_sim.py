@@ -249,7 +249,7 @@ class SimRadio:
 
     def hear_multicast(self, phy, f_cnt):
         """Take a secured multicast frame (simulator.lorawan_frames) in the open Class C window; return
-        (port, payload) when a group's McNwkSKey verifies it within its counter range, else None."""
+        (port, payload, group) when group's McNwkSKey verifies it within its counter range, else None."""
         from simulator.lorawan_frames import open_downlink
 
         if self.class_c is None or len(phy) < 5:
@@ -264,7 +264,7 @@ class SimRadio:
             opened = open_downlink(bytes(phy), f_cnt, keys[0], keys[1])
             if opened is not None:
                 self.group_f_cnt[group] = f_cnt
-                return (opened[1], opened[2])
+                return (opened[1], opened[2], group)
         self.dropped_multicast += 1
         return None
 

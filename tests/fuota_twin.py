@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from collar_firmware import codec
 from collar_firmware.main import Collar
 from lora_bridge.adapters.webhook import create_app
+from lora_bridge.domain import fuota_delivery
 from simulator import fuota
 from simulator.hal_sim import make_hal
 
@@ -92,7 +93,7 @@ class Reserve:
         """A multicast frame goes on the air: each collar hears it unless lost."""
         for c in self.fleet:  # a modem hears the group only in its Class C window
             if self.rng.random() >= c.loss and c.hal.radio.class_c is not None:
-                c.hear(frame["f_port"], frame["payload"])
+                c.hear(frame["f_port"], frame["payload"], fuota_delivery.MC_GROUP)
 
     def _post_uplink(self, device_id: str, message: tuple[int, bytes], f_cnt: int, received_at: datetime) -> None:
         """The network server hands the bridge's webhook one uplink (The Things Stack's)."""

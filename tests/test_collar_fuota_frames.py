@@ -360,12 +360,9 @@ def test_the_collar_declares_ts004_v1_in_its_fragmentation_package_version():
 
 @pytest.mark.parametrize(("frame", "why"), [
     ("02" "31" "2300" "70" "00" "4c" "010000", "FragSessionSetupReq of FragIndex 3 one byte short"),
-    ("02" "31" "2300" "70" "00" "4c" "01000000" "0100" "01020304", "FragSessionSetupReq of TS004 v2.0.0 (16 bytes)"),
     ("03", "FragSessionDeleteReq without its parameter"),
-    ("03" "02" "00", "FragSessionDeleteReq one byte long"),
-    ("01" "07" "00", "FragSessionStatusReq one byte long"),
+    ("01", "FragSessionStatusReq without its parameter"),
     ("08" "c0", "DataFragment of FragIndex 3 with half its Index&N"),
-    ("00" "00", "PackageVersionReq with a payload"),
     ("04" "03", "FragDataBlockReceivedAns: v2.0.0 only, the collar never asks"),
     ("05", "an unknown command id"),
 ])
@@ -410,3 +407,128 @@ def test_a_collar_reset_mid_session_says_so_under_the_fragindex_of_the_session_i
     reset(c)
     c.hear(201, status_request(index, 1))
     assert sent(c, 201) == [status_answer(index, 35, 0)]
+
+
+# ---- several commands in one frame, multicast and McGroupBitMask ---------------------------------------------
+
+
+def test_field_technician_asks_two_things_in_one_downlink_and_the_collar_answers_both_in_one_uplink():
+    """TS004 v1.0.0 3: a message MAY carry more than one command (a DataFragment only alone); LoRaMac-node's
+    LmhpFragmentation.c and LoRa Basics Modem parse each in turn and send the answers concatenated."""
+    c = collar()
+    c.hear(201, setup_frame(2))
+    for n in range(1, 4):
+        c.hear(201, fragment(n, index=2))
+    sent(c, 201)
+    c.hear(201, bytes.fromhex("01" "05" "00" "01" "02"))  # status of FragIndex 2 to all, PackageVersionReq,
+    # status of FragIndex 1 (none held) to the collars missing fragments
+    assert sent(c, 201) == [status_answer(2, 3, 32) + "000301" + status_answer(1, 0, 0, 0x04)]
+    c.hear(201, bytes.fromhex("03" "02" "01" "05"))  # delete FragIndex 2, then its status
+    assert sent(c, 201) == ["0302" + status_answer(2, 0, 0, 0x04)]
+    assert not c.collar.update.receiving()
+
+
+@pytest.mark.parametrize(("frame", "answers", "why"), [
+    ("03" "02" "00", ["0306000301"], "FragSessionDeleteReq of FragIndex 2 (none held), then PackageVersionReq"),
+    ("01" "07" "00", [status_answer(3, 5, 30) + "000301"], "FragSessionStatusReq of FragIndex 3, PackageVersionReq"),
+    ("00" "00", ["000301000301"], "PackageVersionReq twice"),
+])
+def test_what_once_looked_like_a_command_too_long_is_read_as_the_commands_it_spells(frame, answers, why):
+    c = collar()
+    c.hear(201, setup_frame(3))
+    for n in range(1, 6):
+        c.hear(201, fragment(n, index=3))
+    sent(c, 201)
+    errors = c.collar.error_total()
+    c.hear(201, bytes.fromhex(frame))
+    assert c.collar.error_total() == errors, why
+    assert sent(c, 201) == answers, why
+    assert c.collar.update.receiving() and c.collar.update.frag_index == 3, why
+
+
+def test_an_unknown_command_after_a_good_one_ends_the_parse_but_the_good_one_is_answered():
+    """LoRa Basics Modem's v1.0.0 parser stops at an unknown command id or one cut short (its length unknown,
+    nothing after it can be found); the collar keeps the answers of the commands it already carried out (a
+    deletion done must be told) and counts the frame as a downlink error."""
+    c = collar()
+    c.hear(201, setup_frame(1))
+    sent(c, 201)
+    errors = c.collar.error_total()
+    c.hear(201, bytes.fromhex("01" "03" "05" "00" "03" "01" "03"))  # status (FragIndex 1), unknown 5: no more
+    assert c.collar.error_total() == errors + 1
+    assert sent(c, 201) == [status_answer(1, 0, 35)]
+    assert c.collar.update.receiving(), "the delete after the unknown command was never read"
+    c.hear(201, bytes.fromhex("00" "03"))  # PackageVersionReq, then a FragSessionDeleteReq cut short
+    assert c.collar.error_total() == errors + 2
+    assert sent(c, 201) == ["000301"] and c.collar.update.receiving()
+
+
+def test_a_ts004_v2_setup_is_read_as_the_v1_commands_its_bytes_spell():
+    """The collar answers PackageVersion 1; a server that still sends TS004 v2.0.0's 16-byte set-up (v1.0.0's 11
+    bytes, then SessionCnt and a MIC) has it read as LoRa Basics Modem's v1.0.0 parser reads it: the set-up,
+    then SessionCnt 0x0001 as a status request of FragIndex 0 and the MIC 01020304 as a status request of
+    FragIndex 1 and a FragSessionDeleteReq of FragIndex 0. The session it set up (FragIndex 3) starts over."""
+    c = collar()
+    c.hear(201, setup_frame(3))
+    for n in range(1, 6):
+        c.hear(201, fragment(n, index=3))
+    sent(c, 201)
+    c.hear(201, bytes.fromhex("02" "31" "2300" "70" "00" "4c" "01000000" "0100" "01020304"))
+    assert sent(c, 201) == ["02c0" + status_answer(0, 0, 0, 0x04) + status_answer(1, 0, 0, 0x04) + "0304"]
+    c.hear(201, status_request(3, 1))
+    assert sent(c, 201) == [status_answer(3, 0, 35)]
+
+
+def test_answers_to_a_long_frame_stop_at_what_one_uplink_carries():
+    """Twenty PackageVersionReq ask 60 bytes of answers: the uplink carries the 17 that fit 51 bytes (LoRa Basics
+    Modem leaves out an answer past the uplink's room)."""
+    c = collar()
+    c.hear(201, bytes(20))
+    assert sent(c, 201) == ["000301" * 17]
+
+
+@pytest.mark.parametrize("command", [
+    FRAG_SETUP, "00", "03" "00",
+])
+def test_a_setup_delete_or_version_request_heard_on_a_multicast_group_is_ignored(command):
+    """TS004 v2.0.0 table 2 (v1.0.0 alike): only FragSessionStatusReq and DataFragment may come multicast;
+    LmhpFragmentation.c and LoRa Basics Modem skip the others heard on a multicast address, unanswered."""
+    c = collar()
+    c.hear(201, setup_frame(0))
+    for n in range(1, 4):
+        c.hear(201, fragment(n))
+    sent(c, 201)
+    errors = c.collar.error_total()
+    c.collar.fuota_downlink(201, bytes.fromhex(command), 0)
+    c.collar.fuota_downlink(201, bytes.fromhex(command + "0101"), 0)  # the status request after it is answered
+    assert c.collar.error_total() == errors
+    assert sent(c, 201) == [status_answer(0, 3, 32)]
+    assert c.collar.update.receiving() and c.collar.update.still_needed() == 32
+
+
+@pytest.mark.parametrize(("groups", "heard_on", "taken"), [
+    (0b0001, 0, True), (0b0001, 1, False), (0b0001, 3, False), (0b1010, 1, True), (0b1010, 3, True),
+    (0b1010, 0, False), (0b0000, 0, False), (0b0000, None, True), (0b0100, None, True), (0b1111, 2, True),
+])
+def test_a_fragment_on_a_multicast_group_the_session_did_not_enable_is_silently_dropped(groups, heard_on, taken):
+    """TS004 v1.0.0 (FragSessionSetupReq, DataFragment): McGroupBitMask bit X lets group X feed the session,
+    unicast always can; a fragment received on a multicast address the set-up did not enable "SHALL be
+    silently dropped": not counted, not an error."""
+    c = collar()
+    c.hear(201, setup_frame(1, groups))
+    sent(c, 201)
+    errors = c.collar.error_total()
+    for n in range(1, 4):
+        c.collar.fuota_downlink(201, fragment(n, index=1), heard_on)
+    assert c.collar.error_total() == errors
+    c.hear(201, status_request(1, 1))
+    assert sent(c, 201) == [status_answer(1, 3, 32) if taken else status_answer(1, 0, 35)]
+
+
+def test_a_status_request_heard_on_a_multicast_group_is_answered():
+    """FragSessionStatusReq is U/M in TS004's table: the group asks, each collar answers by unicast."""
+    c = collar()
+    c.hear(201, setup_frame(0))
+    sent(c, 201)
+    c.collar.fuota_downlink(201, status_request(0, 0), 0)
+    assert sent(c, 201) == [status_answer(0, 0, 35)]

@@ -118,7 +118,7 @@ def test_only_the_collar_whose_key_wrapped_the_group_key_opens_the_groups_frames
         radio.set_class_c(869_525_000, 3)
     fragment = bytes(range(40))
     phy = secure_downlink(MC_ADDR, 5, 201, fragment, group.app_s_key, group.nwk_s_key)
-    assert right_radio.hear_multicast(phy, 5) == (201, fragment)
+    assert right_radio.hear_multicast(phy, 5) == (201, fragment, 1)  # heard on group 1, the one set up
     assert wrong_radio.hear_multicast(phy, 5) is None and wrong_radio.dropped_multicast == 1
     assert right_radio.hear_multicast(phy, 5) is None  # the same counter again: a replay
     late = secure_downlink(MC_ADDR, 101, 201, fragment, group.app_s_key, group.nwk_s_key)
