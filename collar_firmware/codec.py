@@ -667,11 +667,12 @@ def _index_of(names, name, what):
     raise CodecError("unknown %s %s" % (what, name))
 
 
-def command_size(port, cid):
-    """Return the bytes downlink command cid takes on a FUOTA port (its id and fixed fields; 0: a list field
-    takes the rest of the payload, as a DataFragment does), or -1 when the port has no such command. A frame
-    may carry several commands one after another (TS004 v1.0.0 3): this says where the next one begins."""
-    m = _DOWN_BY_PORT.get(port, {}).get(cid)
+def command_size(port, cid, direction="down"):
+    """Return the bytes command cid takes on a FUOTA port in direction "down" or "up" (its id and fixed fields;
+    0: a list field takes the rest of the payload, as a DataFragment does), or -1 when the port has no such
+    command. A frame may carry several commands one after another (TS004 v1.0.0 3), and an uplink their
+    answers: this says where the next one begins."""
+    m = (_DOWN_BY_PORT if direction == "down" else _UP_BY_PORT).get(port, {}).get(cid)
     if m is None or m[2] is None:
         return -1
     return 0 if len(m[4]) and m[4][-1][1] == "list" else 1 + _fixed_size(m[4])

@@ -44,7 +44,7 @@ run = ScriptedRun(1, {start_s}, 7, False)
 run.collar = Collar(run.hal, None, keys())
 def hear(frames):
     for f in frames:
-        run.collar.fuota_downlink(f[0], f[1])
+        run.collar.fuota_downlink(f[0], f[1], f[2] if len(f) > 2 else None)
 def advance(until_s, max_steps):
     n = 0
     while run.wake_s < until_s and n < max_steps:
@@ -105,8 +105,9 @@ class GuestCollar:
     def now_s(self) -> int:
         return int(self.value("run.hal.clock.now_s()"))
 
-    def hear(self, frames: list[tuple[int, bytes]]) -> None:
-        self.run(f"hear({[(port, bytes(payload)) for port, payload in frames]!r})")
+    def hear(self, frames: list[tuple]) -> None:
+        """Frames (port, payload) heard on the collar's own address, or (port, payload, McGroupID) on a group."""
+        self.run(f"hear({[(f[0], bytes(f[1])) + tuple(f[2:]) for f in frames]!r})")
 
     def live(self, seconds: int) -> None:
         """Run the collar's loop for `seconds` of its time, a few duty cycles per run(), collecting its uplinks."""
@@ -115,7 +116,7 @@ class GuestCollar:
             pass
         for line in self.run("for l in run.take_uplinks():\n    print(l)").splitlines():
             _t_s, port, payload, _confirmed, _heard = line.split()
-            self.uplinks.append(codec.decode(int(port), bytes.fromhex(payload)))
+            self.uplinks.extend(answers(int(port), bytes.fromhex(payload)))
             self.frames.append((int(port), payload))
 
     def update_acks(self) -> list[str]:
@@ -125,6 +126,19 @@ class GuestCollar:
     def close(self) -> None:
         self.session.close()
         self._tmp.cleanup()
+
+
+def answers(port: int, payload: bytes) -> list[dict]:
+    """The messages of one uplink decoded: a port-201 uplink may carry several answers one after another."""
+    if port != codec.PORT_FRAGMENTS:
+        return [codec.decode(port, payload)]
+    out, pos = [], 0
+    while pos < len(payload):
+        size = codec.command_size(port, payload[pos], "up")
+        assert size > 0, f"port {port}: answer {payload[pos]} of no fixed size in {payload.hex()}"
+        out.append(codec.decode(port, payload[pos:pos + size]))
+        pos += size
+    return out
 
 
 @pytest.fixture
@@ -509,17 +523,46 @@ def test_the_collar_under_micropython_keeps_every_fragindex_to_its_own_session_a
 
 
 def test_the_collar_under_micropython_refuses_broken_fragmentation_frames_and_keeps_its_session(collar):
-    """Under the real MicroPython: a set-up one byte short, TS004 v2.0.0's 16-byte set-up, a delete without its
-    FragIndex, a status request one byte long and an unknown command are each counted as a downlink error,
-    answered nothing, and the session of FragIndex 3 goes on."""
+    """Under the real MicroPython: a set-up one byte short, a delete without its FragIndex, an unknown command and
+    a fragment with half its Index&N are each counted as a downlink error, answered nothing, and the session
+    of FragIndex 3 goes on."""
     frags = fragment(bytes(range(256)) * 4, FRAG_SIZE)
     setup = spec_setup(3, frags)
     collar.hear([(201, setup)] + [(201, spec_fragment(3, n, frags)) for n in (1, 2, 3)])
     collar.live(600)
     errors = int(collar.value("run.collar.error_total()"))
-    broken = [setup[:-1], setup + bytes.fromhex("0100" "01020304"), b"\x03", b"\x01\x07\x00", b"\x05", b"\x08\xc0"]
+    broken = [setup[:-1], b"\x03", b"\x05", b"\x08\xc0"]
     collar.hear([(201, frame) for frame in broken] + [(201, b"\x01\x07")])
     collar.live(600)
     assert int(collar.value("run.collar.error_total()")) == errors + len(broken)
     missing = frags.nb_frag - 3
     assert on_201(collar) == ["02c0", "01" + (3 << 14 | 3).to_bytes(2, "little").hex() + f"{missing:02x}" "00"]
+
+
+def test_the_collar_under_micropython_answers_every_command_of_a_frame_and_takes_fragments_only_from_its_groups(
+        collar):
+    """Under the real MicroPython (frames written from TS004 v1.0.0's layouts): a frame of three commands is
+    answered in one uplink; a set-up heard on a multicast group is ignored; fragments heard on group 1, which
+    the session's McGroupBitMask (groups 0 and 2) does not enable, are silently dropped, those of group 2 and
+    unicast taken; an unknown command ends its frame, the answer before it still sent."""
+    frags = fragment(bytes(range(256)) * 4, FRAG_SIZE)
+    setup = bytes([0x02, 1 << 4 | 0b0101]) + spec_setup(1, frags)[2:]
+    collar.hear([(201, setup)])
+    collar.live(600)
+    errors = int(collar.value("run.collar.error_total()"))
+    collar.frames.clear()
+    collar.hear([(201, bytes([0x02, 2 << 4 | 0b0001]) + setup[2:], 0)]  # a set-up on group 0: not taken
+                + [(201, spec_fragment(1, n, frags), 1) for n in (1, 2, 3)]  # group 1: not this session's
+                + [(201, spec_fragment(1, n, frags), 2) for n in (4, 5)] + [(201, spec_fragment(1, 6, frags))]
+                + [(201, b"\x01\x03" b"\x00" b"\x01\x05")])
+    collar.live(600)
+    missing = frags.nb_frag - 3
+    assert int(collar.value("run.collar.error_total()")) == errors
+    assert on_201(collar) == ["01" + (1 << 14 | 3).to_bytes(2, "little").hex() + f"{missing:02x}" "00"
+                              + "000301" + "01" "0080" "00" "04"]
+    collar.frames.clear()
+    collar.hear([(201, b"\x01\x03" b"\x07" b"\x03\x01")])
+    collar.live(600)
+    assert int(collar.value("run.collar.error_total()")) == errors + 1
+    assert on_201(collar) == ["01" + (1 << 14 | 3).to_bytes(2, "little").hex() + f"{missing:02x}" "00"]
+    assert collar.value("run.collar.update.receiving()") == "True", "the delete after the unknown command unread"
