@@ -244,7 +244,7 @@ class UpdateAgent:
             while pos < end:
                 size = codec.command_size(port, payload[pos])
                 if size < 0 or pos + size > end:
-                    raise codec.CodecError("port 201: command %d unknown or cut short" % payload[pos])
+                    raise codec.CodecError("command unknown or cut short")
                 stop = pos + size if size else end
                 self._command(port, payload[pos:stop] if pos or stop < end else payload, now, group)
                 pos = stop

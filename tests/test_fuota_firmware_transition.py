@@ -60,7 +60,8 @@ def runs_firmware_1_0_0(collar: fuota.FleetCollar, old_codec: types.ModuleType,
     agent.boot.active_version = update.version_raw("1.0.0")
     handle = agent.handle
 
-    def handle_as_1_0_0(port: int, payload: bytes, now: int) -> None:
+    def handle_as_1_0_0(port: int, payload: bytes, now: int, group: int | None = None) -> None:
+        # 1.0.0 knew no McGroupBitMask and took one command a frame: every frame as if unicast, whatever its group
         if port == codec.port_of("frag_session_setup") and payload[:1] == bytes([SETUP_TAG]) \
                 and agent.state in (update.IDLE, update.RECEIVING):
             old_install.setup(agent, old_codec.decode(port, payload, "down"), now)
@@ -84,6 +85,23 @@ def test_the_set_up_layout_follows_the_firmware_each_collar_reports():
         setup_layouts.TS004.frag_session(4, 1)
     with pytest.raises(ValueError):
         setup_layouts.TS004.frag_session(0, 16)
+
+
+def test_every_set_up_byte_the_bridge_sends_opens_its_session_to_the_deliverys_group_on_either_firmware():
+    """Today's collar drops a fragment heard on a multicast group its session's McGroupBitMask does not enable
+    (TS004 v1.0.0: "SHALL be silently dropped"): the FragSession byte the bridge sends a collar on today's
+    firmware, or one whose firmware it has not heard, must name the delivery's FragIndex and enable its group
+    as TS004 reads it (FragIndex 5..4, McGroupBitMask 3..0), and name that FragIndex as 1.0.0 reads it (1..0)."""
+    from lora_bridge.domain import fuota_delivery as fd
+
+    for layout in (setup_layouts.TS004, setup_layouts.EITHER):
+        byte = layout.frag_session(fd.SESSION_INDEX, fd.MC_GROUP_BIT_MASK)
+        read = codec.decode(SETUP_PORT, bytes([SETUP_TAG, byte]) + bytes(9), "down")
+        assert read["frag_index"] == fd.SESSION_INDEX and read["mc_group_bit_mask"] >> fd.MC_GROUP & 1, layout.name
+    for layout in (setup_layouts.TEMBO_1_0, setup_layouts.EITHER):
+        assert layout.frag_session(fd.SESSION_INDEX, fd.MC_GROUP_BIT_MASK) & 3 == fd.SESSION_INDEX, layout.name
+    assert setup_layouts.EITHER.frag_session(0, fd.MC_GROUP_BIT_MASK) & 0x0F == 0b0100, \
+        "FragIndex 0 could not: 1.0.0's FragIndex bits are TS004's group 0 and 1 bits"
 
 
 @pytest.mark.parametrize("frag_index", range(4))

@@ -68,7 +68,9 @@ class Radio:
         raise NotImplementedError
 
     def receive(self):
-        """Return (port, payload) of a downlink heard after the last send, or None."""
+        """Return (port, payload) of a downlink heard after the last send (Class A: on the collar's own address,
+        unicast), or None. A frame heard on a multicast group in a Class C window goes to
+        Collar.fuota_downlink(port, payload, group) with its McGroupID: TS004 needs to know which."""
         return None
 
     def data_rate(self):

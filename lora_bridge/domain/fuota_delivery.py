@@ -87,7 +87,10 @@ MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 # index it holds replaces a session a lost FragSessionDeleteReq left behind, where another index would be
 # refused NotEnoughMemory until that session fell silent (collar_firmware/update.py); answers are matched
 # to it whatever its value (setup_layouts.answers_set_up, the status answer's FragIndex)
-SESSION_INDEX = 0
+# 1, not 0: an odd FragIndex is what lets the set-up byte for a collar whose firmware the bridge has not heard
+# (setup_layouts.EITHER: FragIndex in bits 5..4 and 1..0) also enable group 0 in TS004's McGroupBitMask
+# (bits 3..0), which today's collar enforces on every multicast fragment (TS004 v1.0.0: "silently dropped")
+SESSION_INDEX = 1
 FRAG_PACKAGE_ID = 3  # TS004 PackageVersionAns: the fragmented data block transport package
 FRAG_PACKAGE_VERSION = 1  # the v1.0.0 layouts the bridge writes and reads
 MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
