@@ -361,9 +361,9 @@ def test_field_technician_sees_a_whole_firmware_image_hashed_a_bounded_share_a_w
         hashed.append(0)
         return step()
 
-    def counting_hear(port, payload):
+    def counting_hear(port, payload, group=None):
         hashed.append(0)
-        hear(port, payload)
+        hear(port, payload, group)
 
     collar.collar.step = counting_step
     collar.hear = counting_hear

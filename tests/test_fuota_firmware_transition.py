@@ -181,7 +181,7 @@ def test_field_technician_reads_why_a_collar_of_firmware_unknown_to_the_bridge_g
 
     (set_up,) = [p["payload"] for p in network.unicast
                  if p["f_port"] == SETUP_PORT and p["payload"][0] == SETUP_TAG]
-    assert set_up[1] == 0x04, "FragIndex 0 in bits 5..4 and 1..0, group 0's bit in bit 2"
+    assert set_up[1] == 0x15, "FragIndex 1 in bits 5..4 and 1..0, group 0's bit in bit 2 (TS004's group 0: bit 0)"
     (said,) = [e["detail"] for e in history if e["event"] == "collar_setup_layout"]
     assert said["fw_version"] is None and "FragIndex in bits 5..4 and 1..0" in said["layout"]
     assert "1.0.0" in said["why"] and "1.0.1" in said["why"]
