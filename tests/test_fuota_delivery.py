@@ -30,6 +30,7 @@ from test_update_campaigns import updates_page
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
 from lora_bridge.adapters.webhook import create_app
+from lora_bridge.domain.fuota_delivery import SESSION_INDEX
 from lora_bridge.errors import DownlinkError
 from lora_bridge.network_server import MulticastFrame, NetworkServerClient, RouteHint
 from lora_bridge.settings import BridgeSettings
@@ -127,7 +128,7 @@ def test_a_refused_or_unroutable_multicast_waits_and_goes_when_the_network_takes
         bridge.flush_downlinks()
         first = list(network.multicast)
 
-    assert first and codec.decode(201, first[0]["payload"], "down")["index_and_n"] == 1
+    assert first and codec.decode(201, first[0]["payload"], "down")["index_and_n"] == SESSION_INDEX << 14 | 1
     assert first[0]["at"] >= opens
 
 
@@ -231,7 +232,7 @@ def test_a_late_set_up_answer_from_a_collar_already_failed_is_logged_and_ignored
         closes = opens + timedelta(seconds=1 << setup["timeout_log2_s"])
         # collar-01 takes its window and session (TS005 / TS004 answers, status 0); collar-02 says nothing
         answers = [codec.encode_packet("mc_class_c_session_ans", {"status": 0, "time_to_start_s": [{"s": 300}]}),
-                   codec.encode_packet("frag_session_setup_ans", {"status": 0})]
+                   codec.encode_packet("frag_session_setup_ans", {"status": SESSION_INDEX << 6})]
         for f_cnt, answer in enumerate(answers, start=2):
             bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id="collar-01", f_cnt=f_cnt))
         bridge.process_pending()
@@ -384,7 +385,7 @@ def test_a_canary_that_took_its_set_up_and_then_went_silent_fails_with_no_answer
         closes = opens + timedelta(seconds=window_s)
         # both collars take their window and session; then collar-01 (its collar slipped off, say) is silent
         answers = [codec.encode_packet("mc_class_c_session_ans", {"status": 0, "time_to_start_s": [{"s": 300}]}),
-                   codec.encode_packet("frag_session_setup_ans", {"status": 0})]
+                   codec.encode_packet("frag_session_setup_ans", {"status": SESSION_INDEX << 6})]
         for name in ("collar-01", "collar-02"):
             for f_cnt, answer in enumerate(answers, start=2):
                 bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id=name, f_cnt=f_cnt))
@@ -431,7 +432,7 @@ class TwoCollarDelivery:
         self.planned_s = 2 * 3600 + self.window_s  # the set-up lead and the class C window
         for name in ("collar-01", "collar-02"):
             self.uplink(name, codec.encode_packet("mc_class_c_session_ans", {"status": 0, "time_to_start_s": [{"s": 300}]}))
-            self.uplink(name, codec.encode_packet("frag_session_setup_ans", {"status": 0}))
+            self.uplink(name, codec.encode_packet("frag_session_setup_ans", {"status": SESSION_INDEX << 6}))
 
     def uplink(self, name: str, message: tuple[int, bytes], at: datetime | None = None) -> None:
         self.f_cnt += 1
@@ -474,7 +475,7 @@ def test_field_technician_sees_a_collar_that_keeps_answering_but_never_rebuilds_
             now += timedelta(hours=6)
             run.uplink("collar-01", b.status(), at=now)
             run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
-                                                        {"received_and_index": 3, "missing": 31, "status": 0}), at=now)
+                                                        {"received_and_index": SESSION_INDEX << 14 | 3, "missing": 31, "status": 0}), at=now)
             run.tick(now)
             if bridge.campaign(run.id)["state"] == "done":
                 ended_at = now
@@ -612,7 +613,7 @@ def test_field_technician_overriding_a_canary_stop_gets_the_fleet_set_up_not_fai
         opens = campaign["delivery"]["window_opens"]
         bridge.deliver_updates(opens - timedelta(minutes=110))
         bridge.flush_downlinks()
-        bridge.ingest_tts_uplink(b.tts_uplink(codec.encode_packet("frag_session_setup_ans", {"status": 0}),
+        bridge.ingest_tts_uplink(b.tts_uplink(codec.encode_packet("frag_session_setup_ans", {"status": SESSION_INDEX << 6}),
                                               device_id=canary, f_cnt=10))
         bridge.process_pending()  # the canary took its session (an ack before that is an older update's)
         bridge.record_update_ack(canary, "self_test_failed", utc_now())  # the technician knows why, and goes on
@@ -642,7 +643,7 @@ def test_field_technician_sees_a_collar_whose_result_came_after_its_time_limit_c
         run = TwoCollarDelivery(bridge, network)
         run.window_passes()
         run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
-                                                    {"received_and_index": 40, "missing": 0, "status": 0}), at=run.closes)
+                                                    {"received_and_index": SESSION_INDEX << 14 | 40, "missing": 0, "status": 0}), at=run.closes)
         bridge.record_update_ack("collar-02", "ok", utc_now())
         late = run.queued_at + timedelta(seconds=run.planned_s, minutes=10)
         run.tick(late)
@@ -669,7 +670,7 @@ def test_field_technician_pausing_a_campaign_stops_the_unicast_fragments_the_out
         run = TwoCollarDelivery(bridge, network)
         run.window_passes()
         run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",  # a straggler after the window
-                                                    {"received_and_index": 30, "missing": 6, "status": 0}), at=run.closes)
+                                                    {"received_and_index": SESSION_INDEX << 14 | 30, "missing": 6, "status": 0}), at=run.closes)
         bridge.deliver_updates(run.closes + timedelta(minutes=1))  # its unicast parity is queued ...
         run.steer("pause", run.closes + timedelta(minutes=2))  # ... and the technician pauses before it goes
         bridge.flush_downlinks()
@@ -804,7 +805,7 @@ def test_field_technician_sees_a_late_ack_of_an_older_update_leave_the_new_campa
         bridge.ingest_tts_uplink(b.tts_uplink(old_ack, device_id="collar-01", f_cnt=2))
         bridge.process_pending()
         before_session = bridge.campaigns()[0]
-        answer = codec.encode_packet("frag_session_setup_ans", {"status": 0})
+        answer = codec.encode_packet("frag_session_setup_ans", {"status": SESSION_INDEX << 6})
         bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id="collar-01", f_cnt=3))
         new_ack = codec.encode_packet("ack", {"time_s": b.T0_S + 9000, "on_port": 201, "cmd": 8, "result": "ok"})
         bridge.ingest_tts_uplink(b.tts_uplink(new_ack, device_id="collar-01", f_cnt=4))
@@ -835,7 +836,7 @@ def test_field_technician_aborting_a_delivery_has_the_collars_in_its_session_tol
     with open_bridge(sqlite_url, network) as bridge:
         campaign, opens = two_collars_set_up(bridge)
         bridge.flush_downlinks()
-        answer = codec.encode_packet("frag_session_setup_ans", {"status": 0})
+        answer = codec.encode_packet("frag_session_setup_ans", {"status": SESSION_INDEX << 6})
         bridge.ingest_tts_uplink(b.tts_uplink(answer, device_id="collar-01", f_cnt=5))
         bridge.process_pending()
         bridge.clock = lambda: opens - timedelta(minutes=100)
@@ -843,11 +844,11 @@ def test_field_technician_aborting_a_delivery_has_the_collars_in_its_session_tol
         bridge.deliver_updates(opens - timedelta(minutes=99))
         bridge.flush_downlinks()
         ended = bridge.campaign(campaign["id"])
-        deleted = codec.encode_packet("frag_session_delete_ans", {"frag_index": 0, "session_does_not_exist": 0})
+        deleted = codec.encode_packet("frag_session_delete_ans", {"frag_index": SESSION_INDEX, "session_does_not_exist": 0})
         bridge.ingest_tts_uplink(b.tts_uplink(deleted, device_id="collar-01", f_cnt=6))
         bridge.process_pending()
         assert bridge.dead_letters() == [], "its FragSessionDeleteAns is understood"
-    deletes = [p["device"] for p in network.unicast if p["f_port"] == 201 and p["payload"] == bytes.fromhex("0300")]
+    deletes = [p["device"] for p in network.unicast if p["f_port"] == 201 and p["payload"] == bytes([0x03, SESSION_INDEX])]
     assert deletes == ["collar-01"]
     assert [e["detail"]["sessions_deleted"] for e in ended["history"] if e["event"] == "delivery_ended"] == [1]
 
@@ -1017,7 +1018,7 @@ def test_field_technician_sees_a_straggler_get_its_fragments_by_unicast_every_da
             for _ in range(4):
                 now += timedelta(hours=6)
                 run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
-                                                            {"received_and_index": 3, "missing": 31, "status": 0}),
+                                                            {"received_and_index": SESSION_INDEX << 14 | 3, "missing": 31, "status": 0}),
                            at=now)
                 run.tick(now)
             fragments_a_day.append(to_straggler(fragment_port) - fragments)
@@ -1048,7 +1049,7 @@ def test_a_straggler_that_lost_part_of_its_unicast_fragments_is_asked_what_it_mi
         for missing in (6, 2):  # it lost part of the first batch, and says so when asked
             now += timedelta(hours=6)
             run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
-                                                        {"received_and_index": 20, "missing": missing, "status": 0}),
+                                                        {"received_and_index": SESSION_INDEX << 14 | 20, "missing": missing, "status": 0}),
                        at=now)
             before = len(to_straggler())
             for _ in range(4 * 3):  # the batch goes within fair use, over days if it must
@@ -1074,7 +1075,7 @@ def test_field_technician_sees_a_collar_that_refused_its_session_while_busy_fail
         opens = campaign["delivery"]["window_opens"]
         bridge.deliver_updates(opens - timedelta(minutes=110))
         bridge.flush_downlinks()
-        bridge.ingest_tts_uplink(b.tts_uplink(codec.encode_packet("frag_session_setup_ans", {"status": 0x02}),
+        bridge.ingest_tts_uplink(b.tts_uplink(codec.encode_packet("frag_session_setup_ans", {"status": SESSION_INDEX << 6 | 0x02}),
                                               device_id="collar-01", f_cnt=10))
         bridge.process_pending()
         after = bridge.campaign(campaign["id"])
@@ -1103,13 +1104,13 @@ def test_a_straggler_whose_parity_waits_in_the_network_queue_gets_no_second_batc
 
         first = run.closes + timedelta(hours=1)
         run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
-                                                    {"received_and_index": 20, "missing": 6, "status": 0}), at=first)
+                                                    {"received_and_index": SESSION_INDEX << 14 | 20, "missing": 6, "status": 0}), at=first)
         run.tick(first)
         batch = unicast_sent()
         pushed = sum(1 for p in network.unicast if p["device"] == "collar-01")
         later = first + timedelta(hours=1)
         run.uplink("collar-02", codec.encode_packet("frag_session_status_ans",
-                                                    {"received_and_index": 20, "missing": 6, "status": 0}), at=later)
+                                                    {"received_and_index": SESSION_INDEX << 14 | 20, "missing": 6, "status": 0}), at=later)
         run.tick(later)
         after = unicast_sent()
 
@@ -1132,7 +1133,7 @@ def test_a_straggler_that_falls_silent_is_failed_and_leaves_no_fragment_shown_on
         for _ in range(4):  # its first day: it says each time it still misses 31 fragments
             now += timedelta(hours=6)
             run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
-                                                        {"received_and_index": 3, "missing": 31, "status": 0}),
+                                                        {"received_and_index": SESSION_INDEX << 14 | 3, "missing": 31, "status": 0}),
                        at=now)
             run.tick(now)
         pushed = [d for d in bridge.downlinks() if d.device_id == "collar-01" and d.state == "sent"

@@ -26,6 +26,7 @@ from google.protobuf import json_format
 
 from collar_firmware import codec
 from collar_firmware.scheduler import airtime_us
+from lora_bridge.domain.fuota_delivery import SESSION_INDEX
 from lora_bridge.network_server import MulticastFrame, NetworkServerClient
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.updates.parity_order import counter_at
@@ -116,8 +117,9 @@ def test_the_multicast_request_is_chirpstacks_enqueue_request_and_a_refusal_keep
         bridge.flush_downlinks()
 
     first, second = chirpstack.multicast
-    assert codec.decode(201, first["payload"], "down")["index_and_n"] == 1
-    assert codec.decode(201, second["payload"], "down")["index_and_n"] == 2, "the refused frame went next"
+    assert codec.decode(201, first["payload"], "down")["index_and_n"] == SESSION_INDEX << 14 | 1
+    assert codec.decode(201, second["payload"], "down")["index_and_n"] == SESSION_INDEX << 14 | 2, \
+        "the refused frame went next"
     body = json_format.MessageToDict(multicast_group_pb2.EnqueueMulticastGroupQueueItemRequest(
         queue_item=multicast_group_pb2.MulticastGroupQueueItem(multicast_group_id=CHIRPSTACK_GROUP_ID, f_port=201,
                                                                data=first["payload"])))

@@ -207,7 +207,8 @@ def test_field_technician_updates_a_reserve_half_on_firmware_1_0_0_half_on_today
     # each collar's set-up laid out as its firmware reads it; one group carried the fragments to all
     frag_session = {p["device"]: p["payload"][1] for p in network.unicast
                     if p["f_port"] == codec.port_of("frag_session_setup") and p["payload"][0] == SETUP_TAG}
-    assert frag_session == {**{c.device_id: 0x04 for c in old}, **{c.device_id: 0x01 for c in new}}
+    assert frag_session == {**{c.device_id: 0x05 for c in old}, **{c.device_id: 0x11 for c in new}}, \
+        "FragIndex 1: in bits 1..0 with group 0's bit in bit 2 for 1.0.0, in bits 5..4 with group 0 in bit 0 for TS004"
     assert all(after["delivery"]["collars"][c.device_id]["unicast_reason"] is None for c in fleet), "all in the group"
     # the technician reads why the older collars got another set-up
     said = {e["device_id"]: e["detail"] for e in after["history"] if e["event"] == "collar_setup_layout"}

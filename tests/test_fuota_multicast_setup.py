@@ -101,7 +101,7 @@ def test_the_bridge_sets_up_the_group_itself_and_a_collar_with_another_key_never
         assert (setup["group"], setup["mc_addr"]) == (0, int(MC_ADDR_HEX, 16))
         frag_setup = next(p["payload"] for p in tts.unicast if p["device"] == c.device_id
                           and p["f_port"] == 201 and p["payload"][0] == 0x02)
-        assert frag_setup[1] == 0x01, "TS004 FragSession: RFU 2 | FragIndex 0 | McGroupBitMask: group 0 only"
+        assert frag_setup[1] == 0x11, "TS004 FragSession: RFU 2 | FragIndex 1 | McGroupBitMask: group 0 only"
         assert keys.mc_key not in b"".join(p["payload"] for p in tts.unicast)
         assert len(mine) <= 10, "fair use"
     # what each collar says it holds: the group at the delivery's address (status answers included)

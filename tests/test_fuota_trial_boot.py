@@ -17,6 +17,7 @@ from fuota_twin import KEY, model_image, open_bridge, start_campaign
 
 from collar_firmware import codec
 from collar_firmware import config as collar_config
+from lora_bridge.domain.fuota_delivery import SESSION_INDEX
 from lora_bridge.updates import release
 
 FIRMWARE = "1.1.0"
@@ -65,10 +66,10 @@ def test_field_technician_sees_a_collar_on_trial_wait_for_its_report_then_get_th
         opens = first["delivery"]["window_opens"]
         collar.tick(opens - timedelta(seconds=300))
         collar.uplink(codec.encode_packet("mc_class_c_session_ans", {"status": 0, "time_to_start_s": [{"s": 300}]}))
-        collar.uplink(codec.encode_packet("frag_session_setup_ans", {"status": 0}))
+        collar.uplink(codec.encode_packet("frag_session_setup_ans", {"status": SESSION_INDEX << 6}))
         collar.tick(opens + timedelta(seconds=600))
         nb_frag = bridge.campaign(first["id"])["delivery"]["nb_frag"]
-        collar.uplink(codec.encode_packet("frag_session_status_ans", {"received_and_index": nb_frag, "missing": 0}))
+        collar.uplink(codec.encode_packet("frag_session_status_ans", {"received_and_index": SESSION_INDEX << 14 | nb_frag, "missing": 0}))
         # the image is whole on the collar, which installs it and boots it on trial; the technician aborts
         bridge.clock = lambda: opens + timedelta(seconds=900)
         bridge.steer_campaign(first["id"], "abort", "tech")
