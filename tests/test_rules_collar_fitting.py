@@ -6,6 +6,7 @@ of the old wearer heard after the swap raises nothing on the new one. On SQLite 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import bridge_builders as b
 import pytest
@@ -213,12 +214,19 @@ def test_a_low_battery_in_naserians_backlog_does_not_hide_kitos_low_battery_in_h
     assert [(a.alert_type, a.animal_id) for a in bridge.open_alerts(viewer=b.RANGER)] == [("low_battery", bridge.kito)]
 
 
-def test_a_farmland_visit_the_ranger_resolved_for_naserian_does_not_swallow_kitos_collar_report(bridge):
+def naserians_farmland_visit_resolved(bridge) -> Any:
+    """Naserian walks into the farms at 00:30, her collar reports it, and a ranger resolves the visit
+    (the alert, as it was open)."""
     rb.park_and_farm(bridge)
     rb.ingest_track(bridge, [(0, 311_000, 9_705_000), (30, 313_000, 9_705_000)])
     rb.collar_fence_alert(bridge, "geofence_farmland", 30, 313_000, 9_705_000, f_cnt=10)
     (hers,) = bridge.open_alerts(viewer=b.RANGER)
     bridge.resolve_alert(hers.alert_id, Viewer("ranger.amani", "ranger"), "true", note="chased back")
+    return hers
+
+
+def test_a_farmland_visit_the_ranger_resolved_for_naserian_does_not_swallow_kitos_collar_report(bridge):
+    naserians_farmland_visit_resolved(bridge)
     # Two hours later the collar goes on Kito, who walks into the same farms an hour after.
     move_collar_01_to_kito(bridge, 150)
     rb.collar_fence_alert(bridge, "geofence_farmland", 210, 313_200, 9_705_000, f_cnt=20, seq=2)
@@ -272,11 +280,7 @@ def test_naserians_exit_from_the_park_in_the_collars_flash_is_raised_for_her_onc
 
 
 def test_naserians_farmland_report_from_the_collars_flash_joins_the_visit_the_ranger_resolved_for_her(bridge):
-    rb.park_and_farm(bridge)
-    rb.ingest_track(bridge, [(0, 311_000, 9_705_000), (30, 313_000, 9_705_000)])
-    rb.collar_fence_alert(bridge, "geofence_farmland", 30, 313_000, 9_705_000, f_cnt=10)
-    (hers,) = bridge.open_alerts(viewer=b.RANGER)
-    bridge.resolve_alert(hers.alert_id, Viewer("ranger.amani", "ranger"), "true", note="chased back")
+    hers = naserians_farmland_visit_resolved(bridge)
     move_collar_01_to_kito(bridge, 150)
     # Her flash repeats the farm report of 01:00, still in the same field, heard at 03:20 on Kito's neck.
     collar_alert(bridge, "geofence_farmland", 60, 313_100, 9_705_000, f_cnt=20, seq=2, heard_min=200)
