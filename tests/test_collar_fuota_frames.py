@@ -35,6 +35,16 @@ def collar():
     return c
 
 
+def collar_with_five_fragments_on_fragindex_3():
+    """A collar whose session on FragIndex 3 holds fragments 1-5, its uplinks so far taken."""
+    c = collar()
+    c.hear(201, setup_frame(3))
+    for n in range(1, 6):
+        c.hear(201, fragment(n, index=3))
+    sent(c, 201)
+    return c
+
+
 def sent(c, port: int, seconds: int = 60) -> list[str]:
     clock = c.hal.clock
     end = clock.now_s() + seconds
@@ -367,11 +377,7 @@ def test_the_collar_declares_ts004_v1_in_its_fragmentation_package_version():
     ("05", "an unknown command id"),
 ])
 def test_a_broken_fragmentation_frame_of_any_fragindex_is_refused_and_leaves_the_session_as_it_was(frame, why):
-    c = collar()
-    c.hear(201, setup_frame(3))
-    for n in range(1, 6):
-        c.hear(201, fragment(n, index=3))
-    sent(c, 201)
+    c = collar_with_five_fragments_on_fragindex_3()
     errors = c.collar.error_total()
     c.hear(201, bytes.fromhex(frame))
     assert c.collar.error_total() == errors + 1, why
@@ -434,11 +440,7 @@ def test_field_technician_asks_two_things_in_one_downlink_and_the_collar_answers
     ("00" "00", ["000301000301"], "PackageVersionReq twice"),
 ])
 def test_what_once_looked_like_a_command_too_long_is_read_as_the_commands_it_spells(frame, answers, why):
-    c = collar()
-    c.hear(201, setup_frame(3))
-    for n in range(1, 6):
-        c.hear(201, fragment(n, index=3))
-    sent(c, 201)
+    c = collar_with_five_fragments_on_fragindex_3()
     errors = c.collar.error_total()
     c.hear(201, bytes.fromhex(frame))
     assert c.collar.error_total() == errors, why
@@ -468,11 +470,7 @@ def test_a_ts004_v2_setup_is_read_as_the_v1_commands_its_bytes_spell():
     bytes, then SessionCnt and a MIC) has it read as LoRa Basics Modem's v1.0.0 parser reads it: the set-up,
     then SessionCnt 0x0001 as a status request of FragIndex 0 and the MIC 01020304 as a status request of
     FragIndex 1 and a FragSessionDeleteReq of FragIndex 0. The session it set up (FragIndex 3) starts over."""
-    c = collar()
-    c.hear(201, setup_frame(3))
-    for n in range(1, 6):
-        c.hear(201, fragment(n, index=3))
-    sent(c, 201)
+    c = collar_with_five_fragments_on_fragindex_3()
     c.hear(201, bytes.fromhex("02" "31" "2300" "70" "00" "4c" "01000000" "0100" "01020304"))
     assert sent(c, 201) == ["02c0" + status_answer(0, 0, 0, 0x04) + status_answer(1, 0, 0, 0x04) + "0304"]
     c.hear(201, status_request(3, 1))
