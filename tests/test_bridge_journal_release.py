@@ -53,7 +53,7 @@ def kept(journal: IntakeJournal, bodies: list[bytes]) -> list[tuple[int, Submiss
     """bodies answered 2xx: appended to the journal as the webhook's writer does, as the applier takes them."""
     now = utc_now()
     ids = journal.append([(now, "tts", None, "application/json", None, body) for body in bodies])
-    return [(i, Submission("tts", None, body, "application/json", received_at=now)) for i, body in zip(ids, bodies)]
+    return [(i, Submission("tts", None, body, "application/json", received_at=now)) for i, body in zip(ids, bodies, strict=True)]
 
 
 def uplinks(first: int, count: int) -> list[bytes]:

@@ -373,6 +373,7 @@ def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_
         "live": f"#{markers.MAP_READY_ID}[data-animals='3']",
         "alerts": f"#{markers.ALERTS_READY_ID}",
         "animals": f"#{markers.ANIMAL_READY_ID}",
+        "herd": f"#{markers.HERD_READY_ID}[data-editable='true']",  # its forms drawn, Save among them
     }
     paths = navigation.page_paths_for(admin)
     assert {"live", "alerts", "animals", "audit"} <= set(paths)
