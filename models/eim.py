@@ -36,6 +36,7 @@ RUNNER_MAIN = r'''"""Tembo collar model as an Edge Impulse Linux model file: ser
 import json
 import math
 import os
+import signal
 import socket
 import sys
 import time
@@ -56,6 +57,9 @@ def main():
     if len(sys.argv) != 2:
         sys.stderr.write("usage: MODEL.eim SOCKET_PATH\n")
         return 2
+    # ImpulseRunner.stop() ends the model with SIGINT; a parent that ignores SIGINT (a service, a
+    # test worker) would hand that on, and the model would wait on its socket for ever.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     info = json.loads(read_member("tembo_eim.json"))
     model = classifier.Model.from_bytes(read_member("model.bin"))
     n = model.window_samples()

@@ -334,6 +334,28 @@ def _small_model(model_version: int) -> bytes:
     return model.to_blob(data.window_s, data.rate_hz, model_version=model_version, name="small herd model")
 
 
+def test_an_exported_eim_ends_when_edge_impulses_runner_stops_it_even_under_a_parent_ignoring_sigint(tmp_path):
+    import signal
+    import subprocess
+
+    from edge_impulse_linux.runner import ImpulseRunner
+
+    eim = export_eim(_renamed_model(9), tmp_path / "herd.eim")
+    runner = ImpulseRunner(str(eim))
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a service or a test worker runs it
+    try:
+        runner.init()
+        process = runner._runner  # the model's process, which stop() forgets
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        runner.stop()
+    try:
+        assert process.wait(timeout=30) is not None
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError("the .eim kept running after ImpulseRunner.stop()") from None
+
+
 def test_exported_eim_answers_edge_impulse_runner_with_the_blobs_classes(tmp_path):
     from edge_impulse_linux.runner import ImpulseRunner
 
