@@ -750,12 +750,7 @@ class Bridge:
         from it only with move (else CollarWornByAnother). What each collar reported before stays with
         the animal that wore it; a message dated before the fitting heard later is filed under that
         animal too. Field technicians and admins may; logged in the audit log."""
-        require(viewer, roles.MANAGE_HERD)
-        key = self._existing_animal_key(animal_id)
-        now = self.clock()
-        at = as_utc(fitted_at) if fitted_at is not None else now
-        if at > now:
-            raise InvalidHerdChange(f"a collar cannot be fitted in the future ({at.isoformat()})")
+        key, now, at = self._herd_change(animal_id, viewer, fitted_at, "fitted")
         with self.db.write() as session:
             fitting = herd.fit_collar(session, session.get(Animal, key), collar, at, move=move)
             audit.record_change(session, viewer, "collar_fitted", now, animal_id=str(key), device_id=fitting.device_id,
@@ -779,17 +774,24 @@ class Bridge:
         then on raises no alert of an animal (`herd.take_off`). InvalidHerdChange when the animal wears no
         collar, or removed_at lies in the future or before the collar went on. Field technicians and
         admins may; logged in the audit log."""
-        require(viewer, roles.MANAGE_HERD)
-        key = self._existing_animal_key(animal_id)
-        now = self.clock()
-        at = as_utc(removed_at) if removed_at is not None else now
-        if at > now:
-            raise InvalidHerdChange(f"a collar cannot be taken off in the future ({at.isoformat()})")
+        key, now, at = self._herd_change(animal_id, viewer, removed_at, "taken off")
         with self.db.write() as session:
             taken = herd.take_off_collar(session, session.get(Animal, key), at)
             audit.record_change(session, viewer, "collar_taken_off", now, animal_id=str(key),
                                 device_id=taken.device_id, removed_at=at.isoformat(), refiled=taken.refiled)
         return self._animal_view(key)
+
+    def _herd_change(self, animal_id: str | int, viewer: Viewer, at: datetime | None,
+                     done: str) -> tuple[int, datetime, datetime]:
+        """A collar change a field technician or admin asks for: (the animal's key, now, when it happened:
+        at, default now). InvalidHerdChange when at lies in the future ("a collar cannot be <done> ...")."""
+        require(viewer, roles.MANAGE_HERD)
+        key = self._existing_animal_key(animal_id)
+        now = self.clock()
+        when = as_utc(at) if at is not None else now
+        if when > now:
+            raise InvalidHerdChange(f"a collar cannot be {done} in the future ({when.isoformat()})")
+        return key, now, when
 
     def collar_history(self, animal_id: str | int, *, viewer: Viewer) -> list[CollarWornView]:
         """The collars an animal wore, oldest first, the one it wears now last."""
