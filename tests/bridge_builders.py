@@ -4,8 +4,10 @@ answer of every test can be checked by hand."""
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,6 +27,7 @@ from collar_firmware import codec
 from collar_firmware.classifier import Model, read_default_blob
 from lora_bridge.access import Viewer
 from lora_bridge.service import Bridge, open_bridge
+from lora_bridge.store.database import open_database
 
 # Activity and status messages name their shares and behaviour by the model version they carry:
 # the builders speak as a collar running the shipped model.
@@ -236,12 +240,42 @@ def release_keys_file(folder: Path, *signing_keys: Any) -> str:
     return str(held)
 
 
+_MIGRATED_SQLITE: list[Path] = []
+
+
+def migrated_sqlite_store() -> Path:
+    """A SQLite store brought to the newest migration by `open_database`, made once per test process
+    (migrating a new file takes ~0.4 s; a copy of this one, a millisecond). The migrations themselves
+    are tried from nothing by tests/test_bridge_stores.py, on both stores."""
+    if not _MIGRATED_SQLITE:
+        folder = Path(tempfile.mkdtemp(prefix="tembo-store-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = folder / "tembo.db"
+        open_database(f"sqlite:///{path}").dispose()  # the last connection closed: its WAL checkpointed
+        _MIGRATED_SQLITE.append(path)
+    return _MIGRATED_SQLITE[0]
+
+
+def _new_sqlite_file(store_url: str) -> Path | None:
+    """The SQLite file store_url names when it is not there yet (None for PostgreSQL, memory, a file there)."""
+    parsed = make_url(store_url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
 @contextmanager
 def fresh_bridge(store_url: str, signed_by: tuple[Any, ...] = (), **settings: Any) -> Iterator[Bridge]:
     """A Bridge on the empty store at store_url (SQLite file or PostgreSQL database of the fixture);
     signed_by: the release keys its collars hold beside the firmware's (`release_keys_file`), which the
-    images of its campaigns are checked against."""
+    images of its campaigns are checked against. A SQLite file not there yet starts as a copy of the
+    migrated empty store (`migrated_sqlite_store`), as a PostgreSQL one is cloned from its template."""
     settings.setdefault("webhook_secret", SECRET)
+    sqlite_file = _new_sqlite_file(store_url)
+    if sqlite_file is not None:
+        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(migrated_sqlite_store(), sqlite_file)
     with tempfile.TemporaryDirectory(prefix="tembo-release-keys-") as folder:
         if signed_by:
             settings["release_keys_file"] = release_keys_file(Path(folder), *signed_by)
