@@ -37,6 +37,9 @@ PORT_FRAGMENTS = codec.port_of("frag_session_setup")
 # TS004's PackageVersionAns: the fragmented data block transport package (3), its v1.0.0 layouts (1)
 FRAG_PACKAGE_ID = const(3)
 FRAG_PACKAGE_VERSION = const(1)
+SETUP_CID = const(2)  # FragSessionSetupReq (codec table); a test pins it
+V2_SETUP_TAIL = const(6)  # TS004 v2.0.0's set-up: v1.0.0's fields, then SessionCnt (2) and MIC (4)
+SETUP_ENCODING_UNSUPPORTED = const(1)  # FragSessionSetupAns bit 0: the collar does not read what was asked
 
 IDLE = const(0)
 RECEIVING = const(1)
@@ -155,7 +158,8 @@ class UpdateAgent:
         self.trial_due = self.boot.trial_slot != NO_SLOT
         self.frag_index = 0
         self.frag_groups = 0  # McGroupBitMask of the held session: the multicast groups that may feed it
-        self.answers = None  # bytearray gathering a port-201 frame's answers for one uplink (None: between frames)
+        self.answers = None  # bytearray gathering a FUOTA frame's answers for one uplink (None: between frames)
+        self.answers_port = PORT_FRAGMENTS  # the port of that frame, where its answers go
         self.frag_held = False  # a TS004 session of frag_index is set up (and not deleted or abandoned)
         self.frag_received = 0  # NbFragReceived of that session once its image was whole
         self.heard_s = 0  # when the receiving session last heard its set-up or one of its fragments
@@ -228,23 +232,36 @@ class UpdateAgent:
         return True
 
     def handle(self, port, payload, now, group=None):
-        """Take one FUOTA downlink heard on group (None: unicast); answers go to the collar's queue. A port-201
-        frame may carry several commands (TS004 v1.0.0 3: "a message MAY carry more than one command", a
-        DataFragment only alone or last): each is taken in turn and their answers leave in one uplink of at most
-        codec.MAX_UPLINK_BYTES (an answer past it is left out, as LoRa Basics Modem does). An unknown command id
-        or a command cut short ends the parse (what follows cannot be located): the commands before it are
-        done and answered, and the frame counts as refused (CodecError)."""
-        if port != PORT_FRAGMENTS:
-            self._command(port, payload, now, group)
+        """Take one FUOTA downlink heard on group (None: unicast); answers go to the collar's queue. A frame on any
+        FUOTA port may carry several commands (TS005 v1.0.0 4 and TS004 v1.0.0 3: "a message MAY carry more than
+        one command", a DataFragment only alone or last): each is taken in turn and their answers on the frame's
+        port leave in one uplink of at most codec.MAX_UPLINK_BYTES (an answer past it is left out, as LoRa Basics
+        Modem does; the bridge reads each, lora_bridge/fuota_answers.py). An empty frame, an unknown command id
+        or a command cut short ends the parse (what follows cannot be located): the commands before it are done
+        and answered, and the frame counts as refused (CodecError). Dropped unread and uncounted: any frame heard
+        on a multicast group on ports 200 and 202 (TS005 v1.0.0 4: "If these messages are received on a multicast
+        address the end-device MUST drop them silently"; TS003's AppTimeAns corrects the one clock whose
+        AppTimeReq it answers); on port 201 each command is judged as TS004 says (`_command`). A set-up followed by exactly
+        V2_SETUP_TAIL bytes is TS004 v2.0.0's (SessionCnt and MIC after v1.0.0's fields): the collar announced
+        PackageVersion 1, so it is answered EncodingUnsupported under its FragIndex and not set up."""
+        if group is not None and port != PORT_FRAGMENTS:
             return
         self.answers = bytearray()
+        self.answers_port = port
         try:
             pos = 0
             end = len(payload)
+            if not end:
+                raise codec.CodecError("empty frame")
             while pos < end:
                 size = codec.command_size(port, payload[pos])
                 if size < 0 or pos + size > end:
                     raise codec.CodecError("command unknown or cut short")
+                if port == PORT_FRAGMENTS and payload[pos] == SETUP_CID and end - pos == size + V2_SETUP_TAIL:
+                    if group is None:
+                        self._answer("frag_session_setup_ans", {"status": (payload[pos + 1] & 0x30) << 2
+                                                                | SETUP_ENCODING_UNSUPPORTED})
+                    return
                 stop = pos + size if size else end
                 self._command(port, payload[pos:stop] if pos or stop < end else payload, now, group)
                 pos = stop
@@ -252,7 +269,7 @@ class UpdateAgent:
             answers = self.answers
             self.answers = None
             if answers:
-                self.collar.queue_ack(PORT_FRAGMENTS, bytes(answers))
+                self.collar.queue_ack(port, bytes(answers))
 
     def _command(self, port, payload, now, group):
         """Take one FUOTA command heard on group (None: unicast)."""
@@ -316,7 +333,7 @@ class UpdateAgent:
     def _answer(self, name, values):
         port, payload = codec.encode_packet(name, values)
         answers = self.answers
-        if answers is None or port != PORT_FRAGMENTS:
+        if answers is None or port != self.answers_port:
             self.collar.queue_ack(port, payload)
         elif len(answers) + len(payload) <= codec.MAX_UPLINK_BYTES:
             answers.extend(payload)  # one uplink for the frame's answers

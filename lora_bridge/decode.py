@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from lora_bridge.errors import log_failure
+from lora_bridge.fuota_answers import split_answers
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +24,21 @@ class Decoded:
 
     fields: dict[str, Any] | None
     reason: str | None = None
+    more: tuple[dict[str, Any], ...] = ()  # the answers after the first of a FUOTA uplink that carries several
 
     @property
     def message(self) -> str | None:
-        """The codec's message name (status, activity, positions, alert, ack, settings, ...)."""
-        return None if self.fields is None else str(self.fields.get("message"))
+        """The codec's message name (status, activity, positions, alert, ack, settings, ...); an uplink of several
+        FUOTA answers is named by its first and how many follow ("frag_session_status_ans+2")."""
+        if self.fields is None:
+            return None
+        first = str(self.fields.get("message"))
+        return f"{first}+{len(self.more)}" if self.more else first
+
+    @property
+    def answers(self) -> tuple[dict[str, Any], ...]:
+        """Every message the payload carried, in order (one, except a FUOTA uplink of several answers)."""
+        return () if self.fields is None else (self.fields, *self.more)
 
 
 def default_codec() -> ModuleType:
@@ -38,18 +49,23 @@ def default_codec() -> ModuleType:
 
 
 def decode_payload(codec: Any, f_port: int, payload: bytes) -> Decoded:
-    """payload on f_port through the codec; a CodecError (or a codec crash) becomes a reason."""
+    """payload on f_port through the codec; a CodecError (or a codec crash) becomes a reason. An uplink on a
+    FUOTA port (TS005 200, TS004 201, TS003 202) may carry several answers one after another
+    (`fuota_answers.split_answers`): each is decoded, and one that cannot be makes the whole uplink a reason (a
+    dead letter, replayed whole after a codec fix: nothing of it is applied twice)."""
     codec_error = getattr(codec, "CodecError", ValueError)
     try:
-        fields = codec.decode(f_port, bytes(payload))
+        pieces = split_answers(codec, f_port, bytes(payload))
+        decoded = [codec.decode(f_port, piece) for piece in pieces]
     except codec_error as error:
         return Decoded(None, f"codec rejected port {f_port} payload {payload.hex()}: {error}")
     except Exception as error:  # a codec bug must not lose the uplink: keep it as a dead letter
         log_failure(log, error, "codec crashed", context={"f_port": f_port})
         return Decoded(None, f"codec crashed on port {f_port} payload {payload.hex()}: {error!r}")
-    if not isinstance(fields, dict) or "message" not in fields:
-        return Decoded(None, f"codec returned {type(fields).__name__} without a message name")
-    return Decoded(fields)
+    for fields in decoded:
+        if not isinstance(fields, dict) or "message" not in fields:
+            return Decoded(None, f"codec returned {type(fields).__name__} without a message name")
+    return Decoded(decoded[0], more=tuple(decoded[1:]))
 
 
 # A collar time before this is no time: a real-time clock reset in a brown-out counts from 1970 until

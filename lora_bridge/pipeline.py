@@ -553,12 +553,19 @@ def _process_uplink(
         reason = decoded.reason or "undecodable"
         return _undecodable(session, raw, existing, uplink, device, reason)
     bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at, heard_at=heard_at), heard_at)})
-    applied = apply_message(
-        session, raw=raw, uplink=uplink, fields=decoded.fields, heard_at=heard_at, codec=codec, settings=settings,
-        rules_file=rules_file, device=device,
-    )
-    result = _done(raw, existing, uplink, decoded.message, tuple(applied.downlink_ids), tuple(applied.alert_ids),
-                   dev_eui=device.dev_eui, closed_alert_ids=tuple(applied.closed_alert_ids))
+    downlink_ids: list[int] = []
+    alert_ids: list[int] = []
+    closed_alert_ids: list[int] = []
+    for fields in decoded.answers:  # one message, or each answer of a FUOTA uplink that carries several, in order
+        applied = apply_message(
+            session, raw=raw, uplink=uplink, fields=fields, heard_at=heard_at, codec=codec, settings=settings,
+            rules_file=rules_file, device=device,
+        )
+        downlink_ids.extend(applied.downlink_ids)
+        alert_ids.extend(applied.alert_ids)
+        closed_alert_ids.extend(applied.closed_alert_ids)
+    result = _done(raw, existing, uplink, decoded.message, tuple(downlink_ids), tuple(alert_ids),
+                   dev_eui=device.dev_eui, closed_alert_ids=tuple(closed_alert_ids))
     return result
 
 

@@ -465,16 +465,52 @@ def test_an_unknown_command_after_a_good_one_ends_the_parse_but_the_good_one_is_
     assert sent(c, 201) == ["000301"] and c.collar.update.receiving()
 
 
-def test_a_ts004_v2_setup_is_read_as_the_v1_commands_its_bytes_spell():
-    """The collar answers PackageVersion 1; a server that still sends TS004 v2.0.0's 16-byte set-up (v1.0.0's 11
-    bytes, then SessionCnt and a MIC) has it read as LoRa Basics Modem's v1.0.0 parser reads it: the set-up,
-    then SessionCnt 0x0001 as a status request of FragIndex 0 and the MIC 01020304 as a status request of
-    FragIndex 1 and a FragSessionDeleteReq of FragIndex 0. The session it set up (FragIndex 3) starts over."""
+# TS004 v2.0.0 3.3 (LoRa Basics Modem's lorawan_fragmentation_package_v2.0.0.c reads it so): FragSessionSetupReq
+# = FragSession (1), NbFrag (2), FragSize (1), Control (1), Padding (1), Descriptor (4), SessionCnt (2), MIC (4):
+# 16 bytes after its command id, where v1.0.0's are the first 10.
+def v2_setup_frame(index: int, groups: int = 0b0001) -> bytes:
+    return setup_frame(index, groups) + bytes.fromhex("0100" "01020304")  # SessionCnt 1, a MIC
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_a_ts004_v2_setup_is_answered_encoding_unsupported_and_never_opens_a_session(index):
+    """The collar announces PackageVersion 1 (v1.0.0's layouts); a server that sends v2.0.0's 16-byte set-up anyway
+    is told EncodingUnsupported (FragSessionSetupAns bit 0) under the FragIndex it asked for, and the collar holds
+    no session: its SessionCnt and MIC are never read as commands (until 6 December they were: the MIC 01020304
+    spelled a status request and a FragSessionDeleteReq)."""
+    assert update.SETUP_CID == codec.tag_of("frag_session_setup")
+    c = collar()
+    errors = c.collar.error_total()
+    c.hear(201, v2_setup_frame(index))
+    assert c.collar.error_total() == errors
+    assert sent(c, 201) == [f"02{index << 6 | 0x01:02x}"]
+    assert not c.collar.update.receiving()
+    c.hear(201, status_request(index, 1))
+    assert sent(c, 201) == [status_answer(index, 0, 0, 0x04)], "no session of that FragIndex"
+
+
+def test_a_ts004_v2_setup_leaves_the_session_the_collar_holds_and_follows_other_commands_in_its_frame():
     c = collar_with_five_fragments_on_fragindex_3()
-    c.hear(201, bytes.fromhex("02" "31" "2300" "70" "00" "4c" "01000000" "0100" "01020304"))
-    assert sent(c, 201) == ["02c0" + status_answer(0, 0, 0, 0x04) + status_answer(1, 0, 0, 0x04) + "0304"]
+    c.hear(201, bytes.fromhex("00") + v2_setup_frame(3))  # PackageVersionReq, then the v2.0.0 set-up of FragIndex 3
+    assert sent(c, 201) == ["000301" "02c1"]
     c.hear(201, status_request(3, 1))
-    assert sent(c, 201) == [status_answer(3, 0, 35)]
+    assert sent(c, 201) == [status_answer(3, 5, 30)], "the session of FragIndex 3 goes on with its five fragments"
+    c.collar.fuota_downlink(201, v2_setup_frame(3), 0)  # a set-up is unicast only: on a group, not even answered
+    assert sent(c, 201) == []
+
+
+@pytest.mark.parametrize(("cut", "why"), [
+    (-1, "the MIC one byte short: v1.0.0's set-up, then 01 00 (a status request), 01 02 (another), 03 cut short"),
+    (-5, "SessionCnt and one byte of the MIC: v1.0.0's set-up, then a status request and 01 alone, cut short"),
+])
+def test_a_ts004_v2_setup_cut_short_reads_as_v1_commands_and_counts_as_a_broken_frame(cut, why):
+    """Only the whole 16 bytes tell v2.0.0 apart; a frame cut short is what LoRa Basics Modem's v1.0.0 parser makes
+    of it, and counted as a downlink error."""
+    c = collar()
+    errors = c.collar.error_total()
+    c.hear(201, v2_setup_frame(2)[:cut])
+    assert c.collar.error_total() == errors + 1, why
+    assert sent(c, 201)[0].startswith("0280"), why
 
 
 def test_answers_to_a_long_frame_stop_at_what_one_uplink_carries():

@@ -164,7 +164,7 @@ def test_a_class_c_session_with_a_bad_field_is_answered_with_its_error_bit_and_n
 @pytest.mark.parametrize(("frame", "why"), [
     (GROUP_SETUP_REQ[:-2], "McGroupSetupReq one byte short"),
     (CLASS_C_SESSION_REQ[:-2], "McClassCSessionReq one byte short"),
-    (CLASS_C_SESSION_REQ + "00", "McClassCSessionReq one byte long"),
+    (CLASS_C_SESSION_REQ[:-4], "McClassCSessionReq two bytes short"),
     ("03", "McGroupDeleteReq without its header"),
     ("05" "00" + SESSION_GPS_HEX + "0b", "McClassBSessionReq: a command this collar does not implement"),
     ("7f", "an unknown command id"),
@@ -191,6 +191,67 @@ def test_a_new_session_replaces_the_open_window_and_a_deleted_group_closes_its_w
     assert c.hal.radio.class_c is None, "its group is gone: the window closed at the next wake-up"
     c.hear(200, bytes.fromhex(CLASS_C_SESSION_REQ))
     assert answers(c) == ["0410"], "group 0 no longer defined"
+
+
+def test_field_technician_sets_up_a_group_and_its_window_in_one_downlink_and_reads_every_answer_in_one_uplink():
+    """TS005 v1.0.0 4: "A message MAY carry more than one command ... Commands are executed from first to last.
+    Each command MUST be individually acknowledged": the answers leave concatenated in one port-200 uplink (the
+    time request a window asks for goes on port 202, its own)."""
+    c = collar()
+    c.hear(200, bytes.fromhex(PACKAGE_VERSION_REQ + GROUP_SETUP_REQ + GROUP_STATUS_REQ + CLASS_C_SESSION_REQ))
+    assert answers(c) == ["000201" "0201" + GROUP_STATUS_ANS + "0400100e00"]
+    assert c.hal.radio.multicast_groups[1][0] == 0x01020304
+    c.hear(200, bytes.fromhex(GROUP_DELETE_REQ + GROUP_DELETE_REQ + "0400" + CLASS_C_SESSION_REQ[4:]))
+    assert answers(c) == ["0301" "0305" "0400d40d00"], "deleted, then not held; group 0's window, a minute nearer"
+    assert 1 not in c.hal.radio.multicast_groups
+
+
+@pytest.mark.parametrize(("frame", "answer", "why"), [
+    (CLASS_C_SESSION_REQ + "03", "0400100e00", "a McGroupDeleteReq without its header after the session"),
+    (PACKAGE_VERSION_REQ + "7f", "000201", "an unknown command id after PackageVersionReq"),
+    (GROUP_SETUP_REQ + GROUP_SETUP_REQ[:-2], "0201", "a second McGroupSetupReq one byte short"),
+])
+def test_a_port_200_frame_broken_after_a_good_command_answers_that_one_and_counts_an_error(frame, answer, why):
+    """As on port 201: what follows an unknown or cut command cannot be located, so the parse ends there; the
+    commands before it were carried out and are answered."""
+    c = collar()
+    errors = c.collar.error_total()
+    c.hear(200, bytes.fromhex(frame))
+    assert c.collar.error_total() == errors + 1, why
+    assert answers(c) == [answer], why
+
+
+@pytest.mark.parametrize("frame", [
+    PACKAGE_VERSION_REQ, GROUP_SETUP_REQ, GROUP_STATUS_REQ, GROUP_DELETE_REQ, CLASS_C_SESSION_REQ,
+    GROUP_SETUP_REQ + CLASS_C_SESSION_REQ, GROUP_SETUP_REQ[:-2], "",
+])
+@pytest.mark.parametrize("group", range(4))
+def test_a_port_200_frame_heard_on_a_multicast_group_is_dropped_silently(frame, group):
+    """TS005 v1.0.0 4 (v2.0.0 alike): these messages "MUST NOT be sent using multicast. If these messages are
+    received on a multicast address the end-device MUST drop them silently": no answer, no change, no error."""
+    c = collar()
+    errors = c.collar.error_total()
+    c.collar.fuota_downlink(200, bytes.fromhex(frame), group)
+    assert c.collar.error_total() == errors
+    assert answers(c) == [] and answers(c, 202) == []
+    assert c.hal.radio.multicast_groups == {} and c.hal.radio.class_c_windows == []
+
+
+def test_a_clock_answer_heard_on_a_multicast_group_never_sets_the_collars_clock():
+    """TS003's AppTimeAns answers one collar's own AppTimeReq (the correction from its DeviceTime): one heard on a
+    group is another collar's, dropped silently; the same bytes by unicast set the clock."""
+    c = collar()
+    c.hear(200, bytes.fromhex(CLASS_C_SESSION_REQ))
+    (request,) = answers(c, 202)
+    token = int(request[-2:], 16) & 0x0F
+    answer = bytes.fromhex("01" "05000000") + bytes([token])  # TimeCorrection +5 s, TokenAns
+    before, errors = c.hal.clock.now_s(), c.collar.error_total()
+    for group in range(4):
+        c.collar.fuota_downlink(202, answer, group)
+    c.collar.fuota_downlink(202, answer[:-1], 0)  # cut short, on a group: dropped all the same
+    assert c.hal.clock.now_s() == before and c.collar.error_total() == errors
+    c.collar.fuota_downlink(202, answer, None)
+    assert c.hal.clock.now_s() == before + 5
 
 
 @pytest.mark.micropython

@@ -1,0 +1,78 @@
+"""Where each answer of a collar's FUOTA uplink begins (ports of TS005 200, TS004 201, TS003 202).
+
+The LoRa Alliance packages let one uplink carry several answers one after another, each its command id
+and its payload: TS005 v1.0.0 4 ("A message MAY carry more than one command ... Each command MUST be
+individually acknowledged"), TS004 v1.0.0 3 and LoRa Basics Modem's fragmentation parser, which builds one
+uplink of up to five answers. A collar answers a downlink of several commands so (`UpdateAgent.handle`).
+
+An answer's length comes from the codec table (`codec.command_size`), except the two whose last field is a
+list, whose length their first byte tells (TS005 v1.0.0 4.2 and 4.5):
+  - McGroupStatusAns: Status = RFU | NbTotalGroups 3 | AnsGroupMask 4, then McGroupID and McAddr of every
+    group in AnsGroupMask;
+  - McClassCSessionAns: Status = error bits 7..2 | McGroupID 2, then TimeToStart only when no error bit is set.
+The item sizes come from the codec table too (`codec.payload_size`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+ANS_GROUP_MASK = 0x0F  # McGroupStatusAns Status bits 3..0
+CLASS_C_ERROR_BITS = 0xFC  # McClassCSessionAns Status bits 7..2 (McGroupID in 1..0)
+
+
+def _group_status_items(header: int) -> int:
+    return bin(header & ANS_GROUP_MASK).count("1")
+
+
+def _class_c_items(header: int) -> int:
+    return 0 if header & CLASS_C_ERROR_BITS else 1
+
+
+# answers whose list field's length the byte after their command id tells: name -> items from that byte
+_LISTED: dict[str, Callable[[int], int]] = {
+    "mc_group_status_ans": _group_status_items,
+    "mc_class_c_session_ans": _class_c_items,
+}
+
+
+def fuota_ports(codec: Any) -> tuple[int, ...]:
+    """The codec's FUOTA ports (none for a codec without them)."""
+    return tuple(p for p in (getattr(codec, name, None) for name in ("PORT_MULTICAST", "PORT_FRAGMENTS", "PORT_CLOCK"))
+                 if isinstance(p, int))
+
+
+def split_answers(codec: Any, port: int, payload: bytes) -> list[bytes]:
+    """Return the answers of an uplink on port one by one (the whole payload for a port not of FUOTA, or an empty
+    one, which the codec then judges). Raise codec.CodecError naming the position of an unknown command id or
+    an answer cut short: nothing after it can be located."""
+    if port not in fuota_ports(codec) or not payload:
+        return [payload]
+    pieces = []
+    pos = 0
+    while pos < len(payload):
+        size = answer_size(codec, port, payload, pos)
+        if size < 0:
+            raise codec.CodecError(f"port {port}: unknown answer {payload[pos]} at byte {pos}")
+        if pos + size > len(payload):
+            raise codec.CodecError(f"port {port}: answer {payload[pos]} at byte {pos} cut short "
+                                   f"({len(payload) - pos} of {size} bytes)")
+        pieces.append(payload[pos:pos + size])
+        pos += size
+    return pieces
+
+
+def answer_size(codec: Any, port: int, payload: bytes, pos: int) -> int:
+    """Return the bytes of the answer starting at pos (its command id included), or -1 for an unknown id;
+    an answer whose length byte is missing is taken as 2 bytes (id and that byte), so it reads as cut short."""
+    cid = payload[pos]
+    size = int(codec.command_size(port, cid, "up"))
+    if size != 0:
+        return size
+    for name, items in _LISTED.items():
+        if codec.port_of(name) == port and codec.tag_of(name) == cid:
+            if pos + 1 >= len(payload):
+                return 2
+            return int(codec.payload_size(name, items(payload[pos + 1])))
+    return -1
