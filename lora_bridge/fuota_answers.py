@@ -53,14 +53,24 @@ def split_answers(codec: Any, port: int, payload: bytes) -> list[bytes]:
     pos = 0
     while pos < len(payload):
         size = answer_size(codec, port, payload, pos)
-        if size < 0:
-            raise codec.CodecError(f"port {port}: unknown answer {payload[pos]} at byte {pos}")
-        if pos + size > len(payload):
-            raise codec.CodecError(f"port {port}: answer {payload[pos]} at byte {pos} cut short "
-                                   f"({len(payload) - pos} of {size} bytes)")
+        if size < 0 or pos + size > len(payload):
+            _refuse(codec, port, payload, pos, size)
         pieces.append(payload[pos:pos + size])
         pos += size
     return pieces
+
+
+def _refuse(codec: Any, port: int, payload: bytes, pos: int, size: int) -> None:
+    """Raise codec.CodecError for the answer at pos, unknown (size -1) or cut short, in the codec's own words
+    where it has them (the message's name and its length)."""
+    where = f"answer {payload[pos]} at byte {pos}"
+    try:
+        codec.decode(port, payload[pos:], "up")
+    except codec.CodecError as error:
+        raise codec.CodecError(f"{where}: {error}") from None
+    if size < 0:
+        raise codec.CodecError(f"port {port}: unknown {where}")
+    raise codec.CodecError(f"port {port}: {where} cut short ({len(payload) - pos} of {size} bytes)")
 
 
 def answer_size(codec: Any, port: int, payload: bytes, pos: int) -> int:
