@@ -110,6 +110,7 @@ from lora_bridge.views import (
     AlertView,
     AnimalView,
     CollarHealthView,
+    CollarInStockView,
     CollarWornView,
     DeadLetterView,
     DeviceView,
@@ -761,24 +762,39 @@ class Bridge:
 
     def herd_register(self, *, viewer: Viewer) -> list[HerdEntryView]:
         """Every animal with its species, sex and the collar it wears since when, by name: no position nor
-        anything its collar reported, so nothing is logged as a view of positions. Roles that read
-        collars may (as `collar_history`)."""
+        anything its collar reported, so nothing is logged as a view of positions. The record a collar in
+        stock is filed under is no animal and is left out (`collars_in_stock` lists the collar). Roles
+        that read collars may (as `collar_history`)."""
         require(viewer, roles.READ_DEVICES)
         with self.db.read() as session:
-            rows = session.execute(select(Animal).order_by(Animal.name, Animal.id)).scalars().all()
+            rows = session.execute(select(Animal).where(Animal.holds_collar_in_stock.is_(False))
+                                   .order_by(Animal.name, Animal.id)).scalars().all()
             return [HerdEntryView(str(a.id), a.name, a.species, a.sex, a.device_id, a.collar_fitted_at) for a in rows]
+
+    def collars_in_stock(self, *, viewer: Viewer) -> list[CollarInStockView]:
+        """The collars taken off with none fitted, worn by nobody (`herd.take_off_collar`), by collar: when
+        each came off and the animal it came off; no position. Roles that read collars may."""
+        require(viewer, roles.READ_DEVICES)
+        with self.db.read() as session:
+            return [CollarInStockView(device_id, as_utc(at), str(animal_id) if animal_id is not None else None, name)
+                    for device_id, at, animal_id, name in herd.collars_in_stock(session)]
 
     def take_off_collar(self, animal_id: str | int, *, viewer: Viewer, removed_at: datetime | None = None) -> AnimalView:
         """Take an animal's collar off at removed_at (default now) without fitting another: the animal
         wears none, and the collar is worn by nobody until it is fitted again, so what it reports from
-        then on raises no alert of an animal (`herd.take_off`). InvalidHerdChange when the animal wears no
+        then on raises no alert (`herd.take_off`); its alerts still open are closed, as of removed_at
+        (`herd.close_alerts_of_collar_taken_off`). InvalidHerdChange when the animal wears no
         collar, or removed_at lies in the future or before the collar went on. Field technicians and
         admins may; logged in the audit log."""
         key, now, at = self._herd_change(animal_id, viewer, removed_at, "taken off")
         with self.db.write() as session:
             taken = herd.take_off_collar(session, session.get(Animal, key), at)
             audit.record_change(session, viewer, "collar_taken_off", now, animal_id=str(key),
-                                device_id=taken.device_id, removed_at=at.isoformat(), refiled=taken.refiled)
+                                device_id=taken.device_id, removed_at=at.isoformat(), refiled=taken.refiled,
+                                closed_alerts=list(taken.closed_alert_ids))
+            # Rangers told of these alerts (and EarthRanger's events) hear they are closed.
+            outbox.enqueue_alert_steps(session, self._current_notify_config(),
+                                       [(alert_id, "auto_resolved") for alert_id in taken.closed_alert_ids], {})
         return self._animal_view(key)
 
     def _herd_change(self, animal_id: str | int, viewer: Viewer, at: datetime | None,

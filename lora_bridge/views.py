@@ -52,6 +52,18 @@ class HerdEntryView:
 
 
 @dataclass(frozen=True)
+class CollarInStockView:
+    """A collar in stock as the herd register lists it: taken off at taken_off_at with no other fitted,
+    worn by nobody until it is fitted again, and the animal it came off (None: not known to this store,
+    a collar taken off before fittings were kept); never where it lies."""
+
+    device_id: str
+    taken_off_at: datetime
+    taken_off_animal_id: str | None
+    taken_off_name: str | None
+
+
+@dataclass(frozen=True)
 class CollarWornView:
     """A collar an animal wore (removed_at None: wears it now) since fitted_at (None: since it was
     registered, before fittings were kept)."""

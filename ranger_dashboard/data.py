@@ -516,6 +516,13 @@ def herd_register(url: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[An
     return bridge(url).herd_register(viewer=viewer)
 
 
+@st.cache_data(ttl=MOMENT_TTL_S, show_spinner=False)
+def collars_in_stock(url: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[Any]:
+    """The collars taken off with none fitted (`CollarInStockView`): when each came off and the animal it
+    came off, without positions. Read again as `herd_register` is."""
+    return bridge(url).collars_in_stock(viewer=viewer)
+
+
 @st.cache_data(ttl=QUERY_TTL_S, show_spinner=False)
 def collar_history(url: str, animal_id: str, viewer: Viewer, changed: tuple[Any, ...]) -> list[Any]:
     """The collars an animal wore (`CollarWornView`), oldest first, the one it wears now last; read
@@ -526,7 +533,7 @@ def collar_history(url: str, animal_id: str, viewer: Viewer, changed: tuple[Any,
 def forget_herd() -> None:
     """Drop every cached answer naming animals and their collars (after a change to the register: a
     sex corrected does not move the store's change counter)."""
-    for cached in (animals_at, animal, herd_register, collar_history):
+    for cached in (animals_at, animal, herd_register, collars_in_stock, collar_history):
         cached.clear()
 
 

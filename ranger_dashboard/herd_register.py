@@ -1,7 +1,8 @@
 """What the Herd register page (`screens/herd.py`) shows and says: the register as a table, the
 collars one animal wore, and the sentence a field technician or admin reads after renaming an animal,
 fitting a collar or taking one off (done, or the bridge's reason why not). Plain functions over the bridge's views
-(`HerdEntryView`, `AnimalView`, `CollarWornView`), so tests call them without Streamlit; the page script runs whole
+(`HerdEntryView`, `CollarInStockView`, `AnimalView`,
+`CollarWornView`), so tests call them without Streamlit; the page script runs whole
 whenever it is imported.
 
 The changes themselves go through `data.rename_animal`, `data.fit_collar` and `data.take_off_collar`, in the signed-in
@@ -111,6 +112,32 @@ def register_table(animals: Iterable[Any]) -> pd.DataFrame:
         for animal in in_register_order(animals)
     ]
     return pd.DataFrame(rows, columns=REGISTER_COLUMNS)
+
+
+COL_STOCK_SINCE = "Off since (UTC)"
+COL_CAME_OFF = "Came off"
+STOCK_COLUMNS = [COL_COLLAR, COL_STOCK_SINCE, COL_CAME_OFF]
+CAME_OFF_UNKNOWN = "not recorded"
+
+
+def stock_table(collars: Iterable[Any]) -> pd.DataFrame:
+    """The collars in stock (`CollarInStockView`), worn by nobody: the collar, since when it is off, and
+    the animal it came off; by collar."""
+    rows = [
+        {
+            COL_COLLAR: collar.device_id,
+            COL_STOCK_SINCE: format_time(collar.taken_off_at),
+            COL_CAME_OFF: isolated(collar.taken_off_name) if collar.taken_off_name else CAME_OFF_UNKNOWN,
+        }
+        for collar in sorted(collars, key=lambda c: c.device_id)
+    ]
+    return pd.DataFrame(rows, columns=STOCK_COLUMNS)
+
+
+def stock_line(collars: Sequence[Any]) -> str:
+    """'**2** collars in stock: worn by nobody, they raise no alert until fitted again'."""
+    noun = "collar" if len(collars) == 1 else "collars"
+    return f"**{len(collars)}** {noun} in stock: worn by nobody, they raise no alert until fitted again"
 
 
 def history_table(worn: Sequence[Any]) -> pd.DataFrame:
@@ -260,5 +287,5 @@ def take_off(url: str, animal: Any, viewer: Viewer, removed_at: datetime | None)
     when = f"at {format_time(removed_at)} UTC" if removed_at is not None else "now"
     collar = f"collar {animal.device_id}" if animal.device_id is not None else "its collar"
     return Outcome("success", f"{_sentence(f'{collar} came off {isolated(after.name)} {when}')} Nobody wears it "
-                              f"until it is fitted again, so what it reports raises no alert of an animal; "
-                              f"{isolated(after.name)} keeps its track and alerts.")
+                              f"until it is fitted again: it is in stock, what it reports raises no alert and its "
+                              f"alerts still open are closed; {isolated(after.name)} keeps its track and alerts.")

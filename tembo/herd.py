@@ -30,7 +30,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     animals = sub.add_parser("animals", help="the herd register: list, rename, fit or take off a collar, collars an "
                                              "animal wore")
     animals_sub = animals.add_subparsers(dest="action", required=True, metavar="ACTION")
-    animals_sub.add_parser("list", parents=[store], help="every animal with its species, sex and collar")
+    animals_sub.add_parser("list", parents=[store], help="every animal with its species, sex and collar, then the "
+                                                         "collars in stock")
     rename = animals_sub.add_parser("rename", parents=[store], help="rename an animal, or correct its species or sex")
     rename.add_argument("animal", help="the animal's id or name")
     rename.add_argument("--name", default=None, help="its new name")
@@ -65,6 +66,12 @@ def run_animals(args: argparse.Namespace) -> int:
                     table.add_row(animal.animal_id, animal.name, animal.species, animal.sex or "-",
                                   animal.device_id or "-", _time(animal.collar_fitted_at))
                 _console().print(table)
+                stock = bridge.collars_in_stock(viewer=actor)
+                if stock:
+                    in_stock = Table("collar in stock", "off since (UTC)", "came off", title="Collars in stock")
+                    for collar in stock:
+                        in_stock.add_row(collar.device_id, _time(collar.taken_off_at), collar.taken_off_name or "-")
+                    _console().print(in_stock)
             elif args.action == "rename":
                 if args.name is None and args.species is None and args.sex is None:
                     raise ValueError("say what changes: --name, --species and/or --sex")

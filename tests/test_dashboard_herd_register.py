@@ -233,8 +233,8 @@ def test_technician_takes_zawadis_collar_off_and_is_told_nobody_wears_it_now(sto
 
     assert outcome.kind == "success", outcome.message
     assert outcome.message == (f"Collar collar-002 came off Zawadi at {an_hour_ago:%Y-%m-%d %H:%M} UTC. Nobody wears "
-                               "it until it is fitted again, so what it reports raises no alert of an animal; Zawadi "
-                               "keeps its track and alerts.")
+                               "it until it is fitted again: it is in stock, what it reports raises no alert and its "
+                               "alerts still open are closed; Zawadi keeps its track and alerts.")
     assert herd_of(store)["Zawadi"].device_id is None
     (logged,) = changes_logged(store, "collar_taken_off")
     assert (logged.username, logged.detail["device_id"]) == ("tito", "collar-002")
@@ -434,3 +434,6 @@ def test_admin_takes_zawadis_collar_off_on_the_page_and_the_register_shows_her_w
         m.value for m in app.markdown]
     assert f"herd_take_off_{zawadi.animal_id}" not in [b.key for b in app.button], "nothing left to take off"
     assert app.dataframe[1].value["Off (UTC)"].tolist()[0] != "still on"
+    stock = app.dataframe[-1].value  # her collar is in stock, not an animal of the herd
+    assert (stock["Collar"].tolist(), stock["Came off"].tolist()) == (["collar-002"], ["Zawadi"])
+    assert "collar-002" not in register.index

@@ -294,7 +294,11 @@ def test_field_technician_takes_amanis_collar_off_and_its_fixes_since_are_no_lon
     assert (taken.json()["name"], taken.json()["device_id"]) == ("Amani", None)
     herd = {a["name"]: a for a in api.get("/api/herd", headers=api.headers_of["ranger"]).json()}
     assert herd["Amani"]["device_id"] is None and "lat" not in herd["Amani"]
-    assert herd["collar-01"]["device_id"] == "collar-01"  # the bench's fix is the collar's, on nobody
+    # The bench's fix is the collar's, on nobody: a collar in stock, not an animal of the herd.
+    assert "collar-01" not in herd
+    stock = api.get("/api/herd/collars-in-stock", headers=api.headers_of["ranger"]).json()
+    assert stock == [{"device_id": "collar-01", "taken_off_at": off_at.isoformat(),
+                      "taken_off_animal_id": amani["animal_id"], "taken_off_name": "Amani"}]
     amanis = fixes_of(api, amani["animal_id"])
     assert len(amanis) == HERD_FIXES and max(f["time"] for f in amanis) == (NOW - timedelta(minutes=10)).isoformat()
     worn = api.get(f"/api/animals/{amani['animal_id']}/collars", headers=api.headers_of["ranger"]).json()

@@ -16,6 +16,7 @@ from lora_bridge.access import Viewer
 
 T = b.T0
 TECHNICIAN = Viewer("juma", "field_technician")
+ADMIN = Viewer("ada", "admin")
 WORKSHOP = (302_000, 9_702_000)  # inside the park, away from its fenced plot
 
 
@@ -288,3 +289,66 @@ def test_naserians_farmland_report_from_the_collars_flash_joins_the_visit_the_ra
     assert bridge.open_alerts(viewer=b.RANGER) == []
     (kept,) = bridge.alerts(viewer=b.RANGER)
     assert (kept.alert_id, kept.animal_id, kept.state) == (hers.alert_id, naserian(bridge), "resolved")
+
+
+# ---------------------------------------------------------------- a collar in stock: taken off, worn by nobody
+
+
+def take_off_naserians_collar(bridge, minutes: float) -> None:
+    bridge.take_off_collar(naserian(bridge), viewer=TECHNICIAN, removed_at=T + timedelta(minutes=minutes))
+
+
+def collar_01_status(bridge, minutes: float, battery_mv: int, f_cnt: int) -> None:
+    at = T + timedelta(minutes=minutes)
+    bridge.ingest_tts_uplink(b.tts_uplink(b.status(time_s=int(at.timestamp()), battery_mv=battery_mv), f_cnt=f_cnt,
+                                          received_at=at))
+
+
+def test_ranger_is_not_paged_for_a_collar_lying_in_the_workshop(bridge):
+    take_off_naserians_collar(bridge, 0)
+    # On the bench for 13 h: still, then it calls a mortality of its own and its pack runs low; then
+    # it lies silent in the drawer for a day and a half.
+    rb.ingest_track(bridge, still_at(*WORKSHOP, 0, 13 * 60))
+    collar_alert(bridge, "mortality", 13 * 60 + 5, *WORKSHOP, f_cnt=50, seq=3)
+    collar_01_status(bridge, 13 * 60 + 10, 3250, f_cnt=51)
+    bridge.run_rules(now=T + timedelta(days=2))
+
+    assert bridge.alerts(viewer=b.RANGER) == []
+    # What it said is kept for the technician: its battery, its fixes, and its alert acked so it stops repeating.
+    (collar,) = bridge.devices(["collar-01"], viewer=TECHNICIAN)
+    assert collar.battery_mv == 3250
+    acks = [d for d in bridge.downlinks(viewer=ADMIN) if d.device_id == "collar-01" and d.command == "ack_alert"]
+    assert [(d.seq, d.alert_id) for d in acks] == [(3, None)]
+
+
+def test_naserians_alerts_still_open_when_her_collar_comes_off_are_closed_as_of_the_take_off(bridge):
+    collar_01_status(bridge, 0, 3250, f_cnt=1)
+    collar_alert(bridge, "mortality", 10, *WORKSHOP, f_cnt=2, seq=1)
+    assert {a.alert_type for a in bridge.open_alerts(viewer=b.RANGER)} == {"low_battery", "mortality"}
+
+    take_off_naserians_collar(bridge, 60)
+
+    assert bridge.open_alerts(viewer=b.RANGER) == []
+    for alert in bridge.alerts(viewer=b.RANGER):
+        closed = bridge.alert_events(alert.alert_id, viewer=b.RANGER)[-1]
+        assert (alert.state, alert.verdict, closed.action) == ("resolved", None, "auto_resolved")
+        assert closed.detail == {"reason": "collar taken off Naserian: nobody wears it",
+                                 "cleared_at": (T + timedelta(minutes=60)).isoformat()}
+    # The ranger who went out still gives her verdict: it measures the mortality rule's precision.
+    mortality = next(a for a in bridge.alerts(viewer=b.RANGER) if a.alert_type == "mortality")
+    assert bridge.resolve_alert(mortality.alert_id, b.RANGER, "false_alarm").verdict == "false_alarm"
+
+
+def test_a_collar_fitted_out_of_stock_resumes_from_its_fitting_with_no_workshop_backlog(bridge):
+    take_off_naserians_collar(bridge, 0)
+    rb.ingest_track(bridge, still_at(*WORKSHOP, 0, 8 * 60))  # on the bench, then silent in the drawer
+    bridge.fit_collar(bridge.kito, "collar-01", viewer=TECHNICIAN, fitted_at=T + timedelta(hours=30))
+    # Its flash still held a mortality it called on the bench, heard once on Kito.
+    collar_alert(bridge, "mortality", 7 * 60, *WORKSHOP, f_cnt=60, seq=4, heard_min=30 * 60 + 30)
+    bridge.run_rules(now=T + timedelta(hours=31))  # 23 h since its last report, 1 h since its fitting
+
+    assert bridge.alerts(viewer=b.RANGER) == []
+
+    bridge.run_rules(now=T + timedelta(hours=43))  # 13 h on Kito and never heard: offline is his
+    (offline,) = bridge.open_alerts(viewer=b.RANGER)
+    assert (offline.alert_type, offline.animal_id) == ("offline", bridge.kito)

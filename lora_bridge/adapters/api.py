@@ -223,6 +223,9 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
     async def herd_register(request: Request, viewer: Viewer) -> Response:
         return JSONResponse(to_jsonable(await call(bridge.herd_register, viewer=viewer)))
 
+    async def collars_in_stock(request: Request, viewer: Viewer) -> Response:
+        return JSONResponse(to_jsonable(await call(bridge.collars_in_stock, viewer=viewer)))
+
     async def collars_worn(request: Request, viewer: Viewer) -> Response:
         return JSONResponse(to_jsonable(await call(bridge.collar_history, request.path_params["animal_id"], viewer=viewer)))
 
@@ -493,6 +496,9 @@ def endpoints(bridge: Bridge, registries: Scrapes) -> list[Endpoint]:
         Endpoint("GET", "/api/herd", a.READ_DEVICES, herd_register,
                  "The herd register: each animal's name, species, sex and the collar it wears since when (no "
                  "positions)", tags=("herd",)),
+        Endpoint("GET", "/api/herd/collars-in-stock", a.READ_DEVICES, collars_in_stock,
+                 "The collars in stock: taken off with none fitted, worn by nobody, when each came off and the "
+                 "animal it came off (no positions)", tags=("herd",)),
         Endpoint("GET", "/api/animals/{animal_id}/collars", a.READ_DEVICES, collars_worn,
                  "The collars an animal wore, oldest first, with when each went on and came off",
                  (Param("animal_id", "path"),), tags=("herd",)),

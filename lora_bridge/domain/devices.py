@@ -356,13 +356,15 @@ def ensure_animal(session: Session, device: Device) -> Animal:
         with session.no_autoflush:  # animals made in this unit of work are in `known`
             animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
     if animal is None:
-        # A collar taken off an animal (`herd.take_off`) is worn by this placeholder since it came off:
-        # a message dated before that is of the animal that wore it (`herd.wearer_at`).
+        # A collar taken off an animal (`herd.take_off`) is held by this placeholder since it came off, a
+        # record of its time in stock, no animal (`Animal.holds_collar_in_stock`): a message dated before
+        # that is of the animal that wore it (`herd.wearer_at`).
         came_off = None if first_heard else session.scalar(
             select(CollarFitting.removed_at).where(CollarFitting.device_id == device.device_id)
             .order_by(CollarFitting.removed_at.desc()).limit(1))
         animal = Animal(id=take_id(session, Animal), name=device.device_id, species=DEFAULT_SPECIES,
-                        device_id=device.device_id, collar_fitted_at=came_off)
+                        device_id=device.device_id, collar_fitted_at=came_off,
+                        holds_collar_in_stock=not first_heard and device.taken_off_at is not None)
         session.add(animal)
         _flush_unless_keys_checked_at_commit(session)
     known[device.device_id] = animal
@@ -380,6 +382,7 @@ def register_animal(
         session.flush()
     animal = ensure_animal(session, device)
     device.taken_off_at = None  # an animal registered on a collar taken off wears it again
+    animal.holds_collar_in_stock = False
     animal.name = name
     animal.species = species
     animal.sex = sex

@@ -101,29 +101,36 @@ def fit_collar(session: Session, animal: Animal, collar: str, at: datetime, *, m
                 f"{worn_by.name} wears collar {worn_by.device_id} since {worn_by.collar_fitted_at.isoformat()}: "
                 f"a fitting at {at.isoformat()} would come before it")
     previous = animal.device_id
+    from_stock = device.taken_off_at is not None  # before its wearer's take-off below sets it
     for worn_by in (wearer, animal):
         if worn_by is not None and worn_by.device_id is not None:
             take_off(session, worn_by, at)
     session.flush()  # one collar, one wearer (animals.device_id is unique): off before it goes on
     animal.device_id = device.device_id
     animal.collar_fitted_at = at
+    if from_stock:  # its silence in the workshop is no animal's
+        device.left_stock_at = at
     device.taken_off_at = None  # worn again
     refiled = _refile_since(session, device.device_id, animal.id, at)
     _keep_open_alerts_apart(session, device.device_id, at)
     session.info.get(devices.ANIMALS_BY_DEVICE, {}).pop(device.device_id, None)
+    # From stock (its holder is no animal: `Animal.holds_collar_in_stock`), the collar was taken from nobody.
+    taken_from = wearer.id if wearer is not None and not wearer.holds_collar_in_stock else None
     log.info("collar fitted device_id=%s animal_id=%s", device.device_id, animal.id,
              extra={"device_id": device.device_id, "animal_id": animal.id, "previous_collar": previous,
-                    "taken_from": wearer.id if wearer is not None else None, "refiled": refiled})
-    return Fitting(device.device_id, previous, wearer.id if wearer is not None else None, refiled)
+                    "taken_from": taken_from, "refiled": refiled})
+    return Fitting(device.device_id, previous, taken_from, refiled)
 
 
 @dataclass(frozen=True)
 class TakenOff:
-    """What taking a collar off changed: the collar, now worn by nobody, and how many of its records dated
-    since it came off were filed under the animal (a take-off logged late) and are no longer its."""
+    """What taking a collar off changed: the collar, now worn by nobody, how many of its records dated
+    since it came off were filed under the animal (a take-off logged late) and are no longer its, and the
+    alerts of the collar that were open and are closed by the take-off (`close_alerts_of_collar_taken_off`)."""
 
     device_id: str
     refiled: int
+    closed_alert_ids: tuple[int, ...] = ()
 
 
 def take_off_collar(session: Session, animal: Animal, at: datetime) -> TakenOff:
@@ -145,10 +152,44 @@ def take_off_collar(session: Session, animal: Animal, at: datetime) -> TakenOff:
     if _records_since(session, device_id, at):
         placeholder = devices.ensure_animal(session, session.get(Device, device_id))
         refiled = _refile_since(session, device_id, placeholder.id, at)
+    closed = close_alerts_of_collar_taken_off(session, device_id, animal.name, at)
     log.info("collar taken off device_id=%s animal_id=%s", device_id, animal.id,
              extra={"device_id": device_id, "animal_id": animal.id, "removed_at": at.isoformat(),
-                    "refiled": refiled})
-    return TakenOff(device_id, refiled)
+                    "refiled": refiled, "closed_alerts": closed})
+    return TakenOff(device_id, refiled, tuple(closed))
+
+
+def taken_off_reason(name: str) -> str:
+    """Why Tembo closed an alert of a collar taken off `name` (the step's `reason`, docs/alerts.md)."""
+    return f"collar taken off {name}: nobody wears it"
+
+
+def close_alerts_of_collar_taken_off(session: Session, device_id: str, name: str, at: datetime) -> list[int]:
+    """Close every open alert of the collar taken off the animal called name at `at` (those of that animal,
+    and any the collar raised since `at` before the take-off was logged): nobody wears it, so a ranger has
+    no animal to go to. Each keeps its history with an `auto_resolved` step saying why and when
+    (`cleared_at`: the take-off); a ranger may still give it a verdict. Mortality and poaching risk are
+    closed too (the rules never close them on their own): the technician holds the collar. An alert a
+    previous wearer left open (`worn_until_suffix`) is hers and stays open. The closed alerts' ids."""
+    closed: list[int] = []
+    for alert in session.scalars(select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None))
+                                 .order_by(Alert.id)):
+        if alert.open_key != alerts.dedup_key(device_id, alert.alert_type):
+            continue  # a previous wearer's
+        if not alerts.close_if_still_open(session, alert, alerts.SYSTEM_ACTOR):
+            continue
+        alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_AUTO_RESOLVED,
+                            {"reason": taken_off_reason(name), "cleared_at": at.isoformat()})
+        log.info("alert closed: collar taken off alert_id=%d device_id=%s type=%s", alert.id, device_id,
+                 alert.alert_type, extra={"alert_id": alert.id, "device_id": device_id, "removed_at": at.isoformat()})
+        closed.append(alert.id)
+    return closed
+
+
+def in_stock(wearing: Wearing) -> bool:
+    """True when nobody wore the collar at the time a message of it is dated: it lay in stock, held by the
+    record of a collar taken off (`Animal.holds_collar_in_stock`), so what it said then raises no alert."""
+    return wearing.animal.holds_collar_in_stock
 
 
 def take_off(session: Session, animal: Animal, at: datetime) -> None:
@@ -211,6 +252,20 @@ def open_key_of(device_id: str, alert_type: str, until: datetime | None) -> str:
     animal wearing it now, the collar's own key)."""
     key = alerts.dedup_key(device_id, alert_type)
     return key if until is None else key + worn_until_suffix(until)
+
+
+def collars_in_stock(session: Session) -> list[tuple[str, datetime, int | None, str | None]]:
+    """The collars worn by nobody (taken off with none fitted, `Device.taken_off_at`), by collar: each as
+    (device id, when it came off, the id and name of the animal it came off, None when unknown)."""
+    came_off = (select(CollarFitting.device_id, CollarFitting.removed_at, Animal.id, Animal.name)
+                .join(Animal, Animal.id == CollarFitting.animal_id)
+                .where(Animal.holds_collar_in_stock.is_(False)).subquery())
+    return [tuple(row) for row in session.execute(
+        select(Device.device_id, Device.taken_off_at, came_off.c.id, came_off.c.name)
+        .outerjoin(came_off, (came_off.c.device_id == Device.device_id)
+                   & (came_off.c.removed_at == Device.taken_off_at))
+        .where(Device.taken_off_at.is_not(None))
+        .order_by(Device.device_id))]
 
 
 def fittings_of(session: Session, animal_id: int) -> list[CollarFitting]:

@@ -103,9 +103,10 @@ def apply_message(
         if "behaviour" in fields and device.status_time == time:
             device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
         # The pack is judged on the wearer's own statuses: a previous wearer's backlog reading joins the
-        # trend (above) but raises no low battery, on her (she wears the collar no more) nor on him.
+        # trend (above) but raises no low battery, on her (she wears the collar no more) nor on him. A
+        # collar in stock raises none either: its battery is on the fleet page for the technician.
         alert_id = rules.check_battery(session, device, animal.id, time, animal.collar_fitted_at) \
-            if wearing.until is None else None
+            if wearing.until is None and not herd.in_stock(wearing) else None
         if alert_id is not None:
             applied.alert_ids.append(alert_id)
     elif message == "activity":
@@ -226,6 +227,9 @@ def _apply_collar_alert(
     alert_type = str(fields.get("alert_type", "unknown"))
     key = herd.open_key_of(device_id, alert_type, wearing.until)
     seq = fields.get("seq")
+    if herd.in_stock(wearing):
+        _ack_alert_of_collar_in_stock(session, device_id, alert_type, seq, time, codec, settings, applied)
+        return
     where = degrees(fields)
     evidence: dict[str, Any] = {
         "rule": f"decided on the collar (collar_firmware.risk, {alert_type}); see docs/alerts.md",
@@ -281,24 +285,33 @@ def _apply_collar_alert(
         )
         applied.alert_ids.append(alert.id)
     if isinstance(seq, int):
-        # The collar matches its pending alert by type and seq; a type newer than this codec goes back
-        # as the number it arrived as ("unknown_30" -> 30).
-        values: dict[str, Any] = {"seq": seq}
-        if alert_type in tuple(getattr(codec, "ALERT_TYPES", ())):
-            values["alert_type"] = alert_type
-        elif alert_type.startswith("unknown_") and alert_type[8:].isdigit():
-            values["alert_type"] = int(alert_type[8:])
-        downlink = downlinks.queue_command(
-            session,
-            codec,
-            device_id=device_id,
-            command="ack_alert",
-            values=values,
-            alert_id=alert.id,
-            resend_after_s=settings.ack_resend_after_s,
-        )
+        downlink = _queue_ack(session, device_id, alert_type, seq, codec, settings, alert.id)
         applied.downlink_ids.append(downlink.id)
         alerts.record_event(session, alert, alerts.SYSTEM_ACTOR, alerts.ACTION_ACK_QUEUED, {"seq": seq, "downlink_id": downlink.id})
+
+
+def _queue_ack(session: Session, device_id: str, alert_type: str, seq: int, codec: Any, settings: BridgeSettings,
+               alert_id: int | None) -> Any:
+    """Queue the ack of the collar's alert (alert_type, seq): the collar matches its pending alert by type
+    and seq; a type newer than this codec goes back as the number it arrived as ("unknown_30" -> 30)."""
+    values: dict[str, Any] = {"seq": seq}
+    if alert_type in tuple(getattr(codec, "ALERT_TYPES", ())):
+        values["alert_type"] = alert_type
+    elif alert_type.startswith("unknown_") and alert_type[8:].isdigit():
+        values["alert_type"] = int(alert_type[8:])
+    return downlinks.queue_command(session, codec, device_id=device_id, command="ack_alert", values=values,
+                                   alert_id=alert_id, resend_after_s=settings.ack_resend_after_s)
+
+
+def _ack_alert_of_collar_in_stock(session: Session, device_id: str, alert_type: str, seq: Any, time: datetime,
+                                  codec: Any, settings: BridgeSettings, applied: Applied) -> None:
+    """A collar in stock (taken off, worn by nobody) sent an alert of its own: no animal's, so none is
+    raised (its raw uplink keeps it); it is acked all the same, or the collar would repeat it, spending its
+    battery and airtime on the workshop bench."""
+    log.info("collar alert of a collar in stock not raised device_id=%s type=%s seq=%s", device_id, alert_type, seq,
+             extra={"device_id": device_id, "alert_type": alert_type, "seq": seq, "time": time.isoformat()})
+    if isinstance(seq, int):
+        applied.downlink_ids.append(_queue_ack(session, device_id, alert_type, seq, codec, settings, None).id)
 
 
 def _resolved_visit(session: Session, device_id: str, wearing: herd.Wearing, alert_type: str, time: datetime,

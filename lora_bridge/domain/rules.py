@@ -5,7 +5,8 @@
   reading is back above it by the collar's hysteresis.
 - offline: a collar silent for longer than its own schedule allows: `missed_reports` of its reported
   `status_interval_s` (else the firmware default) plus a grace; closed by Tembo when it is heard again
-  (verdict true: it really was silent).
+  (verdict true: it really was silent). A collar in stock (taken off, worn by nobody) is never offline,
+  and one fitted out of stock is silent since its fitting at the earliest (`Device.left_stock_at`).
 - battery_forecast: the trend of the last readings (least squares) reaches the collar's
   `critical_battery_mv` within `warn_days`; the evidence carries the predicted date.
 """
@@ -127,7 +128,9 @@ def check_offline(
     Three reads whatever the size of the fleet: the collars heard before now, their animals, and
     which of them already have an open offline alert."""
     raised: list[int] = []
-    heard = session.scalars(select(Device).where(Device.last_seen.is_not(None), Device.last_seen < now)).all()
+    # A collar in stock is not offline: nobody wears it, and the workshop drawer is no alarm.
+    heard = session.scalars(select(Device).where(Device.last_seen.is_not(None), Device.last_seen < now,
+                                                 Device.taken_off_at.is_(None))).all()
     if not heard:
         return raised
     animals: dict[str, Animal] = {}
@@ -146,7 +149,7 @@ def check_offline(
         d.device_id: d.last_seen
         for d in heard
         if d.device_id not in already
-        and (now - d.last_seen).total_seconds() > offline_after_s(d, profile_of(d, animals.get(d.device_id)).offline)
+        and (now - silent_since(d)).total_seconds() > offline_after_s(d, profile_of(d, animals.get(d.device_id)).offline)
     }
     if silent:  # a silence a ranger already closed (the collar not heard since) is not raised again, unless
         # it was closed before the wearer's fitting: that was another animal's alert, not this one's.
@@ -168,7 +171,7 @@ def check_offline(
             animal = animals.get(device.device_id)
             limit_s = offline_after_s(device, profile_of(device, animal).offline)
             silent_s = int((now - device.last_seen).total_seconds())
-            if silent_s <= limit_s or device.device_id in already:
+            if (now - silent_since(device)).total_seconds() <= limit_s or device.device_id in already:
                 continue
             alert, _ = alerts.raise_alert(
                 session,
@@ -188,6 +191,13 @@ def check_offline(
             )
             raised.append(alert.id)
     return raised
+
+
+def silent_since(device: Device) -> datetime:
+    """Since when the offline rule counts the collar's silence: its last report, or its fitting out of stock
+    when that came later (a collar switched off in the workshop drawer is not offline the moment it goes on)."""
+    left_stock_at = as_utc(device.left_stock_at) if device.left_stock_at is not None else None
+    return max(device.last_seen, left_stock_at) if left_stock_at is not None else device.last_seen
 
 
 def close_offline(session: Session, device: Device, heard_at: datetime) -> list[int]:

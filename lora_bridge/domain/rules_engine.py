@@ -555,8 +555,8 @@ def _battery(
     if device.status_time is None or (cursor.status_time is not None and device.status_time <= cursor.status_time):
         return
     cursor.status_time = device.status_time
-    if device.battery_mv is None:
-        return
+    if device.battery_mv is None or (animal is not None and animal.holds_collar_in_stock):
+        return  # a collar in stock forecasts nothing to rangers: its battery is on the fleet page
     read: _CollarsRead | None = session.info.get(COLLARS_READ)
     readings = read.readings.get(device.device_id) if read is not None else None
     trend = rules.battery_trend(session, device, device.status_time, profile.battery, readings)
@@ -746,7 +746,8 @@ def _track(
     crossing or speed is judged between the last fix on one animal and the first on the next. A
     previous wearer's backlog heard after the fitting (`herd.wearer_at` files it under that animal) is
     judged for her fences alone (`_judge_backlog`). A collar worn by nobody (taken off with no other
-    fitted, `Device.taken_off_at`: lying in the workshop, its stillness is no animal's) is not judged.
+    fitted, `Device.taken_off_at`: lying in the workshop, its stillness is no animal's) is not judged, nor
+    is a spell it lay in stock heard after it was fitted again (`herd.in_stock`).
     The cursor moves past it all, here only, once the track is judged (a judgement that fails leaves it
     where it was). No read more for a collar never moved: the animal is read with the collar."""
     fitted_at = animal.collar_fitted_at if animal else None
@@ -871,6 +872,12 @@ def _judge_backlog(
         if wearing.until is None:  # dated before every fitting known of the collar: nobody to judge it for
             return
         hers = [r for r in behind if r[1] < wearing.until and (wearing.since is None or r[1] >= wearing.since)]
+        if herd.in_stock(wearing):  # the collar lay in stock then: no animal's fences to judge
+            taken = {r[0] for r in hers}
+            waiting = [r for r in waiting if r[0] not in taken]
+            if not taken:
+                return
+            continue
         her_steps = Steps(worn_until=wearing.until)
         her_steps.open = {alert.alert_type: alert for alert in steps.all_open
                           if alert.open_key == herd.open_key_of(device.device_id, alert.alert_type, wearing.until)}

@@ -126,6 +126,9 @@ class Device(Base):
     # When the collar was taken off its animal with no other fitted (`herd.take_off_collar`); None while an
     # animal wears it. Until it is fitted again it is worn by nobody: its fixes raise no animal's alert.
     taken_off_at: Mapped[datetime | None]
+    # When it was last fitted to an animal out of stock (`herd.fit_collar`): the offline rule counts its
+    # silence from then, not from its last report in the workshop (`rules.check_offline`).
+    left_stock_at: Mapped[datetime | None]
 
     animal: Mapped[Animal | None] = relationship(back_populates="device", uselist=False)
 
@@ -146,6 +149,10 @@ class Animal(Base):
     # When the collar it wears now was fitted (`herd.fit_collar`); None: worn since it was registered.
     # A message of that collar dated before it is of the animal that wore the collar then.
     collar_fitted_at: Mapped[datetime | None]
+    # No animal: the record a collar in stock (taken off with none fitted, `Device.taken_off_at`) is filed
+    # under while nobody wears it (`devices.ensure_animal`); its time with the collar raises no alert, and
+    # the herd register lists it as a collar in stock, not as an animal.
+    holds_collar_in_stock: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     device: Mapped[Device | None] = relationship(back_populates="animal")
 

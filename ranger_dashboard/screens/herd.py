@@ -191,10 +191,16 @@ if may_edit:
         st.subheader("Take the collar off")
         if animal.device_id is not None:
             st.caption(f"Collar {animal.device_id} comes off with no other fitted: nobody wears it until it is "
-                       "fitted again, and what it reports from then on raises no alert of an animal. "
-                       f"{views.isolated(animal.name)} keeps its track and alerts.")
+                       "fitted again, and what it reports from then on raises no alert; its alerts still open are "
+                       f"closed. {views.isolated(animal.name)} keeps its track and alerts.")
             when_it_happened("Came off", keys, prefix="off_")
             st.button("Take collar off", icon=":material/link_off:", on_click=take_off, args=(animal,),
                       key=f"herd_take_off_{animal.animal_id}")
         show_outcome(TAKE_OFF, animal.animal_id)
+
+stock = read(data.collars_in_stock, url, viewer, changed)
+if stock:  # collars taken off with none fitted: no animal, so no row of the herd (below the animal's forms)
+    st.subheader("Collars in stock")
+    st.dataframe(herd_register.stock_table(stock), hide_index=True, key="herd_stock")
+    st.markdown(herd_register.stock_line(stock))
 markers.ready(markers.HERD_READY_ID, animals=len(animals), animal=animal.animal_id, editable=str(may_edit).lower())
