@@ -757,7 +757,9 @@ class Bridge:
             audit.record_change(session, viewer, "collar_fitted", now, animal_id=str(key), device_id=fitting.device_id,
                                 fitted_at=at.isoformat(), previous_collar=fitting.previous_collar,
                                 taken_from=None if fitting.taken_from is None else str(fitting.taken_from),
-                                refiled=fitting.refiled)
+                                refiled=fitting.refiled, closed_alerts=list(fitting.closed_alert_ids))
+            outbox.enqueue_alert_steps(session, self._current_notify_config(),
+                                       [(alert_id, "auto_resolved") for alert_id in fitting.closed_alert_ids], {})
         return self._animal_view(key)
 
     def herd_register(self, *, viewer: Viewer) -> list[HerdEntryView]:

@@ -168,6 +168,13 @@ def test_field_technician_fits_a_new_collar_after_a_swap_and_the_old_one_keeps_i
     assert [fix["time"] for fix in fixes_of(api, workshop["animal_id"])] == [(NOW - timedelta(minutes=2)).isoformat()]
     worn = api.get(f"/api/animals/{amani['animal_id']}/collars", headers=api.headers_of["ranger"]).json()
     assert [w["device_id"] for w in worn] == ["collar-01", "collar-11"]
+    # The old collar is in stock: its farmland alert on Amani closed at the swap, awaiting a ranger's verdict.
+    stock = api.get("/api/herd/collars-in-stock", headers=api.headers_of["ranger"]).json()
+    assert [(c["device_id"], c["taken_off_name"]) for c in stock] == [("collar-01", "Amani")]
+    fence = [a for a in api.get("/api/alerts?state=all", headers=api.headers_of["ranger"]).json()
+             if a["device_id"] == "collar-01"]
+    assert [(a["alert_type"], a["state"], a["resolved_by"], a["verdict"]) for a in fence] == [
+        ("geofence_farmland", "resolved", "tembo", None)]
 
 
 def test_field_technician_renames_an_elephant_and_corrects_its_sex_and_the_audit_log_says_who(api):
@@ -379,6 +386,9 @@ def test_field_technician_takes_a_collar_off_from_the_command_line_and_is_told_w
 
     assert main(["animals", "take-off", "Amani", "--at", "2026-06-01T11:55", *store]) == 0
     assert "Amani (animal " in (said := capsys.readouterr().out) and "collar collar-01 came off at 2026-06-01 11:55" in said
+    assert main(["animals", "list", *store]) == 0
+    listed = capsys.readouterr().out
+    assert "Collars in stock" in listed and "2026-06-01 11:55" in listed.split("Collars in stock")[1]
     assert main(["animals", "take-off", "Amani", *store]) == 1
     assert "Amani wears no collar to take off" in capsys.readouterr().err
     assert main(["animals", "take-off", "Tusker", "--at", "2999-01-01T00:00", *store]) == 1

@@ -340,15 +340,17 @@ def test_naserians_alerts_still_open_when_her_collar_comes_off_are_closed_as_of_
 
 
 def test_a_collar_fitted_out_of_stock_resumes_from_its_fitting_with_no_workshop_backlog(bridge):
-    take_off_naserians_collar(bridge, 0)
-    rb.ingest_track(bridge, still_at(*WORKSHOP, 0, 8 * 60))  # on the bench, then silent in the drawer
+    collar_01_status(bridge, 0, 3900, f_cnt=1)  # its last report on Naserian
+    take_off_naserians_collar(bridge, 10)  # then out of reach in the workshop, unheard, for a day
     bridge.fit_collar(bridge.kito, "collar-01", viewer=TECHNICIAN, fitted_at=T + timedelta(hours=30))
-    # Its flash still held a mortality it called on the bench, heard once on Kito.
-    collar_alert(bridge, "mortality", 7 * 60, *WORKSHOP, f_cnt=60, seq=4, heard_min=30 * 60 + 30)
-    bridge.run_rules(now=T + timedelta(hours=31))  # 23 h since its last report, 1 h since its fitting
-
+    bridge.run_rules(now=T + timedelta(hours=31))  # 31 h since its last report, 1 h since its fitting
     assert bridge.alerts(viewer=b.RANGER) == []
 
-    bridge.run_rules(now=T + timedelta(hours=43))  # 13 h on Kito and never heard: offline is his
+    # On Kito it sends its flash: 8 h still on the bench, and a mortality it called there.
+    rb.ingest_track(bridge, still_at(*WORKSHOP, 20, 8 * 60 + 20), first_f_cnt=10)
+    collar_alert(bridge, "mortality", 7 * 60, *WORKSHOP, f_cnt=60, seq=4, heard_min=31 * 60)
+    assert bridge.alerts(viewer=b.RANGER) == []
+
+    bridge.run_rules(now=T + timedelta(hours=44))  # silent on Kito for 13 h: offline is his
     (offline,) = bridge.open_alerts(viewer=b.RANGER)
     assert (offline.alert_type, offline.animal_id) == ("offline", bridge.kito)

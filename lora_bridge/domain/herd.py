@@ -39,6 +39,8 @@ class Fitting:
     previous_collar: str | None
     taken_from: int | None
     refiled: int
+    # The alerts of the previous collar closed as it went to stock (`close_alerts_of_collar_taken_off`)
+    closed_alert_ids: tuple[int, ...] = ()
 
 
 def checked_text(value: str, what: str, longest: int) -> str:
@@ -82,30 +84,37 @@ def rename(session: Session, animal: Animal, *, name: str | None = None, species
 
 def fit_collar(session: Session, animal: Animal, collar: str, at: datetime, *, move: bool = False) -> Fitting:
     """Fit the collar named collar (a device id or DevEUI; a collar never heard is registered) to animal
-    at `at`. The animal's previous collar comes off; a collar another animal wears is taken from it only
-    with move (else CollarWornByAnother), one taken off and worn by nobody (`take_off_collar`) without.
+    at `at`. The animal's previous collar comes off, to stock (its alerts still open are closed); a collar
+    another animal wears is taken from it only with move (else CollarWornByAnother), one in stock (taken
+    off, worn by nobody: `take_off_collar`) without, and it resumes from `at` (`Device.left_stock_at`).
     Records of the collar dated at or after `at` filed under another animal (a fitting logged after the
     collar was already on) become this animal's."""
     device = _collar_or_new(session, collar)
     if animal.device_id == device.device_id:
         return Fitting(device.device_id, None, None, 0)
     wearer = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
-    # A collar taken off and heard since is held by its placeholder (`devices.ensure_animal`): nobody.
-    if wearer is not None and not move and device.taken_off_at is None:
+    from_stock = device.taken_off_at is not None  # before its wearer's take-off below sets it
+    # A collar in stock is held by the record of its time there (`devices.ensure_animal`), nobody: made now
+    # when the collar was not heard in stock, so a message of that time heard later is known as the stock's.
+    if from_stock and wearer is None:
+        wearer = devices.ensure_animal(session, device)
+    if wearer is not None and not move and not from_stock:
         raise CollarWornByAnother(
             f"collar {device.device_id} is worn by {wearer.name} (animal {wearer.id}): say move to take it "
             f"from {wearer.name}", wearer.id)
     for worn_by in (wearer, animal):
         if worn_by is not None and worn_by.collar_fitted_at is not None and at < worn_by.collar_fitted_at:
-            raise InvalidHerdChange(
-                f"{worn_by.name} wears collar {worn_by.device_id} since {worn_by.collar_fitted_at.isoformat()}: "
-                f"a fitting at {at.isoformat()} would come before it")
+            held = (f"collar {worn_by.device_id} is in stock" if worn_by.holds_collar_in_stock
+                    else f"{worn_by.name} wears collar {worn_by.device_id}")
+            raise InvalidHerdChange(f"{held} since {worn_by.collar_fitted_at.isoformat()}: a fitting at "
+                                    f"{at.isoformat()} would come before it")
     previous = animal.device_id
-    from_stock = device.taken_off_at is not None  # before its wearer's take-off below sets it
     for worn_by in (wearer, animal):
         if worn_by is not None and worn_by.device_id is not None:
             take_off(session, worn_by, at)
     session.flush()  # one collar, one wearer (animals.device_id is unique): off before it goes on
+    # The animal's previous collar goes to stock: its alerts still open close as at a take-off.
+    closed = close_alerts_of_collar_taken_off(session, previous, animal.name, at) if previous is not None else []
     animal.device_id = device.device_id
     animal.collar_fitted_at = at
     if from_stock:  # its silence in the workshop is no animal's
@@ -118,8 +127,8 @@ def fit_collar(session: Session, animal: Animal, collar: str, at: datetime, *, m
     taken_from = wearer.id if wearer is not None and not wearer.holds_collar_in_stock else None
     log.info("collar fitted device_id=%s animal_id=%s", device.device_id, animal.id,
              extra={"device_id": device.device_id, "animal_id": animal.id, "previous_collar": previous,
-                    "taken_from": taken_from, "refiled": refiled})
-    return Fitting(device.device_id, previous, taken_from, refiled)
+                    "taken_from": taken_from, "refiled": refiled, "closed_alerts": closed})
+    return Fitting(device.device_id, previous, taken_from, refiled, tuple(closed))
 
 
 @dataclass(frozen=True)
