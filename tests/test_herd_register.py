@@ -281,6 +281,38 @@ def test_an_upgraded_store_keeps_each_elephant_on_its_collar_and_a_technician_mo
     assert [(p.animal_id, p.device_id) for p in tracks["1"]] == [("1", "collar-01")] and "2" not in tracks
 
 
+@pytest.mark.parametrize("empty_url", ["sqlite_url", pytest.param("postgres_url", marks=pytest.mark.postgres)])
+def test_an_upgraded_store_lists_a_collar_taken_off_and_heard_since_as_in_stock_not_as_an_animal(empty_url, request):
+    from sqlalchemy import create_engine, text
+
+    from lora_bridge.store import migrate
+
+    store_url = request.getfixturevalue(empty_url)
+    off_at = NOW - timedelta(days=2)
+    # Yesterday's store (0031): collar-01 came off Amani and, heard since, is held by a record named after it.
+    engine = create_engine(store_url)
+    try:
+        migrate.upgrade(engine, "0031_collar_taken_off")
+        with engine.begin() as connection:
+            connection.execute(text("INSERT INTO devices (device_id, flags, reported_settings, session, taken_off_at) "
+                                    "VALUES ('collar-01', '{}', '{}', 0, :t)"), {"t": off_at})
+            for key, name, device_id in ((1, "Amani", None), (2, "collar-01", "collar-01")):
+                connection.execute(text("INSERT INTO animals (id, name, species, device_id, created_at, high_value, "
+                                        "collar_fitted_at) VALUES (:i, :n, 'Loxodonta africana', :d, :t, false, :f)"),
+                                   {"i": key, "n": name, "d": device_id, "t": NOW - timedelta(days=30),
+                                    "f": off_at if device_id else None})
+            connection.execute(text("INSERT INTO collar_fittings (id, animal_id, device_id, removed_at) "
+                                    "VALUES (1, 1, 'collar-01', :t)"), {"t": off_at})
+        assert migrate.upgrade(engine) == migrate.head_revision()
+    finally:
+        engine.dispose()
+
+    with open_bridge(store_url) as bridge:
+        assert [a.name for a in bridge.herd_register(viewer=CONSOLE)] == ["Amani"]
+        (stock,) = bridge.collars_in_stock(viewer=CONSOLE)
+    assert (stock.device_id, stock.taken_off_at, stock.taken_off_name) == ("collar-01", off_at, "Amani")
+
+
 # ---------------------------------------------------------------- a collar taken off with none fitted
 
 
