@@ -753,13 +753,13 @@ class Bridge:
         animal too. Field technicians and admins may; logged in the audit log."""
         key, now, at = self._herd_change(animal_id, viewer, fitted_at, "fitted")
         with self.db.write() as session:
-            fitting = herd.fit_collar(session, session.get(Animal, key), collar, at, move=move)
+            animal = session.get(Animal, key)
+            fitting = herd.fit_collar(session, animal, collar, at, move=move)
             audit.record_change(session, viewer, "collar_fitted", now, animal_id=str(key), device_id=fitting.device_id,
                                 fitted_at=at.isoformat(), previous_collar=fitting.previous_collar,
                                 taken_from=None if fitting.taken_from is None else str(fitting.taken_from),
                                 refiled=fitting.refiled, closed_alerts=list(fitting.closed_alert_ids))
-            outbox.enqueue_alert_steps(session, self._current_notify_config(),
-                                       [(alert_id, "auto_resolved") for alert_id in fitting.closed_alert_ids], {})
+            self._queue_closed_at_take_off(session, fitting.closed_alert_ids, animal.name, at)
         return self._animal_view(key)
 
     def herd_register(self, *, viewer: Viewer) -> list[HerdEntryView]:
@@ -790,14 +790,21 @@ class Bridge:
         admins may; logged in the audit log."""
         key, now, at = self._herd_change(animal_id, viewer, removed_at, "taken off")
         with self.db.write() as session:
-            taken = herd.take_off_collar(session, session.get(Animal, key), at)
+            animal = session.get(Animal, key)
+            taken = herd.take_off_collar(session, animal, at)
             audit.record_change(session, viewer, "collar_taken_off", now, animal_id=str(key),
                                 device_id=taken.device_id, removed_at=at.isoformat(), refiled=taken.refiled,
                                 closed_alerts=list(taken.closed_alert_ids))
-            # Rangers told of these alerts (and EarthRanger's events) hear they are closed.
-            outbox.enqueue_alert_steps(session, self._current_notify_config(),
-                                       [(alert_id, "auto_resolved") for alert_id in taken.closed_alert_ids], {})
+            self._queue_closed_at_take_off(session, taken.closed_alert_ids, animal.name, at)
         return self._animal_view(key)
+
+    def _queue_closed_at_take_off(self, session: Any, alert_ids: Iterable[int], name: str, at: datetime) -> None:
+        """Tell the routes (rangers, EarthRanger) that the alerts of a collar taken off `name` at `at` are
+        closed, and why (`herd.close_alerts_of_collar_taken_off`)."""
+        why = {"reason": herd.taken_off_reason(name), "cleared_at": at.isoformat()}
+        steps = [(alert_id, "auto_resolved") for alert_id in alert_ids]
+        if steps:
+            outbox.enqueue_alert_steps(session, self._current_notify_config(), steps, dict.fromkeys(steps, why))
 
     def _herd_change(self, animal_id: str | int, viewer: Viewer, at: datetime | None,
                      done: str) -> tuple[int, datetime, datetime]:

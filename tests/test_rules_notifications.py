@@ -803,6 +803,26 @@ def test_the_duty_officers_sms_says_which_ranger_took_the_alert_and_her_verdict(
     assert raised[1].startswith("at ")
 
 
+def test_the_duty_officers_sms_says_a_poaching_alert_closed_because_its_collar_was_taken_off(sqlite_url, tmp_path):
+    # The duty officer was woken for a poaching risk; the technician then takes the collar off Naserian (it
+    # had slipped, she is fine): the close says why, not that "its condition cleared".
+    gateway = SmsGateway(token=SMS_TOKEN)
+    routes = ('[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+              'actions = ["raised", "auto_resolved"]\n')
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            naserian = bridge.register_animal("collar-01", "Naserian", sex="female").animal_id
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
+            bridge.flush_notifications(now=wall())
+            bridge.take_off_collar(naserian, viewer=Viewer("tito", "field_technician"))
+            bridge.flush_notifications(now=wall())
+
+    _, closed = (m["text"].split("\n") for m in gateway.messages)
+    assert closed[0].startswith("HIGH Possible poaching") and closed[0].endswith("[auto_resolved]")
+    assert closed[1] == "closed by Tembo: collar taken off Naserian: nobody wears it"
+
+
 def test_a_retried_poaching_alert_is_not_given_up_when_earthrangers_list_shrinks_while_it_is_read(
     sqlite_url, tmp_path, earthranger, monkeypatch
 ):

@@ -141,8 +141,8 @@ def who_acted(payload: dict[str, Any]) -> str | None:
     if action == "resolved" and payload.get("resolved_by"):
         verdict = str(payload.get("verdict") or "").replace("_", " ")
         return f"resolved by {payload['resolved_by']}" + (f": {verdict}" if verdict else "")
-    if action == "auto_resolved":
-        return "closed by Tembo: its condition cleared"
+    if action == "auto_resolved":  # a reason queued with the step (a collar taken off) is said
+        return f"closed by Tembo: {payload.get('detail', {}).get('reason') or 'its condition cleared'}"
     return None
 
 
