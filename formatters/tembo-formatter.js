@@ -4,6 +4,8 @@
 var SETTINGS_PORT = 3;
 var MESSAGES = [["status", 1, 1, "up", [["time_s", "u32", null], ["lat", "lat", null], ["lon", "lon", null], ["fix_age_s", "u16", null], ["battery_mv", "u16", null], ["temperature_c", "i16", 10], ["fw_version", "ver", null], ["model_version", "u16", null], ["uptime_h", "u16", null], ["reset_cause", "enum", ["power_on", "watchdog", "brownout", "software", "pin", "lockup", "unknown"]], ["behaviour", "enum", ["rest", "forage", "walk", "run"]], ["flags", "bits", [["tracking", 1, null], ["in_farmland", 1, null], ["outside_park", 1, null], ["battery_low", 1, null], ["model_fallback", 1, null], ["clock_unsynced", 1, null], ["queue_full", 1, null], ["spare", 1, null]]], ["queue_depth", "u8", null], ["errors", "u8", null]]], ["status", 1, 2, "up", [["time_s", "u32", null], ["lat", "lat", null], ["lon", "lon", null], ["fix_age_s", "u16", null], ["battery_mv", "u16", null], ["temperature_c", "i16", 10], ["fw_version", "ver", null], ["model_version", "u16", null], ["uptime_h", "u16", null], ["reset_cause", "enum", ["power_on", "watchdog", "brownout", "software", "pin", "lockup", "unknown"]], ["behaviour", "enum", ["rest", "forage", "walk", "run"]], ["flags", "bits", [["tracking", 1, null], ["in_farmland", 1, null], ["outside_park", 1, null], ["battery_low", 1, null], ["model_fallback", 1, null], ["clock_unsynced", 1, null], ["queue_full", 1, null], ["spare", 1, null]]], ["queue_depth", "u8", null], ["errors", "u8", null], ["update", "bits", [["update_kind", 2, ["none", "firmware", "model"]], ["update_outcome", 3, ["none", "installed", "refused", "rolled_back"]], ["update_spare", 3, null]]], ["update_version", "ver", null], ["update_reason", "enum", ["ok", "unknown_command", "malformed", "out_of_range", "unknown_setting", "busy", "refused", "unsigned", "tampered", "downgrade", "wrong_hardware", "truncated", "self_test_failed", "too_large", "wrong_base"]]]], ["activity", 2, 1, "up", [["time_s", "u32", null], ["interval_min", "u8", null], ["model_version", "u16", null], ["vedba_mean_mg", "u16", null], ["vedba_max_mg", "u16", null], ["shares", "list", [16, [["share", "u8", 2]]]]]], ["positions", 4, 1, "up", [["time_s", "u32", null], ["fixes", "list", [5, [["dt_s", "u16", null], ["lat", "lat", null], ["lon", "lon", null]]]]]], ["settings", 3, null, "both", []], ["alert", 10, null, "up", [["alert", "bits", [["alert_type", 5, ["test", "mortality", "immobility", "poaching_risk", "geofence_farmland", "geofence_exit", "collar_drop", "tamper", "low_battery", "battery_critical", "unexpected_reboot"]], ["seq", 3, null]]], ["time_s", "u32", null], ["lat", "lat", null], ["lon", "lon", null]]], ["ack", 31, null, "up", [["time_s", "u32", null], ["on_port", "u8", null], ["cmd", "u8", null], ["result", "enum", ["ok", "unknown_command", "malformed", "out_of_range", "unknown_setting", "busy", "refused", "unsigned", "tampered", "downgrade", "wrong_hardware", "truncated", "self_test_failed", "too_large", "wrong_base"]]]], ["ack_alert", 32, 1, "down", [["alert", "bits", [["alert_type", 5, ["test", "mortality", "immobility", "poaching_risk", "geofence_farmland", "geofence_exit", "collar_drop", "tamper", "low_battery", "battery_critical", "unexpected_reboot"]], ["seq", 3, null]]]]], ["request_status", 32, 2, "down", []], ["reboot", 32, 3, "down", []], ["tracking", 32, 4, "down", [["minutes", "u16", null]]], ["clear_fences", 32, 5, "down", []], ["fence", 32, 6, "down", [["fence", "bits", [["fence_id", 4, null], ["kind", 2, ["park", "farmland", "exclusion", "spare"]], ["last", 1, null], ["spare", 1, null]]], ["first_index", "u8", null], ["points", "list", [7, [["lat", "lat", null], ["lon", "lon", null]]]]]], ["request_settings", 32, 7, "down", []], ["mc_package_version", 200, 0, "down", []], ["mc_package_version_ans", 200, 0, "up", [["package_id", "u8", null], ["package_version", "u8", null]]], ["mc_group_status", 200, 1, "down", [["req_group_mask", "u8", null]]], ["mc_group_status_ans", 200, 1, "up", [["status", "bits", [["rfu", 1, null], ["nb_total_groups", 3, null], ["ans_group_mask", 4, null]]], ["groups", "list", [4, [["group", "u8", null], ["mc_addr", "u32", null]]]]]], ["mc_group_setup", 200, 2, "down", [["group", "u8", null], ["mc_addr", "u32", null], ["mc_key_encrypted_0", "u32", null], ["mc_key_encrypted_1", "u32", null], ["mc_key_encrypted_2", "u32", null], ["mc_key_encrypted_3", "u32", null], ["min_mc_fcount", "u32", null], ["max_mc_fcount", "u32", null]]], ["mc_group_setup_ans", 200, 2, "up", [["status", "u8", null]]], ["mc_group_delete", 200, 3, "down", [["group", "u8", null]]], ["mc_group_delete_ans", 200, 3, "up", [["status", "u8", null]]], ["mc_class_c_session", 200, 4, "down", [["group", "u8", null], ["session_time_gps_s", "u32", null], ["timeout_log2_s", "u8", null], ["frequency_hz100", "u24", null], ["data_rate", "u8", null]]], ["mc_class_c_session_ans", 200, 4, "up", [["status", "u8", null], ["time_to_start_s", "list", [1, [["s", "u24", null]]]]]], ["frag_package_version", 201, 0, "down", []], ["frag_package_version_ans", 201, 0, "up", [["package_id", "u8", null], ["package_version", "u8", null]]], ["frag_session_setup", 201, 2, "down", [["frag_session", "bits", [["rfu", 2, null], ["frag_index", 2, null], ["mc_group_bit_mask", 4, null]]], ["nb_frag", "u16", null], ["frag_size", "u8", null], ["control", "u8", null], ["padding", "u8", null], ["descriptor", "u32", null]]], ["frag_session_setup_ans", 201, 2, "up", [["status", "u8", null]]], ["frag_session_status", 201, 1, "down", [["param", "bits", [["rfu", 5, null], ["frag_index", 2, null], ["participants", 1, null]]]]], ["frag_session_status_ans", 201, 1, "up", [["received_and_index", "u16", null], ["missing", "u8", null], ["status", "bits", [["rfu", 5, null], ["session_does_not_exist", 1, null], ["spare", 1, null], ["not_enough_matrix_memory", 1, null]]]]], ["frag_session_delete", 201, 3, "down", [["param", "bits", [["rfu", 6, null], ["frag_index", 2, null]]]]], ["frag_session_delete_ans", 201, 3, "up", [["status", "bits", [["rfu", 5, null], ["session_does_not_exist", 1, null], ["frag_index", 2, null]]]]], ["data_fragment", 201, 8, "down", [["index_and_n", "u16", null], ["data", "list", [240, [["byte", "u8", null]]]]]], ["app_time_req", 202, 1, "up", [["device_time_gps_s", "u32", null], ["param", "bits", [["rfu", 3, null], ["ans_required", 1, null], ["token", 4, null]]]]], ["app_time_ans", 202, 1, "down", [["correction_s", "i32", null], ["param", "bits", [["rfu", 4, null], ["token", 4, null]]]]]];
 var SETTINGS = [[1, "gnss_interval_s", "u32", 60, 86400, "s"], [2, "summary_interval_s", "u16", 300, 14400, "s"], [3, "status_interval_s", "u32", 900, 86400, "s"], [4, "accel_rate_hz", "u8", 10, 100, "Hz"], [5, "accel_range_g", "u8", 2, 16, "g"], [6, "window_s", "u8", 2, 60, "s"], [7, "window_every_s", "u16", 10, 3600, "s"], [8, "immobility_h", "u8", 1, 48, "h"], [9, "tracking_minutes", "u16", 0, 1440, "min"], [10, "fair_use_airtime_s", "u16", 1, 600, "s"], [11, "low_battery_mv", "u16", 2500, 4200, "mV"], [12, "critical_battery_mv", "u16", 2500, 4200, "mV"], [13, "alert_repeat_min", "u16", 5, 1440, "min"], [14, "confirmed_alerts", "u8", 0, 1, ""], [15, "tracking_gnss_interval_s", "u16", 30, 3600, "s"], [16, "utc_offset_min", "i16", -720, 840, "min"], [17, "still_vedba_mg", "u16", 5, 500, "mg"], [18, "run_vedba_mg", "u16", 100, 4000, "mg"], [19, "immobility_suspect_h", "u8", 1, 48, "h"], [20, "fence_margin_m", "u16", 0, 1000, "m"], [21, "boundary_near_m", "u16", 0, 20000, "m"], [22, "positions_per_uplink", "u8", 1, 5, ""], [23, "poaching_score", "u8", 1, 255, ""], [24, "drop_temp_fall_dc", "u16", 5, 200, "dC"], [25, "gnss_adaptive", "u8", 0, 1, ""], [26, "gnss_rest_interval_s", "u32", 60, 86400, "s"], [27, "gnss_move_interval_s", "u32", 60, 86400, "s"], [28, "gnss_min_gap_s", "u16", 0, 3600, "s"], [29, "poaching_min_run_s", "u16", 0, 600, "s"], [30, "gnss_forage_interval_s", "u32", 60, 86400, "s"], [31, "carcass_vedba_mg", "u8", 0, 100, "mg"], [32, "carcass_min", "u16", 10, 1440, "min"], [33, "fast_vedba_mg", "u16", 100, 4000, "mg"]];
+// ANSWER_SIZES[port][command id]: bytes of a FUOTA answer, or its sizes by the byte after its id
+var ANSWER_SIZES = {"200":{"0":3,"1":[2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22],"2":2,"3":2,"4":[5,5,5,5,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2]},"201":{"0":3,"2":2,"1":5,"3":2},"202":{"1":6}};
 
 var SIZES = {u8: 1, u16: 2, u24: 3, u32: 4, i8: 1, i16: 2, i24: 3, i32: 4, lat: 3, lon: 3, enumeration: 1, ver: 3};
 var SIGNED = {i8: 1, i16: 1, i24: 1, i32: 1, lat: 1, lon: 1};
@@ -66,7 +68,7 @@ function decodeField(bytes, pos, field, out) {
     var sub = arg[1];
     size = fieldSize(field);
     var rest = bytes.length - pos;
-    if (rest % size) throw new CodecError(name + ": " + (rest % size) + " trailing bytes are not whole items of " + size);
+    if (rest % size) throw new CodecError(name + ": " + rest + " trailing bytes are not whole items of " + size);
     if (rest / size > arg[0]) throw new CodecError(name + ": " + (rest / size) + " items, at most " + arg[0]);
     var items = [];
     while (pos < bytes.length) {
@@ -230,9 +232,50 @@ function asResult(fn) {
   }
 }
 
+// bytes of the FUOTA answer at pos (its id included), -1 for an unknown id; an answer whose length the byte
+// after its id tells, with that byte missing, is taken as 2 bytes so it reads as cut short
+function answerSize(port, bytes, pos) {
+  var size = ANSWER_SIZES[port][bytes[pos]];
+  if (size === undefined) return -1;
+  if (typeof size === "number") return size;
+  return pos + 1 < bytes.length ? size[bytes[pos + 1]] : 2;
+}
+
+// the answers of an uplink one by one (lora_bridge/fuota_answers.py split_answers): the whole payload on a
+// port not of FUOTA, or an empty one; an unknown id or an answer cut short throws, naming where it begins
+function splitAnswers(port, bytes) {
+  if (!ANSWER_SIZES.hasOwnProperty(port) || !bytes.length) return [bytes];
+  var pieces = [], pos = 0;
+  while (pos < bytes.length) {
+    var size = answerSize(port, bytes, pos);
+    if (size < 0 || pos + size > bytes.length) refuseAnswer(port, bytes, pos, size);
+    pieces.push(bytes.slice(pos, pos + size));
+    pos += size;
+  }
+  return pieces;
+}
+
+function refuseAnswer(port, bytes, pos, size) {
+  var where = "answer " + bytes[pos] + " at byte " + pos;
+  try { decodePayload(port, bytes.slice(pos), "up"); }
+  catch (e) { if (e instanceof CodecError) throw new CodecError(where + ": " + e.message); throw e; }
+  if (size < 0) throw new CodecError("port " + port + ": unknown " + where);
+  throw new CodecError("port " + port + ": " + where + " cut short (" + (bytes.length - pos) + " of " + size + " bytes)");
+}
+
+// One message: its fields, {message, port, ...}. A FUOTA uplink of several answers (ports 200-202):
+// {message: "<first>+<how many follow>", port, answers: [{message, port, ...}, ...]}, in order, as the bridge
+// names and reads it; broken anywhere, it is an error whole.
+function decodeUplinkData(port, bytes) {
+  var pieces = splitAnswers(port, bytes), answers = [], i;
+  for (i = 0; i < pieces.length; i++) answers.push(decodePayload(port, pieces[i], null));
+  if (answers.length === 1) return answers[0];
+  return {message: answers[0].message + "+" + (answers.length - 1), port: port, answers: answers};
+}
+
 // The Things Stack v3 and ChirpStack v4 entry points.
 function decodeUplink(input) {
-  return asResult(function () { return decodePayload(input.fPort, input.bytes, null); });
+  return asResult(function () { return decodeUplinkData(input.fPort, input.bytes); });
 }
 
 function decodeDownlink(input) {

@@ -9,6 +9,7 @@ import pytest
 
 from collar_firmware import codec
 from lora_bridge import formatter
+from lora_bridge.decode import decode_payload
 
 pytestmark = pytest.mark.node
 
@@ -17,6 +18,7 @@ VECTORS_PATH = Path(__file__).parent / "vectors" / "codec_vectors.json"
 RUNNER = r"""
 const f = require(process.argv[2]);
 const doc = JSON.parse(require("fs").readFileSync(process.argv[3], "utf8"));
+const fuota = JSON.parse(require("fs").readFileSync(process.argv[4], "utf8"));
 const hex = (h) => (h.match(/../g) || []).map((b) => parseInt(b, 16));
 const out = {
   decoded: doc.vectors.map((v) => v.direction === "down"
@@ -25,9 +27,30 @@ const out = {
   encoded: doc.vectors.filter((v) => v.direction !== "up").map((v) =>
       f.encodeDownlink({data: Object.assign({message: v.message}, v.expected)})),
   errors: doc.errors.map((e) => f.decodeUplink({fPort: e.port, bytes: hex(e.hex)})),
+  fuota: fuota.map((u) => f.decodeUplink({fPort: u[0], bytes: hex(u[1])})),
 };
 process.stdout.write(JSON.stringify(out));
 """
+
+
+# FUOTA uplinks of several answers, written byte by byte from the packages' layouts (TS004 v1.0.0, TS005 v1.0.0):
+# FragSessionSetupAns 02|StatusBitMask, PackageVersionAns 00|03|01, FragSessionStatusAns 01|Received&index
+# (2, little-endian)|MissingFrag|Status; McGroupStatusAns 01|Status (NbTotalGroups 6..4, AnsGroupMask 3..0) then
+# McGroupID|McAddr (4) a group in the mask; McClassCSessionAns 04|Status (error bits 5..2, McGroupID 1..0) then
+# TimeToStart (3) only without an error bit; AppTimeReq 01|DeviceTime (4)|Param.
+SEVERAL_ANSWERS = [
+    (201, "0200" "000301" "01050007" "00"),
+    (200, "0123" "0000000000" "0104030201" "0410" "0400100e00" "0205"),
+    (202, "011244ce5615" "011244ce5615"),
+    (201, "0200"),  # one answer alone: its fields, as any message
+]
+BROKEN_ANSWERS = [
+    (201, "0200" "010500"),  # a FragSessionStatusAns cut short after a good answer
+    (201, "0200" "7f"),  # an unknown answer id after a good answer
+    (200, "0123" "0000000000" "01040302"),  # a McGroupStatusAns naming two groups, carrying one and a bit
+    (200, "01"),  # a McGroupStatusAns without its status
+    (200, "0410" "100e00"),  # TimeToStart after an error bit
+]
 
 
 def _node() -> str:
@@ -43,7 +66,9 @@ def node_results(tmp_path_factory):
     js.write_text(formatter.render())
     runner = folder / "run.js"
     runner.write_text(RUNNER)
-    done = subprocess.run([_node(), str(runner), str(js), str(VECTORS_PATH)], capture_output=True,
+    fuota = folder / "fuota.json"
+    fuota.write_text(json.dumps(SEVERAL_ANSWERS + BROKEN_ANSWERS))
+    done = subprocess.run([_node(), str(runner), str(js), str(VECTORS_PATH), str(fuota)], capture_output=True,
                           text=True, timeout=60, check=True)
     return json.loads(done.stdout)
 
@@ -51,6 +76,11 @@ def node_results(tmp_path_factory):
 def test_committed_formatter_is_generated_from_the_current_codec_table():
     assert formatter.FORMATTER_PATH.read_text() == formatter.render(), \
         "regenerate: python -m lora_bridge.formatter > formatters/tembo-formatter.js"
+
+
+def test_formatter_fits_the_things_stacks_40_kb_limit():
+    # The Things Stack: "The maximum size of a JavaScript payload formatter is 40KB (40,960 bytes)."
+    assert len(formatter.render().encode()) <= 40_960
 
 
 def test_node_formatter_decodes_every_vector_like_the_python_codec(node_results):
@@ -74,3 +104,25 @@ def test_node_formatter_returns_errors_as_values_for_malformed_payloads(node_res
     for case, result in zip(cases, node_results["errors"], strict=True):
         assert "data" not in result, case["description"]
         assert result["errors"] and result["errors"][0], case["description"]
+
+
+def test_node_formatter_decodes_every_answer_of_a_fuota_uplink_as_the_bridge_does(node_results):
+    for (port, hex_), result in zip(SEVERAL_ANSWERS, node_results["fuota"][:len(SEVERAL_ANSWERS)], strict=True):
+        decoded = decode_payload(codec, port, bytes.fromhex(hex_))
+        assert result["errors"] == [] and decoded.reason is None, hex_
+        if decoded.more:
+            assert result["data"] == {"message": decoded.message, "port": port, "answers": list(decoded.answers)}
+        else:
+            assert result["data"] == decoded.fields
+    several = node_results["fuota"][1]["data"]
+    assert several["message"] == "mc_group_status_ans+3"
+    assert [a["message"] for a in several["answers"][1:]] == ["mc_class_c_session_ans"] * 2 + ["mc_group_setup_ans"]
+    assert several["answers"][0]["groups"] == [{"group": 0, "mc_addr": 0}, {"group": 1, "mc_addr": 0x01020304}]
+
+
+def test_node_formatter_refuses_a_broken_fuota_uplink_whole_in_the_bridges_words(node_results):
+    for (port, hex_), result in zip(BROKEN_ANSWERS, node_results["fuota"][len(SEVERAL_ANSWERS):], strict=True):
+        decoded = decode_payload(codec, port, bytes.fromhex(hex_))
+        assert "data" not in result, hex_
+        assert len(result["errors"]) == 1 and decoded.reason is not None, hex_
+        assert decoded.reason.endswith(": " + result["errors"][0]), (decoded.reason, result["errors"])
