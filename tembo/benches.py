@@ -7,6 +7,7 @@ measured in that run (ratios against an in-run baseline where wall-clock time is
 BENCHES: dict[str, str] = {
     "collar": "simulator.collar_bench:run",
     "bridge": "lora_bridge.bench:bridge_figures",
+    "bridge-cpu": "lora_bridge.cpu_bench:run",
     "sensing": "models.bench:sensing_bench",
     "fleet": "simulator.fleet:bench_fleet",
     "replay": "simulator.replay_bench:run",

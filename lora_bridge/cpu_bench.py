@@ -1,0 +1,162 @@
+"""CPU per uplink of the bridge's two sides, for `tembo bench bridge-cpu --json`: a small, steady figure.
+
+`tembo bench bridge` measures rates and latencies with a load process, a server and a whole herd; on a
+busy machine its rates move more from run to run than most changes to the code do. This bench measures
+the bridge's own CPU time (`time.process_time`, this process) for the bench's herd
+(`lora_bridge.bench.synthetic_bodies`), with no clock time in any figure:
+
+    applier_cpu_ms_per_uplink      the applier's work, as the applier process does it: TTS bodies as the
+                                   intake journal holds them (only the bytes: the process reads each once)
+                                   applied by `Bridge.write_batch_now` in batches of `batch` on a fresh SQLite
+                                   store after `Bridge.warm_up()`; the median and the least of `rounds`
+                                   fresh stores (`_each_round`: every round's)
+    applier_python_calls_per_uplink   Python function calls the same batches make (a profiler counting each
+                                   call on one more fresh store): the same in every run of the same code
+    intake_cpu_ms_per_uplink       the webhook's side with the durable answer: each body handed to the
+                                   webhook's ASGI app in this process (Starlette, the secret, the handler,
+                                   the durable intake's writer reading it and committing it to the journal,
+                                   the answer), `connections` requests at a time, the applier a process of
+                                   its own; uvicorn's HTTP parsing is not in it. Median and least of `rounds`
+    intake_applier_process_cpu_ms_per_uplink   that run's applier process (its whole CPU from the first
+                                   body to the last applied: batches as large as the moment made them)
+    intake_handler_python_calls_per_uplink   the Python calls per body of the thread that runs the ASGI
+                                   app (the HTTP side; the writer's thread is not counted)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import pstats
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
+from lora_bridge.bench import BENCH_SECRET, process_tree_cpu_s, synthetic_bodies
+from lora_bridge.group_commit import Submission
+from lora_bridge.service import open_bridge
+from lora_bridge.uplink_formats import SOURCE_TTS
+
+
+def applier_cpu_s(database_url: str, bodies: list[bytes], batch: int, profile: bool = False) -> tuple[float, int]:
+    """(CPU seconds, Python calls or 0) of applying bodies in batches of `batch` on database_url after a
+    warm-up, as the applier process applies journal entries."""
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
+        bridge.warm_up()
+        batches = [[Submission(SOURCE_TTS, None, body, "application/json") for body in bodies[first:first + batch]]
+                   for first in range(0, len(bodies), batch)]
+        profiler = cProfile.Profile(time.process_time) if profile else None
+        started = time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        for submissions in batches:
+            bridge.write_batch_now(submissions)
+        if profiler is not None:
+            profiler.disable()
+        spent = time.process_time() - started
+        failed = [s for submissions in batches for s in submissions if s.error is not None or s.result is None]
+        if failed:
+            raise RuntimeError(f"{len(failed)} bodies not applied: {failed[0].error!r}")
+    calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
+    return spent, calls
+
+
+def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int,
+                 profile: bool = False) -> tuple[float, float, int]:
+    """(this process's CPU seconds, the applier process's, Python calls or 0) of posting bodies to the
+    webhook's ASGI app with the durable answer, `connections` at a time, until all are applied."""
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET, webhook_ack="durable",
+                     intake_applier="process") as bridge:
+        app = create_app(bridge)
+        intake = bridge.durable_intake()
+        applier_pid = intake.applier_pid()
+        profiler = cProfile.Profile(time.process_time) if profile else None
+        statuses: list[int] = []
+        started, applier_started = time.process_time(), process_tree_cpu_s(applier_pid)
+        if profiler is not None:
+            profiler.enable()
+        asyncio.run(_post_all(app, bodies, connections, statuses))
+        if profiler is not None:
+            profiler.disable()
+        while intake.backlog():
+            time.sleep(0.005)
+        spent = time.process_time() - started
+        applier_spent = process_tree_cpu_s(applier_pid) - applier_started
+        if intake.applier_pid() != applier_pid:
+            raise RuntimeError("the applier process was started again during the run: its CPU is not known")
+    refused = [code for code in statuses if code != 202]
+    if refused:
+        raise RuntimeError(f"{len(refused)} bodies not answered 202: {sorted(set(refused))}")
+    calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
+    return spent, applier_spent, calls
+
+
+async def _post_all(app: Any, bodies: list[bytes], connections: int, statuses: list[int]) -> None:
+    queue = iter(bodies)
+
+    async def client() -> None:
+        for body in queue:
+            statuses.append(await _post(app, body))
+
+    await asyncio.gather(*(client() for _ in range(connections)))
+
+
+async def _post(app: Any, body: bytes) -> int:
+    """One POST /uplinks/tts of body to the ASGI app; its status code."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/uplinks/tts", "raw_path": b"/uplinks/tts", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"bench"), (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (SECRET_HEADER.lower().encode(), BENCH_SECRET.encode())],
+        "client": ("127.0.0.1", 40000), "server": ("bench", 80),
+    }
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected until the answer
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 8, rounds: int = 3,
+        intake: bool = True) -> dict[str, Any]:
+    """The figures of the module docstring for the herd of `collars` collars over `hours` hours."""
+    bodies = synthetic_bodies(collars, hours)
+    figures: dict[str, Any] = {"uplinks": len(bodies), "batch": batch, "connections": connections}
+    with tempfile.TemporaryDirectory(prefix="tembo-cpu-bench-") as folder:
+        def url(name: str) -> str:
+            return f"sqlite:///{Path(folder) / name}.db"
+
+        applier = [1000 * applier_cpu_s(url(f"applier-{i}"), bodies, batch)[0] / len(bodies) for i in range(rounds)]
+        figures["applier_cpu_ms_per_uplink"] = round(statistics.median(applier), 3)
+        figures["applier_cpu_ms_per_uplink_least"] = round(min(applier), 3)
+        figures["applier_cpu_ms_per_uplink_each_round"] = [round(x, 3) for x in applier]
+        _, calls = applier_cpu_s(url("applier-profiled"), bodies, batch, profile=True)
+        figures["applier_python_calls_per_uplink"] = round(calls / len(bodies), 2)
+        if intake:
+            runs = [intake_cpu_s(url(f"intake-{i}"), bodies, connections) for i in range(rounds)]
+            webhook = [1000 * spent / len(bodies) for spent, _, _ in runs]
+            figures["intake_cpu_ms_per_uplink"] = round(statistics.median(webhook), 3)
+            figures["intake_cpu_ms_per_uplink_least"] = round(min(webhook), 3)
+            figures["intake_cpu_ms_per_uplink_each_round"] = [round(x, 3) for x in webhook]
+            figures["intake_applier_process_cpu_ms_per_uplink"] = round(
+                statistics.median(1000 * applied / len(bodies) for _, applied, _ in runs), 3)
+            _, _, calls = intake_cpu_s(url("intake-profiled"), bodies, connections, profile=True)
+            figures["intake_handler_python_calls_per_uplink"] = round(calls / len(bodies), 2)
+    return figures
