@@ -8,7 +8,9 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
     applier_cpu_ms_per_uplink      the applier's work, as the applier process does it: TTS bodies as the
                                    intake journal holds them (only the bytes: the process reads each once)
                                    applied by `Bridge.write_batch_now` in batches of `batch` on a fresh SQLite
-                                   store after `Bridge.warm_up()`; the median and the least of `rounds`
+                                   store after `Bridge.warm_up()`, the bridge set as in the applier process
+                                   (no outbox worker; commits at synchronous NORMAL, its release thread's
+                                   fsync not counted); the median and the least of `rounds`
                                    fresh stores (`_each_round`: every round's)
     applier_python_calls_per_uplink   Python function calls the same batches make (a profiler counting each
                                    call on one more fresh store): the same in every run of the same code
@@ -16,7 +18,11 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
                                    webhook's ASGI app in this process (Starlette, the secret, the handler,
                                    the durable intake's writer reading it and committing it to the journal,
                                    the answer), `connections` requests at a time, the applier a process of
-                                   its own; uvicorn's HTTP parsing is not in it. Median and least of `rounds`
+                                   its own, its outbox worker started (as the server starts it); uvicorn's
+                                   HTTP parsing is not in it. Median and least of `rounds` after a run of a
+                                   tenth of the bodies that warms the process up
+    intake_cpu_ms_per_uplink_by_thread   the same by thread (medians): http (the thread that runs the app),
+                                   writer, supervisor (the applier process's reports), outbox
     intake_applier_process_cpu_ms_per_uplink   that run's applier process (its whole CPU from the first
                                    body to the last applied: batches as large as the moment made them)
     intake_handler_python_calls_per_uplink   the Python calls per body of the thread that runs the ASGI
@@ -35,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
-from lora_bridge.bench import BENCH_SECRET, process_tree_cpu_s, synthetic_bodies
+from lora_bridge.bench import BENCH_SECRET, _cpu_by_part, process_tree_cpu_s, synthetic_bodies, thread_cpu_s
 from lora_bridge.group_commit import Submission
 from lora_bridge.service import open_bridge
 from lora_bridge.uplink_formats import SOURCE_TTS
@@ -44,7 +50,10 @@ from lora_bridge.uplink_formats import SOURCE_TTS
 def applier_cpu_s(database_url: str, bodies: list[bytes], batch: int, profile: bool = False) -> tuple[float, int]:
     """(CPU seconds, Python calls or 0) of applying bodies in batches of `batch` on database_url after a
     warm-up, as the applier process applies journal entries."""
-    with open_bridge(database_url, webhook_secret=BENCH_SECRET) as bridge:
+    # as the applier process opens it (`intake_applier.run_child`): no outbox worker of its own, the store's
+    # commits made durable by its release thread's fsync (`journal_release`), so NORMAL here
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET, outbox_worker=False,
+                     sqlite_synchronous="NORMAL") as bridge:
         bridge.warm_up()
         batches = [[Submission(SOURCE_TTS, None, body, "application/json") for body in bodies[first:first + batch]]
                    for first in range(0, len(bodies), batch)]
@@ -65,16 +74,21 @@ def applier_cpu_s(database_url: str, bodies: list[bytes], batch: int, profile: b
 
 
 def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int,
-                 profile: bool = False) -> tuple[float, float, int]:
-    """(this process's CPU seconds, the applier process's, Python calls or 0) of posting bodies to the
-    webhook's ASGI app with the durable answer, `connections` at a time, until all are applied."""
+                 profile: bool = False) -> tuple[float, float, int, dict[str, float]]:
+    """(this process's CPU seconds, the applier process's, Python calls or 0, this process's CPU seconds
+    by part as `bench.THREAD_PARTS` names them: http is the thread that runs the app) of posting bodies to
+    the webhook's ASGI app with the durable answer, `connections` at a time, until all are applied."""
     with open_bridge(database_url, webhook_secret=BENCH_SECRET, webhook_ack="durable",
                      intake_applier="process") as bridge:
         app = create_app(bridge)
         intake = bridge.durable_intake()
+        outbox = bridge.start_outbox_worker()  # as the server starts it: its first full flush before the bodies
+        while outbox.full_flushes < 1:
+            time.sleep(0.005)
         applier_pid = intake.applier_pid()
         profiler = cProfile.Profile(time.process_time) if profile else None
         statuses: list[int] = []
+        threads_started = thread_cpu_s()
         started, applier_started = time.process_time(), process_tree_cpu_s(applier_pid)
         if profiler is not None:
             profiler.enable()
@@ -84,6 +98,8 @@ def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int,
         while intake.backlog():
             time.sleep(0.005)
         spent = time.process_time() - started
+        by_part = _cpu_by_part(threads_started, thread_cpu_s())
+        by_part["http"] += by_part.pop("other", 0.0)  # this thread, which runs the app and its event loop
         applier_spent = process_tree_cpu_s(applier_pid) - applier_started
         if intake.applier_pid() != applier_pid:
             raise RuntimeError("the applier process was started again during the run: its CPU is not known")
@@ -91,7 +107,7 @@ def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int,
     if refused:
         raise RuntimeError(f"{len(refused)} bodies not answered 202: {sorted(set(refused))}")
     calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
-    return spent, applier_spent, calls
+    return spent, applier_spent, calls, by_part
 
 
 async def _post_all(app: Any, bodies: list[bytes], connections: int, statuses: list[int]) -> None:
@@ -150,13 +166,19 @@ def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 
         _, calls = applier_cpu_s(url("applier-profiled"), bodies, batch, profile=True)
         figures["applier_python_calls_per_uplink"] = round(calls / len(bodies), 2)
         if intake:
+            # this process's first run compiles the webhook's and the outbox's statements: not what a
+            # running bridge spends per uplink, so a tenth of the bodies go first, unmeasured
+            intake_cpu_s(url("intake-warm-up"), bodies[:max(1, len(bodies) // 10)], connections)
             runs = [intake_cpu_s(url(f"intake-{i}"), bodies, connections) for i in range(rounds)]
-            webhook = [1000 * spent / len(bodies) for spent, _, _ in runs]
+            webhook = [1000 * run[0] / len(bodies) for run in runs]
             figures["intake_cpu_ms_per_uplink"] = round(statistics.median(webhook), 3)
             figures["intake_cpu_ms_per_uplink_least"] = round(min(webhook), 3)
             figures["intake_cpu_ms_per_uplink_each_round"] = [round(x, 3) for x in webhook]
             figures["intake_applier_process_cpu_ms_per_uplink"] = round(
-                statistics.median(1000 * applied / len(bodies) for _, applied, _ in runs), 3)
-            _, _, calls = intake_cpu_s(url("intake-profiled"), bodies, connections, profile=True)
+                statistics.median(1000 * run[1] / len(bodies) for run in runs), 3)
+            figures["intake_cpu_ms_per_uplink_by_thread"] = {
+                part: round(statistics.median(1000 * run[3].get(part, 0.0) / len(bodies) for run in runs), 3)
+                for part in sorted({part for run in runs for part in run[3]})}
+            calls = intake_cpu_s(url("intake-profiled"), bodies, connections, profile=True)[2]
             figures["intake_handler_python_calls_per_uplink"] = round(calls / len(bodies), 2)
     return figures
