@@ -84,6 +84,7 @@ EARLIEST_COLLAR_TIME_S = 1_577_836_800  # 2020-01-01T00:00:00Z, before any Tembo
 # from a laptop), not drifting. Believed, a status a day ahead stayed the animal's newest place for that
 # day (a later, true fix was "older") and its alerts were dated in the future.
 MAX_COLLAR_AHEAD_S = 120
+_MAX_COLLAR_AHEAD = timedelta(seconds=MAX_COLLAR_AHEAD_S)
 
 
 def collar_time(fields: dict[str, Any]) -> datetime | None:
@@ -99,7 +100,7 @@ def collar_time_ahead(fields: dict[str, Any], heard_at: datetime | None) -> date
     """The collar's time of the message when it is more than MAX_COLLAR_AHEAD_S ahead of heard_at (its
     reception), else None (believed, none, or no reception time to judge it by)."""
     claimed = collar_time(fields)
-    if claimed is None or heard_at is None or claimed <= heard_at + timedelta(seconds=MAX_COLLAR_AHEAD_S):
+    if claimed is None or heard_at is None or claimed <= heard_at + _MAX_COLLAR_AHEAD:
         return None
     return claimed
 
@@ -108,9 +109,12 @@ def message_time(fields: dict[str, Any], fallback: datetime, *, heard_at: dateti
     """The message's own time (time_s, Unix seconds UTC), or fallback when the collar had none (0, or a
     clock that was never set: before EARLIEST_COLLAR_TIME_S). heard_at: the message's reception; a collar
     time more than MAX_COLLAR_AHEAD_S ahead of it is not believed and the message is dated heard_at."""
-    if collar_time_ahead(fields, heard_at) is not None and heard_at is not None:
-        return heard_at
-    return collar_time(fields) or fallback
+    claimed = collar_time(fields)  # read once (every uplink's message is dated here, twice)
+    if claimed is None:
+        return fallback
+    if heard_at is not None and claimed > heard_at + _MAX_COLLAR_AHEAD:
+        return heard_at  # the collar's clock is ahead of the message's reception: not believed
+    return claimed
 
 
 def degrees(fields: dict[str, Any], lat_key: str = "lat", lon_key: str = "lon") -> tuple[float, float] | None:

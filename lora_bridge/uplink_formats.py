@@ -287,6 +287,10 @@ def list_of_objects(value: Any) -> list[dict[str, Any]]:
 
 def label(value: Any) -> str | None:
     """A name from the network as a safe label: text, control characters escaped, at most 64 chars."""
+    if type(value) is str and len(value) <= MAX_LABEL and value.isprintable():
+        # the usual label, short text with nothing to escape, is what escaped_text makes of it (its
+        # strip keeps it printable and within the limit) without the call: a body has several labels
+        return value.strip() or None
     return escaped_text(value, MAX_LABEL)
 
 

@@ -585,3 +585,48 @@ def test_a_track_and_the_track_as_judged_before_clean_in_one_walk_as_they_clean_
             other_zone += apart[0].metres.forward is not apart[1].metres.forward
         back_filled += sorted(judged) != sorted(fixes)[:len(judged)]
     assert outliers > 50 and other_zone >= 5 and back_filled > 50  # every way of the walk was met
+
+
+def _immobility_on_arrays(fixes, profile, known=None):
+    """The immobility test's cluster as numpy arrays judged it before the cluster's tail went to floats:
+    (still_since, share, cluster fixes, total fixes, cluster radius), or None when no walk back."""
+    ordered = sorted(fixes, key=lambda f: f[0])
+    xy, _, _ = rules_movement._projected(ordered, known)
+    start = rules_movement._walk_back(xy, profile.radius_m, profile.min_share)
+    if start is None:
+        return None
+    points = xy[start:]
+    centre = points.mean(axis=0)
+    distance = np.hypot(points[:, 0] - centre[0], points[:, 1] - centre[1])
+    inside = distance <= profile.radius_m
+    cluster = int(inside.sum())
+    return (ordered[start + int(np.argmax(inside))][0], cluster / len(inside), cluster, len(inside),
+            float(distance[inside].max()) if cluster else 0.0)
+
+
+def test_a_stillness_is_judged_to_the_same_fix_and_metre_as_the_arrays_judged_it():
+    """Rangers get the same immobility alerts and evidence (since when, the cluster, its radius) from the
+    cluster's tail in plain floats as from numpy's arrays: seeded random herds, still, wandering and
+    jittering around the radius, with and without the cleaning's metres handed in."""
+    rng = random.Random(20261206)
+    profile = ImmobilityProfile()
+    judged = stillnesses = 0
+    for _ in range(400):
+        count = rng.randint(2, 60)  # past WALK_ON_FLOATS_FIXES too
+        spread_deg = rng.choice((0.00005, 0.0002, 0.0004, 0.003))
+        lat, lon = -2.5 + rng.uniform(-0.5, 0.5), 37.5 + rng.uniform(-0.5, 0.5)
+        fixes = [(T + timedelta(minutes=rng.randint(0, 60 * 48)), lat + rng.gauss(0, spread_deg),
+                  lon + rng.gauss(0, spread_deg)) for _ in range(count)]
+        clean = exclude_outliers(fixes, SpeedProfile())
+        for known in (None, clean.metres):
+            result = immobility(clean.kept, profile, known)
+            expected = _immobility_on_arrays(clean.kept, profile, known)
+            if expected is None:
+                assert (result.still_since, result.cluster_fixes) == (None, 0)
+                continue
+            judged += 1
+            stillnesses += result.immobile
+            assert (result.still_since, result.share, result.cluster_fixes, result.total_fixes,
+                    result.cluster_radius_m) == expected
+            assert type(result.cluster_radius_m) is float
+    assert judged > 300 and stillnesses > 20  # the herds above were judged, and some were still

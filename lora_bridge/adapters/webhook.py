@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Tembo-Secret"
 # The Things Stack's downlink route, sent with every webhook call when a downlink API key is set.
 DOWNLINK_HEADERS = ("X-Downlink-Push", "X-Downlink-Replace", "X-Downlink-Apikey")
+# The same names as an ASGI server hands header names in (lower-case bytes), looked for in one pass.
+_DOWNLINK_HEADER_KEYS = frozenset(name.lower().encode("latin-1") for name in DOWNLINK_HEADERS)
 STATUS_CODES = {"pending": 202, "received": 202}
 # What a caller is told when the bridge itself failed; the details are logged under the answer's error_id.
 UNAVAILABLE_REASON = "the store cannot take the body now: nothing was kept, send it again later"
@@ -144,7 +146,7 @@ async def _ingest(
                     said, network, label(event), error, extra={"network": network, "event": event, "error_id": said})
         return JSONResponse({"status": "unavailable", "reason": UNAVAILABLE_REASON, "error_id": said},
                             status_code=503, headers={"Retry-After": "60"})
-    if network == SOURCE_TTS and any(name in request.headers for name in DOWNLINK_HEADERS):
+    if network == SOURCE_TTS and any(key in _DOWNLINK_HEADER_KEYS for key, _ in request.headers.raw):
         await _remember_route(request, bridge, path_ids, result.device_id, result.raw_uplink_id)
     payload = {
         "status": result.status,

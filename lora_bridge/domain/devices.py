@@ -190,26 +190,9 @@ def resolve_device(
                 with session.no_autoflush:  # collars created here are in `created`, changes of this batch in `known`
                     device = collar_with_eui(session, dev_eui)
 
-    def filed_under(name: str) -> Device | None:
-        return created.get(name) or (None if name in unstored_ids else session.get(Device, name))
-
-    ids = {"dev_eui": dev_eui, "application_id": application_id, "network_scope": network_scope}
-    if device is None and label:
-        device = named_collar(filed_under, label, **ids)
-    if device is None:
-        # Looked at again: another worker may have filed this collar under one of its names between
-        # our two looks (PostgreSQL): the same collar, not a second one.
-        holders = name_holders(filed_under, label, application_id, network_scope) if label else {}
-        device = next((held for held in holders.values() if held is not None and same_collar(held, **ids)), None)
-    if device is None:
-        key = new_collar_key(holders, label=label, dev_eui=dev_eui, network=network, application_id=application_id,
-                             network_scope=network_scope)
-        device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0)
-        session.add(device)
-        created[key] = device
-        _flush_unless_keys_checked_at_commit(session)
-        log.info("new collar heard device_id=%s dev_eui=%s application_id=%s", key, dev_eui, application_id,
-                 extra={"device_id": key, "dev_eui": dev_eui, "application_id": application_id})
+    if device is None:  # not known by its DevEUI (nearly every uplink is): by its names, else a new collar
+        device = _named_or_new(session, created, unstored_ids, dev_eui=dev_eui, label=label, network=network,
+                               application_id=application_id, network_scope=network_scope, first_seen=first_seen)
     if dev_eui and device.dev_eui != dev_eui:
         device.dev_eui = dev_eui
     if label and device.label != label:
@@ -241,6 +224,45 @@ def resolve_device(
         unstored_euis.discard(device.dev_eui)
         unstored_ids.discard(label)
         unstored_ids.discard(device.device_id)
+    return device
+
+
+def _named_or_new(
+    session: Session,
+    created: dict[str, Device],
+    unstored_ids: Any,
+    *,
+    dev_eui: str | None,
+    label: str | None,
+    network: str | None,
+    application_id: str | None,
+    network_scope: str | None,
+    first_seen: datetime | None,
+) -> Device:
+    """`resolve_device`'s collar when none has the DevEUI: the one filed under label that is the same
+    collar (`same_collar`), else a new one (added to the session and to created)."""
+
+    def filed_under(name: str) -> Device | None:
+        return created.get(name) or (None if name in unstored_ids else session.get(Device, name))
+
+    ids = {"dev_eui": dev_eui, "application_id": application_id, "network_scope": network_scope}
+    device = named_collar(filed_under, label, **ids) if label else None
+    if device is not None:
+        return device
+    # Looked at again: another worker may have filed this collar under one of its names between
+    # our two looks (PostgreSQL): the same collar, not a second one.
+    holders = name_holders(filed_under, label, application_id, network_scope) if label else {}
+    device = next((held for held in holders.values() if held is not None and same_collar(held, **ids)), None)
+    if device is not None:
+        return device
+    key = new_collar_key(holders, label=label, dev_eui=dev_eui, network=network, application_id=application_id,
+                         network_scope=network_scope)
+    device = Device(device_id=key, first_seen=first_seen, reported_settings={}, session=0)
+    session.add(device)
+    created[key] = device
+    _flush_unless_keys_checked_at_commit(session)
+    log.info("new collar heard device_id=%s dev_eui=%s application_id=%s", key, dev_eui, application_id,
+             extra={"device_id": key, "dev_eui": dev_eui, "application_id": application_id})
     return device
 
 

@@ -43,8 +43,11 @@ def _projected(fixes: list[Fix], known: Metres | None = None) -> tuple[np.ndarra
     numbers (the same zone's transformer, every fix in it)."""
     lons, lats = _lon_lat(fixes)
     crs, forward, back = metric_frame(float(lons.mean()), float(lats.mean()))
-    if known is not None and known.forward is forward and all(f in known.xy for f in fixes):
-        return np.array([known.xy[f] for f in fixes], dtype=float), crs, back
+    if known is not None and known.forward is forward:
+        try:  # one look-up of each fix (a fix hashes its time, costlier than the numbers)
+            return np.array([known.xy[f] for f in fixes], dtype=float), crs, back
+        except KeyError:
+            pass  # a fix the cleaning did not project: all of them are projected here
     x, y = forward.transform(lons, lats)
     return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]), crs, back
 
@@ -219,13 +222,15 @@ def immobility(fixes: list[Fix], profile: ImmobilityProfile, known: Metres | Non
         return none
     points = xy[start:]
     centre = points.mean(axis=0)
-    distance = np.hypot(points[:, 0] - centre[0], points[:, 1] - centre[1])
-    inside = distance <= profile.radius_m
-    first_inside = start + int(np.argmax(inside))
+    # The cluster's distances as floats (the same numbers): a few dozen fixes cost less in plain Python
+    # than in numpy's calls (argmax, sum, a masked max), each of which costs microseconds on so few.
+    distance = np.hypot(points[:, 0] - centre[0], points[:, 1] - centre[1]).tolist()
+    within = [d for d in distance if d <= profile.radius_m]
+    first_inside = start + next((i for i, d in enumerate(distance) if d <= profile.radius_m), 0)
     still_s = (ordered[newest][0] - ordered[first_inside][0]).total_seconds()
     lon, lat = back.transform(float(centre[0]), float(centre[1]))
-    cluster = int(inside.sum())
-    total = len(inside)
+    cluster = len(within)
+    total = len(distance)
     return Immobility(
         immobile=still_s >= profile.duration_h * 3600 and cluster >= profile.min_fixes,
         still_since=ordered[first_inside][0],
@@ -233,7 +238,7 @@ def immobility(fixes: list[Fix], profile: ImmobilityProfile, known: Metres | Non
         share=cluster / total,
         cluster_fixes=cluster,
         total_fixes=total,
-        cluster_radius_m=float(distance[inside].max()) if cluster else 0.0,
+        cluster_radius_m=max(within) if cluster else 0.0,
         centre_lat=float(lat),
         centre_lon=float(lon),
     )
