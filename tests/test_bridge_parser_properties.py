@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import network_fixtures as nf
@@ -14,11 +15,20 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.webhook import create_app
+from lora_bridge.decode import EARLIEST_COLLAR_TIME_S, collar_time, collar_time_ahead, message_time
 from lora_bridge.domain import network_events
 from lora_bridge.errors import MalformedUplink
 from lora_bridge.network_messages import NetworkEvent, canonical_event, read_network_message
 from lora_bridge.service import open_bridge
-from lora_bridge.uplink_formats import Uplink, eui_or_none, label, number_or_none, time_or_none
+from lora_bridge.uplink_formats import (
+    MAX_LABEL,
+    Uplink,
+    escaped_text,
+    eui_or_none,
+    label,
+    number_or_none,
+    time_or_none,
+)
 
 SECRET = "property-test-secret"
 json_values = st.recursive(
@@ -141,3 +151,40 @@ def test_the_webhook_never_answers_5xx_and_keeps_every_body(posts):
 
     assert all(status in (200, 202) for status in statuses)  # kept, whatever came: no webhook disabled
     assert counts["uplinks_stored"] + counts["duplicates"] == len(posts)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.text(max_size=140) | st.text(alphabet=st.characters(codec="ascii"), min_size=60, max_size=70)
+       | st.integers() | st.booleans() | st.none() | st.floats())
+def test_a_collar_name_from_the_network_is_the_label_its_escaped_text_made(value):
+    """A ranger finds a collar under the same name whatever way the bridge reads it: a label, printable
+    short text read without its escaping call, is what that escaping makes of it (spaces around it,
+    control characters, past 64 characters, numbers and other JSON values alike)."""
+    assert label(value) == escaped_text(value, MAX_LABEL)
+
+
+def _dated_as_before(fields, fallback, heard_at):
+    """message_time as it read the collar's time before it read it once: the time ahead first, then again."""
+    if collar_time_ahead(fields, heard_at) is not None and heard_at is not None:
+        return heard_at
+    return collar_time(fields) or fallback
+
+
+HEARD = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.integers(min_value=-300, max_value=300), st.booleans(),
+       st.integers(min_value=100, max_value=140) | st.integers(min_value=-300, max_value=300) | st.none(),
+       st.integers(min_value=EARLIEST_COLLAR_TIME_S - 3, max_value=EARLIEST_COLLAR_TIME_S + 3)
+       | st.integers(min_value=-1, max_value=2**33) | st.booleans() | st.none() | st.floats(allow_nan=False)
+       | st.text(max_size=3))
+def test_a_message_is_dated_as_before_whatever_time_its_collar_gave(heard_s, heard_known, ahead_s, other):
+    """A ranger sees each fix and alert at the same time as before the collar's time was read once per
+    dating: a believed collar time, one ahead of the reception (dated at the reception; two minutes ahead
+    still believed), none, a clock never set, a time that is no number."""
+    heard_at = HEARD + timedelta(seconds=heard_s) if heard_known else None
+    time_s = int(HEARD.timestamp()) + heard_s + ahead_s if ahead_s is not None else other
+    fields = {"message": "status", "time_s": time_s}
+    fallback = HEARD - timedelta(hours=1)
+    assert message_time(fields, fallback, heard_at=heard_at) == _dated_as_before(fields, fallback, heard_at)
