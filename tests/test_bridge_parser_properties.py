@@ -188,3 +188,29 @@ def test_a_message_is_dated_as_before_whatever_time_its_collar_gave(heard_s, hea
     fields = {"message": "status", "time_s": time_s}
     fallback = HEARD - timedelta(hours=1)
     assert message_time(fields, fallback, heard_at=heard_at) == _dated_as_before(fields, fallback, heard_at)
+
+
+answers = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=12), answers, max_size=8))
+def test_a_network_server_reads_the_same_answer_bytes_as_starlettes_json_gave(payload):
+    """A webhook answer (status, collar, frame counter, reasons in any language) is the same bytes as
+    Starlette's JSONResponse wrote, though its encoder is made once; a NaN is refused by both alike."""
+    from starlette.responses import JSONResponse
+
+    from lora_bridge.adapters.webhook import WebhookAnswer
+
+    assert WebhookAnswer(payload, status_code=202).body == JSONResponse(payload, status_code=202).body
+    refused = []
+    for response in (WebhookAnswer, JSONResponse):
+        try:
+            response({**payload, "nan": math.nan})
+        except ValueError as error:
+            refused.append(str(error))
+    assert len(refused) == 2 and refused[0] == refused[1]

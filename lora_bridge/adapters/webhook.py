@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -68,6 +70,18 @@ UNAVAILABLE_REASON = "the store cannot take the body now: nothing was kept, send
 PENDING_REASON = "kept; the store failed while applying it, and the bridge applies it by itself later"
 SLOW_BODY_REASON = "the body did not arrive in time: nothing was kept, send it again"
 APPLY_FAILED_REASON = "kept as a dead letter: the bridge could not apply it; an operator replays it after a fix"
+
+
+# Starlette's JSONResponse text (compact, UTF-8 as it is, no NaN) from one encoder made once: `json.dumps`
+# given these options builds a new encoder for every answer, and every uplink is answered.
+_ANSWER_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+class WebhookAnswer(JSONResponse):
+    """A JSONResponse whose body is the same bytes, rendered by `_ANSWER_ENCODER`."""
+
+    def render(self, content: Any) -> bytes:
+        return _ANSWER_ENCODER.encode(content).encode("utf-8")
 
 
 def create_app(bridge: Bridge) -> Starlette:
@@ -164,7 +178,7 @@ async def _ingest(
     if result.intake_id is not None:
         payload["intake_id"] = result.intake_id
     # A broken body (`result.malformed`) is kept as a dead letter: 2xx, never a try TTS counts as failed.
-    return JSONResponse(payload, status_code=STATUS_CODES.get(result.status, 200))
+    return WebhookAnswer(payload, status_code=STATUS_CODES.get(result.status, 200))
 
 
 def _told_by_id(result: IngestResult, network: str, event: str | None) -> dict[str, str]:
