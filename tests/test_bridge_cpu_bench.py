@@ -1,0 +1,19 @@
+"""`tembo bench bridge-cpu`: the bridge's CPU per uplink on its two sides, from a small herd."""
+
+from __future__ import annotations
+
+from lora_bridge import cpu_bench
+from lora_bridge.bench import synthetic_bodies
+from tembo.benches import BENCHES
+
+
+def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_and_the_webhook():
+    """Every body of a small herd is applied (the applier's side) and answered 202 (the webhook's side,
+    else the bench raises), and each side's CPU per uplink and its Python calls come out positive."""
+    assert BENCHES["bridge-cpu"] == "lora_bridge.cpu_bench:run"
+    figures = cpu_bench.run(collars=2, hours=3, batch=4, connections=2, rounds=1)
+    assert figures["uplinks"] == len(synthetic_bodies(2, 3))
+    assert figures["applier_cpu_ms_per_uplink"] > 0 and figures["intake_cpu_ms_per_uplink"] > 0
+    assert figures["applier_python_calls_per_uplink"] > 100 and figures["intake_handler_python_calls_per_uplink"] > 10
+    assert figures["intake_applier_process_cpu_ms_per_uplink"] >= 0
+    assert set(figures["intake_cpu_ms_per_uplink_by_thread"]) >= {"http", "writer", "outbox"}
