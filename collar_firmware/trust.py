@@ -34,8 +34,9 @@ STEPS_PER_WAKE = const(8)  # signature-check steps a wake-up spends, a collectio
 
 
 def digest(data):
-    """Return the SHA-256 of data (bytes or memoryview)."""
-    return hashlib.sha256(bytes(data)).digest()
+    """Return the SHA-256 of data (bytes, bytearray or memoryview), hashed where it lies: a copy of a
+    signed blob's bytes was one more blob on the heap of every model load and update check."""
+    return hashlib.sha256(data).digest()
 
 
 def signed_message(data):

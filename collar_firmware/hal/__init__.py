@@ -106,6 +106,11 @@ class Storage:
         """Store data under key (replace)."""
         raise NotImplementedError
 
+    def holds(self, key, data):
+        """Return True when the record under key is exactly data (a board compares it in place,
+        without reading a second copy of data onto the heap)."""
+        return self.read(key) == data
+
 
 class Watchdog:
     """Hardware watchdog: resets the MCU unless fed in time. The main loop feeds it in one place."""
