@@ -170,6 +170,22 @@ def test_every_key_the_collar_uses_is_a_valid_record_name(tmp_path):
         assert store.read(key) == key.encode()
 
 
+def test_the_collar_tells_whether_its_last_good_model_is_the_one_it_loaded_without_reading_it_whole(tmp_path):
+    store = FileStorage(str(tmp_path), os)
+    blob = bytes(range(256)) * 40 + b"tail"  # longer than the bytes compared at a time, not a multiple of them
+    store.write("model.good", blob)
+    assert store.holds("model.good", blob)
+    assert store.holds("model.good", memoryview(blob))
+    changed = bytearray(blob)
+    changed[-3] ^= 1
+    assert not store.holds("model.good", bytes(changed)), "one byte differs near the end"
+    assert not store.holds("model.good", blob[:-1]), "shorter"
+    assert not store.holds("model.good", blob + b"!"), "longer"
+    assert not store.holds("model", blob), "no record under that key"
+    store.write("model", b"")
+    assert store.holds("model", b"")
+
+
 @pytest.mark.parametrize("key", ["", "../etc", "a/b", "x" * 32, "q.tmp", ".hidden", 7])
 def test_storage_keys_cannot_escape_their_folder(tmp_path, key):
     with pytest.raises(ValueError):
