@@ -9,6 +9,8 @@ Format version 1 holds a forest (each leaf: n_classes u16 votes); version 2 hold
 (each leaf: one i16 score added to the class its tree belongs to, on top of per-class base scores).
 """
 
+import hashlib
+import io
 import struct
 import sys
 from array import array
@@ -47,6 +49,7 @@ MAX_CLASSES = 16  # config.MAX_CLASSES: the activity uplink carries at most 16 s
 MAX_WINDOW_SAMPLES = 6000
 BASE_BOUND = 1 << 24  # v2 base scores: with 255 leaves of at most 2**15 a class score stays in int32
 MAX_BODY_BYTES = 48 * 1024  # a model a collar can hold: 4096 nodes of 7 bytes plus leaves and names
+SCRATCH_BYTES = 511  # bytes of nodes (73 of them) read at a time by parse_file
 
 
 try:
@@ -62,7 +65,9 @@ class ModelError(ValueError):
 def crc32(data, crc=0):
     """Return the CRC-32 (IEEE 802.3, as zlib) of data, continuing from crc."""
     if _binascii_crc32 is not None:
-        return _binascii_crc32(data, crc) & 0xFFFFFFFF
+        return _binascii_crc32(data, crc)  # unsigned on CPython 3 and MicroPython: no second big int
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data)  # an array or memoryview iterates by item, the CRC runs over bytes
     crc ^= 0xFFFFFFFF
     table = _CRC_NIBBLES
     for byte in data:
@@ -130,17 +135,32 @@ class ParsedModel:
 def parse(data, verifier=None):
     """Return a ParsedModel from blob bytes; raise ModelError naming the first problem found.
 
-    verifier, when given, is called as verifier(scheme, key_id, signed_bytes, signature) and must
-    return True; a blob without a signature is then refused.
+    verifier, when given, is called as verifier(scheme, key_id, signed_digest, signature) and must
+    return True (signed_digest: the SHA-256 of the header and body, what trust.signed_message covers);
+    a blob without a signature is then refused. Tools and tests read bytes; the collar reads its flash
+    with parse_file.
     """
     if data is None:
         raise ModelError("no model blob")
-    size = len(data)
+    return parse_file(io.BytesIO(data), verifier)
+
+
+def parse_file(f, verifier=None):
+    """Return a ParsedModel read from the binary file f (from its start), as parse does from bytes.
+
+    The blob is never whole on the heap: each record is read from the file straight into its array
+    (the nodes through a small scratch buffer), the body's CRC-32 and the signed SHA-256 taken as the
+    bytes go by. Nothing is trusted before all of them were read: a problem in a record is reported
+    only after the CRC and the signature were checked, so the reason is the one parse always gave.
+    """
+    size = f.seek(0, 2)
+    f.seek(0)
     if size < HEADER_SIZE:
         raise ModelError("truncated: %d bytes, header needs %d" % (size, HEADER_SIZE))
-    if bytes(data[0:4]) != MAGIC:
-        raise ModelError("bad magic %r, expected %r" % (bytes(data[0:4]), MAGIC))
-    version, flags, reserved, body_len, body_crc = struct.unpack_from("<BBHII", data, 4)
+    head = f.read(HEADER_SIZE)
+    if head[0:4] != MAGIC:
+        raise ModelError("bad magic %r, expected %r" % (bytes(head[0:4]), MAGIC))
+    version, flags, reserved, body_len, body_crc = struct.unpack_from("<BBHII", head, 4)
     if version not in FORMAT_VERSIONS:
         raise ModelError("unsupported format version %d, this collar reads %d and %d"
                          % (version, FORMAT_VERSION, FORMAT_BOOSTED))
@@ -151,14 +171,22 @@ def parse(data, verifier=None):
     end = HEADER_SIZE + body_len
     if size < end:
         raise ModelError("truncated: body needs %d bytes, blob has %d" % (end, size))
-    body = memoryview(data)[HEADER_SIZE:end]
-    if crc32(body) != body_crc:
-        raise ModelError("CRC mismatch: body crc32 %08x, header says %08x" % (crc32(body), body_crc))
+    src = _Source(f, hashlib.sha256(head) if flags & FLAG_SIGNED and verifier is not None else None)
     model = ParsedModel()
     model.format_version = version
     model.body_len = body_len
-    _parse_trailer(model, data, end, flags, verifier)
-    _parse_records(model, data, HEADER_SIZE, end)
+    try:
+        _parse_records(model, src, end)
+        failure = None
+    except ModelError as e:  # reported after the CRC and the signature, as from a blob read whole
+        failure = e
+        while src.pos < end:  # the rest is read (and hashed), none of it kept
+            src.chunk(min(SCRATCH_BYTES, end - src.pos))
+    if src.crc != body_crc:
+        raise ModelError("CRC mismatch: body crc32 %08x, header says %08x" % (src.crc, body_crc))
+    _parse_trailer(model, f, size, end, flags, verifier, src.sha)
+    if failure is not None:
+        raise failure
     _check_trees(model)
     expected = schema_hash(model.window_s, model.rate_hz)
     if model.schema_hash != expected:
@@ -169,9 +197,44 @@ def parse(data, verifier=None):
     return model
 
 
-def _parse_trailer(model, data, end, flags, verifier):
-    """Check the signature trailer (present exactly when FLAG_SIGNED) and verify it if asked."""
-    size = len(data)
+class _Source:
+    """A blob's body read in order from a file, its CRC-32 (and the signed SHA-256, when asked)
+    taken as the bytes go by. pos: the blob offset of the next byte."""
+
+    def __init__(self, f, sha):
+        self.f = f
+        self.sha = sha  # hashlib.sha256 of the header so far, or None
+        self.crc = 0
+        self.pos = HEADER_SIZE
+        self.scratch = bytearray(SCRATCH_BYTES)
+        self.head = bytearray(3)  # a record's tag and length
+
+    def fill(self, buf, n):
+        """Read the next n bytes into buf (a bytearray, memoryview or array of exactly n bytes); return buf."""
+        got = self.f.readinto(buf)
+        if got != n:
+            raise ModelError("truncated at offset %d" % self.pos)
+        self.crc = crc32(buf, self.crc)
+        if self.sha is not None:
+            self.sha.update(buf)
+        self.pos += n
+        return buf
+
+    def chunk(self, n):
+        """Return the next n (<= SCRATCH_BYTES) bytes in the scratch buffer, valid until the next chunk."""
+        return self.fill(self.scratch if n == SCRATCH_BYTES else memoryview(self.scratch)[0:n], n)
+
+    def array(self, typecode, length, size):
+        """Return an array of typecode (items of size bytes) read straight from the next length bytes (little-endian)."""
+        target = array(typecode, range(length // size))  # sized without a buffer to copy
+        self.fill(target, length)
+        if sys.byteorder != "little":
+            target.byteswap()
+        return target
+
+
+def _parse_trailer(model, f, size, end, flags, verifier, sha):
+    """Check the signature trailer (present exactly when FLAG_SIGNED; f is at `end`) and verify it if asked."""
     if not flags & FLAG_SIGNED:
         if size != end:
             raise ModelError("%d unexpected bytes after the body of an unsigned blob" % (size - end))
@@ -180,25 +243,28 @@ def _parse_trailer(model, data, end, flags, verifier):
         return
     if size < end + SIG_HEADER_SIZE:
         raise ModelError("truncated: signature trailer missing")
-    scheme, key_id, sig_len = struct.unpack_from("<BBH", data, end)
+    scheme, key_id, sig_len = struct.unpack_from("<BBH", f.read(SIG_HEADER_SIZE), 0)
     if size != end + SIG_HEADER_SIZE + sig_len:
         raise ModelError("signature trailer length %d does not match the blob" % sig_len)
     if scheme != SIG_SCHEME_ED25519 or sig_len != 64:
         raise ModelError("unknown signature scheme %d (length %d)" % (scheme, sig_len))
-    signature = bytes(data[end + SIG_HEADER_SIZE : size])
+    signature = f.read(sig_len)
     model.signature = (scheme, key_id, signature)
-    if verifier is not None and not verifier(scheme, key_id, memoryview(data)[0:end], signature):
+    if verifier is not None and not verifier(scheme, key_id, sha.digest(), signature):
         raise ModelError("signature does not verify (key %d)" % key_id)
 
 
-def _parse_records(model, data, pos, end):
+def _parse_records(model, src, end):
     """Read the body's records into model; META first, each known record once, nothing unknown."""
     seen = 0
-    while pos < end:
+    while src.pos < end:
+        pos = src.pos
         if end - pos < 3:
             raise ModelError("truncated record header at offset %d" % pos)
-        tag = data[pos]
-        length = data[pos + 1] | (data[pos + 2] << 8)
+        head = src.head
+        src.fill(head, 3)
+        tag = head[0]
+        length = head[1] | (head[2] << 8)
         pos += 3
         if pos + length > end:
             raise ModelError("truncated: record %d needs %d bytes at offset %d" % (tag, length, pos))
@@ -211,8 +277,7 @@ def _parse_records(model, data, pos, end):
         if tag != REC_META and not seen & (1 << REC_META):
             raise ModelError("record %d before META: capacity must be declared first" % tag)
         seen |= bit
-        _read_record(model, tag, data, pos, length)
-        pos += length
+        _read_record(model, tag, src, pos, length)
     required = (REC_META, REC_CLASSES, REC_SCALES, REC_ROOTS, REC_NODES, REC_LEAVES)
     if model.format_version == FORMAT_BOOSTED:
         required += (REC_TREE_CLASS, REC_BASE)
@@ -227,8 +292,8 @@ def _expect(tag, length, wanted):
         raise ModelError("record %d has %d bytes, expected %d" % (tag, length, wanted))
 
 
-def _read_record(model, tag, data, pos, length):
-    """Decode one record's value (validated lengths and ranges) into model."""
+def _read_record(model, tag, src, pos, length):
+    """Read one record's value (at blob offset pos; validated lengths and ranges) from src into model."""
     if tag == REC_META:
         _expect(tag, length, META_SIZE)
         (
@@ -243,7 +308,7 @@ def _read_record(model, tag, data, pos, length):
             n_leaves,
             model.schema_hash,
             model.leaf_scale,
-        ) = struct.unpack_from(META_FORMAT, data, pos)
+        ) = struct.unpack_from(META_FORMAT, src.chunk(META_SIZE), 0)
         if model.n_features != features.N_FEATURES:
             raise ModelError(
                 "model has %d features, firmware computes %d" % (model.n_features, features.N_FEATURES)
@@ -283,95 +348,87 @@ def _read_record(model, tag, data, pos, length):
         model.n_nodes = n_nodes
         model.n_leaves = n_leaves
     elif tag == REC_CLASSES:
+        data = src.fill(bytearray(length), length)
         names = model.classes
-        stop = pos + length
+        at = 0
         for c in range(len(names)):
-            if pos >= stop or pos + 1 + data[pos] > stop:
+            if at >= length or at + 1 + data[at] > length:
                 raise ModelError("record %d: class names truncated" % tag)
-            n = data[pos]
-            names[c] = _text(tag, data, pos + 1, pos + 1 + n)
-            pos += 1 + n
-        if pos != stop:
+            n = data[at]
+            names[c] = _text(tag, data, at + 1, at + 1 + n, pos)
+            at += 1 + n
+        if at != length:
             raise ModelError("record %d: bytes left after %d class names" % (tag, len(names)))
         model.classes = tuple(names)
     elif tag == REC_SCALES:
         _expect(tag, length, model.n_features)
-        model.scales = _array_of("b", data, pos, length)
+        model.scales = src.array("b", length, 1)
         for f in range(model.n_features):
             e = model.scales[f]
             if e < -15 or e > 15:
                 raise ModelError("feature %d scale exponent %d out of range" % (f, e))
     elif tag == REC_ROOTS:
         _expect(tag, length, 2 * model.n_trees)
-        model.roots = _array_of("h", data, pos, length)
+        model.roots = src.array("h", length, 2)
     elif tag == REC_NODES:
-        n = model.n_nodes
-        _expect(tag, length, NODE_SIZE * n)
-        # each array takes its size from the record's own bytes and is then overwritten: a node's
-        # fields are interleaved, and sizing from a zero-filled bytes(2 * n) left one more copy behind
-        model.feature = _array_of("B", data, pos, n)
-        for i in range(n):
-            model.feature[i] = data[pos + NODE_SIZE * i]
-        model.threshold = _fill16(_array_of("h", data, pos, 2 * n), data, pos + 1, NODE_SIZE)
-        model.left = _fill16(_array_of("h", data, pos, 2 * n), data, pos + 3, NODE_SIZE)
-        model.right = _fill16(_array_of("h", data, pos, 2 * n), data, pos + 5, NODE_SIZE)
+        _expect(tag, length, NODE_SIZE * model.n_nodes)
+        _read_nodes(model, src, model.n_nodes)
     elif tag == REC_LEAVES:
         boosted = model.format_version == FORMAT_BOOSTED
         _expect(tag, length, 2 * model.n_leaves * (1 if boosted else len(model.classes)))
-        model.leaves = _array_of("h" if boosted else "H", data, pos, length)
+        model.leaves = src.array("h" if boosted else "H", length, 2)
     elif tag == REC_TREE_CLASS:
         _expect(tag, length, model.n_trees)
-        model.tree_class = _array_of("B", data, pos, length)
+        model.tree_class = src.array("B", length, 1)
         n_classes = len(model.classes)
         for t in range(model.n_trees):
             if model.tree_class[t] >= n_classes:
                 raise ModelError("tree %d scores class %d of %d" % (t, model.tree_class[t], n_classes))
     elif tag == REC_BASE:
         _expect(tag, length, 4 * len(model.classes))
-        model.base = _array_of("i", data, pos, length)
+        model.base = src.array("i", length, 4)
         for c in range(len(model.base)):
             v = model.base[c]
             if v < -BASE_BOUND or v > BASE_BOUND:
                 raise ModelError("class %d base score %d outside +-%d" % (c, v, BASE_BOUND))
     elif tag == REC_NAME:
-        model.name = _text(tag, data, pos, pos + length)
+        model.name = _text(tag, src.fill(bytearray(length), length), 0, length, pos)
 
 
-def _text(tag, data, start, stop):
-    """Return data[start:stop] decoded as UTF-8; raise ModelError when it is not UTF-8."""
+def _read_nodes(model, src, n):
+    """Read n interleaved nodes (feature u8, threshold, left, right i16) into four arrays, a scratch
+    buffer of whole nodes at a time: no copy of the record on the heap."""
+    feature = model.feature = array("B", bytes(n))  # a 'B' array sized from range() would overflow past 255 nodes
+    threshold = model.threshold = array("h", range(n))
+    left = model.left = array("h", range(n))
+    right = model.right = array("h", range(n))
+    per = SCRATCH_BYTES // NODE_SIZE
+    i = 0
+    while i < n:
+        k = n - i if n - i < per else per
+        buf = src.chunk(NODE_SIZE * k)
+        p = 0
+        for j in range(i, i + k):
+            feature[j] = buf[p]
+            threshold[j] = _i16(buf, p + 1)
+            left[j] = _i16(buf, p + 3)
+            right[j] = _i16(buf, p + 5)
+            p += NODE_SIZE
+        i += k
+
+
+def _i16(buf, p):
+    """Return the little-endian int16 at buf[p]."""
+    v = buf[p] | (buf[p + 1] << 8)
+    return v - 65536 if v > 32767 else v
+
+
+def _text(tag, data, start, stop, at):
+    """Return data[start:stop] decoded as UTF-8 (data read from blob offset at); raise ModelError when it is not UTF-8."""
     try:
         return bytes(data[start:stop]).decode()
     except ValueError:  # UnicodeError on MicroPython and CPython alike
-        raise ModelError("record %d: text at offset %d is not UTF-8" % (tag, start)) from None
-
-
-def _array_of(typecode, data, pos, length):
-    """Return an array of typecode holding the little-endian bytes data[pos:pos + length], copied once.
-
-    No sliced or zero-filled temporary: while a model loads, the collar's heap holds the blob and the
-    arrays read from it, nothing more. MicroPython extends an array by the bytes of any buffer (its
-    ports here, ARM and wasm, are little-endian); CPython reads them with frombytes.
-    """
-    target = array(typecode)
-    view = memoryview(data)[pos : pos + length]
-    if hasattr(target, "frombytes"):
-        target.frombytes(view)
-        if sys.byteorder != "little":
-            target.byteswap()
-    else:
-        target.extend(view)
-    return target
-
-
-def _fill16(target, data, pos, stride):
-    """Fill target (array('h')) with little-endian int16 read every `stride` bytes from pos (no garbage); return it."""
-    for i in range(len(target)):
-        p = pos + stride * i
-        v = data[p] | (data[p + 1] << 8)
-        if v > 32767:
-            v -= 65536
-        target[i] = v
-    return target
+        raise ModelError("record %d: text at offset %d is not UTF-8" % (tag, at + start)) from None
 
 
 def _check_trees(model):

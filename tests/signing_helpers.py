@@ -7,6 +7,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from collar_firmware import trust
+from lora_bridge.updates.keys import verify_now
 from models import blob_writer
 
 TEST_KEY_ID = 9
@@ -30,7 +31,7 @@ def collar_trust(storage=None, crypto=None) -> trust.Trust:
 
 def eager_verifier(t: trust.Trust):
     """Return a blob verifier that checks a signature to the end at once (host-side tests)."""
-    return lambda scheme, key_id, signed, signature: t.verify_now(key_id, signed, signature)
+    return lambda scheme, key_id, signed_digest, signature: verify_now(t, key_id, signed_digest, signature)
 
 
 def collecting_session(tmp_path, fuel: int):

@@ -170,20 +170,25 @@ def test_every_key_the_collar_uses_is_a_valid_record_name(tmp_path):
         assert store.read(key) == key.encode()
 
 
-def test_the_collar_tells_whether_its_last_good_model_is_the_one_it_loaded_without_reading_it_whole(tmp_path):
+def test_the_collar_keeps_its_last_good_model_by_comparing_and_copying_files_not_reading_them_whole(tmp_path):
     store = FileStorage(str(tmp_path), os)
-    blob = bytes(range(256)) * 40 + b"tail"  # longer than the bytes compared at a time, not a multiple of them
-    store.write("model.good", blob)
-    assert store.holds("model.good", blob)
-    assert store.holds("model.good", memoryview(blob))
+    blob = bytes(range(256)) * 40 + b"tail"  # longer than the bytes handled at a time, not a multiple of them
+    store.write("model", blob)
+    store.mirror("model", "model.good")  # no last-good copy yet
+    assert store.read("model.good") == blob
+    assert sorted(os.listdir(tmp_path)) == ["model", "model.good"], "the copy replaced its record atomically"
+    kept = os.stat(tmp_path / "model.good").st_ino
+    store.mirror("model", "model.good")
+    assert os.stat(tmp_path / "model.good").st_ino == kept, "the same bytes are not written again"
     changed = bytearray(blob)
     changed[-3] ^= 1
-    assert not store.holds("model.good", bytes(changed)), "one byte differs near the end"
-    assert not store.holds("model.good", blob[:-1]), "shorter"
-    assert not store.holds("model.good", blob + b"!"), "longer"
-    assert not store.holds("model", blob), "no record under that key"
+    for other in (bytes(changed), blob[:-1], blob + b"!", b""):  # one byte near the end differs; shorter; longer
+        store.write("model.good", other)
+        store.mirror("model", "model.good")
+        assert store.read("model.good") == blob
     store.write("model", b"")
-    assert store.holds("model", b"")
+    store.mirror("model", "model.good")
+    assert store.read("model.good") == b""
 
 
 @pytest.mark.parametrize("key", ["", "../etc", "a/b", "x" * 32, "q.tmp", ".hidden", 7])

@@ -4,6 +4,8 @@ A collar is built from one `Hal` bundle. Each interface raises OSError when the 
 answer; the main loop counts such errors and goes on.
 """
 
+import io
+
 
 class Clock:
     """Wall clock of the collar (GNSS-disciplined on a real board)."""
@@ -106,10 +108,19 @@ class Storage:
         """Store data under key (replace)."""
         raise NotImplementedError
 
-    def holds(self, key, data):
-        """Return True when the record under key is exactly data (a board compares it in place,
-        without reading a second copy of data onto the heap)."""
-        return self.read(key) == data
+    def open(self, key):
+        """Return the record under key as a readable binary file (the caller closes it); None or OSError
+        when there is none. The classifier reads a model from it a record at a time; this default hands
+        out the record's bytes."""
+        data = self.read(key)
+        return None if data is None else io.BytesIO(data)
+
+    def mirror(self, key, other):
+        """Make the record under other hold what the record under key holds, written only when they
+        differ (a board compares and copies them a few bytes at a time, with no copy on the heap)."""
+        data = self.read(key)
+        if data != self.read(other):
+            self.write(other, data)
 
 
 class Watchdog:

@@ -34,7 +34,7 @@ CMD_CLASS_C = const(0x06)
 CMD_CLASS_A = const(0x07)
 CMD_CAPABILITIES = const(0x08)
 CAP_CLASS_C = const(0x01)
-HOLDS_CHUNK = const(64)  # bytes FileStorage.holds compares at a time
+CHUNK_BYTES = const(64)  # bytes FileStorage compares or copies at a time
 ST_OK = const(0x00)
 ST_NO_ACK = const(0x01)
 ST_BUSY = const(0x02)
@@ -217,28 +217,38 @@ class FileStorage(Storage):
         except OSError:
             return None
 
-    def holds(self, key, data):
-        """Return True when the file under key is exactly data, compared a few bytes at a time (the
-        classifier checks its last-good copy this way: no second blob on the heap)."""
+    def open(self, key):
+        """Return the file under key opened for reading; OSError when there is none."""
         self._check(key)
-        chunk = bytearray(HOLDS_CHUNK)
+        return open(self._path(key), "rb")
+
+    def mirror(self, key, other):
+        """Make the file under other hold what the file under key holds, compared and then (only when
+        they differ) copied a few bytes at a time, the copy replacing it atomically: the classifier keeps
+        its last-good model so, with no copy of a blob on the heap."""
+        self._check(key)
+        self._check(other)
+        path = self._path(other)
+        mine = bytearray(CHUNK_BYTES)
+        theirs = bytearray(CHUNK_BYTES)  # past a short read both keep the last equal chunk's bytes
         try:
-            with open(self._path(key), "rb") as f:
-                if f.seek(0, 2) != len(data):
-                    return False
-                f.seek(0)
-                pos = 0
-                while pos < len(data):
-                    n = f.readinto(chunk)
+            with open(self._path(key), "rb") as a, open(path, "rb") as b:
+                while True:
+                    n = a.readinto(mine)
+                    if n != b.readinto(theirs) or mine != theirs:
+                        break
                     if not n:
-                        return False
-                    for i in range(n):
-                        if chunk[i] != data[pos + i]:
-                            return False
-                    pos += n
+                        return
         except OSError:
-            return False
-        return True
+            pass  # no copy yet
+        tmp = path + ".tmp"
+        with open(self._path(key), "rb") as src, open(tmp, "wb") as dst:
+            while True:
+                n = src.readinto(mine)
+                if not n:
+                    break
+                dst.write(mine if n == CHUNK_BYTES else memoryview(mine)[0:n])
+        self._replace(tmp, path)
 
     def write(self, key, data):
         """Store data under key (replace, atomically)."""
@@ -247,6 +257,10 @@ class FileStorage(Storage):
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
             f.write(data)
+        self._replace(tmp, path)
+
+    def _replace(self, tmp, path):
+        """Rename tmp over path."""
         try:
             self.os.rename(tmp, path)
         except OSError:

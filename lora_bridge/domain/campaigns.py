@@ -186,7 +186,7 @@ def check_signature(signed: bytes, key_id: int, signature: bytes, release_keys: 
                             "firmware's key file signed, and would refuse it after the whole transfer. Sign it with "
                             "a key they hold, or, when their firmware carries another key file (a hand-over, `tembo "
                             "release firmware --ship-keys`), point TEMBO_RELEASE_KEYS_FILE at that file")
-    if not trust.Trust(held).verify_now(key_id, signed, signature):
+    if not keys.verify_now(trust.Trust(held), key_id, trust.digest(signed), signature):
         raise CampaignError(f"the image's signature does not verify with release key {key_id} of the collars' key "
                             f"file {path}: its header (version, hardware, golden vector, key id) was changed after "
                             "it was signed, or another key signed it; every collar holding that key would refuse it "

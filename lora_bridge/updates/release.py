@@ -23,7 +23,7 @@ from pathlib import Path
 from collar_firmware import blob as collar_blob
 from collar_firmware import config as collar_config
 from collar_firmware import trust
-from lora_bridge.updates.keys import COLLAR_KEYS_PATH, SigningKey, read_collar_keys
+from lora_bridge.updates.keys import COLLAR_KEYS_PATH, SigningKey, read_collar_keys, verify_now
 from models.atomic_file import fsync_folder, replace_file, write_new_file
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,8 @@ def _parsed_as_collars_load(blob: bytes, keys: dict[int, bytes], pinned: tuple[b
     receipts the firmware pins beside it (for a key id keys hold, as `trust.shipped` loads it);
     ModelError when a collar would not load it."""
     checker = trust.Trust(keys, None, None, pinned)
-    return collar_blob.parse(blob, lambda scheme, key_id, signed, sig: key_id in checker.keys
-                             and checker.verify_now(key_id, signed, sig))
+    return collar_blob.parse(blob, lambda scheme, key_id, signed_digest, sig: key_id in checker.keys
+                             and verify_now(checker, key_id, signed_digest, sig))
 
 
 @dataclass(frozen=True)
