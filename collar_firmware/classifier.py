@@ -14,7 +14,6 @@ float per feature on builds with boxed floats.
 from array import array
 
 from collar_firmware.blob import FORMAT_BOOSTED, ModelError, parse, parse_file
-from collar_firmware.hal import Storage
 
 DEFAULT_MODEL_FILE = "default_model.bin"
 GOOD_SUFFIX = ".good"
@@ -222,6 +221,8 @@ def _storage(storage, name, *args):
     read and write gets hal.Storage's own, built on them."""
     method = getattr(storage, name, None)
     if method is None:
+        from collar_firmware.hal import Storage  # imported only then: the .eim export ships no hal
+
         return getattr(Storage, name)(storage, *args)
     return method(*args)
 
