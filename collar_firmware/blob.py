@@ -1,6 +1,7 @@
 """Reader of Tembo's activity-model blob (format: docs/model-format.md).
 
-`parse(data)` checks everything before the collar trusts a model: magic, format version, lengths,
+`parse_file(f)` (the collar, reading its flash a record at a time) and `parse(data)` (bytes) check
+everything before the collar trusts a model: magic, format version, lengths,
 CRC32 of the body, every record (unknown ones are refused, not skipped), the tree structure, and
 the hash of the feature schema against this firmware's own `features.schema_text`. Any problem
 raises `ModelError` naming it; nothing half-parsed is returned. Runs on MicroPython and CPython.
