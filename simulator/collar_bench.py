@@ -7,7 +7,7 @@ same week is run under CPython and the uplinks compared byte for byte. `fuel_per
 the fuel of the simulated accelerometer (which runs inside the interpreter too) is measured apart and
 taken off; `fuel_per_duty_cycle_part` shows the parts. Every figure below is
 measured on that run, except battery_life_years, which feeds the measured counts (windows, fixes,
-uplinks, airtime, fuel) into the datasheet energy model of `collar_firmware.energy`.
+uplinks, airtime, fuel) into the datasheet energy model of `simulator.energy`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from collar_firmware import config, energy, scheduler
-from simulator import micropython_runner
+from collar_firmware import config, scheduler
+from simulator import energy, micropython_runner
 from simulator.scripted import START_S, ScriptedRun
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ The Things Stack JSON, and the bench decodes them with the codec, as the bridge 
 - `median_position_error_m`: reported positions against the real track at their times (GNSS noise and
   the wire's int24 rounding);
 - `fixes_per_day` and `battery_life_years`: the fixes tried and the uplinks sent in the run, through the
-  datasheet energy model of `collar_firmware.energy` (MCU time from an assumed fuel per window);
+  datasheet energy model of `simulator.energy` (MCU time from an assumed fuel per window);
 - the alerts the collar raised for animals that were alive and well.
 
 The data set is not part of the project: by default it is read from ../shared/data beside the checkout;
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from collar_firmware import codec, config, energy
+from collar_firmware import codec, config
+from simulator import energy
 from simulator.fleet import Fleet
 from simulator.geo import distances_m
 from simulator.movebank import MovebankReplay, read_movebank, replay_animals

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from collar_firmware import codec, config, energy, scheduler
-from simulator import collar_bench
+from collar_firmware import codec, config, scheduler
+from simulator import collar_bench, energy
 
 
 def test_default_settings_last_beyond_eight_years_on_the_reference_pack():
