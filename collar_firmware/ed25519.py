@@ -3,8 +3,8 @@
 `Verification(public_key, message, signature)` does the work in small steps: each `step()` costs a
 bounded amount (a few kilobytes of big-integer temporaries) and returns None until the answer,
 True or False, is known. The collar runs the steps from its duty cycle with a garbage collection
-between them, so the check fits a small heap and never starves the watchdog; `verify()` runs them
-all at once. Points are in extended twisted-Edwards coordinates; [S]B - [h]A is computed in one
+between them, so the check fits a small heap and never starves the watchdog (hosts step one to the
+end). Points are in extended twisted-Edwards coordinates; [S]B - [h]A is computed in one
 joint double-and-add pass (Straus) and its encoding compared with R, as the reference code does.
 
 This is the fallback: a board whose HAL has a hardware verifier (the nRF52840's CryptoCell-310)
@@ -205,11 +205,3 @@ class Verification:
             self._pow = _Pow(acc[2], _P - 2)
             self._phase = _ENCODE
 
-
-def verify(public_key, message, signature):
-    """Return True when signature (64 bytes) is public_key's (32 bytes) Ed25519 signature of message."""
-    check = Verification(public_key, message, signature)
-    while True:
-        done = check.step()
-        if done is not None:
-            return done

@@ -83,7 +83,7 @@ N_FEATURES = const(25)
 GOERTZEL_CHZ = (40, 60, 80, 100, 120, 160, 200, 250)
 BANDS = (("band_low_dmg", 0, 3), ("band_gait_dmg", 3, 6), ("band_fast_dmg", 6, 8))
 GOERTZEL_Q = const(10)
-DECIMATE_TO_HZ = const(8)
+_DECIMATE_TO_HZ = const(8)
 _N_BINS = const(8)
 _T_BITS = const(12)  # Goertzel states are shifted below 2^12 before squaring
 _SHARE_BITS = const(20)
@@ -102,7 +102,7 @@ def new_feature_buffer():
 
 def decimation(rate_hz):
     """Return D, the number of samples summed into one Goertzel input at rate_hz."""
-    return max(1, rate_hz // DECIMATE_TO_HZ)
+    return max(1, rate_hz // _DECIMATE_TO_HZ)
 
 
 def goertzel_coefficients(rate_hz):
@@ -121,7 +121,7 @@ def schema_text(window_s, rate_hz):
         window_s,
         rate_hz,
         GOERTZEL_Q,
-        DECIMATE_TO_HZ,
+        _DECIMATE_TO_HZ,
         ",".join([str(f) for f in GOERTZEL_CHZ]),
         ",".join(FEATURE_NAMES),
     )

@@ -16,31 +16,31 @@ low battery and long stillness apply on top as before (scheduler).
 
 from collar_firmware.compat import const
 
-STATE_REST = const(0)
-STATE_BASE = const(1)
-STATE_MOVE = const(2)
-APPROACH_MM_PER_S = const(1500)  # an elephant walks 0.7-1.2 m/s; faster is a run, and a run tracks
+_STATE_REST = const(0)
+_STATE_BASE = const(1)
+_STATE_MOVE = const(2)
+_APPROACH_MM_PER_S = const(1500)  # an elephant walks 0.7-1.2 m/s; faster is a run, and a run tracks
 
 
 def state_of(classes, idx):
     """Return the fix state (STATE_REST, STATE_BASE or STATE_MOVE) of class index idx of classes."""
     if idx < 0 or idx >= len(classes):
-        return STATE_BASE
+        return _STATE_BASE
     name = classes[idx]
     if name == "rest" or name == "still" or name == "sleep":
-        return STATE_REST
+        return _STATE_REST
     if name == "walk" or name == "run":
-        return STATE_MOVE
-    return STATE_BASE
+        return _STATE_MOVE
+    return _STATE_BASE
 
 
 def base_interval_s(settings, state):
     """Return the interval (s) of state before tracking and battery rules, from the settings."""
     if not settings["gnss_adaptive"]:
         return settings["gnss_interval_s"]
-    if state == STATE_REST:
+    if state == _STATE_REST:
         return settings["gnss_rest_interval_s"]
-    if state == STATE_MOVE:
+    if state == _STATE_MOVE:
         return settings["gnss_move_interval_s"]
     return settings["gnss_forage_interval_s"]
 
@@ -50,7 +50,7 @@ class FixSchedule:
 
     def __init__(self, settings):
         self.settings = settings
-        self.state = STATE_BASE
+        self.state = _STATE_BASE
         self.changes = 0
 
     def on_behaviour(self, now_s, classes, idx, last_fix_s):
@@ -73,6 +73,6 @@ class FixSchedule:
         or 0 for no limit (not adaptive, or no farmland fence)."""
         if not self.settings["gnss_adaptive"] or room_m < 0:
             return 0
-        cap = room_m * 1000 // APPROACH_MM_PER_S
+        cap = room_m * 1000 // _APPROACH_MM_PER_S
         floor = self.settings["gnss_min_gap_s"]
         return cap if cap > floor else floor

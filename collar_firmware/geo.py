@@ -20,8 +20,8 @@ _LAT_MM_PER_UNIT = const(1194)  # METRES_PER_DEGREE * 1000 * 90 / 2**23 (a liter
 _LON_MM_PER_UNIT_EQUATOR = METRES_PER_DEGREE * 1000 * 180 / 8388608
 
 FENCE_PARK = const(0)
-FENCE_FARMLAND = const(1)
-FENCE_EXCLUSION = const(2)
+_FENCE_FARMLAND = const(1)
+_FENCE_EXCLUSION = const(2)
 
 
 def metres_per_degree_lon(lat_deg):

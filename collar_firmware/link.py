@@ -10,10 +10,10 @@ the settings' rate once heard, with a back-off while not.
 from collar_firmware import scheduler
 from collar_firmware.compat import const
 
-LINK_CHECK_S = const(4 * 3600)  # a confirmed uplink at least this often while records await proof
-MAX_BACKOFF_S = const(3600)
-FIRST_BACKOFF_S = const(60)
-MAX_ALERT_TRIES = const(6)
+_LINK_CHECK_S = const(4 * 3600)  # a confirmed uplink at least this often while records await proof
+_MAX_BACKOFF_S = const(3600)
+_FIRST_BACKOFF_S = const(60)
+_MAX_ALERT_TRIES = const(6)
 
 
 class Link:
@@ -23,7 +23,7 @@ class Link:
         self.ok = True
         self.verified_s = now
         self.probe_at_s = 0
-        self.backoff_s = FIRST_BACKOFF_S
+        self.backoff_s = _FIRST_BACKOFF_S
 
     def held(self, now):
         """Return True while the link is down and the next probe is not yet due."""
@@ -32,7 +32,7 @@ class Link:
     def must_confirm(self, now, queue, slot):
         """Return True when the record in slot is to be sent confirmed."""
         return ((queue.flags[slot] & 1) == 1 or not self.ok
-                or (now - self.verified_s >= LINK_CHECK_S and queue.has_unverified()))
+                or (now - self.verified_s >= _LINK_CHECK_S and queue.has_unverified()))
 
     def after_send(self, now, queue, slot, prio, confirmed, ok, alert_repeat_min):
         """Update the link and the sent record (slot of queue) after radio.send answered ok."""
@@ -41,12 +41,12 @@ class Link:
             if ok:
                 self.ok = True
                 self.verified_s = now
-                self.backoff_s = FIRST_BACKOFF_S
+                self.backoff_s = _FIRST_BACKOFF_S
                 q.link_verified()
             else:
                 self.ok = False
                 self.probe_at_s = now + self.backoff_s
-                self.backoff_s = min(self.backoff_s * 2, MAX_BACKOFF_S)
+                self.backoff_s = min(self.backoff_s * 2, _MAX_BACKOFF_S)
                 q.link_lost()
         if prio == scheduler.PRIO_ALERT:
             if ok:
@@ -54,7 +54,7 @@ class Link:
                 q.tries[slot] = 0
                 q.hold(slot, now + alert_repeat_min * 60)
             else:
-                tries = q.tries[slot] + 1 if q.tries[slot] < MAX_ALERT_TRIES else MAX_ALERT_TRIES
+                tries = q.tries[slot] + 1 if q.tries[slot] < _MAX_ALERT_TRIES else _MAX_ALERT_TRIES
                 q.tries[slot] = tries
                 q.hold(slot, now + (60 << tries))
         elif not confirmed and prio != scheduler.PRIO_ACK:

@@ -42,12 +42,12 @@ except ImportError:
 ERR_IMU = const(0)
 ERR_GNSS = const(1)
 ERR_RADIO = const(2)
-ERR_STORAGE = const(3)
+_ERR_STORAGE = const(3)
 ERR_DOWNLINK = const(4)
-ERR_MODEL = const(5)
-ERR_POWER = const(6)
-ERR_OTHER = const(7)
-N_ERR = const(8)
+_ERR_MODEL = const(5)
+_ERR_POWER = const(6)
+_ERR_OTHER = const(7)
+_N_ERR = const(8)
 ERROR_STAGES = ("imu", "gnss", "radio", "storage", "downlink", "model", "power", "other")
 
 PORT_STATUS = codec.port_of("status")
@@ -56,10 +56,10 @@ PORT_POSITIONS = codec.port_of("positions")
 PORT_ALERT = codec.port_of("alert")
 PORT_ACK = codec.port_of("ack")
 FIRST_FUOTA_PORT = codec.PORT_MULTICAST
-BATTERY_EVERY_S = const(600)
-GNSS_TIMEOUT_S = const(90)
-CLOCK_STEP_BACK_S = const(600)
-CLOCK_STEP_FORWARD_S = const(600)  # woke this much later than planned: the clock was set forward
+_BATTERY_EVERY_S = const(600)
+_GNSS_TIMEOUT_S = const(90)
+_CLOCK_STEP_BACK_S = const(600)
+_CLOCK_STEP_FORWARD_S = const(600)  # woke this much later than planned: the clock was set forward
 _MAX_DT_S = MAX_DT_S
 
 
@@ -103,12 +103,12 @@ class Collar:
         """Bring the collar up from flash: settings, fences, queue, model, sensors, timers."""
         self.boots += 1
         self.reset_cause = reset_cause if reset_cause in codec.RESET_CAUSES else "unknown"
-        self.errors = bytearray(N_ERR)
+        self.errors = bytearray(_N_ERR)
         self.settings = settings_store.initial(self.factory_settings)
         self.queue = Queue(self.hal.storage)
         self.alert_seq = 0
         self.fence_store = Fences(self.hal.storage)
-        self._guard(self._load_flash, 0, ERR_STORAGE)
+        self._guard(self._load_flash, 0, _ERR_STORAGE)
         self.sched = scheduler.Scheduler(self.settings["fair_use_airtime_s"])
         self.risk = risk.RiskEngine(self.settings)
         self.fix_plan = FixSchedule(self.settings)
@@ -156,7 +156,7 @@ class Collar:
         try:
             return self.hal.clock.now_s()
         except Exception:
-            self._count(ERR_OTHER)
+            self._count(_ERR_OTHER)
             return fallback
 
     def _load_flash(self, _now):
@@ -183,7 +183,7 @@ class Collar:
                     self.settings["window_s"] = model.window_s
                     self.settings["accel_rate_hz"] = model.rate_hz
             except Exception:
-                self._count(ERR_MODEL)
+                self._count(_ERR_MODEL)
         if self.model is None:
             self.model = ThresholdModel(self.settings)
             self.model_fallback = True
@@ -209,7 +209,7 @@ class Collar:
         self._feed_watchdog()
         collect_garbage()  # no exception handler may be live here (see simulator/micropython_runner.py)
         if self.trust.pending is not None and not self.trust.verify_some(self.reload_model):
-            self._count(ERR_OTHER)  # a model that waited for its check loads as soon as it is verified
+            self._count(_ERR_OTHER)  # a model that waited for its check loads as soon as it is verified
         self.planned_wake_s = self._cycle()
         return self.planned_wake_s
 
@@ -219,7 +219,7 @@ class Collar:
             try:
                 watchdog.feed()
             except Exception:
-                self._count(ERR_OTHER)
+                self._count(_ERR_OTHER)
 
     def run(self, until_s):
         """Loop step() and clock.sleep_until() until the clock reaches until_s."""
@@ -233,9 +233,9 @@ class Collar:
 
     def _cycle(self):
         now = self._now(self.now_s + 60)
-        if now < self.now_s - CLOCK_STEP_BACK_S:
+        if now < self.now_s - _CLOCK_STEP_BACK_S:
             self._reschedule(now)  # the clock was set back (e.g. GNSS time): no timer may wait for days
-        elif self.planned_wake_s and now > self.planned_wake_s + CLOCK_STEP_FORWARD_S:
+        elif self.planned_wake_s and now > self.planned_wake_s + _CLOCK_STEP_FORWARD_S:
             self._rebase(now - self.planned_wake_s)  # set forward (first GNSS time after boot)
             self._reschedule(now)
         self.now_s = now
@@ -245,21 +245,21 @@ class Collar:
         if now >= self.next_window_s:
             self._guard(self._window, now, ERR_IMU)
         if now >= self.next_battery_s:
-            self._guard(self._power, now, ERR_POWER)
+            self._guard(self._power, now, _ERR_POWER)
         if now >= self.next_fix_s:
             self._guard(self._fix, now, ERR_GNSS)
         if now >= self.summary.end_s:
-            self._guard(self._summary, now, ERR_OTHER)
+            self._guard(self._summary, now, _ERR_OTHER)
         if self.risk.pending:
-            self._guard(self._alerts, now, ERR_STORAGE)
+            self._guard(self._alerts, now, _ERR_STORAGE)
         if now >= self.next_status_s:
-            self._guard(self._status, now, ERR_OTHER)
+            self._guard(self._status, now, _ERR_OTHER)
         if self._settings_report:
-            self._guard(self._report_settings, now, ERR_OTHER)
+            self._guard(self._report_settings, now, _ERR_OTHER)
         if self.update.busy():
-            self._guard(self.update.step, now, ERR_OTHER)
+            self._guard(self.update.step, now, _ERR_OTHER)
         if self.positions.n:
-            self._guard(self._flush_positions, now, ERR_OTHER)
+            self._guard(self._flush_positions, now, _ERR_OTHER)
         self._guard(self._send, now, ERR_RADIO)
         return self._next_wake(now)
 
@@ -352,7 +352,7 @@ class Collar:
         try:
             self.temperature_dc = self.hal.power.temperature_dc()
         except Exception:
-            self._count(ERR_POWER)
+            self._count(_ERR_POWER)
         self.risk.on_window(now, self.model.classes[idx], vedba_mg, int(feat[_F_MEAN_X]), int(feat[_F_MEAN_Y]),
                             int(feat[_F_MEAN_Z]), self.temperature_dc)
         if self.risk.tracking(now) and self.next_fix_s > now + s["tracking_gnss_interval_s"]:
@@ -360,14 +360,14 @@ class Collar:
             self.next_window_s = now + s["window_s"]
 
     def _power(self, now):
-        self.next_battery_s = now + BATTERY_EVERY_S
+        self.next_battery_s = now + _BATTERY_EVERY_S
         self.battery_mv = self.hal.power.battery_mv()
         self.risk.on_battery(self.battery_mv)
 
     def _fix(self, now):
         self.next_fix_s = now + scheduler.gnss_interval_s(self.settings, self.tracking(), self.risk.battery_level,
                                                           self.risk.still_s(now), self.fix_plan.interval_s())
-        fix = self.hal.gnss.acquire(GNSS_TIMEOUT_S)
+        fix = self.hal.gnss.acquire(_GNSS_TIMEOUT_S)
         if fix is None:
             self.fix_failures += 1
             return
@@ -480,7 +480,7 @@ class Collar:
             prio = q.prio[slot]
             payload = q.payload(slot)
             if payload is None:
-                self._count(ERR_STORAGE)
+                self._count(_ERR_STORAGE)
                 continue
             airtime = scheduler.airtime_us(len(payload), sf, bw_khz)
             band = self.sched.pick_band(now, airtime, prio)

@@ -27,21 +27,21 @@ from collar_firmware.update import KEY_GROUPS, KEY_WINDOW
 
 # TS005's package identifier and version (PackageVersionAns) and the bits of its answers (kept here,
 # with the only code that sets them, so the loop's RAM does not hold them).
-MC_PACKAGE_ID = const(2)
-MC_PACKAGE_VERSION = const(1)
-MC_GROUPS = const(4)  # McGroupID is 2 bits
-MC_ERR_ID = const(0x04)  # McGroupSetupAns IDerror; McGroupDeleteAns McGroupUndefined
-MC_ERR_DR = const(0x04)  # McClassCSessionAns
-MC_ERR_FREQ = const(0x08)
-MC_ERR_UNDEFINED = const(0x10)
-MC_ERR_START_MISSED = const(0x20)
+_MC_PACKAGE_ID = const(2)
+_MC_PACKAGE_VERSION = const(1)
+_MC_GROUPS = const(4)  # McGroupID is 2 bits
+_MC_ERR_ID = const(0x04)  # McGroupSetupAns IDerror; McGroupDeleteAns McGroupUndefined
+_MC_ERR_DR = const(0x04)  # McClassCSessionAns
+_MC_ERR_FREQ = const(0x08)
+_MC_ERR_UNDEFINED = const(0x10)
+_MC_ERR_START_MISSED = const(0x20)
 
-PROVISIONED_GROUPS = const(1)  # bit mask of the groups whose keys the collar left the factory with
-MIN_FREQUENCY_HZ100 = const(8630000)  # EU868: 863-870 MHz, in the 100 Hz steps of DLFrequency
-MAX_FREQUENCY_HZ100 = const(8700000)
-MAX_DATA_RATE = const(7)  # EU868 DR0..DR7
-TIMEOUT_MASK = const(0x0F)  # SessionTimeOut: RFU 4 bits | TimeOut 4 bits
-MAX_TIME_TO_START_S = const(0xFFFFFF)  # TimeToStart is 3 bytes
+_PROVISIONED_GROUPS = const(1)  # bit mask of the groups whose keys the collar left the factory with
+_MIN_FREQUENCY_HZ100 = const(8630000)  # EU868: 863-870 MHz, in the 100 Hz steps of DLFrequency
+_MAX_FREQUENCY_HZ100 = const(8700000)
+_MAX_DATA_RATE = const(7)  # EU868 DR0..DR7
+_TIMEOUT_MASK = const(0x0F)  # SessionTimeOut: RFU 4 bits | TimeOut 4 bits
+_MAX_TIME_TO_START_S = const(0xFFFFFF)  # TimeToStart is 3 bytes
 
 CLOSED = const(2)  # what step() returns when it closed a window
 
@@ -52,7 +52,7 @@ class Multicast:
     def __init__(self, radio, storage):
         self.radio = radio
         self.storage = storage
-        self.defined = PROVISIONED_GROUPS
+        self.defined = _PROVISIONED_GROUPS
         self.addr = [0, 0, 0, 0]
         self._load()
         supports = getattr(radio, "supports_class_c", None)  # a radio without it cannot do Class C
@@ -86,12 +86,12 @@ class Multicast:
         decrypt) and the stack is told to forget them too; a provisioned group never set up again over
         the air (its address never learnt) stays, its keys being the factory's."""
         keep = 0
-        for group in range(MC_GROUPS):
-            if self.is_defined(group) and PROVISIONED_GROUPS & (1 << group) and not self.addr[group]:
+        for group in range(_MC_GROUPS):
+            if self.is_defined(group) and _PROVISIONED_GROUPS & (1 << group) and not self.addr[group]:
                 keep |= 1 << group
         if keep == self.defined:
             return
-        for group in range(MC_GROUPS):
+        for group in range(_MC_GROUPS):
             if self.is_defined(group) and not keep & (1 << group):
                 self.addr[group] = 0
                 try:
@@ -103,7 +103,7 @@ class Multicast:
 
     def is_defined(self, group):
         """Return True when group is a McGroupID the collar holds keys for."""
-        return 0 <= group < MC_GROUPS and self.defined & (1 << group) != 0
+        return 0 <= group < _MC_GROUPS and self.defined & (1 << group) != 0
 
     def scheduled(self):
         """Return True while a session waits to open or is open."""
@@ -139,8 +139,8 @@ class Multicast:
     def handle(self, name, msg, now):
         """Take one TS005 request; return (answer name, values) or None."""
         if name == "mc_package_version":
-            return ("mc_package_version_ans", {"package_id": MC_PACKAGE_ID,
-                                               "package_version": MC_PACKAGE_VERSION})
+            return ("mc_package_version_ans", {"package_id": _MC_PACKAGE_ID,
+                                               "package_version": _MC_PACKAGE_VERSION})
         if name == "mc_group_status":
             return ("mc_group_status_ans", self._status(msg["req_group_mask"]))
         if name == "mc_group_setup":
@@ -156,7 +156,7 @@ class Multicast:
         total = 0
         answered = 0
         groups = []
-        for group in range(MC_GROUPS):
+        for group in range(_MC_GROUPS):
             if self.is_defined(group):
                 total += 1
                 if mask & (1 << group):
@@ -166,12 +166,12 @@ class Multicast:
 
     def _setup(self, msg):
         group = msg["group"]
-        if group >= MC_GROUPS or msg["min_mc_fcount"] > msg["max_mc_fcount"] or not self.class_c:
-            return MC_ERR_ID | (group & 3)
+        if group >= _MC_GROUPS or msg["min_mc_fcount"] > msg["max_mc_fcount"] or not self.class_c:
+            return _MC_ERR_ID | (group & 3)
         key = struct.pack("<IIII", msg["mc_key_encrypted_0"], msg["mc_key_encrypted_1"],
                           msg["mc_key_encrypted_2"], msg["mc_key_encrypted_3"])
         if not self.radio.multicast_group(group, msg["mc_addr"], key, msg["min_mc_fcount"], msg["max_mc_fcount"]):
-            return MC_ERR_ID | group
+            return _MC_ERR_ID | group
         self.defined |= 1 << group
         self.addr[group] = msg["mc_addr"]
         self._save()
@@ -179,7 +179,7 @@ class Multicast:
 
     def _delete(self, group, now):
         if not self.is_defined(group):
-            return MC_ERR_ID | (group & 3)
+            return _MC_ERR_ID | (group & 3)
         self.radio.multicast_delete(group)
         self.defined &= ~(1 << group)
         self.addr[group] = 0
@@ -192,16 +192,16 @@ class Multicast:
         group = msg["group"]
         status = group & 3
         if not self.is_defined(group):
-            status |= MC_ERR_UNDEFINED
+            status |= _MC_ERR_UNDEFINED
         freq = msg["frequency_hz100"]
-        if freq < MIN_FREQUENCY_HZ100 or freq > MAX_FREQUENCY_HZ100:
-            status |= MC_ERR_FREQ
-        if msg["data_rate"] > MAX_DATA_RATE:
-            status |= MC_ERR_DR
+        if freq < _MIN_FREQUENCY_HZ100 or freq > _MAX_FREQUENCY_HZ100:
+            status |= _MC_ERR_FREQ
+        if msg["data_rate"] > _MAX_DATA_RATE:
+            status |= _MC_ERR_DR
         start = codec.unix_from_gps(msg["session_time_gps_s"])
-        end = start + (1 << (msg["timeout_log2_s"] & TIMEOUT_MASK))
+        end = start + (1 << (msg["timeout_log2_s"] & _TIMEOUT_MASK))
         if end <= now:
-            status |= MC_ERR_START_MISSED
+            status |= _MC_ERR_START_MISSED
         if status & ~3:
             return ("mc_class_c_session_ans", {"status": status, "time_to_start_s": []})
         if self.open:
@@ -215,8 +215,8 @@ class Multicast:
         self.data_rate = msg["data_rate"]
         wait = start - now if start > now else 0
         return ("mc_class_c_session_ans", {"status": status,
-                                           "time_to_start_s": [wait if wait < MAX_TIME_TO_START_S
-                                                               else MAX_TIME_TO_START_S]})
+                                           "time_to_start_s": [wait if wait < _MAX_TIME_TO_START_S
+                                                               else _MAX_TIME_TO_START_S]})
 
     # ---- the window --------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from collar_firmware.config import QUEUE_SLOTS
 _MAGIC = const(0x54)
 _HEAD = const(9)
 _FREE = const(255)
-FLAG_CONFIRMED = const(1)
+_FLAG_CONFIRMED = const(1)
 _PRIO_ALERT = const(0)
 
 
@@ -140,7 +140,7 @@ class Queue:
         buf[0] = _MAGIC
         buf[1] = prio
         buf[2] = port
-        buf[3] = FLAG_CONFIRMED if confirmed else 0
+        buf[3] = _FLAG_CONFIRMED if confirmed else 0
         struct.pack_into("<I", buf, 4, self.next_seq)
         buf[8] = n
         buf[_HEAD:_HEAD + n] = payload
@@ -253,7 +253,7 @@ class Queue:
             p = self.prio[slot]
             if p == _FREE or self.retry_at_s[slot] > now_s or self.unverified[slot]:
                 continue
-            if confirmed_only and not self.flags[slot] & FLAG_CONFIRMED and p != _PRIO_ALERT:
+            if confirmed_only and not self.flags[slot] & _FLAG_CONFIRMED and p != _PRIO_ALERT:
                 continue
             if best < 0 or p < self.prio[best] or (p == self.prio[best] and self.seq[slot] < self.seq[best]):
                 best = slot

@@ -50,29 +50,29 @@ IMMOBILITY = const(2)
 POACHING_RISK = const(3)
 GEOFENCE_FARMLAND = const(4)
 GEOFENCE_EXIT = const(5)
-COLLAR_DROP = const(6)
-TAMPER = const(7)
+_COLLAR_DROP = const(6)
+_TAMPER = const(7)
 LOW_BATTERY = const(8)
-BATTERY_CRITICAL = const(9)
-UNEXPECTED_REBOOT = const(10)
+_BATTERY_CRITICAL = const(9)
+_UNEXPECTED_REBOOT = const(10)
 N_ALERT_TYPES = const(11)
 
 MORTALITY_RADIUS_M = const(100)
-ANCHOR_FAR_FIXES = const(2)  # fixes in a row beyond the radius that show a still animal has moved
+_ANCHOR_FAR_FIXES = const(2)  # fixes in a row beyond the radius that show a still animal has moved
 GNSS_OUTLIER_M = const(800)  # the farthest a bad fix lies from the truth (the bridge's confirm_distance_m)
-CARCASS_TILT_MG = const(2)  # a carcass's mean gravity moves less than this per axis (a sleeper's more)
-CARCASS_DOUBTS = const(4)  # calm rests seen on a living animal double its carcass time at most this often
-DROP_WINDOW_S = const(3 * 3600)
-DROP_STILL_S = const(1800)
-BATTERY_CONFIRM = const(3)
+_CARCASS_TILT_MG = const(2)  # a carcass's mean gravity moves less than this per axis (a sleeper's more)
+_CARCASS_DOUBTS = const(4)  # calm rests seen on a living animal double its carcass time at most this often
+_DROP_WINDOW_S = const(3 * 3600)
+_DROP_STILL_S = const(1800)
+_BATTERY_CONFIRM = const(3)
 BATTERY_HYSTERESIS_MV = const(50)
 _MAX_GAP_S = const(120)  # running credited per window is capped (a gap is not running)
 POACHING_SPAN_MIN = const(10)  # the sliding span (minutes) whose flight seconds poaching_min_run_s asks for
 
 FENCE_PARK = const(0)
 FENCE_CONFIRM_FIXES = const(2)  # fixes in a row past a line by fence_margin_m that leave the park or a field
-FENCE_DWELL_FIXES = const(3)  # fixes in a row inside a farmland line by FENCE_DWELL_M that count as in
-FENCE_DWELL_M = const(10)  # past a fix's usual error (a few metres): a raid along the field's edge
+_FENCE_DWELL_FIXES = const(3)  # fixes in a row inside a farmland line by FENCE_DWELL_M that count as in
+_FENCE_DWELL_M = const(10)  # past a fix's usual error (a few metres): a raid along the field's edge
 _UNKNOWN = const(2)
 
 
@@ -187,7 +187,7 @@ class RiskEngine:
         """Follow the run of windows that look like a carcass (see the module doc)."""
         s = self.settings
         if vedba_mg > s["carcass_vedba_mg"]:
-            if (self.carcass_since_s and vedba_mg >= s["still_vedba_mg"] and self.carcass_doubt < CARCASS_DOUBTS
+            if (self.carcass_since_s and vedba_mg >= s["still_vedba_mg"] and self.carcass_doubt < _CARCASS_DOUBTS
                     and 2 * (t_s - self.carcass_since_s) >= s["carcass_min"] * 60):
                 self.carcass_doubt += 1  # it was a calm rest: this animal needs longer before it is called dead
             self.carcass_since_s = 0
@@ -196,8 +196,8 @@ class RiskEngine:
             dx = gx - self.carcass_x
             dy = gy - self.carcass_y
             dz = gz - self.carcass_z
-            if -CARCASS_TILT_MG <= dx <= CARCASS_TILT_MG and -CARCASS_TILT_MG <= dy <= CARCASS_TILT_MG \
-                    and -CARCASS_TILT_MG <= dz <= CARCASS_TILT_MG:
+            if -_CARCASS_TILT_MG <= dx <= _CARCASS_TILT_MG and -_CARCASS_TILT_MG <= dy <= _CARCASS_TILT_MG \
+                    and -_CARCASS_TILT_MG <= dz <= _CARCASS_TILT_MG:
                 return
         self.carcass_since_s = t_s  # the first such window, or gravity moved: the run starts again
         self.carcass_x = gx
@@ -216,7 +216,7 @@ class RiskEngine:
         self.still_since_s = 0
         self._clear(IMMOBILITY)
         self._clear(MORTALITY)
-        self._clear(COLLAR_DROP)
+        self._clear(_COLLAR_DROP)
         if self.worn_known:
             # slow average of the worn orientation and temperature
             self.worn_x += (gx - self.worn_x) // 8
@@ -233,11 +233,11 @@ class RiskEngine:
     def _check_still(self, t_s, gx, gy, gz, temperature_dc):
         s = self.settings
         still_s = t_s - self.still_since_s
-        if (self.worn_known and DROP_STILL_S <= still_s <= DROP_WINDOW_S and not self.active[COLLAR_DROP]
+        if (self.worn_known and _DROP_STILL_S <= still_s <= _DROP_WINDOW_S and not self.active[_COLLAR_DROP]
                 and self.worn_temp_dc - temperature_dc >= s["drop_temp_fall_dc"]
                 and self._turned(gx, gy, gz)):
-            self._raise(COLLAR_DROP)
-        if self.active[COLLAR_DROP]:
+            self._raise(_COLLAR_DROP)
+        if self.active[_COLLAR_DROP]:
             return  # a dropped collar explains the stillness: no mortality alert
         if still_s >= s["immobility_suspect_h"] * 3600:
             self._raise(IMMOBILITY)
@@ -320,7 +320,7 @@ class RiskEngine:
                     self.far_fixes += 1
                     self.other_lat = lat_units
                     self.other_lon = lon_units
-                    if self.far_fixes >= ANCHOR_FAR_FIXES:
+                    if self.far_fixes >= _ANCHOR_FAR_FIXES:
                         self.anchor_moved = True
         margin = self.settings["fence_margin_m"]
         room = -1
@@ -343,9 +343,9 @@ class RiskEngine:
                     past = 0
                 else:  # leaving a field is confirmed too: one bad fix out must not end the visit
                     self.start_tracking(t_s, 1)  # the next fix soon: a crossing, or one bad fix?
-            elif inside and not state and f.kind != FENCE_PARK and d >= FENCE_DWELL_M:
+            elif inside and not state and f.kind != FENCE_PARK and d >= _FENCE_DWELL_M:
                 past = (self.fence_state[i] >> 2) + 1  # in the field, shallower than the margin
-                if past >= FENCE_DWELL_FIXES:
+                if past >= _FENCE_DWELL_FIXES:
                     state = 1
                     past = 0
             self.fence_state[i] = state | (past << 2)
@@ -404,20 +404,20 @@ class RiskEngine:
             level = 0
         if level > self.battery_level:
             self._battery_count += 1
-            if self._battery_count >= BATTERY_CONFIRM:
+            if self._battery_count >= _BATTERY_CONFIRM:
                 self._battery_count = 0
                 self.battery_level = level
                 self._raise(LOW_BATTERY)  # the warning always comes first
                 if level == 2:
-                    self._raise(BATTERY_CRITICAL)
+                    self._raise(_BATTERY_CRITICAL)
         elif level < self.battery_level:
             threshold = s["critical_battery_mv"] if self.battery_level == 2 else s["low_battery_mv"]
             if battery_mv >= threshold + BATTERY_HYSTERESIS_MV:
                 self._battery_count += 1
-                if self._battery_count >= BATTERY_CONFIRM:
+                if self._battery_count >= _BATTERY_CONFIRM:
                     self._battery_count = 0
                     self.battery_level -= 1
-                    self._clear(BATTERY_CRITICAL)
+                    self._clear(_BATTERY_CRITICAL)
                     if self.battery_level == 0:
                         self._clear(LOW_BATTERY)
             else:
@@ -441,6 +441,6 @@ class RiskEngine:
     def on_boot(self, reset_cause):
         """Feed the cause of the last reset (codec.RESET_CAUSES name)."""
         if reset_cause in ("watchdog", "brownout", "lockup"):
-            self._raise(UNEXPECTED_REBOOT)
+            self._raise(_UNEXPECTED_REBOOT)
         elif reset_cause == "pin":
-            self._raise(TAMPER)
+            self._raise(_TAMPER)

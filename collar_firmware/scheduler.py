@@ -14,8 +14,8 @@ a closed one.
 
 from collar_firmware.compat import const
 
-LORAWAN_OVERHEAD_BYTES = const(13)
-PREAMBLE_SYMBOLS = const(8)
+_LORAWAN_OVERHEAD_BYTES = const(13)
+_PREAMBLE_SYMBOLS = const(8)
 
 # Priorities: lower is more urgent. The queue sends the most urgent ready record first.
 PRIO_ALERT = const(0)
@@ -34,7 +34,7 @@ SUB_BANDS = (("865.0-868.0", 10), ("868.0-868.6", 10))
 
 def airtime_us(payload_bytes, sf, bw_khz):
     """Return the time on air in microseconds of an uplink carrying payload_bytes of application data."""
-    pl = payload_bytes + LORAWAN_OVERHEAD_BYTES
+    pl = payload_bytes + _LORAWAN_OVERHEAD_BYTES
     t_sym_us = (1 << sf) * 1000 // bw_khz
     de = 1 if t_sym_us >= 16000 else 0
     num = 8 * pl - 4 * sf + 28 + 16  # CRC on, explicit header
@@ -44,7 +44,7 @@ def airtime_us(payload_bytes, sf, bw_khz):
     else:
         payload_symbols = 8
     # preamble + 4.25 sync symbols + payload symbols, in quarter symbols
-    return (4 * (PREAMBLE_SYMBOLS + payload_symbols) + 17) * t_sym_us // 4
+    return (4 * (_PREAMBLE_SYMBOLS + payload_symbols) + 17) * t_sym_us // 4
 
 
 class Scheduler:

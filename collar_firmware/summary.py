@@ -9,7 +9,7 @@ from array import array
 from collar_firmware import codec, config
 from collar_firmware.compat import const
 
-MAX_INTERVAL_S = const(14400)  # interval_min is one byte on the wire
+_MAX_INTERVAL_S = const(14400)  # interval_min is one byte on the wire
 
 
 class Summary:
@@ -25,7 +25,7 @@ class Summary:
 
     def start(self, now, base_s, factor):
         """Open the interval holding now: base_s times factor (halved until it fits the wire)."""
-        while factor > 1 and base_s * factor > MAX_INTERVAL_S:
+        while factor > 1 and base_s * factor > _MAX_INTERVAL_S:
             factor //= 2
         start = now - now % base_s
         self.start_s = start

@@ -30,7 +30,7 @@ MAX_KEYS = 4
 MAX_VERIFIED = 6  # digests remembered in flash (model, last good, firmware images)
 MAX_REFUSED = 4  # digests whose signature failed, not checked again
 SIG_CONTEXT = b"tembo-ed25519-sha256:"
-STEPS_PER_WAKE = const(8)  # signature-check steps a wake-up spends, a collection between
+_STEPS_PER_WAKE = const(8)  # signature-check steps a wake-up spends, a collection between
 
 
 def digest(data):
@@ -158,7 +158,7 @@ class Trust:
         not retried, and the caller counts the error. No handler is live around a collection: the
         handler is `_guarded_step`'s, whose frame has returned before `collect_garbage()` runs (a
         collection under a live handler's frame crashed MicroPython, see simulator/micropython_runner.py)."""
-        for _ in range(STEPS_PER_WAKE):
+        for _ in range(_STEPS_PER_WAKE):
             if not self._guarded_step(verified):
                 return False
             if self.pending is None:

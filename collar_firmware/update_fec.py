@@ -17,8 +17,8 @@ from collar_firmware.compat import const
 
 MAX_FRAGMENTS = const(1024)  # a 48 KB image in 48-byte fragments; the setup is refused beyond
 MAX_FRAG_SIZE = const(240)
-MAX_ROWS = const(512)  # parity rows held at once (a bit mask of RAM each, the data in flash)
-SOLVE_XORS_PER_STEP = const(512)  # fragment XORs a stepped solve() spends per call (the collar: per wake-up)
+_MAX_ROWS = const(512)  # parity rows held at once (a bit mask of RAM each, the data in flash)
+_SOLVE_XORS_PER_STEP = const(512)  # fragment XORs a stepped solve() spends per call (the collar: per wake-up)
 
 
 def prbs23(x):
@@ -152,13 +152,13 @@ class FecDecoder:
             p = _lowest(mask)
         if p < 0:
             return
-        if len(rows) >= MAX_ROWS:
+        if len(rows) >= _MAX_ROWS:
             self.dropped_rows += 1
             return
         self.store.write_row(p, acc)
         rows[p] = mask
 
-    def solve(self, budget=SOLVE_XORS_PER_STEP):
+    def solve(self, budget=_SOLVE_XORS_PER_STEP):
         """Back-substitute from the highest pivot down, each missing fragment written once, until
         the pivot that spends `budget` fragment XORs (0: no bound); return True when the file is
         complete. The order, so the bytes, are those of a solve at once. The pivots are found by one

@@ -23,29 +23,29 @@ driver then holds no multicast group and never leaves Class A.
 from collar_firmware.compat import const
 from collar_firmware.hal import IMU, Clock, Hal, Power, Radio, Storage, Watchdog
 
-REQ_SOF = const(0xA5)
-RESP_SOF = const(0x5A)
-CMD_SEND = const(0x01)
-CMD_RECEIVE = const(0x02)
-CMD_DATA_RATE = const(0x03)
-CMD_MC_GROUP = const(0x04)
-CMD_MC_DELETE = const(0x05)
-CMD_CLASS_C = const(0x06)
-CMD_CLASS_A = const(0x07)
-CMD_CAPABILITIES = const(0x08)
-CAP_CLASS_C = const(0x01)
-CHUNK_BYTES = const(64)  # bytes FileStorage compares or copies at a time
-ST_OK = const(0x00)
-ST_NO_ACK = const(0x01)
-ST_BUSY = const(0x02)
-ST_NOT_JOINED = const(0x03)
-ST_TOO_LONG = const(0x04)
-ST_EMPTY = const(0x05)
-ST_UNKNOWN_COMMAND = const(0x06)
-MAX_MODEM_PAYLOAD = const(222)  # LoRaWAN application payload bound at the fastest EU868 rate
-MODEM_FRAME = const(MAX_MODEM_PAYLOAD + 8)
+_REQ_SOF = const(0xA5)
+_RESP_SOF = const(0x5A)
+_CMD_SEND = const(0x01)
+_CMD_RECEIVE = const(0x02)
+_CMD_DATA_RATE = const(0x03)
+_CMD_MC_GROUP = const(0x04)
+_CMD_MC_DELETE = const(0x05)
+_CMD_CLASS_C = const(0x06)
+_CMD_CLASS_A = const(0x07)
+_CMD_CAPABILITIES = const(0x08)
+_CAP_CLASS_C = const(0x01)
+_CHUNK_BYTES = const(64)  # bytes FileStorage compares or copies at a time
+_ST_OK = const(0x00)
+_ST_NO_ACK = const(0x01)
+_ST_BUSY = const(0x02)
+_ST_NOT_JOINED = const(0x03)
+_ST_TOO_LONG = const(0x04)
+_ST_EMPTY = const(0x05)
+_ST_UNKNOWN_COMMAND = const(0x06)
+_MAX_MODEM_PAYLOAD = const(222)  # LoRaWAN application payload bound at the fastest EU868 rate
+_MODEM_FRAME = const(_MAX_MODEM_PAYLOAD + 8)
 BANDWIDTHS_KHZ = (125, 250, 500)
-MODEM_TIMEOUT_MS = const(8000)  # a confirmed uplink at SF12 with both RX windows takes about 5 s
+_MODEM_TIMEOUT_MS = const(8000)  # a confirmed uplink at SF12 with both RX windows takes about 5 s
 
 # machine.reset_cause() constant names -> codec.RESET_CAUSES
 RESET_CAUSE_NAMES = (
@@ -56,8 +56,8 @@ RESET_CAUSE_NAMES = (
     ("LOCKUP_RESET", "lockup"),
     ("BROWNOUT_RESET", "brownout"),
 )
-SYNCED_S = const(1600000000)  # a clock before this was never set
-SLEEP_CHUNK_MS = const(60000)  # the longest single sleep (keeps ms counters far from their wrap)
+_SYNCED_S = const(1600000000)  # a clock before this was never set
+_SLEEP_CHUNK_MS = const(60000)  # the longest single sleep (keeps ms counters far from their wrap)
 
 
 def crc8(data, start, end):
@@ -97,7 +97,7 @@ class BoardClock(Clock):
         start = 0
         if hasattr(time, "time"):
             t = int(time.time())
-            start = t if t >= SYNCED_S else 0
+            start = t if t >= _SYNCED_S else 0
         self.base_s = start
         self._ms = 0
         self._last = time.ticks_ms()
@@ -130,7 +130,7 @@ class BoardClock(Clock):
             left_ms = (t_s - self.base_s) * 1000 - self._ms
             if left_ms <= 0:
                 return
-            self._sleep_ms(left_ms if left_ms < SLEEP_CHUNK_MS else SLEEP_CHUNK_MS)
+            self._sleep_ms(left_ms if left_ms < _SLEEP_CHUNK_MS else _SLEEP_CHUNK_MS)
 
     def reset_cause(self):
         """Return why the MCU last started (codec.RESET_CAUSES)."""
@@ -229,8 +229,8 @@ class FileStorage(Storage):
         self._check(key)
         self._check(other)
         path = self._path(other)
-        mine = bytearray(CHUNK_BYTES)
-        theirs = bytearray(CHUNK_BYTES)  # past a short read both keep the last equal chunk's bytes
+        mine = bytearray(_CHUNK_BYTES)
+        theirs = bytearray(_CHUNK_BYTES)  # past a short read both keep the last equal chunk's bytes
         try:
             with open(self._path(key), "rb") as a, open(path, "rb") as b:
                 while True:
@@ -247,7 +247,7 @@ class FileStorage(Storage):
                 n = src.readinto(mine)
                 if not n:
                     break
-                dst.write(mine if n == CHUNK_BYTES else memoryview(mine)[0:n])
+                dst.write(mine if n == _CHUNK_BYTES else memoryview(mine)[0:n])
         self._replace(tmp, path)
 
     def write(self, key, data):
@@ -308,7 +308,7 @@ class UartModemTransport:
     timeout_ms: how long the modem may take to answer (OSError after it).
     """
 
-    def __init__(self, uart, clock_ms, ticks_diff, sleep_ms, timeout_ms=MODEM_TIMEOUT_MS):
+    def __init__(self, uart, clock_ms, ticks_diff, sleep_ms, timeout_ms=_MODEM_TIMEOUT_MS):
         self.uart = uart
         self._clock_ms = clock_ms
         self._ticks_diff = ticks_diff
@@ -331,7 +331,7 @@ class UartModemTransport:
             if not self.uart.readinto(self._one):
                 continue
             b = self._one[0]
-            if got == 0 and b != RESP_SOF:
+            if got == 0 and b != _RESP_SOF:
                 continue  # line noise before the frame
             response[got] = b
             got += 1
@@ -355,23 +355,23 @@ class Lr1110Modem(Radio):
         if not hasattr(transport, "exchange"):
             raise ValueError("transport must have exchange(request, n, response)")
         self.transport = transport
-        self._req = bytearray(MODEM_FRAME)
-        self._resp = bytearray(MODEM_FRAME)
+        self._req = bytearray(_MODEM_FRAME)
+        self._resp = bytearray(_MODEM_FRAME)
         self.not_sent = 0
         self.no_acks = 0
-        self.last_status = ST_OK
+        self.last_status = _ST_OK
         self._caps = -1  # the modem's capability flags once asked (-1: not yet)
 
     def _call(self, cmd, n_payload):
         """Frame and exchange the request whose payload sits at _req[3:]; return (status, length)."""
         req = self._req
-        req[0] = REQ_SOF
+        req[0] = _REQ_SOF
         req[1] = cmd
         req[2] = n_payload
         req[3 + n_payload] = crc8(req, 1, 3 + n_payload)
         resp = self._resp
         n = self.transport.exchange(req, 4 + n_payload, resp)
-        if n < 5 or resp[0] != RESP_SOF or resp[1] != cmd or n != 5 + resp[3]:
+        if n < 5 or resp[0] != _RESP_SOF or resp[1] != cmd or n != 5 + resp[3]:
             raise OSError("LR1110 modem: malformed answer to command 0x%02x" % cmd)
         if crc8(resp, 1, n - 1) != resp[n - 1]:
             raise OSError("LR1110 modem: bad CRC in answer to command 0x%02x" % cmd)
@@ -383,17 +383,17 @@ class Lr1110Modem(Radio):
         if not 1 <= port <= 223:
             raise ValueError("LoRaWAN port must be 1..223, got %r" % (port,))
         n = len(payload)
-        if n > MAX_MODEM_PAYLOAD:
-            raise ValueError("payload of %d bytes exceeds %d" % (n, MAX_MODEM_PAYLOAD))
+        if n > _MAX_MODEM_PAYLOAD:
+            raise ValueError("payload of %d bytes exceeds %d" % (n, _MAX_MODEM_PAYLOAD))
         req = self._req
         req[3] = port
         req[4] = 1 if confirmed else 0
         for i in range(n):
             req[5 + i] = payload[i]
-        status, _ = self._call(CMD_SEND, n + 2)
-        if status == ST_OK:
+        status, _ = self._call(_CMD_SEND, n + 2)
+        if status == _ST_OK:
             return True
-        if status == ST_NO_ACK:
+        if status == _ST_NO_ACK:
             self.no_acks += 1
         else:
             self.not_sent += 1
@@ -401,8 +401,8 @@ class Lr1110Modem(Radio):
 
     def receive(self):
         """Return (port, payload) of the downlink heard after the last uplink, or None."""
-        status, n = self._call(CMD_RECEIVE, 0)
-        if status != ST_OK or n < 1:
+        status, n = self._call(_CMD_RECEIVE, 0)
+        if status != _ST_OK or n < 1:
             return None
         resp = self._resp
         return (resp[4], bytes(resp[5:4 + n]))
@@ -411,9 +411,9 @@ class Lr1110Modem(Radio):
         """Return True when the modem says it can hold multicast groups and listen in Class C; a
         modem that does not know the question cannot. OSError when it does not answer."""
         if self._caps < 0:
-            status, n = self._call(CMD_CAPABILITIES, 0)
-            self._caps = self._resp[4] if status == ST_OK and n >= 1 else 0
-        return self._caps & CAP_CLASS_C != 0
+            status, n = self._call(_CMD_CAPABILITIES, 0)
+            self._caps = self._resp[4] if status == _ST_OK and n >= 1 else 0
+        return self._caps & _CAP_CLASS_C != 0
 
     def _put_u32(self, at, value):
         req = self._req
@@ -431,14 +431,14 @@ class Lr1110Modem(Radio):
             req[8 + i] = key_encrypted[i]
         self._put_u32(24, min_fcount)
         self._put_u32(28, max_fcount)
-        status, _ = self._call(CMD_MC_GROUP, 29)
-        return status == ST_OK
+        status, _ = self._call(_CMD_MC_GROUP, 29)
+        return status == _ST_OK
 
     def multicast_delete(self, group):
         """Make the modem forget group 0..3 (nothing to do on a modem without multicast)."""
         if 0 <= group <= 3 and self.supports_class_c():
             self._req[3] = group
-            self._call(CMD_MC_DELETE, 1)
+            self._call(_CMD_MC_DELETE, 1)
 
     def set_class_c(self, frequency_hz, data_rate):
         """Listen continuously on frequency_hz at data_rate; OSError when the modem cannot or refuses."""
@@ -446,23 +446,23 @@ class Lr1110Modem(Radio):
             raise OSError("LR1110 modem cannot do Class C")
         self._put_u32(3, frequency_hz)
         self._req[7] = data_rate
-        status, _ = self._call(CMD_CLASS_C, 5)
-        if status != ST_OK:
+        status, _ = self._call(_CMD_CLASS_C, 5)
+        if status != _ST_OK:
             raise OSError("LR1110 modem refused Class C (status 0x%02x)" % status)
 
     def set_class_a(self):
         """Back to Class A; OSError when the modem refuses (the window's owner asks again)."""
         if not self.supports_class_c():
             return  # it never left Class A
-        status, _ = self._call(CMD_CLASS_A, 0)
-        if status != ST_OK:
+        status, _ = self._call(_CMD_CLASS_A, 0)
+        if status != _ST_OK:
             raise OSError("LR1110 modem stayed in Class C (status 0x%02x)" % status)
 
     def data_rate(self):
         """Return (spreading_factor, bandwidth_khz) the modem uses now."""
-        status, n = self._call(CMD_DATA_RATE, 0)
+        status, n = self._call(_CMD_DATA_RATE, 0)
         resp = self._resp
-        if status != ST_OK or n != 2 or resp[5] >= len(BANDWIDTHS_KHZ) or not 5 <= resp[4] <= 12:
+        if status != _ST_OK or n != 2 or resp[5] >= len(BANDWIDTHS_KHZ) or not 5 <= resp[4] <= 12:
             raise OSError("LR1110 modem: no data rate (status 0x%02x)" % status)
         return (resp[4], BANDWIDTHS_KHZ[resp[5]])
 

@@ -20,39 +20,39 @@ OUT_T_H = const(0x0E)
 WHO_AM_I = const(0x0F)
 CTRL1 = const(0x20)
 CTRL2 = const(0x21)
-CTRL3 = const(0x22)
+_CTRL3 = const(0x22)
 CTRL6 = const(0x25)
-STATUS = const(0x27)
+_STATUS = const(0x27)
 OUT_X_L = const(0x28)
 FIFO_CTRL = const(0x2E)
-FIFO_SAMPLES = const(0x2F)
+_FIFO_SAMPLES = const(0x2F)
 
-CHIP_ID = const(0x44)  # WHO_AM_I answer
+_CHIP_ID = const(0x44)  # WHO_AM_I answer
 ADDRESSES = (0x18, 0x19)  # SA0 low, SA0 high
 
 # CTRL1: ODR[7:4] MODE[3:2] LP_MODE[1:0]
-CTRL1_MODE_HIGH_PERFORMANCE = const(0x04)  # MODE = 01: 14-bit high performance
-CTRL1_MODE_LOW_POWER_1 = const(0x00)  # MODE = 00, LP_MODE = 00: 12-bit low-power mode 1
-LOW_POWER_MAX_MHZ = const(200000)  # low-power modes top out at 200 Hz
+_CTRL1_MODE_HIGH_PERFORMANCE = const(0x04)  # MODE = 01: 14-bit high performance
+_CTRL1_MODE_LOW_POWER_1 = const(0x00)  # MODE = 00, LP_MODE = 00: 12-bit low-power mode 1
+_LOW_POWER_MAX_MHZ = const(200000)  # low-power modes top out at 200 Hz
 # CTRL2: BOOT SOFT_RESET - CS_PU_DISC BDU IF_ADD_INC I2C_DISABLE SIM
-CTRL2_SOFT_RESET = const(0x40)
-CTRL2_BDU = const(0x08)
-CTRL2_IF_ADD_INC = const(0x04)
+_CTRL2_SOFT_RESET = const(0x40)
+_CTRL2_BDU = const(0x08)
+_CTRL2_IF_ADD_INC = const(0x04)
 # CTRL6: BW_FILT[7:6] FS[5:4] FDS LOW_NOISE - -
-CTRL6_LOW_NOISE = const(0x04)
-CTRL6_FS_SHIFT = const(4)
+_CTRL6_LOW_NOISE = const(0x04)
+_CTRL6_FS_SHIFT = const(4)
 # FIFO_CTRL: FMODE[7:5] FTH[4:0]
-FIFO_MODE_BYPASS = const(0x00)
-FIFO_MODE_CONTINUOUS = const(0xC0)  # FMODE = 110
+_FIFO_MODE_BYPASS = const(0x00)
+_FIFO_MODE_CONTINUOUS = const(0xC0)  # FMODE = 110
 # FIFO_SAMPLES: FIFO_FTH FIFO_OVR DIFF[5:0]
-FIFO_SAMPLES_OVR = const(0x40)
-FIFO_SAMPLES_DIFF = const(0x3F)
+_FIFO_SAMPLES_OVR = const(0x40)
+_FIFO_SAMPLES_DIFF = const(0x3F)
 
-FIFO_DEPTH = const(32)  # samples (x, y, z triples)
-SAMPLE_BYTES = const(6)
-SOFT_RESET_MS = const(5)  # the reset bit clears itself within a few microseconds; wait and poll
-SOFT_RESET_POLLS = const(10)
-EMPTY_POLLS = const(3)  # empty FIFO reads in a row before a window is given up as short
+_FIFO_DEPTH = const(32)  # samples (x, y, z triples)
+_SAMPLE_BYTES = const(6)
+_SOFT_RESET_MS = const(5)  # the reset bit clears itself within a few microseconds; wait and poll
+_SOFT_RESET_POLLS = const(10)
+_EMPTY_POLLS = const(3)  # empty FIFO reads in a row before a window is given up as short
 
 # Output data rates of high-performance mode, (milli-Hz, CTRL1 ODR code).
 ODR_TABLE = (
@@ -79,7 +79,7 @@ def nearest_odr(rate_hz, low_power=False):
     want_mhz = int(rate_hz * 1000)
     best = ODR_TABLE[0]
     for row in ODR_TABLE:
-        if low_power and row[0] > LOW_POWER_MAX_MHZ:
+        if low_power and row[0] > _LOW_POWER_MAX_MHZ:
             break
         if abs(row[0] - want_mhz) < abs(best[0] - want_mhz):
             best = row
@@ -128,15 +128,15 @@ class LIS2DW12(IMU):
         # 2. scratch buffers, once: one register byte, a whole FIFO, a view per burst length
         self._reg = bytearray(1)
         self._two = bytearray(2)
-        self._raw = bytearray(FIFO_DEPTH * SAMPLE_BYTES)
+        self._raw = bytearray(_FIFO_DEPTH * _SAMPLE_BYTES)
         raw = memoryview(self._raw)
-        self._bursts = [raw[:SAMPLE_BYTES * (k + 1)] for k in range(FIFO_DEPTH)]
+        self._bursts = [raw[:_SAMPLE_BYTES * (k + 1)] for k in range(_FIFO_DEPTH)]
         # 3. probe
         try:
             who = self._read_reg(WHO_AM_I)
         except OSError:
             raise OSError("no LIS2DW12 answers at I2C address 0x%02x" % address) from None
-        if who != CHIP_ID:
+        if who != _CHIP_ID:
             raise OSError("device at I2C address 0x%02x is not a LIS2DW12 (WHO_AM_I 0x%02x, want 0x44)"
                           % (address, who))
         # 4. bring the chip up
@@ -161,10 +161,10 @@ class LIS2DW12(IMU):
 
     def reset(self):
         """Soft-reset the chip (every register to its default) and wait until it is done."""
-        self._write_reg(CTRL2, CTRL2_SOFT_RESET)
-        for _ in range(SOFT_RESET_POLLS):
-            self._wait(SOFT_RESET_MS)
-            if not self._read_reg(CTRL2) & CTRL2_SOFT_RESET:
+        self._write_reg(CTRL2, _CTRL2_SOFT_RESET)
+        for _ in range(_SOFT_RESET_POLLS):
+            self._wait(_SOFT_RESET_MS)
+            if not self._read_reg(CTRL2) & _CTRL2_SOFT_RESET:
                 return
         raise OSError("LIS2DW12 at 0x%02x stays in soft reset" % self.address)
 
@@ -178,12 +178,12 @@ class LIS2DW12(IMU):
         _check_rate(rate_hz)
         row = _range_row(range_g)
         odr_mhz, odr_code = nearest_odr(rate_hz, self.low_power)
-        mode = CTRL1_MODE_LOW_POWER_1 if self.low_power else CTRL1_MODE_HIGH_PERFORMANCE
+        mode = _CTRL1_MODE_LOW_POWER_1 if self.low_power else _CTRL1_MODE_HIGH_PERFORMANCE
         self._write_reg(CTRL1, (odr_code << 4) | mode)
-        self._write_reg(CTRL2, CTRL2_BDU | CTRL2_IF_ADD_INC)
-        self._write_reg(CTRL6, (row[1] << CTRL6_FS_SHIFT) | CTRL6_LOW_NOISE)
-        self._write_reg(FIFO_CTRL, FIFO_MODE_BYPASS)
-        self._write_reg(FIFO_CTRL, FIFO_MODE_CONTINUOUS)
+        self._write_reg(CTRL2, _CTRL2_BDU | _CTRL2_IF_ADD_INC)
+        self._write_reg(CTRL6, (row[1] << _CTRL6_FS_SHIFT) | _CTRL6_LOW_NOISE)
+        self._write_reg(FIFO_CTRL, _FIFO_MODE_BYPASS)
+        self._write_reg(FIFO_CTRL, _FIFO_MODE_CONTINUOUS)
         self.odr_mhz = odr_mhz
         self.range_g = range_g
         self._sens_ug = row[2]
@@ -192,7 +192,7 @@ class LIS2DW12(IMU):
 
     def fifo_level(self):
         """Return the samples waiting in the FIFO; a set overrun flag is returned as level + 64."""
-        return self._read_reg(FIFO_SAMPLES) & (FIFO_SAMPLES_DIFF | FIFO_SAMPLES_OVR)
+        return self._read_reg(_FIFO_SAMPLES) & (_FIFO_SAMPLES_DIFF | _FIFO_SAMPLES_OVR)
 
     def _convert(self, count, buf, at):
         """Write the count samples of the last burst into buf from index at, in mg; return the next index.
@@ -202,7 +202,7 @@ class LIS2DW12(IMU):
         """
         raw = self._raw
         sens = self._sens_ug
-        end = count * SAMPLE_BYTES
+        end = count * _SAMPLE_BYTES
         i = 0
         while i < end:
             buf[at] = (((((raw[i] | (raw[i + 1] << 8)) ^ 0x8000) - 0x8000) >> 2) * sens + 500) // 1000
@@ -228,15 +228,15 @@ class LIS2DW12(IMU):
         period_ms = 1000000 // self.odr_mhz or 1
         while n < want:
             level = self.fifo_level()
-            if level & FIFO_SAMPLES_OVR and not first:
+            if level & _FIFO_SAMPLES_OVR and not first:
                 self.overruns += 1
             first = False
-            avail = level & FIFO_SAMPLES_DIFF
-            if avail > FIFO_DEPTH:
-                avail = FIFO_DEPTH
+            avail = level & _FIFO_SAMPLES_DIFF
+            if avail > _FIFO_DEPTH:
+                avail = _FIFO_DEPTH
             if avail == 0:
                 empty += 1
-                if self._sleep_ms is None or empty > EMPTY_POLLS:
+                if self._sleep_ms is None or empty > _EMPTY_POLLS:
                     break
                 self._sleep_ms(period_ms * 4)
                 continue
@@ -249,8 +249,8 @@ class LIS2DW12(IMU):
             n += take
             if n < want and self._sleep_ms is not None:
                 left = want - n
-                if left > FIFO_DEPTH - 4:
-                    left = FIFO_DEPTH - 4  # wake before the FIFO overruns
+                if left > _FIFO_DEPTH - 4:
+                    left = _FIFO_DEPTH - 4  # wake before the FIFO overruns
                 self._sleep_ms(left * period_ms)
         if n < want and self._sleep_ms is not None:
             self.short_windows += 1
@@ -258,12 +258,12 @@ class LIS2DW12(IMU):
 
     def read_into(self, buf3):
         """Fill buf3 (array('h') of 3) with the newest sample in mg; return 1 (0 if the FIFO is empty)."""
-        level = self.fifo_level() & FIFO_SAMPLES_DIFF
+        level = self.fifo_level() & _FIFO_SAMPLES_DIFF
         if level == 0:
             return 0
         # continuous mode keeps history: skip to the newest sample, then read it
         while level > 1:
-            skip = level - 1 if level - 1 <= FIFO_DEPTH else FIFO_DEPTH
+            skip = level - 1 if level - 1 <= _FIFO_DEPTH else _FIFO_DEPTH
             self.i2c.readfrom_mem_into(self.address, OUT_X_L, self._bursts[skip - 1])
             level -= skip
         self.i2c.readfrom_mem_into(self.address, OUT_X_L, self._bursts[0])

@@ -18,48 +18,48 @@ Time comes from the `clock_ms` / `sleep_ms` callables, so tests run without slee
 from collar_firmware.compat import const, ticks_diff, ticks_ms
 from collar_firmware.hal import GNSS
 
-SYNC1 = const(0xB5)
-SYNC2 = const(0x62)
-CLS_NAV = const(0x01)
-NAV_PVT = const(0x07)
-CLS_RXM = const(0x02)
-RXM_PMREQ = const(0x41)
-CLS_ACK = const(0x05)
-ACK_NAK = const(0x00)
-ACK_ACK = const(0x01)
-CLS_CFG = const(0x06)
-CFG_PRT = const(0x00)
-CFG_MSG = const(0x01)
-CFG_RATE = const(0x08)
-CFG_RXM = const(0x11)
+_SYNC1 = const(0xB5)
+_SYNC2 = const(0x62)
+_CLS_NAV = const(0x01)
+_NAV_PVT = const(0x07)
+_CLS_RXM = const(0x02)
+_RXM_PMREQ = const(0x41)
+_CLS_ACK = const(0x05)
+_ACK_NAK = const(0x00)
+_ACK_ACK = const(0x01)
+_CLS_CFG = const(0x06)
+_CFG_PRT = const(0x00)
+_CFG_MSG = const(0x01)
+_CFG_RATE = const(0x08)
+_CFG_RXM = const(0x11)
 
-NAV_PVT_LEN = const(92)
+_NAV_PVT_LEN = const(92)
 MAX_PAYLOAD = const(100)  # the largest frame the collar keeps; longer ones are skipped
-HEADER = const(6)  # sync (2), class, id, length (2)
+_HEADER = const(6)  # sync (2), class, id, length (2)
 
 # NAV-PVT fields (byte offsets in the payload)
-PVT_YEAR = const(4)
-PVT_VALID = const(11)
-PVT_FIX_TYPE = const(20)
-PVT_FLAGS = const(21)
-PVT_NUM_SV = const(23)
-PVT_LON = const(24)
-PVT_LAT = const(28)
-PVT_H_ACC = const(40)
-PVT_PDOP = const(76)
-VALID_DATE = const(0x01)
-VALID_TIME = const(0x02)
-FLAG_GNSS_FIX_OK = const(0x01)
+_PVT_YEAR = const(4)
+_PVT_VALID = const(11)
+_PVT_FIX_TYPE = const(20)
+_PVT_FLAGS = const(21)
+_PVT_NUM_SV = const(23)
+_PVT_LON = const(24)
+_PVT_LAT = const(28)
+_PVT_H_ACC = const(40)
+_PVT_PDOP = const(76)
+_VALID_DATE = const(0x01)
+_VALID_TIME = const(0x02)
+_FLAG_GNSS_FIX_OK = const(0x01)
 
-ACK_TIMEOUT_MS = const(1000)
-POLL_MS = const(50)  # idle between UART polls
-READ_CHUNK = const(64)
-WAKE_MS = const(100)  # the receiver ignores bytes this long after a wake-up pulse
-POWER_ON_MS = const(1000)  # a switched-on receiver boots this long before it listens
-FLUSH_BYTES = const(4096)  # at most this much stale input is discarded at power-up
+_ACK_TIMEOUT_MS = const(1000)
+_POLL_MS = const(50)  # idle between UART polls
+_READ_CHUNK = const(64)
+_WAKE_MS = const(100)  # the receiver ignores bytes this long after a wake-up pulse
+_POWER_ON_MS = const(1000)  # a switched-on receiver boots this long before it listens
+_FLUSH_BYTES = const(4096)  # at most this much stale input is discarded at power-up
 NOTHING = const(0)  # _pump results
-MORE = const(1)
-DONE = const(2)
+_MORE = const(1)
+_DONE = const(2)
 
 
 def checksum(data):
@@ -77,7 +77,7 @@ def frame(cls, msg_id, payload=b""):
     n = len(payload)
     body = bytes((cls, msg_id, n & 0xFF, n >> 8)) + bytes(payload)
     ck_a, ck_b = checksum(body)
-    return bytes((SYNC1, SYNC2)) + body + bytes((ck_a, ck_b))
+    return bytes((_SYNC1, _SYNC2)) + body + bytes((ck_a, ck_b))
 
 
 def _u16(buf, at):
@@ -121,16 +121,16 @@ def config_frames(baud=9600, power_save=True):
     prt = (bytes((1, 0)) + _u16le(0) + _u32le(0x08C0) + _u32le(baud)  # UART1, 8N1
            + _u16le(0x0001) + _u16le(0x0001) + _u16le(0) + _u16le(0))  # in: UBX, out: UBX
     return (
-        frame(CLS_CFG, CFG_PRT, prt),
-        frame(CLS_CFG, CFG_MSG, bytes((CLS_NAV, NAV_PVT, 1))),
-        frame(CLS_CFG, CFG_RATE, _u16le(1000) + _u16le(1) + _u16le(1)),  # 1000 ms, GPS time
-        frame(CLS_CFG, CFG_RXM, bytes((8, 1 if power_save else 0))),
+        frame(_CLS_CFG, _CFG_PRT, prt),
+        frame(_CLS_CFG, _CFG_MSG, bytes((_CLS_NAV, _NAV_PVT, 1))),
+        frame(_CLS_CFG, _CFG_RATE, _u16le(1000) + _u16le(1) + _u16le(1)),  # 1000 ms, GPS time
+        frame(_CLS_CFG, _CFG_RXM, bytes((8, 1 if power_save else 0))),
     )
 
 
 def backup_frame():
     """Return UBX-RXM-PMREQ: backup mode until UART activity wakes the receiver."""
-    return frame(CLS_RXM, RXM_PMREQ, bytes(4) + _u32le(0) + _u32le(0x06) + _u32le(0x08))
+    return frame(_CLS_RXM, _RXM_PMREQ, bytes(4) + _u32le(0) + _u32le(0x06) + _u32le(0x08))
 
 
 class UbxParser:
@@ -202,7 +202,7 @@ class UbxParser:
         while True:
             n = self.n
             k = 0
-            while k < n and buf[k] != SYNC1:
+            while k < n and buf[k] != _SYNC1:
                 k += 1
             if k:
                 self.dropped_bytes += k
@@ -210,18 +210,18 @@ class UbxParser:
                 n = self.n
             if n < 2:
                 return False
-            if buf[1] != SYNC2:
+            if buf[1] != _SYNC2:
                 self.dropped_bytes += 1
                 self._drop(1)
                 continue
-            if n < HEADER:
+            if n < _HEADER:
                 return False
             length = buf[4] | (buf[5] << 8)
             if length > self.max_payload:
                 self.oversize += 1
                 self._drop(1)
                 continue
-            end = HEADER + length
+            end = _HEADER + length
             if n < end + 2:
                 return False
             a = 0
@@ -298,16 +298,16 @@ class UbloxM8(GNSS):
         if self.power_pin is not None:
             self.power_pin.value(1)
             self.configured = False  # a cold receiver starts from its defaults
-            self._wait(POWER_ON_MS)
+            self._wait(_POWER_ON_MS)
         else:
             self.uart.write(b"\xff")
-            self._wait(WAKE_MS)
+            self._wait(_WAKE_MS)
         flushed = 0
-        while flushed < FLUSH_BYTES:
+        while flushed < _FLUSH_BYTES:
             waiting = self.uart.any()
             if not waiting:
                 break
-            self.uart.read(waiting if waiting < READ_CHUNK else READ_CHUNK)
+            self.uart.read(waiting if waiting < _READ_CHUNK else _READ_CHUNK)
             flushed += waiting
         self.parser.reset()
 
@@ -336,12 +336,12 @@ class UbloxM8(GNSS):
         self._ack_for = (cls << 8) | msg_id
         self._acked = False
         start = self._clock_ms()
-        while ticks_diff(self._clock_ms(), start) < ACK_TIMEOUT_MS:
+        while ticks_diff(self._clock_ms(), start) < _ACK_TIMEOUT_MS:
             got = self._pump()
-            if got == DONE:
+            if got == _DONE:
                 return self._acked
             if got == NOTHING:
-                self._wait(POLL_MS)
+                self._wait(_POLL_MS)
         self._ack_for = -1  # no answer: stop waiting for it
         return False
 
@@ -350,7 +350,7 @@ class UbloxM8(GNSS):
         waiting = self.uart.any()
         if not waiting:
             return NOTHING
-        data = self.uart.read(waiting if waiting < READ_CHUNK else READ_CHUNK)
+        data = self.uart.read(waiting if waiting < _READ_CHUNK else _READ_CHUNK)
         if not data:
             return NOTHING
         p = self.parser
@@ -358,19 +358,19 @@ class UbloxM8(GNSS):
             p.feed_byte(b)
             while p.next_frame():
                 if self._frame():
-                    return DONE
-        return MORE
+                    return _DONE
+        return _MORE
 
     def _frame(self):
         """Handle the frame at the parser's front; return True when the wait it ends is over."""
         p = self.parser
-        if p.cls == CLS_ACK and p.length == 2:
-            if self._ack_for == (p.buf[HEADER] << 8) | p.buf[HEADER + 1]:
-                self._acked = p.msg_id == ACK_ACK
+        if p.cls == _CLS_ACK and p.length == 2:
+            if self._ack_for == (p.buf[_HEADER] << 8) | p.buf[_HEADER + 1]:
+                self._acked = p.msg_id == _ACK_ACK
                 self._ack_for = -1
                 return True
             return False
-        if p.cls == CLS_NAV and p.msg_id == NAV_PVT and p.length == NAV_PVT_LEN:
+        if p.cls == _CLS_NAV and p.msg_id == _NAV_PVT and p.length == _NAV_PVT_LEN:
             return self._pvt() and self._ack_for < 0
         return False
 
@@ -379,20 +379,20 @@ class UbloxM8(GNSS):
     def _pvt(self):
         """Read the NAV-PVT at the parser's front; return True when it is a usable fix."""
         p = self.parser.buf
-        o = HEADER
-        valid = p[o + PVT_VALID]
-        if valid & VALID_DATE and valid & VALID_TIME:
-            self.last_time_s = unix_s(_u16(p, o + PVT_YEAR), p[o + 6], p[o + 7], p[o + 8], p[o + 9], p[o + 10])
+        o = _HEADER
+        valid = p[o + _PVT_VALID]
+        if valid & _VALID_DATE and valid & _VALID_TIME:
+            self.last_time_s = unix_s(_u16(p, o + _PVT_YEAR), p[o + 6], p[o + 7], p[o + 8], p[o + 9], p[o + 10])
             if self.on_time is not None:
                 self.on_time(self.last_time_s)
-        fix_type = p[o + PVT_FIX_TYPE]
+        fix_type = p[o + _PVT_FIX_TYPE]
         self.last_fix_type = fix_type
-        self.last_num_sv = p[o + PVT_NUM_SV]
-        self.last_h_acc_mm = _u32(p, o + PVT_H_ACC)
-        self.last_pdop_x100 = _u16(p, o + PVT_PDOP)
-        self.last_lat_e7 = _i32(p, o + PVT_LAT)
-        self.last_lon_e7 = _i32(p, o + PVT_LON)
-        return (p[o + PVT_FLAGS] & FLAG_GNSS_FIX_OK) != 0 and self.min_fix_type <= fix_type <= 3
+        self.last_num_sv = p[o + _PVT_NUM_SV]
+        self.last_h_acc_mm = _u32(p, o + _PVT_H_ACC)
+        self.last_pdop_x100 = _u16(p, o + _PVT_PDOP)
+        self.last_lat_e7 = _i32(p, o + _PVT_LAT)
+        self.last_lon_e7 = _i32(p, o + _PVT_LON)
+        return (p[o + _PVT_FLAGS] & _FLAG_GNSS_FIX_OK) != 0 and self.min_fix_type <= fix_type <= 3
 
     def acquire(self, timeout_s):
         """Power up, wait up to timeout_s for a fix; return (lat_deg, lon_deg, hdop, ttff_s) or None.
@@ -408,13 +408,13 @@ class UbloxM8(GNSS):
                 self.configure()
             while ticks_diff(self._clock_ms(), start) < limit_ms:
                 got = self._pump()
-                if got == DONE:
+                if got == _DONE:
                     elapsed_ms = ticks_diff(self._clock_ms(), start)
                     self.fixes += 1
                     return (self.last_lat_e7 / 10000000, self.last_lon_e7 / 10000000, self.last_pdop_x100 / 100,
                             (elapsed_ms + 999) // 1000)
                 if got == NOTHING:
-                    self._wait(POLL_MS)
+                    self._wait(_POLL_MS)
             self.timeouts += 1
             return None
         finally:
