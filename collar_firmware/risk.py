@@ -50,11 +50,11 @@ IMMOBILITY = const(2)
 POACHING_RISK = const(3)
 GEOFENCE_FARMLAND = const(4)
 GEOFENCE_EXIT = const(5)
-_COLLAR_DROP = const(6)
-_TAMPER = const(7)
+COLLAR_DROP = const(6)
+TAMPER = const(7)
 LOW_BATTERY = const(8)
-_BATTERY_CRITICAL = const(9)
-_UNEXPECTED_REBOOT = const(10)
+BATTERY_CRITICAL = const(9)
+UNEXPECTED_REBOOT = const(10)
 N_ALERT_TYPES = const(11)
 
 MORTALITY_RADIUS_M = const(100)
@@ -216,7 +216,7 @@ class RiskEngine:
         self.still_since_s = 0
         self._clear(IMMOBILITY)
         self._clear(MORTALITY)
-        self._clear(_COLLAR_DROP)
+        self._clear(COLLAR_DROP)
         if self.worn_known:
             # slow average of the worn orientation and temperature
             self.worn_x += (gx - self.worn_x) // 8
@@ -233,11 +233,11 @@ class RiskEngine:
     def _check_still(self, t_s, gx, gy, gz, temperature_dc):
         s = self.settings
         still_s = t_s - self.still_since_s
-        if (self.worn_known and _DROP_STILL_S <= still_s <= _DROP_WINDOW_S and not self.active[_COLLAR_DROP]
+        if (self.worn_known and _DROP_STILL_S <= still_s <= _DROP_WINDOW_S and not self.active[COLLAR_DROP]
                 and self.worn_temp_dc - temperature_dc >= s["drop_temp_fall_dc"]
                 and self._turned(gx, gy, gz)):
-            self._raise(_COLLAR_DROP)
-        if self.active[_COLLAR_DROP]:
+            self._raise(COLLAR_DROP)
+        if self.active[COLLAR_DROP]:
             return  # a dropped collar explains the stillness: no mortality alert
         if still_s >= s["immobility_suspect_h"] * 3600:
             self._raise(IMMOBILITY)
@@ -409,7 +409,7 @@ class RiskEngine:
                 self.battery_level = level
                 self._raise(LOW_BATTERY)  # the warning always comes first
                 if level == 2:
-                    self._raise(_BATTERY_CRITICAL)
+                    self._raise(BATTERY_CRITICAL)
         elif level < self.battery_level:
             threshold = s["critical_battery_mv"] if self.battery_level == 2 else s["low_battery_mv"]
             if battery_mv >= threshold + BATTERY_HYSTERESIS_MV:
@@ -417,7 +417,7 @@ class RiskEngine:
                 if self._battery_count >= _BATTERY_CONFIRM:
                     self._battery_count = 0
                     self.battery_level -= 1
-                    self._clear(_BATTERY_CRITICAL)
+                    self._clear(BATTERY_CRITICAL)
                     if self.battery_level == 0:
                         self._clear(LOW_BATTERY)
             else:
@@ -441,6 +441,6 @@ class RiskEngine:
     def on_boot(self, reset_cause):
         """Feed the cause of the last reset (codec.RESET_CAUSES name)."""
         if reset_cause in ("watchdog", "brownout", "lockup"):
-            self._raise(_UNEXPECTED_REBOOT)
+            self._raise(UNEXPECTED_REBOOT)
         elif reset_cause == "pin":
-            self._raise(_TAMPER)
+            self._raise(TAMPER)
