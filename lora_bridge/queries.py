@@ -66,11 +66,12 @@ def newest_position_id(device_id: Any, until: datetime | None = None, animal_id:
 
 def latest_fix_per_animal(session: Session) -> dict[int, tuple[datetime, float, float]]:
     """Each collared animal's newest fix of the collar it wears as (time, lat, lon), by animal id (a
-    collar fitted to it after another animal wore it: only the fixes since, which are its own)."""
+    collar fitted to it after another animal wore it: only the fixes since, which are its own). A collar
+    in stock is no animal's (`Animal.holds_collar_in_stock`)."""
     rows = session.execute(
         select(Animal.id, Position.time, Position.lat, Position.lon).join(
             Position, Position.id == newest_position_id(Animal.device_id, animal_id=Animal.id)
-        )
+        ).where(Animal.holds_collar_in_stock.is_(False))
     ).all()
     return {key: (time, lat, lon) for key, time, lat, lon in rows}
 
@@ -142,7 +143,9 @@ def device_ids_by_eui(connection: Connection | Session, dev_euis: set[str]) -> d
 
 
 def animal_views(session: Session) -> list[AnimalView]:
-    """Every animal with its collar's latest state, ordered by name."""
+    """Every animal with its collar's latest state, ordered by name. The record a collar in stock is
+    filed under (`Animal.holds_collar_in_stock`) is no animal: left out (`herd.collars_in_stock` lists
+    the collar, `device_views` its health)."""
     fixes = latest_fix_per_animal(session)
     open_counts = dict(
         session.execute(
@@ -150,7 +153,8 @@ def animal_views(session: Session) -> list[AnimalView]:
         ).all()
     )
     rows = session.execute(
-        select(Animal, Device).outerjoin(Device, Animal.device_id == Device.device_id).order_by(Animal.name)
+        select(Animal, Device).outerjoin(Device, Animal.device_id == Device.device_id)
+        .where(Animal.holds_collar_in_stock.is_(False)).order_by(Animal.name)
     ).all()
     views = []
     for animal, device in rows:
@@ -280,10 +284,11 @@ def latest_position_views(
     session: Session, until: datetime | None = None, animal_keys: list[int] | None = None
 ) -> list[PositionView]:
     """The newest fix (at or before `until` when given) of every animal that has one (only
-    `animal_keys` when given), by name (plain rows, no ORM objects)."""
+    `animal_keys` when given), by name (plain rows, no ORM objects); a collar in stock is no animal."""
     query = select(
         Animal.id, Animal.name, Animal.device_id, Position.time, Position.lat, Position.lon, Position.id
-    ).join(Position, Position.id == newest_position_id(Animal.device_id, until, Animal.id))
+    ).join(Position, Position.id == newest_position_id(Animal.device_id, until, Animal.id)).where(
+        Animal.holds_collar_in_stock.is_(False))
     if animal_keys is not None:
         query = query.where(Animal.id.in_(animal_keys))
     rows = session.execute(query.order_by(Animal.name, Animal.id)).all()
@@ -310,7 +315,8 @@ def track_views(
     max_points: int | None = None,
     until: datetime | None = None,
 ) -> dict[str, list[PositionView]]:
-    """Positions per animal id, oldest first, from since on (all when since is None) up to until.
+    """Positions per animal id, oldest first, from since on (all when since is None) up to until. The
+    fixes of a collar in stock (filed under `Animal.holds_collar_in_stock`) are no animal's track.
 
     Read as plain rows (no ORM objects). With `max_points`, a longer track keeps that many fixes
     evenly spread over it, its first and newest fix always among them, so a map of a large herd
@@ -320,7 +326,7 @@ def track_views(
         raise ValueError(f"max_points must be at least 1, got {max_points}")
     query = select(
         Position.animal_id, Animal.name, Position.device_id, Position.time, Position.lat, Position.lon, Position.id
-    ).join(Animal, Position.animal_id == Animal.id)
+    ).join(Animal, Position.animal_id == Animal.id).where(Animal.holds_collar_in_stock.is_(False))
     if since is not None:
         query = query.where(Position.time >= since)
     if until is not None:

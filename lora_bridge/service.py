@@ -1339,7 +1339,12 @@ class Bridge:
             device = session.get(Device, device_id)
             if device_id not in wearers:  # once per collar, not once per fix
                 wearers[device_id] = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
-            outbox.enqueue_position(session, config, device, wearers[device_id], time, lat, lon)
+            wearer = wearers[device_id]
+            if wearer is not None:
+                wearer = herd.wearer_at(session, device_id, wearer, time)
+                if wearer.holds_collar_in_stock:  # a fix of the workshop is no animal's observation
+                    continue
+            outbox.enqueue_position(session, config, device, wearer, time, lat, lon)
 
     def _after_processed(self, result: IngestResult) -> None:
         if result.status not in (ingest.STATUS_PROCESSED, ingest.STATUS_RECORDED) or not result.device_id:
@@ -2395,9 +2400,12 @@ class Bridge:
         return shown
 
     def _existing_animal_key(self, animal_id: str | int) -> int:
+        """The key of animal_id; UnknownAnimal when none, or when it names the record a collar in stock is
+        filed under (`Animal.holds_collar_in_stock`), which is no animal."""
         key = queries.animal_key(animal_id)
         with self.db.read() as session:
-            if key is None or session.get(Animal, key) is None:
+            found = session.get(Animal, key) if key is not None else None
+            if found is None or found.holds_collar_in_stock:
                 raise UnknownAnimal(f"no animal {animal_id!r}")
         return key
 

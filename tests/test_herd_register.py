@@ -42,7 +42,9 @@ def animal_named(api, name: str) -> dict:
 
 
 def fixes_of(api, animal_id: str) -> list[dict]:
-    answer = api.get(f"/api/positions?animal_id={animal_id}", headers=api.headers_of["ranger"])
+    """The fixes a ranger reads of animal_id (every animal's when empty)."""
+    query = f"?animal_id={animal_id}" if animal_id else ""
+    answer = api.get(f"/api/positions{query}", headers=api.headers_of["ranger"])
     assert answer.status_code == 200
     return [feature["properties"] for feature in answer.json()["features"]]
 
@@ -164,8 +166,12 @@ def test_field_technician_fits_a_new_collar_after_a_swap_and_the_old_one_keeps_i
     amanis = fixes_of(api, amani["animal_id"])
     assert len(amanis) == HERD_FIXES + 1 and max(fix["time"] for fix in amanis) == (NOW - timedelta(minutes=7)).isoformat()
     assert animal_named(api, "Amani")["lat"] is None  # her new collar has not reported yet
-    workshop = animal_named(api, "collar-01")  # the old collar, on no animal: named after itself
-    assert [fix["time"] for fix in fixes_of(api, workshop["animal_id"])] == [(NOW - timedelta(minutes=2)).isoformat()]
+    # The old collar lies in the workshop, worn by nobody: no animal of the herd, its bench fix nobody's
+    # track; the technician finds it heard under the collars.
+    herd = api.get("/api/animals", headers=api.headers_of["ranger"]).json()
+    assert sorted(a["name"] for a in herd) == ["Amani", "Kito", "Tusker"]
+    assert (NOW - timedelta(minutes=2)).isoformat() not in [fix["time"] for fix in fixes_of(api, "")]
+    assert "collar-01" in devices
     worn = api.get(f"/api/animals/{amani['animal_id']}/collars", headers=api.headers_of["ranger"]).json()
     assert [w["device_id"] for w in worn] == ["collar-01", "collar-11"]
     # The old collar is in stock: its farmland alert on Amani closed at the swap, awaiting a ranger's verdict.
@@ -345,6 +351,46 @@ def test_field_technician_takes_amanis_collar_off_and_its_fixes_since_are_no_lon
     audit = api.get("/api/audit", headers=api.headers_of["admin"]).json()
     entry = next(e for e in audit if e["action"] == "collar_taken_off")
     assert (entry["username"], entry["detail"]["device_id"], entry["detail"]["refiled"]) == ("tito", "collar-01", 1)
+
+
+def test_a_collar_in_stock_reporting_from_the_workshop_is_no_animal_anywhere_a_ranger_or_visitor_looks(api):
+    import csv
+    import io
+
+    assert take_off_amanis_collar(api, removed_at=(NOW - timedelta(minutes=5)).isoformat()).status_code == 200
+    # On the workshop bench, collar-01 fixes itself there after it came off Amani.
+    bench_at = (NOW - timedelta(minutes=2)).isoformat()
+    collar_01_reports(api, NOW - timedelta(minutes=2), NOW - timedelta(minutes=1), f_cnt=100, lat=-1.0)
+    # The technician still finds the collar heard, under the collars and the collars in stock.
+    devices = {d["device_id"]: d for d in api.get("/api/devices", headers=api.headers_of["field_technician"]).json()}
+    assert "collar-01" in devices
+    workshop = devices["collar-01"]["animal_id"]  # the record the collar in stock is filed under
+    stock = api.get("/api/herd/collars-in-stock", headers=api.headers_of["field_technician"]).json()
+    assert [c["device_id"] for c in stock] == ["collar-01"]
+
+    for role in ("ranger", "visitor"):
+        seen = api.headers_of[role]
+        herd = api.get("/api/animals", headers=seen).json()
+        assert sorted(a["name"] for a in herd) == ["Amani", "Kito", "Tusker"], role
+        assert workshop not in [a["animal_id"] for a in herd], role
+        on_map = api.get("/api/positions/latest", headers=seen).json()["features"]
+        assert workshop not in [f["properties"]["animal_id"] for f in on_map], role
+        tracks = api.get("/api/tracks", headers=seen).json()["features"]
+        assert workshop not in [f["properties"]["animal_id"] for f in tracks], role
+        fixes = api.get(f"/api/positions?animal_id={workshop}", headers=seen)
+        assert (fixes.status_code, fixes.json()["features"]) == (200, []), role
+        assert api.get(f"/api/animals/{workshop}/activity", headers=seen).status_code == 404, role
+    everyone = [f["properties"]["time"] for f in api.get("/api/positions", headers=api.headers_of["ranger"]).json()["features"]]
+    assert bench_at not in everyone
+    movebank = api.get("/api/exports/movebank.csv", headers=api.headers_of["ranger"])
+    assert movebank.status_code == 200
+    rows = list(csv.DictReader(io.StringIO(movebank.text)))
+    assert {r["animal-nickname"] for r in rows} == {"Amani", "Tusker"}
+    assert workshop not in {r["individual-local-identifier"] for r in rows}
+    # Nor may anyone flag, rename or fit a collar to it as if it were an animal.
+    flagged = api.post(f"/api/animals/{workshop}/high_value", headers=api.headers_of["ranger"], json={"high_value": True})
+    renamed = api.patch(f"/api/animals/{workshop}", headers=api.headers_of["field_technician"], json={"name": "Ghost"})
+    assert (flagged.status_code, renamed.status_code) == (404, 404)
 
 
 def test_a_collar_taken_off_is_refused_for_an_animal_without_one_a_wrong_time_or_an_unknown_animal(api):

@@ -54,7 +54,8 @@ def high_value_flags(session: Session) -> dict[str, bool]:
 
 
 def latest_fixes_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]]) -> list[PositionView]:
-    """For each cutoff, the newest fix at or before it of each of its animal ids; ordered by name."""
+    """For each cutoff, the newest fix at or before it of each of its animal ids; ordered by name. A collar
+    in stock (`Animal.holds_collar_in_stock`) is no animal: its fixes are left out."""
     views: list[PositionView] = []
     for cutoff, animal_ids in cutoffs.items():
         keys = [int(a) for a in animal_ids]
@@ -65,6 +66,7 @@ def latest_fixes_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]])
             select(Position, Animal)
             .join(newest, (Position.animal_id == newest.c.animal_id) & (Position.time == newest.c.time))
             .join(Animal, Animal.id == Position.animal_id)
+            .where(Animal.holds_collar_in_stock.is_(False))
         ).all()
         seen: set[int] = set()
         for position, animal in rows:
