@@ -36,6 +36,7 @@ from lora_bridge.store.utc import utc_now
 from ranger_dashboard import data, login, map_layers, palette, views
 
 RANGER = Viewer("ranger.amani", "ranger")
+TECHNICIAN = Viewer("tito", "field_technician")
 
 APP = Path(ranger_dashboard.__file__).resolve().parent / "app.py"
 TIMEOUT_S = 60
@@ -200,6 +201,28 @@ def test_after_a_collar_swap_the_ranger_sees_the_collars_new_animal_at_the_next_
     animal_page.run()
     assert animal_page.header[0].value == "Baraka"
     assert any(c.value.startswith("Syncerus caffer · collar collar-003") for c in animal_page.caption)
+
+
+def test_zawadis_collar_taken_off_and_reporting_from_the_workshop_is_no_animal_on_the_rangers_live_map(store):
+    # Tito took Zawadi's collar off; on the workshop bench it still fixes its place. The ranger's map shows
+    # the herd, not a phantom animal named after the collar; the technician finds the collar in stock.
+    zawadi = HERD[1]
+    with open_bridge(store) as bridge:
+        zawadi_id = next(a.animal_id for a in bridge.animals(viewer=RANGER) if a.name == "Zawadi")
+        bridge.take_off_collar(zawadi_id, viewer=TECHNICIAN, removed_at=SEED_END + timedelta(minutes=30))
+        bench = SEED_END + timedelta(hours=1)
+        body = tts_uplink(zawadi.device_id, 100, "status", status_values(zawadi, bench, 0.600, 37.600, 4000), bench)
+        assert bridge.ingest_tts_uplink(body).ok
+        (collar,) = bridge.devices([zawadi.device_id], viewer=TECHNICIAN)
+        assert collar.animal_id is not None and collar.last_seen is not None  # heard, filed under its stock record
+        assert [c.device_id for c in bridge.collars_in_stock(viewer=TECHNICIAN)] == [zawadi.device_id]
+
+    live_map = open_page()
+    spec = deck_spec(live_map)
+    assert {p["name"] for p in layer(spec, "animals")["data"]} == {"Amani", "Kito"}
+    assert names_on_map(store, Viewer("amina", "ranger"), spec) == {"Amani", "Kito"}
+    assert collar.animal_id not in {t["animal_id"] for t in tracks_on_map(store, RANGER, spec)}
+    assert zawadi.device_id not in list(live_map.dataframe[0].value[views.COL_NAME])
 
 
 def test_after_two_collars_are_swapped_between_animals_the_animal_page_names_each_ones_new_collar_at_the_next_rerun(
