@@ -1339,12 +1339,7 @@ class Bridge:
             device = session.get(Device, device_id)
             if device_id not in wearers:  # once per collar, not once per fix
                 wearers[device_id] = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
-            wearer = wearers[device_id]
-            if wearer is not None:
-                wearer = herd.wearer_at(session, device_id, wearer, time)
-                if wearer.holds_collar_in_stock:  # a fix of the workshop is no animal's observation
-                    continue
-            outbox.enqueue_position(session, config, device, wearer, time, lat, lon)
+            outbox.enqueue_position(session, config, device, wearers[device_id], time, lat, lon)
 
     def _after_processed(self, result: IngestResult) -> None:
         if result.status not in (ingest.STATUS_PROCESSED, ingest.STATUS_RECORDED) or not result.device_id:

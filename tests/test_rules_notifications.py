@@ -294,6 +294,28 @@ def test_earthranger_gets_fixes_as_lists_of_observations_one_post_per_batch(sqli
     )
 
 
+def test_earthranger_gets_naserians_fixes_and_no_subject_named_after_her_collar_on_the_workshop_bench(
+    sqlite_url, tmp_path, earthranger
+):
+    # Tito took the collar off Naserian at 07:30; on the workshop bench it fixed itself at 08:00 and 09:00.
+    # EarthRanger shows her fixes, and no subject named after the collar on the bench.
+    stand_in, url = earthranger
+    rules_path = write_rules(tmp_path / "r.toml", er_url=url)
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        naserian = bridge.register_animal("collar-01", "Naserian").animal_id
+        for body in rb.fix_uplinks("collar-01", T, [(0, 305_000, 9_705_000), (60, 305_100, 9_705_000)]):
+            assert bridge.ingest_tts_uplink(body).ok
+        bridge.take_off_collar(naserian, viewer=Viewer("tito", "field_technician"), removed_at=T + timedelta(minutes=90))
+        bench = [(120, 310_000, 9_700_000), (180, 310_000, 9_700_000)]
+        for body in rb.fix_uplinks("collar-01", T, bench, first_f_cnt=3):
+            assert bridge.ingest_tts_uplink(body).ok
+        report = bridge.flush_notifications(now=wall())
+
+    assert (report.sent, report.failed) == (2, 0) and stand_in.problems == []
+    assert {at: item["subject_name"] for (_, at), item in stand_in.observations.items()} == {
+        (T + timedelta(minutes=m)).isoformat(): "Naserian" for m in (0, 60)}
+
+
 def test_a_list_earthranger_refuses_is_sent_fix_by_fix_so_one_refused_collar_holds_up_no_other(
     sqlite_url, tmp_path, earthranger
 ):
