@@ -390,7 +390,9 @@ def test_a_collar_in_stock_reporting_from_the_workshop_is_no_animal_anywhere_a_r
     # Nor may anyone flag, rename or fit a collar to it as if it were an animal.
     flagged = api.post(f"/api/animals/{workshop}/high_value", headers=api.headers_of["ranger"], json={"high_value": True})
     renamed = api.patch(f"/api/animals/{workshop}", headers=api.headers_of["field_technician"], json={"name": "Ghost"})
-    assert (flagged.status_code, renamed.status_code) == (404, 404)
+    fitted = api.post(f"/api/animals/{workshop}/collar", headers=api.headers_of["field_technician"],
+                      json={"device_id": "collar-09"})
+    assert (flagged.status_code, renamed.status_code, fitted.status_code) == (404, 404, 404)
 
 
 def test_a_collar_taken_off_is_refused_for_an_animal_without_one_a_wrong_time_or_an_unknown_animal(api):
