@@ -1334,12 +1334,20 @@ class Bridge:
         er = config.earthranger
         if er is None or not er.send_positions:
             return
-        wearers: dict[str, Animal | None] = {}
+        # Each fix under the animal that wore the collar at its time (`herd.wearer_at`, as the store files
+        # it): a previous wearer's backlog heard after a swap or a take-off is hers, never the animal's
+        # wearing the collar now; a fix of a spell in stock is no animal's and goes nowhere.
+        holders: dict[str, Animal | None] = {}
         for device_id, time, lat, lon in steps.fixes:
             device = session.get(Device, device_id)
-            if device_id not in wearers:  # once per collar, not once per fix
-                wearers[device_id] = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
-            outbox.enqueue_position(session, config, device, wearers[device_id], time, lat, lon)
+            if device_id not in holders:  # once per collar, not once per fix
+                holders[device_id] = session.scalars(select(Animal).where(Animal.device_id == device_id)).first()
+            wearer = holders[device_id]
+            if wearer is not None:
+                wearer = herd.wearer_at(session, device_id, wearer, time)
+                if wearer.holds_collar_in_stock:
+                    continue
+            outbox.enqueue_position(session, config, device, wearer, time, lat, lon)
 
     def _after_processed(self, result: IngestResult) -> None:
         if result.status not in (ingest.STATUS_PROCESSED, ingest.STATUS_RECORDED) or not result.device_id:

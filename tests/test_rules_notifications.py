@@ -27,6 +27,7 @@ from lora_bridge.store.utc import utc_now
 ADMIN = Viewer("admin.neema", "admin")
 
 T = b.T0
+TECHNICIAN = Viewer("tito", "field_technician")
 NIGHT = T + timedelta(hours=17)  # 02:00 East Africa Time
 
 
@@ -308,6 +309,50 @@ def test_earthranger_gets_naserians_fixes_and_no_subject_named_after_her_collar_
         bridge.take_off_collar(naserian, viewer=Viewer("tito", "field_technician"), removed_at=T + timedelta(minutes=90))
         bench = [(120, 310_000, 9_700_000), (180, 310_000, 9_700_000)]
         for body in rb.fix_uplinks("collar-01", T, bench, first_f_cnt=3):
+            assert bridge.ingest_tts_uplink(body).ok
+        report = bridge.flush_notifications(now=wall())
+
+    assert (report.sent, report.failed) == (2, 0) and stand_in.problems == []
+    assert {at: item["subject_name"] for (_, at), item in stand_in.observations.items()} == {
+        (T + timedelta(minutes=m)).isoformat(): "Naserian" for m in (0, 60)}
+
+
+def test_earthranger_gets_naserians_backlog_heard_after_the_swap_under_her_name_not_kitos(
+    sqlite_url, tmp_path, earthranger
+):
+    # Tito moved collar-01 from Naserian to Kito at 01:30; the collar's flash then gave up Naserian's 01:00
+    # fix, heard with Kito's first ones. EarthRanger shows each fix on the elephant that wore the collar then.
+    stand_in, url = earthranger
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        bridge.register_animal("collar-01", "Naserian")
+        kito = bridge.register_animal("collar-02", "Kito").animal_id
+        for body in rb.fix_uplinks("collar-01", T, [(0, 305_000, 9_705_000)]):
+            assert bridge.ingest_tts_uplink(body).ok
+        bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, move=True, fitted_at=T + timedelta(minutes=90))
+        heard_late = [(120, 305_200, 9_705_000), (60, 305_100, 9_705_000), (180, 305_300, 9_705_000)]
+        for body in rb.fix_uplinks("collar-01", T, heard_late, first_f_cnt=2):
+            assert bridge.ingest_tts_uplink(body).ok
+        report = bridge.flush_notifications(now=wall())
+
+    assert (report.sent, report.failed) == (4, 0) and stand_in.problems == []
+    assert {at: item["subject_name"] for (_, at), item in stand_in.observations.items()} == {
+        (T + timedelta(minutes=m)).isoformat(): name
+        for m, name in ((0, "Naserian"), (60, "Naserian"), (120, "Kito"), (180, "Kito"))}
+
+
+def test_earthranger_gets_naserians_fix_from_before_her_collar_came_off_heard_from_the_bench(
+    sqlite_url, tmp_path, earthranger
+):
+    # Tito took the collar off Naserian at 01:30; on the bench it sent her 01:00 fix late, with its own
+    # 02:00 fix. EarthRanger gets her fix under her name, and nothing of the bench.
+    stand_in, url = earthranger
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        naserian = bridge.register_animal("collar-01", "Naserian").animal_id
+        for body in rb.fix_uplinks("collar-01", T, [(0, 305_000, 9_705_000)]):
+            assert bridge.ingest_tts_uplink(body).ok
+        bridge.take_off_collar(naserian, viewer=TECHNICIAN, removed_at=T + timedelta(minutes=90))
+        heard_late = [(120, 310_000, 9_700_000), (60, 305_100, 9_705_000)]
+        for body in rb.fix_uplinks("collar-01", T, heard_late, first_f_cnt=2):
             assert bridge.ingest_tts_uplink(body).ok
         report = bridge.flush_notifications(now=wall())
 

@@ -858,8 +858,9 @@ def _judge_backlog(
     steps: Steps,
 ) -> None:
     """Judge the new fixes of track dated before animal's fitting (a previous wearer's backlog, heard
-    after the collar was moved) for the animal that wore the collar then, on her own fixes of the track
-    only, against the fences: her crossings are raised for her under her own open key
+    after the collar was moved, or before a take-off and heard after it) for the animal that wore the
+    collar then, on her own fixes of the track only, against the fences; her new plausible fixes go to
+    steps (never a spell in stock's: `herd.in_stock`). Her crossings are raised for her under her own open key
     (`herd.open_key_of`), apart from the alerts of the animal wearing the collar now, and grow or close
     only hers. Her stillness is not judged (the track read holds too little of her time to time it)."""
     behind = [r for r in track.rows if animal.collar_fitted_at is not None and r[1] < animal.collar_fitted_at]
@@ -867,7 +868,7 @@ def _judge_backlog(
     if not waiting:  # only judged fixes of hers around the new ones of the animal wearing the collar now
         return
     fences = runtime.fence_index(session, fence_version)
-    while waiting and len(fences):
+    while waiting:
         wearing = herd.wearing_at(session, device.device_id, animal, waiting[0][1])
         if wearing.until is None:  # dated before every fitting known of the collar: nobody to judge it for
             return
@@ -881,8 +882,11 @@ def _judge_backlog(
         her_steps = Steps(worn_until=wearing.until)
         her_steps.open = {alert.alert_type: alert for alert in steps.all_open
                           if alert.open_key == herd.open_key_of(device.device_id, alert.alert_type, wearing.until)}
-        _judge_fences(session, fences, device, wearing.animal.id, runtime.profile(device, wearing.animal), hers,
-                      track.new_ids, her_steps, wearing.since, wearing.until)
+        clean = _judge_fences(session, fences, device, wearing.animal.id, runtime.profile(device, wearing.animal),
+                              hers, track.new_ids, her_steps, wearing.since, wearing.until)
+        # Her new plausible fixes go out too (EarthRanger files each under the animal that wore the collar then).
+        new_times = {r[1] for r in hers if r[0] in track.new_ids}
+        steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
         for item in her_steps.items:
             steps.add(*item)
         steps.detail.update(her_steps.detail)
