@@ -361,6 +361,29 @@ def test_earthranger_gets_naserians_fix_from_before_her_collar_came_off_heard_fr
         (T + timedelta(minutes=m)).isoformat(): "Naserian" for m in (0, 60)}
 
 
+def test_earthranger_gets_nothing_of_the_collars_days_on_the_bench_heard_after_it_went_on_kito(
+    sqlite_url, tmp_path, earthranger
+):
+    # The collar came off Naserian at 01:30 and went from the bench onto Kito at 02:30; its 02:00 fix on the
+    # bench was heard only then. EarthRanger gets Naserian's and Kito's fixes, nothing of the bench.
+    stand_in, url = earthranger
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        naserian = bridge.register_animal("collar-01", "Naserian").animal_id
+        kito = bridge.register_animal("collar-02", "Kito").animal_id
+        for body in rb.fix_uplinks("collar-01", T, [(0, 305_000, 9_705_000)]):
+            assert bridge.ingest_tts_uplink(body).ok
+        bridge.take_off_collar(naserian, viewer=TECHNICIAN, removed_at=T + timedelta(minutes=90))
+        bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, fitted_at=T + timedelta(minutes=150))
+        heard_late = [(180, 305_300, 9_705_000), (120, 310_000, 9_700_000)]
+        for body in rb.fix_uplinks("collar-01", T, heard_late, first_f_cnt=2):
+            assert bridge.ingest_tts_uplink(body).ok
+        report = bridge.flush_notifications(now=wall())
+
+    assert (report.sent, report.failed) == (2, 0) and stand_in.problems == []
+    assert {at: item["subject_name"] for (_, at), item in stand_in.observations.items()} == {
+        (T + timedelta(minutes=m)).isoformat(): name for m, name in ((0, "Naserian"), (180, "Kito"))}
+
+
 def test_a_list_earthranger_refuses_is_sent_fix_by_fix_so_one_refused_collar_holds_up_no_other(
     sqlite_url, tmp_path, earthranger
 ):
