@@ -258,8 +258,8 @@ def promote(model_id: str, registry: str | Path | None = None, note: str = "") -
 
 def over_collar_budget(entry: Entry, blob: bytes) -> list[str]:
     """Return what of a registered model exceeds the collar's own budget (blob bytes from the blob, heap measured
-    now by loading the blob under MicroPython, fuel per window as measured when it was trained), whatever budget
-    the researcher trained it under."""
+    by loading the blob under MicroPython, once per blob in a process: `budget.measure_heap`, fuel per window as
+    measured when it was trained), whatever budget the researcher trained it under."""
     from models import budget as collar_budget
 
     costs = {**collar_budget.static_costs(blob), **collar_budget.measure_heap(blob)}
