@@ -17,6 +17,7 @@ from lora_bridge.domain.alerts import (
     as_it_stood,
 )
 from lora_bridge.store.tables import (
+    IS_AN_ANIMAL,
     ActivitySummary,
     Alert,
     AlertEvent,
@@ -71,7 +72,7 @@ def latest_fix_per_animal(session: Session) -> dict[int, tuple[datetime, float, 
     rows = session.execute(
         select(Animal.id, Position.time, Position.lat, Position.lon).join(
             Position, Position.id == newest_position_id(Animal.device_id, animal_id=Animal.id)
-        ).where(Animal.holds_collar_in_stock.is_(False))
+        ).where(IS_AN_ANIMAL)
     ).all()
     return {key: (time, lat, lon) for key, time, lat, lon in rows}
 
@@ -154,7 +155,7 @@ def animal_views(session: Session) -> list[AnimalView]:
     )
     rows = session.execute(
         select(Animal, Device).outerjoin(Device, Animal.device_id == Device.device_id)
-        .where(Animal.holds_collar_in_stock.is_(False)).order_by(Animal.name)
+        .where(IS_AN_ANIMAL).order_by(Animal.name)
     ).all()
     views = []
     for animal, device in rows:
@@ -288,7 +289,7 @@ def latest_position_views(
     query = select(
         Animal.id, Animal.name, Animal.device_id, Position.time, Position.lat, Position.lon, Position.id
     ).join(Position, Position.id == newest_position_id(Animal.device_id, until, Animal.id)).where(
-        Animal.holds_collar_in_stock.is_(False))
+        IS_AN_ANIMAL)
     if animal_keys is not None:
         query = query.where(Animal.id.in_(animal_keys))
     rows = session.execute(query.order_by(Animal.name, Animal.id)).all()
@@ -326,7 +327,7 @@ def track_views(
         raise ValueError(f"max_points must be at least 1, got {max_points}")
     query = select(
         Position.animal_id, Animal.name, Position.device_id, Position.time, Position.lat, Position.lon, Position.id
-    ).join(Animal, Position.animal_id == Animal.id).where(Animal.holds_collar_in_stock.is_(False))
+    ).join(Animal, Position.animal_id == Animal.id).where(IS_AN_ANIMAL)
     if since is not None:
         query = query.where(Position.time >= since)
     if until is not None:

@@ -88,6 +88,7 @@ from lora_bridge.store import bulk, retention, write_lock
 from lora_bridge.store.database import Database, open_database
 from lora_bridge.store.retention import Compaction
 from lora_bridge.store.tables import (
+    IS_AN_ANIMAL,
     ActivitySummary,
     Alert,
     AlertEvent,
@@ -769,7 +770,7 @@ class Bridge:
         that read collars may (as `collar_history`)."""
         require(viewer, roles.READ_DEVICES)
         with self.db.read() as session:
-            rows = session.execute(select(Animal).where(Animal.holds_collar_in_stock.is_(False))
+            rows = session.execute(select(Animal).where(IS_AN_ANIMAL)
                                    .order_by(Animal.name, Animal.id)).scalars().all()
             return [HerdEntryView(str(a.id), a.name, a.species, a.sex, a.device_id, a.collar_fitted_at) for a in rows]
 

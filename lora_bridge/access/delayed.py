@@ -15,7 +15,7 @@ from sqlalchemy.sql import Subquery
 from lora_bridge.decode import decode_payload, message_time
 from lora_bridge.domain.devices import STATUS_FIELDS, status_flag_names
 from lora_bridge.ingest import STATUS_PROCESSED
-from lora_bridge.store.tables import ActivitySummary, Animal, Position, RawUplink
+from lora_bridge.store.tables import IS_AN_ANIMAL, ActivitySummary, Animal, Position, RawUplink
 from lora_bridge.store.utc import as_utc
 from lora_bridge.views import PositionView
 
@@ -66,7 +66,7 @@ def latest_fixes_by(session: Session, cutoffs: Mapping[datetime, Iterable[str]])
             select(Position, Animal)
             .join(newest, (Position.animal_id == newest.c.animal_id) & (Position.time == newest.c.time))
             .join(Animal, Animal.id == Position.animal_id)
-            .where(Animal.holds_collar_in_stock.is_(False))
+            .where(IS_AN_ANIMAL)
         ).all()
         seen: set[int] = set()
         for position, animal in rows:

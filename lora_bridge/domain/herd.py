@@ -19,7 +19,15 @@ from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts, devices
 from lora_bridge.errors import CollarWornByAnother, InvalidHerdChange, UnknownDevice
-from lora_bridge.store.tables import ActivitySummary, Alert, Animal, CollarFitting, Device, Position
+from lora_bridge.store.tables import (
+    IS_AN_ANIMAL,
+    ActivitySummary,
+    Alert,
+    Animal,
+    CollarFitting,
+    Device,
+    Position,
+)
 from lora_bridge.store.utc import as_utc
 
 log = logging.getLogger(__name__)
@@ -268,7 +276,7 @@ def collars_in_stock(session: Session) -> list[tuple[str, datetime, int | None, 
     (device id, when it came off, the id and name of the animal it came off, None when unknown)."""
     came_off = (select(CollarFitting.device_id, CollarFitting.removed_at, Animal.id, Animal.name)
                 .join(Animal, Animal.id == CollarFitting.animal_id)
-                .where(Animal.holds_collar_in_stock.is_(False)).subquery())
+                .where(IS_AN_ANIMAL).subquery())
     return [tuple(row) for row in session.execute(
         select(Device.device_id, Device.taken_off_at, came_off.c.id, came_off.c.name)
         .outerjoin(came_off, (came_off.c.device_id == Device.device_id)

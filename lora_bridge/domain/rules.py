@@ -168,11 +168,11 @@ def check_offline(
                 already.add(device_id)
     with session.no_autoflush:
         for device in heard:
+            if device.device_id not in silent or device.device_id in already:
+                continue
             animal = animals.get(device.device_id)
             limit_s = offline_after_s(device, profile_of(device, animal).offline)
             silent_s = int((now - device.last_seen).total_seconds())
-            if (now - silent_since(device)).total_seconds() <= limit_s or device.device_id in already:
-                continue
             alert, _ = alerts.raise_alert(
                 session,
                 device_id=device.device_id,

@@ -157,6 +157,11 @@ class Animal(Base):
     device: Mapped[Device | None] = relationship(back_populates="animal")
 
 
+# The records that are animals (every listing of animals, their fixes and tracks filters by it): not the one a
+# collar in stock is filed under (`Animal.holds_collar_in_stock`).
+IS_AN_ANIMAL = Animal.holds_collar_in_stock.is_(False)
+
+
 class CollarFitting(Base):
     """A collar an animal wore and no longer wears (a swap, a collar moved to another animal): whose
     fixes, activity and alerts a message of that collar dated within [fitted_at, removed_at) are. The
