@@ -355,7 +355,7 @@ def webhook_run(database_url: str, bodies: list[bytes], connections: int, folder
             if ack == "durable":
                 _wait_applied(driven, applied_at)
             cpu_s = time.process_time() - cpu_started
-            by_thread = _cpu_by_part(threads_started, thread_cpu_s())
+            by_thread = cpu_by_part(threads_started, thread_cpu_s())
             applier_cpu_s = 0.0
             if applier_pid is not None:
                 if bridge.durable_intake().applier_pid() != applier_pid:
@@ -443,7 +443,7 @@ def thread_cpu_s() -> dict[int, tuple[str, float]]:
     return found
 
 
-def _cpu_by_part(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+def cpu_by_part(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
     """CPU seconds each part spent between two `thread_cpu_s` readings (threads of no named part:
     `other`, e.g. the thread pool of the group commit; a thread that ended in between is not seen)."""
     parts = {part: 0.0 for part in (*THREAD_PARTS.values(), "other")}

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
-from lora_bridge.bench import BENCH_SECRET, _cpu_by_part, process_tree_cpu_s, synthetic_bodies, thread_cpu_s
+from lora_bridge.bench import BENCH_SECRET, cpu_by_part, process_tree_cpu_s, synthetic_bodies, thread_cpu_s
 from lora_bridge.group_commit import Submission
 from lora_bridge.service import open_bridge
 from lora_bridge.uplink_formats import SOURCE_TTS
@@ -98,7 +98,7 @@ def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int,
         while intake.backlog():
             time.sleep(0.005)
         spent = time.process_time() - started
-        by_part = _cpu_by_part(threads_started, thread_cpu_s())
+        by_part = cpu_by_part(threads_started, thread_cpu_s())
         by_part["http"] += by_part.pop("other", 0.0)  # this thread, which runs the app and its event loop
         applier_spent = process_tree_cpu_s(applier_pid) - applier_started
         if intake.applier_pid() != applier_pid:
