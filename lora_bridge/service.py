@@ -761,7 +761,19 @@ class Bridge:
                                 taken_from=None if fitting.taken_from is None else str(fitting.taken_from),
                                 refiled=fitting.refiled, closed_alerts=list(fitting.closed_alert_ids))
             self._queue_closed_at_take_off(session, fitting.closed_alert_ids, animal.name, at)
+            if animal.collar_fitted_at is not None and as_utc(animal.collar_fitted_at) == at:  # not already worn
+                self._queue_change_of_wearer(session, fitting, animal, at)
         return self._animal_view(key)
+
+    def _queue_change_of_wearer(self, session: Any, fitting: herd.Fitting, animal: Animal, at: datetime) -> None:
+        """Tell EarthRanger that the collar fitted to animal at `at` is hers from then on, and that the collar
+        she wore before went into stock (`er_assignments`)."""
+        config = self._current_notify_config()
+        taken_from = session.get(Animal, fitting.taken_from) if fitting.taken_from is not None else None
+        if fitting.previous_collar is not None:
+            outbox.enqueue_assignment(session, config, fitting.previous_collar, None, at, animal.name)
+        outbox.enqueue_assignment(session, config, fitting.device_id, animal, at,
+                                  taken_from.name if taken_from is not None else None)
 
     def herd_register(self, *, viewer: Viewer) -> list[HerdEntryView]:
         """Every animal with its species, sex and the collar it wears since when, by name: no position nor
@@ -797,6 +809,7 @@ class Bridge:
                                 device_id=taken.device_id, removed_at=at.isoformat(), refiled=taken.refiled,
                                 closed_alerts=list(taken.closed_alert_ids))
             self._queue_closed_at_take_off(session, taken.closed_alert_ids, animal.name, at)
+            outbox.enqueue_assignment(session, self._current_notify_config(), taken.device_id, None, at, animal.name)
         return self._animal_view(key)
 
     def _queue_closed_at_take_off(self, session: Any, alert_ids: Iterable[int], name: str, at: datetime) -> None:

@@ -14,6 +14,15 @@ documented shape, written from their documentation and clients (not from Tembo's
   refused whole (400) and none of it kept, as a serializer with many=True refuses; bearer token on
   every call; while `busy`, every call answered 429 (DRF's throttle) or 503 (maintenance) with a
   `Retry-After` of seconds or an HTTP-date, as er-client's tests answer them.
+  Sources, subjects and their assignments as er-server keeps them (`observations` models and views): the
+  first observation of a manufacturer_id makes its source, a subject named by its `subject_name` (or
+  found by that name) and an assignment over all time (DEFAULT_ASSIGNED_RANGE); `GET source/{manufacturer_id}/`
+  (404 unknown), `GET subjectsources/?sources=` (DRF page), `GET subjects/` (a list; er-server's own
+  filters are not relied on), `POST subjects/` {name, subject_subtype, is_active},
+  `POST subject/{id}/sources/` {source, assigned_range {lower, upper?}, additional} made with
+  get_or_create on (subject, source, range) as `SubjectSource.objects.ensure` does (404 for an unknown
+  subject, 400 for a bad body); no route edits an assignment. `drawn_on` answers which subjects' tracks
+  show a fix: those with an assignment of its source whose range holds its time.
 - a webhook receiver that recomputes HMAC-SHA256 over "<t>." + raw body as Tembo's docs describe;
 - an SMS gateway taking {"to", "from", "text"} with a bearer token;
 - an SMTP server (aiosmtpd) that keeps what it receives.
@@ -41,6 +50,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 ER_PRIORITIES = (0, 100, 200, 300)
+# er-server's DEFAULT_ASSIGNED_RANGE: datetime.min and datetime.max in UTC, as its serializer writes them.
+ER_ALL_TIME = ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59.999999+00:00")
 ER_STATES = ("new", "active", "resolved")
 
 
@@ -71,6 +82,11 @@ class EarthRangerStandIn:
     # filter expression"): a server whose filter differs from the one Tembo knows, as during an upgrade.
     refuse_lookups: int = 0
     busy: tuple[int, str] | None = None  # (status, Retry-After) every request gets: a throttle, a maintenance  # the root written into `next` (a site behind a proxy: its inside address)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)  # by manufacturer_id
+    subjects: dict[str, dict[str, Any]] = field(default_factory=dict)  # by id
+    subject_sources: list[dict[str, Any]] = field(default_factory=list)
+    # Posts of an assignment answered with this status (400: refused, 500: the site failing), then taken.
+    refuse_assignments: list[int] = field(default_factory=list)
 
     def app(self) -> Starlette:
         async def when_busy(request: Request, call_next: Any) -> Any:
@@ -90,6 +106,11 @@ class EarthRangerStandIn:
             Route("/api/v1.0/activity/events", self.list_events, methods=["GET"]),
             Route("/api/v1.0/activity/event/{event_id}", self.patch_event, methods=["PATCH"]),
             Route("/api/v1.0/sensors/generic/{provider_key}/status", self.post_observation, methods=["POST"]),
+            Route("/api/v1.0/source/{manufacturer_id}/", self.get_source, methods=["GET"]),
+            Route("/api/v1.0/subjectsources/", self.list_subject_sources, methods=["GET"]),
+            Route("/api/v1.0/subjects/", self.list_subjects, methods=["GET"]),
+            Route("/api/v1.0/subjects/", self.post_subject, methods=["POST"]),
+            Route("/api/v1.0/subject/{subject_id}/sources/", self.post_subject_source, methods=["POST"]),
         ], middleware=[Middleware(BaseHTTPMiddleware, dispatch=when_busy)])
 
     async def _body(self, request: Request) -> dict[str, Any] | None:
@@ -248,8 +269,116 @@ class EarthRangerStandIn:
             key = (str(item["manufacturer_id"]), second)
             if key not in self.observations:
                 self.observations[key] = item
+                self._ensure_source(item)
                 created = True
         return JSONResponse({"data": {}, "status": {"code": 201 if created else 200}}, status_code=201 if created else 200)
+
+    def _ensure_source(self, item: dict[str, Any]) -> None:
+        """A source heard for the first time: made, with a subject named by the observation (found by that
+        name, else made) assigned over all time, as er-server's generic handler does; a known source
+        keeps its assignments whatever the observation's subject_name says."""
+        manufacturer_id = str(item["manufacturer_id"])
+        if manufacturer_id in self.sources:
+            return
+        source = self.sources[manufacturer_id] = {"id": str(uuid.uuid4()), "manufacturer_id": manufacturer_id}
+        name = item.get("subject_name") or manufacturer_id
+        subject = next((s for s in self.subjects.values() if s["name"] == name), None)
+        if subject is None:
+            subject = self._new_subject(name, item.get("subject_subtype") or "unassigned")
+        self.subject_sources.append({"id": str(uuid.uuid4()), "subject": subject["id"], "source": source["id"],
+                                     "assigned_range": {"lower": ER_ALL_TIME[0], "upper": ER_ALL_TIME[1]},
+                                     "additional": {}})
+
+    def _new_subject(self, name: str, subtype: str) -> dict[str, Any]:
+        subject = {"id": str(uuid.uuid4()), "name": name, "subject_subtype": subtype, "is_active": True}
+        self.subjects[subject["id"]] = subject
+        return subject
+
+    def drawn_on(self, manufacturer_id: str, at: str) -> list[str]:
+        """The subjects whose track shows the source's fix at `at`: every subject with an assignment of the
+        source whose range [lower, upper) holds the time, by name."""
+        source = self.sources.get(manufacturer_id)
+        when = datetime.fromisoformat(at)
+        names = []
+        for assignment in self.subject_sources:
+            window = assignment["assigned_range"]
+            if source is None or assignment["source"] != source["id"]:
+                continue
+            if datetime.fromisoformat(window["lower"]) <= when < datetime.fromisoformat(window["upper"]):
+                names.append(self.subjects[assignment["subject"]]["name"])
+        return sorted(names)
+
+    def _authorised(self, request: Request) -> bool:
+        self.requests.append({"method": request.method, "path": request.url.path, "query": dict(request.query_params)})
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            self.problems.append(f"{request.url.path}: no bearer token")
+            return False
+        return True
+
+    async def get_source(self, request: Request) -> JSONResponse:
+        """GET source/{manufacturer_id}/ (er-server's SourceView by manufacturer_id)."""
+        if not self._authorised(request):
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        source = self.sources.get(request.path_params["manufacturer_id"])
+        if source is None:
+            return JSONResponse({"status": {"code": 404, "detail": "Not found."}}, status_code=404)
+        return JSONResponse({"data": source, "status": {"code": 200, "message": "OK"}})
+
+    async def list_subject_sources(self, request: Request) -> JSONResponse:
+        """GET subjectsources/ (SubjectSourcesAssignmentView): `sources`, `subjects` comma lists; one DRF page."""
+        if not self._authorised(request):
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        sources = {s.strip() for s in request.query_params.get("sources", "").split(",") if s.strip()}
+        results = [a for a in self.subject_sources if not sources or a["source"] in sources]
+        return JSONResponse({"data": {"count": len(results), "next": None, "previous": None, "results": results},
+                             "status": {"code": 200, "message": "OK"}})
+
+    async def list_subjects(self, request: Request) -> JSONResponse:
+        """GET subjects/: every subject (er-client's get_subjects reads `data` as a list)."""
+        if not self._authorised(request):
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        return JSONResponse({"data": list(self.subjects.values()), "status": {"code": 200, "message": "OK"}})
+
+    async def post_subject(self, request: Request) -> JSONResponse:
+        """POST subjects/ {name, subject_subtype, is_active} (er-client's post_subject)."""
+        body = await self._body(request)
+        if body is None:
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        if not isinstance(body.get("name"), str) or not body["name"].strip() or \
+                not isinstance(body.get("subject_subtype"), str):
+            self.problems.append(f"subject: bad {body}")
+            return JSONResponse({"status": {"code": 400, "message": "Bad Request"}}, status_code=400)
+        subject = self._new_subject(body["name"], body["subject_subtype"])
+        return JSONResponse({"data": subject, "status": {"code": 201, "message": "Created"}}, status_code=201)
+
+    async def post_subject_source(self, request: Request) -> JSONResponse:
+        """POST subject/{id}/sources/ (SubjectSourcesView.create → SubjectSourceSerializer → ensure)."""
+        body = await self._body(request)
+        if body is None:
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        if self.refuse_assignments:
+            status = self.refuse_assignments.pop(0)
+            return JSONResponse({"status": {"code": status, "detail": "refused"}}, status_code=status)
+        subject_id = request.path_params["subject_id"]
+        if subject_id not in self.subjects:
+            return JSONResponse({"status": {"code": 404, "detail": "Not found."}}, status_code=404)
+        window = body.get("assigned_range")
+        known_source = any(s["id"] == body.get("source") for s in self.sources.values())
+        if not known_source or not isinstance(window, dict) or not _iso(window.get("lower")) or \
+                (window.get("upper") is not None and not _iso(window["upper"])) or \
+                not isinstance(body.get("additional", {}), dict):
+            self.problems.append(f"assignment: bad {body}")
+            return JSONResponse({"status": {"code": 400, "message": "Bad Request"}}, status_code=400)
+        lower = datetime.fromisoformat(window["lower"].replace("Z", "+00:00")).isoformat()
+        upper = datetime.fromisoformat(window["upper"].replace("Z", "+00:00")).isoformat() \
+            if window.get("upper") is not None else ER_ALL_TIME[1]
+        made = next((a for a in self.subject_sources if a["subject"] == subject_id and a["source"] == body["source"]
+                     and a["assigned_range"] == {"lower": lower, "upper": upper}), None)
+        if made is None:
+            made = {"id": str(uuid.uuid4()), "subject": subject_id, "source": body["source"],
+                    "assigned_range": {"lower": lower, "upper": upper}, "additional": body.get("additional", {})}
+            self.subject_sources.append(made)
+        return JSONResponse({"data": made, "status": {"code": 201, "message": "Created"}}, status_code=201)
 
     @staticmethod
     def _valid_observation(item: Any) -> bool:

@@ -7,6 +7,7 @@ import email
 import email.utils
 import json
 import time
+from collections import Counter
 from datetime import datetime, timedelta
 
 import bridge_builders as b
@@ -301,6 +302,14 @@ def _hear_collar_01(bridge, fixes: list[tuple[int, int, int]], first_f_cnt: int 
         assert bridge.ingest_tts_uplink(body).ok
 
 
+def _flush_until_done(bridge) -> dict[tuple[str, str], int]:
+    """Send the outbox pass after pass, an hour apart (a fix waits for its collar's change of wearer, and that
+    change for the fixes queued before it); how many rows ended in each (kind, state)."""
+    for hours in range(4):
+        bridge.flush_notifications(now=wall(3600 * hours))
+    return dict(Counter((n.kind, n.state) for n in bridge.notifications(viewer=ADMIN)))
+
+
 def _subjects_by_minute(stand_in) -> dict[int, str]:
     """The EarthRanger subject each observation was sent under, by its minute after T."""
     return {int((datetime.fromisoformat(at) - T).total_seconds() // 60): item["subject_name"]
@@ -320,9 +329,9 @@ def test_earthranger_gets_naserians_fixes_and_no_subject_named_after_her_collar_
         bridge.take_off_collar(naserian, viewer=Viewer("tito", "field_technician"), removed_at=T + timedelta(minutes=90))
         bench = [(120, 310_000, 9_700_000), (180, 310_000, 9_700_000)]
         _hear_collar_01(bridge, bench, first_f_cnt=3)
-        report = bridge.flush_notifications(now=wall())
+        rows = _flush_until_done(bridge)
 
-    assert (report.sent, report.failed) == (2, 0) and stand_in.problems == []
+    assert rows == {("position", "sent"): 2, ("assignment", "sent"): 1} and stand_in.problems == []
     assert _subjects_by_minute(stand_in) == {0: "Naserian", 60: "Naserian"}
 
 
@@ -339,9 +348,10 @@ def test_earthranger_gets_naserians_backlog_heard_after_the_swap_under_her_name_
         bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, move=True, fitted_at=T + timedelta(minutes=90))
         heard_late = [(120, 305_200, 9_705_000), (60, 305_100, 9_705_000), (180, 305_300, 9_705_000)]
         _hear_collar_01(bridge, heard_late, first_f_cnt=2)
-        report = bridge.flush_notifications(now=wall())
+        rows = _flush_until_done(bridge)
 
-    assert (report.sent, report.failed) == (4, 0) and stand_in.problems == []
+    # collar-01 to Kito, and Kito's collar-02 into stock: two changes of wearer
+    assert rows == {("position", "sent"): 4, ("assignment", "sent"): 2} and stand_in.problems == []
     assert _subjects_by_minute(stand_in) == {0: "Naserian", 60: "Naserian", 120: "Kito", 180: "Kito"}
 
 
@@ -357,9 +367,9 @@ def test_earthranger_gets_naserians_fix_from_before_her_collar_came_off_heard_fr
         bridge.take_off_collar(naserian, viewer=TECHNICIAN, removed_at=T + timedelta(minutes=90))
         heard_late = [(120, 310_000, 9_700_000), (60, 305_100, 9_705_000)]
         _hear_collar_01(bridge, heard_late, first_f_cnt=2)
-        report = bridge.flush_notifications(now=wall())
+        rows = _flush_until_done(bridge)
 
-    assert (report.sent, report.failed) == (2, 0) and stand_in.problems == []
+    assert rows == {("position", "sent"): 2, ("assignment", "sent"): 1} and stand_in.problems == []
     assert _subjects_by_minute(stand_in) == {0: "Naserian", 60: "Naserian"}
 
 
@@ -377,10 +387,159 @@ def test_earthranger_gets_nothing_of_the_collars_days_on_the_bench_heard_after_i
         bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, fitted_at=T + timedelta(minutes=150))
         heard_late = [(180, 305_300, 9_705_000), (120, 310_000, 9_700_000)]
         _hear_collar_01(bridge, heard_late, first_f_cnt=2)
-        report = bridge.flush_notifications(now=wall())
+        rows = _flush_until_done(bridge)
 
-    assert (report.sent, report.failed) == (2, 0) and stand_in.problems == []
+    # collar-01 into stock, then onto Kito, and Kito's collar-02 into stock
+    assert rows == {("position", "sent"): 2, ("assignment", "sent"): 3} and stand_in.problems == []
     assert _subjects_by_minute(stand_in) == {0: "Naserian", 180: "Kito"}
+
+
+def _swap_collar_01_to_kito_at_01_30(bridge, stand_in, *, kito_heard_on_earthranger: bool = True) -> None:
+    """Naserian wore collar-01 and EarthRanger drew its 00:00 fix on her (Kito's own collar-02 heard too,
+    unless not); Tito moved collar-01 to Kito at 01:30; it then sent 02:00 and 03:00, and Naserian's 01:00
+    from its flash."""
+    bridge.register_animal("collar-01", "Naserian")
+    kito = bridge.register_animal("collar-02", "Kito").animal_id
+    _hear_collar_01(bridge, [(0, 305_000, 9_705_000)])
+    if kito_heard_on_earthranger:
+        for body in rb.fix_uplinks("collar-02", T, [(0, 306_000, 9_706_000)]):
+            assert bridge.ingest_tts_uplink(body).ok
+    assert bridge.flush_notifications(now=wall()).failed == 0
+    bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, move=True, fitted_at=T + timedelta(minutes=90))
+    _hear_collar_01(bridge, [(120, 305_200, 9_705_000), (180, 305_300, 9_705_000), (60, 305_100, 9_705_000)],
+                    first_f_cnt=2)
+
+
+def _assignments_of_collar_01(stand_in) -> list[tuple[str, str]]:
+    """collar-01's assignments on EarthRanger as (subject name, start), oldest first."""
+    source = stand_in.sources["collar-01"]["id"]
+    return [(stand_in.subjects[a["subject"]]["name"], a["assigned_range"]["lower"])
+            for a in stand_in.subject_sources if a["source"] == source]
+
+
+def _posted_before_assignment(stand_in) -> list[str]:
+    """The times of collar-01's fixes posted to EarthRanger before its assignment to a new wearer was made."""
+    posted = []
+    for request in stand_in.requests:
+        if request["path"].endswith("/sources/") and request["method"] == "POST":
+            return posted
+        if request["path"].endswith("/status") and "body" in request:
+            items = request["body"] if isinstance(request["body"], list) else [request["body"]]
+            posted += [i["recorded_at"] for i in items if i["manufacturer_id"] == "collar-01"]
+    return posted
+
+
+def test_earthranger_draws_collar_01s_fixes_after_the_swap_on_kito_not_on_naserian(
+    sqlite_url, tmp_path, earthranger
+):
+    # Rangers on EarthRanger saw Naserian walking where Kito was: EarthRanger kept the collar's source on the
+    # subject it first heard. Tembo now assigns the source to Kito's subject from 01:30, before any fix of
+    # Kito's goes, and Naserian's 01:00 fix heard late stays hers.
+    stand_in, url = earthranger
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        _swap_collar_01_to_kito_at_01_30(bridge, stand_in)
+        first = bridge.flush_notifications(now=wall())
+        second = bridge.flush_notifications(now=wall(3600))
+        rows = {n.kind: n for n in bridge.notifications(viewer=ADMIN)}
+        unsent = bridge.notifications(viewer=ADMIN, state="pending")
+
+    swap = (T + timedelta(minutes=90)).isoformat()
+    assert stand_in.problems == [] and first.failed == second.failed == 0 and unsent == []
+    assert _assignments_of_collar_01(stand_in) == [("Naserian", "0001-01-01T00:00:00+00:00"), ("Kito", swap)]
+    assert all(at < swap for at in _posted_before_assignment(stand_in))
+    assert "Kito" in stand_in.drawn_on("collar-01", (T + timedelta(minutes=120)).isoformat())
+    assert stand_in.drawn_on("collar-01", (T + timedelta(minutes=60)).isoformat()) == ["Naserian"]
+    assert rows["assignment"].state == "sent" and rows["assignment"].payload["animal"] == "Kito"
+    assert rows["assignment"].payload["previous"] == "Naserian"
+
+
+def test_kitos_fixes_wait_while_earthranger_fails_her_assignment_and_go_once_it_is_made(
+    sqlite_url, tmp_path, earthranger
+):
+    # EarthRanger answers 500 to the assignment: it is tried again later, and none of Kito's fixes goes
+    # before it, so none is drawn on Naserian alone in the meantime.
+    stand_in, url = earthranger
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        _swap_collar_01_to_kito_at_01_30(bridge, stand_in)
+        stand_in.refuse_assignments.append(500)
+        failing = bridge.flush_notifications(now=wall())
+        waiting = {n.payload["time"] for n in bridge.notifications(viewer=ADMIN, state="pending")
+                   if n.kind == "position"}
+        bridge.flush_notifications(now=wall(3600))
+        bridge.flush_notifications(now=wall(7200))
+        states = {(n.kind, n.state) for n in bridge.notifications(viewer=ADMIN)}
+
+    swap = T + timedelta(minutes=90)
+    assert failing.retried >= 1 and stand_in.problems == []
+    # the failing site holds up the channel's pass, Naserian's late fix with it
+    assert waiting >= {(T + timedelta(minutes=m)).isoformat() for m in (120, 180)}
+    assert states == {("position", "sent"), ("assignment", "sent")}
+    assert _assignments_of_collar_01(stand_in)[-1] == ("Kito", swap.isoformat())
+    assert all(at < swap.isoformat() for at in _posted_before_assignment(stand_in))
+
+
+def test_an_assignment_earthranger_refuses_is_failed_with_its_reason_and_holds_kitos_fixes_until_retried(
+    sqlite_url, tmp_path, earthranger
+):
+    # EarthRanger refuses the assignment (400): the row is failed with EarthRanger's answer, Kito's fixes are
+    # not sent under Naserian's name meanwhile, and the administrator's retry sends both in order.
+    stand_in, url = earthranger
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        _swap_collar_01_to_kito_at_01_30(bridge, stand_in)
+        stand_in.refuse_assignments.append(400)
+        bridge.flush_notifications(now=wall())
+        bridge.flush_notifications(now=wall(3600))
+        (refused,) = [n for n in bridge.notifications(viewer=ADMIN, state="failed")]
+        held = [n for n in bridge.notifications(viewer=ADMIN, state="pending")]
+        bridge.retry_notifications(viewer=ADMIN, channel="earthranger")
+        bridge.flush_notifications(now=wall(7200))
+        bridge.flush_notifications(now=wall(10800))
+        states = {(n.kind, n.state) for n in bridge.notifications(viewer=ADMIN)}
+
+    assert refused.kind == "assignment" and "HTTP 400" in refused.last_error
+    assert {n.payload["time"] for n in held} == {(T + timedelta(minutes=m)).isoformat() for m in (120, 180)}
+    assert states == {("position", "sent"), ("assignment", "sent")}
+    assert _assignments_of_collar_01(stand_in)[-1][0] == "Kito"
+
+
+def test_earthranger_gets_a_subject_made_for_kito_when_it_never_heard_of_her(sqlite_url, tmp_path, earthranger):
+    # Kito had no collar EarthRanger heard: her subject is made (an elephant), then the collar assigned to it.
+    stand_in, url = earthranger
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        _swap_collar_01_to_kito_at_01_30(bridge, stand_in, kito_heard_on_earthranger=False)
+        bridge.flush_notifications(now=wall())
+        bridge.flush_notifications(now=wall(3600))
+
+    made = [r for r in stand_in.requests if r["method"] == "POST" and r["path"] == "/api/v1.0/subjects/"]
+    assert [r["body"]["name"] for r in made] == ["Kito"] and made[0]["body"]["subject_subtype"] == "elephant"
+    assert _assignments_of_collar_01(stand_in)[-1] == ("Kito", (T + timedelta(minutes=90)).isoformat())
+    assert stand_in.problems == []
+
+
+def test_a_collar_taken_off_to_stock_asks_earthranger_nothing_new_and_its_next_wearer_gets_it(
+    sqlite_url, tmp_path, earthranger
+):
+    # The collar came off Naserian at 01:30 into stock, and went on Kito at 02:30: EarthRanger gets no
+    # assignment for its time on the bench, and Kito's from 02:30.
+    stand_in, url = earthranger
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        naserian = bridge.register_animal("collar-01", "Naserian").animal_id
+        kito = bridge.register_animal("collar-02", "Kito").animal_id
+        _hear_collar_01(bridge, [(0, 305_000, 9_705_000)])
+        bridge.flush_notifications(now=wall())
+        bridge.take_off_collar(naserian, viewer=TECHNICIAN, removed_at=T + timedelta(minutes=90))
+        bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, fitted_at=T + timedelta(minutes=150))
+        _hear_collar_01(bridge, [(180, 305_300, 9_705_000)], first_f_cnt=2)
+        bridge.flush_notifications(now=wall())
+        bridge.flush_notifications(now=wall(3600))
+        rows = [n for n in bridge.notifications(viewer=ADMIN) if n.kind == "assignment"]
+
+    # collar-01 into stock then onto Kito, and Kito's own collar-02 into stock
+    assert sorted((n.payload["device_id"], n.payload["animal"] or "stock", n.state) for n in rows) == [
+        ("collar-01", "Kito", "sent"), ("collar-01", "stock", "sent"), ("collar-02", "stock", "sent")]
+    assert _assignments_of_collar_01(stand_in) == [("Naserian", "0001-01-01T00:00:00+00:00"),
+                                                   ("Kito", (T + timedelta(minutes=150)).isoformat())]
+    assert "Kito" in stand_in.drawn_on("collar-01", (T + timedelta(minutes=180)).isoformat())
 
 
 def test_a_list_earthranger_refuses_is_sent_fix_by_fix_so_one_refused_collar_holds_up_no_other(

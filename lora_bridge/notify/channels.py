@@ -16,7 +16,10 @@ EarthRanger (its public API, as the EarthRanger client `er-client` and the serve
   any is new and 200 when all were seen before), each with `manufacturer_id`, `source_type`,
   `subject_name`, `subject_subtype`, `recorded_at`, `location` {lat, lon}, `additional`. When
   EarthRanger refuses a list (400), each fix of it is sent alone, so one bad fix holds up no other;
-- both with `Authorization: Bearer <token>`.
+- a collar moved to another animal → its source assigned to that animal's subject from the fitting
+  (`er_assignments`: `GET source/{manufacturer_id}/`, `GET subjectsources/`, `GET`/`POST subjects/`,
+  `POST subject/{id}/sources/`);
+- all with `Authorization: Bearer <token>`.
 
 Signed webhook: `POST` of the JSON payload with
     X-Tembo-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
@@ -46,7 +49,14 @@ import httpx
 
 from lora_bridge.domain import alerts
 from lora_bridge.notify.config import NotifyConfig
-from lora_bridge.notify.outbox import KIND_POSITION, DeliveryError, sent_external_id, was_tried
+from lora_bridge.notify.er_assignments import AssignmentSender
+from lora_bridge.notify.outbox import (
+    KIND_ASSIGNMENT,
+    KIND_POSITION,
+    DeliveryError,
+    sent_external_id,
+    was_tried,
+)
 from lora_bridge.notify.sms_text import sms_of
 from lora_bridge.store.database import Database
 from lora_bridge.store.tables import Notification
@@ -193,7 +203,8 @@ def _post(client: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.R
         why = " (Tembo's credentials were refused: renew the token in the notify settings)" \
             if response.status_code in CREDENTIALS_REFUSED else ""
         raise DeliveryError(f"{method} {shown}: HTTP {response.status_code}{why} {response.text[:200]}",
-                            retryable=retryable, retry_after_s=retry_after_s(response) if retryable else None)
+                            retryable=retryable, retry_after_s=retry_after_s(response) if retryable else None,
+                            status_code=response.status_code)
     return response
 
 
@@ -235,7 +246,8 @@ def shown_url(text: str) -> str:
 
 
 class EarthRangerSender:
-    """Alerts as EarthRanger events (created, then patched), fixes as generic sensor observations."""
+    """Alerts as EarthRanger events (created, then patched), fixes as generic sensor observations, a collar's
+    change of wearer as a new assignment of its source (`er_assignments`)."""
 
     def __init__(self, config: NotifyConfig, client: httpx.Client) -> None:
         if config.earthranger is None:
@@ -243,6 +255,7 @@ class EarthRangerSender:
         self.er = config.earthranger
         self.client = client
         self.root = self.er.url.rstrip("/")
+        self.assignments = AssignmentSender(client, self.root, self._headers, _post)
 
     def __repr__(self) -> str:
         return f"EarthRangerSender(url={self.root!r}, token=***)"
@@ -254,6 +267,8 @@ class EarthRangerSender:
         payload = notification.payload
         if notification.kind == KIND_POSITION:
             return self._observation(payload)
+        if notification.kind == KIND_ASSIGNMENT:
+            return self.assignments.send(payload)
         action = payload["action"]
         if action in ("raised", "escalated"):
             existing = sent_external_id(db, payload["alert_id"], "earthranger")

@@ -64,16 +64,20 @@ INTERRUPTED_LAST_TRY = "its last try was cut short (the bridge stopped while sen
 
 KIND_ALERT = "alert"
 KIND_POSITION = "position"
+KIND_ASSIGNMENT = "assignment"  # a collar's change of wearer, told to EarthRanger (`er_assignments`)
 
 
 class DeliveryError(Exception):
     """A channel could not deliver; retryable unless the receiver refused the message itself.
-    `retry_after_s`: how long the receiver asked to be left alone (its `Retry-After`), or None."""
+    `retry_after_s`: how long the receiver asked to be left alone (its `Retry-After`), or None;
+    `status_code`: the receiver's HTTP status, None when it gave no answer."""
 
-    def __init__(self, message: str, retryable: bool = True, retry_after_s: float | None = None) -> None:
+    def __init__(self, message: str, retryable: bool = True, retry_after_s: float | None = None,
+                 status_code: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        self.status_code = status_code
 
 
 class Sender(Protocol):
@@ -202,6 +206,64 @@ def enqueue_position(session: Session, config: NotifyConfig, device: Device, ani
     return _queue(session, key, "earthranger", er.provider_key, None, KIND_POSITION, payload, None)
 
 
+def enqueue_assignment(session: Session, config: NotifyConfig, device_id: str, animal: Animal | None,
+                       at: datetime, previous: str | None) -> int | None:
+    """Queue the change of collar device_id's wearer at `at` for EarthRanger (when it takes positions): to
+    animal (None: into stock) from the animal called previous (None: from stock, or nobody)."""
+    er = config.earthranger
+    if er is None or not er.send_positions:
+        return None
+    payload = {
+        "device_id": device_id,
+        "animal": animal.name if animal is not None else None,
+        "animal_id": animal.id if animal is not None else None,
+        "species": animal.species if animal is not None else None,
+        "previous": previous,
+        "time": at.isoformat(),
+    }
+    key = f"earthranger:assignment:{device_id}:{at.isoformat()}:{payload['animal_id'] or 'stock'}"
+    row = _queue(session, key, "earthranger", er.provider_key, None, KIND_ASSIGNMENT, payload, None)
+    if row is not None:
+        log.info("EarthRanger assignment queued device_id=%s to %s at %s", device_id, payload["animal"] or "stock",
+                 payload["time"], extra={"device_id": device_id, "notification_id": row})
+    return row
+
+
+def held_fixes(session: Session, position_ids: list[int]) -> set[int]:
+    """Of these fix rows, those that wait for a change of their collar's wearer not yet told to EarthRanger
+    (an assignment row pending, sending or failed, dated at or before the fix): a fix of the new wearer
+    posted before its assignment is drawn on the old one's track."""
+    if not position_ids:
+        return set()
+    waiting: dict[str, list[datetime]] = {}
+    for payload in session.scalars(select(Notification.payload).where(
+            Notification.kind == KIND_ASSIGNMENT, Notification.state.in_((PENDING, SENDING, FAILED)))):
+        waiting.setdefault(payload["device_id"], []).append(datetime.fromisoformat(payload["time"]))
+    if not waiting:
+        return set()
+    held = set()
+    for row_id, payload in session.execute(select(Notification.id, Notification.payload)
+                                           .where(Notification.id.in_(position_ids))):
+        changes = waiting.get(payload["device_id"])
+        if changes and any(change <= datetime.fromisoformat(payload["time"]) for change in changes):
+            held.add(row_id)
+    return held
+
+
+def assignment_waits(session: Session, row_id: int) -> bool:
+    """True while a fix of the collar queued before this change of wearer, and dated before it, is not yet
+    sent: the old wearer's fixes reach EarthRanger under her assignment first (the source and its first
+    subject are made by the first fix EarthRanger hears)."""
+    row = session.get(Notification, row_id)
+    change = datetime.fromisoformat(row.payload["time"])
+    for payload in session.scalars(select(Notification.payload).where(
+            Notification.kind == KIND_POSITION, Notification.id < row_id,
+            Notification.state.in_((PENDING, SENDING)))):
+        if payload["device_id"] == row.payload["device_id"] and datetime.fromisoformat(payload["time"]) < change:
+            return True
+    return False
+
+
 def _queue(session: Session, key: str, channel: str, recipient: str, route: str | None, kind: str,
            payload: dict[str, Any], alert_id: int | None) -> int | None:
     if session.scalars(select(Notification.id).where(Notification.dedup_key == key)).first() is not None:
@@ -231,8 +293,8 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
         due = list(session.execute(
             select(Notification.id, Notification.channel, Notification.kind)
             .where(Notification.state == PENDING, Notification.next_attempt_at <= at)
-            .order_by(case((Notification.kind == KIND_ALERT, 0), else_=1), Notification.next_attempt_at,
-                      Notification.id)
+            .order_by(case((Notification.kind == KIND_ALERT, 0), (Notification.kind == KIND_ASSIGNMENT, 1), else_=2),
+                      Notification.next_attempt_at, Notification.id)
             .limit(limit)
         ))
     tally = {"sent": 0, "retried": 0, "failed": 0, "withdrawn": 0}
@@ -240,6 +302,10 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
     for channel, batched, group in _groups(due, senders):
         if channel in blocked:  # this channel just failed: leave the rest for the next pass
             continue
+        if channel == "earthranger":
+            group = _not_waiting(db, config, group, at)
+            if not group:
+                continue
         if batched:
             _send_batch(db, config, senders[channel], group, at, tally, blocked)
             continue
@@ -249,6 +315,23 @@ def drain(db: Database, config: NotifyConfig, senders: dict[str, Sender], now: d
     if due:
         log.info("outbox drained", extra=dict(tally))
     return DrainReport(**tally)
+
+
+def _not_waiting(db: Database, config: NotifyConfig, group: list[int], at: datetime) -> list[int]:
+    """The rows of group that may go now: a fix held for its collar's change of wearer (`held_fixes`) waits
+    one backoff (so a change EarthRanger refused does not fill every pass with its collar's fixes), a change
+    of wearer waits for the fixes queued before it (`assignment_waits`)."""
+    with db.write() as session:
+        kinds = {row.id: row.kind for row in session.execute(
+            select(Notification.id, Notification.kind).where(Notification.id.in_(group)))}
+        fixes = [i for i in group if kinds.get(i) == KIND_POSITION]
+        held = held_fixes(session, fixes)
+        held |= {i for i in group if kinds.get(i) == KIND_ASSIGNMENT and assignment_waits(session, i)}
+        if held:
+            session.execute(update(Notification).where(Notification.id.in_(held), Notification.state == PENDING)
+                            .values(next_attempt_at=at + timedelta(seconds=config.retry.backoff_s)))
+            log.info("notifications wait for a collar's change of wearer", extra={"held": len(held)})
+    return [i for i in group if i not in held]
 
 
 def _end_interrupted_tries(session: Session, max_attempts: int, lease_ended: datetime) -> None:
@@ -496,7 +579,8 @@ def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: da
     Its sender still knows it was tried before (`was_tried`) and looks for what an earlier try may have
     delivered (EarthRanger's event) before creating it again."""
     query = (select(Notification)
-             .where(Notification.state == FAILED, Notification.kind.in_((KIND_ALERT, KIND_POSITION)))
+             .where(Notification.state == FAILED,
+                    Notification.kind.in_((KIND_ALERT, KIND_POSITION, KIND_ASSIGNMENT)))
              .order_by(Notification.id))
     if since is not None:
         query = query.where(Notification.created_at >= since)
@@ -505,7 +589,7 @@ def requeue_failed(session: Session, config: NotifyConfig, *, actor: str, at: da
     requeued: list[int] = []
     withdrawn: list[int] = []
     for row in session.scalars(query).all():
-        if row.kind == KIND_POSITION:
+        if row.kind in (KIND_POSITION, KIND_ASSIGNMENT):
             reason = positions_not_taken(config, row)
             if reason is not None:
                 row.state = WITHDRAWN
