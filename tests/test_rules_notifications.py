@@ -453,15 +453,16 @@ def test_earthranger_draws_collar_01s_fixes_after_the_swap_on_kito_not_on_naseri
     assert rows["assignment"].payload["previous"] == "Naserian"
 
 
+@pytest.mark.parametrize("answer", [500, 404], ids=["site-failing", "subject-gone-since-looked-up"])
 def test_kitos_fixes_wait_while_earthranger_fails_her_assignment_and_go_once_it_is_made(
-    sqlite_url, tmp_path, earthranger
+    sqlite_url, tmp_path, earthranger, answer
 ):
-    # EarthRanger answers 500 to the assignment: it is tried again later, and none of Kito's fixes goes
-    # before it, so none is drawn on Naserian alone in the meantime.
+    # EarthRanger answers 500 to the assignment (or 404: Kito's subject removed between look-up and post):
+    # it is tried again later, and none of Kito's fixes goes before it.
     stand_in, url = earthranger
     with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
         _swap_collar_01_to_kito_at_01_30(bridge, stand_in)
-        stand_in.refuse_assignments.append(500)
+        stand_in.refuse_assignments.append(answer)
         failing = bridge.flush_notifications(now=wall())
         waiting = {n.payload["time"] for n in bridge.notifications(viewer=ADMIN, state="pending")
                    if n.kind == "position"}
