@@ -6,6 +6,8 @@ var MESSAGES = [["status", 1, 1, "up", [["time_s", "u32", null], ["lat", "lat", 
 var SETTINGS = [[1, "gnss_interval_s", "u32", 60, 86400, "s"], [2, "summary_interval_s", "u16", 300, 14400, "s"], [3, "status_interval_s", "u32", 900, 86400, "s"], [4, "accel_rate_hz", "u8", 10, 100, "Hz"], [5, "accel_range_g", "u8", 2, 16, "g"], [6, "window_s", "u8", 2, 60, "s"], [7, "window_every_s", "u16", 10, 3600, "s"], [8, "immobility_h", "u8", 1, 48, "h"], [9, "tracking_minutes", "u16", 0, 1440, "min"], [10, "fair_use_airtime_s", "u16", 1, 600, "s"], [11, "low_battery_mv", "u16", 2500, 4200, "mV"], [12, "critical_battery_mv", "u16", 2500, 4200, "mV"], [13, "alert_repeat_min", "u16", 5, 1440, "min"], [14, "confirmed_alerts", "u8", 0, 1, ""], [15, "tracking_gnss_interval_s", "u16", 30, 3600, "s"], [16, "utc_offset_min", "i16", -720, 840, "min"], [17, "still_vedba_mg", "u16", 5, 500, "mg"], [18, "run_vedba_mg", "u16", 100, 4000, "mg"], [19, "immobility_suspect_h", "u8", 1, 48, "h"], [20, "fence_margin_m", "u16", 0, 1000, "m"], [21, "boundary_near_m", "u16", 0, 20000, "m"], [22, "positions_per_uplink", "u8", 1, 5, ""], [23, "poaching_score", "u8", 1, 255, ""], [24, "drop_temp_fall_dc", "u16", 5, 200, "dC"], [25, "gnss_adaptive", "u8", 0, 1, ""], [26, "gnss_rest_interval_s", "u32", 60, 86400, "s"], [27, "gnss_move_interval_s", "u32", 60, 86400, "s"], [28, "gnss_min_gap_s", "u16", 0, 3600, "s"], [29, "poaching_min_run_s", "u16", 0, 600, "s"], [30, "gnss_forage_interval_s", "u32", 60, 86400, "s"], [31, "carcass_vedba_mg", "u8", 0, 100, "mg"], [32, "carcass_min", "u16", 10, 1440, "min"], [33, "fast_vedba_mg", "u16", 100, 4000, "mg"]];
 // ANSWER_SIZES[port][command id]: bytes of a FUOTA answer, or its sizes by the byte after its id
 var ANSWER_SIZES = {"200":{"0":3,"1":[2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22,2,7,7,12,7,12,12,17,7,12,12,17,12,17,17,22],"2":2,"3":2,"4":[5,5,5,5,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2,2]},"201":{"0":3,"2":2,"1":5,"3":2},"202":{"1":6}};
+// COMMAND_SIZES[port][command id]: bytes of a FUOTA downlink command (0: it takes the rest of the frame)
+var COMMAND_SIZES = {"200":{"0":1,"1":2,"2":30,"3":2,"4":11},"201":{"0":1,"2":11,"1":2,"3":2,"8":0},"202":{"1":6}};
 
 var SIZES = {u8: 1, u16: 2, u24: 3, u32: 4, i8: 1, i16: 2, i24: 3, i32: 4, lat: 3, lon: 3, enumeration: 1, ver: 3};
 var SIGNED = {i8: 1, i16: 1, i24: 1, i32: 1, lat: 1, lon: 1};
@@ -278,8 +280,41 @@ function decodeUplink(input) {
   return asResult(function () { return decodeUplinkData(input.fPort, input.bytes); });
 }
 
+// the commands of a downlink one by one (as the collar's UpdateAgent.handle walks them with codec.command_size):
+// the whole payload on a port not of FUOTA, or an empty one; a command taking the rest of the frame (size 0, a
+// DataFragment) ends it; an unknown command or one cut short throws, naming the command and where it begins
+function splitCommands(port, bytes) {
+  if (!COMMAND_SIZES.hasOwnProperty(port) || !bytes.length) return [bytes];
+  var pieces = [], pos = 0;
+  while (pos < bytes.length) {
+    var size = COMMAND_SIZES[port][bytes[pos]];
+    if (size === 0) size = bytes.length - pos;
+    if (size === undefined || pos + size > bytes.length) refuseCommand(port, bytes, pos);
+    pieces.push(bytes.slice(pos, pos + size));
+    pos += size;
+  }
+  return pieces;
+}
+
+function refuseCommand(port, bytes, pos) {
+  var where = "command " + bytes[pos] + " at byte " + pos;
+  try { decodePayload(port, bytes.slice(pos), "down"); }
+  catch (e) { if (e instanceof CodecError) throw new CodecError(where + ": " + e.message); throw e; }
+  throw new CodecError("port " + port + ": " + where + " cut short");
+}
+
+// One command: its fields, {message, port, ...}. A FUOTA downlink of several commands (ports 200-202, TS005
+// v1.0.0 4: "a message MAY carry more than one command"): {message: "<first>+<how many follow>", port,
+// commands: [{message, port, ...}, ...]}, in order; broken anywhere, it is an error whole.
+function decodeDownlinkData(port, bytes) {
+  var pieces = splitCommands(port, bytes), commands = [], i;
+  for (i = 0; i < pieces.length; i++) commands.push(decodePayload(port, pieces[i], "down"));
+  if (commands.length === 1) return commands[0];
+  return {message: commands[0].message + "+" + (commands.length - 1), port: port, commands: commands};
+}
+
 function decodeDownlink(input) {
-  return asResult(function () { return decodePayload(input.fPort, input.bytes, "down"); });
+  return asResult(function () { return decodeDownlinkData(input.fPort, input.bytes); });
 }
 
 // input.data = {message: "ack_alert", alert_type: "mortality", seq: 3}

@@ -19,6 +19,7 @@ RUNNER = r"""
 const f = require(process.argv[2]);
 const doc = JSON.parse(require("fs").readFileSync(process.argv[3], "utf8"));
 const fuota = JSON.parse(require("fs").readFileSync(process.argv[4], "utf8"));
+const downs = JSON.parse(require("fs").readFileSync(process.argv[5], "utf8"));
 const hex = (h) => (h.match(/../g) || []).map((b) => parseInt(b, 16));
 const out = {
   decoded: doc.vectors.map((v) => v.direction === "down"
@@ -28,6 +29,7 @@ const out = {
       f.encodeDownlink({data: Object.assign({message: v.message}, v.expected)})),
   errors: doc.errors.map((e) => f.decodeUplink({fPort: e.port, bytes: hex(e.hex)})),
   fuota: fuota.map((u) => f.decodeUplink({fPort: u[0], bytes: hex(u[1])})),
+  downs: downs.map((d) => f.decodeDownlink({fPort: d[0], bytes: hex(d[1])})),
 };
 process.stdout.write(JSON.stringify(out));
 """
@@ -53,6 +55,28 @@ BROKEN_ANSWERS = [
 ]
 
 
+# FUOTA downlinks of several commands (TS005 v1.0.0 4, TS004 v1.0.0: "a message MAY carry more than one command"),
+# each command written byte by byte from the packages' layouts, little-endian: McGroupStatusReq 01|ReqGroupMask;
+# McGroupDeleteReq 03|McGroupIDHeader; McClassCSessionReq 04|McGroupIDHeader|SessionTime (4, GPS s)|
+# SessionTimeOut|DLFrequency (3, 100 Hz)|DR; FragPackageVersionReq 00; FragSessionSetupReq 02|FragSession
+# (RFU 2, FragIndex 2, McGroupBitMask 4)|NbFrag (2)|FragSize|Control|Padding|Descriptor (4); DataFragment
+# 08|IndexAndN (2)|payload (the rest of the frame); FragSessionStatusReq 01|Param; AppTimeAns 01|TimeCorrection
+# (4, signed)|Param.
+SEVERAL_COMMANDS = [
+    (200, ["010f", "0301", "0400d20296490ad2ad8403"]),  # 869.525 MHz = 8695250 x 100 Hz = 0x84add2
+    (201, ["00", "0201140032000078563412", "080100aabbccdd"]),  # a setup, then its first fragment
+    (201, ["0101", "0300"]),
+    (202, ["01fcffffff01", "010500000002"]),
+    (201, ["0101"]),  # one command alone: its fields, as any message
+]
+BROKEN_COMMANDS = [
+    (201, "0101" "0201140032", "frag_session_setup"),  # a FragSessionSetupReq cut short after a good command
+    (200, "010f" "7f", "command 127"),  # an unknown command after a good one
+    (202, "01fcffffff", "app_time_ans"),  # an AppTimeAns without its Param
+    (200, "0301" "0400d202", "mc_class_c_session"),  # a McClassCSessionReq cut short
+]
+
+
 def _node() -> str:
     node = shutil.which("node")
     assert node, "Node.js is required: `make test` installs it (apt-get install nodejs)"
@@ -68,8 +92,11 @@ def node_results(tmp_path_factory):
     runner.write_text(RUNNER)
     fuota = folder / "fuota.json"
     fuota.write_text(json.dumps(SEVERAL_ANSWERS + BROKEN_ANSWERS))
-    done = subprocess.run([_node(), str(runner), str(js), str(VECTORS_PATH), str(fuota)], capture_output=True,
-                          text=True, timeout=60, check=True)
+    downs = folder / "downs.json"
+    downs.write_text(json.dumps([(port, "".join(pieces)) for port, pieces in SEVERAL_COMMANDS]
+                                + [(port, hex_) for port, hex_, _ in BROKEN_COMMANDS]))
+    done = subprocess.run([_node(), str(runner), str(js), str(VECTORS_PATH), str(fuota), str(downs)],
+                          capture_output=True, text=True, timeout=60, check=True)
     return json.loads(done.stdout)
 
 
@@ -126,3 +153,38 @@ def test_node_formatter_refuses_a_broken_fuota_uplink_whole_in_the_bridges_words
         assert "data" not in result, hex_
         assert len(result["errors"]) == 1 and decoded.reason is not None, hex_
         assert decoded.reason.endswith(": " + result["errors"][0]), (decoded.reason, result["errors"])
+
+
+def test_node_formatter_decodes_every_command_of_a_fuota_downlink_in_order(node_results):
+    for (port, pieces), result in zip(SEVERAL_COMMANDS, node_results["downs"][:len(SEVERAL_COMMANDS)], strict=True):
+        commands = [codec.decode(port, bytes.fromhex(piece), "down") for piece in pieces]
+        assert result["errors"] == [] and result["warnings"] == [], pieces
+        if len(commands) == 1:
+            assert result["data"] == commands[0]
+        else:
+            assert result["data"] == {"message": f"{commands[0]['message']}+{len(commands) - 1}", "port": port,
+                                      "commands": commands}
+    setup_then_fragment = node_results["downs"][1]["data"]["commands"]
+    assert [c["message"] for c in setup_then_fragment] == ["frag_package_version", "frag_session_setup",
+                                                          "data_fragment"]
+    assert setup_then_fragment[1]["nb_frag"] == 20 and setup_then_fragment[1]["descriptor"] == 0x12345678
+    assert setup_then_fragment[2]["data"] == [0xAA, 0xBB, 0xCC, 0xDD]
+    class_c = node_results["downs"][0]["data"]["commands"][2]
+    assert (class_c["session_time_gps_s"], class_c["frequency_hz100"]) == (1234567890, 8695250)
+
+
+def test_node_formatter_refuses_a_broken_fuota_downlink_whole_naming_the_command(node_results):
+    for (_port, hex_, named), result in zip(BROKEN_COMMANDS, node_results["downs"][len(SEVERAL_COMMANDS):],
+                                           strict=True):
+        assert "data" not in result, hex_
+        assert len(result["errors"]) == 1 and named in result["errors"][0], (hex_, result["errors"])
+
+
+def test_formatter_takes_each_fuota_commands_size_from_the_codec_table():
+    line = next(li for li in formatter.render().splitlines() if li.startswith("var COMMAND_SIZES = "))
+    generated = json.loads(line.removeprefix("var COMMAND_SIZES = ").rstrip(";"))
+    expected = {str(row[1]): {} for row in codec.MESSAGES if row[1] in (200, 201, 202)}
+    for _name, port, cid, direction, _ in codec.MESSAGES:
+        if port in (200, 201, 202) and direction == "down":
+            expected[str(port)][str(cid)] = codec.command_size(port, cid, "down")
+    assert generated == expected
