@@ -255,7 +255,7 @@ class EarthRangerSender:
         self.er = config.earthranger
         self.client = client
         self.root = self.er.url.rstrip("/")
-        self.assignments = AssignmentSender(client, self.root, self._headers, _post)
+        self.assignments = AssignmentSender(client, self.root, self._headers, _post, next_page)
 
     def __repr__(self) -> str:
         return f"EarthRangerSender(url={self.root!r}, token=***)"

@@ -80,11 +80,12 @@ class AssignmentSender:
     """Moves a collar's source to its new wearer's subject on EarthRanger (see the module's docstring)."""
 
     def __init__(self, client: httpx.Client, root: str, headers: Callable[[], dict[str, str]],
-                 request: Callable[..., httpx.Response]) -> None:
+                 request: Callable[..., httpx.Response], next_page: Callable[[Any], tuple[str, str] | None]) -> None:
         self.client = client
         self.root = root
         self.headers = headers
         self.request = request  # channels._post: errors as DeliveryError, retryable or not
+        self.next_page = next_page  # channels.next_page: the page a `next` link names, asked of the root
 
     def send(self, payload: dict[str, Any]) -> str | None:
         """Start the assignment of payload's collar to its animal at its time; the assignment's id, or None
@@ -114,7 +115,8 @@ class AssignmentSender:
                     raise DeliveryError(f"EarthRanger no longer knows subject {subject_id} of "
                                         f"{payload['animal']}: {error}", retryable=True) from error
                 raise
-            made = _data(response) if isinstance(_data(response), dict) else {}
+            answer = _data(response)
+            made = answer if isinstance(answer, dict) else {}
         self._report_left_open(assignments, subject_id, at, context)
         log.info("EarthRanger source of device_id=%s assigned to %s from %s", device_id, payload["animal"],
                  payload["time"], extra={**context, "subject_id": subject_id, "assignment_id": made.get("id")})
@@ -137,14 +139,12 @@ class AssignmentSender:
 
     def _every(self, url: str, params: dict[str, str]) -> list[dict[str, Any]]:
         """Every item of a list EarthRanger answers a page at a time (at most LOOKUP_MAX_PAGES)."""
-        from lora_bridge.notify.channels import next_page  # one reading of `next` links for every list
-
         items: list[dict[str, Any]] = []
         for _ in range(LOOKUP_MAX_PAGES):
             page, following = _results(_data(self.request(self.client, "GET", url, params=params,
                                                           headers=self.headers())))
             items.extend(page)
-            named = next_page(following) if following else None
+            named = self.next_page(following) if following else None
             if named is None:
                 return items
             params = {**params, named[0]: named[1]}
