@@ -279,8 +279,12 @@ def raw_row(
     path_ids: dict[str, Any] | None = None,
 ) -> RawUplink:
     """A new raw_uplinks row (status received) holding body as delivered."""
+    return raw_row_of(delivered(body, source, event=event, content_type=content_type, path_ids=path_ids))
+
+
+def raw_row_of(kept: dict[str, Any]) -> RawUplink:
+    """A new raw_uplinks row (status received) holding what `delivered` keeps of a body."""
     raw = RawUplink()
-    kept = delivered(body, source, event=event, content_type=content_type, path_ids=path_ids)
     bulk.set_values(raw, {**kept, "status": STATUS_RECEIVED, "gateways": []})
     return raw
 

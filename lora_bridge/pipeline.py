@@ -135,15 +135,15 @@ def keep_and_apply(
     if not submissions:
         return [], []
     update_by_core(session, *BATCH_CORE_UPDATED)
-    raws = [
-        ingest.raw_row(s.body, s.network, event=s.event, content_type=s.content_type, path_ids=s.path_ids)
-        for s in submissions
-    ]
+    kept = [ingest.submitted(s) for s in submissions]
+    raws = [ingest.raw_row_of(values) for values in kept]
     for raw, s in zip(raws, submissions, strict=True):
         bulk.set_values(raw, {"received_at": s.received_at})  # None: now
     keep_raws(session, raws)
-    # each body parsed once (the durable intake hands in what it read on arrival)
-    messages = [s.message if s.message is not None else _read(raw) for s, raw in zip(submissions, raws, strict=True)]
+    # each body parsed once (the durable intake hands in what it read on arrival), from what its raw row
+    # keeps (not read back through the row's mapped attributes: five ORM reads a body)
+    messages = [s.message if s.message is not None else _read_kept(values)
+                for s, values in zip(submissions, kept, strict=True)]
     uplinks = [m for m in messages if isinstance(m, Uplink)]
     read_batch(session, uplinks)
     read_ahead_for_collar_alerts(session, codec, uplinks, settings)
@@ -268,6 +268,15 @@ def _read(raw: RawUplink) -> Uplink | NetworkEvent | MalformedUplink:
         return read_network_message(
             ingest.network_of(raw.source), raw.event, raw.body, content_type=raw.content_type, path_ids=raw.path_ids
         )
+    except MalformedUplink as error:
+        return error
+
+
+def _read_kept(kept: dict[str, Any]) -> Uplink | NetworkEvent | MalformedUplink:
+    """`_read` of a raw row not made yet, from what `ingest.delivered` keeps of its body (the same values)."""
+    try:
+        return read_network_message(ingest.network_of(kept["source"]), kept["event"], kept["body"],
+                                    content_type=kept["content_type"], path_ids=kept["path_ids"])
     except MalformedUplink as error:
         return error
 

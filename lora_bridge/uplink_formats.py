@@ -29,6 +29,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from lora_bridge.errors import MalformedUplink
@@ -92,13 +93,15 @@ class Uplink:
         digest = hashlib.sha256(self.payload).hexdigest()[:32]
         return f"{self.identity}:{self.f_cnt}:{self.f_port}:{digest}"
 
-    @property
+    # cached: an uplink is frozen, and its claim and its collar each read these (`dataclasses.replace`
+    # makes a new uplink, which works them out again)
+    @cached_property
     def best_rssi_dbm(self) -> float | None:
         """Strongest RSSI among the gateways, or None."""
         values = [g.rssi_dbm for g in self.gateways if g.rssi_dbm is not None]
         return max(values) if values else None
 
-    @property
+    @cached_property
     def best_snr_db(self) -> float | None:
         """Best SNR among the gateways, or None."""
         values = [g.snr_db for g in self.gateways if g.snr_db is not None]
@@ -275,8 +278,11 @@ PARSERS = {SOURCE_TTS: parse_tts_uplink, SOURCE_CHIRPSTACK: parse_chirpstack_upl
 def dig(document: Any, *keys: str) -> dict[str, Any]:
     """document[k1][k2]... as a dict, or {} where a level is missing or not an object."""
     value = document
-    for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
+    try:  # of JSON's values only an object has `get`: a level that is none ends the walk
+        for key in keys:
+            value = value.get(key)
+    except AttributeError:
+        return {}
     return value if isinstance(value, dict) else {}
 
 
@@ -287,6 +293,8 @@ def list_of_objects(value: Any) -> list[dict[str, Any]]:
 
 def label(value: Any) -> str | None:
     """A name from the network as a safe label: text, control characters escaped, at most 64 chars."""
+    if value is None:  # a name the body leaves out (most tenants, clusters): escaped_text's None at once
+        return None
     if type(value) is str and len(value) <= MAX_LABEL and value.isprintable():
         # the usual label, short text with nothing to escape, is what escaped_text makes of it (its
         # strip keeps it printable and within the limit) without the call: a body has several labels
@@ -355,6 +363,8 @@ def number_or_none(value: Any) -> float | None:
 
     Decimal text ("-35", "7.5") is a number: the Protobuf JSON mapping, which both networks' JSON
     follows, lets a writer send any number as a string (protobuf.dev/programming-guides/proto3/#json)."""
+    if type(value) is float:  # the usual value (an SNR), judged at once: every gateway of every body has two
+        return value if math.isfinite(value) else None
     if isinstance(value, str) and _DECIMAL.fullmatch(value):
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -371,7 +381,7 @@ def _port(document: dict[str, Any], key: str) -> int:
     value = whole_number(document.get(key, MAC_PORT))
     if value is None:
         value = MAC_PORT
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)) or not 0 <= value <= 255:
         raise MalformedUplink(f"{key!r} must be a port 0..255, got {value!r}"[:200])
     return value
 
@@ -381,7 +391,8 @@ def _counter(document: dict[str, Any], key: str) -> int:
     value = whole_number(document.get(key, 0))
     if value is None:
         value = 0
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_F_CNT:
+    if (type(value) is not int and (isinstance(value, bool) or not isinstance(value, int))
+            or not 0 <= value <= MAX_F_CNT):
         raise MalformedUplink(f"{key!r} must be a frame counter 0..{MAX_F_CNT}, got {value!r}"[:200])
     return value
 
@@ -401,7 +412,7 @@ def _base64(document: dict[str, Any], key: str) -> bytes:
 def int_or_none(value: Any) -> int | None:
     """An integer field (a number, or decimal text as the Protobuf JSON mapping allows); else None."""
     value = whole_number(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)):
         return None
     return value
 
@@ -419,6 +430,8 @@ def whole_number(value: Any) -> Any:
     without a fraction (1.0) is the int, and so is number text of a whole value ("1e5", "7.0": the protobuf
     conformance suite's required Int32FieldQuotedExponentialValue); anything else ("7.5") is returned as it
     came, for the caller to judge."""
+    if type(value) is int:  # the usual value, as it came: each body has several
+        return value
     if isinstance(value, str) and _INTEGER.fullmatch(value):
         return int(value)
     if isinstance(value, str) and _DECIMAL.fullmatch(value):

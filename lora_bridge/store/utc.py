@@ -57,8 +57,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         two_steps = super().bind_processor(dialect)
 
         def process(value: Any) -> Any:
-            if type(value) is datetime:
-                return sqlite_text(value)
+            if type(value) is datetime:  # sqlite_text inline: every time of every row written passes here
+                if value.tzinfo is not UTC and value.tzinfo is not None:
+                    value = value.astimezone(UTC)
+                return _SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute,
+                                       value.second, value.microsecond)
             return None if value is None else two_steps(value)  # a date, a subclass: the usual way
 
         return process
