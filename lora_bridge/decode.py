@@ -91,7 +91,8 @@ def collar_time(fields: dict[str, Any]) -> datetime | None:
     """The time the collar gave the message (time_s, Unix seconds UTC), believed or not; None when it had
     none (0, or a clock that was never set: before EARLIEST_COLLAR_TIME_S)."""
     time_s = fields.get("time_s")
-    if isinstance(time_s, int) and not isinstance(time_s, bool) and time_s >= EARLIEST_COLLAR_TIME_S:
+    if (type(time_s) is int or isinstance(time_s, int) and not isinstance(time_s, bool)) \
+            and time_s >= EARLIEST_COLLAR_TIME_S:
         return datetime.fromtimestamp(time_s, UTC)
     return None
 
@@ -115,6 +116,15 @@ def message_time(fields: dict[str, Any], fallback: datetime, *, heard_at: dateti
     if heard_at is not None and claimed > heard_at + _MAX_COLLAR_AHEAD:
         return heard_at  # the collar's clock is ahead of the message's reception: not believed
     return claimed
+
+
+def dated(fields: dict[str, Any], heard_at: datetime) -> tuple[datetime, datetime | None]:
+    """(`message_time` of a message heard at heard_at, its `collar_time_ahead`) with one reading of the
+    collar's time: every uplink's message asks both."""
+    claimed = collar_time(fields)
+    if claimed is None or claimed <= heard_at + _MAX_COLLAR_AHEAD:
+        return (heard_at if claimed is None else claimed), None
+    return heard_at, claimed  # the collar's clock is ahead of the message's reception: not believed
 
 
 def degrees(fields: dict[str, Any], lat_key: str = "lat", lon_key: str = "lon") -> tuple[float, float] | None:

@@ -39,8 +39,10 @@ _LISTED: dict[str, Callable[[int], int]] = {
 
 def fuota_ports(codec: Any) -> tuple[int, ...]:
     """The codec's FUOTA ports (none for a codec without them)."""
-    return tuple(p for p in (getattr(codec, name, None) for name in ("PORT_MULTICAST", "PORT_FRAGMENTS", "PORT_CLOCK"))
-                 if isinstance(p, int))
+    # no generators: every uplink's payload asks (a generator's every item is a call of its own)
+    ports = (getattr(codec, "PORT_MULTICAST", None), getattr(codec, "PORT_FRAGMENTS", None),
+             getattr(codec, "PORT_CLOCK", None))
+    return tuple([p for p in ports if isinstance(p, int)])
 
 
 def split_answers(codec: Any, port: int, payload: bytes) -> list[bytes]:

@@ -237,8 +237,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
         found = session.scalars(reads["collars"], {"euis": list(euis), "labels": list(labels)}).all()
         known = session.info.setdefault(devices.DEVICES_BY_EUI, {})
         for device in found:  # the first by device_id, as `devices.resolve_device` picks
-            if device.dev_eui in euis and device.dev_eui not in known:
-                known[device.dev_eui] = device
+            if (eui := device.dev_eui) in euis and eui not in known:
+                known[eui] = device
         by_id = {device.device_id: device for device in found}
         if session.get_bind().dialect.name == "sqlite":  # no other writer can file these collars meanwhile
             session.info[devices.UNSTORED] = (euis - {d.dev_eui for d in found}, labels - set(by_id))
@@ -252,8 +252,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             device = known.get(uplink.dev_eui) if uplink.dev_eui else devices.named_collar(
                 by_id.get, uplink.device_id, dev_eui=None, application_id=uplink.application_id,
                 network_scope=uplink.network_scope)
-            if device is not None and device.session is not None:
-                keys.add(ingest.dedup_key(device.device_id, device.session, uplink))
+            if device is not None and (number := device.session) is not None:
+                keys.add(ingest.dedup_key(device.device_id, number, uplink))
         if keys:
             ingest.lock_keys(session, keys)  # PostgreSQL: what is unclaimed now stays so till the commit
             stored = session.info.setdefault(ingest.CLAIMED_KEYS, {})
@@ -530,17 +530,18 @@ def _process_uplink(
         network_scope=uplink.network_scope,
         first_seen=heard_at,
     )
-    if uplink.device_id != device.device_id:
-        uplink = dataclasses.replace(uplink, device_id=device.device_id)
+    device_id = device.device_id  # its key: read once, not through the mapped attribute at every use
+    if uplink.device_id != device_id:
+        uplink = dataclasses.replace(uplink, device_id=device_id)
     session_number = devices.session_for_uplink(device, uplink.f_cnt, heard_at)
-    claim = ingest.claim(session, raw, uplink, device.device_id, session_number,
-                         first_heard=device.device_id in session.info.get(devices.CREATED, ()))
+    claim = ingest.claim(session, raw, uplink, device_id, session_number,
+                         first_heard=device_id in session.info.get(devices.CREATED, ()))
     if claim.duplicate_of is not None:
         _close_replayed(existing, ingest.STATUS_DUPLICATE)
         return IngestResult(
             status=ingest.STATUS_DUPLICATE,
             raw_uplink_id=raw.id,
-            device_id=device.device_id,
+            device_id=device_id,
             f_cnt=uplink.f_cnt,
             duplicate_of=claim.duplicate_of,
             dev_eui=device.dev_eui, kind=KIND_UPLINK,

@@ -29,7 +29,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from functools import cached_property
 from typing import Any
 
 from lora_bridge.errors import MalformedUplink
@@ -93,15 +92,13 @@ class Uplink:
         digest = hashlib.sha256(self.payload).hexdigest()[:32]
         return f"{self.identity}:{self.f_cnt}:{self.f_port}:{digest}"
 
-    # cached: an uplink is frozen, and its claim and its collar each read these (`dataclasses.replace`
-    # makes a new uplink, which works them out again)
-    @cached_property
+    @property
     def best_rssi_dbm(self) -> float | None:
         """Strongest RSSI among the gateways, or None."""
         values = [g.rssi_dbm for g in self.gateways if g.rssi_dbm is not None]
         return max(values) if values else None
 
-    @cached_property
+    @property
     def best_snr_db(self) -> float | None:
         """Best SNR among the gateways, or None."""
         values = [g.snr_db for g in self.gateways if g.snr_db is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.webhook import create_app
-from lora_bridge.decode import EARLIEST_COLLAR_TIME_S, collar_time, collar_time_ahead, message_time
+from lora_bridge.decode import EARLIEST_COLLAR_TIME_S, collar_time, collar_time_ahead, dated, message_time
 from lora_bridge.domain import network_events
 from lora_bridge.errors import MalformedUplink
 from lora_bridge.network_messages import NetworkEvent, canonical_event, read_network_message
@@ -23,11 +24,16 @@ from lora_bridge.service import open_bridge
 from lora_bridge.uplink_formats import (
     MAX_LABEL,
     Uplink,
+    _counter,
+    _port,
+    dig,
     escaped_text,
     eui_or_none,
+    int_or_none,
     label,
     number_or_none,
     time_or_none,
+    whole_number,
 )
 
 SECRET = "property-test-secret"
@@ -214,3 +220,80 @@ def test_a_network_server_reads_the_same_answer_bytes_as_starlettes_json_gave(pa
         except ValueError as error:
             refused.append(str(error))
     assert len(refused) == 2 and refused[0] == refused[1]
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.integers(min_value=-300, max_value=300),
+       st.integers(min_value=100, max_value=140) | st.integers(min_value=-300, max_value=300) | st.none(),
+       st.integers(min_value=EARLIEST_COLLAR_TIME_S - 3, max_value=EARLIEST_COLLAR_TIME_S + 3)
+       | st.integers(min_value=-1, max_value=2**33) | st.booleans() | st.none() | st.floats(allow_nan=False)
+       | st.text(max_size=3))
+def test_an_applied_message_is_dated_and_its_clock_judged_as_reading_the_collar_time_twice_did(heard_s, ahead_s,
+                                                                                                other):
+    """A ranger sees each message at the same time, and the same warning of a collar clock ahead, now that
+    the bridge reads the collar's time once for both (`decode.dated`)."""
+    heard_at = HEARD + timedelta(seconds=heard_s)
+    time_s = int(HEARD.timestamp()) + heard_s + ahead_s if ahead_s is not None else other
+    fields = {"message": "status", "time_s": time_s}
+    assert dated(fields, heard_at) == (message_time(fields, heard_at, heard_at=heard_at),
+                                       collar_time_ahead(fields, heard_at))
+
+
+def _plain_number(value):
+    """number_or_none as it read every value, before floats were taken at once."""
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?", value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _plain_int(value):
+    """int_or_none as it read every value, before whole numbers were taken at once."""
+    value = whole_number(value)
+    return None if isinstance(value, bool) or not isinstance(value, int) else value
+
+
+def _plain_dig(document, *keys):
+    """dig as it walked a document, asking each level whether it is an object."""
+    value = document
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.text(max_size=12) | st.sampled_from(["7", "-35", "7.5", "1e5", "7.0", "1e999"]) | json_values,
+       st.lists(st.sampled_from(["a", "b", "lora"]), max_size=3))
+def test_a_network_field_reads_the_same_value_by_its_quick_way(value, keys):
+    """An RSSI, an SNR, a port, a counter, a spreading factor read the same whatever the network sent
+    (an int, a float, number text, infinity, a boolean, null, an object), and a walk into the JSON finds
+    the same object, now that the usual values are taken without the questions every other value needs."""
+    assert repr(number_or_none(value)) == repr(_plain_number(value))
+    assert repr(int_or_none(value)) == repr(_plain_int(value))
+    document = {"a": value, "b": {"a": value, "lora": {"a": value}}, "lora": [value]}
+    assert _plain_dig(document, *keys) == dig(document, *keys)
+    assert _plain_dig(value, *keys) == dig(value, *keys)
+    for read, key, most in ((_port, "f_port", 255), (_counter, "f_cnt", 2**32 - 1)):
+        assert _read_or_refusal(read, {key: value}, key) == _read_or_refusal(_plain_counter, {key: value}, key, most)
+
+
+def _plain_counter(document, key, most):
+    """_port and _counter as they judged every value, before whole numbers were taken at once."""
+    value = whole_number(document.get(key, 0))
+    if value is None:
+        value = 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise MalformedUplink(f"{key!r} out of range")
+    return value
+
+
+def _read_or_refusal(read, *args):
+    try:
+        return repr(read(*args))
+    except MalformedUplink:
+        return "refused"

@@ -117,11 +117,12 @@ def same_collar(device: Device, *, dev_eui: str | None, application_id: str | No
     without a DevEUI is its name within its application, so the same name in another application is
     another collar. What either side leaves unsaid (a field-masked body, a collar registered before it
     was heard) contradicts nothing."""
-    if dev_eui and device.dev_eui and device.dev_eui != dev_eui:
+    # each mapped attribute read once (a batch asks this of every uplink's collar)
+    if dev_eui and (held := device.dev_eui) and held != dev_eui:
         return False
-    if application_id and device.application_id and device.application_id != application_id:
+    if application_id and (held := device.application_id) and held != application_id:
         return False
-    return not (network_scope and device.network_scope and device.network_scope != network_scope)
+    return not (network_scope and (held := device.network_scope) and held != network_scope)
 
 
 def named_collar(filed_under: Callable[[str], Device | None], label: str, *, dev_eui: str | None,
@@ -268,12 +269,14 @@ def _named_or_new(
 
 def session_for_uplink(device: Device, f_cnt: int, heard_at: datetime) -> int:
     """The session frame f_cnt heard at heard_at belongs to (a new one on a reset without a join)."""
-    if device.joined_at is not None and heard_at < device.joined_at and device.session > 0:
-        return device.session - 1  # a frame of the previous session, delivered late
+    joined_at, session = device.joined_at, device.session
+    if joined_at is not None and heard_at < joined_at and session > 0:
+        return session - 1  # a frame of the previous session, delivered late
     last = device.last_f_cnt
     if last is not None and f_cnt + FCNT_REORDER_WINDOW < last and (device.last_seen is None or heard_at >= device.last_seen):
         start_session(device, heard_at, reason="frame counter reset")
-    return device.session
+        return device.session
+    return session
 
 
 def start_session(device: Device, at: datetime, reason: str) -> None:
@@ -350,7 +353,8 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, reso
         device.network_scope = uplink.network_scope
     if device.network != uplink.source:
         device.network = uplink.source
-    if device.last_seen is None or heard_at >= device.last_seen:
+    last_seen = device.last_seen
+    if last_seen is None or heard_at >= last_seen:
         device.last_seen = heard_at
         device.last_f_cnt = uplink.f_cnt
         device.last_rssi_dbm = uplink.best_rssi_dbm
@@ -370,11 +374,12 @@ def _flush_unless_keys_checked_at_commit(session: Session) -> None:
 def ensure_animal(session: Session, device: Device) -> Animal:
     """The animal wearing device; a placeholder named after the collar until one is registered."""
     known = session.info.setdefault(ANIMALS_BY_DEVICE, {})  # device id -> animal, for this unit of work
-    animal = known.get(device.device_id)
+    device_id = device.device_id
+    animal = known.get(device_id)
     # A collar this unit of work created has no stored animal to read (an animal refers to a stored
     # collar): only one made here, which `known` holds.
-    first_heard = animal is None and device.device_id in session.info.get(CREATED, ())
-    if not first_heard and (animal is None or animal.device_id != device.device_id):
+    first_heard = animal is None and device_id in session.info.get(CREATED, ())
+    if not first_heard and (animal is None or animal.device_id != device_id):
         with session.no_autoflush:  # animals made in this unit of work are in `known`
             animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
     if animal is None:
@@ -389,7 +394,7 @@ def ensure_animal(session: Session, device: Device) -> Animal:
                         holds_collar_in_stock=not first_heard and device.taken_off_at is not None)
         session.add(animal)
         _flush_unless_keys_checked_at_commit(session)
-    known[device.device_id] = animal
+    known[device_id] = animal
     return animal
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lora_bridge.decode import collar_time_ahead, decode_payload, degrees, message_time
+from lora_bridge.decode import dated, decode_payload, degrees, message_time
 from lora_bridge.domain import (
     activity,
     alerts,
@@ -62,14 +62,14 @@ def apply_message(
     report. device: the collar `devices.resolve_device` gave for uplink, when the caller has it."""
     applied = Applied()
     device = devices.device_for_uplink(session, uplink, heard_at, device)
+    device_id = device.device_id  # its key: read once, not through the mapped attribute at every use
     message = str(fields.get("message"))
-    time = message_time(fields, heard_at, heard_at=heard_at)
+    time, claimed_ahead = dated(fields, heard_at)
     # A message dated before the collar's current fitting (a backlog heard after a swap) is of the
     # animal that wore it then (wearing.until set): filed and judged for her, never for the new wearer.
-    wearing = herd.wearing_at(session, device.device_id, devices.ensure_animal(session, device), time)
+    wearing = herd.wearing_at(session, device_id, devices.ensure_animal(session, device), time)
     animal = wearing.animal
     context = {"device_id": uplink.device_id, "f_cnt": uplink.f_cnt, "message_name": message}
-    claimed_ahead = collar_time_ahead(fields, heard_at)
     if claimed_ahead is not None:
         # Dated at its reception; the collar's claim stays in its raw row's payload and its alert's evidence.
         log.warning("collar time %s of %s is ahead of its reception %s: dated at reception",
@@ -81,7 +81,7 @@ def apply_message(
     for fix_time, lat, lon in positions.fixes_in_message(fields, time):
         applied.positions += positions.add_position(
             session,
-            device_id=device.device_id,
+            device_id=device_id,
             animal_id=animal.id,
             time=fix_time,
             lat=lat,
@@ -92,14 +92,14 @@ def apply_message(
 
     if message == "status":
         devices.apply_status(device, fields, time, codec)
-        rules.queue_reading(session, device.device_id, time, fields.get("battery_mv"))
+        rules.queue_reading(session, device_id, time, fields.get("battery_mv"))
         if "update_kind" in fields:
             from lora_bridge.domain import update_results  # the last over-the-air update (docs/updates.md)
 
-            update_results.record(session, device.device_id, fields, time)
+            update_results.record(session, device_id, fields, time)
         from lora_bridge.domain import campaigns  # gates and versions are re-checked on every status
 
-        campaigns.reconsider_collar(session, device.device_id)
+        campaigns.reconsider_collar(session, device_id)
         if "behaviour" in fields and device.status_time == time:
             device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
         # The pack is judged on the wearer's own statuses: a previous wearer's backlog reading joins the
@@ -112,7 +112,7 @@ def apply_message(
     elif message == "activity":
         row = activity.add_activity(
             session,
-            device_id=device.device_id,
+            device_id=device_id,
             animal_id=animal.id,
             time=time,
             fields=fields,
@@ -124,24 +124,24 @@ def apply_message(
         if row is not None and row["dominant"] and (device.status_time is None or interval_end > device.status_time):
             device.behaviour = row["dominant"]
     elif message == "alert":
-        _apply_collar_alert(session, device.device_id, wearing, fields, time, uplink, raw, codec, settings,
+        _apply_collar_alert(session, device_id, wearing, fields, time, uplink, raw, codec, settings,
                             rules_file, applied, claimed_ahead)
     elif message == "ack" and fields.get("on_port") == codec.port_of("data_fragment"):
         from lora_bridge.domain import update_results  # an over-the-air update's outcome (docs/updates.md)
 
-        update_results.record_ack(session, device.device_id, str(fields.get("result")), time)
+        update_results.record_ack(session, device_id, str(fields.get("result")), time)
     elif uplink.f_port in (codec.port_of("mc_class_c_session_ans"), codec.port_of("frag_session_setup_ans"),
                            codec.port_of("app_time_req")):
         from lora_bridge.domain import fuota_delivery  # set-up answers, fragment status, clock sync
 
-        applied.downlink_ids.extend(fuota_delivery.apply_uplink(session, codec, device.device_id, fields, heard_at))
+        applied.downlink_ids.extend(fuota_delivery.apply_uplink(session, codec, device_id, fields, heard_at))
     elif message == "ack":
-        acked = downlinks.apply_collar_ack(session, codec, device.device_id, fields)
+        acked = downlinks.apply_collar_ack(session, codec, device_id, fields)
         if acked is not None and acked.alert_id is not None:
             alert = session.get(Alert, acked.alert_id)
             if alert is not None:
                 alerts.record_event(
-                    session, alert, device.device_id, alerts.ACTION_COLLAR_CONFIRMED_ACK, {"seq": acked.seq, "result": acked.ack_result}
+                    session, alert, device_id, alerts.ACTION_COLLAR_CONFIRMED_ACK, {"seq": acked.seq, "result": acked.ack_result}
                 )
     elif message == "settings":
         devices.apply_settings(device, fields)

@@ -27,10 +27,11 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import and_, bindparam, inspect, or_, select, union
@@ -77,6 +78,8 @@ from lora_bridge.store.tables import (
 from lora_bridge.store.utc import utc_now
 
 log = logging.getLogger(__name__)
+# A track row's time (id, time, lat, lon), its sort key (in C: every collar's fixes are sorted so).
+_ROW_TIME = itemgetter(1)
 
 # The table the track reads read (`bulk.read_columns`): fixes are written only as queued rows.
 _POSITIONS = frozenset({Position.__table__})
@@ -321,11 +324,9 @@ def _read_tracks(
     # The context each of these tracks will ask for (`_read_track`), read now for all of them at once
     wanted: dict[str, ContextKey] = {}
     for device_id, (collar_since, cursor_id, _) in taken.items():
-        def is_new(row: Any, cursor_id: int = cursor_id) -> bool:
-            return row[0] > cursor_id
-
-        rows = _rows_of_usual_read(read.track_of(device_id, collar_since, cursor_id) or [], is_new, collar_since)
-        context = _shape(rows, is_new)[2] if rows else None
+        new = _Newer(cursor_id, None)
+        rows = _rows_of_usual_read(read.track_of(device_id, collar_since, cursor_id) or [], new, collar_since)
+        context = _shape(rows, new)[2] if rows else None
         if context is not None:
             wanted[device_id] = context
     read.contexts.update(_read_contexts(session, wanted))
@@ -361,7 +362,7 @@ def _read_contexts(
     reader = bulk.connection_to_read(session, _POSITIONS)
     for device_id, fix_id, time, lat, lon in parts.read_in_parts(reader, _contexts_read(), asked, padding):
         fixes[device_id].append((fix_id, time, lat, lon))
-    return {device_id: (key, sorted(fixes[device_id], key=lambda r: r[1])) for device_id, key in wanted.items()}
+    return {device_id: (key, sorted(fixes[device_id], key=_ROW_TIME)) for device_id, key in wanted.items()}
 
 
 def _fixes_by_collar(found: list[Any], device_ids: Iterable[str]) -> dict[str, list[tuple[int, datetime, float, float]]] | None:
@@ -374,7 +375,7 @@ def _fixes_by_collar(found: list[Any], device_ids: Iterable[str]) -> dict[str, l
     for device_id, fix_id, time, lat, lon in found:
         by_collar[device_id].append((fix_id, time, lat, lon))
     for fixes in by_collar.values():
-        fixes.sort(key=lambda r: r[1])  # (device_id, time) is unique: no ties
+        fixes.sort(key=_ROW_TIME)  # (device_id, time) is unique: no ties
     return by_collar
 
 
@@ -552,16 +553,17 @@ def _battery(
     is the collar's pack, whoever wears it; a forecast a ranger resolved before the wearer's fitting was
     another animal's and keeps none of this one's quiet."""
     animal_id = animal.id if animal else None
-    if device.status_time is None or (cursor.status_time is not None and device.status_time <= cursor.status_time):
+    status_time = device.status_time  # read once: nothing below changes it
+    if status_time is None or ((judged := cursor.status_time) is not None and status_time <= judged):
         return
-    cursor.status_time = device.status_time
+    cursor.status_time = status_time
     if device.battery_mv is None or (animal is not None and animal.holds_collar_in_stock):
         return  # a collar in stock forecasts nothing to rangers: its battery is on the fleet page
     read: _CollarsRead | None = session.info.get(COLLARS_READ)
     readings = read.readings.get(device.device_id) if read is not None else None
-    trend = rules.battery_trend(session, device, device.status_time, profile.battery, readings)
+    trend = rules.battery_trend(session, device, status_time, profile.battery, readings)
     forecast = rules.check_battery_forecast(
-        session, device, animal_id, device.status_time, profile.battery, trend=trend,
+        session, device, animal_id, status_time, profile.battery, trend=trend,
         open_now=steps.open.get(rules.BATTERY_FORECAST), fitted_at=animal.collar_fitted_at if animal else None,
     ) if trend is not None else None
     if forecast is not None:
@@ -569,10 +571,10 @@ def _battery(
         steps.open[rules.BATTERY_FORECAST] = session.get(Alert, forecast)
     low = steps.open.get(rules.LOW_BATTERY)
     if low is not None and rules.battery_recovered(device, profile.battery):
-        _close(session, steps, low, f"battery back at {device.battery_mv} mV", device.status_time)
+        _close(session, steps, low, f"battery back at {device.battery_mv} mV", status_time)
     forecast_alert = steps.open.get(rules.BATTERY_FORECAST)
     if forecast is None and forecast_alert is not None and trend is not None:
-        _close(session, steps, forecast_alert, f"trend now {trend['slope_mv_per_day']} mV/day", device.status_time)
+        _close(session, steps, forecast_alert, f"trend now {trend['slope_mv_per_day']} mV/day", status_time)
 
 
 @dataclass(frozen=True)
@@ -632,10 +634,7 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     columns = (Position.id, Position.time, Position.lat, Position.lon)
     cursor_id, cursor_time = cursor.position_id, cursor.position_time
 
-    def is_new(row: Any) -> bool:
-        if cursor_id is not None:
-            return row[0] > cursor_id
-        return cursor_time is None or row[1] > cursor_time
+    is_new = _Newer(cursor_id, cursor_time)
 
     # what evaluate_devices read for the collars judged together, this one among them (or None)
     batch: _CollarsRead | None = session.info.get(COLLARS_READ)
@@ -703,27 +702,47 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     return _Track(rows=rows, new_ids=new_ids, highest_id=highest)
 
 
+@dataclass(frozen=True)
+class _Newer:
+    """Which fixes of a track are new (not judged before): those newer than the cursor's fix id, else (a
+    cursor from before fix ids were kept) than its time; every fix when it has neither."""
+
+    cursor_id: int | None
+    cursor_time: datetime | None
+
+    def of(self, rows: list[tuple[int, datetime, float, float]]) -> list[tuple[int, datetime, float, float]]:
+        """The new ones of rows, in their order (one comprehension: not a call per row)."""
+        if self.cursor_id is not None:
+            cursor_id = self.cursor_id
+            return [r for r in rows if r[0] > cursor_id]
+        if self.cursor_time is None:
+            return list(rows)
+        cursor_time = self.cursor_time
+        return [r for r in rows if r[1] > cursor_time]
+
+
 def _rows_of_usual_read(
-    found: list[tuple[int, datetime, float, float]], is_new: Callable[[Any], bool], since: datetime
+    found: list[tuple[int, datetime, float, float]], is_new: _Newer, since: datetime
 ) -> list[tuple[int, datetime, float, float]] | None:
     """The track a usual read found: its rows; [] when nothing is new; None when the read cannot hold
     the track whole (too many fixes, or a back-fill older than the lookback: the long way reads it)."""
-    new_times = [r[1] for r in found if is_new(r)]
+    new_times = [r[1] for r in is_new.of(found)]
     if not new_times:
         return []
     return found if len(found) < MAX_READ and min(new_times) >= since else None
 
 
 def _shape(
-    rows: list[tuple[int, datetime, float, float]], is_new: Callable[[Any], bool]
+    rows: list[tuple[int, datetime, float, float]], is_new: _Newer
 ) -> tuple[int, frozenset[int], ContextKey | None]:
     """Of a track's rows: the highest fix id, the new fixes' ids, and the context read the track still
     needs (its bounds: before its first row, up to its highest id, as many judged fixes as it lacks
     before its first new one of CONTEXT_FIXES), None when it holds them."""
-    highest = max(r[0] for r in rows)
-    new_ids = frozenset(r[0] for r in rows if is_new(r))
-    first_new = min(r[1] for r in rows if r[0] in new_ids)
-    before = sum(1 for r in rows if r[1] < first_new)
+    # list comprehensions, not generators: a generator's every item is a call of its own
+    highest = max([r[0] for r in rows])
+    new_ids = frozenset([r[0] for r in is_new.of(rows)])
+    first_new = min([r[1] for r in rows if r[0] in new_ids])
+    before = len([r for r in rows if r[1] < first_new])
     return highest, new_ids, ((rows[0][1], highest, CONTEXT_FIXES - before) if before < CONTEXT_FIXES else None)
 
 
@@ -760,7 +779,7 @@ def _track(
     if animal is not None and len(worn) < len(track.rows):
         _judge_backlog(session, runtime, fence_version, device, animal, track, steps)
     # Else nothing new of this wearer's (a previous one's backlog), or nobody wears the collar.
-    if device.taken_off_at is None and any(r[0] in track.new_ids for r in worn):
+    if device.taken_off_at is None and not track.new_ids.isdisjoint([r[0] for r in worn]):
         _judge_worn(session, runtime, fence_version, device, animal, profile, worn, track.new_ids, newest - lookback,
                     steps)
     cursor.position_id = max(track.highest_id, cursor.position_id or 0)
@@ -781,7 +800,7 @@ def _judge_worn(
     clean = _judge_fences(session, fences, device, animal_id, profile, worn, new_ids, steps, fitted_at)
     _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean, steps,
                 fitted_at)
-    steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
+    steps.fixes.extend([(device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times])
 
 
 def _judge_fences(
@@ -886,7 +905,7 @@ def _judge_backlog(
                               hers, track.new_ids, her_steps, wearing.since, wearing.until)
         # Her new plausible fixes go out too (EarthRanger files each under the animal that wore the collar then).
         new_times = {r[1] for r in hers if r[0] in track.new_ids}
-        steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
+        steps.fixes.extend([(device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times])
         for item in her_steps.items:
             steps.add(*item)
         steps.detail.update(her_steps.detail)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,9 @@ from pyproj import CRS, Transformer
 
 from lora_bridge.domain.geofences import metric_frame, metric_transformers
 from lora_bridge.domain.rules_profiles import ImmobilityProfile, SpeedProfile
+
+# A fix's time, its sort key (in C: a track's every fix is sorted so, several times a batch).
+_TIME = itemgetter(0)
 
 Fix = tuple[datetime, float, float]  # (time, lat, lon)
 
@@ -90,7 +94,7 @@ def exclude_outliers(fixes: list[Fix], profile: SpeedProfile) -> CleanTrack:
     last kept one but close to it (then the animal really moved, e.g. after a gap): both are kept.
     The newest fix is judged on what is known; a later fix can rehabilitate it the same way.
     """
-    ordered = sorted(fixes, key=lambda f: f[0])
+    ordered = sorted(fixes, key=_TIME)
     if len(ordered) < 2:
         return CleanTrack(kept=list(ordered))
     xy, forward = _metres(ordered)
@@ -103,12 +107,12 @@ def exclude_outliers_of_both(fixes: list[Fix], older: list[Fix], profile: SpeedP
     fixes and their mean lies in the same UTM zone (a collar's new fixes came after the ones judged,
     as they nearly always do), the cleaning of older is the same walk stopped at its newest fix, on
     the same metres: taken from the one walk over fixes, not projected and walked again."""
-    ordered = sorted(fixes, key=lambda f: f[0])
+    ordered = sorted(fixes, key=_TIME)
     if len(ordered) < 2 or len(older) < 2:
         return exclude_outliers(fixes, profile), exclude_outliers(older, profile)
     xy, forward = _metres(ordered)
     count = len(older)
-    older_ordered = sorted(older, key=lambda f: f[0])
+    older_ordered = sorted(older, key=_TIME)
     lons, lats = _lon_lat(older_ordered)
     if ordered[:count] != older_ordered or metric_transformers(float(lons.mean()), float(lats.mean()))[0] is not forward:
         return _cleaned(ordered, xy, forward, profile, len(ordered))[0], exclude_outliers(older, profile)
@@ -211,7 +215,7 @@ def immobility(fixes: list[Fix], profile: ImmobilityProfile, known: Metres | Non
     still since the oldest fix of that cluster that lies inside the radius; immobile when that is at
     least profile.duration_h ago (and the cluster has profile.min_fixes fixes). known: the fixes'
     metres when a cleaning of the track projected them already (`CleanTrack.metres`)."""
-    ordered = sorted(fixes, key=lambda f: f[0])
+    ordered = sorted(fixes, key=_TIME)
     none = Immobility(False, None, 0.0, 0.0, 0, len(ordered), 0.0, None, None)
     if len(ordered) < 2:
         return none
