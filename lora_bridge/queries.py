@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from lora_bridge.store.tables import (
     Position,
     RawUplink,
 )
+from lora_bridge.store.utc import as_utc
 from lora_bridge.views import (
     ActivityView,
     AlertEventView,
@@ -241,7 +243,8 @@ def frame_counts(session: Session, device_ids: list[str] | None = None, heard_un
 
 def device_views(session: Session, device_ids: list[str] | None = None) -> list[DeviceView]:
     """Every collar's health (only `device_ids` when given): radio, battery, versions, errors and
-    frame loss from FCnt gaps (`frame_counts`)."""
+    frame loss from FCnt gaps (`frame_counts`). A collar in stock names no animal (the record of its time
+    in stock, `Animal.holds_collar_in_stock`, is none): it says it is in stock, and since when."""
     frames = frame_counts(session, device_ids)
     devices = select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id)
     if device_ids is not None:
@@ -250,6 +253,8 @@ def device_views(session: Session, device_ids: list[str] | None = None) -> list[
     views = []
     for device, animal in rows:
         counts = frames.get(device.device_id, FrameCounts())
+        if animal is not None and animal.holds_collar_in_stock:
+            animal = None
         views.append(
             DeviceView(
                 device_id=device.device_id,
@@ -276,9 +281,18 @@ def device_views(session: Session, device_ids: list[str] | None = None) -> list[
                 uplinks_lost=counts.lost,
                 uplinks_backfilled=counts.backfilled,
                 label=device.label,
+                in_stock=device.taken_off_at is not None,
+                taken_off_at=as_utc(device.taken_off_at) if device.taken_off_at is not None else None,
             )
         )
     return views
+
+
+def collar_holders(session: Session, device_ids: Iterable[str]) -> dict[str, str]:
+    """Device id -> the id of the record each collar's messages are filed under now: its animal's, or for a
+    collar in stock the record of its time there (whose cutoff a role with a delay reads it by)."""
+    return {device_id: str(key) for key, device_id in session.execute(
+        select(Animal.id, Animal.device_id).where(Animal.device_id.in_(list(device_ids))))}
 
 
 def latest_position_views(

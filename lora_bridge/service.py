@@ -630,16 +630,26 @@ class Bridge:
                 return views
             cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), now)
             reports = delayed.collar_reports_by(session, cutoffs, self.codec)
-            by_cutoff = self._collar_cutoffs(viewer, {view.device_id: view.animal_id for view in views}, cutoffs, now)
+            filed_under = self._filed_under(session, views)
+            by_cutoff = self._collar_cutoffs(viewer, filed_under, cutoffs, now)
             counts = {device_id: found for cutoff, device_ids_then in by_cutoff.items()
                       for device_id, found in queries.frame_counts(session, device_ids_then, cutoff).items()}
         unknown, uncounted = delayed.CollarReport(last_seen=None), queries.FrameCounts()
         return [
-            replace(view, **{name: getattr(reports.get(view.animal_id or "", unknown), name)
+            replace(view, **{name: getattr(reports.get(filed_under[view.device_id] or "", unknown), name)
                              for name in delayed.REPORTED_DEVICE_FIELDS},
                     **_counted(counts.get(view.device_id, uncounted)))
             for view in views
         ]
+
+    @staticmethod
+    def _filed_under(session: Any, views: Iterable[DeviceView]) -> dict[str, str | None]:
+        """Device id -> the id of the record its messages are filed under: its animal's, and for a collar in
+        stock (which names no animal) the record of its time there, whose cutoff a role with a delay reads
+        it by, as before it named none."""
+        views = list(views)
+        holders = queries.collar_holders(session, [view.device_id for view in views if view.in_stock])
+        return {view.device_id: view.animal_id or holders.get(view.device_id) for view in views}
 
     @staticmethod
     def _collar_cutoffs(
@@ -1544,7 +1554,7 @@ class Bridge:
         health = {view.device_id: view for view in self._devices_by_cutoff(None, viewer if late else None, seen_at)}
         with self.db.read() as session:
             if late:
-                cutoffs = self._collar_cutoffs(viewer, {device_id: view.animal_id for device_id, view in health.items()},
+                cutoffs = self._collar_cutoffs(viewer, self._filed_under(session, health.values()),
                                                self._cutoffs(viewer, delayed.high_value_flags(session), seen_at),
                                                seen_at)
                 as_of = {device_id: cutoff for cutoff, device_ids in cutoffs.items() for device_id in device_ids}
@@ -2399,7 +2409,7 @@ class Bridge:
             now = self.clock()
             cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), now)
             reports = delayed.collar_reports_by(session, cutoffs, self.codec)
-        worn_by = {view.device_id: view.animal_id or "" for view in collars}
+            worn_by = {device_id: key or "" for device_id, key in self._filed_under(session, collars).items()}
         cutoff_of = {device_id: cutoff
                      for cutoff, device_ids in self._collar_cutoffs(viewer, worn_by, cutoffs, now).items()
                      for device_id in device_ids}

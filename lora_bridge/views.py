@@ -103,6 +103,10 @@ class DeviceView:
     uplinks_lost: int | None = None
     uplinks_backfilled: int = 0
     label: str | None = None
+    # A collar in stock (taken off with none fitted, `herd.take_off_collar`) is worn by nobody: no animal
+    # (animal_id and name None, not the record its time in stock is filed under), and when it came off.
+    in_stock: bool = False
+    taken_off_at: datetime | None = None
 
 
 @dataclass(frozen=True)
