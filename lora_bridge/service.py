@@ -578,11 +578,16 @@ class Bridge:
         *,
         high_value: bool = False,
     ) -> AnimalView:
-        """Name the animal wearing collar device_id (works before or after the collar is heard).
+        """Name the animal wearing collar device_id (works before or after the collar is heard). On a
+        collar in stock it is a new animal fitted with it now (`herd.register_animal`): her wear starts
+        now, and EarthRanger is told the collar is hers from then.
 
         The view returned says who the animal is, never where: its position fields are empty."""
         with self.db.write() as session:
-            animal = devices.register_animal(session, device_id, name, species, sex)
+            at = self.clock()
+            animal, fitting = herd.register_animal(session, device_id, name, species, sex, at=at)
+            if fitting is not None:
+                self._queue_change_of_wearer(session, fitting, animal, at)
             if high_value:
                 animal.high_value = True
             animal_id = animal.id

@@ -352,6 +352,22 @@ def test_rangers_and_technicians_see_a_collar_in_stock_on_the_collar_list_as_in_
         assert (worn["name"], worn["in_stock"], worn["taken_off_at"]) == ("Tusker", False, None), role
 
 
+def test_an_elephant_registered_on_a_collar_from_stock_wears_it_from_her_registration_not_from_its_take_off(api):
+    off_at = NOW - timedelta(hours=3)
+    assert take_off_amanis_collar(api, removed_at=off_at.isoformat()).status_code == 200
+    # Three hours in the workshop: the collar fixed itself on the bench an hour after it came off.
+    collar_01_reports(api, off_at + timedelta(hours=1), off_at + timedelta(hours=1, minutes=1), f_cnt=100, lat=-1.0)
+
+    zawadi = api.bridge.register_animal("collar-01", "Zawadi", sex="female")  # at NOW, the bridge's clock
+
+    herd = {a["name"]: a for a in api.get("/api/herd", headers=api.headers_of["ranger"]).json()}
+    assert (herd["Zawadi"]["device_id"], herd["Zawadi"]["collar_fitted_at"]) == ("collar-01", NOW.isoformat())
+    assert "collar-01" not in herd and api.get("/api/herd/collars-in-stock", headers=api.headers_of["ranger"]).json() == []
+    assert fixes_of(api, zawadi.animal_id) == []  # the bench's fix is no track of hers
+    devices = {d["device_id"]: d for d in api.get("/api/devices", headers=api.headers_of["field_technician"]).json()}
+    assert (devices["collar-01"]["name"], devices["collar-01"]["in_stock"]) == ("Zawadi", False)
+
+
 def test_field_technician_takes_amanis_collar_off_and_its_fixes_since_are_no_longer_hers(api):
     amani = animal_named(api, "Amani")
     off_at = NOW - timedelta(minutes=5)

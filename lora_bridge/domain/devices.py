@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lora_bridge.errors import MalformedUplink, UnknownDevice
+from lora_bridge.errors import InvalidHerdChange, MalformedUplink, UnknownDevice
 from lora_bridge.store import bulk
 from lora_bridge.store.ids import take_id
 from lora_bridge.store.tables import Animal, CollarFitting, Device
@@ -401,15 +401,16 @@ def ensure_animal(session: Session, device: Device) -> Animal:
 def register_animal(
     session: Session, device_id: str, name: str, species: str = DEFAULT_SPECIES, sex: str | None = None
 ) -> Animal:
-    """Name the animal wearing device_id (creating the collar record if it was never heard)."""
+    """Name the animal wearing device_id (creating the collar record if it was never heard). Not for a
+    collar in stock, worn by nobody: registering an animal on it is a fitting (`herd.register_animal`)."""
     device = session.get(Device, device_id)
     if device is None:
         device = Device(device_id=device_id, reported_settings={})
         session.add(device)
         session.flush()
+    if device.taken_off_at is not None:
+        raise InvalidHerdChange(f"collar {device_id} is in stock: an animal registered on it is fitted with it")
     animal = ensure_animal(session, device)
-    device.taken_off_at = None  # an animal registered on a collar taken off wears it again
-    animal.holds_collar_in_stock = False
     animal.name = name
     animal.species = species
     animal.sex = sex

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts, devices
 from lora_bridge.errors import CollarWornByAnother, InvalidHerdChange, UnknownDevice
+from lora_bridge.store.ids import take_id
 from lora_bridge.store.tables import (
     IS_AN_ANIMAL,
     ActivitySummary,
@@ -137,6 +138,24 @@ def fit_collar(session: Session, animal: Animal, collar: str, at: datetime, *, m
              extra={"device_id": device.device_id, "animal_id": animal.id, "previous_collar": previous,
                     "taken_from": taken_from, "refiled": refiled, "closed_alerts": closed})
     return Fitting(device.device_id, previous, taken_from, refiled, tuple(closed))
+
+
+def register_animal(session: Session, device_id: str, name: str, species: str = devices.DEFAULT_SPECIES,
+                    sex: str | None = None, *, at: datetime) -> tuple[Animal, Fitting | None]:
+    """Name the animal wearing collar device_id (`devices.register_animal`), and the fitting made, if any. A
+    collar in stock (`take_off_collar`) is worn by nobody: the animal is a new one, fitted with it at `at`
+    (`fit_collar`), so her wear starts at the fitting, and the collar's time in stock (its silence, its
+    bench fixes) stays its stock record's."""
+    device = session.get(Device, device_id)
+    if device is None or device.taken_off_at is None:
+        return devices.register_animal(session, device_id, name, species, sex), None
+    animal = Animal(id=take_id(session, Animal), name=name, species=species, sex=sex)
+    session.add(animal)
+    session.flush()
+    fitting = fit_collar(session, animal, device.device_id, at)
+    log.info("animal registered on a collar from stock device_id=%s animal_id=%s", device_id, animal.id,
+             extra={"device_id": device_id, "animal_id": animal.id, "fitted_at": at.isoformat()})
+    return animal, fitting
 
 
 @dataclass(frozen=True)
