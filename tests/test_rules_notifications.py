@@ -394,6 +394,26 @@ def test_earthranger_gets_nothing_of_the_collars_days_on_the_bench_heard_after_i
     assert _subjects_by_minute(stand_in) == {0: "Naserian", 180: "Kito"}
 
 
+def test_earthranger_gets_the_fix_a_new_collar_took_before_its_logged_fitting_on_kito(
+    sqlite_url, tmp_path, earthranger
+):
+    # Tito logged the new collar-01 on Kito at 01:30, but it was on her and fixing by 01:00; the 01:00 fix,
+    # from before any fitting the herd register knows, is filed under Kito and reaches EarthRanger as hers.
+    stand_in, url = earthranger
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        kito = bridge.register_animal("collar-02", "Kito").animal_id
+        bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, fitted_at=T + timedelta(minutes=90))
+        _hear_collar_01(bridge, [(60, 305_100, 9_705_000), (120, 305_200, 9_705_000)])
+        rows = _flush_until_done(bridge)
+        filed = [p.time for p in bridge.tracks(animal_ids=[kito], viewer=b.RANGER).get(kito, [])]
+
+    assert filed == [T + timedelta(minutes=60), T + timedelta(minutes=120)]
+    # collar-01 onto Kito, and her collar-02 into stock
+    assert rows == {("position", "sent"): 2, ("assignment", "sent"): 2} and stand_in.problems == []
+    assert _subjects_by_minute(stand_in) == {60: "Kito", 120: "Kito"}
+    assert stand_in.drawn_on("collar-01", (T + timedelta(minutes=60)).isoformat()) == ["Kito"]
+
+
 def _swap_collar_01_to_kito_at_01_30(bridge, stand_in, *, kito_heard_on_earthranger: bool = True) -> None:
     """Naserian wore collar-01 and EarthRanger drew its 00:00 fix on her (Kito's own collar-02 heard too,
     unless not); Tito moved collar-01 to Kito at 01:30; it then sent 02:00 and 03:00, and Naserian's 01:00

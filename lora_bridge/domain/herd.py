@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from lora_bridge.domain import alerts, devices
@@ -270,6 +270,19 @@ def wearing_at(session: Session, device_id: str, current: Animal, time: datetime
     if animal is None or animal.id == current.id:
         return Wearing(current)
     return Wearing(animal, as_utc(earlier.removed_at), as_utc(earlier.fitted_at) if earlier.fitted_at else None)
+
+
+def unknown_wear(session: Session, device_id: str, current: Animal, time: datetime) -> tuple[datetime | None, datetime]:
+    """The span around `time`, dated before current's fitting, in which the register knows no fitting of
+    collar device_id (`wearing_at` gives current for it): (from the end of the fitting before it, None when
+    there is none; to the start of the next one, current's fitting at the latest)."""
+    ended = session.scalar(select(func.max(CollarFitting.removed_at))
+                           .where(CollarFitting.device_id == device_id, CollarFitting.removed_at <= time))
+    starts = session.scalar(select(func.min(CollarFitting.fitted_at))
+                            .where(CollarFitting.device_id == device_id, CollarFitting.fitted_at > time))
+    fitted_at = as_utc(current.collar_fitted_at)
+    until = min(as_utc(starts), fitted_at) if starts is not None else fitted_at
+    return (as_utc(ended) if ended is not None else None), until
 
 
 def wearer_at(session: Session, device_id: str, current: Animal, time: datetime) -> Animal:

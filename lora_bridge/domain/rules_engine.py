@@ -867,6 +867,25 @@ def _judge_fences(
     return clean
 
 
+def _send_unknown_wear(
+    session: Session, runtime: RulesRuntime, device: Device, animal: Animal, behind: list[tuple[int, datetime, float, float]],
+    waiting: list[tuple[int, datetime, float, float]], new_ids: frozenset[int], steps: Steps,
+) -> list[tuple[int, datetime, float, float]]:
+    """The fixes of behind in the span of waiting's first in which the register knows no fitting of the
+    collar (`herd.unknown_wear`: a collar fixing before the fitting logged, or a clock set wrong): filed
+    under animal, the wearer now (`herd.wearer_at`), so their new plausible fixes go out under her (none of
+    a collar in stock), but judged for no fence, as nobody is known to have worn the collar then. The fixes
+    of waiting left to judge."""
+    since, until = herd.unknown_wear(session, device.device_id, animal, waiting[0][1])
+    span = [r for r in behind if (since is None or r[1] >= since) and r[1] < until]
+    if not animal.holds_collar_in_stock:
+        clean = exclude_outliers([(t, lat, lon) for _, t, lat, lon in span], runtime.profile(device, animal).speed)
+        new_times = {r[1] for r in span if r[0] in new_ids}
+        steps.fixes.extend((device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times)
+    taken = {r[0] for r in span} | {waiting[0][0]}  # the first at the least: the loop always moves on
+    return [r for r in waiting if r[0] not in taken]
+
+
 def _judge_backlog(
     session: Session,
     runtime: RulesRuntime,
@@ -881,7 +900,10 @@ def _judge_backlog(
     collar then, on her own fixes of the track only, against the fences; her new plausible fixes go to
     steps (never a spell in stock's: `herd.in_stock`). Her crossings are raised for her under her own open key
     (`herd.open_key_of`), apart from the alerts of the animal wearing the collar now, and grow or close
-    only hers. Her stillness is not judged (the track read holds too little of her time to time it)."""
+    only hers. Her stillness is not judged (the track read holds too little of her time to time it). Fixes
+    dated where the register knows no fitting of the collar go out under the animal wearing it now, judged
+    for no fence (`_send_unknown_wear`); until 6 December they went nowhere, and EarthRanger's track lacked
+    what the store filed under her."""
     behind = [r for r in track.rows if animal.collar_fitted_at is not None and r[1] < animal.collar_fitted_at]
     waiting = [r for r in behind if r[0] in track.new_ids]
     if not waiting:  # only judged fixes of hers around the new ones of the animal wearing the collar now
@@ -889,8 +911,9 @@ def _judge_backlog(
     fences = runtime.fence_index(session, fence_version)
     while waiting:
         wearing = herd.wearing_at(session, device.device_id, animal, waiting[0][1])
-        if wearing.until is None:  # dated before every fitting known of the collar: nobody to judge it for
-            return
+        if wearing.until is None:  # dated before every fitting the register knows of the collar at that time
+            waiting = _send_unknown_wear(session, runtime, device, animal, behind, waiting, track.new_ids, steps)
+            continue
         hers = [r for r in behind if r[1] < wearing.until and (wearing.since is None or r[1] >= wearing.since)]
         if herd.in_stock(wearing):  # the collar lay in stock then: no animal's fences to judge
             taken = {r[0] for r in hers}
