@@ -1598,6 +1598,7 @@ class Bridge:
                         model_version=view.model_version,
                         temperature_c=view.temperature_c,
                         as_of=as_of.get(device.device_id),
+                        in_stock=view.in_stock,
                     )
                 )
         return sorted(views, key=lambda v: (v.name or "", v.device_id))

@@ -134,6 +134,8 @@ class CollarHealthView:
     # For a role with a delay, the moment this view stands at (the cutoff of the collar's animal):
     # its last uplink, radio, gateway, counts and status are as heard by then. None: live.
     as_of: datetime | None = None
+    # Taken off and on no animal (the herd register's stock): it names no animal.
+    in_stock: bool = False
 
 
 @dataclass(frozen=True)

@@ -666,6 +666,10 @@ COL_LOW_ON = "Low on"
 COL_EMPTY_ON = "Empty on"
 
 
+# What the fleet table names a collar in the herd register's stock by (it is on no animal).
+IN_STOCK = "in stock"
+
+
 def fleet_health_table(collars: Iterable[Any], now: datetime, low_battery_mv: int = LOW_BATTERY_MV) -> pd.DataFrame:
     """Per collar (`CollarHealthView`): battery and its trend, last uplink against the collar's own
     interval, radio, lost uplinks, versions; the most urgent first (overdue, then lowest battery).
@@ -682,7 +686,7 @@ def fleet_health_table(collars: Iterable[Any], now: datetime, low_battery_mv: in
             due = "on time"
         rows.append(
             {
-                COL_NAME: c.name or "",
+                COL_NAME: IN_STOCK if c.in_stock else c.name or "",
                 COL_COLLAR: c.device_id,
                 COL_BATTERY: format_battery(c.battery_mv, low_battery_mv),
                 "Trend (mV/day)": c.battery_slope_mv_per_day,

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 
 from lora_bridge.adapters.api import create_app
 from lora_bridge.service import open_bridge
+from ranger_dashboard import views as dashboard_views
 
 # Amani's newest fix is ten minutes before NOW (access_builders); the technician moves her collar
 # to Kito five minutes before NOW.
@@ -350,6 +351,13 @@ def test_rangers_and_technicians_see_a_collar_in_stock_on_the_collar_list_as_in_
         assert stock["taken_off_at"] == off_at.isoformat(), role
         worn = devices["collar-02"]
         assert (worn["name"], worn["in_stock"], worn["taken_off_at"]) == ("Tusker", False, None), role
+    # The fleet health page names no animal for it either: it says the collar is in stock.
+    health = {c.device_id: c for c in api.bridge.fleet_health()}
+    assert (health["collar-01"].name, health["collar-01"].in_stock) == (None, True)
+    assert (health["collar-02"].name, health["collar-02"].in_stock) == ("Tusker", False)
+    table = dashboard_views.fleet_health_table([health["collar-01"], health["collar-02"]], NOW)
+    assert dict(zip(table[dashboard_views.COL_COLLAR], table[dashboard_views.COL_NAME], strict=True)) == {
+        "collar-01": dashboard_views.IN_STOCK, "collar-02": "Tusker"}
 
 
 def test_an_elephant_registered_on_a_collar_from_stock_wears_it_from_her_registration_not_from_its_take_off(api):
