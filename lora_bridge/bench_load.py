@@ -1,15 +1,20 @@
 """The bridge bench's load process: posts uplink bodies to the webhook over keep-alive HTTP/1.1
 connections, as a network server's webhook client does, and times each answer.
 
-One thread and one event loop hold every connection; each request is written as prepared bytes and
-each answer read by its `Content-Length` (or its chunks). The load shares the machine with the bridge
-it measures, so it must cost little: httpx in one thread per connection spent 1.05-1.26 ms of CPU per
-body, about what the bridge spends on the uplink; this spends 0.08-0.11 (`docs/bridge-scale.md`)."""
+One thread and one event loop hold every connection. Each connection is an asyncio protocol: a request
+is written as prepared bytes, its answer parsed from the bytes as they arrive (by its `Content-Length`,
+its chunks, or the connection's end), and the next body sent from the same callback, with no task,
+future or timer per request (one look a second ends requests past TIMEOUT_S). The load shares the
+machine with the bridge it measures, so it must cost little: httpx in one thread per connection spent
+1.05-1.26 ms of CPU per body, about what the bridge spends on the uplink; asyncio's streams with a
+timeout per request 0.07-0.11; this about 0.05-0.08 (`tembo bench bridge-cpu`, `load_cpu_ms_per_request`;
+`docs/bridge-scale.md`)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +26,12 @@ from urllib.parse import urlsplit
 NO_ANSWER = 599
 TIMEOUT_S = 60.0
 MAX_HEAD_BYTES = 64 * 1024
+# An answer's header lines (lower-cased, each with its CRLF): all of them, and each as (name, value)
+# without the blanks around either.
+_FIELDS = re.compile(rb"(?:[^:\r\n]*:[^\r\n]*\r\n)*")
+_FIELD = re.compile(rb"[ \t]*([^:\r\n]*?)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r\n")
+# How often the requests in flight are looked at for one past TIMEOUT_S.
+WATCH_S = 1.0
 
 
 class AnswerError(Exception):
@@ -67,102 +78,244 @@ def drive(url: str, secret_header: str, secret: str, bodies_file: str, connectio
 
 async def _drive(url: str, path: str, secret_header: str, secret: str, load: Load, connections: int) -> None:
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
     head = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: tembo-bench\r\n"
             f"Content-Type: application/json\r\n{secret_header}: {secret}\r\nContent-Length: ").encode()
-    cursor = iter(range(len(load.bodies)))
-    await asyncio.gather(*(_connection(host, port, head, load, cursor) for _ in range(connections)))
+    run = _Run(asyncio.get_running_loop(), parts.hostname or "127.0.0.1", parts.port or 80, head, load, connections)
+    await run.done
 
 
-async def _connection(host: str, port: int, head: bytes, load: Load, cursor: Any) -> None:
-    stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
-    for index in cursor:  # one event loop: the connections share the iterator without a lock
-        body = load.bodies[index]
+class _Run:
+    """The connections of one drive and what they share: the next body to send, the clock that ends a
+    request unanswered after TIMEOUT_S (one look a second for all, not a timer per request)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, host: str, port: int, head: bytes, load: Load,
+                 connections: int) -> None:
+        self.loop, self.host, self.port, self.head, self.load = loop, host, port, head, load
+        self.cursor = iter(range(len(load.bodies)))
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.clients = [_Client(self) for _ in range(connections)]
+        self.busy = len(self.clients)
+        self._watch = loop.call_later(WATCH_S, self._look)
+        for client in self.clients:
+            client.take_next()
+
+    def finished(self) -> None:
+        """A client found no body left."""
+        self.busy -= 1
+        if self.busy == 0:
+            self._watch.cancel()
+            if not self.done.done():
+                self.done.set_result(None)
+
+    def _look(self) -> None:
+        now = self.loop.time()
+        for client in self.clients:
+            if client.index is not None and now >= client.deadline:
+                client.fail()
+        self._watch = self.loop.call_later(WATCH_S, self._look)
+
+
+class _Client:
+    """One keep-alive connection: it sends a body, reads its answer as the bytes come (no task per
+    request), records it and sends the next; a new connection once the server ends one."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        self.wire: _Wire | None = None
+        self.index: int | None = None  # the body awaiting its answer
+        self.sent = 0.0  # perf_counter time its latency runs from
+        self.deadline = 0.0  # loop time it is given up by
+        self.buffer = b""
+
+    def take_next(self) -> None:
+        load = self.run.load
+        index = next(self.run.cursor, None)
+        if index is None:
+            self.index = None
+            if self.wire is not None:
+                self.wire.transport.close()
+                self.wire = None
+            self.run.finished()
+            return
+        self.index = index
+        self.deadline = self.run.loop.time() + TIMEOUT_S
         if load.pace is None:
             load.sent_wall[index] = time.time()
-            sent = time.perf_counter()
+            self.sent = time.perf_counter()
+            self.send()
+            return
+        started, started_wall, rate = load.pace
+        self.sent = started + index / rate  # when it is due
+        load.sent_wall[index] = started_wall + index / rate
+        wait = self.sent - time.perf_counter()
+        self.deadline += max(0.0, wait)
+        if wait > 0:
+            self.run.loop.call_later(wait, self.send)
         else:
-            started, started_wall, rate = load.pace
-            sent = started + index / rate  # when it is due
-            load.sent_wall[index] = started_wall + index / rate
-            wait = sent - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            self.send()
+
+    def send(self) -> None:
+        assert self.index is not None
+        if self.wire is None:
+            self.run.loop.create_task(self._connect())
+            return
+        body = self.run.load.bodies[self.index]
+        self.buffer = b""
+        self.wire.transport.write(b"%s%d\r\n\r\n%s" % (self.run.head, len(body), body))
+
+    async def _connect(self) -> None:
         try:
-            async with asyncio.timeout(TIMEOUT_S):
-                if stream is None:
-                    stream = await asyncio.open_connection(host, port)
-                reader, writer = stream
-                writer.write(b"%s%d\r\n\r\n%s" % (head, len(body), body))
-                status, answer, keep_alive = await read_answer(reader)
-            load.statuses[index] = status
-            if status < 300:  # the key the applied batches are reported by
-                said = json.loads(answer)
+            async with asyncio.timeout(max(0.0, self.deadline - self.run.loop.time())):
+                await self.run.loop.create_connection(lambda: _Wire(self), self.run.host, self.run.port)
+        except (OSError, TimeoutError):
+            self.fail()
+            return
+        self.send()
+
+    def received(self, wire: _Wire, data: bytes) -> None:
+        if wire is not self.wire or self.index is None:
+            return
+        self.buffer += data
+        try:
+            answer = read_answer(self.buffer, ended=False)
+        except (AnswerError, ValueError):
+            self.fail()
+            return
+        if answer is not None:
+            self.answered(*answer)
+
+    def lost(self, wire: _Wire) -> None:
+        if wire is not self.wire:
+            return
+        self.wire = None
+        if self.index is None:
+            return
+        try:  # an answer delimited by the connection's end is whole now
+            answer = read_answer(self.buffer, ended=True)
+        except (AnswerError, ValueError):
+            answer = None
+        if answer is None:
+            self.fail()
+        else:
+            self.answered(*answer)
+
+    def answered(self, status: int, body: bytes, keep_alive: bool) -> None:
+        index, load = self.index, self.run.load
+        assert index is not None
+        if status < 300:  # the key the applied batches are reported by
+            try:
+                said = json.loads(body)
                 load.raw_ids[index] = said.get("intake_id") or said.get("raw_uplink_id")
-            if not keep_alive:
-                stream = _closed(stream)
-        except (OSError, EOFError, TimeoutError, AnswerError, ValueError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError):
-            load.statuses[index] = NO_ANSWER
-            stream = _closed(stream)
-        load.latencies_ms[index] = 1000 * (time.perf_counter() - sent)
-    _closed(stream)
+            except (ValueError, AttributeError):
+                self.fail()
+                return
+        load.statuses[index] = status
+        load.latencies_ms[index] = 1000 * (time.perf_counter() - self.sent)
+        if not keep_alive:
+            self.close()
+        self.take_next()
+
+    def fail(self) -> None:
+        """No answer to the body in flight (connection refused, ended, timed out, not HTTP): counted as
+        NO_ANSWER, the connection closed, the next body on a new one."""
+        if self.index is None:
+            return
+        load = self.run.load
+        load.statuses[self.index] = NO_ANSWER
+        load.raw_ids[self.index] = None
+        load.latencies_ms[self.index] = 1000 * (time.perf_counter() - self.sent)
+        self.close()
+        self.take_next()
+
+    def close(self) -> None:
+        wire, self.wire, self.buffer = self.wire, None, b""
+        if wire is not None:
+            wire.transport.abort()
 
 
-def _closed(stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> None:
-    if stream is not None:
-        stream[1].close()
-    return None
+class _Wire(asyncio.Protocol):
+    """One TCP connection of a client (a client outlives the connections a server ends)."""
+
+    def __init__(self, client: _Client) -> None:
+        self.client = client
+        self.transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.client.wire = self
+
+    def data_received(self, data: bytes) -> None:
+        self.client.received(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.client.lost(self)
 
 
-async def read_answer(reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
-    """One HTTP/1.1 answer: (status, body, whether the connection stays open)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    if len(head) > MAX_HEAD_BYTES:
+def read_answer(data: bytes, ended: bool) -> tuple[int, bytes, bool] | None:
+    """One HTTP/1.1 answer at the start of data: (status, body, whether the connection stays open), or
+    None while it is not whole (ended: the server has closed the connection, nothing more comes)."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        if len(data) > MAX_HEAD_BYTES:
+            raise AnswerError("answer head too long")
+        return None
+    if end + 4 > MAX_HEAD_BYTES:
         raise AnswerError("answer head too long")
-    lines = head[:-4].split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
+    status_end = data.find(b"\r\n", 0, end + 2)
+    version, _, rest = data[:status_end].partition(b" ")
     if not version.startswith(b"HTTP/1."):
-        raise AnswerError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+        raise AnswerError(f"not an HTTP/1.x status line: {data[:min(status_end, 80)]!r}")
     try:
         status = int(rest[:3])
     except ValueError as error:
-        raise AnswerError(f"no status code in {lines[0][:80]!r}") from error
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise AnswerError(f"a header line without a colon: {line[:80]!r}")
-        headers[name.strip().lower()] = value.strip()
-    keep_alive = headers.get(b"connection", b"").lower() != b"close" and version != b"HTTP/1.0"
-    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
-        return status, await _read_chunks(reader), keep_alive
+        raise AnswerError(f"no status code in {data[:min(status_end, 80)]!r}") from error
+    fields = data[status_end + 2:end + 2].lower()  # each header line with its CRLF
+    if not _FIELDS.fullmatch(fields):
+        bad = next(line for line in fields.split(b"\r\n") if b":" not in line)
+        raise AnswerError(f"a header line without a colon: {bad[:80]!r}")
+    headers = dict(_FIELD.findall(fields))
+    keep_alive = headers.get(b"connection") != b"close" and version != b"HTTP/1.0"
+    start = end + 4
+    if b"chunked" in headers.get(b"transfer-encoding", b""):
+        body = _chunks(data, start)
+        return None if body is None else (status, body, keep_alive)
     if b"content-length" in headers:
         try:
             length = int(headers[b"content-length"])
         except ValueError as error:
             raise AnswerError(f"Content-Length is no number: {headers[b'content-length'][:40]!r}") from error
-        return status, await reader.readexactly(length), keep_alive
+        return None if len(data) < start + length else (status, data[start:start + length], keep_alive)
     if status in (204, 304) or 100 <= status < 200:
         return status, b"", keep_alive
-    return status, await reader.read(), False  # delimited by the connection's end
+    return (status, data[start:], False) if ended else None  # delimited by the connection's end
 
 
-async def _read_chunks(reader: asyncio.StreamReader) -> bytes:
+def _chunks(data: bytes, at: int) -> bytes | None:
+    """A chunked body starting at data[at:], or None while its last chunk and trailers have not come."""
     parts = []
     while True:
-        size_line = await reader.readuntil(b"\r\n")
+        line_end = data.find(b"\r\n", at)
+        if line_end < 0:
+            return None
         try:
-            size = int(size_line.split(b";")[0].strip(), 16)
+            size = int(data[at:line_end].split(b";")[0].strip(), 16)
         except ValueError as error:
-            raise AnswerError(f"a chunk size is no number: {size_line[:40]!r}") from error
+            raise AnswerError(f"a chunk size is no number: {data[at:line_end][:40]!r}") from error
+        at = line_end + 2
         if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, then the blank line
-                pass
-            return b"".join(parts)
-        parts.append(await reader.readexactly(size))
-        if await reader.readexactly(2) != b"\r\n":
+            while True:  # trailers, then the blank line
+                line_end = data.find(b"\r\n", at)
+                if line_end < 0:
+                    return None
+                if line_end == at:
+                    return b"".join(parts)
+                at = line_end + 2
+        if len(data) < at + size + 2:
+            return None
+        parts.append(data[at:at + size])
+        if data[at + size:at + size + 2] != b"\r\n":
             raise AnswerError("a chunk not followed by CRLF")
+        at += size + 2
 
 
 def _main(argv: list[str]) -> int:

@@ -27,6 +27,13 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
                                    body to the last applied: batches as large as the moment made them)
     intake_handler_python_calls_per_uplink   the Python calls per body of the thread that runs the ASGI
                                    app (the HTTP side; the writer's thread is not counted)
+    load_cpu_ms_per_request        the bench's load process (`lora_bridge.bench_load.drive`, as `tembo bench
+                                   bridge` runs it, here in this process) posting the herd's bodies over
+                                   `connections` keep-alive connections to a stand-in webhook in a process of
+                                   its own that answers each as the durable intake does (202, its JSON); the
+                                   load shares the machine with the bridge it measures. Median and least of
+                                   `rounds` after a warm-up run
+    load_python_calls_per_request  the Python calls per body of the same (cProfile): the same in every run
 """
 
 from __future__ import annotations
@@ -35,11 +42,14 @@ import asyncio
 import cProfile
 import pstats
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from lora_bridge import bench_load
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.bench import BENCH_SECRET, cpu_by_part, process_tree_cpu_s, synthetic_bodies, thread_cpu_s
 from lora_bridge.group_commit import Submission
@@ -150,8 +160,71 @@ async def _post(app: Any, body: bytes) -> int:
     return status
 
 
+def load_cpu_s(bodies: list[bytes], connections: int, profile: bool = False) -> tuple[float, int]:
+    """(CPU seconds of this process, Python calls or 0) of the bench's load posting bodies over
+    `connections` connections to `stand_in_webhook` in a process of its own, every one answered 202."""
+    server = subprocess.Popen([sys.executable, "-c", "from lora_bridge.cpu_bench import stand_in_webhook; stand_in_webhook()"],
+                              stdout=subprocess.PIPE)
+    try:
+        assert server.stdout is not None
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}"
+        with tempfile.TemporaryDirectory(prefix="tembo-load-bench-") as folder:
+            bodies_file = Path(folder) / "bodies.jsonl"
+            bodies_file.write_bytes(b"\n".join(bodies))
+            profiler = cProfile.Profile(time.process_time) if profile else None
+            if profiler is not None:
+                profiler.enable()
+            driven = bench_load.drive(url, SECRET_HEADER, BENCH_SECRET, str(bodies_file), connections)
+            if profiler is not None:
+                profiler.disable()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        server.stdout.close()  # type: ignore[union-attr]
+    refused = [code for code in driven["statuses"] if code != 202]
+    if refused or None in driven["raw_ids"]:
+        raise RuntimeError(f"{len(refused)} bodies not answered 202 by the stand-in webhook: {sorted(set(refused))}")
+    calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
+    return driven["cpu_s"], calls
+
+
+def stand_in_webhook() -> None:
+    """A webhook that answers each POST as the durable intake answers a TTS uplink (202 received, its
+    intake_id), on a free port it prints, until it is ended; it does none of the bridge's work."""
+
+    class Answering(asyncio.Protocol):
+        given = 0
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+            self.buffer = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+                head = self.buffer[:end].lower()
+                length = int(head.partition(b"content-length:")[2].partition(b"\r\n")[0])
+                if len(self.buffer) < end + 4 + length:
+                    return
+                self.buffer = self.buffer[end + 4 + length:]
+                Answering.given += 1
+                answer = (b'{"status":"received","raw_uplink_id":null,"device_id":"collar-01","dev_eui":'
+                          b'"70B3D57ED0000001","f_cnt":%d,"message":null,"reason":null,"stage":null,'
+                          b'"downlink_ids":[],"intake_id":%d}' % (Answering.given, Answering.given))
+                self.transport.write(b"HTTP/1.1 202 Accepted\r\ndate: Sun, 06 Dec 2026 14:00:00 GMT\r\n"
+                                     b"server: uvicorn\r\ncontent-length: %d\r\ncontent-type: application/json"
+                                     b"\r\n\r\n%s" % (len(answer), answer))
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(Answering, "127.0.0.1", 0)
+        print(server.sockets[0].getsockname()[1], flush=True)  # noqa: T201 - the port, to the bench
+        await server.serve_forever()
+
+    asyncio.run(serve())
+
+
 def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 8, rounds: int = 3,
-        intake: bool = True) -> dict[str, Any]:
+        intake: bool = True, load: bool = True) -> dict[str, Any]:
     """The figures of the module docstring for the herd of `collars` collars over `hours` hours."""
     bodies = synthetic_bodies(collars, hours)
     figures: dict[str, Any] = {"uplinks": len(bodies), "batch": batch, "connections": connections}
@@ -181,4 +254,10 @@ def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 
                 for part in sorted({part for run in runs for part in run[3]})}
             calls = intake_cpu_s(url("intake-profiled"), bodies, connections, profile=True)[2]
             figures["intake_handler_python_calls_per_uplink"] = round(calls / len(bodies), 2)
+    if load:
+        load_cpu_s(bodies[:max(1, len(bodies) // 10)], connections)  # imports and first connections, unmeasured
+        posting = [1000 * load_cpu_s(bodies, connections)[0] / len(bodies) for _ in range(rounds)]
+        figures["load_cpu_ms_per_request"] = round(statistics.median(posting), 4)
+        figures["load_cpu_ms_per_request_least"] = round(min(posting), 4)
+        figures["load_python_calls_per_request"] = round(load_cpu_s(bodies, connections, profile=True)[1] / len(bodies), 2)
     return figures

@@ -7,9 +7,10 @@ from lora_bridge.bench import synthetic_bodies
 from tembo.benches import BENCHES
 
 
-def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_and_the_webhook():
-    """Every body of a small herd is applied (the applier's side) and answered 202 (the webhook's side,
-    else the bench raises), and each side's CPU per uplink and its Python calls come out positive."""
+def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_the_webhook_and_the_load():
+    """Every body of a small herd is applied (the applier's side) and answered 202 (the webhook's side and
+    the bench's load, else the bench raises), and each side's CPU per uplink and its Python calls come
+    out positive."""
     assert BENCHES["bridge-cpu"] == "lora_bridge.cpu_bench:run"
     figures = cpu_bench.run(collars=2, hours=3, batch=4, connections=2, rounds=1)
     assert figures["uplinks"] == len(synthetic_bodies(2, 3))
@@ -17,3 +18,5 @@ def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_and_the_webh
     assert figures["applier_python_calls_per_uplink"] > 100 and figures["intake_handler_python_calls_per_uplink"] > 10
     assert figures["intake_applier_process_cpu_ms_per_uplink"] >= 0
     assert set(figures["intake_cpu_ms_per_uplink_by_thread"]) >= {"http", "writer", "outbox"}
+    # the load process's own share (every body answered 202 by the stand-in webhook, else it raises)
+    assert figures["load_cpu_ms_per_request"] > 0 and figures["load_python_calls_per_request"] > 10
