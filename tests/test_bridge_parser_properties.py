@@ -206,13 +206,17 @@ answers = st.recursive(
 @settings(max_examples=400, deadline=None)
 @given(st.dictionaries(st.text(max_size=12), answers, max_size=8))
 def test_a_network_server_reads_the_same_answer_bytes_as_starlettes_json_gave(payload):
-    """A webhook answer (status, collar, frame counter, reasons in any language) is the same bytes as
-    Starlette's JSONResponse wrote, though its encoder is made once; a NaN is refused by both alike."""
+    """A webhook answer (status, collar, frame counter, reasons in any language) is the same bytes and
+    headers as Starlette's JSONResponse wrote, though its encoder is made once and its headers set at
+    once; a NaN is refused by both alike."""
     from starlette.responses import JSONResponse
 
     from lora_bridge.adapters.webhook import WebhookAnswer
 
-    assert WebhookAnswer(payload, status_code=202).body == JSONResponse(payload, status_code=202).body
+    for status in (200, 202):  # the webhook's answers of a body kept (its 4xx/5xx are Starlette's own)
+        ours, starlettes = WebhookAnswer(payload, status_code=status), JSONResponse(payload, status_code=status)
+        assert (ours.status_code, ours.raw_headers, ours.body) == (status, starlettes.raw_headers, starlettes.body)
+        assert ours.background is None and ours.headers == starlettes.headers
     refused = []
     for response in (WebhookAnswer, JSONResponse):
         try:

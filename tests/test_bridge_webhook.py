@@ -212,3 +212,27 @@ def test_one_collar_sending_broken_bodies_never_gets_the_application_webhook_dis
     assert other_collar.status_code == 200 and other_collar.json()["status"] == "processed"
     assert {letter.stage for letter in bridge.dead_letters()} == {"parse"}
     assert post_tts(client, b.tts_uplink(b.status(), f_cnt=2), secret="wrong").status_code == 401
+
+
+def test_a_bridge_failing_on_an_uplink_answers_500_and_tells_its_server_alike_on_every_tts_route(bridge, monkeypatch):
+    """The base URL is answered before Starlette's router (`WebhookApp`): a bug met there gives the sender
+    Starlette's own 500 and reaches the server's log, as on the routes the router serves; a wrong secret
+    is the API's 401 on both."""
+    from lora_bridge.adapters.api import create_app as create_bridge_app
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug while reading the uplink")
+
+    monkeypatch.setattr(bridge, "submission", broken)
+    body = b.tts_uplink(b.status())
+    app = create_bridge_app(bridge)
+    headers = {"X-Tembo-Secret": b.SECRET, "Content-Type": "application/json"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answers = [client.post(path, content=body, headers=headers) for path in ("/uplinks/tts", "/uplinks/tts/uplink")]
+        refused = [client.post(path, content=body, headers={"X-Tembo-Secret": "guess"})
+                   for path in ("/uplinks/tts", "/uplinks/tts/uplink")]
+    assert [(a.status_code, a.text, a.headers["content-type"]) for a in answers] == [
+        (500, "Internal Server Error", "text/plain; charset=utf-8")] * 2
+    assert [(r.status_code, r.json()) for r in refused] == [(401, refused[1].json())] * 2
+    with TestClient(app) as client, pytest.raises(RuntimeError, match="a bug while reading"):
+        client.post("/uplinks/tts", content=body, headers=headers)

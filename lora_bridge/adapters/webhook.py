@@ -43,9 +43,12 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.errors import ServerErrorMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from lora_bridge import ingest
 from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable, error_id, error_id_in
@@ -60,6 +63,11 @@ from lora_bridge.views import IngestResult
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Tembo-Secret"
+# The header names as an ASGI server hands them in (lower-case bytes).
+_SECRET_KEY = SECRET_HEADER.lower().encode("latin-1")
+_CONTENT_TYPE_KEY = b"content-type"
+# The Things Stack's base webhook URL: the route nearly every uplink comes by (`WebhookApp`).
+TTS_PATH = "/uplinks/tts"
 # The Things Stack's downlink route, sent with every webhook call when a downlink API key is set.
 DOWNLINK_HEADERS = ("X-Downlink-Push", "X-Downlink-Replace", "X-Downlink-Apikey")
 # The same names as an ASGI server hands header names in (lower-case bytes), looked for in one pass.
@@ -78,10 +86,71 @@ _ANSWER_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=N
 
 
 class WebhookAnswer(JSONResponse):
-    """A JSONResponse whose body is the same bytes, rendered by `_ANSWER_ENCODER`."""
+    """A JSONResponse whose body is the same bytes, rendered by `_ANSWER_ENCODER`, and whose headers are the
+    two Starlette gives a JSON answer (`Response.init_headers`: its length, then its type), set at once."""
+
+    def __init__(self, content: Any, status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = self.render(content)
+        self.raw_headers = [(b"content-length", b"%d" % len(self.body)), (b"content-type", b"application/json")]
 
     def render(self, content: Any) -> bytes:
         return _ANSWER_ENCODER.encode(content).encode("utf-8")
+
+
+class WebhookApp(Starlette):
+    """Starlette with The Things Stack's base webhook route (POST `TTS_PATH`, the route of nearly every
+    uplink) handed straight to its handler: the same handler, answer and error handling as through
+    Starlette's middleware and router, without their layers for every uplink (each layer's wrappers and
+    the router's matching cost about a quarter of the webhook's Python calls per uplink). Every other
+    request, and every request once middleware is added or the app is mounted under a root path, goes
+    through Starlette."""
+
+    def __init__(self, tts_route: Route, **options: Any) -> None:
+        super().__init__(**options)
+        self._tts_route = tts_route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["path"] == TTS_PATH and scope["method"] == "POST"
+                and not scope.get("root_path") and not self.user_middleware and self.max_body_size is None):
+            await self._tts(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def _tts(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """What the router and `request_response` do for `_tts_route`, with Starlette's error handling
+        (the app's exception handlers, else a 500 and the error raised to the server) for an error
+        before the answer; an error while answering is raised to the server, as Starlette raises it."""
+        route = self._tts_route
+        scope["app"] = self
+        scope.setdefault("router", self.router)
+        scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, {}
+        request = Request(scope, receive, send)
+        try:
+            response = await route.endpoint(request)
+        except Exception as error:  # noqa: BLE001 - answered as Starlette's middleware answers it
+            await self._answer_error(error, scope, receive, send)
+            return
+        await response(scope, receive, send)
+
+    async def _answer_error(self, error: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+        """Error raised before any answer: through the same middleware Starlette builds
+        (`Starlette.build_middleware_stack`), with an app that raises it in place of the router."""
+        error_handler = None
+        handlers: dict[Any, Any] = {}
+        for key, value in self.exception_handlers.items():
+            if key in (500, Exception):
+                error_handler = value
+            else:
+                handlers[key] = value
+
+        async def raising(scope: Scope, receive: Receive, send: Send) -> None:
+            raise error
+
+        app = ServerErrorMiddleware(ExceptionMiddleware(raising, handlers=handlers, debug=self.debug),
+                                    handler=error_handler, debug=self.debug)
+        await app(scope, receive, send)
 
 
 def create_app(bridge: Bridge) -> Starlette:
@@ -110,9 +179,11 @@ def create_app(bridge: Bridge) -> Starlette:
         healthy = await run_in_threadpool(bridge.healthy)
         return JSONResponse({"status": "ok" if healthy else "store unavailable"}, status_code=200 if healthy else 503)
 
-    app = Starlette(
+    tts_route = Route(TTS_PATH, tts_uplink, methods=["POST"])
+    app = WebhookApp(
+        tts_route,
         routes=[
-            Route("/uplinks/tts", tts_uplink, methods=["POST"]),
+            tts_route,
             # The Things Stack appends each enabled message's path to the base URL (creating-webhooks:
             # `/uplinks`, `/join-accept`, `/downlink-ack`): one segment names the kind, never a device.
             Route("/uplinks/tts/{event}", tts_uplink, methods=["POST"]),
@@ -132,12 +203,13 @@ def create_app(bridge: Bridge) -> Starlette:
 async def _ingest(
     request: Request, bridge: Bridge, network: str, event: str | None, path_ids: dict[str, str] | None
 ) -> JSONResponse:
-    _check_secret(request, bridge)
+    secret, content_type, downlink_route = _head(request.scope["headers"])
+    _check_secret(request, secret, bridge)
     try:
         # A sender whose body has not come by the time the answer is due is no network server (TTS gives
         # up after 10 s): it had held its connection open for as long as it liked, one more each time.
         async with asyncio.timeout(bridge.settings.webhook_answer_within_s):
-            body, truncated = await _read_capped(request, MAX_BODY_BYTES)
+            body, truncated = await _read_capped(request.receive, MAX_BODY_BYTES)
     except TimeoutError:
         log.warning("webhook body not received within %g s; nothing stored, connection closed",
                     bridge.settings.webhook_answer_within_s,
@@ -146,7 +218,6 @@ async def _ingest(
                             headers={"Connection": "close"})
     if truncated:
         log.warning("oversized body truncated", extra={"source": network})
-    content_type = request.headers.get("Content-Type", "application/json")
     try:
         if bridge.settings.webhook_ack == "durable":
             result: IngestResult = await _ingest_durable(bridge, network, event, body, content_type, path_ids)
@@ -160,7 +231,7 @@ async def _ingest(
                     said, network, label(event), error, extra={"network": network, "event": event, "error_id": said})
         return JSONResponse({"status": "unavailable", "reason": UNAVAILABLE_REASON, "error_id": said},
                             status_code=503, headers={"Retry-After": "60"})
-    if network == SOURCE_TTS and any(key in _DOWNLINK_HEADER_KEYS for key, _ in request.headers.raw):
+    if network == SOURCE_TTS and downlink_route:
         await _remember_route(request, bridge, path_ids, result.device_id, result.raw_uplink_id)
     payload = {
         "status": result.status,
@@ -271,23 +342,50 @@ async def _remember_route(
         log.warning("downlink route from TTS headers not stored: %s", type(error).__name__)
 
 
-async def _read_capped(request: Request, limit: int) -> tuple[bytes, bool]:
-    """The body's first `limit` bytes and whether there was more; never holds more than limit in memory."""
+def _head(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str, bool]:
+    """From a request's headers in one pass: (the secret header's bytes, b"" when absent; the Content-Type,
+    "application/json" when absent; whether a TTS downlink header came), each the first of its name, as
+    Starlette's `Headers.get` reads them."""
+    secret: bytes | None = None
+    content_type: bytes | None = None
+    downlink_route = False
+    for key, value in headers:
+        if key == _SECRET_KEY:
+            if secret is None:
+                secret = value
+        elif key == _CONTENT_TYPE_KEY:
+            if content_type is None:
+                content_type = value
+        elif key in _DOWNLINK_HEADER_KEYS:
+            downlink_route = True
+    return (secret or b"", "application/json" if content_type is None else content_type.decode("latin-1"),
+            downlink_route)
+
+
+async def _read_capped(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The body's first `limit` bytes and whether there was more; never holds more than limit in memory.
+    ClientDisconnect when the sender hangs up first (as Starlette's `Request.stream` reads it)."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        if size + len(chunk) > limit:
-            chunks.append(chunk[: limit - size])
-            return b"".join(chunks), True
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks), False
+    while True:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunk = message.get("body", b"")
+            if chunk:
+                if size + len(chunk) > limit:
+                    chunks.append(chunk[: limit - size])
+                    return b"".join(chunks), True
+                chunks.append(chunk)
+                size += len(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), False
+        elif message["type"] == "http.disconnect":
+            raise ClientDisconnect()
 
 
-def _check_secret(request: Request, bridge: Bridge) -> None:
+def _check_secret(request: Request, given: bytes, bridge: Bridge) -> None:
     # The header's own bytes (Starlette reads headers as Latin-1): a secret with letters beyond ASCII,
     # sent as UTF-8 as The Things Stack sends it, had never matched, and every uplink was refused.
-    given = request.headers.get(SECRET_HEADER, "").encode("latin-1")
     expected = bridge.settings.webhook_secret_bytes()
     # An empty secret in force accepts nobody (create_app refuses to start with one anyway).
     if not expected or not hmac.compare_digest(given, expected):
