@@ -171,6 +171,10 @@ def create_app(bridge: Bridge) -> Starlette:
             }
         return await _ingest(request, bridge, SOURCE_TTS, request.path_params.get("event"), path_ids)
 
+    async def tts_base_uplink(request: Request) -> JSONResponse:
+        # The base URL (no path variables): the route of nearly every uplink, read without them.
+        return await _ingest(request, bridge, SOURCE_TTS, None, None)
+
     async def chirpstack_uplink(request: Request) -> JSONResponse:
         # ChirpStack posts every event to one URL and names it in ?event= (absent: an uplink).
         return await _ingest(request, bridge, SOURCE_CHIRPSTACK, request.query_params.get("event", "up"), None)
@@ -179,7 +183,7 @@ def create_app(bridge: Bridge) -> Starlette:
         healthy = await run_in_threadpool(bridge.healthy)
         return JSONResponse({"status": "ok" if healthy else "store unavailable"}, status_code=200 if healthy else 503)
 
-    tts_route = Route(TTS_PATH, tts_uplink, methods=["POST"])
+    tts_route = Route(TTS_PATH, tts_base_uplink, methods=["POST"])
     app = WebhookApp(
         tts_route,
         routes=[
