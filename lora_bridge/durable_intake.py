@@ -313,7 +313,8 @@ class DurableIntake:
                 ids = self.journal.append(
                     [(now, s.network, s.event, s.content_type, s.path_ids, s.body) for s in kept]
                 )
-                queued: list[Any] = [
+                # the applier thread's queue (an applier process reads the journal itself)
+                queued: list[Any] = [] if self._process is not None else [
                     (intake_id, Submission(s.network, s.event, s.body, s.content_type, s.path_ids, received_at=now,
                                            message=message))
                     for intake_id, s, message in zip(ids, kept, messages, strict=True)

@@ -48,6 +48,10 @@ SCHEMA = (
 )
 
 
+INSERT = ("INSERT INTO bodies (received_at, network, event, content_type, path_ids, body) "
+          "VALUES (?, ?, ?, ?, ?, ?)")
+
+
 @dataclass(frozen=True)
 class JournalEntry:
     """One kept body, as the journal holds it."""
@@ -100,15 +104,17 @@ class IntakeJournal:
                 cursor = self._connection.cursor()
                 write_lock.begin_immediate(cursor.execute, BUSY_TIMEOUT_S)
                 try:
-                    ids = []
-                    for received_at, network, event, content_type, path_ids, body in entries:
-                        cursor.execute(
-                            "INSERT INTO bodies (received_at, network, event, content_type, path_ids, body) "
-                            "VALUES (?, ?, ?, ?, ?, ?)",
-                            (received_at.isoformat(), network, event, content_type,
-                             json.dumps(path_ids) if path_ids else None, bytes(body)),
-                        )
-                        ids.append(int(cursor.lastrowid))
+                    # the bodies of a batch share their arrival time: its text is made once
+                    texts = {at: at.isoformat() for at in {entry[0] for entry in entries}}
+                    cursor.executemany(INSERT, [
+                        (texts[received_at], network, event, content_type,
+                         json.dumps(path_ids) if path_ids else None, bytes(body))
+                        for received_at, network, event, content_type, path_ids, body in entries
+                    ])
+                    # AUTOINCREMENT gives each row one more than the largest id ever given, and this
+                    # transaction is the only writer: the rows took the ids up to the last one in order.
+                    last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
+                    ids = list(range(last - len(entries) + 1, last + 1))
                     cursor.execute("COMMIT")
                 except BaseException:
                     cursor.execute("ROLLBACK")

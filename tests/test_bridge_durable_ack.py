@@ -328,6 +328,34 @@ def test_a_journal_never_names_two_bodies_alike_even_once_emptied(sqlite_url):
     assert second > first
 
 
+def test_each_body_of_a_kept_batch_is_answered_with_the_journal_id_that_holds_it(sqlite_url):
+    """A batch goes into the journal in one statement: the ids it answers are those of its rows, in order,
+    even after a batch emptied from the journal and among batches of other sizes and arrival times."""
+    from datetime import timedelta
+
+    from lora_bridge.intake_journal import IntakeJournal
+    from lora_bridge.store.utc import utc_now
+
+    now = utc_now()
+    journal = IntakeJournal.for_store(sqlite_url)
+    try:
+        gone = journal.append([(now, "tts", "uplink_message", None, None, uplink_body(n)) for n in range(3)])
+        journal.remove(gone)
+        kept = {}
+        for first, size in ((3, 1), (4, 5), (9, 2)):
+            batch = [(now + timedelta(seconds=n % 2), "tts", None, "application/json",
+                      {"application_id": "herd", "device_id": f"c{n}"} if n % 3 == 0 else None, uplink_body(n))
+                     for n in range(first, first + size)]
+            kept.update(zip(journal.append(batch), batch, strict=True))
+        entries = journal.entries()
+    finally:
+        journal.close()
+
+    assert sorted(kept) == list(range(gone[-1] + 1, gone[-1] + 9)) and gone == [gone[0], gone[0] + 1, gone[0] + 2]
+    assert [(e.intake_id, e.received_at, e.network, e.event, e.content_type, e.path_ids, e.body) for e in entries] == [
+        (i, *kept[i]) for i in sorted(kept)]
+
+
 def test_an_applier_process_killed_mid_load_is_started_again_and_applies_every_body_once(store_url):
     # On SQLite the webhook's process keeps bodies in its journal, on PostgreSQL as raw rows `received`:
     # either way the applier that takes over applies what the killed one was told of and had not applied.
