@@ -423,6 +423,7 @@ def load_settings(toml_path: str | Path | None = None, **overrides: Any) -> Brid
 # TEMBO_* variables that are not bridge settings: other parts of Tembo read them.
 OTHER_VARIABLES = frozenset({
     "TEMBO_CONFIG", "TEMBO_BENCH_CACHE", "TEMBO_DASHBOARD_CLOCK", "TEMBO_DASHBOARD_REFRESH_S", "TEMBO_DASHBOARD_ROLE",
+    "TEMBO_WASM_CACHE",
 })
 
 

