@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 
 from collar_firmware.compat import GC_BUDGET_BYTES
-from models.evaluate import budget as blob_budget
 
 FIRMWARE_DIR = Path(__file__).resolve().parent.parent / "collar_firmware"
 FUEL = 2_000_000_000
@@ -52,6 +51,9 @@ class Limits:
 
 def static_costs(blob: bytes) -> dict:
     """Return blob bytes, trees, nodes, leaves, depth and the reader's heap (validated by the collar's parser)."""
+    # imported here: models.evaluate brings scikit-learn (~1 s of CPU), which the measuring child never needs
+    from models.evaluate import budget as blob_budget
+
     return asdict(blob_budget(blob))
 
 
