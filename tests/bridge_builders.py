@@ -265,6 +265,17 @@ def _new_sqlite_file(store_url: str) -> Path | None:
     return None if path.exists() else path
 
 
+def migrated(store_url: str) -> str:
+    """store_url, whose SQLite file, when not there yet, starts as a copy of the migrated empty store
+    (`migrated_sqlite_store`): what opening it would have migrated, in a millisecond instead of ~0.4 s of
+    CPU. PostgreSQL, memory and a file already there are left as they are."""
+    sqlite_file = _new_sqlite_file(store_url)
+    if sqlite_file is not None:
+        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(migrated_sqlite_store(), sqlite_file)
+    return store_url
+
+
 @contextmanager
 def fresh_bridge(store_url: str, signed_by: tuple[Any, ...] = (), **settings: Any) -> Iterator[Bridge]:
     """A Bridge on the empty store at store_url (SQLite file or PostgreSQL database of the fixture);
@@ -272,10 +283,7 @@ def fresh_bridge(store_url: str, signed_by: tuple[Any, ...] = (), **settings: An
     images of its campaigns are checked against. A SQLite file not there yet starts as a copy of the
     migrated empty store (`migrated_sqlite_store`), as a PostgreSQL one is cloned from its template."""
     settings.setdefault("webhook_secret", SECRET)
-    sqlite_file = _new_sqlite_file(store_url)
-    if sqlite_file is not None:
-        sqlite_file.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(migrated_sqlite_store(), sqlite_file)
+    migrated(store_url)
     with tempfile.TemporaryDirectory(prefix="tembo-release-keys-") as folder:
         if signed_by:
             settings["release_keys_file"] = release_keys_file(Path(folder), *signed_by)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from bridge_builders import SHIPPED_MODEL_VERSION
+from bridge_builders import SHIPPED_MODEL_VERSION, migrated
 from browser_helpers import (
     ACCOUNTS,
     HERD,
@@ -48,6 +48,13 @@ def no_busy_store_left_by_an_earlier_test(monkeypatch) -> None:
     starts as a fresh server, not within the hold an earlier test's backup left."""
     monkeypatch.setattr(data, "_busy_until", 0.0)
     monkeypatch.setattr(data, "_owed", [])
+
+
+@pytest.fixture
+def sqlite_url(sqlite_url: str) -> str:
+    """The test's own SQLite store, a copy of the migrated empty one: each test here opens it with the
+    bridge first, which would have migrated it (~0.4 s of CPU a test)."""
+    return migrated(sqlite_url)
 
 
 @pytest.fixture
