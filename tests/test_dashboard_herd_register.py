@@ -14,8 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
-from bridge_builders import migrated
-from browser_helpers import ACCOUNTS, backup_holds_the_store, seed
+from browser_helpers import ACCOUNTS, backup_holds_the_store, seeded_sqlite
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
@@ -127,9 +126,9 @@ def no_busy_store_left_by_an_earlier_test(monkeypatch) -> None:
 @pytest.fixture
 def store(sqlite_url, monkeypatch) -> str:
     """The seeded reserve (Amani on collar-001, Zawadi on collar-002, Kito on collar-003) with its
-    accounts; the dashboard reads it through TEMBO_DATABASE_URL."""
-    with open_bridge(migrated(sqlite_url)) as bridge:  # a copy of the migrated store, not migrated again
-        seed(bridge)
+    accounts, a copy of its own of the store `seed` filled for this process; the dashboard reads it
+    through TEMBO_DATABASE_URL."""
+    seeded_sqlite(sqlite_url)
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
     return sqlite_url
 

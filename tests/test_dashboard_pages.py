@@ -22,6 +22,7 @@ from browser_helpers import (
     backup_holds_the_store,
     names_on_map,
     seed,
+    seeded_sqlite,
     status_values,
     tracks_on_map,
     tts_uplink,
@@ -58,13 +59,12 @@ def sqlite_url(sqlite_url: str) -> str:
 
 
 @pytest.fixture
-def store(sqlite_url, monkeypatch) -> str:
-    """A seeded store the dashboard reads (via TEMBO_DATABASE_URL); its URL."""
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
-    bridge.close()
-    monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
-    return sqlite_url
+def store(tmp_path, monkeypatch) -> str:
+    """A seeded store the dashboard reads (via TEMBO_DATABASE_URL), a copy of its own of the one `seed`
+    filled for this process; its URL."""
+    url = seeded_sqlite(f"sqlite:///{tmp_path / 'seeded.db'}")
+    monkeypatch.setenv("TEMBO_DATABASE_URL", url)
+    return url
 
 
 def signed_in(username: str) -> str:
