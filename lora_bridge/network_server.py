@@ -33,6 +33,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from lora_bridge import https
 from lora_bridge.errors import DownlinkError
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.updates.multicast_keys import GroupKeys
@@ -159,7 +160,7 @@ class NetworkServerClient:
     def __init__(self, settings: BridgeSettings, http: httpx.Client | None = None) -> None:
         self.settings = settings
         timeout = httpx.Timeout(settings.downlink_timeout_s, connect=min(2.0, settings.downlink_timeout_s))
-        self.http = http or httpx.Client(timeout=timeout)
+        self.http = http or https.client(timeout=timeout)
 
     def __repr__(self) -> str:
         return f"NetworkServerClient(url={self.settings.network_server_url!r}, api_key=***)"

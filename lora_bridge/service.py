@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from sqlalchemy import and_, func, select, text, true
 
-from lora_bridge import ingest, queries, warm_up
+from lora_bridge import https, ingest, queries, warm_up
 from lora_bridge.access import accounts, audit, delayed, privacy, roles, throttle
 from lora_bridge.access.roles import Viewer, require
 from lora_bridge.collar_shares import keep_stranded_handovers
@@ -170,7 +170,7 @@ class Bridge:
         # The one watch of the rules file: the applier (`pipeline`), the rules, the notifications and
         # /metrics all work by the version it holds (`_use_rules_file` swaps in each new one).
         self.rules_file = RulesFileWatch(self.settings.rules_path, rules_file, on_change=self._use_rules_file)
-        self._notify_client = http_client or httpx.Client(timeout=self.notify_config.retry.timeout_s)
+        self._notify_client = http_client or https.client(timeout=self.notify_config.retry.timeout_s)
         self.senders = channels.senders_for(self.notify_config, self._notify_client)
         self.outbox = Outbox(self.db, self.settings, self.network_server, lambda: self.clock())
         self._outbox_worker: OutboxWorker | None = None
