@@ -30,6 +30,7 @@ from browser_helpers import (
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
+from lora_bridge import queries
 from lora_bridge.access import Viewer, accounts
 from lora_bridge.access.privacy import coarsen
 from lora_bridge.service import Bridge, open_bridge
@@ -221,14 +222,16 @@ def test_zawadis_collar_taken_off_and_reporting_from_the_workshop_is_no_animal_o
         body = tts_uplink(zawadi.device_id, 100, "status", status_values(zawadi, bench, 0.600, 37.600, 4000), bench)
         assert bridge.ingest_tts_uplink(body).ok
         (collar,) = bridge.devices([zawadi.device_id], viewer=TECHNICIAN)
-        assert collar.animal_id is not None and collar.last_seen is not None  # heard, filed under its stock record
+        assert (collar.animal_id, collar.in_stock) == (None, True) and collar.last_seen is not None  # heard, no animal
+        with bridge.db.read() as session:  # filed under the record of its time in stock
+            stock_record = queries.collar_holders(session, [zawadi.device_id])[zawadi.device_id]
         assert [c.device_id for c in bridge.collars_in_stock(viewer=TECHNICIAN)] == [zawadi.device_id]
 
     live_map = open_page()
     spec = deck_spec(live_map)
     assert {p["name"] for p in layer(spec, "animals")["data"]} == {"Amani", "Kito"}
     assert names_on_map(store, Viewer("amina", "ranger"), spec) == {"Amani", "Kito"}
-    assert collar.animal_id not in {t["animal_id"] for t in tracks_on_map(store, RANGER, spec)}
+    assert stock_record not in {t["animal_id"] for t in tracks_on_map(store, RANGER, spec)}
     assert zawadi.device_id not in list(live_map.dataframe[0].value[views.COL_NAME])
 
 
