@@ -678,7 +678,9 @@ def fleet_health_table(collars: Iterable[Any], now: datetime, low_battery_mv: in
     for c in collars:
         then = c.as_of or now
         silent_s = (then - c.last_seen).total_seconds() if c.last_seen is not None else None
-        if silent_s is None or silent_s > c.offline_after_s:
+        if c.in_stock:  # in the workshop: no uplink is due from it, and no silence of it is overdue
+            due = IN_STOCK
+        elif silent_s is None or silent_s > c.offline_after_s:
             due = "overdue"
         elif silent_s > c.expected_interval_s:
             due = "late"
@@ -706,7 +708,7 @@ def fleet_health_table(collars: Iterable[Any], now: datetime, low_battery_mv: in
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    urgency = table[COL_UPLINK_DUE].map({"overdue": 0, "late": 1, "on time": 2})
+    urgency = table[COL_UPLINK_DUE].map({"overdue": 0, "late": 1, "on time": 2, IN_STOCK: 3})
     battery = pd.Series([c.battery_mv if c.battery_mv is not None else 10**6 for c in collars])
     order = pd.DataFrame({"u": urgency, "b": battery}).sort_values(["u", "b"]).index
     return table.loc[order].reset_index(drop=True)

@@ -595,6 +595,22 @@ def test_technician_reads_the_fleet_tables_radio_figures_as_numbers_not_six_deci
     assert table["RSSI (dBm)"].tolist() == [-116.0, -105.4], "the table itself keeps the measured values"
 
 
+def test_technician_sees_a_collar_in_stock_silent_for_a_week_listed_last_as_in_stock_not_overdue():
+    from dataclasses import replace
+
+    from lora_bridge.views import CollarHealthView
+
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    worn = CollarHealthView("collar-01", "1", "Amani", 3640, None, None, None, now - timedelta(days=7), 21600,
+                            43200, -110.0, -4.75, "gw-north", 2.5, 40, "1.0.0", 1, 31.0)
+    in_stock = replace(worn, device_id="collar-02", animal_id=None, name=None, in_stock=True)
+
+    table = views.fleet_health_table([in_stock, worn], now)
+    assert list(table[views.COL_COLLAR]) == ["collar-01", "collar-02"]
+    assert list(table[views.COL_UPLINK_DUE]) == ["overdue", views.IN_STOCK]
+    assert list(table[views.COL_NAME]) == ["Amani", views.IN_STOCK]
+
+
 def test_ranger_reads_in_an_alerts_history_whether_the_duty_officer_was_told_and_why_not(sqlite_url, tmp_path):
     # A poaching alert at night: the SMS gateway is down, and Amani resolves the alert as a false alarm
     # before it is back, so the duty officer's SMS is withdrawn. Opening the alert's history, a ranger

@@ -358,6 +358,8 @@ def test_rangers_and_technicians_see_a_collar_in_stock_on_the_collar_list_as_in_
     table = dashboard_views.fleet_health_table([health["collar-01"], health["collar-02"]], NOW)
     assert dict(zip(table[dashboard_views.COL_COLLAR], table[dashboard_views.COL_NAME], strict=True)) == {
         "collar-01": dashboard_views.IN_STOCK, "collar-02": "Tusker"}
+    # and no uplink is due from it: its silence in the workshop is not counted overdue, it is listed last
+    assert list(table[dashboard_views.COL_UPLINK_DUE]) == ["on time", dashboard_views.IN_STOCK]
 
 
 def test_an_elephant_registered_on_a_collar_from_stock_wears_it_from_her_registration_not_from_its_take_off(api):
