@@ -24,7 +24,7 @@ What EarthRanger's API offers, read from er-server (`observations/urls.py`, `Sub
 
 So Tembo starts the new wearer's assignment at the fitting (the assignment with the latest start is the
 one EarthRanger's own handlers take for a fix, `get_for_source_at_time`); a collar taken off to stock
-starts none (its fixes go nowhere: `LoraBridgeService._queue_steps`). Each change is one outbox row
+starts none (its fixes go nowhere: `Bridge._queue_steps`). Each change is one outbox row
 (`KIND_ASSIGNMENT`), retried and kept as every EarthRanger call is, ordered so the collar's fixes dated
 from the change wait for it (`outbox.held_fixes`), and it waits for the fixes of the collar queued before it
 (the old wearer's, which must reach EarthRanger under her assignment first).
