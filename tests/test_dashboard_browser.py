@@ -374,6 +374,7 @@ def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_
         "alerts": f"#{markers.ALERTS_READY_ID}",
         "animals": f"#{markers.ANIMAL_READY_ID}",
         "herd": f"#{markers.HERD_READY_ID}[data-editable='true']",  # its forms drawn, Save among them
+        "geofences": "[data-testid='stMain'] button:has-text('Import')",  # its fence file form drawn
     }
     paths = navigation.page_paths_for(admin)
     assert {"live", "alerts", "animals", "audit"} <= set(paths)
