@@ -17,12 +17,21 @@ documented shape, written from their documentation and clients (not from Tembo's
   Sources, subjects and their assignments as er-server keeps them (`observations` models and views): the
   first observation of a manufacturer_id makes its source, a subject named by its `subject_name` (or
   found by that name) and an assignment over all time (DEFAULT_ASSIGNED_RANGE); `GET source/{manufacturer_id}/`
-  (404 unknown), `GET subjectsources/?sources=` (DRF page), `GET subjects/` (a list; er-server's own
-  filters are not relied on), `POST subjects/` {name, subject_subtype, is_active},
+  (404 unknown), `GET subjectsources/?sources=` (SubjectSourcesAssignmentView with
+  StandardResultsSetPagination: a DRF page {count, next, previous, results} of 25 unless `page_size` says
+  otherwise, `next` an absolute link naming `page=N`, a page past the end 404 "Invalid page."),
+  `GET subjects/` (SubjectsView with OptionalResultsSetPagination: a plain list, or that same DRF page when
+  `page_size` is asked; `name` is not applied, as an older er-server whose SubjectsView reads only `bbox`,
+  so a reserve's every subject comes back), `POST subjects/` {name, subject_subtype, is_active},
   `POST subject/{id}/sources/` {source, assigned_range {lower, upper?}, additional} made with
   get_or_create on (subject, source, range) as `SubjectSource.objects.ensure` does (404 for an unknown
-  subject, 400 for a bad body); no route edits an assignment. `drawn_on` answers which subjects' tracks
-  show a fix: those with an assignment of its source whose range holds its time.
+  subject, 400 for a bad body); no route edits, ends or deletes an assignment (er-server's
+  `subject/{id}/source/{source_id}/` is a RetrieveAPIView: any other method is 405). `drawn_on` answers
+  which subjects' tracks show a fix: those with an assignment of its source whose range holds its time.
+  `faults` breaks the next answers of a route, one each: a status (401, 403, 404, 409, 5xx: nothing done,
+  DRF's error body), "not-json" (done, answered 200 with an HTML page, as a captive portal or a proxy),
+  "bare" (done, answered without the fields the route documents), "hang" (done, answered `hang_s` late:
+  the client's timeout runs out first).
 - a webhook receiver that recomputes HMAC-SHA256 over "<t>." + raw body as Tembo's docs describe;
 - an SMS gateway taking {"to", "from", "text"} with a bearer token;
 - an SMTP server (aiosmtpd) that keeps what it receives.
@@ -30,13 +39,14 @@ documented shape, written from their documentation and clients (not from Tembo's
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -46,13 +56,20 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 ER_PRIORITIES = (0, 100, 200, 300)
 # er-server's DEFAULT_ASSIGNED_RANGE: datetime.min and datetime.max in UTC, as its serializer writes them.
 ER_ALL_TIME = ("0001-01-01T00:00:00+00:00", "9999-12-31T23:59:59.999999+00:00")
 ER_STATES = ("new", "active", "resolved")
+# DRF's details of the error answers a fault gives (er-server wraps them in {"status": {...}}).
+ER_ERROR_DETAILS = {401: "Authentication credentials were not provided.",
+                    403: "You do not have permission to perform this action.", 404: "Not found.",
+                    409: "duplicate key value violates unique constraint", 500: "Internal Server Error",
+                    502: "Bad Gateway", 503: "Service Unavailable"}
+# The page size of er-server's StandardResultsSetPagination (utils/drf.py).
+ER_PAGE_SIZE = 25
 
 
 def _iso(value: Any) -> bool:
@@ -87,6 +104,47 @@ class EarthRangerStandIn:
     subject_sources: list[dict[str, Any]] = field(default_factory=list)
     # Posts of an assignment answered with this status (400: refused, 500: the site failing), then taken.
     refuse_assignments: list[int] = field(default_factory=list)
+    # The next answers of a route broken, one fault each (see the module's docstring); routes: "source",
+    # "subjectsources", "subjects", "post_subject", "post_subject_source".
+    faults: dict[str, list[int | str]] = field(default_factory=dict)
+    hang_s: float = 1.0
+
+    def reset(self) -> None:
+        """Forget every request, record and fault (a stand-in shared by a module's tests)."""
+        for item in fields(self):
+            if item.name not in ("token", "provider_key"):
+                setattr(self, item.name, item.default_factory() if callable(item.default_factory)  # type: ignore[misc]
+                        else item.default)
+
+    def heard(self, manufacturer_id: str, subject_name: str) -> dict[str, Any]:
+        """The site hears a collar for the first time under subject_name (as its first observation would)."""
+        self._ensure_source({"manufacturer_id": manufacturer_id, "subject_name": subject_name})
+        return self.sources[manufacturer_id]
+
+    def _refusal(self, route: str) -> JSONResponse | None:
+        """The error answer a status fault queued for route gives instead of doing anything, taken."""
+        queue = self.faults.get(route)
+        if not queue or not isinstance(queue[0], int):
+            return None
+        status = int(queue.pop(0))
+        return JSONResponse({"status": {"code": status, "detail": ER_ERROR_DETAILS.get(status, "Error")}},
+                            status_code=status)
+
+    async def _spoilt(self, route: str, answer: JSONResponse, bare: dict[str, Any]) -> Response:
+        """answer, or what a shape fault queued for route makes of it (the work is done either way)."""
+        queue = self.faults.get(route)
+        if not queue or isinstance(queue[0], int):
+            return answer
+        fault = queue.pop(0)
+        if fault == "not-json":
+            return Response("<html><body><h1>Welcome</h1>Sign in to continue.</body></html>",
+                            media_type="text/html")
+        if fault == "bare":
+            return JSONResponse({"data": bare, "status": {"code": answer.status_code}}, status_code=answer.status_code)
+        if fault == "hang":
+            await asyncio.sleep(self.hang_s)
+            return answer
+        raise ValueError(f"unknown fault {fault!r}")
 
     def app(self) -> Starlette:
         async def when_busy(request: Request, call_next: Any) -> Any:
@@ -111,6 +169,7 @@ class EarthRangerStandIn:
             Route("/api/v1.0/subjects/", self.list_subjects, methods=["GET"]),
             Route("/api/v1.0/subjects/", self.post_subject, methods=["POST"]),
             Route("/api/v1.0/subject/{subject_id}/sources/", self.post_subject_source, methods=["POST"]),
+            Route("/api/v1.0/subject/{subject_id}/source/{source_id}/", self.get_subject_source, methods=["GET"]),
         ], middleware=[Middleware(BaseHTTPMiddleware, dispatch=when_busy)])
 
     async def _body(self, request: Request) -> dict[str, Any] | None:
@@ -231,6 +290,8 @@ class EarthRangerStandIn:
             kept.append(("cursor", base64.urlsafe_b64encode(f"o={start}".encode()).decode()))
         elif self.page_style == "page" and start > 0:
             kept.append(("page", str(start // page_size + 1)))
+        elif self.page_style == "repeat":  # a site whose every `next` names page 2, never the end
+            kept.append(("page", "2"))
         root = (self.link_root or str(request.base_url)).rstrip("/")
         return f"{root}{request.url.path}?{urlencode(kept)}"
 
@@ -315,43 +376,92 @@ class EarthRangerStandIn:
             return False
         return True
 
-    async def get_source(self, request: Request) -> JSONResponse:
+    async def get_source(self, request: Request) -> Response:
         """GET source/{manufacturer_id}/ (er-server's SourceView by manufacturer_id)."""
         if not self._authorised(request):
             return JSONResponse({"status": {"code": 401}}, status_code=401)
+        if (refused := self._refusal("source")) is not None:
+            return refused
         source = self.sources.get(request.path_params["manufacturer_id"])
         if source is None:
             return JSONResponse({"status": {"code": 404, "detail": "Not found."}}, status_code=404)
-        return JSONResponse({"data": source, "status": {"code": 200, "message": "OK"}})
+        answer = JSONResponse({"data": source, "status": {"code": 200, "message": "OK"}})
+        return await self._spoilt("source", answer, {"manufacturer_id": source["manufacturer_id"]})
 
-    async def list_subject_sources(self, request: Request) -> JSONResponse:
-        """GET subjectsources/ (SubjectSourcesAssignmentView): `sources`, `subjects` comma lists; one DRF page."""
+    async def list_subject_sources(self, request: Request) -> Response:
+        """GET subjectsources/ (SubjectSourcesAssignmentView): `sources`, `subjects` comma lists; DRF pages."""
         if not self._authorised(request):
             return JSONResponse({"status": {"code": 401}}, status_code=401)
+        if (refused := self._refusal("subjectsources")) is not None:
+            return refused
         sources = {s.strip() for s in request.query_params.get("sources", "").split(",") if s.strip()}
         results = [a for a in self.subject_sources if not sources or a["source"] in sources]
-        return JSONResponse({"data": {"count": len(results), "next": None, "previous": None, "results": results},
-                             "status": {"code": 200, "message": "OK"}})
+        answer = self._paged(request, results, ER_PAGE_SIZE)
+        return await self._spoilt("subjectsources", answer, {"count": len(results)})
 
-    async def list_subjects(self, request: Request) -> JSONResponse:
-        """GET subjects/: every subject (er-client's get_subjects reads `data` as a list)."""
+    async def list_subjects(self, request: Request) -> Response:
+        """GET subjects/: every subject, a plain list (er-client's get_subjects reads `data` as a list), or DRF
+        pages when `page_size` is asked."""
         if not self._authorised(request):
             return JSONResponse({"status": {"code": 401}}, status_code=401)
-        return JSONResponse({"data": list(self.subjects.values()), "status": {"code": 200, "message": "OK"}})
+        if (refused := self._refusal("subjects")) is not None:
+            return refused
+        results = list(self.subjects.values())
+        if "page_size" not in request.query_params:
+            answer = JSONResponse({"data": results, "status": {"code": 200, "message": "OK"}})
+        else:
+            answer = self._paged(request, results, ER_PAGE_SIZE)
+        return await self._spoilt("subjects", answer, {"count": len(results)})
 
-    async def post_subject(self, request: Request) -> JSONResponse:
+    async def get_subject_source(self, request: Request) -> JSONResponse:
+        """GET subject/{id}/source/{source_id}/ (SubjectSourceView, a RetrieveAPIView: the source, read only)."""
+        if not self._authorised(request):
+            return JSONResponse({"status": {"code": 401}}, status_code=401)
+        source = next((s for s in self.sources.values() if s["id"] == request.path_params["source_id"]), None)
+        if source is None or request.path_params["subject_id"] not in self.subjects:
+            return JSONResponse({"status": {"code": 404, "detail": "Not found."}}, status_code=404)
+        return JSONResponse({"data": source, "status": {"code": 200, "message": "OK"}})
+
+    def _paged(self, request: Request, results: list[dict[str, Any]], default_size: int) -> JSONResponse:
+        """One page of results as DRF's PageNumberPagination answers it (`page`, `page_size`; a page past the
+        end, or not a number, 404 "Invalid page."), or by `cursor` when this site's links use one."""
+        query = request.query_params
+        try:
+            page_size = int(query.get("page_size", str(default_size)))
+            if "cursor" in query:
+                start = int(base64.urlsafe_b64decode(query["cursor"]).decode().removeprefix("o="))
+            else:
+                start = (int(query.get("page", "1")) - 1) * page_size
+        except ValueError:
+            start, page_size = -1, default_size
+        if start < 0 or page_size < 1 or (start >= len(results) and start > 0):
+            return JSONResponse({"status": {"code": 404, "detail": "Invalid page."}}, status_code=404)
+        following = start + page_size if start + page_size < len(results) else None
+        earlier = start - page_size if start > 0 else None
+        answer = JSONResponse({"data": {"count": len(results), "next": self._link(request, following, page_size),
+                                        "previous": self._link(request, earlier, page_size),
+                                        "results": results[start:start + page_size]},
+                               "status": {"code": 200, "message": "OK"}})
+        if self.after_page is not None:
+            self.after_page()
+        return answer
+
+    async def post_subject(self, request: Request) -> Response:
         """POST subjects/ {name, subject_subtype, is_active} (er-client's post_subject)."""
         body = await self._body(request)
         if body is None:
             return JSONResponse({"status": {"code": 401}}, status_code=401)
+        if (refused := self._refusal("post_subject")) is not None:
+            return refused
         if not isinstance(body.get("name"), str) or not body["name"].strip() or \
                 not isinstance(body.get("subject_subtype"), str):
             self.problems.append(f"subject: bad {body}")
             return JSONResponse({"status": {"code": 400, "message": "Bad Request"}}, status_code=400)
         subject = self._new_subject(body["name"], body["subject_subtype"])
-        return JSONResponse({"data": subject, "status": {"code": 201, "message": "Created"}}, status_code=201)
+        answer = JSONResponse({"data": subject, "status": {"code": 201, "message": "Created"}}, status_code=201)
+        return await self._spoilt("post_subject", answer, {"name": subject["name"]})
 
-    async def post_subject_source(self, request: Request) -> JSONResponse:
+    async def post_subject_source(self, request: Request) -> Response:
         """POST subject/{id}/sources/ (SubjectSourcesView.create → SubjectSourceSerializer → ensure)."""
         body = await self._body(request)
         if body is None:
@@ -359,6 +469,8 @@ class EarthRangerStandIn:
         if self.refuse_assignments:
             status = self.refuse_assignments.pop(0)
             return JSONResponse({"status": {"code": status, "detail": "refused"}}, status_code=status)
+        if (refused := self._refusal("post_subject_source")) is not None:
+            return refused
         subject_id = request.path_params["subject_id"]
         if subject_id not in self.subjects:
             return JSONResponse({"status": {"code": 404, "detail": "Not found."}}, status_code=404)
@@ -378,7 +490,8 @@ class EarthRangerStandIn:
             made = {"id": str(uuid.uuid4()), "subject": subject_id, "source": body["source"],
                     "assigned_range": {"lower": lower, "upper": upper}, "additional": body.get("additional", {})}
             self.subject_sources.append(made)
-        return JSONResponse({"data": made, "status": {"code": 201, "message": "Created"}}, status_code=201)
+        answer = JSONResponse({"data": made, "status": {"code": 201, "message": "Created"}}, status_code=201)
+        return await self._spoilt("post_subject_source", answer, {"subject": subject_id})
 
     @staticmethod
     def _valid_observation(item: Any) -> bool:

@@ -7,20 +7,34 @@ fixes of each source assigned to it within that assignment's `assigned_range` (e
 it kept drawing the collar's new fixes on the first animal, and the rangers followed the wrong elephant.
 
 What EarthRanger's API offers, read from er-server (`observations/urls.py`, `SubjectSourcesView.create`,
-`SubjectSourceSerializer`, `SubjectSource.objects.ensure`) and er-client (`get_source_by_manufacturer_id`,
-`get_source_assignments`, `post_subject`, `post_subjectsource`):
+`SubjectSourceSerializer`, `SubjectSource.objects.ensure`, `SubjectsView`, `utils/drf.py`'s paginators) and
+er-client (`get_source_by_manufacturer_id`, `get_source_assignments`, `post_subject`, `post_subjectsource`):
 - `GET {url}/source/{manufacturer_id}/` → the source (`data.id`), 404 when the site never heard it;
 - `GET {url}/subjectsources/?sources={source id}` → its assignments, each {id, subject, source,
-  assigned_range {lower, upper}} (a list, or DRF's page {count, next, previous, results});
-- `GET {url}/subjects/?name=...&include_inactive=true` → subjects; `POST {url}/subjects/` {name,
-  subject_subtype, is_active} → 201 with the new subject (`data.id`);
+  assigned_range {lower, upper}}, a DRF page {count, next, previous, results} (StandardResultsSetPagination:
+  25 a page unless `page_size` asks otherwise);
+- `GET {url}/subjects/?name=...&include_inactive=true` → subjects: a plain list, or with `page_size` a DRF
+  page (OptionalResultsSetPagination); an older er-server reads no `name`, so a reserve's hundreds of
+  subjects come a page at a time and the one wanted may be on page 3. `POST {url}/subjects/` {name,
+  subject_subtype, is_active} → 201 with the new subject (`data.id`), 409 when the site holds one that
+  conflicts with it (er-server's IntegrityError);
 - `POST {url}/subject/{subject id}/sources/` {source, assigned_range {lower[, upper]}, additional} → 201:
   a new assignment. er-server makes it with get_or_create on (subject, source, assigned_range), so the
   same post tried again makes no second one; a missing `upper` is open-ended (er-server stores
   datetime.max).
-- No route edits or deletes an assignment (`subject/{id}/source/{source_id}/` only reads): an assignment
-  is ended in EarthRanger's admin. A source's earlier assignment that stays open past the fitting is
-  reported in the log (a warning naming its id and the time to end it at) for the site's admin.
+- No route edits, ends or deletes an assignment: `subject/{id}/source/{source_id}/` is a RetrieveAPIView,
+  `subject/{id}/subjectsources/` and `subjectsources/` are ListAPIViews, and the POST above only makes
+  one (a post with an `upper` makes a second assignment, get_or_create on its exact range, and
+  leaves the open one open); er-client
+  and ecoscope offer no call that changes one either. An assignment is ended in EarthRanger's admin. A
+  source's earlier assignment that stays open past the fitting is reported in the log (a warning naming
+  its id and the time to end it at) for the site's admin; nothing of it is changed or deleted.
+
+Every list is read page by page through its `next` link, as far as it goes: a `next` that names no page
+Tembo can ask for, or names a page already read (a site looping on its own links), a page without its
+`results`, or fewer items in all than its `count` (the list shrank while read) stops the try with a
+retryable error rather than take a partial list for the whole, which would make a second subject for an
+animal the site already has.
 
 So Tembo starts the new wearer's assignment at the fitting (the assignment with the latest start is the
 one EarthRanger's own handlers take for a fix, `get_for_source_at_time`); a collar taken off to stock
@@ -64,16 +78,21 @@ def _data(response: httpx.Response) -> Any:
     try:
         body = response.json()
     except ValueError:
-        raise DeliveryError(f"EarthRanger's answer to {response.request.url.path} is not JSON") from None
+        raise DeliveryError(f"EarthRanger's answer to {response.request.url.path} is not JSON "
+                            f"({response.headers.get('content-type') or 'no content type'})") from None
     return body.get("data") if isinstance(body, dict) and "data" in body else body
 
 
-def _results(data: Any) -> tuple[list[dict[str, Any]], Any]:
-    """The items of a list answer and its `next` link (a plain list has none)."""
-    if isinstance(data, dict):
-        items = data.get("results")
-        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else [], data.get("next")
-    return [i for i in data if isinstance(i, dict)] if isinstance(data, list) else [], None
+def _page(data: Any, path: str) -> tuple[list[dict[str, Any]], Any, int | None]:
+    """The items of one list answer, its `next` link and its `count` (a plain list has neither); an answer
+    that is neither a list nor a DRF page is an error, never an empty list."""
+    if isinstance(data, list):
+        return [i for i in data if isinstance(i, dict)], None, None
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        count = data.get("count")
+        return ([i for i in data["results"] if isinstance(i, dict)], data.get("next"),
+                count if isinstance(count, int) and not isinstance(count, bool) else None)
+    raise DeliveryError(f"EarthRanger's answer to {path} is not a list (no `results`)")
 
 
 class AssignmentSender:
@@ -113,7 +132,11 @@ class AssignmentSender:
             except DeliveryError as error:
                 if error.status_code == 404:  # the subject was removed since it was looked up: look again
                     raise DeliveryError(f"EarthRanger no longer knows subject {subject_id} of "
-                                        f"{payload['animal']}: {error}", retryable=True) from error
+                                        f"{payload['animal']}: {error}", retryable=True, status_code=404) from error
+                if not error.retryable:  # refused: kept failed, with what and why, for the administrator
+                    raise DeliveryError(f"EarthRanger refused to assign collar {device_id} to {payload['animal']} "
+                                        f"from {payload['time']}: {error}", retryable=False,
+                                        status_code=error.status_code) from error
                 raise
             answer = _data(response)
             made = answer if isinstance(answer, dict) else {}
@@ -138,28 +161,52 @@ class AssignmentSender:
         return self._every(f"{self.root}/subjectsources/", {"sources": source_id})
 
     def _every(self, url: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        """Every item of a list EarthRanger answers a page at a time (at most LOOKUP_MAX_PAGES)."""
+        """Every item of a list EarthRanger answers a page at a time (at most LOOKUP_MAX_PAGES); see the
+        module's docstring for the answers that stop the try instead."""
+        path = url.removeprefix(self.root)
         items: list[dict[str, Any]] = []
+        asked: set[tuple[str, str]] = set()
+        first_count: int | None = None
         for _ in range(LOOKUP_MAX_PAGES):
-            page, following = _results(_data(self.request(self.client, "GET", url, params=params,
-                                                          headers=self.headers())))
+            page, following, count = _page(_data(self.request(self.client, "GET", url, params=params,
+                                                              headers=self.headers())), path)
             items.extend(page)
-            named = self.next_page(following) if following else None
-            if named is None:
+            first_count = count if first_count is None else first_count
+            if not following:
+                if first_count is not None and len(items) < first_count:
+                    raise DeliveryError(f"EarthRanger's list at {path} gave {len(items)} of the {first_count} it "
+                                        "counted: it changed while it was read")
                 return items
+            named = self.next_page(following)
+            if named is None:
+                raise DeliveryError(f"EarthRanger's link to the next page of {path} names no page: {following!r:.120}")
+            if named in asked or params.get(named[0]) == named[1]:
+                raise DeliveryError(f"EarthRanger's link to the next page of {path} names a page already read "
+                                    f"({named[0]}={named[1]}): the list cannot be read to its end")
+            asked.add(named)
             params = {**params, named[0]: named[1]}
-        raise DeliveryError(f"EarthRanger's list at {url} runs past {LOOKUP_MAX_PAGES} pages")
+        raise DeliveryError(f"EarthRanger's list at {path} runs past {LOOKUP_MAX_PAGES} pages")
 
     def _subject_id(self, payload: dict[str, Any]) -> str:
         """The id of the subject named after payload's animal, made when the site has none."""
         name = payload["animal"]
         found = [s for s in self._every(f"{self.root}/subjects/", {"name": name, "include_inactive": "true",
                                                                    "page_size": str(SUBJECT_PAGE)})
-                 if s.get("name") == name and s.get("id")]
+                 if s.get("name") == name]
         if found:
+            if not found[0].get("id"):
+                raise DeliveryError(f"EarthRanger lists subject {name!r} without its id")
             return str(found[0]["id"])
         body = {"name": name, "subject_subtype": subtype_of(payload.get("species")), "is_active": True}
-        data = _data(self.request(self.client, "POST", f"{self.root}/subjects/", json=body, headers=self.headers()))
+        try:
+            response = self.request(self.client, "POST", f"{self.root}/subjects/", json=body, headers=self.headers())
+        except DeliveryError as error:
+            if error.status_code == 409:  # made meanwhile, or one the account cannot see: look again next try
+                raise DeliveryError(f"EarthRanger holds a subject that conflicts with {name!r} but did not list it "
+                                    f"(made meanwhile, or in a group Tembo's account cannot see): {error}",
+                                    retryable=True, status_code=409) from error
+            raise
+        data = _data(response)
         if not isinstance(data, dict) or not data.get("id"):
             raise DeliveryError(f"EarthRanger made subject {name!r} but gave no id")
         log.info("EarthRanger subject made for %s", name, extra={"subject_id": data["id"]})
