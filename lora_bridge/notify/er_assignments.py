@@ -175,7 +175,7 @@ class AssignmentSender:
             if not following:
                 if first_count is not None and len(items) < first_count:
                     raise DeliveryError(f"EarthRanger's list at {path} gave {len(items)} of the {first_count} it "
-                                        "counted: it changed while it was read")
+                                        "counts: it changed while it was read, or its next page was not linked")
                 return items
             named = self.next_page(following)
             if named is None:
