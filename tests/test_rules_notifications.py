@@ -523,6 +523,31 @@ def test_an_assignment_earthranger_refuses_is_failed_with_its_reason_and_holds_k
     assert _assignments_of_collar_01(stand_in)[-1][0] == "Kito"
 
 
+def test_a_site_whose_next_link_loops_keeps_kitos_change_of_wearer_waiting_with_the_reason_and_makes_no_second_kito(
+    sqlite_url, tmp_path, earthranger
+):
+    # The reserve has 250 elephants and its EarthRanger's every `next` link names page 2 again: the change of
+    # wearer waits with the reason an administrator reads, Kito's fixes wait with it, and once the site pages
+    # properly both go, and Kito still has one subject.
+    stand_in, url = earthranger
+    for number in range(250):
+        stand_in._new_subject(f"Elephant {number:03d}", "elephant")
+    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
+        _swap_collar_01_to_kito_at_01_30(bridge, stand_in)
+        stand_in.page_style = "repeat"
+        bridge.flush_notifications(now=wall())
+        waiting = {(n.kind, n.payload.get("animal")): n for n in bridge.notifications(viewer=ADMIN, state="pending")}
+        stand_in.page_style = "page"
+        bridge.flush_notifications(now=wall(3600))
+        bridge.flush_notifications(now=wall(7200))
+        states = {(n.kind, n.state) for n in bridge.notifications(viewer=ADMIN)}
+
+    assert "page already read" in waiting["assignment", "Kito"].last_error and ("position", "Kito") in waiting
+    assert states == {("position", "sent"), ("assignment", "sent")} and stand_in.problems == []
+    assert [s["name"] for s in stand_in.subjects.values()].count("Kito") == 1
+    assert _assignments_of_collar_01(stand_in)[-1] == ("Kito", (T + timedelta(minutes=90)).isoformat())
+
+
 def test_earthranger_gets_a_subject_made_for_kito_when_it_never_heard_of_her(sqlite_url, tmp_path, earthranger):
     # Kito had no collar EarthRanger heard: her subject is made (an elephant), then the collar assigned to it.
     stand_in, url = earthranger
