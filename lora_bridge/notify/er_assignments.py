@@ -108,7 +108,8 @@ class AssignmentSender:
 
     def send(self, payload: dict[str, Any]) -> str | None:
         """Start the assignment of payload's collar to its animal at its time; the assignment's id, or None
-        when there was nothing to assign (EarthRanger never heard the collar, or it went into stock)."""
+        when there was nothing to assign (EarthRanger never heard the collar, or it went into stock) or
+        EarthRanger's answer to the assignment it made named no id."""
         device_id, at = payload["device_id"], _when(payload["time"])
         context = {"device_id": device_id, "animal": payload.get("animal"), "at": payload["time"]}
         source_id = self._source_id(device_id)
