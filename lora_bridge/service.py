@@ -1140,7 +1140,7 @@ class Bridge:
         now = self.clock()
         with self.db.read() as session:
             cutoffs = self._cutoffs(viewer, delayed.high_value_flags(session), now)
-            animal_of = {device: str(animal) for animal, device in session.execute(select(Animal.id, Animal.device_id))}
+            animal_of = queries.collar_holders(session, {event["device_id"] for event in events if event["device_id"]})
         collars = {event["device_id"] or "": animal_of.get(event["device_id"]) for event in events}  # "": no collar
         until = {device_id: cutoff for cutoff, device_ids in self._collar_cutoffs(viewer, collars, cutoffs, now).items()
                  for device_id in device_ids}
