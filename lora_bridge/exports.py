@@ -37,14 +37,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import geopandas as gpd
-import pandas as pd
-from shapely.geometry import Point
+from typing import TYPE_CHECKING, Any
 
 from lora_bridge.access import Viewer, privacy, require, roles
 from lora_bridge.errors import ExportTooLarge
+
+if TYPE_CHECKING:  # pandas and geopandas load on the first export, not when the bridge starts (about 0.8 s)
+    import geopandas as gpd
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ def _species_of(species: Species, animal_id: str) -> str | None:
 
 def fixes_frame(fixes: Sequence[Any], species: Species = None) -> pd.DataFrame:
     """The fixes as a table, animal by animal, oldest first; `species` one name or one per animal id."""
+    import pandas as pd
+
     rows = [
         {
             "animal_id": str(p.animal_id),
@@ -158,6 +160,9 @@ def fixes_frame(fixes: Sequence[Any], species: Species = None) -> pd.DataFrame:
 
 def fixes_geoframe(fixes: Sequence[Any], species: Species = None) -> gpd.GeoDataFrame:
     """The fixes as point features in WGS84."""
+    import geopandas as gpd
+    from shapely.geometry import Point
+
     frame = fixes_frame(fixes, species)
     geometry = [Point(lon, lat) for lon, lat in zip(frame["lon"], frame["lat"], strict=True)]
     return gpd.GeoDataFrame(frame, geometry=geometry, crs=WGS84)
@@ -198,6 +203,8 @@ def to_geojson(fixes: Sequence[Any], species: Species = None, precision: str | N
 
 def to_geopackage(fixes: Sequence[Any], species: Species = None, layer: str = "fixes") -> bytes:
     """An OGC GeoPackage holding one point layer `layer` in EPSG:4326, `time_utc` a DATETIME field (UTC)."""
+    import pandas as pd
+
     frame = fixes_geoframe(fixes, species)
     # A GeoPackage DATETIME field, not text: a GIS filters and animates the fixes by time (QGIS's temporal
     # controller offers only date-time fields) and geopandas reads them back as UTC date-times.
@@ -242,6 +249,8 @@ def shapefile_part_bytes(frame: pd.DataFrame) -> dict[str, int]:
     """The bytes of the .shp, .shx and .dbf that `to_shapefile` writes for `frame` (one point a row, its text
     columns as wide as their longest value in UTF-8, at least 1; its numbers DBF_REAL_WIDTH wide), from the
     sizes the format gives, so a too large export is refused before anything is written."""
+    import pandas as pd
+
     rows = len(frame)
     widths = [DBF_REAL_WIDTH if pd.api.types.is_float_dtype(frame[c]) else max(1, _text_bytes(frame[c]))
               for c in frame.columns]
@@ -264,6 +273,8 @@ def _refuse_past_limit(sizes: Mapping[str, int], fixes: int, limit: int) -> None
 def _shapefile_readme(layer: str, frame: pd.DataFrame, fields: Mapping[str, str], precision: str | None,
                       cut: Sequence[tuple[str, str]]) -> str:
     """The zip's README.txt: what the files are, each field's full column name and type, what was cut."""
+    import pandas as pd
+
     kinds = {column: (f"number N({DBF_REAL_WIDTH},{DBF_REAL_DECIMALS}), degrees"
                       if pd.api.types.is_float_dtype(frame[column]) else "text")
              for column in frame.columns}
@@ -350,6 +361,8 @@ def to_movebank_csv(fixes: Sequence[Any], species: Species = None, study_name: s
     unique id, and a researcher who merges two exports (last week's and this week's) and drops rows with an
     event-id seen before keeps every fix once. ValueError for a fix with no stored id (numbered per file,
     two files would give one id to two fixes)."""
+    import pandas as pd
+
     ordered = sorted(fixes, key=_order)
     unstored = next((p for p in ordered if p.position_id is None), None)
     if unstored is not None:

@@ -18,11 +18,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
-import pandas as pd
-import pyogrio
 import shapely
 from pyproj import Geod
 from shapely.geometry import mapping, shape
@@ -30,6 +27,10 @@ from shapely.validation import explain_validity
 
 from lora_bridge.errors import InvalidGeofenceFile
 from lora_bridge.store.tables import Geofence
+
+if TYPE_CHECKING:  # geopandas, pandas and pyogrio load with the first fence file read, not when the bridge starts
+    import geopandas as gpd
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,8 @@ def read_fence_file(data: bytes, filename: str, *, kind: str | None = None, aler
 
 
 def _read_layers(path: Path, filename: str) -> list[gpd.GeoDataFrame]:
+    import pyogrio
+
     try:
         layers = pyogrio.list_layers(path)
     except Exception as error:
@@ -174,6 +177,8 @@ def _read_shapefile_of(archive: zipfile.ZipFile, folder: Path, filename: str) ->
 
 
 def _read(path: Path | str, filename: str, layer: str | None = None) -> gpd.GeoDataFrame:
+    import geopandas as gpd
+
     try:
         frame = gpd.read_file(path, layer=layer, engine="pyogrio")
     except Exception as error:
@@ -231,6 +236,8 @@ def _default_alert_on(kind: str) -> str:
 
 
 def _pick(row: pd.Series, columns: dict[str, Any], name: str) -> Any:
+    import pandas as pd
+
     column = columns.get(name)
     if column is None:
         return None
@@ -239,6 +246,8 @@ def _pick(row: pd.Series, columns: dict[str, Any], name: str) -> Any:
 
 
 def _plain(value: Any) -> Any:
+    import pandas as pd
+
     if value is None or isinstance(value, (str, int, float, bool)):
         return None if isinstance(value, float) and pd.isna(value) else value
     if hasattr(value, "item"):
