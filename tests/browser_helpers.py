@@ -213,31 +213,31 @@ def seed(bridge, hours: int = 6, mortality_on: str | None = "Kito") -> dict[str,
     return f_cnts
 
 
-_SEEDED_SQLITE: list[Path] = []
+_SEEDED_SQLITE: dict[int, Path] = {}
 
 
-def seeded_sqlite(sqlite_url: str) -> str:
-    """sqlite_url, its new SQLite file a copy of a store `seed` filled with its defaults once per test process
-    (seeding takes ~0.8 s of CPU, mostly the accounts' scrypt hashes; a copy, a millisecond). Each test
-    gets a file of its own: nothing one test writes reaches another."""
+def seeded_sqlite(sqlite_url: str, hours: int = 6) -> str:
+    """sqlite_url, its new SQLite file a copy of a store `seed(bridge, hours)` filled once per test process
+    and `hours` (seeding takes ~0.8 s of CPU, mostly the accounts' scrypt hashes; a copy, a millisecond). Each
+    test gets a file of its own: nothing one test writes reaches another."""
     from lora_bridge.service import open_bridge
 
-    if not _SEEDED_SQLITE:
+    if hours not in _SEEDED_SQLITE:
         folder = Path(tempfile.mkdtemp(prefix="tembo-seeded-store-"))
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         path = folder / "tembo.db"
         with open_bridge(bridge_builders.migrated(f"sqlite:///{path}")) as bridge:
-            seed(bridge)
+            seed(bridge, hours=hours)
         kept = sqlite3.connect(path)
         try:  # every page in the file itself, none left in its write-ahead log
             kept.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             kept.close()
-        _SEEDED_SQLITE.append(path)
+        _SEEDED_SQLITE[hours] = path
     target = Path(sqlite_url.removeprefix("sqlite:///"))
     if target.exists():
         raise FileExistsError(f"{target} is there already: a seeded copy goes to a new file")
-    shutil.copyfile(_SEEDED_SQLITE[0], target)
+    shutil.copyfile(_SEEDED_SQLITE[hours], target)
     return sqlite_url
 
 

@@ -21,7 +21,7 @@ from browser_helpers import (
     backup_holds_the_store,
     primary_button_contrasts,
     running_dashboard,
-    seed,
+    seeded_sqlite,
     sign_in,
 )
 from PIL import Image
@@ -96,8 +96,7 @@ def click_animal(page: Page, x: int, y: int, name: str) -> None:
 
 @pytest.mark.browser
 def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite_url, port, tmp_path):
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
+    bridge = open_bridge(seeded_sqlite(sqlite_url))
     ids = {a.name: a.animal_id for a in bridge.animals(viewer=RANGER)}
     kito_id, amani_id = ids["Kito"], ids["Amani"]
     bridge.close()
@@ -164,8 +163,7 @@ PHONE = {"width": 390, "height": 844}
 @pytest.mark.browser
 @pytest.mark.parametrize("screen", ["desk", "phone"])
 def test_ranger_acknowledges_an_alert_in_chromium_and_the_store_has_it(sqlite_url, port, tmp_path, screen):
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
+    bridge = open_bridge(seeded_sqlite(sqlite_url))
     mortality = bridge.open_alerts(viewer=RANGER)[0]
     bridge.close()
     with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
@@ -257,8 +255,7 @@ def test_ranger_keeps_the_herd_she_last_saw_marked_stale_while_a_backup_holds_th
     # while she reloads the page: the map had vanished behind "store busy". She keeps the herd she last
     # saw (same animals, same alert ring), told it is not live, when it was read and when the page
     # tries again; once the backup ends the map is live again by itself.
-    with open_bridge(sqlite_url) as bridge:
-        seed(bridge)
+    seeded_sqlite(sqlite_url)
     live = "#tembo-map-ready[data-animals='3'][data-stale='live']"
     stale = "#tembo-map-ready[data-animals='3']:not([data-stale='live'])"
     with page_of_amina_during_backups(sqlite_url, port, tmp_path, monkeypatch) as page:
@@ -298,8 +295,7 @@ def test_ranger_keeps_her_open_alerts_with_their_buttons_off_while_a_backup_hold
     # told they are not live, when they were read and when the page tries again; Acknowledge cannot be
     # pressed while they are not live (she could act on an alert someone else already took). Once the
     # backup ends the queue is live by itself and she can act.
-    with open_bridge(sqlite_url) as bridge:
-        seed(bridge)
+    with open_bridge(seeded_sqlite(sqlite_url)) as bridge:
         mortality = bridge.open_alerts(viewer=RANGER)[0]
     live = f"#{markers.ALERTS_READY_ID}[data-alerts='2'][data-stale='live']"
     stale = f"#{markers.ALERTS_READY_ID}[data-alerts='2']:not([data-stale='live'])"
@@ -332,8 +328,7 @@ def test_the_animal_page_kept_during_a_backup_turns_live_by_itself_once_the_back
     # Amina has an animal's page open when a backup takes the store and she reloads: she keeps the page
     # she saw, marked not live; the page (which does not refresh itself when live) tries again by itself
     # and is live once the backup ends, without her reloading.
-    with open_bridge(sqlite_url) as bridge:
-        seed(bridge)
+    seeded_sqlite(sqlite_url)
     live = f"#{markers.ANIMAL_READY_ID}[data-stale='live']"
     stale = f"#{markers.ANIMAL_READY_ID}:not([data-stale='live'])"
     with page_of_amina_during_backups(sqlite_url, port, tmp_path, monkeypatch) as page:
@@ -365,8 +360,7 @@ def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_
     # scripts and workers included: none may go anywhere but this machine (each is refused on the way,
     # as the control room's missing uplink would). And at night every primary button on them ("Sign in",
     # "Import", "Save") reads at WCAG AA's 4.5:1, as the rest of their words do.
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
+    bridge = open_bridge(seeded_sqlite(sqlite_url))
     admin = bridge.viewer_for_session(bridge.sign_in("ada", ACCOUNTS["ada"][1])[1])
     bridge.close()
     ready = {
@@ -437,8 +431,7 @@ def test_ranger_reads_the_alerts_at_night_on_a_small_phone(sqlite_url, port, tmp
     # At night in the bush on a 360 x 740 phone: the page is dark (no white glare), every word of the
     # alerts stands out from what it is written on (WCAG AA, 4.5:1), nothing runs off the right edge,
     # and the most urgent alert's card with its Acknowledge button is on the first screen.
-    with open_bridge(sqlite_url) as bridge:
-        seed(bridge)
+    with open_bridge(seeded_sqlite(sqlite_url)) as bridge:
         mortality = bridge.open_alerts(viewer=RANGER)[0]
     with alerts_on_a_small_phone(sqlite_url, port, tmp_path) as page:
         card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
@@ -497,8 +490,7 @@ def test_ranger_reads_the_age_of_an_alert_on_an_animal_with_an_arabic_name_after
     # A reserve names its elephants in Arabic. On Amina's 360 px phone the mortality card of Najma read
     # "Possible mortality · 15 · نجمة d ago": the browser laid the age out with the right-to-left name,
     # so the number stood before it. The name is set apart from the words around it: the age follows it.
-    with open_bridge(sqlite_url) as bridge:
-        seed(bridge)
+    with open_bridge(seeded_sqlite(sqlite_url)) as bridge:
         bridge.register_animal("collar-003", ARABIC_NAME)  # Kito, whose collar raised the mortality alert
         mortality = bridge.open_alerts(viewer=RANGER)[0]
     assert mortality.name == ARABIC_NAME
@@ -520,8 +512,7 @@ def test_visitor_kiosk_hands_the_browser_no_exact_position_in_its_page_data_or_m
     # A poacher at the visitor centre's screen opens the browser's developer tools: nothing the kiosk
     # sent (the page, its websocket messages with the map's JSON and tooltips, the names and tracks
     # routes) holds any exact fix of the herd, nor the exact place of the mortality alert.
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
+    bridge = open_bridge(seeded_sqlite(sqlite_url))
     exact = {
         value
         for track in bridge.tracks(viewer=RANGER).values()

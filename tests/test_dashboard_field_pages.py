@@ -13,7 +13,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import pytest
-from browser_helpers import ACCOUNTS, seed
+from browser_helpers import ACCOUNTS, seeded_sqlite
 from shapely.geometry import box
 from streamlit.testing.v1 import AppTest
 
@@ -31,9 +31,9 @@ PAGES = ("live_map", "alerts", "animals", "fleet", "geofences", "models", "updat
 
 @pytest.fixture
 def store(sqlite_url, monkeypatch) -> str:
-    bridge = open_bridge(sqlite_url)
-    seed(bridge)
-    bridge.close()
+    """The seeded reserve with its accounts, a copy of its own of the store `seed` filled for this process;
+    the dashboard reads it through TEMBO_DATABASE_URL."""
+    seeded_sqlite(sqlite_url)
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
     return sqlite_url
 

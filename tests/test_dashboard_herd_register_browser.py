@@ -8,7 +8,14 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser_helpers import PHONE_AGENT, SMALL_PHONE, TEXT_CONTRASTS_JS, running_dashboard, seed, sign_in
+from browser_helpers import (
+    PHONE_AGENT,
+    SMALL_PHONE,
+    TEXT_CONTRASTS_JS,
+    running_dashboard,
+    seeded_sqlite,
+    sign_in,
+)
 from playwright.sync_api import Page, expect, sync_playwright
 
 from lora_bridge.access import Viewer
@@ -49,8 +56,7 @@ def readable_at_night_on_the_small_screen(page: Page, wanted: str) -> None:
 def test_admin_moves_a_collar_to_another_elephant_on_a_small_phone_at_night_and_a_ranger_reads_it(
     sqlite_url, port, tmp_path
 ):
-    with open_bridge(sqlite_url) as bridge:
-        seed(bridge)
+    with open_bridge(seeded_sqlite(sqlite_url)) as bridge:
         ids = {a.name: a.animal_id for a in bridge.animals(viewer=ADMIN)}
     with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

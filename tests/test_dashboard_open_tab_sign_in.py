@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from browser_helpers import SEEDER, seed, sign_in
+from browser_helpers import SEEDER, seeded_sqlite, sign_in
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from lora_bridge.service import open_bridge
@@ -35,9 +35,7 @@ class Dashboard:
 def dashboard(tmp_path_factory) -> Iterator[Dashboard]:
     """A ranger dashboard over the seeded reserve whose panels refresh every REFRESH_S, and Chromium."""
     folder = tmp_path_factory.mktemp("open-tab-sign-in")
-    url = f"sqlite:///{folder / 'tembo.db'}"
-    with open_bridge(url) as bridge:
-        seed(bridge)
+    url = seeded_sqlite(f"sqlite:///{folder / 'tembo.db'}")
     with serving.running(free_port(), url, folder / "dashboard.log", refresh_s=REFRESH_S) as base_url, \
             sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -21,7 +21,6 @@ from browser_helpers import (
     add_accounts,
     backup_holds_the_store,
     names_on_map,
-    seed,
     seeded_sqlite,
     status_values,
     tracks_on_map,
@@ -439,11 +438,10 @@ def test_empty_store_tells_the_ranger_what_to_do(sqlite_url, monkeypatch):
 
 
 @pytest.fixture
-def researcher_store(sqlite_url, monkeypatch) -> str:
-    """A store with 12 hourly fixes per animal, read by a researcher dashboard on the data's clock."""
-    bridge = open_bridge(sqlite_url)
-    seed(bridge, hours=12)
-    bridge.close()
+def researcher_store(tmp_path, monkeypatch) -> str:
+    """A store with 12 hourly fixes per animal (a copy of its own of the one `seed` filled for this process),
+    read by a researcher dashboard on the data's clock."""
+    sqlite_url = seeded_sqlite(f"sqlite:///{tmp_path / 'seeded.db'}", hours=12)
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", "researcher")
     monkeypatch.setenv("TEMBO_DASHBOARD_CLOCK", "data")
@@ -804,13 +802,13 @@ def test_ranger_at_night_sees_a_plain_message_not_a_traceback_while_a_backup_hol
 
 
 def test_field_technician_reads_on_the_updates_page_each_collars_battery_and_link_as_late_as_the_api_gives_them(
-    sqlite_url, monkeypatch
+    tmp_path, monkeypatch
 ):
     # Amani's collar reported 3 h ago (3600 mV) and again 5 min ago from the edge of the mast's range
     # (3333 mV, -119 dBm). Tito, a field technician, sees collars an hour late on the API; the Updates
     # page had shown him the status of 5 min ago, which says where the animal is now.
+    sqlite_url = seeded_sqlite(f"sqlite:///{tmp_path / 'seeded.db'}")
     bridge = open_bridge(sqlite_url)
-    seed(bridge)
     amani = HERD[0]
     now = datetime.now(UTC)
     for f_cnt, (ago, battery_mv, rssi_dbm) in enumerate(((timedelta(hours=3), 3600, -100.0),
