@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from lora_bridge.access import Viewer, privacy, require, roles
 from lora_bridge.errors import ExportTooLarge
 
-if TYPE_CHECKING:  # pandas and geopandas load on the first export, not when the bridge starts (about 0.8 s)
+if TYPE_CHECKING:  # pandas and geopandas load on the first export, not when the bridge starts (about 0.7 s)
     import geopandas as gpd
     import pandas as pd
 
