@@ -49,6 +49,7 @@ from lora_bridge.store import write_lock
 from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import Uplink
+from lora_bridge.uplink_heard import UplinkHeard, read_to_answer
 from lora_bridge.views import IngestResult
 
 log = logging.getLogger(__name__)
@@ -287,11 +288,15 @@ class DurableIntake:
         kept: list[Submission] = []
         unreadable: list[Submission] = []
         messages: list[Any] = []
+        # An applier thread of this process takes each body's message as read here (its Uplink); an
+        # applier process, or PostgreSQL's applier by raw id, reads the body itself: the answer needs only
+        # whether the body reads and its collar (`uplink_heard.read_to_answer`, half the reading).
+        read = read_network_message if self._hands_messages_on() else read_to_answer
         for submission in submissions:
             network = ingest.network_of(submission.network)
             submission.event = event_name_of(network, submission.event, submission.body)
             try:
-                message = read_network_message(
+                message = read(
                     network, submission.event, submission.body,
                     content_type=submission.content_type, path_ids=submission.path_ids,
                 )
@@ -334,7 +339,7 @@ class DurableIntake:
         filed_under = self._filed_under(messages)
         filed_by_name = self._filed_by_name(messages)
         for submission, message, kept_id in zip(kept, messages, ids, strict=True):
-            uplink = message if isinstance(message, Uplink) else None
+            uplink = message if isinstance(message, Uplink | UplinkHeard) else None
             dev_eui = getattr(message, "dev_eui", None)
             submission.result = IngestResult(
                 status=STATUS_RECEIVED,
@@ -359,6 +364,11 @@ class DurableIntake:
             self._changed.notify_all()
         if self._process is not None:
             self._process.committed(max(ids))
+
+    def _hands_messages_on(self) -> bool:
+        """Whether the writer hands what it read of each body to an applier thread of this process (a
+        SQLite store's journal applied in this process), which then reads no body again."""
+        return self.journal is not None and self._process is None
 
     def _filed_under(self, messages: list[Any]) -> dict[str, str | None]:
         """DevEUI -> the device_id the store files that collar under, for the collars of messages; a

@@ -265,6 +265,13 @@ def event_name_of(network: str, event: str | None, body: bytes) -> str:
     return named or "up"
 
 
+def parsed_just_now(body: bytes) -> dict[str, Any] | None:
+    """The JSON object event_name_of parsed last in this thread, if it parsed this very body (else None);
+    left for the reader that follows (`lora_bridge.uplink_heard` only looks, it changes nothing)."""
+    last = getattr(_just_parsed, "last", None)
+    return last[1] if last is not None and last[0] is body else None
+
+
 def _tts_document(body: bytes) -> dict[str, Any]:
     """body's JSON object: the one event_name_of just parsed from this very body, else parsed now."""
     last = getattr(_just_parsed, "last", None)

@@ -1,0 +1,110 @@
+"""What the durable intake's writer needs of a common TTS uplink body, read without the full reader.
+
+The writer (`lora_bridge.durable_intake`) reads every body on arrival for two things only: whether it
+is broken (kept as a dead letter and answered 200 at once) and which collar its answer names (device
+id, DevEUI, frame counter). `read_network_message` builds a whole `Uplink` for that (gateways, times,
+radio settings, the payload's bytes), about half of the writer's work per body, and the applier
+process reads the body again anyway. `read_to_answer` looks at a body as The Things Stack nearly
+always posts it (the base webhook URL, JSON, an `uplink_message` object, ids and counters written
+plainly) and takes from it only what the answer needs, checking those fields exactly as the full
+reader checks them (`tts_identity`, `_port`, `_counter`, `_base64`; the rest of an uplink is read
+tolerantly and refuses nothing). Every other body, and any such field not written plainly (a DevEUI
+with dashes, a port as text, a payload that is not base64, no `end_device_ids`, a simulated uplink),
+goes to the full reader, so each broken shape is refused with the reason it always had.
+tests/test_bridge_uplink_heard.py compares the two on generated bodies.
+"""
+
+from __future__ import annotations
+
+import binascii
+from dataclasses import dataclass
+from typing import Any
+
+from lora_bridge.network_messages import NetworkEvent, parsed_just_now, read_network_message
+from lora_bridge.uplink_formats import MAX_F_CNT, SOURCE_TTS, Uplink, label
+
+# The content type The Things Stack's JSON webhook posts (the webhook's default when none is sent).
+JSON = "application/json"
+# The digits of an EUI-64 (either case), as `uplink_formats.eui_or_none` takes them.
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkHeard:
+    """A readable TTS uplink as its answer names it: the same values `read_network_message`'s Uplink
+    gives for these fields (`source`, `application_id` and `network_scope` name a collar without a
+    DevEUI, as `Uplink.identity` does)."""
+
+    device_id: str
+    dev_eui: str | None
+    f_cnt: int
+    application_id: str | None
+    network_scope: str | None
+    source: str = SOURCE_TTS
+
+
+def read_to_answer(
+    network: str, event: str | None, body: bytes, *, content_type: str | None, path_ids: dict[str, Any] | None
+) -> UplinkHeard | Uplink | NetworkEvent:
+    """read_network_message's outcome as far as an answer needs it: an UplinkHeard for a common TTS
+    uplink body that event_name_of has just parsed (event "uplink_message", as it names such a body),
+    else what the full reader returns; MalformedUplink for a broken body, from the full reader."""
+    if network == SOURCE_TTS and event == "uplink_message" and path_ids is None and content_type == JSON:
+        document = parsed_just_now(body)
+        if document is not None:
+            heard = _heard(document)
+            if heard is not None:
+                return heard
+    return read_network_message(network, event, body, content_type=content_type, path_ids=path_ids)
+
+
+def _heard(document: dict[str, Any]) -> UplinkHeard | None:
+    """The UplinkHeard of a plainly written TTS uplink document (no path ids), else None (read in full)."""
+    message = document.get("uplink_message")
+    ids = document.get("end_device_ids")
+    if type(message) is not dict or type(ids) is not dict or document.get("simulated") is True:
+        return None
+    dev_eui = ids.get("dev_eui")
+    if dev_eui is None or dev_eui == "":
+        dev_eui = None
+    elif type(dev_eui) is str and len(dev_eui) == 16 and _HEX_DIGITS.issuperset(dev_eui):
+        dev_eui = dev_eui.upper()
+    else:
+        return None
+    name = ids.get("device_id")
+    device_id = (label(name) if name is not None else None) or dev_eui
+    if not device_id:
+        return None
+    f_port = message.get("f_port", 0)
+    f_cnt = message.get("f_cnt", 0)
+    if type(f_port) is not int or not 0 <= f_port <= 255 or type(f_cnt) is not int or not 0 <= f_cnt <= MAX_F_CNT:
+        return None
+    payload = message.get("frm_payload")
+    if payload is not None and payload != "":
+        if type(payload) is not str:
+            return None
+        try:  # what base64.b64decode(validate=True) does with text
+            binascii.a2b_base64(payload, strict_mode=True)
+        except (binascii.Error, ValueError):
+            return None
+    applications = ids.get("application_ids")
+    application = applications.get("application_id") if type(applications) is dict else None
+    network = message.get("network_ids")
+    return UplinkHeard(
+        device_id=device_id,
+        dev_eui=dev_eui,
+        f_cnt=f_cnt,
+        application_id=label(application) if application is not None else None,
+        network_scope=_first_label(network.get("tenant_id"), network.get("cluster_address"), network.get("cluster_id"))
+        if type(network) is dict else None,
+    )
+
+
+def _first_label(*values: Any) -> str | None:
+    """The first of values that makes a label (`tts_network_scope` without path ids)."""
+    for value in values:
+        if value is not None:
+            named = label(value)
+            if named:
+                return named
+    return None
