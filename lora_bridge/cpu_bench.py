@@ -27,6 +27,15 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
                                    body to the last applied: batches as large as the moment made them)
     intake_handler_python_calls_per_uplink   the Python calls per body of the thread that runs the ASGI
                                    app (the HTTP side; the writer's thread is not counted)
+    intake_writer_python_calls_per_uplink   the Python calls per body of the durable intake's writer as
+                                   that run sets it (the applier a process of its own): the herd's bodies
+                                   handed to its batch write (`DurableIntake._write`, as its thread calls
+                                   it) in batches of `connections` (every body waiting, when each
+                                   connection has one in), read and committed to the journal, after a
+                                   tenth of them went first, twice, to name the herd's collars (a running
+                                   bridge remembers them, once applied); cProfile on the calling thread: the same
+                                   in every run within half a call (a journal commit that meets the applier's
+                                   delete tries again, a few calls a run)
     load_cpu_ms_per_request        the bench's load process (`lora_bridge.bench_load.drive`, as `tembo bench
                                    bridge` runs it, here in this process) posting the herd's bodies over
                                    `connections` keep-alive connections to a stand-in webhook in a process of
@@ -52,7 +61,7 @@ from typing import Any
 from lora_bridge import bench_load
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.bench import BENCH_SECRET, cpu_by_part, process_tree_cpu_s, synthetic_bodies, thread_cpu_s
-from lora_bridge.group_commit import Submission
+from lora_bridge.group_commit import Submission, write_and_settle
 from lora_bridge.service import open_bridge
 from lora_bridge.uplink_formats import SOURCE_TTS
 
@@ -118,6 +127,37 @@ def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int,
         raise RuntimeError(f"{len(refused)} bodies not answered 202: {sorted(set(refused))}")
     calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
     return spent, applier_spent, calls, by_part
+
+
+def writer_python_calls(database_url: str, bodies: list[bytes], batch: int) -> int:
+    """Python calls of the durable intake's writer (`DurableIntake._write`, called here as its thread
+    calls it, `group_commit.write_and_settle`) reading and journalling bodies in batches of `batch`,
+    after a tenth of them went first; RuntimeError when a body was not kept."""
+    with open_bridge(database_url, webhook_secret=BENCH_SECRET, webhook_ack="durable",
+                     intake_applier="process") as bridge:
+        intake = bridge.durable_intake()
+
+        def batches(some: list[bytes]) -> list[list[Submission]]:
+            return [[Submission(SOURCE_TTS, None, body, "application/json") for body in some[first:first + batch]]
+                    for first in range(0, len(some), batch)]
+
+        for _ in range(2):  # the second time, the first time's bodies applied, their collars are found and remembered
+            for submissions in batches(bodies[:max(1, len(bodies) // 10)]):
+                write_and_settle(intake._write, submissions)  # noqa: SLF001 - the writer thread's own call
+            while intake.backlog():
+                time.sleep(0.005)
+        measured = batches(bodies)
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for submissions in measured:
+            write_and_settle(intake._write, submissions)  # noqa: SLF001 - the writer thread's own call
+        profiler.disable()
+        while intake.backlog():
+            time.sleep(0.005)
+    failed = [s for submissions in measured for s in submissions if s.error is not None or s.result is None]
+    if failed:
+        raise RuntimeError(f"{len(failed)} bodies not kept by the writer: {failed[0].error!r}")
+    return pstats.Stats(profiler).total_calls  # type: ignore[attr-defined]
 
 
 async def _post_all(app: Any, bodies: list[bytes], connections: int, statuses: list[int]) -> None:
@@ -254,6 +294,8 @@ def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 
                 for part in sorted({part for run in runs for part in run[3]})}
             calls = intake_cpu_s(url("intake-profiled"), bodies, connections, profile=True)[2]
             figures["intake_handler_python_calls_per_uplink"] = round(calls / len(bodies), 2)
+            figures["intake_writer_python_calls_per_uplink"] = round(
+                writer_python_calls(url("intake-writer"), bodies, connections) / len(bodies), 1)
     if load:
         load_cpu_s(bodies[:max(1, len(bodies) // 10)], connections)  # imports and first connections, unmeasured
         posting = [1000 * load_cpu_s(bodies, connections)[0] / len(bodies) for _ in range(rounds)]

@@ -16,6 +16,7 @@ def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_the_webhook_
     assert figures["uplinks"] == len(synthetic_bodies(2, 3))
     assert figures["applier_cpu_ms_per_uplink"] > 0 and figures["intake_cpu_ms_per_uplink"] > 0
     assert figures["applier_python_calls_per_uplink"] > 100 and figures["intake_handler_python_calls_per_uplink"] > 10
+    assert figures["intake_writer_python_calls_per_uplink"] > 10
     assert figures["intake_applier_process_cpu_ms_per_uplink"] >= 0
     assert set(figures["intake_cpu_ms_per_uplink_by_thread"]) >= {"http", "writer", "outbox"}
     # the load process's own share (every body answered 202 by the stand-in webhook, else it raises)
