@@ -3,9 +3,10 @@
 With `TEMBO_WEBHOOK_ACK=durable` the webhook does not wait for decoding and the rules: the network
 server only needs to know that the body is kept. A writer and an applier do the work:
 
-- the writer takes every body waiting (up to `ingest_max_batch`), reads each (a body that is not
-  what its kind says goes the ordinary way, `Bridge.write_batch_now`, and is answered with its
-  dead letter, 200) and commits the others in one transaction (one fsync for all): on a SQLite store to
+- the writer takes every body waiting (up to `ingest_max_batch`), reads each (a common TTS uplink
+  only as far as its answer needs, `lora_bridge.uplink_heard`, when the applier reads it again; a body
+  that is not what its kind says goes the ordinary way, `Bridge.write_batch_now`, and is answered with
+  its dead letter, 200) and commits the others in one transaction (one fsync for all): on a SQLite store to
   its journal file (`lora_bridge.intake_journal`), so it never waits for the store's write lock; on
   PostgreSQL as raw rows in the store. Only then are their requests answered `202 received` (a
   journal or store that cannot take them: 503, nothing kept, the network server retries);
