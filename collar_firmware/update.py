@@ -34,9 +34,11 @@ from collar_firmware.compat import const
 PORT_MULTICAST = codec.port_of("mc_class_c_session")
 PORT_FRAGMENTS = codec.port_of("frag_session_setup")
 
-# TS004's PackageVersionAns: the fragmented data block transport package (3), its v1.0.0 layouts (1)
+# TS004's PackageVersionAns: the fragmented data block transport package (3), v2.0.0 (2) on a radio whose crypto
+# engine checks the data block's MIC (hal.Radio.derive_key), else v1.0.0 (1)
 FRAG_PACKAGE_ID = const(3)
-FRAG_PACKAGE_VERSION = const(1)
+FRAG_PACKAGE_VERSION = const(2)
+FRAG_PACKAGE_VERSION_1 = const(1)
 SETUP_CID = const(2)  # FragSessionSetupReq (codec table); a test pins it
 V2_SETUP_TAIL = const(6)  # TS004 v2.0.0's set-up: v1.0.0's fields, then SessionCnt (2) and MIC (4)
 SETUP_ENCODING_UNSUPPORTED = const(1)  # FragSessionSetupAns bit 0: the collar does not read what was asked
@@ -162,6 +164,10 @@ class UpdateAgent:
         self.answers_port = PORT_FRAGMENTS  # the port of that frame, where its answers go
         self.frag_held = False  # a TS004 session of frag_index is set up (and not deleted or abandoned)
         self.frag_received = 0  # NbFragReceived of that session once its image was whole
+        self.frag_version = 1  # TS004 version of the last set-up heard: its status answers are laid out so
+        self.frag_v2 = None  # a v2.0.0 session's (SessionCnt, MIC, Descriptor, AckReception)
+        self.frag_mic_error = 0  # its rebuilt block's MIC was not the set-up's
+        self.session_cnt_prev = -1  # the last v2.0.0 SessionCnt taken: a set-up must name a greater one
         self.heard_s = 0  # when the receiving session last heard its set-up or one of its fragments
         self.slot_job = None  # update_slot.Composition or SlotCheck, stepped a share per wake-up
         if not self.trial_due and self.storage.read(KEY_COMPOSE):
@@ -241,9 +247,10 @@ class UpdateAgent:
         and answered, and the frame counts as refused (CodecError). Dropped unread and uncounted: any frame heard
         on a multicast group on ports 200 and 202 (TS005 v1.0.0 4: "If these messages are received on a multicast
         address the end-device MUST drop them silently"; TS003's AppTimeAns corrects the one clock whose
-        AppTimeReq it answers); on port 201 each command is judged as TS004 says (`_command`). A set-up followed by exactly
-        V2_SETUP_TAIL bytes is TS004 v2.0.0's (SessionCnt and MIC after v1.0.0's fields): the collar announced
-        PackageVersion 1, so it is answered EncodingUnsupported under its FragIndex and not set up."""
+        AppTimeReq it answers); on port 201 each command is judged as TS004 says (`_command`). A set-up that the
+        frame's end does not close after v1.0.0's fields is TS004 v2.0.0's (SessionCnt and MIC follow, commands may
+        come after them); one with fewer than V2_SETUP_TAIL bytes after those fields is a v2.0.0 set-up cut short,
+        never read as v1.0.0's: answered EncodingUnsupported under its FragIndex, nothing set up, the frame refused."""
         if group is not None and port != PORT_FRAGMENTS:
             return
         self.answers = bytearray()
@@ -257,11 +264,13 @@ class UpdateAgent:
                 size = codec.command_size(port, payload[pos])
                 if size < 0 or pos + size > end:
                     raise codec.CodecError("command unknown or cut short")
-                if port == PORT_FRAGMENTS and payload[pos] == SETUP_CID and end - pos == size + V2_SETUP_TAIL:
-                    if group is None:
-                        self._answer("frag_session_setup_ans", {"status": (payload[pos + 1] & 0x30) << 2
-                                                                | SETUP_ENCODING_UNSUPPORTED})
-                    return
+                if port == PORT_FRAGMENTS and payload[pos] == SETUP_CID and end - pos > size:
+                    if end - pos < size + V2_SETUP_TAIL:
+                        if group is None:
+                            self._answer("frag_session_setup_ans", {"status": (payload[pos + 1] & 0x30) << 2
+                                                                    | SETUP_ENCODING_UNSUPPORTED})
+                        raise codec.CodecError("TS004 v2.0.0 set-up cut short")
+                    size += V2_SETUP_TAIL
                 stop = pos + size if size else end
                 self._command(port, payload[pos:stop] if pos or stop < end else payload, now, group)
                 pos = stop
@@ -273,7 +282,10 @@ class UpdateAgent:
 
     def _command(self, port, payload, now, group):
         """Take one FUOTA command heard on group (None: unicast)."""
-        msg = codec.decode(port, payload, "down")
+        if port == PORT_FRAGMENTS and payload[0] == SETUP_CID and len(payload) > 11:
+            msg = codec.decode_as("frag_session_setup_v2", payload)  # its length told handle() it is v2.0.0's
+        else:
+            msg = codec.decode(port, payload, "down")
         name = msg["message"]
         if group is not None and port == PORT_FRAGMENTS and name != "data_fragment" \
                 and name != "frag_session_status":
@@ -285,7 +297,7 @@ class UpdateAgent:
                 if msg["index_and_n"] >> 14 == self.frag_index:
                     self.heard_s = now
                 _installer().fragment(self, msg, now)
-        elif name == "frag_session_setup":
+        elif name == "frag_session_setup" or name == "frag_session_setup_v2":
             # one session at a time (its fragments fill the one inactive slot), of any FragIndex 0..3: the same
             # index set up again while its fragments arrive replaces it (TS004 v2.0.0 3.3: stopped, its context cleared, set up anew)
             if self.state == IDLE or (self.state == RECEIVING and msg["frag_index"] == self.frag_index):
@@ -297,14 +309,17 @@ class UpdateAgent:
                 # session; the one it holds goes on to its own outcome, acknowledged as ever
                 self._answer("frag_session_setup_ans", {"status": msg["frag_index"] << 6 | 2})
         elif name == "frag_package_version":
-            self._answer("frag_package_version_ans", {"package_id": FRAG_PACKAGE_ID,
-                                                      "package_version": FRAG_PACKAGE_VERSION})
+            v2 = hasattr(self.collar.hal.radio, "derive_key")
+            self._answer("frag_package_version_ans", {"package_id": FRAG_PACKAGE_ID, "package_version":
+                                                      FRAG_PACKAGE_VERSION if v2 else FRAG_PACKAGE_VERSION_1})
         elif name == "frag_session_delete":
             _installer().delete(self, msg)
         elif name == "frag_session_status":
             # participants 0: only collars missing fragments answer (one without that session misses them all)
             if msg["participants"] or self.still_needed() or not self._holds(msg["frag_index"]):
                 self._status_answer(msg["frag_index"])
+        elif name == "frag_data_block_received_ans":
+            pass  # the server heard FragDataBlockReceivedReq: sent once, nothing to stop
         elif port == PORT_MULTICAST:
             if self.multicast is None:
                 from collar_firmware import multicast
@@ -320,15 +335,21 @@ class UpdateAgent:
 
     def _status_answer(self, index):
         """FragSessionStatusAns for FragIndex index: what the session holds and misses, or that the
-        collar holds no such session (SessionDoesNotExist, nothing received, nothing counted missing)."""
+        collar holds no such session (SessionDoesNotExist, nothing received, nothing counted missing). Laid out as
+        the last set-up heard was: TS004 v2.0.0 puts Status first, with MICError, and only Status for no session."""
+        v2 = self.frag_version == 2
         if not self._holds(index):
+            if v2:
+                self._answer("frag_session_status_v2_none", {"session_does_not_exist": 1})
+                return
             self._answer("frag_session_status_ans", {"received_and_index": index << 14, "missing": 0,
                                                       "session_does_not_exist": 1})
             return
         missing = self.still_needed()
         received = self.decoder.received if self.decoder is not None else self.frag_received
-        self._answer("frag_session_status_ans", {"received_and_index": index << 14 | (received & 0x3FFF),
-                                                  "missing": missing if missing < 255 else 255})
+        self._answer("frag_session_status_v2_ans" if v2 else "frag_session_status_ans", {
+            "received_and_index": index << 14 | (received & 0x3FFF), "missing": missing if missing < 255 else 255,
+            "mic_error": self.frag_mic_error})
 
     def _answer(self, name, values):
         port, payload = codec.encode_packet(name, values)
@@ -357,8 +378,9 @@ class UpdateAgent:
         """Keep the held session in flash (at its set-up, and once its image is whole)."""
         received = self.decoder.received if self.decoder is not None else 0
         self.frag_received = received
-        self.storage.write(KEY_SESSION, records.sealed(struct.pack(_SESSION_FORMAT, self.frag_index, whole,
-                                                                   received & 0x3FFF)))
+        # FragIndex in bits 1..0, bit 7 set for a v2.0.0 session (a record written before v2.0.0 reads as v1.0.0's)
+        self.storage.write(KEY_SESSION, records.sealed(struct.pack(
+            _SESSION_FORMAT, self.frag_index | (0x80 if self.frag_version == 2 else 0), whole, received & 0x3FFF)))
 
     def step(self, now):
         """Advance whatever the update waits for (called once per wake-up)."""

@@ -97,10 +97,11 @@ class Stepped:
 
     read = None
     pos = end = 0
+    share = BYTES_PER_STEP
 
     def step(self):
         """Hand on the next share; return None while there is more, else what _next ended with."""
-        budget = BYTES_PER_STEP
+        budget = self.share
         while budget:
             if self.pos < self.end:
                 k = min(self.end - self.pos, COPY_BYTES, budget)
@@ -115,14 +116,19 @@ class Stepped:
 
 
 def setup(agent, msg, now):
-    """A fragmentation session set-up: checked against the bounds before anything is allocated."""
+    """A fragmentation session set-up (TS004 v1.0.0's, or v2.0.0's with SessionCnt and the block's MIC):
+    checked against the bounds before anything is allocated."""
     agent.header = None
     nb_frag = msg["nb_frag"]
     frag_size = msg["frag_size"]
     index = msg["frag_index"]
-    if (msg["control"] >> 3) & 7:  # FragAlgo: only TS004's own parity code is known
+    v2 = "session_cnt" in msg
+    if (msg["control"] >> 3) & 7 or (v2 and not _mic_ready(agent)):  # FragAlgo: only TS004's parity code
         agent._answer("frag_session_setup_ans", {"status": index << 6 | 1})  # EncodingUnsupported
         agent.end_session()
+        return
+    if v2 and msg["session_cnt"] <= agent.session_cnt_prev:  # v2.0.0: SessionCnt grows, a replay is refused
+        agent._answer("frag_session_setup_ans", {"status": index << 6 | 0x10})  # SessionCnt replay
         return
     if nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS or nb_frag < 1 \
             or frag_size > update_fec.MAX_FRAG_SIZE or msg["padding"] >= frag_size:
@@ -137,6 +143,12 @@ def setup(agent, msg, now):
     agent.image_len = nb_frag * frag_size - msg["padding"]
     agent.frag_index = index  # TS004 FragIndex: fragments of another session are not ours
     agent.frag_groups = msg["mc_group_bit_mask"]  # the multicast groups that may feed it (unicast always may)
+    agent.frag_version = 2 if v2 else 1
+    agent.frag_mic_error = 0
+    # v2.0.0: what the rebuilt block's MIC is checked against, and whether FragDataBlockReceivedReq is asked for
+    agent.frag_v2 = (msg["session_cnt"], msg["mic"], msg["descriptor"], msg["control"] >> 6 & 1) if v2 else None
+    if v2:
+        agent.session_cnt_prev = msg["session_cnt"]
     agent.frag_held = True
     agent.heard_s = now  # SESSION_SILENT_S counts from here and from each fragment of the session
     agent.save_session(0)  # a reset before the image is whole ends the session (update_restart.py)
@@ -170,10 +182,61 @@ def fragment(agent, msg, now):
 
 
 def _whole(agent, now):
-    """Every fragment of the session is in flash: kept so (a reset still answers for it), then checked."""
+    """Every fragment of the session is in flash: kept so (a reset still answers for it), then checked (a
+    v2.0.0 session's block first against its MIC, a share a wake-up: MicCheck)."""
     agent.save_session(1)
     agent.state = VERIFYING
+    if agent.frag_v2 is not None:
+        agent.slot_job = MicCheck(agent)
+        return
     _check_image(agent, now)
+
+
+def _mic_ready(agent):
+    """Derive DataBlockIntKey in the radio's crypto engine; False when the radio has none or refuses."""
+    radio = agent.collar.hal.radio
+    if not hasattr(radio, "derive_key"):
+        return False
+    from collar_firmware import update_mic
+
+    try:
+        update_mic.derive(radio)
+    except OSError:
+        return False
+    return True
+
+
+class MicCheck(Stepped):
+    """TS004 v2.0.0: the rebuilt block's MIC (update_mic.py) computed a share a wake-up (step: True when it is
+    the set-up's, False when not)."""
+
+    share = 2048  # 128 blocks enciphered by the radio a wake-up
+
+    def __init__(self, agent):
+        from collar_firmware import update_mic
+
+        session_cnt, self.expected, descriptor, _ack = agent.frag_v2
+        self.read = lambda start, stop: _image(agent, start, stop)
+        self.end = agent.image_len
+        self.cmac = update_mic.Cmac(agent.collar.hal.radio, update_mic.DATA_BLOCK_INT_KEY, 16 + self.end)
+        self.cmac.update(update_mic.b0(session_cnt, agent.frag_index, descriptor, self.end))
+        self._take = self.cmac.update
+
+    def _next(self):
+        return self.cmac.mic() == self.expected
+
+
+def _mic_checked(agent, ok, now):
+    """The block's MIC is known: FragDataBlockReceivedReq when the set-up asked for it (TS004 v2.0.0 3.5); a
+    block whose MIC is not the set-up's is not processed (refused as tampered), the session still answers."""
+    agent.slot_job = None
+    agent.frag_mic_error = 0 if ok else 1
+    if agent.frag_v2[3]:
+        agent._answer("frag_data_block_received", {"frag_index": agent.frag_index, "mic_error": agent.frag_mic_error})
+    if ok:
+        _check_image(agent, now)
+    else:
+        agent._result("tampered", now)
 
 
 def _read(store, size, start, stop):
@@ -238,6 +301,10 @@ def step(agent, now):
     elif agent.state == SOLVING:
         if agent.decoder.solve():
             _whole(agent, now)
+    elif agent.state == VERIFYING and agent.header is None and agent.frag_v2 is not None:
+        ok = agent.slot_job.step()
+        if ok is not None:
+            _mic_checked(agent, ok, now)
     elif agent.state == VERIFYING:
         t = agent.collar.trust
         h = agent.header

@@ -37,6 +37,7 @@ def after_reset(agent, modem_lost):
         body = None
     if body is not None and len(body) == struct.calcsize(_SESSION_FORMAT):
         index, whole, received = struct.unpack(_SESSION_FORMAT, body)
+        agent.frag_version = 2 if index & 0x80 else 1  # its answers keep the layout of its set-up
         if whole:
             agent.frag_index, agent.frag_received, agent.frag_held = index & 3, received, True
         else:

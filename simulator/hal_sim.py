@@ -179,6 +179,11 @@ class SimRadio:
         # The stack's key store: McKEKey from GenAppKey (TS005 v1.0.0, LoRaWAN 1.0.x) when the collar was
         # given one; a group's McKey unwrapped from McGroupSetupReq, then its McAppSKey / McNwkSKey.
         self._ke_key = None
+        # the LR1110 crypto engine (TS004 v2.0.0's DataBlockIntKey and MIC): its root key is the LoRaWAN key the
+        # collar joined with, given at provisioning; plain Python, so it runs under MicroPython too
+        from simulator.crypto_engine import CryptoEngine
+
+        self.crypto = CryptoEngine()
         if gen_app_key is not None:
             self.provision(gen_app_key)
         self.group_session_keys = {}  # group -> (McAppSKey, McNwkSKey)
@@ -224,6 +229,19 @@ class SimRadio:
         from simulator.lorawan_frames import stack_ke_key
 
         self._ke_key = stack_ke_key(bytes(gen_app_key))
+        self.provision_root_key(gen_app_key)
+
+    def provision_root_key(self, root_key):
+        """Give the crypto engine its root key (GenAppKey on LoRaWAN 1.0.x, AppKey on 1.1), and nothing else."""
+        self.crypto.set_key("app_key", root_key)
+
+    def derive_key(self, src_key, dst_key, nonce):
+        """lr11xx_crypto_derive_key: dst_key = aes128_encrypt(src_key, nonce), inside the engine (OSError: no src_key)."""
+        self.crypto.derive_key(src_key, dst_key, nonce)
+
+    def aes_encrypt(self, key, data):
+        """lr11xx_crypto_aes_encrypt_01: data (16..256 bytes, whole blocks) enciphered with the engine's key."""
+        return self.crypto.aes_encrypt(key, data)
 
     def supports_class_c(self):
         """Return True unless the test made this a modem without Class C."""

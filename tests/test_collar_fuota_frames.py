@@ -17,21 +17,26 @@ SessionDoesNotExist (bit 2) | FragIndex 2). Never made with Tembo's encoder.
 from __future__ import annotations
 
 import pytest
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from collar_firmware import codec, update, update_install
 from lora_bridge.updates import delivery
 from simulator import fuota
+from simulator.hal_sim import SimRadio
 
 T0 = fuota.START_S
 T0_GPS_HEX = "1244ce56"  # 1772323200 - 315964800 + 18 = 1456358418
 IMAGE = bytes(range(256)) * 15 + bytes(4)  # 3,844 bytes, as long as the shipped model's update image
 FRAG_SETUP = "02" "01" "2300" "70" "00" "4c" "01000000"  # FragIndex 0, group 0 may carry it; 35 x 112 B, 76 B padding
+ROOT_KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")  # the collar's GenAppKey (RFC 4493's example key)
 CLASS_C_SESSION = "04" "00" "2252ce56" "0b" "d2ad84" "03"  # TS005: group 0 at T0 + 3600, 2**11 s, 869.525 MHz, DR3
 
 
 def collar():
     c = fuota.build_fleet(1, 0.0, 13)[0]
     c.hal.radio.uplinks.clear()
+    c.hal.radio.provision_root_key(ROOT_KEY)  # the key the collar joined with, held by the LR1110's engine
     return c
 
 
@@ -361,11 +366,16 @@ def test_a_session_set_up_again_on_its_own_fragindex_starts_over(index):
     assert sent(c, 201) == [f"02{index << 6:02x}"] * 2 + [status_answer(index, 0, 35)]
 
 
-def test_the_collar_declares_ts004_v1_in_its_fragmentation_package_version():
-    """TS004 3.1: PackageVersionReq (CID 0, no payload) is answered PackageIdentifier 3, PackageVersion 1."""
+def test_the_collar_declares_ts004_v2_in_its_fragmentation_package_version(monkeypatch):
+    """TS004 v2.0.0 3.1: PackageVersionReq (CID 0, no payload) is answered PackageIdentifier 3, PackageVersion 2 by a
+    collar whose radio can check the data block's MIC (hal.Radio.derive_key); one without says 1."""
     c = collar()
     c.hear(201, bytes.fromhex("00"))
-    assert sent(c, 201) == ["000301"]
+    assert sent(c, 201) == ["000302"]
+    monkeypatch.delattr(SimRadio, "derive_key")
+    c.hear(201, bytes.fromhex("00"))
+    c.hear(201, v2_setup_frame(1))
+    assert sent(c, 201) == ["000301", "0241"], "without the engine a v2.0.0 set-up is EncodingUnsupported"
 
 
 @pytest.mark.parametrize(("frame", "why"), [
@@ -373,7 +383,7 @@ def test_the_collar_declares_ts004_v1_in_its_fragmentation_package_version():
     ("03", "FragSessionDeleteReq without its parameter"),
     ("01", "FragSessionStatusReq without its parameter"),
     ("08" "c0", "DataFragment of FragIndex 3 with half its Index&N"),
-    ("04" "03", "FragDataBlockReceivedAns: v2.0.0 only, the collar never asks"),
+    ("04", "FragDataBlockReceivedAns without its parameter"),
     ("05", "an unknown command id"),
 ])
 def test_a_broken_fragmentation_frame_of_any_fragindex_is_refused_and_leaves_the_session_as_it_was(frame, why):
@@ -428,16 +438,16 @@ def test_field_technician_asks_two_things_in_one_downlink_and_the_collar_answers
     sent(c, 201)
     c.hear(201, bytes.fromhex("01" "05" "00" "01" "02"))  # status of FragIndex 2 to all, PackageVersionReq,
     # status of FragIndex 1 (none held) to the collars missing fragments
-    assert sent(c, 201) == [status_answer(2, 3, 32) + "000301" + status_answer(1, 0, 0, 0x04)]
+    assert sent(c, 201) == [status_answer(2, 3, 32) + "000302" + status_answer(1, 0, 0, 0x04)]
     c.hear(201, bytes.fromhex("03" "02" "01" "05"))  # delete FragIndex 2, then its status
     assert sent(c, 201) == ["0302" + status_answer(2, 0, 0, 0x04)]
     assert not c.collar.update.receiving()
 
 
 @pytest.mark.parametrize(("frame", "answers", "why"), [
-    ("03" "02" "00", ["0306000301"], "FragSessionDeleteReq of FragIndex 2 (none held), then PackageVersionReq"),
-    ("01" "07" "00", [status_answer(3, 5, 30) + "000301"], "FragSessionStatusReq of FragIndex 3, PackageVersionReq"),
-    ("00" "00", ["000301000301"], "PackageVersionReq twice"),
+    ("03" "02" "00", ["0306000302"], "FragSessionDeleteReq of FragIndex 2 (none held), then PackageVersionReq"),
+    ("01" "07" "00", [status_answer(3, 5, 30) + "000302"], "FragSessionStatusReq of FragIndex 3, PackageVersionReq"),
+    ("00" "00", ["000302000302"], "PackageVersionReq twice"),
 ])
 def test_what_once_looked_like_a_command_too_long_is_read_as_the_commands_it_spells(frame, answers, why):
     c = collar_with_five_fragments_on_fragindex_3()
@@ -462,55 +472,131 @@ def test_an_unknown_command_after_a_good_one_ends_the_parse_but_the_good_one_is_
     assert c.collar.update.receiving(), "the delete after the unknown command was never read"
     c.hear(201, bytes.fromhex("00" "03"))  # PackageVersionReq, then a FragSessionDeleteReq cut short
     assert c.collar.error_total() == errors + 2
-    assert sent(c, 201) == ["000301"] and c.collar.update.receiving()
+    assert sent(c, 201) == ["000302"] and c.collar.update.receiving()
 
 
+# ---- TS004 v2.0.0 --------------------------------------------------------------------------------------------
 # TS004 v2.0.0 3.3 (LoRa Basics Modem's lorawan_fragmentation_package_v2.0.0.c reads it so): FragSessionSetupReq
-# = FragSession (1), NbFrag (2), FragSize (1), Control (1), Padding (1), Descriptor (4), SessionCnt (2), MIC (4):
-# 16 bytes after its command id, where v1.0.0's are the first 10.
-def v2_setup_frame(index: int, groups: int = 0b0001) -> bytes:
-    return setup_frame(index, groups) + bytes.fromhex("0100" "01020304")  # SessionCnt 1, a MIC
+# = FragSession (1), NbFrag (2), FragSize (1), Control (RFU | AckReception (bit 6) | FragAlgo 3 | BlockAckDelay 3),
+# Padding (1), Descriptor (4), SessionCnt (2), MIC (4): 16 bytes after its command id, where v1.0.0's are the
+# first 10. The MIC: the first 4 bytes of AES-CMAC(DataBlockIntKey, B0 | block), DataBlockIntKey =
+# aes128_encrypt(root key, 0x30 | pad16), B0 = 0x49 | SessionCnt (2) | FragIndex (1) | Descriptor (4) | 0 (4) |
+# block size (4), all little-endian; computed here with `cryptography`, never with the collar's code.
+# FragSessionStatusAns v2 = Status (RFU 5 | SessionDoesNotExist | MICError | MemoryError), Received&index (2),
+# MissingFrag (1), Status alone when the session does not exist; FragDataBlockReceivedReq (CID 4, uplink) =
+# RFU 5 | MICError | FragIndex 2; FragDataBlockReceivedAns (CID 4, downlink) = RFU 6 | FragIndex 2.
+def block_mic(index: int, session_cnt: int, block: bytes = IMAGE, root: bytes = ROOT_KEY) -> bytes:
+    enc = Cipher(algorithms.AES(root), modes.ECB()).encryptor()
+    key = enc.update(bytes([0x30]) + bytes(15)) + enc.finalize()
+    b0 = bytes([0x49]) + session_cnt.to_bytes(2, "little") + bytes([index]) + bytes.fromhex("01000000") \
+        + bytes(4) + len(block).to_bytes(4, "little")
+    mac = cmac.CMAC(algorithms.AES(key))
+    mac.update(b0 + block)
+    return mac.finalize()[:4]
+
+
+def v2_setup_frame(index: int, session_cnt: int = 1, mic: bytes | None = None, control: int = 0x40) -> bytes:
+    """v2.0.0's set-up of IMAGE on FragIndex index, group 0 may carry it, 35 x 112 B, 76 B padding, descriptor 1."""
+    return bytes([0x02, index << 4 | 0b0001]) + bytes.fromhex("2300" "70") + bytes([control]) \
+        + bytes.fromhex("4c" "01000000") + session_cnt.to_bytes(2, "little") \
+        + (block_mic(index, session_cnt) if mic is None else mic)
+
+
+def status_answer_v2(index: int, received: int, missing: int, status: int = 0) -> str:
+    return f"01{status:02x}" + (index << 14 | received).to_bytes(2, "little").hex() + f"{missing:02x}"
+
+
+def whole_v2_session(index: int, mic: bytes | None = None) -> tuple:
+    """A collar given a v2.0.0 session of FragIndex index and every data fragment; its uplinks on 201 and 31."""
+    c = collar()
+    c.hear(201, v2_setup_frame(index, mic=mic))
+    for n in range(1, 36):
+        c.hear(201, fragment(n, index=index))
+    clock = c.hal.clock
+    end = clock.now_s() + 600  # the loop's wake-ups: the block rebuilt, its MIC checked a share each, the image judged
+    while clock.now_s() < end:
+        clock.sleep_until(min(c.collar.step(), end))
+    up = [(port, p) for _t, port, p, _c, _h in c.hal.radio.uplinks]
+    c.hal.radio.uplinks.clear()
+    return c, [p.hex() for port, p in up if port == 201], [codec.decode(31, p)["result"] for port, p in up if port == 31]
 
 
 @pytest.mark.parametrize("index", range(4))
-def test_a_ts004_v2_setup_is_answered_encoding_unsupported_and_never_opens_a_session(index):
-    """The collar announces PackageVersion 1 (v1.0.0's layouts); a server that sends v2.0.0's 16-byte set-up anyway
-    is told EncodingUnsupported (FragSessionSetupAns bit 0) under the FragIndex it asked for, and the collar holds
-    no session: its SessionCnt and MIC are never read as commands (until 6 December they were: the MIC 01020304
-    spelled a status request and a FragSessionDeleteReq)."""
-    assert update.SETUP_CID == codec.tag_of("frag_session_setup")
-    c = collar()
-    errors = c.collar.error_total()
-    c.hear(201, v2_setup_frame(index))
-    assert c.collar.error_total() == errors
-    assert sent(c, 201) == [f"02{index << 6 | 0x01:02x}"]
-    assert not c.collar.update.receiving()
+def test_a_ts004_v2_session_tells_the_server_its_block_arrived_with_the_mic_checked(index, monkeypatch):
+    """The block rebuilt, its MIC computed through the radio's crypto engine is the set-up's: FragDataBlockReceivedReq
+    says so (AckReception asked for it) and the image goes on to its signature check; status answers in v2.0.0's
+    layout, Status first."""
+    judged = []
+    monkeypatch.setattr(update_install, "_check_image", lambda agent, now: judged.append(agent.image_len))
+    c, on_201, _acks = whole_v2_session(index)
+    assert on_201 == [f"02{index << 6:02x}", f"04{index:02x}"]
+    assert judged == [len(IMAGE)], "the MIC held: the image goes on to its own checks"
+    c.collar.update.state = update.IDLE  # as the image's checks (left out here) end
     c.hear(201, status_request(index, 1))
-    assert sent(c, 201) == [status_answer(index, 0, 0, 0x04)], "no session of that FragIndex"
+    c.hear(201, bytes([0x04, index]))  # FragDataBlockReceivedAns: the server heard it; nothing answers, no error
+    assert sent(c, 201) == [status_answer_v2(index, 35, 0)]
 
 
-def test_a_ts004_v2_setup_leaves_the_session_the_collar_holds_and_follows_other_commands_in_its_frame():
-    c = collar_with_five_fragments_on_fragindex_3()
-    c.hear(201, bytes.fromhex("00") + v2_setup_frame(3))  # PackageVersionReq, then the v2.0.0 set-up of FragIndex 3
-    assert sent(c, 201) == ["000301" "02c1"]
-    c.hear(201, status_request(3, 1))
-    assert sent(c, 201) == [status_answer(3, 5, 30)], "the session of FragIndex 3 goes on with its five fragments"
-    c.collar.fuota_downlink(201, v2_setup_frame(3), 0)  # a set-up is unicast only: on a group, not even answered
-    assert sent(c, 201) == []
-
-
-@pytest.mark.parametrize(("cut", "why"), [
-    (-1, "the MIC one byte short: v1.0.0's set-up, then 01 00 (a status request), 01 02 (another), 03 cut short"),
-    (-5, "SessionCnt and one byte of the MIC: v1.0.0's set-up, then a status request and 01 alone, cut short"),
+@pytest.mark.parametrize(("mic", "why"), [
+    (bytes(4), "a MIC of zeros"),
+    (None, "the MIC of another SessionCnt"),
 ])
-def test_a_ts004_v2_setup_cut_short_reads_as_v1_commands_and_counts_as_a_broken_frame(cut, why):
-    """Only the whole 16 bytes tell v2.0.0 apart; a frame cut short is what LoRa Basics Modem's v1.0.0 parser makes
-    of it, and counted as a downlink error."""
+def test_a_ts004_v2_block_whose_mic_is_not_the_setups_is_never_processed(mic, why, monkeypatch):
+    index = 2
+    judged = []
+    monkeypatch.setattr(update_install, "_check_image", lambda agent, now: judged.append(agent.image_len))
+    if mic is None:
+        mic = block_mic(index, 2)
+    c, on_201, acks = whole_v2_session(index, mic)
+    assert on_201 == ["0280", f"04{0x04 | index:02x}"], why  # MICError
+    assert acks == ["tampered"] and judged == [], why
+    c.hear(201, status_request(index, 1))
+    assert sent(c, 201) == [status_answer_v2(index, 35, 0, 0x02)], why
+
+
+@pytest.mark.parametrize("cut", range(1, 6))
+def test_a_ts004_v2_setup_cut_short_is_refused_and_never_read_as_v1(cut):
+    """A set-up with more than v1.0.0's 10 bytes after its id but fewer than v2.0.0's 16 is v2.0.0's cut short: it is
+    answered EncodingUnsupported under its FragIndex, counted as a broken frame, and no session is set up (until 6
+    December its SessionCnt and MIC were read as v1.0.0 commands after a v1.0.0 set-up)."""
     c = collar()
     errors = c.collar.error_total()
-    c.hear(201, v2_setup_frame(2)[:cut])
-    assert c.collar.error_total() == errors + 1, why
-    assert sent(c, 201)[0].startswith("0280"), why
+    c.hear(201, v2_setup_frame(2)[:-cut])
+    assert c.collar.error_total() == errors + 1
+    assert sent(c, 201) == ["0281"]
+    assert not c.collar.update.receiving()
+
+
+def test_a_ts004_v2_setup_is_followed_by_the_other_commands_of_its_frame_and_a_v1_setup_still_works():
+    c = collar()
+    c.hear(201, bytes.fromhex("00") + v2_setup_frame(3) + status_request(3, 1))
+    assert sent(c, 201) == ["000302" "02c0" + status_answer_v2(3, 0, 35)]
+    c.hear(201, bytes.fromhex("0303") + status_request(3, 1))  # delete it: v2.0.0's answer for no session is 1 byte
+    assert sent(c, 201) == ["0303" "0104"]
+    c.hear(201, setup_frame(1))  # v1.0.0's set-up alone in its frame: v1.0.0's layouts again
+    c.hear(201, status_request(1, 1))
+    assert sent(c, 201) == ["0240", status_answer(1, 0, 35)]
+
+
+@pytest.mark.parametrize(("frame", "answer", "why"), [
+    (v2_setup_frame(0, control=0x48), "0201", "FragAlgo 1: an encoding the collar does not know"),
+    (v2_setup_frame(0, session_cnt=0), "0210", "SessionCnt 0 after SessionCnt 5: a replay"),
+    (v2_setup_frame(0, session_cnt=5), "0210", "SessionCnt 5 again"),
+])
+def test_a_ts004_v2_setup_of_an_unknown_encoding_or_an_old_session_counter_is_refused(frame, answer, why):
+    c = collar()
+    c.hear(201, v2_setup_frame(0, session_cnt=5))
+    assert sent(c, 201) == ["0200"]
+    c.hear(201, frame)
+    assert sent(c, 201) == [answer], why
+    assert c.collar.update.frag_index == 0, why
+
+
+def test_a_ts004_v2_setup_on_a_multicast_group_is_not_even_answered():
+    c = collar()
+    c.collar.fuota_downlink(201, v2_setup_frame(3), 0)
+    assert sent(c, 201) == []
+    assert not c.collar.update.receiving()
 
 
 def test_answers_to_a_long_frame_stop_at_what_one_uplink_carries():
@@ -518,11 +604,11 @@ def test_answers_to_a_long_frame_stop_at_what_one_uplink_carries():
     Modem leaves out an answer past the uplink's room)."""
     c = collar()
     c.hear(201, bytes(20))
-    assert sent(c, 201) == ["000301" * 17]
+    assert sent(c, 201) == ["000302" * 17]
 
 
 @pytest.mark.parametrize("command", [
-    FRAG_SETUP, "00", "03" "00",
+    FRAG_SETUP, v2_setup_frame(0).hex(), "00", "03" "00",
 ])
 def test_a_setup_delete_or_version_request_heard_on_a_multicast_group_is_ignored(command):
     """TS004 v2.0.0 table 2 (v1.0.0 alike): only FragSessionStatusReq and DataFragment may come multicast;
@@ -534,7 +620,10 @@ def test_a_setup_delete_or_version_request_heard_on_a_multicast_group_is_ignored
     sent(c, 201)
     errors = c.collar.error_total()
     c.collar.fuota_downlink(201, bytes.fromhex(command), 0)
-    c.collar.fuota_downlink(201, bytes.fromhex(command + "0101"), 0)  # the status request after it is answered
+    if command != FRAG_SETUP:  # v1.0.0's set-up is the last command of its frame (more is v2.0.0's set-up cut short)
+        c.collar.fuota_downlink(201, bytes.fromhex(command + "0101"), 0)  # the status request after it is answered
+    else:
+        c.collar.fuota_downlink(201, bytes.fromhex("0101"), 0)
     assert c.collar.error_total() == errors
     assert sent(c, 201) == [status_answer(0, 3, 32)]
     assert c.collar.update.receiving() and c.collar.update.still_needed() == 32

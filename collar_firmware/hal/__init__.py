@@ -63,6 +63,16 @@ class Radio:
             when the modem refuses.
         set_class_a(): listen only after uplinks again; OSError when the modem refuses.
     They are described here, not defined, so the boot heap does not carry them (docs/updates.md).
+
+    TS004 v2.0.0's data block MIC (optional; collar_firmware/update_mic.py uses it only when derive_key exists,
+    and the collar then announces PackageVersion 2). The LR1110's crypto engine holds the LoRaWAN root key (the
+    1.0.x GenAppKey, the 1.1 AppKey) and every key derived from it; the collar's Python names keys, never sees one:
+        derive_key(src_key, dst_key, nonce): store aes128_encrypt(src_key, nonce) under dst_key (the LR11xx
+            driver's lr11xx_crypto_derive_key: "app_key" -> "data_block_int_key" with 0x30 | pad16); OSError
+            when the engine refuses.
+        aes_encrypt(key, data) -> bytes: data (whole 16-byte blocks, at most 256 bytes) enciphered block by
+            block with key (lr11xx_crypto_aes_encrypt_01). The MIC's AES-CMAC is chained over it a block at a
+            time: lr11xx_crypto_compute_aes_cmac takes at most 256 bytes and keeps no state between calls.
     """
 
     def send(self, port, payload, confirmed):
