@@ -69,7 +69,7 @@ from lora_bridge.store.tables import (
     UpdateCampaign,
 )
 from lora_bridge.store.utc import utc_now
-from lora_bridge.updates import delivery, multicast_keys, setup_layouts
+from lora_bridge.updates import delivery, frag_v2, multicast_keys, setup_layouts
 from lora_bridge.updates.fec import Fragmented, fragment
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY, CollarLink, PlanRefused, make_plan
@@ -92,7 +92,8 @@ MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 # (bits 3..0), which today's collar enforces on every multicast fragment (TS004 v1.0.0: "silently dropped")
 SESSION_INDEX = 1
 FRAG_PACKAGE_ID = 3  # TS004 PackageVersionAns: the fragmented data block transport package
-FRAG_PACKAGE_VERSION = 1  # the v1.0.0 layouts the bridge writes and reads
+FRAG_PACKAGE_VERSION_1 = 1  # the v1.0.0 layouts the bridge writes to and reads from collars before frag_v2.V2_SINCE
+FRAG_PACKAGE_VERSION = 2  # v2.0.0's, to collars that speak it (updates/frag_v2.py)
 MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
 MC_GROUP_BIT_MASK = 1 << MC_GROUP  # TS004 FragSession's McGroupBitMask: the delivery's group may carry the fragments
 SETUP_ERROR_BITS = 0x3F  # FragSessionSetupAns below its FragIndex (bits 7..6): any set is a refusal
@@ -102,7 +103,7 @@ WINDOW = "window"
 REPAIR = "repair"
 STRAGGLERS = "stragglers"
 CLOSED = "closed"
-DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment",
+DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", frag_v2.SETUP_V2, "data_fragment",
                      "frag_session_status")  # the last: a straggler asked by unicast what it still misses
 DELETE_RETRY_S = 60  # a refused network server group deletion is tried again after this, doubling
 DELETE_RETRY_MAX_S = 6 * 3600
@@ -333,7 +334,7 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
                 continue  # it stays unreleased until its key is in the file
             queued += 1
         queue_window(session, codec, row, collar.device_id)
-        _queue_frag_setup(session, codec, row, collar.device_id, campaign, now)
+        _queue_frag_setup(session, codec, row, collar.device_id, campaign, now, group_keys)
         collar.setup_queued_at = now
         queued += 2
     log.info("set-up queued for %d collars campaign_id=%d", len(released), row.campaign_id,
@@ -342,16 +343,27 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
 
 
 def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id: str, campaign: UpdateCampaign,
-                      now: datetime) -> None:
+                      now: datetime, ring: multicast_keys.CollarKeyRing | None = None) -> None:
     """Queue the collar's TS004 FragSessionSetupReq, its FragSession byte laid out as the firmware the
     collar last reported reads it (updates/setup_layouts.py); a collar set up in another layout than
-    TS004's has its campaign's history say which and why."""
-    fw_version = session.scalar(select(Device.fw_version).where(Device.device_id == device_id))
+    TS004's has its campaign's history say which and why. A collar whose firmware speaks TS004 v2.0.0 and whose
+    root key the key file (ring) holds gets v2.0.0's set-up: SessionCnt, the image's MIC, AckReception
+    (updates/frag_v2.py); any other collar v1.0.0's."""
+    row_dev = session.execute(select(Device.fw_version, Device.dev_eui).where(Device.device_id == device_id)).first()
+    fw_version, dev_eui = (row_dev[0], row_dev[1]) if row_dev is not None else (None, None)
     layout = setup_layouts.layout_for(fw_version)
-    downlinks.queue_command(session, codec, device_id=device_id, command="frag_session_setup", values={
-        **setup_layouts.setup_values(fw_version, SESSION_INDEX, MC_GROUP_BIT_MASK), "nb_frag": row.nb_frag,
-        "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding,
-        "descriptor": row.campaign_id})
+    values = {**setup_layouts.setup_values(fw_version, SESSION_INDEX, MC_GROUP_BIT_MASK), "nb_frag": row.nb_frag,
+              "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding,
+              "descriptor": row.campaign_id}
+    command = "frag_session_setup"
+    if frag_v2.speaks_v2(fw_version) and ring is not None and ring.knows(dev_eui):
+        values = frag_v2.setup_values(ring, dev_eui or "", {**values, "frag_index": SESSION_INDEX}, row.campaign_id,
+                                      row.image)
+        command = frag_v2.SETUP_V2
+        log.info("frag_session_setup_v2 for device_id=%s (fw_version=%s) session_cnt=%d campaign_id=%d", device_id,
+                 fw_version, values["session_cnt"], row.campaign_id,
+                 extra={"device_id": device_id, "campaign_id": row.campaign_id})
+    downlinks.queue_command(session, codec, device_id=device_id, command=command, values=values)
     if layout is not setup_layouts.TS004:
         if layout is setup_layouts.EITHER:
             why = ("the collar has not reported a firmware version the bridge reads: its set-up names the same "
@@ -590,7 +602,7 @@ def _exclude_outside_the_group(session: Session, row: FuotaSession) -> None:
 
 # TS004 FragSessionSetupAns StatusBitMask below the FragIndex, as LoRaMac-node's LmhpFragmentation.c sets them
 SETUP_REFUSALS = ((1, "EncodingUnsupported"), (2, "NotEnoughMemory"), (4, "FragSessionIndexNotSupported"),
-                  (8, "WrongDescriptor"))
+                  (8, "WrongDescriptor"), (0x10, "SessionCntReplay"))
 SETUP_BUSY_DETAIL = "NotEnoughMemory: the image is too large for the collar, or it is busy with an earlier image"
 
 
@@ -955,7 +967,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
     if message == "frag_package_version_ans":
         _package_version(device_id, fields)
         return []
-    if message not in ("mc_class_c_session_ans", "frag_session_setup_ans", "frag_session_status_ans"):
+    if message not in ("mc_class_c_session_ans", "frag_session_setup_ans", "frag_session_status_ans",
+                       "frag_data_block_received"):
         return []
     found = session.execute(
         select(FuotaCollar, FuotaSession)
@@ -969,6 +982,13 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
     collar, row = found
     if _step_over(session, row, device_id, message):
         return []
+    if message == "frag_data_block_received":
+        return _block_received(session, codec, row, collar, fields)
+    if message == "frag_session_status_ans" and _set_up_v2(session, device_id):
+        fields = frag_v2.status_fields(fields)  # v2.0.0's layout: Status first
+        if fields.get("mic_error") and not fields.get("session_does_not_exist"):
+            _mic_refused(session, row, device_id)
+            return []
     if message == "mc_class_c_session_ans":
         errors = int(fields.get("status") or 0) & ~3
         collar.session_answered = errors == 0  # no TS005 error bit
@@ -1008,15 +1028,57 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
     return []
 
 
+def _set_up_v2(session: Session, device_id: str) -> bool:
+    """True when the last fragmentation set-up the bridge queued for this collar was TS004 v2.0.0's."""
+    last = session.scalar(select(Downlink.command).where(
+        Downlink.device_id == device_id, Downlink.command.in_(("frag_session_setup", frag_v2.SETUP_V2)))
+        .order_by(Downlink.id.desc()).limit(1))
+    return last == frag_v2.SETUP_V2
+
+
+def _block_received(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar,
+                    fields: dict[str, Any]) -> list[int]:
+    """TS004 v2.0.0 FragDataBlockReceivedReq: the collar rebuilt the block and checked its MIC. Acknowledged
+    (FragDataBlockReceivedAns); with the MIC held the collar is done without another status round, with
+    MICError it is failed (it will not process the block)."""
+    index = int(fields.get("frag_index") or 0)
+    if index != SESSION_INDEX:
+        log.warning("FragDataBlockReceivedReq device_id=%s about FragIndex %d, not the delivery's %d: not its answer",
+                    collar.device_id, index, SESSION_INDEX, extra={"device_id": collar.device_id})
+        return []
+    answer = downlinks.queue_command(session, codec, device_id=collar.device_id,
+                                     command="frag_data_block_received_ans", values={"frag_index": index})
+    if fields.get("mic_error"):
+        _mic_refused(session, row, collar.device_id)
+        return [answer.id]
+    collar.received = max(collar.received or 0, row.nb_frag)
+    collar.missing = 0
+    collar.complete = True
+    log.info("data block received device_id=%s campaign_id=%d: MIC held", collar.device_id, row.campaign_id,
+             extra={"device_id": collar.device_id, "campaign_id": row.campaign_id})
+    return [answer.id]
+
+
+def _mic_refused(session: Session, row: FuotaSession, device_id: str) -> None:
+    """The collar's rebuilt block is not the MIC its set-up named: it will not process it; failed with that reason."""
+    collar = session.scalars(select(CampaignCollar).where(CampaignCollar.campaign_id == row.campaign_id,
+                                                          CampaignCollar.device_id == device_id)).first()
+    log.warning("data block MIC error device_id=%s campaign_id=%d", device_id, row.campaign_id,
+                extra={"device_id": device_id, "campaign_id": row.campaign_id})
+    if collar is not None and collar.state == "sending":
+        campaigns.fail_collar(session, session.get(UpdateCampaign, row.campaign_id), collar,
+                              "the rebuilt image is not the one sent (TS004 v2.0.0 MICError)")
+
+
 def _package_version(device_id: str, fields: dict[str, Any]) -> None:
-    """A collar's TS004 PackageVersionAns: the bridge speaks the fragmentation package's v1.0.0 layouts (its
-    PackageVersion 1); v2.0.0 says it is not compatible with v1.0.0, so a collar naming another is told apart."""
+    """A collar's TS004 PackageVersionAns: the bridge speaks v1.0.0's layouts (PackageVersion 1) and v2.0.0's
+    (2, to collars whose firmware speaks it: updates/frag_v2.py); a collar naming another is told apart."""
     package, version = int(fields.get("package_id") or 0), int(fields.get("package_version") or 0)
-    if (package, version) == (FRAG_PACKAGE_ID, FRAG_PACKAGE_VERSION):
-        log.info("device_id=%s speaks TS004 v1.0.0 fragmentation", device_id, extra={"device_id": device_id})
+    if package == FRAG_PACKAGE_ID and version in (FRAG_PACKAGE_VERSION_1, FRAG_PACKAGE_VERSION):
+        log.info("device_id=%s speaks TS004 v%d.0.0 fragmentation", device_id, version, extra={"device_id": device_id})
     else:
         log.warning("device_id=%s answers fragmentation package %d version %d: the bridge speaks package %d "
-                    "version %d only", device_id, package, version, FRAG_PACKAGE_ID, FRAG_PACKAGE_VERSION,
+                    "versions 1 and %d only", device_id, package, version, FRAG_PACKAGE_ID, FRAG_PACKAGE_VERSION,
                     extra={"device_id": device_id})
 
 

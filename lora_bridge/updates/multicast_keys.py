@@ -20,6 +20,11 @@ line; there is no default key, and an all-zero key (LoRaMac-node's placeholder) 
 
 A group's McKey = AES-CMAC(multicast_root, "tembo-mc" | McAddr | label): the same key after a restart,
 a different one for every delivery, and nothing to store.
+
+The same root key gives each collar's TS004 v2.0.0 DataBlockIntKey = aes128_encrypt(root key, 0x30 | pad16)
+(LoRa Basics Modem's v2.0.0 package derives it so from its LoRaWAN root key): the bridge computes each set-up's
+data block MIC with it (`CollarKeyRing.block_mic`, lora_bridge/updates/frag_v2.py); the collar derives the same key
+inside its LR1110 and checks the rebuilt block against it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ MC_ROOT_1_0 = 0x00  # first byte of the McRootKey derivation block, LoRaWAN 1.0.
 MC_ROOT_1_1 = 0x20  # LoRaWAN 1.1 (from AppKey)
 MC_APP_S = 0x01
 MC_NWK_S = 0x02
+DATA_BLOCK_INT = 0x30  # first byte of TS004 v2.0.0's DataBlockIntKey derivation block
 GROUP_KEY_LABEL = b"tembo-mc"
 
 
@@ -62,6 +68,11 @@ def _pad16(head: bytes) -> bytes:
 def mc_root_key(root_key: bytes, lorawan_1_1: bool = False) -> bytes:
     """Return McRootKey from GenAppKey (LoRaWAN 1.0.x) or AppKey (1.1)."""
     return _aes_block(root_key, _pad16(bytes([MC_ROOT_1_1 if lorawan_1_1 else MC_ROOT_1_0])))
+
+
+def data_block_int_key(root_key: bytes) -> bytes:
+    """Return TS004 v2.0.0's DataBlockIntKey from a collar's LoRaWAN root key (GenAppKey or AppKey)."""
+    return _aes_block(root_key, _pad16(bytes([DATA_BLOCK_INT])))
 
 
 def mc_ke_key(root: bytes) -> bytes:
@@ -112,6 +123,7 @@ class CollarKeyRing:
     path: Path
     _root: bytes = field(repr=False)
     _ke_keys: dict[str, bytes] = field(repr=False)
+    _block_keys: dict[str, bytes] = field(default_factory=dict, repr=False)  # DevEUI -> DataBlockIntKey
 
     def __repr__(self) -> str:
         return f"CollarKeyRing(path={str(self.path)!r}, collars={len(self._ke_keys)}, keys=***)"
@@ -129,6 +141,16 @@ class CollarKeyRing:
         mc_key = mac.finalize()
         app_s, nwk_s = session_keys(mc_key, mc_addr)
         return GroupKeys(mc_addr, mc_key, app_s, nwk_s)
+
+    def block_mic(self, dev_eui: str, b0: bytes, block: bytes) -> bytes:
+        """Return TS004 v2.0.0's data block MIC for this collar: the first 4 bytes of AES-CMAC(DataBlockIntKey,
+        b0 | block); CollarKeyError when the key file holds no root key for it."""
+        key = self._block_keys.get((dev_eui or "").lower())
+        if key is None:
+            raise CollarKeyError(f"collar {dev_eui}: no root key in {self.path} (add it under [collars])")
+        mac = cmac.CMAC(algorithms.AES(key))
+        mac.update(b0 + block)
+        return mac.finalize()[:4]
 
     def wrapped_for(self, dev_eui: str, group: GroupKeys) -> bytes:
         """Return the group's McKey wrapped with this collar's McKEKey; CollarKeyError when unknown."""
@@ -175,6 +197,7 @@ def load(path: Path | str | None) -> CollarKeyRing:
     if not isinstance(collars, dict) or not collars:
         raise CollarKeyError(f"{path}: no [collars] table")
     ke_keys: dict[str, bytes] = {}
+    block_keys: dict[str, bytes] = {}
     for written, entry in collars.items():
         where = f"{path}: collar {written}"
         dev_eui = "".join(written.split())  # "70 B3 D5 7E D0 00 00 01", as consoles show it, is that collar
@@ -189,6 +212,8 @@ def load(path: Path | str | None) -> CollarKeyRing:
         if dev_eui.lower() in ke_keys:  # which of the two keys is the collar's? the bridge cannot tell
             raise CollarKeyError(f"{where}: that DevEUI is listed twice (written another way); keep one entry")
         ((name, value),) = entry.items()
-        ke_keys[dev_eui.lower()] = mc_ke_key(mc_root_key(_key(value, f"{where}: {name}"), name == "app_key"))
+        root_key = _key(value, f"{where}: {name}")
+        ke_keys[dev_eui.lower()] = mc_ke_key(mc_root_key(root_key, name == "app_key"))
+        block_keys[dev_eui.lower()] = data_block_int_key(root_key)
     log.info("collar key file loaded path=%s collars=%d", path, len(ke_keys))
-    return CollarKeyRing(path, root, ke_keys)
+    return CollarKeyRing(path, root, ke_keys, block_keys)

@@ -1,0 +1,80 @@
+"""Field technicians deliver to collars that speak TS004 v2.0.0: the bridge sets each up with SessionCnt and the
+image's MIC under that collar's DataBlockIntKey, each collar checks the rebuilt block against it through its radio's
+crypto engine and says so unasked (FragDataBlockReceivedReq), and the bridge counts it done on that word alone.
+
+Frames checked against TS004 v2.0.0's layouts as LoRa Basics Modem's `lorawan_fragmentation_package_v2.0.0.c`
+reads them: FragSessionSetupReq = 02 | FragSession | NbFrag (2) | FragSize | Control (AckReception bit 6) | Padding |
+Descriptor (4) | SessionCnt (2) | MIC (4); MIC = AES-CMAC(aes128_encrypt(GenAppKey, 0x30 | pad16), 0x49 | SessionCnt
+| FragIndex | Descriptor | 0 (4) | size (4) | block)[0:4], little-endian; FragDataBlockReceivedReq = 04 | RFU 5 |
+MICError | FragIndex 2, its answer 04 | FragIndex. The MIC here is computed with `cryptography`, not Tembo's code.
+"""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives import cmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from fuota_network import gen_app_key, write_key_file
+from fuota_twin import model_image
+from test_fuota_multicast_setup import SecuredReserve, open_bridge, provisioned_fleet, tts  # noqa: F401
+
+from collar_firmware import config
+from lora_bridge.domain.fuota_delivery import SESSION_INDEX
+from lora_bridge.updates import frag_v2
+
+
+def spec_mic(root: bytes, session_cnt: int, index: int, descriptor: int, block: bytes) -> bytes:
+    enc = Cipher(algorithms.AES(root), modes.ECB()).encryptor()
+    key = enc.update(bytes([0x30]) + bytes(15)) + enc.finalize()
+    mac = cmac.CMAC(algorithms.AES(key))
+    mac.update(bytes([0x49]) + session_cnt.to_bytes(2, "little") + bytes([index]) + descriptor.to_bytes(4, "little")
+               + bytes(4) + len(block).to_bytes(4, "little") + block)
+    return mac.finalize()[:4]
+
+
+def test_collars_on_v2_firmware_are_set_up_in_ts004_v2_and_counted_done_when_they_say_their_block_arrived(
+        sqlite_url, tts, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(config, "FW_VERSION", frag_v2.V2_SINCE)  # the factory image the collars boot: v2's
+    image, version = model_image()
+    fleet = provisioned_fleet(2)
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
+    with open_bridge(sqlite_url, tts, key_file) as bridge:
+        reserve = SecuredReserve(fleet, tts, 4, key_file)
+        campaign = reserve.start(bridge, image, version)
+        opens = campaign["delivery"]["window_opens"]
+        reserve.run_until(int(opens.timestamp()) + 3 * 3600, step_s=600)
+        campaign = bridge.campaigns()[0]
+
+    for i, c in enumerate(fleet):
+        setup = next(p["payload"] for p in tts.unicast if p["device"] == c.device_id
+                     and p["f_port"] == 201 and p["payload"][0] == 0x02)
+        assert len(setup) == 17, "v2.0.0's set-up: 16 bytes after its id"
+        assert setup[1] == SESSION_INDEX << 4 | 0b0001 and setup[5] & 0x40, "FragIndex 1, group 0; AckReception"
+        nb_frag, frag_size, padding = int.from_bytes(setup[2:4], "little"), setup[4], setup[6]
+        descriptor, session_cnt = int.from_bytes(setup[7:11], "little"), int.from_bytes(setup[11:13], "little")
+        assert nb_frag * frag_size - padding == len(image)
+        assert session_cnt == campaign["id"]
+        assert setup[13:17] == spec_mic(gen_app_key(i), session_cnt, SESSION_INDEX, descriptor, image)
+        assert c.collar.model.version == version
+        told = [p["payload"].hex() for p in tts.unicast if p["device"] == c.device_id and p["f_port"] == 201
+                and p["payload"][0] == 0x04]
+        assert told == [f"04{SESSION_INDEX:02x}"], \
+            "FragDataBlockReceivedAns: the bridge heard the collar's FragDataBlockReceivedReq (MIC held)"
+        assert campaign["delivery"]["collars"][c.device_id]["missing"] == 0
+
+
+@pytest.mark.parametrize(("fw_version", "v2"), [("1.1.0", True), ("1.2.3", True), ("1.0.1", False),
+                                                ("1.0.0", False), (None, False), ("1.1", False)])
+def test_the_bridge_speaks_ts004_v2_only_to_firmware_that_announces_it(fw_version, v2):
+    assert frag_v2.speaks_v2(fw_version) is v2
+
+
+def test_a_v2_status_answer_read_in_v1s_layout_is_read_again_as_the_collar_wrote_it():
+    """FragSessionStatusAns v2.0.0 = 01 | Status | Received&index (2) | MissingFrag; the codec reads the same five
+    bytes in v1.0.0's layout (it cannot tell them apart), and frag_v2.status_fields re-reads them."""
+    from collar_firmware import codec
+
+    raw = bytes.fromhex("01" "02" "2340" "00")  # MICError; FragIndex 1, 35 received; none missing
+    read = frag_v2.status_fields(codec.decode(201, raw, "up"))
+    assert (read["mic_error"], read["session_does_not_exist"], read["received_and_index"], read["missing"]) == \
+        (1, 0, 1 << 14 | 35, 0)
