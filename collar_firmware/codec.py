@@ -304,7 +304,7 @@ MESSAGES = (
 #     Control = RFU | AckReception (bit 6) | FragAlgo 3 | BlockAckDelay 3. The answer's Status adds
 #     SessionCntReplay (bit 4) to v1.0.0's bits.
 #   FragSessionStatusAns v2 = Status (RFU 5 | SessionDoesNotExist | MICError | MemoryError) first, then
-#     Received&index and MissingFrag, which are left out when the session does not exist (2 bytes in all).
+#     Received&index and MissingFrag, which are left out when the session does not exist (its first 2 bytes).
 MESSAGES_TS004_V2 = (
     ("frag_session_setup_v2", 201, 2, "down", (
         ("frag_session", "bits", (("rfu", 2, None), ("frag_index", 2, None), ("mc_group_bit_mask", 4, None))),
@@ -321,10 +321,6 @@ MESSAGES_TS004_V2 = (
                             ("memory_error", 1, None))),
         ("received_and_index", "u16", None),
         ("missing", "u8", None),
-    )),
-    ("frag_session_status_v2_none", 201, 1, "up", (
-        ("status", "bits", (("rfu", 5, None), ("session_does_not_exist", 1, None), ("mic_error", 1, None),
-                            ("memory_error", 1, None))),
     )),
 )
 

@@ -36,12 +36,12 @@ PORT_FRAGMENTS = codec.port_of("frag_session_setup")
 
 # TS004's PackageVersionAns: the fragmented data block transport package (3), v2.0.0 (2) on a radio whose crypto
 # engine checks the data block's MIC (hal.Radio.derive_key), else v1.0.0 (1)
-FRAG_PACKAGE_ID = const(3)
-FRAG_PACKAGE_VERSION = const(2)
-FRAG_PACKAGE_VERSION_1 = const(1)
-SETUP_CID = const(2)  # FragSessionSetupReq (codec table); a test pins it
-V2_SETUP_TAIL = const(6)  # TS004 v2.0.0's set-up: v1.0.0's fields, then SessionCnt (2) and MIC (4)
-SETUP_ENCODING_UNSUPPORTED = const(1)  # FragSessionSetupAns bit 0: the collar does not read what was asked
+_FRAG_PACKAGE_ID = const(3)
+_FRAG_PACKAGE_VERSION = const(2)
+_FRAG_PACKAGE_VERSION_1 = const(1)
+_SETUP_CID = const(2)  # FragSessionSetupReq (codec table)
+_V2_SETUP_TAIL = const(6)  # TS004 v2.0.0's set-up: v1.0.0's fields, then SessionCnt (2) and MIC (4)
+_SETUP_ENCODING_UNSUPPORTED = const(1)  # FragSessionSetupAns bit 0: the collar does not read what was asked
 
 IDLE = const(0)
 RECEIVING = const(1)
@@ -249,7 +249,7 @@ class UpdateAgent:
         address the end-device MUST drop them silently"; TS003's AppTimeAns corrects the one clock whose
         AppTimeReq it answers); on port 201 each command is judged as TS004 says (`_command`). A set-up that the
         frame's end does not close after v1.0.0's fields is TS004 v2.0.0's (SessionCnt and MIC follow, commands may
-        come after them); one with fewer than V2_SETUP_TAIL bytes after those fields is a v2.0.0 set-up cut short,
+        come after them); one with fewer than _V2_SETUP_TAIL bytes after those fields is a v2.0.0 set-up cut short,
         never read as v1.0.0's: answered EncodingUnsupported under its FragIndex, nothing set up, the frame refused."""
         if group is not None and port != PORT_FRAGMENTS:
             return
@@ -264,13 +264,13 @@ class UpdateAgent:
                 size = codec.command_size(port, payload[pos])
                 if size < 0 or pos + size > end:
                     raise codec.CodecError("command unknown or cut short")
-                if port == PORT_FRAGMENTS and payload[pos] == SETUP_CID and end - pos > size:
-                    if end - pos < size + V2_SETUP_TAIL:
+                if port == PORT_FRAGMENTS and payload[pos] == _SETUP_CID and end - pos > size:
+                    if end - pos < size + _V2_SETUP_TAIL:
                         if group is None:
                             self._answer("frag_session_setup_ans", {"status": (payload[pos + 1] & 0x30) << 2
-                                                                    | SETUP_ENCODING_UNSUPPORTED})
+                                                                    | _SETUP_ENCODING_UNSUPPORTED})
                         raise codec.CodecError("TS004 v2.0.0 set-up cut short")
-                    size += V2_SETUP_TAIL
+                    size += _V2_SETUP_TAIL
                 stop = pos + size if size else end
                 self._command(port, payload[pos:stop] if pos or stop < end else payload, now, group)
                 pos = stop
@@ -282,7 +282,7 @@ class UpdateAgent:
 
     def _command(self, port, payload, now, group):
         """Take one FUOTA command heard on group (None: unicast)."""
-        if port == PORT_FRAGMENTS and payload[0] == SETUP_CID and len(payload) > 11:
+        if port == PORT_FRAGMENTS and payload[0] == _SETUP_CID and len(payload) > 11:
             msg = codec.decode_as("frag_session_setup_v2", payload)  # its length told handle() it is v2.0.0's
         else:
             msg = codec.decode(port, payload, "down")
@@ -310,8 +310,8 @@ class UpdateAgent:
                 self._answer("frag_session_setup_ans", {"status": msg["frag_index"] << 6 | 2})
         elif name == "frag_package_version":
             v2 = hasattr(self.collar.hal.radio, "derive_key")
-            self._answer("frag_package_version_ans", {"package_id": FRAG_PACKAGE_ID, "package_version":
-                                                      FRAG_PACKAGE_VERSION if v2 else FRAG_PACKAGE_VERSION_1})
+            self._answer("frag_package_version_ans", {"package_id": _FRAG_PACKAGE_ID, "package_version":
+                                                      _FRAG_PACKAGE_VERSION if v2 else _FRAG_PACKAGE_VERSION_1})
         elif name == "frag_session_delete":
             _installer().delete(self, msg)
         elif name == "frag_session_status":
@@ -339,11 +339,8 @@ class UpdateAgent:
         the last set-up heard was: TS004 v2.0.0 puts Status first, with MICError, and only Status for no session."""
         v2 = self.frag_version == 2
         if not self._holds(index):
-            if v2:
-                self._answer("frag_session_status_v2_none", {"session_does_not_exist": 1})
-                return
-            self._answer("frag_session_status_ans", {"received_and_index": index << 14, "missing": 0,
-                                                      "session_does_not_exist": 1})
+            self._answer("frag_session_status_v2_ans" if v2 else "frag_session_status_ans", {
+                "received_and_index": index << 14, "missing": 0, "session_does_not_exist": 1}, 2 if v2 else 0)
             return
         missing = self.still_needed()
         received = self.decoder.received if self.decoder is not None else self.frag_received
@@ -351,8 +348,10 @@ class UpdateAgent:
             "received_and_index": index << 14 | (received & 0x3FFF), "missing": missing if missing < 255 else 255,
             "mic_error": self.frag_mic_error})
 
-    def _answer(self, name, values):
+    def _answer(self, name, values, size=0):
         port, payload = codec.encode_packet(name, values)
+        if size:
+            payload = payload[:size]  # an answer whose last fields are left out (TS004 v2.0.0: no such session)
         answers = self.answers
         if answers is None or port != self.answers_port:
             self.collar.queue_ack(port, payload)

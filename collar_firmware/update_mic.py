@@ -19,20 +19,20 @@ from collar_firmware.compat import const
 
 ROOT_KEY = "app_key"  # the engine's root key (LR11XX_CRYPTO_KEYS_IDX_APP_KEY's place)
 DATA_BLOCK_INT_KEY = "data_block_int_key"  # the general-purpose slot the derived key goes to
-DERIVE_PREFIX = const(0x30)
-B0_PREFIX = const(0x49)
+_DERIVE_PREFIX = const(0x30)
+_B0_PREFIX = const(0x49)
 
 
 def derive(radio):
     """Derive DataBlockIntKey inside the radio's crypto engine (OSError when the engine refuses)."""
     nonce = bytearray(16)
-    nonce[0] = DERIVE_PREFIX
+    nonce[0] = _DERIVE_PREFIX
     radio.derive_key(ROOT_KEY, DATA_BLOCK_INT_KEY, bytes(nonce))
 
 
 def b0(session_cnt, frag_index, descriptor, size):
     """Return the 16-byte block that opens the MIC's input."""
-    return struct.pack("<BHBIII", B0_PREFIX, session_cnt & 0xFFFF, frag_index & 3, descriptor & 0xFFFFFFFF,
+    return struct.pack("<BHBIII", _B0_PREFIX, session_cnt & 0xFFFF, frag_index & 3, descriptor & 0xFFFFFFFF,
                        0, size)
 
 
