@@ -295,34 +295,17 @@ MESSAGES = (
     )),
 )
 
-# TS004 v2.0.0's layouts of the commands whose id v1.0.0 already uses (3.3, 3.2; LoRa Basics Modem's
-# lorawan_fragmentation_package_v2.0.0.c): which one a frame carries depends on the package version the
-# session speaks, never on its bytes alone, so these rows are read by name only (decode_as, encode), never
-# by port and id (decode, command_size, the JavaScript formatter read MESSAGES' v1.0.0 rows).
-#   FragSessionSetupReq v2 = v1.0.0's fields, then SessionCnt (u16, must grow from session to session) and the
-#     data block's MIC (u32: the first 4 bytes of AES-CMAC(DataBlockIntKey, B0 | block), little-endian).
-#     Control = RFU | AckReception (bit 6) | FragAlgo 3 | BlockAckDelay 3. The answer's Status adds
-#     SessionCntReplay (bit 4) to v1.0.0's bits.
-#   FragSessionStatusAns v2 = Status (RFU 5 | SessionDoesNotExist | MICError | MemoryError) first, then
-#     Received&index and MissingFrag, which are left out when the session does not exist (its first 2 bytes).
-MESSAGES_TS004_V2 = (
-    ("frag_session_setup_v2", 201, 2, "down", (
-        ("frag_session", "bits", (("rfu", 2, None), ("frag_index", 2, None), ("mc_group_bit_mask", 4, None))),
-        ("nb_frag", "u16", None),
-        ("frag_size", "u8", None),
-        ("control", "u8", None),
-        ("padding", "u8", None),
-        ("descriptor", "u32", None),
-        ("session_cnt", "u16", None),
-        ("mic", "u32", None),
-    )),
-    ("frag_session_status_v2_ans", 201, 1, "up", (
-        ("status", "bits", (("rfu", 5, None), ("session_does_not_exist", 1, None), ("mic_error", 1, None),
-                            ("memory_error", 1, None))),
-        ("received_and_index", "u16", None),
-        ("missing", "u8", None),
-    )),
-)
+# TS004 v2.0.0's layouts of the two commands whose id v1.0.0 already uses (3.3, 3.2; LoRa Basics Modem's
+# lorawan_fragmentation_package_v2.0.0.c): which one a frame carries depends on the package version the session
+# speaks, never on its bytes alone, so they are not rows of their own (decode, command_size and the JavaScript
+# formatter read v1.0.0's rows), and each is v1.0.0's row with a change (collar: update.py; bridge:
+# lora_bridge/updates/frag_v2.py):
+#   FragSessionSetupReq v2 = frag_session_setup's fields, then SessionCnt (u16, must grow from session to session)
+#     and the data block's MIC (u32: the first 4 bytes of AES-CMAC(DataBlockIntKey, B0 | block), little-endian);
+#     Control = RFU | AckReception (bit 6) | FragAlgo 3 | BlockAckDelay 3; the answer adds SessionCntReplay (bit 4).
+#   FragSessionStatusAns v2 = frag_session_status_ans with its Status byte first (its "spare" bit 1 is MICError),
+#     then Received&index and MissingFrag, which are left out when the session does not exist (2 bytes in all).
+V2_SETUP_TAIL = "<HI"  # struct format of SessionCnt and MIC after v1.0.0's set-up
 
 # FUOTA ports by package, for the collar's update module (fixed by the LoRa Alliance packages).
 PORT_MULTICAST = 200
@@ -380,8 +363,6 @@ def _index():
 # the direction tells them apart.
 _OLDER = {}  # name -> its older versions, newest first (a message with several versions)
 _BY_NAME, _UP_BY_PORT, _DOWN_BY_PORT = _index()
-for _m in MESSAGES_TS004_V2:
-    _BY_NAME[_m[0]] = _m  # by name only: see MESSAGES_TS004_V2
 _SETTING_BY_ID = {s[0]: s for s in SETTINGS}
 _SETTING_BY_NAME = {s[1]: s for s in SETTINGS}
 
@@ -717,20 +698,6 @@ def command_size(port, cid, direction="down"):
     if m is None or m[2] is None:
         return -1
     return 0 if len(m[4]) and m[4][-1][1] == "list" else 1 + _fixed_size(m[4])
-
-
-def decode_as(name, payload):
-    """Decode payload as message name (its id byte first, every field, nothing more); return {"message",
-    "port", fields...} or raise CodecError. For rows read by name only (MESSAGES_TS004_V2)."""
-    m = message(name)
-    need = 1 + _fixed_size(m[4])
-    if len(payload) != need or payload[0] != m[2]:
-        raise CodecError("%s: %d bytes, expected %d starting %d" % (name, len(payload), need, m[2]))
-    out = {"message": name, "port": m[1]}
-    pos = 1
-    for f in m[4]:
-        pos = _decode_field(payload, pos, f, out)
-    return out
 
 
 def decode(port, payload, direction=None):

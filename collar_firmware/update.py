@@ -269,7 +269,7 @@ class UpdateAgent:
                         if group is None:
                             self._answer("frag_session_setup_ans", {"status": (payload[pos + 1] & 0x30) << 2
                                                                     | _SETUP_ENCODING_UNSUPPORTED})
-                        raise codec.CodecError("TS004 v2.0.0 set-up cut short")
+                        raise codec.CodecError("v2 set-up cut short")
                     size += _V2_SETUP_TAIL
                 stop = pos + size if size else end
                 self._command(port, payload[pos:stop] if pos or stop < end else payload, now, group)
@@ -282,10 +282,10 @@ class UpdateAgent:
 
     def _command(self, port, payload, now, group):
         """Take one FUOTA command heard on group (None: unicast)."""
-        if port == PORT_FRAGMENTS and payload[0] == _SETUP_CID and len(payload) > 11:
-            msg = codec.decode_as("frag_session_setup_v2", payload)  # its length told handle() it is v2.0.0's
-        else:
-            msg = codec.decode(port, payload, "down")
+        v2 = port == PORT_FRAGMENTS and payload[0] == _SETUP_CID and len(payload) > 11  # handle() told by its length
+        msg = codec.decode(port, payload[:11] if v2 else payload, "down")
+        if v2:  # TS004 v2.0.0's set-up: v1.0.0's fields, then SessionCnt and the data block's MIC (codec.V2_SETUP_TAIL)
+            msg["session_cnt"], msg["mic"] = struct.unpack_from(codec.V2_SETUP_TAIL, payload, 11)
         name = msg["message"]
         if group is not None and port == PORT_FRAGMENTS and name != "data_fragment" \
                 and name != "frag_session_status":
@@ -297,7 +297,7 @@ class UpdateAgent:
                 if msg["index_and_n"] >> 14 == self.frag_index:
                     self.heard_s = now
                 _installer().fragment(self, msg, now)
-        elif name == "frag_session_setup" or name == "frag_session_setup_v2":
+        elif name == "frag_session_setup":
             # one session at a time (its fragments fill the one inactive slot), of any FragIndex 0..3: the same
             # index set up again while its fragments arrive replaces it (TS004 v2.0.0 3.3: stopped, its context cleared, set up anew)
             if self.state == IDLE or (self.state == RECEIVING and msg["frag_index"] == self.frag_index):
@@ -339,19 +339,19 @@ class UpdateAgent:
         the last set-up heard was: TS004 v2.0.0 puts Status first, with MICError, and only Status for no session."""
         v2 = self.frag_version == 2
         if not self._holds(index):
-            self._answer("frag_session_status_v2_ans" if v2 else "frag_session_status_ans", {
-                "received_and_index": index << 14, "missing": 0, "session_does_not_exist": 1}, 2 if v2 else 0)
+            self._answer("frag_session_status_ans", {"received_and_index": index << 14, "missing": 0,
+                                                      "session_does_not_exist": 1}, 2 if v2 else 0)
             return
         missing = self.still_needed()
         received = self.decoder.received if self.decoder is not None else self.frag_received
-        self._answer("frag_session_status_v2_ans" if v2 else "frag_session_status_ans", {
-            "received_and_index": index << 14 | (received & 0x3FFF), "missing": missing if missing < 255 else 255,
-            "mic_error": self.frag_mic_error})
+        self._answer("frag_session_status_ans", {"received_and_index": index << 14 | (received & 0x3FFF),
+                                                  "missing": missing if missing < 255 else 255,
+                                                  "spare": self.frag_mic_error}, 1 if v2 else 0)
 
-    def _answer(self, name, values, size=0):
+    def _answer(self, name, values, v2=0):
         port, payload = codec.encode_packet(name, values)
-        if size:
-            payload = payload[:size]  # an answer whose last fields are left out (TS004 v2.0.0: no such session)
+        if v2:  # TS004 v2.0.0's status answer: v1.0.0's Status byte first (MICError in bit 1), alone (v2 2) for no session
+            payload = payload[:1] + payload[4:] + (payload[1:4] if v2 == 1 else b"")
         answers = self.answers
         if answers is None or port != self.answers_port:
             self.collar.queue_ack(port, payload)

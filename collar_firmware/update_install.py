@@ -192,34 +192,102 @@ def _whole(agent, now):
     _check_image(agent, now)
 
 
+# TS004 v2.0.0's data block MIC, as LoRa Basics Modem's v2.0.0 package computes it:
+#   DataBlockIntKey = aes128_encrypt(root key, 0x30 | pad16)
+#   B0  = 0x49 | SessionCnt (u16) | FragIndex (u8) | Descriptor (u32) | 0 (u32) | block size (u32), little-endian
+#   MIC = the first 4 bytes of AES-CMAC(DataBlockIntKey, B0 | block), read as a little-endian u32
+# The root key (the LoRaWAN 1.0.x GenAppKey, the 1.1 AppKey) and the derived key never leave the LR1110: the key is
+# derived inside it (hal.Radio.derive_key, lr11xx_crypto_derive_key) and the CMAC (RFC 4493) is chained here one
+# 16-byte block at a time, each block enciphered by the engine (hal.Radio.aes_encrypt,
+# lr11xx_crypto_aes_encrypt_01): the engine's own lr11xx_crypto_compute_aes_cmac takes at most 256 bytes in one
+# call and keeps nothing between calls. RAM: the chain, a pending block, two subkeys.
+# Keys by the names the engine's driver maps to its slots: "app_key" (the root), "data_block_int_key" (derived).
+
+
 def _mic_ready(agent):
     """Derive DataBlockIntKey in the radio's crypto engine; False when the radio has none or refuses."""
     radio = agent.collar.hal.radio
     if not hasattr(radio, "derive_key"):
         return False
-    from collar_firmware import update_mic
-
     try:
-        update_mic.derive(radio)
+        radio.derive_key("app_key", "data_block_int_key", b"\x30" + bytes(15))
     except OSError:
         return False
     return True
 
 
+def _double(block):
+    """RFC 4493's subkey step: block shifted left one bit, 0x87 folded in when its top bit fell out."""
+    out = bytearray(16)
+    carry = 0
+    for i in range(15, -1, -1):
+        v = block[i]
+        out[i] = ((v << 1) | carry) & 0xFF
+        carry = v >> 7
+    if block[0] & 0x80:
+        out[15] ^= 0x87
+    return out
+
+
+class Cmac:
+    """AES-CMAC over total bytes handed in by update(), each block enciphered by the radio with key."""
+
+    def __init__(self, radio, key, total):
+        self.radio = radio
+        self.key = key
+        self.total = total
+        self.done = 0  # bytes chained so far
+        self.chain = bytearray(16)
+        self.pending = bytearray()
+        self.k1 = _double(radio.aes_encrypt(key, bytes(16)))
+        self.k2 = _double(self.k1)
+
+    def _cipher(self, block):
+        chain = self.chain
+        for j in range(16):
+            chain[j] ^= block[j]
+        self.chain = bytearray(self.radio.aes_encrypt(self.key, bytes(chain)))
+
+    def update(self, data):
+        """Take the next bytes; every block but the last is chained at once."""
+        p = self.pending
+        p.extend(data)
+        i = 0
+        while len(p) - i >= 16 and self.done + 16 < self.total:
+            self._cipher(p[i:i + 16])
+            i += 16
+            self.done += 16
+        self.pending = p[i:] if i else p
+
+    def mic(self):
+        """Return the first 4 bytes of the CMAC as a little-endian u32 (every byte must have come)."""
+        last = bytearray(16)
+        p = self.pending
+        last[:len(p)] = p
+        if len(p) == 16:  # a whole last block (B0 makes the input 16 bytes at least)
+            sub = self.k1
+        else:
+            last[len(p)] = 0x80
+            sub = self.k2
+        for j in range(16):
+            last[j] ^= sub[j]
+        self._cipher(last)
+        c = self.chain
+        return c[0] | c[1] << 8 | c[2] << 16 | c[3] << 24
+
+
 class MicCheck(Stepped):
-    """TS004 v2.0.0: the rebuilt block's MIC (update_mic.py) computed a share a wake-up (step: True when it is
-    the set-up's, False when not)."""
+    """TS004 v2.0.0: the rebuilt block's MIC computed a share a wake-up (step: True when it is the set-up's, False
+    when not)."""
 
     share = 2048  # 128 blocks enciphered by the radio a wake-up
 
     def __init__(self, agent):
-        from collar_firmware import update_mic
-
         session_cnt, self.expected, descriptor, _ack = agent.frag_v2
         self.read = lambda start, stop: _image(agent, start, stop)
         self.end = agent.image_len
-        self.cmac = update_mic.Cmac(agent.collar.hal.radio, update_mic.DATA_BLOCK_INT_KEY, 16 + self.end)
-        self.cmac.update(update_mic.b0(session_cnt, agent.frag_index, descriptor, self.end))
+        self.cmac = Cmac(agent.collar.hal.radio, "data_block_int_key", 16 + self.end)
+        self.cmac.update(struct.pack("<BHBIII", 0x49, session_cnt, agent.frag_index, descriptor, 0, self.end))
         self._take = self.cmac.update
 
     def _next(self):

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from collar_firmware import update_mic
+from collar_firmware import update_install as update_mic
 from simulator.crypto_engine import CryptoEngine
 from simulator.hal_sim import SimClock, SimRadio
 
@@ -44,9 +44,9 @@ def test_the_engine_enciphers_as_aes_does_and_derives_data_block_int_key_without
     assert engine.aes_encrypt("app_key", block) == enc.update(block) + enc.finalize()
     radio = SimRadio(SimClock(0))
     radio.provision_root_key(key)
-    update_mic.derive(radio)
+    assert update_mic._mic_ready(type("Agent", (), {"collar": type("C", (), {"hal": type("H", (), {"radio": radio})})})())
     data = os.urandom(1000)
-    mac = update_mic.Cmac(radio, update_mic.DATA_BLOCK_INT_KEY, len(data))
+    mac = update_mic.Cmac(radio, "data_block_int_key", len(data))
     mac.update(data)
     enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     derived = enc.update(bytes([0x30]) + bytes(15)) + enc.finalize()

@@ -363,7 +363,7 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
         log.info("frag_session_setup_v2 for device_id=%s (fw_version=%s) session_cnt=%d campaign_id=%d", device_id,
                  fw_version, values["session_cnt"], row.campaign_id,
                  extra={"device_id": device_id, "campaign_id": row.campaign_id})
-    downlinks.queue_command(session, codec, device_id=device_id, command=command, values=values)
+    downlinks.queue_command(session, frag_v2.V2Codec(codec), device_id=device_id, command=command, values=values)
     if layout is not setup_layouts.TS004:
         if layout is setup_layouts.EITHER:
             why = ("the collar has not reported a firmware version the bridge reads: its set-up names the same "

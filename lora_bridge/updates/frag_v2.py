@@ -43,6 +43,29 @@ def b0(session_cnt: int, frag_index: int, descriptor: int, size: int) -> bytes:
     return struct.pack("<BHBIII", 0x49, session_cnt & 0xFFFF, frag_index & 3, descriptor & 0xFFFFFFFF, 0, size)
 
 
+class V2Codec:
+    """The codec for the bridge's downlinks, plus TS004 v2.0.0's set-up (`SETUP_V2`): v1.0.0's `frag_session_setup`
+    followed by SessionCnt and MIC (`codec.V2_SETUP_TAIL`; collar_firmware/codec.py says why it is no row of its own).
+    Everything else is the codec's."""
+
+    def __init__(self, codec: Any) -> None:
+        self._codec = codec
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._codec, name)
+
+    def message(self, name: str) -> tuple:
+        """The codec row a downlink named `name` goes out as (v2.0.0's set-up: v1.0.0's, by port and id)."""
+        return self._codec.message("frag_session_setup" if name == SETUP_V2 else name)
+
+    def encode(self, name: str, values: dict[str, Any]) -> bytes:
+        """Encode a downlink; v2.0.0's set-up is v1.0.0's bytes, then SessionCnt and MIC."""
+        if name != SETUP_V2:
+            return self._codec.encode(name, values)
+        return self._codec.encode("frag_session_setup", values) + struct.pack(
+            wire.V2_SETUP_TAIL, values["session_cnt"], values["mic"])
+
+
 def setup_values(ring: multicast_keys.CollarKeyRing, dev_eui: str, values: dict[str, Any], session_cnt: int,
                  block: bytes) -> dict[str, Any]:
     """Return the codec values of `frag_session_setup_v2` for a collar: v1.0.0's `values` (frag_index, nb_frag,
@@ -56,10 +79,12 @@ def setup_values(ring: multicast_keys.CollarKeyRing, dev_eui: str, values: dict[
 
 def status_fields(fields: dict[str, Any]) -> dict[str, Any]:
     """Re-read a FragSessionStatusAns that the codec decoded in v1.0.0's layout (it cannot tell them apart: both are
-    5 bytes) as the v2.0.0 answer a collar set up in v2.0.0 sent; return its fields (session_does_not_exist,
-    mic_error, memory_error, received_and_index, missing)."""
+    5 bytes) as the v2.0.0 answer a collar set up in v2.0.0 sent (Status first; codec.py); return its fields
+    (session_does_not_exist, mic_error, memory_error, received_and_index, missing)."""
     status = int(fields.get("rfu") or 0) << 3 | int(fields.get("session_does_not_exist") or 0) << 2 \
         | int(fields.get("spare") or 0) << 1 | int(fields.get("not_enough_matrix_memory") or 0)
-    raw = bytes([wire.tag_of("frag_session_status_ans")]) \
-        + struct.pack("<HBB", int(fields.get("received_and_index") or 0), int(fields.get("missing") or 0), status)
-    return wire.decode_as("frag_session_status_v2_ans", raw)
+    raw = struct.pack("<HBB", int(fields.get("received_and_index") or 0), int(fields.get("missing") or 0), status)
+    v2_status, received_and_index, missing = struct.unpack("<BHB", raw)
+    return {"message": "frag_session_status_ans", "port": wire.port_of("frag_session_status_ans"),
+            "session_does_not_exist": v2_status >> 2 & 1, "mic_error": v2_status >> 1 & 1,
+            "memory_error": v2_status & 1, "received_and_index": received_and_index, "missing": missing}
