@@ -180,10 +180,9 @@ class SimRadio:
         # given one; a group's McKey unwrapped from McGroupSetupReq, then its McAppSKey / McNwkSKey.
         self._ke_key = None
         # the LR1110 crypto engine (TS004 v2.0.0's DataBlockIntKey and MIC): its root key is the LoRaWAN key the
-        # collar joined with, given at provisioning; plain Python, so it runs under MicroPython too
-        from simulator.crypto_engine import CryptoEngine
-
-        self.crypto = CryptoEngine()
+        # collar joined with, given at provisioning; plain Python, so it runs under MicroPython too. Made when first
+        # used: the simulated chip's memory is no part of the collar's heap a test measures.
+        self.crypto = None
         if gen_app_key is not None:
             self.provision(gen_app_key)
         self.group_session_keys = {}  # group -> (McAppSKey, McNwkSKey)
@@ -233,15 +232,22 @@ class SimRadio:
 
     def provision_root_key(self, root_key):
         """Give the crypto engine its root key (GenAppKey on LoRaWAN 1.0.x, AppKey on 1.1), and nothing else."""
-        self.crypto.set_key("app_key", root_key)
+        self._engine().set_key("app_key", root_key)
+
+    def _engine(self):
+        if self.crypto is None:
+            from simulator.crypto_engine import CryptoEngine
+
+            self.crypto = CryptoEngine()
+        return self.crypto
 
     def derive_key(self, src_key, dst_key, nonce):
         """lr11xx_crypto_derive_key: dst_key = aes128_encrypt(src_key, nonce), inside the engine (OSError: no src_key)."""
-        self.crypto.derive_key(src_key, dst_key, nonce)
+        self._engine().derive_key(src_key, dst_key, nonce)
 
     def aes_encrypt(self, key, data):
         """lr11xx_crypto_aes_encrypt_01: data (16..256 bytes, whole blocks) enciphered with the engine's key."""
-        return self.crypto.aes_encrypt(key, data)
+        return self._engine().aes_encrypt(key, data)
 
     def supports_class_c(self):
         """Return True unless the test made this a modem without Class C."""

@@ -20,7 +20,7 @@ RFC4493_M = bytes.fromhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76
 
 def radio_with_key(key: bytes) -> SimRadio:
     radio = SimRadio(SimClock(0))
-    radio.crypto.set_key("k", key)
+    radio._engine().set_key("k", key)
     return radio
 
 
