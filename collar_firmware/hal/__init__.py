@@ -64,7 +64,7 @@ class Radio:
         set_class_a(): listen only after uplinks again; OSError when the modem refuses.
     They are described here, not defined, so the boot heap does not carry them (docs/updates.md).
 
-    TS004 v2.0.0's data block MIC (optional; collar_firmware/update_mic.py uses it only when derive_key exists,
+    TS004 v2.0.0's data block MIC (optional; collar_firmware/update_install.py uses it only when derive_key exists,
     and the collar then announces PackageVersion 2). The LR1110's crypto engine holds the LoRaWAN root key (the
     1.0.x GenAppKey, the 1.1 AppKey) and every key derived from it; the collar's Python names keys, never sees one:
         derive_key(src_key, dst_key, nonce): store aes128_encrypt(src_key, nonce) under dst_key (the LR11xx

@@ -9,7 +9,7 @@ so the bridge sets a collar up in v2.0.0 only when its reported firmware speaks 
 its root key (the MIC needs its DataBlockIntKey, `multicast_keys.CollarKeyRing.block_mic`); any other collar gets
 v1.0.0's set-up, as before.
 
-The MIC's input, as the collar computes it (collar_firmware/update_mic.py):
+The MIC's input, as the collar computes it (collar_firmware/update_install.py, Cmac and MicCheck):
     B0  = 0x49 | SessionCnt (u16) | FragIndex (u8) | Descriptor (u32) | 0 (u32) | block size (u32), little-endian
     MIC = AES-CMAC(DataBlockIntKey, B0 | block)[0:4]
 SessionCnt is the campaign's id (mod 2**16): it grows from one delivery to the next, as v2.0.0 asks.
