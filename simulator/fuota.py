@@ -90,11 +90,13 @@ class FleetCollar:
 
 
 def build_fleet(n: int, loss: float, seed: int, keys_for=None, sf: int = 9,
-                start_s: int = START_S, factory_bundle: bytes | None = None) -> list[FleetCollar]:
+                start_s: int = START_S, factory_bundle: bytes | None = None,
+                without_crypto: frozenset[int] = frozenset()) -> list[FleetCollar]:
     """Return n collars with independent loss draws around loss (the per-collar loss the bridge saw);
     keys_for(flash) gives each collar its trust.Trust (None: the keys the firmware ships).
     factory_bundle: the bundle the factory flashed into slot 0 as config.FW_VERSION, which a delta
-    against that version is composed with (None: a slot without one, which takes whole images only)."""
+    against that version is composed with (None: a slot without one, which takes whole images only).
+    without_crypto: the indexes of collars whose radio has no crypto engine (hal_sim.SimModem: TS004 v1.0.0 only)."""
     from collar_firmware import update, update_slot
 
     rng = random.Random(seed)
@@ -103,7 +105,8 @@ def build_fleet(n: int, loss: float, seed: int, keys_for=None, sf: int = 9,
         flash = SimFlash()
         if factory_bundle is not None:
             update_slot.provision(flash, 0, update.version_raw(config.FW_VERSION), factory_bundle)
-        hal = make_hal(start_s, _Walker(seed * 1000 + i), lambda t: (0.57, 37.58), sf=sf, flash=flash, seed=i)
+        hal = make_hal(start_s, _Walker(seed * 1000 + i), lambda t: (0.57, 37.58), sf=sf, flash=flash, seed=i,
+                       crypto_engine=i not in without_crypto)
         collar_loss = max(0.0, min(0.9, loss * (0.5 + rng.random())))
         keys = keys_for(flash) if keys_for is not None else None
         fleet.append(FleetCollar(f"collar-{i:03d}", collar_loss, sf, flash, hal, Collar(hal, None, keys)))

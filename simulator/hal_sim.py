@@ -152,8 +152,10 @@ class SimGNSS:
         return (lat, lon, self.hdop, self.ttff_s)
 
 
-class SimRadio:
-    """LoRaWAN modem that records uplinks and delivers queued downlinks in the RX windows.
+class SimModem:
+    """LoRaWAN modem without a crypto engine the firmware can call (the board's LR1110 driver as it stands,
+    collar_firmware/hal/board.py): a collar on it announces and accepts TS004 v1.0.0 only.
+    It records uplinks and delivers queued downlinks in the RX windows.
 
     clock: SimClock; sf, bw_khz: data rate reported by data_rate(); coverage: bool or `t_s -> bool`;
     on_uplink: optional callable (t_s, port, payload, confirmed, heard) told of every uplink (the
@@ -231,23 +233,7 @@ class SimRadio:
         self.provision_root_key(gen_app_key)
 
     def provision_root_key(self, root_key):
-        """Give the crypto engine its root key (GenAppKey on LoRaWAN 1.0.x, AppKey on 1.1), and nothing else."""
-        self._engine().set_key("app_key", root_key)
-
-    def _engine(self):
-        if self.crypto is None:
-            from simulator.crypto_engine import CryptoEngine
-
-            self.crypto = CryptoEngine()
-        return self.crypto
-
-    def derive_key(self, src_key, dst_key, nonce):
-        """lr11xx_crypto_derive_key: dst_key = aes128_encrypt(src_key, nonce), inside the engine (OSError: no src_key)."""
-        self._engine().derive_key(src_key, dst_key, nonce)
-
-    def aes_encrypt(self, key, data):
-        """lr11xx_crypto_aes_encrypt_01: data (16..256 bytes, whole blocks) enciphered with the engine's key."""
-        return self._engine().aes_encrypt(key, data)
+        """The board's LR1110 driver has no crypto calls: the root key stays inside the modem's LoRaWAN stack."""
 
     def supports_class_c(self):
         """Return True unless the test made this a modem without Class C."""
@@ -331,6 +317,30 @@ def curve_drain(mah_per_day, start_s, capacity_mah=57600, used_mah=0):
     return battery_mv
 
 
+class SimRadio(SimModem):
+    """The LR1110 modem with its crypto engine reachable through the HAL (derive_key, aes_encrypt): a collar on it
+    announces TS004 v2.0.0 and checks a data block's MIC (collar_firmware/update_install.py)."""
+
+    def provision_root_key(self, root_key):
+        """Give the crypto engine its root key (GenAppKey on LoRaWAN 1.0.x, AppKey on 1.1), and nothing else."""
+        self._engine().set_key("app_key", root_key)
+
+    def _engine(self):
+        if self.crypto is None:
+            from simulator.crypto_engine import CryptoEngine
+
+            self.crypto = CryptoEngine()
+        return self.crypto
+
+    def derive_key(self, src_key, dst_key, nonce):
+        """lr11xx_crypto_derive_key: dst_key = aes128_encrypt(src_key, nonce), inside the engine (OSError: no src_key)."""
+        self._engine().derive_key(src_key, dst_key, nonce)
+
+    def aes_encrypt(self, key, data):
+        """lr11xx_crypto_aes_encrypt_01: data (16..256 bytes, whole blocks) enciphered with the engine's key."""
+        return self._engine().aes_encrypt(key, data)
+
+
 class SimPower:
     """Battery and temperature fed by sources (int or `t_s -> value`): battery in mV, temperature in dC."""
 
@@ -405,10 +415,12 @@ class SimWatchdog:
 
 
 def make_hal(start_s, accel, position, battery=3640, temperature=310, coverage=True, sf=7, bw_khz=125,
-             flash=None, reset_cause="power_on", on_uplink=None, gnss_ttff_s=25, gnss_noise_m=0, seed=1):
+             flash=None, reset_cause="power_on", on_uplink=None, gnss_ttff_s=25, gnss_noise_m=0, seed=1,
+             crypto_engine=True):
     """Return a hal.Hal of simulated back ends (the sources as in the module docstring).
 
-    flash: a SimFlash to reuse (a reboot keeps the flash), or None for an empty one.
+    flash: a SimFlash to reuse (a reboot keeps the flash), or None for an empty one. crypto_engine False: the
+    radio is the board's LR1110 driver without crypto calls (SimModem).
     """
     from collar_firmware.hal import Hal
 
@@ -417,7 +429,7 @@ def make_hal(start_s, accel, position, battery=3640, temperature=310, coverage=T
         clock,
         SimIMU(clock, accel),
         SimGNSS(clock, position, ttff_s=gnss_ttff_s, noise_m=gnss_noise_m, seed=seed),
-        SimRadio(clock, sf=sf, bw_khz=bw_khz, coverage=coverage, on_uplink=on_uplink),
+        (SimRadio if crypto_engine else SimModem)(clock, sf=sf, bw_khz=bw_khz, coverage=coverage, on_uplink=on_uplink),
         SimPower(clock, battery, temperature),
         flash if flash is not None else SimFlash(),
         watchdog=SimWatchdog(clock),

@@ -15,12 +15,13 @@ import pytest
 from cryptography.hazmat.primitives import cmac
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from fuota_network import gen_app_key, write_key_file
-from fuota_twin import model_image
+from fuota_twin import KEYS_FOR, model_image
 from test_fuota_multicast_setup import SecuredReserve, open_bridge, provisioned_fleet, tts  # noqa: F401
 
-from collar_firmware import config
+from collar_firmware import config, update_install
 from lora_bridge.domain.fuota_delivery import SESSION_INDEX
 from lora_bridge.updates import frag_v2
+from simulator import fuota
 
 
 def spec_mic(root: bytes, session_cnt: int, index: int, descriptor: int, block: bytes) -> bytes:
@@ -78,3 +79,58 @@ def test_a_v2_status_answer_read_in_v1s_layout_is_read_again_as_the_collar_wrote
     read = frag_v2.status_fields(codec.decode(201, raw, "up"))
     assert (read["mic_error"], read["session_does_not_exist"], read["received_and_index"], read["missing"]) == \
         (1, 0, 1 << 14 | 35, 0)
+
+
+def _setups(network, device_id: str) -> list[bytes]:
+    """The FragSessionSetupReqs the network server sent a collar, in order (v1.0.0's: 11 bytes; v2.0.0's: 17)."""
+    return [p["payload"] for p in network.unicast if p["device"] == device_id and p["f_port"] == 201
+            and p["payload"][0] == 0x02]
+
+
+def _deliver(sqlite_url, network, tmp_path, without_crypto: frozenset[int], n: int = 2):
+    """A campaign to n collars on firmware V2_SINCE (those in without_crypto on the board's radio, which has no
+    crypto engine), run until the window's rounds are over: (fleet, campaign view, version)."""
+    image, version = model_image()
+    fleet = fuota.build_fleet(n, 0.0, 11, KEYS_FOR, without_crypto=without_crypto)
+    for i, c in enumerate(fleet):
+        c.hal.radio.provision(gen_app_key(i))
+    key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
+    with open_bridge(sqlite_url, network, key_file) as bridge:
+        reserve = SecuredReserve(fleet, network, 4, key_file)
+        campaign = reserve.start(bridge, image, version)
+        reserve.run_until(int(campaign["delivery"]["window_opens"].timestamp()) + 3 * 3600, step_s=600)
+        return fleet, bridge.campaign(campaign["id"]), version
+
+
+def test_a_collar_on_v2_firmware_whose_radio_has_no_crypto_engine_is_set_up_again_in_v1_and_updated(
+        sqlite_url, tts, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(config, "FW_VERSION", frag_v2.V2_SINCE)
+    fleet, campaign, version = _deliver(sqlite_url, tts, tmp_path, frozenset({0}))
+    bare, engine = fleet
+
+    assert not hasattr(bare.hal.radio, "derive_key"), "the board's LR1110 driver: no crypto calls"
+    assert [len(s) for s in _setups(tts, bare.device_id)] == [17, 11], "v2.0.0's set-up refused, then v1.0.0's"
+    v1 = _setups(tts, bare.device_id)[1]
+    assert frag_v2.descriptor(v1) == campaign["id"] and not v1[5] & frag_v2.ACK_RECEPTION, "the same delivery"
+    assert bare.collar.model.version == version, "its update completed in v1.0.0"
+    assert [e["event"] for e in campaign["history"] if e["device_id"] == bare.device_id].count("collar_setup_v1") == 1
+
+    assert {len(s) for s in _setups(tts, engine.device_id)} == {17}, "a collar with the engine stays on v2.0.0"
+    assert engine.collar.model.version == version
+    assert not [e for e in campaign["history"] if e["device_id"] == engine.device_id
+                and e["event"] == "collar_setup_v1"]
+    states = {c["device_id"]: c["state"] for c in campaign["collars"]}
+    assert states[bare.device_id] == states[engine.device_id] != "failed"
+
+
+def test_a_collar_that_refuses_the_v1_set_up_too_is_failed_with_its_reason_not_set_up_again(
+        sqlite_url, tts, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(config, "FW_VERSION", frag_v2.V2_SINCE)
+    monkeypatch.setattr(update_install, "MAX_IMAGE_BYTES", 64)  # its slot holds no image this size
+    fleet, campaign, version = _deliver(sqlite_url, tts, tmp_path, frozenset({0}), n=1)
+    (bare,) = fleet
+
+    assert [len(s) for s in _setups(tts, bare.device_id)] == [17, 11], "one v1.0.0 set-up after v2.0.0's, no more"
+    (collar,) = campaign["collars"]
+    assert (collar["state"], collar["reason"]) == ("failed", "set-up refused: NotEnoughMemory")
+    assert bare.collar.model.version != version

@@ -97,6 +97,7 @@ FRAG_PACKAGE_VERSION = 2  # v2.0.0's, to collars that speak it (updates/frag_v2.
 MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
 MC_GROUP_BIT_MASK = 1 << MC_GROUP  # TS004 FragSession's McGroupBitMask: the delivery's group may carry the fragments
 SETUP_ERROR_BITS = 0x3F  # FragSessionSetupAns below its FragIndex (bits 7..6): any set is a refusal
+SETUP_ENCODING_UNSUPPORTED = 0x01  # ... bit 0 alone: what a collar without a crypto engine answers a v2.0.0 set-up
 
 SETUP = "setup"
 WINDOW = "window"
@@ -343,12 +344,12 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
 
 
 def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id: str, campaign: UpdateCampaign,
-                      now: datetime, ring: multicast_keys.CollarKeyRing | None = None) -> None:
+                      now: datetime, ring: multicast_keys.CollarKeyRing | None = None) -> Downlink:
     """Queue the collar's TS004 FragSessionSetupReq, its FragSession byte laid out as the firmware the
     collar last reported reads it (updates/setup_layouts.py); a collar set up in another layout than
     TS004's has its campaign's history say which and why. A collar whose firmware speaks TS004 v2.0.0 and whose
     root key the key file (ring) holds gets v2.0.0's set-up: SessionCnt, the image's MIC, AckReception
-    (updates/frag_v2.py); any other collar v1.0.0's."""
+    (updates/frag_v2.py); any other collar (and one given no ring) v1.0.0's. Returns the set-up's downlink."""
     row_dev = session.execute(select(Device.fw_version, Device.dev_eui).where(Device.device_id == device_id)).first()
     fw_version, dev_eui = (row_dev[0], row_dev[1]) if row_dev is not None else (None, None)
     layout = setup_layouts.layout_for(fw_version)
@@ -363,7 +364,8 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
         log.info("frag_session_setup_v2 for device_id=%s (fw_version=%s) session_cnt=%d campaign_id=%d", device_id,
                  fw_version, values["session_cnt"], row.campaign_id,
                  extra={"device_id": device_id, "campaign_id": row.campaign_id})
-    downlinks.queue_command(session, frag_v2.V2Codec(codec), device_id=device_id, command=command, values=values)
+    queued = downlinks.queue_command(session, frag_v2.V2Codec(codec), device_id=device_id, command=command,
+                                     values=values)
     if layout is not setup_layouts.TS004:
         if layout is setup_layouts.EITHER:
             why = ("the collar has not reported a firmware version the bridge reads: its set-up names the same "
@@ -375,6 +377,7 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
         log.info("frag_session_setup for device_id=%s laid out as %s reads it (fw_version=%s) campaign_id=%d",
                  device_id, layout.name, fw_version, row.campaign_id,
                  extra={"device_id": device_id, "campaign_id": row.campaign_id})
+    return queued
 
 
 def _set_up_rejoined(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar, now: datetime) -> int:
@@ -984,7 +987,7 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         return []
     if message == "frag_data_block_received":
         return _block_received(session, codec, row, collar, fields)
-    if message == "frag_session_status_ans" and _set_up_v2(session, device_id):
+    if message == "frag_session_status_ans" and _set_up_v2(session, device_id, row.campaign_id):
         fields = frag_v2.status_fields(fields)  # v2.0.0's layout: Status first
         if fields.get("mic_error") and not fields.get("session_does_not_exist"):
             _mic_refused(session, row, device_id)
@@ -1001,6 +1004,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
             log.warning("FragSessionSetupAns device_id=%s names FragIndex %d, not the delivery's %d: not its answer",
                         device_id, status >> 6, SESSION_INDEX, extra={"device_id": device_id})
             return []
+        if status & SETUP_ERROR_BITS == SETUP_ENCODING_UNSUPPORTED and _set_up_v2(session, device_id, row.campaign_id):
+            return [_set_up_v1_instead(session, codec, row, device_id, heard_at).id]
         collar.setup_answered = status & SETUP_ERROR_BITS == 0
         if status & SETUP_ERROR_BITS:  # the collar took no session: failed now, with the bits it gave
             _refused_setup(session, row, device_id, status)
@@ -1028,12 +1033,27 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
     return []
 
 
-def _set_up_v2(session: Session, device_id: str) -> bool:
-    """True when the last fragmentation set-up the bridge queued for this collar was TS004 v2.0.0's."""
-    last = session.scalar(select(Downlink.command).where(
+def _set_up_v2(session: Session, device_id: str, campaign_id: int) -> bool:
+    """True when the last fragmentation set-up the bridge queued for this collar was TS004 v2.0.0's, for the
+    delivery of campaign_id (the set-up's Descriptor, payload bytes 7..10, names its campaign)."""
+    last = session.execute(select(Downlink.command, Downlink.payload).where(
         Downlink.device_id == device_id, Downlink.command.in_(("frag_session_setup", frag_v2.SETUP_V2)))
-        .order_by(Downlink.id.desc()).limit(1))
-    return last == frag_v2.SETUP_V2
+        .order_by(Downlink.id.desc()).limit(1)).first()
+    return last is not None and last[0] == frag_v2.SETUP_V2 and frag_v2.descriptor(last[1]) == campaign_id
+
+
+def _set_up_v1_instead(session: Session, codec: Any, row: FuotaSession, device_id: str, now: datetime) -> Downlink:
+    """The collar refused its TS004 v2.0.0 set-up with EncodingUnsupported, what a collar whose radio has no
+    crypto engine to check the block's MIC answers (the board's LR1110 driver, collar_firmware/hal/board.py): it
+    gets v1.0.0's set-up for the same delivery, once (its own refusal then fails it, `_refused_setup`)."""
+    campaign = session.get(UpdateCampaign, row.campaign_id)
+    log.warning("TS004 v2.0.0 set-up refused (EncodingUnsupported: no crypto engine) device_id=%s campaign_id=%d: "
+                "set up again in v1.0.0", device_id, row.campaign_id,
+                extra={"device_id": device_id, "campaign_id": row.campaign_id})
+    campaigns.record_event(session, campaign, "collar_setup_v1", device_id, time=now,
+                           why="the collar refused TS004 v2.0.0's set-up (EncodingUnsupported): its radio has no "
+                               "crypto engine to check the image's MIC")
+    return _queue_frag_setup(session, codec, row, device_id, campaign, now)
 
 
 def _block_received(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar,

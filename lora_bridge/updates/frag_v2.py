@@ -38,6 +38,12 @@ def speaks_v2(fw_version: str | None) -> bool:
         return False
 
 
+def descriptor(setup: bytes) -> int | None:
+    """The Descriptor a queued FragSessionSetupReq (v1.0.0's or v2.0.0's, its CID first) names: the bridge's
+    campaign id; None for a frame too short to hold one."""
+    return int.from_bytes(setup[7:11], "little") if len(setup) >= 11 else None
+
+
 def b0(session_cnt: int, frag_index: int, descriptor: int, size: int) -> bytes:
     """The 16-byte block that opens the data block MIC's input."""
     return struct.pack("<BHBIII", 0x49, session_cnt & 0xFFFF, frag_index & 3, descriptor & 0xFFFFFFFF, 0, size)
