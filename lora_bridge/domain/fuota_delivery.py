@@ -1005,7 +1005,7 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
                         device_id, status >> 6, SESSION_INDEX, extra={"device_id": device_id})
             return []
         if status & SETUP_ERROR_BITS == SETUP_ENCODING_UNSUPPORTED and _set_up_v2(session, device_id, row.campaign_id):
-            return [_set_up_v1_instead(session, codec, row, device_id, heard_at).id]
+            return [_set_up_v1_instead(session, codec, row, collar, heard_at).id]
         collar.setup_answered = status & SETUP_ERROR_BITS == 0
         if status & SETUP_ERROR_BITS:  # the collar took no session: failed now, with the bits it gave
             _refused_setup(session, row, device_id, status)
@@ -1042,10 +1042,14 @@ def _set_up_v2(session: Session, device_id: str, campaign_id: int) -> bool:
     return last is not None and last[0] == frag_v2.SETUP_V2 and frag_v2.descriptor(last[1]) == campaign_id
 
 
-def _set_up_v1_instead(session: Session, codec: Any, row: FuotaSession, device_id: str, now: datetime) -> Downlink:
+def _set_up_v1_instead(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar,
+                       now: datetime) -> Downlink:
     """The collar refused its TS004 v2.0.0 set-up with EncodingUnsupported, what a collar whose radio has no
     crypto engine to check the block's MIC answers (the board's LR1110 driver, collar_firmware/hal/board.py): it
-    gets v1.0.0's set-up for the same delivery, once (its own refusal then fails it, `_refused_setup`)."""
+    gets v1.0.0's set-up for the same delivery, once (its own refusal then fails it, `_refused_setup`). Queued
+    after the window opened, its answer may come after the rounds, as a rejoined collar's (`_close`)."""
+    device_id = collar.device_id
+    collar.setup_queued_at = now
     campaign = session.get(UpdateCampaign, row.campaign_id)
     log.warning("TS004 v2.0.0 set-up refused (EncodingUnsupported: no crypto engine) device_id=%s campaign_id=%d: "
                 "set up again in v1.0.0", device_id, row.campaign_id,
