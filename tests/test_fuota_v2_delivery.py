@@ -134,3 +134,29 @@ def test_a_collar_that_refuses_the_v1_set_up_too_is_failed_with_its_reason_not_s
     (collar,) = campaign["collars"]
     assert (collar["state"], collar["reason"]) == ("failed", "set-up refused: NotEnoughMemory")
     assert bare.collar.model.version != version
+
+
+def test_the_real_firmware_under_micropython_on_the_boards_radio_refuses_v2_as_the_bridge_expects_and_takes_v1():
+    """What the bridge's fall-back rests on, under the real MicroPython: a collar whose radio has no crypto calls
+    (hal_sim.SimModem, the board's LR1110 driver) announces PackageVersion 1 (00 03 01), answers a whole TS004
+    v2.0.0 set-up of FragIndex 1 EncodingUnsupported under that index (02 41), holds no session, and takes the
+    v1.0.0 set-up that follows (02 40)."""
+    from test_collar_update_micropython import FRAG_SIZE, GuestCollar, on_201, spec_setup, spec_setup_v2
+
+    from lora_bridge.updates.fec import fragment
+
+    frags = fragment(bytes(range(256)) * 4, FRAG_SIZE)
+    collar = GuestCollar()
+    try:
+        collar.run("from simulator.hal_sim import SimModem\nr = run.hal.radio\n"
+                   "run.hal.radio = SimModem(r.clock, sf=r.sf, bw_khz=r.bw_khz, coverage=r.coverage)")
+        assert collar.value("hasattr(run.hal.radio, 'derive_key')") == "False"
+        collar.hear([(201, b"\x00"), (201, spec_setup_v2(1, frags, 7, bytes(4)))])
+        collar.live(120)
+        assert collar.value("run.collar.update.receiving()") == "False"
+        collar.hear([(201, spec_setup(1, frags))])
+        collar.live(120)
+        assert on_201(collar) == ["000301", "0241", "0240"]
+        assert collar.value("run.collar.update.receiving()") == "True"
+    finally:
+        collar.close()
