@@ -11,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 import bridge_builders as b
 
 from lora_bridge.access import Viewer
+from lora_bridge.store.tables import NetworkEvent as NetworkEventRow
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-TECHNICIAN = Viewer("juma", "field_technician")  # collars on an animal: an hour late; on none: a day late
+TECHNICIAN = Viewer("juma", "field_technician")
+ADMIN = Viewer("ada", "admin")  # sees the herd as it is  # collars on an animal: an hour late; on none: a day late
 
 
 def heard_every_minute(bridge, device_id: str, around: datetime, join: bool = False) -> None:
@@ -69,3 +71,24 @@ def test_the_fleet_page_of_a_technician_shows_each_collars_last_uplink_as_of_the
         (row,) = bridge.fleet_health(NOW, viewer=TECHNICIAN)
 
     assert row.as_of is not None and row.last_seen == row.as_of, "the newest uplink heard by as_of (one a minute)"
+
+
+def test_a_technician_sees_a_network_message_of_no_collar_a_day_late_even_when_an_animal_wears_none(sqlite_url):
+    """A network event no collar is named in (kept as the network server sent it) is shown to a role with a
+    delay up to its strictest cutoff. Until 6 December the look-up of each collar's animal also held the
+    animals wearing none under "no collar", so such an event took the cutoff of an animal whose collar had
+    come off: an hour late for a technician instead of a day."""
+    with b.fresh_bridge(sqlite_url) as bridge:
+        bridge.clock = lambda: NOW - timedelta(days=3)
+        naserian = bridge.register_animal("collar-01", "Naserian")
+        bridge.clock = lambda: NOW
+        bridge.take_off_collar(naserian.animal_id, viewer=ADMIN, removed_at=NOW - timedelta(days=2))
+        with bridge.db.write() as session:
+            for hours in (2, 25):
+                session.add(NetworkEventRow(network="tts", kind="join", device_id=None,
+                                            time=NOW - timedelta(hours=hours), detail={}))
+        shown = [event["time"] for event in bridge.network_events(viewer=TECHNICIAN) if event["device_id"] is None]
+        everything = [event["time"] for event in bridge.network_events(viewer=ADMIN) if event["device_id"] is None]
+
+    assert len(everything) == 2, "both events are stored, and an admin sees them at once"
+    assert shown == [NOW - timedelta(hours=25)], "a day late: the one of two hours ago is not shown yet"
