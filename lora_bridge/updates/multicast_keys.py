@@ -70,6 +70,13 @@ def mc_root_key(root_key: bytes, lorawan_1_1: bool = False) -> bytes:
     return _aes_block(root_key, _pad16(bytes([MC_ROOT_1_1 if lorawan_1_1 else MC_ROOT_1_0])))
 
 
+def _cmac(key: bytes, data: bytes) -> bytes:
+    """Return AES-CMAC(key, data) (RFC 4493), all 16 bytes."""
+    mac = cmac.CMAC(algorithms.AES(key))
+    mac.update(data)
+    return mac.finalize()
+
+
 def data_block_int_key(root_key: bytes) -> bytes:
     """Return TS004 v2.0.0's DataBlockIntKey from a collar's LoRaWAN root key (GenAppKey or AppKey)."""
     return _aes_block(root_key, _pad16(bytes([DATA_BLOCK_INT])))
@@ -136,9 +143,7 @@ class CollarKeyRing:
         """Return the keys of the group at mc_addr for one delivery (label: e.g. the campaign id)."""
         if not 0 < mc_addr <= 0xFFFFFFFF:
             raise CollarKeyError(f"a multicast address is 1..0xFFFFFFFF, got {mc_addr}")
-        mac = cmac.CMAC(algorithms.AES(self._root))
-        mac.update(GROUP_KEY_LABEL + struct.pack("<I", mc_addr) + label.encode())
-        mc_key = mac.finalize()
+        mc_key = _cmac(self._root, GROUP_KEY_LABEL + struct.pack("<I", mc_addr) + label.encode())
         app_s, nwk_s = session_keys(mc_key, mc_addr)
         return GroupKeys(mc_addr, mc_key, app_s, nwk_s)
 
@@ -148,9 +153,7 @@ class CollarKeyRing:
         key = self._block_keys.get((dev_eui or "").lower())
         if key is None:
             raise CollarKeyError(f"collar {dev_eui}: no root key in {self.path} (add it under [collars])")
-        mac = cmac.CMAC(algorithms.AES(key))
-        mac.update(b0 + block)
-        return mac.finalize()[:4]
+        return _cmac(key, b0 + block)[:4]
 
     def wrapped_for(self, dev_eui: str, group: GroupKeys) -> bytes:
         """Return the group's McKey wrapped with this collar's McKEKey; CollarKeyError when unknown."""
