@@ -21,8 +21,10 @@ documented shape, written from their documentation and clients (not from Tembo's
   StandardResultsSetPagination: a DRF page {count, next, previous, results} of 25 unless `page_size` says
   otherwise, `next` an absolute link naming `page=N`, a page past the end 404 "Invalid page."),
   `GET subjects/` (SubjectsView with OptionalResultsSetPagination: a plain list, or that same DRF page when
-  `page_size` is asked; `name` is not applied, as an older er-server whose SubjectsView reads only `bbox`,
-  so a reserve's every subject comes back), `POST subjects/` {name, subject_subtype, is_active},
+  `page_size` is asked; `name` applied as er-server applies it, `SubjectQuerySet.by_name_search`'s
+  case-insensitive `name__icontains`, so a client that forgets it reads the reserve's every subject,
+  and one that asks gets every subject whose name holds the one asked for, not only that name),
+  `POST subjects/` {name, subject_subtype, is_active},
   `POST subject/{id}/sources/` {source, assigned_range {lower, upper?}, additional} made with
   get_or_create on (subject, source, range) as `SubjectSource.objects.ensure` does (404 for an unknown
   subject, 400 for a bad body); no route edits, ends or deletes an assignment (er-server's
@@ -388,13 +390,15 @@ class EarthRangerStandIn:
         return await self._spoilt("subjectsources", answer, {"count": len(results)})
 
     async def list_subjects(self, request: Request) -> Response:
-        """GET subjects/: every subject, a plain list (er-client's get_subjects reads `data` as a list), or DRF
-        pages when `page_size` is asked."""
+        """GET subjects/: the subjects whose name holds `name`, any case (er-server's by_name_search), or every
+        subject without it; a plain list (er-client's get_subjects reads `data` as a list), or DRF pages when
+        `page_size` is asked."""
         if not self._authorised(request):
             return JSONResponse({"status": {"code": 401}}, status_code=401)
         if (refused := self._refusal("subjects")) is not None:
             return refused
-        results = list(self.subjects.values())
+        name = request.query_params.get("name", "").casefold()
+        results = [s for s in self.subjects.values() if name in s["name"].casefold()]
         if "page_size" not in request.query_params:
             answer = JSONResponse({"data": results, "status": {"code": 200, "message": "OK"}})
         else:

@@ -47,15 +47,17 @@ def reserve(site) -> Iterator[tuple[EarthRangerStandIn, EarthRangerSender]]:
     stand_in.reset()
 
 
-def _herd_of(stand_in: EarthRangerStandIn, before_kito: int, after_kito: int = 0) -> None:
-    """The reserve's other elephants, listed (as er-server lists them, by id here) before and after Kito."""
+def _herd_of(stand_in: EarthRangerStandIn, before_kito: int, after_kito: int = 0, named: str = "Kito's kin") -> None:
+    """The reserve's other elephants, `named` and numbered, listed (as er-server lists them, by id here)
+    before and after Kito. EarthRanger's `name` filter matches a part of a name in any case, so it lists
+    Kito's kin with her, and leaves out elephants of other names."""
     (kito,) = [s for s in stand_in.subjects.values() if s["name"] == "Kito"]
     del stand_in.subjects[kito["id"]]
     for number in range(before_kito):
-        stand_in._new_subject(f"Elephant {number:03d}", "elephant")
+        stand_in._new_subject(f"{named} {number:03d}", "elephant")
     stand_in.subjects[kito["id"]] = kito
     for number in range(before_kito, before_kito + after_kito):
-        stand_in._new_subject(f"Elephant {number:03d}", "elephant")
+        stand_in._new_subject(f"{named} {number:03d}", "elephant")
 
 
 def _kito_assignments(stand_in: EarthRangerStandIn) -> list[dict]:
@@ -68,9 +70,24 @@ def _asked(stand_in: EarthRangerStandIn, method: str, path: str) -> list[dict]:
     return [r for r in stand_in.requests if r["method"] == method and r["path"] == f"/api/v1.0/{path}"]
 
 
+def test_kitos_subject_is_asked_for_by_name_not_looked_for_among_the_reserves_every_subject(reserve):
+    # The reserve has 250 other elephants: Tembo asks EarthRanger for subjects named Kito and reads one
+    # page, rather than every subject of the site, 100 a page.
+    stand_in, sender = reserve
+    _herd_of(stand_in, 250, named="Elephant")
+
+    made = sender.assignments.send(KITO)
+
+    (asked,) = _asked(stand_in, "GET", "subjects/")
+    assert asked["query"]["name"] == "Kito" and asked["query"].get("include_inactive") == "true"
+    (assignment,) = _kito_assignments(stand_in)
+    assert made == assignment["id"] and _asked(stand_in, "POST", "subjects/") == []
+
+
 def test_kitos_collar_goes_to_her_subject_found_on_page_three_of_a_reserve_with_hundreds_of_subjects(reserve):
-    # The site reads no `name` and lists its 250 elephants and Kito 100 a page: Kito is on page 3. Until
-    # 6 December a list was taken whole from its first page, and Kito would have got a second subject.
+    # EarthRanger's `name` holds Kito's 250 kin too (a part of a name matches), and the site lists them and
+    # Kito 100 a page: Kito is on page 3. Until 6 December a list was taken whole from its first page, and
+    # Kito would have got a second subject.
     stand_in, sender = reserve
     _herd_of(stand_in, 250)
 
@@ -136,7 +153,7 @@ def test_kito_gets_no_second_subject_when_a_subject_is_removed_while_the_list_is
         if not stand_in.requests[-1]["path"].endswith("/subjects/"):
             return
         stand_in.after_page = None
-        del stand_in.subjects[next(s["id"] for s in stand_in.subjects.values() if s["name"] == "Elephant 000")]
+        del stand_in.subjects[next(s["id"] for s in stand_in.subjects.values() if s["name"] == "Kito's kin 000")]
 
     stand_in.after_page = remove_an_elephant
     with pytest.raises(DeliveryError, match="changed while it was read"):

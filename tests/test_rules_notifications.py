@@ -526,12 +526,13 @@ def test_an_assignment_earthranger_refuses_is_failed_with_its_reason_and_holds_k
 def test_a_site_whose_next_link_loops_keeps_kitos_change_of_wearer_waiting_with_the_reason_and_makes_no_second_kito(
     sqlite_url, tmp_path, earthranger
 ):
-    # The reserve has 250 elephants and its EarthRanger's every `next` link names page 2 again: the change of
-    # wearer waits with the reason an administrator reads, Kito's fixes wait with it, and once the site pages
+    # The reserve has 250 elephants named after Kito (EarthRanger lists them all when asked for her: its
+    # `name` matches a part of a name) and its every `next` link names page 2 again: the change of wearer
+    # waits with the reason an administrator reads, Kito's fixes wait with it, and once the site pages
     # properly both go, and Kito still has one subject.
     stand_in, url = earthranger
     for number in range(250):
-        stand_in._new_subject(f"Elephant {number:03d}", "elephant")
+        stand_in._new_subject(f"Kito's kin {number:03d}", "elephant")
     with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
         _swap_collar_01_to_kito_at_01_30(bridge, stand_in)
         stand_in.page_style = "repeat"

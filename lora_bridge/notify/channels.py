@@ -35,14 +35,12 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import smtplib
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -50,11 +48,13 @@ import httpx
 from lora_bridge.domain import alerts
 from lora_bridge.notify.config import NotifyConfig
 from lora_bridge.notify.er_assignments import AssignmentSender
+from lora_bridge.notify.er_pages import read_pages
 from lora_bridge.notify.outbox import (
     KIND_ASSIGNMENT,
     KIND_POSITION,
     DeliveryError,
     sent_external_id,
+    shown_url,
     was_tried,
 )
 from lora_bridge.notify.sms_text import sms_of
@@ -70,9 +70,6 @@ PRIORITY_WORDS = {0: "INFO", 100: "LOW", 200: "MEDIUM", 300: "HIGH"}
 EVENT_LOOKUP_PAGE = 100
 # Pages of them read at most (5 000 events since the alert's time, far beyond a reserve's hours).
 EVENT_LOOKUP_MAX_PAGES = 50
-# How EarthRanger's `next` link names the following page (DRF's page-number, cursor and limit-offset
-# paginators), in the order er-client looks for them.
-PAGE_KEYS = ("page", "cursor", "offset")
 CREDENTIALS_REFUSED = (401, 403)
 ER_STATES = {"raised": "new", "escalated": "new", "acknowledged": "active", "resolved": "resolved",
              "auto_resolved": "resolved"}
@@ -223,28 +220,6 @@ def retry_after_s(response: httpx.Response) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def next_page(link: Any) -> tuple[str, str] | None:
-    """The page EarthRanger's `next` link names, as (`page`, `cursor` or `offset`, its value), or None when
-    it names none. Only the page is taken from the link, as er-client takes it, and asked of the
-    configured root: a site behind a reverse proxy writes its inside address into its links, and the
-    bearer token goes to no other host."""
-    if not isinstance(link, str):
-        return None
-    query = parse_qs(urlsplit(link).query)
-    for key in PAGE_KEYS:
-        if query.get(key) and query[key][0]:
-            return key, query[key][0]
-    return None
-
-
-def shown_url(text: str) -> str:
-    """text with every URL's password and query values masked: a delivery error is logged and kept in the
-    outbox, and a receiver's URL may carry its credentials (`https://user:password@host/`, an SMS
-    gateway's `?api_key=`); they had been written to the log with every failed try."""
-    text = re.sub(r"(://[^/\s:@]*):[^/\s@]*@", r"\1:***@", text)
-    return re.sub(r"([?&][^=&\s#'\"]+)=[^&\s#'\"]*", r"\1=***", text)
-
-
 class EarthRangerSender:
     """Alerts as EarthRanger events (created, then patched), fixes as generic sensor observations, a collar's
     change of wearer as a new assignment of its source (`er_assignments`)."""
@@ -255,7 +230,7 @@ class EarthRangerSender:
         self.er = config.earthranger
         self.client = client
         self.root = self.er.url.rstrip("/")
-        self.assignments = AssignmentSender(client, self.root, self._headers, _post, next_page)
+        self.assignments = AssignmentSender(client, self.root, self._headers, _post)
 
     def __repr__(self) -> str:
         return f"EarthRangerSender(url={self.root!r}, token=***)"
@@ -335,65 +310,46 @@ class EarthRangerSender:
 
         EarthRanger answers a page at a time, newest first, so the event an earlier try created (dated at
         the alert, the oldest the filter lets in) is on the last page once a busy site has had a page of
-        events since: every page is read, following `next` (`EVENT_LOOKUP_MAX_PAGES` at most). A lookup
-        that fails, or cannot read the list to its end (a `next` that names no page, or a page read
-        before; a page missing though `count` says there are more), raises DeliveryError: the row is
-        tried again later rather than create a second event, and so is one EarthRanger refuses (its 400 to
-        a filter it cannot read, which waits for EarthRanger to read it)."""
+        events since: every page is read, following `next` (`EVENT_LOOKUP_MAX_PAGES` at most, by
+        `er_pages.read_pages`). A lookup that fails, or cannot read the list to its end (`er_pages` says
+        when), raises DeliveryError: the row is tried again later rather than create a second event, and so
+        is one EarthRanger refuses (its 400 to a filter it cannot read, which waits for EarthRanger to read
+        it)."""
         params = {
             "filter": json.dumps({"date_range": {"lower": payload["time"]}}),
             "include_details": "true",
             "page_size": str(EVENT_LOOKUP_PAGE),
         }
-        read: set[tuple[str, str]] = set()
-        seen = 0
-        for _ in range(EVENT_LOOKUP_MAX_PAGES):
-            try:
-                response = _post(self.client, "GET", f"{self.root}/activity/events", params=params,
-                                 headers=self._headers())
-            except DeliveryError as error:
-                if error.retryable:
-                    raise
-                if read:
-                    # A page its own `next` named is gone (404 "Invalid page.": events deleted or merged into
-                    # an incident while the list was read): the list changed under the lookup, not the alert.
-                    raise DeliveryError(f"EarthRanger's list of events changed while it was read: {error}") from error
-                # EarthRanger refuses the look-up itself: er-server answers 400 only to a query it cannot
-                # read (ParseError "Invalid filter expression", a bad `updated_since` or `bbox`), never for
-                # a passing reason, so the same look-up is refused until its server reads the filter
-                # Tembo's client documents (an upgrade finished, a proxy put right). That refuses Tembo's
-                # question, not the alert: the row waits for an answer, as for refused credentials, rather
-                # than be failed at once (until 5 December the warden never saw a retried poaching alert
-                # on EarthRanger) or create a second event.
-                raise DeliveryError(f"EarthRanger refused the look-up of the event an earlier try may have "
-                                    f"created (tried again, no second event is created): {error}") from error
-            try:
-                data = response.json().get("data")
-            except (ValueError, AttributeError):
-                raise DeliveryError("EarthRanger's list of events is not JSON") from None
-            results = data.get("results") if isinstance(data, dict) else data
-            results = results if isinstance(results, list) else []
-            seen += len(results)
-            for event in results:
-                details = event.get("event_details") if isinstance(event, dict) else None
-                if (isinstance(details, dict) and details.get("tembo_alert_id") == payload["alert_id"]
-                        and details.get("device_id") == payload["device_id"] and event.get("id")):
-                    return str(event["id"])
-            following = data.get("next") if isinstance(data, dict) else None
-            if not following:
-                count = data.get("count") if isinstance(data, dict) else None
-                if isinstance(count, int) and count > seen:
-                    raise DeliveryError(f"EarthRanger lists {count} events since alert_id={payload['alert_id']}'s "
-                                        f"time but gave no link past the {seen} read")
-                return None
-            page = next_page(following)
-            if page is None or page in read:
-                raise DeliveryError(f"EarthRanger's link to the next page of events is unusable: "
-                                    f"{shown_url(str(following))[:200]}")
-            read.add(page)
-            params = {**params, page[0]: page[1]}
-        raise DeliveryError(f"EarthRanger lists more than {EVENT_LOOKUP_MAX_PAGES * EVENT_LOOKUP_PAGE} events "
-                            f"since alert_id={payload['alert_id']}'s time: its event not looked for further")
+        pages_read = 0
+        try:
+            for events in read_pages(self._get_events, "/activity/events", params, EVENT_LOOKUP_MAX_PAGES):
+                pages_read += 1
+                for event in events:
+                    details = event.get("event_details")
+                    if (isinstance(details, dict) and details.get("tembo_alert_id") == payload["alert_id"]
+                            and details.get("device_id") == payload["device_id"] and event.get("id")):
+                        return str(event["id"])
+        except DeliveryError as error:
+            if error.retryable:
+                raise
+            if pages_read:
+                # A page its own `next` named is gone (404 "Invalid page.": events deleted or merged into
+                # an incident while the list was read): the list changed under the lookup, not the alert.
+                raise DeliveryError(f"EarthRanger's list of events changed while it was read: {error}") from error
+            # EarthRanger refuses the look-up itself: er-server answers 400 only to a query it cannot
+            # read (ParseError "Invalid filter expression", a bad `updated_since` or `bbox`), never for
+            # a passing reason, so the same look-up is refused until its server reads the filter
+            # Tembo's client documents (an upgrade finished, a proxy put right). That refuses Tembo's
+            # question, not the alert: the row waits for an answer, as for refused credentials, rather
+            # than be failed at once (until 5 December the warden never saw a retried poaching alert
+            # on EarthRanger) or create a second event.
+            raise DeliveryError(f"EarthRanger refused the look-up of the event an earlier try may have "
+                                f"created (tried again, no second event is created): {error}") from error
+        return None
+
+    def _get_events(self, params: dict[str, str]) -> httpx.Response:
+        """One page of EarthRanger's events, asked with `params`."""
+        return _post(self.client, "GET", f"{self.root}/activity/events", params=params, headers=self._headers())
 
     def _event_type(self, payload: dict[str, Any]) -> str:
         return f"{self.er.event_type_prefix}{payload['alert_type']}"

@@ -30,11 +30,9 @@ er-client (`get_source_by_manufacturer_id`, `get_source_assignments`, `post_subj
   source's earlier assignment that stays open past the fitting is reported in the log (a warning naming
   its id and the time to end it at) for the site's admin; nothing of it is changed or deleted.
 
-Every list is read page by page through its `next` link, as far as it goes: a `next` that names no page
-Tembo can ask for, or names a page already read (a site looping on its own links), a page without its
-`results`, or fewer items in all than its `count` (the list shrank while read) stops the try with a
-retryable error rather than take a partial list for the whole, which would make a second subject for an
-animal the site already has.
+Every list is read page by page through its `next` link, as far as it goes, by `er_pages.read_pages`: a
+list that cannot be read to its end stops the try with a retryable error rather than take a partial list
+for the whole, which would make a second subject for an animal the site already has.
 
 So Tembo starts the new wearer's assignment at the fitting (the assignment with the latest start is the
 one EarthRanger's own handlers take for a fix, `get_for_source_at_time`); a collar taken off to stock
@@ -53,6 +51,7 @@ from typing import Any
 
 import httpx
 
+from lora_bridge.notify.er_pages import answer_data, read_pages
 from lora_bridge.notify.outbox import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -74,37 +73,15 @@ def _when(value: Any) -> datetime | None:
         return None
 
 
-def _data(response: httpx.Response) -> Any:
-    try:
-        body = response.json()
-    except ValueError:
-        raise DeliveryError(f"EarthRanger's answer to {response.request.url.path} is not JSON "
-                            f"({response.headers.get('content-type') or 'no content type'})") from None
-    return body.get("data") if isinstance(body, dict) and "data" in body else body
-
-
-def _page(data: Any, path: str) -> tuple[list[dict[str, Any]], Any, int | None]:
-    """The items of one list answer, its `next` link and its `count` (a plain list has neither); an answer
-    that is neither a list nor a DRF page is an error, never an empty list."""
-    if isinstance(data, list):
-        return [i for i in data if isinstance(i, dict)], None, None
-    if isinstance(data, dict) and isinstance(data.get("results"), list):
-        count = data.get("count")
-        return ([i for i in data["results"] if isinstance(i, dict)], data.get("next"),
-                count if isinstance(count, int) and not isinstance(count, bool) else None)
-    raise DeliveryError(f"EarthRanger's answer to {path} is not a list (no `results`)")
-
-
 class AssignmentSender:
     """Moves a collar's source to its new wearer's subject on EarthRanger (see the module's docstring)."""
 
     def __init__(self, client: httpx.Client, root: str, headers: Callable[[], dict[str, str]],
-                 request: Callable[..., httpx.Response], next_page: Callable[[Any], tuple[str, str] | None]) -> None:
+                 request: Callable[..., httpx.Response]) -> None:
         self.client = client
         self.root = root
         self.headers = headers
         self.request = request  # channels._post: errors as DeliveryError, retryable or not
-        self.next_page = next_page  # channels.next_page: the page a `next` link names, asked of the root
 
     def send(self, payload: dict[str, Any]) -> str | None:
         """Start the assignment of payload's collar to its animal at its time; the assignment's id, or None
@@ -139,7 +116,7 @@ class AssignmentSender:
                                         f"from {payload['time']}: {error}", retryable=False,
                                         status_code=error.status_code) from error
                 raise
-            answer = _data(response)
+            answer = answer_data(response)
             made = answer if isinstance(answer, dict) else {}
         self._report_left_open(assignments, subject_id, at, context)
         log.info("EarthRanger source of device_id=%s assigned to %s from %s", device_id, payload["animal"],
@@ -153,7 +130,7 @@ class AssignmentSender:
             if error.status_code == 404:
                 return None
             raise
-        data = _data(response)
+        data = answer_data(response)
         if not isinstance(data, dict) or not data.get("id"):
             raise DeliveryError(f"EarthRanger's source of {device_id} has no id")
         return str(data["id"])
@@ -162,31 +139,13 @@ class AssignmentSender:
         return self._every(f"{self.root}/subjectsources/", {"sources": source_id})
 
     def _every(self, url: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        """Every item of a list EarthRanger answers a page at a time (at most LOOKUP_MAX_PAGES); see the
-        module's docstring for the answers that stop the try instead."""
-        path = url.removeprefix(self.root)
-        items: list[dict[str, Any]] = []
-        asked: set[tuple[str, str]] = set()
-        first_count: int | None = None
-        for _ in range(LOOKUP_MAX_PAGES):
-            page, following, count = _page(_data(self.request(self.client, "GET", url, params=params,
-                                                              headers=self.headers())), path)
-            items.extend(page)
-            first_count = count if first_count is None else first_count
-            if not following:
-                if first_count is not None and len(items) < first_count:
-                    raise DeliveryError(f"EarthRanger's list at {path} gave {len(items)} of the {first_count} it "
-                                        "counts: it changed while it was read, or its next page was not linked")
-                return items
-            named = self.next_page(following)
-            if named is None:
-                raise DeliveryError(f"EarthRanger's link to the next page of {path} names no page: {following!r:.120}")
-            if named in asked or params.get(named[0]) == named[1]:
-                raise DeliveryError(f"EarthRanger's link to the next page of {path} names a page already read "
-                                    f"({named[0]}={named[1]}): the list cannot be read to its end")
-            asked.add(named)
-            params = {**params, named[0]: named[1]}
-        raise DeliveryError(f"EarthRanger's list at {path} runs past {LOOKUP_MAX_PAGES} pages")
+        """Every item of a list EarthRanger answers a page at a time (at most LOOKUP_MAX_PAGES); see
+        `er_pages` for the answers that stop the try instead."""
+        def get(asked: dict[str, str]) -> httpx.Response:
+            return self.request(self.client, "GET", url, params=asked, headers=self.headers())
+
+        return [item for page in read_pages(get, url.removeprefix(self.root), params, LOOKUP_MAX_PAGES)
+                for item in page]
 
     def _subject_id(self, payload: dict[str, Any]) -> str:
         """The id of the subject named after payload's animal, made when the site has none."""
@@ -207,7 +166,7 @@ class AssignmentSender:
                                     f"(made meanwhile, or in a group Tembo's account cannot see): {error}",
                                     retryable=True, status_code=409) from error
             raise
-        data = _data(response)
+        data = answer_data(response)
         if not isinstance(data, dict) or not data.get("id"):
             raise DeliveryError(f"EarthRanger made subject {name!r} but gave no id")
         log.info("EarthRanger subject made for %s", name, extra={"subject_id": data["id"]})

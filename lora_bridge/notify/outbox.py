@@ -32,6 +32,7 @@ as when its turn comes, and recorded in its alert's history under the administra
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -78,6 +79,14 @@ class DeliveryError(Exception):
         self.retryable = retryable
         self.retry_after_s = retry_after_s
         self.status_code = status_code
+
+
+def shown_url(text: str) -> str:
+    """text with every URL's password and query values masked: a delivery error is logged and kept in the
+    outbox, and a receiver's URL may carry its credentials (`https://user:password@host/`, an SMS
+    gateway's `?api_key=`); they had been written to the log with every failed try."""
+    text = re.sub(r"(://[^/\s:@]*):[^/\s@]*@", r"\1:***@", text)
+    return re.sub(r"([?&][^=&\s#'\"]+)=[^&\s#'\"]*", r"\1=***", text)
 
 
 class Sender(Protocol):
