@@ -14,8 +14,9 @@ er-client (`get_source_by_manufacturer_id`, `get_source_assignments`, `post_subj
   assigned_range {lower, upper}}, a DRF page {count, next, previous, results} (StandardResultsSetPagination:
   25 a page unless `page_size` asks otherwise);
 - `GET {url}/subjects/?name=...&include_inactive=true` → subjects: a plain list, or with `page_size` a DRF
-  page (OptionalResultsSetPagination); an older er-server reads no `name`, so a reserve's hundreds of
-  subjects come a page at a time and the one wanted may be on page 3. `POST {url}/subjects/` {name,
+  page (OptionalResultsSetPagination); `name` matches a part of a name in any case (SubjectQuerySet's
+  `by_name_search`: `name__icontains`), so the subjects holding a common name come a page at a time, the
+  one named exactly may be on page 3, and only that one is taken. `POST {url}/subjects/` {name,
   subject_subtype, is_active} → 201 with the new subject (`data.id`), 409 when the site holds one that
   conflicts with it (er-server's IntegrityError);
 - `POST {url}/subject/{subject id}/sources/` {source, assigned_range {lower[, upper]}, additional} → 201:
