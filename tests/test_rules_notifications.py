@@ -316,82 +316,70 @@ def _subjects_by_minute(stand_in) -> dict[int, str]:
             for (_, at), item in stand_in.observations.items()}
 
 
-def test_earthranger_gets_naserians_fixes_and_no_subject_named_after_her_collar_on_the_workshop_bench(
-    sqlite_url, tmp_path, earthranger
-):
-    # Tito took the collar off Naserian at 07:30; on the workshop bench it fixed itself at 08:00 and 09:00.
+def _collar_01_lives_through(bridge, wearers: dict[str, str], steps: list[tuple]) -> dict[str, int]:
+    """Register each animal with the collar it wears, then take the steps in order: ("fix", minute) collar-01
+    heard fixing on an animal (100 m on each hour), ("bench", minute) heard fixing on the workshop bench,
+    ("off", animal, minute) taken off that animal, ("fit", animal, minute) fitted to it from the bench,
+    ("move", animal, minute) moved to it from the animal wearing it. Each step's minutes are after T; the
+    animals' ids, by name."""
+    animals = {name: bridge.register_animal(device_id, name).animal_id for name, device_id in wearers.items()}
+    heard = 0
+    for what, *rest in steps:
+        if what in ("fix", "bench"):
+            (minute,) = rest
+            where = (305_000 + 100 * (minute // 60), 9_705_000) if what == "fix" else (310_000, 9_700_000)
+            heard += 1
+            _hear_collar_01(bridge, [(minute, *where)], first_f_cnt=heard)
+        elif what == "off":
+            bridge.take_off_collar(animals[rest[0]], viewer=TECHNICIAN, removed_at=T + timedelta(minutes=rest[1]))
+        else:
+            bridge.fit_collar(animals[rest[0]], "collar-01", viewer=TECHNICIAN, move=what == "move",
+                              fitted_at=T + timedelta(minutes=rest[1]))
+    return animals
+
+
+# collar-01's stories: who wore it, what befell it (`_collar_01_lives_through`), how many fixes and changes of
+# wearer EarthRanger got, and the subject it showed each fix on, by minute. Tito does the fitting.
+COLLAR_01_STORIES = [
+    # Tito took the collar off Naserian at 01:30; on the workshop bench it fixed itself at 02:00 and 03:00.
     # EarthRanger shows her fixes, and no subject named after the collar on the bench.
-    stand_in, url = earthranger
-    rules_path = write_rules(tmp_path / "r.toml", er_url=url)
-    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-        naserian = bridge.register_animal("collar-01", "Naserian").animal_id
-        _hear_collar_01(bridge, [(0, 305_000, 9_705_000), (60, 305_100, 9_705_000)])
-        bridge.take_off_collar(naserian, viewer=Viewer("tito", "field_technician"), removed_at=T + timedelta(minutes=90))
-        bench = [(120, 310_000, 9_700_000), (180, 310_000, 9_700_000)]
-        _hear_collar_01(bridge, bench, first_f_cnt=3)
-        rows = _flush_until_done(bridge)
-
-    assert rows == {("position", "sent"): 2, ("assignment", "sent"): 1} and stand_in.problems == []
-    assert _subjects_by_minute(stand_in) == {0: "Naserian", 60: "Naserian"}
-
-
-def test_earthranger_gets_naserians_backlog_heard_after_the_swap_under_her_name_not_kitos(
-    sqlite_url, tmp_path, earthranger
-):
+    pytest.param({"Naserian": "collar-01"},
+                 [("fix", 0), ("fix", 60), ("off", "Naserian", 90), ("bench", 120), ("bench", 180)],
+                 (2, 1), {0: "Naserian", 60: "Naserian"},
+                 id="naserians_fixes_and_no_subject_named_after_her_collar_on_the_workshop_bench"),
     # Tito moved collar-01 from Naserian to Kito at 01:30; the collar's flash then gave up Naserian's 01:00
-    # fix, heard with Kito's first ones. EarthRanger shows each fix on the elephant that wore the collar then.
-    stand_in, url = earthranger
-    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
-        bridge.register_animal("collar-01", "Naserian")
-        kito = bridge.register_animal("collar-02", "Kito").animal_id
-        _hear_collar_01(bridge, [(0, 305_000, 9_705_000)])
-        bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, move=True, fitted_at=T + timedelta(minutes=90))
-        heard_late = [(120, 305_200, 9_705_000), (60, 305_100, 9_705_000), (180, 305_300, 9_705_000)]
-        _hear_collar_01(bridge, heard_late, first_f_cnt=2)
-        rows = _flush_until_done(bridge)
-
-    # collar-01 to Kito, and Kito's collar-02 into stock: two changes of wearer
-    assert rows == {("position", "sent"): 4, ("assignment", "sent"): 2} and stand_in.problems == []
-    assert _subjects_by_minute(stand_in) == {0: "Naserian", 60: "Naserian", 120: "Kito", 180: "Kito"}
-
-
-def test_earthranger_gets_naserians_fix_from_before_her_collar_came_off_heard_from_the_bench(
-    sqlite_url, tmp_path, earthranger
-):
-    # Tito took the collar off Naserian at 01:30; on the bench it sent her 01:00 fix late, with its own
-    # 02:00 fix. EarthRanger gets her fix under her name, and nothing of the bench.
-    stand_in, url = earthranger
-    with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
-        naserian = bridge.register_animal("collar-01", "Naserian").animal_id
-        _hear_collar_01(bridge, [(0, 305_000, 9_705_000)])
-        bridge.take_off_collar(naserian, viewer=TECHNICIAN, removed_at=T + timedelta(minutes=90))
-        heard_late = [(120, 310_000, 9_700_000), (60, 305_100, 9_705_000)]
-        _hear_collar_01(bridge, heard_late, first_f_cnt=2)
-        rows = _flush_until_done(bridge)
-
-    assert rows == {("position", "sent"): 2, ("assignment", "sent"): 1} and stand_in.problems == []
-    assert _subjects_by_minute(stand_in) == {0: "Naserian", 60: "Naserian"}
-
-
-def test_earthranger_gets_nothing_of_the_collars_days_on_the_bench_heard_after_it_went_on_kito(
-    sqlite_url, tmp_path, earthranger
-):
+    # fix, heard with Kito's first ones. Two changes of wearer: collar-01 to Kito, Kito's collar-02 to stock.
+    pytest.param({"Naserian": "collar-01", "Kito": "collar-02"},
+                 [("fix", 0), ("move", "Kito", 90), ("fix", 120), ("fix", 60), ("fix", 180)],
+                 (4, 2), {0: "Naserian", 60: "Naserian", 120: "Kito", 180: "Kito"},
+                 id="naserians_backlog_heard_after_the_swap_under_her_name_not_kitos"),
+    # Tito took the collar off Naserian at 01:30; on the bench it sent her 01:00 fix late, with its own 02:00
+    # fix. EarthRanger gets her fix under her name, and nothing of the bench.
+    pytest.param({"Naserian": "collar-01"},
+                 [("fix", 0), ("off", "Naserian", 90), ("bench", 120), ("fix", 60)],
+                 (2, 1), {0: "Naserian", 60: "Naserian"},
+                 id="naserians_fix_from_before_her_collar_came_off_heard_from_the_bench"),
     # The collar came off Naserian at 01:30 and went from the bench onto Kito at 02:30; its 02:00 fix on the
-    # bench was heard only then. EarthRanger gets Naserian's and Kito's fixes, nothing of the bench.
+    # bench was heard only then. Three changes of wearer: collar-01 into stock, then onto Kito, and Kito's
+    # collar-02 into stock.
+    pytest.param({"Naserian": "collar-01", "Kito": "collar-02"},
+                 [("fix", 0), ("off", "Naserian", 90), ("fit", "Kito", 150), ("fix", 180), ("bench", 120)],
+                 (2, 3), {0: "Naserian", 180: "Kito"},
+                 id="nothing_of_the_collars_days_on_the_bench_heard_after_it_went_on_kito"),
+]
+
+
+@pytest.mark.parametrize("wearers, steps, sent, shown_on", COLLAR_01_STORIES)
+def test_earthranger_shows_each_fix_of_a_collar_on_the_animal_that_wore_it_then(
+    sqlite_url, tmp_path, earthranger, wearers, steps, sent, shown_on
+):
     stand_in, url = earthranger
     with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
-        naserian = bridge.register_animal("collar-01", "Naserian").animal_id
-        kito = bridge.register_animal("collar-02", "Kito").animal_id
-        _hear_collar_01(bridge, [(0, 305_000, 9_705_000)])
-        bridge.take_off_collar(naserian, viewer=TECHNICIAN, removed_at=T + timedelta(minutes=90))
-        bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, fitted_at=T + timedelta(minutes=150))
-        heard_late = [(180, 305_300, 9_705_000), (120, 310_000, 9_700_000)]
-        _hear_collar_01(bridge, heard_late, first_f_cnt=2)
+        _collar_01_lives_through(bridge, wearers, steps)
         rows = _flush_until_done(bridge)
 
-    # collar-01 into stock, then onto Kito, and Kito's collar-02 into stock
-    assert rows == {("position", "sent"): 2, ("assignment", "sent"): 3} and stand_in.problems == []
-    assert _subjects_by_minute(stand_in) == {0: "Naserian", 180: "Kito"}
+    assert rows == {("position", "sent"): sent[0], ("assignment", "sent"): sent[1]} and stand_in.problems == []
+    assert _subjects_by_minute(stand_in) == shown_on
 
 
 def test_earthranger_gets_the_fix_a_new_collar_took_before_its_logged_fitting_on_kito(
@@ -401,9 +389,8 @@ def test_earthranger_gets_the_fix_a_new_collar_took_before_its_logged_fitting_on
     # from before any fitting the herd register knows, is filed under Kito and reaches EarthRanger as hers.
     stand_in, url = earthranger
     with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url)) as bridge:
-        kito = bridge.register_animal("collar-02", "Kito").animal_id
-        bridge.fit_collar(kito, "collar-01", viewer=TECHNICIAN, fitted_at=T + timedelta(minutes=90))
-        _hear_collar_01(bridge, [(60, 305_100, 9_705_000), (120, 305_200, 9_705_000)])
+        kito = _collar_01_lives_through(bridge, {"Kito": "collar-02"},
+                                        [("fit", "Kito", 90), ("fix", 60), ("fix", 120)])["Kito"]
         rows = _flush_until_done(bridge)
         filed = [p.time for p in bridge.tracks(animal_ids=[kito], viewer=b.RANGER).get(kito, [])]
 
