@@ -59,6 +59,17 @@ def write_rules(path, *, er_url=None, hook_url=None, smtp_port=None, sms_url=Non
     return str(path)
 
 
+def er_route(*actions: str) -> str:
+    """The rules file's route of alerts to EarthRanger, for `actions` (every action when none)."""
+    return '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n' + (
+        f"actions = {json.dumps(list(actions))}\n" if actions else "")
+
+
+# The duty officer's phone, for every alert or for HIGH ones only.
+DUTY_SMS = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+DUTY_SMS_AT_HIGH = DUTY_SMS + "min_priority = 300\n"
+
+
 @pytest.fixture
 def earthranger():
     stand_in = EarthRangerStandIn(token=ER_TOKEN, provider_key="tembo")
@@ -70,7 +81,7 @@ def test_earthranger_gets_alerts_as_events_and_fixes_as_observations_in_its_docu
     sqlite_url, tmp_path, earthranger
 ):
     stand_in, url = earthranger
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "acknowledged", "resolved"]\n'
+    routes = er_route("raised", "acknowledged", "resolved")
     with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", er_url=url, routes=routes)) as bridge:
         bridge.register_animal("collar-01", "Naserian")
         for body in rb.fix_uplinks("collar-01", T, [(0, 305_000, 9_705_000), (60, 305_020, 9_705_000)]):
@@ -147,7 +158,7 @@ def test_night_routing_sends_high_alerts_by_sms_and_email_and_nothing_low(sqlite
     gateway = SmsGateway(token=SMS_TOKEN)
     smtp_port = free_port()
     routes = (
-        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+        DUTY_SMS +
         'types = ["poaching_risk", "mortality"]\nmin_priority = 300\nhours = "night"\n'
         '[[notify.routes]]\nname = "warden-mail"\nchannel = "email"\nto = ["warden@reserve.example"]\nmin_priority = 200\n'
     )
@@ -230,8 +241,8 @@ def test_an_unanswered_fence_exit_is_raised_to_high_on_earthranger_and_reaches_t
     stand_in, url = earthranger
     gateway = SmsGateway(token=SMS_TOKEN)
     routes = (
-        '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n'
-        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+        er_route() +
+        DUTY_SMS_AT_HIGH
     )
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", er_url=url, sms_url=sms.url, routes=routes)
@@ -599,9 +610,8 @@ def test_duty_officer_is_not_told_nobody_answered_an_alert_a_ranger_acknowledged
     stand_in, url = earthranger
     gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1)  # the gateway's mobile link is down at first
     routes = (
-        '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n'
-        'actions = ["raised", "escalated", "acknowledged"]\n'
-        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+        er_route("raised", "escalated", "acknowledged") +
+        DUTY_SMS_AT_HIGH
     )
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", er_url=url, sms_url=sms.url, routes=routes,
@@ -633,8 +643,8 @@ def test_a_poaching_alert_resolved_while_the_sms_gateway_was_down_wakes_nobody_b
     stand_in, url = earthranger
     gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1)
     routes = (
-        '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "resolved"]\n'
-        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+        er_route("raised", "resolved") +
+        DUTY_SMS_AT_HIGH
     )
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", er_url=url, sms_url=sms.url, routes=routes,
@@ -692,8 +702,7 @@ def test_earthranger_and_the_control_room_hear_that_a_collar_reported_offline_is
     stand_in, url = earthranger
     receiver = WebhookReceiver(secret=HOOK_SECRET.encode())
     routes = (
-        '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n'
-        'actions = ["raised", "resolved", "auto_resolved"]\n'
+        er_route("raised", "resolved", "auto_resolved") +
         '[[notify.routes]]\nname = "control-room"\nchannel = "webhook"\nactions = ["raised", "auto_resolved"]\n'
     )
     with serve_app_in_thread(receiver.app()) as hook:
@@ -729,7 +738,7 @@ def test_a_poaching_alert_held_as_unconvincing_then_corroborated_wakes_the_duty_
     from lora_bridge.store.tables import Alert, AlertEvent
 
     dead = f"http://127.0.0.1:{free_port()}"
-    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    routes = DUTY_SMS_AT_HIGH
     with b.fresh_bridge(sqlite_url, rules_path=write_rules(tmp_path / "r.toml", sms_url=dead, routes=routes)) as bridge:
         bridge.register_animal("collar-01", "Naserian")
         start = T - timedelta(minutes=20)  # fixes 20 and 10 minutes before the alert and 5 after: grazing
@@ -765,8 +774,8 @@ def test_earthranger_shows_a_poaching_alert_corroboration_let_go_as_high_and_the
 ):
     stand_in, url = earthranger
     gateway = SmsGateway(token=SMS_TOKEN)
-    routes = ('[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\n'
-              '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n')
+    routes = (er_route() +
+              DUTY_SMS_AT_HIGH)
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", er_url=url, sms_url=sms.url, routes=routes,
                                  er_extra="send_positions = false\n")
@@ -800,7 +809,7 @@ def test_the_duty_officers_sms_goes_at_once_while_a_backlog_of_fixes_waits_for_a
 ):
     gateway = SmsGateway(token=SMS_TOKEN)
     unreachable = f"http://127.0.0.1:{free_port()}"  # the reserve's internet link is down: EarthRanger too
-    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    routes = DUTY_SMS_AT_HIGH
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", er_url=unreachable, sms_url=sms.url, routes=routes)
         with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
@@ -829,7 +838,7 @@ def test_the_duty_officer_gets_one_sms_when_a_backup_locks_the_store_just_as_the
         backup.execute("BEGIN IMMEDIATE")
         threading.Timer(1.0, backup.rollback).start()
 
-    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    routes = DUTY_SMS_AT_HIGH
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
         with b.fresh_bridge(sqlite_url, rules_path=rules_path, sqlite_busy_timeout_ms=100) as bridge:
@@ -879,7 +888,7 @@ def test_earthranger_shows_one_event_for_a_poaching_alert_when_the_bridge_died_j
     # that it was sent. After the restart the outbox sends the alert again: the duty officer on
     # EarthRanger must still see one event for it (and the later steps must move that event).
     stand_in, url = earthranger
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "acknowledged"]\n'
+    routes = er_route("raised", "acknowledged")
     rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes)
     with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
         (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
@@ -903,6 +912,15 @@ def test_earthranger_shows_one_event_for_a_poaching_alert_when_the_bridge_died_j
     (event_id, event), = stand_in.events.items()
     assert [(r["method"], r["path"]) for r in stand_in.requests].count(("POST", "/api/v1.0/activity/events")) == 1
     assert (event["event_details"]["tembo_alert_id"], event["state"]) == (alert_id, "active")
+
+
+def _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch) -> int:
+    """A poaching alert raised on a bridge that dies between EarthRanger's 201 for its event and marking the
+    row sent; the alert's id."""
+    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    return alert_id
 
 
 def _die_after_earthranger_creates_the_event(bridge, monkeypatch) -> None:
@@ -937,11 +955,9 @@ def test_earthranger_shows_one_event_for_a_retried_poaching_alert_when_a_page_of
     stand_in, url = earthranger
     stand_in.page_style = page_style
     stand_in.link_root = "http://er-web.internal:8000"
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "acknowledged"]\n'
+    routes = er_route("raised", "acknowledged")
     rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes)
-    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
-        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch)
     _a_busy_night_on_earthranger(stand_in, 150)
 
     with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:  # the restart, past the row's lease
@@ -966,11 +982,9 @@ def test_a_retried_poaching_alert_waits_rather_than_doubles_its_earthranger_even
     # exists: it waits and tries again rather than give the rangers a second one, and finds it once the
     # site pages properly again.
     stand_in, url = earthranger
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    routes = er_route("raised")
     rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes)
-    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
-        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch)
     _a_busy_night_on_earthranger(stand_in, 150)
     stand_in.page_style = page_style
 
@@ -998,7 +1012,7 @@ def test_a_poaching_alert_reaches_earthranger_after_the_hour_earthranger_asked_t
     stand_in, url = earthranger
     an_hour = "3600" if status == 429 else email.utils.format_datetime(utc_now() + timedelta(hours=1), usegmt=True)
     stand_in.busy = (status, an_hour)
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    routes = er_route("raised")
     rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
     with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
         (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
@@ -1020,7 +1034,7 @@ def test_the_duty_officers_night_sms_and_mail_give_the_alerts_time_in_the_reserv
     gateway = SmsGateway(token=SMS_TOKEN)
     smtp_port = free_port()
     routes = (
-        '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nhours = "night"\n'
+        DUTY_SMS + 'hours = "night"\n' +
         '[[notify.routes]]\nname = "warden-mail"\nchannel = "email"\nto = ["warden@reserve.example"]\n'
     )
     with serve_app_in_thread(gateway.app()) as sms, SmtpStandIn(smtp_port) as smtp:
@@ -1045,7 +1059,7 @@ def test_the_nights_poaching_alerts_reach_earthranger_once_the_expired_token_is_
     # EarthRanger.
     stand_in, url = earthranger
     stand_in.token = "renewed-service-token"  # EarthRanger no longer takes Tembo's old token
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    routes = er_route("raised")
     expired = write_rules(tmp_path / "expired.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
     with b.fresh_bridge(sqlite_url, rules_path=expired) as bridge:
         (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
@@ -1067,7 +1081,7 @@ def test_the_duty_officers_sms_says_which_ranger_took_the_alert_and_her_verdict(
     # The duty officer follows a poaching alert by SMS: raised, then taken, then resolved. "[acknowledged]"
     # alone does not tell her whom to call; the message names the ranger, and the resolution her verdict.
     gateway = SmsGateway(token=SMS_TOKEN)
-    routes = ('[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+    routes = (DUTY_SMS +
               'actions = ["raised", "acknowledged", "resolved"]\n')
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
@@ -1089,7 +1103,7 @@ def test_the_duty_officers_sms_says_a_poaching_alert_closed_because_its_collar_w
     # The duty officer was woken for a poaching risk; the technician then takes the collar off Naserian (it
     # had slipped, she is fine): the close says why, not that "its condition cleared".
     gateway = SmsGateway(token=SMS_TOKEN)
-    routes = ('[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+    routes = (DUTY_SMS +
               'actions = ["raised", "auto_resolved"]\n')
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
@@ -1113,11 +1127,9 @@ def test_a_retried_poaching_alert_is_not_given_up_when_earthrangers_list_shrinks
     # not the alert: the row is tried again and finds the event, rather than be failed for good and leave
     # the event "new" on EarthRanger whatever the rangers do with the alert.
     stand_in, url = earthranger
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    routes = er_route("raised")
     rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
-    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
-        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch)
     _a_busy_night_on_earthranger(stand_in, 150)
 
     def purge_the_exercise() -> None:
@@ -1141,7 +1153,7 @@ def test_the_duty_officers_sms_of_a_collars_mortality_alert_fits_one_text_messag
     # rule's note for whoever wants it.
     gateway = SmsGateway(token=SMS_TOKEN)
     smtp_port = free_port()
-    routes = ('[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+    routes = (DUTY_SMS +
               '[[notify.routes]]\nname = "warden-mail"\nchannel = "email"\nto = ["warden@reserve.example"]\n')
     with serve_app_in_thread(gateway.app()) as sms, SmtpStandIn(smtp_port) as smtp:
         rules_path = write_rules(tmp_path / "r.toml", smtp_port=smtp_port, sms_url=sms.url, routes=routes)
@@ -1198,8 +1210,8 @@ def test_the_nights_alerts_failed_on_an_expired_token_reach_earthranger_and_the_
     stand_in, url = earthranger
     stand_in.token = "renewed-service-token"
     gateway = SmsGateway(token="renewed-sms-token")
-    routes = ('[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
-              '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\nmin_priority = 300\n'
+    routes = (er_route("raised") +
+              DUTY_SMS_AT_HIGH +
               'actions = ["raised"]\n')
     with serve_app_in_thread(gateway.app()) as sms:
         expired = write_rules(tmp_path / "expired.toml", er_url=url, sms_url=sms.url, routes=routes,
@@ -1253,11 +1265,9 @@ def test_a_retried_poaching_alert_waits_when_earthranger_refuses_the_look_up_of_
     # refusal of Tembo's look-up, not of the alert. The row waits for a look-up EarthRanger reads, rather
     # than be failed for good (the warden on EarthRanger never seeing the alert move) or create a second event.
     stand_in, url = earthranger
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised", "acknowledged"]\n'
+    routes = er_route("raised", "acknowledged")
     rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
-    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
-        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch)
 
     stand_in.refuse_lookups = 1
     with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:  # the restart, past the row's lease
@@ -1283,7 +1293,7 @@ def test_a_requeued_sms_gets_every_try_again_from_its_first_wait_and_its_alert_k
     # the second a minute after the first (not two), and its alert's history keeps the night's five tries
     # and who queued it again.
     gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1000)
-    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+    routes = DUTY_SMS
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
         with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
@@ -1314,7 +1324,7 @@ def test_the_nights_fixes_refused_by_earthranger_fill_its_tracks_once_the_admin_
     # the token is renewed, `retry` sends the fixes too, so the animal's track on EarthRanger has no hole.
     stand_in, url = earthranger
     stand_in.token = "renewed-service-token"
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    routes = er_route("raised")
     expired = write_rules(tmp_path / "expired.toml", er_url=url, routes=routes)
     renewed = write_rules(tmp_path / "renewed.toml", er_url=url, routes=routes, er_token="renewed-service-token")
     with b.fresh_bridge(sqlite_url, rules_path=expired) as bridge:
@@ -1344,11 +1354,9 @@ def test_a_requeued_poaching_alert_whose_event_an_earlier_try_created_shows_once
     # expired and the row's every try was refused. The admin renews it and retries: the requeued row, on a
     # fresh budget, still knows it was tried and finds the event rather than create a second one.
     stand_in, url = earthranger
-    routes = '[[notify.routes]]\nname = "earthranger"\nchannel = "earthranger"\nactions = ["raised"]\n'
+    routes = er_route("raised")
     first = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
-    with b.fresh_bridge(sqlite_url, rules_path=first) as bridge:
-        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
-        _die_after_earthranger_creates_the_event(bridge, monkeypatch)
+    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, first, monkeypatch)
     stand_in.token = "renewed-service-token"
     with b.fresh_bridge(sqlite_url, rules_path=first) as bridge:
         _fail_every_try(bridge)
@@ -1389,7 +1397,7 @@ def test_the_duty_officer_is_not_told_an_alert_was_closed_when_he_was_never_told
     # false alarm before the link was back. The duty officer hears nothing of it: neither its raise nor its
     # closing. A second alert, raised once the link was back, reaches him raised and closed.
     gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1)
-    routes = ('[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+    routes = (DUTY_SMS +
               'actions = ["raised", "resolved", "auto_resolved"]\n')
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
@@ -1457,7 +1465,7 @@ def test_a_rules_file_broken_by_an_edit_keeps_the_running_bridge_sending_with_th
     # The warden's edit of the rules file left a typo: the running bridge says so in its log and goes on
     # with the settings it had, so the night's alerts still reach the duty officer.
     gateway = SmsGateway(token=SMS_TOKEN)
-    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+    routes = DUTY_SMS
     with serve_app_in_thread(gateway.app()) as sms:
         rules_path = tmp_path / "r.toml"
         write_rules(rules_path, sms_url=sms.url, routes=routes)
@@ -1479,7 +1487,7 @@ def test_an_sms_whose_every_send_the_bridge_dies_in_stops_after_its_tries_and_sh
     # tries in its round, then it is failed with the reason, not tried at every start for ever. The admin
     # retries it in the morning: a new round of tries, and the outbox still shows every try it was given.
     gateway = SmsGateway(token=SMS_TOKEN)
-    routes = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
+    routes = DUTY_SMS
 
     def die(*args, **kwargs):
         raise BridgeDied
