@@ -86,8 +86,6 @@ class Model:
         (softmax of the scores gives the probabilities).
         """
         p = self._p
-        if self.boosted:
-            return self._boosted_scores(q, out)
         feature = p.feature
         threshold = p.threshold
         left = p.left
@@ -95,33 +93,10 @@ class Model:
         leaves = p.leaves
         roots = p.roots
         nc = self.n_classes
-        for c in range(nc):
-            out[c] = 0
-        for t in range(len(roots)):
-            i = roots[t]
-            while i >= 0:
-                if q[feature[i]] <= threshold[i]:
-                    i = left[i]
-                else:
-                    i = right[i]
-            base = (-1 - i) * nc
-            for c in range(nc):
-                out[c] += leaves[base + c]
-        return out
-
-    def _boosted_scores(self, q, out):
-        """Fill out with the base scores plus, per tree, its leaf's score on the tree's class."""
-        p = self._p
-        feature = p.feature
-        threshold = p.threshold
-        left = p.left
-        right = p.right
-        leaves = p.leaves
-        roots = p.roots
+        boosted = self.boosted
         tree_class = p.tree_class
-        base = p.base
-        for c in range(self.n_classes):
-            out[c] = base[c]
+        for c in range(nc):
+            out[c] = p.base[c] if boosted else 0
         for t in range(len(roots)):
             i = roots[t]
             while i >= 0:
@@ -129,7 +104,12 @@ class Model:
                     i = left[i]
                 else:
                     i = right[i]
-            out[tree_class[t]] += leaves[-1 - i]
+            if boosted:  # the leaf's score on the tree's class
+                out[tree_class[t]] += leaves[-1 - i]
+            else:  # the leaf's votes for every class
+                first = (-1 - i) * nc
+                for c in range(nc):
+                    out[c] += leaves[first + c]
         return out
 
     def predict_proba(self, features, out):
