@@ -914,13 +914,16 @@ def test_earthranger_shows_one_event_for_a_poaching_alert_when_the_bridge_died_j
     assert (event["event_details"]["tembo_alert_id"], event["state"]) == (alert_id, "active")
 
 
-def _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch) -> int:
-    """A poaching alert raised on a bridge that dies between EarthRanger's 201 for its event and marking the
-    row sent; the alert's id."""
+def _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(
+    sqlite_url, tmp_path, url, monkeypatch, actions: tuple[str, ...] = ("raised",), er_extra: str = ""
+) -> tuple[int, str]:
+    """A rules file routing `actions` to EarthRanger at url, and a poaching alert raised on a bridge that dies
+    between EarthRanger's 201 for its event and marking the row sent; the alert's id and the rules file."""
+    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=er_route(*actions), er_extra=er_extra)
     with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
         (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
         _die_after_earthranger_creates_the_event(bridge, monkeypatch)
-    return alert_id
+    return alert_id, rules_path
 
 
 def _die_after_earthranger_creates_the_event(bridge, monkeypatch) -> None:
@@ -955,9 +958,9 @@ def test_earthranger_shows_one_event_for_a_retried_poaching_alert_when_a_page_of
     stand_in, url = earthranger
     stand_in.page_style = page_style
     stand_in.link_root = "http://er-web.internal:8000"
-    routes = er_route("raised", "acknowledged")
-    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes)
-    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch)
+    alert_id, rules_path = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(
+        sqlite_url, tmp_path, url, monkeypatch, actions=("raised", "acknowledged")
+    )
     _a_busy_night_on_earthranger(stand_in, 150)
 
     with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:  # the restart, past the row's lease
@@ -982,9 +985,9 @@ def test_a_retried_poaching_alert_waits_rather_than_doubles_its_earthranger_even
     # exists: it waits and tries again rather than give the rangers a second one, and finds it once the
     # site pages properly again.
     stand_in, url = earthranger
-    routes = er_route("raised")
-    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes)
-    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch)
+    alert_id, rules_path = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(
+        sqlite_url, tmp_path, url, monkeypatch
+    )
     _a_busy_night_on_earthranger(stand_in, 150)
     stand_in.page_style = page_style
 
@@ -1127,9 +1130,9 @@ def test_a_retried_poaching_alert_is_not_given_up_when_earthrangers_list_shrinks
     # not the alert: the row is tried again and finds the event, rather than be failed for good and leave
     # the event "new" on EarthRanger whatever the rangers do with the alert.
     stand_in, url = earthranger
-    routes = er_route("raised")
-    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
-    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch)
+    alert_id, rules_path = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(
+        sqlite_url, tmp_path, url, monkeypatch, er_extra="send_positions = false\n"
+    )
     _a_busy_night_on_earthranger(stand_in, 150)
 
     def purge_the_exercise() -> None:
@@ -1265,9 +1268,9 @@ def test_a_retried_poaching_alert_waits_when_earthranger_refuses_the_look_up_of_
     # refusal of Tembo's look-up, not of the alert. The row waits for a look-up EarthRanger reads, rather
     # than be failed for good (the warden on EarthRanger never seeing the alert move) or create a second event.
     stand_in, url = earthranger
-    routes = er_route("raised", "acknowledged")
-    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
-    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, rules_path, monkeypatch)
+    alert_id, rules_path = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(
+        sqlite_url, tmp_path, url, monkeypatch, actions=("raised", "acknowledged"), er_extra="send_positions = false\n"
+    )
 
     stand_in.refuse_lookups = 1
     with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:  # the restart, past the row's lease
@@ -1355,8 +1358,9 @@ def test_a_requeued_poaching_alert_whose_event_an_earlier_try_created_shows_once
     # fresh budget, still knows it was tried and finds the event rather than create a second one.
     stand_in, url = earthranger
     routes = er_route("raised")
-    first = write_rules(tmp_path / "r.toml", er_url=url, routes=routes, er_extra="send_positions = false\n")
-    alert_id = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(sqlite_url, first, monkeypatch)
+    alert_id, first = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(
+        sqlite_url, tmp_path, url, monkeypatch, er_extra="send_positions = false\n"
+    )
     stand_in.token = "renewed-service-token"
     with b.fresh_bridge(sqlite_url, rules_path=first) as bridge:
         _fail_every_try(bridge)
