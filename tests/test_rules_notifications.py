@@ -8,6 +8,8 @@ import email.utils
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import bridge_builders as b
@@ -68,6 +70,15 @@ def er_route(*actions: str) -> str:
 # The duty officer's phone, for every alert or for HIGH ones only.
 DUTY_SMS = '[[notify.routes]]\nname = "duty-sms"\nchannel = "sms"\nto = ["+254700000001"]\n'
 DUTY_SMS_AT_HIGH = DUTY_SMS + "min_priority = 300\n"
+
+
+@contextmanager
+def _bridge_texting(sqlite_url, tmp_path, gateway: SmsGateway, routes: str) -> Iterator:
+    """A bridge whose rules file sends alerts along `routes` to the SMS gateway, served meanwhile."""
+    with serve_app_in_thread(gateway.app()) as sms:
+        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
+        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+            yield bridge
 
 
 @pytest.fixture
@@ -888,25 +899,12 @@ def test_earthranger_shows_one_event_for_a_poaching_alert_when_the_bridge_died_j
     # that it was sent. After the restart the outbox sends the alert again: the duty officer on
     # EarthRanger must still see one event for it (and the later steps must move that event).
     stand_in, url = earthranger
-    routes = er_route("raised", "acknowledged")
-    rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=routes)
-    with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
-        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
-
-        def die(*args, **kwargs):
-            raise BridgeDied
-
-        with monkeypatch.context() as patched:
-            patched.setattr("lora_bridge.notify.outbox._sent", die)
-            with pytest.raises(BridgeDied):
-                bridge.flush_notifications(now=wall())
+    alert_id, rules_path = _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(
+        store_url, tmp_path, url, monkeypatch, actions=("raised", "acknowledged")
+    )
     assert len(stand_in.events) == 1  # EarthRanger has it
 
-    with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:  # the restart, past the row's lease
-        bridge.flush_notifications(now=wall(400))
-        bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
-        bridge.flush_notifications(now=wall(400))
-        assert bridge.notifications(viewer=ADMIN, state="pending") == []
+    _restart_and_acknowledge(store_url, rules_path, alert_id)
 
     assert stand_in.problems == []
     (event_id, event), = stand_in.events.items()
@@ -915,15 +913,25 @@ def test_earthranger_shows_one_event_for_a_poaching_alert_when_the_bridge_died_j
 
 
 def _a_poaching_alert_whose_event_earthranger_made_as_the_bridge_died(
-    sqlite_url, tmp_path, url, monkeypatch, actions: tuple[str, ...] = ("raised",), er_extra: str = ""
+    store_url, tmp_path, url, monkeypatch, actions: tuple[str, ...] = ("raised",), er_extra: str = ""
 ) -> tuple[int, str]:
     """A rules file routing `actions` to EarthRanger at url, and a poaching alert raised on a bridge that dies
     between EarthRanger's 201 for its event and marking the row sent; the alert's id and the rules file."""
     rules_path = write_rules(tmp_path / "r.toml", er_url=url, routes=er_route(*actions), er_extra=er_extra)
-    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
+    with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
         (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
         _die_after_earthranger_creates_the_event(bridge, monkeypatch)
     return alert_id, rules_path
+
+
+def _restart_and_acknowledge(store_url, rules_path, alert_id: int) -> None:
+    """The bridge restarted past the row's lease sends its outbox, a ranger takes the alert, and the outbox
+    is sent again: nothing is left waiting."""
+    with b.fresh_bridge(store_url, rules_path=rules_path) as bridge:
+        bridge.flush_notifications(now=wall(400))
+        bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
+        bridge.flush_notifications(now=wall(400))
+        assert bridge.notifications(viewer=ADMIN, state="pending") == []
 
 
 def _die_after_earthranger_creates_the_event(bridge, monkeypatch) -> None:
@@ -963,11 +971,7 @@ def test_earthranger_shows_one_event_for_a_retried_poaching_alert_when_a_page_of
     )
     _a_busy_night_on_earthranger(stand_in, 150)
 
-    with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:  # the restart, past the row's lease
-        bridge.flush_notifications(now=wall(400))
-        bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
-        bridge.flush_notifications(now=wall(400))
-        assert bridge.notifications(viewer=ADMIN, state="pending") == []
+    _restart_and_acknowledge(sqlite_url, rules_path, alert_id)
 
     assert stand_in.problems == []
     ours = [e for e in stand_in.events.values() if e["event_details"].get("tembo_alert_id") == alert_id]
@@ -1086,15 +1090,13 @@ def test_the_duty_officers_sms_says_which_ranger_took_the_alert_and_her_verdict(
     gateway = SmsGateway(token=SMS_TOKEN)
     routes = (DUTY_SMS +
               'actions = ["raised", "acknowledged", "resolved"]\n')
-    with serve_app_in_thread(gateway.app()) as sms:
-        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
-        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-            (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
-            bridge.flush_notifications(now=wall())
-            bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
-            bridge.flush_notifications(now=wall())
-            bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "false_alarm", "herd at the dam")
-            bridge.flush_notifications(now=wall())
+    with _bridge_texting(sqlite_url, tmp_path, gateway, routes) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        bridge.flush_notifications(now=wall())
+        bridge.acknowledge_alert(alert_id, Viewer("ranger.amani", "ranger"))
+        bridge.flush_notifications(now=wall())
+        bridge.resolve_alert(alert_id, Viewer("ranger.amani", "ranger"), "false_alarm", "herd at the dam")
+        bridge.flush_notifications(now=wall())
 
     raised, taken, resolved = (m["text"].split("\n") for m in gateway.messages)
     assert taken[0].endswith("[acknowledged]") and taken[1] == "taken by ranger.amani"
@@ -1108,14 +1110,12 @@ def test_the_duty_officers_sms_says_a_poaching_alert_closed_because_its_collar_w
     gateway = SmsGateway(token=SMS_TOKEN)
     routes = (DUTY_SMS +
               'actions = ["raised", "auto_resolved"]\n')
-    with serve_app_in_thread(gateway.app()) as sms:
-        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
-        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-            naserian = bridge.register_animal("collar-01", "Naserian", sex="female").animal_id
-            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
-            bridge.flush_notifications(now=wall())
-            bridge.take_off_collar(naserian, viewer=Viewer("tito", "field_technician"))
-            bridge.flush_notifications(now=wall())
+    with _bridge_texting(sqlite_url, tmp_path, gateway, routes) as bridge:
+        naserian = bridge.register_animal("collar-01", "Naserian", sex="female").animal_id
+        bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1))
+        bridge.flush_notifications(now=wall())
+        bridge.take_off_collar(naserian, viewer=Viewer("tito", "field_technician"))
+        bridge.flush_notifications(now=wall())
 
     _, closed = (m["text"].split("\n") for m in gateway.messages)
     assert closed[0].startswith("HIGH Possible poaching") and closed[0].endswith("[auto_resolved]")
@@ -1297,21 +1297,19 @@ def test_a_requeued_sms_gets_every_try_again_from_its_first_wait_and_its_alert_k
     # and who queued it again.
     gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1000)
     routes = DUTY_SMS
-    with serve_app_in_thread(gateway.app()) as sms:
-        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
-        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-            (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
-            _fail_every_try(bridge)
-            tries_at_night = gateway.refused
-            report = bridge.retry_notifications(viewer=ADMIN)
-            first_try = wall()
-            assert bridge.flush_notifications(now=first_try).retried == 1
-            assert bridge.flush_notifications(now=first_try + timedelta(seconds=90)).retried == 1
-            _fail_every_try(bridge)
-            tries_in_the_morning = gateway.refused - tries_at_night
-            (row,) = bridge.notifications(viewer=ADMIN)
-            history = [(e.actor, e.detail) for e in bridge.alert_events(alert_id, viewer=ADMIN)
-                       if e.action == "notification_requeued"]
+    with _bridge_texting(sqlite_url, tmp_path, gateway, routes) as bridge:
+        (alert_id,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1), f_cnt=1)).alert_ids
+        _fail_every_try(bridge)
+        tries_at_night = gateway.refused
+        report = bridge.retry_notifications(viewer=ADMIN)
+        first_try = wall()
+        assert bridge.flush_notifications(now=first_try).retried == 1
+        assert bridge.flush_notifications(now=first_try + timedelta(seconds=90)).retried == 1
+        _fail_every_try(bridge)
+        tries_in_the_morning = gateway.refused - tries_at_night
+        (row,) = bridge.notifications(viewer=ADMIN)
+        history = [(e.actor, e.detail) for e in bridge.alert_events(alert_id, viewer=ADMIN)
+                   if e.action == "notification_requeued"]
 
     assert tries_at_night == 5 and len(report.requeued) == 1
     assert tries_in_the_morning == 5 and (row.state, row.attempts, row.tries_total) == ("failed", 5, 10)
@@ -1403,20 +1401,18 @@ def test_the_duty_officer_is_not_told_an_alert_was_closed_when_he_was_never_told
     gateway = SmsGateway(token=SMS_TOKEN, refuse_first=1)
     routes = (DUTY_SMS +
               'actions = ["raised", "resolved", "auto_resolved"]\n')
-    with serve_app_in_thread(gateway.app()) as sms:
-        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
-        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-            night_s = int(NIGHT.timestamp())
-            (closed,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=night_s),
-                                                              f_cnt=1)).alert_ids
-            assert bridge.flush_notifications(now=wall()).retried == 1
-            bridge.resolve_alert(closed, b.RANGER, "false_alarm", "herd at the dam")
-            quiet = bridge.flush_notifications(now=wall(120))
-            (told,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=night_s),
-                                                            device_id="collar-02", f_cnt=1)).alert_ids
-            bridge.flush_notifications(now=wall(120))
-            bridge.resolve_alert(told, b.RANGER, "true", "snare found")
-            bridge.flush_notifications(now=wall(120))
+    with _bridge_texting(sqlite_url, tmp_path, gateway, routes) as bridge:
+        night_s = int(NIGHT.timestamp())
+        (closed,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=night_s),
+                                                          f_cnt=1)).alert_ids
+        assert bridge.flush_notifications(now=wall()).retried == 1
+        bridge.resolve_alert(closed, b.RANGER, "false_alarm", "herd at the dam")
+        quiet = bridge.flush_notifications(now=wall(120))
+        (told,) = bridge.ingest_tts_uplink(b.tts_uplink(b.alert("poaching_risk", seq=1, time_s=night_s),
+                                                        device_id="collar-02", f_cnt=1)).alert_ids
+        bridge.flush_notifications(now=wall(120))
+        bridge.resolve_alert(told, b.RANGER, "true", "snare found")
+        bridge.flush_notifications(now=wall(120))
 
     assert (quiet.sent, quiet.withdrawn) == (0, 2)
     assert [(f"alert #{closed} " in m["text"], f"alert #{told}" in m["text"]) for m in gateway.messages] == [
@@ -1432,14 +1428,12 @@ def test_the_stork_teams_sms_gives_the_hour_its_clocks_show_the_night_summer_tim
     routes = ('[[notify.routes]]\nname = "stork-duty"\nchannel = "sms"\nto = ["+4915100000001"]\n'
               'timezone = "Europe/Berlin"\n')
     change = datetime.fromisoformat("2026-03-29T01:00:00+00:00")
-    with serve_app_in_thread(gateway.app()) as sms:
-        rules_path = write_rules(tmp_path / "r.toml", sms_url=sms.url, routes=routes)
-        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-            for n, minutes in enumerate((-30, 30)):
-                at_s = int((change + timedelta(minutes=minutes)).timestamp())
-                bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=at_s),
-                                                      device_id=f"collar-0{n + 1}", f_cnt=1))
-            assert bridge.flush_notifications(now=wall()).sent == 2
+    with _bridge_texting(sqlite_url, tmp_path, gateway, routes) as bridge:
+        for n, minutes in enumerate((-30, 30)):
+            at_s = int((change + timedelta(minutes=minutes)).timestamp())
+            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=at_s),
+                                                  device_id=f"collar-0{n + 1}", f_cnt=1))
+        assert bridge.flush_notifications(now=wall()).sent == 2
 
     times = sorted(line for m in gateway.messages for line in m["text"].split("\n") if line.startswith("at "))
     assert [t.split(" (")[0] for t in times] == ["at 2026-03-29 01:30 UTC+01:00", "at 2026-03-29 03:30 UTC+02:00"]
