@@ -1034,27 +1034,30 @@ def test_a_poaching_alert_reaches_earthranger_after_the_hour_earthranger_asked_t
     assert event["event_details"]["tembo_alert_id"] == alert_id
 
 
-def test_the_duty_officers_night_sms_and_mail_give_the_alerts_time_in_the_reserves_own_time(sqlite_url, tmp_path):
-    # A mortality alert at 23:00 UTC wakes the duty officer in an East African reserve: it is two in the
-    # morning there (the collar's local time, the one its night is reckoned by). Her phone must say so,
-    # not leave her to add three hours to a UTC stamp half asleep.
+def _naserians_mortality_at_night_texted_and_mailed(sqlite_url, tmp_path, duty_extra: str = "") -> tuple[list, list]:
+    """A mortality alert of Naserian's collar at NIGHT sent to the duty officer's phone (`DUTY_SMS` and
+    `duty_extra`) and the warden's mail; what the SMS gateway and the mail server received."""
     gateway = SmsGateway(token=SMS_TOKEN)
     smtp_port = free_port()
-    routes = (
-        DUTY_SMS + 'hours = "night"\n' +
-        '[[notify.routes]]\nname = "warden-mail"\nchannel = "email"\nto = ["warden@reserve.example"]\n'
-    )
+    routes = (DUTY_SMS + duty_extra +
+              '[[notify.routes]]\nname = "warden-mail"\nchannel = "email"\nto = ["warden@reserve.example"]\n')
     with serve_app_in_thread(gateway.app()) as sms, SmtpStandIn(smtp_port) as smtp:
         rules_path = write_rules(tmp_path / "r.toml", smtp_port=smtp_port, sms_url=sms.url, routes=routes)
         with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
             bridge.register_animal("collar-01", "Naserian")
             bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=int(NIGHT.timestamp())), f_cnt=1))
             assert bridge.flush_notifications(now=wall()).sent == 2
+    return gateway.messages, smtp.messages
+
+
+def test_the_duty_officers_night_sms_and_mail_give_the_alerts_time_in_the_reserves_own_time(sqlite_url, tmp_path):
+    # A mortality alert at 23:00 UTC wakes the duty officer in an East African reserve: it is two in the
+    # morning there (the collar's local time, the one its night is reckoned by). Her phone must say so,
+    # not leave her to add three hours to a UTC stamp half asleep.
+    (text,), (mail,) = _naserians_mortality_at_night_texted_and_mailed(sqlite_url, tmp_path, 'hours = "night"\n')
 
     assert NIGHT.isoformat() == "2026-03-01T23:00:00+00:00"
-    (text,) = gateway.messages
     assert "\nat 2026-03-02 02:00 UTC+03:00 (" in text["text"]
-    (mail,) = smtp.messages
     body = email.message_from_bytes(mail["data"]).get_payload()
     assert "\nat 2026-03-02 02:00 UTC+03:00 (" in body
 
@@ -1154,23 +1157,12 @@ def test_the_duty_officers_sms_of_a_collars_mortality_alert_fits_one_text_messag
     # A basic phone on a weak network at night may show a two-part SMS as two messages, or one half alone.
     # The alert (what, which animal, when, where, which collar) fits one message; the e-mail keeps the
     # rule's note for whoever wants it.
-    gateway = SmsGateway(token=SMS_TOKEN)
-    smtp_port = free_port()
-    routes = (DUTY_SMS +
-              '[[notify.routes]]\nname = "warden-mail"\nchannel = "email"\nto = ["warden@reserve.example"]\n')
-    with serve_app_in_thread(gateway.app()) as sms, SmtpStandIn(smtp_port) as smtp:
-        rules_path = write_rules(tmp_path / "r.toml", smtp_port=smtp_port, sms_url=sms.url, routes=routes)
-        with b.fresh_bridge(sqlite_url, rules_path=rules_path) as bridge:
-            bridge.register_animal("collar-01", "Naserian")
-            bridge.ingest_tts_uplink(b.tts_uplink(b.alert("mortality", seq=1, time_s=int(NIGHT.timestamp())), f_cnt=1))
-            assert bridge.flush_notifications(now=wall()).sent == 2
+    (text,), (mail,) = _naserians_mortality_at_night_texted_and_mailed(sqlite_url, tmp_path)
 
-    (text,) = gateway.messages
     assert fits_one_sms(text["text"]), text["text"]
     first, when, which = text["text"].split("\n")
     assert first.startswith("HIGH Possible mortality: Naserian") and when.startswith("at 2026-03-02 02:00")
     assert which == "alert #1 collar collar-01"
-    (mail,) = smtp.messages
     assert "\nrule: " in email.message_from_bytes(mail["data"]).get_payload()
 
 
