@@ -24,7 +24,7 @@ TOKEN = "er-service-token"
 SWAP = datetime(2026, 12, 6, 1, 30, tzinfo=UTC).isoformat()
 KITO = {"device_id": "collar-01", "animal": "Kito", "animal_id": 7, "species": "Loxodonta africana",
         "previous": "Naserian", "time": SWAP}
-TIMEOUT_S = 0.2  # the client's; the stand-in's "hang" answers later
+TIMEOUT_S = 1.0  # the client's: ample for a loaded machine; the stand-in's "hang" answers later still
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def reserve(site) -> Iterator[tuple[EarthRangerStandIn, EarthRangerSender]]:
     """The site as it was before the swap: collar-01 heard on Naserian, and Kito's own collar-02 on her."""
     stand_in, sender = site
     stand_in.reset()
-    stand_in.hang_s = 1.0
+    stand_in.hang_s = 2 * TIMEOUT_S
     stand_in.heard("collar-01", "Naserian")
     stand_in.heard("collar-02", "Kito")
     yield stand_in, sender
