@@ -61,7 +61,14 @@ KEY_RESULT = "upd.result"
 # written at its set-up and when its image is whole: a reset while it is open ends it as "truncated" (the
 # fragments' bit set is in RAM only), one after it was whole still answers for it
 KEY_SESSION = "upd.session"
-_SESSION_FORMAT = "<BBH"
+_SESSION_FORMAT = "<BBH"  # FragIndex (bits 1..0, bit 6 the whole block's MICError, bit 7 v2.0.0), whole, received
+# the last TS004 v2.0.0 SessionCnt taken, kept in two sealed copies written alternately (update_install.py): a reboot
+# or a power cut mid-write leaves one, so a replayed set-up is refused after a reset too
+KEYS_SESSION_CNT = ("upd.cnt0", "upd.cnt1")
+# FragDataBlockReceivedReq (TS004 v2.0.0 3.5: the application retransmits it until FragDataBlockReceivedAns) is
+# sent at most this many times, this far apart: each one an ack-priority uplink the scheduler's duty cycle paces
+BLOCK_ACK_TRIES = const(4)
+BLOCK_ACK_RETRY_S = const(3600)
 # a session that hears neither its set-up nor a fragment of it for this long is over (truncated, acknowledged):
 # the bridge serves a straggler by unicast at most lora_bridge.updates.delivery.MAX_UNICAST_DAYS (7; a test
 # pins the margin), so only a collar whose campaign was dropped (its FragSessionDeleteReq lost) gets there
@@ -167,7 +174,8 @@ class UpdateAgent:
         self.frag_version = 1  # TS004 version of the last set-up heard: its status answers are laid out so
         self.frag_v2 = None  # a v2.0.0 session's (SessionCnt, MIC, Descriptor, AckReception)
         self.frag_mic_error = 0  # its rebuilt block's MIC was not the set-up's
-        self.session_cnt_prev = -1  # the last v2.0.0 SessionCnt taken: a set-up must name a greater one
+        self.block_ack_left = 0  # FragDataBlockReceivedReq sends left until its answer (0: none owed)
+        self.block_ack_s = 0  # when the next one is due
         self.heard_s = 0  # when the receiving session last heard its set-up or one of its fragments
         self.slot_job = None  # update_slot.Composition or SlotCheck, stepped a share per wake-up
         if not self.trial_due and self.storage.read(KEY_COMPOSE):
@@ -319,7 +327,8 @@ class UpdateAgent:
             if msg["participants"] or self.still_needed() or not self._holds(msg["frag_index"]):
                 self._status_answer(msg["frag_index"])
         elif name == "frag_data_block_received_ans":
-            pass  # the server heard FragDataBlockReceivedReq: sent once, nothing to stop
+            if msg["frag_index"] == self.frag_index:
+                self.block_ack_left = 0  # the server heard FragDataBlockReceivedReq: no more repeats
         elif port == PORT_MULTICAST:
             if self.multicast is None:
                 from collar_firmware import multicast
@@ -377,9 +386,10 @@ class UpdateAgent:
         """Keep the held session in flash (at its set-up, and once its image is whole)."""
         received = self.decoder.received if self.decoder is not None else 0
         self.frag_received = received
-        # FragIndex in bits 1..0, bit 7 set for a v2.0.0 session (a record written before v2.0.0 reads as v1.0.0's)
+        # a record written before v2.0.0 (or before MICError was kept) reads as v1.0.0's (no MICError)
         self.storage.write(KEY_SESSION, records.sealed(struct.pack(
-            _SESSION_FORMAT, self.frag_index | (0x80 if self.frag_version == 2 else 0), whole, received & 0x3FFF)))
+            _SESSION_FORMAT, self.frag_index | self.frag_mic_error << 6 | (0x80 if self.frag_version == 2 else 0),
+            whole, received & 0x3FFF)))
 
     def step(self, now):
         """Advance whatever the update waits for (called once per wake-up)."""
@@ -388,6 +398,8 @@ class UpdateAgent:
         if self.state == RECEIVING and now - self.heard_s > SESSION_SILENT_S \
                 and (self.multicast is None or not self.multicast.scheduled()):
             self.session_over(now)  # abandoned: the decoder's RAM is freed, the bridge hears "truncated"
+        if self.block_ack_left and now >= self.block_ack_s:
+            _installer().block_ack(self, now)
         if self.trial_due:
             self.trial_due = False
             _installer().firmware_trial(self, now)

@@ -31,7 +31,10 @@ from collar_firmware.update import (
     COMPOSING,
     FIRMWARE_TRIAL,
     IDLE,
+    BLOCK_ACK_RETRY_S,
+    BLOCK_ACK_TRIES,
     KEY_COMPOSE,
+    KEYS_SESSION_CNT,
     KEY_MODEL_PREV,
     KEY_TRIAL_HEADER,
     MODEL_TRIAL,
@@ -127,9 +130,11 @@ def setup(agent, msg, now):
         agent._answer("frag_session_setup_ans", {"status": index << 6 | 1})  # EncodingUnsupported
         agent.end_session()
         return
-    if v2 and msg["session_cnt"] <= agent.session_cnt_prev:  # v2.0.0: SessionCnt grows, a replay is refused
-        agent._answer("frag_session_setup_ans", {"status": index << 6 | 0x10})  # SessionCnt replay
-        return
+    if v2:
+        cnt, newest = _session_cnt(agent.storage)
+        if msg["session_cnt"] <= cnt:  # v2.0.0: SessionCnt grows, a replay is refused (after a reset too)
+            agent._answer("frag_session_setup_ans", {"status": index << 6 | 0x10})  # SessionCnt replay
+            return
     if nb_frag * frag_size > MAX_IMAGE_BYTES or nb_frag > update_fec.MAX_FRAGMENTS or nb_frag < 1 \
             or frag_size > update_fec.MAX_FRAG_SIZE or msg["padding"] >= frag_size:
         agent._answer("frag_session_setup_ans", {"status": index << 6 | 2})  # TS004: not enough memory
@@ -147,8 +152,9 @@ def setup(agent, msg, now):
     agent.frag_mic_error = 0
     # v2.0.0: what the rebuilt block's MIC is checked against, and whether FragDataBlockReceivedReq is asked for
     agent.frag_v2 = (msg["session_cnt"], msg["mic"], msg["descriptor"], msg["control"] >> 6 & 1) if v2 else None
-    if v2:
-        agent.session_cnt_prev = msg["session_cnt"]
+    if v2:  # over the older copy, before the set-up is answered: a cut leaves the newest one whole
+        agent.storage.write(KEYS_SESSION_CNT[1 - newest], records.sealed(struct.pack("<H", msg["session_cnt"])))
+    agent.block_ack_left = 0  # a new session: what the last one owed the server is over
     agent.frag_held = True
     agent.heard_s = now  # SESSION_SILENT_S counts from here and from each fragment of the session
     agent.save_session(0)  # a reset before the image is whole ends the session (update_restart.py)
@@ -162,6 +168,7 @@ def delete(agent, msg):
     index = msg["frag_index"]
     held = agent._holds(index)
     if held:
+        agent.block_ack_left = 0
         agent.end_session()
         if agent.state == RECEIVING or agent.state == SOLVING:
             agent.state = IDLE
@@ -202,6 +209,19 @@ def _whole(agent, now):
 # lr11xx_crypto_aes_encrypt_01): the engine's own lr11xx_crypto_compute_aes_cmac takes at most 256 bytes in one
 # call and keeps nothing between calls. RAM: the chain, a pending block, two subkeys.
 # Keys by the names the engine's driver maps to its slots: "app_key" (the root), "data_block_int_key" (derived).
+
+
+def _session_cnt(storage):
+    """Return (the last v2.0.0 SessionCnt taken, -1 for none; the index of the copy holding it)."""
+    best, newest = -1, 1
+    for i in (0, 1):
+        try:
+            body = records.unsealed(storage.read(KEYS_SESSION_CNT[i]))
+        except OSError:
+            body = None
+        if body is not None and len(body) == 2 and body[0] | body[1] << 8 > best:
+            best, newest = body[0] | body[1] << 8, i
+    return best, newest
 
 
 def _mic_ready(agent):
@@ -299,12 +319,23 @@ def _mic_checked(agent, ok, now):
     block whose MIC is not the set-up's is not processed (refused as tampered), the session still answers."""
     agent.slot_job = None
     agent.frag_mic_error = 0 if ok else 1
+    if not ok:
+        agent.save_session(1)  # a reset still answers MICError for it
     if agent.frag_v2[3]:
-        agent._answer("frag_data_block_received", {"frag_index": agent.frag_index, "mic_error": agent.frag_mic_error})
+        agent.block_ack_left = BLOCK_ACK_TRIES
+        block_ack(agent, now)
     if ok:
         _check_image(agent, now)
     else:
         agent._result("tampered", now)
+
+
+def block_ack(agent, now):
+    """Send FragDataBlockReceivedReq for the held session (again, until its answer stops it: update.py), at most
+    BLOCK_ACK_TRIES times, BLOCK_ACK_RETRY_S apart."""
+    agent.block_ack_left -= 1
+    agent.block_ack_s = now + BLOCK_ACK_RETRY_S
+    agent._answer("frag_data_block_received", {"frag_index": agent.frag_index, "mic_error": agent.frag_mic_error})
 
 
 def _read(store, size, start, stop):

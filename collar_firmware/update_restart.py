@@ -40,6 +40,7 @@ def after_reset(agent, modem_lost):
         agent.frag_version = 2 if index & 0x80 else 1  # its answers keep the layout of its set-up
         if whole:
             agent.frag_index, agent.frag_received, agent.frag_held = index & 3, received, True
+            agent.frag_mic_error = index >> 6 & 1  # its status answers still say the block failed its MIC
         else:
             agent.end_session()
             agent._status_answer(index & 3)  # unasked: SessionDoesNotExist (the modem left the window)

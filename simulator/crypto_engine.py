@@ -98,6 +98,14 @@ class CryptoEngine:
         """Store a 16-byte key under key_id (the factory's provisioning)."""
         self._keys[key_id] = expand_key(bytes(key))
 
+    def after_power_loss(self):
+        """Return the engine as it comes back from a power loss: the factory's root key only ("app_key", kept in
+        the chip's flash as lr11xx_crypto_store_to_flash does), keys derived since are gone."""
+        engine = CryptoEngine()
+        if "app_key" in self._keys:
+            engine._keys["app_key"] = self._keys["app_key"]
+        return engine
+
     def _round_keys(self, key_id):
         rk = self._keys.get(key_id)
         if rk is None:

@@ -235,6 +235,14 @@ class SimModem:
     def provision_root_key(self, root_key):
         """The board's LR1110 driver has no crypto calls: the root key stays inside the modem's LoRaWAN stack."""
 
+    def power_back(self, before):
+        """The same modem after its power dipped (before: this modem as it was): the keys the factory gave it
+        (McKEKey, the crypto engine's root key) are in its own flash and come back; multicast groups and keys
+        derived since (DataBlockIntKey) lived in its RAM and are gone."""
+        self._ke_key = before._ke_key
+        if before.crypto is not None:
+            self.crypto = before.crypto.after_power_loss()
+
     def supports_class_c(self):
         """Return True unless the test made this a modem without Class C."""
         return self.class_c_capable

@@ -119,8 +119,10 @@ class Reserve:
         c = self.by_name[device_id]
         now_s = self.now_s()
         self._uplinks()  # what it said before the dip reached the bridge
+        old_radio = c.hal.radio
         c.hal = make_hal(now_s, fuota._Walker(now_s), lambda t: (0.57, 37.58), sf=c.sf, flash=c.flash,
-                         reset_cause="brownout")
+                         reset_cause="brownout", crypto_engine=hasattr(old_radio, "derive_key"))
+        c.hal.radio.power_back(old_radio)  # the same LR1110: what its own flash keeps comes back, RAM does not
         c.collar = Collar(c.hal, None, c.collar.trust)
         self.f_cnt[device_id] = 0  # a new session: its frame counter starts again
         join = b.tts_join(device_id=device_id, received_at=datetime.fromtimestamp(now_s, UTC))

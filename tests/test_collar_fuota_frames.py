@@ -655,3 +655,73 @@ def test_a_status_request_heard_on_a_multicast_group_is_answered():
     sent(c, 201)
     c.collar.fuota_downlink(201, status_request(0, 0), 0)
     assert sent(c, 201) == [status_answer(0, 0, 35)]
+
+
+def rebooted(c, cause: str = "brownout"):
+    """The collar's processor starts again from its flash (RAM lost), its LR1110 keeping its factory root key."""
+    from collar_firmware.main import Collar
+
+    c.hal.clock.cause = cause
+    c.collar = Collar(c.hal, None, c.collar.trust)
+    c.hal.radio.uplinks.clear()
+    return c
+
+
+def test_a_replayed_ts004_v2_setup_is_refused_after_a_reboot_even_when_the_power_tore_the_counters_write():
+    """Until 6 December the last SessionCnt lived in RAM: after a reboot a replayed set-up with an old SessionCnt was
+    taken as a new session. It is kept in flash now, in two copies written alternately, so a power cut tearing the
+    newer copy as it is written leaves the older one, and that set-up (never answered) may still come."""
+    c = collar()
+    c.hear(201, v2_setup_frame(0, session_cnt=5))
+    assert sent(c, 201) == ["0200"]
+    rebooted(c, "power_on")
+    assert sent(c, 201) == ["0104"], "the session it held is over (its fragments' bit set was in RAM)"
+    c.hear(201, v2_setup_frame(1, session_cnt=5))
+    assert sent(c, 201) == ["0250"], "SessionCnt 5 replayed after the reboot: SessionCnt replay (bit 4)"
+    flash = c.flash
+    write = flash.write
+
+    def torn(key, data):
+        if key.startswith("upd.cnt"):
+            flash.records[key] = bytes(data)[:1]
+            raise OSError("power cut")
+        write(key, data)
+
+    flash.write = torn
+    c.hear(201, v2_setup_frame(1, session_cnt=6))  # the power goes as its SessionCnt is written: never answered
+    del flash.write
+    rebooted(c, "brownout")
+    assert sent(c, 201) == []
+    c.hear(201, v2_setup_frame(1, session_cnt=5))
+    assert sent(c, 201) == ["0250"], "the older copy still holds 5"
+    c.hear(201, v2_setup_frame(1, session_cnt=6))
+    assert sent(c, 201) == ["0240"], "the set-up the power cut never answered is taken when it comes again"
+
+
+def test_a_ts004_v2_block_that_failed_its_mic_still_says_so_after_a_reboot(monkeypatch):
+    monkeypatch.setattr(update_install, "_check_image", lambda agent, now: None)
+    c, _on_201, acks = whole_v2_session(2, bytes(4))
+    assert acks == ["tampered"]
+    rebooted(c, "watchdog")
+    c.hear(201, status_request(2, 1))
+    assert sent(c, 201) == [status_answer_v2(2, 35, 0, 0x02)], "MICError kept in the session's record"
+
+
+def test_a_lost_block_received_report_is_sent_again_until_the_server_answers_and_never_more_than_four_times(
+        monkeypatch):
+    """TS004 v2.0.0 3.5: the end-device's application retransmits FragDataBlockReceivedReq until it hears
+    FragDataBlockReceivedAns. The first report is lost: an hour later the collar says it again; the server's answer
+    stops it. Unanswered, it stops after update.BLOCK_ACK_TRIES reports, an hour apart, each an uplink the
+    scheduler's duty cycle paces."""
+    monkeypatch.setattr(update_install, "_check_image", lambda agent, now: None)
+    c, on_201, _acks = whole_v2_session(1)
+    assert on_201 == ["0240", "0401"], "the first report (lost on its way)"
+    assert sent(c, 201, 3000) == [], "not again before the hour"
+    assert sent(c, 201, 900) == ["0401"], "said again an hour on"
+    c.hear(201, bytes([0x04, 0x01]))  # FragDataBlockReceivedAns
+    assert sent(c, 201, 86400) == [], "the server heard it: no more"
+    c2, on_201, _acks = whole_v2_session(3)
+    assert on_201 == ["02c0", "0403"]
+    c2.hear(201, bytes([0x04, 0x02]))  # an answer for another FragIndex stops nothing
+    later = sent(c2, 201, 2 * 86400)
+    assert later == ["0403"] * (update.BLOCK_ACK_TRIES - 1), "bounded: four reports in all"

@@ -896,8 +896,13 @@ def test_field_technician_sees_a_collar_that_rejoined_before_the_window_set_up_a
         rebooted = fleet[1]
         assert rebooted.collar.update.receiving(), "it had its fragmentation session"
         pushed_before = len(network.unicast)
+        radio = rebooted.hal.radio
+        radio.provision_root_key(bytes(range(16)))
         reserve.brown_out(rebooted.device_id)
         assert not rebooted.collar.update.receiving(), "the firmware kept no session across the reset"
+        assert rebooted.hal.radio is not radio and hasattr(rebooted.hal.radio, "derive_key"), \
+            "the same LR1110 with its crypto engine, not the default modem"
+        rebooted.hal.radio.derive_key("app_key", "data_block_int_key", b"\x30" + bytes(15))  # its root key kept
         reserve.run_until(opens - 600, step_s=300)
         reserve.run_until(opens + 3600)
         reserve.run_until(reserve.now_s() + 5 * 3600, step_s=600)
