@@ -204,7 +204,8 @@ class UpdateAgent:
 
     def busy(self):
         """Return True while an update holds state the loop must advance."""
-        return self.state != IDLE or self.trial_due or (self.multicast is not None and self.multicast.scheduled())
+        return self.state != IDLE or self.trial_due or self.block_ack_left or (self.multicast is not None
+                                                                                and self.multicast.scheduled())
 
     def wake_s(self):
         """Return when the loop must wake for the Class C window (opens or closes; 0: no window)."""
