@@ -28,15 +28,15 @@ from collar_firmware import codec, config, records, update_fec, update_image
 from collar_firmware.classifier import GOOD_SUFFIX
 from collar_firmware.trust import digest
 from collar_firmware.update import (
+    BLOCK_ACK_RETRY_S,
+    BLOCK_ACK_TRIES,
     COMPOSING,
     FIRMWARE_TRIAL,
     IDLE,
-    BLOCK_ACK_RETRY_S,
-    BLOCK_ACK_TRIES,
     KEY_COMPOSE,
-    KEYS_SESSION_CNT,
     KEY_MODEL_PREV,
     KEY_TRIAL_HEADER,
+    KEYS_SESSION_CNT,
     MODEL_TRIAL,
     NO_SLOT,
     PORT_FRAGMENTS,

@@ -153,8 +153,8 @@ class SimGNSS:
 
 
 class SimModem:
-    """LoRaWAN modem without a crypto engine the firmware can call (the board's LR1110 driver as it stands,
-    collar_firmware/hal/board.py): a collar on it announces and accepts TS004 v1.0.0 only.
+    """LoRaWAN modem without a crypto engine the firmware can call (the board's Lr1110Modem, its LR1110's SPI not
+    wired for crypto, collar_firmware/hal/board.py): a collar on it announces and accepts TS004 v1.0.0 only.
     It records uplinks and delivers queued downlinks in the RX windows.
 
     clock: SimClock; sf, bw_khz: data rate reported by data_rate(); coverage: bool or `t_s -> bool`;
@@ -428,7 +428,7 @@ def make_hal(start_s, accel, position, battery=3640, temperature=310, coverage=T
     """Return a hal.Hal of simulated back ends (the sources as in the module docstring).
 
     flash: a SimFlash to reuse (a reboot keeps the flash), or None for an empty one. crypto_engine False: the
-    radio is the board's LR1110 driver without crypto calls (SimModem).
+    radio is the board's LR1110 driver without its crypto engine wired (SimModem).
     """
     from collar_firmware.hal import Hal
 

@@ -170,6 +170,32 @@ R = [took, list(modem.groups[1][1]), listening, modem.listening, plain.supports_
     assert asked == [0x08], "a modem without the commands is asked once, and nothing else"
 
 
+def test_the_lr1110_crypto_commands_run_under_micropython_with_semtechs_frames(session):
+    """Lr1110CryptoModem under the real MicroPython: DeriveKey (0x0503) and AesEncrypt01 (0x0507) framed as SWDR001's
+    lr11xx_crypto_engine.c lays them out (tests/test_drivers_lr1110_crypto.py checks the answers with real AES)."""
+    result = run_json(session, """
+from driver_fakes import FakeModem, FakePin
+from collar_firmware.hal.board import Lr1110CryptoModem
+class Spi:
+    def __init__(self):
+        self.frames = []
+    def write(self, buf):
+        self.frames.append(bytes(buf).hex())
+    def readinto(self, buf, nop):
+        buf[0] = 4
+        buf[1] = 0
+        for i in range(2, len(buf)):
+            buf[i] = 255 - i
+spi = Spi()
+radio = Lr1110CryptoModem(FakeModem(), spi, FakePin(17, value=1), FakePin(18, value=0), lambda ms: None)
+radio.derive_key("app_key", "data_block_int_key", bytes([0x30]) + bytes(15))
+out = radio.aes_encrypt("data_block_int_key", bytes(range(16)))
+R = [spi.frames, list(out)]""")
+    frames, out = result
+    assert frames == ["0503031b30" + "00" * 15, "05071b" + bytes(range(16)).hex()]
+    assert out == [255 - i for i in range(2, 18)]
+
+
 def test_drivers_compile_for_the_nrf52840_and_fit_their_flash_budget():
     sizes = mpy_sizes()
     drivers = {name: sizes[name] for name in ("hal/lis2dw12.py", "hal/ublox.py", "hal/board.py")}

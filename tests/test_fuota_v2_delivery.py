@@ -108,7 +108,7 @@ def test_a_collar_on_v2_firmware_whose_radio_has_no_crypto_engine_is_set_up_agai
     fleet, campaign, version = _deliver(sqlite_url, tts, tmp_path, frozenset({0}))
     bare, engine = fleet
 
-    assert not hasattr(bare.hal.radio, "derive_key"), "the board's LR1110 driver: no crypto calls"
+    assert not hasattr(bare.hal.radio, "derive_key"), "an LR1110 whose crypto engine is not wired"
     assert [len(s) for s in _setups(tts, bare.device_id)] == [17, 11], "v2.0.0's set-up refused, then v1.0.0's"
     v1 = _setups(tts, bare.device_id)[1]
     assert frag_v2.descriptor(v1) == campaign["id"] and not v1[5] & frag_v2.ACK_RECEPTION, "the same delivery"

@@ -18,6 +18,14 @@ multicast groups), 04 MC_GROUP (group, McAddr u32, McKey_encrypted 16, min u32, 
 01 NO_ACK, 02 BUSY, 03 NOT_JOINED, 04 TOO_LONG, 05 EMPTY, 06 UNKNOWN_COMMAND, 07 BAD_FRAME,
 08 REFUSED. A modem firmware that answers CAPABILITIES with UNKNOWN_COMMAND cannot do Class C: the
 driver then holds no multicast group and never leaves Class A.
+
+LR1110 crypto engine (Lr1110CryptoModem: TS004 v2.0.0's data block MIC), over the chip's own SPI command
+interface as Semtech's SWDR001 driver frames it (lr11xx_crypto_engine.c, lr11xx_hal_read): NSS low, the command
+(opcode u16 big-endian, then its arguments), NSS high; once BUSY is low, NSS low and 1 + n bytes clocked out with
+NOPs (0x00): Stat1 (not read), the crypto status (0 success, 1 CMAC failed, 3 invalid key id, 5 buffer size,
+6 error), then the answer. 0x0503 DeriveKey (source id, destination id, nonce 16): dest = AES-128(source, nonce),
+inside the chip. 0x0507 AesEncrypt01 (key id, data of 16..256 bytes, whole blocks): answers the ciphertext. Keys
+by lr11xx_crypto_keys_idx_t: the root key in APP_KEY (3, written at the factory), DataBlockIntKey derived into GP1 (27).
 """
 
 from collar_firmware.compat import const
@@ -45,7 +53,12 @@ _ST_UNKNOWN_COMMAND = const(0x06)
 _MAX_MODEM_PAYLOAD = const(222)  # LoRaWAN application payload bound at the fastest EU868 rate
 _MODEM_FRAME = const(_MAX_MODEM_PAYLOAD + 8)
 BANDWIDTHS_KHZ = (125, 250, 500)
-_MODEM_TIMEOUT_MS = const(8000)  # a confirmed uplink at SF12 with both RX windows takes about 5 s
+_MODEM_TIMEOUT_MS = const(8000)
+_OC_DERIVE_KEY = const(0x0503)
+_OC_AES_ENCRYPT_01 = const(0x0507)
+_CRYPTO_MAX = const(256)  # LR11XX_CRYPTO_DATA_MAX_LENGTH
+_BUSY_POLLS = const(200)  # 1 ms apart: the engine answers an AES command in well under that
+CRYPTO_KEY_IDS = {"app_key": 3, "data_block_int_key": 27}  # a confirmed uplink at SF12 with both RX windows takes about 5 s
 
 # machine.reset_cause() constant names -> codec.RESET_CAUSES
 RESET_CAUSE_NAMES = (
@@ -467,17 +480,80 @@ class Lr1110Modem(Radio):
         return (resp[4], BANDWIDTHS_KHZ[resp[5]])
 
 
+class Lr1110CryptoModem(Lr1110Modem):
+    """The LR1110 modem whose crypto engine the collar reaches over SPI (the module docstring): derive_key and
+    aes_encrypt, so the collar checks a TS004 v2.0.0 data block's MIC without ever holding a key.
+
+    spi: machine.SPI (mode 0) to the chip; nss: its chip-select pin (output, idle high); busy: its BUSY pin
+    (input); sleep_ms: from `time`. A refused command or a chip that stays busy raises OSError.
+    """
+
+    def __init__(self, transport, spi, nss, busy, sleep_ms):
+        super().__init__(transport)
+        self.spi = spi
+        self.nss = nss
+        self.busy = busy
+        self._sleep_ms = sleep_ms
+        self._cmd = bytearray(3 + _CRYPTO_MAX)
+        self._ans = bytearray(2 + _CRYPTO_MAX)
+
+    def _wait(self):
+        for _ in range(_BUSY_POLLS):
+            if not self.busy.value():
+                return
+            self._sleep_ms(1)
+        raise OSError("LR1110 stays busy")
+
+    def _crypto(self, opcode, n_cmd, n_ans):
+        """lr11xx_hal_read of _cmd[2:n_cmd] under opcode: the answer lands in _ans[2:2 + n_ans]."""
+        cmd = self._cmd
+        cmd[0] = opcode >> 8
+        cmd[1] = opcode & 0xFF
+        nss = self.nss
+        self._wait()
+        nss.value(0)
+        self.spi.write(memoryview(cmd)[:n_cmd])
+        nss.value(1)
+        self._wait()
+        nss.value(0)
+        self.spi.readinto(memoryview(self._ans)[:2 + n_ans], 0)
+        nss.value(1)
+        if self._ans[1]:
+            raise OSError("LR1110 crypto status %d" % self._ans[1])
+
+    def derive_key(self, src_key, dst_key, nonce):
+        """lr11xx_crypto_derive_key: key dst_key = AES-128(key src_key, nonce of 16 bytes), inside the chip."""
+        cmd = self._cmd
+        cmd[2] = CRYPTO_KEY_IDS[src_key]
+        cmd[3] = CRYPTO_KEY_IDS[dst_key]
+        cmd[4:20] = nonce
+        self._crypto(_OC_DERIVE_KEY, 20, 0)
+
+    def aes_encrypt(self, key, data):
+        """lr11xx_crypto_aes_encrypt_01: data (16..256 bytes, whole blocks) enciphered with key; return the bytes."""
+        n = len(data)
+        if n % 16 or not 0 < n <= _CRYPTO_MAX:
+            raise ValueError("AES data must be 1..16 blocks, got %d bytes" % n)
+        self._cmd[2] = CRYPTO_KEY_IDS[key]
+        self._cmd[3:3 + n] = data
+        self._crypto(_OC_AES_ENCRYPT_01, 3 + n, n)
+        return bytes(self._ans[2:2 + n])
+
+
 def make_board_hal(i2c_scl, i2c_sda, gnss_tx, gnss_rx, battery_adc, i2c_id=0, imu_address=0x19,
                    imu_low_power=True, gnss_uart_id=1, gnss_baud=9600, gnss_power=None, modem_transport=None,
                    modem_uart_id=0, modem_tx=None, modem_rx=None, modem_baud=115200,
                    divider_top_kohm=1000, divider_bottom_kohm=1000, adc_full_scale_mv=3600,
-                   storage_root="/data", watchdog_ms=300000, machine=None, time=None, os=None):
+                   storage_root="/data", watchdog_ms=300000, crypto_spi=None, crypto_nss=None, crypto_busy=None,
+                   machine=None, time=None, os=None):
     """Build the hal.Hal of the reference board; pins are the board revision's pin ids (docs/hardware.md).
 
     i2c_scl, i2c_sda: the LIS2DW12's bus (400 kHz) at imu_address, in low-power mode 1 unless
     imu_low_power is False (the energy budget, docs/energy.md, counts 3 uA for it); gnss_tx, gnss_rx: the M8's UART
     (MCU TX -> receiver RX) at gnss_baud, gnss_power: optional pin switching its supply;
     modem_transport: the LR1110's host transport, or modem_tx / modem_rx for a UartModemTransport;
+    crypto_spi, crypto_nss, crypto_busy: the LR1110's SPI (a machine.SPI) and its NSS and BUSY pins, for its crypto
+    engine (Lr1110CryptoModem: TS004 v2.0.0), else a modem without one (v1.0.0 only);
     battery_adc: the divider's pin; watchdog_ms: machine.WDT timeout (None: no watchdog).
     machine, time, os: the modules (imported here when None). A device that does not answer at
     start-up becomes a MissingDevice (its stage errors are counted); its reason is in hal.faults.
@@ -511,7 +587,11 @@ def make_board_hal(i2c_scl, i2c_sda, gnss_tx, gnss_rx, battery_adc, i2c_id=0, im
         modem_uart = machine.UART(modem_uart_id, baudrate=modem_baud, tx=machine.Pin(modem_tx),
                                   rx=machine.Pin(modem_rx))
         modem_transport = UartModemTransport(modem_uart, time.ticks_ms, time.ticks_diff, time.sleep_ms)
-    radio = Lr1110Modem(modem_transport)
+    if crypto_spi is None:
+        radio = Lr1110Modem(modem_transport)
+    else:
+        radio = Lr1110CryptoModem(modem_transport, crypto_spi, machine.Pin(crypto_nss, machine.Pin.OUT, value=1),
+                                  machine.Pin(crypto_busy, machine.Pin.IN), time.sleep_ms)
     # 4. battery and temperature, 5. flash records, 6. the watchdog, last
     power = BoardPower(machine.ADC(machine.Pin(battery_adc)), imu, divider_top_kohm, divider_bottom_kohm,
                        adc_full_scale_mv)
