@@ -69,11 +69,8 @@ class Multicast:
         self.clock_token = 0  # TS003 TokenReq of the last AppTimeReq (asked before a window opens)
 
     def _load(self):
-        try:
-            body = records.unsealed(self.storage.read(KEY_GROUPS))
-        except OSError:
-            body = None
-        if body is not None and len(body) == 17:
+        body = records.kept(self.storage, KEY_GROUPS, 17)
+        if body is not None:
             self.defined = body[0] & 0x0F
             self.addr = list(struct.unpack("<IIII", body[1:]))
 

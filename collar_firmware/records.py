@@ -26,6 +26,16 @@ def unsealed(record):
     return record[:n]
 
 
+def kept(storage, key, size):
+    """Return the body of the record under key when it is sealed whole and size bytes long, else None (missing,
+    torn by a power cut, of another layout, or unreadable: OSError)."""
+    try:
+        body = unsealed(storage.read(key))
+    except OSError:
+        return None
+    return body if body is not None and len(body) == size else None
+
+
 def put_i32(data, v):
     """Append v as a little-endian 32-bit integer to bytearray data."""
     v &= 0xFFFFFFFF

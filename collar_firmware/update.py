@@ -62,13 +62,7 @@ KEY_RESULT = "upd.result"
 # fragments' bit set is in RAM only), one after it was whole still answers for it
 KEY_SESSION = "upd.session"
 _SESSION_FORMAT = "<BBH"  # FragIndex (bits 1..0, bit 6 the whole block's MICError, bit 7 v2.0.0), whole, received
-# the last TS004 v2.0.0 SessionCnt taken, kept in two sealed copies written alternately (update_install.py): a reboot
-# or a power cut mid-write leaves one, so a replayed set-up is refused after a reset too
-KEYS_SESSION_CNT = ("upd.cnt0", "upd.cnt1")
-# FragDataBlockReceivedReq (TS004 v2.0.0 3.5: the application retransmits it until FragDataBlockReceivedAns) is
-# sent at most this many times, this far apart: each one an ack-priority uplink the scheduler's duty cycle paces
-BLOCK_ACK_TRIES = const(4)
-BLOCK_ACK_RETRY_S = const(3600)
+# the last TS004 v2.0.0 SessionCnt taken ("upd.cnt0", "upd.cnt1") and FragDataBlockReceivedReq's repeats: update_install.py
 # a session that hears neither its set-up nor a fragment of it for this long is over (truncated, acknowledged):
 # the bridge serves a straggler by unicast at most lora_bridge.updates.delivery.MAX_UNICAST_DAYS (7; a test
 # pins the margin), so only a collar whose campaign was dropped (its FragSessionDeleteReq lost) gets there
@@ -85,16 +79,16 @@ def version_raw(text):
     """Return a "major.minor.patch" version (whole numbers 0..255 written plainly, no sign, space or
     leading zero, so one version has one text) as the u24 the wire carries; ValueError if not one."""
     parts = text.split(".")
-    if len(parts) != 3:
-        raise ValueError("version must be major.minor.patch, got %r" % text)
     raw = 0
     for p in parts:
-        if not p or (len(p) > 1 and p[0] == "0") or any(c not in "0123456789" for c in p):
-            raise ValueError("version must be major.minor.patch of plain whole numbers, got %r" % text)
-        v = int(p)
-        if v > 255:
-            raise ValueError("version part out of 0..255 in %r" % text)
-        raw = (raw << 8) | v
+        try:
+            v = int(p)
+        except ValueError:
+            v = -1
+        # its own text again: no sign, space, underscore, leading zero or other script's digit slips through int()
+        if len(parts) != 3 or not 0 <= v <= 255 or "%d" % v != p:
+            raise ValueError("version must be major.minor.patch of plain whole numbers 0..255, got %r" % text)
+        raw = raw << 8 | v
     return raw
 
 
@@ -123,11 +117,8 @@ class BootRecord:
         """Read the newest valid of the two records (none: the factory image in slot 0)."""
         best = None
         for key in BOOT_KEYS:
-            try:
-                body = records.unsealed(storage.read(key))
-            except OSError:
-                body = None
-            if body is None or len(body) != struct.calcsize(_BOOT_FORMAT):
+            body = records.kept(storage, key, 14)  # struct.calcsize(_BOOT_FORMAT)
+            if body is None:
                 continue
             fields = struct.unpack(_BOOT_FORMAT, body)
             if best is None or fields[0] > best[0]:
@@ -217,11 +208,8 @@ class UpdateAgent:
                 "update_version": self.last_version, "update_reason": self.last_reason}
 
     def _load_result(self):
-        try:
-            body = records.unsealed(self.storage.read(KEY_RESULT))
-        except OSError:
-            body = None
-        if body is None or len(body) != struct.calcsize(_RESULT_FORMAT):
+        body = records.kept(self.storage, KEY_RESULT, 7)  # struct.calcsize(_RESULT_FORMAT)
+        if body is None:
             return
         kind, outcome, version, reason = struct.unpack(_RESULT_FORMAT, body)
         if kind < len(codec.UPDATE_KINDS) and outcome < len(codec.UPDATE_OUTCOMES) \
@@ -232,16 +220,11 @@ class UpdateAgent:
     # ---- downlinks ------------------------------------------------------------------
 
     def take(self, port, payload, now, group=None):
-        """Take a frame heard on a FUOTA port, in a wake-up's receive window or in a Class C window
-        (a board with a receiver of its own, hal.fuota, gets it instead); group is the McGroupID 0..3 the
-        modem heard it on, None for the collar's own address (unicast). Return False when the frame
-        was refused (broken, or not for the session): the loop counts a downlink error and goes on."""
+        """Take a frame heard on a FUOTA port, in a wake-up's receive window or in a Class C window; group is
+        the McGroupID 0..3 the modem heard it on, None for the collar's own address (unicast). Return False when
+        the frame was refused (broken, or not for the session): the loop counts a downlink error and goes on."""
         try:
-            receiver = self.collar.hal.fuota
-            if receiver is not None:
-                receiver.handle(port, payload)
-            else:
-                self.handle(port, bytes(payload), now, group)
+            self.handle(port, bytes(payload), now, group)
         except Exception:
             return False
         return True

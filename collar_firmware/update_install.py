@@ -26,17 +26,15 @@ import struct
 
 from collar_firmware import codec, config, records, update_fec, update_image
 from collar_firmware.classifier import GOOD_SUFFIX
+from collar_firmware.compat import const
 from collar_firmware.trust import digest
 from collar_firmware.update import (
-    BLOCK_ACK_RETRY_S,
-    BLOCK_ACK_TRIES,
     COMPOSING,
     FIRMWARE_TRIAL,
     IDLE,
     KEY_COMPOSE,
     KEY_MODEL_PREV,
     KEY_TRIAL_HEADER,
-    KEYS_SESSION_CNT,
     MODEL_TRIAL,
     NO_SLOT,
     PORT_FRAGMENTS,
@@ -50,6 +48,13 @@ CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
 KEY_MODEL_GOOD = "model" + GOOD_SUFFIX  # classifier.load_model's last good copy of "model"
 KEY_GOOD_PREV = "model.good.prev"  # that copy as it was before the install being tried
 COPY_BYTES = 256  # bytes read from flash at a time while hashing or copying (update_slot.COMPOSE_BLOCK too)
+# the last TS004 v2.0.0 SessionCnt taken, kept in two sealed copies written alternately: a reboot or a power cut
+# mid-write leaves one, so a replayed set-up is refused after a reset too
+KEYS_SESSION_CNT = ("upd.cnt0", "upd.cnt1")
+# FragDataBlockReceivedReq (TS004 v2.0.0 3.5: the application retransmits it until FragDataBlockReceivedAns) is
+# sent at most this many times, this far apart: each one an ack-priority uplink the scheduler's duty cycle paces
+BLOCK_ACK_TRIES = const(4)
+_BLOCK_ACK_RETRY_S = const(3600)
 BYTES_PER_STEP = 8192  # bytes a wake-up hashes, composes or checks (Stepped: 17 M fuel a check, 23-28 M composing; docs/updates.md)
 
 
@@ -215,11 +220,8 @@ def _session_cnt(storage):
     """Return (the last v2.0.0 SessionCnt taken, -1 for none; the index of the copy holding it)."""
     best, newest = -1, 1
     for i in (0, 1):
-        try:
-            body = records.unsealed(storage.read(KEYS_SESSION_CNT[i]))
-        except OSError:
-            body = None
-        if body is not None and len(body) == 2 and body[0] | body[1] << 8 > best:
+        body = records.kept(storage, KEYS_SESSION_CNT[i], 2)
+        if body is not None and body[0] | body[1] << 8 > best:
             best, newest = body[0] | body[1] << 8, i
     return best, newest
 
@@ -332,9 +334,9 @@ def _mic_checked(agent, ok, now):
 
 def block_ack(agent, now):
     """Send FragDataBlockReceivedReq for the held session (again, until its answer stops it: update.py), at most
-    BLOCK_ACK_TRIES times, BLOCK_ACK_RETRY_S apart."""
+    BLOCK_ACK_TRIES times, _BLOCK_ACK_RETRY_S apart."""
     agent.block_ack_left -= 1
-    agent.block_ack_s = now + BLOCK_ACK_RETRY_S
+    agent.block_ack_s = now + _BLOCK_ACK_RETRY_S
     agent._answer("frag_data_block_received", {"frag_index": agent.frag_index, "mic_error": agent.frag_mic_error})
 
 

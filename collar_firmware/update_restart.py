@@ -31,11 +31,8 @@ def after_reset(agent, modem_lost):
             storage.write(KEY_WINDOW, b"")
         except OSError:
             pass  # the modem refused: asked again at the next boot (its window is over either way)
-    try:
-        body = records.unsealed(storage.read(KEY_SESSION))
-    except OSError:
-        body = None
-    if body is not None and len(body) == struct.calcsize(_SESSION_FORMAT):
+    body = records.kept(storage, KEY_SESSION, 4)  # struct.calcsize(_SESSION_FORMAT)
+    if body is not None:
         index, whole, received = struct.unpack(_SESSION_FORMAT, body)
         agent.frag_version = 2 if index & 0x80 else 1  # its answers keep the layout of its set-up
         if whole:

@@ -711,7 +711,7 @@ def test_a_lost_block_received_report_is_sent_again_until_the_server_answers_and
         monkeypatch):
     """TS004 v2.0.0 3.5: the end-device's application retransmits FragDataBlockReceivedReq until it hears
     FragDataBlockReceivedAns. The first report is lost: an hour later the collar says it again; the server's answer
-    stops it. Unanswered, it stops after update.BLOCK_ACK_TRIES reports, an hour apart, each an uplink the
+    stops it. Unanswered, it stops after update_install.BLOCK_ACK_TRIES reports, an hour apart, each an uplink the
     scheduler's duty cycle paces."""
     monkeypatch.setattr(update_install, "_check_image", lambda agent, now: None)
     c, on_201, _acks = whole_v2_session(1)
@@ -724,4 +724,4 @@ def test_a_lost_block_received_report_is_sent_again_until_the_server_answers_and
     assert on_201 == ["02c0", "0403"]
     c2.hear(201, bytes([0x04, 0x02]))  # an answer for another FragIndex stops nothing
     later = sent(c2, 201, 2 * 86400)
-    assert later == ["0403"] * (update.BLOCK_ACK_TRIES - 1), "bounded: four reports in all"
+    assert later == ["0403"] * (update_install.BLOCK_ACK_TRIES - 1), "bounded: four reports in all"

@@ -75,7 +75,7 @@ class StandInLr1110:
 
 
 def engine(chip: StandInLr1110) -> Lr1110CryptoModem:
-    return Lr1110CryptoModem(FakeModem(), chip, chip.nss, chip.busy, lambda ms: None)
+    return Lr1110CryptoModem(FakeModem(), chip, chip.nss, chip.busy)
 
 
 def test_the_board_derives_the_data_block_key_inside_the_lr1110_with_semtechs_derive_key_frame():
@@ -117,7 +117,7 @@ def test_a_refused_or_stuck_crypto_command_is_an_oserror_and_bad_data_a_valueerr
         radio.aes_encrypt("data_block_int_key", bytes(16))  # never derived: invalid key id
     with pytest.raises(ValueError):
         radio.aes_encrypt("app_key", bytes(17))
-    chip.busy_polls = 10_000
+    chip.busy_polls = 100_000
     with pytest.raises(OSError, match="busy"):
         radio.derive_key("app_key", "data_block_int_key", bytes(16))
 
@@ -130,7 +130,7 @@ def test_a_board_with_its_lr1110_crypto_wired_announces_ts004_v2_and_one_without
     hal = make_board_hal(**pins, modem_transport=FakeModem(), storage_root=str(tmp_path / "a"), machine=machine,
                          time=FakeTime(clock), os=os, crypto_spi=chip, crypto_nss=17, crypto_busy=18)
     assert isinstance(hal.radio, Lr1110CryptoModem) and hasattr(hal.radio, "derive_key")
-    assert hal.radio.nss.pin_id == 17 and hal.radio.nss.values == [1] and hal.radio.busy.pin_id == 18
+    assert hal.radio.bus[1].pin_id == 17 and hal.radio.bus[1].values == [1] and hal.radio.bus[2].pin_id == 18
     plain = make_board_hal(**pins, modem_transport=FakeModem(), storage_root=str(tmp_path / "b"), machine=machine,
                            time=FakeTime(clock), os=os)
     assert type(plain.radio) is Lr1110Modem and not hasattr(plain.radio, "derive_key")

@@ -187,7 +187,7 @@ class Spi:
         for i in range(2, len(buf)):
             buf[i] = 255 - i
 spi = Spi()
-radio = Lr1110CryptoModem(FakeModem(), spi, FakePin(17, value=1), FakePin(18, value=0), lambda ms: None)
+radio = Lr1110CryptoModem(FakeModem(), spi, FakePin(17, value=1), FakePin(18, value=0))
 radio.derive_key("app_key", "data_block_int_key", bytes([0x30]) + bytes(15))
 out = radio.aes_encrypt("data_block_int_key", bytes(range(16)))
 R = [spi.frames, list(out)]""")

@@ -57,7 +57,7 @@ _MODEM_TIMEOUT_MS = const(8000)
 _OC_DERIVE_KEY = const(0x0503)
 _OC_AES_ENCRYPT_01 = const(0x0507)
 _CRYPTO_MAX = const(256)  # LR11XX_CRYPTO_DATA_MAX_LENGTH
-_BUSY_POLLS = const(200)  # 1 ms apart: the engine answers an AES command in well under that
+_BUSY_POLLS = const(20000)  # reads of BUSY before the chip counts as stuck (tens of ms; an AES command takes far less)
 CRYPTO_KEY_IDS = {"app_key": 3, "data_block_int_key": 27}  # a confirmed uplink at SF12 with both RX windows takes about 5 s
 
 # machine.reset_cause() constant names -> codec.RESET_CAUSES
@@ -213,13 +213,12 @@ class FileStorage(Storage):
         return self.root + "/" + name if self.root != "/" else "/" + name
 
     def _check(self, key):
-        if not isinstance(key, str) or not 0 < len(key) < 32:
-            raise ValueError("storage key must be 1..31 characters, got %r" % (key,))
-        if key[0] == "." or key.endswith(".tmp"):
-            raise ValueError("storage key may not start with '.' or end in '.tmp', got %r" % (key,))
-        for c in key:
-            if not (c.isalpha() or c.isdigit() or c in "_-."):
-                raise ValueError("storage key may hold letters, digits, '_', '-' and '.', got %r" % (key,))
+        ok = isinstance(key, str) and 0 < len(key) < 32 and key[0] != "." and not key.endswith(".tmp")
+        for c in key if ok else "":
+            ok = ok and (c.isalpha() or c.isdigit() or c in "_-.")
+        if not ok:
+            raise ValueError("storage key must be 1..31 of letters, digits, '_', '-', '.', not starting with '.' nor "
+                             "ending in '.tmp', got %r" % (key,))
 
     def read(self, key):
         """Return the bytes stored under key, or None."""
@@ -351,7 +350,7 @@ class UartModemTransport:
             if got == 4:
                 need = 5 + response[3]
                 if need > len(response):
-                    raise OSError("LR1110 modem answer too long (%d bytes)" % need)
+                    raise OSError("LR1110 modem: answer of %d bytes" % need)
         return got
 
 
@@ -366,7 +365,7 @@ class Lr1110Modem(Radio):
 
     def __init__(self, transport):
         if not hasattr(transport, "exchange"):
-            raise ValueError("transport must have exchange(request, n, response)")
+            raise ValueError("transport needs exchange()")
         self.transport = transport
         self._req = bytearray(_MODEM_FRAME)
         self._resp = bytearray(_MODEM_FRAME)
@@ -385,9 +384,9 @@ class Lr1110Modem(Radio):
         resp = self._resp
         n = self.transport.exchange(req, 4 + n_payload, resp)
         if n < 5 or resp[0] != _RESP_SOF or resp[1] != cmd or n != 5 + resp[3]:
-            raise OSError("LR1110 modem: malformed answer to command 0x%02x" % cmd)
+            raise OSError("LR1110 modem: bad answer to 0x%02x" % cmd)
         if crc8(resp, 1, n - 1) != resp[n - 1]:
-            raise OSError("LR1110 modem: bad CRC in answer to command 0x%02x" % cmd)
+            raise OSError("LR1110 modem: bad CRC from 0x%02x" % cmd)
         self.last_status = resp[2]
         return resp[2], resp[3]
 
@@ -461,7 +460,7 @@ class Lr1110Modem(Radio):
         self._req[7] = data_rate
         status, _ = self._call(_CMD_CLASS_C, 5)
         if status != _ST_OK:
-            raise OSError("LR1110 modem refused Class C (status 0x%02x)" % status)
+            raise OSError("LR1110 modem: Class C refused (0x%02x)" % status)
 
     def set_class_a(self):
         """Back to Class A; OSError when the modem refuses (the window's owner asks again)."""
@@ -469,14 +468,14 @@ class Lr1110Modem(Radio):
             return  # it never left Class A
         status, _ = self._call(_CMD_CLASS_A, 0)
         if status != _ST_OK:
-            raise OSError("LR1110 modem stayed in Class C (status 0x%02x)" % status)
+            raise OSError("LR1110 modem: Class A refused (0x%02x)" % status)
 
     def data_rate(self):
         """Return (spreading_factor, bandwidth_khz) the modem uses now."""
         status, n = self._call(_CMD_DATA_RATE, 0)
         resp = self._resp
         if status != _ST_OK or n != 2 or resp[5] >= len(BANDWIDTHS_KHZ) or not 5 <= resp[4] <= 12:
-            raise OSError("LR1110 modem: no data rate (status 0x%02x)" % status)
+            raise OSError("LR1110 modem: no data rate (0x%02x)" % status)
         return (resp[4], BANDWIDTHS_KHZ[resp[5]])
 
 
@@ -485,59 +484,49 @@ class Lr1110CryptoModem(Lr1110Modem):
     aes_encrypt, so the collar checks a TS004 v2.0.0 data block's MIC without ever holding a key.
 
     spi: machine.SPI (mode 0) to the chip; nss: its chip-select pin (output, idle high); busy: its BUSY pin
-    (input); sleep_ms: from `time`. A refused command or a chip that stays busy raises OSError.
+    (input), polled as Semtech's HAL does. A refused command or a chip that stays busy raises OSError.
     """
 
-    def __init__(self, transport, spi, nss, busy, sleep_ms):
+    def __init__(self, transport, spi, nss, busy):
         super().__init__(transport)
-        self.spi = spi
-        self.nss = nss
-        self.busy = busy
-        self._sleep_ms = sleep_ms
-        self._cmd = bytearray(3 + _CRYPTO_MAX)
-        self._ans = bytearray(2 + _CRYPTO_MAX)
+        self.bus = (spi, nss, busy)
+        self._io = bytearray(3 + _CRYPTO_MAX)  # the command written, then its answer read over it
 
-    def _wait(self):
-        for _ in range(_BUSY_POLLS):
-            if not self.busy.value():
-                return
-            self._sleep_ms(1)
-        raise OSError("LR1110 stays busy")
-
-    def _crypto(self, opcode, n_cmd, n_ans):
-        """lr11xx_hal_read of _cmd[2:n_cmd] under opcode: the answer lands in _ans[2:2 + n_ans]."""
-        cmd = self._cmd
-        cmd[0] = opcode >> 8
-        cmd[1] = opcode & 0xFF
-        nss = self.nss
-        self._wait()
-        nss.value(0)
-        self.spi.write(memoryview(cmd)[:n_cmd])
-        nss.value(1)
-        self._wait()
-        nss.value(0)
-        self.spi.readinto(memoryview(self._ans)[:2 + n_ans], 0)
-        nss.value(1)
-        if self._ans[1]:
-            raise OSError("LR1110 crypto status %d" % self._ans[1])
+    def _crypto(self, opcode, key, data, n_ans):
+        """lr11xx_hal_read of opcode, key's id and data: the answer lands in _io[2:2 + n_ans]."""
+        io = self._io
+        n = 3 + len(data)
+        io[0] = opcode >> 8
+        io[1] = opcode & 0xFF
+        io[2] = CRYPTO_KEY_IDS[key]
+        io[3:n] = data
+        spi, nss, busy = self.bus
+        for answer in (False, True):
+            for _ in range(_BUSY_POLLS):
+                if not busy.value():
+                    break
+            else:
+                raise OSError("LR1110 stays busy")
+            nss.value(0)
+            if answer:
+                spi.readinto(memoryview(io)[:2 + n_ans], 0)
+            else:
+                spi.write(memoryview(io)[:n])
+            nss.value(1)
+        if io[1]:
+            raise OSError("LR1110 crypto status %d" % io[1])
 
     def derive_key(self, src_key, dst_key, nonce):
         """lr11xx_crypto_derive_key: key dst_key = AES-128(key src_key, nonce of 16 bytes), inside the chip."""
-        cmd = self._cmd
-        cmd[2] = CRYPTO_KEY_IDS[src_key]
-        cmd[3] = CRYPTO_KEY_IDS[dst_key]
-        cmd[4:20] = nonce
-        self._crypto(_OC_DERIVE_KEY, 20, 0)
+        self._crypto(_OC_DERIVE_KEY, src_key, bytes((CRYPTO_KEY_IDS[dst_key],)) + nonce, 0)
 
     def aes_encrypt(self, key, data):
         """lr11xx_crypto_aes_encrypt_01: data (16..256 bytes, whole blocks) enciphered with key; return the bytes."""
         n = len(data)
         if n % 16 or not 0 < n <= _CRYPTO_MAX:
-            raise ValueError("AES data must be 1..16 blocks, got %d bytes" % n)
-        self._cmd[2] = CRYPTO_KEY_IDS[key]
-        self._cmd[3:3 + n] = data
-        self._crypto(_OC_AES_ENCRYPT_01, 3 + n, n)
-        return bytes(self._ans[2:2 + n])
+            raise ValueError("AES of %d bytes" % n)
+        self._crypto(_OC_AES_ENCRYPT_01, key, data, n)
+        return bytes(self._io[2:2 + n])
 
 
 def make_board_hal(i2c_scl, i2c_sda, gnss_tx, gnss_rx, battery_adc, i2c_id=0, imu_address=0x19,
@@ -591,7 +580,7 @@ def make_board_hal(i2c_scl, i2c_sda, gnss_tx, gnss_rx, battery_adc, i2c_id=0, im
         radio = Lr1110Modem(modem_transport)
     else:
         radio = Lr1110CryptoModem(modem_transport, crypto_spi, machine.Pin(crypto_nss, machine.Pin.OUT, value=1),
-                                  machine.Pin(crypto_busy, machine.Pin.IN), time.sleep_ms)
+                                  machine.Pin(crypto_busy, machine.Pin.IN))
     # 4. battery and temperature, 5. flash records, 6. the watchdog, last
     power = BoardPower(machine.ADC(machine.Pin(battery_adc)), imu, divider_top_kohm, divider_bottom_kohm,
                        adc_full_scale_mv)
