@@ -14,14 +14,26 @@ docs/updates.md.
 
 from collar_firmware import sha512
 
-_P = 2**255 - 19
 _M255 = (1 << 255) - 1
+_P = _M255 - 18  # 2**255 - 19, computed at import: its decimal text would cost the .mpy 78 bytes again
 _L = 2**252 + 27742317777372353535851937790883648493
-_D = 37095705934669439343138083508754565189542113879843219016388785533085940283555
+# RFC 8032 5.1's d, sqrt(-1) mod p and the base point's x and y, 32 bytes each little-endian: an .mpy keeps a big
+# integer as its decimal text (78 bytes), bytes as themselves (tests/test_collar_signature_constants.py checks them)
+_C = (
+    b"\xa3\x78\x59\x13\xca\x4d\xeb\x75\xab\xd8\x41\x41\x4d\x0a\x70\x00"
+    b"\x98\xe8\x79\x77\x79\x40\xc7\x8c\x73\xfe\x6f\x2b\xee\x6c\x03\x52"
+    b"\xb0\xa0\x0e\x4a\x27\x1b\xee\xc4\x78\xe4\x2f\xad\x06\x18\x43\x2f"
+    b"\xa7\xd7\xfb\x3d\x99\x00\x4d\x2b\x0b\xdf\xc1\x4f\x80\x24\x83\x2b"
+    b"\x1a\xd5\x25\x8f\x60\x2d\x56\xc9\xb2\xa7\x25\x95\x60\xc7\x2c\x69"
+    b"\x5c\xdc\xd6\xfd\x31\xe2\xa4\xc0\xfe\x53\x6e\xcd\xd3\x36\x69\x21"
+    b"\x58\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66"
+    b"\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66\x66"
+)
+_D = int.from_bytes(_C[0:32], "little")
+_SQRT_M1 = int.from_bytes(_C[32:64], "little")
+_BX = int.from_bytes(_C[64:96], "little")
+_BY = int.from_bytes(_C[96:128], "little")
 _D2 = (2 * _D) % _P
-_SQRT_M1 = 19681161376707505956807079304988542015446066515923890162744021073123829784752
-_BX = 15112221349535400772501151409588531511454012693041857206046113283949847762202
-_BY = 46316835694926478169428394003475163141307993866256225615783033603165251855960
 _BASE = (_BX, _BY, 1, (_BX * _BY) % _P)
 _IDENTITY = (0, 1, 1, 0)
 

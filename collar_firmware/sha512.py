@@ -10,7 +10,7 @@ import struct
 
 # FIPS 180-4's constants as 88 big-endian u64: K (4.2.3, 80 words), then H(0) (5.3.5, 8 words). Kept as one bytes
 # literal: an .mpy stores a big integer as its decimal text (about 22 bytes each), bytes as themselves (8);
-# tests/test_collar_sha512_constants.py derives them again from the cube and square roots of the first primes.
+# tests/test_collar_signature_constants.py derives them again from the cube and square roots of the first primes.
 _WORDS = struct.unpack(">88Q", (
     b"\x42\x8a\x2f\x98\xd7\x28\xae\x22\x71\x37\x44\x91\x23\xef\x65\xcd"
     b"\xb5\xc0\xfb\xcf\xec\x4d\x3b\x2f\xe9\xb5\xdb\xa5\x81\x89\xdb\xbc"

@@ -1,6 +1,6 @@
-"""A collar verifies release signatures with its own SHA-512 (collar_firmware/sha512.py), whose constants ship as
-one bytes literal to save flash: they are FIPS 180-4's, derived here from first principles, and it hashes as
-hashlib does."""
+"""A collar verifies release signatures with its own SHA-512 and Ed25519 (collar_firmware/sha512.py, ed25519.py),
+whose constants ship as bytes literals to save flash: they are FIPS 180-4's and RFC 8032's, derived here from first
+principles, and the hash is hashlib's."""
 
 from __future__ import annotations
 
@@ -44,3 +44,15 @@ def test_the_collars_sha512_hashes_as_hashlib_does():
         while out is None:
             out = h.step(8)
         assert out == hashlib.sha512(data).digest()
+
+
+def test_the_collars_ed25519_constants_are_rfc_8032s():
+    """RFC 8032 5.1: d = -121665/121666, sqrt(-1) = 2^((p-1)/4), the base point's y = 4/5 and x its even root."""
+    from collar_firmware import ed25519
+
+    p = 2 ** 255 - 19
+    assert ed25519._D == -121665 * pow(121666, p - 2, p) % p
+    assert ed25519._SQRT_M1 == pow(2, (p - 1) // 4, p)
+    y = 4 * pow(5, p - 2, p) % p
+    assert ed25519._BY == y and ed25519._BX % 2 == 0
+    assert (-ed25519._BX ** 2 + y * y - 1 - ed25519._D * ed25519._BX ** 2 * y * y) % p == 0, "on the curve"
