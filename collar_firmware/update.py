@@ -220,11 +220,16 @@ class UpdateAgent:
     # ---- downlinks ------------------------------------------------------------------
 
     def take(self, port, payload, now, group=None):
-        """Take a frame heard on a FUOTA port, in a wake-up's receive window or in a Class C window; group is
-        the McGroupID 0..3 the modem heard it on, None for the collar's own address (unicast). Return False when
-        the frame was refused (broken, or not for the session): the loop counts a downlink error and goes on."""
+        """Take a frame heard on a FUOTA port, in a wake-up's receive window or in a Class C window
+        (a board with a receiver of its own, hal.fuota, gets it instead); group is the McGroupID 0..3 the
+        modem heard it on, None for the collar's own address (unicast). Return False when the frame
+        was refused (broken, or not for the session): the loop counts a downlink error and goes on."""
         try:
-            self.handle(port, bytes(payload), now, group)
+            receiver = self.collar.hal.fuota
+            if receiver is not None:
+                receiver.handle(port, payload)
+            else:
+                self.handle(port, bytes(payload), now, group)
         except Exception:
             return False
         return True

@@ -150,13 +150,14 @@ class Crypto:
 
 
 class Hal:
-    """The bundle a Collar is built from; watchdog and crypto are optional (None when absent).
+    """The bundle a Collar is built from; watchdog, fuota and crypto are optional (None when absent).
 
-    crypto, when given, is a Crypto that verifies signatures in hardware (else the collar's pure-Python
+    fuota, when given, has handle(port, payload) and receives downlinks on ports 200-202; crypto,
+    when given, is a Crypto that verifies signatures in hardware (else the collar's pure-Python
     ed25519 module does, a few steps per wake-up).
     """
 
-    def __init__(self, clock, imu, gnss, radio, power, storage, watchdog=None, crypto=None):
+    def __init__(self, clock, imu, gnss, radio, power, storage, watchdog=None, fuota=None, crypto=None):
         self.clock = clock
         self.imu = imu
         self.gnss = gnss
@@ -164,4 +165,5 @@ class Hal:
         self.power = power
         self.storage = storage
         self.watchdog = watchdog
+        self.fuota = fuota
         self.crypto = crypto
