@@ -120,10 +120,28 @@ FENCE_KINDS = ("park", "farmland", "exclusion", "spare")
 
 _ALERT_HEAD = ("alert", "bits", (("alert_type", 5, ALERT_TYPES), ("seq", 3, None)))
 
-_STATUS_FIELDS = (
-    ("time_s", "u32", None),
-    ("lat", "lat", None),
-    ("lon", "lon", None),
+# TS004 FragSessionSetupReq's fields in v1.0.0; v2.0.0's row adds SessionCnt and the data block's MIC.
+_FRAG_SETUP = (
+    ("frag_session", "bits", (("rfu", 2, None), ("frag_index", 2, None), ("mc_group_bit_mask", 4, None))),
+    ("nb_frag", "u16", None),
+    ("frag_size", "u8", None),
+    ("control", "u8", None),
+    ("padding", "u8", None),
+    ("descriptor", "u32", None),
+)
+
+# TS004 FragSessionStatusAns's Received&index (FragIndex 15..14 | NbFragReceived 13..0) and MissingFrag.
+_FRAG_RECEIVED = (("received_and_index", "u16", None), ("missing", "u8", None))
+# TS004's Status bits 7..2 in FragSessionStatusAns (both versions) and FragSessionDeleteAns: RFU | SessionDoesNotExist.
+_NO_SESSION = (("rfu", 5, None), ("session_does_not_exist", 1, None))
+# TS004's Param of FragSessionDeleteReq and FragDataBlockReceivedAns: RFU 6 bits | FragIndex 2 bits.
+_FRAG_INDEX = (("rfu", 6, None), ("frag_index", 2, None))
+
+# When and where, as most uplinks open (one copy in the collar's flash, not one a message).
+_TIME_PLACE = (("time_s", "u32", None), ("lat", "lat", None), ("lon", "lon", None))
+_TIME = _TIME_PLACE[0]
+
+_STATUS_FIELDS = _TIME_PLACE + (
     ("fix_age_s", "u16", None),
     ("battery_mv", "u16", None),
     ("temperature_c", "i16", 10),
@@ -148,7 +166,7 @@ MESSAGES = (
         ("update_reason", "enum", ACK_RESULTS),
     )),
     ("activity", 2, 1, "up", (
-        ("time_s", "u32", None),
+        _TIME,
         ("interval_min", "u8", None),
         ("model_version", "u16", None),
         ("vedba_mean_mg", "u16", None),
@@ -156,18 +174,13 @@ MESSAGES = (
         ("shares", "list", (16, (("share", "u8", 2),))),
     )),
     ("positions", 4, 1, "up", (
-        ("time_s", "u32", None),
-        ("fixes", "list", (5, (("dt_s", "u16", None), ("lat", "lat", None), ("lon", "lon", None)))),
+        _TIME,
+        ("fixes", "list", (5, (("dt_s", "u16", None),) + _TIME_PLACE[1:])),
     )),
     ("settings", 3, None, "both", ()),  # TLV records, see SETTINGS
-    ("alert", 10, None, "up", (
-        _ALERT_HEAD,
-        ("time_s", "u32", None),
-        ("lat", "lat", None),
-        ("lon", "lon", None),
-    )),
+    ("alert", 10, None, "up", (_ALERT_HEAD,) + _TIME_PLACE),
     ("ack", 31, None, "up", (
-        ("time_s", "u32", None),
+        _TIME,
         ("on_port", "u8", None),
         ("cmd", "u8", None),
         ("result", "enum", ACK_RESULTS),
@@ -182,7 +195,7 @@ MESSAGES = (
         ("fence", "bits", (("fence_id", 4, None), ("kind", 2, FENCE_KINDS), ("last", 1, None),
                            ("spare", 1, None))),
         ("first_index", "u8", None),
-        ("points", "list", (7, (("lat", "lat", None), ("lon", "lon", None)))),
+        ("points", "list", (7, _TIME_PLACE[1:])),
     )),
     ("request_settings", 32, 7, "down", ()),
     # FUOTA in the manner of the LoRa Alliance application packages: TS005 remote multicast set-up
@@ -237,14 +250,7 @@ MESSAGES = (
     # bit fields, LoRa Basics Modem's masks 0x30 and 0x0F); Control = RFU 2 | FragAlgo 3 | BlockAckDelay 3.
     # FragSessionSetupAns = FragIndex 7..6 | RFU 2 | WrongDescriptor | IndexNotSupported | NotEnoughMemory |
     # EncodingUnsupported.
-    ("frag_session_setup", 201, 2, "down", (
-        ("frag_session", "bits", (("rfu", 2, None), ("frag_index", 2, None), ("mc_group_bit_mask", 4, None))),
-        ("nb_frag", "u16", None),
-        ("frag_size", "u8", None),
-        ("control", "u8", None),
-        ("padding", "u8", None),
-        ("descriptor", "u32", None),
-    )),
+    ("frag_session_setup", 201, 2, "down", _FRAG_SETUP),
     ("frag_session_setup_ans", 201, 2, "up", (("status", "u8", None),)),
     # FragSessionStatusReq = FragStatusReqParam (RFU 5 bits | FragIndex 2 bits | Participants);
     # FragSessionStatusAns = ReceivedAndIndex (FragIndex 15..14 | NbFragReceived 13..0), MissingFrag and
@@ -253,29 +259,26 @@ MESSAGES = (
     ("frag_session_status", 201, 1, "down", (
         ("param", "bits", (("rfu", 5, None), ("frag_index", 2, None), ("participants", 1, None))),
     )),
-    ("frag_session_status_ans", 201, 1, "up", (
-        ("received_and_index", "u16", None),
-        ("missing", "u8", None),
-        ("status", "bits", (("rfu", 5, None), ("session_does_not_exist", 1, None), ("spare", 1, None),
-                            ("not_enough_matrix_memory", 1, None))),
+    ("frag_session_status_ans", 201, 1, "up", _FRAG_RECEIVED + (
+        ("status", "bits", _NO_SESSION + (("spare", 1, None), ("not_enough_matrix_memory", 1, None))),
     )),
     # TS004 v1.0.0 (LoRaMac-node LmhpFragmentation.c): FragSessionDeleteReq = Param (RFU 6 bits |
     # FragIndex 2 bits); FragSessionDeleteAns = Status (RFU 5 bits | SessionDoesNotExist | FragIndex 2 bits).
     ("frag_session_delete", 201, 3, "down", (
-        ("param", "bits", (("rfu", 6, None), ("frag_index", 2, None))),
+        ("param", "bits", _FRAG_INDEX),
     )),
     ("frag_session_delete_ans", 201, 3, "up", (
-        ("status", "bits", (("rfu", 5, None), ("session_does_not_exist", 1, None), ("frag_index", 2, None))),
+        ("status", "bits", _NO_SESSION + _FRAG_INDEX[1:]),
     )),
     # TS004 v2.0.0 3.5 (LoRa Basics Modem's lorawan_fragmentation_package_v2.0.0.c): FragDataBlockReceivedReq,
     # sent by the collar once a v2.0.0 session's block is rebuilt and its MIC checked (only when the set-up's
     # AckReception bit asked for it) = Status (RFU 5 | MICError | FragIndex 2); FragDataBlockReceivedAns, the
     # server's acknowledgement = Param (RFU 6 | FragIndex 2). CID 4 exists in v2.0.0 only.
     ("frag_data_block_received", 201, 4, "up", (
-        ("status", "bits", (("rfu", 5, None), ("mic_error", 1, None), ("frag_index", 2, None))),
+        ("status", "bits", (("rfu", 5, None), ("mic_error", 1, None), _FRAG_INDEX[1])),
     )),
     ("frag_data_block_received_ans", 201, 4, "down", (
-        ("param", "bits", (("rfu", 6, None), ("frag_index", 2, None))),
+        ("param", "bits", _FRAG_INDEX),
     )),
     # One fragment: index_and_n = session << 14 | n (n from 1; n > nb_frag is a parity fragment).
     ("data_fragment", 201, 8, "down", (
@@ -293,19 +296,22 @@ MESSAGES = (
         ("correction_s", "i32", None),
         ("param", "bits", (("rfu", 4, None), ("token", 4, None))),
     )),
+    # TS004 v2.0.0 (LoRa Basics Modem's lorawan_fragmentation_package_v2.0.0.c), which "is not compatible with the
+    # earlier version": a row's sixth element is the package version it is of (a row without one is v1.0.0's, and
+    # every version's where no versioned row of its name exists). Which layout a frame carries depends on the
+    # version the session speaks, never on its bytes alone: decode, encode, message and command_size take it.
+    # FragSessionSetupReq v2 (3.3) = v1.0.0's fields, then SessionCnt (must grow from session to session) and the
+    # data block's MIC (the first 4 bytes of AES-CMAC(DataBlockIntKey, B0 | block), little-endian); Control =
+    # RFU | AckReception (bit 6) | FragAlgo 3 | BlockAckDelay 3; its answer adds SessionCntReplay (bit 4).
+    ("frag_session_setup", 201, 2, "down", _FRAG_SETUP + (("session_cnt", "u16", None), ("mic", "u32", None)), 2),
+    # FragSessionStatusAns v2 (3.2) = Status (RFU 5 | SessionDoesNotExist | MICError | MemoryError) first, then
+    # Received&index (FragIndex 15..14 | NbFragReceived 13..0) and MissingFrag only when the session exists.
+    ("frag_session_status_ans", 201, 1, "up", (
+        ("status", "bits", _NO_SESSION + (("mic_error", 1, None), ("memory_error", 1, None))),
+        ("session", "list", (1, _FRAG_RECEIVED)),
+    ), 2),
 )
 
-# TS004 v2.0.0's layouts of the two commands whose id v1.0.0 already uses (3.3, 3.2; LoRa Basics Modem's
-# lorawan_fragmentation_package_v2.0.0.c): which one a frame carries depends on the package version the session
-# speaks, never on its bytes alone, so they are not rows of their own (decode, command_size and the JavaScript
-# formatter read v1.0.0's rows), and each is v1.0.0's row with a change (collar: update.py; bridge:
-# lora_bridge/updates/frag_v2.py):
-#   FragSessionSetupReq v2 = frag_session_setup's fields, then SessionCnt (u16, must grow from session to session)
-#     and the data block's MIC (u32: the first 4 bytes of AES-CMAC(DataBlockIntKey, B0 | block), little-endian);
-#     Control = RFU | AckReception (bit 6) | FragAlgo 3 | BlockAckDelay 3; the answer adds SessionCntReplay (bit 4).
-#   FragSessionStatusAns v2 = frag_session_status_ans with its Status byte first (its "spare" bit 1 is MICError),
-#     then Received&index and MissingFrag, which are left out when the session does not exist (2 bytes in all).
-V2_SETUP_TAIL = "<HI"  # struct format of SessionCnt and MIC after v1.0.0's set-up
 
 # FUOTA ports by package, for the collar's update module (fixed by the LoRa Alliance packages).
 PORT_MULTICAST = 200
@@ -349,13 +355,19 @@ def _index():
     up = {}
     down = {}
     for m in MESSAGES:
-        if m[0] in by_name:
-            _OLDER[m[0]] = (by_name[m[0]],) + _OLDER.get(m[0], ())
-        by_name[m[0]] = m
+        # a versioned row (TS004 v2.0.0's) is keyed by its name or tag with its version, so v1.0.0's stay the default
+        v = m[5] << 8 if len(m) > 5 else 0
+        key = m[0]
+        if v:
+            key = key, v
+        elif key in by_name:
+            _OLDER[key] = (by_name[key],) + _OLDER.get(key, ())
+        by_name[key] = m
+        key = m[2] if m[2] is None else m[2] | v
         if m[3] != "down":
-            up.setdefault(m[1], {})[m[2]] = m
+            up.setdefault(m[1], {})[key] = m
         if m[3] != "up":
-            down.setdefault(m[1], {})[m[2]] = m
+            down.setdefault(m[1], {})[key] = m
     return by_name, up, down
 
 
@@ -367,9 +379,10 @@ _SETTING_BY_ID = {s[0]: s for s in SETTINGS}
 _SETTING_BY_NAME = {s[1]: s for s in SETTINGS}
 
 
-def message(name):
-    """Return the table row of message name, or raise CodecError."""
-    m = _BY_NAME.get(name)
+def message(name, version=1):
+    """Return the table row of message name in TS004 package version (its v1.0.0 row when the version has
+    none of its own), or raise CodecError."""
+    m = _BY_NAME.get((name, version << 8)) or _BY_NAME.get(name)
     if m is None:
         raise CodecError("unknown message " + str(name))
     return m
@@ -393,9 +406,10 @@ def max_size(name):
     return payload_size(name, _list_bound(m))
 
 
-def payload_size(name, items):
-    """Return the bytes of message name carrying items entries in its list field (settings excluded)."""
-    m = message(name)
+def payload_size(name, items, version=1):
+    """Return the bytes of message name (in TS004 package version) carrying items entries in its list field
+    (settings excluded)."""
+    m = message(name, version)
     n = 0 if m[2] is None else 1
     for f in m[4]:
         n += field_size(f) * (items if f[1] == "list" else 1)
@@ -636,12 +650,13 @@ def _fills(m, values):
     return True
 
 
-def encode(name, values):
+def encode(name, values, version=1):
     """Encode message name from a dict of field values; return the payload bytes (port: port_of).
+    version: the TS004 package version whose row to use (message).
 
     A message with several versions (status) is encoded as the newest one the values fill, so a
     sender that knows only the older fields still sends a valid older version."""
-    m = message(name)
+    m = message(name, version)
     if m[1] == SETTINGS_PORT:
         return encode_settings(values)
     if name in _OLDER and not _fills(m, values):
@@ -689,22 +704,24 @@ def _index_of(names, name, what):
     raise CodecError("unknown %s %s" % (what, name))
 
 
-def command_size(port, cid, direction="down"):
+def command_size(port, cid, direction="down", version=1):
     """Return the bytes command cid takes on a FUOTA port in direction "down" or "up" (its id and fixed fields;
     0: a list field takes the rest of the payload, as a DataFragment does), or -1 when the port has no such
     command. A frame may carry several commands one after another (TS004 v1.0.0 3), and an uplink their
-    answers: this says where the next one begins."""
-    m = (_DOWN_BY_PORT if direction == "down" else _UP_BY_PORT).get(port, {}).get(cid)
+    answers: this says where the next one begins. version: the TS004 package version the session speaks."""
+    variants = (_DOWN_BY_PORT if direction == "down" else _UP_BY_PORT).get(port, {})
+    m = variants.get(cid | version << 8) or variants.get(cid)
     if m is None or m[2] is None:
         return -1
     return 0 if len(m[4]) and m[4][-1][1] == "list" else 1 + _fixed_size(m[4])
 
 
-def decode(port, payload, direction=None):
+def decode(port, payload, direction=None, version=1):
     """Decode a payload heard on port; return {"message", "port", fields...} or raise CodecError.
 
     direction "up" or "down" picks the uplink or the downlink messages of a port that has both
     (the FUOTA ports); None reads an uplink, or a downlink on a port that carries only downlinks.
+    version: the TS004 package version the collar's session speaks (its rows where they differ).
     """
     if port == SETTINGS_PORT:
         out = decode_settings(payload)
@@ -722,7 +739,7 @@ def decode(port, payload, direction=None):
     else:
         if len(payload) < 1:
             raise CodecError("empty payload on port %d" % port)
-        m = variants.get(payload[0])
+        m = variants.get(payload[0] | version << 8) or variants.get(payload[0])
         if m is None:
             raise CodecError("port %d: unknown version or command %d" % (port, payload[0]), "unknown_command")
         pos = 1

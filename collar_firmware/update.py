@@ -40,7 +40,6 @@ _FRAG_PACKAGE_ID = const(3)
 _FRAG_PACKAGE_VERSION = const(2)
 _FRAG_PACKAGE_VERSION_1 = const(1)
 _SETUP_CID = const(2)  # FragSessionSetupReq (codec table)
-_V2_SETUP_TAIL = const(6)  # TS004 v2.0.0's set-up: v1.0.0's fields, then SessionCnt (2) and MIC (4)
 _SETUP_ENCODING_UNSUPPORTED = const(1)  # FragSessionSetupAns bit 0: the collar does not read what was asked
 
 IDLE = const(0)
@@ -262,12 +261,12 @@ class UpdateAgent:
                 if size < 0 or pos + size > end:
                     raise codec.CodecError("command unknown or cut short")
                 if port == PORT_FRAGMENTS and payload[pos] == _SETUP_CID and end - pos > size:
-                    if end - pos < size + _V2_SETUP_TAIL:
+                    size = codec.command_size(port, _SETUP_CID, "down", 2)
+                    if end - pos < size:
                         if group is None:
                             self._answer("frag_session_setup_ans", {"status": (payload[pos + 1] & 0x30) << 2
                                                                     | _SETUP_ENCODING_UNSUPPORTED})
                         raise codec.CodecError("v2 set-up cut short")
-                    size += _V2_SETUP_TAIL
                 stop = pos + size if size else end
                 self._command(port, payload[pos:stop] if pos or stop < end else payload, now, group)
                 pos = stop
@@ -279,10 +278,9 @@ class UpdateAgent:
 
     def _command(self, port, payload, now, group):
         """Take one FUOTA command heard on group (None: unicast)."""
-        v2 = port == PORT_FRAGMENTS and payload[0] == _SETUP_CID and len(payload) > 11  # handle() told by its length
-        msg = codec.decode(port, payload[:11] if v2 else payload, "down")
-        if v2:  # TS004 v2.0.0's set-up: v1.0.0's fields, then SessionCnt and the data block's MIC (codec.V2_SETUP_TAIL)
-            msg["session_cnt"], msg["mic"] = struct.unpack_from(codec.V2_SETUP_TAIL, payload, 11)
+        # TS004 v2.0.0's set-up (SessionCnt and the data block's MIC after v1.0.0's fields): handle() told it by its length
+        v2 = port == PORT_FRAGMENTS and payload[0] == _SETUP_CID and len(payload) > 11
+        msg = codec.decode(port, payload, "down", 2 if v2 else 1)
         name = msg["message"]
         if group is not None and port == PORT_FRAGMENTS and name != "data_fragment" \
                 and name != "frag_session_status":
@@ -334,22 +332,19 @@ class UpdateAgent:
     def _status_answer(self, index):
         """FragSessionStatusAns for FragIndex index: what the session holds and misses, or that the
         collar holds no such session (SessionDoesNotExist, nothing received, nothing counted missing). Laid out as
-        the last set-up heard was: TS004 v2.0.0 puts Status first, with MICError, and only Status for no session."""
-        v2 = self.frag_version == 2
-        if not self._holds(index):
-            self._answer("frag_session_status_ans", {"received_and_index": index << 14, "missing": 0,
-                                                      "session_does_not_exist": 1}, 2 if v2 else 0)
-            return
-        missing = self.still_needed()
-        received = self.decoder.received if self.decoder is not None else self.frag_received
-        self._answer("frag_session_status_ans", {"received_and_index": index << 14 | (received & 0x3FFF),
-                                                  "missing": missing if missing < 255 else 255,
-                                                  "spare": self.frag_mic_error}, 1 if v2 else 0)
+        the last set-up heard was (codec's rows of that TS004 version): v2.0.0 puts Status first, with MICError,
+        and sends Status alone for no session."""
+        held = self._holds(index)
+        missing = self.still_needed() if held else 0
+        received = (self.decoder.received if self.decoder is not None else self.frag_received) if held else 0
+        values = {"received_and_index": index << 14 | (received & 0x3FFF), "missing": missing if missing < 255 else 255,
+                  "session_does_not_exist": 0 if held else 1, "mic_error": self.frag_mic_error if held else 0}
+        values["session"] = (values,) if held else ()  # v2.0.0's Received&index and MissingFrag
+        self._answer("frag_session_status_ans", values, self.frag_version)
 
-    def _answer(self, name, values, v2=0):
-        port, payload = codec.encode_packet(name, values)
-        if v2:  # TS004 v2.0.0's status answer: v1.0.0's Status byte first (MICError in bit 1), alone (v2 2) for no session
-            payload = payload[:1] + payload[4:] + (payload[1:4] if v2 == 1 else b"")
+    def _answer(self, name, values, version=1):
+        payload = codec.encode(name, values, version)
+        port = codec.port_of(name)
         answers = self.answers
         if answers is None or port != self.answers_port:
             self.collar.queue_ack(port, payload)

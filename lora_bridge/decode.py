@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from lora_bridge.errors import log_failure
-from lora_bridge.fuota_answers import split_answers
+from lora_bridge.fuota_answers import decode_answer, split_answers
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,17 @@ def default_codec() -> ModuleType:
     return codec
 
 
-def decode_payload(codec: Any, f_port: int, payload: bytes) -> Decoded:
+def decode_payload(codec: Any, f_port: int, payload: bytes, frag_version: int = 1) -> Decoded:
     """payload on f_port through the codec; a CodecError (or a codec crash) becomes a reason. An uplink on a
     FUOTA port (TS005 200, TS004 201, TS003 202) may carry several answers one after another
     (`fuota_answers.split_answers`): each is decoded, and one that cannot be makes the whole uplink a reason (a
-    dead letter, replayed whole after a codec fix: nothing of it is applied twice)."""
+    dead letter, replayed whole after a codec fix: nothing of it is applied twice). frag_version: the TS004
+    package version the collar's fragmentation session speaks (`frag_package.session_version`): its answers on
+    port 201 are read in that version's layouts (the codec's versioned rows)."""
     codec_error = getattr(codec, "CodecError", ValueError)
     try:
-        pieces = split_answers(codec, f_port, bytes(payload))
-        decoded = [codec.decode(f_port, piece) for piece in pieces]
+        pieces = split_answers(codec, f_port, bytes(payload), frag_version)
+        decoded = [decode_answer(codec, f_port, piece, frag_version) for piece in pieces]
     except codec_error as error:
         return Decoded(None, f"codec rejected port {f_port} payload {payload.hex()}: {error}")
     except Exception as error:  # a codec bug must not lose the uplink: keep it as a dead letter

@@ -356,12 +356,19 @@ def _jsonable(value: object) -> object:
     return value
 
 
+def _rows_v1() -> tuple[tuple, ...]:
+    """The codec's rows a network server's formatter reads by: TS004 v1.0.0's where a message has one per version
+    (a sixth element, codec.py); the server cannot know the package version a collar's session speaks, the bridge
+    does (`lora_bridge.fuota_versions`)."""
+    return tuple(row for row in codec.MESSAGES if len(row) == 5)
+
+
 def _answer_sizes() -> dict[int, dict[int, int | list[int]]]:
     """Every FUOTA answer's size by port and command id, as `fuota_answers.answer_size` gives it: one number,
     or, for an answer whose length the byte after its id tells, the 256 sizes that byte can give."""
     table: dict[int, dict[int, int | list[int]]] = {}
     for port in fuota_ports(codec):
-        for row in codec.MESSAGES:
+        for row in _rows_v1():
             if row[1] != port or row[3] == "down" or row[2] is None:
                 continue
             sizes = [answer_size(codec, port, bytes([row[2], header]), 0) for header in range(256)]
@@ -374,7 +381,7 @@ def _command_sizes() -> dict[int, dict[int, int]]:
     included; 0: its list field takes the rest of the frame)."""
     table: dict[int, dict[int, int]] = {}
     for port in fuota_ports(codec):
-        for row in codec.MESSAGES:
+        for row in _rows_v1():
             if row[1] == port and row[3] != "up" and row[2] is not None:
                 table.setdefault(port, {})[row[2]] = codec.command_size(port, row[2], "down")
     return table
@@ -389,7 +396,7 @@ def render() -> str:
     )
     table = (
         f"var SETTINGS_PORT = {codec.SETTINGS_PORT};\n"
-        f"var MESSAGES = {json.dumps(_jsonable(codec.MESSAGES))};\n"
+        f"var MESSAGES = {json.dumps(_jsonable(_rows_v1()))};\n"
         f"var SETTINGS = {json.dumps(_jsonable(codec.SETTINGS))};\n"
         "// ANSWER_SIZES[port][command id]: bytes of a FUOTA answer, or its sizes by the byte after its id\n"
         f"var ANSWER_SIZES = {json.dumps(_answer_sizes(), separators=(',', ':'))};\n"

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
 from lora_bridge.decode import decode_payload, message_time
-from lora_bridge.domain import devices, network_events, rules_cursors
+from lora_bridge.domain import devices, frag_package, network_events, rules_cursors
 from lora_bridge.domain.messages import apply_message, close_offline_when_heard, read_ahead_for_collar_alerts
 from lora_bridge.errors import (
     MalformedUplink,
@@ -558,7 +558,10 @@ def _process_uplink(
         closed = close_offline_when_heard(session, heard, heard_at)
         return _done(raw, existing, uplink, "mac_commands" if uplink.f_port == MAC_PORT else EMPTY_FRAME, (),
                      dev_eui=device.dev_eui, closed_alert_ids=tuple(closed))
-    decoded = decode_payload(codec, uplink.f_port, uplink.payload)
+    # TS004's answers are laid out as the version the collar's fragmentation session speaks (frag_package.py)
+    frag_version = frag_package.session_version(session, device_id, codec) \
+        if uplink.f_port == getattr(codec, "PORT_FRAGMENTS", None) else frag_package.V1
+    decoded = decode_payload(codec, uplink.f_port, uplink.payload, frag_version)
     if decoded.fields is None:
         reason = decoded.reason or "undecodable"
         return _undecodable(session, raw, existing, uplink, device, reason)

@@ -11,6 +11,7 @@ back). `run_campaign` returns what happened; `bench` is `tembo bench fuota`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import statistics
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from collar_firmware import codec, config
 from collar_firmware.main import Collar
 from collar_firmware.scheduler import airtime_us
-from lora_bridge.updates import delivery
+from lora_bridge.updates import delivery, frag_v2, multicast_keys
 from lora_bridge.updates.fec import Fragmented, fragment
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import (
@@ -65,6 +66,10 @@ class FleetCollar:
     acks: list[dict] = field(default_factory=list)
     answers: list[tuple[int, int, int]] = field(default_factory=list)  # fragment status: (sent at, received, missing)
     status_answers: int = 0  # FragSessionStatusAns uplinks the collar sent in all (each costs it a transmission)
+    root_key: bytes | None = None  # its root key as the technician's key file holds it (None: not in the file)
+    package_version: int | None = None  # what it answered PackageVersionReq (TS004: 1 or 2)
+    frag_version: int = 1  # the TS004 version of the session it was set up in: its answers' layouts
+    block_received: list[int] = field(default_factory=list)  # when it sent FragDataBlockReceivedReq (v2.0.0)
 
     def live_until(self, t_s: int) -> None:
         """Run the collar's loop until t_s and keep the acks it queued."""
@@ -78,10 +83,16 @@ class FleetCollar:
                 ack = codec.decode(port, payload)
                 if ack["on_port"] == codec.port_of("data_fragment"):
                     self.acks.append(ack)
-            elif port == codec.port_of("frag_session_status_ans") and payload[0] == codec.tag_of("frag_session_status_ans"):
-                answer = codec.decode(port, payload)
-                self.answers.append((sent_s, answer["received_and_index"] & 0x3FFF, answer["missing"]))
+            elif port == codec.PORT_FRAGMENTS and payload[0] == codec.tag_of("frag_session_status_ans"):
+                answer = codec.decode(port, payload, "up", self.frag_version)
+                counts = answer["session"][0] if answer.get("session") else answer  # v2.0.0: after Status, if any
+                self.answers.append((sent_s, int(counts.get("received_and_index") or 0) & 0x3FFF,
+                                     int(counts.get("missing") or 0)))
                 self.status_answers += 1
+            elif port == codec.PORT_FRAGMENTS and payload[0] == codec.tag_of("frag_package_version_ans"):
+                self.package_version = codec.decode(port, payload, "up")["package_version"]
+            elif port == codec.PORT_FRAGMENTS and payload[0] == codec.tag_of("frag_data_block_received"):
+                self.block_received.append(sent_s)
         radio.uplinks.clear()
 
     def hear(self, port: int, payload: bytes, group: int | None = None) -> None:
@@ -91,12 +102,14 @@ class FleetCollar:
 
 def build_fleet(n: int, loss: float, seed: int, keys_for=None, sf: int = 9,
                 start_s: int = START_S, factory_bundle: bytes | None = None,
-                without_crypto: frozenset[int] = frozenset()) -> list[FleetCollar]:
+                without_crypto: frozenset[int] = frozenset(), root_keys: bool = False) -> list[FleetCollar]:
     """Return n collars with independent loss draws around loss (the per-collar loss the bridge saw);
     keys_for(flash) gives each collar its trust.Trust (None: the keys the firmware ships).
     factory_bundle: the bundle the factory flashed into slot 0 as config.FW_VERSION, which a delta
     against that version is composed with (None: a slot without one, which takes whole images only).
-    without_crypto: the indexes of collars whose radio has no crypto engine (hal_sim.SimModem: TS004 v1.0.0 only)."""
+    without_crypto: the indexes of collars whose radio has no crypto engine (hal_sim.SimModem: TS004 v1.0.0 only).
+    root_keys: each collar's radio is given a root key of its own, which the technician's key file holds too
+    (`FleetCollar.root_key`): with its crypto engine, it speaks TS004 v2.0.0 and can be set up so."""
     from collar_firmware import update, update_slot
 
     rng = random.Random(seed)
@@ -109,22 +122,44 @@ def build_fleet(n: int, loss: float, seed: int, keys_for=None, sf: int = 9,
                        crypto_engine=i not in without_crypto)
         collar_loss = max(0.0, min(0.9, loss * (0.5 + rng.random())))
         keys = keys_for(flash) if keys_for is not None else None
-        fleet.append(FleetCollar(f"collar-{i:03d}", collar_loss, sf, flash, hal, Collar(hal, None, keys)))
+        root = hashlib.sha256(b"tembo bench root key %d %d" % (seed, i)).digest()[:16] if root_keys else None
+        if root is not None:
+            hal.radio.provision_root_key(root)
+        fleet.append(FleetCollar(f"collar-{i:03d}", collar_loss, sf, flash, hal, Collar(hal, None, keys),
+                                 root_key=root))
     return fleet
 
 
 def _setup_frames(frags: Fragmented, session_s: int, spacing_s: float = 6.8,
-                  sf: int = 9) -> list[tuple[int, bytes]]:
+                  sf: int = 9, collar: FleetCollar | None = None, session_cnt: int = 1) -> list[tuple[int, bytes]]:
     """The unicast set-up of one collar: its Class C window (TS005, GPS time, a timeout that leaves
-    room for the repair rounds) and the fragmentation session (TS004)."""
+    room for the repair rounds) and the fragmentation session (TS004): v2.0.0's, with SessionCnt and the block's
+    MIC under its DataBlockIntKey (lora_bridge/updates/frag_v2.py), for a collar whose `frag_version` is 2."""
     mc = codec.encode_packet("mc_class_c_session", {
         "group": MC_GROUP, "session_time_gps_s": codec.gps_from_unix(session_s),
         "timeout_log2_s": delivery.window_timeout_log2(frags.nb_frag, spacing_s),
         "frequency_hz100": 8695250, "data_rate": max(0, 12 - sf)})
-    setup = codec.encode_packet("frag_session_setup", {"frag_index": 0, "mc_group_bit_mask": 1 << MC_GROUP,  # that group carries it
-                                                       "nb_frag": frags.nb_frag, "frag_size": frags.frag_size,
-                                                       "control": 0, "padding": frags.padding, "descriptor": 0})
+    values = {"frag_index": 0, "mc_group_bit_mask": 1 << MC_GROUP,  # that group carries it
+              "nb_frag": frags.nb_frag, "frag_size": frags.frag_size, "control": 0, "padding": frags.padding,
+              "descriptor": 0}
+    if collar is not None and collar.frag_version == 2:
+        block = b"".join(frags.data)[:frags.nb_frag * frags.frag_size - frags.padding]  # the image
+        key = multicast_keys.data_block_int_key(collar.root_key)
+        mic = cmac_4(key, frag_v2.b0(session_cnt, 0, 0, len(block)) + block)
+        values = {**values, "control": frag_v2.ACK_RECEPTION, "session_cnt": session_cnt,
+                  "mic": int.from_bytes(mic, "little")}
+    setup = (codec.PORT_FRAGMENTS, codec.encode("frag_session_setup", values, collar.frag_version if collar else 1))
     return [mc, setup]
+
+
+def cmac_4(key: bytes, data: bytes) -> bytes:
+    """The first 4 bytes of AES-CMAC(key, data) (RFC 4493), TS004 v2.0.0's data block MIC."""
+    from cryptography.hazmat.primitives import cmac
+    from cryptography.hazmat.primitives.ciphers import algorithms
+
+    mac = cmac.CMAC(algorithms.AES(key))
+    mac.update(data)
+    return mac.finalize()[:4]
 
 
 def _fragment_frame(frags: Fragmented, position: int) -> bytes:
@@ -162,10 +197,13 @@ def _status_request(rounds_done: int) -> bytes:
 
 
 def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
-                 max_unicast_days: int = delivery.MAX_UNICAST_DAYS) -> CampaignResult:
+                 max_unicast_days: int = delivery.MAX_UNICAST_DAYS, ask_version: bool = False) -> CampaignResult:
     """Update fleet with image as the bridge's delivery does (lora_bridge/domain/fuota_delivery.py):
     the planned multicast round, status rounds whose answers size the repair parity
-    (lora_bridge/updates/delivery.py), then unicast for stragglers; check(collar) says updated."""
+    (lora_bridge/updates/delivery.py), then unicast for stragglers; check(collar) says updated.
+    ask_version: each collar is asked PackageVersionReq first and set up in TS004 v2.0.0 when it answers so and
+    its root key is in the key file (`FleetCollar.root_key`), as the bridge does (domain/frag_package.py); a
+    collar that says its block arrived (FragDataBlockReceivedReq, MIC held) counts as done."""
     rng = random.Random(seed)
     plan = make_plan(len(image), [CollarLink(c.device_id, c.sf, c.loss) for c in fleet])
     frags = fragment(image, plan.frag_size)
@@ -173,7 +211,12 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
     now = fleet[0].hal.clock.now_s()
     session_s = now + SESSION_LEAD_S
     for c in fleet:
-        for port, payload in _setup_frames(frags, session_s, plan.spacing_s, plan.sf):
+        if ask_version:
+            c.hear(codec.PORT_FRAGMENTS, codec.encode("frag_package_version", {}))
+            progress.unicast_sent(c.device_id, 1)
+            c.live_until(now + 1)
+            c.frag_version = 2 if c.package_version == 2 and c.root_key is not None else 1
+        for port, payload in _setup_frames(frags, session_s, plan.spacing_s, plan.sf, c):
             c.hear(port, payload)
             progress.unicast_sent(c.device_id, 1)
         c.live_until(session_s + 1)  # the collar wakes at the window's start and opens it
@@ -221,7 +264,7 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
         answers, silent = [], []
         for c in fleet:
             c.live_until(decided)
-            if c.acks:
+            if c.acks or c.block_received:
                 said_complete.add(c.device_id)
             heard_in_time = [a for a in c.answers if a[0] <= decided - delivery.UPLINK_LATENCY_S]
             if not heard_in_time:
@@ -288,7 +331,8 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
 
 
 def bench(collars: int = 50, seed: int = 1) -> dict:
-    """`tembo bench fuota`: a 40 KB firmware bundle and a model-only update at losses 0, 0.1, 0.3."""
+    """`tembo bench fuota`: a 40 KB firmware bundle and a model-only update at losses 0, 0.1, 0.3 in TS004 v1.0.0
+    (`firmware_loss_0.1`, ...), and again in v2.0.0 as V2_RUNS lists (`model_v2_loss_0.1`, ...)."""
     from lora_bridge.updates import release
 
     key, keys_for = bench_keys()
@@ -308,28 +352,32 @@ def bench(collars: int = 50, seed: int = 1) -> dict:
               "model": lambda c: c.collar.model.version == model_version}
     figures: dict = {"collars": collars, "firmware_image_bytes": len(images["firmware"]),
                      "model_image_bytes": len(images["model"])}
-    for kind, image in images.items():
-        for loss in (0.0, 0.1, 0.3):
-            fleet = build_fleet(collars, loss, seed, keys_for)
-            result = run_campaign(fleet, image, seed, checks[kind])
-            p = result.plan
-            # the least time: the data fragments back to back at the duty cycle, the last one's end
-            minimum_s = (p.nb_frag - 1) * p.spacing_s + p.fragment_airtime_s
-            tag = f"{kind}_loss_{loss:g}"
-            figures[tag] = {
-                "success": round(result.success, 4),
-                "fragments_sent": result.progress.sent,
-                "airtime_s": round(result.progress.airtime_s, 1),
-                "delivery_hours": round(result.delivery_s / 3600, 3),
-                "ratio_to_minimum": round(result.delivery_s / minimum_s, 3),
-                "ratio_without_code_overhead": round(result.m_heard_s / minimum_s, 3),
-                "session_hours": round(result.session_s / 3600, 3),
-                "session_ratio_to_minimum": round(result.session_s / minimum_s, 3),
-                "repair_rounds": result.rounds, "status_answers": result.status_answers,
-                "unicast_days": result.unicast_days,
-                "sf": p.sf, "frag_size": p.frag_size, "nb_frag": p.nb_frag, "parity": p.parity,
-                "refusals": sorted({r for r in result.results.values() if r != "ok"}),
-            }
+    runs = [(kind, loss, 1) for kind in images for loss in (0.0, 0.1, 0.3)]
+    runs += [(kind, loss, 2) for kind, loss in V2_RUNS]  # TS004 v2.0.0: asked, set up with the block's MIC
+    for kind, loss, version in runs:
+        fleet = build_fleet(collars, loss, seed, keys_for, root_keys=version == 2)
+        result = run_campaign(fleet, images[kind], seed, checks[kind], ask_version=version == 2)
+        p = result.plan
+        # the least time: the data fragments back to back at the duty cycle, the last one's end
+        minimum_s = (p.nb_frag - 1) * p.spacing_s + p.fragment_airtime_s
+        tag = f"{kind}_loss_{loss:g}" if version == 1 else f"{kind}_v2_loss_{loss:g}"
+        figures[tag] = {
+            "success": round(result.success, 4),
+            "fragments_sent": result.progress.sent,
+            "airtime_s": round(result.progress.airtime_s, 1),
+            "delivery_hours": round(result.delivery_s / 3600, 3),
+            "ratio_to_minimum": round(result.delivery_s / minimum_s, 3),
+            "ratio_without_code_overhead": round(result.m_heard_s / minimum_s, 3),
+            "session_hours": round(result.session_s / 3600, 3),
+            "session_ratio_to_minimum": round(result.session_s / minimum_s, 3),
+            "repair_rounds": result.rounds, "status_answers": result.status_answers,
+            "unicast_days": result.unicast_days,
+            "sf": p.sf, "frag_size": p.frag_size, "nb_frag": p.nb_frag, "parity": p.parity,
+            "refusals": sorted({r for r in result.results.values() if r != "ok"}),
+        }
+        if version == 2:
+            figures[tag]["set_up_v2"] = sum(c.frag_version == 2 for c in fleet)
+            figures[tag]["block_received"] = sum(bool(c.block_received) for c in fleet)
     figures["model_loss_0.1_over_fleets"] = _over_fleets(images["model"], checks["model"], keys_for, collars,
                                                          range(seed, seed + SPREAD_FLEETS))
     from simulator.fuota_micropython import update_costs
@@ -339,6 +387,9 @@ def bench(collars: int = 50, seed: int = 1) -> dict:
 
 
 SPREAD_FLEETS = 8  # fleets (loss draws) the model update at 10 % runs on: one draw is one tail
+# the deliveries also run in TS004 v2.0.0 (collars with a crypto engine and their root key in the key file): the
+# model at every loss, the firmware at 10 % (its MIC over 41 KB is checked by each collar's simulated engine)
+V2_RUNS = (("model", 0.0), ("model", 0.1), ("model", 0.3), ("firmware", 0.1))
 
 
 def _over_fleets(image: bytes, check, keys_for, collars: int, seeds) -> dict:

@@ -43,16 +43,20 @@ def test_alerts_fit_us915_dr0():
 
 
 def test_every_message_name_and_port_tag_is_unique_per_direction():
-    # a name repeats only as versions of one message: same port and direction, another version byte
+    # a name repeats only as versions of one message: same port and direction, another version byte, or another
+    # TS004 package version (a sixth element: the layouts of v2.0.0, which the bytes alone cannot tell apart)
     rows_by_name = {}
     for m in codec.MESSAGES:
-        rows_by_name.setdefault(m[0], []).append(m)
+        rows_by_name.setdefault((m[0], m[5] if len(m) > 5 else 1), []).append(m)
     for name, rows in rows_by_name.items():
         assert len({(m[1], m[3]) for m in rows}) == 1, name
         assert len({m[2] for m in rows}) == len(rows) and None not in {m[2] for m in rows} or len(rows) == 1, name
     for direction in ("up", "down"):
-        keys = [(m[1], m[2]) for m in codec.MESSAGES if m[3] in (direction, "both")]
+        keys = [(m[1], m[2], m[5] if len(m) > 5 else 1) for m in codec.MESSAGES if m[3] in (direction, "both")]
         assert len(set(keys)) == len(keys), direction
+    versioned = [m for m in codec.MESSAGES if len(m) > 5]
+    assert {(m[0], m[5]) for m in versioned} == {("frag_session_setup", 2), ("frag_session_status_ans", 2)}
+    assert all(codec.message(m[0]) is not m and codec.message(m[0], m[5]) is m for m in versioned)
 
 
 def test_out_of_range_values_are_refused_not_wrapped():
@@ -104,12 +108,13 @@ def _message_values(message):
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
 def test_round_trip_of_every_message(message, data):
+    version = message[5] if len(message) > 5 else 1  # a TS004 package version's own row
     values = data.draw(_message_values(message))
-    payload = codec.encode(message[0], values)
-    assert len(payload) <= codec.max_size(message[0])
-    decoded = codec.decode(message[1], payload, message[3] if message[3] != "both" else None)
+    payload = codec.encode(message[0], values, version)
+    assert len(payload) <= (codec.max_size(message[0]) if version == 1 else codec.payload_size(message[0], 1, version))
+    decoded = codec.decode(message[1], payload, message[3] if message[3] != "both" else None, version)
     assert decoded["message"] == message[0]
-    assert codec.encode(message[0], decoded) == payload
+    assert codec.encode(message[0], decoded, version) == payload
     for key, value in values.items():
         if isinstance(value, float) and key in ("lat", "lon"):
             assert abs(decoded[key] - value) <= 180 / 2**23

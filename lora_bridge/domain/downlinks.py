@@ -207,8 +207,11 @@ def queue_command(
     alert_id: int | None = None,
     resend_after_s: float = 3600.0,
     now: datetime | None = None,
+    version: int = 1,
 ) -> Downlink:
     """Encode a downlink message (port-32 command, or port-3 settings) and queue it for device_id.
+    version: the TS004 package version whose codec row to encode a fragmentation command in (its v1.0.0 row
+    where the version has none of its own; collar_firmware/codec.py).
 
     The same bytes still waiting for the same collar are not queued twice, and the ack of an alert
     pushed less than resend_after_s ago (and not reported undelivered) is not queued again: a collar
@@ -221,7 +224,7 @@ def queue_command(
     if row[3] not in ("down", "both"):
         raise codec.CodecError(f"{command} is not a downlink message")
     try:
-        payload = bytes(codec.encode(command, values))
+        payload = bytes(codec.encode(command, values, version) if version != 1 else codec.encode(command, values))
     except codec.CodecError:
         raise
     except (TypeError, ValueError, OverflowError) as error:

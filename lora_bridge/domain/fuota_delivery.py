@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session
 from collar_firmware import codec as wire
 from collar_firmware.scheduler import airtime_us
 from lora_bridge import queries
-from lora_bridge.domain import campaigns, downlinks, multicast_groups
+from lora_bridge.domain import campaigns, downlinks, frag_package, multicast_groups
 from lora_bridge.network_server import origin_of
 from lora_bridge.store.tables import (
     CampaignCollar,
@@ -91,9 +91,9 @@ MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 # (setup_layouts.EITHER: FragIndex in bits 5..4 and 1..0) also enable group 0 in TS004's McGroupBitMask
 # (bits 3..0), which today's collar enforces on every multicast fragment (TS004 v1.0.0: "silently dropped")
 SESSION_INDEX = 1
-FRAG_PACKAGE_ID = 3  # TS004 PackageVersionAns: the fragmented data block transport package
-FRAG_PACKAGE_VERSION_1 = 1  # the v1.0.0 layouts the bridge writes to and reads from collars before frag_v2.V2_SINCE
-FRAG_PACKAGE_VERSION = 2  # v2.0.0's, to collars that speak it (updates/frag_v2.py)
+FRAG_PACKAGE_ID = frag_package.PACKAGE_ID  # TS004 PackageVersionAns: the fragmented data block transport package
+FRAG_PACKAGE_VERSION_1 = frag_package.V1  # the v1.0.0 layouts the bridge writes to and reads from collars before frag_v2.V2_SINCE
+FRAG_PACKAGE_VERSION = frag_package.V2  # v2.0.0's, to collars that speak it (updates/frag_v2.py)
 MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
 MC_GROUP_BIT_MASK = 1 << MC_GROUP  # TS004 FragSession's McGroupBitMask: the delivery's group may carry the fragments
 SETUP_ERROR_BITS = 0x3F  # FragSessionSetupAns below its FragIndex (bits 7..6): any set is a refusal
@@ -104,7 +104,7 @@ WINDOW = "window"
 REPAIR = "repair"
 STRAGGLERS = "stragglers"
 CLOSED = "closed"
-DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", frag_v2.SETUP_V2, "data_fragment",
+DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment",
                      "frag_session_status")  # the last: a straggler asked by unicast what it still misses
 DELETE_RETRY_S = 60  # a refused network server group deletion is tried again after this, doubling
 DELETE_RETRY_MAX_S = 6 * 3600
@@ -348,24 +348,25 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
     """Queue the collar's TS004 FragSessionSetupReq, its FragSession byte laid out as the firmware the
     collar last reported reads it (updates/setup_layouts.py); a collar set up in another layout than
     TS004's has its campaign's history say which and why. A collar whose firmware speaks TS004 v2.0.0 and whose
-    root key the key file (ring) holds gets v2.0.0's set-up: SessionCnt, the image's MIC, AckReception
-    (updates/frag_v2.py); any other collar (and one given no ring) v1.0.0's. Returns the set-up's downlink."""
-    row_dev = session.execute(select(Device.fw_version, Device.dev_eui).where(Device.device_id == device_id)).first()
-    fw_version, dev_eui = (row_dev[0], row_dev[1]) if row_dev is not None else (None, None)
+    root key the key file (ring) holds gets v2.0.0's set-up (the codec's v2.0.0 row): SessionCnt, the image's MIC,
+    AckReception (updates/frag_v2.py); any other collar (and one given no ring) v1.0.0's. Returns the set-up's
+    downlink."""
+    device = session.get(Device, device_id)
+    fw_version, dev_eui = (device.fw_version, device.dev_eui) if device is not None else (None, None)
     layout = setup_layouts.layout_for(fw_version)
     values = {**setup_layouts.setup_values(fw_version, SESSION_INDEX, MC_GROUP_BIT_MASK), "nb_frag": row.nb_frag,
               "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding,
               "descriptor": row.campaign_id}
-    command = "frag_session_setup"
+    version = frag_package.V1
     if frag_v2.speaks_v2(fw_version) and ring is not None and ring.knows(dev_eui):
         values = frag_v2.setup_values(ring, dev_eui or "", {**values, "frag_index": SESSION_INDEX}, row.campaign_id,
                                       row.image)
-        command = frag_v2.SETUP_V2
-        log.info("frag_session_setup_v2 for device_id=%s (fw_version=%s) session_cnt=%d campaign_id=%d", device_id,
-                 fw_version, values["session_cnt"], row.campaign_id,
+        version = frag_package.V2
+        log.info("frag_session_setup in TS004 v2.0.0 for device_id=%s (fw_version=%s) session_cnt=%d campaign_id=%d",
+                 device_id, fw_version, values["session_cnt"], row.campaign_id,
                  extra={"device_id": device_id, "campaign_id": row.campaign_id})
-    queued = downlinks.queue_command(session, frag_v2.V2Codec(codec), device_id=device_id, command=command,
-                                     values=values)
+    queued = downlinks.queue_command(session, codec, device_id=device_id, command="frag_session_setup",
+                                     values=values, version=version)
     if layout is not setup_layouts.TS004:
         if layout is setup_layouts.EITHER:
             why = ("the collar has not reported a firmware version the bridge reads: its set-up names the same "
@@ -987,9 +988,9 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
         return []
     if message == "frag_data_block_received":
         return _block_received(session, codec, row, collar, fields)
-    if message == "frag_session_status_ans" and _set_up_v2(session, device_id, row.campaign_id):
-        fields = frag_v2.status_fields(fields)  # v2.0.0's layout: Status first
-        if fields.get("mic_error") and not fields.get("session_does_not_exist"):
+    if message == "frag_session_status_ans":
+        fields = _status_counts(fields)
+        if fields.get("mic_error") and not fields.get("session_does_not_exist"):  # v2.0.0's Status bit 1
             _mic_refused(session, row, device_id)
             return []
     if message == "mc_class_c_session_ans":
@@ -1004,7 +1005,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
             log.warning("FragSessionSetupAns device_id=%s names FragIndex %d, not the delivery's %d: not its answer",
                         device_id, status >> 6, SESSION_INDEX, extra={"device_id": device_id})
             return []
-        if status & SETUP_ERROR_BITS == SETUP_ENCODING_UNSUPPORTED and _set_up_v2(session, device_id, row.campaign_id):
+        if status & SETUP_ERROR_BITS == SETUP_ENCODING_UNSUPPORTED and _set_up_v2(session, codec, device_id,
+                                                                                   row.campaign_id):
             return [_set_up_v1_instead(session, codec, row, collar, heard_at).id]
         collar.setup_answered = status & SETUP_ERROR_BITS == 0
         if status & SETUP_ERROR_BITS:  # the collar took no session: failed now, with the bits it gave
@@ -1013,6 +1015,8 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
             collar.missing = row.nb_frag  # a late answer: outside the group, it now has a session for unicast
             if row.state == CLOSED:
                 row.state = STRAGGLERS
+    elif fields.get("received_and_index") is None and fields.get("session_does_not_exist"):
+        _session_lost(session, row, collar, heard_at)  # v2.0.0's answer for no session: Status alone, no FragIndex
     elif int(fields.get("received_and_index") or 0) >> 14 != SESSION_INDEX:
         log.warning("FragSessionStatusAns device_id=%s about FragIndex %d, not the delivery's %d: not its answer",
                     device_id, int(fields.get("received_and_index") or 0) >> 14, SESSION_INDEX,
@@ -1033,13 +1037,19 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
     return []
 
 
-def _set_up_v2(session: Session, device_id: str, campaign_id: int) -> bool:
+def _status_counts(fields: dict[str, Any]) -> dict[str, Any]:
+    """A FragSessionStatusAns's fields with Received&index and MissingFrag at the top: v1.0.0's row has them there,
+    v2.0.0's in its `session` list (one item, none when the session does not exist: collar_firmware/codec.py)."""
+    held = fields.get("session")
+    return {**fields, **held[0]} if held else fields
+
+
+def _set_up_v2(session: Session, codec: Any, device_id: str, campaign_id: int) -> bool:
     """True when the last fragmentation set-up the bridge queued for this collar was TS004 v2.0.0's, for the
     delivery of campaign_id (the set-up's Descriptor, payload bytes 7..10, names its campaign)."""
-    last = session.execute(select(Downlink.command, Downlink.payload).where(
-        Downlink.device_id == device_id, Downlink.command.in_(("frag_session_setup", frag_v2.SETUP_V2)))
-        .order_by(Downlink.id.desc()).limit(1)).first()
-    return last is not None and last[0] == frag_v2.SETUP_V2 and frag_v2.descriptor(last[1]) == campaign_id
+    last = frag_package.last_setup(session, device_id)
+    return last is not None and frag_package.setup_version(bytes(last), codec) == frag_package.V2 \
+        and frag_v2.descriptor(bytes(last)) == campaign_id
 
 
 def _set_up_v1_instead(session: Session, codec: Any, row: FuotaSession, collar: FuotaCollar,

@@ -3,11 +3,11 @@
 TS004 v2.0.0 (LoRa Basics Modem's `lorawan_fragmentation_package_v2.0.0.c`) "is not compatible with the earlier
 version": its FragSessionSetupReq adds SessionCnt and the data block's MIC, its FragSessionStatusAns puts Status
 first (and is Status alone when the session does not exist), and a collar tells the server unasked that it
-rebuilt the block (FragDataBlockReceivedReq, CID 4) when the set-up's AckReception bit asks for it. Tembo's
-collars speak it from firmware V2_SINCE (PackageVersionAns 3, 2) and still take v1.0.0's set-up alone in its frame,
-so the bridge sets a collar up in v2.0.0 only when its reported firmware speaks it AND the collar key file holds
-its root key (the MIC needs its DataBlockIntKey, `multicast_keys.CollarKeyRing.block_mic`); any other collar gets
-v1.0.0's set-up, as before.
+rebuilt the block (FragDataBlockReceivedReq, CID 4) when the set-up's AckReception bit asks for it. Both layouts
+are rows of the codec table (collar_firmware/codec.py, one per version). Tembo's collars speak it from firmware
+V2_SINCE (PackageVersionAns 3, 2) and still take v1.0.0's set-up alone in its frame, so the bridge sets a collar up
+in v2.0.0 only when its reported firmware speaks it AND the collar key file holds its root key (the MIC needs its
+DataBlockIntKey, `multicast_keys.CollarKeyRing.block_mic`); any other collar gets v1.0.0's set-up.
 
 The MIC's input, as the collar computes it (collar_firmware/update_install.py, Cmac and MicCheck):
     B0  = 0x49 | SessionCnt (u16) | FragIndex (u8) | Descriptor (u32) | 0 (u32) | block size (u32), little-endian
@@ -20,14 +20,11 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from collar_firmware import codec as wire
 from collar_firmware.update import version_raw
 from lora_bridge.updates import multicast_keys
 
 V2_SINCE = "1.1.0"  # the first firmware version that announces TS004 v2.0.0
 ACK_RECEPTION = 0x40  # FragSessionSetupReq Control bit 6: send FragDataBlockReceivedReq once the block is rebuilt
-SETUP_V2 = "frag_session_setup_v2"
-MIC_ERROR = 0x02  # FragSessionStatusAns v2 Status bit 1
 
 
 def speaks_v2(fw_version: str | None) -> bool:
@@ -49,48 +46,12 @@ def b0(session_cnt: int, frag_index: int, descriptor: int, size: int) -> bytes:
     return struct.pack("<BHBIII", 0x49, session_cnt & 0xFFFF, frag_index & 3, descriptor & 0xFFFFFFFF, 0, size)
 
 
-class V2Codec:
-    """The codec for the bridge's downlinks, plus TS004 v2.0.0's set-up (`SETUP_V2`): v1.0.0's `frag_session_setup`
-    followed by SessionCnt and MIC (`codec.V2_SETUP_TAIL`; collar_firmware/codec.py says why it is no row of its own).
-    Everything else is the codec's."""
-
-    def __init__(self, codec: Any) -> None:
-        self._codec = codec
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._codec, name)
-
-    def message(self, name: str) -> tuple:
-        """The codec row a downlink named `name` goes out as (v2.0.0's set-up: v1.0.0's, by port and id)."""
-        return self._codec.message("frag_session_setup" if name == SETUP_V2 else name)
-
-    def encode(self, name: str, values: dict[str, Any]) -> bytes:
-        """Encode a downlink; v2.0.0's set-up is v1.0.0's bytes, then SessionCnt and MIC."""
-        if name != SETUP_V2:
-            return self._codec.encode(name, values)
-        return self._codec.encode("frag_session_setup", values) + struct.pack(
-            wire.V2_SETUP_TAIL, values["session_cnt"], values["mic"])
-
-
 def setup_values(ring: multicast_keys.CollarKeyRing, dev_eui: str, values: dict[str, Any], session_cnt: int,
                  block: bytes) -> dict[str, Any]:
-    """Return the codec values of `frag_session_setup_v2` for a collar: v1.0.0's `values` (frag_index, nb_frag,
+    """Return the codec values of v2.0.0's `frag_session_setup` row for a collar: v1.0.0's `values` (frag_index, nb_frag,
     frag_size, control, padding, descriptor...) with AckReception set, SessionCnt and the MIC of `block` (the
     image, NbFrag * FragSize - Padding bytes) under the collar's DataBlockIntKey; CollarKeyError when the key file
     holds no root key for it."""
     mic = ring.block_mic(dev_eui, b0(session_cnt, values["frag_index"], values["descriptor"], len(block)), block)
     return {**values, "control": values["control"] | ACK_RECEPTION, "session_cnt": session_cnt & 0xFFFF,
             "mic": int.from_bytes(mic, "little")}
-
-
-def status_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """Re-read a FragSessionStatusAns that the codec decoded in v1.0.0's layout (it cannot tell them apart: both are
-    5 bytes) as the v2.0.0 answer a collar set up in v2.0.0 sent (Status first; codec.py); return its fields
-    (session_does_not_exist, mic_error, memory_error, received_and_index, missing)."""
-    status = int(fields.get("rfu") or 0) << 3 | int(fields.get("session_does_not_exist") or 0) << 2 \
-        | int(fields.get("spare") or 0) << 1 | int(fields.get("not_enough_matrix_memory") or 0)
-    raw = struct.pack("<HBB", int(fields.get("received_and_index") or 0), int(fields.get("missing") or 0), status)
-    v2_status, received_and_index, missing = struct.unpack("<BHB", raw)
-    return {"message": "frag_session_status_ans", "port": wire.port_of("frag_session_status_ans"),
-            "session_does_not_exist": v2_status >> 2 & 1, "mic_error": v2_status >> 1 & 1,
-            "memory_error": v2_status & 1, "received_and_index": received_and_index, "missing": missing}

@@ -1,0 +1,49 @@
+"""Which TS004 fragmentation package version a collar's session speaks (port 201).
+
+TS004 v2.0.0 "is not compatible with the earlier version": its FragSessionSetupReq and FragSessionStatusAns are laid
+out anew (collar_firmware/codec.py's versioned rows), and the bytes of an answer do not say which layout they are
+in. A collar answers in the layout of the session it was set up in (collar_firmware/update.py `frag_version`), so
+the bridge reads a collar's answers on port 201 in the version of the last set-up it queued for it
+(`session_version`; v2.0.0's set-up is the longer), not in what the collar's firmware could speak: a collar that
+speaks v2.0.0 but was set up in v1.0.0 (no root key in the key file, or after refusing v2.0.0) answers as v1.0.0
+says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lora_bridge.store.tables import Downlink
+
+PACKAGE_ID = 3  # TS004 PackageIdentifier: fragmented data block transport
+V1 = 1  # TS004 v1.0.0's layouts
+V2 = 2  # TS004 v2.0.0's
+FRAGMENTS_PORT = 201
+SETUP_CID = 2  # FragSessionSetupReq
+SETUP = "frag_session_setup"
+
+
+def setup_version(payload: bytes, codec: Any) -> int:
+    """The TS004 version of a queued FragSessionSetupReq (its CID first): v2.0.0's is the longer."""
+    return V2 if len(payload) >= codec.command_size(FRAGMENTS_PORT, SETUP_CID, "down", V2) else V1
+
+
+def last_setup(session: Session, device_id: str) -> bytes | None:
+    """The payload of the last FragSessionSetupReq queued for the collar (None: none ever)."""
+    return session.scalar(select(Downlink.payload).where(Downlink.device_id == device_id, Downlink.command == SETUP)
+                          .order_by(Downlink.id.desc()).limit(1))
+
+
+def session_version(session: Session, device_id: str, codec: Any) -> int:
+    """The TS004 version the collar's fragmentation session speaks, which its answers on port 201 are laid out in:
+    that of the last set-up queued for it (v1.0.0 when none was, or for a codec without versioned rows)."""
+    payload = last_setup(session, device_id)
+    if payload is None:
+        return V1
+    try:
+        return setup_version(bytes(payload), codec)
+    except (AttributeError, TypeError):  # a codec of before versioned rows reads v1.0.0's layouts only
+        return V1
