@@ -3,12 +3,20 @@ whose clock is that now, and the set of every exact place it knows (what must ne
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import bridge_builders as b
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from lora_bridge.access import ADMIN, Viewer
 from lora_bridge.service import Bridge
@@ -36,10 +44,67 @@ def fix_time(hour: int, now: datetime = NOW) -> datetime:
 
 
 @contextmanager
-def live_bridge(sqlite_url: str, now: datetime = NOW, **settings: Any) -> Iterator[Bridge]:
+def live_bridge(store_url: str, now: datetime = NOW, **settings: Any) -> Iterator[Bridge]:
     """A bridge on a fresh store whose clock stands at `now`, with the herd, its accounts, 48 hourly
     fixes per animal up to now - 10 min, an activity summary every 6 h, a mortality alert on Tusker
-    raised 30 min ago and a low-battery-free geofence alert on Amani raised 30 h ago."""
+    raised 30 min ago and a low-battery-free geofence alert on Amani raised 30 h ago.
+
+    The herd goes in through the bridge's own calls and webhook (`_seeded_bridge`) once per test process
+    and `now`; each test then gets a copy of that store (a SQLite file copied, a PostgreSQL database
+    cloned from it) and a bridge opened on it, as after a restart. With settings, or on a store already
+    there, the herd goes in again for the test."""
+    if settings or not _fresh(store_url):
+        with _seeded_bridge(store_url, now, **settings) as bridge:
+            yield bridge
+        return
+    _copy_of_seeded(store_url, now)
+    with b.fresh_bridge(store_url) as bridge:
+        bridge.clock = lambda: now
+        yield bridge
+
+
+_SEEDED: dict[tuple[str, datetime], str] = {}  # (engine, now) -> the seeded store's SQLite path or database name
+
+
+def _fresh(store_url: str) -> bool:
+    """True for a SQLite file not there yet, or a PostgreSQL database of the fixtures (cloned empty)."""
+    return make_url(store_url).get_backend_name() == "postgresql" or b._new_sqlite_file(store_url) is not None
+
+
+def _copy_of_seeded(store_url: str, now: datetime) -> None:
+    """Make the store at store_url a copy of the herd seeded at `now` (seeding it first, once per process)."""
+    url = make_url(store_url)
+    if url.get_backend_name() != "postgresql":
+        key = ("sqlite", now)
+        if key not in _SEEDED:
+            folder = Path(tempfile.mkdtemp(prefix="tembo-live-herd-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            with _seeded_bridge(f"sqlite:///{folder / 'tembo.db'}", now):
+                pass  # closed: its WAL checkpointed into the file
+            _SEEDED[key] = str(folder / "tembo.db")
+        shutil.copyfile(_SEEDED[key], url.database)
+        return
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        key = (f"postgresql:{url.host}:{url.port}", now)
+        if key not in _SEEDED:
+            seeded = f"tembo_live_herd_{os.getpid()}_{len(_SEEDED)}"
+            with admin.connect() as connection:  # the test's database is still the empty migrated store
+                connection.execute(text(f"CREATE DATABASE {seeded} TEMPLATE {url.database} STRATEGY FILE_COPY"))
+            with _seeded_bridge(url.set(database=seeded).render_as_string(hide_password=False), now):
+                pass
+            _SEEDED[key] = seeded
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE {url.database} WITH (FORCE)"))
+            connection.execute(text(f"CREATE DATABASE {url.database} TEMPLATE {_SEEDED[key]} STRATEGY FILE_COPY"))
+    finally:
+        admin.dispose()
+
+
+@contextmanager
+def _seeded_bridge(sqlite_url: str, now: datetime = NOW, **settings: Any) -> Iterator[Bridge]:
+    """A bridge on a fresh store whose clock stands at `now`, the herd put in through its own calls and
+    webhook reads (what `live_bridge` describes)."""
     with b.fresh_bridge(sqlite_url, **settings) as bridge:
         bridge.clock = lambda: now
         for username, (role, password) in PASSWORDS.items():
