@@ -25,8 +25,8 @@ lint: setup
 	$(BIN)/ruff check .
 
 # The suite runs on the cores this process may use, at most four (pytest-xdist), a test file per
-# worker at a time; each worker starts its own PostgreSQL and Mosquitto on free ports in its own
-# temporary folders. TEST_WORKERS=1 runs it in one process.
+# worker at a time, the files of slow stories first (tests/conftest.py); each worker starts its own
+# PostgreSQL and Mosquitto on free ports in its own temporary folders. TEST_WORKERS=1 runs it in one process.
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(len(os.sched_getaffinity(0)), 4))')
 
 # The suite's many processes (workers, each bridge, dashboard and CLI a test starts) share the project's
@@ -35,7 +35,7 @@ TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(min(len(os.sched_getaffin
 test: export PYTHONDONTWRITEBYTECODE =
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 demo: setup
 	$(BIN)/tembo demo $(DEMO_ARGS)

@@ -50,6 +50,25 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[micropython_runner.CACHE_VARIABLE] = _wasm_cache_made[0]
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On xdist's workers (`make test`: `--dist loadfile --no-loadscope-reorder`, a file per worker at a
+    time, taken in this order), the files holding a slow or browser story come first, then the rest by
+    their number of tests, most first (xdist's own order). Left to xdist, a file of one or two
+    minute-long stories came last: one core ran it while the other sat idle at the end of the run."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    files: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+
+    def long_first(path: Path) -> tuple[bool, int]:
+        stories = files[path]
+        long = any(story.get_closest_marker("slow") or story.get_closest_marker("browser") for story in stories)
+        return not long, -len(stories)
+
+    items[:] = [item for path in sorted(files, key=long_first) for item in files[path]]
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Remove the folder of compiled MicroPython this process made."""
     for folder in _wasm_cache_made:

@@ -6,6 +6,8 @@ import pytest
 
 from lora_bridge.bench import bridge_figures, synthetic_bodies
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.parametrize("applier", ["thread", "process"])
 def test_bridge_bench_drives_the_webhook_from_another_process_and_loses_nothing(applier):

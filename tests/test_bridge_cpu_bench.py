@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lora_bridge import cpu_bench
 from lora_bridge.bench import synthetic_bodies
 from tembo.benches import BENCHES
+
+pytestmark = pytest.mark.slow
 
 
 def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_the_webhook_and_the_load():

@@ -8,10 +8,13 @@ import tempfile
 from pathlib import Path
 
 import bridge_builders as b
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lora_bridge.service import open_bridge
+
+pytestmark = pytest.mark.slow
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -8,7 +8,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from bridge_process import BridgeProcess, Load, lost_and_twice, post_all, report
+
+pytestmark = pytest.mark.slow
 
 
 def test_operator_who_stops_the_bridge_under_load_finds_every_acknowledged_uplink_in_the_store(store_url, port):

@@ -8,11 +8,14 @@ import time
 
 import bridge_builders as b
 import httpx
+import pytest
 from bridge_process import bridge_process
 from conftest import free_port
 from notify_standins import SmsGateway
 
 from lora_bridge.server import serve_app_in_thread
+
+pytestmark = pytest.mark.slow
 
 EXPIRED = "sms-token-of-last-month"
 RENEWED = "sms-token-paid-this-morning"
