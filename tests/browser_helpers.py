@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import bridge_builders
 
@@ -241,10 +242,12 @@ def seeded_sqlite(sqlite_url: str, hours: int = 6) -> str:
     return sqlite_url
 
 
-def running_dashboard(port: int, database_url: str, log_path: Path, timeout_s: float = 60.0) -> Iterator[str]:
-    """The dashboard on `port` over `database_url`, started and stopped by the dashboard's own
-    `serving.running` (the one that waits for Streamlit's health check); yields its base URL."""
-    return serving.running(port, database_url, log_path, timeout_s)
+def running_dashboard(port: int, database_url: str, log_path: Path, timeout_s: float = 60.0,
+                      **options: Any) -> Iterator[str]:
+    """The dashboard on `port` over `database_url` (with `launch.command`'s options, e.g. `refresh_s`),
+    started and stopped by the dashboard's own `serving.running` (the one that waits for Streamlit's
+    health check); yields its base URL."""
+    return serving.running(port, database_url, log_path, timeout_s, **options)
 
 
 @contextmanager
