@@ -21,14 +21,13 @@ from lora_bridge.store.tables import Downlink
 PACKAGE_ID = 3  # TS004 PackageIdentifier: fragmented data block transport
 V1 = 1  # TS004 v1.0.0's layouts
 V2 = 2  # TS004 v2.0.0's
-FRAGMENTS_PORT = 201
-SETUP_CID = 2  # FragSessionSetupReq
-SETUP = "frag_session_setup"
+SETUP = "frag_session_setup"  # FragSessionSetupReq's codec row: its port and CID are the table's
 
 
 def setup_version(payload: bytes, codec: Any) -> int:
     """The TS004 version of a queued FragSessionSetupReq (its CID first): v2.0.0's is the longer."""
-    return V2 if len(payload) >= codec.command_size(FRAGMENTS_PORT, SETUP_CID, "down", V2) else V1
+    _, port, cid = codec.message(SETUP)[:3]
+    return V2 if len(payload) >= codec.command_size(port, cid, "down", V2) else V1
 
 
 def last_setup(session: Session, device_id: str) -> bytes | None:
