@@ -34,9 +34,9 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import and_, bindparam, inspect, or_, select, union
+from sqlalchemy import and_, bindparam, or_, select, union
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.util import identity_key
+from sqlalchemy.orm.attributes import instance_state
 
 from lora_bridge.domain import alerts, devices, geofences, herd, rules, rules_visits
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
@@ -231,8 +231,11 @@ def _collars_held(session: Session, device_ids: list[str]) -> dict[str, tuple[De
     if not animals:
         return None
     held: dict[str, tuple[Device, Animal]] = {}
+    identity_map = session.identity_map
     for device_id in device_ids:
-        device = session.identity_map.get(identity_key(Device, device_id))
+        # the identity key as `orm.util.identity_key(Device, device_id)` builds it, (class, primary key,
+        # identity token), without its mapper look-up: a batch's every collar is looked for so
+        device = identity_map.get((Device, (device_id,), None))
         animal = animals.get(device_id)
         if (device is None or animal is None or animal.device_id != device_id
                 or not _stored_and_current(device) or not _stored_and_current(animal)):
@@ -244,7 +247,7 @@ def _collars_held(session: Session, device_ids: list[str]) -> dict[str, tuple[De
 def _stored_and_current(obj: Any) -> bool:
     """obj is a stored row of this session with nothing of it expired (a rolled-back savepoint expires
     what it touched)."""
-    state = inspect(obj)
+    state = instance_state(obj)  # what `inspect(obj)` gives a mapped object, without its registry walk
     return state.persistent and not state.expired_attributes
 
 
