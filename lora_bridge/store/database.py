@@ -9,6 +9,7 @@ cut or a failing disk (with NORMAL, the last commits before a crash of the machi
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -240,6 +241,17 @@ def postgres_connect_args(parsed: URL, connect_timeout_s: int) -> dict[str, obje
     return {"connect_timeout": int(connect_timeout_s)}
 
 
+_JSON_ENCODER = json.JSONEncoder()  # json.dumps' own encoder: its defaults, the same text
+_JSON_DECODER = json.JSONDecoder()  # json.loads' own decoder, for the text SQLite keeps
+
+
+def json_text(value: object) -> str:
+    """value as SQLite's JSON columns keep it: the text `json.dumps` writes (SQLAlchemy's default
+    serializer, a null for None), by its encoder without `json.dumps`' own steps; None at once: a
+    batch's every raw row binds one (its path ids, of a webhook path that names none)."""
+    return "null" if value is None else _JSON_ENCODER.encode(value)
+
+
 def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: str = "FULL") -> Engine:
     """An engine on the SQLite file at url; writer: its transactions take the write lock at their start
     (`BEGIN IMMEDIATE`, tried every half millisecond: `write_lock`), else they only read (`BEGIN`)."""
@@ -251,6 +263,8 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: st
         url,
         connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         poolclass=StaticPool if in_memory else None,
+        json_serializer=json_text,
+        json_deserializer=_JSON_DECODER.decode,
     )
 
     @event.listens_for(engine, "connect")
