@@ -154,14 +154,14 @@ def tts_uplink_from(
     """The Uplink of a TTS message object (`uplink_message` or `uplink_normalized`) in document."""
     device_id, dev_eui, application_id = tts_identity(document, path_ids)
     lora = dig(message, "settings", "data_rate", "lora")
-    gateways = tuple(
+    gateways = tuple([  # a list, not a generator: a generator's every item is a call of its own
         GatewayReception(
             gateway_id=label(dig(meta, "gateway_ids").get("gateway_id")) or "?",
             rssi_dbm=number_or_none(meta.get("rssi", meta.get("channel_rssi"))),
             snr_db=number_or_none(meta.get("snr")),
         )
         for meta in list_of_objects(message.get("rx_metadata"))
-    )
+    ])
     payload = _base64(message, "frm_payload")
     return Uplink(
         source=SOURCE_TTS,
@@ -207,6 +207,8 @@ def tts_network_scope(message: dict[str, Any], path_ids: dict[str, str] | None) 
     Source), the cluster that names it, `network_ids.cluster_address` or `cluster_id`; None when
     neither says (a field-masked webhook body, a join)."""
     network = dig(message, "network_ids")
+    if not network:  # a webhook's body without them (the usual one): the topic's tenant, if any
+        return label(path_ids.get("tenant_id")) if path_ids else None
     return (label(network.get("tenant_id")) or label((path_ids or {}).get("tenant_id"))
             or label(network.get("cluster_address")) or label(network.get("cluster_id")))
 
@@ -355,6 +357,9 @@ def time_or_none(value: Any) -> datetime | None:
         return None
 
 
+_FINITE_INT = 2**1023  # an int of less magnitude is a finite float (2**1024 overflows float())
+
+
 def number_or_none(value: Any) -> float | None:
     """A finite number, or None (Infinity, NaN, other text, null and booleans are dropped).
 
@@ -362,6 +367,8 @@ def number_or_none(value: Any) -> float | None:
     follows, lets a writer send any number as a string (protobuf.dev/programming-guides/proto3/#json)."""
     if type(value) is float:  # the usual value (an SNR), judged at once: every gateway of every body has two
         return value if math.isfinite(value) else None
+    if type(value) is int and -_FINITE_INT < value < _FINITE_INT:  # the other usual one (an RSSI in dBm)
+        return float(value)
     if isinstance(value, str) and _DECIMAL.fullmatch(value):
         value = float(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
