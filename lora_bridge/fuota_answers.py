@@ -47,12 +47,22 @@ _LISTED: dict[str, Callable[[int], int]] = {
 }
 
 
+# codec id -> (codec, its FUOTA ports): read once per codec (its ports are constants of its wire table),
+# not at every uplink's payload; the codec is kept, so its id names no other object while cached
+_PORTS_OF: dict[int, tuple[Any, tuple[int, ...]]] = {}
+
+
 def fuota_ports(codec: Any) -> tuple[int, ...]:
     """The codec's FUOTA ports (none for a codec without them)."""
-    # no generators: every uplink's payload asks (a generator's every item is a call of its own)
+    known = _PORTS_OF.get(id(codec))
+    if known is not None and known[0] is codec:
+        return known[1]
+    # no generators: a generator's every item is a call of its own
     ports = (getattr(codec, "PORT_MULTICAST", None), getattr(codec, "PORT_FRAGMENTS", None),
              getattr(codec, "PORT_CLOCK", None))
-    return tuple([p for p in ports if isinstance(p, int)])
+    found = tuple([p for p in ports if isinstance(p, int)])
+    _PORTS_OF[id(codec)] = (codec, found)
+    return found
 
 
 def split_answers(codec: Any, port: int, payload: bytes, version: int = 1) -> list[bytes]:

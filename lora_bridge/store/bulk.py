@@ -22,7 +22,7 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, event, insert, inspect, select, text
+from sqlalchemy import Connection, Table, bindparam, event, insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
@@ -93,7 +93,9 @@ def _take_deferred(session: Session) -> list[Any] | None:
 def defer_foreign_keys(session: Session) -> None:
     """SQLite: check this transaction's foreign keys at its commit, not statement by statement (the
     rows `defer_add` holds back may be referred to before they are written)."""
-    session.execute(text("PRAGMA defer_foreign_keys = ON"))
+    # on the session's connection, past the ORM's execution (its events, its result): nothing is
+    # queued nor held back yet when a batch begins, and a pragma touches no row
+    session.connection().exec_driver_sql("PRAGMA defer_foreign_keys = ON")
     session.info[FOREIGN_KEYS_DEFERRED] = True
 
 
