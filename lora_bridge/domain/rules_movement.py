@@ -46,7 +46,7 @@ def _projected(fixes: list[Fix], known: Metres | None = None) -> tuple[np.ndarra
     """project, with the transformer back to lon/lat; the metres of known taken when they are the same
     numbers (the same zone's transformer, every fix in it)."""
     lons, lats = _lon_lat(fixes)
-    crs, forward, back = metric_frame(float(lons.mean()), float(lats.mean()))
+    crs, forward, back = metric_frame(*_means(lons, lats))
     if known is not None and known.forward is forward:
         try:  # one look-up of each fix (a fix hashes its time, costlier than the numbers)
             return np.array([known.xy[f] for f in fixes], dtype=float), crs, back
@@ -60,9 +60,19 @@ def _metres(fixes: list[Fix]) -> tuple[list[tuple[float, float]], Transformer]:
     """The fixes as (x, y) metres in the UTM zone of their mean (the same numbers as project), and the
     transformer that gave them: plain floats, for the cleaning's walk from fix to fix."""
     lons, lats = _lon_lat(fixes)
-    forward, _ = metric_transformers(float(lons.mean()), float(lats.mean()))
+    forward, _ = metric_transformers(*_means(lons, lats))
     x, y = forward.transform(lons, lats)
     return list(zip(np.asarray(x, dtype=float).tolist(), np.asarray(y, dtype=float).tolist(), strict=True)), forward
+
+
+_SUM = np.add.reduce  # the sum `ndarray.mean` takes (numpy's `_methods._mean`), called at once
+
+
+def _means(lons: np.ndarray, lats: np.ndarray) -> tuple[float, float]:
+    """(lons.mean(), lats.mean()) as floats, the same numbers: the sum numpy's mean takes over the count,
+    without the Python steps of `ndarray.mean` (a dozen calls each: every collar's track asks twice a batch)."""
+    count = len(lons)
+    return float(_SUM(lons)) / count, float(_SUM(lats)) / count
 
 
 def _lon_lat(fixes: list[Fix]) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +124,7 @@ def exclude_outliers_of_both(fixes: list[Fix], older: list[Fix], profile: SpeedP
     count = len(older)
     older_ordered = sorted(older, key=_TIME)
     lons, lats = _lon_lat(older_ordered)
-    if ordered[:count] != older_ordered or metric_transformers(float(lons.mean()), float(lats.mean()))[0] is not forward:
+    if ordered[:count] != older_ordered or metric_transformers(*_means(lons, lats))[0] is not forward:
         return _cleaned(ordered, xy, forward, profile, len(ordered))[0], exclude_outliers(older, profile)
     return _cleaned(ordered, xy, forward, profile, count)
 
@@ -225,7 +235,7 @@ def immobility(fixes: list[Fix], profile: ImmobilityProfile, known: Metres | Non
     if start is None:
         return none
     points = xy[start:]
-    centre = points.mean(axis=0)
+    centre = _SUM(points, axis=0) / len(points)  # points.mean(axis=0), the same numbers (see _means)
     # The cluster's distances as floats (the same numbers): a few dozen fixes cost less in plain Python
     # than in numpy's calls (argmax, sum, a masked max), each of which costs microseconds on so few.
     distance = np.hypot(points[:, 0] - centre[0], points[:, 1] - centre[1]).tolist()
