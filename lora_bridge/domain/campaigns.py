@@ -33,6 +33,7 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from collar_firmware import config as collar_config
 from collar_firmware import update_image
+from lora_bridge.store import bulk
 from lora_bridge.store.tables import (
     Animal,
     CampaignCollar,
@@ -607,10 +609,18 @@ def any_running(session: Session) -> bool:
     only end it."""
     known = session.info.get(ANY_RUNNING)
     if known is None:
-        with session.no_autoflush:
-            known = session.scalar(select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE)).limit(1)) is not None
+        # on the session's connection, without its autoflush or the ORM's execution (`bulk.read_columns`)
+        known = bool(bulk.read_columns(session, _any_running_read(), {}, _CAMPAIGNS))
         session.info[ANY_RUNNING] = known
     return known
+
+
+_CAMPAIGNS = frozenset({UpdateCampaign.__table__})
+
+
+@cache
+def _any_running_read() -> Any:
+    return select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE)).limit(1)
 
 
 def overdue(collar: CampaignCollar) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import select
@@ -25,6 +26,7 @@ from lora_bridge.domain import (
 from lora_bridge.domain.geofences import FenceIndex
 from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
+from lora_bridge.store import bulk
 from lora_bridge.store.tables import Alert, Device, RawUplink
 from lora_bridge.uplink_formats import Uplink
 
@@ -166,12 +168,19 @@ def close_offline_when_heard(session: Session, device: Device, heard_at: datetim
 def _offline_collars(session: Session) -> set[str]:
     known = session.info.get(OFFLINE_COLLARS)
     if known is None:
-        with session.no_autoflush:
-            known = set(session.scalars(
-                select(Alert.device_id).where(Alert.alert_type == rules.OFFLINE, Alert.open_key.is_not(None))
-            ))
+        # plain values on the session's connection, without its autoflush (the batch so far is not
+        # written for it) or the ORM's execution: one read a batch, its statement built once
+        known = {device_id for device_id, in bulk.read_columns(session, _offline_collars_read(), {}, _ALERTS)}
         session.info[OFFLINE_COLLARS] = known
     return known
+
+
+_ALERTS = frozenset({Alert.__table__})
+
+
+@cache
+def _offline_collars_read() -> Any:
+    return select(Alert.device_id).where(Alert.alert_type == rules.OFFLINE, Alert.open_key.is_not(None))
 
 
 _NO_TIME = datetime.min.replace(tzinfo=UTC)  # an alert without its own time: dated on arrival, read for itself
