@@ -185,13 +185,18 @@ def keep_raws(session: Session, raws: list[RawUplink]) -> None:
     now = utc_now()
     if session.get_bind().dialect.name == "sqlite":
         bulk.defer_foreign_keys(session)  # rows of the batch refer to raw rows written at its end
-        first_id = int(session.scalar(select(func.max(RawUplink.id))) or 0) + 1
+        # on the session's connection (`bulk.read_columns`): at a batch's start nothing is pending to flush
+        first_id = int(bulk.read_columns(session, _HIGHEST_RAW_ID, {}, _RAW_UPLINKS)[0][0] or 0) + 1
         ids = list(range(first_id, first_id + len(raws)))
     else:
         ids = list(session.scalars(_NEXT_RAW_IDS, {"count": len(raws)}))
     for raw_id, raw in zip(ids, raws, strict=True):
         bulk.set_values(raw, {"id": raw_id, "received_at": raw.received_at or now})
     bulk.defer_add(session, raws)
+
+
+_HIGHEST_RAW_ID = select(func.max(RawUplink.id))  # SQLite: the raw rows' next ids follow it
+_RAW_UPLINKS = frozenset({RawUplink.__table__})
 
 
 # The next ids of the raw rows' sequence (PostgreSQL), as many as asked, in one statement.
@@ -288,18 +293,28 @@ def _order_keys(messages: list[Uplink | NetworkEvent | MalformedUplink], submiss
     takes the DevEUI another message of the batch gives that device; the topic or path ids had been
     taken before the body's own DevEUI, and a rejoined collar's first uplink was applied before the
     join that came ahead of it in the batch, in its old session."""
-    named: dict[tuple[str, str | None, str], str] = {}  # (network, application, device) -> DevEUI
-    for message in messages:
-        if isinstance(message, Uplink | NetworkEvent) and message.dev_eui and message.device_id:
-            named.setdefault(_device_of(message), message.dev_eui)
+    named: dict[tuple[str, str | None, str], str] | None = None  # read once a message without its DevEUI asks
     keys = []
     for message, submission in zip(messages, submissions, strict=True):
         if isinstance(message, Uplink | NetworkEvent) and (message.dev_eui or message.device_id):
-            eui = message.dev_eui or named.get(_device_of(message))
+            eui = message.dev_eui
+            if not eui:
+                if named is None:
+                    named = _euis_named(messages)
+                eui = named.get(_device_of(message))
             keys.append((eui or message.device_id or "").lower())
         else:
             keys.append(collar_hint(submission))
     return keys
+
+
+def _euis_named(messages: list[Uplink | NetworkEvent | MalformedUplink]) -> dict[tuple[str, str | None, str], str]:
+    """(network, application, device) -> the DevEUI the first of messages naming both gives it."""
+    named: dict[tuple[str, str | None, str], str] = {}
+    for message in messages:
+        if isinstance(message, Uplink | NetworkEvent) and message.dev_eui and message.device_id:
+            named.setdefault(_device_of(message), message.dev_eui)
+    return named
 
 
 def _device_of(message: Uplink | NetworkEvent) -> tuple[str, str | None, str]:
