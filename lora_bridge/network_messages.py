@@ -214,6 +214,8 @@ def chirpstack_event_of(body: bytes) -> str:
 
 def is_protobuf(content_type: str | None) -> bool:
     """True when the Content-Type says binary Protobuf."""
+    if content_type == "application/json":  # what nearly every body says, judged without splitting it
+        return False
     return (content_type or "").split(";")[0].strip().lower() in PROTOBUF_CONTENT_TYPES
 
 
