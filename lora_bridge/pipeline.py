@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, or_, select, text
@@ -205,23 +204,19 @@ _NEXT_RAW_IDS = text(
 ).execution_options(**{bulk.TOUCHES_NO_ROWS: True})
 
 
-@cache
-def _batch_reads() -> dict[str, Any]:
-    """read_batch's statements, built once (the batch's values bound as expanding parameters): every
-    batch runs them, and building a statement with a literal list of a batch's values cost more than
-    running its cached compilation."""
-    def listed(name: str) -> Any:
-        return bindparam(name, expanding=True)
-
-    return {
-        "collars": select(Device).where(or_(Device.dev_eui.in_(listed("euis")), Device.device_id.in_(listed("labels"))))
-        .order_by(Device.device_id),
-        "animals": select(Animal).where(Animal.device_id.in_(listed("device_ids"))),
-        # the first copies stored before this unit of work (the batch's own raw rows, held back, need not
-        # be added), locked as `ingest.claim_key` locks one: later copies merge into it one at a time
-        "first_copies": select(RawUplink).where(RawUplink.dedup_key.in_(listed("keys"))).order_by(RawUplink.id)
-        .with_for_update().execution_options(populate_existing=True, **{bulk.NOT_DEFERRED: True}),
-    }
+# read_batch's statements, built once (the batch's values bound as expanding parameters): every batch
+# runs them, and building a statement with a literal list of a batch's values cost more than running
+# its cached compilation.
+_BATCH_READS: dict[str, Any] = {
+    "collars": select(Device).where(or_(Device.dev_eui.in_(bindparam("euis", expanding=True)),
+                                        Device.device_id.in_(bindparam("labels", expanding=True))))
+    .order_by(Device.device_id),
+    "animals": select(Animal).where(Animal.device_id.in_(bindparam("device_ids", expanding=True))),
+    # the first copies stored before this unit of work (the batch's own raw rows, held back, need not
+    # be added), locked as `ingest.claim_key` locks one: later copies merge into it one at a time
+    "first_copies": select(RawUplink).where(RawUplink.dedup_key.in_(bindparam("keys", expanding=True)))
+    .order_by(RawUplink.id).with_for_update().execution_options(populate_existing=True, **{bulk.NOT_DEFERRED: True}),
+}
 
 
 def read_batch(session: Session, uplinks: list[Uplink]) -> None:
@@ -238,7 +233,7 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
     if not euis and not labels:
         return
     with session.no_autoflush:
-        reads = _batch_reads()
+        reads = _BATCH_READS
         found = session.scalars(reads["collars"], {"euis": list(euis), "labels": list(labels)}).all()
         known = session.info.setdefault(devices.DEVICES_BY_EUI, {})
         for device in found:  # the first by device_id, as `devices.resolve_device` picks

@@ -33,7 +33,6 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -610,7 +609,7 @@ def any_running(session: Session) -> bool:
     known = session.info.get(ANY_RUNNING)
     if known is None:
         # on the session's connection, without its autoflush or the ORM's execution (`bulk.read_columns`)
-        known = bool(bulk.read_columns(session, _any_running_read(), {}, _CAMPAIGNS))
+        known = bool(bulk.read_columns(session, _ANY_RUNNING_READ, {}, _CAMPAIGNS))
         session.info[ANY_RUNNING] = known
     return known
 
@@ -618,9 +617,7 @@ def any_running(session: Session) -> bool:
 _CAMPAIGNS = frozenset({UpdateCampaign.__table__})
 
 
-@cache
-def _any_running_read() -> Any:
-    return select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE)).limit(1)
+_ANY_RUNNING_READ = select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE)).limit(1)
 
 
 def overdue(collar: CampaignCollar) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
 from sqlalchemy import select
@@ -170,7 +169,7 @@ def _offline_collars(session: Session) -> set[str]:
     if known is None:
         # plain values on the session's connection, without its autoflush (the batch so far is not
         # written for it) or the ORM's execution: one read a batch, its statement built once
-        known = {device_id for device_id, in bulk.read_columns(session, _offline_collars_read(), {}, _ALERTS)}
+        known = {device_id for device_id, in bulk.read_columns(session, _OFFLINE_COLLARS_READ, {}, _ALERTS)}
         session.info[OFFLINE_COLLARS] = known
     return known
 
@@ -178,9 +177,7 @@ def _offline_collars(session: Session) -> set[str]:
 _ALERTS = frozenset({Alert.__table__})
 
 
-@cache
-def _offline_collars_read() -> Any:
-    return select(Alert.device_id).where(Alert.alert_type == rules.OFFLINE, Alert.open_key.is_not(None))
+_OFFLINE_COLLARS_READ = select(Alert.device_id).where(Alert.alert_type == rules.OFFLINE, Alert.open_key.is_not(None))
 
 
 _NO_TIME = datetime.min.replace(tzinfo=UTC)  # an alert without its own time: dated on arrival, read for itself
