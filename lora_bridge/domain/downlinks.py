@@ -224,7 +224,7 @@ def queue_command(
     if row[3] not in ("down", "both"):
         raise codec.CodecError(f"{command} is not a downlink message")
     try:
-        payload = bytes(codec.encode(command, values, version) if version != 1 else codec.encode(command, values))
+        payload = bytes(codec.encode(command, values, version))
     except codec.CodecError:
         raise
     except (TypeError, ValueError, OverflowError) as error:

@@ -38,11 +38,6 @@ def last_setup(session: Session, device_id: str) -> bytes | None:
 
 def session_version(session: Session, device_id: str, codec: Any) -> int:
     """The TS004 version the collar's fragmentation session speaks, which its answers on port 201 are laid out in:
-    that of the last set-up queued for it (v1.0.0 when none was, or for a codec without versioned rows)."""
+    that of the last set-up queued for it (v1.0.0 when none was)."""
     payload = last_setup(session, device_id)
-    if payload is None:
-        return V1
-    try:
-        return setup_version(bytes(payload), codec)
-    except (AttributeError, TypeError):  # a codec of before versioned rows reads v1.0.0's layouts only
-        return V1
+    return V1 if payload is None else setup_version(bytes(payload), codec)
