@@ -153,36 +153,9 @@ def write_blob(trees: Sequence[TreeArrays], meta: ModelMeta, leaf_levels: int = 
         leaves.append([0] * n_classes)
     if len(nodes) > collar_blob.MAX_NODES or len(leaves) > 32767:
         raise ValueError(f"{len(nodes)} nodes / {len(leaves)} leaves exceed the collar's capacity")
-    meta_payload = struct.pack(
-        collar_blob.META_FORMAT,
-        meta.model_version,
-        meta.window_s,
-        meta.rate_hz,
-        meta.overlap_pct,
-        collar_features.N_FEATURES,
-        n_classes,
-        len(trees),
-        len(nodes),
-        len(leaves),
-        schema_hash(meta.window_s, meta.rate_hz),
-        leaf_levels,
-    )
-    classes = b"".join(bytes([len(c.encode())]) + c.encode() for c in meta.classes)
-    body = b"".join(
-        [
-            _record(collar_blob.REC_META, meta_payload),
-            _record(collar_blob.REC_CLASSES, classes),
-            _record(collar_blob.REC_SCALES, struct.pack(f"<{len(meta.scales)}b", *meta.scales)),
-            _record(collar_blob.REC_ROOTS, struct.pack(f"<{len(roots)}h", *roots)),
-            _record(collar_blob.REC_NODES, b"".join(struct.pack("<Bhhh", *n) for n in nodes)),
-            _record(collar_blob.REC_LEAVES, struct.pack(f"<{n_classes * len(leaves)}H", *sum(leaves, []))),
-        ]
-        + ([_record(collar_blob.REC_NAME, meta.name.encode())] if meta.name else [])
-    )
-    header = collar_blob.MAGIC + struct.pack(
-        "<BBHII", collar_blob.FORMAT_VERSION, 0, 0, len(body), zlib.crc32(body) & 0xFFFFFFFF
-    )
-    return header + body
+    leaf_votes_record = struct.pack(f"<{n_classes * len(leaves)}H", *sum(leaves, []))
+    return _framed(collar_blob.FORMAT_VERSION, meta, len(trees), leaf_levels, roots, nodes, len(leaves),
+                   [_record(collar_blob.REC_LEAVES, leaf_votes_record)])
 
 
 @dataclass(frozen=True)
@@ -233,10 +206,22 @@ def write_boosted_blob(trees: Sequence[BoostedTree], base: Sequence[int], meta: 
         tree_class.append(int(tree.class_index))
     if len(nodes) > collar_blob.MAX_NODES or len(leaves) > 32767:
         raise ValueError(f"{len(nodes)} nodes / {len(leaves)} leaves exceed the collar's capacity")
+    return _framed(collar_blob.FORMAT_BOOSTED, meta, len(trees), leaf_scale, roots, nodes, len(leaves), [
+        _record(collar_blob.REC_LEAVES, struct.pack(f"<{len(leaves)}h", *leaves)),
+        _record(collar_blob.REC_TREE_CLASS, bytes(tree_class)),
+        _record(collar_blob.REC_BASE, struct.pack(f"<{n_classes}i", *(int(b) for b in base))),
+    ])
+
+
+def _framed(format_version: int, meta: ModelMeta, n_trees: int, leaf_unit: int, roots: list[int],
+            nodes: list[tuple[int, ...]], n_leaves: int, leaf_records: list[bytes]) -> bytes:
+    """Return a blob of format_version: its header, then the META, CLASSES, SCALES, ROOTS and NODES records
+    both formats share, the format's own leaf_records, and NAME when the model has one. leaf_unit: the
+    META's last field (format 1: a leaf vote's levels; format 2: the leaf scores' scale)."""
     meta_payload = struct.pack(
         collar_blob.META_FORMAT, meta.model_version, meta.window_s, meta.rate_hz, meta.overlap_pct,
-        collar_features.N_FEATURES, n_classes, len(trees), len(nodes), len(leaves),
-        schema_hash(meta.window_s, meta.rate_hz), leaf_scale,
+        collar_features.N_FEATURES, len(meta.classes), n_trees, len(nodes), n_leaves,
+        schema_hash(meta.window_s, meta.rate_hz), leaf_unit,
     )
     classes = b"".join(bytes([len(c.encode())]) + c.encode() for c in meta.classes)
     body = b"".join(
@@ -246,14 +231,12 @@ def write_boosted_blob(trees: Sequence[BoostedTree], base: Sequence[int], meta: 
             _record(collar_blob.REC_SCALES, struct.pack(f"<{len(meta.scales)}b", *meta.scales)),
             _record(collar_blob.REC_ROOTS, struct.pack(f"<{len(roots)}h", *roots)),
             _record(collar_blob.REC_NODES, b"".join(struct.pack("<Bhhh", *n) for n in nodes)),
-            _record(collar_blob.REC_LEAVES, struct.pack(f"<{len(leaves)}h", *leaves)),
-            _record(collar_blob.REC_TREE_CLASS, bytes(tree_class)),
-            _record(collar_blob.REC_BASE, struct.pack(f"<{n_classes}i", *(int(b) for b in base))),
+            *leaf_records,
         ]
         + ([_record(collar_blob.REC_NAME, meta.name.encode())] if meta.name else [])
     )
     header = collar_blob.MAGIC + struct.pack(
-        "<BBHII", collar_blob.FORMAT_BOOSTED, 0, 0, len(body), zlib.crc32(body) & 0xFFFFFFFF
+        "<BBHII", format_version, 0, 0, len(body), zlib.crc32(body) & 0xFFFFFFFF
     )
     return header + body
 
