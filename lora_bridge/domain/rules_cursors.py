@@ -26,16 +26,26 @@ need not ask again. One taken inside a savepoint is not remembered (a rollback t
 releases it).
 
 SQLite has one writer at a time: nothing to take there.
+
+The rules read and move a cursor as plain values (`Cursor`, read by `read_cursors` or with the collar's
+row), never as a mapped object: the unit of work's bookkeeping of some fifty cursors a batch (loading,
+attribute history, the flush's comparison of every changed column) cost more than the rules' judging of
+a collar's new fix. The cursors moved are written back in one executemany (`write_cursors`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from lora_bridge.store import bulk
 from lora_bridge.store.tables import Alert, Device, RuleCursor
 from lora_bridge.store.transaction_info import held_until_transaction_end
 
@@ -126,3 +136,76 @@ def alerts_of_free_collars(session: Session, *where: Any, for_update: bool = Fal
         return []
     read = select(Alert).where(*where, Alert.device_id.in_(free)).order_by(Alert.id)
     return list(session.scalars(read.with_for_update() if for_update else read))
+
+
+@dataclass(slots=True)
+class Cursor:
+    """A collar's row of `rule_cursors` as the rules read and move it: the highest fix id and the newest
+    fix time judged, the newest status time judged; stored: the row exists. evaluated_at (when the rules
+    last ran) is only written: set by each evaluation, never read."""
+
+    device_id: str
+    stored: bool
+    position_id: int | None = None
+    position_time: datetime | None = None
+    status_time: datetime | None = None
+    evaluated_at: datetime | None = None
+
+    def copy(self) -> Cursor:
+        """A cursor of the same values to move (an evaluation rolled back leaves this one as read)."""
+        return Cursor(self.device_id, self.stored, self.position_id, self.position_time, self.status_time)
+
+
+# The columns a cursor is read with, in `Cursor`'s order (after stored): the collar's row of them.
+CURSOR_COLUMNS = (RuleCursor.device_id, RuleCursor.position_id, RuleCursor.position_time, RuleCursor.status_time)
+_CURSORS = frozenset({RuleCursor.__table__})
+# The bound name of the collar in the cursors' UPDATE (a column's name would be taken for a SET).
+_COLLAR = "tembo_cursor_collar"
+_COLLAR_OF = attrgetter("device_id")  # a cursor's sort key, in C
+
+
+def cursor_of(device_id: str, row: Any) -> Cursor:
+    """The cursor of device_id from its CURSOR_COLUMNS (row[0] None: no row stored yet, a fresh cursor)."""
+    if row[0] is None:
+        return Cursor(device_id, False)
+    return Cursor(device_id, True, row[1], row[2], row[3])
+
+
+@cache
+def _cursors_read() -> Any:
+    """`read_cursors`' statement, built once (the collars an expanding parameter)."""
+    return select(*CURSOR_COLUMNS).where(RuleCursor.device_id.in_(bindparam("device_ids", expanding=True)))
+
+
+def read_cursors(session: Session, device_ids: list[str]) -> dict[str, Cursor]:
+    """The stored cursors of these collars by collar (a collar with none is left out), as plain values."""
+    rows = bulk.read_columns(session, _cursors_read(), {"device_ids": device_ids}, _CURSORS)
+    return {row[0]: Cursor(row[0], True, row[1], row[2], row[3]) for row in rows}
+
+
+@cache
+def _cursor_writes() -> tuple[Any, Any]:
+    """(the UPDATE of a stored cursor by its collar, the INSERT of a new one), built once."""
+    table = RuleCursor.__table__
+    return update(table).where(table.c.device_id == bindparam(_COLLAR)), insert(table)
+
+
+def write_cursors(session: Session, cursors: list[Cursor]) -> None:
+    """Write the cursors the rules moved: one executemany UPDATE of the stored ones (in collar order, the
+    lock order), one INSERT of the new ones; each then counts as stored."""
+    if not cursors:
+        return
+    updated, inserted = _cursor_writes()
+    stored = sorted([c for c in cursors if c.stored], key=_COLLAR_OF)
+    new = [c for c in cursors if not c.stored]
+    connection = session.connection()
+    if stored:
+        connection.execute(updated, [
+            {_COLLAR: c.device_id, "position_id": c.position_id, "position_time": c.position_time,
+             "status_time": c.status_time, "evaluated_at": c.evaluated_at} for c in stored])
+    if new:
+        connection.execute(inserted, [
+            {"device_id": c.device_id, "position_id": c.position_id, "position_time": c.position_time,
+             "status_time": c.status_time, "evaluated_at": c.evaluated_at} for c in new])
+        for cursor in new:
+            cursor.stored = True

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
+from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
@@ -53,8 +54,16 @@ from lora_bridge.domain.rules_crossings import (
     judged_on,
     neighbourhood,
 )
+from lora_bridge.domain.rules_cursors import (
+    CURSOR_COLUMNS,
+    Cursor,
+    alerts_of_free_collars,
+    cursor_of,
+    lock_cursor,
+    read_cursors,
+    write_cursors,
+)
 from lora_bridge.domain.rules_cursors import HELD as CURSORS_HELD
-from lora_bridge.domain.rules_cursors import alerts_of_free_collars, lock_cursor
 from lora_bridge.domain.rules_lifecycle import auto_resolve
 from lora_bridge.domain.rules_movement import (
     CleanTrack,
@@ -80,6 +89,9 @@ from lora_bridge.store.utc import utc_now
 log = logging.getLogger(__name__)
 # A track row's time (id, time, lat, lon), its sort key (in C: every collar's fixes are sorted so).
 _ROW_TIME = itemgetter(1)
+# Of a row (device_id, id, time, lat, lon) of several collars' fixes: its collar, its collar and time.
+_COLLAR = itemgetter(0)
+_COLLAR_AND_TIME = itemgetter(0, 2)
 
 # The table the track reads read (`bulk.read_columns`): fixes are written only as queued rows.
 _POSITIONS = frozenset({Position.__table__})
@@ -143,15 +155,19 @@ class RulesRuntime:
         return self._version[0]
 
     def profile(self, device: Device | None, animal: Animal | None) -> RuleProfile:
-        """The rule profile of the animal wearing device (built once per animal and rules file version)."""
-        if animal is None:
-            key: tuple[str | None, ...] = (None, device.device_id if device else None)
-        else:
-            key = (animal.species, animal.name, str(animal.id), animal.device_id)
+        """The rule profile of the animal wearing device: built once per rules file version for the
+        overrides it takes (its species' table, its own), so every animal of no table of its own shares one."""
         config, profiles = self._version  # one version's pair, whatever `use` does meanwhile
+        if animal is None:
+            species, names = None, (device.device_id if device else None,)
+        else:
+            species, names = animal.species, (animal.name, str(animal.id), animal.device_id)
+        # what `RulesConfig.profile_for` merges: the species' table (when it has one), the first name with one
+        key = (species if species and species in config.species else None,
+               next((name for name in names if name and name in config.animals), None))
         profile = profiles.get(key)
         if profile is None:
-            profile = config.profile_for(key[0], *key[1:])
+            profile = config.profile_for(key[0], key[1])
             profiles[key] = profile
         return profile
 
@@ -167,7 +183,9 @@ class _CollarsRead:
     read in three statements for evaluate_devices (what evaluate_device reads for one collar)."""
 
     asked: frozenset[str]
-    rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
+    rows: dict[str, tuple[Device, Animal | None, Cursor]]
+    # each collar's rule profile, looked up once for the batch
+    profiles: dict[str, RuleProfile]
     fence_version: tuple[int, int, str]
     open_alerts: dict[str, list[Alert]]
     # the sums of the stored battery readings of the trend's window of each collar with a new status
@@ -188,12 +206,11 @@ def _collars_reads() -> dict[str, Any]:
     if not _COLLARS_READS:
         theirs = bindparam("device_ids", expanding=True)
         _COLLARS_READS["collars"] = (
-            select(Device, Animal, RuleCursor)
+            select(Device, Animal, *CURSOR_COLUMNS)
             .outerjoin(Animal, Animal.device_id == Device.device_id)
             .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
             .where(Device.device_id.in_(theirs))
         )
-        _COLLARS_READS["cursors"] = select(RuleCursor).where(RuleCursor.device_id.in_(theirs))
         _COLLARS_READS["open_alerts"] = (
             select(Alert).where(Alert.device_id.in_(theirs), Alert.open_key.is_not(None)).order_by(Alert.id)
         )
@@ -204,20 +221,23 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
     reads = _collars_reads()
     held = _collars_held(session, device_ids)
     if held is not None:  # only their cursors are read
-        cursors = {cursor.device_id: cursor for cursor in session.scalars(reads["cursors"], {"device_ids": device_ids})}
-        rows = {device_id: (device, animal, cursors.get(device_id)) for device_id, (device, animal) in held.items()}
+        cursors = read_cursors(session, device_ids)
+        rows = {device_id: (device, animal, cursors.get(device_id) or Cursor(device_id, False))
+                for device_id, (device, animal) in held.items()}
     else:
         rows = {
-            device.device_id: (device, animal, cursor)
-            for device, animal, cursor in session.execute(reads["collars"], {"device_ids": device_ids})
+            row[0].device_id: (row[0], row[1], cursor_of(row[0].device_id, row[2:]))
+            for row in session.execute(reads["collars"], {"device_ids": device_ids})
         }
+    profiles = {device_id: runtime.profile(device, animal) for device_id, (device, animal, _) in rows.items()}
     fence_version = geofences.fence_version(session)
     open_alerts: dict[str, list[Alert]] = {}
     with session.no_autoflush:
         for alert in session.scalars(reads["open_alerts"], {"device_ids": device_ids}):
             open_alerts.setdefault(alert.device_id, []).append(alert)
-    read = _CollarsRead(frozenset(device_ids), rows, fence_version, open_alerts, _read_readings(session, runtime, rows))
-    read.tracks = _read_tracks(session, runtime, rows)
+    read = _CollarsRead(frozenset(device_ids), rows, profiles, fence_version, open_alerts,
+                        _read_readings(session, profiles, rows))
+    read.tracks = _read_tracks(session, profiles, rows)
     read.first_tracks = _read_first_tracks(session, rows)
     return read
 
@@ -252,6 +272,7 @@ def _stored_and_current(obj: Any) -> bool:
 
 
 ContextKey = tuple[datetime, int, int]  # a context read's bounds: (before, highest id, how many)
+Shape = tuple[int, frozenset[int], ContextKey | None]  # `_shape` of a track's rows
 
 
 @dataclass(frozen=True)
@@ -266,6 +287,10 @@ class _TracksRead:
     newer_than: int
     rows: dict[str, list[tuple[int, datetime, float, float]]]
     contexts: dict[str, tuple[ContextKey, list[tuple[int, datetime, float, float]]]] = field(default_factory=dict)
+    # What each collar's usual read answered, as `_read_track` shapes it, worked out once when the
+    # contexts were: by collar, ((since, cursor id) asked, the track's rows, their `_shape` or None)
+    shaped: dict[str, tuple[tuple[datetime, int], list[tuple[int, datetime, float, float]] | None, Shape | None]] = (
+        field(default_factory=dict))
 
     def track_of(self, device_id: str, since: datetime, newer_than: int) -> list[tuple[int, datetime, float, float]] | None:
         """What `_usual_track_read` answers for one collar (its fixes from since on, or newer than
@@ -296,17 +321,17 @@ def _tracks_read() -> Any:
 
 
 def _read_tracks(
-    session: Session, runtime: RulesRuntime, rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
+    session: Session, profiles: dict[str, RuleProfile], rows: dict[str, tuple[Device, Animal | None, Cursor]]
 ) -> _TracksRead | None:
     """The usual track reads (`_read_track`) of the collars judged together, in one statement instead
     of one each. Taken: the collars with a cursor by fix id whose lookback starts within a lookback
     of the latest one's (so no collar makes the others read far back); None when fewer than two, or
     when their fixes exceed TRACKS_AT_ONCE_ROWS (each collar reads its own then)."""
     bounds: dict[str, tuple[datetime, int, timedelta]] = {}
-    for device_id, (device, animal, cursor) in rows.items():
-        if cursor is None or cursor.position_id is None or cursor.position_time is None:
+    for device_id, (_, _, cursor) in rows.items():
+        if cursor.position_id is None or cursor.position_time is None:
             continue
-        lookback = _lookback(runtime.profile(device, animal))
+        lookback = _lookback(profiles[device_id])
         bounds[device_id] = (cursor.position_time - lookback, cursor.position_id, lookback)
     if len(bounds) < 2:
         return None
@@ -329,9 +354,10 @@ def _read_tracks(
     for device_id, (collar_since, cursor_id, _) in taken.items():
         new = _Newer(cursor_id, None)
         rows = _rows_of_usual_read(read.track_of(device_id, collar_since, cursor_id) or [], new, collar_since)
-        context = _shape(rows, new)[2] if rows else None
-        if context is not None:
-            wanted[device_id] = context
+        shape = _shape(rows, new) if rows else None
+        read.shaped[device_id] = ((collar_since, cursor_id), rows, shape)
+        if shape is not None and shape[2] is not None:
+            wanted[device_id] = shape[2]
     read.contexts.update(_read_contexts(session, wanted))
     return read
 
@@ -375,16 +401,16 @@ def _fixes_by_collar(found: list[Any], device_ids: Iterable[str]) -> dict[str, l
     if len(found) > TRACKS_AT_ONCE_ROWS:
         return None
     by_collar: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in device_ids}
-    for device_id, fix_id, time, lat, lon in found:
-        by_collar[device_id].append((fix_id, time, lat, lon))
-    for fixes in by_collar.values():
-        fixes.sort(key=_ROW_TIME)  # (device_id, time) is unique: no ties
+    # sorted by collar and time in C, then a list a collar (not an append a fix): (device_id, time) is
+    # unique, so each collar's fixes come in time order, as sorting them alone would give them
+    for device_id, rows in groupby(sorted(found, key=_COLLAR_AND_TIME), key=_COLLAR):
+        by_collar[device_id] = [(r[1], r[2], r[3], r[4]) for r in rows]
     return by_collar
 
 
-def _never_judged(cursor: RuleCursor | None) -> bool:
+def _never_judged(cursor: Cursor) -> bool:
     """True when none of the collar's fixes has been judged (a new collar, or one with no fix yet)."""
-    return cursor is None or (cursor.position_id is None and cursor.position_time is None)
+    return cursor.position_id is None and cursor.position_time is None
 
 
 @cache
@@ -398,7 +424,7 @@ def _first_tracks_read() -> Any:
 
 
 def _read_first_tracks(
-    session: Session, rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
+    session: Session, rows: dict[str, tuple[Device, Animal | None, Cursor]]
 ) -> dict[str, list[tuple[int, datetime, float, float]]] | None:
     """Every fix of the collars judged together none of whose fixes was judged yet, in one statement:
     a new herd's first batch read each collar's the long way, three statements a collar. None when
@@ -417,22 +443,25 @@ def _lookback(profile: RuleProfile) -> timedelta:
 
 
 def _read_readings(
-    session: Session, runtime: RulesRuntime, rows: dict[str, tuple[Device, Animal | None, RuleCursor | None]]
+    session: Session, profiles: dict[str, RuleProfile], rows: dict[str, tuple[Device, Animal | None, Cursor]]
 ) -> dict[str, rules.ReadingSums]:
     """What `rules.battery_trend` reads for each collar whose status is new (the sums of its readings
     from its window's start on), in one statement for all of them: a row a collar, not a row a reading."""
     since: dict[str, datetime] = {}
-    for device_id, (device, animal, cursor) in rows.items():
-        if device.status_time is None or device.battery_mv is None:
+    for device_id, (device, _, cursor) in rows.items():
+        status_time = device.status_time
+        if status_time is None or device.battery_mv is None:
             continue
-        if cursor is not None and cursor.status_time is not None and device.status_time <= cursor.status_time:
+        if cursor.status_time is not None and status_time <= cursor.status_time:
             continue
-        since[device_id] = device.status_time - timedelta(days=runtime.profile(device, animal).battery.window_days)
+        since[device_id] = status_time - timedelta(days=profiles[device_id].battery.window_days)
     return rules.reading_sums(session, since) if since else {}
 
 
-def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> Steps:
-    """Run every per-collar rule over what arrived since the collar's cursor; the alert steps."""
+def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str,
+                    moved: list[Cursor] | None = None) -> Steps:
+    """Run every per-collar rule over what arrived since the collar's cursor; the alert steps. The
+    cursor moved is written here, or put in moved for the caller to write with others (`write_cursors`)."""
     steps = Steps()
     lock_cursor(session, device_id)
     read: _CollarsRead | None = session.info.get(COLLARS_READ)
@@ -440,11 +469,13 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
         found = read.rows.get(device_id)
         if found is None:
             return steps
-        device, animal, cursor = found
+        device, animal, cursor = found[0], found[1], found[2].copy()  # the read one stays as read
         fence_version = read.fence_version
+        profile = read.profiles[device_id]
     else:
+        cursor_columns = len(CURSOR_COLUMNS)
         row = session.execute(
-            select(Device, Animal, RuleCursor, *geofences.fence_version_columns())
+            select(Device, Animal, *CURSOR_COLUMNS, *geofences.fence_version_columns())
             .outerjoin(Animal, Animal.device_id == Device.device_id)
             .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
             .where(Device.device_id == device_id)
@@ -452,13 +483,10 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
         ).first()
         if row is None:
             return steps
-        device, animal, cursor = row[0], row[1], row[2]
-        fence_version = geofences.fence_version_from(*row[3:])
+        device, animal, cursor = row[0], row[1], cursor_of(device_id, row[2:2 + cursor_columns])
+        fence_version = geofences.fence_version_from(*row[2 + cursor_columns:])
         read = None
-    profile = runtime.profile(device, animal)
-    if cursor is None:
-        cursor = RuleCursor(device_id=device_id)
-        session.add(cursor)
+        profile = runtime.profile(device, animal)
     with session.no_autoflush:
         open_alerts = read.open_alerts.get(device_id, []) if read is not None else session.scalars(
             select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None))
@@ -472,6 +500,10 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str) -> 
         _track(session, runtime, fence_version, device, animal, profile, cursor, steps)
         _corroborate(session, device, profile, steps)
     cursor.evaluated_at = utc_now()
+    if moved is None:
+        write_cursors(session, [cursor])
+    else:
+        moved.append(cursor)
     return steps
 
 
@@ -507,10 +539,12 @@ def _judged_together(session: Session, runtime: RulesRuntime, collars: list[str]
     """Every collar of collars judged inside one savepoint, into done; False (and nothing of it kept)
     when the rules of any of them failed."""
     judged: dict[str, Steps] = {}
+    moved: list[Cursor] = []
     try:
         with session.begin_nested():
             for device_id in collars:
-                judged[device_id] = evaluate_device(session, runtime, device_id)
+                judged[device_id] = evaluate_device(session, runtime, device_id, moved)
+            write_cursors(session, moved)  # every cursor moved, in one statement
     except Exception as error:  # noqa: BLE001 - judged again collar by collar, where it is logged
         log.info("server rules of %d collars rolled back together (%s); judged again collar by collar",
                  len(collars), type(error).__name__)
@@ -549,7 +583,7 @@ def _close(session: Session, steps: Steps, alert: Alert, reason: str, at: dateti
 
 
 def _battery(
-    session: Session, device: Device, animal: Animal | None, profile: RuleProfile, cursor: RuleCursor, steps: Steps
+    session: Session, device: Device, animal: Animal | None, profile: RuleProfile, cursor: Cursor, steps: Steps
 ) -> None:
     """Judge the collar's latest status once: the trend through the window's readings (every status's,
     kept as each was applied: `rules.queue_reading`), the forecast, low battery's recovery. The trend
@@ -628,7 +662,7 @@ def _context_read() -> Any:
     )
 
 
-def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: timedelta) -> _Track | None:
+def _read_track(session: Session, device_id: str, cursor: Cursor, lookback: timedelta) -> _Track | None:
     """The collar's new fixes and the judged ones around them; None when nothing is new.
 
     Usually one query: every fix newer than the cursor's id, and the judged fixes of the lookback
@@ -643,6 +677,7 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     batch: _CollarsRead | None = session.info.get(COLLARS_READ)
     tracks = batch.tracks if batch is not None else None
     rows: list[tuple[int, datetime, float, float]] | None = None
+    shape: Shape | None = None
     if _never_judged(cursor):  # every fix is new, and none came before them: read with the batch's others
         first = batch.first_tracks.get(device_id) if batch is not None and batch.first_tracks is not None else None
         if first is not None and len(first) < MAX_NEW_FIXES:
@@ -651,15 +686,19 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
     if cursor_time is not None:
         since = cursor_time - lookback
         by_id = cursor_id is not None
-        found = tracks.track_of(device_id, since, cursor_id) if by_id and tracks is not None else None
-        if found is None:
-            found = [
-                tuple(r)
-                for r in session.execute(_usual_track_read(by_id), {
-                    "device_id": device_id, "since": since, "newer_than": cursor_id if by_id else cursor_time,
-                })
-            ]
-        rows = _rows_of_usual_read(found, is_new, since)
+        shaped = tracks.shaped.get(device_id) if by_id and tracks is not None else None
+        if shaped is not None and shaped[0] == (since, cursor_id):  # shaped with the batch's reads
+            rows, shape = shaped[1], shaped[2]
+        else:
+            found = tracks.track_of(device_id, since, cursor_id) if by_id and tracks is not None else None
+            if found is None:
+                found = [
+                    tuple(r)
+                    for r in session.execute(_usual_track_read(by_id), {
+                        "device_id": device_id, "since": since, "newer_than": cursor_id if by_id else cursor_time,
+                    })
+                ]
+            rows = _rows_of_usual_read(found, is_new, since)
         if rows == []:
             return None
     # The statements of the long way and of the context are built only when needed (the usual read
@@ -688,7 +727,7 @@ def _read_track(session: Session, device_id: str, cursor: RuleCursor, lookback: 
                 select(*columns).where(mine, Position.id <= top, Position.time >= start).order_by(Position.time)
             )
         ]
-    highest, new_ids, context = _shape(rows, is_new)
+    highest, new_ids, context = shape if shape is not None else _shape(rows, is_new)
     if context is not None:
         done = tracks.contexts.get(device_id) if tracks is not None else None
         if done is not None and done[0] == context:
@@ -735,9 +774,7 @@ def _rows_of_usual_read(
     return found if len(found) < MAX_READ and min(new_times) >= since else None
 
 
-def _shape(
-    rows: list[tuple[int, datetime, float, float]], is_new: _Newer
-) -> tuple[int, frozenset[int], ContextKey | None]:
+def _shape(rows: list[tuple[int, datetime, float, float]], is_new: _Newer) -> Shape:
     """Of a track's rows: the highest fix id, the new fixes' ids, and the context read the track still
     needs (its bounds: before its first row, up to its highest id, as many judged fixes as it lacks
     before its first new one of CONTEXT_FIXES), None when it holds them."""
@@ -760,7 +797,7 @@ def _track(
     device: Device,
     animal: Animal | None,
     profile: RuleProfile,
-    cursor: RuleCursor,
+    cursor: Cursor,
     steps: Steps,
 ) -> None:
     """Judge the collar's track (fences, immobility) on the fixes of the animal wearing it now: only

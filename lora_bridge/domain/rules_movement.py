@@ -45,15 +45,29 @@ class Metres:
 def _projected(fixes: list[Fix], known: Metres | None = None) -> tuple[np.ndarray, CRS, Transformer]:
     """project, with the transformer back to lon/lat; the metres of known taken when they are the same
     numbers (the same zone's transformer, every fix in it)."""
+    xy, back = _projected_back(fixes, known)
+    lon, lat = _means(*_lon_lat(fixes))
+    return xy, metric_frame(lon, lat)[0], back
+
+
+def _projected_back(fixes: list[Fix], known: Metres | None) -> tuple[np.ndarray, Transformer]:
+    """project's metres (no CRS: immobility does not ask for it, and looking it up costs calls at every
+    evaluation), with the transformer back to lon/lat; the metres of known taken when they are the same
+    numbers (the same zone's transformer, every fix in it)."""
     lons, lats = _lon_lat(fixes)
-    crs, forward, back = metric_frame(*_means(lons, lats))
+    forward, back = metric_transformers(*_means(lons, lats))
     if known is not None and known.forward is forward:
         try:  # one look-up of each fix (a fix hashes its time, costlier than the numbers)
-            return np.array([known.xy[f] for f in fixes], dtype=float), crs, back
+            return np.array([known.xy[f] for f in fixes], dtype=float), back
         except KeyError:
             pass  # a fix the cleaning did not project: all of them are projected here
+    return _transformed(forward, lons, lats), back
+
+
+def _transformed(forward: Transformer, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
+    """lons / lats through forward, as an (n, 2) array of metres."""
     x, y = forward.transform(lons, lats)
-    return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]), crs, back
+    return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)])
 
 
 def _metres(fixes: list[Fix]) -> tuple[list[tuple[float, float]], Transformer]:
@@ -229,7 +243,7 @@ def immobility(fixes: list[Fix], profile: ImmobilityProfile, known: Metres | Non
     none = Immobility(False, None, 0.0, 0.0, 0, len(ordered), 0.0, None, None)
     if len(ordered) < 2:
         return none
-    xy, _, back = _projected(ordered, known)
+    xy, back = _projected_back(ordered, known)
     newest = len(ordered) - 1
     start = _walk_back(xy, profile.radius_m, profile.min_share)
     if start is None:
