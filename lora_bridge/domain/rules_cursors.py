@@ -38,7 +38,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
 from operator import attrgetter
 from typing import Any
 
@@ -171,23 +170,19 @@ def cursor_of(device_id: str, row: Any) -> Cursor:
     return Cursor(device_id, True, row[1], row[2], row[3])
 
 
-@cache
-def _cursors_read() -> Any:
-    """`read_cursors`' statement, built once (the collars an expanding parameter)."""
-    return select(*CURSOR_COLUMNS).where(RuleCursor.device_id.in_(bindparam("device_ids", expanding=True)))
+# `read_cursors`' statement, built once (the collars an expanding parameter)
+_CURSORS_READ = select(*CURSOR_COLUMNS).where(RuleCursor.device_id.in_(bindparam("device_ids", expanding=True)))
 
 
 def read_cursors(session: Session, device_ids: list[str]) -> dict[str, Cursor]:
     """The stored cursors of these collars by collar (a collar with none is left out), as plain values."""
-    rows = bulk.read_columns(session, _cursors_read(), {"device_ids": device_ids}, _CURSORS)
+    rows = bulk.read_columns(session, _CURSORS_READ, {"device_ids": device_ids}, _CURSORS)
     return {row[0]: Cursor(row[0], True, row[1], row[2], row[3]) for row in rows}
 
 
-@cache
-def _cursor_writes() -> tuple[Any, Any]:
-    """(the UPDATE of a stored cursor by its collar, the INSERT of a new one), built once."""
-    table = RuleCursor.__table__
-    return update(table).where(table.c.device_id == bindparam(_COLLAR)), insert(table)
+# the UPDATE of a stored cursor by its collar and the INSERT of a new one, built once
+_CURSOR_UPDATE = update(RuleCursor.__table__).where(RuleCursor.__table__.c.device_id == bindparam(_COLLAR))
+_CURSOR_INSERT = insert(RuleCursor.__table__)
 
 
 def write_cursors(session: Session, cursors: list[Cursor]) -> None:
@@ -195,16 +190,15 @@ def write_cursors(session: Session, cursors: list[Cursor]) -> None:
     lock order), one INSERT of the new ones; each then counts as stored."""
     if not cursors:
         return
-    updated, inserted = _cursor_writes()
     stored = sorted([c for c in cursors if c.stored], key=_COLLAR_OF)
     new = [c for c in cursors if not c.stored]
     connection = session.connection()
     if stored:
-        connection.execute(updated, [
+        connection.execute(_CURSOR_UPDATE, [
             {_COLLAR: c.device_id, "position_id": c.position_id, "position_time": c.position_time,
              "status_time": c.status_time, "evaluated_at": c.evaluated_at} for c in stored])
     if new:
-        connection.execute(inserted, [
+        connection.execute(_CURSOR_INSERT, [
             {"device_id": c.device_id, "position_id": c.position_id, "position_time": c.position_time,
              "status_time": c.status_time, "evaluated_at": c.evaluated_at} for c in new])
         for cursor in new:

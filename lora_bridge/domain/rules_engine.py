@@ -30,7 +30,6 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import cache
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -280,7 +279,7 @@ class _TracksRead:
     """The fixes of several collars that their usual track reads ask for, read in one statement: every
     fix of theirs from `since` on, and every one newer than id `newer_than`; by collar, in time order.
     A collar whose own lookback and cursor lie within both bounds finds its usual read's answer here.
-    And the context reads (`_context_read`) those tracks go on to ask for, read in one more statement:
+    And the context reads (`_CONTEXT_READ`) those tracks go on to ask for, read in one more statement:
     by collar, its read's bounds and the fixes found (in time order)."""
 
     since: datetime
@@ -362,18 +361,15 @@ def _read_tracks(
     return read
 
 
-@cache
-def _contexts_read() -> Any:
-    """`_context_read` of several collars in one statement (`store.parts`), built once."""
-    columns = (Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
-    return parts.union_of_parts(
-        lambda i: select(*columns)
-        .where(Position.device_id == bindparam(f"device_{i}"), Position.time < bindparam(f"before_{i}"),
-               Position.id <= bindparam(f"highest_{i}"))
-        .order_by(Position.time.desc())
-        .limit(bindparam(f"most_{i}")),
-        "context",
-    )
+# `_CONTEXT_READ` of several collars in one statement (`store.parts`), built once
+_CONTEXTS_READ = parts.union_of_parts(
+    lambda i: select(Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
+    .where(Position.device_id == bindparam(f"device_{i}"), Position.time < bindparam(f"before_{i}"),
+           Position.id <= bindparam(f"highest_{i}"))
+    .order_by(Position.time.desc())
+    .limit(bindparam(f"most_{i}")),
+    "context",
+)
 
 
 def _read_contexts(
@@ -389,7 +385,7 @@ def _read_contexts(
     padding = {"device": "", "before": asked[0]["before"], "highest": 0, "most": 0}
     fixes: dict[str, list[tuple[int, datetime, float, float]]] = {device_id: [] for device_id in wanted}
     reader = bulk.connection_to_read(session, _POSITIONS)
-    for device_id, fix_id, time, lat, lon in parts.read_in_parts(reader, _contexts_read(), asked, padding):
+    for device_id, fix_id, time, lat, lon in parts.read_in_parts(reader, _CONTEXTS_READ, asked, padding):
         fixes[device_id].append((fix_id, time, lat, lon))
     return {device_id: (key, sorted(fixes[device_id], key=_ROW_TIME)) for device_id, key in wanted.items()}
 
@@ -413,14 +409,12 @@ def _never_judged(cursor: Cursor) -> bool:
     return cursor.position_id is None and cursor.position_time is None
 
 
-@cache
-def _first_tracks_read() -> Any:
-    """`_read_first_tracks`' statement, built once (the collars an expanding parameter)."""
-    return (
-        select(Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
-        .where(Position.device_id.in_(bindparam("device_ids", expanding=True)))
-        .limit(bindparam("most"))
-    )
+# `_read_first_tracks`' statement, built once (the collars an expanding parameter)
+_FIRST_TRACKS_READ = (
+    select(Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
+    .where(Position.device_id.in_(bindparam("device_ids", expanding=True)))
+    .limit(bindparam("most"))
+)
 
 
 def _read_first_tracks(
@@ -432,7 +426,7 @@ def _read_first_tracks(
     fresh = [device_id for device_id, (_, _, cursor) in rows.items() if _never_judged(cursor)]
     if not fresh:
         return None
-    found = bulk.read_columns(session, _first_tracks_read(), {"device_ids": fresh, "most": TRACKS_AT_ONCE_ROWS + 1},
+    found = bulk.read_columns(session, _FIRST_TRACKS_READ, {"device_ids": fresh, "most": TRACKS_AT_ONCE_ROWS + 1},
                               _POSITIONS)
     return _fixes_by_collar(found, fresh)
 
@@ -648,18 +642,16 @@ def _usual_track_read(by_id: bool) -> Any:
     return statement
 
 
-@cache
-def _context_read() -> Any:
-    """The judged fixes just before a track's first (the context its first new segments are judged
-    in), built once: every collar with fewer than CONTEXT_FIXES fixes in its lookback reads them (a
-    collar's first hours, a sparse one), and building the statement cost more than the read."""
-    return (
-        select(Position.id, Position.time, Position.lat, Position.lon)
-        .where(Position.device_id == bindparam("device_id"), Position.time < bindparam("before"),
-               Position.id <= bindparam("highest"))
-        .order_by(Position.time.desc())
-        .limit(bindparam("most"))
-    )
+# The judged fixes just before a track's first (the context its first new segments are judged in), built
+# once: every collar with fewer than CONTEXT_FIXES fixes in its lookback reads them (a collar's first hours,
+# a sparse one), and building the statement cost more than the read.
+_CONTEXT_READ = (
+    select(Position.id, Position.time, Position.lat, Position.lon)
+    .where(Position.device_id == bindparam("device_id"), Position.time < bindparam("before"),
+           Position.id <= bindparam("highest"))
+    .order_by(Position.time.desc())
+    .limit(bindparam("most"))
+)
 
 
 def _read_track(session: Session, device_id: str, cursor: Cursor, lookback: timedelta) -> _Track | None:
@@ -736,7 +728,7 @@ def _read_track(session: Session, device_id: str, cursor: Cursor, lookback: time
             before, highest_id, most = context
             earlier = [
                 tuple(r)
-                for r in session.execute(_context_read(), {
+                for r in session.execute(_CONTEXT_READ, {
                     "device_id": device_id, "before": before, "highest": highest_id, "most": most,
                 })
             ][::-1]
