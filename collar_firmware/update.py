@@ -61,7 +61,12 @@ KEY_RESULT = "upd.result"
 # fragments' bit set is in RAM only), one after it was whole still answers for it
 KEY_SESSION = "upd.session"
 _SESSION_FORMAT = "<BBH"  # FragIndex (bits 1..0, bit 6 the whole block's MICError, bit 7 v2.0.0), whole, received
-# the last TS004 v2.0.0 SessionCnt taken ("upd.cnt0", "upd.cnt1") and FragDataBlockReceivedReq's repeats: update_install.py
+# the last TS004 v2.0.0 SessionCnt taken ("upd.cnt0", "upd.cnt1"): update_install.py
+# what FragDataBlockReceivedReq still owes the server (sends left u8, when the next is due u32), two sealed copies
+# written alternately (update_install.keep_block_ack), taken up again after a reset (update_restart.py); a next
+# send is due at most this far ahead (the repeats' spacing; BlockAckDelay's longest delay is 2,048 s)
+KEYS_BLOCK_ACK = ("upd.ack0", "upd.ack1")
+BLOCK_ACK_RETRY_S = const(3600)
 # a session that hears neither its set-up nor a fragment of it for this long is over (truncated, acknowledged):
 # the bridge serves a straggler by unicast at most lora_bridge.updates.delivery.MAX_UNICAST_DAYS (7; a test
 # pins the margin), so only a collar whose campaign was dropped (its FragSessionDeleteReq lost) gets there
@@ -198,8 +203,12 @@ class UpdateAgent:
                                                                                 and self.multicast.scheduled())
 
     def wake_s(self):
-        """Return when the loop must wake for the Class C window (opens or closes; 0: no window)."""
-        return self.multicast.wake_s() if self.multicast is not None else 0
+        """Return when the loop must wake for the Class C window (opens or closes) or an owed
+        FragDataBlockReceivedReq (0: neither)."""
+        wake = self.multicast.wake_s() if self.multicast is not None else 0
+        if self.block_ack_left and (not wake or self.block_ack_s < wake):
+            wake = self.block_ack_s
+        return wake
 
     def result_values(self):
         """Return the status fields of the last update's result (names from the codec's enums)."""
@@ -314,8 +323,10 @@ class UpdateAgent:
             if msg["participants"] or self.still_needed() or not self._holds(msg["frag_index"]):
                 self._status_answer(msg["frag_index"])
         elif name == "frag_data_block_received_ans":
-            if msg["frag_index"] == self.frag_index:
-                self.block_ack_left = 0  # the server heard FragDataBlockReceivedReq: no more repeats
+            was = self.block_ack_left
+            if was and msg["frag_index"] == self.frag_index:
+                self.block_ack_left = 0  # the server heard FragDataBlockReceivedReq: no more repeats, after a reset too
+                _installer().keep_block_ack(self, was)
         elif port == PORT_MULTICAST:
             if self.multicast is None:
                 from collar_firmware import multicast

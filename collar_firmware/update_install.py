@@ -29,12 +29,14 @@ from collar_firmware.classifier import GOOD_SUFFIX
 from collar_firmware.compat import const
 from collar_firmware.trust import digest
 from collar_firmware.update import (
+    BLOCK_ACK_RETRY_S,
     COMPOSING,
     FIRMWARE_TRIAL,
     IDLE,
     KEY_COMPOSE,
     KEY_MODEL_PREV,
     KEY_TRIAL_HEADER,
+    KEYS_BLOCK_ACK,
     MODEL_TRIAL,
     NO_SLOT,
     PORT_FRAGMENTS,
@@ -52,9 +54,9 @@ COPY_BYTES = 256  # bytes read from flash at a time while hashing or copying (up
 # mid-write leaves one, so a replayed set-up is refused after a reset too
 KEYS_SESSION_CNT = ("upd.cnt0", "upd.cnt1")
 # FragDataBlockReceivedReq (TS004 v2.0.0 3.5: the application retransmits it until FragDataBlockReceivedAns) is
-# sent at most this many times, this far apart: each one an ack-priority uplink the scheduler's duty cycle paces
+# sent at most this many times, update.BLOCK_ACK_RETRY_S apart: each one an ack-priority uplink the scheduler's
+# duty cycle paces; the first after BlockAckDelay's random delay (_mic_checked)
 BLOCK_ACK_TRIES = const(4)
-_BLOCK_ACK_RETRY_S = const(3600)
 BYTES_PER_STEP = 8192  # bytes a wake-up hashes, composes or checks (Stepped: 17 M fuel a check, 23-28 M composing; docs/updates.md)
 
 
@@ -156,9 +158,11 @@ def setup(agent, msg, now):
     agent.frag_version = 2 if v2 else 1
     agent.frag_mic_error = 0
     # v2.0.0: what the rebuilt block's MIC is checked against, and whether FragDataBlockReceivedReq is asked for
-    agent.frag_v2 = (msg["session_cnt"], msg["mic"], msg["descriptor"], msg["control"] >> 6 & 1) if v2 else None
+    agent.frag_v2 = (msg["session_cnt"], msg["mic"], msg["descriptor"], msg["control"]) if v2 else None
     if v2:  # over the older copy, before the set-up is answered: a cut leaves the newest one whole
         agent.storage.write(KEYS_SESSION_CNT[1 - newest], records.sealed(struct.pack("<H", msg["session_cnt"])))
+    for key in KEYS_BLOCK_ACK:  # what the last session owed is over (a cut before: still that session's)
+        agent.storage.write(key, b"")
     agent.block_ack_left = 0  # a new session: what the last one owed the server is over
     agent.frag_held = True
     agent.heard_s = now  # SESSION_SILENT_S counts from here and from each fragment of the session
@@ -323,20 +327,41 @@ def _mic_checked(agent, ok, now):
     agent.frag_mic_error = 0 if ok else 1
     if not ok:
         agent.save_session(1)  # a reset still answers MICError for it
-    if agent.frag_v2[3]:
+    control = agent.frag_v2[3]
+    if control & 0x40:  # AckReception: the first report waits rand() * 2**(BlockAckDelay + 4) s, rand() in [0, 1)
+        # (Control bits 2..0; LoRa Basics Modem's v2.0.0 package: 0..2**(BlockAckDelay + 4) s), so a multicast group's
+        # collars do not all answer at once. rand() is 16 bits the radio's crypto engine enciphers under the collar's
+        # own DataBlockIntKey from its SessionCnt and FragIndex (0x52 first: never B0's 0x49, never all zeros): a value
+        # no other collar draws, new each session, with no key in the collar's Python (0 when the engine refuses)
+        try:
+            r = agent.collar.hal.radio.aes_encrypt("data_block_int_key", struct.pack(
+                "<BHB", 0x52, agent.frag_v2[0], agent.frag_index) + bytes(12))
+        except OSError:
+            r = bytes(2)
         agent.block_ack_left = BLOCK_ACK_TRIES
-        block_ack(agent, now)
+        agent.block_ack_s = now + ((r[0] | r[1] << 8) << (control & 7) + 4 >> 16)
+        keep_block_ack(agent, 1)
     if ok:
         _check_image(agent, now)
     else:
         agent._result("tampered", now)
 
 
+def keep_block_ack(agent, was):
+    """Keep what FragDataBlockReceivedReq still owes (sends left, when the next is due) in flash over the copy that
+    does not hold the state before, whose sends left were `was` (a record of n > 0 left lies in copy n & 1): a power
+    cut tearing the write leaves that one whole, so a reset never forgets the server is owed its answer, at worst
+    sends it once more (update_restart.py takes up the fewest left)."""
+    agent.storage.write(KEYS_BLOCK_ACK[was & 1 ^ 1], records.sealed(struct.pack(
+        "<BI", agent.block_ack_left, agent.block_ack_s)))
+
+
 def block_ack(agent, now):
     """Send FragDataBlockReceivedReq for the held session (again, until its answer stops it: update.py), at most
-    BLOCK_ACK_TRIES times, _BLOCK_ACK_RETRY_S apart."""
+    BLOCK_ACK_TRIES times, update.BLOCK_ACK_RETRY_S apart, each send kept in flash."""
     agent.block_ack_left -= 1
-    agent.block_ack_s = now + _BLOCK_ACK_RETRY_S
+    agent.block_ack_s = now + BLOCK_ACK_RETRY_S
+    keep_block_ack(agent, agent.block_ack_left + 1)
     agent._answer("frag_data_block_received", {"frag_index": agent.frag_index, "mic_error": agent.frag_mic_error})
 
 

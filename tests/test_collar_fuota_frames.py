@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from collar_firmware import codec, update, update_install
 from lora_bridge.updates import delivery
 from simulator import fuota
-from simulator.hal_sim import SimRadio
+from simulator.hal_sim import PowerCut, SimRadio
 
 T0 = fuota.START_S
 T0_GPS_HEX = "1244ce56"  # 1772323200 - 315964800 + 18 = 1456358418
@@ -725,3 +725,119 @@ def test_a_lost_block_received_report_is_sent_again_until_the_server_answers_and
     c2.hear(201, bytes([0x04, 0x02]))  # an answer for another FragIndex stops nothing
     later = sent(c2, 201, 2 * 86400)
     assert later == ["0403"] * (update_install.BLOCK_ACK_TRIES - 1), "bounded: four reports in all"
+
+
+# TS004's BlockAckDelay (Control bits 2..0): the end-device answers after rand() * 2**(BlockAckDelay + 4) s, rand() in
+# [0, 1] (LoRa Basics Modem's v2.0.0 package: a random 0..2**(BlockAckDelay + 4) s before FragDataBlockReceivedReq,
+# LoRaMac-node and Zephyr's frag transport likewise). The collar's rand() is 16 bits its LR1110's engine enciphers
+# under its own DataBlockIntKey: AES(key, 0x52 | SessionCnt (2) | FragIndex | 0 (12))[0:2], little-endian.
+def drawn_delay_s(index: int, session_cnt: int, block_ack_delay: int, root: bytes = ROOT_KEY) -> int:
+    enc = Cipher(algorithms.AES(root), modes.ECB()).encryptor()
+    key = enc.update(bytes([0x30]) + bytes(15)) + enc.finalize()
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    r = enc.update(bytes([0x52]) + session_cnt.to_bytes(2, "little") + bytes([index]) + bytes(12)) + enc.finalize()
+    return (int.from_bytes(r[:2], "little") << (block_ack_delay + 4)) >> 16
+
+
+def rebuilt_v2_block(index: int, block_ack_delay: int, monkeypatch, root: bytes = ROOT_KEY) -> tuple:
+    """A collar (radio holding root) given a v2.0.0 session asking for FragDataBlockReceivedReq with block_ack_delay
+    and every data fragment, run until its MIC is checked (the image's own checks left out); return it and when."""
+    checked = []
+    monkeypatch.setattr(update_install, "_check_image", lambda agent, now: checked.append(now))
+    c = collar()
+    c.hal.radio.provision_root_key(root)
+    c.hear(201, v2_setup_frame(index, mic=block_mic(index, 1, root=root), control=0x40 | block_ack_delay))
+    for n in range(1, 36):
+        c.hear(201, fragment(n, index=index))
+    clock = c.hal.clock
+    while not checked:
+        clock.sleep_until(c.collar.step())
+    return c, checked[0]
+
+
+PACED_S = 30  # a report is queued when due and leaves when the duty cycle lets it (the set-up's answer went just before)
+
+
+def at(sent_s: list[int], *due_s: int) -> bool:
+    """True when each report left at its due time, or within the duty cycle's pacing after it."""
+    return len(sent_s) == len(due_s) and all(d <= s <= d + PACED_S for s, d in zip(sent_s, due_s))
+
+
+def reports_sent(c, seconds: int) -> list[int]:
+    """When the collar sent FragDataBlockReceivedReq over the next `seconds` of its loop."""
+    clock = c.hal.clock
+    end = clock.now_s() + seconds
+    while clock.now_s() < end:
+        clock.sleep_until(min(c.collar.step(), end))
+    out = [t for t, port, p, _c, _h in c.hal.radio.uplinks if port == 201 and p[0] == 0x04]
+    c.hal.radio.uplinks.clear()
+    return out
+
+
+@pytest.mark.parametrize("block_ack_delay", [0, 4, 7])
+def test_collar_waits_block_ack_delay_before_telling_server_block_rebuilt(block_ack_delay, monkeypatch):
+    """Until 7 December the first FragDataBlockReceivedReq left as soon as the block's MIC was checked: a whole
+    multicast group rebuilding the block on the same last fragment answered in the same instant. Now the collar waits
+    its own random share of 2**(BlockAckDelay + 4) s (16 s for 0, 34 min for 7), then reports, an hour apart after."""
+    index = 1
+    window_s = 1 << (block_ack_delay + 4)
+    delay = drawn_delay_s(index, 1, block_ack_delay)
+    assert 0 <= delay < window_s
+    c, checked_s = rebuilt_v2_block(index, block_ack_delay, monkeypatch)
+    sent_s = reports_sent(c, window_s + 3600 + 60)
+    assert at(sent_s, checked_s + delay, checked_s + delay + update.BLOCK_ACK_RETRY_S), \
+        (sent_s, checked_s, delay, "the first report at its drawn delay (the loop wakes for it), the next an hour on")
+    assert c.hal.radio.uplinks == []
+
+
+def test_collars_of_one_group_draw_different_block_ack_delays(monkeypatch):
+    """Each collar draws from its own key: collars rebuilding the same block together report at different times."""
+    keys = [ROOT_KEY, bytes(range(16)), bytes(range(16, 32))]
+    delays = {drawn_delay_s(2, 1, 7, root) for root in keys}
+    assert len(delays) == len(keys)
+    for root in keys[1:]:
+        c, checked_s = rebuilt_v2_block(2, 7, monkeypatch, root)
+        assert at(reports_sent(c, 2100), checked_s + drawn_delay_s(2, 1, 7, root))
+
+
+def test_collar_still_tells_server_block_rebuilt_after_power_cut(monkeypatch):
+    """Until 7 December the reports the server had not answered lived in RAM: a power cut before the first, or
+    between repeats, and the collar never told the server its block arrived. What it owes is kept in flash now (two
+    sealed copies written alternately), and goes on after the reboot where it was."""
+    c, checked_s = rebuilt_v2_block(3, 7, monkeypatch)
+    due_s = checked_s + drawn_delay_s(3, 1, 7)
+    assert reports_sent(c, due_s - 5 - c.hal.clock.now_s()) == [], "still within its delay"
+    rebooted(c, "power_on")  # the power goes before the first report
+    assert at(reports_sent(c, 3600 + 60), due_s, due_s + update.BLOCK_ACK_RETRY_S), \
+        "after the reboot, at the time it drew, then an hour on"
+    rebooted(c, "brownout")  # and again between repeats: two reports owed still
+    assert at(reports_sent(c, 3 * 3600), due_s + 2 * update.BLOCK_ACK_RETRY_S, due_s + 3 * update.BLOCK_ACK_RETRY_S)
+    assert reports_sent(c, 86400) == [], "four in all, a reboot does not start them over"
+
+
+def test_a_power_cut_tearing_the_owed_report_record_loses_no_report_and_an_answer_stays_heard(monkeypatch):
+    """The power goes as the record of the first report is written (torn, the report never leaves): after the
+    reboot the older copy still says four are owed, and they are sent; the server's answer is kept in flash too, so
+    no reboot after it starts them again."""
+    c, checked_s = rebuilt_v2_block(0, 4, monkeypatch)
+    due_s = checked_s + drawn_delay_s(0, 1, 4)
+    flash = c.flash
+    write = flash.write
+
+    def torn(key, data):
+        if key.startswith("upd.ack"):
+            flash.records[key] = bytes(data)[:3]
+            raise PowerCut("power cut while writing " + key)
+        write(key, data)
+
+    flash.write = torn
+    with pytest.raises(PowerCut):
+        while c.hal.clock.now_s() <= due_s:
+            c.hal.clock.sleep_until(c.collar.step())
+    del flash.write
+    assert reports_sent(c, 0) == [], "the report never left"
+    rebooted(c, "power_on")
+    assert len(reports_sent(c, 60)) == 1, "said at once after the reboot: it was due"
+    c.hear(201, bytes([0x04, 0x00]))  # FragDataBlockReceivedAns
+    rebooted(c, "watchdog")
+    assert reports_sent(c, 86400) == [], "the answer was kept: nothing more is owed"
