@@ -760,7 +760,7 @@ PACED_S = 30  # a report is queued when due and leaves when the duty cycle lets 
 
 def at(sent_s: list[int], *due_s: int) -> bool:
     """True when each report left at its due time, or within the duty cycle's pacing after it."""
-    return len(sent_s) == len(due_s) and all(d <= s <= d + PACED_S for s, d in zip(sent_s, due_s))
+    return len(sent_s) == len(due_s) and all(d <= s <= d + PACED_S for s, d in zip(sent_s, due_s, strict=False))
 
 
 def reports_sent(c, seconds: int) -> list[int]:
