@@ -641,3 +641,41 @@ def test_the_collar_under_micropython_takes_a_ts004_v2_session_checks_its_mic_an
     collar.hear([(201, setup), (201, spec_setup_v2(1, frags, 8, spec_block_mic(1, 8, image)))])
     collar.live(60)
     assert on_201(collar) == ["0250", "0240"], "7 again: SessionCnt replay; 8, never answered, is taken"
+
+
+def spec_block_ack_delay_s(index: int, session_cnt: int, block_ack_delay: int) -> int:
+    """The collar's wait before its first FragDataBlockReceivedReq: rand() * 2**(BlockAckDelay + 4) s (TS004, LoRa
+    Basics Modem's v2.0.0 package), rand() the first 16 bits (little-endian) of AES(DataBlockIntKey, 0x52 |
+    SessionCnt (2) | FragIndex | 0 (12)) over 2**16, computed here with `cryptography`."""
+    enc = Cipher(algorithms.AES(ROOT_KEY), modes.ECB()).encryptor()
+    key = enc.update(bytes([0x30]) + bytes(15)) + enc.finalize()
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    r = enc.update(bytes([0x52]) + session_cnt.to_bytes(2, "little") + bytes([index]) + bytes(12)) + enc.finalize()
+    return (int.from_bytes(r[:2], "little") << (block_ack_delay + 4)) >> 16
+
+
+def test_collar_under_micropython_waits_block_ack_delay_and_still_tells_server_block_rebuilt_after_power_cut(collar):
+    """Under the real MicroPython: the set-up asks for FragDataBlockReceivedReq with BlockAckDelay 7 (up to 2,048 s).
+    The block rebuilt and its MIC checked, the report waits the collar's drawn delay; the power goes meanwhile, and after the reboot the collar still owes it (kept in flash): it reports at the
+    time it drew, then an hour on."""
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
+    image = release.model_image(blob, KEY, config.HARDWARE_ID)
+    frags = fragment(image, FRAG_SIZE)
+    collar.run(f"run.hal.radio.provision_root_key({ROOT_KEY!r})")
+    setup = spec_setup_v2(1, frags, 5, spec_block_mic(1, 5, image))
+    setup = setup[:5] + bytes([0x47]) + setup[6:]  # Control: AckReception, BlockAckDelay 7
+    delay = spec_block_ack_delay_s(1, 5, 7)
+    assert 600 < delay < 2048
+    heard_s = collar.now_s()
+    collar.hear([(201, setup)] + [(201, spec_fragment(1, n, frags)) for n in range(1, frags.nb_frag + 1)])
+    collar.live(300)
+    assert collar.value("run.collar.update.block_ack_left") == "4" and on_201(collar) == ["0240"], \
+        "the MIC checked, four reports owed, the first one still waiting"
+    due = int(collar.value("run.collar.update.block_ack_s"))
+    assert heard_s <= due - delay <= heard_s + 300, "the MIC checked within those wake-ups, the report due its delay on"
+    collar.run("power_back()")  # the power goes: RAM lost, flash kept
+    collar.frames.clear()
+    collar.live(due - 5 - collar.now_s())
+    assert on_201(collar) == [], "not before its drawn time"
+    collar.live(3600 + 60)
+    assert on_201(collar) == ["0401", "0401"], "owed after the reboot: at its time, then an hour on"
