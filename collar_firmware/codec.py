@@ -534,7 +534,7 @@ def _encode_field(buf, field, values):
 def _decode_field(data, pos, field, out):
     name, kind, arg = field
     if kind == "bits":
-        size = field_size(field)
+        size = _sized(field, field_size)
         acc = 0
         for i in range(size):
             acc = (acc << 8) | data[pos + i]
@@ -546,18 +546,20 @@ def _decode_field(data, pos, field, out):
         return pos + size
     if kind == "list":
         max_items, subfields = arg
-        size = field_size(field)
-        rest = len(data) - pos
+        size = _sized(field, field_size)
+        end = len(data)
+        rest = end - pos
         if rest % size:
             raise CodecError("%s: %d trailing bytes are not whole items of %d" % (name, rest, size))
         if rest // size > max_items:
             raise CodecError("%s: %d items, at most %d" % (name, rest // size, max_items))
         items = []
-        while pos < len(data):
+        one = subfields[0][0] if len(subfields) == 1 else None
+        while pos < end:
             item = {}
             for f in subfields:
                 pos = _decode_field(data, pos, f, item)
-            items.append(item[subfields[0][0]] if len(subfields) == 1 else item)
+            items.append(item if one is None else item[one])
         out[name] = items
         return pos
     size = _SIZES[kind]
@@ -584,6 +586,19 @@ def _fixed_size(fields):
         if f[1] != "list":
             n += field_size(f)
     return n
+
+
+# id -> (row or field, bytes): each table row's sizes counted once, not at every payload (a dozen
+# calls each); holding the object keeps its id from being reused
+_SIZES_OF = {}
+
+
+def _sized(x, measure):
+    i = id(x)
+    known = _SIZES_OF.get(i)
+    if known is None or known[0] is not x:
+        known = _SIZES_OF[i] = (x, measure(x))
+    return known[1]
 
 
 # ---- settings TLV (port 3) ------------------------------------------------------------
@@ -744,7 +759,7 @@ def decode(port, payload, direction=None, version=1):
             raise CodecError("port %d: unknown version or command %d" % (port, payload[0]), "unknown_command")
         pos = 1
     fields = m[4]
-    need = pos + _fixed_size(fields)
+    need = pos + _sized(fields, _fixed_size)
     has_list = len(fields) and fields[-1][1] == "list"
     if len(payload) < need or (not has_list and len(payload) != need):
         raise CodecError("%s: %d bytes, expected %s%d" % (m[0], len(payload), "at least " if has_list else "", need))

@@ -230,7 +230,7 @@ def read_network_message(
     """An Uplink or a NetworkEvent from body; MalformedUplink when a known kind is broken."""
     if network not in NETWORKS:
         raise ValueError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
-    if not body.strip():
+    if body[:1] != b"{" and not body.strip():  # (a body that opens an object is not empty: no strip to ask)
         # No message kind of either network is empty. An empty binary Protobuf would otherwise read as
         # an uplink with every field zero (FCnt 0: a false frame-counter reset) once an MQTT topic names
         # the collar; an empty MQTT publish is what clears a retained message.
@@ -249,7 +249,11 @@ def read_network_message(
 
 # The TTS body event_name_of parsed last in this thread, and its document: the reader that usually
 # follows at once for the same body (the durable intake's writer) takes it instead of parsing again.
-_just_parsed = threading.local()
+class _JustParsed(threading.local):
+    last: tuple[bytes, dict[str, Any]] | None = None  # every thread's until it parses (no getattr to ask)
+
+
+_just_parsed = _JustParsed()
 
 
 def event_name_of(network: str, event: str | None, body: bytes) -> str:
@@ -270,13 +274,13 @@ def event_name_of(network: str, event: str | None, body: bytes) -> str:
 def parsed_just_now(body: bytes) -> dict[str, Any] | None:
     """The JSON object event_name_of parsed last in this thread, if it parsed this very body (else None);
     left for the reader that follows (`lora_bridge.uplink_heard` only looks, it changes nothing)."""
-    last = getattr(_just_parsed, "last", None)
+    last = _just_parsed.last
     return last[1] if last is not None and last[0] is body else None
 
 
 def _tts_document(body: bytes) -> dict[str, Any]:
     """body's JSON object: the one event_name_of just parsed from this very body, else parsed now."""
-    last = getattr(_just_parsed, "last", None)
+    last = _just_parsed.last
     _just_parsed.last = None  # taken once: no two readers share a document
     if last is not None and last[0] is body:
         return last[1]
@@ -360,12 +364,14 @@ def _eui_or_none(value: Any) -> str | None:
 def _read_tts(
     event: str | None, body: bytes, content_type: str | None, path_ids: dict[str, str] | None
 ) -> Uplink | NetworkEvent:
-    named = canonical_event(SOURCE_TTS, event)
-    if is_protobuf(content_type):
+    named = canonical_event(SOURCE_TTS, event) if event is not None else None
+    if content_type != "application/json" and is_protobuf(content_type):
         return _unknown(SOURCE_TTS, named or "unknown", {"reason": "TTS Protobuf webhook format is not read; use JSON"})
     document = _tts_document(body)
-    # the first message key holding an object (an uplink's is the first looked at)
-    key = next((key for key in TTS_MESSAGE_KEYS if isinstance(document.get(key), dict)), None)
+    # the first message key holding an object (an uplink's is the first looked at: asked at once)
+    key: str | None = "uplink_message"
+    if "uplink_message" not in document or type(document["uplink_message"]) is not dict:
+        key = next((key for key in TTS_MESSAGE_KEYS if isinstance(document.get(key), dict)), None)
     message: dict[str, Any] = document[key] if key is not None else {}
     if key is None:
         if named in TTS_MESSAGE_KEYS and named not in document:
@@ -384,7 +390,8 @@ def _read_tts(
     kind = TTS_MESSAGE_KEYS[key]
     if kind == KIND_UPLINK:
         uplink = tts_uplink_from(document, message, path_ids)
-        return _simulated(key, uplink, document) if document.get("simulated") is True else uplink
+        return _simulated(key, uplink, document) if "simulated" in document and document["simulated"] is True \
+            else uplink
     device_id, dev_eui, application_id = tts_identity(document, path_ids)
     common = {
         "network": SOURCE_TTS,

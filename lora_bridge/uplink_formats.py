@@ -27,7 +27,7 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -48,6 +48,15 @@ _INTEGER = re.compile(r"-?[0-9]{1,20}")
 _DECIMAL = re.compile(r"-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][-+]?[0-9]{1,3})?")
 # The digits of an EUI-64 as the networks write it (either case).
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+# The time both networks write (`time_or_none`'s quick way): digits only ASCII ones, as fromisoformat's.
+_RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?Z")
+# Labels and DevEUIs already judged, the network's text -> Tembo's (`label`, `eui_or_none`): a herd's
+# names repeat in every body. Each holds at most this many (emptied then), far more than a fleet's names.
+KNOWN_TEXTS = 65536
+_LABELS: dict[str, str] = {}
+_EUIS: dict[str, str] = {}
+# json.loads' own decoder (the one it uses when given no options), called directly by load_json_object.
+_DECODER = json.JSONDecoder()
 
 
 @dataclass(frozen=True)
@@ -94,15 +103,21 @@ class Uplink:
 
     @property
     def best_rssi_dbm(self) -> float | None:
-        """Strongest RSSI among the gateways, or None."""
-        values = [g.rssi_dbm for g in self.gateways if g.rssi_dbm is not None]
-        return max(values) if values else None
+        """Strongest RSSI among the gateways (the first of equals, as max takes it), or None."""
+        best = None
+        for gateway in self.gateways:  # a loop, not a list and max(): an uplink asks twice, a herd all day
+            if gateway.rssi_dbm is not None and (best is None or gateway.rssi_dbm > best):
+                best = gateway.rssi_dbm
+        return best
 
     @property
     def best_snr_db(self) -> float | None:
-        """Best SNR among the gateways, or None."""
-        values = [g.snr_db for g in self.gateways if g.snr_db is not None]
-        return max(values) if values else None
+        """Best SNR among the gateways (the first of equals, as max takes it), or None."""
+        best = None
+        for gateway in self.gateways:
+            if gateway.snr_db is not None and (best is None or gateway.snr_db > best):
+                best = gateway.snr_db
+        return best
 
 
 def tts_uplink_body(device_id: str, dev_eui: str | None, application_id: str, f_port: int, f_cnt: int,
@@ -125,6 +140,16 @@ def tts_uplink_body(device_id: str, dev_eui: str | None, application_id: str, f_
 
 def load_json_object(body: bytes) -> dict[str, Any]:
     """body parsed as a JSON object, or MalformedUplink saying why not."""
+    if body[:1] == b"{" and body[1:2] != b"\x00":  # what a network server posts: UTF-8 text of an object
+        # what json.loads makes of it, without its detection of the encoding (no BOM and no NUL among the
+        # first two bytes: UTF-8) and its walk over leading white space (none): one decoder call, not ten
+        try:
+            text = body.decode("utf-8", "surrogatepass")  # as json.loads decodes it
+            document, end = _DECODER.raw_decode(text)
+            if end == len(text):  # the object, then nothing (white space after it: json.loads judges)
+                return document
+        except (ValueError, RecursionError):
+            pass  # json.loads raises it again, and it is told as it always was
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -151,41 +176,78 @@ def parse_tts_uplink(body: bytes, path_ids: dict[str, str] | None = None) -> Upl
 def tts_uplink_from(
     document: dict[str, Any], message: dict[str, Any], path_ids: dict[str, str] | None = None
 ) -> Uplink:
-    """The Uplink of a TTS message object (`uplink_message` or `uplink_normalized`) in document."""
+    """The Uplink of a TTS message object (`uplink_message` or `uplink_normalized`) in document.
+
+    Every field is read by subscript where the usual body has it, the tolerant reader taken only where it
+    does not (a missing level, a value of another type): each reader is a call, and an uplink has a dozen
+    fields (docs/bridge-scale.md, 7 December)."""
     device_id, dev_eui, application_id = tts_identity(document, path_ids)
-    lora = dig(message, "settings", "data_rate", "lora")
-    gateways = tuple([  # a list, not a generator: a generator's every item is a call of its own
-        GatewayReception(
-            gateway_id=label(dig(meta, "gateway_ids").get("gateway_id")) or "?",
-            rssi_dbm=number_or_none(meta.get("rssi", meta.get("channel_rssi"))),
-            snr_db=number_or_none(meta.get("snr")),
-        )
-        for meta in list_of_objects(message.get("rx_metadata"))
-    ])
-    payload = _base64(message, "frm_payload")
+    try:
+        lora = message["settings"]["data_rate"]["lora"]
+    except (KeyError, TypeError):  # a level missing, or not an object (only an object takes a text key)
+        lora = None
+    if type(lora) is not dict:
+        lora = {}
+    spreading_factor = lora["spreading_factor"] if "spreading_factor" in lora else None
+    if type(spreading_factor) is not int or not SPREADING_FACTORS[0] <= spreading_factor <= SPREADING_FACTORS[1]:
+        spreading_factor = int_within(spreading_factor, *SPREADING_FACTORS)
+    payload = _base64(message, "frm_payload")  # judged before the port and the counter, as it always was
+    f_port = message["f_port"] if "f_port" in message else MAC_PORT
+    if type(f_port) is not int or not 0 <= f_port <= 255:
+        f_port = _port(message, "f_port")
+    f_cnt = message["f_cnt"] if "f_cnt" in message else 0
+    if type(f_cnt) is not int or not 0 <= f_cnt <= MAX_F_CNT:
+        f_cnt = _counter(message, "f_cnt")
+    heard_at = time_or_none(message["received_at"]) if "received_at" in message else None
+    if heard_at is None and "received_at" in document:
+        heard_at = time_or_none(document["received_at"])
     return Uplink(
         source=SOURCE_TTS,
         device_id=device_id,
-        f_port=_port(message, "f_port"),
-        f_cnt=_counter(message, "f_cnt"),
+        f_port=f_port,
+        f_cnt=f_cnt,
         payload=payload,
         payload_left_out=not payload and bool(message.get("decoded_payload") or message.get("normalized_payload")),
-        heard_at=time_or_none(message.get("received_at")) or time_or_none(document.get("received_at")),
+        heard_at=heard_at,
         dev_eui=dev_eui,
         application_id=application_id,
-        network_scope=tts_network_scope(message, path_ids),
-        gateways=gateways,
-        spreading_factor=int_within(lora.get("spreading_factor"), *SPREADING_FACTORS),
-        airtime_ms=_duration_ms_or_none(message.get("consumed_airtime")),
+        network_scope=tts_network_scope(message, path_ids) if "network_ids" in message or path_ids else None,
+        gateways=_tts_gateways(message["rx_metadata"]) if "rx_metadata" in message else (),
+        spreading_factor=spreading_factor,
+        airtime_ms=_duration_ms_or_none(message["consumed_airtime"]) if "consumed_airtime" in message else None,
     )
+
+
+def _tts_gateways(rx_metadata: Any) -> tuple[GatewayReception, ...]:
+    """The gateways of a TTS `rx_metadata` list (anything but objects in it, and anything but a list: none);
+    a gateway without its id is "?", an RSSI is `rssi`, else `channel_rssi`."""
+    if type(rx_metadata) is not list and not isinstance(rx_metadata, list):
+        return ()
+    gateways = []
+    for meta in rx_metadata:  # a loop, not a generator or a comprehension: each of those is a call of its own
+        if type(meta) is not dict and not isinstance(meta, dict):
+            continue
+        try:
+            gateway_id = label(meta["gateway_ids"]["gateway_id"]) or "?"
+        except (KeyError, TypeError):
+            gateway_id = label(dig(meta, "gateway_ids").get("gateway_id")) or "?"
+        rssi = meta["rssi"] if "rssi" in meta else meta.get("channel_rssi")
+        snr = meta["snr"] if "snr" in meta else None
+        # number_or_none's own first judgements (an RSSI an int of dBm, an SNR a float), made here without the call
+        rssi_dbm = (float(rssi) if type(rssi) is int and -_FINITE_INT < rssi < _FINITE_INT
+                    else rssi if type(rssi) is float and -_INFINITY < rssi < _INFINITY else number_or_none(rssi))
+        snr_db = snr if type(snr) is float and -_INFINITY < snr < _INFINITY else number_or_none(snr)
+        gateways.append(GatewayReception(gateway_id=gateway_id, rssi_dbm=rssi_dbm, snr_db=snr_db))
+    return tuple(gateways)
 
 
 def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> tuple[str, str | None, str | None]:
     """(device label, DevEUI, application id) from end_device_ids, else the webhook's path ids."""
-    ids = document.get("end_device_ids")
-    ids = ids if isinstance(ids, dict) else {}
+    ids = document["end_device_ids"] if "end_device_ids" in document else None
+    if type(ids) is not dict:
+        ids = ids if isinstance(ids, dict) else {}
     path = path_ids or {}
-    dev_eui = eui_or_none(ids.get("dev_eui"), "dev_eui")
+    dev_eui = eui_or_none(ids["dev_eui"], "dev_eui") if "dev_eui" in ids else None
     if dev_eui is None:
         dev_eui = eui_or_none(path.get("dev_eui"), "dev_eui")
     if dev_eui is None and not ids and _is_eui(path.get("device_id")):
@@ -193,10 +255,17 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
         # field-masked body carries no ids, and the path's EUI is the collar (it had become a second
         # collar filed under its DevEUI as a name).
         dev_eui = str(path["device_id"]).upper()
-    device_id = label(ids.get("device_id")) or label(path.get("device_id")) or dev_eui
+    device_id = label(ids["device_id"]) if "device_id" in ids else None
+    if not device_id:
+        device_id = label(path.get("device_id")) or dev_eui
     if not device_id:
         raise MalformedUplink("missing text field 'device_id' (no end_device_ids and no device in the webhook path)")
-    application_id = label(dig(ids, "application_ids").get("application_id")) or label(path.get("application_id"))
+    try:
+        application_id = label(ids["application_ids"]["application_id"])
+    except (KeyError, TypeError):  # missing, or application_ids not an object: as `dig` reads it
+        application_id = None
+    if not application_id:
+        application_id = label(path.get("application_id"))
     return device_id, dev_eui, application_id
 
 
@@ -294,11 +363,27 @@ def label(value: Any) -> str | None:
     """A name from the network as a safe label: text, control characters escaped, at most 64 chars."""
     if value is None:  # a name the body leaves out (most tenants, clusters): escaped_text's None at once
         return None
-    if type(value) is str and len(value) <= MAX_LABEL and value.isprintable():
-        # the usual label, short text with nothing to escape, is what escaped_text makes of it (its
-        # strip keeps it printable and within the limit) without the call: a body has several labels
-        return value.strip() or None
+    if type(value) is str:
+        known = _LABELS.get(value)  # a herd's few names come in every body: each is judged once
+        if known is not None:
+            return known
+        if len(value) <= MAX_LABEL and value.isprintable():
+            # the usual label, short text with nothing to escape, is what escaped_text makes of it (its
+            # strip keeps it printable and within the limit) without the call: a body has several labels
+            made = value.strip() or None
+        else:
+            made = escaped_text(value, MAX_LABEL)
+        if made is not None:
+            _remember(_LABELS, value, made)
+        return made
     return escaped_text(value, MAX_LABEL)
+
+
+def _remember(known: dict[str, str], value: str, made: str) -> None:
+    """known[value] = made, known emptied first once it holds KNOWN_TEXTS (a bound on its memory)."""
+    if len(known) >= KNOWN_TEXTS:
+        known.clear()
+    known[value] = made
 
 
 def escaped_text(value: Any, limit: int) -> str | None:
@@ -330,6 +415,14 @@ def _is_eui(value: Any) -> bool:
 
 def eui_or_none(value: Any, key: str) -> str | None:
     """A DevEUI as 16 upper-case hex digits; None when absent; MalformedUplink when not an EUI."""
+    if type(value) is str:
+        known = _EUIS.get(value)  # a herd's DevEUIs come in every body: each is judged once
+        if known is not None:
+            return known
+        if len(value) == 16 and _HEX_DIGITS.issuperset(value):  # as the networks write it: nothing to strip
+            upper = value.upper()
+            _remember(_EUIS, value, upper)
+            return upper
     if value is None or value == "":
         return None
     text = value.strip().replace("-", "").replace(":", "") if isinstance(value, str) else None
@@ -340,6 +433,14 @@ def eui_or_none(value: Any, key: str) -> str | None:
 
 def time_or_none(value: Any) -> datetime | None:
     """An RFC 3339 time (nanoseconds allowed) as aware UTC; None when absent or not a time."""
+    if type(value) is str and _RFC3339_UTC.fullmatch(value) is not None:
+        # The shape both networks write (the Protobuf JSON mapping of a Timestamp: UTC, "Z", 0 to 9
+        # digits of fraction), read by position; the microseconds cut, as below, not rounded
+        try:
+            return datetime(int(value[0:4]), int(value[5:7]), int(value[8:10]), int(value[11:13]),
+                            int(value[14:16]), int(value[17:19]), int((value[20:-1] + "000000")[:6]), tzinfo=UTC)
+        except ValueError:  # no such day or hour (a 30 February, a 60th second): judged below, as any other
+            pass
     if not isinstance(value, str) or len(value) > 64:
         return None
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
@@ -358,6 +459,7 @@ def time_or_none(value: Any) -> datetime | None:
 
 
 _FINITE_INT = 2**1023  # an int of less magnitude is a finite float (2**1024 overflows float())
+_INFINITY = math.inf  # a float strictly between -_INFINITY and _INFINITY is finite (NaN is between nothing)
 
 
 def number_or_none(value: Any) -> float | None:
@@ -366,7 +468,7 @@ def number_or_none(value: Any) -> float | None:
     Decimal text ("-35", "7.5") is a number: the Protobuf JSON mapping, which both networks' JSON
     follows, lets a writer send any number as a string (protobuf.dev/programming-guides/proto3/#json)."""
     if type(value) is float:  # the usual value (an SNR), judged at once: every gateway of every body has two
-        return value if math.isfinite(value) else None
+        return value if -_INFINITY < value < _INFINITY else None
     if type(value) is int and -_FINITE_INT < value < _FINITE_INT:  # the other usual one (an RSSI in dBm)
         return float(value)
     if isinstance(value, str) and _DECIMAL.fullmatch(value):
@@ -402,13 +504,15 @@ def _counter(document: dict[str, Any], key: str) -> int:
 
 
 def _base64(document: dict[str, Any], key: str) -> bytes:
-    value = document.get(key)
+    value = document[key] if key in document else None
     if value is None or value == "":
         return b""  # an empty payload is left out
-    if not isinstance(value, str):
+    if type(value) is not str and not isinstance(value, str):
         raise MalformedUplink(f"{key!r} must be base64 text, got {type(value).__name__}")
     try:
-        return base64.b64decode(value, validate=True)
+        # what base64.b64decode(value, validate=True) does, without its two calls around this one: text
+        # other than ASCII is refused with the same ValueError
+        return binascii.a2b_base64(value, strict_mode=True)
     except (binascii.Error, ValueError) as error:
         raise MalformedUplink(f"{key!r} is not base64: {error}") from error
 
