@@ -534,7 +534,7 @@ def _encode_field(buf, field, values):
 def _decode_field(data, pos, field, out):
     name, kind, arg = field
     if kind == "bits":
-        size = _sized(field, field_size)
+        size = field_size(field)
         acc = 0
         for i in range(size):
             acc = (acc << 8) | data[pos + i]
@@ -546,31 +546,22 @@ def _decode_field(data, pos, field, out):
         return pos + size
     if kind == "list":
         max_items, subfields = arg
-        size = _sized(field, field_size)
-        end = len(data)
-        rest = end - pos
+        size = field_size(field)
+        rest = len(data) - pos
         if rest % size:
             raise CodecError("%s: %d trailing bytes are not whole items of %d" % (name, rest, size))
         if rest // size > max_items:
             raise CodecError("%s: %d items, at most %d" % (name, rest // size, max_items))
         items = []
-        one = subfields[0][0] if len(subfields) == 1 else None
-        while pos < end:
+        while pos < len(data):
             item = {}
             for f in subfields:
                 pos = _decode_field(data, pos, f, item)
-            items.append(item if one is None else item[one])
+            items.append(item[subfields[0][0]] if len(subfields) == 1 else item)
         out[name] = items
         return pos
     size = _SIZES[kind]
-    # _get_int, inline: a payload has a dozen fields, each a call less
-    raw = 0
-    i = pos + size
-    while i > pos:
-        i -= 1
-        raw = (raw << 8) | data[i]
-    if kind in _SIGNED and raw >= 1 << (8 * size - 1):
-        raw -= 1 << (8 * size)
+    raw = _get_int(data, pos, size, kind in _SIGNED)
     if kind == "enum":
         value = _enum_name(arg, raw)
     elif kind == "ver":
@@ -593,19 +584,6 @@ def _fixed_size(fields):
         if f[1] != "list":
             n += field_size(f)
     return n
-
-
-# id -> (row or field, bytes): each table row's sizes counted once, not at every payload (a dozen
-# calls each); holding the object keeps its id from being reused
-_SIZES_OF = {}
-
-
-def _sized(x, measure):
-    i = id(x)
-    known = _SIZES_OF.get(i)
-    if known is None or known[0] is not x:
-        known = _SIZES_OF[i] = (x, measure(x))
-    return known[1]
 
 
 # ---- settings TLV (port 3) ------------------------------------------------------------
@@ -766,7 +744,7 @@ def decode(port, payload, direction=None, version=1):
             raise CodecError("port %d: unknown version or command %d" % (port, payload[0]), "unknown_command")
         pos = 1
     fields = m[4]
-    need = pos + _sized(fields, _fixed_size)
+    need = pos + _fixed_size(fields)
     has_list = len(fields) and fields[-1][1] == "list"
     if len(payload) < need or (not has_list and len(payload) != need):
         raise CodecError("%s: %d bytes, expected %s%d" % (m[0], len(payload), "at least " if has_list else "", need))
