@@ -157,7 +157,6 @@ class UpdateAgent:
         self.last_version = 0  # u24 version of the image that outcome was about
         self.last_reason = 0  # index into codec.ACK_RESULTS
         self._load_result()
-        self.installed = 0
         self.refused = 0
         self.trial_due = self.boot.trial_slot != NO_SLOT
         self.frag_index = 0
@@ -167,10 +166,11 @@ class UpdateAgent:
         self.frag_held = False  # a TS004 session of frag_index is set up (and not deleted or abandoned)
         self.frag_received = 0  # NbFragReceived of that session once its image was whole
         self.frag_version = 1  # TS004 version of the last set-up heard: its status answers are laid out so
-        self.frag_v2 = None  # a v2.0.0 session's (SessionCnt, MIC, Descriptor, AckReception)
+        self.frag_v2 = None  # the held session's (SessionCnt, MIC, Descriptor, Control): v1.0.0's SessionCnt 0, no MIC
         self.frag_mic_error = 0  # its rebuilt block's MIC was not the set-up's
         self.block_ack_left = 0  # FragDataBlockReceivedReq sends left until its answer (0: none owed)
         self.block_ack_s = 0  # when the next one is due
+        self.status_due = 0  # when << 2 | FragIndex: a multicast FragSessionStatusReq's answer, after its drawn delay
         self.heard_s = 0  # when the receiving session last heard its set-up or one of its fragments
         self.slot_job = None  # update_slot.Composition or SlotCheck, stepped a share per wake-up
         if not self.trial_due and self.storage.read(KEY_COMPOSE):
@@ -199,15 +199,16 @@ class UpdateAgent:
 
     def busy(self):
         """Return True while an update holds state the loop must advance."""
-        return self.state != IDLE or self.trial_due or self.block_ack_left or (self.multicast is not None
+        return self.state != IDLE or self.trial_due or self.block_ack_left or self.status_due or (self.multicast is not None
                                                                                 and self.multicast.scheduled())
 
     def wake_s(self):
-        """Return when the loop must wake for the Class C window (opens or closes) or an owed
-        FragDataBlockReceivedReq (0: neither)."""
+        """Return when the loop must wake for the Class C window (opens or closes), an owed
+        FragDataBlockReceivedReq or a delayed FragSessionStatusAns (0: none)."""
         wake = self.multicast.wake_s() if self.multicast is not None else 0
-        if self.block_ack_left and (not wake or self.block_ack_s < wake):
-            wake = self.block_ack_s
+        for w in (self.block_ack_left and self.block_ack_s, self.status_due >> 2):
+            if w and (not wake or w < wake):
+                wake = w
         return wake
 
     def result_values(self):
@@ -291,9 +292,8 @@ class UpdateAgent:
         v2 = port == PORT_FRAGMENTS and payload[0] == _SETUP_CID and len(payload) > 11
         msg = codec.decode(port, payload, "down", 2 if v2 else 1)
         name = msg["message"]
-        if group is not None and port == PORT_FRAGMENTS and name != "data_fragment" \
-                and name != "frag_session_status":
-            return  # TS004: only FragSessionStatusReq and DataFragment may come multicast; the rest is unicast only
+        if group is not None and name != "data_fragment" and name != "frag_session_status":
+            return  # TS004: only FragSessionStatusReq and DataFragment may come multicast (on port 201: handle())
         if name == "data_fragment":
             # TS004 v1.0.0: a fragment heard on a multicast group its session's McGroupBitMask does not enable
             # "SHALL be silently dropped"; unicast always feeds the session
@@ -320,8 +320,12 @@ class UpdateAgent:
             _installer().delete(self, msg)
         elif name == "frag_session_status":
             # participants 0: only collars missing fragments answer (one without that session misses them all)
+            # (TS004: a multicast one after the drawn delay, so the group's collars do not answer at once; unicast at once)
             if msg["participants"] or self.still_needed() or not self._holds(msg["frag_index"]):
-                self._status_answer(msg["frag_index"])
+                if group is None:
+                    self._status_answer(msg["frag_index"])
+                else:
+                    self.status_due = now + _installer().delay_s(self, now) << 2 | msg["frag_index"]
         elif name == "frag_data_block_received_ans":
             was = self.block_ack_left
             if was and msg["frag_index"] == self.frag_index:
@@ -346,10 +350,10 @@ class UpdateAgent:
         the last set-up heard was (codec's rows of that TS004 version): v2.0.0 puts Status first, with MICError,
         and sends Status alone for no session."""
         held = self._holds(index)
-        missing = self.still_needed() if held else 0
-        received = (self.decoder.received if self.decoder is not None else self.frag_received) if held else 0
-        values = {"received_and_index": index << 14 | (received & 0x3FFF), "missing": missing if missing < 255 else 255,
-                  "session_does_not_exist": 0 if held else 1, "mic_error": self.frag_mic_error if held else 0}
+        d = self.decoder
+        values = {"received_and_index": index << 14 | (held and (d.received if d is not None else self.frag_received)) & 0x3FFF,
+                  "missing": held and min(self.still_needed(), 255), "session_does_not_exist": not held,
+                  "mic_error": held and self.frag_mic_error}
         values["session"] = (values,) if held else ()  # v2.0.0's Received&index and MissingFrag
         self._answer("frag_session_status_ans", values, self.frag_version)
 
@@ -395,6 +399,10 @@ class UpdateAgent:
             self.session_over(now)  # abandoned: the decoder's RAM is freed, the bridge hears "truncated"
         if self.block_ack_left and now >= self.block_ack_s:
             _installer().block_ack(self, now)
+        due = self.status_due
+        if due and now >= due >> 2:
+            self.status_due = 0
+            self._status_answer(due & 3)
         if self.trial_due:
             self.trial_due = False
             _installer().firmware_trial(self, now)

@@ -46,7 +46,6 @@ from collar_firmware.update import (
 )
 
 MAX_IMAGE_BYTES = update_image.MAX_HEADER_BYTES + update_image.MAX_PAYLOAD_BYTES
-CMD_DATA_FRAGMENT = codec.tag_of("data_fragment")
 KEY_MODEL_GOOD = "model" + GOOD_SUFFIX  # classifier.load_model's last good copy of "model"
 KEY_GOOD_PREV = "model.good.prev"  # that copy as it was before the install being tried
 COPY_BYTES = 256  # bytes read from flash at a time while hashing or copying (update_slot.COMPOSE_BLOCK too)
@@ -133,7 +132,8 @@ def setup(agent, msg, now):
     frag_size = msg["frag_size"]
     index = msg["frag_index"]
     v2 = "session_cnt" in msg
-    if (msg["control"] >> 3) & 7 or (v2 and not _mic_ready(agent)):  # FragAlgo: only TS004's parity code
+    # FragAlgo: only TS004's parity code; DataBlockIntKey for every session (its MIC in v2.0.0, its drawn delays)
+    if (msg["control"] >> 3) & 7 or (not _mic_ready(agent) and v2):
         agent._answer("frag_session_setup_ans", {"status": index << 6 | 1})  # EncodingUnsupported
         agent.end_session()
         return
@@ -157,8 +157,9 @@ def setup(agent, msg, now):
     agent.frag_groups = msg["mc_group_bit_mask"]  # the multicast groups that may feed it (unicast always may)
     agent.frag_version = 2 if v2 else 1
     agent.frag_mic_error = 0
-    # v2.0.0: what the rebuilt block's MIC is checked against, and whether FragDataBlockReceivedReq is asked for
-    agent.frag_v2 = (msg["session_cnt"], msg["mic"], msg["descriptor"], msg["control"]) if v2 else None
+    # v2.0.0: what the rebuilt block's MIC is checked against, and whether FragDataBlockReceivedReq is asked for;
+    # v1.0.0: SessionCnt 0 and Control, for the delay drawn before a multicast status request's answer
+    agent.frag_v2 = (msg.get("session_cnt", 0), msg.get("mic"), msg["descriptor"], msg["control"])
     if v2:  # over the older copy, before the set-up is answered: a cut leaves the newest one whole
         agent.storage.write(KEYS_SESSION_CNT[1 - newest], records.sealed(struct.pack("<H", msg["session_cnt"])))
     for key in KEYS_BLOCK_ACK:  # what the last session owed is over (a cut before: still that session's)
@@ -202,7 +203,7 @@ def _whole(agent, now):
     v2.0.0 session's block first against its MIC, a share a wake-up: MicCheck)."""
     agent.save_session(1)
     agent.state = VERIFYING
-    if agent.frag_v2 is not None:
+    if agent.frag_version > 1:
         agent.slot_job = MicCheck(agent)
         return
     _check_image(agent, now)
@@ -327,24 +328,31 @@ def _mic_checked(agent, ok, now):
     agent.frag_mic_error = 0 if ok else 1
     if not ok:
         agent.save_session(1)  # a reset still answers MICError for it
-    control = agent.frag_v2[3]
-    if control & 0x40:  # AckReception: the first report waits rand() * 2**(BlockAckDelay + 4) s, rand() in [0, 1)
-        # (Control bits 2..0; LoRa Basics Modem's v2.0.0 package: 0..2**(BlockAckDelay + 4) s), so a multicast group's
-        # collars do not all answer at once. rand() is 16 bits the radio's crypto engine enciphers under the collar's
-        # own DataBlockIntKey from its SessionCnt and FragIndex (0x52 first: never B0's 0x49, never all zeros): a value
-        # no other collar draws, new each session, with no key in the collar's Python (0 when the engine refuses)
-        try:
-            r = agent.collar.hal.radio.aes_encrypt("data_block_int_key", struct.pack(
-                "<BHB", 0x52, agent.frag_v2[0], agent.frag_index) + bytes(12))
-        except OSError:
-            r = bytes(2)
+    if agent.frag_v2[3] & 0x40:  # AckReception: the first report waits its drawn delay (delay_s), not the whole group at once
         agent.block_ack_left = BLOCK_ACK_TRIES
-        agent.block_ack_s = now + ((r[0] | r[1] << 8) << (control & 7) + 4 >> 16)
+        agent.block_ack_s = now + delay_s(agent, 0)
         keep_block_ack(agent, 1)
     if ok:
         _check_image(agent, now)
     else:
         agent._result("tampered", now)
+
+
+def delay_s(agent, t):
+    """Return rand() * 2**(BlockAckDelay + 4) s, rand() in [0, 1) (TS004: Control bits 2..0 of the held session's
+    set-up; LoRa Basics Modem's v2.0.0 package waits 0..2**(BlockAckDelay + 4) s), so a multicast group's collars do
+    not all answer at once: before the first FragDataBlockReceivedReq (t 0), before the answer to a multicast
+    FragSessionStatusReq heard at t. rand() is 16 bits the radio's crypto engine enciphers under the collar's own
+    DataBlockIntKey from SessionCnt (0 in v1.0.0), FragIndex and t (0x52 first: never B0's 0x49, never all zeros):
+    a value no other collar draws, new each session and request, with no key in the collar's Python (0 when the
+    engine refuses or holds no such key, e.g. a radio without one, or after a reset)."""
+    try:
+        cnt, _mic, _descriptor, control = agent.frag_v2
+        r = agent.collar.hal.radio.aes_encrypt("data_block_int_key", struct.pack(
+            "<BHBI", 0x52, cnt, agent.frag_index, t) + bytes(8))
+        return (r[0] | r[1] << 8) << (control & 7) + 4 >> 16
+    except Exception:
+        return 0
 
 
 def keep_block_ack(agent, was):
@@ -427,7 +435,7 @@ def step(agent, now):
     elif agent.state == SOLVING:
         if agent.decoder.solve():
             _whole(agent, now)
-    elif agent.state == VERIFYING and agent.header is None and agent.frag_v2 is not None:
+    elif agent.state == VERIFYING and agent.header is None:  # v2.0.0's MIC (v1.0.0 has its header before VERIFYING)
         ok = agent.slot_job.step()
         if ok is not None:
             _mic_checked(agent, ok, now)
@@ -541,7 +549,6 @@ def _golden_ok(agent, h, model=None):
 
 def _model_trial(agent, now):
     if _golden_ok(agent, agent.header):
-        agent.installed += 1
         agent.state = IDLE
         agent._result("ok", now)
     else:
@@ -594,7 +601,6 @@ def _check_trial(agent, now):
     if ok:
         boot.active_slot = boot.trial_slot
         boot.active_version = boot.trial_version
-        agent.installed += 1
     boot.trial_slot = NO_SLOT
     boot.trial_version = 0
     boot.save(agent.storage)
@@ -617,12 +623,9 @@ def _shipped_model(agent):
 def _self_test(agent, h):
     """The sensors answer, the classifier reproduces the golden vector, the radio sends."""
     hal = agent.collar.hal
-    if hal.imu.read_fifo(agent.collar.accel_buf) <= 0:
-        return False
-    if hal.power.battery_mv() <= 0:
-        return False
-    if not _golden_ok(agent, h, _shipped_model(agent)):
+    if hal.imu.read_fifo(agent.collar.accel_buf) <= 0 or hal.power.battery_mv() <= 0 \
+            or not _golden_ok(agent, h, _shipped_model(agent)):
         return False
     ack = codec.encode("ack", {"time_s": hal.clock.now_s(), "on_port": PORT_FRAGMENTS,
-                               "cmd": CMD_DATA_FRAGMENT, "result": "ok"})
+                               "cmd": codec.tag_of("data_fragment"), "result": "ok"})
     return hal.radio.send(codec.port_of("ack"), ack, False) is not False

@@ -657,6 +657,62 @@ def test_a_status_request_heard_on_a_multicast_group_is_answered():
     assert sent(c, 201) == [status_answer(0, 0, 35)]
 
 
+def sent_at(c, port: int, seconds: int) -> list[tuple[int, str]]:
+    """Run the collar's loop seconds on; return (when sent, bytes in hex) of its uplinks on port."""
+    clock = c.hal.clock
+    end = clock.now_s() + seconds
+    while clock.now_s() < end:
+        clock.sleep_until(min(c.collar.step(), end))
+    out = [(t, payload.hex()) for t, p, payload, _c, _h in c.hal.radio.uplinks if p == port]
+    c.hal.radio.uplinks.clear()
+    return out
+
+
+def test_collars_of_one_group_answer_a_multicast_status_request_spread_over_block_ack_delay():
+    """Issue 14: the bridge's FragSessionStatusReq on the group reached the fleet's collars in the same Class C window,
+    and each answered at once: their uplinks collided on the air. TS004 (LoRaMac-node's LmhpFragmentation, LoRa Basics
+    Modem's v2.0.0 package): the answer to a request heard on a multicast group waits rand() * 2**(BlockAckDelay + 4) s
+    (Control bits 2..0 of the session's set-up). Each collar draws its own rand() as for FragDataBlockReceivedReq,
+    under its own DataBlockIntKey, from the second it heard the request: in a v2.0.0 session and in a v1.0.0 one
+    (SessionCnt 0) alike. Its loop wakes for the answer, which says what the collar holds then."""
+    block_ack_delay = 2  # 0..64 s
+    control = bytes([block_ack_delay])  # no AckReception: only the status answers go up
+    heard, answered = [], []
+    for i in range(6):
+        root = bytes([0x11 * (i + 1)]) * 16
+        c = collar()
+        c.hal.radio.provision_root_key(root)
+        v2 = i % 2 == 0
+        setup = v2_setup_frame(0, mic=block_mic(0, 1, root=root), control=block_ack_delay) if v2 else \
+            bytes.fromhex("02" "01" "2300" "70") + control + bytes.fromhex("4c" "01000000")
+        c.hear(201, setup)
+        for n in range(1, 4):
+            c.hear(201, fragment(n))
+        assert sent_at(c, 201, 600)[0][1] == "0200", "set up (its answer gone, the duty cycle free again)"
+        t = c.hal.clock.now_s() + 7 * i  # the request reaches the collars in one window; each here on its own clock
+        c.hal.clock.sleep_until(t)
+        c.hear(201, status_request(0, 1), 0)
+        due = t + drawn_delay_s(0, 1 if v2 else 0, block_ack_delay, root, t)
+        answer = status_answer_v2(0, 3, 32) if v2 else status_answer(0, 3, 32)
+        assert sent_at(c, 201, 120) == [(due, answer)], "sent when its drawn delay is over, not before"
+        heard.append(t)
+        answered.append(due - t)
+    assert all(0 <= d < 64 for d in answered) and len(set(answered)) >= 5, f"spread over 64 s: {answered}"
+
+
+def test_collar_answers_a_unicast_status_request_at_once():
+    """A FragSessionStatusReq sent to the collar's own address (the bridge's question to one straggler) is answered in
+    the uplink after it, whatever BlockAckDelay the set-up named (7 here: up to 2,048 s): TS004 spreads the answers
+    of a group, a collar asked alone has no one to collide with."""
+    c = collar()
+    c.hear(201, bytes.fromhex("02" "01" "2300" "70" "07" "4c" "01000000"))
+    c.hear(201, fragment(1))
+    sent(c, 201, 600)
+    t = c.hal.clock.now_s()
+    c.hear(201, status_request(0, 0))
+    assert sent_at(c, 201, 2) == [(t, status_answer(0, 1, 34))]
+
+
 def rebooted(c, cause: str = "brownout"):
     """The collar's processor starts again from its flash (RAM lost), its LR1110 keeping its factory root key."""
     from collar_firmware.main import Collar
@@ -730,12 +786,14 @@ def test_a_lost_block_received_report_is_sent_again_until_the_server_answers_and
 # TS004's BlockAckDelay (Control bits 2..0): the end-device answers after rand() * 2**(BlockAckDelay + 4) s, rand() in
 # [0, 1] (LoRa Basics Modem's v2.0.0 package: a random 0..2**(BlockAckDelay + 4) s before FragDataBlockReceivedReq,
 # LoRaMac-node and Zephyr's frag transport likewise). The collar's rand() is 16 bits its LR1110's engine enciphers
-# under its own DataBlockIntKey: AES(key, 0x52 | SessionCnt (2) | FragIndex | 0 (12))[0:2], little-endian.
-def drawn_delay_s(index: int, session_cnt: int, block_ack_delay: int, root: bytes = ROOT_KEY) -> int:
+# under its own DataBlockIntKey: AES(key, 0x52 | SessionCnt (2) | FragIndex | t (4) | 0 (8))[0:2], little-endian, t 0
+# before FragDataBlockReceivedReq, the second it heard it before the answer to a multicast FragSessionStatusReq.
+def drawn_delay_s(index: int, session_cnt: int, block_ack_delay: int, root: bytes = ROOT_KEY, t: int = 0) -> int:
     enc = Cipher(algorithms.AES(root), modes.ECB()).encryptor()
     key = enc.update(bytes([0x30]) + bytes(15)) + enc.finalize()
     enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    r = enc.update(bytes([0x52]) + session_cnt.to_bytes(2, "little") + bytes([index]) + bytes(12)) + enc.finalize()
+    r = enc.update(bytes([0x52]) + session_cnt.to_bytes(2, "little") + bytes([index]) + t.to_bytes(4, "little")
+                   + bytes(8)) + enc.finalize()
     return (int.from_bytes(r[:2], "little") << (block_ack_delay + 4)) >> 16
 
 

