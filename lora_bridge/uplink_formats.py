@@ -150,6 +150,11 @@ def load_json_object(body: bytes) -> dict[str, Any]:
                 return document
         except (ValueError, RecursionError):
             pass  # json.loads raises it again, and it is told as it always was
+    return any_json_object(body)
+
+
+def any_json_object(body: bytes) -> dict[str, Any]:
+    """load_json_object's general reader: `json.loads` (any encoding it detects), its refusals told."""
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -439,8 +444,13 @@ def time_or_none(value: Any) -> datetime | None:
         try:
             return datetime(int(value[0:4]), int(value[5:7]), int(value[8:10]), int(value[11:13]),
                             int(value[14:16]), int(value[17:19]), int((value[20:-1] + "000000")[:6]), tzinfo=UTC)
-        except ValueError:  # no such day or hour (a 30 February, a 60th second): judged below, as any other
+        except ValueError:  # no such day or hour (a 30 February, a 60th second): judged as any other
             pass
+    return any_time(value)
+
+
+def any_time(value: Any) -> datetime | None:
+    """time_or_none's general reader: any RFC 3339 / ISO 8601 text (offsets, nanoseconds, white space)."""
     if not isinstance(value, str) or len(value) > 64:
         return None
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")

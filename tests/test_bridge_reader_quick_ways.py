@@ -1,14 +1,15 @@
 """A network server's uplink reads the same as it did before the reader took its quick ways (a subscript
 where the usual body has the field, one decoder call for the JSON, an RFC 3339 time read by position,
 labels and DevEUIs judged once): the same Uplink, or the same refusal, for the documented bodies with any
-field changed, any body bytes and any time text. The plain readers here are the reader as it was."""
+field changed, any body bytes and any time text. The plain readers here are the reader as it was; the time's
+and the JSON's references are the module's own general readers (`any_time`, `any_json_object`), which the
+quick ways stand in front of."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
-import sys
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +19,6 @@ from hypothesis import strategies as st
 from test_bridge_parser_properties import json_values, mutated
 
 from lora_bridge.errors import MalformedUplink
-from lora_bridge.store.utc import as_utc
 from lora_bridge.uplink_formats import (
     MAX_LABEL,
     SOURCE_TTS,
@@ -29,6 +29,8 @@ from lora_bridge.uplink_formats import (
     _duration_ms_or_none,
     _is_eui,
     _port,
+    any_json_object,
+    any_time,
     dig,
     escaped_text,
     int_within,
@@ -43,38 +45,6 @@ from lora_bridge.uplink_formats import (
 # (the message key, the documented body) of every TTS uplink fixture
 TTS_UPLINKS = [(key, fixture) for fixture in nf.TTS.values()
                for key in ("uplink_message", "uplink_normalized") if key in fixture.body]
-
-
-def _plain_load(body: bytes) -> dict[str, Any]:
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise MalformedUplink(f"body is not JSON: {error}") from error
-    except ValueError as error:
-        raise MalformedUplink(f"body is not JSON Tembo reads: a number of more than {sys.get_int_max_str_digits()} "
-                              "digits, which no network server writes") from error
-    except RecursionError as error:
-        raise MalformedUplink("body is not JSON: nested too deeply") from error
-    if not isinstance(document, dict):
-        raise MalformedUplink(f"body is JSON {type(document).__name__}, not an object")
-    return document
-
-
-def _plain_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    if "." in text:
-        head, _, tail = text.partition(".")
-        count = 0
-        while count < len(tail) and tail[count].isdigit():
-            count += 1
-        digits, zone = tail[:count], tail[count:]
-        text = f"{head}.{digits[:6]}{zone}" if digits else f"{head}{zone}"
-    try:
-        return as_utc(datetime.fromisoformat(text))
-    except (ValueError, OverflowError):
-        return None
 
 
 def _plain_label(value: Any) -> str | None:
@@ -127,7 +97,7 @@ def _plain_uplink(document: dict[str, Any], message: dict[str, Any], path_ids: d
         f_port=_port(message, "f_port"),
         f_cnt=_counter(message, "f_cnt"), payload=payload,
         payload_left_out=not payload and bool(message.get("decoded_payload") or message.get("normalized_payload")),
-        heard_at=_plain_time(message.get("received_at")) or _plain_time(document.get("received_at")),
+        heard_at=any_time(message.get("received_at")) or any_time(document.get("received_at")),
         dev_eui=dev_eui, application_id=application_id, network_scope=tts_network_scope(message, path_ids),
         gateways=gateways, spreading_factor=int_within(lora.get("spreading_factor"), *SPREADING_FACTORS),
         airtime_ms=_duration_ms_or_none(message.get("consumed_airtime")),
@@ -171,7 +141,7 @@ def test_a_network_time_reads_as_the_general_parser_read_it(moment, fraction_dig
         (f".{fraction}" if fraction else "") + zone
     for position, character in changes:
         text = text[:position] + character + text[position + 1:]
-    assert repr(time_or_none(text)) == repr(_plain_time(text))
+    assert repr(time_or_none(text)) == repr(any_time(text))
 
 
 object_bodies = st.dictionaries(st.text(max_size=8), json_values, max_size=4).map(
@@ -187,7 +157,7 @@ def test_a_body_reads_as_json_loads_read_it(text, encoding, tail, cut):
     body = text.encode(encoding) + tail
     if cut:
         body = body[: len(body) // 2]
-    assert _outcome(load_json_object, body) == _outcome(_plain_load, body)
+    assert _outcome(load_json_object, body) == _outcome(any_json_object, body)
 
 
 def test_a_tts_uplink_of_the_usual_shape_reads_its_documented_fields():
