@@ -393,7 +393,9 @@ class UpdateAgent:
     def step(self, now):
         """Advance whatever the update waits for (called once per wake-up)."""
         if self.multicast is not None and self.multicast.step(now) and self.state == RECEIVING:
-            self._status_answer(self.frag_index)  # the window closed: the bridge learns what unicast must still bring
+            # the window closed: the bridge learns what unicast must still bring, after the collar's own drawn
+            # delay (as a multicast request's answer), so a group's collars do not all answer at that moment
+            self.status_due = now + _installer().delay_s(self, now) << 2 | self.frag_index
         if self.state == RECEIVING and now - self.heard_s > SESSION_SILENT_S \
                 and (self.multicast is None or not self.multicast.scheduled()):
             self.session_over(now)  # abandoned: the decoder's RAM is freed, the bridge hears "truncated"
