@@ -700,6 +700,33 @@ def test_collars_of_one_group_answer_a_multicast_status_request_spread_over_bloc
     assert all(0 <= d < 64 for d in answered) and len(set(answered)) >= 5, f"spread over 64 s: {answered}"
 
 
+def test_collars_still_missing_fragments_spread_their_answers_after_the_window_closes():
+    """Issue 14: a collar still missing fragments when its Class C window closes tells the bridge unasked what it
+    holds; every collar of the group closed its window at the same second (TS005's timeout), so their answers all
+    went up then and collided on the air. Each now answers after its own draw, as for a multicast
+    FragSessionStatusReq heard at that second: rand() * 2**(BlockAckDelay + 4) s, rand() under its own
+    DataBlockIntKey from SessionCnt (0 in v1.0.0), FragIndex and the second the window closed."""
+    block_ack_delay = 2  # 0..64 s
+    closes = T0 + 3600 + 2048  # CLASS_C_SESSION: opens at T0 + 3600 for 2**11 s
+    answered = []
+    for i in range(5):
+        root = bytes([0x21 * (i + 1)]) * 16
+        c = collar()
+        c.hal.radio.provision_root_key(root)
+        c.hear(200, bytes.fromhex(CLASS_C_SESSION))
+        c.hear(201, bytes.fromhex("02" "01" "2300" "70") + bytes([block_ack_delay]) + bytes.fromhex("4c" "01000000"))
+        sent_at(c, 201, T0 + 3601 - c.hal.clock.now_s())
+        assert c.hal.radio.class_c is not None, "its window is open"
+        for n in range(1, 4):
+            c.hear(201, fragment(n), 0)  # heard on the group in the window
+        assert sent_at(c, 201, closes - c.hal.clock.now_s()) == [], "nothing said while the window is open"
+        due = closes + drawn_delay_s(0, 0, block_ack_delay, root, closes)
+        assert sent_at(c, 201, 70) == [(due, status_answer(0, 3, 32))], "sent when its own drawn delay is over"
+        assert c.hal.radio.class_c is None, "back in Class A, its session kept for unicast"
+        answered.append(due - closes)
+    assert all(0 <= d < 64 for d in answered) and len(set(answered)) >= 4, f"spread over 64 s: {answered}"
+
+
 def test_collar_answers_a_unicast_status_request_at_once():
     """A FragSessionStatusReq sent to the collar's own address (the bridge's question to one straggler) is answered in
     the uplink after it, whatever BlockAckDelay the set-up named (7 here: up to 2,048 s): TS004 spreads the answers
