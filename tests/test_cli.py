@@ -143,3 +143,14 @@ def test_a_command_run_without_verbose_after_a_verbose_one_in_the_same_process_l
     assert main(["bridge", "migrate", "--database-url", f"sqlite:///{tmp_path / 'second.db'}"]) == 0
 
     assert "store migrated" not in caplog.text
+
+
+def test_technician_without_the_venv_on_path_runs_python_m_tembo_as_the_tembo_command():
+    done = subprocess.run([sys.executable, "-m", "tembo", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: tembo ")
+    for name in SUBCOMMANDS:
+        assert f"    {name}" in done.stdout
+    refused = subprocess.run([sys.executable, "-m", "tembo", "bench", "no-such-bench", "--json"],
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "collar" in refused.stderr
