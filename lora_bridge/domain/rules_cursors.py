@@ -177,7 +177,7 @@ _CURSORS_READ = select(*CURSOR_COLUMNS).where(RuleCursor.device_id.in_(bindparam
 def read_cursors(session: Session, device_ids: list[str]) -> dict[str, Cursor]:
     """The stored cursors of these collars by collar (a collar with none is left out), as plain values."""
     rows = bulk.read_columns(session, _CURSORS_READ, {"device_ids": device_ids}, _CURSORS)
-    return {row[0]: Cursor(row[0], True, row[1], row[2], row[3]) for row in rows}
+    return {row[0]: cursor_of(row[0], row) for row in rows}
 
 
 # the UPDATE of a stored cursor by its collar and the INSERT of a new one, built once

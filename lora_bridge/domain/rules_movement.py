@@ -61,13 +61,8 @@ def _projected_back(fixes: list[Fix], known: Metres | None) -> tuple[np.ndarray,
             return np.array([known.xy[f] for f in fixes], dtype=float), back
         except KeyError:
             pass  # a fix the cleaning did not project: all of them are projected here
-    return _transformed(forward, lons, lats), back
-
-
-def _transformed(forward: Transformer, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
-    """lons / lats through forward, as an (n, 2) array of metres."""
     x, y = forward.transform(lons, lats)
-    return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)])
+    return np.column_stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)]), back
 
 
 def _metres(fixes: list[Fix]) -> tuple[list[tuple[float, float]], Transformer]:
