@@ -125,13 +125,14 @@ class Outbox:
     def _push_page(self, page: list[int], refused: set[ServerKey]) -> int:
         """Push the downlinks of page that have somewhere to go, none to a server (and key) in refused;
         add the servers that refuse now to it; how many were accepted."""
-        servers = self._servers(page)  # read without the write lock: which still wait, and where they go
+        servers = self._servers(page)  # read without the write lock: which still wait, where they go, for whom
+        held: set[str] = set()  # the collars found at their fair-use limit in this page (`_claim` held them all)
         accepted = 0
         for downlink_id in page:
-            server = servers.get(downlink_id)
-            if server is None or server in refused:
-                continue  # nowhere to go yet, or its server refused in this flush: no write transaction for it
-            claimed = self._claim(downlink_id, skip=lambda target: self._server_of(target) in refused)
+            server, device_id = servers.get(downlink_id, (None, None))
+            if server is None or server in refused or device_id in held:
+                continue  # nowhere to go yet, its server refused, its collar's day is spent: no write transaction
+            claimed = self._claim(downlink_id, held, skip=lambda target: self._server_of(target) in refused)
             if claimed is None:
                 continue  # another worker has it, it went already, it waits for the fair-use window or its server
             target, items, replace = claimed
@@ -157,8 +158,12 @@ class Outbox:
         return accepted
 
     def _claim(
-        self, downlink_id: int, skip: Callable[[DownlinkTarget], bool] | None = None
+        self, downlink_id: int, held: set[str], skip: Callable[[DownlinkTarget], bool] | None = None
     ) -> tuple[DownlinkTarget, list[OutgoingDownlink], bool] | None:
+        """Lease downlink_id for its push: its target, what goes (more than one when it replaces what waits
+        at the network) and whether it replaces; None when it cannot go now. A collar over its fair-use day
+        has every due downlink of it held to the same time in one write, and its id added to held: a
+        straggler's queue of unicast fragments costs one transaction a flush, not one for each."""
         # The collar's fair-use day runs on the bridge's clock, as its update deliveries do: a replay or a
         # simulated week (the twin) renews each collar's budget every simulated day, not every wall-clock day.
         now = self.clock()
@@ -170,13 +175,23 @@ class Outbox:
                 return None
             count, oldest = downlinks.transmissions_today(session, downlink.device_id, now)
             if count >= self.settings.downlinks_per_device_per_day:
-                downlink.not_before = (oldest or now) + timedelta(days=1)
+                until = (oldest or now) + timedelta(days=1)
+                waiting = session.execute(
+                    update(Downlink)
+                    .where(Downlink.device_id == downlink.device_id, Downlink.state == downlinks.STATE_QUEUED,
+                           Downlink.not_before.is_(None) | (Downlink.not_before <= now))
+                    .values(not_before=until)
+                    .execution_options(synchronize_session=False)  # the rows are not read again in this session
+                ).rowcount
+                held.add(downlink.device_id)
                 log.warning(
-                    "fair-use limit: %d downlinks on air to device_id=%s in 24 h; downlink_id=%d waits until %s",
+                    "fair-use limit: %d downlinks on air to device_id=%s in 24 h; downlink_id=%d and %d more of "
+                    "its due downlinks wait until %s",
                     count,
                     downlink.device_id,
                     downlink.id,
-                    downlink.not_before.isoformat(),
+                    max(0, (waiting or 0) - 1),
+                    until.isoformat(),
                     extra={"device_id": downlink.device_id, "downlink_id": downlink.id},
                 )
                 return None
@@ -203,13 +218,13 @@ class Outbox:
                 return target, items, True
             return target, [OutgoingDownlink(downlink.f_port, downlink.payload, downlink.correlation_id)], False
 
-    def _servers(self, downlink_ids: list[int]) -> dict[int, ServerKey]:
-        """downlink id -> the server (and key, `_server_of`) it goes to, for those of downlink_ids still
-        queued that have somewhere to go: read without the store's write lock, the downlinks with their
-        collars in one statement, each collar's route once."""
+    def _servers(self, downlink_ids: list[int]) -> dict[int, tuple[ServerKey, str]]:
+        """downlink id -> the server (and key, `_server_of`) it goes to and its collar's device id, for those
+        of downlink_ids still queued that have somewhere to go: read without the store's write lock, the
+        downlinks with their collars in one statement, each collar's route once."""
         if not downlink_ids:
             return {}
-        reachable: dict[int, ServerKey] = {}
+        reachable: dict[int, tuple[ServerKey, str]] = {}
         with self.db.read() as session:
             rows = session.execute(
                 select(Downlink.id, Device)
@@ -222,7 +237,7 @@ class Outbox:
                 if target is None:
                     target = targets[device.device_id] = self._target(session, device)
                 if self.client.can_reach(target):
-                    reachable[downlink_id] = self._server_of(target)
+                    reachable[downlink_id] = (self._server_of(target), device.device_id)
         return reachable
 
     def _target(self, session: Any, device: Device) -> DownlinkTarget:

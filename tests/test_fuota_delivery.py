@@ -23,7 +23,7 @@ from fuota_twin import (
     open_bridge,
     start_campaign,
 )
-from sqlalchemy import update
+from sqlalchemy import select, update
 from starlette.testclient import TestClient
 from test_update_campaigns import updates_page
 
@@ -34,8 +34,8 @@ from lora_bridge.domain.fuota_delivery import SESSION_INDEX
 from lora_bridge.errors import DownlinkError
 from lora_bridge.network_server import MulticastFrame, NetworkServerClient, RouteHint
 from lora_bridge.settings import BridgeSettings
-from lora_bridge.store.tables import Downlink
-from lora_bridge.store.utc import utc_now
+from lora_bridge.store.tables import Downlink, DownlinkTransmission
+from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.updates.parity_order import counter_at
 from lora_bridge.updates.planner import DOWNLINK_DUTY
 from simulator import fuota
@@ -1032,6 +1032,40 @@ def test_field_technician_sees_a_straggler_get_its_fragments_by_unicast_every_da
     per_day = bridge.settings.downlinks_per_device_per_day
     assert all(n <= per_day for n in downlinks_a_day), downlinks_a_day  # within fair use, every day
     assert fragments_a_day == [per_day] * 6, fragments_a_day
+
+
+def test_a_straggler_whose_fair_use_day_is_spent_has_the_rest_of_its_batch_held_at_once(sqlite_url, network):
+    """collar-01 missed the window and its unicast batch is longer than what is left of its fair-use day.
+    The flush that spends the day pushes what fits and holds the rest of its queue, every frame to the
+    time the day's oldest push ages out, its day reckoned once more, not once again for each frame held
+    (until 7 December each held frame cost a write transaction of its own, flush after flush: a straggler's
+    week of unicast made the outbox crawl)."""
+    with b.fresh_bridge(sqlite_url, signed_by=(KEY,), network_server_url=network.url,
+                        network_server_api_key=network.api_key,
+                        outbox_worker=False, fuota_multicast_group=GROUP) as bridge:
+        run = TwoCollarDelivery(bridge, network)
+        run.window_passes(updated=("collar-02",))
+        now = run.closes + timedelta(hours=1)
+        run.uplink("collar-01", codec.encode_packet("frag_session_status_ans",
+                                                    {"received_and_index": SESSION_INDEX << 14 | 3, "missing": 31, "status": 0}),
+                   at=now)
+        bridge.clock = lambda: now
+        bridge.deliver_updates(now)
+        pushed_before = sum(1 for p in network.unicast if p["device"] == "collar-01")
+        said = b.statements_of(bridge)
+        bridge.flush_downlinks()
+        pushed = sum(1 for p in network.unicast if p["device"] == "collar-01") - pushed_before
+        queued = [d.downlink_id for d in bridge.downlinks("queued") if d.device_id == "collar-01"]
+        with bridge.db.read() as session:
+            held = {as_utc(session.get(Downlink, i).not_before) for i in queued}
+            day = [as_utc(t.at) for t in session.scalars(select(DownlinkTransmission)
+                                                        .where(DownlinkTransmission.device_id == "collar-01"))]
+
+    per_day = bridge.settings.downlinks_per_device_per_day
+    assert pushed > 0 and len(day) == per_day, "the day's room went, and no more"
+    assert len(queued) > 1 and held == {min(day) + timedelta(days=1)}, "the rest waits for the day's oldest push"
+    reckoned = [s for s in said if s.startswith("SELECT count(*)") and "FROM downlink_transmissions" in s]
+    assert len(reckoned) == pushed + 1, "the day reckoned for each push and once to hold the rest"
 
 
 def test_a_straggler_that_lost_part_of_its_unicast_fragments_is_asked_what_it_misses_and_gets_more(
