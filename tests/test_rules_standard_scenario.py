@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,16 @@ pytestmark = pytest.mark.slow
 DAY = datetime(2026, 3, 9, tzinfo=UTC)  # a day of the standard month (collar 13's chase is this evening)
 
 
+@cache
+def _standard():
+    """The standard scenario, read once for every window (a read builds its reserve, about a second)."""
+    return load_scenario("standard")
+
+
 def _window(folder: Path, name: str, start: datetime, hours: float, events: list[tuple[str, datetime, int]],
             calm: int = 0, extra: str = "") -> Path:
     """A scenario file: the standard's reserve, seed and settings, one collar per event (plus calm ones)."""
-    standard = load_scenario("standard")
+    standard = _standard()
     settings = "\n".join(f"{k} = {v}" for k, v in standard.settings.items())
     rows = []
     for collar, (kind, at, duration_s) in enumerate(events, start=1):
@@ -70,7 +77,7 @@ library_windows = {standard.library_windows}
 
 
 def _standard_events(*kinds: str) -> list:
-    return [e for e in load_scenario("standard").events if e.kind in kinds]
+    return [e for e in _standard().events if e.kind in kinds]
 
 
 def _same_time_on(day: datetime, t_s: int) -> datetime:
