@@ -2187,7 +2187,8 @@ class Bridge:
         if moving:
             with self.db.write() as session:
                 queued = fuota_delivery.tick(session, self.codec, now, group_keys=group_keys,
-                                             no_answer_factor=self.settings.fuota_no_answer_factor)
+                                             no_answer_factor=self.settings.fuota_no_answer_factor,
+                                             version_wait_s=self.settings.fuota_version_wait_s)
                 for campaign in session.scalars(select(UpdateCampaign).where(UpdateCampaign.state.in_(campaigns.ACTIVE))):
                     campaigns.expire(session, campaign, now, timedelta(days=self.settings.campaign_collar_days).total_seconds())
         self._delete_ended_groups(now)

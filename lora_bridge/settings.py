@@ -123,6 +123,10 @@ class BridgeSettings(BaseSettings):
     # heard but without a result fails ("no result in ...") this many planned times after its set-up (a
     # week more when served by unicast). Paused time counts toward neither (docs/updates.md).
     fuota_no_answer_factor: float = Field(default=3.0, ge=1)
+    # A delivery asks a collar whose TS004 fragmentation version it does not know (PackageVersionReq, port 201;
+    # 200 too when it sets up its own group) before its set-up, and waits this many seconds of the campaign's
+    # running time for the answer; silent, the collar is set up as its firmware says. 0: never asked.
+    fuota_version_wait_s: float = Field(default=1800.0, ge=0)
     # A collar a campaign held at a gate (battery, link, spreading factor) this many days of its running
     # time is skipped with its gate, and in a campaign the bridge only tracks (no delivery) a collar
     # sending that long without a result fails: neither keeps a campaign open for ever (docs/updates.md).

@@ -283,6 +283,8 @@ def fresh_bridge(store_url: str, signed_by: tuple[Any, ...] = (), **settings: An
     images of its campaigns are checked against. A SQLite file not there yet starts as a copy of the
     migrated empty store (`migrated_sqlite_store`), as a PostgreSQL one is cloned from its template."""
     settings.setdefault("webhook_secret", SECRET)
+    # the builders' collars are set up as their firmware says, unasked, unless a test asks them first
+    settings.setdefault("fuota_version_wait_s", 0)
     migrated(store_url)
     with tempfile.TemporaryDirectory(prefix="tembo-release-keys-") as folder:
         if signed_by:

@@ -126,16 +126,16 @@ def _setups(network, device_id: str) -> list[bytes]:
             and p["payload"][0] == 0x02]
 
 
-def _deliver(sqlite_url, network, tmp_path, without_crypto: frozenset[int], n: int = 2, after=None):
+def _deliver(sqlite_url, network, tmp_path, without_crypto: frozenset[int], n: int = 2, after=None, **settings):
     """A campaign to n collars on firmware V2_FIRMWARE (those in without_crypto on the board's radio, which has no
     crypto engine), run until the window's rounds are over; after(bridge, reserve), if given, runs then: (fleet,
-    campaign view, version)."""
+    campaign view, version). settings: more of the bridge's."""
     image, version = model_image()
     fleet = fuota.build_fleet(n, 0.0, 11, KEYS_FOR, without_crypto=without_crypto)
     for i, c in enumerate(fleet):
         c.hal.radio.provision(gen_app_key(i))
     key_file = write_key_file(tmp_path, [c.device_id for c in fleet])
-    with open_bridge(sqlite_url, network, key_file) as bridge:
+    with open_bridge(sqlite_url, network, key_file, **settings) as bridge:
         reserve = SecuredReserve(fleet, network, 4, key_file)
         campaign = reserve.start(bridge, image, version)
         reserve.run_until(int(campaign["delivery"]["window_opens"].timestamp()) + 3 * 3600, step_s=600)

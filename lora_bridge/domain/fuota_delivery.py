@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session
 from collar_firmware import codec as wire
 from collar_firmware.scheduler import airtime_us
 from lora_bridge import queries
-from lora_bridge.domain import campaigns, downlinks, frag_package, multicast_groups
+from lora_bridge.domain import campaigns, collar_packages, downlinks, frag_package, multicast_groups
 from lora_bridge.network_server import origin_of
 from lora_bridge.store.tables import (
     CampaignCollar,
@@ -92,8 +92,6 @@ MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 # (bits 3..0), which today's collar enforces on every multicast fragment (TS004 v1.0.0: "silently dropped")
 SESSION_INDEX = 1
 FRAG_PACKAGE_ID = frag_package.PACKAGE_ID  # TS004 PackageVersionAns: the fragmented data block transport package
-FRAG_PACKAGE_VERSION_1 = frag_package.V1  # the v1.0.0 layouts the bridge writes to and reads from collars before frag_v2.V2_SINCE
-FRAG_PACKAGE_VERSION = frag_package.V2  # v2.0.0's, to collars that speak it (updates/frag_v2.py)
 MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
 MC_GROUP_BIT_MASK = 1 << MC_GROUP  # TS004 FragSession's McGroupBitMask: the delivery's group may carry the fragments
 SETUP_ERROR_BITS = 0x3F  # FragSessionSetupAns below its FragIndex (bits 7..6): any set is a refusal
@@ -104,6 +102,7 @@ WINDOW = "window"
 REPAIR = "repair"
 STRAGGLERS = "stragglers"
 CLOSED = "closed"
+VERSION_WAIT_S = 1800  # how long a delivery waits for a collar's PackageVersionAns before inferring from its firmware
 DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment",
                      "frag_session_status")  # the last: a straggler asked by unicast what it still misses
 DELETE_RETRY_S = 60  # a refused network server group deletion is tried again after this, doubling
@@ -245,10 +244,13 @@ def anything_to_move(session: Session) -> bool:
 
 
 def tick(session: Session, codec: Any, now: datetime | None = None,
-         group_keys: multicast_keys.CollarKeyRing | None = None, *, no_answer_factor: float) -> int:
+         group_keys: multicast_keys.CollarKeyRing | None = None, *, no_answer_factor: float,
+         version_wait_s: float = 0.0) -> int:
     """Move every open delivery of an active campaign on; return how many frames were queued.
     group_keys: the collars' key file, for deliveries that set up their own group; no_answer_factor:
-    how many planned delivery times a collar may stay silent, or go without a result (`fail_overdue`)."""
+    how many planned delivery times a collar may stay silent, or go without a result (`fail_overdue`);
+    version_wait_s: a collar whose TS004 version is not known is asked PackageVersionReq first and its set-up
+    waits this long for the answer (`_versions_known`; 0: it is set up as its firmware says, unasked)."""
     now = now or utc_now()
     queued = 0
     rows = session.execute(
@@ -257,15 +259,15 @@ def tick(session: Session, codec: Any, now: datetime | None = None,
         .where(UpdateCampaign.state.in_(campaigns.ACTIVE))
     ).all()
     for row, _campaign in rows:
-        queued += _tick_one(session, codec, row, now, group_keys)
+        queued += _tick_one(session, codec, row, now, group_keys, version_wait_s)
         fail_overdue(session, row, now, no_answer_factor)
         row.updated_at = now
     return queued + _end_deliveries(session, codec, now)
 
 
 def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime,
-              group_keys: multicast_keys.CollarKeyRing | None = None) -> int:
-    queued = _setups(session, codec, row, now, group_keys)  # a closed delivery opens again for collars released since
+              group_keys: multicast_keys.CollarKeyRing | None = None, version_wait_s: float = 0.0) -> int:
+    queued = _setups(session, codec, row, now, group_keys, version_wait_s)  # a closed delivery opens again for collars released since
     if row.state == SETUP and now >= row.session_time:
         row.state = WINDOW
         _exclude_outside_the_group(session, row)
@@ -281,9 +283,9 @@ def _tick_one(session: Session, codec: Any, row: FuotaSession, now: datetime,
 
 
 def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
-            group_keys: multicast_keys.CollarKeyRing | None = None) -> int:
+            group_keys: multicast_keys.CollarKeyRing | None = None, version_wait_s: float = 0.0) -> int:
     """Queue the set-up of every collar the campaign released since (a new window when the last one
-    already opened: the fleet after its canaries)."""
+    already opened: the fleet after its canaries), once its package versions are known or waited for."""
     released = list(session.scalars(
         select(FuotaCollar)
         .join(CampaignCollar, (CampaignCollar.campaign_id == FuotaCollar.campaign_id)
@@ -306,11 +308,16 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
                 CampaignCollar.device_id.in_([c.device_id for c in released]))):
             campaigns.fail_collar(session, campaign, collar, "the delivery ended when the campaign stopped")
         return 0
+    asked = 0
+    if version_wait_s > 0:
+        released, asked = _versions_known(session, codec, row, campaign, steps, released, now, version_wait_s)
+        if not released:
+            return asked
     if row.mc_addr is not None and group_keys is None:
         log.warning("set-up of %d collars waits: campaign_id=%d needs the collars' key file (TEMBO_COLLAR_KEYS_FILE)",
                     len(released), row.campaign_id, extra={"campaign_id": row.campaign_id})
-        return 0
-    queued = 0
+        return asked
+    queued = asked
     if row.state != SETUP:  # a collar that rejoined since the window opened: a new session by unicast
         for collar in [c for c in released if c.unicast_reason is not None]:
             queued += _set_up_rejoined(session, codec, row, collar, now)
@@ -343,6 +350,42 @@ def _setups(session: Session, codec: Any, row: FuotaSession, now: datetime,
     return queued
 
 
+def _versions_known(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampaign,
+                    steps: dict[str, CampaignCollar], released: list[FuotaCollar], now: datetime,
+                    wait_s: float) -> tuple[list[FuotaCollar], int]:
+    """Of the released collars, those whose set-up may be queued now, and how many PackageVersionReq were queued.
+    A collar whose TS004 version is not known (collar_packages.announced) is asked first (port 201, and 200 when
+    the delivery sets up its own TS005 group) and waits up to wait_s of the campaign's running time; silent, it
+    is set up as its firmware says (frag_v2.speaks_v2), its history saying so. A collar that announced a package
+    or version the bridge does not speak on those ports is failed with that reason."""
+    ports = (collar_packages.FRAGMENTS.port,) + ((collar_packages.MULTICAST.port,) if row.mc_addr is not None else ())
+    ready, queued = [], 0
+    for collar in released:
+        device_id = collar.device_id
+        heard = collar_packages.announced(session, device_id)
+        trouble = next(filter(None, (collar_packages.problem(heard[p]) for p in ports if p in heard)), None)
+        if trouble is not None:
+            log.warning("device_id=%s not set up campaign_id=%d: it %s", device_id, row.campaign_id, trouble,
+                        extra={"device_id": device_id, "campaign_id": row.campaign_id})
+            campaigns.fail_collar(session, campaign, steps[device_id], f"it {trouble}")
+        elif collar_packages.FRAGMENTS.port in heard:
+            ready.append(collar)
+        elif collar.version_asked_at is None:
+            queued += len(collar_packages.ask(session, codec, device_id, ports))
+            collar.version_asked_at = now
+        elif campaigns.running_s(session, row.campaign_id, collar.version_asked_at, now) >= wait_s:
+            fw_version = session.scalar(select(Device.fw_version).where(Device.device_id == device_id))
+            guess = "v2.0.0" if frag_v2.speaks_v2(fw_version) else "v1.0.0"
+            campaigns.record_event(session, campaign, "collar_version_unanswered", device_id, time=now,
+                                   fw_version=fw_version, firmware_says=f"TS004 {guess}",
+                                   why=f"no PackageVersionAns within {wait_s:g} s: set up as its firmware says")
+            log.warning("no PackageVersionAns from device_id=%s campaign_id=%d within %g s: set up as its firmware %s "
+                        "says (TS004 %s)", device_id, row.campaign_id, wait_s, fw_version, guess,
+                        extra={"device_id": device_id, "campaign_id": row.campaign_id})
+            ready.append(collar)
+    return ready, queued
+
+
 def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id: str, campaign: UpdateCampaign,
                       now: datetime, ring: multicast_keys.CollarKeyRing | None = None) -> Downlink:
     """Queue the collar's TS004 FragSessionSetupReq, its FragSession byte laid out as the firmware the
@@ -358,7 +401,9 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
               "frag_size": row.frag_size, "control": delivery.BLOCK_ACK_DELAY, "padding": row.padding,
               "descriptor": row.campaign_id}
     version = frag_package.V1
-    if frag_v2.speaks_v2(fw_version) and ring is not None and ring.knows(dev_eui):
+    heard = collar_packages.announced(session, device_id).get(collar_packages.FRAGMENTS.port)
+    answer = None if heard is None else (heard.package_id, heard.package_version)
+    if collar_packages.speaks_frag_v2(answer, fw_version) and ring is not None and ring.knows(dev_eui):
         values = frag_v2.setup_values(ring, dev_eui or "", {**values, "frag_index": SESSION_INDEX}, row.campaign_id,
                                       row.image)
         version = frag_package.V2
@@ -968,8 +1013,7 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
                  "absent" if fields.get("session_does_not_exist") else "deleted", device_id,
                  extra={"device_id": device_id})
         return []
-    if message == "frag_package_version_ans":
-        _package_version(device_id, fields)
+    if collar_packages.record(session, device_id, fields, heard_at) is not None:
         return []
     if message not in ("mc_class_c_session_ans", "frag_session_setup_ans", "frag_session_status_ans",
                        "frag_data_block_received"):
@@ -1104,18 +1148,6 @@ def _mic_refused(session: Session, row: FuotaSession, device_id: str) -> None:
                               "the rebuilt image is not the one sent (TS004 v2.0.0 MICError)")
 
 
-def _package_version(device_id: str, fields: dict[str, Any]) -> None:
-    """A collar's TS004 PackageVersionAns: the bridge speaks v1.0.0's layouts (PackageVersion 1) and v2.0.0's
-    (2, to collars whose firmware speaks it: updates/frag_v2.py); a collar naming another is told apart."""
-    package, version = int(fields.get("package_id") or 0), int(fields.get("package_version") or 0)
-    if package == FRAG_PACKAGE_ID and version in (FRAG_PACKAGE_VERSION_1, FRAG_PACKAGE_VERSION):
-        log.info("device_id=%s speaks TS004 v%d.0.0 fragmentation", device_id, version, extra={"device_id": device_id})
-    else:
-        log.warning("device_id=%s answers fragmentation package %d version %d: the bridge speaks package %d "
-                    "versions 1 and %d only", device_id, package, version, FRAG_PACKAGE_ID, FRAG_PACKAGE_VERSION,
-                    extra={"device_id": device_id})
-
-
 def record_result(session: Session, device_id: str, result: str) -> None:
     """A collar's update outcome arrived (a port-31 ack, which names no update): a rebuilt image means its
     delivery is complete, for a delivery whose session the collar opened (before, the ack is an older
@@ -1134,6 +1166,7 @@ def view(session: Session, campaign_id: int) -> dict[str, Any] | None:
     if row is None:
         return None
     collars = list(session.scalars(select(FuotaCollar).where(FuotaCollar.campaign_id == campaign_id)))
+    packages = collar_packages.view(session, [c.device_id for c in collars])
     return {"state": row.state, "nb_frag": row.nb_frag, "frag_size": row.frag_size, "sf": row.sf,
             "target_fragment": row.target_fragment, "next_fragment": row.next_fragment, "sent": row.sent,
             "airtime_s": round(row.airtime_s, 1), "window_opens": row.session_time, "rounds": row.status_rounds,
@@ -1143,5 +1176,6 @@ def view(session: Session, campaign_id: int) -> dict[str, Any] | None:
             "collars": {c.device_id: {"setup_answered": c.setup_answered, "missing": c.missing,
                                       "loss": None if c.loss is None else round(c.loss, 3),
                                       "unicast_sent": c.unicast_sent, "complete": c.complete,
-                                      "unicast_reason": c.unicast_reason} for c in collars}}
+                                      "unicast_reason": c.unicast_reason, "version_asked_at": c.version_asked_at,
+                                      "packages": packages[c.device_id]} for c in collars}}
 

@@ -672,6 +672,22 @@ class FuotaCollar(Base):
     unicast_sent: Mapped[int] = mapped_column(Integer, default=0)
     complete: Mapped[bool] = mapped_column(Boolean, default=False)
     unicast_reason: Mapped[str | None] = mapped_column(String(120))  # out of the group's window: why (unicast)
+    version_asked_at: Mapped[datetime | None]  # when PackageVersionReq was queued before its set-up (none: not asked)
+
+
+class CollarPackage(Base):
+    """A LoRa Alliance application package as a collar last announced it (PackageVersionAns on the package's
+    port: 200 TS005, 201 TS004, 202 TS003): the identifier and version it named, as heard, even one the bridge
+    does not speak (lora_bridge/domain/collar_packages.py)."""
+
+    __tablename__ = "collar_packages"
+
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    port: Mapped[int] = mapped_column(Integer, primary_key=True)  # the package's port, which was asked
+    package_id: Mapped[int] = mapped_column(Integer)  # PackageIdentifier as answered
+    package_version: Mapped[int] = mapped_column(Integer)  # PackageVersion as answered
+    fw_version: Mapped[str | None] = mapped_column(String(32))  # the firmware the collar reported then
+    heard_at: Mapped[datetime]
 
 
 class CollarMulticastGroup(Base):
