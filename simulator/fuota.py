@@ -67,7 +67,7 @@ class FleetCollar:
     answers: list[tuple[int, int, int]] = field(default_factory=list)  # fragment status: (sent at, received, missing)
     status_answers: int = 0  # FragSessionStatusAns uplinks the collar sent in all (each costs it a transmission)
     root_key: bytes | None = None  # its root key as the technician's key file holds it (None: not in the file)
-    package_version: int | None = None  # what it answered PackageVersionReq (TS004: 1 or 2)
+    package_answer: tuple[int, int] | None = None  # what it answered TS004 PackageVersionReq: (identifier, version)
     frag_version: int = 1  # the TS004 version of the session it was set up in: its answers' layouts
     block_received: list[int] = field(default_factory=list)  # when it sent FragDataBlockReceivedReq (v2.0.0)
 
@@ -90,7 +90,8 @@ class FleetCollar:
                                      int(counts.get("missing") or 0)))
                 self.status_answers += 1
             elif port == codec.PORT_FRAGMENTS and payload[0] == codec.tag_of("frag_package_version_ans"):
-                self.package_version = codec.decode(port, payload, "up")["package_version"]
+                answer = codec.decode(port, payload, "up")
+                self.package_answer = (int(answer["package_id"]), int(answer["package_version"]))
             elif port == codec.PORT_FRAGMENTS and payload[0] == codec.tag_of("frag_data_block_received"):
                 self.block_received.append(sent_s)
         radio.uplinks.clear()
@@ -202,7 +203,7 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
     the planned multicast round, status rounds whose answers size the repair parity
     (lora_bridge/updates/delivery.py), then unicast for stragglers; check(collar) says updated.
     ask_version: each collar is asked PackageVersionReq first and set up in TS004 v2.0.0 when it answers so and
-    its root key is in the key file (`FleetCollar.root_key`), as the bridge does (domain/frag_package.py); a
+    its root key is in the key file (`FleetCollar.root_key`), by the bridge's own rule (frag_v2.set_up_in_v2); a
     collar that says its block arrived (FragDataBlockReceivedReq, MIC held) counts as done."""
     rng = random.Random(seed)
     plan = make_plan(len(image), [CollarLink(c.device_id, c.sf, c.loss) for c in fleet])
@@ -215,7 +216,8 @@ def run_campaign(fleet: list[FleetCollar], image: bytes, seed: int, check=None,
             c.hear(codec.PORT_FRAGMENTS, codec.encode("frag_package_version", {}))
             progress.unicast_sent(c.device_id, 1)
             c.live_until(now + 1)
-            c.frag_version = 2 if c.package_version == 2 and c.root_key is not None else 1
+            c.frag_version = 2 if frag_v2.set_up_in_v2(c.package_answer, config.FW_VERSION) \
+                and c.root_key is not None else 1  # the bridge's decision (domain/fuota_delivery.py)
         for port, payload in _setup_frames(frags, session_s, plan.spacing_s, plan.sf, c):
             c.hear(port, payload)
             progress.unicast_sent(c.device_id, 1)

@@ -13,11 +13,12 @@ from datetime import timedelta
 import bridge_builders as b
 import pytest
 from fuota_network import GROUP, StandInTheThingsStack, serve
-from fuota_twin import KEY, model_image, start_campaign
+from fuota_twin import KEY, KEYS_FOR, model_image, start_campaign
 from test_fuota_multicast_setup import tts  # noqa: F401
 from test_fuota_v2_delivery import V2_FIRMWARE, _deliver, _setups
 
 from collar_firmware import config
+from simulator import fuota
 
 WAIT_S = 600
 REQ = bytes.fromhex("00")  # PackageVersionReq: its CID, no payload
@@ -99,3 +100,14 @@ def test_collars_on_v2_firmware_answer_what_their_radio_speaks_and_get_that_set_
     assert packages == {bare.device_id: {"TS005": (2, 1), "TS004": (3, 1)},
                         engine.device_id: {"TS005": (2, 1), "TS004": (3, 2)}}
     assert not [e for c in fleet for e, _ in _history(campaign, c.device_id) if e == "collar_setup_v1"]
+
+
+def test_the_simulated_fleet_is_set_up_by_what_each_collar_answers_as_the_bridge_decides():
+    """The twin's campaign asks each real-firmware collar (simulator/fuota.py `ask_version`) and sets it up by the
+    bridge's rule (frag_v2.set_up_in_v2): the collar whose radio has no crypto engine said 1, the other 2."""
+    image, version = model_image()
+    fleet = fuota.build_fleet(2, 0.0, 11, KEYS_FOR, without_crypto=frozenset({0}), root_keys=True)
+    result = fuota.run_campaign(fleet, image, 1, lambda c: c.collar.model.version == version, ask_version=True)
+
+    assert [(c.package_answer, c.frag_version) for c in fleet] == [((3, 1), 1), ((3, 2), 2)]
+    assert set(result.results.values()) == {"ok"}

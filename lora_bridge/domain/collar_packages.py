@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 
 from lora_bridge.domain import downlinks, frag_package
 from lora_bridge.store.tables import CollarPackage, Device, Downlink
-from lora_bridge.updates import frag_v2
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +94,6 @@ def ask(session: Session, codec: Any, device_id: str, ports: tuple[int, ...]) ->
              for port in ports if PACKAGES[port].ask is not None]
     log.info("PackageVersionReq queued device_id=%s ports=%s", device_id, list(ports), extra={"device_id": device_id})
     return asked
-
-
-def speaks_frag_v2(answer: tuple[int, int] | None, fw_version: str | None) -> bool:
-    """Whether a collar is set up in TS004 v2.0.0: its PackageVersionAns on port 201 (PackageIdentifier,
-    PackageVersion) said 2; when it gave none, its firmware (frag_v2.speaks_v2, the inference the bridge made
-    before it asked)."""
-    if answer is None:
-        return frag_v2.speaks_v2(fw_version)
-    return answer == (FRAGMENTS.identifier, frag_package.V2)
 
 
 def view(session: Session, device_ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:

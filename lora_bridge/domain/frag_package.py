@@ -17,10 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lora_bridge.store.tables import Downlink
+from lora_bridge.updates.frag_v2 import PACKAGE_ID, V2  # noqa: F401 (re-exported: the port-201 facts)
 
-PACKAGE_ID = 3  # TS004 PackageIdentifier: fragmented data block transport
-V1 = 1  # TS004 v1.0.0's layouts
-V2 = 2  # TS004 v2.0.0's
+V1 = 1  # TS004 v1.0.0's layouts (v2.0.0's: V2; PACKAGE_ID: TS004's PackageIdentifier, updates/frag_v2.py)
 SETUP = "frag_session_setup"  # FragSessionSetupReq's codec row: its port and CID are the table's
 
 

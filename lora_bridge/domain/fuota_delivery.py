@@ -403,7 +403,7 @@ def _queue_frag_setup(session: Session, codec: Any, row: FuotaSession, device_id
     version = frag_package.V1
     heard = collar_packages.announced(session, device_id).get(collar_packages.FRAGMENTS.port)
     answer = None if heard is None else (heard.package_id, heard.package_version)
-    if collar_packages.speaks_frag_v2(answer, fw_version) and ring is not None and ring.knows(dev_eui):
+    if frag_v2.set_up_in_v2(answer, fw_version) and ring is not None and ring.knows(dev_eui):
         values = frag_v2.setup_values(ring, dev_eui or "", {**values, "frag_index": SESSION_INDEX}, row.campaign_id,
                                       row.image)
         version = frag_package.V2

@@ -23,6 +23,7 @@ from typing import Any
 from collar_firmware.update import version_raw
 from lora_bridge.updates import multicast_keys
 
+PACKAGE_ID, V2 = 3, 2  # TS004 PackageVersionAns: fragmented data block transport, v2.0.0
 V2_SINCE = "1.1.0"  # the first firmware version that announces TS004 v2.0.0
 ACK_RECEPTION = 0x40  # FragSessionSetupReq Control bit 6: send FragDataBlockReceivedReq once the block is rebuilt
 
@@ -33,6 +34,15 @@ def speaks_v2(fw_version: str | None) -> bool:
         return bool(fw_version) and version_raw(fw_version) >= version_raw(V2_SINCE)
     except ValueError:
         return False
+
+
+def set_up_in_v2(answer: tuple[int, int] | None, fw_version: str | None) -> bool:
+    """Whether a collar may be set up in TS004 v2.0.0 by what it said: its PackageVersionAns on port 201
+    (PackageIdentifier, PackageVersion) named TS004 (3) version 2; when it gave none (silent), its firmware
+    (`speaks_v2`, what the bridge inferred before it asked)."""
+    if answer is None:
+        return speaks_v2(fw_version)
+    return answer == (PACKAGE_ID, V2)
 
 
 def descriptor(setup: bytes) -> int | None:
