@@ -27,7 +27,7 @@ def versions_frame(versions: list[dict]) -> pd.DataFrame:
         columns=["Collar", "Firmware", "Model", "Last update", "Battery (mV)", "RSSI (dBm)"])
 
 
-DELIVERY_COLUMNS = ["Fragments missing", "Loss", "Unicast", "Unicast because"]
+DELIVERY_COLUMNS = ["Packages", "Fragments missing", "Loss", "Unicast", "Unicast because"]
 TRACKED_ONLY = ("Tracked only: the bridge sends nothing for this campaign (it was started without a multicast "
                 "group to deliver through: TEMBO_FUOTA_MULTICAST_GROUP, or on ChirpStack TEMBO_FUOTA_MULTICAST_ADDR "
                 "with TEMBO_COLLAR_KEYS_FILE); \"sending\" means the collar's result is awaited from its acks and "
@@ -36,7 +36,7 @@ TRACKED_ONLY = ("Tracked only: the bridge sends nothing for this campaign (it wa
 
 def progress_frame(campaign: dict) -> pd.DataFrame:
     """Return one campaign's per-collar progress (stage, state, reason; with a delivery, what each
-    collar still misses, the loss it showed, the unicast fragments it got and, when it was left out
+    collar still misses, the FUOTA package versions it announced, the loss it showed, the unicast fragments it got and, when it was left out
     of the multicast group's window, why it was updated by unicast)."""
     delivered = (campaign.get("delivery") or {}).get("collars", {})
     rows = []
@@ -44,6 +44,7 @@ def progress_frame(campaign: dict) -> pd.DataFrame:
         row = {"Collar": c["device_id"], "Stage": c["stage"], "State": c["state"], "Reason": c["reason"] or ""}
         if delivered:
             d = delivered.get(c["device_id"], {})
+            row["Packages"] = packages_cell(d)
             row["Fragments missing"] = "" if d.get("missing") is None else d["missing"]
             row["Loss"] = "" if d.get("loss") is None else f"{d['loss']:.0%}"
             row["Unicast"] = d.get("unicast_sent", 0)
@@ -51,6 +52,16 @@ def progress_frame(campaign: dict) -> pd.DataFrame:
         rows.append(row)
     columns = ["Collar", "Stage", "State", "Reason"] + (DELIVERY_COLUMNS if delivered else [])
     return pd.DataFrame(rows, columns=columns)
+
+
+def packages_cell(delivered: dict) -> str:
+    """Return the FUOTA package versions a collar announced ("TS004 v2, TS005 v1"; one the bridge does not speak
+    with its problem), "asked" while its answer is awaited, or "" when it was never asked."""
+    shown = [f"{name} v{p['version']}" + (f" ({p['problem']})" if p.get("problem") else "")
+             for name, p in sorted((delivered.get("packages") or {}).items())]
+    if shown:
+        return ", ".join(shown)
+    return "asked" if delivered.get("version_asked_at") else ""
 
 
 def delivery_line(delivery: dict | None) -> str:

@@ -18,6 +18,7 @@ from test_fuota_multicast_setup import tts  # noqa: F401
 from test_fuota_v2_delivery import V2_FIRMWARE, _deliver, _setups
 
 from collar_firmware import config
+from ranger_dashboard.update_tables import progress_frame
 from simulator import fuota
 
 WAIT_S = 600
@@ -79,6 +80,10 @@ def test_collars_are_asked_their_package_version_and_set_up_by_what_they_answer_
         "package_id": 3, "version": 1, "fw_version": "1.2.3", "problem": None}
     assert shown["collar-03"]["TS004"]["problem"] == "speaks TS004 version 0; the bridge speaks 1 and 2"
     assert shown["collar-04"] == {}, "nothing announced"
+    packages = dict(zip(*(progress_frame(campaign)[k] for k in ("Collar", "Packages")), strict=True))
+    assert packages == {"collar-01": "TS004 v1", "collar-04": "asked",
+                        "collar-02": "TS004 v1 (answered package 9 on port 201, not TS004 (package 3))",
+                        "collar-03": "TS004 v0 (speaks TS004 version 0; the bridge speaks 1 and 2)"}, "the Updates page"
 
 
 def test_collars_on_v2_firmware_answer_what_their_radio_speaks_and_get_that_set_up_without_a_refusal(
