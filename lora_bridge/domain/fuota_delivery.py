@@ -5,7 +5,9 @@ their loss from earlier deliveries, else a prior) and keeps the image, its fragm
 progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resumes where it was.
 `tick(now)` then moves each delivery on, all of it through the downlink outbox:
 
-1. set-up, unicast (class A, after each collar's uplinks, within fair use): when the delivery has
+1. set-up, unicast (class A, after each collar's uplinks, within fair use), once a collar whose TS004 version the
+   bridge does not know has answered PackageVersionReq or stayed silent a bounded time (`_versions_known`,
+   collar_packages.py: it is set up in what it said, or failed when the bridge does not speak it): when the delivery has
    its own McAddr (the technician's key file is configured), TS005 `mc_group_setup` with the group's
    McKey wrapped for that collar (lora_bridge/domain/multicast_groups.py), then TS005
    `mc_class_c_session` (the window's GPS time, its timeout from the plan, frequency, data rate) and TS004
