@@ -93,7 +93,6 @@ MC_FREQUENCY_HZ100 = 8695250  # EU868 869.525 MHz, the 10 % sub-band (RX2)
 # (setup_layouts.EITHER: FragIndex in bits 5..4 and 1..0) also enable group 0 in TS004's McGroupBitMask
 # (bits 3..0), which today's collar enforces on every multicast fragment (TS004 v1.0.0: "silently dropped")
 SESSION_INDEX = 1
-FRAG_PACKAGE_ID = frag_package.PACKAGE_ID  # TS004 PackageVersionAns: the fragmented data block transport package
 MC_GROUP = 0  # the TS005 group a delivery sets up and opens its window for
 MC_GROUP_BIT_MASK = 1 << MC_GROUP  # TS004 FragSession's McGroupBitMask: the delivery's group may carry the fragments
 SETUP_ERROR_BITS = 0x3F  # FragSessionSetupAns below its FragIndex (bits 7..6): any set is a refusal
@@ -104,7 +103,6 @@ WINDOW = "window"
 REPAIR = "repair"
 STRAGGLERS = "stragglers"
 CLOSED = "closed"
-VERSION_WAIT_S = 1800  # how long a delivery waits for a collar's PackageVersionAns before inferring from its firmware
 DELIVERY_COMMANDS = ("mc_group_setup", "mc_class_c_session", "frag_session_setup", "data_fragment",
                      "frag_session_status")  # the last: a straggler asked by unicast what it still misses
 DELETE_RETRY_S = 60  # a refused network server group deletion is tried again after this, doubling
