@@ -25,7 +25,7 @@ from browser_helpers import (
     sign_in,
 )
 from PIL import Image
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from lora_bridge.access import Viewer
@@ -33,11 +33,35 @@ from lora_bridge.service import open_bridge
 from ranger_dashboard import data, markers, navigation, palette, serving
 from ranger_dashboard.headless_browser import CHROMIUM, CHROMIUM_ARGS
 from ranger_dashboard.views import NOT_LIVE_HEADLINE
+from tembo.local_services import free_port
 
 RANGER = Viewer("ranger.amani", "ranger")
 
 WAIT_MS = 60_000
 RETRY_S = 4  # the backup stories' pages try again this often (launch.command's refresh_s)
+DESK = {"width": 1400, "height": 1000}
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """One Chromium for the module's stories; each opens a browser context of its own (its own cookies,
+    its own Streamlit session), as another ranger's browser would be."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def seeded_dashboard(tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """The dashboard over a seeded store of its own, shared by the stories that only read it (no alert
+    taken, no animal or fence changed): its base URL and the store's URL."""
+    folder = tmp_path_factory.mktemp("seeded-dashboard")
+    store = seeded_sqlite(f"sqlite:///{folder / 'tembo.db'}")
+    with running_dashboard(free_port(), store, folder / "dashboard.log") as base_url:
+        yield base_url, store
 
 
 def colour_pixels(image: Image.Image, rgb: list[int], tolerance: int = 16) -> int:
@@ -96,66 +120,65 @@ def click_animal(page: Page, x: int, y: int, name: str) -> None:
 
 
 @pytest.mark.browser
-def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(sqlite_url, port, tmp_path):
-    bridge = open_bridge(seeded_sqlite(sqlite_url))
+def test_ranger_sees_reserve_herd_and_alerts_in_chromium_without_internet(seeded_dashboard, chromium, tmp_path):
+    base_url, store = seeded_dashboard
+    bridge = open_bridge(store)
     ids = {a.name: a.animal_id for a in bridge.animals(viewer=RANGER)}
     kito_id, amani_id = ids["Kito"], ids["Amani"]
     bridge.close()
-    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                outside: list[str] = []
-                page.on(
-                    "request",
-                    lambda request: (
-                        None
-                        if request.url.startswith((base_url, "data:", "blob:"))
-                        else outside.append(request.url)
-                    ),
-                )
-                page.goto(base_url)
-                sign_in(page, "amina")
-                page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
-                page.get_by_text("Zawadi", exact=True).first.wait_for(state="attached", timeout=WAIT_MS)
+    context = chromium.new_context(viewport=DESK)
+    try:
+        page = context.new_page()
+        outside: list[str] = []
+        page.on(
+            "request",
+            lambda request: (
+                None
+                if request.url.startswith((base_url, "data:", "blob:"))
+                else outside.append(request.url)
+            ),
+        )
+        page.goto(base_url)
+        sign_in(page, "amina")
+        page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
+        page.get_by_text("Zawadi", exact=True).first.wait_for(state="attached", timeout=WAIT_MS)
 
-                wanted = {
-                    "boundary": palette.GEOGRAPHY_LINE["boundary"],
-                    "normal (Amani)": palette.STATE_COLOURS["normal"],
-                    "alert (Zawadi, Kito)": palette.STATE_COLOURS["alert"],
-                    "mortality ring (Kito)": palette.PRIORITY_COLOURS[300],
-                    "gateway": palette.GATEWAY_COLOUR,
-                }
-                image = map_image(page, wanted)
-                image.save(tmp_path / "live_map.png")
-                page.screenshot(path=str(tmp_path / "live_page.png"), full_page=True)
-                missing = [name for name, rgb in wanted.items() if colour_pixels(image, rgb) == 0]
-                assert not missing, f"not drawn on the map: {missing} (see {tmp_path / 'live_map.png'})"
+        wanted = {
+            "boundary": palette.GEOGRAPHY_LINE["boundary"],
+            "normal (Amani)": palette.STATE_COLOURS["normal"],
+            "alert (Zawadi, Kito)": palette.STATE_COLOURS["alert"],
+            "mortality ring (Kito)": palette.PRIORITY_COLOURS[300],
+            "gateway": palette.GATEWAY_COLOUR,
+        }
+        image = map_image(page, wanted)
+        image.save(tmp_path / "live_map.png")
+        page.screenshot(path=str(tmp_path / "live_page.png"), full_page=True)
+        missing = [name for name, rgb in wanted.items() if colour_pixels(image, rgb) == 0]
+        assert not missing, f"not drawn on the map: {missing} (see {tmp_path / 'live_map.png'})"
 
-                x, y = colour_centre(image, palette.STATE_COLOURS["normal"])
-                click_animal(page, x, y, "Amani")
-                page.wait_for_url(re.compile(rf"/animals\?(.*&)?animal={amani_id}(&|$)"), timeout=WAIT_MS)
-                page.get_by_role("heading", name="Amani").first.wait_for(timeout=WAIT_MS)
+        x, y = colour_centre(image, palette.STATE_COLOURS["normal"])
+        click_animal(page, x, y, "Amani")
+        page.wait_for_url(re.compile(rf"/animals\?(.*&)?animal={amani_id}(&|$)"), timeout=WAIT_MS)
+        page.get_by_role("heading", name="Amani").first.wait_for(timeout=WAIT_MS)
 
-                page.get_by_role("link", name="Alerts (2)").click()
-                page.get_by_text("Possible mortality", exact=False).first.wait_for(timeout=WAIT_MS)
-                page.screenshot(path=str(tmp_path / "alerts_page.png"), full_page=True)
-                assert "/alerts" in page.url
+        page.get_by_role("link", name="Alerts (2)").click()
+        page.get_by_text("Possible mortality", exact=False).first.wait_for(timeout=WAIT_MS)
+        page.screenshot(path=str(tmp_path / "alerts_page.png"), full_page=True)
+        assert "/alerts" in page.url
 
-                page.get_by_role("link", name="Show on the live map").click()
-                page.wait_for_url(re.compile(rf"[?&]animal={kito_id}(&|$)"), timeout=WAIT_MS)
-                page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
-                focused = map_image(
-                    page, {"focus ring": palette.LABEL_COLOUR, "Kito": palette.STATE_COLOURS["alert"]}
-                )
-                focused.save(tmp_path / "focused_map.png")
-                assert colour_pixels(focused, palette.STATE_COLOURS["alert"]) > 0
-                assert colour_pixels(focused, palette.STATE_COLOURS["normal"]) == 0  # Amani is out of view
+        page.get_by_role("link", name="Show on the live map").click()
+        page.wait_for_url(re.compile(rf"[?&]animal={kito_id}(&|$)"), timeout=WAIT_MS)
+        page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
+        focused = map_image(
+            page, {"focus ring": palette.LABEL_COLOUR, "Kito": palette.STATE_COLOURS["alert"]}
+        )
+        focused.save(tmp_path / "focused_map.png")
+        assert colour_pixels(focused, palette.STATE_COLOURS["alert"]) > 0
+        assert colour_pixels(focused, palette.STATE_COLOURS["normal"]) == 0  # Amani is out of view
 
-                assert outside == [], f"the dashboard reached outside the machine: {outside}"
-            finally:
-                browser.close()
+        assert outside == [], f"the dashboard reached outside the machine: {outside}"
+    finally:
+        context.close()
 
 
 PHONE = {"width": 390, "height": 844}
@@ -163,83 +186,79 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.mark.browser
 @pytest.mark.parametrize("screen", ["desk", "phone"])
-def test_ranger_acknowledges_an_alert_in_chromium_and_the_store_has_it(sqlite_url, port, tmp_path, screen):
+def test_ranger_acknowledges_an_alert_in_chromium_and_the_store_has_it(sqlite_url, port, tmp_path, screen, chromium):
     bridge = open_bridge(seeded_sqlite(sqlite_url))
     mortality = bridge.open_alerts(viewer=RANGER)[0]
     bridge.close()
     with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                if screen == "phone":
-                    context = browser.new_context(
-                        viewport=PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True
-                    )
-                else:
-                    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-                page = context.new_page()
-                page.goto(base_url)
-                sign_in(page, "amina")
-                page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
-                page.wait_for_selector(
-                    "#tembo-map-ready[data-animals='3']", state="attached", timeout=WAIT_MS
+        if screen == "phone":
+            context = chromium.new_context(viewport=PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True)
+        else:
+            context = chromium.new_context(viewport=DESK)
+        try:
+            page = context.new_page()
+            page.goto(base_url)
+            sign_in(page, "amina")
+            page.wait_for_selector("[data-testid='stDeckGlJsonChart'] canvas", timeout=WAIT_MS)
+            page.wait_for_selector(
+                "#tembo-map-ready[data-animals='3']", state="attached", timeout=WAIT_MS
+            )
+            page.screenshot(path=str(tmp_path / f"{screen}_map.png"))
+            chart = page.locator("[data-testid='stDeckGlJsonChart']").first.bounding_box()
+            first_metric = page.locator("[data-testid='stMetric']").first.bounding_box()
+            # On a desk the numbers stand beside the map; on a phone they follow it.
+            assert chart["y"] <= first_metric["y"], "the map comes before the numbers"
+            if screen == "phone":
+                assert chart["y"] + chart["height"] / 2 < PHONE["height"], (
+                    "the map is on the first screen"
                 )
-                page.screenshot(path=str(tmp_path / f"{screen}_map.png"))
-                chart = page.locator("[data-testid='stDeckGlJsonChart']").first.bounding_box()
-                first_metric = page.locator("[data-testid='stMetric']").first.bounding_box()
-                # On a desk the numbers stand beside the map; on a phone they follow it.
-                assert chart["y"] <= first_metric["y"], "the map comes before the numbers"
-                if screen == "phone":
-                    assert chart["y"] + chart["height"] / 2 < PHONE["height"], (
-                        "the map is on the first screen"
-                    )
-                    assert page.locator("[data-testid='stAppDeployButton']").count() == 0
+                assert page.locator("[data-testid='stAppDeployButton']").count() == 0
 
-                # A sign-in lives in the browser's Streamlit session: go to the alerts by the menu.
-                if screen == "phone":
-                    page.locator("[data-testid='stExpandSidebarButton']").click()
-                page.locator("[data-testid='stSidebarNavLink'][href$='/alerts']").click()
-                if screen == "phone":  # the open sidebar covers the page on a phone: close it
-                    collapse = page.locator("[data-testid='stSidebarCollapseButton'] button")
-                    if collapse.is_visible():
-                        collapse.click()
-                card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
-                acknowledge = card.get_by_role("button", name="Acknowledge")
-                expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
-                card_box, button_box = card.bounding_box(), acknowledge.bounding_box()
-                assert card_box["y"] <= button_box["y"] <= card_box["y"] + card_box["height"], (
-                    "the button sits in the alert"
-                )
-                page.screenshot(path=str(tmp_path / f"{screen}_alerts.png"), full_page=True)
-                acknowledge.click()
-                page.get_by_text("Alert acknowledged by amina.").wait_for(timeout=WAIT_MS)
-                stored = open_bridge(sqlite_url)
-                try:
-                    alert = stored.alert(mortality.alert_id, viewer=RANGER)
-                finally:
-                    stored.close()
-                assert (alert.state, alert.acknowledged_by) == ("acknowledged", "amina")
+            # A sign-in lives in the browser's Streamlit session: go to the alerts by the menu.
+            if screen == "phone":
+                page.locator("[data-testid='stExpandSidebarButton']").click()
+            page.locator("[data-testid='stSidebarNavLink'][href$='/alerts']").click()
+            if screen == "phone":  # the open sidebar covers the page on a phone: close it
+                collapse = page.locator("[data-testid='stSidebarCollapseButton'] button")
+                if collapse.is_visible():
+                    collapse.click()
+            card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
+            acknowledge = card.get_by_role("button", name="Acknowledge")
+            expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
+            card_box, button_box = card.bounding_box(), acknowledge.bounding_box()
+            assert card_box["y"] <= button_box["y"] <= card_box["y"] + card_box["height"], (
+                "the button sits in the alert"
+            )
+            page.screenshot(path=str(tmp_path / f"{screen}_alerts.png"), full_page=True)
+            acknowledge.click()
+            page.get_by_text("Alert acknowledged by amina.").wait_for(timeout=WAIT_MS)
+            stored = open_bridge(sqlite_url)
+            try:
+                alert = stored.alert(mortality.alert_id, viewer=RANGER)
             finally:
-                browser.close()
+                stored.close()
+            assert (alert.state, alert.acknowledged_by) == ("acknowledged", "amina")
+        finally:
+            context.close()
 
 
 @contextmanager
-def page_of_amina_during_backups(sqlite_url: str, port: int, tmp_path: Path, monkeypatch) -> Iterator[Page]:
+def page_of_amina_during_backups(chromium: Browser, sqlite_url: str, port: int, tmp_path: Path,
+                                 monkeypatch) -> Iterator[Page]:
     """Amina signed in at a desk on the dashboard over the seeded store, whose waits for a busy store
     are short (500 ms) and whose pages try again every RETRY_S (the operator's `refresh_s`, 15 s by
     default: a test would wait up to that long for the page to turn live by itself), for tests in which
     a backup (`backup_holds_the_store`) takes it."""
     monkeypatch.setenv("TEMBO_SQLITE_BUSY_TIMEOUT_MS", "500")
     with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log", refresh_s=RETRY_S) as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(base_url)
-                sign_in(page, "amina")
-                yield page
-            finally:
-                browser.close()
+        context = chromium.new_context(viewport=DESK)
+        try:
+            page = context.new_page()
+            page.goto(base_url)
+            sign_in(page, "amina")
+            yield page
+        finally:
+            context.close()
 
 
 def not_live_notice(page: Page) -> str:
@@ -252,7 +271,7 @@ def not_live_notice(page: Page) -> str:
 
 @pytest.mark.browser
 def test_ranger_keeps_the_herd_she_last_saw_marked_stale_while_a_backup_holds_the_store(
-    sqlite_url, port, tmp_path, monkeypatch
+    sqlite_url, port, tmp_path, monkeypatch, chromium
 ):
     # Amina follows a mortality alert on the live map at night. A backup takes the store's write lock
     # while she reloads the page: the map had vanished behind "store busy". She keeps the herd she last
@@ -261,7 +280,7 @@ def test_ranger_keeps_the_herd_she_last_saw_marked_stale_while_a_backup_holds_th
     seeded_sqlite(sqlite_url)
     live = "#tembo-map-ready[data-animals='3'][data-stale='live']"
     stale = "#tembo-map-ready[data-animals='3']:not([data-stale='live'])"
-    with page_of_amina_during_backups(sqlite_url, port, tmp_path, monkeypatch) as page:
+    with page_of_amina_during_backups(chromium, sqlite_url, port, tmp_path, monkeypatch) as page:
         rings = page.wait_for_selector(live, state="attached", timeout=WAIT_MS).get_attribute("data-alerts")
         first = map_image(page, {"mortality ring (Kito)": palette.PRIORITY_COLOURS[300]})
 
@@ -291,7 +310,7 @@ def test_ranger_keeps_the_herd_she_last_saw_marked_stale_while_a_backup_holds_th
 
 @pytest.mark.browser
 def test_ranger_keeps_her_open_alerts_with_their_buttons_off_while_a_backup_holds_the_store(
-    sqlite_url, port, tmp_path, monkeypatch
+    sqlite_url, port, tmp_path, monkeypatch, chromium
 ):
     # Amina works a mortality alert at night on the Alerts page. A backup takes the store's write lock
     # while she reloads: the queue had vanished behind "store busy". She keeps the alerts she last saw,
@@ -302,7 +321,7 @@ def test_ranger_keeps_her_open_alerts_with_their_buttons_off_while_a_backup_hold
         mortality = bridge.open_alerts(viewer=RANGER)[0]
     live = f"#{markers.ALERTS_READY_ID}[data-alerts='2'][data-stale='live']"
     stale = f"#{markers.ALERTS_READY_ID}[data-alerts='2']:not([data-stale='live'])"
-    with page_of_amina_during_backups(sqlite_url, port, tmp_path, monkeypatch) as page:
+    with page_of_amina_during_backups(chromium, sqlite_url, port, tmp_path, monkeypatch) as page:
         page.locator("[data-testid='stSidebarNavLink'][href$='/alerts']").click()
         page.wait_for_selector(live, state="attached", timeout=WAIT_MS)
         acknowledge = page.locator(f".st-key-alert-card-{mortality.alert_id}").get_by_role(
@@ -326,7 +345,7 @@ def test_ranger_keeps_her_open_alerts_with_their_buttons_off_while_a_backup_hold
 
 @pytest.mark.browser
 def test_the_animal_page_kept_during_a_backup_turns_live_by_itself_once_the_backup_ends(
-    sqlite_url, port, tmp_path, monkeypatch
+    sqlite_url, port, tmp_path, monkeypatch, chromium
 ):
     # Amina has an animal's page open when a backup takes the store and she reloads: she keeps the page
     # she saw, marked not live; the page (which does not refresh itself when live) tries again by itself
@@ -334,7 +353,7 @@ def test_the_animal_page_kept_during_a_backup_turns_live_by_itself_once_the_back
     seeded_sqlite(sqlite_url)
     live = f"#{markers.ANIMAL_READY_ID}[data-stale='live']"
     stale = f"#{markers.ANIMAL_READY_ID}:not([data-stale='live'])"
-    with page_of_amina_during_backups(sqlite_url, port, tmp_path, monkeypatch) as page:
+    with page_of_amina_during_backups(chromium, sqlite_url, port, tmp_path, monkeypatch) as page:
         page.locator("[data-testid='stSidebarNavLink'][href$='/animals']").click()
         shown = page.wait_for_selector(live, state="attached", timeout=WAIT_MS).get_attribute("data-animal")
 
@@ -356,14 +375,15 @@ def _outside(url: str) -> bool:
 
 @pytest.mark.browser
 def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_an_admin_opens(
-    sqlite_url, port, tmp_path
+    seeded_dashboard, chromium, tmp_path
 ):
     # The control room has no internet. Every page an admin may open (the most pages of any role) is
     # loaded in Chromium with every request of the browser context recorded, the map's tiles, fonts,
     # scripts and workers included: none may go anywhere but this machine (each is refused on the way,
     # as the control room's missing uplink would). And at night every primary button on them ("Sign in",
     # "Import", "Save") reads at WCAG AA's 4.5:1, as the rest of their words do.
-    bridge = open_bridge(seeded_sqlite(sqlite_url))
+    base_url, store = seeded_dashboard
+    bridge = open_bridge(store)
     admin = bridge.viewer_for_session(bridge.sign_in("ada", ACCOUNTS["ada"][1])[1])
     bridge.close()
     ready = {
@@ -375,68 +395,62 @@ def test_control_room_without_internet_fetches_nothing_from_outside_on_any_page_
     }
     paths = navigation.page_paths_for(admin)
     assert {"live", "alerts", "animals", "audit"} <= set(paths)
-    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = browser.new_context(viewport={"width": 1400, "height": 1000})
-                outside: list[str] = []
-                context.on("request", lambda request: outside.append(request.url) if _outside(request.url) else None)
-                context.route(lambda url: _outside(url), lambda route: route.abort("internetdisconnected"))
-                page = context.new_page()
-                page.goto(base_url)
-                page.get_by_role("button", name="Sign in").wait_for(timeout=WAIT_MS)
-                buttons = {"login": primary_button_contrasts(page)}
-                sign_in(page, "ada")
-                page.wait_for_selector(ready["live"], state="attached", timeout=WAIT_MS)  # signed in
-                for path in paths:
-                    page.goto(f"{base_url}/{'' if path == 'live' else path}")
-                    if path in ready:
-                        page.wait_for_selector(ready[path], state="attached", timeout=WAIT_MS)
-                    else:
-                        page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=WAIT_MS)
-                    for chart in page.locator("[data-testid='stDeckGlJsonChart']").all():
-                        chart.locator("canvas").first.wait_for(timeout=WAIT_MS)
-                    page.screenshot(path=str(tmp_path / f"offline_{path}.png"), full_page=True)
-                    buttons[path] = primary_button_contrasts(page)
-                assert outside == [], f"the dashboard reached outside the machine: {sorted(set(outside))}"
-                read = {text for found in buttons.values() for _, text, _, _ in found}
-                assert {"Sign in", "Import", "Save"} <= read, f"primary buttons read: {sorted(read)}"
-                faint = {path: [c for c in found if c[0] < 4.5] for path, found in buttons.items()}
-                assert not any(faint.values()), f"primary buttons too faint to read at night: {faint}"
-            finally:
-                browser.close()
+    context = chromium.new_context(viewport=DESK)
+    try:
+        outside: list[str] = []
+        context.on("request", lambda request: outside.append(request.url) if _outside(request.url) else None)
+        context.route(lambda url: _outside(url), lambda route: route.abort("internetdisconnected"))
+        page = context.new_page()
+        page.goto(base_url)
+        page.get_by_role("button", name="Sign in").wait_for(timeout=WAIT_MS)
+        buttons = {"login": primary_button_contrasts(page)}
+        sign_in(page, "ada")
+        page.wait_for_selector(ready["live"], state="attached", timeout=WAIT_MS)  # signed in
+        for path in paths:
+            page.goto(f"{base_url}/{'' if path == 'live' else path}")
+            if path in ready:
+                page.wait_for_selector(ready[path], state="attached", timeout=WAIT_MS)
+            else:
+                page.locator("[data-testid='stMain'] h1").first.wait_for(timeout=WAIT_MS)
+            for chart in page.locator("[data-testid='stDeckGlJsonChart']").all():
+                chart.locator("canvas").first.wait_for(timeout=WAIT_MS)
+            page.screenshot(path=str(tmp_path / f"offline_{path}.png"), full_page=True)
+            buttons[path] = primary_button_contrasts(page)
+        assert outside == [], f"the dashboard reached outside the machine: {sorted(set(outside))}"
+        read = {text for found in buttons.values() for _, text, _, _ in found}
+        assert {"Sign in", "Import", "Save"} <= read, f"primary buttons read: {sorted(read)}"
+        faint = {path: [c for c in found if c[0] < 4.5] for path, found in buttons.items()}
+        assert not any(faint.values()), f"primary buttons too faint to read at night: {faint}"
+    finally:
+        context.close()
 
 
 @contextmanager
-def alerts_on_a_small_phone(sqlite_url: str, port: int, tmp_path: Path) -> Iterator[Page]:
-    """Amina's Alerts page on a 360 x 740 phone, signed in on the dashboard over the seeded store."""
-    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                context = browser.new_context(
-                    viewport=SMALL_PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True
-                )
-                page = context.new_page()
-                page.goto(base_url)
-                sign_in(page, "amina")
-                page.wait_for_selector(f"#{markers.MAP_READY_ID}", state="attached", timeout=WAIT_MS)
-                page.goto(f"{base_url}/alerts")
-                page.wait_for_selector(f"#{markers.ALERTS_READY_ID}", state="attached", timeout=WAIT_MS)
-                yield page
-            finally:
-                browser.close()
+def alerts_on_a_small_phone(chromium: Browser, base_url: str) -> Iterator[Page]:
+    """Amina's Alerts page on a 360 x 740 phone, signed in on the dashboard at base_url (over the seeded
+    store)."""
+    context = chromium.new_context(viewport=SMALL_PHONE, user_agent=PHONE_AGENT, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(base_url)
+        sign_in(page, "amina")
+        page.wait_for_selector(f"#{markers.MAP_READY_ID}", state="attached", timeout=WAIT_MS)
+        page.goto(f"{base_url}/alerts")
+        page.wait_for_selector(f"#{markers.ALERTS_READY_ID}", state="attached", timeout=WAIT_MS)
+        yield page
+    finally:
+        context.close()
 
 
 @pytest.mark.browser
-def test_ranger_reads_the_alerts_at_night_on_a_small_phone(sqlite_url, port, tmp_path):
+def test_ranger_reads_the_alerts_at_night_on_a_small_phone(seeded_dashboard, chromium, tmp_path):
     # At night in the bush on a 360 x 740 phone: the page is dark (no white glare), every word of the
     # alerts stands out from what it is written on (WCAG AA, 4.5:1), nothing runs off the right edge,
     # and the most urgent alert's card with its Acknowledge button is on the first screen.
-    with open_bridge(seeded_sqlite(sqlite_url)) as bridge:
+    base_url, store = seeded_dashboard
+    with open_bridge(store) as bridge:
         mortality = bridge.open_alerts(viewer=RANGER)[0]
-    with alerts_on_a_small_phone(sqlite_url, port, tmp_path) as page:
+    with alerts_on_a_small_phone(chromium, base_url) as page:
         card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
         acknowledge = card.get_by_role("button", name="Acknowledge")
         expect(acknowledge).to_be_enabled(timeout=WAIT_MS)
@@ -488,7 +502,7 @@ ARABIC_NAME = "نجمة"  # Najma, "star"
 
 @pytest.mark.browser
 def test_ranger_reads_the_age_of_an_alert_on_an_animal_with_an_arabic_name_after_its_name_on_a_small_phone(
-    sqlite_url, port, tmp_path
+    sqlite_url, port, tmp_path, chromium
 ):
     # A reserve names its elephants in Arabic. On Amina's 360 px phone the mortality card of Najma read
     # "Possible mortality · 15 · نجمة d ago": the browser laid the age out with the right-to-left name,
@@ -497,7 +511,8 @@ def test_ranger_reads_the_age_of_an_alert_on_an_animal_with_an_arabic_name_after
         bridge.register_animal("collar-003", ARABIC_NAME)  # Kito, whose collar raised the mortality alert
         mortality = bridge.open_alerts(viewer=RANGER)[0]
     assert mortality.name == ARABIC_NAME
-    with alerts_on_a_small_phone(sqlite_url, port, tmp_path) as page:
+    with running_dashboard(port, sqlite_url, tmp_path / "dashboard.log") as base_url, \
+            alerts_on_a_small_phone(chromium, base_url) as page:
         card = page.locator(f".st-key-alert-card-{mortality.alert_id}")
         card.get_by_role("button", name="Acknowledge").wait_for(timeout=WAIT_MS)
         page.screenshot(path=str(tmp_path / "arabic_name_alerts.png"))
@@ -511,7 +526,8 @@ def test_ranger_reads_the_age_of_an_alert_on_an_animal_with_an_arabic_name_after
 
 
 @pytest.mark.browser
-def test_visitor_kiosk_hands_the_browser_no_exact_position_in_its_page_data_or_map_routes(sqlite_url, port, tmp_path):
+def test_visitor_kiosk_hands_the_browser_no_exact_position_in_its_page_data_or_map_routes(sqlite_url, port, tmp_path,
+                                                                                          chromium):
     # A poacher at the visitor centre's screen opens the browser's developer tools: nothing the kiosk
     # sent (the page, its websocket messages with the map's JSON and tooltips, the names and tracks
     # routes) holds any exact fix of the herd, nor the exact place of the mortality alert.
@@ -528,23 +544,22 @@ def test_visitor_kiosk_hands_the_browser_no_exact_position_in_its_page_data_or_m
     assert len(forbidden) > 10
     received: list[str] = []
     with serving.running(port, sqlite_url, tmp_path / "dashboard.log", role="visitor") as base_url:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        context = chromium.new_context(viewport=DESK)
+        try:
+            page = context.new_page()
 
-                def keep_frame(payload: str | bytes) -> None:
-                    received.append(payload.decode("latin-1") if isinstance(payload, bytes) else payload)
+            def keep_frame(payload: str | bytes) -> None:
+                received.append(payload.decode("latin-1") if isinstance(payload, bytes) else payload)
 
-                page.on("websocket", lambda socket: socket.on("framereceived", keep_frame))
-                with page.expect_response(lambda r: "/map/tracks.json" in r.url, timeout=WAIT_MS) as tracks:
-                    with page.expect_response(lambda r: "/map/names/" in r.url, timeout=WAIT_MS) as names:
-                        page.goto(base_url)
-                        page.wait_for_selector(f"#{markers.MAP_READY_ID}[data-animals='3']", state="attached",
-                                               timeout=WAIT_MS)
-                received += [tracks.value.text(), names.value.text(), page.content()]
-            finally:
-                browser.close()
+            page.on("websocket", lambda socket: socket.on("framereceived", keep_frame))
+            with page.expect_response(lambda r: "/map/tracks.json" in r.url, timeout=WAIT_MS) as tracks:
+                with page.expect_response(lambda r: "/map/names/" in r.url, timeout=WAIT_MS) as names:
+                    page.goto(base_url)
+                    page.wait_for_selector(f"#{markers.MAP_READY_ID}[data-animals='3']", state="attached",
+                                           timeout=WAIT_MS)
+            received += [tracks.value.text(), names.value.text(), page.content()]
+        finally:
+            context.close()
     everything = "\n".join(received)
     assert '"lat":' in everything, "the map's JSON was among what the kiosk sent"
     leaked = [v for v in forbidden if re.search(rf"(?<![\d.]){re.escape(repr(v))}(?!\d)", everything)]
