@@ -131,7 +131,7 @@ def test_a_store_that_fills_up_answers_503_and_loses_nothing_it_acknowledged(sql
     database = Path(sqlite_url.removeprefix("sqlite:///"))
     limit = database.stat().st_size + 1536 * 1024
     load = Load()
-    numbers = range(60)  # the store fills after about 20 of them: the rest meet a full disk
+    numbers = range(90)  # the store fills after about 20 of them (more with larger commits): the rest meet a full disk
     with bridge_process(sqlite_url, port, file_size_limit=limit) as full:
         post_all(full.url, numbers, load, clients=2)
     refused = sorted(load.not_acknowledged())
