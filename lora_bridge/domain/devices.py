@@ -183,6 +183,7 @@ def resolve_device(
     known = session.info.setdefault(DEVICES_BY_EUI, {})  # DevEUI -> collar, for this unit of work
     created: dict[str, Device] = session.info.setdefault(CREATED, {})
     unstored_euis, unstored_ids = session.info.get(UNSTORED, ((), ()))
+    held_eui = True
     if dev_eui:
         device = known.get(dev_eui)
         if device is None or device.dev_eui != dev_eui:
@@ -190,11 +191,15 @@ def resolve_device(
             if device is None and dev_eui not in unstored_euis:
                 with session.no_autoflush:  # collars created here are in `created`, changes of this batch in `known`
                     device = collar_with_eui(session, dev_eui)
+                # the store's DevEUI: the collar may hold another since, unflushed
+                held_eui = False
 
     if device is None:  # not known by its DevEUI (nearly every uplink is): by its names, else a new collar
         device = _named_or_new(session, created, unstored_ids, dev_eui=dev_eui, label=label, network=network,
                                application_id=application_id, network_scope=network_scope, first_seen=first_seen)
-    if dev_eui and device.dev_eui != dev_eui:
+        held_eui = False
+    # a collar found in `known` or `created` by its DevEUI was just read holding it: not read again
+    if dev_eui and not held_eui and device.dev_eui != dev_eui:
         device.dev_eui = dev_eui
     if label and device.label != label:
         if device.label is not None:
@@ -222,7 +227,8 @@ def resolve_device(
         known[dev_eui] = device
     if UNSTORED in session.info:  # what this unit of work made or changed is looked for again, as ever
         unstored_euis.discard(dev_eui)
-        unstored_euis.discard(device.dev_eui)
+        if not dev_eui:  # else the collar holds dev_eui
+            unstored_euis.discard(device.dev_eui)
         unstored_ids.discard(label)
         unstored_ids.discard(device.device_id)
     return device
@@ -328,10 +334,32 @@ def is_backfilled(message_time: datetime, heard_at: datetime) -> bool:
 
 def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, resolved: Device | None = None) -> Device:
     """The collar that sent uplink (created on first sight), updated with what this uplink says of it.
-    resolved: the collar `resolve_device` just gave for uplink (filed under uplink.device_id), which
-    is what looking it up by that id finds, so it is not looked up again (a batch's every uplink)."""
-    device = resolved if resolved is not None and resolved.device_id == uplink.device_id else (
-        session.info.get(CREATED, {}).get(uplink.device_id) or session.get(Device, uplink.device_id))
+    resolved: the collar `resolve_device` just gave for uplink (filed under uplink.device_id, given the
+    uplink's DevEUI, application, scope, source as network and heard_at as first sight), which is what
+    looking it up by that id finds and already says what uplink does: neither looked up nor checked again
+    (a batch's every uplink)."""
+    if resolved is not None and resolved.device_id == uplink.device_id:
+        # resolve_device, given this uplink's DevEUI, application, scope, network and heard_at, made the
+        # collar say what the uplink says of its sender (and dated its first sight): asked again, each of
+        # those mapped attributes would be read once more for nothing, at every uplink of a batch
+        device = resolved
+        if not uplink.source and device.network != uplink.source:
+            device.network = uplink.source
+    else:
+        device = _heard_collar(session, uplink, heard_at)
+    last_seen = device.last_seen
+    if last_seen is None or heard_at >= last_seen:
+        device.last_seen = heard_at
+        device.last_f_cnt = uplink.f_cnt
+        device.last_rssi_dbm = uplink.best_rssi_dbm
+        device.last_snr_db = uplink.best_snr_db
+    return device
+
+
+def _heard_collar(session: Session, uplink: Uplink, heard_at: datetime) -> Device:
+    """The collar filed under uplink.device_id when it is the sender (`same_collar`), else the one
+    `resolve_device` finds or creates, made to say what uplink says of its sender."""
+    device = session.info.get(CREATED, {}).get(uplink.device_id) or session.get(Device, uplink.device_id)
     if device is None or not same_collar(device, dev_eui=uplink.dev_eui, application_id=uplink.application_id,
                                          network_scope=uplink.network_scope):
         device = resolve_device(
@@ -353,12 +381,6 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, reso
         device.network_scope = uplink.network_scope
     if device.network != uplink.source:
         device.network = uplink.source
-    last_seen = device.last_seen
-    if last_seen is None or heard_at >= last_seen:
-        device.last_seen = heard_at
-        device.last_f_cnt = uplink.f_cnt
-        device.last_rssi_dbm = uplink.best_rssi_dbm
-        device.last_snr_db = uplink.best_snr_db
     return device
 
 
