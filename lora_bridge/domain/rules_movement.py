@@ -183,7 +183,9 @@ def _ended(
 
 
 def _speed(fixes: list[Fix], xy: list[tuple[float, float]], a: int, b: int) -> float:
-    seconds = abs((fixes[b][0] - fixes[a][0]).total_seconds())
+    """m/s from fix a to fix b of fixes in time order, a before b (so the seconds are never negative:
+    every call of the cleaning's walk is such, and an `abs` would cost a call at each)."""
+    seconds = (fixes[b][0] - fixes[a][0]).total_seconds()
     metres = math.hypot(xy[b][0] - xy[a][0], xy[b][1] - xy[a][1])
     if seconds == 0:
         return 0.0 if metres == 0 else float("inf")
