@@ -125,12 +125,12 @@ def add_deferred(session: Session, attach: bool = True) -> None:
             session.add_all(objects)
             session.flush()
             continue
-        attributes, column_of, read_row = _insert_shape(mapper)
+        attributes, column_of, read_row, fixed_defaults = _insert_shape(mapper)
         rows = []
         for obj in objects:
             values = obj.__dict__  # a new object no session holds: its dict is its state (`set_values`)
             for key in attributes - values.keys():  # what the ORM's flush would have filled in
-                values[key] = _python_default(column_of[key])
+                values[key] = fixed_defaults[key] if key in fixed_defaults else _python_default(column_of[key])
             rows.append(read_row(values))
         connection.execute(insert(mapper.local_table), rows)
         if not attach:
@@ -141,12 +141,17 @@ def add_deferred(session: Session, attach: bool = True) -> None:
 
 
 @cache
-def _insert_shape(mapper: Any) -> tuple[frozenset[str], dict[str, Any], Callable[[dict[str, Any]], dict[str, Any]]]:
-    """What `add_deferred` reads of a mapped class: its column attributes, the column of each, and
-    a function from an object's values to the row its insert binds (column key -> value), in C
-    (`operator.itemgetter`) rather than a Python loop over every column of every object."""
+def _insert_shape(mapper: Any) -> tuple[frozenset[str], dict[str, Any], Callable[[dict[str, Any]], dict[str, Any]],
+                                        dict[str, Any]]:
+    """What `add_deferred` reads of a mapped class: its column attributes, the column of each, a
+    function from an object's values to the row its insert binds (column key -> value), in C
+    (`operator.itemgetter`) rather than a Python loop over every column of every object, and the
+    defaults that are no call (none, or a scalar: `_python_default` of the column, the same for every
+    row of the class), by attribute: a batch's every raw row leaves some of its columns to them."""
     pairs = [(prop.key, prop.columns[0]) for prop in mapper.column_attrs]
     column_of = dict(pairs)
+    fixed_defaults = {key: _python_default(column) for key, column in pairs
+                      if column.default is None or column.default.is_scalar}
     column_keys = tuple(column.key for _, column in pairs)
     if len(pairs) == 1:
         (key, column), = pairs
@@ -154,13 +159,13 @@ def _insert_shape(mapper: Any) -> tuple[frozenset[str], dict[str, Any], Callable
         def read_one(values: dict[str, Any]) -> dict[str, Any]:
             return {column.key: values[key]}
 
-        return frozenset(column_of), column_of, read_one
+        return frozenset(column_of), column_of, read_one, fixed_defaults
     getter = itemgetter(*(key for key, _ in pairs))
 
     def read_row(values: dict[str, Any]) -> dict[str, Any]:
         return dict(zip(column_keys, getter(values), strict=True))
 
-    return frozenset(column_of), column_of, read_row
+    return frozenset(column_of), column_of, read_row, fixed_defaults
 
 
 def _python_default(column: Any) -> Any:
