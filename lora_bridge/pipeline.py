@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
-from lora_bridge.decode import decode_payload, message_time
+from lora_bridge.decode import dated, decode_payload
 from lora_bridge.domain import devices, frag_package, network_events, rules_cursors
 from lora_bridge.domain.messages import apply_message, close_offline_when_heard, read_ahead_for_collar_alerts
 from lora_bridge.errors import (
@@ -575,14 +575,16 @@ def _process_uplink(
     if decoded.fields is None:
         reason = decoded.reason or "undecodable"
         return _undecodable(session, raw, existing, uplink, device, reason)
-    bulk.set_values(raw, {"backfilled": devices.is_backfilled(message_time(decoded.fields, heard_at, heard_at=heard_at), heard_at)})
+    # the first message's `dated` (its time is `message_time`'s): read once, for the raw row and for applying it
+    first_dated = dated(decoded.fields, heard_at)
+    bulk.set_values(raw, {"backfilled": devices.is_backfilled(first_dated[0], heard_at)})
     downlink_ids: list[int] = []
     alert_ids: list[int] = []
     closed_alert_ids: list[int] = []
     for fields in decoded.answers:  # one message, or each answer of a FUOTA uplink that carries several, in order
         applied = apply_message(
             session, raw=raw, uplink=uplink, fields=fields, heard_at=heard_at, codec=codec, settings=settings,
-            rules_file=rules_file, device=device,
+            rules_file=rules_file, device=device, dates=first_dated if fields is decoded.fields else None,
         )
         downlink_ids.extend(applied.downlink_ids)
         alert_ids.extend(applied.alert_ids)

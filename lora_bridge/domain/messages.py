@@ -57,15 +57,17 @@ def apply_message(
     settings: BridgeSettings,
     rules_file: RulesFileWatch,
     device: Device | None = None,
+    dates: tuple[datetime, datetime | None] | None = None,
 ) -> Applied:
     """Turn a decoded message into device state, positions, activity, alerts and downlinks; rules_file: the
     rules file the bridge works by (`Bridge.rules_file`), whose fence profiles judge a collar's own fence
-    report. device: the collar `devices.resolve_device` gave for uplink, when the caller has it."""
+    report. device: the collar `devices.resolve_device` gave for uplink, when the caller has it. dates:
+    `decode.dated(fields, heard_at)`, when the caller has read it already (an uplink's first message)."""
     applied = Applied()
     device = devices.device_for_uplink(session, uplink, heard_at, device)
     device_id = device.device_id  # its key: read once, not through the mapped attribute at every use
     message = str(fields.get("message"))
-    time, claimed_ahead = dated(fields, heard_at)
+    time, claimed_ahead = dates if dates is not None else dated(fields, heard_at)
     # A message dated before the collar's current fitting (a backlog heard after a swap) is of the
     # animal that wore it then (wearing.until set): filed and judged for her, never for the new wearer.
     wearing = herd.wearing_at(session, device_id, devices.ensure_animal(session, device), time)
