@@ -157,13 +157,19 @@ class RulesRuntime:
         """The rule profile of the animal wearing device: built once per rules file version for the
         overrides it takes (its species' table, its own), so every animal of no table of its own shares one."""
         config, profiles = self._version  # one version's pair, whatever `use` does meanwhile
+        tables = config.animals
+        # an animal's names are read only when the rules file has tables of animals' own (few files do)
         if animal is None:
-            species, names = None, (device.device_id if device else None,)
+            species, names = None, (device.device_id if device else None,) if tables else ()
         else:
-            species, names = animal.species, (animal.name, str(animal.id), animal.device_id)
+            species, names = animal.species, (animal.name, str(animal.id), animal.device_id) if tables else ()
         # what `RulesConfig.profile_for` merges: the species' table (when it has one), the first name with one
-        key = (species if species and species in config.species else None,
-               next((name for name in names if name and name in config.animals), None))
+        named = None
+        for name in names:  # a loop, not next() over a generator: each of a generator's items is a call
+            if name and name in tables:
+                named = name
+                break
+        key = (species if species and species in config.species else None, named)
         profile = profiles.get(key)
         if profile is None:
             profile = config.profile_for(key[0], key[1])
