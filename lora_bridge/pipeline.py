@@ -135,9 +135,9 @@ def keep_and_apply(
         return [], []
     update_by_core(session, *BATCH_CORE_UPDATED)
     kept = [ingest.submitted(s) for s in submissions]
-    raws = [ingest.raw_row_of(values) for values in kept]
-    for raw, s in zip(raws, submissions, strict=True):
-        bulk.set_values(raw, {"received_at": s.received_at})  # None: now
+    # each row made with its arrival (None: now, `keep_raws`), not set again after: a set is a call a body
+    raws = [ingest.raw_row_of({**values, "received_at": s.received_at})
+            for values, s in zip(kept, submissions, strict=True)]
     keep_raws(session, raws)
     # each body parsed once (the durable intake hands in what it read on arrival), from what its raw row
     # keeps (not read back through the row's mapped attributes: five ORM reads a body)
