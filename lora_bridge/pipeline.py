@@ -447,6 +447,8 @@ def _process_loaded(
 ) -> IngestResult:
     if message is None:
         message = _read(raw)
+    if type(message) is Uplink:  # nearly every body: an uplink, without asking the other kinds (a call each)
+        return _process_uplink(session, raw, message, codec, settings, rules_file, existing)
     if isinstance(message, MalformedUplink):
         error = message
         first = ingest.claim_key(session, raw, ingest.body_key(raw))
