@@ -82,7 +82,9 @@ def add_activity(
         return None
     added.add((device_id, time))
     shares = shares_by_class([float(s) for s in fields.get("shares") or []], class_names)
-    dominant = max(shares, key=lambda name: shares[name]) if shares else None
+    # the class of the largest share (the first of equals): keyed by the dict's own look-up, not a lambda
+    # called for every class of every summary
+    dominant = max(shares, key=shares.__getitem__) if shares else None
     row = {
         "device_id": device_id,
         "animal_id": animal_id,
