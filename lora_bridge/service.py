@@ -455,7 +455,10 @@ class Bridge:
         for steps in judged.values():
             self._queue_steps(session, steps)
         # Alerts a recorded network event closed too (a join: the offline collar heard again).
-        raised = [step for r in results if r.device_id for step in _alert_steps(r)]
+        raised: list[tuple[int, str]] = []
+        for r in results:  # a loop: most bodies raise and close nothing, and ask no call for it
+            if r.device_id and (r.alert_ids or r.closed_alert_ids):
+                raised.extend(_alert_steps(r))
         if raised:
             outbox.enqueue_alert_steps(session, self._current_notify_config(), raised)
 
