@@ -13,7 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from lora_bridge.errors import log_failure
-from lora_bridge.fuota_answers import decode_answer, split_answers
+from lora_bridge.fuota_answers import decode_answer, fuota_ports, split_answers
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,11 @@ def decode_payload(codec: Any, f_port: int, payload: bytes, frag_version: int = 
     port 201 are read in that version's layouts (the codec's versioned rows)."""
     codec_error = getattr(codec, "CodecError", ValueError)
     try:
-        pieces = split_answers(codec, f_port, bytes(payload), frag_version)
-        decoded = [decode_answer(codec, f_port, piece, frag_version) for piece in pieces]
+        if f_port in fuota_ports(codec):
+            pieces = split_answers(codec, f_port, bytes(payload), frag_version)
+            decoded = [decode_answer(codec, f_port, piece, frag_version) for piece in pieces]
+        else:  # one message, the whole payload (what split_answers gives), decoded at once: nearly every uplink
+            decoded = [decode_answer(codec, f_port, bytes(payload), frag_version)]
     except codec_error as error:
         return Decoded(None, f"codec rejected port {f_port} payload {payload.hex()}: {error}")
     except Exception as error:  # a codec bug must not lose the uplink: keep it as a dead letter
