@@ -67,7 +67,8 @@ def defer_add(session: Session, objects: list[Any]) -> None:
     transaction checks foreign keys at its commit (`defer_foreign_keys`). Until then they are changed
     as plain objects, so each is inserted once, in its final state."""
     session.info.setdefault(DEFERRED_OBJECTS, []).extend(objects)
-    session.info.setdefault(DEFERRED_TABLES, set()).update(type(obj).__table__ for obj in objects)
+    # a set comprehension, not a generator: each of a generator's items is a call (a batch's every raw row)
+    session.info.setdefault(DEFERRED_TABLES, set()).update({type(obj).__table__ for obj in objects})
 
 
 def set_values(obj: Any, values: dict[str, Any]) -> None:
