@@ -285,7 +285,9 @@ def raw_row(
 def raw_row_of(kept: dict[str, Any]) -> RawUplink:
     """A new raw_uplinks row (status received) holding what `delivered` keeps of a body."""
     raw = RawUplink()
-    bulk.set_values(raw, {**kept, "status": STATUS_RECEIVED, "gateways": []})
+    # no dedup key yet (the column's none), held as a value: `claim_key` asks every new row for it, and an
+    # attribute never set is read through the ORM's default-value steps, a few calls each
+    bulk.set_values(raw, {**kept, "status": STATUS_RECEIVED, "gateways": [], "dedup_key": None})
     return raw
 
 
