@@ -666,7 +666,6 @@ def _read_track(session: Session, device_id: str, cursor: Cursor, lookback: time
     Usually one query: every fix newer than the cursor's id, and the judged fixes of the lookback
     before the cursor's time. A back-fill older than that, too many new fixes at once, or too little
     context before the first new fix take a few more."""
-    columns = (Position.id, Position.time, Position.lat, Position.lon)
     cursor_id, cursor_time = cursor.position_id, cursor.position_time
 
     is_new = _Newer(cursor_id, cursor_time)
@@ -702,6 +701,8 @@ def _read_track(session: Session, device_id: str, cursor: Cursor, lookback: time
     # The statements of the long way and of the context are built only when needed (the usual read
     # above is built once for all evaluations): building a where clause costs more than the read.
     if rows is None:  # the long way: the new fixes by id (so a cut at MAX_NEW_FIXES loses nothing), then around them
+        # the columns named here only: each mapped column read off its class is a call of the ORM's
+        columns = (Position.id, Position.time, Position.lat, Position.lon)
         if cursor_id is not None:
             newer = Position.id > cursor_id
         elif cursor_time is not None:  # a cursor from before fix ids were kept
