@@ -591,8 +591,9 @@ def _process_uplink(
         downlink_ids.extend(applied.downlink_ids)
         alert_ids.extend(applied.alert_ids)
         closed_alert_ids.extend(applied.closed_alert_ids)
+    # the collar holds the uplink's DevEUI when it gave one (resolve_device made it so): not read back
     result = _done(raw, existing, uplink, decoded.message, tuple(downlink_ids), tuple(alert_ids),
-                   dev_eui=device.dev_eui, closed_alert_ids=tuple(closed_alert_ids))
+                   dev_eui=uplink.dev_eui or device.dev_eui, closed_alert_ids=tuple(closed_alert_ids))
     return result
 
 
