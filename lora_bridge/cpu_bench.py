@@ -25,6 +25,14 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
                                    writer, supervisor (the applier process's reports), outbox
     intake_applier_process_cpu_ms_per_uplink   that run's applier process (its whole CPU from the first
                                    body to the last applied: batches as large as the moment made them)
+    intake_applier_process_mean_batch   bodies per store transaction in those runs (median): the applier's
+                                   batches as the run's pace made them (`intake_applier._gathered`)
+    intake_applier_process_python_calls_per_uplink   the Python calls per body of that process's applying
+                                   thread (`intake_applier.PROFILE_ENV`, one more run, with the handler's
+                                   count): from its "ready" to its end, the journal's reads, the batches, the
+                                   gathering; its release thread's fsyncs, deletes and reports are not counted.
+                                   It follows the batches' size (a batch's transaction and rules are paid once),
+                                   so read it with `intake_applier_process_profiled_mean_batch`, that run's
     intake_handler_python_calls_per_uplink   the Python calls per body of the thread that runs the ASGI
                                    app (the HTTP side; the writer's thread is not counted)
     intake_writer_python_calls_per_uplink   the Python calls per body of the durable intake's writer as
@@ -49,12 +57,14 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import os
 import pstats
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +72,7 @@ from lora_bridge import bench_load
 from lora_bridge.adapters.webhook import SECRET_HEADER, create_app
 from lora_bridge.bench import BENCH_SECRET, cpu_by_part, process_tree_cpu_s, synthetic_bodies, thread_cpu_s
 from lora_bridge.group_commit import Submission, write_and_settle
+from lora_bridge.intake_applier import PROFILE_ENV
 from lora_bridge.service import open_bridge
 from lora_bridge.uplink_formats import SOURCE_TTS
 
@@ -92,11 +103,37 @@ def applier_cpu_s(database_url: str, bodies: list[bytes], batch: int, profile: b
     return spent, calls
 
 
-def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int,
-                 profile: bool = False) -> tuple[float, float, int, dict[str, float]]:
-    """(this process's CPU seconds, the applier process's, Python calls or 0, this process's CPU seconds
-    by part as `bench.THREAD_PARTS` names them: http is the thread that runs the app) of posting bodies to
-    the webhook's ASGI app with the durable answer, `connections` at a time, until all are applied."""
+@dataclass
+class IntakeRun:
+    """What one run of the webhook's side measured (`intake_cpu_s`)."""
+
+    cpu_s: float  # this process's CPU seconds
+    applier_cpu_s: float  # the applier process's
+    calls: int  # this process's Python calls (0: not profiled)
+    by_part: dict[str, float]  # this process's CPU seconds by part as `bench.THREAD_PARTS` names them
+    applier_batches: int  # the applier process's batches (store transactions) that applied bodies
+    applier_calls: int  # the applier process's Python calls in its applying thread (0: not profiled)
+
+
+def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int, profile: bool = False,
+                 applier_profile: bool = False) -> IntakeRun:
+    """Post bodies to the webhook's ASGI app with the durable answer, `connections` at a time, until all
+    are applied; profile: count this process's Python calls, applier_profile: the applier process's
+    (`intake_applier.PROFILE_ENV`: its applying thread from its "ready" to its end)."""
+    with tempfile.TemporaryDirectory(prefix="tembo-applier-profile-") as folder:
+        stats = Path(folder) / "applier.pstats"
+        if applier_profile:
+            os.environ[PROFILE_ENV] = str(stats)
+        try:
+            run = _intake_run(database_url, bodies, connections, profile)
+        finally:
+            os.environ.pop(PROFILE_ENV, None)
+        if applier_profile:
+            run.applier_calls = pstats.Stats(str(stats)).total_calls  # type: ignore[attr-defined]
+    return run
+
+
+def _intake_run(database_url: str, bodies: list[bytes], connections: int, profile: bool) -> IntakeRun:
     with open_bridge(database_url, webhook_secret=BENCH_SECRET, webhook_ack="durable",
                      intake_applier="process") as bridge:
         app = create_app(bridge)
@@ -108,6 +145,7 @@ def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int,
         profiler = cProfile.Profile(time.process_time) if profile else None
         statuses: list[int] = []
         threads_started = thread_cpu_s()
+        batches_started = intake.batches_applied
         started, applier_started = time.process_time(), process_tree_cpu_s(applier_pid)
         if profiler is not None:
             profiler.enable()
@@ -120,13 +158,14 @@ def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int,
         by_part = cpu_by_part(threads_started, thread_cpu_s())
         by_part["http"] += by_part.pop("other", 0.0)  # this thread, which runs the app and its event loop
         applier_spent = process_tree_cpu_s(applier_pid) - applier_started
+        batches = intake.batches_applied - batches_started
         if intake.applier_pid() != applier_pid:
             raise RuntimeError("the applier process was started again during the run: its CPU is not known")
     refused = [code for code in statuses if code != 202]
     if refused:
         raise RuntimeError(f"{len(refused)} bodies not answered 202: {sorted(set(refused))}")
     calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
-    return spent, applier_spent, calls, by_part
+    return IntakeRun(spent, applier_spent, calls, by_part, batches, 0)
 
 
 def writer_python_calls(database_url: str, bodies: list[bytes], batch: int) -> int:
@@ -283,17 +322,22 @@ def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 
             # running bridge spends per uplink, so a tenth of the bodies go first, unmeasured
             intake_cpu_s(url("intake-warm-up"), bodies[:max(1, len(bodies) // 10)], connections)
             runs = [intake_cpu_s(url(f"intake-{i}"), bodies, connections) for i in range(rounds)]
-            webhook = [1000 * run[0] / len(bodies) for run in runs]
+            webhook = [1000 * run.cpu_s / len(bodies) for run in runs]
             figures["intake_cpu_ms_per_uplink"] = round(statistics.median(webhook), 3)
             figures["intake_cpu_ms_per_uplink_least"] = round(min(webhook), 3)
             figures["intake_cpu_ms_per_uplink_each_round"] = [round(x, 3) for x in webhook]
             figures["intake_applier_process_cpu_ms_per_uplink"] = round(
-                statistics.median(1000 * run[1] / len(bodies) for run in runs), 3)
+                statistics.median(1000 * run.applier_cpu_s / len(bodies) for run in runs), 3)
+            figures["intake_applier_process_mean_batch"] = round(
+                statistics.median(len(bodies) / max(1, run.applier_batches) for run in runs), 1)
             figures["intake_cpu_ms_per_uplink_by_thread"] = {
-                part: round(statistics.median(1000 * run[3].get(part, 0.0) / len(bodies) for run in runs), 3)
-                for part in sorted({part for run in runs for part in run[3]})}
-            calls = intake_cpu_s(url("intake-profiled"), bodies, connections, profile=True)[2]
-            figures["intake_handler_python_calls_per_uplink"] = round(calls / len(bodies), 2)
+                part: round(statistics.median(1000 * run.by_part.get(part, 0.0) / len(bodies) for run in runs), 3)
+                for part in sorted({part for run in runs for part in run.by_part})}
+            profiled = intake_cpu_s(url("intake-profiled"), bodies, connections, profile=True, applier_profile=True)
+            figures["intake_handler_python_calls_per_uplink"] = round(profiled.calls / len(bodies), 2)
+            figures["intake_applier_process_python_calls_per_uplink"] = round(profiled.applier_calls / len(bodies), 1)
+            figures["intake_applier_process_profiled_mean_batch"] = round(
+                len(bodies) / max(1, profiled.applier_batches), 1)
             figures["intake_writer_python_calls_per_uplink"] = round(
                 writer_python_calls(url("intake-writer"), bodies, connections) / len(bodies), 1)
     if load:

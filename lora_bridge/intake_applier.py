@@ -33,6 +33,7 @@ SQLite's busy timeout, as the dashboard's always have, not the in-process writer
 
 from __future__ import annotations
 
+import cProfile
 import ctypes
 import json
 import logging
@@ -42,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -63,6 +65,9 @@ READER_END_WAIT_S = 1.0
 # The settings the child never needs: it answers nothing and pushes nothing.
 SECRET_FIELDS = ("webhook_secret", "network_server_api_key", "mqtt_password")
 PR_SET_PDEATHSIG = 1
+# A file name here makes the child count its applying thread's Python calls (cProfile, from its "ready"
+# to its end) and write them there (pstats) as it ends: `tembo bench bridge-cpu`'s figure of the process.
+PROFILE_ENV = "TEMBO_APPLIER_PROFILE"
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -198,16 +203,26 @@ class ApplierProcess:
 class ParentLink:
     """What the webhook process says on the child's stdin, read by a thread: the last journal id
     committed, "stop" (apply what is there, then end), or the end of the pipe without "stop" (the
-    parent is gone: end after the batch in hand)."""
+    parent is gone: end after the batch in hand). Each commit's id is kept with the moment it was
+    told (`told_since`), so that the applier knows how long its oldest waiting body has waited."""
 
     def __init__(self, stdin: BinaryIO) -> None:
         self.changed = threading.Condition()
         self.committed_id = 0
         self.stop_asked = False
         self.parent_gone = False
+        # (the last id of a commit, time.monotonic() when it was told), oldest first; those taken leave
+        self._told: deque[tuple[int, float]] = deque()
         self._stdin = stdin
         self.reader = threading.Thread(target=self._read, name="tembo-applier-parent", daemon=True)
         self.reader.start()
+
+    def told_since(self, last_taken: int) -> float | None:
+        """When the oldest commit with an id above last_taken was told (time.monotonic()); None when
+        none is. Call it holding `changed`."""
+        while self._told and self._told[0][0] <= last_taken:
+            self._told.popleft()
+        return self._told[0][1] if self._told else None
 
     def _read(self) -> None:
         for line in self._stdin:
@@ -215,8 +230,9 @@ class ParentLink:
             with self.changed:
                 if text == b"stop":
                     self.stop_asked = True
-                elif text.isdigit():
-                    self.committed_id = max(self.committed_id, int(text))
+                elif text.isdigit() and int(text) > self.committed_id:
+                    self.committed_id = int(text)
+                    self._told.append((self.committed_id, time.monotonic()))
                 self.changed.notify_all()
         with self.changed:
             self.parent_gone = not self.stop_asked
@@ -316,6 +332,10 @@ def run_child(parent_pid: int) -> int:
     # collections of its batches would walk it all again (lora_bridge.start_up_heap).
     reports.write(f"ready {freeze_start_up_heap()}\n".encode())
     release = None
+    profile_to = os.environ.get(PROFILE_ENV)
+    profiler = cProfile.Profile(time.process_time) if profile_to else None
+    if profiler is not None:
+        profiler.enable()
     try:
         if journal is not None:
             sync = (lambda: sync_wal(store_path)) if store_path is not None else None
@@ -323,6 +343,9 @@ def run_child(parent_pid: int) -> int:
             return _apply_journal(bridge, journal, link, release, taken_report, said, wakes)
         return _apply_received_rows(bridge, link, report, said)
     finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(str(profile_to))
         if release is not None:
             release.close()
         if journal is not None:
@@ -338,15 +361,22 @@ Reporter = Callable[..., None]
 
 def _gathered(link: ParentLink, last_taken: int, waiting: int) -> tuple[int, bool, bool]:
     """Wait for work as the applier does: while idle, until the parent tells of a commit (or half a
-    second passes: a look at what is kept now and then); then, having been idle, up to GATHER_S more
-    for a fuller batch. (the last id committed, stop asked, parent gone)."""
+    second passes: a look at what is kept now and then); then until the oldest body not taken was told
+    GATHER_S ago, for a fuller batch (at once when the applier holds bodies to try again, when stop is
+    asked, or when the batch is full). (the last id committed, stop asked, parent gone)
+
+    Counted from the body's commit, not from the applier's wake: bodies that came while it applied the
+    batch before have waited already and wait only what is left of GATHER_S, so a body waits for company
+    at most GATHER_S in all, as a lone one does, and a batch that took less than GATHER_S is not
+    followed by a small one (each batch costs a share of its own: its transaction and the rules of its
+    collars, lora_bridge.cpu_bench)."""
     from lora_bridge.durable_intake import GATHER_S, MAX_APPLY, MAX_BACKLOG
 
     with link.changed:
-        idle = not waiting and link.committed_id <= last_taken and not link.stop_asked
-        if idle:
+        if not waiting and link.committed_id <= last_taken and not link.stop_asked:
             link.changed.wait(timeout=0.5)
-        gather_until = time.monotonic() + (GATHER_S if idle else 0.0)
+        told = link.told_since(last_taken)
+        gather_until = told + GATHER_S if told is not None and not waiting else 0.0
         while (link.committed_id - last_taken + waiting < min(MAX_APPLY, MAX_BACKLOG)
                and not link.stop_asked and link.committed_id > last_taken):
             left = gather_until - time.monotonic()
