@@ -122,14 +122,14 @@ def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int, profi
     (`intake_applier.PROFILE_ENV`: its applying thread from its "ready" to its end)."""
     with tempfile.TemporaryDirectory(prefix="tembo-applier-profile-") as folder:
         stats = Path(folder) / "applier.pstats"
-        if applier_profile:
-            os.environ[PROFILE_ENV] = str(stats)
+        if not applier_profile:
+            return _intake_run(database_url, bodies, connections, profile)
+        os.environ[PROFILE_ENV] = str(stats)  # the applier process started by the bridge inherits it
         try:
             run = _intake_run(database_url, bodies, connections, profile)
         finally:
             os.environ.pop(PROFILE_ENV, None)
-        if applier_profile:
-            run.applier_calls = pstats.Stats(str(stats)).total_calls  # type: ignore[attr-defined]
+        run.applier_calls = pstats.Stats(str(stats)).total_calls  # type: ignore[attr-defined]
     return run
 
 
