@@ -603,3 +603,35 @@ def test_a_body_the_store_could_not_take_at_first_is_applied_from_what_the_webho
     assert turned_away, "the applier's first batch met a busy store"
     assert (counts["uplinks_stored"], counts["positions"], counts["dead_letter"]) == (len(bodies), len(bodies), 0)
     assert reads == dict.fromkeys(bodies, 1)
+
+
+def test_the_applier_process_waits_for_company_at_most_the_gathering_time_from_a_bodys_commit():
+    # The webhook process tells the applier process of each journal commit on a pipe. A lone body waits
+    # GATHER_S from its commit for others to share its batch; a body committed while the applier applied
+    # the batch before is counted from its commit too (the applier, back from that batch, waits only
+    # what is left of GATHER_S), so a batch that took less than GATHER_S is not followed by a small one.
+    from lora_bridge.durable_intake import GATHER_S
+    from lora_bridge.intake_applier import ParentLink, _gathered
+
+    reader, writer = os.pipe()
+    link = ParentLink(os.fdopen(reader, "rb"))
+    os.write(writer, b"3\n")
+    with link.changed:
+        assert link.changed.wait_for(lambda: link.committed_id == 3, timeout=30)
+        told = link.told_since(0)
+    assert told is not None
+    assert _gathered(link, 0, 0) == (3, False, False)
+    assert time.monotonic() - told >= GATHER_S  # it waited for company from the commit on
+    # a body committed while the applier applied the batch before (told before the applier came back,
+    # with nothing in hand): gathered for until GATHER_S after its commit, as a lone one is
+    os.write(writer, b"7\n")
+    with link.changed:
+        assert link.changed.wait_for(lambda: link.committed_id == 7, timeout=30)
+        later = link.told_since(3)
+    assert later is not None and later > told
+    assert _gathered(link, 3, 0) == (7, False, False)
+    assert time.monotonic() - later >= GATHER_S
+    os.close(writer)  # the parent gone: stop, and nothing left to gather
+    with link.changed:
+        assert link.changed.wait_for(lambda: link.parent_gone, timeout=30)
+    assert _gathered(link, 7, 0) == (7, True, True)
