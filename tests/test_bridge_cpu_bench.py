@@ -22,6 +22,10 @@ def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_the_webhook_
     assert figures["applier_python_calls_per_uplink"] > 100 and figures["intake_handler_python_calls_per_uplink"] > 10
     assert figures["intake_writer_python_calls_per_uplink"] > 10
     assert figures["intake_applier_process_cpu_ms_per_uplink"] >= 0
+    # the applier process's batches and its applying thread's calls (counted in the child, written as it ended)
+    assert 1 <= figures["intake_applier_process_mean_batch"] <= figures["uplinks"]
+    assert 1 <= figures["intake_applier_process_profiled_mean_batch"] <= figures["uplinks"]
+    assert figures["intake_applier_process_python_calls_per_uplink"] > 100
     assert set(figures["intake_cpu_ms_per_uplink_by_thread"]) >= {"http", "writer", "outbox"}
     # the load process's own share (every body answered 202 by the stand-in webhook, else it raises)
     assert figures["load_cpu_ms_per_request"] > 0 and figures["load_python_calls_per_request"] > 10
