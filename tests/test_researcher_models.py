@@ -5,6 +5,7 @@ that names the new model's classes."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -321,17 +322,31 @@ def test_bad_data_on_the_command_line_exits_1_with_the_message(tmp_path, capsys)
     assert "bad.csv, row 2, column 'az'" in capsys.readouterr().err
 
 
-def _renamed_model(model_version: int) -> bytes:
+@functools.cache
+def _renamed_forest() -> tuple[CollarForest, int, int]:
+    """The renamed herd forest, trained once: it is deterministic, and to_blob leaves it unchanged."""
     data = dataset.simulated(60, seed=12)
     names = np.asarray([RENAMED[c] for c in data.classes])[data.labels]
     model = CollarForest(n_estimators=8, max_depth=6, random_state=0).fit(data.features, names)
-    return model.to_blob(data.window_s, data.rate_hz, model_version=model_version, name="renamed herd model")
+    return model, data.window_s, data.rate_hz
+
+
+def _renamed_model(model_version: int) -> bytes:
+    model, window_s, rate_hz = _renamed_forest()
+    return model.to_blob(window_s, rate_hz, model_version=model_version, name="renamed herd model")
+
+
+@functools.cache
+def _small_forest() -> tuple[CollarForest, int, int]:
+    """The small herd forest, trained once (deterministic, unchanged by to_blob)."""
+    data = dataset.simulated(30, seed=4)
+    model = CollarForest(n_estimators=4, max_depth=4, random_state=1).fit(data.features, data.labels)
+    return model, data.window_s, data.rate_hz
 
 
 def _small_model(model_version: int) -> bytes:
-    data = dataset.simulated(30, seed=4)
-    model = CollarForest(n_estimators=4, max_depth=4, random_state=1).fit(data.features, data.labels)
-    return model.to_blob(data.window_s, data.rate_hz, model_version=model_version, name="small herd model")
+    model, window_s, rate_hz = _small_forest()
+    return model.to_blob(window_s, rate_hz, model_version=model_version, name="small herd model")
 
 
 def test_an_exported_eim_ends_when_edge_impulses_runner_stops_it_even_under_a_parent_ignoring_sigint(tmp_path):
