@@ -293,11 +293,12 @@ def test_a_change_asked_while_a_backup_holds_the_store_is_said_not_kept(store, m
 
 
 def open_herd_page(username: str) -> AppTest:
+    """The dashboard after its first run, opened (as a link to it is) on the herd register, signed in as
+    the seeded account `username`."""
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT_S)
     with open_bridge(os.environ["TEMBO_DATABASE_URL"]) as bridge:
         app.session_state[login.SESSION_KEY] = bridge.sign_in(username, ACCOUNTS[username][1])[1]
-    app.run()
-    app.switch_page("screens/herd.py").run()
+    app.switch_page("screens/herd.py").run()  # the register at the first run, not the live map first
     assert not app.exception, [e.value for e in app.exception]
     return app
 
