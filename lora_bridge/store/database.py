@@ -282,7 +282,10 @@ def _sqlite_engine(url: str, busy_timeout_ms: int, writer: bool, synchronous: st
     @event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:  # type: ignore[no-untyped-def]
         if writer:
-            write_lock.begin_immediate(connection.exec_driver_sql, busy_timeout_ms / 1000)
+            # BEGIN IMMEDIATE through SQLAlchemy (its errors, its events); the busy-timeout PRAGMAs
+            # around it straight on the same sqlite3 connection (`write_lock.begin_immediate`)
+            write_lock.begin_immediate(connection.exec_driver_sql, busy_timeout_ms / 1000,
+                                       pragma=connection.connection.driver_connection.execute)
         else:
             connection.exec_driver_sql("BEGIN")
 
