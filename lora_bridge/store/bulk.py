@@ -94,9 +94,10 @@ def _take_deferred(session: Session) -> list[Any] | None:
 def defer_foreign_keys(session: Session) -> None:
     """SQLite: check this transaction's foreign keys at its commit, not statement by statement (the
     rows `defer_add` holds back may be referred to before they are written)."""
-    # on the session's connection, past the ORM's execution (its events, its result): nothing is
-    # queued nor held back yet when a batch begins, and a pragma touches no row
-    session.connection().exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+    # straight on the session's sqlite3 connection, past SQLAlchemy's execution (its events, its
+    # result, about 60 Python calls a batch): nothing is queued nor held back yet when a batch begins,
+    # and a pragma touches no row; session.connection() first, so the transaction has begun
+    session.connection().connection.driver_connection.execute("PRAGMA defer_foreign_keys = ON")
     session.info[FOREIGN_KEYS_DEFERRED] = True
 
 
