@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from collar_firmware import codec as wire
 from lora_bridge.domain import downlinks, frag_package
 from lora_bridge.store.tables import CollarPackage, Device, Downlink
 
@@ -41,9 +42,9 @@ class Package:
     ask: str | None
 
 
-MULTICAST = Package("TS005", 200, 2, (1,), "mc_package_version")  # v1.0.0's McGroupSetupReq / McClassCSessionReq
-FRAGMENTS = Package("TS004", 201, frag_package.PACKAGE_ID, (frag_package.V1, frag_package.V2), "frag_package_version")
-CLOCK = Package("TS003", 202, 1, (1,), None)
+MULTICAST = Package("TS005", wire.PORT_MULTICAST, 2, (1,), "mc_package_version")  # v1.0.0's McGroupSetupReq / McClassCSessionReq
+FRAGMENTS = Package("TS004", wire.PORT_FRAGMENTS, frag_package.PACKAGE_ID, (frag_package.V1, frag_package.V2), "frag_package_version")
+CLOCK = Package("TS003", wire.PORT_CLOCK, 1, (1,), None)
 PACKAGES = {p.port: p for p in (MULTICAST, FRAGMENTS, CLOCK)}
 ANSWERS = {"mc_package_version_ans": MULTICAST.port, "frag_package_version_ans": FRAGMENTS.port}  # codec rows
 
