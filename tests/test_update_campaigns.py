@@ -4,7 +4,10 @@ when too many canaries fail, pause / resume / abort, and who runs what."""
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import bridge_builders as b
 import pytest
@@ -18,12 +21,51 @@ WEAK = sorted(HERD, key=canary_order)[-1]  # the last a canary share would pick:
 KEY, _KEYS_FOR = fuota.bench_keys()  # the release key this module's images are signed with, which its collars hold
 
 
-@pytest.fixture
-def bridge(store_url):
+def hear_the_herd(store_url: str) -> None:
+    """Each collar of HERD heard once on the empty store at store_url (WEAK too low on battery to update)."""
     with b.fresh_bridge(store_url, signed_by=(KEY,)) as bridge:
         for i, device_id in enumerate(HERD):
             battery = 3200 if device_id == WEAK else 3900  # one collar too weak to update
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(battery_mv=battery), device_id=device_id, f_cnt=i + 1))
+
+
+@pytest.fixture(scope="module")
+def herd_sqlite_store(tmp_path_factory) -> Path:
+    """A SQLite store that has heard the herd, made once for the module: each test starts on a copy."""
+    path = tmp_path_factory.mktemp("herd-store") / "tembo.db"
+    hear_the_herd(f"sqlite:///{path}")  # the bridge closed: its WAL checkpointed into the file
+    return path
+
+
+@pytest.fixture(scope="module")
+def herd_postgres_template(postgres_server, postgres_store_template) -> Iterator[str]:
+    """Name of a PostgreSQL database that has heard the herd, made once for the module: each test
+    starts on a database cloned from it (~0.15 s, where hearing ten collars again takes ~1 s)."""
+    url = postgres_server.create_database("tembo_herd", template=postgres_store_template)
+    hear_the_herd(url)  # the bridge closed: no connection left to stop the cloning
+    yield url.rsplit("/", 1)[-1]
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def herd_store(request, tmp_path) -> Iterator[str]:
+    """A store of this test's own that has heard the herd: a copy of the module's SQLite store, then
+    (second run) a PostgreSQL database cloned from the module's (dropped after the test)."""
+    if request.param == "sqlite":
+        path = tmp_path / "tembo.db"
+        shutil.copyfile(request.getfixturevalue("herd_sqlite_store"), path)
+        yield f"sqlite:///{path}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database(template=request.getfixturevalue("herd_postgres_template"))
+    yield url
+    server.drop_database(url)
+
+
+@pytest.fixture
+def bridge(herd_store):
+    """A bridge whose store has heard each collar of the herd once."""
+    with b.fresh_bridge(herd_store, signed_by=(KEY,)) as bridge:
         yield bridge
 
 
@@ -144,7 +186,6 @@ def test_the_technician_sees_which_collar_runs_which_firmware_and_model(bridge):
 
 def updates_page(sqlite_url, monkeypatch):
     """The dashboard's Updates page as a field technician sees it (streamlit AppTest)."""
-    from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
 
