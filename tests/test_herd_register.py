@@ -5,7 +5,11 @@ visitors read the herd but may not change it; every change is in the audit log w
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import bridge_builders as b
 import pytest
@@ -22,18 +26,73 @@ MOVED_AT = NOW - timedelta(minutes=5)
 HERD_FIXES = 48 + 1  # Amani's hourly fixes and the one her fence alert carries
 
 
-@pytest.fixture
-def api(store_url):
-    """A client of the API over the live herd (Amani on collar-01, Tusker on collar-02) and Kito, a
-    young bull registered on a spare collar never heard, with a token per role."""
-    with live_bridge(store_url) as bridge, TestClient(create_app(bridge)) as client:
-        client.headers_of = {
+@dataclass(frozen=True)
+class RegisteredHerd:
+    """A store holding the live herd (access_builders), Kito on collar-03 and a token per account."""
+
+    headers_of: dict[str, dict[str, str]]  # role -> the Authorization header of its account's token
+    kito: str  # Kito's animal id
+
+
+def register_kito_and_tokens(store_url: str) -> RegisteredHerd:
+    """Make the empty store at store_url the live herd with Kito, a young bull registered on a spare collar
+    never heard, and a token per account (what the `api` fixture serves)."""
+    with live_bridge(store_url) as bridge:
+        headers_of = {
             role: {"Authorization": f"Bearer {bridge.create_token(username, 'tests', actor=CONSOLE).secret}"}
             for username, (role, _) in PASSWORDS.items()
         }
-        client.bridge = bridge
-        client.kito = bridge.register_animal("collar-03", "Kito", sex="male").animal_id
-        yield client
+        kito = bridge.register_animal("collar-03", "Kito", sex="male").animal_id
+    return RegisteredHerd(headers_of, kito)  # the bridge closed: a SQLite WAL checkpointed, no connection left
+
+
+@pytest.fixture(scope="module")
+def registered_sqlite_store(tmp_path_factory) -> tuple[Path, RegisteredHerd]:
+    """The registered herd on SQLite, made once for the module: each test starts on a copy of its file."""
+    path = tmp_path_factory.mktemp("registered-herd") / "tembo.db"
+    return path, register_kito_and_tokens(f"sqlite:///{path}")
+
+
+@pytest.fixture(scope="module")
+def registered_postgres_template(postgres_server, postgres_store_template) -> Iterator[tuple[str, RegisteredHerd]]:
+    """The registered herd in a PostgreSQL database made once for the module (its name): each test starts
+    on a database cloned from it."""
+    url = postgres_server.create_database("tembo_registered_herd", template=postgres_store_template)
+    herd = register_kito_and_tokens(url)
+    yield url.rsplit("/", 1)[-1], herd
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def registered_store(request, tmp_path) -> Iterator[tuple[str, RegisteredHerd]]:
+    """A store of this test's own holding the registered herd: a copy of the module's SQLite file, then
+    (second run) a PostgreSQL database cloned from the module's (dropped after the test)."""
+    if request.param == "sqlite":
+        original, herd = request.getfixturevalue("registered_sqlite_store")
+        path = tmp_path / "tembo.db"
+        shutil.copyfile(original, path)
+        yield f"sqlite:///{path}", herd
+        return
+    server = request.getfixturevalue("postgres_server")
+    template, herd = request.getfixturevalue("registered_postgres_template")
+    url = server.create_database(template=template)
+    yield url, herd
+    server.drop_database(url)
+
+
+@pytest.fixture
+def api(registered_store):
+    """A client of the API over the live herd (Amani on collar-01, Tusker on collar-02) and Kito, a
+    young bull registered on a spare collar never heard, with a token per role; the bridge opened on
+    the registered store as after a restart, its clock at NOW (as `live_bridge` opens it)."""
+    store_url, herd = registered_store
+    with b.fresh_bridge(store_url) as bridge:
+        bridge.clock = lambda: NOW
+        with TestClient(create_app(bridge)) as client:
+            client.headers_of = herd.headers_of
+            client.bridge = bridge
+            client.kito = herd.kito
+            yield client
 
 
 def animal_named(api, name: str) -> dict:
