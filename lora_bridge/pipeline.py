@@ -24,8 +24,14 @@ from sqlalchemy.orm import Session
 
 from lora_bridge import ingest
 from lora_bridge.decode import dated, decode_payload
-from lora_bridge.domain import devices, frag_package, network_events, rules_cursors
-from lora_bridge.domain.messages import apply_message, close_offline_when_heard, read_ahead_for_collar_alerts
+from lora_bridge.domain import campaigns, devices, frag_package, geofences, network_events, rules_cursors
+from lora_bridge.domain.messages import (
+    ANY_OFFLINE_COLUMN,
+    OFFLINE_COLLARS,
+    apply_message,
+    close_offline_when_heard,
+    read_ahead_for_collar_alerts,
+)
 from lora_bridge.errors import (
     MalformedUplink,
     StoreUnavailable,
@@ -49,7 +55,16 @@ from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
 from lora_bridge.store.changed_rows import update_by_core
 from lora_bridge.store.database import Database
-from lora_bridge.store.tables import Animal, DeadLetter, Device, RawUplink, RuleCursor
+from lora_bridge.store.tables import (
+    Alert,
+    Animal,
+    DeadLetter,
+    Device,
+    Geofence,
+    RawUplink,
+    RuleCursor,
+    UpdateCampaign,
+)
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import MAC_PORT, Uplink
 from lora_bridge.views import IngestResult
@@ -184,18 +199,41 @@ def keep_raws(session: Session, raws: list[RawUplink]) -> None:
     now = utc_now()
     if session.get_bind().dialect.name == "sqlite":
         bulk.defer_foreign_keys(session)  # rows of the batch refer to raw rows written at its end
-        # on the session's connection (`bulk.read_columns`): at a batch's start nothing is pending to flush
-        first_id = int(bulk.read_columns(session, _HIGHEST_RAW_ID, {}, _RAW_UPLINKS)[0][0] or 0) + 1
+        first_id = int(read_batch_start(session, sqlite=True) or 0) + 1
         ids = list(range(first_id, first_id + len(raws)))
     else:
+        read_batch_start(session, sqlite=False)
         ids = list(session.scalars(_NEXT_RAW_IDS, {"count": len(raws)}))
     for raw_id, raw in zip(ids, raws, strict=True):
         bulk.set_values(raw, {"id": raw_id, "received_at": raw.received_at or now})
     bulk.defer_add(session, raws)
 
 
-_HIGHEST_RAW_ID = select(func.max(RawUplink.id))  # SQLite: the raw rows' next ids follow it
-_RAW_UPLINKS = frozenset({RawUplink.__table__})
+def read_batch_start(session: Session, *, sqlite: bool) -> Any:
+    """Read in one statement, in the batch's transaction, what each batch asks the store once of its own
+    and put the answers where their readers look for them in this unit of work (`session.info`, gone
+    with it: the next batch reads them again): whether an update campaign runs (`campaigns.any_running`),
+    whether any collar has an open offline alert (`messages.close_offline_when_heard`: with none, the
+    collars are not read), the fences' fingerprint (`geofences.fence_version`, the fence cache's check
+    for a ranger's edit). On SQLite also the highest raw row id, returned (None on PostgreSQL, whose ids
+    come from the sequence)."""
+    # on the session's connection (`bulk.read_columns`): at a batch's start nothing is pending to flush
+    row = bulk.read_columns(session, _BATCH_START_READS[sqlite], {}, _BATCH_START_TABLES)[0]
+    highest, running, offline, *fence_version = row if sqlite else (None, *row)
+    session.info[campaigns.ANY_RUNNING] = bool(running)
+    if not offline:
+        session.info[OFFLINE_COLLARS] = set()
+    session.info[geofences.FENCE_VERSION_READ] = geofences.fence_version_from(*fence_version)
+    return highest
+
+
+# read_batch_start's statement, built once (every batch runs it): scalar subqueries, one row
+_BATCH_START_COLUMNS = [campaigns.ANY_RUNNING_COLUMN, ANY_OFFLINE_COLUMN, *geofences.fence_version_columns()]
+_BATCH_START_READS = {
+    True: select(select(func.max(RawUplink.id)).scalar_subquery(), *_BATCH_START_COLUMNS),  # SQLite
+    False: select(*_BATCH_START_COLUMNS),
+}
+_BATCH_START_TABLES = frozenset({RawUplink.__table__, UpdateCampaign.__table__, Alert.__table__, Geofence.__table__})
 
 
 # The next ids of the raw rows' sequence (PostgreSQL), as many as asked, in one statement.

@@ -618,6 +618,9 @@ _CAMPAIGNS = frozenset({UpdateCampaign.__table__})
 
 
 _ANY_RUNNING_READ = select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE)).limit(1)
+# the same question as one column of another statement (`pipeline.read_batch_start`), its answer put
+# in session.info[ANY_RUNNING]
+ANY_RUNNING_COLUMN = select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE)).exists()
 
 
 def overdue(collar: CampaignCollar) -> bool:

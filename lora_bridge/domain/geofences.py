@@ -267,8 +267,17 @@ def fence_version_from(count: Any, top: Any, newest: Any) -> tuple[int, int, str
 _FENCE_VERSION: Any = None
 
 
+# session.info: the fingerprint read along the batch's first statement (`pipeline.read_batch_start`),
+# taken once by the next `fence_version` of the same transaction
+FENCE_VERSION_READ = "tembo_fence_version_read"
+
+
 def fence_version(session: Session) -> tuple[int, int, str]:
-    """The fingerprint of the stored fences, read with one query (built once: every batch reads it)."""
+    """The fingerprint of the stored fences, read with one query (built once: every batch reads it),
+    unless already read in this transaction's batch start (taken once, never kept across batches)."""
+    read = session.info.pop(FENCE_VERSION_READ, None)
+    if read is not None:
+        return read
     global _FENCE_VERSION
     if _FENCE_VERSION is None:
         _FENCE_VERSION = select(*fence_version_columns())
@@ -281,6 +290,7 @@ def _as_utc(stamp: datetime) -> datetime:
 
 def store_fences(session: Session, fence_file: FenceFile, *, replace: bool = False) -> list[Geofence]:
     """Store the fences of a read file (after removing every stored fence when replace)."""
+    session.info.pop(FENCE_VERSION_READ, None)  # a fingerprint read before this change is stale
     if replace:
         session.execute(delete(Geofence))
     rows = [
@@ -308,6 +318,7 @@ def all_fences(session: Session) -> list[Geofence]:
 
 def delete_fence(session: Session, fence_id: int) -> None:
     """Remove one fence (UnknownGeofence when there is none with this id)."""
+    session.info.pop(FENCE_VERSION_READ, None)  # a fingerprint read before this change is stale
     row = session.get(Geofence, int(fence_id))
     if row is None:
         raise UnknownGeofence(f"no geofence {fence_id!r}")

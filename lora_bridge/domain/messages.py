@@ -180,6 +180,9 @@ _ALERTS = frozenset({Alert.__table__})
 
 
 _OFFLINE_COLLARS_READ = select(Alert.device_id).where(Alert.alert_type == rules.OFFLINE, Alert.open_key.is_not(None))
+# whether any collar has one open, as one column of the batch's first statement (`pipeline.read_batch_start`):
+# with none, session.info[OFFLINE_COLLARS] is the empty set and the collars are not read
+ANY_OFFLINE_COLUMN = _OFFLINE_COLLARS_READ.exists()
 
 
 _NO_TIME = datetime.min.replace(tzinfo=UTC)  # an alert without its own time: dated on arrival, read for itself
