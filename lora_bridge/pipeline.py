@@ -246,10 +246,11 @@ _NEXT_RAW_IDS = text(
 # runs them, and building a statement with a literal list of a batch's values cost more than running
 # its cached compilation.
 _BATCH_READS: dict[str, Any] = {
-    "collars": select(Device).where(or_(Device.dev_eui.in_(bindparam("euis", expanding=True)),
-                                        Device.device_id.in_(bindparam("labels", expanding=True))))
+    # the collars with the animal wearing each (one at most: animals.device_id is unique), one statement
+    "collars": select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id)
+    .where(or_(Device.dev_eui.in_(bindparam("euis", expanding=True)),
+               Device.device_id.in_(bindparam("labels", expanding=True))))
     .order_by(Device.device_id),
-    "animals": select(Animal).where(Animal.device_id.in_(bindparam("device_ids", expanding=True))),
     # the first copies stored before this unit of work (the batch's own raw rows, held back, need not
     # be added), locked as `ingest.claim_key` locks one: later copies merge into it one at a time
     "first_copies": select(RawUplink).where(RawUplink.dedup_key.in_(bindparam("keys", expanding=True)))
@@ -258,8 +259,8 @@ _BATCH_READS: dict[str, Any] = {
 
 
 def read_batch(session: Session, uplinks: list[Uplink]) -> None:
-    """Read what a batch's uplinks need from the store in three statements, not three per uplink:
-    their collars (by DevEUI and name), the animals wearing them, and the stored first copies of
+    """Read what a batch's uplinks need from the store in two statements, not three per uplink:
+    their collars (by DevEUI and name) with the animals wearing them, and the stored first copies of
     their dedup keys (`ingest.claim` files a later copy against the one read here, and claims a key
     no stored copy holds without a look-up). A herd's copies heard by two gateways often come in
     different batches (two workers sharing the collars: one copy handed to its owner)."""
@@ -272,7 +273,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
         return
     with session.no_autoflush:
         reads = _BATCH_READS
-        found = session.scalars(reads["collars"], {"euis": list(euis), "labels": list(labels)}).all()
+        rows = session.execute(reads["collars"], {"euis": list(euis), "labels": list(labels)}).all()
+        found = [device for device, _ in rows]
         known = session.info.setdefault(devices.DEVICES_BY_EUI, {})
         for device in found:  # the first by device_id, as `devices.resolve_device` picks
             if (eui := device.dev_eui) in euis and eui not in known:
@@ -283,8 +285,9 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
         # Their rule cursors before anything of theirs is written (`rules_cursors`' lock order).
         rules_cursors.lock_cursors(session, by_id)
         animals = session.info.setdefault(devices.ANIMALS_BY_DEVICE, {})
-        for animal in session.scalars(reads["animals"], {"device_ids": list(by_id)}):
-            animals.setdefault(animal.device_id, animal)
+        for _, animal in rows:
+            if animal is not None:
+                animals.setdefault(animal.device_id, animal)
         keys = set()
         for uplink in uplinks:
             device = known.get(uplink.dev_eui) if uplink.dev_eui else devices.named_collar(
