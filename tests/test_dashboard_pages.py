@@ -3,14 +3,10 @@ was filled through the bridge service (registered animals, TTS uplinks built wit
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import re
-import shutil
 import sqlite3
-import tempfile
-from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +26,6 @@ from browser_helpers import (
     tracks_on_map,
     tts_uplink,
 )
-from sqlalchemy import create_engine, update
 from streamlit.testing.v1 import AppTest
 
 import ranger_dashboard
@@ -38,7 +33,6 @@ from lora_bridge import queries
 from lora_bridge.access import Viewer, accounts
 from lora_bridge.access.privacy import coarsen
 from lora_bridge.service import Bridge, open_bridge
-from lora_bridge.store.tables import SignInSession
 from lora_bridge.store.utc import utc_now
 from ranger_dashboard import data, login, map_layers, palette, views
 
@@ -64,67 +58,18 @@ def sqlite_url(sqlite_url: str) -> str:
     return migrated(sqlite_url)
 
 
-# How many pages one test here opens at most as each account: that many sign-ins are made once, in the
-# signed-in copy of the seeded store, and handed out in turn by `signed_in` (one more is made on the spot).
-SIGN_INS_KEPT = {"amina": 3, "rose": 2, "juma": 1}
-_SIGNED_IN_STORES: dict[int, tuple[Path, dict[str, list[str]]]] = {}
-_sign_ins_left: dict[str, dict[str, list[str]]] = {}  # by store URL: the sign-ins its test has not opened yet
-
-
-def signed_in_seeded_sqlite(sqlite_url: str, hours: int = 6) -> str:
-    """sqlite_url, a new SQLite file copied from a seeded store (`seeded_sqlite`) in which each account of
-    SIGN_INS_KEPT signed in that many times, through the bridge as the login form does, once per process
-    (a sign-in costs ~0.6 s of CPU: opening the bridge and the password's scrypt hash); `signed_in` hands
-    those sessions out to this copy's test, each once."""
-    if hours not in _SIGNED_IN_STORES:
-        folder = Path(tempfile.mkdtemp(prefix="tembo-signed-in-store-"))
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        path = folder / "tembo.db"
-        with open_bridge(seeded_sqlite(f"sqlite:///{path}", hours=hours)) as bridge:
-            sessions = {username: [bridge.sign_in(username, ACCOUNTS[username][1])[1] for _ in range(count)]
-                        for username, count in SIGN_INS_KEPT.items()}
-        kept = sqlite3.connect(path)
-        try:  # every page in the file itself, none left in its write-ahead log
-            kept.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            kept.close()
-        _SIGNED_IN_STORES[hours] = (path, sessions)
-    path, sessions = _SIGNED_IN_STORES[hours]
-    target = Path(sqlite_url.removeprefix("sqlite:///"))
-    if target.exists():
-        raise FileExistsError(f"{target} is there already: a seeded copy goes to a new file")
-    shutil.copyfile(path, target)
-    _sign_ins_left[sqlite_url] = {username: list(secrets) for username, secrets in sessions.items()}
-    return sqlite_url
-
-
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> Iterator[str]:
+def store(tmp_path, monkeypatch) -> str:
     """A seeded store the dashboard reads (via TEMBO_DATABASE_URL), a copy of its own of the one `seed`
-    filled for this process, its accounts' sign-ins made; its URL."""
-    url = signed_in_seeded_sqlite(f"sqlite:///{tmp_path / 'seeded.db'}")
+    filled for this process; its URL."""
+    url = seeded_sqlite(f"sqlite:///{tmp_path / 'seeded.db'}")
     monkeypatch.setenv("TEMBO_DATABASE_URL", url)
-    yield url
-    _sign_ins_left.pop(url, None)
+    return url
 
 
 def signed_in(username: str) -> str:
-    """A sign-in session of one of the seeded ACCOUNTS (through the bridge, as the login form does), in the
-    store of TEMBO_DATABASE_URL: one its copy was made with, used last a moment ago as a new one is, or
-    a new one when the copy has none left."""
-    url = os.environ["TEMBO_DATABASE_URL"]
-    kept = _sign_ins_left.get(url, {}).get(username)
-    if kept:
-        secret = kept.pop(0)
-        engine = create_engine(url)  # not the bridge: opening it costs more than the sign-in saves
-        try:
-            with engine.begin() as connection:
-                connection.execute(update(SignInSession).where(SignInSession.token_hash == accounts.digest(secret))
-                                   .values(last_seen_at=utc_now()))
-        finally:
-            engine.dispose()
-        return secret
-    bridge = open_bridge(url)
+    """A sign-in session of one of the seeded ACCOUNTS (through the bridge, as the login form does)."""
+    bridge = open_bridge(os.environ["TEMBO_DATABASE_URL"])
     try:
         return bridge.sign_in(username, ACCOUNTS[username][1])[1]
     finally:
@@ -293,6 +238,8 @@ def test_after_two_collars_are_swapped_between_animals_the_animal_page_names_eac
         store):
     # Kito's and Amani's collars were swapped in the field and the store moved them (no animal added or
     # flagged, no collar heard since): Kito's page names collar-001 at its next rerun, not a minute later.
+    from sqlalchemy import update
+
     from lora_bridge.store.tables import Animal
 
     kito = next(a for a in open_bridge(store).animals(viewer=RANGER) if a.name == "Kito")
@@ -491,15 +438,14 @@ def test_empty_store_tells_the_ranger_what_to_do(sqlite_url, monkeypatch):
 
 
 @pytest.fixture
-def researcher_store(tmp_path, monkeypatch) -> Iterator[str]:
-    """A store with 12 hourly fixes per animal (a copy of its own of the one `seed` filled for this process,
-    its accounts' sign-ins made), read by a researcher dashboard on the data's clock."""
-    sqlite_url = signed_in_seeded_sqlite(f"sqlite:///{tmp_path / 'seeded.db'}", hours=12)
+def researcher_store(tmp_path, monkeypatch) -> str:
+    """A store with 12 hourly fixes per animal (a copy of its own of the one `seed` filled for this process),
+    read by a researcher dashboard on the data's clock."""
+    sqlite_url = seeded_sqlite(f"sqlite:///{tmp_path / 'seeded.db'}", hours=12)
     monkeypatch.setenv("TEMBO_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("TEMBO_DASHBOARD_ROLE", "researcher")
     monkeypatch.setenv("TEMBO_DASHBOARD_CLOCK", "data")
-    yield sqlite_url
-    _sign_ins_left.pop(sqlite_url, None)
+    return sqlite_url
 
 
 def test_researcher_sees_positions_on_a_one_km_grid(researcher_store):
