@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import bridge_builders as b
@@ -156,16 +156,25 @@ def postgres_store_template(postgres_server) -> str:
 
 
 @contextmanager
-def empty_store(engine: str, request, sqlite_path: Path) -> Iterator[str]:
-    """The URL of an empty bridge store on engine: a SQLite file at sqlite_path, or a fresh PostgreSQL
-    database made from the migrated template (dropped afterwards)."""
+def store_from(engine: str, request, sqlite_path: Path, source: Path | str | None = None) -> Iterator[str]:
+    """The URL of a bridge store of the caller's own on engine: at sqlite_path a copy of the SQLite file
+    source (None: a new file), or a fresh PostgreSQL database cloned from the template database named
+    source (None: the migrated empty one), dropped afterwards."""
     if engine == "sqlite":
+        if source is not None:
+            shutil.copyfile(source, sqlite_path)
         yield f"sqlite:///{sqlite_path}"
         return
     server = request.getfixturevalue("postgres_server")
-    url = server.create_database(template=request.getfixturevalue("postgres_store_template"))
+    url = server.create_database(template=source or request.getfixturevalue("postgres_store_template"))
     yield url
     server.drop_database(url)
+
+
+def empty_store(engine: str, request, sqlite_path: Path) -> AbstractContextManager[str]:
+    """The URL of an empty bridge store on engine: a SQLite file at sqlite_path, or a fresh PostgreSQL
+    database made from the migrated template (dropped afterwards)."""
+    return store_from(engine, request, sqlite_path)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -5,7 +5,6 @@ visitors read the herd but may not change it; every change is in the audit log w
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,6 +13,7 @@ from pathlib import Path
 import bridge_builders as b
 import pytest
 from access_builders import CONSOLE, NOW, PASSWORDS, live_bridge
+from conftest import store_from
 from starlette.testclient import TestClient
 
 from lora_bridge.adapters.api import create_app
@@ -67,17 +67,10 @@ def registered_postgres_template(postgres_server, postgres_store_template) -> It
 def registered_store(request, tmp_path) -> Iterator[tuple[str, RegisteredHerd]]:
     """A store of this test's own holding the registered herd: a copy of the module's SQLite file, then
     (second run) a PostgreSQL database cloned from the module's (dropped after the test)."""
-    if request.param == "sqlite":
-        original, herd = request.getfixturevalue("registered_sqlite_store")
-        path = tmp_path / "tembo.db"
-        shutil.copyfile(original, path)
-        yield f"sqlite:///{path}", herd
-        return
-    server = request.getfixturevalue("postgres_server")
-    template, herd = request.getfixturevalue("registered_postgres_template")
-    url = server.create_database(template=template)
-    yield url, herd
-    server.drop_database(url)
+    source, herd = request.getfixturevalue(
+        "registered_sqlite_store" if request.param == "sqlite" else "registered_postgres_template")
+    with store_from(request.param, request, tmp_path / "tembo.db", source) as url:
+        yield url, herd
 
 
 @pytest.fixture

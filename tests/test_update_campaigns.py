@@ -4,13 +4,13 @@ when too many canaries fail, pause / resume / abort, and who runs what."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import bridge_builders as b
 import pytest
+from conftest import store_from
 
 from lora_bridge.domain.campaigns import CampaignError, canary_order
 from lora_bridge.store.utc import utc_now
@@ -51,15 +51,9 @@ def herd_postgres_template(postgres_server, postgres_store_template) -> Iterator
 def herd_store(request, tmp_path) -> Iterator[str]:
     """A store of this test's own that has heard the herd: a copy of the module's SQLite store, then
     (second run) a PostgreSQL database cloned from the module's (dropped after the test)."""
-    if request.param == "sqlite":
-        path = tmp_path / "tembo.db"
-        shutil.copyfile(request.getfixturevalue("herd_sqlite_store"), path)
-        yield f"sqlite:///{path}"
-        return
-    server = request.getfixturevalue("postgres_server")
-    url = server.create_database(template=request.getfixturevalue("herd_postgres_template"))
-    yield url
-    server.drop_database(url)
+    source = request.getfixturevalue("herd_sqlite_store" if request.param == "sqlite" else "herd_postgres_template")
+    with store_from(request.param, request, tmp_path / "tembo.db", source) as url:
+        yield url
 
 
 @pytest.fixture
