@@ -617,10 +617,11 @@ def any_running(session: Session) -> bool:
 _CAMPAIGNS = frozenset({UpdateCampaign.__table__})
 
 
-_ANY_RUNNING_READ = select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE)).limit(1)
+_RUNNING_IDS = select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE))
+_ANY_RUNNING_READ = _RUNNING_IDS.limit(1)
 # the same question as one column of another statement (`pipeline.read_batch_start`), its answer put
 # in session.info[ANY_RUNNING]
-ANY_RUNNING_COLUMN = select(UpdateCampaign.id).where(UpdateCampaign.state.in_(ACTIVE)).exists()
+ANY_RUNNING_COLUMN = _RUNNING_IDS.exists()
 
 
 def overdue(collar: CampaignCollar) -> bool:
