@@ -55,7 +55,7 @@ def record(session: Session, device_id: str, fields: dict[str, Any], heard_at: d
     port = ANSWERS.get(str(fields.get("message")))
     if port is None:
         return None
-    fw_version = session.scalar(select(Device.fw_version).where(Device.device_id == device_id))
+    fw_version = firmware_of(session, device_id)
     row = session.get(CollarPackage, (device_id, port))
     if row is None:
         row = CollarPackage(device_id=device_id, port=port)
@@ -68,6 +68,11 @@ def record(session: Session, device_id: str, fields: dict[str, Any], heard_at: d
         "device_id=%s announces package %d version %d on port %d%s", device_id, row.package_id, row.package_version,
         port, f": {trouble}" if trouble else "", extra={"device_id": device_id})
     return row
+
+
+def firmware_of(session: Session, device_id: str) -> str | None:
+    """The firmware version the collar last reported (None: not yet, or no such collar)."""
+    return session.scalar(select(Device.fw_version).where(Device.device_id == device_id))
 
 
 def problem(row: CollarPackage) -> str | None:
@@ -84,7 +89,7 @@ def problem(row: CollarPackage) -> str | None:
 
 def announced(session: Session, device_id: str) -> dict[int, CollarPackage]:
     """What the collar announced, by port, that still holds: given under the firmware it reports now."""
-    fw_version = session.scalar(select(Device.fw_version).where(Device.device_id == device_id))
+    fw_version = firmware_of(session, device_id)
     return {row.port: row for row in session.scalars(select(CollarPackage).where(CollarPackage.device_id == device_id))
             if row.fw_version == fw_version}
 

@@ -374,7 +374,7 @@ def _versions_known(session: Session, codec: Any, row: FuotaSession, campaign: U
             queued += len(collar_packages.ask(session, codec, device_id, ports))
             collar.version_asked_at = now
         elif campaigns.running_s(session, row.campaign_id, collar.version_asked_at, now) >= wait_s:
-            fw_version = session.scalar(select(Device.fw_version).where(Device.device_id == device_id))
+            fw_version = collar_packages.firmware_of(session, device_id)
             guess = "v2.0.0" if frag_v2.speaks_v2(fw_version) else "v1.0.0"
             campaigns.record_event(session, campaign, "collar_version_unanswered", device_id, time=now,
                                    fw_version=fw_version, firmware_says=f"TS004 {guess}",
@@ -1044,7 +1044,7 @@ def apply_uplink(session: Session, codec: Any, device_id: str, fields: dict[str,
             _exclude(collar, row, f"refused the Class C window (McClassCSessionAns status {errors:#04x})")
     elif message == "frag_session_setup_ans":
         status = int(fields.get("status") or 0)
-        fw_version = session.scalar(select(Device.fw_version).where(Device.device_id == device_id))
+        fw_version = collar_packages.firmware_of(session, device_id)
         if not setup_layouts.answers_set_up(fw_version, SESSION_INDEX, status):
             log.warning("FragSessionSetupAns device_id=%s names FragIndex %d, not the delivery's %d: not its answer",
                         device_id, status >> 6, SESSION_INDEX, extra={"device_id": device_id})
