@@ -120,10 +120,10 @@ def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int, profi
     """Post bodies to the webhook's ASGI app with the durable answer, `connections` at a time, until all
     are applied; profile: count this process's Python calls, applier_profile: the applier process's
     (`intake_applier.PROFILE_ENV`: its applying thread from its "ready" to its end)."""
+    if not applier_profile:
+        return _intake_run(database_url, bodies, connections, profile)
     with tempfile.TemporaryDirectory(prefix="tembo-applier-profile-") as folder:
         stats = Path(folder) / "applier.pstats"
-        if not applier_profile:
-            return _intake_run(database_url, bodies, connections, profile)
         os.environ[PROFILE_ENV] = str(stats)  # the applier process started by the bridge inherits it
         try:
             run = _intake_run(database_url, bodies, connections, profile)
