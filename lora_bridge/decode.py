@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
+from lora_bridge import wire_reader
 from lora_bridge.errors import log_failure
 from lora_bridge.fuota_answers import decode_answer, fuota_ports, split_answers
 
@@ -55,6 +56,16 @@ def decode_payload(codec: Any, f_port: int, payload: bytes, frag_version: int = 
     dead letter, replayed whole after a codec fix: nothing of it is applied twice). frag_version: the TS004
     package version the collar's fragmentation session speaks (`frag_package.session_version`): its answers on
     port 201 are read in that version's layouts (the codec's versioned rows)."""
+    if codec is wire_reader.CODEC and f_port not in wire_reader.FUOTA_PORTS:
+        # nearly every uplink: one message, the whole payload, read from the collar codec's table as its decode
+        # would (always a dict with its message name)
+        try:
+            return Decoded(wire_reader.read(f_port, bytes(payload), None, frag_version))
+        except wire_reader.CODEC.CodecError as error:
+            return Decoded(None, f"codec rejected port {f_port} payload {payload.hex()}: {error}")
+        except Exception as error:  # a codec bug must not lose the uplink: keep it as a dead letter
+            log_failure(log, error, "codec crashed", context={"f_port": f_port})
+            return Decoded(None, f"codec crashed on port {f_port} payload {payload.hex()}: {error!r}")
     codec_error = getattr(codec, "CodecError", ValueError)
     try:
         if f_port in fuota_ports(codec):

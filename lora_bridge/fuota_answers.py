@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from lora_bridge import wire_reader
+
 ANS_GROUP_MASK = 0x0F  # McGroupStatusAns Status bits 3..0
 CLASS_C_ERROR_BITS = 0xFC  # McClassCSessionAns Status bits 7..2 (McGroupID in 1..0)
 SESSION_DOES_NOT_EXIST = 0x04  # TS004 v2.0.0 FragSessionStatusAns Status bit 2
@@ -96,7 +98,10 @@ def _refuse(codec: Any, port: int, payload: bytes, pos: int, size: int, version:
 
 
 def _decode(codec: Any, port: int, payload: bytes, direction: str | None, version: int) -> dict[str, Any]:
-    """codec.decode in TS004 package version (a codec of before versioned rows is asked v1.0.0's way)."""
+    """codec.decode in TS004 package version (a codec of before versioned rows is asked v1.0.0's way); the
+    collar's codec through the bridge's reader of its table (`wire_reader.read`, the same dict)."""
+    if codec is wire_reader.CODEC:
+        return wire_reader.read(port, payload, direction, version)
     if version == 1:
         return codec.decode(port, payload) if direction is None else codec.decode(port, payload, direction)
     return codec.decode(port, payload, direction, version)
