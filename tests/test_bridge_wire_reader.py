@@ -38,7 +38,7 @@ def _item_and_fixed(row: tuple[Any, ...]) -> tuple[int, int, int]:
 def _payloads(draw: st.DrawFn) -> tuple[int, bytes, str | None, int]:
     """(port, payload, direction, version): a row's well-formed payload, or one cut short, overlong or random."""
     direction = draw(st.sampled_from(_READ_DIRECTIONS))
-    version = draw(st.sampled_from((1, 2)))
+    version = draw(st.sampled_from((1, 1, 2, 2, 0, 3)))  # 0 and 3: versions of no row
     shape = draw(st.sampled_from(("row", "row", "short", "long", "random")))
     if shape == "random":
         port = draw(st.sampled_from(_PORTS + [codec.SETTINGS_PORT]))
