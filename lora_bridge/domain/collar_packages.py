@@ -47,6 +47,7 @@ FRAGMENTS = Package("TS004", wire.PORT_FRAGMENTS, frag_package.PACKAGE_ID, (frag
 CLOCK = Package("TS003", wire.PORT_CLOCK, 1, (1,), None)
 PACKAGES = {p.port: p for p in (MULTICAST, FRAGMENTS, CLOCK)}
 ANSWERS = {"mc_package_version_ans": MULTICAST.port, "frag_package_version_ans": FRAGMENTS.port}  # codec rows
+QUESTIONS = tuple(p.ask for p in PACKAGES.values() if p.ask is not None)  # the PackageVersionReq commands `ask` queues
 
 
 def record(session: Session, device_id: str, fields: dict[str, Any], heard_at: datetime) -> CollarPackage | None:

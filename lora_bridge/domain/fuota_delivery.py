@@ -32,10 +32,11 @@ progress in `fuota_sessions` / `fuota_collars`, so a bridge that restarts resume
    set-up when the window opened) is left out of the window's accounting with its reason and
    served by unicast from the start;
 5. when the campaign ends (done, aborted, stopped by its canaries): what is still queued of it is
-   dropped, every collar that took its fragmentation session and has not rebuilt the image gets TS004
-   `frag_session_delete` (it stops waiting for fragments), every collar it gave the group gets TS005
-   `mc_group_delete`, and a network server group
-   the bridge made is deleted (`delete_due` / `record_group_delete`: retried, never blocking).
+   dropped, its PackageVersionReq included (`queued_for_collars`; kept for a collar another unfinished campaign
+   is updating, whose set-up may wait for the answer; a pause holds them with the set-ups), every collar
+   that took its fragmentation session and has not rebuilt the image gets TS004 `frag_session_delete` (it
+   stops waiting for fragments), every collar it gave the group gets TS005 `mc_group_delete`, and a
+   network server group the bridge made is deleted (`delete_due` / `record_group_delete`: retried, never blocking).
 
 A collar's result arrives as its port-31 ack and in its status (campaigns / update_results). Every
 collar's step ends in bounded time (`fail_overdue`: "no answer", "no result in ..."), not counting
@@ -523,9 +524,11 @@ def _own_collars(row: FuotaSession) -> Any:
 
 
 def queued_for_collars(session: Session, row: FuotaSession) -> list[Downlink]:
-    """The delivery's unicast frames (set-up, fragments) still queued for its own collars (`_own_collars`)."""
+    """The delivery's unicast frames (its PackageVersionReq, set-up, fragments) still queued for its own collars
+    (`_own_collars`: a collar another unfinished campaign is updating keeps its version question, which that
+    campaign's set-up may wait for; the outbox queues one question for both, `downlinks.queue_command`)."""
     return list(session.scalars(select(Downlink).where(
-        Downlink.device_id.in_(_own_collars(row)), Downlink.command.in_(DELIVERY_COMMANDS),
+        Downlink.device_id.in_(_own_collars(row)), Downlink.command.in_(DELIVERY_COMMANDS + collar_packages.QUESTIONS),
         Downlink.state == downlinks.STATE_QUEUED)))
 
 
@@ -905,13 +908,16 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
             MulticastDownlink.campaign_id == row.campaign_id, MulticastDownlink.state == downlinks.STATE_QUEUED)):
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
-    never_set_up, waiting = set(), set()
+    never_set_up, waiting, unasked = set(), set(), set()
     for frame in queued_for_collars(session, row):  # not what another campaign queued for a collar since
         frame.state = downlinks.STATE_SUPERSEDED
         dropped += 1
         waiting.add(frame.device_id)
         if frame.command == "mc_group_setup":
             never_set_up.add(frame.device_id)
+        elif frame.command in collar_packages.QUESTIONS:
+            unasked.add(frame.device_id)
+    withdrawn = _unask(session, row, unasked)
     campaigns.nothing_reached(session, campaign, _nothing_pushed(session, campaign, waiting), now)
     deleted = 0
     for step in session.scalars(select(FuotaCollar).where(  # they hold an open session: TS004 lets it go
@@ -937,13 +943,28 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
     if row.group_created and row.group_deleted_at is None:
         row.group_delete_next_at = now
     campaigns.record_event(session, campaign, "delivery_ended", state=campaign.state, collars_told=told,
-                           sessions_deleted=deleted, frames_dropped=dropped,
+                           sessions_deleted=deleted, frames_dropped=dropped, version_questions_withdrawn=withdrawn,
                            network_group=row.group_id if row.group_created else None)
-    log.info("delivery ended campaign_id=%d (%s): %d frames dropped, FragSessionDeleteReq to %d collars, "
-             "McGroupDeleteReq to %d collars%s", row.campaign_id, campaign.state, dropped, deleted, told,
+    log.info("delivery ended campaign_id=%d (%s): %d frames dropped (%d collars' PackageVersionReq among them), "
+             "FragSessionDeleteReq to %d collars, McGroupDeleteReq to %d collars%s", row.campaign_id, campaign.state,
+             dropped, withdrawn, deleted, told,
              ", the network server's group to delete" if row.group_created else "",
              extra={"campaign_id": row.campaign_id})
     return told + deleted
+
+
+def _unask(session: Session, row: FuotaSession, device_ids: set[str]) -> int:
+    """The delivery's PackageVersionReq to device_ids were withdrawn before they went out: those collars count as
+    not asked (the Updates page shows no question waiting, and a campaign its canaries stopped and a technician
+    resumed asks them again, `_versions_known`); return how many."""
+    if not device_ids:
+        return 0
+    for collar in session.scalars(select(FuotaCollar).where(FuotaCollar.campaign_id == row.campaign_id,
+                                                             FuotaCollar.device_id.in_(sorted(device_ids)))):
+        collar.version_asked_at = None
+    log.info("PackageVersionReq withdrawn before it went out campaign_id=%d device_ids=%s", row.campaign_id,
+             sorted(device_ids), extra={"campaign_id": row.campaign_id})
+    return len(device_ids)
 
 
 def _nothing_pushed(session: Session, campaign: UpdateCampaign, collars: set[str]) -> set[str]:
