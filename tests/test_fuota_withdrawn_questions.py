@@ -24,30 +24,34 @@ TRACKING = {"minutes": 120}  # a ranger's command for collar-01, queued beside i
 
 @pytest.fixture(scope="module")
 def aborted(tmp_path_factory):
-    """Two collars asked their TS004 version, a ranger's command queued for collar-01, the campaign aborted before
-    the outbox pushed anything, then a flush: (what the network server got, the campaign, the delivery)."""
+    """Three collars asked their TS004 version, collar-03's question pushed, a ranger's command queued for collar-01,
+    the campaign aborted, then a flush: (who was asked, what the network server got after the abort, the campaign)."""
     url = f"sqlite:///{tmp_path_factory.mktemp('withdrawn') / 'bridge.db'}"
     with serve(StandInTheThingsStack(), free_port()) as network, b.fresh_bridge(
             url, signed_by=(KEY,), network_server_url=network.url, network_server_api_key=network.api_key,
             outbox_worker=False, fuota_multicast_group=GROUP, fuota_version_wait_s=WAIT_S) as bridge:
         image, version = model_image()
-        for name in ("collar-01", "collar-02"):
+        for name in ("collar-01", "collar-02", "collar-03"):
             bridge.ingest_tts_uplink(b.tts_uplink(b.status(), device_id=name, f_cnt=1))
         campaign = start_campaign(bridge, image, version)
         asked_at = campaign["delivery"]["window_opens"] - timedelta(hours=1)
         bridge.deliver_updates(asked_at)
         asked = {c: d["version_asked_at"] is not None for c, d in bridge.campaign(campaign["id"])["delivery"]["collars"].items()}
+        (third,) = [d.downlink_id for d in bridge.downlinks() if d.device_id == "collar-03"]
+        bridge.flush_downlinks(ids=[third])  # its question went out before the abort
+        sent_before = len(network.unicast)
         bridge.queue_command("collar-01", "tracking", TRACKING)
         bridge.clock = lambda: asked_at + timedelta(minutes=1)
         bridge.steer_campaign(campaign["id"], "abort", "tech")
         bridge.deliver_updates(asked_at + timedelta(minutes=2))
         bridge.flush_downlinks()
-        yield asked, list(network.unicast), bridge.campaign(campaign["id"])
+        assert sent_before == 1
+        yield asked, network.unicast[sent_before:], bridge.campaign(campaign["id"])
 
 
 def test_technician_aborting_before_the_version_question_went_out_has_it_never_pushed(aborted):
     asked, pushed, _campaign = aborted
-    assert asked == {"collar-01": True, "collar-02": True}, "both collars were asked before the abort"
+    assert asked == {"collar-01": True, "collar-02": True, "collar-03": True}, "every collar was asked before the abort"
     assert [(p["device"], p["f_port"]) for p in pushed if p["payload"] == REQ] == [], "no PackageVersionReq on air"
 
 
@@ -60,11 +64,12 @@ def test_the_collars_other_downlinks_go_out_untouched_by_the_abort(aborted):
 def test_technician_sees_the_aborted_collars_skipped_and_no_question_waiting(aborted):
     _asked, _pushed, campaign = aborted
     states = {c["device_id"]: (c["state"], c["reason"]) for c in campaign["collars"]}
-    assert states == {d: ("skipped", "campaign aborted before anything was sent to it") for d in ("collar-01", "collar-02")}
+    assert states == {d: ("skipped", "campaign aborted before anything was sent to it")
+                      for d in ("collar-01", "collar-02", "collar-03")}, "collar-03 heard its question, not the update"
     (ended,) = [e["detail"] for e in campaign["history"] if e["event"] == "delivery_ended"]
     assert (ended["frames_dropped"], ended["version_questions_withdrawn"]) == (2, 2)
-    assert {d: c["version_asked_at"] for d, c in campaign["delivery"]["collars"].items()} == {
-        "collar-01": None, "collar-02": None}, "the Updates page shows no question waiting"
+    asked = {d: c["version_asked_at"] is not None for d, c in campaign["delivery"]["collars"].items()}
+    assert asked == {"collar-01": False, "collar-02": False, "collar-03": True}, "the Updates page: no question waiting"
 
 
 def test_technician_pausing_before_the_version_question_went_out_holds_it_until_the_resume(sqlite_url, port):

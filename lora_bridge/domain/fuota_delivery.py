@@ -918,6 +918,9 @@ def _end(session: Session, codec: Any, row: FuotaSession, campaign: UpdateCampai
         elif frame.command in collar_packages.QUESTIONS:
             unasked.add(frame.device_id)
     withdrawn = _unask(session, row, unasked)
+    # a collar never set up (its version question may have gone out, nothing of the update did) is one too
+    waiting |= set(session.scalars(select(FuotaCollar.device_id).where(
+        FuotaCollar.campaign_id == row.campaign_id, FuotaCollar.setup_queued_at.is_(None))))
     campaigns.nothing_reached(session, campaign, _nothing_pushed(session, campaign, waiting), now)
     deleted = 0
     for step in session.scalars(select(FuotaCollar).where(  # they hold an open session: TS004 lets it go
