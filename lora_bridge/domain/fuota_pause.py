@@ -1,7 +1,7 @@
 """A field technician pauses and resumes a campaign whose image the bridge delivers (fuota_delivery.py).
 
-A pause holds what the outbox still has for the campaign's collars (set-ups, stragglers' unicast
-fragments: `HELD_WHILE_PAUSED`) and says in the history what it means for a window that is open or
+A pause holds what the outbox still has for the campaign's collars (version questions, set-ups,
+stragglers' unicast fragments: `HELD_WHILE_PAUSED`) and says in the history what it means for a window that is open or
 about to open; the delivery's ticks stop (fuota_delivery.tick moves active campaigns only) and its
 time limits do not count the pause (campaigns.running_s). A resume releases the held frames and goes
 on from the fragment the multicast stopped at, in a new window when the collars' one closed
@@ -33,13 +33,13 @@ def paused(session: Session, campaign: UpdateCampaign, now: datetime) -> None:
     What that means for a delivery whose window is open (or about to open) goes into the history: the
     collars keep their Class C windows open until the TS005 timeout and hear nothing more; multicast
     frames the outbox holds for the next fuota_delivery.HORIZON_S still go, and the unicast frames it holds for the
-    collars (set-ups, stragglers' fragments) wait for the resume (`HELD_WHILE_PAUSED`). A collar
+    collars (version questions, set-ups, stragglers' fragments) wait for the resume (`HELD_WHILE_PAUSED`). A collar
     missing fragments says so when its window closes, and keeps what it holds for the resume."""
     row = session.get(FuotaSession, campaign.id)
     if row is None or row.ended_at is not None:
         return
     held = fd.queued_for_collars(session, row)
-    for frame in held:  # set-ups and unicast fragments the outbox still holds wait for the resume
+    for frame in held:  # questions, set-ups and fragments the outbox still holds wait for the resume
         frame.not_before = HELD_WHILE_PAUSED
     if row.state not in (fd.SETUP, fd.WINDOW, fd.REPAIR):
         campaigns.record_event(session, campaign, "delivery_paused", time=now, delivery_state=row.state,
