@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from lora_bridge.errors import InvalidHerdChange, MalformedUplink, UnknownDevice
 from lora_bridge.store import bulk
 from lora_bridge.store.ids import take_id
+from lora_bridge.store.row_values import ColumnReads
 from lora_bridge.store.tables import Animal, CollarFitting, Device
 from lora_bridge.uplink_formats import Uplink, eui_or_none
 
@@ -198,40 +199,47 @@ def resolve_device(
         device = _named_or_new(session, created, unstored_ids, dev_eui=dev_eui, label=label, network=network,
                                application_id=application_id, network_scope=network_scope, first_seen=first_seen)
         held_eui = False
+    # the collar's columns read once (`ColumnReads`), not through its mapped attributes at each use
+    held, held_label, held_application, held_scope, held_network, held_first_seen, held_session, device_id = \
+        _RESOLVE_READS(device)
     # a collar found in `known` or `created` by its DevEUI was just read holding it: not read again
-    if dev_eui and not held_eui and device.dev_eui != dev_eui:
-        device.dev_eui = dev_eui
-    if label and device.label != label:
-        if device.label is not None:
+    if dev_eui and not held_eui and held != dev_eui:
+        device.dev_eui = held = dev_eui
+    if label and held_label != label:
+        if held_label is not None:
             log.info(
                 "collar renamed device_id=%s label=%s was=%s",
-                device.device_id,
+                device_id,
                 label,
-                device.label,
-                extra={"device_id": device.device_id, "label": label},
+                held_label,
+                extra={"device_id": device_id, "label": label},
             )
         device.label = label
     # Set only what changes: every set of a mapped attribute costs the ORM's bookkeeping, even of
     # the value it holds already.
-    if application_id and device.application_id != application_id:
+    if application_id and held_application != application_id:
         device.application_id = application_id
-    if network_scope and device.network_scope != network_scope:
+    if network_scope and held_scope != network_scope:
         device.network_scope = network_scope
-    if network and device.network != network:
+    if network and held_network != network:
         device.network = network
-    if device.first_seen is None:
+    if held_first_seen is None:
         device.first_seen = first_seen
-    if device.session is None:
+    if held_session is None:
         device.session = 0
     if dev_eui:
         known[dev_eui] = device
     if UNSTORED in session.info:  # what this unit of work made or changed is looked for again, as ever
         unstored_euis.discard(dev_eui)
         if not dev_eui:  # else the collar holds dev_eui
-            unstored_euis.discard(device.dev_eui)
+            unstored_euis.discard(held)
         unstored_ids.discard(label)
-        unstored_ids.discard(device.device_id)
+        unstored_ids.discard(device_id)
     return device
+
+
+_RESOLVE_READS = ColumnReads("dev_eui", "label", "application_id", "network_scope", "network", "first_seen",
+                             "session", "device_id")
 
 
 def _named_or_new(
@@ -275,14 +283,16 @@ def _named_or_new(
 
 def session_for_uplink(device: Device, f_cnt: int, heard_at: datetime) -> int:
     """The session frame f_cnt heard at heard_at belongs to (a new one on a reset without a join)."""
-    joined_at, session = device.joined_at, device.session
+    joined_at, session, last, last_seen = _SESSION_READS(device)
     if joined_at is not None and heard_at < joined_at and session > 0:
         return session - 1  # a frame of the previous session, delivered late
-    last = device.last_f_cnt
-    if last is not None and f_cnt + FCNT_REORDER_WINDOW < last and (device.last_seen is None or heard_at >= device.last_seen):
+    if last is not None and f_cnt + FCNT_REORDER_WINDOW < last and (last_seen is None or heard_at >= last_seen):
         start_session(device, heard_at, reason="frame counter reset")
         return device.session
     return session
+
+
+_SESSION_READS = ColumnReads("joined_at", "session", "last_f_cnt", "last_seen")
 
 
 def start_session(device: Device, at: datetime, reason: str) -> None:
@@ -338,7 +348,7 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, reso
     uplink's DevEUI, application, scope, source as network and heard_at as first sight), which is what
     looking it up by that id finds and already says what uplink does: neither looked up nor checked again
     (a batch's every uplink)."""
-    if resolved is not None and resolved.device_id == uplink.device_id:
+    if resolved is not None and _HEARD_READS(resolved)[0] == uplink.device_id:
         # resolve_device, given this uplink's DevEUI, application, scope, network and heard_at, made the
         # collar say what the uplink says of its sender (and dated its first sight): asked again, each of
         # those mapped attributes would be read once more for nothing, at every uplink of a batch
@@ -347,13 +357,21 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, reso
             device.network = uplink.source
     else:
         device = _heard_collar(session, uplink, heard_at)
-    last_seen = device.last_seen
+    _, last_seen, last_f_cnt, last_rssi_dbm, last_snr_db = _HEARD_READS(device)
     if last_seen is None or heard_at >= last_seen:
-        device.last_seen = heard_at
-        device.last_f_cnt = uplink.f_cnt
-        device.last_rssi_dbm = uplink.best_rssi_dbm
-        device.last_snr_db = uplink.best_snr_db
+        # set only what changes (see resolve_device): the values were read with last_seen, for no call
+        if last_seen != heard_at:
+            device.last_seen = heard_at
+        if last_f_cnt != uplink.f_cnt:
+            device.last_f_cnt = uplink.f_cnt
+        if last_rssi_dbm != uplink.best_rssi_dbm:
+            device.last_rssi_dbm = uplink.best_rssi_dbm
+        if last_snr_db != uplink.best_snr_db:
+            device.last_snr_db = uplink.best_snr_db
     return device
+
+
+_HEARD_READS = ColumnReads("device_id", "last_seen", "last_f_cnt", "last_rssi_dbm", "last_snr_db")
 
 
 def _heard_collar(session: Session, uplink: Uplink, heard_at: datetime) -> Device:
@@ -447,19 +465,26 @@ def status_flag_names(codec: Any) -> list[str]:
 
 def apply_status(device: Device, fields: dict[str, Any], time: datetime, codec: Any) -> None:
     """Record what a status message says about the collar (battery, versions, behaviour, ...)."""
-    if device.status_time is not None and time < device.status_time:
+    held = dict(zip(_STATUS_READ_NAMES, _STATUS_READS(device), strict=True))  # one read, not one an attribute
+    status_time = held["status_time"]
+    if status_time is not None and time < status_time:
         return  # an older status arriving late (store-and-forward) does not overwrite a newer one
-    device.status_time = time
+    if status_time != time:
+        device.status_time = time
     for name in STATUS_FIELDS:
         if name in fields:
             value = fields[name]
             if name == "fw_version" and value is not None:
                 value = str(value)
-            if getattr(device, name) != value:  # set only what changes (see resolve_device)
+            if held[name] != value:  # set only what changes (see resolve_device)
                 setattr(device, name, value)
     flags = {name: bool(fields[name]) for name in status_flag_names(codec) if name in fields}
-    if device.flags != flags:
+    if held["flags"] != flags:
         device.flags = flags
+
+
+_STATUS_READ_NAMES = ("status_time", "flags", *STATUS_FIELDS)
+_STATUS_READS = ColumnReads(*_STATUS_READ_NAMES)
 
 
 def apply_settings(device: Device, fields: dict[str, Any]) -> None:

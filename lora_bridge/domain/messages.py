@@ -26,6 +26,7 @@ from lora_bridge.domain.geofences import FenceIndex
 from lora_bridge.rules_file import RulesFileWatch
 from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
+from lora_bridge.store.row_values import ColumnReads
 from lora_bridge.store.tables import Alert, Device, RawUplink
 from lora_bridge.uplink_formats import Uplink
 
@@ -81,16 +82,19 @@ def apply_message(
 
     applied.closed_alert_ids.extend(close_offline_when_heard(session, device, heard_at))
 
+    # the wearer's and the raw row's columns read once, not through their mapped attributes at each use
+    animal_id, fitted_at = _ANIMAL_READS(animal)
+    raw_id = raw.id
     for fix_time, lat, lon in positions.fixes_in_message(fields, time):
         applied.positions += positions.add_position(
             session,
             device_id=device_id,
-            animal_id=animal.id,
+            animal_id=animal_id,
             time=fix_time,
             lat=lat,
             lon=lon,
             message=message,
-            raw_uplink_id=raw.id,
+            raw_uplink_id=raw_id,
         )
 
     if message == "status":
@@ -103,12 +107,16 @@ def apply_message(
         from lora_bridge.domain import campaigns  # gates and versions are re-checked on every status
 
         campaigns.reconsider_collar(session, device_id)
-        if "behaviour" in fields and device.status_time == time:
-            device.behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
+        if "behaviour" in fields:
+            status_time, held_behaviour = _BEHAVIOUR_READS(device)
+            if status_time == time:
+                behaviour = activity.status_behaviour(fields, codec, settings.model_registry, session)
+                if behaviour != held_behaviour:  # set only what changes (see devices.resolve_device)
+                    device.behaviour = behaviour
         # The pack is judged on the wearer's own statuses: a previous wearer's backlog reading joins the
         # trend (above) but raises no low battery, on her (she wears the collar no more) nor on him. A
         # collar in stock raises none either: its battery is on the fleet page for the technician.
-        alert_id = rules.check_battery(session, device, animal.id, time, animal.collar_fitted_at) \
+        alert_id = rules.check_battery(session, device, animal_id, time, fitted_at) \
             if wearing.until is None and not herd.in_stock(wearing) else None
         if alert_id is not None:
             applied.alert_ids.append(alert_id)
@@ -116,16 +124,18 @@ def apply_message(
         row = activity.add_activity(
             session,
             device_id=device_id,
-            animal_id=animal.id,
+            animal_id=animal_id,
             time=time,
             fields=fields,
             class_names=activity.class_names_for(fields.get("model_version"), settings.model_registry, session),
-            raw_uplink_id=raw.id,
+            raw_uplink_id=raw_id,
         )
         applied.activity_summaries += row is not None
         interval_end = time + timedelta(minutes=row["interval_min"]) if row is not None else time
-        if row is not None and row["dominant"] and (device.status_time is None or interval_end > device.status_time):
-            device.behaviour = row["dominant"]
+        if row is not None and row["dominant"]:
+            status_time, held_behaviour = _BEHAVIOUR_READS(device)
+            if (status_time is None or interval_end > status_time) and row["dominant"] != held_behaviour:
+                device.behaviour = row["dominant"]
     elif message == "alert":
         _apply_collar_alert(session, device_id, wearing, fields, time, uplink, raw, codec, settings,
                             rules_file, applied, claimed_ahead)
@@ -150,6 +160,10 @@ def apply_message(
         devices.apply_settings(device, fields)
     log.debug("message applied", extra=context)
     return applied
+
+
+_ANIMAL_READS = ColumnReads("id", "collar_fitted_at")
+_BEHAVIOUR_READS = ColumnReads("status_time", "behaviour")
 
 
 def close_offline_when_heard(session: Session, device: Device, heard_at: datetime) -> list[int]:

@@ -1,0 +1,31 @@
+"""Several mapped columns of one stored row read at once, without the ORM's call per attribute."""
+
+from __future__ import annotations
+
+from operator import attrgetter, itemgetter
+from typing import Any
+
+
+class ColumnReads:
+    """Reads the named columns of a row as one tuple, the values its mapped attributes give.
+
+    A loaded row holds its columns' values (with this unit of work's changes) in its instance dict,
+    which SQLAlchemy's instrumented attribute reads too: read from there, the columns cost no Python
+    call each (a collar's row is read some 45 times an uplink). A column the row does not hold (an
+    expired row after a commit, an unset column of a row just made) is read through the attributes,
+    which load or default it as ever."""
+
+    __slots__ = ("_from_dict", "_from_row")
+
+    def __init__(self, *names: str) -> None:
+        if len(names) < 2:
+            raise ValueError("ColumnReads reads two columns or more")
+        self._from_dict = itemgetter(*names)
+        self._from_row = attrgetter(*names)
+
+    def __call__(self, row: Any) -> tuple[Any, ...]:
+        """The named columns' values of row, in the order named."""
+        try:
+            return self._from_dict(row.__dict__)
+        except KeyError:
+            return self._from_row(row)
