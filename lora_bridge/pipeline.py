@@ -165,7 +165,10 @@ def keep_and_apply(
     # same collars lock their rows in the same order, so one waits, neither deadlocks.
     keys = _order_keys(messages, submissions)
     order = sorted(range(len(raws)), key=keys.__getitem__)
-    applied = {i: _process_loaded(session, raws[i], codec, settings, rules_file, None, messages[i]) for i in order}
+    # an uplink (nearly every body) straight to _process_uplink, as _process_loaded would hand it on
+    applied = {i: _process_uplink(session, raws[i], messages[i], codec, settings, rules_file, None)
+               if type(messages[i]) is Uplink else
+               _process_loaded(session, raws[i], codec, settings, rules_file, None, messages[i]) for i in order}
     # the batch's fixes and summaries, before the rules' savepoints; its raw rows, when still held
     # back, inserted as they are now and left out of the session: nothing changes them after this
     bulk.write_queued(session, attach=False)
@@ -205,7 +208,12 @@ def keep_raws(session: Session, raws: list[RawUplink]) -> None:
         read_batch_start(session, sqlite=False)
         ids = list(session.scalars(_NEXT_RAW_IDS, {"count": len(raws)}))
     for raw_id, raw in zip(ids, raws, strict=True):
-        bulk.set_values(raw, {"id": raw_id, "received_at": raw.received_at or now})
+        # rows just made (`ingest.raw_row_of`), no session's yet: their dicts are their state, set as
+        # `bulk.set_values` would, without its two calls a row
+        values = raw.__dict__
+        values["id"] = raw_id
+        if values["received_at"] is None:
+            values["received_at"] = now
     bulk.defer_add(session, raws)
 
 
@@ -620,7 +628,6 @@ def _process_uplink(
         return _undecodable(session, raw, existing, uplink, device, reason)
     # the first message's `dated` (its time is `message_time`'s): read once, for the raw row and for applying it
     first_dated = dated(decoded.fields, heard_at)
-    bulk.set_values(raw, {"backfilled": devices.is_backfilled(first_dated[0], heard_at)})
     downlink_ids: list[int] = []
     alert_ids: list[int] = []
     closed_alert_ids: list[int] = []
@@ -634,7 +641,8 @@ def _process_uplink(
         closed_alert_ids.extend(applied.closed_alert_ids)
     # the collar holds the uplink's DevEUI when it gave one (resolve_device made it so): not read back
     result = _done(raw, existing, uplink, decoded.message, tuple(downlink_ids), tuple(alert_ids),
-                   dev_eui=uplink.dev_eui or device.dev_eui, closed_alert_ids=tuple(closed_alert_ids))
+                   dev_eui=uplink.dev_eui or device.dev_eui, closed_alert_ids=tuple(closed_alert_ids),
+                   backfilled=devices.is_backfilled(first_dated[0], heard_at))
     return result
 
 
@@ -648,8 +656,14 @@ def _done(
     *,
     dev_eui: str | None = None,
     closed_alert_ids: tuple[int, ...] = (),
+    backfilled: bool | None = None,
 ) -> IngestResult:
-    bulk.set_values(raw, {"status": ingest.STATUS_PROCESSED, "message": message, "processed_at": utc_now(), "error": None})
+    """raw processed as message; backfilled: whether its message waited in the collar's queue (a decoded
+    uplink's), set with the rest in one step (nothing reads it while the uplink is applied)."""
+    values = {"status": ingest.STATUS_PROCESSED, "message": message, "processed_at": utc_now(), "error": None}
+    if backfilled is not None:
+        values["backfilled"] = backfilled
+    bulk.set_values(raw, values)
     _close_replayed(existing, ingest.STATUS_PROCESSED)
     log.info(
         "uplink processed device_id=%s f_cnt=%s message=%s",

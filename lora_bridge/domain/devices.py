@@ -348,7 +348,8 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, reso
     uplink's DevEUI, application, scope, source as network and heard_at as first sight), which is what
     looking it up by that id finds and already says what uplink does: neither looked up nor checked again
     (a batch's every uplink)."""
-    if resolved is not None and _HEARD_READS(resolved)[0] == uplink.device_id:
+    reads = _HEARD_READS(resolved) if resolved is not None else None
+    if reads is not None and reads[0] == uplink.device_id:
         # resolve_device, given this uplink's DevEUI, application, scope, network and heard_at, made the
         # collar say what the uplink says of its sender (and dated its first sight): asked again, each of
         # those mapped attributes would be read once more for nothing, at every uplink of a batch
@@ -357,7 +358,8 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, reso
             device.network = uplink.source
     else:
         device = _heard_collar(session, uplink, heard_at)
-    _, last_seen, last_f_cnt, last_rssi_dbm, last_snr_db = _HEARD_READS(device)
+        reads = _HEARD_READS(device)
+    _, last_seen, last_f_cnt, last_rssi_dbm, last_snr_db = reads
     if last_seen is None or heard_at >= last_seen:
         # set only what changes (see resolve_device): the values were read with last_seen, for no call
         if last_seen != heard_at:

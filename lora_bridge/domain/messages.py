@@ -14,6 +14,7 @@ from lora_bridge.decode import dated, decode_payload, degrees, message_time
 from lora_bridge.domain import (
     activity,
     alerts,
+    campaigns,
     devices,
     downlinks,
     geofences,
@@ -80,7 +81,8 @@ def apply_message(
                     claimed_ahead.isoformat(), message, heard_at.isoformat(),
                     extra={**context, "collar_time": claimed_ahead.isoformat()})
 
-    applied.closed_alert_ids.extend(close_offline_when_heard(session, device, heard_at))
+    if device_id in _offline_collars(session):  # nearly every collar has none open: no more calls for it
+        applied.closed_alert_ids.extend(close_offline_when_heard(session, device, heard_at))
 
     # the wearer's and the raw row's columns read once, not through their mapped attributes at each use
     animal_id, fitted_at = _ANIMAL_READS(animal)
@@ -104,9 +106,7 @@ def apply_message(
             from lora_bridge.domain import update_results  # the last over-the-air update (docs/updates.md)
 
             update_results.record(session, device_id, fields, time)
-        from lora_bridge.domain import campaigns  # gates and versions are re-checked on every status
-
-        campaigns.reconsider_collar(session, device_id)
+        campaigns.reconsider_collar(session, device_id)  # gates and versions are re-checked on every status
         if "behaviour" in fields:
             status_time, held_behaviour = _BEHAVIOUR_READS(device)
             if status_time == time:
@@ -158,7 +158,8 @@ def apply_message(
                 )
     elif message == "settings":
         devices.apply_settings(device, fields)
-    log.debug("message applied", extra=context)
+    if log.isEnabledFor(logging.DEBUG):  # asked once, not again inside log.debug: every message passes here
+        log.debug("message applied", extra=context)
     return applied
 
 

@@ -337,10 +337,16 @@ def write_queued(session: Session, deferred: bool = True, attach: bool = True) -
         for hook in _BEFORE_WRITING.get(table, ()):
             hook(session, rows)
         # Same keys in every row of a table: one statement, executed many.
-        statement = insert_ignoring_conflicts(table, dialect).execution_options(**{QUEUED_INSERT: True})
-        session.execute(statement, rows)
+        session.execute(_queued_insert(table, dialect), rows)
         written += len(rows)
     return written
+
+
+@cache
+def _queued_insert(table: Table, dialect_name: str) -> Insert:
+    """write_queued's statement of table, built once (its rows bound at each execution): three tables
+    a batch, and building it cost some twenty Python calls each time."""
+    return insert_ignoring_conflicts(table, dialect_name).execution_options(**{QUEUED_INSERT: True})
 
 
 @event.listens_for(Session, "do_orm_execute")
