@@ -286,8 +286,9 @@ def raw_row_of(kept: dict[str, Any]) -> RawUplink:
     """A new raw_uplinks row (status received) holding what `delivered` keeps of a body."""
     raw = RawUplink()
     # no dedup key yet (the column's none), held as a value: `claim_key` asks every new row for it, and an
-    # attribute never set is read through the ORM's default-value steps, a few calls each
-    bulk.set_values(raw, {**kept, "status": STATUS_RECEIVED, "gateways": [], "dedup_key": None})
+    # attribute never set is read through the ORM's default-value steps, a few calls each. A row just
+    # made, no session's: its dict is its state, set as `bulk.set_values` would, without its call
+    raw.__dict__.update(kept, status=STATUS_RECEIVED, gateways=[], dedup_key=None)
     return raw
 
 

@@ -664,7 +664,8 @@ def _done(
     if backfilled is not None:
         values["backfilled"] = backfilled
     bulk.set_values(raw, values)
-    _close_replayed(existing, ingest.STATUS_PROCESSED)
+    if existing is not None:  # a dead letter replayed; a batch's bodies have none: no call for them
+        _close_replayed(existing, ingest.STATUS_PROCESSED)
     log.info(
         "uplink processed device_id=%s f_cnt=%s message=%s",
         uplink.device_id,
