@@ -236,3 +236,47 @@ def test_a_bridge_failing_on_an_uplink_answers_500_and_tells_its_server_alike_on
     assert [(r.status_code, r.json()) for r in refused] == [(401, refused[1].json())] * 2
     with TestClient(app) as client, pytest.raises(RuntimeError, match="a bug while reading"):
         client.post("/uplinks/tts", content=body, headers=headers)
+
+
+def _post_arriving_late(app, body_parts: list[bytes] | None, path: str = "/uplinks/tts") -> list[dict]:
+    """Drive the ASGI app as a sender whose body comes a moment after its headers, in body_parts (None:
+    never, the sender holding its connection open)."""
+    import asyncio
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"x-tembo-secret", b.SECRET.encode()), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080),
+    }
+    arriving = [{"type": "http.request", "body": part, "more_body": i < len(body_parts) - 1}
+                for i, part in enumerate(body_parts or [])]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        await asyncio.sleep(0.01)  # the event loop runs other requests meanwhile
+        if body_parts is None or not arriving:
+            await asyncio.Event().wait()
+        return arriving.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_an_uplink_whose_body_comes_after_its_headers_lands_and_one_that_never_comes_gets_408(sqlite_url):
+    from lora_bridge.adapters.api import create_app as create_bridge_app
+
+    body = b.tts_uplink(b.status(), f_cnt=5)
+    with b.fresh_bridge(sqlite_url, webhook_answer_within_s=1) as bridge:
+        app = create_bridge_app(bridge)
+
+        landed = _post_arriving_late(app, [body[:40], body[40:]])
+        silent = _post_arriving_late(app, None)
+
+        assert landed[0]["status"] == 200 and json.loads(landed[1]["body"])["status"] == "processed"
+        assert silent[0]["status"] == 408 and (b"connection", b"close") in silent[0]["headers"]
+        assert json.loads(silent[1]["body"])["status"] == "timeout"
+        assert bridge.counts()["positions"] == 1 and bridge.dead_letters() == []

@@ -39,23 +39,26 @@ import asyncio
 import hmac
 import json
 import logging
+import types
+from collections.abc import Generator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.middleware.errors import ServerErrorMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from lora_bridge import ingest
 from lora_bridge.errors import AuthenticationFailed, NotFound, StoreUnavailable, error_id, error_id_in
 from lora_bridge.group_commit import Submission
 from lora_bridge.network_messages import MAX_BODY_BYTES
 from lora_bridge.service import Bridge
-from lora_bridge.settings import check_webhook_secret
+from lora_bridge.settings import BridgeSettings, check_webhook_secret
 from lora_bridge.store import write_lock
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK, SOURCE_TTS, label
 from lora_bridge.views import IngestResult
@@ -107,9 +110,10 @@ class WebhookApp(Starlette):
     request, and every request once middleware is added or the app is mounted under a root path, goes
     through Starlette."""
 
-    def __init__(self, tts_route: Route, **options: Any) -> None:
+    def __init__(self, tts_route: Route, bridge: Bridge, **options: Any) -> None:
         super().__init__(**options)
         self._tts_route = tts_route
+        self._bridge = bridge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and scope["path"] == TTS_PATH and scope["method"] == "POST"
@@ -119,16 +123,16 @@ class WebhookApp(Starlette):
             await super().__call__(scope, receive, send)
 
     async def _tts(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """What the router and `request_response` do for `_tts_route`, with Starlette's error handling
-        (the app's exception handlers, else a 500 and the error raised to the server) for an error
-        before the answer; an error while answering is raised to the server, as Starlette raises it."""
+        """What the router and `request_response` do for `_tts_route` (its endpoint reads the body as
+        `_ingest` does here, with no `Request` made for it), with Starlette's error handling (the app's
+        exception handlers, else a 500 and the error raised to the server) for an error before the
+        answer; an error while answering is raised to the server, as Starlette raises it."""
         route = self._tts_route
         scope["app"] = self
         scope.setdefault("router", self.router)
         scope["route"], scope["endpoint"], scope["path_params"] = route, route.endpoint, {}
-        request = Request(scope, receive, send)
         try:
-            response = await route.endpoint(request)
+            response = await _ingest(scope, receive, self._bridge, SOURCE_TTS, None, None)
         except Exception as error:  # noqa: BLE001 - answered as Starlette's middleware answers it
             await self._answer_error(error, scope, receive, send)
             return
@@ -169,15 +173,17 @@ def create_app(bridge: Bridge) -> Starlette:
                 "application_id": request.path_params["app_id"],
                 "device_id": request.path_params["device_id"],
             }
-        return await _ingest(request, bridge, SOURCE_TTS, request.path_params.get("event"), path_ids)
+        return await _ingest(request.scope, request.receive, bridge, SOURCE_TTS, request.path_params.get("event"),
+                             path_ids)
 
     async def tts_base_uplink(request: Request) -> JSONResponse:
         # The base URL (no path variables): the route of nearly every uplink, read without them.
-        return await _ingest(request, bridge, SOURCE_TTS, None, None)
+        return await _ingest(request.scope, request.receive, bridge, SOURCE_TTS, None, None)
 
     async def chirpstack_uplink(request: Request) -> JSONResponse:
         # ChirpStack posts every event to one URL and names it in ?event= (absent: an uplink).
-        return await _ingest(request, bridge, SOURCE_CHIRPSTACK, request.query_params.get("event", "up"), None)
+        return await _ingest(request.scope, request.receive, bridge, SOURCE_CHIRPSTACK,
+                             request.query_params.get("event", "up"), None)
 
     async def healthz(request: Request) -> JSONResponse:
         healthy = await run_in_threadpool(bridge.healthy)
@@ -186,6 +192,7 @@ def create_app(bridge: Bridge) -> Starlette:
     tts_route = Route(TTS_PATH, tts_base_uplink, methods=["POST"])
     app = WebhookApp(
         tts_route,
+        bridge,
         routes=[
             tts_route,
             # The Things Stack appends each enabled message's path to the base URL (creating-webhooks:
@@ -205,29 +212,30 @@ def create_app(bridge: Bridge) -> Starlette:
 
 
 async def _ingest(
-    request: Request, bridge: Bridge, network: str, event: str | None, path_ids: dict[str, str] | None
+    scope: Scope, receive: Receive, bridge: Bridge, network: str, event: str | None, path_ids: dict[str, str] | None
 ) -> JSONResponse:
-    secret, content_type, downlink_route = _head(request.scope["headers"])
-    _check_secret(request, secret, bridge)
+    """The answer to one webhook call (its scope and receive) of network's message kind event."""
+    headers = scope["headers"]
+    secret, content_type, downlink_route = _head(headers)
+    _check_secret(scope, secret, bridge)
+    settings = bridge.settings
     try:
         # A sender whose body has not come by the time the answer is due is no network server (TTS gives
         # up after 10 s): it had held its connection open for as long as it liked, one more each time.
-        async with asyncio.timeout(bridge.settings.webhook_answer_within_s):
-            body, truncated = await _read_capped(request.receive, MAX_BODY_BYTES)
+        body, truncated = await _read_body(receive, MAX_BODY_BYTES, settings.webhook_answer_within_s)
     except TimeoutError:
         log.warning("webhook body not received within %g s; nothing stored, connection closed",
-                    bridge.settings.webhook_answer_within_s,
-                    extra={"network": network, "client": request.client.host if request.client else None})
+                    settings.webhook_answer_within_s, extra={"network": network, "client": _client_host(scope)})
         return JSONResponse({"status": "timeout", "reason": SLOW_BODY_REASON}, status_code=408,
                             headers={"Connection": "close"})
     if truncated:
         log.warning("oversized body truncated", extra={"source": network})
     try:
-        if bridge.settings.webhook_ack == "durable":
+        if settings.webhook_ack == "durable":
             result: IngestResult = await _ingest_durable(bridge, network, event, body, content_type, path_ids)
         else:
             submission = bridge.submission(network, event, body, content_type=content_type, path_ids=path_ids)
-            submission.answer_by = write_lock.clock() + bridge.settings.webhook_answer_within_s
+            submission.answer_by = write_lock.clock() + settings.webhook_answer_within_s
             result = await run_in_threadpool(bridge.submit, submission)
     except StoreUnavailable as error:
         said = error.error_id or error_id()  # the id the line that met the store's error logged it under
@@ -236,7 +244,7 @@ async def _ingest(
         return JSONResponse({"status": "unavailable", "reason": UNAVAILABLE_REASON, "error_id": said},
                             status_code=503, headers={"Retry-After": "60"})
     if network == SOURCE_TTS and downlink_route:
-        await _remember_route(request, bridge, path_ids, result.device_id, result.raw_uplink_id)
+        await _remember_route(headers, bridge, path_ids, result.device_id, result.raw_uplink_id)
     payload = {
         "status": result.status,
         "raw_uplink_id": result.raw_uplink_id,
@@ -332,12 +340,12 @@ class _Waiters:
 
 
 async def _remember_route(
-    request: Request, bridge: Bridge, path_ids: dict[str, str] | None, device_id: str | None,
+    headers: list[tuple[bytes, bytes]], bridge: Bridge, path_ids: dict[str, str] | None, device_id: str | None,
     raw_uplink_id: int | None,
 ) -> None:
-    """Keep the X-Downlink-* headers as the route of device_id, the collar the body (raw_uplink_id) was
-    filed under."""
-    push, replace, key = (request.headers.get(name) for name in DOWNLINK_HEADERS)
+    """Keep the X-Downlink-* headers (a request's, as its ASGI scope holds them) as the route of device_id,
+    the collar the body (raw_uplink_id) was filed under."""
+    push, replace, key = (Headers(raw=headers).get(name) for name in DOWNLINK_HEADERS)
     try:
         await run_in_threadpool(bridge.remember_downlink_route, push, replace, key, path_ids,
                                 device_id=device_id, raw_uplink_id=raw_uplink_id)
@@ -366,13 +374,50 @@ def _head(headers: list[tuple[bytes, bytes]]) -> tuple[bytes, str, bool]:
             downlink_route)
 
 
-async def _read_capped(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """The body's first `limit` bytes and whether there was more; never holds more than limit in memory.
-    ClientDisconnect when the sender hangs up first (as Starlette's `Request.stream` reads it)."""
+async def _read_body(receive: Receive, limit: int, within_s: float) -> tuple[bytes, bool]:
+    """`_read_capped` within within_s seconds, else TimeoutError. A body that has arrived whole with its
+    headers (nearly every webhook call: the server's `receive` answers at once) is taken without a
+    timer on the event loop; one that has not is awaited under `asyncio.timeout`."""
+    waiting = receive().__await__()
+    try:
+        pending = waiting.send(None)
+    except StopIteration as answered:
+        message = answered.value
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body = message.get("body", b"")
+            if len(body) <= limit:
+                return body, False
+        async with asyncio.timeout(within_s):
+            return await _read_capped(receive, limit, message)
+    async with asyncio.timeout(within_s):
+        return await _read_capped(receive, limit, await _rest_of(waiting, pending))
+
+
+@types.coroutine
+def _rest_of(waiting: Generator[Any, None, Any], pending: Any) -> Generator[Any, None, Any]:
+    """What the awaitable `waiting` (its `__await__`) returns, after its first step yielded pending to the
+    event loop: pending handed on to the task, then the rest awaited as `await` would, an error the
+    task throws in (its cancellation by a timeout) thrown into waiting."""
+    try:
+        yield pending
+    except BaseException as error:  # noqa: BLE001 - handed on to the awaitable, as `await` hands it on
+        try:
+            pending = waiting.throw(error)
+        except StopIteration as answered:
+            return answered.value
+        return (yield from _rest_of(waiting, pending))
+    return (yield from waiting)
+
+
+async def _read_capped(receive: Receive, limit: int, message: Message | None = None) -> tuple[bytes, bool]:
+    """The body's first `limit` bytes and whether there was more, from message (the first one received,
+    None: none yet) on; never holds more than limit in memory. ClientDisconnect when the sender hangs up
+    first (as Starlette's `Request.stream` reads it)."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        if message is None:
+            message = await receive()
         if message["type"] == "http.request":
             chunk = message.get("body", b"")
             if chunk:
@@ -385,16 +430,39 @@ async def _read_capped(receive: Receive, limit: int) -> tuple[bytes, bool]:
                 return b"".join(chunks), False
         elif message["type"] == "http.disconnect":
             raise ClientDisconnect()
+        message = None
 
 
-def _check_secret(request: Request, given: bytes, bridge: Bridge) -> None:
+def _check_secret(scope: Scope, given: bytes, bridge: Bridge) -> None:
     # The header's own bytes (Starlette reads headers as Latin-1): a secret with letters beyond ASCII,
     # sent as UTF-8 as The Things Stack sends it, had never matched, and every uplink was refused.
-    expected = bridge.settings.webhook_secret_bytes()
+    expected = _secret_in_force(bridge.settings)
     # An empty secret in force accepts nobody (create_app refuses to start with one anyway).
     if not expected or not hmac.compare_digest(given, expected):
-        log.warning("webhook secret rejected", extra={"client": request.client.host if request.client else None})
+        log.warning("webhook secret rejected", extra={"client": _client_host(scope)})
         raise AuthenticationFailed(f"missing or wrong {SECRET_HEADER}")
+
+
+# The settings whose secret `_secret_in_force` last gave, with what it was made of and its bytes.
+_secret_made: tuple[Any, Any, bool, bytes] = (None, None, False, b"")
+
+
+def _secret_in_force(settings: BridgeSettings) -> bytes:
+    """`settings.webhook_secret_bytes()`, made again only when the settings, their secret or their demo
+    opt-in are other objects than the last time (a secret changed under a running app is in force at once)."""
+    global _secret_made
+    made_for, secret, demo, made = _secret_made
+    if made_for is settings and secret is settings.webhook_secret and demo is settings.allow_demo_secret:
+        return made
+    made = settings.webhook_secret_bytes()
+    _secret_made = (settings, settings.webhook_secret, settings.allow_demo_secret, made)
+    return made
+
+
+def _client_host(scope: Scope) -> str | None:
+    """The sender's address as Starlette's `Request.client.host` gives it (None when the server names none)."""
+    client = scope.get("client")
+    return client[0] if client else None
 
 
 async def _unauthorized(request: Request, error: Exception) -> JSONResponse:
