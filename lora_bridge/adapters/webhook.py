@@ -76,6 +76,9 @@ DOWNLINK_HEADERS = ("X-Downlink-Push", "X-Downlink-Replace", "X-Downlink-Apikey"
 # The same names as an ASGI server hands header names in (lower-case bytes), looked for in one pass.
 _DOWNLINK_HEADER_KEYS = frozenset(name.lower().encode("latin-1") for name in DOWNLINK_HEADERS)
 STATUS_CODES = {"pending": 202, "received": 202}
+# The answers `_told_by_id` may add a reason and error_id to (no other is looked at by it).
+_TOLD_BY_ID = frozenset({ingest.STATUS_PENDING, ingest.STATUS_DEAD_LETTER})
+_NOTHING_TOLD: dict[str, str] = {}
 # What a caller is told when the bridge itself failed; the details are logged under the answer's error_id.
 UNAVAILABLE_REASON = "the store cannot take the body now: nothing was kept, send it again later"
 PENDING_REASON = "kept; the store failed while applying it, and the bridge applies it by itself later"
@@ -86,6 +89,11 @@ APPLY_FAILED_REASON = "kept as a dead letter: the bridge could not apply it; an 
 # Starlette's JSONResponse text (compact, UTF-8 as it is, no NaN) from one encoder made once: `json.dumps`
 # given these options builds a new encoder for every answer, and every uplink is answered.
 _ANSWER_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+# The C encoder `_ANSWER_ENCODER.encode` makes for each answer, made once (None where json has no C
+# speedups): the same text in one call. No check for circular references: an answer is a flat dict.
+_ANSWER_TEXT = (json.encoder.c_make_encoder(None, _ANSWER_ENCODER.default, json.encoder.encode_basestring, None,
+                                            ":", ",", False, False, False)
+                if json.encoder.c_make_encoder is not None else None)
 
 
 class WebhookAnswer(JSONResponse):
@@ -99,7 +107,9 @@ class WebhookAnswer(JSONResponse):
         self.raw_headers = [(b"content-length", b"%d" % len(self.body)), (b"content-type", b"application/json")]
 
     def render(self, content: Any) -> bytes:
-        return _ANSWER_ENCODER.encode(content).encode("utf-8")
+        if _ANSWER_TEXT is None:
+            return _ANSWER_ENCODER.encode(content).encode("utf-8")
+        return "".join(_ANSWER_TEXT(content, 0)).encode("utf-8")
 
 
 class WebhookApp(Starlette):
@@ -116,17 +126,14 @@ class WebhookApp(Starlette):
         self._bridge = bridge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["path"] == TTS_PATH and scope["method"] == "POST"
+        if not (scope["type"] == "http" and scope["path"] == TTS_PATH and scope["method"] == "POST"
                 and not scope.get("root_path") and not self.user_middleware and self.max_body_size is None):
-            await self._tts(scope, receive, send)
-        else:
             await super().__call__(scope, receive, send)
-
-    async def _tts(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """What the router and `request_response` do for `_tts_route` (its endpoint reads the body as
-        `_ingest` does here, with no `Request` made for it), with Starlette's error handling (the app's
-        exception handlers, else a 500 and the error raised to the server) for an error before the
-        answer; an error while answering is raised to the server, as Starlette raises it."""
+            return
+        # What the router and `request_response` do for `_tts_route` (its endpoint reads the body as
+        # `_ingest` does here, with no `Request` made for it), with Starlette's error handling (the app's
+        # exception handlers, else a 500 and the error raised to the server) for an error before the
+        # answer; an error while answering is raised to the server, as Starlette raises it.
         route = self._tts_route
         scope["app"] = self
         scope.setdefault("router", self.router)
@@ -254,7 +261,7 @@ async def _ingest(
         "message": result.message,
         "reason": result.reason,
         "stage": result.stage,  # a dead letter's: parse (not what its kind says), decode, apply, kind
-        **_told_by_id(result, network, event),
+        **(_told_by_id(result, network, event) if result.status in _TOLD_BY_ID else _NOTHING_TOLD),
         # The downlinks the body moved (a delivery report) or queued (an alert's ack).
         "downlink_ids": list(result.downlink_ids),
     }
