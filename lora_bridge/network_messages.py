@@ -189,6 +189,8 @@ def canonical_event(network: str, event: str | None) -> str | None:
     """The network's own name of a message kind from a topic level, webhook path or query value."""
     if event is None:
         return None
+    if event in (_TTS_NAMES if network == SOURCE_TTS else _CHIRPSTACK_NAMES):
+        return event  # a name as the writer journals it (`event_name_of`): what the steps below give back
     # Control characters escaped (a %00 in a path or ?event= is text "\\x00": PostgreSQL text holds no NUL).
     name = escaped_text(event.strip().strip("/").lower().replace("/", "_").replace("-", "_"), 64)
     if not name:
@@ -196,6 +198,20 @@ def canonical_event(network: str, event: str | None) -> str | None:
     if network == SOURCE_TTS:
         return TTS_EVENT_ALIASES.get(name, name)[:32]
     return name[:32]
+
+
+def _names_kept(network: str, names: tuple[str, ...]) -> frozenset[str]:
+    """The names canonical_event gives back as they are on network, judged by its own steps (while the
+    sets below are still empty)."""
+    return frozenset(name for name in names if canonical_event(network, name) == name)
+
+
+# Every body the applier reads comes with the name the writer journalled (`event_name_of`: a TTS message
+# key, a ChirpStack event): each such name is taken as it is, not cleaned again (ten calls an uplink).
+_TTS_NAMES: frozenset[str] = frozenset()
+_CHIRPSTACK_NAMES: frozenset[str] = frozenset()
+_TTS_NAMES, _CHIRPSTACK_NAMES = (_names_kept(SOURCE_TTS, (*TTS_MESSAGE_KEYS, *TTS_EVENT_ALIASES.values())),
+                                 _names_kept(SOURCE_CHIRPSTACK, CHIRPSTACK_EVENTS))
 
 
 def chirpstack_event_of(body: bytes) -> str:
@@ -258,7 +274,7 @@ _just_parsed = _JustParsed()
 
 def event_name_of(network: str, event: str | None, body: bytes) -> str:
     """The network's name of body's kind as stored beside the raw body (before it is read)."""
-    named = canonical_event(network, event)
+    named = canonical_event(network, event) if event is not None else None
     if network == SOURCE_TTS:
         _just_parsed.last = None
         try:
@@ -266,6 +282,8 @@ def event_name_of(network: str, event: str | None, body: bytes) -> str:
         except MalformedUplink:
             return named or "unknown"
         _just_parsed.last = (body, document)
+        if "uplink_message" in document:  # the first message key, and nearly every body's: asked at once
+            return "uplink_message"
         keys = [key for key in TTS_MESSAGE_KEYS if key in document]
         return keys[0] if keys else (named or "unknown")
     return named or "up"
@@ -364,10 +382,12 @@ def _eui_or_none(value: Any) -> str | None:
 def _read_tts(
     event: str | None, body: bytes, content_type: str | None, path_ids: dict[str, str] | None
 ) -> Uplink | NetworkEvent:
-    named = canonical_event(SOURCE_TTS, event) if event is not None else None
+    named = event if event is None or event in _TTS_NAMES else canonical_event(SOURCE_TTS, event)
     if content_type != "application/json" and is_protobuf(content_type):
         return _unknown(SOURCE_TTS, named or "unknown", {"reason": "TTS Protobuf webhook format is not read; use JSON"})
-    document = _tts_document(body)
+    last = _just_parsed.last  # `_tts_document`, without its call
+    _just_parsed.last = None
+    document = last[1] if last is not None and last[0] is body else load_json_object(body)
     # the first message key holding an object (an uplink's is the first looked at: asked at once)
     key: str | None = "uplink_message"
     if "uplink_message" not in document or type(document["uplink_message"]) is not dict:
@@ -486,7 +506,7 @@ def _of_downlinks(common: dict[str, Any], correlation_ids: tuple[str, ...]) -> d
 def _read_chirpstack(
     event: str | None, body: bytes, content_type: str | None, path_ids: dict[str, str] | None
 ) -> Uplink | NetworkEvent:
-    name = canonical_event(SOURCE_CHIRPSTACK, event) or "up"
+    name = (event if event in _CHIRPSTACK_NAMES else canonical_event(SOURCE_CHIRPSTACK, event)) or "up"
     if name not in CHIRPSTACK_EVENTS:
         return _unknown(SOURCE_CHIRPSTACK, name, {"reason": f"ChirpStack event {name!r} is not one Tembo reads"})
     if is_protobuf(content_type):

@@ -55,6 +55,7 @@ _RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2
 KNOWN_TEXTS = 65536
 _LABELS: dict[str, str] = {}
 _EUIS: dict[str, str] = {}
+JUDGED_LABELS = _LABELS  # what label remembers, looked up (never written) by `uplink_heard`
 # json.loads' own decoder (the one it uses when given no options), called directly by load_json_object.
 _DECODER = json.JSONDecoder()
 
@@ -142,13 +143,14 @@ def load_json_object(body: bytes) -> dict[str, Any]:
     """body parsed as a JSON object, or MalformedUplink saying why not."""
     if body[:1] == b"{" and body[1:2] != b"\x00":  # what a network server posts: UTF-8 text of an object
         # what json.loads makes of it, without its detection of the encoding (no BOM and no NUL among the
-        # first two bytes: UTF-8) and its walk over leading white space (none): one decoder call, not ten
+        # first two bytes: UTF-8) and its walk over leading white space (none): the decoder's own scanner
+        # called as its raw_decode calls it (StopIteration: no value there), not ten calls
         try:
             text = body.decode("utf-8", "surrogatepass")  # as json.loads decodes it
-            document, end = _DECODER.raw_decode(text)
+            document, end = _DECODER.scan_once(text, 0)
             if end == len(text):  # the object, then nothing (white space after it: json.loads judges)
                 return document
-        except (ValueError, RecursionError):
+        except (StopIteration, ValueError, RecursionError):
             pass  # json.loads raises it again, and it is told as it always was
     return any_json_object(body)
 
@@ -233,7 +235,9 @@ def _tts_gateways(rx_metadata: Any) -> tuple[GatewayReception, ...]:
         if type(meta) is not dict and not isinstance(meta, dict):
             continue
         try:
-            gateway_id = label(meta["gateway_ids"]["gateway_id"]) or "?"
+            gateway_id = meta["gateway_ids"]["gateway_id"]
+            gateway_id = (_LABELS[gateway_id] if type(gateway_id) is str and gateway_id in _LABELS
+                          else label(gateway_id)) or "?"
         except (KeyError, TypeError):
             gateway_id = label(dig(meta, "gateway_ids").get("gateway_id")) or "?"
         rssi = meta["rssi"] if "rssi" in meta else meta.get("channel_rssi")
@@ -252,7 +256,10 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
     if type(ids) is not dict:
         ids = ids if isinstance(ids, dict) else {}
     path = path_ids or {}
-    dev_eui = eui_or_none(ids["dev_eui"], "dev_eui") if "dev_eui" in ids else None
+    # a DevEUI and labels already judged are taken from what eui_or_none and label remember, without their calls
+    dev_eui = ids["dev_eui"] if "dev_eui" in ids else None
+    if dev_eui is not None:
+        dev_eui = _EUIS[dev_eui] if type(dev_eui) is str and dev_eui in _EUIS else eui_or_none(dev_eui, "dev_eui")
     if dev_eui is None:
         dev_eui = eui_or_none(path.get("dev_eui"), "dev_eui")
     if dev_eui is None and not ids and _is_eui(path.get("device_id")):
@@ -260,15 +267,20 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
         # field-masked body carries no ids, and the path's EUI is the collar (it had become a second
         # collar filed under its DevEUI as a name).
         dev_eui = str(path["device_id"]).upper()
-    device_id = label(ids["device_id"]) if "device_id" in ids else None
+    device_id = ids["device_id"] if "device_id" in ids else None
+    if device_id is not None:
+        device_id = _LABELS[device_id] if type(device_id) is str and device_id in _LABELS else label(device_id)
     if not device_id:
         device_id = label(path.get("device_id")) or dev_eui
     if not device_id:
         raise MalformedUplink("missing text field 'device_id' (no end_device_ids and no device in the webhook path)")
     try:
-        application_id = label(ids["application_ids"]["application_id"])
+        application_id = ids["application_ids"]["application_id"]
     except (KeyError, TypeError):  # missing, or application_ids not an object: as `dig` reads it
         application_id = None
+    else:
+        application_id = (_LABELS[application_id] if type(application_id) is str and application_id in _LABELS
+                          else label(application_id))
     if not application_id:
         application_id = label(path.get("application_id"))
     return device_id, dev_eui, application_id
@@ -369,9 +381,8 @@ def label(value: Any) -> str | None:
     if value is None:  # a name the body leaves out (most tenants, clusters): escaped_text's None at once
         return None
     if type(value) is str:
-        known = _LABELS.get(value)  # a herd's few names come in every body: each is judged once
-        if known is not None:
-            return known
+        if value in _LABELS:  # a herd's few names come in every body: each is judged once
+            return _LABELS[value]
         if len(value) <= MAX_LABEL and value.isprintable():
             # the usual label, short text with nothing to escape, is what escaped_text makes of it (its
             # strip keeps it printable and within the limit) without the call: a body has several labels
@@ -421,9 +432,8 @@ def _is_eui(value: Any) -> bool:
 def eui_or_none(value: Any, key: str) -> str | None:
     """A DevEUI as 16 upper-case hex digits; None when absent; MalformedUplink when not an EUI."""
     if type(value) is str:
-        known = _EUIS.get(value)  # a herd's DevEUIs come in every body: each is judged once
-        if known is not None:
-            return known
+        if value in _EUIS:  # a herd's DevEUIs come in every body: each is judged once
+            return _EUIS[value]
         if len(value) == 16 and _HEX_DIGITS.issuperset(value):  # as the networks write it: nothing to strip
             upper = value.upper()
             _remember(_EUIS, value, upper)

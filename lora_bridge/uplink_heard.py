@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lora_bridge.network_messages import NetworkEvent, parsed_just_now, read_network_message
-from lora_bridge.uplink_formats import MAX_F_CNT, SOURCE_TTS, Uplink, label
+from lora_bridge.uplink_formats import JUDGED_LABELS, MAX_F_CNT, SOURCE_TTS, Uplink, label
 
 # The content type The Things Stack's JSON webhook posts (the webhook's default when none is sent).
 JSON = "application/json"
@@ -59,27 +59,31 @@ def read_to_answer(
 
 
 def _heard(document: dict[str, Any]) -> UplinkHeard | None:
-    """The UplinkHeard of a plainly written TTS uplink document (no path ids), else None (read in full)."""
-    message = document.get("uplink_message")
-    ids = document.get("end_device_ids")
-    if type(message) is not dict or type(ids) is not dict or document.get("simulated") is True:
+    """The UplinkHeard of a plainly written TTS uplink document (no path ids), else None (read in full).
+
+    Each field is read by subscript where the body has it (a `get` is a call, and a body has a dozen)."""
+    message = document["uplink_message"] if "uplink_message" in document else None
+    ids = document["end_device_ids"] if "end_device_ids" in document else None
+    if type(message) is not dict or type(ids) is not dict or ("simulated" in document and document["simulated"] is True):
         return None
-    dev_eui = ids.get("dev_eui")
+    dev_eui = ids["dev_eui"] if "dev_eui" in ids else None
     if dev_eui is None or dev_eui == "":
         dev_eui = None
     elif type(dev_eui) is str and len(dev_eui) == 16 and _HEX_DIGITS.issuperset(dev_eui):
         dev_eui = dev_eui.upper()
     else:
         return None
-    name = ids.get("device_id")
-    device_id = (label(name) if name is not None else None) or dev_eui
+    name = ids["device_id"] if "device_id" in ids else None
+    # a name label has judged before is taken from what it remembers (`JUDGED_LABELS`), without its call
+    device_id = (JUDGED_LABELS[name] if type(name) is str and name in JUDGED_LABELS
+                 else label(name) if name is not None else None) or dev_eui
     if not device_id:
         return None
-    f_port = message.get("f_port", 0)
-    f_cnt = message.get("f_cnt", 0)
+    f_port = message["f_port"] if "f_port" in message else 0
+    f_cnt = message["f_cnt"] if "f_cnt" in message else 0
     if type(f_port) is not int or not 0 <= f_port <= 255 or type(f_cnt) is not int or not 0 <= f_cnt <= MAX_F_CNT:
         return None
-    payload = message.get("frm_payload")
+    payload = message["frm_payload"] if "frm_payload" in message else None
     if payload is not None and payload != "":
         if type(payload) is not str:
             return None
@@ -87,14 +91,16 @@ def _heard(document: dict[str, Any]) -> UplinkHeard | None:
             binascii.a2b_base64(payload, strict_mode=True)
         except (binascii.Error, ValueError):
             return None
-    applications = ids.get("application_ids")
-    application = applications.get("application_id") if type(applications) is dict else None
-    network = message.get("network_ids")
+    applications = ids["application_ids"] if "application_ids" in ids else None
+    application = (applications["application_id"] if type(applications) is dict and "application_id" in applications
+                   else None)
+    network = message["network_ids"] if "network_ids" in message else None
     return UplinkHeard(
         device_id=device_id,
         dev_eui=dev_eui,
         f_cnt=f_cnt,
-        application_id=label(application) if application is not None else None,
+        application_id=JUDGED_LABELS[application] if type(application) is str and application in JUDGED_LABELS
+        else label(application) if application is not None else None,
         network_scope=_first_label(network.get("tenant_id"), network.get("cluster_address"), network.get("cluster_id"))
         if type(network) is dict else None,
     )
