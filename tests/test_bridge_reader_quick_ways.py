@@ -19,8 +19,15 @@ from hypothesis import strategies as st
 from test_bridge_parser_properties import json_values, mutated
 
 from lora_bridge.errors import MalformedUplink
+from lora_bridge.network_messages import (
+    CHIRPSTACK_EVENTS,
+    TTS_EVENT_ALIASES,
+    TTS_MESSAGE_KEYS,
+    canonical_event,
+)
 from lora_bridge.uplink_formats import (
     MAX_LABEL,
+    SOURCE_CHIRPSTACK,
     SOURCE_TTS,
     SPREADING_FACTORS,
     GatewayReception,
@@ -167,3 +174,16 @@ def test_a_tts_uplink_of_the_usual_shape_reads_its_documented_fields():
     uplink = tts_uplink_from(document, document["uplink_message"], None)
     assert uplink == _plain_uplink(document, document["uplink_message"], None)
     assert uplink.dev_eui is not None and uplink.heard_at is not None and uplink.gateways
+
+
+def test_an_event_name_the_webhook_journals_reads_as_the_same_name_written_loosely():
+    """A message kind named as the writer journals it (`event_name_of`: a TTS message key, a ChirpStack
+    event) is taken as it is; written with the slashes, case and spaces a topic or path may add, it is
+    cleaned to the same name, and a TTS alias to its message key."""
+    for network, names in ((SOURCE_TTS, (*TTS_MESSAGE_KEYS, *TTS_EVENT_ALIASES)), (SOURCE_CHIRPSTACK, CHIRPSTACK_EVENTS)):
+        for name in names:
+            loose = f" /{name.upper().replace('_', '-')}/ "
+            assert canonical_event(network, name) == canonical_event(network, loose)
+    assert canonical_event(SOURCE_TTS, "uplink_message") == "uplink_message"
+    assert canonical_event(SOURCE_TTS, "down/ack") == "downlink_ack"
+    assert canonical_event(SOURCE_CHIRPSTACK, "txack") == "txack"
