@@ -236,10 +236,13 @@ def _tts_gateways(rx_metadata: Any) -> tuple[GatewayReception, ...]:
             continue
         try:
             gateway_id = meta["gateway_ids"]["gateway_id"]
-            gateway_id = (_LABELS[gateway_id] if type(gateway_id) is str and gateway_id in _LABELS
-                          else label(gateway_id)) or "?"
         except (KeyError, TypeError):
             gateway_id = label(dig(meta, "gateway_ids").get("gateway_id")) or "?"
+        else:
+            try:  # a name label judged before, taken from what it remembers without its call
+                gateway_id = (_LABELS[gateway_id] if type(gateway_id) is str else label(gateway_id)) or "?"
+            except KeyError:  # not judged yet (or just forgotten, `_remember`): judged now
+                gateway_id = label(gateway_id) or "?"
         rssi = meta["rssi"] if "rssi" in meta else meta.get("channel_rssi")
         snr = meta["snr"] if "snr" in meta else None
         # number_or_none's own first judgements (an RSSI an int of dBm, an SNR a float), made here without the call
@@ -256,10 +259,14 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
     if type(ids) is not dict:
         ids = ids if isinstance(ids, dict) else {}
     path = path_ids or {}
-    # a DevEUI and labels already judged are taken from what eui_or_none and label remember, without their calls
+    # a DevEUI and labels already judged are taken from what eui_or_none and label remember, without their
+    # calls; a KeyError is one not judged yet (or just forgotten, `_remember`), judged now
     dev_eui = ids["dev_eui"] if "dev_eui" in ids else None
     if dev_eui is not None:
-        dev_eui = _EUIS[dev_eui] if type(dev_eui) is str and dev_eui in _EUIS else eui_or_none(dev_eui, "dev_eui")
+        try:
+            dev_eui = _EUIS[dev_eui] if type(dev_eui) is str else eui_or_none(dev_eui, "dev_eui")
+        except KeyError:
+            dev_eui = eui_or_none(dev_eui, "dev_eui")
     if dev_eui is None:
         dev_eui = eui_or_none(path.get("dev_eui"), "dev_eui")
     if dev_eui is None and not ids and _is_eui(path.get("device_id")):
@@ -269,7 +276,10 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
         dev_eui = str(path["device_id"]).upper()
     device_id = ids["device_id"] if "device_id" in ids else None
     if device_id is not None:
-        device_id = _LABELS[device_id] if type(device_id) is str and device_id in _LABELS else label(device_id)
+        try:
+            device_id = _LABELS[device_id] if type(device_id) is str else label(device_id)
+        except KeyError:
+            device_id = label(device_id)
     if not device_id:
         device_id = label(path.get("device_id")) or dev_eui
     if not device_id:
@@ -279,8 +289,10 @@ def tts_identity(document: dict[str, Any], path_ids: dict[str, str] | None) -> t
     except (KeyError, TypeError):  # missing, or application_ids not an object: as `dig` reads it
         application_id = None
     else:
-        application_id = (_LABELS[application_id] if type(application_id) is str and application_id in _LABELS
-                          else label(application_id))
+        try:
+            application_id = _LABELS[application_id] if type(application_id) is str else label(application_id)
+        except KeyError:
+            application_id = label(application_id)
     if not application_id:
         application_id = label(path.get("application_id"))
     return device_id, dev_eui, application_id
@@ -381,8 +393,10 @@ def label(value: Any) -> str | None:
     if value is None:  # a name the body leaves out (most tenants, clusters): escaped_text's None at once
         return None
     if type(value) is str:
-        if value in _LABELS:  # a herd's few names come in every body: each is judged once
+        try:  # a herd's few names come in every body: each is judged once
             return _LABELS[value]
+        except KeyError:  # (a lookup, not `in` then a lookup: another thread may empty it between the two)
+            pass
         if len(value) <= MAX_LABEL and value.isprintable():
             # the usual label, short text with nothing to escape, is what escaped_text makes of it (its
             # strip keeps it printable and within the limit) without the call: a body has several labels
@@ -432,8 +446,10 @@ def _is_eui(value: Any) -> bool:
 def eui_or_none(value: Any, key: str) -> str | None:
     """A DevEUI as 16 upper-case hex digits; None when absent; MalformedUplink when not an EUI."""
     if type(value) is str:
-        if value in _EUIS:  # a herd's DevEUIs come in every body: each is judged once
+        try:  # a herd's DevEUIs come in every body: each is judged once
             return _EUIS[value]
+        except KeyError:
+            pass
         if len(value) == 16 and _HEX_DIGITS.issuperset(value):  # as the networks write it: nothing to strip
             upper = value.upper()
             _remember(_EUIS, value, upper)

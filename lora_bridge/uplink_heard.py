@@ -75,8 +75,11 @@ def _heard(document: dict[str, Any]) -> UplinkHeard | None:
         return None
     name = ids["device_id"] if "device_id" in ids else None
     # a name label has judged before is taken from what it remembers (`JUDGED_LABELS`), without its call
-    device_id = (JUDGED_LABELS[name] if type(name) is str and name in JUDGED_LABELS
-                 else label(name) if name is not None else None) or dev_eui
+    # (the lookup's KeyError: not judged yet, or just forgotten, and judged now)
+    try:
+        device_id = (JUDGED_LABELS[name] if type(name) is str else label(name)) or dev_eui
+    except KeyError:
+        device_id = label(name) or dev_eui
     if not device_id:
         return None
     f_port = message["f_port"] if "f_port" in message else 0
@@ -94,13 +97,17 @@ def _heard(document: dict[str, Any]) -> UplinkHeard | None:
     applications = ids["application_ids"] if "application_ids" in ids else None
     application = (applications["application_id"] if type(applications) is dict and "application_id" in applications
                    else None)
+    if application is not None:
+        try:
+            application = JUDGED_LABELS[application] if type(application) is str else label(application)
+        except KeyError:
+            application = label(application)
     network = message["network_ids"] if "network_ids" in message else None
     return UplinkHeard(
         device_id=device_id,
         dev_eui=dev_eui,
         f_cnt=f_cnt,
-        application_id=JUDGED_LABELS[application] if type(application) is str and application in JUDGED_LABELS
-        else label(application) if application is not None else None,
+        application_id=application,
         network_scope=_first_label(network.get("tenant_id"), network.get("cluster_address"), network.get("cluster_id"))
         if type(network) is dict else None,
     )
