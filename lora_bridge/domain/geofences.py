@@ -96,7 +96,14 @@ def utm_code_from_database(lon: int, lat: int) -> int:
 def metric_transformers(lon: float, lat: float) -> tuple[Transformer, Transformer]:
     """(lon/lat → metres, metres → lon/lat) in the UTM zone that holds lon/lat, both cached: the rules
     project a few fixes on every evaluation, so no CRS lookup happens on that path."""
-    code = _utm_code_of_cell(round(lon), round(lat))
+    return _transformers_of_cell(round(lon), round(lat))
+
+
+@lru_cache(maxsize=256)
+def _transformers_of_cell(lon: int, lat: int) -> tuple[Transformer, Transformer]:
+    """metric_transformers of a whole-degree cell, the pair kept: one cached call an evaluation's projection,
+    not three (the zone's code, then each transformer)."""
+    code = _utm_code_of_cell(lon, lat)
     return _transformer(code, forward=True), _transformer(code, forward=False)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
@@ -23,6 +23,9 @@ from lora_bridge.domain.rules_profiles import ImmobilityProfile, SpeedProfile
 
 # A fix's time, its sort key (in C: a track's every fix is sorted so, several times a batch).
 _TIME = itemgetter(0)
+# A timedelta over this is its total_seconds(), the same float (both divide its whole microseconds by a
+# million), as an operator and not a method call: the cleaning's walk takes one at each step.
+_SECOND = timedelta(seconds=1)
 
 Fix = tuple[datetime, float, float]  # (time, lat, lon)
 
@@ -150,9 +153,17 @@ def _cleaned(
     outliers: list[tuple[Fix, float]] = []
     pending: int | None = None  # a too-fast fix waiting for the next one to tell
     stopped: CleanTrack | None = None
+    hypot = math.hypot
     for i in range(1, len(ordered)):
         last = kept_idx[-1]
-        if _speed(ordered, xy, last, i) <= max_mps:
+        # _speed(ordered, xy, last, i), written out: the walk's every step asks it (a call less each)
+        seconds = (ordered[i][0] - ordered[last][0]) / _SECOND
+        metres = hypot(xy[i][0] - xy[last][0], xy[i][1] - xy[last][1])
+        if seconds == 0:
+            speed = 0.0 if metres == 0 else math.inf
+        else:
+            speed = metres / seconds
+        if speed <= max_mps:
             if pending is not None:
                 outliers.append((ordered[pending], _speed(ordered, xy, last, pending)))
                 pending = None
@@ -185,10 +196,10 @@ def _ended(
 def _speed(fixes: list[Fix], xy: list[tuple[float, float]], a: int, b: int) -> float:
     """m/s from fix a to fix b of fixes in time order, a before b (so the seconds are never negative:
     every call of the cleaning's walk is such, and an `abs` would cost a call at each)."""
-    seconds = (fixes[b][0] - fixes[a][0]).total_seconds()
+    seconds = (fixes[b][0] - fixes[a][0]) / _SECOND  # total_seconds()' very number, without its call
     metres = math.hypot(xy[b][0] - xy[a][0], xy[b][1] - xy[a][1])
     if seconds == 0:
-        return 0.0 if metres == 0 else float("inf")
+        return 0.0 if metres == 0 else math.inf
     return metres / seconds
 
 
@@ -295,7 +306,8 @@ def _walk_back(xy: np.ndarray, radius_m: float, min_share: float) -> int | None:
         inside = 0
         for j in range(start, n):
             distance = math.hypot(xs[j] - centre_x, ys[j] - centre_y)
-            if abs(distance - radius_m) <= WALK_EXACT_WITHIN_M:
+            # abs(distance - radius_m) <= WALK_EXACT_WITHIN_M, as comparisons (no call a fix and start)
+            if -WALK_EXACT_WITHIN_M <= distance - radius_m <= WALK_EXACT_WITHIN_M:
                 return _walk_back_one_by_one(xy, radius_m, min_share)
             inside += distance <= radius_m
         if inside / count < min_share:
