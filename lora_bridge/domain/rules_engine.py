@@ -463,9 +463,10 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str,
     """Run every per-collar rule over what arrived since the collar's cursor; the alert steps. The
     cursor moved is written here, or put in moved for the caller to write with others (`write_cursors`)."""
     steps = Steps()
-    lock_cursor(session, device_id)
     read: _CollarsRead | None = session.info.get(COLLARS_READ)
     if read is not None and device_id in read.asked:  # read with the other collars of a batch
+        # its cursor is held already: evaluate_devices reads collars together only on SQLite (one
+        # writer) or when this transaction took all their cursors (lock_cursor would do nothing)
         found = read.rows.get(device_id)
         if found is None:
             return steps
@@ -473,6 +474,7 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str,
         fence_version = read.fence_version
         profile = read.profiles[device_id]
     else:
+        lock_cursor(session, device_id)
         cursor_columns = len(CURSOR_COLUMNS)
         row = session.execute(
             select(Device, Animal, *CURSOR_COLUMNS, *geofences.fence_version_columns())
@@ -487,24 +489,36 @@ def evaluate_device(session: Session, runtime: RulesRuntime, device_id: str,
         fence_version = geofences.fence_version_from(*row[2 + cursor_columns:])
         read = None
         profile = runtime.profile(device, animal)
-    with session.no_autoflush:
-        open_alerts = read.open_alerts.get(device_id, []) if read is not None else session.scalars(
-            select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None))
-        )
-        # The collar's open alert of each type: one a previous wearer left open (`herd.fit_collar` gave
-        # it a key of its own) stays that animal's, for a ranger to resolve; it is not this wearer's.
-        steps.all_open = list(open_alerts)
-        steps.open = {alert.alert_type: alert for alert in steps.all_open
-                      if alert.open_key == alerts.dedup_key(device_id, alert.alert_type)}
-        _battery(session, device, animal, profile, cursor, steps)
-        _track(session, runtime, fence_version, device, animal, profile, cursor, steps)
-        _corroborate(session, device, profile, steps)
+    if session.autoflush:
+        with session.no_autoflush:
+            _judge_collar(session, runtime, read, fence_version, device_id, device, animal, profile, cursor, steps)
+    else:  # the batch's collars are judged under one no_autoflush (`_judged_together`)
+        _judge_collar(session, runtime, read, fence_version, device_id, device, animal, profile, cursor, steps)
     cursor.evaluated_at = utc_now()
     if moved is None:
         write_cursors(session, [cursor])
     else:
         moved.append(cursor)
     return steps
+
+
+def _judge_collar(
+    session: Session, runtime: RulesRuntime, read: _CollarsRead | None, fence_version: tuple[int, int, str],
+    device_id: str, device: Device, animal: Animal | None, profile: RuleProfile, cursor: Cursor, steps: Steps,
+) -> None:
+    """evaluate_device's rules over one collar read (read: with the batch's others, or None), with the
+    session's autoflush off: its open alerts, then its battery, track and corroboration."""
+    open_alerts = read.open_alerts.get(device_id, []) if read is not None else session.scalars(
+        select(Alert).where(Alert.device_id == device_id, Alert.open_key.is_not(None))
+    )
+    # The collar's open alert of each type: one a previous wearer left open (`herd.fit_collar` gave
+    # it a key of its own) stays that animal's, for a ranger to resolve; it is not this wearer's.
+    steps.all_open = list(open_alerts)
+    steps.open = {alert.alert_type: alert for alert in steps.all_open
+                  if alert.open_key == alerts.dedup_key(device_id, alert.alert_type)}
+    _battery(session, device, animal, profile, cursor, steps)
+    _track(session, runtime, fence_version, device, animal, profile, cursor, steps)
+    _corroborate(session, device, profile, steps)
 
 
 def evaluate_devices(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> dict[str, Steps]:
@@ -541,7 +555,8 @@ def _judged_together(session: Session, runtime: RulesRuntime, collars: list[str]
     judged: dict[str, Steps] = {}
     moved: list[Cursor] = []
     try:
-        with session.begin_nested():
+        # one no_autoflush for every collar (each evaluation's own is skipped): nothing between them flushes
+        with session.begin_nested(), session.no_autoflush:
             for device_id in collars:
                 judged[device_id] = evaluate_device(session, runtime, device_id, moved)
             write_cursors(session, moved)  # every cursor moved, in one statement
