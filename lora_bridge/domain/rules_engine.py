@@ -604,13 +604,13 @@ def _battery(
     kept as each was applied: `rules.queue_reading`), the forecast, low battery's recovery. The trend
     is the collar's pack, whoever wears it; a forecast a ranger resolved before the wearer's fitting was
     another animal's and keeps none of this one's quiet."""
-    animal_id = animal.id if animal else None
     status_time = device.status_time  # read once: nothing below changes it
     if status_time is None or ((judged := cursor.status_time) is not None and status_time <= judged):
         return
     cursor.status_time = status_time
     if device.battery_mv is None or (animal is not None and animal.holds_collar_in_stock):
         return  # a collar in stock forecasts nothing to rangers: its battery is on the fleet page
+    animal_id = animal.id if animal else None  # read only when judged: each mapped read is a call
     read: _CollarsRead | None = session.info.get(COLLARS_READ)
     readings = read.readings.get(device.device_id) if read is not None else None
     trend = rules.battery_trend(session, device, status_time, profile.battery, readings)
@@ -825,7 +825,8 @@ def _track(
     where it was). No read more for a collar never moved: the animal is read with the collar."""
     fitted_at = animal.collar_fitted_at if animal else None
     lookback = _lookback(profile)
-    track = _read_track(session, device.device_id, cursor, lookback)
+    device_id = device.device_id  # each mapped attribute read is a call of the ORM's: read once here
+    track = _read_track(session, device_id, cursor, lookback)
     if track is None:
         return
     newest = max(track.rows[-1][1], cursor.position_time or track.rows[-1][1])
@@ -835,7 +836,7 @@ def _track(
     # Else nothing new of this wearer's (a previous one's backlog), or nobody wears the collar.
     if device.taken_off_at is None and not track.new_ids.isdisjoint([r[0] for r in worn]):
         _judge_worn(session, runtime, fence_version, device, animal, profile, worn, track.new_ids, newest - lookback,
-                    steps)
+                    steps, device_id, fitted_at)
     cursor.position_id = max(track.highest_id, cursor.position_id or 0)
     cursor.position_time = newest
 
@@ -843,18 +844,18 @@ def _track(
 def _judge_worn(
     session: Session, runtime: RulesRuntime, fence_version: tuple[int, int, str], device: Device,
     animal: Animal | None, profile: RuleProfile, worn: list[tuple[int, datetime, float, float]],
-    new_ids: frozenset[int], window_start: datetime, steps: Steps,
+    new_ids: frozenset[int], window_start: datetime, steps: Steps, device_id: str, fitted_at: datetime | None,
 ) -> None:
     """Judge the fixes of a track its wearer wore (`worn`; those of new_ids not judged before): the fences
-    (`_judge_fences`), immobility over the fixes since window_start; the new clean fixes go to steps."""
+    (`_judge_fences`), immobility over the fixes since window_start; the new clean fixes go to steps.
+    device_id and fitted_at: the collar's and its wearer's fitting (`Animal.collar_fitted_at`), as read."""
     animal_id = animal.id if animal else None
-    fitted_at = animal.collar_fitted_at if animal else None
     new_times = {t for i, t, _, _ in worn if i in new_ids}
     fences = runtime.fence_index(session, fence_version)
     clean = _judge_fences(session, fences, device, animal_id, profile, worn, new_ids, steps, fitted_at)
     _immobility(session, device, animal_id, profile, [f for f in clean.kept if f[0] >= window_start], clean, steps,
                 fitted_at)
-    steps.fixes.extend([(device.device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times])
+    steps.fixes.extend([(device_id, t, lat, lon) for t, lat, lon in clean.kept if t in new_times])
 
 
 def _judge_fences(
