@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, or_, select, union
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.identity import IdentityMap
 
 from lora_bridge.domain import alerts, devices, geofences, herd, rules, rules_visits
 from lora_bridge.domain.geofences import ENTER, EXIT, Crossing, FenceIndex
@@ -263,17 +264,18 @@ def _collars_held(session: Session, device_ids: list[str]) -> dict[str, tuple[De
         device = identity_map.get((Device, (device_id,), None))
         animal = animals.get(device_id)
         if (device is None or animal is None or animal.device_id != device_id
-                or not _stored_and_current(device) or not _stored_and_current(animal)):
+                or not _stored_and_current(identity_map, device) or not _stored_and_current(identity_map, animal)):
             return None
         held[device_id] = (device, animal)
     return held
 
 
-def _stored_and_current(obj: Any) -> bool:
-    """obj is a stored row of this session with nothing of it expired (a rolled-back savepoint expires
-    what it touched)."""
+def _stored_and_current(identity_map: IdentityMap, obj: Any) -> bool:
+    """obj is a stored row of this session (in its identity_map) with nothing of it expired (a rolled-back
+    savepoint expires what it touched). The identity map holds exactly this session's persistent objects
+    (a deleted one leaves it at the flush): one call, where `state.persistent` takes three."""
     state = instance_state(obj)  # what `inspect(obj)` gives a mapped object, without its registry walk
-    return state.persistent and not state.expired_attributes
+    return identity_map.contains_state(state) and not state.expired_attributes
 
 
 ContextKey = tuple[datetime, int, int]  # a context read's bounds: (before, highest id, how many)
