@@ -12,6 +12,8 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
                                    (no outbox worker; commits at synchronous NORMAL, its release thread's
                                    fsync not counted); the median and the least of `rounds`
                                    fresh stores (`_each_round`: every round's)
+    applier_system_cpu_ms_per_uplink   the part of it spent in the kernel (system time: the store's reads and
+                                   writes of its pages), median of the same rounds
     applier_python_calls_per_uplink   Python function calls the same batches make (a profiler counting each
                                    call on one more fresh store): the same in every run of the same code
     intake_cpu_ms_per_uplink       the webhook's side with the durable answer: each body handed to the
@@ -25,6 +27,9 @@ the bridge's own CPU time (`time.process_time`, this process) for the bench's he
                                    writer, supervisor (the applier process's reports), outbox
     intake_applier_process_cpu_ms_per_uplink   that run's applier process (its whole CPU from the first
                                    body to the last applied: batches as large as the moment made them)
+    intake_applier_process_system_cpu_ms_per_uplink   the part of it spent in the kernel (its system time,
+                                   all its threads: the store's WAL writes, the journal's reads, the release
+                                   thread's fsyncs and deletes), median; the rest is user time, its Python
     intake_applier_process_mean_batch   bodies per store transaction in those runs (median): the applier's
                                    batches as the run's pace made them (`intake_applier._gathered`)
     intake_applier_process_python_calls_per_uplink   the Python calls per body of that process's applying
@@ -81,6 +86,12 @@ from lora_bridge.uplink_formats import SOURCE_TTS
 def applier_cpu_s(database_url: str, bodies: list[bytes], batch: int, profile: bool = False) -> tuple[float, int]:
     """(CPU seconds, Python calls or 0) of applying bodies in batches of `batch` on database_url after a
     warm-up, as the applier process applies journal entries."""
+    spent, _system, calls = _applier_cpu(database_url, bodies, batch, profile)
+    return spent, calls
+
+
+def _applier_cpu(database_url: str, bodies: list[bytes], batch: int, profile: bool) -> tuple[float, float, int]:
+    """`applier_cpu_s`'s (CPU seconds, of them system seconds, Python calls or 0)."""
     # as the applier process opens it (`intake_applier.run_child`): no outbox worker of its own, the store's
     # commits made durable by its release thread's fsync (`journal_release`), so NORMAL here
     with open_bridge(database_url, webhook_secret=BENCH_SECRET, outbox_worker=False,
@@ -92,19 +103,32 @@ def applier_cpu_s(database_url: str, bodies: list[bytes], batch: int, profile: b
                     for body in bodies[first:first + batch]] for first in range(0, len(bodies), batch)]
         bridge.warm_up()
         profiler = cProfile.Profile(time.process_time) if profile else None
-        started = time.process_time()
+        started, system_started = time.process_time(), os.times().system
         if profiler is not None:
             profiler.enable()
         for submissions in batches:
             bridge.write_batch_now(submissions)
         if profiler is not None:
             profiler.disable()
-        spent = time.process_time() - started
+        spent, system = time.process_time() - started, os.times().system - system_started
         failed = [s for submissions in batches for s in submissions if s.error is not None or s.result is None]
         if failed:
             raise RuntimeError(f"{len(failed)} bodies not applied: {failed[0].error!r}")
     calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
-    return spent, calls
+    return spent, system, calls
+
+
+def process_system_cpu_s(pid: int | None) -> float:
+    """The system CPU seconds (time in the kernel, all its threads) of the live process pid; 0.0 when
+    pid is None or gone. The applier process starts no children, so none are counted."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except OSError:
+        return 0.0
+    return int(text[text.rindex(")") + 2:].split()[12]) / os.sysconf("SC_CLK_TCK")  # stime (proc(5))
 
 
 @dataclass
@@ -117,6 +141,7 @@ class IntakeRun:
     by_part: dict[str, float]  # this process's CPU seconds by part as `bench.THREAD_PARTS` names them
     applier_batches: int  # the applier process's batches (store transactions) that applied bodies
     applier_calls: int  # the applier process's Python calls in its applying thread (0: not profiled)
+    applier_system_s: float = 0.0  # of applier_cpu_s, the applier process's system (kernel) seconds
 
 
 def intake_cpu_s(database_url: str, bodies: list[bytes], connections: int, profile: bool = False,
@@ -151,6 +176,7 @@ def _intake_run(database_url: str, bodies: list[bytes], connections: int, profil
         threads_started = thread_cpu_s()
         batches_started = intake.batches_applied
         started, applier_started = time.process_time(), process_tree_cpu_s(applier_pid)
+        applier_system_started = process_system_cpu_s(applier_pid)
         if profiler is not None:
             profiler.enable()
         asyncio.run(_post_all(app, bodies, connections, statuses))
@@ -162,6 +188,7 @@ def _intake_run(database_url: str, bodies: list[bytes], connections: int, profil
         by_part = cpu_by_part(threads_started, thread_cpu_s())
         by_part["http"] += by_part.pop("other", 0.0)  # this thread, which runs the app and its event loop
         applier_spent = process_tree_cpu_s(applier_pid) - applier_started
+        applier_system = process_system_cpu_s(applier_pid) - applier_system_started
         batches = intake.batches_applied - batches_started
         if intake.applier_pid() != applier_pid:
             raise RuntimeError("the applier process was started again during the run: its CPU is not known")
@@ -169,7 +196,7 @@ def _intake_run(database_url: str, bodies: list[bytes], connections: int, profil
     if refused:
         raise RuntimeError(f"{len(refused)} bodies not answered 202: {sorted(set(refused))}")
     calls = pstats.Stats(profiler).total_calls if profiler is not None else 0  # type: ignore[attr-defined]
-    return IntakeRun(spent, applier_spent, calls, by_part, batches, 0)
+    return IntakeRun(spent, applier_spent, calls, by_part, batches, 0, applier_system)
 
 
 def writer_python_calls(database_url: str, bodies: list[bytes], batch: int) -> int:
@@ -315,10 +342,13 @@ def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 
         def url(name: str) -> str:
             return f"sqlite:///{Path(folder) / name}.db"
 
-        applier = [1000 * applier_cpu_s(url(f"applier-{i}"), bodies, batch)[0] / len(bodies) for i in range(rounds)]
+        rounds_cpu = [_applier_cpu(url(f"applier-{i}"), bodies, batch, profile=False) for i in range(rounds)]
+        applier = [1000 * spent / len(bodies) for spent, _, _ in rounds_cpu]
         figures["applier_cpu_ms_per_uplink"] = round(statistics.median(applier), 3)
         figures["applier_cpu_ms_per_uplink_least"] = round(min(applier), 3)
         figures["applier_cpu_ms_per_uplink_each_round"] = [round(x, 3) for x in applier]
+        figures["applier_system_cpu_ms_per_uplink"] = round(
+            statistics.median(1000 * system / len(bodies) for _, system, _ in rounds_cpu), 3)
         _, calls = applier_cpu_s(url("applier-profiled"), bodies, batch, profile=True)
         figures["applier_python_calls_per_uplink"] = round(calls / len(bodies), 2)
         if intake:
@@ -332,6 +362,8 @@ def run(collars: int = 40, hours: int = 12, batch: int = 62, connections: int = 
             figures["intake_cpu_ms_per_uplink_each_round"] = [round(x, 3) for x in webhook]
             figures["intake_applier_process_cpu_ms_per_uplink"] = round(
                 statistics.median(1000 * run.applier_cpu_s / len(bodies) for run in runs), 3)
+            figures["intake_applier_process_system_cpu_ms_per_uplink"] = round(
+                statistics.median(1000 * run.applier_system_s / len(bodies) for run in runs), 3)
             figures["intake_applier_process_mean_batch"] = round(
                 statistics.median(len(bodies) / max(1, run.applier_batches) for run in runs), 1)
             figures["intake_cpu_ms_per_uplink_by_thread"] = {

@@ -22,6 +22,9 @@ def test_an_operator_measures_the_cpu_each_uplink_costs_the_applier_the_webhook_
     assert figures["applier_python_calls_per_uplink"] > 100 and figures["intake_handler_python_calls_per_uplink"] > 10
     assert figures["intake_writer_python_calls_per_uplink"] > 10
     assert figures["intake_applier_process_cpu_ms_per_uplink"] >= 0
+    # the kernel's share of each applier's CPU, never more than the whole
+    assert 0 <= figures["applier_system_cpu_ms_per_uplink"] <= figures["applier_cpu_ms_per_uplink"]
+    assert 0 <= figures["intake_applier_process_system_cpu_ms_per_uplink"] <= figures["intake_applier_process_cpu_ms_per_uplink"]
     # the applier process's batches and its applying thread's calls (counted in the child, written as it ended)
     assert 1 <= figures["intake_applier_process_mean_batch"] <= figures["uplinks"]
     assert 1 <= figures["intake_applier_process_profiled_mean_batch"] <= figures["uplinks"]
