@@ -16,9 +16,10 @@ import dataclasses
 import json
 import logging
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select, text
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -250,20 +251,25 @@ _NEXT_RAW_IDS = text(
 ).execution_options(**{bulk.TOUCHES_NO_ROWS: True})
 
 
-# read_batch's statements, built once (the batch's values bound as expanding parameters): every batch
-# runs them, and building a statement with a literal list of a batch's values cost more than running
-# its cached compilation.
-_BATCH_READS: dict[str, Any] = {
-    # the collars with the animal wearing each (one at most: animals.device_id is unique), one statement
-    "collars": select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id)
-    .where(or_(Device.dev_eui.in_(bindparam("euis", expanding=True)),
-               Device.device_id.in_(bindparam("labels", expanding=True))))
-    .order_by(Device.device_id),
-    # the first copies stored before this unit of work (the batch's own raw rows, held back, need not
-    # be added), locked as `ingest.claim_key` locks one: later copies merge into it one at a time
-    "first_copies": select(RawUplink).where(RawUplink.dedup_key.in_(bindparam("keys", expanding=True)))
-    .order_by(RawUplink.id).with_for_update().execution_options(populate_existing=True, **{bulk.NOT_DEFERRED: True}),
-}
+# read_batch's statements, built once per count bucket of the batch's values (`bulk.in_list`): every
+# batch runs them, building a statement with a literal list of a batch's values cost more than running
+# its cached compilation, and an expanding parameter renders the IN list again at every execution.
+@cache
+def _collars_read(euis: int, labels: int) -> Any:
+    """The collars by DevEUI or name with the animal wearing each (one at most: animals.device_id is
+    unique), one statement; euis, labels: their count buckets."""
+    return (select(Device, Animal).outerjoin(Animal, Animal.device_id == Device.device_id)
+            .where(or_(bulk.in_list(Device.dev_eui, "eui", euis), bulk.in_list(Device.device_id, "label", labels)))
+            .order_by(Device.device_id))
+
+
+@cache
+def _first_copies_read(keys: int) -> Any:
+    """The first copies stored before this unit of work (the batch's own raw rows, held back, need not
+    be added), locked as `ingest.claim_key` locks one: later copies merge into it one at a time."""
+    return (select(RawUplink).where(bulk.in_list(RawUplink.dedup_key, "key", keys))
+            .order_by(RawUplink.id).with_for_update()
+            .execution_options(populate_existing=True, **{bulk.NOT_DEFERRED: True}))
 
 
 def read_batch(session: Session, uplinks: list[Uplink]) -> None:
@@ -280,8 +286,10 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
     if not euis and not labels:
         return
     with session.no_autoflush:
-        reads = _BATCH_READS
-        rows = session.execute(reads["collars"], {"euis": list(euis), "labels": list(labels)}).all()
+        eui_count, label_count = bulk.in_list_size(len(euis)), bulk.in_list_size(len(labels))
+        rows = session.execute(_collars_read(eui_count, label_count),
+                               {**bulk.in_list_values("eui", list(euis), eui_count),
+                                **bulk.in_list_values("label", list(labels), label_count)}).all()
         found = [device for device, _ in rows]
         known = session.info.setdefault(devices.DEVICES_BY_EUI, {})
         for device in found:  # the first by device_id, as `devices.resolve_device` picks
@@ -306,7 +314,8 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
         if keys:
             ingest.lock_keys(session, keys)  # PostgreSQL: what is unclaimed now stays so till the commit
             stored = session.info.setdefault(ingest.CLAIMED_KEYS, {})
-            for first in session.scalars(reads["first_copies"], {"keys": list(keys)}):
+            count = bulk.in_list_size(len(keys))
+            for first in session.scalars(_first_copies_read(count), bulk.in_list_values("key", list(keys), count)):
                 stored.setdefault(first.dedup_key, first)
             session.info.setdefault(ingest.UNCLAIMED_KEYS, set()).update(keys - set(stored))
 

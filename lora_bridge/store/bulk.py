@@ -22,7 +22,7 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, event, insert, inspect, select
+from sqlalchemy import Connection, Table, bindparam, event, false, insert, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
@@ -280,6 +280,47 @@ def read_columns(session: Session, statement: Any, params: dict[str, Any], table
     them, on `connection_to_read`: a batch's rules read every collar's track so, a thousand rows a
     batch, and the ORM's result rows cost more than the read."""
     return connection_to_read(session, tables).execute(statement, params).all()
+
+
+# A read of a batch's values (`column IN (...)`): one statement per count bucket, its values bound one
+# by one, padded to the bucket's size with the list's last value (the same set: a value twice in an IN
+# list reads nothing more). An expanding parameter (`bindparam(..., expanding=True)`) renders the
+# statement's IN list again at every execution, a few Python calls per value; a bucket's statement is
+# compiled once and its values only bound. Few buckets, the smallest holding a batch of the bench's
+# size: each is compiled once a process (the applier's warm-up compiles the smallest), which costs
+# more than a few thousand values rendered.
+IN_LIST_SIZES = (64, 256, 1024)
+
+
+def in_list_size(count: int) -> int:
+    """The size of the bucket holding count values (0 for none): the smallest of `IN_LIST_SIZES` not
+    below it, past the largest the next multiple of it (a batch's values are bounded by its size)."""
+    if not count:
+        return 0
+    for size in IN_LIST_SIZES:
+        if count <= size:
+            return size
+    largest = IN_LIST_SIZES[-1]
+    return -(-count // largest) * largest
+
+
+def in_list(column: Any, name: str, size: int) -> Any:
+    """column IN (:name_0, ..., :name_<size - 1>), each bound with column's type; nothing is in an
+    empty list (`false()`, as SQLAlchemy reads an empty IN)."""
+    if not size:
+        return false()
+    return column.in_([bindparam(key, type_=column.type) for key in in_list_names(name, size)])
+
+
+@cache
+def in_list_names(name: str, size: int) -> tuple[str, ...]:
+    """The names of `in_list(column, name, size)`'s parameters, in order."""
+    return tuple(f"{name}_{i}" for i in range(size))
+
+
+def in_list_values(name: str, values: list[Any], size: int) -> dict[str, Any]:
+    """The parameters of `in_list(column, name, size)` for values (at most size of them)."""
+    return dict(zip(in_list_names(name, size), values + values[-1:] * (size - len(values)), strict=True))
 
 
 @cache
