@@ -57,6 +57,9 @@ MAX_EVENT_CHARS = RawUplink.__table__.c.event.type.length
 # session.info key: dedup keys a batch found no stored copy holding when it began (read in one
 # statement, `pipeline.read_batch`): claiming one of them needs no look-up.
 UNCLAIMED_KEYS = "tembo_unclaimed_dedup_keys"
+# session.info key: {payload: its digest in `dedup_key`}, the payloads hashed in this unit of work (a
+# batch's, by `pipeline.read_batch`): a payload's digest depends on nothing else, so it cannot go stale.
+PAYLOAD_DIGESTS = "tembo_payload_digests"
 # PostgreSQL: dedup keys a batch holds till its transaction ends (`lock_keys`), as session.info key,
 # and the space of their advisory locks (pg_advisory_xact_lock(space, hashtext(key)): the two-number
 # locks, apart from the one-number locks of migrations and campaign starts).
@@ -314,9 +317,17 @@ class Claim:
     duplicate_of: int | None
 
 
-def dedup_key(device_id: str, session_number: int, uplink: Uplink) -> str:
-    """Same collar, session, frame counter, port and payload: one uplink, however many gateways heard it."""
-    digest = hashlib.sha256(uplink.payload).hexdigest()[:32]
+def dedup_key(device_id: str, session_number: int, uplink: Uplink, digests: dict[bytes, str] | None = None) -> str:
+    """Same collar, session, frame counter, port and payload: one uplink, however many gateways heard it.
+    digests: payload -> its digest, this unit of work's (`PAYLOAD_DIGESTS`): each payload hashed once
+    (`pipeline.read_batch` keys the batch's uplinks, `claim` each again)."""
+    payload = uplink.payload
+    if digests is not None and payload in digests:
+        digest = digests[payload]
+    else:
+        digest = hashlib.sha256(payload).hexdigest()[:32]
+        if digests is not None:
+            digests[payload] = digest
     return f"{device_id}:{session_number}:{uplink.f_cnt}:{uplink.f_port}:{digest}"
 
 
@@ -369,7 +380,9 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
         "spreading_factor": uplink.spreading_factor,
         "airtime_ms": uplink.airtime_ms,
     })
-    first = claim_key(session, raw, dedup_key(device_id, session_number, uplink), in_store=not first_heard)
+    info = session.info
+    digests = info[PAYLOAD_DIGESTS] if PAYLOAD_DIGESTS in info else None
+    first = claim_key(session, raw, dedup_key(device_id, session_number, uplink, digests), in_store=not first_heard)
     if first is None:
         return Claim(uplink, None)
     _merge_gateways(first, raw)

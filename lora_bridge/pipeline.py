@@ -305,12 +305,13 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             if animal is not None:
                 animals.setdefault(animal.device_id, animal)
         keys = set()
+        digests = session.info.setdefault(ingest.PAYLOAD_DIGESTS, {})  # handed on to `ingest.claim`
         for uplink in uplinks:
             device = known.get(uplink.dev_eui) if uplink.dev_eui else devices.named_collar(
                 by_id.get, uplink.device_id, dev_eui=None, application_id=uplink.application_id,
                 network_scope=uplink.network_scope)
             if device is not None and (number := device.session) is not None:
-                keys.add(ingest.dedup_key(device.device_id, number, uplink))
+                keys.add(ingest.dedup_key(device.device_id, number, uplink, digests))
         if keys:
             ingest.lock_keys(session, keys)  # PostgreSQL: what is unclaimed now stays so till the commit
             stored = session.info.setdefault(ingest.CLAIMED_KEYS, {})
