@@ -50,7 +50,7 @@ from lora_bridge.store import write_lock
 from lora_bridge.store.tables import Device, RawUplink
 from lora_bridge.store.utc import utc_now
 from lora_bridge.uplink_formats import Uplink
-from lora_bridge.uplink_heard import UplinkHeard, read_to_answer
+from lora_bridge.uplink_heard import UplinkHeard, heard_plainly, read_to_answer
 from lora_bridge.views import IngestResult
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ RETRY_S = 1.0
 FILED_REMEMBERED = 100_000
 
 Settled = Callable[[list[Submission]], None]
+# What the writer puts in the place of a body's message when the body does not read (a dead letter).
+UNREAD = object()
 
 
 def _named(message: Any) -> tuple[str | None, ...]:
@@ -286,30 +288,39 @@ class DurableIntake:
             settled([submission])
 
     def _write(self, submissions: list[Submission]) -> None:
-        kept: list[Submission] = []
         unreadable: list[Submission] = []
-        messages: list[Any] = []
+        # what each body reads as, by its place (a body refused: UNREAD), so no list grows per body
+        messages: list[Any] = [None] * len(submissions)
         # An applier thread of this process takes each body's message as read here (its Uplink); an
         # applier process, or PostgreSQL's applier by raw id, reads the body itself: the answer needs only
-        # whether the body reads and its collar (`uplink_heard.read_to_answer`, half the reading).
-        read = read_network_message if self._hands_messages_on() else read_to_answer
-        for submission in submissions:
-            network = ingest.network_of(submission.network)
+        # whether the body reads and its collar (`uplink_heard.read_to_answer`, half the reading; the
+        # common TTS uplink named and read in one go, `uplink_heard.heard_plainly`).
+        quick = not self._hands_messages_on()
+        read = read_to_answer if quick else read_network_message
+        for index, submission in enumerate(submissions):
+            source = submission.network
+            network = source if ":" not in source else ingest.network_of(source)
+            message = heard_plainly(network, submission.body, submission.content_type, submission.path_ids) \
+                if quick else None
+            if message is not None:
+                submission.event = "uplink_message"
+                messages[index] = message
+                continue
             submission.event = event_name_of(network, submission.event, submission.body)
             try:
-                message = read(
+                messages[index] = read(
                     network, submission.event, submission.body,
                     content_type=submission.content_type, path_ids=submission.path_ids,
                 )
             except MalformedUplink:
                 unreadable.append(submission)
-                continue
+                messages[index] = UNREAD
             except Exception as error:  # noqa: BLE001 - a reader's bug: kept, and the applier dead-letters it
                 log_failure(log, error, "body not read on intake; kept for the applier")
-                message = None
-            kept.append(submission)
-            messages.append(message)
+        kept = submissions
         if unreadable:  # kept with its dead letter in one transaction, answered 200 dead_letter as ever
+            kept = [s for s, m in zip(submissions, messages, strict=True) if m is not UNREAD]
+            messages = [m for m in messages if m is not UNREAD]
             self.bridge.write_batch_now(unreadable)
         if not kept:
             return
@@ -337,22 +348,30 @@ class DurableIntake:
             return
         if not kept:
             return
-        filed_under = self._filed_under(messages)
-        filed_by_name = self._filed_by_name(messages)
-        for submission, message, kept_id in zip(kept, messages, ids, strict=True):
-            uplink = message if isinstance(message, Uplink | UplinkHeard) else None
-            dev_eui = getattr(message, "dev_eui", None)
+        # each message's DevEUI, and the messages naming their collar without one
+        euis = [m.dev_eui if type(m) is UplinkHeard else getattr(m, "dev_eui", None) for m in messages]
+        filed_under = self._filed_under(euis)
+        nameless = [m for m, eui in zip(messages, euis, strict=True) if not eui]
+        filed_by_name = self._filed_by_name(nameless) if nameless else {}
+        journal = self.journal is not None
+        for submission, message, kept_id, dev_eui in zip(kept, messages, ids, euis, strict=True):
+            if type(message) is UplinkHeard:
+                device_id, f_cnt, kind = message.device_id, message.f_cnt, None
+            elif isinstance(message, Uplink):
+                device_id, f_cnt, kind = message.device_id, message.f_cnt, None
+            else:
+                device_id, f_cnt, kind = getattr(message, "device_id", None), None, getattr(message, "kind", None)
             submission.result = IngestResult(
                 status=STATUS_RECEIVED,
-                raw_uplink_id=None if self.journal is not None else kept_id,
-                intake_id=kept_id if self.journal is not None else None,
+                raw_uplink_id=None if journal else kept_id,
+                intake_id=kept_id if journal else None,
                 # the name the collar is filed under, as the applied answer gives it (not the network's
                 # label of the moment: a renamed ChirpStack device is still the same collar)
-                device_id=filed_under.get(dev_eui, getattr(message, "device_id", None)) if dev_eui
-                else filed_by_name.get(_named(message), getattr(message, "device_id", None)),
+                device_id=(filed_under[dev_eui] if dev_eui in filed_under else device_id) if dev_eui
+                else filed_by_name.get(_named(message), device_id),
                 dev_eui=dev_eui,
-                f_cnt=uplink.f_cnt if uplink else None,
-                message=None if uplink else getattr(message, "kind", None),
+                f_cnt=f_cnt,
+                message=kind,
             )
         with self._changed:
             if self._process is not None:
@@ -371,14 +390,15 @@ class DurableIntake:
         SQLite store's journal applied in this process), which then reads no body again."""
         return self.journal is not None and self._process is None
 
-    def _filed_under(self, messages: list[Any]) -> dict[str, str | None]:
-        """DevEUI -> the device_id the store files that collar under, for the collars of messages; a
+    def _filed_under(self, dev_euis: list[str | None]) -> dict[str, str | None]:
+        """DevEUI -> the device_id the store files that collar under, for the collars of dev_euis (a
+        message's DevEUI, or None: a collar named otherwise, `_filed_by_name`); a
         collar not known yet is filed under its label, as applying it will. Read from the store once
         per collar: a collar, once filed, keeps its device_id and its DevEUI (devices gain a DevEUI
         they lacked and are never removed: `devices.resolve_device`), so the writer remembers what it
         read (FILED_REMEMBERED collars at most) and reads only collars it has not named yet. A store
         that cannot be read names no device_id (the DevEUI still says which collar)."""
-        euis = {eui for eui in (getattr(m, "dev_eui", None) for m in messages) if eui}
+        euis = {eui for eui in dev_euis if eui}
         if not euis:
             return {}
         known = {eui: self._filed[eui] for eui in euis if eui in self._filed}

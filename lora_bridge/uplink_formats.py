@@ -55,7 +55,9 @@ _RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2
 KNOWN_TEXTS = 65536
 _LABELS: dict[str, str] = {}
 _EUIS: dict[str, str] = {}
-JUDGED_LABELS = _LABELS  # what label remembers, looked up (never written) by `uplink_heard`
+# what label and eui_or_none remember, looked up (never written) by `uplink_heard`
+JUDGED_LABELS = _LABELS
+JUDGED_EUIS = _EUIS
 # json.loads' own decoder (the one it uses when given no options), called directly by load_json_object.
 _DECODER = json.JSONDecoder()
 
@@ -141,7 +143,14 @@ def tts_uplink_body(device_id: str, dev_eui: str | None, application_id: str, f_
 
 def load_json_object(body: bytes) -> dict[str, Any]:
     """body parsed as a JSON object, or MalformedUplink saying why not."""
-    if body[:1] == b"{" and body[1:2] != b"\x00":  # what a network server posts: UTF-8 text of an object
+    document = quick_json_object(body)
+    return document if document is not None else any_json_object(body)
+
+
+def quick_json_object(body: bytes) -> dict[str, Any] | None:
+    """body parsed as json.loads parses what a network server posts (UTF-8 text of an object, nothing after
+    it), or None for anything else, which `any_json_object` then reads or refuses as it always did."""
+    if body[:1] == b"{" and body[1:2] != b"\x00":
         # what json.loads makes of it, without its detection of the encoding (no BOM and no NUL among the
         # first two bytes: UTF-8) and its walk over leading white space (none): the decoder's own scanner
         # called as its raw_decode calls it (StopIteration: no value there), not ten calls
@@ -152,7 +161,7 @@ def load_json_object(body: bytes) -> dict[str, Any]:
                 return document
         except (StopIteration, ValueError, RecursionError):
             pass  # json.loads raises it again, and it is told as it always was
-    return any_json_object(body)
+    return None
 
 
 def any_json_object(body: bytes) -> dict[str, Any]:

@@ -11,7 +11,10 @@ reader checks them (`tts_identity`, `_port`, `_counter`, `_base64`; the rest of 
 tolerantly and refuses nothing). Every other body, and any such field not written plainly (a DevEUI
 with dashes, a port as text, a payload that is not base64, no `end_device_ids`, a simulated uplink),
 goes to the full reader, so each broken shape is refused with the reason it always had.
-tests/test_bridge_uplink_heard.py compares the two on generated bodies.
+`heard_plainly` goes further for the writer: it parses such a body itself, as event_name_of would, and
+names its kind at once (its first key is `uplink_message`), so the common body costs the writer one
+parse and a handful of calls; any body it does not take goes the way above (parsed again).
+tests/test_bridge_uplink_heard.py compares the ways on generated bodies.
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from lora_bridge.network_messages import NetworkEvent, parsed_just_now, read_network_message
-from lora_bridge.uplink_formats import JUDGED_LABELS, MAX_F_CNT, SOURCE_TTS, Uplink, label
+from lora_bridge.uplink_formats import (
+    JUDGED_EUIS,
+    JUDGED_LABELS,
+    MAX_F_CNT,
+    SOURCE_TTS,
+    Uplink,
+    eui_or_none,
+    label,
+    quick_json_object,
+)
 
 # The content type The Things Stack's JSON webhook posts (the webhook's default when none is sent).
 JSON = "application/json"
@@ -58,10 +70,25 @@ def read_to_answer(
     return read_network_message(network, event, body, content_type=content_type, path_ids=path_ids)
 
 
+def heard_plainly(network: str, body: bytes, content_type: str | None,
+                  path_ids: dict[str, Any] | None) -> UplinkHeard | None:
+    """For the writer: the UplinkHeard of a TTS uplink body as The Things Stack nearly always posts it
+    (JSON, no path ids: what `event_name_of` names "uplink_message", whatever event its path named,
+    and `read_to_answer` reads the quick way), parsed here as `load_json_object` parses it; None for
+    any other body, which the writer then names and reads as ever (`event_name_of`, `read_to_answer`)."""
+    if network != SOURCE_TTS or content_type != JSON or path_ids is not None:
+        return None
+    document = quick_json_object(body)  # load_json_object's quick way only
+    # uplink_message is the first of TTS_MESSAGE_KEYS, so a body holding it is named so
+    if document is None or "uplink_message" not in document:
+        return None
+    return _heard(document)
+
+
 def _heard(document: dict[str, Any]) -> UplinkHeard | None:
     """The UplinkHeard of a plainly written TTS uplink document (no path ids), else None (read in full).
-
-    Each field is read by subscript where the body has it (a `get` is a call, and a body has a dozen)."""
+    Fields are looked up with `in` (a left-out field reads as `dict.get` reads it), and the names and
+    DevEUIs a herd repeats are taken as `label` and `eui_or_none` judged them before."""
     message = document["uplink_message"] if "uplink_message" in document else None
     ids = document["end_device_ids"] if "end_device_ids" in document else None
     if type(message) is not dict or type(ids) is not dict or ("simulated" in document and document["simulated"] is True):
@@ -69,17 +96,17 @@ def _heard(document: dict[str, Any]) -> UplinkHeard | None:
     dev_eui = ids["dev_eui"] if "dev_eui" in ids else None
     if dev_eui is None or dev_eui == "":
         dev_eui = None
-    elif type(dev_eui) is str and len(dev_eui) == 16 and _HEX_DIGITS.issuperset(dev_eui):
-        dev_eui = dev_eui.upper()
+    elif type(dev_eui) is str:
+        try:  # a DevEUI eui_or_none judged before (only plain ones are remembered there)
+            dev_eui = JUDGED_EUIS[dev_eui]
+        except KeyError:  # (a lookup, not `in` then a lookup: another thread may empty it between the two)
+            if len(dev_eui) != 16 or not _HEX_DIGITS.issuperset(dev_eui):
+                return None  # written otherwise: the full reader judges it
+            dev_eui = eui_or_none(dev_eui, "dev_eui")
     else:
         return None
     name = ids["device_id"] if "device_id" in ids else None
-    # a name label has judged before is taken from what it remembers (`JUDGED_LABELS`), without its call
-    # (the lookup's KeyError: not judged yet, or just forgotten, and judged now)
-    try:
-        device_id = (JUDGED_LABELS[name] if type(name) is str else label(name)) or dev_eui
-    except KeyError:
-        device_id = label(name) or dev_eui
+    device_id = _label(name) or dev_eui
     if not device_id:
         return None
     f_port = message["f_port"] if "f_port" in message else 0
@@ -95,22 +122,29 @@ def _heard(document: dict[str, Any]) -> UplinkHeard | None:
         except (binascii.Error, ValueError):
             return None
     applications = ids["application_ids"] if "application_ids" in ids else None
-    application = (applications["application_id"] if type(applications) is dict and "application_id" in applications
-                   else None)
-    if application is not None:
-        try:
-            application = JUDGED_LABELS[application] if type(application) is str else label(application)
-        except KeyError:
-            application = label(application)
+    application = (applications["application_id"] if "application_id" in applications else None) \
+        if type(applications) is dict else None
     network = message["network_ids"] if "network_ids" in message else None
     return UplinkHeard(
         device_id=device_id,
         dev_eui=dev_eui,
         f_cnt=f_cnt,
-        application_id=application,
+        application_id=_label(application),
         network_scope=_first_label(network.get("tenant_id"), network.get("cluster_address"), network.get("cluster_id"))
         if type(network) is dict else None,
     )
+
+
+def _label(value: Any) -> str | None:
+    """`label(value)`, taken from what label remembers for a text judged before; None for a field left out."""
+    if value is None:
+        return None
+    if type(value) is str:
+        try:
+            return JUDGED_LABELS[value]
+        except KeyError:  # not judged yet, or just forgotten: judged now
+            pass
+    return label(value)
 
 
 def _first_label(*values: Any) -> str | None:

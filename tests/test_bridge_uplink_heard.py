@@ -17,7 +17,7 @@ from lora_bridge.bench import synthetic_bodies
 from lora_bridge.errors import MalformedUplink
 from lora_bridge.network_messages import event_name_of, read_network_message
 from lora_bridge.uplink_formats import Uplink, tts_uplink_body
-from lora_bridge.uplink_heard import UplinkHeard, read_to_answer
+from lora_bridge.uplink_heard import UplinkHeard, heard_plainly, read_to_answer
 
 # Anything a field may hold instead of what the documentation says.
 ODD_VALUES = st.recursive(
@@ -116,6 +116,18 @@ def answered(reader: Any, event: str | None, body: bytes, content_type: str | No
     return ("event", message)
 
 
+def kept_and_answered(event: str | None, body: bytes, content_type: str | None = "application/json",
+                      path_ids: dict[str, str] | None = None, *, writer: bool = True) -> tuple[Any, ...]:
+    """(the event name the journal keeps body under, its answer): as the writer has them (writer: its
+    quickest way, `heard_plainly`, first), else as event_name_of and the full reader have them."""
+    heard = heard_plainly("tts", body, content_type, path_ids) if writer else None
+    if heard is not None:
+        return "uplink_message", ("uplink", heard.source, heard.device_id, heard.dev_eui, heard.f_cnt,
+                                  heard.application_id, heard.network_scope)
+    reader = read_to_answer if writer else read_network_message
+    return event_name_of("tts", event, body), answered(reader, event, body, content_type, path_ids)
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tts_uplink_bodies(), EVENTS)
 def test_a_tts_uplink_is_answered_and_dead_lettered_as_the_full_reader_has_it(drawn, event):
@@ -126,7 +138,9 @@ def test_a_tts_uplink_is_answered_and_dead_lettered_as_the_full_reader_has_it(dr
     body = json.dumps(document, allow_nan=True).encode()
     quick = answered(read_to_answer, event, body)
     assert quick == answered(read_network_message, event, body)
+    assert kept_and_answered(event, body) == kept_and_answered(event, body, writer=False)
     if plain:
+        assert isinstance(heard_plainly("tts", body, "application/json", None), UplinkHeard)
         event_name_of("tts", event, body)
         heard = read_to_answer("tts", "uplink_message", body, content_type="application/json", path_ids=None)
         assert isinstance(heard, UplinkHeard)
@@ -142,6 +156,8 @@ def test_any_other_body_is_answered_as_the_full_reader_has_it(body, event, conte
     reader's answer or dead letter, every time."""
     assert (answered(read_to_answer, event, body, content_type, path_ids)
             == answered(read_network_message, event, body, content_type, path_ids))
+    assert (kept_and_answered(event, body, content_type, path_ids)
+            == kept_and_answered(event, body, content_type, path_ids, writer=False))
 
 
 def test_the_bench_herd_and_the_bridges_own_bodies_are_read_the_quick_way():
@@ -153,6 +169,7 @@ def test_the_bench_herd_and_the_bridges_own_bodies_are_read_the_quick_way():
         event = event_name_of("tts", None, body)
         heard = read_to_answer("tts", event, body, content_type="application/json", path_ids=None)
         assert isinstance(heard, UplinkHeard)
+        assert heard_plainly("tts", body, "application/json", None) == heard
         full = read_network_message("tts", event, body)
         assert (heard.device_id, heard.dev_eui, heard.f_cnt, heard.application_id, heard.network_scope) == (
             full.device_id, full.dev_eui, full.f_cnt, full.application_id, full.network_scope)
@@ -176,3 +193,4 @@ def test_every_broken_shape_of_a_field_the_reader_checks_is_answered_as_before()
                 target[key] = value
             body = json.dumps(document).encode()
             assert answered(read_to_answer, None, body) == answered(read_network_message, None, body), (key, value)
+            assert kept_and_answered(None, body) == kept_and_answered(None, body, writer=False), (key, value)
