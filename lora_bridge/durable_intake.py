@@ -67,6 +67,9 @@ GATHER_S = 0.02
 # applier catches up (their answers wait, so a network server slows down instead of the backlog, and
 # the time from receiving a body to its alerts, growing without bound).
 MAX_BACKLOG = 128
+# An idle writer looks again this often (answering the requests held behind a full backlog that are
+# overdue); a body handed in wakes it at once.
+WRITER_IDLE_S = 0.5
 # After the store could not take a batch from the journal, the applier tries again this much later.
 RETRY_S = 1.0
 # Collars whose device_id the writer remembers for its answers (`DurableIntake._filed_under`): a
@@ -107,6 +110,8 @@ class DurableIntake:
         self._to_apply: list[Any] = []
         self._applying = 0
         self._stopping = False
+        # Whether the writer waits on `_changed` (set and read with it held): a body handed in wakes it then.
+        self._writer_waiting = False
         self._listeners: list[AppliedListener] = []
         self.batches_written = 0
         self.batches_applied = 0
@@ -157,7 +162,10 @@ class DurableIntake:
                 settled([submission])
                 return
             self._incoming.append((submission, settled))
-            self._changed.notify_all()
+            # only the writer waits for bodies to come (the applier waits for bodies written, and for
+            # the writer's end): while it writes, it looks at `_incoming` again before it next waits
+            if self._writer_waiting:
+                self._changed.notify_all()
 
     def _left_in_journal(self) -> list[tuple[int, Submission]]:
         """Journal entries a previous run kept and did not see applied; those the store holds already
@@ -250,7 +258,11 @@ class DurableIntake:
             with self._changed:
                 while not self._stopping and (not self._incoming or self._held() >= self.max_backlog):
                     self._answer_overdue()
-                    self._changed.wait(timeout=0.5)
+                    self._writer_waiting = True
+                    try:
+                        self._changed.wait(timeout=WRITER_IDLE_S)
+                    finally:
+                        self._writer_waiting = False
                 if not self._incoming:
                     self._changed.notify_all()  # the applier sees the writer is done
                     return

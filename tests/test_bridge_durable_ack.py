@@ -566,6 +566,30 @@ def test_bodies_that_came_while_a_batch_was_applied_are_taken_at_once_not_after_
     assert (intake.batches_applied, counts["uplinks_stored"]) == (2, 2)
 
 
+@APPLIERS
+def test_a_body_that_comes_to_an_idle_writer_is_kept_and_answered_at_once(sqlite_url, applier, monkeypatch):
+    """The network server's body is answered as soon as it is kept, not when the idle writer next looks
+    (it is woken for it, beside an applier thread that waits on the same condition for written bodies)."""
+    from lora_bridge import durable_intake
+    from lora_bridge.group_commit import Submission
+
+    monkeypatch.setattr(durable_intake, "WRITER_IDLE_S", 3600.0)  # a writer not woken would wait this long
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier=applier) as bridge:
+        intake = bridge.durable_intake()
+        answered: list[Submission] = []
+        for n in range(2):
+            wait_until(lambda: intake._writer_waiting)  # noqa: SLF001 - the writer idles before each body
+            writer_idle = intake._writer_waiting  # noqa: SLF001
+            intake.submit(Submission("tts", None, uplink_body(n)), answered.extend)
+            wait_until(lambda n=n: len(answered) == n + 1)
+            assert writer_idle and len(answered) == n + 1
+        wait_until(lambda: intake.backlog() == 0)
+        backlog = intake.backlog()
+
+    assert [s.outcome().status for s in answered] == ["received"] * 2
+    assert backlog == 0
+
+
 def test_a_body_the_store_could_not_take_at_first_is_applied_from_what_the_webhook_read_not_read_again(
         sqlite_url, monkeypatch):
     # The applier a thread of the webhook's process: each body is read once there, on arrival (its
