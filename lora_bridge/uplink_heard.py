@@ -106,7 +106,8 @@ def _heard(document: dict[str, Any]) -> UplinkHeard | None:
     else:
         return None
     name = ids["device_id"] if "device_id" in ids else None
-    device_id = _label(name) or dev_eui
+    # a name the herd repeats taken as judged before, here (two calls a body less than `_label`)
+    device_id = (_LABELLED[name] if type(name) is str and name in _LABELLED else _label(name)) or dev_eui
     if not device_id:
         return None
     f_port = message["f_port"] if "f_port" in message else 0
@@ -129,7 +130,8 @@ def _heard(document: dict[str, Any]) -> UplinkHeard | None:
         device_id=device_id,
         dev_eui=dev_eui,
         f_cnt=f_cnt,
-        application_id=_label(application),
+        application_id=_LABELLED[application] if type(application) is str and application in _LABELLED
+        else _label(application),
         network_scope=_first_label(network.get("tenant_id"), network.get("cluster_address"), network.get("cluster_id"))
         if type(network) is dict else None,
     )
