@@ -106,8 +106,10 @@ def _heard(document: dict[str, Any]) -> UplinkHeard | None:
     else:
         return None
     name = ids["device_id"] if "device_id" in ids else None
-    # a name the herd repeats taken as judged before, here (two calls a body less than `_label`)
-    device_id = (_LABELLED[name] if type(name) is str and name in _LABELLED else _label(name)) or dev_eui
+    try:  # a name the herd repeats, as label judged it before, without a call (KeyError: judged now)
+        device_id = (JUDGED_LABELS[name] if type(name) is str else _label(name)) or dev_eui
+    except KeyError:
+        device_id = _label(name) or dev_eui
     if not device_id:
         return None
     f_port = message["f_port"] if "f_port" in message else 0
@@ -125,13 +127,16 @@ def _heard(document: dict[str, Any]) -> UplinkHeard | None:
     applications = ids["application_ids"] if "application_ids" in ids else None
     application = (applications["application_id"] if "application_id" in applications else None) \
         if type(applications) is dict else None
+    try:
+        application = JUDGED_LABELS[application] if type(application) is str else _label(application)
+    except KeyError:
+        application = _label(application)
     network = message["network_ids"] if "network_ids" in message else None
     return UplinkHeard(
         device_id=device_id,
         dev_eui=dev_eui,
         f_cnt=f_cnt,
-        application_id=_LABELLED[application] if type(application) is str and application in _LABELLED
-        else _label(application),
+        application_id=application,
         network_scope=_first_label(network.get("tenant_id"), network.get("cluster_address"), network.get("cluster_id"))
         if type(network) is dict else None,
     )
