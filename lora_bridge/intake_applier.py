@@ -45,6 +45,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import SecretStr
@@ -68,6 +69,10 @@ PR_SET_PDEATHSIG = 1
 # A file name here makes the child count its applying thread's Python calls (cProfile, from its "ready"
 # to its end) and write them there (pstats) as it ends: `tembo bench bridge-cpu`'s figure of the process.
 PROFILE_ENV = "TEMBO_APPLIER_PROFILE"
+# A file name here makes the child write a line of wall-clock moments for each commit it is told of,
+# each batch it gathers and applies, and each fsync and report of its release thread (JSON lines): where
+# a body's time from its arrival to its alerts goes, stage by stage (docs/bridge-scale.md).
+TRACE_ENV = "TEMBO_APPLIER_TRACE"
 
 Report = Callable[[dict[str, Any]], None]
 
@@ -206,8 +211,9 @@ class ParentLink:
     parent is gone: end after the batch in hand). Each commit's id is kept with the moment it was
     told (`told_since`), so that the applier knows how long its oldest waiting body has waited."""
 
-    def __init__(self, stdin: BinaryIO) -> None:
+    def __init__(self, stdin: BinaryIO, trace: Callable[..., None] | None = None) -> None:
         self.changed = threading.Condition()
+        self._trace = trace
         self.committed_id = 0
         self.stop_asked = False
         self.parent_gone = False
@@ -233,6 +239,8 @@ class ParentLink:
                 elif text.isdigit() and int(text) > self.committed_id:
                     self.committed_id = int(text)
                     self._told.append((self.committed_id, time.monotonic()))
+                    if self._trace is not None:
+                        self._trace("told", id=self.committed_id)
                 self.changed.notify_all()
         with self.changed:
             self.parent_gone = not self.stop_asked
@@ -255,7 +263,6 @@ def run_child(parent_pid: int) -> int:
     """The applier process: apply what the webhook process keeps for the store named by the settings on
     stdin (a SQLite store's journal, a PostgreSQL store's raw rows `received`) until the parent says
     stop (or dies)."""
-    from pathlib import Path
 
     from sqlalchemy.engine import make_url
 
@@ -299,7 +306,8 @@ def run_child(parent_pid: int) -> int:
     wakes: list[list[int] | None] = []
     bridge.outbox_wakes = wakes.append
     work = count_writes(bridge.db)
-    link = ParentLink(stdin)
+    trace = _tracer(os.environ.get(TRACE_ENV))
+    link = ParentLink(stdin, trace)
     writing = threading.Lock()  # reports come from the main thread and the release thread
 
     def write(message: dict[str, Any]) -> None:
@@ -319,6 +327,8 @@ def run_child(parent_pid: int) -> int:
 
     def send(batch: Committed) -> None:
         write({**batch.report, "committed_at": time.time()})
+        if trace is not None:
+            trace("reported", ids=batch.intake_ids)
 
     def report(applied: list[int], batch: bool, left: list[int] | None = None) -> None:
         send(taken_report(applied, batch, left))
@@ -338,9 +348,9 @@ def run_child(parent_pid: int) -> int:
         profiler.enable()
     try:
         if journal is not None:
-            sync = (lambda: sync_wal(store_path)) if store_path is not None else None
+            sync = _traced_sync(store_path, trace) if store_path is not None else None
             release = JournalRelease(sync, journal.remove, send)
-            return _apply_journal(bridge, journal, link, release, taken_report, said, wakes)
+            return _apply_journal(bridge, journal, link, release, taken_report, said, wakes, trace)
         return _apply_received_rows(bridge, link, report, said)
     finally:
         if profiler is not None:
@@ -386,8 +396,37 @@ def _gathered(link: ParentLink, last_taken: int, waiting: int) -> tuple[int, boo
         return link.committed_id, link.stop_asked, link.parent_gone
 
 
+def _tracer(to: str | None) -> Callable[..., None] | None:
+    """A writer of the trace's lines to the file named `to` (TRACE_ENV), or None when there is none."""
+    if not to:
+        return None
+    out = open(to, "a", buffering=1)  # noqa: SIM115 - open as long as the process
+    lock = threading.Lock()
+
+    def trace(what: str, **fields: Any) -> None:
+        line = json.dumps({"what": what, "at": time.time(), **fields})
+        with lock:
+            out.write(line + "\n")
+
+    return trace
+
+
+def _traced_sync(store_path: Path, trace: Callable[..., None] | None) -> Callable[[], None]:
+    """The release thread's fsync of the store, its start and end traced when there is a trace."""
+    if trace is None:
+        return lambda: sync_wal(store_path)
+
+    def sync() -> None:
+        trace("sync_start")
+        sync_wal(store_path)
+        trace("synced")
+
+    return sync
+
+
 def _apply_journal(bridge: Any, journal: Any, link: ParentLink, release: JournalRelease,
-                   taken_report: Callable[..., Committed], said: Reporter, wakes: list[Any]) -> int:
+                   taken_report: Callable[..., Committed], said: Reporter, wakes: list[Any],
+                   trace: Callable[..., None] | None = None) -> int:
     """A SQLite store's journal, applied in batches (`durable_intake.apply_entries`), each batch's
     entries let go by release once the store's commit is on disk; entries the store could not take are
     tried again RETRY_S later."""
@@ -405,7 +444,11 @@ def _apply_journal(bridge: Any, journal: Any, link: ParentLink, release: Journal
     last_taken = max([i for i, _ in waiting] + held + [0])
     retry = waiting
     while True:
+        if trace is not None:
+            trace("gathering")
         _committed, stopping, gone = _gathered(link, last_taken, len(retry))
+        if trace is not None:
+            trace("gathered")
         fresh = journal.entries(after_id=last_taken, limit=max(0, MAX_APPLY - len(retry)))
         taken = retry + [(e.intake_id, _submission_of(e)) for e in fresh]
         if fresh:
@@ -414,10 +457,16 @@ def _apply_journal(bridge: Any, journal: Any, link: ParentLink, release: Journal
             if stopping:
                 return 0
             continue
+        if trace is not None:
+            trace("applying", ids=[i for i, _ in taken])
         stored, refused = apply_entries(bridge, journal, taken, remove=not release.asynchronous)
+        if trace is not None:
+            trace("applied", ids=stored)
         if stored or wakes:
             batch = taken_report(stored, batch=bool(stored))
             release.committed(batch if release.asynchronous else Committed([], batch.report))
+            if trace is not None:
+                trace("handed", ids=stored)
         retry = refused
         if gone:
             return 0
