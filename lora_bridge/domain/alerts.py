@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from lora_bridge.domain import rules_crossings
 from lora_bridge.errors import InvalidRequest, InvalidTransition, InvalidVerdict, UnknownAlert
+from lora_bridge.store import bulk
 from lora_bridge.store.ids import id_where_inserts_go_one_by_one, take_id
 from lora_bridge.store.tables import Alert, AlertEvent
 from lora_bridge.store.transaction_info import held_until_transaction_end
@@ -328,9 +329,10 @@ ALERTS_READ_AHEAD = held_until_transaction_end("tembo_alerts_read_ahead")
 
 
 @cache
-def _alerts_ahead_read() -> Any:
+def _alerts_ahead_read(size: int) -> Any:
+    """`read_collar_alerts_ahead`'s statement, built once per count bucket of the collars (`bulk.in_list`)."""
     return select(Alert).where(
-        Alert.device_id.in_(bindparam("device_ids", expanding=True)),
+        bulk.in_list(Alert.device_id, "device", size),
         or_(Alert.open_key.is_not(None),
             and_(Alert.source == SOURCE_COLLAR, Alert.time >= bindparam("earliest"), Alert.time <= bindparam("latest"))),
     )
@@ -349,8 +351,9 @@ def read_collar_alerts_ahead(session: Session, device_ids: list[str], times: lis
         return
     earliest, latest = min(times) - REPEAT_SLACK, max(times) + REPEAT_SLACK
     found: dict[str, list[Alert]] = {device_id: [] for device_id in device_ids}
-    for alert in session.scalars(_alerts_ahead_read(), {"device_ids": device_ids, "earliest": earliest,
-                                                        "latest": latest}):
+    size = bulk.in_list_size(len(device_ids))
+    for alert in session.scalars(_alerts_ahead_read(size), {**bulk.in_list_values("device", list(device_ids), size),
+                                                            "earliest": earliest, "latest": latest}):
         found[alert.device_id].append(alert)
     session.info[ALERTS_READ_AHEAD] = _AlertsReadAhead(frozenset(device_ids), earliest, latest, found)
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from operator import attrgetter
 from typing import Any
 
@@ -170,13 +171,18 @@ def cursor_of(device_id: str, row: Any) -> Cursor:
     return Cursor(device_id, True, row[1], row[2], row[3])
 
 
-# `read_cursors`' statement, built once (the collars an expanding parameter)
-_CURSORS_READ = select(*CURSOR_COLUMNS).where(RuleCursor.device_id.in_(bindparam("device_ids", expanding=True)))
+@cache
+def _cursors_read(size: int) -> Any:
+    """`read_cursors`' statement, built once per count bucket of the collars (`bulk.in_list`): every
+    batch runs it, and an expanding parameter renders its IN list again at every execution."""
+    return select(*CURSOR_COLUMNS).where(bulk.in_list(RuleCursor.device_id, "device", size))
 
 
 def read_cursors(session: Session, device_ids: list[str]) -> dict[str, Cursor]:
     """The stored cursors of these collars by collar (a collar with none is left out), as plain values."""
-    rows = bulk.read_columns(session, _CURSORS_READ, {"device_ids": device_ids}, _CURSORS)
+    size = bulk.in_list_size(len(device_ids))
+    rows = bulk.read_columns(session, _cursors_read(size), bulk.in_list_values("device", list(device_ids), size),
+                             _CURSORS)
     return {row[0]: cursor_of(row[0], row) for row in rows}
 
 

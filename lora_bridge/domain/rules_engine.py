@@ -30,6 +30,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -203,28 +204,29 @@ class _CollarsRead:
     first_tracks: dict[str, list[tuple[int, datetime, float, float]]] | None = None
 
 
-_COLLARS_READS: dict[str, Any] = {}
-
-
-def _collars_reads() -> dict[str, Any]:
-    """The statements of `_read_collars`, built once (the collars an expanding parameter): every batch
-    runs them, and building a statement costs more than its cached compilation."""
-    if not _COLLARS_READS:
-        theirs = bindparam("device_ids", expanding=True)
-        _COLLARS_READS["collars"] = (
+@cache
+def _collars_reads(size: int) -> dict[str, Any]:
+    """The statements of `_read_collars`, built once per count bucket of the collars (`bulk.in_list`):
+    every batch runs them, building a statement costs more than its cached compilation, and an
+    expanding parameter renders the IN list again at every execution."""
+    return {
+        "collars": (
             select(Device, Animal, *CURSOR_COLUMNS)
             .outerjoin(Animal, Animal.device_id == Device.device_id)
             .outerjoin(RuleCursor, RuleCursor.device_id == Device.device_id)
-            .where(Device.device_id.in_(theirs))
-        )
-        _COLLARS_READS["open_alerts"] = (
-            select(Alert).where(Alert.device_id.in_(theirs), Alert.open_key.is_not(None)).order_by(Alert.id)
-        )
-    return _COLLARS_READS
+            .where(bulk.in_list(Device.device_id, "device", size))
+        ),
+        "open_alerts": (
+            select(Alert).where(bulk.in_list(Alert.device_id, "device", size), Alert.open_key.is_not(None))
+            .order_by(Alert.id)
+        ),
+    }
 
 
 def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]) -> _CollarsRead:
-    reads = _collars_reads()
+    size = bulk.in_list_size(len(device_ids))
+    reads = _collars_reads(size)
+    theirs = bulk.in_list_values("device", list(device_ids), size)
     held = _collars_held(session, device_ids)
     if held is not None:  # only their cursors are read
         cursors = read_cursors(session, device_ids)
@@ -233,13 +235,13 @@ def _read_collars(session: Session, runtime: RulesRuntime, device_ids: list[str]
     else:
         rows = {
             row[0].device_id: (row[0], row[1], cursor_of(row[0].device_id, row[2:]))
-            for row in session.execute(reads["collars"], {"device_ids": device_ids})
+            for row in session.execute(reads["collars"], theirs)
         }
     profiles = {device_id: runtime.profile(device, animal) for device_id, (device, animal, _) in rows.items()}
     fence_version = geofences.fence_version(session)
     open_alerts: dict[str, list[Alert]] = {}
     with session.no_autoflush:
-        for alert in session.scalars(reads["open_alerts"], {"device_ids": device_ids}):
+        for alert in session.scalars(reads["open_alerts"], theirs):
             open_alerts.setdefault(alert.device_id, []).append(alert)
     read = _CollarsRead(frozenset(device_ids), rows, profiles, fence_version, open_alerts,
                         _read_readings(session, profiles, rows))
@@ -309,22 +311,20 @@ class _TracksRead:
 
 
 TRACKS_AT_ONCE_ROWS = 20_000  # past this many fixes the collars of a batch read their tracks one by one
-_TRACKS_READ: Any = None
 
 
-def _tracks_read() -> Any:
-    """The usual track read of several collars at once, built once (their ids an expanding parameter):
-    the two index ranges of `_usual_track_read` for each collar, with the batch's widest bounds."""
-    global _TRACKS_READ
-    if _TRACKS_READ is None:
-        columns = (Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
-        theirs = Position.device_id.in_(bindparam("device_ids", expanding=True))
-        both = union(
-            select(*columns).where(theirs, Position.time >= bindparam("since")),
-            select(*columns).where(theirs, Position.id > bindparam("newer_than")),
-        ).subquery("tracks")
-        _TRACKS_READ = select(*both.c).limit(bindparam("most"))
-    return _TRACKS_READ
+@cache
+def _tracks_read(size: int) -> Any:
+    """The usual track read of several collars at once, built once per count bucket of the collars
+    (`bulk.in_list`, both ranges binding the same values): the two index ranges of `_usual_track_read`
+    for each collar, with the batch's widest bounds."""
+    columns = (Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
+    theirs = bulk.in_list(Position.device_id, "device", size)
+    both = union(
+        select(*columns).where(theirs, Position.time >= bindparam("since")),
+        select(*columns).where(theirs, Position.id > bindparam("newer_than")),
+    ).subquery("tracks")
+    return select(*both.c).limit(bindparam("most"))
 
 
 def _read_tracks(
@@ -349,8 +349,10 @@ def _read_tracks(
         return None
     since = min(b[0] for b in taken.values())
     newer_than = min(b[1] for b in taken.values())
-    found = bulk.read_columns(session, _tracks_read(), {
-        "device_ids": list(taken), "since": since, "newer_than": newer_than, "most": TRACKS_AT_ONCE_ROWS + 1,
+    size = bulk.in_list_size(len(taken))
+    found = bulk.read_columns(session, _tracks_read(size), {
+        **bulk.in_list_values("device", list(taken), size),
+        "since": since, "newer_than": newer_than, "most": TRACKS_AT_ONCE_ROWS + 1,
     }, _POSITIONS)
     by_collar = _fixes_by_collar(found, taken)
     if by_collar is None:
@@ -417,12 +419,14 @@ def _never_judged(cursor: Cursor) -> bool:
     return cursor.position_id is None and cursor.position_time is None
 
 
-# `_read_first_tracks`' statement, built once (the collars an expanding parameter)
-_FIRST_TRACKS_READ = (
-    select(Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
-    .where(Position.device_id.in_(bindparam("device_ids", expanding=True)))
-    .limit(bindparam("most"))
-)
+@cache
+def _first_tracks_read(size: int) -> Any:
+    """`_read_first_tracks`' statement, built once per count bucket of the collars (`bulk.in_list`)."""
+    return (
+        select(Position.device_id, Position.id, Position.time, Position.lat, Position.lon)
+        .where(bulk.in_list(Position.device_id, "device", size))
+        .limit(bindparam("most"))
+    )
 
 
 def _read_first_tracks(
@@ -434,7 +438,9 @@ def _read_first_tracks(
     fresh = [device_id for device_id, (_, _, cursor) in rows.items() if _never_judged(cursor)]
     if not fresh:
         return None
-    found = bulk.read_columns(session, _FIRST_TRACKS_READ, {"device_ids": fresh, "most": TRACKS_AT_ONCE_ROWS + 1},
+    size = bulk.in_list_size(len(fresh))
+    found = bulk.read_columns(session, _first_tracks_read(size),
+                              {**bulk.in_list_values("device", fresh, size), "most": TRACKS_AT_ONCE_ROWS + 1},
                               _POSITIONS)
     return _fixes_by_collar(found, fresh)
 
