@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, literal_column, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from collar_firmware import config as collar_config
@@ -617,14 +617,8 @@ def any_running(session: Session) -> bool:
 _CAMPAIGNS = frozenset({UpdateCampaign.__table__})
 
 
-def _rendered_once(states: tuple[str, ...]) -> list[Any]:
-    """A fixed list of states as SQL literals, rendered with the statement's cached compilation: an
-    `in_` of plain values is an expanding parameter, its list rendered again at every execution."""
-    return [literal_column("'" + state.replace("'", "''") + "'") for state in states]
-
-
 # every batch asks it (`pipeline.read_batch_start`): its states rendered once
-_RUNNING_IDS = select(UpdateCampaign.id).where(UpdateCampaign.state.in_(_rendered_once(ACTIVE)))
+_RUNNING_IDS = select(UpdateCampaign.id).where(UpdateCampaign.state.in_(bulk.fixed_texts(ACTIVE)))
 _ANY_RUNNING_READ = _RUNNING_IDS.limit(1)
 # the same question as one column of another statement (`pipeline.read_batch_start`), its answer put
 # in session.info[ANY_RUNNING]

@@ -39,12 +39,13 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal_column, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from collar_firmware import codec as wire
 from lora_bridge.domain import alerts
 from lora_bridge.errors import InvalidCommand, InvalidCommandValues
+from lora_bridge.store import bulk
 from lora_bridge.store.ids import take_id
 from lora_bridge.store.tables import Alert, Downlink, DownlinkTransmission, RawUplink
 from lora_bridge.store.unflushed import read_with_new
@@ -291,16 +292,10 @@ def _same_bytes_read() -> Any:
         .where(
             Downlink.device_id == bindparam("device_id"),
             Downlink.payload == bindparam("payload"),
-            Downlink.state.in_(_rendered_once((STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_ACKNOWLEDGED))),
+            Downlink.state.in_(bulk.fixed_texts((STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_ACKNOWLEDGED))),
         )
         .order_by(Downlink.id.desc())
     )
-
-
-def _rendered_once(states: tuple[str, ...]) -> list[Any]:
-    """A fixed list of states as SQL literals, rendered with the statement's cached compilation: an
-    `in_` of plain values is an expanding parameter, its list rendered again at every execution."""
-    return [literal_column("'" + state.replace("'", "''") + "'") for state in states]
 
 
 def _ack_on_its_way(sent: list[Downlink], since: datetime) -> Downlink | None:

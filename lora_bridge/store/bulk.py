@@ -22,7 +22,7 @@ from functools import cache
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, event, false, insert, inspect, select
+from sqlalchemy import Connection, Table, bindparam, event, false, insert, inspect, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
@@ -302,6 +302,12 @@ def in_list_size(count: int) -> int:
             return size
     largest = IN_LIST_SIZES[-1]
     return -(-count // largest) * largest
+
+
+def fixed_texts(texts: tuple[str, ...]) -> list[Any]:
+    """A fixed list of texts (states) as SQL literals, rendered with the statement's cached compilation:
+    an `in_` of plain values is an expanding parameter, its list rendered again at every execution."""
+    return [literal_column("'" + text.replace("'", "''") + "'") for text in texts]
 
 
 def in_list(column: Any, name: str, size: int) -> Any:
