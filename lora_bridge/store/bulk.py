@@ -21,6 +21,7 @@ from datetime import datetime
 from functools import cache
 from operator import itemgetter
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Table, bindparam, event, false, insert, inspect, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -404,7 +405,7 @@ def _before_a_statement(state: Any) -> None:
     options = state.execution_options
     if (not queued and not deferred) or options.get(QUEUED_INSERT) or options.get(TOUCHES_NO_ROWS):
         return
-    tables = {mapper.local_table for mapper in state.all_mappers} if state.is_select else set()
+    tables = _tables_read(state) if state.is_select else frozenset()
     if not tables:  # a change, or a read the mappers do not name: everything goes in first
         write_queued(state.session)
         return
@@ -415,6 +416,22 @@ def _before_a_statement(state: Any) -> None:
         # back when foreign keys are checked at the commit, so each is still inserted once, in its
         # final state, rather than inserted now and updated by every later change of the batch.
         write_queued(state.session, deferred=False)
+
+
+# The tables an ORM read names, by the statement object read (kept only while that object lives):
+# SQLAlchemy's statements never change once built, and the batch's reads are built once and executed
+# again, while asking the mappers of one costs some fifty Python calls each time.
+_TABLES_READ: WeakKeyDictionary[Any, frozenset[Table]] = WeakKeyDictionary()
+
+
+def _tables_read(state: Any) -> frozenset[Table]:
+    """The tables of the mappers an ORM read names (`ORMExecuteState.all_mappers`), once a statement."""
+    statement = state.statement
+    tables = _TABLES_READ.get(statement)
+    if tables is None:
+        tables = frozenset(mapper.local_table for mapper in state.all_mappers)
+        _TABLES_READ[statement] = tables
+    return tables
 
 
 @event.listens_for(Session, "before_flush")
