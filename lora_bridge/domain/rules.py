@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -49,9 +49,11 @@ FORECAST_HORIZON_DAYS = 20 * 365  # past a collar's service life a battery date 
 
 def collar_setting(device: Device, name: str) -> int:
     """The collar's setting `name`: what it last reported (port 3), else the firmware default."""
-    reported = (device.reported_settings or {}).get(name)
-    if isinstance(reported, int) and not isinstance(reported, bool):
-        return reported
+    reported = device.reported_settings
+    if reported:  # a collar that reported none (most of a herd) takes the default with no look
+        value = reported.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
     return int(COLLAR_DEFAULTS[name])
 
 
@@ -75,8 +77,11 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
     """Raise low_battery when the collar's last battery reading is under its own threshold; the alert id.
     fitted_at: when the animal wearing it was fitted with it (a low battery a ranger resolved before
     was another animal's, and does not keep this one's quiet)."""
-    threshold_mv = low_battery_threshold_mv(device)
-    if device.battery_mv is None or device.battery_mv >= threshold_mv:
+    battery_mv = device.battery_mv
+    if battery_mv is None:
+        return None
+    threshold_mv = collar_setting(device, "low_battery_mv")  # low_battery_threshold_mv, one call less
+    if battery_mv >= threshold_mv:
         return None
     if alerts.open_alert(session, device.device_id, LOW_BATTERY) is None and _still_low_since_closed(
         session, device, LOW_BATTERY, fitted_at
@@ -91,7 +96,7 @@ def check_battery(session: Session, device: Device, animal_id: int | None, time:
         time=time,
         evidence={
             "rule": "battery reading below the collar's low_battery_mv",
-            "battery_mv": device.battery_mv,
+            "battery_mv": battery_mv,
             "threshold_mv": threshold_mv,
         },
     )
@@ -236,7 +241,9 @@ def queue_reading(session: Session, device_id: str, time: datetime, battery_mv: 
 def reading_row(device_id: str, time: datetime, battery_mv: int) -> dict[str, Any]:
     """The `battery_readings` row of one reading: its time also as seconds since 1970 (UTC), which the
     trend's sums read."""
-    return {"device_id": device_id, "time": time, "battery_mv": battery_mv, "epoch_s": as_utc(time).timestamp()}
+    # An aware time's timestamp is its instant whatever its zone (as_utc's astimezone adds nothing).
+    epoch_s = (time if time.tzinfo is not None else time.replace(tzinfo=UTC)).timestamp()
+    return {"device_id": device_id, "time": time, "battery_mv": battery_mv, "epoch_s": epoch_s}
 
 
 @dataclass(frozen=True)
