@@ -1342,6 +1342,11 @@ def _corroborate(session: Session, device: Device, profile: RuleProfile, steps: 
             corroborate(session, alert, device, profile)
 
 
+# The fixed lists of the timer's read of the alerts to weigh again, rendered once with its statement.
+_CORROBORATED_TEXTS = bulk.fixed_texts(CORROBORATED_TYPES)
+_OPEN_STATE_TEXTS = bulk.fixed_texts(alerts.OPEN_STATES)
+
+
 def refresh_corroboration(session: Session, runtime: RulesRuntime, now: datetime) -> int:
     """Weigh again every open poaching-risk / mortality alert still inside its window (herd mates'
     data arrives after the alert); how many were weighed."""
@@ -1349,7 +1354,7 @@ def refresh_corroboration(session: Session, runtime: RulesRuntime, now: datetime
     # The collars' cursors first (`rules_cursors`' lock order); a collar busy in an ingest batch is
     # weighed there (its rules corroborate its open alerts) or at the next round.
     for alert in alerts_of_free_collars(
-        session, Alert.alert_type.in_(CORROBORATED_TYPES), Alert.state.in_(alerts.OPEN_STATES)
+        session, Alert.alert_type.in_(_CORROBORATED_TEXTS), Alert.state.in_(_OPEN_STATE_TEXTS)
     ):
         device = session.get(Device, alert.device_id)
         animal = session.get(Animal, alert.animal_id) if alert.animal_id else None
