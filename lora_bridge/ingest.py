@@ -33,6 +33,7 @@ from lora_bridge.errors import (
 from lora_bridge.network_messages import CollarNamed, collar_named
 from lora_bridge.store import bulk
 from lora_bridge.store.database import Database
+from lora_bridge.store.row_values import set_columns
 from lora_bridge.store.tables import DeadLetter, RawUplink
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.utc import as_utc, utc_now
@@ -476,11 +477,10 @@ def _merge_gateways(first: RawUplink, copy: RawUplink) -> None:
     known = {g.get("gateway_id") for g in first.gateways or []}
     merged = list(first.gateways or [])
     merged.extend(g for g in copy.gateways or [] if g.get("gateway_id") not in known)
-    first.gateways = merged
     rssi = [g["rssi_dbm"] for g in merged if g.get("rssi_dbm") is not None]
     snr = [g["snr_db"] for g in merged if g.get("snr_db") is not None]
-    first.best_rssi_dbm = max(rssi) if rssi else first.best_rssi_dbm
-    first.best_snr_db = max(snr) if snr else first.best_snr_db
+    set_columns(first, {"gateways": merged, "best_rssi_dbm": max(rssi) if rssi else first.best_rssi_dbm,
+                        "best_snr_db": max(snr) if snr else first.best_snr_db})
 
 
 def dead_letter(

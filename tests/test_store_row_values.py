@@ -5,9 +5,10 @@ column defaults of a row just made."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import inspect
 
 from lora_bridge.store.database import open_database
-from lora_bridge.store.row_values import ColumnReads
+from lora_bridge.store.row_values import ColumnReads, set_columns
 from lora_bridge.store.tables import Device
 
 READS = ColumnReads("device_id", "label", "last_f_cnt", "network")
@@ -37,3 +38,27 @@ def test_reads_match_attributes_changed_expired_and_new(sqlite_url: str) -> None
 def test_one_column_is_refused() -> None:
     with pytest.raises(ValueError):
         ColumnReads("label")
+
+
+def test_changes_set_together_are_the_changes_the_attributes_make_and_the_flush_writes(sqlite_url: str) -> None:
+    db = open_database(sqlite_url)
+    try:
+        with db.write() as session:
+            session.add(Device(device_id="c1", reported_settings={}, session=0, label="old"))
+            session.add(Device(device_id="c2", reported_settings={}, session=0, label="old"))
+        with db.write() as session:
+            together, one_by_one = session.get(Device, "c1"), session.get(Device, "c2")
+            set_columns(together, {"label": "new", "last_f_cnt": 9, "flags": {"moving": True}})
+            one_by_one.label, one_by_one.last_f_cnt, one_by_one.flags = "new", 9, {"moving": True}
+            for name in ("label", "last_f_cnt", "flags"):
+                assert inspect(together).attrs[name].history == inspect(one_by_one).attrs[name].history
+            assert together in session.dirty
+            made = Device(device_id="c3", reported_settings={}, session=0)
+            set_columns(made, {"label": "made", "last_f_cnt": 1})
+            session.add(made)
+        with db.read() as session:
+            rows = {d.device_id: (d.label, d.last_f_cnt, d.flags) for d in session.query(Device)}
+        assert rows["c1"] == rows["c2"] == ("new", 9, {"moving": True})
+        assert rows["c3"][:2] == ("made", 1)
+    finally:
+        db.dispose()

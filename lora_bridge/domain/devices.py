@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from lora_bridge.errors import InvalidHerdChange, MalformedUplink, UnknownDevice
 from lora_bridge.store import bulk
 from lora_bridge.store.ids import take_id
-from lora_bridge.store.row_values import ColumnReads
+from lora_bridge.store.row_values import ColumnReads, set_columns
 from lora_bridge.store.tables import Animal, CollarFitting, Device
 from lora_bridge.uplink_formats import Uplink, eui_or_none
 
@@ -361,15 +361,19 @@ def device_for_uplink(session: Session, uplink: Uplink, heard_at: datetime, reso
         reads = _HEARD_READS(device)
     _, last_seen, last_f_cnt, last_rssi_dbm, last_snr_db = reads
     if last_seen is None or heard_at >= last_seen:
-        # set only what changes (see resolve_device): the values were read with last_seen, for no call
+        # set only what changes (see resolve_device): the values were read with last_seen, for no call;
+        # the changes set together (`set_columns`)
+        changes = {}
         if last_seen != heard_at:
-            device.last_seen = heard_at
+            changes["last_seen"] = heard_at
         if last_f_cnt != uplink.f_cnt:
-            device.last_f_cnt = uplink.f_cnt
+            changes["last_f_cnt"] = uplink.f_cnt
         if last_rssi_dbm != uplink.best_rssi_dbm:
-            device.last_rssi_dbm = uplink.best_rssi_dbm
+            changes["last_rssi_dbm"] = uplink.best_rssi_dbm
         if last_snr_db != uplink.best_snr_db:
-            device.last_snr_db = uplink.best_snr_db
+            changes["last_snr_db"] = uplink.best_snr_db
+        if changes:
+            set_columns(device, changes)
     return device
 
 
@@ -471,18 +475,19 @@ def apply_status(device: Device, fields: dict[str, Any], time: datetime, codec: 
     status_time = held["status_time"]
     if status_time is not None and time < status_time:
         return  # an older status arriving late (store-and-forward) does not overwrite a newer one
-    if status_time != time:
-        device.status_time = time
+    changes: dict[str, Any] = {} if status_time == time else {"status_time": time}
     for name in STATUS_FIELDS:
         if name in fields:
             value = fields[name]
             if name == "fw_version" and value is not None:
                 value = str(value)
             if held[name] != value:  # set only what changes (see resolve_device)
-                setattr(device, name, value)
+                changes[name] = value
     flags = {name: bool(fields[name]) for name in status_flag_names(codec) if name in fields}
     if held["flags"] != flags:
-        device.flags = flags
+        changes["flags"] = flags
+    if changes:
+        set_columns(device, changes)  # together, not one attribute's call each
 
 
 _STATUS_READ_NAMES = ("status_time", "flags", *STATUS_FIELDS)

@@ -29,3 +29,15 @@ class ColumnReads:
             return self._from_dict(row.__dict__)
         except KeyError:
             return self._from_row(row)
+
+
+def set_columns(row: Any, changes: dict[str, Any]) -> None:
+    """row.<name> = value for each name, value of changes, as each mapped attribute sets it: the same
+    setter (the old value kept in the row's history for the flush to write, the attribute's events
+    fired), called straight from the row's state without the attribute's own call around it (a collar's
+    row takes several changes an uplink)."""
+    state = row._sa_instance_state
+    attributes = state.manager  # the class's attributes by name (a dict)
+    values = row.__dict__
+    for name, value in changes.items():
+        attributes[name].impl.set(state, values, value, None)
