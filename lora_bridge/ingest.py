@@ -398,6 +398,9 @@ def claim(session: Session, raw: RawUplink, uplink: Uplink, device_id: str, sess
     return Claim(uplink, first.id)
 
 
+_NOT_HELD = object()  # claim_key: a column not in the row's dict
+
+
 def claim_key(session: Session, raw: RawUplink, key: str, fresh_after: datetime | None = None,
               in_store: bool = True) -> RawUplink | None:
     """Claim key (one delivered message however often it came: `dedup_key`, a network event's,
@@ -407,7 +410,8 @@ def claim_key(session: Session, raw: RawUplink, key: str, fresh_after: datetime 
     stopped retrying it) is no first copy: raw is a message of its own and takes the key over, so
     that its own retries find it. in_store False: the store cannot hold the key (only this unit of
     work's copies are looked at)."""
-    if raw.dedup_key == key:
+    held = raw.__dict__.get("dedup_key", _NOT_HELD)  # the loaded column, read without the attribute's call
+    if (raw.dedup_key if held is _NOT_HELD else held) == key:  # (one the row does not hold: the attribute)
         return None  # replaying a body that already holds its claim
     claimed = session.info.setdefault(CLAIMED_KEYS, {})  # key -> its first copy, in this unit of work
     first = claimed.get(key)
@@ -418,7 +422,8 @@ def claim_key(session: Session, raw: RawUplink, key: str, fresh_after: datetime 
         _retire_key(session, first, key)
         first = None
     if first is None:
-        if (not in_store or session.get_bind().dialect.name == "sqlite"
+        bind = session.bind  # the engine (or connection) the session was opened on; asked for when none
+        if (not in_store or (bind if bind is not None else session.get_bind()).dialect.name == "sqlite"
                 or key in session.info.get(LOCKED_KEYS, ())):
             # A SQLite write transaction (BEGIN IMMEDIATE) excludes every other writer until it
             # commits, on PostgreSQL a key the batch locked (`lock_keys`) waits for this commit, and
