@@ -420,12 +420,18 @@ def _flush_unless_keys_checked_at_commit(session: Session) -> None:
 def ensure_animal(session: Session, device: Device) -> Animal:
     """The animal wearing device; a placeholder named after the collar until one is registered."""
     known = session.info.setdefault(ANIMALS_BY_DEVICE, {})  # device id -> animal, for this unit of work
-    device_id = device.device_id
+    # the loaded rows' columns read from their dicts without the attributes' calls (every uplink); a column
+    # a row does not hold (an expired row) through its attribute, as `ColumnReads` does
+    held = device.__dict__
+    device_id = held["device_id"] if "device_id" in held else device.device_id
     animal = known.get(device_id)
     # A collar this unit of work created has no stored animal to read (an animal refers to a stored
     # collar): only one made here, which `known` holds.
     first_heard = animal is None and device_id in session.info.get(CREATED, ())
-    if not first_heard and (animal is None or animal.device_id != device_id):
+    if animal is not None:
+        held = animal.__dict__
+        worn = held["device_id"] if "device_id" in held else animal.device_id
+    if not first_heard and (animal is None or worn != device_id):
         with session.no_autoflush:  # animals made in this unit of work are in `known`
             animal = session.scalars(select(Animal).where(Animal.device_id == device.device_id)).first()
     if animal is None:
