@@ -33,8 +33,11 @@ def read_with_new(session: Session, statement: Any, params: dict[str, Any], mode
     if changed and any(matches(obj) for obj in changed):
         found = list(session.scalars(statement, params))  # autoflush: the store then holds every change
     else:
-        with session.no_autoflush:
+        autoflush, session.autoflush = session.autoflush, False  # what session.no_autoflush does, in place
+        try:
             found = list(session.scalars(statement, params))
+        finally:
+            session.autoflush = autoflush
     new = [obj for obj in _of_model(session.new, model) if matches(obj)]
     if not new:
         return found
