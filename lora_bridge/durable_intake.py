@@ -367,9 +367,7 @@ class DurableIntake:
         filed_by_name = self._filed_by_name(nameless) if nameless else {}
         journal = self.journal is not None
         for submission, message, kept_id, dev_eui in zip(kept, messages, ids, euis, strict=True):
-            if type(message) is UplinkHeard:
-                device_id, f_cnt, kind = message.device_id, message.f_cnt, None
-            elif isinstance(message, Uplink):
+            if type(message) is UplinkHeard or isinstance(message, Uplink):
                 device_id, f_cnt, kind = message.device_id, message.f_cnt, None
             else:
                 device_id, f_cnt, kind = getattr(message, "device_id", None), None, getattr(message, "kind", None)
