@@ -24,17 +24,21 @@ def test_the_applier_takes_the_lock_at_its_first_try_after_the_webhook_commits(t
     webhook.execute("BEGIN IMMEDIATE")
     webhook.execute("INSERT INTO bodies (body) VALUES (x'7b7d')")
     committed = threading.Event()
-    tries: list[tuple[str, bool]] = []  # (statement, whether the webhook had committed when it was tried)
+    # (statement, whether the webhook had surely committed when it was tried, whether the try took the lock)
+    tries: list[tuple[str, bool, bool]] = []
     third_failure = threading.Event()
 
     def execute(statement: str):
-        tries.append((statement, committed.is_set()))
+        after_commit = committed.is_set()
         try:
-            return applier.execute(statement)
+            result = applier.execute(statement)
         except sqlite3.OperationalError:
-            if sum(s == "BEGIN IMMEDIATE" for s, _ in tries) >= 3:
+            tries.append((statement, after_commit, False))
+            if sum(s == "BEGIN IMMEDIATE" for s, _, _ in tries) >= 3:
                 third_failure.set()
             raise
+        tries.append((statement, after_commit, True))
+        return result
 
     def webhook_commits_after_three_tries() -> None:
         third_failure.wait(10)
@@ -48,9 +52,11 @@ def test_the_applier_takes_the_lock_at_its_first_try_after_the_webhook_commits(t
     applier.execute("DELETE FROM bodies")
     applier.execute("COMMIT")
 
-    begins = [after for statement, after in tries if statement == "BEGIN IMMEDIATE"]
-    assert len(begins) >= 4 and begins[-1]  # it kept trying itself, and took the lock once it was free
-    assert not any(after for after in begins[:-1])  # no try after the commit failed
+    begins = [(after, took) for statement, after, took in tries if statement == "BEGIN IMMEDIATE"]
+    # it kept trying itself while the webhook held the lock, and the one try that took it was the last
+    assert len(begins) >= 4 and [took for _, took in begins] == [False] * (len(begins) - 1) + [True]
+    # a try made once the commit had surely happened never failed (a try racing the commit may go either way)
+    assert not any(after and not took for after, took in begins)
     assert applier.execute("PRAGMA busy_timeout").fetchone() == (10_000,)  # SQLite's own wait as before
 
 
