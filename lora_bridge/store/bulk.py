@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.sql.dml import Insert
 
-from lora_bridge.store import parts
+from lora_bridge.store import driver_rows, parts
 from lora_bridge.store.transaction_info import held_until_transaction_end
 from lora_bridge.store.utc import as_utc
 
@@ -42,8 +42,6 @@ DEFERRED_TABLES = "tembo_deferred_tables"  # the tables of the objects held back
 # before this unit of work: a stored copy's dedup key), so need not add them.
 NOT_DEFERRED = "tembo_not_deferred"
 FOREIGN_KEYS_DEFERRED = "tembo_foreign_keys_deferred"
-# Execution option of the queued rows' own insert: it needs nothing else in the store first.
-QUEUED_INSERT = "tembo_queued_insert"
 # session.info keys: how many times this session wrote queued rows; the newest rows of collars read
 # ahead ({(model, columns, collar): (how many, that count then, rows newest first)}, `read_newest_ahead`)
 QUEUED_WRITES = "tembo_queued_writes"
@@ -135,12 +133,18 @@ def add_deferred(session: Session, attach: bool = True) -> None:
             for key in attributes - values.keys():  # what the ORM's flush would have filled in
                 values[key] = fixed_defaults[key] if key in fixed_defaults else _python_default(column_of[key])
             rows.append(read_row(values))
-        connection.execute(insert(mapper.local_table), rows)
+        driver_rows.insert_rows(connection, _plain_insert(mapper.local_table), rows)
         if not attach:
             continue
         for obj in objects:
             make_transient_to_detached(obj)  # its attributes are now what the store holds
             session.add(obj)
+
+
+@cache
+def _plain_insert(table: Table) -> Insert:
+    """`add_deferred`'s insert of table, built once (`driver_rows` compiles it once a store)."""
+    return insert(table)
 
 
 @cache
@@ -384,8 +388,13 @@ def write_queued(session: Session, deferred: bool = True, attach: bool = True) -
     for table, rows in queued.items():
         for hook in _BEFORE_WRITING.get(table, ()):
             hook(session, rows)
-        # Same keys in every row of a table: one statement, executed many.
-        session.execute(_queued_insert(table, dialect), rows)
+        # Same keys in every row of a table: one statement, executed many, on the session's connection
+        # after the session's autoflush, as `Session.execute` would run it (the statement is no ORM
+        # read nor change, so the session has nothing else to do for it); on SQLite past SQLAlchemy's
+        # per-row steps (`driver_rows`)
+        if session.autoflush:
+            session.flush()
+        driver_rows.insert_rows(session.connection(), _queued_insert(table, dialect), rows)
         written += len(rows)
     return written
 
@@ -394,7 +403,7 @@ def write_queued(session: Session, deferred: bool = True, attach: bool = True) -
 def _queued_insert(table: Table, dialect_name: str) -> Insert:
     """write_queued's statement of table, built once (its rows bound at each execution): three tables
     a batch, and building it cost some twenty Python calls each time."""
-    return insert_ignoring_conflicts(table, dialect_name).execution_options(**{QUEUED_INSERT: True})
+    return insert_ignoring_conflicts(table, dialect_name)
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -403,7 +412,7 @@ def _before_a_statement(state: Any) -> None:
     queued = info.get(QUEUED_ROWS)
     deferred = info.get(DEFERRED_OBJECTS)
     options = state.execution_options
-    if (not queued and not deferred) or options.get(QUEUED_INSERT) or options.get(TOUCHES_NO_ROWS):
+    if (not queued and not deferred) or options.get(TOUCHES_NO_ROWS):
         return
     tables = _tables_read(state) if state.is_select else frozenset()
     if not tables:  # a change, or a read the mappers do not name: everything goes in first

@@ -1,0 +1,113 @@
+"""A batch's raw rows, fixes and summaries inserted on SQLite through its driver (store.driver_rows) are
+stored exactly as SQLAlchemy's own executemany stores them: every value and its SQLite type, Nones,
+integers in float columns, bytes, aware times of other zones, JSON of every shape; and the insert is one
+statement to the store's counters, as before."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert
+
+from lora_bridge.store import driver_rows
+from lora_bridge.store.bulk import insert_ignoring_conflicts
+from lora_bridge.store.database import Database, count_writes, open_database
+from lora_bridge.store.tables import ActivitySummary, Device, Position, RawUplink
+
+NAIROBI = timezone(timedelta(hours=3))
+
+
+def raw_row(raw_id: int, **changes: Any) -> dict[str, Any]:
+    row = {column.key: None for column in RawUplink.__table__.columns}
+    row.update(id=raw_id, received_at=datetime(2026, 12, 7, 9, 30, 1, 250, tzinfo=UTC), source="tts",
+               body=b'{"end_device_ids": {}}', status="received", gateways=[])
+    row.update(changes)
+    return row
+
+
+RAW_ROWS = [
+    raw_row(1),
+    raw_row(2, device_id="collar-7", f_port=2, f_cnt=4_294_967_295, payload=b"\x00\x01\xff",
+            dedup_key="collar-7:0:1", heard_at=datetime(2026, 12, 7, 12, 0, tzinfo=NAIROBI),
+            gateways=[{"id": "gw-north", "rssi": -97, "snr": 7.25}], best_rssi_dbm=-97, best_snr_db=7.25,
+            spreading_factor=9, airtime_ms=185, message="position", path_ids={"app": "herd"},
+            processed_at=datetime(2026, 12, 7, 9, 30, 2), backfilled=True, session=3),
+    raw_row(3, duplicate_of=2, backfilled=False, heard_at_reported=datetime(2026, 12, 7, 9, 0, tzinfo=UTC),
+            error="bad frame", event="up", content_type="application/json", path_ids={}),
+]
+POSITIONS = [
+    {"device_id": "collar-7", "animal_id": None, "time": datetime(2026, 12, 7, 6, 0, tzinfo=UTC), "lat": -1.25,
+     "lon": 36, "message": "position", "raw_uplink_id": 2},
+    {"device_id": "collar-7", "animal_id": None, "time": datetime(2026, 12, 7, 10, 0, tzinfo=NAIROBI), "lat": 0,
+     "lon": 36.5, "message": "position", "raw_uplink_id": None},
+    {"device_id": "collar-7", "animal_id": None, "time": datetime(2026, 12, 7, 6, 0, tzinfo=UTC), "lat": 5.0,
+     "lon": 5.0, "message": "position", "raw_uplink_id": 3},  # a time already stored: skipped by both
+]
+SUMMARIES = [
+    {"device_id": "collar-7", "animal_id": None, "time": datetime(2026, 12, 7, 6, 0, tzinfo=UTC), "interval_min": 10,
+     "model_version": None, "vedba_mean_mg": 41, "vedba_max_mg": None, "shares_pct": {"resting": 60, "walking": 40},
+     "dominant": "resting", "raw_uplink_id": 2},
+    {"device_id": "collar-7", "animal_id": None, "time": datetime(2026, 12, 7, 6, 10, tzinfo=UTC), "interval_min": 10,
+     "model_version": 2, "vedba_mean_mg": None, "vedba_max_mg": 900, "shares_pct": {}, "dominant": None,
+     "raw_uplink_id": None},
+]
+
+
+def stored(db: Database, table: str) -> list[dict[str, tuple[Any, str]]]:
+    """Every row of table as SQLite keeps it: each column's value with its SQLite type."""
+    with db.write_engine.connect() as connection:
+        columns = [row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table})")]
+        typed = ", ".join(f"{name}, typeof({name})" for name in columns)
+        rows = connection.exec_driver_sql(f"SELECT {typed} FROM {table} ORDER BY id").all()
+    return [{name: (row[2 * i], row[2 * i + 1]) for i, name in enumerate(columns)} for row in rows]
+
+
+def test_rows_stored_through_the_driver_are_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    statements = [(insert(RawUplink.__table__), RAW_ROWS),
+                  (insert_ignoring_conflicts(Position.__table__, "sqlite"), POSITIONS),
+                  (insert_ignoring_conflicts(ActivitySummary.__table__, "sqlite"), SUMMARIES)]
+    stores = {}
+    for way in ("sqlalchemy", "driver"):
+        db = open_database(f"sqlite:///{tmp_path / way}.db")
+        stores[way] = db
+        with db.write() as session:
+            session.add(Device(device_id="collar-7", reported_settings={}, session=0))
+        counts = count_writes(db)
+        with db.write() as session:
+            connection = session.connection()
+            for statement, rows in statements:
+                if way == "driver":
+                    driver_rows.insert_rows(connection, statement, [dict(row) for row in rows])
+                else:
+                    connection.execute(statement, [dict(row) for row in rows])
+        assert counts["statements"] == len(statements) + 1  # each insert one statement; BEGIN IMMEDIATE
+    try:
+        for table in ("raw_uplinks", "positions", "activity_summaries"):
+            assert stored(stores["driver"], table) == stored(stores["sqlalchemy"], table), table
+        positions = stored(stores["driver"], "positions")
+        assert [(p["lat"], p["time"]) for p in positions] == [
+            ((-1.25, "real"), ("2026-12-07 06:00:00.000000", "text")),
+            ((0.0, "real"), ("2026-12-07 07:00:00.000000", "text"))]  # 10:00 in Nairobi
+        first, second, _ = stored(stores["driver"], "raw_uplinks")
+        assert second["payload"] == (b"\x00\x01\xff", "blob") and second["best_rssi_dbm"] == (-97.0, "real")
+        assert first["path_ids"] == ("null", "text") and second["backfilled"] == (1, "integer")
+    finally:
+        for db in stores.values():
+            db.dispose()
+
+
+def test_an_insert_sqlite_cannot_take_as_compiled_goes_sqlalchemys_way(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'store'}.db")
+    try:
+        with db.write() as session:
+            session.add(Device(device_id="collar-7", reported_settings={}, session=0))
+        without_defaults = [{key: value for key, value in row.items() if key not in ("received_at", "status")}
+                            for row in RAW_ROWS[:1]]
+        with db.write() as session:  # received_at and status left to their defaults, computed per row
+            driver_rows.insert_rows(session.connection(), insert(RawUplink.__table__), without_defaults)
+        (row,) = stored(db, "raw_uplinks")
+        assert row["status"] == ("received", "text") and row["received_at"][0].startswith(str(datetime.now(UTC).year))
+    finally:
+        db.dispose()
