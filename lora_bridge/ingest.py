@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import manager_of_class, set_committed_value
 
 from lora_bridge.errors import (
     MalformedUplink,
@@ -288,12 +288,17 @@ def raw_row(
 
 def raw_row_of(kept: dict[str, Any]) -> RawUplink:
     """A new raw_uplinks row (status received) holding what `delivered` keeps of a body."""
-    raw = RawUplink()
+    raw = _new_raw_row()
     # no dedup key yet (the column's none), held as a value: `claim_key` asks every new row for it, and an
     # attribute never set is read through the ORM's default-value steps, a few calls each. A row just
     # made, no session's: its dict is its state, set as `bulk.set_values` would, without its call
     raw.__dict__.update(kept, status=STATUS_RECEIVED, gateways=[], dedup_key=None)
     return raw
+
+
+# A new raw row as the ORM makes one when it loads a row (its instance state only), without
+# `RawUplink()`'s constructor steps (the init event, no values to set): a batch makes one a body
+_new_raw_row = manager_of_class(RawUplink).new_instance
 
 
 def parser_for(source: str) -> Callable[[bytes], Uplink]:
