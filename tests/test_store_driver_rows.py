@@ -1,7 +1,7 @@
-"""A batch's raw rows, fixes and summaries inserted on SQLite through its driver (store.driver_rows) are
-stored exactly as SQLAlchemy's own executemany stores them: every value and its SQLite type, Nones,
-integers in float columns, bytes, aware times of other zones, JSON of every shape; and the insert is one
-statement to the store's counters, as before."""
+"""A batch's raw rows, fixes and summaries inserted, and its collars updated, on SQLite through its driver
+(store.driver_rows) are stored exactly as SQLAlchemy's own executemany stores them: every value and its
+SQLite type, Nones, integers in float columns, bytes, aware times of other zones, JSON of every shape;
+and each statement is one to the store's counters, as before."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, update
 
 from lora_bridge.store import driver_rows
 from lora_bridge.store.bulk import insert_ignoring_conflicts
@@ -60,7 +60,7 @@ def stored(db: Database, table: str) -> list[dict[str, tuple[Any, str]]]:
     with db.write_engine.connect() as connection:
         columns = [row[1] for row in connection.exec_driver_sql(f"PRAGMA table_info({table})")]
         typed = ", ".join(f"{name}, typeof({name})" for name in columns)
-        rows = connection.exec_driver_sql(f"SELECT {typed} FROM {table} ORDER BY id").all()
+        rows = connection.exec_driver_sql(f"SELECT {typed} FROM {table} ORDER BY 1").all()
     return [{name: (row[2 * i], row[2 * i + 1]) for i, name in enumerate(columns)} for row in rows]
 
 
@@ -79,7 +79,7 @@ def test_rows_stored_through_the_driver_are_what_sqlalchemy_stores(tmp_path: Pat
             connection = session.connection()
             for statement, rows in statements:
                 if way == "driver":
-                    driver_rows.insert_rows(connection, statement, [dict(row) for row in rows])
+                    driver_rows.execute_many(connection, statement, [dict(row) for row in rows])
                 else:
                     connection.execute(statement, [dict(row) for row in rows])
         assert counts["statements"] == len(statements) + 1  # each insert one statement; BEGIN IMMEDIATE
@@ -106,8 +106,43 @@ def test_an_insert_sqlite_cannot_take_as_compiled_goes_sqlalchemys_way(tmp_path:
         without_defaults = [{key: value for key, value in row.items() if key not in ("received_at", "status")}
                             for row in RAW_ROWS[:1]]
         with db.write() as session:  # received_at and status left to their defaults, computed per row
-            driver_rows.insert_rows(session.connection(), insert(RawUplink.__table__), without_defaults)
+            driver_rows.execute_many(session.connection(), insert(RawUplink.__table__), without_defaults)
         (row,) = stored(db, "raw_uplinks")
         assert row["status"] == ("received", "text") and row["received_at"][0].startswith(str(datetime.now(UTC).year))
     finally:
         db.dispose()
+
+
+def test_collars_updated_through_the_driver_are_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    """A batch's collars' changes (`store.changed_rows`): an UPDATE by key, executed many, each row's
+    changes the same columns; the rows it matched counted as SQLAlchemy counts them."""
+    table = Device.__table__
+    statement = update(table).where(table.c.device_id == bindparam("row_key"))
+    changes = [
+        {"last_seen": datetime(2026, 12, 7, 12, 0, tzinfo=NAIROBI), "last_f_cnt": 12, "last_rssi_dbm": -101,
+         "flags": {"low_battery": True}, "row_key": "collar-1"},
+        {"last_seen": None, "last_f_cnt": None, "last_rssi_dbm": 3.5, "flags": {}, "row_key": "collar-2"},
+        {"last_seen": datetime(2026, 12, 7, 9, 0, tzinfo=UTC), "last_f_cnt": 0, "last_rssi_dbm": None,
+         "flags": {}, "row_key": "no-such-collar"},
+    ]
+    stores, matched = {}, {}
+    for way in ("sqlalchemy", "driver"):
+        db = open_database(f"sqlite:///{tmp_path / way}.db")
+        stores[way] = db
+        with db.write() as session:
+            session.add_all([Device(device_id=f"collar-{n}", reported_settings={}, session=0) for n in (1, 2)])
+        with db.write() as session:
+            rows = [dict(row) for row in changes]
+            if way == "driver":
+                matched[way] = driver_rows.execute_many(session.connection(), statement, rows).rowcount
+            else:
+                matched[way] = session.connection().execute(statement, rows).rowcount
+    try:
+        assert stored(stores["driver"], "devices") == stored(stores["sqlalchemy"], "devices")
+        assert matched == {"sqlalchemy": 2, "driver": 2}
+        first = stored(stores["driver"], "devices")[0]
+        assert first["last_seen"] == ("2026-12-07 09:00:00.000000", "text")
+        assert first["last_rssi_dbm"] == (-101.0, "real") and first["flags"] == ('{"low_battery": true}', "text")
+    finally:
+        for db in stores.values():
+            db.dispose()

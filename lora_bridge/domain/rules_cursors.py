@@ -45,7 +45,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from lora_bridge.store import bulk
+from lora_bridge.store import bulk, driver_rows
 from lora_bridge.store.tables import Alert, Device, RuleCursor
 from lora_bridge.store.transaction_info import held_until_transaction_end
 
@@ -202,11 +202,11 @@ def write_cursors(session: Session, cursors: list[Cursor]) -> None:
     new = [c for c in cursors if not c.stored]
     connection = session.connection()
     if stored:
-        connection.execute(_CURSOR_UPDATE, [
+        driver_rows.execute_many(connection, _CURSOR_UPDATE, [
             {_COLLAR: c.device_id, "position_id": c.position_id, "position_time": c.position_time,
              "status_time": c.status_time, "evaluated_at": c.evaluated_at} for c in stored])
     if new:
-        connection.execute(_CURSOR_INSERT, [
+        driver_rows.execute_many(connection, _CURSOR_INSERT, [
             {"device_id": c.device_id, "position_id": c.position_id, "position_time": c.position_time,
              "status_time": c.status_time, "evaluated_at": c.evaluated_at} for c in new])
         for cursor in new:

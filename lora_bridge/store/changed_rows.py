@@ -26,6 +26,8 @@ from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.base import NO_VALUE
 from sqlalchemy.orm.exc import StaleDataError
 
+from lora_bridge.store import driver_rows
+
 # session.info key: the mapped classes whose changed stored rows this session's flushes write by Core.
 CORE_UPDATED = "tembo_core_updated"
 # The bound name of the primary key in the UPDATE's WHERE (a column's name would be taken for a SET).
@@ -105,7 +107,7 @@ def write_changed_rows(session: Session, classes: set[type]) -> int:
         rows = sorted(by_table[table], key=lambda row: row[0])
         for _names, run in groupby(rows, key=lambda row: row[1].keys()):
             params = [{**values, _KEY: row_key} for row_key, values in run]
-            result = connection.execute(_update_of(table), params)
+            result = driver_rows.execute_many(connection, _update_of(table), params)  # SQLite: past per-row steps
             if multi_rowcount and result.rowcount not in (-1, len(params)):
                 raise StaleDataError(f"UPDATE of {table.name} matched {result.rowcount} of {len(params)} rows")
     for state in written:
