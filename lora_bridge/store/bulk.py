@@ -133,7 +133,7 @@ def add_deferred(session: Session, attach: bool = True) -> None:
             for key in attributes - values.keys():  # what the ORM's flush would have filled in
                 values[key] = fixed_defaults[key] if key in fixed_defaults else _python_default(column_of[key])
             rows.append(read_row(values))
-        driver_rows.insert_rows(connection, _plain_insert(mapper.local_table), rows)
+        driver_rows.execute_many(connection, _plain_insert(mapper.local_table), rows)
         if not attach:
             continue
         for obj in objects:
@@ -394,7 +394,7 @@ def write_queued(session: Session, deferred: bool = True, attach: bool = True) -
         # per-row steps (`driver_rows`)
         if session.autoflush:
             session.flush()
-        driver_rows.insert_rows(session.connection(), _queued_insert(table, dialect), rows)
+        driver_rows.execute_many(session.connection(), _queued_insert(table, dialect), rows)
         written += len(rows)
     return written
 
