@@ -59,7 +59,7 @@ STATUS_RECEIVED = ingest.STATUS_RECEIVED
 # The applier's batches: every body committed meanwhile, at most this many per transaction.
 MAX_APPLY = 512
 # When the applier was idle, it gathers for this long after the first body comes before it applies
-# (unless MAX_APPLY wait): the rules run once per collar of a batch, so a larger batch costs less per
+# (unless `gathered_enough` wait): the rules run once per collar of a batch, so a larger batch costs less per
 # uplink. Bodies that came while it applied a batch have waited already: the next batch takes them at
 # once (gathering then left the applier idle for GATHER_S a batch under load, a quarter of its time).
 GATHER_S = 0.02
@@ -79,6 +79,15 @@ FILED_REMEMBERED = 100_000
 Settled = Callable[[list[Submission]], None]
 # What the writer puts in the place of a body's message when the body does not read (a dead letter).
 UNREAD = object()
+
+
+def gathered_enough(max_apply: int, max_backlog: int) -> int:
+    """The bodies an idle applier gathers for its batch before it applies without waiting out GATHER_S:
+    half the backlog bound, not all of it. The writer counts a batch in the bound until it is applied
+    (and, with the applier a process, released): a batch that gathered the whole bound held every
+    answer from its gathering to its release, and the applier, back, found nothing to take and waited
+    GATHER_S again. With half, the writer answers the next half while the batch applies."""
+    return max(1, min(max_apply, max_backlog // 2))
 
 
 def _named(message: Any) -> tuple[str | None, ...]:
@@ -491,7 +500,8 @@ class DurableIntake:
                 if not self._to_apply:
                     return
                 gather_until = time.monotonic() + (self.gather_s if idle else 0.0)
-                while len(self._to_apply) < min(self.max_apply, self.max_backlog) and not self._stopping:
+                enough = gathered_enough(self.max_apply, self.max_backlog)
+                while len(self._to_apply) < enough and not self._stopping:
                     left = gather_until - time.monotonic()
                     if left <= 0:
                         break

@@ -373,21 +373,23 @@ def _gathered(link: ParentLink, last_taken: int, waiting: int) -> tuple[int, boo
     """Wait for work as the applier does: while idle, until the parent tells of a commit (or half a
     second passes: a look at what is kept now and then); then until the oldest body not taken was told
     GATHER_S ago, for a fuller batch (at once when the applier holds bodies to try again, when stop is
-    asked, or when the batch is full). (the last id committed, stop asked, parent gone)
+    asked, or when the batch holds `durable_intake.gathered_enough`). (the last id committed, stop asked,
+    parent gone)
 
     Counted from the body's commit, not from the applier's wake: bodies that came while it applied the
     batch before have waited already and wait only what is left of GATHER_S, so a body waits for company
     at most GATHER_S in all, as a lone one does, and a batch that took less than GATHER_S is not
     followed by a small one (each batch costs a share of its own: its transaction and the rules of its
     collars, lora_bridge.cpu_bench)."""
-    from lora_bridge.durable_intake import GATHER_S, MAX_APPLY, MAX_BACKLOG
+    from lora_bridge.durable_intake import GATHER_S, MAX_APPLY, MAX_BACKLOG, gathered_enough
 
     with link.changed:
         if not waiting and link.committed_id <= last_taken and not link.stop_asked:
             link.changed.wait(timeout=0.5)
         told = link.told_since(last_taken)
         gather_until = told + GATHER_S if told is not None and not waiting else 0.0
-        while (link.committed_id - last_taken + waiting < min(MAX_APPLY, MAX_BACKLOG)
+        enough = gathered_enough(MAX_APPLY, MAX_BACKLOG)
+        while (link.committed_id - last_taken + waiting < enough
                and not link.stop_asked and link.committed_id > last_taken):
             left = gather_until - time.monotonic()
             if left <= 0:

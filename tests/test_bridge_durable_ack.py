@@ -659,3 +659,44 @@ def test_the_applier_process_waits_for_company_at_most_the_gathering_time_from_a
     with link.changed:
         assert link.changed.wait_for(lambda: link.parent_gone, timeout=30)
     assert _gathered(link, 7, 0) == (7, True, True)
+
+
+def test_the_applier_process_stops_gathering_at_half_the_backlog_bound(monkeypatch):
+    """The writer counts a batch in the backlog bound until it is released: an applier process that
+    gathered the whole bound held every network server's answer while it applied. It applies once half
+    the bound is committed, so the writer keeps answering the other half meanwhile."""
+    from lora_bridge import durable_intake
+    from lora_bridge.intake_applier import ParentLink, _gathered
+
+    monkeypatch.setattr(durable_intake, "GATHER_S", 3600.0)  # a batch not yet enough would wait this long
+    monkeypatch.setattr(durable_intake, "MAX_BACKLOG", 8)
+    reader, writer = os.pipe()
+    link = ParentLink(os.fdopen(reader, "rb"))
+    gathered: list[tuple[int, bool, bool]] = []
+    gathering = threading.Thread(target=lambda: gathered.append(_gathered(link, 0, 0)), daemon=True)
+    os.write(writer, b"4\n")  # half the bound committed
+    gathering.start()
+    gathering.join(timeout=30)
+    os.close(writer)
+
+    assert gathered == [(4, False, False)]
+
+
+def test_the_applier_thread_applies_once_half_the_backlog_bound_is_kept(sqlite_url):
+    """The same with the applier a thread of the webhook's process: two bodies kept of a bound of four
+    are applied together at once, not after the gathering time."""
+    from lora_bridge.group_commit import Submission
+
+    with b.fresh_bridge(sqlite_url, webhook_ack="durable", intake_applier="thread") as bridge:
+        intake = bridge.durable_intake()
+        intake.gather_s = 3600.0  # a batch not yet enough would wait this long
+        intake.max_backlog = 4
+        answered: list[Submission] = []
+        for n in range(2):
+            intake.submit(Submission("tts", None, uplink_body(n)), answered.extend)
+        wait_until(lambda: intake.applied == 2)
+        applied, batches = intake.applied, intake.batches_applied
+        counts = bridge.counts()
+
+    assert [s.outcome().status for s in answered] == ["received"] * 2
+    assert (applied, batches, counts["uplinks_stored"]) == (2, 1, 2)
