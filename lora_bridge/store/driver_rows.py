@@ -11,13 +11,16 @@ Here the statement is compiled once per dialect, statement and columns, and exec
 other), each row's values taken in the compiled order and bound as the compiled processors bind them:
 a None as the processor binds a None (asked once, when the statement is compiled), a float for a Double column
 and bytes for a LargeBinary column as they are (SQLite's driver stores them as the processors' float and
-buffer), any other value through its processor. PostgreSQL's go SQLAlchemy's way: its driver takes
+buffer), a UTC time of a `UTCDateTime` column formatted here as its processor formats it (the raw rows,
+fixes, summaries, readings, collars and cursors of a batch bind some six times an uplink), any other value
+through its processor. PostgreSQL's go SQLAlchemy's way: its driver takes
 named parameters and SQLAlchemy folds a batch's inserted rows into multi-row statements there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -26,10 +29,13 @@ from sqlalchemy import Connection, LargeBinary
 from sqlalchemy.engine import Dialect, processors
 from sqlalchemy.sql.dml import Insert, Update
 
+from lora_bridge.store.utc import SQLITE_TEXT, UTCDateTime
+
 # How a value of a column with a bind processor is bound (besides a None, bound as the processor binds it)
 _THROUGH_PROCESSOR = 0
 _FLOAT = 1  # `processors.to_float`: the value's float
 _BYTES = 2  # a LargeBinary on SQLite: bytes as they are, anything else through the processor
+_UTC_TEXT = 3  # a UTCDateTime on SQLite: a naive or UTC datetime as its text, anything else through the processor
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,13 @@ class DriverStatement:
                     values[position] = none_as
                 elif how == _FLOAT:
                     values[position] = float(value)
-                elif how == _THROUGH_PROCESSOR or type(value) is not bytes:
+                elif how == _BYTES and type(value) is bytes:
+                    continue
+                elif how == _UTC_TEXT and type(value) is datetime and (value.tzinfo is UTC or value.tzinfo is None):
+                    # what `UTCDateTime`'s SQLite processor binds such a time as, without its call
+                    values[position] = SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute,
+                                                      value.second, value.microsecond)
+                else:
                     values[position] = process(value)
             bound.append(tuple(values))
         return bound
@@ -107,6 +119,8 @@ def _driver_statement(dialect: Dialect, statement: Insert | Update, keys: tuple[
             how = _FLOAT
         elif isinstance(compiled.binds[name].type, LargeBinary):
             how = _BYTES
+        elif isinstance(compiled.binds[name].type, UTCDateTime):
+            how = _UTC_TEXT
         else:
             how = _THROUGH_PROCESSOR
         steps.append((position, how, process, process(None)))

@@ -60,7 +60,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             if type(value) is datetime:  # sqlite_text inline: every time of every row written passes here
                 if value.tzinfo is not UTC and value.tzinfo is not None:
                     value = value.astimezone(UTC)
-                return _SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute,
+                return SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute,
                                        value.second, value.microsecond)
             return None if value is None else two_steps(value)  # a date, a subclass: the usual way
 
@@ -93,8 +93,8 @@ def sqlite_text(value: datetime) -> str:
     for the offset and `replace(tzinfo=None)` builds a new datetime, each costlier than the formatting."""
     if value.tzinfo is not UTC and value.tzinfo is not None:
         value = value.astimezone(UTC)
-    return _SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute, value.second,
+    return SQLITE_TEXT % (value.year, value.month, value.day, value.hour, value.minute, value.second,
                            value.microsecond)
 
 
-_SQLITE_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's SQLite DATETIME storage format
+SQLITE_TEXT = "%04d-%02d-%02d %02d:%02d:%02d.%06d"  # SQLAlchemy's SQLite DATETIME storage format (from year to microsecond)
