@@ -37,10 +37,12 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import instance_state
 
 from collar_firmware import codec as wire
 from lora_bridge.domain import alerts
@@ -48,7 +50,8 @@ from lora_bridge.errors import InvalidCommand, InvalidCommandValues
 from lora_bridge.store import bulk
 from lora_bridge.store.ids import take_id
 from lora_bridge.store.tables import Alert, Downlink, DownlinkTransmission, RawUplink
-from lora_bridge.store.unflushed import read_with_new
+from lora_bridge.store.transaction_info import held_until_transaction_end
+from lora_bridge.store.unflushed import read_with_new, with_new
 from lora_bridge.store.utc import as_utc, utc_now
 from lora_bridge.uplink_formats import SOURCE_CHIRPSTACK
 
@@ -235,8 +238,10 @@ def queue_command(
     f_port = int(row[1])
     if command == ACK_COMMAND:  # one read for both looks: the same bytes waiting, or an ack on its way
         # the acks this batch queued before are pending, not flushed (below)
-        same = read_with_new(session, _same_bytes_read(), {"device_id": device_id, "payload": payload}, Downlink,
-                             lambda d: d.device_id == device_id and d.payload == payload)
+        same = _same_bytes_read_ahead(session, device_id, payload)
+        if same is None:
+            same = read_with_new(session, _same_bytes_read(), {"device_id": device_id, "payload": payload}, Downlink,
+                                 lambda d: d.device_id == device_id and d.payload == payload)
         waiting = next((d for d in same if d.f_port == f_port and d.state in (STATE_QUEUED, STATE_SENDING)), None)
         if waiting is not None:
             return waiting
@@ -269,6 +274,7 @@ def queue_command(
         correlation_id=f"{CORRELATION_PREFIX}{downlink_id}",
     )
     session.add(downlink)
+    _note_added(session, downlink)
     if f_port == COMMAND_PORT and command != ACK_COMMAND:
         _supersede_older(session, downlink)
     log.info(
@@ -296,6 +302,78 @@ def _same_bytes_read() -> Any:
         )
         .order_by(Downlink.id.desc())
     )
+
+
+# A batch's read ahead of the downlinks its collar alerts' acks look for (`read_acks_ahead`): by (collar,
+# bytes), every stored row of theirs, whatever its state, and those the batch added since
+ACKS_READ_AHEAD = held_until_transaction_end("tembo_acks_read_ahead")
+_ACK_STATES = frozenset((STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_ACKNOWLEDGED))  # `_same_bytes_read`'s
+
+
+def ack_bytes(codec: Any, values: dict[str, Any]) -> bytes | None:
+    """The bytes `queue_command` queues for an ack of values, or None when the codec cannot carry them
+    (`queue_command` says why)."""
+    try:
+        return bytes(codec.encode(ACK_COMMAND, values, 1))
+    except (codec.CodecError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def read_acks_ahead(session: Session, acks: set[tuple[str, bytes]]) -> None:
+    """Read now, for the acks (collar, bytes) that a batch's collar alerts will queue, what each one's
+    same-bytes read (`_same_bytes_read`) looks among, in one statement for all: a herd alerting at once
+    read its acks once, not once an alert. On SQLite only, where the batch holds the store's write lock:
+    no other writer changes these rows meanwhile, and every change of the batch's own is to these very
+    objects (the session's), or adds a row (`_note_added`); every state is read, each row's state judged
+    when its ack is queued. Elsewhere each ack reads for itself, as before."""
+    if not acks or session.get_bind().dialect.name != "sqlite":
+        return
+    collars, payloads = sorted({c for c, _ in acks}), sorted({p for _, p in acks})
+    collar_count, payload_count = bulk.in_list_size(len(collars)), bulk.in_list_size(len(payloads))
+    found: dict[tuple[str, bytes], list[Downlink]] = {ack: [] for ack in acks}
+    with session.no_autoflush:  # the rows as stored: the batch's unflushed ones are added when judged
+        for row in session.scalars(_acks_ahead_read(collar_count, payload_count),
+                                   {**bulk.in_list_values("device", collars, collar_count),
+                                    **bulk.in_list_values("payload", payloads, payload_count)}):
+            rows = found.get((row.device_id, row.payload))
+            if rows is not None:
+                rows.append(row)
+    session.info[ACKS_READ_AHEAD] = found
+
+
+@cache
+def _acks_ahead_read(collar_count: int, payload_count: int) -> Any:
+    """`read_acks_ahead`'s statement, built once per count bucket of the collars and the bytes (`bulk.in_list`)."""
+    return (select(Downlink)
+            .where(bulk.in_list(Downlink.device_id, "device", collar_count),
+                   bulk.in_list(Downlink.payload, "payload", payload_count))
+            .order_by(Downlink.id.desc()))
+
+
+def _same_bytes_read_ahead(session: Session, device_id: str, payload: bytes) -> list[Downlink] | None:
+    """What `_same_bytes_read` and the unit of work's new downlinks would give (`read_with_new`), newest
+    first, from the batch's read ahead; None when it does not cover this collar and bytes. A row of it
+    the batch deleted, or that left the store (a rolled-back savepoint), is not there any more."""
+    ahead: dict[tuple[str, bytes], list[Downlink]] | None = session.info.get(ACKS_READ_AHEAD)
+    rows = ahead.get((device_id, payload)) if ahead is not None else None
+    if rows is None:
+        return None
+    gone = session.deleted
+    stored = [row for row in rows if instance_state(row).persistent and row not in gone and row.state in _ACK_STATES]
+    stored.sort(key=_BY_ID, reverse=True)
+    return with_new(session, stored, Downlink, lambda d: d.device_id == device_id and d.payload == payload)
+
+
+def _note_added(session: Session, downlink: Downlink) -> None:
+    """Add a downlink the batch queued to its read ahead of the same bytes, if it covers them: once
+    flushed, it is a stored row the read ahead did not see."""
+    ahead: dict[tuple[str, bytes], list[Downlink]] | None = session.info.get(ACKS_READ_AHEAD)
+    rows = ahead.get((downlink.device_id, downlink.payload)) if ahead is not None else None
+    if rows is not None:
+        rows.append(downlink)
+
+
+_BY_ID = attrgetter("id")
 
 
 def _ack_on_its_way(sent: list[Downlink], since: datetime) -> Downlink | None:
@@ -644,6 +722,7 @@ def _resend(session: Session, row: Downlink) -> Downlink:
                     command=row.command, seq=row.seq, alert_id=row.alert_id, state=STATE_QUEUED,
                     correlation_id=f"{CORRELATION_PREFIX}{copy_id}")
     session.add(copy)
+    _note_added(session, copy)
     return copy
 
 

@@ -205,14 +205,15 @@ _NO_TIME = datetime.min.replace(tzinfo=UTC)  # an alert without its own time: da
 
 def read_ahead_for_collar_alerts(session: Session, codec: Any, uplinks: list[Uplink], settings: BridgeSettings) -> None:
     """Read now what the collar alerts among uplinks (a batch about to be applied) will read: their
-    collars' alerts, last fixes and latest behaviour, a few statements for all of them, not four an
-    alert (a herd alerting at once: its batches were the slowest of all). Only collars the store
+    collars' alerts, last fixes and latest behaviour, and the downlinks their acks look for, a few
+    statements for all of them, not five an alert (a herd alerting at once: its batches were the slowest of all). Only collars the store
     knows by DevEUI, only alerts that carry their time, only when two collars or more alert: an alert
     the read ahead does not cover reads for itself, as before."""
     port = codec.port_of("alert")
     known = session.info.get(devices.DEVICES_BY_EUI, {})
     collars: dict[str, None] = {}
     times: list[datetime] = []
+    acks: set[tuple[str, bytes]] = set()
     for uplink in uplinks:
         device = known.get(uplink.dev_eui) if uplink.f_port == port and uplink.payload and uplink.dev_eui else None
         if device is None:
@@ -220,10 +221,16 @@ def read_ahead_for_collar_alerts(session: Session, codec: Any, uplinks: list[Upl
         fields = decode_payload(codec, uplink.f_port, uplink.payload).fields
         if fields is None or fields.get("message") != "alert":
             continue
+        if isinstance(seq := fields.get("seq"), int):  # the ack `_apply_collar_alert` will queue
+            payload = downlinks.ack_bytes(codec, _ack_values(codec, str(fields.get("alert_type", "unknown")), seq))
+            if payload is not None:
+                acks.add((device.device_id, payload))
         time = message_time(fields, _NO_TIME, heard_at=uplink.heard_at)
         if time is not _NO_TIME:
             collars[device.device_id] = None
             times.append(time)
+    if len(acks) >= 2:
+        downlinks.read_acks_ahead(session, acks)
     if len(collars) < 2:
         return
     alerting = list(collars)
@@ -320,13 +327,19 @@ def _queue_ack(session: Session, device_id: str, alert_type: str, seq: int, code
                alert_id: int | None) -> Any:
     """Queue the ack of the collar's alert (alert_type, seq): the collar matches its pending alert by type
     and seq; a type newer than this codec goes back as the number it arrived as ("unknown_30" -> 30)."""
+    return downlinks.queue_command(session, codec, device_id=device_id, command="ack_alert",
+                                   values=_ack_values(codec, alert_type, seq), alert_id=alert_id,
+                                   resend_after_s=settings.ack_resend_after_s)
+
+
+def _ack_values(codec: Any, alert_type: str, seq: int) -> dict[str, Any]:
+    """The values of the ack of the collar's alert (alert_type, seq), as `_queue_ack` queues it."""
     values: dict[str, Any] = {"seq": seq}
     if alert_type in tuple(getattr(codec, "ALERT_TYPES", ())):
         values["alert_type"] = alert_type
     elif alert_type.startswith("unknown_") and alert_type[8:].isdigit():
         values["alert_type"] = int(alert_type[8:])
-    return downlinks.queue_command(session, codec, device_id=device_id, command="ack_alert", values=values,
-                                   alert_id=alert_id, resend_after_s=settings.ack_resend_after_s)
+    return values
 
 
 def _ack_alert_of_collar_in_stock(session: Session, device_id: str, alert_type: str, seq: Any, time: datetime,

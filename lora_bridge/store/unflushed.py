@@ -38,6 +38,12 @@ def read_with_new(session: Session, statement: Any, params: dict[str, Any], mode
             found = list(session.scalars(statement, params))
         finally:
             session.autoflush = autoflush
+    return with_new(session, found, model, matches)
+
+
+def with_new(session: Session, found: list[Any], model: type, matches: Callable[[Any], bool]) -> list[Any]:
+    """found (stored objects of model, newest id first) and the unit of work's new ones of model for which
+    matches(obj) holds, each once, newest id first."""
     new = [obj for obj in _of_model(session.new, model) if matches(obj)]
     if not new:
         return found
