@@ -56,6 +56,7 @@ from lora_bridge.settings import BridgeSettings
 from lora_bridge.store import bulk
 from lora_bridge.store.changed_rows import update_by_core
 from lora_bridge.store.database import Database
+from lora_bridge.store.row_values import ColumnReads
 from lora_bridge.store.tables import (
     Alert,
     Animal,
@@ -290,14 +291,16 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
         rows = session.execute(_collars_read(eui_count, label_count),
                                {**bulk.in_list_values("eui", list(euis), eui_count),
                                 **bulk.in_list_values("label", list(labels), label_count)}).all()
-        found = [device for device, _ in rows]
+        # each collar's columns read once (`ColumnReads`), in the order found (a collar worn by several
+        # animals comes once)
+        found = {device: _BATCH_COLLAR_READS(device) for device, _ in rows}
         known = session.info.setdefault(devices.DEVICES_BY_EUI, {})
-        for device in found:  # the first by device_id, as `devices.resolve_device` picks
-            if (eui := device.dev_eui) in euis and eui not in known:
+        for device, (_, eui, _) in found.items():  # the first by device_id, as `devices.resolve_device` picks
+            if eui in euis and eui not in known:
                 known[eui] = device
-        by_id = {device.device_id: device for device in found}
+        by_id = {device_id: device for device, (device_id, _, _) in found.items()}
         if session.get_bind().dialect.name == "sqlite":  # no other writer can file these collars meanwhile
-            session.info[devices.UNSTORED] = (euis - {d.dev_eui for d in found}, labels - set(by_id))
+            session.info[devices.UNSTORED] = (euis - {eui for _, eui, _ in found.values()}, labels - set(by_id))
         # Their rule cursors before anything of theirs is written (`rules_cursors`' lock order).
         rules_cursors.lock_cursors(session, by_id)
         animals = session.info.setdefault(devices.ANIMALS_BY_DEVICE, {})
@@ -310,8 +313,10 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             device = known.get(uplink.dev_eui) if uplink.dev_eui else devices.named_collar(
                 by_id.get, uplink.device_id, dev_eui=None, application_id=uplink.application_id,
                 network_scope=uplink.network_scope)
-            if device is not None and (number := device.session) is not None:
-                keys.add(ingest.dedup_key(device.device_id, number, uplink, digests))
+            if device is not None:
+                device_id, _, number = found[device]
+                if number is not None:
+                    keys.add(ingest.dedup_key(device_id, number, uplink, digests))
         if keys:
             ingest.lock_keys(session, keys)  # PostgreSQL: what is unclaimed now stays so till the commit
             stored = session.info.setdefault(ingest.CLAIMED_KEYS, {})
@@ -319,6 +324,9 @@ def read_batch(session: Session, uplinks: list[Uplink]) -> None:
             for first in session.scalars(_first_copies_read(count), bulk.in_list_values("key", list(keys), count)):
                 stored.setdefault(first.dedup_key, first)
             session.info.setdefault(ingest.UNCLAIMED_KEYS, set()).update(keys - set(stored))
+
+
+_BATCH_COLLAR_READS = ColumnReads("device_id", "dev_eui", "session")  # what `read_batch` reads of each collar
 
 
 def _read(raw: RawUplink) -> Uplink | NetworkEvent | MalformedUplink:
